@@ -1,0 +1,19 @@
+// Package migrations owns ctxd's on-disk schema: the names of the bbolt
+// buckets, the schema version stored in the database, and the ordered steps
+// that upgrade a database written by an older ctxd.
+//
+// The store calls [Migrate] when it opens a database. A fresh file is
+// initialised at [Current]; an older one is upgraded one version step at a
+// time, all steps inside one bbolt transaction, so a failed step leaves the
+// file exactly as it was; a newer one is refused with an error naming both
+// versions. `ctxd migrate --dry-run` prints the plan without changing the file
+// (see [PlanFile]).
+//
+// Schema history:
+//
+//   - 1: buckets "meta" (schema, compacted revision), "log" (revision ->
+//     change), "kv:<ns>" (key -> current record) and "hist:<ns>"
+//     (key 0x00 revision -> empty), per store/DESIGN.md.
+//   - 2: adds "nskeys" (namespace -> live key count, 8-byte big-endian), so
+//     status and the namespace listing do not scan every key.
+package migrations

@@ -1,0 +1,180 @@
+package migrations
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Current is the schema version this binary writes.
+const Current = 2
+
+// Bucket and key names of the layout. The store reads and writes them; only
+// this package changes what they mean.
+var (
+	BucketMeta   = []byte("meta")
+	BucketLog    = []byte("log")
+	BucketNSKeys = []byte("nskeys") // since schema 2
+
+	KeySchema    = []byte("schema")
+	KeyCompacted = []byte("compacted")
+)
+
+const (
+	kvPrefix   = "kv:"
+	histPrefix = "hist:"
+)
+
+// KVBucket names the bucket of a namespace's current records.
+func KVBucket(ns string) []byte { return []byte(kvPrefix + ns) }
+
+// HistBucket names the bucket of a namespace's history index.
+func HistBucket(ns string) []byte { return []byte(histPrefix + ns) }
+
+// NamespaceOf returns the namespace of a "kv:<ns>" bucket name.
+func NamespaceOf(bucket []byte) (string, bool) {
+	name := string(bucket)
+	if !strings.HasPrefix(name, kvPrefix) {
+		return "", false
+	}
+	return name[len(kvPrefix):], true
+}
+
+// ErrTooNew is returned when the database was written by a newer ctxd.
+var ErrTooNew = errors.New("database schema is newer than this binary supports")
+
+// TooNewError names both versions. It matches ErrTooNew with errors.Is.
+type TooNewError struct{ Found, Supported int }
+
+func (e *TooNewError) Error() string {
+	return fmt.Sprintf("database schema version %d is newer than this binary supports (%d): upgrade ctxd", e.Found, e.Supported)
+}
+
+// Is makes errors.Is(err, ErrTooNew) true.
+func (e *TooNewError) Is(target error) bool { return target == ErrTooNew }
+
+// Step upgrades a database from schema version From to From+1.
+type Step struct {
+	From        int
+	Description string
+	Apply       func(tx *bolt.Tx) error
+}
+
+// steps holds one entry per version step, in order: steps[i].From == i+1.
+var steps = []Step{
+	{From: 1, Description: "count live keys per namespace into bucket nskeys", Apply: upgrade1to2},
+}
+
+// SchemaVersion reads the schema version of a database; 0 means the file
+// is new (no meta bucket).
+func SchemaVersion(tx *bolt.Tx) (int, error) {
+	meta := tx.Bucket(BucketMeta)
+	if meta == nil {
+		return 0, nil
+	}
+	v := meta.Get(KeySchema)
+	if len(v) != 8 {
+		return 0, fmt.Errorf("meta/schema: want 8 bytes, found %d", len(v))
+	}
+	return int(binary.BigEndian.Uint64(v)), nil
+}
+
+func setSchemaVersion(tx *bolt.Tx, version int) error {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(version))
+	return tx.Bucket(BucketMeta).Put(KeySchema, b[:])
+}
+
+// Plan returns the steps that upgrade schema version from to Current.
+func Plan(from int) ([]Step, error) {
+	if from > Current {
+		return nil, &TooNewError{Found: from, Supported: Current}
+	}
+	if from < 1 {
+		return nil, fmt.Errorf("unknown schema version %d", from)
+	}
+	return steps[from-1:], nil
+}
+
+// Migrate brings the database to Current inside tx: it initialises a new
+// file, or applies every step from the file's version, bumping the stored
+// version after each. It returns the version found (0 for a new file).
+// Because it runs in the caller's transaction, a failed step rolls back all.
+func Migrate(tx *bolt.Tx) (found int, err error) {
+	found, err = SchemaVersion(tx)
+	if err != nil {
+		return 0, err
+	}
+	if found == 0 {
+		return 0, initialize(tx)
+	}
+	plan, err := Plan(found)
+	if err != nil {
+		return found, err
+	}
+	for _, s := range plan {
+		if err := s.Apply(tx); err != nil {
+			return found, fmt.Errorf("migrate schema %d to %d (%s): %w", s.From, s.From+1, s.Description, err)
+		}
+		if err := setSchemaVersion(tx, s.From+1); err != nil {
+			return found, fmt.Errorf("migrate schema %d to %d: %w", s.From, s.From+1, err)
+		}
+	}
+	return found, nil
+}
+
+// initialize creates the layout of schema Current in an empty file.
+func initialize(tx *bolt.Tx) error {
+	for _, name := range [][]byte{BucketMeta, BucketLog, BucketNSKeys, KVBucket("default"), HistBucket("default")} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %q: %w", name, err)
+		}
+	}
+	return setSchemaVersion(tx, Current)
+}
+
+// upgrade1to2 creates nskeys and fills it with each namespace's key count.
+func upgrade1to2(tx *bolt.Tx) error {
+	counts, err := tx.CreateBucketIfNotExists(BucketNSKeys)
+	if err != nil {
+		return err
+	}
+	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		ns, ok := NamespaceOf(name)
+		if !ok {
+			return nil
+		}
+		var n uint64
+		if err := b.ForEach(func(_, _ []byte) error { n++; return nil }); err != nil {
+			return err
+		}
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], n)
+		return counts.Put([]byte(ns), v[:])
+	})
+}
+
+// PlanFile opens the database at path read-only and reports its schema
+// version, the version this binary would bring it to, and the steps.
+func PlanFile(path string) (from, to int, plan []Step, err error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: openTimeout})
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		from, err = SchemaVersion(tx)
+		if err != nil || from == 0 {
+			return err
+		}
+		plan, err = Plan(from)
+		return err
+	})
+	if err != nil {
+		return from, Current, nil, err
+	}
+	return from, Current, plan, nil
+}

@@ -1,0 +1,200 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+)
+
+// Record encodings. Every encoded record starts with a format byte so that a
+// later schema can change the encoding and still read old records.
+//
+// kv value (format 1):
+//
+//	0x01 | uvarint version | uvarint create_rev | uvarint mod_rev |
+//	varint unix_nanos | uvarint len(who) | who | value (rest)
+//
+// log value (format 1):
+//
+//	0x01 | op byte | uvarint len(ns) | ns | uvarint len(key) | key |
+//	uvarint version | uvarint create_rev | uvarint prev_rev |
+//	varint unix_nanos | uvarint len(who) | who | value (rest)
+const formatV1 = 0x01
+
+var errCorrupt = errors.New("corrupt record")
+
+func encodeRevision(rev uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], rev)
+	return b[:]
+}
+
+// histKey is the history index key of one change: key 0x00 revision. Keys
+// never contain 0x00 (control characters are refused), so one key's entries
+// are contiguous and ordered by revision.
+func histKey(key string, rev uint64) []byte {
+	b := make([]byte, 0, len(key)+9)
+	b = append(b, key...)
+	b = append(b, 0)
+	return binary.BigEndian.AppendUint64(b, rev)
+}
+
+func histPrefix(key string) []byte {
+	b := make([]byte, 0, len(key)+1)
+	b = append(b, key...)
+	return append(b, 0)
+}
+
+type kvRecord struct {
+	version, createRev, modRev uint64
+	unixNanos                  int64
+	who                        string
+	value                      []byte
+}
+
+func (r *kvRecord) encode() []byte {
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+binary.MaxVarintLen64+len(r.who)+2+len(r.value))
+	b = append(b, formatV1)
+	b = binary.AppendUvarint(b, r.version)
+	b = binary.AppendUvarint(b, r.createRev)
+	b = binary.AppendUvarint(b, r.modRev)
+	b = binary.AppendVarint(b, r.unixNanos)
+	b = binary.AppendUvarint(b, uint64(len(r.who)))
+	b = append(b, r.who...)
+	return append(b, r.value...)
+}
+
+// decoder reads the fields of one encoded record; the first error sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || len(d.b) == 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if uint64(len(d.b)) < n {
+		d.err = errCorrupt
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+// rest copies the remaining bytes: bbolt's memory is only valid inside
+// the transaction.
+func (d *decoder) rest() []byte {
+	if d.err != nil {
+		return nil
+	}
+	return append([]byte(nil), d.b...)
+}
+
+func decodeKV(b []byte) (kvRecord, error) {
+	d := decoder{b: b}
+	if d.byte() != formatV1 && d.err == nil {
+		return kvRecord{}, errCorrupt
+	}
+	r := kvRecord{
+		version:   d.uvarint(),
+		createRev: d.uvarint(),
+		modRev:    d.uvarint(),
+		unixNanos: d.varint(),
+		who:       d.string(),
+	}
+	r.value = d.rest()
+	return r, d.err
+}
+
+func encodeChange(c *Change, createRev uint64) []byte {
+	b := make([]byte, 0, 2+len(c.Namespace)+len(c.Key)+len(c.Who)+len(c.Value)+7*binary.MaxVarintLen64)
+	b = append(b, formatV1, byte(c.Op))
+	b = binary.AppendUvarint(b, uint64(len(c.Namespace)))
+	b = append(b, c.Namespace...)
+	b = binary.AppendUvarint(b, uint64(len(c.Key)))
+	b = append(b, c.Key...)
+	b = binary.AppendUvarint(b, c.Version)
+	b = binary.AppendUvarint(b, createRev)
+	b = binary.AppendUvarint(b, c.PrevRev)
+	b = binary.AppendVarint(b, c.Time.UnixNano())
+	b = binary.AppendUvarint(b, uint64(len(c.Who)))
+	b = append(b, c.Who...)
+	return append(b, c.Value...)
+}
+
+// logEntry is a decoded log value: the change and its key's create revision.
+type logEntry struct {
+	Change
+	createRev uint64
+}
+
+func decodeChange(rev uint64, b []byte) (logEntry, error) {
+	d := decoder{b: b}
+	if d.byte() != formatV1 && d.err == nil {
+		return logEntry{}, errCorrupt
+	}
+	var e logEntry
+	e.Revision = rev
+	e.Op = Op(d.byte())
+	e.Namespace = d.string()
+	e.Key = d.string()
+	e.Version = d.uvarint()
+	e.createRev = d.uvarint()
+	e.PrevRev = d.uvarint()
+	e.Time = time.Unix(0, d.varint()).UTC()
+	e.Who = d.string()
+	if v := d.rest(); len(v) > 0 {
+		e.Value = v
+	}
+	if d.err == nil && e.Op != OpPut && e.Op != OpDelete {
+		d.err = errCorrupt
+	}
+	return e, d.err
+}
+
+// record returns the key's state as of this change (a put).
+func (e *logEntry) record() Record {
+	return Record{
+		Namespace: e.Namespace, Key: e.Key, Value: e.Value, Version: e.Version,
+		CreateRev: e.createRev, ModRev: e.Revision, Who: e.Who, UpdatedAt: e.Time,
+	}
+}

@@ -1,0 +1,320 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/framework0/ctxd/migrations"
+	bolt "go.etcd.io/bbolt"
+)
+
+const defaultPageSize = 100
+
+func pageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return defaultPageSize
+	case limit > MaxListLimit:
+		return MaxListLimit
+	}
+	return limit
+}
+
+// view runs fn in a read transaction, which never blocks the writer.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	err := s.db.View(fn)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+func (s *Store) checkKey(ns, key string) error {
+	if err := ValidateNamespace(ns); err != nil {
+		return err
+	}
+	return s.limits.ValidateKey(key)
+}
+
+// Get returns a key's current state.
+func (s *Store) Get(ns, key string) (Record, error) {
+	if err := s.checkKey(ns, key); err != nil {
+		return Record{}, err
+	}
+	var rec Record
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(migrations.KVBucket(ns))
+		if b == nil {
+			return fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
+		}
+		v := b.Get([]byte(key))
+		if v == nil {
+			return fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
+		}
+		r, err := decodeKV(v)
+		if err != nil {
+			return fmt.Errorf("get %s/%s: %w", ns, key, err)
+		}
+		rec = r.toRecord(ns, key)
+		return nil
+	})
+	return rec, err
+}
+
+func (r *kvRecord) toRecord(ns, key string) Record {
+	return Record{
+		Namespace: ns, Key: key, Value: r.value, Version: r.version, CreateRev: r.createRev,
+		ModRev: r.modRev, Who: r.who, UpdatedAt: time.Unix(0, r.unixNanos).UTC(),
+	}
+}
+
+// checkRevision refuses revisions that are compacted or not yet committed.
+func (s *Store) checkRevision(tx *bolt.Tx, rev uint64) error {
+	if rev == 0 {
+		return invalidf("revision must be at least 1")
+	}
+	if c := s.compacted.Load(); rev < c {
+		return &CompactedError{Requested: rev, Compacted: c}
+	}
+	if last := lastRevision(tx); rev > last {
+		return fmt.Errorf("%w: revision %d, current revision is %d", ErrFutureRevision, rev, last)
+	}
+	return nil
+}
+
+func lastRevision(tx *bolt.Tx) uint64 {
+	k, _ := tx.Bucket(migrations.BucketLog).Cursor().Last()
+	if k == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k)
+}
+
+// GetAt returns what a key held at revision rev.
+func (s *Store) GetAt(ns, key string, rev uint64) (Record, error) {
+	if err := s.checkKey(ns, key); err != nil {
+		return Record{}, err
+	}
+	var rec Record
+	err := s.view(func(tx *bolt.Tx) error {
+		if err := s.checkRevision(tx, rev); err != nil {
+			return err
+		}
+		notFound := fmt.Errorf("get %s/%s at revision %d: %w", ns, key, rev, ErrNotFound)
+		hist := tx.Bucket(migrations.HistBucket(ns))
+		if hist == nil {
+			return notFound
+		}
+		// The change in effect at rev is the last index entry at or below it.
+		c := hist.Cursor()
+		prefix := histPrefix(key)
+		k, _ := c.Seek(histKey(key, rev+1))
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
+			return notFound
+		}
+		e, err := readLog(tx, binary.BigEndian.Uint64(k[len(prefix):]))
+		if err != nil {
+			return err
+		}
+		if e.Op == OpDelete {
+			return notFound
+		}
+		rec = e.record()
+		return nil
+	})
+	return rec, err
+}
+
+func readLog(tx *bolt.Tx, rev uint64) (logEntry, error) {
+	v := tx.Bucket(migrations.BucketLog).Get(encodeRevision(rev))
+	if v == nil {
+		return logEntry{}, fmt.Errorf("log revision %d: %w", rev, errCorrupt)
+	}
+	e, err := decodeChange(rev, v)
+	if err != nil {
+		return logEntry{}, fmt.Errorf("log revision %d: %w", rev, err)
+	}
+	return e, nil
+}
+
+// List returns a page of a namespace's keys in byte order.
+func (s *Store) List(ns string, opts ListOptions) (ListPage, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return ListPage{}, err
+	}
+	limit := pageSize(opts.Limit)
+	page := ListPage{Records: []Record{}}
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(migrations.KVBucket(ns))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		prefix := []byte(opts.Prefix)
+		start := prefix
+		if opts.After != "" && opts.After >= opts.Prefix {
+			start = []byte(opts.After)
+		}
+		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if opts.After != "" && string(k) <= opts.After {
+				continue
+			}
+			if len(page.Records) == limit {
+				page.Next = page.Records[limit-1].Key
+				return nil
+			}
+			r, err := decodeKV(v)
+			if err != nil {
+				return fmt.Errorf("list %s: key %q: %w", ns, k, err)
+			}
+			page.Records = append(page.Records, r.toRecord(ns, string(k)))
+		}
+		return nil
+	})
+	return page, err
+}
+
+// History returns a page of one key's changes, newest first, across its
+// lives (a delete and a later re-create are both listed).
+func (s *Store) History(ns, key string, opts HistoryOptions) (HistoryPage, error) {
+	if err := s.checkKey(ns, key); err != nil {
+		return HistoryPage{}, err
+	}
+	limit := pageSize(opts.Limit)
+	page := HistoryPage{Changes: []Change{}}
+	err := s.view(func(tx *bolt.Tx) error {
+		hist := tx.Bucket(migrations.HistBucket(ns))
+		if hist == nil {
+			return fmt.Errorf("history of %s/%s: %w", ns, key, ErrNotFound)
+		}
+		prefix := histPrefix(key)
+		c := hist.Cursor()
+		var k []byte
+		if opts.Before > 0 {
+			k, _ = c.Seek(histKey(key, opts.Before))
+		} else {
+			// Just past this key's entries: key followed by 0x01.
+			k, _ = c.Seek(append(append([]byte(nil), key...), 1))
+		}
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Prev() {
+			rev := binary.BigEndian.Uint64(k[len(prefix):])
+			if len(page.Changes) == limit {
+				page.Next = page.Changes[limit-1].Revision
+				return nil
+			}
+			e, err := readLog(tx, rev)
+			if err != nil {
+				return err
+			}
+			page.Changes = append(page.Changes, e.Change)
+		}
+		if len(page.Changes) == 0 && opts.Before == 0 {
+			return fmt.Errorf("history of %s/%s: %w", ns, key, ErrNotFound)
+		}
+		return nil
+	})
+	return page, err
+}
+
+// Namespaces lists every namespace with its live key count; "default"
+// always exists.
+func (s *Store) Namespaces() ([]Namespace, error) {
+	var out []Namespace
+	err := s.view(func(tx *bolt.Tx) error {
+		counts := tx.Bucket(migrations.BucketNSKeys)
+		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			ns, ok := migrations.NamespaceOf(name)
+			if !ok {
+				return nil
+			}
+			n := Namespace{Name: ns}
+			if v := counts.Get([]byte(ns)); len(v) == 8 {
+				n.Keys = binary.BigEndian.Uint64(v)
+			}
+			out = append(out, n)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Status summarises the store as of one read transaction.
+func (s *Store) Status() (Status, error) {
+	st := Status{Path: s.path, SchemaVersion: migrations.Current, CompactedRevision: s.compacted.Load()}
+	err := s.view(func(tx *bolt.Tx) error {
+		st.Revision = lastRevision(tx)
+		st.DBSizeBytes = tx.Size()
+		counts := tx.Bucket(migrations.BucketNSKeys)
+		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			ns, ok := migrations.NamespaceOf(name)
+			if !ok {
+				return nil
+			}
+			st.Namespaces++
+			if v := counts.Get([]byte(ns)); len(v) == 8 {
+				st.Keys += binary.BigEndian.Uint64(v)
+			}
+			return nil
+		})
+	})
+	return st, err
+}
+
+// ReadLog returns up to limit changes with a revision greater than after,
+// in revision order. If changes the caller has not seen were compacted away
+// it returns a *CompactedError: the caller must re-read current state.
+func (s *Store) ReadLog(after uint64, limit int) ([]Change, error) {
+	if limit <= 0 {
+		limit = defaultPageSize
+	}
+	var out []Change
+	err := s.view(func(tx *bolt.Tx) error {
+		if c := s.compacted.Load(); c > 0 && after+1 < c {
+			return &CompactedError{Requested: after + 1, Compacted: c}
+		}
+		cur := tx.Bucket(migrations.BucketLog).Cursor()
+		for k, v := cur.Seek(encodeRevision(after + 1)); k != nil && len(out) < limit; k, v = cur.Next() {
+			e, err := decodeChange(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return fmt.Errorf("log revision %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, e.Change)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Check runs bbolt's consistency check over the whole file and returns every
+// problem found, joined.
+func (s *Store) Check() error {
+	return s.view(func(tx *bolt.Tx) error {
+		var problems []string
+		for err := range tx.Check() {
+			problems = append(problems, err.Error())
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("consistency check of %s: %s", s.path, strings.Join(problems, "; "))
+		}
+		return nil
+	})
+}

@@ -1,0 +1,312 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/framework0/ctxd/migrations"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Store is the durable versioned key-value store. It is safe for concurrent use.
+type Store struct {
+	db     *bolt.DB
+	path   string
+	limits Limits
+	now    func() time.Time
+
+	queue    chan *request
+	maxBatch int
+	stop     chan struct{} // closed by Close: the writer drains and exits
+	stopped  chan struct{} // closed when the writer has exited
+	closing  sync.Once
+	closeErr error
+
+	// mu guards the commit mark and its notification channel.
+	mu        sync.Mutex
+	committed uint64
+	changed   chan struct{}
+
+	compacted atomic.Uint64
+
+	// Owned by the writer goroutine (and Open before it starts).
+	rev    uint64
+	nsKeys map[string]uint64 // live keys per namespace, mirrored in bucket nskeys
+	nsMu   sync.RWMutex      // guards nsKeys for readers outside the writer
+}
+
+// request is one atomic unit of writes queued for the writer goroutine.
+type request struct {
+	writes []Write
+	done   chan result
+}
+
+type result struct {
+	res TxnResult
+	err error
+}
+
+// Open opens (creating if needed) the database at path, upgrades an older
+// schema, and starts the writer.
+func Open(path string, opts Options) (*Store, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("open store: create folder: %w", err)
+		}
+	}
+	timeout := opts.OpenTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: timeout,
+		// The freelist is rebuilt from the pages at open instead of being
+		// written at every commit: fewer pages per commit, same durability.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{
+		db:       db,
+		path:     path,
+		limits:   opts.Limits.withDefaults(),
+		now:      opts.Now,
+		queue:    make(chan *request, 4096),
+		maxBatch: opts.MaxBatch,
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		changed:  make(chan struct{}),
+		nsKeys:   make(map[string]uint64),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.maxBatch <= 0 {
+		s.maxBatch = 1024
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.writer()
+	return s, nil
+}
+
+// load migrates the schema and reads the revision, compaction mark and key counts.
+func (s *Store) load() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if _, err := migrations.Migrate(tx); err != nil {
+			if errors.Is(err, migrations.ErrTooNew) {
+				return fmt.Errorf("open store %s: %w: %w", s.path, ErrSchemaTooNew, err)
+			}
+			return fmt.Errorf("open store %s: %w", s.path, err)
+		}
+		if k, _ := tx.Bucket(migrations.BucketLog).Cursor().Last(); k != nil {
+			s.rev = binary.BigEndian.Uint64(k)
+		}
+		if v := tx.Bucket(migrations.BucketMeta).Get(migrations.KeyCompacted); len(v) == 8 {
+			s.compacted.Store(binary.BigEndian.Uint64(v))
+		}
+		s.committed = s.rev
+		return tx.Bucket(migrations.BucketNSKeys).ForEach(func(k, v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("open store: nskeys/%s: %w", k, errCorrupt)
+			}
+			s.nsKeys[string(k)] = binary.BigEndian.Uint64(v)
+			return nil
+		})
+	})
+}
+
+// Close stops the writer after it has committed everything already queued,
+// then closes the database. Later calls return the first call's result.
+func (s *Store) Close() error {
+	s.closing.Do(func() {
+		close(s.stop)
+		<-s.stopped
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Limits returns the limits in force.
+func (s *Store) Limits() Limits { return s.limits }
+
+// Revision returns the last committed revision.
+func (s *Store) Revision() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.committed
+}
+
+// Committed returns the last committed revision and a channel that is
+// closed when a later revision commits. Followers compare revisions rather
+// than count wake-ups, so a slow follower never misses a change.
+func (s *Store) Committed() (uint64, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.committed, s.changed
+}
+
+// Put sets a key's value. With expect non-nil the write applies only if the
+// key's version equals *expect (0: the key must not exist).
+func (s *Store) Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (Record, error) {
+	res, err := s.Txn(ctx, []Write{{Namespace: ns, Key: key, Op: OpPut, Value: value, Expect: expect, Who: who}})
+	if err != nil {
+		return Record{}, err
+	}
+	return res.Records[0], nil
+}
+
+// Delete ends a key's life. It returns the deleted key's last version, with
+// ModRev set to the delete's revision and a nil value.
+func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who string) (Record, error) {
+	res, err := s.Txn(ctx, []Write{{Namespace: ns, Key: key, Op: OpDelete, Expect: expect, Who: who}})
+	if err != nil {
+		return Record{}, err
+	}
+	return res.Records[0], nil
+}
+
+// Txn applies writes all or nothing: each gets its own revision, in order,
+// and all commit in one fsynced transaction, or none is applied. A key may
+// appear only once. The call returns after the commit is durable; if ctx
+// ends first the caller stops waiting, but a queued request may still commit.
+func (s *Store) Txn(ctx context.Context, writes []Write) (TxnResult, error) {
+	if err := s.limits.validateWrites(writes); err != nil {
+		return TxnResult{}, err
+	}
+	r := &request{writes: writes, done: make(chan result, 1)}
+	select {
+	case <-s.stop:
+		return TxnResult{}, ErrClosed
+	default:
+	}
+	select {
+	case s.queue <- r:
+	case <-s.stop:
+		return TxnResult{}, ErrClosed
+	case <-ctx.Done():
+		return TxnResult{}, ctx.Err()
+	}
+	select {
+	case out := <-r.done:
+		return out.res, out.err
+	case <-s.stopped:
+		// The writer answers everything it took before it exits; a request
+		// that slipped in after its last look was never applied.
+		select {
+		case out := <-r.done:
+			return out.res, out.err
+		default:
+			return TxnResult{}, ErrClosed
+		}
+	case <-ctx.Done():
+		return TxnResult{}, ctx.Err()
+	}
+}
+
+// writer is the only goroutine that writes. It takes the first queued
+// request, drains whatever else is already queued (no timer: a lone write
+// commits at once), commits the group with one fsync, then answers each.
+func (s *Store) writer() {
+	defer close(s.stopped)
+	batch := make([]*request, 0, s.maxBatch)
+	for {
+		select {
+		case r := <-s.queue:
+			batch = append(batch[:0], r)
+		case <-s.stop:
+			// Commit what was queued before Close; fail nothing that got in.
+			for {
+				batch = batch[:0]
+				for len(batch) < s.maxBatch {
+					select {
+					case r := <-s.queue:
+						batch = append(batch, r)
+						continue
+					default:
+					}
+					break
+				}
+				if len(batch) == 0 {
+					return
+				}
+				s.commit(batch)
+			}
+		}
+	drain:
+		for len(batch) < s.maxBatch {
+			select {
+			case r := <-s.queue:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit applies a group of requests in one transaction. A request whose
+// version check fails is answered with its error and leaves no trace; the
+// others commit. If the transaction itself fails, each request is retried
+// alone so that one request's failure cannot fail its neighbours.
+func (s *Store) commit(batch []*request) {
+	results := make([]result, len(batch))
+	g := group{store: s, rev: s.rev, now: s.now().UTC()}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		g.begin(tx)
+		for i, r := range batch {
+			res, err := g.apply(r.writes)
+			if err != nil && !isRequestError(err) {
+				return err
+			}
+			results[i] = result{res: res, err: err}
+		}
+		return g.finish()
+	})
+	if err != nil {
+		if len(batch) > 1 {
+			for _, r := range batch {
+				s.commit([]*request{r})
+			}
+			return
+		}
+		batch[0].done <- result{err: fmt.Errorf("commit: %w", err)}
+		return
+	}
+	s.rev = g.rev
+	s.nsMu.Lock()
+	for ns, n := range g.nsKeys {
+		s.nsKeys[ns] = n
+	}
+	s.nsMu.Unlock()
+	s.mu.Lock()
+	s.committed = g.rev
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+}
+
+// isRequestError tells a request's own failure (answered to its caller
+// alone) from a failure of the transaction (which aborts the group).
+func isRequestError(err error) bool {
+	return errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrTooLarge)
+}

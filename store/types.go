@@ -1,0 +1,166 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Op is the kind of a change.
+type Op uint8
+
+const (
+	// OpPut sets a key's value.
+	OpPut Op = 1
+	// OpDelete ends a key's life.
+	OpDelete Op = 2
+)
+
+// String returns "put" or "delete".
+func (o Op) String() string {
+	switch o {
+	case OpPut:
+		return "put"
+	case OpDelete:
+		return "delete"
+	}
+	return "unknown"
+}
+
+// MarshalText encodes the op as "put" or "delete".
+func (o Op) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// Record is a key's state: its current value, or its value at a past revision.
+type Record struct {
+	Namespace string          `json:"ns"`
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	Version   uint64          `json:"version"`
+	CreateRev uint64          `json:"create_revision"`
+	// ModRev is the revision of the change that produced this state.
+	ModRev    uint64    `json:"revision"`
+	Who       string    `json:"who"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Change is one committed change, as recorded in the log.
+type Change struct {
+	Revision  uint64 `json:"revision"`
+	Namespace string `json:"ns"`
+	Key       string `json:"key"`
+	Op        Op     `json:"op"`
+	// Value is the value after the change; nil for a delete.
+	Value json.RawMessage `json:"value"`
+	// Version is the key's version after a put, or the version that was
+	// deleted for a delete.
+	Version uint64 `json:"version"`
+	// PrevRev is the revision of this key's previous change still in
+	// history terms (0 if the key had no earlier change). For a put that
+	// updates a live key it points at the value before; for a put that
+	// recreates a deleted key it points at the delete.
+	PrevRev uint64    `json:"prev_revision,omitempty"`
+	Who     string    `json:"who"`
+	Time    time.Time `json:"time"`
+}
+
+// Write is one put or delete, as given to [Store.Put], [Store.Delete] and
+// [Store.Txn].
+type Write struct {
+	Namespace string
+	Key       string
+	Op        Op
+	// Value is the JSON value to store for a put; ignored for a delete.
+	Value json.RawMessage
+	// Expect, when non-nil, is the version the key must have for the write
+	// to apply; 0 means "the key must not exist".
+	Expect *uint64
+	Who    string
+}
+
+// ListOptions selects a page of keys.
+type ListOptions struct {
+	Prefix string
+	// After is the cursor: only keys strictly greater than it are listed.
+	After string
+	// Limit is the page size; 0 means the default (100), larger than
+	// MaxListLimit is capped.
+	Limit int
+}
+
+// ListPage is one page of a listing.
+type ListPage struct {
+	Records []Record `json:"keys"`
+	// Next is the cursor for the next page ("" when this is the last one).
+	Next string `json:"next,omitempty"`
+}
+
+// HistoryOptions selects a page of one key's history, newest first.
+type HistoryOptions struct {
+	// Before, when non-zero, lists only changes with a revision below it.
+	Before uint64
+	// Limit is the page size; 0 means the default (100).
+	Limit int
+}
+
+// HistoryPage is one page of a key's history, newest first.
+type HistoryPage struct {
+	Changes []Change `json:"changes"`
+	// Next is the Before value for the next page (0 when this is the last).
+	Next uint64 `json:"next,omitempty"`
+}
+
+// Namespace describes one namespace.
+type Namespace struct {
+	Name string `json:"name"`
+	Keys uint64 `json:"keys"`
+}
+
+// Status is a summary of the store.
+type Status struct {
+	Revision          uint64 `json:"revision"`
+	CompactedRevision uint64 `json:"compacted_revision"`
+	Keys              uint64 `json:"keys"`
+	Namespaces        int    `json:"namespaces"`
+	DBSizeBytes       int64  `json:"db_size_bytes"`
+	SchemaVersion     int    `json:"schema_version"`
+	Path              string `json:"path"`
+}
+
+// TxnResult is the outcome of a committed write or transaction.
+type TxnResult struct {
+	// Revision is the revision of the last change in the transaction (the
+	// store's revision right after it committed).
+	Revision uint64 `json:"revision"`
+	// Records holds, per write and in order, the key's new state; for a
+	// delete it holds the deleted key's last version with a nil value.
+	Records []Record `json:"results"`
+}
+
+// Limits bound what one request may write.
+type Limits struct {
+	MaxKeyBytes   int `yaml:"max_key_bytes"`   // at most 1024
+	MaxValueBytes int `yaml:"max_value_bytes"` // bytes of JSON text
+	MaxTxnOps     int `yaml:"max_txn_ops"`     // writes in one transaction
+}
+
+// DefaultLimits are the limits used when Options.Limits is zero.
+var DefaultLimits = Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128}
+
+// MaxKeyBytes is the hard upper bound on a key's length.
+const MaxKeyBytes = 1024
+
+// MaxListLimit caps a list or history page.
+const MaxListLimit = 1000
+
+// DefaultNamespace always exists.
+const DefaultNamespace = "default"
+
+// Options configure Open.
+type Options struct {
+	Limits Limits
+	// OpenTimeout bounds the wait for the file lock (default 5s).
+	OpenTimeout time.Duration
+	// MaxBatch caps how many queued requests one commit takes (default 1024).
+	MaxBatch int
+	// Now returns the time recorded on changes (default time.Now).
+	Now func() time.Time
+}

@@ -1,0 +1,115 @@
+package store
+
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// ValidateNamespace checks a namespace name: 1..64 of [A-Za-z0-9._-].
+func ValidateNamespace(ns string) error {
+	if ns == "" {
+		return invalidf("namespace is empty")
+	}
+	if len(ns) > 64 {
+		return invalidf("namespace is %d bytes, at most 64 allowed", len(ns))
+	}
+	for i := 0; i < len(ns); i++ {
+		c := ns[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return invalidf("namespace %q: only letters, digits, '.', '_' and '-' are allowed", ns)
+		}
+	}
+	return nil
+}
+
+// ValidateKey checks a key against the limits: 1..MaxKeyBytes bytes of UTF-8
+// without control characters.
+func (l Limits) ValidateKey(key string) error {
+	if key == "" {
+		return invalidf("key is empty")
+	}
+	if len(key) > l.MaxKeyBytes {
+		return tooLargef("key is %d bytes, at most %d allowed", len(key), l.MaxKeyBytes)
+	}
+	if !utf8.ValidString(key) {
+		return invalidf("key is not valid UTF-8")
+	}
+	for _, r := range key {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return invalidf("key contains control character %U", r)
+		}
+	}
+	return nil
+}
+
+// ValidateValue checks that a value is one JSON value within the size limit.
+func (l Limits) ValidateValue(value []byte) error {
+	if len(value) > l.MaxValueBytes {
+		return tooLargef("value is %d bytes, at most %d allowed", len(value), l.MaxValueBytes)
+	}
+	if len(value) == 0 {
+		return invalidf("value is empty: send a JSON value (use null for null)")
+	}
+	if !json.Valid(value) {
+		return invalidf("value is not valid JSON")
+	}
+	return nil
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxKeyBytes <= 0 || l.MaxKeyBytes > MaxKeyBytes {
+		l.MaxKeyBytes = DefaultLimits.MaxKeyBytes
+	}
+	if l.MaxValueBytes <= 0 {
+		l.MaxValueBytes = DefaultLimits.MaxValueBytes
+	}
+	if l.MaxTxnOps <= 0 {
+		l.MaxTxnOps = DefaultLimits.MaxTxnOps
+	}
+	return l
+}
+
+// validateWrites checks a request's writes before it is queued, so the
+// writer goroutine only has versions left to check.
+func (l Limits) validateWrites(writes []Write) error {
+	if len(writes) == 0 {
+		return invalidf("no writes given")
+	}
+	if len(writes) > l.MaxTxnOps {
+		return tooLargef("transaction has %d writes, at most %d allowed", len(writes), l.MaxTxnOps)
+	}
+	type nsKey struct{ ns, key string }
+	var seen map[nsKey]bool
+	if len(writes) > 1 {
+		seen = make(map[nsKey]bool, len(writes))
+	}
+	for i := range writes {
+		w := &writes[i]
+		if err := ValidateNamespace(w.Namespace); err != nil {
+			return err
+		}
+		if err := l.ValidateKey(w.Key); err != nil {
+			return err
+		}
+		switch w.Op {
+		case OpPut:
+			if err := l.ValidateValue(w.Value); err != nil {
+				return err
+			}
+		case OpDelete:
+		default:
+			return invalidf("unknown op %d", w.Op)
+		}
+		if len(w.Who) > 256 {
+			return tooLargef("who is %d bytes, at most 256 allowed", len(w.Who))
+		}
+		if seen != nil {
+			k := nsKey{w.Namespace, w.Key}
+			if seen[k] {
+				return invalidf("key %s/%s appears twice in one transaction", w.Namespace, w.Key)
+			}
+			seen[k] = true
+		}
+	}
+	return nil
+}
