@@ -272,9 +272,9 @@ func TestHistoryPagesNewestFirst(t *testing.T) {
 
 func TestPointInTimeReads(t *testing.T) {
 	s := openStore(t, store.Options{})
-	s.put("default", "k", `"a"`) // rev 1
-	s.put("default", "x", `0`)   // rev 2
-	s.put("default", "k", `"b"`) // rev 3
+	s.put("default", "k", `"a"`)                      // rev 1
+	s.put("default", "x", `0`)                        // rev 2
+	s.put("default", "k", `"b"`)                      // rev 3
 	_, err := s.Delete(ctx, "default", "k", nil, "t") // rev 4
 	require.NoError(t, err)
 	s.put("default", "k", `"c"`) // rev 5
@@ -296,9 +296,9 @@ func TestPointInTimeReads(t *testing.T) {
 
 func TestCompaction(t *testing.T) {
 	s := openStore(t, store.Options{})
-	s.put("default", "k", `1`)                       // 1
-	s.put("default", "gone", `1`)                    // 2
-	s.put("default", "k", `2`)                       // 3
+	s.put("default", "k", `1`)                           // 1
+	s.put("default", "gone", `1`)                        // 2
+	s.put("default", "k", `2`)                           // 3
 	_, err := s.Delete(ctx, "default", "gone", nil, "t") // 4
 	require.NoError(t, err)
 	s.put("default", "stable", `"s"`) // 5
