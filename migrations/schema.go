@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -42,6 +43,9 @@ func NamespaceOf(bucket []byte) (string, bool) {
 	}
 	return name[len(kvPrefix):], true
 }
+
+// openTimeout bounds PlanFile's wait for the file lock held by a running server.
+const openTimeout = 2 * time.Second
 
 // ErrTooNew is returned when the database was written by a newer ctxd.
 var ErrTooNew = errors.New("database schema is newer than this binary supports")

@@ -1,0 +1,172 @@
+package migrations_test
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/framework0/ctxd/migrations"
+	"github.com/framework0/ctxd/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// copyFixture copies a testdata database into a temp folder, so tests
+// never change the committed file.
+func copyFixture(t *testing.T, name string) string {
+	t.Helper()
+	src, err := os.Open(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	defer src.Close()
+	path := filepath.Join(t.TempDir(), "ctxd.db")
+	dst, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	require.NoError(t, err)
+	_, err = io.Copy(dst, src)
+	require.NoError(t, err)
+	require.NoError(t, dst.Close())
+	return path
+}
+
+func schemaOf(t *testing.T, path string) int {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer db.Close()
+	var v int
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		var err error
+		v, err = migrations.SchemaVersion(tx)
+		return err
+	}))
+	return v
+}
+
+func TestSchema1FixtureOpensAndIsUpgraded(t *testing.T) {
+	path := copyFixture(t, "schema1.db")
+	from, to, plan, err := migrations.PlanFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, 1, from)
+	assert.Equal(t, migrations.Current, to)
+	require.Len(t, plan, migrations.Current-1)
+	assert.Equal(t, 1, schemaOf(t, path), "planning changes nothing")
+
+	s, err := store.Open(path, store.Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Check())
+
+	debug, err := s.Get("default", "app.config.debug")
+	require.NoError(t, err)
+	assert.Equal(t, `false`, string(debug.Value))
+	assert.Equal(t, uint64(2), debug.Version)
+	assert.Equal(t, "bob", debug.Who)
+	old, err := s.GetAt("default", "app.config.debug", 2)
+	require.NoError(t, err)
+	assert.Equal(t, `true`, string(old.Value))
+	_, err = s.Get("default", "scratch")
+	assert.ErrorIs(t, err, store.ErrNotFound, "deleted in the fixture")
+	h, err := s.History("team", "members", store.HistoryOptions{})
+	require.NoError(t, err)
+	assert.Len(t, h.Changes, 2)
+
+	ns, err := s.Namespaces()
+	require.NoError(t, err)
+	assert.Equal(t, []store.Namespace{{Name: "default", Keys: 2}, {Name: "team", Keys: 1}}, ns,
+		"the 1->2 step counted the live keys")
+	assert.Equal(t, uint64(7), s.Revision())
+
+	r, err := s.Put(context.Background(), "default", "new", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(8), r.ModRev, "revisions continue from the old file")
+	st, err := s.Status()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), st.Keys)
+	require.NoError(t, s.Close())
+	assert.Equal(t, migrations.Current, schemaOf(t, path))
+}
+
+func TestNewerSchemaIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctxd.db")
+	s, err := store.Open(path, store.Options{})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(migrations.Current+1))
+		return tx.Bucket(migrations.BucketMeta).Put(migrations.KeySchema, v[:])
+	}))
+	require.NoError(t, db.Close())
+
+	_, err = store.Open(path, store.Options{})
+	require.ErrorIs(t, err, store.ErrSchemaTooNew)
+	assert.ErrorIs(t, err, migrations.ErrTooNew)
+	assert.Contains(t, err.Error(), "3")
+	assert.Contains(t, err.Error(), "(2)")
+	_, _, _, err = migrations.PlanFile(path)
+	assert.ErrorIs(t, err, migrations.ErrTooNew)
+	assert.Equal(t, migrations.Current+1, schemaOf(t, path), "a refused file is not touched")
+}
+
+func TestNewFileIsInitialisedAtCurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctxd.db")
+	s, err := store.Open(path, store.Options{})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	assert.Equal(t, migrations.Current, schemaOf(t, path))
+	from, _, plan, err := migrations.PlanFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, migrations.Current, from)
+	assert.Empty(t, plan)
+}
+
+// Each step is tested on its own: upgrade 1->2 counts keys per namespace.
+func TestStep1To2CountsKeys(t *testing.T) {
+	path := copyFixture(t, "schema1.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	plan, err := migrations.Plan(1)
+	require.NoError(t, err)
+	require.Equal(t, 1, plan[0].From)
+	require.NoError(t, db.Update(plan[0].Apply))
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(migrations.BucketNSKeys)
+		require.NotNil(t, b)
+		assert.Equal(t, uint64(2), binary.BigEndian.Uint64(b.Get([]byte("default"))))
+		assert.Equal(t, uint64(1), binary.BigEndian.Uint64(b.Get([]byte("team"))))
+		return nil
+	}))
+}
+
+func TestFailedMigrationChangesNothing(t *testing.T) {
+	path := copyFixture(t, "schema1.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	// The whole plan runs in the caller's transaction: when anything in it
+	// fails, the transaction aborts and every step is undone with it.
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := migrations.Migrate(tx)
+		require.NoError(t, err)
+		return assert.AnError // abort: bbolt rolls the whole plan back
+	})
+	require.ErrorIs(t, err, assert.AnError)
+	require.NoError(t, db.Close())
+	assert.Equal(t, 1, schemaOf(t, path), "an aborted plan leaves the old schema")
+}
+
+func TestPlanRefusesUnknownVersions(t *testing.T) {
+	_, err := migrations.Plan(0)
+	assert.Error(t, err)
+	_, err = migrations.Plan(migrations.Current + 1)
+	var tooNew *migrations.TooNewError
+	require.ErrorAs(t, err, &tooNew)
+	assert.Equal(t, migrations.Current+1, tooNew.Found)
+}

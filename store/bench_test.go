@@ -1,0 +1,140 @@
+package store_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/stretchr/testify/require"
+)
+
+var value256 = json.RawMessage(`"` + string(make256()) + `"`)
+
+func make256() []byte {
+	b := make([]byte, 254)
+	for i := range b {
+		b[i] = 'a' + byte(i%26)
+	}
+	return b
+}
+
+// BenchmarkPutSequential is one writer: every put is its own fsynced commit.
+// It reports the p50 and p99 latency of a lone durable put.
+func BenchmarkPutSequential(b *testing.B) {
+	s := openStore(b, store.Options{})
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		_, err := s.Put(ctx, "default", fmt.Sprintf("key/%08d", i), value256, nil, "bench")
+		lat = append(lat, time.Since(start))
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+	reportCommits(b, s)
+}
+
+// BenchmarkPutParallel64 is 64 concurrent writers on distinct keys: the
+// writer groups them so that one fsync serves many puts.
+func BenchmarkPutParallel64(b *testing.B) {
+	s := openStore(b, store.Options{})
+	var n atomic.Int64
+	b.SetParallelism(64 / max(1, runtimeProcs()))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			if _, err := s.Put(ctx, "default", fmt.Sprintf("key/%08d", i), value256, nil, "bench"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
+	reportCommits(b, s)
+}
+
+func BenchmarkGet(b *testing.B) {
+	s := openStore(b, store.Options{})
+	fill(b, s, 10000)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Get("default", fmt.Sprintf("key/%08d", i%10000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkListPage100(b *testing.B) {
+	s := openStore(b, store.Options{})
+	fill(b, s, 10000)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p, err := s.List("default", store.ListOptions{After: fmt.Sprintf("key/%08d", (i*100)%9900), Limit: 100})
+		if err != nil || len(p.Records) != 100 {
+			b.Fatal(err, len(p.Records))
+		}
+	}
+}
+
+func BenchmarkHistory100(b *testing.B) {
+	s := openStore(b, store.Options{})
+	writes := make([]store.Write, 0, 100)
+	for v := 0; v < 200; v++ {
+		// Two keys, interleaved, 200 versions each, written in batches.
+		for _, k := range []string{"hot", "other"} {
+			writes = append(writes, store.Write{Namespace: "default", Key: k, Op: store.OpPut, Value: value256})
+		}
+		if len(writes) == 2 {
+			_, err := s.Txn(ctx, writes)
+			require.NoError(b, err)
+			writes = writes[:0]
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p, err := s.History("default", "hot", store.HistoryOptions{Limit: 100})
+		if err != nil || len(p.Changes) != 100 {
+			b.Fatal(err)
+		}
+	}
+}
+
+func fill(b *testing.B, s *testStore, n int) {
+	b.Helper()
+	writes := make([]store.Write, 0, 100)
+	for i := 0; i < n; i++ {
+		writes = append(writes, store.Write{Namespace: "default", Key: fmt.Sprintf("key/%08d", i), Op: store.OpPut, Value: value256})
+		if len(writes) == cap(writes) {
+			_, err := s.Txn(ctx, writes)
+			require.NoError(b, err)
+			writes = writes[:0]
+		}
+	}
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+func reportCommits(b *testing.B, s *testStore) {
+	ws := s.WriteStats()
+	if ws.Commits == 0 {
+		return
+	}
+	b.ReportMetric(float64(ws.Requests)/float64(ws.Commits), "puts/commit")
+	b.ReportMetric(float64(ws.Commit.Microseconds())/float64(ws.Commits), "µs/commit")
+}
