@@ -223,8 +223,12 @@ func (s *Store) History(ns, key string, opts HistoryOptions) (HistoryPage, error
 			}
 			page.Changes = append(page.Changes, e.Change)
 		}
-		if len(page.Changes) == 0 && opts.Before == 0 {
-			return fmt.Errorf("history of %s/%s: %w", ns, key, ErrNotFound)
+		if len(page.Changes) == 0 {
+			// An empty page past the oldest change is a valid end; a key
+			// that never had any change is not found, whatever the cursor.
+			if k, _ := c.Seek(prefix); k == nil || !bytes.HasPrefix(k, prefix) {
+				return fmt.Errorf("history of %s/%s: %w", ns, key, ErrNotFound)
+			}
 		}
 		return nil
 	})

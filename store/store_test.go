@@ -533,3 +533,29 @@ func TestClosedStoreRefusesWork(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `1`, string(a.Value))
 }
+
+func TestHistoryOfUnknownKeyIsNotFoundWithAnyCursor(t *testing.T) {
+	s := openStore(t, store.Options{})
+	s.put("default", "k", `1`)
+	_, err := s.History("default", "other", store.HistoryOptions{Before: 5})
+	assert.ErrorIs(t, err, store.ErrNotFound)
+	p, err := s.History("default", "k", store.HistoryOptions{Before: 1})
+	require.NoError(t, err, "past the oldest change of a known key: an empty page")
+	assert.Empty(t, p.Changes)
+}
+
+func TestPrevRevisionPointsAtTheValueReplaced(t *testing.T) {
+	s := openStore(t, store.Options{})
+	s.put("default", "k", `1`)                        // 1
+	s.put("default", "k", `2`)                        // 2
+	_, err := s.Delete(ctx, "default", "k", nil, "t") // 3
+	require.NoError(t, err)
+	s.put("default", "k", `3`) // 4
+	h, err := s.History("default", "k", store.HistoryOptions{})
+	require.NoError(t, err)
+	var prev []uint64
+	for _, c := range h.Changes {
+		prev = append(prev, c.PrevRev)
+	}
+	assert.Equal(t, []uint64{0, 2, 1, 0}, prev, "recreate: none; delete: the value removed; update: the put before")
+}

@@ -53,10 +53,10 @@ type Change struct {
 	// Version is the key's version after a put, or the version that was
 	// deleted for a delete.
 	Version uint64 `json:"version"`
-	// PrevRev is the revision of this key's previous change still in
-	// history terms (0 if the key had no earlier change). For a put that
-	// updates a live key it points at the value before; for a put that
-	// recreates a deleted key it points at the delete.
+	// PrevRev is the revision of the change this one replaced while the key
+	// was live: the previous put for an update, the removed value's put for
+	// a delete. It is 0 when the key did not exist before (a create, also
+	// after a delete), so "the value before" is always the log at PrevRev.
 	PrevRev uint64    `json:"prev_revision,omitempty"`
 	Who     string    `json:"who"`
 	Time    time.Time `json:"time"`

@@ -1,0 +1,254 @@
+package httpapi
+
+import (
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/labstack/echo/v4"
+)
+
+// Responses on the hot paths (records, changes, lists, errors) are encoded by
+// appending to a pooled byte slice instead of going through encoding/json's
+// reflection. The output matches encoding/json's for the same values (see
+// encode_test.go), except that "<", ">" and "&" are not HTML-escaped.
+
+// contentTypeJSON is shared by every response; net/http never mutates it.
+var contentTypeJSON = []string{echo.MIMEApplicationJSON}
+
+// maxPooledBuf keeps one huge response from pinning memory in the pool.
+const maxPooledBuf = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuf(b *[]byte) {
+	if cap(*b) > maxPooledBuf {
+		return
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}
+
+// writeJSON sends body, already encoded, with the given status.
+func writeJSON(c echo.Context, status int, body []byte) error {
+	res := c.Response()
+	res.Header()["Content-Type"] = contentTypeJSON
+	res.WriteHeader(status)
+	_, err := res.Write(body)
+	return err
+}
+
+// respond encodes with enc into a pooled buffer and sends it.
+func respond(c echo.Context, status int, enc func([]byte) []byte) error {
+	bp := getBuf()
+	*bp = enc(*bp)
+	err := writeJSON(c, status, *bp)
+	putBuf(bp)
+	return err
+}
+
+// etags holds the ETag header values of the first versions, shared by every
+// response (net/http never mutates header values), so that most responses
+// set their ETag without allocating.
+var etags = func() [][]string {
+	t := make([][]string, 1024)
+	for v := range t {
+		t[v] = []string{etag(uint64(v))}
+	}
+	return t
+}()
+
+func etag(version uint64) string {
+	var b [24]byte
+	e := append(b[:0], '"')
+	e = strconv.AppendUint(e, version, 10)
+	return string(append(e, '"'))
+}
+
+// setETag sets ETag to the quoted version.
+func setETag(c echo.Context, version uint64) {
+	h := c.Response().Header()
+	if version < uint64(len(etags)) {
+		h["Etag"] = etags[version]
+		return
+	}
+	h["Etag"] = []string{etag(version)}
+}
+
+// appendRecord appends r as JSON:
+// {"ns","key","value","version","create_revision","revision","who","updated_at"}.
+func appendRecord(b []byte, r *store.Record) []byte {
+	b = append(b, `{"ns":`...)
+	b = appendString(b, r.Namespace)
+	b = append(b, `,"key":`...)
+	b = appendString(b, r.Key)
+	b = append(b, `,"value":`...)
+	b = appendRaw(b, r.Value)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendUint(b, r.Version, 10)
+	b = append(b, `,"create_revision":`...)
+	b = strconv.AppendUint(b, r.CreateRev, 10)
+	b = append(b, `,"revision":`...)
+	b = strconv.AppendUint(b, r.ModRev, 10)
+	b = append(b, `,"who":`...)
+	b = appendString(b, r.Who)
+	b = append(b, `,"updated_at":`...)
+	b = appendTime(b, r.UpdatedAt)
+	return append(b, '}')
+}
+
+// appendChange appends ch as JSON:
+// {"revision","ns","key","op","value","version","prev_revision","who","time"}.
+// prev_revision is omitted when zero, as its struct tag says.
+func appendChange(b []byte, ch *store.Change) []byte {
+	b = append(b, `{"revision":`...)
+	b = strconv.AppendUint(b, ch.Revision, 10)
+	b = append(b, `,"ns":`...)
+	b = appendString(b, ch.Namespace)
+	b = append(b, `,"key":`...)
+	b = appendString(b, ch.Key)
+	b = append(b, `,"op":`...)
+	b = appendString(b, ch.Op.String())
+	b = append(b, `,"value":`...)
+	b = appendRaw(b, ch.Value)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendUint(b, ch.Version, 10)
+	if ch.PrevRev != 0 {
+		b = append(b, `,"prev_revision":`...)
+		b = strconv.AppendUint(b, ch.PrevRev, 10)
+	}
+	b = append(b, `,"who":`...)
+	b = appendString(b, ch.Who)
+	b = append(b, `,"time":`...)
+	b = appendTime(b, ch.Time)
+	return append(b, '}')
+}
+
+// appendRecords appends a JSON array of records ([] when empty).
+func appendRecords(b []byte, recs []store.Record) []byte {
+	b = append(b, '[')
+	for i := range recs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendRecord(b, &recs[i])
+	}
+	return append(b, ']')
+}
+
+// appendListPage appends {"keys":[...],"next":"..."}; next is omitted on the
+// last page.
+func appendListPage(b []byte, p *store.ListPage) []byte {
+	b = append(b, `{"keys":`...)
+	b = appendRecords(b, p.Records)
+	if p.Next != "" {
+		b = append(b, `,"next":`...)
+		b = appendString(b, p.Next)
+	}
+	return append(b, '}')
+}
+
+// appendHistoryPage appends {"changes":[...],"next":N}; next is omitted on
+// the last page.
+func appendHistoryPage(b []byte, p *store.HistoryPage) []byte {
+	b = append(b, `{"changes":[`...)
+	for i := range p.Changes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendChange(b, &p.Changes[i])
+	}
+	b = append(b, ']')
+	if p.Next != 0 {
+		b = append(b, `,"next":`...)
+		b = strconv.AppendUint(b, p.Next, 10)
+	}
+	return append(b, '}')
+}
+
+// appendTxnResult appends {"revision":N,"results":[...]}.
+func appendTxnResult(b []byte, r *store.TxnResult) []byte {
+	b = append(b, `{"revision":`...)
+	b = strconv.AppendUint(b, r.Revision, 10)
+	b = append(b, `,"results":`...)
+	b = appendRecords(b, r.Records)
+	return append(b, '}')
+}
+
+// appendRaw appends a JSON value the store has already validated; an empty
+// value is null.
+func appendRaw(b []byte, v []byte) []byte {
+	if len(v) == 0 {
+		return append(b, "null"...)
+	}
+	return append(b, v...)
+}
+
+// appendTime appends t as a quoted RFC 3339 string with nanoseconds, as
+// time.Time's MarshalJSON does.
+func appendTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a quoted JSON string. Control characters, quote
+// and backslash are escaped; invalid UTF-8 becomes U+FFFD; U+2028 and U+2029
+// are escaped so the output is also safe inside JavaScript.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

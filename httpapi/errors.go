@@ -1,0 +1,207 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/labstack/echo/v4"
+)
+
+// Errors raised by httpapi itself, for what the store never sees.
+var (
+	// errBadRequest matches every malformed request detected here: a bad
+	// path, header, query parameter or request body.
+	errBadRequest = errors.New("bad request")
+	// errBodyTooLarge is returned when a request body exceeds
+	// Config.MaxBodyBytes.
+	errBodyTooLarge = errors.New("request body too large")
+	// errNotReady is returned by /readyz when the store does not answer.
+	errNotReady = errors.New("not ready")
+)
+
+// errorMapping is one row of the error table.
+type errorMapping struct {
+	err    error
+	status int
+	code   string
+}
+
+// errorTable maps errors to an HTTP status and a JSON error code. It is the
+// only place where errors become statuses; rows are tried in order with
+// errors.Is.
+var errorTable = [...]errorMapping{
+	{store.ErrNotFound, http.StatusNotFound, "not_found"},
+	{store.ErrConflict, http.StatusConflict, "conflict"},
+	{store.ErrCompacted, http.StatusGone, "compacted"},
+	{store.ErrFutureRevision, http.StatusBadRequest, "future_revision"},
+	{store.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
+	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
+	{store.ErrInvalid, http.StatusBadRequest, "bad_request"},
+	{errBadRequest, http.StatusBadRequest, "bad_request"},
+	{store.ErrClosed, http.StatusServiceUnavailable, "unavailable"},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable"},
+	{context.Canceled, http.StatusServiceUnavailable, "unavailable"},
+	{errNotReady, http.StatusServiceUnavailable, "unavailable"},
+	{errPanic, http.StatusInternalServerError, "internal"},
+}
+
+// inputError is a bad request with a message for the client. It matches
+// errBadRequest.
+type inputError struct{ msg string }
+
+func (e *inputError) Error() string        { return e.msg }
+func (e *inputError) Is(target error) bool { return target == errBadRequest }
+
+// tooLargeError is a request body over the limit. It matches errBodyTooLarge.
+type tooLargeError struct{ limit int64 }
+
+func (e *tooLargeError) Error() string {
+	return "request body is larger than the limit of " + strconv.FormatInt(e.limit, 10) + " bytes"
+}
+func (e *tooLargeError) Is(target error) bool { return target == errBodyTooLarge }
+
+// bodyTooLarge returns an error answered with 413 too_large.
+func bodyTooLarge(limit int64) error { return &tooLargeError{limit: limit} }
+
+// notReadyError is a failed readiness check. It matches errNotReady only,
+// whatever the store said: readiness fails with 503 on any store error.
+type notReadyError struct{ err error }
+
+func (e *notReadyError) Error() string        { return "not ready: " + e.err.Error() }
+func (e *notReadyError) Is(target error) bool { return target == errNotReady }
+
+// badRequest returns an error answered with 400 bad_request and msg.
+func badRequest(msg string) error { return &inputError{msg: msg} }
+
+// apiError is an error ready to be sent: status, code, message and the extra
+// fields of conflict and compacted errors.
+type apiError struct {
+	status  int
+	code    string
+	message string
+
+	conflict  *store.ConflictError
+	compacted *store.CompactedError
+}
+
+// toAPIError classifies err. Errors in no row of the table, and 5xx errors
+// from Echo, are internal: their text is logged, not sent.
+func toAPIError(err error, c echo.Context) (apiError, bool) {
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		return fromHTTPError(he, c)
+	}
+	for i := range errorTable {
+		m := &errorTable[i]
+		if !errors.Is(err, m.err) {
+			continue
+		}
+		ae := apiError{status: m.status, code: m.code, message: err.Error()}
+		errors.As(err, &ae.conflict)
+		errors.As(err, &ae.compacted)
+		return ae, true
+	}
+	return apiError{status: http.StatusInternalServerError, code: "internal", message: "internal server error"}, false
+}
+
+// fromHTTPError renders Echo's own errors (router 404/405, middleware errors)
+// in our format.
+func fromHTTPError(he *echo.HTTPError, c echo.Context) (apiError, bool) {
+	req := c.Request()
+	ae := apiError{status: he.Code}
+	switch he.Code {
+	case http.StatusNotFound:
+		ae.code = "not_found"
+		ae.message = "no route for " + req.Method + " " + req.URL.EscapedPath()
+		return ae, true
+	case http.StatusMethodNotAllowed:
+		ae.code = "method_not_allowed"
+		ae.message = "method " + req.Method + " is not allowed on " + req.URL.EscapedPath()
+		return ae, true
+	case http.StatusRequestEntityTooLarge:
+		ae.code = "too_large"
+	case http.StatusBadRequest:
+		ae.code = "bad_request"
+	case http.StatusUnsupportedMediaType:
+		ae.code = "unsupported_media_type"
+	case http.StatusServiceUnavailable:
+		ae.code = "unavailable"
+	default:
+		if he.Code >= 500 || he.Code < 400 {
+			return apiError{status: http.StatusInternalServerError, code: "internal", message: "internal server error"}, false
+		}
+		ae.code = statusCode(he.Code)
+	}
+	if msg, ok := he.Message.(string); ok && msg != "" {
+		ae.message = msg
+	} else {
+		ae.message = http.StatusText(he.Code)
+	}
+	return ae, true
+}
+
+// appendError appends {"error":{"code","message",...}}. A conflict adds "ns",
+// "key" and "current_version"; a compacted read adds "compacted_revision".
+func appendError(b []byte, ae *apiError) []byte {
+	b = append(b, `{"error":{"code":`...)
+	b = appendString(b, ae.code)
+	b = append(b, `,"message":`...)
+	b = appendString(b, ae.message)
+	if ce := ae.conflict; ce != nil {
+		b = append(b, `,"ns":`...)
+		b = appendString(b, ce.Namespace)
+		b = append(b, `,"key":`...)
+		b = appendString(b, ce.Key)
+		b = append(b, `,"current_version":`...)
+		b = strconv.AppendUint(b, ce.Current, 10)
+	}
+	if ce := ae.compacted; ce != nil {
+		b = append(b, `,"compacted_revision":`...)
+		b = strconv.AppendUint(b, ce.Compacted, 10)
+	}
+	return append(b, "}}"...)
+}
+
+// handleError is the Echo HTTPErrorHandler: every error, from a handler,
+// middleware or the router, is answered in the JSON error format.
+func (s *Server) handleError(err error, c echo.Context) {
+	res := c.Response()
+	ae, known := toAPIError(err, c)
+	if !known {
+		s.log.Error().Err(err).
+			Str("request_id", res.Header().Get(echo.HeaderXRequestID)).
+			Str("method", c.Request().Method).
+			Str("path", c.Request().URL.EscapedPath()).
+			Msg("request failed")
+	}
+	if res.Committed {
+		return
+	}
+	if err := respond(c, ae.status, func(b []byte) []byte { return appendError(b, &ae) }); err != nil {
+		s.log.Debug().Err(err).Msg("write error response")
+	}
+}
+
+// statusCode derives a snake_case error code from an HTTP status text, for
+// the statuses the table does not name ("Too Many Requests" ->
+// "too_many_requests").
+func statusCode(status int) string {
+	text := http.StatusText(status)
+	if text == "" {
+		return "error_" + strconv.Itoa(status)
+	}
+	var b strings.Builder
+	for _, r := range strings.ToLower(text) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case r == ' ' || r == '-':
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,234 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+// *store.Store is an httpapi.Store.
+var _ httpapi.Store = (*store.Store)(nil)
+
+// env is a real store behind a real router on a test server.
+type env struct {
+	t    *testing.T
+	st   *store.Store
+	srv  *httpapi.Server
+	ts   *httptest.Server
+	logs *syncBuffer
+}
+
+type envOptions struct {
+	store store.Options
+	cfg   httpapi.Config
+	// noCleanup leaves checking and closing the store to the test.
+	noCleanup bool
+}
+
+func newEnv(t *testing.T, opts envOptions) *env {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "ctxd.db"), opts.store)
+	require.NoError(t, err)
+	logs := &syncBuffer{}
+	if opts.cfg.Version == "" {
+		opts.cfg.Version = "test-1.2.3"
+	}
+	srv := httpapi.New(st, opts.cfg, zerolog.New(logs))
+	ts := httptest.NewServer(srv.Handler())
+	e := &env{t: t, st: st, srv: srv, ts: ts, logs: logs}
+	t.Cleanup(func() {
+		ts.Close()
+		if opts.noCleanup {
+			return
+		}
+		require.NoError(t, st.Check(), "consistency check")
+		require.NoError(t, st.Close())
+	})
+	return e
+}
+
+// response is a finished HTTP exchange.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do sends a request; hdr holds header name/value pairs.
+func (e *env) do(method, path, body string, hdr ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.ts.URL+path, rd)
+	require.NoError(e.t, err)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return e.send(req)
+}
+
+func (e *env) send(req *http.Request) response {
+	e.t.Helper()
+	res, err := e.ts.Client().Do(req)
+	require.NoError(e.t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(e.t, err)
+	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// keyPath is the v1 path of a key, escaped as clients send it.
+func keyPath(ns, key string) string {
+	return "/v1/ns/" + url.PathEscape(ns) + "/keys/" + url.PathEscape(key)
+}
+
+// put writes a key in namespace default through the API.
+func (e *env) put(key, value string) record {
+	e.t.Helper()
+	r := e.do(http.MethodPut, keyPath("default", key), value)
+	require.Equal(e.t, http.StatusOK, r.status, string(r.body))
+	return decode[record](e.t, r)
+}
+
+// revision reads the store's revision through /v1/status.
+func (e *env) revision() uint64 {
+	e.t.Helper()
+	r := e.do(http.MethodGet, "/v1/status", "")
+	require.Equal(e.t, http.StatusOK, r.status, string(r.body))
+	return decode[status](e.t, r).Revision
+}
+
+func decode[T any](t *testing.T, r response) T {
+	t.Helper()
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(r.body))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&v), "body: %s", r.body)
+	return v
+}
+
+// The response shapes, decoded strictly: an unexpected field fails the test.
+
+type record struct {
+	NS        string          `json:"ns"`
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	Version   uint64          `json:"version"`
+	CreateRev uint64          `json:"create_revision"`
+	Revision  uint64          `json:"revision"`
+	Who       string          `json:"who"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+type change struct {
+	Revision uint64          `json:"revision"`
+	NS       string          `json:"ns"`
+	Key      string          `json:"key"`
+	Op       string          `json:"op"`
+	Value    json.RawMessage `json:"value"`
+	Version  uint64          `json:"version"`
+	PrevRev  uint64          `json:"prev_revision"`
+	Who      string          `json:"who"`
+	Time     time.Time       `json:"time"`
+}
+
+type listPage struct {
+	Keys []record `json:"keys"`
+	Next *string  `json:"next"`
+}
+
+type historyPage struct {
+	Changes []change `json:"changes"`
+	Next    *uint64  `json:"next"`
+}
+
+type txnResult struct {
+	Revision uint64   `json:"revision"`
+	Results  []record `json:"results"`
+}
+
+type status struct {
+	Version           string    `json:"version"`
+	Revision          uint64    `json:"revision"`
+	CompactedRevision uint64    `json:"compacted_revision"`
+	Keys              uint64    `json:"keys"`
+	Namespaces        int       `json:"namespaces"`
+	DBSizeBytes       int64     `json:"db_size_bytes"`
+	SchemaVersion     int       `json:"schema_version"`
+	Clients           int       `json:"clients"`
+	UptimeSeconds     int64     `json:"uptime_seconds"`
+	StartedAt         time.Time `json:"started_at"`
+}
+
+type apiError struct {
+	Error struct {
+		Code              string  `json:"code"`
+		Message           string  `json:"message"`
+		NS                string  `json:"ns"`
+		Key               string  `json:"key"`
+		CurrentVersion    *uint64 `json:"current_version"`
+		CompactedRevision *uint64 `json:"compacted_revision"`
+	} `json:"error"`
+}
+
+// requireError checks a JSON error response's status and code, and returns it.
+func requireError(t *testing.T, r response, status int, code string) apiError {
+	t.Helper()
+	require.Equal(t, status, r.status, "body: %s", r.body)
+	require.Equal(t, "application/json", r.header.Get("Content-Type"))
+	ae := decode[apiError](t, r)
+	require.Equal(t, code, ae.Error.Code, "body: %s", r.body)
+	require.NotEmpty(t, ae.Error.Message)
+	return ae
+}
+
+// syncBuffer collects log output written by server goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the JSON log lines written so far.
+func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, l := range bytes.Split(bytes.TrimSpace(b.buf.Bytes()), []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(l, &m), "log line: %s", l)
+		out = append(out, m)
+	}
+	return out
+}
+
+func u64(v uint64) *uint64 { return &v }
+
+var bg = context.Background()
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }

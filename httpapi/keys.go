@@ -1,0 +1,117 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/labstack/echo/v4"
+)
+
+// getKey serves GET /v1/ns/{ns}/keys/{key}[?rev=R] and, for a raw
+// "/history" suffix, the key's history.
+func (s *Server) getKey(c echo.Context) error {
+	kp, err := parseKeyPath(c.Request())
+	if err != nil {
+		return err
+	}
+	if kp.history {
+		return s.history(c, kp)
+	}
+	rev, err := positiveParam(c, "rev")
+	if err != nil {
+		return err
+	}
+	var rec store.Record
+	if rev == 0 {
+		rec, err = s.st.Get(kp.ns, kp.key)
+	} else {
+		rec, err = s.st.GetAt(kp.ns, kp.key, rev)
+	}
+	if err != nil {
+		return err
+	}
+	return sendRecord(c, &rec)
+}
+
+// putKey serves PUT /v1/ns/{ns}/keys/{key}: the body is the JSON value.
+func (s *Server) putKey(c echo.Context) error {
+	req := c.Request()
+	kp, err := parseKeyPath(req)
+	if err != nil {
+		return err
+	}
+	expect, err := parseIfMatch(req)
+	if err != nil {
+		return err
+	}
+	value, err := readBody(req)
+	if err != nil {
+		return err
+	}
+	rec, err := s.st.Put(req.Context(), kp.ns, kp.key, value, expect, who(c))
+	if err != nil {
+		return err
+	}
+	return sendRecord(c, &rec)
+}
+
+// deleteKey serves DELETE /v1/ns/{ns}/keys/{key}. The answer is the deleted
+// key's last version with a null value and the delete's revision.
+func (s *Server) deleteKey(c echo.Context) error {
+	req := c.Request()
+	kp, err := parseKeyPath(req)
+	if err != nil {
+		return err
+	}
+	expect, err := parseIfMatch(req)
+	if err != nil {
+		return err
+	}
+	rec, err := s.st.Delete(req.Context(), kp.ns, kp.key, expect, who(c))
+	if err != nil {
+		return err
+	}
+	return respond(c, http.StatusOK, func(b []byte) []byte { return appendRecord(b, &rec) })
+}
+
+// history serves GET /v1/ns/{ns}/keys/{key}/history?limit=&before=.
+func (s *Server) history(c echo.Context, kp keyPath) error {
+	limit, err := limitParam(c)
+	if err != nil {
+		return err
+	}
+	before, err := positiveParam(c, "before")
+	if err != nil {
+		return err
+	}
+	page, err := s.st.History(kp.ns, kp.key, store.HistoryOptions{Before: before, Limit: limit})
+	if err != nil {
+		return err
+	}
+	return respond(c, http.StatusOK, func(b []byte) []byte { return appendHistoryPage(b, &page) })
+}
+
+// listKeys serves GET /v1/ns/{ns}/keys?prefix=&after=&limit=.
+func (s *Server) listKeys(c echo.Context) error {
+	ns, err := parseNamespace(c.Param("ns"))
+	if err != nil {
+		return err
+	}
+	limit, err := limitParam(c)
+	if err != nil {
+		return err
+	}
+	prefix, _ := queryParam(c, "prefix")
+	after, _ := queryParam(c, "after")
+	page, err := s.st.List(ns, store.ListOptions{Prefix: prefix, After: after, Limit: limit})
+	if err != nil {
+		return err
+	}
+	return respond(c, http.StatusOK, func(b []byte) []byte { return appendListPage(b, &page) })
+}
+
+// sendRecord answers 200 with rec and its version as ETag.
+func sendRecord(c echo.Context, rec *store.Record) error {
+	setETag(c, rec.Version)
+	return respond(c, http.StatusOK, func(b []byte) []byte { return appendRecord(b, rec) })
+}

@@ -1,0 +1,423 @@
+package httpapi_test
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestPutGetDelete(t *testing.T) {
+	e := newEnv(t, envOptions{})
+
+	before := time.Now().Add(-time.Second)
+	r := e.do(http.MethodPut, keyPath("default", "app.config"), `{"debug": true, "level":3}`)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+	assert.Equal(t, `"1"`, r.header.Get("ETag"))
+	rec := decode[record](t, r)
+	assert.Equal(t, "default", rec.NS)
+	assert.Equal(t, "app.config", rec.Key)
+	assert.Equal(t, `{"debug": true, "level":3}`, string(rec.Value), "the bytes sent are the bytes stored")
+	assert.Equal(t, uint64(1), rec.Version)
+	assert.Equal(t, uint64(1), rec.CreateRev)
+	assert.Equal(t, uint64(1), rec.Revision)
+	assert.Equal(t, "api", rec.Who)
+	assert.WithinDuration(t, time.Now(), rec.UpdatedAt, time.Minute)
+	assert.True(t, rec.UpdatedAt.After(before))
+
+	r = e.do(http.MethodGet, keyPath("default", "app.config"), "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, `"1"`, r.header.Get("ETag"))
+	assert.Equal(t, rec, decode[record](t, r))
+
+	r = e.do(http.MethodPut, keyPath("default", "app.config"), `"v2"`)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, `"2"`, r.header.Get("ETag"))
+	rec2 := decode[record](t, r)
+	assert.Equal(t, uint64(2), rec2.Version)
+	assert.Equal(t, uint64(1), rec2.CreateRev)
+	assert.Equal(t, uint64(2), rec2.Revision)
+
+	// HEAD answers like GET, without a body.
+	r = e.do(http.MethodHead, keyPath("default", "app.config"), "")
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, `"2"`, r.header.Get("ETag"))
+	assert.Empty(t, r.body)
+
+	r = e.do(http.MethodDelete, keyPath("default", "app.config"), "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	del := decode[record](t, r)
+	assert.Equal(t, "null", string(del.Value))
+	assert.Equal(t, uint64(2), del.Version, "the deleted version")
+	assert.Equal(t, uint64(3), del.Revision, "the delete's revision")
+
+	requireError(t, e.do(http.MethodGet, keyPath("default", "app.config"), ""), http.StatusNotFound, "not_found")
+	assert.Equal(t, http.StatusNotFound, e.do(http.MethodHead, keyPath("default", "app.config"), "").status)
+	requireError(t, e.do(http.MethodDelete, keyPath("default", "app.config"), ""), http.StatusNotFound, "not_found")
+
+	// A later put starts the key's life again at version 1.
+	rec = e.put("app.config", `1`)
+	assert.Equal(t, uint64(1), rec.Version)
+	assert.Equal(t, uint64(4), rec.CreateRev)
+	assert.Equal(t, uint64(4), e.revision())
+}
+
+func TestWho(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	tests := []struct {
+		name  string
+		query string
+		hdr   []string
+		want  string
+	}{
+		{"default", "", nil, "api"},
+		{"query", "?who=alice", nil, "alice"},
+		{"header", "", []string{"X-Ctxd-Who", "bob"}, "bob"},
+		{"query wins over header", "?who=alice", []string{"X-Ctxd-Who", "bob"}, "alice"},
+		{"empty query falls back to header", "?who=", []string{"X-Ctxd-Who", "bob"}, "bob"},
+		{"escaped", "?who=deploy%20bot%2F1", nil, "deploy bot/1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(http.MethodPut, keyPath("default", "who")+tt.query, `1`, tt.hdr...)
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			assert.Equal(t, tt.want, decode[record](t, r).Who)
+
+			r = e.do(http.MethodDelete, keyPath("default", "who")+tt.query, ``, tt.hdr...)
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			assert.Equal(t, tt.want, decode[record](t, r).Who, "delete records who too")
+		})
+	}
+}
+
+func TestKeysRoundTrip(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	keys := []string{
+		"app.config.debug",
+		"deploy/prod/version",
+		"trailing/slash/",
+		"/leading",
+		"a//b",
+		"history",
+		"a/history", // sent as a%2Fhistory: a key, not the history route
+		"dots/../and/./more",
+		"..",
+		"percent%41literal",
+		"with space+plus",
+		"question?hash#amp&eq=",
+		"ünïcødé/日本語",
+		"emoji 🎉",
+		strings.Repeat("k", store.MaxKeyBytes),
+	}
+	for i, key := range keys {
+		t.Run(key, func(t *testing.T) {
+			value := strconv.Itoa(i)
+			rec := e.put(key, value)
+			assert.Equal(t, key, rec.Key)
+
+			r := e.do(http.MethodGet, keyPath("default", key), "")
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			got := decode[record](t, r)
+			assert.Equal(t, key, got.Key)
+			assert.Equal(t, value, string(got.Value))
+
+			r = e.do(http.MethodGet, "/v1/ns/default/keys?limit=1&prefix="+urlQueryEscape(key), "")
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			page := decode[listPage](t, r)
+			require.NotEmpty(t, page.Keys)
+			assert.Equal(t, key, page.Keys[0].Key)
+		})
+	}
+}
+
+func TestRawSlashesInKey(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	// Raw slashes are accepted and mean the same key as %2F.
+	r := e.do(http.MethodPut, "/v1/ns/default/keys/deploy/prod/version", `"1.2"`)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, "deploy/prod/version", decode[record](t, r).Key)
+
+	r = e.do(http.MethodGet, "/v1/ns/default/keys/deploy%2Fprod%2Fversion", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, `"1.2"`, string(decode[record](t, r).Value))
+
+	r = e.do(http.MethodGet, "/v1/ns/default/keys/deploy/prod%2Fversion", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+
+	r = e.do(http.MethodDelete, "/v1/ns/default/keys/deploy/prod/version", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	requireError(t, e.do(http.MethodGet, "/v1/ns/default/keys/deploy%2Fprod%2Fversion", ""), http.StatusNotFound, "not_found")
+}
+
+func TestHistorySuffix(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.put("a", `"a1"`)
+	e.put("a/history", `"the key"`)
+
+	// %2Fhistory is part of the key.
+	r := e.do(http.MethodGet, "/v1/ns/default/keys/a%2Fhistory", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	rec := decode[record](t, r)
+	assert.Equal(t, "a/history", rec.Key)
+	assert.Equal(t, `"the key"`, string(rec.Value))
+
+	// A raw /history suffix on GET is the history route.
+	r = e.do(http.MethodGet, "/v1/ns/default/keys/a/history", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	h := decode[historyPage](t, r)
+	require.Len(t, h.Changes, 1)
+	assert.Equal(t, "a", h.Changes[0].Key)
+
+	// History of the key "a/history" itself.
+	r = e.do(http.MethodGet, "/v1/ns/default/keys/a%2Fhistory/history", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	h = decode[historyPage](t, r)
+	require.Len(t, h.Changes, 1)
+	assert.Equal(t, "a/history", h.Changes[0].Key)
+
+	// On PUT and DELETE a raw /history suffix is just part of the key.
+	r = e.do(http.MethodPut, "/v1/ns/default/keys/b/history", `2`)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, "b/history", decode[record](t, r).Key)
+	r = e.do(http.MethodDelete, "/v1/ns/default/keys/b/history", ``)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, "b/history", decode[record](t, r).Key)
+
+	// A key named "history" is a key.
+	e.put("history", `3`)
+	r = e.do(http.MethodGet, "/v1/ns/default/keys/history", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, "history", decode[record](t, r).Key)
+
+	// "/history" with nothing before it names no key.
+	requireError(t, e.do(http.MethodGet, "/v1/ns/default/keys//history", ""), http.StatusBadRequest, "bad_request")
+}
+
+func TestHistory(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	var revs []uint64
+	for i := 1; i <= 5; i++ {
+		revs = append(revs, e.put("cfg/x", strconv.Itoa(i)).Revision)
+		e.put("other", strconv.Itoa(i)) // interleaved changes of another key
+	}
+	r := e.do(http.MethodDelete, keyPath("default", "cfg/x")+"?who=cleaner", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	revs = append(revs, decode[record](t, r).Revision)
+	revs = append(revs, e.put("cfg/x", `"again"`).Revision)
+
+	// One page with everything, newest first.
+	r = e.do(http.MethodGet, keyPath("default", "cfg/x")+"/history", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	all := decode[historyPage](t, r)
+	assert.Nil(t, all.Next)
+	require.Len(t, all.Changes, 7)
+	for i, ch := range all.Changes {
+		assert.Equal(t, revs[len(revs)-1-i], ch.Revision)
+		assert.Equal(t, "cfg/x", ch.Key)
+		assert.Equal(t, "default", ch.NS)
+	}
+	assert.Equal(t, "put", all.Changes[0].Op)
+	assert.Equal(t, `"again"`, string(all.Changes[0].Value))
+	assert.Equal(t, uint64(1), all.Changes[0].Version)
+	assert.Equal(t, "delete", all.Changes[1].Op)
+	assert.Equal(t, "null", string(all.Changes[1].Value))
+	assert.Equal(t, "cleaner", all.Changes[1].Who)
+	assert.Equal(t, uint64(5), all.Changes[1].Version)
+	assert.Equal(t, `5`, string(all.Changes[2].Value))
+	assert.Equal(t, revs[3], all.Changes[2].PrevRev, "the put before it")
+	assert.Equal(t, uint64(0), all.Changes[6].PrevRev)
+
+	// Pages of 2, following next.
+	var paged []change
+	path := keyPath("default", "cfg/x") + "/history?limit=2"
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 10, "paging does not end")
+		r = e.do(http.MethodGet, path, "")
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		p := decode[historyPage](t, r)
+		require.LessOrEqual(t, len(p.Changes), 2)
+		paged = append(paged, p.Changes...)
+		if p.Next == nil {
+			break
+		}
+		path = fmt.Sprintf("%s/history?limit=2&before=%d", keyPath("default", "cfg/x"), *p.Next)
+	}
+	assert.Equal(t, all.Changes, paged)
+
+	requireError(t, e.do(http.MethodGet, keyPath("default", "never")+"/history", ""), http.StatusNotFound, "not_found")
+}
+
+func TestList(t *testing.T) {
+	e := newEnv(t, envOptions{})
+
+	r := e.do(http.MethodGet, "/v1/ns/default/keys", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.JSONEq(t, `{"keys":[]}`, string(r.body), "an empty list is [], not null")
+
+	var want []string
+	for i := range 25 {
+		k := fmt.Sprintf("p/%02d", i)
+		want = append(want, k)
+		e.put(k, strconv.Itoa(i))
+	}
+	e.put("q", `"not in prefix"`)
+	e.put("o", `"not in prefix"`)
+
+	var got []string
+	path := "/v1/ns/default/keys?prefix=p%2F&limit=10"
+	pages := 0
+	for {
+		require.Less(t, pages, 10, "paging does not end")
+		pages++
+		r = e.do(http.MethodGet, path, "")
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		p := decode[listPage](t, r)
+		require.LessOrEqual(t, len(p.Keys), 10)
+		for _, rec := range p.Keys {
+			got = append(got, rec.Key)
+			assert.Equal(t, "default", rec.NS)
+		}
+		if p.Next == nil {
+			break
+		}
+		path = "/v1/ns/default/keys?prefix=p%2F&limit=10&after=" + urlQueryEscape(*p.Next)
+	}
+	assert.Equal(t, 3, pages)
+	assert.Equal(t, want, got)
+
+	// Without a prefix every key is listed, in byte order.
+	r = e.do(http.MethodGet, "/v1/ns/default/keys?limit=1000", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	p := decode[listPage](t, r)
+	require.Len(t, p.Keys, 27)
+	assert.Equal(t, "o", p.Keys[0].Key)
+	assert.Equal(t, "q", p.Keys[26].Key)
+	assert.Nil(t, p.Next)
+
+	// A limit above the maximum is capped, not refused.
+	r = e.do(http.MethodGet, "/v1/ns/default/keys?limit=1000000", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+
+	// A namespace nobody wrote to lists nothing.
+	r = e.do(http.MethodGet, "/v1/ns/empty/keys", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.JSONEq(t, `{"keys":[]}`, string(r.body))
+}
+
+func TestNamespaces(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.do(http.MethodGet, "/v1/ns", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.JSONEq(t, `{"namespaces":[{"name":"default","keys":0}]}`, string(r.body))
+
+	e.put("a", "1")
+	for _, k := range []string{"x", "y"} {
+		r = e.do(http.MethodPut, keyPath("team-a.prod_1", k), "1")
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		assert.Equal(t, "team-a.prod_1", decode[record](t, r).NS)
+	}
+	r = e.do(http.MethodGet, keyPath("team-a.prod_1", "x"), "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	requireError(t, e.do(http.MethodGet, keyPath("default", "x"), ""), http.StatusNotFound, "not_found")
+
+	r = e.do(http.MethodGet, "/v1/ns", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.JSONEq(t, `{"namespaces":[{"name":"default","keys":1},{"name":"team-a.prod_1","keys":2}]}`, string(r.body))
+
+	r = e.do(http.MethodGet, "/v1/ns/team-a.prod_1/keys", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Len(t, decode[listPage](t, r).Keys, 2)
+}
+
+func TestPointInTime(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r1 := e.put("k", `"one"`).Revision
+	e.put("other", `0`)
+	r2 := e.put("k", `"two"`).Revision
+	r := e.do(http.MethodDelete, keyPath("default", "k"), "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	r3 := decode[record](t, r).Revision
+
+	get := func(rev uint64) response {
+		return e.do(http.MethodGet, fmt.Sprintf("%s?rev=%d", keyPath("default", "k"), rev), "")
+	}
+	r = get(r1)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, `"one"`, string(decode[record](t, r).Value))
+	assert.Equal(t, `"1"`, r.header.Get("ETag"))
+	r = get(r1 + 1)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, `"one"`, string(decode[record](t, r).Value))
+	r = get(r2)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, `"two"`, string(decode[record](t, r).Value))
+	assert.Equal(t, `"2"`, r.header.Get("ETag"))
+	requireError(t, get(r3), http.StatusNotFound, "not_found")
+	requireError(t, get(r3+1), http.StatusBadRequest, "future_revision")
+	requireError(t, e.do(http.MethodGet, keyPath("default", "nope")+"?rev=1", ""), http.StatusNotFound, "not_found")
+
+	for _, bad := range []string{"0", "-1", "abc", "1.5", "", "+1", " 1", "1e3", "18446744073709551616"} {
+		t.Run("rev="+bad, func(t *testing.T) {
+			r := e.do(http.MethodGet, keyPath("default", "k")+"?rev="+urlQueryEscape(bad), "")
+			requireError(t, r, http.StatusBadRequest, "bad_request")
+		})
+	}
+
+	require.NoError(t, e.st.Compact(bg, r2))
+	ae := requireError(t, get(r1), http.StatusGone, "compacted")
+	require.NotNil(t, ae.Error.CompactedRevision)
+	assert.Equal(t, r2, *ae.Error.CompactedRevision)
+	r = get(r2)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, `"two"`, string(decode[record](t, r).Value))
+
+	r = e.do(http.MethodGet, "/v1/status", "")
+	assert.Equal(t, r2, decode[status](t, r).CompactedRevision)
+}
+
+func TestCompareAndSwap(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	path := keyPath("default", "cas")
+
+	// 0: must not exist.
+	r := e.do(http.MethodPut, path, `1`, "If-Match", "0")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	ae := requireError(t, e.do(http.MethodPut, path, `1`, "If-Match", "0"), http.StatusConflict, "conflict")
+	require.NotNil(t, ae.Error.CurrentVersion)
+	assert.Equal(t, uint64(1), *ae.Error.CurrentVersion)
+
+	// Bare and quoted versions, as the ETag gives them back.
+	r = e.do(http.MethodPut, path, `2`, "If-Match", "1")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	etag := r.header.Get("ETag")
+	require.Equal(t, `"2"`, etag)
+	r = e.do(http.MethodPut, path, `3`, "If-Match", etag)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	r = e.do(http.MethodPut, path, `4`, "If-Match", ` "3" `)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+
+	rev := e.revision()
+	ae = requireError(t, e.do(http.MethodPut, path, `99`, "If-Match", "2"), http.StatusConflict, "conflict")
+	require.NotNil(t, ae.Error.CurrentVersion)
+	assert.Equal(t, uint64(4), *ae.Error.CurrentVersion)
+	assert.Equal(t, "cas", ae.Error.Key)
+	assert.Equal(t, "default", ae.Error.NS)
+	ae = requireError(t, e.do(http.MethodDelete, path, ``, "If-Match", `"3"`), http.StatusConflict, "conflict")
+	assert.Equal(t, uint64(4), *ae.Error.CurrentVersion)
+	ae = requireError(t, e.do(http.MethodPut, keyPath("default", "missing"), `1`, "If-Match", "1"), http.StatusConflict, "conflict")
+	assert.Equal(t, uint64(0), *ae.Error.CurrentVersion)
+	assert.Equal(t, rev, e.revision(), "failed swaps write nothing")
+	r = e.do(http.MethodGet, path, "")
+	assert.Equal(t, `4`, string(decode[record](t, r).Value))
+
+	r = e.do(http.MethodDelete, path, ``, "If-Match", `"4"`)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	requireError(t, e.do(http.MethodGet, path, ""), http.StatusNotFound, "not_found")
+}

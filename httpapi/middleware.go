@@ -1,0 +1,150 @@
+package httpapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// errPanic is what a recovered panic answers (500 internal); the panic
+// itself is logged with its stack.
+var errPanic = errors.New("internal server error")
+
+// maxRequestIDLen bounds a client-supplied X-Request-Id.
+const maxRequestIDLen = 128
+
+// requestIDs generates request ids: a random per-process prefix and a
+// sequence number, unique without a random read per request.
+type requestIDs struct {
+	prefix string
+	seq    atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
+	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (g *requestIDs) next() string {
+	var b [40]byte
+	id := append(b[:0], g.prefix...)
+	id = strconv.AppendUint(id, g.seq.Add(1), 10)
+	return string(id)
+}
+
+// validRequestID accepts 1..maxRequestIDLen printable ASCII characters, so a
+// client id can go into logs and headers as is.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// middleware is every request's path around the handler, outermost first:
+// request id, access log, panic recovery, body limit. It is one Echo
+// middleware rather than four because Echo builds the middleware chain anew
+// for each request: one closure instead of four.
+func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		s.setRequestID(c)
+		if err := s.callSafely(next, c); err != nil {
+			// Render the error here, so that the status logged is the one sent.
+			c.Error(err)
+		}
+		s.logAccess(c, start)
+		return nil
+	}
+}
+
+// setRequestID keeps the client's X-Request-Id (or makes one) and echoes it
+// in the response.
+func (s *Server) setRequestID(c echo.Context) {
+	id := c.Request().Header.Get(echo.HeaderXRequestID)
+	if !validRequestID(id) {
+		id = s.ids.next()
+	}
+	c.Response().Header()[echo.HeaderXRequestID] = []string{id}
+}
+
+// logAccess writes one line per request: method, path, status, latency,
+// request id, bytes in and out. 5xx answers are logged at error level.
+func (s *Server) logAccess(c echo.Context, start time.Time) {
+	res := c.Response()
+	ev := s.log.Info()
+	if res.Status >= http.StatusInternalServerError {
+		ev = s.log.Error()
+	}
+	if ev == nil {
+		return
+	}
+	req := c.Request()
+	ev.Str("method", req.Method).
+		Str("path", req.URL.EscapedPath()).
+		Int("status", res.Status).
+		Float64("latency_ms", float64(time.Since(start).Microseconds())/1000).
+		Str("request_id", res.Header().Get(echo.HeaderXRequestID)).
+		Int64("bytes_in", req.ContentLength).
+		Int64("bytes", res.Size).
+		Str("remote", req.RemoteAddr).
+		Msg("request")
+}
+
+// callSafely applies the body limit and calls next, turning a panic into
+// errPanic (500) after logging it with its stack. http.ErrAbortHandler is
+// re-raised: it is how a handler asks net/http to abort the response.
+func (s *Server) callSafely(next echo.HandlerFunc, c echo.Context) (err error) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if r == http.ErrAbortHandler { //nolint:errorlint // sentinel panic value, compared as net/http does
+			panic(r)
+		}
+		req := c.Request()
+		s.log.Error().
+			Str("panic", fmt.Sprint(r)).
+			Str("stack", string(debug.Stack())).
+			Str("request_id", c.Response().Header().Get(echo.HeaderXRequestID)).
+			Str("method", req.Method).
+			Str("path", req.URL.EscapedPath()).
+			Msg("panic in handler")
+		err = errPanic
+	}()
+	if err := s.limitBody(c); err != nil {
+		return err
+	}
+	return next(c)
+}
+
+// limitBody refuses a body announced larger than Config.MaxBodyBytes and caps
+// the others while they are read.
+func (s *Server) limitBody(c echo.Context) error {
+	req := c.Request()
+	max := s.cfg.MaxBodyBytes
+	if req.ContentLength > max {
+		return bodyTooLarge(max)
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		// The writer given is net/http's own, so that it closes the
+		// connection instead of draining an oversized body.
+		req.Body = http.MaxBytesReader(c.Response().Writer, req.Body, max)
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+package httpapi_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRequestID(t *testing.T) {
+	e := newEnv(t, envOptions{})
+
+	r := e.do(http.MethodGet, "/healthz", "", "X-Request-Id", "client-id-42")
+	assert.Equal(t, "client-id-42", r.header.Get("X-Request-Id"), "a client id is echoed back")
+
+	seen := map[string]bool{}
+	for range 3 {
+		id := e.do(http.MethodGet, "/healthz", "").header.Get("X-Request-Id")
+		require.NotEmpty(t, id)
+		assert.False(t, seen[id], "generated ids are unique")
+		seen[id] = true
+	}
+
+	// Ids that could break a log line or a header are replaced.
+	for _, bad := range []string{"has space", strings.Repeat("x", 129), "tab\there"} {
+		id := e.do(http.MethodGet, "/healthz", "", "X-Request-Id", bad).header.Get("X-Request-Id")
+		assert.NotEqual(t, bad, id)
+		assert.NotEmpty(t, id)
+	}
+
+	// Errors carry the id too.
+	r = e.do(http.MethodGet, "/nope", "", "X-Request-Id", "err-id")
+	assert.Equal(t, "err-id", r.header.Get("X-Request-Id"))
+}
+
+func TestAccessLog(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.do(http.MethodPut, keyPath("default", "a/b"), `"hello"`, "X-Request-Id", "log-put")
+	e.do(http.MethodGet, keyPath("default", "missing"), "", "X-Request-Id", "log-404")
+
+	byID := map[string]map[string]any{}
+	for _, l := range e.logs.lines(t) {
+		if l["message"] == "request" {
+			id, _ := l["request_id"].(string)
+			byID[id] = l
+		}
+	}
+	put := byID["log-put"]
+	require.NotNil(t, put, "one access log line per request")
+	assert.Equal(t, "info", put["level"])
+	assert.Equal(t, "PUT", put["method"])
+	assert.Equal(t, "/v1/ns/default/keys/a%2Fb", put["path"])
+	assert.EqualValues(t, 200, put["status"])
+	assert.EqualValues(t, 7, put["bytes_in"])
+	assert.Greater(t, put["bytes"], float64(50))
+	assert.Contains(t, put, "latency_ms")
+	assert.Contains(t, put, "remote")
+
+	nf := byID["log-404"]
+	require.NotNil(t, nf)
+	assert.EqualValues(t, 404, nf["status"], "the status logged is the one sent for errors")
+	assert.Greater(t, nf["bytes"], float64(10))
+}
+
+func TestPanicRecovery(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.srv.Echo().GET("/test/panic", func(echo.Context) error { panic("boom") })
+	e.srv.Echo().GET("/test/error", func(echo.Context) error { return errors.New("secret internal detail") })
+	e.srv.Echo().GET("/test/teapot", func(echo.Context) error {
+		return echo.NewHTTPError(http.StatusTooManyRequests, "slow down")
+	})
+	e.srv.Echo().GET("/test/echo500", func(echo.Context) error {
+		return echo.NewHTTPError(http.StatusBadGateway, "upstream")
+	})
+
+	r := e.do(http.MethodGet, "/test/panic", "", "X-Request-Id", "panic-id")
+	ae := requireError(t, r, http.StatusInternalServerError, "internal")
+	assert.NotContains(t, ae.Error.Message, "boom")
+
+	var logged map[string]any
+	for _, l := range e.logs.lines(t) {
+		if l["message"] == "panic in handler" {
+			logged = l
+		}
+	}
+	require.NotNil(t, logged, "the panic is logged")
+	assert.Equal(t, "boom", logged["panic"])
+	assert.Equal(t, "panic-id", logged["request_id"])
+	assert.Contains(t, logged["stack"], "goroutine")
+
+	// The server keeps serving.
+	r = e.do(http.MethodGet, "/healthz", "")
+	assert.Equal(t, http.StatusOK, r.status)
+
+	// Unknown errors are internal; their text stays in the log.
+	r = e.do(http.MethodGet, "/test/error", "")
+	ae = requireError(t, r, http.StatusInternalServerError, "internal")
+	assert.NotContains(t, ae.Error.Message, "secret")
+	assert.Contains(t, fmt.Sprint(e.logs.lines(t)), "secret internal detail")
+
+	// Echo's own errors are rendered in our format.
+	ae = requireError(t, e.do(http.MethodGet, "/test/teapot", ""), http.StatusTooManyRequests, "too_many_requests")
+	assert.Equal(t, "slow down", ae.Error.Message)
+	requireError(t, e.do(http.MethodGet, "/test/echo500", ""), http.StatusInternalServerError, "internal")
+}
+
+// TestConcurrentRequests exercises the handlers, the middleware and the
+// buffer pool from many goroutines (run with -race).
+func TestConcurrentRequests(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := e.ts.Client()
+			for i := range each {
+				key := fmt.Sprintf("w%d/k%d", w, i)
+				body := fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)
+				req, _ := http.NewRequest(http.MethodPut, e.ts.URL+keyPath("default", key), strings.NewReader(body))
+				res, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("put %s: status %d", key, res.StatusCode)
+				}
+				res, err = client.Get(e.ts.URL + keyPath("default", key))
+				if err != nil {
+					errs <- err
+					continue
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("get %s: status %d", key, res.StatusCode)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	assert.Equal(t, uint64(workers*each), e.revision())
+}

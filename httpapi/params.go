@@ -1,0 +1,201 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/labstack/echo/v4"
+)
+
+const (
+	// headerWho names the author of a change when ?who= is absent.
+	headerWho = "X-Ctxd-Who"
+	// defaultWho is recorded when a request names no author.
+	defaultWho = "api"
+	// keysPrefix starts every key route's path.
+	keysPrefix = "/v1/ns/"
+	// historySuffix, raw (not %2F-escaped) at the end of a GET key path,
+	// selects the history route.
+	historySuffix = "/history"
+)
+
+// keyPath is what a key route's path names.
+type keyPath struct {
+	ns      string
+	key     string
+	history bool
+}
+
+// parseKeyPath reads namespace and key from the escaped request path
+// "/v1/ns/{ns}/keys/{key}". Echo routes on the raw path, so the key's "%2F"
+// and "/" stay distinct until here: a raw "/history" suffix on GET (or HEAD)
+// selects the history route, "%2Fhistory" is part of the key.
+func parseKeyPath(r *http.Request) (keyPath, error) {
+	p := r.URL.EscapedPath()
+	rest, ok := strings.CutPrefix(p, keysPrefix)
+	if !ok {
+		return keyPath{}, badRequest("malformed key path " + strconv.Quote(p))
+	}
+	rawNS, rawKey, ok := strings.Cut(rest, "/")
+	if !ok {
+		return keyPath{}, badRequest("malformed key path " + strconv.Quote(p))
+	}
+	rawKey, ok = strings.CutPrefix(rawKey, "keys/")
+	if !ok {
+		return keyPath{}, badRequest("malformed key path " + strconv.Quote(p))
+	}
+	var kp keyPath
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if k, ok := strings.CutSuffix(rawKey, historySuffix); ok {
+			rawKey, kp.history = k, true
+		}
+	}
+	ns, err := parseNamespace(rawNS)
+	if err != nil {
+		return keyPath{}, err
+	}
+	kp.ns = ns
+	key, err := url.PathUnescape(rawKey)
+	if err != nil {
+		return keyPath{}, badRequest("key is not a valid path-escaped string: " + err.Error())
+	}
+	if key == "" {
+		return keyPath{}, badRequest("key must not be empty")
+	}
+	kp.key = key
+	return kp, nil
+}
+
+// parseNamespace unescapes a raw namespace path segment. The store checks
+// the name itself.
+func parseNamespace(raw string) (string, error) {
+	ns, err := url.PathUnescape(raw)
+	if err != nil {
+		return "", badRequest("namespace is not a valid path-escaped string: " + err.Error())
+	}
+	if ns == "" {
+		return "", badRequest("namespace must not be empty")
+	}
+	return ns, nil
+}
+
+// parseIfMatch reads the expected version from If-Match: a decimal version,
+// bare or in double quotes ("3"). 0 means "the key must not exist". Weak
+// validators (W/"3"), "*" and lists are refused: a compare-and-swap needs one
+// exact version. It returns nil when the header is absent.
+func parseIfMatch(r *http.Request) (*uint64, error) {
+	hs := r.Header["If-Match"]
+	if len(hs) == 0 {
+		return nil, nil
+	}
+	h := strings.TrimSpace(hs[0])
+	if len(hs) > 1 {
+		h = strings.Join(hs, ", ")
+	} else if h == "" {
+		return nil, nil
+	}
+	v := h
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	n, err := parseUint(v)
+	if err != nil {
+		return nil, badRequest("If-Match must be one version number, like 3 or \"3\" (0: the key must not exist); got " + strconv.Quote(h))
+	}
+	return &n, nil
+}
+
+// parseUint accepts only plain decimal digits (no sign, no spaces).
+func parseUint(s string) (uint64, error) {
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return 0, strconv.ErrSyntax
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// queryParam returns a query parameter and whether it was given at all.
+func queryParam(c echo.Context, name string) (string, bool) {
+	if c.Request().URL.RawQuery == "" {
+		return "", false
+	}
+	vs, ok := c.QueryParams()[name]
+	if !ok || len(vs) == 0 {
+		return "", false
+	}
+	return vs[0], true
+}
+
+// positiveParam reads an optional query parameter that must be an integer
+// >= 1; absent gives 0.
+func positiveParam(c echo.Context, name string) (uint64, error) {
+	s, ok := queryParam(c, name)
+	if !ok {
+		return 0, nil
+	}
+	n, err := parseUint(s)
+	if err != nil || n == 0 {
+		return 0, badRequest(name + " must be an integer >= 1; got " + strconv.Quote(s))
+	}
+	return n, nil
+}
+
+// limitParam reads ?limit=, an integer >= 1; absent gives 0 (the store's
+// default). Values above store.MaxListLimit are capped.
+func limitParam(c echo.Context) (int, error) {
+	n, err := positiveParam(c, "limit")
+	if err != nil {
+		return 0, err
+	}
+	if n > store.MaxListLimit {
+		n = store.MaxListLimit
+	}
+	return int(n), nil
+}
+
+// who returns the author of a change: ?who=, else the X-Ctxd-Who header,
+// else "api".
+func who(c echo.Context) string {
+	if w, _ := queryParam(c, "who"); w != "" {
+		return w
+	}
+	if w := c.Request().Header.Get(headerWho); w != "" {
+		return w
+	}
+	return defaultWho
+}
+
+// readBody reads the whole request body once. The body limit middleware has
+// already capped it at Config.MaxBodyBytes.
+func readBody(r *http.Request) ([]byte, error) {
+	var (
+		b   []byte
+		err error
+	)
+	if n := r.ContentLength; n >= 0 {
+		b = make([]byte, n)
+		_, err = io.ReadFull(r.Body, b)
+	} else {
+		b, err = io.ReadAll(r.Body)
+	}
+	if err != nil {
+		return nil, bodyError(err)
+	}
+	return b, nil
+}
+
+// bodyError turns a failed body read into an API error.
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return bodyTooLarge(mbe.Limit)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("request body is shorter than its Content-Length")
+	}
+	return badRequest("reading request body: " + err.Error())
+}

@@ -1,0 +1,94 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/labstack/echo/v4"
+	"github.com/rs/zerolog"
+)
+
+// Store is what the HTTP API needs from the store. *store.Store implements
+// it; another backend can too.
+type Store interface {
+	Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (store.Record, error)
+	Delete(ctx context.Context, ns, key string, expect *uint64, who string) (store.Record, error)
+	Txn(ctx context.Context, writes []store.Write) (store.TxnResult, error)
+	Get(ns, key string) (store.Record, error)
+	GetAt(ns, key string, rev uint64) (store.Record, error)
+	List(ns string, opts store.ListOptions) (store.ListPage, error)
+	History(ns, key string, opts store.HistoryOptions) (store.HistoryPage, error)
+	Namespaces() ([]store.Namespace, error)
+	Status() (store.Status, error)
+}
+
+// DefaultMaxBodyBytes is the request body limit when Config.MaxBodyBytes is 0.
+const DefaultMaxBodyBytes int64 = 2 << 20
+
+// Config configures a Server.
+type Config struct {
+	// Version is the build version reported by /v1/status.
+	Version string
+	// MaxBodyBytes caps a request body; larger bodies get 413 too_large.
+	// 0 (or negative) means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// Server serves the v1 API over a Store.
+type Server struct {
+	e       *echo.Echo
+	st      Store
+	cfg     Config
+	log     zerolog.Logger
+	started time.Time
+	ids     *requestIDs
+}
+
+// New returns a Server over st. log receives the access log (one line per
+// request at info level) and errors; its format is the caller's choice.
+func New(st Store, cfg Config, log zerolog.Logger) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	s := &Server{
+		e:       echo.New(),
+		st:      st,
+		cfg:     cfg,
+		log:     log,
+		started: time.Now(),
+		ids:     newRequestIDs(),
+	}
+	s.e.HideBanner = true
+	s.e.HidePort = true
+	s.e.HTTPErrorHandler = s.handleError
+	s.e.Use(s.middleware)
+	s.routes()
+	return s
+}
+
+// Handler returns the http.Handler that serves every route.
+func (s *Server) Handler() http.Handler { return s.e }
+
+// Echo returns the underlying Echo instance, so that other packages can add
+// routes. Routes added there go through the same middleware and error format.
+// Add them before serving.
+func (s *Server) Echo() *echo.Echo { return s.e }
+
+func (s *Server) routes() {
+	e := s.e
+	e.GET("/v1/ns", s.namespaces)
+	e.GET("/v1/ns/:ns/keys", s.listKeys)
+	// The key is taken from the escaped path, not from the wildcard
+	// parameter: see parseKeyPath.
+	e.GET("/v1/ns/:ns/keys/*", s.getKey)
+	e.HEAD("/v1/ns/:ns/keys/*", s.getKey)
+	e.PUT("/v1/ns/:ns/keys/*", s.putKey)
+	e.DELETE("/v1/ns/:ns/keys/*", s.deleteKey)
+	e.POST("/v1/txn", s.txn)
+	e.GET("/v1/status", s.status)
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+}

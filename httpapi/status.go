@@ -1,0 +1,91 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/labstack/echo/v4"
+)
+
+// statusResponse is the body of GET /v1/status.
+type statusResponse struct {
+	Version           string    `json:"version"`
+	Revision          uint64    `json:"revision"`
+	CompactedRevision uint64    `json:"compacted_revision"`
+	Keys              uint64    `json:"keys"`
+	Namespaces        int       `json:"namespaces"`
+	DBSizeBytes       int64     `json:"db_size_bytes"`
+	SchemaVersion     int       `json:"schema_version"`
+	Clients           int       `json:"clients"`
+	UptimeSeconds     int64     `json:"uptime_seconds"`
+	StartedAt         time.Time `json:"started_at"`
+}
+
+// namespacesResponse is the body of GET /v1/ns.
+type namespacesResponse struct {
+	Namespaces []store.Namespace `json:"namespaces"`
+}
+
+var (
+	bodyHealthy = []byte(`{"status":"ok"}`)
+	bodyReady   = []byte(`{"status":"ready"}`)
+)
+
+// status serves GET /v1/status.
+func (s *Server) status(c echo.Context) error {
+	st, err := s.st.Status()
+	if err != nil {
+		return err
+	}
+	return sendJSON(c, http.StatusOK, statusResponse{
+		Version:           s.cfg.Version,
+		Revision:          st.Revision,
+		CompactedRevision: st.CompactedRevision,
+		Keys:              st.Keys,
+		Namespaces:        st.Namespaces,
+		DBSizeBytes:       st.DBSizeBytes,
+		SchemaVersion:     st.SchemaVersion,
+		Clients:           0, // no WebSocket hub yet
+		UptimeSeconds:     int64(time.Since(s.started) / time.Second),
+		StartedAt:         s.started.UTC().Truncate(time.Second),
+	})
+}
+
+// namespaces serves GET /v1/ns.
+func (s *Server) namespaces(c echo.Context) error {
+	nss, err := s.st.Namespaces()
+	if err != nil {
+		return err
+	}
+	if nss == nil {
+		nss = []store.Namespace{}
+	}
+	return sendJSON(c, http.StatusOK, namespacesResponse{Namespaces: nss})
+}
+
+// healthz serves GET /healthz: the process is up. It does not touch the store.
+func (s *Server) healthz(c echo.Context) error {
+	return writeJSON(c, http.StatusOK, bodyHealthy)
+}
+
+// readyz serves GET /readyz: 200 while the store answers, 503 otherwise
+// (closed, or failing).
+func (s *Server) readyz(c echo.Context) error {
+	if _, err := s.st.Status(); err != nil {
+		s.log.Warn().Err(err).Msg("not ready")
+		return &notReadyError{err: err}
+	}
+	return writeJSON(c, http.StatusOK, bodyReady)
+}
+
+// sendJSON encodes v with encoding/json, for the bodies that are not on a
+// hot path.
+func sendJSON(c echo.Context, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, status, b)
+}

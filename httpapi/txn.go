@@ -1,0 +1,96 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/labstack/echo/v4"
+)
+
+// txnRequest is the body of POST /v1/txn.
+type txnRequest struct {
+	Who string  `json:"who"`
+	Ops []txnOp `json:"ops"`
+}
+
+// txnOp is one write of a transaction. Ns defaults to "default"; IfVersion,
+// when present, is the version the key must have (0: must not exist).
+type txnOp struct {
+	Op        string          `json:"op"`
+	Namespace string          `json:"ns"`
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	IfVersion *uint64         `json:"if_version"`
+}
+
+// txn serves POST /v1/txn: several puts and deletes, all or nothing.
+func (s *Server) txn(c echo.Context) error {
+	req := c.Request()
+	body, err := readBody(req)
+	if err != nil {
+		return err
+	}
+	writes, err := decodeTxn(body, who(c))
+	if err != nil {
+		return err
+	}
+	res, err := s.st.Txn(req.Context(), writes)
+	if err != nil {
+		return err
+	}
+	return respond(c, http.StatusOK, func(b []byte) []byte { return appendTxnResult(b, &res) })
+}
+
+// decodeTxn parses and checks a transaction body. Unknown fields are refused
+// so that a misspelt "if_version" cannot silently drop a guard.
+func decodeTxn(body []byte, defaultWho string) ([]store.Write, error) {
+	var tr txnRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&tr); err != nil {
+		return nil, badRequest("transaction body is not valid: " + err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, badRequest("transaction body has data after the JSON object")
+	}
+	if len(tr.Ops) == 0 {
+		return nil, badRequest(`transaction has no ops: give "ops": [{"op":"put",...}]`)
+	}
+	who := tr.Who
+	if who == "" {
+		who = defaultWho
+	}
+	writes := make([]store.Write, len(tr.Ops))
+	for i := range tr.Ops {
+		op := &tr.Ops[i]
+		w := store.Write{Namespace: op.Namespace, Key: op.Key, Expect: op.IfVersion, Who: who}
+		if w.Namespace == "" {
+			w.Namespace = store.DefaultNamespace
+		}
+		at := "ops[" + strconv.Itoa(i) + "]"
+		switch op.Op {
+		case "put":
+			if op.Value == nil {
+				return nil, badRequest(at + `: a put needs a "value"`)
+			}
+			w.Op, w.Value = store.OpPut, op.Value
+		case "delete":
+			if op.Value != nil {
+				return nil, badRequest(at + `: a delete takes no "value"`)
+			}
+			w.Op = store.OpDelete
+		default:
+			return nil, badRequest(at + `: "op" must be "put" or "delete", got ` + strconv.Quote(op.Op))
+		}
+		if w.Key == "" {
+			return nil, badRequest(at + `: "key" must not be empty`)
+		}
+		writes[i] = w
+	}
+	return writes, nil
+}

@@ -1,0 +1,93 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTxn(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.put("a", `"a1"`)
+	e.put("gone", `"g1"`)
+
+	r := e.do(http.MethodPost, "/v1/txn?who=ignored", `{
+		"who": "deployer",
+		"ops": [
+			{"op": "put", "key": "a", "value": {"n": 2}, "if_version": 1},
+			{"op": "put", "ns": "team", "key": "dir/b", "value": [1, 2], "if_version": 0},
+			{"op": "delete", "key": "gone"},
+			{"op": "put", "ns": "default", "key": "c", "value": null}
+		]
+	}`)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	res := decode[txnResult](t, r)
+	assert.Equal(t, uint64(6), res.Revision)
+	require.Len(t, res.Results, 4)
+	assert.Equal(t, record{NS: "default", Key: "a", Value: []byte(`{"n": 2}`), Version: 2, CreateRev: 1, Revision: 3, Who: "deployer", UpdatedAt: res.Results[0].UpdatedAt}, res.Results[0])
+	assert.Equal(t, "team", res.Results[1].NS)
+	assert.Equal(t, "dir/b", res.Results[1].Key)
+	assert.Equal(t, uint64(1), res.Results[1].Version)
+	assert.Equal(t, uint64(4), res.Results[1].Revision)
+	assert.Equal(t, "gone", res.Results[2].Key)
+	assert.Equal(t, "null", string(res.Results[2].Value))
+	assert.Equal(t, uint64(5), res.Results[2].Revision)
+	assert.Equal(t, "null", string(res.Results[3].Value))
+
+	r = e.do(http.MethodGet, keyPath("default", "a"), "")
+	assert.Equal(t, `{"n": 2}`, string(decode[record](t, r).Value))
+	r = e.do(http.MethodGet, keyPath("team", "dir/b"), "")
+	assert.Equal(t, `[1, 2]`, string(decode[record](t, r).Value))
+	requireError(t, e.do(http.MethodGet, keyPath("default", "gone"), ""), http.StatusNotFound, "not_found")
+	r = e.do(http.MethodGet, keyPath("default", "c"), "")
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, `null`, string(decode[record](t, r).Value))
+
+	// Who falls back to ?who=, then the header, then "api".
+	r = e.do(http.MethodPost, "/v1/txn?who=q", `{"ops":[{"op":"put","key":"w","value":1}]}`, "X-Ctxd-Who", "h")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, "q", decode[txnResult](t, r).Results[0].Who)
+	r = e.do(http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"w","value":2}]}`, "X-Ctxd-Who", "h")
+	assert.Equal(t, "h", decode[txnResult](t, r).Results[0].Who)
+	r = e.do(http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"w","value":3}]}`)
+	assert.Equal(t, "api", decode[txnResult](t, r).Results[0].Who)
+}
+
+func TestTxnAllOrNothing(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.put("a", `"a1"`)
+	e.put("b", `"b1"`)
+	rev := e.revision()
+
+	// The last op conflicts: none of the others may be applied.
+	r := e.do(http.MethodPost, "/v1/txn", `{"ops":[
+		{"op":"put","key":"new","value":1},
+		{"op":"delete","key":"a"},
+		{"op":"put","ns":"other","key":"x","value":1},
+		{"op":"put","key":"b","value":"b2","if_version":7}
+	]}`)
+	ae := requireError(t, r, http.StatusConflict, "conflict")
+	require.NotNil(t, ae.Error.CurrentVersion)
+	assert.Equal(t, uint64(1), *ae.Error.CurrentVersion)
+	assert.Equal(t, "b", ae.Error.Key)
+	assert.Equal(t, "default", ae.Error.NS)
+
+	assert.Equal(t, rev, e.revision())
+	requireError(t, e.do(http.MethodGet, keyPath("default", "new"), ""), http.StatusNotFound, "not_found")
+	requireError(t, e.do(http.MethodGet, keyPath("other", "x"), ""), http.StatusNotFound, "not_found")
+	r = e.do(http.MethodGet, keyPath("default", "a"), "")
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, `"a1"`, string(decode[record](t, r).Value))
+	r = e.do(http.MethodGet, keyPath("default", "b"), "")
+	assert.Equal(t, `"b1"`, string(decode[record](t, r).Value))
+	r = e.do(http.MethodGet, "/v1/ns", "")
+	assert.JSONEq(t, `{"namespaces":[{"name":"default","keys":2}]}`, string(r.body))
+
+	// A must-not-exist guard on an existing key fails the same way.
+	r = e.do(http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"new","value":1},{"op":"put","key":"a","value":1,"if_version":0}]}`)
+	requireError(t, r, http.StatusConflict, "conflict")
+	assert.Equal(t, rev, e.revision())
+	requireError(t, e.do(http.MethodGet, keyPath("default", "new"), ""), http.StatusNotFound, "not_found")
+}
