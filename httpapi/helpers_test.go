@@ -227,8 +227,6 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 	return out
 }
 
-func u64(v uint64) *uint64 { return &v }
-
 var bg = context.Background()
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }

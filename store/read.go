@@ -11,6 +11,7 @@ import (
 
 	"github.com/framework0/ctxd/migrations"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 const defaultPageSize = 100
@@ -28,7 +29,7 @@ func pageSize(limit int) int {
 // view runs fn in a read transaction, which never blocks the writer.
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	err := s.db.View(fn)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err

@@ -29,6 +29,19 @@ func (o Op) String() string {
 // MarshalText encodes the op as "put" or "delete".
 func (o Op) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
 
+// UnmarshalText decodes "put" or "delete".
+func (o *Op) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "put":
+		*o = OpPut
+	case "delete":
+		*o = OpDelete
+	default:
+		return invalidf("unknown op %q: want put or delete", b)
+	}
+	return nil
+}
+
 // Record is a key's state: its current value, or its value at a past revision.
 type Record struct {
 	Namespace string          `json:"ns"`

@@ -1,0 +1,42 @@
+# ctxd: `make run` starts the server, `make test` runs the checks. See README.md.
+
+GO          ?= go
+BIN         := bin/ctxd
+VERSION     := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X main.version=$(VERSION)
+STATICCHECK := bin/staticcheck
+STATICCHECK_VERSION := v0.7.0
+
+.PHONY: build run test bench fmt lint clean
+
+## build: compile ./bin/ctxd, stamped with the version from git describe ("dev" without git)
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ctxd
+
+## run: build, then serve on 127.0.0.1:8080 with data in ./data and readable logs (extra flags: make run ARGS='--addr :9090')
+run: build
+	./$(BIN) serve --data ./data --log-format console $(ARGS)
+
+## test: go vet, then every test with the race detector
+test:
+	$(GO) vet ./...
+	$(GO) test -race ./...
+
+## bench: every benchmark, with allocations
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fmt: format every Go file in place
+fmt:
+	gofmt -w $$(find . -name '*.go' -not -path './bin/*')
+
+## lint: staticcheck, installed into ./bin on first use
+lint: $(STATICCHECK)
+	./$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	GOBIN=$(CURDIR)/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+## clean: remove ./bin (the data folder ./data is left alone)
+clean:
+	rm -rf bin

@@ -1,0 +1,433 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/framework0/ctxd/store"
+)
+
+// Types shared with the server: their JSON is the wire format.
+type (
+	// Record is a key's state, as PUT, GET and DELETE return it.
+	Record = store.Record
+	// ListPage is one page of keys; Next is the cursor for the following page.
+	ListPage = store.ListPage
+	// Namespace is a namespace and its number of keys.
+	Namespace = store.Namespace
+	// TxnResult is the outcome of a transaction: its revision and one record per op.
+	TxnResult = store.TxnResult
+)
+
+// Change is one committed change of a key, as history returns it.
+type Change struct {
+	Revision  uint64 `json:"revision"`
+	Namespace string `json:"ns"`
+	Key       string `json:"key"`
+	// Op is "put" or "delete".
+	Op string `json:"op"`
+	// Value is the value after the change; null for a delete.
+	Value json.RawMessage `json:"value"`
+	// Version is the key's version after a put, or the deleted version.
+	Version uint64 `json:"version"`
+	// PrevRev is the revision of the key's previous change (0 if none).
+	PrevRev uint64    `json:"prev_revision,omitempty"`
+	Who     string    `json:"who"`
+	Time    time.Time `json:"time"`
+}
+
+// HistoryPage is one page of a key's history, newest first.
+type HistoryPage struct {
+	Changes []Change `json:"changes"`
+	// Next is the Before value for the next page (0 on the last page).
+	Next uint64 `json:"next,omitempty"`
+}
+
+// Status is the server's summary, from GET /v1/status.
+type Status struct {
+	Version           string    `json:"version"`
+	Revision          uint64    `json:"revision"`
+	CompactedRevision uint64    `json:"compacted_revision"`
+	Keys              uint64    `json:"keys"`
+	Namespaces        int       `json:"namespaces"`
+	DBSizeBytes       int64     `json:"db_size_bytes"`
+	SchemaVersion     int       `json:"schema_version"`
+	Clients           int       `json:"clients"`
+	UptimeSeconds     float64   `json:"uptime_seconds"`
+	StartedAt         time.Time `json:"started_at"`
+}
+
+// Client talks to one ctxd server. It is safe for concurrent use.
+type Client struct {
+	base string // scheme://host[:port][/prefix], without a trailing slash
+	hc   *http.Client
+	who  string
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient makes the client send its requests through hc (for
+// timeouts, TLS, or a test transport). The default is http.DefaultClient.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) { c.hc = hc }
+}
+
+// WithWho sets the "who" recorded on changes made through the client when a
+// call does not give its own. Without it the server records its default.
+func WithWho(who string) Option {
+	return func(c *Client) { c.who = who }
+}
+
+// New returns a client for the server at baseURL, such as
+// "http://127.0.0.1:8080".
+func New(baseURL string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("client: bad server URL %q: %w", baseURL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: bad server URL %q: want http://host:port or https://host:port", baseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("client: bad server URL %q: it must not have a query or fragment", baseURL)
+	}
+	c := &Client{base: strings.TrimRight(u.String(), "/"), hc: http.DefaultClient}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// Expect returns a pointer to v, for the IfVersion fields: Expect(0) means
+// "the key must not exist".
+func Expect(v uint64) *uint64 { return &v }
+
+// PutOptions are the optional parts of a put.
+type PutOptions struct {
+	// IfVersion, when set, makes the put apply only if the key's current
+	// version is *IfVersion (0: the key must not exist); otherwise the put
+	// fails with a conflict (see IsConflict).
+	IfVersion *uint64
+	// Who overrides the client's default who.
+	Who string
+}
+
+// Put sets ns/key to value, which must be valid JSON. An empty ns means
+// "default".
+func (c *Client) Put(ctx context.Context, ns, key string, value json.RawMessage, opts PutOptions) (Record, error) {
+	ns = orDefault(ns)
+	var rec Record
+	err := c.do(ctx, request{
+		method: http.MethodPut, path: keyPath(ns, key), query: c.whoQuery(opts.Who),
+		ifVersion: opts.IfVersion, body: value, out: &rec,
+	})
+	if err != nil {
+		return Record{}, wrap(fmt.Sprintf("put %s/%s", ns, key), err)
+	}
+	return rec, nil
+}
+
+// GetOptions are the optional parts of a get.
+type GetOptions struct {
+	// Rev, when non-zero, reads the key as it was at that revision.
+	Rev uint64
+}
+
+// Get returns ns/key's current record, or its record at opts.Rev.
+func (c *Client) Get(ctx context.Context, ns, key string, opts GetOptions) (Record, error) {
+	ns = orDefault(ns)
+	q := url.Values{}
+	if opts.Rev != 0 {
+		q.Set("rev", strconv.FormatUint(opts.Rev, 10))
+	}
+	var rec Record
+	if err := c.do(ctx, request{method: http.MethodGet, path: keyPath(ns, key), query: q, out: &rec}); err != nil {
+		return Record{}, wrap(fmt.Sprintf("get %s/%s", ns, key), err)
+	}
+	return rec, nil
+}
+
+// DeleteOptions are the optional parts of a delete.
+type DeleteOptions struct {
+	// IfVersion, when set, makes the delete apply only at that version.
+	IfVersion *uint64
+	// Who overrides the client's default who.
+	Who string
+}
+
+// Delete removes ns/key. The record returned holds the deleted version and
+// the delete's revision, with a null value.
+func (c *Client) Delete(ctx context.Context, ns, key string, opts DeleteOptions) (Record, error) {
+	ns = orDefault(ns)
+	var rec Record
+	err := c.do(ctx, request{
+		method: http.MethodDelete, path: keyPath(ns, key), query: c.whoQuery(opts.Who),
+		ifVersion: opts.IfVersion, out: &rec,
+	})
+	if err != nil {
+		return Record{}, wrap(fmt.Sprintf("delete %s/%s", ns, key), err)
+	}
+	return rec, nil
+}
+
+// ListOptions select a page of keys.
+type ListOptions struct {
+	// Prefix keeps only keys that start with it.
+	Prefix string
+	// After is the cursor: the Next of the previous page.
+	After string
+	// Limit is the page size (0: the server's default).
+	Limit int
+}
+
+// List returns one page of ns's keys in key order.
+func (c *Client) List(ctx context.Context, ns string, opts ListOptions) (ListPage, error) {
+	ns = orDefault(ns)
+	q := url.Values{}
+	if opts.Prefix != "" {
+		q.Set("prefix", opts.Prefix)
+	}
+	if opts.After != "" {
+		q.Set("after", opts.After)
+	}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	var page ListPage
+	if err := c.do(ctx, request{method: http.MethodGet, path: nsPath(ns) + "/keys", query: q, out: &page}); err != nil {
+		return ListPage{}, wrap(fmt.Sprintf("list %s", ns), err)
+	}
+	return page, nil
+}
+
+// ListAll returns every key of ns that starts with prefix, following the
+// cursor page by page. The pages are read at different moments: a key
+// written meanwhile may or may not appear.
+func (c *Client) ListAll(ctx context.Context, ns, prefix string) ([]Record, error) {
+	var all []Record
+	opts := ListOptions{Prefix: prefix, Limit: store.MaxListLimit}
+	for {
+		page, err := c.List(ctx, ns, opts)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Records...)
+		if page.Next == "" || page.Next == opts.After {
+			return all, nil
+		}
+		opts.After = page.Next
+	}
+}
+
+// HistoryOptions select a page of a key's history.
+type HistoryOptions struct {
+	// Before, when non-zero, returns only changes with a lower revision: the
+	// Next of the previous page.
+	Before uint64
+	// Limit is the page size (0: the server's default).
+	Limit int
+}
+
+// History returns a page of ns/key's changes, newest first.
+func (c *Client) History(ctx context.Context, ns, key string, opts HistoryOptions) (HistoryPage, error) {
+	ns = orDefault(ns)
+	q := url.Values{}
+	if opts.Before != 0 {
+		q.Set("before", strconv.FormatUint(opts.Before, 10))
+	}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	var page HistoryPage
+	if err := c.do(ctx, request{method: http.MethodGet, path: keyPath(ns, key) + "/history", query: q, out: &page}); err != nil {
+		return HistoryPage{}, wrap(fmt.Sprintf("history %s/%s", ns, key), err)
+	}
+	return page, nil
+}
+
+// Namespaces returns every namespace with its number of keys.
+func (c *Client) Namespaces(ctx context.Context) ([]Namespace, error) {
+	var out struct {
+		Namespaces []Namespace `json:"namespaces"`
+	}
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/ns", out: &out}); err != nil {
+		return nil, wrap("namespaces", err)
+	}
+	return out.Namespaces, nil
+}
+
+// TxnOp is one write of a transaction.
+type TxnOp struct {
+	// Op is "put" or "delete".
+	Op string `json:"op"`
+	// Namespace defaults to "default".
+	Namespace string `json:"ns,omitempty"`
+	Key       string `json:"key"`
+	// Value is the JSON value of a put.
+	Value json.RawMessage `json:"value,omitempty"`
+	// IfVersion, when set, is the version the key must have (0: must not exist).
+	IfVersion *uint64 `json:"if_version,omitempty"`
+}
+
+// TxnOptions are the optional parts of a transaction.
+type TxnOptions struct {
+	// Who overrides the client's default who.
+	Who string
+}
+
+// Txn applies ops all or nothing: if one fails (a conflict, a bad key),
+// nothing is written and the error says which.
+func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts TxnOptions) (TxnResult, error) {
+	who := opts.Who
+	if who == "" {
+		who = c.who
+	}
+	body, err := json.Marshal(struct {
+		Who string  `json:"who,omitempty"`
+		Ops []TxnOp `json:"ops"`
+	}{who, ops})
+	if err != nil {
+		return TxnResult{}, wrap("txn", err)
+	}
+	var res TxnResult
+	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/txn", body: body, out: &res}); err != nil {
+		return TxnResult{}, wrap("txn", err)
+	}
+	return res, nil
+}
+
+// Status returns the server's summary.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/status", out: &st}); err != nil {
+		return Status{}, wrap("status", err)
+	}
+	return st, nil
+}
+
+// Health returns nil when the server answers /healthz with 200.
+func (c *Client) Health(ctx context.Context) error {
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/healthz"}); err != nil {
+		return wrap("health", err)
+	}
+	return nil
+}
+
+// Ready returns nil when the server answers /readyz with 200 (it is ready to
+// serve requests), and an *APIError with status 503 when it is not.
+func (c *Client) Ready(ctx context.Context) error {
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/readyz"}); err != nil {
+		return wrap("ready", err)
+	}
+	return nil
+}
+
+type request struct {
+	method    string
+	path      string // escaped
+	query     url.Values
+	ifVersion *uint64
+	body      []byte
+	out       any // decoded from a 2xx body when non-nil
+}
+
+func (c *Client) do(ctx context.Context, r request) error {
+	u := c.base + r.path
+	if len(r.query) > 0 {
+		u += "?" + r.query.Encode()
+	}
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
+	if err != nil {
+		// Not %w: a *url.Error from parsing must not read as "no answer".
+		return fmt.Errorf("build request: %v", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.ifVersion != nil {
+		req.Header.Set("If-Match", strconv.Quote(strconv.FormatUint(*r.ifVersion, 10)))
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err // a *url.Error: no answer
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return decodeError(resp)
+	}
+	if r.out == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(r.out); err != nil {
+		return fmt.Errorf("decode %d answer: %w", resp.StatusCode, err)
+	}
+	return nil
+}
+
+func (c *Client) whoQuery(who string) url.Values {
+	if who == "" {
+		who = c.who
+	}
+	if who == "" {
+		return nil
+	}
+	return url.Values{"who": {who}}
+}
+
+// wrap names the operation on an error that is not the server's answer: an
+// *APIError already says what went wrong.
+func wrap(op string, err error) error {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func orDefault(ns string) string {
+	if ns == "" {
+		return store.DefaultNamespace
+	}
+	return ns
+}
+
+func nsPath(ns string) string { return "/v1/ns/" + escapeSegment(ns) }
+
+func keyPath(ns, key string) string { return nsPath(ns) + "/keys/" + escapeSegment(key) }
+
+// escapeSegment escapes s as one path segment. Dots are escaped too when
+// they make up the whole segment, so that "." and ".." stay keys instead of
+// being read as relative paths.
+func escapeSegment(s string) string {
+	if s == "." || s == ".." {
+		return strings.Repeat("%2E", len(s))
+	}
+	return url.PathEscape(s)
+}
+
+// IsConnectionError reports whether err means the request got no answer from
+// the server: the connection was refused or broke, the name did not resolve,
+// or it timed out. A canceled context is not a connection error.
+func IsConnectionError(err error) bool {
+	var ue *url.Error
+	if !errors.As(err, &ue) || ue.Op == "parse" {
+		return false
+	}
+	return !errors.Is(err, context.Canceled)
+}

@@ -1,0 +1,304 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/store"
+)
+
+// seen is what a fake server received.
+type seen struct {
+	Method, EscapedPath, Query, IfMatch, ContentType string
+	Body                                             string
+}
+
+// fake starts a server that records each request and answers with status and body.
+func fake(t *testing.T, status int, body string) (*Client, *seen) {
+	t.Helper()
+	var s seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		s = seen{
+			Method: r.Method, EscapedPath: r.URL.EscapedPath(), Query: r.URL.RawQuery,
+			IfMatch: r.Header.Get("If-Match"), ContentType: r.Header.Get("Content-Type"), Body: string(b),
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(srv.URL+"/", WithWho("tester"))
+	require.NoError(t, err)
+	return c, &s
+}
+
+func TestNew(t *testing.T) {
+	for _, bad := range []string{"", "127.0.0.1:8080", "ftp://h", "http://", "http://h/?x=1", "::"} {
+		_, err := New(bad)
+		assert.Error(t, err, bad)
+	}
+	c, err := New("https://example.com/prefix/")
+	require.NoError(t, err)
+	assert.Equal(t, "https://example.com/prefix", c.base)
+}
+
+func TestRequests(t *testing.T) {
+	ctx := context.Background()
+	rec := `{"ns":"default","key":"a/b","value":{"x":1},"version":2,"create_revision":1,"revision":5,"who":"tester","updated_at":"2026-01-02T03:04:05Z"}`
+	tests := []struct {
+		name string
+		body string
+		call func(c *Client) (any, error)
+		want seen
+		out  any
+	}{
+		{
+			name: "put escapes the key and sends who and If-Match",
+			body: rec,
+			call: func(c *Client) (any, error) {
+				return c.Put(ctx, "", "a/b", json.RawMessage(`{"x":1}`), PutOptions{IfVersion: Expect(1)})
+			},
+			want: seen{Method: "PUT", EscapedPath: "/v1/ns/default/keys/a%2Fb", Query: "who=tester", IfMatch: `"1"`, ContentType: "application/json", Body: `{"x":1}`},
+		},
+		{
+			name: "put with its own who and If-Match 0",
+			body: rec,
+			call: func(c *Client) (any, error) {
+				return c.Put(ctx, "team", "k y", json.RawMessage(`1`), PutOptions{IfVersion: Expect(0), Who: "ann & bob"})
+			},
+			want: seen{Method: "PUT", EscapedPath: "/v1/ns/team/keys/k%20y", Query: "who=ann+%26+bob", IfMatch: `"0"`, ContentType: "application/json", Body: `1`},
+		},
+		{
+			name: "get at a revision",
+			body: rec,
+			call: func(c *Client) (any, error) { return c.Get(ctx, "default", "a.b.c", GetOptions{Rev: 7}) },
+			want: seen{Method: "GET", EscapedPath: "/v1/ns/default/keys/a.b.c", Query: "rev=7"},
+		},
+		{
+			name: "get of a key made of dots",
+			body: rec,
+			call: func(c *Client) (any, error) { return c.Get(ctx, "default", "..", GetOptions{}) },
+			want: seen{Method: "GET", EscapedPath: "/v1/ns/default/keys/%2E%2E"},
+		},
+		{
+			name: "delete",
+			body: `{"ns":"default","key":"k","value":null,"version":3,"revision":9}`,
+			call: func(c *Client) (any, error) { return c.Delete(ctx, "", "k", DeleteOptions{IfVersion: Expect(3)}) },
+			want: seen{Method: "DELETE", EscapedPath: "/v1/ns/default/keys/k", Query: "who=tester", IfMatch: `"3"`},
+		},
+		{
+			name: "list",
+			body: `{"keys":[` + rec + `],"next":"a/b"}`,
+			call: func(c *Client) (any, error) {
+				return c.List(ctx, "ns1", ListOptions{Prefix: "app/", After: "app/a", Limit: 10})
+			},
+			want: seen{Method: "GET", EscapedPath: "/v1/ns/ns1/keys", Query: "after=app%2Fa&limit=10&prefix=app%2F"},
+		},
+		{
+			name: "history of a key ending in /history",
+			body: `{"changes":[{"revision":5,"ns":"default","key":"x/history","op":"put","value":1,"version":2,"prev_revision":3,"who":"w","time":"2026-01-02T03:04:05Z"}],"next":5}`,
+			call: func(c *Client) (any, error) {
+				return c.History(ctx, "", "x/history", HistoryOptions{Before: 9, Limit: 1})
+			},
+			want: seen{Method: "GET", EscapedPath: "/v1/ns/default/keys/x%2Fhistory/history", Query: "before=9&limit=1"},
+		},
+		{
+			name: "namespaces",
+			body: `{"namespaces":[{"name":"default","keys":3}]}`,
+			call: func(c *Client) (any, error) { return c.Namespaces(ctx) },
+			want: seen{Method: "GET", EscapedPath: "/v1/ns"},
+			out:  []Namespace{{Name: "default", Keys: 3}},
+		},
+		{
+			name: "txn",
+			body: `{"revision":4,"results":[]}`,
+			call: func(c *Client) (any, error) {
+				return c.Txn(ctx, []TxnOp{
+					{Op: "put", Key: "a", Value: json.RawMessage(`1`), IfVersion: Expect(0)},
+					{Op: "delete", Namespace: "n", Key: "b"},
+				}, TxnOptions{})
+			},
+			want: seen{
+				Method: "POST", EscapedPath: "/v1/txn", ContentType: "application/json",
+				Body: `{"who":"tester","ops":[{"op":"put","key":"a","value":1,"if_version":0},{"op":"delete","ns":"n","key":"b"}]}`,
+			},
+			out: TxnResult{Revision: 4, Records: []Record{}},
+		},
+		{
+			name: "status",
+			body: `{"version":"v1","revision":3,"keys":2,"namespaces":1,"db_size_bytes":32768,"schema_version":1,"clients":0,"uptime_seconds":1.5}`,
+			call: func(c *Client) (any, error) { return c.Status(ctx) },
+			want: seen{Method: "GET", EscapedPath: "/v1/status"},
+			out:  Status{Version: "v1", Revision: 3, Keys: 2, Namespaces: 1, DBSizeBytes: 32768, SchemaVersion: 1, UptimeSeconds: 1.5},
+		},
+		{
+			name: "health",
+			body: `{"status":"ok"}`,
+			call: func(c *Client) (any, error) { return nil, c.Health(ctx) },
+			want: seen{Method: "GET", EscapedPath: "/healthz"},
+		},
+		{
+			name: "ready",
+			body: `{"status":"ready"}`,
+			call: func(c *Client) (any, error) { return nil, c.Ready(ctx) },
+			want: seen{Method: "GET", EscapedPath: "/readyz"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, s := fake(t, http.StatusOK, tt.body)
+			out, err := tt.call(c)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, *s)
+			if tt.out != nil {
+				assert.Equal(t, tt.out, out)
+			}
+		})
+	}
+}
+
+func TestDecodesRecordAndHistory(t *testing.T) {
+	c, _ := fake(t, http.StatusOK, `{"ns":"default","key":"k","value":{"a":[1,2]},"version":2,"create_revision":1,"revision":5,"who":"w","updated_at":"2026-01-02T03:04:05Z"}`)
+	rec, err := c.Get(context.Background(), "", "k", GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"a":[1,2]}`, string(rec.Value))
+	assert.Equal(t, uint64(2), rec.Version)
+	assert.Equal(t, uint64(5), rec.ModRev)
+	assert.Equal(t, uint64(1), rec.CreateRev)
+
+	c, _ = fake(t, http.StatusOK, `{"changes":[{"revision":6,"ns":"default","key":"k","op":"delete","value":null,"version":2,"prev_revision":5,"who":"w","time":"2026-01-02T03:04:05Z"}],"next":6}`)
+	h, err := c.History(context.Background(), "", "k", HistoryOptions{})
+	require.NoError(t, err)
+	require.Len(t, h.Changes, 1)
+	assert.Equal(t, "delete", h.Changes[0].Op)
+	assert.Equal(t, uint64(5), h.Changes[0].PrevRev)
+	assert.Equal(t, uint64(6), h.Next)
+}
+
+func TestErrors(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		status   int
+		body     string
+		want     APIError
+		notFound bool
+		conflict bool
+		is       error
+	}{
+		{
+			name: "not found", status: 404, body: `{"error":{"code":"not_found","message":"key default/k not found"}}`,
+			want: APIError{Status: 404, Code: "not_found", Message: "key default/k not found"}, notFound: true, is: store.ErrNotFound,
+		},
+		{
+			name: "conflict, current version inside error", status: 409,
+			body: `{"error":{"code":"conflict","message":"version conflict","current_version":4,"key":"k","ns":"default"}}`,
+			want: APIError{Status: 409, Code: "conflict", Message: "version conflict", CurrentVersion: 4}, conflict: true, is: store.ErrConflict,
+		},
+		{
+			name: "conflict, current version beside error", status: 409,
+			body: `{"error":{"code":"conflict","message":"m"},"current_version":7}`,
+			want: APIError{Status: 409, Code: "conflict", Message: "m", CurrentVersion: 7}, conflict: true, is: store.ErrConflict,
+		},
+		{
+			name: "compacted", status: 410, body: `{"error":{"code":"compacted","message":"m","compacted_revision":12}}`,
+			want: APIError{Status: 410, Code: "compacted", Message: "m", CompactedRevision: 12}, is: store.ErrCompacted,
+		},
+		{
+			name: "too large", status: 413, body: `{"error":{"code":"too_large","message":"m"}}`,
+			want: APIError{Status: 413, Code: "too_large", Message: "m"}, is: store.ErrTooLarge,
+		},
+		{
+			name: "bad request", status: 400, body: `{"error":{"code":"bad_request","message":"m"}}`,
+			want: APIError{Status: 400, Code: "bad_request", Message: "m"}, is: store.ErrInvalid,
+		},
+		{
+			name: "not a ctxd answer", status: 502, body: "<html>Bad Gateway</html>",
+			want: APIError{Status: 502, Message: "<html>Bad Gateway</html>"},
+		},
+		{
+			name: "plain 404", status: 404, body: "404 page not found",
+			want: APIError{Status: 404, Message: "404 page not found"}, notFound: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _ := fake(t, tt.status, tt.body)
+			_, err := c.Get(ctx, "", "k", GetOptions{})
+			require.Error(t, err)
+			var ae *APIError
+			require.True(t, errors.As(err, &ae))
+			assert.Equal(t, tt.want, *ae)
+			assert.Equal(t, tt.notFound, IsNotFound(err))
+			assert.Equal(t, tt.conflict, IsConflict(err))
+			assert.False(t, IsConnectionError(err))
+			if tt.is != nil {
+				assert.ErrorIs(t, err, tt.is)
+			}
+			assert.Contains(t, err.Error(), tt.want.Message)
+			assert.Contains(t, err.Error(), strconv.Itoa(tt.status))
+		})
+	}
+}
+
+func TestConnectionError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	c, err := New("http://" + addr)
+	require.NoError(t, err)
+	_, err = c.Get(context.Background(), "", "k", GetOptions{})
+	require.Error(t, err)
+	assert.True(t, IsConnectionError(err), "%v", err)
+	assert.False(t, IsNotFound(err))
+	var ue *url.Error
+	assert.True(t, errors.As(err, &ue))
+	var oe *net.OpError
+	assert.True(t, errors.As(err, &oe))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = c.Status(ctx)
+	require.Error(t, err)
+	assert.False(t, IsConnectionError(err), "a canceled context is not a connection error")
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+func TestListAllFollowsCursor(t *testing.T) {
+	var afters []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		after := r.URL.Query().Get("after")
+		afters = append(afters, after)
+		switch after {
+		case "":
+			_, _ = io.WriteString(w, `{"keys":[{"key":"a"},{"key":"b"}],"next":"b"}`)
+		case "b":
+			_, _ = io.WriteString(w, `{"keys":[{"key":"c"}]}`)
+		}
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL)
+	require.NoError(t, err)
+	recs, err := c.ListAll(context.Background(), "", "")
+	require.NoError(t, err)
+	var keys []string
+	for _, r := range recs {
+		keys = append(keys, r.Key)
+	}
+	assert.Equal(t, []string{"a", "b", "c"}, keys)
+	assert.Equal(t, []string{"", "b"}, afters)
+}

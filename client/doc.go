@@ -1,0 +1,28 @@
+// Package client is the Go client for ctxd's v1 REST API.
+//
+// # Basics
+//
+// [New] takes the server's base URL (such as http://127.0.0.1:8080). Every
+// method takes a context and maps to one route:
+//
+//	Put, Get, Delete    PUT, GET, DELETE /v1/ns/{ns}/keys/{key}
+//	List, ListAll       GET  /v1/ns/{ns}/keys?prefix=&after=&limit=
+//	History             GET  /v1/ns/{ns}/keys/{key}/history?limit=&before=
+//	Namespaces          GET  /v1/ns
+//	Txn                 POST /v1/txn
+//	Status              GET  /v1/status
+//	Health, Ready       GET  /healthz, /readyz
+//
+// Keys may hold any character the server accepts, "/" included: the client
+// path-escapes them.
+//
+// # Errors
+//
+// An error answer from the server is an [*APIError] carrying the HTTP status,
+// the JSON error code and, for a version conflict, the key's current version;
+// [IsNotFound] and [IsConflict] test for the common ones, and an *APIError
+// also matches the store's sentinel errors (store.ErrNotFound,
+// store.ErrConflict, ...) with errors.Is. A request that got no answer at all
+// (connection refused, DNS failure, timeout) returns an error wrapping the
+// *url.Error of net/http; [IsConnectionError] tells it apart.
+package client

@@ -1,0 +1,122 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/framework0/ctxd/store"
+)
+
+// Error codes the server puts in its JSON errors.
+const (
+	CodeNotFound       = "not_found"
+	CodeConflict       = "conflict"
+	CodeCompacted      = "compacted"
+	CodeTooLarge       = "too_large"
+	CodeBadRequest     = "bad_request"
+	CodeFutureRevision = "future_revision"
+	CodeUnavailable    = "unavailable"
+	CodeInternal       = "internal"
+)
+
+// APIError is an error answer from the server: any status outside 2xx.
+type APIError struct {
+	// Status is the HTTP status code.
+	Status int
+	// Code is the JSON error code (CodeNotFound, CodeConflict, ...); empty if
+	// the answer was not a ctxd JSON error (a proxy's error page, say).
+	Code string
+	// Message is the server's explanation.
+	Message string
+	// CurrentVersion is, for a conflict, the key's version now (0: it does
+	// not exist).
+	CurrentVersion uint64
+	// CompactedRevision is, for CodeCompacted, the oldest revision history
+	// still answers for.
+	CompactedRevision uint64
+}
+
+func (e *APIError) Error() string {
+	code := e.Code
+	if code == "" {
+		code = strings.ToLower(http.StatusText(e.Status))
+	}
+	if e.Message == "" {
+		return fmt.Sprintf("%s (%d)", code, e.Status)
+	}
+	return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, code)
+}
+
+// Is lets errors.Is match an *APIError against the store's errors, such as
+// store.ErrNotFound or store.ErrConflict.
+func (e *APIError) Is(target error) bool {
+	switch e.Code {
+	case CodeNotFound:
+		return target == store.ErrNotFound
+	case CodeConflict:
+		return target == store.ErrConflict
+	case CodeCompacted:
+		return target == store.ErrCompacted
+	case CodeTooLarge:
+		return target == store.ErrTooLarge
+	case CodeBadRequest:
+		return target == store.ErrInvalid
+	case CodeFutureRevision:
+		return target == store.ErrFutureRevision
+	case CodeUnavailable:
+		return target == store.ErrClosed
+	}
+	return false
+}
+
+// IsNotFound reports whether err is the server saying the key (or the key
+// at the asked revision) does not exist.
+func IsNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && (ae.Code == CodeNotFound || ae.Code == "" && ae.Status == http.StatusNotFound)
+}
+
+// IsConflict reports whether err is a failed compare-and-swap: the key's
+// version was not the one given in IfVersion. The *APIError's
+// CurrentVersion holds the version now.
+func IsConflict(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && (ae.Code == CodeConflict || ae.Code == "" && ae.Status == http.StatusConflict)
+}
+
+// errorBody is the JSON of an error answer. The extra fields are read both
+// inside "error" and beside it.
+type errorBody struct {
+	Error *struct {
+		Code              string `json:"code"`
+		Message           string `json:"message"`
+		CurrentVersion    uint64 `json:"current_version"`
+		CompactedRevision uint64 `json:"compacted_revision"`
+	} `json:"error"`
+	CurrentVersion    uint64 `json:"current_version"`
+	CompactedRevision uint64 `json:"compacted_revision"`
+}
+
+func decodeError(resp *http.Response) error {
+	ae := &APIError{Status: resp.StatusCode}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var b errorBody
+	if err := json.Unmarshal(data, &b); err == nil && b.Error != nil {
+		ae.Code = b.Error.Code
+		ae.Message = b.Error.Message
+		ae.CurrentVersion = max(b.Error.CurrentVersion, b.CurrentVersion)
+		ae.CompactedRevision = max(b.Error.CompactedRevision, b.CompactedRevision)
+		return ae
+	}
+	// Not a ctxd error: keep the start of whatever came back.
+	msg := strings.TrimSpace(string(data))
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	ae.Message = msg
+	return ae
+}

@@ -1,0 +1,182 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store"
+)
+
+// realServer serves the real router over a real store in a temp folder.
+func realServer(t *testing.T) *Client {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "ctxd.db"), store.Options{})
+	require.NoError(t, err)
+	srv := httptest.NewServer(httpapi.New(st, httpapi.Config{Version: "test"}, zerolog.Nop()).Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		assert.NoError(t, st.Check())
+		assert.NoError(t, st.Close())
+	})
+	c, err := New(srv.URL, WithWho("client-test"))
+	require.NoError(t, err)
+	return c
+}
+
+func TestAgainstRealServer(t *testing.T) {
+	ctx := context.Background()
+	c := realServer(t)
+
+	require.NoError(t, c.Health(ctx))
+	require.NoError(t, c.Ready(ctx))
+
+	// Put, get, CAS, point-in-time.
+	r1, err := c.Put(ctx, "", "app.config", json.RawMessage(`{"debug":true}`), PutOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "default", r1.Namespace)
+	assert.Equal(t, uint64(1), r1.Version)
+	assert.Equal(t, uint64(1), r1.ModRev)
+	assert.Equal(t, "client-test", r1.Who)
+
+	r2, err := c.Put(ctx, "", "app.config", json.RawMessage(`{"debug":false}`), PutOptions{IfVersion: Expect(1), Who: "other"})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), r2.Version)
+	assert.Equal(t, "other", r2.Who)
+
+	_, err = c.Put(ctx, "", "app.config", json.RawMessage(`1`), PutOptions{IfVersion: Expect(1)})
+	require.True(t, IsConflict(err), "%v", err)
+	assert.ErrorIs(t, err, store.ErrConflict)
+	var ae *APIError
+	require.True(t, errors.As(err, &ae))
+	assert.Equal(t, uint64(2), ae.CurrentVersion)
+	_, err = c.Put(ctx, "", "app.config", json.RawMessage(`1`), PutOptions{IfVersion: Expect(0)})
+	assert.True(t, IsConflict(err), "%v", err)
+
+	got, err := c.Get(ctx, "", "app.config", GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"debug":false}`, string(got.Value))
+	old, err := c.Get(ctx, "", "app.config", GetOptions{Rev: r1.ModRev})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"debug":true}`, string(old.Value))
+	_, err = c.Get(ctx, "", "app.config", GetOptions{Rev: 99})
+	assert.ErrorIs(t, err, store.ErrFutureRevision)
+
+	_, err = c.Get(ctx, "", "missing", GetOptions{})
+	assert.True(t, IsNotFound(err), "%v", err)
+	assert.ErrorIs(t, err, store.ErrNotFound)
+
+	// Keys that need escaping arrive intact.
+	for _, key := range []string{"a/b", "x/history", "..", ".", "sp ace", "ünï/cødé", "100%", "q?x=1", "frag#1", "a//b/", "+plus"} {
+		rec, err := c.Put(ctx, "esc", key, json.RawMessage(`"v"`), PutOptions{})
+		require.NoError(t, err, key)
+		assert.Equal(t, key, rec.Key)
+		rec, err = c.Get(ctx, "esc", key, GetOptions{})
+		require.NoError(t, err, key)
+		assert.Equal(t, key, rec.Key)
+		h, err := c.History(ctx, "esc", key, HistoryOptions{})
+		require.NoError(t, err, key)
+		require.Len(t, h.Changes, 1, key)
+		assert.Equal(t, key, h.Changes[0].Key)
+	}
+	all, err := c.ListAll(ctx, "esc", "")
+	require.NoError(t, err)
+	assert.Len(t, all, 11)
+
+	// Delete, with CAS.
+	_, err = c.Delete(ctx, "", "app.config", DeleteOptions{IfVersion: Expect(1)})
+	assert.True(t, IsConflict(err))
+	del, err := c.Delete(ctx, "", "app.config", DeleteOptions{IfVersion: Expect(2)})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), del.Version)
+	_, err = c.Get(ctx, "", "app.config", GetOptions{})
+	assert.True(t, IsNotFound(err))
+	_, err = c.Delete(ctx, "", "app.config", DeleteOptions{})
+	assert.True(t, IsNotFound(err))
+
+	// History, newest first, paged.
+	h, err := c.History(ctx, "", "app.config", HistoryOptions{Limit: 2})
+	require.NoError(t, err)
+	require.Len(t, h.Changes, 2)
+	assert.Equal(t, "delete", h.Changes[0].Op)
+	assert.Equal(t, "put", h.Changes[1].Op)
+	assert.Equal(t, r2.ModRev, h.Changes[1].Revision)
+	require.NotZero(t, h.Next)
+	h2, err := c.History(ctx, "", "app.config", HistoryOptions{Before: h.Next})
+	require.NoError(t, err)
+	require.Len(t, h2.Changes, 1)
+	assert.Equal(t, r1.ModRev, h2.Changes[0].Revision)
+	_, err = c.History(ctx, "", "never", HistoryOptions{})
+	assert.True(t, IsNotFound(err))
+
+	// List with a cursor.
+	for i := range 5 {
+		_, err := c.Put(ctx, "list", fmt.Sprintf("k%d", i), json.RawMessage(fmt.Sprint(i)), PutOptions{})
+		require.NoError(t, err)
+	}
+	_, err = c.Put(ctx, "list", "other", json.RawMessage(`0`), PutOptions{})
+	require.NoError(t, err)
+	p1, err := c.List(ctx, "list", ListOptions{Prefix: "k", Limit: 3})
+	require.NoError(t, err)
+	require.Len(t, p1.Records, 3)
+	require.NotEmpty(t, p1.Next)
+	p2, err := c.List(ctx, "list", ListOptions{Prefix: "k", After: p1.Next, Limit: 3})
+	require.NoError(t, err)
+	require.Len(t, p2.Records, 2)
+	assert.Equal(t, "k4", p2.Records[1].Key)
+	assert.Empty(t, p2.Next)
+
+	// Transactions: all or nothing.
+	res, err := c.Txn(ctx, []TxnOp{
+		{Op: "put", Key: "t1", Value: json.RawMessage(`1`), IfVersion: Expect(0)},
+		{Op: "put", Namespace: "list", Key: "k0", Value: json.RawMessage(`"new"`), IfVersion: Expect(1)},
+		{Op: "delete", Namespace: "list", Key: "other"},
+	}, TxnOptions{Who: "txn"})
+	require.NoError(t, err)
+	require.Len(t, res.Records, 3)
+	assert.Equal(t, res.Records[2].ModRev, res.Revision)
+	assert.Equal(t, "txn", res.Records[0].Who)
+	before, err := c.Status(ctx)
+	require.NoError(t, err)
+	_, err = c.Txn(ctx, []TxnOp{
+		{Op: "put", Key: "t2", Value: json.RawMessage(`2`)},
+		{Op: "put", Key: "t1", Value: json.RawMessage(`3`), IfVersion: Expect(5)},
+	}, TxnOptions{})
+	assert.True(t, IsConflict(err), "%v", err)
+	_, err = c.Get(ctx, "", "t2", GetOptions{})
+	assert.True(t, IsNotFound(err), "a failed transaction writes nothing")
+
+	// Namespaces and status.
+	nss, err := c.Namespaces(ctx)
+	require.NoError(t, err)
+	counts := map[string]uint64{}
+	for _, n := range nss {
+		counts[n.Name] = n.Keys
+	}
+	assert.Equal(t, map[string]uint64{"default": 1, "esc": 11, "list": 5}, counts)
+	st, err := c.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, before.Revision, st.Revision)
+	assert.Equal(t, "test", st.Version)
+	assert.Equal(t, uint64(17), st.Keys)
+	assert.Equal(t, 3, st.Namespaces)
+	assert.Positive(t, st.DBSizeBytes)
+	assert.False(t, st.StartedAt.IsZero())
+
+	// Bad input is a 400 with a JSON error.
+	_, err = c.Put(ctx, "", "", json.RawMessage(`1`), PutOptions{})
+	require.Error(t, err)
+	_, err = c.Put(ctx, "bad ns", "k", json.RawMessage(`1`), PutOptions{})
+	assert.ErrorIs(t, err, store.ErrInvalid)
+	_, err = c.Put(ctx, "", "k", json.RawMessage(`{not json`), PutOptions{})
+	assert.ErrorIs(t, err, store.ErrInvalid)
+}

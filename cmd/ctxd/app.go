@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/configs"
+)
+
+// version is the build version, set with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes: the one table, used by exitCode.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2 // bad arguments or flags, bad configuration
+	exitUnreachable = 3 // no answer from the server
+	exitNotFound    = 4
+	exitConflict    = 5
+)
+
+// app is one run of the program, with its standard streams and environment.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	environ        []string
+
+	// started is set when a command's own code starts running: an error
+	// before that came from cobra's parsing of arguments and flags.
+	started bool
+	// cmd is the command that ran (or failed to parse), for usage hints.
+	cmd *cobra.Command
+}
+
+// usageError is a mistake in how the program was called (exit code 2).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// getenv returns the variable's value from the app's environment.
+func (a *app) getenv(name string) string {
+	for _, kv := range a.environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}
+
+// run builds the command tree and runs the command args name.
+func (a *app) run(ctx context.Context, args []string) error {
+	root := a.rootCmd()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	a.cmd = cmd
+	if err != nil && !a.started {
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			err = &usageError{err}
+		}
+	}
+	return err
+}
+
+// exitCode reports err on stderr and returns the process exit code for it.
+// It is the only place that maps errors to exit codes.
+func (a *app) exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(a.stderr, "ctxd: %v\n", err)
+	var ue *usageError
+	var ce *configs.Error
+	switch {
+	case errors.As(err, &ue):
+		if a.cmd != nil {
+			fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", a.cmd.CommandPath())
+		}
+		return exitUsage
+	case errors.As(err, &ce):
+		return exitUsage
+	case client.IsConnectionError(err):
+		fmt.Fprintln(a.stderr, "Is the server running? Point --server or CTXD_SERVER at it.")
+		return exitUnreachable
+	case client.IsNotFound(err):
+		return exitNotFound
+	case client.IsConflict(err):
+		return exitConflict
+	}
+	return exitError
+}
+
+// action wraps a command's code so that its errors are not taken for
+// argument-parsing errors.
+func (a *app) action(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		a.started = true
+		return fn(cmd, args)
+	}
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ctxd",
+		Short: "ctxd is a durable JSON key-value context server",
+		Long: `ctxd is a durable JSON key-value context server and its client.
+
+Start a server with 'ctxd serve'; the other commands talk to a running server
+(--server, env CTXD_SERVER, default http://127.0.0.1:8080).
+
+Exit codes: 0 ok, 1 error, 2 bad usage or configuration, 3 cannot connect,
+4 not found, 5 version conflict.`,
+		Version:       version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.AddCommand(
+		a.serveCmd(),
+		a.putCmd(), a.getCmd(), a.delCmd(), a.lsCmd(), a.historyCmd(), a.nsCmd(), a.statusCmd(),
+		a.migrateCmd(),
+		a.versionCmd(),
+	)
+	return root
+}
+
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this binary",
+		Args:  cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "ctxd %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return err
+		}),
+	}
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// record is the JSON of a record, as -o json prints it.
+type record struct {
+	NS        string          `json:"ns"`
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	Version   uint64          `json:"version"`
+	CreateRev uint64          `json:"create_revision"`
+	Revision  uint64          `json:"revision"`
+	Who       string          `json:"who"`
+}
+
+func TestCLIAgainstServer(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	env := []string{"CTXD_SERVER=" + srv.url}
+
+	// run expects exit code 0 and returns stdout.
+	run := func(t *testing.T, stdin string, args ...string) string {
+		t.Helper()
+		r := cli(t, env, stdin, args...)
+		require.Equal(t, 0, r.code, "ctxd %v: stderr %s", args, r.stderr)
+		return r.stdout
+	}
+	putJSON := func(t *testing.T, args ...string) record {
+		t.Helper()
+		var rec record
+		out := run(t, "", append(append([]string{"put"}, args...), "-o", "json")...)
+		require.NoError(t, json.Unmarshal([]byte(out), &rec), out)
+		return rec
+	}
+	getJSON := func(t *testing.T, args ...string) record {
+		t.Helper()
+		var rec record
+		out := run(t, "", append(append([]string{"get"}, args...), "-o", "json")...)
+		require.NoError(t, json.Unmarshal([]byte(out), &rec), out)
+		return rec
+	}
+
+	// A value that is not JSON is stored as a JSON string; JSON is stored as is.
+	out := run(t, "", "put", "greeting", "hello")
+	assert.Contains(t, out, "greeting")
+	assert.Contains(t, out, `"hello"`)
+	assert.Equal(t, "hello\n", run(t, "", "get", "greeting"))
+	rec := getJSON(t, "greeting")
+	assert.Equal(t, `"hello"`, string(rec.Value))
+	assert.Equal(t, "tester", rec.Who, "--who defaults to $USER")
+
+	n1 := putJSON(t, "n", "42")
+	assert.Equal(t, "42", string(n1.Value))
+	assert.Equal(t, uint64(1), n1.Version)
+	assert.Equal(t, "default", n1.NS)
+
+	assert.Equal(t, `"42"`, string(putJSON(t, "s42", "42", "--string").Value))
+	assert.Equal(t, `"42"`, string(putJSON(t, "q42", `"42"`).Value))
+	obj := putJSON(t, "app/config", `{"debug": true, "level": 3}`, "--who", "deployer")
+	assert.JSONEq(t, `{"debug":true,"level":3}`, string(obj.Value))
+	assert.Equal(t, "deployer", obj.Who)
+	assert.Equal(t, `{"debug":true,"level":3}`+"\n", run(t, "", "get", "app/config"))
+
+	// - reads the value from stdin: JSON as JSON, anything else as a string.
+	run(t, "[1, 2, 3]\n", "put", "list", "-")
+	assert.JSONEq(t, "[1,2,3]", string(getJSON(t, "list").Value))
+	run(t, "from stdin\n", "put", "text", "-")
+	assert.Equal(t, "from stdin\n", run(t, "", "get", "text"))
+
+	// Compare-and-swap.
+	n2 := putJSON(t, "n", "43", "--if-version", "1")
+	assert.Equal(t, uint64(2), n2.Version)
+	r := cli(t, env, "", "put", "n", "44", "--if-version", "1")
+	assert.Equal(t, 5, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "conflict")
+	assert.Equal(t, 5, cli(t, env, "", "put", "n", "44", "--if-version", "0").code)
+	assert.Equal(t, uint64(1), putJSON(t, "fresh", "1", "--if-version", "0").Version)
+	assert.Equal(t, "43\n", run(t, "", "get", "n"))
+
+	// Point-in-time read.
+	assert.Equal(t, "42\n", run(t, "", "get", "n", "--rev", strconv.FormatUint(n1.Revision, 10)))
+
+	// ls: table, value, prefix, paging.
+	out = run(t, "", "ls")
+	for _, k := range []string{"KEY", "greeting", "n", "app/config", "list", "text"} {
+		assert.Contains(t, out, k)
+	}
+	assert.Equal(t, "app/config\n", run(t, "", "ls", "app/", "-o", "value"))
+	r = cli(t, env, "", "ls", "--limit", "2", "-o", "value")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "app/config\nfresh\n", r.stdout)
+	assert.Contains(t, r.stderr, `--after "fresh"`)
+	assert.Equal(t, "greeting\nlist\n", run(t, "", "ls", "--limit", "2", "--after", "fresh", "-o", "value"))
+	var page struct {
+		Keys []record `json:"keys"`
+		Next string   `json:"next"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(run(t, "", "ls", "--all", "-o", "json")), &page))
+	assert.Len(t, page.Keys, 8)
+	assert.Empty(t, page.Next)
+
+	// history, newest first.
+	var hist struct {
+		Changes []struct {
+			Revision uint64          `json:"revision"`
+			Op       string          `json:"op"`
+			Value    json.RawMessage `json:"value"`
+			Version  uint64          `json:"version"`
+		} `json:"changes"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(run(t, "", "history", "n", "-o", "json")), &hist))
+	require.Len(t, hist.Changes, 2)
+	assert.Equal(t, n2.Revision, hist.Changes[0].Revision)
+	assert.Equal(t, "43", string(hist.Changes[0].Value))
+	assert.Equal(t, n1.Revision, hist.Changes[1].Revision)
+	assert.Equal(t, "43\n42\n", run(t, "", "history", "n", "-o", "value"))
+	out = run(t, "", "history", "n")
+	assert.Contains(t, out, "REVISION")
+	assert.Contains(t, out, "put")
+
+	// del, with and without --if-version.
+	assert.Equal(t, 5, cli(t, env, "", "del", "n", "--if-version", "1").code)
+	out = run(t, "", "del", "n", "--if-version", "2")
+	assert.Contains(t, out, "(deleted)")
+	r = cli(t, env, "", "get", "n")
+	assert.Equal(t, 4, r.code, r.stderr)
+	assert.Equal(t, "", r.stdout)
+	assert.Equal(t, 4, cli(t, env, "", "del", "n").code)
+	assert.Contains(t, run(t, "", "history", "n"), "delete")
+
+	// Namespaces.
+	run(t, "", "put", "-n", "team", "k", "v")
+	assert.Equal(t, "k\n", run(t, "", "ls", "-n", "team", "-o", "value"))
+	assert.Equal(t, 4, cli(t, env, "", "get", "k").code, "k is in team, not default")
+	assert.Equal(t, "default\nteam\n", run(t, "", "ns", "-o", "value"))
+
+	// status.
+	var st struct {
+		Version  string `json:"version"`
+		Revision uint64 `json:"revision"`
+		Keys     uint64 `json:"keys"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(run(t, "", "status", "-o", "json")), &st))
+	assert.Equal(t, "test", st.Version)
+	assert.Equal(t, uint64(11), st.Revision)
+	assert.Equal(t, uint64(8), st.Keys)
+	assert.Contains(t, run(t, "", "status"), "revision:")
+
+	// --server beats CTXD_SERVER; a bare host:port is fine.
+	r = cli(t, []string{"CTXD_SERVER=http://127.0.0.1:1"}, "", "get", "greeting", "--server", srv.addr)
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "hello\n", r.stdout)
+
+	// Errors from the server that are neither 404 nor 409 exit 1.
+	r = cli(t, env, "", "put", "-n", "bad/ns", "k", "v")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "bad_request")
+}
+
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	env := []string{"CTXD_SERVER=" + srv.url}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	badConfig := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(badConfig, []byte("addr: 127.0.0.1:0\nlimits:\n  max_keys: 3\n"), 0o600))
+
+	tests := []struct {
+		name   string
+		env    []string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{name: "ok", env: env, args: []string{"status"}, code: 0},
+		{name: "version", args: []string{"version"}, code: 0},
+		{name: "get missing key", env: env, args: []string{"get", "missing"}, code: 4, stderr: "not found"},
+		{name: "history of missing key", env: env, args: []string{"history", "missing"}, code: 4},
+		{name: "del missing key", env: env, args: []string{"del", "missing"}, code: 4},
+		{name: "put expecting a version of a missing key", env: env, args: []string{"put", "missing", "1", "--if-version", "3"}, code: 5, stderr: "conflict"},
+		{name: "closed port", args: []string{"get", "k", "--server", closed}, code: 3, stderr: "connection refused"},
+		{name: "closed port from env", env: []string{"CTXD_SERVER=" + closed}, args: []string{"status"}, code: 3},
+		{name: "unknown flag", env: env, args: []string{"get", "k", "--bogus"}, code: 2, stderr: "unknown flag: --bogus"},
+		{name: "unknown shorthand", env: env, args: []string{"put", "k", "-5"}, code: 2},
+		{name: "missing argument", env: env, args: []string{"put", "k"}, code: 2, stderr: "put needs 2 argument(s)"},
+		{name: "extra argument", env: env, args: []string{"get", "a", "b"}, code: 2},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
+		{name: "bad flag value", env: env, args: []string{"get", "k", "--rev", "x"}, code: 2},
+		{name: "bad output format", env: env, args: []string{"get", "k", "-o", "xml"}, code: 2, stderr: `unknown output format "xml"`},
+		{name: "value output not offered", env: env, args: []string{"status", "-o", "value"}, code: 2},
+		{name: "bad server URL", args: []string{"get", "k", "--server", "ftp://x"}, code: 2},
+		{name: "serve with unknown config field", args: []string{"serve", "--config", badConfig, "--data", t.TempDir()}, code: 2, stderr: "limits.max_keys"},
+		{name: "serve with missing config file", args: []string{"serve", "--config", badConfig + ".nope"}, code: 2, stderr: "no such file"},
+		{name: "serve with bad env", env: []string{"CTXD_LOG_LEVEL=loud"}, args: []string{"serve", "--data", t.TempDir()}, code: 2, stderr: "log.level (env CTXD_LOG_LEVEL)"},
+		{name: "serve with bad flag value", args: []string{"serve", "--addr", "nowhere", "--data", t.TempDir()}, code: 2, stderr: "config: addr (flag)"},
+		{name: "serve with an argument", args: []string{"serve", "extra"}, code: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := cli(t, tt.env, "", tt.args...)
+			assert.Equal(t, tt.code, r.code, "stdout %q stderr %q", r.stdout, r.stderr)
+			if tt.stderr != "" {
+				assert.Contains(t, r.stderr, tt.stderr)
+			}
+			if tt.code != 0 {
+				assert.True(t, strings.HasPrefix(r.stderr, "ctxd: "), r.stderr)
+			}
+		})
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	t.Parallel()
+	r := cli(t, nil, "", "version")
+	assert.Equal(t, 0, r.code)
+	assert.True(t, strings.HasPrefix(r.stdout, "ctxd test ("), r.stdout)
+
+	r = cli(t, nil, "", "--help")
+	assert.Equal(t, 0, r.code)
+	for _, c := range []string{"serve", "put", "get", "del", "ls", "history", "status", "migrate", "version"} {
+		assert.Contains(t, r.stdout, c)
+	}
+}
+
+func TestMigrateCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := cli(t, nil, "", "migrate", "--data", dir, "--dry-run")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "no database at")
+
+	// A database written by this binary is current.
+	srv := startServer(t, dir)
+	srv.signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.wait(10*time.Second))
+	r = cli(t, nil, "", "migrate", "--data", dir, "--dry-run")
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "is current, nothing to do")
+	r = cli(t, []string{"CTXD_DATA_DIR=" + dir}, "", "migrate")
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "is current")
+}
+
+// The schema-1 fixture of package migrations: --dry-run prints the plan and
+// leaves the file alone; migrate upgrades it; the server then serves its data.
+func TestMigrateSchema1Fixture(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fixture, err := os.ReadFile(filepath.Join("..", "..", "migrations", "testdata", "schema1.db"))
+	require.NoError(t, err)
+	db := filepath.Join(dir, dbFile)
+	require.NoError(t, os.WriteFile(db, fixture, 0o600))
+
+	r := cli(t, nil, "", "migrate", "--data", dir, "--dry-run")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "schema 1 -> 2")
+	assert.Contains(t, r.stdout, "1 -> 2: ")
+	assert.Contains(t, r.stdout, "dry run: nothing changed")
+	after, err := os.ReadFile(db)
+	require.NoError(t, err)
+	assert.Equal(t, fixture, after, "--dry-run changed the file")
+
+	r = cli(t, nil, "", "migrate", "--data", dir)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "migrated to schema 2")
+	r = cli(t, nil, "", "migrate", "--data", dir, "--dry-run")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "schema 2 is current")
+
+	srv := startServer(t, dir)
+	r = cli(t, []string{"CTXD_SERVER=" + srv.url}, "", "status", "-o", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"schema_version": 2`)
+}

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/store"
+)
+
+const defaultServer = "http://127.0.0.1:8080"
+
+// Output formats of -o.
+const (
+	outJSON  = "json"
+	outTable = "table"
+	outValue = "value"
+)
+
+// common holds the flags every client command has.
+type common struct {
+	a         *app
+	server    string
+	namespace string
+	who       string
+	output    string
+	timeout   time.Duration
+	ifVersion uint64 // for the commands that register --if-version
+	deleted   bool   // the records printed are deleted keys
+}
+
+// clientFlags registers the client flags on cmd. defOutput is the command's
+// default -o; withValue says whether it supports -o value.
+func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) *common {
+	c := &common{a: a}
+	server := a.getenv("CTXD_SERVER")
+	if server == "" {
+		server = defaultServer
+	}
+	who := a.getenv("USER")
+	if who == "" {
+		who = "cli"
+	}
+	formats := "json or table"
+	if withValue {
+		formats = "json, table or value"
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER)")
+	f.StringVarP(&c.namespace, "namespace", "n", store.DefaultNamespace, "`namespace`")
+	f.StringVar(&c.who, "who", who, "who is making the change, recorded with it ($USER by default)")
+	f.StringVarP(&c.output, "output", "o", defOutput, "output `format`: "+formats)
+	f.DurationVar(&c.timeout, "timeout", 30*time.Second, "give up on the server after this long (0: wait forever)")
+	prev := cmd.PreRunE
+	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		switch c.output {
+		case outJSON, outTable:
+		case outValue:
+			if !withValue {
+				return usagef("-o value is not supported by %s (use json or table)", cmd.Name())
+			}
+		default:
+			return usagef("unknown output format %q (use %s)", c.output, formats)
+		}
+		if prev != nil {
+			return prev(cmd, args)
+		}
+		return nil
+	}
+	return c
+}
+
+// ifVersionFlag registers --if-version.
+func (c *common) ifVersionFlag(cmd *cobra.Command, what string) {
+	cmd.Flags().Uint64Var(&c.ifVersion, "if-version", 0,
+		what+" only if the key is at this `version` (0: only if it does not exist); exit code 5 otherwise")
+}
+
+// expect returns --if-version as a pointer, nil when it was not given.
+func (c *common) expect(cmd *cobra.Command) *uint64 {
+	if !cmd.Flags().Changed("if-version") {
+		return nil
+	}
+	return client.Expect(c.ifVersion)
+}
+
+// client returns a client for --server and a context bounded by --timeout.
+func (c *common) client(ctx context.Context) (*client.Client, context.Context, context.CancelFunc, error) {
+	server := c.server
+	if !strings.Contains(server, "://") {
+		server = "http://" + server
+	}
+	cl, err := client.New(server, client.WithWho(c.who), client.WithHTTPClient(&http.Client{}))
+	if err != nil {
+		return nil, nil, nil, &usageError{fmt.Errorf("--server: %w", err)}
+	}
+	if c.timeout <= 0 {
+		ctx, cancel := context.WithCancel(ctx)
+		return cl, ctx, cancel, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	return cl, ctx, cancel, nil
+}
+
+// exactArgs is cobra.ExactArgs with the expected arguments named.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != len(names) {
+			return usagef("%s needs %d argument(s), %s; got %d", cmd.Name(), len(names), strings.Join(names, " "), len(args))
+		}
+		return nil
+	}
+}
+
+func (a *app) putCmd() *cobra.Command {
+	var asString bool
+	cmd := &cobra.Command{
+		Use:   "put KEY VALUE",
+		Short: "Set a key's value",
+		Long: `Set a key's value.
+
+VALUE is stored as JSON when it is valid JSON (42, true, {"a":1}, "quoted"),
+and as a JSON string otherwise: 'ctxd put greeting hello' stores "hello".
+--string always stores it as a string. A VALUE of - reads the value from
+standard input. Put '--' before a VALUE that starts with '-' (ctxd put n -- -5).`,
+		Example: `  ctxd put greeting hello
+  ctxd put app.config '{"debug":true}'
+  ctxd put -n prod deploy/version 42 --if-version 3
+  echo '[1,2,3]' | ctxd put list -`,
+		Args: exactArgs("KEY", "VALUE"),
+	}
+	c := a.clientFlags(cmd, outTable, true)
+	c.ifVersionFlag(cmd, "write")
+	cmd.Flags().BoolVar(&asString, "string", false, "store VALUE as a JSON string even if it is valid JSON")
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		value, err := parseValue(args[1], asString, a.stdin)
+		if err != nil {
+			return err
+		}
+		cl, ctx, cancel, err := c.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		rec, err := cl.Put(ctx, c.namespace, args[0], value, client.PutOptions{IfVersion: c.expect(cmd)})
+		if err != nil {
+			return err
+		}
+		return c.printRecords(rec)
+	})
+	return cmd
+}
+
+// parseValue turns the VALUE argument into the JSON to store.
+func parseValue(arg string, asString bool, stdin io.Reader) (json.RawMessage, error) {
+	raw := []byte(arg)
+	if arg == "-" {
+		var err error
+		if raw, err = io.ReadAll(stdin); err != nil {
+			return nil, fmt.Errorf("read value from stdin: %w", err)
+		}
+		if !asString && json.Valid(raw) {
+			return bytes.TrimSpace(raw), nil
+		}
+		// A string from stdin loses the newline that ends its last line.
+		raw = bytes.TrimSuffix(raw, []byte("\n"))
+		raw = bytes.TrimSuffix(raw, []byte("\r"))
+	} else if !asString && json.Valid(raw) {
+		return bytes.TrimSpace(raw), nil
+	}
+	b, err := json.Marshal(string(raw))
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (a *app) getCmd() *cobra.Command {
+	var rev uint64
+	cmd := &cobra.Command{
+		Use:   "get KEY",
+		Short: "Print a key's value",
+		Long: `Print a key's value (exit code 4 if the key does not exist).
+
+With -o value (the default) a string is printed as is, without quotes, and
+any other value as JSON; -o json prints the whole record.`,
+		Example: `  ctxd get greeting
+  ctxd get app.config -o json
+  ctxd get greeting --rev 12`,
+		Args: exactArgs("KEY"),
+	}
+	c := a.clientFlags(cmd, outValue, true)
+	cmd.Flags().Uint64Var(&rev, "rev", 0, "read the key as it was at this `revision`")
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		cl, ctx, cancel, err := c.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		rec, err := cl.Get(ctx, c.namespace, args[0], client.GetOptions{Rev: rev})
+		if err != nil {
+			return err
+		}
+		return c.printRecords(rec)
+	})
+	return cmd
+}
+
+func (a *app) delCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "del KEY",
+		Aliases: []string{"delete", "rm"},
+		Short:   "Delete a key",
+		Long:    `Delete a key (exit code 4 if it does not exist). Its history is kept.`,
+		Example: `  ctxd del greeting
+  ctxd del greeting --if-version 2`,
+		Args: exactArgs("KEY"),
+	}
+	c := a.clientFlags(cmd, outTable, false)
+	c.ifVersionFlag(cmd, "delete")
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		cl, ctx, cancel, err := c.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		rec, err := cl.Delete(ctx, c.namespace, args[0], client.DeleteOptions{IfVersion: c.expect(cmd)})
+		if err != nil {
+			return err
+		}
+		c.deleted = true
+		return c.printRecords(rec)
+	})
+	return cmd
+}
+
+func (a *app) lsCmd() *cobra.Command {
+	var (
+		limit int
+		after string
+		all   bool
+	)
+	cmd := &cobra.Command{
+		Use:     "ls [PREFIX]",
+		Aliases: []string{"list"},
+		Short:   "List keys",
+		Long: `List the keys of a namespace in key order, optionally only those starting
+with PREFIX. One page is listed (--limit keys); --after continues from a key,
+--all lists every page. -o value prints the keys only, one per line.`,
+		Example: `  ctxd ls
+  ctxd ls app. --all
+  ctxd ls -n prod deploy/ -o json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("ls takes at most one argument, PREFIX; got %d", len(args))
+			}
+			return nil
+		},
+	}
+	c := a.clientFlags(cmd, outTable, true)
+	cmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("keys per page (at most %d)", store.MaxListLimit))
+	cmd.Flags().StringVar(&after, "after", "", "list keys after this `key` (the cursor of the previous page)")
+	cmd.Flags().BoolVar(&all, "all", false, "list every key, page after page")
+	cmd.MarkFlagsMutuallyExclusive("all", "limit")
+	cmd.MarkFlagsMutuallyExclusive("all", "after")
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		if limit <= 0 {
+			return usagef("--limit must be > 0")
+		}
+		prefix := ""
+		if len(args) == 1 {
+			prefix = args[0]
+		}
+		cl, ctx, cancel, err := c.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		var page client.ListPage
+		if all {
+			page.Records, err = cl.ListAll(ctx, c.namespace, prefix)
+		} else {
+			page, err = cl.List(ctx, c.namespace, client.ListOptions{Prefix: prefix, After: after, Limit: limit})
+		}
+		if err != nil {
+			return err
+		}
+		if page.Records == nil {
+			page.Records = []client.Record{}
+		}
+		return c.printList(page)
+	})
+	return cmd
+}
+
+func (a *app) historyCmd() *cobra.Command {
+	var (
+		limit  int
+		before uint64
+	)
+	cmd := &cobra.Command{
+		Use:   "history KEY",
+		Short: "Show a key's changes, newest first",
+		Long: `Show a key's changes, newest first (exit code 4 if it never existed).
+-o value prints the value after each change, one per line.`,
+		Example: `  ctxd history greeting
+  ctxd history greeting --limit 5 -o json`,
+		Args: exactArgs("KEY"),
+	}
+	c := a.clientFlags(cmd, outTable, true)
+	cmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("changes to show (at most %d)", store.MaxListLimit))
+	cmd.Flags().Uint64Var(&before, "before", 0, "show only changes before this `revision` (the next of the previous page)")
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		if limit <= 0 {
+			return usagef("--limit must be > 0")
+		}
+		cl, ctx, cancel, err := c.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		page, err := cl.History(ctx, c.namespace, args[0], client.HistoryOptions{Limit: limit, Before: before})
+		if err != nil {
+			return err
+		}
+		if page.Changes == nil {
+			page.Changes = []client.Change{}
+		}
+		return c.printHistory(page)
+	})
+	return cmd
+}
+
+func (a *app) nsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ns",
+		Short: "List namespaces and their number of keys",
+		Args:  cobra.NoArgs,
+	}
+	c := a.clientFlags(cmd, outTable, true)
+	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		cl, ctx, cancel, err := c.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		nss, err := cl.Namespaces(ctx)
+		if err != nil {
+			return err
+		}
+		if nss == nil {
+			nss = []client.Namespace{}
+		}
+		return c.printNamespaces(nss)
+	})
+	return cmd
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the server's status",
+		Args:  cobra.NoArgs,
+	}
+	c := a.clientFlags(cmd, outTable, false)
+	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		cl, ctx, cancel, err := c.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		return c.printStatus(st)
+	})
+	return cmd
+}

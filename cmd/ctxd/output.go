@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/framework0/ctxd/client"
+)
+
+// maxCell bounds a value shown in a table cell.
+const maxCell = 60
+
+func (c *common) out() io.Writer { return c.a.stdout }
+
+// printJSON writes v as indented JSON.
+func (c *common) printJSON(v any) error {
+	enc := json.NewEncoder(c.out())
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// table writes rows of tab-separated cells as aligned columns.
+func (c *common) table(header string, rows []string) error {
+	tw := tabwriter.NewWriter(c.out(), 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, r)
+	}
+	return tw.Flush()
+}
+
+// printRecords prints the records of put, get and del.
+func (c *common) printRecords(recs ...client.Record) error {
+	switch c.output {
+	case outJSON:
+		for _, r := range recs {
+			if err := c.printJSON(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	case outValue:
+		for _, r := range recs {
+			if _, err := fmt.Fprintln(c.out(), valueText(r.Value)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	rows := make([]string, 0, len(recs))
+	for _, r := range recs {
+		rows = append(rows, recordRow(r, c.deleted))
+	}
+	return c.table("NS\tKEY\tVERSION\tREVISION\tWHO\tUPDATED\tVALUE", rows)
+}
+
+func recordRow(r client.Record, deleted bool) string {
+	value := cell(r.Value)
+	if deleted {
+		value = "(deleted)"
+	}
+	return strings.Join([]string{
+		r.Namespace, r.Key, strconv.FormatUint(r.Version, 10), strconv.FormatUint(r.ModRev, 10),
+		r.Who, timeText(r.UpdatedAt), value,
+	}, "\t")
+}
+
+// printList prints a page of ls. The cursor of a next page goes to stderr in
+// table and value output, so that stdout holds only the keys.
+func (c *common) printList(page client.ListPage) error {
+	if c.output == outJSON {
+		return c.printJSON(page)
+	}
+	var err error
+	if c.output == outValue {
+		for _, r := range page.Records {
+			if _, err = fmt.Fprintln(c.out(), r.Key); err != nil {
+				return err
+			}
+		}
+	} else {
+		rows := make([]string, 0, len(page.Records))
+		for _, r := range page.Records {
+			rows = append(rows, strings.Join([]string{
+				r.Key, strconv.FormatUint(r.Version, 10), strconv.FormatUint(r.ModRev, 10),
+				r.Who, timeText(r.UpdatedAt), cell(r.Value),
+			}, "\t"))
+		}
+		err = c.table("KEY\tVERSION\tREVISION\tWHO\tUPDATED\tVALUE", rows)
+	}
+	if page.Next != "" {
+		fmt.Fprintf(c.a.stderr, "more keys: continue with --after %s, or use --all\n", strconv.Quote(page.Next))
+	}
+	return err
+}
+
+// printHistory prints a page of history.
+func (c *common) printHistory(page client.HistoryPage) error {
+	if c.output == outJSON {
+		return c.printJSON(page)
+	}
+	var err error
+	if c.output == outValue {
+		for _, ch := range page.Changes {
+			if _, err = fmt.Fprintln(c.out(), valueText(ch.Value)); err != nil {
+				return err
+			}
+		}
+	} else {
+		rows := make([]string, 0, len(page.Changes))
+		for _, ch := range page.Changes {
+			value := cell(ch.Value)
+			if ch.Op == "delete" {
+				value = "-"
+			}
+			rows = append(rows, strings.Join([]string{
+				strconv.FormatUint(ch.Revision, 10), ch.Op, strconv.FormatUint(ch.Version, 10),
+				ch.Who, timeText(ch.Time), value,
+			}, "\t"))
+		}
+		err = c.table("REVISION\tOP\tVERSION\tWHO\tTIME\tVALUE", rows)
+	}
+	if page.Next != 0 {
+		fmt.Fprintf(c.a.stderr, "older changes: continue with --before %d\n", page.Next)
+	}
+	return err
+}
+
+// printNamespaces prints the namespaces of ns.
+func (c *common) printNamespaces(nss []client.Namespace) error {
+	switch c.output {
+	case outJSON:
+		return c.printJSON(struct {
+			Namespaces []client.Namespace `json:"namespaces"`
+		}{nss})
+	case outValue:
+		for _, n := range nss {
+			if _, err := fmt.Fprintln(c.out(), n.Name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	rows := make([]string, 0, len(nss))
+	for _, n := range nss {
+		rows = append(rows, n.Name+"\t"+strconv.FormatUint(n.Keys, 10))
+	}
+	return c.table("NAMESPACE\tKEYS", rows)
+}
+
+// printStatus prints the server's status.
+func (c *common) printStatus(st client.Status) error {
+	if c.output == outJSON {
+		return c.printJSON(st)
+	}
+	tw := tabwriter.NewWriter(c.out(), 0, 8, 2, ' ', 0)
+	for _, kv := range [][2]string{
+		{"version", st.Version},
+		{"revision", strconv.FormatUint(st.Revision, 10)},
+		{"compacted revision", strconv.FormatUint(st.CompactedRevision, 10)},
+		{"keys", strconv.FormatUint(st.Keys, 10)},
+		{"namespaces", strconv.Itoa(st.Namespaces)},
+		{"db size", byteSize(st.DBSizeBytes)},
+		{"schema version", strconv.Itoa(st.SchemaVersion)},
+		{"clients", strconv.Itoa(st.Clients)},
+		{"uptime", (time.Duration(st.UptimeSeconds) * time.Second).String()},
+		{"started at", timeText(st.StartedAt)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	}
+	return tw.Flush()
+}
+
+// valueText is a value as -o value prints it: a string as is, anything else
+// as compact JSON. A missing value (a delete) prints as null.
+func valueText(v json.RawMessage) string {
+	if len(v) == 0 {
+		return "null"
+	}
+	if v[0] == '"' {
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			return s
+		}
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, v); err != nil {
+		return string(v)
+	}
+	return b.String()
+}
+
+// cell is a value as a table shows it: compact JSON on one line, cut short.
+func cell(v json.RawMessage) string {
+	if len(v) == 0 {
+		return "null"
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, v); err != nil {
+		b.Reset()
+		b.Write(v)
+	}
+	s := strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(b.String())
+	if utf8.RuneCountInString(s) > maxCell {
+		r := []rune(s)
+		s = string(r[:maxCell-3]) + "..."
+	}
+	return s
+}
+
+func timeText(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store"
+)
+
+// dbFile is the database's name inside the data folder.
+const dbFile = "ctxd.db"
+
+// HTTP server timeouts. There is no WriteTimeout: it would cut off long
+// downloads and the WebSocket watch; a slow reader is bounded by TCP.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 60 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+// serveFlag maps a serve flag to the configuration setting it overrides.
+type serveFlag struct {
+	name, setting, usage string
+}
+
+var serveFlags = []serveFlag{
+	{"addr", "addr", "address to listen on, host:port (port 0 picks a free one)"},
+	{"data", "data_dir", "data folder; the database is DIR/" + dbFile},
+	{"log-format", "log.format", "log format: json or console"},
+	{"log-level", "log.level", "log level: trace, debug, info, warn or error"},
+}
+
+func (a *app) serveCmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the ctxd server",
+		Long: `Run the ctxd server until SIGINT or SIGTERM.
+
+Settings come from, each overriding the one before: defaults, the YAML file
+given with --config (see configs/ctxd.example.yaml), CTXD_* environment
+variables, and these flags. Logs go to stderr as JSON lines by default.
+On SIGINT or SIGTERM the server stops accepting connections, lets requests in
+flight finish within shutdown_timeout, closes the store and exits 0.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file`")
+	for _, f := range serveFlags {
+		cmd.Flags().String(f.name, "", f.usage+" (default from config)")
+	}
+	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		overrides := map[string]string{}
+		for _, f := range serveFlags {
+			if cmd.Flags().Changed(f.name) {
+				overrides[f.setting], _ = cmd.Flags().GetString(f.name)
+			}
+		}
+		cfg, err := configs.Load(configPath, a.environ, overrides)
+		if err != nil {
+			return err
+		}
+		return serve(cmd.Context(), cfg, newLogger(a.stderr, cfg.Log))
+	})
+	return cmd
+}
+
+// newLogger returns the server's logger, writing to w.
+func newLogger(w io.Writer, cfg configs.Log) zerolog.Logger {
+	level, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil {
+		level = zerolog.InfoLevel // configs has checked it already
+	}
+	if cfg.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// serve runs the server described by cfg until ctx is canceled or the
+// process gets SIGINT or SIGTERM, then shuts it down gracefully.
+func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, dbFile)
+	st, err := store.Open(path, store.Options{Limits: cfg.Limits})
+	if err != nil {
+		return err
+	}
+	log.Info().Str("path", path).Uint64("revision", st.Revision()).Msg("store opened")
+
+	api := httpapi.New(st, httpapi.Config{Version: version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes}, log)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return errors.Join(fmt.Errorf("listen: %w", err), st.Close())
+	}
+	hs := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Str("data_dir", cfg.DataDir).Str("version", version).Msg("listening")
+
+	select {
+	case err := <-served:
+		return errors.Join(fmt.Errorf("serve: %w", err), st.Close())
+	case <-ctx.Done():
+	}
+	stop() // a second signal ends the process at once
+	log.Info().Str("timeout", cfg.ShutdownTimeout.String()).Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn().Err(err).Msg("requests still running at shutdown_timeout: closing their connections")
+		_ = hs.Close()
+	}
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+// logWriter turns the HTTP server's own messages (TLS handshake errors and
+// the like) into warn-level log events.
+type logWriter struct{ log zerolog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Warn().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/configs"
+)
+
+func TestParseValue(t *testing.T) {
+	tests := []struct {
+		arg      string
+		stdin    string
+		asString bool
+		want     string
+	}{
+		{arg: "hello", want: `"hello"`},
+		{arg: "42", want: `42`},
+		{arg: "-7.5e3", want: `-7.5e3`},
+		{arg: "true", want: `true`},
+		{arg: "null", want: `null`},
+		{arg: `"quoted"`, want: `"quoted"`},
+		{arg: ` {"a": [1, 2]} `, want: `{"a": [1, 2]}`},
+		{arg: "", want: `""`},
+		{arg: "{not json", want: `"{not json"`},
+		{arg: `say "hi"`, want: `"say \"hi\""`},
+		{arg: "héllo\tworld", want: `"héllo\tworld"`},
+		{arg: "42", asString: true, want: `"42"`},
+		{arg: "-", stdin: "[1,2]\n", want: `[1,2]`},
+		{arg: "-", stdin: "line one\nline two\n", want: `"line one\nline two"`},
+		{arg: "-", stdin: "crlf\r\n", want: `"crlf"`},
+		{arg: "-", stdin: "", want: `""`},
+		{arg: "-", stdin: "42\n", asString: true, want: `"42"`},
+	}
+	for _, tt := range tests {
+		got, err := parseValue(tt.arg, tt.asString, strings.NewReader(tt.stdin))
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, string(got), "arg %q stdin %q", tt.arg, tt.stdin)
+		assert.True(t, json.Valid(got))
+	}
+}
+
+func TestValueText(t *testing.T) {
+	tests := map[string]string{
+		`"hello"`:         "hello",
+		`"two\nlines"`:    "two\nlines",
+		`42`:              "42",
+		`{ "a" : [1, 2]}`: `{"a":[1,2]}`,
+		`null`:            "null",
+		``:                "null",
+	}
+	for in, want := range tests {
+		assert.Equal(t, want, valueText(json.RawMessage(in)), in)
+	}
+	assert.Equal(t, `"tab\there"`, cell(json.RawMessage(`"tab\there"`)))
+	assert.Equal(t, `{"a":1}`, cell(json.RawMessage("{\n\t\"a\": 1\n}")), "one line, no raw tab")
+	long := cell(json.RawMessage(`"` + strings.Repeat("é", 100) + `"`))
+	assert.Equal(t, maxCell, len([]rune(long)))
+	assert.True(t, strings.HasSuffix(long, "..."))
+}
+
+func TestExitCodeTable(t *testing.T) {
+	connErr := fmt.Errorf("get default/k: %w", &url.Error{Op: "Get", URL: "http://x", Err: errors.New("connection refused")})
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, exitOK},
+		{errors.New("boom"), exitError},
+		{usagef("bad"), exitUsage},
+		{fmt.Errorf("load: %w", &configs.Error{Field: "addr", Err: errors.New("bad")}), exitUsage},
+		{connErr, exitUnreachable},
+		{&client.APIError{Status: 404, Code: client.CodeNotFound}, exitNotFound},
+		{&client.APIError{Status: 409, Code: client.CodeConflict}, exitConflict},
+		{&client.APIError{Status: 400, Code: client.CodeBadRequest}, exitError},
+		{&client.APIError{Status: 500, Code: client.CodeInternal}, exitError},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		a := &app{stderr: &stderr}
+		assert.Equal(t, tt.want, a.exitCode(tt.err), "%v", tt.err)
+		if tt.err != nil {
+			assert.True(t, strings.HasPrefix(stderr.String(), "ctxd: "), stderr.String())
+		}
+	}
+}
+
+// Errors raised while cobra parses the command line are usage errors; errors
+// from a command's own code are not.
+func TestUsageErrorsInProcess(t *testing.T) {
+	run := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, environ: []string{"CTXD_SERVER=http://127.0.0.1:1"}}
+		err := a.run(context.Background(), args)
+		a.exitCode(err)
+		return stderr.String(), err
+	}
+	for _, args := range [][]string{
+		{"nope"}, {"get"}, {"get", "--nope", "k"}, {"ls", "a", "b"}, {"ls", "--all", "--limit", "3"},
+		{"ls", "--limit", "0"}, {"get", "k", "-o", "yaml"}, {"version", "extra"},
+	} {
+		stderr, err := run(args...)
+		var ue *usageError
+		assert.True(t, errors.As(err, &ue), "%v: %v", args, err)
+		assert.Contains(t, stderr, "--help' for usage", args)
+	}
+	_, err := run("get", "k", "--timeout", "1s")
+	assert.True(t, client.IsConnectionError(err), "%v", err)
+	var ue *usageError
+	assert.False(t, errors.As(err, &ue))
+}

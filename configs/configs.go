@@ -1,0 +1,389 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/framework0/ctxd/store"
+)
+
+// Config is the server configuration. Each field's YAML path is given in its
+// comment; the environment variable is CTXD_ followed by that path in upper
+// case with dots as underscores.
+type Config struct {
+	// Addr (addr) is the host:port to listen on; port 0 picks a free port.
+	Addr string
+	// DataDir (data_dir) is the data folder; the database is DataDir/ctxd.db.
+	DataDir string
+	// ShutdownTimeout (shutdown_timeout) bounds how long a graceful shutdown
+	// waits for requests in flight before closing their connections.
+	ShutdownTimeout time.Duration
+	Log             Log
+	HTTP            HTTP
+	// Limits (limits.*) bound what one request may write; the store enforces them.
+	Limits store.Limits
+}
+
+// Log configures the server's log, written to standard error.
+type Log struct {
+	// Level (log.level) is one of trace, debug, info, warn, error.
+	Level string
+	// Format (log.format) is json (one JSON object per line) or console
+	// (human-readable).
+	Format string
+}
+
+// HTTP configures the HTTP server.
+type HTTP struct {
+	// MaxBodyBytes (http.max_body_bytes) bounds a request body.
+	MaxBodyBytes int64
+}
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{
+		Addr:            "127.0.0.1:8080",
+		DataDir:         "./data",
+		ShutdownTimeout: 10 * time.Second,
+		Log:             Log{Level: "info", Format: "json"},
+		HTTP:            HTTP{MaxBodyBytes: 2 << 20},
+		Limits:          store.DefaultLimits,
+	}
+}
+
+// Error reports a bad setting: which one, where its value came from, and why
+// it was refused.
+type Error struct {
+	// Field is the setting's YAML path, e.g. "limits.max_value_bytes"; empty
+	// when the error is about the file as a whole.
+	Field string
+	// Source says where the value came from: "file ctxd.yaml, line 3",
+	// "env CTXD_ADDR", "flag".
+	Source string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("config: ")
+	switch {
+	case e.Field != "" && e.Source != "":
+		fmt.Fprintf(&b, "%s (%s): ", e.Field, e.Source)
+	case e.Field != "":
+		b.WriteString(e.Field + ": ")
+	case e.Source != "":
+		b.WriteString(e.Source + ": ")
+	}
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// EnvPrefix starts the name of every environment variable Load reads.
+const EnvPrefix = "CTXD_"
+
+// Load returns the configuration built from, in increasing precedence,
+// [Defaults], the YAML file at path (none when path is ""), the CTXD_*
+// variables in environ (as os.Environ returns them), and flags, a map from a
+// setting's YAML path (such as "addr" or "log.level") to its value. Every
+// error is an [*Error].
+func Load(path string, environ []string, flags map[string]string) (Config, error) {
+	c := Defaults()
+	if path != "" {
+		if err := applyFile(&c, path); err != nil {
+			return Config{}, err
+		}
+	}
+	env := make(map[string]string)
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
+			env[k] = v
+		}
+	}
+	for _, s := range settings {
+		if v := env[s.env()]; v != "" {
+			if err := s.set(&c, v); err != nil {
+				return Config{}, &Error{Field: s.path, Source: "env " + s.env(), Err: err}
+			}
+		}
+	}
+	for p := range flags {
+		if _, ok := lookup(p); !ok {
+			return Config{}, &Error{Field: p, Source: "flag", Err: errors.New("unknown setting")}
+		}
+	}
+	for _, s := range settings {
+		if v, ok := flags[s.path]; ok {
+			if err := s.set(&c, v); err != nil {
+				return Config{}, &Error{Field: s.path, Source: "flag", Err: err}
+			}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Validate checks every setting, as Load does, and returns an [*Error] for
+// the first bad one.
+func (c Config) Validate() error {
+	for _, s := range settings {
+		var scratch Config
+		if err := s.set(&scratch, s.get(&c)); err != nil {
+			return &Error{Field: s.path, Err: err}
+		}
+	}
+	if c.HTTP.MaxBodyBytes < int64(c.Limits.MaxValueBytes) {
+		return &Error{Field: "http.max_body_bytes", Err: fmt.Errorf(
+			"must be at least limits.max_value_bytes (%d), or no value of the largest allowed size could be sent",
+			c.Limits.MaxValueBytes)}
+	}
+	return nil
+}
+
+func applyFile(c *Config, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return &Error{Err: err}
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return &Error{Source: "file " + path, Err: err}
+	}
+	if len(doc.Content) == 0 { // empty file
+		return nil
+	}
+	return applyNode(c, path, doc.Content[0], "")
+}
+
+// applyNode applies the mapping n, found at YAML path prefix, to c.
+func applyNode(c *Config, file string, n *yaml.Node, prefix string) error {
+	where := func(n *yaml.Node) string { return fmt.Sprintf("file %s, line %d", file, n.Line) }
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" { // an empty section
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return &Error{Field: prefix, Source: where(n), Err: errors.New("expected a mapping of settings")}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := k.Value
+		if prefix != "" {
+			p = prefix + "." + k.Value
+		}
+		if s, ok := lookup(p); ok {
+			if v.Kind != yaml.ScalarNode {
+				return &Error{Field: p, Source: where(v), Err: errors.New("expected a single value")}
+			}
+			if err := s.set(c, v.Value); err != nil {
+				return &Error{Field: p, Source: where(v), Err: err}
+			}
+			continue
+		}
+		if isSection(p) {
+			if err := applyNode(c, file, v, p); err != nil {
+				return err
+			}
+			continue
+		}
+		return &Error{Field: p, Source: where(k), Err: errors.New("unknown field")}
+	}
+	return nil
+}
+
+// setting is one configurable value. set parses and checks a value given as
+// text; get formats the current value so that set accepts it back.
+type setting struct {
+	path string
+	set  func(c *Config, v string) error
+	get  func(c *Config) string
+}
+
+// env returns the setting's environment variable.
+func (s setting) env() string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(s.path, ".", "_"))
+}
+
+// settings lists every setting, in the order of ctxd.example.yaml.
+var settings = []setting{
+	{
+		path: "addr",
+		set: func(c *Config, v string) error {
+			if err := checkAddr(v); err != nil {
+				return err
+			}
+			c.Addr = v
+			return nil
+		},
+		get: func(c *Config) string { return c.Addr },
+	},
+	{
+		path: "data_dir",
+		set: func(c *Config, v string) error {
+			if strings.TrimSpace(v) == "" {
+				return errors.New("must not be empty")
+			}
+			c.DataDir = v
+			return nil
+		},
+		get: func(c *Config) string { return c.DataDir },
+	},
+	{
+		path: "shutdown_timeout",
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("invalid duration %q (use a number with a unit, such as 10s or 1m30s)", v)
+			}
+			if d <= 0 {
+				return errors.New("must be > 0")
+			}
+			c.ShutdownTimeout = d
+			return nil
+		},
+		get: func(c *Config) string { return c.ShutdownTimeout.String() },
+	},
+	{
+		path: "log.level",
+		set: func(c *Config, v string) error {
+			switch v {
+			case "trace", "debug", "info", "warn", "error":
+				c.Log.Level = v
+				return nil
+			}
+			return fmt.Errorf("invalid level %q (use trace, debug, info, warn or error)", v)
+		},
+		get: func(c *Config) string { return c.Log.Level },
+	},
+	{
+		path: "log.format",
+		set: func(c *Config, v string) error {
+			switch v {
+			case "json", "console":
+				c.Log.Format = v
+				return nil
+			}
+			return fmt.Errorf("invalid format %q (use json or console)", v)
+		},
+		get: func(c *Config) string { return c.Log.Format },
+	},
+	{
+		path: "http.max_body_bytes",
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v, 1<<62)
+			if err != nil {
+				return err
+			}
+			c.HTTP.MaxBodyBytes = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatInt(c.HTTP.MaxBodyBytes, 10) },
+	},
+	{
+		path: "limits.max_key_bytes",
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v, store.MaxKeyBytes)
+			if err != nil {
+				return err
+			}
+			c.Limits.MaxKeyBytes = int(n)
+			return nil
+		},
+		get: func(c *Config) string { return strconv.Itoa(c.Limits.MaxKeyBytes) },
+	},
+	{
+		path: "limits.max_value_bytes",
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v, 1<<31-1)
+			if err != nil {
+				return err
+			}
+			c.Limits.MaxValueBytes = int(n)
+			return nil
+		},
+		get: func(c *Config) string { return strconv.Itoa(c.Limits.MaxValueBytes) },
+	},
+	{
+		path: "limits.max_txn_ops",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("invalid number %q", v)
+			}
+			if n <= 0 {
+				return errors.New("must be > 0")
+			}
+			c.Limits.MaxTxnOps = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.Itoa(c.Limits.MaxTxnOps) },
+	},
+}
+
+func lookup(path string) (setting, bool) {
+	for _, s := range settings {
+		if s.path == path {
+			return s, true
+		}
+	}
+	return setting{}, false
+}
+
+// isSection reports whether path is a section (such as "log") that holds settings.
+func isSection(path string) bool {
+	for _, s := range settings {
+		if strings.HasPrefix(s.path, path+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkAddr accepts host:port with a numeric port; the host may be empty
+// (all interfaces) or a name.
+func checkAddr(v string) error {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("invalid address %q (use host:port, such as 127.0.0.1:8080)", v)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid port %q in %q (use 0 to 65535)", port, v)
+	}
+	return nil
+}
+
+// parseSize parses a byte count: a whole number, optionally followed by KiB,
+// MiB or GiB. It must be in 1..max.
+func parseSize(v string, max int64) (int64, error) {
+	s := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q (use a number of bytes, optionally with KiB, MiB or GiB)", v)
+	}
+	if n <= 0 {
+		return 0, errors.New("must be > 0")
+	}
+	if n > max/mult {
+		return 0, fmt.Errorf("must be at most %d bytes", max)
+	}
+	return n * mult, nil
+}

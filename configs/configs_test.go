@@ -1,0 +1,312 @@
+package configs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+
+	"github.com/framework0/ctxd/store"
+)
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "ctxd.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	c := Defaults()
+	assert.Equal(t, "127.0.0.1:8080", c.Addr)
+	assert.Equal(t, "./data", c.DataDir)
+	assert.Equal(t, 10*time.Second, c.ShutdownTimeout)
+	assert.Equal(t, Log{Level: "info", Format: "json"}, c.Log)
+	assert.Equal(t, int64(2<<20), c.HTTP.MaxBodyBytes)
+	assert.Equal(t, store.Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128}, c.Limits)
+	require.NoError(t, c.Validate())
+
+	loaded, err := Load("", nil, nil)
+	require.NoError(t, err)
+	assert.Equal(t, c, loaded)
+}
+
+// The example file documents every setting with its default: loading it must
+// give the defaults, and it must mention every setting.
+func TestExampleFileIsDefaults(t *testing.T) {
+	c, err := Load("ctxd.example.yaml", nil, nil)
+	require.NoError(t, err)
+	assert.Equal(t, Defaults(), c)
+
+	data, err := os.ReadFile("ctxd.example.yaml")
+	require.NoError(t, err)
+	var doc yaml.Node
+	require.NoError(t, yaml.Unmarshal(data, &doc))
+	found := map[string]bool{}
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if prefix != "" {
+				p = prefix + "." + p
+			}
+			if n.Content[i+1].Kind == yaml.MappingNode {
+				walk(n.Content[i+1], p)
+			} else {
+				found[p] = true
+			}
+		}
+	}
+	walk(doc.Content[0], "")
+	for _, s := range settings {
+		assert.True(t, found[s.path], "ctxd.example.yaml does not show %s", s.path)
+		assert.Contains(t, string(data), s.env(), "ctxd.example.yaml does not name %s", s.env())
+	}
+}
+
+// The README's configuration table names every setting and its variable.
+func TestReadmeListsEverySetting(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	for _, s := range settings {
+		assert.Contains(t, string(data), "`"+s.path+"`", "README.md does not list %s", s.path)
+		assert.Contains(t, string(data), s.env(), "README.md does not name %s", s.env())
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	var names []string
+	for _, s := range settings {
+		names = append(names, s.env())
+	}
+	assert.Equal(t, []string{
+		"CTXD_ADDR", "CTXD_DATA_DIR", "CTXD_SHUTDOWN_TIMEOUT", "CTXD_LOG_LEVEL", "CTXD_LOG_FORMAT",
+		"CTXD_HTTP_MAX_BODY_BYTES", "CTXD_LIMITS_MAX_KEY_BYTES", "CTXD_LIMITS_MAX_VALUE_BYTES",
+		"CTXD_LIMITS_MAX_TXN_OPS",
+	}, names)
+}
+
+func TestPrecedence(t *testing.T) {
+	file := `
+addr: 10.0.0.1:9000
+data_dir: /var/lib/ctxd
+shutdown_timeout: 30s
+log:
+  level: debug
+  format: console
+http:
+  max_body_bytes: 4MiB
+limits:
+  max_key_bytes: 512
+  max_value_bytes: 2097152
+  max_txn_ops: 64
+`
+	tests := []struct {
+		name  string
+		file  string
+		env   []string
+		flags map[string]string
+		want  func(c *Config)
+	}{
+		{name: "defaults", want: func(c *Config) {}},
+		{
+			name: "file overrides defaults",
+			file: file,
+			want: func(c *Config) {
+				c.Addr = "10.0.0.1:9000"
+				c.DataDir = "/var/lib/ctxd"
+				c.ShutdownTimeout = 30 * time.Second
+				c.Log = Log{Level: "debug", Format: "console"}
+				c.HTTP.MaxBodyBytes = 4 << 20
+				c.Limits = store.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
+			},
+		},
+		{
+			name: "partial file keeps other defaults",
+			file: "log:\n  format: console\n",
+			want: func(c *Config) { c.Log.Format = "console" },
+		},
+		{
+			name: "empty file and empty sections",
+			file: "# nothing\nlog:\nlimits:\n",
+			want: func(c *Config) {},
+		},
+		{
+			name: "env overrides file",
+			file: file,
+			env: []string{
+				"CTXD_ADDR=:7000", "CTXD_LOG_LEVEL=warn", "CTXD_LIMITS_MAX_TXN_OPS=10",
+				"CTXD_SHUTDOWN_TIMEOUT=1m", "CTXD_HTTP_MAX_BODY_BYTES=3145728",
+			},
+			want: func(c *Config) {
+				c.Addr = ":7000"
+				c.DataDir = "/var/lib/ctxd"
+				c.ShutdownTimeout = time.Minute
+				c.Log = Log{Level: "warn", Format: "console"}
+				c.HTTP.MaxBodyBytes = 3 << 20
+				c.Limits = store.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 10}
+			},
+		},
+		{
+			name: "every env variable",
+			env: []string{
+				"CTXD_ADDR=0.0.0.0:1", "CTXD_DATA_DIR=/d", "CTXD_SHUTDOWN_TIMEOUT=2s",
+				"CTXD_LOG_LEVEL=error", "CTXD_LOG_FORMAT=console", "CTXD_HTTP_MAX_BODY_BYTES=8KiB",
+				"CTXD_LIMITS_MAX_KEY_BYTES=16", "CTXD_LIMITS_MAX_VALUE_BYTES=1KiB", "CTXD_LIMITS_MAX_TXN_OPS=2",
+			},
+			want: func(c *Config) {
+				*c = Config{
+					Addr: "0.0.0.0:1", DataDir: "/d", ShutdownTimeout: 2 * time.Second,
+					Log: Log{Level: "error", Format: "console"}, HTTP: HTTP{MaxBodyBytes: 8 << 10},
+					Limits: store.Limits{MaxKeyBytes: 16, MaxValueBytes: 1 << 10, MaxTxnOps: 2},
+				}
+			},
+		},
+		{
+			name: "empty env counts as unset; client and unknown variables are ignored",
+			env: []string{
+				"CTXD_ADDR=", "CTXD_SERVER=http://example:1", "CTXD_TOKEN=secret", "CTXD_NOPE=1",
+				"PATH=/bin", "ADDR=1.2.3.4:5",
+			},
+			want: func(c *Config) {},
+		},
+		{
+			name:  "flags override env and file",
+			file:  file,
+			env:   []string{"CTXD_ADDR=:7000", "CTXD_DATA_DIR=/env", "CTXD_LOG_FORMAT=json"},
+			flags: map[string]string{"addr": "127.0.0.1:0", "data_dir": "/flag", "log.level": "trace"},
+			want: func(c *Config) {
+				c.Addr = "127.0.0.1:0"
+				c.DataDir = "/flag"
+				c.ShutdownTimeout = 30 * time.Second
+				c.Log = Log{Level: "trace", Format: "json"}
+				c.HTTP.MaxBodyBytes = 4 << 20
+				c.Limits = store.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.file != "" {
+				path = writeFile(t, tt.file)
+			}
+			got, err := Load(path, tt.env, tt.flags)
+			require.NoError(t, err)
+			want := Defaults()
+			tt.want(&want)
+			assert.Equal(t, want, got)
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		file  string
+		env   []string
+		flags map[string]string
+		field string
+		want  string // substring of the message
+	}{
+		{name: "unknown top-level field", file: "adr: x:1\n", field: "adr", want: "config: adr (file "},
+		{name: "unknown field names line", file: "addr: 127.0.0.1:1\n\nlimits:\n  max_keys: 3\n", field: "limits.max_keys", want: "line 4): unknown field"},
+		{name: "server section is not a server setting", file: "server:\n  addr: x\n", field: "server", want: "unknown field"},
+		{name: "section given a value", file: "log: debug\n", field: "log", want: "expected a mapping"},
+		{name: "setting given a mapping", file: "addr:\n  host: x\n", field: "addr", want: "expected a single value"},
+		{name: "setting given a list", file: "data_dir: [a, b]\n", field: "data_dir", want: "expected a single value"},
+		{name: "bad yaml", file: "addr: [\n", want: "config: file "},
+		{name: "bad duration in file", file: "shutdown_timeout: 10\n", field: "shutdown_timeout", want: `invalid duration "10"`},
+		{name: "zero duration", file: "shutdown_timeout: 0s\n", field: "shutdown_timeout", want: "must be > 0"},
+		{name: "negative value size", file: "limits:\n  max_value_bytes: -1\n", field: "limits.max_value_bytes", want: "limits.max_value_bytes (file "},
+		{name: "zero value size", file: "limits:\n  max_value_bytes: 0\n", field: "limits.max_value_bytes", want: "must be > 0"},
+		{name: "key limit above 1024", file: "limits:\n  max_key_bytes: 1025\n", field: "limits.max_key_bytes", want: "must be at most 1024"},
+		{name: "bad size unit", file: "http:\n  max_body_bytes: 2MB\n", field: "http.max_body_bytes", want: `invalid size "2MB"`},
+		{name: "txn ops not a number", file: "limits:\n  max_txn_ops: many\n", field: "limits.max_txn_ops", want: `invalid number "many"`},
+		{name: "bad log level", file: "log:\n  level: loud\n", field: "log.level", want: `invalid level "loud"`},
+		{name: "bad log format", file: "log:\n  format: xml\n", field: "log.format", want: `invalid format "xml"`},
+		{name: "addr without port", file: "addr: localhost\n", field: "addr", want: `invalid address "localhost"`},
+		{name: "addr with bad port", file: "addr: localhost:http\n", field: "addr", want: `invalid port "http"`},
+		{name: "addr port out of range", file: "addr: :70000\n", field: "addr", want: `invalid port "70000"`},
+		{name: "empty data dir", file: "data_dir: ''\n", field: "data_dir", want: "must not be empty"},
+		{name: "null data dir", file: "data_dir:\n", field: "data_dir", want: "must not be empty"},
+		{name: "missing file", file: "-", want: "no such file"},
+		{
+			name: "bad env names the variable", env: []string{"CTXD_LIMITS_MAX_VALUE_BYTES=0"},
+			field: "limits.max_value_bytes",
+			want:  "config: limits.max_value_bytes (env CTXD_LIMITS_MAX_VALUE_BYTES): must be > 0",
+		},
+		{name: "bad env duration", env: []string{"CTXD_SHUTDOWN_TIMEOUT=soon"}, field: "shutdown_timeout", want: "env CTXD_SHUTDOWN_TIMEOUT"},
+		{name: "bad flag", flags: map[string]string{"log.format": "yaml"}, field: "log.format", want: "config: log.format (flag): invalid format"},
+		{name: "unknown flag setting", flags: map[string]string{"port": "1"}, field: "port", want: "unknown setting"},
+		{
+			name: "body limit below value limit", env: []string{"CTXD_LIMITS_MAX_VALUE_BYTES=4MiB"},
+			field: "http.max_body_bytes", want: "must be at least limits.max_value_bytes (4194304)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			switch tt.file {
+			case "":
+			case "-":
+				path = filepath.Join(t.TempDir(), "missing.yaml")
+			default:
+				path = writeFile(t, tt.file)
+			}
+			_, err := Load(path, tt.env, tt.flags)
+			require.Error(t, err)
+			var ce *Error
+			require.True(t, errors.As(err, &ce), "error %v is not a *configs.Error", err)
+			assert.Equal(t, tt.field, ce.Field)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.True(t, strings.HasPrefix(err.Error(), "config: "), err.Error())
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	c := Defaults()
+	c.Limits.MaxTxnOps = 0
+	err := c.Validate()
+	require.Error(t, err)
+	assert.Equal(t, "config: limits.max_txn_ops: must be > 0", err.Error())
+
+	c = Defaults()
+	c.Log.Level = "verbose"
+	require.ErrorContains(t, c.Validate(), "config: log.level: invalid level")
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{in: "1", want: 1},
+		{in: " 42 ", want: 42},
+		{in: "1KiB", want: 1024},
+		{in: "2 MiB", want: 2 << 20},
+		{in: "1GiB", want: 1 << 30},
+		{in: "0", err: "must be > 0"},
+		{in: "-3KiB", err: "must be > 0"},
+		{in: "1.5MiB", err: "invalid size"},
+		{in: "", err: "invalid size"},
+		{in: "3GiB", err: "must be at most"},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in, 2<<30)
+		if tt.err != "" {
+			assert.ErrorContains(t, err, tt.err, tt.in)
+			continue
+		}
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, got, tt.in)
+	}
+}

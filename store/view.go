@@ -1,0 +1,122 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/framework0/ctxd/migrations"
+	bolt "go.etcd.io/bbolt"
+)
+
+// View is a consistent, read-only view of the whole store at one revision:
+// everything read through it comes from one bbolt read transaction, which
+// never blocks writers. It is valid only inside the function given to
+// [Store.View]; records it yields are copies and may be kept.
+type View struct {
+	tx  *bolt.Tx
+	rev uint64
+}
+
+// View calls fn with a consistent view of the store.
+func (s *Store) View(fn func(v *View) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		return fn(&View{tx: tx, rev: lastRevision(tx)})
+	})
+}
+
+// Revision is the revision the view is consistent at.
+func (v *View) Revision() uint64 { return v.rev }
+
+// Namespaces lists the namespaces with their live key counts.
+func (v *View) Namespaces() []Namespace {
+	var out []Namespace
+	counts := v.tx.Bucket(migrations.BucketNSKeys)
+	_ = v.tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		ns, ok := migrations.NamespaceOf(name)
+		if !ok {
+			return nil
+		}
+		n := Namespace{Name: ns}
+		if v := counts.Get([]byte(ns)); len(v) == 8 {
+			n.Keys = binary.BigEndian.Uint64(v)
+		}
+		out = append(out, n)
+		return nil
+	})
+	return out
+}
+
+// ForEach calls fn for every live key of ns whose name starts with prefix,
+// in key order, streaming: memory does not grow with the number of keys.
+func (v *View) ForEach(ns, prefix string, fn func(Record) error) error {
+	if err := ValidateNamespace(ns); err != nil {
+		return err
+	}
+	b := v.tx.Bucket(migrations.KVBucket(ns))
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
+	p := []byte(prefix)
+	for k, val := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, val = c.Next() {
+		r, err := decodeKV(val)
+		if err != nil {
+			return fmt.Errorf("read %s/%s: %w", ns, k, err)
+		}
+		if err := fn(r.toRecord(ns, string(k))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ForEachChange calls fn for every retained change of ns (all namespaces
+// when ns is ""), oldest first.
+func (v *View) ForEachChange(ns string, fn func(Change) error) error {
+	c := v.tx.Bucket(migrations.BucketLog).Cursor()
+	for k, val := c.First(); k != nil; k, val = c.Next() {
+		e, err := decodeChange(binary.BigEndian.Uint64(k), val)
+		if err != nil {
+			return fmt.Errorf("log revision %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		if ns != "" && e.Namespace != ns {
+			continue
+		}
+		if err := fn(e.Change); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Get returns a key's state in the view.
+func (v *View) Get(ns, key string) (Record, error) {
+	b := v.tx.Bucket(migrations.KVBucket(ns))
+	if b == nil {
+		return Record{}, fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
+	}
+	val := b.Get([]byte(key))
+	if val == nil {
+		return Record{}, fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
+	}
+	r, err := decodeKV(val)
+	if err != nil {
+		return Record{}, fmt.Errorf("get %s/%s: %w", ns, key, err)
+	}
+	return r.toRecord(ns, key), nil
+}
+
+// Change returns the change recorded at revision rev, or ErrNotFound if
+// history no longer holds it.
+func (v *View) Change(rev uint64) (Change, error) {
+	val := v.tx.Bucket(migrations.BucketLog).Get(encodeRevision(rev))
+	if val == nil {
+		return Change{}, fmt.Errorf("revision %d: %w", rev, ErrNotFound)
+	}
+	e, err := decodeChange(rev, val)
+	if err != nil {
+		return Change{}, fmt.Errorf("log revision %d: %w", rev, err)
+	}
+	return e.Change, nil
+}
