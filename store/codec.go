@@ -129,6 +129,17 @@ func (d *decoder) rest() []byte {
 	return append([]byte(nil), d.b...)
 }
 
+// decodeKVHeader decodes only the versions and revisions of a kv record:
+// all the writer needs to check and advance a key, without copying its value.
+func decodeKVHeader(b []byte) (kvRecord, error) {
+	d := decoder{b: b}
+	if d.byte() != formatV1 && d.err == nil {
+		return kvRecord{}, errCorrupt
+	}
+	r := kvRecord{version: d.uvarint(), createRev: d.uvarint(), modRev: d.uvarint()}
+	return r, d.err
+}
+
 func decodeKV(b []byte) (kvRecord, error) {
 	d := decoder{b: b}
 	if d.byte() != formatV1 && d.err == nil {

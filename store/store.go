@@ -104,10 +104,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := s.ensureHeadroom(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
+
 	go s.writer()
 	return s, nil
 }
@@ -340,10 +337,6 @@ func (s *Store) commit(batch []*request) {
 	s.mu.Unlock()
 	for i, r := range batch {
 		r.done <- results[i]
-	}
-	if s.stats.commits.Load()%preallocEvery == 0 {
-		// A failure here costs speed, never data: bbolt grows the file itself.
-		_ = s.ensureHeadroom()
 	}
 }
 

@@ -75,7 +75,7 @@ func (g *group) apply(writes []Write) (TxnResult, error) {
 		}
 		if b.kv != nil {
 			if v := b.kv.Get([]byte(w.Key)); v != nil {
-				r, err := decodeKV(v)
+				r, err := decodeKVHeader(v)
 				if err != nil {
 					return TxnResult{}, fmt.Errorf("read %s/%s: %w", w.Namespace, w.Key, err)
 				}
