@@ -37,6 +37,9 @@ type Store struct {
 	changed   chan struct{}
 
 	compacted atomic.Uint64
+	// generation counts online restores: followers that see it change must
+	// re-read state, because the database was replaced.
+	generation atomic.Uint64
 
 	stats struct {
 		commits, requests, changes atomic.Uint64
@@ -167,6 +170,12 @@ func (s *Store) Committed() (uint64, <-chan struct{}) {
 	defer s.mu.Unlock()
 	return s.committed, s.changed
 }
+
+// Generation counts the times the database was replaced by an online
+// restore since Open. A restore also closes the Committed channel, so a
+// follower wakes, sees a new generation, and re-reads current state; the
+// revision after a restore is never below any revision seen before it.
+func (s *Store) Generation() uint64 { return s.generation.Load() }
 
 // Put sets a key's value. With expect non-nil the write applies only if the
 // key's version equals *expect (0: the key must not exist).
