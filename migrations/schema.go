@@ -22,6 +22,13 @@ var (
 
 	KeySchema    = []byte("schema")
 	KeyCompacted = []byte("compacted")
+	// KeyFloor is the lowest value the current revision may have: a full
+	// restore sets it to the revision the server had reached, so that
+	// revisions never go back. Absent means 0.
+	KeyFloor = []byte("floor")
+	// KeyRestoredFrom is the revision of the snapshot a full restore
+	// installed; revisions after it and up to the floor are not in history.
+	KeyRestoredFrom = []byte("restored_from")
 )
 
 const (

@@ -27,6 +27,8 @@ func (s *Store) Compact(ctx context.Context, rev uint64) error {
 	if rev <= s.compacted.Load() {
 		return nil
 	}
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
 	// Raise the mark first, so no reader is answered from half-compacted history.
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(migrations.BucketMeta).Put(migrations.KeyCompacted, encodeRevision(rev))

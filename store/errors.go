@@ -53,9 +53,16 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 type CompactedError struct {
 	Requested uint64 // the revision asked for
 	Compacted uint64 // the oldest revision history still answers for
+	// RestoredFrom is set when the revision was discarded by a full restore
+	// from a snapshot taken at that revision, rather than by compaction.
+	RestoredFrom uint64
 }
 
 func (e *CompactedError) Error() string {
+	if e.RestoredFrom > 0 {
+		return fmt.Sprintf("revision %d is not in history: the database was restored from a snapshot at revision %d; read the current state",
+			e.Requested, e.RestoredFrom)
+	}
 	return fmt.Sprintf("revision %d is compacted: history starts at revision %d", e.Requested, e.Compacted)
 }
 

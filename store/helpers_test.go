@@ -2,12 +2,15 @@ package store_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"path/filepath"
 	"testing"
 
+	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 // testStore is an open store in a temp folder whose file is checked for
@@ -56,3 +59,16 @@ func (ts *testStore) put(ns, key, value string) store.Record {
 }
 
 func u64(v uint64) *uint64 { return &v }
+
+// setSchema rewrites a database's schema version, to fake a newer ctxd.
+func setSchema(t testing.TB, path string, version uint64) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], version)
+		return tx.Bucket(migrations.BucketMeta).Put(migrations.KeySchema, v[:])
+	}))
+}

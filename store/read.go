@@ -28,6 +28,8 @@ func pageSize(limit int) int {
 
 // view runs fn in a read transaction, which never blocks the writer.
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
 	err := s.db.View(fn)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
@@ -82,18 +84,31 @@ func (s *Store) checkRevision(tx *bolt.Tx, rev uint64) error {
 	if c := s.compacted.Load(); rev < c {
 		return &CompactedError{Requested: rev, Compacted: c}
 	}
-	if last := lastRevision(tx); rev > last {
+	last := lastRevision(tx)
+	if rev > last {
 		return fmt.Errorf("%w: revision %d, current revision is %d", ErrFutureRevision, rev, last)
+	}
+	if from := metaUint(tx, migrations.KeyRestoredFrom); from > 0 && rev > from && rev <= metaUint(tx, migrations.KeyFloor) {
+		return &CompactedError{Requested: rev, Compacted: last, RestoredFrom: from}
 	}
 	return nil
 }
 
+// lastRevision is the current revision as of tx: the last change logged,
+// or the floor a full restore set, whichever is higher.
 func lastRevision(tx *bolt.Tx) uint64 {
-	k, _ := tx.Bucket(migrations.BucketLog).Cursor().Last()
-	if k == nil {
-		return 0
+	var rev uint64
+	if k, _ := tx.Bucket(migrations.BucketLog).Cursor().Last(); k != nil {
+		rev = binary.BigEndian.Uint64(k)
 	}
-	return binary.BigEndian.Uint64(k)
+	return max(rev, metaUint(tx, migrations.KeyFloor))
+}
+
+func metaUint(tx *bolt.Tx, key []byte) uint64 {
+	if v := tx.Bucket(migrations.BucketMeta).Get(key); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
 }
 
 // GetAt returns what a key held at revision rev.

@@ -19,6 +19,10 @@ import (
 
 // Store is the durable versioned key-value store. It is safe for concurrent use.
 type Store struct {
+	// dbMu guards db: every use holds it shared; replacing the file
+	// (restore, defrag) holds it exclusively, so no request ever sees a
+	// half-replaced database.
+	dbMu   sync.RWMutex
 	db     *bolt.DB
 	path   string
 	limits Limits
@@ -55,7 +59,10 @@ type Store struct {
 // request is one atomic unit of writes queued for the writer goroutine.
 type request struct {
 	writes []Write
-	done   chan result
+	// exclusive, when set, is run by the writer with no commit in flight
+	// instead of applying writes.
+	exclusive func() error
+	done      chan result
 }
 
 type result struct {
@@ -75,13 +82,8 @@ func Open(path string, opts Options) (*Store, error) {
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: timeout,
-		// The freelist is rebuilt from the pages at open instead of being
-		// written at every commit: fewer pages per commit, same durability.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
+	removeLeftovers(path)
+	db, err := openBolt(path, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -112,8 +114,21 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// openBolt opens a database file the way the store always does.
+func openBolt(path string, timeout time.Duration) (*bolt.DB, error) {
+	return bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: timeout,
+		// The freelist is rebuilt from the pages at open instead of being
+		// written at every commit: fewer pages per commit, same durability.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+}
+
 // load migrates the schema and reads the revision, compaction mark and key counts.
 func (s *Store) load() error {
+	s.nsKeys = make(map[string]uint64)
+	s.compacted.Store(0)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if _, err := migrations.Migrate(tx); err != nil {
 			if errors.Is(err, migrations.ErrTooNew) {
@@ -121,9 +136,7 @@ func (s *Store) load() error {
 			}
 			return fmt.Errorf("open store %s: %w", s.path, err)
 		}
-		if k, _ := tx.Bucket(migrations.BucketLog).Cursor().Last(); k != nil {
-			s.rev = binary.BigEndian.Uint64(k)
-		}
+		s.rev = lastRevision(tx)
 		if v := tx.Bucket(migrations.BucketMeta).Get(migrations.KeyCompacted); len(v) == 8 {
 			s.compacted.Store(binary.BigEndian.Uint64(v))
 		}
@@ -144,6 +157,8 @@ func (s *Store) Close() error {
 	s.closing.Do(func() {
 		close(s.stop)
 		<-s.stopped
+		s.dbMu.Lock()
+		defer s.dbMu.Unlock()
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr
@@ -205,7 +220,11 @@ func (s *Store) Txn(ctx context.Context, writes []Write) (TxnResult, error) {
 	if err := s.limits.validateWrites(writes); err != nil {
 		return TxnResult{}, err
 	}
-	r := &request{writes: writes, done: make(chan result, 1)}
+	return s.submit(ctx, &request{writes: writes, done: make(chan result, 1)})
+}
+
+// submit queues a request for the writer and waits for its answer.
+func (s *Store) submit(ctx context.Context, r *request) (TxnResult, error) {
 	select {
 	case <-s.stop:
 		return TxnResult{}, ErrClosed
@@ -235,69 +254,82 @@ func (s *Store) Txn(ctx context.Context, writes []Write) (TxnResult, error) {
 	}
 }
 
+// exclusive runs fn in the writer goroutine: no commit is in flight while
+// it runs and none starts until it returns. Waiting for it is not
+// cancellable once queued, because fn may be swapping the database file.
+func (s *Store) exclusive(fn func() error) error {
+	_, err := s.submit(context.Background(), &request{exclusive: fn, done: make(chan result, 1)})
+	return err
+}
+
 // writer is the only goroutine that writes. It takes the first queued
 // request, drains whatever else is already queued (no timer: a lone write
 // commits at once), commits the group with one fsync, then answers each.
+// An exclusive request (a restore or defrag swap) ends a group: the group
+// commits first, then the exclusive function runs with no commit in flight.
 func (s *Store) writer() {
 	defer close(s.stopped)
 	batch := make([]*request, 0, s.maxBatch)
 	for {
+		var first *request
 		select {
-		case r := <-s.queue:
-			batch = append(batch[:0], r)
+		case first = <-s.queue:
 		case <-s.stop:
 			// Commit what was queued before Close; fail nothing that got in.
 			for {
-				batch = batch[:0]
-				for len(batch) < s.maxBatch {
-					select {
-					case r := <-s.queue:
-						batch = append(batch, r)
-						continue
-					default:
-					}
-					break
-				}
-				if len(batch) == 0 {
+				batch, held := s.take(batch[:0], false)
+				if len(batch) == 0 && held == nil {
 					return
 				}
-				s.commit(batch)
+				s.run(batch, held)
 			}
 		}
-		batch = s.drain(batch)
-		s.commit(batch)
+		if first.exclusive != nil {
+			s.run(nil, first)
+			continue
+		}
+		batch, held := s.take(append(batch[:0], first), true)
+		s.run(batch, held)
 	}
 }
 
-// drain adds to batch every request already queued. Callers answered by the
-// previous commit are typically about to queue again, so after the queue
-// runs dry the writer yields its processor once (no timer, no sleep) and
-// drains again, stopping when a yield brings nothing new. A lone write costs
-// one yield; under load the groups stay large.
-func (s *Store) drain(batch []*request) []*request {
+// run commits a group, then runs the exclusive request that ended it.
+func (s *Store) run(batch []*request, held *request) {
+	if len(batch) > 0 {
+		s.commit(batch)
+	}
+	if held != nil {
+		err := held.exclusive()
+		held.done <- result{err: err}
+	}
+}
+
+// take adds to batch every request already queued, up to an exclusive
+// request, which it returns separately. Callers answered by the previous
+// commit are typically about to queue again, so when yield is set and the
+// queue runs dry the writer yields its processor (no timer, no sleep) and
+// drains again, stopping when a yield brings nothing new. A lone write
+// costs one yield; under load the groups stay large.
+func (s *Store) take(batch []*request, yield bool) ([]*request, *request) {
+	yielded := false
 	for len(batch) < s.maxBatch {
 		select {
 		case r := <-s.queue:
+			if r.exclusive != nil {
+				return batch, r
+			}
 			batch = append(batch, r)
+			yielded = false
 			continue
 		default:
 		}
-		before := len(batch)
+		if !yield || yielded {
+			return batch, nil
+		}
 		runtime.Gosched()
-		for len(batch) < s.maxBatch {
-			select {
-			case r := <-s.queue:
-				batch = append(batch, r)
-				continue
-			default:
-			}
-			break
-		}
-		if len(batch) == before {
-			return batch
-		}
+		yielded = true
 	}
-	return batch
+	return batch, nil
 }
 
 // commit applies a group of requests in one transaction. A request whose
@@ -308,6 +340,8 @@ func (s *Store) commit(batch []*request) {
 	results := make([]result, len(batch))
 	g := group{store: s, rev: s.rev, now: s.now().UTC()}
 	start := time.Now()
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		g.begin(tx)
 		for i, r := range batch {
@@ -339,11 +373,7 @@ func (s *Store) commit(batch []*request) {
 		s.nsKeys[ns] = n
 	}
 	s.nsMu.Unlock()
-	s.mu.Lock()
-	s.committed = g.rev
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
+	s.publish(g.rev)
 	for i, r := range batch {
 		r.done <- results[i]
 	}

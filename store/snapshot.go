@@ -1,0 +1,259 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/framework0/ctxd/migrations"
+	bolt "go.etcd.io/bbolt"
+)
+
+// SnapshotInfo describes a snapshot as it was written.
+type SnapshotInfo struct {
+	Revision      uint64      `json:"revision"`
+	Size          int64       `json:"size"`
+	SchemaVersion int         `json:"schema_version"`
+	Namespaces    []Namespace `json:"namespaces"`
+}
+
+// WriteSnapshot writes a consistent copy of the whole database, at one
+// revision, to w. It runs in a read transaction: writers keep writing.
+func (s *Store) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
+	var info SnapshotInfo
+	err := s.View(func(v *View) error {
+		info.Revision = v.Revision()
+		info.Namespaces = v.Namespaces()
+		info.SchemaVersion = migrations.Current
+		n, err := v.tx.WriteTo(w)
+		info.Size = n
+		return err
+	})
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("write snapshot: %w", err)
+	}
+	return info, nil
+}
+
+// Snapshot is a snapshot file opened for reading: its content can be
+// read through the same View as the live store, without touching it.
+type Snapshot struct {
+	db     *bolt.DB
+	path   string
+	tmp    string // migrated copy of an older-schema snapshot, removed by Close
+	schema int
+}
+
+// ErrBadSnapshot is returned for a file that is not a usable snapshot.
+var ErrBadSnapshot = errors.New("bad snapshot")
+
+// OpenSnapshot opens a snapshot file read-only and checks that it is a
+// bbolt database of a schema this binary knows. A snapshot of an older
+// schema is migrated in a temporary copy next to it; the file itself is
+// never changed.
+func OpenSnapshot(path string) (*Snapshot, error) {
+	db, schema, err := openSnapshotFile(path)
+	if err != nil {
+		return nil, err
+	}
+	snap := &Snapshot{db: db, path: path, schema: schema}
+	if schema == migrations.Current {
+		return snap, nil
+	}
+	_ = db.Close()
+	tmp := path + ".migrated.tmp"
+	if err := copyFile(tmp, path); err != nil {
+		return nil, fmt.Errorf("snapshot %s: copy for migration: %w", path, err)
+	}
+	db, err = openBolt(tmp, 0)
+	if err == nil {
+		err = db.Update(func(tx *bolt.Tx) error {
+			_, err := migrations.Migrate(tx)
+			return err
+		})
+		if err != nil {
+			_ = db.Close()
+		}
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("%w: %s: migrate from schema %d: %w", ErrBadSnapshot, path, schema, err)
+	}
+	return &Snapshot{db: db, path: path, tmp: tmp, schema: schema}, nil
+}
+
+// openSnapshotFile opens path read-only and reads its schema version.
+func openSnapshotFile(path string) (*bolt.DB, int, error) {
+	if fi, err := os.Stat(path); err != nil {
+		return nil, 0, fmt.Errorf("snapshot %s: %w", path, err)
+	} else if fi.Size() == 0 {
+		return nil, 0, fmt.Errorf("%w: %s is empty", ErrBadSnapshot, path)
+	}
+	if err := checkFileStructure(path); err != nil {
+		return nil, 0, fmt.Errorf("%w: %s: %w", ErrBadSnapshot, path, err)
+	}
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 0})
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %s does not open as a database: %w", ErrBadSnapshot, path, err)
+	}
+	var schema int
+	err = safeView(db, func(tx *bolt.Tx) error {
+		var err error
+		schema, err = migrations.SchemaVersion(tx)
+		if err != nil {
+			return err
+		}
+		if schema == 0 {
+			return errors.New("it holds no ctxd schema")
+		}
+		if schema > migrations.Current {
+			return fmt.Errorf("%w: %w", ErrSchemaTooNew, &migrations.TooNewError{Found: schema, Supported: migrations.Current})
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		if errors.Is(err, ErrSchemaTooNew) {
+			return nil, 0, fmt.Errorf("%w: %s: %w", ErrBadSnapshot, path, err)
+		}
+		return nil, 0, fmt.Errorf("%w: %s: %w", ErrBadSnapshot, path, err)
+	}
+	return db, schema, nil
+}
+
+// safeView runs fn in a read transaction and turns a panic inside bbolt
+// (which it raises on some corrupt pages) into an error.
+func safeView(db *bolt.DB, fn func(tx *bolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("corrupt database: %v", r)
+		}
+	}()
+	return db.View(fn)
+}
+
+// SchemaVersion is the schema the snapshot file was written with.
+func (s *Snapshot) SchemaVersion() int { return s.schema }
+
+// View calls fn with a consistent view of the snapshot.
+func (s *Snapshot) View(fn func(v *View) error) error {
+	return safeView(s.db, func(tx *bolt.Tx) error {
+		return fn(&View{tx: tx, rev: lastRevision(tx)})
+	})
+}
+
+// Verify reads every page of the snapshot and every record in it, and
+// checks that they agree: each current record's change is in the log, each
+// history entry points at a logged change of its key, and the key counts
+// match. It never panics on a corrupt file (bbolt's own tx.Check may, in a
+// goroutine of its own, which would take the process down with it).
+func (s *Snapshot) Verify() error {
+	err := safeView(s.db, func(tx *bolt.Tx) error { return verifyTx(tx) })
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrBadSnapshot, s.path, err)
+	}
+	return nil
+}
+
+func verifyTx(tx *bolt.Tx) error {
+	for _, name := range [][]byte{migrations.BucketMeta, migrations.BucketLog, migrations.BucketNSKeys} {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("bucket %s is missing", name)
+		}
+	}
+	logb := tx.Bucket(migrations.BucketLog)
+	var prev uint64
+	err := logb.ForEach(func(k, v []byte) error {
+		if len(k) != 8 {
+			return fmt.Errorf("log key %x is not a revision", k)
+		}
+		rev := binary.BigEndian.Uint64(k)
+		if rev <= prev {
+			return fmt.Errorf("log revision %d out of order", rev)
+		}
+		prev = rev
+		_, err := decodeChange(rev, v)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	counts := tx.Bucket(migrations.BucketNSKeys)
+	return tx.ForEach(func(name []byte, kv *bolt.Bucket) error {
+		ns, ok := migrations.NamespaceOf(name)
+		if !ok {
+			return nil
+		}
+		hist := tx.Bucket(migrations.HistBucket(ns))
+		if hist == nil {
+			return fmt.Errorf("namespace %s has no history bucket", ns)
+		}
+		var n uint64
+		err := kv.ForEach(func(k, v []byte) error {
+			n++
+			r, err := decodeKV(v)
+			if err != nil {
+				return fmt.Errorf("%s/%s: %w", ns, k, err)
+			}
+			if hist.Get(histKey(string(k), r.modRev)) == nil {
+				return fmt.Errorf("%s/%s: revision %d is not in its history", ns, k, r.modRev)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = hist.ForEach(func(k, _ []byte) error {
+			i := bytes.IndexByte(k, 0)
+			if i <= 0 || len(k) != i+9 {
+				return fmt.Errorf("history key %q of %s is malformed", k, ns)
+			}
+			rev := binary.BigEndian.Uint64(k[i+1:])
+			v := logb.Get(k[i+1:])
+			if v == nil {
+				return fmt.Errorf("%s/%s: history revision %d is not in the log", ns, k[:i], rev)
+			}
+			e, err := decodeChange(rev, v)
+			if err != nil {
+				return err
+			}
+			if e.Namespace != ns || e.Key != string(k[:i]) {
+				return fmt.Errorf("%s/%s: history revision %d belongs to %s/%s", ns, k[:i], rev, e.Namespace, e.Key)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		var counted uint64
+		if v := counts.Get([]byte(ns)); len(v) == 8 {
+			counted = binary.BigEndian.Uint64(v)
+		} else if v != nil {
+			return fmt.Errorf("namespace %s: malformed key count", ns)
+		}
+		if counted != n {
+			return fmt.Errorf("namespace %s: key count does not match its %d keys", ns, n)
+		}
+		return nil
+	})
+}
+
+// Close closes the snapshot and removes its migrated copy, if any.
+func (s *Snapshot) Close() error {
+	err := s.db.Close()
+	if s.tmp != "" {
+		_ = os.Remove(s.tmp)
+	}
+	return err
+}
+
+// file is the path of the snapshot's current-schema content.
+func (s *Snapshot) file() string {
+	if s.tmp != "" {
+		return s.tmp
+	}
+	return s.path
+}

@@ -1,0 +1,135 @@
+package store
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Suffixes of the files a restore or defrag prepares next to the live
+// database. They are only ever renamed over the live file whole; any left
+// behind by a crash is removed at Open.
+const (
+	suffixRestore = ".restore.tmp"
+	suffixDefrag  = ".defrag.tmp"
+	suffixBackup  = ".swap-backup"
+)
+
+func removeLeftovers(path string) {
+	for _, suffix := range []string{suffixRestore, suffixDefrag, suffixBackup} {
+		_ = os.Remove(path + suffix)
+	}
+}
+
+// replaceFile swaps the live database for the prepared file at next, which
+// must be in the same folder. It must run in the writer goroutine (see
+// exclusive). It waits for every reader, closes the database, renames next
+// over it (atomic: a crash leaves the old file or the new one, whole),
+// and opens it. If the new file cannot be opened, the old one is put back.
+func (s *Store) replaceFile(next string, newGeneration bool) error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close database: %w", err)
+	}
+	backup := s.path + suffixBackup
+	_ = os.Remove(backup)
+	if err := os.Link(s.path, backup); err != nil {
+		return s.reopenAfterFailure(fmt.Errorf("keep the old file: %w", err))
+	}
+	if err := os.Rename(next, s.path); err != nil {
+		_ = os.Remove(backup)
+		return s.reopenAfterFailure(fmt.Errorf("install the new file: %w", err))
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return s.rollBack(backup, err)
+	}
+	db, err := openBolt(s.path, 0)
+	if err != nil {
+		return s.rollBack(backup, err)
+	}
+	s.db = db
+	if err := s.load(); err != nil {
+		_ = db.Close()
+		return s.rollBack(backup, err)
+	}
+	_ = os.Remove(backup)
+	if newGeneration {
+		s.generation.Add(1)
+	}
+	s.publish(s.rev)
+	return nil
+}
+
+// rollBack puts the old file back after a failed swap and reopens it.
+func (s *Store) rollBack(backup string, cause error) error {
+	if err := os.Rename(backup, s.path); err != nil {
+		return fmt.Errorf("replace database: %w; and restoring the old file failed: %w", cause, err)
+	}
+	_ = syncDir(filepath.Dir(s.path))
+	return s.reopenAfterFailure(cause)
+}
+
+func (s *Store) reopenAfterFailure(cause error) error {
+	db, err := openBolt(s.path, 0)
+	if err != nil {
+		return fmt.Errorf("replace database: %w; and reopening the old file failed: %w", cause, err)
+	}
+	s.db = db
+	if err := s.load(); err != nil {
+		return fmt.Errorf("replace database: %w; and reloading the old file failed: %w", cause, err)
+	}
+	return fmt.Errorf("replace database (the old one is back): %w", cause)
+}
+
+// publish raises the committed mark to rev and wakes every follower.
+func (s *Store) publish(rev uint64) {
+	s.mu.Lock()
+	s.committed = rev
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// copyFile copies src to dst (created or truncated) and fsyncs it.
+func copyFile(dst, src string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			_ = os.Remove(dst)
+		}
+	}()
+	if _, err = io.Copy(out, in); err != nil {
+		return err
+	}
+	return out.Sync()
+}
+
+func removeIfExists(path string) error {
+	err := os.Remove(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	return err
+}
