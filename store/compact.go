@@ -4,102 +4,208 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/framework0/ctxd/migrations"
 	bolt "go.etcd.io/bbolt"
 )
 
-// compactChunk bounds the log entries examined per transaction, so a large
-// compaction never holds the write lock for long.
-const compactChunk = 10000
+// compactChunk bounds the log entries examined per transaction: each chunk
+// holds bbolt's write lock for a few milliseconds at most, so writers keep
+// committing while a large compaction runs.
+const compactChunk = 1000
+
+// CompactResult reports what a compaction removed.
+type CompactResult struct {
+	Revision uint64 `json:"compacted_revision"` // the compaction mark after it
+	Removed  int    `json:"removed"`            // changes removed from history
+}
 
 // Compact discards history below revision rev: afterwards reads at a
 // revision below rev fail with ErrCompacted, while reads at rev or later
 // still answer exactly. For each key, the change in effect at rev is kept.
 func (s *Store) Compact(ctx context.Context, rev uint64) error {
+	_, err := s.CompactKeep(ctx, rev, 1)
+	return err
+}
+
+// CompactKeep is Compact that keeps, below rev, the keep newest changes of
+// each key at or below rev (at least the one in effect at rev).
+func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (CompactResult, error) {
 	if rev == 0 {
-		return invalidf("compact revision must be at least 1")
+		return CompactResult{}, invalidf("compact revision must be at least 1")
+	}
+	if keep < 1 {
+		keep = 1
 	}
 	if cur := s.Revision(); rev > cur {
-		return fmt.Errorf("%w: compact to revision %d, current revision is %d", ErrFutureRevision, rev, cur)
+		return CompactResult{}, fmt.Errorf("%w: compact to revision %d, current revision is %d", ErrFutureRevision, rev, cur)
 	}
+	s.maint.Lock()
+	defer s.maint.Unlock()
+	res := CompactResult{Revision: max(rev, s.compacted.Load())}
 	if rev <= s.compacted.Load() {
-		return nil
+		return res, nil
 	}
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
+	gen := s.generation.Load()
 	// Raise the mark first, so no reader is answered from half-compacted history.
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(gen, func(tx *bolt.Tx) error {
 		return tx.Bucket(migrations.BucketMeta).Put(migrations.KeyCompacted, encodeRevision(rev))
 	})
 	if err != nil {
-		return fmt.Errorf("compact: %w", err)
+		return res, fmt.Errorf("compact: %w", err)
 	}
 	s.compacted.Store(rev)
 	var from uint64
 	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("compact: %w", err)
+			return res, fmt.Errorf("compact: %w", err)
 		}
 		var done bool
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		var removed int
+		err := s.update(gen, func(tx *bolt.Tx) error {
 			var err error
-			from, done, err = compactChunkBelow(tx, from, rev)
+			from, removed, done, err = compactChunkBelow(tx, from, rev, keep)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("compact: %w", err)
+			return res, fmt.Errorf("compact: %w", err)
 		}
+		res.Removed += removed
 		if done {
-			return nil
+			return res, nil
 		}
 	}
 }
 
+// errReplaced stops maintenance that started before the database file was
+// replaced by a restore.
+var errReplaced = errors.New("the database was replaced by a restore while this ran")
+
+// update runs fn in a write transaction of the database of generation gen.
+func (s *Store) update(gen uint64, fn func(tx *bolt.Tx) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.generation.Load() != gen {
+		return errReplaced
+	}
+	return s.db.Update(fn)
+}
+
 // compactChunkBelow removes, from revision from upward and below limit,
-// every log entry that is not the change in effect at limit for its key.
-func compactChunkBelow(tx *bolt.Tx, from, limit uint64) (next uint64, done bool, err error) {
+// every log entry that is not among the keep newest changes of its key at
+// or below limit. A delete that is its key's newest change is removed too
+// when keep is 1: the key did not exist at limit.
+func compactChunkBelow(tx *bolt.Tx, from, limit uint64, keep int) (next uint64, removed int, done bool, err error) {
 	logc := tx.Bucket(migrations.BucketLog).Cursor()
 	n := 0
 	k, v := logc.Seek(encodeRevision(from))
 	for ; k != nil; k, v = logc.Seek(encodeRevision(from)) {
 		rev := binary.BigEndian.Uint64(k)
 		if rev >= limit {
-			return rev, true, nil
+			return rev, removed, true, nil
 		}
 		if n == compactChunk {
-			return rev, false, nil
+			return rev, removed, false, nil
 		}
 		n++
 		from = rev + 1
 		e, err := decodeChange(rev, v)
 		if err != nil {
-			return 0, false, fmt.Errorf("log revision %d: %w", rev, err)
+			return 0, removed, false, fmt.Errorf("log revision %d: %w", rev, err)
 		}
 		hist := tx.Bucket(migrations.HistBucket(e.Namespace))
 		if hist == nil {
-			return 0, false, fmt.Errorf("log revision %d: namespace %s has no history bucket: %w", rev, e.Namespace, errCorrupt)
+			return 0, removed, false, fmt.Errorf("log revision %d: namespace %s has no history bucket: %w", rev, e.Namespace, errCorrupt)
 		}
-		if e.Op == OpPut && !supersededBy(hist, e.Key, rev, limit) {
+		newer := newerChanges(hist, e.Key, rev, limit, keep)
+		if newer < keep-1 || (newer == keep-1 && !(keep == 1 && e.Op == OpDelete)) {
 			continue
 		}
 		if err := logc.Delete(); err != nil {
-			return 0, false, err
+			return 0, removed, false, err
 		}
 		if err := hist.Delete(histKey(e.Key, rev)); err != nil {
-			return 0, false, err
+			return 0, removed, false, err
 		}
+		removed++
 	}
-	return from, true, nil
+	return from, removed, true, nil
 }
 
-// supersededBy reports whether key changed again after rev and at or below limit.
-func supersededBy(hist *bolt.Bucket, key string, rev, limit uint64) bool {
-	k, _ := hist.Cursor().Seek(histKey(key, rev+1))
+// newerChanges counts, up to keep, the changes of key after rev and at or
+// below limit.
+func newerChanges(hist *bolt.Bucket, key string, rev, limit uint64, keep int) int {
+	c := hist.Cursor()
 	prefix := histPrefix(key)
-	if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
-		return false
+	n := 0
+	for k, _ := c.Seek(histKey(key, rev+1)); k != nil && n < keep; k, _ = c.Next() {
+		if !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 || binary.BigEndian.Uint64(k[len(prefix):]) > limit {
+			break
+		}
+		n++
 	}
-	return binary.BigEndian.Uint64(k[len(prefix):]) <= limit
+	return n
+}
+
+// RetentionPolicy is the history kept by ApplyRetention.
+type RetentionPolicy struct {
+	// KeepVersions caps the changes kept per key (0: no cap), except within
+	// the newest KeepRevisions revisions, which are always kept whole so
+	// that watchers can resume and recent point-in-time reads work.
+	KeepVersions  int
+	KeepRevisions uint64
+	// KeepFor drops changes older than this (0: no age limit); the change
+	// in effect at the cut-off is kept.
+	KeepFor time.Duration
+}
+
+// ApplyRetention compacts history as policy allows.
+func (s *Store) ApplyRetention(ctx context.Context, p RetentionPolicy) (CompactResult, error) {
+	var total CompactResult
+	cur := s.Revision()
+	if p.KeepFor > 0 {
+		if rev, err := s.firstRevisionAfter(s.now().Add(-p.KeepFor)); err != nil {
+			return total, err
+		} else if rev > 1 {
+			res, err := s.CompactKeep(ctx, rev, 1)
+			total.Removed += res.Removed
+			if err != nil {
+				return total, err
+			}
+		}
+	}
+	if p.KeepVersions > 0 && cur > p.KeepRevisions {
+		res, err := s.CompactKeep(ctx, cur-p.KeepRevisions, p.KeepVersions)
+		total.Removed += res.Removed
+		if err != nil {
+			return total, err
+		}
+	}
+	total.Revision = s.compacted.Load()
+	return total, nil
+}
+
+// firstRevisionAfter returns the first logged revision recorded at or after
+// t (the current revision + 1 if none), scanning from the compaction mark.
+func (s *Store) firstRevisionAfter(t time.Time) (uint64, error) {
+	var rev uint64
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(migrations.BucketLog).Cursor()
+		for k, v := c.Seek(encodeRevision(s.compacted.Load())); k != nil; k, v = c.Next() {
+			e, err := decodeChange(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
+			}
+			if !e.Time.Before(t) {
+				rev = e.Revision
+				return nil
+			}
+		}
+		rev = lastRevision(tx) + 1
+		return nil
+	})
+	return min(rev, s.Revision()), err
 }

@@ -283,6 +283,10 @@ func (s *Store) Status() (Status, error) {
 	err := s.view(func(tx *bolt.Tx) error {
 		st.Revision = lastRevision(tx)
 		st.DBSizeBytes = tx.Size()
+		stats := tx.DB().Stats()
+		st.FreePages = stats.FreePageN + stats.PendingPageN
+		st.InUseBytes = st.DBSizeBytes - int64(st.FreePages)*int64(tx.DB().Info().PageSize)
+		st.FileSizeBytes = fileSize(s.path)
 		counts := tx.Bucket(migrations.BucketNSKeys)
 		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
 			ns, ok := migrations.NamespaceOf(name)

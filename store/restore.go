@@ -94,6 +94,8 @@ func (s *Store) Restore(ctx context.Context, path string, opts RestoreOptions) (
 		}
 		return res, nil
 	}
+	s.maint.Lock()
+	defer s.maint.Unlock()
 	next := s.path + suffixRestore
 	if err := copyFile(next, snap.file()); err != nil {
 		return RestoreResult{}, fmt.Errorf("restore: copy snapshot: %w", err)

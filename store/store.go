@@ -41,6 +41,9 @@ type Store struct {
 	changed   chan struct{}
 
 	compacted atomic.Uint64
+	// maint serialises maintenance that rewrites history or the file
+	// (compaction, defrag), so they never work from each other's half.
+	maint sync.Mutex
 	// generation counts online restores: followers that see it change must
 	// re-read state, because the database was replaced.
 	generation atomic.Uint64

@@ -133,3 +133,5 @@ func removeIfExists(path string) error {
 	}
 	return err
 }
+
+func dirOf(path string) string { return filepath.Dir(path) }

@@ -133,9 +133,15 @@ type Status struct {
 	CompactedRevision uint64 `json:"compacted_revision"`
 	Keys              uint64 `json:"keys"`
 	Namespaces        int    `json:"namespaces"`
-	DBSizeBytes       int64  `json:"db_size_bytes"`
-	SchemaVersion     int    `json:"schema_version"`
-	Path              string `json:"path"`
+	// DBSizeBytes is bbolt's high-water mark; FileSizeBytes what the file
+	// takes (bbolt grows it ahead); InUseBytes the pages holding data, the
+	// rest being FreePages that a defrag gives back.
+	DBSizeBytes   int64  `json:"db_size_bytes"`
+	FileSizeBytes int64  `json:"file_size_bytes"`
+	InUseBytes    int64  `json:"in_use_bytes"`
+	FreePages     int    `json:"free_pages"`
+	SchemaVersion int    `json:"schema_version"`
+	Path          string `json:"path"`
 }
 
 // TxnResult is the outcome of a committed write or transaction.

@@ -1,0 +1,293 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/framework0/ctxd/migrations"
+	bolt "go.etcd.io/bbolt"
+)
+
+// DefragResult reports a defragmentation.
+type DefragResult struct {
+	SizeBefore int64         `json:"size_before"`
+	SizeAfter  int64         `json:"size_after"`
+	Revision   uint64        `json:"revision"`
+	Pause      time.Duration `json:"pause_ns"` // how long writes waited for the final catch-up and swap
+}
+
+// copyTxBytes bounds the bytes written per transaction of a copy.
+const copyTxBytes = 32 << 20
+
+// Defrag rewrites the database into a new, compact file while the store
+// keeps serving, then swaps it in. Writes wait only for the final catch-up
+// (the changes committed since the last catch-up) and the swap.
+func (s *Store) Defrag(ctx context.Context) (DefragResult, error) {
+	s.maint.Lock()
+	defer s.maint.Unlock()
+	var res DefragResult
+	res.SizeBefore = fileSize(s.path)
+	next := s.path + suffixDefrag
+	_ = os.Remove(next)
+	dst, err := openBolt(next, 0)
+	if err != nil {
+		return res, fmt.Errorf("defrag: %w", err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			_ = dst.Close()
+		}
+		_ = removeIfExists(next)
+	}()
+	gen := s.generation.Load()
+	var copied uint64
+	err = s.view(func(tx *bolt.Tx) error {
+		copied = lastRevision(tx)
+		return copyAll(dst, tx)
+	})
+	if err != nil {
+		return res, fmt.Errorf("defrag: copy: %w", err)
+	}
+	// Catch up without stopping writers until little is left.
+	for i := 0; i < 8; i++ {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("defrag: %w", err)
+		}
+		n, last, err := s.catchUp(dst, copied)
+		if err != nil {
+			return res, fmt.Errorf("defrag: catch up: %w", err)
+		}
+		copied = last
+		if n < 1000 {
+			break
+		}
+	}
+	err = s.exclusive(func() error {
+		start := time.Now()
+		defer func() { res.Pause = time.Since(start) }()
+		if s.generation.Load() != gen {
+			return errReplaced
+		}
+		if _, _, err := s.catchUp(dst, copied); err != nil {
+			return err
+		}
+		err := s.view(func(src *bolt.Tx) error {
+			return dst.Update(func(tx *bolt.Tx) error {
+				for _, name := range [][]byte{migrations.BucketMeta, migrations.BucketNSKeys} {
+					if err := tx.DeleteBucket(name); err != nil {
+						return err
+					}
+					if err := copyBucket(tx, name, src.Bucket(name)); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		closed = true
+		if err := closeTight(dst, next); err != nil {
+			return err
+		}
+		return s.replaceFile(next, false)
+	})
+	if err != nil {
+		return res, fmt.Errorf("defrag: %w", err)
+	}
+	res.SizeAfter = fileSize(s.path)
+	res.Revision = s.Revision()
+	return res, nil
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// copyAll copies every bucket of src into dst, filling pages fully, in
+// transactions of at most copyTxBytes.
+func copyAll(dst *bolt.DB, src *bolt.Tx) error {
+	tx, err := dst.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var size int
+	err = src.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v == nil {
+				return fmt.Errorf("bucket %s: nested buckets are not part of the layout", name)
+			}
+			if size >= copyTxBytes {
+				if err := tx.Commit(); err != nil {
+					return err
+				}
+				size = 0
+				if tx, err = dst.Begin(true); err != nil {
+					return err
+				}
+			}
+			db := tx.Bucket(name)
+			db.FillPercent = 1.0
+			if err := db.Put(k, v); err != nil {
+				return err
+			}
+			size += len(k) + len(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// copyBucket creates bucket name in tx with the content of src (may be nil).
+func copyBucket(tx *bolt.Tx, name []byte, src *bolt.Bucket) error {
+	b, err := tx.CreateBucket(name)
+	if err != nil {
+		return err
+	}
+	if src == nil {
+		return nil
+	}
+	return src.ForEach(func(k, v []byte) error { return b.Put(k, v) })
+}
+
+// catchUp applies to dst every change logged in the live store after
+// revision after, in transactions of bounded size. It returns how many
+// changes it applied and the last revision applied.
+func (s *Store) catchUp(dst *bolt.DB, after uint64) (int, uint64, error) {
+	n, last := 0, after
+	for {
+		var batch int
+		err := s.view(func(src *bolt.Tx) error {
+			return dst.Update(func(tx *bolt.Tx) error {
+				c := src.Bucket(migrations.BucketLog).Cursor()
+				for k, v := c.Seek(encodeRevision(last + 1)); k != nil && batch < 10000; k, v = c.Next() {
+					rev := binary.BigEndian.Uint64(k)
+					e, err := decodeChange(rev, v)
+					if err != nil {
+						return err
+					}
+					if err := replay(tx, &e, v); err != nil {
+						return fmt.Errorf("revision %d: %w", rev, err)
+					}
+					last = rev
+					batch++
+				}
+				return nil
+			})
+		})
+		n += batch
+		if err != nil || batch < 10000 {
+			return n, last, err
+		}
+	}
+}
+
+// replay applies one logged change to a copy of the database.
+func replay(tx *bolt.Tx, e *logEntry, raw []byte) error {
+	kv, err := tx.CreateBucketIfNotExists(migrations.KVBucket(e.Namespace))
+	if err != nil {
+		return err
+	}
+	hist, err := tx.CreateBucketIfNotExists(migrations.HistBucket(e.Namespace))
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(migrations.BucketLog).Put(encodeRevision(e.Revision), bytes.Clone(raw)); err != nil {
+		return err
+	}
+	if err := hist.Put(histKey(e.Key, e.Revision), nil); err != nil {
+		return err
+	}
+	if e.Op == OpDelete {
+		return kv.Delete([]byte(e.Key))
+	}
+	rec := kvRecord{version: e.Version, createRev: e.createRev, modRev: e.Revision, unixNanos: e.Time.UnixNano(), who: e.Who, value: e.Value}
+	return kv.Put([]byte(e.Key), rec.encode())
+}
+
+// CompactFile rewrites the database file at path into a compact copy and
+// replaces it, for a stopped server (`ctxd compact`). The file is locked
+// while this runs: it fails if a server has it open.
+func CompactFile(path string) (before, after int64, err error) {
+	before = fileSize(path)
+	src, err := openBolt(path, time.Second)
+	if err != nil {
+		return before, 0, fmt.Errorf("compact %s: %w (is a server running on it?)", path, err)
+	}
+	defer func() {
+		if src != nil {
+			_ = src.Close()
+		}
+	}()
+	if err := src.View(func(tx *bolt.Tx) error {
+		_, err := migrations.SchemaVersion(tx)
+		return err
+	}); err != nil {
+		return before, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	next := path + suffixDefrag
+	_ = os.Remove(next)
+	defer func() { _ = removeIfExists(next) }()
+	dst, err := openBolt(next, 0)
+	if err != nil {
+		return before, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	if err := src.View(func(tx *bolt.Tx) error { return copyAll(dst, tx) }); err != nil {
+		_ = dst.Close()
+		return before, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	if err := closeTight(dst, next); err != nil {
+		return before, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	// Keep the lock on the old file until the new one is in place.
+	if err := os.Rename(next, path); err != nil {
+		return before, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	if err := syncDir(dirOf(path)); err != nil {
+		return before, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	_ = src.Close()
+	src = nil
+	return before, fileSize(path), nil
+}
+
+// closeTight closes a freshly written copy and cuts its file to the pages
+// in use: bbolt grows files ahead in large steps, and a copy made to get
+// space back should not keep them.
+func closeTight(db *bolt.DB, path string) error {
+	var used int64
+	if err := db.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil }); err != nil {
+		_ = db.Close()
+		return err
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(used); err != nil {
+		return err
+	}
+	return f.Sync()
+}
