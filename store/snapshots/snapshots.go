@@ -1,0 +1,407 @@
+package snapshots
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/framework0/ctxd/store"
+)
+
+var (
+	// ErrNotFound is returned for an unknown snapshot id.
+	ErrNotFound = errors.New("snapshot not found")
+	// ErrInvalidID is returned for an id that is not a snapshot id.
+	ErrInvalidID = errors.New("invalid snapshot id")
+	// ErrChecksum is returned when a file's sha256 differs from the one
+	// recorded or given. It also matches store.ErrBadSnapshot.
+	ErrChecksum = fmt.Errorf("%w: sha256 mismatch", store.ErrBadSnapshot)
+)
+
+// Meta describes one snapshot.
+type Meta struct {
+	ID            string            `json:"id"`
+	Revision      uint64            `json:"revision"`
+	Created       time.Time         `json:"created"`
+	Size          int64             `json:"size"`
+	SHA256        string            `json:"sha256"`
+	SchemaVersion int               `json:"schema_version"`
+	Namespaces    []store.Namespace `json:"namespaces"`
+	// Origin is "api", "schedule" or "upload".
+	Origin string `json:"origin"`
+}
+
+// Store is what the manager needs from the live store.
+type Store interface {
+	WriteSnapshot(w io.Writer) (store.SnapshotInfo, error)
+	Restore(ctx context.Context, path string, opts store.RestoreOptions) (store.RestoreResult, error)
+}
+
+// Manager keeps the snapshots of one data folder.
+type Manager struct {
+	dir string
+	st  Store
+	now func() time.Time
+	mu  sync.Mutex // serialises creation and pruning, so ids are unique
+}
+
+var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}(\.[0-9]{1,9})?Z-r[0-9]+$`)
+
+// ValidID reports whether id has the form of a snapshot id, so that it can
+// never name a file outside the snapshots folder.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// Open returns the manager of the snapshots folder dir, creating it, and
+// removes what a crash may have left: temporary files and snapshot files
+// whose metadata was never written.
+func Open(dir string, st Store) (*Manager, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("snapshots: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("snapshots: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".tmp"):
+			_ = os.Remove(filepath.Join(dir, name))
+		case strings.HasSuffix(name, ".db"):
+			if _, err := os.Stat(filepath.Join(dir, strings.TrimSuffix(name, ".db")+".json")); os.IsNotExist(err) {
+				_ = os.Remove(filepath.Join(dir, name))
+			}
+		}
+	}
+	return &Manager{dir: dir, st: st, now: time.Now}, nil
+}
+
+// Dir is the snapshots folder.
+func (m *Manager) Dir() string { return m.dir }
+
+func (m *Manager) dbPath(id string) string   { return filepath.Join(m.dir, id+".db") }
+func (m *Manager) metaPath(id string) string { return filepath.Join(m.dir, id+".json") }
+
+// Create takes a snapshot of the live store and verifies it by reopening
+// it before listing it. Writers keep writing meanwhile.
+func (m *Manager) Create(ctx context.Context, origin string) (Meta, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	tmp, err := os.CreateTemp(m.dir, "create-*.tmp")
+	if err != nil {
+		return Meta{}, fmt.Errorf("create snapshot: %w", err)
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	h := sha256.New()
+	info, err := m.st.WriteSnapshot(io.MultiWriter(tmp, h))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Meta{}, fmt.Errorf("create snapshot: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Meta{}, fmt.Errorf("create snapshot: %w", err)
+	}
+	created := m.now().UTC()
+	meta := Meta{
+		ID: m.newID(created, info.Revision), Revision: info.Revision, Created: created, Size: info.Size,
+		SHA256: hex.EncodeToString(h.Sum(nil)), SchemaVersion: info.SchemaVersion, Namespaces: info.Namespaces, Origin: origin,
+	}
+	return meta, m.install(tmp.Name(), meta)
+}
+
+// newID names a snapshot by its time and revision, unique in the folder.
+func (m *Manager) newID(t time.Time, rev uint64) string {
+	id := fmt.Sprintf("%sZ-r%d", t.Format("20060102T150405"), rev)
+	for i := 1; ; i++ {
+		if _, err := os.Stat(m.metaPath(id)); os.IsNotExist(err) {
+			return id
+		}
+		id = fmt.Sprintf("%s.%dZ-r%d", t.Format("20060102T150405"), i, rev)
+	}
+}
+
+// install verifies the temporary file tmp and moves it into place with
+// its metadata, the metadata last.
+func (m *Manager) install(tmp string, meta Meta) error {
+	snap, err := store.OpenSnapshot(tmp)
+	if err != nil {
+		return err
+	}
+	err = snap.Verify()
+	_ = snap.Close()
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, m.dbPath(meta.ID)); err != nil {
+		return fmt.Errorf("snapshot %s: %w", meta.ID, err)
+	}
+	if err := syncDir(m.dir); err != nil {
+		return fmt.Errorf("snapshot %s: %w", meta.ID, err)
+	}
+	b, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(m.metaPath(meta.ID), b); err != nil {
+		_ = os.Remove(m.dbPath(meta.ID))
+		return fmt.Errorf("snapshot %s: %w", meta.ID, err)
+	}
+	return nil
+}
+
+// Upload stores a snapshot file made elsewhere, read from r, after
+// checking it against wantSHA256 (when given) and verifying it.
+func (m *Manager) Upload(ctx context.Context, r io.Reader, wantSHA256 string) (Meta, error) {
+	tmp, err := os.CreateTemp(m.dir, "upload-*.tmp")
+	if err != nil {
+		return Meta{}, fmt.Errorf("upload snapshot: %w", err)
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	h := sha256.New()
+	size, err := io.Copy(io.MultiWriter(tmp, h), r)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Meta{}, fmt.Errorf("upload snapshot: %w", err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if wantSHA256 != "" && !strings.EqualFold(wantSHA256, sum) {
+		return Meta{}, fmt.Errorf("%w: the upload's sha256 is %s, %s was expected", ErrChecksum, sum, wantSHA256)
+	}
+	snap, err := store.OpenSnapshot(tmp.Name())
+	if err != nil {
+		return Meta{}, err
+	}
+	meta := Meta{Size: size, SHA256: sum, SchemaVersion: snap.SchemaVersion(), Origin: "upload"}
+	err = snap.View(func(v *store.View) error {
+		meta.Revision = v.Revision()
+		meta.Namespaces = v.Namespaces()
+		return nil
+	})
+	_ = snap.Close()
+	if err != nil {
+		return Meta{}, fmt.Errorf("%w: %w", store.ErrBadSnapshot, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	meta.Created = m.now().UTC()
+	meta.ID = m.newID(meta.Created, meta.Revision)
+	return meta, m.install(tmp.Name(), meta)
+}
+
+// List returns every snapshot, newest first.
+func (m *Manager) List() ([]Meta, error) {
+	entries, err := os.ReadDir(m.dir)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	out := []Meta{}
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !ValidID(id) {
+			continue
+		}
+		meta, err := m.Get(id)
+		if err != nil {
+			continue
+		}
+		out = append(out, meta)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.After(out[j].Created)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, nil
+}
+
+// Get returns one snapshot's metadata.
+func (m *Manager) Get(id string) (Meta, error) {
+	if !ValidID(id) {
+		return Meta{}, fmt.Errorf("%w: %q", ErrInvalidID, id)
+	}
+	b, err := os.ReadFile(m.metaPath(id))
+	if os.IsNotExist(err) {
+		return Meta{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return Meta{}, err
+	}
+	var meta Meta
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return Meta{}, fmt.Errorf("snapshot %s: metadata: %w", id, err)
+	}
+	return meta, nil
+}
+
+// OpenFile opens a snapshot's file for download, after checking that it
+// still has the sha256 recorded.
+func (m *Manager) OpenFile(id string) (*os.File, Meta, error) {
+	meta, err := m.checked(id)
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	f, err := os.Open(m.dbPath(id))
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	return f, meta, nil
+}
+
+// checked returns a snapshot's metadata after checking its file's sha256.
+func (m *Manager) checked(id string) (Meta, error) {
+	meta, err := m.Get(id)
+	if err != nil {
+		return Meta{}, err
+	}
+	f, err := os.Open(m.dbPath(id))
+	if err != nil {
+		return Meta{}, fmt.Errorf("%w: %s: file missing: %w", store.ErrBadSnapshot, id, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return Meta{}, fmt.Errorf("snapshot %s: %w", id, err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != meta.SHA256 {
+		return Meta{}, fmt.Errorf("%w: snapshot %s has sha256 %s, %s was recorded", ErrChecksum, id, sum, meta.SHA256)
+	}
+	return meta, nil
+}
+
+// Open opens a verified snapshot for reading (for an export).
+func (m *Manager) Open(id string) (*store.Snapshot, Meta, error) {
+	meta, err := m.checked(id)
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	snap, err := store.OpenSnapshot(m.dbPath(id))
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	return snap, meta, nil
+}
+
+// Restore checks a snapshot's sha256, then restores the live store from it.
+func (m *Manager) Restore(ctx context.Context, id string, opts store.RestoreOptions) (store.RestoreResult, error) {
+	if _, err := m.checked(id); err != nil {
+		return store.RestoreResult{}, err
+	}
+	return m.st.Restore(ctx, m.dbPath(id), opts)
+}
+
+// Delete removes a snapshot, its metadata first so it is never listed
+// half-removed.
+func (m *Manager) Delete(id string) error {
+	if _, err := m.Get(id); err != nil {
+		return err
+	}
+	if err := os.Remove(m.metaPath(id)); err != nil {
+		return fmt.Errorf("delete snapshot %s: %w", id, err)
+	}
+	_ = syncDir(m.dir)
+	if err := os.Remove(m.dbPath(id)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("delete snapshot %s: %w", id, err)
+	}
+	return nil
+}
+
+// Prune removes the oldest snapshots beyond the keep newest.
+func (m *Manager) Prune(keep int) ([]string, error) {
+	if keep <= 0 {
+		return nil, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all, err := m.List()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, meta := range all[min(keep, len(all)):] {
+		if err := m.Delete(meta.ID); err != nil {
+			return removed, err
+		}
+		removed = append(removed, meta.ID)
+	}
+	return removed, nil
+}
+
+// Schedule takes a snapshot every interval until ctx ends, pruning to
+// keep after each verified one. Failures go to onError and the schedule
+// goes on.
+func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int, onError func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := m.Create(ctx, "schedule"); err != nil {
+			if ctx.Err() == nil {
+				onError(err)
+			}
+			continue
+		}
+		if _, err := m.Prune(keep); err != nil {
+			onError(err)
+		}
+	}
+}
+
+// writeFileAtomic writes b to path through a temporary file, fsync and
+// rename, then fsyncs the folder.
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "meta-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,210 @@
+package snapshots_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var ctx = context.Background()
+
+func setup(t *testing.T) (*store.Store, *snapshots.Manager) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "ctxd.db"), store.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		require.NoError(t, st.Check())
+		require.NoError(t, st.Close())
+	})
+	m, err := snapshots.Open(filepath.Join(dir, "snapshots"), st)
+	require.NoError(t, err)
+	return st, m
+}
+
+func put(t *testing.T, st *store.Store, key, value string) {
+	t.Helper()
+	_, err := st.Put(ctx, "default", key, json.RawMessage(value), nil, "t")
+	require.NoError(t, err)
+}
+
+func TestCreateListGetDelete(t *testing.T) {
+	st, m := setup(t)
+	put(t, st, "a", `1`)
+	put(t, st, "b", `2`)
+	meta, err := m.Create(ctx, "api")
+	require.NoError(t, err)
+	assert.True(t, snapshots.ValidID(meta.ID), meta.ID)
+	assert.Equal(t, uint64(2), meta.Revision)
+	assert.Len(t, meta.SHA256, 64)
+	assert.Positive(t, meta.Size)
+	assert.Equal(t, []store.Namespace{{Name: "default", Keys: 2}}, meta.Namespaces)
+
+	put(t, st, "c", `3`)
+	second, err := m.Create(ctx, "api")
+	require.NoError(t, err)
+	list, err := m.List()
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	assert.Equal(t, second.ID, list[0].ID, "newest first")
+
+	f, got, err := m.OpenFile(meta.ID)
+	require.NoError(t, err)
+	f.Close()
+	assert.Equal(t, meta, got)
+
+	require.NoError(t, m.Delete(meta.ID))
+	_, err = m.Get(meta.ID)
+	assert.ErrorIs(t, err, snapshots.ErrNotFound)
+	assert.ErrorIs(t, m.Delete(meta.ID), snapshots.ErrNotFound)
+	_, err = m.Get("../../etc/passwd")
+	assert.ErrorIs(t, err, snapshots.ErrInvalidID)
+	files, _ := os.ReadDir(m.Dir())
+	assert.Len(t, files, 2, "one .db and one .json left")
+}
+
+func TestRestoreChecksTheSHA256(t *testing.T) {
+	st, m := setup(t)
+	put(t, st, "a", `"snap"`)
+	meta, err := m.Create(ctx, "api")
+	require.NoError(t, err)
+	put(t, st, "a", `"later"`)
+
+	res, err := m.Restore(ctx, meta.ID, store.RestoreOptions{DryRun: true})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Namespaces[0].Changed)
+
+	// Damage a byte the page structure does not care about: only the
+	// checksum can tell.
+	path := filepath.Join(m.Dir(), meta.ID+".db")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	i := bytes.LastIndex(b, []byte(`"snap"`))
+	require.Positive(t, i)
+	b[i+1] = 'S'
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	_, err = m.Restore(ctx, meta.ID, store.RestoreOptions{})
+	require.ErrorIs(t, err, snapshots.ErrChecksum)
+	assert.ErrorIs(t, err, store.ErrBadSnapshot)
+	_, _, err = m.Open(meta.ID)
+	assert.ErrorIs(t, err, snapshots.ErrChecksum)
+	r, err := st.Get("default", "a")
+	require.NoError(t, err)
+	assert.Equal(t, `"later"`, string(r.Value), "live data untouched")
+}
+
+func TestUpload(t *testing.T) {
+	st, m := setup(t)
+	put(t, st, "a", `1`)
+	var buf bytes.Buffer
+	_, err := st.WriteSnapshot(&buf)
+	require.NoError(t, err)
+	good := buf.Bytes()
+
+	meta, err := m.Upload(ctx, bytes.NewReader(good), "")
+	require.NoError(t, err)
+	assert.Equal(t, "upload", meta.Origin)
+	assert.Equal(t, uint64(1), meta.Revision)
+	snap, _, err := m.Open(meta.ID)
+	require.NoError(t, err)
+	require.NoError(t, snap.Close())
+
+	_, err = m.Upload(ctx, bytes.NewReader(good), strings.Repeat("0", 64))
+	assert.ErrorIs(t, err, snapshots.ErrChecksum)
+	_, err = m.Upload(ctx, strings.NewReader("garbage"), "")
+	assert.ErrorIs(t, err, store.ErrBadSnapshot)
+	_, err = m.Upload(ctx, bytes.NewReader(good[:len(good)/3]), "")
+	assert.ErrorIs(t, err, store.ErrBadSnapshot)
+
+	list, err := m.List()
+	require.NoError(t, err)
+	assert.Len(t, list, 1, "refused uploads are not kept")
+	files, _ := os.ReadDir(m.Dir())
+	assert.Len(t, files, 2, "and leave no file behind")
+}
+
+func TestPruneKeepsNewest(t *testing.T) {
+	st, m := setup(t)
+	var ids []string
+	for i := 0; i < 4; i++ {
+		put(t, st, "k", fmt.Sprint(i))
+		meta, err := m.Create(ctx, "api")
+		require.NoError(t, err)
+		ids = append(ids, meta.ID)
+	}
+	removed, err := m.Prune(2)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, ids[:2], removed)
+	list, err := m.List()
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	assert.Equal(t, ids[3], list[0].ID)
+}
+
+func TestLeftoversAreRemovedAndNeverListed(t *testing.T) {
+	st, m := setup(t)
+	put(t, st, "k", `1`)
+	meta, err := m.Create(ctx, "api")
+	require.NoError(t, err)
+	// What a crash can leave: a temp file, and a .db whose metadata was
+	// never written.
+	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), "create-123.tmp"), []byte("partial"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), "20260101T000000Z-r9.db"), []byte("partial"), 0o600))
+	list, err := m.List()
+	require.NoError(t, err)
+	assert.Len(t, list, 1)
+
+	m2, err := snapshots.Open(m.Dir(), st)
+	require.NoError(t, err)
+	files, _ := os.ReadDir(m2.Dir())
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Name())
+	}
+	assert.ElementsMatch(t, []string{meta.ID + ".db", meta.ID + ".json"}, names)
+}
+
+func TestSchedule(t *testing.T) {
+	st, m := setup(t)
+	put(t, st, "k", `1`)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) })
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	wrote := false
+	for {
+		list, err := m.List()
+		require.NoError(t, err)
+		if len(list) > 0 && !wrote {
+			put(t, st, "k", `2`) // later snapshots see revision 2
+			wrote = true
+		}
+		if len(list) == 2 && list[1].Revision == 2 {
+			break // at least three taken: two at revision 2, the first pruned
+		}
+		require.True(t, time.Now().Before(deadline), "scheduled snapshots did not appear")
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	list, err := m.List()
+	require.NoError(t, err)
+	assert.LessOrEqual(t, len(list), 2, "pruned to keep")
+	for _, s := range list {
+		assert.Equal(t, "schedule", s.Origin)
+	}
+}
