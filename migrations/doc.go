@@ -16,4 +16,7 @@
 //     (key 0x00 revision -> empty), per store/DESIGN.md.
 //   - 2: adds "nskeys" (namespace -> live key count, 8-byte big-endian), so
 //     status and the namespace listing do not scan every key.
+//   - 3: kv records (format 2) hold only the version and revisions; the
+//     value, who and time are read from the log entry at mod_rev, so each
+//     current value is stored once instead of twice.
 package migrations

@@ -2,6 +2,7 @@ package migrations_test
 
 import (
 	"context"
+	"fmt"
 	"encoding/binary"
 	"encoding/json"
 	"io"
@@ -108,8 +109,8 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	_, err = store.Open(path, store.Options{})
 	require.ErrorIs(t, err, store.ErrSchemaTooNew)
 	assert.ErrorIs(t, err, migrations.ErrTooNew)
-	assert.Contains(t, err.Error(), "3")
-	assert.Contains(t, err.Error(), "(2)")
+	assert.Contains(t, err.Error(), fmt.Sprintf("version %d", migrations.Current+1), "names the file's version")
+	assert.Contains(t, err.Error(), fmt.Sprintf("(%d)", migrations.Current), "and the binary's")
 	_, _, _, err = migrations.PlanFile(path)
 	assert.ErrorIs(t, err, migrations.ErrTooNew)
 	assert.Equal(t, migrations.Current+1, schemaOf(t, path), "a refused file is not touched")
@@ -169,4 +170,38 @@ func TestPlanRefusesUnknownVersions(t *testing.T) {
 	var tooNew *migrations.TooNewError
 	require.ErrorAs(t, err, &tooNew)
 	assert.Equal(t, migrations.Current+1, tooNew.Found)
+}
+
+// Step 2->3 rewrites kv records to format 2 (no value), leaving every value
+// readable from the log.
+func TestStep2To3StoresValuesOnce(t *testing.T) {
+	path := copyFixture(t, "schema1.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	plan, err := migrations.Plan(1)
+	require.NoError(t, err)
+	require.Len(t, plan, 2)
+	require.NoError(t, db.Update(plan[0].Apply))
+	var before int
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(migrations.KVBucket("default")).ForEach(func(_, v []byte) error {
+			assert.Equal(t, byte(1), v[0])
+			before += len(v)
+			return nil
+		})
+	}))
+	require.Equal(t, 2, plan[1].From)
+	require.NoError(t, db.Update(plan[1].Apply))
+	var after int
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(migrations.KVBucket("default")).ForEach(func(_, v []byte) error {
+			assert.Equal(t, byte(2), v[0])
+			after += len(v)
+			return nil
+		})
+	}))
+	assert.Less(t, after, before)
+	// Applying the step again is harmless.
+	require.NoError(t, db.Update(plan[1].Apply))
+	require.NoError(t, db.Close())
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // Current is the schema version this binary writes.
-const Current = 2
+const Current = 3
 
 // Bucket and key names of the layout. The store reads and writes them; only
 // this package changes what they mean.
@@ -77,6 +77,7 @@ type Step struct {
 // steps holds one entry per version step, in order: steps[i].From == i+1.
 var steps = []Step{
 	{From: 1, Description: "count live keys per namespace into bucket nskeys", Apply: upgrade1to2},
+	{From: 2, Description: "store each current value once: kv records point at the log (format 2)", Apply: upgrade2to3},
 }
 
 // SchemaVersion reads the schema version of a database; 0 means the file
@@ -188,4 +189,47 @@ func PlanFile(path string) (from, to int, plan []Step, err error) {
 		return from, Current, nil, err
 	}
 	return from, Current, plan, nil
+}
+
+// upgrade2to3 rewrites every kv record from format 1 (version, revisions,
+// who, time and value) to format 2 (version and revisions only): the value,
+// who and time are in the log entry at mod_rev already.
+func upgrade2to3(tx *bolt.Tx) error {
+	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if _, ok := NamespaceOf(name); !ok {
+			return nil
+		}
+		// bbolt forbids changing a bucket while iterating it: collect first.
+		type rewrite struct{ key, value []byte }
+		var rewrites []rewrite
+		err := b.ForEach(func(k, v []byte) error {
+			if len(v) > 0 && v[0] == 2 {
+				return nil // already format 2
+			}
+			if len(v) == 0 || v[0] != 1 {
+				return fmt.Errorf("%s/%s: unknown record format", name, k)
+			}
+			rest := v[1:]
+			out := []byte{2}
+			for i := 0; i < 3; i++ { // version, create_rev, mod_rev
+				n, size := binary.Uvarint(rest)
+				if size <= 0 {
+					return fmt.Errorf("%s/%s: corrupt record", name, k)
+				}
+				out = binary.AppendUvarint(out, n)
+				rest = rest[size:]
+			}
+			rewrites = append(rewrites, rewrite{append([]byte(nil), k...), out})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range rewrites {
+			if err := b.Put(r.key, r.value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -9,17 +9,22 @@ import (
 // Record encodings. Every encoded record starts with a format byte so that a
 // later schema can change the encoding and still read old records.
 //
-// kv value (format 1):
+// kv value (format 2, schema 3; format 1 of schemas 1-2 also held the
+// who, time and value, which the log already has):
 //
-//	0x01 | uvarint version | uvarint create_rev | uvarint mod_rev |
-//	varint unix_nanos | uvarint len(who) | who | value (rest)
+//	0x02 | uvarint version | uvarint create_rev | uvarint mod_rev
+//
+// The current value is read from the log at mod_rev, so it is stored once.
 //
 // log value (format 1):
 //
 //	0x01 | op byte | uvarint len(ns) | ns | uvarint len(key) | key |
 //	uvarint version | uvarint create_rev | uvarint prev_rev |
 //	varint unix_nanos | uvarint len(who) | who | value (rest)
-const formatV1 = 0x01
+const (
+	formatV1 = 0x01
+	formatKV = 0x02
+)
 
 var errCorrupt = errors.New("corrupt record")
 
@@ -47,21 +52,14 @@ func histPrefix(key string) []byte {
 
 type kvRecord struct {
 	version, createRev, modRev uint64
-	unixNanos                  int64
-	who                        string
-	value                      []byte
 }
 
 func (r *kvRecord) encode() []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+binary.MaxVarintLen64+len(r.who)+2+len(r.value))
-	b = append(b, formatV1)
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64)
+	b = append(b, formatKV)
 	b = binary.AppendUvarint(b, r.version)
 	b = binary.AppendUvarint(b, r.createRev)
-	b = binary.AppendUvarint(b, r.modRev)
-	b = binary.AppendVarint(b, r.unixNanos)
-	b = binary.AppendUvarint(b, uint64(len(r.who)))
-	b = append(b, r.who...)
-	return append(b, r.value...)
+	return binary.AppendUvarint(b, r.modRev)
 }
 
 // decoder reads the fields of one encoded record; the first error sticks.
@@ -129,30 +127,13 @@ func (d *decoder) rest() []byte {
 	return append([]byte(nil), d.b...)
 }
 
-// decodeKVHeader decodes only the versions and revisions of a kv record:
-// all the writer needs to check and advance a key, without copying its value.
-func decodeKVHeader(b []byte) (kvRecord, error) {
+// decodeKV decodes a kv record: the key's version and revisions.
+func decodeKV(b []byte) (kvRecord, error) {
 	d := decoder{b: b}
-	if d.byte() != formatV1 && d.err == nil {
+	if d.byte() != formatKV && d.err == nil {
 		return kvRecord{}, errCorrupt
 	}
 	r := kvRecord{version: d.uvarint(), createRev: d.uvarint(), modRev: d.uvarint()}
-	return r, d.err
-}
-
-func decodeKV(b []byte) (kvRecord, error) {
-	d := decoder{b: b}
-	if d.byte() != formatV1 && d.err == nil {
-		return kvRecord{}, errCorrupt
-	}
-	r := kvRecord{
-		version:   d.uvarint(),
-		createRev: d.uvarint(),
-		modRev:    d.uvarint(),
-		unixNanos: d.varint(),
-		who:       d.string(),
-	}
-	r.value = d.rest()
 	return r, d.err
 }
 

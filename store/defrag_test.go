@@ -103,7 +103,7 @@ func fillBig(t *testing.T, s *testStore, n int) {
 	}
 }
 
-func mustStatus(t *testing.T, s *testStore) store.Status {
+func mustStatus(t testing.TB, s *testStore) store.Status {
 	t.Helper()
 	st, err := s.Status()
 	require.NoError(t, err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/framework0/ctxd/migrations"
 	bolt "go.etcd.io/bbolt"
@@ -59,21 +58,30 @@ func (s *Store) Get(ns, key string) (Record, error) {
 		if v == nil {
 			return fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
 		}
-		r, err := decodeKV(v)
-		if err != nil {
-			return fmt.Errorf("get %s/%s: %w", ns, key, err)
-		}
-		rec = r.toRecord(ns, key)
-		return nil
+		var err error
+		rec, err = currentRecord(tx, ns, key, v)
+		return err
 	})
 	return rec, err
 }
 
-func (r *kvRecord) toRecord(ns, key string) Record {
-	return Record{
-		Namespace: ns, Key: key, Value: r.value, Version: r.version, CreateRev: r.createRev,
-		ModRev: r.modRev, Who: r.who, UpdatedAt: time.Unix(0, r.unixNanos).UTC(),
+// currentRecord builds a key's record from its kv entry and the logged
+// change that entry points at, which holds the value.
+func currentRecord(tx *bolt.Tx, ns, key string, kv []byte) (Record, error) {
+	r, err := decodeKV(kv)
+	if err != nil {
+		return Record{}, fmt.Errorf("read %s/%s: %w", ns, key, err)
 	}
+	e, err := readLog(tx, r.modRev)
+	if err != nil {
+		return Record{}, fmt.Errorf("read %s/%s: %w", ns, key, err)
+	}
+	if e.Op != OpPut || e.Namespace != ns || e.Key != key {
+		return Record{}, fmt.Errorf("read %s/%s: revision %d is not its value: %w", ns, key, r.modRev, errCorrupt)
+	}
+	rec := e.record()
+	rec.CreateRev = r.createRev
+	return rec, nil
 }
 
 // checkRevision refuses revisions that are compacted or not yet committed.
@@ -189,11 +197,11 @@ func (s *Store) List(ns string, opts ListOptions) (ListPage, error) {
 				page.Next = page.Records[limit-1].Key
 				return nil
 			}
-			r, err := decodeKV(v)
+			r, err := currentRecord(tx, ns, string(k), v)
 			if err != nil {
-				return fmt.Errorf("list %s: key %q: %w", ns, k, err)
+				return fmt.Errorf("list %s: %w", ns, err)
 			}
-			page.Records = append(page.Records, r.toRecord(ns, string(k)))
+			page.Records = append(page.Records, r)
 		}
 		return nil
 	})

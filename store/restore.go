@@ -107,6 +107,7 @@ func (s *Store) Restore(ctx context.Context, path string, opts RestoreOptions) (
 		}
 		return s.replaceFile(next, true)
 	})
+	s.removeBackup()
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}
@@ -116,17 +117,20 @@ func (s *Store) Restore(ctx context.Context, path string, opts RestoreOptions) (
 
 // setFloor makes the prepared file's revision at least live, so revisions
 // never go back, and records which revisions the restore discarded.
+//
+// It always commits, through openCopy, so that the file carries a freelist
+// and opening it during the swap does not walk every page.
 func setFloor(path string, live uint64) error {
-	db, err := openBolt(path, 0)
+	db, err := openCopy(path)
 	if err != nil {
 		return err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		snapRev := lastRevision(tx)
-		if live <= snapRev {
-			return nil
-		}
 		meta := tx.Bucket(migrations.BucketMeta)
+		if live <= snapRev {
+			return meta.Put(migrations.KeyFloor, encodeRevision(snapRev))
+		}
 		if err := meta.Put(migrations.KeyFloor, encodeRevision(live)); err != nil {
 			return err
 		}

@@ -194,10 +194,10 @@ func verifyTx(tx *bolt.Tx) error {
 		var n uint64
 		err := kv.ForEach(func(k, v []byte) error {
 			n++
-			r, err := decodeKV(v)
-			if err != nil {
-				return fmt.Errorf("%s/%s: %w", ns, k, err)
+			if _, err := currentRecord(tx, ns, string(k), v); err != nil {
+				return err
 			}
+			r, _ := decodeKV(v)
 			if hist.Get(histKey(string(k), r.modRev)) == nil {
 				return fmt.Errorf("%s/%s: revision %d is not in its history", ns, k, r.modRev)
 			}

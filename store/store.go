@@ -132,13 +132,29 @@ func openBolt(path string, timeout time.Duration) (*bolt.DB, error) {
 func (s *Store) load() error {
 	s.nsKeys = make(map[string]uint64)
 	s.compacted.Store(0)
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if _, err := migrations.Migrate(tx); err != nil {
-			if errors.Is(err, migrations.ErrTooNew) {
-				return fmt.Errorf("open store %s: %w: %w", s.path, ErrSchemaTooNew, err)
-			}
+	var schema int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		schema, err = migrations.SchemaVersion(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", s.path, err)
+	}
+	if schema != migrations.Current {
+		// A new file or an older schema: one write transaction, all or nothing.
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			_, err := migrations.Migrate(tx)
+			return err
+		})
+		if errors.Is(err, migrations.ErrTooNew) {
+			return fmt.Errorf("open store %s: %w: %w", s.path, ErrSchemaTooNew, err)
+		}
+		if err != nil {
 			return fmt.Errorf("open store %s: %w", s.path, err)
 		}
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
 		s.rev = lastRevision(tx)
 		if v := tx.Bucket(migrations.BucketMeta).Get(migrations.KeyCompacted); len(v) == 8 {
 			s.compacted.Store(binary.BigEndian.Uint64(v))

@@ -27,6 +27,9 @@ func removeLeftovers(path string) {
 // exclusive). It waits for every reader, closes the database, renames next
 // over it (atomic: a crash leaves the old file or the new one, whole),
 // and opens it. If the new file cannot be opened, the old one is put back.
+// The old file stays linked at s.path+suffixBackup: the caller removes it
+// with removeBackup once writers run again (unlinking a large file takes
+// tens of milliseconds that writers need not wait for).
 func (s *Store) replaceFile(next string, newGeneration bool) error {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
@@ -54,7 +57,6 @@ func (s *Store) replaceFile(next string, newGeneration bool) error {
 		_ = db.Close()
 		return s.rollBack(backup, err)
 	}
-	_ = os.Remove(backup)
 	if newGeneration {
 		s.generation.Add(1)
 	}
@@ -135,3 +137,6 @@ func removeIfExists(path string) error {
 }
 
 func dirOf(path string) string { return filepath.Dir(path) }
+
+// removeBackup removes the old file a replaceFile left.
+func (s *Store) removeBackup() { _ = os.Remove(s.path + suffixBackup) }

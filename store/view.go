@@ -60,11 +60,11 @@ func (v *View) ForEach(ns, prefix string, fn func(Record) error) error {
 	c := b.Cursor()
 	p := []byte(prefix)
 	for k, val := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, val = c.Next() {
-		r, err := decodeKV(val)
+		r, err := currentRecord(v.tx, ns, string(k), val)
 		if err != nil {
-			return fmt.Errorf("read %s/%s: %w", ns, k, err)
+			return err
 		}
-		if err := fn(r.toRecord(ns, string(k))); err != nil {
+		if err := fn(r); err != nil {
 			return err
 		}
 	}
@@ -100,11 +100,7 @@ func (v *View) Get(ns, key string) (Record, error) {
 	if val == nil {
 		return Record{}, fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
 	}
-	r, err := decodeKV(val)
-	if err != nil {
-		return Record{}, fmt.Errorf("get %s/%s: %w", ns, key, err)
-	}
-	return r.toRecord(ns, key), nil
+	return currentRecord(v.tx, ns, key, val)
 }
 
 // Change returns the change recorded at revision rev, or ErrNotFound if

@@ -75,7 +75,7 @@ func (g *group) apply(writes []Write) (TxnResult, error) {
 		}
 		if b.kv != nil {
 			if v := b.kv.Get([]byte(w.Key)); v != nil {
-				r, err := decodeKVHeader(v)
+				r, err := decodeKV(v)
 				if err != nil {
 					return TxnResult{}, fmt.Errorf("read %s/%s: %w", w.Namespace, w.Key, err)
 				}
@@ -113,7 +113,7 @@ func (g *group) write(w *Write, cur *kvRecord) (Record, error) {
 	}
 	g.rev++
 	c := Change{Revision: g.rev, Namespace: w.Namespace, Key: w.Key, Op: w.Op, Who: w.Who, Time: g.now}
-	next := kvRecord{version: 1, createRev: g.rev, modRev: g.rev, unixNanos: g.now.UnixNano(), who: w.Who, value: w.Value}
+	next := kvRecord{version: 1, createRev: g.rev, modRev: g.rev}
 	if cur != nil {
 		c.PrevRev = cur.modRev
 		next.version = cur.version + 1

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/framework0/ctxd/migrations"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -271,8 +273,10 @@ func TestMigrateSchema1Fixture(t *testing.T) {
 
 	r := cli(t, nil, "", "migrate", "--data", dir, "--dry-run")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "schema 1 -> 2")
+	cur := migrations.Current
+	assert.Contains(t, r.stdout, fmt.Sprintf("schema 1 -> %d", cur))
 	assert.Contains(t, r.stdout, "1 -> 2: ")
+	assert.Contains(t, r.stdout, "2 -> 3: ")
 	assert.Contains(t, r.stdout, "dry run: nothing changed")
 	after, err := os.ReadFile(db)
 	require.NoError(t, err)
@@ -280,13 +284,13 @@ func TestMigrateSchema1Fixture(t *testing.T) {
 
 	r = cli(t, nil, "", "migrate", "--data", dir)
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "migrated to schema 2")
+	assert.Contains(t, r.stdout, fmt.Sprintf("migrated to schema %d", cur))
 	r = cli(t, nil, "", "migrate", "--data", dir, "--dry-run")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "schema 2 is current")
+	assert.Contains(t, r.stdout, fmt.Sprintf("schema %d is current", cur))
 
 	srv := startServer(t, dir)
 	r = cli(t, []string{"CTXD_SERVER=" + srv.url}, "", "status", "-o", "json")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stdout, `"schema_version": 2`)
+	assert.Contains(t, r.stdout, fmt.Sprintf(`"schema_version": %d`, cur))
 }
