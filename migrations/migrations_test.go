@@ -2,9 +2,9 @@ package migrations_test
 
 import (
 	"context"
-	"fmt"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
