@@ -7,7 +7,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := bin/staticcheck
 STATICCHECK_VERSION := v0.7.0
 
-.PHONY: build run test bench fmt lint clean
+.PHONY: build run test test-tools bench fmt lint clean
 
 ## build: compile ./bin/ctxd, stamped with the version from git describe ("dev" without git)
 build:
@@ -18,9 +18,16 @@ run: build
 	./$(BIN) serve --data ./data --log-format console $(ARGS)
 
 ## test: go vet, then every test with the race detector
-test:
+test: test-tools
 	$(GO) vet ./...
 	$(GO) test -race ./...
+
+## test-tools: the Framework0 shell test runs curl and jq: install jq when it is missing (apt-get, as root in CI)
+test-tools:
+	@command -v jq >/dev/null 2>&1 || { \
+		echo "jq is missing: installing it with apt-get" >&2; \
+		{ apt-get update -qq && apt-get install -y -qq jq >/dev/null; } || \
+		{ echo "could not install jq: install it (apt-get install jq) and run make test again" >&2; exit 1; }; }
 
 ## bench: every benchmark, with allocations
 bench:

@@ -12,6 +12,10 @@
 //	Txn                 POST /v1/txn
 //	Status              GET  /v1/status
 //	Health, Ready       GET  /healthz, /readyz
+//	Export              GET  /v1/ns/{ns}/export (streamed; export.go)
+//	Import              POST /v1/ns/{ns}/import
+//	Dump, Dumps         POST /v1/ns/{ns}/dumps, GET /v1/dumps
+//	DownloadDump        GET  /v1/dumps/{filename}
 //
 // Keys may hold any character the server accepts, "/" included: the client
 // path-escapes them.

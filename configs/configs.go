@@ -29,6 +29,14 @@ type Config struct {
 	HTTP            HTTP
 	// Limits (limits.*) bound what one request may write; the store enforces them.
 	Limits store.Limits
+	Compat Compat
+}
+
+// Compat configures the Framework0-compatible /ctx API.
+type Compat struct {
+	// Namespace (compat.namespace) is the namespace the /ctx API reads and
+	// writes.
+	Namespace string
 }
 
 // Log configures the server's log, written to standard error.
@@ -55,6 +63,7 @@ func Defaults() Config {
 		Log:             Log{Level: "info", Format: "json"},
 		HTTP:            HTTP{MaxBodyBytes: 2 << 20},
 		Limits:          store.DefaultLimits,
+		Compat:          Compat{Namespace: store.DefaultNamespace},
 	}
 }
 
@@ -326,6 +335,17 @@ var settings = []setting{
 			return nil
 		},
 		get: func(c *Config) string { return strconv.Itoa(c.Limits.MaxTxnOps) },
+	},
+	{
+		path: "compat.namespace",
+		set: func(c *Config, v string) error {
+			if err := store.ValidateNamespace(v); err != nil {
+				return errors.New("must be 1 to 64 of A-Z a-z 0-9 . _ -")
+			}
+			c.Compat.Namespace = v
+			return nil
+		},
+		get: func(c *Config) string { return c.Compat.Namespace },
 	},
 }
 

@@ -30,6 +30,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, Log{Level: "info", Format: "json"}, c.Log)
 	assert.Equal(t, int64(2<<20), c.HTTP.MaxBodyBytes)
 	assert.Equal(t, store.Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128}, c.Limits)
+	assert.Equal(t, Compat{Namespace: "default"}, c.Compat)
 	require.NoError(t, c.Validate())
 
 	loaded, err := Load("", nil, nil)
@@ -88,7 +89,7 @@ func TestEnvNames(t *testing.T) {
 	assert.Equal(t, []string{
 		"CTXD_ADDR", "CTXD_DATA_DIR", "CTXD_SHUTDOWN_TIMEOUT", "CTXD_LOG_LEVEL", "CTXD_LOG_FORMAT",
 		"CTXD_HTTP_MAX_BODY_BYTES", "CTXD_LIMITS_MAX_KEY_BYTES", "CTXD_LIMITS_MAX_VALUE_BYTES",
-		"CTXD_LIMITS_MAX_TXN_OPS",
+		"CTXD_LIMITS_MAX_TXN_OPS", "CTXD_COMPAT_NAMESPACE",
 	}, names)
 }
 
@@ -159,12 +160,14 @@ limits:
 				"CTXD_ADDR=0.0.0.0:1", "CTXD_DATA_DIR=/d", "CTXD_SHUTDOWN_TIMEOUT=2s",
 				"CTXD_LOG_LEVEL=error", "CTXD_LOG_FORMAT=console", "CTXD_HTTP_MAX_BODY_BYTES=8KiB",
 				"CTXD_LIMITS_MAX_KEY_BYTES=16", "CTXD_LIMITS_MAX_VALUE_BYTES=1KiB", "CTXD_LIMITS_MAX_TXN_OPS=2",
+				"CTXD_COMPAT_NAMESPACE=legacy",
 			},
 			want: func(c *Config) {
 				*c = Config{
 					Addr: "0.0.0.0:1", DataDir: "/d", ShutdownTimeout: 2 * time.Second,
 					Log: Log{Level: "error", Format: "console"}, HTTP: HTTP{MaxBodyBytes: 8 << 10},
 					Limits: store.Limits{MaxKeyBytes: 16, MaxValueBytes: 1 << 10, MaxTxnOps: 2},
+					Compat: Compat{Namespace: "legacy"},
 				}
 			},
 		},
@@ -235,6 +238,7 @@ func TestErrors(t *testing.T) {
 		{name: "addr with bad port", file: "addr: localhost:http\n", field: "addr", want: `invalid port "http"`},
 		{name: "addr port out of range", file: "addr: :70000\n", field: "addr", want: `invalid port "70000"`},
 		{name: "empty data dir", file: "data_dir: ''\n", field: "data_dir", want: "must not be empty"},
+		{name: "bad compat namespace", file: "compat:\n  namespace: a/b\n", field: "compat.namespace", want: "must be 1 to 64 of"},
 		{name: "null data dir", file: "data_dir:\n", field: "data_dir", want: "must not be empty"},
 		{name: "missing file", file: "-", want: "no such file"},
 		{

@@ -14,6 +14,10 @@
 //	GET    /v1/ns                           namespaces with key counts
 //	POST   /v1/txn                          several writes, all or nothing
 //	GET    /v1/status, /healthz, /readyz
+//	GET    /v1/ns/{ns}/export               a dump sent to the client (export.go)
+//	POST   /v1/ns/{ns}/import               a JSON dump applied in one transaction
+//	POST   /v1/ns/{ns}/dumps, GET /v1/dumps[/{file}]   dumps in Config.DumpDir
+//	/ctx, /ctx/..., GET /                   the Framework0-compatible API (compat.go)
 //
 // Keys may contain "/": clients send them path-escaped ("/" as %2F), and raw
 // slashes are accepted too. On GET, a raw path ending in "/history" (not

@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
 	"github.com/labstack/echo/v4"
 )
 
@@ -47,6 +49,14 @@ var errorTable = [...]errorMapping{
 	{context.Canceled, http.StatusServiceUnavailable, "unavailable"},
 	{errNotReady, http.StatusServiceUnavailable, "unavailable"},
 	{errPanic, http.StatusInternalServerError, "internal"},
+	{export.ErrUnknownFormat, http.StatusBadRequest, "bad_request"},
+	{export.ErrBadName, http.StatusBadRequest, "bad_request"},
+	{export.ErrBadDump, http.StatusBadRequest, "bad_request"},
+	{export.ErrNoDump, http.StatusNotFound, "not_found"},
+	{errNoDumpDir, http.StatusServiceUnavailable, "unavailable"},
+	{snapshots.ErrNotFound, http.StatusNotFound, "not_found"},
+	{snapshots.ErrInvalidID, http.StatusNotFound, "not_found"},
+	{store.ErrBadSnapshot, http.StatusUnprocessableEntity, "bad_snapshot"},
 }
 
 // inputError is a bad request with a message for the client. It matches

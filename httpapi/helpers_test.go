@@ -170,6 +170,9 @@ type status struct {
 	Keys              uint64    `json:"keys"`
 	Namespaces        int       `json:"namespaces"`
 	DBSizeBytes       int64     `json:"db_size_bytes"`
+	FileSizeBytes     int64     `json:"file_size_bytes"`
+	InUseBytes        int64     `json:"in_use_bytes"`
+	FreePages         int       `json:"free_pages"`
 	SchemaVersion     int       `json:"schema_version"`
 	Clients           int       `json:"clients"`
 	UptimeSeconds     int64     `json:"uptime_seconds"`

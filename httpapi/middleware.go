@@ -138,6 +138,13 @@ func (s *Server) callSafely(next echo.HandlerFunc, c echo.Context) (err error) {
 func (s *Server) limitBody(c echo.Context) error {
 	req := c.Request()
 	max := s.cfg.MaxBodyBytes
+	if req.Method == http.MethodPost && req.URL.Path == uploadPath {
+		// A snapshot upload is a database file, streamed to disk.
+		max = s.cfg.MaxUploadBytes
+		if max <= 0 {
+			max = DefaultMaxUploadBytes
+		}
+	}
 	if req.ContentLength > max {
 		return bodyTooLarge(max)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
 	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
@@ -23,6 +24,8 @@ type Store interface {
 	History(ns, key string, opts store.HistoryOptions) (store.HistoryPage, error)
 	Namespaces() ([]store.Namespace, error)
 	Status() (store.Status, error)
+	// Viewer gives the consistent reads of dumps and exports (export.go).
+	Viewer
 }
 
 // DefaultMaxBodyBytes is the request body limit when Config.MaxBodyBytes is 0.
@@ -35,6 +38,29 @@ type Config struct {
 	// MaxBodyBytes caps a request body; larger bodies get 413 too_large.
 	// 0 (or negative) means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Clients, when set, reports the connected WebSocket clients for
+	// /v1/status (the realtime hub's Clients).
+	Clients func() int
+	// CompatNamespace is the namespace of the Framework0-compatible /ctx
+	// API (compat.go); "" means "default".
+	CompatNamespace string
+	// DumpDir is the folder of server-side dumps (export.go); "" disables
+	// them. New removes the temp files a crash left in it.
+	DumpDir string
+	// OnDump, when set, is called after every successful dump: a file
+	// written by POST /ctx/dump or POST /v1/ns/{ns}/dumps, or an export
+	// sent by GET /v1/ns/{ns}/export (Filename empty). It runs in the
+	// request's goroutine and must not block.
+	OnDump func(export.DumpInfo)
+	// Snapshots, when set, serves /v1/snapshots (snapshots.go).
+	Snapshots Snapshots
+	// Maintenance, when set, serves POST /v1/compact and /v1/defrag.
+	Maintenance Maintenance
+	// KeepVersions is how many versions per key POST /v1/compact keeps
+	// below the mark (history.keep_versions; 0 or 1: the one in effect).
+	KeepVersions int
+	// MaxUploadBytes caps a snapshot upload (default DefaultMaxUploadBytes).
+	MaxUploadBytes int64
 }
 
 // Server serves the v1 API over a Store.
@@ -45,6 +71,7 @@ type Server struct {
 	log     zerolog.Logger
 	started time.Time
 	ids     *requestIDs
+	dumps   *dumps // export.go
 }
 
 // New returns a Server over st. log receives the access log (one line per
@@ -60,6 +87,7 @@ func New(st Store, cfg Config, log zerolog.Logger) *Server {
 		log:     log,
 		started: time.Now(),
 		ids:     newRequestIDs(),
+		dumps:   newDumps(cfg, log),
 	}
 	s.e.HideBanner = true
 	s.e.HidePort = true
@@ -91,4 +119,7 @@ func (s *Server) routes() {
 	e.GET("/v1/status", s.status)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	s.exportRoutes()   // export.go
+	s.compatRoutes()   // compat.go
+	s.snapshotRoutes() // snapshots.go
 }

@@ -17,6 +17,9 @@ type statusResponse struct {
 	Keys              uint64    `json:"keys"`
 	Namespaces        int       `json:"namespaces"`
 	DBSizeBytes       int64     `json:"db_size_bytes"`
+	FileSizeBytes     int64     `json:"file_size_bytes"`
+	InUseBytes        int64     `json:"in_use_bytes"`
+	FreePages         int       `json:"free_pages"`
 	SchemaVersion     int       `json:"schema_version"`
 	Clients           int       `json:"clients"`
 	UptimeSeconds     int64     `json:"uptime_seconds"`
@@ -46,11 +49,22 @@ func (s *Server) status(c echo.Context) error {
 		Keys:              st.Keys,
 		Namespaces:        st.Namespaces,
 		DBSizeBytes:       st.DBSizeBytes,
+		FileSizeBytes:     st.FileSizeBytes,
+		InUseBytes:        st.InUseBytes,
+		FreePages:         st.FreePages,
 		SchemaVersion:     st.SchemaVersion,
-		Clients:           0, // no WebSocket hub yet
+		Clients:           s.clients(),
 		UptimeSeconds:     int64(time.Since(s.started) / time.Second),
 		StartedAt:         s.started.UTC().Truncate(time.Second),
 	})
+}
+
+// clients is the number of connected WebSocket clients (0 without a hub).
+func (s *Server) clients() int {
+	if s.cfg.Clients == nil {
+		return 0
+	}
+	return s.cfg.Clients()
 }
 
 // namespaces serves GET /v1/ns.

@@ -109,7 +109,10 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 	}
 	log.Info().Str("path", path).Uint64("revision", st.Revision()).Msg("store opened")
 
-	api := httpapi.New(st, httpapi.Config{Version: version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes}, log)
+	api := httpapi.New(st, httpapi.Config{
+		Version: version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
+		CompatNamespace: cfg.Compat.Namespace, DumpDir: filepath.Join(cfg.DataDir, dumpsDir),
+	}, log)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen: %w", err), st.Close())

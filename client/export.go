@@ -1,0 +1,171 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/framework0/ctxd/export"
+)
+
+// DumpInfo describes a dump written by the server.
+type DumpInfo = export.DumpInfo
+
+// ExportOptions select what an export or a server-side dump holds.
+type ExportOptions struct {
+	// Format is json (the default), pretty, csv or txt.
+	Format string
+	// Rev, when non-zero, dumps the namespace as it was at that revision.
+	Rev uint64
+	// History adds the namespace's changes.
+	History bool
+}
+
+func (o ExportOptions) query() url.Values {
+	q := url.Values{}
+	if o.Format != "" {
+		q.Set("format", o.Format)
+	}
+	if o.Rev != 0 {
+		q.Set("rev", strconv.FormatUint(o.Rev, 10))
+	}
+	if o.History {
+		q.Set("history", "true")
+	}
+	return q
+}
+
+// Export streams a dump of ns, taken by the server from one consistent
+// read, to w, and returns the revision it is consistent at.
+func (c *Client) Export(ctx context.Context, ns string, opts ExportOptions, w io.Writer) (uint64, error) {
+	ns = orDefault(ns)
+	q := opts.query()
+	for k, v := range c.whoQuery("") {
+		q[k] = v
+	}
+	resp, err := c.stream(ctx, http.MethodGet, nsPath(ns)+"/export", q, nil)
+	if err != nil {
+		return 0, wrap("export "+ns, err)
+	}
+	defer resp.Body.Close()
+	rev, _ := strconv.ParseUint(resp.Header.Get("X-Ctxd-Revision"), 10, 64)
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("export %s: %w", ns, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return 0, fmt.Errorf("export %s: got %d of %d bytes", ns, n, resp.ContentLength)
+	}
+	return rev, nil
+}
+
+// Dump has the server write a dump of ns into its dump folder, named
+// filename (the format's extension is added when missing; a file of that
+// name is replaced) or, when filename is "", context_dump_<time>.<format>.
+func (c *Client) Dump(ctx context.Context, ns, filename string, opts ExportOptions) (DumpInfo, error) {
+	ns = orDefault(ns)
+	q := opts.query()
+	if filename != "" {
+		q.Set("filename", filename)
+	}
+	for k, v := range c.whoQuery("") {
+		q[k] = v
+	}
+	var info DumpInfo
+	if err := c.do(ctx, request{method: http.MethodPost, path: nsPath(ns) + "/dumps", query: q, out: &info}); err != nil {
+		return DumpInfo{}, wrap("dump "+ns, err)
+	}
+	return info, nil
+}
+
+// DumpFile is a dump file in the server's dump folder.
+type DumpFile struct {
+	Filename string    `json:"filename"`
+	Path     string    `json:"path"`
+	Size     int64     `json:"size"`
+	Created  time.Time `json:"created"`
+	Modified time.Time `json:"modified"`
+}
+
+// DumpList is the server's dump folder and its dump files, newest first.
+type DumpList struct {
+	Directory string     `json:"dump_directory"`
+	Dumps     []DumpFile `json:"dumps"`
+}
+
+// Dumps lists the dump files on the server.
+func (c *Client) Dumps(ctx context.Context) (DumpList, error) {
+	var out DumpList
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/dumps", out: &out}); err != nil {
+		return DumpList{}, wrap("list dumps", err)
+	}
+	return out, nil
+}
+
+// DownloadDump copies the server's dump file name to w.
+func (c *Client) DownloadDump(ctx context.Context, name string, w io.Writer) error {
+	resp, err := c.stream(ctx, http.MethodGet, "/v1/dumps/"+url.PathEscape(name), nil, nil)
+	if err != nil {
+		return wrap("download dump "+name, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("download dump %s: %w", name, err)
+	}
+	return nil
+}
+
+// ImportResult is the outcome of an import.
+type ImportResult struct {
+	Namespace string `json:"ns"`
+	// Imported is the number of keys written.
+	Imported int `json:"imported"`
+	// Revision is the store's revision after the import.
+	Revision uint64 `json:"revision"`
+}
+
+// Import sends a JSON dump (ctxd's, or Framework0's) read from r; the
+// server puts every key of it into ns in one transaction, or none.
+func (c *Client) Import(ctx context.Context, ns string, r io.Reader) (ImportResult, error) {
+	ns = orDefault(ns)
+	resp, err := c.stream(ctx, http.MethodPost, nsPath(ns)+"/import", c.whoQuery(""), r)
+	if err != nil {
+		return ImportResult{}, wrap("import into "+ns, err)
+	}
+	defer resp.Body.Close()
+	var out ImportResult
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return ImportResult{}, fmt.Errorf("import into %s: decode answer: %w", ns, err)
+	}
+	return out, nil
+}
+
+// stream sends a request and returns the response of a 2xx answer for the
+// caller to read and close; any other answer is an *APIError.
+func (c *Client) stream(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err // a *url.Error: no answer
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}

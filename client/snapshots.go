@@ -1,0 +1,191 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
+)
+
+// Snapshot types are the server's own.
+type (
+	SnapshotMeta  = snapshots.Meta
+	RestoreResult = store.RestoreResult
+	CompactResult = store.CompactResult
+)
+
+// DefragResult is the answer of POST /v1/defrag.
+type DefragResult struct {
+	SizeBefore int64   `json:"size_before"`
+	SizeAfter  int64   `json:"size_after"`
+	Revision   uint64  `json:"revision"`
+	PauseMS    float64 `json:"pause_ms"`
+}
+
+// CreateSnapshot takes a snapshot on the server.
+func (c *Client) CreateSnapshot(ctx context.Context) (SnapshotMeta, error) {
+	var out SnapshotMeta
+	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/snapshots", out: &out})
+	return out, wrap("create snapshot", err)
+}
+
+// Snapshots lists the server's snapshots, newest first.
+func (c *Client) Snapshots(ctx context.Context) ([]SnapshotMeta, error) {
+	var out struct {
+		Snapshots []SnapshotMeta `json:"snapshots"`
+	}
+	err := c.do(ctx, request{method: http.MethodGet, path: "/v1/snapshots", out: &out})
+	return out.Snapshots, wrap("list snapshots", err)
+}
+
+// DownloadSnapshot writes a snapshot's file to w and checks it against the
+// sha256 the server sends.
+func (c *Client) DownloadSnapshot(ctx context.Context, id string, w io.Writer) (SnapshotMeta, error) {
+	resp, err := c.stream(ctx, http.MethodGet, "/v1/snapshots/"+escapeSegment(id), nil, nil)
+	if err != nil {
+		return SnapshotMeta{}, wrap("download snapshot "+id, err)
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), resp.Body)
+	if err != nil {
+		return SnapshotMeta{}, fmt.Errorf("download snapshot %s: %w", id, err)
+	}
+	meta := SnapshotMeta{ID: id, Size: n, SHA256: resp.Header.Get("X-Ctxd-Sha256")}
+	meta.Revision, _ = strconv.ParseUint(resp.Header.Get("X-Ctxd-Revision"), 10, 64)
+	if got := hex.EncodeToString(h.Sum(nil)); got != meta.SHA256 {
+		return meta, fmt.Errorf("download snapshot %s: sha256 %s, the server announced %s", id, got, meta.SHA256)
+	}
+	return meta, nil
+}
+
+// DeleteSnapshot removes a snapshot from the server.
+func (c *Client) DeleteSnapshot(ctx context.Context, id string) error {
+	err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/snapshots/" + escapeSegment(id)})
+	return wrap("delete snapshot "+id, err)
+}
+
+// UploadSnapshot sends a snapshot file to the server, which verifies it
+// (and its sha256) before keeping it.
+func (c *Client) UploadSnapshot(ctx context.Context, path string) (SnapshotMeta, error) {
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
+	}
+	defer f.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/snapshots/upload", f)
+	if err != nil {
+		return SnapshotMeta{}, fmt.Errorf("upload snapshot: %v", err)
+	}
+	if fi, err := f.Stat(); err == nil {
+		req.ContentLength = fi.Size()
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("X-Ctxd-Sha256", sum)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return SnapshotMeta{}, wrap("upload snapshot", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return SnapshotMeta{}, decodeError(resp)
+	}
+	var meta SnapshotMeta
+	if err := json.NewDecoder(resp.Body).Decode(&meta); err != nil {
+		return SnapshotMeta{}, fmt.Errorf("upload snapshot: decode answer: %w", err)
+	}
+	return meta, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// RestoreOptions select what a restore replaces; see store.RestoreOptions.
+type RestoreOptions struct {
+	DryRun     bool
+	Namespaces []string
+	Prefix     string
+	Who        string
+}
+
+// RestoreSnapshot restores the server's data from one of its snapshots.
+func (c *Client) RestoreSnapshot(ctx context.Context, id string, opts RestoreOptions) (RestoreResult, error) {
+	q := c.whoQuery(opts.Who)
+	if q == nil {
+		q = url.Values{}
+	}
+	if opts.DryRun {
+		q.Set("dry_run", "true")
+	}
+	for _, ns := range opts.Namespaces {
+		q.Add("ns", ns)
+	}
+	if opts.Prefix != "" {
+		q.Set("prefix", opts.Prefix)
+	}
+	var out RestoreResult
+	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/snapshots/" + escapeSegment(id) + "/restore", query: q, out: &out})
+	return out, wrap("restore snapshot "+id, err)
+}
+
+// ExportSnapshot writes a dump of one namespace read from a stored
+// snapshot (Rev is not allowed: a snapshot is one revision).
+func (c *Client) ExportSnapshot(ctx context.Context, id, ns string, opts ExportOptions, w io.Writer) (uint64, error) {
+	q := opts.query()
+	q.Set("ns", orDefault(ns))
+	resp, err := c.stream(ctx, http.MethodGet, "/v1/snapshots/"+escapeSegment(id)+"/export", q, nil)
+	if err != nil {
+		return 0, wrap("export snapshot "+id, err)
+	}
+	defer resp.Body.Close()
+	rev, _ := strconv.ParseUint(resp.Header.Get("X-Ctxd-Revision"), 10, 64)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return 0, fmt.Errorf("export snapshot %s: %w", id, err)
+	}
+	return rev, nil
+}
+
+// Compact discards history below rev (0: the current revision), keeping
+// keepVersions per key (0: the server's setting).
+func (c *Client) Compact(ctx context.Context, rev uint64, keepVersions int) (CompactResult, error) {
+	q := url.Values{}
+	if rev > 0 {
+		q.Set("rev", strconv.FormatUint(rev, 10))
+	}
+	if keepVersions > 0 {
+		q.Set("keep_versions", strconv.Itoa(keepVersions))
+	}
+	var out CompactResult
+	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/compact", query: q, out: &out})
+	return out, wrap("compact", err)
+}
+
+// Defrag rewrites the server's database file compactly, online.
+func (c *Client) Defrag(ctx context.Context) (DefragResult, error) {
+	var out DefragResult
+	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/defrag", out: &out})
+	return out, wrap("defrag", err)
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+)
+
+// dumpsDir is the dump folder's name inside the data folder.
+const dumpsDir = "dumps"
+
+// transferTimeout is the default --timeout of dump and import, which move
+// whole namespaces.
+const transferTimeout = 10 * time.Minute
+
+// connFlags registers the connection flags of the client commands (as
+// clientFlags does) without -o, which dump uses for its output file.
+func (a *app) connFlags(cmd *cobra.Command) *common {
+	c := &common{a: a, output: outTable}
+	server := a.getenv("CTXD_SERVER")
+	if server == "" {
+		server = defaultServer
+	}
+	who := a.getenv("USER")
+	if who == "" {
+		who = "cli"
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER)")
+	f.StringVarP(&c.namespace, "namespace", "n", store.DefaultNamespace, "`namespace`")
+	f.StringVar(&c.who, "who", who, "who asks, recorded in the dump ($USER by default)")
+	f.DurationVar(&c.timeout, "timeout", transferTimeout, "give up on the server after this long (0: wait forever)")
+	return c
+}
+
+func (a *app) dumpCmd() *cobra.Command {
+	var (
+		format, outFile, filename string
+		serverSide, history       bool
+		rev                       uint64
+	)
+	cmd := &cobra.Command{
+		Use:   "dump",
+		Short: "Dump a namespace as JSON, pretty, CSV or TXT",
+		Long: `Dump a namespace, consistent at one revision, as json, pretty, csv or txt.
+
+By default the dump is streamed from the server to standard output, or with
+-o to FILE (written to a temp file and renamed, so FILE is never partial).
+With --server-side the server writes it into its dump folder (<data>/dumps)
+instead, named --filename (the format's extension is added when missing; a
+dump of that name is replaced) or context_dump_<time>.<format>; list them
+with 'ctxd dumps'. --rev dumps the namespace as it was at that revision;
+--history adds its changes.`,
+		Example: `  ctxd dump > ctx.json
+  ctxd dump --format csv -o ctx.csv
+  ctxd dump -n prod --format pretty --history --rev 1200
+  ctxd dump --server-side --filename nightly --format json`,
+		Args: cobra.NoArgs,
+	}
+	c := a.connFlags(cmd)
+	f := cmd.Flags()
+	f.StringVarP(&format, "format", "f", "json", "dump `format`: json, pretty, csv or txt")
+	f.StringVarP(&outFile, "output", "o", "", "write the dump to `FILE` instead of standard output")
+	f.BoolVar(&serverSide, "server-side", false, "have the server write the dump into its dump folder")
+	f.StringVar(&filename, "filename", "", "with --server-side: the dump's `name` in the dump folder")
+	f.BoolVar(&history, "history", false, "add the namespace's changes")
+	f.Uint64Var(&rev, "rev", 0, "dump the namespace as it was at this `revision`")
+	cmd.MarkFlagsMutuallyExclusive("server-side", "output")
+	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		fm, err := export.ParseFormat(format)
+		if err != nil {
+			return usagef("--format: %v", err)
+		}
+		if filename != "" && !serverSide {
+			return usagef("--filename names a server-side dump: add --server-side, or use -o FILE")
+		}
+		if filename != "" {
+			if _, err := export.DumpName(filename, fm); err != nil {
+				return usagef("--filename: %v", err)
+			}
+		}
+		cl, ctx, cancel, err := c.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		opts := client.ExportOptions{Format: string(fm), Rev: rev, History: history}
+		if serverSide {
+			info, err := cl.Dump(ctx, c.namespace, filename, opts)
+			if err != nil {
+				return err
+			}
+			return c.table("FILENAME\tFORMAT\tNS\tREVISION\tKEYS\tSIZE\tPATH", []string{strings.Join([]string{
+				info.Filename, string(info.Format), info.Namespace, strconv.FormatUint(info.Revision, 10),
+				strconv.Itoa(info.KeyCount), byteSize(info.FileSize), info.Path,
+			}, "\t")})
+		}
+		if outFile == "" || outFile == "-" {
+			_, err := cl.Export(ctx, c.namespace, opts, a.stdout)
+			return err
+		}
+		var got uint64
+		size, err := export.WriteFileAtomic(outFile, 0o644, func(w io.Writer) error {
+			var err error
+			got, err = cl.Export(ctx, c.namespace, opts, w)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(a.stdout, "%s: %s of %s at revision %d, %s\n", outFile, fm, c.namespace, got, byteSize(size))
+		return err
+	})
+	return cmd
+}
+
+func (a *app) dumpsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dumps",
+		Short: "List the dump files on the server, newest first",
+		Long: `List the dump files in the server's dump folder, newest first.
+-o value prints the filenames only. Download one with
+curl $CTXD_SERVER/v1/dumps/NAME (or /ctx/dump/NAME).`,
+		Args: cobra.NoArgs,
+	}
+	c := a.clientFlags(cmd, outTable, true)
+	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		cl, ctx, cancel, err := c.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		list, err := cl.Dumps(ctx)
+		if err != nil {
+			return err
+		}
+		if list.Dumps == nil {
+			list.Dumps = []client.DumpFile{}
+		}
+		switch c.output {
+		case outJSON:
+			return c.printJSON(list)
+		case outValue:
+			for _, d := range list.Dumps {
+				if _, err := fmt.Fprintln(c.out(), d.Filename); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		rows := make([]string, 0, len(list.Dumps))
+		for _, d := range list.Dumps {
+			rows = append(rows, d.Filename+"\t"+byteSize(d.Size)+"\t"+timeText(d.Modified))
+		}
+		if err := c.table("FILENAME\tSIZE\tCREATED", rows); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(a.stderr, "dump folder on the server: %s\n", list.Directory)
+		return err
+	})
+	return cmd
+}
+
+func (a *app) importCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Import a JSON dump into a namespace",
+		Long: `Import a JSON dump (from 'ctxd dump', or a Framework0 JSON dump) into a
+namespace: every key of its "context" is set, in one transaction, or none is
+(a malformed file changes nothing). Keys not in the dump are left alone.
+FILE - reads standard input. The dump must fit the server's limits
+(http.max_body_bytes, limits.max_txn_ops keys).`,
+		Example: `  ctxd import ctx.json
+  ctxd dump -n prod | ctxd import -n staging -`,
+		Args: exactArgs("FILE"),
+	}
+	c := a.clientFlags(cmd, outTable, false)
+	cmd.Flags().Lookup("timeout").DefValue = transferTimeout.String()
+	c.timeout = transferTimeout
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		var in io.Reader = a.stdin
+		if args[0] != "-" {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
+			defer f.Close()
+			in = f
+		}
+		cl, ctx, cancel, err := c.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		res, err := cl.Import(ctx, c.namespace, in)
+		if err != nil {
+			return err
+		}
+		if c.output == outJSON {
+			return c.printJSON(res)
+		}
+		return c.table("NS\tIMPORTED\tREVISION", []string{
+			res.Namespace + "\t" + strconv.Itoa(res.Imported) + "\t" + strconv.FormatUint(res.Revision, 10),
+		})
+	})
+	return cmd
+}

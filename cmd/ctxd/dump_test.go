@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+)
+
+// jsonDump is the part of a JSON dump the CLI tests read.
+type jsonDump struct {
+	Revision  uint64                     `json:"revision"`
+	Namespace string                     `json:"namespace"`
+	Who       string                     `json:"who"`
+	Context   map[string]json.RawMessage `json:"context"`
+	KeyCount  int                        `json:"key_count"`
+	History   []json.RawMessage          `json:"history"`
+}
+
+func TestDumpImportCLI(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	srv := startServer(t, data)
+	env := []string{"CTXD_SERVER=" + srv.url}
+	run := func(t *testing.T, stdin string, args ...string) string {
+		t.Helper()
+		r := cli(t, env, stdin, args...)
+		require.Equal(t, 0, r.code, "ctxd %v: stderr %s", args, r.stderr)
+		return r.stdout
+	}
+	run(t, "", "put", "app.name", "ctxd")
+	run(t, "", "put", "app.config", `{"debug": true}`)
+	run(t, "", "put", "n", "1")
+	rev1 := uint64(3)
+	run(t, "", "put", "n", "2")
+
+	// To stdout, JSON by default, consistent at the current revision.
+	var d jsonDump
+	require.NoError(t, json.Unmarshal([]byte(run(t, "", "dump")), &d))
+	assert.Equal(t, uint64(4), d.Revision)
+	assert.Equal(t, "default", d.Namespace)
+	assert.Equal(t, "tester", d.Who)
+	assert.Equal(t, map[string]json.RawMessage{
+		"app.name": json.RawMessage(`"ctxd"`), "app.config": json.RawMessage(`{"debug":true}`), "n": json.RawMessage(`2`),
+	}, d.Context)
+
+	// At an earlier revision, with history.
+	require.NoError(t, json.Unmarshal([]byte(run(t, "", "dump", "--rev", strconv.FormatUint(rev1, 10), "--history")), &d))
+	assert.Equal(t, rev1, d.Revision)
+	assert.Equal(t, `1`, string(d.Context["n"]))
+	assert.Len(t, d.History, 3)
+
+	// To a file, in each format.
+	dir := t.TempDir()
+	for _, f := range export.Formats {
+		out := filepath.Join(dir, "ctx."+string(f))
+		msg := run(t, "", "dump", "--format", string(f), "-o", out)
+		assert.Contains(t, msg, out)
+		assert.Contains(t, msg, "at revision 4")
+		b, err := os.ReadFile(out)
+		require.NoError(t, err)
+		switch f {
+		case export.CSV:
+			rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+			require.NoError(t, err)
+			assert.Len(t, rows, 4)
+		case export.TXT:
+			assert.Contains(t, string(b), "app.name=ctxd\n")
+		case export.Pretty:
+			assert.Contains(t, string(b), "app.config: {\n  \"debug\": true\n}")
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 4, "no temp file is left next to the output")
+
+	// Server-side, then listed and downloaded.
+	out := run(t, "", "dump", "--server-side", "--filename", "nightly", "--format", "csv")
+	assert.Contains(t, out, "nightly.csv")
+	assert.Contains(t, out, filepath.Join(data, "dumps", "nightly.csv"))
+	run(t, "", "dump", "--server-side")
+	assert.Contains(t, run(t, "", "dumps", "-o", "value"), "nightly.csv\n")
+	var list struct {
+		Dir   string `json:"dump_directory"`
+		Dumps []struct {
+			Filename string `json:"filename"`
+			Size     int64  `json:"size"`
+		} `json:"dumps"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(run(t, "", "dumps", "-o", "json")), &list))
+	assert.Equal(t, filepath.Join(data, "dumps"), list.Dir)
+	assert.Len(t, list.Dumps, 2)
+	assert.Contains(t, run(t, "", "dumps"), "FILENAME")
+
+	// Import: a dump file into another namespace gives it the same keys.
+	jsonFile := filepath.Join(dir, "ctx.json")
+	out = run(t, "", "import", "-n", "copy", jsonFile)
+	assert.Contains(t, out, "copy")
+	var c jsonDump
+	require.NoError(t, json.Unmarshal([]byte(run(t, "", "dump", "-n", "copy")), &c))
+	require.NoError(t, json.Unmarshal([]byte(run(t, "", "dump")), &d))
+	assert.Equal(t, d.Context, c.Context)
+	// From stdin, with JSON output.
+	var res struct {
+		NS       string `json:"ns"`
+		Imported int    `json:"imported"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(run(t, `{"context":{"x":1,"y":"z"}}`, "import", "-n", "piped", "-", "-o", "json")), &res))
+	assert.Equal(t, 2, res.Imported)
+	assert.Equal(t, "piped", res.NS)
+
+	// Failures.
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"context":{"a":1`), 0o600))
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"malformed import", []string{"import", bad}, 1, "not a JSON dump"},
+		{"missing import file", []string{"import", filepath.Join(dir, "nope.json")}, 1, "no such file"},
+		{"unknown format", []string{"dump", "--format", "xml"}, 2, "unknown dump format"},
+		{"filename without server-side", []string{"dump", "--filename", "x"}, 2, "--server-side"},
+		{"output and server-side", []string{"dump", "--server-side", "-o", "x"}, 2, "none of the others"},
+		{"bad filename", []string{"dump", "--server-side", "--filename", "../x"}, 2, "bad dump filename"},
+		{"future revision", []string{"dump", "--rev", "999"}, 1, "future_revision"},
+		{"import needs a file", []string{"import"}, 2, "FILE"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := cli(t, env, "", tt.args...)
+			assert.Equal(t, tt.code, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tt.stderr)
+		})
+	}
+	// A failed dump to a file leaves no file.
+	r := cli(t, env, "", "dump", "--rev", "999", "-o", filepath.Join(dir, "never.json"))
+	assert.Equal(t, 1, r.code)
+	assert.NoFileExists(t, filepath.Join(dir, "never.json"))
+	entries, err = os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 5, "the four dumps and bad.json, no temp file")
+}
+
+// A dump killed midway, with the server, leaves no listed file: the partial
+// dump is a temp file that the listing never shows and the next start
+// removes.
+func TestDumpKilledMidway(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	// A namespace big enough that a pretty dump takes a while: 300 values
+	// of 20,000 numbers each, one line per number once indented.
+	st, err := store.Open(filepath.Join(data, dbFile), store.Options{Limits: store.Limits{MaxTxnOps: 1000}})
+	require.NoError(t, err)
+	var big strings.Builder
+	big.WriteString("[")
+	for i := range 20000 {
+		if i > 0 {
+			big.WriteString(",")
+		}
+		big.WriteString(strconv.Itoa(i))
+	}
+	big.WriteString("]")
+	var writes []store.Write
+	for i := range 300 {
+		writes = append(writes, store.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: store.OpPut, Value: []byte(big.String()), Who: "t"})
+	}
+	_, err = st.Txn(context.Background(), writes)
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+
+	srv := startServer(t, data)
+	dumps := filepath.Join(data, "dumps")
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Post(srv.url+"/ctx/dump", "application/json", strings.NewReader(`{"format":"pretty","filename":"big","include_history":true}`))
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+
+	// Wait until the dump is being written, then kill the server.
+	var temp string
+	deadline := time.Now().Add(20 * time.Second)
+	for temp == "" {
+		require.True(t, time.Now().Before(deadline), "the dump never started")
+		es, _ := os.ReadDir(dumps)
+		for _, e := range es {
+			if strings.HasPrefix(e.Name(), export.TempPrefix) {
+				if fi, err := e.Info(); err == nil && fi.Size() > 0 {
+					temp = e.Name()
+				}
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	srv.signal(syscall.SIGKILL)
+	assert.Equal(t, -1, srv.wait(10*time.Second), "killed by the signal")
+	require.Error(t, <-done, "the dump request got no answer")
+
+	es, err := os.ReadDir(dumps)
+	require.NoError(t, err)
+	require.Len(t, es, 1, "only the partial temp file is on disk")
+	assert.Equal(t, temp, es[0].Name())
+	assert.NoFileExists(t, filepath.Join(dumps, "big.pretty"))
+
+	// After a restart: nothing listed, the temp file removed.
+	srv = startServer(t, data)
+	resp, err := http.Get(srv.url + "/ctx/dump/list")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var list struct {
+		DumpCount int `json:"dump_count"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+	assert.Equal(t, 0, list.DumpCount)
+	es, err = os.ReadDir(dumps)
+	require.NoError(t, err)
+	assert.Empty(t, es, "the temp file was removed at start")
+}

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+)
+
+// snapshotCmd groups the snapshot commands, which talk to a running server.
+func (a *app) snapshotCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "snapshot",
+		Short: "Create, list, download, upload, restore and remove snapshots on the server",
+		Example: `  ctxd snapshot create
+  ctxd snapshot ls
+  ctxd snapshot get 20261127T101500Z-r42 -o backup.db
+  ctxd snapshot restore 20261127T101500Z-r42 --dry-run
+  ctxd snapshot restore 20261127T101500Z-r42 --ns team --prefix app/
+  ctxd snapshot upload backup.db
+  ctxd snapshot rm 20261127T101500Z-r42`,
+	}
+	cmd.AddCommand(a.snapshotCreateCmd(), a.snapshotLsCmd(), a.snapshotGetCmd(), a.snapshotRmCmd(),
+		a.snapshotRestoreCmd(), a.snapshotUploadCmd())
+	return cmd
+}
+
+// withClient runs fn with a client for the command's flags.
+func (c *common) withClient(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client) error) error {
+	cl, ctx, cancel, err := c.client(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return fn(ctx, cl)
+}
+
+func (a *app) snapshotCreateCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "create", Short: "Take a snapshot of the whole database", Args: cobra.NoArgs}
+	c := a.clientFlags(cmd, outTable, false)
+	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			stop := a.spinner("taking snapshot")
+			meta, err := cl.CreateSnapshot(ctx)
+			stop()
+			if err != nil {
+				return err
+			}
+			return c.printSnapshots(meta)
+		})
+	})
+	return cmd
+}
+
+func (a *app) snapshotLsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List snapshots, newest first", Args: cobra.NoArgs}
+	c := a.clientFlags(cmd, outTable, false)
+	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			list, err := cl.Snapshots(ctx)
+			if err != nil {
+				return err
+			}
+			return c.printSnapshots(list...)
+		})
+	})
+	return cmd
+}
+
+func (a *app) snapshotGetCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "get ID -o FILE",
+		Short: "Download a snapshot file (its sha256 is checked)",
+		Args:  exactArgs("ID"),
+	}
+	c := a.clientFlags(cmd, outTable, false)
+	cmd.Flags().Lookup("output").Usage = "`file` to write the snapshot to (- for standard output)"
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if c.output == outTable || c.output == "" {
+			return usagef("snapshot get needs -o FILE")
+		}
+		out = c.output
+		return nil
+	}
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			if out == "-" {
+				_, err := cl.DownloadSnapshot(ctx, args[0], a.stdout)
+				return err
+			}
+			written, err := export.WriteFileAtomic(out, 0o600, func(w io.Writer) error {
+				pw := a.progress("downloading", w)
+				defer pw.done()
+				_, err := cl.DownloadSnapshot(ctx, args[0], pw)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.stdout, "wrote %s (%s)\n", out, byteSize(written))
+			return err
+		})
+	})
+	return cmd
+}
+
+func (a *app) snapshotRmCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "rm ID", Aliases: []string{"delete"}, Short: "Remove a snapshot", Args: exactArgs("ID")}
+	c := a.clientFlags(cmd, outTable, false)
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			if err := cl.DeleteSnapshot(ctx, args[0]); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(a.stdout, "removed %s\n", args[0])
+			return err
+		})
+	})
+	return cmd
+}
+
+func (a *app) snapshotUploadCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "upload FILE", Short: "Send a snapshot file to the server, which verifies and keeps it", Args: exactArgs("FILE")}
+	c := a.clientFlags(cmd, outTable, false)
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			stop := a.spinner("uploading " + args[0])
+			meta, err := cl.UploadSnapshot(ctx, args[0])
+			stop()
+			if err != nil {
+				return err
+			}
+			return c.printSnapshots(meta)
+		})
+	})
+	return cmd
+}
+
+func (a *app) snapshotRestoreCmd() *cobra.Command {
+	var opts client.RestoreOptions
+	cmd := &cobra.Command{
+		Use:   "restore ID",
+		Short: "Restore the server's data from a snapshot (whole, or --ns/--prefix only)",
+		Long: `Restore the server's data from one of its snapshots. Without --ns and --prefix
+the whole database is replaced atomically and WebSocket clients get 'reset';
+with them, only those namespaces or keys are restored, as one ordinary
+transaction recorded in history. --dry-run reports what would change.`,
+		Args: exactArgs("ID"),
+	}
+	c := a.clientFlags(cmd, outTable, false)
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would change, change nothing")
+	cmd.Flags().StringArrayVar(&opts.Namespaces, "ns", nil, "restore only this `namespace` (repeatable)")
+	cmd.Flags().StringVar(&opts.Prefix, "prefix", "", "restore only keys starting with this `prefix`")
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			opts.Who = c.who
+			stop := a.spinner("restoring")
+			res, err := cl.RestoreSnapshot(ctx, args[0], opts)
+			stop()
+			if err != nil {
+				return err
+			}
+			return c.printRestore(res)
+		})
+	})
+	return cmd
+}
+
+// restoreCmd restores a stopped server's data folder from a snapshot file.
+func (a *app) restoreCmd() *cobra.Command {
+	var (
+		configPath, dataDir, from string
+		opts                      store.RestoreOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "restore --data DIR --from FILE",
+		Short: "Restore a stopped server's data folder from a snapshot file",
+		Long: `Restore the database of a stopped server's data folder from a snapshot file
+(one downloaded with 'ctxd snapshot get', or any file 'ctxd snapshot upload'
+would accept). The file is verified first; a bad one changes nothing.`,
+		Example: `  ctxd restore --data ./data --from backup.db --dry-run
+  ctxd restore --data ./data --from backup.db`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file` (for data_dir)")
+	cmd.Flags().StringVar(&dataDir, "data", "", "data `folder` (default from config: ./data)")
+	cmd.Flags().StringVar(&from, "from", "", "snapshot `file` to restore from")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would change, change nothing")
+	cmd.Flags().StringArrayVar(&opts.Namespaces, "ns", nil, "restore only this `namespace` (repeatable)")
+	cmd.Flags().StringVar(&opts.Prefix, "prefix", "", "restore only keys starting with this `prefix`")
+	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		if from == "" {
+			return usagef("restore needs --from FILE")
+		}
+		path, err := a.dataFile(cmd, configPath, dataDir)
+		if err != nil {
+			return err
+		}
+		st, err := openOffline(path)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		opts.Who = "ctxd restore"
+		res, err := st.Restore(cmd.Context(), from, opts)
+		if err != nil {
+			return err
+		}
+		c := &common{a: a, output: outTable}
+		return c.printRestore(res)
+	})
+	return cmd
+}
+
+// compactCmd rewrites a stopped server's database file compactly.
+func (a *app) compactCmd() *cobra.Command {
+	var configPath, dataDir string
+	cmd := &cobra.Command{
+		Use:   "compact --data DIR",
+		Short: "Rewrite a stopped server's database file to give disk space back",
+		Long: `bbolt files never shrink by themselves. compact copies the database of a
+stopped server's data folder into a new, compact file and replaces the old
+one. On a running server use 'ctxd defrag' instead. To discard old history
+first, use POST /v1/compact or the history.* settings.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file` (for data_dir)")
+	cmd.Flags().StringVar(&dataDir, "data", "", "data `folder` (default from config: ./data)")
+	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		path, err := a.dataFile(cmd, configPath, dataDir)
+		if err != nil {
+			return err
+		}
+		stop := a.spinner("compacting " + path)
+		before, after, err := store.CompactFile(path)
+		stop()
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(a.stdout, "compacted %s: %s -> %s\n", path, byteSize(before), byteSize(after))
+		return err
+	})
+	return cmd
+}
+
+// defragCmd asks a running server to defragment its database online.
+func (a *app) defragCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "defrag", Short: "Rewrite a running server's database file compactly, online", Args: cobra.NoArgs}
+	c := a.clientFlags(cmd, outTable, false)
+	c.timeout = 0
+	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			stop := a.spinner("defragmenting")
+			res, err := cl.Defrag(ctx)
+			stop()
+			if err != nil {
+				return err
+			}
+			if c.output == outJSON {
+				return c.printJSON(res)
+			}
+			_, err = fmt.Fprintf(a.stdout, "defragmented: %s -> %s, writes paused %.1f ms\n",
+				byteSize(res.SizeBefore), byteSize(res.SizeAfter), res.PauseMS)
+			return err
+		})
+	})
+	return cmd
+}
+
+// dataFile resolves the database file of --data / --config.
+func (a *app) dataFile(cmd *cobra.Command, configPath, dataDir string) (string, error) {
+	flags := map[string]string{}
+	if cmd.Flags().Changed("data") {
+		flags["data_dir"] = dataDir
+	}
+	cfg, err := configs.Load(configPath, a.environ, flags)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(cfg.DataDir, dbFile)
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("no database at %s: %w", path, err)
+	}
+	return path, nil
+}
+
+// openOffline opens a stopped server's store; a running server holds the
+// file's lock, which is reported as such.
+func openOffline(path string) (*store.Store, error) {
+	st, err := store.Open(path, store.Options{OpenTimeout: time.Second})
+	if err != nil {
+		if errors.Is(err, errTimeout) || strings.Contains(err.Error(), "timeout") {
+			return nil, fmt.Errorf("%s is in use: stop the server first (%w)", path, err)
+		}
+		return nil, err
+	}
+	return st, nil
+}
+
+var errTimeout = errors.New("timeout")
+
+func (c *common) printSnapshots(list ...client.SnapshotMeta) error {
+	if c.output == outJSON {
+		if len(list) == 1 {
+			return c.printJSON(list[0])
+		}
+		if list == nil {
+			list = []client.SnapshotMeta{}
+		}
+		return c.printJSON(list)
+	}
+	rows := make([]string, 0, len(list))
+	for _, m := range list {
+		var keys uint64
+		for _, ns := range m.Namespaces {
+			keys += ns.Keys
+		}
+		rows = append(rows, fmt.Sprintf("%s\t%d\t%s\t%d\t%s\t%s\t%s", m.ID, m.Revision, timeText(m.Created), keys,
+			byteSize(m.Size), m.Origin, m.SHA256[:min(12, len(m.SHA256))]))
+	}
+	return c.table("ID\tREVISION\tCREATED\tKEYS\tSIZE\tORIGIN\tSHA256", rows)
+}
+
+func (c *common) printRestore(res client.RestoreResult) error {
+	if c.output == outJSON {
+		return c.printJSON(res)
+	}
+	what := "restored"
+	if res.DryRun {
+		what = "dry run: would restore"
+	}
+	kind := "whole database"
+	if res.Partial {
+		kind = "partial"
+	}
+	if _, err := fmt.Fprintf(c.out(), "%s (%s) from snapshot revision %d; revision now %d\n", what, kind, res.SnapshotRevision, res.Revision); err != nil {
+		return err
+	}
+	rows := make([]string, 0, len(res.Namespaces))
+	for _, d := range res.Namespaces {
+		rows = append(rows, fmt.Sprintf("%s\t%d\t%d\t%d\t%d", d.Namespace, d.Added, d.Removed, d.Changed, d.Unchanged))
+	}
+	return c.table("NS\tADDED\tREMOVED\tCHANGED\tUNCHANGED", rows)
+}

@@ -1,0 +1,121 @@
+package export_test
+
+import (
+	"encoding/json"
+	"io"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+	"github.com/stretchr/testify/require"
+)
+
+// BenchmarkWrite dumps namespaces of 1,000, 10,000 and 100,000 keys in
+// each format, from a real store. allocs/key and B/key (allocated, not
+// retained) include the store's reads (store.View.ForEach); they stay flat
+// as the namespace grows, up to the store's B-tree depth. Run with
+//
+//	go test -run '^$' -bench 'BenchmarkWrite' -benchmem ./export/
+func BenchmarkWrite(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		st := openStore(b, store.Options{Limits: store.Limits{MaxTxnOps: 10000}})
+		fill(b, st, n)
+		for _, f := range export.Formats {
+			b.Run(string(f)+"/keys="+strconv.Itoa(n), func(b *testing.B) {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				b.ResetTimer()
+				var res export.Result
+				for b.Loop() {
+					require.NoError(b, st.View(func(v *store.View) error {
+						var err error
+						res, err = export.Write(io.Discard, f, v, export.Options{Namespace: "default", Who: "bench"})
+						return err
+					}))
+				}
+				b.StopTimer()
+				runtime.ReadMemStats(&after)
+				reportPerKey(b, n, res, &before, &after)
+			})
+		}
+	}
+}
+
+// BenchmarkWriteOnly measures the writers alone, over a source that
+// allocates nothing: the allocations per key are the writer's own and do
+// not depend on the number of keys.
+func BenchmarkWriteOnly(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		src := &memSource{rev: 1}
+		for i := range n {
+			v, _ := json.Marshal(map[string]any{"id": i, "name": "item-" + strconv.Itoa(i), "tags": []string{"a", "b"}, "ok": i%2 == 0})
+			src.recs = append(src.recs, store.Record{
+				Namespace: "default", Key: "app/item/" + strconv.Itoa(i), Value: v, Version: 1, CreateRev: 1, ModRev: 1, Who: "bench",
+			})
+		}
+		for _, f := range export.Formats {
+			b.Run(string(f)+"/keys="+strconv.Itoa(n), func(b *testing.B) {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				b.ResetTimer()
+				var res export.Result
+				for b.Loop() {
+					var err error
+					res, err = export.Write(io.Discard, f, src, export.Options{Namespace: "default", Who: "bench"})
+					require.NoError(b, err)
+				}
+				b.StopTimer()
+				runtime.ReadMemStats(&after)
+				reportPerKey(b, n, res, &before, &after)
+			})
+		}
+	}
+}
+
+func reportPerKey(b *testing.B, n int, res export.Result, before, after *runtime.MemStats) {
+	keys := float64(b.N) * float64(n)
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/keys, "allocs/key")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/keys, "B/key")
+	b.ReportMetric(float64(res.Bytes)/float64(n), "out-B/key")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/keys, "ns/key")
+}
+
+// memSource is a Source over records in memory.
+type memSource struct {
+	rev  uint64
+	recs []store.Record
+}
+
+func (m *memSource) Revision() uint64 { return m.rev }
+
+func (m *memSource) ForEach(_, _ string, fn func(store.Record) error) error {
+	for _, r := range m.recs {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *memSource) ForEachChange(string, func(store.Change) error) error { return nil }
+
+func (m *memSource) Change(uint64) (store.Change, error) { return store.Change{}, store.ErrNotFound }
+
+// fill writes n keys with small object values, 10,000 per transaction.
+func fill(b *testing.B, st *store.Store, n int) {
+	b.Helper()
+	var writes []store.Write
+	for i := range n {
+		v, _ := json.Marshal(map[string]any{"id": i, "name": "item-" + strconv.Itoa(i), "tags": []string{"a", "b"}, "ok": i%2 == 0})
+		writes = append(writes, store.Write{Namespace: "default", Key: "app/item/" + strconv.Itoa(i), Op: store.OpPut, Value: v, Who: "bench"})
+		if len(writes) == 10000 || i == n-1 {
+			_, err := st.Txn(bg, writes)
+			require.NoError(b, err)
+			writes = writes[:0]
+		}
+	}
+}

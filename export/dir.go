@@ -1,0 +1,240 @@
+package export
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// MaxNameLen is the longest dump filename, extension included.
+const MaxNameLen = 128
+
+var (
+	// ErrBadName is returned for a dump filename that breaks the rule of
+	// CheckName.
+	ErrBadName = errors.New("bad dump filename")
+	// ErrNoDump is returned when a dump file does not exist.
+	ErrNoDump = errors.New("no such dump")
+)
+
+// CheckName checks a dump filename: 1 to MaxNameLen characters among
+// A-Z a-z 0-9 . _ -, not starting with a dot and without "..". Such a name
+// is one plain file name in the dump folder: it cannot name a folder, a
+// hidden or temp file, or anything outside the folder. Everything else
+// (slashes, backslashes, "..", absolute paths, NUL, %-encodings, spaces,
+// non-ASCII) is refused with an error matching ErrBadName.
+func CheckName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: the filename is empty", ErrBadName)
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("%w: %d characters, at most %d allowed", ErrBadName, len(name), MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: %q: only letters, digits, '.', '_' and '-' are allowed", ErrBadName, name)
+		}
+	}
+	if name[0] == '.' {
+		return fmt.Errorf("%w: %q must not start with '.'", ErrBadName, name)
+	}
+	if strings.Contains(name, "..") {
+		return fmt.Errorf("%w: %q must not contain \"..\"", ErrBadName, name)
+	}
+	return nil
+}
+
+// DumpName returns the filename of a dump in format f asked for as name:
+// name with f's extension added when it does not already end with it,
+// checked by CheckName.
+func DumpName(name string, f Format) (string, error) {
+	if name != "" && !strings.HasSuffix(name, f.Ext()) {
+		name += f.Ext()
+	}
+	if err := CheckName(name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// DefaultName is the filename of a dump in format f taken at t when none is
+// given, as Framework0 named them: context_dump_YYYYMMDD_HHMMSS.<format>.
+func DefaultName(f Format, t time.Time) string {
+	return "context_dump_" + t.UTC().Format("20060102_150405") + f.Ext()
+}
+
+// FileInfo describes a dump file.
+type FileInfo struct {
+	// Name is the filename.
+	Name string
+	// Path is the file's absolute path.
+	Path string
+	// Size is its size in bytes.
+	Size int64
+	// Modified is when it was written. Dumps are written once, so it is also
+	// when the dump was created.
+	Modified time.Time
+}
+
+// Dir is a folder of dump files. It is safe for concurrent use.
+type Dir struct {
+	path string
+
+	mu       sync.Mutex
+	reserved map[string]bool // names being written by Create(replace=false)
+}
+
+// OpenDir opens the dump folder at path, creating it if needed, and removes
+// the temp files a crash may have left in it. Only one process may use a
+// dump folder at a time (ctxd serve holds the database's lock).
+func OpenDir(path string) (*Dir, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("dump folder: %w", err)
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return nil, fmt.Errorf("dump folder: %w", err)
+	}
+	if err := removeTemps(abs); err != nil {
+		return nil, fmt.Errorf("dump folder: remove temp files: %w", err)
+	}
+	return &Dir{path: abs, reserved: make(map[string]bool)}, nil
+}
+
+// Path is the folder's absolute path.
+func (d *Dir) Path() string { return d.path }
+
+// Create writes the dump file name (checked by CheckName) with fn,
+// atomically (see WriteFileAtomic). With replace, an existing file of that
+// name is replaced; without, a free name is picked by adding _2, _3, ...
+// before the extension. It returns the file written.
+func (d *Dir) Create(name string, replace bool, fn func(w io.Writer) error) (FileInfo, error) {
+	if err := CheckName(name); err != nil {
+		return FileInfo{}, err
+	}
+	if !replace {
+		var err error
+		if name, err = d.reserve(name); err != nil {
+			return FileInfo{}, err
+		}
+		defer d.release(name)
+	}
+	path := filepath.Join(d.path, name)
+	if _, err := WriteFileAtomic(path, 0o600, fn); err != nil {
+		return FileInfo{}, fmt.Errorf("write dump %s: %w", name, err)
+	}
+	return d.Stat(name)
+}
+
+// reserve picks a name that is neither on disk nor being written.
+func (d *Dir) reserve(name string) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ext := filepath.Ext(name)
+	stem := strings.TrimSuffix(name, ext)
+	for i := 1; ; i++ {
+		n := name
+		if i > 1 {
+			n = stem + "_" + strconv.Itoa(i) + ext
+		}
+		if err := CheckName(n); err != nil {
+			return "", err
+		}
+		if d.reserved[n] {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(d.path, n)); errors.Is(err, os.ErrNotExist) {
+			d.reserved[n] = true
+			return n, nil
+		}
+	}
+}
+
+func (d *Dir) release(name string) {
+	d.mu.Lock()
+	delete(d.reserved, name)
+	d.mu.Unlock()
+}
+
+// Stat describes the dump file name, or returns an error matching ErrNoDump.
+func (d *Dir) Stat(name string) (FileInfo, error) {
+	if err := CheckName(name); err != nil {
+		return FileInfo{}, err
+	}
+	path := filepath.Join(d.path, name)
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) || err == nil && !fi.Mode().IsRegular() {
+		return FileInfo{}, fmt.Errorf("%w: %s", ErrNoDump, name)
+	}
+	if err != nil {
+		return FileInfo{}, err
+	}
+	return FileInfo{Name: name, Path: path, Size: fi.Size(), Modified: fi.ModTime().UTC()}, nil
+}
+
+// Open opens the dump file name for reading.
+func (d *Dir) Open(name string) (*os.File, FileInfo, error) {
+	info, err := d.Stat(name)
+	if err != nil {
+		return nil, FileInfo{}, err
+	}
+	f, err := os.Open(info.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, FileInfo{}, fmt.Errorf("%w: %s", ErrNoDump, name)
+	}
+	if err != nil {
+		return nil, FileInfo{}, err
+	}
+	return f, info, nil
+}
+
+// List returns the dump files, newest first (then by name). Temp files,
+// folders and any name CheckName refuses are never listed.
+func (d *Dir) List() ([]FileInfo, error) {
+	entries, err := os.ReadDir(d.path)
+	if err != nil {
+		return nil, fmt.Errorf("list dumps: %w", err)
+	}
+	out := []FileInfo{}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || CheckName(e.Name()) != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, FileInfo{
+			Name: e.Name(), Path: filepath.Join(d.path, e.Name()), Size: fi.Size(), Modified: fi.ModTime().UTC(),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Modified.Equal(out[j].Modified) {
+			return out[i].Modified.After(out[j].Modified)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// Spool returns a new temp file in the folder, already removed from it: it
+// holds data only while open and never survives a crash or shows in List.
+func (d *Dir) Spool() (*os.File, error) {
+	f, err := os.CreateTemp(d.path, TempPrefix+"spool-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return f, nil
+}

@@ -1,0 +1,184 @@
+package export_test
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func names(infos []export.FileInfo) []string {
+	out := []string{}
+	for _, fi := range infos {
+		out = append(out, fi.Name)
+	}
+	return out
+}
+
+func dirEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	out := []string{}
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestDirCreateListOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dumps")
+	d, err := export.OpenDir(path)
+	require.NoError(t, err)
+	assert.Equal(t, path, d.Path())
+
+	write := func(s string) func(io.Writer) error {
+		return func(w io.Writer) error { _, err := io.WriteString(w, s); return err }
+	}
+	fi, err := d.Create("a.json", true, write("first"))
+	require.NoError(t, err)
+	assert.Equal(t, "a.json", fi.Name)
+	assert.Equal(t, filepath.Join(path, "a.json"), fi.Path)
+	assert.Equal(t, int64(5), fi.Size)
+	st, err := os.Stat(fi.Path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	// replace overwrites; without it a free name is picked.
+	_, err = d.Create("a.json", true, write("second"))
+	require.NoError(t, err)
+	fi2, err := d.Create("a.json", false, write("third"))
+	require.NoError(t, err)
+	assert.Equal(t, "a_2.json", fi2.Name)
+	fi3, err := d.Create("a.json", false, write("fourth"))
+	require.NoError(t, err)
+	assert.Equal(t, "a_3.json", fi3.Name)
+
+	f, info, err := d.Open("a.json")
+	require.NoError(t, err)
+	b, _ := io.ReadAll(f)
+	f.Close()
+	assert.Equal(t, "second", string(b))
+	assert.Equal(t, int64(6), info.Size)
+
+	_, _, err = d.Open("missing.json")
+	require.ErrorIs(t, err, export.ErrNoDump)
+	_, _, err = d.Open("../ctxd.db")
+	require.ErrorIs(t, err, export.ErrBadName)
+	require.NoError(t, os.Mkdir(filepath.Join(path, "folder.json"), 0o700))
+	_, _, err = d.Open("folder.json")
+	require.ErrorIs(t, err, export.ErrNoDump, "a folder is not a dump")
+
+	// Temp files, hidden files and folders are never listed.
+	require.NoError(t, os.WriteFile(filepath.Join(path, export.TempPrefix+"x.json-123"), []byte("partial"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(path, ".hidden"), nil, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(path, "bad name.json"), nil, 0o600))
+	old := time.Now().Add(-time.Hour)
+	require.NoError(t, os.Chtimes(filepath.Join(path, "a.json"), old, old))
+	list, err := d.List()
+	require.NoError(t, err)
+	assert.Equal(t, "a.json", list[len(list)-1].Name, "newest first: the oldest is last")
+	assert.ElementsMatch(t, []string{"a.json", "a_2.json", "a_3.json"}, names(list))
+
+	// Opening the folder again removes the temp files a crash left.
+	_, err = export.OpenDir(path)
+	require.NoError(t, err)
+	assert.NotContains(t, dirEntries(t, path), export.TempPrefix+"x.json-123")
+	assert.Contains(t, dirEntries(t, path), ".hidden", "only temp files are removed")
+
+	_, err = d.Create("../escape.json", true, write("x"))
+	require.ErrorIs(t, err, export.ErrBadName)
+}
+
+// A dump that fails midway leaves nothing: no file under its name, no temp
+// file, and an earlier dump of the same name intact. While it is being
+// written, the listing does not show it.
+func TestDirCreateFailure(t *testing.T) {
+	path := t.TempDir()
+	d, err := export.OpenDir(path)
+	require.NoError(t, err)
+	_, err = d.Create("keep.csv", true, func(w io.Writer) error { _, err := io.WriteString(w, "old"); return err })
+	require.NoError(t, err)
+
+	boom := errors.New("boom")
+	_, err = d.Create("keep.csv", true, func(w io.Writer) error {
+		_, _ = io.WriteString(w, strings.Repeat("partial", 1000))
+		list, err := d.List()
+		require.NoError(t, err)
+		assert.Equal(t, []string{"keep.csv"}, names(list), "a dump being written is not listed")
+		assert.Len(t, dirEntries(t, path), 2, "the temp file exists meanwhile")
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	assert.Equal(t, []string{"keep.csv"}, dirEntries(t, path))
+	b, err := os.ReadFile(filepath.Join(path, "keep.csv"))
+	require.NoError(t, err)
+	assert.Equal(t, "old", string(b))
+
+	_, err = d.Create("new.csv", false, func(io.Writer) error { return boom })
+	require.ErrorIs(t, err, boom)
+	assert.Equal(t, []string{"keep.csv"}, dirEntries(t, path))
+	fi, err := d.Create("new.csv", false, func(io.Writer) error { return nil })
+	require.NoError(t, err)
+	assert.Equal(t, "new.csv", fi.Name, "a failed dump does not keep its name reserved")
+}
+
+func TestSpool(t *testing.T) {
+	path := t.TempDir()
+	d, err := export.OpenDir(path)
+	require.NoError(t, err)
+	f, err := d.Spool()
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.WriteString("data")
+	require.NoError(t, err)
+	assert.Empty(t, dirEntries(t, path), "a spool file is unlinked at once")
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out.txt")
+	n, err := export.WriteFileAtomic(p, 0o644, func(w io.Writer) error { _, err := io.WriteString(w, "hello"); return err })
+	require.NoError(t, err)
+	assert.Equal(t, int64(5), n)
+	st, err := os.Stat(p)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o644), st.Mode().Perm())
+	_, err = export.WriteFileAtomic(filepath.Join(dir, "missing", "x"), 0o644, func(io.Writer) error { return nil })
+	require.Error(t, err)
+	assert.Equal(t, []string{"out.txt"}, dirEntries(t, dir))
+}
+
+func TestDumpName(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		f    export.Format
+		want string
+	}{
+		{"backup", export.JSON, "backup.json"},
+		{"backup.json", export.JSON, "backup.json"},
+		{"backup.json", export.CSV, "backup.json.csv"},
+		{"nightly-2026_01_02", export.Pretty, "nightly-2026_01_02.pretty"},
+		{"a", export.TXT, "a.txt"},
+		{strings.Repeat("x", 124), export.TXT, strings.Repeat("x", 124) + ".txt"},
+	} {
+		got, err := export.DumpName(tt.in, tt.f)
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, got)
+	}
+	for _, in := range []string{
+		"", ".", "..", "../x", "..%2Fx", "a/b", `a\b`, "/etc/passwd", "a\x00b", "a b", ".hidden",
+		"%2e%2e", "a..b", "é", strings.Repeat("x", 125), "C:x", "a:b", "~root",
+	} {
+		_, err := export.DumpName(in, export.TXT)
+		require.ErrorIs(t, err, export.ErrBadName, "%q", in)
+	}
+	assert.Equal(t, "context_dump_20260304_050607.csv", export.DefaultName(export.CSV, dumpTime))
+}

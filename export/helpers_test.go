@@ -1,0 +1,119 @@
+package export_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+	"github.com/stretchr/testify/require"
+)
+
+var bg = context.Background()
+
+// openStore opens a store in a temp folder, checked and closed when the
+// test ends.
+func openStore(t testing.TB, opts store.Options) *store.Store {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "ctxd.db"), opts)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		require.NoError(t, st.Check(), "consistency check")
+		require.NoError(t, st.Close())
+	})
+	return st
+}
+
+func put(t testing.TB, st *store.Store, ns, key, value, who string) store.Record {
+	t.Helper()
+	rec, err := st.Put(bg, ns, key, json.RawMessage(value), nil, who)
+	require.NoError(t, err)
+	return rec
+}
+
+func del(t testing.TB, st *store.Store, ns, key, who string) store.Record {
+	t.Helper()
+	rec, err := st.Delete(bg, ns, key, nil, who)
+	require.NoError(t, err)
+	return rec
+}
+
+// dump writes a dump of the store's current state.
+func dump(t testing.TB, st *store.Store, f export.Format, opts export.Options) ([]byte, export.Result) {
+	t.Helper()
+	var buf bytes.Buffer
+	var res export.Result
+	require.NoError(t, st.View(func(v *store.View) error {
+		var err error
+		res, err = export.Write(&buf, f, v, opts)
+		return err
+	}))
+	require.Equal(t, int64(buf.Len()), res.Bytes)
+	return buf.Bytes(), res
+}
+
+// liveRecords lists every key of ns, as the store answers.
+func liveRecords(t testing.TB, st *store.Store, ns string) []store.Record {
+	t.Helper()
+	var out []store.Record
+	after := ""
+	for {
+		page, err := st.List(ns, store.ListOptions{After: after, Limit: store.MaxListLimit})
+		require.NoError(t, err)
+		out = append(out, page.Records...)
+		if page.Next == "" {
+			return out
+		}
+		after = page.Next
+	}
+}
+
+// sampleValues are values of every JSON type, some with characters that
+// need quoting in CSV or escaping in JSON.
+var sampleValues = map[string]string{
+	"app.config.debug":    `true`,
+	"app.config.level":    `3`,
+	"app.name":            `"ctxd"`,
+	"app.motto":           `"say \"hi\", then\nleave"`,
+	"app.spaces":          `"  padded  "`,
+	"deploy/prod/version": `"1.4.2"`,
+	"float":               `-12.5e3`,
+	"nothing":             `null`,
+	"list":                `[1, "two", {"three": 3}]`,
+	"obj":                 "{\n  \"nested\": {\"a\": [true, false]},\n  \"b\": \"x,y\"\n}",
+	"unicode/日本語":         `"émoji 🎉 \u2028"`,
+	"empty.string":        `""`,
+	"empty.object":        `{}`,
+	"comma,key":           `"v"`,
+	"quote\"key":          `"v"`,
+}
+
+// populate writes sampleValues to ns with a little history: an update, a
+// delete and a re-create, and a key in another namespace.
+func populate(t testing.TB, st *store.Store, ns string) {
+	t.Helper()
+	for k, v := range sampleValues {
+		put(t, st, ns, k, `"old"`, "alice")
+		put(t, st, ns, k, v, "bob")
+	}
+	put(t, st, ns, "gone", `1`, "alice")
+	del(t, st, ns, "gone", "carol")
+	put(t, st, ns, "reborn", `1`, "alice")
+	del(t, st, ns, "reborn", "alice")
+	put(t, st, ns, "reborn", `2`, "dave")
+	put(t, st, "other", "not.dumped", `1`, "alice")
+}
+
+// compactJSON returns v compacted, to compare JSON values.
+func compactJSON(t testing.TB, v []byte) string {
+	t.Helper()
+	var b bytes.Buffer
+	require.NoError(t, json.Compact(&b, v), "value %q", v)
+	return b.String()
+}
+
+var dumpTime = time.Date(2026, 3, 4, 5, 6, 7, 890000000, time.UTC)

@@ -1,0 +1,156 @@
+package export
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/framework0/ctxd/store"
+)
+
+// Source is a consistent, read-only view of the store at one revision: what
+// a dump is written from. *store.View is a Source; a snapshot file can be
+// one too.
+type Source interface {
+	// Revision is the revision everything read through the source is
+	// consistent at.
+	Revision() uint64
+	// ForEach calls fn for every live key of ns that starts with prefix, in
+	// key order, streaming.
+	ForEach(ns, prefix string, fn func(store.Record) error) error
+	// ForEachChange calls fn for every retained change of ns, oldest first.
+	ForEachChange(ns string, fn func(store.Change) error) error
+	// Change returns the change logged at rev, or an error matching
+	// store.ErrNotFound if history no longer holds it.
+	Change(rev uint64) (store.Change, error)
+}
+
+var _ Source = (*store.View)(nil)
+
+// errStop ends an iteration early; it never leaves this package.
+var errStop = errors.New("stop")
+
+// AtRevision returns a view of src as it was at revision rev: its keys hold
+// what they held at rev, and its history ends at rev. rev must not be above
+// src's revision (store.ErrFutureRevision) nor 0.
+//
+// The answer is exact when history at rev is retained, that is rev is not
+// below the compacted revision; checking that is the caller's job (the
+// store's GetAt does it). A change missing from the log while walking back
+// is reported as store.ErrCompacted. Records read at an earlier revision
+// have CreateRev 0: the log does not record it.
+//
+// Memory: the keys of ns deleted after rev are held in memory, sorted, while
+// ForEach runs; everything else streams.
+func AtRevision(src Source, rev uint64) (Source, error) {
+	if rev == 0 {
+		return nil, fmt.Errorf("revision must be at least 1: %w", store.ErrInvalid)
+	}
+	if cur := src.Revision(); rev > cur {
+		return nil, fmt.Errorf("%w: revision %d, current revision is %d", store.ErrFutureRevision, rev, cur)
+	}
+	if rev == src.Revision() {
+		return src, nil
+	}
+	return &atRevision{src: src, rev: rev}, nil
+}
+
+type atRevision struct {
+	src Source
+	rev uint64
+}
+
+func (a *atRevision) Revision() uint64 { return a.rev }
+
+func (a *atRevision) Change(rev uint64) (store.Change, error) {
+	if rev > a.rev {
+		return store.Change{}, fmt.Errorf("revision %d: %w", rev, store.ErrNotFound)
+	}
+	return a.src.Change(rev)
+}
+
+func (a *atRevision) ForEachChange(ns string, fn func(store.Change) error) error {
+	err := a.src.ForEachChange(ns, func(c store.Change) error {
+		if c.Revision > a.rev {
+			return errStop
+		}
+		return fn(c)
+	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// ForEach merges two key-ordered streams: the live keys, each read back to
+// the change in effect at rev, and the keys whose life was ended by a
+// delete after rev, read back the same way.
+func (a *atRevision) ForEach(ns, prefix string, fn func(store.Record) error) error {
+	var ended []store.Record
+	err := a.src.ForEachChange(ns, func(c store.Change) error {
+		if c.Revision <= a.rev || c.Op != store.OpDelete || !strings.HasPrefix(c.Key, prefix) {
+			return nil
+		}
+		r, ok, err := a.inEffect(c.PrevRev)
+		if err != nil || !ok {
+			return err
+		}
+		ended = append(ended, r)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(ended, func(i, j int) bool { return ended[i].Key < ended[j].Key })
+	err = a.src.ForEach(ns, prefix, func(r store.Record) error {
+		for len(ended) > 0 && ended[0].Key < r.Key {
+			if err := fn(ended[0]); err != nil {
+				return err
+			}
+			ended = ended[1:]
+		}
+		if r.ModRev <= a.rev {
+			return fn(r)
+		}
+		old, ok, err := a.inEffect(r.ModRev)
+		if err != nil || !ok {
+			return err
+		}
+		return fn(old)
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range ended {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inEffect walks a key's life back from the put at revision from to the
+// first put at or below a.rev. ok is false when the life started after rev.
+func (a *atRevision) inEffect(from uint64) (store.Record, bool, error) {
+	for rev := from; rev != 0; {
+		c, err := a.src.Change(rev)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return store.Record{}, false, fmt.Errorf("read at revision %d: the history it needs is gone: %w", a.rev, store.ErrCompacted)
+			}
+			return store.Record{}, false, err
+		}
+		if c.Revision <= a.rev {
+			if c.Op != store.OpPut {
+				return store.Record{}, false, nil
+			}
+			return store.Record{
+				Namespace: c.Namespace, Key: c.Key, Value: c.Value, Version: c.Version,
+				ModRev: c.Revision, Who: c.Who, UpdatedAt: c.Time,
+			}, true, nil
+		}
+		rev = c.PrevRev
+	}
+	return store.Record{}, false, nil
+}

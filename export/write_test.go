@@ -1,0 +1,359 @@
+package export_test
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type jsonDump struct {
+	Timestamp      time.Time                  `json:"timestamp"`
+	Who            string                     `json:"who"`
+	Revision       uint64                     `json:"revision"`
+	Namespace      string                     `json:"namespace"`
+	Format         string                     `json:"format"`
+	IncludeHistory bool                       `json:"include_history"`
+	Context        map[string]json.RawMessage `json:"context"`
+	KeyCount       int                        `json:"key_count"`
+	History        []historyEntry             `json:"history"`
+	HistoryCount   *int                       `json:"history_count"`
+}
+
+type historyEntry struct {
+	Revision  uint64          `json:"revision"`
+	Timestamp time.Time       `json:"timestamp"`
+	Key       string          `json:"key"`
+	Action    string          `json:"action"`
+	Before    json.RawMessage `json:"before"`
+	After     json.RawMessage `json:"after"`
+	Who       string          `json:"who"`
+	Version   uint64          `json:"version"`
+}
+
+func decodeStrict[T any](t testing.TB, b []byte) T {
+	t.Helper()
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&v), "%s", b)
+	_, err := dec.Token()
+	require.ErrorIs(t, err, io.EOF, "data after the dump")
+	return v
+}
+
+// changesOf returns the retained changes of ns, oldest first, and every
+// change by revision.
+func changesOf(t testing.TB, st *store.Store, ns string) ([]store.Change, map[uint64]store.Change) {
+	t.Helper()
+	all, err := st.ReadLog(0, 1<<30)
+	require.NoError(t, err)
+	byRev := map[uint64]store.Change{}
+	var out []store.Change
+	for _, c := range all {
+		byRev[c.Revision] = c
+		if c.Namespace == ns {
+			out = append(out, c)
+		}
+	}
+	return out, byRev
+}
+
+func TestJSONDump(t *testing.T) {
+	st := openStore(t, store.Options{})
+	populate(t, st, "default")
+	live := liveRecords(t, st, "default")
+
+	for _, history := range []bool{false, true} {
+		t.Run("history="+strconv.FormatBool(history), func(t *testing.T) {
+			out, res := dump(t, st, export.JSON, export.Options{Namespace: "default", Who: "tester", History: history, Time: dumpTime})
+			d := decodeStrict[jsonDump](t, out)
+			assert.Equal(t, dumpTime, d.Timestamp)
+			assert.Equal(t, "tester", d.Who)
+			assert.Equal(t, st.Revision(), d.Revision)
+			assert.Equal(t, st.Revision(), res.Revision)
+			assert.Equal(t, "default", d.Namespace)
+			assert.Equal(t, "json", d.Format)
+			assert.Equal(t, history, d.IncludeHistory)
+			assert.Equal(t, len(live), d.KeyCount)
+			assert.Equal(t, len(live), res.Keys)
+			require.Len(t, d.Context, len(live))
+			for _, r := range live {
+				require.Contains(t, d.Context, r.Key)
+				assert.Equal(t, compactJSON(t, r.Value), string(d.Context[r.Key]), r.Key)
+			}
+			assert.NotContains(t, d.Context, "not.dumped")
+			assert.NotContains(t, d.Context, "gone")
+			assert.Equal(t, `2`, string(d.Context["reborn"]))
+
+			if !history {
+				assert.Nil(t, d.History)
+				assert.Nil(t, d.HistoryCount)
+				assert.Equal(t, 0, res.Changes)
+				return
+			}
+			changes, byRev := changesOf(t, st, "default")
+			require.Len(t, d.History, len(changes))
+			require.NotNil(t, d.HistoryCount)
+			assert.Equal(t, len(changes), *d.HistoryCount)
+			assert.Equal(t, len(changes), res.Changes)
+			for i, c := range changes {
+				h := d.History[i]
+				assert.Equal(t, c.Revision, h.Revision)
+				assert.Equal(t, c.Key, h.Key)
+				assert.Equal(t, c.Who, h.Who)
+				assert.Equal(t, c.Version, h.Version)
+				assert.True(t, c.Time.Equal(h.Timestamp))
+				before := "null"
+				if c.PrevRev != 0 {
+					before = compactJSON(t, byRev[c.PrevRev].Value)
+				}
+				assert.Equal(t, before, string(h.Before), "before of revision %d", c.Revision)
+				if c.Op == store.OpDelete {
+					assert.Equal(t, "delete", h.Action)
+					assert.Equal(t, "null", string(h.After))
+				} else {
+					assert.Equal(t, "set", h.Action)
+					assert.Equal(t, compactJSON(t, c.Value), string(h.After))
+				}
+			}
+		})
+	}
+}
+
+// An empty namespace, and one that does not exist, dump as an empty context.
+func TestEmptyDumps(t *testing.T) {
+	st := openStore(t, store.Options{})
+	for _, f := range export.Formats {
+		out, res := dump(t, st, f, export.Options{Namespace: "nothing-here", Who: "x", History: true})
+		assert.Equal(t, 0, res.Keys, f)
+		assert.NotEmpty(t, out)
+	}
+	out, _ := dump(t, st, export.JSON, export.Options{Namespace: "default", History: true})
+	d := decodeStrict[jsonDump](t, out)
+	assert.Empty(t, d.Context)
+	assert.NotNil(t, d.Context)
+	assert.NotNil(t, d.History)
+	assert.Empty(t, d.History)
+}
+
+func TestCSVDump(t *testing.T) {
+	st := openStore(t, store.Options{})
+	populate(t, st, "default")
+	live := liveRecords(t, st, "default")
+
+	for _, history := range []bool{false, true} {
+		t.Run("history="+strconv.FormatBool(history), func(t *testing.T) {
+			out, res := dump(t, st, export.CSV, export.Options{Namespace: "default", Who: "tester", History: history})
+			assert.Contains(t, string(out), "\r\n", "RFC 4180 line ends")
+			rd := csv.NewReader(bytes.NewReader(out))
+			rows, err := rd.ReadAll()
+			require.NoError(t, err)
+			header := []string{"Key", "Value", "Type", "Version", "Revision", "Who", "Updated_At"}
+			if history {
+				header = append(header, "Action")
+			}
+			require.Equal(t, header, rows[0])
+			rows = rows[1:]
+			require.GreaterOrEqual(t, len(rows), len(live))
+			assert.Equal(t, len(live), res.Keys)
+			for i, r := range live {
+				row := rows[i]
+				assert.Equal(t, r.Key, row[0])
+				var want string
+				typ := "string"
+				if !isString(r.Value) {
+					want = compactJSON(t, r.Value)
+					var v any
+					require.NoError(t, json.Unmarshal(r.Value, &v))
+					switch v.(type) {
+					case nil:
+						typ = "null"
+					case bool:
+						typ = "boolean"
+					case float64:
+						typ = "number"
+					case map[string]any:
+						typ = "object"
+					case []any:
+						typ = "array"
+					}
+				}
+				if typ == "string" {
+					require.NoError(t, json.Unmarshal(r.Value, &want))
+				}
+				assert.Equal(t, want, row[1], r.Key)
+				assert.Equal(t, typ, row[2], r.Key)
+				assert.Equal(t, strconv.FormatUint(r.Version, 10), row[3])
+				assert.Equal(t, strconv.FormatUint(r.ModRev, 10), row[4])
+				assert.Equal(t, r.Who, row[5])
+				ts, err := time.Parse(time.RFC3339Nano, row[6])
+				require.NoError(t, err)
+				assert.True(t, r.UpdatedAt.Equal(ts))
+				if history {
+					assert.Equal(t, "current", row[7])
+				}
+			}
+			if !history {
+				assert.Len(t, rows, len(live))
+				return
+			}
+			changes, _ := changesOf(t, st, "default")
+			hrows := rows[len(live):]
+			require.Len(t, hrows, len(changes))
+			for i, c := range changes {
+				row := hrows[i]
+				assert.Equal(t, c.Key, row[0])
+				assert.Equal(t, strconv.FormatUint(c.Revision, 10), row[4])
+				if c.Op == store.OpDelete {
+					assert.Equal(t, "delete", row[7])
+					assert.Equal(t, "", row[1])
+					assert.Equal(t, "", row[2])
+				} else {
+					assert.Equal(t, "set", row[7])
+				}
+			}
+		})
+	}
+}
+
+func TestTXTDump(t *testing.T) {
+	st := openStore(t, store.Options{})
+	populate(t, st, "default")
+	live := liveRecords(t, st, "default")
+
+	out, res := dump(t, st, export.TXT, export.Options{Namespace: "default", Who: "tester", Time: dumpTime})
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	assert.Equal(t, "# ctxd dump of namespace default at revision "+strconv.FormatUint(res.Revision, 10), lines[0])
+	assert.Equal(t, "# taken 2026-03-04T05:06:07.89Z by tester", lines[1])
+	assert.Equal(t, "# "+strconv.Itoa(len(live))+" keys", lines[len(lines)-1])
+	body := lines[2 : len(lines)-1]
+	require.Len(t, body, len(live))
+	for i, r := range live {
+		key, value, ok := strings.Cut(body[i], "=")
+		require.True(t, ok, body[i])
+		assert.Equal(t, r.Key, key)
+		var s string
+		if isString(r.Value) && json.Unmarshal(r.Value, &s) == nil && !strings.ContainsAny(s, "\n\r\t") {
+			assert.Equal(t, s, value, r.Key)
+		} else {
+			assert.Equal(t, compactJSON(t, r.Value), value, r.Key)
+		}
+	}
+
+	out, res = dump(t, st, export.TXT, export.Options{Namespace: "default", Who: "tester", History: true})
+	changes, _ := changesOf(t, st, "default")
+	assert.Equal(t, len(changes), res.Changes)
+	text := string(out)
+	assert.Contains(t, text, "# history, oldest first")
+	assert.Contains(t, text, " carol delete gone\n")
+	assert.True(t, strings.HasSuffix(text, "# "+strconv.Itoa(len(changes))+" changes\n"))
+}
+
+func TestPrettyDump(t *testing.T) {
+	st := openStore(t, store.Options{})
+	populate(t, st, "default")
+	live := liveRecords(t, st, "default")
+
+	out, res := dump(t, st, export.Pretty, export.Options{Namespace: "default", Who: "tester", History: true, Time: dumpTime})
+	text := string(out)
+	for _, want := range []string{
+		"Timestamp: 2026-03-04T05:06:07.89Z\n", "Requested by: tester\n", "Namespace: default\n",
+		"Revision: " + strconv.FormatUint(res.Revision, 10) + "\n", "Include history: true\n",
+		"Total keys: " + strconv.Itoa(len(live)) + "\n", "Change history:\n",
+		"carol deleted gone (revision",
+	} {
+		assert.Contains(t, text, want)
+	}
+	// Parse the context section back: "key: <indented JSON>" blocks, in key order.
+	_, section, ok := strings.Cut(text, "Context data:\n----------------------------------------\n")
+	require.True(t, ok)
+	section, _, ok = strings.Cut(section, "Total keys:")
+	require.True(t, ok)
+	for i, r := range live {
+		prefix := r.Key + ": "
+		require.True(t, strings.HasPrefix(section, prefix), "block %d should be %q: %.60q", i, r.Key, section)
+		section = section[len(prefix):]
+		dec := json.NewDecoder(strings.NewReader(section))
+		var v json.RawMessage
+		require.NoError(t, dec.Decode(&v))
+		assert.Equal(t, compactJSON(t, r.Value), compactJSON(t, v), r.Key)
+		if strings.HasPrefix(strings.TrimSpace(string(r.Value)), "{\"nested") {
+			assert.Contains(t, string(v), "\n  \"nested\": {\n    \"a\": [", "values are indented")
+		}
+		section = section[dec.InputOffset():]
+		require.True(t, strings.HasPrefix(section, "\n\n"), "%.40q", section)
+		section = section[2:]
+	}
+	assert.Empty(t, section)
+}
+
+// A failing writer stops the dump with its error.
+func TestWriteError(t *testing.T) {
+	st := openStore(t, store.Options{})
+	var writes []store.Write
+	for i := range 2000 {
+		writes = append(writes, store.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: store.OpPut, Value: []byte(`"` + strings.Repeat("x", 100) + `"`), Who: "a"})
+		if len(writes) == 100 {
+			_, err := st.Txn(bg, writes)
+			require.NoError(t, err)
+			writes = writes[:0]
+		}
+	}
+	boom := errors.New("disk full")
+	for _, f := range export.Formats {
+		err := st.View(func(v *store.View) error {
+			_, err := export.Write(failingWriter{after: 1000, err: boom}, f, v, export.Options{Namespace: "default"})
+			return err
+		})
+		require.ErrorIs(t, err, boom, f)
+	}
+	err := st.View(func(v *store.View) error {
+		_, err := export.Write(io.Discard, "xml", v, export.Options{Namespace: "default"})
+		return err
+	})
+	require.ErrorIs(t, err, export.ErrUnknownFormat)
+}
+
+type failingWriter struct {
+	after int
+	err   error
+}
+
+func (w failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.after {
+		return w.after, w.err
+	}
+	return len(p), nil
+}
+
+func TestParseFormat(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want export.Format
+		ext  string
+	}{{"", export.JSON, ".json"}, {"json", export.JSON, ".json"}, {"JSON", export.JSON, ".json"}, {"pretty", export.Pretty, ".pretty"}, {"csv", export.CSV, ".csv"}, {"Txt", export.TXT, ".txt"}} {
+		f, err := export.ParseFormat(tt.in)
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, f)
+		assert.Equal(t, tt.ext, f.Ext())
+	}
+	for _, in := range []string{"xml", "yaml", "js on", "json "} {
+		_, err := export.ParseFormat(in)
+		require.ErrorIs(t, err, export.ErrUnknownFormat, in)
+	}
+}
+
+func isString(v []byte) bool {
+	return strings.HasPrefix(strings.TrimSpace(string(v)), `"`)
+}

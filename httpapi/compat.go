@@ -1,0 +1,562 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+	"github.com/labstack/echo/v4"
+)
+
+// The Framework0-compatible API: the /ctx routes of Framework0's Enhanced
+// Context Server, on one namespace (Config.CompatNamespace), with the same
+// fields and statuses, so that its shell scripts, Python client and
+// dashboards work unchanged. Errors carry ctxd's {"error":{"code",
+// "message"}} and Framework0's "status":"error".
+//
+//	GET    /ctx?key=K          {"key","value","timestamp","status"}; unknown key: 200, value null
+//	GET    /ctx/{key}          the same; unknown key: 404
+//	POST   /ctx                {"key","value","who"} -> {"status","key","value","who","timestamp"}
+//	DELETE /ctx/{key}          {"status","key","who","timestamp"}
+//	GET    /ctx/all            {"context","history_count","connected_clients","timestamp","status"}
+//	GET    /ctx/history        ?key=&who= -> {"history","total_entries","filtered_entries","timestamp","status"}
+//	GET    /ctx/status         {"status":"running",...}
+//	POST   /ctx/dump           {"format","filename","who","include_history"} (or query) -> the dump written
+//	GET    /ctx/dump/list      the dump files
+//	GET    /ctx/dump/{file}    download one
+//	GET    /                   a short HTML page linking the API
+
+// compatWho is who Framework0 recorded when a request named no one.
+const compatWho = "api_client"
+
+func (s *Server) compatRoutes() {
+	e := s.e
+	e.GET("/", s.index)
+	e.HEAD("/", s.index)
+	e.GET("/ctx", s.compat(s.compatGetQuery))
+	e.POST("/ctx", s.compat(s.compatSet))
+	e.GET("/ctx/all", s.compat(s.compatAll))
+	e.GET("/ctx/history", s.compat(s.compatHistory))
+	e.GET("/ctx/status", s.compat(s.compatStatus))
+	e.POST("/ctx/dump", s.compat(s.compatDump))
+	e.GET("/ctx/dump/list", s.compat(s.compatDumpList))
+	e.GET("/ctx/dump/*", s.compat(s.compatDumpDownload))
+	// The key is taken from the escaped path, as on the v1 routes.
+	e.GET("/ctx/*", s.compat(s.compatGetPath))
+	e.DELETE("/ctx/*", s.compat(s.compatDelete))
+}
+
+// compatNS is the namespace of the /ctx API.
+func (s *Server) compatNS() string {
+	if s.cfg.CompatNamespace == "" {
+		return store.DefaultNamespace
+	}
+	return s.cfg.CompatNamespace
+}
+
+// compat answers a /ctx handler's error as Framework0 clients expect it: the
+// status and error object from the one error table, plus "status":"error".
+func (s *Server) compat(h echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := h(c)
+		if err == nil {
+			return nil
+		}
+		var he *echo.HTTPError
+		if errors.As(err, &he) || c.Response().Committed {
+			return err
+		}
+		ae, known := toAPIError(err, c)
+		if !known {
+			return err // logged and answered as internal by handleError
+		}
+		return respond(c, ae.status, func(b []byte) []byte {
+			b = appendError(b, &ae)
+			return append(b[:len(b)-1], `,"status":"error"}`...)
+		})
+	}
+}
+
+// compatKeyPath reads the key from the escaped path after "/ctx/".
+func compatKeyPath(r *http.Request) (string, error) {
+	raw, ok := strings.CutPrefix(r.URL.EscapedPath(), "/ctx/")
+	if !ok {
+		return "", badRequest("malformed key path")
+	}
+	key, err := url.PathUnescape(raw)
+	if err != nil {
+		return "", badRequest("key is not a valid path-escaped string: " + err.Error())
+	}
+	if key == "" {
+		return "", badRequest("key must not be empty")
+	}
+	return key, nil
+}
+
+// compatWhoOf returns ?who=, else X-Ctxd-Who, else "api_client".
+func compatWhoOf(c echo.Context) string {
+	if w, _ := queryParam(c, "who"); w != "" {
+		return w
+	}
+	if w := c.Request().Header.Get(headerWho); w != "" {
+		return w
+	}
+	return compatWho
+}
+
+// appendValueAnswer appends {"key","value","timestamp","status":"success"}.
+func appendValueAnswer(b []byte, key string, value []byte, now time.Time) []byte {
+	b = append(b, `{"key":`...)
+	b = appendString(b, key)
+	b = append(b, `,"value":`...)
+	b = appendRaw(b, value)
+	b = append(b, `,"timestamp":`...)
+	b = appendTime(b, now)
+	return append(b, `,"status":"success"}`...)
+}
+
+// compatGetQuery serves GET /ctx?key=K. As in Framework0, a key that does
+// not exist is a 200 with a null value.
+func (s *Server) compatGetQuery(c echo.Context) error {
+	key, _ := queryParam(c, "key")
+	if key == "" {
+		return badRequest(`missing "key" parameter: GET /ctx?key=NAME`)
+	}
+	rec, err := s.st.Get(s.compatNS(), key)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	now := time.Now().UTC()
+	return respond(c, http.StatusOK, func(b []byte) []byte { return appendValueAnswer(b, key, rec.Value, now) })
+}
+
+// compatGetPath serves GET /ctx/{key}; a key that does not exist is a 404.
+func (s *Server) compatGetPath(c echo.Context) error {
+	key, err := compatKeyPath(c.Request())
+	if err != nil {
+		return err
+	}
+	rec, err := s.st.Get(s.compatNS(), key)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	return respond(c, http.StatusOK, func(b []byte) []byte { return appendValueAnswer(b, key, rec.Value, now) })
+}
+
+// compatSet serves POST /ctx with {"key","value","who"}; without "who",
+// ?who= or X-Ctxd-Who, else api_client. As in Framework0, a missing or null
+// value is a 400 (v1 stores null like any value).
+func (s *Server) compatSet(c echo.Context) error {
+	req := c.Request()
+	body, err := readBody(req)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Key   *string         `json:"key"`
+		Value json.RawMessage `json:"value"`
+		Who   *string         `json:"who"`
+	}
+	if err := decodeObject(body, &in); err != nil {
+		return err
+	}
+	if in.Key == nil || *in.Key == "" {
+		return badRequest(`missing "key": send {"key": "name", "value": ...}`)
+	}
+	if len(in.Value) == 0 || string(in.Value) == "null" {
+		return badRequest(`missing "value" (null is not a value here): send {"key": "name", "value": ...}`)
+	}
+	author := compatWhoOf(c)
+	if in.Who != nil && *in.Who != "" {
+		author = *in.Who
+	}
+	rec, err := s.st.Put(req.Context(), s.compatNS(), *in.Key, in.Value, nil, author)
+	if err != nil {
+		return err
+	}
+	return respond(c, http.StatusOK, func(b []byte) []byte {
+		b = append(b, `{"status":"success","key":`...)
+		b = appendString(b, rec.Key)
+		b = append(b, `,"value":`...)
+		b = appendRaw(b, rec.Value)
+		b = append(b, `,"who":`...)
+		b = appendString(b, rec.Who)
+		b = append(b, `,"timestamp":`...)
+		b = appendTime(b, rec.UpdatedAt)
+		return append(b, '}')
+	})
+}
+
+// decodeObject decodes a JSON object body into v (a pointer to a struct;
+// unknown fields are ignored, as Framework0 did).
+func decodeObject(body []byte, v any) error {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return badRequest("the body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	if err := dec.Decode(v); err != nil {
+		return badRequest("the body is not a valid JSON object: " + err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("the body has data after the JSON object")
+	}
+	return nil
+}
+
+// compatDelete serves DELETE /ctx/{key} (who: ?who= or X-Ctxd-Who).
+func (s *Server) compatDelete(c echo.Context) error {
+	key, err := compatKeyPath(c.Request())
+	if err != nil {
+		return err
+	}
+	rec, err := s.st.Delete(c.Request().Context(), s.compatNS(), key, nil, compatWhoOf(c))
+	if err != nil {
+		return err
+	}
+	return respond(c, http.StatusOK, func(b []byte) []byte {
+		b = append(b, `{"status":"success","key":`...)
+		b = appendString(b, rec.Key)
+		b = append(b, `,"who":`...)
+		b = appendString(b, rec.Who)
+		b = append(b, `,"timestamp":`...)
+		b = appendTime(b, rec.UpdatedAt)
+		return append(b, '}')
+	})
+}
+
+func (s *Server) connectedClients() int {
+	if s.cfg.Clients == nil {
+		return 0
+	}
+	return s.cfg.Clients()
+}
+
+// compatAll serves GET /ctx/all: every key of the namespace and the number
+// of changes history holds, from one consistent read.
+func (s *Server) compatAll(c echo.Context) error {
+	ns := s.compatNS()
+	return s.sendSpooled(c, func(w io.Writer) (http.Header, error) {
+		bw := &lineWriter{w: w}
+		bw.b = append(bw.b, `{"context":{`...)
+		changes := 0
+		err := s.st.View(func(v *store.View) error {
+			n := 0
+			err := v.ForEach(ns, "", func(r store.Record) error {
+				if n > 0 {
+					bw.b = append(bw.b, ',')
+				}
+				n++
+				bw.b = appendString(bw.b, r.Key)
+				bw.b = append(bw.b, ':')
+				bw.b = appendRaw(bw.b, r.Value)
+				return bw.flushIfFull()
+			})
+			if err != nil {
+				return err
+			}
+			return v.ForEachChange(ns, func(store.Change) error { changes++; return nil })
+		})
+		if err != nil {
+			return nil, err
+		}
+		bw.b = append(bw.b, `},"history_count":`...)
+		bw.b = strconv.AppendInt(bw.b, int64(changes), 10)
+		bw.b = append(bw.b, `,"connected_clients":`...)
+		bw.b = strconv.AppendInt(bw.b, int64(s.connectedClients()), 10)
+		bw.b = append(bw.b, `,"timestamp":`...)
+		bw.b = appendTime(bw.b, time.Now().UTC())
+		bw.b = append(bw.b, `,"status":"success"}`...)
+		return jsonHeader(), bw.flush()
+	})
+}
+
+// compatHistory serves GET /ctx/history?key=&who=: the namespace's changes
+// in the order they happened, each with the value before and after it.
+func (s *Server) compatHistory(c echo.Context) error {
+	ns := s.compatNS()
+	keyFilter, _ := queryParam(c, "key")
+	whoFilter, _ := queryParam(c, "who")
+	return s.sendSpooled(c, func(w io.Writer) (http.Header, error) {
+		bw := &lineWriter{w: w}
+		bw.b = append(bw.b, `{"history":[`...)
+		total, kept := 0, 0
+		err := s.st.View(func(v *store.View) error {
+			return export.ForEachEntry(v, ns, func(e *export.Entry) error {
+				total++
+				if keyFilter != "" && e.Key != keyFilter || whoFilter != "" && e.Who != whoFilter {
+					return nil
+				}
+				if kept > 0 {
+					bw.b = append(bw.b, ',')
+				}
+				kept++
+				bw.b = append(bw.b, `{"timestamp":`...)
+				bw.b = appendTime(bw.b, e.Time)
+				bw.b = append(bw.b, `,"key":`...)
+				bw.b = appendString(bw.b, e.Key)
+				bw.b = append(bw.b, `,"before":`...)
+				bw.b = appendRaw(bw.b, e.Before)
+				bw.b = append(bw.b, `,"after":`...)
+				bw.b = appendRaw(bw.b, e.After())
+				bw.b = append(bw.b, `,"who":`...)
+				bw.b = appendString(bw.b, e.Who)
+				bw.b = append(bw.b, `,"action":"`...)
+				bw.b = append(bw.b, e.Action()...)
+				bw.b = append(bw.b, `"}`...)
+				return bw.flushIfFull()
+			})
+		})
+		if err != nil {
+			return nil, err
+		}
+		bw.b = append(bw.b, `],"total_entries":`...)
+		bw.b = strconv.AppendInt(bw.b, int64(total), 10)
+		bw.b = append(bw.b, `,"filtered_entries":`...)
+		bw.b = strconv.AppendInt(bw.b, int64(kept), 10)
+		bw.b = append(bw.b, `,"timestamp":`...)
+		bw.b = appendTime(bw.b, time.Now().UTC())
+		bw.b = append(bw.b, `,"status":"success"}`...)
+		return jsonHeader(), bw.flush()
+	})
+}
+
+func jsonHeader() http.Header {
+	return http.Header{echo.HeaderContentType: contentTypeJSON}
+}
+
+// lineWriter builds output in a buffer and writes it out in chunks.
+type lineWriter struct {
+	w io.Writer
+	b []byte
+}
+
+func (l *lineWriter) flushIfFull() error {
+	if len(l.b) < 32<<10 {
+		return nil
+	}
+	return l.flush()
+}
+
+func (l *lineWriter) flush() error {
+	_, err := l.w.Write(l.b)
+	l.b = l.b[:0]
+	return err
+}
+
+// compatStatusResponse is the body of GET /ctx/status.
+type compatStatusResponse struct {
+	Status           string    `json:"status"`
+	Version          string    `json:"version"`
+	Namespace        string    `json:"namespace"`
+	Revision         uint64    `json:"revision"`
+	Keys             uint64    `json:"keys"`
+	ConnectedClients int       `json:"connected_clients"`
+	UptimeSeconds    int64     `json:"uptime_seconds"`
+	DumpDirectory    string    `json:"dump_directory"`
+	Timestamp        time.Time `json:"timestamp"`
+}
+
+// compatStatus serves GET /ctx/status.
+func (s *Server) compatStatus(c echo.Context) error {
+	ns := s.compatNS()
+	st, err := s.st.Status()
+	if err != nil {
+		return err
+	}
+	nss, err := s.st.Namespaces()
+	if err != nil {
+		return err
+	}
+	out := compatStatusResponse{
+		Status: "running", Version: s.cfg.Version, Namespace: ns, Revision: st.Revision,
+		ConnectedClients: s.connectedClients(), UptimeSeconds: int64(time.Since(s.started) / time.Second),
+		Timestamp: time.Now().UTC(),
+	}
+	for _, n := range nss {
+		if n.Name == ns {
+			out.Keys = n.Keys
+		}
+	}
+	if s.dumps.dir != nil {
+		out.DumpDirectory = s.dumps.dir.Path()
+	}
+	return sendJSON(c, http.StatusOK, out)
+}
+
+// compatDumpRequest is the JSON body of POST /ctx/dump; every field is
+// optional, and may be given as a query parameter instead.
+type compatDumpRequest struct {
+	Format         *string         `json:"format"`
+	Filename       *string         `json:"filename"`
+	Who            *string         `json:"who"`
+	IncludeHistory json.RawMessage `json:"include_history"`
+}
+
+// compatDumpResponse is the answer to POST /ctx/dump.
+type compatDumpResponse struct {
+	Status    string    `json:"status"`
+	Filename  string    `json:"filename"`
+	Format    string    `json:"format"`
+	Path      string    `json:"path"`
+	KeyCount  int       `json:"key_count"`
+	FileSize  int64     `json:"file_size"`
+	Timestamp time.Time `json:"timestamp"`
+	Who       string    `json:"who"`
+}
+
+// compatDump serves POST /ctx/dump: a dump of the namespace written to the
+// dump folder. Parameters come from the query, then the JSON body (which
+// wins); the format defaults to json, who to api_client. Without a
+// filename the dump is named context_dump_YYYYMMDD_HHMMSS.<format>; with
+// one, a file of that name is replaced.
+func (s *Server) compatDump(c echo.Context) error {
+	r := dumpRequest{ns: s.compatNS(), who: compatWhoOf(c)}
+	formatName, _ := queryParam(c, "format")
+	r.filename, _ = queryParam(c, "filename")
+	var err error
+	if r.history, err = boolParam(c, "include_history"); err != nil {
+		return err
+	}
+	body, err := readBody(c.Request())
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		var in compatDumpRequest
+		if err := decodeObject(body, &in); err != nil {
+			return err
+		}
+		if in.Format != nil {
+			formatName = *in.Format
+		}
+		if in.Filename != nil {
+			r.filename = *in.Filename
+		}
+		if in.Who != nil && *in.Who != "" {
+			r.who = *in.Who
+		}
+		if len(in.IncludeHistory) > 0 {
+			if r.history, err = jsonBool(in.IncludeHistory); err != nil {
+				return err
+			}
+		}
+	}
+	if r.format, err = export.ParseFormat(formatName); err != nil {
+		return err
+	}
+	info, err := s.dumpToFile(r)
+	if err != nil {
+		return err
+	}
+	return sendJSON(c, http.StatusOK, compatDumpResponse{
+		Status: "success", Filename: info.Filename, Format: string(info.Format), Path: info.Path,
+		KeyCount: info.KeyCount, FileSize: info.FileSize, Timestamp: info.Timestamp, Who: info.Who,
+	})
+}
+
+// jsonBool reads include_history: a JSON boolean, or a string or number
+// that parseBool accepts ("true", "1", ...); null is false.
+func jsonBool(raw json.RawMessage) (bool, error) {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return false, badRequest(`"include_history" must be true or false`)
+	}
+	switch x := v.(type) {
+	case nil:
+		return false, nil
+	case bool:
+		return x, nil
+	case string:
+		if b, ok := parseBool(x); ok {
+			return b, nil
+		}
+	case float64:
+		if x == 0 || x == 1 {
+			return x == 1, nil
+		}
+	}
+	return false, badRequest(`"include_history" must be true or false; got ` + string(raw))
+}
+
+// compatDumpListResponse is the answer to GET /ctx/dump/list.
+type compatDumpListResponse struct {
+	Status        string            `json:"status"`
+	DumpDirectory string            `json:"dump_directory"`
+	DumpCount     int               `json:"dump_count"`
+	DumpFiles     []dumpFile        `json:"dump_files"`
+	DumpHistory   []export.DumpInfo `json:"dump_history"`
+	Timestamp     time.Time         `json:"timestamp"`
+}
+
+// compatDumpList serves GET /ctx/dump/list: the dump files, newest first,
+// and the last dumps this server wrote.
+func (s *Server) compatDumpList(c echo.Context) error {
+	dir := s.dumps.dir
+	if dir == nil {
+		return errNoDumpDir
+	}
+	infos, err := dir.List()
+	if err != nil {
+		return err
+	}
+	return sendJSON(c, http.StatusOK, compatDumpListResponse{
+		Status: "success", DumpDirectory: dir.Path(), DumpCount: len(infos), DumpFiles: dumpFiles(infos),
+		DumpHistory: s.dumps.history(), Timestamp: time.Now().UTC(),
+	})
+}
+
+// compatDumpDownload serves GET /ctx/dump/{filename}.
+func (s *Server) compatDumpDownload(c echo.Context) error {
+	return s.sendDumpFile(c, "/ctx/dump/")
+}
+
+// indexPage is what GET / answers until the dashboard exists.
+const indexPage = `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>ctxd</title></head>
+<body>
+<h1>ctxd</h1>
+<p>A durable JSON context server. See README.md for the whole API.</p>
+<h2>Framework0-compatible API</h2>
+<ul>
+<li><a href="/ctx/all">GET /ctx/all</a> - every key</li>
+<li>GET /ctx?key=NAME - one key; POST /ctx {"key","value","who"} - set one</li>
+<li><a href="/ctx/history">GET /ctx/history</a> - changes (?key=, ?who=)</li>
+<li><a href="/ctx/status">GET /ctx/status</a></li>
+<li>POST /ctx/dump - write a dump; <a href="/ctx/dump/list">GET /ctx/dump/list</a> - the dumps</li>
+</ul>
+<h2>v1 API</h2>
+<ul>
+<li><a href="/v1/status">GET /v1/status</a>, <a href="/v1/ns">GET /v1/ns</a></li>
+<li>GET, PUT, DELETE /v1/ns/{ns}/keys/{key}; <a href="/v1/ns/default/keys">GET /v1/ns/default/keys</a></li>
+<li><a href="/v1/ns/default/export?format=pretty">GET /v1/ns/{ns}/export</a>, POST /v1/ns/{ns}/import</li>
+<li><a href="/healthz">GET /healthz</a>, <a href="/readyz">GET /readyz</a></li>
+</ul>
+</body>
+</html>
+`
+
+var contentTypeHTML = []string{echo.MIMETextHTMLCharsetUTF8}
+
+// index serves GET /: a short page linking the API, so that clients that
+// probe / for liveness get a 200.
+func (s *Server) index(c echo.Context) error {
+	res := c.Response()
+	res.Header()["Content-Type"] = contentTypeHTML
+	res.WriteHeader(http.StatusOK)
+	if c.Request().Method == http.MethodHead {
+		return nil
+	}
+	_, err := io.WriteString(res, indexPage)
+	return err
+}

@@ -1,0 +1,645 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The /ctx answers, decoded strictly: a field more or less fails the test.
+
+type ctxValue struct {
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	Timestamp time.Time       `json:"timestamp"`
+	Status    string          `json:"status"`
+}
+
+type ctxSet struct {
+	Status    string          `json:"status"`
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	Who       string          `json:"who"`
+	Timestamp time.Time       `json:"timestamp"`
+}
+
+type ctxDeleted struct {
+	Status    string    `json:"status"`
+	Key       string    `json:"key"`
+	Who       string    `json:"who"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+type ctxAll struct {
+	Context          map[string]json.RawMessage `json:"context"`
+	HistoryCount     int                        `json:"history_count"`
+	ConnectedClients int                        `json:"connected_clients"`
+	Timestamp        time.Time                  `json:"timestamp"`
+	Status           string                     `json:"status"`
+}
+
+type ctxHistoryEntry struct {
+	Timestamp time.Time       `json:"timestamp"`
+	Key       string          `json:"key"`
+	Before    json.RawMessage `json:"before"`
+	After     json.RawMessage `json:"after"`
+	Who       string          `json:"who"`
+	Action    string          `json:"action"`
+}
+
+type ctxHistory struct {
+	History         []ctxHistoryEntry `json:"history"`
+	TotalEntries    int               `json:"total_entries"`
+	FilteredEntries int               `json:"filtered_entries"`
+	Timestamp       time.Time         `json:"timestamp"`
+	Status          string            `json:"status"`
+}
+
+type ctxStatus struct {
+	Status           string    `json:"status"`
+	Version          string    `json:"version"`
+	Namespace        string    `json:"namespace"`
+	Revision         uint64    `json:"revision"`
+	Keys             uint64    `json:"keys"`
+	ConnectedClients int       `json:"connected_clients"`
+	UptimeSeconds    int64     `json:"uptime_seconds"`
+	DumpDirectory    string    `json:"dump_directory"`
+	Timestamp        time.Time `json:"timestamp"`
+}
+
+type ctxDump struct {
+	Status    string    `json:"status"`
+	Filename  string    `json:"filename"`
+	Format    string    `json:"format"`
+	Path      string    `json:"path"`
+	KeyCount  int       `json:"key_count"`
+	FileSize  int64     `json:"file_size"`
+	Timestamp time.Time `json:"timestamp"`
+	Who       string    `json:"who"`
+}
+
+type ctxDumpFile struct {
+	Filename string    `json:"filename"`
+	Path     string    `json:"path"`
+	Size     int64     `json:"size"`
+	Created  time.Time `json:"created"`
+	Modified time.Time `json:"modified"`
+}
+
+type ctxDumpList struct {
+	Status        string            `json:"status"`
+	DumpDirectory string            `json:"dump_directory"`
+	DumpCount     int               `json:"dump_count"`
+	DumpFiles     []ctxDumpFile     `json:"dump_files"`
+	DumpHistory   []export.DumpInfo `json:"dump_history"`
+	Timestamp     time.Time         `json:"timestamp"`
+}
+
+// ctxError is a /ctx error: ctxd's error object plus Framework0's status.
+type ctxError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+	Status string `json:"status"`
+}
+
+func requireCtxError(t *testing.T, r response, status int, code string) {
+	t.Helper()
+	require.Equal(t, status, r.status, "body: %s", r.body)
+	require.Equal(t, "application/json", r.header.Get("Content-Type"))
+	ce := decode[ctxError](t, r)
+	assert.Equal(t, code, ce.Error.Code, "body: %s", r.body)
+	assert.NotEmpty(t, ce.Error.Message)
+	assert.Equal(t, "error", ce.Status)
+}
+
+// dumpEnv is an env with a dump folder, recording the dump hook's calls.
+type dumpEnv struct {
+	*env
+	dir string
+
+	mu    sync.Mutex
+	hooks []export.DumpInfo
+}
+
+func newDumpEnv(t *testing.T, cfg httpapi.Config) *dumpEnv {
+	t.Helper()
+	d := &dumpEnv{dir: filepath.Join(t.TempDir(), "dumps")}
+	cfg.DumpDir = d.dir
+	cfg.OnDump = func(info export.DumpInfo) {
+		d.mu.Lock()
+		d.hooks = append(d.hooks, info)
+		d.mu.Unlock()
+	}
+	d.env = newEnv(t, envOptions{cfg: cfg})
+	return d
+}
+
+func (d *dumpEnv) hookCalls() []export.DumpInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]export.DumpInfo(nil), d.hooks...)
+}
+
+// set writes a key through POST /ctx.
+func (e *env) set(key, value, who string) ctxSet {
+	e.t.Helper()
+	body := `{"key":` + strconv.Quote(key) + `,"value":` + value
+	if who != "" {
+		body += `,"who":` + strconv.Quote(who)
+	}
+	r := e.do(http.MethodPost, "/ctx", body+"}", "Content-Type", "application/json")
+	require.Equal(e.t, http.StatusOK, r.status, string(r.body))
+	return decode[ctxSet](e.t, r)
+}
+
+func TestCompatSet(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ok := []struct {
+		name, body, key, value, who string
+	}{
+		{"string", `{"key":"app.name","value":"ctxd"}`, "app.name", `"ctxd"`, "api_client"},
+		{"number", `{"key":"app.config.level","value":3,"who":"alice"}`, "app.config.level", `3`, "alice"},
+		{"float", `{"key":"ratio","value":-0.25e2}`, "ratio", `-0.25e2`, "api_client"},
+		{"boolean", `{"key":"app.config.debug","value":false}`, "app.config.debug", `false`, "api_client"},
+		{"object", `{"key":"app.config","value":{"debug":true,"tags":["a"]},"who":"bob"}`, "app.config", `{"debug":true,"tags":["a"]}`, "bob"},
+		{"array", `{"key":"list","value":[1,"two",null,{"x":[]}]}`, "list", `[1,"two",null,{"x":[]}]`, "api_client"},
+		{"empty string", `{"key":"empty","value":""}`, "empty", `""`, "api_client"},
+		{"unicode", `{"key":"ünï/日本","value":"🎉"}`, "ünï/日本", `"🎉"`, "api_client"},
+		{"empty who is the default", `{"key":"w","value":1,"who":""}`, "w", `1`, "api_client"},
+		{"null who is the default", `{"key":"w","value":1,"who":null}`, "w", `1`, "api_client"},
+		{"unknown fields are ignored", `{"key":"u","value":1,"extra":true}`, "u", `1`, "api_client"},
+	}
+	for _, tt := range ok {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(http.MethodPost, "/ctx", tt.body, "Content-Type", "application/json")
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+			got := decode[ctxSet](t, r)
+			assert.Equal(t, "success", got.Status)
+			assert.Equal(t, tt.key, got.Key)
+			assert.Equal(t, tt.value, string(got.Value))
+			assert.Equal(t, tt.who, got.Who)
+			assert.WithinDuration(t, time.Now(), got.Timestamp, time.Minute)
+
+			// The value comes back exactly, on both read forms and on v1.
+			r = e.do(http.MethodGet, "/ctx?key="+url.QueryEscape(tt.key), "")
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			assert.Equal(t, tt.value, string(decode[ctxValue](t, r).Value))
+			r = e.do(http.MethodGet, "/ctx/"+url.PathEscape(tt.key), "")
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			assert.Equal(t, tt.value, string(decode[ctxValue](t, r).Value))
+			rec := decode[record](t, e.do(http.MethodGet, keyPath("default", tt.key), ""))
+			assert.Equal(t, tt.value, string(rec.Value))
+			assert.Equal(t, tt.who, rec.Who)
+		})
+	}
+
+	rev := e.revision()
+	bad := []struct{ name, body string }{
+		{"invalid JSON", `{"key":"a","value":`},
+		{"not JSON", `key=a&value=1`},
+		{"empty body", ``},
+		{"array body", `[{"key":"a","value":1}]`},
+		{"missing value", `{"key":"a"}`},
+		{"null value", `{"key":"a","value":null}`},
+		{"missing key", `{"value":1}`},
+		{"empty key", `{"key":"","value":1}`},
+		{"key not a string", `{"key":5,"value":1}`},
+		{"who not a string", `{"key":"a","value":1,"who":5}`},
+		{"control character in key", `{"key":"a\u0001b","value":1}`},
+		{"two objects", `{"key":"a","value":1} {"key":"b","value":2}`},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			requireCtxError(t, e.do(http.MethodPost, "/ctx", tt.body, "Content-Type", "application/json"), http.StatusBadRequest, "bad_request")
+		})
+	}
+	assert.Equal(t, rev, e.revision(), "bad requests wrote nothing")
+}
+
+func TestCompatGet(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.set("app.config.debug", `true`, "")
+	e.set("deploy/prod/version", `"1.4.2"`, "")
+
+	tests := []struct {
+		name   string
+		path   string
+		status int
+		key    string
+		value  string
+	}{
+		{"query form", "/ctx?key=app.config.debug", 200, "app.config.debug", `true`},
+		{"query form, slash key", "/ctx?key=deploy%2Fprod%2Fversion", 200, "deploy/prod/version", `"1.4.2"`},
+		{"query form, unknown key is null", "/ctx?key=nope", 200, "nope", `null`},
+		{"path form", "/ctx/app.config.debug", 200, "app.config.debug", `true`},
+		{"path form, raw slashes", "/ctx/deploy/prod/version", 200, "deploy/prod/version", `"1.4.2"`},
+		{"path form, escaped slashes", "/ctx/deploy%2Fprod%2Fversion", 200, "deploy/prod/version", `"1.4.2"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(http.MethodGet, tt.path, "")
+			require.Equal(t, tt.status, r.status, string(r.body))
+			got := decode[ctxValue](t, r)
+			assert.Equal(t, ctxValue{Key: tt.key, Value: json.RawMessage(tt.value), Status: "success", Timestamp: got.Timestamp}, got)
+			assert.WithinDuration(t, time.Now(), got.Timestamp, time.Minute)
+		})
+	}
+	errs := []struct {
+		name, path string
+		status     int
+		code       string
+	}{
+		{"path form, unknown key", "/ctx/nope", 404, "not_found"},
+		{"no key parameter", "/ctx", 400, "bad_request"},
+		{"empty key parameter", "/ctx?key=", 400, "bad_request"},
+		{"path form, empty key", "/ctx/", 400, "bad_request"},
+		{"control character", "/ctx?key=a%01", 400, "bad_request"},
+	}
+	for _, tt := range errs {
+		t.Run(tt.name, func(t *testing.T) {
+			requireCtxError(t, e.do(http.MethodGet, tt.path, ""), tt.status, tt.code)
+		})
+	}
+}
+
+func TestCompatDelete(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.set("a.b", `1`, "")
+	e.set("c", `2`, "")
+	tests := []struct {
+		name, path string
+		hdr        []string
+		key, who   string
+	}{
+		{"default who", "/ctx/a.b", nil, "a.b", "api_client"},
+		{"who in query", "/ctx/c?who=alice", nil, "c", "alice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(http.MethodDelete, tt.path, "", tt.hdr...)
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			got := decode[ctxDeleted](t, r)
+			assert.Equal(t, "success", got.Status)
+			assert.Equal(t, tt.key, got.Key)
+			assert.Equal(t, tt.who, got.Who)
+			r = e.do(http.MethodGet, "/ctx?key="+tt.key, "")
+			assert.Equal(t, "null", string(decode[ctxValue](t, r).Value))
+		})
+	}
+	requireCtxError(t, e.do(http.MethodDelete, "/ctx/a.b", ""), 404, "not_found")
+	requireCtxError(t, e.do(http.MethodDelete, "/ctx/", ""), 400, "bad_request")
+}
+
+func TestCompatAll(t *testing.T) {
+	e := newEnv(t, envOptions{cfg: httpapi.Config{Clients: func() int { return 3 }}})
+	r := e.do(http.MethodGet, "/ctx/all", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	got := decode[ctxAll](t, r)
+	assert.Equal(t, map[string]json.RawMessage{}, got.Context)
+	assert.Equal(t, 0, got.HistoryCount)
+
+	e.set("a", `{"x": [1, 2]}`, "")
+	e.set("a", `2`, "")
+	e.set("b.c", `"s"`, "")
+	e.do(http.MethodDelete, "/ctx/b.c", "")
+	e.set("d", `false`, "")
+	e.put("other.ns.key.is.default.too", `1`)
+	r = e.do(http.MethodPut, keyPath("elsewhere", "x"), `1`)
+	require.Equal(t, http.StatusOK, r.status)
+
+	r = e.do(http.MethodGet, "/ctx/all", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+	got = decode[ctxAll](t, r)
+	assert.Equal(t, map[string]json.RawMessage{
+		"a": json.RawMessage(`2`), "d": json.RawMessage(`false`), "other.ns.key.is.default.too": json.RawMessage(`1`),
+	}, got.Context)
+	assert.Equal(t, 6, got.HistoryCount, "changes of the compat namespace only")
+	assert.Equal(t, 3, got.ConnectedClients)
+	assert.Equal(t, "success", got.Status)
+	assert.WithinDuration(t, time.Now(), got.Timestamp, time.Minute)
+}
+
+func TestCompatHistory(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.set("app.mode", `"dev"`, "alice")
+	e.set("app.mode", `{"name":"prod"}`, "bob")
+	e.set("other", `1`, "bob")
+	r := e.do(http.MethodDelete, "/ctx/app.mode?who=carol", "")
+	require.Equal(t, http.StatusOK, r.status)
+	e.set("app.mode", `"again"`, "")
+
+	want := []ctxHistoryEntry{
+		{Key: "app.mode", Before: json.RawMessage(`null`), After: json.RawMessage(`"dev"`), Who: "alice", Action: "set"},
+		{Key: "app.mode", Before: json.RawMessage(`"dev"`), After: json.RawMessage(`{"name":"prod"}`), Who: "bob", Action: "set"},
+		{Key: "other", Before: json.RawMessage(`null`), After: json.RawMessage(`1`), Who: "bob", Action: "set"},
+		{Key: "app.mode", Before: json.RawMessage(`{"name":"prod"}`), After: json.RawMessage(`null`), Who: "carol", Action: "delete"},
+		{Key: "app.mode", Before: json.RawMessage(`null`), After: json.RawMessage(`"again"`), Who: "api_client", Action: "set"},
+	}
+	tests := []struct {
+		name, query string
+		want        []int
+	}{
+		{"all", "", []int{0, 1, 2, 3, 4}},
+		{"by key", "?key=app.mode", []int{0, 1, 3, 4}},
+		{"by who", "?who=bob", []int{1, 2}},
+		{"by key and who", "?key=app.mode&who=bob", []int{1}},
+		{"no match", "?key=nope", []int{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(http.MethodGet, "/ctx/history"+tt.query, "")
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			got := decode[ctxHistory](t, r)
+			assert.Equal(t, "success", got.Status)
+			assert.Equal(t, len(want), got.TotalEntries)
+			assert.Equal(t, len(tt.want), got.FilteredEntries)
+			require.Len(t, got.History, len(tt.want))
+			var last time.Time
+			for i, idx := range tt.want {
+				h := got.History[i]
+				assert.False(t, h.Timestamp.Before(last), "in the order the changes happened")
+				last = h.Timestamp
+				h.Timestamp = time.Time{}
+				assert.Equal(t, want[idx], h, "entry %d", i)
+			}
+		})
+	}
+}
+
+func TestCompatStatus(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{Version: "v1.2.3", Clients: func() int { return 2 }})
+	e.set("a", `1`, "")
+	e.set("b", `2`, "")
+	r := e.do(http.MethodGet, "/ctx/status", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	got := decode[ctxStatus](t, r)
+	assert.Equal(t, "running", got.Status)
+	assert.Equal(t, "v1.2.3", got.Version)
+	assert.Equal(t, "default", got.Namespace)
+	assert.Equal(t, uint64(2), got.Revision)
+	assert.Equal(t, uint64(2), got.Keys)
+	assert.Equal(t, 2, got.ConnectedClients)
+	assert.Equal(t, e.dir, got.DumpDirectory)
+}
+
+// compat.namespace moves the whole /ctx API to another namespace.
+func TestCompatNamespace(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{CompatNamespace: "legacy"})
+	e.set("k", `"v"`, "")
+	requireError(t, e.do(http.MethodGet, keyPath("default", "k"), ""), 404, "not_found")
+	assert.Equal(t, `"v"`, string(decode[record](t, e.do(http.MethodGet, keyPath("legacy", "k"), "")).Value))
+	e.put("in.default", `1`)
+	all := decode[ctxAll](t, e.do(http.MethodGet, "/ctx/all", ""))
+	assert.Equal(t, map[string]json.RawMessage{"k": json.RawMessage(`"v"`)}, all.Context)
+	d := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"legacy"}`))
+	b, err := os.ReadFile(d.Path)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"namespace":"legacy"`)
+	assert.Equal(t, 1, d.KeyCount)
+}
+
+func TestIndexPage(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.do(http.MethodGet, "/", "")
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, "text/html; charset=UTF-8", r.header.Get("Content-Type"))
+	for _, link := range []string{`href="/ctx/all"`, `href="/ctx/status"`, `href="/v1/status"`, "POST /ctx"} {
+		assert.Contains(t, string(r.body), link)
+	}
+	r = e.do(http.MethodHead, "/", "")
+	assert.Equal(t, http.StatusOK, r.status)
+	assert.Empty(t, r.body)
+}
+
+// parsed is a dump file's content parsed back: key -> value as in the dump.
+func parseJSONDump(t *testing.T, b []byte) map[string]json.RawMessage {
+	t.Helper()
+	var d struct {
+		Context map[string]json.RawMessage `json:"context"`
+	}
+	require.NoError(t, json.Unmarshal(b, &d), "%s", b)
+	return d.Context
+}
+
+func TestCompatDump(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{})
+	e.set("app.name", `"ctxd"`, "")
+	e.set("app.config", `{"debug": true}`, "")
+	e.set("n", `42`, "")
+	rev := e.revision()
+
+	tests := []struct {
+		name, query, body  string
+		filename, format   string
+		who                string
+		history, generated bool
+	}{
+		{name: "defaults", body: ``, filename: "context_dump_", format: "json", who: "api_client", generated: true},
+		{name: "JSON body", body: `{"format":"csv","filename":"report","who":"alice","include_history":true}`, filename: "report.csv", format: "csv", who: "alice", history: true},
+		{name: "query parameters", query: "?format=txt&filename=plain&who=bob&include_history=false", filename: "plain.txt", format: "txt", who: "bob"},
+		{name: "pretty keeps its extension", body: `{"format":"pretty","filename":"p.pretty"}`, filename: "p.pretty", format: "pretty", who: "api_client"},
+		{name: "body wins over query", query: "?format=csv&who=q", body: `{"format":"json","filename":"b"}`, filename: "b.json", format: "json", who: "q"},
+		{name: "format in any case", body: `{"format":"JSON","filename":"upper"}`, filename: "upper.json", format: "json", who: "api_client"},
+		{name: "history as a string", body: `{"filename":"h","include_history":"true"}`, filename: "h.json", format: "json", who: "api_client", history: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(e.hookCalls())
+			r := e.do(http.MethodPost, "/ctx/dump"+tt.query, tt.body, "Content-Type", "application/json")
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			got := decode[ctxDump](t, r)
+			assert.Equal(t, "success", got.Status)
+			if tt.generated {
+				assert.Regexp(t, `^context_dump_\d{8}_\d{6}(_\d+)?\.json$`, got.Filename)
+			} else {
+				assert.Equal(t, tt.filename, got.Filename)
+			}
+			assert.Equal(t, tt.format, got.Format)
+			assert.Equal(t, filepath.Join(e.dir, got.Filename), got.Path)
+			assert.Equal(t, 3, got.KeyCount)
+			assert.Equal(t, tt.who, got.Who)
+			assert.WithinDuration(t, time.Now(), got.Timestamp, time.Minute)
+			b, err := os.ReadFile(got.Path)
+			require.NoError(t, err)
+			assert.Equal(t, int64(len(b)), got.FileSize)
+			switch tt.format {
+			case "json":
+				assert.Equal(t, map[string]json.RawMessage{
+					"app.name": json.RawMessage(`"ctxd"`), "app.config": json.RawMessage(`{"debug":true}`), "n": json.RawMessage(`42`),
+				}, parseJSONDump(t, b))
+				assert.Contains(t, string(b), `"revision":`+strconv.FormatUint(rev, 10))
+				assert.Equal(t, tt.history, strings.Contains(string(b), `"history":[`))
+			case "csv":
+				assert.True(t, strings.HasPrefix(string(b), "Key,Value,Type,Version,Revision,Who,Updated_At"), "%s", b)
+			case "txt":
+				assert.Contains(t, string(b), "app.name=ctxd\n")
+			}
+			// The hook saw the dump.
+			calls := e.hookCalls()
+			require.Len(t, calls, before+1)
+			h := calls[len(calls)-1]
+			assert.Equal(t, got.Filename, h.Filename)
+			assert.Equal(t, got.Path, h.Path)
+			assert.Equal(t, export.Format(tt.format), h.Format)
+			assert.Equal(t, rev, h.Revision)
+			assert.Equal(t, 3, h.KeyCount)
+			assert.Equal(t, got.FileSize, h.FileSize)
+			assert.Equal(t, tt.who, h.Who)
+			assert.Equal(t, tt.history, h.IncludeHistory)
+		})
+	}
+
+	t.Run("same filename replaces", func(t *testing.T) {
+		e.set("n", `43`, "")
+		got := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"report","format":"csv"}`))
+		assert.Equal(t, "report.csv", got.Filename)
+		b, err := os.ReadFile(got.Path)
+		require.NoError(t, err)
+		assert.Contains(t, string(b), "\r\nn,43,number,")
+	})
+
+	hooks := len(e.hookCalls())
+	files := dirNames(t, e.dir)
+	badBodies := []struct{ name, query, body string }{
+		{"unknown format", "", `{"format":"xml"}`},
+		{"unknown format in query", "?format=yaml", ``},
+		{"slash in filename", "", `{"filename":"a/b"}`},
+		{"dot-dot filename", "", `{"filename":".."}`},
+		{"escaping filename", "", `{"filename":"../../ctxd.db"}`},
+		{"absolute filename", "", `{"filename":"/etc/passwd"}`},
+		{"NUL in filename", "", `{"filename":"a\u0000b"}`},
+		{"encoded filename", "?filename=..%252Fx", ``},
+		{"hidden filename", "", `{"filename":".hidden"}`},
+		{"filename too long", "", `{"filename":"` + strings.Repeat("x", 200) + `"}`},
+		{"invalid JSON", "", `{"format":`},
+		{"bad include_history", "", `{"include_history":"maybe"}`},
+		{"bad include_history in query", "?include_history=2", ``},
+	}
+	for _, tt := range badBodies {
+		t.Run(tt.name, func(t *testing.T) {
+			requireCtxError(t, e.do(http.MethodPost, "/ctx/dump"+tt.query, tt.body), http.StatusBadRequest, "bad_request")
+		})
+	}
+	assert.Equal(t, files, dirNames(t, e.dir), "refused dumps wrote nothing")
+	assert.Len(t, e.hookCalls(), hooks, "refused dumps called no hook")
+	assert.NoFileExists(t, filepath.Join(filepath.Dir(e.dir), "ctxd.db.json"))
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestCompatDumpListAndDownload(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{})
+	r := e.do(http.MethodGet, "/ctx/dump/list", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	empty := decode[ctxDumpList](t, r)
+	assert.Equal(t, 0, empty.DumpCount)
+	assert.Equal(t, []ctxDumpFile{}, empty.DumpFiles)
+	assert.Equal(t, []export.DumpInfo{}, empty.DumpHistory)
+
+	e.set("k", `"v"`, "")
+	first := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"first","format":"txt"}`))
+	second := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"second","format":"csv"}`))
+	// A crash's leftovers and stray files are not dumps.
+	require.NoError(t, os.WriteFile(filepath.Join(e.dir, export.TempPrefix+"third.json-42"), []byte(`{"partial`), 0o600))
+	require.NoError(t, os.Mkdir(filepath.Join(e.dir, "folder"), 0o700))
+
+	r = e.do(http.MethodGet, "/ctx/dump/list", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	got := decode[ctxDumpList](t, r)
+	assert.Equal(t, "success", got.Status)
+	assert.Equal(t, e.dir, got.DumpDirectory)
+	assert.Equal(t, 2, got.DumpCount)
+	require.Len(t, got.DumpFiles, 2)
+	names := []string{got.DumpFiles[0].Filename, got.DumpFiles[1].Filename}
+	assert.ElementsMatch(t, []string{"first.txt", "second.csv"}, names)
+	for _, f := range got.DumpFiles {
+		assert.Equal(t, filepath.Join(e.dir, f.Filename), f.Path)
+		assert.Positive(t, f.Size)
+		assert.WithinDuration(t, time.Now(), f.Modified, time.Minute)
+	}
+	require.Len(t, got.DumpHistory, 2)
+	assert.Equal(t, "second.csv", got.DumpHistory[0].Filename, "newest first")
+
+	downloads := []struct {
+		name, path, ctype string
+		want              ctxDump
+	}{
+		{"txt", "/ctx/dump/first.txt", "text/plain; charset=utf-8", first},
+		{"csv", "/ctx/dump/second.csv", "text/csv; charset=utf-8", second},
+		{"v1 route", "/v1/dumps/second.csv", "text/csv; charset=utf-8", second},
+	}
+	for _, tt := range downloads {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(http.MethodGet, tt.path, "")
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			assert.Equal(t, tt.ctype, r.header.Get("Content-Type"))
+			assert.Equal(t, `attachment; filename="`+tt.want.Filename+`"`, r.header.Get("Content-Disposition"))
+			b, err := os.ReadFile(tt.want.Path)
+			require.NoError(t, err)
+			assert.Equal(t, string(b), string(r.body))
+		})
+	}
+
+	bad := []struct {
+		name, path string
+		status     int
+		code       string
+	}{
+		{"unknown file", "/ctx/dump/nope.json", 404, "not_found"},
+		{"temp file is not a dump", "/ctx/dump/" + export.TempPrefix + "third.json-42", 400, "bad_request"},
+		{"folder is not a dump", "/ctx/dump/folder", 404, "not_found"},
+		{"escaped slashes", "/ctx/dump/..%2F..%2Fctxd.db", 400, "bad_request"},
+		{"raw slashes", "/ctx/dump/../ctxd.db", 400, "bad_request"},
+		{"nested path", "/ctx/dump/a/b.json", 400, "bad_request"},
+		{"encoded dots", "/ctx/dump/%2e%2e", 400, "bad_request"},
+		{"double encoded", "/ctx/dump/%252e%252e%252fctxd.db", 400, "bad_request"},
+		{"NUL", "/ctx/dump/a%00.json", 400, "bad_request"},
+		{"absolute", "/ctx/dump/%2Fetc%2Fpasswd", 400, "bad_request"},
+		{"backslash", "/ctx/dump/..%5Cctxd.db", 400, "bad_request"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, e.ts.URL, nil)
+			require.NoError(t, err)
+			req.URL.Opaque = tt.path // sent as is, never cleaned by the client
+			requireCtxError(t, e.send(req), tt.status, tt.code)
+		})
+	}
+	r = e.do(http.MethodGet, "/v1/dumps/..%2Fctxd.db", "")
+	requireError(t, r, 400, "bad_request")
+}
+
+// Without a dump folder, the dump routes say so and nothing else breaks.
+func TestDumpsDisabled(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	requireCtxError(t, e.do(http.MethodPost, "/ctx/dump", ``), 503, "unavailable")
+	requireCtxError(t, e.do(http.MethodGet, "/ctx/dump/list", ``), 503, "unavailable")
+	requireError(t, e.do(http.MethodGet, "/v1/dumps", ``), 503, "unavailable")
+	r := e.do(http.MethodGet, "/v1/ns/default/export", "")
+	assert.Equal(t, http.StatusOK, r.status, "exports need no dump folder")
+}

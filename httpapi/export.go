@@ -1,0 +1,501 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+	"github.com/labstack/echo/v4"
+	"github.com/rs/zerolog"
+)
+
+// Exports, imports and server-side dumps (the v1 routes; compat.go has the
+// Framework0 ones):
+//
+//	GET  /v1/ns/{ns}/export?format=&rev=&history=   a dump streamed to the client
+//	POST /v1/ns/{ns}/import                          a JSON dump applied as one transaction
+//	POST /v1/ns/{ns}/dumps?format=&filename=&history=&rev=   a dump written to the dump folder
+//	GET  /v1/dumps                                   the dump files
+//	GET  /v1/dumps/{filename}                        download one
+
+// Viewer gives one consistent read of the whole store. *store.Store
+// implements it; Store embeds it.
+type Viewer interface {
+	View(fn func(v *store.View) error) error
+}
+
+// errNoDumpDir answers dump requests when Config.DumpDir is empty.
+var errNoDumpDir = errors.New("server-side dumps are disabled: the server has no dump folder")
+
+// maxDumpHistory is how many recent dumps /ctx/dump/list reports.
+const maxDumpHistory = 10
+
+// spoolMemBytes is how much of a response is kept in memory before it is
+// spooled to a temp file.
+const spoolMemBytes = 1 << 20
+
+// dumps is the dump side of a Server.
+type dumps struct {
+	dir    *export.Dir // nil when Config.DumpDir is ""
+	onDump func(export.DumpInfo)
+
+	mu     sync.Mutex
+	recent []export.DumpInfo // the last maxDumpHistory server-side dumps, oldest first
+}
+
+func newDumps(cfg Config, log zerolog.Logger) *dumps {
+	d := &dumps{onDump: cfg.OnDump}
+	if cfg.DumpDir == "" {
+		return d
+	}
+	dir, err := export.OpenDir(cfg.DumpDir)
+	if err != nil {
+		log.Error().Err(err).Str("dump_dir", cfg.DumpDir).Msg("dump folder unusable: server-side dumps are disabled")
+		return d
+	}
+	d.dir = dir
+	return d
+}
+
+// dumped records a finished dump and calls the hook.
+func (d *dumps) dumped(info export.DumpInfo) {
+	if info.Filename != "" {
+		d.mu.Lock()
+		d.recent = append(d.recent, info)
+		if len(d.recent) > maxDumpHistory {
+			d.recent = append(d.recent[:0], d.recent[len(d.recent)-maxDumpHistory:]...)
+		}
+		d.mu.Unlock()
+	}
+	if d.onDump != nil {
+		d.onDump(info)
+	}
+}
+
+func (d *dumps) history() []export.DumpInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]export.DumpInfo, len(d.recent))
+	for i := range d.recent {
+		out[i] = d.recent[len(d.recent)-1-i] // newest first
+	}
+	return out
+}
+
+func (s *Server) exportRoutes() {
+	e := s.e
+	e.GET("/v1/ns/:ns/export", s.exportNS)
+	e.POST("/v1/ns/:ns/import", s.importNS)
+	e.POST("/v1/ns/:ns/dumps", s.createDump)
+	e.GET("/v1/dumps", s.listDumps)
+	e.GET("/v1/dumps/*", s.downloadDump)
+}
+
+// dumpRequest is what a dump or an export asks for.
+type dumpRequest struct {
+	ns      string
+	format  export.Format
+	history bool
+	rev     uint64 // 0: now
+	who     string
+	// filename is the dump file's name as asked ("" for a default name).
+	filename string
+}
+
+// parseExportQuery reads format, history and rev from the query.
+func parseExportQuery(c echo.Context, ns string) (dumpRequest, error) {
+	r := dumpRequest{ns: ns, who: who(c)}
+	fs, _ := queryParam(c, "format")
+	f, err := export.ParseFormat(fs)
+	if err != nil {
+		return r, err
+	}
+	r.format = f
+	if r.history, err = boolParam(c, "history"); err != nil {
+		return r, err
+	}
+	if r.rev, err = positiveParam(c, "rev"); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// boolParam reads an optional true/false query parameter (also 1/0, yes/no).
+func boolParam(c echo.Context, name string) (bool, error) {
+	s, ok := queryParam(c, name)
+	if !ok {
+		return false, nil
+	}
+	b, ok := parseBool(s)
+	if !ok {
+		return false, badRequest(name + " must be true or false; got " + strconv.Quote(s))
+	}
+	return b, nil
+}
+
+func parseBool(s string) (v, ok bool) {
+	switch strings.ToLower(s) {
+	case "true", "1", "yes", "on":
+		return true, true
+	case "false", "0", "no", "off", "":
+		return false, true
+	}
+	return false, false
+}
+
+// checkRevision asks the store whether revision rev can be read: not
+// compacted, not in the future, not lost to a restore. It is the store's
+// own check, through GetAt; what GetAt finds is not used.
+func (s *Server) checkRevision(ns string, rev uint64) error {
+	_, err := s.st.GetAt(ns, "x", rev) // any valid key: only the revision check matters
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// writeDump writes the dump r asks for to w, from one consistent read, and
+// describes it.
+func (s *Server) writeDump(w io.Writer, r dumpRequest) (export.DumpInfo, error) {
+	if err := store.ValidateNamespace(r.ns); err != nil {
+		return export.DumpInfo{}, err
+	}
+	if r.rev != 0 {
+		if err := s.checkRevision(r.ns, r.rev); err != nil {
+			return export.DumpInfo{}, err
+		}
+	}
+	var res export.Result
+	err := s.st.View(func(v *store.View) error {
+		var src export.Source = v
+		if r.rev != 0 {
+			var err error
+			if src, err = export.AtRevision(v, r.rev); err != nil {
+				return err
+			}
+		}
+		var err error
+		res, err = export.Write(w, r.format, src, export.Options{Namespace: r.ns, Who: r.who, History: r.history})
+		return err
+	})
+	if err != nil {
+		return export.DumpInfo{}, err
+	}
+	if r.rev != 0 {
+		// A compaction that passed rev while the dump was read may have
+		// removed history it needed: refuse rather than risk a wrong dump.
+		if err := s.checkRevision(r.ns, r.rev); err != nil {
+			return export.DumpInfo{}, err
+		}
+	}
+	return export.DumpInfo{
+		Format: r.format, Namespace: r.ns, Revision: res.Revision, KeyCount: res.Keys,
+		IncludeHistory: r.history, HistoryCount: res.Changes, FileSize: res.Bytes,
+		Who: r.who, Timestamp: res.Time,
+	}, nil
+}
+
+// dumpToFile writes the dump r asks for into the dump folder: under
+// r.filename (with the format's extension added), replacing a file of that
+// name, or under a fresh default name. It calls the dump hook.
+func (s *Server) dumpToFile(r dumpRequest) (export.DumpInfo, error) {
+	dir := s.dumps.dir
+	if dir == nil {
+		return export.DumpInfo{}, errNoDumpDir
+	}
+	name, replace := r.filename, true
+	if name == "" {
+		name, replace = export.DefaultName(r.format, time.Now()), false
+	} else {
+		var err error
+		if name, err = export.DumpName(name, r.format); err != nil {
+			return export.DumpInfo{}, err
+		}
+	}
+	var info export.DumpInfo
+	fi, err := dir.Create(name, replace, func(w io.Writer) error {
+		var err error
+		info, err = s.writeDump(w, r)
+		return err
+	})
+	if err != nil {
+		return export.DumpInfo{}, err
+	}
+	info.Filename, info.Path, info.FileSize = fi.Name, fi.Path, fi.Size
+	s.log.Info().Str("file", fi.Path).Str("ns", r.ns).Str("format", string(r.format)).
+		Uint64("revision", info.Revision).Int("keys", info.KeyCount).Int64("bytes", fi.Size).
+		Str("who", r.who).Msg("dump written")
+	s.dumps.dumped(info)
+	return info, nil
+}
+
+// exportNS serves GET /v1/ns/{ns}/export: the dump, sent as an attachment
+// named <ns>-r<revision>.<format>, with its revision in X-Ctxd-Revision.
+func (s *Server) exportNS(c echo.Context) error {
+	ns, err := parseNamespace(c.Param("ns"))
+	if err != nil {
+		return err
+	}
+	r, err := parseExportQuery(c, ns)
+	if err != nil {
+		return err
+	}
+	var info export.DumpInfo
+	err = s.sendSpooled(c, func(w io.Writer) (http.Header, error) {
+		var err error
+		if info, err = s.writeDump(w, r); err != nil {
+			return nil, err
+		}
+		h := http.Header{}
+		h.Set(echo.HeaderContentType, r.format.ContentType())
+		h.Set("X-Ctxd-Revision", strconv.FormatUint(info.Revision, 10))
+		h.Set(echo.HeaderContentDisposition, attachment(ns+"-r"+strconv.FormatUint(info.Revision, 10)+r.format.Ext()))
+		return h, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.dumps.dumped(info)
+	return nil
+}
+
+// attachment is a Content-Disposition for a download of a file name made of
+// [A-Za-z0-9._-] (dump names, namespaces).
+func attachment(name string) string {
+	return `attachment; filename="` + name + `"`
+}
+
+// sendSpooled answers 200 with what fill writes and the headers it returns.
+// fill's output is kept in memory up to spoolMemBytes and in an unlinked
+// temp file beyond, then sent: the store's read transaction ends before a
+// slow client is served, an error while writing is still a clean error
+// answer, and the answer has a Content-Length.
+func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header, error)) error {
+	sp := &spool{dir: s.dumps.dir}
+	defer sp.close()
+	h, err := fill(sp)
+	if err != nil {
+		return err
+	}
+	res := c.Response()
+	for k, v := range h {
+		res.Header()[k] = v
+	}
+	res.Header().Set(echo.HeaderContentLength, strconv.FormatInt(sp.size, 10))
+	res.WriteHeader(http.StatusOK)
+	if sp.f == nil {
+		_, err = res.Write(sp.mem.Bytes())
+	} else if _, err = sp.f.Seek(0, io.SeekStart); err == nil {
+		_, err = io.Copy(res, sp.f)
+	}
+	if err != nil {
+		s.log.Debug().Err(err).Msg("send response")
+	}
+	return nil
+}
+
+// spool is an io.Writer that keeps up to spoolMemBytes in memory and the
+// rest in a temp file that is already unlinked.
+type spool struct {
+	dir  *export.Dir
+	mem  bytes.Buffer
+	f    *os.File
+	size int64
+}
+
+func (sp *spool) Write(p []byte) (int, error) {
+	if sp.f == nil && sp.mem.Len()+len(p) <= spoolMemBytes {
+		sp.size += int64(len(p))
+		return sp.mem.Write(p)
+	}
+	if sp.f == nil {
+		var err error
+		if sp.dir != nil {
+			sp.f, err = sp.dir.Spool()
+		} else {
+			sp.f, err = tempSpool()
+		}
+		if err != nil {
+			return 0, err
+		}
+		if _, err := sp.f.Write(sp.mem.Bytes()); err != nil {
+			return 0, err
+		}
+		sp.mem = bytes.Buffer{}
+	}
+	n, err := sp.f.Write(p)
+	sp.size += int64(n)
+	return n, err
+}
+
+func (sp *spool) close() {
+	if sp.f != nil {
+		_ = sp.f.Close()
+	}
+}
+
+// tempSpool is a spool file in the system's temp folder, for a server
+// without a dump folder.
+func tempSpool() (*os.File, error) {
+	f, err := os.CreateTemp("", "ctxd-spool-*")
+	if err != nil {
+		return nil, err
+	}
+	_ = os.Remove(f.Name())
+	return f, nil
+}
+
+// importResponse is the answer to POST /v1/ns/{ns}/import.
+type importResponse struct {
+	Namespace string `json:"ns"`
+	Imported  int    `json:"imported"`
+	Revision  uint64 `json:"revision"`
+}
+
+// importNS serves POST /v1/ns/{ns}/import: the body is a JSON dump (ctxd's
+// or Framework0's); every key of its "context" is put, in one transaction.
+// Keys not in the dump are left alone. A malformed dump, a duplicate key or
+// a bad key or value is a 400 and writes nothing.
+func (s *Server) importNS(c echo.Context) error {
+	req := c.Request()
+	ns, err := parseNamespace(c.Param("ns"))
+	if err != nil {
+		return err
+	}
+	if err := store.ValidateNamespace(ns); err != nil {
+		return err
+	}
+	author := who(c)
+	var writes []store.Write
+	seen := map[string]bool{}
+	err = export.ReadJSON(req.Body, func(key string, value json.RawMessage) error {
+		if seen[key] {
+			return badRequest("the dump holds key " + strconv.Quote(key) + " twice")
+		}
+		seen[key] = true
+		writes = append(writes, store.Write{Namespace: ns, Key: key, Op: store.OpPut, Value: value, Who: author})
+		return nil
+	})
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return bodyTooLarge(mbe.Limit)
+		}
+		return err
+	}
+	out := importResponse{Namespace: ns, Imported: len(writes)}
+	if len(writes) == 0 {
+		st, err := s.st.Status()
+		if err != nil {
+			return err
+		}
+		out.Revision = st.Revision
+		return sendJSON(c, http.StatusOK, out)
+	}
+	res, err := s.st.Txn(req.Context(), writes)
+	if err != nil {
+		return err
+	}
+	out.Revision = res.Revision
+	s.log.Info().Str("ns", ns).Int("keys", len(writes)).Uint64("revision", res.Revision).Str("who", author).Msg("dump imported")
+	return sendJSON(c, http.StatusOK, out)
+}
+
+// createDump serves POST /v1/ns/{ns}/dumps?format=&filename=&history=&rev=:
+// a dump written to the dump folder, described in the answer.
+func (s *Server) createDump(c echo.Context) error {
+	ns, err := parseNamespace(c.Param("ns"))
+	if err != nil {
+		return err
+	}
+	r, err := parseExportQuery(c, ns)
+	if err != nil {
+		return err
+	}
+	r.filename, _ = queryParam(c, "filename")
+	info, err := s.dumpToFile(r)
+	if err != nil {
+		return err
+	}
+	return sendJSON(c, http.StatusOK, info)
+}
+
+// dumpFile is one file of a dump listing.
+type dumpFile struct {
+	Filename string    `json:"filename"`
+	Path     string    `json:"path"`
+	Size     int64     `json:"size"`
+	Created  time.Time `json:"created"`
+	Modified time.Time `json:"modified"`
+}
+
+func dumpFiles(infos []export.FileInfo) []dumpFile {
+	out := make([]dumpFile, len(infos))
+	for i, fi := range infos {
+		out[i] = dumpFile{Filename: fi.Name, Path: fi.Path, Size: fi.Size, Created: fi.Modified, Modified: fi.Modified}
+	}
+	return out
+}
+
+// listDumps serves GET /v1/dumps: the dump files, newest first.
+func (s *Server) listDumps(c echo.Context) error {
+	dir := s.dumps.dir
+	if dir == nil {
+		return errNoDumpDir
+	}
+	infos, err := dir.List()
+	if err != nil {
+		return err
+	}
+	return sendJSON(c, http.StatusOK, struct {
+		Dir   string     `json:"dump_directory"`
+		Dumps []dumpFile `json:"dumps"`
+	}{dir.Path(), dumpFiles(infos)})
+}
+
+// downloadDump serves GET /v1/dumps/{filename}.
+func (s *Server) downloadDump(c echo.Context) error {
+	return s.sendDumpFile(c, "/v1/dumps/")
+}
+
+// sendDumpFile sends the dump file named by the rest of the escaped path
+// after prefix. A name that breaks the filename rule (a slash, "..", an
+// encoded one, ...) is a 400, before anything is opened.
+func (s *Server) sendDumpFile(c echo.Context, prefix string) error {
+	dir := s.dumps.dir
+	if dir == nil {
+		return errNoDumpDir
+	}
+	raw, ok := strings.CutPrefix(c.Request().URL.EscapedPath(), prefix)
+	if !ok {
+		return badRequest("malformed dump path")
+	}
+	name, err := url.PathUnescape(raw)
+	if err != nil {
+		return badRequest("dump filename is not a valid path-escaped string: " + err.Error())
+	}
+	f, fi, err := dir.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	res := c.Response()
+	ct := "application/octet-stream"
+	if format, ok := export.FormatOfName(name); ok {
+		ct = format.ContentType()
+	}
+	res.Header().Set(echo.HeaderContentType, ct)
+	res.Header().Set(echo.HeaderContentDisposition, attachment(name))
+	http.ServeContent(res, c.Request(), name, fi.Modified, f)
+	return nil
+}

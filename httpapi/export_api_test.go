@@ -1,0 +1,431 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type importResult struct {
+	NS       string `json:"ns"`
+	Imported int    `json:"imported"`
+	Revision uint64 `json:"revision"`
+}
+
+// listAll reads every key of ns through the v1 list route.
+func (e *env) listAll(ns string) map[string]string {
+	e.t.Helper()
+	out := map[string]string{}
+	after := ""
+	for {
+		r := e.do(http.MethodGet, "/v1/ns/"+ns+"/keys?limit=1000&after="+url.QueryEscape(after), "")
+		require.Equal(e.t, http.StatusOK, r.status, string(r.body))
+		p := decode[listPage](e.t, r)
+		for _, rec := range p.Keys {
+			out[rec.Key] = string(rec.Value)
+		}
+		if p.Next == nil {
+			return out
+		}
+		after = *p.Next
+	}
+}
+
+func compact(t *testing.T, v string) string {
+	t.Helper()
+	var b bytes.Buffer
+	require.NoError(t, json.Compact(&b, []byte(v)))
+	return b.String()
+}
+
+func TestExportRoute(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{})
+	values := map[string]string{
+		"app.config": `{"debug": true, "tags": ["a", "b"]}`, "app.name": `"ctxd"`, "n": `42`, "f": `false`,
+		"list": `[1, 2]`, "multi\nline": `"x"`, "comma,key": `"a,b"`, "deploy/prod": `"1.4.2"`, "nil": `null`,
+	}
+	for k, v := range values {
+		r := e.do(http.MethodPut, keyPath("prod", strings.ReplaceAll(k, "\n", "")), v)
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+	}
+	delete(values, "multi\nline")
+	values["multiline"] = `"x"`
+	rev := e.revision()
+
+	for _, f := range export.Formats {
+		t.Run(string(f), func(t *testing.T) {
+			r := e.do(http.MethodGet, "/v1/ns/prod/export?format="+string(f)+"&history=true", "")
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			assert.Equal(t, f.ContentType(), r.header.Get("Content-Type"))
+			assert.Equal(t, strconv.FormatUint(rev, 10), r.header.Get("X-Ctxd-Revision"))
+			assert.Equal(t, `attachment; filename="prod-r`+strconv.FormatUint(rev, 10)+f.Ext()+`"`, r.header.Get("Content-Disposition"))
+			assert.Equal(t, strconv.Itoa(len(r.body)), r.header.Get("Content-Length"))
+			switch f {
+			case export.JSON:
+				got := parseJSONDump(t, r.body)
+				require.Len(t, got, len(values))
+				for k, v := range values {
+					assert.Equal(t, compact(t, v), string(got[k]), k)
+				}
+			case export.CSV:
+				rows, err := csv.NewReader(bytes.NewReader(r.body)).ReadAll()
+				require.NoError(t, err)
+				assert.Equal(t, "Action", rows[0][7])
+				got := map[string]string{}
+				for _, row := range rows[1:] {
+					if row[7] == "current" {
+						got[row[0]] = row[1]
+					}
+				}
+				require.Len(t, got, len(values))
+				assert.Equal(t, "a,b", got["comma,key"])
+				assert.Equal(t, `{"debug":true,"tags":["a","b"]}`, got["app.config"])
+			default:
+				assert.Contains(t, string(r.body), "app.name")
+			}
+		})
+	}
+	calls := e.hookCalls()
+	require.Len(t, calls, len(export.Formats), "the hook is called per export")
+	assert.Equal(t, "", calls[0].Filename, "an export has no file")
+	assert.Equal(t, "prod", calls[0].Namespace)
+	assert.Equal(t, rev, calls[0].Revision)
+	assert.Equal(t, len(values), calls[0].KeyCount)
+	assert.True(t, calls[0].IncludeHistory)
+	assert.Equal(t, len(values), calls[0].HistoryCount)
+	assert.Empty(t, dirNames(t, e.dir), "an export writes no dump file")
+
+	t.Run("default format is json", func(t *testing.T) {
+		r := e.do(http.MethodGet, "/v1/ns/prod/export", "")
+		require.Equal(t, http.StatusOK, r.status)
+		assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+	})
+
+	t.Run("at a revision", func(t *testing.T) {
+		r := e.do(http.MethodPut, keyPath("prod", "n"), `43`)
+		require.Equal(t, http.StatusOK, r.status)
+		r = e.do(http.MethodDelete, keyPath("prod", "app.name"), "")
+		require.Equal(t, http.StatusOK, r.status)
+		r = e.do(http.MethodGet, "/v1/ns/prod/export?rev="+strconv.FormatUint(rev, 10), "")
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		assert.Equal(t, strconv.FormatUint(rev, 10), r.header.Get("X-Ctxd-Revision"))
+		got := parseJSONDump(t, r.body)
+		assert.Equal(t, `42`, string(got["n"]))
+		assert.Equal(t, `"ctxd"`, string(got["app.name"]))
+		r = e.do(http.MethodGet, "/v1/ns/prod/export", "")
+		got = parseJSONDump(t, r.body)
+		assert.Equal(t, `43`, string(got["n"]))
+		assert.NotContains(t, got, "app.name")
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		cur := e.revision()
+		require.NoError(t, e.st.Compact(bg, 3))
+		tests := []struct {
+			name, query string
+			status      int
+			code        string
+		}{
+			{"unknown format", "?format=xml", 400, "bad_request"},
+			{"bad history", "?history=maybe", 400, "bad_request"},
+			{"bad rev", "?rev=abc", 400, "bad_request"},
+			{"zero rev", "?rev=0", 400, "bad_request"},
+			{"future rev", "?rev=" + strconv.FormatUint(cur+10, 10), 400, "future_revision"},
+			{"compacted rev", "?rev=2", 410, "compacted"},
+		}
+		for _, tt := range tests {
+			requireError(t, e.do(http.MethodGet, "/v1/ns/prod/export"+tt.query, ""), tt.status, tt.code)
+		}
+		requireError(t, e.do(http.MethodGet, "/v1/ns/bad%20ns/export", ""), 400, "bad_request")
+		assert.Len(t, e.hookCalls(), len(export.Formats)+3, "failed exports call no hook")
+	})
+}
+
+// An export larger than what is kept in memory goes through a spool file.
+func TestExportLarge(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{})
+	var writes []store.Write
+	for i := range 3000 {
+		writes = append(writes, store.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: store.OpPut, Value: []byte(`"` + strings.Repeat("v", 1000) + `"`), Who: "t"})
+		if len(writes) == 100 {
+			_, err := e.st.Txn(bg, writes)
+			require.NoError(t, err)
+			writes = writes[:0]
+		}
+	}
+	r := e.do(http.MethodGet, "/v1/ns/default/export?format=csv", "")
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Greater(t, len(r.body), 3<<20)
+	rows, err := csv.NewReader(bytes.NewReader(r.body)).ReadAll()
+	require.NoError(t, err)
+	assert.Len(t, rows, 3001)
+	assert.Empty(t, dirNames(t, e.dir), "the spool file is gone")
+}
+
+func TestImportRoute(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{})
+	src := map[string]string{
+		"app.config": `{"debug":true,"tags":["a"]}`, "app.name": `"ctxd"`, "n": `42`, "nil": `null`,
+		"deploy/prod/version": `"1.4.2"`, "ünï": `"🎉"`, "empty": `""`, "list": `[1,{"x":null}]`,
+	}
+	for k, v := range src {
+		r := e.do(http.MethodPut, keyPath("source", k), v)
+		require.Equal(t, http.StatusOK, r.status)
+	}
+
+	t.Run("an export imports back as an equal namespace", func(t *testing.T) {
+		r := e.do(http.MethodGet, "/v1/ns/source/export?history=true", "")
+		require.Equal(t, http.StatusOK, r.status)
+		r = e.do(http.MethodPost, "/v1/ns/copy/import?who=restorer", string(r.body))
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		res := decode[importResult](t, r)
+		assert.Equal(t, importResult{NS: "copy", Imported: len(src), Revision: e.revision()}, res)
+		assert.Equal(t, e.listAll("source"), e.listAll("copy"))
+		assert.Equal(t, "restorer", decode[record](t, e.do(http.MethodGet, keyPath("copy", "n"), "")).Who)
+	})
+
+	t.Run("a server-side dump imports back too", func(t *testing.T) {
+		r := e.do(http.MethodPost, "/v1/ns/source/dumps?filename=src", "")
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		r = e.do(http.MethodGet, "/v1/dumps/src.json", "")
+		require.Equal(t, http.StatusOK, r.status)
+		r = e.do(http.MethodPost, "/v1/ns/copy2/import", string(r.body))
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		assert.Equal(t, e.listAll("source"), e.listAll("copy2"))
+	})
+
+	t.Run("a Framework0 dump", func(t *testing.T) {
+		f0 := `{
+  "timestamp": "2025-01-05T12:00:00.123456",
+  "format": "json",
+  "filename": "context_dump_20250105_120000.json",
+  "who": "api_client",
+  "key_count": 2,
+  "include_history": true,
+  "context": {
+    "app.status": "running",
+    "limits": {"cpu": 2}
+  },
+  "history": [{"timestamp": "2025-01-05T11:59:00", "key": "app.status", "before": null, "after": "running", "who": "shell"}]
+}`
+		r := e.do(http.MethodPost, "/v1/ns/legacy/import", f0)
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		assert.Equal(t, 2, decode[importResult](t, r).Imported)
+		assert.Equal(t, map[string]string{"app.status": `"running"`, "limits": `{"cpu": 2}`}, e.listAll("legacy"))
+	})
+
+	t.Run("keys not in the dump are left alone", func(t *testing.T) {
+		r := e.do(http.MethodPut, keyPath("merge", "keep"), `1`)
+		require.Equal(t, http.StatusOK, r.status)
+		r = e.do(http.MethodPost, "/v1/ns/merge/import", `{"context":{"new":2}}`)
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		assert.Equal(t, map[string]string{"keep": "1", "new": "2"}, e.listAll("merge"))
+	})
+
+	t.Run("empty context", func(t *testing.T) {
+		r := e.do(http.MethodPost, "/v1/ns/nothing/import", `{"context":{}}`)
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		assert.Equal(t, importResult{NS: "nothing", Imported: 0, Revision: e.revision()}, decode[importResult](t, r))
+	})
+
+	t.Run("bad dumps change nothing", func(t *testing.T) {
+		rev := e.revision()
+		tests := []struct {
+			name, ns, body string
+			status         int
+			code           string
+		}{
+			{"not JSON", "bad", `hello`, 400, "bad_request"},
+			{"truncated", "bad", `{"context":{"a":1,"b":`, 400, "bad_request"},
+			{"no context", "bad", `{"a":1}`, 400, "bad_request"},
+			{"context not an object", "bad", `{"context":[1]}`, 400, "bad_request"},
+			{"trailing data", "bad", `{"context":{"a":1}} x`, 400, "bad_request"},
+			{"duplicate key", "bad", `{"context":{"a":1,"a":2}}`, 400, "bad_request"},
+			{"empty key", "bad", `{"context":{"a":1,"":2}}`, 400, "bad_request"},
+			{"control character in key", "bad", `{"context":{"a":1,"b\u0001":2}}`, 400, "bad_request"},
+			{"bad namespace", "bad%20ns", `{"context":{"a":1}}`, 400, "bad_request"},
+			{"more keys than a transaction takes", "bad", `{"context":{` + manyKeys(200) + `}}`, 413, "too_large"},
+			{"empty body", "bad", ``, 400, "bad_request"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				requireError(t, e.do(http.MethodPost, "/v1/ns/"+tt.ns+"/import", tt.body), tt.status, tt.code)
+			})
+		}
+		assert.Equal(t, rev, e.revision(), "nothing was written")
+		assert.Empty(t, e.listAll("bad"))
+	})
+}
+
+func manyKeys(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = `"k` + strconv.Itoa(i) + `":` + strconv.Itoa(i)
+	}
+	return strings.Join(parts, ",")
+}
+
+func TestImportBodyLimit(t *testing.T) {
+	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxBodyBytes: 1024}})
+	body := `{"context":{"a":"` + strings.Repeat("x", 2000) + `"}}`
+	requireError(t, e.do(http.MethodPost, "/v1/ns/default/import", body), 413, "too_large")
+	// Without a Content-Length the limit is hit while reading.
+	req, err := http.NewRequest(http.MethodPost, e.ts.URL+"/v1/ns/default/import", struct{ *strings.Reader }{strings.NewReader(body)})
+	require.NoError(t, err)
+	req.ContentLength = -1
+	requireError(t, e.send(req), 413, "too_large")
+	assert.Equal(t, uint64(0), e.revision())
+}
+
+type dumpInfoV1 struct {
+	Filename       string `json:"filename"`
+	Path           string `json:"path"`
+	Format         string `json:"format"`
+	Namespace      string `json:"namespace"`
+	Revision       uint64 `json:"revision"`
+	KeyCount       int    `json:"key_count"`
+	IncludeHistory bool   `json:"include_history"`
+	HistoryCount   int    `json:"history_count"`
+	FileSize       int64  `json:"file_size"`
+	Who            string `json:"who"`
+	Timestamp      string `json:"timestamp"`
+}
+
+func TestDumpsV1(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{})
+	e.put("a", `1`)
+	e.put("a", `2`)
+	r := e.do(http.MethodPost, "/v1/ns/default/dumps?format=pretty&history=true&rev=1&filename=old&who=ops", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	info := decode[dumpInfoV1](t, r)
+	assert.Equal(t, "old.pretty", info.Filename)
+	assert.Equal(t, "pretty", info.Format)
+	assert.Equal(t, "default", info.Namespace)
+	assert.Equal(t, uint64(1), info.Revision)
+	assert.Equal(t, 1, info.KeyCount)
+	assert.Equal(t, 1, info.HistoryCount)
+	assert.Equal(t, "ops", info.Who)
+	b, err := os.ReadFile(info.Path)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "a: 1\n")
+	assert.Equal(t, int64(len(b)), info.FileSize)
+
+	r = e.do(http.MethodPost, "/v1/ns/default/dumps", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	gen := decode[dumpInfoV1](t, r)
+	assert.True(t, strings.HasPrefix(gen.Filename, "context_dump_"), gen.Filename)
+
+	r = e.do(http.MethodGet, "/v1/dumps", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	list := decode[struct {
+		Dir   string        `json:"dump_directory"`
+		Dumps []ctxDumpFile `json:"dumps"`
+	}](t, r)
+	assert.Equal(t, e.dir, list.Dir)
+	assert.Len(t, list.Dumps, 2)
+
+	requireError(t, e.do(http.MethodPost, "/v1/ns/default/dumps?filename=..%2Fx", ""), 400, "bad_request")
+	requireError(t, e.do(http.MethodPost, "/v1/ns/default/dumps?format=xml", ""), 400, "bad_request")
+	requireError(t, e.do(http.MethodGet, "/v1/dumps/nope.json", ""), 404, "not_found")
+	assert.Len(t, e.hookCalls(), 2)
+}
+
+// Server-side dumps taken while 8 writers keep writing hold exactly what
+// the store held at the revision each records.
+func TestDumpWhileWritingHTTP(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{})
+	const writers, keys = 8, 25
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := "w" + strconv.Itoa(w) + "." + strconv.Itoa(i%keys)
+				var err error
+				if i%4 == 3 {
+					_, err = e.st.Delete(bg, "default", key, nil, "w")
+					if errors.Is(err, store.ErrNotFound) {
+						err = nil
+					}
+				} else {
+					body := `{"key":"` + key + `","value":{"w":` + strconv.Itoa(w) + `,"i":` + strconv.Itoa(i) + `}}`
+					req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/ctx", strings.NewReader(body))
+					var res *http.Response
+					if res, err = e.ts.Client().Do(req); err == nil {
+						res.Body.Close()
+						if res.StatusCode != http.StatusOK {
+							err = errors.New(res.Status)
+						}
+					}
+				}
+				if !assert.NoError(t, err) {
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	for rev, changed := e.st.Committed(); rev < 50; rev, changed = e.st.Committed() {
+		<-changed
+	}
+	var revs []uint64
+	for i := range 6 {
+		format := []string{"json", "csv"}[i%2]
+		d := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"format":"`+format+`","filename":"c`+strconv.Itoa(i)+`"}`))
+		hook := e.hookCalls()[i]
+		rev := hook.Revision
+		b, err := os.ReadFile(d.Path)
+		require.NoError(t, err)
+		got := map[string]string{}
+		if format == "json" {
+			for k, v := range parseJSONDump(t, b) {
+				got[k] = string(v)
+			}
+		} else {
+			rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+			require.NoError(t, err)
+			for _, row := range rows[1:] {
+				got[row[0]] = row[1]
+			}
+		}
+		assert.Equal(t, d.KeyCount, len(got))
+		for w := range writers {
+			for k := range keys {
+				key := "w" + strconv.Itoa(w) + "." + strconv.Itoa(k)
+				want, err := e.st.GetAt("default", key, rev)
+				if errors.Is(err, store.ErrNotFound) {
+					assert.NotContains(t, got, key, "%s at revision %d", key, rev)
+					continue
+				}
+				require.NoError(t, err)
+				assert.Equal(t, string(want.Value), got[key], "%s at revision %d", key, rev)
+			}
+		}
+		revs = append(revs, rev)
+	}
+	assert.Greater(t, revs[len(revs)-1], revs[0], "writers kept writing: %v", revs)
+}

@@ -1,0 +1,232 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
+	"github.com/labstack/echo/v4"
+)
+
+// Snapshots is what the snapshot routes need; *snapshots.Manager has it.
+type Snapshots interface {
+	Create(ctx context.Context, origin string) (snapshots.Meta, error)
+	List() ([]snapshots.Meta, error)
+	Get(id string) (snapshots.Meta, error)
+	OpenFile(id string) (*os.File, snapshots.Meta, error)
+	Open(id string) (*store.Snapshot, snapshots.Meta, error)
+	Delete(id string) error
+	Upload(ctx context.Context, r io.Reader, wantSHA256 string) (snapshots.Meta, error)
+	Restore(ctx context.Context, id string, opts store.RestoreOptions) (store.RestoreResult, error)
+}
+
+// Maintenance is what the compaction and defrag routes need; *store.Store
+// has it.
+type Maintenance interface {
+	CompactKeep(ctx context.Context, rev uint64, keep int) (store.CompactResult, error)
+	Defrag(ctx context.Context) (store.DefragResult, error)
+	Revision() uint64
+}
+
+// headerSHA256 carries a snapshot's sha256 (hex) on download and upload.
+const headerSHA256 = "X-Ctxd-Sha256"
+
+// DefaultMaxUploadBytes caps a snapshot upload when Config.MaxUploadBytes is 0.
+const DefaultMaxUploadBytes int64 = 1 << 30
+
+const uploadPath = "/v1/snapshots/upload"
+
+func (s *Server) snapshotRoutes() {
+	if s.cfg.Snapshots != nil {
+		e := s.e
+		e.POST("/v1/snapshots", s.createSnapshot)
+		e.GET("/v1/snapshots", s.listSnapshots)
+		e.POST(uploadPath, s.uploadSnapshot)
+		e.GET("/v1/snapshots/:id", s.downloadSnapshot)
+		e.DELETE("/v1/snapshots/:id", s.deleteSnapshot)
+		e.GET("/v1/snapshots/:id/export", s.exportSnapshot)
+		e.POST("/v1/snapshots/:id/restore", s.restoreSnapshot)
+	}
+	if s.cfg.Maintenance != nil {
+		s.e.POST("/v1/compact", s.compact)
+		s.e.POST("/v1/defrag", s.defrag)
+	}
+}
+
+func (s *Server) createSnapshot(c echo.Context) error {
+	meta, err := s.cfg.Snapshots.Create(c.Request().Context(), "api")
+	if err != nil {
+		return err
+	}
+	s.log.Info().Str("id", meta.ID).Uint64("revision", meta.Revision).Int64("bytes", meta.Size).Msg("snapshot created")
+	return sendJSON(c, http.StatusCreated, meta)
+}
+
+func (s *Server) listSnapshots(c echo.Context) error {
+	list, err := s.cfg.Snapshots.List()
+	if err != nil {
+		return err
+	}
+	return sendJSON(c, http.StatusOK, map[string]any{"snapshots": list})
+}
+
+func (s *Server) downloadSnapshot(c echo.Context) error {
+	f, meta, err := s.cfg.Snapshots.OpenFile(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, echo.MIMEOctetStream)
+	h.Set(headerSHA256, meta.SHA256)
+	h.Set("X-Ctxd-Revision", strconv.FormatUint(meta.Revision, 10))
+	h.Set(echo.HeaderContentDisposition, attachment(meta.ID+".db"))
+	http.ServeContent(c.Response(), c.Request(), meta.ID+".db", meta.Created, f)
+	return nil
+}
+
+func (s *Server) deleteSnapshot(c echo.Context) error {
+	id := c.Param("id")
+	if err := s.cfg.Snapshots.Delete(id); err != nil {
+		return err
+	}
+	return sendJSON(c, http.StatusOK, map[string]string{"deleted": id})
+}
+
+func (s *Server) uploadSnapshot(c echo.Context) error {
+	req := c.Request()
+	if ct := req.Header.Get(echo.HeaderContentType); ct != "" && ct != echo.MIMEOctetStream {
+		return badRequest("send the snapshot file as the raw body with Content-Type: application/octet-stream")
+	}
+	meta, err := s.cfg.Snapshots.Upload(req.Context(), req.Body, req.Header.Get(headerSHA256))
+	if err != nil {
+		return bodyErrorOr(err)
+	}
+	s.log.Info().Str("id", meta.ID).Uint64("revision", meta.Revision).Int64("bytes", meta.Size).Msg("snapshot uploaded")
+	return sendJSON(c, http.StatusCreated, meta)
+}
+
+// bodyErrorOr maps a failed read of an oversized body to 413 and leaves
+// other errors alone.
+func bodyErrorOr(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return bodyTooLarge(mbe.Limit)
+	}
+	return err
+}
+
+// exportSnapshot serves GET /v1/snapshots/{id}/export: the same dump as the
+// live export, read from the stored snapshot.
+func (s *Server) exportSnapshot(c echo.Context) error {
+	nsName := "default"
+	if ns, ok := queryParam(c, "ns"); ok {
+		nsName = ns
+	}
+	ns, err := parseNamespace(nsName)
+	if err != nil {
+		return err
+	}
+	r, err := parseExportQuery(c, ns)
+	if err != nil {
+		return err
+	}
+	if r.rev != 0 {
+		return badRequest("rev is not supported on a snapshot export: a snapshot is one revision")
+	}
+	snap, meta, err := s.cfg.Snapshots.Open(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	var res export.Result
+	return s.sendSpooled(c, func(w io.Writer) (http.Header, error) {
+		err := snap.View(func(v *store.View) error {
+			var err error
+			res, err = export.Write(w, r.format, v, export.Options{Namespace: ns, Who: r.who, History: r.history})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		h := http.Header{}
+		h.Set(echo.HeaderContentType, r.format.ContentType())
+		h.Set("X-Ctxd-Revision", strconv.FormatUint(res.Revision, 10))
+		h.Set(echo.HeaderContentDisposition, attachment(meta.ID+"-"+ns+r.format.Ext()))
+		return h, nil
+	})
+}
+
+func (s *Server) restoreSnapshot(c echo.Context) error {
+	var opts store.RestoreOptions
+	var err error
+	if opts.DryRun, err = boolParam(c, "dry_run"); err != nil {
+		return err
+	}
+	for _, ns := range c.QueryParams()["ns"] {
+		if _, err := parseNamespace(ns); err != nil {
+			return err
+		}
+		opts.Namespaces = append(opts.Namespaces, ns)
+	}
+	opts.Prefix, _ = queryParam(c, "prefix")
+	opts.Who = who(c)
+	id := c.Param("id")
+	start := time.Now()
+	res, err := s.cfg.Snapshots.Restore(c.Request().Context(), id, opts)
+	if err != nil {
+		return err
+	}
+	if !opts.DryRun {
+		s.log.Warn().Str("id", id).Bool("partial", res.Partial).Uint64("revision", res.Revision).
+			Dur("took", time.Since(start)).Str("who", opts.Who).Msg("restored from snapshot")
+	}
+	return sendJSON(c, http.StatusOK, res)
+}
+
+// compact serves POST /v1/compact?rev=R[&keep_versions=N]: history below R
+// is discarded (R defaults to the current revision).
+func (s *Server) compact(c echo.Context) error {
+	rev, err := positiveParam(c, "rev")
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		rev = s.cfg.Maintenance.Revision()
+		if rev == 0 {
+			return badRequest("nothing to compact: the store has no revision yet")
+		}
+	}
+	keep := s.cfg.KeepVersions
+	if n, err := positiveParam(c, "keep_versions"); err != nil {
+		return err
+	} else if n > 0 {
+		keep = int(min(n, 1<<20))
+	}
+	res, err := s.cfg.Maintenance.CompactKeep(c.Request().Context(), rev, keep)
+	if err != nil {
+		return err
+	}
+	s.log.Info().Uint64("revision", res.Revision).Int("removed", res.Removed).Msg("history compacted")
+	return sendJSON(c, http.StatusOK, res)
+}
+
+// defrag serves POST /v1/defrag: the file is rewritten compactly online.
+func (s *Server) defrag(c echo.Context) error {
+	res, err := s.cfg.Maintenance.Defrag(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	s.log.Info().Int64("before", res.SizeBefore).Int64("after", res.SizeAfter).Dur("pause", res.Pause).Msg("defragmented")
+	return sendJSON(c, http.StatusOK, map[string]any{
+		"size_before": res.SizeBefore, "size_after": res.SizeAfter, "revision": res.Revision,
+		"pause_ms": float64(res.Pause.Microseconds()) / 1000,
+	})
+}

@@ -1,0 +1,159 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// newSnapshotEnv is an env whose server also serves snapshots, compaction
+// and defrag, over a manager in the store's folder.
+func newSnapshotEnv(t *testing.T) (*env, *snapshots.Manager) {
+	t.Helper()
+	e := newEnv(t, envOptions{})
+	m, err := snapshots.Open(filepath.Join(filepath.Dir(e.st.Path()), "snapshots"), e.st)
+	require.NoError(t, err)
+	srv := httpapi.New(e.st, httpapi.Config{Version: "test", Snapshots: m, Maintenance: e.st, MaxUploadBytes: 1 << 20}, zerolog.Nop())
+	e.ts.Config.Handler = srv.Handler()
+	e.srv = srv
+	return e, m
+}
+
+func TestSnapshotLifecycle(t *testing.T) {
+	e, m := newSnapshotEnv(t)
+	e.put("app.config", `{"debug":true}`)
+	e.put("name", `"before"`)
+
+	r := e.do(http.MethodPost, "/v1/snapshots", "")
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	var meta snapshots.Meta
+	require.NoError(t, json.Unmarshal(r.body, &meta))
+	assert.Equal(t, uint64(2), meta.Revision)
+	assert.Equal(t, []store.Namespace{{Name: "default", Keys: 2}}, meta.Namespaces)
+
+	r = e.do(http.MethodGet, "/v1/snapshots", "")
+	require.Equal(t, http.StatusOK, r.status)
+	var list struct{ Snapshots []snapshots.Meta }
+	require.NoError(t, json.Unmarshal(r.body, &list))
+	require.Len(t, list.Snapshots, 1)
+
+	r = e.do(http.MethodGet, "/v1/snapshots/"+meta.ID, "")
+	require.Equal(t, http.StatusOK, r.status)
+	sum := sha256.Sum256(r.body)
+	assert.Equal(t, meta.SHA256, hex.EncodeToString(sum[:]))
+	assert.Equal(t, meta.SHA256, r.header.Get("X-Ctxd-Sha256"))
+	downloaded := r.body
+
+	// Export from the snapshot, while the live value has moved on.
+	e.put("name", `"after"`)
+	r = e.do(http.MethodGet, "/v1/snapshots/"+meta.ID+"/export?format=csv", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	rows, err := csv.NewReader(bytes.NewReader(r.body)).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, rows, 3)
+	assert.Equal(t, []string{"name", "before", "string"}, rows[2][:3])
+	assert.Equal(t, "2", r.header.Get("X-Ctxd-Revision"))
+
+	// Dry run, then restore.
+	r = e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?dry_run=true", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	var dry store.RestoreResult
+	require.NoError(t, json.Unmarshal(r.body, &dry))
+	assert.Equal(t, []store.NamespaceDiff{{Namespace: "default", Changed: 1, Unchanged: 1}}, dry.Namespaces)
+	assert.Equal(t, `"after"`, string(mustGet(t, e, "name")))
+
+	r = e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, `"before"`, string(mustGet(t, e, "name")))
+	next := e.put("x", `1`)
+	assert.Equal(t, uint64(4), next.Revision, "the revision never goes back")
+
+	// Upload what was downloaded: verified and listed.
+	r = e.do(http.MethodPost, "/v1/snapshots/upload", string(downloaded), "Content-Type", "application/octet-stream", "X-Ctxd-Sha256", meta.SHA256)
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	var up snapshots.Meta
+	require.NoError(t, json.Unmarshal(r.body, &up))
+	assert.Equal(t, "upload", up.Origin)
+
+	r = e.do(http.MethodDelete, "/v1/snapshots/"+meta.ID, "")
+	require.Equal(t, http.StatusOK, r.status)
+	requireError(t, e.do(http.MethodGet, "/v1/snapshots/"+meta.ID, ""), http.StatusNotFound, "not_found")
+	list.Snapshots = nil
+	require.NoError(t, json.Unmarshal(e.do(http.MethodGet, "/v1/snapshots", "").body, &list))
+	assert.Len(t, list.Snapshots, 1)
+	_ = m
+}
+
+func TestSnapshotErrors(t *testing.T) {
+	e, m := newSnapshotEnv(t)
+	e.put("k", `1`)
+	meta, err := m.Create(bg, "api")
+	require.NoError(t, err)
+	rev := e.revision()
+
+	requireError(t, e.do(http.MethodGet, "/v1/snapshots/nope", ""), http.StatusNotFound, "not_found")
+	requireError(t, e.do(http.MethodGet, "/v1/snapshots/..%2F..%2Fctxd", ""), http.StatusNotFound, "not_found")
+	requireError(t, e.do(http.MethodPost, "/v1/snapshots/20990101T000000Z-r1/restore", ""), http.StatusNotFound, "not_found")
+	requireError(t, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?ns=bad%20ns", ""), http.StatusBadRequest, "bad_request")
+	requireError(t, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?dry_run=maybe", ""), http.StatusBadRequest, "bad_request")
+	requireError(t, e.do(http.MethodGet, "/v1/snapshots/"+meta.ID+"/export?format=xml", ""), http.StatusBadRequest, "bad_request")
+	requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", "garbage", "Content-Type", "application/octet-stream"), http.StatusUnprocessableEntity, "bad_snapshot")
+	requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", "x", "Content-Type", "application/json"), http.StatusBadRequest, "bad_request")
+	requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", strings.Repeat("x", 2<<20), "Content-Type", "application/octet-stream"), http.StatusRequestEntityTooLarge, "too_large")
+
+	// A stored snapshot that was damaged is refused at restore.
+	path := filepath.Join(m.Dir(), meta.ID+".db")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[len(b)-1] ^= 0xff
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	requireError(t, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore", ""), http.StatusUnprocessableEntity, "bad_snapshot")
+	assert.Equal(t, rev, e.revision(), "nothing changed")
+}
+
+func TestCompactAndDefragRoutes(t *testing.T) {
+	e, _ := newSnapshotEnv(t)
+	for i := 0; i < 5; i++ {
+		e.put("k", `"`+strings.Repeat("v", 2000)+`"`)
+	}
+	r := e.do(http.MethodPost, "/v1/compact?rev=4", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	var cr store.CompactResult
+	require.NoError(t, json.Unmarshal(r.body, &cr))
+	assert.Equal(t, uint64(4), cr.Revision)
+	assert.Equal(t, 3, cr.Removed)
+	requireError(t, e.do(http.MethodGet, keyPath("default", "k")+"?rev=2", ""), http.StatusGone, "compacted")
+	requireError(t, e.do(http.MethodPost, "/v1/compact?rev=99", ""), http.StatusBadRequest, "future_revision")
+	requireError(t, e.do(http.MethodPost, "/v1/compact?rev=x", ""), http.StatusBadRequest, "bad_request")
+
+	r = e.do(http.MethodPost, "/v1/defrag", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	var dr map[string]any
+	require.NoError(t, json.Unmarshal(r.body, &dr))
+	assert.Contains(t, dr, "pause_ms")
+	assert.Equal(t, `"`+strings.Repeat("v", 2000)+`"`, string(mustGet(t, e, "k")))
+	st := decode[status](t, e.do(http.MethodGet, "/v1/status", ""))
+	assert.Positive(t, st.FileSizeBytes)
+	assert.Equal(t, uint64(4), st.CompactedRevision)
+}
+
+func mustGet(t *testing.T, e *env, key string) json.RawMessage {
+	t.Helper()
+	r := e.do(http.MethodGet, keyPath("default", key), "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	return decode[record](t, r).Value
+}
