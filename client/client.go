@@ -393,6 +393,9 @@ func (c *Client) whoQuery(who string) url.Values {
 // wrap names the operation on an error that is not the server's answer: an
 // *APIError already says what went wrong.
 func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		return err

@@ -30,6 +30,41 @@ type Config struct {
 	// Limits (limits.*) bound what one request may write; the store enforces them.
 	Limits store.Limits
 	Compat Compat
+	// Snapshots (snapshots.*) schedules snapshots and bounds uploads.
+	Snapshots Snapshots
+	// History (history.*) is how much history is kept.
+	History History
+}
+
+// Snapshots configures snapshots, kept in DataDir/snapshots.
+type Snapshots struct {
+	// Interval (snapshots.interval) takes a snapshot this often; 0 turns
+	// scheduled snapshots off.
+	Interval time.Duration
+	// Keep (snapshots.keep) is how many snapshots to keep: after each
+	// verified scheduled snapshot the oldest beyond it are removed. 0
+	// keeps all.
+	Keep int
+	// MaxUploadBytes (snapshots.max_upload_bytes) bounds an uploaded
+	// snapshot file.
+	MaxUploadBytes int64
+}
+
+// History configures history retention, applied in the background.
+type History struct {
+	// KeepVersions (history.keep_versions) caps the versions kept per key;
+	// 0 keeps all.
+	KeepVersions int
+	// KeepRevisions (history.keep_revisions): the newest this many
+	// revisions are always kept whole, so watchers can resume and recent
+	// point-in-time reads work, whatever keep_versions says.
+	KeepRevisions uint64
+	// KeepFor (history.keep_for) drops history older than this; 0 keeps
+	// it forever.
+	KeepFor time.Duration
+	// CompactInterval (history.compact_interval) is how often retention is
+	// applied.
+	CompactInterval time.Duration
 }
 
 // Compat configures the Framework0-compatible /ctx API.
@@ -64,6 +99,8 @@ func Defaults() Config {
 		HTTP:            HTTP{MaxBodyBytes: 2 << 20},
 		Limits:          store.DefaultLimits,
 		Compat:          Compat{Namespace: store.DefaultNamespace},
+		Snapshots:       Snapshots{Interval: 0, Keep: 7, MaxUploadBytes: 1 << 30},
+		History:         History{KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
 	}
 }
 
@@ -347,6 +384,55 @@ var settings = []setting{
 		},
 		get: func(c *Config) string { return c.Compat.Namespace },
 	},
+	{
+		path: "snapshots.interval",
+		set:  func(c *Config, v string) error { return setDuration(&c.Snapshots.Interval, v, true) },
+		get:  func(c *Config) string { return c.Snapshots.Interval.String() },
+	},
+	{
+		path: "snapshots.keep",
+		set:  func(c *Config, v string) error { return setCount(&c.Snapshots.Keep, v) },
+		get:  func(c *Config) string { return strconv.Itoa(c.Snapshots.Keep) },
+	},
+	{
+		path: "snapshots.max_upload_bytes",
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v, 1<<62)
+			if err != nil {
+				return err
+			}
+			c.Snapshots.MaxUploadBytes = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatInt(c.Snapshots.MaxUploadBytes, 10) },
+	},
+	{
+		path: "history.keep_versions",
+		set:  func(c *Config, v string) error { return setCount(&c.History.KeepVersions, v) },
+		get:  func(c *Config) string { return strconv.Itoa(c.History.KeepVersions) },
+	},
+	{
+		path: "history.keep_revisions",
+		set: func(c *Config, v string) error {
+			var n int
+			if err := setCount(&n, v); err != nil {
+				return err
+			}
+			c.History.KeepRevisions = uint64(n)
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatUint(c.History.KeepRevisions, 10) },
+	},
+	{
+		path: "history.keep_for",
+		set:  func(c *Config, v string) error { return setDuration(&c.History.KeepFor, v, true) },
+		get:  func(c *Config) string { return c.History.KeepFor.String() },
+	},
+	{
+		path: "history.compact_interval",
+		set:  func(c *Config, v string) error { return setDuration(&c.History.CompactInterval, v, false) },
+		get:  func(c *Config) string { return c.History.CompactInterval.String() },
+	},
 }
 
 func lookup(path string) (setting, bool) {
@@ -406,4 +492,39 @@ func parseSize(v string, max int64) (int64, error) {
 		return 0, fmt.Errorf("must be at most %d bytes", max)
 	}
 	return n * mult, nil
+}
+
+// setDuration parses a duration such as 10s or 1h30m; zeroOK allows 0
+// (meaning "off").
+func setDuration(d *time.Duration, v string, zeroOK bool) error {
+	v = strings.TrimSpace(v)
+	if v == "0" && zeroOK {
+		*d = 0
+		return nil
+	}
+	parsed, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use a number with a unit, such as 10s or 1h30m)", v)
+	}
+	if parsed < 0 || parsed == 0 && !zeroOK {
+		if zeroOK {
+			return errors.New("must be >= 0 (0 turns it off)")
+		}
+		return errors.New("must be > 0")
+	}
+	*d = parsed
+	return nil
+}
+
+// setCount parses a whole number >= 0.
+func setCount(n *int, v string) error {
+	parsed, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("invalid number %q", v)
+	}
+	if parsed < 0 {
+		return errors.New("must be >= 0")
+	}
+	*n = parsed
+	return nil
 }

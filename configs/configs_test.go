@@ -90,6 +90,8 @@ func TestEnvNames(t *testing.T) {
 		"CTXD_ADDR", "CTXD_DATA_DIR", "CTXD_SHUTDOWN_TIMEOUT", "CTXD_LOG_LEVEL", "CTXD_LOG_FORMAT",
 		"CTXD_HTTP_MAX_BODY_BYTES", "CTXD_LIMITS_MAX_KEY_BYTES", "CTXD_LIMITS_MAX_VALUE_BYTES",
 		"CTXD_LIMITS_MAX_TXN_OPS", "CTXD_COMPAT_NAMESPACE",
+		"CTXD_SNAPSHOTS_INTERVAL", "CTXD_SNAPSHOTS_KEEP", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES",
+		"CTXD_HISTORY_KEEP_VERSIONS", "CTXD_HISTORY_KEEP_REVISIONS", "CTXD_HISTORY_KEEP_FOR", "CTXD_HISTORY_COMPACT_INTERVAL",
 	}, names)
 }
 
@@ -161,13 +163,18 @@ limits:
 				"CTXD_LOG_LEVEL=error", "CTXD_LOG_FORMAT=console", "CTXD_HTTP_MAX_BODY_BYTES=8KiB",
 				"CTXD_LIMITS_MAX_KEY_BYTES=16", "CTXD_LIMITS_MAX_VALUE_BYTES=1KiB", "CTXD_LIMITS_MAX_TXN_OPS=2",
 				"CTXD_COMPAT_NAMESPACE=legacy",
+				"CTXD_SNAPSHOTS_INTERVAL=1h", "CTXD_SNAPSHOTS_KEEP=3", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES=1MiB",
+				"CTXD_HISTORY_KEEP_VERSIONS=5", "CTXD_HISTORY_KEEP_REVISIONS=0", "CTXD_HISTORY_KEEP_FOR=720h",
+				"CTXD_HISTORY_COMPACT_INTERVAL=30s",
 			},
 			want: func(c *Config) {
 				*c = Config{
 					Addr: "0.0.0.0:1", DataDir: "/d", ShutdownTimeout: 2 * time.Second,
 					Log: Log{Level: "error", Format: "console"}, HTTP: HTTP{MaxBodyBytes: 8 << 10},
-					Limits: store.Limits{MaxKeyBytes: 16, MaxValueBytes: 1 << 10, MaxTxnOps: 2},
-					Compat: Compat{Namespace: "legacy"},
+					Limits:    store.Limits{MaxKeyBytes: 16, MaxValueBytes: 1 << 10, MaxTxnOps: 2},
+					Compat:    Compat{Namespace: "legacy"},
+					Snapshots: Snapshots{Interval: time.Hour, Keep: 3, MaxUploadBytes: 1 << 20},
+					History:   History{KeepVersions: 5, KeepRevisions: 0, KeepFor: 720 * time.Hour, CompactInterval: 30 * time.Second},
 				}
 			},
 		},

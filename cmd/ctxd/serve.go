@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
 )
 
 // dbFile is the database's name inside the data folder.
@@ -108,10 +110,20 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 		return err
 	}
 	log.Info().Str("path", path).Uint64("revision", st.Revision()).Msg("store opened")
+	snaps, err := snapshots.Open(filepath.Join(cfg.DataDir, snapshotsDir), st)
+	if err != nil {
+		return errors.Join(err, st.Close())
+	}
+	maint, stopMaint := context.WithCancel(context.Background())
+	var background sync.WaitGroup
+	defer func() { stopMaint(); background.Wait() }()
+	startMaintenance(maint, &background, cfg, st, snaps, log)
 
 	api := httpapi.New(st, httpapi.Config{
 		Version: version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 		CompatNamespace: cfg.Compat.Namespace, DumpDir: filepath.Join(cfg.DataDir, dumpsDir),
+		Snapshots: snaps, Maintenance: st, KeepVersions: cfg.History.KeepVersions,
+		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
 	}, log)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -142,6 +154,8 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 		log.Warn().Err(err).Msg("requests still running at shutdown_timeout: closing their connections")
 		_ = hs.Close()
 	}
+	stopMaint()
+	background.Wait()
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
+)
+
+// snapshotsDir is the snapshot folder inside the data folder.
+const snapshotsDir = "snapshots"
+
+// startMaintenance starts the background work the configuration asks for:
+// scheduled snapshots and history retention. Both stop when ctx ends; wg
+// tells when they have.
+func startMaintenance(ctx context.Context, wg *sync.WaitGroup, cfg configs.Config, st *store.Store, snaps *snapshots.Manager, log zerolog.Logger) {
+	if cfg.Snapshots.Interval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			log.Info().Dur("interval", cfg.Snapshots.Interval).Int("keep", cfg.Snapshots.Keep).Msg("scheduled snapshots on")
+			snaps.Schedule(ctx, cfg.Snapshots.Interval, cfg.Snapshots.Keep, func(err error) {
+				log.Error().Err(err).Msg("scheduled snapshot failed")
+			})
+		}()
+	}
+	h := cfg.History
+	if h.KeepVersions > 0 || h.KeepFor > 0 {
+		policy := store.RetentionPolicy{KeepVersions: h.KeepVersions, KeepRevisions: h.KeepRevisions, KeepFor: h.KeepFor}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(h.CompactInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				res, err := st.ApplyRetention(ctx, policy)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					log.Error().Err(err).Msg("history retention failed")
+				case res.Removed > 0:
+					log.Info().Int("removed", res.Removed).Uint64("compacted_revision", res.Revision).Msg("history retention applied")
+				}
+			}
+		}()
+	}
+}

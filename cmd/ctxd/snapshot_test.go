@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/client"
+)
+
+// fill writes keys k00000..k(n-1) with a ~1 KB value tagged tag, in
+// transactions of 100.
+func fill(t *testing.T, url string, n int, tag string) {
+	t.Helper()
+	cl, err := client.New(url)
+	require.NoError(t, err)
+	pad := strings.Repeat("x", 1000)
+	var ops []client.TxnOp
+	for i := 0; i < n; i++ {
+		ops = append(ops, client.TxnOp{Op: "put", Key: fmt.Sprintf("k%05d", i), Value: json.RawMessage(fmt.Sprintf(`{"tag":%q,"pad":%q}`, tag, pad))})
+		if len(ops) == 100 || i == n-1 {
+			_, err := cl.Txn(context.Background(), ops, client.TxnOptions{})
+			require.NoError(t, err)
+			ops = nil
+		}
+	}
+}
+
+// tags counts the keys per tag, read through the API.
+func tags(t *testing.T, url string) map[string]int {
+	t.Helper()
+	cl, err := client.New(url)
+	require.NoError(t, err)
+	recs, err := cl.ListAll(context.Background(), "default", "k")
+	require.NoError(t, err)
+	out := map[string]int{}
+	for _, r := range recs {
+		var v struct{ Tag string }
+		require.NoError(t, json.Unmarshal(r.Value, &v))
+		out[v.Tag]++
+	}
+	return out
+}
+
+func TestSnapshotCommands(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startServer(t, dir)
+	env := []string{"CTXD_SERVER=" + srv.url}
+	fill(t, srv.url, 50, "A")
+
+	r := cli(t, env, "", "snapshot", "create", "-o", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var meta client.SnapshotMeta
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &meta))
+	assert.Equal(t, uint64(1), uint64(len(meta.Namespaces)))
+
+	r = cli(t, env, "", "snapshot", "ls")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, meta.ID)
+
+	file := filepath.Join(t.TempDir(), "backup.db")
+	r = cli(t, env, "", "snapshot", "get", meta.ID, "-o", file)
+	require.Equal(t, 0, r.code, r.stderr)
+	fi, err := os.Stat(file)
+	require.NoError(t, err)
+	assert.Equal(t, meta.Size, fi.Size())
+
+	fill(t, srv.url, 50, "B")
+	r = cli(t, env, "", "snapshot", "restore", meta.ID, "--dry-run")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "dry run")
+	assert.Equal(t, map[string]int{"B": 50}, tags(t, srv.url))
+
+	r = cli(t, env, "", "snapshot", "restore", meta.ID, "--prefix", "k0001")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, map[string]int{"A": 10, "B": 40}, tags(t, srv.url), "partial restore of a prefix")
+
+	r = cli(t, env, "", "snapshot", "restore", meta.ID)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, map[string]int{"A": 50}, tags(t, srv.url))
+
+	r = cli(t, env, "", "snapshot", "upload", file)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "upload")
+	bad := filepath.Join(t.TempDir(), "bad.db")
+	require.NoError(t, os.WriteFile(bad, []byte("not a database"), 0o600))
+	r = cli(t, env, "", "snapshot", "upload", bad)
+	assert.Equal(t, 1, r.code, r.stdout)
+	assert.Contains(t, r.stderr, "bad_snapshot")
+
+	r = cli(t, env, "", "defrag")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "defragmented")
+
+	r = cli(t, env, "", "snapshot", "rm", meta.ID)
+	require.Equal(t, 0, r.code, r.stderr)
+	r = cli(t, env, "", "snapshot", "rm", meta.ID)
+	assert.Equal(t, 4, r.code, "removing twice: not found")
+	r = cli(t, env, "", "snapshot", "get", meta.ID)
+	assert.Equal(t, 2, r.code, "get needs -o FILE")
+
+	// Offline: restore and compact a stopped server's folder.
+	fill(t, srv.url, 50, "C")
+	srv.signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.wait(30*time.Second))
+	r = cli(t, nil, "", "restore", "--data", dir, "--from", file, "--dry-run")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = cli(t, nil, "", "restore", "--data", dir, "--from", file)
+	require.Equal(t, 0, r.code, r.stderr)
+	r = cli(t, nil, "", "restore", "--data", dir, "--from", bad)
+	assert.Equal(t, 1, r.code)
+	r = cli(t, nil, "", "compact", "--data", dir)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "compacted")
+
+	srv = startServer(t, dir)
+	assert.Equal(t, map[string]int{"A": 50}, tags(t, srv.url))
+	r = cli(t, nil, "", "compact", "--data", dir)
+	assert.Equal(t, 1, r.code, "a running server's file is refused")
+	assert.Contains(t, r.stderr, "server running")
+}
+
+// A SIGKILL during a snapshot, a restore or a defrag leaves the database
+// either as it was or as the operation left it, whole, and never a listed
+// partial snapshot.
+func TestKillDuringSnapshotRestoreAndDefrag(t *testing.T) {
+	t.Parallel()
+	for _, op := range []string{"snapshot", "restore", "defrag"} {
+		for _, delay := range []time.Duration{5 * time.Millisecond, 40 * time.Millisecond} {
+			t.Run(fmt.Sprintf("%s/%v", op, delay), func(t *testing.T) {
+				dir := t.TempDir()
+				srv := startServer(t, dir)
+				cl, err := client.New(srv.url)
+				require.NoError(t, err)
+				fill(t, srv.url, 3000, "A")
+				var snapID string
+				if op == "restore" {
+					meta, err := cl.CreateSnapshot(context.Background())
+					require.NoError(t, err)
+					snapID = meta.ID
+					fill(t, srv.url, 3000, "B")
+				}
+				before := tags(t, srv.url)
+
+				go func() {
+					ctx := context.Background()
+					switch op {
+					case "snapshot":
+						_, _ = cl.CreateSnapshot(ctx)
+					case "restore":
+						_, _ = cl.RestoreSnapshot(ctx, snapID, client.RestoreOptions{})
+					case "defrag":
+						_, _ = cl.Defrag(ctx)
+					}
+				}()
+				time.Sleep(delay)
+				srv.signal(syscall.SIGKILL)
+				srv.wait(30 * time.Second)
+
+				srv = startServer(t, dir)
+				after := tags(t, srv.url)
+				if op == "restore" && after["A"] == 3000 {
+					assert.Equal(t, map[string]int{"A": 3000}, after, "the new state, whole")
+				} else {
+					assert.Equal(t, before, after, "the old state, whole")
+				}
+				list, err := cl2(t, srv.url).Snapshots(context.Background())
+				require.NoError(t, err)
+				for _, m := range list {
+					// Every listed snapshot must be whole: a dry-run verifies it.
+					_, err := cl2(t, srv.url).RestoreSnapshot(context.Background(), m.ID, client.RestoreOptions{DryRun: true})
+					assert.NoError(t, err, "listed snapshot %s", m.ID)
+				}
+				entries, err := os.ReadDir(filepath.Join(dir, "snapshots"))
+				require.NoError(t, err)
+				for _, e := range entries {
+					assert.False(t, strings.HasSuffix(e.Name(), ".tmp"), "leftover %s was not removed at start", e.Name())
+				}
+				leftovers, _ := filepath.Glob(filepath.Join(dir, "ctxd.db.*"))
+				assert.Empty(t, leftovers)
+				w, err := cl2(t, srv.url).Put(context.Background(), "default", "after", json.RawMessage(`1`), client.PutOptions{})
+				require.NoError(t, err, "the restarted server takes writes")
+				assert.Positive(t, w.ModRev)
+			})
+		}
+	}
+}
+
+func cl2(t *testing.T, url string) *client.Client {
+	t.Helper()
+	c, err := client.New(url)
+	require.NoError(t, err)
+	return c
+}
