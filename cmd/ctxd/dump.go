@@ -45,6 +45,7 @@ func (a *app) connFlags(cmd *cobra.Command) *common {
 func (a *app) dumpCmd() *cobra.Command {
 	var (
 		format, outFile, filename string
+		snapshot                  string
 		serverSide, history       bool
 		rev                       uint64
 	)
@@ -59,11 +60,13 @@ With --server-side the server writes it into its dump folder (<data>/dumps)
 instead, named --filename (the format's extension is added when missing; a
 dump of that name is replaced) or context_dump_<time>.<format>; list them
 with 'ctxd dumps'. --rev dumps the namespace as it was at that revision;
---history adds its changes.`,
+--history adds its changes. --snapshot ID dumps the namespace from one of
+the server's stored snapshots instead of the live data.`,
 		Example: `  ctxd dump > ctx.json
   ctxd dump --format csv -o ctx.csv
   ctxd dump -n prod --format pretty --history --rev 1200
-  ctxd dump --server-side --filename nightly --format json`,
+  ctxd dump --server-side --filename nightly --format json
+  ctxd dump --snapshot 20261127T101500Z-r42 --format csv -o backup.csv`,
 		Args: cobra.NoArgs,
 	}
 	c := a.connFlags(cmd)
@@ -74,7 +77,10 @@ with 'ctxd dumps'. --rev dumps the namespace as it was at that revision;
 	f.StringVar(&filename, "filename", "", "with --server-side: the dump's `name` in the dump folder")
 	f.BoolVar(&history, "history", false, "add the namespace's changes")
 	f.Uint64Var(&rev, "rev", 0, "dump the namespace as it was at this `revision`")
+	f.StringVar(&snapshot, "snapshot", "", "dump from the server's stored snapshot `ID` instead of the live data")
 	cmd.MarkFlagsMutuallyExclusive("server-side", "output")
+	cmd.MarkFlagsMutuallyExclusive("server-side", "snapshot")
+	cmd.MarkFlagsMutuallyExclusive("rev", "snapshot")
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		fm, err := export.ParseFormat(format)
 		if err != nil {
@@ -104,14 +110,20 @@ with 'ctxd dumps'. --rev dumps the namespace as it was at that revision;
 				strconv.Itoa(info.KeyCount), byteSize(info.FileSize), info.Path,
 			}, "\t")})
 		}
+		send := func(w io.Writer) (uint64, error) {
+			if snapshot != "" {
+				return cl.ExportSnapshot(ctx, snapshot, c.namespace, opts, w)
+			}
+			return cl.Export(ctx, c.namespace, opts, w)
+		}
 		if outFile == "" || outFile == "-" {
-			_, err := cl.Export(ctx, c.namespace, opts, a.stdout)
+			_, err := send(a.stdout)
 			return err
 		}
 		var got uint64
 		size, err := export.WriteFileAtomic(outFile, 0o644, func(w io.Writer) error {
 			var err error
-			got, err = cl.Export(ctx, c.namespace, opts, w)
+			got, err = send(w)
 			return err
 		})
 		if err != nil {

@@ -76,6 +76,12 @@ func TestSnapshotCommands(t *testing.T) {
 	assert.Equal(t, meta.Size, fi.Size())
 
 	fill(t, srv.url, 50, "B")
+	live := cli(t, env, "", "dump", "--format", "csv")
+	require.Equal(t, 0, live.code, live.stderr)
+	r = cli(t, env, "", "dump", "--snapshot", meta.ID, "--format", "csv")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, 50, strings.Count(r.stdout, `""tag"":""A""`), "the snapshot's values, not the live ones")
+	assert.NotEqual(t, live.stdout, r.stdout)
 	r = cli(t, env, "", "snapshot", "restore", meta.ID, "--dry-run")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "dry run")
