@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -34,6 +35,30 @@ type Config struct {
 	Snapshots Snapshots
 	// History (history.*) is how much history is kept.
 	History History
+	// WebSocket (websocket.*) configures the live change feed, GET /v1/watch.
+	WebSocket WebSocket
+}
+
+// WebSocket configures the live change feed.
+type WebSocket struct {
+	// PingInterval (websocket.ping_interval) is how often the server pings
+	// each client; one that answers no ping for twice as long is dropped.
+	PingInterval time.Duration
+	// WriteTimeout (websocket.write_timeout) bounds writing one frame to a
+	// client: one that reads nothing for that long is dropped.
+	WriteTimeout time.Duration
+	// MaxMessageBytes (websocket.max_message_bytes) bounds a message from a
+	// client (a context_set carries a value).
+	MaxMessageBytes int64
+	// AllowedOrigins (websocket.allowed_origins, comma-separated) are the
+	// browser origins allowed besides the server's own and localhost; "*"
+	// allows any.
+	AllowedOrigins []string
+	// MaxClients (websocket.max_clients) caps the connected clients.
+	MaxClients int
+	// MaxLag (websocket.max_lag) is how many revisions a client may fall
+	// behind before it is closed with "lagged" (it then resumes).
+	MaxLag uint64
 }
 
 // Snapshots configures snapshots, kept in DataDir/snapshots.
@@ -101,6 +126,8 @@ func Defaults() Config {
 		Compat:          Compat{Namespace: store.DefaultNamespace},
 		Snapshots:       Snapshots{Interval: 0, Keep: 7, MaxUploadBytes: 1 << 30},
 		History:         History{KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
+		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
+			MaxMessageBytes: 2 << 20, MaxClients: 10000, MaxLag: 10000},
 	}
 }
 
@@ -433,6 +460,90 @@ var settings = []setting{
 		set:  func(c *Config, v string) error { return setDuration(&c.History.CompactInterval, v, false) },
 		get:  func(c *Config) string { return c.History.CompactInterval.String() },
 	},
+	{
+		path: "websocket.ping_interval",
+		set:  func(c *Config, v string) error { return setDuration(&c.WebSocket.PingInterval, v, false) },
+		get:  func(c *Config) string { return c.WebSocket.PingInterval.String() },
+	},
+	{
+		path: "websocket.write_timeout",
+		set:  func(c *Config, v string) error { return setDuration(&c.WebSocket.WriteTimeout, v, false) },
+		get:  func(c *Config) string { return c.WebSocket.WriteTimeout.String() },
+	},
+	{
+		path: "websocket.max_message_bytes",
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v, 1<<40)
+			if err != nil {
+				return err
+			}
+			c.WebSocket.MaxMessageBytes = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatInt(c.WebSocket.MaxMessageBytes, 10) },
+	},
+	{
+		path: "websocket.allowed_origins",
+		set: func(c *Config, v string) error {
+			origins, err := parseOrigins(v)
+			if err != nil {
+				return err
+			}
+			c.WebSocket.AllowedOrigins = origins
+			return nil
+		},
+		get: func(c *Config) string { return strings.Join(c.WebSocket.AllowedOrigins, ",") },
+	},
+	{
+		path: "websocket.max_clients",
+		set: func(c *Config, v string) error {
+			if err := setCount(&c.WebSocket.MaxClients, v); err != nil {
+				return err
+			}
+			if c.WebSocket.MaxClients == 0 {
+				return errors.New("must be > 0")
+			}
+			return nil
+		},
+		get: func(c *Config) string { return strconv.Itoa(c.WebSocket.MaxClients) },
+	},
+	{
+		path: "websocket.max_lag",
+		set: func(c *Config, v string) error {
+			var n int
+			if err := setCount(&n, v); err != nil {
+				return err
+			}
+			if n == 0 {
+				return errors.New("must be > 0")
+			}
+			c.WebSocket.MaxLag = uint64(n)
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatUint(c.WebSocket.MaxLag, 10) },
+	},
+}
+
+// parseOrigins parses a comma-separated list of origins
+// (scheme://host[:port], http or https, no path) or "*"; "" is none.
+func parseOrigins(v string) ([]string, error) {
+	var out []string
+	for _, o := range strings.Split(v, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		if o != "*" {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+				(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+				return nil, fmt.Errorf("invalid origin %q (use scheme://host[:port], such as https://dash.example.com, or *)", o)
+			}
+			o = strings.TrimSuffix(o, "/")
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 func lookup(path string) (setting, bool) {

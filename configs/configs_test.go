@@ -92,6 +92,8 @@ func TestEnvNames(t *testing.T) {
 		"CTXD_LIMITS_MAX_TXN_OPS", "CTXD_COMPAT_NAMESPACE",
 		"CTXD_SNAPSHOTS_INTERVAL", "CTXD_SNAPSHOTS_KEEP", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES",
 		"CTXD_HISTORY_KEEP_VERSIONS", "CTXD_HISTORY_KEEP_REVISIONS", "CTXD_HISTORY_KEEP_FOR", "CTXD_HISTORY_COMPACT_INTERVAL",
+		"CTXD_WEBSOCKET_PING_INTERVAL", "CTXD_WEBSOCKET_WRITE_TIMEOUT", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES",
+		"CTXD_WEBSOCKET_ALLOWED_ORIGINS", "CTXD_WEBSOCKET_MAX_CLIENTS", "CTXD_WEBSOCKET_MAX_LAG",
 	}, names)
 }
 
@@ -166,6 +168,9 @@ limits:
 				"CTXD_SNAPSHOTS_INTERVAL=1h", "CTXD_SNAPSHOTS_KEEP=3", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES=1MiB",
 				"CTXD_HISTORY_KEEP_VERSIONS=5", "CTXD_HISTORY_KEEP_REVISIONS=0", "CTXD_HISTORY_KEEP_FOR=720h",
 				"CTXD_HISTORY_COMPACT_INTERVAL=30s",
+				"CTXD_WEBSOCKET_PING_INTERVAL=5s", "CTXD_WEBSOCKET_WRITE_TIMEOUT=3s", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES=64KiB",
+				"CTXD_WEBSOCKET_ALLOWED_ORIGINS=https://a.example, http://b.example:8080/", "CTXD_WEBSOCKET_MAX_CLIENTS=7",
+				"CTXD_WEBSOCKET_MAX_LAG=100",
 			},
 			want: func(c *Config) {
 				*c = Config{
@@ -175,6 +180,8 @@ limits:
 					Compat:    Compat{Namespace: "legacy"},
 					Snapshots: Snapshots{Interval: time.Hour, Keep: 3, MaxUploadBytes: 1 << 20},
 					History:   History{KeepVersions: 5, KeepRevisions: 0, KeepFor: 720 * time.Hour, CompactInterval: 30 * time.Second},
+					WebSocket: WebSocket{PingInterval: 5 * time.Second, WriteTimeout: 3 * time.Second, MaxMessageBytes: 64 << 10,
+						AllowedOrigins: []string{"https://a.example", "http://b.example:8080"}, MaxClients: 7, MaxLag: 100},
 				}
 			},
 		},
@@ -247,6 +254,11 @@ func TestErrors(t *testing.T) {
 		{name: "empty data dir", file: "data_dir: ''\n", field: "data_dir", want: "must not be empty"},
 		{name: "bad compat namespace", file: "compat:\n  namespace: a/b\n", field: "compat.namespace", want: "must be 1 to 64 of"},
 		{name: "null data dir", file: "data_dir:\n", field: "data_dir", want: "must not be empty"},
+		{name: "bad origin", file: "websocket:\n  allowed_origins: dash.example.com\n", field: "websocket.allowed_origins", want: `invalid origin "dash.example.com"`},
+		{name: "origin with a path", env: []string{"CTXD_WEBSOCKET_ALLOWED_ORIGINS=https://a.example/app"}, field: "websocket.allowed_origins", want: "invalid origin"},
+		{name: "zero max clients", file: "websocket:\n  max_clients: 0\n", field: "websocket.max_clients", want: "must be > 0"},
+		{name: "zero max lag", env: []string{"CTXD_WEBSOCKET_MAX_LAG=0"}, field: "websocket.max_lag", want: "must be > 0"},
+		{name: "zero ping interval", file: "websocket:\n  ping_interval: 0s\n", field: "websocket.ping_interval", want: "must be > 0"},
 		{name: "missing file", file: "-", want: "no such file"},
 		{
 			name: "bad env names the variable", env: []string{"CTXD_LIMITS_MAX_VALUE_BYTES=0"},

@@ -402,7 +402,7 @@ func (s *Server) importNS(c echo.Context) error {
 		out.Revision = st.Revision
 		return sendJSON(c, http.StatusOK, out)
 	}
-	res, err := s.st.Txn(req.Context(), writes)
+	res, err := s.st.Import(req.Context(), writes)
 	if err != nil {
 		return err
 	}

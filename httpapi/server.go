@@ -18,6 +18,8 @@ type Store interface {
 	Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (store.Record, error)
 	Delete(ctx context.Context, ns, key string, expect *uint64, who string) (store.Record, error)
 	Txn(ctx context.Context, writes []store.Write) (store.TxnResult, error)
+	// Import is Txn without the limit on the number of writes.
+	Import(ctx context.Context, writes []store.Write) (store.TxnResult, error)
 	Get(ns, key string) (store.Record, error)
 	GetAt(ns, key string, rev uint64) (store.Record, error)
 	List(ns string, opts store.ListOptions) (store.ListPage, error)

@@ -190,3 +190,34 @@ func (e *logEntry) record() Record {
 		CreateRev: e.createRev, ModRev: e.Revision, Who: e.Who, UpdatedAt: e.Time,
 	}
 }
+
+// decodeCurrent decodes the log entry a kv record points at into rec,
+// checking that it is a put of ns/key without allocating their names again.
+func decodeCurrent(b []byte, ns, key string, rec *Record) error {
+	d := decoder{b: b}
+	if d.byte() != formatV1 || d.byte() != byte(OpPut) || d.err != nil {
+		return errCorrupt
+	}
+	if !d.equal(ns) || !d.equal(key) {
+		return errCorrupt
+	}
+	rec.Version = d.uvarint()
+	_ = d.uvarint() // create_rev: the kv record has it
+	_ = d.uvarint() // prev_rev
+	rec.UpdatedAt = time.Unix(0, d.varint()).UTC()
+	rec.Who = d.string()
+	rec.Value = d.rest()
+	return d.err
+}
+
+// equal reads a length-prefixed string and reports whether it is s.
+func (d *decoder) equal(s string) bool {
+	n := d.uvarint()
+	if d.err != nil || uint64(len(d.b)) < n {
+		d.err = errCorrupt
+		return false
+	}
+	ok := string(d.b[:n]) == s
+	d.b = d.b[n:]
+	return ok
+}

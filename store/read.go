@@ -59,7 +59,7 @@ func (s *Store) Get(ns, key string) (Record, error) {
 			return fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
 		}
 		var err error
-		rec, err = currentRecord(tx, ns, key, v)
+		rec, err = currentRecord(tx.Bucket(migrations.BucketLog).Cursor(), ns, key, v)
 		return err
 	})
 	return rec, err
@@ -67,20 +67,24 @@ func (s *Store) Get(ns, key string) (Record, error) {
 
 // currentRecord builds a key's record from its kv entry and the logged
 // change that entry points at, which holds the value.
-func currentRecord(tx *bolt.Tx, ns, key string, kv []byte) (Record, error) {
+//
+// log is a cursor over the log bucket: reusing one cursor across the keys
+// of a listing saves an allocation per key.
+func currentRecord(log *bolt.Cursor, ns, key string, kv []byte) (Record, error) {
 	r, err := decodeKV(kv)
 	if err != nil {
 		return Record{}, fmt.Errorf("read %s/%s: %w", ns, key, err)
 	}
-	e, err := readLog(tx, r.modRev)
-	if err != nil {
-		return Record{}, fmt.Errorf("read %s/%s: %w", ns, key, err)
+	var revKey [8]byte
+	binary.BigEndian.PutUint64(revKey[:], r.modRev)
+	k, v := log.Seek(revKey[:])
+	if !bytes.Equal(k, revKey[:]) {
+		v = nil
 	}
-	if e.Op != OpPut || e.Namespace != ns || e.Key != key {
+	rec := Record{Namespace: ns, Key: key, CreateRev: r.createRev, ModRev: r.modRev}
+	if v == nil || decodeCurrent(v, ns, key, &rec) != nil {
 		return Record{}, fmt.Errorf("read %s/%s: revision %d is not its value: %w", ns, key, r.modRev, errCorrupt)
 	}
-	rec := e.record()
-	rec.CreateRev = r.createRev
 	return rec, nil
 }
 
@@ -146,7 +150,7 @@ func (s *Store) GetAt(ns, key string, rev uint64) (Record, error) {
 		if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
 			return notFound
 		}
-		e, err := readLog(tx, binary.BigEndian.Uint64(k[len(prefix):]))
+		e, err := readLog(tx.Bucket(migrations.BucketLog), binary.BigEndian.Uint64(k[len(prefix):]))
 		if err != nil {
 			return err
 		}
@@ -159,8 +163,8 @@ func (s *Store) GetAt(ns, key string, rev uint64) (Record, error) {
 	return rec, err
 }
 
-func readLog(tx *bolt.Tx, rev uint64) (logEntry, error) {
-	v := tx.Bucket(migrations.BucketLog).Get(encodeRevision(rev))
+func readLog(log *bolt.Bucket, rev uint64) (logEntry, error) {
+	v := log.Get(encodeRevision(rev))
 	if v == nil {
 		return logEntry{}, fmt.Errorf("log revision %d: %w", rev, errCorrupt)
 	}
@@ -184,6 +188,7 @@ func (s *Store) List(ns string, opts ListOptions) (ListPage, error) {
 			return nil
 		}
 		c := b.Cursor()
+		logc := tx.Bucket(migrations.BucketLog).Cursor()
 		prefix := []byte(opts.Prefix)
 		start := prefix
 		if opts.After != "" && opts.After >= opts.Prefix {
@@ -197,7 +202,7 @@ func (s *Store) List(ns string, opts ListOptions) (ListPage, error) {
 				page.Next = page.Records[limit-1].Key
 				return nil
 			}
-			r, err := currentRecord(tx, ns, string(k), v)
+			r, err := currentRecord(logc, ns, string(k), v)
 			if err != nil {
 				return fmt.Errorf("list %s: %w", ns, err)
 			}
@@ -223,6 +228,7 @@ func (s *Store) History(ns, key string, opts HistoryOptions) (HistoryPage, error
 		}
 		prefix := histPrefix(key)
 		c := hist.Cursor()
+		logb := tx.Bucket(migrations.BucketLog)
 		var k []byte
 		if opts.Before > 0 {
 			k, _ = c.Seek(histKey(key, opts.Before))
@@ -241,7 +247,7 @@ func (s *Store) History(ns, key string, opts HistoryOptions) (HistoryPage, error
 				page.Next = page.Changes[limit-1].Revision
 				return nil
 			}
-			e, err := readLog(tx, rev)
+			e, err := readLog(logb, rev)
 			if err != nil {
 				return err
 			}

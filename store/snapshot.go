@@ -141,7 +141,7 @@ func (s *Snapshot) SchemaVersion() int { return s.schema }
 // View calls fn with a consistent view of the snapshot.
 func (s *Snapshot) View(fn func(v *View) error) error {
 	return safeView(s.db, func(tx *bolt.Tx) error {
-		return fn(&View{tx: tx, rev: lastRevision(tx)})
+		return fn(newView(tx))
 	})
 }
 
@@ -194,7 +194,7 @@ func verifyTx(tx *bolt.Tx) error {
 		var n uint64
 		err := kv.ForEach(func(k, v []byte) error {
 			n++
-			if _, err := currentRecord(tx, ns, string(k), v); err != nil {
+			if _, err := currentRecord(logb.Cursor(), ns, string(k), v); err != nil {
 				return err
 			}
 			r, _ := decodeKV(v)

@@ -281,6 +281,18 @@ func (s *Store) exclusive(fn func() error) error {
 	return err
 }
 
+// Import is Txn without the limit on the number of writes, for bulk loads
+// that are one transaction by design (importing a dump). Every write is
+// still validated, and the whole import commits or nothing does.
+func (s *Store) Import(ctx context.Context, writes []Write) (TxnResult, error) {
+	unlimited := s.limits
+	unlimited.MaxTxnOps = max(len(writes), 1)
+	if err := unlimited.validateWrites(writes); err != nil {
+		return TxnResult{}, err
+	}
+	return s.submit(ctx, &request{writes: writes, done: make(chan result, 1)})
+}
+
 // writer is the only goroutine that writes. It takes the first queued
 // request, drains whatever else is already queued (no timer: a lone write
 // commits at once), commits the group with one fsync, then answers each.

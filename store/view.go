@@ -15,13 +15,18 @@ import (
 // [Store.View]; records it yields are copies and may be kept.
 type View struct {
 	tx  *bolt.Tx
+	log *bolt.Bucket
 	rev uint64
+}
+
+func newView(tx *bolt.Tx) *View {
+	return &View{tx: tx, log: tx.Bucket(migrations.BucketLog), rev: lastRevision(tx)}
 }
 
 // View calls fn with a consistent view of the store.
 func (s *Store) View(fn func(v *View) error) error {
 	return s.view(func(tx *bolt.Tx) error {
-		return fn(&View{tx: tx, rev: lastRevision(tx)})
+		return fn(newView(tx))
 	})
 }
 
@@ -57,10 +62,10 @@ func (v *View) ForEach(ns, prefix string, fn func(Record) error) error {
 	if b == nil {
 		return nil
 	}
-	c := b.Cursor()
+	c, logc := b.Cursor(), v.log.Cursor()
 	p := []byte(prefix)
 	for k, val := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, val = c.Next() {
-		r, err := currentRecord(v.tx, ns, string(k), val)
+		r, err := currentRecord(logc, ns, string(k), val)
 		if err != nil {
 			return err
 		}
@@ -74,7 +79,7 @@ func (v *View) ForEach(ns, prefix string, fn func(Record) error) error {
 // ForEachChange calls fn for every retained change of ns (all namespaces
 // when ns is ""), oldest first.
 func (v *View) ForEachChange(ns string, fn func(Change) error) error {
-	c := v.tx.Bucket(migrations.BucketLog).Cursor()
+	c := v.log.Cursor()
 	for k, val := c.First(); k != nil; k, val = c.Next() {
 		e, err := decodeChange(binary.BigEndian.Uint64(k), val)
 		if err != nil {
@@ -100,13 +105,13 @@ func (v *View) Get(ns, key string) (Record, error) {
 	if val == nil {
 		return Record{}, fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
 	}
-	return currentRecord(v.tx, ns, key, val)
+	return currentRecord(v.log.Cursor(), ns, key, val)
 }
 
 // Change returns the change recorded at revision rev, or ErrNotFound if
 // history no longer holds it.
 func (v *View) Change(rev uint64) (Change, error) {
-	val := v.tx.Bucket(migrations.BucketLog).Get(encodeRevision(rev))
+	val := v.log.Get(encodeRevision(rev))
 	if val == nil {
 		return Change{}, fmt.Errorf("revision %d: %w", rev, ErrNotFound)
 	}

@@ -134,6 +134,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage or configuration, 3 cannot connect,
 	root.AddCommand(
 		a.serveCmd(),
 		a.putCmd(), a.getCmd(), a.delCmd(), a.lsCmd(), a.historyCmd(), a.nsCmd(), a.statusCmd(),
+		a.watchCmd(),
 		a.dumpCmd(), a.dumpsCmd(), a.importCmd(),
 		a.migrateCmd(),
 		a.snapshotCmd(), a.restoreCmd(), a.compactCmd(), a.defragCmd(),

@@ -21,6 +21,7 @@ import (
 
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/snapshots"
 )
@@ -119,15 +120,17 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 	defer func() { stopMaint(); background.Wait() }()
 	startMaintenance(maint, &background, cfg, st, snaps, log)
 
+	hub := realtime.New(st, realtimeOptions(cfg.WebSocket), log.With().Str("component", "realtime").Logger())
 	api := httpapi.New(st, httpapi.Config{
-		Version: version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
+		Version: version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Clients: hub.Clients, OnDump: notifyDumped(hub),
 		CompatNamespace: cfg.Compat.Namespace, DumpDir: filepath.Join(cfg.DataDir, dumpsDir),
 		Snapshots: snaps, Maintenance: st, KeepVersions: cfg.History.KeepVersions,
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
 	}, log)
+	api.Echo().GET("/v1/watch", hub.Serve)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return errors.Join(fmt.Errorf("listen: %w", err), st.Close())
+		return errors.Join(fmt.Errorf("listen: %w", err), hub.Close(), st.Close())
 	}
 	hs := &http.Server{
 		Handler:           api.Handler(),
@@ -143,13 +146,16 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 
 	select {
 	case err := <-served:
-		return errors.Join(fmt.Errorf("serve: %w", err), st.Close())
+		return errors.Join(fmt.Errorf("serve: %w", err), hub.Close(), st.Close())
 	case <-ctx.Done():
 	}
 	stop() // a second signal ends the process at once
 	log.Info().Str("timeout", cfg.ShutdownTimeout.String()).Msg("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	// WebSocket connections are hijacked: Shutdown does not see them. The
+	// hub closes them (1001, going away); clients resume after a restart.
+	_ = hub.Close()
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn().Err(err).Msg("requests still running at shutdown_timeout: closing their connections")
 		_ = hs.Close()

@@ -1,0 +1,320 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Watch event types.
+const (
+	// EventChange is one committed change (the server's context_updated).
+	EventChange = "context_updated"
+	// EventReset says the database was replaced by a restore: state read
+	// before it is stale; changes continue after Rev.
+	EventReset = "reset"
+)
+
+// WatchEvent is what Watch hands to its callback: a change, or a reset.
+type WatchEvent struct {
+	// Type is EventChange or EventReset.
+	Type string `json:"type"`
+	// Rev is the change's revision; for a reset, the revision changes
+	// continue after.
+	Rev       uint64 `json:"rev"`
+	Namespace string `json:"ns,omitempty"`
+	Key       string `json:"key,omitempty"`
+	// Op is "put" or "delete".
+	Op string `json:"op,omitempty"`
+	// Value is the value after the change; null for a delete.
+	Value   json.RawMessage `json:"value,omitempty"`
+	Version uint64          `json:"version,omitempty"`
+	Who     string          `json:"who,omitempty"`
+	// Timestamp is when the change was committed.
+	Timestamp time.Time `json:"timestamp"`
+	// Message explains a reset.
+	Message string `json:"message,omitempty"`
+}
+
+// WatchOptions select what Watch follows and how it reconnects.
+type WatchOptions struct {
+	// Namespaces to watch; none means "default", "*" means every namespace.
+	Namespaces []string
+	// Prefix keeps only keys that start with it.
+	Prefix string
+	// FromRev, when set, starts with every change after that revision (0:
+	// the whole retained history); nil starts with the changes from now.
+	FromRev *uint64
+	// MinBackoff and MaxBackoff bound the wait before a reconnection; it
+	// doubles from MinBackoff after each failed attempt. Defaults 100ms, 5s.
+	MinBackoff, MaxBackoff time.Duration
+	// IdleTimeout is how long a connection may stay silent (no frame and
+	// no ping from the server) before it is taken for dead. Default 2m.
+	IdleTimeout time.Duration
+	// DialTimeout bounds each connection attempt. Default 10s.
+	DialTimeout time.Duration
+	// OnReconnect, when set, is called before each wait to reconnect,
+	// with why the connection ended and how long the wait is.
+	OnReconnect func(err error, wait time.Duration)
+}
+
+// Watch streams the changes selected by opts to fn, in revision order,
+// until ctx is done (it then returns nil), fn returns an error (returned
+// as is), or the server answers something that a retry cannot fix: a
+// refusal (an *APIError, e.g. 400 or 403), or changes that were compacted
+// away (an *APIError with CodeCompacted, which errors.Is matches with
+// store.ErrCompacted: re-read the state and watch again from there).
+//
+// When the connection drops (a server restart, a network failure, the
+// server closing a client that fell behind), Watch reconnects with backoff
+// and resumes after the last revision it handed to fn, so fn sees every
+// change once: no gap, no duplicate. The first connection is not retried:
+// if it fails, Watch returns the error (IsConnectionError tells a server
+// that is not there).
+func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEvent) error) error {
+	opts = opts.withDefaults()
+	w := &watcher{c: c, opts: opts, fn: fn}
+	if opts.FromRev != nil {
+		w.pos, w.havePos = *opts.FromRev, true
+	}
+	backoff := opts.MinBackoff
+	for attempt := 0; ; attempt++ {
+		connected, err := w.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			return fatal.err
+		}
+		if attempt == 0 && !connected {
+			return err
+		}
+		if connected {
+			backoff = opts.MinBackoff
+		}
+		wait := backoff
+		if w.resumeNow {
+			wait, w.resumeNow = 0, false
+		}
+		wait = jitter(wait)
+		if opts.OnReconnect != nil {
+			opts.OnReconnect(err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, opts.MaxBackoff)
+	}
+}
+
+func (o WatchOptions) withDefaults() WatchOptions {
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	o.MaxBackoff = max(o.MaxBackoff, o.MinBackoff)
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 2 * time.Minute
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	return o
+}
+
+// jitter spreads reconnections of many clients: d ± 20%.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + time.Duration((rand.Float64()-0.5)*0.4*float64(d))
+}
+
+// fatalError ends Watch: retrying cannot help.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+
+// watcher is one Watch call's state across connections.
+type watcher struct {
+	c    *Client
+	opts WatchOptions
+	fn   func(WatchEvent) error
+	// pos is the revision to resume after: the last change handed to fn,
+	// or the revision the server started from.
+	pos     uint64
+	havePos bool
+	// resumeNow skips the backoff: the server closed the connection on
+	// purpose (lagged) and named where to resume.
+	resumeNow bool
+}
+
+// watchFrame is any frame from the server, decoded loosely.
+type watchFrame struct {
+	WatchEvent
+	Code              string            `json:"code"`
+	FromRev           *uint64           `json:"from_rev"`
+	CompactedRevision uint64            `json:"compacted_revision"`
+	Messages          []json.RawMessage `json:"messages"`
+}
+
+// session runs one connection. connected reports whether the server
+// accepted it.
+func (w *watcher) session(ctx context.Context) (connected bool, err error) {
+	u, err := w.url()
+	if err != nil {
+		return false, &fatalError{err}
+	}
+	d := websocket.Dialer{HandshakeTimeout: w.opts.DialTimeout, Proxy: http.ProxyFromEnvironment}
+	dctx, cancel := context.WithTimeout(ctx, w.opts.DialTimeout)
+	conn, resp, err := d.DialContext(dctx, u, nil)
+	cancel()
+	if err != nil {
+		if resp != nil {
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				ae := decodeError(resp)
+				// Too many clients or shutting down: try again later.
+				if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
+					return false, ae
+				}
+				return false, &fatalError{ae}
+			}
+		}
+		// Make it a *url.Error, as the REST calls' network errors are, so
+		// that IsConnectionError recognizes it.
+		return false, &url.Error{Op: "GET", URL: u, Err: err}
+	}
+	defer conn.Close()
+	// Unblock the read when ctx is done.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	extend := func() { _ = conn.SetReadDeadline(time.Now().Add(w.opts.IdleTimeout)) }
+	extend()
+	conn.SetPingHandler(func(data string) error {
+		extend()
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(10*time.Second))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
+
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			return connected, fmt.Errorf("watch: %w", err)
+		}
+		extend()
+		var f watchFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			return connected, fmt.Errorf("watch: bad frame from the server: %w", err)
+		}
+		if f.Type == "subscribed" {
+			connected = true
+			if !w.havePos {
+				w.pos, w.havePos = f.Rev, true
+			}
+			continue
+		}
+		if err := w.handle(&f); err != nil {
+			return connected, err
+		}
+		for _, raw := range f.Messages {
+			var m watchFrame
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return connected, fmt.Errorf("watch: bad frame from the server: %w", err)
+			}
+			if err := w.handle(&m); err != nil {
+				return connected, err
+			}
+		}
+	}
+}
+
+// handle acts on one message. A change at or below pos was handed to fn
+// already and is dropped, so that fn never sees one twice.
+func (w *watcher) handle(f *watchFrame) error {
+	switch f.Type {
+	case EventChange:
+		if w.havePos && f.Rev <= w.pos {
+			return nil
+		}
+		if err := w.fn(f.WatchEvent); err != nil {
+			return &fatalError{err}
+		}
+		w.pos, w.havePos = f.Rev, true
+	case EventReset:
+		if err := w.fn(f.WatchEvent); err != nil {
+			return &fatalError{err}
+		}
+		w.pos, w.havePos = f.Rev, true
+	case "compacted":
+		return &fatalError{&APIError{
+			Status: http.StatusGone, Code: CodeCompacted, Message: f.Message,
+			CompactedRevision: f.CompactedRevision,
+		}}
+	case "error":
+		if f.Code == "lagged" && f.FromRev != nil {
+			if *f.FromRev > w.pos || !w.havePos {
+				w.pos, w.havePos = *f.FromRev, true
+			}
+			w.resumeNow = true
+			return fmt.Errorf("watch: the server closed the connection: %s", f.Message)
+		}
+		return &fatalError{&APIError{Code: f.Code, Message: f.Message}}
+	}
+	// Other messages (context_dumped, answers) do not concern Watch.
+	return nil
+}
+
+// url is the WebSocket URL for the current position.
+func (w *watcher) url() (string, error) {
+	u, err := url.Parse(w.c.base + "/v1/watch")
+	if err != nil {
+		return "", fmt.Errorf("watch: %w", err)
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	}
+	q := url.Values{"batch": {"true"}}
+	for _, ns := range w.opts.Namespaces {
+		q.Add("ns", ns)
+	}
+	if w.opts.Prefix != "" {
+		q.Set("prefix", w.opts.Prefix)
+	}
+	if w.havePos {
+		q.Set("from_rev", strconv.FormatUint(w.pos, 10))
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// String renders a change as "rev ns/key op value", for logs.
+func (ev WatchEvent) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s", ev.Rev, ev.Type)
+	if ev.Type == EventChange {
+		fmt.Fprintf(&b, " %s/%s %s %s", ev.Namespace, ev.Key, ev.Op, bytes.TrimSpace(ev.Value))
+	}
+	return b.String()
+}
