@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/framework0/ctxd/migrations"
@@ -265,30 +264,12 @@ func (s *Store) History(ns, key string, opts HistoryOptions) (HistoryPage, error
 	return page, err
 }
 
-// Namespaces lists every namespace with its live key count; "default"
-// always exists.
+// Namespaces lists every namespace with its live key count, by name;
+// "default" always exists.
 func (s *Store) Namespaces() ([]Namespace, error) {
 	var out []Namespace
-	err := s.view(func(tx *bolt.Tx) error {
-		counts := tx.Bucket(migrations.BucketNSKeys)
-		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-			ns, ok := migrations.NamespaceOf(name)
-			if !ok {
-				return nil
-			}
-			n := Namespace{Name: ns}
-			if v := counts.Get([]byte(ns)); len(v) == 8 {
-				n.Keys = binary.BigEndian.Uint64(v)
-			}
-			out = append(out, n)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	err := s.View(func(v *View) error { out = v.Namespaces(); return nil })
+	return out, err
 }
 
 // Status summarises the store as of one read transaction.
@@ -301,18 +282,11 @@ func (s *Store) Status() (Status, error) {
 		st.FreePages = stats.FreePageN + stats.PendingPageN
 		st.InUseBytes = st.DBSizeBytes - int64(st.FreePages)*int64(tx.DB().Info().PageSize)
 		st.FileSizeBytes = fileSize(s.path)
-		counts := tx.Bucket(migrations.BucketNSKeys)
-		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-			ns, ok := migrations.NamespaceOf(name)
-			if !ok {
-				return nil
-			}
+		for _, ns := range newView(tx).Namespaces() {
 			st.Namespaces++
-			if v := counts.Get([]byte(ns)); len(v) == 8 {
-				st.Keys += binary.BigEndian.Uint64(v)
-			}
-			return nil
-		})
+			st.Keys += ns.Keys
+		}
+		return nil
 	})
 	return st, err
 }

@@ -33,7 +33,8 @@ func (s *Store) View(fn func(v *View) error) error {
 // Revision is the revision the view is consistent at.
 func (v *View) Revision() uint64 { return v.rev }
 
-// Namespaces lists the namespaces with their live key counts.
+// Namespaces lists the namespaces with their live key counts, by name
+// (bbolt keeps buckets in byte order, and every kv bucket shares a prefix).
 func (v *View) Namespaces() []Namespace {
 	var out []Namespace
 	counts := v.tx.Bucket(migrations.BucketNSKeys)
