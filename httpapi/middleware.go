@@ -68,6 +68,9 @@ func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		s.logAccess(c, start)
+		if s.metrics != nil {
+			s.metrics.observe(c, time.Since(start))
+		}
 		return nil
 	}
 }

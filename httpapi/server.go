@@ -9,6 +9,7 @@ import (
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -63,6 +64,10 @@ type Config struct {
 	KeepVersions int
 	// MaxUploadBytes caps a snapshot upload (default DefaultMaxUploadBytes).
 	MaxUploadBytes int64
+	// Metrics, when set, receives the HTTP request metrics, and Gatherer
+	// (usually the same registry) is served at GET /metrics.
+	Metrics  prometheus.Registerer
+	Gatherer prometheus.Gatherer
 }
 
 // Server serves the v1 API over a Store.
@@ -74,6 +79,7 @@ type Server struct {
 	started time.Time
 	ids     *requestIDs
 	dumps   *dumps // export.go
+	metrics *requestMetrics
 }
 
 // New returns a Server over st. log receives the access log (one line per
@@ -90,6 +96,9 @@ func New(st Store, cfg Config, log zerolog.Logger) *Server {
 		started: time.Now(),
 		ids:     newRequestIDs(),
 		dumps:   newDumps(cfg, log),
+	}
+	if cfg.Metrics != nil {
+		s.metrics = newRequestMetrics(cfg.Metrics)
 	}
 	s.e.HideBanner = true
 	s.e.HidePort = true
@@ -124,4 +133,9 @@ func (s *Server) routes() {
 	s.exportRoutes()   // export.go
 	s.compatRoutes()   // compat.go
 	s.snapshotRoutes() // snapshots.go
+	// GET / and /ui/: the dashboard (dashboard.go)
+	s.dashboardRoutes()
+	if s.cfg.Gatherer != nil {
+		e.GET("/metrics", metricsHandler(s.cfg.Gatherer))
+	}
 }

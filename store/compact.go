@@ -74,7 +74,9 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (CompactR
 			return res, fmt.Errorf("compact: %w", err)
 		}
 		res.Removed += removed
+		s.stats.compacted.Add(uint64(removed))
 		if done {
+			s.stats.compactions.Add(1)
 			return res, nil
 		}
 	}

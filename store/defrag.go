@@ -104,6 +104,8 @@ func (s *Store) Defrag(ctx context.Context) (DefragResult, error) {
 	}
 	res.SizeAfter = fileSize(s.path)
 	res.Revision = s.Revision()
+	s.stats.defrags.Add(1)
+	s.stats.defragPauseNanos.Store(int64(res.Pause))
 	return res, nil
 }
 

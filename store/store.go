@@ -51,7 +51,11 @@ type Store struct {
 	stats struct {
 		commits, requests, changes atomic.Uint64
 		commitNanos                atomic.Int64
+		compactions, compacted     atomic.Uint64
+		defrags                    atomic.Uint64
+		defragPauseNanos           atomic.Int64
 	}
+	onCommit func(CommitInfo)
 
 	// Owned by the writer goroutine (and Open before it starts).
 	rev    uint64
@@ -108,6 +112,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = 1024
 	}
+	s.onCommit = opts.OnCommit
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -394,10 +399,14 @@ func (s *Store) commit(batch []*request) {
 		batch[0].done <- result{err: fmt.Errorf("commit: %w", err)}
 		return
 	}
-	s.stats.commitNanos.Add(int64(time.Since(start)))
+	took := time.Since(start)
+	s.stats.commitNanos.Add(int64(took))
 	s.stats.commits.Add(1)
 	s.stats.requests.Add(uint64(len(batch)))
 	s.stats.changes.Add(g.rev - s.rev)
+	if s.onCommit != nil {
+		s.onCommit(CommitInfo{Requests: len(batch), Changes: int(g.rev - s.rev), Duration: took})
+	}
 	s.rev = g.rev
 	s.nsMu.Lock()
 	for ns, n := range g.nsKeys {
@@ -416,20 +425,44 @@ func isRequestError(err error) bool {
 	return errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrTooLarge)
 }
 
-// WriteStats counts the writer's work since Open, for metrics and benchmarks.
+// WriteStats counts the store's work since Open, for metrics and benchmarks.
 type WriteStats struct {
-	Commits  uint64        // fsynced bbolt transactions
+	Commits  uint64        // fsynced bbolt transactions of the writer
 	Requests uint64        // requests answered by those commits (including failed checks)
 	Changes  uint64        // revisions written
 	Commit   time.Duration // total time spent in commits, fsync included
+	// DiskWrite is bbolt's own count of time spent writing pages and
+	// syncing them, over every write transaction (maintenance included).
+	DiskWrite time.Duration
+	// Compactions and Compacted count compaction runs and the changes they
+	// removed; Defrags and LastDefragPause the online defragmentations.
+	Compactions, Compacted uint64
+	Defrags                uint64
+	LastDefragPause        time.Duration
 }
 
-// WriteStats returns the writer's counters.
+// CommitInfo describes one commit of the writer, for Options.OnCommit.
+type CommitInfo struct {
+	Requests int           // requests in the group, including those that failed their checks
+	Changes  int           // revisions written
+	Duration time.Duration // the bbolt transaction, fsyncs included
+}
+
+// WriteStats returns the store's counters.
 func (s *Store) WriteStats() WriteStats {
-	return WriteStats{
-		Commits:  s.stats.commits.Load(),
-		Requests: s.stats.requests.Load(),
-		Changes:  s.stats.changes.Load(),
-		Commit:   time.Duration(s.stats.commitNanos.Load()),
+	ws := WriteStats{
+		Commits:         s.stats.commits.Load(),
+		Requests:        s.stats.requests.Load(),
+		Changes:         s.stats.changes.Load(),
+		Commit:          time.Duration(s.stats.commitNanos.Load()),
+		Compactions:     s.stats.compactions.Load(),
+		Compacted:       s.stats.compacted.Load(),
+		Defrags:         s.stats.defrags.Load(),
+		LastDefragPause: time.Duration(s.stats.defragPauseNanos.Load()),
 	}
+	s.dbMu.RLock()
+	dbStats := s.db.Stats()
+	ws.DiskWrite = dbStats.TxStats.GetWriteTime()
+	s.dbMu.RUnlock()
+	return ws
 }

@@ -182,4 +182,7 @@ type Options struct {
 	MaxBatch int
 	// Now returns the time recorded on changes (default time.Now).
 	Now func() time.Time
+	// OnCommit, when set, is called by the writer after each commit, before
+	// the next one starts: it must be quick (metrics).
+	OnCommit func(CommitInfo)
 }

@@ -106,7 +106,8 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 		return fmt.Errorf("create data folder: %w", err)
 	}
 	path := filepath.Join(cfg.DataDir, dbFile)
-	st, err := store.Open(path, store.Options{Limits: cfg.Limits})
+	metrics := newServerMetrics()
+	st, err := store.Open(path, store.Options{Limits: cfg.Limits, OnCommit: metrics.onCommit})
 	if err != nil {
 		return err
 	}
@@ -115,6 +116,8 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 	if err != nil {
 		return errors.Join(err, st.Close())
 	}
+	snaps.OnCreate = metrics.onSnapshot
+	metrics.register(st, snaps)
 	maint, stopMaint := context.WithCancel(context.Background())
 	var background sync.WaitGroup
 	defer func() { stopMaint(); background.Wait() }()
@@ -126,8 +129,10 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 		CompatNamespace: cfg.Compat.Namespace, DumpDir: filepath.Join(cfg.DataDir, dumpsDir),
 		Snapshots: snaps, Maintenance: st, KeepVersions: cfg.History.KeepVersions,
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
+		Metrics:        metrics.reg, Gatherer: metrics.reg,
 	}, log)
 	api.Echo().GET("/v1/watch", hub.Serve)
+	metrics.reg.MustRegister(hubCollector{stats: hub.Stats})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen: %w", err), hub.Close(), st.Close())

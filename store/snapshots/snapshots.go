@@ -54,6 +54,10 @@ type Manager struct {
 	st  Store
 	now func() time.Time
 	mu  sync.Mutex // serialises creation and pruning, so ids are unique
+
+	// OnCreate, when set before use, is told of every snapshot creation:
+	// its metadata (when it succeeded), how long it took and its error.
+	OnCreate func(meta Meta, took time.Duration, err error)
 }
 
 var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}(\.[0-9]{1,9})?Z-r[0-9]+$`)
@@ -95,7 +99,11 @@ func (m *Manager) metaPath(id string) string { return filepath.Join(m.dir, id+".
 
 // Create takes a snapshot of the live store and verifies it by reopening
 // it before listing it. Writers keep writing meanwhile.
-func (m *Manager) Create(ctx context.Context, origin string) (Meta, error) {
+func (m *Manager) Create(ctx context.Context, origin string) (meta Meta, err error) {
+	if m.OnCreate != nil {
+		start := time.Now()
+		defer func() { m.OnCreate(meta, time.Since(start), err) }()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	tmp, err := os.CreateTemp(m.dir, "create-*.tmp")
@@ -118,7 +126,7 @@ func (m *Manager) Create(ctx context.Context, origin string) (Meta, error) {
 		return Meta{}, fmt.Errorf("create snapshot: %w", err)
 	}
 	created := m.now().UTC()
-	meta := Meta{
+	meta = Meta{
 		ID: m.newID(created, info.Revision), Revision: info.Revision, Created: created, Size: info.Size,
 		SHA256: hex.EncodeToString(h.Sum(nil)), SchemaVersion: info.SchemaVersion, Namespaces: info.Namespaces, Origin: origin,
 	}

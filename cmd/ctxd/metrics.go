@@ -1,0 +1,159 @@
+package main
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
+)
+
+// serverMetrics is the Prometheus registry of `ctxd serve`: every metric
+// name starts with ctxd_ (plus the standard go_ and process_ ones).
+type serverMetrics struct {
+	reg *prometheus.Registry
+
+	commitSize     prometheus.Histogram
+	commitDuration prometheus.Histogram
+	snapshots      *prometheus.CounterVec
+	snapshotTime   prometheus.Histogram
+}
+
+func newServerMetrics() *serverMetrics {
+	m := &serverMetrics{
+		reg: prometheus.NewRegistry(),
+		commitSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ctxd_store_writes_per_commit",
+			Help:    "Requests grouped into one fsynced commit by the writer.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
+		}),
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ctxd_store_commit_duration_seconds",
+			Help:    "Duration of one commit of the writer, its two fsyncs included.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
+		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ctxd_snapshots_total",
+			Help: "Snapshots taken, by result (ok or error).",
+		}, []string{"result"}),
+		snapshotTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ctxd_snapshot_duration_seconds",
+			Help:    "Time to write and verify a snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}),
+	}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.commitSize, m.commitDuration, m.snapshots, m.snapshotTime)
+	return m
+}
+
+// onCommit is the store's commit hook.
+func (m *serverMetrics) onCommit(c store.CommitInfo) {
+	m.commitSize.Observe(float64(c.Requests))
+	m.commitDuration.Observe(c.Duration.Seconds())
+}
+
+// onSnapshot is the snapshot manager's creation hook.
+func (m *serverMetrics) onSnapshot(_ snapshots.Meta, took time.Duration, err error) {
+	if err != nil {
+		m.snapshots.WithLabelValues("error").Inc()
+		return
+	}
+	m.snapshots.WithLabelValues("ok").Inc()
+	m.snapshotTime.Observe(took.Seconds())
+}
+
+// register adds the collectors that read the store (and the hub, when
+// there is one) at each scrape.
+func (m *serverMetrics) register(st *store.Store, snaps *snapshots.Manager) {
+	m.reg.MustRegister(&storeCollector{st: st, snaps: snaps})
+}
+
+// storeCollector reads the store's status and counters once per scrape.
+type storeCollector struct {
+	st    *store.Store
+	snaps *snapshots.Manager
+}
+
+var (
+	descRevision   = prometheus.NewDesc("ctxd_store_revision", "Current revision.", nil, nil)
+	descCompacted  = prometheus.NewDesc("ctxd_store_compacted_revision", "History below this revision is compacted.", nil, nil)
+	descKeys       = prometheus.NewDesc("ctxd_store_keys", "Live keys, all namespaces.", nil, nil)
+	descNamespaces = prometheus.NewDesc("ctxd_store_namespaces", "Namespaces.", nil, nil)
+	descFileSize   = prometheus.NewDesc("ctxd_store_file_size_bytes", "Size of the database file.", nil, nil)
+	descInUse      = prometheus.NewDesc("ctxd_store_in_use_bytes", "Bytes of the database file holding data.", nil, nil)
+	descFreePages  = prometheus.NewDesc("ctxd_store_free_pages", "Free pages in the database file (a defrag gives them back).", nil, nil)
+	descCommits    = prometheus.NewDesc("ctxd_store_commits_total", "Fsynced commits of the writer.", nil, nil)
+	descWrites     = prometheus.NewDesc("ctxd_store_writes_total", "Write requests answered by the writer.", nil, nil)
+	descChanges    = prometheus.NewDesc("ctxd_store_changes_total", "Revisions written.", nil, nil)
+	descDiskWrite  = prometheus.NewDesc("ctxd_store_fsync_write_seconds_total", "Time bbolt spent writing and fsyncing pages.", nil, nil)
+	descCompactRun = prometheus.NewDesc("ctxd_compactions_total", "History compactions run.", nil, nil)
+	descCompacted2 = prometheus.NewDesc("ctxd_compaction_removed_changes_total", "Changes removed from history by compaction.", nil, nil)
+	descDefrags    = prometheus.NewDesc("ctxd_defrags_total", "Online defragmentations.", nil, nil)
+	descDefragWait = prometheus.NewDesc("ctxd_defrag_last_pause_seconds", "How long writes waited during the last defragmentation.", nil, nil)
+	descSnapshots  = prometheus.NewDesc("ctxd_snapshots_stored", "Snapshots kept in the snapshots folder.", nil, nil)
+)
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
+		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descCompactRun, descCompacted2, descDefrags,
+		descDefragWait, descSnapshots} {
+		ch <- d
+	}
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	if st, err := c.st.Status(); err == nil {
+		gauge(descRevision, float64(st.Revision))
+		gauge(descCompacted, float64(st.CompactedRevision))
+		gauge(descKeys, float64(st.Keys))
+		gauge(descNamespaces, float64(st.Namespaces))
+		gauge(descFileSize, float64(st.FileSizeBytes))
+		gauge(descInUse, float64(st.InUseBytes))
+		gauge(descFreePages, float64(st.FreePages))
+	}
+	ws := c.st.WriteStats()
+	counter(descCommits, float64(ws.Commits))
+	counter(descWrites, float64(ws.Requests))
+	counter(descChanges, float64(ws.Changes))
+	counter(descDiskWrite, ws.DiskWrite.Seconds())
+	counter(descCompactRun, float64(ws.Compactions))
+	counter(descCompacted2, float64(ws.Compacted))
+	counter(descDefrags, float64(ws.Defrags))
+	gauge(descDefragWait, ws.LastDefragPause.Seconds())
+	if list, err := c.snaps.List(); err == nil {
+		gauge(descSnapshots, float64(len(list)))
+	}
+}
+
+// hubCollector reads the WebSocket hub's counters once per scrape.
+type hubCollector struct{ stats func() realtime.Stats }
+
+var (
+	descWSClients = prometheus.NewDesc("ctxd_ws_clients", "Connected WebSocket clients.", nil, nil)
+	descWSLagged  = prometheus.NewDesc("ctxd_ws_lagged_clients_total", "WebSocket clients closed with 'lagged' because they fell too far behind.", nil, nil)
+	descWSFrames  = prometheus.NewDesc("ctxd_ws_events_sent_total", "Frames written to WebSocket clients.", nil, nil)
+	descWSDropped = prometheus.NewDesc("ctxd_ws_frames_dropped_total", "Frames the WebSocket library dropped (always 0 unless there is a bug).", nil, nil)
+)
+
+func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descWSClients
+	ch <- descWSLagged
+	ch <- descWSFrames
+	ch <- descWSDropped
+}
+
+func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	ch <- prometheus.MustNewConstMetric(descWSClients, prometheus.GaugeValue, float64(st.Clients))
+	ch <- prometheus.MustNewConstMetric(descWSLagged, prometheus.CounterValue, float64(st.Lagged))
+	ch <- prometheus.MustNewConstMetric(descWSFrames, prometheus.CounterValue, float64(st.Frames))
+	ch <- prometheus.MustNewConstMetric(descWSDropped, prometheus.CounterValue, float64(st.BufferFull))
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/client"
+)
+
+// scrape reads /metrics into name{labels} -> value.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		require.NoError(t, err, line)
+		out[line[:i]] = v
+	}
+	return out
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	cl, err := client.New(srv.url)
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		_, err := cl.Put(ctx, "default", "k", json.RawMessage(strconv.Itoa(i)), client.PutOptions{})
+		require.NoError(t, err)
+	}
+	_, err = cl.Get(ctx, "default", "missing", client.GetOptions{})
+	require.Error(t, err)
+	_, err = cl.CreateSnapshot(ctx)
+	require.NoError(t, err)
+
+	m := scrape(t, srv.url)
+	assert.Equal(t, 5.0, m[`ctxd_http_requests_total{code="200",method="PUT",route="/v1/ns/:ns/keys/*"}`])
+	assert.Equal(t, 1.0, m[`ctxd_http_requests_total{code="404",method="GET",route="/v1/ns/:ns/keys/*"}`])
+	assert.Equal(t, 5.0, m[`ctxd_http_request_duration_seconds_count{method="PUT",route="/v1/ns/:ns/keys/*"}`])
+	assert.Equal(t, 5.0, m["ctxd_store_revision"])
+	assert.Equal(t, 1.0, m["ctxd_store_keys"])
+	assert.GreaterOrEqual(t, m["ctxd_store_commits_total"], 5.0)
+	assert.Equal(t, m["ctxd_store_commits_total"], m["ctxd_store_writes_per_commit_count"])
+	assert.Positive(t, m["ctxd_store_commit_duration_seconds_sum"])
+	assert.Positive(t, m["ctxd_store_fsync_write_seconds_total"])
+	assert.Positive(t, m["ctxd_store_file_size_bytes"])
+	assert.Equal(t, 1.0, m[`ctxd_snapshots_total{result="ok"}`])
+	assert.Equal(t, 1.0, m["ctxd_snapshots_stored"])
+	assert.Contains(t, m, "ctxd_ws_clients")
+	assert.Contains(t, m, "ctxd_ws_events_sent_total")
+	assert.Contains(t, m, "ctxd_compactions_total")
+	for name := range m {
+		base := name
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			base = name[:i]
+		}
+		if strings.HasPrefix(base, "go_") || strings.HasPrefix(base, "process_") || strings.HasPrefix(base, "promhttp_") {
+			continue
+		}
+		assert.True(t, strings.HasPrefix(base, "ctxd_"), "metric %s does not start with ctxd_", base)
+	}
+}
