@@ -7,7 +7,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := bin/staticcheck
 STATICCHECK_VERSION := v0.7.0
 
-.PHONY: build run test test-tools bench fmt lint clean
+.PHONY: build run test test-tools bench fuzz fmt lint clean
 
 ## build: compile ./bin/ctxd, stamped with the version from git describe ("dev" without git)
 build:
@@ -22,16 +22,38 @@ test: test-tools
 	$(GO) vet ./...
 	$(GO) test -race ./...
 
-## test-tools: the Framework0 shell test runs curl and jq: install jq when it is missing (apt-get, as root in CI)
+## test-tools: the Framework0 shell test runs curl and jq, the dashboard tests (httpapi/e2e) Chromium:
+## install jq and chromium when they are missing (apt-get, as root in CI; CTXD_CHROMIUM names another browser)
 test-tools:
 	@command -v jq >/dev/null 2>&1 || { \
 		echo "jq is missing: installing it with apt-get" >&2; \
 		{ apt-get update -qq && apt-get install -y -qq jq >/dev/null; } || \
 		{ echo "could not install jq: install it (apt-get install jq) and run make test again" >&2; exit 1; }; }
+	@[ -n "$$CTXD_CHROMIUM" ] || [ -x /usr/bin/chromium ] || { \
+		echo "chromium is missing: installing it with apt-get" >&2; \
+		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		{ echo "could not install chromium: install it (apt-get install chromium) and run make test again" >&2; exit 1; }; }
 
 ## bench: every benchmark, with allocations
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: run every fuzz target for FUZZTIME each (make test runs their seeds only).
+## Each runs from its own test binary with its corpus under bin/fuzz/corpus:
+## plain `go test -fuzz` was seen stalling here on the store's snapshot target.
+FUZZTIME ?= 30s
+fuzz:
+	@mkdir -p bin/fuzz
+	@for pkg in $$($(GO) list ./...); do \
+		targets=$$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); \
+		[ -n "$$targets" ] || continue; \
+		for t in $$targets; do \
+			echo "== $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -c -fuzz "^$$t$$" -o bin/fuzz/t.test $$pkg || exit 1; \
+			./bin/fuzz/t.test -test.run '^$$' -test.fuzz "^$$t$$" -test.fuzztime $(FUZZTIME) \
+				-test.fuzzcachedir bin/fuzz/corpus/$$t || exit 1; \
+		done; \
+	done
 
 ## fmt: format every Go file in place
 fmt:

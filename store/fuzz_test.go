@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"os"
-	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/framework0/ctxd/store"
@@ -28,8 +30,17 @@ func FuzzOpenSnapshot(f *testing.F) {
 	f.Add([]byte("not a database"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(dir, "fuzz.db")
-		if err := os.WriteFile(path, data, 0o600); err != nil {
+		f, err := os.CreateTemp(dir, "fuzz-*.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := f.Name()
+		defer os.Remove(path)
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		snap, err := store.OpenSnapshot(path)
@@ -38,5 +49,55 @@ func FuzzOpenSnapshot(f *testing.F) {
 		}
 		defer snap.Close()
 		_ = snap.Verify()
+	})
+}
+
+// FuzzValidateKey checks that key validation never panics, and that a key
+// it accepts round-trips through a real put and get unchanged.
+func FuzzValidateKey(f *testing.F) {
+	for _, seed := range []string{"app.config.debug", "deploy/prod/version", "", "a\x00b", "a\nb", "\xff", "ü/ñ", "x/history", strings.Repeat("k", 1025)} {
+		f.Add(seed)
+	}
+	s := openStore(f, store.Options{})
+	f.Fuzz(func(t *testing.T, key string) {
+		err := store.DefaultLimits.ValidateKey(key)
+		if err != nil {
+			if !errors.Is(err, store.ErrInvalid) && !errors.Is(err, store.ErrTooLarge) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if _, err := s.Put(ctx, "default", key, json.RawMessage(`1`), nil, "fuzz"); err != nil {
+			t.Fatalf("valid key %q refused by put: %v", key, err)
+		}
+		r, err := s.Get("default", key)
+		if err != nil || r.Key != key {
+			t.Fatalf("key %q did not round-trip: %+v %v", key, r, err)
+		}
+	})
+}
+
+// FuzzValidateValue checks that a value is accepted exactly when it is one
+// JSON value, and that accepted values come back byte for byte.
+func FuzzValidateValue(f *testing.F) {
+	for _, seed := range []string{`1`, `"s"`, `{"a":[1,2,{"b":null}]}`, `{`, `1 2`, ``, `nul`, "\"\xff\"", ` true `} {
+		f.Add([]byte(seed))
+	}
+	s := openStore(f, store.Options{})
+	f.Fuzz(func(t *testing.T, value []byte) {
+		err := store.DefaultLimits.ValidateValue(value)
+		if (err == nil) != (len(value) > 0 && json.Valid(value)) {
+			t.Fatalf("validation of %q: %v, json.Valid %v", value, err, json.Valid(value))
+		}
+		if err != nil {
+			return
+		}
+		if _, err := s.Put(ctx, "default", "k", value, nil, "fuzz"); err != nil {
+			t.Fatalf("valid value %q refused: %v", value, err)
+		}
+		r, err := s.Get("default", "k")
+		if err != nil || !bytes.Equal(r.Value, value) {
+			t.Fatalf("value %q came back as %q (%v)", value, r.Value, err)
+		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/framework0/ctxd/migrations"
 	bolt "go.etcd.io/bbolt"
@@ -95,7 +96,7 @@ func openSnapshotFile(path string) (*bolt.DB, int, error) {
 	if err := checkFileStructure(path); err != nil {
 		return nil, 0, fmt.Errorf("%w: %s: %w", ErrBadSnapshot, path, err)
 	}
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 0})
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %s does not open as a database: %w", ErrBadSnapshot, path, err)
 	}
