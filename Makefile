@@ -7,7 +7,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := bin/staticcheck
 STATICCHECK_VERSION := v0.7.0
 
-.PHONY: build run test test-tools bench fuzz fmt lint clean
+.PHONY: build run test test-tools bench fuzz perf fmt lint clean
 
 ## build: compile ./bin/ctxd, stamped with the version from git describe ("dev" without git)
 build:
@@ -54,6 +54,10 @@ fuzz:
 				-test.fuzzcachedir bin/fuzz/corpus/$$t || exit 1; \
 		done; \
 	done
+
+## perf: the performance suite's standard set against an in-process server (about 5 minutes); results in perf-results/<time>/ (more flags: make perf ARGS='--quick')
+perf: build
+	./$(BIN) perf $(ARGS)
 
 ## fmt: format every Go file in place
 fmt:

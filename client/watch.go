@@ -66,6 +66,9 @@ type WatchOptions struct {
 	// OnReconnect, when set, is called before each wait to reconnect,
 	// with why the connection ended and how long the wait is.
 	OnReconnect func(err error, wait time.Duration)
+	// OnConnect, when set, is called each time the server accepted a
+	// connection, with the revision the changes that follow come after.
+	OnConnect func(rev uint64)
 }
 
 // Watch streams the changes selected by opts to fn, in revision order,
@@ -229,6 +232,9 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 			connected = true
 			if !w.havePos {
 				w.pos, w.havePos = f.Rev, true
+			}
+			if w.opts.OnConnect != nil {
+				w.opts.OnConnect(w.pos)
 			}
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/framework0/ctxd/internal/jsontext"
 	"io"
 	"strconv"
 	"time"
@@ -193,11 +194,11 @@ func (d *dumper) json() error {
 	b := append(d.line[:0], `{"timestamp":"`...)
 	b = appendTime(b, d.opts.Time)
 	b = append(b, `","who":`...)
-	b = appendString(b, d.opts.Who)
+	b = jsontext.AppendString(b, d.opts.Who)
 	b = append(b, `,"revision":`...)
 	b = strconv.AppendUint(b, d.res.Revision, 10)
 	b = append(b, `,"namespace":`...)
-	b = appendString(b, d.opts.Namespace)
+	b = jsontext.AppendString(b, d.opts.Namespace)
 	b = append(b, `,"format":"json","include_history":`...)
 	b = strconv.AppendBool(b, d.opts.History)
 	b = append(b, `,"context":{`...)
@@ -207,7 +208,7 @@ func (d *dumper) json() error {
 			d.line = append(d.line, ',')
 		}
 		d.line = append(d.line, '\n')
-		d.line = appendString(d.line, r.Key)
+		d.line = jsontext.AppendString(d.line, r.Key)
 		d.line = append(d.line, ':')
 		d.line = d.compact(d.line, r.Value)
 		d.res.Keys++
@@ -251,7 +252,7 @@ func (d *dumper) appendEntry(b []byte, e *Entry) []byte {
 	b = append(b, `,"timestamp":"`...)
 	b = appendTime(b, e.Time)
 	b = append(b, `","key":`...)
-	b = appendString(b, e.Key)
+	b = jsontext.AppendString(b, e.Key)
 	b = append(b, `,"action":"`...)
 	b = append(b, e.Action()...)
 	b = append(b, `","before":`...)
@@ -259,7 +260,7 @@ func (d *dumper) appendEntry(b []byte, e *Entry) []byte {
 	b = append(b, `,"after":`...)
 	b = d.compact(b, e.After())
 	b = append(b, `,"who":`...)
-	b = appendString(b, e.Who)
+	b = jsontext.AppendString(b, e.Who)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendUint(b, e.Version, 10)
 	return append(b, '}')
@@ -551,7 +552,7 @@ func (d *dumper) txtValue(b []byte, v []byte) []byte {
 // appendLine appends s, as a JSON string if it would break the line.
 func appendLine(b []byte, s string) []byte {
 	if hasControl(s) {
-		return appendString(b, s)
+		return jsontext.AppendString(b, s)
 	}
 	return append(b, s...)
 }

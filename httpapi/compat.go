@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/framework0/ctxd/internal/jsontext"
 	"io"
 	"net/http"
 	"net/url"
@@ -32,15 +33,14 @@ import (
 //	POST   /ctx/dump           {"format","filename","who","include_history"} (or query) -> the dump written
 //	GET    /ctx/dump/list      the dump files
 //	GET    /ctx/dump/{file}    download one
-//	GET    /                   a short HTML page linking the API
+//
+// GET / is the dashboard (dashboard.go); it links these routes.
 
 // compatWho is who Framework0 recorded when a request named no one.
 const compatWho = "api_client"
 
 func (s *Server) compatRoutes() {
 	e := s.e
-	e.GET("/", s.index)
-	e.HEAD("/", s.index)
 	e.GET("/ctx", s.compat(s.compatGetQuery))
 	e.POST("/ctx", s.compat(s.compatSet))
 	e.GET("/ctx/all", s.compat(s.compatAll))
@@ -115,11 +115,11 @@ func compatWhoOf(c echo.Context) string {
 // appendValueAnswer appends {"key","value","timestamp","status":"success"}.
 func appendValueAnswer(b []byte, key string, value []byte, now time.Time) []byte {
 	b = append(b, `{"key":`...)
-	b = appendString(b, key)
+	b = jsontext.AppendString(b, key)
 	b = append(b, `,"value":`...)
 	b = appendRaw(b, value)
 	b = append(b, `,"timestamp":`...)
-	b = appendTime(b, now)
+	b = jsontext.AppendTime(b, now)
 	return append(b, `,"status":"success"}`...)
 }
 
@@ -185,13 +185,13 @@ func (s *Server) compatSet(c echo.Context) error {
 	}
 	return respond(c, http.StatusOK, func(b []byte) []byte {
 		b = append(b, `{"status":"success","key":`...)
-		b = appendString(b, rec.Key)
+		b = jsontext.AppendString(b, rec.Key)
 		b = append(b, `,"value":`...)
 		b = appendRaw(b, rec.Value)
 		b = append(b, `,"who":`...)
-		b = appendString(b, rec.Who)
+		b = jsontext.AppendString(b, rec.Who)
 		b = append(b, `,"timestamp":`...)
-		b = appendTime(b, rec.UpdatedAt)
+		b = jsontext.AppendTime(b, rec.UpdatedAt)
 		return append(b, '}')
 	})
 }
@@ -225,11 +225,11 @@ func (s *Server) compatDelete(c echo.Context) error {
 	}
 	return respond(c, http.StatusOK, func(b []byte) []byte {
 		b = append(b, `{"status":"success","key":`...)
-		b = appendString(b, rec.Key)
+		b = jsontext.AppendString(b, rec.Key)
 		b = append(b, `,"who":`...)
-		b = appendString(b, rec.Who)
+		b = jsontext.AppendString(b, rec.Who)
 		b = append(b, `,"timestamp":`...)
-		b = appendTime(b, rec.UpdatedAt)
+		b = jsontext.AppendTime(b, rec.UpdatedAt)
 		return append(b, '}')
 	})
 }
@@ -256,7 +256,7 @@ func (s *Server) compatAll(c echo.Context) error {
 					bw.b = append(bw.b, ',')
 				}
 				n++
-				bw.b = appendString(bw.b, r.Key)
+				bw.b = jsontext.AppendString(bw.b, r.Key)
 				bw.b = append(bw.b, ':')
 				bw.b = appendRaw(bw.b, r.Value)
 				return bw.flushIfFull()
@@ -274,7 +274,7 @@ func (s *Server) compatAll(c echo.Context) error {
 		bw.b = append(bw.b, `,"connected_clients":`...)
 		bw.b = strconv.AppendInt(bw.b, int64(s.connectedClients()), 10)
 		bw.b = append(bw.b, `,"timestamp":`...)
-		bw.b = appendTime(bw.b, time.Now().UTC())
+		bw.b = jsontext.AppendTime(bw.b, time.Now().UTC())
 		bw.b = append(bw.b, `,"status":"success"}`...)
 		return jsonHeader(), bw.flush()
 	})
@@ -301,15 +301,15 @@ func (s *Server) compatHistory(c echo.Context) error {
 				}
 				kept++
 				bw.b = append(bw.b, `{"timestamp":`...)
-				bw.b = appendTime(bw.b, e.Time)
+				bw.b = jsontext.AppendTime(bw.b, e.Time)
 				bw.b = append(bw.b, `,"key":`...)
-				bw.b = appendString(bw.b, e.Key)
+				bw.b = jsontext.AppendString(bw.b, e.Key)
 				bw.b = append(bw.b, `,"before":`...)
 				bw.b = appendRaw(bw.b, e.Before)
 				bw.b = append(bw.b, `,"after":`...)
 				bw.b = appendRaw(bw.b, e.After())
 				bw.b = append(bw.b, `,"who":`...)
-				bw.b = appendString(bw.b, e.Who)
+				bw.b = jsontext.AppendString(bw.b, e.Who)
 				bw.b = append(bw.b, `,"action":"`...)
 				bw.b = append(bw.b, e.Action()...)
 				bw.b = append(bw.b, `"}`...)
@@ -324,7 +324,7 @@ func (s *Server) compatHistory(c echo.Context) error {
 		bw.b = append(bw.b, `,"filtered_entries":`...)
 		bw.b = strconv.AppendInt(bw.b, int64(kept), 10)
 		bw.b = append(bw.b, `,"timestamp":`...)
-		bw.b = appendTime(bw.b, time.Now().UTC())
+		bw.b = jsontext.AppendTime(bw.b, time.Now().UTC())
 		bw.b = append(bw.b, `,"status":"success"}`...)
 		return jsonHeader(), bw.flush()
 	})
@@ -518,45 +518,4 @@ func (s *Server) compatDumpList(c echo.Context) error {
 // compatDumpDownload serves GET /ctx/dump/{filename}.
 func (s *Server) compatDumpDownload(c echo.Context) error {
 	return s.sendDumpFile(c, "/ctx/dump/")
-}
-
-// indexPage is what GET / answers until the dashboard exists.
-const indexPage = `<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>ctxd</title></head>
-<body>
-<h1>ctxd</h1>
-<p>A durable JSON context server. See README.md for the whole API.</p>
-<h2>Framework0-compatible API</h2>
-<ul>
-<li><a href="/ctx/all">GET /ctx/all</a> - every key</li>
-<li>GET /ctx?key=NAME - one key; POST /ctx {"key","value","who"} - set one</li>
-<li><a href="/ctx/history">GET /ctx/history</a> - changes (?key=, ?who=)</li>
-<li><a href="/ctx/status">GET /ctx/status</a></li>
-<li>POST /ctx/dump - write a dump; <a href="/ctx/dump/list">GET /ctx/dump/list</a> - the dumps</li>
-</ul>
-<h2>v1 API</h2>
-<ul>
-<li><a href="/v1/status">GET /v1/status</a>, <a href="/v1/ns">GET /v1/ns</a></li>
-<li>GET, PUT, DELETE /v1/ns/{ns}/keys/{key}; <a href="/v1/ns/default/keys">GET /v1/ns/default/keys</a></li>
-<li><a href="/v1/ns/default/export?format=pretty">GET /v1/ns/{ns}/export</a>, POST /v1/ns/{ns}/import</li>
-<li><a href="/healthz">GET /healthz</a>, <a href="/readyz">GET /readyz</a></li>
-</ul>
-</body>
-</html>
-`
-
-var contentTypeHTML = []string{echo.MIMETextHTMLCharsetUTF8}
-
-// index serves GET /: a short page linking the API, so that clients that
-// probe / for liveness get a 200.
-func (s *Server) index(c echo.Context) error {
-	res := c.Response()
-	res.Header()["Content-Type"] = contentTypeHTML
-	res.WriteHeader(http.StatusOK)
-	if c.Request().Method == http.MethodHead {
-		return nil
-	}
-	_, err := io.WriteString(res, indexPage)
-	return err
 }

@@ -17,7 +17,8 @@
 //	GET    /v1/ns/{ns}/export               a dump sent to the client (export.go)
 //	POST   /v1/ns/{ns}/import               a JSON dump applied in one transaction
 //	POST   /v1/ns/{ns}/dumps, GET /v1/dumps[/{file}]   dumps in Config.DumpDir
-//	/ctx, /ctx/..., GET /                   the Framework0-compatible API (compat.go)
+//	/ctx, /ctx/...                          the Framework0-compatible API (compat.go)
+//	GET /, /ui/{version}/{file}             the web dashboard, embedded (dashboard.go)
 //
 // Keys may contain "/": clients send them path-escaped ("/" as %2F), and raw
 // slashes are accepted too. On GET, a raw path ending in "/history" (not

@@ -1,10 +1,9 @@
 package httpapi
 
 import (
+	"github.com/framework0/ctxd/internal/jsontext"
 	"strconv"
 	"sync"
-	"time"
-	"unicode/utf8"
 
 	"github.com/framework0/ctxd/store"
 	"github.com/labstack/echo/v4"
@@ -83,9 +82,9 @@ func setETag(c echo.Context, version uint64) {
 // {"ns","key","value","version","create_revision","revision","who","updated_at"}.
 func appendRecord(b []byte, r *store.Record) []byte {
 	b = append(b, `{"ns":`...)
-	b = appendString(b, r.Namespace)
+	b = jsontext.AppendString(b, r.Namespace)
 	b = append(b, `,"key":`...)
-	b = appendString(b, r.Key)
+	b = jsontext.AppendString(b, r.Key)
 	b = append(b, `,"value":`...)
 	b = appendRaw(b, r.Value)
 	b = append(b, `,"version":`...)
@@ -95,9 +94,9 @@ func appendRecord(b []byte, r *store.Record) []byte {
 	b = append(b, `,"revision":`...)
 	b = strconv.AppendUint(b, r.ModRev, 10)
 	b = append(b, `,"who":`...)
-	b = appendString(b, r.Who)
+	b = jsontext.AppendString(b, r.Who)
 	b = append(b, `,"updated_at":`...)
-	b = appendTime(b, r.UpdatedAt)
+	b = jsontext.AppendTime(b, r.UpdatedAt)
 	return append(b, '}')
 }
 
@@ -108,11 +107,11 @@ func appendChange(b []byte, ch *store.Change) []byte {
 	b = append(b, `{"revision":`...)
 	b = strconv.AppendUint(b, ch.Revision, 10)
 	b = append(b, `,"ns":`...)
-	b = appendString(b, ch.Namespace)
+	b = jsontext.AppendString(b, ch.Namespace)
 	b = append(b, `,"key":`...)
-	b = appendString(b, ch.Key)
+	b = jsontext.AppendString(b, ch.Key)
 	b = append(b, `,"op":`...)
-	b = appendString(b, ch.Op.String())
+	b = jsontext.AppendString(b, ch.Op.String())
 	b = append(b, `,"value":`...)
 	b = appendRaw(b, ch.Value)
 	b = append(b, `,"version":`...)
@@ -122,9 +121,9 @@ func appendChange(b []byte, ch *store.Change) []byte {
 		b = strconv.AppendUint(b, ch.PrevRev, 10)
 	}
 	b = append(b, `,"who":`...)
-	b = appendString(b, ch.Who)
+	b = jsontext.AppendString(b, ch.Who)
 	b = append(b, `,"time":`...)
-	b = appendTime(b, ch.Time)
+	b = jsontext.AppendTime(b, ch.Time)
 	return append(b, '}')
 }
 
@@ -147,7 +146,7 @@ func appendListPage(b []byte, p *store.ListPage) []byte {
 	b = appendRecords(b, p.Records)
 	if p.Next != "" {
 		b = append(b, `,"next":`...)
-		b = appendString(b, p.Next)
+		b = jsontext.AppendString(b, p.Next)
 	}
 	return append(b, '}')
 }
@@ -186,69 +185,4 @@ func appendRaw(b []byte, v []byte) []byte {
 		return append(b, "null"...)
 	}
 	return append(b, v...)
-}
-
-// appendTime appends t as a quoted RFC 3339 string with nanoseconds, as
-// time.Time's MarshalJSON does.
-func appendTime(b []byte, t time.Time) []byte {
-	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a quoted JSON string. Control characters, quote
-// and backslash are escaped; invalid UTF-8 becomes U+FFFD; U+2028 and U+2029
-// are escaped so the output is also safe inside JavaScript.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"github.com/framework0/ctxd/internal/jsontext"
 	"net/http"
 	"strconv"
 	"strings"
@@ -158,14 +159,14 @@ func fromHTTPError(he *echo.HTTPError, c echo.Context) (apiError, bool) {
 // "key" and "current_version"; a compacted read adds "compacted_revision".
 func appendError(b []byte, ae *apiError) []byte {
 	b = append(b, `{"error":{"code":`...)
-	b = appendString(b, ae.code)
+	b = jsontext.AppendString(b, ae.code)
 	b = append(b, `,"message":`...)
-	b = appendString(b, ae.message)
+	b = jsontext.AppendString(b, ae.message)
 	if ce := ae.conflict; ce != nil {
 		b = append(b, `,"ns":`...)
-		b = appendString(b, ce.Namespace)
+		b = jsontext.AppendString(b, ce.Namespace)
 		b = append(b, `,"key":`...)
-		b = appendString(b, ce.Key)
+		b = jsontext.AppendString(b, ce.Key)
 		b = append(b, `,"current_version":`...)
 		b = strconv.AppendUint(b, ce.Current, 10)
 	}

@@ -138,6 +138,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage or configuration, 3 cannot connect,
 		a.dumpCmd(), a.dumpsCmd(), a.importCmd(),
 		a.migrateCmd(),
 		a.snapshotCmd(), a.restoreCmd(), a.compactCmd(), a.defragCmd(),
+		a.perfCmd(),
 		a.versionCmd(),
 	)
 	return root

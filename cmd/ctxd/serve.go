@@ -102,43 +102,16 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
-	}
-	path := filepath.Join(cfg.DataDir, dbFile)
-	metrics := newServerMetrics()
-	st, err := store.Open(path, store.Options{Limits: cfg.Limits, OnCommit: metrics.onCommit})
+	srv, err := newServer(cfg, log)
 	if err != nil {
 		return err
 	}
-	log.Info().Str("path", path).Uint64("revision", st.Revision()).Msg("store opened")
-	snaps, err := snapshots.Open(filepath.Join(cfg.DataDir, snapshotsDir), st)
-	if err != nil {
-		return errors.Join(err, st.Close())
-	}
-	snaps.OnCreate = metrics.onSnapshot
-	metrics.register(st, snaps)
-	maint, stopMaint := context.WithCancel(context.Background())
-	var background sync.WaitGroup
-	defer func() { stopMaint(); background.Wait() }()
-	startMaintenance(maint, &background, cfg, st, snaps, log)
-
-	hub := realtime.New(st, realtimeOptions(cfg.WebSocket), log.With().Str("component", "realtime").Logger())
-	api := httpapi.New(st, httpapi.Config{
-		Version: version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Clients: hub.Clients, OnDump: notifyDumped(hub),
-		CompatNamespace: cfg.Compat.Namespace, DumpDir: filepath.Join(cfg.DataDir, dumpsDir),
-		Snapshots: snaps, Maintenance: st, KeepVersions: cfg.History.KeepVersions,
-		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
-		Metrics:        metrics.reg, Gatherer: metrics.reg,
-	}, log)
-	api.Echo().GET("/v1/watch", hub.Serve)
-	metrics.reg.MustRegister(hubCollector{stats: hub.Stats})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return errors.Join(fmt.Errorf("listen: %w", err), hub.Close(), st.Close())
+		return errors.Join(fmt.Errorf("listen: %w", err), srv.close())
 	}
 	hs := &http.Server{
-		Handler:           api.Handler(),
+		Handler:           srv.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
@@ -151,7 +124,7 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 
 	select {
 	case err := <-served:
-		return errors.Join(fmt.Errorf("serve: %w", err), hub.Close(), st.Close())
+		return errors.Join(fmt.Errorf("serve: %w", err), srv.close())
 	case <-ctx.Done():
 	}
 	stop() // a second signal ends the process at once
@@ -160,18 +133,73 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 	defer cancel()
 	// WebSocket connections are hijacked: Shutdown does not see them. The
 	// hub closes them (1001, going away); clients resume after a restart.
-	_ = hub.Close()
+	_ = srv.hub.Close()
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn().Err(err).Msg("requests still running at shutdown_timeout: closing their connections")
 		_ = hs.Close()
 	}
-	stopMaint()
-	background.Wait()
-	if err := st.Close(); err != nil {
+	if err := srv.close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// ctxdServer is ctxd's server put together from a configuration: the store,
+// its snapshots and background maintenance, the WebSocket hub and the HTTP
+// API, ready to serve. serve runs one on a listener; ctxd perf runs one
+// in-process.
+type ctxdServer struct {
+	st              *store.Store
+	hub             *realtime.Hub
+	handler         http.Handler
+	stopMaintenance func() // stops the background work and waits for it
+}
+
+// newServer opens the store in cfg.DataDir and builds the server around it.
+func newServer(cfg configs.Config, log zerolog.Logger) (*ctxdServer, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, dbFile)
+	metrics := newServerMetrics()
+	st, err := store.Open(path, store.Options{Limits: cfg.Limits, OnCommit: metrics.onCommit})
+	if err != nil {
+		return nil, err
+	}
+	log.Info().Str("path", path).Uint64("revision", st.Revision()).Msg("store opened")
+	snaps, err := snapshots.Open(filepath.Join(cfg.DataDir, snapshotsDir), st)
+	if err != nil {
+		return nil, errors.Join(err, st.Close())
+	}
+	snaps.OnCreate = metrics.onSnapshot
+	metrics.register(st, snaps)
+	maint, stopMaint := context.WithCancel(context.Background())
+	var background sync.WaitGroup
+	startMaintenance(maint, &background, cfg, st, snaps, log)
+
+	hub := realtime.New(st, realtimeOptions(cfg.WebSocket), log.With().Str("component", "realtime").Logger())
+	api := httpapi.New(st, httpapi.Config{
+		Version: version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Clients: hub.Clients, OnDump: notifyDumped(hub),
+		CompatNamespace: cfg.Compat.Namespace, DumpDir: filepath.Join(cfg.DataDir, dumpsDir),
+		Snapshots: snaps, Maintenance: st, KeepVersions: cfg.History.KeepVersions,
+		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
+		Metrics:        metrics.reg, Gatherer: metrics.reg,
+	}, log)
+	api.Echo().GET("/v1/watch", hub.Serve)
+	metrics.reg.MustRegister(hubCollector{stats: hub.Stats})
+	return &ctxdServer{
+		st: st, hub: hub, handler: api.Handler(),
+		stopMaintenance: func() { stopMaint(); background.Wait() },
+	}, nil
+}
+
+// close stops the hub (closing its connections), then the background
+// work, then closes the store.
+func (s *ctxdServer) close() error {
+	_ = s.hub.Close() // always nil
+	s.stopMaintenance()
+	return s.st.Close()
 }
 
 // logWriter turns the HTTP server's own messages (TLS handshake errors and

@@ -76,13 +76,17 @@ with --from-rev set to the revision read.`,
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 
-		return cl.Watch(ctx, opts, c.watchPrinter())
+		printEvent, connected := c.watchPrinter()
+		opts.OnConnect = connected
+		return cl.Watch(ctx, opts, printEvent)
 	})
 	return cmd
 }
 
-// watchPrinter returns the function that prints each event of a watch.
-func (c *common) watchPrinter() func(client.WatchEvent) error {
+// watchPrinter returns the function that prints each event of a watch, and
+// the one called on each connection (the table header goes out on the
+// first, so that a quiet watch shows it is connected).
+func (c *common) watchPrinter() (func(client.WatchEvent) error, func(uint64)) {
 	if c.output == outJSON {
 		enc := json.NewEncoder(c.out())
 		enc.SetEscapeHTML(false)
@@ -91,16 +95,16 @@ func (c *common) watchPrinter() func(client.WatchEvent) error {
 				ev.Value = json.RawMessage("null")
 			}
 			return enc.Encode(ev)
-		}
+		}, func(uint64) {}
 	}
 	header := false
-	return func(ev client.WatchEvent) error {
+	connected := func(uint64) {
 		if !header {
 			header = true
-			if _, err := fmt.Fprintf(c.out(), watchRow, "REVISION", "NS", "KEY", "OP", "VERSION", "WHO", "TIME", "VALUE"); err != nil {
-				return err
-			}
+			fmt.Fprintf(c.out(), watchRow, "REVISION", "NS", "KEY", "OP", "VERSION", "WHO", "TIME", "VALUE")
 		}
+	}
+	return func(ev client.WatchEvent) error {
 		if ev.Type == client.EventReset {
 			fmt.Fprintf(c.a.stderr, "ctxd watch: %s\n", ev.Message)
 			_, err := fmt.Fprintf(c.out(), "-- reset: the database was restored; changes continue after revision %d\n", ev.Rev)
@@ -113,5 +117,5 @@ func (c *common) watchPrinter() func(client.WatchEvent) error {
 		_, err := fmt.Fprintf(c.out(), watchRow, strconv.FormatUint(ev.Rev, 10), ev.Namespace, ev.Key, ev.Op,
 			strconv.FormatUint(ev.Version, 10), ev.Who, timeText(ev.Timestamp), value)
 		return err
-	}
+	}, connected
 }

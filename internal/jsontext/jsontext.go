@@ -1,13 +1,19 @@
-package export
+// Package jsontext appends JSON text to byte slices without reflection,
+// for the hot paths that write records, changes and dumps by hand. Its
+// output matches encoding/json's, except that it does not HTML-escape.
+package jsontext
 
-import "unicode/utf8"
+import (
+	"time"
+	"unicode/utf8"
+)
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a quoted JSON string: quote, backslash and
-// control characters escaped, invalid UTF-8 as U+FFFD, as encoding/json does
-// (without its HTML escaping).
-func appendString(b []byte, s string) []byte {
+// AppendString appends s as a quoted JSON string. Control characters, quote
+// and backslash are escaped; invalid UTF-8 becomes U+FFFD; U+2028 and U+2029
+// are escaped so the output is also safe inside JavaScript.
+func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -27,6 +33,10 @@ func appendString(b []byte, s string) []byte {
 				b = append(b, '\\', 'r')
 			case '\t':
 				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
 			default:
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			}
@@ -52,5 +62,13 @@ func appendString(b []byte, s string) []byte {
 		i += size
 	}
 	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// AppendTime appends t as a quoted RFC 3339 string with nanoseconds, as
+// time.Time's MarshalJSON does.
+func AppendTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
 	return append(b, '"')
 }

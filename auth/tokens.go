@@ -1,0 +1,236 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/framework0/ctxd/store"
+)
+
+// Tokens is a set of configured tokens, as a tokens file defines them.
+type Tokens struct {
+	list []*Token
+}
+
+// fileEntry is one token of the tokens file.
+type fileEntry struct {
+	Name       string   `yaml:"name"`
+	Hash       string   `yaml:"hash"`
+	Roles      []string `yaml:"roles"`
+	Namespaces []string `yaml:"namespaces"`
+	Prefixes   []string `yaml:"prefixes"`
+}
+
+// maxNameLen bounds a token's name.
+const maxNameLen = 64
+
+// ParseTokens reads a tokens file:
+//
+//	tokens:
+//	  - name: deployer
+//	    hash: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+//	    roles: [write]
+//	    namespaces: [staging, prod]   # optional
+//	    prefixes: [deploy/]           # optional
+//
+// Unknown fields, duplicate names or hashes, unknown roles, bad namespace
+// names, and limits on an admin or metrics token are errors.
+func ParseTokens(data []byte) (*Tokens, error) {
+	var doc struct {
+		Tokens []fileEntry `yaml:"tokens"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("tokens file: %w", err)
+	}
+	if len(doc.Tokens) == 0 {
+		return nil, errors.New(`tokens file: no tokens: add entries under "tokens:" (ctxd token new prints one)`)
+	}
+	ts := &Tokens{}
+	names := map[string]bool{}
+	hashes := map[[sha256.Size]byte]string{}
+	for i, e := range doc.Tokens {
+		t, err := e.token()
+		if err != nil {
+			return nil, fmt.Errorf("tokens file: tokens[%d] (%s): %w", i, e.Name, err)
+		}
+		if names[t.Name] {
+			return nil, fmt.Errorf("tokens file: tokens[%d]: name %q is used twice", i, t.Name)
+		}
+		if other, ok := hashes[t.hash]; ok {
+			return nil, fmt.Errorf("tokens file: tokens[%d] (%s): same hash as %q: give each holder its own token", i, t.Name, other)
+		}
+		names[t.Name], hashes[t.hash] = true, t.Name
+		ts.list = append(ts.list, t)
+	}
+	return ts, nil
+}
+
+func (e fileEntry) token() (*Token, error) {
+	if e.Name == "" || len(e.Name) > maxNameLen || strings.ContainsFunc(e.Name, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return nil, fmt.Errorf("name must be 1 to %d printable ASCII characters without spaces", maxNameLen)
+	}
+	h, err := parseHash(e.Hash)
+	if err != nil {
+		return nil, err
+	}
+	t := &Token{Name: e.Name, hash: h, id: nextID.Add(1)}
+	if len(e.Roles) == 0 {
+		return nil, errors.New("roles: give at least one of read, write, metrics, admin")
+	}
+	for _, name := range e.Roles {
+		r, err := ParseRole(name)
+		if err != nil {
+			return nil, fmt.Errorf("roles: %w", err)
+		}
+		t.roles |= r
+	}
+	t.rights = t.roles.expand()
+	for _, ns := range e.Namespaces {
+		if err := store.ValidateNamespace(ns); err != nil {
+			return nil, fmt.Errorf("namespaces: %q is not a namespace name (1 to 64 of A-Z a-z 0-9 . _ -)", ns)
+		}
+		if !contains(t.Namespaces, ns) {
+			t.Namespaces = append(t.Namespaces, ns)
+		}
+	}
+	for _, p := range e.Prefixes {
+		if p == "" {
+			return nil, errors.New(`prefixes: an empty prefix would allow every key: leave "prefixes" out instead`)
+		}
+		if len(p) > store.MaxKeyBytes {
+			return nil, fmt.Errorf("prefixes: longer than a key can be (%d bytes)", store.MaxKeyBytes)
+		}
+		if !contains(t.Prefixes, p) {
+			t.Prefixes = append(t.Prefixes, p)
+		}
+	}
+	if !t.Unlimited() && t.roles&(RoleAdmin|RoleMetrics) != 0 {
+		return nil, errors.New("an admin or metrics token cannot be limited to namespaces or prefixes " +
+			"(snapshots, restores, compaction and metrics cover the whole database): give it read or write instead")
+	}
+	return t, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadTokens reads and parses the tokens file at path.
+func LoadTokens(path string) (*Tokens, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseTokens(data)
+}
+
+// Len is the number of tokens.
+func (ts *Tokens) Len() int { return len(ts.list) }
+
+// Lookup returns the token whose secret is secret, or nil. It hashes
+// secret and compares the hash with every token's in constant time,
+// going through all of them whatever matches, so that the time taken
+// says nothing about which hash bytes matched.
+func (ts *Tokens) Lookup(secret string) *Token {
+	if secret == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(secret))
+	var found *Token
+	for _, t := range ts.list {
+		if subtle.ConstantTimeCompare(sum[:], t.hash[:]) == 1 {
+			found = t
+		}
+	}
+	return found
+}
+
+// Authorizer holds the tokens of a file and reloads them. It is safe for
+// concurrent use.
+type Authorizer struct {
+	path   string
+	tokens atomic.Pointer[Tokens]
+	mu     sync.Mutex // serialises reloads
+}
+
+// NewAuthorizer loads the tokens file at path.
+func NewAuthorizer(path string) (*Authorizer, error) {
+	ts, err := LoadTokens(path)
+	if err != nil {
+		return nil, err
+	}
+	a := &Authorizer{path: path}
+	a.tokens.Store(ts)
+	return a, nil
+}
+
+// NewStaticAuthorizer serves a fixed set of tokens (tests, embedding):
+// Reload keeps them.
+func NewStaticAuthorizer(ts *Tokens) *Authorizer {
+	a := &Authorizer{}
+	a.tokens.Store(ts)
+	return a
+}
+
+// Path is the tokens file ("" for a static authorizer).
+func (a *Authorizer) Path() string { return a.path }
+
+// Tokens returns the current set.
+func (a *Authorizer) Tokens() *Tokens { return a.tokens.Load() }
+
+// Authenticate returns the token whose secret is secret, or nil.
+func (a *Authorizer) Authenticate(secret string) *Token {
+	return a.tokens.Load().Lookup(secret)
+}
+
+// Reload reads the tokens file again. On error the current tokens stay.
+// A token that is in the new file with the same name and rights stays the
+// same object (connections opened with it go on); any other old token is
+// revoked. It returns how many tokens are loaded and how many were
+// revoked.
+func (a *Authorizer) Reload() (loaded, revoked int, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.tokens.Load()
+	if a.path == "" {
+		return old.Len(), 0, nil
+	}
+	next, err := LoadTokens(a.path)
+	if err != nil {
+		return old.Len(), 0, err
+	}
+	kept := map[*Token]bool{}
+	for i, t := range next.list {
+		for _, o := range old.list {
+			if o.sameRights(t) {
+				next.list[i] = o
+				kept[o] = true
+				break
+			}
+		}
+	}
+	a.tokens.Store(next)
+	for _, o := range old.list {
+		if !kept[o] {
+			o.revoked.Store(true)
+			revoked++
+		}
+	}
+	return next.Len(), revoked, nil
+}

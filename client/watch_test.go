@@ -1,0 +1,320 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/store"
+)
+
+// watchDeadline bounds every wait: a bug fails the test, never hangs it.
+const watchDeadline = 60 * time.Second
+
+// liveServer is the real API with the WebSocket hub, restartable on the
+// same address and data folder.
+type liveServer struct {
+	t    *testing.T
+	dir  string
+	addr string
+	st   *store.Store
+	hub  *realtime.Hub
+	srv  *httptest.Server
+}
+
+func startLive(t *testing.T) *liveServer {
+	t.Helper()
+	s := &liveServer{t: t, dir: t.TempDir()}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *liveServer) start() {
+	t := s.t
+	st, err := store.Open(filepath.Join(s.dir, "ctxd.db"), store.Options{})
+	require.NoError(t, err)
+	hub := realtime.New(st, realtime.Options{}, zerolog.Nop())
+	api := httpapi.New(st, httpapi.Config{Version: "test", Clients: hub.Clients}, zerolog.Nop())
+	api.Echo().GET("/v1/watch", hub.Serve)
+	srv := httptest.NewUnstartedServer(api.Handler())
+	if s.addr != "" {
+		ln, err := net.Listen("tcp", s.addr)
+		require.NoError(t, err)
+		srv.Listener = ln
+	}
+	srv.Start()
+	s.addr = srv.Listener.Addr().String()
+	s.st, s.hub, s.srv = st, hub, srv
+}
+
+func (s *liveServer) stop() {
+	if s.srv == nil {
+		return
+	}
+	s.hub.Close()
+	s.srv.CloseClientConnections()
+	s.srv.Close()
+	assert.NoError(s.t, s.st.Close())
+	s.srv = nil
+}
+
+func (s *liveServer) url() string { return "http://" + s.addr }
+
+func (s *liveServer) put(key, value string) uint64 {
+	rec, err := s.st.Put(context.Background(), "default", key, json.RawMessage(value), nil, "test")
+	require.NoError(s.t, err)
+	return rec.ModRev
+}
+
+// events collects what Watch hands to its callback.
+type events struct {
+	mu   sync.Mutex
+	list []WatchEvent
+	more chan struct{}
+}
+
+func newEvents() *events { return &events{more: make(chan struct{}, 1)} }
+
+func (e *events) add(ev WatchEvent) error {
+	e.mu.Lock()
+	e.list = append(e.list, ev)
+	e.mu.Unlock()
+	select {
+	case e.more <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// waitRev waits until an event with revision rev arrived.
+func (e *events) waitRev(t *testing.T, rev uint64) []WatchEvent {
+	t.Helper()
+	timeout := time.After(watchDeadline)
+	for {
+		e.mu.Lock()
+		n := len(e.list)
+		done := n > 0 && e.list[n-1].Rev >= rev
+		list := append([]WatchEvent(nil), e.list...)
+		e.mu.Unlock()
+		if done {
+			return list
+		}
+		select {
+		case <-e.more:
+		case <-timeout:
+			t.Fatalf("no event with revision %d within %v; got %d events", rev, watchDeadline, n)
+		}
+	}
+}
+
+func eventRevs(evs []WatchEvent) []uint64 {
+	out := make([]uint64, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Rev
+	}
+	return out
+}
+
+func revRange(lo, hi uint64) []uint64 {
+	var out []uint64
+	for r := lo; r <= hi; r++ {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Watch delivers every change once, in order, across a server restart with
+// writes made while the server was down.
+func TestWatchAcrossRestart(t *testing.T) {
+	s := startLive(t)
+	c, err := New(s.url())
+	require.NoError(t, err)
+	s.put("before", "0") // rev 1: before the watch, not delivered
+
+	ev := newEvents()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var (
+		reconnects []string
+		connects   []uint64
+		rmu        sync.Mutex
+	)
+	go func() {
+		done <- c.Watch(ctx, WatchOptions{MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+			OnReconnect: func(err error, _ time.Duration) {
+				rmu.Lock()
+				reconnects = append(reconnects, err.Error())
+				rmu.Unlock()
+			},
+			OnConnect: func(rev uint64) {
+				rmu.Lock()
+				connects = append(connects, rev)
+				rmu.Unlock()
+			}}, ev.add)
+	}()
+	// The watch starts "from now": wait until it is connected.
+	require.Eventually(t, func() bool { return s.hub.Clients() == 1 }, watchDeadline, time.Millisecond)
+	for i := range 100 {
+		s.put(fmt.Sprintf("k%d", i), fmt.Sprint(i))
+	}
+	got := ev.waitRev(t, 101)
+	assert.Equal(t, revRange(2, 101), eventRevs(got))
+	assert.Equal(t, "k0", got[0].Key)
+	assert.Equal(t, "put", got[0].Op)
+	assert.JSONEq(t, "0", string(got[0].Value))
+
+	// Restart, with writes while the server is down.
+	s.stop()
+	st, err := store.Open(filepath.Join(s.dir, "ctxd.db"), store.Options{})
+	require.NoError(t, err)
+	for i := range 50 {
+		_, err := st.Put(context.Background(), "default", fmt.Sprintf("down%d", i), json.RawMessage("1"), nil, "offline")
+		require.NoError(t, err)
+	}
+	require.NoError(t, st.Close())
+	s.start()
+	for i := range 50 {
+		s.put(fmt.Sprintf("after%d", i), "2")
+	}
+	got = ev.waitRev(t, 201)
+	assert.Equal(t, revRange(2, 201), eventRevs(got), "every change once, in order")
+	assert.Equal(t, "down0", got[100].Key)
+	assert.Equal(t, "offline", got[100].Who)
+
+	cancel()
+	require.NoError(t, <-done, "a canceled watch returns nil")
+	rmu.Lock()
+	assert.NotEmpty(t, reconnects)
+	assert.Equal(t, []uint64{1, 101}, connects, "connected from now (after 1), then resumed after 101")
+	rmu.Unlock()
+}
+
+func TestWatchFromRevAndFilters(t *testing.T) {
+	s := startLive(t)
+	c, err := New(s.url())
+	require.NoError(t, err)
+	for i := range 10 {
+		s.put(fmt.Sprintf("app/k%d", i), fmt.Sprint(i))
+		s.put(fmt.Sprintf("other/k%d", i), fmt.Sprint(i))
+	}
+	_, err = s.st.Put(context.Background(), "team", "app/x", json.RawMessage("1"), nil, "t") // rev 21
+	require.NoError(t, err)
+
+	ev := newEvents()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_ = c.Watch(ctx, WatchOptions{Namespaces: []string{"default", "team"}, Prefix: "app/", FromRev: Expect(4)}, ev.add)
+	}()
+	got := ev.waitRev(t, 21)
+	assert.Equal(t, []uint64{5, 7, 9, 11, 13, 15, 17, 19, 21}, eventRevs(got))
+	assert.Equal(t, "team", got[len(got)-1].Namespace)
+}
+
+func TestWatchErrors(t *testing.T) {
+	s := startLive(t)
+	c, err := New(s.url())
+	require.NoError(t, err)
+	ctx := context.Background()
+	noop := func(WatchEvent) error { return nil }
+
+	// A refusal is returned, not retried.
+	err = c.Watch(ctx, WatchOptions{Namespaces: []string{"bad ns"}}, noop)
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, http.StatusBadRequest, ae.Status)
+	assert.Equal(t, CodeBadRequest, ae.Code)
+
+	// Compacted history: an error that matches store.ErrCompacted.
+	for i := range 20 {
+		s.put("k", fmt.Sprint(i))
+	}
+	require.NoError(t, s.st.Compact(ctx, 15))
+	s.stop() // a fresh hub: its ring of recent changes is empty
+	s.start()
+	err = c.Watch(ctx, WatchOptions{FromRev: Expect(2)}, noop)
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, CodeCompacted, ae.Code)
+	assert.Equal(t, uint64(15), ae.CompactedRevision)
+	assert.ErrorIs(t, err, store.ErrCompacted)
+
+	// The callback's error ends the watch and is returned as is.
+	stop := errors.New("enough")
+	err = c.Watch(ctx, WatchOptions{FromRev: Expect(14)}, func(WatchEvent) error { return stop })
+	assert.Same(t, stop, err)
+
+	// No server: a connection error (exit code 3 for the CLI).
+	s.stop()
+	err = c.Watch(ctx, WatchOptions{DialTimeout: 5 * time.Second}, noop)
+	require.Error(t, err)
+	assert.True(t, IsConnectionError(err), "%v", err)
+}
+
+// A server that closes the client with "lagged" names where to resume: the
+// client reconnects at once from there, and drops a change it already has.
+func TestWatchLaggedResume(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		froms []string
+	)
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		froms = append(froms, r.URL.Query().Get("from_rev"))
+		n := len(froms)
+		mu.Unlock()
+		conn, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		send := func(s string) { _ = conn.WriteMessage(websocket.TextMessage, []byte(s)) }
+		change := func(rev int) string {
+			return fmt.Sprintf(`{"type":"context_updated","rev":%d,"ns":"default","key":"k%d","op":"put","value":%d,"version":1,"who":"w","timestamp":"2026-11-27T00:00:00Z"}`, rev, rev, rev)
+		}
+		if n == 1 {
+			send(`{"type":"subscribed","rev":5}`)
+			send(`{"type":"batch","messages":[` + change(6) + `,` + change(7) + `]}`)
+			send(`{"type":"error","code":"lagged","from_rev":9,"message":"behind"}`)
+			_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "lagged"))
+			_, _, _ = conn.ReadMessage()
+			return
+		}
+		send(`{"type":"subscribed","rev":9}`)
+		send(change(9)) // already covered: dropped
+		send(change(10))
+		_, _, _ = conn.ReadMessage()
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL)
+	require.NoError(t, err)
+	ev := newEvents()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Watch(ctx, WatchOptions{MinBackoff: time.Hour}, ev.add) }() // no backoff wait after lagged
+	got := ev.waitRev(t, 10)
+	assert.Equal(t, []uint64{6, 7, 10}, eventRevs(got))
+	cancel()
+	require.NoError(t, <-done)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"", "9"}, froms)
+	assert.True(t, strings.HasPrefix(srv.URL, "http://"))
+}

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/framework0/ctxd/perf"
+)
+
+// perfFlags are the flags of `ctxd perf`.
+type perfFlags struct {
+	target, out, cpuProfile, configPath, serverLogLevel, dataParent string
+	quick, destructive                                              bool
+}
+
+func (a *app) perfCmd() *cobra.Command {
+	def := perf.DefaultConfig(false)
+	quick := perf.DefaultConfig(true)
+	var pf perfFlags
+	cfg := def // the flags write into it; quick defaults are applied to the unset ones
+	cmd := &cobra.Command{
+		Use:   "perf [SCENARIO...]",
+		Short: "Run the performance suite against an in-process or a running server",
+		Long: `Run the performance suite: latency percentiles, throughput by concurrency,
+WebSocket fan-out, disk growth and snapshot times, measured end to end over
+HTTP and WebSocket on loopback.
+
+Without --target it starts its own server in this process, on a temporary
+folder with the real HTTP stack and real fsync (the default configuration,
+or --config FILE); with --target URL it measures a running server.
+Without SCENARIO it runs the standard set, all of:
+
+` + perf.ScenarioHelp() + `
+Results go to OUT/<time>/: report.json (fields: perf/REPORT.md), report.html
+(charts, opens offline) and, in-process, server.log; a table is printed.
+--quick is the smoke run of the whole set, well under a minute: ` + fmt.Sprintf("%s windows\nafter %s warm-up, %d read keys, disk growth of %d keys, snapshots of %v keys;",
+			quick.Duration, quick.Warmup, quick.ReadKeys, quick.DiskKeys, quick.SnapshotKeys) + `
+flags given explicitly override it.
+
+A run with errors (failed requests, missed events, a failed step) says so
+loudly and exits with code 1, after writing its reports.
+Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
+		Args: cobra.ArbitraryArgs,
+	}
+	f := cmd.Flags()
+	f.StringVar(&pf.target, "target", "", "measure the running server at `URL` instead of an in-process one")
+	f.BoolVar(&pf.quick, "quick", false, "the short smoke run of the whole set")
+	f.DurationVar(&cfg.Duration, "duration", def.Duration, "measured window of each run")
+	f.DurationVar(&cfg.Warmup, "warmup", def.Warmup, "warm-up before each measured window")
+	f.IntSliceVar(&cfg.Clients, "clients", def.Clients, "concurrency levels of write-throughput and read-throughput")
+	f.IntVar(&cfg.ValueSize, "value-size", def.ValueSize, "bytes of JSON per value written")
+	f.IntVar(&cfg.Rate, "rate", def.Rate, "run write-latency and read-latency at this fixed `rate` (ops/s), timed from the intended send times (0: closed loop)")
+	f.IntVar(&cfg.HotKeys, "hot-keys", def.HotKeys, "keys of write-throughput's hot-key runs")
+	f.IntVar(&cfg.ReadKeys, "read-keys", def.ReadKeys, "keys the read scenarios read")
+	f.StringSliceVar(&cfg.ReadOps, "read-ops", def.ReadOps, "reads of read-throughput: get, list (pages of 100), history (100 changes)")
+	f.IntVar(&cfg.MixedClients, "mixed-clients", def.MixedClients, "clients of mixed")
+	f.IntVar(&cfg.CASClients, "cas-clients", def.CASClients, "clients of cas-contention")
+	f.IntSliceVar(&cfg.FanoutSubscribers, "fanout-subscribers", def.FanoutSubscribers, "subscriber counts of fanout")
+	f.IntVar(&cfg.FanoutRate, "fanout-rate", def.FanoutRate, "writes per second during fanout")
+	f.IntVar(&cfg.FanoutWriters, "fanout-writers", def.FanoutWriters, "writer connections during fanout")
+	f.BoolVar(&cfg.FanoutBatch, "fanout-batch", def.FanoutBatch, "subscribe with batch=true (several changes per frame under load)")
+	f.IntVar(&cfg.DiskKeys, "disk-keys", def.DiskKeys, "keys of disk-growth")
+	f.IntSliceVar(&cfg.DiskVersions, "disk-versions", def.DiskVersions, "versions per key at which disk-growth takes the size")
+	f.IntSliceVar(&cfg.SnapshotKeys, "snapshot-keys", def.SnapshotKeys, "database sizes (keys) of snapshot")
+	f.IntVar(&cfg.SnapshotRepeats, "snapshot-repeats", def.SnapshotRepeats, "times each snapshot operation is timed (the median is reported)")
+	f.BoolVar(&pf.destructive, "destructive", false, "with --target, also run disk-growth and snapshot (they compact history and restore the whole database)")
+	f.StringVar(&pf.out, "out", "perf-results", "results `folder`: each run writes into OUT/<time>/")
+	f.StringVar(&pf.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (load and in-process server) to `FILE` (go tool pprof FILE)")
+	f.StringVar(&pf.configPath, "config", "", "in-process server: YAML configuration `file` (as for serve; its addr and data_dir are ignored)")
+	f.StringVar(&pf.serverLogLevel, "server-log-level", "warn", "in-process server: log level (info writes one access log line per request) into OUT/<time>/server.log")
+	f.StringVar(&pf.dataParent, "data-parent", "", "in-process server: create its temporary data folders in `DIR` (default: the system's temp folder)")
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		if pf.quick {
+			applyQuickDefaults(&cfg, quick, cmd.Flags())
+		}
+		cfg.Scenarios = args
+		cfg.Destructive = pf.destructive
+		if err := cfg.Validate(); err != nil {
+			return &usageError{fmt.Errorf("perf: %w", err)}
+		}
+		return a.runPerf(cmd.Context(), cfg, pf)
+	})
+	cmd.AddCommand(a.perfCompareCmd())
+	return cmd
+}
+
+// applyQuickDefaults puts quick's values into the settings whose flag was
+// not given.
+func applyQuickDefaults(cfg *perf.Config, quick perf.Config, flags *pflag.FlagSet) {
+	set := func(name string, apply func()) {
+		if !flags.Changed(name) {
+			apply()
+		}
+	}
+	cfg.Quick = true
+	set("duration", func() { cfg.Duration = quick.Duration })
+	set("warmup", func() { cfg.Warmup = quick.Warmup })
+	set("clients", func() { cfg.Clients = quick.Clients })
+	set("read-keys", func() { cfg.ReadKeys = quick.ReadKeys })
+	set("fanout-subscribers", func() { cfg.FanoutSubscribers = quick.FanoutSubscribers })
+	set("disk-keys", func() { cfg.DiskKeys = quick.DiskKeys })
+	set("disk-versions", func() { cfg.DiskVersions = quick.DiskVersions })
+	set("snapshot-keys", func() { cfg.SnapshotKeys = quick.SnapshotKeys })
+	set("snapshot-repeats", func() { cfg.SnapshotRepeats = quick.SnapshotRepeats })
+}
+
+// runPerf runs the suite, writes the reports and prints the table.
+func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error {
+	if pf.target != "" && pf.configPath != "" {
+		return usagef("--config configures the in-process server: it does not go with --target")
+	}
+	if _, err := parseLevel(pf.serverLogLevel); err != nil {
+		return usagef("--server-log-level: %v", err)
+	}
+	// Ctrl-C stops the run: the report so far is written, the servers
+	// stopped and their folders removed.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	started := time.Now().UTC()
+	outDir := filepath.Join(pf.out, started.Format("20060102T150405Z"))
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return fmt.Errorf("create results folder: %w", err)
+	}
+	cfg.Command = "ctxd " + strings.Join(os.Args[1:], " ")
+	cfg.CtxdVersion = version
+
+	target := perf.Target{URL: pf.target}
+	if pf.target == "" {
+		servers, err := a.inProcessServers(pf, outDir)
+		if err != nil {
+			return err
+		}
+		defer servers.close()
+		target.Fresh = servers.start
+		target.Info.ServerLogLevel = pf.serverLogLevel
+	}
+
+	onStep, stopProgress := a.perfProgress()
+	cfg.OnStep = onStep
+	cfg.Notef = func(format string, args ...any) {
+		a.clearProgressLine()
+		fmt.Fprintf(a.stderr, "ctxd perf: "+format+"\n", args...)
+	}
+	if pf.cpuProfile != "" {
+		f, err := os.Create(pf.cpuProfile)
+		if err != nil {
+			stopProgress()
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			stopProgress()
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	report, runErr := perf.Run(ctx, cfg, target)
+	stopProgress()
+	if report == nil {
+		return runErr
+	}
+	jsonPath, htmlPath := filepath.Join(outDir, "report.json"), filepath.Join(outDir, "report.html")
+	if err := report.WriteJSON(jsonPath); err != nil {
+		return err
+	}
+	if err := report.WriteHTML(htmlPath); err != nil {
+		return err
+	}
+	if err := report.WriteTable(a.stdout); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "\nreports: %s\n         %s\n", jsonPath, htmlPath)
+	if pf.cpuProfile != "" {
+		fmt.Fprintf(a.stdout, "cpu profile: %s (go tool pprof -top %s)\n", pf.cpuProfile, pf.cpuProfile)
+	}
+	if runErr != nil {
+		return fmt.Errorf("perf stopped early: %w", runErr)
+	}
+	if report.Errors > 0 {
+		return fmt.Errorf("perf: %d errors in this run (see the report): its numbers are suspect", report.Errors)
+	}
+	return nil
+}
+
+func (a *app) perfCompareCmd() *cobra.Command {
+	var minChange float64
+	var failOnWorse bool
+	cmd := &cobra.Command{
+		Use:   "compare OLD.json NEW.json",
+		Short: "Compare two perf reports metric by metric, with a noise-aware verdict",
+		Long: `Compare two perf reports (report.json, or the folders holding them) metric
+by metric. A difference within twice the runs' combined spread (each metric's
+standard deviation over its run's intervals or repeats), or within
+--min-change percent, is marked noise; beyond it the metric is better or
+WORSE. Differences between the two machines or settings are noted first.`,
+		Args: cobra.ExactArgs(2),
+	}
+	cmd.Flags().Float64Var(&minChange, "min-change", perf.DefaultMinChange*100, "smallest change, in `percent`, that is more than noise")
+	cmd.Flags().BoolVar(&failOnWorse, "fail-on-worse", false, "exit with code 1 when a metric is worse")
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		if minChange < 0 {
+			return usagef("--min-change must be >= 0")
+		}
+		before, err := perf.ReadReport(reportPath(args[0]))
+		if err != nil {
+			return err
+		}
+		after, err := perf.ReadReport(reportPath(args[1]))
+		if err != nil {
+			return err
+		}
+		deltas := perf.Compare(before, after, minChange/100)
+		if err := perf.WriteComparison(a.stdout, before, after, deltas); err != nil {
+			return err
+		}
+		if n := perf.CountWorse(deltas); failOnWorse && n > 0 {
+			return fmt.Errorf("perf compare: %d metrics worse", n)
+		}
+		return nil
+	})
+	return cmd
+}
+
+// reportPath accepts a report.json or a results folder holding one.
+func reportPath(p string) string {
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return filepath.Join(p, "report.json")
+	}
+	return p
+}
+
+var errNoLevel = errors.New("want trace, debug, info, warn or error")
+
+func parseLevel(s string) (string, error) {
+	switch s {
+	case "trace", "debug", "info", "warn", "error":
+		return s, nil
+	}
+	return "", errNoLevel
+}

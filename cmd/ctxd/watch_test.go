@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/store"
+)
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago, so that a server can be restarted on the same address.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// watchLine is one line of `ctxd watch -o json`.
+type watchLine struct {
+	Type  string          `json:"type"`
+	Rev   uint64          `json:"rev"`
+	NS    string          `json:"ns"`
+	Key   string          `json:"key"`
+	Op    string          `json:"op"`
+	Value json.RawMessage `json:"value"`
+}
+
+// parseWatch parses the complete lines of out (a line being written is
+// left for later).
+func parseWatch(out string) ([]watchLine, error) {
+	var lines []watchLine
+	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
+		out = out[:i]
+	} else {
+		return nil, nil
+	}
+	for _, l := range strings.Split(out, "\n") {
+		var w watchLine
+		if err := json.Unmarshal([]byte(l), &w); err != nil {
+			return lines, fmt.Errorf("line %q: %w", l, err)
+		}
+		lines = append(lines, w)
+	}
+	return lines, nil
+}
+
+// printed returns how many complete lines the watch printed and the
+// revision of the last one.
+func printed(out *syncBuffer) (n int, last uint64) {
+	lines, _ := parseWatch(out.String())
+	if len(lines) == 0 {
+		return 0, 0
+	}
+	return len(lines), lines[len(lines)-1].Rev
+}
+
+// `ctxd watch` keeps printing across a SIGKILL of the server in the middle
+// of concurrent writes and its restart: its output is every change of the
+// log, each once, in order.
+func TestWatchExactlyOnceAcrossKill(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	srv := startServer(t, dir, "--addr", addr)
+
+	watch := exec.Command(bin, "watch", "-o", "json", "--server", srv.url)
+	watch.Env = testEnv()
+	var out, errOut syncBuffer
+	watch.Stdout, watch.Stderr = &out, &errOut
+	require.NoError(t, watch.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- watch.Wait() }()
+	t.Cleanup(func() {
+		_ = watch.Process.Kill()
+		if t.Failed() {
+			t.Logf("watch stderr:\n%s", errOut.String())
+		}
+	})
+	c, err := client.New(srv.url)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := c.Status(context.Background())
+		return err == nil && st.Clients == 1
+	}, time.Minute, 10*time.Millisecond, "ctxd watch did not connect")
+
+	// Writes in flight when the server is killed.
+	stop := make(chan struct{})
+	done := make(chan []ack)
+	go func() { done <- load(t, srv.url, 4, stop) }()
+	require.Eventually(t, func() bool { n, _ := printed(&out); return n >= 200 }, time.Minute, 10*time.Millisecond)
+	srv.signal(syscall.SIGKILL)
+	srv.wait(10 * time.Second)
+	close(stop)
+	acks := <-done
+
+	srv = startServer(t, dir, "--addr", addr)
+	for i := range 100 {
+		_, err := c.Put(context.Background(), "", fmt.Sprintf("after/%d", i), json.RawMessage(fmt.Sprint(i)), client.PutOptions{})
+		require.NoError(t, err)
+	}
+	st, err := c.Status(context.Background())
+	require.NoError(t, err)
+	final := st.Revision
+	require.Eventually(t, func() bool { _, last := printed(&out); return last >= final },
+		time.Minute, 10*time.Millisecond, "ctxd watch did not print revision %d", final)
+
+	// Ctrl-C ends the watch with exit code 0.
+	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "stderr: %s", errOut.String())
+	case <-time.After(time.Minute):
+		t.Fatal("ctxd watch did not exit on SIGINT")
+	}
+	assert.Contains(t, errOut.String(), "reconnecting", "the watch said it lost the server")
+
+	srv.signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.wait(10*time.Second))
+	st2, err := store.Open(filepath.Join(dir, dbFile), store.Options{})
+	require.NoError(t, err)
+	defer st2.Close()
+	log, err := st2.ReadLog(0, int(final)+10)
+	require.NoError(t, err)
+	require.Len(t, log, int(final))
+
+	lines, err := parseWatch(out.String())
+	require.NoError(t, err)
+	require.Len(t, lines, int(final), "one line per change of the log: no gap, no duplicate")
+	for i, l := range lines {
+		ch := log[i]
+		require.Equal(t, ch.Revision, l.Rev, "line %d", i)
+		require.Equal(t, "context_updated", l.Type)
+		require.Equal(t, ch.Key, l.Key)
+		require.Equal(t, ch.Namespace, l.NS)
+		require.JSONEq(t, string(ch.Value), string(l.Value))
+	}
+	t.Logf("%d changes printed once each; %d writes acknowledged before SIGKILL", len(lines), len(acks))
+}
+
+func TestWatchTableAndErrors(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	c, err := client.New(srv.url)
+	require.NoError(t, err)
+	for _, kv := range [][2]string{{"app/a", `"x"`}, {"other", "1"}, {"app/b", `{"n":1}`}} {
+		_, err := c.Put(context.Background(), "", kv[0], json.RawMessage(kv[1]), client.PutOptions{Who: "alice"})
+		require.NoError(t, err)
+	}
+	_, err = c.Delete(context.Background(), "", "app/a", client.DeleteOptions{})
+	require.NoError(t, err)
+
+	// Replay with a prefix, as a table; stop it once it printed revision 4.
+	watch := exec.Command(bin, "watch", "app/", "--from-rev", "0", "--server", srv.url)
+	watch.Env = testEnv()
+	var out syncBuffer
+	watch.Stdout = &out
+	require.NoError(t, watch.Start())
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= 4 }, time.Minute, 10*time.Millisecond)
+	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
+	require.NoError(t, watch.Wait())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 4)
+	assert.Regexp(t, `^REVISION\s+NS\s+KEY\s+OP\s+VERSION\s+WHO\s+TIME\s+VALUE$`, lines[0])
+	assert.Regexp(t, `^1\s+default\s+app/a\s+put\s+1\s+alice\s+\S+Z\s+"x"$`, lines[1])
+	assert.Regexp(t, `^3\s+default\s+app/b\s+put\s+1\s+alice\s+\S+Z\s+\{"n":1\}$`, lines[2])
+	assert.Regexp(t, `^4\s+default\s+app/a\s+delete\s+1\s+\S+\s+\S+Z\s+\(deleted\)$`, lines[3])
+
+	// Refusals and an absent server.
+	r := cli(t, nil, "", "watch", "-n", "bad ns", "--server", srv.url)
+	assert.Equal(t, exitError, r.code)
+	assert.Contains(t, r.stderr, "bad_request")
+	r = cli(t, nil, "", "watch", "-o", "value", "--server", srv.url)
+	assert.Equal(t, exitUsage, r.code)
+	r = cli(t, nil, "", "watch", "a", "b", "--server", srv.url)
+	assert.Equal(t, exitUsage, r.code)
+	r = cli(t, nil, "", "watch", "--server", "http://"+freeAddr(t))
+	assert.Equal(t, exitUnreachable, r.code, r.stderr)
+}
+
+// The serve wiring: a dump written through POST /ctx/dump is announced to
+// WebSocket clients as context_dumped, and /v1/status counts the clients.
+func TestServeWiresDumpsAndClients(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	ws, resp, err := websocket.DefaultDialer.Dial("ws://"+srv.addr+"/v1/watch?ns=none", nil)
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	require.NoError(t, err)
+	defer ws.Close()
+	require.NoError(t, ws.SetReadDeadline(time.Now().Add(time.Minute)))
+	_, first, err := ws.ReadMessage()
+	require.NoError(t, err)
+	assert.Contains(t, string(first), `"type":"subscribed"`)
+
+	c, err := client.New(srv.url)
+	require.NoError(t, err)
+	st, err := c.Status(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Clients)
+
+	body := strings.NewReader(`{"format":"csv","filename":"nightly","who":"cron"}`)
+	r, err := http.Post(srv.url+"/ctx/dump", "application/json", body)
+	require.NoError(t, err)
+	r.Body.Close()
+	require.Equal(t, http.StatusOK, r.StatusCode)
+
+	_, data, err := ws.ReadMessage()
+	require.NoError(t, err)
+	var m struct {
+		Type, Filename, Format, Who string
+	}
+	require.NoError(t, json.Unmarshal(data, &m))
+	assert.Equal(t, "context_dumped", m.Type)
+	assert.Equal(t, "nightly.csv", m.Filename)
+	assert.Equal(t, "csv", m.Format)
+	assert.Equal(t, "cron", m.Who)
+}

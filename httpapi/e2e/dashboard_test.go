@@ -1,0 +1,403 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestFirstLoad: without a click, the page shows the status and the keys of
+// namespace default, and the live feed connects.
+func TestFirstLoad(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.put("default", "app.config", `{"debug":true}`, "alice")
+	s.put("default", "app.status", `"running"`, "alice")
+	s.put("team", "deploy/version", `"1.4.2"`, "bob")
+
+	p := openPage(t, s, "/")
+	p.waitTextIs("#st-version", "e2e-test")
+	p.waitTextIs("#st-revision", "3")
+	p.waitTextIs("#st-keys", "3")
+	p.waitTextIs("#st-namespaces", "2")
+	p.waitText("#key-rows", "app.config", "app.status", `{"debug":true}`, `"running"`)
+	assert.Equal(t, 2, p.count("#key-rows tr"), "only the keys of default")
+	assert.NotContains(t, p.text("#key-rows"), "deploy/version")
+	p.waitFor(`#conn[data-state="live"]`)
+	p.waitText("#ns-select", "default (2 keys)", "team (1 key)")
+
+	// Another namespace, chosen in the list.
+	p.fill("#ns-select", "team")
+	p.waitText("#key-rows", "deploy/version")
+	assert.Equal(t, 1, p.count("#key-rows tr"))
+}
+
+// TestSetKeyThroughForm: a key written with the form is in the list, stored
+// exactly as typed (a number beyond float64 precision included).
+func TestSetKeyThroughForm(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	p := openPage(t, s, "/")
+	p.waitText("#keys-empty", "No keys in default")
+
+	p.fill("#set-key", "greeting")
+	p.fill("#set-value", `{"hello": "world", "big": 12345678901234567890}`)
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-result", "Saved default/greeting: version 1")
+	p.waitFor(`#key-rows tr[data-key="greeting"]`)
+	p.waitText(`#key-rows tr[data-key="greeting"]`, `"hello":"world"`)
+	// The saved key is shown, digits intact.
+	p.waitTextIs("#d-key", "greeting")
+	p.waitText("#d-value", `"big": 12345678901234567890`)
+
+	r, ok := s.get("default", "greeting")
+	require.True(t, ok)
+	assert.Equal(t, "dashboard", r.Who)
+	assert.Contains(t, string(r.Value), "12345678901234567890", "the number is stored as typed")
+
+	// Bad JSON is refused in the page, and nothing is written.
+	p.fill("#set-key", "broken")
+	p.fill("#set-value", `{"a": }`)
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-error", "not valid JSON")
+	_, ok = s.get("default", "broken")
+	assert.False(t, ok)
+
+	// Text, stored as a JSON string.
+	p.fill("#set-value", `plain text`)
+	p.click("#set-as-string")
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-result", "Saved default/broken: version 1")
+	r, _ = s.get("default", "broken")
+	assert.Equal(t, `"plain text"`, string(r.Value))
+}
+
+// TestLiveUpdate: a change made through the REST API appears in the event
+// stream and in the key shown, without a reload; pause and filter work.
+func TestLiveUpdate(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.put("default", "app.config", `{"debug":true}`, "alice")
+	p := openPage(t, s, "/")
+	p.waitFor(`#conn[data-state="live"]`)
+	p.click(`#key-rows tr[data-key="app.config"] button`)
+	p.waitTextIs("#d-version", "1")
+	p.do(chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`))
+
+	s.put("default", "app.config", `{"debug":false}`, "bob")
+	p.waitText(`#live-list li[data-rev="2"]`, "default/app.config", "put", "bob", `{"debug":false}`)
+	p.waitText("#d-value", `"debug": false`)
+	p.waitTextIs("#d-version", "2")
+	p.waitTextIs("#d-who", "bob")
+	p.waitText(`#key-rows tr[data-key="app.config"]`, `{"debug":false}`)
+	p.waitTextIs("#st-revision", "2")
+	p.waitText("#history-rows", "bob", "alice")
+	assert.True(t, eval[bool](p, `window.notReloaded === true`), "the page was not reloaded")
+
+	// A new key appears in the list by itself.
+	s.put("default", "app.new", `1`, "carol")
+	p.waitFor(`#key-rows tr[data-key="app.new"]`)
+
+	// Paused, changes are held and shown on resume.
+	p.click("#live-pause")
+	p.waitTextIs("#live-pause", "Resume")
+	s.put("default", "app.config", `{"debug":"paused"}`, "dave")
+	p.waitText("#live-state", "Paused: 1 new change held")
+	assert.Zero(t, p.count(`#live-list li[data-rev="4"]`), "nothing is added while paused")
+	p.waitText("#d-value", `"debug": "paused"`) // the key itself stays current
+	p.click("#live-pause")
+	p.waitFor(`#live-list li[data-rev="4"]`)
+
+	// The filter by namespace and by prefix.
+	s.put("other", "x", `true`, "erin")
+	p.waitFor(`#live-list li[data-rev="5"]`)
+	p.fill("#live-ns", "other")
+	p.waitJS(`document.querySelectorAll("#live-list li").length === 1`, "only the change of namespace other")
+	p.fill("#live-ns", "")
+	p.fill("#live-prefix", "app.n")
+	p.waitJS(`document.querySelectorAll("#live-list li").length === 1 && document.querySelector('#live-list li[data-key="app.new"]') !== null`, "only app.new")
+	p.fill("#live-prefix", "")
+	p.waitJS(`document.querySelectorAll("#live-list li").length === 4`, "every change again")
+}
+
+// TestLiveResume: after the connection drops, the feed reconnects from the
+// last revision it handled and shows the change made meanwhile, once.
+func TestLiveResume(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.put("default", "k", `1`, "alice")
+	p := openPage(t, s, "/")
+	p.waitFor(`#conn[data-state="live"]`)
+	s.put("default", "k", `2`, "alice")
+	p.waitFor(`#live-list li[data-rev="2"]`)
+
+	s.ws.cut()
+	p.waitFor(`#conn[data-state="reconnecting"]`)
+	p.waitText("#live-state", "resuming after revision 2")
+	s.put("default", "k", `3`, "bob") // while disconnected
+	s.ws.allow()
+
+	p.waitText(`#live-list li[data-rev="3"]`, "bob")
+	p.waitFor(`#conn[data-state="live"]`)
+	assert.Equal(t, 1, p.count(`#live-list li[data-rev="2"]`), "no change twice")
+	conns := s.ws.connections()
+	last := conns[len(conns)-1]
+	assert.Equal(t, "2", last.Get("from_rev"), "the reconnection resumes after the last revision")
+	assert.Empty(t, conns[0].Get("from_rev"), "the first connection starts from now")
+}
+
+// TestHistoryDiffAndPointInTime: a key's history with who, a diff between
+// two versions, and its value at an earlier revision.
+func TestHistoryDiffAndPointInTime(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.put("default", "cfg", `{"a":1,"b":"x"}`, "alice")
+	s.put("default", "cfg", `{"a":2,"b":"x"}`, "bob")
+	s.put("default", "cfg", `{"a":2,"b":"y","c":true}`, "carol")
+
+	p := openPage(t, s, "/#key=cfg") // a link to the key opens it
+	p.waitTextIs("#d-key", "cfg")
+	p.waitJS(`document.querySelectorAll("#history-rows tr").length === 3`, "three changes in the history")
+	p.waitText(`#history-rows tr[data-rev="1"]`, "alice", "put")
+	p.waitText(`#history-rows tr[data-rev="2"]`, "bob")
+	p.waitText(`#history-rows tr[data-rev="3"]`, "carol")
+
+	p.click(`#history-rows tr[data-rev="3"] button[aria-label^="Diff"]`)
+	p.waitText("#diff-summary", "1 line removed, 2 added")
+	diff := p.text("#diff")
+	assert.Contains(t, diff, `-   "b": "x"`)
+	assert.Contains(t, diff, `+   "b": "y",`)
+	assert.Contains(t, diff, `+   "c": true`)
+	assert.Contains(t, diff, `    "a": 2,`, "context lines are kept")
+
+	// Any two versions, chosen in the form.
+	p.do(chromedp.SetValue(chromedp.CSS("#diff-from"), "1"), chromedp.SetValue(chromedp.CSS("#diff-to"), "3"))
+	p.click("#diff-form button[type=submit]")
+	p.waitText("#diff-summary", "From revision 1", "to revision 3", "2 lines removed, 3 added")
+
+	// Point in time, from the history and from the form.
+	p.click(`#history-rows tr[data-rev="1"] button[aria-label^="View"]`)
+	p.waitText("#d-state", "Value at revision 1", "Now: version 3")
+	p.waitText("#d-value", `"a": 1`)
+	p.click("#pit-current")
+	p.waitText("#d-value", `"c": true`)
+	p.fill("#pit-rev", "2")
+	p.click("#pit-form button[type=submit]")
+	p.waitText("#d-state", "Value at revision 2")
+	p.waitText("#d-value", `"a": 2`, `"b": "x"`)
+	p.fill("#pit-rev", "99")
+	p.click("#pit-form button[type=submit]")
+	p.waitText("#detail-error", "Revision 99 has not happened yet")
+}
+
+// TestCASConflict: an edit of a version that changed meanwhile is refused
+// and shown as a conflict, with the versions; nothing is overwritten.
+func TestCASConflict(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.put("default", "counter", `1`, "alice")
+	p := openPage(t, s, "/")
+	p.click(`#key-rows tr[data-key="counter"] button`)
+	p.waitTextIs("#d-version", "1")
+	p.click("#edit-btn")
+	p.waitJS(`document.querySelector("#set-version").value === "1"`, "the editor to expect version 1")
+
+	s.put("default", "counter", `2`, "bob") // someone else, meanwhile
+	p.fill("#set-value", "3")
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-conflict", "Conflict", "default/counter is at version 2, not version 1", "Nothing was saved")
+	assert.True(t, eval[bool](p, `!document.querySelector("#set-conflict").hidden`))
+	r, _ := s.get("default", "counter")
+	assert.Equal(t, "2", string(r.Value), "the other write is kept")
+
+	// Deciding to overwrite: expect the current version and save again.
+	p.click("#conflict-expect")
+	p.waitJS(`document.querySelector("#set-version").value === "2"`, "the editor to expect version 2")
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-result", "Saved default/counter: version 3")
+	r, _ = s.get("default", "counter")
+	assert.Equal(t, "3", string(r.Value))
+
+	// A delete sends the version shown, too. With the live feed cut, the
+	// page cannot learn of the next change: the delete must conflict.
+	p.waitTextIs("#d-version", "3")
+	s.ws.cut()
+	p.waitFor(`#conn[data-state="reconnecting"]`)
+	s.put("default", "counter", `4`, "bob")
+	p.click("#delete-btn")
+	p.waitFor("#confirm-dialog[open]")
+	p.waitText("#confirm-body", "only if it is still at version 3")
+	p.click("#confirm-ok")
+	p.waitText("#detail-error", "Conflict", "is at version 4, not version 3", "Nothing was deleted")
+	r, ok := s.get("default", "counter")
+	require.True(t, ok, "nothing was deleted")
+	assert.Equal(t, "4", string(r.Value))
+	p.waitTextIs("#d-version", "4") // the current version is shown
+
+	// Deleting the version shown now works.
+	s.ws.allow()
+	p.click("#delete-btn")
+	p.waitFor("#confirm-dialog[open]")
+	p.click("#confirm-ok")
+	p.waitText("#notice", "Deleted default/counter")
+	_, ok = s.get("default", "counter")
+	assert.False(t, ok)
+}
+
+// TestSnapshots: create a snapshot and see it listed; a dry run; a restore
+// after a confirmation brings the data back and tells the page.
+func TestSnapshots(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.put("default", "keep", `"v1"`, "alice")
+	p := openPage(t, s, "/")
+	p.waitText("#snap-empty", "No snapshots yet")
+
+	p.click("#snap-create")
+	p.waitText("#snap-result", "created at revision 1")
+	p.waitJS(`document.querySelectorAll("#snap-rows tr").length === 1`, "one snapshot listed")
+	status, body := s.do(http.MethodGet, "/v1/snapshots", "")
+	require.Equal(t, http.StatusOK, status)
+	var list struct {
+		Snapshots []struct {
+			ID string `json:"id"`
+		} `json:"snapshots"`
+	}
+	require.NoError(t, json.Unmarshal(body, &list))
+	require.Len(t, list.Snapshots, 1)
+	id := list.Snapshots[0].ID
+	row := `#snap-rows tr[data-id="` + id + `"]`
+	p.waitText(row, id, "default: 1")
+	assert.Equal(t, "/v1/snapshots/"+id, eval[string](p, `document.querySelector('`+row+` a').getAttribute("href")`))
+
+	s.put("default", "keep", `"v2"`, "bob")
+	s.put("default", "extra", `1`, "bob")
+	p.click(row + ` button[aria-label^="Dry run"]`)
+	p.waitText("#snap-dry", "Nothing was changed")
+	p.waitText("#snap-dry tbody", "default", "1", "1") // one removed, one changed
+	r, _ := s.get("default", "keep")
+	assert.Equal(t, `"v2"`, string(r.Value), "a dry run changes nothing")
+
+	// Restore asks first; Cancel changes nothing.
+	p.click(row + ` button[aria-label^="Restore"]`)
+	p.waitFor("#confirm-dialog[open]")
+	p.waitText("#confirm-body", "revision 1")
+	p.do(chromedp.KeyEvent(kb.Escape))
+	p.waitJS(`!document.querySelector("#confirm-dialog").open`, "the dialog to close")
+	r, _ = s.get("default", "keep")
+	assert.Equal(t, `"v2"`, string(r.Value))
+
+	p.click(row + ` button[aria-label^="Restore"]`)
+	p.waitFor("#confirm-dialog[open]")
+	p.click("#confirm-ok")
+	p.waitText("#snap-result", "Restored "+id)
+	r, _ = s.get("default", "keep")
+	assert.Equal(t, `"v1"`, string(r.Value))
+	_, ok := s.get("default", "extra")
+	assert.False(t, ok)
+	p.waitFor("#live-list li.reset")
+	p.waitJS(`document.querySelector('#key-rows tr[data-key="extra"]') === null`, "the list to be re-read")
+}
+
+// TestDumps: a dump in each format, listed with a download link.
+func TestDumps(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.put("default", "a", `{"x":1}`, "alice")
+	p := openPage(t, s, "/")
+	p.waitText("#dump-empty", "No dump files yet")
+	for _, format := range []string{"json", "pretty", "csv", "txt"} {
+		p.do(chromedp.SetValue(chromedp.CSS("#dump-format"), format))
+		p.fill("#dump-filename", "e2e-"+format)
+		p.click("#dump-form button[type=submit]")
+		p.waitText("#dump-result", "Wrote e2e-"+format+"."+format, "1 key of default at revision 1")
+		p.waitFor(`#dump-rows tr[data-file="e2e-` + format + `.` + format + `"]`)
+	}
+	assert.Equal(t, 4, p.count("#dump-rows tr"))
+	href := eval[string](p, `document.querySelector('#dump-rows tr[data-file="e2e-csv.csv"] a').getAttribute("href")`)
+	status, body := s.do(http.MethodGet, href, "")
+	require.Equal(t, http.StatusOK, status)
+	assert.True(t, strings.HasPrefix(string(body), "Key,Value"), "%s", body)
+}
+
+// TestToken: with access control on, the page asks for a token, keeps it
+// in session storage only, and sends it on fetches and on the WebSocket.
+func TestToken(t *testing.T) {
+	const secret = "s3cret-token"
+	s := newServer(t, serverOptions{token: secret})
+	s.put("default", "guarded", `true`, "alice")
+	p := openPage(t, s, "/", pageOptions{noWait: true})
+	p.waitFor("#token-dialog[open]")
+	p.waitText("#token-why", "asks for an access token")
+
+	p.fill("#token-input", "wrong")
+	p.click(`#token-form button[value="ok"]`)
+	p.waitText("#token-why", "refused the token")
+	p.waitFor("#token-dialog[open]")
+
+	p.fill("#token-input", secret)
+	p.click(`#token-form button[value="ok"]`)
+	p.waitReady()
+	p.waitTextIs("#st-revision", "1")
+	p.waitText("#key-rows", "guarded")
+	p.waitFor(`#conn[data-state="live"]`)
+	assert.Equal(t, secret, eval[string](p, `sessionStorage.getItem("ctxd.token")`))
+	assert.True(t, eval[bool](p, `localStorage.getItem("ctxd.token") === null && document.cookie === ""`),
+		"the token is in session storage only")
+	conns := s.ws.connections()
+	require.NotEmpty(t, conns, "the WebSocket got through with the token")
+	assert.Equal(t, secret, conns[len(conns)-1].Get("token"))
+
+	s.put("default", "guarded", `false`, "bob")
+	p.waitText(`#live-list li[data-rev="2"]`, "bob")
+}
+
+// TestPhoneAndKeyboard: at a phone's width nothing overflows the screen;
+// every control has a label or a name, and a key opens from the keyboard.
+func TestPhoneAndKeyboard(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.put("default", "app.a-rather-long-key-name-that-could-overflow-a-narrow-screen", `{"nested":{"deep":[1,2,3]}}`, "alice")
+	s.put("default", "b", `2`, "alice")
+	p := openPage(t, s, "/", pageOptions{width: 390, height: 844})
+	p.waitText("#key-rows", "b")
+	assert.True(t, eval[bool](p, `document.documentElement.scrollWidth <= window.innerWidth`),
+		"the page is %d px wide on a %d px screen", eval[int](p, `document.documentElement.scrollWidth`), eval[int](p, `window.innerWidth`))
+
+	unlabelled := eval[[]string](p, `[...document.querySelectorAll("input, select, textarea")]
+		.filter((e) => e.labels.length === 0 && !e.getAttribute("aria-label")).map((e) => e.id || e.outerHTML)`)
+	assert.Empty(t, unlabelled, "form controls without a label")
+	unnamed := eval[[]string](p, `[...document.querySelectorAll("button, a")]
+		.filter((e) => !e.textContent.trim() && !e.getAttribute("aria-label")).map((e) => e.outerHTML)`)
+	assert.Empty(t, unnamed, "buttons and links without a name")
+
+	// Tab from the prefix field reaches the first key; Enter opens it and
+	// moves the focus to it.
+	p.do(chromedp.Focus(chromedp.CSS("#prefix")))
+	for range 5 {
+		if eval[bool](p, `document.activeElement.matches("#key-rows button")`) {
+			break
+		}
+		p.do(chromedp.KeyEvent(kb.Tab))
+	}
+	require.True(t, eval[bool](p, `document.activeElement.matches("#key-rows button")`),
+		"Tab reaches the list; the focus is on %s", eval[string](p, `document.activeElement.outerHTML`))
+	p.do(chromedp.KeyEvent(kb.Enter))
+	p.waitText("#d-value", `"deep"`)
+	p.waitJS(`document.activeElement.id === "detail-h"`, "the focus to move to the key")
+	assert.True(t, eval[bool](p, `document.documentElement.scrollWidth <= window.innerWidth`), "the open key fits too")
+}
+
+// requireToken is a stand-in for ctxd's coming access control: /v1/ wants
+// "Authorization: Bearer <token>", or ?token= on the WebSocket; the page
+// and its assets are public.
+func requireToken(token string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok := r.Header.Get("Authorization") == "Bearer "+token ||
+			(r.URL.Path == "/v1/watch" && r.URL.Query().Get("token") == token)
+		if strings.HasPrefix(r.URL.Path, "/v1/") && !ok {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":{"code":"unauthorized","message":"a valid access token is needed"}}`))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

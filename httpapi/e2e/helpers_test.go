@@ -1,0 +1,544 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
+)
+
+// defaultChromium is where Debian's chromium package puts the browser.
+const defaultChromium = "/usr/bin/chromium"
+
+// Timeouts: generous, because the tests wait for conditions rather than
+// for time, and a slow machine (or -race) must not fail them.
+const (
+	testTimeout = 60 * time.Second // one test, from its first action
+	waitTimeout = 20 * time.Second // one condition
+)
+
+// browser is the Chromium process shared by the package's tests.
+var browser struct {
+	once    sync.Once
+	ctx     context.Context // the browser's context; each test opens a tab under it
+	err     error
+	cleanup func()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if browser.cleanup != nil {
+		browser.cleanup()
+	}
+	os.Exit(code)
+}
+
+// chromiumPath is the browser to run: $CTXD_CHROMIUM, else Debian's.
+func chromiumPath() string {
+	if p := os.Getenv("CTXD_CHROMIUM"); p != "" {
+		return p
+	}
+	return defaultChromium
+}
+
+// startBrowser starts Chromium once, headless, with a fresh profile.
+func startBrowser() (context.Context, error) {
+	browser.once.Do(func() {
+		exe := chromiumPath()
+		if _, err := os.Stat(exe); err != nil {
+			browser.err = fmt.Errorf("the dashboard tests need Chromium, not found at %s (%v): "+
+				"run `make test-tools` (apt-get install chromium), or set CTXD_CHROMIUM to a Chromium or Chrome binary", exe, err)
+			return
+		}
+		// A fresh profile, and Chromium's temporary files, in one folder
+		// removed at the end (a killed Chromium leaves its own behind).
+		root, err := os.MkdirTemp("", "ctxd-e2e-chromium-")
+		if err != nil {
+			browser.err = err
+			return
+		}
+		profile, tmp := filepath.Join(root, "profile"), filepath.Join(root, "tmp")
+		if err := os.Mkdir(tmp, 0o700); err != nil {
+			browser.err = err
+			return
+		}
+		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+			chromedp.ExecPath(exe),
+			chromedp.Headless,
+			chromedp.NoSandbox,
+			chromedp.DisableGPU,
+			chromedp.NoFirstRun,
+			chromedp.NoDefaultBrowserCheck,
+			chromedp.Flag("disable-background-networking", true),
+			chromedp.Flag("disable-component-update", true),
+			chromedp.Flag("disable-sync", true),
+			// Containers often have a small /dev/shm; background tabs must
+			// not be throttled (the tests' tabs are not focused).
+			chromedp.Flag("disable-dev-shm-usage", true),
+			chromedp.Flag("disable-background-timer-throttling", true),
+			chromedp.Flag("disable-renderer-backgrounding", true),
+			chromedp.Flag("disable-backgrounding-occluded-windows", true),
+			chromedp.UserDataDir(profile),
+			chromedp.Env("TMPDIR="+tmp),
+			chromedp.WindowSize(1280, 900),
+		)
+		ctx, cancelBrowser := chromedp.NewContext(allocCtx)
+		browser.cleanup = func() {
+			cancelBrowser()
+			cancelAlloc()
+			_ = os.RemoveAll(root)
+		}
+		// The first run starts the browser (with the context's lifetime, so
+		// it has no timeout of its own); later contexts open tabs in it.
+		if err := chromedp.Do(ctx); err != nil {
+			browser.err = fmt.Errorf("start %s: %w", exe, err)
+			return
+		}
+		browser.ctx = ctx
+	})
+	return browser.ctx, browser.err
+}
+
+// server is a whole ctxd server in the test process: store, snapshots,
+// realtime hub and HTTP API, wired as `ctxd serve` wires them.
+type server struct {
+	t     *testing.T
+	st    *store.Store
+	url   string
+	logs  *syncBuffer
+	ws    *watchControl
+	token string // sent by do when set
+}
+
+type serverOptions struct {
+	// token, when set, turns on a stand-in for access control (see
+	// requireToken): the API answers 401 without this bearer token.
+	token string
+}
+
+func newServer(t *testing.T, opts serverOptions) *server {
+	t.Helper()
+	if _, err := startBrowser(); err != nil {
+		t.Fatal(err) // before anything else: the one thing to read
+	}
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "ctxd.db"), store.Options{})
+	require.NoError(t, err)
+	snaps, err := snapshots.Open(filepath.Join(dir, "snapshots"), st)
+	require.NoError(t, err)
+	logs := &syncBuffer{}
+	log := zerolog.New(logs)
+	hub := realtime.New(st, realtime.Options{}, log.With().Str("component", "realtime").Logger())
+	api := httpapi.New(st, httpapi.Config{
+		Version: "e2e-test", Clients: hub.Clients, DumpDir: filepath.Join(dir, "dumps"),
+		Snapshots: snaps, Maintenance: st,
+	}, log)
+	api.Echo().GET("/v1/watch", hub.Serve)
+	ws := &watchControl{}
+	h := ws.wrap(api.Handler())
+	if opts.token != "" {
+		h = requireToken(opts.token, h)
+	}
+	ts := httptest.NewServer(h)
+	s := &server{t: t, st: st, url: ts.URL, logs: logs, ws: ws, token: opts.token}
+	t.Cleanup(func() {
+		require.NoError(t, hub.Close())
+		ts.Close()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+		require.NoError(t, st.Check(), "store consistency")
+		require.NoError(t, st.Close())
+	})
+	return s
+}
+
+// do sends one API request and returns the status and body.
+func (s *server) do(method, path, body string, hdr ...string) (int, []byte) {
+	s.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.url+path, rd)
+	require.NoError(s.t, err)
+	if s.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(s.t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(s.t, err)
+	return res.StatusCode, b
+}
+
+// record is a key's record as the API answers it.
+type record struct {
+	Value    json.RawMessage `json:"value"`
+	Version  uint64          `json:"version"`
+	Revision uint64          `json:"revision"`
+	Who      string          `json:"who"`
+}
+
+// put writes a key through the REST API, as another client would.
+func (s *server) put(ns, key, value, who string) record {
+	s.t.Helper()
+	status, body := s.do(http.MethodPut, keyPath(ns, key)+"?who="+url.QueryEscape(who), value)
+	require.Equal(s.t, http.StatusOK, status, "%s", body)
+	var r record
+	require.NoError(s.t, json.Unmarshal(body, &r))
+	return r
+}
+
+// get reads a key through the REST API; ok is false on 404.
+func (s *server) get(ns, key string) (r record, ok bool) {
+	s.t.Helper()
+	status, body := s.do(http.MethodGet, keyPath(ns, key), "")
+	if status == http.StatusNotFound {
+		return r, false
+	}
+	require.Equal(s.t, http.StatusOK, status, "%s", body)
+	require.NoError(s.t, json.Unmarshal(body, &r))
+	return r, true
+}
+
+func keyPath(ns, key string) string {
+	return "/v1/ns/" + url.PathEscape(ns) + "/keys/" + url.PathEscape(key)
+}
+
+// watchControl sits in front of GET /v1/watch: it records each connection's
+// query and can cut every open connection and refuse new ones, as a network
+// failure or a server restart would.
+type watchControl struct {
+	mu      sync.Mutex
+	refuse  bool
+	conns   []net.Conn
+	queries []url.Values
+}
+
+func (c *watchControl) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/watch" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c.mu.Lock()
+		c.queries = append(c.queries, r.URL.Query())
+		refuse := c.refuse
+		c.mu.Unlock()
+		if refuse {
+			http.Error(w, "refused by the test", http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(&hijackRecorder{ResponseWriter: w, c: c}, r)
+	})
+}
+
+// cut closes every WebSocket connection and refuses new ones until allow.
+func (c *watchControl) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refuse = true
+	for _, conn := range c.conns {
+		_ = conn.Close()
+	}
+	c.conns = nil
+}
+
+func (c *watchControl) allow() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refuse = false
+}
+
+// connections returns the query of every /v1/watch request so far.
+func (c *watchControl) connections() []url.Values {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]url.Values(nil), c.queries...)
+}
+
+type hijackRecorder struct {
+	http.ResponseWriter
+	c *watchControl
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err == nil {
+		h.c.mu.Lock()
+		h.c.conns = append(h.c.conns, conn)
+		h.c.mu.Unlock()
+	}
+	return conn, rw, err
+}
+
+func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// page is one browser tab on the dashboard.
+type page struct {
+	t   *testing.T
+	ctx context.Context // bounded by testTimeout
+	tab context.Context // the tab itself, for the screenshot after a timeout
+
+	mu      sync.Mutex
+	console []string // console messages, log entries and exceptions, in order
+	thrown  []string // uncaught exceptions (and CSP violations): each fails the test
+}
+
+// pageOptions change how openPage opens the page.
+type pageOptions struct {
+	// width and height, when set, emulate a mobile device of that size.
+	width, height int64
+	// noWait returns once the page is loaded, without waiting for the
+	// dashboard's first requests (which wait for a token, say).
+	noWait bool
+}
+
+// openPage opens a tab on the server's dashboard (path is appended to the
+// server URL, "/" or "/#key=k") and waits until its first loads are done.
+// When the test fails, the tab's screenshot and HTML are saved.
+func openPage(t *testing.T, s *server, path string, opts ...pageOptions) *page {
+	t.Helper()
+	bctx, err := startBrowser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &page{t: t}
+	tab, closeTab := chromedp.NewContext(bctx, chromedp.WithListener(p.listen))
+	p.tab = tab
+	ctx, cancel := context.WithTimeout(tab, testTimeout)
+	p.ctx = ctx
+	t.Cleanup(closeTab)
+	t.Cleanup(cancel)
+	t.Cleanup(p.afterTest) // runs first: the tab is still open
+	// The first call opens the tab, with the tab's lifetime.
+	if _, err := chromedp.Call(tab, log.Enable, cdp.Empty{}); err != nil {
+		t.Fatalf("open a tab: %v", err)
+	}
+	var o pageOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.width > 0 {
+		p.do(chromedp.EmulateViewport(o.width, o.height, chromedp.EmulateMobile, chromedp.EmulateTouch, chromedp.EmulatePortrait))
+	}
+	p.do(chromedp.Navigate(s.url + path))
+	if !o.noWait {
+		p.waitReady()
+	}
+	return p
+}
+
+// waitReady waits until the dashboard's first loads are done.
+func (p *page) waitReady() {
+	p.t.Helper()
+	p.waitJS(`document.documentElement.dataset.ready === "true"`, "the first loads to finish")
+}
+
+// listen collects the tab's console; it runs in the tab's event loop.
+func (p *page) listen(ev any) {
+	var line string
+	fatal := false
+	switch ev := ev.(type) {
+	case *runtime.EventConsoleAPICalled:
+		var args []string
+		for _, a := range ev.Args {
+			if a.Value != nil {
+				args = append(args, string(a.Value))
+			} else {
+				args = append(args, a.Description)
+			}
+		}
+		line = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " "))
+	case *runtime.EventExceptionThrown:
+		d := ev.ExceptionDetails
+		text := d.Text
+		if d.Exception != nil && d.Exception.Description != "" {
+			text += " " + d.Exception.Description
+		}
+		line = fmt.Sprintf("uncaught exception at %s:%d: %s", d.URL, d.LineNumber+1, text)
+		fatal = true
+	case *log.EventEntryAdded:
+		e := ev.Entry
+		line = fmt.Sprintf("log %s %s: %s %s", e.Source, e.Level, e.Text, e.URL)
+		fatal = strings.Contains(e.Text, "Content Security Policy")
+	default:
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.console = append(p.console, line)
+	if fatal {
+		p.thrown = append(p.thrown, line)
+	}
+}
+
+// afterTest fails the test on a page error, and on failure saves what the
+// browser showed.
+func (p *page) afterTest() {
+	t := p.t
+	p.mu.Lock()
+	thrown := append([]string(nil), p.thrown...)
+	console := strings.Join(p.console, "\n")
+	p.mu.Unlock()
+	for _, e := range thrown {
+		t.Errorf("the page reported an error: %s", e)
+	}
+	if !t.Failed() {
+		return
+	}
+	t.Logf("page console:\n%s", console)
+	dir := t.ArtifactDir()
+	ctx, cancel := context.WithTimeout(p.tab, 10*time.Second)
+	defer cancel()
+	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
+		t.Logf("no screenshot: %v", err)
+	} else if err := os.WriteFile(filepath.Join(dir, "screenshot.png"), png, 0o644); err == nil {
+		t.Logf("screenshot of the page: %s", filepath.Join(dir, "screenshot.png"))
+	}
+	if html, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); err == nil {
+		if err := os.WriteFile(filepath.Join(dir, "page.html"), []byte(html), 0o644); err == nil {
+			t.Logf("HTML of the page: %s", filepath.Join(dir, "page.html"))
+		}
+	}
+}
+
+// do runs actions in the tab.
+func (p *page) do(steps ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	if err := chromedp.Do(p.ctx, steps...); err != nil {
+		p.t.Fatalf("browser: %v", err)
+	}
+}
+
+// eval evaluates a JavaScript expression and decodes its result.
+func eval[T any](p *page, expr string) T {
+	p.t.Helper()
+	v, err := chromedp.Run(p.ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		p.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitJS waits until the expression is truthy; what names the condition
+// in the failure message.
+func (p *page) waitJS(expr, what string) {
+	p.t.Helper()
+	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout)))
+	if err != nil {
+		p.t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+	}
+}
+
+// text is the text of the first element matching the CSS selector ("" if none).
+func (p *page) text(sel string) string {
+	p.t.Helper()
+	return eval[string](p, fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? "")`, jsString(sel)))
+}
+
+// waitText waits until the element's text contains each of want.
+func (p *page) waitText(sel string, want ...string) {
+	p.t.Helper()
+	var conds []string
+	for _, w := range want {
+		conds = append(conds, fmt.Sprintf(`t.includes(%s)`, jsString(w)))
+	}
+	expr := fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e) return false; const t = e.textContent; return %s; })()`,
+		jsString(sel), strings.Join(conds, " && "))
+	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout)))
+	if err != nil {
+		p.t.Fatalf("waiting for %s to contain %q: it has %q (%v)", sel, want, p.text(sel), err)
+	}
+}
+
+// waitTextIs waits until the element's whole text (trimmed) is want.
+func (p *page) waitTextIs(sel, want string) {
+	p.t.Helper()
+	expr := fmt.Sprintf(`(document.querySelector(%s)?.textContent.trim() === %s)`, jsString(sel), jsString(want))
+	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout)))
+	if err != nil {
+		p.t.Fatalf("waiting for %s to be %q: it is %q (%v)", sel, want, p.text(sel), err)
+	}
+}
+
+// waitFor waits until an element matches the CSS selector.
+func (p *page) waitFor(sel string) {
+	p.t.Helper()
+	p.waitJS(fmt.Sprintf(`document.querySelector(%s) !== null`, jsString(sel)), sel)
+}
+
+// count is the number of elements matching the CSS selector.
+func (p *page) count(sel string) int {
+	p.t.Helper()
+	return eval[int](p, fmt.Sprintf(`document.querySelectorAll(%s).length`, jsString(sel)))
+}
+
+// click clicks the element with the mouse, as a person would.
+func (p *page) click(sel string) {
+	p.t.Helper()
+	p.do(chromedp.Click(chromedp.CSS(sel)))
+}
+
+// fill sets a field's value and fires its input event.
+func (p *page) fill(sel, value string) {
+	p.t.Helper()
+	p.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
+		`(() => { const e = document.querySelector(%s); e.value = %s; e.dispatchEvent(new Event("input", {bubbles: true})); e.dispatchEvent(new Event("change", {bubbles: true})); })()`,
+		jsString(sel), jsString(value))))
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s) // a string always marshals
+	return string(b)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use (the server log).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,58 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestModules runs the dashboard's pure modules in the browser: the
+// lossless JSON parser and writer, and the line diff.
+func TestModules(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	p := openPage(t, s, "/")
+	type result struct {
+		RoundTrips []string `json:"roundTrips"`
+		Pretty     string   `json:"pretty"`
+		Errors     []string `json:"errors"`
+		Proto      bool     `json:"proto"`
+		Diff       []string `json:"diff"`
+		Hunks      []string `json:"hunks"`
+		Inexact    bool     `json:"inexact"`
+	}
+	r, err := chromedp.Run(p.ctx, chromedp.Evaluate[result](`(async () => {
+		const base = document.querySelector('script[type=module]').src.replace(/app\.js$/, '');
+		const { parse, stringify, pretty } = await import(base + 'json.js');
+		const { diffLines, hunks } = await import(base + 'diff.js');
+		const texts = ['12345678901234567890', '-0', '1.0', '1e3', '0.1', '[1,2.50,{"a":null}]', '"\\u00e9\\n"', '{"__proto__":1}', 'true', '{}', '[]'];
+		const roundTrips = texts.map((t) => stringify(parse(t)));
+		const errors = ['', '{', '[1,]', '{"a" 1}', '01', '1 2', '"\u0001"', 'nul'].map((t) => {
+			try { parse(t); return 'parsed'; } catch (e) { return e.name; }
+		});
+		const proto = Object.getPrototypeOf(parse('{"__proto__":{"x":1}}')) === Object.prototype;
+		const d = diffLines('a\nb\nc\nd', 'a\nc\nd\ne');
+		const long = Array.from({ length: 30 }, (_, i) => 'line ' + i);
+		const changed = long.slice(); changed[15] = 'changed';
+		const h = hunks(diffLines(long.join('\n'), changed.join('\n')).lines, 2);
+		const inexact = !diffLines('x\ny\nz', 'p\nq\nr', 4).exact;
+		return {
+			roundTrips, errors, proto, inexact,
+			pretty: pretty(parse('{"a":[1,{"b":12345678901234567890}],"c":{}}')),
+			diff: d.lines.map((l) => l.op + l.line),
+			hunks: h.map((l) => l.op === '…' ? '…' + l.skipped : l.op + l.line),
+		};
+	})()`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"12345678901234567890", "-0", "1.0", "1e3", "0.1", `[1,2.50,{"a":null}]`, `"é\n"`, `{"__proto__":1}`, "true", "{}", "[]"},
+		r.RoundTrips, "numbers keep their digits; __proto__ is a member")
+	assert.Equal(t, "{\n  \"a\": [\n    1,\n    {\n      \"b\": 12345678901234567890\n    }\n  ],\n  \"c\": {}\n}", r.Pretty)
+	for i, e := range r.Errors {
+		assert.Equal(t, "SyntaxError", e, "bad JSON %d", i)
+	}
+	assert.True(t, r.Proto, "a __proto__ member does not change the prototype")
+	assert.Equal(t, []string{" a", "-b", " c", " d", "+e"}, r.Diff)
+	assert.Equal(t, []string{"…13", " line 13", " line 14", "-line 15", "+changed", " line 16", " line 17", "…12"}, r.Hunks)
+	assert.True(t, r.Inexact, "too large for the table: shown whole")
+}

@@ -1,0 +1,123 @@
+// The REST API client of the dashboard: fetch with the access token, JSON
+// answers parsed losslessly, errors as APIError with ctxd's error code.
+
+import { parse } from './json.js';
+
+const TOKEN_KEY = 'ctxd.token';
+
+// token is the access token of this tab ('' when none). It lives in
+// sessionStorage only (gone when the tab closes, never in localStorage);
+// where storage is disabled, in memory until the page reloads.
+let memoryToken = '';
+
+export function token() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch { return memoryToken; }
+}
+
+export function setToken(t) {
+  try {
+    if (t) sessionStorage.setItem(TOKEN_KEY, t);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch { memoryToken = t || ''; }
+}
+
+// APIError is a failed request: status 0 when the server could not be
+// reached, else the HTTP status and ctxd's {"error":{"code","message",...}}.
+export class APIError extends Error {
+  constructor(status, code, message, detail = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.detail = detail; // the error object: current_version, compacted_revision, ...
+  }
+}
+
+let askToken = null; // async (reason) => token, or '' when the user gives none
+let prompting = null; // the prompt in progress, shared by concurrent 401s
+
+// onTokenNeeded sets what asks the user for a token when the API answers
+// 401: an async function of the reason, returning the token or ''.
+export function onTokenNeeded(fn) { askToken = fn; }
+
+async function tokenAfter401(sent) {
+  if (token() !== sent) return token(); // another request got a new one meanwhile
+  if (!askToken) return '';
+  if (!prompting) {
+    const reason = sent ? 'The server refused the token. Enter another one.' : 'The server asks for an access token.';
+    prompting = askToken(reason).finally(() => { prompting = null; });
+  }
+  return prompting;
+}
+
+// request sends one API request and answers the parsed JSON body (or, with
+// raw, the Response itself). path is the escaped path; query an object of
+// parameters (undefined and '' values left out); body a string sent as is.
+export async function request(method, path, { query, body, headers, raw } = {}) {
+  const url = new URL(path, location.href);
+  for (const [k, v] of Object.entries(query || {})) {
+    if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
+  }
+  for (let attempt = 0; ; attempt++) {
+    const h = new Headers(headers || {});
+    const sent = token();
+    if (sent) h.set('Authorization', 'Bearer ' + sent);
+    if (body !== undefined && !h.has('Content-Type')) h.set('Content-Type', 'application/json');
+    let res;
+    try {
+      res = await fetch(url, { method, headers: h, body, cache: 'no-store' });
+    } catch (e) {
+      throw new APIError(0, 'unreachable', `cannot reach the server (${e.message})`);
+    }
+    if (res.status === 401 && attempt < 5) {
+      const next = await tokenAfter401(sent);
+      if (next) continue;
+      throw new APIError(401, 'unauthorized', 'the server needs an access token: use the "Access token" button');
+    }
+    if (res.ok && raw) return res;
+    const text = await res.text();
+    if (res.ok) return text ? parse(text) : null;
+    let err = null;
+    try { err = parse(text).error; } catch { /* not ctxd's error format */ }
+    if (err && typeof err === 'object') {
+      throw new APIError(res.status, String(err.code || 'error'), String(err.message || res.statusText), err);
+    }
+    throw new APIError(res.status, 'http_' + res.status, `${res.status} ${res.statusText}`.trim());
+  }
+}
+
+// keyPath is the path of a key: the key is escaped whole ("/" as %2F), as
+// the API expects.
+export const keyPath = (ns, key) => `/v1/ns/${encodeURIComponent(ns)}/keys/${encodeURIComponent(key)}`;
+
+// watchURL is the WebSocket URL of the change feed with these parameters,
+// and the token as ?token= (browsers cannot set headers on a WebSocket).
+export function watchURL(params) {
+  const url = new URL('/v1/watch', location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
+  }
+  const t = token();
+  if (t) url.searchParams.set('token', t);
+  return url.href;
+}
+
+// download saves the file at path. Without a token a plain link does it
+// (the browser streams it to disk); with one, the file is fetched with the
+// token and saved from memory.
+export async function download(path, filename) {
+  const a = document.createElement('a');
+  a.download = filename;
+  let blobURL = '';
+  if (token()) {
+    const res = await request('GET', path, { raw: true });
+    blobURL = URL.createObjectURL(await res.blob());
+    a.href = blobURL;
+  } else {
+    a.href = path;
+  }
+  document.body.append(a);
+  a.click();
+  a.remove();
+  if (blobURL) setTimeout(() => URL.revokeObjectURL(blobURL), 60000);
+}

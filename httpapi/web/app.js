@@ -1,0 +1,1046 @@
+// The ctxd dashboard: server status, keys, a key's value, history and
+// diffs, set and delete with compare-and-swap, the live change feed,
+// snapshots and dumps. Plain DOM, no framework: every panel is a load
+// function (REST) and a render function, and the live feed patches what is
+// on screen. README.md "Dashboard" describes it.
+
+import { APIError, download, keyPath, onTokenNeeded, request, setToken, token } from './api.js';
+import { parse, pretty, preview } from './json.js';
+import { LiveFeed } from './live.js';
+import { diffLines, hunks } from './diff.js';
+import { $, fmtBytes, fmtDuration, h, show, time } from './util.js';
+
+const WHO_KEY = 'ctxd.who'; // who the dashboard's writes name (localStorage: not a secret)
+const MAX_EVENTS = 500; // live events kept in memory
+const HISTORY_PAGE = 20;
+const STATUS_EVERY = 5000; // ms between status polls
+const NS_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+const state = {
+  ns: 'default',
+  prefix: '',
+  pageSize: 50,
+  pages: [''], // the "after" cursor of each page visited; the last is the page shown
+  next: '', // cursor of the next page; '' when there is none
+  keys: [], // records of the page shown
+  namespaces: [],
+  selected: null, // {ns, key} shown in the key panel
+  record: null, // its current record; null when it does not exist
+  deleted: null, // {revision, who, time} when it was deleted while shown
+  pit: null, // the record at a revision (point-in-time view), with atRev
+  history: [],
+  historyNext: null,
+  editing: null, // {ns, key} the editor was loaded from
+  status: null,
+  lastRev: 0, // newest revision seen (status or live feed)
+  events: [], // live changes, newest first
+  paused: false,
+  held: 0, // changes received while paused
+  feed: null,
+};
+
+// ---------------------------------------------------------------- helpers
+
+const enc = encodeURIComponent;
+
+function errorText(e) {
+  if (e instanceof APIError) return e.status ? `${e.message} (${e.status} ${e.code})` : e.message;
+  return String(e && e.message ? e.message : e);
+}
+
+let noticeTimer = 0;
+function notify(text) {
+  const n = $('notice');
+  n.textContent = text;
+  n.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { n.textContent = ''; n.hidden = true; }, 8000);
+}
+
+function who() {
+  return $('set-who').value.trim() || 'dashboard';
+}
+
+// throttled returns a function that runs fn at most once per ms
+// milliseconds, and once more after a call that came in meanwhile.
+function throttled(fn, ms) {
+  let timer = 0;
+  let again = false;
+  return function run() {
+    if (timer) { again = true; return; }
+    fn();
+    timer = setTimeout(() => {
+      timer = 0;
+      if (again) { again = false; run(); }
+    }, ms);
+  };
+}
+
+// latest wraps an async loader so that only the newest call's result is
+// used: the loader gets a function telling whether it is still the newest.
+function latest(loader) {
+  let seq = 0;
+  return (...args) => {
+    const mine = ++seq;
+    return loader(() => mine === seq, ...args);
+  };
+}
+
+function setHash() {
+  const p = new URLSearchParams();
+  if (state.ns !== 'default') p.set('ns', state.ns);
+  if (state.prefix) p.set('prefix', state.prefix);
+  if (state.selected) {
+    if (state.selected.ns !== state.ns) p.set('kns', state.selected.ns);
+    p.set('key', state.selected.key);
+  }
+  const s = p.toString();
+  history.replaceState(null, '', s ? '#' + s : location.pathname + location.search);
+}
+
+// ---------------------------------------------------------------- dialogs
+
+let tokenPrompt = null;
+
+// askToken opens the token dialog and resolves to the token entered, or
+// '' when the user cancels or forgets it.
+function askToken(reason) {
+  if (tokenPrompt) return tokenPrompt;
+  const d = $('token-dialog');
+  const input = $('token-input');
+  $('token-why').textContent = reason;
+  input.value = '';
+  $('token-forget').hidden = !token();
+  tokenPrompt = new Promise((resolve) => {
+    d.addEventListener('close', () => {
+      tokenPrompt = null;
+      const v = d.returnValue;
+      if (v === 'ok' && input.value.trim()) setToken(input.value.trim());
+      else if (v === 'forget') setToken('');
+      input.value = '';
+      if (v === 'ok' || v === 'forget') state.feed.reconnect();
+      resolve(v === 'ok' ? token() : '');
+    }, { once: true });
+  });
+  d.returnValue = '';
+  d.showModal();
+  input.focus();
+  return tokenPrompt;
+}
+
+// confirmDialog asks a yes/no question; Cancel has the focus.
+function confirmDialog({ title, body, ok }) {
+  const d = $('confirm-dialog');
+  $('confirm-h').textContent = title;
+  $('confirm-body').replaceChildren(...body.map((b) => (b instanceof Node ? b : h('p', null, b))));
+  $('confirm-ok').textContent = ok;
+  return new Promise((resolve) => {
+    d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true });
+    d.returnValue = '';
+    d.showModal();
+  });
+}
+
+// ---------------------------------------------------------------- status
+
+let lastCounts = '';
+
+const loadStatus = latest(async (current) => {
+  try {
+    const s = await request('GET', '/v1/status');
+    if (!current()) return;
+    state.status = s;
+    state.lastRev = Math.max(state.lastRev, Number(s.revision));
+    show($('st-error'), '');
+    renderStatus();
+    const counts = `${s.keys}/${s.namespaces}`;
+    if (counts !== lastCounts) {
+      lastCounts = counts;
+      loadNamespaces();
+    }
+  } catch (e) {
+    if (current()) show($('st-error'), 'Cannot read the status: ' + errorText(e));
+  }
+});
+const statusSoon = throttled(() => loadStatus(), 1000);
+
+function renderStatus() {
+  const s = state.status;
+  if (!s) return;
+  $('st-version').textContent = s.version || '?';
+  $('st-revision').textContent = String(Math.max(Number(s.revision), state.lastRev));
+  $('st-keys').textContent = String(s.keys);
+  $('st-namespaces').textContent = String(s.namespaces);
+  $('st-file').textContent = fmtBytes(s.file_size_bytes ?? s.db_size_bytes);
+  $('st-inuse').textContent = s.in_use_bytes !== undefined ? fmtBytes(s.in_use_bytes) : '?';
+  $('st-clients').textContent = String(s.clients);
+  $('st-uptime').textContent = fmtDuration(s.uptime_seconds);
+  $('st-uptime').title = s.started_at ? 'since ' + s.started_at : '';
+  // History below this revision is gone: reads there answer 410.
+  $('st-compacted').textContent = Number(s.compacted_revision) ? 'below r' + s.compacted_revision : 'none';
+}
+
+// ---------------------------------------------------------------- namespaces and keys
+
+const loadNamespaces = latest(async (current) => {
+  try {
+    const r = await request('GET', '/v1/ns');
+    if (!current()) return;
+    state.namespaces = r.namespaces || [];
+    renderNamespaces();
+  } catch (e) {
+    if (current()) show($('keys-error'), 'Cannot list the namespaces: ' + errorText(e));
+  }
+});
+const namespacesSoon = throttled(() => loadNamespaces(), 1000);
+
+function renderNamespaces() {
+  for (const [id, selected] of [['ns-select', state.ns], ['dump-ns', $('dump-ns').value || state.ns]]) {
+    const sel = $(id);
+    const names = state.namespaces.map((n) => n.name);
+    const opts = state.namespaces.map((n) => h('option', { value: n.name }, `${n.name} (${n.keys} ${n.keys === 1 ? 'key' : 'keys'})`));
+    if (!names.includes(selected)) opts.unshift(h('option', { value: selected }, `${selected} (no keys)`));
+    sel.replaceChildren(...opts);
+    sel.value = selected;
+  }
+}
+
+const loadKeys = latest(async (current) => {
+  const after = state.pages[state.pages.length - 1];
+  try {
+    const r = await request('GET', `/v1/ns/${enc(state.ns)}/keys`, { query: { prefix: state.prefix, after, limit: state.pageSize } });
+    if (!current()) return;
+    state.keys = r.keys || [];
+    state.next = r.next || '';
+    show($('keys-error'), '');
+    renderKeys();
+  } catch (e) {
+    if (current()) show($('keys-error'), 'Cannot list the keys: ' + errorText(e));
+  }
+});
+const keysSoon = throttled(() => loadKeys(), 500);
+
+function isSelected(ns, key) {
+  return !!state.selected && state.selected.ns === ns && state.selected.key === key;
+}
+
+function keyRow(r) {
+  const sel = isSelected(r.ns, r.key);
+  return h('tr', { class: sel ? 'selected' : null, 'aria-current': sel ? 'true' : null, dataset: { key: r.key } },
+    h('th', { scope: 'row' }, h('button', { type: 'button', class: 'link', onclick: () => selectKey(r.ns, r.key, true) }, r.key)),
+    h('td', { class: 'value' }, h('code', null, preview(r.value, 60))),
+    h('td', { class: 'num' }, String(r.version)),
+    h('td', { class: 'num wide' }, String(r.revision)),
+    h('td', { class: 'wide' }, r.who),
+    h('td', { class: 'wide' }, time(r.updated_at)));
+}
+
+function renderKeys() {
+  $('key-rows').replaceChildren(...state.keys.map(keyRow));
+  const where = state.prefix ? `starting with "${state.prefix}" in ${state.ns}` : `in ${state.ns}`;
+  $('keys-caption').textContent = `Keys ${where}, page ${state.pages.length}`;
+  show($('keys-empty'), state.keys.length ? '' : state.pages.length > 1 ? 'No more keys.' : `No keys ${where}.`);
+  $('prev-page').disabled = state.pages.length <= 1;
+  $('next-page').disabled = !state.next;
+  $('page-info').textContent = `Page ${state.pages.length}`;
+}
+
+function listFrom(ns, prefix) {
+  state.ns = ns;
+  state.prefix = prefix;
+  state.pages = [''];
+  $('prefix').value = prefix;
+  renderNamespaces();
+  setHash();
+  loadKeys();
+}
+
+// keysOnChange applies a live change to the page of keys: a row on the page
+// is updated at once; anything else (a new key, a delete) reloads the page.
+function keysOnChange(m) {
+  if (m.ns !== state.ns || !m.key.startsWith(state.prefix)) return;
+  const i = state.keys.findIndex((r) => r.key === m.key);
+  if (i >= 0 && m.op === 'put') {
+    const r = { ...state.keys[i], value: m.value, version: m.version, revision: m.rev, who: m.who, updated_at: m.timestamp };
+    state.keys[i] = r;
+    const row = $('key-rows').children[i];
+    if (row) row.replaceWith(keyRow(r));
+    return;
+  }
+  keysSoon();
+}
+
+// ---------------------------------------------------------------- one key
+
+const loadRecord = latest(async (current, ns, key) => {
+  try {
+    const r = await request('GET', keyPath(ns, key));
+    if (!current() || !isSelected(ns, key)) return;
+    state.record = r;
+    state.deleted = null;
+  } catch (e) {
+    if (!current() || !isSelected(ns, key)) return;
+    state.record = null;
+    if (e.status !== 404) show($('detail-error'), `Cannot read ${ns}/${key}: ${errorText(e)}`);
+  }
+  renderDetail();
+});
+
+async function selectKey(ns, key, focus) {
+  state.selected = { ns, key };
+  state.record = null;
+  state.deleted = null;
+  state.pit = null;
+  state.history = [];
+  state.historyNext = null;
+  setHash();
+  for (const row of $('key-rows').children) {
+    const sel = state.ns === ns && row.dataset.key === key;
+    row.classList.toggle('selected', sel);
+    if (sel) row.setAttribute('aria-current', 'true');
+    else row.removeAttribute('aria-current');
+  }
+  $('detail-empty').hidden = true;
+  $('detail-body').hidden = false;
+  $('d-key').textContent = key;
+  $('d-ns').textContent = ns;
+  $('d-value').textContent = '…';
+  show($('detail-error'), '');
+  $('diff-out').hidden = true;
+  $('pit-rev').value = '';
+  renderHistory();
+  if (focus) $('detail-h').focus();
+  await Promise.all([loadRecord(ns, key), loadHistory(true)]);
+}
+
+function renderDetail() {
+  const sel = state.selected;
+  if (!sel) return;
+  const r = state.pit || state.record;
+  const banner = $('d-state');
+  if (state.pit) {
+    const now = state.record ? `version ${state.record.version}` : 'deleted';
+    show(banner, `Value at revision ${state.pit.atRev}: version ${r.version}, written at revision ${r.revision} by ${r.who}. Now: ${now}.`);
+  } else if (!r) {
+    show(banner, state.deleted
+      ? `Deleted at revision ${state.deleted.revision} by ${state.deleted.who}. Its history is kept below.`
+      : 'This key does not exist now. Its history, if any, is below.');
+  } else {
+    show(banner, '');
+  }
+  $('d-version').textContent = r ? String(r.version) : '—';
+  $('d-revision').textContent = r ? String(r.revision) : state.deleted ? String(state.deleted.revision) : '—';
+  $('d-created').textContent = r && r.create_revision !== undefined ? String(r.create_revision) : '—';
+  $('d-who').textContent = r ? r.who : state.deleted ? state.deleted.who : '—';
+  $('d-updated').replaceChildren(r ? time(r.updated_at) : state.deleted ? time(state.deleted.time) : '—');
+  $('d-value').textContent = r ? pretty(r.value) : '';
+  $('d-value').hidden = !r;
+  $('pit-current').hidden = !state.pit;
+  $('delete-btn').disabled = !state.record || !!state.pit;
+  $('edit-btn').textContent = state.pit ? 'Edit from this value' : state.record ? 'Edit' : 'Create it again';
+}
+
+// detailOnChange applies a live change to the key shown.
+function detailOnChange(m) {
+  if (!isSelected(m.ns, m.key)) return;
+  if (m.op === 'delete') {
+    state.record = null;
+    state.deleted = { revision: m.rev, who: m.who, time: m.timestamp };
+  } else {
+    const created = Number(m.version) === 1 ? m.rev : state.record ? state.record.create_revision : undefined;
+    state.record = {
+      ns: m.ns, key: m.key, value: m.value, version: m.version, create_revision: created,
+      revision: m.rev, who: m.who, updated_at: m.timestamp,
+    };
+    state.deleted = null;
+  }
+  renderDetail();
+  historySoon();
+  const ed = state.editing;
+  const expected = $('set-version').value.trim();
+  if (ed && ed.ns === m.ns && ed.key === m.key && expected !== '' && String(m.version) !== expected) {
+    show($('set-stale'), m.op === 'delete'
+      ? `${m.ns}/${m.key} was deleted by ${m.who} after you loaded it: saving will report a conflict.`
+      : `${m.ns}/${m.key} changed after you loaded it: now version ${m.version}, by ${m.who}. Saving will report a conflict.`);
+  }
+}
+
+async function showAt(rev) {
+  const sel = state.selected;
+  show($('detail-error'), '');
+  try {
+    const r = await request('GET', keyPath(sel.ns, sel.key), { query: { rev } });
+    if (!isSelected(sel.ns, sel.key)) return;
+    state.pit = { ...r, atRev: rev };
+    $('pit-rev').value = String(rev);
+    renderDetail();
+  } catch (e) {
+    let msg = errorText(e);
+    if (e.code === 'not_found') msg = `${sel.key} did not exist at revision ${rev}.`;
+    else if (e.code === 'compacted') msg = `Revision ${rev} can no longer be read: history before revision ${e.detail.compacted_revision ?? '?'} has been compacted.`;
+    else if (e.code === 'future_revision') msg = `Revision ${rev} has not happened yet (the server is at revision ${state.lastRev}).`;
+    show($('detail-error'), msg);
+  }
+}
+
+// ---------------------------------------------------------------- history and diff
+
+const loadHistory = latest(async (current, reset) => {
+  const sel = state.selected;
+  if (!sel) return;
+  const query = reset
+    ? { limit: Math.min(1000, Math.max(HISTORY_PAGE, state.history.length)) }
+    : { limit: HISTORY_PAGE, before: state.historyNext };
+  try {
+    const r = await request('GET', keyPath(sel.ns, sel.key) + '/history', { query });
+    if (!current() || !isSelected(sel.ns, sel.key)) return;
+    const changes = r.changes || [];
+    state.history = reset ? changes : state.history.concat(changes);
+    state.historyNext = r.next ?? null;
+  } catch (e) {
+    if (!current() || !isSelected(sel.ns, sel.key)) return;
+    if (e.status !== 404) show($('detail-error'), 'Cannot read the history: ' + errorText(e));
+    if (reset) { state.history = []; state.historyNext = null; }
+  }
+  renderHistory();
+});
+const historySoon = throttled(() => loadHistory(true), 500);
+
+function changeLabel(c) {
+  return `revision ${c.revision}, version ${c.version}, ${c.op} by ${c.who}`;
+}
+
+function renderHistory() {
+  const list = state.history;
+  $('history-rows').replaceChildren(...list.map((c, i) => {
+    const older = list[i + 1];
+    return h('tr', { dataset: { rev: c.revision } },
+      h('td', { class: 'num' }, String(c.revision)),
+      h('td', { class: 'op-' + c.op }, c.op),
+      h('td', { class: 'num' }, String(c.version)),
+      h('td', null, c.who),
+      h('td', null, time(c.time)),
+      h('td', { class: 'value' }, c.op === 'delete' ? h('span', { class: 'muted' }, '(deleted)') : h('code', null, preview(c.value, 40))),
+      h('td', { class: 'actions' },
+        c.op === 'put' ? h('button', { type: 'button', 'aria-label': `View the value at revision ${c.revision}`, onclick: () => showAt(c.revision) }, 'View') : null,
+        older ? h('button', { type: 'button', 'aria-label': `Diff revision ${older.revision} to ${c.revision}`, onclick: () => showDiff(older.revision, c.revision) }, 'Diff') : null));
+  }));
+  if (!list.length) {
+    $('history-rows').append(h('tr', null, h('td', { colspan: 7, class: 'muted' }, state.selected ? 'No history.' : '')));
+  }
+  $('history-more').hidden = state.historyNext === null;
+  for (const [id, def] of [['diff-from', 1], ['diff-to', 0]]) {
+    const sel = $(id);
+    const keep = sel.value;
+    sel.replaceChildren(...list.map((c) => h('option', { value: c.revision }, changeLabel(c))));
+    if (list.some((c) => String(c.revision) === keep)) sel.value = keep;
+    else if (list.length) sel.value = String(list[Math.min(def, list.length - 1)].revision);
+  }
+  $('diff-form').hidden = list.length < 2;
+}
+
+function valueText(c) {
+  return c.op === 'delete' ? '(deleted)' : pretty(c.value);
+}
+
+function showDiff(fromRev, toRev) {
+  const a = state.history.find((c) => String(c.revision) === String(fromRev));
+  const b = state.history.find((c) => String(c.revision) === String(toRev));
+  if (!a || !b) return;
+  $('diff-from').value = String(a.revision);
+  $('diff-to').value = String(b.revision);
+  const { lines, exact } = diffLines(valueText(a), valueText(b));
+  const removed = lines.filter((l) => l.op === '-').length;
+  const added = lines.filter((l) => l.op === '+').length;
+  const head = `From ${changeLabel(a)} to ${changeLabel(b)}: `;
+  $('diff-summary').textContent = removed + added === 0
+    ? head + 'the same value.'
+    : head + `${removed} ${removed === 1 ? 'line' : 'lines'} removed, ${added} added.` + (exact ? '' : ' (Large values: the changed part is shown as a whole.)');
+  $('diff').replaceChildren(...hunks(lines).map((l) => (l.op === '…'
+    ? h('span', { class: 'skip' }, `… ${l.skipped} unchanged ${l.skipped === 1 ? 'line' : 'lines'}\n`)
+    : h('span', { class: l.op === '+' ? 'add' : l.op === '-' ? 'del' : 'ctx' }, `${l.op} ${l.line}\n`))));
+  $('diff-out').hidden = false;
+}
+
+// ---------------------------------------------------------------- set and delete
+
+function loadEditor() {
+  const sel = state.selected;
+  if (!sel) return;
+  const shown = state.pit || state.record;
+  $('set-ns').value = sel.ns;
+  $('set-key').value = sel.key;
+  $('set-value').value = shown ? pretty(shown.value) : '';
+  $('set-as-string').checked = false;
+  // CAS against what is current, even when starting from an older value.
+  $('set-version').value = state.record ? String(state.record.version) : '0';
+  state.editing = { ns: sel.ns, key: sel.key };
+  clearEditorMessages();
+  $('editor').scrollIntoView({ block: 'nearest' });
+  $('set-value').focus();
+}
+
+function clearEditorMessages() {
+  show($('set-result'), '');
+  show($('set-error'), '');
+  show($('set-stale'), '');
+  $('set-conflict').hidden = true;
+}
+
+let conflictAt = null; // {ns, key, current} of the conflict shown
+
+function showConflict(ns, key, expected, current) {
+  let text;
+  if (expected === 0) text = `Conflict: ${ns}/${key} already exists (version ${current}), and expected version 0 only creates a key. Nothing was saved.`;
+  else if (!current) text = `Conflict: ${ns}/${key} does not exist any more (you expected version ${expected}). Nothing was saved.`;
+  else text = `Conflict: ${ns}/${key} is at version ${current}, not version ${expected} as expected: it was changed after you loaded it. Nothing was saved.`;
+  conflictAt = { ns, key, current };
+  $('set-conflict-text').textContent = text;
+  $('conflict-expect').textContent = current ? `Expect version ${current}` : 'Expect no key (version 0)';
+  $('set-conflict').hidden = false;
+}
+
+async function saveKey(ev) {
+  ev.preventDefault();
+  clearEditorMessages();
+  const ns = $('set-ns').value.trim();
+  const key = $('set-key').value;
+  if (!NS_RE.test(ns)) {
+    show($('set-error'), 'Namespace: 1 to 64 characters of A-Z a-z 0-9 . _ -');
+    $('set-ns').focus();
+    return;
+  }
+  if (!key) {
+    show($('set-error'), 'Key: give a key name.');
+    $('set-key').focus();
+    return;
+  }
+  let body = $('set-value').value;
+  if ($('set-as-string').checked) {
+    body = JSON.stringify(body);
+  } else {
+    try {
+      parse(body);
+    } catch (e) {
+      show($('set-error'), `The value is not valid JSON (${e.message}). To store text, put it in double quotes or tick "Store the text as a JSON string".`);
+      $('set-value').focus();
+      return;
+    }
+  }
+  const expected = $('set-version').value.trim();
+  if (expected !== '' && !/^\d+$/.test(expected)) {
+    show($('set-error'), 'Expected version: empty, 0 or a version number.');
+    $('set-version').focus();
+    return;
+  }
+  const headers = expected === '' ? {} : { 'If-Match': expected };
+  const button = ev.submitter || $('set-form').querySelector('button[type=submit]');
+  button.disabled = true;
+  try {
+    const r = await request('PUT', keyPath(ns, key), { body, headers, query: { who: who() } });
+    show($('set-result'), `Saved ${ns}/${key}: version ${r.version} at revision ${r.revision}.`);
+    $('set-version').value = String(r.version); // the next save is a CAS on this one
+    state.editing = { ns, key };
+    state.lastRev = Math.max(state.lastRev, Number(r.revision));
+    if (ns !== state.ns) listFrom(ns, '');
+    else loadKeys();
+    statusSoon();
+    selectKey(ns, key, false);
+  } catch (e) {
+    if (e.code === 'conflict') showConflict(ns, key, Number(expected), Number(e.detail.current_version ?? 0));
+    else show($('set-error'), `Not saved: ${errorText(e)}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function deleteKey() {
+  const r = state.record;
+  if (!r) return;
+  const ok = await confirmDialog({
+    title: `Delete ${r.key}?`,
+    body: [`Delete ${r.ns}/${r.key}, only if it is still at version ${r.version} (the version shown). Its history is kept.`],
+    ok: 'Delete',
+  });
+  if (!ok) return;
+  show($('detail-error'), '');
+  try {
+    const d = await request('DELETE', keyPath(r.ns, r.key), { headers: { 'If-Match': String(r.version) }, query: { who: who() } });
+    notify(`Deleted ${r.ns}/${r.key} at revision ${d.revision}.`);
+    if (isSelected(r.ns, r.key)) {
+      state.record = null;
+      state.deleted = { revision: d.revision, who: d.who, time: d.updated_at };
+      renderDetail();
+      loadHistory(true);
+    }
+    loadKeys();
+    statusSoon();
+  } catch (e) {
+    if (e.code === 'conflict') {
+      await loadRecord(r.ns, r.key);
+      const cur = Number(e.detail.current_version ?? 0);
+      show($('detail-error'), cur
+        ? `Conflict: ${r.ns}/${r.key} is at version ${cur}, not version ${r.version} as shown: it was changed meanwhile. Nothing was deleted; the current value is shown.`
+        : `Conflict: ${r.ns}/${r.key} was already deleted. Nothing was deleted.`);
+    } else {
+      show($('detail-error'), `Not deleted: ${errorText(e)}`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- live events
+
+function eventMatches(m) {
+  const ns = $('live-ns').value.trim();
+  const prefix = $('live-prefix').value;
+  if (m.type === 'reset') return true;
+  return (!ns || ns === '*' || m.ns === ns) && (!prefix || m.key.startsWith(prefix));
+}
+
+function eventItem(m) {
+  if (m.type === 'reset') {
+    return h('li', { class: 'event reset', dataset: { rev: m.rev } },
+      h('span', { class: 'rev' }, 'r' + m.rev), ' ',
+      h('strong', null, 'reset'), ' ',
+      h('span', null, m.message || 'the database was restored from a snapshot: the changes above came before it'));
+  }
+  return h('li', { class: 'event ' + m.op, dataset: { rev: m.rev, key: m.key, ns: m.ns } },
+    h('span', { class: 'rev' }, 'r' + m.rev), ' ',
+    h('span', { class: 'op' }, m.op), ' ',
+    h('button', { type: 'button', class: 'link where', onclick: () => selectKey(m.ns, m.key, true) }, `${m.ns}/${m.key}`), ' ',
+    h('span', { class: 'ver' }, 'v' + m.version), ' ',
+    h('span', { class: 'who' }, m.who), ' ',
+    time(m.timestamp), ' ',
+    m.op === 'delete' ? h('span', { class: 'val muted' }, '(deleted)') : h('code', { class: 'val' }, preview(m.value, 160)));
+}
+
+let pendingEvents = [];
+let flushTimer = 0;
+
+function flushEvents() {
+  flushTimer = 0;
+  if (pendingEvents.length > MAX_EVENTS) pendingEvents.splice(0, pendingEvents.length - MAX_EVENTS);
+  const list = $('live-list');
+  const frag = document.createDocumentFragment();
+  for (const m of pendingEvents.reverse()) frag.append(eventItem(m)); // newest first
+  pendingEvents = [];
+  list.prepend(frag);
+  while (list.children.length > MAX_EVENTS) list.lastChild.remove();
+  renderLiveState(); // the last revision
+}
+
+function addEvent(m) {
+  state.events.unshift(m);
+  if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
+  if (state.paused) {
+    state.held++;
+    renderLiveState();
+    return;
+  }
+  if (!eventMatches(m)) return;
+  pendingEvents.push(m);
+  if (!flushTimer) flushTimer = setTimeout(flushEvents, 30);
+}
+
+function renderEvents() {
+  pendingEvents = [];
+  $('live-list').replaceChildren(...state.events.filter(eventMatches).map(eventItem));
+}
+
+let feedState = { state: 'connecting' };
+
+function renderLiveState() {
+  const s = feedState;
+  const conn = $('conn');
+  conn.dataset.state = s.state;
+  const names = { connecting: 'connecting', live: 'connected', reconnecting: 'reconnecting', stopped: 'stopped' };
+  conn.textContent = 'Live feed: ' + (names[s.state] || s.state);
+  const resumeAt = state.feed && state.feed.lastRev !== null ? state.feed.lastRev : null;
+  let text;
+  if (s.state === 'live') text = 'Connected: changes appear as they are committed' + (resumeAt !== null ? ` (last revision ${resumeAt}).` : '.');
+  else if (s.state === 'reconnecting' && s.detail) {
+    text = `Disconnected (${s.detail.why}). Reconnecting in ${Math.ceil(s.detail.wait / 1000)} s` +
+      (resumeAt !== null ? `, resuming after revision ${resumeAt}.` : '.');
+  } else if (s.state === 'reconnecting') text = 'Reconnecting' + (resumeAt !== null ? `, resuming after revision ${resumeAt}.` : '.');
+  else text = names[s.state] ? `Live feed ${names[s.state]}.` : '';
+  if (state.paused) text = `Paused: ${state.held} new ${state.held === 1 ? 'change' : 'changes'} held (the newest ${MAX_EVENTS} are kept). ` + text;
+  $('live-state').textContent = text;
+}
+
+function togglePause() {
+  state.paused = !state.paused;
+  const b = $('live-pause');
+  b.setAttribute('aria-pressed', String(state.paused));
+  b.textContent = state.paused ? 'Resume' : 'Pause';
+  if (!state.paused) {
+    state.held = 0;
+    renderEvents();
+  }
+  renderLiveState();
+}
+
+// reloadAll re-reads everything shown: after a token, a restore, or
+// compacted history.
+function reloadAll() {
+  loadStatus();
+  loadNamespaces();
+  loadKeys();
+  loadSnapshots();
+  loadDumps();
+  if (state.selected) {
+    loadRecord(state.selected.ns, state.selected.key);
+    loadHistory(true);
+  }
+}
+
+function startFeed() {
+  state.feed = new LiveFeed({
+    change(m) {
+      state.lastRev = Math.max(state.lastRev, Number(m.rev));
+      if (state.status) renderStatus();
+      keysOnChange(m);
+      detailOnChange(m);
+      if (!state.namespaces.some((n) => n.name === m.ns)) namespacesSoon();
+      addEvent(m);
+      statusSoon();
+    },
+    state(s) {
+      feedState = s;
+      renderLiveState();
+    },
+    reset(m) {
+      notify('The database was restored from a snapshot: everything shown has been re-read.');
+      addEvent({ ...m, type: 'reset' });
+      reloadAll();
+    },
+    compacted() {
+      notify('The live feed missed changes that history no longer holds: everything shown has been re-read.');
+      reloadAll();
+    },
+    notice(m) {
+      if (m.type === 'context_dumped') loadDumps();
+      else if (m.type === 'error') notify(`Live feed: ${m.message || m.code}`);
+    },
+    failing() {
+      loadStatus(); // a 401 there asks for the token; the feed uses it next
+    },
+  });
+  state.feed.start();
+}
+
+// ---------------------------------------------------------------- snapshots
+
+let snapshotsEnabled = true;
+
+const loadSnapshots = latest(async (current) => {
+  try {
+    const r = await request('GET', '/v1/snapshots');
+    if (!current()) return;
+    snapshotsEnabled = true;
+    show($('snap-error'), '');
+    renderSnapshots(r.snapshots || []);
+  } catch (e) {
+    if (!current()) return;
+    if (e.status === 404 || e.status === 405) {
+      snapshotsEnabled = false;
+      show($('snap-error'), 'Snapshots are not enabled on this server.');
+    } else {
+      show($('snap-error'), 'Cannot list the snapshots: ' + errorText(e));
+    }
+  }
+  $('snap-create').disabled = !snapshotsEnabled;
+});
+
+function renderSnapshots(list) {
+  $('snap-rows').replaceChildren(...list.map((m) => {
+    const path = `/v1/snapshots/${enc(m.id)}`;
+    const keys = (m.namespaces || []).map((n) => `${n.name}: ${n.keys}`).join(', ');
+    return h('tr', { dataset: { id: m.id } },
+      h('th', { scope: 'row' }, h('code', null, m.id), m.origin && m.origin !== 'api' ? h('span', { class: 'muted' }, ` (${m.origin})`) : null),
+      h('td', { class: 'num' }, String(m.revision)),
+      h('td', { class: 'wide' }, time(m.created)),
+      h('td', { class: 'num' }, fmtBytes(m.size)),
+      h('td', { class: 'wide' }, keys || '—'),
+      h('td', { class: 'actions' },
+        h('a', { href: path, download: `${m.id}.db`, class: 'button', 'aria-label': `Download snapshot ${m.id}`, onclick: (ev) => downloadLink(ev, path, `${m.id}.db`) }, 'Download'),
+        h('button', { type: 'button', 'aria-label': `Dry run: what restoring ${m.id} would change`, onclick: () => dryRun(m) }, 'Dry run'),
+        h('button', { type: 'button', class: 'danger', 'aria-label': `Restore snapshot ${m.id}…`, onclick: () => restore(m) }, 'Restore…'),
+        h('button', { type: 'button', 'aria-label': `Delete snapshot ${m.id}…`, onclick: () => deleteSnapshot(m) }, 'Delete…')));
+  }));
+  show($('snap-empty'), list.length ? '' : 'No snapshots yet.');
+}
+
+// downloadLink lets the browser follow a download link, unless a token is
+// needed: then the file is fetched with it.
+function downloadLink(ev, path, name) {
+  if (!token()) return;
+  ev.preventDefault();
+  download(path, name).catch((e) => notify(`Download failed: ${errorText(e)}`));
+}
+
+async function createSnapshot() {
+  const b = $('snap-create');
+  b.disabled = true;
+  b.textContent = 'Creating…';
+  show($('snap-error'), '');
+  show($('snap-result'), '');
+  try {
+    const m = await request('POST', '/v1/snapshots');
+    show($('snap-result'), `Snapshot ${m.id} created at revision ${m.revision} (${fmtBytes(m.size)}).`);
+    await loadSnapshots();
+  } catch (e) {
+    show($('snap-error'), 'Snapshot not created: ' + errorText(e));
+  } finally {
+    b.disabled = !snapshotsEnabled;
+    b.textContent = 'Create snapshot';
+  }
+}
+
+function diffTable(res) {
+  return h('table', { class: 'drytable' },
+    h('thead', null, h('tr', null, ...['Namespace', 'Added', 'Removed', 'Changed', 'Unchanged'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : null }, t)))),
+    h('tbody', null, ...(res.namespaces || []).map((n) => h('tr', null,
+      h('th', { scope: 'row' }, n.ns),
+      h('td', { class: 'num' }, String(n.added)),
+      h('td', { class: 'num' }, String(n.removed)),
+      h('td', { class: 'num' }, String(n.changed)),
+      h('td', { class: 'num' }, String(n.unchanged))))));
+}
+
+async function dryRunOf(m) {
+  return request('POST', `/v1/snapshots/${enc(m.id)}/restore`, { query: { dry_run: 'true' } });
+}
+
+async function dryRun(m) {
+  show($('snap-error'), '');
+  show($('snap-result'), '');
+  const out = $('snap-dry');
+  try {
+    const res = await dryRunOf(m);
+    out.replaceChildren(
+      h('p', { role: 'status' }, `Dry run: restoring ${m.id} (revision ${res.snapshot_revision}) now (revision ${res.revision}) would change this. Nothing was changed.`),
+      diffTable(res));
+    out.hidden = false;
+  } catch (e) {
+    show($('snap-error'), `Dry run of ${m.id} failed: ${errorText(e)}`);
+  }
+}
+
+async function restore(m) {
+  show($('snap-error'), '');
+  show($('snap-result'), '');
+  let res;
+  try {
+    res = await dryRunOf(m);
+  } catch (e) {
+    show($('snap-error'), `Cannot restore ${m.id}: ${errorText(e)}`);
+    return;
+  }
+  const ok = await confirmDialog({
+    title: `Restore ${m.id}?`,
+    body: [
+      `This replaces the whole live database with the snapshot taken at revision ${res.snapshot_revision}. ` +
+        `The keys become what they were then; history after it is no longer readable. Every live viewer is told to re-read.`,
+      diffTable(res),
+    ],
+    ok: 'Restore',
+  });
+  if (!ok) return;
+  try {
+    const r = await request('POST', `/v1/snapshots/${enc(m.id)}/restore`, { query: { who: who() } });
+    show($('snap-result'), `Restored ${m.id}: the database is now at revision ${r.revision}.`);
+    $('snap-dry').hidden = true;
+    reloadAll();
+  } catch (e) {
+    show($('snap-error'), `Restore of ${m.id} failed, nothing was changed: ${errorText(e)}`);
+  }
+}
+
+async function deleteSnapshot(m) {
+  const ok = await confirmDialog({ title: `Delete snapshot ${m.id}?`, body: [`The snapshot file (revision ${m.revision}, ${fmtBytes(m.size)}) is removed from the server.`], ok: 'Delete' });
+  if (!ok) return;
+  try {
+    await request('DELETE', `/v1/snapshots/${enc(m.id)}`);
+    show($('snap-result'), `Snapshot ${m.id} deleted.`);
+    loadSnapshots();
+  } catch (e) {
+    show($('snap-error'), `Snapshot ${m.id} not deleted: ${errorText(e)}`);
+  }
+}
+
+// ---------------------------------------------------------------- dumps
+
+const loadDumps = latest(async (current) => {
+  try {
+    const r = await request('GET', '/v1/dumps');
+    if (!current()) return;
+    show($('dump-error'), '');
+    const list = r.dumps || [];
+    $('dump-rows').replaceChildren(...list.map((f) => {
+      const path = `/v1/dumps/${enc(f.filename)}`;
+      return h('tr', { dataset: { file: f.filename } },
+        h('th', { scope: 'row' }, h('code', null, f.filename)),
+        h('td', { class: 'num' }, fmtBytes(f.size)),
+        h('td', { class: 'wide' }, time(f.modified)),
+        h('td', { class: 'actions' },
+          h('a', { href: path, download: f.filename, class: 'button', 'aria-label': `Download ${f.filename}`, onclick: (ev) => downloadLink(ev, path, f.filename) }, 'Download')));
+    }));
+    show($('dump-empty'), list.length ? '' : 'No dump files yet.');
+    $('dump-dir').textContent = r.dump_directory ? `Folder on the server: ${r.dump_directory}` : '';
+  } catch (e) {
+    if (current()) show($('dump-error'), (e.code === 'unavailable' ? 'Dumps are not available: ' : 'Cannot list the dumps: ') + errorText(e));
+  }
+});
+
+async function createDump(ev) {
+  ev.preventDefault();
+  show($('dump-error'), '');
+  show($('dump-result'), '');
+  const ns = $('dump-ns').value;
+  const query = {
+    format: $('dump-format').value,
+    filename: $('dump-filename').value.trim(),
+    history: $('dump-history').checked ? 'true' : '',
+    who: who(),
+  };
+  const button = ev.submitter || $('dump-form').querySelector('button[type=submit]');
+  button.disabled = true;
+  try {
+    const r = await request('POST', `/v1/ns/${enc(ns)}/dumps`, { query });
+    show($('dump-result'), `Wrote ${r.filename}: ${r.key_count} ${r.key_count === 1 ? 'key' : 'keys'} of ${r.namespace} at revision ${r.revision}, ${fmtBytes(r.file_size)}.`);
+    loadDumps();
+  } catch (e) {
+    show($('dump-error'), 'Dump not written: ' + errorText(e));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  onTokenNeeded(askToken);
+  $('token-button').addEventListener('click', async () => {
+    const had = token();
+    await askToken(had ? 'Replace or forget the access token of this tab.' : 'Enter the access token for this server.');
+    if (token() !== had) reloadAll();
+  });
+
+  $('ns-select').addEventListener('change', (ev) => listFrom(ev.target.value, state.prefix));
+  $('key-search').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    listFrom($('ns-select').value, $('prefix').value);
+  });
+  let prefixTimer = 0;
+  $('prefix').addEventListener('input', () => {
+    clearTimeout(prefixTimer);
+    prefixTimer = setTimeout(() => listFrom($('ns-select').value, $('prefix').value), 300);
+  });
+  $('page-size').addEventListener('change', (ev) => {
+    state.pageSize = Number(ev.target.value);
+    state.pages = [''];
+    loadKeys();
+  });
+  $('next-page').addEventListener('click', () => {
+    if (!state.next) return;
+    state.pages.push(state.next);
+    loadKeys();
+  });
+  $('prev-page').addEventListener('click', () => {
+    if (state.pages.length > 1) state.pages.pop();
+    loadKeys();
+  });
+
+  $('edit-btn').addEventListener('click', loadEditor);
+  $('delete-btn').addEventListener('click', deleteKey);
+  $('pit-current').addEventListener('click', () => {
+    state.pit = null;
+    $('pit-rev').value = '';
+    show($('detail-error'), '');
+    renderDetail();
+  });
+  $('pit-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const rev = $('pit-rev').value.trim();
+    if (!/^[1-9]\d*$/.test(rev)) {
+      show($('detail-error'), 'Revision: a number from 1.');
+      return;
+    }
+    showAt(rev);
+  });
+  $('history-more').addEventListener('click', () => loadHistory(false));
+  $('diff-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    showDiff($('diff-from').value, $('diff-to').value);
+  });
+
+  const who0 = (() => { try { return localStorage.getItem(WHO_KEY); } catch { return null; } })();
+  $('set-who').value = who0 || 'dashboard';
+  $('set-who').addEventListener('change', () => { try { localStorage.setItem(WHO_KEY, who()); } catch { /* not kept */ } });
+  $('set-form').addEventListener('submit', saveKey);
+  for (const id of ['set-ns', 'set-key']) {
+    $(id).addEventListener('input', () => {
+      const ed = state.editing;
+      if (ed && (ed.ns !== $('set-ns').value.trim() || ed.key !== $('set-key').value)) {
+        state.editing = null;
+        $('set-version').value = '';
+        show($('set-stale'), '');
+      }
+    });
+  }
+  $('set-clear').addEventListener('click', () => {
+    $('set-key').value = '';
+    $('set-value').value = '';
+    $('set-version').value = '';
+    $('set-as-string').checked = false;
+    state.editing = null;
+    clearEditorMessages();
+    $('set-key').focus();
+  });
+  $('conflict-show').addEventListener('click', () => {
+    if (conflictAt) selectKey(conflictAt.ns, conflictAt.key, true);
+  });
+  $('conflict-expect').addEventListener('click', () => {
+    if (!conflictAt) return;
+    $('set-version').value = String(conflictAt.current || 0);
+    $('set-conflict').hidden = true;
+    $('set-value').focus();
+  });
+
+  $('live-ns').addEventListener('input', renderEvents);
+  $('live-prefix').addEventListener('input', renderEvents);
+  $('live-filter').addEventListener('submit', (ev) => ev.preventDefault());
+  $('live-pause').addEventListener('click', togglePause);
+  $('live-clear').addEventListener('click', () => {
+    state.events = [];
+    state.held = 0;
+    renderEvents();
+    renderLiveState();
+  });
+
+  $('snap-create').addEventListener('click', createSnapshot);
+  $('snap-refresh').addEventListener('click', () => loadSnapshots());
+  $('dump-form').addEventListener('submit', createDump);
+}
+
+async function main() {
+  wire();
+  const p = new URLSearchParams(location.hash.slice(1));
+  if (NS_RE.test(p.get('ns') || '')) state.ns = p.get('ns');
+  state.prefix = p.get('prefix') || '';
+  $('prefix').value = state.prefix;
+  $('dump-ns').value = state.ns;
+  renderNamespaces();
+  startFeed();
+  const first = Promise.all([loadStatus(), loadNamespaces(), loadKeys(), loadSnapshots(), loadDumps()]);
+  const key = p.get('key');
+  if (key) {
+    const kns = p.get('kns');
+    selectKey(NS_RE.test(kns || '') ? kns : state.ns, key, false);
+  }
+  await first;
+  setInterval(() => { if (!document.hidden) loadStatus(); }, STATUS_EVERY);
+  document.documentElement.dataset.ready = 'true';
+}
+
+main();

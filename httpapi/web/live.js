@@ -1,0 +1,143 @@
+// The live change feed: one WebSocket on GET /v1/watch for every
+// namespace, reconnected with backoff and resumed after the last revision
+// handled (from_rev), so no change is missed or shown twice across a
+// reconnect or a server restart.
+
+import { parse } from './json.js';
+import { watchURL } from './api.js';
+
+const MIN_BACKOFF = 250;
+const MAX_BACKOFF = 8000;
+
+// LiveFeed calls handlers.change(msg) for each context_updated message, in
+// revision order, and handlers.state({state, detail}) when the connection
+// changes: "connecting", "live", "reconnecting" (detail: the wait in ms and
+// why), "stopped". handlers.reset(msg) after a restore, handlers.compacted(msg)
+// when the changes to resume from are gone (the page must re-read),
+// handlers.notice(msg) for the other messages (context_dumped, error),
+// handlers.failing(n) after n connection attempts in a row that never
+// opened (a refused token shows up that way: browsers hide the HTTP status).
+export class LiveFeed {
+  constructor(handlers) {
+    this.h = handlers;
+    this.lastRev = null; // revision of the last change handled; null: from now
+    this.ws = null;
+    this.attempts = 0;
+    this.failedOpens = 0;
+    this.timer = 0;
+    this.stopped = true;
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000, 'dashboard closed');
+    this.ws = null;
+    this.setState('stopped');
+  }
+
+  // reconnect drops the connection and connects again at once, resuming
+  // from the last revision (after a new token, for example).
+  reconnect() {
+    clearTimeout(this.timer);
+    if (this.ws) {
+      const old = this.ws;
+      this.ws = null;
+      old.onclose = null;
+      old.close(1000, 'reconnecting');
+    }
+    if (!this.stopped) this.connect();
+  }
+
+  setState(state, detail) {
+    this.state = state;
+    if (this.h.state) this.h.state({ state, detail, lastRev: this.lastRev });
+  }
+
+  connect() {
+    this.setState(this.attempts ? 'reconnecting' : 'connecting');
+    const params = { ns: '*', batch: 'true' };
+    if (this.lastRev !== null) params.from_rev = this.lastRev;
+    let ws;
+    try {
+      ws = new WebSocket(watchURL(params));
+    } catch (e) {
+      this.retry(`cannot open the WebSocket: ${e.message}`);
+      return;
+    }
+    this.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this.failedOpens = 0;
+      this.setState('live');
+    };
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
+      let msg;
+      try { msg = parse(ev.data); } catch { return; }
+      this.attempts = 0; // a working connection resets the backoff
+      this.handle(msg);
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.stopped) return;
+      if (!opened && ++this.failedOpens >= 2 && this.h.failing) this.h.failing(this.failedOpens);
+      const why = ev.reason ? `${ev.reason} (${ev.code})` : opened ? `connection closed (${ev.code})` : 'cannot connect';
+      this.retry(why);
+    };
+  }
+
+  retry(why) {
+    const wait = Math.min(MAX_BACKOFF, MIN_BACKOFF * 2 ** this.attempts) * (0.75 + Math.random() / 2);
+    this.attempts++;
+    this.setState('reconnecting', { wait, why });
+    this.timer = setTimeout(() => { if (!this.stopped) this.connect(); }, wait);
+  }
+
+  handle(msg) {
+    switch (msg.type) {
+      case 'subscribed':
+        if (this.lastRev === null) this.lastRev = Number(msg.rev);
+        this.setState('live');
+        break;
+      case 'context_updated':
+        this.change(msg);
+        break;
+      case 'batch':
+        for (const m of msg.messages || []) this.change(m);
+        break;
+      case 'reset':
+        this.lastRev = Number(msg.rev);
+        if (this.h.reset) this.h.reset(msg);
+        break;
+      case 'compacted':
+        // The server closes next; reconnect from now and re-read.
+        this.lastRev = null;
+        if (this.h.compacted) this.h.compacted(msg);
+        break;
+      case 'error':
+        if (msg.code === 'lagged' && msg.from_rev !== undefined) {
+          // Closed for falling behind: the reconnect resumes from there.
+          this.lastRev = Number(msg.from_rev);
+        }
+        if (this.h.notice) this.h.notice(msg);
+        break;
+      default:
+        if (this.h.notice) this.h.notice(msg);
+    }
+  }
+
+  change(msg) {
+    const rev = Number(msg.rev);
+    if (this.lastRev !== null && rev <= this.lastRev) return; // already handled
+    this.lastRev = rev;
+    this.h.change(msg);
+  }
+}

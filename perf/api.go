@@ -1,0 +1,172 @@
+package perf
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// The setup and maintenance requests of the scenarios: off the measured
+// paths, so plain encoding/json.
+
+// serverStatus is the part of GET /v1/status the suite reads.
+type serverStatus struct {
+	Version       string `json:"version"`
+	Revision      uint64 `json:"revision"`
+	Keys          uint64 `json:"keys"`
+	DBSizeBytes   int64  `json:"db_size_bytes"`
+	FileSizeBytes int64  `json:"file_size_bytes"`
+	InUseBytes    int64  `json:"in_use_bytes"`
+}
+
+// call sends a request, expects status want, and decodes the answer into
+// out (when not nil).
+func call(c *httpConn, want int, method, path string, body []byte, out any) error {
+	if err := c.expect(want, method, path, body); err != nil {
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(c.body.Bytes(), out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func (s *suite) status(ep endpoint) (serverStatus, error) {
+	c := newHTTPConn(ep)
+	defer c.Close()
+	return getStatus(c)
+}
+
+func getStatus(c *httpConn) (serverStatus, error) {
+	var st serverStatus
+	err := call(c, http.StatusOK, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// keyPath is the escaped path of a key.
+func keyPath(ns, key string) string {
+	return "/v1/ns/" + url.PathEscape(ns) + "/keys/" + url.PathEscape(key)
+}
+
+// txnOp is one op of POST /v1/txn.
+type txnOp struct {
+	Op    string          `json:"op"`
+	NS    string          `json:"ns"`
+	Key   string          `json:"key"`
+	Value json.RawMessage `json:"value,omitempty"`
+}
+
+// txn writes ops in one transaction (at most limits.max_txn_ops, 128 by
+// default).
+func txn(c *httpConn, ops []txnOp) error {
+	body, err := json.Marshal(map[string]any{"who": "perf", "ops": ops})
+	if err != nil {
+		return fmt.Errorf("encode txn: %w", err)
+	}
+	return call(c, http.StatusOK, http.MethodPost, "/v1/txn", body, nil)
+}
+
+// importKeys puts keys[i] = value for every i into ns with POST
+// /v1/ns/{ns}/import, in bodies of at most ~1 MiB (the server's body limit
+// is 2 MiB by default); each body is one transaction.
+func importKeys(c *httpConn, ns string, keys []string, value []byte) error {
+	const maxBody = 1 << 20
+	path := "/v1/ns/" + url.PathEscape(ns) + "/import?who=perf"
+	body := []byte(`{"context":{`)
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		body = append(body, "}}"...)
+		if err := c.expect(http.StatusOK, http.MethodPost, path, body); err != nil {
+			return fmt.Errorf("import into %s: %w", ns, err)
+		}
+		body, n = append(body[:0], `{"context":{`...), 0
+		return nil
+	}
+	for _, k := range keys {
+		if n > 0 {
+			body = append(body, ',')
+		}
+		kb, _ := json.Marshal(k) // a string always encodes
+		body = append(append(append(body, kb...), ':'), value...)
+		n++
+		if len(body) > maxBody {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// compactResult is POST /v1/compact's answer.
+type compactResult struct {
+	Revision uint64 `json:"compacted_revision"`
+	Removed  int    `json:"removed"`
+}
+
+func compact(c *httpConn, rev uint64, keepVersions int) (compactResult, error) {
+	var res compactResult
+	q := url.Values{"rev": {strconv.FormatUint(rev, 10)}, "keep_versions": {strconv.Itoa(keepVersions)}}
+	err := call(c, http.StatusOK, http.MethodPost, "/v1/compact?"+q.Encode(), nil, &res)
+	return res, err
+}
+
+// defragResult is POST /v1/defrag's answer.
+type defragResult struct {
+	SizeBefore int64   `json:"size_before"`
+	SizeAfter  int64   `json:"size_after"`
+	PauseMs    float64 `json:"pause_ms"`
+}
+
+func defrag(c *httpConn) (defragResult, error) {
+	var res defragResult
+	err := call(c, http.StatusOK, http.MethodPost, "/v1/defrag", nil, &res)
+	return res, err
+}
+
+// snapshotMeta is the part of a snapshot's metadata the suite reads.
+type snapshotMeta struct {
+	ID   string `json:"id"`
+	Size int64  `json:"size"`
+}
+
+func createSnapshot(c *httpConn) (snapshotMeta, error) {
+	var m snapshotMeta
+	err := call(c, http.StatusCreated, http.MethodPost, "/v1/snapshots", nil, &m)
+	return m, err
+}
+
+func deleteSnapshot(c *httpConn, id string) error {
+	return call(c, http.StatusOK, http.MethodDelete, "/v1/snapshots/"+url.PathEscape(id), nil, nil)
+}
+
+func restoreSnapshot(c *httpConn, id string) error {
+	return call(c, http.StatusOK, http.MethodPost, "/v1/snapshots/"+url.PathEscape(id)+"/restore", nil, nil)
+}
+
+// dumpInfo is the part of a server-side dump's answer the suite reads.
+type dumpInfo struct {
+	FileSize int64 `json:"file_size"`
+	KeyCount int   `json:"key_count"`
+}
+
+func dumpNamespace(c *httpConn, ns, filename string) (dumpInfo, error) {
+	var d dumpInfo
+	q := url.Values{"format": {"json"}, "filename": {filename}, "who": {"perf"}}
+	err := call(c, http.StatusOK, http.MethodPost, "/v1/ns/"+url.PathEscape(ns)+"/dumps?"+q.Encode(), nil, &d)
+	return d, err
+}
+
+// exportNamespace reads a JSON export of ns to the end and returns its size.
+func exportNamespace(c *httpConn, ns string) (int64, error) {
+	err := c.expect(http.StatusOK, http.MethodGet, "/v1/ns/"+url.PathEscape(ns)+"/export?format=json", nil)
+	return int64(c.body.Len()), err
+}

@@ -1,0 +1,162 @@
+package perf
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+)
+
+// Verdicts of Compare.
+const (
+	VerdictBetter  = "better"
+	VerdictWorse   = "WORSE"
+	VerdictNoise   = "noise"
+	VerdictAdded   = "added"
+	VerdictRemoved = "removed"
+)
+
+// DefaultMinChange is the smallest relative change Compare takes for more
+// than noise, whatever the spreads: two runs of the same build on the same
+// machine differ by a few percent.
+const DefaultMinChange = 0.05
+
+// Delta is one metric of two reports.
+type Delta struct {
+	Name string
+	Unit string
+	Old  Metric
+	New  Metric
+	// Change is (new - old) / old; NaN when old is 0 or a side is missing.
+	Change float64
+	// Threshold is the difference below which the change is noise.
+	Threshold float64
+	Verdict   string
+}
+
+// Verdict judges the change from old to new. The change is noise when it is
+// within twice the combined spread of the two runs (the standard deviation
+// of each metric over its run's intervals or repeats), or within minChange
+// (relative) of old; otherwise it is better or worse according to which
+// direction is better for the metric. It returns the verdict and the
+// threshold it used.
+func Verdict(old, new Metric, minChange float64) (string, float64) {
+	threshold := max(2*math.Hypot(old.Spread, new.Spread), minChange*math.Abs(old.Value))
+	diff := new.Value - old.Value
+	if math.Abs(diff) <= threshold {
+		return VerdictNoise, threshold
+	}
+	if (diff > 0) == (old.Better != "lower") {
+		return VerdictBetter, threshold
+	}
+	return VerdictWorse, threshold
+}
+
+// Compare sets the metrics of two reports side by side, in the new
+// report's order, then those only the old one has.
+func Compare(old, new *Report, minChange float64) []Delta {
+	olds := map[string]Metric{}
+	for _, m := range old.Metrics {
+		olds[m.Name] = m
+	}
+	seen := map[string]bool{}
+	var out []Delta
+	for _, n := range new.Metrics {
+		seen[n.Name] = true
+		o, ok := olds[n.Name]
+		d := Delta{Name: n.Name, Unit: n.Unit, Old: o, New: n, Change: math.NaN()}
+		if !ok {
+			d.Verdict = VerdictAdded
+			out = append(out, d)
+			continue
+		}
+		if o.Value != 0 {
+			d.Change = (n.Value - o.Value) / o.Value
+		}
+		d.Verdict, d.Threshold = Verdict(o, n, minChange)
+		out = append(out, d)
+	}
+	for _, o := range old.Metrics {
+		if !seen[o.Name] {
+			out = append(out, Delta{Name: o.Name, Unit: o.Unit, Old: o, Change: math.NaN(), Verdict: VerdictRemoved})
+		}
+	}
+	return out
+}
+
+// CountWorse returns how many deltas are worse.
+func CountWorse(ds []Delta) int {
+	n := 0
+	for _, d := range ds {
+		if d.Verdict == VerdictWorse {
+			n++
+		}
+	}
+	return n
+}
+
+// WriteComparison prints the deltas as a table, preceded by what differs
+// between the two runs' machines and settings (which makes a comparison
+// doubtful), and followed by a summary line.
+func WriteComparison(w io.Writer, old, new *Report, ds []Delta) error {
+	for _, warn := range comparability(old, new) {
+		fmt.Fprintf(w, "note: %s\n", warn)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "METRIC\tOLD\tNEW\tCHANGE\tNOISE BAND\tVERDICT")
+	counts := map[string]int{}
+	for _, d := range ds {
+		counts[d.Verdict]++
+		oldS, newS, change, band := "-", "-", "", ""
+		if d.Verdict != VerdictAdded {
+			oldS = formatWithSpread(d.Old)
+		}
+		if d.Verdict != VerdictRemoved {
+			newS = formatWithSpread(d.New)
+		}
+		if !math.IsNaN(d.Change) {
+			change = fmt.Sprintf("%+.1f%%", d.Change*100)
+		}
+		if d.Threshold > 0 {
+			band = "±" + formatValue(d.Threshold, d.Unit)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, oldS, newS, change, band, d.Verdict)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d metrics: %d worse, %d better, %d noise, %d added, %d removed\n",
+		len(ds), counts[VerdictWorse], counts[VerdictBetter], counts[VerdictNoise], counts[VerdictAdded], counts[VerdictRemoved])
+	return err
+}
+
+func formatWithSpread(m Metric) string {
+	s := formatValue(m.Value, m.Unit)
+	if m.Spread > 0 {
+		s += " ±" + strings.TrimSuffix(formatValue(m.Spread, m.Unit), " "+m.Unit)
+	}
+	return s
+}
+
+// comparability lists the differences between two runs that make their
+// numbers hard to compare.
+func comparability(old, new *Report) []string {
+	var out []string
+	diff := func(what string, a, b any) {
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			out = append(out, fmt.Sprintf("%s differs: %v (old) vs %v (new)", what, a, b))
+		}
+	}
+	diff("cores", old.Machine.Cores, new.Machine.Cores)
+	diff("CPU", old.Machine.CPU, new.Machine.CPU)
+	diff("Go version", old.Machine.GoVersion, new.Machine.GoVersion)
+	diff("target mode", old.Target.Mode, new.Target.Mode)
+	diff("duration", old.Settings.DurationSeconds, new.Settings.DurationSeconds)
+	diff("value size", old.Settings.ValueSize, new.Settings.ValueSize)
+	diff("quick", old.Settings.Quick, new.Settings.Quick)
+	if old.Errors > 0 || new.Errors > 0 {
+		out = append(out, fmt.Sprintf("errors: %d (old), %d (new): numbers of runs with errors are suspect", old.Errors, new.Errors))
+	}
+	return out
+}

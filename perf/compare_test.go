@@ -1,0 +1,90 @@
+package perf
+
+import (
+	"bytes"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestVerdict(t *testing.T) {
+	tput := func(v, spread float64) Metric {
+		return Metric{Name: "x ops/s", Unit: "ops/s", Value: v, Spread: spread, Better: "higher"}
+	}
+	lat := func(v, spread float64) Metric {
+		return Metric{Name: "x p99", Unit: "ms", Value: v, Spread: spread, Better: "lower"}
+	}
+	for _, tc := range []struct {
+		name     string
+		old, new Metric
+		want     string
+	}{
+		// Spreads of 300 and 400: combined 500, band ±1000 (above 5% of 10,000).
+		{"inside the spread", tput(10000, 300), tput(10900, 400), VerdictNoise},
+		{"just outside, up", tput(10000, 300), tput(11001, 400), VerdictBetter},
+		{"just outside, down", tput(10000, 300), tput(8999, 400), VerdictWorse},
+		// No spread: the 5% floor decides.
+		{"below the floor", tput(10000, 0), tput(10400, 0), VerdictNoise},
+		{"above the floor", tput(10000, 0), tput(9400, 0), VerdictWorse},
+		// Lower is better for latencies.
+		{"latency up", lat(2, 0.1), lat(3, 0.1), VerdictWorse},
+		{"latency down", lat(2, 0.1), lat(1, 0.1), VerdictBetter},
+		{"latency noisy", lat(2, 0.5), lat(3, 0.5), VerdictNoise},
+		{"zero to zero", lat(0, 0), lat(0, 0), VerdictNoise},
+		{"zero to some", Metric{Value: 0, Better: "lower"}, Metric{Value: 1, Better: "lower"}, VerdictWorse},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _ := Verdict(tc.old, tc.new, DefaultMinChange)
+			require.Equal(t, tc.want, got)
+		})
+	}
+	_, band := Verdict(tput(10000, 300), tput(10900, 400), DefaultMinChange)
+	require.InDelta(t, 1000, band, 1e-9)
+}
+
+func TestCompare(t *testing.T) {
+	old := &Report{Metrics: []Metric{
+		{Name: "a ops/s", Unit: "ops/s", Value: 1000, Spread: 10, Better: "higher"},
+		{Name: "b p99", Unit: "ms", Value: 2, Spread: 0.01, Better: "lower"},
+		{Name: "gone", Unit: "ms", Value: 1, Better: "lower"},
+	}}
+	cur := &Report{Metrics: []Metric{
+		{Name: "a ops/s", Unit: "ops/s", Value: 500, Spread: 10, Better: "higher"},
+		{Name: "b p99", Unit: "ms", Value: 2.01, Spread: 0.01, Better: "lower"},
+		{Name: "new", Unit: "ms", Value: 1, Better: "lower"},
+	}}
+	ds := Compare(old, cur, DefaultMinChange)
+	require.Len(t, ds, 4)
+	require.Equal(t, "a ops/s", ds[0].Name)
+	require.Equal(t, VerdictWorse, ds[0].Verdict)
+	require.InDelta(t, -0.5, ds[0].Change, 1e-12)
+	require.Equal(t, VerdictNoise, ds[1].Verdict)
+	require.Equal(t, VerdictAdded, ds[2].Verdict)
+	require.True(t, math.IsNaN(ds[2].Change))
+	require.Equal(t, VerdictRemoved, ds[3].Verdict)
+	require.Equal(t, 1, CountWorse(ds))
+
+	var out bytes.Buffer
+	require.NoError(t, WriteComparison(&out, old, cur, ds))
+	require.Contains(t, out.String(), "a ops/s")
+	require.Contains(t, out.String(), "-50.0%")
+	require.Contains(t, out.String(), "WORSE")
+	require.Contains(t, out.String(), "4 metrics: 1 worse, 0 better, 1 noise, 1 added, 1 removed")
+
+	// The same report against itself: all noise.
+	same := Compare(old, old, DefaultMinChange)
+	require.Zero(t, CountWorse(same))
+	for _, d := range same {
+		require.Equal(t, VerdictNoise, d.Verdict)
+	}
+}
+
+func TestComparabilityNotes(t *testing.T) {
+	a := &Report{Machine: Machine{Cores: 2, GoVersion: "go1.26.8"}}
+	b := &Report{Machine: Machine{Cores: 8, GoVersion: "go1.26.8"}, Errors: 3}
+	notes := comparability(a, b)
+	require.Len(t, notes, 2)
+	require.Contains(t, notes[0], "cores differs: 2 (old) vs 8 (new)")
+	require.Contains(t, notes[1], "errors")
+}

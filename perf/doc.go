@@ -1,0 +1,41 @@
+// Package perf is ctxd's performance suite, the code behind `ctxd perf`.
+//
+// # Basics
+//
+// [Run] measures a ctxd server end to end, over HTTP and WebSocket on
+// loopback, with the scenarios of [Scenarios] (write-latency,
+// write-throughput, read-latency, read-throughput, mixed, cas-contention,
+// fanout, disk-growth, snapshot), and returns a [Report]. The report is
+// written as report.json ([Report.WriteJSON], fields documented in
+// REPORT.md) and as a self-contained report.html with SVG charts
+// ([Report.WriteHTML]); [Compare] sets two reports side by side with a
+// noise-aware verdict per metric.
+//
+// The server is either started by the caller in this process on a temporary
+// folder, with the real HTTP stack and real fsync ([Target.Fresh]), or a
+// running server at [Target.URL]. Scenarios that need a database of their
+// own (disk-growth, snapshot) get a fresh server from Target.Fresh.
+//
+// # Method
+//
+// Closed-loop scenarios run N clients, each one request at a time on its own
+// keep-alive connection, for a warm-up and then a measured window; only
+// requests that start inside the window count. Fixed-rate work (fanout's
+// writers, and the latency scenarios with --rate) is timed from each
+// request's intended send time, not from when it was actually sent, so a
+// stalled server shows up in the percentiles instead of silently lowering
+// the load (coordinated omission). Latencies go into HDR histograms (three
+// significant digits). Each window is cut into ten intervals; the spread of
+// the per-interval values is what [Compare] treats as noise.
+//
+// Requests go through a minimal HTTP/1.1 client (httpconn.go) rather than
+// net/http's Transport: load generator and server share the machine's
+// cores, so the generator is kept lean to leave them to the server.
+//
+// # Caveats
+//
+// Client and server share the CPU: the report records the number of cores,
+// the Go version and the machine, and numbers are to be read in that context.
+// Against a running server (--target), disk-growth and snapshot change its
+// whole database (compaction, restore) and run only when asked to.
+package perf

@@ -1,0 +1,340 @@
+package perf
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// fanoutDrain bounds the wait, after the last write, for every subscriber
+// to receive every change; what has not arrived by then is missed.
+const fanoutDrain = 30 * time.Second
+
+// fanoutShards spreads the subscribers' latency recording over this many
+// locked histogram pairs.
+const fanoutShards = 32
+
+func (s *suite) fanoutSteps() []step {
+	var steps []step
+	for _, n := range s.cfg.FanoutSubscribers {
+		name := fmt.Sprintf("fanout/subs=%d/rate=%d", n, s.cfg.FanoutRate)
+		est := s.cfg.Duration + time.Second + time.Duration(n)*300*time.Microsecond
+		steps = append(steps, step{name: name, estimate: est, run: func(ctx context.Context) error {
+			return s.fanoutRun(ctx, name, n)
+		}})
+	}
+	return steps
+}
+
+// latencyShard is a pair of histograms some subscribers record into.
+type latencyShard struct {
+	mu              sync.Mutex
+	fromAck, fromTx *histogram
+}
+
+// subscriber is one WebSocket client of the fan-out.
+type subscriber struct {
+	conn       *websocket.Conn
+	got        atomic.Int64 // changes received
+	duplicates int64        // changes not after the one before (must be 0)
+	lastRev    uint64
+	err        error // why it stopped reading early, if it did
+}
+
+// fanoutRun connects subs WebSocket subscribers, then writes FanoutRate
+// PUTs per second for Duration, each to a new key that every subscriber
+// matches, and measures when each change reaches each subscriber.
+func (s *suite) fanoutRun(ctx context.Context, name string, subs int) error {
+	writes := max(int(float64(s.cfg.FanoutRate)*s.cfg.Duration.Seconds()), 1)
+	keyPrefix := fmt.Sprintf("%s-%d-", s.runID, len(s.report.Fanout))
+	fr := FanoutRun{
+		Name: name, Subscribers: subs, Rate: s.cfg.FanoutRate, Batch: s.cfg.FanoutBatch,
+		Writers: s.cfg.FanoutWriters, DurationSeconds: s.cfg.Duration.Seconds(),
+	}
+	errs := &errorLog{}
+	defer func() {
+		fr.Errors = errs.count()
+		fr.ErrorSamples = errs.messages()
+		s.report.Fanout = append(s.report.Fanout, fr)
+	}()
+
+	// Subscribers first: every one must be subscribed before the first write.
+	q := url.Values{"ns": {nsFanout}, "prefix": {keyPrefix}}
+	if s.cfg.FanoutBatch {
+		q.Set("batch", "true")
+	}
+	wsURL := "ws" + s.ep.base[len("http"):] + "/v1/watch?" + q.Encode()
+	connectStart := time.Now()
+	subscribers, err := connectSubscribers(ctx, wsURL, subs)
+	fr.ConnectSeconds = round6(time.Since(connectStart).Seconds())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, sub := range subscribers {
+			_ = sub.conn.Close()
+		}
+	}()
+
+	// acks[i] is when write i was acknowledged, in ns after start (0: not yet).
+	acks := make([]atomic.Int64, writes)
+	interval := float64(time.Second) / float64(s.cfg.FanoutRate)
+	var shards [fanoutShards]latencyShard
+	for i := range shards {
+		shards[i].fromAck, shards[i].fromTx = newHistogram(), newHistogram()
+	}
+	start := time.Now().Add(20 * time.Millisecond) // the readers are up by then
+	var readers sync.WaitGroup
+	for i, sub := range subscribers {
+		readers.Go(func() {
+			sub.read(&shards[i%fanoutShards], keyPrefix, start, interval, acks, errs)
+		})
+	}
+
+	// Writers: fixed rate, each write timed from its intended send time.
+	writeHist := newHistogram()
+	var writeMu sync.Mutex
+	var next, acked atomic.Int64
+	var writers sync.WaitGroup
+	for range s.cfg.FanoutWriters {
+		writers.Go(func() {
+			c := newHTTPConn(s.ep)
+			defer c.Close()
+			local := newHistogram()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= writes {
+					break
+				}
+				intended := start.Add(time.Duration(float64(i) * interval))
+				time.Sleep(time.Until(intended))
+				err := c.expect(http.StatusOK, http.MethodPut, keyPath(nsFanout, keyPrefix+strconv.Itoa(i)), s.value)
+				now := time.Now()
+				if err != nil {
+					errs.add(err)
+					continue
+				}
+				acks[i].Store(int64(now.Sub(start)))
+				acked.Add(1)
+				local.record(now.Sub(intended))
+			}
+			writeMu.Lock()
+			writeHist.merge(local)
+			writeMu.Unlock()
+		})
+	}
+	writers.Wait()
+	writesDone := time.Since(start)
+	fr.Writes = acked.Load()
+	fr.WritesPerSec = round1(float64(fr.Writes) / writesDone.Seconds())
+	fr.WriteLatency = writeHist.summary()
+
+	// Wait until every subscriber has every acknowledged change, or give up.
+	deadline := time.Now().Add(fanoutDrain)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		all := true
+		for _, sub := range subscribers {
+			if sub.got.Load() < fr.Writes {
+				all = false
+				break
+			}
+		}
+		if all {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, sub := range subscribers {
+		_ = sub.conn.Close() // ends the readers
+	}
+	readers.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	fromAck, fromTx := newHistogram(), newHistogram()
+	for i := range shards {
+		fromAck.merge(shards[i].fromAck)
+		fromTx.merge(shards[i].fromTx)
+	}
+	fr.Expected = fr.Writes * int64(subs)
+	for _, sub := range subscribers {
+		got := sub.got.Load()
+		fr.Deliveries += got
+		fr.Missed += max(fr.Writes-got, 0)
+		fr.Duplicates += sub.duplicates
+	}
+	fr.AckToArrival = fromAck.summary()
+	fr.SendToArrival = fromTx.summary()
+	fr.Distribution = fromAck.distribution()
+	fr.SendDistribution = fromTx.distribution()
+	if fr.Missed > 0 {
+		reason := ""
+		for _, sub := range subscribers {
+			if sub.err != nil && sub.got.Load() < fr.Writes {
+				reason = ": " + sub.err.Error()
+				break
+			}
+		}
+		errs.add(fmt.Errorf("%d deliveries missed after waiting %s%s", fr.Missed, fanoutDrain, reason))
+	}
+	return nil
+}
+
+// connectSubscribers opens n WebSocket connections to wsURL, a few at a
+// time, and reads each one's "subscribed" frame.
+func connectSubscribers(ctx context.Context, wsURL string, n int) ([]*subscriber, error) {
+	const parallel = 32
+	subs := make([]*subscriber, n)
+	dialer := &websocket.Dialer{HandshakeTimeout: dialTimeout, ReadBufferSize: 16 << 10, WriteBufferSize: 1 << 10}
+	var next atomic.Int64
+	var firstErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range min(parallel, n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				conn, resp, err := dialer.DialContext(ctx, wsURL, nil)
+				if resp != nil && resp.Body != nil {
+					resp.Body.Close()
+				}
+				if err == nil {
+					_ = conn.SetReadDeadline(time.Now().Add(dialTimeout))
+					var frame []byte
+					_, frame, err = conn.ReadMessage()
+					if err == nil && !bytes.Contains(frame, []byte(`"type":"subscribed"`)) {
+						err = fmt.Errorf("first frame is not subscribed: %.200s", frame)
+					}
+					_ = conn.SetReadDeadline(time.Time{})
+					if err != nil {
+						conn.Close()
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("connect subscriber %d of %d: %w", i+1, n, err)
+					}
+					mu.Unlock()
+					next.Store(int64(n)) // stop the others
+					return
+				}
+				subs[i] = &subscriber{conn: conn}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		for _, s := range subs {
+			if s != nil {
+				s.conn.Close()
+			}
+		}
+		return nil, firstErr
+	}
+	return subs, nil
+}
+
+var (
+	revField   = []byte(`"rev":`)
+	keyField   = []byte(`"key":"`)
+	errorFrame = []byte(`"type":"error"`)
+)
+
+// read receives frames until the connection is closed, recording for each
+// change of the run the time since its acknowledgement and since its
+// intended send time. Frames are scanned, not decoded: the subscribers
+// share the CPU with the server, so they stay lean. The only changes that
+// come are the run's (its key prefix), whose values hold no "rev" field.
+func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Time, interval float64, acks []atomic.Int64, errs *errorLog) {
+	var buf bytes.Buffer
+	type arrival struct{ fromAck, fromTx time.Duration }
+	var batch []arrival
+	for {
+		buf.Reset()
+		_, r, err := sub.conn.NextReader()
+		if err == nil {
+			_, err = buf.ReadFrom(r)
+		}
+		if err != nil {
+			sub.err = err
+			return
+		}
+		now := time.Since(start)
+		data := buf.Bytes()
+		if bytes.Contains(data, errorFrame) {
+			sub.err = fmt.Errorf("server sent %.300s", data)
+			errs.add(sub.err)
+			return
+		}
+		batch = batch[:0]
+		for rest := data; ; {
+			i := bytes.Index(rest, revField)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(revField):]
+			rev, n := parseUint(rest)
+			rest = rest[n:]
+			j := bytes.Index(rest, keyField)
+			if j < 0 {
+				break
+			}
+			rest = rest[j+len(keyField):]
+			if !bytes.HasPrefix(rest, []byte(keyPrefix)) {
+				continue
+			}
+			idx, n := parseUint(rest[len(keyPrefix):])
+			if n == 0 || idx >= uint64(len(acks)) {
+				continue
+			}
+			if rev <= sub.lastRev {
+				sub.duplicates++
+				continue
+			}
+			sub.lastRev = rev
+			a := arrival{fromTx: now - time.Duration(float64(idx)*interval)}
+			if ack := acks[idx].Load(); ack != 0 {
+				a.fromAck = now - time.Duration(ack) // negative (arrived first) records as 0
+			}
+			batch = append(batch, a)
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		shard.mu.Lock()
+		for _, a := range batch {
+			shard.fromAck.record(a.fromAck)
+			shard.fromTx.record(a.fromTx)
+		}
+		shard.mu.Unlock()
+		sub.got.Add(int64(len(batch)))
+	}
+}
+
+// parseUint reads the decimal number at the start of b and the number of
+// bytes it took.
+func parseUint(b []byte) (uint64, int) {
+	var v uint64
+	n := 0
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		v = v*10 + uint64(b[n]-'0')
+		n++
+	}
+	return v, n
+}

@@ -1,0 +1,31 @@
+package perf
+
+import "syscall"
+
+// filesystemType names the file system holding path ("" if unknown): a
+// database on tmpfs makes fsync free and the numbers meaningless.
+func filesystemType(path string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return ""
+	}
+	switch uint64(st.Type) {
+	case 0xEF53:
+		return "ext4"
+	case 0x58465342:
+		return "xfs"
+	case 0x9123683E:
+		return "btrfs"
+	case 0x01021994:
+		return "tmpfs"
+	case 0x794C7630:
+		return "overlayfs"
+	case 0x2FC12FC1:
+		return "zfs"
+	case 0x6969:
+		return "nfs"
+	case 0xF2F52010:
+		return "f2fs"
+	}
+	return "other"
+}

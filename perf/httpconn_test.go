@@ -1,0 +1,97 @@
+package perf
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestHTTPConn(t *testing.T) {
+	big := strings.Repeat("x", 100<<10)
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /small", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"got":`+string(b)+`,"if_match":"`+r.Header.Get("If-Match")+`","version":12}`)
+	})
+	mux.HandleFunc("GET /chunked", func(w http.ResponseWriter, r *http.Request) {
+		for range 4 {
+			_, _ = io.WriteString(w, big[:len(big)/4])
+			w.(http.Flusher).Flush()
+		}
+	})
+	mux.HandleFunc("GET /close", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		_, _ = io.WriteString(w, "bye")
+	})
+	mux.HandleFunc("GET /missing", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":{"code":"not_found"}}`, http.StatusNotFound)
+	})
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	ep, err := parseEndpoint(srv.URL + "/")
+	require.NoError(t, err)
+	c := newHTTPConn(ep)
+	defer c.Close()
+
+	status, err := c.do(http.MethodPut, "/small", []byte(`[1,2]`), header{"If-Match", "7"})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, `{"got":[1,2],"if_match":"7","version":12}`, c.body.String())
+	v, ok := jsonUint(c.body.Bytes(), "version")
+	require.True(t, ok)
+	require.EqualValues(t, 12, v)
+	_, ok = jsonUint(c.body.Bytes(), "nope")
+	require.False(t, ok)
+
+	require.NoError(t, c.expect(http.StatusOK, http.MethodGet, "/chunked", nil))
+	require.Equal(t, big, c.body.String())
+
+	err = c.expect(http.StatusOK, http.MethodGet, "/missing", nil)
+	var se *statusError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, http.StatusNotFound, se.status)
+	require.Contains(t, err.Error(), "not_found")
+	require.EqualValues(t, 1, conns.Load(), "one keep-alive connection so far")
+
+	require.NoError(t, c.expect(http.StatusOK, http.MethodGet, "/close", nil))
+	require.Equal(t, "bye", c.body.String())
+	require.Nil(t, c.c, "Connection: close closes it")
+	require.NoError(t, c.expect(http.StatusOK, http.MethodGet, "/chunked", nil))
+	require.EqualValues(t, 2, conns.Load(), "a new connection after a close")
+
+	// A server that is gone: an error, and the next request reconnects.
+	srv.Close()
+	_, err = c.do(http.MethodGet, "/chunked", nil)
+	require.Error(t, err)
+}
+
+func TestParseEndpoint(t *testing.T) {
+	ep, err := parseEndpoint("http://127.0.0.1:8080/ctxd/")
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:8080", ep.addr)
+	require.Equal(t, "/ctxd", ep.prefix)
+	require.Equal(t, "http://127.0.0.1:8080/ctxd", ep.base)
+	ep, err = parseEndpoint("https://example.test")
+	require.NoError(t, err)
+	require.Equal(t, "example.test:443", ep.addr)
+	require.True(t, ep.tls)
+	for _, bad := range []string{"127.0.0.1:8080", "ftp://x", "http://", "http://x/?a=b"} {
+		_, err := parseEndpoint(bad)
+		require.Error(t, err, bad)
+	}
+}

@@ -1,0 +1,351 @@
+package perf
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// ReportFormat names the layout of report.json. It changes only when a
+// field is removed or changes meaning; new fields may be added within it.
+const ReportFormat = "ctxd-perf/1"
+
+// Report is one run of the suite: report.json. Its fields are documented
+// in REPORT.md; their names are stable within ReportFormat.
+type Report struct {
+	Format         string     `json:"format"`
+	StartedAt      time.Time  `json:"started_at"`
+	FinishedAt     time.Time  `json:"finished_at"`
+	ElapsedSeconds float64    `json:"elapsed_seconds"`
+	Command        string     `json:"command"`
+	Machine        Machine    `json:"machine"`
+	Target         TargetInfo `json:"target"`
+	Settings       Settings   `json:"settings"`
+	// Errors counts every failed request and failed step of the run.
+	Errors     int64           `json:"errors"`
+	Failures   []Failure       `json:"failures"`
+	Runs       []Measurement   `json:"runs"`
+	Fanout     []FanoutRun     `json:"fanout"`
+	DiskGrowth []DiskGrowthRun `json:"disk_growth"`
+	Snapshot   []SnapshotRun   `json:"snapshot"`
+	Skipped    []Skip          `json:"skipped"`
+	Targets    []TargetCheck   `json:"targets"`
+	Metrics    []Metric        `json:"metrics"`
+}
+
+// Machine is where the suite ran. Client and server share it.
+type Machine struct {
+	Cores       int    `json:"cores"`
+	GOMAXPROCS  int    `json:"gomaxprocs"`
+	GoVersion   string `json:"go_version"`
+	OS          string `json:"os"`
+	Arch        string `json:"arch"`
+	CPU         string `json:"cpu"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	Hostname    string `json:"hostname"`
+	// CtxdVersion is the version of the binary that ran the suite.
+	CtxdVersion string `json:"ctxd_version"`
+	// LoadAverage is the 1-minute load average when the run started (other
+	// work on the machine skews the numbers); LoadAverageEnd when it ended,
+	// the run's own load included.
+	LoadAverage    float64 `json:"load_average"`
+	LoadAverageEnd float64 `json:"load_average_end"`
+}
+
+// TargetInfo is the server measured.
+type TargetInfo struct {
+	// Mode is "in-process" (a server started by the suite on a temporary
+	// folder) or "remote" (--target).
+	Mode          string `json:"mode"`
+	URL           string `json:"url"`
+	ServerVersion string `json:"server_version"`
+	// DataDir and Filesystem are where an in-process server keeps its
+	// database (fsync costs depend on them); ServerLogLevel is its log
+	// level (at info, each request writes an access log line).
+	DataDir        string `json:"data_dir,omitempty"`
+	Filesystem     string `json:"filesystem,omitempty"`
+	ServerLogLevel string `json:"server_log_level,omitempty"`
+}
+
+// Settings are the parameters of the run.
+type Settings struct {
+	Scenarios         []string `json:"scenarios"`
+	DurationSeconds   float64  `json:"duration_seconds"`
+	WarmupSeconds     float64  `json:"warmup_seconds"`
+	Clients           []int    `json:"clients"`
+	ValueSize         int      `json:"value_size"`
+	Quick             bool     `json:"quick"`
+	Rate              int      `json:"rate"`
+	HotKeys           int      `json:"hot_keys"`
+	ReadKeys          int      `json:"read_keys"`
+	ReadOps           []string `json:"read_ops"`
+	MixedClients      int      `json:"mixed_clients"`
+	CASClients        int      `json:"cas_clients"`
+	FanoutSubscribers []int    `json:"fanout_subscribers"`
+	FanoutRate        int      `json:"fanout_rate"`
+	FanoutBatch       bool     `json:"fanout_batch"`
+	FanoutWriters     int      `json:"fanout_writers"`
+	DiskKeys          int      `json:"disk_keys"`
+	DiskVersions      []int    `json:"disk_versions"`
+	SnapshotKeys      []int    `json:"snapshot_keys"`
+	SnapshotRepeats   int      `json:"snapshot_repeats"`
+}
+
+// Failure is a step that could not run to its end (its setup failed, or
+// its server). It counts as an error.
+type Failure struct {
+	Step  string `json:"step"`
+	Error string `json:"error"`
+}
+
+// Skip is a scenario that was not run, and why.
+type Skip struct {
+	Scenario string `json:"scenario"`
+	Reason   string `json:"reason"`
+}
+
+// Measurement is one measured request loop: a scenario at one concurrency level.
+type Measurement struct {
+	// Name identifies the run across reports, e.g.
+	// "write-throughput/distinct/c=64".
+	Name     string `json:"name"`
+	Scenario string `json:"scenario"`
+	// Op is put, get, list, history, mixed or cas.
+	Op      string `json:"op"`
+	Clients int    `json:"clients"`
+	// Keys says which keys are used: distinct, hot-16, existing-10000, ...
+	Keys string `json:"keys"`
+	// Rate is the fixed rate the requests were sent at (ops/s), 0 for
+	// closed loop (each client sends its next request when the last one
+	// is answered).
+	Rate            int     `json:"rate"`
+	WarmupSeconds   float64 `json:"warmup_seconds"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	// Ops were measured in the window; OpsPerSec is their rate, and
+	// OpsPerSecSpread its standard deviation over the window's intervals.
+	Ops             int64   `json:"ops"`
+	OpsPerSec       float64 `json:"ops_per_sec"`
+	OpsPerSecSpread float64 `json:"ops_per_sec_spread"`
+	Latency         Latency `json:"latency"`
+	P50Spread       float64 `json:"p50_spread"`
+	P99Spread       float64 `json:"p99_spread"`
+	// Distribution is the latency curve (percentile, ms).
+	Distribution []Quantile `json:"distribution"`
+	Intervals    []Interval `json:"intervals"`
+	// Errors counts failed requests (warm-up included).
+	Errors       int64    `json:"errors"`
+	ErrorSamples []string `json:"error_samples"`
+	// ReadFraction, Reads and Writes: for mixed.
+	ReadFraction float64  `json:"read_fraction,omitempty"`
+	Reads        *Latency `json:"reads,omitempty"`
+	Writes       *Latency `json:"writes,omitempty"`
+	// CAS: for cas-contention.
+	CAS *CASResult `json:"cas,omitempty"`
+}
+
+// Interval is one tenth of a run's measured window.
+type Interval struct {
+	StartSeconds float64 `json:"start_seconds"`
+	OpsPerSec    float64 `json:"ops_per_sec"`
+	P50          float64 `json:"p50"`
+	P99          float64 `json:"p99"`
+}
+
+// CASResult is what the compare-and-swap increments did. Each operation is
+// a read of the counter and a put of the counter + 1 with If-Match; a 409
+// is a conflict (the operation is retried by the next one).
+type CASResult struct {
+	Keys            int     `json:"keys"`
+	Successes       int64   `json:"successes"`
+	Conflicts       int64   `json:"conflicts"`
+	SuccessesPerSec float64 `json:"successes_per_sec"`
+	ConflictsPerSec float64 `json:"conflicts_per_sec"`
+	// TotalSuccesses counts the warm-up too; CounterSum is the sum of the
+	// counters read back at the end: CounterCheck is "ok" when they are
+	// equal, "mismatch" otherwise (an error).
+	TotalSuccesses int64  `json:"total_successes"`
+	CounterSum     int64  `json:"counter_sum"`
+	CounterCheck   string `json:"counter_check"`
+}
+
+// FanoutRun is one fan-out measurement: Subscribers WebSocket clients
+// while writers put at Rate per second.
+type FanoutRun struct {
+	Name        string `json:"name"`
+	Subscribers int    `json:"subscribers"`
+	// Rate is the offered rate of writes; WritesPerSec what was sustained.
+	Rate            int     `json:"rate"`
+	Batch           bool    `json:"batch"`
+	Writers         int     `json:"writers"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	ConnectSeconds  float64 `json:"connect_seconds"`
+	Writes          int64   `json:"writes"`
+	WritesPerSec    float64 `json:"writes_per_sec"`
+	// Deliveries counts (change, subscriber) arrivals; Expected is
+	// Writes x Subscribers; Missed and Duplicates must be 0.
+	Deliveries int64 `json:"deliveries"`
+	Expected   int64 `json:"expected"`
+	Missed     int64 `json:"missed"`
+	Duplicates int64 `json:"duplicates"`
+	// AckToArrival: from a write's acknowledgement (its PUT answered) to
+	// its arrival at a subscriber; 0 when it arrived first.
+	AckToArrival Latency `json:"ack_to_arrival"`
+	// SendToArrival: from the write's intended send time (fixed rate) to
+	// its arrival: coordinated-omission-free end-to-end latency.
+	SendToArrival Latency `json:"send_to_arrival"`
+	// WriteLatency: the PUTs, from their intended send time.
+	WriteLatency     Latency    `json:"write_latency"`
+	Distribution     []Quantile `json:"distribution"`
+	SendDistribution []Quantile `json:"send_distribution"`
+	Errors           int64      `json:"errors"`
+	ErrorSamples     []string   `json:"error_samples"`
+}
+
+// DiskGrowthRun is the database file as Keys keys get more versions.
+type DiskGrowthRun struct {
+	Name      string `json:"name"`
+	Keys      int    `json:"keys"`
+	ValueSize int    `json:"value_size"`
+	// Points are taken while writing; AfterCompaction after POST
+	// /v1/compact kept one version per key; AfterDefrag after POST
+	// /v1/defrag rewrote the file.
+	Points          []DiskPoint `json:"points"`
+	AfterCompaction DiskPoint   `json:"after_compaction"`
+	AfterDefrag     DiskPoint   `json:"after_defrag"`
+	WriteSeconds    float64     `json:"write_seconds"`
+	CompactSeconds  float64     `json:"compact_seconds"`
+	DefragSeconds   float64     `json:"defrag_seconds"`
+	DefragPauseMs   float64     `json:"defrag_pause_ms"`
+	Errors          int64       `json:"errors"`
+	ErrorSamples    []string    `json:"error_samples"`
+}
+
+// DiskPoint is the database's size at one point.
+type DiskPoint struct {
+	Stage string `json:"stage"` // write, compacted, defragmented
+	Keys  int    `json:"keys"`
+	// VersionsPerKey written so far; Versions is the number of versions
+	// history holds (after compaction, one per key).
+	VersionsPerKey int   `json:"versions_per_key"`
+	Versions       int64 `json:"versions"`
+	// LogicalBytes is the keys and values of those versions.
+	LogicalBytes int64 `json:"logical_bytes"`
+	FileBytes    int64 `json:"file_bytes"`
+	InUseBytes   int64 `json:"in_use_bytes"`
+	// BytesPerVersion is FileBytes / Versions; InUseBytesPerVersion
+	// InUseBytes / Versions.
+	BytesPerVersion      float64 `json:"bytes_per_version"`
+	InUseBytesPerVersion float64 `json:"in_use_bytes_per_version"`
+}
+
+// SnapshotRun times the whole-database operations at one database size.
+// Times are medians over Repeats, in seconds.
+type SnapshotRun struct {
+	Name    string `json:"name"`
+	Keys    int    `json:"keys"`
+	Repeats int    `json:"repeats"`
+	// FileBytes is the database file; SnapshotBytes the snapshot file;
+	// DumpBytes the JSON dump.
+	FileBytes     int64   `json:"file_bytes"`
+	SnapshotBytes int64   `json:"snapshot_bytes"`
+	DumpBytes     int64   `json:"dump_bytes"`
+	LoadSeconds   float64 `json:"load_seconds"`
+	// SnapshotSeconds: POST /v1/snapshots (write, fsync, verify).
+	SnapshotSeconds float64 `json:"snapshot_seconds"`
+	// DumpSeconds: POST /v1/ns/{ns}/dumps?format=json (a file on the server).
+	DumpSeconds float64 `json:"dump_seconds"`
+	// ExportSeconds: GET /v1/ns/{ns}/export?format=json, read to the end.
+	ExportSeconds float64 `json:"export_seconds"`
+	// RestoreSeconds: POST /v1/snapshots/{id}/restore (verify and swap).
+	RestoreSeconds float64  `json:"restore_seconds"`
+	Spread         Spread   `json:"spread"`
+	Errors         int64    `json:"errors"`
+	ErrorSamples   []string `json:"error_samples"`
+}
+
+// Spread is the standard deviation of each time over the repeats.
+type Spread struct {
+	SnapshotSeconds float64 `json:"snapshot_seconds"`
+	DumpSeconds     float64 `json:"dump_seconds"`
+	ExportSeconds   float64 `json:"export_seconds"`
+	RestoreSeconds  float64 `json:"restore_seconds"`
+}
+
+// TargetCheck is one of the project's performance targets against what
+// this run measured.
+type TargetCheck struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	// Met is "yes", "no", or "n/a" when the run did not measure it.
+	Met string `json:"met"`
+}
+
+// Metric is one number of the report in a flat list, for Compare: its
+// Name is stable across runs of the same settings.
+type Metric struct {
+	Name   string  `json:"name"`
+	Unit   string  `json:"unit"`
+	Value  float64 `json:"value"`
+	Spread float64 `json:"spread"`
+	// Better is "higher" or "lower".
+	Better string `json:"better"`
+}
+
+// WriteJSON writes the report, indented, to path through a temp file.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// ReadReport reads a report.json.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read report: %w", err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("read report %s: %w", path, err)
+	}
+	if r.Format != ReportFormat {
+		return nil, fmt.Errorf("read report %s: format %q, this ctxd reads %q", path, r.Format, ReportFormat)
+	}
+	return &r, nil
+}
+
+// writeFileAtomic writes data to a temp file beside path, fsyncs it and
+// renames it into place.
+func writeFileAtomic(path string, data []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	return nil
+}

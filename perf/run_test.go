@@ -1,0 +1,240 @@
+package perf
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
+)
+
+// freshServer starts a ctxd server on a new folder under t's temp folder:
+// the store, snapshots, the hub and the HTTP API, as `ctxd serve` wires
+// them (cmd/ctxd's perf command uses that wiring itself).
+func freshServer(t *testing.T) func() (*Server, error) {
+	return func() (*Server, error) {
+		dir := t.TempDir()
+		st, err := store.Open(filepath.Join(dir, "ctxd.db"), store.Options{})
+		if err != nil {
+			return nil, err
+		}
+		snaps, err := snapshots.Open(filepath.Join(dir, "snapshots"), st)
+		if err != nil {
+			return nil, err
+		}
+		hub := realtime.New(st, realtime.Options{}, zerolog.Nop())
+		api := httpapi.New(st, httpapi.Config{
+			Version: "test", Clients: hub.Clients, DumpDir: filepath.Join(dir, "dumps"),
+			Snapshots: snaps, Maintenance: st,
+		}, zerolog.Nop())
+		api.Echo().GET("/v1/watch", hub.Serve)
+		srv := httptest.NewServer(api.Handler())
+		return &Server{URL: srv.URL, DataDir: dir, Close: func() error {
+			_ = hub.Close()
+			srv.Close()
+			if err := st.Check(); err != nil {
+				return err
+			}
+			return st.Close()
+		}}, nil
+	}
+}
+
+// tinyConfig runs every scenario in a few seconds, race detector included.
+func tinyConfig() Config {
+	c := DefaultConfig(true)
+	c.Duration, c.Warmup = 100*time.Millisecond, 20*time.Millisecond
+	c.Clients = []int{1, 3}
+	c.ReadKeys, c.HotKeys = 150, 4
+	c.MixedClients, c.CASClients = 3, 3
+	c.FanoutSubscribers, c.FanoutRate, c.FanoutWriters = []int{5}, 100, 2
+	c.DiskKeys, c.DiskVersions = 40, []int{1, 2}
+	c.SnapshotKeys, c.SnapshotRepeats = []int{50, 120}, 2
+	return c
+}
+
+// TestRunEveryScenario runs the whole suite, tiny, in-process, and checks
+// what each scenario measured.
+func TestRunEveryScenario(t *testing.T) {
+	var steps []Step
+	cfg := tinyConfig()
+	cfg.OnStep = func(s Step) { steps = append(steps, s) }
+	r, err := Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
+	require.NoError(t, err)
+	require.Zero(t, r.Errors, "failures %v, runs %v", r.Failures, r.errorSamples())
+	require.Equal(t, "in-process", r.Target.Mode)
+	require.Equal(t, "test", r.Target.ServerVersion)
+	require.Equal(t, ScenarioNames(), r.Settings.Scenarios)
+	require.NotEmpty(t, steps)
+	require.Equal(t, len(steps), steps[0].Count)
+	require.Equal(t, steps[len(steps)-1].Done+steps[len(steps)-1].Estimate, steps[0].Total)
+
+	// 1 write-latency + 2x2 write-throughput + 1 read-latency + 3x2
+	// read-throughput + 2 mixed + 2 cas-contention.
+	require.Len(t, r.Runs, 16)
+	for _, x := range r.Runs {
+		require.Positive(t, x.Ops, x.Name)
+		require.Positive(t, x.OpsPerSec, x.Name)
+		require.Positive(t, x.Latency.P50, x.Name)
+		require.GreaterOrEqual(t, x.Latency.Max, x.Latency.P99, x.Name)
+		require.Len(t, x.Intervals, intervals, x.Name)
+		require.Len(t, x.Distribution, len(distributionPercentiles), x.Name)
+	}
+	require.NotNil(t, findRun(r, "write-throughput/hot/c=3"))
+	require.NotNil(t, findRun(r, "read-throughput/history/c=3"))
+	mixed := findRun(r, "mixed/90-10/c=3")
+	require.NotNil(t, mixed)
+	require.Positive(t, mixed.Reads.Count)
+	require.Positive(t, mixed.Writes.Count)
+	for _, name := range []string{"cas-contention/keys=1/c=3", "cas-contention/keys=16/c=3"} {
+		cas := findRun(r, name)
+		require.NotNil(t, cas, name)
+		require.Equal(t, "ok", cas.CAS.CounterCheck, name)
+		require.Positive(t, cas.CAS.Successes, name)
+		require.Equal(t, cas.CAS.TotalSuccesses, cas.CAS.CounterSum, name)
+	}
+
+	require.Len(t, r.Fanout, 1)
+	f := r.Fanout[0]
+	require.EqualValues(t, 10, f.Writes) // 100/s for 100 ms
+	require.EqualValues(t, 50, f.Deliveries)
+	require.Zero(t, f.Missed)
+	require.Zero(t, f.Duplicates)
+	require.EqualValues(t, 50, f.SendToArrival.Count)
+	require.Positive(t, f.SendToArrival.P50)
+
+	require.Len(t, r.DiskGrowth, 1)
+	d := r.DiskGrowth[0]
+	require.Len(t, d.Points, 5) // 4, 10, 20 and 40 keys; then 2 versions each
+	last := d.Points[len(d.Points)-1]
+	require.EqualValues(t, 80, last.Versions)
+	require.Positive(t, last.FileBytes)
+	require.EqualValues(t, 40, d.AfterDefrag.Versions)
+	require.LessOrEqual(t, d.AfterDefrag.FileBytes, last.FileBytes)
+
+	require.Len(t, r.Snapshot, 2)
+	for _, s := range r.Snapshot {
+		require.Positive(t, s.SnapshotSeconds, s.Name)
+		require.Positive(t, s.RestoreSeconds, s.Name)
+		require.Positive(t, s.SnapshotBytes, s.Name)
+		require.Positive(t, s.DumpBytes, s.Name)
+	}
+
+	require.Len(t, r.Targets, 8)
+	require.NotEmpty(t, r.Metrics)
+
+	// The reports: JSON round trip, HTML and the table.
+	dir := t.TempDir()
+	require.NoError(t, r.WriteJSON(filepath.Join(dir, "report.json")))
+	back, err := ReadReport(filepath.Join(dir, "report.json"))
+	require.NoError(t, err)
+	require.Equal(t, r.Metrics, back.Metrics)
+	require.NoError(t, r.WriteHTML(filepath.Join(dir, "report.html")))
+	var table strings.Builder
+	require.NoError(t, r.WriteTable(&table))
+	require.Contains(t, table.String(), "cas-contention/keys=16/c=3")
+	require.NotContains(t, table.String(), "ERRORS in this run")
+}
+
+// TestRunRemoteSkipsDestructive: against a running server, disk-growth and
+// snapshot run only with Destructive.
+func TestRunRemoteSkipsDestructive(t *testing.T) {
+	srv, err := freshServer(t)()
+	require.NoError(t, err)
+	defer srv.Close()
+	cfg := tinyConfig()
+	cfg.Scenarios = []string{"write-latency", "disk-growth", "snapshot"}
+	var notes []string
+	cfg.Notef = func(format string, args ...any) { notes = append(notes, format) }
+	r, err := Run(context.Background(), cfg, Target{URL: srv.URL})
+	require.NoError(t, err)
+	require.Equal(t, "remote", r.Target.Mode)
+	require.Len(t, r.Runs, 1)
+	require.Empty(t, r.DiskGrowth)
+	require.Len(t, r.Skipped, 2)
+	require.Len(t, notes, 2)
+
+	cfg.Scenarios = []string{"disk-growth"}
+	cfg.Destructive = true
+	r, err = Run(context.Background(), cfg, Target{URL: srv.URL})
+	require.NoError(t, err)
+	require.Zero(t, r.Errors)
+	require.Len(t, r.DiskGrowth, 1)
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Duration = time.Minute
+	cfg.Scenarios = []string{"write-latency", "read-latency"}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r, err := Run(ctx, cfg, Target{Fresh: freshServer(t)})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NotNil(t, r, "the report so far")
+	require.Less(t, time.Since(start), 10*time.Second)
+}
+
+func TestConfigValidate(t *testing.T) {
+	require.NoError(t, DefaultConfig(false).Validate())
+	require.NoError(t, DefaultConfig(true).Validate())
+	c := DefaultConfig(false)
+	c.Scenarios = []string{"write-latency", "nope"}
+	c.Clients = []int{0}
+	c.Duration = 0
+	err := c.Validate()
+	require.ErrorContains(t, err, `unknown scenario "nope"`)
+	require.ErrorContains(t, err, "clients must be > 0")
+	require.ErrorContains(t, err, "duration must be > 0")
+	_, err = Run(context.Background(), c, Target{URL: "http://127.0.0.1:1"})
+	require.Error(t, err)
+}
+
+func TestMakeValue(t *testing.T) {
+	for _, n := range []int{2, 5, 8, 9, 256, 4096} {
+		v := makeValue(n)
+		require.Len(t, v, n)
+		require.True(t, jsonValid(v), string(v))
+	}
+}
+
+func TestWriteHTMLSelfContained(t *testing.T) {
+	r := &Report{
+		Format: ReportFormat, Command: "ctxd perf <b>",
+		Runs: []Measurement{
+			{Name: "write-throughput/distinct/c=1", Clients: 1, OpsPerSec: 2500, Latency: Latency{P50: 0.4, P99: 1}, Distribution: []Quantile{{0, 0.3}, {50, 0.4}, {99, 1}, {100, 3}}},
+			{Name: "write-throughput/distinct/c=64", Clients: 64, OpsPerSec: 40000, Latency: Latency{P50: 1.4, P99: 4}, Distribution: []Quantile{{0, 0.5}, {50, 1.4}, {99, 4}, {100, 9}}},
+		},
+		Fanout:     []FanoutRun{{Name: "fanout/subs=100/rate=1000", Subscribers: 100, Distribution: []Quantile{{50, 0}, {99, 2}}, SendDistribution: []Quantile{{50, 1}, {99, 3}}}},
+		DiskGrowth: []DiskGrowthRun{{Name: "disk-growth/keys=10", Points: []DiskPoint{{Versions: 10, FileBytes: 32768}, {Versions: 20, FileBytes: 65536}}}},
+		Snapshot:   []SnapshotRun{{Name: "snapshot/keys=10", Keys: 10, SnapshotSeconds: 0.01}, {Name: "snapshot/keys=100", Keys: 100, SnapshotSeconds: 0.02}},
+		Errors:     2,
+		Failures:   []Failure{{Step: "fanout", Error: "boom <script>"}},
+	}
+	path := filepath.Join(t.TempDir(), "report.html")
+	require.NoError(t, r.WriteHTML(path))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	page := string(b)
+	require.Contains(t, page, "<svg")
+	require.Contains(t, page, "Throughput vs clients")
+	require.Contains(t, page, "2 ERRORS in this run")
+	require.NotContains(t, page, "<script")
+	require.NotContains(t, page, "<b>", "text is escaped")
+	for _, attr := range []string{`src="http`, `href="http`, `@import`, `url(`} {
+		require.NotContains(t, page, attr, "report.html loads nothing")
+	}
+}
+
+func jsonValid(b []byte) bool { return json.Valid(b) }

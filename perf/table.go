@@ -1,0 +1,159 @@
+package perf
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Summary is one line on the machine, the target and the settings.
+func (r *Report) Summary() string {
+	m := r.Machine
+	cpu := m.CPU
+	if cpu == "" {
+		cpu = "unknown CPU"
+	}
+	target := r.Target.Mode + " server"
+	if r.Target.Mode == "remote" {
+		target += " " + r.Target.URL
+	} else if r.Target.Filesystem != "" {
+		target += " (data on " + r.Target.Filesystem + ")"
+	}
+	return fmt.Sprintf("%s, %d cores (%s), %s %s/%s; %gs windows after %gs warm-up, %d-byte values",
+		target, m.Cores, cpu, m.GoVersion, m.OS, m.Arch, r.Settings.DurationSeconds, r.Settings.WarmupSeconds, r.Settings.ValueSize)
+}
+
+// WriteTable prints the report for a terminal: one table per kind of
+// result, the targets, and a loud line when there were errors.
+func (r *Report) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "ctxd perf: %s\n", r.Summary())
+	if r.Machine.LoadAverage > float64(r.Machine.Cores)/2 {
+		fmt.Fprintf(w, "note: the machine was busy with other work when the run started (load average %.1f, %d cores): numbers are lower than on a quiet machine\n",
+			r.Machine.LoadAverage, r.Machine.Cores)
+	}
+	if r.Target.Filesystem == "tmpfs" {
+		fmt.Fprintln(w, "WARNING: the database is on tmpfs: fsync costs nothing there, write numbers are not meaningful")
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t") }
+	if len(r.Runs) > 0 {
+		fmt.Fprintln(tw)
+		row("RUN", "OPS/S", "±", "P50", "P90", "P99", "P99.9", "MAX", "ERRORS")
+		for _, x := range r.Runs {
+			l := x.Latency
+			row(x.Name, formatValue(x.OpsPerSec, ""), formatValue(x.OpsPerSecSpread, ""),
+				ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max), fmt.Sprint(x.Errors))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, x := range r.Runs {
+		if x.Reads != nil && x.Writes != nil {
+			fmt.Fprintf(w, "  %s: reads p50 %s p99 %s, writes p50 %s p99 %s\n", x.Name, ms(x.Reads.P50), ms(x.Reads.P99), ms(x.Writes.P50), ms(x.Writes.P99))
+		}
+		if c := x.CAS; c != nil {
+			fmt.Fprintf(w, "  %s: %s increments/s, %s conflicts/s; counters add up to %d of %d increments: %s\n",
+				x.Name, formatValue(c.SuccessesPerSec, ""), formatValue(c.ConflictsPerSec, ""), c.CounterSum, c.TotalSuccesses, c.CounterCheck)
+		}
+	}
+	if len(r.Fanout) > 0 {
+		fmt.Fprintln(tw)
+		row("FANOUT", "SUBSCRIBERS", "WRITES/S", "ACK→ARRIVAL P50", "P99", "MAX", "SEND→ARRIVAL P50", "P99", "DELIVERED", "MISSED", "DUPLICATES", "CONNECT")
+		for _, f := range r.Fanout {
+			row(f.Name, commas(int64(f.Subscribers)), formatValue(f.WritesPerSec, ""),
+				ms(f.AckToArrival.P50), ms(f.AckToArrival.P99), ms(f.AckToArrival.Max),
+				ms(f.SendToArrival.P50), ms(f.SendToArrival.P99),
+				commas(f.Deliveries), commas(f.Missed), commas(f.Duplicates), fmt.Sprintf("%.2f s", f.ConnectSeconds))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, d := range r.DiskGrowth {
+		fmt.Fprintln(tw)
+		row(strings.ToUpper(d.Name), "VERSIONS/KEY", "VERSIONS", "LOGICAL", "FILE", "IN USE", "FILE B/VERSION")
+		points := append(append([]DiskPoint{}, d.Points...), d.AfterCompaction, d.AfterDefrag)
+		for _, p := range points {
+			row(fmt.Sprintf("%s, %s keys", p.Stage, commas(int64(p.Keys))), fmt.Sprint(p.VersionsPerKey), commas(p.Versions),
+				byteSize(p.LogicalBytes), byteSize(p.FileBytes), byteSize(p.InUseBytes), formatValue(p.BytesPerVersion, ""))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  writes %.1f s, compaction %.2f s, defrag %.2f s (writes paused %s)\n",
+			d.WriteSeconds, d.CompactSeconds, d.DefragSeconds, ms(d.DefragPauseMs))
+	}
+	if len(r.Snapshot) > 0 {
+		fmt.Fprintln(tw)
+		row("SNAPSHOT", "FILE", "SNAPSHOT", "DUMP (JSON)", "EXPORT (JSON)", "RESTORE")
+		for _, s := range r.Snapshot {
+			row(s.Name, byteSize(s.FileBytes), secs(s.SnapshotSeconds), secs(s.DumpSeconds), secs(s.ExportSeconds), secs(s.RestoreSeconds))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, s := range r.Skipped {
+		fmt.Fprintf(w, "\nskipped %s: %s\n", s.Scenario, s.Reason)
+	}
+	if len(r.Targets) > 0 {
+		tt := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tt)
+		fmt.Fprintln(tt, "TARGET\tWANT\tGOT\tMET")
+		for _, t := range r.Targets {
+			fmt.Fprintf(tt, "%s\t%s\t%s\t%s\n", t.Name, t.Want, t.Got, t.Met)
+		}
+		if err := tt.Flush(); err != nil {
+			return err
+		}
+	}
+	if r.Errors > 0 {
+		fmt.Fprintf(w, "\n!!! %d ERRORS in this run: its numbers are suspect !!!\n", r.Errors)
+		for _, f := range r.Failures {
+			fmt.Fprintf(w, "  step %s failed: %s\n", f.Step, f.Error)
+		}
+		for _, samples := range r.errorSamples() {
+			fmt.Fprintf(w, "  %s\n", samples)
+		}
+	}
+	return nil
+}
+
+// errorSamples lists "name: N errors, e.g. message" for every part with errors.
+func (r *Report) errorSamples() []string {
+	var out []string
+	add := func(name string, n int64, samples []string) {
+		if n == 0 {
+			return
+		}
+		line := fmt.Sprintf("%s: %d errors", name, n)
+		if len(samples) > 0 {
+			line += ", e.g. " + samples[0]
+		}
+		out = append(out, line)
+	}
+	for _, x := range r.Runs {
+		add(x.Name, x.Errors, x.ErrorSamples)
+	}
+	for _, x := range r.Fanout {
+		add(x.Name, x.Errors, x.ErrorSamples)
+	}
+	for _, x := range r.DiskGrowth {
+		add(x.Name, x.Errors, x.ErrorSamples)
+	}
+	for _, x := range r.Snapshot {
+		add(x.Name, x.Errors, x.ErrorSamples)
+	}
+	return out
+}
+
+func ms(v float64) string { return formatValue(v, "ms") }
+
+func secs(v float64) string {
+	if v < 1 {
+		return fmt.Sprintf("%.0f ms", v*1000)
+	}
+	return fmt.Sprintf("%.2f s", v)
+}

@@ -1,0 +1,105 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Namespaces the scenarios write to, so that a run against a running
+// server leaves its other data alone. Keys carry the run's id.
+const (
+	nsWrite  = "perf-write"
+	nsRead   = "perf-read"
+	nsHist   = "perf-hist"
+	nsCAS    = "perf-cas"
+	nsFanout = "perf-fanout"
+	nsDisk   = "perf-disk"
+	nsSnap   = "perf-snapshot"
+)
+
+// stepOverhead is added to each measured step's estimate: connecting,
+// building the histograms.
+const stepOverhead = 200 * time.Millisecond
+
+func (s *suite) loadEstimate() time.Duration { return s.cfg.Warmup + s.cfg.Duration + stepOverhead }
+
+// measured runs l and adds its numbers to the report as r. after, when
+// set, adds what is particular to the scenario.
+func (s *suite) measured(ctx context.Context, r Measurement, l load, after func(*loadResult, loadStats, *Measurement) error) error {
+	res, err := runLoad(ctx, s.ep, l)
+	if err != nil {
+		return err
+	}
+	m := measure(res.samples, l.duration, res.elapsed)
+	r.Clients, r.Rate = l.clients, l.rate
+	r.WarmupSeconds, r.DurationSeconds = l.warmup.Seconds(), l.duration.Seconds()
+	r.Ops = int64(len(res.samples))
+	r.OpsPerSec = round1(m.opsPerSec)
+	r.Latency = m.all.summary()
+	r.Distribution = m.all.distribution()
+	r.Intervals = m.intervals
+	r.OpsPerSecSpread, r.P50Spread, r.P99Spread = spreads(m.intervals)
+	if after != nil {
+		err = after(res, m, &r)
+	}
+	r.Errors = res.errs.count()
+	r.ErrorSamples = res.errs.messages()
+	s.report.Runs = append(s.report.Runs, r)
+	return err
+}
+
+func (s *suite) writeLatencySteps() []step {
+	return []step{{name: "write-latency", estimate: s.loadEstimate(), run: func(ctx context.Context) error {
+		return s.putRun(ctx, "write-latency", "write-latency", 1, s.cfg.Rate, 0)
+	}}}
+}
+
+func (s *suite) writeThroughputSteps() []step {
+	var steps []step
+	for _, hot := range []int{0, s.cfg.HotKeys} {
+		for _, c := range s.cfg.Clients {
+			keys := "distinct"
+			if hot > 0 {
+				keys = "hot"
+			}
+			name := fmt.Sprintf("write-throughput/%s/c=%d", keys, c)
+			steps = append(steps, step{name: name, estimate: s.loadEstimate(), run: func(ctx context.Context) error {
+				return s.putRun(ctx, name, "write-throughput", c, 0, hot)
+			}})
+		}
+	}
+	return steps
+}
+
+// putRun measures durable PUTs of the configured value by clients clients:
+// each on keys of its own that no one wrote before (hot == 0), or all on
+// the same hot keys.
+func (s *suite) putRun(ctx context.Context, name, scenario string, clients, rate, hot int) error {
+	r := Measurement{Name: name, Scenario: scenario, Op: "put", Keys: "distinct"}
+	var hotPaths []string
+	if hot > 0 {
+		r.Keys = "hot-" + strconv.Itoa(hot)
+		for i := range hot {
+			hotPaths = append(hotPaths, keyPath(nsWrite, s.runID+"-hot-"+strconv.Itoa(i)))
+		}
+	}
+	prefix := keyPath(nsWrite, s.runID+"-"+strconv.Itoa(len(s.report.Runs))) + "-"
+	l := load{clients: clients, rate: rate, warmup: s.cfg.Warmup, duration: s.cfg.Duration}
+	l.op = func(w *worker) (uint8, error) {
+		var path string
+		if hot > 0 {
+			path = hotPaths[w.rng.IntN(hot)]
+		} else {
+			w.buf = append(w.buf[:0], prefix...)
+			w.buf = strconv.AppendInt(w.buf, int64(w.id), 10)
+			w.buf = append(w.buf, '-')
+			w.buf = strconv.AppendInt(w.buf, w.n, 10)
+			path = string(w.buf)
+		}
+		return kindWrite, w.conn.expect(http.StatusOK, http.MethodPut, path, s.value)
+	}
+	return s.measured(ctx, r, l, nil)
+}

@@ -1,0 +1,412 @@
+package realtime
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/store"
+)
+
+// filter is what a test subscriber watches, as query parameters and as a
+// predicate over the log.
+type filter struct {
+	ns     []string
+	prefix string
+	batch  bool
+}
+
+func (f filter) query() url.Values {
+	q := url.Values{}
+	for _, ns := range f.ns {
+		q.Add("ns", ns)
+	}
+	if f.prefix != "" {
+		q.Set("prefix", f.prefix)
+	}
+	if f.batch {
+		q.Set("batch", "true")
+	}
+	return q
+}
+
+func (f filter) match(c store.Change) bool {
+	nss := f.ns
+	if len(nss) == 0 {
+		nss = []string{"default"}
+	}
+	for _, ns := range nss {
+		if (ns == "*" || ns == c.Namespace) && strings.HasPrefix(c.Key, f.prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// fullLog reads the whole change log.
+func fullLog(t *testing.T, st Store) []store.Change {
+	t.Helper()
+	var all []store.Change
+	for {
+		cs, err := st.ReadLog(uint64(len(all)), 1000)
+		require.NoError(t, err)
+		if len(cs) == 0 {
+			return all
+		}
+		all = append(all, cs...)
+	}
+}
+
+// writeLoad runs writers concurrent REST writers that together make n
+// changes, spread over the namespaces and key prefixes.
+func writeLoad(t *testing.T, ts *testServer, writers, n int, nss, prefixes []string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := w; i < n; i += writers {
+				ns := nss[i%len(nss)]
+				key := fmt.Sprintf("%sw%d/k%d", prefixes[(i/len(nss))%len(prefixes)], w, i%7)
+				// Straight to the store, each put durable and concurrent with
+				// the others: the hub sees only the log, and 5,000 HTTP
+				// requests under -race would take most of the test's time.
+				if _, err := ts.st.Put(context.Background(), ns, key, []byte(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)), nil, fmt.Sprintf("w%d", w)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Every subscriber gets exactly the changes of its namespaces and prefix, in
+// increasing revision order, none missing, none twice, whichever mode.
+func TestFeedExactness(t *testing.T) {
+	const (
+		subscribers = 50
+		writers     = 8
+		changes     = 5000
+	)
+	ts := startServer(t, Options{})
+	nss := []string{"default", "a", "b"}
+	prefixes := []string{"x/", "y/"}
+	filters := []filter{
+		{},
+		{ns: []string{"a"}},
+		{ns: []string{"b"}, prefix: "x/"},
+		{ns: []string{"a", "b"}, prefix: "y/"},
+		{ns: []string{"*"}},
+		{ns: []string{"default", "a"}, prefix: "x/w3"},
+		{ns: []string{"none"}},
+	}
+	type result struct {
+		f    filter
+		got  []msg
+		from uint64
+	}
+	results := make([]*result, subscribers)
+	clients := make([]*wsClient, subscribers)
+	for i := range subscribers {
+		f := filters[i%len(filters)]
+		f.batch = i%2 == 0
+		clients[i] = dial(t, ts.wsURL(f.query()), nil)
+		sub := clients[i].expect(TypeSubscribed)
+		assert.Equal(t, f.batch, sub.Batch)
+		results[i] = &result{f: f, from: sub.Rev}
+	}
+
+	var readers sync.WaitGroup
+	for i := range subscribers {
+		readers.Go(func() {
+			r := results[i]
+			for {
+				m, err := clients[i].nextErr()
+				if err != nil {
+					t.Errorf("subscriber %d: %v", i, err)
+					return
+				}
+				if m.Type != TypeContextUpdated {
+					t.Errorf("subscriber %d: unexpected %+v", i, m)
+					return
+				}
+				if strings.HasSuffix(m.Key, "~end") {
+					return
+				}
+				r.got = append(r.got, m)
+			}
+		})
+	}
+	writeLoad(t, ts, writers, changes, nss, prefixes)
+	// One last change that every filter matches ends each reader.
+	for _, ns := range append(nss, "none") {
+		for _, p := range append(prefixes, "x/w3") {
+			ts.put(ns, p+"~end", "0")
+		}
+	}
+	readers.Wait()
+
+	log := fullLog(t, ts.st)
+	require.Len(t, log, changes+len(nss)*3+3)
+	for i, r := range results {
+		var want []store.Change
+		for _, c := range log {
+			if c.Revision > r.from && !strings.HasSuffix(c.Key, "~end") && r.f.match(c) {
+				want = append(want, c)
+			}
+		}
+		require.Len(t, r.got, len(want), "subscriber %d (%+v)", i, r.f)
+		for j, c := range want {
+			m := r.got[j]
+			require.Equal(t, c.Revision, m.Rev, "subscriber %d, change %d", i, j)
+			require.Equal(t, c.Namespace, m.NS)
+			require.Equal(t, c.Key, m.Key)
+			require.Equal(t, c.Op.String(), m.Op)
+			require.JSONEq(t, string(c.Value), string(m.Value))
+			require.Equal(t, c.Version, m.Version)
+			require.Equal(t, c.Who, m.Who)
+			require.True(t, c.Time.Equal(m.Timestamp))
+		}
+	}
+	st := ts.hub.Stats()
+	assert.Zero(t, st.Lagged)
+	assert.Zero(t, st.BufferFull)
+}
+
+// A client that disconnects and comes back with from_rev gets exactly the
+// changes it missed, also across a real server restart (store closed and
+// reopened).
+func TestResume(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
+			ts := startServer(t, Options{})
+			q := filter{batch: batch}.query()
+			c := dial(t, ts.wsURL(q), nil)
+			c.expect(TypeSubscribed)
+			for i := range 10 {
+				ts.put("default", fmt.Sprintf("k%d", i), fmt.Sprint(i))
+			}
+			got := c.changes(10)
+			require.Equal(t, seq(1, 10), revs(got))
+			last := got[len(got)-1].Rev
+			require.NoError(t, c.c.Close())
+
+			ts.putMany(1000, func(i int) (string, string) { return fmt.Sprintf("k%d", i%50), fmt.Sprint(i) })
+			q.Set("from_rev", fmt.Sprint(last))
+			c = dial(t, ts.wsURL(q), nil)
+			assert.Equal(t, last, c.expect(TypeSubscribed).Rev)
+			got = c.changes(1010)
+			require.True(t, checkSeq(t, 11, 1010, revs(got), "replay"))
+			assert.Equal(t, "k0", got[0].Key)
+			assert.JSONEq(t, "0", string(got[0].Value))
+			require.NoError(t, c.c.Close())
+
+			// Across a restart: 500 changes before it, 500 after.
+			ts.putMany(500, func(i int) (string, string) { return fmt.Sprintf("r%d", i), fmt.Sprint(i) })
+			ts.restart()
+			ts.putMany(500, func(i int) (string, string) { return fmt.Sprintf("s%d", i), fmt.Sprint(i) })
+			q.Set("from_rev", "1010")
+			c = dial(t, ts.wsURL(q), nil)
+			c.expect(TypeSubscribed)
+			got = c.changes(2010)
+			require.True(t, checkSeq(t, 1011, 2010, revs(got), "replay across a restart"))
+			assert.Equal(t, "r0", got[0].Key)
+			assert.Equal(t, "s499", got[999].Key)
+
+			// Live changes follow the replay on the same connection.
+			ts.put("default", "live", "true")
+			assert.Equal(t, []uint64{2011}, revs(c.changes(2011)))
+		})
+	}
+}
+
+// A from_rev below the compacted revision gets "compacted" with the oldest
+// available revision, then the server closes; from the compacted revision
+// on, replay works.
+func TestCompactedFromRev(t *testing.T) {
+	ts := startServer(t, Options{}) // the ring holds the old changes: the store's answer wins
+	for i := range 100 {
+		ts.put("default", "k", fmt.Sprint(i))
+	}
+	ts.put("default", "other", "1") // rev 101
+	require.NoError(t, ts.st.Compact(context.Background(), 60))
+
+	c := dial(t, ts.wsURL(url.Values{"from_rev": {"10"}}), nil)
+	m := c.expect(TypeCompacted) // the only message: the client is not subscribed
+	require.NotNil(t, m.FromRev)
+	assert.Equal(t, uint64(10), *m.FromRev)
+	assert.Equal(t, uint64(60), m.CompactedRevision)
+	assert.Equal(t, uint64(101), m.Rev)
+	assert.NotEmpty(t, m.Message)
+	_, err := c.nextErr()
+	require.Error(t, err)
+	assert.True(t, isClose(err), "%v", err)
+
+	c = dial(t, ts.wsURL(url.Values{"from_rev": {"59"}}), nil)
+	c.expect(TypeSubscribed)
+	got := c.changes(101)
+	assert.Equal(t, seq(60, 101), revs(got))
+
+	// The same from_rev in a subscribe: refused with "compacted", and the
+	// connection goes on.
+	c.sendJSON(map[string]any{"type": "subscribe", "id": "s", "ns": "other", "from_rev": 5})
+	m = c.expect(TypeCompacted)
+	assert.JSONEq(t, `"s"`, string(m.ID))
+	assert.Equal(t, uint64(60), m.CompactedRevision)
+	ts.put("default", "k", `"last"`)
+	assert.Equal(t, []uint64{102}, revs(c.changes(102)))
+}
+
+// One client stops reading while 20,000 changes are written: the writers
+// and the other clients are not held up, and the slow client, when it reads
+// again, gets every change in order, or "lagged" with the revision to
+// resume from, after which a resume gives the rest with no gap.
+func TestSlowClient(t *testing.T) {
+	const (
+		changes = 20000
+		others  = 4
+		writers = 8
+		txnOps  = 5
+	)
+	// The kernel buffers of the connections are shrunk to 16 KiB, so that
+	// the slow client's socket is full long before the 20,000 changes
+	// (~3 MB) are written.
+	const sockBuf = 16 << 10
+	value := `"` + strings.Repeat("v", 40) + `"`
+
+	// allBatch makes the other clients batch clients, which keep up with
+	// the writers even under -race, where a one-change-per-frame client
+	// may fall thousands of revisions behind.
+	run := func(t *testing.T, opts Options, slow, allBatch bool) (ts *testServer, slowClient *wsClient) {
+		opts.WriteTimeout = 5 * time.Minute // the slow client must not be cut off for not reading
+		opts.PingInterval = 5 * time.Minute
+		ts = startServerBuf(t, opts, sockBuf)
+		var fast []*wsClient
+		for i := range others {
+			c := dial(t, ts.wsURL(filter{batch: allBatch || i%2 == 0}.query()), nil)
+			c.expect(TypeSubscribed)
+			fast = append(fast, c)
+		}
+		if slow {
+			slowClient = dialSmall(t, ts.wsURL(nil), sockBuf)
+			slowClient.expect(TypeSubscribed)
+		}
+		var wg sync.WaitGroup
+		for _, c := range fast {
+			wg.Go(func() {
+				got, stop, err := c.changeRevs(changes)
+				if assert.NoError(t, err) && assert.Nil(t, stop) {
+					checkSeq(t, 1, changes, got, "a client that reads")
+				}
+			})
+		}
+		start := time.Now()
+		var ww sync.WaitGroup
+		for w := range writers {
+			ww.Go(func() {
+				// Straight to the store, in transactions of txnOps
+				// changes: the commit path is what must not wait for a
+				// socket (and 20,000 HTTP requests under -race are slow).
+				for i := w * txnOps; i < changes; i += writers * txnOps {
+					ops := make([]store.Write, txnOps)
+					for j := range ops {
+						ops[j] = store.Write{Namespace: "default", Key: fmt.Sprintf("k%d", i+j), Op: store.OpPut, Value: []byte(value), Who: "w"}
+					}
+					if _, err := ts.st.Txn(context.Background(), ops); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		ww.Wait()
+		written := time.Since(start)
+		wg.Wait()
+		t.Logf("slow client present: %v; writers finished in %v, the %d other clients had everything after %v",
+			slow, written.Round(time.Millisecond), others, time.Since(start).Round(time.Millisecond))
+		return ts, slowClient
+	}
+
+	t.Run("baseline without the slow client", func(t *testing.T) {
+		run(t, Options{MaxLag: 1 << 30}, false, false)
+	})
+
+	t.Run("slow client gets everything", func(t *testing.T) {
+		_, c := run(t, Options{MaxLag: 1 << 30}, true, false)
+		got, stop, err := c.changeRevs(changes)
+		require.NoError(t, err)
+		require.Nil(t, stop)
+		require.True(t, checkSeq(t, 1, changes, got, "the slow client"))
+	})
+
+	t.Run("slow client lagged then resumes", func(t *testing.T) {
+		ts, c := run(t, Options{MaxLag: 10000}, true, true)
+		got, lagged, err := c.changeRevs(changes)
+		require.NoError(t, err)
+		require.NotNil(t, lagged, "the slow client got every change: it was never behind")
+		require.Equal(t, TypeError, lagged.Type)
+		require.Equal(t, CodeLagged, lagged.Code, "%+v", lagged)
+		require.NotNil(t, lagged.FromRev)
+		from := *lagged.FromRev
+		require.Less(t, from, uint64(changes), "the client was closed while behind")
+		require.True(t, checkSeq(t, 1, from, got, "everything up to from_rev before the lagged error"))
+		_, err = c.nextErr()
+		require.True(t, isClose(err), "%v", err)
+		assert.Equal(t, uint64(1), ts.hub.Stats().Lagged)
+
+		c = dial(t, ts.wsURL(url.Values{"from_rev": {fmt.Sprint(from)}}), nil)
+		c.expect(TypeSubscribed)
+		rest, stop, err := c.changeRevs(changes)
+		require.NoError(t, err)
+		require.Nil(t, stop)
+		require.True(t, checkSeq(t, from+1, changes, rest, "the resumed slow client"))
+	})
+}
+
+// The snapshot comes first, at one revision, then the changes after it.
+func TestSnapshotAtConnect(t *testing.T) {
+	ts := startServer(t, Options{SnapshotChunk: 3})
+	for i := range 7 {
+		ts.put("default", fmt.Sprintf("app/k%d", i), fmt.Sprint(i))
+	}
+	ts.put("default", "other", "1")
+	ts.put("team", "app/t", "1")
+
+	c := dial(t, ts.wsURL(url.Values{"snapshot": {"true"}, "prefix": {"app/"}, "ns": {"default", "team"}}), nil)
+	sub := c.expect(TypeSubscribed)
+	assert.Equal(t, uint64(9), sub.Rev)
+	var keys []string
+	for {
+		m := c.expect(TypeContextSnapshot)
+		assert.Equal(t, uint64(9), m.Rev)
+		for _, r := range m.Keys {
+			keys = append(keys, r.Namespace+"/"+r.Key)
+		}
+		if m.Complete {
+			break
+		}
+		assert.Len(t, m.Keys, 3)
+	}
+	assert.Equal(t, []string{"default/app/k0", "default/app/k1", "default/app/k2", "default/app/k3",
+		"default/app/k4", "default/app/k5", "default/app/k6", "team/app/t"}, keys)
+
+	ts.put("default", "other", "2")
+	ts.put("default", "app/k0", "10")
+	got := c.changes(11)
+	require.Len(t, got, 1)
+	assert.Equal(t, "app/k0", got[0].Key)
+
+	// from_rev and snapshot together are refused before the upgrade.
+	_, resp, err := dialErr(ts.wsURL(url.Values{"snapshot": {"true"}, "from_rev": {"1"}}), nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+}

@@ -1,0 +1,381 @@
+package realtime
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v4"
+	"github.com/olahol/melody"
+
+	"github.com/framework0/ctxd/store"
+)
+
+// maxSubscriptions bounds one session's subscriptions.
+const maxSubscriptions = 64
+
+// connectParams are the query parameters of GET /v1/watch.
+type connectParams struct {
+	subs     []Subscription
+	fromRev  *uint64
+	snapshot bool
+	batch    bool
+}
+
+// Serve is the Echo handler of GET /v1/watch: it checks the request,
+// upgrades it to a WebSocket and serves the client until it disconnects.
+// Refusals are Echo HTTP errors, rendered by the API's error handler:
+// 400 (not a WebSocket request, bad parameters), 403 (origin not allowed),
+// 413 (snapshot too large), 503 (max_clients reached, or shutting down).
+func (h *Hub) Serve(c echo.Context) error {
+	r := c.Request()
+	if !websocket.IsWebSocketUpgrade(r) {
+		return echo.NewHTTPError(http.StatusBadRequest,
+			"GET /v1/watch is a WebSocket endpoint: connect with a WebSocket client (Connection: Upgrade, Upgrade: websocket)")
+	}
+	if !h.originAllowed(r) {
+		return echo.NewHTTPError(http.StatusForbidden,
+			"origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed: add it to websocket.allowed_origins")
+	}
+	p, err := parseConnect(r.URL.Query())
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	}
+	if n := h.clients.Add(1); n > int64(h.opts.MaxClients) {
+		h.clients.Add(-1)
+		c.Response().Header().Set("Retry-After", "5")
+		return echo.NewHTTPError(http.StatusServiceUnavailable,
+			"the server already has max_clients ("+strconv.Itoa(h.opts.MaxClients)+") WebSocket clients: try again later")
+	}
+	defer h.clients.Add(-1)
+
+	s, err := h.newSession(r, p)
+	if err != nil {
+		if errors.Is(err, store.ErrTooLarge) {
+			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, err.Error())
+		}
+		return err
+	}
+	// The access log shows 101 for a connection that was upgraded; a failed
+	// upgrade writes its own status over it.
+	c.Response().Status = http.StatusSwitchingProtocols
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "the server is shutting down")
+	}
+	h.served.Add(1) // under h.mu: never after Close started waiting
+	h.mu.Unlock()
+	err = h.m.HandleRequestWithKeys(c.Response(), r, map[string]any{sessionKey: s})
+	h.unregister(s)
+	h.served.Done()
+	if errors.Is(err, melody.ErrClosed) {
+		c.Response().Status = http.StatusServiceUnavailable
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "the server is shutting down")
+	}
+	// Any other error is a failed handshake, already answered by the
+	// upgrader.
+	h.log.Debug().Str("client_id", s.id).Str("remote", s.remote).Msg("WebSocket client disconnected")
+	return nil
+}
+
+// newSession builds a session from the connect parameters: its position is
+// from_rev, or the revision of the snapshot it gets first, or the current
+// revision. Everything it must receive first is queued before the hub
+// knows it.
+func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
+	s := &session{
+		h:           h,
+		id:          "c" + uitoa(h.nextID.Add(1)),
+		batch:       p.batch,
+		window:      h.opts.Window,
+		remote:      r.RemoteAddr,
+		connectedAt: time.Now().UTC(),
+	}
+	if p.batch {
+		s.window = h.opts.BatchWindow
+	}
+	var snap [][]byte
+	switch {
+	case p.fromRev != nil:
+		s.pos = *p.fromRev
+		ce, err := h.checkFrom(s.pos)
+		if err != nil {
+			return nil, err
+		}
+		if ce != nil {
+			// The only frame it gets: onConnect closes after it.
+			rev, _ := h.st.Committed()
+			s.refuse = compactedFrame(nil, s.pos, ce, rev)
+			return s, nil
+		}
+	case p.snapshot:
+		frames, rev, err := h.snapshot(p.subs, nil)
+		if err != nil {
+			return nil, err
+		}
+		snap, s.pos = frames, rev
+	default:
+		s.pos, _ = h.st.Committed()
+	}
+	s.base, _ = h.st.Committed()
+	subs := make([]sub, len(p.subs))
+	for i, u := range p.subs {
+		subs[i] = sub{Subscription: u}
+	}
+	s.setSubsLocked(subs)
+	s.out = append(s.out, encode(subscribedMsg{
+		Type: TypeSubscribed, ClientID: s.id, Rev: s.pos, Subscriptions: p.subs, Batch: p.batch,
+	}))
+	s.out = append(s.out, snap...)
+	return s, nil
+}
+
+// onConnect runs once the connection is upgraded, before melody starts
+// writing: the queued frames go out and the hub starts serving changes.
+func (h *Hub) onConnect(ms *melody.Session) {
+	s := sessionOf(ms)
+	if s == nil {
+		_ = ms.Close()
+		return
+	}
+	s.mu.Lock()
+	s.ms = ms
+	if s.refuse != nil {
+		s.closeLocked(s.refuse, websocket.CloseNormalClosure, "compacted")
+		s.mu.Unlock()
+		return
+	}
+	s.pumpLocked()
+	pos := s.pos
+	s.mu.Unlock()
+	if !h.register(s) {
+		s.mu.Lock()
+		s.closeLocked(nil, websocket.CloseGoingAway, "server shutting down")
+		s.mu.Unlock()
+		return
+	}
+	h.log.Debug().Str("client_id", s.id).Str("remote", s.remote).Uint64("from_rev", pos).Bool("batch", s.batch).Msg("WebSocket client connected")
+}
+
+// checkFrom asks the store whether the changes after pos are still in
+// history, so that a from_rev below the compacted revision (or in the
+// revisions a restore discarded) is answered with "compacted" even when the
+// ring still holds those changes.
+func (h *Hub) checkFrom(pos uint64) (*store.CompactedError, error) {
+	_, err := h.st.ReadLog(pos, 1)
+	var ce *store.CompactedError
+	if errors.As(err, &ce) {
+		return ce, nil
+	}
+	return nil, err
+}
+
+// onError is melody's error handler. A full buffer cannot happen with the
+// window accounting; it is counted and logged as the bug it would be.
+func (h *Hub) onError(ms *melody.Session, err error) {
+	s := sessionOf(ms)
+	id := ""
+	if s != nil {
+		id = s.id
+	}
+	switch {
+	case errors.Is(err, melody.ErrMessageBufferFull):
+		h.stats.bufferFull.Add(1)
+		h.log.Error().Str("client_id", id).Msg("bug: melody dropped a frame (session buffer full)")
+	case errors.Is(err, websocket.ErrReadLimit):
+		h.log.Info().Str("client_id", id).Int64("limit", 2*h.opts.MaxMessageBytes).Msg("WebSocket client sent an oversized message: closed (1009)")
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived),
+		errors.Is(err, melody.ErrWriteClosed), errors.Is(err, net.ErrClosed):
+	default:
+		h.log.Debug().Err(err).Str("client_id", id).Msg("WebSocket connection error")
+	}
+}
+
+// parseConnect reads ns (repeatable, or comma-separated; default
+// "default"; "*" for all), prefix, from_rev, snapshot and batch.
+func parseConnect(q url.Values) (connectParams, error) {
+	var p connectParams
+	var nss []string
+	for _, v := range q["ns"] {
+		nss = append(nss, strings.Split(v, ",")...)
+	}
+	subs, err := makeSubs(nss, q.Get("prefix"))
+	if err != nil {
+		return p, err
+	}
+	p.subs = subs
+	if v, ok := q["from_rev"]; ok && len(v) > 0 {
+		n, err := strconv.ParseUint(v[0], 10, 64)
+		if err != nil {
+			return p, errors.New("from_rev must be a revision number (0 to replay from the start); got " + strconv.Quote(v[0]))
+		}
+		p.fromRev = &n
+	}
+	if p.snapshot, err = boolParam(q, "snapshot"); err != nil {
+		return p, err
+	}
+	if p.batch, err = boolParam(q, "batch"); err != nil {
+		return p, err
+	}
+	if p.snapshot && p.fromRev != nil {
+		return p, errors.New("give from_rev (replay changes after it) or snapshot=true (current state first), not both")
+	}
+	return p, nil
+}
+
+func boolParam(q url.Values, name string) (bool, error) {
+	v := q.Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errors.New(name + " must be true or false; got " + strconv.Quote(v))
+	}
+	return b, nil
+}
+
+// makeSubs checks namespaces and a prefix and makes one subscription per
+// namespace (default: "default").
+func makeSubs(nss []string, prefix string) ([]Subscription, error) {
+	if len(nss) == 0 {
+		nss = []string{store.DefaultNamespace}
+	}
+	if len(nss) > maxSubscriptions {
+		return nil, errors.New("too many namespaces: at most " + strconv.Itoa(maxSubscriptions))
+	}
+	if len(prefix) > store.MaxKeyBytes {
+		return nil, errors.New("prefix is longer than a key can be (" + strconv.Itoa(store.MaxKeyBytes) + " bytes)")
+	}
+	subs := make([]Subscription, 0, len(nss))
+	for _, ns := range nss {
+		ns = strings.TrimSpace(ns)
+		if ns != AllNamespaces {
+			if err := store.ValidateNamespace(ns); err != nil {
+				return nil, errors.New("ns: " + strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": ") + ` (or "*" for every namespace)`)
+			}
+		}
+		u := Subscription{Namespace: ns, Prefix: prefix}
+		if !containsSub(subs, u) {
+			subs = append(subs, u)
+		}
+	}
+	return subs, nil
+}
+
+// originAllowed accepts requests without an Origin (not from a browser),
+// from the server's own origin, from localhost, and from the configured
+// origins ("*": any).
+func (h *Hub) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range h.opts.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	switch strings.ToLower(u.Hostname()) {
+	case "localhost", "127.0.0.1", "::1":
+		return true
+	}
+	return false
+}
+
+// snapshot reads the current state of subs at one revision, as
+// context_snapshot frames of SnapshotChunk keys, the last one complete.
+// Overlapping subscriptions give each key once.
+func (h *Hub) snapshot(subs []Subscription, id []byte) ([][]byte, uint64, error) {
+	var (
+		frames [][]byte
+		rev    uint64
+	)
+	err := h.st.View(func(v *store.View) error {
+		rev = v.Revision()
+		var (
+			recs  []store.Record
+			total int
+		)
+		flush := func(complete bool) {
+			if recs == nil {
+				recs = []store.Record{}
+			}
+			frames = append(frames, encode(snapshotMsg{Type: TypeContextSnapshot, ID: id, Rev: rev, Keys: recs, Complete: complete}))
+			recs = nil
+		}
+		for _, u := range snapshotRanges(subs, v) {
+			err := v.ForEach(u.Namespace, u.Prefix, func(r store.Record) error {
+				total += len(r.Key) + len(r.Value) + len(r.Who) + 160
+				if total > h.opts.MaxSnapshotBytes {
+					return errors.Join(store.ErrTooLarge, errors.New("the snapshot is larger than "+
+						strconv.Itoa(h.opts.MaxSnapshotBytes)+" bytes: list the keys over REST and watch with from_rev instead"))
+				}
+				recs = append(recs, r)
+				if len(recs) >= h.opts.SnapshotChunk {
+					flush(false)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		flush(true)
+		return nil
+	})
+	return frames, rev, err
+}
+
+// snapshotRanges turns subscriptions into disjoint (namespace, prefix)
+// ranges: "*" becomes every namespace, and a prefix covered by a shorter
+// one of the same namespace is dropped.
+func snapshotRanges(subs []Subscription, v *store.View) []Subscription {
+	byNS := map[string][]string{}
+	var order []string
+	add := func(ns, prefix string) {
+		if _, ok := byNS[ns]; !ok {
+			order = append(order, ns)
+		}
+		byNS[ns] = append(byNS[ns], prefix)
+	}
+	for _, u := range subs {
+		if u.Namespace != AllNamespaces {
+			add(u.Namespace, u.Prefix)
+			continue
+		}
+		for _, n := range v.Namespaces() {
+			add(n.Name, u.Prefix)
+		}
+	}
+	var out []Subscription
+	for _, ns := range order {
+		prefixes := byNS[ns]
+		for i, p := range prefixes {
+			covered := false
+			for j, q := range prefixes {
+				if j != i && strings.HasPrefix(p, q) && (len(q) < len(p) || j < i) {
+					covered = true
+					break
+				}
+			}
+			if !covered {
+				out = append(out, Subscription{Namespace: ns, Prefix: p})
+			}
+		}
+	}
+	return out
+}

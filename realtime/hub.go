@@ -1,0 +1,737 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/olahol/melody"
+	"github.com/rs/zerolog"
+
+	"github.com/framework0/ctxd/store"
+)
+
+// Store is what the hub needs from the store. *store.Store implements it.
+type Store interface {
+	// Committed returns the last committed revision and a channel closed at
+	// the next commit (or restore).
+	Committed() (rev uint64, changed <-chan struct{})
+	// Generation changes when an online restore replaced the database.
+	Generation() uint64
+	// ReadLog returns up to limit changes after revision after, in order,
+	// or a *store.CompactedError.
+	ReadLog(after uint64, limit int) ([]store.Change, error)
+	// View reads a consistent snapshot (for context_snapshot).
+	View(fn func(v *store.View) error) error
+	// Put writes a value (for context_set), with the REST API's checks.
+	Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (store.Record, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Options configure a Hub. Zero fields take the defaults below.
+type Options struct {
+	// PingInterval is how often the server pings each client; a client
+	// that answers no ping for twice as long is disconnected. Default 30s.
+	PingInterval time.Duration
+	// WriteTimeout bounds one frame's write to a client (a client that
+	// reads nothing for that long is disconnected) and a context_set's
+	// write to the store. Default 10s.
+	WriteTimeout time.Duration
+	// MaxMessageBytes is the largest message a client may send: a larger
+	// one is answered with an error frame of code too_large, and one over
+	// twice the limit closes the connection (1009). Default 2 MiB.
+	MaxMessageBytes int64
+	// AllowedOrigins lists the browser origins ("https://host:port") that
+	// may connect besides the server's own origin and localhost; "*"
+	// allows any. Requests without an Origin header (not from a browser)
+	// are always allowed.
+	AllowedOrigins []string
+	// MaxClients caps the connected clients; more get 503. Default 10000.
+	MaxClients int
+	// MaxLag is how many revisions a client may fall behind before it is
+	// closed with "lagged". Default 10000.
+	MaxLag uint64
+
+	// Window is how many frames one client may have in flight (given to
+	// melody, not yet written to its socket) in the default
+	// one-change-per-frame mode. Default 64.
+	Window int
+	// BatchWindow is the same for batch=true clients, whose frames carry
+	// every change ready at once: a small window makes frames larger when
+	// the client or the machine is busy. Default 2.
+	BatchWindow int
+	// MaxBatch and MaxBatchBytes bound one batch frame (a single change
+	// larger than MaxBatchBytes still goes, alone). Defaults 256, 256 KiB.
+	MaxBatch      int
+	MaxBatchBytes int
+	// RingSize and RingBytes bound the recent changes kept in memory,
+	// encoded, for every session to share. Defaults 16384, 64 MiB.
+	RingSize  int
+	RingBytes int
+	// CatchupRead is how many changes one log read takes for a client
+	// older than the ring. Default 512.
+	CatchupRead int
+	// SnapshotChunk is how many keys one context_snapshot frame holds.
+	// Default 1000. MaxSnapshotBytes bounds a whole snapshot (default
+	// 64 MiB): a larger one is refused with too_large.
+	SnapshotChunk    int
+	MaxSnapshotBytes int
+}
+
+func (o Options) withDefaults() Options {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 30 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 2 << 20
+	}
+	if o.MaxLag == 0 {
+		o.MaxLag = 10000
+	}
+	def(&o.MaxClients, 10000)
+	def(&o.Window, 64)
+	def(&o.BatchWindow, 2)
+	def(&o.MaxBatch, 256)
+	def(&o.MaxBatchBytes, 256<<10)
+	def(&o.RingSize, 16384)
+	def(&o.RingBytes, 64<<20)
+	def(&o.CatchupRead, 512)
+	def(&o.SnapshotChunk, 1000)
+	def(&o.MaxSnapshotBytes, 64<<20)
+	return o
+}
+
+// reserveFrames is how many slots melody's buffer has beyond the window: a
+// last error frame and close messages (ours and melody's own at shutdown).
+const reserveFrames = 4
+
+// sessionKey is the melody session key that holds the *session.
+const sessionKey = "ctxd.session"
+
+// Hub is the WebSocket change feed. Create it with New, mount Serve at
+// GET /v1/watch, and Close it before closing the store.
+type Hub struct {
+	st   Store
+	opts Options
+	log  zerolog.Logger
+	m    *melody.Melody
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	list     []*session // sessions as a slice, rebuilt when nil
+	kicked   []*session
+	closed   bool
+
+	kick chan struct{} // a session asks for a pass; capacity 1
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	clients atomic.Int64 // reserved client slots: connected and connecting
+	nextID  atomic.Uint64
+	// served counts the connections being served, for Close to wait on.
+	served sync.WaitGroup
+
+	stats struct {
+		lagged, bufferFull, frames atomic.Uint64
+	}
+
+	// Owned by the loop goroutine.
+	ring *ring
+	gen  uint64
+}
+
+// New starts a hub over st. log receives connection, lag and error events.
+func New(st Store, opts Options, log zerolog.Logger) *Hub {
+	opts = opts.withDefaults()
+	h := &Hub{
+		st:       st,
+		opts:     opts,
+		log:      log,
+		sessions: make(map[*session]struct{}),
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		ring:     newRing(opts.RingSize, opts.RingBytes),
+	}
+	m := melody.New()
+	m.Config.WriteWait = opts.WriteTimeout
+	m.Config.PingPeriod = opts.PingInterval
+	m.Config.PongWait = 2 * opts.PingInterval
+	// Messages between MaxMessageBytes and twice that are read whole and
+	// answered with too_large; larger ones close the connection.
+	m.Config.MaxMessageSize = 2 * opts.MaxMessageBytes
+	m.Config.MessageBufferSize = max(opts.Window, opts.BatchWindow) + reserveFrames
+	m.Upgrader = &websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 32 << 10,
+		// Write buffers are taken from the pool only while a frame is
+		// written: idle clients hold none.
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     h.originAllowed,
+	}
+	m.HandleConnect(h.onConnect)
+	m.HandleMessage(h.onMessage)
+	m.HandleMessageBinary(func(ms *melody.Session, _ []byte) {
+		if s := sessionOf(ms); s != nil {
+			s.send(encode(errorMsg{Type: TypeError, Code: CodeBadRequest, Message: "binary frames are not supported: send JSON text frames"}))
+		}
+	})
+	m.HandleSentMessage(func(ms *melody.Session, _ []byte) {
+		h.stats.frames.Add(1)
+		if s := sessionOf(ms); s != nil {
+			s.sent()
+		}
+	})
+	m.HandleError(h.onError)
+	h.m = m
+
+	h.gen = st.Generation()
+	rev, _ := st.Committed()
+	h.ring.reset(rev)
+	go h.run()
+	return h
+}
+
+func sessionOf(ms *melody.Session) *session {
+	v, ok := ms.Get(sessionKey)
+	if !ok {
+		return nil
+	}
+	s, _ := v.(*session)
+	return s
+}
+
+// Clients returns the number of connected WebSocket clients.
+func (h *Hub) Clients() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Stats are counters for tests and monitoring.
+type Stats struct {
+	Clients int
+	// Lagged counts clients closed with "lagged".
+	Lagged uint64
+	// BufferFull counts frames melody dropped because a session's buffer
+	// was full. The hub's window accounting keeps it at 0; anything else
+	// is a bug.
+	BufferFull uint64
+	// Frames counts text frames written to clients.
+	Frames uint64
+}
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Clients:    h.Clients(),
+		Lagged:     h.stats.lagged.Load(),
+		BufferFull: h.stats.bufferFull.Load(),
+		Frames:     h.stats.frames.Load(),
+	}
+}
+
+// NotifyDumped tells every connected client that a dump was written, with a
+// "context_dumped" frame. It never blocks on a client.
+func (h *Hub) NotifyDumped(info DumpInfo) {
+	if info.Timestamp.IsZero() {
+		info.Timestamp = time.Now().UTC()
+	}
+	frame := encode(dumpedMsg{Type: TypeContextDumped, DumpInfo: info})
+	for _, s := range h.all() {
+		s.send(frame)
+	}
+}
+
+// closeWait bounds how long Close waits for clients to get their close
+// frame before it cuts their connections.
+const closeWait = 2 * time.Second
+
+// Close stops the hub and closes every client's connection (1001, going
+// away), waiting up to two seconds for the close frames to be written (a
+// stuck client's connection is then cut). Call it before closing the
+// store. Later calls do nothing.
+func (h *Hub) Close() error {
+	h.once.Do(func() {
+		h.mu.Lock()
+		h.closed = true
+		h.mu.Unlock()
+		close(h.stop)
+		<-h.done
+		sessions := h.all()
+		for _, s := range sessions {
+			s.mu.Lock()
+			s.closeLocked(nil, websocket.CloseGoingAway, "server shutting down")
+			s.mu.Unlock()
+		}
+		_ = h.m.Close()
+		done := make(chan struct{})
+		go func() { h.served.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(closeWait):
+			for _, s := range sessions {
+				s.mu.Lock()
+				if s.ms != nil {
+					_ = s.ms.WebsocketConnection().Close()
+				}
+				s.mu.Unlock()
+			}
+			<-done
+		}
+	})
+	return nil
+}
+
+// all returns the registered sessions. The slice is shared: do not modify.
+func (h *Hub) all() []*session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.list == nil {
+		h.list = make([]*session, 0, len(h.sessions))
+		for s := range h.sessions {
+			h.list = append(h.list, s)
+		}
+	}
+	return h.list
+}
+
+// register adds a connected session and asks for a pass. It reports false
+// when the hub is closed.
+func (h *Hub) register(s *session) bool {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return false
+	}
+	h.sessions[s] = struct{}{}
+	h.list = nil
+	h.mu.Unlock()
+	h.kickSession(s)
+	return true
+}
+
+func (h *Hub) unregister(s *session) {
+	s.mu.Lock()
+	s.closing = true
+	s.out = nil
+	s.mu.Unlock()
+	h.mu.Lock()
+	if _, ok := h.sessions[s]; ok {
+		delete(h.sessions, s)
+		h.list = nil
+	}
+	h.mu.Unlock()
+}
+
+// kickSession asks the loop to serve s at its next pass.
+func (h *Hub) kickSession(s *session) {
+	h.mu.Lock()
+	if !s.kickQueued {
+		s.kickQueued = true
+		h.kicked = append(h.kicked, s)
+	}
+	h.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// takeKicked returns and clears the sessions kicked since the last pass.
+func (h *Hub) takeKicked() []*session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := h.kicked
+	h.kicked = nil
+	for _, s := range k {
+		s.kickQueued = false
+	}
+	return k
+}
+
+// retryDelay is how long the loop waits before retrying a failed log read.
+const retryDelay = 100 * time.Millisecond
+
+// run is the hub's loop: it follows the committed mark, reads new changes
+// into the ring, and serves the sessions.
+//
+// Whether a pass serves every session or only the kicked ones is decided
+// by comparing revisions, never by which channel woke the loop: a commit
+// whose wake-up lost the race against a kick is still seen, because the
+// committed revision is above the last one every session was served at.
+func (h *Hub) run() {
+	defer close(h.done)
+	var (
+		served uint64 // the revision of the last pass over every session
+		force  = true // serve every session regardless (start, retry)
+		retry  <-chan time.Time
+	)
+	for {
+		rev, changed := h.st.Committed()
+		if g := h.st.Generation(); g != h.gen {
+			h.gen = g
+			h.reset(rev)
+			force = true
+		}
+		ok := h.fill(rev)
+		var targets []*session
+		if force || rev != served {
+			targets = h.all()
+			h.takeKicked()
+			served, force = rev, false
+		} else {
+			targets = h.takeKicked()
+		}
+		if !h.pass(targets, rev) || !ok {
+			retry = time.After(retryDelay)
+		}
+		select {
+		case <-changed:
+		case <-h.kick:
+		case <-retry:
+			retry = nil
+			force = true
+		case <-h.stop:
+			return
+		}
+	}
+}
+
+// reset follows an online restore: every client gets "reset" and continues
+// from the new revision.
+func (h *Hub) reset(rev uint64) {
+	h.ring.reset(rev)
+	frame := encode(resetMsg{Type: TypeReset, Rev: rev,
+		Message: "the database was replaced by a restore: re-read state; changes continue after revision " + uitoa(rev)})
+	for _, s := range h.all() {
+		s.mu.Lock()
+		s.pos, s.base = rev, rev
+		for i := range s.subs {
+			s.subs[i].since = min(s.subs[i].since, rev)
+		}
+		s.setSubsLocked(s.subs)
+		s.sendLocked(frame)
+		s.mu.Unlock()
+	}
+	h.log.Info().Uint64("revision", rev).Msg("database restored: clients told to reset")
+}
+
+// fill reads the changes up to rev into the ring. When far behind it skips
+// ahead: sessions older than the ring read the log themselves.
+func (h *Hub) fill(rev uint64) bool {
+	r := h.ring
+	if rev <= r.top {
+		return true
+	}
+	if rev-r.top > uint64(len(r.buf)) {
+		r.reset(rev - uint64(len(r.buf)))
+	}
+	for r.top < rev {
+		changes, err := h.st.ReadLog(r.top, int(min(rev-r.top, 1024)))
+		if err != nil {
+			var ce *store.CompactedError
+			if errors.As(err, &ce) && ce.Compacted > 0 {
+				// Compacted right after the commit: the ring starts
+				// after the hole; older positions read the log and get
+				// "compacted" there.
+				r.reset(ce.Compacted - 1)
+				continue
+			}
+			h.log.Error().Err(err).Uint64("after", r.top).Msg("read change log")
+			return false
+		}
+		if len(changes) == 0 {
+			// No change up to rev: revisions the log never had (a
+			// restore's floor). The ring starts after them.
+			r.reset(rev)
+			return true
+		}
+		for i := range changes {
+			c := &changes[i]
+			if c.Revision != r.top+1 {
+				r.reset(c.Revision - 1)
+			}
+			r.push(newEntry(c))
+		}
+	}
+	return true
+}
+
+// frameKey identifies a batch frame that sessions with the same
+// subscriptions at the same position share within one pass.
+type frameKey struct {
+	pos, hi uint64
+	sig     string
+}
+
+type frameVal struct {
+	frame []byte
+	next  uint64
+}
+
+// pass serves targets: first every session the ring can serve, then the
+// older ones from the log. It reports false when a log read failed.
+func (h *Hub) pass(targets []*session, rev uint64) bool {
+	cache := make(map[frameKey]frameVal)
+	var behind []*session
+	ring := h.ringSource()
+	for _, s := range targets {
+		s.mu.Lock()
+		if h.checkLagLocked(s, rev) && s.pos < rev {
+			if s.pos < ring.lo {
+				behind = append(behind, s)
+			} else {
+				h.feedLocked(s, ring, cache)
+			}
+		}
+		s.mu.Unlock()
+	}
+	if len(behind) == 0 {
+		return true
+	}
+	return h.catchUp(behind, rev, cache)
+}
+
+// checkLagLocked closes s if it lags too far, and reports whether it can
+// be given changes now (not closing, nothing queued, window not full).
+func (h *Hub) checkLagLocked(s *session, rev uint64) bool {
+	if s.closing {
+		return false
+	}
+	if from := max(s.pos, s.base); rev > from && rev-from > h.opts.MaxLag {
+		s.closeLaggedLocked(uitoa(rev-from) + " revisions behind, more than max_lag " + uitoa(h.opts.MaxLag))
+		return false
+	}
+	if len(s.out) > 0 || s.inflight >= s.window {
+		s.wantKick = true
+		return false
+	}
+	return true
+}
+
+// source holds every change of the log with a revision in (lo, hi]:
+// next(pos) returns the first one after pos, or nil if there is none up
+// to hi. Revisions the log never had (a restore's floor) are simply absent.
+type source struct {
+	lo, hi uint64
+	next   func(pos uint64) *entry
+}
+
+func (h *Hub) ringSource() source {
+	r := h.ring
+	return source{lo: r.start(), hi: r.top, next: func(pos uint64) *entry {
+		if pos >= r.top {
+			return nil
+		}
+		return r.after(pos) // the ring is contiguous
+	}}
+}
+
+// sliceSource is a source over changes read from the log, in order.
+func sliceSource(lo, hi uint64, entries []entry) source {
+	return source{lo: lo, hi: hi, next: func(pos uint64) *entry {
+		i := sort.Search(len(entries), func(i int) bool { return entries[i].rev > pos })
+		if i == len(entries) || entries[i].rev > hi {
+			return nil
+		}
+		return &entries[i]
+	}}
+}
+
+// feedLocked hands s the matching changes of src after its position, as
+// many frames as its window allows.
+func (h *Hub) feedLocked(s *session, src source, cache map[frameKey]frameVal) {
+	if s.pos < src.lo {
+		return
+	}
+	for s.inflight < s.window && s.pos < src.hi && !s.closing {
+		if !s.batch {
+			for s.pos < src.hi {
+				e := src.next(s.pos)
+				if e == nil {
+					s.pos = src.hi
+					break
+				}
+				s.pos = e.rev
+				if s.matches(e) {
+					s.writeLocked(e.frame)
+					break
+				}
+			}
+			continue
+		}
+		var fv frameVal
+		key := frameKey{pos: s.pos, hi: src.hi, sig: s.sig}
+		shared := s.maxSince <= s.pos
+		if v, ok := cache[key]; ok && shared {
+			fv = v
+		} else {
+			fv = h.buildBatch(s, src)
+			if shared {
+				cache[key] = fv
+			}
+		}
+		s.pos = fv.next
+		if fv.frame != nil {
+			s.writeLocked(fv.frame)
+		}
+	}
+	if s.pos < src.hi {
+		s.wantKick = true
+	}
+}
+
+// buildBatch builds the next frame of a batch session from src: up to
+// MaxBatch matching changes (and about MaxBatchBytes), one plain
+// context_updated when only one matches, nil when none does.
+func (h *Hub) buildBatch(s *session, src source) frameVal {
+	var (
+		frames [][]byte
+		size   int
+		pos    = s.pos
+	)
+	for pos < src.hi && len(frames) < h.opts.MaxBatch {
+		e := src.next(pos)
+		if e == nil {
+			pos = src.hi
+			break
+		}
+		if s.matches(e) {
+			if len(frames) > 0 && size+len(e.frame) > h.opts.MaxBatchBytes {
+				break
+			}
+			frames = append(frames, e.frame)
+			size += len(e.frame) + 1
+		}
+		pos = e.rev
+	}
+	switch len(frames) {
+	case 0:
+		return frameVal{next: pos}
+	case 1:
+		return frameVal{frame: frames[0], next: pos}
+	}
+	b := make([]byte, 0, len(batchHead)+size+len(batchTail))
+	b = append(b, batchHead...)
+	for i, f := range frames {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, f...)
+	}
+	b = append(b, batchTail...)
+	return frameVal{frame: b, next: pos}
+}
+
+// catchUp serves sessions older than the ring from the log: one read per
+// distinct position, shared by the sessions there. It reports false when a
+// read failed.
+func (h *Hub) catchUp(behind []*session, rev uint64, cache map[frameKey]frameVal) bool {
+	groups := make(map[uint64][]*session)
+	var order []uint64
+	for _, s := range behind {
+		s.mu.Lock()
+		pos := s.pos
+		s.mu.Unlock()
+		if _, ok := groups[pos]; !ok {
+			order = append(order, pos)
+		}
+		groups[pos] = append(groups[pos], s)
+	}
+	ok := true
+	for _, pos := range order {
+		group := groups[pos]
+		limit := uint64(h.opts.CatchupRead)
+		if start := h.ring.start(); start > pos {
+			limit = min(limit, start-pos)
+		}
+		changes, err := h.st.ReadLog(pos, int(limit))
+		var ce *store.CompactedError
+		if errors.As(err, &ce) {
+			h.compacted(group, pos, ce, rev)
+			continue
+		}
+		if err != nil {
+			h.log.Error().Err(err).Uint64("after", pos).Msg("read change log for a client catching up")
+			ok = false
+			continue
+		}
+		entries := make([]entry, len(changes))
+		for i := range changes {
+			entries[i] = newEntry(&changes[i])
+		}
+		// The read holds every change after pos up to its last one; if it
+		// was not cut by the limit, also every change up to rev (there are
+		// none between its last one and rev).
+		hi := rev
+		if len(entries) == int(limit) {
+			hi = entries[len(entries)-1].rev
+		} else if len(entries) > 0 {
+			hi = max(hi, entries[len(entries)-1].rev)
+		}
+		src := sliceSource(pos, hi, entries)
+		for _, s := range group {
+			again := false
+			s.mu.Lock()
+			if s.pos == pos && h.checkLagLocked(s, rev) {
+				h.feedLocked(s, src, cache)
+				if s.pos >= h.ring.start() && s.pos < h.ring.top {
+					h.feedLocked(s, h.ringSource(), cache)
+				}
+				// A session with room left goes on at the next pass; one
+				// whose window is full is kicked by sent.
+				if s.pos < rev {
+					s.wantKick = true
+					again = !s.closing && s.inflight < s.window && len(s.out) == 0
+				}
+			}
+			s.mu.Unlock()
+			if again {
+				h.kickSession(s)
+			}
+		}
+	}
+	return ok
+}
+
+// compacted closes the sessions at pos whose next changes were compacted
+// away, with a "compacted" frame: they must re-read state.
+func (h *Hub) compacted(group []*session, pos uint64, ce *store.CompactedError, rev uint64) {
+	frame := compactedFrame(nil, pos, ce, rev)
+	for _, s := range group {
+		s.mu.Lock()
+		if s.pos == pos && !s.closing {
+			s.closeLocked(frame, websocket.CloseNormalClosure, "compacted")
+		}
+		s.mu.Unlock()
+	}
+}
+
+// compactedFrame tells a client that the changes after pos are no longer
+// in history.
+func compactedFrame(id []byte, pos uint64, ce *store.CompactedError, rev uint64) []byte {
+	return encode(compactedMsg{
+		Type: TypeCompacted, ID: id, FromRev: pos, CompactedRevision: ce.Compacted, Rev: rev,
+		Message: "the changes after revision " + uitoa(pos) + " are not in history (" + ce.Error() +
+			"): re-read the current state (e.g. reconnect with snapshot=true)",
+	})
+}
+
+func uitoa(n uint64) string { return strconv.FormatUint(n, 10) }

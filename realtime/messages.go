@@ -1,0 +1,285 @@
+package realtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/olahol/melody"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store"
+)
+
+// defaultWho is recorded for a context_set that names no author, from a
+// client that did not register a name.
+const defaultWho = "websocket"
+
+// onMessage handles one message from a client. Whatever is wrong with it
+// is answered with an "error" frame to that client alone.
+func (h *Hub) onMessage(ms *melody.Session, data []byte) {
+	s := sessionOf(ms)
+	if s == nil {
+		return
+	}
+	if int64(len(data)) > h.opts.MaxMessageBytes {
+		s.send(errorFrame(nil, CodeTooLarge, "message is "+strconv.Itoa(len(data))+
+			" bytes, more than websocket.max_message_bytes ("+strconv.FormatInt(h.opts.MaxMessageBytes, 10)+")"))
+		return
+	}
+	var m inMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		s.send(errorFrame(recoverID(data), CodeBadRequest, "message is not a valid JSON object: "+err.Error()))
+		return
+	}
+	if !validID(m.ID) {
+		s.send(errorFrame(nil, CodeBadRequest, `"id" must be a string or a number`))
+		return
+	}
+	switch m.Type {
+	case TypeSubscribe:
+		h.subscribe(s, &m)
+	case TypeUnsubscribe:
+		h.unsubscribe(s, &m)
+	case TypeContextSet:
+		h.contextSet(s, &m)
+	case TypeClientRegister:
+		h.clientRegister(s, &m)
+	case TypeClientStats:
+		s.send(encode(h.clientStats(m.ID)))
+	case TypePing:
+		rev, _ := h.st.Committed()
+		s.send(encode(pongMsg{Type: TypePong, ID: m.ID, Rev: rev}))
+	case "":
+		s.send(errorFrame(m.ID, CodeBadRequest, `message has no "type"`))
+	default:
+		s.send(errorFrame(m.ID, CodeUnknownType, "unknown message type "+strconv.Quote(m.Type)+
+			": use subscribe, unsubscribe, context_set, client_register, client_stats or ping"))
+	}
+}
+
+func errorFrame(id json.RawMessage, code, msg string) []byte {
+	return encode(errorMsg{Type: TypeError, ID: id, Code: code, Message: msg})
+}
+
+// validID accepts no id, a string or a number.
+func validID(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return true
+	}
+	var v any
+	if json.Unmarshal(id, &v) != nil {
+		return false
+	}
+	switch v.(type) {
+	case string, float64:
+		return true
+	}
+	return false
+}
+
+// recoverID finds the "id" of a message that failed to decode as a whole
+// (a field of the wrong type), so that the error can still name it.
+func recoverID(data []byte) json.RawMessage {
+	var m struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(data, &m) != nil || !validID(m.ID) {
+		return nil
+	}
+	return m.ID
+}
+
+// subscribe adds subscriptions: after the current position, after
+// from_rev, or after a snapshot of them that is sent first.
+func (h *Hub) subscribe(s *session, m *inMessage) {
+	subs, err := makeSubs(m.NS, m.Prefix)
+	if err != nil {
+		s.send(errorFrame(m.ID, CodeBadRequest, "subscribe: "+err.Error()))
+		return
+	}
+	if m.Snapshot && m.FromRev != nil {
+		s.send(errorFrame(m.ID, CodeBadRequest, "subscribe: give from_rev or snapshot, not both"))
+		return
+	}
+	var (
+		snap    [][]byte
+		snapRev uint64
+	)
+	if m.FromRev != nil {
+		ce, err := h.checkFrom(*m.FromRev)
+		if err != nil {
+			s.send(h.storeError(m.ID, "subscribe", err))
+			return
+		}
+		if ce != nil {
+			rev, _ := h.st.Committed()
+			s.send(compactedFrame(m.ID, *m.FromRev, ce, rev))
+			return
+		}
+	}
+	if m.Snapshot {
+		snap, snapRev, err = h.snapshot(subs, m.ID)
+		if err != nil {
+			s.send(h.storeError(m.ID, "subscribe", err))
+			return
+		}
+	}
+	committed, _ := h.st.Committed()
+	s.mu.Lock()
+	if len(s.subs)+len(subs) > maxSubscriptions {
+		s.sendLocked(errorFrame(m.ID, CodeBadRequest, "subscribe: at most "+strconv.Itoa(maxSubscriptions)+" subscriptions per client"))
+		s.mu.Unlock()
+		return
+	}
+	since := s.pos
+	switch {
+	case m.FromRev != nil:
+		since = *m.FromRev
+	case m.Snapshot:
+		since = snapRev
+	}
+	s.addSubsLocked(subs, since, committed)
+	s.sendLocked(encode(subscribedMsg{Type: TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: since,
+		Subscriptions: s.subscriptionsLocked(), Batch: s.batch}))
+	for _, f := range snap {
+		if s.closing {
+			break
+		}
+		// Snapshot frames may exceed maxQueued: they are bounded by
+		// MaxSnapshotBytes instead.
+		s.out = append(s.out, f)
+	}
+	s.pumpLocked()
+	s.mu.Unlock()
+	h.kickSession(s)
+}
+
+// unsubscribe removes the given (namespace, prefix) subscriptions.
+func (h *Hub) unsubscribe(s *session, m *inMessage) {
+	subs, err := makeSubs(m.NS, m.Prefix)
+	if err != nil {
+		s.send(errorFrame(m.ID, CodeBadRequest, "unsubscribe: "+err.Error()))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := make([]sub, 0, len(s.subs))
+	removed := 0
+	for _, u := range s.subs {
+		if containsSub(subs, u.Subscription) {
+			removed++
+			continue
+		}
+		kept = append(kept, u)
+	}
+	if removed == 0 {
+		s.sendLocked(errorFrame(m.ID, CodeBadRequest, "unsubscribe: no such subscription (ns and prefix must match a subscription exactly)"))
+		return
+	}
+	s.setSubsLocked(kept)
+	s.sendLocked(encode(subscribedMsg{Type: TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: s.pos,
+		Subscriptions: s.subscriptionsLocked(), Batch: s.batch}))
+}
+
+// contextSet writes a value through the store, with the REST API's checks
+// and compare-and-swap (if_version), and answers context_set_confirmed.
+func (h *Hub) contextSet(s *session, m *inMessage) {
+	ns := store.DefaultNamespace
+	switch len(m.NS) {
+	case 0:
+	case 1:
+		ns = m.NS[0]
+	default:
+		s.send(errorFrame(m.ID, CodeBadRequest, "context_set: give one ns"))
+		return
+	}
+	if m.Key == "" {
+		s.send(errorFrame(m.ID, CodeBadRequest, `context_set: "key" is missing or empty`))
+		return
+	}
+	if m.Value == nil {
+		s.send(errorFrame(m.ID, CodeBadRequest, `context_set: "value" is missing (use null for null)`))
+		return
+	}
+	who := m.Who
+	if who == "" {
+		s.mu.Lock()
+		who = s.name
+		s.mu.Unlock()
+	}
+	if who == "" {
+		who = defaultWho
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.opts.WriteTimeout)
+	defer cancel()
+	rec, err := h.st.Put(ctx, ns, m.Key, bytes.TrimSpace(m.Value), m.IfVersion, who)
+	if err != nil {
+		s.send(h.storeError(m.ID, "context_set", err))
+		return
+	}
+	s.send(encode(setConfirmedMsg{Type: TypeContextSetConfirmed, ID: m.ID, NS: rec.Namespace, Key: rec.Key,
+		Version: rec.Version, Rev: rec.ModRev, Who: rec.Who, Timestamp: rec.UpdatedAt.UTC()}))
+}
+
+// storeError turns a store error into an "error" frame with the REST API's
+// code and details.
+func (h *Hub) storeError(id json.RawMessage, op string, err error) []byte {
+	_, code, known := httpapi.ErrorCode(err)
+	msg := errorMsg{Type: TypeError, ID: id, Code: code, Message: err.Error()}
+	if !known {
+		h.log.Error().Err(err).Str("op", op).Msg("WebSocket request failed")
+		msg.Message = op + ": internal error"
+	}
+	var ce *store.ConflictError
+	if errors.As(err, &ce) {
+		cur := ce.Current
+		msg.NS, msg.Key, msg.CurrentVersion = ce.Namespace, ce.Key, &cur
+	}
+	var cpe *store.CompactedError
+	if errors.As(err, &cpe) {
+		msg.CompactedRevision = cpe.Compacted
+	}
+	return encode(msg)
+}
+
+// maxNameBytes bounds a registered client type or name.
+const maxNameBytes = 256
+
+func (h *Hub) clientRegister(s *session, m *inMessage) {
+	if len(m.ClientType) > maxNameBytes || len(m.Name) > maxNameBytes {
+		s.send(errorFrame(m.ID, CodeBadRequest, "client_register: client_type and name are at most "+strconv.Itoa(maxNameBytes)+" bytes"))
+		return
+	}
+	ct := m.ClientType
+	if ct == "" {
+		ct = "unknown"
+	}
+	s.mu.Lock()
+	s.clientType, s.name = ct, m.Name
+	s.sendLocked(encode(registeredMsg{Type: TypeRegistrationConfirmed, ID: m.ID, ClientID: s.id,
+		ClientType: ct, Name: m.Name, Timestamp: time.Now().UTC()}))
+	s.mu.Unlock()
+}
+
+// clientStats counts the connected clients, by registered type
+// ("unregistered" for the others).
+func (h *Hub) clientStats(id json.RawMessage) statsMsg {
+	byType := map[string]int{}
+	sessions := h.all()
+	for _, s := range sessions {
+		s.mu.Lock()
+		t := s.clientType
+		s.mu.Unlock()
+		if t == "" {
+			t = "unregistered"
+		}
+		byType[t]++
+	}
+	rev, _ := h.st.Committed()
+	return statsMsg{Type: TypeClientStats, ID: id, ConnectedClients: len(sessions), ClientsByType: byType,
+		Rev: rev, Timestamp: time.Now().UTC()}
+}

@@ -1,0 +1,406 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/store"
+)
+
+func TestContextSet(t *testing.T) {
+	ts := startServer(t, Options{})
+	w := dial(t, ts.wsURL(url.Values{"ns": {"nothing"}}), nil) // answers only
+	w.expect(TypeSubscribed)
+	watcher := dial(t, ts.wsURL(url.Values{"ns": {"team"}}), nil)
+	watcher.expect(TypeSubscribed)
+
+	w.sendJSON(map[string]any{"type": "context_set", "id": "r1", "ns": "team", "key": "app/config",
+		"value": map[string]any{"debug": true}, "who": "alice"})
+	m := w.expect(TypeContextSetConfirmed)
+	assert.JSONEq(t, `"r1"`, string(m.ID))
+	assert.Equal(t, "team", m.NS)
+	assert.Equal(t, "app/config", m.Key)
+	assert.Equal(t, uint64(1), m.Version)
+	assert.Equal(t, uint64(1), m.Rev)
+	assert.Equal(t, "alice", m.Who)
+
+	// The write is durable and visible to everyone, like a REST put.
+	rec, err := ts.st.Get("team", "app/config")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"debug":true}`, string(rec.Value))
+	got := watcher.changes(1)
+	assert.Equal(t, "alice", got[0].Who)
+	assert.JSONEq(t, `{"debug":true}`, string(got[0].Value))
+
+	// Compare-and-swap: same codes and details as REST.
+	w.sendJSON(map[string]any{"type": "context_set", "id": 2, "ns": "team", "key": "app/config", "value": 1, "if_version": 1})
+	m = w.expect(TypeContextSetConfirmed)
+	assert.Equal(t, uint64(2), m.Version)
+	assert.Equal(t, "websocket", m.Who)
+	w.sendJSON(map[string]any{"type": "context_set", "id": 3, "ns": "team", "key": "app/config", "value": 2, "if_version": 1})
+	m = w.expect(TypeError)
+	assert.Equal(t, "conflict", m.Code)
+	assert.JSONEq(t, "3", string(m.ID))
+	require.NotNil(t, m.CurrentVersion)
+	assert.Equal(t, uint64(2), *m.CurrentVersion)
+	w.sendJSON(map[string]any{"type": "context_set", "key": "new", "value": 1, "if_version": 0})
+	assert.Equal(t, uint64(1), w.expect(TypeContextSetConfirmed).Version)
+
+	// Validation: as REST.
+	for _, tc := range []struct {
+		msg  string
+		code string
+	}{
+		{`{"type":"context_set","value":1}`, "bad_request"},
+		{`{"type":"context_set","key":"k"}`, "bad_request"},
+		{`{"type":"context_set","key":"k","value":1,"ns":"bad ns"}`, "bad_request"},
+		{`{"type":"context_set","key":"a\u0001b","value":1}`, "bad_request"},
+		{`{"type":"context_set","key":"` + strings.Repeat("k", 1025) + `","value":1}`, "too_large"},
+		{`{"type":"context_set","key":"k","value":1,"ns":["a","b"]}`, "bad_request"},
+	} {
+		w.sendRaw([]byte(tc.msg))
+		m := w.expect(TypeError)
+		assert.Equal(t, tc.code, m.Code, tc.msg)
+		assert.NotEmpty(t, m.Message)
+	}
+
+	// The registered name is the default who.
+	w.sendJSON(map[string]any{"type": "client_register", "client_type": "dashboard", "name": "ops-board"})
+	w.expect(TypeRegistrationConfirmed)
+	w.sendJSON(map[string]any{"type": "context_set", "key": "by-name", "value": true})
+	assert.Equal(t, "ops-board", w.expect(TypeContextSetConfirmed).Who)
+}
+
+func TestRegisterAndStats(t *testing.T) {
+	ts := startServer(t, Options{})
+	a := dial(t, ts.wsURL(nil), nil)
+	a.expect(TypeSubscribed)
+	b := dial(t, ts.wsURL(nil), nil)
+	bSub := b.expect(TypeSubscribed)
+	c := dial(t, ts.wsURL(nil), nil)
+	c.expect(TypeSubscribed)
+
+	a.sendJSON(map[string]any{"type": "client_register", "id": "x", "client_type": "dashboard", "name": "board-1"})
+	m := a.expect(TypeRegistrationConfirmed)
+	assert.Equal(t, "dashboard", m.ClientType)
+	assert.Equal(t, "board-1", m.Name)
+	assert.NotEmpty(t, m.ClientID)
+	assert.JSONEq(t, `"x"`, string(m.ID))
+	b.sendJSON(map[string]any{"type": "client_register", "client_type": "script"})
+	assert.Equal(t, bSub.ClientID, b.expect(TypeRegistrationConfirmed).ClientID)
+
+	c.sendJSON(map[string]any{"type": "client_stats"})
+	m = c.expect(TypeClientStats)
+	assert.Equal(t, 3, m.ConnectedClients)
+	assert.Equal(t, map[string]int{"dashboard": 1, "script": 1, "unregistered": 1}, m.ClientsByType)
+
+	// /v1/status reports the same number.
+	resp, err := http.Get(ts.srv.URL + "/v1/status")
+	require.NoError(t, err)
+	var st struct {
+		Clients int `json:"clients"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
+	resp.Body.Close()
+	assert.Equal(t, 3, st.Clients)
+
+	c.sendJSON(map[string]any{"type": "ping", "id": 7})
+	assert.JSONEq(t, "7", string(c.expect(TypePong).ID))
+}
+
+// Bad messages get an error frame; the connection and the other clients'
+// feeds go on.
+func TestBadMessages(t *testing.T) {
+	ts := startServer(t, Options{MaxMessageBytes: 1 << 10})
+	bad := dial(t, ts.wsURL(nil), nil)
+	bad.expect(TypeSubscribed)
+	other := dial(t, ts.wsURL(nil), nil)
+	other.expect(TypeSubscribed)
+
+	for _, tc := range []struct {
+		msg  string
+		code string
+	}{
+		{`not json`, CodeBadRequest},
+		{`[1,2]`, CodeBadRequest},
+		{`{"type":"context_set","key":5,"id":"k5"}`, CodeBadRequest},
+		{`{"id":1}`, CodeBadRequest},
+		{`{"type":"explode","id":"e"}`, CodeUnknownType},
+		{`{"type":"ping","id":{"a":1}}`, CodeBadRequest},
+		{`{"type":"subscribe","ns":"no spaces"}`, CodeBadRequest},
+		{`{"type":"unsubscribe","ns":"never"}`, CodeBadRequest},
+		{`{"type":"subscribe","snapshot":true,"from_rev":1}`, CodeBadRequest},
+		{`{"type":"ping","pad":"` + strings.Repeat("x", 1200) + `"}`, CodeTooLarge},
+	} {
+		bad.sendRaw([]byte(tc.msg))
+		m := bad.expect(TypeError)
+		assert.Equal(t, tc.code, m.Code, "%s: %s", tc.msg, m.Message)
+		assert.NotEmpty(t, m.Message)
+	}
+	bad.sendRaw([]byte(`{"type":"context_set","key":5,"id":"k5"}`))
+	assert.JSONEq(t, `"k5"`, string(bad.expect(TypeError).ID), "the id is recovered from a message that failed to decode")
+	require.NoError(t, bad.c.WriteMessage(websocket.BinaryMessage, []byte{1, 2}))
+	assert.Equal(t, CodeBadRequest, bad.expect(TypeError).Code)
+
+	// Still connected and subscribed.
+	ts.put("default", "k", "1")
+	assert.Equal(t, []uint64{1}, revs(bad.changes(1)))
+	assert.Equal(t, []uint64{1}, revs(other.changes(1)))
+
+	// Over twice the limit, the connection is closed with 1009; the others
+	// go on.
+	bad.sendRaw([]byte(`{"type":"ping","pad":"` + strings.Repeat("x", 4096) + `"}`))
+	_, err := bad.nextErr()
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, websocket.CloseMessageTooBig, ce.Code)
+	ts.put("default", "k", "2")
+	assert.Equal(t, []uint64{2}, revs(other.changes(2)))
+}
+
+func TestOrigins(t *testing.T) {
+	ts := startServer(t, Options{AllowedOrigins: []string{"https://dash.example.com"}})
+	for _, tc := range []struct {
+		origin string
+		ok     bool
+	}{
+		{"", true},
+		{ts.srv.URL, true}, // same origin
+		{"http://localhost:3000", true},
+		{"http://127.0.0.1:9999", true},
+		{"https://dash.example.com", true},
+		{"https://evil.example.com", false},
+		{"https://dash.example.com.evil.net", false},
+		{"null", false},
+	} {
+		hdr := http.Header{}
+		if tc.origin != "" {
+			hdr.Set("Origin", tc.origin)
+		}
+		c, resp, err := dialErr(ts.wsURL(nil), hdr)
+		if tc.ok {
+			require.NoError(t, err, tc.origin)
+			c.Close()
+			continue
+		}
+		require.Error(t, err, tc.origin)
+		require.NotNil(t, resp, tc.origin)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode, tc.origin)
+		assert.Contains(t, string(body), `"code":"forbidden"`)
+		assert.Contains(t, string(body), "websocket.allowed_origins")
+	}
+
+	any := startServer(t, Options{AllowedOrigins: []string{"*"}})
+	c, _, err := dialErr(any.wsURL(nil), http.Header{"Origin": {"https://anywhere.example"}})
+	require.NoError(t, err)
+	c.Close()
+}
+
+// Refusals before the upgrade are JSON errors in the API's format.
+func TestRefusals(t *testing.T) {
+	ts := startServer(t, Options{MaxClients: 2})
+	resp, err := http.Get(ts.srv.URL + "/v1/watch")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Contains(t, string(body), `"code":"bad_request"`)
+
+	for _, q := range []string{"ns=bad%20ns", "from_rev=-1", "snapshot=maybe", "batch=2x", "snapshot=1&from_rev=3"} {
+		_, resp, err := dialErr(ts.wsURL(nil)+"?"+q, nil)
+		require.Error(t, err, q)
+		require.NotNil(t, resp, q)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, q)
+		assert.Contains(t, string(body), `"code":"bad_request"`, q)
+	}
+
+	a := dial(t, ts.wsURL(nil), nil)
+	a.expect(TypeSubscribed)
+	b := dial(t, ts.wsURL(nil), nil)
+	b.expect(TypeSubscribed)
+	_, resp, err = dialErr(ts.wsURL(nil), nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+}
+
+func TestSubscribeUnsubscribe(t *testing.T) {
+	ts := startServer(t, Options{})
+	c := dial(t, ts.wsURL(url.Values{"ns": {"a"}}), nil)
+	c.expect(TypeSubscribed)
+	ts.put("a", "k", "1") // 1
+	ts.put("b", "k", "1") // 2
+	assert.Equal(t, []uint64{1}, revs(c.changes(1)))
+
+	// Add b from now on.
+	c.sendJSON(map[string]any{"type": "subscribe", "id": "s1", "ns": "b", "prefix": "x/"})
+	m := c.expect(TypeSubscribed)
+	assert.JSONEq(t, `"s1"`, string(m.ID))
+	assert.Equal(t, []Subscription{{"a", ""}, {"b", "x/"}}, m.Subscriptions)
+	ts.put("b", "x/1", "1") // 3
+	ts.put("b", "y/1", "1") // 4
+	ts.put("a", "k", "2")   // 5
+	assert.Equal(t, []uint64{3, 5}, revs(c.changes(5)))
+
+	// Add c with from_rev: its older changes are replayed, a's are not
+	// sent twice.
+	ts.put("c", "k", "1") // 6
+	ts.put("a", "k", "3") // 7
+	assert.Equal(t, []uint64{7}, revs(c.changes(7)))
+	c.sendJSON(map[string]any{"type": "subscribe", "ns": []string{"c"}, "from_rev": 0})
+	assert.Equal(t, uint64(0), c.expect(TypeSubscribed).Rev)
+	assert.Equal(t, []uint64{6}, revs(c.changes(6)))
+	ts.put("c", "k", "2") // 8
+	ts.put("a", "k", "4") // 9
+	assert.Equal(t, []uint64{8, 9}, revs(c.changes(9)))
+
+	// Drop a.
+	c.sendJSON(map[string]any{"type": "unsubscribe", "ns": "a"})
+	assert.Equal(t, []Subscription{{"b", "x/"}, {"c", ""}}, c.expect(TypeSubscribed).Subscriptions)
+	ts.put("a", "k", "5") // 10
+	ts.put("c", "k", "3") // 11
+	assert.Equal(t, []uint64{11}, revs(c.changes(11)))
+
+	// Add a with a snapshot: the snapshot first, then a's changes after it.
+	c.sendJSON(map[string]any{"type": "subscribe", "ns": "a", "snapshot": true, "id": 9})
+	m = c.expect(TypeSubscribed)
+	assert.Equal(t, uint64(11), m.Rev)
+	m = c.expect(TypeContextSnapshot)
+	assert.True(t, m.Complete)
+	assert.Equal(t, uint64(11), m.Rev)
+	require.Len(t, m.Keys, 1)
+	assert.JSONEq(t, "5", string(m.Keys[0].Value))
+	ts.put("a", "k", "6") // 12
+	assert.Equal(t, []uint64{12}, revs(c.changes(12)))
+
+	// Every namespace.
+	all := dial(t, ts.wsURL(url.Values{"ns": {"*"}, "snapshot": {"true"}}), nil)
+	all.expect(TypeSubscribed)
+	m = all.expect(TypeContextSnapshot)
+	assert.Len(t, m.Keys, 5) // a/k, b/k, b/x/1, b/y/1, c/k
+	ts.put("zzz", "k", "1")
+	got := all.changes(13)
+	assert.Equal(t, "zzz", got[0].NS)
+}
+
+func TestNotifyDumped(t *testing.T) {
+	ts := startServer(t, Options{})
+	var clients []*wsClient
+	for range 3 {
+		c := dial(t, ts.wsURL(nil), nil)
+		c.expect(TypeSubscribed)
+		clients = append(clients, c)
+	}
+	ts.hub.NotifyDumped(DumpInfo{Filename: "ctx.json", Format: "json", KeyCount: 3, FileSize: 120, Who: "ops"})
+	for _, c := range clients {
+		m := c.expect(TypeContextDumped)
+		assert.Equal(t, "ctx.json", m.Filename)
+		assert.Equal(t, "json", m.Format)
+		assert.Equal(t, 3, m.KeyCount)
+		assert.Equal(t, "ops", m.Who)
+		assert.False(t, m.Timestamp.IsZero())
+	}
+}
+
+// genStore is a store whose generation the test bumps, as an online restore
+// does.
+type genStore struct {
+	*store.Store
+	gen atomic.Uint64
+}
+
+func (g *genStore) Generation() uint64 { return g.gen.Load() }
+
+// After a restore (a new generation), every client gets "reset" with the
+// current revision and continues from there.
+func TestResetOnRestore(t *testing.T) {
+	var gs *genStore
+	ts := startTestServer(&testServer{t: t, dir: t.TempDir(), wrap: func(st *store.Store) Store {
+		gs = &genStore{Store: st}
+		return gs
+	}})
+	c := dial(t, ts.wsURL(nil), nil)
+	c.expect(TypeSubscribed)
+	b := dial(t, ts.wsURL(url.Values{"batch": {"true"}}), nil)
+	b.expect(TypeSubscribed)
+	ts.put("default", "k", "1")
+	assert.Equal(t, []uint64{1}, revs(c.changes(1)))
+	assert.Equal(t, []uint64{1}, revs(b.changes(1)))
+
+	gs.gen.Add(1)
+	ts.put("default", "k", "2") // wakes the hub, which sees the new generation
+	for _, w := range []*wsClient{c, b} {
+		m := w.expect(TypeReset)
+		assert.Equal(t, uint64(2), m.Rev)
+		assert.NotEmpty(t, m.Message)
+	}
+	ts.put("default", "k", "3")
+	assert.Equal(t, []uint64{3}, revs(c.changes(3)))
+	assert.Equal(t, []uint64{3}, revs(b.changes(3)))
+}
+
+// A real online restore (the store swaps the file and bumps its
+// generation): every client gets "reset" with the revision changes continue
+// after, and later changes arrive, in order, above it.
+func TestRealRestoreSendsReset(t *testing.T) {
+	ts := startServer(t, Options{})
+	for i := range 5 {
+		ts.put("default", fmt.Sprintf("k%d", i), "1")
+	}
+	snap := filepath.Join(t.TempDir(), "snap.db")
+	f, err := os.Create(snap)
+	require.NoError(t, err)
+	_, err = ts.st.WriteSnapshot(f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	for i := range 5 {
+		ts.put("default", fmt.Sprintf("later%d", i), "2") // 6..10, undone by the restore
+	}
+
+	plain := dial(t, ts.wsURL(nil), nil)
+	plain.expect(TypeSubscribed)
+	batch := dial(t, ts.wsURL(url.Values{"batch": {"true"}, "from_rev": {"7"}}), nil)
+	batch.expect(TypeSubscribed)
+	assert.Equal(t, []uint64{8, 9, 10}, revs(batch.changes(10)))
+
+	res, err := ts.st.Restore(context.Background(), snap, store.RestoreOptions{})
+	require.NoError(t, err)
+	for _, c := range []*wsClient{plain, batch} {
+		m := c.expect(TypeReset)
+		assert.Equal(t, res.Revision, m.Rev)
+	}
+	_, err = ts.st.Get("default", "later0")
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	rev := ts.put("default", "after", "3")
+	require.Greater(t, rev, res.Revision)
+	for _, c := range []*wsClient{plain, batch} {
+		got := c.changes(rev)
+		assert.Equal(t, []uint64{rev}, revs(got))
+		assert.Equal(t, "after", got[0].Key)
+	}
+	// Resuming from before the snapshot's revision, where both histories
+	// agree: the restored history is replayed.
+	c := dial(t, ts.wsURL(url.Values{"from_rev": {"3"}}), nil)
+	c.expect(TypeSubscribed)
+	assert.Equal(t, []uint64{4, 5, rev}, revs(c.changes(rev)))
+}

@@ -1,0 +1,302 @@
+package realtime
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/framework0/ctxd/store"
+)
+
+// Message types. Every frame is one JSON object whose "type" is one of
+// these; with batch=true a frame of type "batch" carries several of them.
+const (
+	// Server to client.
+	TypeContextUpdated        = "context_updated"
+	TypeBatch                 = "batch"
+	TypeSubscribed            = "subscribed"
+	TypeContextSnapshot       = "context_snapshot"
+	TypeClientStats           = "client_stats"
+	TypeRegistrationConfirmed = "registration_confirmed"
+	TypeContextSetConfirmed   = "context_set_confirmed"
+	TypeContextDumped         = "context_dumped"
+	TypeCompacted             = "compacted"
+	TypeReset                 = "reset"
+	TypeError                 = "error"
+	TypePong                  = "pong"
+
+	// Client to server (client_stats is both: a request and its answer).
+	TypeSubscribe      = "subscribe"
+	TypeUnsubscribe    = "unsubscribe"
+	TypeContextSet     = "context_set"
+	TypeClientRegister = "client_register"
+	TypePing           = "ping"
+)
+
+// Error codes of "error" frames, besides those of the REST API (conflict,
+// too_large, bad_request, unavailable, ...), which context_set reuses.
+const (
+	// CodeLagged: the client fell too far behind; the frame's from_rev is
+	// the revision to reconnect with. Sent last, before the server closes.
+	CodeLagged = "lagged"
+	// CodeUnknownType: the message's type is not one the server knows.
+	CodeUnknownType = "unknown_type"
+	// CodeBadRequest: the message is not a JSON object, or a field is wrong.
+	CodeBadRequest = "bad_request"
+	// CodeTooLarge: the message is larger than websocket.max_message_bytes.
+	CodeTooLarge = "too_large"
+	// CodeInternal: a server-side failure; details are in the server log.
+	CodeInternal = "internal"
+)
+
+// Subscription is one (namespace, key prefix) pair a session watches. "*"
+// as the namespace means every namespace.
+type Subscription struct {
+	Namespace string `json:"ns"`
+	Prefix    string `json:"prefix"`
+}
+
+// AllNamespaces, as a subscription's namespace, matches every namespace.
+const AllNamespaces = "*"
+
+// DumpInfo describes a dump that was written; NotifyDumped sends it to every
+// client as a "context_dumped" frame.
+type DumpInfo struct {
+	Filename string `json:"filename"`
+	Format   string `json:"format"`
+	Path     string `json:"path,omitempty"`
+	// Namespace is the namespace dumped.
+	Namespace string `json:"ns,omitempty"`
+	// Revision is the revision the dump is consistent at.
+	Revision       uint64    `json:"rev,omitempty"`
+	KeyCount       int       `json:"key_count"`
+	IncludeHistory bool      `json:"include_history"`
+	FileSize       int64     `json:"file_size"`
+	Who            string    `json:"who,omitempty"`
+	Timestamp      time.Time `json:"timestamp"`
+}
+
+// inMessage is any message a client sends; which fields count depends on
+// Type. Unknown fields are ignored, so that Framework0 clients that send
+// more than ctxd reads still work.
+type inMessage struct {
+	Type string `json:"type"`
+	// ID, when given (a string or a number), is echoed in the answer.
+	ID json.RawMessage `json:"id"`
+
+	// subscribe, unsubscribe
+	NS       nsList  `json:"ns"`
+	Prefix   string  `json:"prefix"`
+	FromRev  *uint64 `json:"from_rev"`
+	Snapshot bool    `json:"snapshot"`
+
+	// context_set
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	IfVersion *uint64         `json:"if_version"`
+	Who       string          `json:"who"`
+
+	// client_register
+	ClientType string `json:"client_type"`
+	Name       string `json:"name"`
+}
+
+// nsList accepts "ns" as one string or a list of strings.
+type nsList []string
+
+func (l *nsList) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*l = nsList{s}
+		return nil
+	}
+	var ss []string
+	if err := json.Unmarshal(b, &ss); err != nil {
+		return err
+	}
+	*l = ss
+	return nil
+}
+
+// Outgoing messages other than context_updated, which is encoded by hand
+// (appendChange) because it is the hot path.
+type (
+	subscribedMsg struct {
+		Type          string          `json:"type"`
+		ID            json.RawMessage `json:"id,omitempty"`
+		ClientID      string          `json:"client_id"`
+		Rev           uint64          `json:"rev"`
+		Subscriptions []Subscription  `json:"subscriptions"`
+		Batch         bool            `json:"batch"`
+	}
+	snapshotMsg struct {
+		Type     string          `json:"type"`
+		ID       json.RawMessage `json:"id,omitempty"`
+		Rev      uint64          `json:"rev"`
+		Keys     []store.Record  `json:"keys"`
+		Complete bool            `json:"complete"`
+	}
+	statsMsg struct {
+		Type             string          `json:"type"`
+		ID               json.RawMessage `json:"id,omitempty"`
+		ConnectedClients int             `json:"connected_clients"`
+		ClientsByType    map[string]int  `json:"clients_by_type"`
+		Rev              uint64          `json:"rev"`
+		Timestamp        time.Time       `json:"timestamp"`
+	}
+	registeredMsg struct {
+		Type       string          `json:"type"`
+		ID         json.RawMessage `json:"id,omitempty"`
+		ClientID   string          `json:"client_id"`
+		ClientType string          `json:"client_type"`
+		Name       string          `json:"name"`
+		Timestamp  time.Time       `json:"timestamp"`
+	}
+	setConfirmedMsg struct {
+		Type      string          `json:"type"`
+		ID        json.RawMessage `json:"id,omitempty"`
+		NS        string          `json:"ns"`
+		Key       string          `json:"key"`
+		Version   uint64          `json:"version"`
+		Rev       uint64          `json:"rev"`
+		Who       string          `json:"who"`
+		Timestamp time.Time       `json:"timestamp"`
+	}
+	dumpedMsg struct {
+		Type string `json:"type"`
+		DumpInfo
+	}
+	compactedMsg struct {
+		Type              string          `json:"type"`
+		ID                json.RawMessage `json:"id,omitempty"`
+		FromRev           uint64          `json:"from_rev"`
+		CompactedRevision uint64          `json:"compacted_revision"`
+		Rev               uint64          `json:"rev"`
+		Message           string          `json:"message"`
+	}
+	resetMsg struct {
+		Type    string `json:"type"`
+		Rev     uint64 `json:"rev"`
+		Message string `json:"message"`
+	}
+	pongMsg struct {
+		Type string          `json:"type"`
+		ID   json.RawMessage `json:"id,omitempty"`
+		Rev  uint64          `json:"rev"`
+	}
+	errorMsg struct {
+		Type    string          `json:"type"`
+		ID      json.RawMessage `json:"id,omitempty"`
+		Code    string          `json:"code"`
+		Message string          `json:"message"`
+		// FromRev is, for lagged, the revision to reconnect with.
+		FromRev *uint64 `json:"from_rev,omitempty"`
+		// Conflict details.
+		NS             string  `json:"ns,omitempty"`
+		Key            string  `json:"key,omitempty"`
+		CurrentVersion *uint64 `json:"current_version,omitempty"`
+		// Compacted details.
+		CompactedRevision uint64 `json:"compacted_revision,omitempty"`
+	}
+)
+
+// encode marshals one of the message structs above. They hold only
+// strings, numbers, times and raw JSON that was validated, so it cannot fail.
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only a RawMessage that is not JSON could fail, and ids and values
+		// are validated before they get here.
+		b, _ = json.Marshal(errorMsg{Type: TypeError, Code: CodeInternal, Message: "encode: " + err.Error()})
+	}
+	return b
+}
+
+// appendChange appends a context_updated message for c:
+// {"type","rev","ns","key","op","value","version","who","timestamp"}.
+func appendChange(b []byte, c *store.Change) []byte {
+	b = append(b, `{"type":"context_updated","rev":`...)
+	b = strconv.AppendUint(b, c.Revision, 10)
+	b = append(b, `,"ns":`...)
+	b = appendString(b, c.Namespace)
+	b = append(b, `,"key":`...)
+	b = appendString(b, c.Key)
+	b = append(b, `,"op":"`...)
+	b = append(b, c.Op.String()...)
+	b = append(b, `","value":`...)
+	if c.Op == store.OpDelete || len(c.Value) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, c.Value...)
+	}
+	b = append(b, `,"version":`...)
+	b = strconv.AppendUint(b, c.Version, 10)
+	b = append(b, `,"who":`...)
+	b = appendString(b, c.Who)
+	b = append(b, `,"timestamp":"`...)
+	b = c.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, `"}`...)
+}
+
+// batchHead and batchTail frame the messages of a batch.
+const (
+	batchHead = `{"type":"batch","messages":[`
+	batchTail = `]}`
+)
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaping as encoding/json does
+// except that <, > and & are kept: quotes, backslashes, control characters,
+// U+2028 and U+2029 are escaped and invalid UTF-8 becomes U+FFFD.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

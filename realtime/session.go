@@ -1,0 +1,232 @@
+package realtime
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/olahol/melody"
+)
+
+// maxQueued bounds the frames other than changes (answers, notices) queued
+// for a session whose window is full. A client that sends requests but does
+// not read the answers is closed with "lagged" past it.
+const maxQueued = 256
+
+// session is one WebSocket client: its subscriptions, its position in the
+// change log, and the frames it has in flight.
+//
+// Frames go to melody only through write, which counts them in inflight;
+// melody's sent handler counts them out (sent). The hub gives a session
+// changes only while inflight < window, and melody's buffer holds window +
+// reserveFrames, so melody never has to drop one. Other frames (answers,
+// snapshots, notices) wait in out while the window is full and go first
+// when it drains: a session gets no change while out is not empty.
+type session struct {
+	h           *Hub
+	id          string
+	batch       bool
+	window      int
+	remote      string
+	connectedAt time.Time
+
+	ms *melody.Session // set once by the connect handler, before any write
+
+	mu sync.Mutex
+	// subs are the subscriptions; a change matches if any of them matches.
+	subs []sub
+	// pos is the session's position: every matching change with a revision
+	// <= pos has been handed to melody (or was before a reset).
+	pos uint64
+	// base is the committed revision when the current replay started
+	// (connect, or a subscribe that moved pos back): lag is counted from
+	// max(pos, base), so that a replay from an old revision is not taken
+	// for a slow client.
+	base     uint64
+	inflight int
+	out      [][]byte
+	closing  bool
+	// wantKick is set when the hub left the session behind for lack of
+	// window; sent asks the hub to come back once the window drains.
+	wantKick bool
+	// sig identifies the subscriptions (not their since), so that sessions
+	// with the same subscriptions at the same position share batch frames;
+	// maxSince is the largest since: sharing needs maxSince <= pos.
+	sig      string
+	maxSince uint64
+
+	clientType, name string
+
+	// refuse, when set at connect, is the only frame the session gets
+	// (compacted) before it is closed.
+	refuse []byte
+
+	// kickQueued is guarded by h.mu: the session is in h.kicked.
+	kickQueued bool
+}
+
+// sub is a subscription and the revision after which it applies.
+type sub struct {
+	Subscription
+	since uint64
+}
+
+func (s *session) matches(e *entry) bool {
+	for i := range s.subs {
+		u := &s.subs[i]
+		if e.rev > u.since && (u.Namespace == AllNamespaces || u.Namespace == e.ns) && strings.HasPrefix(e.key, u.Prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// subscriptions returns the subscriptions, without their since.
+func (s *session) subscriptionsLocked() []Subscription {
+	out := make([]Subscription, len(s.subs))
+	for i := range s.subs {
+		out[i] = s.subs[i].Subscription
+	}
+	return out
+}
+
+// setSubsLocked replaces the subscriptions and recomputes sig.
+func (s *session) setSubsLocked(subs []sub) {
+	sort.Slice(subs, func(i, j int) bool {
+		if subs[i].Namespace != subs[j].Namespace {
+			return subs[i].Namespace < subs[j].Namespace
+		}
+		return subs[i].Prefix < subs[j].Prefix
+	})
+	s.subs = subs
+	var b strings.Builder
+	s.maxSince = 0
+	for _, u := range subs {
+		b.WriteString(u.Namespace)
+		b.WriteByte(0)
+		b.WriteString(u.Prefix)
+		b.WriteByte(0)
+		s.maxSince = max(s.maxSince, u.since)
+	}
+	s.sig = b.String()
+}
+
+// addSubsLocked adds subscriptions that apply to changes after since. If
+// since is below the position, the position moves back to it; the existing
+// subscriptions then start after the old position, so that nothing they
+// matched is sent twice. An existing subscription with the same namespace
+// and prefix is replaced.
+func (s *session) addSubsLocked(add []Subscription, since, committed uint64) {
+	subs := make([]sub, 0, len(s.subs)+len(add))
+	for _, u := range s.subs {
+		if !containsSub(add, u.Subscription) {
+			subs = append(subs, u)
+		}
+	}
+	if since < s.pos {
+		for i := range subs {
+			subs[i].since = max(subs[i].since, s.pos)
+		}
+		s.pos = since
+		s.base = committed
+	}
+	for _, a := range add {
+		subs = append(subs, sub{Subscription: a, since: since})
+	}
+	s.setSubsLocked(subs)
+}
+
+func containsSub(list []Subscription, x Subscription) bool {
+	for _, y := range list {
+		if x == y {
+			return true
+		}
+	}
+	return false
+}
+
+// write hands a frame to melody and counts it in flight. It is the only
+// way frames reach melody.
+func (s *session) writeLocked(frame []byte) {
+	if err := s.ms.Write(frame); err != nil {
+		s.closing = true // melody has closed the session already
+		return
+	}
+	s.inflight++
+}
+
+// pumpLocked moves queued frames to melody while the window allows.
+func (s *session) pumpLocked() {
+	for len(s.out) > 0 && s.inflight < s.window && !s.closing {
+		s.writeLocked(s.out[0])
+		s.out[0] = nil
+		s.out = s.out[1:]
+	}
+	if len(s.out) == 0 {
+		s.out = nil
+	}
+}
+
+// sendLocked queues a frame that is not a change (an answer, a notice) and
+// sends it as soon as the window allows.
+func (s *session) sendLocked(frame []byte) {
+	if s.closing {
+		return
+	}
+	if len(s.out) >= maxQueued {
+		s.closeLaggedLocked("the client does not read its answers")
+		return
+	}
+	s.out = append(s.out, frame)
+	s.pumpLocked()
+}
+
+// send is sendLocked with the lock taken.
+func (s *session) send(frame []byte) {
+	s.mu.Lock()
+	s.sendLocked(frame)
+	s.mu.Unlock()
+}
+
+// sent is called by melody after each text frame is written to the socket.
+func (s *session) sent() {
+	s.mu.Lock()
+	s.inflight--
+	s.pumpLocked()
+	kick := s.wantKick && len(s.out) == 0 && s.inflight <= s.window/2 && !s.closing
+	if kick {
+		s.wantKick = false
+	}
+	s.mu.Unlock()
+	if kick {
+		s.h.kickSession(s)
+	}
+}
+
+// closeLocked closes the session after a last frame (if any). The frame and
+// the close message use melody's reserved slots, beyond the window.
+func (s *session) closeLocked(last []byte, code int, reason string) {
+	if s.closing {
+		return
+	}
+	if last != nil {
+		s.writeLocked(last)
+	}
+	s.closing = true
+	s.out = nil
+	_ = s.ms.CloseWithMsg(melody.FormatCloseMessage(code, reason))
+}
+
+// closeLaggedLocked closes a session that fell behind, with an "error"
+// frame of code lagged that names the revision to resume from: every
+// matching change up to pos is in melody's buffer before that frame.
+func (s *session) closeLaggedLocked(why string) {
+	from := s.pos
+	s.h.stats.lagged.Add(1)
+	s.h.log.Warn().Str("client_id", s.id).Str("remote", s.remote).Uint64("from_rev", from).Str("why", why).Msg("closing lagging WebSocket client")
+	s.closeLocked(encode(errorMsg{
+		Type: TypeError, Code: CodeLagged, FromRev: &from,
+		Message: "the client fell too far behind (" + why + "); reconnect with from_rev=" + uitoa(from) + " to resume",
+	}), melody.CloseTryAgainLater, "lagged")
+}
