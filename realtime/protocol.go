@@ -2,9 +2,9 @@ package realtime
 
 import (
 	"encoding/json"
+	"github.com/framework0/ctxd/internal/jsontext"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/framework0/ctxd/store"
 )
@@ -222,9 +222,9 @@ func appendChange(b []byte, c *store.Change) []byte {
 	b = append(b, `{"type":"context_updated","rev":`...)
 	b = strconv.AppendUint(b, c.Revision, 10)
 	b = append(b, `,"ns":`...)
-	b = appendString(b, c.Namespace)
+	b = jsontext.AppendString(b, c.Namespace)
 	b = append(b, `,"key":`...)
-	b = appendString(b, c.Key)
+	b = jsontext.AppendString(b, c.Key)
 	b = append(b, `,"op":"`...)
 	b = append(b, c.Op.String()...)
 	b = append(b, `","value":`...)
@@ -236,7 +236,7 @@ func appendChange(b []byte, c *store.Change) []byte {
 	b = append(b, `,"version":`...)
 	b = strconv.AppendUint(b, c.Version, 10)
 	b = append(b, `,"who":`...)
-	b = appendString(b, c.Who)
+	b = jsontext.AppendString(b, c.Who)
 	b = append(b, `,"timestamp":"`...)
 	b = c.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	return append(b, `"}`...)
@@ -247,56 +247,3 @@ const (
 	batchHead = `{"type":"batch","messages":[`
 	batchTail = `]}`
 )
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string, escaping as encoding/json does
-// except that <, > and & are kept: quotes, backslashes, control characters,
-// U+2028 and U+2029 are escaped and invalid UTF-8 becomes U+FFFD.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/framework0/ctxd/store"
 )
@@ -78,7 +79,7 @@ func FuzzValidateKey(f *testing.F) {
 }
 
 // FuzzValidateValue checks that a value is accepted exactly when it is one
-// JSON value, and that accepted values come back byte for byte.
+// JSON value of valid UTF-8, and that accepted values come back byte for byte.
 func FuzzValidateValue(f *testing.F) {
 	for _, seed := range []string{`1`, `"s"`, `{"a":[1,2,{"b":null}]}`, `{`, `1 2`, ``, `nul`, "\"\xff\"", ` true `} {
 		f.Add([]byte(seed))
@@ -86,7 +87,7 @@ func FuzzValidateValue(f *testing.F) {
 	s := openStore(f, store.Options{})
 	f.Fuzz(func(t *testing.T, value []byte) {
 		err := store.DefaultLimits.ValidateValue(value)
-		if (err == nil) != (len(value) > 0 && json.Valid(value)) {
+		if (err == nil) != (len(value) > 0 && json.Valid(value) && utf8.Valid(value)) {
 			t.Fatalf("validation of %q: %v, json.Valid %v", value, err, json.Valid(value))
 		}
 		if err != nil {

@@ -303,6 +303,11 @@ func (s *Store) ReadLog(after uint64, limit int) ([]Change, error) {
 		if c := s.compacted.Load(); c > 0 && after+1 < c {
 			return &CompactedError{Requested: after + 1, Compacted: c}
 		}
+		// A follower that saw revisions a full restore discarded cannot
+		// continue from them: the changes after them are not in this log.
+		if from := metaUint(tx, migrations.KeyRestoredFrom); from > 0 && after >= from && after < metaUint(tx, migrations.KeyFloor) {
+			return &CompactedError{Requested: after + 1, Compacted: lastRevision(tx), RestoredFrom: from}
+		}
 		cur := tx.Bucket(migrations.BucketLog).Cursor()
 		for k, v := cur.Seek(encodeRevision(after + 1)); k != nil && len(out) < limit; k, v = cur.Next() {
 			e, err := decodeChange(binary.BigEndian.Uint64(k), v)

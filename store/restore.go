@@ -96,6 +96,8 @@ func (s *Store) Restore(ctx context.Context, path string, opts RestoreOptions) (
 	}
 	s.maint.Lock()
 	defer s.maint.Unlock()
+	s.restoring.Store(true)
+	defer s.restoring.Store(false)
 	next := s.path + suffixRestore
 	if err := copyFile(next, snap.file()); err != nil {
 		return RestoreResult{}, fmt.Errorf("restore: copy snapshot: %w", err)
@@ -114,6 +116,10 @@ func (s *Store) Restore(ctx context.Context, path string, opts RestoreOptions) (
 	res.Revision = s.Revision()
 	return res, nil
 }
+
+// Restoring reports whether a full restore is replacing the database
+// (from the copy of the snapshot to the swap): /readyz answers 503 then.
+func (s *Store) Restoring() bool { return s.restoring.Load() }
 
 // setFloor makes the prepared file's revision at least live, so revisions
 // never go back, and records which revisions the restore discarded.

@@ -137,6 +137,10 @@ func TestFullRestore(t *testing.T) {
 
 	_, err = s.GetAt("default", "a", seen)
 	assert.ErrorIs(t, err, store.ErrCompacted, "revisions discarded by the restore are not answered")
+	_, err = s.ReadLog(seen-1, 10)
+	assert.ErrorIs(t, err, store.ErrCompacted, "a follower cannot resume from a discarded revision")
+	_, err = s.ReadLog(seen, 10)
+	assert.NoError(t, err, "from the restore's revision on, the log is whole")
 	old, err := s.GetAt("default", "a", info.Revision)
 	require.NoError(t, err)
 	assert.Equal(t, `"old"`, string(old.Value))

@@ -47,6 +47,8 @@ type Store struct {
 	// generation counts online restores: followers that see it change must
 	// re-read state, because the database was replaced.
 	generation atomic.Uint64
+	// restoring is set while a full restore replaces the database (Restoring).
+	restoring atomic.Bool
 
 	stats struct {
 		commits, requests, changes atomic.Uint64

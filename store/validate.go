@@ -53,6 +53,12 @@ func (l Limits) ValidateValue(value []byte) error {
 	if !json.Valid(value) {
 		return invalidf("value is not valid JSON")
 	}
+	// encoding/json accepts any bytes inside strings; JSON text must be
+	// UTF-8 (RFC 8259), and WebSocket text frames must be: a browser drops
+	// the connection on a frame that is not.
+	if !utf8.Valid(value) {
+		return invalidf("value is not valid UTF-8")
+	}
 	return nil
 }
 
