@@ -7,7 +7,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := bin/staticcheck
 STATICCHECK_VERSION := v0.7.0
 
-.PHONY: build run test test-tools bench fuzz perf fmt lint clean
+.PHONY: build run test test-tools bench fuzz perf load fmt lint clean
 
 ## build: compile ./bin/ctxd, stamped with the version from git describe ("dev" without git)
 build:
@@ -58,6 +58,10 @@ fuzz:
 ## perf: the performance suite's standard set against an in-process server (about 5 minutes); results in perf-results/<time>/ (more flags: make perf ARGS='--quick')
 perf: build
 	./$(BIN) perf $(ARGS)
+
+## load: the load test for 60 s instead of 3 (256 clients against the built server, under -race; make test runs the short one)
+load:
+	CTXD_LONG_LOAD=1 $(GO) test -race -run '^TestLoadMixedClients$$' -v -timeout 15m ./cmd/ctxd/
 
 ## fmt: format every Go file in place
 fmt:

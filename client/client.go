@@ -71,6 +71,8 @@ type Client struct {
 	base string // scheme://host[:port][/prefix], without a trailing slash
 	hc   *http.Client
 	who  string
+	// token is sent as a bearer token (WithToken, auth.go).
+	token string
 }
 
 // Option configures a Client.
@@ -104,6 +106,9 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	c := &Client{base: strings.TrimRight(u.String(), "/"), hc: http.DefaultClient}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.token != "" {
+		c.hc = withBearer(c.hc, c.token)
 	}
 	return c, nil
 }

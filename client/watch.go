@@ -183,9 +183,10 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 	if err != nil {
 		return false, &fatalError{err}
 	}
-	d := websocket.Dialer{HandshakeTimeout: w.opts.DialTimeout, Proxy: http.ProxyFromEnvironment}
+	d := websocket.Dialer{HandshakeTimeout: w.opts.DialTimeout, Proxy: http.ProxyFromEnvironment,
+		TLSClientConfig: w.c.tlsConfig()} // auth.go: the token and TLS settings of the REST calls
 	dctx, cancel := context.WithTimeout(ctx, w.opts.DialTimeout)
-	conn, resp, err := d.DialContext(dctx, u, nil)
+	conn, resp, err := d.DialContext(dctx, u, w.c.authHeader())
 	cancel()
 	if err != nil {
 		if resp != nil {

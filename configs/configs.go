@@ -3,7 +3,9 @@ package configs
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -28,6 +30,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	Log             Log
 	HTTP            HTTP
+	// Auth (auth.*) is access control: who may call the API.
+	Auth Auth
+	// TLS (tls.*) serves HTTPS when a certificate is given.
+	TLS TLS
 	// Limits (limits.*) bound what one request may write; the store enforces them.
 	Limits store.Limits
 	Compat Compat
@@ -112,6 +118,76 @@ type Log struct {
 type HTTP struct {
 	// MaxBodyBytes (http.max_body_bytes) bounds a request body.
 	MaxBodyBytes int64
+	// CORSOrigins (http.cors_origins, comma-separated) are the browser
+	// origins allowed to call the API from their pages; "*" allows any.
+	CORSOrigins []string
+	// RateLimit (http.rate_limit) is the requests per second each client
+	// (token, else IP address) may send; 0 turns the limit off.
+	RateLimit float64
+	// RateBurst (http.rate_burst) is how many requests a client may send at
+	// once above RateLimit; 0 means RateLimit rounded up.
+	RateBurst int
+	// ReadHeaderTimeout (http.read_header_timeout) bounds reading a
+	// request's headers; ReadTimeout (http.read_timeout) the whole request,
+	// body included. A client slower than that is disconnected.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	// MaxHeaderBytes (http.max_header_bytes) bounds a request's headers;
+	// larger ones get 431 from Go's HTTP server, which closes the connection.
+	MaxHeaderBytes int64
+}
+
+// Auth configures access control (see README, "Access control").
+type Auth struct {
+	// Mode (auth.mode) is auto (on unless the server listens on a
+	// loopback address only), on or off.
+	Mode string
+	// TokensFile (auth.tokens_file) is the YAML file of the tokens' hashes
+	// and rights, read at start and on SIGHUP.
+	TokensFile string
+}
+
+// TLS configures HTTPS. Both files or neither must be given.
+type TLS struct {
+	// CertFile (tls.cert_file) is the PEM certificate chain, reloaded on
+	// SIGHUP.
+	CertFile string
+	// KeyFile (tls.key_file) is the PEM private key, reloaded with it.
+	KeyFile string
+}
+
+// Auth modes.
+const (
+	AuthAuto = "auto"
+	AuthOn   = "on"
+	AuthOff  = "off"
+)
+
+// AuthEnabled reports whether access control is on: auth.mode on, or auto
+// and the listen address is not a loopback one.
+func (c Config) AuthEnabled() bool {
+	switch c.Auth.Mode {
+	case AuthOn:
+		return true
+	case AuthOff:
+		return false
+	}
+	return !IsLoopback(c.Addr)
+}
+
+// IsLoopback reports whether addr (host:port) listens on a loopback address
+// only: localhost, 127.0.0.0/8 or ::1. An empty host (every interface) is
+// not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // Defaults returns the configuration used when nothing is set.
@@ -121,11 +197,13 @@ func Defaults() Config {
 		DataDir:         "./data",
 		ShutdownTimeout: 10 * time.Second,
 		Log:             Log{Level: "info", Format: "json"},
-		HTTP:            HTTP{MaxBodyBytes: 2 << 20},
-		Limits:          store.DefaultLimits,
-		Compat:          Compat{Namespace: store.DefaultNamespace},
-		Snapshots:       Snapshots{Interval: 0, Keep: 7, MaxUploadBytes: 1 << 30},
-		History:         History{KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
+		HTTP: HTTP{MaxBodyBytes: 2 << 20, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+			MaxHeaderBytes: 64 << 10},
+		Auth:      Auth{Mode: AuthAuto},
+		Limits:    store.DefaultLimits,
+		Compat:    Compat{Namespace: store.DefaultNamespace},
+		Snapshots: Snapshots{Interval: 0, Keep: 7, MaxUploadBytes: 1 << 30},
+		History:   History{KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
 			MaxMessageBytes: 2 << 20, MaxClients: 10000, MaxLag: 10000},
 	}
@@ -214,6 +292,9 @@ func (c Config) Validate() error {
 		if err := s.set(&scratch, s.get(&c)); err != nil {
 			return &Error{Field: s.path, Err: err}
 		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return &Error{Field: "tls.key_file", Err: errors.New("give both tls.cert_file and tls.key_file, or neither")}
 	}
 	if c.HTTP.MaxBodyBytes < int64(c.Limits.MaxValueBytes) {
 		return &Error{Field: "http.max_body_bytes", Err: fmt.Errorf(
@@ -360,6 +441,87 @@ var settings = []setting{
 			return nil
 		},
 		get: func(c *Config) string { return strconv.FormatInt(c.HTTP.MaxBodyBytes, 10) },
+	},
+	{
+		path: "http.cors_origins",
+		set: func(c *Config, v string) error {
+			origins, err := parseOrigins(v)
+			if err != nil {
+				return err
+			}
+			c.HTTP.CORSOrigins = origins
+			return nil
+		},
+		get: func(c *Config) string { return strings.Join(c.HTTP.CORSOrigins, ",") },
+	},
+	{
+		path: "http.rate_limit",
+		set: func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return fmt.Errorf("invalid number %q (requests per second, such as 50 or 0.5; 0 turns the limit off)", v)
+			}
+			if f < 0 {
+				return errors.New("must be >= 0 (0 turns the limit off)")
+			}
+			c.HTTP.RateLimit = f
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatFloat(c.HTTP.RateLimit, 'g', -1, 64) },
+	},
+	{
+		path: "http.rate_burst",
+		set:  func(c *Config, v string) error { return setCount(&c.HTTP.RateBurst, v) },
+		get:  func(c *Config) string { return strconv.Itoa(c.HTTP.RateBurst) },
+	},
+	{
+		path: "http.read_header_timeout",
+		set:  func(c *Config, v string) error { return setDuration(&c.HTTP.ReadHeaderTimeout, v, false) },
+		get:  func(c *Config) string { return c.HTTP.ReadHeaderTimeout.String() },
+	},
+	{
+		path: "http.read_timeout",
+		set:  func(c *Config, v string) error { return setDuration(&c.HTTP.ReadTimeout, v, false) },
+		get:  func(c *Config) string { return c.HTTP.ReadTimeout.String() },
+	},
+	{
+		path: "http.max_header_bytes",
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v, 1<<30)
+			if err != nil {
+				return err
+			}
+			c.HTTP.MaxHeaderBytes = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatInt(c.HTTP.MaxHeaderBytes, 10) },
+	},
+	{
+		path: "auth.mode",
+		set: func(c *Config, v string) error {
+			switch v {
+			case AuthAuto, AuthOn, AuthOff:
+				c.Auth.Mode = v
+				return nil
+			}
+			return fmt.Errorf("invalid mode %q (use auto, on or off)", v)
+		},
+		get: func(c *Config) string { return c.Auth.Mode },
+	},
+	{
+		path: "auth.tokens_file",
+		set:  func(c *Config, v string) error { c.Auth.TokensFile = strings.TrimSpace(v); return nil },
+		get:  func(c *Config) string { return c.Auth.TokensFile },
+	},
+	{
+		path: "tls.cert_file",
+		set:  func(c *Config, v string) error { c.TLS.CertFile = strings.TrimSpace(v); return nil },
+		get:  func(c *Config) string { return c.TLS.CertFile },
+	},
+	{
+		path: "tls.key_file",
+		set:  func(c *Config, v string) error { c.TLS.KeyFile = strings.TrimSpace(v); return nil },
+		get:  func(c *Config) string { return c.TLS.KeyFile },
 	},
 	{
 		path: "limits.max_key_bytes",

@@ -88,7 +88,10 @@ func TestEnvNames(t *testing.T) {
 	}
 	assert.Equal(t, []string{
 		"CTXD_ADDR", "CTXD_DATA_DIR", "CTXD_SHUTDOWN_TIMEOUT", "CTXD_LOG_LEVEL", "CTXD_LOG_FORMAT",
-		"CTXD_HTTP_MAX_BODY_BYTES", "CTXD_LIMITS_MAX_KEY_BYTES", "CTXD_LIMITS_MAX_VALUE_BYTES",
+		"CTXD_HTTP_MAX_BODY_BYTES", "CTXD_HTTP_CORS_ORIGINS", "CTXD_HTTP_RATE_LIMIT", "CTXD_HTTP_RATE_BURST",
+		"CTXD_HTTP_READ_HEADER_TIMEOUT", "CTXD_HTTP_READ_TIMEOUT", "CTXD_HTTP_MAX_HEADER_BYTES",
+		"CTXD_AUTH_MODE", "CTXD_AUTH_TOKENS_FILE", "CTXD_TLS_CERT_FILE", "CTXD_TLS_KEY_FILE",
+		"CTXD_LIMITS_MAX_KEY_BYTES", "CTXD_LIMITS_MAX_VALUE_BYTES",
 		"CTXD_LIMITS_MAX_TXN_OPS", "CTXD_COMPAT_NAMESPACE",
 		"CTXD_SNAPSHOTS_INTERVAL", "CTXD_SNAPSHOTS_KEEP", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES",
 		"CTXD_HISTORY_KEEP_VERSIONS", "CTXD_HISTORY_KEEP_REVISIONS", "CTXD_HISTORY_KEEP_FOR", "CTXD_HISTORY_COMPACT_INTERVAL",
@@ -171,11 +174,19 @@ limits:
 				"CTXD_WEBSOCKET_PING_INTERVAL=5s", "CTXD_WEBSOCKET_WRITE_TIMEOUT=3s", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES=64KiB",
 				"CTXD_WEBSOCKET_ALLOWED_ORIGINS=https://a.example, http://b.example:8080/", "CTXD_WEBSOCKET_MAX_CLIENTS=7",
 				"CTXD_WEBSOCKET_MAX_LAG=100",
+				"CTXD_HTTP_CORS_ORIGINS=https://app.example", "CTXD_HTTP_RATE_LIMIT=12.5", "CTXD_HTTP_RATE_BURST=40",
+				"CTXD_HTTP_READ_HEADER_TIMEOUT=3s", "CTXD_HTTP_READ_TIMEOUT=20s", "CTXD_HTTP_MAX_HEADER_BYTES=16KiB",
+				"CTXD_AUTH_MODE=on", "CTXD_AUTH_TOKENS_FILE=/etc/ctxd/tokens.yaml",
+				"CTXD_TLS_CERT_FILE=/etc/ctxd/cert.pem", "CTXD_TLS_KEY_FILE=/etc/ctxd/key.pem",
 			},
 			want: func(c *Config) {
 				*c = Config{
 					Addr: "0.0.0.0:1", DataDir: "/d", ShutdownTimeout: 2 * time.Second,
-					Log: Log{Level: "error", Format: "console"}, HTTP: HTTP{MaxBodyBytes: 8 << 10},
+					Log: Log{Level: "error", Format: "console"},
+					HTTP: HTTP{MaxBodyBytes: 8 << 10, CORSOrigins: []string{"https://app.example"}, RateLimit: 12.5, RateBurst: 40,
+						ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 20 * time.Second, MaxHeaderBytes: 16 << 10},
+					Auth:      Auth{Mode: AuthOn, TokensFile: "/etc/ctxd/tokens.yaml"},
+					TLS:       TLS{CertFile: "/etc/ctxd/cert.pem", KeyFile: "/etc/ctxd/key.pem"},
 					Limits:    store.Limits{MaxKeyBytes: 16, MaxValueBytes: 1 << 10, MaxTxnOps: 2},
 					Compat:    Compat{Namespace: "legacy"},
 					Snapshots: Snapshots{Interval: time.Hour, Keep: 3, MaxUploadBytes: 1 << 20},
@@ -258,6 +269,11 @@ func TestErrors(t *testing.T) {
 		{name: "origin with a path", env: []string{"CTXD_WEBSOCKET_ALLOWED_ORIGINS=https://a.example/app"}, field: "websocket.allowed_origins", want: "invalid origin"},
 		{name: "zero max clients", file: "websocket:\n  max_clients: 0\n", field: "websocket.max_clients", want: "must be > 0"},
 		{name: "zero max lag", env: []string{"CTXD_WEBSOCKET_MAX_LAG=0"}, field: "websocket.max_lag", want: "must be > 0"},
+		{name: "bad auth mode", file: "auth:\n  mode: maybe\n", field: "auth.mode", want: `invalid mode "maybe"`},
+		{name: "negative rate limit", env: []string{"CTXD_HTTP_RATE_LIMIT=-1"}, field: "http.rate_limit", want: "must be >= 0"},
+		{name: "rate limit not a number", env: []string{"CTXD_HTTP_RATE_LIMIT=fast"}, field: "http.rate_limit", want: `invalid number "fast"`},
+		{name: "bad cors origin", env: []string{"CTXD_HTTP_CORS_ORIGINS=app.example"}, field: "http.cors_origins", want: "invalid origin"},
+		{name: "cert without key", file: "tls:\n  cert_file: /c.pem\n", field: "tls.key_file", want: "give both"},
 		{name: "zero ping interval", file: "websocket:\n  ping_interval: 0s\n", field: "websocket.ping_interval", want: "must be > 0"},
 		{name: "missing file", file: "-", want: "no such file"},
 		{
@@ -304,6 +320,32 @@ func TestValidate(t *testing.T) {
 	c = Defaults()
 	c.Log.Level = "verbose"
 	require.ErrorContains(t, c.Validate(), "config: log.level: invalid level")
+}
+
+// auth.mode auto turns access control on unless the server listens on a
+// loopback address only; on and off are what they say.
+func TestAuthEnabled(t *testing.T) {
+	for _, tc := range []struct {
+		mode, addr string
+		want       bool
+	}{
+		{AuthAuto, "127.0.0.1:8080", false},
+		{AuthAuto, "127.1.2.3:8080", false},
+		{AuthAuto, "[::1]:8080", false},
+		{AuthAuto, "localhost:8080", false},
+		{AuthAuto, "LOCALHOST:0", false},
+		{AuthAuto, ":8080", true},
+		{AuthAuto, "0.0.0.0:8080", true},
+		{AuthAuto, "[::]:8080", true},
+		{AuthAuto, "10.0.0.5:8080", true},
+		{AuthAuto, "ctxd.internal:8080", true},
+		{AuthOn, "127.0.0.1:8080", true},
+		{AuthOff, "0.0.0.0:8080", false},
+	} {
+		c := Defaults()
+		c.Auth.Mode, c.Addr = tc.mode, tc.addr
+		assert.Equal(t, tc.want, c.AuthEnabled(), "mode %s addr %s", tc.mode, tc.addr)
+	}
 }
 
 func TestParseSize(t *testing.T) {

@@ -24,6 +24,8 @@ var (
 	errBodyTooLarge = errors.New("request body too large")
 	// errNotReady is returned by /readyz when the store does not answer.
 	errNotReady = errors.New("not ready")
+	// errRestoring is why /readyz fails while a restore replaces the database.
+	errRestoring = errors.New("a restore is replacing the database")
 )
 
 // errorMapping is one row of the error table.
@@ -58,6 +60,9 @@ var errorTable = [...]errorMapping{
 	{snapshots.ErrNotFound, http.StatusNotFound, "not_found"},
 	{snapshots.ErrInvalidID, http.StatusNotFound, "not_found"},
 	{store.ErrBadSnapshot, http.StatusUnprocessableEntity, "bad_snapshot"},
+	{errUnauthorized, http.StatusUnauthorized, "unauthorized"},
+	{errForbidden, http.StatusForbidden, "forbidden"},
+	{errRateLimited, http.StatusTooManyRequests, "rate_limited"},
 }
 
 // inputError is a bad request with a message for the client. It matches

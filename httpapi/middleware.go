@@ -56,14 +56,20 @@ func validRequestID(id string) bool {
 }
 
 // middleware is every request's path around the handler, outermost first:
-// request id, access log, panic recovery, body limit. It is one Echo
+// request id, access log, the gate (CORS, access control, rate limit),
+// panic recovery, body limit. It is one Echo
 // middleware rather than four because Echo builds the middleware chain anew
 // for each request: one closure instead of four.
 func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		s.setRequestID(c)
-		if err := s.callSafely(next, c); err != nil {
+		if done, err := s.gate.check(c); done {
+			// Answered or refused before the handler (gate.go).
+			if err != nil {
+				c.Error(err)
+			}
+		} else if err := s.callSafely(next, c); err != nil {
 			// Render the error here, so that the status logged is the one sent.
 			c.Error(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
 	"github.com/labstack/echo/v4"
@@ -68,6 +69,17 @@ type Config struct {
 	// (usually the same registry) is served at GET /metrics.
 	Metrics  prometheus.Registerer
 	Gatherer prometheus.Gatherer
+	// Access, when set, turns access control on (access.go): every route
+	// but /healthz, /readyz and the dashboard's page needs a bearer token
+	// with the rights the route asks for.
+	Access *auth.Authorizer
+	// CORSOrigins are the browser origins allowed to call the API ("*":
+	// any; none by default), cors.go.
+	CORSOrigins []string
+	// RateLimit is each client's requests per second, with bursts of
+	// RateBurst (ratelimit.go); 0: no limit.
+	RateLimit float64
+	RateBurst int
 }
 
 // Server serves the v1 API over a Store.
@@ -80,6 +92,7 @@ type Server struct {
 	ids     *requestIDs
 	dumps   *dumps // export.go
 	metrics *requestMetrics
+	gate    *gate // gate.go: CORS, access control, rate limit
 }
 
 // New returns a Server over st. log receives the access log (one line per
@@ -105,6 +118,7 @@ func New(st Store, cfg Config, log zerolog.Logger) *Server {
 	s.e.HTTPErrorHandler = s.handleError
 	s.e.Use(s.middleware)
 	s.routes()
+	s.gate = newGate(s)
 	return s
 }
 

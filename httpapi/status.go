@@ -73,6 +73,7 @@ func (s *Server) namespaces(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	nss = visibleNamespaces(c, nss) // access.go: those the token may read
 	if nss == nil {
 		nss = []store.Namespace{}
 	}
@@ -85,8 +86,11 @@ func (s *Server) healthz(c echo.Context) error {
 }
 
 // readyz serves GET /readyz: 200 while the store answers, 503 otherwise
-// (closed, or failing).
+// (closed, failing, or replacing its database with a restore).
 func (s *Server) readyz(c echo.Context) error {
+	if r, ok := s.st.(interface{ Restoring() bool }); ok && r.Restoring() {
+		return &notReadyError{err: errRestoring}
+	}
 	if _, err := s.st.Status(); err != nil {
 		s.log.Warn().Err(err).Msg("not ready")
 		return &notReadyError{err: err}

@@ -33,7 +33,7 @@ func (s *suite) ownServer() (ep endpoint, close func(), err error) {
 		})
 	}
 	s.cleanups = append(s.cleanups, close) // when the run ends early
-	ep, err = parseEndpoint(srv.URL)
+	ep, err = s.endpoint(srv.URL)
 	if err != nil {
 		close()
 		return endpoint{}, nil, err

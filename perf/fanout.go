@@ -73,7 +73,7 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int) error {
 	}
 	wsURL := "ws" + s.ep.base[len("http"):] + "/v1/watch?" + q.Encode()
 	connectStart := time.Now()
-	subscribers, err := connectSubscribers(ctx, wsURL, subs)
+	subscribers, err := connectSubscribers(ctx, s.ep, wsURL, subs)
 	fr.ConnectSeconds = round6(time.Since(connectStart).Seconds())
 	if err != nil {
 		return err
@@ -190,11 +190,15 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int) error {
 }
 
 // connectSubscribers opens n WebSocket connections to wsURL, a few at a
-// time, and reads each one's "subscribed" frame.
-func connectSubscribers(ctx context.Context, wsURL string, n int) ([]*subscriber, error) {
+// time, with ep's credentials, and reads each one's "subscribed" frame.
+func connectSubscribers(ctx context.Context, ep endpoint, wsURL string, n int) ([]*subscriber, error) {
 	const parallel = 32
 	subs := make([]*subscriber, n)
-	dialer := &websocket.Dialer{HandshakeTimeout: dialTimeout, ReadBufferSize: 16 << 10, WriteBufferSize: 1 << 10}
+	dialer := &websocket.Dialer{HandshakeTimeout: dialTimeout, ReadBufferSize: 16 << 10, WriteBufferSize: 1 << 10, TLSClientConfig: ep.tlsConfig}
+	var header http.Header
+	if ep.authorization != "" {
+		header = http.Header{"Authorization": {ep.authorization}}
+	}
 	var next atomic.Int64
 	var firstErr error
 	var mu sync.Mutex
@@ -206,7 +210,7 @@ func connectSubscribers(ctx context.Context, wsURL string, n int) ([]*subscriber
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				conn, resp, err := dialer.DialContext(ctx, wsURL, nil)
+				conn, resp, err := dialer.DialContext(ctx, wsURL, header)
 				if resp != nil && resp.Body != nil {
 					resp.Body.Close()
 				}

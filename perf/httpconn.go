@@ -21,6 +21,10 @@ type endpoint struct {
 	host   string // Host header
 	prefix string // path prefix, "" or "/something"
 	tls    bool
+	// tlsConfig, when set, verifies an https server (a private CA).
+	tlsConfig *tls.Config
+	// authorization, when set, is sent as the Authorization header.
+	authorization string
 }
 
 func parseEndpoint(raw string) (endpoint, error) {
@@ -74,7 +78,11 @@ func (h *httpConn) connect() error {
 	var c net.Conn
 	var err error
 	if h.ep.tls {
-		c, err = tls.DialWithDialer(&net.Dialer{Timeout: dialTimeout}, "tcp", h.ep.addr, &tls.Config{MinVersion: tls.VersionTLS12})
+		cfg := h.ep.tlsConfig
+		if cfg == nil {
+			cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: dialTimeout}, "tcp", h.ep.addr, cfg)
 	} else {
 		c, err = net.DialTimeout("tcp", h.ep.addr, dialTimeout)
 	}
@@ -132,6 +140,11 @@ func (h *httpConn) roundTrip(method, path string, body []byte, headers []header)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(h.ep.host)
 	w.WriteString("\r\nUser-Agent: ctxd-perf\r\nAccept: application/json\r\n")
+	if h.ep.authorization != "" {
+		w.WriteString("Authorization: ")
+		w.WriteString(h.ep.authorization)
+		w.WriteString("\r\n")
+	}
 	if body != nil {
 		w.WriteString("Content-Type: application/json\r\nContent-Length: ")
 		var n [20]byte

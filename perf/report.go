@@ -79,6 +79,7 @@ type Settings struct {
 	Quick             bool     `json:"quick"`
 	Rate              int      `json:"rate"`
 	HotKeys           int      `json:"hot_keys"`
+	KeyOrder          string   `json:"key_order"`
 	ReadKeys          int      `json:"read_keys"`
 	ReadOps           []string `json:"read_ops"`
 	MixedClients      int      `json:"mixed_clients"`

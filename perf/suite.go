@@ -3,6 +3,7 @@ package perf
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -32,6 +33,10 @@ type Config struct {
 	Rate int
 	// HotKeys is the number of keys of write-throughput's hot-key runs.
 	HotKeys int
+	// KeyOrder is the order of the new keys of write-latency and
+	// write-throughput's distinct-key runs: KeysSequential, KeysPerClient
+	// or KeysRandom.
+	KeyOrder string
 	// ReadKeys is the number of keys the read scenarios read.
 	ReadKeys int
 	// ReadOps are the kinds of read of read-throughput: get, list, history.
@@ -68,6 +73,16 @@ type Config struct {
 	Notef func(format string, args ...any)
 }
 
+// Orders of new keys (Config.KeyOrder). Where a new key lands in the
+// B-tree decides how many pages a commit rewrites: keys in sequence all go
+// to the last leaf; keys per client to one leaf per client; random keys to
+// as many leaves as there are writes in the commit.
+const (
+	KeysSequential = "sequential"
+	KeysPerClient  = "per-client"
+	KeysRandom     = "random"
+)
+
 // DefaultConfig returns the standard set: `make perf`, or with quick the
 // smoke run of `make test` (the whole set in well under a minute).
 func DefaultConfig(quick bool) Config {
@@ -77,6 +92,7 @@ func DefaultConfig(quick bool) Config {
 		Clients:           []int{1, 8, 64, 256},
 		ValueSize:         256,
 		HotKeys:           16,
+		KeyOrder:          KeysSequential,
 		ReadKeys:          10000,
 		ReadOps:           []string{"get", "list", "history"},
 		MixedClients:      64,
@@ -148,6 +164,9 @@ func (c Config) Validate() error {
 	positive("disk versions", c.DiskVersions...)
 	positive("snapshot keys", c.SnapshotKeys...)
 	positive("snapshot repeats", c.SnapshotRepeats)
+	if c.KeyOrder != KeysSequential && c.KeyOrder != KeysPerClient && c.KeyOrder != KeysRandom {
+		bad("unknown key order %q: want %s, %s or %s", c.KeyOrder, KeysSequential, KeysPerClient, KeysRandom)
+	}
 	if c.ValueSize < 2 || c.ValueSize > 1<<20 {
 		bad("value size must be 2 bytes to 1 MiB, not %d", c.ValueSize)
 	}
@@ -167,6 +186,7 @@ func (c Config) settings() Settings {
 		Quick:             c.Quick,
 		Rate:              c.Rate,
 		HotKeys:           c.HotKeys,
+		KeyOrder:          c.KeyOrder,
 		ReadKeys:          c.ReadKeys,
 		ReadOps:           c.ReadOps,
 		MixedClients:      c.MixedClients,
@@ -194,6 +214,10 @@ type Server struct {
 type Target struct {
 	URL   string
 	Fresh func() (*Server, error)
+	// Token, when set, is sent as a bearer token (a server with access
+	// control); TLSConfig, when set, verifies an https URL's certificate.
+	Token     string
+	TLSConfig *tls.Config
 	// Info is recorded in the report (the suite fills in Mode, URL and
 	// ServerVersion).
 	Info TargetInfo
@@ -325,7 +349,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 		s.report.Target.DataDir = srv.DataDir
 		s.report.Target.Filesystem = filesystemType(srv.DataDir)
 	}
-	ep, err := parseEndpoint(url)
+	ep, err := s.endpoint(url)
 	if err != nil {
 		return nil, fmt.Errorf("perf: %w", err)
 	}
@@ -358,6 +382,19 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 	}
 	s.finish(start)
 	return s.report, nil
+}
+
+// endpoint is a server's endpoint with the target's credentials.
+func (s *suite) endpoint(url string) (endpoint, error) {
+	ep, err := parseEndpoint(url)
+	if err != nil {
+		return endpoint{}, err
+	}
+	ep.tlsConfig = s.target.TLSConfig
+	if s.target.Token != "" {
+		ep.authorization = "Bearer " + s.target.Token
+	}
+	return ep, nil
 }
 
 // plan expands the chosen scenarios into steps.

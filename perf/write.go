@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -75,10 +76,10 @@ func (s *suite) writeThroughputSteps() []step {
 }
 
 // putRun measures durable PUTs of the configured value by clients clients:
-// each on keys of its own that no one wrote before (hot == 0), or all on
-// the same hot keys.
+// each on a key no one wrote before (hot == 0), in Config.KeyOrder, or all
+// on the same hot keys.
 func (s *suite) putRun(ctx context.Context, name, scenario string, clients, rate, hot int) error {
-	r := Measurement{Name: name, Scenario: scenario, Op: "put", Keys: "distinct"}
+	r := Measurement{Name: name, Scenario: scenario, Op: "put", Keys: "distinct-" + s.cfg.KeyOrder}
 	var hotPaths []string
 	if hot > 0 {
 		r.Keys = "hot-" + strconv.Itoa(hot)
@@ -87,6 +88,7 @@ func (s *suite) putRun(ctx context.Context, name, scenario string, clients, rate
 		}
 	}
 	prefix := keyPath(nsWrite, s.runID+"-"+strconv.Itoa(len(s.report.Runs))) + "-"
+	var seq atomic.Int64
 	l := load{clients: clients, rate: rate, warmup: s.cfg.Warmup, duration: s.cfg.Duration}
 	l.op = func(w *worker) (uint8, error) {
 		var path string
@@ -94,12 +96,30 @@ func (s *suite) putRun(ctx context.Context, name, scenario string, clients, rate
 			path = hotPaths[w.rng.IntN(hot)]
 		} else {
 			w.buf = append(w.buf[:0], prefix...)
-			w.buf = strconv.AppendInt(w.buf, int64(w.id), 10)
-			w.buf = append(w.buf, '-')
-			w.buf = strconv.AppendInt(w.buf, w.n, 10)
+			switch s.cfg.KeyOrder {
+			case KeysSequential: // one sequence for all: each key sorts after the last
+				w.buf = appendPadded(w.buf, uint64(seq.Add(1)), 10)
+			case KeysPerClient: // a sequence per client, in a range of its own
+				w.buf = appendPadded(w.buf, uint64(w.id), 3)
+				w.buf = append(w.buf, '-')
+				w.buf = appendPadded(w.buf, uint64(w.n), 10)
+			default: // random: anywhere in the key space
+				w.buf = appendPadded(w.buf, w.rng.Uint64()%1e15, 15)
+			}
 			path = string(w.buf)
 		}
 		return kindWrite, w.conn.expect(http.StatusOK, http.MethodPut, path, s.value)
 	}
 	return s.measured(ctx, r, l, nil)
+}
+
+// appendPadded appends v in decimal, zero-padded to width digits, so that
+// keys sort in the numbers' order.
+func appendPadded(b []byte, v uint64, width int) []byte {
+	var d [20]byte
+	n := strconv.AppendUint(d[:0], v, 10)
+	for i := len(n); i < width; i++ {
+		b = append(b, '0')
+	}
+	return append(b, n...)
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/olahol/melody"
 
+	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -25,6 +27,7 @@ type connectParams struct {
 	fromRev  *uint64
 	snapshot bool
 	batch    bool
+	access   *auth.Token // access.go; nil: access control off
 }
 
 // Serve is the Echo handler of GET /v1/watch: it checks the request,
@@ -45,6 +48,10 @@ func (h *Hub) Serve(c echo.Context) error {
 	p, err := parseConnect(r.URL.Query())
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	}
+	p.access = httpapi.TokenOf(c) // checked by the API's gate
+	if ns := forbiddenNamespace(p.subs, p.access); ns != "" {
+		return echo.NewHTTPError(http.StatusForbidden, forbiddenMessage(ns, p.access))
 	}
 	if n := h.clients.Add(1); n > int64(h.opts.MaxClients) {
 		h.clients.Add(-1)
@@ -96,6 +103,7 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		window:      h.opts.Window,
 		remote:      r.RemoteAddr,
 		connectedAt: time.Now().UTC(),
+		access:      p.access,
 	}
 	if p.batch {
 		s.window = h.opts.BatchWindow
@@ -115,7 +123,7 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 			return s, nil
 		}
 	case p.snapshot:
-		frames, rev, err := h.snapshot(p.subs, nil)
+		frames, rev, err := h.snapshot(p.subs, nil, p.access)
 		if err != nil {
 			return nil, err
 		}
@@ -298,8 +306,9 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 
 // snapshot reads the current state of subs at one revision, as
 // context_snapshot frames of SnapshotChunk keys, the last one complete.
-// Overlapping subscriptions give each key once.
-func (h *Hub) snapshot(subs []Subscription, id []byte) ([][]byte, uint64, error) {
+// Overlapping subscriptions give each key once; keys access may not read
+// are left out.
+func (h *Hub) snapshot(subs []Subscription, id []byte, access *auth.Token) ([][]byte, uint64, error) {
 	var (
 		frames [][]byte
 		rev    uint64
@@ -319,6 +328,9 @@ func (h *Hub) snapshot(subs []Subscription, id []byte) ([][]byte, uint64, error)
 		}
 		for _, u := range snapshotRanges(subs, v) {
 			err := v.ForEach(u.Namespace, u.Prefix, func(r store.Record) error {
+				if !access.CanRead(r.Namespace, r.Key) {
+					return nil
+				}
 				total += len(r.Key) + len(r.Value) + len(r.Who) + 160
 				if total > h.opts.MaxSnapshotBytes {
 					return errors.Join(store.ErrTooLarge, errors.New("the snapshot is larger than "+

@@ -255,7 +255,9 @@ func (h *Hub) NotifyDumped(info DumpInfo) {
 	}
 	frame := encode(dumpedMsg{Type: TypeContextDumped, DumpInfo: info})
 	for _, s := range h.all() {
-		s.send(frame)
+		if s.access.CanReadPrefix(info.Namespace, "") { // access.go
+			s.send(frame)
+		}
 	}
 }
 

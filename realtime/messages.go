@@ -101,6 +101,10 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 		s.send(errorFrame(m.ID, CodeBadRequest, "subscribe: "+err.Error()))
 		return
 	}
+	if ns := forbiddenNamespace(subs, s.access); ns != "" {
+		s.send(errorFrame(m.ID, CodeForbidden, "subscribe: "+forbiddenMessage(ns, s.access)))
+		return
+	}
 	if m.Snapshot && m.FromRev != nil {
 		s.send(errorFrame(m.ID, CodeBadRequest, "subscribe: give from_rev or snapshot, not both"))
 		return
@@ -122,7 +126,7 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 		}
 	}
 	if m.Snapshot {
-		snap, snapRev, err = h.snapshot(subs, m.ID)
+		snap, snapRev, err = h.snapshot(subs, m.ID, s.access)
 		if err != nil {
 			s.send(h.storeError(m.ID, "subscribe", err))
 			return
@@ -203,6 +207,10 @@ func (h *Hub) contextSet(s *session, m *inMessage) {
 	}
 	if m.Value == nil {
 		s.send(errorFrame(m.ID, CodeBadRequest, `context_set: "value" is missing (use null for null)`))
+		return
+	}
+	if !s.access.CanWrite(ns, m.Key) {
+		s.send(errorFrame(m.ID, CodeForbidden, "context_set: "+ns+"/"+strconv.Quote(m.Key)+" may not be written with "+s.access.Describe()))
 		return
 	}
 	who := m.Who

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/olahol/melody"
+
+	"github.com/framework0/ctxd/auth"
 )
 
 // maxQueued bounds the frames other than changes (answers, notices) queued
@@ -30,6 +32,9 @@ type session struct {
 	window      int
 	remote      string
 	connectedAt time.Time
+	// access is the client's token (access.go): it sees only what the
+	// token may read. nil: access control off.
+	access *auth.Token
 
 	ms *melody.Session // set once by the connect handler, before any write
 
@@ -73,6 +78,9 @@ type sub struct {
 }
 
 func (s *session) matches(e *entry) bool {
+	if !s.access.CanRead(e.ns, e.key) {
+		return false
+	}
 	for i := range s.subs {
 		u := &s.subs[i]
 		if e.rev > u.since && (u.Namespace == AllNamespaces || u.Namespace == e.ns) && strings.HasPrefix(e.key, u.Prefix) {
@@ -101,6 +109,8 @@ func (s *session) setSubsLocked(subs []sub) {
 	})
 	s.subs = subs
 	var b strings.Builder
+	b.WriteString(s.access.Key()) // frames are shared only within one token's rights
+	b.WriteByte(0)
 	s.maxSince = 0
 	for _, u := range subs {
 		b.WriteString(u.Namespace)

@@ -119,7 +119,8 @@ func (a *app) rootCmd() *cobra.Command {
 		Long: `ctxd is a durable JSON key-value context server and its client.
 
 Start a server with 'ctxd serve'; the other commands talk to a running server
-(--server, env CTXD_SERVER, default http://127.0.0.1:8080).
+(--server, env CTXD_SERVER, default http://127.0.0.1:8080), with --token or
+CTXD_TOKEN when the server has access control ('ctxd token' makes tokens).
 
 Exit codes: 0 ok, 1 error, 2 bad usage or configuration, 3 cannot connect,
 4 not found, 5 version conflict.`,
@@ -139,6 +140,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage or configuration, 3 cannot connect,
 		a.migrateCmd(),
 		a.snapshotCmd(), a.restoreCmd(), a.compactCmd(), a.defragCmd(),
 		a.perfCmd(),
+		a.tokenCmd(),
 		a.versionCmd(),
 	)
 	return root

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"time"
 
@@ -35,6 +34,8 @@ type common struct {
 	timeout   time.Duration
 	ifVersion uint64 // for the commands that register --if-version
 	deleted   bool   // the records printed are deleted keys
+	token     string // --token (clientauth.go)
+	caCert    string // --cacert
 }
 
 // clientFlags registers the client flags on cmd. defOutput is the command's
@@ -59,6 +60,7 @@ func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) 
 	f.StringVar(&c.who, "who", who, "who is making the change, recorded with it ($USER by default)")
 	f.StringVarP(&c.output, "output", "o", defOutput, "output `format`: "+formats)
 	f.DurationVar(&c.timeout, "timeout", 30*time.Second, "give up on the server after this long (0: wait forever)")
+	c.credentialFlags(cmd)
 	prev := cmd.PreRunE
 	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
 		switch c.output {
@@ -98,7 +100,11 @@ func (c *common) client(ctx context.Context) (*client.Client, context.Context, c
 	if !strings.Contains(server, "://") {
 		server = "http://" + server
 	}
-	cl, err := client.New(server, client.WithWho(c.who), client.WithHTTPClient(&http.Client{}))
+	opts, err := c.clientOptions()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cl, err := client.New(server, opts...)
 	if err != nil {
 		return nil, nil, nil, &usageError{fmt.Errorf("--server: %w", err)}
 	}

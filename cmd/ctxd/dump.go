@@ -39,6 +39,7 @@ func (a *app) connFlags(cmd *cobra.Command) *common {
 	f.StringVarP(&c.namespace, "namespace", "n", store.DefaultNamespace, "`namespace`")
 	f.StringVar(&c.who, "who", who, "who asks, recorded in the dump ($USER by default)")
 	f.DurationVar(&c.timeout, "timeout", transferTimeout, "give up on the server after this long (0: wait forever)")
+	c.credentialFlags(cmd)
 	return c
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -13,15 +15,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/framework0/ctxd/perf"
 )
 
 // perfFlags are the flags of `ctxd perf`.
 type perfFlags struct {
-	target, out, cpuProfile, configPath, serverLogLevel, dataParent string
-	quick, destructive                                              bool
+	target, token, caCert                                   string
+	out, cpuProfile, configPath, serverLogLevel, dataParent string
+	quick, destructive                                      bool
 }
 
 func (a *app) perfCmd() *cobra.Command {
@@ -55,6 +57,8 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&pf.target, "target", "", "measure the running server at `URL` instead of an in-process one")
+	f.StringVar(&pf.token, "token", a.getenv("CTXD_TOKEN"), "access `token` for a server with access control: --target, or --config with auth.* (env CTXD_TOKEN)")
+	f.StringVar(&pf.caCert, "cacert", a.getenv("CTXD_CACERT"), "with --target: PEM `file` of the CA that signed an https server's certificate (env CTXD_CACERT)")
 	f.BoolVar(&pf.quick, "quick", false, "the short smoke run of the whole set")
 	f.DurationVar(&cfg.Duration, "duration", def.Duration, "measured window of each run")
 	f.DurationVar(&cfg.Warmup, "warmup", def.Warmup, "warm-up before each measured window")
@@ -62,6 +66,7 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	f.IntVar(&cfg.ValueSize, "value-size", def.ValueSize, "bytes of JSON per value written")
 	f.IntVar(&cfg.Rate, "rate", def.Rate, "run write-latency and read-latency at this fixed `rate` (ops/s), timed from the intended send times (0: closed loop)")
 	f.IntVar(&cfg.HotKeys, "hot-keys", def.HotKeys, "keys of write-throughput's hot-key runs")
+	f.StringVar(&cfg.KeyOrder, "key-order", def.KeyOrder, "order of the new keys of the distinct-key writes: sequential (one sequence), per-client (a range per client) or random")
 	f.IntVar(&cfg.ReadKeys, "read-keys", def.ReadKeys, "keys the read scenarios read")
 	f.StringSliceVar(&cfg.ReadOps, "read-ops", def.ReadOps, "reads of read-throughput: get, list (pages of 100), history (100 changes)")
 	f.IntVar(&cfg.MixedClients, "mixed-clients", def.MixedClients, "clients of mixed")
@@ -82,7 +87,7 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	f.StringVar(&pf.dataParent, "data-parent", "", "in-process server: create its temporary data folders in `DIR` (default: the system's temp folder)")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
 		if pf.quick {
-			applyQuickDefaults(&cfg, quick, cmd.Flags())
+			applyQuickDefaults(&cfg, quick, cmd.Flags().Changed)
 		}
 		cfg.Scenarios = args
 		cfg.Destructive = pf.destructive
@@ -96,10 +101,10 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 }
 
 // applyQuickDefaults puts quick's values into the settings whose flag was
-// not given.
-func applyQuickDefaults(cfg *perf.Config, quick perf.Config, flags *pflag.FlagSet) {
+// not given (changed tells which were).
+func applyQuickDefaults(cfg *perf.Config, quick perf.Config, changed func(flag string) bool) {
 	set := func(name string, apply func()) {
-		if !flags.Changed(name) {
+		if !changed(name) {
 			apply()
 		}
 	}
@@ -135,7 +140,18 @@ func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error 
 	cfg.Command = "ctxd " + strings.Join(os.Args[1:], " ")
 	cfg.CtxdVersion = version
 
-	target := perf.Target{URL: pf.target}
+	target := perf.Target{URL: pf.target, Token: pf.token}
+	if pf.caCert != "" {
+		pem, err := os.ReadFile(pf.caCert)
+		if err != nil {
+			return usagef("--cacert: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return usagef("--cacert: %s holds no PEM certificate", pf.caCert)
+		}
+		target.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	if pf.target == "" {
 		servers, err := a.inProcessServers(pf, outDir)
 		if err != nil {

@@ -60,12 +60,12 @@ func (p *perfServers) start() (*perf.Server, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("listen: %w", err), srv.close(), os.RemoveAll(dir))
 	}
-	hs := &http.Server{
+	hs := &http.Server{ // as serve's, without TLS: perf talks plain HTTP to its own servers
 		Handler:           srv.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
 		ErrorLog:          stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
 	}
 	served := make(chan error, 1)

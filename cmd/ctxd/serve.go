@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/realtime"
@@ -29,8 +30,10 @@ import (
 // dbFile is the database's name inside the data folder.
 const dbFile = "ctxd.db"
 
-// HTTP server timeouts. There is no WriteTimeout: it would cut off long
-// downloads and the WebSocket watch; a slow reader is bounded by TCP.
+// HTTP server timeouts (ctxd serve takes the read timeouts and the header
+// limit from http.*; these are the defaults ctxd perf uses). There is no
+// WriteTimeout: it would cut off long downloads and the WebSocket watch; a
+// slow reader is bounded by TCP.
 const (
 	readHeaderTimeout = 10 * time.Second
 	readTimeout       = 60 * time.Second
@@ -61,7 +64,9 @@ Settings come from, each overriding the one before: defaults, the YAML file
 given with --config (see configs/ctxd.example.yaml), CTXD_* environment
 variables, and these flags. Logs go to stderr as JSON lines by default.
 On SIGINT or SIGTERM the server stops accepting connections, lets requests in
-flight finish within shutdown_timeout, closes the store and exits 0.`,
+flight finish within shutdown_timeout, closes the store and exits 0.
+On SIGHUP it reloads the TLS certificate (tls.*) and the tokens file
+(auth.tokens_file), keeping the previous ones if the new ones do not load.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file`")
@@ -102,6 +107,10 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	certs, err := newCertReloader(cfg.TLS) // secure.go
+	if err != nil {
+		return err
+	}
 	srv, err := newServer(cfg, log)
 	if err != nil {
 		return err
@@ -112,15 +121,18 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 	}
 	hs := &http.Server{
 		Handler:           srv.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
 		ErrorLog:          stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
 	}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	log.Info().Str("addr", ln.Addr().String()).Str("data_dir", cfg.DataDir).Str("version", version).Msg("listening")
+	go func() { served <- serveHTTP(hs, ln, certs) }()
+	stopReload := reloadOnSIGHUP(srv.access, certs, log) // TLS certificate and tokens
+	defer stopReload()
+	log.Info().Str("addr", ln.Addr().String()).Str("data_dir", cfg.DataDir).Str("version", version).
+		Bool("tls", certs != nil).Bool("auth", srv.access != nil).Msg("listening")
 
 	select {
 	case err := <-served:
@@ -154,10 +166,16 @@ type ctxdServer struct {
 	hub             *realtime.Hub
 	handler         http.Handler
 	stopMaintenance func() // stops the background work and waits for it
+
+	access *auth.Authorizer // the tokens (secure.go); nil: access control off
 }
 
 // newServer opens the store in cfg.DataDir and builds the server around it.
 func newServer(cfg configs.Config, log zerolog.Logger) (*ctxdServer, error) {
+	access, err := newAccess(cfg, log) // secure.go
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
@@ -185,11 +203,12 @@ func newServer(cfg configs.Config, log zerolog.Logger) (*ctxdServer, error) {
 		Snapshots: snaps, Maintenance: st, KeepVersions: cfg.History.KeepVersions,
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
 		Metrics:        metrics.reg, Gatherer: metrics.reg,
+		Access: access, CORSOrigins: cfg.HTTP.CORSOrigins, RateLimit: cfg.HTTP.RateLimit, RateBurst: cfg.HTTP.RateBurst,
 	}, log)
 	api.Echo().GET("/v1/watch", hub.Serve)
 	metrics.reg.MustRegister(hubCollector{stats: hub.Stats})
 	return &ctxdServer{
-		st: st, hub: hub, handler: api.Handler(),
+		st: st, hub: hub, handler: api.Handler(), access: access,
 		stopMaintenance: func() { stopMaint(); background.Wait() },
 	}, nil
 }

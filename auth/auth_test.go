@@ -1,0 +1,139 @@
+package auth
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func tokensFile(entries ...string) string {
+	return "tokens:\n" + strings.Join(entries, "")
+}
+
+func entry(name, secret, roles string, extra ...string) string {
+	s := "  - name: " + name + "\n    hash: " + HashSecret(secret) + "\n    roles: [" + roles + "]\n"
+	for _, e := range extra {
+		s += "    " + e + "\n"
+	}
+	return s
+}
+
+var (
+	secretAdmin = NewSecret()
+	secretRead  = NewSecret()
+	secretLim   = NewSecret()
+)
+
+func TestSecretAndHash(t *testing.T) {
+	s := NewSecret()
+	assert.True(t, strings.HasPrefix(s, SecretPrefix))
+	assert.Len(t, s, len(SecretPrefix)+43)
+	assert.NotEqual(t, s, NewSecret())
+	require.NoError(t, CheckSecret(s))
+	assert.ErrorIs(t, CheckSecret("short"), ErrWeakSecret)
+	assert.ErrorIs(t, CheckSecret(strings.Repeat("a", 40)+" b"), ErrWeakSecret)
+	// The SHA-256 of "test".
+	assert.Equal(t, "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", HashSecret("test"))
+}
+
+func TestRolesAndLimits(t *testing.T) {
+	ts, err := ParseTokens([]byte(tokensFile(
+		entry("ops", secretAdmin, "admin"),
+		entry("board", secretRead, "read"),
+		entry("ci", secretLim, "write", "namespaces: [staging, prod]", "prefixes: [deploy/, app.]"),
+	)))
+	require.NoError(t, err)
+	assert.Equal(t, 3, ts.Len())
+
+	admin, read, lim := ts.Lookup(secretAdmin), ts.Lookup(secretRead), ts.Lookup(secretLim)
+	require.NotNil(t, admin)
+	require.NotNil(t, read)
+	require.NotNil(t, lim)
+	assert.Nil(t, ts.Lookup("ctxd_nope"))
+	assert.Nil(t, ts.Lookup(""))
+
+	assert.True(t, admin.Has(RoleAdmin) && admin.Has(RoleWrite) && admin.Has(RoleRead) && admin.Has(RoleMetrics))
+	assert.True(t, admin.CanWrite("x", "y"))
+	assert.True(t, read.CanRead("any", "key"))
+	assert.False(t, read.CanWrite("any", "key"))
+	assert.False(t, read.Has(RoleMetrics))
+
+	assert.True(t, lim.CanWrite("staging", "deploy/v"))
+	assert.True(t, lim.CanRead("prod", "app.x"))
+	assert.False(t, lim.CanRead("default", "deploy/v"))
+	assert.False(t, lim.CanWrite("staging", "other"))
+	assert.True(t, lim.CanReadPrefix("staging", "deploy/prod/"))
+	assert.False(t, lim.CanReadPrefix("staging", ""))
+	assert.False(t, lim.CanWriteAll("staging"))
+	assert.True(t, lim.SeesNamespace("prod"))
+	assert.False(t, lim.SeesNamespace("default"))
+	assert.Contains(t, lim.Describe(), `token "ci" (roles write; namespaces staging,prod; key prefixes deploy/,app.)`)
+
+	var none *Token // no access control
+	assert.True(t, none.CanWrite("a", "b") && none.Has(RoleAdmin) && none.Unlimited())
+}
+
+func TestParseErrors(t *testing.T) {
+	h := HashSecret(secretAdmin)
+	for name, tc := range map[string]struct{ file, want string }{
+		"empty":          {"", "no tokens"},
+		"no tokens":      {"tokens: []\n", "no tokens"},
+		"unknown field":  {"tokens:\n  - name: a\n    hash: " + h + "\n    roles: [read]\n    role: x\n", "field role not found"},
+		"bad hash":       {"tokens:\n  - name: a\n    hash: abc\n    roles: [read]\n", "64 hex digits"},
+		"no roles":       {"tokens:\n  - name: a\n    hash: " + h + "\n", "at least one"},
+		"bad role":       {tokensFile(entry("a", secretAdmin, "root")), "unknown role"},
+		"bad ns":         {tokensFile(entry("a", secretAdmin, "read", "namespaces: [a/b]")), "not a namespace"},
+		"empty prefix":   {tokensFile(entry("a", secretAdmin, "read", `prefixes: [""]`)), "empty prefix"},
+		"limited admin":  {tokensFile(entry("a", secretAdmin, "admin", "namespaces: [x]")), "cannot be limited"},
+		"dup name":       {tokensFile(entry("a", secretAdmin, "read"), entry("a", secretRead, "read")), "used twice"},
+		"dup hash":       {tokensFile(entry("a", secretAdmin, "read"), entry("b", secretAdmin, "read")), "same hash"},
+		"name w/ space":  {tokensFile(entry("'a b'", secretAdmin, "read")), "printable"},
+		"not a mapping":  {"- a\n", "cannot unmarshal"},
+		"tokens not seq": {"tokens: 3\n", "cannot unmarshal"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseTokens([]byte(tc.file))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+// A reload keeps unchanged tokens (same object: connections go on) and
+// revokes removed or changed ones; a bad file changes nothing.
+func TestReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.yaml")
+	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
+	write(tokensFile(entry("ops", secretAdmin, "admin"), entry("board", secretRead, "read"), entry("ci", secretLim, "write")))
+	a, err := NewAuthorizer(path)
+	require.NoError(t, err)
+	ops, board, ci := a.Authenticate(secretAdmin), a.Authenticate(secretRead), a.Authenticate(secretLim)
+	require.NotNil(t, ops)
+
+	// board removed, ci changed, ops kept.
+	write(tokensFile(entry("ops", secretAdmin, "admin"), entry("ci", secretLim, "read")))
+	loaded, revoked, err := a.Reload()
+	require.NoError(t, err)
+	assert.Equal(t, 2, loaded)
+	assert.Equal(t, 2, revoked)
+	assert.Same(t, ops, a.Authenticate(secretAdmin))
+	assert.False(t, ops.Revoked())
+	assert.True(t, board.Revoked())
+	assert.False(t, board.CanRead("default", "x"))
+	assert.Nil(t, a.Authenticate(secretRead))
+	assert.True(t, ci.Revoked())
+	ci2 := a.Authenticate(secretLim)
+	require.NotNil(t, ci2)
+	assert.True(t, ci2.CanRead("default", "x"))
+	assert.False(t, ci2.CanWrite("default", "x"))
+	assert.NotEqual(t, ci.Key(), ci2.Key())
+
+	write("tokens: [")
+	_, _, err = a.Reload()
+	require.Error(t, err)
+	assert.Same(t, ops, a.Authenticate(secretAdmin), "a bad file keeps the tokens in use")
+}

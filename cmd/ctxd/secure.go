@@ -1,0 +1,136 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/configs"
+)
+
+// newAccess returns the tokens of cfg's access control, or nil when it is
+// off. Access control on without a usable tokens file is a configuration
+// error (exit code 2).
+func newAccess(cfg configs.Config, log zerolog.Logger) (*auth.Authorizer, error) {
+	if !cfg.AuthEnabled() {
+		if !configs.IsLoopback(cfg.Addr) {
+			log.Warn().Str("addr", cfg.Addr).Msg("access control is off (auth.mode: off) on an address other machines can reach: " +
+				"anyone who can connect may read and change everything")
+		}
+		return nil, nil
+	}
+	if cfg.Auth.TokensFile == "" {
+		why := "auth.mode is on"
+		if cfg.Auth.Mode != configs.AuthOn {
+			why = fmt.Sprintf("addr %s is not a loopback address and auth.mode is auto", cfg.Addr)
+		}
+		return nil, &configs.Error{Field: "auth.tokens_file", Err: fmt.Errorf(
+			"access control is on (%s) but no tokens file is set: make one with `ctxd token new` "+
+				"(README, \"Access control\"), or set auth.mode: off to serve without access control", why)}
+	}
+	a, err := auth.NewAuthorizer(cfg.Auth.TokensFile)
+	if err != nil {
+		return nil, &configs.Error{Field: "auth.tokens_file", Source: "file " + cfg.Auth.TokensFile, Err: err}
+	}
+	log.Info().Str("tokens_file", cfg.Auth.TokensFile).Int("tokens", a.Tokens().Len()).Msg("access control on")
+	return a, nil
+}
+
+// certReloader serves the TLS certificate of tls.cert_file and
+// tls.key_file, and loads them again on reload (SIGHUP): handshakes after
+// a reload use the new certificate, connections already open go on.
+type certReloader struct {
+	certFile, keyFile string
+	cert              atomic.Pointer[tls.Certificate]
+}
+
+// newCertReloader loads the certificate of c, or returns nil when TLS is
+// not configured. A certificate that does not load is a configuration
+// error.
+func newCertReloader(c configs.TLS) (*certReloader, error) {
+	if c.CertFile == "" {
+		return nil, nil
+	}
+	r := &certReloader{certFile: c.CertFile, keyFile: c.KeyFile}
+	if err := r.reload(); err != nil {
+		return nil, &configs.Error{Field: "tls.cert_file", Err: err}
+	}
+	return r, nil
+}
+
+func (r *certReloader) reload() error {
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("load TLS certificate %s and key %s: %w", r.certFile, r.keyFile, err)
+	}
+	r.cert.Store(&cert)
+	return nil
+}
+
+func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.cert.Load(), nil
+}
+
+// serveHTTP serves hs on ln, over TLS when certs is set (TLS 1.2 or later;
+// HTTP/2 is offered, WebSockets use HTTP/1.1).
+func serveHTTP(hs *http.Server, ln net.Listener, certs *certReloader) error {
+	if certs == nil {
+		return hs.Serve(ln)
+	}
+	hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate}
+	return hs.ServeTLS(ln, "", "")
+}
+
+// reloadOnSIGHUP reloads the TLS certificate and the tokens file on each
+// SIGHUP, logging the outcome; a failed reload keeps what was loaded. It
+// returns the function that stops it. Without it SIGHUP would end the
+// process.
+func reloadOnSIGHUP(access *auth.Authorizer, certs *certReloader, log zerolog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				reloadAll(access, certs, log)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
+}
+
+// reloadAll reloads the certificate and the tokens.
+func reloadAll(access *auth.Authorizer, certs *certReloader, log zerolog.Logger) {
+	if certs != nil {
+		if err := certs.reload(); err != nil {
+			log.Error().Err(err).Msg("SIGHUP: TLS certificate not reloaded: the previous one stays in use")
+		} else {
+			log.Info().Str("cert_file", certs.certFile).Msg("SIGHUP: TLS certificate reloaded")
+		}
+	}
+	if access != nil {
+		loaded, revoked, err := access.Reload()
+		if err != nil {
+			log.Error().Err(err).Msg("SIGHUP: tokens file not reloaded: the previous tokens stay in use")
+		} else {
+			log.Info().Str("tokens_file", access.Path()).Int("tokens", loaded).Int("revoked", revoked).Msg("SIGHUP: tokens reloaded")
+		}
+	}
+	if certs == nil && access == nil {
+		log.Info().Msg("SIGHUP: nothing to reload (no TLS certificate, no tokens file)")
+	}
+}

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/client"
+)
+
+// writeCert writes a new self-signed certificate for 127.0.0.1 and
+// localhost (its own CA) and its key as PEM files, and returns it.
+func writeCert(t *testing.T, certPath, keyPath, name string) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return cert
+}
+
+// tokensYAML is a tokens file granting each name its secret and roles.
+func tokensYAML(entries ...[3]string) string {
+	var b strings.Builder
+	b.WriteString("tokens:\n")
+	for _, e := range entries {
+		b.WriteString("  - name: " + e[0] + "\n    hash: " + auth.HashSecret(e[1]) + "\n    roles: [" + e[2] + "]\n")
+	}
+	return b.String()
+}
+
+func writeFile(t *testing.T, path, content string) string {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+	return path
+}
+
+// servedSerial dials addr over TLS and returns the serial number of the
+// certificate the server presents.
+func servedSerial(t *testing.T, addr string) *big.Int {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // inspects the certificate only
+	require.NoError(t, err)
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber
+}
+
+func httpsClient(certs ...*x509.Certificate) *http.Client {
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// HTTPS end to end with access control: the CLI and the Go client (REST and
+// WebSocket) with --cacert and a token; SIGHUP reloads a renewed
+// certificate and the tokens file, keeps both when the new files are bad,
+// and the server stops cleanly afterwards.
+func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cert1 := writeCert(t, certPath, keyPath, "ctxd-1")
+	caPath := filepath.Join(dir, "ca1.pem")
+	data, err := os.ReadFile(certPath)
+	require.NoError(t, err)
+	writeFile(t, caPath, string(data))
+
+	admin, ci := auth.NewSecret(), auth.NewSecret()
+	tokensPath := writeFile(t, filepath.Join(dir, "tokens.yaml"), tokensYAML([3]string{"ops", admin, "admin"}))
+	cfg := writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokensPath+
+		"\ntls:\n  cert_file: "+certPath+"\n  key_file: "+keyPath+"\n")
+	srv := startServer(t, filepath.Join(dir, "data"), "--config", cfg)
+	base := "https://" + srv.addr
+	assert.Contains(t, srv.stderr.String(), `"tls":true`)
+	assert.Contains(t, srv.stderr.String(), `"auth":true`)
+
+	// Plain HTTP on the TLS port is refused.
+	if res, err := http.Get("http://" + srv.addr + "/healthz"); err == nil {
+		assert.Equal(t, http.StatusBadRequest, res.StatusCode)
+		res.Body.Close()
+	}
+
+	// The CLI over HTTPS, with the CA and a token.
+	env := []string{"CTXD_SERVER=" + base, "CTXD_CACERT=" + caPath}
+	r := cli(t, env, "", "put", "greeting", "hello")
+	assert.Equal(t, 1, r.code, "no token: %s", r.stderr)
+	assert.Contains(t, r.stderr, "access token")
+	r = cli(t, env, "", "put", "greeting", "hello", "--token", admin)
+	require.Equal(t, 0, r.code, r.stderr)
+	r = cli(t, append(env, "CTXD_TOKEN="+admin), "", "get", "greeting")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "hello\n", r.stdout)
+	r = cli(t, []string{"CTXD_SERVER=" + base, "CTXD_TOKEN=" + admin}, "", "get", "greeting")
+	assert.NotEqual(t, 0, r.code, "an unknown CA must be refused")
+
+	// The Go client: REST and a watch over wss, with the token.
+	cl, err := client.New(base, client.WithHTTPClient(httpsClient(cert1)), client.WithToken(admin))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	from := uint64(0)
+	got := make(chan client.WatchEvent, 1)
+	wctx, stopWatch := context.WithCancel(ctx)
+	go func() {
+		_ = cl.Watch(wctx, client.WatchOptions{FromRev: &from}, func(ev client.WatchEvent) error {
+			select {
+			case got <- ev:
+			default:
+			}
+			return nil
+		})
+	}()
+	select {
+	case ev := <-got:
+		assert.Equal(t, "greeting", ev.Key)
+	case <-ctx.Done():
+		t.Fatal("the watch over wss got nothing")
+	}
+	stopWatch()
+	noToken, err := client.New(base, client.WithHTTPClient(httpsClient(cert1)))
+	require.NoError(t, err)
+	_, err = noToken.Get(ctx, "", "greeting", client.GetOptions{})
+	assert.True(t, client.IsUnauthorized(err), "%v", err)
+
+	// Renew the certificate and add a token; SIGHUP.
+	cert2 := writeCert(t, certPath, keyPath, "ctxd-2")
+	writeFile(t, tokensPath, tokensYAML([3]string{"ops", admin, "admin"}, [3]string{"ci", ci, "read"}))
+	srv.signal(syscall.SIGHUP)
+	waitFor(t, "the renewed certificate", func() bool { return servedSerial(t, srv.addr).Cmp(cert2.SerialNumber) == 0 })
+	waitFor(t, "the tokens reloaded", func() bool { return strings.Contains(srv.stderr.String(), "SIGHUP: tokens reloaded") })
+	ci2, err := client.New(base, client.WithHTTPClient(httpsClient(cert2)), client.WithToken(ci))
+	require.NoError(t, err)
+	rec, err := ci2.Get(ctx, "", "greeting", client.GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `"hello"`, string(rec.Value))
+	_, err = ci2.Put(ctx, "", "greeting", json.RawMessage(`"x"`), client.PutOptions{})
+	assert.True(t, client.IsForbidden(err), "%v", err)
+
+	// Bad files: the server keeps what it had and goes on.
+	writeFile(t, certPath, "not a certificate")
+	writeFile(t, tokensPath, "tokens: [")
+	srv.signal(syscall.SIGHUP)
+	waitFor(t, "the failed reloads logged", func() bool {
+		s := srv.stderr.String()
+		return strings.Contains(s, "TLS certificate not reloaded") && strings.Contains(s, "tokens file not reloaded")
+	})
+	assert.Equal(t, 0, servedSerial(t, srv.addr).Cmp(cert2.SerialNumber))
+	_, err = ci2.Get(ctx, "", "greeting", client.GetOptions{})
+	require.NoError(t, err)
+
+	srv.signal(syscall.SIGTERM)
+	assert.Equal(t, 0, srv.wait(20*time.Second), srv.stderr.String())
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Access control is on by default on an address other machines can reach:
+// without a tokens file the server refuses to start (exit code 2); with
+// auth.mode: off it starts, with a warning.
+func TestServeNeedsTokensOffLoopback(t *testing.T) {
+	dir := t.TempDir()
+	r := cli(t, nil, "", "serve", "--addr", "0.0.0.0:0", "--data", filepath.Join(dir, "data"))
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "auth.tokens_file")
+	assert.Contains(t, r.stderr, "ctxd token new")
+
+	r = cli(t, []string{"CTXD_AUTH_MODE=on"}, "", "serve", "--data", filepath.Join(dir, "data"))
+	assert.Equal(t, 2, r.code, r.stderr)
+
+	bad := writeFile(t, filepath.Join(dir, "tokens.yaml"), "tokens:\n  - name: x\n    hash: nope\n    roles: [read]\n")
+	r = cli(t, []string{"CTXD_AUTH_MODE=on", "CTXD_AUTH_TOKENS_FILE=" + bad}, "", "serve", "--data", filepath.Join(dir, "data"))
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "hash")
+
+	r = cli(t, []string{"CTXD_TLS_CERT_FILE=" + bad, "CTXD_TLS_KEY_FILE=" + bad}, "", "serve", "--data", filepath.Join(dir, "data"))
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "tls.cert_file")
+}
+
+// ctxd token new --append builds a tokens file the server loads; the
+// token it prints works, with the rights given.
+func TestTokenCommands(t *testing.T) {
+	dir := t.TempDir()
+	tokensPath := filepath.Join(dir, "tokens.yaml")
+	r := cli(t, nil, "", "token", "new", "--name", "ops", "--role", "admin", "--append", tokensPath)
+	require.Equal(t, 0, r.code, r.stderr)
+	admin := strings.TrimSpace(r.stdout)
+	require.True(t, strings.HasPrefix(admin, auth.SecretPrefix), admin)
+	r = cli(t, nil, "", "token", "new", "--name", "team", "--role", "write", "--ns", "team", "--prefix", "app.", "--append", tokensPath)
+	require.Equal(t, 0, r.code, r.stderr)
+	team := strings.TrimSpace(r.stdout)
+	r = cli(t, nil, "", "token", "new", "--name", "team", "--role", "read", "--append", tokensPath)
+	assert.Equal(t, 1, r.code, "a second token of the same name: %s", r.stderr)
+
+	r = cli(t, nil, admin+"\n", "token", "hash")
+	require.Equal(t, 0, r.code, r.stderr)
+	content, err := os.ReadFile(tokensPath)
+	require.NoError(t, err)
+	assert.Contains(t, string(content), strings.TrimSpace(r.stdout))
+	assert.NotContains(t, string(content), admin)
+	assert.Equal(t, 2, cli(t, nil, "short\n", "token", "hash").code)
+
+	srv := startServer(t, filepath.Join(dir, "data"), "--config",
+		writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokensPath+"\n"))
+	env := []string{"CTXD_SERVER=" + srv.url}
+	r = cli(t, append(env, "CTXD_TOKEN="+team), "", "put", "app.x", "1", "-n", "team")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = cli(t, append(env, "CTXD_TOKEN="+team), "", "put", "other", "1", "-n", "team")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "forbidden")
+	r = cli(t, env, "", "snapshot", "create", "--token", admin)
+	require.Equal(t, 0, r.code, r.stderr)
+	res, err := http.Get(srv.url + "/healthz")
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/framework0/ctxd/auth"
+)
+
+func (a *app) tokenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Make access tokens and their hashes for auth.tokens_file",
+		Long: `Make access tokens for a server with access control (auth.mode; see README,
+"Access control"). The server's tokens file holds only each token's SHA-256
+hash, with its name, roles and limits; the token itself is shown once and
+given to its holder, who sends it as "Authorization: Bearer <token>"
+(ctxd --token or CTXD_TOKEN). After changing the file, send the server
+SIGHUP (systemctl reload ctxd) to load it.`,
+	}
+	cmd.AddCommand(a.tokenNewCmd(), a.tokenHashCmd())
+	return cmd
+}
+
+func (a *app) tokenNewCmd() *cobra.Command {
+	var (
+		name, appendTo       string
+		roles, nss, prefixes []string
+	)
+	cmd := &cobra.Command{
+		Use:   "new --name NAME --role ROLE [--ns NS]... [--prefix P]... [--append FILE]",
+		Short: "Make a random token and its tokens file entry",
+		Long: `Make a random token (ctxd_ and 43 characters: 256 random bits) and print it,
+then the entry of the tokens file that grants it its rights.
+
+Roles: read (get, list, history, export, watch, status), write (read, plus
+put, delete, transactions, import), admin (everything: snapshots, restore,
+compact, defrag, dump files on the server, metrics), metrics (GET /metrics
+only). --ns and --prefix limit a read or write token to those namespaces
+and key prefixes.
+
+With --append FILE the entry is added to the tokens file FILE (created if
+missing; the result is checked before it replaces FILE) and only the token
+is printed.`,
+		Args: cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			if name == "" {
+				return usagef("--name is required: who or what will hold the token (ci, dashboard, alice)")
+			}
+			if len(roles) == 0 {
+				return usagef("--role is required: read, write, admin or metrics")
+			}
+			secret := auth.NewSecret()
+			entry := tokenEntry(name, auth.HashSecret(secret), roles, nss, prefixes)
+			// Check the entry as the server will read it.
+			if _, err := auth.ParseTokens([]byte("tokens:\n" + entry)); err != nil {
+				return &usageError{errors.New(strings.TrimPrefix(err.Error(), "tokens file: tokens[0] ("+name+"): "))}
+			}
+			out := cmd.OutOrStdout()
+			if appendTo != "" {
+				if err := appendTokenEntry(appendTo, entry); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintln(out, secret)
+				return err
+			}
+			_, err := fmt.Fprintf(out, "%s\n\n# Add under \"tokens:\" in the tokens file (auth.tokens_file), then reload the server (SIGHUP):\n%s",
+				secret, entry)
+			return err
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "`name` of the token's holder, shown in logs and errors")
+	f.StringSliceVar(&roles, "role", nil, "`role`: read, write, admin or metrics (repeatable)")
+	f.StringSliceVar(&nss, "ns", nil, "limit the token to this `namespace` (repeatable)")
+	f.StringArrayVar(&prefixes, "prefix", nil, "limit the token to keys starting with this `prefix` (repeatable)")
+	f.StringVar(&appendTo, "append", "", "add the entry to this tokens `file` and print only the token")
+	return cmd
+}
+
+// tokenEntry is one entry of the tokens file, as YAML under "tokens:".
+func tokenEntry(name, hash string, roles, nss, prefixes []string) string {
+	list := func(vs []string) string {
+		q := make([]string, len(vs))
+		for i, v := range vs {
+			q[i] = strconv.Quote(v)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "  - name: %s\n    hash: %s\n    roles: %s\n", strconv.Quote(name), hash, list(roles))
+	if len(nss) > 0 {
+		fmt.Fprintf(&b, "    namespaces: %s\n", list(nss))
+	}
+	if len(prefixes) > 0 {
+		fmt.Fprintf(&b, "    prefixes: %s\n", list(prefixes))
+	}
+	return b.String()
+}
+
+// appendTokenEntry adds entry to the tokens file at path (creating it),
+// checks the result as the server would read it, and replaces the file
+// atomically (temp file, fsync, rename).
+func appendTokenEntry(path, entry string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	text := string(old)
+	switch {
+	case strings.TrimSpace(text) == "":
+		text = "# ctxd tokens file (auth.tokens_file): hashes only, made by `ctxd token new`.\ntokens:\n"
+	case !strings.HasSuffix(text, "\n"):
+		text += "\n"
+	}
+	text += entry
+	if _, err := auth.ParseTokens([]byte(text)); err != nil {
+		return fmt.Errorf("%s: the entry cannot be added: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-tokens-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(text); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func (a *app) tokenHashCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "hash [TOKEN]",
+		Short: "Print the hash of a token for the tokens file",
+		Long: `Print the hash ("sha256:<hex>") the tokens file holds for TOKEN, or for the
+first line of standard input without an argument (which keeps the token out
+of the shell history and the process list). A token chosen by hand must be
+at least 32 printable ASCII characters; 'ctxd token new' makes random ones.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: a.action(func(cmd *cobra.Command, args []string) error {
+			var secret string
+			if len(args) == 1 {
+				secret = args[0]
+			} else {
+				sc := bufio.NewScanner(cmd.InOrStdin())
+				if sc.Scan() {
+					secret = strings.TrimSpace(sc.Text())
+				}
+				if err := sc.Err(); err != nil {
+					return err
+				}
+			}
+			if err := auth.CheckSecret(secret); err != nil {
+				return &usageError{err}
+			}
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), auth.HashSecret(secret))
+			return err
+		}),
+	}
+}

@@ -1,0 +1,435 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
+)
+
+// The tokens of the access tests. "limited" may write namespace team,
+// keys starting with app. only.
+var (
+	tokAdmin   = auth.NewSecret()
+	tokWrite   = auth.NewSecret()
+	tokRead    = auth.NewSecret()
+	tokLimited = auth.NewSecret()
+	tokMetrics = auth.NewSecret()
+)
+
+func testTokens(t testing.TB) *auth.Tokens {
+	t.Helper()
+	entry := func(name, secret, rest string) string {
+		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
+	}
+	ts, err := auth.ParseTokens([]byte("tokens:\n" +
+		entry("ops", tokAdmin, "    roles: [admin]\n") +
+		entry("writer", tokWrite, "    roles: [write]\n") +
+		entry("reader", tokRead, "    roles: [read]\n") +
+		entry("team-app", tokLimited, "    roles: [write]\n    namespaces: [team]\n    prefixes: [app.]\n") +
+		entry("prometheus", tokMetrics, "    roles: [metrics]\n")))
+	require.NoError(t, err)
+	return ts
+}
+
+// newFullEnv is an env whose server has every route: snapshots,
+// maintenance, dumps, metrics and the WebSocket, with access control on
+// and the compat API on namespace team.
+func newFullEnv(t *testing.T, cfg httpapi.Config) *env {
+	t.Helper()
+	e := newEnv(t, envOptions{})
+	dir := filepath.Dir(e.st.Path())
+	m, err := snapshots.Open(filepath.Join(dir, "snapshots"), e.st)
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	cfg.Version = "test"
+	cfg.Snapshots, cfg.Maintenance, cfg.MaxUploadBytes = m, e.st, 1<<20
+	cfg.DumpDir = filepath.Join(dir, "dumps")
+	cfg.CompatNamespace = "team"
+	cfg.Metrics, cfg.Gatherer = reg, reg
+	hub := realtime.New(e.st, realtime.Options{}, zerolog.Nop())
+	t.Cleanup(func() { _ = hub.Close() })
+	cfg.Clients = hub.Clients
+	srv := httpapi.New(e.st, cfg, zerolog.New(e.logs))
+	srv.Echo().GET("/v1/watch", hub.Serve)
+	e.ts.Config.Handler = srv.Handler()
+	e.srv = srv
+	return e
+}
+
+// need is what a request needs.
+type need int
+
+const (
+	public   need = iota // no token
+	anyToken             // a valid token (no such route: 404 or 405)
+	read
+	write
+	admin
+	metrics
+)
+
+type accessCase struct {
+	method, path, body string
+	route              string // the route pattern it exercises
+	need               need
+	limitedOK          bool // the limited token (team, app.*) may
+}
+
+func accessCases() []accessCase {
+	c := func(method, path, body, route string, n need, limitedOK bool) accessCase {
+		return accessCase{method, path, body, route, n, limitedOK}
+	}
+	const keys = "/v1/ns/:ns/keys/*"
+	return []accessCase{
+		c("GET", "/healthz", "", "/healthz", public, true),
+		c("GET", "/readyz", "", "/readyz", public, true),
+		c("GET", "/", "", "/", public, true),
+		c("HEAD", "/", "", "/", public, true),
+		c("GET", "/ui/x/app.js", "", "/ui/:version/*", public, true),
+		c("HEAD", "/ui/x/app.js", "", "/ui/:version/*", public, true),
+
+		c("GET", "/metrics", "", "/metrics", metrics, false),
+		c("GET", "/v1/status", "", "/v1/status", read, true),
+		c("GET", "/v1/ns", "", "/v1/ns", read, true),
+		c("GET", "/v1/watch", "", "/v1/watch", read, true),
+
+		c("GET", "/v1/ns/team/keys?prefix=app.", "", "/v1/ns/:ns/keys", read, true),
+		c("GET", "/v1/ns/team/keys?prefix=app.x.y", "", "/v1/ns/:ns/keys", read, true),
+		c("GET", "/v1/ns/team/keys", "", "/v1/ns/:ns/keys", read, false),
+		c("GET", "/v1/ns/default/keys?prefix=app.", "", "/v1/ns/:ns/keys", read, false),
+		c("GET", "/v1/ns/team/keys/app.x", "", keys, read, true),
+		c("GET", "/v1/ns/team/keys/other", "", keys, read, false),
+		c("GET", "/v1/ns/default/keys/app.x", "", keys, read, false),
+		c("GET", "/v1/ns/team/keys/app.x/history", "", keys, read, true),
+		c("GET", "/v1/ns/team/keys/secret/history", "", keys, read, false),
+		c("GET", "/v1/ns/team/keys/app.x%2Fhistory", "", keys, read, true),
+		c("HEAD", "/v1/ns/team/keys/app.x", "", keys, read, true),
+		c("HEAD", "/v1/ns/team/keys/secret", "", keys, read, false),
+		c("PUT", "/v1/ns/team/keys/app.y", `1`, keys, write, true),
+		c("PUT", "/v1/ns/team/keys/zzz", `1`, keys, write, false),
+		c("PUT", "/v1/ns/default/keys/app.y", `1`, keys, write, false),
+		c("PUT", "/v1/ns/team/keys/app.%2F..%2Fsecret", `1`, keys, write, true), // the key "app./../secret"
+		c("PUT", "/v1/ns/team/keys/..%2Fapp.z", `1`, keys, write, false),
+		c("PUT", "/v1/ns/te%61m/keys/app.q", `1`, keys, write, true), // "team", escaped
+		c("DELETE", "/v1/ns/team/keys/app.gone", "", keys, write, true),
+		c("DELETE", "/v1/ns/default/keys/app.gone", "", keys, write, false),
+		c("POST", "/v1/txn", `{"ops":[{"op":"put","ns":"team","key":"app.t","value":1}]}`, "/v1/txn", write, true),
+		c("POST", "/v1/txn", `{"ops":[{"op":"put","ns":"team","key":"app.t","value":1},{"op":"put","key":"app.u","value":2}]}`, "/v1/txn", write, false),
+		c("POST", "/v1/txn", `{"ops":[{"op":"delete","ns":"team","key":"secret"}]}`, "/v1/txn", write, false),
+		c("POST", "/v1/txn", `{"ops":[`, "/v1/txn", write, true), // malformed: the handler's 400
+
+		c("GET", "/v1/ns/team/export", "", "/v1/ns/:ns/export", read, false),
+		c("POST", "/v1/ns/team/import", `{"context":{"app.i":1}}`, "/v1/ns/:ns/import", write, false),
+		c("POST", "/v1/ns/team/dumps?format=json", "", "/v1/ns/:ns/dumps", admin, false),
+		c("GET", "/v1/dumps", "", "/v1/dumps", admin, false),
+		c("GET", "/v1/dumps/nope.json", "", "/v1/dumps/*", admin, false),
+
+		c("POST", "/v1/snapshots", "", "/v1/snapshots", admin, false),
+		c("GET", "/v1/snapshots", "", "/v1/snapshots", admin, false),
+		c("POST", "/v1/snapshots/upload", "not a database", "/v1/snapshots/upload", admin, false),
+		c("GET", "/v1/snapshots/nope", "", "/v1/snapshots/:id", admin, false),
+		c("DELETE", "/v1/snapshots/nope", "", "/v1/snapshots/:id", admin, false),
+		c("GET", "/v1/snapshots/nope/export", "", "/v1/snapshots/:id/export", admin, false),
+		c("POST", "/v1/snapshots/nope/restore?dry_run=true", "", "/v1/snapshots/:id/restore", admin, false),
+		c("POST", "/v1/compact", "", "/v1/compact", admin, false),
+		c("POST", "/v1/defrag", "", "/v1/defrag", admin, false),
+
+		c("GET", "/ctx?key=app.x", "", "/ctx", read, true),
+		c("GET", "/ctx?key=other", "", "/ctx", read, false),
+		c("POST", "/ctx", `{"key":"app.c","value":1}`, "/ctx", write, true),
+		c("POST", "/ctx", `{"key":"other","value":1}`, "/ctx", write, false),
+		c("GET", "/ctx/all", "", "/ctx/all", read, false),
+		c("GET", "/ctx/history?key=app.x", "", "/ctx/history", read, true),
+		c("GET", "/ctx/history", "", "/ctx/history", read, false),
+		c("GET", "/ctx/status", "", "/ctx/status", read, true),
+		c("POST", "/ctx/dump", `{"format":"json"}`, "/ctx/dump", admin, false),
+		c("GET", "/ctx/dump/list", "", "/ctx/dump/list", admin, false),
+		c("GET", "/ctx/dump/nope.json", "", "/ctx/dump/*", admin, false),
+		c("GET", "/ctx/app.x", "", "/ctx/*", read, true),
+		c("GET", "/ctx/other", "", "/ctx/*", read, false),
+		c("DELETE", "/ctx/app.gone", "", "/ctx/*", write, true),
+		c("DELETE", "/ctx/other", "", "/ctx/*", write, false),
+
+		c("GET", "/v1/nope", "", "", anyToken, true),
+		c("PATCH", "/v1/ns/team/keys/app.x", "", "", anyToken, true),
+	}
+}
+
+// allowed says whether the holder of secret may make a request that needs n.
+func allowed(secret string, n need, limitedOK bool) bool {
+	switch secret {
+	case tokAdmin:
+		return true
+	case tokWrite:
+		return n != admin && n != metrics
+	case tokRead:
+		return n == public || n == anyToken || n == read
+	case tokLimited:
+		return n == public || n == anyToken || (n == read || n == write) && limitedOK
+	case tokMetrics:
+		return n == public || n == anyToken || n == metrics
+	}
+	return n == public
+}
+
+// Every route, with no token, a bad one, and each role: 401 without a
+// valid token, 403 outside the token's rights, and otherwise whatever the
+// handler answers.
+func TestAccessEveryRouteAndRole(t *testing.T) {
+	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	for _, kv := range [][2]string{{"team", "app.x"}, {"team", "secret"}, {"default", "app.x"}, {"team", "app.gone"}, {"default", "app.gone"}} {
+		_, err := e.st.Put(bg, kv[0], kv[1], []byte(`"v"`), nil, "test")
+		require.NoError(t, err)
+	}
+
+	creds := []struct {
+		name, header, secret string
+	}{
+		{"none", "", ""},
+		{"bad token", "Bearer " + auth.NewSecret(), "bad"},
+		{"not bearer", "Basic " + tokAdmin, "bad"},
+		{"admin", "Bearer " + tokAdmin, tokAdmin},
+		{"write", "Bearer " + tokWrite, tokWrite},
+		{"read", "bearer " + tokRead, tokRead},
+		{"limited", "Bearer " + tokLimited, tokLimited},
+		{"metrics", "Bearer  " + tokMetrics + " ", tokMetrics},
+	}
+	for _, cr := range creds {
+		for _, tc := range accessCases() {
+			name := cr.name + " " + tc.method + " " + tc.path
+			var hdr []string
+			if cr.header != "" {
+				hdr = []string{"Authorization", cr.header}
+			}
+			r := e.do(tc.method, tc.path, tc.body, hdr...)
+			switch {
+			case tc.need == public || allowed(cr.secret, tc.need, tc.limitedOK):
+				assert.NotContains(t, []int{401, 403, 429}, r.status, "%s: %s", name, r.body)
+			case cr.secret == "":
+				requireAccessError(t, r, http.StatusUnauthorized, "unauthorized", name)
+				assert.Equal(t, `Bearer realm="ctxd"`, r.header.Get("WWW-Authenticate"), name)
+			case cr.secret == "bad":
+				requireAccessError(t, r, http.StatusUnauthorized, "unauthorized", name)
+				assert.Equal(t, `Bearer realm="ctxd", error="invalid_token"`, r.header.Get("WWW-Authenticate"), name)
+			default:
+				requireAccessError(t, r, http.StatusForbidden, "forbidden", name)
+				assert.Contains(t, r.header.Get("WWW-Authenticate"), `error="insufficient_scope"`, name)
+			}
+		}
+	}
+
+}
+
+// What a token is refused changes nothing, whatever the body holds.
+func TestAccessRefusalWritesNothing(t *testing.T) {
+	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	_, err := e.st.Put(bg, "team", "secret", []byte(`"s"`), nil, "test")
+	require.NoError(t, err)
+	rev := e.st.Revision()
+	lim := []string{"Authorization", "Bearer " + tokLimited}
+	for _, req := range [][3]string{
+		{"PUT", "/v1/ns/team/keys/zzz", "1"},
+		{"PUT", "/v1/ns/default/keys/app.y", "1"},
+		{"DELETE", "/v1/ns/team/keys/secret", ""},
+		{"POST", "/v1/txn", `{"ops":[{"op":"put","ns":"team","key":"app.ok","value":1},{"op":"delete","ns":"team","key":"secret"}]}`},
+		{"POST", "/ctx", `{"key":"secret","value":2}`},
+		{"DELETE", "/ctx/secret", ""},
+		{"POST", "/v1/ns/team/import", `{"context":{"app.i":1,"secret":3}}`},
+	} {
+		r := e.do(req[0], req[1], req[2], lim...)
+		require.Equal(t, http.StatusForbidden, r.status, "%v: %s", req, r.body)
+	}
+	r := e.do("PUT", "/v1/ns/team/keys/app.ok", "1", "Authorization", "Bearer "+tokRead)
+	require.Equal(t, http.StatusForbidden, r.status, "read token: %s", r.body)
+	assert.Equal(t, rev, e.st.Revision(), "a refused request wrote something")
+}
+
+// requireAccessError checks a refusal: status, JSON error code, and for the
+// /ctx routes Framework0's "status":"error".
+func requireAccessError(t *testing.T, r response, status int, code, name string) {
+	t.Helper()
+	require.Equal(t, status, r.status, "%s: %s", name, r.body)
+	require.Equal(t, "application/json", r.header.Get("Content-Type"), name)
+	if strings.HasPrefix(name, "HEAD ") || strings.Contains(name, " HEAD ") {
+		return // no body
+	}
+	var body struct {
+		Error struct {
+			Code, Message string
+		}
+		Status string
+	}
+	require.NoError(t, json.Unmarshal(r.body, &body), "%s: %s", name, r.body)
+	require.Equal(t, code, body.Error.Code, "%s: %s", name, r.body)
+	require.NotEmpty(t, body.Error.Message, name)
+}
+
+// The table above covers every route the server registers, so that a new
+// route cannot go untested (and a route without an access rule is
+// admin-only, see below).
+func TestAccessCasesCoverEveryRoute(t *testing.T) {
+	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	covered := map[string]bool{}
+	for _, tc := range accessCases() {
+		covered[tc.method+" "+tc.route] = true
+	}
+	var missing []string
+	for _, rt := range e.srv.Echo().Routes() {
+		if !covered[rt.Method+" "+rt.Path] {
+			missing = append(missing, rt.Method+" "+rt.Path)
+		}
+	}
+	sort.Strings(missing)
+	assert.Empty(t, missing, "routes without an access test case")
+}
+
+// A route added without an access rule is closed to all but admins.
+func TestAccessRouteWithoutRuleIsAdminOnly(t *testing.T) {
+	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	e.srv.Echo().GET("/v1/brand-new", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
+	requireAccessError(t, e.do("GET", "/v1/brand-new", "", "Authorization", "Bearer "+tokWrite), http.StatusForbidden, "forbidden", "write")
+	assert.Equal(t, http.StatusNoContent, e.do("GET", "/v1/brand-new", "", "Authorization", "Bearer "+tokAdmin).status)
+}
+
+// GET /v1/ns lists only the namespaces the token may read.
+func TestAccessNamespacesFiltered(t *testing.T) {
+	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	for _, ns := range []string{"team", "other"} {
+		_, err := e.st.Put(bg, ns, "app.k", []byte(`1`), nil, "test")
+		require.NoError(t, err)
+	}
+	names := func(secret string) []string {
+		r := e.do("GET", "/v1/ns", "", "Authorization", "Bearer "+secret)
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		var out struct{ Namespaces []store.Namespace }
+		require.NoError(t, json.Unmarshal(r.body, &out))
+		var ns []string
+		for _, n := range out.Namespaces {
+			ns = append(ns, n.Name)
+		}
+		return ns
+	}
+	assert.Equal(t, []string{"default", "other", "team"}, names(tokRead))
+	assert.Equal(t, []string{"team"}, names(tokLimited))
+}
+
+// Without access control (the default on loopback), nothing needs a token.
+func TestAccessOff(t *testing.T) {
+	e := newFullEnv(t, httpapi.Config{})
+	r := e.do("PUT", "/v1/ns/default/keys/a", "1")
+	assert.Equal(t, http.StatusOK, r.status, string(r.body))
+	r = e.do("POST", "/v1/compact", "", "Authorization", "Bearer whatever")
+	assert.Equal(t, http.StatusOK, r.status, string(r.body))
+}
+
+// The WebSocket accepts the token as ?token= (browsers cannot set headers
+// on it); other routes do not, so that tokens stay out of URLs.
+func TestAccessQueryTokenOnlyOnWatch(t *testing.T) {
+	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	r := e.do("GET", "/v1/watch?token="+tokRead, "")
+	requireError(t, r, http.StatusBadRequest, "bad_request") // past access control: not a WebSocket request
+	r = e.do("GET", "/v1/watch?token=ctxd_nope", "")
+	requireError(t, r, http.StatusUnauthorized, "unauthorized")
+	r = e.do("GET", "/v1/status?token="+tokRead, "")
+	requireError(t, r, http.StatusUnauthorized, "unauthorized")
+	assert.Contains(t, r.header.Get("WWW-Authenticate"), "Bearer")
+}
+
+// The token's secret never appears in the log, not even from ?token=.
+func TestAccessTokenNotLogged(t *testing.T) {
+	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	e.do("GET", "/v1/watch?token="+tokRead, "")
+	e.do("GET", "/v1/status", "", "Authorization", "Bearer "+tokAdmin)
+	e.do("GET", "/v1/status", "", "Authorization", "Bearer "+tokLimited+"x")
+	logs := e.logs.buf.String()
+	for _, s := range []string{tokRead, tokAdmin, tokLimited} {
+		assert.NotContains(t, logs, s)
+	}
+}
+
+// A CORS preflight from an allowed origin is answered (204) without a
+// token; other origins get 403; answers to allowed origins carry the CORS
+// headers, others none.
+func TestCORS(t *testing.T) {
+	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t)),
+		CORSOrigins: []string{"https://app.example.com"}})
+	preflight := func(origin string) response {
+		return e.do("OPTIONS", "/v1/ns/default/keys/a", "", "Origin", origin,
+			"Access-Control-Request-Method", "PUT", "Access-Control-Request-Headers", "authorization, content-type, if-match")
+	}
+	r := preflight("https://app.example.com")
+	require.Equal(t, http.StatusNoContent, r.status, string(r.body))
+	assert.Equal(t, "https://app.example.com", r.header.Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, r.header.Get("Access-Control-Allow-Methods"), "PUT")
+	for _, h := range []string{"Authorization", "Content-Type", "If-Match", "X-Ctxd-Who"} {
+		assert.Contains(t, r.header.Get("Access-Control-Allow-Headers"), h)
+	}
+	assert.NotEmpty(t, r.header.Get("Access-Control-Max-Age"))
+	assert.Empty(t, r.header.Get("Access-Control-Allow-Credentials"))
+	assert.Contains(t, r.header.Values("Vary"), "Origin")
+
+	requireError(t, preflight("https://evil.example"), http.StatusForbidden, "forbidden")
+
+	r = e.do("PUT", "/v1/ns/default/keys/a", "1", "Origin", "https://app.example.com", "Authorization", "Bearer "+tokWrite)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, "https://app.example.com", r.header.Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, r.header.Get("Access-Control-Expose-Headers"), "ETag")
+
+	// A refusal still carries the CORS headers, so the page can read why.
+	r = e.do("GET", "/v1/status", "", "Origin", "https://app.example.com")
+	requireError(t, r, http.StatusUnauthorized, "unauthorized")
+	assert.Equal(t, "https://app.example.com", r.header.Get("Access-Control-Allow-Origin"))
+
+	r = e.do("GET", "/v1/status", "", "Origin", "https://evil.example", "Authorization", "Bearer "+tokRead)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Empty(t, r.header.Get("Access-Control-Allow-Origin"))
+
+	// Without an allow-list, no CORS at all.
+	e2 := newFullEnv(t, httpapi.Config{})
+	r = e2.do("GET", "/v1/status", "", "Origin", "https://app.example.com")
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Empty(t, r.header.Get("Access-Control-Allow-Origin"))
+	r = e2.do("OPTIONS", "/v1/status", "", "Origin", "https://app.example.com", "Access-Control-Request-Method", "GET")
+	assert.Empty(t, r.header.Get("Access-Control-Allow-Origin"))
+}
+
+// /readyz is public and /healthz too, even with access control on.
+func TestAccessProbesArePublic(t *testing.T) {
+	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	assert.Equal(t, http.StatusOK, e.do("GET", "/healthz", "").status)
+	assert.Equal(t, http.StatusOK, e.do("GET", "/readyz", "").status)
+	r := e.do("GET", "/", "")
+	assert.Equal(t, http.StatusOK, r.status)
+	assert.True(t, strings.HasPrefix(r.header.Get("Content-Type"), "text/html"))
+}
+
+// restoringStore reports a restore in progress.
+type restoringStore struct{ *store.Store }
+
+func (restoringStore) Restoring() bool { return true }
+
+// /readyz is 503 while a full restore replaces the database.
+func TestReadyzWhileRestoring(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	assert.Equal(t, http.StatusOK, e.do("GET", "/readyz", "").status)
+	e.ts.Config.Handler = httpapi.New(restoringStore{e.st}, httpapi.Config{}, zerolog.Nop()).Handler()
+	r := e.do("GET", "/readyz", "")
+	requireError(t, r, http.StatusServiceUnavailable, "unavailable")
+	assert.Contains(t, string(r.body), "restore")
+	assert.Equal(t, http.StatusOK, e.do("GET", "/healthz", "").status)
+}

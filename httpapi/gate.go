@@ -1,0 +1,107 @@
+package httpapi
+
+import (
+	"bytes"
+	"io"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/framework0/ctxd/auth"
+)
+
+// gate is what every request passes before its handler, in this order:
+// the UTF-8 check of its body (utf8body.go), CORS (cors.go; a preflight is
+// answered here), access control
+// (access.go: who is asking, may they), and the per-client rate limit
+// (ratelimit.go). Each part is off when its configuration is empty.
+type gate struct {
+	s       *Server
+	access  *auth.Authorizer
+	rules   map[string]rule
+	cors    *corsPolicy
+	limiter *limiter
+}
+
+func newGate(s *Server) *gate {
+	return &gate{
+		s:       s,
+		access:  s.cfg.Access,
+		rules:   s.accessRules(),
+		cors:    newCORSPolicy(s.cfg.CORSOrigins),
+		limiter: newLimiter(s.cfg.RateLimit, s.cfg.RateBurst),
+	}
+}
+
+// check runs before the handler. done reports that the handler must not
+// run: the request was answered here (a CORS preflight, a refusal of a /ctx
+// route), or err is the refusal to answer.
+func (g *gate) check(c echo.Context) (done bool, err error) {
+	g.s.requireUTF8Body(c) // utf8body.go
+	if g.cors != nil {
+		if done, err := g.cors.apply(c); done || err != nil {
+			return g.refuse(c, err)
+		}
+	}
+	if g.access == nil && g.limiter == nil {
+		return false, nil
+	}
+	r := g.ruleFor(c)
+	var (
+		t       *auth.Token
+		authErr error
+	)
+	if g.access != nil && !r.public {
+		t, authErr = g.authenticate(c, r)
+	}
+	if g.limiter != nil && !exemptFromLimit(c) {
+		if err := g.limiter.allow(c, t); err != nil {
+			return g.refuse(c, err)
+		}
+	}
+	if g.access == nil || r.public {
+		return false, nil
+	}
+	if authErr != nil {
+		return g.refuse(c, authErr)
+	}
+	if err := g.authorize(c, r, t); err != nil {
+		return g.refuse(c, err)
+	}
+	c.Set(tokenKey, t)
+	return false, nil
+}
+
+// exemptFromLimit: health and readiness probes are never rate limited.
+func exemptFromLimit(c echo.Context) bool {
+	p := c.Path()
+	return p == "/healthz" || p == "/readyz"
+}
+
+// refuse ends a request at the gate. A /ctx route's refusal is answered
+// here as the compat handlers answer errors (with Framework0's
+// "status":"error"); the others are returned for the error handler.
+func (g *gate) refuse(c echo.Context, err error) (bool, error) {
+	if err == nil {
+		return true, nil
+	}
+	if p := c.Path(); p == "/ctx" || strings.HasPrefix(p, "/ctx/") {
+		return true, g.s.compat(func(echo.Context) error { return err })(c)
+	}
+	return true, err
+}
+
+// peekBody reads the request body (within the body limit) for an access
+// check and puts it back for the handler.
+func (s *Server) peekBody(c echo.Context) ([]byte, error) {
+	if err := s.limitBody(c); err != nil {
+		return nil, err
+	}
+	req := c.Request()
+	body, err := readBody(req)
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
+}

@@ -1,0 +1,41 @@
+package realtime
+
+import (
+	"strconv"
+
+	"github.com/framework0/ctxd/auth"
+)
+
+// Access control on the WebSocket. The API's gate (httpapi, access.go)
+// checks the token at the upgrade (header, or ?token= for browsers) and
+// hands it to Serve; a session keeps it (nil: access control off) and:
+//
+//   - receives only the changes and snapshot keys the token may read
+//     (session.matches, Hub.snapshot), and context_dumped only for the
+//     namespaces it may read whole;
+//   - may write with context_set only what the token may write;
+//   - may not subscribe to a namespace the token cannot read at all
+//     (403 at connect, an error frame for subscribe); "*" is allowed and
+//     filtered.
+//
+// Sessions share batch frames only with sessions of the same token object
+// (the token's Key is part of the session's sig). A token revoked by a
+// reload of the tokens file reads nothing more from then on.
+
+// CodeForbidden: the token may not do what the message asks.
+const CodeForbidden = "forbidden"
+
+// forbiddenNamespace returns the first namespace of subs that t may not
+// read at all, or "" when there is none.
+func forbiddenNamespace(subs []Subscription, t *auth.Token) string {
+	for _, u := range subs {
+		if u.Namespace != AllNamespaces && !t.SeesNamespace(u.Namespace) {
+			return u.Namespace
+		}
+	}
+	return ""
+}
+
+func forbiddenMessage(ns string, t *auth.Token) string {
+	return "namespace " + strconv.Quote(ns) + " may not be watched with " + t.Describe()
+}

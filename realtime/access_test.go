@@ -1,0 +1,198 @@
+package realtime
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store"
+)
+
+var (
+	wsAdmin  = auth.NewSecret()
+	wsTeam   = auth.NewSecret() // write, namespace team, keys app.*
+	wsReader = auth.NewSecret() // read, namespace team
+)
+
+// authServer is the API with access control on and the hub at /v1/watch.
+type authServer struct {
+	st  *store.Store
+	hub *Hub
+	srv *httptest.Server
+}
+
+func startAuthServer(t *testing.T) *authServer {
+	t.Helper()
+	entry := func(name, secret, rest string) string {
+		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
+	}
+	tokens, err := auth.ParseTokens([]byte("tokens:\n" +
+		entry("ops", wsAdmin, "    roles: [admin]\n") +
+		entry("team-app", wsTeam, "    roles: [write]\n    namespaces: [team]\n    prefixes: [app.]\n") +
+		entry("team-reader", wsReader, "    roles: [read]\n    namespaces: [team]\n")))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "ctxd.db"), store.Options{})
+	require.NoError(t, err)
+	hub := New(st, Options{}, zerolog.Nop())
+	api := httpapi.New(st, httpapi.Config{
+		Version: "test", Clients: hub.Clients, Access: auth.NewStaticAuthorizer(tokens),
+		DumpDir: filepath.Join(dir, "dumps"),
+		OnDump: func(d export.DumpInfo) {
+			hub.NotifyDumped(DumpInfo{Filename: d.Filename, Format: string(d.Format), Namespace: d.Namespace, Revision: d.Revision})
+		},
+	}, zerolog.Nop())
+	api.Echo().GET("/v1/watch", hub.Serve)
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(func() {
+		_ = hub.Close()
+		srv.Close()
+		require.NoError(t, st.Check())
+		require.NoError(t, st.Close())
+	})
+	return &authServer{st: st, hub: hub, srv: srv}
+}
+
+func (s *authServer) url(q url.Values) string {
+	return "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/v1/watch?" + q.Encode()
+}
+
+func (s *authServer) put(t *testing.T, ns, key, value string) uint64 {
+	t.Helper()
+	rec, err := s.st.Put(t.Context(), ns, key, []byte(value), nil, "test")
+	require.NoError(t, err)
+	return rec.ModRev
+}
+
+func bearer(secret string) http.Header {
+	return http.Header{"Authorization": {"Bearer " + secret}}
+}
+
+// A client whose token is limited to namespace team, keys app.*, watching
+// every namespace, gets only those keys in its snapshot and its changes,
+// even when it shares batch frames' subscriptions with an admin client;
+// its context_set is limited the same way.
+func TestWatchFilteredByToken(t *testing.T) {
+	s := startAuthServer(t)
+	s.put(t, "team", "app.a", `1`)
+	s.put(t, "team", "secret", `"s"`)
+	s.put(t, "default", "app.b", `2`)
+
+	q := url.Values{"ns": {"*"}, "snapshot": {"true"}, "batch": {"true"}}
+	admin := dial(t, s.url(q), bearer(wsAdmin))
+	qt := url.Values{"ns": {"*"}, "snapshot": {"true"}, "batch": {"true"}, "token": {wsTeam}}
+	team := dial(t, s.url(qt), nil) // ?token=, as browsers send it
+
+	admin.expect(TypeSubscribed)
+	snap := admin.expect(TypeContextSnapshot)
+	assert.Len(t, snap.Keys, 3)
+	team.expect(TypeSubscribed)
+	snap = team.expect(TypeContextSnapshot)
+	require.Len(t, snap.Keys, 1)
+	assert.Equal(t, "app.a", snap.Keys[0].Key)
+
+	var last uint64
+	for _, kv := range [][2]string{{"team", "app.c"}, {"team", "secret2"}, {"default", "app.d"}, {"team", "app.e"}, {"other", "x"}} {
+		last = s.put(t, kv[0], kv[1], `true`)
+	}
+	var adminKeys []string
+	for _, m := range admin.changes(last) {
+		adminKeys = append(adminKeys, m.NS+"/"+m.Key)
+	}
+	assert.Equal(t, []string{"team/app.c", "team/secret2", "default/app.d", "team/app.e", "other/x"}, adminKeys)
+
+	// The limited client: app.c and app.e, then its own write, nothing else.
+	team.sendJSON(map[string]any{"type": "context_set", "id": 1, "ns": "team", "key": "secret", "value": 3})
+	team.sendJSON(map[string]any{"type": "context_set", "id": 2, "ns": "default", "key": "app.x", "value": 3})
+	team.sendJSON(map[string]any{"type": "context_set", "id": 3, "ns": "team", "key": "app.f", "value": 3})
+	team.sendJSON(map[string]any{"type": "subscribe", "id": 4, "ns": "default"})
+	var (
+		teamKeys []string
+		answers  = map[string]msg{}
+	)
+	for len(answers) < 4 || len(teamKeys) < 3 {
+		m := team.next()
+		switch m.Type {
+		case TypeContextUpdated:
+			teamKeys = append(teamKeys, m.NS+"/"+m.Key)
+		default:
+			answers[string(m.ID)] = m
+		}
+	}
+	assert.Equal(t, []string{"team/app.c", "team/app.e", "team/app.f"}, teamKeys)
+	assert.Equal(t, CodeForbidden, answers["1"].Code, "%+v", answers["1"])
+	assert.Equal(t, CodeForbidden, answers["2"].Code, "%+v", answers["2"])
+	assert.Equal(t, TypeContextSetConfirmed, answers["3"].Type, "%+v", answers["3"])
+	assert.Equal(t, CodeForbidden, answers["4"].Code, "%+v", answers["4"])
+	rec, err := s.st.Get("team", "secret")
+	require.NoError(t, err)
+	assert.Equal(t, `"s"`, string(rec.Value), "a forbidden context_set wrote")
+	got := admin.changes(answers["3"].Rev)
+	assert.Equal(t, "team/app.f", got[len(got)-1].NS+"/"+got[len(got)-1].Key, "the admin client sees the limited client's write")
+}
+
+// A read-only token may watch but not write; the upgrade is refused with
+// 401 without a valid token and 403 for a namespace the token cannot read.
+func TestWatchUpgradeChecks(t *testing.T) {
+	s := startAuthServer(t)
+	for _, tc := range []struct {
+		name   string
+		q      url.Values
+		hdr    http.Header
+		status int
+	}{
+		{"no token", url.Values{}, nil, http.StatusUnauthorized},
+		{"bad token", url.Values{"token": {"ctxd_nope"}}, nil, http.StatusUnauthorized},
+		{"bad header", url.Values{}, bearer("ctxd_nope"), http.StatusUnauthorized},
+		{"namespace outside", url.Values{"ns": {"default"}}, bearer(wsTeam), http.StatusForbidden},
+		{"one namespace outside", url.Values{"ns": {"team,default"}}, bearer(wsReader), http.StatusForbidden},
+	} {
+		_, resp, err := dialErr(s.url(tc.q), tc.hdr)
+		require.Error(t, err, tc.name)
+		require.NotNil(t, resp, tc.name)
+		assert.Equal(t, tc.status, resp.StatusCode, tc.name)
+		resp.Body.Close()
+	}
+
+	r := dial(t, s.url(url.Values{"ns": {"team"}}), bearer(wsReader))
+	r.expect(TypeSubscribed)
+	r.sendJSON(map[string]any{"type": "context_set", "id": 1, "ns": "team", "key": "app.z", "value": 1})
+	m := r.expect(TypeError)
+	assert.Equal(t, CodeForbidden, m.Code)
+	rev := s.put(t, "team", "anything", `1`)
+	assert.Equal(t, rev, r.expect(TypeContextUpdated).Rev, "a namespace-wide reader sees every key of it")
+}
+
+// context_dumped goes only to clients that may read the whole namespace
+// dumped.
+func TestWatchDumpNoticeFiltered(t *testing.T) {
+	s := startAuthServer(t)
+	s.put(t, "team", "app.a", `1`)
+	reader := dial(t, s.url(url.Values{"ns": {"team"}}), bearer(wsReader))
+	reader.expect(TypeSubscribed)
+	team := dial(t, s.url(url.Values{"ns": {"team"}}), bearer(wsTeam))
+	team.expect(TypeSubscribed)
+
+	req, err := http.NewRequest("POST", s.srv.URL+"/v1/ns/team/dumps?format=json&filename=d1", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+wsAdmin)
+	res, err := s.srv.Client().Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+
+	assert.Equal(t, "d1.json", reader.expect(TypeContextDumped).Filename)
+	// The limited client gets the next change, with no notice before it.
+	rev := s.put(t, "team", "app.b", `2`)
+	assert.Equal(t, rev, team.expect(TypeContextUpdated).Rev)
+}
