@@ -46,12 +46,12 @@ type testServer struct {
 	wrap func(*store.Store) Store
 }
 
-func startServer(t *testing.T, opts Options) *testServer {
+func startServer(t testing.TB, opts Options) *testServer {
 	t.Helper()
 	return startServerBuf(t, opts, 0)
 }
 
-func startServerBuf(t *testing.T, opts Options, sndBuf int) *testServer {
+func startServerBuf(t testing.TB, opts Options, sndBuf int) *testServer {
 	t.Helper()
 	return startTestServer(&testServer{t: t, dir: t.TempDir(), opts: opts, sndBuf: sndBuf})
 }

@@ -279,7 +279,9 @@ func (h *Hub) Close() error {
 		sessions := h.all()
 		for _, s := range sessions {
 			s.mu.Lock()
-			s.closeLocked(nil, websocket.CloseGoingAway, "server shutting down")
+			// The reason names the revision to resume from: every change
+			// the session matched up to pos is queued before this close.
+			s.closeLocked(nil, websocket.CloseGoingAway, "server shutting down; resume with from_rev="+strconv.FormatUint(s.pos, 10))
 			s.mu.Unlock()
 		}
 		_ = h.m.Close()
