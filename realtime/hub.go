@@ -227,6 +227,9 @@ func (h *Hub) Clients() int {
 // Stats are counters for tests and monitoring.
 type Stats struct {
 	Clients int
+	// Behind counts the clients the hub is holding back right now because
+	// their socket has not drained (they are caught up from the log later).
+	Behind int
 	// Lagged counts clients closed with "lagged".
 	Lagged uint64
 	// BufferFull counts frames melody dropped because a session's buffer
@@ -239,8 +242,17 @@ type Stats struct {
 
 // Stats returns the hub's counters.
 func (h *Hub) Stats() Stats {
+	behind := 0
+	for _, s := range h.all() {
+		s.mu.Lock()
+		if s.wantKick {
+			behind++
+		}
+		s.mu.Unlock()
+	}
 	return Stats{
 		Clients:    h.Clients(),
+		Behind:     behind,
 		Lagged:     h.stats.lagged.Load(),
 		BufferFull: h.stats.bufferFull.Load(),
 		Frames:     h.stats.frames.Load(),

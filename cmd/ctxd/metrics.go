@@ -138,6 +138,7 @@ type hubCollector struct{ stats func() realtime.Stats }
 
 var (
 	descWSClients = prometheus.NewDesc("ctxd_ws_clients", "Connected WebSocket clients.", nil, nil)
+	descWSBehind  = prometheus.NewDesc("ctxd_ws_lagging_clients", "WebSocket clients held back right now because their socket has not drained.", nil, nil)
 	descWSLagged  = prometheus.NewDesc("ctxd_ws_lagged_clients_total", "WebSocket clients closed with 'lagged' because they fell too far behind.", nil, nil)
 	descWSFrames  = prometheus.NewDesc("ctxd_ws_events_sent_total", "Frames written to WebSocket clients.", nil, nil)
 	descWSDropped = prometheus.NewDesc("ctxd_ws_frames_dropped_total", "Frames the WebSocket library dropped (always 0 unless there is a bug).", nil, nil)
@@ -145,6 +146,7 @@ var (
 
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descWSClients
+	ch <- descWSBehind
 	ch <- descWSLagged
 	ch <- descWSFrames
 	ch <- descWSDropped
@@ -153,6 +155,7 @@ func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.stats()
 	ch <- prometheus.MustNewConstMetric(descWSClients, prometheus.GaugeValue, float64(st.Clients))
+	ch <- prometheus.MustNewConstMetric(descWSBehind, prometheus.GaugeValue, float64(st.Behind))
 	ch <- prometheus.MustNewConstMetric(descWSLagged, prometheus.CounterValue, float64(st.Lagged))
 	ch <- prometheus.MustNewConstMetric(descWSFrames, prometheus.CounterValue, float64(st.Frames))
 	ch <- prometheus.MustNewConstMetric(descWSDropped, prometheus.CounterValue, float64(st.BufferFull))

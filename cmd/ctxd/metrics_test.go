@@ -69,6 +69,7 @@ func TestMetrics(t *testing.T) {
 	assert.Equal(t, 1.0, m[`ctxd_snapshots_total{result="ok"}`])
 	assert.Equal(t, 1.0, m["ctxd_snapshots_stored"])
 	assert.Contains(t, m, "ctxd_ws_clients")
+	assert.Contains(t, m, "ctxd_ws_lagging_clients")
 	assert.Contains(t, m, "ctxd_ws_events_sent_total")
 	assert.Contains(t, m, "ctxd_compactions_total")
 	for name := range m {
