@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 func (s *suite) casSteps() []step {
@@ -69,14 +70,21 @@ func (s *suite) casRun(ctx context.Context, name string, keys int) error {
 	}
 	return s.measured(ctx, r, l, func(res *loadResult, _ loadStats, r *Measurement) error {
 		cr := &CASResult{Keys: keys}
+		var perPart [intervals]float64
+		partLen := max(int64(s.cfg.Duration)/intervals, 1)
 		for _, sm := range res.samples {
 			switch sm.kind {
 			case kindWrite:
 				cr.Successes++
 			case kindConflict:
 				cr.Conflicts++
+				perPart[min(int(sm.at/partLen), intervals-1)]++
 			}
 		}
+		for i := range perPart {
+			perPart[i] /= time.Duration(partLen).Seconds()
+		}
+		cr.ConflictsPerSecSpread = round1(stddev(perPart[:]))
 		secs := res.elapsed.Seconds()
 		cr.SuccessesPerSec = round1(float64(cr.Successes) / secs)
 		cr.ConflictsPerSec = round1(float64(cr.Conflicts) / secs)

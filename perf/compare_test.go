@@ -20,17 +20,18 @@ func TestVerdict(t *testing.T) {
 		old, new Metric
 		want     string
 	}{
-		// Spreads of 300 and 400: combined 500, band ±1000 (above 5% of 10,000).
-		{"inside the spread", tput(10000, 300), tput(10900, 400), VerdictNoise},
-		{"just outside, up", tput(10000, 300), tput(11001, 400), VerdictBetter},
-		{"just outside, down", tput(10000, 300), tput(8999, 400), VerdictWorse},
-		// No spread: the 5% floor decides.
-		{"below the floor", tput(10000, 0), tput(10400, 0), VerdictNoise},
-		{"above the floor", tput(10000, 0), tput(9400, 0), VerdictWorse},
+		// Spreads of 600 and 800: combined 1000, band ±2000 (above 10% of 10,000).
+		{"inside the spread", tput(10000, 600), tput(11900, 800), VerdictNoise},
+		{"just outside, up", tput(10000, 600), tput(12001, 800), VerdictBetter},
+		{"just outside, down", tput(10000, 600), tput(7999, 800), VerdictWorse},
+		// No spread: the 10% floor decides.
+		{"below the floor", tput(10000, 0), tput(10900, 0), VerdictNoise},
+		{"above the floor", tput(10000, 0), tput(8900, 0), VerdictWorse},
 		// Lower is better for latencies.
 		{"latency up", lat(2, 0.1), lat(3, 0.1), VerdictWorse},
 		{"latency down", lat(2, 0.1), lat(1, 0.1), VerdictBetter},
 		{"latency noisy", lat(2, 0.5), lat(3, 0.5), VerdictNoise},
+		{"latency within the floor", lat(2, 0), lat(2.19, 0), VerdictNoise},
 		{"zero to zero", lat(0, 0), lat(0, 0), VerdictNoise},
 		{"zero to some", Metric{Value: 0, Better: "lower"}, Metric{Value: 1, Better: "lower"}, VerdictWorse},
 	} {
@@ -39,8 +40,10 @@ func TestVerdict(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
-	_, band := Verdict(tput(10000, 300), tput(10900, 400), DefaultMinChange)
-	require.InDelta(t, 1000, band, 1e-9)
+	_, band := Verdict(tput(10000, 600), tput(11900, 800), DefaultMinChange)
+	require.InDelta(t, 2000, band, 1e-9)
+	_, band = Verdict(tput(10000, 0), tput(11900, 0), 0.25)
+	require.InDelta(t, 2500, band, 1e-9, "a larger floor")
 }
 
 func TestCompare(t *testing.T) {

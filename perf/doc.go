@@ -3,7 +3,7 @@
 // # Basics
 //
 // [Run] measures a ctxd server end to end, over HTTP and WebSocket on
-// loopback, with the scenarios of [Scenarios] (write-latency,
+// loopback, with the scenarios of [ScenarioNames] (write-latency,
 // write-throughput, read-latency, read-throughput, mixed, cas-contention,
 // fanout, disk-growth, snapshot), and returns a [Report]. The report is
 // written as report.json ([Report.WriteJSON], fields documented in
@@ -20,11 +20,12 @@
 //
 // Closed-loop scenarios run N clients, each one request at a time on its own
 // keep-alive connection, for a warm-up and then a measured window; only
-// requests that start inside the window count. Fixed-rate work (fanout's
-// writers, and the latency scenarios with --rate) is timed from each
-// request's intended send time, not from when it was actually sent, so a
-// stalled server shows up in the percentiles instead of silently lowering
-// the load (coordinated omission). Latencies go into HDR histograms (three
+// requests that start inside the window count, and only successful ones
+// (failures are counted as errors, and a run with errors says so).
+// Fixed-rate work (fanout's writers, and the latency scenarios with --rate)
+// is timed from each request's intended send time, not from when it was
+// actually sent, so a stalled server shows up in the percentiles instead of
+// silently lowering the load (coordinated omission). Latencies go into HDR histograms (three
 // significant digits). Each window is cut into ten intervals; the spread of
 // the per-interval values is what [Compare] treats as noise.
 //
@@ -35,7 +36,8 @@
 // # Caveats
 //
 // Client and server share the CPU: the report records the number of cores,
-// the Go version and the machine, and numbers are to be read in that context.
+// the Go version, the machine, its load average and, per run, the CPU that
+// other processes used; numbers are to be read in that context.
 // Against a running server (--target), disk-growth and snapshot change its
 // whole database (compaction, restore) and run only when asked to.
 package perf

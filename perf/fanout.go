@@ -34,10 +34,20 @@ func (s *suite) fanoutSteps() []step {
 	return steps
 }
 
-// latencyShard is a pair of histograms some subscribers record into.
+// latencyShard is the histograms some subscribers record into: the whole
+// run's, and per tenth of the writes (for the spread).
 type latencyShard struct {
 	mu              sync.Mutex
 	fromAck, fromTx *histogram
+	parts           [intervals]struct{ fromAck, fromTx *histogram }
+}
+
+func newLatencyShard() *latencyShard {
+	ls := &latencyShard{fromAck: newHistogram(), fromTx: newHistogram()}
+	for i := range ls.parts {
+		ls.parts[i].fromAck, ls.parts[i].fromTx = newCoarseHistogram(), newCoarseHistogram()
+	}
+	return ls
 }
 
 // subscriber is one WebSocket client of the fan-out.
@@ -87,15 +97,15 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int) error {
 	// acks[i] is when write i was acknowledged, in ns after start (0: not yet).
 	acks := make([]atomic.Int64, writes)
 	interval := float64(time.Second) / float64(s.cfg.FanoutRate)
-	var shards [fanoutShards]latencyShard
+	var shards [fanoutShards]*latencyShard
 	for i := range shards {
-		shards[i].fromAck, shards[i].fromTx = newHistogram(), newHistogram()
+		shards[i] = newLatencyShard()
 	}
 	start := time.Now().Add(20 * time.Millisecond) // the readers are up by then
 	var readers sync.WaitGroup
 	for i, sub := range subscribers {
 		readers.Go(func() {
-			sub.read(&shards[i%fanoutShards], keyPrefix, start, interval, acks, errs)
+			sub.read(shards[i%fanoutShards], keyPrefix, start, interval, acks, errs)
 		})
 	}
 
@@ -161,10 +171,27 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int) error {
 	}
 
 	fromAck, fromTx := newHistogram(), newHistogram()
-	for i := range shards {
-		fromAck.merge(shards[i].fromAck)
-		fromTx.merge(shards[i].fromTx)
+	var parts [intervals]struct{ fromAck, fromTx *histogram }
+	for p := range parts {
+		parts[p].fromAck, parts[p].fromTx = newCoarseHistogram(), newCoarseHistogram()
 	}
+	for _, sh := range shards {
+		fromAck.merge(sh.fromAck)
+		fromTx.merge(sh.fromTx)
+		for p := range parts {
+			parts[p].fromAck.merge(sh.parts[p].fromAck)
+			parts[p].fromTx.merge(sh.parts[p].fromTx)
+		}
+	}
+	var ackP50, ackP99, txP99 []float64
+	for _, p := range parts {
+		if p.fromAck.count() > 0 {
+			ackP50 = append(ackP50, p.fromAck.at(50))
+			ackP99 = append(ackP99, p.fromAck.at(99))
+			txP99 = append(txP99, p.fromTx.at(99))
+		}
+	}
+	fr.AckP50Spread, fr.AckP99Spread, fr.SendP99Spread = round3(stddev(ackP50)), round3(stddev(ackP99)), round3(stddev(txP99))
 	fr.Expected = fr.Writes * int64(subs)
 	for _, sub := range subscribers {
 		got := sub.got.Load()
@@ -267,7 +294,10 @@ var (
 // come are the run's (its key prefix), whose values hold no "rev" field.
 func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Time, interval float64, acks []atomic.Int64, errs *errorLog) {
 	var buf bytes.Buffer
-	type arrival struct{ fromAck, fromTx time.Duration }
+	type arrival struct {
+		fromAck, fromTx time.Duration
+		part            int // which tenth of the writes
+	}
 	var batch []arrival
 	for {
 		buf.Reset()
@@ -312,7 +342,7 @@ func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Ti
 				continue
 			}
 			sub.lastRev = rev
-			a := arrival{fromTx: now - time.Duration(float64(idx)*interval)}
+			a := arrival{fromTx: now - time.Duration(float64(idx)*interval), part: int(idx) * intervals / len(acks)}
 			if ack := acks[idx].Load(); ack != 0 {
 				a.fromAck = now - time.Duration(ack) // negative (arrived first) records as 0
 			}
@@ -325,6 +355,8 @@ func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Ti
 		for _, a := range batch {
 			shard.fromAck.record(a.fromAck)
 			shard.fromTx.record(a.fromTx)
+			shard.parts[a.part].fromAck.record(a.fromAck)
+			shard.parts[a.part].fromTx.record(a.fromTx)
 		}
 		shard.mu.Unlock()
 		sub.got.Add(int64(len(batch)))

@@ -23,6 +23,13 @@ func newHistogram() *histogram {
 	return &histogram{h: hdrhistogram.New(1, histMax, 3)}
 }
 
+// newCoarseHistogram has two significant digits (values within 1%) and
+// takes a tenth of the memory: for the many per-interval histograms whose
+// only use is the spread between intervals.
+func newCoarseHistogram() *histogram {
+	return &histogram{h: hdrhistogram.New(1, histMax, 2)}
+}
+
 // record adds one duration; a negative one counts as 0.
 func (h *histogram) record(d time.Duration) {
 	v := max(int64(d), 0)

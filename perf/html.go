@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,15 +38,32 @@ type htmlPage struct {
 	FanoutCharts,
 	DiskCharts,
 	SnapshotCharts []chartBlock
-	ErrorLines   []string
-	SettingsJSON string
+	ErrorLines []string
+	Settings   []settingRow
+}
+
+// settingRow is one setting, named as in report.json, its value as JSON.
+type settingRow struct{ Name, Value string }
+
+// settingRows lists the settings in their declaration order.
+func settingRows(st Settings) []settingRow {
+	var rows []settingRow
+	v := reflect.ValueOf(st)
+	for i := range v.NumField() {
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		b, err := json.Marshal(v.Field(i).Interface())
+		if err != nil {
+			continue
+		}
+		rows = append(rows, settingRow{Name: name, Value: string(b)})
+	}
+	return rows
 }
 
 // WriteHTML writes report.html: the report's tables and charts in one file
 // that opens offline (inline SVG and CSS, no script, nothing fetched).
 func (r *Report) WriteHTML(path string) error {
-	settings, _ := json.MarshalIndent(r.Settings, "", "  ")
-	p := htmlPage{R: r, Summary: r.Summary(), ErrorLines: r.errorSamples(), SettingsJSON: string(settings)}
+	p := htmlPage{R: r, Summary: r.Summary(), ErrorLines: r.errorSamples(), Settings: settingRows(r.Settings)}
 	p.LatencyCharts = latencyCharts(r)
 	p.ThroughputCharts = throughputCharts(r)
 	p.FanoutCharts = fanoutCharts(r)

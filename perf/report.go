@@ -144,6 +144,13 @@ type Measurement struct {
 	Writes       *Latency `json:"writes,omitempty"`
 	// CAS: for cas-contention.
 	CAS *CASResult `json:"cas,omitempty"`
+	// OtherCPUCores is how many cores, on average, processes other than
+	// this one kept busy during the run (in-process runs only): well above
+	// 0, the numbers are lower than the machine can do.
+	OtherCPUCores float64 `json:"other_cpu_cores"`
+	// Commits: what the server's writer did, for runs that write, when
+	// the server exposes its metrics (servermetrics.go).
+	Commits *CommitStats `json:"commits,omitempty"`
 }
 
 // Interval is one tenth of a run's measured window.
@@ -163,6 +170,8 @@ type CASResult struct {
 	Conflicts       int64   `json:"conflicts"`
 	SuccessesPerSec float64 `json:"successes_per_sec"`
 	ConflictsPerSec float64 `json:"conflicts_per_sec"`
+	// ConflictsPerSecSpread is its standard deviation over the intervals.
+	ConflictsPerSecSpread float64 `json:"conflicts_per_sec_spread"`
 	// TotalSuccesses counts the warm-up too; CounterSum is the sum of the
 	// counters read back at the end: CounterCheck is "ok" when they are
 	// equal, "mismatch" otherwise (an error).
@@ -196,6 +205,11 @@ type FanoutRun struct {
 	// SendToArrival: from the write's intended send time (fixed rate) to
 	// its arrival: coordinated-omission-free end-to-end latency.
 	SendToArrival Latency `json:"send_to_arrival"`
+	// AckP50Spread, AckP99Spread and SendP99Spread are the standard
+	// deviations of those percentiles over the tenths of the writes.
+	AckP50Spread  float64 `json:"ack_p50_spread"`
+	AckP99Spread  float64 `json:"ack_p99_spread"`
+	SendP99Spread float64 `json:"send_p99_spread"`
 	// WriteLatency: the PUTs, from their intended send time.
 	WriteLatency     Latency    `json:"write_latency"`
 	Distribution     []Quantile `json:"distribution"`

@@ -7,6 +7,10 @@ import (
 	"text/tabwriter"
 )
 
+// busyElsewhere is the CPU, in cores, other processes may use during a run
+// before the table flags it.
+const busyElsewhere = 0.2
+
 // Summary is one line on the machine, the target and the settings.
 func (r *Report) Summary() string {
 	m := r.Machine
@@ -37,17 +41,30 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t") }
+	disturbed := false
 	if len(r.Runs) > 0 {
 		fmt.Fprintln(tw)
-		row("RUN", "OPS/S", "±", "P50", "P90", "P99", "P99.9", "MAX", "ERRORS")
+		row("RUN", "OPS/S", "±", "P50", "P90", "P99", "P99.9", "MAX", "ERRORS", "WRITES/COMMIT", "COMMIT")
 		for _, x := range r.Runs {
 			l := x.Latency
-			row(x.Name, formatValue(x.OpsPerSec, ""), formatValue(x.OpsPerSecSpread, ""),
-				ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max), fmt.Sprint(x.Errors))
+			perCommit, commit := "", ""
+			if c := x.Commits; c != nil {
+				perCommit, commit = formatValue(c.WritesPerCommit, ""), ms(c.CommitMs)
+			}
+			name := x.Name
+			if x.OtherCPUCores >= busyElsewhere {
+				name += " (!)"
+				disturbed = true
+			}
+			row(name, formatValue(x.OpsPerSec, ""), formatValue(x.OpsPerSecSpread, ""),
+				ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max), fmt.Sprint(x.Errors), perCommit, commit)
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if disturbed {
+		fmt.Fprintf(w, "  (!) other processes kept %.2f cores or more busy during the run: its numbers are lower than this machine can do\n", busyElsewhere)
 	}
 	for _, x := range r.Runs {
 		if x.Reads != nil && x.Writes != nil {

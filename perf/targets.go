@@ -100,14 +100,14 @@ func metricsOf(r *Report) []Metric {
 		add(x.Name+" p50", "ms", x.Latency.P50, x.P50Spread, "lower")
 		add(x.Name+" p99", "ms", x.Latency.P99, x.P99Spread, "lower")
 		if x.CAS != nil {
-			add(x.Name+" conflicts/s", "ops/s", x.CAS.ConflictsPerSec, 0, "lower")
+			add(x.Name+" conflicts/s", "ops/s", x.CAS.ConflictsPerSec, x.CAS.ConflictsPerSecSpread, "lower")
 		}
 	}
 	for _, f := range r.Fanout {
 		add(f.Name+" writes/s", "ops/s", f.WritesPerSec, 0, "higher")
-		add(f.Name+" ack-to-arrival p50", "ms", f.AckToArrival.P50, 0, "lower")
-		add(f.Name+" ack-to-arrival p99", "ms", f.AckToArrival.P99, 0, "lower")
-		add(f.Name+" send-to-arrival p99", "ms", f.SendToArrival.P99, 0, "lower")
+		add(f.Name+" ack-to-arrival p50", "ms", f.AckToArrival.P50, f.AckP50Spread, "lower")
+		add(f.Name+" ack-to-arrival p99", "ms", f.AckToArrival.P99, f.AckP99Spread, "lower")
+		add(f.Name+" send-to-arrival p99", "ms", f.SendToArrival.P99, f.SendP99Spread, "lower")
 		add(f.Name+" missed", "", float64(f.Missed), 0, "lower")
 	}
 	for _, d := range r.DiskGrowth {
@@ -130,7 +130,7 @@ func metricsOf(r *Report) []Metric {
 func formatValue(v float64, unit string) string {
 	var s string
 	switch {
-	case unit == "ms" && v < 1:
+	case unit == "ms" && v < 0.9995:
 		return fmt.Sprintf("%.0f µs", v*1000)
 	case unit == "B":
 		return byteSize(int64(v))

@@ -25,14 +25,45 @@ const (
 // building the histograms.
 const stepOverhead = 200 * time.Millisecond
 
+// startCPUWatch starts measuring the CPU that other processes use; the
+// function it returns gives their average number of busy cores since.
+// Only an in-process run can tell (against a running server, the server
+// is one of the other processes): it returns 0 otherwise.
+func (s *suite) startCPUWatch() func() float64 {
+	all0, self0, ok := cpuTicks()
+	start := time.Now()
+	if !ok || s.target.Fresh == nil {
+		return func() float64 { return 0 }
+	}
+	return func() float64 {
+		all1, self1, ok := cpuTicks()
+		secs := time.Since(start).Seconds()
+		if !ok || secs <= 0 {
+			return 0
+		}
+		other := float64((all1-all0)-(self1-self0)) / ticksPerSecond / secs
+		return max(round3(other), 0)
+	}
+}
+
 func (s *suite) loadEstimate() time.Duration { return s.cfg.Warmup + s.cfg.Duration + stepOverhead }
 
 // measured runs l and adds its numbers to the report as r. after, when
 // set, adds what is particular to the scenario.
 func (s *suite) measured(ctx context.Context, r Measurement, l load, after func(*loadResult, loadStats, *Measurement) error) error {
+	mc := newHTTPConn(s.ep)
+	defer mc.Close()
+	before, haveMetrics := scrapeCommits(mc)
+	cpu := s.startCPUWatch()
 	res, err := runLoad(ctx, s.ep, l)
 	if err != nil {
 		return err
+	}
+	r.OtherCPUCores = cpu()
+	if haveMetrics {
+		if now, ok := scrapeCommits(mc); ok {
+			r.Commits = commitStats(before, now)
+		}
 	}
 	m := measure(res.samples, l.duration, res.elapsed)
 	r.Clients, r.Rate = l.clients, l.rate

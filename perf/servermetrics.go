@@ -1,0 +1,83 @@
+package perf
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"strconv"
+)
+
+// The server's own view of its write path, read from its Prometheus
+// metrics (GET /metrics) before and after each run that writes: how many
+// commits the writes took and how long one took. It explains the write
+// numbers: the writer commits one group of writes at a time, each commit
+// costing two fsyncs.
+
+// CommitStats is what the server's writer did during a run (warm-up
+// included).
+type CommitStats struct {
+	// Commits is the number of fsynced commits; WritesPerCommit the write
+	// requests each carried on average.
+	Commits         int64   `json:"commits"`
+	WritesPerCommit float64 `json:"writes_per_commit"`
+	// CommitMs is the mean duration of a commit, fsyncs included; DiskMs the
+	// part of it bbolt spent writing and fsyncing pages.
+	CommitMs float64 `json:"commit_ms"`
+	DiskMs   float64 `json:"disk_ms"`
+}
+
+// commitCounters are the raw counters behind CommitStats.
+type commitCounters struct {
+	commits, writes     float64
+	commitSecs, diskSec float64
+}
+
+var commitMetrics = map[string]func(*commitCounters, float64){
+	"ctxd_store_commits_total":               func(c *commitCounters, v float64) { c.commits = v },
+	"ctxd_store_writes_total":                func(c *commitCounters, v float64) { c.writes = v },
+	"ctxd_store_commit_duration_seconds_sum": func(c *commitCounters, v float64) { c.commitSecs = v },
+	"ctxd_store_fsync_write_seconds_total":   func(c *commitCounters, v float64) { c.diskSec = v },
+}
+
+// scrapeCommits reads the writer's counters; ok is false when the server
+// does not expose them (an old server, metrics not reachable).
+func scrapeCommits(c *httpConn) (cc commitCounters, ok bool) {
+	if err := c.expect(http.StatusOK, http.MethodGet, "/metrics", nil); err != nil {
+		return cc, false
+	}
+	found := 0
+	sc := bufio.NewScanner(bytes.NewReader(c.body.Bytes()))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := bytes.Cut(sc.Bytes(), []byte(" "))
+		if !ok {
+			continue
+		}
+		set := commitMetrics[string(name)]
+		if set == nil {
+			continue
+		}
+		v, err := strconv.ParseFloat(string(bytes.TrimSpace(value)), 64)
+		if err != nil {
+			continue
+		}
+		set(&cc, v)
+		found++
+	}
+	return cc, found == len(commitMetrics)
+}
+
+// commitStats returns what happened between two scrapes (nil when nothing
+// was committed).
+func commitStats(before, after commitCounters) *CommitStats {
+	commits := after.commits - before.commits
+	if commits <= 0 {
+		return nil
+	}
+	return &CommitStats{
+		Commits:         int64(commits),
+		WritesPerCommit: round1((after.writes - before.writes) / commits),
+		CommitMs:        round3((after.commitSecs - before.commitSecs) * 1000 / commits),
+		DiskMs:          round3((after.diskSec - before.diskSec) * 1000 / commits),
+	}
+}
