@@ -166,7 +166,10 @@ func (s *Store) load() error {
 		if v := tx.Bucket(migrations.BucketMeta).Get(migrations.KeyCompacted); len(v) == 8 {
 			s.compacted.Store(binary.BigEndian.Uint64(v))
 		}
+		// A restore reloads while followers read the mark: take its lock.
+		s.mu.Lock()
 		s.committed = s.rev
+		s.mu.Unlock()
 		return tx.Bucket(migrations.BucketNSKeys).ForEach(func(k, v []byte) error {
 			if len(v) != 8 {
 				return fmt.Errorf("open store: nskeys/%s: %w", k, errCorrupt)
