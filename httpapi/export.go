@@ -387,11 +387,7 @@ func (s *Server) importNS(c echo.Context) error {
 		return nil
 	})
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return bodyTooLarge(mbe.Limit)
-		}
-		return err
+		return oversized(err)
 	}
 	out := importResponse{Namespace: ns, Imported: len(writes)}
 	if len(writes) == 0 {

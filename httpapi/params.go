@@ -188,12 +188,22 @@ func readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
+// oversized maps a failed read of a body over its limit (anywhere in err's
+// chain) to 413 too_large, and leaves any other error alone.
+func oversized(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return bodyTooLarge(mbe.Limit)
+	}
+	return err
+}
+
 // bodyError turns a failed body read into an API error.
 func bodyError(err error) error {
-	var mbe *http.MaxBytesError
+	if e := oversized(err); e != err {
+		return e
+	}
 	switch {
-	case errors.As(err, &mbe):
-		return bodyTooLarge(mbe.Limit)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return badRequest("request body is shorter than its Content-Length")
 	}

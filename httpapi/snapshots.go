@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -107,20 +106,10 @@ func (s *Server) uploadSnapshot(c echo.Context) error {
 	}
 	meta, err := s.cfg.Snapshots.Upload(req.Context(), req.Body, req.Header.Get(headerSHA256))
 	if err != nil {
-		return bodyErrorOr(err)
+		return oversized(err)
 	}
 	s.log.Info().Str("id", meta.ID).Uint64("revision", meta.Revision).Int64("bytes", meta.Size).Msg("snapshot uploaded")
 	return sendJSON(c, http.StatusCreated, meta)
-}
-
-// bodyErrorOr maps a failed read of an oversized body to 413 and leaves
-// other errors alone.
-func bodyErrorOr(err error) error {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return bodyTooLarge(mbe.Limit)
-	}
-	return err
 }
 
 // exportSnapshot serves GET /v1/snapshots/{id}/export: the same dump as the

@@ -34,7 +34,7 @@ func newSnapshotEnv(t *testing.T) (*env, *snapshots.Manager) {
 }
 
 func TestSnapshotLifecycle(t *testing.T) {
-	e, m := newSnapshotEnv(t)
+	e, _ := newSnapshotEnv(t)
 	e.put("app.config", `{"debug":true}`)
 	e.put("name", `"before"`)
 
@@ -95,7 +95,6 @@ func TestSnapshotLifecycle(t *testing.T) {
 	list.Snapshots = nil
 	require.NoError(t, json.Unmarshal(e.do(http.MethodGet, "/v1/snapshots", "").body, &list))
 	assert.Len(t, list.Snapshots, 1)
-	_ = m
 }
 
 func TestSnapshotErrors(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/framework0/ctxd/migrations"
@@ -233,7 +234,7 @@ func CompactFile(path string) (before, after int64, err error) {
 	before = fileSize(path)
 	src, err := openBolt(path, time.Second)
 	if err != nil {
-		return before, 0, fmt.Errorf("compact %s: %w (is a server running on it?)", path, err)
+		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
 	defer func() {
 		if src != nil {
@@ -264,7 +265,7 @@ func CompactFile(path string) (before, after int64, err error) {
 	if err := os.Rename(next, path); err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
-	if err := syncDir(dirOf(path)); err != nil {
+	if err := syncDir(filepath.Dir(path)); err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
 	_ = src.Close()

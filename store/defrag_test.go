@@ -83,7 +83,7 @@ func TestCompactFileOffline(t *testing.T) {
 func TestCompactFileRefusesAnOpenDatabase(t *testing.T) {
 	s := openStore(t, store.Options{})
 	_, _, err := store.CompactFile(s.path)
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, store.ErrLocked)
 }
 
 // fillBig writes n keys with 1 KB values, each overwritten three times, so

@@ -24,6 +24,9 @@ var (
 	// ErrInvalid is returned for malformed input: an empty key, control
 	// characters, a bad namespace name, a value that is not JSON.
 	ErrInvalid = errors.New("invalid input")
+	// ErrLocked is returned by Open (and CompactFile) when another process,
+	// usually a running server, holds the database file.
+	ErrLocked = errors.New("database is in use by another process (is a server running on it?)")
 	// ErrClosed is returned by operations on a closed store.
 	ErrClosed = errors.New("store closed")
 	// ErrSchemaTooNew is returned by Open when the database was written by a

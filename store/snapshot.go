@@ -117,9 +117,6 @@ func openSnapshotFile(path string) (*bolt.DB, int, error) {
 	})
 	if err != nil {
 		_ = db.Close()
-		if errors.Is(err, ErrSchemaTooNew) {
-			return nil, 0, fmt.Errorf("%w: %s: %w", ErrBadSnapshot, path, err)
-		}
 		return nil, 0, fmt.Errorf("%w: %s: %w", ErrBadSnapshot, path, err)
 	}
 	return db, schema, nil

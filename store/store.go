@@ -15,6 +15,7 @@ import (
 
 	"github.com/framework0/ctxd/migrations"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Store is the durable versioned key-value store. It is safe for concurrent use.
@@ -124,15 +125,20 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// openBolt opens a database file the way the store always does.
+// openBolt opens a database file the way the store always does. A file
+// still locked after timeout is ErrLocked.
 func openBolt(path string, timeout time.Duration) (*bolt.DB, error) {
-	return bolt.Open(path, 0o600, &bolt.Options{
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: timeout,
 		// The freelist is rebuilt from the pages at open instead of being
 		// written at every commit: fewer pages per commit, same durability.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %w", ErrLocked, err)
+	}
+	return db, err
 }
 
 // load migrates the schema and reads the revision, compaction mark and key counts.

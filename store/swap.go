@@ -136,7 +136,5 @@ func removeIfExists(path string) error {
 	return err
 }
 
-func dirOf(path string) string { return filepath.Dir(path) }
-
 // removeBackup removes the old file a replaceFile left.
 func (s *Store) removeBackup() { _ = os.Remove(s.path + suffixBackup) }

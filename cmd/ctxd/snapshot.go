@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -301,15 +300,13 @@ func (a *app) dataFile(cmd *cobra.Command, configPath, dataDir string) (string, 
 func openOffline(path string) (*store.Store, error) {
 	st, err := store.Open(path, store.Options{OpenTimeout: time.Second})
 	if err != nil {
-		if errors.Is(err, errTimeout) || strings.Contains(err.Error(), "timeout") {
+		if errors.Is(err, store.ErrLocked) {
 			return nil, fmt.Errorf("%s is in use: stop the server first (%w)", path, err)
 		}
 		return nil, err
 	}
 	return st, nil
 }
-
-var errTimeout = errors.New("timeout")
 
 func (c *common) printSnapshots(list ...client.SnapshotMeta) error {
 	if c.output == outJSON {
