@@ -116,6 +116,17 @@ func (c *common) client(ctx context.Context) (*client.Client, context.Context, c
 	return cl, ctx, cancel, nil
 }
 
+// withClient runs fn with a client for the command's flags and a context
+// bounded by --timeout.
+func (c *common) withClient(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client) error) error {
+	cl, ctx, cancel, err := c.client(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return fn(ctx, cl)
+}
+
 // exactArgs is cobra.ExactArgs with the expected arguments named.
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
@@ -151,16 +162,13 @@ standard input. Put '--' before a VALUE that starts with '-' (ctxd put n -- -5).
 		if err != nil {
 			return err
 		}
-		cl, ctx, cancel, err := c.client(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		rec, err := cl.Put(ctx, c.namespace, args[0], value, client.PutOptions{IfVersion: c.expect(cmd)})
-		if err != nil {
-			return err
-		}
-		return c.printRecords(rec)
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			rec, err := cl.Put(ctx, c.namespace, args[0], value, client.PutOptions{IfVersion: c.expect(cmd)})
+			if err != nil {
+				return err
+			}
+			return c.printRecords(rec)
+		})
 	})
 	return cmd
 }
@@ -206,16 +214,13 @@ any other value as JSON; -o json prints the whole record.`,
 	c := a.clientFlags(cmd, outValue, true)
 	cmd.Flags().Uint64Var(&rev, "rev", 0, "read the key as it was at this `revision`")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		cl, ctx, cancel, err := c.client(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		rec, err := cl.Get(ctx, c.namespace, args[0], client.GetOptions{Rev: rev})
-		if err != nil {
-			return err
-		}
-		return c.printRecords(rec)
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			rec, err := cl.Get(ctx, c.namespace, args[0], client.GetOptions{Rev: rev})
+			if err != nil {
+				return err
+			}
+			return c.printRecords(rec)
+		})
 	})
 	return cmd
 }
@@ -233,17 +238,14 @@ func (a *app) delCmd() *cobra.Command {
 	c := a.clientFlags(cmd, outTable, false)
 	c.ifVersionFlag(cmd, "delete")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		cl, ctx, cancel, err := c.client(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		rec, err := cl.Delete(ctx, c.namespace, args[0], client.DeleteOptions{IfVersion: c.expect(cmd)})
-		if err != nil {
-			return err
-		}
-		c.deleted = true
-		return c.printRecords(rec)
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			rec, err := cl.Delete(ctx, c.namespace, args[0], client.DeleteOptions{IfVersion: c.expect(cmd)})
+			if err != nil {
+				return err
+			}
+			c.deleted = true
+			return c.printRecords(rec)
+		})
 	})
 	return cmd
 }
@@ -285,24 +287,22 @@ with PREFIX. One page is listed (--limit keys); --after continues from a key,
 		if len(args) == 1 {
 			prefix = args[0]
 		}
-		cl, ctx, cancel, err := c.client(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		var page client.ListPage
-		if all {
-			page.Records, err = cl.ListAll(ctx, c.namespace, prefix)
-		} else {
-			page, err = cl.List(ctx, c.namespace, client.ListOptions{Prefix: prefix, After: after, Limit: limit})
-		}
-		if err != nil {
-			return err
-		}
-		if page.Records == nil {
-			page.Records = []client.Record{}
-		}
-		return c.printList(page)
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			var page client.ListPage
+			var err error
+			if all {
+				page.Records, err = cl.ListAll(ctx, c.namespace, prefix)
+			} else {
+				page, err = cl.List(ctx, c.namespace, client.ListOptions{Prefix: prefix, After: after, Limit: limit})
+			}
+			if err != nil {
+				return err
+			}
+			if page.Records == nil {
+				page.Records = []client.Record{}
+			}
+			return c.printList(page)
+		})
 	})
 	return cmd
 }
@@ -328,19 +328,16 @@ func (a *app) historyCmd() *cobra.Command {
 		if limit <= 0 {
 			return usagef("--limit must be > 0")
 		}
-		cl, ctx, cancel, err := c.client(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		page, err := cl.History(ctx, c.namespace, args[0], client.HistoryOptions{Limit: limit, Before: before})
-		if err != nil {
-			return err
-		}
-		if page.Changes == nil {
-			page.Changes = []client.Change{}
-		}
-		return c.printHistory(page)
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			page, err := cl.History(ctx, c.namespace, args[0], client.HistoryOptions{Limit: limit, Before: before})
+			if err != nil {
+				return err
+			}
+			if page.Changes == nil {
+				page.Changes = []client.Change{}
+			}
+			return c.printHistory(page)
+		})
 	})
 	return cmd
 }
@@ -353,19 +350,16 @@ func (a *app) nsCmd() *cobra.Command {
 	}
 	c := a.clientFlags(cmd, outTable, true)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		cl, ctx, cancel, err := c.client(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		nss, err := cl.Namespaces(ctx)
-		if err != nil {
-			return err
-		}
-		if nss == nil {
-			nss = []client.Namespace{}
-		}
-		return c.printNamespaces(nss)
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			nss, err := cl.Namespaces(ctx)
+			if err != nil {
+				return err
+			}
+			if nss == nil {
+				nss = []client.Namespace{}
+			}
+			return c.printNamespaces(nss)
+		})
 	})
 	return cmd
 }
@@ -378,16 +372,13 @@ func (a *app) statusCmd() *cobra.Command {
 	}
 	c := a.clientFlags(cmd, outTable, false)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		cl, ctx, cancel, err := c.client(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		st, err := cl.Status(ctx)
-		if err != nil {
-			return err
-		}
-		return c.printStatus(st)
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			st, err := cl.Status(ctx)
+			if err != nil {
+				return err
+			}
+			return c.printStatus(st)
+		})
 	})
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -95,43 +96,40 @@ the server's stored snapshots instead of the live data.`,
 				return usagef("--filename: %v", err)
 			}
 		}
-		cl, ctx, cancel, err := c.client(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		opts := client.ExportOptions{Format: string(fm), Rev: rev, History: history}
-		if serverSide {
-			info, err := cl.Dump(ctx, c.namespace, filename, opts)
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			opts := client.ExportOptions{Format: string(fm), Rev: rev, History: history}
+			if serverSide {
+				info, err := cl.Dump(ctx, c.namespace, filename, opts)
+				if err != nil {
+					return err
+				}
+				return c.table("FILENAME\tFORMAT\tNS\tREVISION\tKEYS\tSIZE\tPATH", []string{strings.Join([]string{
+					info.Filename, string(info.Format), info.Namespace, strconv.FormatUint(info.Revision, 10),
+					strconv.Itoa(info.KeyCount), byteSize(info.FileSize), info.Path,
+				}, "\t")})
+			}
+			send := func(w io.Writer) (uint64, error) {
+				if snapshot != "" {
+					return cl.ExportSnapshot(ctx, snapshot, c.namespace, opts, w)
+				}
+				return cl.Export(ctx, c.namespace, opts, w)
+			}
+			if outFile == "" || outFile == "-" {
+				_, err := send(a.stdout)
+				return err
+			}
+			var got uint64
+			size, err := export.WriteFileAtomic(outFile, 0o644, func(w io.Writer) error {
+				var err error
+				got, err = send(w)
+				return err
+			})
 			if err != nil {
 				return err
 			}
-			return c.table("FILENAME\tFORMAT\tNS\tREVISION\tKEYS\tSIZE\tPATH", []string{strings.Join([]string{
-				info.Filename, string(info.Format), info.Namespace, strconv.FormatUint(info.Revision, 10),
-				strconv.Itoa(info.KeyCount), byteSize(info.FileSize), info.Path,
-			}, "\t")})
-		}
-		send := func(w io.Writer) (uint64, error) {
-			if snapshot != "" {
-				return cl.ExportSnapshot(ctx, snapshot, c.namespace, opts, w)
-			}
-			return cl.Export(ctx, c.namespace, opts, w)
-		}
-		if outFile == "" || outFile == "-" {
-			_, err := send(a.stdout)
-			return err
-		}
-		var got uint64
-		size, err := export.WriteFileAtomic(outFile, 0o644, func(w io.Writer) error {
-			var err error
-			got, err = send(w)
+			_, err = fmt.Fprintf(a.stdout, "%s: %s of %s at revision %d, %s\n", outFile, fm, c.namespace, got, byteSize(size))
 			return err
 		})
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(a.stdout, "%s: %s of %s at revision %d, %s\n", outFile, fm, c.namespace, got, byteSize(size))
-		return err
 	})
 	return cmd
 }
@@ -147,38 +145,35 @@ curl $CTXD_SERVER/v1/dumps/NAME (or /ctx/dump/NAME).`,
 	}
 	c := a.clientFlags(cmd, outTable, true)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		cl, ctx, cancel, err := c.client(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		list, err := cl.Dumps(ctx)
-		if err != nil {
-			return err
-		}
-		if list.Dumps == nil {
-			list.Dumps = []client.DumpFile{}
-		}
-		switch c.output {
-		case outJSON:
-			return c.printJSON(list)
-		case outValue:
-			for _, d := range list.Dumps {
-				if _, err := fmt.Fprintln(c.out(), d.Filename); err != nil {
-					return err
-				}
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			list, err := cl.Dumps(ctx)
+			if err != nil {
+				return err
 			}
-			return nil
-		}
-		rows := make([]string, 0, len(list.Dumps))
-		for _, d := range list.Dumps {
-			rows = append(rows, d.Filename+"\t"+byteSize(d.Size)+"\t"+timeText(d.Modified))
-		}
-		if err := c.table("FILENAME\tSIZE\tCREATED", rows); err != nil {
+			if list.Dumps == nil {
+				list.Dumps = []client.DumpFile{}
+			}
+			switch c.output {
+			case outJSON:
+				return c.printJSON(list)
+			case outValue:
+				for _, d := range list.Dumps {
+					if _, err := fmt.Fprintln(c.out(), d.Filename); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			rows := make([]string, 0, len(list.Dumps))
+			for _, d := range list.Dumps {
+				rows = append(rows, d.Filename+"\t"+byteSize(d.Size)+"\t"+timeText(d.Modified))
+			}
+			if err := c.table("FILENAME\tSIZE\tCREATED", rows); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.stderr, "dump folder on the server: %s\n", list.Directory)
 			return err
-		}
-		_, err = fmt.Fprintf(a.stderr, "dump folder on the server: %s\n", list.Directory)
-		return err
+		})
 	})
 	return cmd
 }
@@ -209,20 +204,17 @@ FILE - reads standard input. The dump must fit the server's limits
 			defer f.Close()
 			in = f
 		}
-		cl, ctx, cancel, err := c.client(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		res, err := cl.Import(ctx, c.namespace, in)
-		if err != nil {
-			return err
-		}
-		if c.output == outJSON {
-			return c.printJSON(res)
-		}
-		return c.table("NS\tIMPORTED\tREVISION", []string{
-			res.Namespace + "\t" + strconv.Itoa(res.Imported) + "\t" + strconv.FormatUint(res.Revision, 10),
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			res, err := cl.Import(ctx, c.namespace, in)
+			if err != nil {
+				return err
+			}
+			if c.output == outJSON {
+				return c.printJSON(res)
+			}
+			return c.table("NS\tIMPORTED\tREVISION", []string{
+				res.Namespace + "\t" + strconv.Itoa(res.Imported) + "\t" + strconv.FormatUint(res.Revision, 10),
+			})
 		})
 	})
 	return cmd

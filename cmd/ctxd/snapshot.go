@@ -35,16 +35,6 @@ func (a *app) snapshotCmd() *cobra.Command {
 	return cmd
 }
 
-// withClient runs fn with a client for the command's flags.
-func (c *common) withClient(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client) error) error {
-	cl, ctx, cancel, err := c.client(cmd.Context())
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	return fn(ctx, cl)
-}
-
 func (a *app) snapshotCreateCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "create", Short: "Take a snapshot of the whole database", Args: cobra.NoArgs}
 	c := a.clientFlags(cmd, outTable, false)
