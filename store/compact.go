@@ -191,22 +191,43 @@ func (s *Store) ApplyRetention(ctx context.Context, p RetentionPolicy) (CompactR
 }
 
 // firstRevisionAfter returns the first logged revision recorded at or after
-// t (the current revision + 1 if none), scanning from the compaction mark.
+// t (the current revision + 1 if none). Change times grow with revisions (the
+// writer stamps each commit in order), so this is a binary search over the
+// log's keys, not a scan: retention runs every compact_interval on logs of
+// millions of entries. A wall clock that stepped back makes the cut-off
+// approximate, never a wrong read: reads below it get ErrCompacted.
 func (s *Store) firstRevisionAfter(t time.Time) (uint64, error) {
 	var rev uint64
 	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(migrations.BucketLog).Cursor()
-		for k, v := c.Seek(encodeRevision(s.compacted.Load())); k != nil; k, v = c.Next() {
+		// at returns the first logged change at or after revision r.
+		at := func(r uint64) (logEntry, bool, error) {
+			k, v := c.Seek(encodeRevision(r))
+			if k == nil {
+				return logEntry{}, false, nil
+			}
 			e, err := decodeChange(binary.BigEndian.Uint64(k), v)
+			return e, err == nil, err
+		}
+		lo, hi := s.compacted.Load(), lastRevision(tx)+1
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			e, ok, err := at(mid)
 			if err != nil {
 				return err
 			}
-			if !e.Time.Before(t) {
-				rev = e.Revision
-				return nil
+			if !ok || !e.Time.Before(t) {
+				hi = mid
+			} else {
+				lo = e.Revision + 1
 			}
 		}
-		rev = lastRevision(tx) + 1
+		rev = lo
+		if e, ok, err := at(lo); err != nil {
+			return err
+		} else if ok {
+			rev = e.Revision
+		}
 		return nil
 	})
 	return min(rev, s.Revision()), err

@@ -72,3 +72,22 @@ func TestRetentionByAge(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "1", string(g.Value))
 }
+
+// The age cut-off lands on the first change at or after it, among many.
+func TestRetentionByAgeFindsTheCutOff(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := openStore(t, store.Options{Now: func() time.Time { return now }})
+	for i := 1; i <= 100; i++ {
+		s.put("default", fmt.Sprintf("k%d", i%7), fmt.Sprint(i)) // revision i at minute i
+		now = now.Add(time.Minute)
+	}
+	// now is minute 101: keeping 30 minutes cuts at minute 71, revision 71.
+	res, err := s.ApplyRetention(ctx, store.RetentionPolicy{KeepFor: 30 * time.Minute})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(71), res.Revision)
+	_, err = s.GetAt("default", "k1", 70)
+	assert.ErrorIs(t, err, store.ErrCompacted)
+	r, err := s.GetAt("default", "k1", 71)
+	require.NoError(t, err)
+	assert.Equal(t, "71", string(r.Value))
+}

@@ -128,8 +128,8 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCompacted2, float64(ws.Compacted))
 	counter(descDefrags, float64(ws.Defrags))
 	gauge(descDefragWait, ws.LastDefragPause.Seconds())
-	if list, err := c.snaps.List(); err == nil {
-		gauge(descSnapshots, float64(len(list)))
+	if n, err := c.snaps.Count(); err == nil {
+		gauge(descSnapshots, float64(n))
 	}
 }
 

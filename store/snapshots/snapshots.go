@@ -217,18 +217,36 @@ func (m *Manager) Upload(ctx context.Context, r io.Reader, wantSHA256 string) (M
 	return meta, m.install(tmp.Name(), meta)
 }
 
-// List returns every snapshot, newest first.
-func (m *Manager) List() ([]Meta, error) {
+// ids returns the ids of the snapshots whose metadata is written.
+func (m *Manager) ids() ([]string, error) {
 	entries, err := os.ReadDir(m.dir)
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
-	out := []Meta{}
+	var ids []string
 	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !ValidID(id) {
-			continue
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && ValidID(id) {
+			ids = append(ids, id)
 		}
+	}
+	return ids, nil
+}
+
+// Count returns how many snapshots are kept, reading only the folder (for
+// metrics, which ask at every scrape).
+func (m *Manager) Count() (int, error) {
+	ids, err := m.ids()
+	return len(ids), err
+}
+
+// List returns every snapshot, newest first.
+func (m *Manager) List() ([]Meta, error) {
+	ids, err := m.ids()
+	if err != nil {
+		return nil, err
+	}
+	out := []Meta{}
+	for _, id := range ids {
 		meta, err := m.Get(id)
 		if err != nil {
 			continue

@@ -58,6 +58,9 @@ func TestCreateListGetDelete(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, list, 2)
 	assert.Equal(t, second.ID, list[0].ID, "newest first")
+	n, err := m.Count()
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
 
 	f, got, err := m.OpenFile(meta.ID)
 	require.NoError(t, err)
