@@ -14,7 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
 )
 
 // Tokens is a set of configured tokens, as a tokens file defines them.
@@ -98,7 +98,7 @@ func (e fileEntry) token() (*Token, error) {
 	}
 	t.rights = t.roles.expand()
 	for _, ns := range e.Namespaces {
-		if err := store.ValidateNamespace(ns); err != nil {
+		if err := ctxd.ValidateNamespace(ns); err != nil {
 			return nil, fmt.Errorf("namespaces: %q is not a namespace name (1 to 64 of A-Z a-z 0-9 . _ -)", ns)
 		}
 		if !contains(t.Namespaces, ns) {
@@ -109,8 +109,8 @@ func (e fileEntry) token() (*Token, error) {
 		if p == "" {
 			return nil, errors.New(`prefixes: an empty prefix would allow every key: leave "prefixes" out instead`)
 		}
-		if len(p) > store.MaxKeyBytes {
-			return nil, fmt.Errorf("prefixes: longer than a key can be (%d bytes)", store.MaxKeyBytes)
+		if len(p) > ctxd.MaxKeyBytes {
+			return nil, fmt.Errorf("prefixes: longer than a key can be (%d bytes)", ctxd.MaxKeyBytes)
 		}
 		if !contains(t.Prefixes, p) {
 			t.Prefixes = append(t.Prefixes, p)

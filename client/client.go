@@ -13,19 +13,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
 )
 
 // Types shared with the server: their JSON is the wire format.
 type (
 	// Record is a key's state, as PUT, GET and DELETE return it.
-	Record = store.Record
+	Record = ctxd.Record
 	// ListPage is one page of keys; Next is the cursor for the following page.
-	ListPage = store.ListPage
+	ListPage = ctxd.ListPage
 	// Namespace is a namespace and its number of keys.
-	Namespace = store.Namespace
+	Namespace = ctxd.Namespace
 	// TxnResult is the outcome of a transaction: its revision and one record per op.
-	TxnResult = store.TxnResult
+	TxnResult = ctxd.TxnResult
 )
 
 // Change is one committed change of a key, as history returns it.
@@ -220,7 +220,7 @@ func (c *Client) List(ctx context.Context, ns string, opts ListOptions) (ListPag
 // written meanwhile may or may not appear.
 func (c *Client) ListAll(ctx context.Context, ns, prefix string) ([]Record, error) {
 	var all []Record
-	opts := ListOptions{Prefix: prefix, Limit: store.MaxListLimit}
+	opts := ListOptions{Prefix: prefix, Limit: ctxd.MaxListLimit}
 	for {
 		page, err := c.List(ctx, ns, opts)
 		if err != nil {
@@ -410,7 +410,7 @@ func wrap(op string, err error) error {
 
 func orDefault(ns string) string {
 	if ns == "" {
-		return store.DefaultNamespace
+		return ctxd.DefaultNamespace
 	}
 	return ns
 }

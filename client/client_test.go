@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
 )
 
 // seen is what a fake server received.
@@ -200,29 +200,29 @@ func TestErrors(t *testing.T) {
 	}{
 		{
 			name: "not found", status: 404, body: `{"error":{"code":"not_found","message":"key default/k not found"}}`,
-			want: APIError{Status: 404, Code: "not_found", Message: "key default/k not found"}, notFound: true, is: store.ErrNotFound,
+			want: APIError{Status: 404, Code: "not_found", Message: "key default/k not found"}, notFound: true, is: ctxd.ErrNotFound,
 		},
 		{
 			name: "conflict, current version inside error", status: 409,
 			body: `{"error":{"code":"conflict","message":"version conflict","current_version":4,"key":"k","ns":"default"}}`,
-			want: APIError{Status: 409, Code: "conflict", Message: "version conflict", CurrentVersion: 4}, conflict: true, is: store.ErrConflict,
+			want: APIError{Status: 409, Code: "conflict", Message: "version conflict", CurrentVersion: 4}, conflict: true, is: ctxd.ErrConflict,
 		},
 		{
 			name: "conflict, current version beside error", status: 409,
 			body: `{"error":{"code":"conflict","message":"m"},"current_version":7}`,
-			want: APIError{Status: 409, Code: "conflict", Message: "m", CurrentVersion: 7}, conflict: true, is: store.ErrConflict,
+			want: APIError{Status: 409, Code: "conflict", Message: "m", CurrentVersion: 7}, conflict: true, is: ctxd.ErrConflict,
 		},
 		{
 			name: "compacted", status: 410, body: `{"error":{"code":"compacted","message":"m","compacted_revision":12}}`,
-			want: APIError{Status: 410, Code: "compacted", Message: "m", CompactedRevision: 12}, is: store.ErrCompacted,
+			want: APIError{Status: 410, Code: "compacted", Message: "m", CompactedRevision: 12}, is: ctxd.ErrCompacted,
 		},
 		{
 			name: "too large", status: 413, body: `{"error":{"code":"too_large","message":"m"}}`,
-			want: APIError{Status: 413, Code: "too_large", Message: "m"}, is: store.ErrTooLarge,
+			want: APIError{Status: 413, Code: "too_large", Message: "m"}, is: ctxd.ErrTooLarge,
 		},
 		{
 			name: "bad request", status: 400, body: `{"error":{"code":"bad_request","message":"m"}}`,
-			want: APIError{Status: 400, Code: "bad_request", Message: "m"}, is: store.ErrInvalid,
+			want: APIError{Status: 400, Code: "bad_request", Message: "m"}, is: ctxd.ErrInvalid,
 		},
 		{
 			name: "not a ctxd answer", status: 502, body: "<html>Bad Gateway</html>",

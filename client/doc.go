@@ -25,8 +25,8 @@
 // An error answer from the server is an [*APIError] carrying the HTTP status,
 // the JSON error code and, for a version conflict, the key's current version;
 // [IsNotFound] and [IsConflict] test for the common ones, and an *APIError
-// also matches the store's sentinel errors (store.ErrNotFound,
-// store.ErrConflict, ...) with errors.Is. A request that got no answer at all
+// also matches the store's sentinel errors (ctxd.ErrNotFound,
+// ctxd.ErrConflict, ...) with errors.Is. A request that got no answer at all
 // (connection refused, DNS failure, timeout) returns an error wrapping the
 // *url.Error of net/http; [IsConnectionError] tells it apart.
 package client

@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
 )
 
 // Error codes the server puts in its JSON errors.
@@ -52,23 +52,23 @@ func (e *APIError) Error() string {
 }
 
 // Is lets errors.Is match an *APIError against the store's errors, such as
-// store.ErrNotFound or store.ErrConflict.
+// ctxd.ErrNotFound or ctxd.ErrConflict.
 func (e *APIError) Is(target error) bool {
 	switch e.Code {
 	case CodeNotFound:
-		return target == store.ErrNotFound
+		return target == ctxd.ErrNotFound
 	case CodeConflict:
-		return target == store.ErrConflict
+		return target == ctxd.ErrConflict
 	case CodeCompacted:
-		return target == store.ErrCompacted
+		return target == ctxd.ErrCompacted
 	case CodeTooLarge:
-		return target == store.ErrTooLarge
+		return target == ctxd.ErrTooLarge
 	case CodeBadRequest:
-		return target == store.ErrInvalid
+		return target == ctxd.ErrInvalid
 	case CodeFutureRevision:
-		return target == store.ErrFutureRevision
+		return target == ctxd.ErrFutureRevision
 	case CodeUnavailable:
-		return target == store.ErrClosed
+		return target == ctxd.ErrClosed
 	}
 	return false
 }

@@ -10,11 +10,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd"
 )
 
 // DumpInfo describes a dump written by the server.
-type DumpInfo = export.DumpInfo
+type DumpInfo = ctxd.DumpInfo
 
 // ExportOptions select what an export or a server-side dump holds.
 type ExportOptions struct {

@@ -13,14 +13,15 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // realServer serves the real router over a real store in a temp folder.
 func realServer(t *testing.T) *Client {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "ctxd.db"), store.Options{})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), bolt.Options{})
 	require.NoError(t, err)
 	srv := httptest.NewServer(httpapi.New(st, httpapi.Config{Version: "test"}, zerolog.Nop()).Handler())
 	t.Cleanup(func() {
@@ -55,7 +56,7 @@ func TestAgainstRealServer(t *testing.T) {
 
 	_, err = c.Put(ctx, "", "app.config", json.RawMessage(`1`), PutOptions{IfVersion: Expect(1)})
 	require.True(t, IsConflict(err), "%v", err)
-	assert.ErrorIs(t, err, store.ErrConflict)
+	assert.ErrorIs(t, err, ctxd.ErrConflict)
 	var ae *APIError
 	require.True(t, errors.As(err, &ae))
 	assert.Equal(t, uint64(2), ae.CurrentVersion)
@@ -69,11 +70,11 @@ func TestAgainstRealServer(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"debug":true}`, string(old.Value))
 	_, err = c.Get(ctx, "", "app.config", GetOptions{Rev: 99})
-	assert.ErrorIs(t, err, store.ErrFutureRevision)
+	assert.ErrorIs(t, err, ctxd.ErrFutureRevision)
 
 	_, err = c.Get(ctx, "", "missing", GetOptions{})
 	assert.True(t, IsNotFound(err), "%v", err)
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 
 	// Keys that need escaping arrive intact.
 	for _, key := range []string{"a/b", "x/history", "..", ".", "sp ace", "ünï/cødé", "100%", "q?x=1", "frag#1", "a//b/", "+plus"} {
@@ -176,7 +177,7 @@ func TestAgainstRealServer(t *testing.T) {
 	_, err = c.Put(ctx, "", "", json.RawMessage(`1`), PutOptions{})
 	require.Error(t, err)
 	_, err = c.Put(ctx, "bad ns", "k", json.RawMessage(`1`), PutOptions{})
-	assert.ErrorIs(t, err, store.ErrInvalid)
+	assert.ErrorIs(t, err, ctxd.ErrInvalid)
 	_, err = c.Put(ctx, "", "k", json.RawMessage(`{not json`), PutOptions{})
-	assert.ErrorIs(t, err, store.ErrInvalid)
+	assert.ErrorIs(t, err, ctxd.ErrInvalid)
 }

@@ -12,15 +12,14 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/framework0/ctxd/store"
-	"github.com/framework0/ctxd/store/snapshots"
+	"github.com/framework0/ctxd"
 )
 
 // Snapshot types are the server's own.
 type (
-	SnapshotMeta  = snapshots.Meta
-	RestoreResult = store.RestoreResult
-	CompactResult = store.CompactResult
+	SnapshotMeta  = ctxd.SnapshotMeta
+	RestoreResult = ctxd.RestoreResult
+	CompactResult = ctxd.CompactResult
 )
 
 // DefragResult is the answer of POST /v1/defrag.
@@ -123,7 +122,7 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// RestoreOptions select what a restore replaces; see store.RestoreOptions.
+// RestoreOptions select what a restore replaces; see ctxd.RestoreOptions.
 type RestoreOptions struct {
 	DryRun     bool
 	Namespaces []string

@@ -76,7 +76,7 @@ type WatchOptions struct {
 // as is), or the server answers something that a retry cannot fix: a
 // refusal (an *APIError, e.g. 400 or 403), or changes that were compacted
 // away (an *APIError with CodeCompacted, which errors.Is matches with
-// store.ErrCompacted: re-read the state and watch again from there).
+// ctxd.ErrCompacted: re-read the state and watch again from there).
 //
 // When the connection drops (a server restart, a network failure, the
 // server closing a client that fell behind), Watch reconnects with backoff

@@ -19,9 +19,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/realtime"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // watchDeadline bounds every wait: a bug fails the test, never hangs it.
@@ -33,7 +34,7 @@ type liveServer struct {
 	t    *testing.T
 	dir  string
 	addr string
-	st   *store.Store
+	st   *bolt.Store
 	hub  *realtime.Hub
 	srv  *httptest.Server
 }
@@ -48,7 +49,7 @@ func startLive(t *testing.T) *liveServer {
 
 func (s *liveServer) start() {
 	t := s.t
-	st, err := store.Open(filepath.Join(s.dir, "ctxd.db"), store.Options{})
+	st, err := bolt.Open(filepath.Join(s.dir, "ctxd.db"), bolt.Options{})
 	require.NoError(t, err)
 	hub := realtime.New(st, realtime.Options{}, zerolog.Nop())
 	api := httpapi.New(st, httpapi.Config{Version: "test", Clients: hub.Clients}, zerolog.Nop())
@@ -182,7 +183,7 @@ func TestWatchAcrossRestart(t *testing.T) {
 
 	// Restart, with writes while the server is down.
 	s.stop()
-	st, err := store.Open(filepath.Join(s.dir, "ctxd.db"), store.Options{})
+	st, err := bolt.Open(filepath.Join(s.dir, "ctxd.db"), bolt.Options{})
 	require.NoError(t, err)
 	for i := range 50 {
 		_, err := st.Put(context.Background(), "default", fmt.Sprintf("down%d", i), json.RawMessage("1"), nil, "offline")
@@ -242,7 +243,7 @@ func TestWatchErrors(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, ae.Status)
 	assert.Equal(t, CodeBadRequest, ae.Code)
 
-	// Compacted history: an error that matches store.ErrCompacted.
+	// Compacted history: an error that matches ctxd.ErrCompacted.
 	for i := range 20 {
 		s.put("k", fmt.Sprint(i))
 	}
@@ -253,7 +254,7 @@ func TestWatchErrors(t *testing.T) {
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, CodeCompacted, ae.Code)
 	assert.Equal(t, uint64(15), ae.CompactedRevision)
-	assert.ErrorIs(t, err, store.ErrCompacted)
+	assert.ErrorIs(t, err, ctxd.ErrCompacted)
 
 	// The callback's error ends the watch and is returned as is.
 	stop := errors.New("enough")

@@ -14,7 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
 )
 
 // Config is the server configuration. Each field's YAML path is given in its
@@ -35,7 +35,7 @@ type Config struct {
 	// TLS (tls.*) serves HTTPS when a certificate is given.
 	TLS TLS
 	// Limits (limits.*) bound what one request may write; the store enforces them.
-	Limits store.Limits
+	Limits ctxd.Limits
 	Compat Compat
 	// Snapshots (snapshots.*) schedules snapshots and bounds uploads.
 	Snapshots Snapshots
@@ -200,8 +200,8 @@ func Defaults() Config {
 		HTTP: HTTP{MaxBodyBytes: 2 << 20, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 			MaxHeaderBytes: 64 << 10},
 		Auth:      Auth{Mode: AuthAuto},
-		Limits:    store.DefaultLimits,
-		Compat:    Compat{Namespace: store.DefaultNamespace},
+		Limits:    ctxd.DefaultLimits,
+		Compat:    Compat{Namespace: ctxd.DefaultNamespace},
 		Snapshots: Snapshots{Interval: 0, Keep: 7, MaxUploadBytes: 1 << 30},
 		History:   History{KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
@@ -526,7 +526,7 @@ var settings = []setting{
 	{
 		path: "limits.max_key_bytes",
 		set: func(c *Config, v string) error {
-			n, err := parseSize(v, store.MaxKeyBytes)
+			n, err := parseSize(v, ctxd.MaxKeyBytes)
 			if err != nil {
 				return err
 			}
@@ -565,7 +565,7 @@ var settings = []setting{
 	{
 		path: "compat.namespace",
 		set: func(c *Config, v string) error {
-			if err := store.ValidateNamespace(v); err != nil {
+			if err := ctxd.ValidateNamespace(v); err != nil {
 				return errors.New("must be 1 to 64 of A-Z a-z 0-9 . _ -")
 			}
 			c.Compat.Namespace = v

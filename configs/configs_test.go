@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
 )
 
 func writeFile(t *testing.T, content string) string {
@@ -29,7 +29,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 10*time.Second, c.ShutdownTimeout)
 	assert.Equal(t, Log{Level: "info", Format: "json"}, c.Log)
 	assert.Equal(t, int64(2<<20), c.HTTP.MaxBodyBytes)
-	assert.Equal(t, store.Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128}, c.Limits)
+	assert.Equal(t, ctxd.Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128}, c.Limits)
 	assert.Equal(t, Compat{Namespace: "default"}, c.Compat)
 	require.NoError(t, c.Validate())
 
@@ -132,7 +132,7 @@ limits:
 				c.ShutdownTimeout = 30 * time.Second
 				c.Log = Log{Level: "debug", Format: "console"}
 				c.HTTP.MaxBodyBytes = 4 << 20
-				c.Limits = store.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
+				c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
 			},
 		},
 		{
@@ -158,7 +158,7 @@ limits:
 				c.ShutdownTimeout = time.Minute
 				c.Log = Log{Level: "warn", Format: "console"}
 				c.HTTP.MaxBodyBytes = 3 << 20
-				c.Limits = store.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 10}
+				c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 10}
 			},
 		},
 		{
@@ -187,7 +187,7 @@ limits:
 						ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 20 * time.Second, MaxHeaderBytes: 16 << 10},
 					Auth:      Auth{Mode: AuthOn, TokensFile: "/etc/ctxd/tokens.yaml"},
 					TLS:       TLS{CertFile: "/etc/ctxd/cert.pem", KeyFile: "/etc/ctxd/key.pem"},
-					Limits:    store.Limits{MaxKeyBytes: 16, MaxValueBytes: 1 << 10, MaxTxnOps: 2},
+					Limits:    ctxd.Limits{MaxKeyBytes: 16, MaxValueBytes: 1 << 10, MaxTxnOps: 2},
 					Compat:    Compat{Namespace: "legacy"},
 					Snapshots: Snapshots{Interval: time.Hour, Keep: 3, MaxUploadBytes: 1 << 20},
 					History:   History{KeepVersions: 5, KeepRevisions: 0, KeepFor: 720 * time.Hour, CompactInterval: 30 * time.Second},
@@ -215,7 +215,7 @@ limits:
 				c.ShutdownTimeout = 30 * time.Second
 				c.Log = Log{Level: "trace", Format: "json"}
 				c.HTTP.MaxBodyBytes = 4 << 20
-				c.Limits = store.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
+				c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
 			},
 		},
 	}

@@ -7,9 +7,12 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
-	"github.com/stretchr/testify/require"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // BenchmarkWrite dumps namespaces of 1,000, 10,000 and 100,000 keys in
@@ -20,7 +23,7 @@ import (
 //	go test -run '^$' -bench 'BenchmarkWrite' -benchmem ./export/
 func BenchmarkWrite(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
-		st := openStore(b, store.Options{Limits: store.Limits{MaxTxnOps: 10000}})
+		st := openStore(b, bolt.Options{Limits: ctxd.Limits{MaxTxnOps: 10000}})
 		fill(b, st, n)
 		for _, f := range export.Formats {
 			b.Run(string(f)+"/keys="+strconv.Itoa(n), func(b *testing.B) {
@@ -30,7 +33,7 @@ func BenchmarkWrite(b *testing.B) {
 				b.ResetTimer()
 				var res export.Result
 				for b.Loop() {
-					require.NoError(b, st.View(func(v *store.View) error {
+					require.NoError(b, st.View(func(v store.View) error {
 						var err error
 						res, err = export.Write(io.Discard, f, v, export.Options{Namespace: "default", Who: "bench"})
 						return err
@@ -52,7 +55,7 @@ func BenchmarkWriteOnly(b *testing.B) {
 		src := &memSource{rev: 1}
 		for i := range n {
 			v, _ := json.Marshal(map[string]any{"id": i, "name": "item-" + strconv.Itoa(i), "tags": []string{"a", "b"}, "ok": i%2 == 0})
-			src.recs = append(src.recs, store.Record{
+			src.recs = append(src.recs, ctxd.Record{
 				Namespace: "default", Key: "app/item/" + strconv.Itoa(i), Value: v, Version: 1, CreateRev: 1, ModRev: 1, Who: "bench",
 			})
 		}
@@ -87,12 +90,12 @@ func reportPerKey(b *testing.B, n int, res export.Result, before, after *runtime
 // memSource is a Source over records in memory.
 type memSource struct {
 	rev  uint64
-	recs []store.Record
+	recs []ctxd.Record
 }
 
 func (m *memSource) Revision() uint64 { return m.rev }
 
-func (m *memSource) ForEach(_, _ string, fn func(store.Record) error) error {
+func (m *memSource) ForEach(_, _ string, fn func(ctxd.Record) error) error {
 	for _, r := range m.recs {
 		if err := fn(r); err != nil {
 			return err
@@ -101,17 +104,17 @@ func (m *memSource) ForEach(_, _ string, fn func(store.Record) error) error {
 	return nil
 }
 
-func (m *memSource) ForEachChange(string, func(store.Change) error) error { return nil }
+func (m *memSource) ForEachChange(string, func(ctxd.Change) error) error { return nil }
 
-func (m *memSource) Change(uint64) (store.Change, error) { return store.Change{}, store.ErrNotFound }
+func (m *memSource) Change(uint64) (ctxd.Change, error) { return ctxd.Change{}, ctxd.ErrNotFound }
 
 // fill writes n keys with small object values, 10,000 per transaction.
-func fill(b *testing.B, st *store.Store, n int) {
+func fill(b *testing.B, st *bolt.Store, n int) {
 	b.Helper()
-	var writes []store.Write
+	var writes []ctxd.Write
 	for i := range n {
 		v, _ := json.Marshal(map[string]any{"id": i, "name": "item-" + strconv.Itoa(i), "tags": []string{"a", "b"}, "ok": i%2 == 0})
-		writes = append(writes, store.Write{Namespace: "default", Key: "app/item/" + strconv.Itoa(i), Op: store.OpPut, Value: v, Who: "bench"})
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: "app/item/" + strconv.Itoa(i), Op: ctxd.OpPut, Value: v, Who: "bench"})
 		if len(writes) == 10000 || i == n-1 {
 			_, err := st.Txn(bg, writes)
 			require.NoError(b, err)

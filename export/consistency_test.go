@@ -9,16 +9,19 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // A dump taken while 8 writers keep writing holds exactly what the store
 // held at the revision it records.
 func TestDumpWhileWriting(t *testing.T) {
-	st := openStore(t, store.Options{})
+	st := openStore(t, bolt.Options{})
 	const writers, keysPerWriter = 8, 40
 	keyOf := func(w, k int) string { return "w" + strconv.Itoa(w) + "/k" + strconv.Itoa(k) }
 
@@ -36,7 +39,7 @@ func TestDumpWhileWriting(t *testing.T) {
 				var err error
 				if i%5 == 4 {
 					_, err = st.Delete(bg, "default", key, nil, "writer")
-					if errors.Is(err, store.ErrNotFound) {
+					if errors.Is(err, ctxd.ErrNotFound) {
 						err = nil
 					}
 				} else {
@@ -62,7 +65,7 @@ func TestDumpWhileWriting(t *testing.T) {
 		}
 		var buf bytes.Buffer
 		var res export.Result
-		require.NoError(t, st.View(func(v *store.View) error {
+		require.NoError(t, st.View(func(v store.View) error {
 			var err error
 			res, err = export.Write(&buf, f, v, export.Options{Namespace: "default", Who: "t"})
 			return err
@@ -85,7 +88,7 @@ func TestDumpWhileWriting(t *testing.T) {
 			for k := range keysPerWriter {
 				key := keyOf(w, k)
 				want, err := st.GetAt("default", key, res.Revision)
-				if errors.Is(err, store.ErrNotFound) {
+				if errors.Is(err, ctxd.ErrNotFound) {
 					assert.NotContains(t, got, key, "%s at revision %d", key, res.Revision)
 					continue
 				}

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/export"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/export"
 )
 
 func names(infos []export.FileInfo) []string {

@@ -5,7 +5,7 @@
 //
 // [Write] streams a namespace from a [Source] to an io.Writer in one
 // [Format]. A Source is a consistent, read-only view at one revision;
-// *store.View is one (see store.Store.View), and [AtRevision] turns one into
+// a backend's store.View is one (see store.Backend), and [AtRevision] turns one into
 // a view of an earlier revision. Every dump records the revision it is
 // consistent at.
 //

@@ -8,18 +8,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
-	"github.com/stretchr/testify/require"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 var bg = context.Background()
 
 // openStore opens a store in a temp folder, checked and closed when the
 // test ends.
-func openStore(t testing.TB, opts store.Options) *store.Store {
+func openStore(t testing.TB, opts bolt.Options) *bolt.Store {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "ctxd.db"), opts)
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, st.Check(), "consistency check")
@@ -28,14 +31,14 @@ func openStore(t testing.TB, opts store.Options) *store.Store {
 	return st
 }
 
-func put(t testing.TB, st *store.Store, ns, key, value, who string) store.Record {
+func put(t testing.TB, st *bolt.Store, ns, key, value, who string) ctxd.Record {
 	t.Helper()
 	rec, err := st.Put(bg, ns, key, json.RawMessage(value), nil, who)
 	require.NoError(t, err)
 	return rec
 }
 
-func del(t testing.TB, st *store.Store, ns, key, who string) store.Record {
+func del(t testing.TB, st *bolt.Store, ns, key, who string) ctxd.Record {
 	t.Helper()
 	rec, err := st.Delete(bg, ns, key, nil, who)
 	require.NoError(t, err)
@@ -43,11 +46,11 @@ func del(t testing.TB, st *store.Store, ns, key, who string) store.Record {
 }
 
 // dump writes a dump of the store's current state.
-func dump(t testing.TB, st *store.Store, f export.Format, opts export.Options) ([]byte, export.Result) {
+func dump(t testing.TB, st *bolt.Store, f export.Format, opts export.Options) ([]byte, export.Result) {
 	t.Helper()
 	var buf bytes.Buffer
 	var res export.Result
-	require.NoError(t, st.View(func(v *store.View) error {
+	require.NoError(t, st.View(func(v store.View) error {
 		var err error
 		res, err = export.Write(&buf, f, v, opts)
 		return err
@@ -57,12 +60,12 @@ func dump(t testing.TB, st *store.Store, f export.Format, opts export.Options) (
 }
 
 // liveRecords lists every key of ns, as the store answers.
-func liveRecords(t testing.TB, st *store.Store, ns string) []store.Record {
+func liveRecords(t testing.TB, st *bolt.Store, ns string) []ctxd.Record {
 	t.Helper()
-	var out []store.Record
+	var out []ctxd.Record
 	after := ""
 	for {
-		page, err := st.List(ns, store.ListOptions{After: after, Limit: store.MaxListLimit})
+		page, err := st.List(ns, ctxd.ListOptions{After: after, Limit: ctxd.MaxListLimit})
 		require.NoError(t, err)
 		out = append(out, page.Records...)
 		if page.Next == "" {
@@ -94,7 +97,7 @@ var sampleValues = map[string]string{
 
 // populate writes sampleValues to ns with a little history: an update, a
 // delete and a re-create, and a key in another namespace.
-func populate(t testing.TB, st *store.Store, ns string) {
+func populate(t testing.TB, st *bolt.Store, ns string) {
 	t.Helper()
 	for k, v := range sampleValues {
 		put(t, st, ns, k, `"old"`, "alice")

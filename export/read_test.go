@@ -6,10 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 type kv struct{ key, value string }
@@ -27,7 +28,7 @@ func readAll(t *testing.T, in string) ([]kv, error) {
 // A JSON dump reads back as the store's keys and values, byte for byte
 // after compaction, in key order, history skipped.
 func TestReadJSONOwnDump(t *testing.T) {
-	st := openStore(t, store.Options{})
+	st := openStore(t, bolt.Options{})
 	populate(t, st, "default")
 	out, _ := dump(t, st, export.JSON, export.Options{Namespace: "default", History: true})
 	got, err := readAll(t, string(out))

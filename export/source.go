@@ -6,11 +6,11 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
 )
 
 // Source is a consistent, read-only view of the store at one revision: what
-// a dump is written from. *store.View is a Source; a snapshot file can be
+// a dump is written from. A storage backend's view (store.View) is a Source; a snapshot file can be
 // one too.
 type Source interface {
 	// Revision is the revision everything read through the source is
@@ -18,37 +18,35 @@ type Source interface {
 	Revision() uint64
 	// ForEach calls fn for every live key of ns that starts with prefix, in
 	// key order, streaming.
-	ForEach(ns, prefix string, fn func(store.Record) error) error
+	ForEach(ns, prefix string, fn func(ctxd.Record) error) error
 	// ForEachChange calls fn for every retained change of ns, oldest first.
-	ForEachChange(ns string, fn func(store.Change) error) error
+	ForEachChange(ns string, fn func(ctxd.Change) error) error
 	// Change returns the change logged at rev, or an error matching
-	// store.ErrNotFound if history no longer holds it.
-	Change(rev uint64) (store.Change, error)
+	// ctxd.ErrNotFound if history no longer holds it.
+	Change(rev uint64) (ctxd.Change, error)
 }
-
-var _ Source = (*store.View)(nil)
 
 // errStop ends an iteration early; it never leaves this package.
 var errStop = errors.New("stop")
 
 // AtRevision returns a view of src as it was at revision rev: its keys hold
 // what they held at rev, and its history ends at rev. rev must not be above
-// src's revision (store.ErrFutureRevision) nor 0.
+// src's revision (ctxd.ErrFutureRevision) nor 0.
 //
 // The answer is exact when history at rev is retained, that is rev is not
 // below the compacted revision; checking that is the caller's job (the
 // store's GetAt does it). A change missing from the log while walking back
-// is reported as store.ErrCompacted. Records read at an earlier revision
+// is reported as ctxd.ErrCompacted. Records read at an earlier revision
 // have CreateRev 0: the log does not record it.
 //
 // Memory: the keys of ns deleted after rev are held in memory, sorted, while
 // ForEach runs; everything else streams.
 func AtRevision(src Source, rev uint64) (Source, error) {
 	if rev == 0 {
-		return nil, fmt.Errorf("revision must be at least 1: %w", store.ErrInvalid)
+		return nil, fmt.Errorf("revision must be at least 1: %w", ctxd.ErrInvalid)
 	}
 	if cur := src.Revision(); rev > cur {
-		return nil, fmt.Errorf("%w: revision %d, current revision is %d", store.ErrFutureRevision, rev, cur)
+		return nil, fmt.Errorf("%w: revision %d, current revision is %d", ctxd.ErrFutureRevision, rev, cur)
 	}
 	if rev == src.Revision() {
 		return src, nil
@@ -63,15 +61,15 @@ type atRevision struct {
 
 func (a *atRevision) Revision() uint64 { return a.rev }
 
-func (a *atRevision) Change(rev uint64) (store.Change, error) {
+func (a *atRevision) Change(rev uint64) (ctxd.Change, error) {
 	if rev > a.rev {
-		return store.Change{}, fmt.Errorf("revision %d: %w", rev, store.ErrNotFound)
+		return ctxd.Change{}, fmt.Errorf("revision %d: %w", rev, ctxd.ErrNotFound)
 	}
 	return a.src.Change(rev)
 }
 
-func (a *atRevision) ForEachChange(ns string, fn func(store.Change) error) error {
-	err := a.src.ForEachChange(ns, func(c store.Change) error {
+func (a *atRevision) ForEachChange(ns string, fn func(ctxd.Change) error) error {
+	err := a.src.ForEachChange(ns, func(c ctxd.Change) error {
 		if c.Revision > a.rev {
 			return errStop
 		}
@@ -86,10 +84,10 @@ func (a *atRevision) ForEachChange(ns string, fn func(store.Change) error) error
 // ForEach merges two key-ordered streams: the live keys, each read back to
 // the change in effect at rev, and the keys whose life was ended by a
 // delete after rev, read back the same way.
-func (a *atRevision) ForEach(ns, prefix string, fn func(store.Record) error) error {
-	var ended []store.Record
-	err := a.src.ForEachChange(ns, func(c store.Change) error {
-		if c.Revision <= a.rev || c.Op != store.OpDelete || !strings.HasPrefix(c.Key, prefix) {
+func (a *atRevision) ForEach(ns, prefix string, fn func(ctxd.Record) error) error {
+	var ended []ctxd.Record
+	err := a.src.ForEachChange(ns, func(c ctxd.Change) error {
+		if c.Revision <= a.rev || c.Op != ctxd.OpDelete || !strings.HasPrefix(c.Key, prefix) {
 			return nil
 		}
 		r, ok, err := a.inEffect(c.PrevRev)
@@ -103,7 +101,7 @@ func (a *atRevision) ForEach(ns, prefix string, fn func(store.Record) error) err
 		return err
 	}
 	sort.Slice(ended, func(i, j int) bool { return ended[i].Key < ended[j].Key })
-	err = a.src.ForEach(ns, prefix, func(r store.Record) error {
+	err = a.src.ForEach(ns, prefix, func(r ctxd.Record) error {
 		for len(ended) > 0 && ended[0].Key < r.Key {
 			if err := fn(ended[0]); err != nil {
 				return err
@@ -132,25 +130,25 @@ func (a *atRevision) ForEach(ns, prefix string, fn func(store.Record) error) err
 
 // inEffect walks a key's life back from the put at revision from to the
 // first put at or below a.rev. ok is false when the life started after rev.
-func (a *atRevision) inEffect(from uint64) (store.Record, bool, error) {
+func (a *atRevision) inEffect(from uint64) (ctxd.Record, bool, error) {
 	for rev := from; rev != 0; {
 		c, err := a.src.Change(rev)
 		if err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return store.Record{}, false, fmt.Errorf("read at revision %d: the history it needs is gone: %w", a.rev, store.ErrCompacted)
+			if errors.Is(err, ctxd.ErrNotFound) {
+				return ctxd.Record{}, false, fmt.Errorf("read at revision %d: the history it needs is gone: %w", a.rev, ctxd.ErrCompacted)
 			}
-			return store.Record{}, false, err
+			return ctxd.Record{}, false, err
 		}
 		if c.Revision <= a.rev {
-			if c.Op != store.OpPut {
-				return store.Record{}, false, nil
+			if c.Op != ctxd.OpPut {
+				return ctxd.Record{}, false, nil
 			}
-			return store.Record{
+			return ctxd.Record{
 				Namespace: c.Namespace, Key: c.Key, Value: c.Value, Version: c.Version,
 				ModRev: c.Revision, Who: c.Who, UpdatedAt: c.Time,
 			}, true, nil
 		}
 		rev = c.PrevRev
 	}
-	return store.Record{}, false, nil
+	return ctxd.Record{}, false, nil
 }

@@ -7,16 +7,19 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // AtRevision answers, at every revision, what GetAt answers for every key:
 // across updates, deletes, re-creates, other namespaces, and compaction.
 func TestAtRevision(t *testing.T) {
-	st := openStore(t, store.Options{})
+	st := openStore(t, bolt.Options{})
 	rng := rand.New(rand.NewPCG(1, 2))
 	keys := []string{"a", "b", "c", "d/e", "f.g", "h"}
 	for i := range 300 {
@@ -34,13 +37,13 @@ func TestAtRevision(t *testing.T) {
 	check := func(t *testing.T, from uint64) {
 		cur := st.Revision()
 		for rev := from; rev <= cur; rev++ {
-			require.NoError(t, st.View(func(v *store.View) error {
+			require.NoError(t, st.View(func(v store.View) error {
 				src, err := export.AtRevision(v, rev)
 				require.NoError(t, err)
 				assert.Equal(t, rev, src.Revision())
-				got := map[string]store.Record{}
+				got := map[string]ctxd.Record{}
 				var order []string
-				require.NoError(t, src.ForEach("default", "", func(r store.Record) error {
+				require.NoError(t, src.ForEach("default", "", func(r ctxd.Record) error {
 					got[r.Key] = r
 					order = append(order, r.Key)
 					return nil
@@ -48,7 +51,7 @@ func TestAtRevision(t *testing.T) {
 				assert.IsIncreasing(t, order, "key order at revision %d", rev)
 				for _, k := range keys {
 					want, err := st.GetAt("default", k, rev)
-					if errors.Is(err, store.ErrNotFound) {
+					if errors.Is(err, ctxd.ErrNotFound) {
 						assert.NotContains(t, got, k, "%s at revision %d", k, rev)
 						continue
 					}
@@ -62,7 +65,7 @@ func TestAtRevision(t *testing.T) {
 					assert.True(t, want.UpdatedAt.Equal(g.UpdatedAt))
 				}
 				var last uint64
-				require.NoError(t, src.ForEachChange("", func(c store.Change) error {
+				require.NoError(t, src.ForEachChange("", func(c ctxd.Change) error {
 					last = c.Revision
 					return nil
 				}))
@@ -76,7 +79,7 @@ func TestAtRevision(t *testing.T) {
 	t.Run("after compaction", func(t *testing.T) { check(t, 150) })
 
 	// A dump at an earlier revision records it.
-	require.NoError(t, st.View(func(v *store.View) error {
+	require.NoError(t, st.View(func(v store.View) error {
 		src, err := export.AtRevision(v, 200)
 		require.NoError(t, err)
 		var buf bytes.Buffer
@@ -89,13 +92,13 @@ func TestAtRevision(t *testing.T) {
 }
 
 func TestAtRevisionBounds(t *testing.T) {
-	st := openStore(t, store.Options{})
+	st := openStore(t, bolt.Options{})
 	put(t, st, "default", "a", `1`, "w")
-	require.NoError(t, st.View(func(v *store.View) error {
+	require.NoError(t, st.View(func(v store.View) error {
 		_, err := export.AtRevision(v, 0)
-		require.ErrorIs(t, err, store.ErrInvalid)
+		require.ErrorIs(t, err, ctxd.ErrInvalid)
 		_, err = export.AtRevision(v, 2)
-		require.ErrorIs(t, err, store.ErrFutureRevision)
+		require.ErrorIs(t, err, ctxd.ErrFutureRevision)
 		src, err := export.AtRevision(v, 1)
 		require.NoError(t, err)
 		assert.Same(t, v, src, "the current revision needs no adapter")

@@ -5,12 +5,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/framework0/ctxd/internal/jsontext"
 	"io"
 	"strconv"
 	"time"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/jsontext"
 )
 
 // Options describe one dump.
@@ -101,7 +101,7 @@ type dumper struct {
 
 // Entry is one history entry: a change, with the value it replaced.
 type Entry struct {
-	store.Change
+	ctxd.Change
 	// Before is the value the change replaced: nil for a create, or when
 	// history no longer holds it.
 	Before json.RawMessage
@@ -109,7 +109,7 @@ type Entry struct {
 
 // Action is the Framework0 name of the change: "set" or "delete".
 func (e *Entry) Action() string {
-	if e.Op == store.OpDelete {
+	if e.Op == ctxd.OpDelete {
 		return "delete"
 	}
 	return "set"
@@ -117,7 +117,7 @@ func (e *Entry) Action() string {
 
 // After is the value after the change: nil for a delete.
 func (e *Entry) After() json.RawMessage {
-	if e.Op == store.OpDelete {
+	if e.Op == ctxd.OpDelete {
 		return nil
 	}
 	return e.Value
@@ -127,11 +127,11 @@ func (e *Entry) After() json.RawMessage {
 // first, with the value before it. The Entry is reused between calls.
 func ForEachEntry(src Source, ns string, fn func(e *Entry) error) error {
 	var e Entry
-	return src.ForEachChange(ns, func(c store.Change) error {
+	return src.ForEachChange(ns, func(c ctxd.Change) error {
 		e = Entry{Change: c}
 		if c.PrevRev != 0 {
 			prev, err := src.Change(c.PrevRev)
-			if err == nil && prev.Op == store.OpPut {
+			if err == nil && prev.Op == ctxd.OpPut {
 				e.Before = prev.Value
 			}
 		}
@@ -203,7 +203,7 @@ func (d *dumper) json() error {
 	b = strconv.AppendBool(b, d.opts.History)
 	b = append(b, `,"context":{`...)
 	d.line = b
-	err := d.src.ForEach(d.opts.Namespace, "", func(r store.Record) error {
+	err := d.src.ForEach(d.opts.Namespace, "", func(r ctxd.Record) error {
 		if d.res.Keys > 0 {
 			d.line = append(d.line, ',')
 		}
@@ -290,7 +290,7 @@ func (d *dumper) pretty() error {
 	b = append(b, "\n\nContext data:\n"...)
 	b = append(b, subrule...)
 	d.line = b
-	err := d.src.ForEach(d.opts.Namespace, "", func(r store.Record) error {
+	err := d.src.ForEach(d.opts.Namespace, "", func(r ctxd.Record) error {
 		d.line = append(d.line, r.Key...)
 		d.line = append(d.line, ": "...)
 		d.line = d.indent(d.line, r.Value, "")
@@ -313,7 +313,7 @@ func (d *dumper) pretty() error {
 			b = appendTime(b, e.Time)
 			b = append(b, "] "...)
 			b = append(b, e.Who...)
-			if e.Op == store.OpDelete {
+			if e.Op == ctxd.OpDelete {
 				b = append(b, " deleted "...)
 			} else {
 				b = append(b, " set "...)
@@ -356,7 +356,7 @@ func (d *dumper) csv() error {
 		b = append(b, csvAction...)
 	}
 	d.line = append(b, "\r\n"...)
-	err := d.src.ForEach(d.opts.Namespace, "", func(r store.Record) error {
+	err := d.src.ForEach(d.opts.Namespace, "", func(r ctxd.Record) error {
 		d.csvRow(r.Key, r.Value, r.Version, r.ModRev, r.Who, r.UpdatedAt, "current")
 		d.res.Keys++
 		return d.flushLine()
@@ -496,7 +496,7 @@ func (d *dumper) txt() error {
 	b = append(b, " by "...)
 	b = appendLine(b, d.opts.Who)
 	d.line = append(b, '\n')
-	err := d.src.ForEach(d.opts.Namespace, "", func(r store.Record) error {
+	err := d.src.ForEach(d.opts.Namespace, "", func(r ctxd.Record) error {
 		d.line = append(d.line, r.Key...)
 		d.line = append(d.line, '=')
 		d.line = d.txtValue(d.line, r.Value)
@@ -522,7 +522,7 @@ func (d *dumper) txt() error {
 			b = append(b, e.Action()...)
 			b = append(b, ' ')
 			b = append(b, e.Key...)
-			if e.Op == store.OpPut {
+			if e.Op == ctxd.OpPut {
 				b = append(b, '=')
 				b = d.txtValue(b, e.Value)
 			}

@@ -11,10 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 type jsonDump struct {
@@ -54,12 +57,12 @@ func decodeStrict[T any](t testing.TB, b []byte) T {
 
 // changesOf returns the retained changes of ns, oldest first, and every
 // change by revision.
-func changesOf(t testing.TB, st *store.Store, ns string) ([]store.Change, map[uint64]store.Change) {
+func changesOf(t testing.TB, st *bolt.Store, ns string) ([]ctxd.Change, map[uint64]ctxd.Change) {
 	t.Helper()
 	all, err := st.ReadLog(0, 1<<30)
 	require.NoError(t, err)
-	byRev := map[uint64]store.Change{}
-	var out []store.Change
+	byRev := map[uint64]ctxd.Change{}
+	var out []ctxd.Change
 	for _, c := range all {
 		byRev[c.Revision] = c
 		if c.Namespace == ns {
@@ -70,7 +73,7 @@ func changesOf(t testing.TB, st *store.Store, ns string) ([]store.Change, map[ui
 }
 
 func TestJSONDump(t *testing.T) {
-	st := openStore(t, store.Options{})
+	st := openStore(t, bolt.Options{})
 	populate(t, st, "default")
 	live := liveRecords(t, st, "default")
 
@@ -119,7 +122,7 @@ func TestJSONDump(t *testing.T) {
 					before = compactJSON(t, byRev[c.PrevRev].Value)
 				}
 				assert.Equal(t, before, string(h.Before), "before of revision %d", c.Revision)
-				if c.Op == store.OpDelete {
+				if c.Op == ctxd.OpDelete {
 					assert.Equal(t, "delete", h.Action)
 					assert.Equal(t, "null", string(h.After))
 				} else {
@@ -133,7 +136,7 @@ func TestJSONDump(t *testing.T) {
 
 // An empty namespace, and one that does not exist, dump as an empty context.
 func TestEmptyDumps(t *testing.T) {
-	st := openStore(t, store.Options{})
+	st := openStore(t, bolt.Options{})
 	for _, f := range export.Formats {
 		out, res := dump(t, st, f, export.Options{Namespace: "nothing-here", Who: "x", History: true})
 		assert.Equal(t, 0, res.Keys, f)
@@ -148,7 +151,7 @@ func TestEmptyDumps(t *testing.T) {
 }
 
 func TestCSVDump(t *testing.T) {
-	st := openStore(t, store.Options{})
+	st := openStore(t, bolt.Options{})
 	populate(t, st, "default")
 	live := liveRecords(t, st, "default")
 
@@ -215,7 +218,7 @@ func TestCSVDump(t *testing.T) {
 				row := hrows[i]
 				assert.Equal(t, c.Key, row[0])
 				assert.Equal(t, strconv.FormatUint(c.Revision, 10), row[4])
-				if c.Op == store.OpDelete {
+				if c.Op == ctxd.OpDelete {
 					assert.Equal(t, "delete", row[7])
 					assert.Equal(t, "", row[1])
 					assert.Equal(t, "", row[2])
@@ -228,7 +231,7 @@ func TestCSVDump(t *testing.T) {
 }
 
 func TestTXTDump(t *testing.T) {
-	st := openStore(t, store.Options{})
+	st := openStore(t, bolt.Options{})
 	populate(t, st, "default")
 	live := liveRecords(t, st, "default")
 
@@ -261,7 +264,7 @@ func TestTXTDump(t *testing.T) {
 }
 
 func TestPrettyDump(t *testing.T) {
-	st := openStore(t, store.Options{})
+	st := openStore(t, bolt.Options{})
 	populate(t, st, "default")
 	live := liveRecords(t, st, "default")
 
@@ -300,10 +303,10 @@ func TestPrettyDump(t *testing.T) {
 
 // A failing writer stops the dump with its error.
 func TestWriteError(t *testing.T) {
-	st := openStore(t, store.Options{})
-	var writes []store.Write
+	st := openStore(t, bolt.Options{})
+	var writes []ctxd.Write
 	for i := range 2000 {
-		writes = append(writes, store.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: store.OpPut, Value: []byte(`"` + strings.Repeat("x", 100) + `"`), Who: "a"})
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: ctxd.OpPut, Value: []byte(`"` + strings.Repeat("x", 100) + `"`), Who: "a"})
 		if len(writes) == 100 {
 			_, err := st.Txn(bg, writes)
 			require.NoError(t, err)
@@ -312,13 +315,13 @@ func TestWriteError(t *testing.T) {
 	}
 	boom := errors.New("disk full")
 	for _, f := range export.Formats {
-		err := st.View(func(v *store.View) error {
+		err := st.View(func(v store.View) error {
 			_, err := export.Write(failingWriter{after: 1000, err: boom}, f, v, export.Options{Namespace: "default"})
 			return err
 		})
 		require.ErrorIs(t, err, boom, f)
 	}
-	err := st.View(func(v *store.View) error {
+	err := st.View(func(v store.View) error {
 		_, err := export.Write(io.Discard, "xml", v, export.Options{Namespace: "default"})
 		return err
 	})

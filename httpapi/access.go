@@ -7,8 +7,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
-	"github.com/framework0/ctxd/store"
 )
 
 // Access control (Config.Access): every route has a rule in accessRules,
@@ -44,15 +44,9 @@ func (e *accessError) Is(target error) bool { return target == e.kind }
 // wwwAuthenticate is the challenge of a 401 and 403 (RFC 6750).
 const wwwAuthenticate = `Bearer realm="ctxd"`
 
-// tokenKey is the Echo context key of the request's *auth.Token.
-const tokenKey = "ctxd.token"
-
-// TokenOf returns the token of a request that passed access control, or nil
+// tokenOf returns the token of a request that passed access control, or nil
 // when access control is off (nil may do everything: see auth.Token).
-func TokenOf(c echo.Context) *auth.Token {
-	t, _ := c.Get(tokenKey).(*auth.Token)
-	return t
-}
+func tokenOf(c echo.Context) *auth.Token { return auth.FromContext(c.Request().Context()) }
 
 // rule is what one route needs.
 type rule struct {
@@ -301,8 +295,8 @@ func checkCompatHistory(s *Server, c echo.Context, t *auth.Token) error {
 }
 
 // visibleNamespaces keeps the namespaces the request's token may read.
-func visibleNamespaces(c echo.Context, nss []store.Namespace) []store.Namespace {
-	t := TokenOf(c)
+func visibleNamespaces(c echo.Context, nss []ctxd.Namespace) []ctxd.Namespace {
+	t := tokenOf(c)
 	if t.Unlimited() {
 		return nss
 	}

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -14,10 +15,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/realtime"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
 
@@ -57,7 +59,7 @@ func newFullEnv(t *testing.T, cfg httpapi.Config) *env {
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	cfg.Version = "test"
-	cfg.Snapshots, cfg.Maintenance, cfg.MaxUploadBytes = m, e.st, 1<<20
+	cfg.Snapshots, cfg.MaxUploadBytes = m, 1<<20
 	cfg.DumpDir = filepath.Join(dir, "dumps")
 	cfg.CompatNamespace = "team"
 	cfg.Metrics, cfg.Gatherer = reg, reg
@@ -316,7 +318,7 @@ func TestAccessNamespacesFiltered(t *testing.T) {
 	names := func(secret string) []string {
 		r := e.do("GET", "/v1/ns", "", "Authorization", "Bearer "+secret)
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
-		var out struct{ Namespaces []store.Namespace }
+		var out struct{ Namespaces []ctxd.Namespace }
 		require.NoError(t, json.Unmarshal(r.body, &out))
 		var ns []string
 		for _, n := range out.Namespaces {
@@ -418,10 +420,13 @@ func TestAccessProbesArePublic(t *testing.T) {
 	assert.True(t, strings.HasPrefix(r.header.Get("Content-Type"), "text/html"))
 }
 
-// restoringStore reports a restore in progress.
-type restoringStore struct{ *store.Store }
+// restoringStore reports a restore in progress, as the bolt store's Ready
+// does from the copy of the snapshot to the swap.
+type restoringStore struct{ *bolt.Store }
 
-func (restoringStore) Restoring() bool { return true }
+func (restoringStore) Ready() error {
+	return fmt.Errorf("%w: a restore is replacing the database", ctxd.ErrUnavailable)
+}
 
 // /readyz is 503 while a full restore replaces the database.
 func TestReadyzWhileRestoring(t *testing.T) {

@@ -10,17 +10,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // benchServer is a handler over a real store, called directly (no network),
 // so the numbers are httpapi's own cost plus the store's.
-func benchServer(b *testing.B) (http.Handler, *store.Store) {
+func benchServer(b *testing.B) (http.Handler, *bolt.Store) {
 	b.Helper()
-	st, err := store.Open(filepath.Join(b.TempDir(), "ctxd.db"), store.Options{})
+	st, err := bolt.Open(filepath.Join(b.TempDir(), "ctxd.db"), bolt.Options{})
 	require.NoError(b, err)
 	b.Cleanup(func() { require.NoError(b, st.Close()) })
 	return httpapi.New(st, httpapi.Config{}, zerolog.New(io.Discard)).Handler(), st

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/framework0/ctxd/internal/jsontext"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,9 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/jsontext"
+
+	"github.com/labstack/echo/v4"
+
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
-	"github.com/labstack/echo/v4"
 )
 
 // The Framework0-compatible API: the /ctx routes of Framework0's Enhanced
@@ -57,7 +60,7 @@ func (s *Server) compatRoutes() {
 // compatNS is the namespace of the /ctx API.
 func (s *Server) compatNS() string {
 	if s.cfg.CompatNamespace == "" {
-		return store.DefaultNamespace
+		return ctxd.DefaultNamespace
 	}
 	return s.cfg.CompatNamespace
 }
@@ -131,7 +134,7 @@ func (s *Server) compatGetQuery(c echo.Context) error {
 		return badRequest(`missing "key" parameter: GET /ctx?key=NAME`)
 	}
 	rec, err := s.st.Get(s.compatNS(), key)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, ctxd.ErrNotFound) {
 		return err
 	}
 	now := time.Now().UTC()
@@ -249,9 +252,9 @@ func (s *Server) compatAll(c echo.Context) error {
 		bw := &lineWriter{w: w}
 		bw.b = append(bw.b, `{"context":{`...)
 		changes := 0
-		err := s.st.View(func(v *store.View) error {
+		err := s.st.View(func(v store.View) error {
 			n := 0
-			err := v.ForEach(ns, "", func(r store.Record) error {
+			err := v.ForEach(ns, "", func(r ctxd.Record) error {
 				if n > 0 {
 					bw.b = append(bw.b, ',')
 				}
@@ -264,7 +267,7 @@ func (s *Server) compatAll(c echo.Context) error {
 			if err != nil {
 				return err
 			}
-			return v.ForEachChange(ns, func(store.Change) error { changes++; return nil })
+			return v.ForEachChange(ns, func(ctxd.Change) error { changes++; return nil })
 		})
 		if err != nil {
 			return nil, err
@@ -290,7 +293,7 @@ func (s *Server) compatHistory(c echo.Context) error {
 		bw := &lineWriter{w: w}
 		bw.b = append(bw.b, `{"history":[`...)
 		total, kept := 0, 0
-		err := s.st.View(func(v *store.View) error {
+		err := s.st.View(func(v store.View) error {
 			return export.ForEachEntry(v, ns, func(e *export.Entry) error {
 				total++
 				if keyFilter != "" && e.Key != keyFilter || whoFilter != "" && e.Who != whoFilter {
@@ -459,7 +462,7 @@ func (s *Server) compatDump(c echo.Context) error {
 		return err
 	}
 	return sendJSON(c, http.StatusOK, compatDumpResponse{
-		Status: "success", Filename: info.Filename, Format: string(info.Format), Path: info.Path,
+		Status: "success", Filename: info.Filename, Format: info.Format, Path: info.Path,
 		KeyCount: info.KeyCount, FileSize: info.FileSize, Timestamp: info.Timestamp, Who: info.Who,
 	})
 }
@@ -490,12 +493,12 @@ func jsonBool(raw json.RawMessage) (bool, error) {
 
 // compatDumpListResponse is the answer to GET /ctx/dump/list.
 type compatDumpListResponse struct {
-	Status        string            `json:"status"`
-	DumpDirectory string            `json:"dump_directory"`
-	DumpCount     int               `json:"dump_count"`
-	DumpFiles     []dumpFile        `json:"dump_files"`
-	DumpHistory   []export.DumpInfo `json:"dump_history"`
-	Timestamp     time.Time         `json:"timestamp"`
+	Status        string          `json:"status"`
+	DumpDirectory string          `json:"dump_directory"`
+	DumpCount     int             `json:"dump_count"`
+	DumpFiles     []dumpFile      `json:"dump_files"`
+	DumpHistory   []ctxd.DumpInfo `json:"dump_history"`
+	Timestamp     time.Time       `json:"timestamp"`
 }
 
 // compatDumpList serves GET /ctx/dump/list: the dump files, newest first,

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/httpapi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/httpapi"
 )
 
 // The /ctx answers, decoded strictly: a field more or less fails the test.
@@ -99,12 +101,12 @@ type ctxDumpFile struct {
 }
 
 type ctxDumpList struct {
-	Status        string            `json:"status"`
-	DumpDirectory string            `json:"dump_directory"`
-	DumpCount     int               `json:"dump_count"`
-	DumpFiles     []ctxDumpFile     `json:"dump_files"`
-	DumpHistory   []export.DumpInfo `json:"dump_history"`
-	Timestamp     time.Time         `json:"timestamp"`
+	Status        string          `json:"status"`
+	DumpDirectory string          `json:"dump_directory"`
+	DumpCount     int             `json:"dump_count"`
+	DumpFiles     []ctxDumpFile   `json:"dump_files"`
+	DumpHistory   []ctxd.DumpInfo `json:"dump_history"`
+	Timestamp     time.Time       `json:"timestamp"`
 }
 
 // ctxError is a /ctx error: ctxd's error object plus Framework0's status.
@@ -132,14 +134,14 @@ type dumpEnv struct {
 	dir string
 
 	mu    sync.Mutex
-	hooks []export.DumpInfo
+	hooks []ctxd.DumpInfo
 }
 
 func newDumpEnv(t *testing.T, cfg httpapi.Config) *dumpEnv {
 	t.Helper()
 	d := &dumpEnv{dir: filepath.Join(t.TempDir(), "dumps")}
 	cfg.DumpDir = d.dir
-	cfg.OnDump = func(info export.DumpInfo) {
+	cfg.OnDump = func(info ctxd.DumpInfo) {
 		d.mu.Lock()
 		d.hooks = append(d.hooks, info)
 		d.mu.Unlock()
@@ -148,10 +150,10 @@ func newDumpEnv(t *testing.T, cfg httpapi.Config) *dumpEnv {
 	return d
 }
 
-func (d *dumpEnv) hookCalls() []export.DumpInfo {
+func (d *dumpEnv) hookCalls() []ctxd.DumpInfo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return append([]export.DumpInfo(nil), d.hooks...)
+	return append([]ctxd.DumpInfo(nil), d.hooks...)
 }
 
 // set writes a key through POST /ctx.
@@ -496,7 +498,7 @@ func TestCompatDump(t *testing.T) {
 			h := calls[len(calls)-1]
 			assert.Equal(t, got.Filename, h.Filename)
 			assert.Equal(t, got.Path, h.Path)
-			assert.Equal(t, export.Format(tt.format), h.Format)
+			assert.Equal(t, tt.format, h.Format)
 			assert.Equal(t, rev, h.Revision)
 			assert.Equal(t, 3, h.KeyCount)
 			assert.Equal(t, got.FileSize, h.FileSize)
@@ -559,7 +561,7 @@ func TestCompatDumpListAndDownload(t *testing.T) {
 	empty := decode[ctxDumpList](t, r)
 	assert.Equal(t, 0, empty.DumpCount)
 	assert.Equal(t, []ctxDumpFile{}, empty.DumpFiles)
-	assert.Equal(t, []export.DumpInfo{}, empty.DumpHistory)
+	assert.Equal(t, []ctxd.DumpInfo{}, empty.DumpHistory)
 
 	e.set("k", `"v"`, "")
 	first := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"first","format":"txt"}`))

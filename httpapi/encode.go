@@ -1,11 +1,12 @@
 package httpapi
 
 import (
-	"github.com/framework0/ctxd/internal/jsontext"
 	"strconv"
 	"sync"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/jsontext"
+
 	"github.com/labstack/echo/v4"
 )
 
@@ -80,7 +81,7 @@ func setETag(c echo.Context, version uint64) {
 
 // appendRecord appends r as JSON:
 // {"ns","key","value","version","create_revision","revision","who","updated_at"}.
-func appendRecord(b []byte, r *store.Record) []byte {
+func appendRecord(b []byte, r *ctxd.Record) []byte {
 	b = append(b, `{"ns":`...)
 	b = jsontext.AppendString(b, r.Namespace)
 	b = append(b, `,"key":`...)
@@ -103,7 +104,7 @@ func appendRecord(b []byte, r *store.Record) []byte {
 // appendChange appends ch as JSON:
 // {"revision","ns","key","op","value","version","prev_revision","who","time"}.
 // prev_revision is omitted when zero, as its struct tag says.
-func appendChange(b []byte, ch *store.Change) []byte {
+func appendChange(b []byte, ch *ctxd.Change) []byte {
 	b = append(b, `{"revision":`...)
 	b = strconv.AppendUint(b, ch.Revision, 10)
 	b = append(b, `,"ns":`...)
@@ -128,7 +129,7 @@ func appendChange(b []byte, ch *store.Change) []byte {
 }
 
 // appendRecords appends a JSON array of records ([] when empty).
-func appendRecords(b []byte, recs []store.Record) []byte {
+func appendRecords(b []byte, recs []ctxd.Record) []byte {
 	b = append(b, '[')
 	for i := range recs {
 		if i > 0 {
@@ -141,7 +142,7 @@ func appendRecords(b []byte, recs []store.Record) []byte {
 
 // appendListPage appends {"keys":[...],"next":"..."}; next is omitted on the
 // last page.
-func appendListPage(b []byte, p *store.ListPage) []byte {
+func appendListPage(b []byte, p *ctxd.ListPage) []byte {
 	b = append(b, `{"keys":`...)
 	b = appendRecords(b, p.Records)
 	if p.Next != "" {
@@ -153,7 +154,7 @@ func appendListPage(b []byte, p *store.ListPage) []byte {
 
 // appendHistoryPage appends {"changes":[...],"next":N}; next is omitted on
 // the last page.
-func appendHistoryPage(b []byte, p *store.HistoryPage) []byte {
+func appendHistoryPage(b []byte, p *ctxd.HistoryPage) []byte {
 	b = append(b, `{"changes":[`...)
 	for i := range p.Changes {
 		if i > 0 {
@@ -170,7 +171,7 @@ func appendHistoryPage(b []byte, p *store.HistoryPage) []byte {
 }
 
 // appendTxnResult appends {"revision":N,"results":[...]}.
-func appendTxnResult(b []byte, r *store.TxnResult) []byte {
+func appendTxnResult(b []byte, r *ctxd.TxnResult) []byte {
 	b = append(b, `{"revision":`...)
 	b = strconv.AppendUint(b, r.Revision, 10)
 	b = append(b, `,"results":`...)

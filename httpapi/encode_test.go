@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/httpapi"
 )
 
 // marshal is encoding/json without HTML escaping and without the trailing
@@ -56,7 +57,7 @@ func FuzzAppendString(f *testing.F) {
 
 func TestAppendRecordMatchesEncodingJSON(t *testing.T) {
 	ts := time.Date(2025, 3, 4, 5, 6, 7, 890123000, time.UTC)
-	recs := []store.Record{
+	recs := []ctxd.Record{
 		{},
 		{Namespace: "default", Key: "a/b.c", Value: json.RawMessage(`{"x":[1,2,{"y":null}]}`), Version: 3, CreateRev: 1, ModRev: 9, Who: "alice", UpdatedAt: ts},
 		{Namespace: "n", Key: "weird \"key\"\x01", Value: nil, Version: 1 << 63, CreateRev: 1<<64 - 1, ModRev: 1, Who: "<script>", UpdatedAt: ts.In(time.FixedZone("x", 3600))},
@@ -68,10 +69,10 @@ func TestAppendRecordMatchesEncodingJSON(t *testing.T) {
 
 func TestAppendChangeMatchesEncodingJSON(t *testing.T) {
 	ts := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
-	changes := []store.Change{
+	changes := []ctxd.Change{
 		{},
-		{Revision: 7, Namespace: "default", Key: "k", Op: store.OpPut, Value: json.RawMessage(`"v"`), Version: 2, PrevRev: 3, Who: "w", Time: ts},
-		{Revision: 8, Namespace: "default", Key: "k", Op: store.OpDelete, Version: 2, PrevRev: 7, Who: "w\n", Time: ts},
+		{Revision: 7, Namespace: "default", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`"v"`), Version: 2, PrevRev: 3, Who: "w", Time: ts},
+		{Revision: 8, Namespace: "default", Key: "k", Op: ctxd.OpDelete, Version: 2, PrevRev: 7, Who: "w\n", Time: ts},
 	}
 	for _, c := range changes {
 		assert.Equal(t, string(marshal(t, c)), string(httpapi.AppendChange(nil, &c)))

@@ -1,17 +1,18 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
-	"github.com/framework0/ctxd/internal/jsontext"
 	"net/http"
 	"strconv"
 	"strings"
 
-	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
-	"github.com/framework0/ctxd/store/snapshots"
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/jsontext"
+
 	"github.com/labstack/echo/v4"
+
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store/snapshots"
 )
 
 // Errors raised by httpapi itself, for what the store never sees.
@@ -24,8 +25,6 @@ var (
 	errBodyTooLarge = errors.New("request body too large")
 	// errNotReady is returned by /readyz when the store does not answer.
 	errNotReady = errors.New("not ready")
-	// errRestoring is why /readyz fails while a restore replaces the database.
-	errRestoring = errors.New("a restore is replacing the database")
 )
 
 // errorMapping is one row of the error table.
@@ -35,34 +34,38 @@ type errorMapping struct {
 	code   string
 }
 
-// errorTable maps errors to an HTTP status and a JSON error code. It is the
-// only place where errors become statuses; rows are tried in order with
-// errors.Is.
+// errorTable maps the API's own errors to an HTTP status and a JSON error
+// code; the data model's errors (store errors) are in ctxd's table
+// (ctxd.Classify), tried first. These two tables are the only places where
+// errors become statuses; rows are tried in order with errors.Is.
 var errorTable = [...]errorMapping{
-	{store.ErrNotFound, http.StatusNotFound, "not_found"},
-	{store.ErrConflict, http.StatusConflict, "conflict"},
-	{store.ErrCompacted, http.StatusGone, "compacted"},
-	{store.ErrFutureRevision, http.StatusBadRequest, "future_revision"},
-	{store.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
-	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
-	{store.ErrInvalid, http.StatusBadRequest, "bad_request"},
-	{errBadRequest, http.StatusBadRequest, "bad_request"},
-	{store.ErrClosed, http.StatusServiceUnavailable, "unavailable"},
-	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable"},
-	{context.Canceled, http.StatusServiceUnavailable, "unavailable"},
-	{errNotReady, http.StatusServiceUnavailable, "unavailable"},
-	{errPanic, http.StatusInternalServerError, "internal"},
-	{export.ErrUnknownFormat, http.StatusBadRequest, "bad_request"},
-	{export.ErrBadName, http.StatusBadRequest, "bad_request"},
-	{export.ErrBadDump, http.StatusBadRequest, "bad_request"},
-	{export.ErrNoDump, http.StatusNotFound, "not_found"},
-	{errNoDumpDir, http.StatusServiceUnavailable, "unavailable"},
-	{snapshots.ErrNotFound, http.StatusNotFound, "not_found"},
-	{snapshots.ErrInvalidID, http.StatusNotFound, "not_found"},
-	{store.ErrBadSnapshot, http.StatusUnprocessableEntity, "bad_snapshot"},
-	{errUnauthorized, http.StatusUnauthorized, "unauthorized"},
-	{errForbidden, http.StatusForbidden, "forbidden"},
-	{errRateLimited, http.StatusTooManyRequests, "rate_limited"},
+	{errBodyTooLarge, http.StatusRequestEntityTooLarge, ctxd.CodeTooLarge},
+	{errBadRequest, http.StatusBadRequest, ctxd.CodeBadRequest},
+	{errNotReady, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
+	{errPanic, http.StatusInternalServerError, ctxd.CodeInternal},
+	{export.ErrUnknownFormat, http.StatusBadRequest, ctxd.CodeBadRequest},
+	{export.ErrBadName, http.StatusBadRequest, ctxd.CodeBadRequest},
+	{export.ErrBadDump, http.StatusBadRequest, ctxd.CodeBadRequest},
+	{export.ErrNoDump, http.StatusNotFound, ctxd.CodeNotFound},
+	{errNoDumpDir, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
+	{snapshots.ErrNotFound, http.StatusNotFound, ctxd.CodeNotFound},
+	{snapshots.ErrInvalidID, http.StatusNotFound, ctxd.CodeNotFound},
+	{errUnauthorized, http.StatusUnauthorized, ctxd.CodeUnauthorized},
+	{errForbidden, http.StatusForbidden, ctxd.CodeForbidden},
+	{errRateLimited, http.StatusTooManyRequests, ctxd.CodeRateLimited},
+}
+
+// classify returns the status and code of err from the two tables.
+func classify(err error) (status int, code string, known bool) {
+	if status, code, ok := ctxd.Classify(err); ok {
+		return status, code, true
+	}
+	for i := range errorTable {
+		if errors.Is(err, errorTable[i].err) {
+			return errorTable[i].status, errorTable[i].code, true
+		}
+	}
+	return http.StatusInternalServerError, ctxd.CodeInternal, false
 }
 
 // inputError is a bad request with a message for the client. It matches
@@ -100,8 +103,8 @@ type apiError struct {
 	code    string
 	message string
 
-	conflict  *store.ConflictError
-	compacted *store.CompactedError
+	conflict  *ctxd.ConflictError
+	compacted *ctxd.CompactedError
 }
 
 // toAPIError classifies err. Errors in no row of the table, and 5xx errors
@@ -111,17 +114,14 @@ func toAPIError(err error, c echo.Context) (apiError, bool) {
 	if errors.As(err, &he) {
 		return fromHTTPError(he, c)
 	}
-	for i := range errorTable {
-		m := &errorTable[i]
-		if !errors.Is(err, m.err) {
-			continue
-		}
-		ae := apiError{status: m.status, code: m.code, message: err.Error()}
-		errors.As(err, &ae.conflict)
-		errors.As(err, &ae.compacted)
-		return ae, true
+	status, code, known := classify(err)
+	if !known {
+		return apiError{status: status, code: code, message: "internal server error"}, false
 	}
-	return apiError{status: http.StatusInternalServerError, code: "internal", message: "internal server error"}, false
+	ae := apiError{status: status, code: code, message: err.Error()}
+	errors.As(err, &ae.conflict)
+	errors.As(err, &ae.compacted)
+	return ae, true
 }
 
 // fromHTTPError renders Echo's own errors (router 404/405, middleware errors)

@@ -6,17 +6,19 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // TestBadRequestsChangeNothing sends every kind of bad request and checks the
 // status, the JSON error code, and that the store's revision did not move.
 func TestBadRequestsChangeNothing(t *testing.T) {
 	e := newEnv(t, envOptions{
-		store: store.Options{Limits: store.Limits{MaxKeyBytes: store.MaxKeyBytes, MaxValueBytes: 64, MaxTxnOps: 4}},
+		store: bolt.Options{Limits: ctxd.Limits{MaxKeyBytes: ctxd.MaxKeyBytes, MaxValueBytes: 64, MaxTxnOps: 4}},
 		cfg:   httpapi.Config{MaxBodyBytes: 1024},
 	})
 	e.put("exists", `"v1"`)
@@ -43,7 +45,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"empty key", http.MethodPut, "/v1/ns/default/keys/", `1`, nil, 400, "bad_request"},
 		{"empty key on GET", http.MethodGet, "/v1/ns/default/keys/", ``, nil, 400, "bad_request"},
 		{"empty key on DELETE", http.MethodDelete, "/v1/ns/default/keys/", ``, nil, 400, "bad_request"},
-		{"key over 1024 bytes", http.MethodPut, keyPath("default", strings.Repeat("k", store.MaxKeyBytes+1)), `1`, nil, 413, "too_large"},
+		{"key over 1024 bytes", http.MethodPut, keyPath("default", strings.Repeat("k", ctxd.MaxKeyBytes+1)), `1`, nil, 413, "too_large"},
 		{"control character in key", http.MethodPut, "/v1/ns/default/keys/a%01b", `1`, nil, 400, "bad_request"},
 		{"newline in key", http.MethodPut, "/v1/ns/default/keys/a%0Ab", `1`, nil, 400, "bad_request"},
 		{"DEL in key", http.MethodPut, "/v1/ns/default/keys/a%7Fb", `1`, nil, 400, "bad_request"},
@@ -188,7 +190,7 @@ func TestBodyLimitWithoutContentLength(t *testing.T) {
 }
 
 func TestDefaultBodyLimit(t *testing.T) {
-	e := newEnv(t, envOptions{store: store.Options{Limits: store.Limits{MaxValueBytes: 4 << 20}}})
+	e := newEnv(t, envOptions{store: bolt.Options{Limits: ctxd.Limits{MaxValueBytes: 4 << 20}}})
 	big := `"` + strings.Repeat("v", int(httpapi.DefaultMaxBodyBytes)) + `"`
 	requireError(t, e.do(http.MethodPut, keyPath("default", "big"), big), http.StatusRequestEntityTooLarge, "too_large")
 	ok := `"` + strings.Repeat("v", int(httpapi.DefaultMaxBodyBytes)-2) + `"`

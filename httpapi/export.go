@@ -13,10 +13,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
 	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
 )
 
 // Exports, imports and server-side dumps (the v1 routes; compat.go has the
@@ -27,12 +29,6 @@ import (
 //	POST /v1/ns/{ns}/dumps?format=&filename=&history=&rev=   a dump written to the dump folder
 //	GET  /v1/dumps                                   the dump files
 //	GET  /v1/dumps/{filename}                        download one
-
-// Viewer gives one consistent read of the whole store. *store.Store
-// implements it; Store embeds it.
-type Viewer interface {
-	View(fn func(v *store.View) error) error
-}
 
 // errNoDumpDir answers dump requests when Config.DumpDir is empty.
 var errNoDumpDir = errors.New("server-side dumps are disabled: the server has no dump folder")
@@ -47,10 +43,10 @@ const spoolMemBytes = 1 << 20
 // dumps is the dump side of a Server.
 type dumps struct {
 	dir    *export.Dir // nil when Config.DumpDir is ""
-	onDump func(export.DumpInfo)
+	onDump func(ctxd.DumpInfo)
 
 	mu     sync.Mutex
-	recent []export.DumpInfo // the last maxDumpHistory server-side dumps, oldest first
+	recent []ctxd.DumpInfo // the last maxDumpHistory server-side dumps, oldest first
 }
 
 func newDumps(cfg Config, log zerolog.Logger) *dumps {
@@ -68,7 +64,7 @@ func newDumps(cfg Config, log zerolog.Logger) *dumps {
 }
 
 // dumped records a finished dump and calls the hook.
-func (d *dumps) dumped(info export.DumpInfo) {
+func (d *dumps) dumped(info ctxd.DumpInfo) {
 	if info.Filename != "" {
 		d.mu.Lock()
 		d.recent = append(d.recent, info)
@@ -82,10 +78,10 @@ func (d *dumps) dumped(info export.DumpInfo) {
 	}
 }
 
-func (d *dumps) history() []export.DumpInfo {
+func (d *dumps) history() []ctxd.DumpInfo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]export.DumpInfo, len(d.recent))
+	out := make([]ctxd.DumpInfo, len(d.recent))
 	for i := range d.recent {
 		out[i] = d.recent[len(d.recent)-1-i] // newest first
 	}
@@ -153,30 +149,19 @@ func parseBool(s string) (v, ok bool) {
 	return false, false
 }
 
-// checkRevision asks the store whether revision rev can be read: not
-// compacted, not in the future, not lost to a restore. It is the store's
-// own check, through GetAt; what GetAt finds is not used.
-func (s *Server) checkRevision(ns string, rev uint64) error {
-	_, err := s.st.GetAt(ns, "x", rev) // any valid key: only the revision check matters
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	return nil
-}
-
 // writeDump writes the dump r asks for to w, from one consistent read, and
 // describes it.
-func (s *Server) writeDump(w io.Writer, r dumpRequest) (export.DumpInfo, error) {
-	if err := store.ValidateNamespace(r.ns); err != nil {
-		return export.DumpInfo{}, err
+func (s *Server) writeDump(w io.Writer, r dumpRequest) (ctxd.DumpInfo, error) {
+	if err := ctxd.ValidateNamespace(r.ns); err != nil {
+		return ctxd.DumpInfo{}, err
 	}
 	if r.rev != 0 {
-		if err := s.checkRevision(r.ns, r.rev); err != nil {
-			return export.DumpInfo{}, err
+		if err := s.st.CheckRevision(r.rev); err != nil {
+			return ctxd.DumpInfo{}, err
 		}
 	}
 	var res export.Result
-	err := s.st.View(func(v *store.View) error {
+	err := s.st.View(func(v store.View) error {
 		var src export.Source = v
 		if r.rev != 0 {
 			var err error
@@ -189,17 +174,17 @@ func (s *Server) writeDump(w io.Writer, r dumpRequest) (export.DumpInfo, error) 
 		return err
 	})
 	if err != nil {
-		return export.DumpInfo{}, err
+		return ctxd.DumpInfo{}, err
 	}
 	if r.rev != 0 {
 		// A compaction that passed rev while the dump was read may have
 		// removed history it needed: refuse rather than risk a wrong dump.
-		if err := s.checkRevision(r.ns, r.rev); err != nil {
-			return export.DumpInfo{}, err
+		if err := s.st.CheckRevision(r.rev); err != nil {
+			return ctxd.DumpInfo{}, err
 		}
 	}
-	return export.DumpInfo{
-		Format: r.format, Namespace: r.ns, Revision: res.Revision, KeyCount: res.Keys,
+	return ctxd.DumpInfo{
+		Format: string(r.format), Namespace: r.ns, Revision: res.Revision, KeyCount: res.Keys,
 		IncludeHistory: r.history, HistoryCount: res.Changes, FileSize: res.Bytes,
 		Who: r.who, Timestamp: res.Time,
 	}, nil
@@ -208,10 +193,10 @@ func (s *Server) writeDump(w io.Writer, r dumpRequest) (export.DumpInfo, error) 
 // dumpToFile writes the dump r asks for into the dump folder: under
 // r.filename (with the format's extension added), replacing a file of that
 // name, or under a fresh default name. It calls the dump hook.
-func (s *Server) dumpToFile(r dumpRequest) (export.DumpInfo, error) {
+func (s *Server) dumpToFile(r dumpRequest) (ctxd.DumpInfo, error) {
 	dir := s.dumps.dir
 	if dir == nil {
-		return export.DumpInfo{}, errNoDumpDir
+		return ctxd.DumpInfo{}, errNoDumpDir
 	}
 	name, replace := r.filename, true
 	if name == "" {
@@ -219,17 +204,17 @@ func (s *Server) dumpToFile(r dumpRequest) (export.DumpInfo, error) {
 	} else {
 		var err error
 		if name, err = export.DumpName(name, r.format); err != nil {
-			return export.DumpInfo{}, err
+			return ctxd.DumpInfo{}, err
 		}
 	}
-	var info export.DumpInfo
+	var info ctxd.DumpInfo
 	fi, err := dir.Create(name, replace, func(w io.Writer) error {
 		var err error
 		info, err = s.writeDump(w, r)
 		return err
 	})
 	if err != nil {
-		return export.DumpInfo{}, err
+		return ctxd.DumpInfo{}, err
 	}
 	info.Filename, info.Path, info.FileSize = fi.Name, fi.Path, fi.Size
 	s.log.Info().Str("file", fi.Path).Str("ns", r.ns).Str("format", string(r.format)).
@@ -250,7 +235,7 @@ func (s *Server) exportNS(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var info export.DumpInfo
+	var info ctxd.DumpInfo
 	err = s.sendSpooled(c, func(w io.Writer) (http.Header, error) {
 		var err error
 		if info, err = s.writeDump(w, r); err != nil {
@@ -372,18 +357,18 @@ func (s *Server) importNS(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := store.ValidateNamespace(ns); err != nil {
+	if err := ctxd.ValidateNamespace(ns); err != nil {
 		return err
 	}
 	author := who(c)
-	var writes []store.Write
+	var writes []ctxd.Write
 	seen := map[string]bool{}
 	err = export.ReadJSON(req.Body, func(key string, value json.RawMessage) error {
 		if seen[key] {
 			return badRequest("the dump holds key " + strconv.Quote(key) + " twice")
 		}
 		seen[key] = true
-		writes = append(writes, store.Write{Namespace: ns, Key: key, Op: store.OpPut, Value: value, Who: author})
+		writes = append(writes, ctxd.Write{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: value, Who: author})
 		return nil
 	})
 	if err != nil {

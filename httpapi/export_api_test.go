@@ -13,11 +13,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/httpapi"
 )
 
 type importResult struct {
@@ -158,9 +159,9 @@ func TestExportRoute(t *testing.T) {
 // An export larger than what is kept in memory goes through a spool file.
 func TestExportLarge(t *testing.T) {
 	e := newDumpEnv(t, httpapi.Config{})
-	var writes []store.Write
+	var writes []ctxd.Write
 	for i := range 3000 {
-		writes = append(writes, store.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: store.OpPut, Value: []byte(`"` + strings.Repeat("v", 1000) + `"`), Who: "t"})
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: ctxd.OpPut, Value: []byte(`"` + strings.Repeat("v", 1000) + `"`), Who: "t"})
 		if len(writes) == 100 {
 			_, err := e.st.Txn(bg, writes)
 			require.NoError(t, err)
@@ -364,7 +365,7 @@ func TestDumpWhileWritingHTTP(t *testing.T) {
 				var err error
 				if i%4 == 3 {
 					_, err = e.st.Delete(bg, "default", key, nil, "w")
-					if errors.Is(err, store.ErrNotFound) {
+					if errors.Is(err, ctxd.ErrNotFound) {
 						err = nil
 					}
 				} else {
@@ -416,7 +417,7 @@ func TestDumpWhileWritingHTTP(t *testing.T) {
 			for k := range keys {
 				key := "w" + strconv.Itoa(w) + "." + strconv.Itoa(k)
 				want, err := e.st.GetAt("default", key, rev)
-				if errors.Is(err, store.ErrNotFound) {
+				if errors.Is(err, ctxd.ErrNotFound) {
 					assert.NotContains(t, got, key, "%s at revision %d", key, rev)
 					continue
 				}

@@ -8,15 +8,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store"
 	"github.com/rs/zerolog"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // fuzzServer is the real router over a real store, called in-process so a
 // fuzzer can send thousands of requests a second.
-func fuzzServer(f *testing.F) (http.Handler, *store.Store) {
-	st, err := store.Open(filepath.Join(f.TempDir(), "ctxd.db"), store.Options{})
+func fuzzServer(f *testing.F) (http.Handler, *bolt.Store) {
+	st, err := bolt.Open(filepath.Join(f.TempDir(), "ctxd.db"), bolt.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -26,7 +27,7 @@ func fuzzServer(f *testing.F) (http.Handler, *store.Store) {
 
 // checkAnswer fails unless the answer is a success or a 4xx JSON error,
 // and unless a failed request left the revision where it was.
-func checkAnswer(t *testing.T, st *store.Store, before uint64, w *httptest.ResponseRecorder, body string) {
+func checkAnswer(t *testing.T, st *bolt.Store, before uint64, w *httptest.ResponseRecorder, body string) {
 	t.Helper()
 	if w.Code >= 500 {
 		t.Fatalf("status %d for body %q: %s", w.Code, body, w.Body)

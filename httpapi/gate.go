@@ -68,7 +68,9 @@ func (g *gate) check(c echo.Context) (done bool, err error) {
 	if err := g.authorize(c, r, t); err != nil {
 		return g.refuse(c, err)
 	}
-	c.Set(tokenKey, t)
+	if t != nil {
+		c.SetRequest(c.Request().WithContext(auth.NewContext(c.Request().Context(), t)))
+	}
 	return false, nil
 }
 

@@ -14,26 +14,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
-// *store.Store is an httpapi.Store.
-var _ httpapi.Store = (*store.Store)(nil)
 
 // env is a real store behind a real router on a test server.
 type env struct {
 	t    *testing.T
-	st   *store.Store
+	st   *bolt.Store
 	srv  *httpapi.Server
 	ts   *httptest.Server
 	logs *syncBuffer
 }
 
 type envOptions struct {
-	store store.Options
+	store bolt.Options
 	cfg   httpapi.Config
 	// noCleanup leaves checking and closing the store to the test.
 	noCleanup bool
@@ -41,7 +40,7 @@ type envOptions struct {
 
 func newEnv(t *testing.T, opts envOptions) *env {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "ctxd.db"), opts.store)
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), opts.store)
 	require.NoError(t, err)
 	logs := &syncBuffer{}
 	if opts.cfg.Version == "" {

@@ -3,8 +3,9 @@ package httpapi
 import (
 	"net/http"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/labstack/echo/v4"
+
+	"github.com/framework0/ctxd"
 )
 
 // getKey serves GET /v1/ns/{ns}/keys/{key}[?rev=R] and, for a raw
@@ -21,7 +22,7 @@ func (s *Server) getKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var rec store.Record
+	var rec ctxd.Record
 	if rev == 0 {
 		rec, err = s.st.Get(kp.ns, kp.key)
 	} else {
@@ -84,7 +85,7 @@ func (s *Server) history(c echo.Context, kp keyPath) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.st.History(kp.ns, kp.key, store.HistoryOptions{Before: before, Limit: limit})
+	page, err := s.st.History(kp.ns, kp.key, ctxd.HistoryOptions{Before: before, Limit: limit})
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func (s *Server) listKeys(c echo.Context) error {
 	}
 	prefix, _ := queryParam(c, "prefix")
 	after, _ := queryParam(c, "after")
-	page, err := s.st.List(ns, store.ListOptions{Prefix: prefix, After: after, Limit: limit})
+	page, err := s.st.List(ns, ctxd.ListOptions{Prefix: prefix, After: after, Limit: limit})
 	if err != nil {
 		return err
 	}
@@ -111,7 +112,7 @@ func (s *Server) listKeys(c echo.Context) error {
 }
 
 // sendRecord answers 200 with rec and its version as ETag.
-func sendRecord(c echo.Context, rec *store.Record) error {
+func sendRecord(c echo.Context, rec *ctxd.Record) error {
 	setETag(c, rec.Version)
 	return respond(c, http.StatusOK, func(b []byte) []byte { return appendRecord(b, rec) })
 }

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
 )
 
 func TestPutGetDelete(t *testing.T) {
@@ -114,7 +115,7 @@ func TestKeysRoundTrip(t *testing.T) {
 		"question?hash#amp&eq=",
 		"ünïcødé/日本語",
 		"emoji 🎉",
-		strings.Repeat("k", store.MaxKeyBytes),
+		strings.Repeat("k", ctxd.MaxKeyBytes),
 	}
 	for i, key := range keys {
 		t.Run(key, func(t *testing.T) {

@@ -8,8 +8,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/labstack/echo/v4"
+
+	"github.com/framework0/ctxd"
 )
 
 const (
@@ -145,14 +146,14 @@ func positiveParam(c echo.Context, name string) (uint64, error) {
 }
 
 // limitParam reads ?limit=, an integer >= 1; absent gives 0 (the store's
-// default). Values above store.MaxListLimit are capped.
+// default). Values above ctxd.MaxListLimit are capped.
 func limitParam(c echo.Context) (int, error) {
 	n, err := positiveParam(c, "limit")
 	if err != nil {
 		return 0, err
 	}
-	if n > store.MaxListLimit {
-		n = store.MaxListLimit
+	if n > ctxd.MaxListLimit {
+		n = ctxd.MaxListLimit
 	}
 	return int(n), nil
 }

@@ -1,36 +1,17 @@
 package httpapi
 
 import (
-	"context"
-	"encoding/json"
 	"net/http"
 	"time"
 
-	"github.com/framework0/ctxd/auth"
-	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-)
 
-// Store is what the HTTP API needs from the store. *store.Store implements
-// it; another backend can too.
-type Store interface {
-	Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (store.Record, error)
-	Delete(ctx context.Context, ns, key string, expect *uint64, who string) (store.Record, error)
-	Txn(ctx context.Context, writes []store.Write) (store.TxnResult, error)
-	// Import is Txn without the limit on the number of writes.
-	Import(ctx context.Context, writes []store.Write) (store.TxnResult, error)
-	Get(ns, key string) (store.Record, error)
-	GetAt(ns, key string, rev uint64) (store.Record, error)
-	List(ns string, opts store.ListOptions) (store.ListPage, error)
-	History(ns, key string, opts store.HistoryOptions) (store.HistoryPage, error)
-	Namespaces() ([]store.Namespace, error)
-	Status() (store.Status, error)
-	// Viewer gives the consistent reads of dumps and exports (export.go).
-	Viewer
-}
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/store"
+)
 
 // DefaultMaxBodyBytes is the request body limit when Config.MaxBodyBytes is 0.
 const DefaultMaxBodyBytes int64 = 2 << 20
@@ -55,11 +36,9 @@ type Config struct {
 	// written by POST /ctx/dump or POST /v1/ns/{ns}/dumps, or an export
 	// sent by GET /v1/ns/{ns}/export (Filename empty). It runs in the
 	// request's goroutine and must not block.
-	OnDump func(export.DumpInfo)
+	OnDump func(ctxd.DumpInfo)
 	// Snapshots, when set, serves /v1/snapshots (snapshots.go).
 	Snapshots Snapshots
-	// Maintenance, when set, serves POST /v1/compact and /v1/defrag.
-	Maintenance Maintenance
 	// KeepVersions is how many versions per key POST /v1/compact keeps
 	// below the mark (history.keep_versions; 0 or 1: the one in effect).
 	KeepVersions int
@@ -85,7 +64,7 @@ type Config struct {
 // Server serves the v1 API over a Store.
 type Server struct {
 	e       *echo.Echo
-	st      Store
+	st      store.Backend
 	cfg     Config
 	log     zerolog.Logger
 	started time.Time
@@ -97,7 +76,7 @@ type Server struct {
 
 // New returns a Server over st. log receives the access log (one line per
 // request at info level) and errors; its format is the caller's choice.
-func New(st Store, cfg Config, log zerolog.Logger) *Server {
+func New(st store.Backend, cfg Config, log zerolog.Logger) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}

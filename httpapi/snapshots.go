@@ -8,30 +8,23 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
-	"github.com/framework0/ctxd/store/snapshots"
-	"github.com/labstack/echo/v4"
 )
 
 // Snapshots is what the snapshot routes need; *snapshots.Manager has it.
 type Snapshots interface {
-	Create(ctx context.Context, origin string) (snapshots.Meta, error)
-	List() ([]snapshots.Meta, error)
-	Get(id string) (snapshots.Meta, error)
-	OpenFile(id string) (*os.File, snapshots.Meta, error)
-	Open(id string) (*store.Snapshot, snapshots.Meta, error)
+	Create(ctx context.Context, origin string) (ctxd.SnapshotMeta, error)
+	List() ([]ctxd.SnapshotMeta, error)
+	Get(id string) (ctxd.SnapshotMeta, error)
+	OpenFile(id string) (*os.File, ctxd.SnapshotMeta, error)
+	Open(id string) (store.Snapshot, ctxd.SnapshotMeta, error)
 	Delete(id string) error
-	Upload(ctx context.Context, r io.Reader, wantSHA256 string) (snapshots.Meta, error)
-	Restore(ctx context.Context, id string, opts store.RestoreOptions) (store.RestoreResult, error)
-}
-
-// Maintenance is what the compaction and defrag routes need; *store.Store
-// has it.
-type Maintenance interface {
-	CompactKeep(ctx context.Context, rev uint64, keep int) (store.CompactResult, error)
-	Defrag(ctx context.Context) (store.DefragResult, error)
-	Revision() uint64
+	Upload(ctx context.Context, r io.Reader, wantSHA256 string) (ctxd.SnapshotMeta, error)
+	Restore(ctx context.Context, id string, opts ctxd.RestoreOptions) (ctxd.RestoreResult, error)
 }
 
 // headerSHA256 carries a snapshot's sha256 (hex) on download and upload.
@@ -53,10 +46,8 @@ func (s *Server) snapshotRoutes() {
 		e.GET("/v1/snapshots/:id/export", s.exportSnapshot)
 		e.POST("/v1/snapshots/:id/restore", s.restoreSnapshot)
 	}
-	if s.cfg.Maintenance != nil {
-		s.e.POST("/v1/compact", s.compact)
-		s.e.POST("/v1/defrag", s.defrag)
-	}
+	s.e.POST("/v1/compact", s.compact)
+	s.e.POST("/v1/defrag", s.defrag)
 }
 
 func (s *Server) createSnapshot(c echo.Context) error {
@@ -137,7 +128,7 @@ func (s *Server) exportSnapshot(c echo.Context) error {
 	defer snap.Close()
 	var res export.Result
 	return s.sendSpooled(c, func(w io.Writer) (http.Header, error) {
-		err := snap.View(func(v *store.View) error {
+		err := snap.View(func(v store.View) error {
 			var err error
 			res, err = export.Write(w, r.format, v, export.Options{Namespace: ns, Who: r.who, History: r.history})
 			return err
@@ -154,7 +145,7 @@ func (s *Server) exportSnapshot(c echo.Context) error {
 }
 
 func (s *Server) restoreSnapshot(c echo.Context) error {
-	var opts store.RestoreOptions
+	var opts ctxd.RestoreOptions
 	var err error
 	if opts.DryRun, err = boolParam(c, "dry_run"); err != nil {
 		return err
@@ -188,7 +179,7 @@ func (s *Server) compact(c echo.Context) error {
 		return err
 	}
 	if rev == 0 {
-		rev = s.cfg.Maintenance.Revision()
+		rev = s.st.Revision()
 		if rev == 0 {
 			return badRequest("nothing to compact: the store has no revision yet")
 		}
@@ -199,7 +190,7 @@ func (s *Server) compact(c echo.Context) error {
 	} else if n > 0 {
 		keep = int(min(n, 1<<20))
 	}
-	res, err := s.cfg.Maintenance.CompactKeep(c.Request().Context(), rev, keep)
+	res, err := s.st.CompactKeep(c.Request().Context(), rev, keep)
 	if err != nil {
 		return err
 	}
@@ -209,7 +200,7 @@ func (s *Server) compact(c echo.Context) error {
 
 // defrag serves POST /v1/defrag: the file is rewritten compactly online.
 func (s *Server) defrag(c echo.Context) error {
-	res, err := s.cfg.Maintenance.Defrag(c.Request().Context())
+	res, err := s.st.Defrag(c.Request().Context())
 	if err != nil {
 		return err
 	}

@@ -12,12 +12,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store"
-	"github.com/framework0/ctxd/store/snapshots"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store/snapshots"
 )
 
 // newSnapshotEnv is an env whose server also serves snapshots, compaction
@@ -27,7 +28,7 @@ func newSnapshotEnv(t *testing.T) (*env, *snapshots.Manager) {
 	e := newEnv(t, envOptions{})
 	m, err := snapshots.Open(filepath.Join(filepath.Dir(e.st.Path()), "snapshots"), e.st)
 	require.NoError(t, err)
-	srv := httpapi.New(e.st, httpapi.Config{Version: "test", Snapshots: m, Maintenance: e.st, MaxUploadBytes: 1 << 20}, zerolog.Nop())
+	srv := httpapi.New(e.st, httpapi.Config{Version: "test", Snapshots: m, MaxUploadBytes: 1 << 20}, zerolog.Nop())
 	e.ts.Config.Handler = srv.Handler()
 	e.srv = srv
 	return e, m
@@ -40,14 +41,14 @@ func TestSnapshotLifecycle(t *testing.T) {
 
 	r := e.do(http.MethodPost, "/v1/snapshots", "")
 	require.Equal(t, http.StatusCreated, r.status, string(r.body))
-	var meta snapshots.Meta
+	var meta ctxd.SnapshotMeta
 	require.NoError(t, json.Unmarshal(r.body, &meta))
 	assert.Equal(t, uint64(2), meta.Revision)
-	assert.Equal(t, []store.Namespace{{Name: "default", Keys: 2}}, meta.Namespaces)
+	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 2}}, meta.Namespaces)
 
 	r = e.do(http.MethodGet, "/v1/snapshots", "")
 	require.Equal(t, http.StatusOK, r.status)
-	var list struct{ Snapshots []snapshots.Meta }
+	var list struct{ Snapshots []ctxd.SnapshotMeta }
 	require.NoError(t, json.Unmarshal(r.body, &list))
 	require.Len(t, list.Snapshots, 1)
 
@@ -71,9 +72,9 @@ func TestSnapshotLifecycle(t *testing.T) {
 	// Dry run, then restore.
 	r = e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?dry_run=true", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	var dry store.RestoreResult
+	var dry ctxd.RestoreResult
 	require.NoError(t, json.Unmarshal(r.body, &dry))
-	assert.Equal(t, []store.NamespaceDiff{{Namespace: "default", Changed: 1, Unchanged: 1}}, dry.Namespaces)
+	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "default", Changed: 1, Unchanged: 1}}, dry.Namespaces)
 	assert.Equal(t, `"after"`, string(mustGet(t, e, "name")))
 
 	r = e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore", "")
@@ -85,7 +86,7 @@ func TestSnapshotLifecycle(t *testing.T) {
 	// Upload what was downloaded: verified and listed.
 	r = e.do(http.MethodPost, "/v1/snapshots/upload", string(downloaded), "Content-Type", "application/octet-stream", "X-Ctxd-Sha256", meta.SHA256)
 	require.Equal(t, http.StatusCreated, r.status, string(r.body))
-	var up snapshots.Meta
+	var up ctxd.SnapshotMeta
 	require.NoError(t, json.Unmarshal(r.body, &up))
 	assert.Equal(t, "upload", up.Origin)
 
@@ -131,7 +132,7 @@ func TestCompactAndDefragRoutes(t *testing.T) {
 	}
 	r := e.do(http.MethodPost, "/v1/compact?rev=4", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	var cr store.CompactResult
+	var cr ctxd.CompactResult
 	require.NoError(t, json.Unmarshal(r.body, &cr))
 	assert.Equal(t, uint64(4), cr.Revision)
 	assert.Equal(t, 3, cr.Removed)

@@ -5,8 +5,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/labstack/echo/v4"
+
+	"github.com/framework0/ctxd"
 )
 
 // statusResponse is the body of GET /v1/status.
@@ -28,7 +29,7 @@ type statusResponse struct {
 
 // namespacesResponse is the body of GET /v1/ns.
 type namespacesResponse struct {
-	Namespaces []store.Namespace `json:"namespaces"`
+	Namespaces []ctxd.Namespace `json:"namespaces"`
 }
 
 var (
@@ -75,7 +76,7 @@ func (s *Server) namespaces(c echo.Context) error {
 	}
 	nss = visibleNamespaces(c, nss) // access.go: those the token may read
 	if nss == nil {
-		nss = []store.Namespace{}
+		nss = []ctxd.Namespace{}
 	}
 	return sendJSON(c, http.StatusOK, namespacesResponse{Namespaces: nss})
 }
@@ -88,8 +89,8 @@ func (s *Server) healthz(c echo.Context) error {
 // readyz serves GET /readyz: 200 while the store answers, 503 otherwise
 // (closed, failing, or replacing its database with a restore).
 func (s *Server) readyz(c echo.Context) error {
-	if r, ok := s.st.(interface{ Restoring() bool }); ok && r.Restoring() {
-		return &notReadyError{err: errRestoring}
+	if err := s.st.Ready(); err != nil {
+		return &notReadyError{err: err}
 	}
 	if _, err := s.st.Status(); err != nil {
 		s.log.Warn().Err(err).Msg("not ready")

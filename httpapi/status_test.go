@@ -5,9 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/httpapi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/httpapi"
 )
 
 func TestStatus(t *testing.T) {

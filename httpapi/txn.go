@@ -8,8 +8,9 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/labstack/echo/v4"
+
+	"github.com/framework0/ctxd"
 )
 
 // txnRequest is the body of POST /v1/txn.
@@ -48,7 +49,7 @@ func (s *Server) txn(c echo.Context) error {
 
 // decodeTxn parses and checks a transaction body. Unknown fields are refused
 // so that a misspelt "if_version" cannot silently drop a guard.
-func decodeTxn(body []byte, defaultWho string) ([]store.Write, error) {
+func decodeTxn(body []byte, defaultWho string) ([]ctxd.Write, error) {
 	var tr txnRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -65,12 +66,12 @@ func decodeTxn(body []byte, defaultWho string) ([]store.Write, error) {
 	if who == "" {
 		who = defaultWho
 	}
-	writes := make([]store.Write, len(tr.Ops))
+	writes := make([]ctxd.Write, len(tr.Ops))
 	for i := range tr.Ops {
 		op := &tr.Ops[i]
-		w := store.Write{Namespace: op.Namespace, Key: op.Key, Expect: op.IfVersion, Who: who}
+		w := ctxd.Write{Namespace: op.Namespace, Key: op.Key, Expect: op.IfVersion, Who: who}
 		if w.Namespace == "" {
-			w.Namespace = store.DefaultNamespace
+			w.Namespace = ctxd.DefaultNamespace
 		}
 		at := "ops[" + strconv.Itoa(i) + "]"
 		switch op.Op {
@@ -78,12 +79,12 @@ func decodeTxn(body []byte, defaultWho string) ([]store.Write, error) {
 			if op.Value == nil {
 				return nil, badRequest(at + `: a put needs a "value"`)
 			}
-			w.Op, w.Value = store.OpPut, op.Value
+			w.Op, w.Value = ctxd.OpPut, op.Value
 		case "delete":
 			if op.Value != nil {
 				return nil, badRequest(at + `: a delete takes no "value"`)
 			}
-			w.Op = store.OpDelete
+			w.Op = ctxd.OpDelete
 		default:
 			return nil, badRequest(at + `: "op" must be "put" or "delete", got ` + strconv.Quote(op.Op))
 		}

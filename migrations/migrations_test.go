@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/framework0/ctxd/migrations"
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/migrations"
+	ctxdbolt "github.com/framework0/ctxd/store/bolt"
 )
 
 // copyFixture copies a testdata database into a temp folder, so tests
@@ -35,11 +37,11 @@ func copyFixture(t *testing.T, name string) string {
 
 func schemaOf(t *testing.T, path string) int {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer db.Close()
 	var v int
-	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
 		var err error
 		v, err = migrations.SchemaVersion(tx)
 		return err
@@ -56,7 +58,7 @@ func TestSchema1FixtureOpensAndIsUpgraded(t *testing.T) {
 	require.Len(t, plan, migrations.Current-1)
 	assert.Equal(t, 1, schemaOf(t, path), "planning changes nothing")
 
-	s, err := store.Open(path, store.Options{})
+	s, err := ctxdbolt.Open(path, ctxdbolt.Options{})
 	require.NoError(t, err)
 	defer s.Close()
 	require.NoError(t, s.Check())
@@ -70,14 +72,14 @@ func TestSchema1FixtureOpensAndIsUpgraded(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `true`, string(old.Value))
 	_, err = s.Get("default", "scratch")
-	assert.ErrorIs(t, err, store.ErrNotFound, "deleted in the fixture")
-	h, err := s.History("team", "members", store.HistoryOptions{})
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "deleted in the fixture")
+	h, err := s.History("team", "members", ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	assert.Len(t, h.Changes, 2)
 
 	ns, err := s.Namespaces()
 	require.NoError(t, err)
-	assert.Equal(t, []store.Namespace{{Name: "default", Keys: 2}, {Name: "team", Keys: 1}}, ns,
+	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 2}, {Name: "team", Keys: 1}}, ns,
 		"the 1->2 step counted the live keys")
 	assert.Equal(t, uint64(7), s.Revision())
 
@@ -93,21 +95,21 @@ func TestSchema1FixtureOpensAndIsUpgraded(t *testing.T) {
 
 func TestNewerSchemaIsRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ctxd.db")
-	s, err := store.Open(path, store.Options{})
+	s, err := ctxdbolt.Open(path, ctxdbolt.Options{})
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 
-	db, err := bolt.Open(path, 0o600, nil)
+	db, err := bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], uint64(migrations.Current+1))
 		return tx.Bucket(migrations.BucketMeta).Put(migrations.KeySchema, v[:])
 	}))
 	require.NoError(t, db.Close())
 
-	_, err = store.Open(path, store.Options{})
-	require.ErrorIs(t, err, store.ErrSchemaTooNew)
+	_, err = ctxdbolt.Open(path, ctxdbolt.Options{})
+	require.ErrorIs(t, err, migrations.ErrTooNew)
 	assert.ErrorIs(t, err, migrations.ErrTooNew)
 	assert.Contains(t, err.Error(), fmt.Sprintf("version %d", migrations.Current+1), "names the file's version")
 	assert.Contains(t, err.Error(), fmt.Sprintf("(%d)", migrations.Current), "and the binary's")
@@ -118,7 +120,7 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 
 func TestNewFileIsInitialisedAtCurrent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ctxd.db")
-	s, err := store.Open(path, store.Options{})
+	s, err := ctxdbolt.Open(path, ctxdbolt.Options{})
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	assert.Equal(t, migrations.Current, schemaOf(t, path))
@@ -131,14 +133,14 @@ func TestNewFileIsInitialisedAtCurrent(t *testing.T) {
 // Each step is tested on its own: upgrade 1->2 counts keys per namespace.
 func TestStep1To2CountsKeys(t *testing.T) {
 	path := copyFixture(t, "schema1.db")
-	db, err := bolt.Open(path, 0o600, nil)
+	db, err := bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	defer db.Close()
 	plan, err := migrations.Plan(1)
 	require.NoError(t, err)
 	require.Equal(t, 1, plan[0].From)
 	require.NoError(t, db.Update(plan[0].Apply))
-	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(migrations.BucketNSKeys)
 		require.NotNil(t, b)
 		assert.Equal(t, uint64(2), binary.BigEndian.Uint64(b.Get([]byte("default"))))
@@ -149,11 +151,11 @@ func TestStep1To2CountsKeys(t *testing.T) {
 
 func TestFailedMigrationChangesNothing(t *testing.T) {
 	path := copyFixture(t, "schema1.db")
-	db, err := bolt.Open(path, 0o600, nil)
+	db, err := bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	// The whole plan runs in the caller's transaction: when anything in it
 	// fails, the transaction aborts and every step is undone with it.
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx *bbolt.Tx) error {
 		_, err := migrations.Migrate(tx)
 		require.NoError(t, err)
 		return assert.AnError // abort: bbolt rolls the whole plan back
@@ -176,14 +178,14 @@ func TestPlanRefusesUnknownVersions(t *testing.T) {
 // readable from the log.
 func TestStep2To3StoresValuesOnce(t *testing.T) {
 	path := copyFixture(t, "schema1.db")
-	db, err := bolt.Open(path, 0o600, nil)
+	db, err := bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	plan, err := migrations.Plan(1)
 	require.NoError(t, err)
 	require.Len(t, plan, 2)
 	require.NoError(t, db.Update(plan[0].Apply))
 	var before int
-	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(migrations.KVBucket("default")).ForEach(func(_, v []byte) error {
 			assert.Equal(t, byte(1), v[0])
 			before += len(v)
@@ -193,7 +195,7 @@ func TestStep2To3StoresValuesOnce(t *testing.T) {
 	require.Equal(t, 2, plan[1].From)
 	require.NoError(t, db.Update(plan[1].Apply))
 	var after int
-	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(migrations.KVBucket("default")).ForEach(func(_, v []byte) error {
 			assert.Equal(t, byte(2), v[0])
 			after += len(v)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/realtime"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
 
@@ -25,7 +25,7 @@ import (
 func freshServer(t *testing.T) func() (*Server, error) {
 	return func() (*Server, error) {
 		dir := t.TempDir()
-		st, err := store.Open(filepath.Join(dir, "ctxd.db"), store.Options{})
+		st, err := bolt.Open(filepath.Join(dir, "ctxd.db"), bolt.Options{})
 		if err != nil {
 			return nil, err
 		}
@@ -36,7 +36,7 @@ func freshServer(t *testing.T) func() (*Server, error) {
 		hub := realtime.New(st, realtime.Options{}, zerolog.Nop())
 		api := httpapi.New(st, httpapi.Config{
 			Version: "test", Clients: hub.Clients, DumpDir: filepath.Join(dir, "dumps"),
-			Snapshots: snaps, Maintenance: st,
+			Snapshots: snaps,
 		}, zerolog.Nop())
 		api.Echo().GET("/v1/watch", hub.Serve)
 		srv := httptest.NewServer(api.Handler())

@@ -3,6 +3,7 @@ package realtime
 import (
 	"strconv"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 )
 
@@ -27,9 +28,9 @@ const CodeForbidden = "forbidden"
 
 // forbiddenNamespace returns the first namespace of subs that t may not
 // read at all, or "" when there is none.
-func forbiddenNamespace(subs []Subscription, t *auth.Token) string {
+func forbiddenNamespace(subs []ctxd.Subscription, t *auth.Token) string {
 	for _, u := range subs {
-		if u.Namespace != AllNamespaces && !t.SeesNamespace(u.Namespace) {
+		if u.Namespace != ctxd.AllNamespaces && !t.SeesNamespace(u.Namespace) {
 			return u.Namespace
 		}
 	}

@@ -12,10 +12,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
-	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 var (
@@ -26,7 +26,7 @@ var (
 
 // authServer is the API with access control on and the hub at /v1/watch.
 type authServer struct {
-	st  *store.Store
+	st  *bolt.Store
 	hub *Hub
 	srv *httptest.Server
 }
@@ -42,13 +42,13 @@ func startAuthServer(t *testing.T) *authServer {
 		entry("team-reader", wsReader, "    roles: [read]\n    namespaces: [team]\n")))
 	require.NoError(t, err)
 	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "ctxd.db"), store.Options{})
+	st, err := bolt.Open(filepath.Join(dir, "ctxd.db"), bolt.Options{})
 	require.NoError(t, err)
 	hub := New(st, Options{}, zerolog.Nop())
 	api := httpapi.New(st, httpapi.Config{
 		Version: "test", Clients: hub.Clients, Access: auth.NewStaticAuthorizer(tokens),
 		DumpDir: filepath.Join(dir, "dumps"),
-		OnDump: func(d export.DumpInfo) {
+		OnDump: func(d ctxd.DumpInfo) {
 			hub.NotifyDumped(DumpInfo{Filename: d.Filename, Format: string(d.Format), Namespace: d.Namespace, Revision: d.Revision})
 		},
 	}, zerolog.Nop())
@@ -93,11 +93,11 @@ func TestWatchFilteredByToken(t *testing.T) {
 	qt := url.Values{"ns": {"*"}, "snapshot": {"true"}, "batch": {"true"}, "token": {wsTeam}}
 	team := dial(t, s.url(qt), nil) // ?token=, as browsers send it
 
-	admin.expect(TypeSubscribed)
-	snap := admin.expect(TypeContextSnapshot)
+	admin.expect(ctxd.TypeSubscribed)
+	snap := admin.expect(ctxd.TypeContextSnapshot)
 	assert.Len(t, snap.Keys, 3)
-	team.expect(TypeSubscribed)
-	snap = team.expect(TypeContextSnapshot)
+	team.expect(ctxd.TypeSubscribed)
+	snap = team.expect(ctxd.TypeContextSnapshot)
 	require.Len(t, snap.Keys, 1)
 	assert.Equal(t, "app.a", snap.Keys[0].Key)
 
@@ -123,7 +123,7 @@ func TestWatchFilteredByToken(t *testing.T) {
 	for len(answers) < 4 || len(teamKeys) < 3 {
 		m := team.next()
 		switch m.Type {
-		case TypeContextUpdated:
+		case ctxd.TypeContextUpdated:
 			teamKeys = append(teamKeys, m.NS+"/"+m.Key)
 		default:
 			answers[string(m.ID)] = m
@@ -132,7 +132,7 @@ func TestWatchFilteredByToken(t *testing.T) {
 	assert.Equal(t, []string{"team/app.c", "team/app.e", "team/app.f"}, teamKeys)
 	assert.Equal(t, CodeForbidden, answers["1"].Code, "%+v", answers["1"])
 	assert.Equal(t, CodeForbidden, answers["2"].Code, "%+v", answers["2"])
-	assert.Equal(t, TypeContextSetConfirmed, answers["3"].Type, "%+v", answers["3"])
+	assert.Equal(t, ctxd.TypeContextSetConfirmed, answers["3"].Type, "%+v", answers["3"])
 	assert.Equal(t, CodeForbidden, answers["4"].Code, "%+v", answers["4"])
 	rec, err := s.st.Get("team", "secret")
 	require.NoError(t, err)
@@ -165,12 +165,12 @@ func TestWatchUpgradeChecks(t *testing.T) {
 	}
 
 	r := dial(t, s.url(url.Values{"ns": {"team"}}), bearer(wsReader))
-	r.expect(TypeSubscribed)
+	r.expect(ctxd.TypeSubscribed)
 	r.sendJSON(map[string]any{"type": "context_set", "id": 1, "ns": "team", "key": "app.z", "value": 1})
-	m := r.expect(TypeError)
+	m := r.expect(ctxd.TypeError)
 	assert.Equal(t, CodeForbidden, m.Code)
 	rev := s.put(t, "team", "anything", `1`)
-	assert.Equal(t, rev, r.expect(TypeContextUpdated).Rev, "a namespace-wide reader sees every key of it")
+	assert.Equal(t, rev, r.expect(ctxd.TypeContextUpdated).Rev, "a namespace-wide reader sees every key of it")
 }
 
 // context_dumped goes only to clients that may read the whole namespace
@@ -179,9 +179,9 @@ func TestWatchDumpNoticeFiltered(t *testing.T) {
 	s := startAuthServer(t)
 	s.put(t, "team", "app.a", `1`)
 	reader := dial(t, s.url(url.Values{"ns": {"team"}}), bearer(wsReader))
-	reader.expect(TypeSubscribed)
+	reader.expect(ctxd.TypeSubscribed)
 	team := dial(t, s.url(url.Values{"ns": {"team"}}), bearer(wsTeam))
-	team.expect(TypeSubscribed)
+	team.expect(ctxd.TypeSubscribed)
 
 	req, err := http.NewRequest("POST", s.srv.URL+"/v1/ns/team/dumps?format=json&filename=d1", nil)
 	require.NoError(t, err)
@@ -191,8 +191,8 @@ func TestWatchDumpNoticeFiltered(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
 
-	assert.Equal(t, "d1.json", reader.expect(TypeContextDumped).Filename)
+	assert.Equal(t, "d1.json", reader.expect(ctxd.TypeContextDumped).Filename)
 	// The limited client gets the next change, with no notice before it.
 	rev := s.put(t, "team", "app.b", `2`)
-	assert.Equal(t, rev, team.expect(TypeContextUpdated).Rev)
+	assert.Equal(t, rev, team.expect(ctxd.TypeContextUpdated).Rev)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -38,7 +39,7 @@ func (f filter) query() url.Values {
 	return q
 }
 
-func (f filter) match(c store.Change) bool {
+func (f filter) match(c ctxd.Change) bool {
 	nss := f.ns
 	if len(nss) == 0 {
 		nss = []string{"default"}
@@ -52,9 +53,9 @@ func (f filter) match(c store.Change) bool {
 }
 
 // fullLog reads the whole change log.
-func fullLog(t *testing.T, st Store) []store.Change {
+func fullLog(t *testing.T, st store.Backend) []ctxd.Change {
 	t.Helper()
-	var all []store.Change
+	var all []ctxd.Change
 	for {
 		cs, err := st.ReadLog(uint64(len(all)), 1000)
 		require.NoError(t, err)
@@ -119,7 +120,7 @@ func TestFeedExactness(t *testing.T) {
 		f := filters[i%len(filters)]
 		f.batch = i%2 == 0
 		clients[i] = dial(t, ts.wsURL(f.query()), nil)
-		sub := clients[i].expect(TypeSubscribed)
+		sub := clients[i].expect(ctxd.TypeSubscribed)
 		assert.Equal(t, f.batch, sub.Batch)
 		results[i] = &result{f: f, from: sub.Rev}
 	}
@@ -134,7 +135,7 @@ func TestFeedExactness(t *testing.T) {
 					t.Errorf("subscriber %d: %v", i, err)
 					return
 				}
-				if m.Type != TypeContextUpdated {
+				if m.Type != ctxd.TypeContextUpdated {
 					t.Errorf("subscriber %d: unexpected %+v", i, m)
 					return
 				}
@@ -157,7 +158,7 @@ func TestFeedExactness(t *testing.T) {
 	log := fullLog(t, ts.st)
 	require.Len(t, log, changes+len(nss)*3+3)
 	for i, r := range results {
-		var want []store.Change
+		var want []ctxd.Change
 		for _, c := range log {
 			if c.Revision > r.from && !strings.HasSuffix(c.Key, "~end") && r.f.match(c) {
 				want = append(want, c)
@@ -190,7 +191,7 @@ func TestResume(t *testing.T) {
 			ts := startServer(t, Options{})
 			q := filter{batch: batch}.query()
 			c := dial(t, ts.wsURL(q), nil)
-			c.expect(TypeSubscribed)
+			c.expect(ctxd.TypeSubscribed)
 			for i := range 10 {
 				ts.put("default", fmt.Sprintf("k%d", i), fmt.Sprint(i))
 			}
@@ -202,7 +203,7 @@ func TestResume(t *testing.T) {
 			ts.putMany(1000, func(i int) (string, string) { return fmt.Sprintf("k%d", i%50), fmt.Sprint(i) })
 			q.Set("from_rev", fmt.Sprint(last))
 			c = dial(t, ts.wsURL(q), nil)
-			assert.Equal(t, last, c.expect(TypeSubscribed).Rev)
+			assert.Equal(t, last, c.expect(ctxd.TypeSubscribed).Rev)
 			got = c.changes(1010)
 			require.True(t, checkSeq(t, 11, 1010, revs(got), "replay"))
 			assert.Equal(t, "k0", got[0].Key)
@@ -215,7 +216,7 @@ func TestResume(t *testing.T) {
 			ts.putMany(500, func(i int) (string, string) { return fmt.Sprintf("s%d", i), fmt.Sprint(i) })
 			q.Set("from_rev", "1010")
 			c = dial(t, ts.wsURL(q), nil)
-			c.expect(TypeSubscribed)
+			c.expect(ctxd.TypeSubscribed)
 			got = c.changes(2010)
 			require.True(t, checkSeq(t, 1011, 2010, revs(got), "replay across a restart"))
 			assert.Equal(t, "r0", got[0].Key)
@@ -240,7 +241,7 @@ func TestCompactedFromRev(t *testing.T) {
 	require.NoError(t, ts.st.Compact(context.Background(), 60))
 
 	c := dial(t, ts.wsURL(url.Values{"from_rev": {"10"}}), nil)
-	m := c.expect(TypeCompacted) // the only message: the client is not subscribed
+	m := c.expect(ctxd.TypeCompacted) // the only message: the client is not subscribed
 	require.NotNil(t, m.FromRev)
 	assert.Equal(t, uint64(10), *m.FromRev)
 	assert.Equal(t, uint64(60), m.CompactedRevision)
@@ -251,14 +252,14 @@ func TestCompactedFromRev(t *testing.T) {
 	assert.True(t, isClose(err), "%v", err)
 
 	c = dial(t, ts.wsURL(url.Values{"from_rev": {"59"}}), nil)
-	c.expect(TypeSubscribed)
+	c.expect(ctxd.TypeSubscribed)
 	got := c.changes(101)
 	assert.Equal(t, seq(60, 101), revs(got))
 
 	// The same from_rev in a subscribe: refused with "compacted", and the
 	// connection goes on.
 	c.sendJSON(map[string]any{"type": "subscribe", "id": "s", "ns": "other", "from_rev": 5})
-	m = c.expect(TypeCompacted)
+	m = c.expect(ctxd.TypeCompacted)
 	assert.JSONEq(t, `"s"`, string(m.ID))
 	assert.Equal(t, uint64(60), m.CompactedRevision)
 	ts.put("default", "k", `"last"`)
@@ -292,12 +293,12 @@ func TestSlowClient(t *testing.T) {
 		var fast []*wsClient
 		for i := range others {
 			c := dial(t, ts.wsURL(filter{batch: allBatch || i%2 == 0}.query()), nil)
-			c.expect(TypeSubscribed)
+			c.expect(ctxd.TypeSubscribed)
 			fast = append(fast, c)
 		}
 		if slow {
 			slowClient = dialSmall(t, ts.wsURL(nil), sockBuf)
-			slowClient.expect(TypeSubscribed)
+			slowClient.expect(ctxd.TypeSubscribed)
 		}
 		var wg sync.WaitGroup
 		for _, c := range fast {
@@ -316,9 +317,9 @@ func TestSlowClient(t *testing.T) {
 				// changes: the commit path is what must not wait for a
 				// socket (and 20,000 HTTP requests under -race are slow).
 				for i := w * txnOps; i < changes; i += writers * txnOps {
-					ops := make([]store.Write, txnOps)
+					ops := make([]ctxd.Write, txnOps)
 					for j := range ops {
-						ops[j] = store.Write{Namespace: "default", Key: fmt.Sprintf("k%d", i+j), Op: store.OpPut, Value: []byte(value), Who: "w"}
+						ops[j] = ctxd.Write{Namespace: "default", Key: fmt.Sprintf("k%d", i+j), Op: ctxd.OpPut, Value: []byte(value), Who: "w"}
 					}
 					if _, err := ts.st.Txn(context.Background(), ops); err != nil {
 						t.Error(err)
@@ -352,8 +353,8 @@ func TestSlowClient(t *testing.T) {
 		got, lagged, err := c.changeRevs(changes)
 		require.NoError(t, err)
 		require.NotNil(t, lagged, "the slow client got every change: it was never behind")
-		require.Equal(t, TypeError, lagged.Type)
-		require.Equal(t, CodeLagged, lagged.Code, "%+v", lagged)
+		require.Equal(t, ctxd.TypeError, lagged.Type)
+		require.Equal(t, ctxd.CodeLagged, lagged.Code, "%+v", lagged)
 		require.NotNil(t, lagged.FromRev)
 		from := *lagged.FromRev
 		require.Less(t, from, uint64(changes), "the client was closed while behind")
@@ -363,7 +364,7 @@ func TestSlowClient(t *testing.T) {
 		assert.Equal(t, uint64(1), ts.hub.Stats().Lagged)
 
 		c = dial(t, ts.wsURL(url.Values{"from_rev": {fmt.Sprint(from)}}), nil)
-		c.expect(TypeSubscribed)
+		c.expect(ctxd.TypeSubscribed)
 		rest, stop, err := c.changeRevs(changes)
 		require.NoError(t, err)
 		require.Nil(t, stop)
@@ -381,11 +382,11 @@ func TestSnapshotAtConnect(t *testing.T) {
 	ts.put("team", "app/t", "1")
 
 	c := dial(t, ts.wsURL(url.Values{"snapshot": {"true"}, "prefix": {"app/"}, "ns": {"default", "team"}}), nil)
-	sub := c.expect(TypeSubscribed)
+	sub := c.expect(ctxd.TypeSubscribed)
 	assert.Equal(t, uint64(9), sub.Rev)
 	var keys []string
 	for {
-		m := c.expect(TypeContextSnapshot)
+		m := c.expect(ctxd.TypeContextSnapshot)
 		assert.Equal(t, uint64(9), m.Rev)
 		for _, r := range m.Keys {
 			keys = append(keys, r.Namespace+"/"+r.Key)

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/framework0/ctxd"
 )
 
 // FuzzMessage sends arbitrary client messages over a real WebSocket: each
@@ -42,7 +44,7 @@ func FuzzMessage(f *testing.F) {
 			if err := c.ReadJSON(&m); err != nil {
 				t.Fatalf("after %q the connection failed: %v", data, err)
 			}
-			if m.Type == TypePong && m.ID == "alive" {
+			if m.Type == ctxd.TypePong && m.ID == "alive" {
 				return
 			}
 		}

@@ -13,8 +13,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/olahol/melody"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
-	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -23,7 +23,7 @@ const maxSubscriptions = 64
 
 // connectParams are the query parameters of GET /v1/watch.
 type connectParams struct {
-	subs     []Subscription
+	subs     []ctxd.Subscription
 	fromRev  *uint64
 	snapshot bool
 	batch    bool
@@ -49,7 +49,7 @@ func (h *Hub) Serve(c echo.Context) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
-	p.access = httpapi.TokenOf(c) // checked by the API's gate
+	p.access = auth.FromContext(r.Context()) // checked by the API's gate
 	if ns := forbiddenNamespace(p.subs, p.access); ns != "" {
 		return echo.NewHTTPError(http.StatusForbidden, forbiddenMessage(ns, p.access))
 	}
@@ -63,7 +63,7 @@ func (h *Hub) Serve(c echo.Context) error {
 
 	s, err := h.newSession(r, p)
 	if err != nil {
-		if errors.Is(err, store.ErrTooLarge) {
+		if errors.Is(err, ctxd.ErrTooLarge) {
 			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, err.Error())
 		}
 		return err
@@ -138,7 +138,7 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 	}
 	s.setSubsLocked(subs)
 	s.out = append(s.out, encode(subscribedMsg{
-		Type: TypeSubscribed, ClientID: s.id, Rev: s.pos, Subscriptions: p.subs, Batch: p.batch,
+		Type: ctxd.TypeSubscribed, ClientID: s.id, Rev: s.pos, Subscriptions: p.subs, Batch: p.batch,
 	}))
 	s.out = append(s.out, snap...)
 	return s, nil
@@ -175,9 +175,9 @@ func (h *Hub) onConnect(ms *melody.Session) {
 // history, so that a from_rev below the compacted revision (or in the
 // revisions a restore discarded) is answered with "compacted" even when the
 // ring still holds those changes.
-func (h *Hub) checkFrom(pos uint64) (*store.CompactedError, error) {
+func (h *Hub) checkFrom(pos uint64) (*ctxd.CompactedError, error) {
 	_, err := h.st.ReadLog(pos, 1)
-	var ce *store.CompactedError
+	var ce *ctxd.CompactedError
 	if errors.As(err, &ce) {
 		return ce, nil
 	}
@@ -251,25 +251,25 @@ func boolParam(q url.Values, name string) (bool, error) {
 
 // makeSubs checks namespaces and a prefix and makes one subscription per
 // namespace (default: "default").
-func makeSubs(nss []string, prefix string) ([]Subscription, error) {
+func makeSubs(nss []string, prefix string) ([]ctxd.Subscription, error) {
 	if len(nss) == 0 {
-		nss = []string{store.DefaultNamespace}
+		nss = []string{ctxd.DefaultNamespace}
 	}
 	if len(nss) > maxSubscriptions {
 		return nil, errors.New("too many namespaces: at most " + strconv.Itoa(maxSubscriptions))
 	}
-	if len(prefix) > store.MaxKeyBytes {
-		return nil, errors.New("prefix is longer than a key can be (" + strconv.Itoa(store.MaxKeyBytes) + " bytes)")
+	if len(prefix) > ctxd.MaxKeyBytes {
+		return nil, errors.New("prefix is longer than a key can be (" + strconv.Itoa(ctxd.MaxKeyBytes) + " bytes)")
 	}
-	subs := make([]Subscription, 0, len(nss))
+	subs := make([]ctxd.Subscription, 0, len(nss))
 	for _, ns := range nss {
 		ns = strings.TrimSpace(ns)
-		if ns != AllNamespaces {
-			if err := store.ValidateNamespace(ns); err != nil {
-				return nil, errors.New("ns: " + strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": ") + ` (or "*" for every namespace)`)
+		if ns != ctxd.AllNamespaces {
+			if err := ctxd.ValidateNamespace(ns); err != nil {
+				return nil, errors.New("ns: " + strings.TrimPrefix(err.Error(), ctxd.ErrInvalid.Error()+": ") + ` (or "*" for every namespace)`)
 			}
 		}
-		u := Subscription{Namespace: ns, Prefix: prefix}
+		u := ctxd.Subscription{Namespace: ns, Prefix: prefix}
 		if !containsSub(subs, u) {
 			subs = append(subs, u)
 		}
@@ -308,32 +308,32 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 // context_snapshot frames of SnapshotChunk keys, the last one complete.
 // Overlapping subscriptions give each key once; keys access may not read
 // are left out.
-func (h *Hub) snapshot(subs []Subscription, id []byte, access *auth.Token) ([][]byte, uint64, error) {
+func (h *Hub) snapshot(subs []ctxd.Subscription, id []byte, access *auth.Token) ([][]byte, uint64, error) {
 	var (
 		frames [][]byte
 		rev    uint64
 	)
-	err := h.st.View(func(v *store.View) error {
+	err := h.st.View(func(v store.View) error {
 		rev = v.Revision()
 		var (
-			recs  []store.Record
+			recs  []ctxd.Record
 			total int
 		)
 		flush := func(complete bool) {
 			if recs == nil {
-				recs = []store.Record{}
+				recs = []ctxd.Record{}
 			}
-			frames = append(frames, encode(snapshotMsg{Type: TypeContextSnapshot, ID: id, Rev: rev, Keys: recs, Complete: complete}))
+			frames = append(frames, encode(snapshotMsg{Type: ctxd.TypeContextSnapshot, ID: id, Rev: rev, Keys: recs, Complete: complete}))
 			recs = nil
 		}
 		for _, u := range snapshotRanges(subs, v) {
-			err := v.ForEach(u.Namespace, u.Prefix, func(r store.Record) error {
+			err := v.ForEach(u.Namespace, u.Prefix, func(r ctxd.Record) error {
 				if !access.CanRead(r.Namespace, r.Key) {
 					return nil
 				}
 				total += len(r.Key) + len(r.Value) + len(r.Who) + 160
 				if total > h.opts.MaxSnapshotBytes {
-					return errors.Join(store.ErrTooLarge, errors.New("the snapshot is larger than "+
+					return errors.Join(ctxd.ErrTooLarge, errors.New("the snapshot is larger than "+
 						strconv.Itoa(h.opts.MaxSnapshotBytes)+" bytes: list the keys over REST and watch with from_rev instead"))
 				}
 				recs = append(recs, r)
@@ -355,7 +355,7 @@ func (h *Hub) snapshot(subs []Subscription, id []byte, access *auth.Token) ([][]
 // snapshotRanges turns subscriptions into disjoint (namespace, prefix)
 // ranges: "*" becomes every namespace, and a prefix covered by a shorter
 // one of the same namespace is dropped.
-func snapshotRanges(subs []Subscription, v *store.View) []Subscription {
+func snapshotRanges(subs []ctxd.Subscription, v store.View) []ctxd.Subscription {
 	byNS := map[string][]string{}
 	var order []string
 	add := func(ns, prefix string) {
@@ -365,7 +365,7 @@ func snapshotRanges(subs []Subscription, v *store.View) []Subscription {
 		byNS[ns] = append(byNS[ns], prefix)
 	}
 	for _, u := range subs {
-		if u.Namespace != AllNamespaces {
+		if u.Namespace != ctxd.AllNamespaces {
 			add(u.Namespace, u.Prefix)
 			continue
 		}
@@ -373,7 +373,7 @@ func snapshotRanges(subs []Subscription, v *store.View) []Subscription {
 			add(n.Name, u.Prefix)
 		}
 	}
-	var out []Subscription
+	var out []ctxd.Subscription
 	for _, ns := range order {
 		prefixes := byNS[ns]
 		for i, p := range prefixes {
@@ -385,7 +385,7 @@ func snapshotRanges(subs []Subscription, v *store.View) []Subscription {
 				}
 			}
 			if !covered {
-				out = append(out, Subscription{Namespace: ns, Prefix: p})
+				out = append(out, ctxd.Subscription{Namespace: ns, Prefix: p})
 			}
 		}
 	}

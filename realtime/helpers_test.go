@@ -21,8 +21,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // deadline bounds every wait in these tests: long enough never to fire on
@@ -36,14 +38,14 @@ type testServer struct {
 	t    testing.TB
 	dir  string
 	opts Options
-	st   *store.Store
+	st   *bolt.Store
 	hub  *Hub
 	srv  *httptest.Server
 	once *sync.Once
 	// sndBuf, when > 0, is the kernel send buffer of accepted connections.
 	sndBuf int
 	// wrap, when set, wraps the store the hub sees.
-	wrap func(*store.Store) Store
+	wrap func(*bolt.Store) store.Backend
 }
 
 func startServer(t testing.TB, opts Options) *testServer {
@@ -66,9 +68,9 @@ func startTestServer(ts *testServer) *testServer {
 func (ts *testServer) start() {
 	t := ts.t
 	t.Helper()
-	st, err := store.Open(filepath.Join(ts.dir, "ctxd.db"), store.Options{})
+	st, err := bolt.Open(filepath.Join(ts.dir, "ctxd.db"), bolt.Options{})
 	require.NoError(t, err)
-	var hs Store = st
+	var hs store.Backend = st
 	if ts.wrap != nil {
 		hs = ts.wrap(st)
 	}
@@ -161,27 +163,27 @@ func (ts *testServer) put(ns, key, value string) uint64 {
 func (ts *testServer) putMany(n int, kv func(i int) (key, value string)) {
 	ts.t.Helper()
 	for lo := 0; lo < n; lo += 50 {
-		var ops []store.Write
+		var ops []ctxd.Write
 		for i := lo; i < min(n, lo+50); i++ {
 			k, v := kv(i)
-			ops = append(ops, store.Write{Namespace: "default", Key: k, Op: store.OpPut, Value: []byte(v), Who: "test"})
+			ops = append(ops, ctxd.Write{Namespace: "default", Key: k, Op: ctxd.OpPut, Value: []byte(v), Who: "test"})
 		}
 		_, err := ts.st.Txn(context.Background(), ops)
 		require.NoError(ts.t, err)
 	}
 }
 
-func (ts *testServer) putErr(ns, key, value string) (store.Record, error) {
+func (ts *testServer) putErr(ns, key, value string) (ctxd.Record, error) {
 	req, err := http.NewRequest(http.MethodPut, ts.srv.URL+"/v1/ns/"+ns+"/keys/"+url.PathEscape(key), strings.NewReader(value))
 	if err != nil {
-		return store.Record{}, err
+		return ctxd.Record{}, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return store.Record{}, err
+		return ctxd.Record{}, err
 	}
 	defer resp.Body.Close()
-	var rec store.Record
+	var rec ctxd.Record
 	if resp.StatusCode != http.StatusOK {
 		var b bytes.Buffer
 		_, _ = b.ReadFrom(resp.Body)
@@ -209,18 +211,18 @@ type msg struct {
 	CompactedRevision uint64  `json:"compacted_revision"`
 	CurrentVersion    *uint64 `json:"current_version"`
 
-	ClientID         string         `json:"client_id"`
-	ClientType       string         `json:"client_type"`
-	Name             string         `json:"name"`
-	ConnectedClients int            `json:"connected_clients"`
-	ClientsByType    map[string]int `json:"clients_by_type"`
-	Subscriptions    []Subscription `json:"subscriptions"`
-	Batch            bool           `json:"batch"`
-	Keys             []store.Record `json:"keys"`
-	Complete         bool           `json:"complete"`
-	Filename         string         `json:"filename"`
-	Format           string         `json:"format"`
-	KeyCount         int            `json:"key_count"`
+	ClientID         string              `json:"client_id"`
+	ClientType       string              `json:"client_type"`
+	Name             string              `json:"name"`
+	ConnectedClients int                 `json:"connected_clients"`
+	ClientsByType    map[string]int      `json:"clients_by_type"`
+	Subscriptions    []ctxd.Subscription `json:"subscriptions"`
+	Batch            bool                `json:"batch"`
+	Keys             []ctxd.Record       `json:"keys"`
+	Complete         bool                `json:"complete"`
+	Filename         string              `json:"filename"`
+	Format           string              `json:"format"`
+	KeyCount         int                 `json:"key_count"`
 
 	Messages []json.RawMessage `json:"messages"`
 }
@@ -279,7 +281,7 @@ func (w *wsClient) nextErr() (msg, error) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return msg{}, fmt.Errorf("frame %q: %w", data, err)
 	}
-	if m.Type != TypeBatch {
+	if m.Type != ctxd.TypeBatch {
 		return m, nil
 	}
 	if len(m.Messages) < 2 {
@@ -290,7 +292,7 @@ func (w *wsClient) nextErr() (msg, error) {
 		if err := json.Unmarshal(raw, &sub); err != nil {
 			return msg{}, err
 		}
-		if sub.Type != TypeContextUpdated {
+		if sub.Type != ctxd.TypeContextUpdated {
 			return msg{}, fmt.Errorf("batch holds a %q message", sub.Type)
 		}
 		w.pending = append(w.pending, sub)
@@ -326,7 +328,7 @@ func (w *wsClient) changes(upTo uint64) []msg {
 	var out []msg
 	for {
 		m := w.next()
-		require.Equal(w.t, TypeContextUpdated, m.Type, "message: %+v", m)
+		require.Equal(w.t, ctxd.TypeContextUpdated, m.Type, "message: %+v", m)
 		out = append(out, m)
 		if m.Rev >= upTo {
 			return out
@@ -359,7 +361,7 @@ func (w *wsClient) changeRevs(upTo uint64) (got []uint64, stop *lite, err error)
 			if err := json.Unmarshal(data, &l); err != nil {
 				return got, nil, err
 			}
-			if l.Type != TypeBatch {
+			if l.Type != ctxd.TypeBatch {
 				queue = append(queue, l)
 			}
 			for _, raw := range l.Messages {
@@ -372,7 +374,7 @@ func (w *wsClient) changeRevs(upTo uint64) (got []uint64, stop *lite, err error)
 		}
 		l := queue[0]
 		queue = queue[1:]
-		if l.Type != TypeContextUpdated {
+		if l.Type != ctxd.TypeContextUpdated {
 			return got, &l, nil
 		}
 		got = append(got, l.Rev)

@@ -1,8 +1,6 @@
 package realtime
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"sort"
 	"strconv"
@@ -14,26 +12,9 @@ import (
 	"github.com/olahol/melody"
 	"github.com/rs/zerolog"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/store"
 )
-
-// Store is what the hub needs from the store. *store.Store implements it.
-type Store interface {
-	// Committed returns the last committed revision and a channel closed at
-	// the next commit (or restore).
-	Committed() (rev uint64, changed <-chan struct{})
-	// Generation changes when an online restore replaced the database.
-	Generation() uint64
-	// ReadLog returns up to limit changes after revision after, in order,
-	// or a *store.CompactedError.
-	ReadLog(after uint64, limit int) ([]store.Change, error)
-	// View reads a consistent snapshot (for context_snapshot).
-	View(fn func(v *store.View) error) error
-	// Put writes a value (for context_set), with the REST API's checks.
-	Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (store.Record, error)
-}
-
-var _ Store = (*store.Store)(nil)
 
 // Options configure a Hub. Zero fields take the defaults below.
 type Options struct {
@@ -126,7 +107,7 @@ const sessionKey = "ctxd.session"
 // Hub is the WebSocket change feed. Create it with New, mount Serve at
 // GET /v1/watch, and Close it before closing the store.
 type Hub struct {
-	st   Store
+	st   store.Backend
 	opts Options
 	log  zerolog.Logger
 	m    *melody.Melody
@@ -157,7 +138,7 @@ type Hub struct {
 }
 
 // New starts a hub over st. log receives connection, lag and error events.
-func New(st Store, opts Options, log zerolog.Logger) *Hub {
+func New(st store.Backend, opts Options, log zerolog.Logger) *Hub {
 	opts = opts.withDefaults()
 	h := &Hub{
 		st:       st,
@@ -189,7 +170,7 @@ func New(st Store, opts Options, log zerolog.Logger) *Hub {
 	m.HandleMessage(h.onMessage)
 	m.HandleMessageBinary(func(ms *melody.Session, _ []byte) {
 		if s := sessionOf(ms); s != nil {
-			s.send(encode(errorMsg{Type: TypeError, Code: CodeBadRequest, Message: "binary frames are not supported: send JSON text frames"}))
+			s.send(encode(errorMsg{Type: ctxd.TypeError, Code: ctxd.CodeBadRequest, Message: "binary frames are not supported: send JSON text frames"}))
 		}
 	})
 	m.HandleSentMessage(func(ms *melody.Session, _ []byte) {
@@ -265,7 +246,7 @@ func (h *Hub) NotifyDumped(info DumpInfo) {
 	if info.Timestamp.IsZero() {
 		info.Timestamp = time.Now().UTC()
 	}
-	frame := encode(dumpedMsg{Type: TypeContextDumped, DumpInfo: info})
+	frame := encode(dumpedMsg{Type: ctxd.TypeContextDumped, DumpInfo: info})
 	for _, s := range h.all() {
 		if s.access.CanReadPrefix(info.Namespace, "") { // access.go
 			s.send(frame)
@@ -434,7 +415,7 @@ func (h *Hub) run() {
 // from the new revision.
 func (h *Hub) reset(rev uint64) {
 	h.ring.reset(rev)
-	frame := encode(resetMsg{Type: TypeReset, Rev: rev,
+	frame := encode(resetMsg{Type: ctxd.TypeReset, Rev: rev,
 		Message: "the database was replaced by a restore: re-read state; changes continue after revision " + uitoa(rev)})
 	for _, s := range h.all() {
 		s.mu.Lock()
@@ -462,7 +443,7 @@ func (h *Hub) fill(rev uint64) bool {
 	for r.top < rev {
 		changes, err := h.st.ReadLog(r.top, int(min(rev-r.top, 1024)))
 		if err != nil {
-			var ce *store.CompactedError
+			var ce *ctxd.CompactedError
 			if errors.As(err, &ce) && ce.Compacted > 0 {
 				// Compacted right after the commit: the ring starts
 				// after the hole; older positions read the log and get
@@ -679,7 +660,7 @@ func (h *Hub) catchUp(behind []*session, rev uint64, cache map[frameKey]frameVal
 			limit = min(limit, start-pos)
 		}
 		changes, err := h.st.ReadLog(pos, int(limit))
-		var ce *store.CompactedError
+		var ce *ctxd.CompactedError
 		if errors.As(err, &ce) {
 			h.compacted(group, pos, ce, rev)
 			continue
@@ -729,7 +710,7 @@ func (h *Hub) catchUp(behind []*session, rev uint64, cache map[frameKey]frameVal
 
 // compacted closes the sessions at pos whose next changes were compacted
 // away, with a "compacted" frame: they must re-read state.
-func (h *Hub) compacted(group []*session, pos uint64, ce *store.CompactedError, rev uint64) {
+func (h *Hub) compacted(group []*session, pos uint64, ce *ctxd.CompactedError, rev uint64) {
 	frame := compactedFrame(nil, pos, ce, rev)
 	for _, s := range group {
 		s.mu.Lock()
@@ -742,9 +723,9 @@ func (h *Hub) compacted(group []*session, pos uint64, ce *store.CompactedError, 
 
 // compactedFrame tells a client that the changes after pos are no longer
 // in history.
-func compactedFrame(id []byte, pos uint64, ce *store.CompactedError, rev uint64) []byte {
+func compactedFrame(id []byte, pos uint64, ce *ctxd.CompactedError, rev uint64) []byte {
 	return encode(compactedMsg{
-		Type: TypeCompacted, ID: id, FromRev: pos, CompactedRevision: ce.Compacted, Rev: rev,
+		Type: ctxd.TypeCompacted, ID: id, FromRev: pos, CompactedRevision: ce.Compacted, Rev: rev,
 		Message: "the changes after revision " + uitoa(pos) + " are not in history (" + ce.Error() +
 			"): re-read the current state (e.g. reconnect with snapshot=true)",
 	})

@@ -10,8 +10,7 @@ import (
 
 	"github.com/olahol/melody"
 
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
 )
 
 // defaultWho is recorded for a context_set that names no author, from a
@@ -26,43 +25,43 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 		return
 	}
 	if int64(len(data)) > h.opts.MaxMessageBytes {
-		s.send(errorFrame(nil, CodeTooLarge, "message is "+strconv.Itoa(len(data))+
+		s.send(errorFrame(nil, ctxd.CodeTooLarge, "message is "+strconv.Itoa(len(data))+
 			" bytes, more than websocket.max_message_bytes ("+strconv.FormatInt(h.opts.MaxMessageBytes, 10)+")"))
 		return
 	}
 	var m inMessage
 	if err := json.Unmarshal(data, &m); err != nil {
-		s.send(errorFrame(recoverID(data), CodeBadRequest, "message is not a valid JSON object: "+err.Error()))
+		s.send(errorFrame(recoverID(data), ctxd.CodeBadRequest, "message is not a valid JSON object: "+err.Error()))
 		return
 	}
 	if !validID(m.ID) {
-		s.send(errorFrame(nil, CodeBadRequest, `"id" must be a string or a number`))
+		s.send(errorFrame(nil, ctxd.CodeBadRequest, `"id" must be a string or a number`))
 		return
 	}
 	switch m.Type {
-	case TypeSubscribe:
+	case ctxd.TypeSubscribe:
 		h.subscribe(s, &m)
-	case TypeUnsubscribe:
+	case ctxd.TypeUnsubscribe:
 		h.unsubscribe(s, &m)
-	case TypeContextSet:
+	case ctxd.TypeContextSet:
 		h.contextSet(s, &m)
-	case TypeClientRegister:
+	case ctxd.TypeClientRegister:
 		h.clientRegister(s, &m)
-	case TypeClientStats:
+	case ctxd.TypeClientStats:
 		s.send(encode(h.clientStats(m.ID)))
-	case TypePing:
+	case ctxd.TypePing:
 		rev, _ := h.st.Committed()
-		s.send(encode(pongMsg{Type: TypePong, ID: m.ID, Rev: rev}))
+		s.send(encode(pongMsg{Type: ctxd.TypePong, ID: m.ID, Rev: rev}))
 	case "":
-		s.send(errorFrame(m.ID, CodeBadRequest, `message has no "type"`))
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, `message has no "type"`))
 	default:
-		s.send(errorFrame(m.ID, CodeUnknownType, "unknown message type "+strconv.Quote(m.Type)+
+		s.send(errorFrame(m.ID, ctxd.CodeUnknownType, "unknown message type "+strconv.Quote(m.Type)+
 			": use subscribe, unsubscribe, context_set, client_register, client_stats or ping"))
 	}
 }
 
 func errorFrame(id json.RawMessage, code, msg string) []byte {
-	return encode(errorMsg{Type: TypeError, ID: id, Code: code, Message: msg})
+	return encode(errorMsg{Type: ctxd.TypeError, ID: id, Code: code, Message: msg})
 }
 
 // validID accepts no id, a string or a number.
@@ -98,7 +97,7 @@ func recoverID(data []byte) json.RawMessage {
 func (h *Hub) subscribe(s *session, m *inMessage) {
 	subs, err := makeSubs(m.NS, m.Prefix)
 	if err != nil {
-		s.send(errorFrame(m.ID, CodeBadRequest, "subscribe: "+err.Error()))
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "subscribe: "+err.Error()))
 		return
 	}
 	if ns := forbiddenNamespace(subs, s.access); ns != "" {
@@ -106,7 +105,7 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 		return
 	}
 	if m.Snapshot && m.FromRev != nil {
-		s.send(errorFrame(m.ID, CodeBadRequest, "subscribe: give from_rev or snapshot, not both"))
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "subscribe: give from_rev or snapshot, not both"))
 		return
 	}
 	var (
@@ -135,7 +134,7 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 	committed, _ := h.st.Committed()
 	s.mu.Lock()
 	if len(s.subs)+len(subs) > maxSubscriptions {
-		s.sendLocked(errorFrame(m.ID, CodeBadRequest, "subscribe: at most "+strconv.Itoa(maxSubscriptions)+" subscriptions per client"))
+		s.sendLocked(errorFrame(m.ID, ctxd.CodeBadRequest, "subscribe: at most "+strconv.Itoa(maxSubscriptions)+" subscriptions per client"))
 		s.mu.Unlock()
 		return
 	}
@@ -147,7 +146,7 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 		since = snapRev
 	}
 	s.addSubsLocked(subs, since, committed)
-	s.sendLocked(encode(subscribedMsg{Type: TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: since,
+	s.sendLocked(encode(subscribedMsg{Type: ctxd.TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: since,
 		Subscriptions: s.subscriptionsLocked(), Batch: s.batch}))
 	for _, f := range snap {
 		if s.closing {
@@ -166,7 +165,7 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 func (h *Hub) unsubscribe(s *session, m *inMessage) {
 	subs, err := makeSubs(m.NS, m.Prefix)
 	if err != nil {
-		s.send(errorFrame(m.ID, CodeBadRequest, "unsubscribe: "+err.Error()))
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "unsubscribe: "+err.Error()))
 		return
 	}
 	s.mu.Lock()
@@ -181,32 +180,32 @@ func (h *Hub) unsubscribe(s *session, m *inMessage) {
 		kept = append(kept, u)
 	}
 	if removed == 0 {
-		s.sendLocked(errorFrame(m.ID, CodeBadRequest, "unsubscribe: no such subscription (ns and prefix must match a subscription exactly)"))
+		s.sendLocked(errorFrame(m.ID, ctxd.CodeBadRequest, "unsubscribe: no such subscription (ns and prefix must match a subscription exactly)"))
 		return
 	}
 	s.setSubsLocked(kept)
-	s.sendLocked(encode(subscribedMsg{Type: TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: s.pos,
+	s.sendLocked(encode(subscribedMsg{Type: ctxd.TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: s.pos,
 		Subscriptions: s.subscriptionsLocked(), Batch: s.batch}))
 }
 
 // contextSet writes a value through the store, with the REST API's checks
 // and compare-and-swap (if_version), and answers context_set_confirmed.
 func (h *Hub) contextSet(s *session, m *inMessage) {
-	ns := store.DefaultNamespace
+	ns := ctxd.DefaultNamespace
 	switch len(m.NS) {
 	case 0:
 	case 1:
 		ns = m.NS[0]
 	default:
-		s.send(errorFrame(m.ID, CodeBadRequest, "context_set: give one ns"))
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "context_set: give one ns"))
 		return
 	}
 	if m.Key == "" {
-		s.send(errorFrame(m.ID, CodeBadRequest, `context_set: "key" is missing or empty`))
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, `context_set: "key" is missing or empty`))
 		return
 	}
 	if m.Value == nil {
-		s.send(errorFrame(m.ID, CodeBadRequest, `context_set: "value" is missing (use null for null)`))
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, `context_set: "value" is missing (use null for null)`))
 		return
 	}
 	if !s.access.CanWrite(ns, m.Key) {
@@ -229,25 +228,26 @@ func (h *Hub) contextSet(s *session, m *inMessage) {
 		s.send(h.storeError(m.ID, "context_set", err))
 		return
 	}
-	s.send(encode(setConfirmedMsg{Type: TypeContextSetConfirmed, ID: m.ID, NS: rec.Namespace, Key: rec.Key,
+	s.send(encode(setConfirmedMsg{Type: ctxd.TypeContextSetConfirmed, ID: m.ID, NS: rec.Namespace, Key: rec.Key,
 		Version: rec.Version, Rev: rec.ModRev, Who: rec.Who, Timestamp: rec.UpdatedAt.UTC()}))
 }
 
 // storeError turns a store error into an "error" frame with the REST API's
 // code and details.
 func (h *Hub) storeError(id json.RawMessage, op string, err error) []byte {
-	_, code, known := httpapi.ErrorCode(err)
-	msg := errorMsg{Type: TypeError, ID: id, Code: code, Message: err.Error()}
+	_, code, known := ctxd.Classify(err)
+	msg := errorMsg{Type: ctxd.TypeError, ID: id, Code: code, Message: err.Error()}
 	if !known {
+		msg.Code = ctxd.CodeInternal
 		h.log.Error().Err(err).Str("op", op).Msg("WebSocket request failed")
 		msg.Message = op + ": internal error"
 	}
-	var ce *store.ConflictError
+	var ce *ctxd.ConflictError
 	if errors.As(err, &ce) {
 		cur := ce.Current
 		msg.NS, msg.Key, msg.CurrentVersion = ce.Namespace, ce.Key, &cur
 	}
-	var cpe *store.CompactedError
+	var cpe *ctxd.CompactedError
 	if errors.As(err, &cpe) {
 		msg.CompactedRevision = cpe.Compacted
 	}
@@ -259,7 +259,7 @@ const maxNameBytes = 256
 
 func (h *Hub) clientRegister(s *session, m *inMessage) {
 	if len(m.ClientType) > maxNameBytes || len(m.Name) > maxNameBytes {
-		s.send(errorFrame(m.ID, CodeBadRequest, "client_register: client_type and name are at most "+strconv.Itoa(maxNameBytes)+" bytes"))
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "client_register: client_type and name are at most "+strconv.Itoa(maxNameBytes)+" bytes"))
 		return
 	}
 	ct := m.ClientType
@@ -268,7 +268,7 @@ func (h *Hub) clientRegister(s *session, m *inMessage) {
 	}
 	s.mu.Lock()
 	s.clientType, s.name = ct, m.Name
-	s.sendLocked(encode(registeredMsg{Type: TypeRegistrationConfirmed, ID: m.ID, ClientID: s.id,
+	s.sendLocked(encode(registeredMsg{Type: ctxd.TypeRegistrationConfirmed, ID: m.ID, ClientID: s.id,
 		ClientType: ct, Name: m.Name, Timestamp: time.Now().UTC()}))
 	s.mu.Unlock()
 }
@@ -288,6 +288,6 @@ func (h *Hub) clientStats(id json.RawMessage) statsMsg {
 		byType[t]++
 	}
 	rev, _ := h.st.Committed()
-	return statsMsg{Type: TypeClientStats, ID: id, ConnectedClients: len(sessions), ClientsByType: byType,
+	return statsMsg{Type: ctxd.TypeClientStats, ID: id, ConnectedClients: len(sessions), ClientsByType: byType,
 		Rev: rev, Timestamp: time.Now().UTC()}
 }

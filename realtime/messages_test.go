@@ -19,19 +19,21 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 func TestContextSet(t *testing.T) {
 	ts := startServer(t, Options{})
 	w := dial(t, ts.wsURL(url.Values{"ns": {"nothing"}}), nil) // answers only
-	w.expect(TypeSubscribed)
+	w.expect(ctxd.TypeSubscribed)
 	watcher := dial(t, ts.wsURL(url.Values{"ns": {"team"}}), nil)
-	watcher.expect(TypeSubscribed)
+	watcher.expect(ctxd.TypeSubscribed)
 
 	w.sendJSON(map[string]any{"type": "context_set", "id": "r1", "ns": "team", "key": "app/config",
 		"value": map[string]any{"debug": true}, "who": "alice"})
-	m := w.expect(TypeContextSetConfirmed)
+	m := w.expect(ctxd.TypeContextSetConfirmed)
 	assert.JSONEq(t, `"r1"`, string(m.ID))
 	assert.Equal(t, "team", m.NS)
 	assert.Equal(t, "app/config", m.Key)
@@ -49,17 +51,17 @@ func TestContextSet(t *testing.T) {
 
 	// Compare-and-swap: same codes and details as REST.
 	w.sendJSON(map[string]any{"type": "context_set", "id": 2, "ns": "team", "key": "app/config", "value": 1, "if_version": 1})
-	m = w.expect(TypeContextSetConfirmed)
+	m = w.expect(ctxd.TypeContextSetConfirmed)
 	assert.Equal(t, uint64(2), m.Version)
 	assert.Equal(t, "websocket", m.Who)
 	w.sendJSON(map[string]any{"type": "context_set", "id": 3, "ns": "team", "key": "app/config", "value": 2, "if_version": 1})
-	m = w.expect(TypeError)
+	m = w.expect(ctxd.TypeError)
 	assert.Equal(t, "conflict", m.Code)
 	assert.JSONEq(t, "3", string(m.ID))
 	require.NotNil(t, m.CurrentVersion)
 	assert.Equal(t, uint64(2), *m.CurrentVersion)
 	w.sendJSON(map[string]any{"type": "context_set", "key": "new", "value": 1, "if_version": 0})
-	assert.Equal(t, uint64(1), w.expect(TypeContextSetConfirmed).Version)
+	assert.Equal(t, uint64(1), w.expect(ctxd.TypeContextSetConfirmed).Version)
 
 	// Validation: as REST.
 	for _, tc := range []struct {
@@ -74,38 +76,38 @@ func TestContextSet(t *testing.T) {
 		{`{"type":"context_set","key":"k","value":1,"ns":["a","b"]}`, "bad_request"},
 	} {
 		w.sendRaw([]byte(tc.msg))
-		m := w.expect(TypeError)
+		m := w.expect(ctxd.TypeError)
 		assert.Equal(t, tc.code, m.Code, tc.msg)
 		assert.NotEmpty(t, m.Message)
 	}
 
 	// The registered name is the default who.
 	w.sendJSON(map[string]any{"type": "client_register", "client_type": "dashboard", "name": "ops-board"})
-	w.expect(TypeRegistrationConfirmed)
+	w.expect(ctxd.TypeRegistrationConfirmed)
 	w.sendJSON(map[string]any{"type": "context_set", "key": "by-name", "value": true})
-	assert.Equal(t, "ops-board", w.expect(TypeContextSetConfirmed).Who)
+	assert.Equal(t, "ops-board", w.expect(ctxd.TypeContextSetConfirmed).Who)
 }
 
 func TestRegisterAndStats(t *testing.T) {
 	ts := startServer(t, Options{})
 	a := dial(t, ts.wsURL(nil), nil)
-	a.expect(TypeSubscribed)
+	a.expect(ctxd.TypeSubscribed)
 	b := dial(t, ts.wsURL(nil), nil)
-	bSub := b.expect(TypeSubscribed)
+	bSub := b.expect(ctxd.TypeSubscribed)
 	c := dial(t, ts.wsURL(nil), nil)
-	c.expect(TypeSubscribed)
+	c.expect(ctxd.TypeSubscribed)
 
 	a.sendJSON(map[string]any{"type": "client_register", "id": "x", "client_type": "dashboard", "name": "board-1"})
-	m := a.expect(TypeRegistrationConfirmed)
+	m := a.expect(ctxd.TypeRegistrationConfirmed)
 	assert.Equal(t, "dashboard", m.ClientType)
 	assert.Equal(t, "board-1", m.Name)
 	assert.NotEmpty(t, m.ClientID)
 	assert.JSONEq(t, `"x"`, string(m.ID))
 	b.sendJSON(map[string]any{"type": "client_register", "client_type": "script"})
-	assert.Equal(t, bSub.ClientID, b.expect(TypeRegistrationConfirmed).ClientID)
+	assert.Equal(t, bSub.ClientID, b.expect(ctxd.TypeRegistrationConfirmed).ClientID)
 
 	c.sendJSON(map[string]any{"type": "client_stats"})
-	m = c.expect(TypeClientStats)
+	m = c.expect(ctxd.TypeClientStats)
 	assert.Equal(t, 3, m.ConnectedClients)
 	assert.Equal(t, map[string]int{"dashboard": 1, "script": 1, "unregistered": 1}, m.ClientsByType)
 
@@ -120,7 +122,7 @@ func TestRegisterAndStats(t *testing.T) {
 	assert.Equal(t, 3, st.Clients)
 
 	c.sendJSON(map[string]any{"type": "ping", "id": 7})
-	assert.JSONEq(t, "7", string(c.expect(TypePong).ID))
+	assert.JSONEq(t, "7", string(c.expect(ctxd.TypePong).ID))
 }
 
 // Bad messages get an error frame; the connection and the other clients'
@@ -128,34 +130,34 @@ func TestRegisterAndStats(t *testing.T) {
 func TestBadMessages(t *testing.T) {
 	ts := startServer(t, Options{MaxMessageBytes: 1 << 10})
 	bad := dial(t, ts.wsURL(nil), nil)
-	bad.expect(TypeSubscribed)
+	bad.expect(ctxd.TypeSubscribed)
 	other := dial(t, ts.wsURL(nil), nil)
-	other.expect(TypeSubscribed)
+	other.expect(ctxd.TypeSubscribed)
 
 	for _, tc := range []struct {
 		msg  string
 		code string
 	}{
-		{`not json`, CodeBadRequest},
-		{`[1,2]`, CodeBadRequest},
-		{`{"type":"context_set","key":5,"id":"k5"}`, CodeBadRequest},
-		{`{"id":1}`, CodeBadRequest},
-		{`{"type":"explode","id":"e"}`, CodeUnknownType},
-		{`{"type":"ping","id":{"a":1}}`, CodeBadRequest},
-		{`{"type":"subscribe","ns":"no spaces"}`, CodeBadRequest},
-		{`{"type":"unsubscribe","ns":"never"}`, CodeBadRequest},
-		{`{"type":"subscribe","snapshot":true,"from_rev":1}`, CodeBadRequest},
-		{`{"type":"ping","pad":"` + strings.Repeat("x", 1200) + `"}`, CodeTooLarge},
+		{`not json`, ctxd.CodeBadRequest},
+		{`[1,2]`, ctxd.CodeBadRequest},
+		{`{"type":"context_set","key":5,"id":"k5"}`, ctxd.CodeBadRequest},
+		{`{"id":1}`, ctxd.CodeBadRequest},
+		{`{"type":"explode","id":"e"}`, ctxd.CodeUnknownType},
+		{`{"type":"ping","id":{"a":1}}`, ctxd.CodeBadRequest},
+		{`{"type":"subscribe","ns":"no spaces"}`, ctxd.CodeBadRequest},
+		{`{"type":"unsubscribe","ns":"never"}`, ctxd.CodeBadRequest},
+		{`{"type":"subscribe","snapshot":true,"from_rev":1}`, ctxd.CodeBadRequest},
+		{`{"type":"ping","pad":"` + strings.Repeat("x", 1200) + `"}`, ctxd.CodeTooLarge},
 	} {
 		bad.sendRaw([]byte(tc.msg))
-		m := bad.expect(TypeError)
+		m := bad.expect(ctxd.TypeError)
 		assert.Equal(t, tc.code, m.Code, "%s: %s", tc.msg, m.Message)
 		assert.NotEmpty(t, m.Message)
 	}
 	bad.sendRaw([]byte(`{"type":"context_set","key":5,"id":"k5"}`))
-	assert.JSONEq(t, `"k5"`, string(bad.expect(TypeError).ID), "the id is recovered from a message that failed to decode")
+	assert.JSONEq(t, `"k5"`, string(bad.expect(ctxd.TypeError).ID), "the id is recovered from a message that failed to decode")
 	require.NoError(t, bad.c.WriteMessage(websocket.BinaryMessage, []byte{1, 2}))
-	assert.Equal(t, CodeBadRequest, bad.expect(TypeError).Code)
+	assert.Equal(t, ctxd.CodeBadRequest, bad.expect(ctxd.TypeError).Code)
 
 	// Still connected and subscribed.
 	ts.put("default", "k", "1")
@@ -241,9 +243,9 @@ func TestRefusals(t *testing.T) {
 	}
 
 	a := dial(t, ts.wsURL(nil), nil)
-	a.expect(TypeSubscribed)
+	a.expect(ctxd.TypeSubscribed)
 	b := dial(t, ts.wsURL(nil), nil)
-	b.expect(TypeSubscribed)
+	b.expect(ctxd.TypeSubscribed)
 	_, resp, err = dialErr(ts.wsURL(nil), nil)
 	require.Error(t, err)
 	require.NotNil(t, resp)
@@ -255,16 +257,16 @@ func TestRefusals(t *testing.T) {
 func TestSubscribeUnsubscribe(t *testing.T) {
 	ts := startServer(t, Options{})
 	c := dial(t, ts.wsURL(url.Values{"ns": {"a"}}), nil)
-	c.expect(TypeSubscribed)
+	c.expect(ctxd.TypeSubscribed)
 	ts.put("a", "k", "1") // 1
 	ts.put("b", "k", "1") // 2
 	assert.Equal(t, []uint64{1}, revs(c.changes(1)))
 
 	// Add b from now on.
 	c.sendJSON(map[string]any{"type": "subscribe", "id": "s1", "ns": "b", "prefix": "x/"})
-	m := c.expect(TypeSubscribed)
+	m := c.expect(ctxd.TypeSubscribed)
 	assert.JSONEq(t, `"s1"`, string(m.ID))
-	assert.Equal(t, []Subscription{{"a", ""}, {"b", "x/"}}, m.Subscriptions)
+	assert.Equal(t, []ctxd.Subscription{{Namespace: "a", Prefix: ""}, {Namespace: "b", Prefix: "x/"}}, m.Subscriptions)
 	ts.put("b", "x/1", "1") // 3
 	ts.put("b", "y/1", "1") // 4
 	ts.put("a", "k", "2")   // 5
@@ -276,7 +278,7 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 	ts.put("a", "k", "3") // 7
 	assert.Equal(t, []uint64{7}, revs(c.changes(7)))
 	c.sendJSON(map[string]any{"type": "subscribe", "ns": []string{"c"}, "from_rev": 0})
-	assert.Equal(t, uint64(0), c.expect(TypeSubscribed).Rev)
+	assert.Equal(t, uint64(0), c.expect(ctxd.TypeSubscribed).Rev)
 	assert.Equal(t, []uint64{6}, revs(c.changes(6)))
 	ts.put("c", "k", "2") // 8
 	ts.put("a", "k", "4") // 9
@@ -284,16 +286,16 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 
 	// Drop a.
 	c.sendJSON(map[string]any{"type": "unsubscribe", "ns": "a"})
-	assert.Equal(t, []Subscription{{"b", "x/"}, {"c", ""}}, c.expect(TypeSubscribed).Subscriptions)
+	assert.Equal(t, []ctxd.Subscription{{Namespace: "b", Prefix: "x/"}, {Namespace: "c", Prefix: ""}}, c.expect(ctxd.TypeSubscribed).Subscriptions)
 	ts.put("a", "k", "5") // 10
 	ts.put("c", "k", "3") // 11
 	assert.Equal(t, []uint64{11}, revs(c.changes(11)))
 
 	// Add a with a snapshot: the snapshot first, then a's changes after it.
 	c.sendJSON(map[string]any{"type": "subscribe", "ns": "a", "snapshot": true, "id": 9})
-	m = c.expect(TypeSubscribed)
+	m = c.expect(ctxd.TypeSubscribed)
 	assert.Equal(t, uint64(11), m.Rev)
-	m = c.expect(TypeContextSnapshot)
+	m = c.expect(ctxd.TypeContextSnapshot)
 	assert.True(t, m.Complete)
 	assert.Equal(t, uint64(11), m.Rev)
 	require.Len(t, m.Keys, 1)
@@ -303,8 +305,8 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 
 	// Every namespace.
 	all := dial(t, ts.wsURL(url.Values{"ns": {"*"}, "snapshot": {"true"}}), nil)
-	all.expect(TypeSubscribed)
-	m = all.expect(TypeContextSnapshot)
+	all.expect(ctxd.TypeSubscribed)
+	m = all.expect(ctxd.TypeContextSnapshot)
 	assert.Len(t, m.Keys, 5) // a/k, b/k, b/x/1, b/y/1, c/k
 	ts.put("zzz", "k", "1")
 	got := all.changes(13)
@@ -316,12 +318,12 @@ func TestNotifyDumped(t *testing.T) {
 	var clients []*wsClient
 	for range 3 {
 		c := dial(t, ts.wsURL(nil), nil)
-		c.expect(TypeSubscribed)
+		c.expect(ctxd.TypeSubscribed)
 		clients = append(clients, c)
 	}
 	ts.hub.NotifyDumped(DumpInfo{Filename: "ctx.json", Format: "json", KeyCount: 3, FileSize: 120, Who: "ops"})
 	for _, c := range clients {
-		m := c.expect(TypeContextDumped)
+		m := c.expect(ctxd.TypeContextDumped)
 		assert.Equal(t, "ctx.json", m.Filename)
 		assert.Equal(t, "json", m.Format)
 		assert.Equal(t, 3, m.KeyCount)
@@ -333,7 +335,7 @@ func TestNotifyDumped(t *testing.T) {
 // genStore is a store whose generation the test bumps, as an online restore
 // does.
 type genStore struct {
-	*store.Store
+	*bolt.Store
 	gen atomic.Uint64
 }
 
@@ -343,14 +345,14 @@ func (g *genStore) Generation() uint64 { return g.gen.Load() }
 // current revision and continues from there.
 func TestResetOnRestore(t *testing.T) {
 	var gs *genStore
-	ts := startTestServer(&testServer{t: t, dir: t.TempDir(), wrap: func(st *store.Store) Store {
+	ts := startTestServer(&testServer{t: t, dir: t.TempDir(), wrap: func(st *bolt.Store) store.Backend {
 		gs = &genStore{Store: st}
 		return gs
 	}})
 	c := dial(t, ts.wsURL(nil), nil)
-	c.expect(TypeSubscribed)
+	c.expect(ctxd.TypeSubscribed)
 	b := dial(t, ts.wsURL(url.Values{"batch": {"true"}}), nil)
-	b.expect(TypeSubscribed)
+	b.expect(ctxd.TypeSubscribed)
 	ts.put("default", "k", "1")
 	assert.Equal(t, []uint64{1}, revs(c.changes(1)))
 	assert.Equal(t, []uint64{1}, revs(b.changes(1)))
@@ -358,7 +360,7 @@ func TestResetOnRestore(t *testing.T) {
 	gs.gen.Add(1)
 	ts.put("default", "k", "2") // wakes the hub, which sees the new generation
 	for _, w := range []*wsClient{c, b} {
-		m := w.expect(TypeReset)
+		m := w.expect(ctxd.TypeReset)
 		assert.Equal(t, uint64(2), m.Rev)
 		assert.NotEmpty(t, m.Message)
 	}
@@ -386,19 +388,19 @@ func TestRealRestoreSendsReset(t *testing.T) {
 	}
 
 	plain := dial(t, ts.wsURL(nil), nil)
-	plain.expect(TypeSubscribed)
+	plain.expect(ctxd.TypeSubscribed)
 	batch := dial(t, ts.wsURL(url.Values{"batch": {"true"}, "from_rev": {"7"}}), nil)
-	batch.expect(TypeSubscribed)
+	batch.expect(ctxd.TypeSubscribed)
 	assert.Equal(t, []uint64{8, 9, 10}, revs(batch.changes(10)))
 
-	res, err := ts.st.Restore(context.Background(), snap, store.RestoreOptions{})
+	res, err := ts.st.Restore(context.Background(), snap, ctxd.RestoreOptions{})
 	require.NoError(t, err)
 	for _, c := range []*wsClient{plain, batch} {
-		m := c.expect(TypeReset)
+		m := c.expect(ctxd.TypeReset)
 		assert.Equal(t, res.Revision, m.Rev)
 	}
 	_, err = ts.st.Get("default", "later0")
-	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, err, ctxd.ErrNotFound)
 
 	rev := ts.put("default", "after", "3")
 	require.Greater(t, rev, res.Revision)
@@ -410,6 +412,6 @@ func TestRealRestoreSendsReset(t *testing.T) {
 	// Resuming from before the snapshot's revision, where both histories
 	// agree: the restored history is replayed.
 	c := dial(t, ts.wsURL(url.Values{"from_rev": {"3"}}), nil)
-	c.expect(TypeSubscribed)
+	c.expect(ctxd.TypeSubscribed)
 	assert.Equal(t, []uint64{4, 5, rev}, revs(c.changes(rev)))
 }

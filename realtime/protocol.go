@@ -2,63 +2,12 @@ package realtime
 
 import (
 	"encoding/json"
-	"github.com/framework0/ctxd/internal/jsontext"
 	"strconv"
 	"time"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/jsontext"
 )
-
-// Message types. Every frame is one JSON object whose "type" is one of
-// these; with batch=true a frame of type "batch" carries several of them.
-const (
-	// Server to client.
-	TypeContextUpdated        = "context_updated"
-	TypeBatch                 = "batch"
-	TypeSubscribed            = "subscribed"
-	TypeContextSnapshot       = "context_snapshot"
-	TypeClientStats           = "client_stats"
-	TypeRegistrationConfirmed = "registration_confirmed"
-	TypeContextSetConfirmed   = "context_set_confirmed"
-	TypeContextDumped         = "context_dumped"
-	TypeCompacted             = "compacted"
-	TypeReset                 = "reset"
-	TypeError                 = "error"
-	TypePong                  = "pong"
-
-	// Client to server (client_stats is both: a request and its answer).
-	TypeSubscribe      = "subscribe"
-	TypeUnsubscribe    = "unsubscribe"
-	TypeContextSet     = "context_set"
-	TypeClientRegister = "client_register"
-	TypePing           = "ping"
-)
-
-// Error codes of "error" frames, besides those of the REST API (conflict,
-// too_large, bad_request, unavailable, ...), which context_set reuses.
-const (
-	// CodeLagged: the client fell too far behind; the frame's from_rev is
-	// the revision to reconnect with. Sent last, before the server closes.
-	CodeLagged = "lagged"
-	// CodeUnknownType: the message's type is not one the server knows.
-	CodeUnknownType = "unknown_type"
-	// CodeBadRequest: the message is not a JSON object, or a field is wrong.
-	CodeBadRequest = "bad_request"
-	// CodeTooLarge: the message is larger than websocket.max_message_bytes.
-	CodeTooLarge = "too_large"
-	// CodeInternal: a server-side failure; details are in the server log.
-	CodeInternal = "internal"
-)
-
-// Subscription is one (namespace, key prefix) pair a session watches. "*"
-// as the namespace means every namespace.
-type Subscription struct {
-	Namespace string `json:"ns"`
-	Prefix    string `json:"prefix"`
-}
-
-// AllNamespaces, as a subscription's namespace, matches every namespace.
-const AllNamespaces = "*"
 
 // DumpInfo describes a dump that was written; NotifyDumped sends it to every
 // client as a "context_dumped" frame.
@@ -126,18 +75,18 @@ func (l *nsList) UnmarshalJSON(b []byte) error {
 // (appendChange) because it is the hot path.
 type (
 	subscribedMsg struct {
-		Type          string          `json:"type"`
-		ID            json.RawMessage `json:"id,omitempty"`
-		ClientID      string          `json:"client_id"`
-		Rev           uint64          `json:"rev"`
-		Subscriptions []Subscription  `json:"subscriptions"`
-		Batch         bool            `json:"batch"`
+		Type          string              `json:"type"`
+		ID            json.RawMessage     `json:"id,omitempty"`
+		ClientID      string              `json:"client_id"`
+		Rev           uint64              `json:"rev"`
+		Subscriptions []ctxd.Subscription `json:"subscriptions"`
+		Batch         bool                `json:"batch"`
 	}
 	snapshotMsg struct {
 		Type     string          `json:"type"`
 		ID       json.RawMessage `json:"id,omitempty"`
 		Rev      uint64          `json:"rev"`
-		Keys     []store.Record  `json:"keys"`
+		Keys     []ctxd.Record   `json:"keys"`
 		Complete bool            `json:"complete"`
 	}
 	statsMsg struct {
@@ -211,14 +160,14 @@ func encode(v any) []byte {
 	if err != nil {
 		// Only a RawMessage that is not JSON could fail, and ids and values
 		// are validated before they get here.
-		b, _ = json.Marshal(errorMsg{Type: TypeError, Code: CodeInternal, Message: "encode: " + err.Error()})
+		b, _ = json.Marshal(errorMsg{Type: ctxd.TypeError, Code: ctxd.CodeInternal, Message: "encode: " + err.Error()})
 	}
 	return b
 }
 
 // appendChange appends a context_updated message for c:
 // {"type","rev","ns","key","op","value","version","who","timestamp"}.
-func appendChange(b []byte, c *store.Change) []byte {
+func appendChange(b []byte, c *ctxd.Change) []byte {
 	b = append(b, `{"type":"context_updated","rev":`...)
 	b = strconv.AppendUint(b, c.Revision, 10)
 	b = append(b, `,"ns":`...)
@@ -228,7 +177,7 @@ func appendChange(b []byte, c *store.Change) []byte {
 	b = append(b, `,"op":"`...)
 	b = append(b, c.Op.String()...)
 	b = append(b, `","value":`...)
-	if c.Op == store.OpDelete || len(c.Value) == 0 {
+	if c.Op == ctxd.OpDelete || len(c.Value) == 0 {
 		b = append(b, "null"...)
 	} else {
 		b = append(b, c.Value...)

@@ -1,6 +1,6 @@
 package realtime
 
-import "github.com/framework0/ctxd/store"
+import "github.com/framework0/ctxd"
 
 // entry is one change as the hub fans it out: what a filter looks at, and
 // the context_updated frame, encoded once and shared by every session.
@@ -11,7 +11,7 @@ type entry struct {
 	frame []byte
 }
 
-func newEntry(c *store.Change) entry {
+func newEntry(c *ctxd.Change) entry {
 	return entry{rev: c.Revision, ns: c.Namespace, key: c.Key, frame: appendChange(nil, c)}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/olahol/melody"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 )
 
@@ -73,7 +74,7 @@ type session struct {
 
 // sub is a subscription and the revision after which it applies.
 type sub struct {
-	Subscription
+	ctxd.Subscription
 	since uint64
 }
 
@@ -83,7 +84,7 @@ func (s *session) matches(e *entry) bool {
 	}
 	for i := range s.subs {
 		u := &s.subs[i]
-		if e.rev > u.since && (u.Namespace == AllNamespaces || u.Namespace == e.ns) && strings.HasPrefix(e.key, u.Prefix) {
+		if e.rev > u.since && (u.Namespace == ctxd.AllNamespaces || u.Namespace == e.ns) && strings.HasPrefix(e.key, u.Prefix) {
 			return true
 		}
 	}
@@ -91,8 +92,8 @@ func (s *session) matches(e *entry) bool {
 }
 
 // subscriptions returns the subscriptions, without their since.
-func (s *session) subscriptionsLocked() []Subscription {
-	out := make([]Subscription, len(s.subs))
+func (s *session) subscriptionsLocked() []ctxd.Subscription {
+	out := make([]ctxd.Subscription, len(s.subs))
 	for i := range s.subs {
 		out[i] = s.subs[i].Subscription
 	}
@@ -127,7 +128,7 @@ func (s *session) setSubsLocked(subs []sub) {
 // subscriptions then start after the old position, so that nothing they
 // matched is sent twice. An existing subscription with the same namespace
 // and prefix is replaced.
-func (s *session) addSubsLocked(add []Subscription, since, committed uint64) {
+func (s *session) addSubsLocked(add []ctxd.Subscription, since, committed uint64) {
 	subs := make([]sub, 0, len(s.subs)+len(add))
 	for _, u := range s.subs {
 		if !containsSub(add, u.Subscription) {
@@ -147,7 +148,7 @@ func (s *session) addSubsLocked(add []Subscription, since, committed uint64) {
 	s.setSubsLocked(subs)
 }
 
-func containsSub(list []Subscription, x Subscription) bool {
+func containsSub(list []ctxd.Subscription, x ctxd.Subscription) bool {
 	for _, y := range list {
 		if x == y {
 			return true
@@ -236,7 +237,7 @@ func (s *session) closeLaggedLocked(why string) {
 	s.h.stats.lagged.Add(1)
 	s.h.log.Warn().Str("client_id", s.id).Str("remote", s.remote).Uint64("from_rev", from).Str("why", why).Msg("closing lagging WebSocket client")
 	s.closeLocked(encode(errorMsg{
-		Type: TypeError, Code: CodeLagged, FromRev: &from,
+		Type: ctxd.TypeError, Code: ctxd.CodeLagged, FromRev: &from,
 		Message: "the client fell too far behind (" + why + "); reconnect with from_rev=" + uitoa(from) + " to resume",
 	}), melody.CloseTryAgainLater, "lagged")
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
 )
 
 // At shutdown every client gets a close frame (1001) naming the revision
@@ -14,7 +16,7 @@ import (
 func TestShutdownCloseNamesTheResumeRevision(t *testing.T) {
 	ts := startServer(t, Options{})
 	c := dial(t, ts.wsURL(nil), nil)
-	c.expect(TypeSubscribed)
+	c.expect(ctxd.TypeSubscribed)
 	var last uint64
 	for i := 0; i < 3; i++ {
 		last = ts.put("default", "k", `1`)

@@ -2,448 +2,182 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
-	"sync"
-	"sync/atomic"
+	"io"
 	"time"
 
-	"github.com/framework0/ctxd/migrations"
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
+	"github.com/framework0/ctxd"
 )
 
-// Store is the durable versioned key-value store. It is safe for concurrent use.
-type Store struct {
-	// dbMu guards db: every use holds it shared; replacing the file
-	// (restore, defrag) holds it exclusively, so no request ever sees a
-	// half-replaced database.
-	dbMu   sync.RWMutex
-	db     *bolt.DB
-	path   string
-	limits Limits
-	now    func() time.Time
-
-	queue    chan *request
-	maxBatch int
-	stop     chan struct{} // closed by Close: the writer drains and exits
-	stopped  chan struct{} // closed when the writer has exited
-	closing  sync.Once
-	closeErr error
-
-	// mu guards the commit mark and its notification channel.
-	mu        sync.Mutex
-	committed uint64
-	changed   chan struct{}
-
-	compacted atomic.Uint64
-	// maint serialises maintenance that rewrites history or the file
-	// (compaction, defrag), so they never work from each other's half.
-	maint sync.Mutex
-	// generation counts online restores: followers that see it change must
-	// re-read state, because the database was replaced.
-	generation atomic.Uint64
-	// restoring is set while a full restore replaces the database (Restoring).
-	restoring atomic.Bool
-
-	stats struct {
-		commits, requests, changes atomic.Uint64
-		commitNanos                atomic.Int64
-		compactions, compacted     atomic.Uint64
-		defrags                    atomic.Uint64
-		defragPauseNanos           atomic.Int64
-	}
-	onCommit func(CommitInfo)
-
-	// Owned by the writer goroutine (and Open before it starts).
-	rev    uint64
-	nsKeys map[string]uint64 // live keys per namespace, mirrored in bucket nskeys
-	nsMu   sync.RWMutex      // guards nsKeys for readers outside the writer
+// Backend is everything ctxd's server needs from storage. The HTTP API,
+// the WebSocket hub, snapshots, dumps and maintenance see a Backend and
+// nothing else; store/bolt implements it over one bbolt file. Every
+// implementation runs the conformance suite in store/storetest.
+//
+// Errors are the data model's (ctxd.ErrNotFound, *ctxd.ConflictError,
+// *ctxd.CompactedError, ...): the API turns them into statuses with one
+// table (ctxd.Classify). An operation a backend cannot do answers
+// ctxd.ErrNotSupported.
+type Backend interface {
+	Writer
+	Reader
+	Feed
+	Snapshotter
+	Maintainer
+	// Close stops the backend after every write already accepted is
+	// committed. Later calls return the first call's result.
+	Close() error
 }
 
-// request is one atomic unit of writes queued for the writer goroutine.
-type request struct {
-	writes []Write
-	// exclusive, when set, is run by the writer with no commit in flight
-	// instead of applying writes.
-	exclusive func() error
-	done      chan result
+// Writer changes data. A write returns only once it is durable; if ctx
+// ends after the write was handed over but before its outcome is known,
+// the error matches ctxd.ErrOutcomeUnknown (the write may have applied),
+// while a write refused before that matches ctxd.ErrUnavailable or the
+// context's error and changed nothing.
+type Writer interface {
+	// Put sets a key's value. With expect non-nil it applies only if the
+	// key's version equals *expect (0: the key must not exist).
+	Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (ctxd.Record, error)
+	// Delete ends a key's life; the record is the deleted key's last
+	// version with ModRev set to the delete's revision and no value.
+	Delete(ctx context.Context, ns, key string, expect *uint64, who string) (ctxd.Record, error)
+	// Txn applies writes all or nothing, each with its own consecutive
+	// revision, within the limits' MaxTxnOps.
+	Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error)
+	// Import is Txn without the limit on the number of writes, for loads
+	// that are one transaction by design (a dump).
+	Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error)
 }
 
-type result struct {
-	res TxnResult
-	err error
+// Reader reads committed data.
+type Reader interface {
+	// Get returns a key's current state.
+	Get(ns, key string) (ctxd.Record, error)
+	// GetAt returns what a key held at revision rev: ctxd.ErrCompacted
+	// below the compacted revision, ctxd.ErrFutureRevision above the
+	// current one.
+	GetAt(ns, key string, rev uint64) (ctxd.Record, error)
+	// List returns a page of a namespace's live keys in byte order.
+	List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error)
+	// History returns a page of one key's changes, newest first, across
+	// its lives.
+	History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryPage, error)
+	// Namespaces lists every namespace with its live key count, by name;
+	// "default" always exists.
+	Namespaces() ([]ctxd.Namespace, error)
+	// Status summarises the backend.
+	Status() (ctxd.Status, error)
+	// Revision is the last committed revision.
+	Revision() uint64
+	// CheckRevision is nil when history at rev can be read exactly, and
+	// otherwise the error a read at rev gets: ctxd.ErrFutureRevision, or a
+	// *ctxd.CompactedError (compacted, or discarded by a full restore).
+	CheckRevision(rev uint64) error
+	// View calls fn with a consistent read of everything at one revision.
+	View(fn func(v View) error) error
 }
 
-// Open opens (creating if needed) the database at path, upgrades an older
-// schema, and starts the writer.
-func Open(path string, opts Options) (*Store, error) {
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("open store: create folder: %w", err)
-		}
-	}
-	timeout := opts.OpenTimeout
-	if timeout == 0 {
-		timeout = 5 * time.Second
-	}
-	removeLeftovers(path)
-	db, err := openBolt(path, timeout)
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	s := &Store{
-		db:       db,
-		path:     path,
-		limits:   opts.Limits.withDefaults(),
-		now:      opts.Now,
-		queue:    make(chan *request, 4096),
-		maxBatch: opts.MaxBatch,
-		stop:     make(chan struct{}),
-		stopped:  make(chan struct{}),
-		changed:  make(chan struct{}),
-		nsKeys:   make(map[string]uint64),
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.maxBatch <= 0 {
-		s.maxBatch = 1024
-	}
-	s.onCommit = opts.OnCommit
-	if err := s.load(); err != nil {
-		db.Close()
-		return nil, err
-	}
-
-	go s.writer()
-	return s, nil
+// Feed is the change feed's one mechanism: a "committed up to" mark and
+// log reads from any revision. Live delivery, catch-up of a slow follower
+// and replay for a resuming one are the same ReadLog.
+type Feed interface {
+	// Committed returns the last committed revision and a channel closed
+	// when a later revision commits (or a restore replaces the data).
+	// Followers compare revisions rather than count wake-ups.
+	Committed() (rev uint64, changed <-chan struct{})
+	// Generation changes when a full restore replaced the data: a
+	// follower re-reads current state and tells its clients "reset".
+	Generation() uint64
+	// ReadLog returns up to limit changes with a revision greater than
+	// after, in revision order, or a *ctxd.CompactedError when changes
+	// the caller has not seen are gone.
+	ReadLog(after uint64, limit int) ([]ctxd.Change, error)
 }
 
-// openBolt opens a database file the way the store always does. A file
-// still locked after timeout is ErrLocked.
-func openBolt(path string, timeout time.Duration) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: timeout,
-		// The freelist is rebuilt from the pages at open instead of being
-		// written at every commit: fewer pages per commit, same durability.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %w", ErrLocked, err)
-	}
-	return db, err
+// View is a consistent, read-only view of all data at one revision. It is
+// valid only inside the function it is given to; what it yields may be kept.
+type View interface {
+	// Revision is the revision everything read through the view is at.
+	Revision() uint64
+	// Namespaces lists the namespaces with their live key counts, by name.
+	Namespaces() []ctxd.Namespace
+	// ForEach calls fn for every live key of ns that starts with prefix,
+	// in key order, streaming: memory does not grow with the keys.
+	ForEach(ns, prefix string, fn func(ctxd.Record) error) error
+	// ForEachChange calls fn for every retained change of ns (every
+	// namespace when ns is ""), oldest first.
+	ForEachChange(ns string, fn func(ctxd.Change) error) error
+	// Change returns the change at revision rev, or ctxd.ErrNotFound when
+	// history no longer holds it.
+	Change(rev uint64) (ctxd.Change, error)
 }
 
-// load migrates the schema and reads the revision, compaction mark and key counts.
-func (s *Store) load() error {
-	s.nsKeys = make(map[string]uint64)
-	s.compacted.Store(0)
-	var schema int
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		schema, err = migrations.SchemaVersion(tx)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("open store %s: %w", s.path, err)
-	}
-	if schema != migrations.Current {
-		// A new file or an older schema: one write transaction, all or nothing.
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			_, err := migrations.Migrate(tx)
-			return err
-		})
-		if errors.Is(err, migrations.ErrTooNew) {
-			return fmt.Errorf("open store %s: %w: %w", s.path, ErrSchemaTooNew, err)
-		}
-		if err != nil {
-			return fmt.Errorf("open store %s: %w", s.path, err)
-		}
-	}
-	return s.db.View(func(tx *bolt.Tx) error {
-		s.rev = lastRevision(tx)
-		if v := tx.Bucket(migrations.BucketMeta).Get(migrations.KeyCompacted); len(v) == 8 {
-			s.compacted.Store(binary.BigEndian.Uint64(v))
-		}
-		// A restore reloads while followers read the mark: take its lock.
-		s.mu.Lock()
-		s.committed = s.rev
-		s.mu.Unlock()
-		return tx.Bucket(migrations.BucketNSKeys).ForEach(func(k, v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("open store: nskeys/%s: %w", k, errCorrupt)
-			}
-			s.nsKeys[string(k)] = binary.BigEndian.Uint64(v)
-			return nil
-		})
-	})
+// Snapshotter writes, opens and restores whole-data snapshot files.
+type Snapshotter interface {
+	// WriteSnapshot writes a consistent copy of all data, at one
+	// revision, to w. Writers keep writing meanwhile.
+	WriteSnapshot(w io.Writer) (ctxd.SnapshotInfo, error)
+	// OpenSnapshot opens a snapshot file for reading, after checking its
+	// structure: a file that is not a usable snapshot of this backend is
+	// ctxd.ErrBadSnapshot. The file itself is never changed.
+	OpenSnapshot(path string) (Snapshot, error)
+	// Restore replaces the live data with the snapshot at path after
+	// verifying it (or part of it, opts.IsPartial). A full restore is
+	// atomic, never moves the revision back, and changes the Generation.
+	Restore(ctx context.Context, path string, opts ctxd.RestoreOptions) (ctxd.RestoreResult, error)
 }
 
-// Close stops the writer after it has committed everything already queued,
-// then closes the database. Later calls return the first call's result.
-func (s *Store) Close() error {
-	s.closing.Do(func() {
-		close(s.stop)
-		<-s.stopped
-		s.dbMu.Lock()
-		defer s.dbMu.Unlock()
-		s.closeErr = s.db.Close()
-	})
-	return s.closeErr
+// Snapshot is a snapshot file opened for reading.
+type Snapshot interface {
+	// View calls fn with a consistent view of the snapshot's content.
+	View(fn func(v View) error) error
+	// Verify reads every record and checks that they agree with each other.
+	Verify() error
+	// SchemaVersion is the layout version the snapshot was written with.
+	SchemaVersion() int
+	Close() error
 }
 
-// Path returns the database file's path.
-func (s *Store) Path() string { return s.path }
-
-// Limits returns the limits in force.
-func (s *Store) Limits() Limits { return s.limits }
-
-// Revision returns the last committed revision.
-func (s *Store) Revision() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.committed
+// Maintainer keeps history and files in shape, and reports readiness.
+type Maintainer interface {
+	// CompactKeep discards history below rev, keeping for each key the
+	// keep newest changes at or below rev (at least the one in effect at
+	// rev). Reads below the mark then fail with ctxd.ErrCompacted.
+	CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.CompactResult, error)
+	// ApplyRetention compacts history as the policy allows.
+	ApplyRetention(ctx context.Context, p RetentionPolicy) (ctxd.CompactResult, error)
+	// Defrag gives free space back to the file system while serving;
+	// ctxd.ErrNotSupported where the backend has no such thing.
+	Defrag(ctx context.Context) (ctxd.DefragResult, error)
+	// Ready is nil when the backend serves requests, and otherwise says
+	// why not (an error matching ctxd.ErrUnavailable while a restore
+	// replaces the data): /readyz answers 503 with it.
+	Ready() error
+	// Stats counts the backend's work since it was opened.
+	Stats() Stats
 }
 
-// Committed returns the last committed revision and a channel that is
-// closed when a later revision commits. Followers compare revisions rather
-// than count wake-ups, so a slow follower never misses a change.
-func (s *Store) Committed() (uint64, <-chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.committed, s.changed
+// RetentionPolicy is the history kept by ApplyRetention.
+type RetentionPolicy struct {
+	// KeepVersions caps the changes kept per key (0: no cap), except within
+	// the newest KeepRevisions revisions, which are always kept whole so
+	// that watchers can resume and recent point-in-time reads work.
+	KeepVersions  int
+	KeepRevisions uint64
+	// KeepFor drops changes older than this (0: no age limit); the change
+	// in effect at the cut-off is kept.
+	KeepFor time.Duration
 }
 
-// Generation counts the times the database was replaced by an online
-// restore since Open. A restore also closes the Committed channel, so a
-// follower wakes, sees a new generation, and re-reads current state; the
-// revision after a restore is never below any revision seen before it.
-func (s *Store) Generation() uint64 { return s.generation.Load() }
-
-// Put sets a key's value. With expect non-nil the write applies only if the
-// key's version equals *expect (0: the key must not exist).
-func (s *Store) Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (Record, error) {
-	res, err := s.Txn(ctx, []Write{{Namespace: ns, Key: key, Op: OpPut, Value: value, Expect: expect, Who: who}})
-	if err != nil {
-		return Record{}, err
-	}
-	return res.Records[0], nil
-}
-
-// Delete ends a key's life. It returns the deleted key's last version, with
-// ModRev set to the delete's revision and a nil value.
-func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who string) (Record, error) {
-	res, err := s.Txn(ctx, []Write{{Namespace: ns, Key: key, Op: OpDelete, Expect: expect, Who: who}})
-	if err != nil {
-		return Record{}, err
-	}
-	return res.Records[0], nil
-}
-
-// Txn applies writes all or nothing: each gets its own revision, in order,
-// and all commit in one fsynced transaction, or none is applied. A key may
-// appear only once. The call returns after the commit is durable; if ctx
-// ends first the caller stops waiting, but a queued request may still commit.
-func (s *Store) Txn(ctx context.Context, writes []Write) (TxnResult, error) {
-	if err := s.limits.validateWrites(writes); err != nil {
-		return TxnResult{}, err
-	}
-	return s.submit(ctx, &request{writes: writes, done: make(chan result, 1)})
-}
-
-// submit queues a request for the writer and waits for its answer.
-func (s *Store) submit(ctx context.Context, r *request) (TxnResult, error) {
-	select {
-	case <-s.stop:
-		return TxnResult{}, ErrClosed
-	default:
-	}
-	select {
-	case s.queue <- r:
-	case <-s.stop:
-		return TxnResult{}, ErrClosed
-	case <-ctx.Done():
-		return TxnResult{}, ctx.Err()
-	}
-	select {
-	case out := <-r.done:
-		return out.res, out.err
-	case <-s.stopped:
-		// The writer answers everything it took before it exits; a request
-		// that slipped in after its last look was never applied.
-		select {
-		case out := <-r.done:
-			return out.res, out.err
-		default:
-			return TxnResult{}, ErrClosed
-		}
-	case <-ctx.Done():
-		return TxnResult{}, ctx.Err()
-	}
-}
-
-// exclusive runs fn in the writer goroutine: no commit is in flight while
-// it runs and none starts until it returns. Waiting for it is not
-// cancellable once queued, because fn may be swapping the database file.
-func (s *Store) exclusive(fn func() error) error {
-	_, err := s.submit(context.Background(), &request{exclusive: fn, done: make(chan result, 1)})
-	return err
-}
-
-// Import is Txn without the limit on the number of writes, for bulk loads
-// that are one transaction by design (importing a dump). Every write is
-// still validated, and the whole import commits or nothing does.
-func (s *Store) Import(ctx context.Context, writes []Write) (TxnResult, error) {
-	unlimited := s.limits
-	unlimited.MaxTxnOps = max(len(writes), 1)
-	if err := unlimited.validateWrites(writes); err != nil {
-		return TxnResult{}, err
-	}
-	return s.submit(ctx, &request{writes: writes, done: make(chan result, 1)})
-}
-
-// writer is the only goroutine that writes. It takes the first queued
-// request, drains whatever else is already queued (no timer: a lone write
-// commits at once), commits the group with one fsync, then answers each.
-// An exclusive request (a restore or defrag swap) ends a group: the group
-// commits first, then the exclusive function runs with no commit in flight.
-func (s *Store) writer() {
-	defer close(s.stopped)
-	batch := make([]*request, 0, s.maxBatch)
-	for {
-		var first *request
-		select {
-		case first = <-s.queue:
-		case <-s.stop:
-			// Commit what was queued before Close; fail nothing that got in.
-			for {
-				batch, held := s.take(batch[:0], false)
-				if len(batch) == 0 && held == nil {
-					return
-				}
-				s.run(batch, held)
-			}
-		}
-		if first.exclusive != nil {
-			s.run(nil, first)
-			continue
-		}
-		batch, held := s.take(append(batch[:0], first), true)
-		s.run(batch, held)
-	}
-}
-
-// run commits a group, then runs the exclusive request that ended it.
-func (s *Store) run(batch []*request, held *request) {
-	if len(batch) > 0 {
-		s.commit(batch)
-	}
-	if held != nil {
-		err := held.exclusive()
-		held.done <- result{err: err}
-	}
-}
-
-// take adds to batch every request already queued, up to an exclusive
-// request, which it returns separately. Callers answered by the previous
-// commit are typically about to queue again, so when yield is set and the
-// queue runs dry the writer yields its processor (no timer, no sleep) and
-// drains again, stopping when a yield brings nothing new. A lone write
-// costs one yield; under load the groups stay large.
-func (s *Store) take(batch []*request, yield bool) ([]*request, *request) {
-	yielded := false
-	for len(batch) < s.maxBatch {
-		select {
-		case r := <-s.queue:
-			if r.exclusive != nil {
-				return batch, r
-			}
-			batch = append(batch, r)
-			yielded = false
-			continue
-		default:
-		}
-		if !yield || yielded {
-			return batch, nil
-		}
-		runtime.Gosched()
-		yielded = true
-	}
-	return batch, nil
-}
-
-// commit applies a group of requests in one transaction. A request whose
-// version check fails is answered with its error and leaves no trace; the
-// others commit. If the transaction itself fails, each request is retried
-// alone so that one request's failure cannot fail its neighbours.
-func (s *Store) commit(batch []*request) {
-	results := make([]result, len(batch))
-	g := group{store: s, rev: s.rev, now: s.now().UTC()}
-	start := time.Now()
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		g.begin(tx)
-		for i, r := range batch {
-			res, err := g.apply(r.writes)
-			if err != nil && !isRequestError(err) {
-				return err
-			}
-			results[i] = result{res: res, err: err}
-		}
-		return g.finish()
-	})
-	if err != nil {
-		if len(batch) > 1 {
-			for _, r := range batch {
-				s.commit([]*request{r})
-			}
-			return
-		}
-		batch[0].done <- result{err: fmt.Errorf("commit: %w", err)}
-		return
-	}
-	took := time.Since(start)
-	s.stats.commitNanos.Add(int64(took))
-	s.stats.commits.Add(1)
-	s.stats.requests.Add(uint64(len(batch)))
-	s.stats.changes.Add(g.rev - s.rev)
-	if s.onCommit != nil {
-		s.onCommit(CommitInfo{Requests: len(batch), Changes: int(g.rev - s.rev), Duration: took})
-	}
-	s.rev = g.rev
-	s.nsMu.Lock()
-	for ns, n := range g.nsKeys {
-		s.nsKeys[ns] = n
-	}
-	s.nsMu.Unlock()
-	s.publish(g.rev)
-	for i, r := range batch {
-		r.done <- results[i]
-	}
-}
-
-// isRequestError tells a request's own failure (answered to its caller
-// alone) from a failure of the transaction (which aborts the group).
-func isRequestError(err error) bool {
-	return errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrTooLarge)
-}
-
-// WriteStats counts the store's work since Open, for metrics and benchmarks.
-type WriteStats struct {
-	Commits  uint64        // fsynced bbolt transactions of the writer
+// Stats counts a backend's work since it was opened, for metrics and
+// benchmarks. A backend leaves at zero what it does not measure.
+type Stats struct {
+	Commits  uint64        // durable commits of the writer
 	Requests uint64        // requests answered by those commits (including failed checks)
 	Changes  uint64        // revisions written
 	Commit   time.Duration // total time spent in commits, fsync included
-	// DiskWrite is bbolt's own count of time spent writing pages and
-	// syncing them, over every write transaction (maintenance included).
+	// DiskWrite is the time spent writing pages and syncing them, over
+	// every write transaction (maintenance included).
 	DiskWrite time.Duration
 	// Compactions and Compacted count compaction runs and the changes they
 	// removed; Defrags and LastDefragPause the online defragmentations.
@@ -452,28 +186,10 @@ type WriteStats struct {
 	LastDefragPause        time.Duration
 }
 
-// CommitInfo describes one commit of the writer, for Options.OnCommit.
+// CommitInfo describes one commit of a backend's writer, for a commit hook
+// (metrics): it must be quick.
 type CommitInfo struct {
 	Requests int           // requests in the group, including those that failed their checks
 	Changes  int           // revisions written
-	Duration time.Duration // the bbolt transaction, fsyncs included
-}
-
-// WriteStats returns the store's counters.
-func (s *Store) WriteStats() WriteStats {
-	ws := WriteStats{
-		Commits:         s.stats.commits.Load(),
-		Requests:        s.stats.requests.Load(),
-		Changes:         s.stats.changes.Load(),
-		Commit:          time.Duration(s.stats.commitNanos.Load()),
-		Compactions:     s.stats.compactions.Load(),
-		Compacted:       s.stats.compacted.Load(),
-		Defrags:         s.stats.defrags.Load(),
-		LastDefragPause: time.Duration(s.stats.defragPauseNanos.Load()),
-	}
-	s.dbMu.RLock()
-	dbStats := s.db.Stats()
-	ws.DiskWrite = dbStats.TxStats.GetWriteTime()
-	s.dbMu.RUnlock()
-	return ws
+	Duration time.Duration // the commit, fsyncs included
 }

@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/migrations"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/migrations"
 )
 
 // record is the JSON of a record, as -o json prints it.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
-	"github.com/framework0/ctxd/store"
 )
 
 const defaultServer = "http://127.0.0.1:8080"
@@ -56,7 +56,7 @@ func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) 
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER)")
-	f.StringVarP(&c.namespace, "namespace", "n", store.DefaultNamespace, "`namespace`")
+	f.StringVarP(&c.namespace, "namespace", "n", ctxd.DefaultNamespace, "`namespace`")
 	f.StringVar(&c.who, "who", who, "who is making the change, recorded with it ($USER by default)")
 	f.StringVarP(&c.output, "output", "o", defOutput, "output `format`: "+formats)
 	f.DurationVar(&c.timeout, "timeout", 30*time.Second, "give up on the server after this long (0: wait forever)")
@@ -274,7 +274,7 @@ with PREFIX. One page is listed (--limit keys); --after continues from a key,
 		},
 	}
 	c := a.clientFlags(cmd, outTable, true)
-	cmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("keys per page (at most %d)", store.MaxListLimit))
+	cmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("keys per page (at most %d)", ctxd.MaxListLimit))
 	cmd.Flags().StringVar(&after, "after", "", "list keys after this `key` (the cursor of the previous page)")
 	cmd.Flags().BoolVar(&all, "all", false, "list every key, page after page")
 	cmd.MarkFlagsMutuallyExclusive("all", "limit")
@@ -322,7 +322,7 @@ func (a *app) historyCmd() *cobra.Command {
 		Args: exactArgs("KEY"),
 	}
 	c := a.clientFlags(cmd, outTable, true)
-	cmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("changes to show (at most %d)", store.MaxListLimit))
+	cmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("changes to show (at most %d)", ctxd.MaxListLimit))
 	cmd.Flags().Uint64Var(&before, "before", 0, "show only changes before this `revision` (the next of the previous page)")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
 		if limit <= 0 {

@@ -17,8 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // ack is a write the server acknowledged with 200.
@@ -119,12 +120,12 @@ func checkAcked(t *testing.T, url string, acks []ack) {
 // the file passes bbolt's consistency check.
 func checkLog(t *testing.T, dataDir string, acks []ack) {
 	t.Helper()
-	st, err := store.Open(filepath.Join(dataDir, dbFile), store.Options{})
+	st, err := bolt.Open(filepath.Join(dataDir, dbFile), bolt.Options{})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, st.Close()) }()
 	require.NoError(t, st.Check())
 
-	byRev := make(map[uint64]store.Change)
+	byRev := make(map[uint64]ctxd.Change)
 	var last uint64
 	for {
 		changes, err := st.ReadLog(last, 1000)
@@ -143,7 +144,7 @@ func checkLog(t *testing.T, dataDir string, acks []ack) {
 		ch, ok := byRev[a.rev]
 		if assert.True(t, ok, "revision %d of %s not in the log", a.rev, a.key) {
 			assert.Equal(t, a.key, ch.Key)
-			assert.Equal(t, store.OpPut, ch.Op)
+			assert.Equal(t, ctxd.OpPut, ch.Op)
 			assert.JSONEq(t, a.value, string(ch.Value))
 		}
 	}

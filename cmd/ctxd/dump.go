@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
 )
 
 // dumpsDir is the dump folder's name inside the data folder.
@@ -37,7 +37,7 @@ func (a *app) connFlags(cmd *cobra.Command) *common {
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER)")
-	f.StringVarP(&c.namespace, "namespace", "n", store.DefaultNamespace, "`namespace`")
+	f.StringVarP(&c.namespace, "namespace", "n", ctxd.DefaultNamespace, "`namespace`")
 	f.StringVar(&c.who, "who", who, "who asks, recorded in the dump ($USER by default)")
 	f.DurationVar(&c.timeout, "timeout", transferTimeout, "give up on the server after this long (0: wait forever)")
 	c.credentialFlags(cmd)

@@ -17,8 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // jsonDump is the part of a JSON dump the CLI tests read.
@@ -164,7 +165,7 @@ func TestDumpKilledMidway(t *testing.T) {
 	data := t.TempDir()
 	// A namespace big enough that a pretty dump takes a while: 300 values
 	// of 20,000 numbers each, one line per number once indented.
-	st, err := store.Open(filepath.Join(data, dbFile), store.Options{Limits: store.Limits{MaxTxnOps: 1000}})
+	st, err := bolt.Open(filepath.Join(data, dbFile), bolt.Options{Limits: ctxd.Limits{MaxTxnOps: 1000}})
 	require.NoError(t, err)
 	var big strings.Builder
 	big.WriteString("[")
@@ -175,9 +176,9 @@ func TestDumpKilledMidway(t *testing.T) {
 		big.WriteString(strconv.Itoa(i))
 	}
 	big.WriteString("]")
-	var writes []store.Write
+	var writes []ctxd.Write
 	for i := range 300 {
-		writes = append(writes, store.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: store.OpPut, Value: []byte(big.String()), Who: "t"})
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: ctxd.OpPut, Value: []byte(big.String()), Who: "t"})
 	}
 	_, err = st.Txn(context.Background(), writes)
 	require.NoError(t, err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
 
@@ -18,7 +19,7 @@ const snapshotsDir = "snapshots"
 // startMaintenance starts the background work the configuration asks for:
 // scheduled snapshots and history retention. Both stop when ctx ends; wg
 // tells when they have.
-func startMaintenance(ctx context.Context, wg *sync.WaitGroup, cfg configs.Config, st *store.Store, snaps *snapshots.Manager, log zerolog.Logger) {
+func startMaintenance(ctx context.Context, wg *sync.WaitGroup, cfg configs.Config, st *bolt.Store, snaps *snapshots.Manager, log zerolog.Logger) {
 	if cfg.Snapshots.Interval > 0 {
 		wg.Add(1)
 		go func() {

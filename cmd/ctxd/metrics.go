@@ -6,8 +6,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
 
@@ -57,7 +59,7 @@ func (m *serverMetrics) onCommit(c store.CommitInfo) {
 }
 
 // onSnapshot is the snapshot manager's creation hook.
-func (m *serverMetrics) onSnapshot(_ snapshots.Meta, took time.Duration, err error) {
+func (m *serverMetrics) onSnapshot(_ ctxd.SnapshotMeta, took time.Duration, err error) {
 	if err != nil {
 		m.snapshots.WithLabelValues("error").Inc()
 		return
@@ -68,13 +70,13 @@ func (m *serverMetrics) onSnapshot(_ snapshots.Meta, took time.Duration, err err
 
 // register adds the collectors that read the store (and the hub, when
 // there is one) at each scrape.
-func (m *serverMetrics) register(st *store.Store, snaps *snapshots.Manager) {
+func (m *serverMetrics) register(st *bolt.Store, snaps *snapshots.Manager) {
 	m.reg.MustRegister(&storeCollector{st: st, snaps: snaps})
 }
 
 // storeCollector reads the store's status and counters once per scrape.
 type storeCollector struct {
-	st    *store.Store
+	st    *bolt.Store
 	snaps *snapshots.Manager
 }
 
@@ -119,7 +121,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descInUse, float64(st.InUseBytes))
 		gauge(descFreePages, float64(st.FreePages))
 	}
-	ws := c.st.WriteStats()
+	ws := c.st.Stats()
 	counter(descCommits, float64(ws.Commits))
 	counter(descWrites, float64(ws.Requests))
 	counter(descChanges, float64(ws.Changes))

@@ -12,7 +12,7 @@ import (
 
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/migrations"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 func (a *app) migrateCmd() *cobra.Command {
@@ -51,7 +51,7 @@ upgrades on start as well; migrate lets you look first.`,
 // schema and, unless dryRun, applies it.
 //
 // Integration point with package migrations: PlanFile reads the plan without
-// changing the file; store.Open runs the same plan (migrations.Migrate) in
+// changing the file; bolt.Open runs the same plan (migrations.Migrate) in
 // one transaction, so applying it is opening and closing the store.
 func migrate(out io.Writer, path string, dryRun bool) error {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
@@ -77,7 +77,7 @@ func migrate(out io.Writer, path string, dryRun bool) error {
 		fmt.Fprintln(out, "dry run: nothing changed")
 		return nil
 	}
-	st, err := store.Open(path, store.Options{})
+	st, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

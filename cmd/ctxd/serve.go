@@ -23,7 +23,7 @@ import (
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/realtime"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
 
@@ -162,7 +162,7 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
 // API, ready to serve. serve runs one on a listener; ctxd perf runs one
 // in-process.
 type ctxdServer struct {
-	st              *store.Store
+	st              *bolt.Store
 	hub             *realtime.Hub
 	handler         http.Handler
 	stopMaintenance func() // stops the background work and waits for it
@@ -181,7 +181,7 @@ func newServer(cfg configs.Config, log zerolog.Logger) (*ctxdServer, error) {
 	}
 	path := filepath.Join(cfg.DataDir, dbFile)
 	metrics := newServerMetrics()
-	st, err := store.Open(path, store.Options{Limits: cfg.Limits, OnCommit: metrics.onCommit})
+	st, err := bolt.Open(path, bolt.Options{Limits: cfg.Limits, OnCommit: metrics.onCommit})
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func newServer(cfg configs.Config, log zerolog.Logger) (*ctxdServer, error) {
 	api := httpapi.New(st, httpapi.Config{
 		Version: version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Clients: hub.Clients, OnDump: notifyDumped(hub),
 		CompatNamespace: cfg.Compat.Namespace, DumpDir: filepath.Join(cfg.DataDir, dumpsDir),
-		Snapshots: snaps, Maintenance: st, KeepVersions: cfg.History.KeepVersions,
+		Snapshots: snaps, KeepVersions: cfg.History.KeepVersions,
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
 		Metrics:        metrics.reg, Gatherer: metrics.reg,
 		Access: access, CORSOrigins: cfg.HTTP.CORSOrigins, RateLimit: cfg.HTTP.RateLimit, RateBurst: cfg.HTTP.RateBurst,

@@ -11,10 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // snapshotCmd groups the snapshot commands, which talk to a running server.
@@ -171,7 +172,7 @@ transaction recorded in history. --dry-run reports what would change.`,
 func (a *app) restoreCmd() *cobra.Command {
 	var (
 		configPath, dataDir, from string
-		opts                      store.RestoreOptions
+		opts                      ctxd.RestoreOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --data DIR --from FILE",
@@ -233,7 +234,7 @@ first, use POST /v1/compact or the history.* settings.`,
 			return err
 		}
 		stop := a.spinner("compacting " + path)
-		before, after, err := store.CompactFile(path)
+		before, after, err := bolt.CompactFile(path)
 		stop()
 		if err != nil {
 			return err
@@ -287,10 +288,10 @@ func (a *app) dataFile(cmd *cobra.Command, configPath, dataDir string) (string, 
 
 // openOffline opens a stopped server's store; a running server holds the
 // file's lock, which is reported as such.
-func openOffline(path string) (*store.Store, error) {
-	st, err := store.Open(path, store.Options{OpenTimeout: time.Second})
+func openOffline(path string) (*bolt.Store, error) {
+	st, err := bolt.Open(path, bolt.Options{OpenTimeout: time.Second})
 	if err != nil {
-		if errors.Is(err, store.ErrLocked) {
+		if errors.Is(err, bolt.ErrLocked) {
 			return nil, fmt.Errorf("%s is in use: stop the server first (%w)", path, err)
 		}
 		return nil, err

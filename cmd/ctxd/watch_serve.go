@@ -1,8 +1,8 @@
 package main
 
 import (
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/configs"
-	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/realtime"
 )
 
@@ -20,13 +20,13 @@ func realtimeOptions(c configs.WebSocket) realtime.Options {
 
 // notifyDumped is httpapi's OnDump hook: every dump file written tells the
 // WebSocket clients ("context_dumped"). Streamed exports (no file) do not.
-func notifyDumped(hub *realtime.Hub) func(export.DumpInfo) {
-	return func(d export.DumpInfo) {
+func notifyDumped(hub *realtime.Hub) func(ctxd.DumpInfo) {
+	return func(d ctxd.DumpInfo) {
 		if d.Filename == "" {
 			return
 		}
 		hub.NotifyDumped(realtime.DumpInfo{
-			Filename: d.Filename, Format: string(d.Format), Path: d.Path, Namespace: d.Namespace,
+			Filename: d.Filename, Format: d.Format, Path: d.Path, Namespace: d.Namespace,
 			Revision: d.Revision, KeyCount: d.KeyCount, IncludeHistory: d.IncludeHistory,
 			FileSize: d.FileSize, Who: d.Who, Timestamp: d.Timestamp,
 		})

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/client"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // freeAddr returns a loopback address with a port that was free a moment
@@ -133,7 +133,7 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 
 	srv.signal(syscall.SIGTERM)
 	require.Equal(t, 0, srv.wait(10*time.Second))
-	st2, err := store.Open(filepath.Join(dir, dbFile), store.Options{})
+	st2, err := bolt.Open(filepath.Join(dir, dbFile), bolt.Options{})
 	require.NoError(t, err)
 	defer st2.Close()
 	log, err := st2.ReadLog(0, int(final)+10)

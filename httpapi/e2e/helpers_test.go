@@ -27,7 +27,7 @@ import (
 
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/realtime"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
 
@@ -127,7 +127,7 @@ func startBrowser() (context.Context, error) {
 // realtime hub and HTTP API, wired as `ctxd serve` wires them.
 type server struct {
 	t     *testing.T
-	st    *store.Store
+	st    *bolt.Store
 	url   string
 	logs  *syncBuffer
 	ws    *watchControl
@@ -146,7 +146,7 @@ func newServer(t *testing.T, opts serverOptions) *server {
 		t.Fatal(err) // before anything else: the one thing to read
 	}
 	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "ctxd.db"), store.Options{})
+	st, err := bolt.Open(filepath.Join(dir, "ctxd.db"), bolt.Options{})
 	require.NoError(t, err)
 	snaps, err := snapshots.Open(filepath.Join(dir, "snapshots"), st)
 	require.NoError(t, err)
@@ -155,7 +155,7 @@ func newServer(t *testing.T, opts serverOptions) *server {
 	hub := realtime.New(st, realtime.Options{}, log.With().Str("component", "realtime").Logger())
 	api := httpapi.New(st, httpapi.Config{
 		Version: "e2e-test", Clients: hub.Clients, DumpDir: filepath.Join(dir, "dumps"),
-		Snapshots: snaps, Maintenance: st,
+		Snapshots: snaps,
 	}, log)
 	api.Echo().GET("/v1/watch", hub.Serve)
 	ws := &watchControl{}

@@ -11,5 +11,5 @@
 // folder is opened.
 //
 // Every use of a snapshot (restore, export, download) first checks its
-// sha256 against the metadata, then its structure (see store.OpenSnapshot).
+// sha256 against the metadata, then its structure (the backend's OpenSnapshot).
 package snapshots

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -25,39 +26,20 @@ var (
 	// ErrInvalidID is returned for an id that is not a snapshot id.
 	ErrInvalidID = errors.New("invalid snapshot id")
 	// ErrChecksum is returned when a file's sha256 differs from the one
-	// recorded or given. It also matches store.ErrBadSnapshot.
-	ErrChecksum = fmt.Errorf("%w: sha256 mismatch", store.ErrBadSnapshot)
+	// recorded or given. It also matches ctxd.ErrBadSnapshot.
+	ErrChecksum = fmt.Errorf("%w: sha256 mismatch", ctxd.ErrBadSnapshot)
 )
-
-// Meta describes one snapshot.
-type Meta struct {
-	ID            string            `json:"id"`
-	Revision      uint64            `json:"revision"`
-	Created       time.Time         `json:"created"`
-	Size          int64             `json:"size"`
-	SHA256        string            `json:"sha256"`
-	SchemaVersion int               `json:"schema_version"`
-	Namespaces    []store.Namespace `json:"namespaces"`
-	// Origin is "api", "schedule" or "upload".
-	Origin string `json:"origin"`
-}
-
-// Store is what the manager needs from the live store.
-type Store interface {
-	WriteSnapshot(w io.Writer) (store.SnapshotInfo, error)
-	Restore(ctx context.Context, path string, opts store.RestoreOptions) (store.RestoreResult, error)
-}
 
 // Manager keeps the snapshots of one data folder.
 type Manager struct {
 	dir string
-	st  Store
+	st  store.Snapshotter
 	now func() time.Time
 	mu  sync.Mutex // serialises creation and pruning, so ids are unique
 
 	// OnCreate, when set before use, is told of every snapshot creation:
 	// its metadata (when it succeeded), how long it took and its error.
-	OnCreate func(meta Meta, took time.Duration, err error)
+	OnCreate func(meta ctxd.SnapshotMeta, took time.Duration, err error)
 }
 
 var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}(\.[0-9]{1,9})?Z-r[0-9]+$`)
@@ -69,7 +51,7 @@ func ValidID(id string) bool { return idPattern.MatchString(id) }
 // Open returns the manager of the snapshots folder dir, creating it, and
 // removes what a crash may have left: temporary files and snapshot files
 // whose metadata was never written.
-func Open(dir string, st Store) (*Manager, error) {
+func Open(dir string, st store.Snapshotter) (*Manager, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("snapshots: %w", err)
 	}
@@ -99,7 +81,7 @@ func (m *Manager) metaPath(id string) string { return filepath.Join(m.dir, id+".
 
 // Create takes a snapshot of the live store and verifies it by reopening
 // it before listing it. Writers keep writing meanwhile.
-func (m *Manager) Create(ctx context.Context, origin string) (meta Meta, err error) {
+func (m *Manager) Create(ctx context.Context, origin string) (meta ctxd.SnapshotMeta, err error) {
 	if m.OnCreate != nil {
 		start := time.Now()
 		defer func() { m.OnCreate(meta, time.Since(start), err) }()
@@ -108,7 +90,7 @@ func (m *Manager) Create(ctx context.Context, origin string) (meta Meta, err err
 	defer m.mu.Unlock()
 	tmp, err := os.CreateTemp(m.dir, "create-*.tmp")
 	if err != nil {
-		return Meta{}, fmt.Errorf("create snapshot: %w", err)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("create snapshot: %w", err)
 	}
 	defer func() { _ = os.Remove(tmp.Name()) }()
 	h := sha256.New()
@@ -120,13 +102,13 @@ func (m *Manager) Create(ctx context.Context, origin string) (meta Meta, err err
 		err = cerr
 	}
 	if err != nil {
-		return Meta{}, fmt.Errorf("create snapshot: %w", err)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("create snapshot: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return Meta{}, fmt.Errorf("create snapshot: %w", err)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("create snapshot: %w", err)
 	}
 	created := m.now().UTC()
-	meta = Meta{
+	meta = ctxd.SnapshotMeta{
 		ID: m.newID(created, info.Revision), Revision: info.Revision, Created: created, Size: info.Size,
 		SHA256: hex.EncodeToString(h.Sum(nil)), SchemaVersion: info.SchemaVersion, Namespaces: info.Namespaces, Origin: origin,
 	}
@@ -146,8 +128,8 @@ func (m *Manager) newID(t time.Time, rev uint64) string {
 
 // install verifies the temporary file tmp and moves it into place with
 // its metadata, the metadata last.
-func (m *Manager) install(tmp string, meta Meta) error {
-	snap, err := store.OpenSnapshot(tmp)
+func (m *Manager) install(tmp string, meta ctxd.SnapshotMeta) error {
+	snap, err := m.st.OpenSnapshot(tmp)
 	if err != nil {
 		return err
 	}
@@ -175,10 +157,10 @@ func (m *Manager) install(tmp string, meta Meta) error {
 
 // Upload stores a snapshot file made elsewhere, read from r, after
 // checking it against wantSHA256 (when given) and verifying it.
-func (m *Manager) Upload(ctx context.Context, r io.Reader, wantSHA256 string) (Meta, error) {
+func (m *Manager) Upload(ctx context.Context, r io.Reader, wantSHA256 string) (ctxd.SnapshotMeta, error) {
 	tmp, err := os.CreateTemp(m.dir, "upload-*.tmp")
 	if err != nil {
-		return Meta{}, fmt.Errorf("upload snapshot: %w", err)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
 	}
 	defer func() { _ = os.Remove(tmp.Name()) }()
 	h := sha256.New()
@@ -190,25 +172,25 @@ func (m *Manager) Upload(ctx context.Context, r io.Reader, wantSHA256 string) (M
 		err = cerr
 	}
 	if err != nil {
-		return Meta{}, fmt.Errorf("upload snapshot: %w", err)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if wantSHA256 != "" && !strings.EqualFold(wantSHA256, sum) {
-		return Meta{}, fmt.Errorf("%w: the upload's sha256 is %s, %s was expected", ErrChecksum, sum, wantSHA256)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("%w: the upload's sha256 is %s, %s was expected", ErrChecksum, sum, wantSHA256)
 	}
-	snap, err := store.OpenSnapshot(tmp.Name())
+	snap, err := m.st.OpenSnapshot(tmp.Name())
 	if err != nil {
-		return Meta{}, err
+		return ctxd.SnapshotMeta{}, err
 	}
-	meta := Meta{Size: size, SHA256: sum, SchemaVersion: snap.SchemaVersion(), Origin: "upload"}
-	err = snap.View(func(v *store.View) error {
+	meta := ctxd.SnapshotMeta{Size: size, SHA256: sum, SchemaVersion: snap.SchemaVersion(), Origin: "upload"}
+	err = snap.View(func(v store.View) error {
 		meta.Revision = v.Revision()
 		meta.Namespaces = v.Namespaces()
 		return nil
 	})
 	_ = snap.Close()
 	if err != nil {
-		return Meta{}, fmt.Errorf("%w: %w", store.ErrBadSnapshot, err)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("%w: %w", ctxd.ErrBadSnapshot, err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -240,12 +222,12 @@ func (m *Manager) Count() (int, error) {
 }
 
 // List returns every snapshot, newest first.
-func (m *Manager) List() ([]Meta, error) {
+func (m *Manager) List() ([]ctxd.SnapshotMeta, error) {
 	ids, err := m.ids()
 	if err != nil {
 		return nil, err
 	}
-	out := []Meta{}
+	out := []ctxd.SnapshotMeta{}
 	for _, id := range ids {
 		meta, err := m.Get(id)
 		if err != nil {
@@ -263,76 +245,76 @@ func (m *Manager) List() ([]Meta, error) {
 }
 
 // Get returns one snapshot's metadata.
-func (m *Manager) Get(id string) (Meta, error) {
+func (m *Manager) Get(id string) (ctxd.SnapshotMeta, error) {
 	if !ValidID(id) {
-		return Meta{}, fmt.Errorf("%w: %q", ErrInvalidID, id)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("%w: %q", ErrInvalidID, id)
 	}
 	b, err := os.ReadFile(m.metaPath(id))
 	if os.IsNotExist(err) {
-		return Meta{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if err != nil {
-		return Meta{}, err
+		return ctxd.SnapshotMeta{}, err
 	}
-	var meta Meta
+	var meta ctxd.SnapshotMeta
 	if err := json.Unmarshal(b, &meta); err != nil {
-		return Meta{}, fmt.Errorf("snapshot %s: metadata: %w", id, err)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("snapshot %s: metadata: %w", id, err)
 	}
 	return meta, nil
 }
 
 // OpenFile opens a snapshot's file for download, after checking that it
 // still has the sha256 recorded.
-func (m *Manager) OpenFile(id string) (*os.File, Meta, error) {
+func (m *Manager) OpenFile(id string) (*os.File, ctxd.SnapshotMeta, error) {
 	meta, err := m.checked(id)
 	if err != nil {
-		return nil, Meta{}, err
+		return nil, ctxd.SnapshotMeta{}, err
 	}
 	f, err := os.Open(m.dbPath(id))
 	if err != nil {
-		return nil, Meta{}, err
+		return nil, ctxd.SnapshotMeta{}, err
 	}
 	return f, meta, nil
 }
 
 // checked returns a snapshot's metadata after checking its file's sha256.
-func (m *Manager) checked(id string) (Meta, error) {
+func (m *Manager) checked(id string) (ctxd.SnapshotMeta, error) {
 	meta, err := m.Get(id)
 	if err != nil {
-		return Meta{}, err
+		return ctxd.SnapshotMeta{}, err
 	}
 	f, err := os.Open(m.dbPath(id))
 	if err != nil {
-		return Meta{}, fmt.Errorf("%w: %s: file missing: %w", store.ErrBadSnapshot, id, err)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("%w: %s: file missing: %w", ctxd.ErrBadSnapshot, id, err)
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return Meta{}, fmt.Errorf("snapshot %s: %w", id, err)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("snapshot %s: %w", id, err)
 	}
 	if sum := hex.EncodeToString(h.Sum(nil)); sum != meta.SHA256 {
-		return Meta{}, fmt.Errorf("%w: snapshot %s has sha256 %s, %s was recorded", ErrChecksum, id, sum, meta.SHA256)
+		return ctxd.SnapshotMeta{}, fmt.Errorf("%w: snapshot %s has sha256 %s, %s was recorded", ErrChecksum, id, sum, meta.SHA256)
 	}
 	return meta, nil
 }
 
 // Open opens a verified snapshot for reading (for an export).
-func (m *Manager) Open(id string) (*store.Snapshot, Meta, error) {
+func (m *Manager) Open(id string) (store.Snapshot, ctxd.SnapshotMeta, error) {
 	meta, err := m.checked(id)
 	if err != nil {
-		return nil, Meta{}, err
+		return nil, ctxd.SnapshotMeta{}, err
 	}
-	snap, err := store.OpenSnapshot(m.dbPath(id))
+	snap, err := m.st.OpenSnapshot(m.dbPath(id))
 	if err != nil {
-		return nil, Meta{}, err
+		return nil, ctxd.SnapshotMeta{}, err
 	}
 	return snap, meta, nil
 }
 
 // Restore checks a snapshot's sha256, then restores the live store from it.
-func (m *Manager) Restore(ctx context.Context, id string, opts store.RestoreOptions) (store.RestoreResult, error) {
+func (m *Manager) Restore(ctx context.Context, id string, opts ctxd.RestoreOptions) (ctxd.RestoreResult, error) {
 	if _, err := m.checked(id); err != nil {
-		return store.RestoreResult{}, err
+		return ctxd.RestoreResult{}, err
 	}
 	return m.st.Restore(ctx, m.dbPath(id), opts)
 }

@@ -11,18 +11,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/store"
-	"github.com/framework0/ctxd/store/snapshots"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/store/snapshots"
 )
 
 var ctx = context.Background()
 
-func setup(t *testing.T) (*store.Store, *snapshots.Manager) {
+func setup(t *testing.T) (*bolt.Store, *snapshots.Manager) {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "ctxd.db"), store.Options{})
+	st, err := bolt.Open(filepath.Join(dir, "ctxd.db"), bolt.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, st.Check())
@@ -33,7 +35,7 @@ func setup(t *testing.T) (*store.Store, *snapshots.Manager) {
 	return st, m
 }
 
-func put(t *testing.T, st *store.Store, key, value string) {
+func put(t *testing.T, st *bolt.Store, key, value string) {
 	t.Helper()
 	_, err := st.Put(ctx, "default", key, json.RawMessage(value), nil, "t")
 	require.NoError(t, err)
@@ -49,7 +51,7 @@ func TestCreateListGetDelete(t *testing.T) {
 	assert.Equal(t, uint64(2), meta.Revision)
 	assert.Len(t, meta.SHA256, 64)
 	assert.Positive(t, meta.Size)
-	assert.Equal(t, []store.Namespace{{Name: "default", Keys: 2}}, meta.Namespaces)
+	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 2}}, meta.Namespaces)
 
 	put(t, st, "c", `3`)
 	second, err := m.Create(ctx, "api")
@@ -84,7 +86,7 @@ func TestRestoreChecksTheSHA256(t *testing.T) {
 	require.NoError(t, err)
 	put(t, st, "a", `"later"`)
 
-	res, err := m.Restore(ctx, meta.ID, store.RestoreOptions{DryRun: true})
+	res, err := m.Restore(ctx, meta.ID, ctxd.RestoreOptions{DryRun: true})
 	require.NoError(t, err)
 	assert.Equal(t, 1, res.Namespaces[0].Changed)
 
@@ -97,9 +99,9 @@ func TestRestoreChecksTheSHA256(t *testing.T) {
 	require.Positive(t, i)
 	b[i+1] = 'S'
 	require.NoError(t, os.WriteFile(path, b, 0o600))
-	_, err = m.Restore(ctx, meta.ID, store.RestoreOptions{})
+	_, err = m.Restore(ctx, meta.ID, ctxd.RestoreOptions{})
 	require.ErrorIs(t, err, snapshots.ErrChecksum)
-	assert.ErrorIs(t, err, store.ErrBadSnapshot)
+	assert.ErrorIs(t, err, ctxd.ErrBadSnapshot)
 	_, _, err = m.Open(meta.ID)
 	assert.ErrorIs(t, err, snapshots.ErrChecksum)
 	r, err := st.Get("default", "a")
@@ -126,9 +128,9 @@ func TestUpload(t *testing.T) {
 	_, err = m.Upload(ctx, bytes.NewReader(good), strings.Repeat("0", 64))
 	assert.ErrorIs(t, err, snapshots.ErrChecksum)
 	_, err = m.Upload(ctx, strings.NewReader("garbage"), "")
-	assert.ErrorIs(t, err, store.ErrBadSnapshot)
+	assert.ErrorIs(t, err, ctxd.ErrBadSnapshot)
 	_, err = m.Upload(ctx, bytes.NewReader(good[:len(good)/3]), "")
-	assert.ErrorIs(t, err, store.ErrBadSnapshot)
+	assert.ErrorIs(t, err, ctxd.ErrBadSnapshot)
 
 	list, err := m.List()
 	require.NoError(t, err)

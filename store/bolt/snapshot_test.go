@@ -1,4 +1,4 @@
-package store_test
+package bolt_test
 
 import (
 	"bytes"
@@ -10,12 +10,15 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
-func writeSnapshot(t *testing.T, s *testStore) (string, store.SnapshotInfo) {
+func writeSnapshot(t *testing.T, s *testStore) (string, ctxd.SnapshotInfo) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "snap.db")
 	f, err := os.Create(path)
@@ -28,11 +31,11 @@ func writeSnapshot(t *testing.T, s *testStore) (string, store.SnapshotInfo) {
 }
 
 // dumpView returns ns/key -> value|version of a view, for comparisons.
-func dumpView(t *testing.T, v *store.View) map[string]string {
+func dumpView(t *testing.T, v store.View) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, ns := range v.Namespaces() {
-		require.NoError(t, v.ForEach(ns.Name, "", func(r store.Record) error {
+		require.NoError(t, v.ForEach(ns.Name, "", func(r ctxd.Record) error {
 			out[ns.Name+"/"+r.Key] = fmt.Sprintf("%s|v%d", r.Value, r.Version)
 			return nil
 		}))
@@ -41,7 +44,7 @@ func dumpView(t *testing.T, v *store.View) map[string]string {
 }
 
 func TestSnapshotWhileWritingIsConsistentAtItsRevision(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
@@ -63,12 +66,12 @@ func TestSnapshotWhileWritingIsConsistentAtItsRevision(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
-	snap, err := store.OpenSnapshot(path)
+	snap, err := bolt.OpenSnapshot(path)
 	require.NoError(t, err)
 	defer snap.Close()
 	require.NoError(t, snap.Verify())
 	var got map[string]string
-	require.NoError(t, snap.View(func(v *store.View) error {
+	require.NoError(t, snap.View(func(v store.View) error {
 		assert.Equal(t, info.Revision, v.Revision())
 		got = dumpView(t, v)
 		return nil
@@ -76,9 +79,9 @@ func TestSnapshotWhileWritingIsConsistentAtItsRevision(t *testing.T) {
 	// The live store's point-in-time reads at the snapshot revision must
 	// give exactly the snapshot's content.
 	want := map[string]string{}
-	require.NoError(t, s.View(func(v *store.View) error {
+	require.NoError(t, s.View(func(v store.View) error {
 		for _, ns := range v.Namespaces() {
-			require.NoError(t, v.ForEach(ns.Name, "", func(r store.Record) error {
+			require.NoError(t, v.ForEach(ns.Name, "", func(r ctxd.Record) error {
 				old, err := s.GetAt(ns.Name, r.Key, info.Revision)
 				if err == nil {
 					want[ns.Name+"/"+r.Key] = fmt.Sprintf("%s|v%d", old.Value, old.Version)
@@ -93,12 +96,12 @@ func TestSnapshotWhileWritingIsConsistentAtItsRevision(t *testing.T) {
 }
 
 func TestFullRestore(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "a", `"old"`)
 	s.put("team", "b", `1`)
 	path, info := writeSnapshot(t, s)
 	var before map[string]string
-	require.NoError(t, s.View(func(v *store.View) error { before = dumpView(t, v); return nil }))
+	require.NoError(t, s.View(func(v store.View) error { before = dumpView(t, v); return nil }))
 
 	s.put("default", "a", `"new"`)
 	s.put("default", "c", `3`)
@@ -108,9 +111,9 @@ func TestFullRestore(t *testing.T) {
 	gen := s.Generation()
 	_, changed := s.Committed()
 
-	dry, err := s.Restore(ctx, path, store.RestoreOptions{DryRun: true})
+	dry, err := s.Restore(ctx, path, ctxd.RestoreOptions{DryRun: true})
 	require.NoError(t, err)
-	assert.Equal(t, []store.NamespaceDiff{
+	assert.Equal(t, []ctxd.NamespaceDiff{
 		{Namespace: "default", Added: 0, Removed: 1, Changed: 1},
 		{Namespace: "team", Added: 1},
 	}, dry.Namespaces)
@@ -118,7 +121,7 @@ func TestFullRestore(t *testing.T) {
 	a, _ := s.Get("default", "a")
 	assert.Equal(t, `"new"`, string(a.Value))
 
-	res, err := s.Restore(ctx, path, store.RestoreOptions{})
+	res, err := s.Restore(ctx, path, ctxd.RestoreOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, info.Revision, res.SnapshotRevision)
 	assert.Equal(t, seen, res.Revision, "the revision never goes back")
@@ -129,16 +132,16 @@ func TestFullRestore(t *testing.T) {
 		t.Fatal("followers were not woken by the restore")
 	}
 	var after map[string]string
-	require.NoError(t, s.View(func(v *store.View) error { after = dumpView(t, v); return nil }))
+	require.NoError(t, s.View(func(v store.View) error { after = dumpView(t, v); return nil }))
 	assert.Equal(t, before, after, "exactly the snapshot's state")
-	h, err := s.History("default", "a", store.HistoryOptions{})
+	h, err := s.History("default", "a", ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	assert.Len(t, h.Changes, 1, "the snapshot's history")
 
 	_, err = s.GetAt("default", "a", seen)
-	assert.ErrorIs(t, err, store.ErrCompacted, "revisions discarded by the restore are not answered")
+	assert.ErrorIs(t, err, ctxd.ErrCompacted, "revisions discarded by the restore are not answered")
 	_, err = s.ReadLog(seen-1, 10)
-	assert.ErrorIs(t, err, store.ErrCompacted, "a follower cannot resume from a discarded revision")
+	assert.ErrorIs(t, err, ctxd.ErrCompacted, "a follower cannot resume from a discarded revision")
 	_, err = s.ReadLog(seen, 10)
 	assert.NoError(t, err, "from the restore's revision on, the log is whole")
 	old, err := s.GetAt("default", "a", info.Revision)
@@ -157,7 +160,7 @@ func TestFullRestore(t *testing.T) {
 }
 
 func TestPartialRestore(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "app/x", `1`)
 	s.put("default", "app/y", `1`)
 	s.put("default", "other", `1`)
@@ -171,10 +174,10 @@ func TestPartialRestore(t *testing.T) {
 	s.put("team", "t", `2`)
 	gen := s.Generation()
 
-	res, err := s.Restore(ctx, path, store.RestoreOptions{Namespaces: []string{"default"}, Prefix: "app/", Who: "ops"})
+	res, err := s.Restore(ctx, path, ctxd.RestoreOptions{Namespaces: []string{"default"}, Prefix: "app/", Who: "ops"})
 	require.NoError(t, err)
 	assert.True(t, res.Partial)
-	assert.Equal(t, []store.NamespaceDiff{{Namespace: "default", Added: 1, Removed: 1, Changed: 1}}, res.Namespaces)
+	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "default", Added: 1, Removed: 1, Changed: 1}}, res.Namespaces)
 	assert.Equal(t, gen, s.Generation(), "a partial restore is ordinary changes")
 
 	for key, want := range map[string]string{"app/x": `1`, "app/y": `1`, "other": `2`} {
@@ -183,11 +186,11 @@ func TestPartialRestore(t *testing.T) {
 		assert.Equal(t, want, string(r.Value), key)
 	}
 	_, err = s.Get("default", "app/z")
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 	tm, _ := s.Get("team", "t")
 	assert.Equal(t, `2`, string(tm.Value), "other namespaces untouched")
 
-	h, err := s.History("default", "app/x", store.HistoryOptions{})
+	h, err := s.History("default", "app/x", ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "ops", h.Changes[0].Who, "the restore is in history")
 	assert.Equal(t, uint64(3), h.Changes[0].Version)
@@ -197,7 +200,7 @@ func TestPartialRestore(t *testing.T) {
 }
 
 func TestBadSnapshotsAreRefusedAndLiveDataUntouched(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	for i := 0; i < 200; i++ {
 		s.put("default", fmt.Sprintf("k%03d", i), `"`+string(bytes.Repeat([]byte("v"), 100))+`"`)
 	}
@@ -229,9 +232,9 @@ func TestBadSnapshotsAreRefusedAndLiveDataUntouched(t *testing.T) {
 	revBefore := s.Revision()
 	for name, path := range map[string]string{"truncated": truncated, "bit-flipped": bitflip, "not bbolt": notBolt, "empty": empty, "newer schema": newer, "missing": filepath.Join(dir, "nope.db")} {
 		t.Run(name, func(t *testing.T) {
-			_, err := s.Restore(ctx, path, store.RestoreOptions{})
+			_, err := s.Restore(ctx, path, ctxd.RestoreOptions{})
 			require.Error(t, err)
-			_, err = s.Restore(ctx, path, store.RestoreOptions{Namespaces: []string{"default"}})
+			_, err = s.Restore(ctx, path, ctxd.RestoreOptions{Namespaces: []string{"default"}})
 			require.Error(t, err)
 		})
 	}

@@ -1,18 +1,21 @@
-package store_test
+package bolt_test
 
 import (
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 func historyRevs(t *testing.T, s *testStore, ns, key string) []uint64 {
 	t.Helper()
-	h, err := s.History(ns, key, store.HistoryOptions{})
+	h, err := s.History(ns, key, ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	var revs []uint64
 	for _, c := range h.Changes {
@@ -22,7 +25,7 @@ func historyRevs(t *testing.T, s *testStore, ns, key string) []uint64 {
 }
 
 func TestCompactKeepsNewestVersionsPerKey(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	for i := 1; i <= 5; i++ {
 		s.put("default", "a", fmt.Sprint(i)) // a: 1,3,5,7,9
 		s.put("default", "b", fmt.Sprint(i)) // b: 2,4,6,8,10
@@ -37,11 +40,11 @@ func TestCompactKeepsNewestVersionsPerKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "4", string(r.Value))
 	_, err = s.GetAt("default", "a", 7)
-	assert.ErrorIs(t, err, store.ErrCompacted, "below the mark is 410 even if the version is kept")
+	assert.ErrorIs(t, err, ctxd.ErrCompacted, "below the mark is 410 even if the version is kept")
 }
 
 func TestRetentionByVersionsKeepsRecentRevisionsWhole(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	for i := 1; i <= 10; i++ {
 		s.put("default", "k", fmt.Sprint(i))
 	}
@@ -57,7 +60,7 @@ func TestRetentionByVersionsKeepsRecentRevisionsWhole(t *testing.T) {
 func TestRetentionByAge(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	s := openStore(t, store.Options{Now: clock})
+	s := openStore(t, bolt.Options{Now: clock})
 	s.put("default", "k", `1`)    // rev 1, t0
 	s.put("default", "gone", `1`) // rev 2
 	now = now.Add(48 * time.Hour)
@@ -76,7 +79,7 @@ func TestRetentionByAge(t *testing.T) {
 // The age cut-off lands on the first change at or after it, among many.
 func TestRetentionByAgeFindsTheCutOff(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := openStore(t, store.Options{Now: func() time.Time { return now }})
+	s := openStore(t, bolt.Options{Now: func() time.Time { return now }})
 	for i := 1; i <= 100; i++ {
 		s.put("default", fmt.Sprintf("k%d", i%7), fmt.Sprint(i)) // revision i at minute i
 		now = now.Add(time.Minute)
@@ -86,7 +89,7 @@ func TestRetentionByAgeFindsTheCutOff(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(71), res.Revision)
 	_, err = s.GetAt("default", "k1", 70)
-	assert.ErrorIs(t, err, store.ErrCompacted)
+	assert.ErrorIs(t, err, ctxd.ErrCompacted)
 	r, err := s.GetAt("default", "k1", 71)
 	require.NoError(t, err)
 	assert.Equal(t, "71", string(r.Value))

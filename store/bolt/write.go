@@ -1,19 +1,21 @@
-package store
+package bolt
 
 import (
 	"encoding/binary"
 	"fmt"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/migrations"
-	bolt "go.etcd.io/bbolt"
 )
 
 // group applies the requests of one commit inside one bbolt transaction.
 type group struct {
 	store *Store
-	tx    *bolt.Tx
-	log   *bolt.Bucket
+	tx    *bbolt.Tx
+	log   *bbolt.Bucket
 	rev   uint64
 	now   time.Time
 	// nsKeys holds the key counts this group changed, written once at finish.
@@ -21,9 +23,9 @@ type group struct {
 	buckets map[string]nsBuckets
 }
 
-type nsBuckets struct{ kv, hist *bolt.Bucket }
+type nsBuckets struct{ kv, hist *bbolt.Bucket }
 
-func (g *group) begin(tx *bolt.Tx) {
+func (g *group) begin(tx *bbolt.Tx) {
 	g.tx = tx
 	g.log = tx.Bucket(migrations.BucketLog)
 	// The log only ever grows at its end: fill its pages completely.
@@ -65,19 +67,19 @@ func (g *group) keyCount(ns string) uint64 {
 // apply checks every write's expected version against the state so far in
 // this transaction, and only if all hold, writes them. A failed check
 // returns a request error and writes nothing.
-func (g *group) apply(writes []Write) (TxnResult, error) {
+func (g *group) apply(writes []ctxd.Write) (ctxd.TxnResult, error) {
 	current := make([]*kvRecord, len(writes))
 	for i := range writes {
 		w := &writes[i]
 		b, err := g.namespace(w.Namespace, false)
 		if err != nil {
-			return TxnResult{}, err
+			return ctxd.TxnResult{}, err
 		}
 		if b.kv != nil {
 			if v := b.kv.Get([]byte(w.Key)); v != nil {
 				r, err := decodeKV(v)
 				if err != nil {
-					return TxnResult{}, fmt.Errorf("read %s/%s: %w", w.Namespace, w.Key, err)
+					return ctxd.TxnResult{}, fmt.Errorf("read %s/%s: %w", w.Namespace, w.Key, err)
 				}
 				current[i] = &r
 			}
@@ -87,17 +89,17 @@ func (g *group) apply(writes []Write) (TxnResult, error) {
 			have = current[i].version
 		}
 		if w.Expect != nil && *w.Expect != have {
-			return TxnResult{}, &ConflictError{Namespace: w.Namespace, Key: w.Key, Expected: *w.Expect, Current: have}
+			return ctxd.TxnResult{}, &ctxd.ConflictError{Namespace: w.Namespace, Key: w.Key, Expected: *w.Expect, Current: have}
 		}
-		if w.Op == OpDelete && current[i] == nil {
-			return TxnResult{}, fmt.Errorf("delete %s/%s: %w", w.Namespace, w.Key, ErrNotFound)
+		if w.Op == ctxd.OpDelete && current[i] == nil {
+			return ctxd.TxnResult{}, fmt.Errorf("delete %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
 		}
 	}
-	res := TxnResult{Records: make([]Record, len(writes))}
+	res := ctxd.TxnResult{Records: make([]ctxd.Record, len(writes))}
 	for i := range writes {
 		rec, err := g.write(&writes[i], current[i])
 		if err != nil {
-			return TxnResult{}, err
+			return ctxd.TxnResult{}, err
 		}
 		res.Records[i] = rec
 	}
@@ -106,13 +108,13 @@ func (g *group) apply(writes []Write) (TxnResult, error) {
 }
 
 // write records one change whose preconditions hold.
-func (g *group) write(w *Write, cur *kvRecord) (Record, error) {
+func (g *group) write(w *ctxd.Write, cur *kvRecord) (ctxd.Record, error) {
 	b, err := g.namespace(w.Namespace, true)
 	if err != nil {
-		return Record{}, err
+		return ctxd.Record{}, err
 	}
 	g.rev++
-	c := Change{Revision: g.rev, Namespace: w.Namespace, Key: w.Key, Op: w.Op, Who: w.Who, Time: g.now}
+	c := ctxd.Change{Revision: g.rev, Namespace: w.Namespace, Key: w.Key, Op: w.Op, Who: w.Who, Time: g.now}
 	next := kvRecord{version: 1, createRev: g.rev, modRev: g.rev}
 	if cur != nil {
 		c.PrevRev = cur.modRev
@@ -121,30 +123,30 @@ func (g *group) write(w *Write, cur *kvRecord) (Record, error) {
 	}
 	key := []byte(w.Key)
 	switch w.Op {
-	case OpPut:
+	case ctxd.OpPut:
 		c.Value = w.Value
 		c.Version = next.version
 		if err := b.kv.Put(key, next.encode()); err != nil {
-			return Record{}, fmt.Errorf("put %s/%s: %w", w.Namespace, w.Key, err)
+			return ctxd.Record{}, fmt.Errorf("put %s/%s: %w", w.Namespace, w.Key, err)
 		}
 		if cur == nil {
 			g.nsKeys[w.Namespace] = g.keyCount(w.Namespace) + 1
 		}
-	case OpDelete:
+	case ctxd.OpDelete:
 		c.Version = cur.version
 		next.version = cur.version
 		if err := b.kv.Delete(key); err != nil {
-			return Record{}, fmt.Errorf("delete %s/%s: %w", w.Namespace, w.Key, err)
+			return ctxd.Record{}, fmt.Errorf("delete %s/%s: %w", w.Namespace, w.Key, err)
 		}
 		g.nsKeys[w.Namespace] = g.keyCount(w.Namespace) - 1
 	}
 	if err := g.log.Put(encodeRevision(g.rev), encodeChange(&c, next.createRev)); err != nil {
-		return Record{}, fmt.Errorf("log revision %d: %w", g.rev, err)
+		return ctxd.Record{}, fmt.Errorf("log revision %d: %w", g.rev, err)
 	}
 	if err := b.hist.Put(histKey(w.Key, g.rev), nil); err != nil {
-		return Record{}, fmt.Errorf("index history of %s/%s: %w", w.Namespace, w.Key, err)
+		return ctxd.Record{}, fmt.Errorf("index history of %s/%s: %w", w.Namespace, w.Key, err)
 	}
-	return Record{
+	return ctxd.Record{
 		Namespace: w.Namespace, Key: w.Key, Value: c.Value, Version: c.Version,
 		CreateRev: next.createRev, ModRev: g.rev, Who: w.Who, UpdatedAt: g.now,
 	}, nil

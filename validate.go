@@ -1,4 +1,4 @@
-package store
+package ctxd
 
 import (
 	"encoding/json"
@@ -8,15 +8,15 @@ import (
 // ValidateNamespace checks a namespace name: 1..64 of [A-Za-z0-9._-].
 func ValidateNamespace(ns string) error {
 	if ns == "" {
-		return invalidf("namespace is empty")
+		return Invalidf("namespace is empty")
 	}
 	if len(ns) > 64 {
-		return invalidf("namespace is %d bytes, at most 64 allowed", len(ns))
+		return Invalidf("namespace is %d bytes, at most 64 allowed", len(ns))
 	}
 	for i := 0; i < len(ns); i++ {
 		c := ns[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return invalidf("namespace %q: only letters, digits, '.', '_' and '-' are allowed", ns)
+			return Invalidf("namespace %q: only letters, digits, '.', '_' and '-' are allowed", ns)
 		}
 	}
 	return nil
@@ -26,17 +26,17 @@ func ValidateNamespace(ns string) error {
 // without control characters.
 func (l Limits) ValidateKey(key string) error {
 	if key == "" {
-		return invalidf("key is empty")
+		return Invalidf("key is empty")
 	}
 	if len(key) > l.MaxKeyBytes {
-		return tooLargef("key is %d bytes, at most %d allowed", len(key), l.MaxKeyBytes)
+		return TooLargef("key is %d bytes, at most %d allowed", len(key), l.MaxKeyBytes)
 	}
 	if !utf8.ValidString(key) {
-		return invalidf("key is not valid UTF-8")
+		return Invalidf("key is not valid UTF-8")
 	}
 	for _, r := range key {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return invalidf("key contains control character %U", r)
+			return Invalidf("key contains control character %U", r)
 		}
 	}
 	return nil
@@ -45,24 +45,26 @@ func (l Limits) ValidateKey(key string) error {
 // ValidateValue checks that a value is one JSON value within the size limit.
 func (l Limits) ValidateValue(value []byte) error {
 	if len(value) > l.MaxValueBytes {
-		return tooLargef("value is %d bytes, at most %d allowed", len(value), l.MaxValueBytes)
+		return TooLargef("value is %d bytes, at most %d allowed", len(value), l.MaxValueBytes)
 	}
 	if len(value) == 0 {
-		return invalidf("value is empty: send a JSON value (use null for null)")
+		return Invalidf("value is empty: send a JSON value (use null for null)")
 	}
 	if !json.Valid(value) {
-		return invalidf("value is not valid JSON")
+		return Invalidf("value is not valid JSON")
 	}
 	// encoding/json accepts any bytes inside strings; JSON text must be
 	// UTF-8 (RFC 8259), and WebSocket text frames must be: a browser drops
 	// the connection on a frame that is not.
 	if !utf8.Valid(value) {
-		return invalidf("value is not valid UTF-8")
+		return Invalidf("value is not valid UTF-8")
 	}
 	return nil
 }
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns the limits with every unset (or out of range) field
+// set to its DefaultLimits value.
+func (l Limits) WithDefaults() Limits {
 	if l.MaxKeyBytes <= 0 || l.MaxKeyBytes > MaxKeyBytes {
 		l.MaxKeyBytes = DefaultLimits.MaxKeyBytes
 	}
@@ -75,14 +77,15 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// validateWrites checks a request's writes before it is queued, so the
-// writer goroutine only has versions left to check.
-func (l Limits) validateWrites(writes []Write) error {
+// ValidateWrites checks the writes of one request (a put, a delete or a
+// transaction) against the limits; a backend calls it before it queues or
+// sends them, so that bad input fails alone and changes nothing.
+func (l Limits) ValidateWrites(writes []Write) error {
 	if len(writes) == 0 {
-		return invalidf("no writes given")
+		return Invalidf("no writes given")
 	}
 	if len(writes) > l.MaxTxnOps {
-		return tooLargef("transaction has %d writes, at most %d allowed", len(writes), l.MaxTxnOps)
+		return TooLargef("transaction has %d writes, at most %d allowed", len(writes), l.MaxTxnOps)
 	}
 	type nsKey struct{ ns, key string }
 	var seen map[nsKey]bool
@@ -104,15 +107,15 @@ func (l Limits) validateWrites(writes []Write) error {
 			}
 		case OpDelete:
 		default:
-			return invalidf("unknown op %d", w.Op)
+			return Invalidf("unknown op %d", w.Op)
 		}
 		if len(w.Who) > 256 {
-			return tooLargef("who is %d bytes, at most 256 allowed", len(w.Who))
+			return TooLargef("who is %d bytes, at most 256 allowed", len(w.Who))
 		}
 		if seen != nil {
 			k := nsKey{w.Namespace, w.Key}
 			if seen[k] {
-				return invalidf("key %s/%s appears twice in one transaction", w.Namespace, w.Key)
+				return Invalidf("key %s/%s appears twice in one transaction", w.Namespace, w.Key)
 			}
 			seen[k] = true
 		}

@@ -1,31 +1,40 @@
-package store
+package bolt
 
 import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
 
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/migrations"
-	bolt "go.etcd.io/bbolt"
+	"github.com/framework0/ctxd/store"
 )
 
 // View is a consistent, read-only view of the whole store at one revision:
 // everything read through it comes from one bbolt read transaction, which
 // never blocks writers. It is valid only inside the function given to
-// [Store.View]; records it yields are copies and may be kept.
+// Store.View; records it yields are copies and may be kept.
 type View struct {
-	tx  *bolt.Tx
-	log *bolt.Bucket
+	tx  *bbolt.Tx
+	log *bbolt.Bucket
 	rev uint64
 }
 
-func newView(tx *bolt.Tx) *View {
+func newView(tx *bbolt.Tx) *View {
 	return &View{tx: tx, log: tx.Bucket(migrations.BucketLog), rev: lastRevision(tx)}
 }
 
 // View calls fn with a consistent view of the store.
-func (s *Store) View(fn func(v *View) error) error {
-	return s.view(func(tx *bolt.Tx) error {
+func (s *Store) View(fn func(v store.View) error) error {
+	return s.readView(func(v *View) error { return fn(v) })
+}
+
+// readView is View with the concrete type, for the store's own readers
+// (snapshots write the view's bbolt transaction).
+func (s *Store) readView(fn func(v *View) error) error {
+	return s.view(func(tx *bbolt.Tx) error {
 		return fn(newView(tx))
 	})
 }
@@ -35,15 +44,15 @@ func (v *View) Revision() uint64 { return v.rev }
 
 // Namespaces lists the namespaces with their live key counts, by name
 // (bbolt keeps buckets in byte order, and every kv bucket shares a prefix).
-func (v *View) Namespaces() []Namespace {
-	var out []Namespace
+func (v *View) Namespaces() []ctxd.Namespace {
+	var out []ctxd.Namespace
 	counts := v.tx.Bucket(migrations.BucketNSKeys)
-	_ = v.tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+	_ = v.tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
 		ns, ok := migrations.NamespaceOf(name)
 		if !ok {
 			return nil
 		}
-		n := Namespace{Name: ns}
+		n := ctxd.Namespace{Name: ns}
 		if v := counts.Get([]byte(ns)); len(v) == 8 {
 			n.Keys = binary.BigEndian.Uint64(v)
 		}
@@ -55,8 +64,8 @@ func (v *View) Namespaces() []Namespace {
 
 // ForEach calls fn for every live key of ns whose name starts with prefix,
 // in key order, streaming: memory does not grow with the number of keys.
-func (v *View) ForEach(ns, prefix string, fn func(Record) error) error {
-	if err := ValidateNamespace(ns); err != nil {
+func (v *View) ForEach(ns, prefix string, fn func(ctxd.Record) error) error {
+	if err := ctxd.ValidateNamespace(ns); err != nil {
 		return err
 	}
 	b := v.tx.Bucket(migrations.KVBucket(ns))
@@ -79,7 +88,7 @@ func (v *View) ForEach(ns, prefix string, fn func(Record) error) error {
 
 // ForEachChange calls fn for every retained change of ns (all namespaces
 // when ns is ""), oldest first.
-func (v *View) ForEachChange(ns string, fn func(Change) error) error {
+func (v *View) ForEachChange(ns string, fn func(ctxd.Change) error) error {
 	c := v.log.Cursor()
 	for k, val := c.First(); k != nil; k, val = c.Next() {
 		e, err := decodeChange(binary.BigEndian.Uint64(k), val)
@@ -96,29 +105,16 @@ func (v *View) ForEachChange(ns string, fn func(Change) error) error {
 	return nil
 }
 
-// Get returns a key's state in the view.
-func (v *View) Get(ns, key string) (Record, error) {
-	b := v.tx.Bucket(migrations.KVBucket(ns))
-	if b == nil {
-		return Record{}, fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
-	}
-	val := b.Get([]byte(key))
-	if val == nil {
-		return Record{}, fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
-	}
-	return currentRecord(v.log.Cursor(), ns, key, val)
-}
-
 // Change returns the change recorded at revision rev, or ErrNotFound if
 // history no longer holds it.
-func (v *View) Change(rev uint64) (Change, error) {
+func (v *View) Change(rev uint64) (ctxd.Change, error) {
 	val := v.log.Get(encodeRevision(rev))
 	if val == nil {
-		return Change{}, fmt.Errorf("revision %d: %w", rev, ErrNotFound)
+		return ctxd.Change{}, fmt.Errorf("revision %d: %w", rev, ctxd.ErrNotFound)
 	}
 	e, err := decodeChange(rev, val)
 	if err != nil {
-		return Change{}, fmt.Errorf("log revision %d: %w", rev, err)
+		return ctxd.Change{}, fmt.Errorf("log revision %d: %w", rev, err)
 	}
 	return e.Change, nil
 }

@@ -1,4 +1,4 @@
-package store_test
+package bolt_test
 
 import (
 	"bytes"
@@ -9,14 +9,15 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // FuzzOpenSnapshot feeds damaged database files to snapshot verification:
 // whatever the bytes, it must refuse or accept them without crashing the
 // process (bbolt faults on memory when a page points past its file).
 func FuzzOpenSnapshot(f *testing.F) {
-	s := openStore(f, store.Options{})
+	s := openStore(f, bolt.Options{})
 	for i := 0; i < 6; i++ {
 		s.put("default", string(rune('a'+i%26))+string(bytes.Repeat([]byte("k"), i)), `{"v":"`+string(bytes.Repeat([]byte("x"), i*4))+`"}`)
 	}
@@ -44,7 +45,7 @@ func FuzzOpenSnapshot(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		snap, err := store.OpenSnapshot(path)
+		snap, err := bolt.OpenSnapshot(path)
 		if err != nil {
 			return
 		}
@@ -59,11 +60,11 @@ func FuzzValidateKey(f *testing.F) {
 	for _, seed := range []string{"app.config.debug", "deploy/prod/version", "", "a\x00b", "a\nb", "\xff", "ü/ñ", "x/history", strings.Repeat("k", 1025)} {
 		f.Add(seed)
 	}
-	s := openStore(f, store.Options{})
+	s := openStore(f, bolt.Options{})
 	f.Fuzz(func(t *testing.T, key string) {
-		err := store.DefaultLimits.ValidateKey(key)
+		err := ctxd.DefaultLimits.ValidateKey(key)
 		if err != nil {
-			if !errors.Is(err, store.ErrInvalid) && !errors.Is(err, store.ErrTooLarge) {
+			if !errors.Is(err, ctxd.ErrInvalid) && !errors.Is(err, ctxd.ErrTooLarge) {
 				t.Fatalf("untyped error %v", err)
 			}
 			return
@@ -84,9 +85,9 @@ func FuzzValidateValue(f *testing.F) {
 	for _, seed := range []string{`1`, `"s"`, `{"a":[1,2,{"b":null}]}`, `{`, `1 2`, ``, `nul`, "\"\xff\"", ` true `} {
 		f.Add([]byte(seed))
 	}
-	s := openStore(f, store.Options{})
+	s := openStore(f, bolt.Options{})
 	f.Fuzz(func(t *testing.T, value []byte) {
-		err := store.DefaultLimits.ValidateValue(value)
+		err := ctxd.DefaultLimits.ValidateValue(value)
 		if (err == nil) != (len(value) > 0 && json.Valid(value) && utf8.Valid(value)) {
 			t.Fatalf("validation of %q: %v, json.Valid %v", value, err, json.Valid(value))
 		}

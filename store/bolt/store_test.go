@@ -1,4 +1,4 @@
-package store_test
+package bolt_test
 
 import (
 	"context"
@@ -10,15 +10,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 var ctx = context.Background()
 
 func TestPutGetVersionsAndRevisions(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	r1 := s.put("default", "app.config.debug", `true`)
 	assert.Equal(t, uint64(1), r1.Version)
 	assert.Equal(t, uint64(1), r1.ModRev)
@@ -43,7 +45,7 @@ func TestPutGetVersionsAndRevisions(t *testing.T) {
 }
 
 func TestValuesRoundTripExactly(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	for i, v := range []string{`"text"`, `42`, `-1.5e10`, `true`, `null`, `[1,"a",{"b":null}]`, `{"nested":{"deep":[1,2,3]}}`, `"ünïcödé ✓"`, ` {"spaced" : 1} `} {
 		key := fmt.Sprintf("k%d", i)
 		s.put("default", key, v)
@@ -54,7 +56,7 @@ func TestValuesRoundTripExactly(t *testing.T) {
 }
 
 func TestDeleteEndsLifeAndRecreateStartsAtOne(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "k", `1`)
 	s.put("default", "k", `2`)
 	del, err := s.Delete(ctx, "default", "k", nil, "remover")
@@ -64,15 +66,15 @@ func TestDeleteEndsLifeAndRecreateStartsAtOne(t *testing.T) {
 	assert.Nil(t, del.Value)
 
 	_, err = s.Get("default", "k")
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 	_, err = s.Delete(ctx, "default", "k", nil, "remover")
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 
 	r := s.put("default", "k", `3`)
 	assert.Equal(t, uint64(1), r.Version)
 	assert.Equal(t, uint64(4), r.CreateRev)
 
-	h, err := s.History("default", "k", store.HistoryOptions{})
+	h, err := s.History("default", "k", ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	require.Len(t, h.Changes, 4)
 	var ops []string
@@ -85,69 +87,69 @@ func TestDeleteEndsLifeAndRecreateStartsAtOne(t *testing.T) {
 }
 
 func TestCompareAndSwap(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	_, err := s.Put(ctx, "default", "k", json.RawMessage(`1`), u64(0), "a")
 	require.NoError(t, err, "expect 0 = create only")
 
 	_, err = s.Put(ctx, "default", "k", json.RawMessage(`2`), u64(0), "a")
-	var ce *store.ConflictError
+	var ce *ctxd.ConflictError
 	require.ErrorAs(t, err, &ce)
-	assert.ErrorIs(t, err, store.ErrConflict)
+	assert.ErrorIs(t, err, ctxd.ErrConflict)
 	assert.Equal(t, uint64(1), ce.Current)
 	assert.Equal(t, uint64(0), ce.Expected)
 
 	_, err = s.Put(ctx, "default", "k", json.RawMessage(`2`), u64(1), "a")
 	require.NoError(t, err)
 	_, err = s.Delete(ctx, "default", "k", u64(1), "a")
-	assert.ErrorIs(t, err, store.ErrConflict)
+	assert.ErrorIs(t, err, ctxd.ErrConflict)
 	_, err = s.Delete(ctx, "default", "k", u64(2), "a")
 	require.NoError(t, err)
 
 	got, err := s.Get("default", "missing")
-	assert.ErrorIs(t, err, store.ErrNotFound, "%v", got)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "%v", got)
 	assert.Equal(t, uint64(3), s.Revision(), "failed writes take no revision")
 }
 
 func TestTxnAllOrNothing(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "a", `1`)
 	s.put("default", "b", `1`)
 
-	_, err := s.Txn(ctx, []store.Write{
-		{Namespace: "default", Key: "a", Op: store.OpPut, Value: json.RawMessage(`2`), Expect: u64(1)},
-		{Namespace: "default", Key: "b", Op: store.OpPut, Value: json.RawMessage(`2`), Expect: u64(7)},
-		{Namespace: "x", Key: "c", Op: store.OpPut, Value: json.RawMessage(`2`)},
+	_, err := s.Txn(ctx, []ctxd.Write{
+		{Namespace: "default", Key: "a", Op: ctxd.OpPut, Value: json.RawMessage(`2`), Expect: u64(1)},
+		{Namespace: "default", Key: "b", Op: ctxd.OpPut, Value: json.RawMessage(`2`), Expect: u64(7)},
+		{Namespace: "x", Key: "c", Op: ctxd.OpPut, Value: json.RawMessage(`2`)},
 	})
-	require.ErrorIs(t, err, store.ErrConflict)
+	require.ErrorIs(t, err, ctxd.ErrConflict)
 	a, _ := s.Get("default", "a")
 	assert.JSONEq(t, `1`, string(a.Value), "nothing of a failed txn is applied")
 	_, err = s.Get("x", "c")
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 	assert.Equal(t, uint64(2), s.Revision())
 
-	res, err := s.Txn(ctx, []store.Write{
-		{Namespace: "default", Key: "a", Op: store.OpPut, Value: json.RawMessage(`2`), Expect: u64(1), Who: "t"},
-		{Namespace: "default", Key: "b", Op: store.OpDelete, Expect: u64(1), Who: "t"},
-		{Namespace: "x", Key: "c", Op: store.OpPut, Value: json.RawMessage(`"new"`), Expect: u64(0), Who: "t"},
+	res, err := s.Txn(ctx, []ctxd.Write{
+		{Namespace: "default", Key: "a", Op: ctxd.OpPut, Value: json.RawMessage(`2`), Expect: u64(1), Who: "t"},
+		{Namespace: "default", Key: "b", Op: ctxd.OpDelete, Expect: u64(1), Who: "t"},
+		{Namespace: "x", Key: "c", Op: ctxd.OpPut, Value: json.RawMessage(`"new"`), Expect: u64(0), Who: "t"},
 	})
 	require.NoError(t, err)
 	assert.Equal(t, uint64(5), res.Revision)
 	require.Len(t, res.Records, 3)
 	assert.Equal(t, []uint64{3, 4, 5}, []uint64{res.Records[0].ModRev, res.Records[1].ModRev, res.Records[2].ModRev})
 	_, err = s.Get("default", "b")
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 
 	// A delete of a missing key fails the whole transaction too.
-	_, err = s.Txn(ctx, []store.Write{
-		{Namespace: "default", Key: "a", Op: store.OpPut, Value: json.RawMessage(`3`)},
-		{Namespace: "default", Key: "b", Op: store.OpDelete},
+	_, err = s.Txn(ctx, []ctxd.Write{
+		{Namespace: "default", Key: "a", Op: ctxd.OpPut, Value: json.RawMessage(`3`)},
+		{Namespace: "default", Key: "b", Op: ctxd.OpDelete},
 	})
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 	assert.Equal(t, uint64(5), s.Revision())
 }
 
 func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
-	s := openStore(t, store.Options{Limits: store.Limits{MaxKeyBytes: 16, MaxValueBytes: 32, MaxTxnOps: 2}})
+	s := openStore(t, bolt.Options{Limits: ctxd.Limits{MaxKeyBytes: 16, MaxValueBytes: 32, MaxTxnOps: 2}})
 	put := func(ns, key, value string) error {
 		_, err := s.Put(ctx, ns, key, json.RawMessage(value), nil, "t")
 		return err
@@ -157,43 +159,43 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"empty key", put("default", "", `1`), store.ErrInvalid},
-		{"key too long", put("default", strings.Repeat("k", 17), `1`), store.ErrTooLarge},
-		{"control character", put("default", "a\x01b", `1`), store.ErrInvalid},
-		{"newline", put("default", "a\nb", `1`), store.ErrInvalid},
-		{"NUL", put("default", "a\x00b", `1`), store.ErrInvalid},
-		{"C1 control", put("default", "a\u0085b", `1`), store.ErrInvalid},
-		{"invalid UTF-8", put("default", "a\xffb", `1`), store.ErrInvalid},
-		{"value not JSON", put("default", "k", `{nope`), store.ErrInvalid},
-		{"two JSON values", put("default", "k", `1 2`), store.ErrInvalid},
-		{"empty value", put("default", "k", ``), store.ErrInvalid},
-		{"value too large", put("default", "k", `"`+strings.Repeat("v", 40)+`"`), store.ErrTooLarge},
-		{"empty namespace", put("", "k", `1`), store.ErrInvalid},
-		{"bad namespace", put("bad ns!", "k", `1`), store.ErrInvalid},
-		{"namespace slash", put("a/b", "k", `1`), store.ErrInvalid},
-		{"namespace too long", put(strings.Repeat("n", 65), "k", `1`), store.ErrInvalid},
+		{"empty key", put("default", "", `1`), ctxd.ErrInvalid},
+		{"key too long", put("default", strings.Repeat("k", 17), `1`), ctxd.ErrTooLarge},
+		{"control character", put("default", "a\x01b", `1`), ctxd.ErrInvalid},
+		{"newline", put("default", "a\nb", `1`), ctxd.ErrInvalid},
+		{"NUL", put("default", "a\x00b", `1`), ctxd.ErrInvalid},
+		{"C1 control", put("default", "a\u0085b", `1`), ctxd.ErrInvalid},
+		{"invalid UTF-8", put("default", "a\xffb", `1`), ctxd.ErrInvalid},
+		{"value not JSON", put("default", "k", `{nope`), ctxd.ErrInvalid},
+		{"two JSON values", put("default", "k", `1 2`), ctxd.ErrInvalid},
+		{"empty value", put("default", "k", ``), ctxd.ErrInvalid},
+		{"value too large", put("default", "k", `"`+strings.Repeat("v", 40)+`"`), ctxd.ErrTooLarge},
+		{"empty namespace", put("", "k", `1`), ctxd.ErrInvalid},
+		{"bad namespace", put("bad ns!", "k", `1`), ctxd.ErrInvalid},
+		{"namespace slash", put("a/b", "k", `1`), ctxd.ErrInvalid},
+		{"namespace too long", put(strings.Repeat("n", 65), "k", `1`), ctxd.ErrInvalid},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { assert.ErrorIs(t, c.err, c.want) })
 	}
-	_, err := s.Txn(ctx, []store.Write{
-		{Namespace: "default", Key: "a", Op: store.OpPut, Value: json.RawMessage(`1`)},
-		{Namespace: "default", Key: "b", Op: store.OpPut, Value: json.RawMessage(`1`)},
-		{Namespace: "default", Key: "c", Op: store.OpPut, Value: json.RawMessage(`1`)},
+	_, err := s.Txn(ctx, []ctxd.Write{
+		{Namespace: "default", Key: "a", Op: ctxd.OpPut, Value: json.RawMessage(`1`)},
+		{Namespace: "default", Key: "b", Op: ctxd.OpPut, Value: json.RawMessage(`1`)},
+		{Namespace: "default", Key: "c", Op: ctxd.OpPut, Value: json.RawMessage(`1`)},
 	})
-	assert.ErrorIs(t, err, store.ErrTooLarge, "too many ops")
-	_, err = s.Txn(ctx, []store.Write{
-		{Namespace: "default", Key: "a", Op: store.OpPut, Value: json.RawMessage(`1`)},
-		{Namespace: "default", Key: "a", Op: store.OpDelete},
+	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "too many ops")
+	_, err = s.Txn(ctx, []ctxd.Write{
+		{Namespace: "default", Key: "a", Op: ctxd.OpPut, Value: json.RawMessage(`1`)},
+		{Namespace: "default", Key: "a", Op: ctxd.OpDelete},
 	})
-	assert.ErrorIs(t, err, store.ErrInvalid, "duplicate key")
+	assert.ErrorIs(t, err, ctxd.ErrInvalid, "duplicate key")
 	_, err = s.Txn(ctx, nil)
-	assert.ErrorIs(t, err, store.ErrInvalid, "empty txn")
+	assert.ErrorIs(t, err, ctxd.ErrInvalid, "empty txn")
 
 	_, err = s.Get("default", "")
-	assert.ErrorIs(t, err, store.ErrInvalid)
-	_, err = s.List("bad ns!", store.ListOptions{})
-	assert.ErrorIs(t, err, store.ErrInvalid)
+	assert.ErrorIs(t, err, ctxd.ErrInvalid)
+	_, err = s.List("bad ns!", ctxd.ListOptions{})
+	assert.ErrorIs(t, err, ctxd.ErrInvalid)
 
 	assert.Equal(t, uint64(0), s.Revision(), "no bad input was written")
 	st, err := s.Status()
@@ -202,7 +204,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 }
 
 func TestListPrefixCursorAndLimit(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	for i := 0; i < 25; i++ {
 		s.put("default", fmt.Sprintf("app/%02d", i), `1`)
 	}
@@ -213,7 +215,7 @@ func TestListPrefixCursorAndLimit(t *testing.T) {
 	after := ""
 	pages := 0
 	for {
-		p, err := s.List("default", store.ListOptions{Prefix: "app/", After: after, Limit: 10})
+		p, err := s.List("default", ctxd.ListOptions{Prefix: "app/", After: after, Limit: 10})
 		require.NoError(t, err)
 		pages++
 		for _, r := range p.Records {
@@ -229,23 +231,23 @@ func TestListPrefixCursorAndLimit(t *testing.T) {
 	assert.Equal(t, "app/00", keys[0])
 	assert.Equal(t, "app/24", keys[24])
 
-	all, err := s.List("default", store.ListOptions{})
+	all, err := s.List("default", ctxd.ListOptions{})
 	require.NoError(t, err)
 	assert.Len(t, all.Records, 27)
 	assert.Empty(t, all.Next)
 
-	exact, err := s.List("default", store.ListOptions{Limit: 27})
+	exact, err := s.List("default", ctxd.ListOptions{Limit: 27})
 	require.NoError(t, err)
 	assert.Len(t, exact.Records, 27)
 	assert.Empty(t, exact.Next, "no next cursor when the page ends exactly at the last key")
 
-	none, err := s.List("nope", store.ListOptions{})
+	none, err := s.List("nope", ctxd.ListOptions{})
 	require.NoError(t, err)
 	assert.Empty(t, none.Records)
 }
 
 func TestHistoryPagesNewestFirst(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	for i := 1; i <= 7; i++ {
 		s.put("default", "k", fmt.Sprint(i))
 		s.put("default", "k2", fmt.Sprint(i)) // interleaved with another key
@@ -253,7 +255,7 @@ func TestHistoryPagesNewestFirst(t *testing.T) {
 	var values []string
 	var before uint64
 	for {
-		p, err := s.History("default", "k", store.HistoryOptions{Before: before, Limit: 3})
+		p, err := s.History("default", "k", ctxd.HistoryOptions{Before: before, Limit: 3})
 		require.NoError(t, err)
 		for _, c := range p.Changes {
 			assert.Equal(t, "k", c.Key)
@@ -266,12 +268,12 @@ func TestHistoryPagesNewestFirst(t *testing.T) {
 	}
 	assert.Equal(t, []string{"7", "6", "5", "4", "3", "2", "1"}, values)
 
-	_, err := s.History("default", "never", store.HistoryOptions{})
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	_, err := s.History("default", "never", ctxd.HistoryOptions{})
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 }
 
 func TestPointInTimeReads(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "k", `"a"`)                      // rev 1
 	s.put("default", "x", `0`)                        // rev 2
 	s.put("default", "k", `"b"`)                      // rev 3
@@ -285,17 +287,17 @@ func TestPointInTimeReads(t *testing.T) {
 		assert.Equal(t, want, string(r.Value), "rev %d", rev)
 	}
 	_, err = s.GetAt("default", "k", 4)
-	assert.ErrorIs(t, err, store.ErrNotFound, "deleted at rev 4")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "deleted at rev 4")
 	_, err = s.GetAt("default", "x", 1)
-	assert.ErrorIs(t, err, store.ErrNotFound, "x did not exist yet")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "x did not exist yet")
 	_, err = s.GetAt("default", "k", 6)
-	assert.ErrorIs(t, err, store.ErrFutureRevision)
+	assert.ErrorIs(t, err, ctxd.ErrFutureRevision)
 	_, err = s.GetAt("default", "k", 0)
-	assert.ErrorIs(t, err, store.ErrInvalid)
+	assert.ErrorIs(t, err, ctxd.ErrInvalid)
 }
 
 func TestCompaction(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "k", `1`)                           // 1
 	s.put("default", "gone", `1`)                        // 2
 	s.put("default", "k", `2`)                           // 3
@@ -306,41 +308,41 @@ func TestCompaction(t *testing.T) {
 
 	require.NoError(t, s.Compact(ctx, 5))
 	_, err = s.GetAt("default", "k", 4)
-	var ce *store.CompactedError
+	var ce *ctxd.CompactedError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, uint64(5), ce.Compacted)
-	assert.ErrorIs(t, err, store.ErrCompacted)
+	assert.ErrorIs(t, err, ctxd.ErrCompacted)
 
 	r, err := s.GetAt("default", "k", 5)
 	require.NoError(t, err, "the change in effect at the compaction revision is kept")
 	assert.Equal(t, `2`, string(r.Value))
 	_, err = s.GetAt("default", "gone", 5)
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 
-	h, err := s.History("default", "k", store.HistoryOptions{})
+	h, err := s.History("default", "k", ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	require.Len(t, h.Changes, 2)
 	assert.Equal(t, uint64(6), h.Changes[0].Revision)
 	assert.Equal(t, uint64(3), h.Changes[1].Revision)
 
 	_, err = s.ReadLog(2, 10)
-	assert.ErrorIs(t, err, store.ErrCompacted)
+	assert.ErrorIs(t, err, ctxd.ErrCompacted)
 	changes, err := s.ReadLog(4, 10)
 	require.NoError(t, err)
 	require.Len(t, changes, 2)
 	assert.Equal(t, uint64(5), changes[0].Revision)
 
-	assert.ErrorIs(t, s.Compact(ctx, 99), store.ErrFutureRevision)
+	assert.ErrorIs(t, s.Compact(ctx, 99), ctxd.ErrFutureRevision)
 	s.reopen()
 	_, err = s.GetAt("default", "k", 4)
-	assert.ErrorIs(t, err, store.ErrCompacted, "the compaction mark survives a restart")
+	assert.ErrorIs(t, err, ctxd.ErrCompacted, "the compaction mark survives a restart")
 	r, err = s.Get("default", "stable")
 	require.NoError(t, err)
 	assert.Equal(t, `"s"`, string(r.Value))
 }
 
 func TestRestartKeepsEverything(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "a", `1`)
 	s.put("default", "a", `{"x":2}`)
 	s.put("team", "b/c", `"v"`)
@@ -357,7 +359,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `{"x":2}`, string(a.Value))
 	assert.Equal(t, uint64(2), a.Version)
-	h, err := s.History("default", "a", store.HistoryOptions{})
+	h, err := s.History("default", "a", ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	assert.Len(t, h.Changes, 2)
 	after, err := s.Status()
@@ -366,7 +368,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 	assert.Equal(t, uint64(2), after.Keys)
 	ns, err := s.Namespaces()
 	require.NoError(t, err)
-	assert.Equal(t, []store.Namespace{{Name: "default", Keys: 1}, {Name: "team", Keys: 1}}, ns)
+	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 1}, {Name: "team", Keys: 1}}, ns)
 
 	r := s.put("default", "a", `3`)
 	assert.Equal(t, uint64(6), r.ModRev, "revisions continue after a restart, never reused")
@@ -374,14 +376,14 @@ func TestRestartKeepsEverything(t *testing.T) {
 }
 
 func TestNamespacesDefaultAlwaysExists(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	ns, err := s.Namespaces()
 	require.NoError(t, err)
-	assert.Equal(t, []store.Namespace{{Name: "default", Keys: 0}}, ns)
+	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 0}}, ns)
 }
 
 func TestConcurrentWritersShareCommitsAndLoseNothing(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	const writers, each = 32, 50
 	var wg sync.WaitGroup
 	revs := make(chan uint64, writers*each)
@@ -413,7 +415,7 @@ func TestConcurrentWritersShareCommitsAndLoseNothing(t *testing.T) {
 }
 
 func TestConcurrentCASIncrementsAreExact(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "counter", `0`)
 	const workers, incs = 16, 20
 	var wg sync.WaitGroup
@@ -431,7 +433,7 @@ func TestConcurrentCASIncrementsAreExact(t *testing.T) {
 				var n int
 				require.NoError(t, json.Unmarshal(r.Value, &n))
 				_, err = s.Put(ctx, "default", "counter", json.RawMessage(fmt.Sprint(n+1)), u64(r.Version), "t")
-				if errors.Is(err, store.ErrConflict) {
+				if errors.Is(err, ctxd.ErrConflict) {
 					mu.Lock()
 					conflicts++
 					mu.Unlock()
@@ -457,7 +459,7 @@ func TestConcurrentCASIncrementsAreExact(t *testing.T) {
 // bbolt's write lock through a slow compaction-free path: we simply fire
 // many goroutines at once and check every outcome individually.
 func TestOneBadRequestDoesNotFailItsGroup(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "cas", `0`)
 	const n = 64
 	var wg sync.WaitGroup
@@ -479,7 +481,7 @@ func TestOneBadRequestDoesNotFailItsGroup(t *testing.T) {
 	wg.Wait()
 	for i, err := range errs {
 		if i%2 == 0 {
-			assert.ErrorIs(t, err, store.ErrConflict)
+			assert.ErrorIs(t, err, ctxd.ErrConflict)
 		} else {
 			assert.NoError(t, err)
 		}
@@ -488,7 +490,7 @@ func TestOneBadRequestDoesNotFailItsGroup(t *testing.T) {
 }
 
 func TestCommittedMarkAndReadLog(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	rev, changed := s.Committed()
 	assert.Equal(t, uint64(0), rev)
 	s.put("default", "a", `1`)
@@ -509,7 +511,7 @@ func TestCommittedMarkAndReadLog(t *testing.T) {
 	for i, c := range log {
 		assert.Equal(t, uint64(i+1), c.Revision)
 	}
-	assert.Equal(t, store.OpDelete, log[2].Op)
+	assert.Equal(t, ctxd.OpDelete, log[2].Op)
 	assert.Nil(t, log[2].Value)
 	page, err := s.ReadLog(1, 1)
 	require.NoError(t, err)
@@ -521,13 +523,13 @@ func TestCommittedMarkAndReadLog(t *testing.T) {
 }
 
 func TestClosedStoreRefusesWork(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "a", `1`)
 	require.NoError(t, s.Close())
 	_, err := s.Put(ctx, "default", "a", json.RawMessage(`2`), nil, "t")
-	assert.ErrorIs(t, err, store.ErrClosed)
+	assert.ErrorIs(t, err, ctxd.ErrClosed)
 	_, err = s.Get("default", "a")
-	assert.ErrorIs(t, err, store.ErrClosed)
+	assert.ErrorIs(t, err, ctxd.ErrClosed)
 	s.open() // so the cleanup's check has an open store
 	a, err := s.Get("default", "a")
 	require.NoError(t, err)
@@ -535,23 +537,23 @@ func TestClosedStoreRefusesWork(t *testing.T) {
 }
 
 func TestHistoryOfUnknownKeyIsNotFoundWithAnyCursor(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "k", `1`)
-	_, err := s.History("default", "other", store.HistoryOptions{Before: 5})
-	assert.ErrorIs(t, err, store.ErrNotFound)
-	p, err := s.History("default", "k", store.HistoryOptions{Before: 1})
+	_, err := s.History("default", "other", ctxd.HistoryOptions{Before: 5})
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+	p, err := s.History("default", "k", ctxd.HistoryOptions{Before: 1})
 	require.NoError(t, err, "past the oldest change of a known key: an empty page")
 	assert.Empty(t, p.Changes)
 }
 
 func TestPrevRevisionPointsAtTheValueReplaced(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	s.put("default", "k", `1`)                        // 1
 	s.put("default", "k", `2`)                        // 2
 	_, err := s.Delete(ctx, "default", "k", nil, "t") // 3
 	require.NoError(t, err)
 	s.put("default", "k", `3`) // 4
-	h, err := s.History("default", "k", store.HistoryOptions{})
+	h, err := s.History("default", "k", ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	var prev []uint64
 	for _, c := range h.Changes {

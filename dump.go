@@ -1,16 +1,16 @@
-package export
+package ctxd
 
 import "time"
 
 // DumpInfo describes a finished dump: a file written to the dump folder, or
 // an export streamed to a client (then Filename and Path are empty). It is
-// what ctxd passes to its dump hook (httpapi.Config.OnDump), for the
+// what ctxd passes to its dump hook (the API server's dump hook), for the
 // WebSocket "context_dumped" message.
 type DumpInfo struct {
 	// Filename and Path name the dump file; empty for a streamed export.
 	Filename string `json:"filename,omitempty"`
 	Path     string `json:"path,omitempty"`
-	Format   Format `json:"format"`
+	Format   string `json:"format"` // json, pretty, csv or txt
 	// Namespace is the namespace dumped.
 	Namespace string `json:"namespace"`
 	// Revision is the revision the dump is consistent at.

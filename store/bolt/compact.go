@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -8,20 +8,17 @@ import (
 	"fmt"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/migrations"
-	bolt "go.etcd.io/bbolt"
+	"github.com/framework0/ctxd/store"
 )
 
 // compactChunk bounds the log entries examined per transaction: each chunk
 // holds bbolt's write lock for a few milliseconds at most, so writers keep
 // committing while a large compaction runs.
 const compactChunk = 1000
-
-// CompactResult reports what a compaction removed.
-type CompactResult struct {
-	Revision uint64 `json:"compacted_revision"` // the compaction mark after it
-	Removed  int    `json:"removed"`            // changes removed from history
-}
 
 // Compact discards history below revision rev: afterwards reads at a
 // revision below rev fail with ErrCompacted, while reads at rev or later
@@ -33,25 +30,25 @@ func (s *Store) Compact(ctx context.Context, rev uint64) error {
 
 // CompactKeep is Compact that keeps, below rev, the keep newest changes of
 // each key at or below rev (at least the one in effect at rev).
-func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (CompactResult, error) {
+func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.CompactResult, error) {
 	if rev == 0 {
-		return CompactResult{}, invalidf("compact revision must be at least 1")
+		return ctxd.CompactResult{}, ctxd.Invalidf("compact revision must be at least 1")
 	}
 	if keep < 1 {
 		keep = 1
 	}
 	if cur := s.Revision(); rev > cur {
-		return CompactResult{}, fmt.Errorf("%w: compact to revision %d, current revision is %d", ErrFutureRevision, rev, cur)
+		return ctxd.CompactResult{}, fmt.Errorf("%w: compact to revision %d, current revision is %d", ctxd.ErrFutureRevision, rev, cur)
 	}
 	s.maint.Lock()
 	defer s.maint.Unlock()
-	res := CompactResult{Revision: max(rev, s.compacted.Load())}
+	res := ctxd.CompactResult{Revision: max(rev, s.compacted.Load())}
 	if rev <= s.compacted.Load() {
 		return res, nil
 	}
 	gen := s.generation.Load()
 	// Raise the mark first, so no reader is answered from half-compacted history.
-	err := s.update(gen, func(tx *bolt.Tx) error {
+	err := s.update(gen, func(tx *bbolt.Tx) error {
 		return tx.Bucket(migrations.BucketMeta).Put(migrations.KeyCompacted, encodeRevision(rev))
 	})
 	if err != nil {
@@ -65,7 +62,7 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (CompactR
 		}
 		var done bool
 		var removed int
-		err := s.update(gen, func(tx *bolt.Tx) error {
+		err := s.update(gen, func(tx *bbolt.Tx) error {
 			var err error
 			from, removed, done, err = compactChunkBelow(tx, from, rev, keep)
 			return err
@@ -87,7 +84,7 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (CompactR
 var errReplaced = errors.New("the database was replaced by a restore while this ran")
 
 // update runs fn in a write transaction of the database of generation gen.
-func (s *Store) update(gen uint64, fn func(tx *bolt.Tx) error) error {
+func (s *Store) update(gen uint64, fn func(tx *bbolt.Tx) error) error {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	if s.generation.Load() != gen {
@@ -100,7 +97,7 @@ func (s *Store) update(gen uint64, fn func(tx *bolt.Tx) error) error {
 // every log entry that is not among the keep newest changes of its key at
 // or below limit. A delete that is its key's newest change is removed too
 // when keep is 1: the key did not exist at limit.
-func compactChunkBelow(tx *bolt.Tx, from, limit uint64, keep int) (next uint64, removed int, done bool, err error) {
+func compactChunkBelow(tx *bbolt.Tx, from, limit uint64, keep int) (next uint64, removed int, done bool, err error) {
 	logc := tx.Bucket(migrations.BucketLog).Cursor()
 	n := 0
 	k, v := logc.Seek(encodeRevision(from))
@@ -123,7 +120,7 @@ func compactChunkBelow(tx *bolt.Tx, from, limit uint64, keep int) (next uint64, 
 			return 0, removed, false, fmt.Errorf("log revision %d: namespace %s has no history bucket: %w", rev, e.Namespace, errCorrupt)
 		}
 		newer := newerChanges(hist, e.Key, rev, limit, keep)
-		if newer < keep-1 || (newer == keep-1 && !(keep == 1 && e.Op == OpDelete)) {
+		if newer < keep-1 || (newer == keep-1 && !(keep == 1 && e.Op == ctxd.OpDelete)) {
 			continue
 		}
 		if err := logc.Delete(); err != nil {
@@ -139,7 +136,7 @@ func compactChunkBelow(tx *bolt.Tx, from, limit uint64, keep int) (next uint64, 
 
 // newerChanges counts, up to keep, the changes of key after rev and at or
 // below limit.
-func newerChanges(hist *bolt.Bucket, key string, rev, limit uint64, keep int) int {
+func newerChanges(hist *bbolt.Bucket, key string, rev, limit uint64, keep int) int {
 	c := hist.Cursor()
 	prefix := histPrefix(key)
 	n := 0
@@ -152,21 +149,9 @@ func newerChanges(hist *bolt.Bucket, key string, rev, limit uint64, keep int) in
 	return n
 }
 
-// RetentionPolicy is the history kept by ApplyRetention.
-type RetentionPolicy struct {
-	// KeepVersions caps the changes kept per key (0: no cap), except within
-	// the newest KeepRevisions revisions, which are always kept whole so
-	// that watchers can resume and recent point-in-time reads work.
-	KeepVersions  int
-	KeepRevisions uint64
-	// KeepFor drops changes older than this (0: no age limit); the change
-	// in effect at the cut-off is kept.
-	KeepFor time.Duration
-}
-
 // ApplyRetention compacts history as policy allows.
-func (s *Store) ApplyRetention(ctx context.Context, p RetentionPolicy) (CompactResult, error) {
-	var total CompactResult
+func (s *Store) ApplyRetention(ctx context.Context, p store.RetentionPolicy) (ctxd.CompactResult, error) {
+	var total ctxd.CompactResult
 	cur := s.Revision()
 	if p.KeepFor > 0 {
 		if rev, err := s.firstRevisionAfter(s.now().Add(-p.KeepFor)); err != nil {
@@ -198,7 +183,7 @@ func (s *Store) ApplyRetention(ctx context.Context, p RetentionPolicy) (CompactR
 // approximate, never a wrong read: reads below it get ErrCompacted.
 func (s *Store) firstRevisionAfter(t time.Time) (uint64, error) {
 	var rev uint64
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(migrations.BucketLog).Cursor()
 		// at returns the first logged change at or after revision r.
 		at := func(r uint64) (logEntry, bool, error) {

@@ -1,4 +1,4 @@
-package store_test
+package bolt_test
 
 import (
 	"encoding/json"
@@ -8,15 +8,17 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 var bigValue = json.RawMessage(`"` + strings.Repeat("x", 1000) + `"`)
 
 func TestDefragWhileWritingShrinksAndKeepsEverything(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	fillBig(t, s, 3000)
 	require.NoError(t, s.Compact(ctx, s.Revision()))
 
@@ -63,13 +65,13 @@ func TestDefragWhileWritingShrinksAndKeepsEverything(t *testing.T) {
 }
 
 func TestCompactFileOffline(t *testing.T) {
-	s := openStore(t, store.Options{})
+	s := openStore(t, bolt.Options{})
 	fillBig(t, s, 2000)
 	require.NoError(t, s.Compact(ctx, s.Revision()))
 	rev := s.Revision()
 	require.NoError(t, s.Close())
 
-	before, after, err := store.CompactFile(s.path)
+	before, after, err := bolt.CompactFile(s.path)
 	require.NoError(t, err)
 	t.Logf("compact: %d -> %d bytes", before, after)
 	assert.Less(t, after, before)
@@ -81,9 +83,9 @@ func TestCompactFileOffline(t *testing.T) {
 }
 
 func TestCompactFileRefusesAnOpenDatabase(t *testing.T) {
-	s := openStore(t, store.Options{})
-	_, _, err := store.CompactFile(s.path)
-	assert.ErrorIs(t, err, store.ErrLocked)
+	s := openStore(t, bolt.Options{})
+	_, _, err := bolt.CompactFile(s.path)
+	assert.ErrorIs(t, err, bolt.ErrLocked)
 }
 
 // fillBig writes n keys with 1 KB values, each overwritten three times, so
@@ -91,9 +93,9 @@ func TestCompactFileRefusesAnOpenDatabase(t *testing.T) {
 func fillBig(t *testing.T, s *testStore, n int) {
 	t.Helper()
 	for round := 0; round < 3; round++ {
-		var writes []store.Write
+		var writes []ctxd.Write
 		for i := 0; i < n; i++ {
-			writes = append(writes, store.Write{Namespace: "default", Key: fmt.Sprintf("big/%07d", i), Op: store.OpPut, Value: bigValue})
+			writes = append(writes, ctxd.Write{Namespace: "default", Key: fmt.Sprintf("big/%07d", i), Op: ctxd.OpPut, Value: bigValue})
 			if len(writes) == 100 {
 				_, err := s.Txn(ctx, writes)
 				require.NoError(t, err)
@@ -103,7 +105,7 @@ func fillBig(t *testing.T, s *testStore, n int) {
 	}
 }
 
-func mustStatus(t testing.TB, s *testStore) store.Status {
+func mustStatus(t testing.TB, s *testStore) ctxd.Status {
 	t.Helper()
 	st, err := s.Status()
 	require.NoError(t, err)

@@ -1,9 +1,11 @@
-package store
+package bolt
 
 import (
 	"encoding/binary"
 	"errors"
 	"time"
+
+	"github.com/framework0/ctxd"
 )
 
 // Record encodings. Every encoded record starts with a format byte so that a
@@ -137,7 +139,7 @@ func decodeKV(b []byte) (kvRecord, error) {
 	return r, d.err
 }
 
-func encodeChange(c *Change, createRev uint64) []byte {
+func encodeChange(c *ctxd.Change, createRev uint64) []byte {
 	b := make([]byte, 0, 2+len(c.Namespace)+len(c.Key)+len(c.Who)+len(c.Value)+7*binary.MaxVarintLen64)
 	b = append(b, formatV1, byte(c.Op))
 	b = binary.AppendUvarint(b, uint64(len(c.Namespace)))
@@ -155,7 +157,7 @@ func encodeChange(c *Change, createRev uint64) []byte {
 
 // logEntry is a decoded log value: the change and its key's create revision.
 type logEntry struct {
-	Change
+	ctxd.Change
 	createRev uint64
 }
 
@@ -166,7 +168,7 @@ func decodeChange(rev uint64, b []byte) (logEntry, error) {
 	}
 	var e logEntry
 	e.Revision = rev
-	e.Op = Op(d.byte())
+	e.Op = ctxd.Op(d.byte())
 	e.Namespace = d.string()
 	e.Key = d.string()
 	e.Version = d.uvarint()
@@ -177,15 +179,15 @@ func decodeChange(rev uint64, b []byte) (logEntry, error) {
 	if v := d.rest(); len(v) > 0 {
 		e.Value = v
 	}
-	if d.err == nil && e.Op != OpPut && e.Op != OpDelete {
+	if d.err == nil && e.Op != ctxd.OpPut && e.Op != ctxd.OpDelete {
 		d.err = errCorrupt
 	}
 	return e, d.err
 }
 
 // record returns the key's state as of this change (a put).
-func (e *logEntry) record() Record {
-	return Record{
+func (e *logEntry) record() ctxd.Record {
+	return ctxd.Record{
 		Namespace: e.Namespace, Key: e.Key, Value: e.Value, Version: e.Version,
 		CreateRev: e.createRev, ModRev: e.Revision, Who: e.Who, UpdatedAt: e.Time,
 	}
@@ -193,9 +195,9 @@ func (e *logEntry) record() Record {
 
 // decodeCurrent decodes the log entry a kv record points at into rec,
 // checking that it is a put of ns/key without allocating their names again.
-func decodeCurrent(b []byte, ns, key string, rec *Record) error {
+func decodeCurrent(b []byte, ns, key string, rec *ctxd.Record) error {
 	d := decoder{b: b}
-	if d.byte() != formatV1 || d.byte() != byte(OpPut) || d.err != nil {
+	if d.byte() != formatV1 || d.byte() != byte(ctxd.OpPut) || d.err != nil {
 		return errCorrupt
 	}
 	if !d.equal(ns) || !d.equal(key) {

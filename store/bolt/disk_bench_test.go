@@ -1,4 +1,4 @@
-package store_test
+package bolt_test
 
 import (
 	"encoding/json"
@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // benchSize reads a size from the environment, so that the long runs quoted
@@ -28,14 +31,14 @@ func benchSize(name string, def int) int {
 func BenchmarkRetentionFileSize(b *testing.B) {
 	keys, versions := benchSize("CTXD_BENCH_KEYS", 10000), benchSize("CTXD_BENCH_VERSIONS", 10)
 	for i := 0; i < b.N; i++ {
-		s := openStore(b, store.Options{Limits: store.Limits{MaxTxnOps: 1000}})
+		s := openStore(b, bolt.Options{Limits: ctxd.Limits{MaxTxnOps: 1000}})
 		var logical int64
 		start := time.Now()
 		for v := 0; v < versions; v++ {
-			writes := make([]store.Write, 0, 1000)
+			writes := make([]ctxd.Write, 0, 1000)
 			for k := 0; k < keys; k++ {
 				key := fmt.Sprintf("key/%08d", k)
-				writes = append(writes, store.Write{Namespace: "default", Key: key, Op: store.OpPut, Value: value256})
+				writes = append(writes, ctxd.Write{Namespace: "default", Key: key, Op: ctxd.OpPut, Value: value256})
 				if v == versions-1 {
 					logical += int64(len(key) + len(value256))
 				}
@@ -72,11 +75,11 @@ func BenchmarkSnapshotRestoreDefrag(b *testing.B) {
 	mb := benchSize("CTXD_BENCH_MB", 100)
 	value := json.RawMessage(`"` + fmt.Sprintf("%01000d", 0) + `"`)
 	for i := 0; i < b.N; i++ {
-		s := openStore(b, store.Options{Limits: store.Limits{MaxTxnOps: 1000}})
+		s := openStore(b, bolt.Options{Limits: ctxd.Limits{MaxTxnOps: 1000}})
 		n := mb << 10 // ~1 KiB values
-		writes := make([]store.Write, 0, 1000)
+		writes := make([]ctxd.Write, 0, 1000)
 		for k := 0; k < n; k++ {
-			writes = append(writes, store.Write{Namespace: "default", Key: fmt.Sprintf("key/%08d", k), Op: store.OpPut, Value: value})
+			writes = append(writes, ctxd.Write{Namespace: "default", Key: fmt.Sprintf("key/%08d", k), Op: ctxd.OpPut, Value: value})
 			if len(writes) == cap(writes) || k == n-1 {
 				_, err := s.Txn(ctx, writes)
 				require.NoError(b, err)
@@ -95,7 +98,7 @@ func BenchmarkSnapshotRestoreDefrag(b *testing.B) {
 		b.ReportMetric(float64(info.Size)/(1<<20), "snapshot-MiB")
 
 		start = time.Now()
-		_, err = s.Restore(ctx, path, store.RestoreOptions{})
+		_, err = s.Restore(ctx, path, ctxd.RestoreOptions{})
 		require.NoError(b, err)
 		b.ReportMetric(time.Since(start).Seconds(), "restore-s")
 

@@ -1,4 +1,4 @@
-package store
+package ctxd
 
 import (
 	"encoding/json"
@@ -37,7 +37,7 @@ func (o *Op) UnmarshalText(b []byte) error {
 	case "delete":
 		*o = OpDelete
 	default:
-		return invalidf("unknown op %q: want put or delete", b)
+		return Invalidf("unknown op %q: want put or delete", b)
 	}
 	return nil
 }
@@ -75,8 +75,8 @@ type Change struct {
 	Time    time.Time `json:"time"`
 }
 
-// Write is one put or delete, as given to [Store.Put], [Store.Delete] and
-// [Store.Txn].
+// Write is one put or delete of a transaction (store.Backend's Txn), or
+// the one write of a Put or Delete.
 type Write struct {
 	Namespace string
 	Key       string
@@ -161,7 +161,7 @@ type Limits struct {
 	MaxTxnOps     int `yaml:"max_txn_ops"`     // writes in one transaction
 }
 
-// DefaultLimits are the limits used when Options.Limits is zero.
+// DefaultLimits are the limits a backend uses when it is given none.
 var DefaultLimits = Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128}
 
 // MaxKeyBytes is the hard upper bound on a key's length.
@@ -172,17 +172,3 @@ const MaxListLimit = 1000
 
 // DefaultNamespace always exists.
 const DefaultNamespace = "default"
-
-// Options configure Open.
-type Options struct {
-	Limits Limits
-	// OpenTimeout bounds the wait for the file lock (default 5s).
-	OpenTimeout time.Duration
-	// MaxBatch caps how many queued requests one commit takes (default 1024).
-	MaxBatch int
-	// Now returns the time recorded on changes (default time.Now).
-	Now func() time.Time
-	// OnCommit, when set, is called by the writer after each commit, before
-	// the next one starts: it must be quick (metrics).
-	OnCommit func(CommitInfo)
-}

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -9,17 +9,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/framework0/ctxd/migrations"
-	bolt "go.etcd.io/bbolt"
-)
+	bbolt "go.etcd.io/bbolt"
 
-// DefragResult reports a defragmentation.
-type DefragResult struct {
-	SizeBefore int64         `json:"size_before"`
-	SizeAfter  int64         `json:"size_after"`
-	Revision   uint64        `json:"revision"`
-	Pause      time.Duration `json:"pause_ns"` // how long writes waited for the final catch-up and swap
-}
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/migrations"
+)
 
 // copyTxBytes bounds the bytes written per transaction of a copy.
 const copyTxBytes = 32 << 20
@@ -27,10 +21,10 @@ const copyTxBytes = 32 << 20
 // Defrag rewrites the database into a new, compact file while the store
 // keeps serving, then swaps it in. Writes wait only for the final catch-up
 // (the changes committed since the last catch-up) and the swap.
-func (s *Store) Defrag(ctx context.Context) (DefragResult, error) {
+func (s *Store) Defrag(ctx context.Context) (ctxd.DefragResult, error) {
 	s.maint.Lock()
 	defer s.maint.Unlock()
-	var res DefragResult
+	var res ctxd.DefragResult
 	res.SizeBefore = fileSize(s.path)
 	next := s.path + suffixDefrag
 	_ = os.Remove(next)
@@ -47,7 +41,7 @@ func (s *Store) Defrag(ctx context.Context) (DefragResult, error) {
 	}()
 	gen := s.generation.Load()
 	var copied uint64
-	err = s.view(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		copied = lastRevision(tx)
 		return copyAll(dst, tx)
 	})
@@ -77,8 +71,8 @@ func (s *Store) Defrag(ctx context.Context) (DefragResult, error) {
 		if _, _, err := s.catchUp(dst, copied); err != nil {
 			return err
 		}
-		err := s.view(func(src *bolt.Tx) error {
-			return dst.Update(func(tx *bolt.Tx) error {
+		err := s.view(func(src *bbolt.Tx) error {
+			return dst.Update(func(tx *bbolt.Tx) error {
 				for _, name := range [][]byte{migrations.BucketMeta, migrations.BucketNSKeys} {
 					if err := tx.DeleteBucket(name); err != nil {
 						return err
@@ -120,14 +114,14 @@ func fileSize(path string) int64 {
 
 // copyAll copies every bucket of src into dst, filling pages fully, in
 // transactions of at most copyTxBytes.
-func copyAll(dst *bolt.DB, src *bolt.Tx) error {
+func copyAll(dst *bbolt.DB, src *bbolt.Tx) error {
 	tx, err := dst.Begin(true)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
 	var size int
-	err = src.ForEach(func(name []byte, b *bolt.Bucket) error {
+	err = src.ForEach(func(name []byte, b *bbolt.Bucket) error {
 		if _, err := tx.CreateBucket(name); err != nil {
 			return err
 		}
@@ -161,7 +155,7 @@ func copyAll(dst *bolt.DB, src *bolt.Tx) error {
 }
 
 // copyBucket creates bucket name in tx with the content of src (may be nil).
-func copyBucket(tx *bolt.Tx, name []byte, src *bolt.Bucket) error {
+func copyBucket(tx *bbolt.Tx, name []byte, src *bbolt.Bucket) error {
 	b, err := tx.CreateBucket(name)
 	if err != nil {
 		return err
@@ -175,12 +169,12 @@ func copyBucket(tx *bolt.Tx, name []byte, src *bolt.Bucket) error {
 // catchUp applies to dst every change logged in the live store after
 // revision after, in transactions of bounded size. It returns how many
 // changes it applied and the last revision applied.
-func (s *Store) catchUp(dst *bolt.DB, after uint64) (int, uint64, error) {
+func (s *Store) catchUp(dst *bbolt.DB, after uint64) (int, uint64, error) {
 	n, last := 0, after
 	for {
 		var batch int
-		err := s.view(func(src *bolt.Tx) error {
-			return dst.Update(func(tx *bolt.Tx) error {
+		err := s.view(func(src *bbolt.Tx) error {
+			return dst.Update(func(tx *bbolt.Tx) error {
 				c := src.Bucket(migrations.BucketLog).Cursor()
 				for k, v := c.Seek(encodeRevision(last + 1)); k != nil && batch < 10000; k, v = c.Next() {
 					rev := binary.BigEndian.Uint64(k)
@@ -205,7 +199,7 @@ func (s *Store) catchUp(dst *bolt.DB, after uint64) (int, uint64, error) {
 }
 
 // replay applies one logged change to a copy of the database.
-func replay(tx *bolt.Tx, e *logEntry, raw []byte) error {
+func replay(tx *bbolt.Tx, e *logEntry, raw []byte) error {
 	kv, err := tx.CreateBucketIfNotExists(migrations.KVBucket(e.Namespace))
 	if err != nil {
 		return err
@@ -220,7 +214,7 @@ func replay(tx *bolt.Tx, e *logEntry, raw []byte) error {
 	if err := hist.Put(histKey(e.Key, e.Revision), nil); err != nil {
 		return err
 	}
-	if e.Op == OpDelete {
+	if e.Op == ctxd.OpDelete {
 		return kv.Delete([]byte(e.Key))
 	}
 	rec := kvRecord{version: e.Version, createRev: e.createRev, modRev: e.Revision}
@@ -241,7 +235,7 @@ func CompactFile(path string) (before, after int64, err error) {
 			_ = src.Close()
 		}
 	}()
-	if err := src.View(func(tx *bolt.Tx) error {
+	if err := src.View(func(tx *bbolt.Tx) error {
 		_, err := migrations.SchemaVersion(tx)
 		return err
 	}); err != nil {
@@ -254,7 +248,7 @@ func CompactFile(path string) (before, after int64, err error) {
 	if err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
-	if err := src.View(func(tx *bolt.Tx) error { return copyAll(dst, tx) }); err != nil {
+	if err := src.View(func(tx *bbolt.Tx) error { return copyAll(dst, tx) }); err != nil {
 		_ = dst.Close()
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
@@ -276,9 +270,9 @@ func CompactFile(path string) (before, after int64, err error) {
 // closeTight closes a freshly written copy and cuts its file to the pages
 // in use: bbolt grows files ahead in large steps, and a copy made to get
 // space back should not keep them.
-func closeTight(db *bolt.DB, path string) error {
+func closeTight(db *bbolt.DB, path string) error {
 	var used int64
-	if err := db.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil }); err != nil {
+	if err := db.View(func(tx *bbolt.Tx) error { used = tx.Size(); return nil }); err != nil {
 		_ = db.Close()
 		return err
 	}
@@ -300,6 +294,6 @@ func closeTight(db *bolt.DB, path string) error {
 // it writes its freelist at commit: opening it then reads that one page
 // instead of walking every page to rebuild the freelist, which keeps the
 // swap at the end of a defrag short.
-func openCopy(path string) (*bolt.DB, error) {
-	return bolt.Open(path, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType})
+func openCopy(path string) (*bbolt.DB, error) {
+	return bbolt.Open(path, 0o600, &bbolt.Options{FreelistType: bbolt.FreelistMapType})
 }

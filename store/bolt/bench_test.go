@@ -1,4 +1,4 @@
-package store_test
+package bolt_test
 
 import (
 	"encoding/json"
@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 var value256 = json.RawMessage(`"` + string(make256()) + `"`)
@@ -25,7 +27,7 @@ func make256() []byte {
 // BenchmarkPutSequential is one writer: every put is its own fsynced commit.
 // It reports the p50 and p99 latency of a lone durable put.
 func BenchmarkPutSequential(b *testing.B) {
-	s := openStore(b, store.Options{})
+	s := openStore(b, bolt.Options{})
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -44,7 +46,7 @@ func BenchmarkPutSequential(b *testing.B) {
 // BenchmarkPutParallel64 is 64 concurrent writers on distinct keys: the
 // writer groups them so that one fsync serves many puts.
 func BenchmarkPutParallel64(b *testing.B) {
-	s := openStore(b, store.Options{})
+	s := openStore(b, bolt.Options{})
 	var n atomic.Int64
 	b.SetParallelism(64 / max(1, runtimeProcs()))
 	b.ResetTimer()
@@ -63,7 +65,7 @@ func BenchmarkPutParallel64(b *testing.B) {
 }
 
 func BenchmarkGet(b *testing.B) {
-	s := openStore(b, store.Options{})
+	s := openStore(b, bolt.Options{})
 	fill(b, s, 10000)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -74,11 +76,11 @@ func BenchmarkGet(b *testing.B) {
 }
 
 func BenchmarkListPage100(b *testing.B) {
-	s := openStore(b, store.Options{})
+	s := openStore(b, bolt.Options{})
 	fill(b, s, 10000)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		p, err := s.List("default", store.ListOptions{After: fmt.Sprintf("key/%08d", (i*100)%9900), Limit: 100})
+		p, err := s.List("default", ctxd.ListOptions{After: fmt.Sprintf("key/%08d", (i*100)%9900), Limit: 100})
 		if err != nil || len(p.Records) != 100 {
 			b.Fatal(err, len(p.Records))
 		}
@@ -86,12 +88,12 @@ func BenchmarkListPage100(b *testing.B) {
 }
 
 func BenchmarkHistory100(b *testing.B) {
-	s := openStore(b, store.Options{})
-	writes := make([]store.Write, 0, 100)
+	s := openStore(b, bolt.Options{})
+	writes := make([]ctxd.Write, 0, 100)
 	for v := 0; v < 200; v++ {
 		// Two keys, interleaved, 200 versions each, written in batches.
 		for _, k := range []string{"hot", "other"} {
-			writes = append(writes, store.Write{Namespace: "default", Key: k, Op: store.OpPut, Value: value256})
+			writes = append(writes, ctxd.Write{Namespace: "default", Key: k, Op: ctxd.OpPut, Value: value256})
 		}
 		if len(writes) == 2 {
 			_, err := s.Txn(ctx, writes)
@@ -101,7 +103,7 @@ func BenchmarkHistory100(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		p, err := s.History("default", "hot", store.HistoryOptions{Limit: 100})
+		p, err := s.History("default", "hot", ctxd.HistoryOptions{Limit: 100})
 		if err != nil || len(p.Changes) != 100 {
 			b.Fatal(err)
 		}
@@ -110,9 +112,9 @@ func BenchmarkHistory100(b *testing.B) {
 
 func fill(b *testing.B, s *testStore, n int) {
 	b.Helper()
-	writes := make([]store.Write, 0, 100)
+	writes := make([]ctxd.Write, 0, 100)
 	for i := 0; i < n; i++ {
-		writes = append(writes, store.Write{Namespace: "default", Key: fmt.Sprintf("key/%08d", i), Op: store.OpPut, Value: value256})
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: fmt.Sprintf("key/%08d", i), Op: ctxd.OpPut, Value: value256})
 		if len(writes) == cap(writes) {
 			_, err := s.Txn(ctx, writes)
 			require.NoError(b, err)
@@ -131,7 +133,7 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 }
 
 func reportCommits(b *testing.B, s *testStore) {
-	ws := s.WriteStats()
+	ws := s.Stats()
 	if ws.Commits == 0 {
 		return
 	}

@@ -1,4 +1,4 @@
-package store_test
+package bolt_test
 
 import (
 	"context"
@@ -7,22 +7,24 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/framework0/ctxd/migrations"
-	"github.com/framework0/ctxd/store"
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/migrations"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // testStore is an open store in a temp folder whose file is checked for
 // consistency when the test ends.
 type testStore struct {
-	*store.Store
+	*bolt.Store
 	t    testing.TB
 	path string
-	opts store.Options
+	opts bolt.Options
 }
 
-func openStore(t testing.TB, opts store.Options) *testStore {
+func openStore(t testing.TB, opts bolt.Options) *testStore {
 	t.Helper()
 	ts := &testStore{t: t, path: filepath.Join(t.TempDir(), "ctxd.db"), opts: opts}
 	ts.open()
@@ -38,7 +40,7 @@ func openStore(t testing.TB, opts store.Options) *testStore {
 
 func (ts *testStore) open() {
 	ts.t.Helper()
-	s, err := store.Open(ts.path, ts.opts)
+	s, err := bolt.Open(ts.path, ts.opts)
 	require.NoError(ts.t, err)
 	ts.Store = s
 }
@@ -51,7 +53,7 @@ func (ts *testStore) reopen() {
 	ts.open()
 }
 
-func (ts *testStore) put(ns, key, value string) store.Record {
+func (ts *testStore) put(ns, key, value string) ctxd.Record {
 	ts.t.Helper()
 	r, err := ts.Put(context.Background(), ns, key, json.RawMessage(value), nil, "test")
 	require.NoError(ts.t, err)
@@ -63,10 +65,10 @@ func u64(v uint64) *uint64 { return &v }
 // setSchema rewrites a database's schema version, to fake a newer ctxd.
 func setSchema(t testing.TB, path string, version uint64) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, nil)
+	db, err := bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	defer db.Close()
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], version)
 		return tx.Bucket(migrations.BucketMeta).Put(migrations.KeySchema, v[:])

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/framework0/ctxd/migrations"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/migrations"
 )
 
 const defaultPageSize = 100
@@ -18,44 +20,44 @@ func pageSize(limit int) int {
 	switch {
 	case limit <= 0:
 		return defaultPageSize
-	case limit > MaxListLimit:
-		return MaxListLimit
+	case limit > ctxd.MaxListLimit:
+		return ctxd.MaxListLimit
 	}
 	return limit
 }
 
 // view runs fn in a read transaction, which never blocks the writer.
-func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	err := s.db.View(fn)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
-		return ErrClosed
+		return ctxd.ErrClosed
 	}
 	return err
 }
 
 func (s *Store) checkKey(ns, key string) error {
-	if err := ValidateNamespace(ns); err != nil {
+	if err := ctxd.ValidateNamespace(ns); err != nil {
 		return err
 	}
 	return s.limits.ValidateKey(key)
 }
 
 // Get returns a key's current state.
-func (s *Store) Get(ns, key string) (Record, error) {
+func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 	if err := s.checkKey(ns, key); err != nil {
-		return Record{}, err
+		return ctxd.Record{}, err
 	}
-	var rec Record
-	err := s.view(func(tx *bolt.Tx) error {
+	var rec ctxd.Record
+	err := s.view(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(migrations.KVBucket(ns))
 		if b == nil {
-			return fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
+			return fmt.Errorf("get %s/%s: %w", ns, key, ctxd.ErrNotFound)
 		}
 		v := b.Get([]byte(key))
 		if v == nil {
-			return fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
+			return fmt.Errorf("get %s/%s: %w", ns, key, ctxd.ErrNotFound)
 		}
 		var err error
 		rec, err = currentRecord(tx.Bucket(migrations.BucketLog).Cursor(), ns, key, v)
@@ -69,10 +71,10 @@ func (s *Store) Get(ns, key string) (Record, error) {
 //
 // log is a cursor over the log bucket: reusing one cursor across the keys
 // of a listing saves an allocation per key.
-func currentRecord(log *bolt.Cursor, ns, key string, kv []byte) (Record, error) {
+func currentRecord(log *bbolt.Cursor, ns, key string, kv []byte) (ctxd.Record, error) {
 	r, err := decodeKV(kv)
 	if err != nil {
-		return Record{}, fmt.Errorf("read %s/%s: %w", ns, key, err)
+		return ctxd.Record{}, fmt.Errorf("read %s/%s: %w", ns, key, err)
 	}
 	var revKey [8]byte
 	binary.BigEndian.PutUint64(revKey[:], r.modRev)
@@ -80,34 +82,34 @@ func currentRecord(log *bolt.Cursor, ns, key string, kv []byte) (Record, error) 
 	if !bytes.Equal(k, revKey[:]) {
 		v = nil
 	}
-	rec := Record{Namespace: ns, Key: key, CreateRev: r.createRev, ModRev: r.modRev}
+	rec := ctxd.Record{Namespace: ns, Key: key, CreateRev: r.createRev, ModRev: r.modRev}
 	if v == nil || decodeCurrent(v, ns, key, &rec) != nil {
-		return Record{}, fmt.Errorf("read %s/%s: revision %d is not its value: %w", ns, key, r.modRev, errCorrupt)
+		return ctxd.Record{}, fmt.Errorf("read %s/%s: revision %d is not its value: %w", ns, key, r.modRev, errCorrupt)
 	}
 	return rec, nil
 }
 
 // checkRevision refuses revisions that are compacted or not yet committed.
-func (s *Store) checkRevision(tx *bolt.Tx, rev uint64) error {
+func (s *Store) checkRevision(tx *bbolt.Tx, rev uint64) error {
 	if rev == 0 {
-		return invalidf("revision must be at least 1")
+		return ctxd.Invalidf("revision must be at least 1")
 	}
 	if c := s.compacted.Load(); rev < c {
-		return &CompactedError{Requested: rev, Compacted: c}
+		return &ctxd.CompactedError{Requested: rev, Compacted: c}
 	}
 	last := lastRevision(tx)
 	if rev > last {
-		return fmt.Errorf("%w: revision %d, current revision is %d", ErrFutureRevision, rev, last)
+		return fmt.Errorf("%w: revision %d, current revision is %d", ctxd.ErrFutureRevision, rev, last)
 	}
 	if from := metaUint(tx, migrations.KeyRestoredFrom); from > 0 && rev > from && rev <= metaUint(tx, migrations.KeyFloor) {
-		return &CompactedError{Requested: rev, Compacted: last, RestoredFrom: from}
+		return &ctxd.CompactedError{Requested: rev, Compacted: last, RestoredFrom: from}
 	}
 	return nil
 }
 
 // lastRevision is the current revision as of tx: the last change logged,
 // or the floor a full restore set, whichever is higher.
-func lastRevision(tx *bolt.Tx) uint64 {
+func lastRevision(tx *bbolt.Tx) uint64 {
 	var rev uint64
 	if k, _ := tx.Bucket(migrations.BucketLog).Cursor().Last(); k != nil {
 		rev = binary.BigEndian.Uint64(k)
@@ -115,24 +117,29 @@ func lastRevision(tx *bolt.Tx) uint64 {
 	return max(rev, metaUint(tx, migrations.KeyFloor))
 }
 
-func metaUint(tx *bolt.Tx, key []byte) uint64 {
+func metaUint(tx *bbolt.Tx, key []byte) uint64 {
 	if v := tx.Bucket(migrations.BucketMeta).Get(key); len(v) == 8 {
 		return binary.BigEndian.Uint64(v)
 	}
 	return 0
 }
 
+// CheckRevision is nil when history at rev can be read exactly.
+func (s *Store) CheckRevision(rev uint64) error {
+	return s.view(func(tx *bbolt.Tx) error { return s.checkRevision(tx, rev) })
+}
+
 // GetAt returns what a key held at revision rev.
-func (s *Store) GetAt(ns, key string, rev uint64) (Record, error) {
+func (s *Store) GetAt(ns, key string, rev uint64) (ctxd.Record, error) {
 	if err := s.checkKey(ns, key); err != nil {
-		return Record{}, err
+		return ctxd.Record{}, err
 	}
-	var rec Record
-	err := s.view(func(tx *bolt.Tx) error {
+	var rec ctxd.Record
+	err := s.view(func(tx *bbolt.Tx) error {
 		if err := s.checkRevision(tx, rev); err != nil {
 			return err
 		}
-		notFound := fmt.Errorf("get %s/%s at revision %d: %w", ns, key, rev, ErrNotFound)
+		notFound := fmt.Errorf("get %s/%s at revision %d: %w", ns, key, rev, ctxd.ErrNotFound)
 		hist := tx.Bucket(migrations.HistBucket(ns))
 		if hist == nil {
 			return notFound
@@ -153,7 +160,7 @@ func (s *Store) GetAt(ns, key string, rev uint64) (Record, error) {
 		if err != nil {
 			return err
 		}
-		if e.Op == OpDelete {
+		if e.Op == ctxd.OpDelete {
 			return notFound
 		}
 		rec = e.record()
@@ -162,7 +169,7 @@ func (s *Store) GetAt(ns, key string, rev uint64) (Record, error) {
 	return rec, err
 }
 
-func readLog(log *bolt.Bucket, rev uint64) (logEntry, error) {
+func readLog(log *bbolt.Bucket, rev uint64) (logEntry, error) {
 	v := log.Get(encodeRevision(rev))
 	if v == nil {
 		return logEntry{}, fmt.Errorf("log revision %d: %w", rev, errCorrupt)
@@ -175,13 +182,13 @@ func readLog(log *bolt.Bucket, rev uint64) (logEntry, error) {
 }
 
 // List returns a page of a namespace's keys in byte order.
-func (s *Store) List(ns string, opts ListOptions) (ListPage, error) {
-	if err := ValidateNamespace(ns); err != nil {
-		return ListPage{}, err
+func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
+	if err := ctxd.ValidateNamespace(ns); err != nil {
+		return ctxd.ListPage{}, err
 	}
 	limit := pageSize(opts.Limit)
-	page := ListPage{Records: []Record{}}
-	err := s.view(func(tx *bolt.Tx) error {
+	page := ctxd.ListPage{Records: []ctxd.Record{}}
+	err := s.view(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(migrations.KVBucket(ns))
 		if b == nil {
 			return nil
@@ -214,16 +221,16 @@ func (s *Store) List(ns string, opts ListOptions) (ListPage, error) {
 
 // History returns a page of one key's changes, newest first, across its
 // lives (a delete and a later re-create are both listed).
-func (s *Store) History(ns, key string, opts HistoryOptions) (HistoryPage, error) {
+func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryPage, error) {
 	if err := s.checkKey(ns, key); err != nil {
-		return HistoryPage{}, err
+		return ctxd.HistoryPage{}, err
 	}
 	limit := pageSize(opts.Limit)
-	page := HistoryPage{Changes: []Change{}}
-	err := s.view(func(tx *bolt.Tx) error {
+	page := ctxd.HistoryPage{Changes: []ctxd.Change{}}
+	err := s.view(func(tx *bbolt.Tx) error {
 		hist := tx.Bucket(migrations.HistBucket(ns))
 		if hist == nil {
-			return fmt.Errorf("history of %s/%s: %w", ns, key, ErrNotFound)
+			return fmt.Errorf("history of %s/%s: %w", ns, key, ctxd.ErrNotFound)
 		}
 		prefix := histPrefix(key)
 		c := hist.Cursor()
@@ -256,7 +263,7 @@ func (s *Store) History(ns, key string, opts HistoryOptions) (HistoryPage, error
 			// An empty page past the oldest change is a valid end; a key
 			// that never had any change is not found, whatever the cursor.
 			if k, _ := c.Seek(prefix); k == nil || !bytes.HasPrefix(k, prefix) {
-				return fmt.Errorf("history of %s/%s: %w", ns, key, ErrNotFound)
+				return fmt.Errorf("history of %s/%s: %w", ns, key, ctxd.ErrNotFound)
 			}
 		}
 		return nil
@@ -266,16 +273,16 @@ func (s *Store) History(ns, key string, opts HistoryOptions) (HistoryPage, error
 
 // Namespaces lists every namespace with its live key count, by name;
 // "default" always exists.
-func (s *Store) Namespaces() ([]Namespace, error) {
-	var out []Namespace
-	err := s.View(func(v *View) error { out = v.Namespaces(); return nil })
+func (s *Store) Namespaces() ([]ctxd.Namespace, error) {
+	var out []ctxd.Namespace
+	err := s.readView(func(v *View) error { out = v.Namespaces(); return nil })
 	return out, err
 }
 
 // Status summarises the store as of one read transaction.
-func (s *Store) Status() (Status, error) {
-	st := Status{Path: s.path, SchemaVersion: migrations.Current, CompactedRevision: s.compacted.Load()}
-	err := s.view(func(tx *bolt.Tx) error {
+func (s *Store) Status() (ctxd.Status, error) {
+	st := ctxd.Status{Path: s.path, SchemaVersion: migrations.Current, CompactedRevision: s.compacted.Load()}
+	err := s.view(func(tx *bbolt.Tx) error {
 		st.Revision = lastRevision(tx)
 		st.DBSizeBytes = tx.Size()
 		stats := tx.DB().Stats()
@@ -294,19 +301,19 @@ func (s *Store) Status() (Status, error) {
 // ReadLog returns up to limit changes with a revision greater than after,
 // in revision order. If changes the caller has not seen were compacted away
 // it returns a *CompactedError: the caller must re-read current state.
-func (s *Store) ReadLog(after uint64, limit int) ([]Change, error) {
+func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 	if limit <= 0 {
 		limit = defaultPageSize
 	}
-	var out []Change
-	err := s.view(func(tx *bolt.Tx) error {
+	var out []ctxd.Change
+	err := s.view(func(tx *bbolt.Tx) error {
 		if c := s.compacted.Load(); c > 0 && after+1 < c {
-			return &CompactedError{Requested: after + 1, Compacted: c}
+			return &ctxd.CompactedError{Requested: after + 1, Compacted: c}
 		}
 		// A follower that saw revisions a full restore discarded cannot
 		// continue from them: the changes after them are not in this log.
 		if from := metaUint(tx, migrations.KeyRestoredFrom); from > 0 && after >= from && after < metaUint(tx, migrations.KeyFloor) {
-			return &CompactedError{Requested: after + 1, Compacted: lastRevision(tx), RestoredFrom: from}
+			return &ctxd.CompactedError{Requested: after + 1, Compacted: lastRevision(tx), RestoredFrom: from}
 		}
 		cur := tx.Bucket(migrations.BucketLog).Cursor()
 		for k, v := cur.Seek(encodeRevision(after + 1)); k != nil && len(out) < limit; k, v = cur.Next() {
@@ -324,7 +331,7 @@ func (s *Store) ReadLog(after uint64, limit int) ([]Change, error) {
 // Check runs bbolt's consistency check over the whole file and returns every
 // problem found, joined.
 func (s *Store) Check() error {
-	return s.view(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bbolt.Tx) error {
 		var problems []string
 		for err := range tx.Check() {
 			problems = append(problems, err.Error())

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -9,23 +9,18 @@ import (
 	"os"
 	"time"
 
-	"github.com/framework0/ctxd/migrations"
-	bolt "go.etcd.io/bbolt"
-)
+	bbolt "go.etcd.io/bbolt"
 
-// SnapshotInfo describes a snapshot as it was written.
-type SnapshotInfo struct {
-	Revision      uint64      `json:"revision"`
-	Size          int64       `json:"size"`
-	SchemaVersion int         `json:"schema_version"`
-	Namespaces    []Namespace `json:"namespaces"`
-}
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/migrations"
+	"github.com/framework0/ctxd/store"
+)
 
 // WriteSnapshot writes a consistent copy of the whole database, at one
 // revision, to w. It runs in a read transaction: writers keep writing.
-func (s *Store) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
-	var info SnapshotInfo
-	err := s.View(func(v *View) error {
+func (s *Store) WriteSnapshot(w io.Writer) (ctxd.SnapshotInfo, error) {
+	var info ctxd.SnapshotInfo
+	err := s.readView(func(v *View) error {
 		info.Revision = v.Revision()
 		info.Namespaces = v.Namespaces()
 		info.SchemaVersion = migrations.Current
@@ -34,7 +29,7 @@ func (s *Store) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
 		return err
 	})
 	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("write snapshot: %w", err)
+		return ctxd.SnapshotInfo{}, fmt.Errorf("write snapshot: %w", err)
 	}
 	return info, nil
 }
@@ -42,14 +37,11 @@ func (s *Store) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
 // Snapshot is a snapshot file opened for reading: its content can be
 // read through the same View as the live store, without touching it.
 type Snapshot struct {
-	db     *bolt.DB
+	db     *bbolt.DB
 	path   string
 	tmp    string // migrated copy of an older-schema snapshot, removed by Close
 	schema int
 }
-
-// ErrBadSnapshot is returned for a file that is not a usable snapshot.
-var ErrBadSnapshot = errors.New("bad snapshot")
 
 // OpenSnapshot opens a snapshot file read-only and checks that it is a
 // bbolt database of a schema this binary knows. A snapshot of an older
@@ -71,7 +63,7 @@ func OpenSnapshot(path string) (*Snapshot, error) {
 	}
 	db, err = openBolt(tmp, 0)
 	if err == nil {
-		err = db.Update(func(tx *bolt.Tx) error {
+		err = db.Update(func(tx *bbolt.Tx) error {
 			_, err := migrations.Migrate(tx)
 			return err
 		})
@@ -81,27 +73,27 @@ func OpenSnapshot(path string) (*Snapshot, error) {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return nil, fmt.Errorf("%w: %s: migrate from schema %d: %w", ErrBadSnapshot, path, schema, err)
+		return nil, fmt.Errorf("%w: %s: migrate from schema %d: %w", ctxd.ErrBadSnapshot, path, schema, err)
 	}
 	return &Snapshot{db: db, path: path, tmp: tmp, schema: schema}, nil
 }
 
 // openSnapshotFile opens path read-only and reads its schema version.
-func openSnapshotFile(path string) (*bolt.DB, int, error) {
+func openSnapshotFile(path string) (*bbolt.DB, int, error) {
 	if fi, err := os.Stat(path); err != nil {
 		return nil, 0, fmt.Errorf("snapshot %s: %w", path, err)
 	} else if fi.Size() == 0 {
-		return nil, 0, fmt.Errorf("%w: %s is empty", ErrBadSnapshot, path)
+		return nil, 0, fmt.Errorf("%w: %s is empty", ctxd.ErrBadSnapshot, path)
 	}
 	if err := checkFileStructure(path); err != nil {
-		return nil, 0, fmt.Errorf("%w: %s: %w", ErrBadSnapshot, path, err)
+		return nil, 0, fmt.Errorf("%w: %s: %w", ctxd.ErrBadSnapshot, path, err)
 	}
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	db, err := bbolt.Open(path, 0o400, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %s does not open as a database: %w", ErrBadSnapshot, path, err)
+		return nil, 0, fmt.Errorf("%w: %s does not open as a database: %w", ctxd.ErrBadSnapshot, path, err)
 	}
 	var schema int
-	err = safeView(db, func(tx *bolt.Tx) error {
+	err = safeView(db, func(tx *bbolt.Tx) error {
 		var err error
 		schema, err = migrations.SchemaVersion(tx)
 		if err != nil {
@@ -111,20 +103,20 @@ func openSnapshotFile(path string) (*bolt.DB, int, error) {
 			return errors.New("it holds no ctxd schema")
 		}
 		if schema > migrations.Current {
-			return fmt.Errorf("%w: %w", ErrSchemaTooNew, &migrations.TooNewError{Found: schema, Supported: migrations.Current})
+			return &migrations.TooNewError{Found: schema, Supported: migrations.Current}
 		}
 		return nil
 	})
 	if err != nil {
 		_ = db.Close()
-		return nil, 0, fmt.Errorf("%w: %s: %w", ErrBadSnapshot, path, err)
+		return nil, 0, fmt.Errorf("%w: %s: %w", ctxd.ErrBadSnapshot, path, err)
 	}
 	return db, schema, nil
 }
 
 // safeView runs fn in a read transaction and turns a panic inside bbolt
 // (which it raises on some corrupt pages) into an error.
-func safeView(db *bolt.DB, fn func(tx *bolt.Tx) error) (err error) {
+func safeView(db *bbolt.DB, fn func(tx *bbolt.Tx) error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("corrupt database: %v", r)
@@ -137,8 +129,16 @@ func safeView(db *bolt.DB, fn func(tx *bolt.Tx) error) (err error) {
 func (s *Snapshot) SchemaVersion() int { return s.schema }
 
 // View calls fn with a consistent view of the snapshot.
-func (s *Snapshot) View(fn func(v *View) error) error {
-	return safeView(s.db, func(tx *bolt.Tx) error {
+func (s *Snapshot) View(fn func(v store.View) error) error {
+	return s.readView(func(v *View) error { return fn(v) })
+}
+
+// OpenSnapshot opens a snapshot file for reading: OpenSnapshot as a method,
+// for the Backend contract.
+func (s *Store) OpenSnapshot(path string) (store.Snapshot, error) { return OpenSnapshot(path) }
+
+func (s *Snapshot) readView(fn func(v *View) error) error {
+	return safeView(s.db, func(tx *bbolt.Tx) error {
 		return fn(newView(tx))
 	})
 }
@@ -149,14 +149,14 @@ func (s *Snapshot) View(fn func(v *View) error) error {
 // match. It never panics on a corrupt file (bbolt's own tx.Check may, in a
 // goroutine of its own, which would take the process down with it).
 func (s *Snapshot) Verify() error {
-	err := safeView(s.db, func(tx *bolt.Tx) error { return verifyTx(tx) })
+	err := safeView(s.db, func(tx *bbolt.Tx) error { return verifyTx(tx) })
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrBadSnapshot, s.path, err)
+		return fmt.Errorf("%w: %s: %w", ctxd.ErrBadSnapshot, s.path, err)
 	}
 	return nil
 }
 
-func verifyTx(tx *bolt.Tx) error {
+func verifyTx(tx *bbolt.Tx) error {
 	for _, name := range [][]byte{migrations.BucketMeta, migrations.BucketLog, migrations.BucketNSKeys} {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("bucket %s is missing", name)
@@ -180,7 +180,7 @@ func verifyTx(tx *bolt.Tx) error {
 		return err
 	}
 	counts := tx.Bucket(migrations.BucketNSKeys)
-	return tx.ForEach(func(name []byte, kv *bolt.Bucket) error {
+	return tx.ForEach(func(name []byte, kv *bbolt.Bucket) error {
 		ns, ok := migrations.NamespaceOf(name)
 		if !ok {
 			return nil
