@@ -21,7 +21,6 @@ import (
 	"github.com/framework0/ctxd/store/bolt"
 )
 
-
 // env is a real store behind a real router on a test server.
 type env struct {
 	t    *testing.T
