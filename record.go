@@ -144,6 +144,24 @@ type Status struct {
 	Path          string `json:"path"`
 }
 
+// ServerStatus is the server's summary, the body of GET /v1/status: the
+// storage backend's Status with the server's own version, clients and uptime.
+type ServerStatus struct {
+	Version           string    `json:"version"`
+	Revision          uint64    `json:"revision"`
+	CompactedRevision uint64    `json:"compacted_revision"`
+	Keys              uint64    `json:"keys"`
+	Namespaces        int       `json:"namespaces"`
+	DBSizeBytes       int64     `json:"db_size_bytes"`
+	FileSizeBytes     int64     `json:"file_size_bytes"`
+	InUseBytes        int64     `json:"in_use_bytes"`
+	FreePages         int       `json:"free_pages"`
+	SchemaVersion     int       `json:"schema_version"`
+	Clients           int       `json:"clients"`
+	UptimeSeconds     int64     `json:"uptime_seconds"`
+	StartedAt         time.Time `json:"started_at"`
+}
+
 // TxnResult is the outcome of a committed write or transaction.
 type TxnResult struct {
 	// Revision is the revision of the last change in the transaction (the

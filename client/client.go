@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/framework0/ctxd"
 )
@@ -26,45 +25,13 @@ type (
 	Namespace = ctxd.Namespace
 	// TxnResult is the outcome of a transaction: its revision and one record per op.
 	TxnResult = ctxd.TxnResult
+	// Change is one committed change of a key, as history returns it.
+	Change = ctxd.Change
+	// HistoryPage is one page of a key's history, newest first.
+	HistoryPage = ctxd.HistoryPage
+	// Status is the server's summary, from GET /v1/status.
+	Status = ctxd.ServerStatus
 )
-
-// Change is one committed change of a key, as history returns it.
-type Change struct {
-	Revision  uint64 `json:"revision"`
-	Namespace string `json:"ns"`
-	Key       string `json:"key"`
-	// Op is "put" or "delete".
-	Op string `json:"op"`
-	// Value is the value after the change; null for a delete.
-	Value json.RawMessage `json:"value"`
-	// Version is the key's version after a put, or the deleted version.
-	Version uint64 `json:"version"`
-	// PrevRev is the revision of the key's previous change (0 if none).
-	PrevRev uint64    `json:"prev_revision,omitempty"`
-	Who     string    `json:"who"`
-	Time    time.Time `json:"time"`
-}
-
-// HistoryPage is one page of a key's history, newest first.
-type HistoryPage struct {
-	Changes []Change `json:"changes"`
-	// Next is the Before value for the next page (0 on the last page).
-	Next uint64 `json:"next,omitempty"`
-}
-
-// Status is the server's summary, from GET /v1/status.
-type Status struct {
-	Version           string    `json:"version"`
-	Revision          uint64    `json:"revision"`
-	CompactedRevision uint64    `json:"compacted_revision"`
-	Keys              uint64    `json:"keys"`
-	Namespaces        int       `json:"namespaces"`
-	DBSizeBytes       int64     `json:"db_size_bytes"`
-	SchemaVersion     int       `json:"schema_version"`
-	Clients           int       `json:"clients"`
-	UptimeSeconds     float64   `json:"uptime_seconds"`
-	StartedAt         time.Time `json:"started_at"`
-}
 
 // Client talks to one ctxd server. It is safe for concurrent use.
 type Client struct {

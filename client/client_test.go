@@ -138,10 +138,10 @@ func TestRequests(t *testing.T) {
 		},
 		{
 			name: "status",
-			body: `{"version":"v1","revision":3,"keys":2,"namespaces":1,"db_size_bytes":32768,"schema_version":1,"clients":0,"uptime_seconds":1.5}`,
+			body: `{"version":"v1","revision":3,"keys":2,"namespaces":1,"db_size_bytes":32768,"schema_version":1,"clients":0,"uptime_seconds":2}`,
 			call: func(c *Client) (any, error) { return c.Status(ctx) },
 			want: seen{Method: "GET", EscapedPath: "/v1/status"},
-			out:  Status{Version: "v1", Revision: 3, Keys: 2, Namespaces: 1, DBSizeBytes: 32768, SchemaVersion: 1, UptimeSeconds: 1.5},
+			out:  Status{Version: "v1", Revision: 3, Keys: 2, Namespaces: 1, DBSizeBytes: 32768, SchemaVersion: 1, UptimeSeconds: 2},
 		},
 		{
 			name: "health",
@@ -182,7 +182,7 @@ func TestDecodesRecordAndHistory(t *testing.T) {
 	h, err := c.History(context.Background(), "", "k", HistoryOptions{})
 	require.NoError(t, err)
 	require.Len(t, h.Changes, 1)
-	assert.Equal(t, "delete", h.Changes[0].Op)
+	assert.Equal(t, ctxd.OpDelete, h.Changes[0].Op)
 	assert.Equal(t, uint64(5), h.Changes[0].PrevRev)
 	assert.Equal(t, uint64(6), h.Next)
 }

@@ -10,23 +10,6 @@ import (
 	"github.com/framework0/ctxd"
 )
 
-// statusResponse is the body of GET /v1/status.
-type statusResponse struct {
-	Version           string    `json:"version"`
-	Revision          uint64    `json:"revision"`
-	CompactedRevision uint64    `json:"compacted_revision"`
-	Keys              uint64    `json:"keys"`
-	Namespaces        int       `json:"namespaces"`
-	DBSizeBytes       int64     `json:"db_size_bytes"`
-	FileSizeBytes     int64     `json:"file_size_bytes"`
-	InUseBytes        int64     `json:"in_use_bytes"`
-	FreePages         int       `json:"free_pages"`
-	SchemaVersion     int       `json:"schema_version"`
-	Clients           int       `json:"clients"`
-	UptimeSeconds     int64     `json:"uptime_seconds"`
-	StartedAt         time.Time `json:"started_at"`
-}
-
 // namespacesResponse is the body of GET /v1/ns.
 type namespacesResponse struct {
 	Namespaces []ctxd.Namespace `json:"namespaces"`
@@ -43,7 +26,7 @@ func (s *Server) status(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return sendJSON(c, http.StatusOK, statusResponse{
+	return sendJSON(c, http.StatusOK, ctxd.ServerStatus{
 		Version:           s.cfg.Version,
 		Revision:          st.Revision,
 		CompactedRevision: st.CompactedRevision,

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 )
 
@@ -118,11 +119,11 @@ func (c *common) printHistory(page client.HistoryPage) error {
 		rows := make([]string, 0, len(page.Changes))
 		for _, ch := range page.Changes {
 			value := cell(ch.Value)
-			if ch.Op == "delete" {
+			if ch.Op == ctxd.OpDelete {
 				value = "-"
 			}
 			rows = append(rows, strings.Join([]string{
-				strconv.FormatUint(ch.Revision, 10), ch.Op, strconv.FormatUint(ch.Version, 10),
+				strconv.FormatUint(ch.Revision, 10), ch.Op.String(), strconv.FormatUint(ch.Version, 10),
 				ch.Who, timeText(ch.Time), value,
 			}, "\t"))
 		}
