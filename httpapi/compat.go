@@ -504,11 +504,7 @@ type compatDumpListResponse struct {
 // compatDumpList serves GET /ctx/dump/list: the dump files, newest first,
 // and the last dumps this server wrote.
 func (s *Server) compatDumpList(c echo.Context) error {
-	dir := s.dumps.dir
-	if dir == nil {
-		return errNoDumpDir
-	}
-	infos, err := dir.List()
+	dir, infos, err := s.dumps.list()
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,16 @@ func (d *dumps) dumped(info ctxd.DumpInfo) {
 	}
 }
 
+// list returns the dump folder and its files, newest first.
+func (d *dumps) list() (*export.Dir, []export.FileInfo, error) {
+	if d.dir == nil {
+		return nil, nil, errNoDumpDir
+	}
+	infos, err := d.dir.List()
+	return d.dir, infos, err
+}
+
+// history returns the last server-side dumps, oldest first.
 func (d *dumps) history() []ctxd.DumpInfo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -430,11 +440,7 @@ func dumpFiles(infos []export.FileInfo) []dumpFile {
 
 // listDumps serves GET /v1/dumps: the dump files, newest first.
 func (s *Server) listDumps(c echo.Context) error {
-	dir := s.dumps.dir
-	if dir == nil {
-		return errNoDumpDir
-	}
-	infos, err := dir.List()
+	dir, infos, err := s.dumps.list()
 	if err != nil {
 		return err
 	}

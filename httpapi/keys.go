@@ -37,11 +37,7 @@ func (s *Server) getKey(c echo.Context) error {
 // putKey serves PUT /v1/ns/{ns}/keys/{key}: the body is the JSON value.
 func (s *Server) putKey(c echo.Context) error {
 	req := c.Request()
-	kp, err := parseKeyPath(req)
-	if err != nil {
-		return err
-	}
-	expect, err := parseIfMatch(req)
+	kp, expect, err := parseKeyWrite(req)
 	if err != nil {
 		return err
 	}
@@ -60,11 +56,7 @@ func (s *Server) putKey(c echo.Context) error {
 // key's last version with a null value and the delete's revision.
 func (s *Server) deleteKey(c echo.Context) error {
 	req := c.Request()
-	kp, err := parseKeyPath(req)
-	if err != nil {
-		return err
-	}
-	expect, err := parseIfMatch(req)
+	kp, expect, err := parseKeyWrite(req)
 	if err != nil {
 		return err
 	}
@@ -115,4 +107,15 @@ func (s *Server) listKeys(c echo.Context) error {
 func sendRecord(c echo.Context, rec *ctxd.Record) error {
 	setETag(c, rec.Version)
 	return respond(c, http.StatusOK, func(b []byte) []byte { return appendRecord(b, rec) })
+}
+
+// parseKeyWrite reads what a write to one key names: the key's path and
+// the version it expects (If-Match), if any.
+func parseKeyWrite(req *http.Request) (keyPath, *uint64, error) {
+	kp, err := parseKeyPath(req)
+	if err != nil {
+		return keyPath{}, nil, err
+	}
+	expect, err := parseIfMatch(req)
+	return kp, expect, err
 }
