@@ -28,3 +28,19 @@ type DumpInfo struct {
 	// Timestamp is the time recorded in the dump.
 	Timestamp time.Time `json:"timestamp"`
 }
+
+// DumpFile is a dump file in the server's dump folder.
+type DumpFile struct {
+	Filename string    `json:"filename"`
+	Path     string    `json:"path"`
+	Size     int64     `json:"size"`
+	Created  time.Time `json:"created"`
+	Modified time.Time `json:"modified"`
+}
+
+// DumpList is the server's dump folder and its dump files, newest first:
+// the body of GET /v1/dumps.
+type DumpList struct {
+	Directory string     `json:"dump_directory"`
+	Dumps     []DumpFile `json:"dumps"`
+}

@@ -190,3 +190,23 @@ const MaxListLimit = 1000
 
 // DefaultNamespace always exists.
 const DefaultNamespace = "default"
+
+// TxnRequest is the body of POST /v1/txn.
+type TxnRequest struct {
+	// Who is recorded on every change (default: the request's who).
+	Who string  `json:"who,omitempty"`
+	Ops []TxnOp `json:"ops"`
+}
+
+// TxnOp is one write of a transaction.
+type TxnOp struct {
+	// Op is "put" or "delete".
+	Op string `json:"op"`
+	// Namespace defaults to "default".
+	Namespace string `json:"ns,omitempty"`
+	Key       string `json:"key"`
+	// Value is the JSON value of a put.
+	Value json.RawMessage `json:"value,omitempty"`
+	// IfVersion, when set, is the version the key must have (0: must not exist).
+	IfVersion *uint64 `json:"if_version,omitempty"`
+}

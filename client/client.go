@@ -31,6 +31,8 @@ type (
 	HistoryPage = ctxd.HistoryPage
 	// Status is the server's summary, from GET /v1/status.
 	Status = ctxd.ServerStatus
+	// TxnOp is one write of a transaction.
+	TxnOp = ctxd.TxnOp
 )
 
 // Client talks to one ctxd server. It is safe for concurrent use.
@@ -238,19 +240,6 @@ func (c *Client) Namespaces(ctx context.Context) ([]Namespace, error) {
 	return out.Namespaces, nil
 }
 
-// TxnOp is one write of a transaction.
-type TxnOp struct {
-	// Op is "put" or "delete".
-	Op string `json:"op"`
-	// Namespace defaults to "default".
-	Namespace string `json:"ns,omitempty"`
-	Key       string `json:"key"`
-	// Value is the JSON value of a put.
-	Value json.RawMessage `json:"value,omitempty"`
-	// IfVersion, when set, is the version the key must have (0: must not exist).
-	IfVersion *uint64 `json:"if_version,omitempty"`
-}
-
 // TxnOptions are the optional parts of a transaction.
 type TxnOptions struct {
 	// Who overrides the client's default who.
@@ -264,10 +253,7 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts TxnOptions) (TxnResu
 	if who == "" {
 		who = c.who
 	}
-	body, err := json.Marshal(struct {
-		Who string  `json:"who,omitempty"`
-		Ops []TxnOp `json:"ops"`
-	}{who, ops})
+	body, err := json.Marshal(ctxd.TxnRequest{Who: who, Ops: ops})
 	if err != nil {
 		return TxnResult{}, wrap("txn", err)
 	}

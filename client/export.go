@@ -8,13 +8,18 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/framework0/ctxd"
 )
 
-// DumpInfo describes a dump written by the server.
-type DumpInfo = ctxd.DumpInfo
+type (
+	// DumpInfo describes a dump written by the server.
+	DumpInfo = ctxd.DumpInfo
+	// DumpFile is a dump file in the server's dump folder.
+	DumpFile = ctxd.DumpFile
+	// DumpList is the server's dump folder and its dump files, newest first.
+	DumpList = ctxd.DumpList
+)
 
 // ExportOptions select what an export or a server-side dump holds.
 type ExportOptions struct {
@@ -81,21 +86,6 @@ func (c *Client) Dump(ctx context.Context, ns, filename string, opts ExportOptio
 		return DumpInfo{}, wrap("dump "+ns, err)
 	}
 	return info, nil
-}
-
-// DumpFile is a dump file in the server's dump folder.
-type DumpFile struct {
-	Filename string    `json:"filename"`
-	Path     string    `json:"path"`
-	Size     int64     `json:"size"`
-	Created  time.Time `json:"created"`
-	Modified time.Time `json:"modified"`
-}
-
-// DumpList is the server's dump folder and its dump files, newest first.
-type DumpList struct {
-	Directory string     `json:"dump_directory"`
-	Dumps     []DumpFile `json:"dumps"`
 }
 
 // Dumps lists the dump files on the server.

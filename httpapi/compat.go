@@ -496,7 +496,7 @@ type compatDumpListResponse struct {
 	Status        string          `json:"status"`
 	DumpDirectory string          `json:"dump_directory"`
 	DumpCount     int             `json:"dump_count"`
-	DumpFiles     []dumpFile      `json:"dump_files"`
+	DumpFiles     []ctxd.DumpFile `json:"dump_files"`
 	DumpHistory   []ctxd.DumpInfo `json:"dump_history"`
 	Timestamp     time.Time       `json:"timestamp"`
 }

@@ -421,19 +421,10 @@ func (s *Server) createDump(c echo.Context) error {
 	return sendJSON(c, http.StatusOK, info)
 }
 
-// dumpFile is one file of a dump listing.
-type dumpFile struct {
-	Filename string    `json:"filename"`
-	Path     string    `json:"path"`
-	Size     int64     `json:"size"`
-	Created  time.Time `json:"created"`
-	Modified time.Time `json:"modified"`
-}
-
-func dumpFiles(infos []export.FileInfo) []dumpFile {
-	out := make([]dumpFile, len(infos))
+func dumpFiles(infos []export.FileInfo) []ctxd.DumpFile {
+	out := make([]ctxd.DumpFile, len(infos))
 	for i, fi := range infos {
-		out[i] = dumpFile{Filename: fi.Name, Path: fi.Path, Size: fi.Size, Created: fi.Modified, Modified: fi.Modified}
+		out[i] = ctxd.DumpFile{Filename: fi.Name, Path: fi.Path, Size: fi.Size, Created: fi.Modified, Modified: fi.Modified}
 	}
 	return out
 }
@@ -444,10 +435,7 @@ func (s *Server) listDumps(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return sendJSON(c, http.StatusOK, struct {
-		Dir   string     `json:"dump_directory"`
-		Dumps []dumpFile `json:"dumps"`
-	}{dir.Path(), dumpFiles(infos)})
+	return sendJSON(c, http.StatusOK, ctxd.DumpList{Directory: dir.Path(), Dumps: dumpFiles(infos)})
 }
 
 // downloadDump serves GET /v1/dumps/{filename}.

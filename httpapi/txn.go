@@ -13,22 +13,6 @@ import (
 	"github.com/framework0/ctxd"
 )
 
-// txnRequest is the body of POST /v1/txn.
-type txnRequest struct {
-	Who string  `json:"who"`
-	Ops []txnOp `json:"ops"`
-}
-
-// txnOp is one write of a transaction. Ns defaults to "default"; IfVersion,
-// when present, is the version the key must have (0: must not exist).
-type txnOp struct {
-	Op        string          `json:"op"`
-	Namespace string          `json:"ns"`
-	Key       string          `json:"key"`
-	Value     json.RawMessage `json:"value"`
-	IfVersion *uint64         `json:"if_version"`
-}
-
 // txn serves POST /v1/txn: several puts and deletes, all or nothing.
 func (s *Server) txn(c echo.Context) error {
 	req := c.Request()
@@ -50,7 +34,7 @@ func (s *Server) txn(c echo.Context) error {
 // decodeTxn parses and checks a transaction body. Unknown fields are refused
 // so that a misspelt "if_version" cannot silently drop a guard.
 func decodeTxn(body []byte, defaultWho string) ([]ctxd.Write, error) {
-	var tr txnRequest
+	var tr ctxd.TxnRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&tr); err != nil {
