@@ -246,7 +246,7 @@ func checkPointInTimeReads(t testing.TB, h Harness) {
 		assert.NoError(t, b.CheckRevision(rev), "revision %d", rev)
 	}
 	assert.ErrorIs(t, b.CheckRevision(6), ctxd.ErrFutureRevision)
-	assert.Error(t, b.CheckRevision(0), "there is no revision 0")
+	assert.ErrorIs(t, b.CheckRevision(0), ctxd.ErrInvalid, "there is no revision 0")
 }
 
 // A View reads everything at one revision, however many writes commit

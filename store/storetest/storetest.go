@@ -21,26 +21,33 @@
 //		})
 //	}
 //
-// Open is called with a new, empty folder for each check, and again with
-// the same folder after the suite closed the backend: that is a restart,
-// and the data must still be there. Close is called more than once on some
-// backends (the contract says later calls return the first call's result),
-// so a cleanup that closes again is fine. A backend that keeps its data
-// elsewhere (a server) uses dir as the name of its data there and must
-// keep different folders apart.
+// Every check opens its own backend in a new, empty folder. To restart a
+// backend, the suite closes it and calls Open again with the same folder:
+// the data must still be there. The suite closes backends itself (restarts,
+// the close checks), so the cleanup's Close may be a second one; the
+// contract makes that harmless. A backend whose data lives elsewhere (a
+// server) derives the name of its data from dir and keeps folders apart.
+// store/bolt/conformance_test.go is a complete example; it also checks the
+// database file each time a store is closed.
 //
 // What legitimately differs between backends is a field of Harness, with
 // its consequence spelled out; everything else is asserted for every
-// backend. When a check fails for a new backend, either the backend is
+// backend. Where the contract allows more than one answer, the suite
+// accepts each: a closed backend refuses work with ctxd.ErrClosed or an
+// error matching ctxd.ErrUnavailable (bolt answers ctxd.ErrClosed); a
+// read at the revision of a full restore answers the snapshot's data or
+// a *ctxd.CompactedError (bolt answers the latter); compaction with keep
+// 1 may drop a delete in effect at the mark, or keep it (bolt drops it).
+// When a check fails for a new backend, either the backend is
 // wrong or the contract is: then change store.Backend's comments first and
-// this suite with them, never one backend's copy of the suite.
+// this suite with them, never a copy of the suite.
 //
-// Each behaviour is one subtest, so one can be run alone:
+// Each behaviour is one subtest, so that one can be run alone:
 //
 //	go test ./store/bolt -run 'TestConformance/CompareAndSwap'
 //
-// What stays in a backend's own tests is what only that backend has: its
-// file layout and file checks, fuzzing of its files, the internals of its
+// A backend's own tests keep what only that backend has: its file layout
+// and file checks, fuzzing of its files, the internals of its
 // defragmentation, its write batching.
 package storetest
 
@@ -65,9 +72,9 @@ import (
 // Harness is what a backend gives the suite: how to open it, and what it
 // legitimately cannot do.
 type Harness struct {
-	// Open opens the backend whose data lives in dir, creating it empty
-	// when there is none. Called again with the same dir after the
-	// backend there was closed, it must find the same data: that is a
+	// Open opens the backend whose data lives in dir, with cfg, creating
+	// it empty when there is none. Called again with the same dir after
+	// the backend there was closed, it must find the same data: that is a
 	// restart. Open fails t when it cannot open, and registers on t
 	// whatever the backend needs when the test ends (closing it, checking
 	// its files).
@@ -94,15 +101,20 @@ type Config struct {
 	Now func() time.Time
 }
 
-// check is one behaviour of the contract, run against a fresh backend.
-// It takes a testing.TB, not a *testing.T, so that the suite's own tests
-// can run a check against a deliberately broken backend and see it fail.
+// check is one behaviour of the contract, run against fresh backends.
 type check struct {
 	name string
 	run  func(t testing.TB, h Harness)
 }
 
 // checks is the suite, in the order of store.Backend's contract.
+//
+// A check takes a testing.TB so that storetest_test.go can run it against
+// deliberately broken backends and see it fail (add a case there for a new
+// kind of breakage). Goroutines a check starts report with assert, never
+// require (FailNow must run on the check's own goroutine), and stop when
+// the backend misbehaves rather than retry forever. Nothing waits by
+// sleeping: wait on the Committed channel (waitClosed).
 var checks = []check{
 	// Writes.
 	{"VersionsAndRevisions", checkVersionsAndRevisions},
