@@ -39,8 +39,8 @@ func TestChecksFailOnBrokenBackends(t *testing.T) {
 		t.Run(c.check+"/"+strings.ReplaceAll(c.broken, " ", "_"), func(t *testing.T) {
 			run := checkNamed(t, c.check)
 
-			real := record(t, func(r testing.TB) { run(r, boltHarness(nil)) })
-			require.False(t, real.Failed(), "the check fails on the real backend:\n%s", real.report())
+			honest := record(t, func(r testing.TB) { run(r, boltHarness(nil)) })
+			require.False(t, honest.Failed(), "the check fails on the real backend:\n%s", honest.report())
 
 			broken := record(t, func(r testing.TB) { run(r, boltHarness(c.wrap)) })
 			assert.True(t, broken.Failed(), "%s did not notice a backend that %s", c.check, c.broken)
