@@ -32,8 +32,9 @@ type Backend interface {
 // Writer changes data. A write returns only once it is durable; if ctx
 // ends after the write was handed over but before its outcome is known,
 // the error matches ctxd.ErrOutcomeUnknown (the write may have applied),
-// while a write refused before that matches ctxd.ErrUnavailable or the
-// context's error and changed nothing.
+// while a write refused before that matches ctxd.ErrClosed (the backend
+// is closed), ctxd.ErrUnavailable or the context's error and changed
+// nothing.
 type Writer interface {
 	// Put sets a key's value. With expect non-nil it applies only if the
 	// key's version equals *expect (0: the key must not exist).
@@ -70,8 +71,9 @@ type Reader interface {
 	// Revision is the last committed revision.
 	Revision() uint64
 	// CheckRevision is nil when history at rev can be read exactly, and
-	// otherwise the error a read at rev gets: ctxd.ErrFutureRevision, or a
-	// *ctxd.CompactedError (compacted, or discarded by a full restore).
+	// otherwise the error a read at rev gets: ctxd.ErrFutureRevision, a
+	// *ctxd.CompactedError (compacted, or discarded by a full restore), or
+	// ctxd.ErrInvalid for 0, which is no revision.
 	CheckRevision(rev uint64) error
 	// View calls fn with a consistent read of everything at one revision.
 	View(fn func(v View) error) error

@@ -1,0 +1,340 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
+)
+
+// List pages through a namespace's live keys in byte order: Prefix
+// selects, After is the cursor, Next the cursor of the next page ("" on
+// the last one, also when it ends exactly at the last key).
+func checkListPaging(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	var writes []ctxd.Write
+	for i := range 25 {
+		writes = append(writes, put("default", fmt.Sprintf("app/%02d", i), fmt.Sprint(i)))
+	}
+	writes = append(writes, put("default", "apple", `1`), put("default", "zzz", `1`), put("default", "Zed", `1`), put("default", "é", `1`), put("default", "app/gone", `1`))
+	_, err := b.Import(ctx, writes)
+	require.NoError(t, err)
+	b.del("default", "app/gone")
+
+	var keys []string
+	after, pages := "", 0
+	for {
+		p, err := b.List("default", ctxd.ListOptions{Prefix: "app/", After: after, Limit: 10})
+		require.NoError(t, err)
+		pages++
+		for _, r := range p.Records {
+			keys = append(keys, r.Key)
+		}
+		if p.Next == "" {
+			break
+		}
+		require.Less(t, pages, 10, "paging does not end")
+		after = p.Next
+	}
+	assert.Equal(t, 3, pages)
+	require.Len(t, keys, 25, "every live key with the prefix, once; no deleted key")
+	for i, k := range keys {
+		assert.Equal(t, fmt.Sprintf("app/%02d", i), k)
+	}
+
+	all, err := b.List("default", ctxd.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, all.Records, 29)
+	assert.Empty(t, all.Next)
+	assert.Equal(t, "Zed", all.Records[0].Key, "byte order: upper case first")
+	assert.Equal(t, "apple", all.Records[26].Key)
+	assert.Equal(t, "zzz", all.Records[27].Key)
+	assert.Equal(t, "é", all.Records[28].Key, "byte order: UTF-8 after ASCII")
+	r := all.Records[26]
+	assert.Equal(t, []any{"default", `1`, uint64(1), uint64(26), uint64(26), "test"},
+		[]any{r.Namespace, string(r.Value), r.Version, r.CreateRev, r.ModRev, r.Who}, "a listed record is the whole record")
+
+	exact, err := b.List("default", ctxd.ListOptions{Limit: 29})
+	require.NoError(t, err)
+	assert.Len(t, exact.Records, 29)
+	assert.Empty(t, exact.Next, "no next cursor when the page ends exactly at the last key")
+
+	mid, err := b.List("default", ctxd.ListOptions{Prefix: "app/", After: "app/21"})
+	require.NoError(t, err)
+	assert.Len(t, mid.Records, 3, "After is exclusive")
+	early, err := b.List("default", ctxd.ListOptions{Prefix: "app/", After: "a", Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, early.Records, 1)
+	assert.Equal(t, "app/00", early.Records[0].Key, "a cursor before the prefix starts at the prefix")
+	past, err := b.List("default", ctxd.ListOptions{Prefix: "app/", After: "b"})
+	require.NoError(t, err)
+	assert.Empty(t, past.Records, "a cursor past the prefix")
+
+	none, err := b.List("nope", ctxd.ListOptions{})
+	require.NoError(t, err, "a namespace without keys is an empty page")
+	assert.Empty(t, none.Records)
+	assert.Empty(t, none.Next)
+
+	// Page sizes: 0 is the default of 100, more than MaxListLimit is capped.
+	writes = writes[:0]
+	for i := range ctxd.MaxListLimit + 1 {
+		writes = append(writes, put("many", fmt.Sprintf("k%04d", i), `1`))
+	}
+	_, err = b.Import(ctx, writes)
+	require.NoError(t, err)
+	def, err := b.List("many", ctxd.ListOptions{})
+	require.NoError(t, err)
+	assert.Len(t, def.Records, 100, "the default page size")
+	assert.Equal(t, "k0099", def.Next)
+	capped, err := b.List("many", ctxd.ListOptions{Limit: 5 * ctxd.MaxListLimit})
+	require.NoError(t, err)
+	assert.Len(t, capped.Records, ctxd.MaxListLimit, "page size capped at MaxListLimit")
+	rest, err := b.List("many", ctxd.ListOptions{After: capped.Next, Limit: ctxd.MaxListLimit})
+	require.NoError(t, err)
+	assert.Len(t, rest.Records, 1)
+	assert.Empty(t, rest.Next)
+}
+
+// Namespaces lists every namespace with its live key count, by name, and
+// "default" always exists; the view, Status and List agree with it.
+func checkNamespaces(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ns, err := b.Namespaces()
+	require.NoError(t, err)
+	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 0}}, ns, "a new backend has the default namespace")
+	st, err := b.Status()
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Namespaces)
+	assert.Equal(t, uint64(0), st.Keys)
+
+	b.put("team", "a", `1`)
+	ns, err = b.Namespaces()
+	require.NoError(t, err)
+	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 0}, {Name: "team", Keys: 1}}, ns, "default stays without keys")
+
+	b.put("team", "b", `1`)
+	b.put("team", "b", `2`) // an update is no new key
+	b.put("Alpha", "x", `1`)
+	b.put("default", "k", `1`)
+	b.put("zeta.1_-", "k", `1`)
+	b.del("team", "a")
+	want := []ctxd.Namespace{{Name: "Alpha", Keys: 1}, {Name: "default", Keys: 1}, {Name: "team", Keys: 1}, {Name: "zeta.1_-", Keys: 1}}
+	ns, err = b.Namespaces()
+	require.NoError(t, err)
+	assert.Equal(t, want, ns, "by name (byte order), live keys only")
+	require.NoError(t, b.View(func(v store.View) error {
+		assert.Equal(t, want, v.Namespaces(), "the view counts the same")
+		return nil
+	}))
+	st, err = b.Status()
+	require.NoError(t, err)
+	assert.Equal(t, 4, st.Namespaces)
+	assert.Equal(t, uint64(4), st.Keys)
+	for _, n := range want {
+		page, err := b.List(n.Name, ctxd.ListOptions{})
+		require.NoError(t, err)
+		assert.Len(t, page.Records, int(n.Keys), "list of %s", n.Name)
+	}
+}
+
+// History pages through one key's changes newest first, across its lives,
+// with Before as the cursor and Next the cursor of the next page.
+func checkHistoryPaging(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	for i := 1; i <= 4; i++ {
+		b.put("default", "k", fmt.Sprint(i))
+		b.put("default", "k2", fmt.Sprint(i)) // another key's changes in between
+	}
+	b.del("default", "k")
+	for i := 5; i <= 7; i++ {
+		b.put("default", "k", fmt.Sprint(i))
+	}
+	var got []string
+	var before uint64
+	pages := 0
+	for {
+		p, err := b.History("default", "k", ctxd.HistoryOptions{Before: before, Limit: 3})
+		require.NoError(t, err)
+		pages++
+		assert.LessOrEqual(t, len(p.Changes), 3)
+		for _, c := range p.Changes {
+			assert.Equal(t, "k", c.Key)
+			assert.Equal(t, "default", c.Namespace)
+			if before > 0 {
+				assert.Less(t, c.Revision, before, "Before is exclusive")
+			}
+			got = append(got, fmt.Sprintf("%s:%s", c.Op, c.Value))
+		}
+		if p.Next == 0 {
+			break
+		}
+		require.Less(t, pages, 10, "paging does not end")
+		before = p.Next
+	}
+	assert.Equal(t, []string{"put:7", "put:6", "put:5", "delete:", "put:4", "put:3", "put:2", "put:1"}, got, "newest first, across a delete and a new life")
+	assert.Equal(t, 3, pages)
+
+	all, err := b.History("default", "k", ctxd.HistoryOptions{})
+	require.NoError(t, err)
+	assert.Len(t, all.Changes, 8)
+	assert.Zero(t, all.Next, "no next cursor on the last page")
+	exact, err := b.History("default", "k", ctxd.HistoryOptions{Limit: 8})
+	require.NoError(t, err)
+	assert.Len(t, exact.Changes, 8)
+	assert.Zero(t, exact.Next, "no next cursor when the page ends exactly at the oldest change")
+	revs := revisions(all.Changes)
+	for i := 1; i < len(revs); i++ {
+		assert.Greater(t, revs[i-1], revs[i], "strictly newest first")
+	}
+
+	_, err = b.History("default", "never", ctxd.HistoryOptions{})
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a key that never existed")
+	_, err = b.History("default", "never", ctxd.HistoryOptions{Before: 5})
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a key that never existed, with a cursor")
+	_, err = b.History("nowhere", "k", ctxd.HistoryOptions{})
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a namespace that does not exist")
+	p, err := b.History("default", "k", ctxd.HistoryOptions{Before: 1})
+	require.NoError(t, err, "past the oldest change of a known key: an empty page")
+	assert.Empty(t, p.Changes)
+	assert.Zero(t, p.Next)
+}
+
+// GetAt reads a key as it was at any revision still in history; a key
+// deleted (or not yet created) at that revision is not found; a revision
+// not committed yet is ErrFutureRevision. CheckRevision agrees.
+func checkPointInTimeReads(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	b.put("default", "k", `"a"`) // 1
+	b.put("default", "x", `0`)   // 2
+	b.put("default", "k", `"b"`) // 3
+	b.del("default", "k")        // 4
+	b.put("default", "k", `"c"`) // 5
+
+	for rev, want := range map[uint64]string{1: `"a" v1 created@1 mod@1`, 2: `"a" v1 created@1 mod@1`, 3: `"b" v2 created@1 mod@3`, 5: `"c" v1 created@5 mod@5`} {
+		r, err := b.GetAt("default", "k", rev)
+		if assert.NoError(t, err, "rev %d", rev) {
+			assert.Equal(t, want, fmt.Sprintf("%s v%d created@%d mod@%d", r.Value, r.Version, r.CreateRev, r.ModRev), "rev %d", rev)
+			assert.Equal(t, "test", r.Who)
+		}
+	}
+	now := b.get("default", "k")
+	at, err := b.GetAt("default", "k", 5)
+	require.NoError(t, err)
+	assert.Equal(t, recordLine(now), recordLine(at), "a read at the current revision is the current record")
+
+	_, err = b.GetAt("default", "k", 4)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "deleted at revision 4")
+	_, err = b.GetAt("default", "x", 1)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "x did not exist yet")
+	_, err = b.GetAt("nowhere", "x", 1)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a namespace that does not exist")
+	_, err = b.GetAt("default", "k", 6)
+	assert.ErrorIs(t, err, ctxd.ErrFutureRevision)
+	_, err = b.GetAt("default", "k", 0)
+	assert.ErrorIs(t, err, ctxd.ErrInvalid, "there is no revision 0")
+
+	for rev := uint64(1); rev <= 5; rev++ {
+		assert.NoError(t, b.CheckRevision(rev), "revision %d", rev)
+	}
+	assert.ErrorIs(t, b.CheckRevision(6), ctxd.ErrFutureRevision)
+	assert.ErrorIs(t, b.CheckRevision(0), ctxd.ErrInvalid, "there is no revision 0")
+}
+
+// A View reads everything at one revision, however many writes commit
+// while it runs: what it yields is exactly the log replayed up to its
+// revision, and a change after its revision is not in it.
+func checkViewConsistent(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	for i := range 10 {
+		b.put("default", fmt.Sprintf("k%d", i), fmt.Sprint(i))
+		b.put("team", fmt.Sprintf("t%d", i), fmt.Sprint(i))
+	}
+	b.del("default", "k3")
+
+	// A writer keeps committing puts and deletes in both namespaces while
+	// the view runs. The view does not wait for it: a backend may hold a
+	// commit back while a view is open, as long as the view is consistent.
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; !stop.Load(); i++ {
+			ns := []string{"default", "team"}[i%2]
+			key := fmt.Sprintf("w%d", i%7)
+			_, err := b.Put(t.Context(), ns, key, []byte(fmt.Sprint(i)), nil, "writer")
+			if !assert.NoError(t, err) {
+				return
+			}
+			if i%3 == 0 {
+				_, err = b.Delete(t.Context(), ns, key, nil, "writer")
+				if !assert.NoError(t, err) {
+					return
+				}
+			}
+		}
+	})
+	var viewRev uint64
+	var seen, again map[string]string
+	var counts []ctxd.Namespace
+	var changes, teamChanges []ctxd.Change
+	errStop := errors.New("stop here")
+	err := b.View(func(v store.View) error {
+		viewRev = v.Revision()
+		counts = v.Namespaces()
+		seen = viewState(t, v)
+		require.NoError(t, v.ForEachChange("", func(c ctxd.Change) error { changes = append(changes, c); return nil }))
+		require.NoError(t, v.ForEachChange("team", func(c ctxd.Change) error { teamChanges = append(teamChanges, c); return nil }))
+		last, err := v.Change(viewRev)
+		if assert.NoError(t, err, "the change at the view's revision") {
+			assert.Equal(t, viewRev, last.Revision)
+		}
+		_, err = v.Change(viewRev + 1)
+		assert.ErrorIs(t, err, ctxd.ErrNotFound, "a change after the view's revision, committed or not")
+		var prefixed []string
+		require.NoError(t, v.ForEach("team", "t1", func(r ctxd.Record) error { prefixed = append(prefixed, r.Key); return nil }))
+		assert.Equal(t, []string{"t1"}, prefixed, "ForEach with a prefix")
+		require.NoError(t, v.ForEach("nowhere", "", func(r ctxd.Record) error {
+			t.Errorf("a namespace that does not exist yielded %s", r.Key)
+			return nil
+		}))
+		again = viewState(t, v)
+		assert.Equal(t, viewRev, v.Revision())
+		t.Logf("%d revisions committed while the view was open", b.Revision()-viewRev)
+		return errStop
+	})
+	assert.ErrorIs(t, err, errStop, "View returns the function's error")
+	stop.Store(true)
+	wg.Wait()
+
+	assert.GreaterOrEqual(t, viewRev, uint64(21))
+	assert.Equal(t, seen, again, "reading twice through one view gives the same")
+	log := b.log(0)
+	assert.Equal(t, replay(log, viewRev), seen, "the view is the log replayed up to its revision")
+	var upTo, team []ctxd.Change
+	for _, c := range log {
+		if c.Revision <= viewRev {
+			upTo = append(upTo, c)
+			if c.Namespace == "team" {
+				team = append(team, c)
+			}
+		}
+	}
+	assert.Equal(t, changeLines(upTo), changeLines(changes), "ForEachChange: every change up to the view's revision, oldest first")
+	assert.Equal(t, changeLines(team), changeLines(teamChanges), "ForEachChange of one namespace")
+	perNS := map[string]uint64{}
+	for id := range seen {
+		ns, _, _ := strings.Cut(id, "/")
+		perNS[ns]++
+	}
+	for _, n := range counts {
+		assert.Equal(t, perNS[n.Name], n.Keys, "the view's count of %s", n.Name)
+	}
+}

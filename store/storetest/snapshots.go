@@ -1,0 +1,332 @@
+package storetest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
+)
+
+// A snapshot written while writers keep writing is consistent at its
+// revision: opened, verified and viewed, it holds exactly what the live
+// backend held at that revision, and opening it does not change the file.
+func checkSnapshot(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	for i := range 20 {
+		b.put("default", fmt.Sprintf("k%02d", i), fmt.Sprintf(`{"i":%d}`, i))
+	}
+	b.put("team", "t", `"x"`)
+	b.del("default", "k07")
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				_, err := b.Put(t.Context(), "default", fmt.Sprintf("w%d/%d", w, i%10), []byte(fmt.Sprint(i)), nil, "w")
+				if !assert.NoError(t, err) {
+					return
+				}
+			}
+		})
+	}
+	// Let the writers get going, so that the snapshot is taken among them.
+	for rev, changed := b.Committed(); rev < 60; rev, changed = b.Committed() {
+		waitClosed(t, changed, "writers are writing")
+	}
+	path, info := b.writeSnapshot()
+	// The writers go on after the snapshot: the live data moves past it.
+	for rev, changed := b.Committed(); rev <= info.Revision; rev, changed = b.Committed() {
+		waitClosed(t, changed, "writers write on after the snapshot")
+	}
+	stop.Store(true)
+	wg.Wait()
+	original := fileBytes(t, path)
+	assert.Equal(t, int64(len(original)), info.Size, "the size written")
+
+	snap, err := b.OpenSnapshot(path)
+	require.NoError(t, err)
+	require.NoError(t, snap.Verify())
+	assert.Equal(t, info.SchemaVersion, snap.SchemaVersion())
+	var got map[string]string
+	var snapChanges []ctxd.Change
+	require.NoError(t, snap.View(func(v store.View) error {
+		assert.Equal(t, info.Revision, v.Revision())
+		assert.Equal(t, info.Namespaces, v.Namespaces(), "the namespaces the snapshot reported")
+		got = viewState(t, v)
+		require.NoError(t, v.ForEachChange("", func(c ctxd.Change) error { snapChanges = append(snapChanges, c); return nil }))
+		c, err := v.Change(info.Revision)
+		if assert.NoError(t, err) {
+			assert.Equal(t, info.Revision, c.Revision)
+		}
+		return nil
+	}))
+	require.NoError(t, snap.Close())
+	assert.Equal(t, original, fileBytes(t, path), "opening a snapshot does not change it")
+
+	log := b.log(0)
+	assert.Equal(t, replay(log, info.Revision), got, "the snapshot is the live data at its revision")
+	var upTo []ctxd.Change
+	for _, c := range log {
+		if c.Revision <= info.Revision {
+			upTo = append(upTo, c)
+		}
+	}
+	assert.Equal(t, changeLines(upTo), changeLines(snapChanges), "the snapshot holds the history up to its revision")
+	for id, line := range got {
+		ns, key, _ := strings.Cut(id, "/")
+		r, err := b.GetAt(ns, key, info.Revision)
+		if assert.NoError(t, err, id) {
+			assert.Equal(t, line, recordLine(r), "live read at the snapshot's revision of %s", id)
+		}
+	}
+}
+
+// A file that is not a whole snapshot is ctxd.ErrBadSnapshot, to open and
+// to restore from (fully, partly or as a dry run), and the live data is
+// untouched.
+func checkBadSnapshots(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	for i := range 50 {
+		b.put("default", fmt.Sprintf("k%03d", i), `"`+string(bytes.Repeat([]byte("v"), 100))+`"`)
+	}
+	b.put("team", "t", `1`)
+	good, _ := b.writeSnapshot()
+	goodBytes := fileBytes(t, good)
+	stateBefore, revBefore := b.state()
+	gen := b.Generation()
+
+	bad := map[string]string{
+		"garbage":         writeFile(t, "garbage", []byte("this is not a snapshot at all")),
+		"empty":           writeFile(t, "empty", nil),
+		"zeros":           writeFile(t, "zeros", make([]byte, len(goodBytes))),
+		"truncated half":  writeFile(t, "half", goodBytes[:len(goodBytes)/2]),
+		"truncated start": writeFile(t, "start", goodBytes[:100]),
+		"one byte short":  writeFile(t, "short", goodBytes[:len(goodBytes)-1]),
+	}
+	for _, name := range sortedKeys(bad) {
+		path := bad[name]
+		snap, err := b.OpenSnapshot(path)
+		assert.ErrorIs(t, err, ctxd.ErrBadSnapshot, "open %s", name)
+		if err == nil {
+			_ = snap.Close()
+		}
+		for _, opts := range []ctxd.RestoreOptions{{}, {DryRun: true}, {Namespaces: []string{"default"}}, {Prefix: "k"}} {
+			_, err = b.Restore(t.Context(), path, opts)
+			assert.ErrorIs(t, err, ctxd.ErrBadSnapshot, "restore %+v from %s", opts, name)
+		}
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	_, err := b.OpenSnapshot(missing)
+	assertErrorIsOne(t, err, "open a missing file", fs.ErrNotExist, ctxd.ErrBadSnapshot)
+	_, err = b.Restore(t.Context(), missing, ctxd.RestoreOptions{})
+	assertErrorIsOne(t, err, "restore from a missing file", fs.ErrNotExist, ctxd.ErrBadSnapshot)
+
+	stateAfter, revAfter := b.state()
+	assert.Equal(t, revBefore, revAfter, "no revision was taken")
+	assert.Equal(t, stateBefore, stateAfter, "the live data is untouched")
+	assert.Equal(t, gen, b.Generation(), "nothing was replaced")
+	assert.NoError(t, b.Ready())
+	r := b.put("default", "after", `1`)
+	assert.Equal(t, revBefore+1, r.ModRev, "the backend writes on")
+	_, err = b.Restore(t.Context(), good, ctxd.RestoreOptions{DryRun: true})
+	assert.NoError(t, err, "the good snapshot still restores")
+}
+
+// A full restore replaces the data with the snapshot's atomically: the
+// revision never goes back, Generation changes, followers are woken, and
+// revisions the restore discarded are answered as compacted. A dry run
+// changes nothing.
+func checkFullRestore(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	b.put("default", "a", `"old"`)
+	b.put("team", "b", `1`)
+	path, info := b.writeSnapshot()
+	snapState, snapRev := b.state()
+	require.Equal(t, info.Revision, snapRev)
+
+	b.put("default", "a", `"new"`)
+	b.put("default", "c", `3`)
+	b.del("team", "b")
+	b.put("extra", "e", `1`)
+	live, seen := b.state()
+	gen := b.Generation()
+
+	dry, err := b.Restore(ctx, path, ctxd.RestoreOptions{DryRun: true})
+	require.NoError(t, err)
+	assert.True(t, dry.DryRun)
+	assert.False(t, dry.Partial)
+	assert.Equal(t, info.Revision, dry.SnapshotRevision)
+	assert.Equal(t, seen, dry.Revision)
+	assert.Equal(t, []ctxd.NamespaceDiff{
+		{Namespace: "default", Removed: 1, Changed: 1},
+		{Namespace: "extra", Removed: 1},
+		{Namespace: "team", Added: 1},
+	}, dry.Namespaces, "what the restore would change, namespace by namespace")
+	afterDry, rev := b.state()
+	assert.Equal(t, seen, rev, "a dry run takes no revision")
+	assert.Equal(t, live, afterDry, "a dry run changes nothing")
+	assert.Equal(t, gen, b.Generation())
+
+	_, changed := b.Committed()
+	res, err := b.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	assert.False(t, res.Partial)
+	assert.Equal(t, info.Revision, res.SnapshotRevision)
+	assert.Equal(t, seen, res.Revision, "the revision never goes back")
+	assert.Equal(t, seen, b.Revision())
+	assert.NotEqual(t, gen, b.Generation(), "a full restore changes the generation")
+	assert.True(t, isClosed(changed), "followers are woken by the restore")
+	assert.NoError(t, b.Ready(), "ready again once the restore is done")
+
+	restored, rev := b.state()
+	assert.Equal(t, seen, rev)
+	assert.Equal(t, snapState, restored, "exactly the snapshot's records")
+	ns, err := b.Namespaces()
+	require.NoError(t, err)
+	assert.Equal(t, info.Namespaces, ns, "exactly the snapshot's namespaces")
+	assert.Equal(t, []uint64{1}, b.historyRevs("default", "a"), "the snapshot's history")
+	old, err := b.GetAt("default", "a", info.Revision)
+	require.NoError(t, err, "history up to the snapshot's revision is readable")
+	assert.Equal(t, `"old"`, string(old.Value))
+
+	assertDiscarded := func(when string) {
+		t.Helper()
+		for r := info.Revision + 1; r < seen; r++ {
+			if ce := assertCompacted(t, b.CheckRevision(r), "revision %d, discarded by the restore, %s", r, when); ce != nil {
+				assert.Equal(t, info.Revision, ce.RestoredFrom, "the error names the snapshot's revision, %s", when)
+			}
+			_, err := b.GetAt("default", "a", r)
+			assertCompacted(t, err, "get at discarded revision %d, %s", r, when)
+		}
+		_, err := b.ReadLog(info.Revision, 10)
+		assertCompacted(t, err, "a follower at the snapshot's revision missed the discarded changes, %s", when)
+		_, err = b.ReadLog(seen-1, 10)
+		assertCompacted(t, err, "a follower cannot resume from a discarded revision, %s", when)
+		// At the restore's own revision the data is the snapshot's; a
+		// backend may answer that, or count the revision as discarded.
+		if r, err := b.GetAt("default", "a", seen); err == nil {
+			assert.Equal(t, `"old"`, string(r.Value), "get at the restore's revision, %s", when)
+		} else {
+			assertCompacted(t, err, "get at the restore's revision, %s", when)
+		}
+	}
+	assertDiscarded("after the restore")
+	changes, err := b.ReadLog(seen, 10)
+	require.NoError(t, err, "from the restore's revision on, the log is whole")
+	assert.Empty(t, changes)
+
+	r := b.put("default", "a", `"next"`)
+	assert.Equal(t, seen+1, r.ModRev, "the next write is above every revision seen before")
+	assert.Equal(t, uint64(2), r.Version, "versions continue from the snapshot's")
+	changes, err = b.ReadLog(seen, 10)
+	require.NoError(t, err)
+	assert.Equal(t, []uint64{seen + 1}, revisions(changes))
+
+	b.restart()
+	assert.Equal(t, seen+1, b.Revision())
+	assert.Equal(t, `"next"`, b.value("default", "a"))
+	assertDiscarded("after a restart")
+}
+
+// A partial restore (some namespaces, a prefix) is one ordinary
+// transaction of new revisions that makes that part equal to the
+// snapshot, leaving the rest and the generation alone.
+func checkPartialRestore(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	b.put("default", "app/x", `1`)
+	b.put("default", "app/y", `1`)
+	b.put("default", "other", `1`)
+	b.put("team", "t", `1`)
+	b.put("team", "u", `1`)
+	path, _ := b.writeSnapshot()
+	b.put("default", "app/x", `2`)
+	b.del("default", "app/y")
+	b.put("default", "app/z", `2`)
+	b.put("default", "other", `2`)
+	b.put("team", "t", `2`)
+	b.put("team", "v", `2`)
+	gen := b.Generation()
+	live, rev := b.state()
+
+	opts := ctxd.RestoreOptions{Namespaces: []string{"default"}, Prefix: "app/", Who: "ops"}
+	wantDiff := []ctxd.NamespaceDiff{{Namespace: "default", Added: 1, Removed: 1, Changed: 1}}
+	dry := opts
+	dry.DryRun = true
+	res, err := b.Restore(ctx, path, dry)
+	require.NoError(t, err)
+	assert.True(t, res.DryRun)
+	assert.True(t, res.Partial)
+	assert.Equal(t, wantDiff, res.Namespaces)
+	afterDry, afterRev := b.state()
+	assert.Equal(t, rev, afterRev, "a dry run takes no revision")
+	assert.Equal(t, live, afterDry, "a dry run changes nothing")
+
+	res, err = b.Restore(ctx, path, opts)
+	require.NoError(t, err)
+	assert.True(t, res.Partial)
+	assert.False(t, res.DryRun)
+	assert.Equal(t, wantDiff, res.Namespaces)
+	assert.Equal(t, rev+3, res.Revision, "three changes, new revisions")
+	assert.Equal(t, gen, b.Generation(), "a partial restore is ordinary changes")
+	for key, want := range map[string]string{"app/x": `1`, "app/y": `1`, "other": `2`} {
+		assert.Equal(t, want, b.value("default", key), key)
+	}
+	_, err = b.Get("default", "app/z")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a key the snapshot does not have is deleted")
+	assert.Equal(t, `2`, b.value("team", "t"), "other namespaces are untouched")
+
+	x := b.get("default", "app/x")
+	assert.Equal(t, "ops", x.Who, "the restore's changes are recorded as its Who")
+	assert.Equal(t, uint64(3), x.Version, "the key's life goes on")
+	log, err := b.ReadLog(rev, 10)
+	require.NoError(t, err)
+	assert.Equal(t, span(rev+1, rev+3), revisions(log), "one transaction of consecutive revisions")
+	assert.NoError(t, b.CheckRevision(rev), "history before the restore is still readable")
+
+	// A whole namespace, no prefix.
+	res, err = b.Restore(ctx, path, ctxd.RestoreOptions{Namespaces: []string{"team"}})
+	require.NoError(t, err)
+	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "team", Removed: 1, Changed: 1, Unchanged: 1}}, res.Namespaces)
+	assert.Equal(t, `1`, b.value("team", "t"))
+	_, err = b.Get("team", "v")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+
+	// Nothing to change: no revision.
+	current := b.Revision()
+	res, err = b.Restore(ctx, path, ctxd.RestoreOptions{Namespaces: []string{"team"}})
+	require.NoError(t, err)
+	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "team", Unchanged: 2}}, res.Namespaces)
+	assert.Equal(t, current, res.Revision)
+	assert.Equal(t, current, b.Revision(), "a restore that changes nothing takes no revision")
+
+	_, err = b.Restore(ctx, path, ctxd.RestoreOptions{Namespaces: []string{"bad ns!"}})
+	assert.ErrorIs(t, err, ctxd.ErrInvalid, "a bad namespace name")
+	_, err = b.Restore(ctx, path, ctxd.RestoreOptions{Prefix: "nothing-has-this/"})
+	assert.NoError(t, err, "a prefix nothing has")
+	assert.Equal(t, current, b.Revision())
+}
+
+// assertErrorIsOne asserts that err matches one of the targets.
+func assertErrorIsOne(t testing.TB, err error, msg string, targets ...error) {
+	t.Helper()
+	for _, target := range targets {
+		if errors.Is(err, target) {
+			return
+		}
+	}
+	t.Errorf("%s: got %v, want an error matching one of %v", msg, err, targets)
+}
