@@ -101,7 +101,7 @@ func (s *Store) checkRevision(tx *bbolt.Tx, rev uint64) error {
 	if rev > last {
 		return fmt.Errorf("%w: revision %d, current revision is %d", ctxd.ErrFutureRevision, rev, last)
 	}
-	if from := metaUint(tx, migrations.KeyRestoredFrom); from > 0 && rev > from && rev <= metaUint(tx, migrations.KeyFloor) {
+	if from := metaUint(tx, migrations.KeyRestoredFrom); from > 0 && rev > from && rev < metaUint(tx, migrations.KeyFloor) {
 		return &ctxd.CompactedError{Requested: rev, Compacted: last, RestoredFrom: from}
 	}
 	return nil

@@ -215,13 +215,13 @@ func checkFullRestore(t testing.TB, h Harness) {
 		assertCompacted(t, err, "a follower at the snapshot's revision missed the discarded changes, %s", when)
 		_, err = b.ReadLog(seen-1, 10)
 		assertCompacted(t, err, "a follower cannot resume from a discarded revision, %s", when)
-		// At the restore's own revision the data is the snapshot's; a
-		// backend may answer that, or count the revision as discarded.
-		if r, err := b.GetAt("default", "a", seen); err == nil {
+		// The restore's own revision is the current one: reading at it
+		// answers the current (restored) data, as a read at the head must.
+		r, err := b.GetAt("default", "a", seen)
+		if assert.NoError(t, err, "get at the restore's revision, %s", when) {
 			assert.Equal(t, `"old"`, string(r.Value), "get at the restore's revision, %s", when)
-		} else {
-			assertCompacted(t, err, "get at the restore's revision, %s", when)
 		}
+		assert.NoError(t, b.CheckRevision(seen), "the current revision is readable, %s", when)
 	}
 	assertDiscarded("after the restore")
 	changes, err := b.ReadLog(seen, 10)
