@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,6 +29,31 @@ func (h *commitHook) onCommit(store.CommitInfo) {
 
 func (h *commitHook) once(f func()) { h.fn.Store(&f) }
 
+// deadlineCtx is a ctx whose deadline passes when the test says so
+// (expire), not on a timer.
+type deadlineCtx struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newDeadlineCtx() *deadlineCtx {
+	return &deadlineCtx{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return time.Now().Add(time.Hour), true }
+func (c *deadlineCtx) Done() <-chan struct{}       { return c.done }
+func (c *deadlineCtx) expire()                     { c.once.Do(func() { close(c.done) }) }
+
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
 // A write the writer has taken and committed, whose caller stops waiting
 // before the answer, is "outcome unknown": and it did apply. The writer is
 // held in the commit hook until the caller has returned, so the caller
@@ -50,21 +76,22 @@ func TestWriteAbandonedAfterQueueingIsOutcomeUnknown(t *testing.T) {
 			return err
 		},
 	}
+	// Both ends come from the commit hook, never from a timer, so the
+	// caller always stops waiting after the write committed.
 	ends := map[string]struct {
 		ctx   func() (context.Context, context.CancelFunc)
 		cause error
-		// end makes the ctx end (from the writer goroutine).
-		end func(ctx context.Context, cancel context.CancelFunc)
 	}{
 		"cancelled": {
 			ctx:   func() (context.Context, context.CancelFunc) { return context.WithCancel(ctx) },
 			cause: context.Canceled,
-			end:   func(_ context.Context, cancel context.CancelFunc) { cancel() },
 		},
 		"deadline": {
-			ctx:   func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 10*time.Millisecond) },
+			ctx: func() (context.Context, context.CancelFunc) {
+				dc := newDeadlineCtx()
+				return dc, dc.expire
+			},
 			cause: context.DeadlineExceeded,
-			end:   func(ctx context.Context, _ context.CancelFunc) { <-ctx.Done() },
 		},
 	}
 	for opName, op := range ops {
@@ -79,7 +106,7 @@ func TestWriteAbandonedAfterQueueingIsOutcomeUnknown(t *testing.T) {
 				defer cancel()
 				returned := make(chan struct{})
 				h.once(func() {
-					end.end(wctx, cancel)
+					cancel()
 					<-returned // the answer waits until the caller gave up
 				})
 				err := op(s, wctx)
