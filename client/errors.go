@@ -20,9 +20,9 @@ const (
 	CodeTooLarge       = ctxd.CodeTooLarge
 	CodeBadRequest     = ctxd.CodeBadRequest
 	CodeFutureRevision = ctxd.CodeFutureRevision
-	// CodeUnavailable: the server refused the request (closing, a restore
-	// replacing the data, the request's time ran out before the write was
-	// queued). Nothing was applied; retrying is safe.
+	// CodeUnavailable: the server refused the request (closing, not
+	// answering, or the request's time ran out before its write was handed
+	// to the store). A write answered so was not applied: retrying is safe.
 	CodeUnavailable = ctxd.CodeUnavailable
 	// CodeOutcomeUnknown: the server took the write but stopped waiting for
 	// it (the request timed out or was cancelled) before it was told the
