@@ -98,12 +98,20 @@ type PutOptions struct {
 
 // Put sets ns/key to value, which must be valid JSON. An empty ns means
 // "default".
+//
+// A write (Put, Delete, Txn, Import) can end with its outcome unknown: the
+// server answered outcome_unknown (it took the write, then the request's
+// time ran out), or the request was sent in full and no answer came (the
+// connection broke, ctx ended). The error then matches
+// ctxd.ErrOutcomeUnknown (IsOutcomeUnknown): the write may or may not have
+// applied; read the key to learn which before retrying. A write that was
+// refused or never sent is not outcome unknown, and was not applied.
 func (c *Client) Put(ctx context.Context, ns, key string, value json.RawMessage, opts PutOptions) (Record, error) {
 	ns = orDefault(ns)
 	var rec Record
 	err := c.do(ctx, request{
 		method: http.MethodPut, path: keyPath(ns, key), query: c.whoQuery(opts.Who),
-		ifVersion: opts.IfVersion, body: value, out: &rec,
+		ifVersion: opts.IfVersion, body: value, out: &rec, write: true,
 	})
 	if err != nil {
 		return Record{}, wrap(fmt.Sprintf("put %s/%s", ns, key), err)
@@ -146,7 +154,7 @@ func (c *Client) Delete(ctx context.Context, ns, key string, opts DeleteOptions)
 	var rec Record
 	err := c.do(ctx, request{
 		method: http.MethodDelete, path: keyPath(ns, key), query: c.whoQuery(opts.Who),
-		ifVersion: opts.IfVersion, out: &rec,
+		ifVersion: opts.IfVersion, out: &rec, write: true,
 	})
 	if err != nil {
 		return Record{}, wrap(fmt.Sprintf("delete %s/%s", ns, key), err)
@@ -258,7 +266,7 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts TxnOptions) (TxnResu
 		return TxnResult{}, wrap("txn", err)
 	}
 	var res TxnResult
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/txn", body: body, out: &res}); err != nil {
+	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/txn", body: body, out: &res, write: true}); err != nil {
 		return TxnResult{}, wrap("txn", err)
 	}
 	return res, nil
@@ -297,6 +305,9 @@ type request struct {
 	ifVersion *uint64
 	body      []byte
 	out       any // decoded from a 2xx body when non-nil
+	// write marks a request that changes keys: an error after it was
+	// sent in full is "outcome unknown" (send, outcome.go).
+	write bool
 }
 
 func (c *Client) do(ctx context.Context, r request) error {
@@ -320,9 +331,9 @@ func (c *Client) do(ctx context.Context, r request) error {
 	if r.ifVersion != nil {
 		req.Header.Set("If-Match", strconv.Quote(strconv.FormatUint(*r.ifVersion, 10)))
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.send(req, r.write)
 	if err != nil {
-		return err // a *url.Error: no answer
+		return err // a *url.Error: no answer (for a write sent in full, outcome unknown)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {

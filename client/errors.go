@@ -11,16 +11,25 @@ import (
 	"github.com/framework0/ctxd"
 )
 
-// Error codes the server puts in its JSON errors.
+// Error codes the server puts in its JSON errors: ctxd's own constants, so
+// that client and server cannot disagree.
 const (
-	CodeNotFound       = "not_found"
-	CodeConflict       = "conflict"
-	CodeCompacted      = "compacted"
-	CodeTooLarge       = "too_large"
-	CodeBadRequest     = "bad_request"
-	CodeFutureRevision = "future_revision"
-	CodeUnavailable    = "unavailable"
-	CodeInternal       = "internal"
+	CodeNotFound       = ctxd.CodeNotFound
+	CodeConflict       = ctxd.CodeConflict
+	CodeCompacted      = ctxd.CodeCompacted
+	CodeTooLarge       = ctxd.CodeTooLarge
+	CodeBadRequest     = ctxd.CodeBadRequest
+	CodeFutureRevision = ctxd.CodeFutureRevision
+	// CodeUnavailable: the server refused the request (closing, not
+	// answering, or the request's time ran out before its write was handed
+	// to the store). A write answered so was not applied: retrying is safe.
+	CodeUnavailable = ctxd.CodeUnavailable
+	// CodeOutcomeUnknown: the server took the write but stopped waiting for
+	// it (the request timed out or was cancelled) before it was told the
+	// outcome. It may or may not have applied: read the key (or look for
+	// the change at a revision) to learn which before retrying.
+	CodeOutcomeUnknown = ctxd.CodeOutcomeUnknown
+	CodeInternal       = ctxd.CodeInternal
 )
 
 // APIError is an error answer from the server: any status outside 2xx.
@@ -52,7 +61,9 @@ func (e *APIError) Error() string {
 }
 
 // Is lets errors.Is match an *APIError against the store's errors, such as
-// ctxd.ErrNotFound or ctxd.ErrConflict.
+// ctxd.ErrNotFound or ctxd.ErrConflict. CodeUnavailable matches
+// ctxd.ErrUnavailable (and ctxd.ErrClosed, as it always did);
+// CodeOutcomeUnknown matches ctxd.ErrOutcomeUnknown only.
 func (e *APIError) Is(target error) bool {
 	switch e.Code {
 	case CodeNotFound:
@@ -68,7 +79,9 @@ func (e *APIError) Is(target error) bool {
 	case CodeFutureRevision:
 		return target == ctxd.ErrFutureRevision
 	case CodeUnavailable:
-		return target == ctxd.ErrClosed
+		return target == ctxd.ErrUnavailable || target == ctxd.ErrClosed
+	case CodeOutcomeUnknown:
+		return target == ctxd.ErrOutcomeUnknown
 	}
 	return false
 }
@@ -87,6 +100,14 @@ func IsConflict(err error) bool {
 	var ae *APIError
 	return errors.As(err, &ae) && (ae.Code == CodeConflict || ae.Code == "" && ae.Status == http.StatusConflict)
 }
+
+// IsOutcomeUnknown reports whether err is a write whose outcome is not
+// known: it may or may not have been applied. Either the server said so
+// (an *APIError with CodeOutcomeUnknown: it took the write, then the
+// request's time ran out), or the client sent the whole request and then
+// got no answer (the connection broke, ctx ended; see Put). Read the key
+// to learn whether the write applied before deciding to retry it.
+func IsOutcomeUnknown(err error) bool { return errors.Is(err, ctxd.ErrOutcomeUnknown) }
 
 // errorBody is the JSON of an error answer. The extra fields are read both
 // inside "error" and beside it.

@@ -149,9 +149,10 @@ func (c *Client) stream(ctx context.Context, method, path string, query url.Valu
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.hc.Do(req)
+	// The one stream that is not a GET is Import: a write.
+	resp, err := c.send(req, method != http.MethodGet)
 	if err != nil {
-		return nil, err // a *url.Error: no answer
+		return nil, err // a *url.Error: no answer (for Import sent in full, outcome unknown)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()

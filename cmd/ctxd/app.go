@@ -25,6 +25,10 @@ const (
 	exitUnreachable = 3 // no answer from the server
 	exitNotFound    = 4
 	exitConflict    = 5
+	// exitOutcomeUnknown: a write (put, del, import) may or may not have
+	// been applied: the server answered outcome_unknown, or the request was
+	// sent and its answer never came (--timeout, a broken connection).
+	exitOutcomeUnknown = 6
 )
 
 // app is one run of the program, with its standard streams and environment.
@@ -92,6 +96,9 @@ func (a *app) exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &ce):
 		return exitUsage
+	case client.IsOutcomeUnknown(err): // before IsConnectionError: no answer to a write sent is this
+		fmt.Fprintln(a.stderr, "The write may or may not have been applied. Read the key ('ctxd get KEY') to check before retrying.")
+		return exitOutcomeUnknown
 	case client.IsConnectionError(err):
 		fmt.Fprintln(a.stderr, "Is the server running? Point --server or CTXD_SERVER at it.")
 		return exitUnreachable
@@ -123,7 +130,8 @@ Start a server with 'ctxd serve'; the other commands talk to a running server
 CTXD_TOKEN when the server has access control ('ctxd token' makes tokens).
 
 Exit codes: 0 ok, 1 error, 2 bad usage or configuration, 3 cannot connect,
-4 not found, 5 version conflict.`,
+4 not found, 5 version conflict, 6 outcome unknown (a write may or may not
+have been applied: read the key to check).`,
 		Version:       version,
 		SilenceErrors: true,
 		SilenceUsage:  true,

@@ -6,7 +6,8 @@
 // the list, and see README.md.
 //
 // Exit codes: 0 ok, 1 error, 2 bad usage or bad configuration, 3 cannot
-// connect to the server, 4 not found, 5 version conflict.
+// connect to the server, 4 not found, 5 version conflict, 6 outcome unknown
+// (a write may or may not have been applied: read the key to check).
 package main
 
 import (

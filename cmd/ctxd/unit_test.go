@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/configs"
 )
@@ -84,6 +85,10 @@ func TestExitCodeTable(t *testing.T) {
 		{&client.APIError{Status: 409, Code: client.CodeConflict}, exitConflict},
 		{&client.APIError{Status: 400, Code: client.CodeBadRequest}, exitError},
 		{&client.APIError{Status: 500, Code: client.CodeInternal}, exitError},
+		{&client.APIError{Status: 503, Code: client.CodeUnavailable}, exitError},
+		{&client.APIError{Status: 503, Code: client.CodeOutcomeUnknown}, exitOutcomeUnknown},
+		// Sent, no answer: outcome unknown, though it is a connection error too.
+		{fmt.Errorf("put default/k: %w: sent: %w", ctxd.ErrOutcomeUnknown, &url.Error{Op: "Put", URL: "http://x", Err: context.DeadlineExceeded}), exitOutcomeUnknown},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer

@@ -246,8 +246,10 @@ func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who 
 
 // Txn applies writes all or nothing: each gets its own revision, in order,
 // and all commit in one fsynced transaction, or none is applied. A key may
-// appear only once. The call returns after the commit is durable; if ctx
-// ends first the caller stops waiting, but a queued request may still commit.
+// appear only once. The call returns after the commit is durable. If ctx
+// ends after the request was queued, the caller stops waiting and gets an
+// error matching ctxd.ErrOutcomeUnknown: the request may still commit (see
+// submit for where "refused" ends and "outcome unknown" begins).
 func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
 	if err := s.limits.ValidateWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
@@ -256,34 +258,93 @@ func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, e
 }
 
 // submit queues a request for the writer and waits for its answer.
+//
+// The boundary between a refused request and one whose outcome may be
+// unknown is the send on s.queue, and nothing else:
+//
+//   - Before it, the request is refused and was not applied: the store is
+//     closing (ErrClosed), ctx was already done (ctx.Err()), or ctx ended
+//     while the send was blocked on a full queue (ctx.Err(): a send that
+//     did not happen put nothing in the queue). Validation failures never
+//     get here. A restore in progress refuses nothing: writes queue behind
+//     its exclusive request and run on the restored data.
+//   - After it, the writer may take and commit the request at any moment,
+//     whether or not anyone still waits. A caller whose ctx ends before
+//     the answer gets the answer if it is already there, and otherwise an
+//     error matching ctxd.ErrOutcomeUnknown (wrapping ctx.Err() for logs).
+//     That holds while the request is still in the queue too: the writer
+//     does not look at the caller's ctx, so a request queued and abandoned
+//     still commits when its turn comes.
+//
+// Shutdown is exact, never unknown, for a caller still waiting: Close lets
+// the writer commit and answer everything it finds in the queue before it
+// exits (closing s.stopped). A request that entered the queue after the
+// writer's last look is never run; its caller, seeing s.stopped closed with
+// no answer, knows it was not applied and gets ErrClosed.
 func (s *Store) submit(ctx context.Context, r *request) (ctxd.TxnResult, error) {
 	select {
 	case <-s.stop:
 		return ctxd.TxnResult{}, ctxd.ErrClosed
 	default:
 	}
+	// A select picks at random among ready cases: check ctx first, so that
+	// a ctx already done is refused rather than queued half of the time.
+	if err := ctx.Err(); err != nil {
+		return ctxd.TxnResult{}, err
+	}
 	select {
 	case s.queue <- r:
 	case <-s.stop:
 		return ctxd.TxnResult{}, ctxd.ErrClosed
 	case <-ctx.Done():
+		// The queue was full and the request never entered it.
 		return ctxd.TxnResult{}, ctx.Err()
 	}
+	return s.wait(ctx, r)
+}
+
+// wait waits for the answer to a queued request (see submit).
+func (s *Store) wait(ctx context.Context, r *request) (ctxd.TxnResult, error) {
 	select {
 	case out := <-r.done:
 		return out.res, out.err
 	case <-s.stopped:
-		// The writer answers everything it took before it exits; a request
-		// that slipped in after its last look was never applied.
+		return s.afterStop(r)
+	case <-ctx.Done():
+		// The answer may have come at the same time: prefer it.
 		select {
 		case out := <-r.done:
 			return out.res, out.err
 		default:
-			return ctxd.TxnResult{}, ctxd.ErrClosed
 		}
-	case <-ctx.Done():
-		return ctxd.TxnResult{}, ctx.Err()
+		select {
+		case <-s.stopped:
+			return s.afterStop(r)
+		default:
+		}
+		return ctxd.TxnResult{}, outcomeUnknown(ctx.Err())
 	}
+}
+
+// afterStop answers a queued request once the writer has exited. The
+// writer answers everything it took before it exits, so an answer is there
+// now or never: none means the request slipped into the queue after the
+// writer's last look, and was not applied.
+func (s *Store) afterStop(r *request) (ctxd.TxnResult, error) {
+	select {
+	case out := <-r.done:
+		return out.res, out.err
+	default:
+		return ctxd.TxnResult{}, ctxd.ErrClosed
+	}
+}
+
+// outcomeUnknown is the error of a queued write whose caller stopped
+// waiting (cause: the ctx's error) before it was answered.
+func outcomeUnknown(cause error) error {
+	return fmt.Errorf("%w: the write was queued but the wait for its commit ended (%w); "+
+		"it may or may not have been applied: read the key (or the revision) to learn whether it was",
+		ctxd.ErrOutcomeUnknown, cause)
 }
 
 // exclusive runs fn in the writer goroutine: no commit is in flight while

@@ -1,0 +1,189 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
+)
+
+func TestOutcomeUnknownAnswer(t *testing.T) {
+	ctx := context.Background()
+	c, _ := fake(t, 503, `{"error":{"code":"outcome_unknown","message":"outcome unknown: read the key"}}`)
+	_, err := c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+	require.Error(t, err)
+	assert.True(t, IsOutcomeUnknown(err), "%v", err)
+	assert.ErrorIs(t, err, ctxd.ErrOutcomeUnknown)
+	assert.NotErrorIs(t, err, ctxd.ErrUnavailable, "not 'refused': it may have applied")
+	assert.NotErrorIs(t, err, ctxd.ErrClosed)
+	assert.False(t, IsConnectionError(err))
+	var ae *APIError
+	require.True(t, errors.As(err, &ae))
+	assert.Equal(t, CodeOutcomeUnknown, ae.Code)
+	assert.Equal(t, ctxd.CodeOutcomeUnknown, CodeOutcomeUnknown)
+
+	c, _ = fake(t, 503, `{"error":{"code":"unavailable","message":"store closed"}}`)
+	_, err = c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+	require.Error(t, err)
+	assert.False(t, IsOutcomeUnknown(err))
+	assert.ErrorIs(t, err, ctxd.ErrUnavailable)
+	assert.ErrorIs(t, err, ctxd.ErrClosed)
+}
+
+// hangingServer receives each request in full, then never answers: it
+// waits until the client has gone.
+func hangingServer(t *testing.T) (c *Client, received <-chan struct{}) {
+	t.Helper()
+	got := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		got <- struct{}{}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(srv.URL)
+	require.NoError(t, err)
+	return c, got
+}
+
+// sentCtx is a cancellable ctx whose channel is closed once the client has
+// written the whole request (after the client's own trace saw it).
+func sentCtx() (context.Context, context.CancelFunc, <-chan struct{}) {
+	wrote := make(chan struct{})
+	var once atomic.Bool
+	ctx, cancel := context.WithCancel(context.Background())
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil && once.CompareAndSwap(false, true) {
+				close(wrote)
+			}
+		},
+	})
+	return ctx, cancel, wrote
+}
+
+// A write sent in full whose answer never comes is outcome unknown; a read
+// in the same situation is not (nothing to be unsure about).
+func TestSentWriteWithoutAnswerIsOutcomeUnknown(t *testing.T) {
+	calls := map[string]struct {
+		write bool
+		call  func(ctx context.Context, c *Client) error
+	}{
+		"put": {true, func(ctx context.Context, c *Client) error {
+			_, err := c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+			return err
+		}},
+		"delete": {true, func(ctx context.Context, c *Client) error {
+			_, err := c.Delete(ctx, "", "k", DeleteOptions{})
+			return err
+		}},
+		"txn": {true, func(ctx context.Context, c *Client) error {
+			_, err := c.Txn(ctx, []TxnOp{{Op: "put", Key: "k", Value: json.RawMessage(`1`)}}, TxnOptions{})
+			return err
+		}},
+		"import": {true, func(ctx context.Context, c *Client) error {
+			_, err := c.Import(ctx, "", strings.NewReader(`{"k":1}`))
+			return err
+		}},
+		"get": {false, func(ctx context.Context, c *Client) error {
+			_, err := c.Get(ctx, "", "k", GetOptions{})
+			return err
+		}},
+	}
+	for name, tc := range calls {
+		t.Run(name, func(t *testing.T) {
+			c, received := hangingServer(t)
+			ctx, cancel, wrote := sentCtx()
+			defer cancel()
+			go func() {
+				<-received
+				<-wrote
+				cancel()
+			}()
+			err := tc.call(ctx, c)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, context.Canceled, "the cause stays in the chain")
+			assert.Equal(t, tc.write, IsOutcomeUnknown(err), "%v", err)
+			if tc.write {
+				assert.Contains(t, err.Error(), "read the key")
+			}
+		})
+	}
+}
+
+// A write that was never sent was not applied: not outcome unknown.
+func TestUnsentWriteIsNotOutcomeUnknown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	c, err := New("http://" + addr)
+	require.NoError(t, err)
+	_, err = c.Put(context.Background(), "", "k", json.RawMessage(`1`), PutOptions{})
+	require.Error(t, err)
+	assert.True(t, IsConnectionError(err), "%v", err)
+	assert.False(t, IsOutcomeUnknown(err), "connection refused: nothing was sent")
+
+	c, _ = fake(t, 200, `{}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.False(t, IsOutcomeUnknown(err), "ctx ended before sending: nothing was sent")
+}
+
+// Against the real server: the write commits, the client gives up before
+// the answer (the store's writer is held after the commit until then), the
+// error is outcome unknown, and reading the key shows that it applied.
+func TestOutcomeUnknownThenReadTheKey(t *testing.T) {
+	var hook atomic.Pointer[func()]
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), bolt.Options{OnCommit: func(store.CommitInfo) {
+		if f := hook.Swap(nil); f != nil {
+			(*f)()
+		}
+	}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(httpapi.New(st, httpapi.Config{Version: "test"}, zerolog.Nop()).Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		assert.NoError(t, st.Check())
+		assert.NoError(t, st.Close())
+	})
+	c, err := New(srv.URL)
+	require.NoError(t, err)
+
+	ctx, cancel, wrote := sentCtx()
+	defer cancel()
+	returned := make(chan struct{})
+	f := func() {
+		<-wrote
+		cancel()
+		<-returned
+	}
+	hook.Store(&f)
+	_, err = c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+	close(returned)
+	require.True(t, IsOutcomeUnknown(err), "%v", err)
+
+	rec, err := c.Get(context.Background(), "", "k", GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, `1`, string(rec.Value), "it did apply")
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
+)
+
+// A write whose outcome is unknown exits 6 and says to read the key.
+func TestExitCodeOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+
+	t.Run("server says outcome_unknown", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error":{"code":"outcome_unknown","message":"outcome unknown: read the key"}}`)
+		}))
+		defer srv.Close()
+		env := []string{"CTXD_SERVER=" + srv.URL}
+		for _, args := range [][]string{{"put", "k", "1"}, {"del", "k"}, {"import", "-"}} {
+			r := cli(t, env, `{"k":1}`, args...)
+			assert.Equal(t, 6, r.code, "%v: stdout %q stderr %q", args, r.stdout, r.stderr)
+			assert.Contains(t, r.stderr, "outcome_unknown")
+			assert.Contains(t, r.stderr, "Read the key")
+		}
+	})
+
+	t.Run("no answer to a write sent", func(t *testing.T) {
+		// The real API over a real store whose writer holds the commit's
+		// answer until the CLI has exited: the CLI's --timeout ends first.
+		var hook atomic.Pointer[func()]
+		st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), bolt.Options{OnCommit: func(store.CommitInfo) {
+			if f := hook.Swap(nil); f != nil {
+				(*f)()
+			}
+		}})
+		require.NoError(t, err)
+		srv := httptest.NewServer(httpapi.New(st, httpapi.Config{Version: "test"}, zerolog.Nop()).Handler())
+		defer func() {
+			srv.Close()
+			assert.NoError(t, st.Close())
+		}()
+		env := []string{"CTXD_SERVER=" + srv.URL}
+
+		exited := make(chan struct{})
+		f := func() { <-exited }
+		hook.Store(&f)
+		r := cli(t, env, "", "put", "k", "42", "--timeout", "1s")
+		close(exited)
+		assert.Equal(t, 6, r.code, "stdout %q stderr %q", r.stdout, r.stderr)
+		assert.Contains(t, r.stderr, "outcome unknown")
+		assert.Contains(t, r.stderr, "Read the key")
+
+		// What the message says to do: the write did apply.
+		r = cli(t, env, "", "get", "k", "-o", "value")
+		assert.Equal(t, 0, r.code, r.stderr)
+		assert.Equal(t, "42\n", r.stdout)
+	})
+}

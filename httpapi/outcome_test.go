@@ -1,0 +1,124 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
+)
+
+// commitHook runs a function once in the store's writer, after the next
+// commit is durable and before its requests are answered.
+type commitHook struct{ fn atomic.Pointer[func()] }
+
+func (h *commitHook) onCommit(store.CommitInfo) {
+	if f := h.fn.Swap(nil); f != nil {
+		(*f)()
+	}
+}
+
+func (h *commitHook) once(f func()) { h.fn.Store(&f) }
+
+// serveWithContext sends a request straight into the real handler chain
+// with a context the test controls: over a socket, the server's request
+// context ends only when the client has gone and can no longer read the
+// answer.
+func (e *env) serveWithContext(ctx context.Context, method, path, body string) response {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, rd).WithContext(ctx)
+	rec := httptest.NewRecorder()
+	e.srv.Handler().ServeHTTP(rec, req)
+	return response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+}
+
+var outcomeRoutes = []struct {
+	name, method, path, body string
+	compat                   bool
+	// deleted: the write deletes k (else it sets k to 2).
+	deleted bool
+}{
+	{name: "put", method: http.MethodPut, path: keyPath("default", "k"), body: `2`},
+	{name: "delete", method: http.MethodDelete, path: keyPath("default", "k"), deleted: true},
+	{name: "txn", method: http.MethodPost, path: "/v1/txn", body: `{"ops":[{"op":"put","key":"k","value":2},{"op":"put","key":"k2","value":3}]}`},
+	{name: "compat set", method: http.MethodPost, path: "/ctx", body: `{"key":"k","value":2}`, compat: true},
+	{name: "compat delete", method: http.MethodDelete, path: "/ctx/k", compat: true, deleted: true},
+}
+
+// A write whose request context ends after the store queued it answers 503
+// outcome_unknown, on every write route; reading the key then tells whether
+// it applied (here it did: the writer is held after the commit until the
+// handler has answered).
+func TestWriteCancelledMidWriteIsOutcomeUnknown(t *testing.T) {
+	for _, rt := range outcomeRoutes {
+		t.Run(rt.name, func(t *testing.T) {
+			h := &commitHook{}
+			e := newEnv(t, envOptions{store: bolt.Options{OnCommit: h.onCommit}})
+			e.put("k", `1`)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			answered := make(chan struct{})
+			h.once(func() {
+				cancel()
+				<-answered
+			})
+			r := e.serveWithContext(ctx, rt.method, rt.path, rt.body)
+			close(answered)
+
+			var body struct {
+				Error struct {
+					Code    string `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+				Status string `json:"status"`
+			}
+			require.Equal(t, http.StatusServiceUnavailable, r.status, "body: %s", r.body)
+			require.NoError(t, json.Unmarshal(r.body, &body), "body: %s", r.body)
+			assert.Equal(t, "outcome_unknown", body.Error.Code)
+			assert.Contains(t, body.Error.Message, "read the key")
+			if rt.compat {
+				assert.Equal(t, "error", body.Status)
+			}
+
+			got := e.do(http.MethodGet, keyPath("default", "k"), "")
+			if rt.deleted {
+				requireError(t, got, http.StatusNotFound, "not_found")
+			} else {
+				require.Equal(t, http.StatusOK, got.status, string(got.body))
+				assert.Equal(t, json.RawMessage(`2`), decode[record](t, got).Value)
+			}
+		})
+	}
+}
+
+// A write whose request context had ended before the store queued it is
+// refused: 503 unavailable, and nothing changed.
+func TestWriteCancelledBeforeQueueingIsUnavailable(t *testing.T) {
+	for _, rt := range outcomeRoutes {
+		t.Run(rt.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			e.put("k", `1`)
+			rev := e.revision()
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			r := e.serveWithContext(ctx, rt.method, rt.path, rt.body)
+			require.Equal(t, http.StatusServiceUnavailable, r.status, "body: %s", r.body)
+			assert.Contains(t, string(r.body), `"code":"unavailable"`)
+			assert.Equal(t, rev, e.revision())
+		})
+	}
+}
