@@ -13,6 +13,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/jsontext"
+	"github.com/framework0/ctxd/internal/query"
 
 	"github.com/labstack/echo/v4"
 
@@ -468,7 +469,7 @@ func (s *Server) compatDump(c echo.Context) error {
 }
 
 // jsonBool reads include_history: a JSON boolean, or a string or number
-// that parseBool accepts ("true", "1", ...); null is false.
+// that query.ParseBool accepts ("true", "1", ...); null is false.
 func jsonBool(raw json.RawMessage) (bool, error) {
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -480,7 +481,7 @@ func jsonBool(raw json.RawMessage) (bool, error) {
 	case bool:
 		return x, nil
 	case string:
-		if b, ok := parseBool(x); ok {
+		if b, ok := query.ParseBool(x); ok {
 			return b, nil
 		}
 	case float64:
