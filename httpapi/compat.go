@@ -238,13 +238,6 @@ func (s *Server) compatDelete(c echo.Context) error {
 	})
 }
 
-func (s *Server) connectedClients() int {
-	if s.cfg.Clients == nil {
-		return 0
-	}
-	return s.cfg.Clients()
-}
-
 // compatAll serves GET /ctx/all: every key of the namespace and the number
 // of changes history holds, from one consistent read.
 func (s *Server) compatAll(c echo.Context) error {
@@ -276,7 +269,7 @@ func (s *Server) compatAll(c echo.Context) error {
 		bw.b = append(bw.b, `},"history_count":`...)
 		bw.b = strconv.AppendInt(bw.b, int64(changes), 10)
 		bw.b = append(bw.b, `,"connected_clients":`...)
-		bw.b = strconv.AppendInt(bw.b, int64(s.connectedClients()), 10)
+		bw.b = strconv.AppendInt(bw.b, int64(s.clients()), 10)
 		bw.b = append(bw.b, `,"timestamp":`...)
 		bw.b = jsontext.AppendTime(bw.b, time.Now().UTC())
 		bw.b = append(bw.b, `,"status":"success"}`...)
@@ -383,7 +376,7 @@ func (s *Server) compatStatus(c echo.Context) error {
 	}
 	out := compatStatusResponse{
 		Status: "running", Version: s.cfg.Version, Namespace: ns, Revision: st.Revision,
-		ConnectedClients: s.connectedClients(), UptimeSeconds: int64(time.Since(s.started) / time.Second),
+		ConnectedClients: s.clients(), UptimeSeconds: int64(time.Since(s.started) / time.Second),
 		Timestamp: time.Now().UTC(),
 	}
 	for _, n := range nss {
