@@ -11,10 +11,18 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/framework0/ctxd/internal/fsutil"
 )
 
 // MaxNameLen is the longest dump filename, extension included.
 const MaxNameLen = 128
+
+// TempPrefix starts the name of every temp file written in a dump folder
+// (those of package fsutil, which writes the dumps). Dump names never start
+// with a dot, so a temp file is never taken for a dump, and [OpenDir]
+// removes those a crash left behind.
+const TempPrefix = fsutil.TempPrefix
 
 var (
 	// ErrBadName is returned for a dump filename that breaks the rule of
@@ -103,7 +111,7 @@ func OpenDir(path string) (*Dir, error) {
 	if err := os.MkdirAll(abs, 0o750); err != nil {
 		return nil, fmt.Errorf("dump folder: %w", err)
 	}
-	if err := removeTemps(abs); err != nil {
+	if err := fsutil.RemoveTemps(abs); err != nil {
 		return nil, fmt.Errorf("dump folder: remove temp files: %w", err)
 	}
 	return &Dir{path: abs, reserved: make(map[string]bool)}, nil
@@ -113,9 +121,9 @@ func OpenDir(path string) (*Dir, error) {
 func (d *Dir) Path() string { return d.path }
 
 // Create writes the dump file name (checked by CheckName) with fn,
-// atomically (see WriteFileAtomic). With replace, an existing file of that
-// name is replaced; without, a free name is picked by adding _2, _3, ...
-// before the extension. It returns the file written.
+// atomically and durably (see package fsutil). With replace, an existing
+// file of that name is replaced; without, a free name is picked by adding
+// _2, _3, ... before the extension. It returns the file written.
 func (d *Dir) Create(name string, replace bool, fn func(w io.Writer) error) (FileInfo, error) {
 	if err := CheckName(name); err != nil {
 		return FileInfo{}, err
@@ -128,7 +136,7 @@ func (d *Dir) Create(name string, replace bool, fn func(w io.Writer) error) (Fil
 		defer d.release(name)
 	}
 	path := filepath.Join(d.path, name)
-	if _, err := WriteFileAtomic(path, 0o600, fn); err != nil {
+	if _, err := fsutil.WriteFile(path, 0o600, fn); err != nil {
 		return FileInfo{}, fmt.Errorf("write dump %s: %w", name, err)
 	}
 	return d.Stat(name)

@@ -143,20 +143,6 @@ func TestSpool(t *testing.T) {
 	assert.Empty(t, dirEntries(t, path), "a spool file is unlinked at once")
 }
 
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "out.txt")
-	n, err := export.WriteFileAtomic(p, 0o644, func(w io.Writer) error { _, err := io.WriteString(w, "hello"); return err })
-	require.NoError(t, err)
-	assert.Equal(t, int64(5), n)
-	st, err := os.Stat(p)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o644), st.Mode().Perm())
-	_, err = export.WriteFileAtomic(filepath.Join(dir, "missing", "x"), 0o644, func(io.Writer) error { return nil })
-	require.Error(t, err)
-	assert.Equal(t, []string{"out.txt"}, dirEntries(t, dir))
-}
-
 func TestDumpName(t *testing.T) {
 	for _, tt := range []struct {
 		in   string

@@ -13,6 +13,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/jsontext"
+	"github.com/framework0/ctxd/internal/query"
 
 	"github.com/labstack/echo/v4"
 
@@ -237,13 +238,6 @@ func (s *Server) compatDelete(c echo.Context) error {
 	})
 }
 
-func (s *Server) connectedClients() int {
-	if s.cfg.Clients == nil {
-		return 0
-	}
-	return s.cfg.Clients()
-}
-
 // compatAll serves GET /ctx/all: every key of the namespace and the number
 // of changes history holds, from one consistent read.
 func (s *Server) compatAll(c echo.Context) error {
@@ -275,7 +269,7 @@ func (s *Server) compatAll(c echo.Context) error {
 		bw.b = append(bw.b, `},"history_count":`...)
 		bw.b = strconv.AppendInt(bw.b, int64(changes), 10)
 		bw.b = append(bw.b, `,"connected_clients":`...)
-		bw.b = strconv.AppendInt(bw.b, int64(s.connectedClients()), 10)
+		bw.b = strconv.AppendInt(bw.b, int64(s.clients()), 10)
 		bw.b = append(bw.b, `,"timestamp":`...)
 		bw.b = jsontext.AppendTime(bw.b, time.Now().UTC())
 		bw.b = append(bw.b, `,"status":"success"}`...)
@@ -382,7 +376,7 @@ func (s *Server) compatStatus(c echo.Context) error {
 	}
 	out := compatStatusResponse{
 		Status: "running", Version: s.cfg.Version, Namespace: ns, Revision: st.Revision,
-		ConnectedClients: s.connectedClients(), UptimeSeconds: int64(time.Since(s.started) / time.Second),
+		ConnectedClients: s.clients(), UptimeSeconds: int64(time.Since(s.started) / time.Second),
 		Timestamp: time.Now().UTC(),
 	}
 	for _, n := range nss {
@@ -468,7 +462,7 @@ func (s *Server) compatDump(c echo.Context) error {
 }
 
 // jsonBool reads include_history: a JSON boolean, or a string or number
-// that parseBool accepts ("true", "1", ...); null is false.
+// that query.ParseBool accepts ("true", "1", ...); null is false.
 func jsonBool(raw json.RawMessage) (bool, error) {
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -480,7 +474,7 @@ func jsonBool(raw json.RawMessage) (bool, error) {
 	case bool:
 		return x, nil
 	case string:
-		if b, ok := parseBool(x); ok {
+		if b, ok := query.ParseBool(x); ok {
 			return b, nil
 		}
 	case float64:

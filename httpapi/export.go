@@ -18,6 +18,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/internal/query"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -136,27 +137,18 @@ func parseExportQuery(c echo.Context, ns string) (dumpRequest, error) {
 	return r, nil
 }
 
-// boolParam reads an optional true/false query parameter (also 1/0, yes/no).
+// boolParam reads an optional boolean query parameter (see query.ParseBool:
+// true/1/yes/on, false/0/no/off or empty, in any case); absent is false.
 func boolParam(c echo.Context, name string) (bool, error) {
 	s, ok := queryParam(c, name)
 	if !ok {
 		return false, nil
 	}
-	b, ok := parseBool(s)
+	b, ok := query.ParseBool(s)
 	if !ok {
 		return false, badRequest(name + " must be true or false; got " + strconv.Quote(s))
 	}
 	return b, nil
-}
-
-func parseBool(s string) (v, ok bool) {
-	switch strings.ToLower(s) {
-	case "true", "1", "yes", "on":
-		return true, true
-	case "false", "0", "no", "off", "":
-		return false, true
-	}
-	return false, false
 }
 
 // writeDump writes the dump r asks for to w, from one consistent read, and

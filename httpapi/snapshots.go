@@ -106,7 +106,7 @@ func (s *Server) uploadSnapshot(c echo.Context) error {
 // exportSnapshot serves GET /v1/snapshots/{id}/export: the same dump as the
 // live export, read from the stored snapshot.
 func (s *Server) exportSnapshot(c echo.Context) error {
-	nsName := "default"
+	nsName := ctxd.DefaultNamespace
 	if ns, ok := queryParam(c, "ns"); ok {
 		nsName = ns
 	}

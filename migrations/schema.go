@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/framework0/ctxd"
 )
 
 // Current is the schema version this binary writes.
@@ -140,7 +142,7 @@ func Migrate(tx *bolt.Tx) (found int, err error) {
 
 // initialize creates the layout of schema Current in an empty file.
 func initialize(tx *bolt.Tx) error {
-	for _, name := range [][]byte{BucketMeta, BucketLog, BucketNSKeys, KVBucket("default"), HistBucket("default")} {
+	for _, name := range [][]byte{BucketMeta, BucketLog, BucketNSKeys, KVBucket(ctxd.DefaultNamespace), HistBucket(ctxd.DefaultNamespace)} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
 		}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/framework0/ctxd/internal/fsutil"
 )
 
 //go:embed report.html.tmpl
@@ -73,7 +75,7 @@ func (r *Report) WriteHTML(path string) error {
 	if err := reportPage.Execute(&b, p); err != nil {
 		return fmt.Errorf("render report.html: %w", err)
 	}
-	return writeFileAtomic(path, b.Bytes())
+	return fsutil.WriteFileBytes(path, 0o644, b.Bytes())
 }
 
 // runGroup is the runs of one scenario and op at several concurrency

@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/framework0/ctxd/internal/fsutil"
 )
 
 // ReportFormat names the layout of report.json. It changes only when a
@@ -315,7 +316,7 @@ func (r *Report) WriteJSON(path string) error {
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return fsutil.WriteFileBytes(path, 0o644, append(b, '\n'))
 }
 
 // ReadReport reads a report.json.
@@ -332,35 +333,4 @@ func ReadReport(path string) (*Report, error) {
 		return nil, fmt.Errorf("read report %s: format %q, this ctxd reads %q", path, r.Format, ReportFormat)
 	}
 	return &r, nil
-}
-
-// writeFileAtomic writes data to a temp file beside path, fsyncs it and
-// renames it into place.
-func writeFileAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("chmod %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("rename into %s: %w", path, err)
-	}
-	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/internal/query"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -242,8 +243,8 @@ func boolParam(q url.Values, name string) (bool, error) {
 	if v == "" {
 		return false, nil
 	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
+	b, ok := query.ParseBool(v)
+	if !ok {
 		return false, errors.New(name + " must be true or false; got " + strconv.Quote(v))
 	}
 	return b, nil

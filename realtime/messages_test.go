@@ -222,6 +222,19 @@ func TestOrigins(t *testing.T) {
 	c.Close()
 }
 
+// Boolean parameters read as in the REST API (query.ParseBool).
+func TestBoolParams(t *testing.T) {
+	ts := startServer(t, Options{})
+	for _, tc := range []struct {
+		q    string
+		want bool
+	}{{"batch=true", true}, {"batch=yes", true}, {"batch=ON", true}, {"batch=1", true}, {"batch=no", false}, {"batch=", false}, {"batch=off", false}} {
+		c := dial(t, ts.wsURL(nil)+"?"+tc.q, nil)
+		assert.Equal(t, tc.want, c.expect(ctxd.TypeSubscribed).Batch, tc.q)
+		c.c.Close()
+	}
+}
+
 // Refusals before the upgrade are JSON errors in the API's format.
 func TestRefusals(t *testing.T) {
 	ts := startServer(t, Options{MaxClients: 2})

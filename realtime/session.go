@@ -20,7 +20,7 @@ const maxQueued = 256
 // session is one WebSocket client: its subscriptions, its position in the
 // change log, and the frames it has in flight.
 //
-// Frames go to melody only through write, which counts them in inflight;
+// Frames go to melody only through writeLocked, which counts them in inflight;
 // melody's sent handler counts them out (sent). The hub gives a session
 // changes only while inflight < window, and melody's buffer holds window +
 // reserveFrames, so melody never has to drop one. Other frames (answers,
@@ -91,7 +91,7 @@ func (s *session) matches(e *entry) bool {
 	return false
 }
 
-// subscriptions returns the subscriptions, without their since.
+// subscriptionsLocked returns the subscriptions, without their since.
 func (s *session) subscriptionsLocked() []ctxd.Subscription {
 	out := make([]ctxd.Subscription, len(s.subs))
 	for i := range s.subs {
@@ -157,8 +157,8 @@ func containsSub(list []ctxd.Subscription, x ctxd.Subscription) bool {
 	return false
 }
 
-// write hands a frame to melody and counts it in flight. It is the only
-// way frames reach melody.
+// writeLocked hands a frame to melody and counts it in flight. It is the
+// only way frames reach melody.
 func (s *session) writeLocked(frame []byte) {
 	if err := s.ms.Write(frame); err != nil {
 		s.closing = true // melody has closed the session already

@@ -14,6 +14,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/internal/fsutil"
 )
 
 // dumpsDir is the dump folder's name inside the data folder.
@@ -119,7 +120,7 @@ the server's stored snapshots instead of the live data.`,
 				return err
 			}
 			var got uint64
-			size, err := export.WriteFileAtomic(outFile, 0o644, func(w io.Writer) error {
+			size, err := fsutil.WriteFile(outFile, 0o644, func(w io.Writer) error {
 				var err error
 				got, err = send(w)
 				return err

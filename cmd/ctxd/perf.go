@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/perf"
 )
 
@@ -168,14 +169,16 @@ func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error 
 		a.clearProgressLine()
 		fmt.Fprintf(a.stderr, "ctxd perf: "+format+"\n", args...)
 	}
+	var profile *fsutil.Temp // the CPU profile, committed once the run ends
 	if pf.cpuProfile != "" {
-		f, err := os.Create(pf.cpuProfile)
+		var err error
+		profile, err = fsutil.CreateTemp(filepath.Dir(pf.cpuProfile), filepath.Base(pf.cpuProfile), 0o644)
 		if err != nil {
 			stopProgress()
 			return fmt.Errorf("cpu profile: %w", err)
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		defer profile.Discard()
+		if err := pprof.StartCPUProfile(profile); err != nil {
 			stopProgress()
 			return fmt.Errorf("cpu profile: %w", err)
 		}
@@ -183,6 +186,12 @@ func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error 
 	}
 	report, runErr := perf.Run(ctx, cfg, target)
 	stopProgress()
+	if profile != nil {
+		pprof.StopCPUProfile()
+		if err := profile.Commit(pf.cpuProfile); err != nil {
+			return errors.Join(runErr, fmt.Errorf("cpu profile: %w", err))
+		}
+	}
 	if report == nil {
 		return runErr
 	}

@@ -18,17 +18,19 @@ import (
 // TestPerfQuick runs `ctxd perf --quick`, with windows and sizes cut down
 // further to keep `make test` short, and checks that report.json has every
 // field perf/REPORT.md documents, non-zero unless documented "may be 0";
-// that report.html is there and self-contained; and that `ctxd perf
-// compare` of the report with itself finds nothing worse.
+// that report.html is there and self-contained; that the CPU profile is
+// written whole; and that `ctxd perf compare` of the report with itself
+// finds nothing worse.
 func TestPerfQuick(t *testing.T) {
-	out := t.TempDir()
+	out, profDir := t.TempDir(), t.TempDir()
+	prof := filepath.Join(profDir, "cpu.pprof")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "perf", "--quick", "--out", out,
 		"--duration", "150ms", "--warmup", "50ms", "--clients", "1,4",
 		"--read-keys", "300", "--mixed-clients", "4", "--cas-clients", "4",
 		"--fanout-subscribers", "20", "--fanout-rate", "200", "--fanout-writers", "4",
-		"--disk-keys", "200", "--disk-versions", "1,3", "--snapshot-keys", "200,500", "--data-parent", t.TempDir())
+		"--disk-keys", "200", "--disk-versions", "1,3", "--snapshot-keys", "200,500", "--data-parent", t.TempDir(), "--cpuprofile", prof)
 	cmd.Env = testEnv()
 	output, err := cmd.CombinedOutput()
 	require.NoError(t, err, "ctxd perf --quick:\n%s", output)
@@ -36,6 +38,12 @@ func TestPerfQuick(t *testing.T) {
 		require.Contains(t, string(output), want)
 	}
 	require.NotContains(t, string(output), "ERRORS in this run")
+	st, err := os.Stat(prof)
+	require.NoError(t, err, "the CPU profile is written")
+	require.NotZero(t, st.Size())
+	entries, err := os.ReadDir(profDir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temp file is left beside the CPU profile")
 
 	reports, err := filepath.Glob(filepath.Join(out, "*", "report.json"))
 	require.NoError(t, err)

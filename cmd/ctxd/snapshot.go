@@ -14,7 +14,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/configs"
-	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -90,7 +90,7 @@ func (a *app) snapshotGetCmd() *cobra.Command {
 				_, err := cl.DownloadSnapshot(ctx, args[0], a.stdout)
 				return err
 			}
-			written, err := export.WriteFileAtomic(out, 0o600, func(w io.Writer) error {
+			written, err := fsutil.WriteFile(out, 0o600, func(w io.Writer) error {
 				pw := a.progress("downloading", w)
 				defer pw.done()
 				_, err := cl.DownloadSnapshot(ctx, args[0], pw)

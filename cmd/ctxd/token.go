@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/internal/fsutil"
 )
 
 func (a *app) tokenCmd() *cobra.Command {
@@ -108,7 +108,7 @@ func tokenEntry(name, hash string, roles, nss, prefixes []string) string {
 
 // appendTokenEntry adds entry to the tokens file at path (creating it),
 // checks the result as the server would read it, and replaces the file
-// atomically (temp file, fsync, rename).
+// atomically and durably (fsutil.WriteFileBytes).
 func appendTokenEntry(path, entry string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -125,26 +125,7 @@ func appendTokenEntry(path, entry string) error {
 	if _, err := auth.ParseTokens([]byte(text)); err != nil {
 		return fmt.Errorf("%s: the entry cannot be added: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-tokens-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(text); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return fsutil.WriteFileBytes(path, 0o600, []byte(text))
 }
 
 func (a *app) tokenHashCmd() *cobra.Command {

@@ -12,6 +12,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/migrations"
 )
 
@@ -259,7 +260,7 @@ func CompactFile(path string) (before, after int64, err error) {
 	if err := os.Rename(next, path); err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
 	_ = src.Close()

@@ -66,7 +66,6 @@ type Store struct {
 	// Owned by the writer goroutine (and Open before it starts).
 	rev    uint64
 	nsKeys map[string]uint64 // live keys per namespace, mirrored in bucket nskeys
-	nsMu   sync.RWMutex      // guards nsKeys for readers outside the writer
 }
 
 // request is one atomic unit of writes queued for the writer goroutine.
@@ -477,11 +476,9 @@ func (s *Store) commit(batch []*request) {
 		s.onCommit(store.CommitInfo{Requests: len(batch), Changes: int(g.rev - s.rev), Duration: took})
 	}
 	s.rev = g.rev
-	s.nsMu.Lock()
 	for ns, n := range g.nsKeys {
 		s.nsKeys[ns] = n
 	}
-	s.nsMu.Unlock()
 	s.publish(g.rev)
 	for i, r := range batch {
 		r.done <- results[i]

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/framework0/ctxd/internal/fsutil"
 )
 
 // Suffixes of the files a restore or defrag prepares next to the live
@@ -45,7 +47,7 @@ func (s *Store) replaceFile(next string, newGeneration bool) error {
 		_ = os.Remove(backup)
 		return s.reopenAfterFailure(fmt.Errorf("install the new file: %w", err))
 	}
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(s.path)); err != nil {
 		return s.rollBack(backup, err)
 	}
 	db, err := openBolt(s.path, 0)
@@ -69,7 +71,7 @@ func (s *Store) rollBack(backup string, cause error) error {
 	if err := os.Rename(backup, s.path); err != nil {
 		return fmt.Errorf("replace database: %w; and restoring the old file failed: %w", cause, err)
 	}
-	_ = syncDir(filepath.Dir(s.path))
+	_ = fsutil.SyncDir(filepath.Dir(s.path))
 	return s.reopenAfterFailure(cause)
 }
 
@@ -92,15 +94,6 @@ func (s *Store) publish(rev uint64) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // copyFile copies src to dst (created or truncated) and fsyncs it.

@@ -59,8 +59,6 @@ func (g *group) keyCount(ns string) uint64 {
 	if n, ok := g.nsKeys[ns]; ok {
 		return n
 	}
-	g.store.nsMu.RLock()
-	defer g.store.nsMu.RUnlock()
 	return g.store.nsKeys[ns]
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -62,7 +63,7 @@ func Open(dir string, st store.Snapshotter) (*Manager, error) {
 	for _, e := range entries {
 		name := e.Name()
 		switch {
-		case strings.HasSuffix(name, ".tmp"):
+		case fsutil.IsTemp(name), strings.HasSuffix(name, ".tmp"):
 			_ = os.Remove(filepath.Join(dir, name))
 		case strings.HasSuffix(name, ".db"):
 			if _, err := os.Stat(filepath.Join(dir, strings.TrimSuffix(name, ".db")+".json")); os.IsNotExist(err) {
@@ -88,18 +89,15 @@ func (m *Manager) Create(ctx context.Context, origin string) (meta ctxd.Snapshot
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	tmp, err := os.CreateTemp(m.dir, "create-*.tmp")
+	tmp, err := fsutil.CreateTemp(m.dir, "create", 0o600)
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("create snapshot: %w", err)
 	}
-	defer func() { _ = os.Remove(tmp.Name()) }()
+	defer tmp.Discard()
 	h := sha256.New()
 	info, err := m.st.WriteSnapshot(io.MultiWriter(tmp, h))
 	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
+		err = tmp.Close()
 	}
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("create snapshot: %w", err)
@@ -112,7 +110,7 @@ func (m *Manager) Create(ctx context.Context, origin string) (meta ctxd.Snapshot
 		ID: m.newID(created, info.Revision), Revision: info.Revision, Created: created, Size: info.Size,
 		SHA256: hex.EncodeToString(h.Sum(nil)), SchemaVersion: info.SchemaVersion, Namespaces: info.Namespaces, Origin: origin,
 	}
-	return meta, m.install(tmp.Name(), meta)
+	return meta, m.install(tmp, meta)
 }
 
 // newID names a snapshot by its time and revision, unique in the folder.
@@ -126,10 +124,10 @@ func (m *Manager) newID(t time.Time, rev uint64) string {
 	}
 }
 
-// install verifies the temporary file tmp and moves it into place with
-// its metadata, the metadata last.
-func (m *Manager) install(tmp string, meta ctxd.SnapshotMeta) error {
-	snap, err := m.st.OpenSnapshot(tmp)
+// install verifies the closed temporary file tmp and moves it into place
+// with its metadata, the metadata last.
+func (m *Manager) install(tmp *fsutil.Temp, meta ctxd.SnapshotMeta) error {
+	snap, err := m.st.OpenSnapshot(tmp.Name())
 	if err != nil {
 		return err
 	}
@@ -138,17 +136,14 @@ func (m *Manager) install(tmp string, meta ctxd.SnapshotMeta) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, m.dbPath(meta.ID)); err != nil {
-		return fmt.Errorf("snapshot %s: %w", meta.ID, err)
-	}
-	if err := syncDir(m.dir); err != nil {
+	if err := tmp.Commit(m.dbPath(meta.ID)); err != nil {
 		return fmt.Errorf("snapshot %s: %w", meta.ID, err)
 	}
 	b, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(m.metaPath(meta.ID), b); err != nil {
+	if err := fsutil.WriteFileBytes(m.metaPath(meta.ID), 0o600, b); err != nil {
 		_ = os.Remove(m.dbPath(meta.ID))
 		return fmt.Errorf("snapshot %s: %w", meta.ID, err)
 	}
@@ -158,18 +153,15 @@ func (m *Manager) install(tmp string, meta ctxd.SnapshotMeta) error {
 // Upload stores a snapshot file made elsewhere, read from r, after
 // checking it against wantSHA256 (when given) and verifying it.
 func (m *Manager) Upload(ctx context.Context, r io.Reader, wantSHA256 string) (ctxd.SnapshotMeta, error) {
-	tmp, err := os.CreateTemp(m.dir, "upload-*.tmp")
+	tmp, err := fsutil.CreateTemp(m.dir, "upload", 0o600)
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
 	}
-	defer func() { _ = os.Remove(tmp.Name()) }()
+	defer tmp.Discard()
 	h := sha256.New()
 	size, err := io.Copy(io.MultiWriter(tmp, h), r)
 	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
+		err = tmp.Close()
 	}
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
@@ -196,7 +188,7 @@ func (m *Manager) Upload(ctx context.Context, r io.Reader, wantSHA256 string) (c
 	defer m.mu.Unlock()
 	meta.Created = m.now().UTC()
 	meta.ID = m.newID(meta.Created, meta.Revision)
-	return meta, m.install(tmp.Name(), meta)
+	return meta, m.install(tmp, meta)
 }
 
 // ids returns the ids of the snapshots whose metadata is written.
@@ -328,7 +320,7 @@ func (m *Manager) Delete(id string) error {
 	if err := os.Remove(m.metaPath(id)); err != nil {
 		return fmt.Errorf("delete snapshot %s: %w", id, err)
 	}
-	_ = syncDir(m.dir)
+	_ = fsutil.SyncDir(m.dir)
 	if err := os.Remove(m.dbPath(id)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("delete snapshot %s: %w", id, err)
 	}
@@ -378,38 +370,4 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 			onError(err)
 		}
 	}
-}
-
-// writeFileAtomic writes b to path through a temporary file, fsync and
-// rename, then fsyncs the folder.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "meta-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }()
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -162,9 +162,14 @@ func TestLeftoversAreRemovedAndNeverListed(t *testing.T) {
 	put(t, st, "k", `1`)
 	meta, err := m.Create(ctx, "api")
 	require.NoError(t, err)
+	entries, err := os.ReadDir(m.Dir())
+	require.NoError(t, err)
+	require.Len(t, entries, 2, "a snapshot leaves its file and its metadata, no temp file")
 	// What a crash can leave: a temp file, and a .db whose metadata was
 	// never written.
 	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), "create-123.tmp"), []byte("partial"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), ".tmp-create-456"), []byte("partial"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), ".tmp-"+meta.ID+".json-789"), []byte("{"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), "20260101T000000Z-r9.db"), []byte("partial"), 0o600))
 	list, err := m.List()
 	require.NoError(t, err)

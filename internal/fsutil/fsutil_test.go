@@ -1,0 +1,183 @@
+package fsutil_test
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/fsutil"
+)
+
+// names lists the folder's entries, sorted.
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	out := []string{}
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func writeString(s string) func(io.Writer) error {
+	return func(w io.Writer) error { _, err := io.WriteString(w, s); return err }
+}
+
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out.txt")
+	n, err := fsutil.WriteFile(p, 0o640, writeString("hello"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(5), n)
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(b))
+	st, err := os.Stat(p)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o640), st.Mode().Perm())
+	assert.Equal(t, []string{"out.txt"}, names(t, dir), "no temp file is left")
+
+	// Replacing: new content and new permissions.
+	n, err = fsutil.WriteFile(p, 0o600, writeString("hi"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), n)
+	b, err = os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "hi", string(b))
+	st, err = os.Stat(p)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	assert.Equal(t, []string{"out.txt"}, names(t, dir))
+}
+
+func TestWriteFileFailingWriteKeepsOldFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out.txt")
+	require.NoError(t, fsutil.WriteFileBytes(p, 0o644, []byte("old content")))
+	boom := errors.New("boom")
+	_, err := fsutil.WriteFile(p, 0o600, func(w io.Writer) error {
+		if _, err := io.WriteString(w, "half of the new"); err != nil {
+			return err
+		}
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "old content", string(b), "the previous file is intact")
+	st, err := os.Stat(p)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o644), st.Mode().Perm(), "nor are its permissions changed")
+	assert.Equal(t, []string{"out.txt"}, names(t, dir), "the temp file is removed")
+}
+
+func TestWriteFileFailingWriteNoOldFile(t *testing.T) {
+	dir := t.TempDir()
+	_, err := fsutil.WriteFile(filepath.Join(dir, "new.txt"), 0o600, func(io.Writer) error { return io.ErrUnexpectedEOF })
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.Empty(t, names(t, dir))
+}
+
+func TestWriteFileMissingFolder(t *testing.T) {
+	dir := t.TempDir()
+	called := false
+	_, err := fsutil.WriteFile(filepath.Join(dir, "missing", "x"), 0o644, func(io.Writer) error { called = true; return nil })
+	require.Error(t, err)
+	assert.False(t, called, "write is not called without a temp file")
+	assert.Empty(t, names(t, dir))
+}
+
+func TestWriteFileRelativePath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	require.NoError(t, fsutil.WriteFileBytes("rel.txt", 0o600, []byte("x")))
+	b, err := os.ReadFile("rel.txt")
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(b))
+	assert.Equal(t, []string{"rel.txt"}, names(t, "."))
+}
+
+func TestWriteFileRenameFails(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "taken")
+	require.NoError(t, os.Mkdir(p, 0o750))
+	require.NoError(t, os.WriteFile(filepath.Join(p, "inside"), nil, 0o600))
+	_, err := fsutil.WriteFile(p, 0o600, writeString("x"))
+	require.Error(t, err, "a non-empty folder cannot be renamed over")
+	assert.Equal(t, []string{"taken"}, names(t, dir), "the temp file is removed")
+}
+
+func TestTempCloseThenCommit(t *testing.T) {
+	dir := t.TempDir()
+	tmp, err := fsutil.CreateTemp(dir, "snap", 0o600)
+	require.NoError(t, err)
+	defer tmp.Discard()
+	assert.True(t, fsutil.IsTemp(filepath.Base(tmp.Name())), tmp.Name())
+	assert.Equal(t, dir, filepath.Dir(tmp.Name()))
+	_, err = io.WriteString(tmp, "snapshot")
+	require.NoError(t, err)
+	assert.Equal(t, int64(8), tmp.Size())
+	require.NoError(t, tmp.Close())
+	require.NoError(t, tmp.Close(), "Close again answers the same")
+
+	// The closed temp file can be read whole before it is committed.
+	b, err := os.ReadFile(tmp.Name())
+	require.NoError(t, err)
+	assert.Equal(t, "snapshot", string(b))
+
+	final := filepath.Join(dir, "20260101T000000Z-r1.db")
+	require.NoError(t, tmp.Commit(final))
+	tmp.Discard() // does nothing after Commit
+	b, err = os.ReadFile(final)
+	require.NoError(t, err)
+	assert.Equal(t, "snapshot", string(b))
+	assert.Equal(t, []string{"20260101T000000Z-r1.db"}, names(t, dir))
+	require.Error(t, tmp.Commit(final), "a temp file is committed once")
+}
+
+func TestTempCommitOtherFolder(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	tmp, err := fsutil.CreateTemp(dir, "x", 0o600)
+	require.NoError(t, err)
+	require.Error(t, tmp.Commit(filepath.Join(other, "x")))
+	tmp.Discard()
+	assert.Empty(t, names(t, dir))
+	assert.Empty(t, names(t, other))
+}
+
+func TestTempDiscard(t *testing.T) {
+	dir := t.TempDir()
+	tmp, err := fsutil.CreateTemp(dir, "x", 0o600)
+	require.NoError(t, err)
+	_, err = io.WriteString(tmp, "partial")
+	require.NoError(t, err)
+	tmp.Discard()
+	tmp.Discard()
+	assert.Empty(t, names(t, dir))
+	require.Error(t, tmp.Commit(filepath.Join(dir, "x")), "a discarded temp file cannot be committed")
+	assert.Empty(t, names(t, dir))
+}
+
+func TestRemoveTemps(t *testing.T) {
+	dir := t.TempDir()
+	tmp, err := fsutil.CreateTemp(dir, "left.json", 0o600)
+	require.NoError(t, err)
+	require.NoError(t, tmp.Close()) // a crash: neither committed nor discarded
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "kept.json"), nil, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".hidden"), nil, 0o600))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, fsutil.TempPrefix+"folder"), 0o750))
+	require.NoError(t, fsutil.RemoveTemps(dir))
+	assert.Equal(t, []string{".hidden", fsutil.TempPrefix + "folder", "kept.json"}, names(t, dir))
+}
+
+func TestSyncDir(t *testing.T) {
+	require.NoError(t, fsutil.SyncDir(t.TempDir()))
+	require.Error(t, fsutil.SyncDir(filepath.Join(t.TempDir(), "missing")))
+}

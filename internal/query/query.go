@@ -1,0 +1,19 @@
+// Package query holds the rules for query parameter values that the REST
+// API (package httpapi) and the WebSocket endpoint (package realtime) share,
+// so that a parameter reads the same everywhere.
+package query
+
+import "strings"
+
+// ParseBool reads a boolean parameter value, in any case: "true", "1",
+// "yes" and "on" are true; "false", "0", "no", "off" and "" (the parameter
+// given without a value) are false. ok is false for anything else.
+func ParseBool(s string) (v, ok bool) {
+	switch strings.ToLower(s) {
+	case "true", "1", "yes", "on":
+		return true, true
+	case "false", "0", "no", "off", "":
+		return false, true
+	}
+	return false, false
+}

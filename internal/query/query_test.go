@@ -1,0 +1,49 @@
+package query_test
+
+import (
+	"testing"
+
+	"github.com/framework0/ctxd/internal/query"
+)
+
+func TestParseBool(t *testing.T) {
+	for _, tt := range []struct {
+		in    string
+		v, ok bool
+	}{
+		{"true", true, true},
+		{"TRUE", true, true},
+		{"True", true, true},
+		{"1", true, true},
+		{"yes", true, true},
+		{"Yes", true, true},
+		{"on", true, true},
+		{"ON", true, true},
+		{"false", false, true},
+		{"FALSE", false, true},
+		{"0", false, true},
+		{"no", false, true},
+		{"NO", false, true},
+		{"off", false, true},
+		{"Off", false, true},
+		{"", false, true},
+		// Refused.
+		{"maybe", false, false},
+		{"2", false, false},
+		{"2x", false, false},
+		{"-1", false, false},
+		{"t", false, false},
+		{"f", false, false},
+		{"y", false, false},
+		{"n", false, false},
+		{" true", false, false},
+		{"true ", false, false},
+		{"01", false, false},
+		{"truee", false, false},
+	} {
+		v, ok := query.ParseBool(tt.in)
+		if v != tt.v || ok != tt.ok {
+			t.Errorf("ParseBool(%q) = %v, %v; want %v, %v", tt.in, v, ok, tt.v, tt.ok)
+		}
+	}
+}
