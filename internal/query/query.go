@@ -5,14 +5,16 @@ package query
 
 import "strings"
 
-// ParseBool reads a boolean parameter value, in any case: "true", "1",
-// "yes" and "on" are true; "false", "0", "no", "off" and "" (the parameter
-// given without a value) are false. ok is false for anything else.
+// ParseBool reads a boolean parameter value, in any case: "true", "t", "1",
+// "yes" and "on" are true; "false", "f", "0", "no", "off" and "" (the
+// parameter given without a value) are false. ok is false for anything
+// else. It accepts everything either former parser did (strconv.ParseBool's
+// "t" and "f" included), so no client's URL stopped working.
 func ParseBool(s string) (v, ok bool) {
 	switch strings.ToLower(s) {
-	case "true", "1", "yes", "on":
+	case "true", "t", "1", "yes", "on":
 		return true, true
-	case "false", "0", "no", "off", "":
+	case "false", "f", "0", "no", "off", "":
 		return false, true
 	}
 	return false, false
