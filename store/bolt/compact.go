@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/migrations"
@@ -90,7 +91,11 @@ func (s *Store) update(gen uint64, fn func(tx *bbolt.Tx) error) error {
 	if s.generation.Load() != gen {
 		return errReplaced
 	}
-	return s.db.Update(fn)
+	err := s.db.Update(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ctxd.ErrClosed
+	}
+	return err
 }
 
 // compactChunkBelow removes, from revision from upward and below limit,

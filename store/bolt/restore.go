@@ -89,6 +89,11 @@ var errRestoring = fmt.Errorf("%w: a restore is replacing the database", ctxd.Er
 // Ready is nil unless a full restore is replacing the database (from the
 // copy of the snapshot to the swap): /readyz answers 503 then.
 func (s *Store) Ready() error {
+	select {
+	case <-s.stop:
+		return ctxd.ErrClosed
+	default:
+	}
 	if s.restoring.Load() {
 		return errRestoring
 	}

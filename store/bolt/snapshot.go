@@ -135,7 +135,13 @@ func (s *Snapshot) View(fn func(v store.View) error) error {
 
 // OpenSnapshot opens a snapshot file for reading: OpenSnapshot as a method,
 // for the Backend contract.
-func (s *Store) OpenSnapshot(path string) (store.Snapshot, error) { return OpenSnapshot(path) }
+func (s *Store) OpenSnapshot(path string) (store.Snapshot, error) {
+	snap, err := OpenSnapshot(path)
+	if err != nil {
+		return nil, err // not a store.Snapshot holding a nil *Snapshot
+	}
+	return snap, nil
+}
 
 func (s *Snapshot) readView(fn func(v *View) error) error {
 	return safeView(s.db, func(tx *bbolt.Tx) error {

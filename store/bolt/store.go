@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,6 +18,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store"
 )
@@ -95,9 +97,16 @@ func Open(path string, opts Options) (*Store, error) {
 		timeout = 5 * time.Second
 	}
 	removeLeftovers(path)
+	_, statErr := os.Stat(path)
 	db, err := openBolt(path, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// A new file's name is durable only once its folder is synced.
+		if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
+			return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
+		}
 	}
 	s := &Store{
 		db:       db,
@@ -136,6 +145,12 @@ func openBolt(path string, timeout time.Duration) (*bbolt.DB, error) {
 		// written at every commit: fewer pages per commit, same durability.
 		NoFreelistSync: true,
 		FreelistType:   bbolt.FreelistMapType,
+		// Map 1 GiB of address space up front (not memory: pages are read
+		// when used). Growing the map waits for every open read
+		// transaction, so without this a long View or snapshot would stall
+		// the writer each time the file grows; past 1 GiB it grows in
+		// 1 GiB steps, rarely.
+		InitialMmapSize: 1 << 30,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %w", ErrLocked, err)

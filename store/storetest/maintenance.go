@@ -142,9 +142,11 @@ func checkClosed(t testing.TB, h Harness) {
 	assertRefused(t, b.View(func(store.View) error { return nil }), "View")
 	_, err = b.WriteSnapshot(io.Discard)
 	assertRefused(t, err, "WriteSnapshot")
-	// Maintenance fails too; which error it is, the contract leaves open.
 	_, err = b.CompactKeep(ctx, 1, 1)
-	assert.Error(t, err, "CompactKeep")
+	assertRefused(t, err, "CompactKeep")
+	_, err = b.ApplyRetention(ctx, store.RetentionPolicy{KeepVersions: 1})
+	assertRefused(t, err, "ApplyRetention")
+	assertRefused(t, b.Ready(), "Ready")
 
 	b.restart()
 	assert.Equal(t, uint64(1), b.Revision(), "nothing refused was applied")
