@@ -143,8 +143,10 @@ type Snapshot interface {
 // Maintainer keeps history and files in shape, and reports readiness.
 type Maintainer interface {
 	// CompactKeep discards history below rev, keeping for each key the
-	// keep newest changes at or below rev (at least the one in effect at
-	// rev). Reads below the mark then fail with ctxd.ErrCompacted.
+	// keep newest changes at or below rev (at least 1: a key live at rev
+	// keeps the change in effect at rev; a key deleted at rev may keep
+	// nothing, since reads at rev find it absent either way). Reads below
+	// the mark then fail with ctxd.ErrCompacted.
 	CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.CompactResult, error)
 	// ApplyRetention compacts history as the policy allows.
 	ApplyRetention(ctx context.Context, p RetentionPolicy) (ctxd.CompactResult, error)
