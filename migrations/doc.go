@@ -13,7 +13,7 @@
 //
 //   - 1: buckets "meta" (schema, compacted revision), "log" (revision ->
 //     change), "kv:<ns>" (key -> current record) and "hist:<ns>"
-//     (key 0x00 revision -> empty), per store/DESIGN.md.
+//     (key 0x00 revision -> empty), per store/bolt/DESIGN.md.
 //   - 2: adds "nskeys" (namespace -> live key count, 8-byte big-endian), so
 //     status and the namespace listing do not scan every key.
 //   - 3: kv records (format 2) hold only the version and revisions; the
