@@ -73,8 +73,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// server is a `ctxd serve` child process.
-type server struct {
+// serverProcess is a `ctxd serve` child process.
+type serverProcess struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	addr   string // host:port it listens on
@@ -86,7 +86,7 @@ type server struct {
 
 // startServer runs `ctxd serve --addr 127.0.0.1:0 --data dataDir args...`
 // and waits for its "listening" log line, which gives the port.
-func startServer(t *testing.T, dataDir string, args ...string) *server {
+func startServer(t *testing.T, dataDir string, args ...string) *serverProcess {
 	t.Helper()
 	args = append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dataDir}, args...)
 	cmd := exec.Command(bin, args...)
@@ -97,7 +97,7 @@ func startServer(t *testing.T, dataDir string, args ...string) *server {
 	cmd.Stdout = &stdout
 	require.NoError(t, cmd.Start())
 
-	s := &server{t: t, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	s := &serverProcess{t: t, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	listening := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pipe)
@@ -148,14 +148,14 @@ func startServer(t *testing.T, dataDir string, args ...string) *server {
 }
 
 // signal sends sig to the server process.
-func (s *server) signal(sig syscall.Signal) {
+func (s *serverProcess) signal(sig syscall.Signal) {
 	s.t.Helper()
 	require.NoError(s.t, s.cmd.Process.Signal(sig))
 }
 
 // wait waits for the process to exit and returns its exit code (-1 when it
 // was killed by a signal).
-func (s *server) wait(timeout time.Duration) int {
+func (s *serverProcess) wait(timeout time.Duration) int {
 	s.t.Helper()
 	select {
 	case <-s.done:
