@@ -1,0 +1,79 @@
+package testkit
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/store/bolt"
+)
+
+// Bolt is a bbolt store opened by OpenBolt.
+type Bolt struct {
+	*bolt.Store // nil while closed
+	t           testing.TB
+	path        string
+	opts        bolt.Options
+}
+
+// OpenBolt opens a bbolt store in a new temp folder. When the test ends
+// the file gets bbolt's full consistency check and the store is closed
+// (unless the test closed it).
+func OpenBolt(t testing.TB, opts bolt.Options) *Bolt {
+	t.Helper()
+	return OpenBoltAt(t, filepath.Join(t.TempDir(), "ctxd.db"), opts)
+}
+
+// OpenBoltAt is OpenBolt on the database file at path (a stopped server's,
+// say).
+func OpenBoltAt(t testing.TB, path string, opts bolt.Options) *Bolt {
+	t.Helper()
+	b := &Bolt{t: t, path: path, opts: opts}
+	b.Open()
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Path is the database file.
+func (b *Bolt) Path() string { return b.path }
+
+// Open opens the store again after Close.
+func (b *Bolt) Open() {
+	b.t.Helper()
+	require.Nil(b.t, b.Store, "the store is open")
+	st, err := bolt.Open(b.path, b.opts)
+	require.NoError(b.t, err)
+	b.Store = st
+}
+
+// Close checks the file's consistency and closes the store; it does
+// nothing when the store is closed already.
+func (b *Bolt) Close() {
+	b.t.Helper()
+	if b.Store == nil {
+		return
+	}
+	st := b.Store
+	b.Store = nil
+	require.NoError(b.t, st.Check(), "consistency check of %s", b.path)
+	require.NoError(b.t, st.Close())
+}
+
+// Reopen is a real restart: check, close the database file and open it
+// again.
+func (b *Bolt) Reopen() {
+	b.t.Helper()
+	b.Close()
+	b.Open()
+}
+
+// CheckBoltFile opens the database file at path, runs bbolt's consistency
+// check and closes it: for the file a server left behind.
+func CheckBoltFile(t testing.TB, path string) {
+	t.Helper()
+	st, err := bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	require.NoError(t, st.Check(), "consistency check of %s", path)
+	require.NoError(t, st.Close())
+}
