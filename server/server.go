@@ -43,6 +43,7 @@ type Server struct {
 	cfg     configs.Config
 	log     zerolog.Logger
 	st      store.Backend
+	api     *httpapi.Server
 	snaps   *snapshots.Manager
 	hub     *realtime.Hub
 	handler http.Handler
@@ -129,7 +130,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate}
 	}
 	return &Server{
-		cfg: cfg, log: log, st: st, snaps: snaps, hub: hub, handler: handler, hs: hs,
+		cfg: cfg, log: log, st: st, api: api, snaps: snaps, hub: hub, handler: handler, hs: hs,
 		access: access, certs: certs, stopMaintenance: stopMaintenance,
 	}, nil
 }
@@ -195,6 +196,9 @@ func (s *Server) stop(ctx context.Context, graceful bool) error {
 
 // Handler is the HTTP handler: the API with the hub at /v1/watch.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// API is the HTTP API (its Echo router serves /v1/watch too).
+func (s *Server) API() *httpapi.Server { return s.api }
 
 // Backend is the store the server serves.
 func (s *Server) Backend() store.Backend { return s.st }
