@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
@@ -23,14 +24,8 @@ var ctx = context.Background()
 
 func setup(t *testing.T) (*bolt.Store, *snapshots.Manager) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := bolt.Open(filepath.Join(dir, "ctxd.db"), bolt.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		require.NoError(t, st.Check())
-		require.NoError(t, st.Close())
-	})
-	m, err := snapshots.Open(filepath.Join(dir, "snapshots"), st)
+	st := testkit.OpenBolt(t, bolt.Options{}).Store
+	m, err := snapshots.Open(filepath.Join(filepath.Dir(st.Path()), "snapshots"), st)
 	require.NoError(t, err)
 	return st, m
 }
