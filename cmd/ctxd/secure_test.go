@@ -26,6 +26,7 @@ import (
 
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // writeCert writes a new self-signed certificate for 127.0.0.1 and
@@ -197,13 +198,7 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, cond, "waiting for %s", what)
 }
 
 // Access control is on by default on an address other machines can reach:

@@ -169,7 +169,7 @@ func TestKillDuringSnapshotRestoreAndDefrag(t *testing.T) {
 						_, _ = cl.Defrag(ctx)
 					}
 				}()
-				time.Sleep(delay)
+				time.Sleep(delay) // time is the subject: the kill lands at different points of the operation
 				srv.signal(syscall.SIGKILL)
 				srv.wait(30 * time.Second)
 

@@ -184,21 +184,21 @@ func TestSchedule(t *testing.T) {
 		defer close(done)
 		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) })
 	}()
-	deadline := time.Now().Add(30 * time.Second)
 	wrote := false
-	for {
+	testkit.Eventually(t, func() bool {
 		list, err := m.List()
-		require.NoError(t, err)
+		if err != nil {
+			t.Error(err)
+			return false
+		}
 		if len(list) > 0 && !wrote {
-			put(t, st, "k", `2`) // later snapshots see revision 2
+			_, err := st.Put(ctx, "default", "k", json.RawMessage(`2`), nil, "t") // later snapshots see revision 2
+			assert.NoError(t, err)
 			wrote = true
 		}
-		if len(list) == 2 && list[1].Revision == 2 {
-			break // at least three taken: two at revision 2, the first pruned
-		}
-		require.True(t, time.Now().Before(deadline), "scheduled snapshots did not appear")
-		time.Sleep(10 * time.Millisecond)
-	}
+		// At least three taken: two at revision 2, the first pruned.
+		return len(list) == 2 && list[1].Revision == 2
+	}, "scheduled snapshots did not appear")
 	cancel()
 	<-done
 	list, err := m.List()
