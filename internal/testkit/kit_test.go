@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -64,4 +66,15 @@ func TestStartServer(t *testing.T) {
 	defer res.Body.Close()
 	assert.Equal(t, http.StatusOK, res.StatusCode)
 	assert.Contains(t, s.Logs.String(), `"message":"store opened"`)
+}
+
+// The server binary compiles neither the kit nor goleak in.
+func TestBinaryDoesNotImportTheKit(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/framework0/ctxd/cmd/ctxd").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, pkg := range strings.Fields(string(out)) {
+		assert.NotEqual(t, "github.com/framework0/ctxd/internal/testkit", pkg)
+		assert.False(t, strings.HasPrefix(pkg, "go.uber.org/goleak"), pkg)
+	}
+	assert.Contains(t, string(out), "github.com/framework0/ctxd/server")
 }
