@@ -181,13 +181,15 @@ func TestWatchFromRevAndFilters(t *testing.T) {
 
 	ev := newEvents()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	done := make(chan error, 1)
 	go func() {
-		_ = c.Watch(ctx, WatchOptions{Namespaces: []string{"default", "team"}, Prefix: "app/", FromRev: Expect(4)}, ev.add)
+		done <- c.Watch(ctx, WatchOptions{Namespaces: []string{"default", "team"}, Prefix: "app/", FromRev: Expect(4)}, ev.add)
 	}()
 	got := ev.waitRev(t, 21)
 	assert.Equal(t, []uint64{5, 7, 9, 11, 13, 15, 17, 19, 21}, eventRevs(got))
 	assert.Equal(t, "team", got[len(got)-1].Namespace)
+	cancel()
+	require.NoError(t, <-done, "a canceled watch returns nil")
 }
 
 func TestWatchErrors(t *testing.T) {

@@ -145,7 +145,9 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 	from := uint64(0)
 	got := make(chan client.WatchEvent, 1)
 	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		_ = cl.Watch(wctx, client.WatchOptions{FromRev: &from}, func(ev client.WatchEvent) error {
 			select {
 			case got <- ev:
@@ -161,6 +163,7 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 		t.Fatal("the watch over wss got nothing")
 	}
 	stopWatch()
+	<-watched
 	noToken, err := client.New(base, client.WithHTTPClient(httpsClient(cert1)))
 	require.NoError(t, err)
 	_, err = noToken.Get(ctx, "", "greeting", client.GetOptions{})

@@ -187,13 +187,9 @@ func TestSchedule(t *testing.T) {
 	wrote := false
 	testkit.Eventually(t, func() bool {
 		list, err := m.List()
-		if err != nil {
-			t.Error(err)
-			return false
-		}
+		require.NoError(t, err)
 		if len(list) > 0 && !wrote {
-			_, err := st.Put(ctx, "default", "k", json.RawMessage(`2`), nil, "t") // later snapshots see revision 2
-			assert.NoError(t, err)
+			put(t, st, "k", `2`) // later snapshots see revision 2
 			wrote = true
 		}
 		// At least three taken: two at revision 2, the first pruned.
