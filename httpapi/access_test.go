@@ -33,13 +33,6 @@ var (
 	tokMetrics = auth.NewSecret()
 )
 
-func testTokens(t testing.TB) *auth.Tokens {
-	t.Helper()
-	ts, err := auth.ParseTokens([]byte(testTokensYAML()))
-	require.NoError(t, err)
-	return ts
-}
-
 // testTokensYAML is the tokens file of the access tests.
 func testTokensYAML() string {
 	entry := func(name, secret, rest string) string {

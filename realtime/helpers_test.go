@@ -1,13 +1,11 @@
 package realtime_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -172,34 +170,6 @@ func (ts *testServer) putMany(n int, kv func(i int) (key, value string)) {
 		_, err := ts.st.Txn(context.Background(), ops)
 		require.NoError(ts.t, err)
 	}
-}
-
-// restPut writes through the REST API of the server at base and returns
-// the change's revision.
-func restPut(t testing.TB, base, ns, key, value string) uint64 {
-	t.Helper()
-	rec, err := restPutErr(base, ns, key, value)
-	require.NoError(t, err)
-	return rec.ModRev
-}
-
-func restPutErr(base, ns, key, value string) (ctxd.Record, error) {
-	req, err := http.NewRequest(http.MethodPut, base+"/v1/ns/"+ns+"/keys/"+url.PathEscape(key), strings.NewReader(value))
-	if err != nil {
-		return ctxd.Record{}, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return ctxd.Record{}, err
-	}
-	defer resp.Body.Close()
-	var rec ctxd.Record
-	if resp.StatusCode != http.StatusOK {
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		return rec, fmt.Errorf("put %s/%s: %d %s", ns, key, resp.StatusCode, b.String())
-	}
-	return rec, json.NewDecoder(resp.Body).Decode(&rec)
 }
 
 // lite is the part of a frame the high-volume tests look at.
