@@ -5,30 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
-// realServer serves the real router over a real store in a temp folder.
+// realServer is a client of the whole server (testkit.StartServer).
 func realServer(t *testing.T) *Client {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), bolt.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(httpapi.New(st, httpapi.Config{Version: "test"}, zerolog.Nop()).Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		assert.NoError(t, st.Check())
-		assert.NoError(t, st.Close())
-	})
+	srv := testkit.StartServer(t)
 	c, err := New(srv.URL, WithWho("client-test"))
 	require.NoError(t, err)
 	return c

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,71 +14,34 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/server"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
 // watchDeadline bounds every wait: a bug fails the test, never hangs it.
-const watchDeadline = 60 * time.Second
+const watchDeadline = testkit.Deadline
 
-// liveServer is the real API with the WebSocket hub, restartable on the
+// liveServer is the whole server (testkit.StartServer), restartable on the
 // same address and data folder.
 type liveServer struct {
-	t    *testing.T
-	dir  string
-	addr string
-	st   *bolt.Store
-	hub  *realtime.Hub
-	srv  *httptest.Server
+	*testkit.Server
+	t *testing.T
 }
 
 func startLive(t *testing.T) *liveServer {
 	t.Helper()
-	s := &liveServer{t: t, dir: t.TempDir()}
-	s.start()
-	t.Cleanup(s.stop)
-	return s
+	return &liveServer{Server: testkit.StartServer(t), t: t}
 }
 
-func (s *liveServer) start() {
-	t := s.t
-	st, err := bolt.Open(filepath.Join(s.dir, "ctxd.db"), bolt.Options{})
-	require.NoError(t, err)
-	hub := realtime.New(st, realtime.Options{}, zerolog.Nop())
-	api := httpapi.New(st, httpapi.Config{Version: "test", Clients: hub.Clients}, zerolog.Nop())
-	api.Echo().GET("/v1/watch", hub.Serve)
-	srv := httptest.NewUnstartedServer(api.Handler())
-	if s.addr != "" {
-		ln, err := net.Listen("tcp", s.addr)
-		require.NoError(t, err)
-		srv.Listener = ln
-	}
-	srv.Start()
-	s.addr = srv.Listener.Addr().String()
-	s.st, s.hub, s.srv = st, hub, srv
-}
-
-func (s *liveServer) stop() {
-	if s.srv == nil {
-		return
-	}
-	s.hub.Close()
-	s.srv.CloseClientConnections()
-	s.srv.Close()
-	assert.NoError(s.t, s.st.Close())
-	s.srv = nil
-}
-
-func (s *liveServer) url() string { return "http://" + s.addr }
+func (s *liveServer) url() string { return s.URL }
 
 func (s *liveServer) put(key, value string) uint64 {
-	rec, err := s.st.Put(context.Background(), "default", key, json.RawMessage(value), nil, "test")
+	rec, err := s.Backend().Put(context.Background(), "default", key, json.RawMessage(value), nil, "test")
 	require.NoError(s.t, err)
 	return rec.ModRev
 }
@@ -171,7 +133,7 @@ func TestWatchAcrossRestart(t *testing.T) {
 			}}, ev.add)
 	}()
 	// The watch starts "from now": wait until it is connected.
-	require.Eventually(t, func() bool { return s.hub.Clients() == 1 }, watchDeadline, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Hub().Clients() == 1 }, watchDeadline, time.Millisecond)
 	for i := range 100 {
 		s.put(fmt.Sprintf("k%d", i), fmt.Sprint(i))
 	}
@@ -182,15 +144,14 @@ func TestWatchAcrossRestart(t *testing.T) {
 	assert.JSONEq(t, "0", string(got[0].Value))
 
 	// Restart, with writes while the server is down.
-	s.stop()
-	st, err := bolt.Open(filepath.Join(s.dir, "ctxd.db"), bolt.Options{})
-	require.NoError(t, err)
+	s.Stop()
+	st := testkit.OpenBoltAt(t, filepath.Join(s.DataDir(), server.DBFile), bolt.Options{})
 	for i := range 50 {
 		_, err := st.Put(context.Background(), "default", fmt.Sprintf("down%d", i), json.RawMessage("1"), nil, "offline")
 		require.NoError(t, err)
 	}
-	require.NoError(t, st.Close())
-	s.start()
+	st.CloseChecked()
+	s.Start()
 	for i := range 50 {
 		s.put(fmt.Sprintf("after%d", i), "2")
 	}
@@ -215,18 +176,20 @@ func TestWatchFromRevAndFilters(t *testing.T) {
 		s.put(fmt.Sprintf("app/k%d", i), fmt.Sprint(i))
 		s.put(fmt.Sprintf("other/k%d", i), fmt.Sprint(i))
 	}
-	_, err = s.st.Put(context.Background(), "team", "app/x", json.RawMessage("1"), nil, "t") // rev 21
+	_, err = s.Backend().Put(context.Background(), "team", "app/x", json.RawMessage("1"), nil, "t") // rev 21
 	require.NoError(t, err)
 
 	ev := newEvents()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	done := make(chan error, 1)
 	go func() {
-		_ = c.Watch(ctx, WatchOptions{Namespaces: []string{"default", "team"}, Prefix: "app/", FromRev: Expect(4)}, ev.add)
+		done <- c.Watch(ctx, WatchOptions{Namespaces: []string{"default", "team"}, Prefix: "app/", FromRev: Expect(4)}, ev.add)
 	}()
 	got := ev.waitRev(t, 21)
 	assert.Equal(t, []uint64{5, 7, 9, 11, 13, 15, 17, 19, 21}, eventRevs(got))
 	assert.Equal(t, "team", got[len(got)-1].Namespace)
+	cancel()
+	require.NoError(t, <-done, "a canceled watch returns nil")
 }
 
 func TestWatchErrors(t *testing.T) {
@@ -247,9 +210,9 @@ func TestWatchErrors(t *testing.T) {
 	for i := range 20 {
 		s.put("k", fmt.Sprint(i))
 	}
-	require.NoError(t, s.st.Compact(ctx, 15))
-	s.stop() // a fresh hub: its ring of recent changes is empty
-	s.start()
+	_, err = s.Backend().CompactKeep(ctx, 15, 1)
+	require.NoError(t, err)
+	s.Restart() // a fresh hub: its ring of recent changes is empty
 	err = c.Watch(ctx, WatchOptions{FromRev: Expect(2)}, noop)
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, CodeCompacted, ae.Code)
@@ -262,7 +225,7 @@ func TestWatchErrors(t *testing.T) {
 	assert.Same(t, stop, err)
 
 	// No server: a connection error (exit code 3 for the CLI).
-	s.stop()
+	s.Stop()
 	err = c.Watch(ctx, WatchOptions{DialTimeout: 5 * time.Second}, noop)
 	require.Error(t, err)
 	assert.True(t, IsConnectionError(err), "%v", err)

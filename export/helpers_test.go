@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
@@ -22,13 +22,7 @@ var bg = context.Background()
 // test ends.
 func openStore(t testing.TB, opts bolt.Options) *bolt.Store {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), opts)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		require.NoError(t, st.Check(), "consistency check")
-		require.NoError(t, st.Close())
-	})
-	return st
+	return testkit.OpenBolt(t, opts).Store
 }
 
 func put(t testing.TB, st *bolt.Store, ns, key, value, who string) ctxd.Record {

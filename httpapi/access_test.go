@@ -4,23 +4,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
-	"github.com/framework0/ctxd/store/snapshots"
 )
 
 // The tokens of the access tests. "limited" may write namespace team,
@@ -33,44 +33,39 @@ var (
 	tokMetrics = auth.NewSecret()
 )
 
-func testTokens(t testing.TB) *auth.Tokens {
-	t.Helper()
+// testTokensYAML is the tokens file of the access tests.
+func testTokensYAML() string {
 	entry := func(name, secret, rest string) string {
 		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
 	}
-	ts, err := auth.ParseTokens([]byte("tokens:\n" +
+	return "tokens:\n" +
 		entry("ops", tokAdmin, "    roles: [admin]\n") +
 		entry("writer", tokWrite, "    roles: [write]\n") +
 		entry("reader", tokRead, "    roles: [read]\n") +
 		entry("team-app", tokLimited, "    roles: [write]\n    namespaces: [team]\n    prefixes: [app.]\n") +
-		entry("prometheus", tokMetrics, "    roles: [metrics]\n")))
-	require.NoError(t, err)
-	return ts
+		entry("prometheus", tokMetrics, "    roles: [metrics]\n")
 }
 
-// newFullEnv is an env whose server has every route: snapshots,
-// maintenance, dumps, metrics and the WebSocket, with access control on
-// and the compat API on namespace team.
-func newFullEnv(t *testing.T, cfg httpapi.Config) *env {
+// newFullEnv is an env whose server is the whole server
+// (testkit.StartServer): snapshots, maintenance, dumps, metrics and the
+// WebSocket, with the compat API on namespace team and, when access is
+// set, access control on with the tokens of testTokensYAML.
+func newFullEnv(t *testing.T, access bool, mutate ...func(*configs.Config)) *env {
 	t.Helper()
-	e := newEnv(t, envOptions{})
-	dir := filepath.Dir(e.st.Path())
-	m, err := snapshots.Open(filepath.Join(dir, "snapshots"), e.st)
-	require.NoError(t, err)
-	reg := prometheus.NewRegistry()
-	cfg.Version = "test"
-	cfg.Snapshots, cfg.MaxUploadBytes = m, 1<<20
-	cfg.DumpDir = filepath.Join(dir, "dumps")
-	cfg.CompatNamespace = "team"
-	cfg.Metrics, cfg.Gatherer = reg, reg
-	hub := realtime.New(e.st, realtime.Options{}, zerolog.Nop())
-	t.Cleanup(func() { _ = hub.Close() })
-	cfg.Clients = hub.Clients
-	srv := httpapi.New(e.st, cfg, zerolog.New(e.logs))
-	srv.Echo().GET("/v1/watch", hub.Serve)
-	e.ts.Config.Handler = srv.Handler()
-	e.srv = srv
-	return e
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(tokens, []byte(testTokensYAML()), 0o600))
+	s := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Compat.Namespace = "team"
+		c.Snapshots.MaxUploadBytes = 1 << 20
+		c.Auth.Mode = configs.AuthOff
+		if access {
+			c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, tokens
+		}
+		for _, f := range mutate {
+			f(c)
+		}
+	}))
+	return &env{t: t, store: s.Backend(), srv: s.Server().API(), url: s.URL, hc: http.DefaultClient, logs: s.Logs}
 }
 
 // need is what a request needs.
@@ -193,9 +188,9 @@ func allowed(secret string, n need, limitedOK bool) bool {
 // valid token, 403 outside the token's rights, and otherwise whatever the
 // handler answers.
 func TestAccessEveryRouteAndRole(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	e := newFullEnv(t, true)
 	for _, kv := range [][2]string{{"team", "app.x"}, {"team", "secret"}, {"default", "app.x"}, {"team", "app.gone"}, {"default", "app.gone"}} {
-		_, err := e.st.Put(bg, kv[0], kv[1], []byte(`"v"`), nil, "test")
+		_, err := e.store.Put(bg, kv[0], kv[1], []byte(`"v"`), nil, "test")
 		require.NoError(t, err)
 	}
 
@@ -239,10 +234,10 @@ func TestAccessEveryRouteAndRole(t *testing.T) {
 
 // What a token is refused changes nothing, whatever the body holds.
 func TestAccessRefusalWritesNothing(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
-	_, err := e.st.Put(bg, "team", "secret", []byte(`"s"`), nil, "test")
+	e := newFullEnv(t, true)
+	_, err := e.store.Put(bg, "team", "secret", []byte(`"s"`), nil, "test")
 	require.NoError(t, err)
-	rev := e.st.Revision()
+	rev := e.store.Revision()
 	lim := []string{"Authorization", "Bearer " + tokLimited}
 	for _, req := range [][3]string{
 		{"PUT", "/v1/ns/team/keys/zzz", "1"},
@@ -258,7 +253,7 @@ func TestAccessRefusalWritesNothing(t *testing.T) {
 	}
 	r := e.do("PUT", "/v1/ns/team/keys/app.ok", "1", "Authorization", "Bearer "+tokRead)
 	require.Equal(t, http.StatusForbidden, r.status, "read token: %s", r.body)
-	assert.Equal(t, rev, e.st.Revision(), "a refused request wrote something")
+	assert.Equal(t, rev, e.store.Revision(), "a refused request wrote something")
 }
 
 // requireAccessError checks a refusal: status, JSON error code, and for the
@@ -285,7 +280,7 @@ func requireAccessError(t *testing.T, r response, status int, code, name string)
 // route cannot go untested (and a route without an access rule is
 // admin-only, see below).
 func TestAccessCasesCoverEveryRoute(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	e := newFullEnv(t, true)
 	covered := map[string]bool{}
 	for _, tc := range accessCases() {
 		covered[tc.method+" "+tc.route] = true
@@ -302,7 +297,7 @@ func TestAccessCasesCoverEveryRoute(t *testing.T) {
 
 // A route added without an access rule is closed to all but admins.
 func TestAccessRouteWithoutRuleIsAdminOnly(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	e := newFullEnv(t, true)
 	e.srv.Echo().GET("/v1/brand-new", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
 	requireAccessError(t, e.do("GET", "/v1/brand-new", "", "Authorization", "Bearer "+tokWrite), http.StatusForbidden, "forbidden", "write")
 	assert.Equal(t, http.StatusNoContent, e.do("GET", "/v1/brand-new", "", "Authorization", "Bearer "+tokAdmin).status)
@@ -310,9 +305,9 @@ func TestAccessRouteWithoutRuleIsAdminOnly(t *testing.T) {
 
 // GET /v1/ns lists only the namespaces the token may read.
 func TestAccessNamespacesFiltered(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	e := newFullEnv(t, true)
 	for _, ns := range []string{"team", "other"} {
-		_, err := e.st.Put(bg, ns, "app.k", []byte(`1`), nil, "test")
+		_, err := e.store.Put(bg, ns, "app.k", []byte(`1`), nil, "test")
 		require.NoError(t, err)
 	}
 	names := func(secret string) []string {
@@ -332,7 +327,7 @@ func TestAccessNamespacesFiltered(t *testing.T) {
 
 // Without access control (the default on loopback), nothing needs a token.
 func TestAccessOff(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{})
+	e := newFullEnv(t, false)
 	r := e.do("PUT", "/v1/ns/default/keys/a", "1")
 	assert.Equal(t, http.StatusOK, r.status, string(r.body))
 	r = e.do("POST", "/v1/compact", "", "Authorization", "Bearer whatever")
@@ -342,7 +337,7 @@ func TestAccessOff(t *testing.T) {
 // The WebSocket accepts the token as ?token= (browsers cannot set headers
 // on it); other routes do not, so that tokens stay out of URLs.
 func TestAccessQueryTokenOnlyOnWatch(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	e := newFullEnv(t, true)
 	r := e.do("GET", "/v1/watch?token="+tokRead, "")
 	requireError(t, r, http.StatusBadRequest, "bad_request") // past access control: not a WebSocket request
 	r = e.do("GET", "/v1/watch?token=ctxd_nope", "")
@@ -354,11 +349,11 @@ func TestAccessQueryTokenOnlyOnWatch(t *testing.T) {
 
 // The token's secret never appears in the log, not even from ?token=.
 func TestAccessTokenNotLogged(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	e := newFullEnv(t, true)
 	e.do("GET", "/v1/watch?token="+tokRead, "")
 	e.do("GET", "/v1/status", "", "Authorization", "Bearer "+tokAdmin)
 	e.do("GET", "/v1/status", "", "Authorization", "Bearer "+tokLimited+"x")
-	logs := e.logs.buf.String()
+	logs := e.logs.String()
 	for _, s := range []string{tokRead, tokAdmin, tokLimited} {
 		assert.NotContains(t, logs, s)
 	}
@@ -368,8 +363,7 @@ func TestAccessTokenNotLogged(t *testing.T) {
 // token; other origins get 403; answers to allowed origins carry the CORS
 // headers, others none.
 func TestCORS(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t)),
-		CORSOrigins: []string{"https://app.example.com"}})
+	e := newFullEnv(t, true, func(c *configs.Config) { c.HTTP.CORSOrigins = []string{"https://app.example.com"} })
 	preflight := func(origin string) response {
 		return e.do("OPTIONS", "/v1/ns/default/keys/a", "", "Origin", origin,
 			"Access-Control-Request-Method", "PUT", "Access-Control-Request-Headers", "authorization, content-type, if-match")
@@ -402,7 +396,7 @@ func TestCORS(t *testing.T) {
 	assert.Empty(t, r.header.Get("Access-Control-Allow-Origin"))
 
 	// Without an allow-list, no CORS at all.
-	e2 := newFullEnv(t, httpapi.Config{})
+	e2 := newFullEnv(t, false)
 	r = e2.do("GET", "/v1/status", "", "Origin", "https://app.example.com")
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Empty(t, r.header.Get("Access-Control-Allow-Origin"))
@@ -412,7 +406,7 @@ func TestCORS(t *testing.T) {
 
 // /readyz is public and /healthz too, even with access control on.
 func TestAccessProbesArePublic(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t))})
+	e := newFullEnv(t, true)
 	assert.Equal(t, http.StatusOK, e.do("GET", "/healthz", "").status)
 	assert.Equal(t, http.StatusOK, e.do("GET", "/readyz", "").status)
 	r := e.do("GET", "/", "")
@@ -432,7 +426,7 @@ func (restoringStore) Ready() error {
 func TestReadyzWhileRestoring(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	assert.Equal(t, http.StatusOK, e.do("GET", "/readyz", "").status)
-	e.ts.Config.Handler = httpapi.New(restoringStore{e.st}, httpapi.Config{}, zerolog.Nop()).Handler()
+	e.ts.Config.Handler = httpapi.New(restoringStore{e.st.Store}, httpapi.Config{}, zerolog.Nop()).Handler()
 	r := e.do("GET", "/readyz", "")
 	requireError(t, r, http.StatusServiceUnavailable, "unavailable")
 	assert.Contains(t, string(r.body), "restore")

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -21,9 +21,7 @@ import (
 // so the numbers are httpapi's own cost plus the store's.
 func benchServer(b *testing.B) (http.Handler, *bolt.Store) {
 	b.Helper()
-	st, err := bolt.Open(filepath.Join(b.TempDir(), "ctxd.db"), bolt.Options{})
-	require.NoError(b, err)
-	b.Cleanup(func() { require.NoError(b, st.Close()) })
+	st := testkit.OpenBolt(b, bolt.Options{}).Store
 	return httpapi.New(st, httpapi.Config{}, zerolog.New(io.Discard)).Handler(), st
 }
 

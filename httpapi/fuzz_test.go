@@ -4,24 +4,20 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
 // fuzzServer is the real router over a real store, called in-process so a
 // fuzzer can send thousands of requests a second.
 func fuzzServer(f *testing.F) (http.Handler, *bolt.Store) {
-	st, err := bolt.Open(filepath.Join(f.TempDir(), "ctxd.db"), bolt.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = st.Close() })
+	st := testkit.OpenBolt(f, bolt.Options{}).Store
 	return httpapi.New(st, httpapi.Config{}, zerolog.Nop()).Handler(), st
 }
 

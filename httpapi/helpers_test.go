@@ -8,9 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,45 +16,39 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
 // env is a real store behind a real router on a test server.
 type env struct {
-	t    *testing.T
-	st   *bolt.Store
-	srv  *httpapi.Server
-	ts   *httptest.Server
-	logs *syncBuffer
+	t     *testing.T
+	st    *testkit.Bolt // nil in a full env: use store
+	store store.Backend // the store the API serves
+	srv   *httpapi.Server
+	ts    *httptest.Server // nil in a full env
+	url   string           // where do sends requests
+	hc    *http.Client
+	logs  *testkit.SyncBuffer
 }
 
 type envOptions struct {
 	store bolt.Options
 	cfg   httpapi.Config
-	// noCleanup leaves checking and closing the store to the test.
-	noCleanup bool
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), opts.store)
-	require.NoError(t, err)
-	logs := &syncBuffer{}
+	st := testkit.OpenBolt(t, opts.store)
+	logs := &testkit.SyncBuffer{}
 	if opts.cfg.Version == "" {
 		opts.cfg.Version = "test-1.2.3"
 	}
-	srv := httpapi.New(st, opts.cfg, zerolog.New(logs))
+	srv := httpapi.New(st.Store, opts.cfg, zerolog.New(logs))
 	ts := httptest.NewServer(srv.Handler())
-	e := &env{t: t, st: st, srv: srv, ts: ts, logs: logs}
-	t.Cleanup(func() {
-		ts.Close()
-		if opts.noCleanup {
-			return
-		}
-		require.NoError(t, st.Check(), "consistency check")
-		require.NoError(t, st.Close())
-	})
-	return e
+	t.Cleanup(ts.Close) // before the store's check and close (cleanups run last first)
+	return &env{t: t, st: st, store: st.Store, srv: srv, ts: ts, url: ts.URL, hc: ts.Client(), logs: logs}
 }
 
 // response is a finished HTTP exchange.
@@ -73,7 +65,7 @@ func (e *env) do(method, path, body string, hdr ...string) response {
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, e.ts.URL+path, rd)
+	req, err := http.NewRequest(method, e.url+path, rd)
 	require.NoError(e.t, err)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -83,7 +75,7 @@ func (e *env) do(method, path, body string, hdr ...string) response {
 
 func (e *env) send(req *http.Request) response {
 	e.t.Helper()
-	res, err := e.ts.Client().Do(req)
+	res, err := e.hc.Do(req)
 	require.NoError(e.t, err)
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
@@ -197,35 +189,6 @@ func requireError(t *testing.T, r response, status int, code string) apiError {
 	require.Equal(t, code, ae.Error.Code, "body: %s", r.body)
 	require.NotEmpty(t, ae.Error.Message)
 	return ae
-}
-
-// syncBuffer collects log output written by server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines returns the JSON log lines written so far.
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, l := range bytes.Split(bytes.TrimSpace(b.buf.Bytes()), []byte("\n")) {
-		if len(l) == 0 {
-			continue
-		}
-		var m map[string]any
-		require.NoError(t, json.Unmarshal(l, &m), "log line: %s", l)
-		out = append(out, m)
-	}
-	return out
 }
 
 var bg = context.Background()

@@ -45,7 +45,7 @@ func TestAccessLog(t *testing.T) {
 	e.do(http.MethodGet, keyPath("default", "missing"), "", "X-Request-Id", "log-404")
 
 	byID := map[string]map[string]any{}
-	for _, l := range e.logs.lines(t) {
+	for _, l := range e.logs.Lines(t) {
 		if l["message"] == "request" {
 			id, _ := l["request_id"].(string)
 			byID[id] = l
@@ -84,7 +84,7 @@ func TestPanicRecovery(t *testing.T) {
 	assert.NotContains(t, ae.Error.Message, "boom")
 
 	var logged map[string]any
-	for _, l := range e.logs.lines(t) {
+	for _, l := range e.logs.Lines(t) {
 		if l["message"] == "panic in handler" {
 			logged = l
 		}
@@ -102,7 +102,7 @@ func TestPanicRecovery(t *testing.T) {
 	r = e.do(http.MethodGet, "/test/error", "")
 	ae = requireError(t, r, http.StatusInternalServerError, "internal")
 	assert.NotContains(t, ae.Error.Message, "secret")
-	assert.Contains(t, fmt.Sprint(e.logs.lines(t)), "secret internal detail")
+	assert.Contains(t, fmt.Sprint(e.logs.Lines(t)), "secret internal detail")
 
 	// Echo's own errors are rendered in our format.
 	ae = requireError(t, e.do(http.MethodGet, "/test/teapot", ""), http.StatusTooManyRequests, "too_many_requests")

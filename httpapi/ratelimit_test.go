@@ -12,15 +12,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/framework0/ctxd/auth"
-	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/configs"
 )
 
 // One client flooding the server gets 429 with Retry-After and a JSON
 // error, while another client keeps getting every answer, quickly.
 func TestRateLimitFloodingClient(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{Access: auth.NewStaticAuthorizer(testTokens(t)), RateLimit: 20, RateBurst: 10})
-	_, err := e.st.Put(bg, "default", "k", []byte("1"), nil, "test")
+	e := newFullEnv(t, true, func(c *configs.Config) { c.HTTP.RateLimit, c.HTTP.RateBurst = 20, 10 })
+	_, err := e.store.Put(bg, "default", "k", []byte("1"), nil, "test")
 	require.NoError(t, err)
 
 	var (
@@ -34,9 +33,9 @@ func TestRateLimitFloodingClient(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				req, _ := http.NewRequest("GET", e.ts.URL+"/v1/ns/default/keys/k", nil)
+				req, _ := http.NewRequest("GET", e.url+"/v1/ns/default/keys/k", nil)
 				req.Header.Set("Authorization", "Bearer "+tokWrite)
-				res, err := e.ts.Client().Do(req)
+				res, err := e.hc.Do(req)
 				if err != nil {
 					continue
 				}
@@ -62,7 +61,7 @@ func TestRateLimitFloodingClient(t *testing.T) {
 		r := e.do("GET", "/v1/ns/default/keys/k", "", "Authorization", "Bearer "+tokRead)
 		worst = max(worst, time.Since(start))
 		require.Equal(t, http.StatusOK, r.status, "the quiet client was refused: %s", r.body)
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // time is the subject: a client pacing itself at 10 requests/s
 	}
 	stop.Store(true)
 	wg.Wait()
@@ -83,7 +82,7 @@ func TestRateLimitFloodingClient(t *testing.T) {
 // Without a token a client is its IP address (an IPv6 one: its /64);
 // X-Forwarded-For is not trusted; probes are never limited.
 func TestRateLimitByAddress(t *testing.T) {
-	e := newFullEnv(t, httpapi.Config{RateLimit: 1, RateBurst: 2})
+	e := newFullEnv(t, false, func(c *configs.Config) { c.HTTP.RateLimit, c.HTTP.RateBurst = 1, 2 })
 	h := e.srv.Handler()
 	get := func(path, remote string, hdr ...string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("GET", path, nil)

@@ -26,9 +26,9 @@ import (
 func newSnapshotEnv(t *testing.T) (*env, *snapshots.Manager) {
 	t.Helper()
 	e := newEnv(t, envOptions{})
-	m, err := snapshots.Open(filepath.Join(filepath.Dir(e.st.Path()), "snapshots"), e.st)
+	m, err := snapshots.Open(filepath.Join(filepath.Dir(e.st.Path()), "snapshots"), e.store)
 	require.NoError(t, err)
-	srv := httpapi.New(e.st, httpapi.Config{Version: "test", Snapshots: m, MaxUploadBytes: 1 << 20}, zerolog.Nop())
+	srv := httpapi.New(e.store, httpapi.Config{Version: "test", Snapshots: m, MaxUploadBytes: 1 << 20}, zerolog.Nop())
 	e.ts.Config.Handler = srv.Handler()
 	e.srv = srv
 	return e, m

@@ -34,7 +34,7 @@ func TestStatus(t *testing.T) {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
-	e := newEnv(t, envOptions{noCleanup: true})
+	e := newEnv(t, envOptions{})
 
 	r := e.do(http.MethodGet, "/healthz", "")
 	require.Equal(t, http.StatusOK, r.status)
@@ -43,8 +43,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status)
 	assert.JSONEq(t, `{"status":"ready"}`, string(r.body))
 
-	require.NoError(t, e.st.Check())
-	require.NoError(t, e.st.Close())
+	e.st.CloseChecked() // the API still holds the closed store
 
 	// Closed store: not ready, but alive.
 	requireError(t, e.do(http.MethodGet, "/readyz", ""), http.StatusServiceUnavailable, "unavailable")

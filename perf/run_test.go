@@ -3,50 +3,26 @@ package perf
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/realtime"
-	"github.com/framework0/ctxd/store/bolt"
-	"github.com/framework0/ctxd/store/snapshots"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // freshServer starts a ctxd server on a new folder under t's temp folder:
-// the store, snapshots, the hub and the HTTP API, as `ctxd serve` wires
-// them (cmd/ctxd's perf command uses that wiring itself).
+// the whole server (testkit.StartServer), as `ctxd serve` runs it. Close
+// stops it; the test's cleanup checks its store.
 func freshServer(t *testing.T) func() (*Server, error) {
 	return func() (*Server, error) {
-		dir := t.TempDir()
-		st, err := bolt.Open(filepath.Join(dir, "ctxd.db"), bolt.Options{})
-		if err != nil {
-			return nil, err
-		}
-		snaps, err := snapshots.Open(filepath.Join(dir, "snapshots"), st)
-		if err != nil {
-			return nil, err
-		}
-		hub := realtime.New(st, realtime.Options{}, zerolog.Nop())
-		api := httpapi.New(st, httpapi.Config{
-			Version: "test", Clients: hub.Clients, DumpDir: filepath.Join(dir, "dumps"),
-			Snapshots: snaps,
-		}, zerolog.Nop())
-		api.Echo().GET("/v1/watch", hub.Serve)
-		srv := httptest.NewServer(api.Handler())
-		return &Server{URL: srv.URL, DataDir: dir, Close: func() error {
-			_ = hub.Close()
-			srv.Close()
-			if err := st.Check(); err != nil {
-				return err
-			}
-			return st.Close()
+		s := testkit.StartServer(t)
+		return &Server{URL: s.URL, DataDir: s.DataDir(), Close: func() error {
+			s.Stop()
+			return nil
 		}}, nil
 	}
 }

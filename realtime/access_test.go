@@ -1,21 +1,20 @@
-package realtime
+package realtime_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/realtime"
 )
 
 var (
@@ -24,11 +23,10 @@ var (
 	wsReader = auth.NewSecret() // read, namespace team
 )
 
-// authServer is the API with access control on and the hub at /v1/watch.
+// authServer is the whole server (testkit.StartServer) with access
+// control on.
 type authServer struct {
-	st  *bolt.Store
-	hub *Hub
-	srv *httptest.Server
+	*testkit.Server
 }
 
 func startAuthServer(t *testing.T) *authServer {
@@ -36,40 +34,21 @@ func startAuthServer(t *testing.T) *authServer {
 	entry := func(name, secret, rest string) string {
 		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
 	}
-	tokens, err := auth.ParseTokens([]byte("tokens:\n" +
-		entry("ops", wsAdmin, "    roles: [admin]\n") +
-		entry("team-app", wsTeam, "    roles: [write]\n    namespaces: [team]\n    prefixes: [app.]\n") +
-		entry("team-reader", wsReader, "    roles: [read]\n    namespaces: [team]\n")))
-	require.NoError(t, err)
-	dir := t.TempDir()
-	st, err := bolt.Open(filepath.Join(dir, "ctxd.db"), bolt.Options{})
-	require.NoError(t, err)
-	hub := New(st, Options{}, zerolog.Nop())
-	api := httpapi.New(st, httpapi.Config{
-		Version: "test", Clients: hub.Clients, Access: auth.NewStaticAuthorizer(tokens),
-		DumpDir: filepath.Join(dir, "dumps"),
-		OnDump: func(d ctxd.DumpInfo) {
-			hub.NotifyDumped(DumpInfo{Filename: d.Filename, Format: string(d.Format), Namespace: d.Namespace, Revision: d.Revision})
-		},
-	}, zerolog.Nop())
-	api.Echo().GET("/v1/watch", hub.Serve)
-	srv := httptest.NewServer(api.Handler())
-	t.Cleanup(func() {
-		_ = hub.Close()
-		srv.Close()
-		require.NoError(t, st.Check())
-		require.NoError(t, st.Close())
-	})
-	return &authServer{st: st, hub: hub, srv: srv}
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
+		entry("ops", wsAdmin, "    roles: [admin]\n")+
+		entry("team-app", wsTeam, "    roles: [write]\n    namespaces: [team]\n    prefixes: [app.]\n")+
+		entry("team-reader", wsReader, "    roles: [read]\n    namespaces: [team]\n")), 0o600))
+	return &authServer{testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, tokens
+	}))}
 }
 
-func (s *authServer) url(q url.Values) string {
-	return "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/v1/watch?" + q.Encode()
-}
+func (s *authServer) url(q url.Values) string { return s.WatchURL(q) }
 
 func (s *authServer) put(t *testing.T, ns, key, value string) uint64 {
 	t.Helper()
-	rec, err := s.st.Put(t.Context(), ns, key, []byte(value), nil, "test")
+	rec, err := s.Backend().Put(t.Context(), ns, key, []byte(value), nil, "test")
 	require.NoError(t, err)
 	return rec.ModRev
 }
@@ -89,15 +68,15 @@ func TestWatchFilteredByToken(t *testing.T) {
 	s.put(t, "default", "app.b", `2`)
 
 	q := url.Values{"ns": {"*"}, "snapshot": {"true"}, "batch": {"true"}}
-	admin := dial(t, s.url(q), bearer(wsAdmin))
+	admin := testkit.DialWatch(t, s.url(q), bearer(wsAdmin))
 	qt := url.Values{"ns": {"*"}, "snapshot": {"true"}, "batch": {"true"}, "token": {wsTeam}}
-	team := dial(t, s.url(qt), nil) // ?token=, as browsers send it
+	team := testkit.DialWatch(t, s.url(qt), nil) // ?token=, as browsers send it
 
-	admin.expect(ctxd.TypeSubscribed)
-	snap := admin.expect(ctxd.TypeContextSnapshot)
+	admin.Expect(ctxd.TypeSubscribed)
+	snap := admin.Expect(ctxd.TypeContextSnapshot)
 	assert.Len(t, snap.Keys, 3)
-	team.expect(ctxd.TypeSubscribed)
-	snap = team.expect(ctxd.TypeContextSnapshot)
+	team.Expect(ctxd.TypeSubscribed)
+	snap = team.Expect(ctxd.TypeContextSnapshot)
 	require.Len(t, snap.Keys, 1)
 	assert.Equal(t, "app.a", snap.Keys[0].Key)
 
@@ -106,22 +85,22 @@ func TestWatchFilteredByToken(t *testing.T) {
 		last = s.put(t, kv[0], kv[1], `true`)
 	}
 	var adminKeys []string
-	for _, m := range admin.changes(last) {
+	for _, m := range admin.Changes(last) {
 		adminKeys = append(adminKeys, m.NS+"/"+m.Key)
 	}
 	assert.Equal(t, []string{"team/app.c", "team/secret2", "default/app.d", "team/app.e", "other/x"}, adminKeys)
 
 	// The limited client: app.c and app.e, then its own write, nothing else.
-	team.sendJSON(map[string]any{"type": "context_set", "id": 1, "ns": "team", "key": "secret", "value": 3})
-	team.sendJSON(map[string]any{"type": "context_set", "id": 2, "ns": "default", "key": "app.x", "value": 3})
-	team.sendJSON(map[string]any{"type": "context_set", "id": 3, "ns": "team", "key": "app.f", "value": 3})
-	team.sendJSON(map[string]any{"type": "subscribe", "id": 4, "ns": "default"})
+	team.SendJSON(map[string]any{"type": "context_set", "id": 1, "ns": "team", "key": "secret", "value": 3})
+	team.SendJSON(map[string]any{"type": "context_set", "id": 2, "ns": "default", "key": "app.x", "value": 3})
+	team.SendJSON(map[string]any{"type": "context_set", "id": 3, "ns": "team", "key": "app.f", "value": 3})
+	team.SendJSON(map[string]any{"type": "subscribe", "id": 4, "ns": "default"})
 	var (
 		teamKeys []string
 		answers  = map[string]msg{}
 	)
 	for len(answers) < 4 || len(teamKeys) < 3 {
-		m := team.next()
+		m := team.Next()
 		switch m.Type {
 		case ctxd.TypeContextUpdated:
 			teamKeys = append(teamKeys, m.NS+"/"+m.Key)
@@ -130,14 +109,14 @@ func TestWatchFilteredByToken(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"team/app.c", "team/app.e", "team/app.f"}, teamKeys)
-	assert.Equal(t, CodeForbidden, answers["1"].Code, "%+v", answers["1"])
-	assert.Equal(t, CodeForbidden, answers["2"].Code, "%+v", answers["2"])
+	assert.Equal(t, realtime.CodeForbidden, answers["1"].Code, "%+v", answers["1"])
+	assert.Equal(t, realtime.CodeForbidden, answers["2"].Code, "%+v", answers["2"])
 	assert.Equal(t, ctxd.TypeContextSetConfirmed, answers["3"].Type, "%+v", answers["3"])
-	assert.Equal(t, CodeForbidden, answers["4"].Code, "%+v", answers["4"])
-	rec, err := s.st.Get("team", "secret")
+	assert.Equal(t, realtime.CodeForbidden, answers["4"].Code, "%+v", answers["4"])
+	rec, err := s.Backend().Get("team", "secret")
 	require.NoError(t, err)
 	assert.Equal(t, `"s"`, string(rec.Value), "a forbidden context_set wrote")
-	got := admin.changes(answers["3"].Rev)
+	got := admin.Changes(answers["3"].Rev)
 	assert.Equal(t, "team/app.f", got[len(got)-1].NS+"/"+got[len(got)-1].Key, "the admin client sees the limited client's write")
 }
 
@@ -157,20 +136,20 @@ func TestWatchUpgradeChecks(t *testing.T) {
 		{"namespace outside", url.Values{"ns": {"default"}}, bearer(wsTeam), http.StatusForbidden},
 		{"one namespace outside", url.Values{"ns": {"team,default"}}, bearer(wsReader), http.StatusForbidden},
 	} {
-		_, resp, err := dialErr(s.url(tc.q), tc.hdr)
+		_, resp, err := testkit.DialWatchErr(s.url(tc.q), tc.hdr)
 		require.Error(t, err, tc.name)
 		require.NotNil(t, resp, tc.name)
 		assert.Equal(t, tc.status, resp.StatusCode, tc.name)
 		resp.Body.Close()
 	}
 
-	r := dial(t, s.url(url.Values{"ns": {"team"}}), bearer(wsReader))
-	r.expect(ctxd.TypeSubscribed)
-	r.sendJSON(map[string]any{"type": "context_set", "id": 1, "ns": "team", "key": "app.z", "value": 1})
-	m := r.expect(ctxd.TypeError)
-	assert.Equal(t, CodeForbidden, m.Code)
+	r := testkit.DialWatch(t, s.url(url.Values{"ns": {"team"}}), bearer(wsReader))
+	r.Expect(ctxd.TypeSubscribed)
+	r.SendJSON(map[string]any{"type": "context_set", "id": 1, "ns": "team", "key": "app.z", "value": 1})
+	m := r.Expect(ctxd.TypeError)
+	assert.Equal(t, realtime.CodeForbidden, m.Code)
 	rev := s.put(t, "team", "anything", `1`)
-	assert.Equal(t, rev, r.expect(ctxd.TypeContextUpdated).Rev, "a namespace-wide reader sees every key of it")
+	assert.Equal(t, rev, r.Expect(ctxd.TypeContextUpdated).Rev, "a namespace-wide reader sees every key of it")
 }
 
 // context_dumped goes only to clients that may read the whole namespace
@@ -178,21 +157,21 @@ func TestWatchUpgradeChecks(t *testing.T) {
 func TestWatchDumpNoticeFiltered(t *testing.T) {
 	s := startAuthServer(t)
 	s.put(t, "team", "app.a", `1`)
-	reader := dial(t, s.url(url.Values{"ns": {"team"}}), bearer(wsReader))
-	reader.expect(ctxd.TypeSubscribed)
-	team := dial(t, s.url(url.Values{"ns": {"team"}}), bearer(wsTeam))
-	team.expect(ctxd.TypeSubscribed)
+	reader := testkit.DialWatch(t, s.url(url.Values{"ns": {"team"}}), bearer(wsReader))
+	reader.Expect(ctxd.TypeSubscribed)
+	team := testkit.DialWatch(t, s.url(url.Values{"ns": {"team"}}), bearer(wsTeam))
+	team.Expect(ctxd.TypeSubscribed)
 
-	req, err := http.NewRequest("POST", s.srv.URL+"/v1/ns/team/dumps?format=json&filename=d1", nil)
+	req, err := http.NewRequest("POST", s.URL+"/v1/ns/team/dumps?format=json&filename=d1", nil)
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+wsAdmin)
-	res, err := s.srv.Client().Do(req)
+	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
 
-	assert.Equal(t, "d1.json", reader.expect(ctxd.TypeContextDumped).Filename)
+	assert.Equal(t, "d1.json", reader.Expect(ctxd.TypeContextDumped).Filename)
 	// The limited client gets the next change, with no notice before it.
 	rev := s.put(t, "team", "app.b", `2`)
-	assert.Equal(t, rev, team.expect(ctxd.TypeContextUpdated).Rev)
+	assert.Equal(t, rev, team.Expect(ctxd.TypeContextUpdated).Rev)
 }

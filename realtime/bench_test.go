@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // BenchmarkFanout measures the time from a write's acknowledgement (its
@@ -43,7 +45,7 @@ func BenchmarkFanout(b *testing.B) {
 }
 
 func benchFanout(b *testing.B, subscribers, rate int, batch bool) {
-	ts := startServerB(b)
+	ts := testkit.StartServer(b) // the whole server: writes are REST PUTs
 	n := b.N
 	q := url.Values{}
 	if batch {
@@ -53,7 +55,7 @@ func benchFanout(b *testing.B, subscribers, rate int, batch bool) {
 	arrivals := make([][]int64, subscribers)
 	conns := make([]*websocket.Conn, subscribers)
 	for s := range subscribers {
-		c, resp, err := dialErr(ts.wsURL(q), nil)
+		c, resp, err := testkit.DialWatchErr(ts.WatchURL(q), nil)
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
 		}
@@ -126,7 +128,7 @@ func benchFanout(b *testing.B, subscribers, rate int, batch bool) {
 	for range 32 {
 		writers.Go(func() {
 			for i := range tokens {
-				req, _ := http.NewRequest(http.MethodPut, ts.srv.URL+"/v1/ns/default/keys/k"+strconv.Itoa(i%100), strings.NewReader(`{"n":`+strconv.Itoa(i)+`}`))
+				req, _ := http.NewRequest(http.MethodPut, ts.URL+"/v1/ns/default/keys/k"+strconv.Itoa(i%100), strings.NewReader(`{"n":`+strconv.Itoa(i)+`}`))
 				sent := time.Now().UnixNano()
 				resp, err := hc.Do(req)
 				if err != nil {
@@ -151,7 +153,7 @@ func benchFanout(b *testing.B, subscribers, rate int, batch bool) {
 	start := time.Now()
 	interval := time.Second / time.Duration(rate)
 	for i := range n {
-		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval))) // time is the subject: writes paced at rate/s
 		tokens <- i
 	}
 	close(tokens)
@@ -191,20 +193,14 @@ func benchFanout(b *testing.B, subscribers, rate int, batch bool) {
 	b.ReportMetric(pct(fromSend, 0.99), "put-p99-ms")
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "writes/s")
 	b.ReportMetric(float64(missed), "missed")
-	if f := ts.hub.Stats().Frames; f > 0 {
+	if f := ts.Hub().Stats().Frames; f > 0 {
 		b.ReportMetric(float64(n*subscribers)/float64(f), "changes/frame")
 	}
 	b.ReportMetric(0, "ns/op")
 	if missed > 0 {
 		b.Errorf("%d deliveries missed (%s)", missed, missReason)
 	}
-	if st := ts.hub.Stats(); st.BufferFull > 0 || st.Lagged > 0 {
+	if st := ts.Hub().Stats(); st.BufferFull > 0 || st.Lagged > 0 {
 		b.Errorf("hub stats %+v", st)
 	}
-}
-
-// startServerB is startServer for a benchmark.
-func startServerB(b *testing.B) *testServer {
-	b.Helper()
-	return startTestServer(&testServer{t: b, dir: b.TempDir()})
 }

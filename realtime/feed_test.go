@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -97,7 +99,7 @@ func TestFeedExactness(t *testing.T) {
 		writers     = 8
 		changes     = 5000
 	)
-	ts := startServer(t, Options{})
+	ts := startServer(t, realtime.Options{})
 	nss := []string{"default", "a", "b"}
 	prefixes := []string{"x/", "y/"}
 	filters := []filter{
@@ -119,8 +121,8 @@ func TestFeedExactness(t *testing.T) {
 	for i := range subscribers {
 		f := filters[i%len(filters)]
 		f.batch = i%2 == 0
-		clients[i] = dial(t, ts.wsURL(f.query()), nil)
-		sub := clients[i].expect(ctxd.TypeSubscribed)
+		clients[i] = testkit.DialWatch(t, ts.wsURL(f.query()), nil)
+		sub := clients[i].Expect(ctxd.TypeSubscribed)
 		assert.Equal(t, f.batch, sub.Batch)
 		results[i] = &result{f: f, from: sub.Rev}
 	}
@@ -130,7 +132,7 @@ func TestFeedExactness(t *testing.T) {
 		readers.Go(func() {
 			r := results[i]
 			for {
-				m, err := clients[i].nextErr()
+				m, err := clients[i].NextErr()
 				if err != nil {
 					t.Errorf("subscriber %d: %v", i, err)
 					return
@@ -188,43 +190,43 @@ func TestFeedExactness(t *testing.T) {
 func TestResume(t *testing.T) {
 	for _, batch := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
-			ts := startServer(t, Options{})
+			ts := startServer(t, realtime.Options{})
 			q := filter{batch: batch}.query()
-			c := dial(t, ts.wsURL(q), nil)
-			c.expect(ctxd.TypeSubscribed)
+			c := testkit.DialWatch(t, ts.wsURL(q), nil)
+			c.Expect(ctxd.TypeSubscribed)
 			for i := range 10 {
 				ts.put("default", fmt.Sprintf("k%d", i), fmt.Sprint(i))
 			}
-			got := c.changes(10)
+			got := c.Changes(10)
 			require.Equal(t, seq(1, 10), revs(got))
 			last := got[len(got)-1].Rev
-			require.NoError(t, c.c.Close())
+			require.NoError(t, c.Conn.Close())
 
 			ts.putMany(1000, func(i int) (string, string) { return fmt.Sprintf("k%d", i%50), fmt.Sprint(i) })
 			q.Set("from_rev", fmt.Sprint(last))
-			c = dial(t, ts.wsURL(q), nil)
-			assert.Equal(t, last, c.expect(ctxd.TypeSubscribed).Rev)
-			got = c.changes(1010)
+			c = testkit.DialWatch(t, ts.wsURL(q), nil)
+			assert.Equal(t, last, c.Expect(ctxd.TypeSubscribed).Rev)
+			got = c.Changes(1010)
 			require.True(t, checkSeq(t, 11, 1010, revs(got), "replay"))
 			assert.Equal(t, "k0", got[0].Key)
 			assert.JSONEq(t, "0", string(got[0].Value))
-			require.NoError(t, c.c.Close())
+			require.NoError(t, c.Conn.Close())
 
 			// Across a restart: 500 changes before it, 500 after.
 			ts.putMany(500, func(i int) (string, string) { return fmt.Sprintf("r%d", i), fmt.Sprint(i) })
 			ts.restart()
 			ts.putMany(500, func(i int) (string, string) { return fmt.Sprintf("s%d", i), fmt.Sprint(i) })
 			q.Set("from_rev", "1010")
-			c = dial(t, ts.wsURL(q), nil)
-			c.expect(ctxd.TypeSubscribed)
-			got = c.changes(2010)
+			c = testkit.DialWatch(t, ts.wsURL(q), nil)
+			c.Expect(ctxd.TypeSubscribed)
+			got = c.Changes(2010)
 			require.True(t, checkSeq(t, 1011, 2010, revs(got), "replay across a restart"))
 			assert.Equal(t, "r0", got[0].Key)
 			assert.Equal(t, "s499", got[999].Key)
 
 			// Live changes follow the replay on the same connection.
 			ts.put("default", "live", "true")
-			assert.Equal(t, []uint64{2011}, revs(c.changes(2011)))
+			assert.Equal(t, []uint64{2011}, revs(c.Changes(2011)))
 		})
 	}
 }
@@ -233,37 +235,37 @@ func TestResume(t *testing.T) {
 // available revision, then the server closes; from the compacted revision
 // on, replay works.
 func TestCompactedFromRev(t *testing.T) {
-	ts := startServer(t, Options{}) // the ring holds the old changes: the store's answer wins
+	ts := startServer(t, realtime.Options{}) // the ring holds the old changes: the store's answer wins
 	for i := range 100 {
 		ts.put("default", "k", fmt.Sprint(i))
 	}
 	ts.put("default", "other", "1") // rev 101
 	require.NoError(t, ts.st.Compact(context.Background(), 60))
 
-	c := dial(t, ts.wsURL(url.Values{"from_rev": {"10"}}), nil)
-	m := c.expect(ctxd.TypeCompacted) // the only message: the client is not subscribed
+	c := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"10"}}), nil)
+	m := c.Expect(ctxd.TypeCompacted) // the only message: the client is not subscribed
 	require.NotNil(t, m.FromRev)
 	assert.Equal(t, uint64(10), *m.FromRev)
 	assert.Equal(t, uint64(60), m.CompactedRevision)
 	assert.Equal(t, uint64(101), m.Rev)
 	assert.NotEmpty(t, m.Message)
-	_, err := c.nextErr()
+	_, err := c.NextErr()
 	require.Error(t, err)
 	assert.True(t, isClose(err), "%v", err)
 
-	c = dial(t, ts.wsURL(url.Values{"from_rev": {"59"}}), nil)
-	c.expect(ctxd.TypeSubscribed)
-	got := c.changes(101)
+	c = testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"59"}}), nil)
+	c.Expect(ctxd.TypeSubscribed)
+	got := c.Changes(101)
 	assert.Equal(t, seq(60, 101), revs(got))
 
 	// The same from_rev in a subscribe: refused with "compacted", and the
 	// connection goes on.
-	c.sendJSON(map[string]any{"type": "subscribe", "id": "s", "ns": "other", "from_rev": 5})
-	m = c.expect(ctxd.TypeCompacted)
+	c.SendJSON(map[string]any{"type": "subscribe", "id": "s", "ns": "other", "from_rev": 5})
+	m = c.Expect(ctxd.TypeCompacted)
 	assert.JSONEq(t, `"s"`, string(m.ID))
 	assert.Equal(t, uint64(60), m.CompactedRevision)
 	ts.put("default", "k", `"last"`)
-	assert.Equal(t, []uint64{102}, revs(c.changes(102)))
+	assert.Equal(t, []uint64{102}, revs(c.Changes(102)))
 }
 
 // One client stops reading while 20,000 changes are written: the writers
@@ -286,24 +288,24 @@ func TestSlowClient(t *testing.T) {
 	// allBatch makes the other clients batch clients, which keep up with
 	// the writers even under -race, where a one-change-per-frame client
 	// may fall thousands of revisions behind.
-	run := func(t *testing.T, opts Options, slow, allBatch bool) (ts *testServer, slowClient *wsClient) {
+	run := func(t *testing.T, opts realtime.Options, slow, allBatch bool) (ts *testServer, slowClient *wsClient) {
 		opts.WriteTimeout = 5 * time.Minute // the slow client must not be cut off for not reading
 		opts.PingInterval = 5 * time.Minute
 		ts = startServerBuf(t, opts, sockBuf)
 		var fast []*wsClient
 		for i := range others {
-			c := dial(t, ts.wsURL(filter{batch: allBatch || i%2 == 0}.query()), nil)
-			c.expect(ctxd.TypeSubscribed)
+			c := testkit.DialWatch(t, ts.wsURL(filter{batch: allBatch || i%2 == 0}.query()), nil)
+			c.Expect(ctxd.TypeSubscribed)
 			fast = append(fast, c)
 		}
 		if slow {
 			slowClient = dialSmall(t, ts.wsURL(nil), sockBuf)
-			slowClient.expect(ctxd.TypeSubscribed)
+			slowClient.Expect(ctxd.TypeSubscribed)
 		}
 		var wg sync.WaitGroup
 		for _, c := range fast {
 			wg.Go(func() {
-				got, stop, err := c.changeRevs(changes)
+				got, stop, err := changeRevs(c, changes)
 				if assert.NoError(t, err) && assert.Nil(t, stop) {
 					checkSeq(t, 1, changes, got, "a client that reads")
 				}
@@ -337,20 +339,20 @@ func TestSlowClient(t *testing.T) {
 	}
 
 	t.Run("baseline without the slow client", func(t *testing.T) {
-		run(t, Options{MaxLag: 1 << 30}, false, false)
+		run(t, realtime.Options{MaxLag: 1 << 30}, false, false)
 	})
 
 	t.Run("slow client gets everything", func(t *testing.T) {
-		_, c := run(t, Options{MaxLag: 1 << 30}, true, false)
-		got, stop, err := c.changeRevs(changes)
+		_, c := run(t, realtime.Options{MaxLag: 1 << 30}, true, false)
+		got, stop, err := changeRevs(c, changes)
 		require.NoError(t, err)
 		require.Nil(t, stop)
 		require.True(t, checkSeq(t, 1, changes, got, "the slow client"))
 	})
 
 	t.Run("slow client lagged then resumes", func(t *testing.T) {
-		ts, c := run(t, Options{MaxLag: 10000}, true, true)
-		got, lagged, err := c.changeRevs(changes)
+		ts, c := run(t, realtime.Options{MaxLag: 10000}, true, true)
+		got, lagged, err := changeRevs(c, changes)
 		require.NoError(t, err)
 		require.NotNil(t, lagged, "the slow client got every change: it was never behind")
 		require.Equal(t, ctxd.TypeError, lagged.Type)
@@ -359,13 +361,13 @@ func TestSlowClient(t *testing.T) {
 		from := *lagged.FromRev
 		require.Less(t, from, uint64(changes), "the client was closed while behind")
 		require.True(t, checkSeq(t, 1, from, got, "everything up to from_rev before the lagged error"))
-		_, err = c.nextErr()
+		_, err = c.NextErr()
 		require.True(t, isClose(err), "%v", err)
 		assert.Equal(t, uint64(1), ts.hub.Stats().Lagged)
 
-		c = dial(t, ts.wsURL(url.Values{"from_rev": {fmt.Sprint(from)}}), nil)
-		c.expect(ctxd.TypeSubscribed)
-		rest, stop, err := c.changeRevs(changes)
+		c = testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {fmt.Sprint(from)}}), nil)
+		c.Expect(ctxd.TypeSubscribed)
+		rest, stop, err := changeRevs(c, changes)
 		require.NoError(t, err)
 		require.Nil(t, stop)
 		require.True(t, checkSeq(t, from+1, changes, rest, "the resumed slow client"))
@@ -374,19 +376,19 @@ func TestSlowClient(t *testing.T) {
 
 // The snapshot comes first, at one revision, then the changes after it.
 func TestSnapshotAtConnect(t *testing.T) {
-	ts := startServer(t, Options{SnapshotChunk: 3})
+	ts := startServer(t, realtime.Options{SnapshotChunk: 3})
 	for i := range 7 {
 		ts.put("default", fmt.Sprintf("app/k%d", i), fmt.Sprint(i))
 	}
 	ts.put("default", "other", "1")
 	ts.put("team", "app/t", "1")
 
-	c := dial(t, ts.wsURL(url.Values{"snapshot": {"true"}, "prefix": {"app/"}, "ns": {"default", "team"}}), nil)
-	sub := c.expect(ctxd.TypeSubscribed)
+	c := testkit.DialWatch(t, ts.wsURL(url.Values{"snapshot": {"true"}, "prefix": {"app/"}, "ns": {"default", "team"}}), nil)
+	sub := c.Expect(ctxd.TypeSubscribed)
 	assert.Equal(t, uint64(9), sub.Rev)
 	var keys []string
 	for {
-		m := c.expect(ctxd.TypeContextSnapshot)
+		m := c.Expect(ctxd.TypeContextSnapshot)
 		assert.Equal(t, uint64(9), m.Rev)
 		for _, r := range m.Keys {
 			keys = append(keys, r.Namespace+"/"+r.Key)
@@ -401,12 +403,12 @@ func TestSnapshotAtConnect(t *testing.T) {
 
 	ts.put("default", "other", "2")
 	ts.put("default", "app/k0", "10")
-	got := c.changes(11)
+	got := c.Changes(11)
 	require.Len(t, got, 1)
 	assert.Equal(t, "app/k0", got[0].Key)
 
 	// from_rev and snapshot together are refused before the upgrade.
-	_, resp, err := dialErr(ts.wsURL(url.Values{"snapshot": {"true"}, "from_rev": {"1"}}), nil)
+	_, resp, err := testkit.DialWatchErr(ts.wsURL(url.Values{"snapshot": {"true"}, "from_rev": {"1"}}), nil)
 	require.Error(t, err)
 	require.NotNil(t, resp)
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)

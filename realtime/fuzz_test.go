@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"testing"
@@ -6,6 +6,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/realtime"
 )
 
 // FuzzMessage sends arbitrary client messages over a real WebSocket: each
@@ -23,7 +24,7 @@ func FuzzMessage(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	ts := startServer(f, Options{})
+	ts := startServer(f, realtime.Options{})
 	c, _, err := websocket.DefaultDialer.Dial(ts.wsURL(nil), nil)
 	if err != nil {
 		f.Fatal(err)

@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"context"
@@ -20,20 +20,23 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
 func TestContextSet(t *testing.T) {
-	ts := startServer(t, Options{})
-	w := dial(t, ts.wsURL(url.Values{"ns": {"nothing"}}), nil) // answers only
-	w.expect(ctxd.TypeSubscribed)
-	watcher := dial(t, ts.wsURL(url.Values{"ns": {"team"}}), nil)
-	watcher.expect(ctxd.TypeSubscribed)
+	ts := startServer(t, realtime.Options{})
+	w := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"nothing"}}), nil) // answers only
+	w.Expect(ctxd.TypeSubscribed)
+	watcher := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"team"}}), nil)
+	watcher.Expect(ctxd.TypeSubscribed)
 
-	w.sendJSON(map[string]any{"type": "context_set", "id": "r1", "ns": "team", "key": "app/config",
+	w.SendJSON(map[string]any{"type": "context_set", "id": "r1", "ns": "team", "key": "app/config",
 		"value": map[string]any{"debug": true}, "who": "alice"})
-	m := w.expect(ctxd.TypeContextSetConfirmed)
+	m := w.Expect(ctxd.TypeContextSetConfirmed)
 	assert.JSONEq(t, `"r1"`, string(m.ID))
 	assert.Equal(t, "team", m.NS)
 	assert.Equal(t, "app/config", m.Key)
@@ -45,23 +48,23 @@ func TestContextSet(t *testing.T) {
 	rec, err := ts.st.Get("team", "app/config")
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"debug":true}`, string(rec.Value))
-	got := watcher.changes(1)
+	got := watcher.Changes(1)
 	assert.Equal(t, "alice", got[0].Who)
 	assert.JSONEq(t, `{"debug":true}`, string(got[0].Value))
 
 	// Compare-and-swap: same codes and details as REST.
-	w.sendJSON(map[string]any{"type": "context_set", "id": 2, "ns": "team", "key": "app/config", "value": 1, "if_version": 1})
-	m = w.expect(ctxd.TypeContextSetConfirmed)
+	w.SendJSON(map[string]any{"type": "context_set", "id": 2, "ns": "team", "key": "app/config", "value": 1, "if_version": 1})
+	m = w.Expect(ctxd.TypeContextSetConfirmed)
 	assert.Equal(t, uint64(2), m.Version)
 	assert.Equal(t, "websocket", m.Who)
-	w.sendJSON(map[string]any{"type": "context_set", "id": 3, "ns": "team", "key": "app/config", "value": 2, "if_version": 1})
-	m = w.expect(ctxd.TypeError)
+	w.SendJSON(map[string]any{"type": "context_set", "id": 3, "ns": "team", "key": "app/config", "value": 2, "if_version": 1})
+	m = w.Expect(ctxd.TypeError)
 	assert.Equal(t, "conflict", m.Code)
 	assert.JSONEq(t, "3", string(m.ID))
 	require.NotNil(t, m.CurrentVersion)
 	assert.Equal(t, uint64(2), *m.CurrentVersion)
-	w.sendJSON(map[string]any{"type": "context_set", "key": "new", "value": 1, "if_version": 0})
-	assert.Equal(t, uint64(1), w.expect(ctxd.TypeContextSetConfirmed).Version)
+	w.SendJSON(map[string]any{"type": "context_set", "key": "new", "value": 1, "if_version": 0})
+	assert.Equal(t, uint64(1), w.Expect(ctxd.TypeContextSetConfirmed).Version)
 
 	// Validation: as REST.
 	for _, tc := range []struct {
@@ -75,44 +78,44 @@ func TestContextSet(t *testing.T) {
 		{`{"type":"context_set","key":"` + strings.Repeat("k", 1025) + `","value":1}`, "too_large"},
 		{`{"type":"context_set","key":"k","value":1,"ns":["a","b"]}`, "bad_request"},
 	} {
-		w.sendRaw([]byte(tc.msg))
-		m := w.expect(ctxd.TypeError)
+		w.SendRaw([]byte(tc.msg))
+		m := w.Expect(ctxd.TypeError)
 		assert.Equal(t, tc.code, m.Code, tc.msg)
 		assert.NotEmpty(t, m.Message)
 	}
 
 	// The registered name is the default who.
-	w.sendJSON(map[string]any{"type": "client_register", "client_type": "dashboard", "name": "ops-board"})
-	w.expect(ctxd.TypeRegistrationConfirmed)
-	w.sendJSON(map[string]any{"type": "context_set", "key": "by-name", "value": true})
-	assert.Equal(t, "ops-board", w.expect(ctxd.TypeContextSetConfirmed).Who)
+	w.SendJSON(map[string]any{"type": "client_register", "client_type": "dashboard", "name": "ops-board"})
+	w.Expect(ctxd.TypeRegistrationConfirmed)
+	w.SendJSON(map[string]any{"type": "context_set", "key": "by-name", "value": true})
+	assert.Equal(t, "ops-board", w.Expect(ctxd.TypeContextSetConfirmed).Who)
 }
 
 func TestRegisterAndStats(t *testing.T) {
-	ts := startServer(t, Options{})
-	a := dial(t, ts.wsURL(nil), nil)
-	a.expect(ctxd.TypeSubscribed)
-	b := dial(t, ts.wsURL(nil), nil)
-	bSub := b.expect(ctxd.TypeSubscribed)
-	c := dial(t, ts.wsURL(nil), nil)
-	c.expect(ctxd.TypeSubscribed)
+	ts := testkit.StartServer(t) // the whole server: /v1/status counts the clients
+	a := testkit.DialWatch(t, ts.WatchURL(nil), nil)
+	a.Expect(ctxd.TypeSubscribed)
+	b := testkit.DialWatch(t, ts.WatchURL(nil), nil)
+	bSub := b.Expect(ctxd.TypeSubscribed)
+	c := testkit.DialWatch(t, ts.WatchURL(nil), nil)
+	c.Expect(ctxd.TypeSubscribed)
 
-	a.sendJSON(map[string]any{"type": "client_register", "id": "x", "client_type": "dashboard", "name": "board-1"})
-	m := a.expect(ctxd.TypeRegistrationConfirmed)
+	a.SendJSON(map[string]any{"type": "client_register", "id": "x", "client_type": "dashboard", "name": "board-1"})
+	m := a.Expect(ctxd.TypeRegistrationConfirmed)
 	assert.Equal(t, "dashboard", m.ClientType)
 	assert.Equal(t, "board-1", m.Name)
 	assert.NotEmpty(t, m.ClientID)
 	assert.JSONEq(t, `"x"`, string(m.ID))
-	b.sendJSON(map[string]any{"type": "client_register", "client_type": "script"})
-	assert.Equal(t, bSub.ClientID, b.expect(ctxd.TypeRegistrationConfirmed).ClientID)
+	b.SendJSON(map[string]any{"type": "client_register", "client_type": "script"})
+	assert.Equal(t, bSub.ClientID, b.Expect(ctxd.TypeRegistrationConfirmed).ClientID)
 
-	c.sendJSON(map[string]any{"type": "client_stats"})
-	m = c.expect(ctxd.TypeClientStats)
+	c.SendJSON(map[string]any{"type": "client_stats"})
+	m = c.Expect(ctxd.TypeClientStats)
 	assert.Equal(t, 3, m.ConnectedClients)
 	assert.Equal(t, map[string]int{"dashboard": 1, "script": 1, "unregistered": 1}, m.ClientsByType)
 
 	// /v1/status reports the same number.
-	resp, err := http.Get(ts.srv.URL + "/v1/status")
+	resp, err := http.Get(ts.URL + "/v1/status")
 	require.NoError(t, err)
 	var st struct {
 		Clients int `json:"clients"`
@@ -121,18 +124,18 @@ func TestRegisterAndStats(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, 3, st.Clients)
 
-	c.sendJSON(map[string]any{"type": "ping", "id": 7})
-	assert.JSONEq(t, "7", string(c.expect(ctxd.TypePong).ID))
+	c.SendJSON(map[string]any{"type": "ping", "id": 7})
+	assert.JSONEq(t, "7", string(c.Expect(ctxd.TypePong).ID))
 }
 
 // Bad messages get an error frame; the connection and the other clients'
 // feeds go on.
 func TestBadMessages(t *testing.T) {
-	ts := startServer(t, Options{MaxMessageBytes: 1 << 10})
-	bad := dial(t, ts.wsURL(nil), nil)
-	bad.expect(ctxd.TypeSubscribed)
-	other := dial(t, ts.wsURL(nil), nil)
-	other.expect(ctxd.TypeSubscribed)
+	ts := startServer(t, realtime.Options{MaxMessageBytes: 1 << 10})
+	bad := testkit.DialWatch(t, ts.wsURL(nil), nil)
+	bad.Expect(ctxd.TypeSubscribed)
+	other := testkit.DialWatch(t, ts.wsURL(nil), nil)
+	other.Expect(ctxd.TypeSubscribed)
 
 	for _, tc := range []struct {
 		msg  string
@@ -149,20 +152,20 @@ func TestBadMessages(t *testing.T) {
 		{`{"type":"subscribe","snapshot":true,"from_rev":1}`, ctxd.CodeBadRequest},
 		{`{"type":"ping","pad":"` + strings.Repeat("x", 1200) + `"}`, ctxd.CodeTooLarge},
 	} {
-		bad.sendRaw([]byte(tc.msg))
-		m := bad.expect(ctxd.TypeError)
+		bad.SendRaw([]byte(tc.msg))
+		m := bad.Expect(ctxd.TypeError)
 		assert.Equal(t, tc.code, m.Code, "%s: %s", tc.msg, m.Message)
 		assert.NotEmpty(t, m.Message)
 	}
-	bad.sendRaw([]byte(`{"type":"context_set","key":5,"id":"k5"}`))
-	assert.JSONEq(t, `"k5"`, string(bad.expect(ctxd.TypeError).ID), "the id is recovered from a message that failed to decode")
-	require.NoError(t, bad.c.WriteMessage(websocket.BinaryMessage, []byte{1, 2}))
-	assert.Equal(t, ctxd.CodeBadRequest, bad.expect(ctxd.TypeError).Code)
+	bad.SendRaw([]byte(`{"type":"context_set","key":5,"id":"k5"}`))
+	assert.JSONEq(t, `"k5"`, string(bad.Expect(ctxd.TypeError).ID), "the id is recovered from a message that failed to decode")
+	require.NoError(t, bad.Conn.WriteMessage(websocket.BinaryMessage, []byte{1, 2}))
+	assert.Equal(t, ctxd.CodeBadRequest, bad.Expect(ctxd.TypeError).Code)
 
 	// Still connected and subscribed.
 	ts.put("default", "k", "1")
-	assert.Equal(t, []uint64{1}, revs(bad.changes(1)))
-	assert.Equal(t, []uint64{1}, revs(other.changes(1)))
+	assert.Equal(t, []uint64{1}, revs(bad.Changes(1)))
+	assert.Equal(t, []uint64{1}, revs(other.Changes(1)))
 
 	// Over twice the limit, the connection is closed with 1009; the others
 	// go on.
@@ -170,26 +173,28 @@ func TestBadMessages(t *testing.T) {
 	// write fails, or the read sees the reset rather than the close frame.
 	// Either way the connection must end, and a close frame, when it
 	// arrives, must say 1009.
-	_ = bad.c.SetWriteDeadline(time.Now().Add(deadline))
-	_ = bad.c.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","pad":"`+strings.Repeat("x", 4096)+`"}`))
-	_, err := bad.nextErr()
+	_ = bad.Conn.SetWriteDeadline(time.Now().Add(deadline))
+	_ = bad.Conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","pad":"`+strings.Repeat("x", 4096)+`"}`))
+	_, err := bad.NextErr()
 	require.Error(t, err, "the connection must be closed")
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) {
 		assert.Equal(t, websocket.CloseMessageTooBig, ce.Code)
 	}
 	ts.put("default", "k", "2")
-	assert.Equal(t, []uint64{2}, revs(other.changes(2)))
+	assert.Equal(t, []uint64{2}, revs(other.Changes(2)))
 }
 
 func TestOrigins(t *testing.T) {
-	ts := startServer(t, Options{AllowedOrigins: []string{"https://dash.example.com"}})
+	ts := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.WebSocket.AllowedOrigins = []string{"https://dash.example.com"}
+	}))
 	for _, tc := range []struct {
 		origin string
 		ok     bool
 	}{
 		{"", true},
-		{ts.srv.URL, true}, // same origin
+		{ts.URL, true}, // same origin
 		{"http://localhost:3000", true},
 		{"http://127.0.0.1:9999", true},
 		{"https://dash.example.com", true},
@@ -201,7 +206,7 @@ func TestOrigins(t *testing.T) {
 		if tc.origin != "" {
 			hdr.Set("Origin", tc.origin)
 		}
-		c, resp, err := dialErr(ts.wsURL(nil), hdr)
+		c, resp, err := testkit.DialWatchErr(ts.WatchURL(nil), hdr)
 		if tc.ok {
 			require.NoError(t, err, tc.origin)
 			c.Close()
@@ -216,29 +221,31 @@ func TestOrigins(t *testing.T) {
 		assert.Contains(t, string(body), "websocket.allowed_origins")
 	}
 
-	any := startServer(t, Options{AllowedOrigins: []string{"*"}})
-	c, _, err := dialErr(any.wsURL(nil), http.Header{"Origin": {"https://anywhere.example"}})
+	any := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.AllowedOrigins = []string{"*"} }))
+	c, _, err := testkit.DialWatchErr(any.WatchURL(nil), http.Header{"Origin": {"https://anywhere.example"}})
 	require.NoError(t, err)
 	c.Close()
 }
 
 // Boolean parameters read as in the REST API (query.ParseBool).
 func TestBoolParams(t *testing.T) {
-	ts := startServer(t, Options{})
+	ts := startServer(t, realtime.Options{})
 	for _, tc := range []struct {
 		q    string
 		want bool
-	}{{"batch=true", true}, {"batch=yes", true}, {"batch=ON", true}, {"batch=1", true}, {"batch=no", false}, {"batch=", false}, {"batch=off", false}} {
-		c := dial(t, ts.wsURL(nil)+"?"+tc.q, nil)
-		assert.Equal(t, tc.want, c.expect(ctxd.TypeSubscribed).Batch, tc.q)
-		c.c.Close()
+	}{{"batch=true", true}, {"batch=yes", true}, {"batch=ON", true}, {"batch=1", true}, {"batch=t", true},
+		{"batch=no", false}, {"batch=", false}, {"batch=off", false}, {"batch=f", false}} {
+		c := testkit.DialWatch(t, ts.wsURL(nil)+"?"+tc.q, nil)
+		assert.Equal(t, tc.want, c.Expect(ctxd.TypeSubscribed).Batch, tc.q)
+		c.Conn.Close()
 	}
 }
 
-// Refusals before the upgrade are JSON errors in the API's format.
+// Refusals before the upgrade are JSON errors in the API's format (the
+// whole server: the hub mounted in the API).
 func TestRefusals(t *testing.T) {
-	ts := startServer(t, Options{MaxClients: 2})
-	resp, err := http.Get(ts.srv.URL + "/v1/watch")
+	ts := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.MaxClients = 2 }))
+	resp, err := http.Get(ts.URL + "/v1/watch")
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -246,7 +253,7 @@ func TestRefusals(t *testing.T) {
 	assert.Contains(t, string(body), `"code":"bad_request"`)
 
 	for _, q := range []string{"ns=bad%20ns", "from_rev=-1", "snapshot=maybe", "batch=2x", "snapshot=1&from_rev=3"} {
-		_, resp, err := dialErr(ts.wsURL(nil)+"?"+q, nil)
+		_, resp, err := testkit.DialWatchErr(ts.WatchURL(nil)+"?"+q, nil)
 		require.Error(t, err, q)
 		require.NotNil(t, resp, q)
 		body, _ := io.ReadAll(resp.Body)
@@ -255,11 +262,11 @@ func TestRefusals(t *testing.T) {
 		assert.Contains(t, string(body), `"code":"bad_request"`, q)
 	}
 
-	a := dial(t, ts.wsURL(nil), nil)
-	a.expect(ctxd.TypeSubscribed)
-	b := dial(t, ts.wsURL(nil), nil)
-	b.expect(ctxd.TypeSubscribed)
-	_, resp, err = dialErr(ts.wsURL(nil), nil)
+	a := testkit.DialWatch(t, ts.WatchURL(nil), nil)
+	a.Expect(ctxd.TypeSubscribed)
+	b := testkit.DialWatch(t, ts.WatchURL(nil), nil)
+	b.Expect(ctxd.TypeSubscribed)
+	_, resp, err = testkit.DialWatchErr(ts.WatchURL(nil), nil)
 	require.Error(t, err)
 	require.NotNil(t, resp)
 	resp.Body.Close()
@@ -268,75 +275,75 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestSubscribeUnsubscribe(t *testing.T) {
-	ts := startServer(t, Options{})
-	c := dial(t, ts.wsURL(url.Values{"ns": {"a"}}), nil)
-	c.expect(ctxd.TypeSubscribed)
+	ts := startServer(t, realtime.Options{})
+	c := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"a"}}), nil)
+	c.Expect(ctxd.TypeSubscribed)
 	ts.put("a", "k", "1") // 1
 	ts.put("b", "k", "1") // 2
-	assert.Equal(t, []uint64{1}, revs(c.changes(1)))
+	assert.Equal(t, []uint64{1}, revs(c.Changes(1)))
 
 	// Add b from now on.
-	c.sendJSON(map[string]any{"type": "subscribe", "id": "s1", "ns": "b", "prefix": "x/"})
-	m := c.expect(ctxd.TypeSubscribed)
+	c.SendJSON(map[string]any{"type": "subscribe", "id": "s1", "ns": "b", "prefix": "x/"})
+	m := c.Expect(ctxd.TypeSubscribed)
 	assert.JSONEq(t, `"s1"`, string(m.ID))
 	assert.Equal(t, []ctxd.Subscription{{Namespace: "a", Prefix: ""}, {Namespace: "b", Prefix: "x/"}}, m.Subscriptions)
 	ts.put("b", "x/1", "1") // 3
 	ts.put("b", "y/1", "1") // 4
 	ts.put("a", "k", "2")   // 5
-	assert.Equal(t, []uint64{3, 5}, revs(c.changes(5)))
+	assert.Equal(t, []uint64{3, 5}, revs(c.Changes(5)))
 
 	// Add c with from_rev: its older changes are replayed, a's are not
 	// sent twice.
 	ts.put("c", "k", "1") // 6
 	ts.put("a", "k", "3") // 7
-	assert.Equal(t, []uint64{7}, revs(c.changes(7)))
-	c.sendJSON(map[string]any{"type": "subscribe", "ns": []string{"c"}, "from_rev": 0})
-	assert.Equal(t, uint64(0), c.expect(ctxd.TypeSubscribed).Rev)
-	assert.Equal(t, []uint64{6}, revs(c.changes(6)))
+	assert.Equal(t, []uint64{7}, revs(c.Changes(7)))
+	c.SendJSON(map[string]any{"type": "subscribe", "ns": []string{"c"}, "from_rev": 0})
+	assert.Equal(t, uint64(0), c.Expect(ctxd.TypeSubscribed).Rev)
+	assert.Equal(t, []uint64{6}, revs(c.Changes(6)))
 	ts.put("c", "k", "2") // 8
 	ts.put("a", "k", "4") // 9
-	assert.Equal(t, []uint64{8, 9}, revs(c.changes(9)))
+	assert.Equal(t, []uint64{8, 9}, revs(c.Changes(9)))
 
 	// Drop a.
-	c.sendJSON(map[string]any{"type": "unsubscribe", "ns": "a"})
-	assert.Equal(t, []ctxd.Subscription{{Namespace: "b", Prefix: "x/"}, {Namespace: "c", Prefix: ""}}, c.expect(ctxd.TypeSubscribed).Subscriptions)
+	c.SendJSON(map[string]any{"type": "unsubscribe", "ns": "a"})
+	assert.Equal(t, []ctxd.Subscription{{Namespace: "b", Prefix: "x/"}, {Namespace: "c", Prefix: ""}}, c.Expect(ctxd.TypeSubscribed).Subscriptions)
 	ts.put("a", "k", "5") // 10
 	ts.put("c", "k", "3") // 11
-	assert.Equal(t, []uint64{11}, revs(c.changes(11)))
+	assert.Equal(t, []uint64{11}, revs(c.Changes(11)))
 
 	// Add a with a snapshot: the snapshot first, then a's changes after it.
-	c.sendJSON(map[string]any{"type": "subscribe", "ns": "a", "snapshot": true, "id": 9})
-	m = c.expect(ctxd.TypeSubscribed)
+	c.SendJSON(map[string]any{"type": "subscribe", "ns": "a", "snapshot": true, "id": 9})
+	m = c.Expect(ctxd.TypeSubscribed)
 	assert.Equal(t, uint64(11), m.Rev)
-	m = c.expect(ctxd.TypeContextSnapshot)
+	m = c.Expect(ctxd.TypeContextSnapshot)
 	assert.True(t, m.Complete)
 	assert.Equal(t, uint64(11), m.Rev)
 	require.Len(t, m.Keys, 1)
 	assert.JSONEq(t, "5", string(m.Keys[0].Value))
 	ts.put("a", "k", "6") // 12
-	assert.Equal(t, []uint64{12}, revs(c.changes(12)))
+	assert.Equal(t, []uint64{12}, revs(c.Changes(12)))
 
 	// Every namespace.
-	all := dial(t, ts.wsURL(url.Values{"ns": {"*"}, "snapshot": {"true"}}), nil)
-	all.expect(ctxd.TypeSubscribed)
-	m = all.expect(ctxd.TypeContextSnapshot)
+	all := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"*"}, "snapshot": {"true"}}), nil)
+	all.Expect(ctxd.TypeSubscribed)
+	m = all.Expect(ctxd.TypeContextSnapshot)
 	assert.Len(t, m.Keys, 5) // a/k, b/k, b/x/1, b/y/1, c/k
 	ts.put("zzz", "k", "1")
-	got := all.changes(13)
+	got := all.Changes(13)
 	assert.Equal(t, "zzz", got[0].NS)
 }
 
 func TestNotifyDumped(t *testing.T) {
-	ts := startServer(t, Options{})
+	ts := startServer(t, realtime.Options{})
 	var clients []*wsClient
 	for range 3 {
-		c := dial(t, ts.wsURL(nil), nil)
-		c.expect(ctxd.TypeSubscribed)
+		c := testkit.DialWatch(t, ts.wsURL(nil), nil)
+		c.Expect(ctxd.TypeSubscribed)
 		clients = append(clients, c)
 	}
-	ts.hub.NotifyDumped(DumpInfo{Filename: "ctx.json", Format: "json", KeyCount: 3, FileSize: 120, Who: "ops"})
+	ts.hub.NotifyDumped(realtime.DumpInfo{Filename: "ctx.json", Format: "json", KeyCount: 3, FileSize: 120, Who: "ops"})
 	for _, c := range clients {
-		m := c.expect(ctxd.TypeContextDumped)
+		m := c.Expect(ctxd.TypeContextDumped)
 		assert.Equal(t, "ctx.json", m.Filename)
 		assert.Equal(t, "json", m.Format)
 		assert.Equal(t, 3, m.KeyCount)
@@ -358,35 +365,35 @@ func (g *genStore) Generation() uint64 { return g.gen.Load() }
 // current revision and continues from there.
 func TestResetOnRestore(t *testing.T) {
 	var gs *genStore
-	ts := startTestServer(&testServer{t: t, dir: t.TempDir(), wrap: func(st *bolt.Store) store.Backend {
+	ts := startTestServer(&testServer{t: t, wrap: func(st *bolt.Store) store.Backend {
 		gs = &genStore{Store: st}
 		return gs
 	}})
-	c := dial(t, ts.wsURL(nil), nil)
-	c.expect(ctxd.TypeSubscribed)
-	b := dial(t, ts.wsURL(url.Values{"batch": {"true"}}), nil)
-	b.expect(ctxd.TypeSubscribed)
+	c := testkit.DialWatch(t, ts.wsURL(nil), nil)
+	c.Expect(ctxd.TypeSubscribed)
+	b := testkit.DialWatch(t, ts.wsURL(url.Values{"batch": {"true"}}), nil)
+	b.Expect(ctxd.TypeSubscribed)
 	ts.put("default", "k", "1")
-	assert.Equal(t, []uint64{1}, revs(c.changes(1)))
-	assert.Equal(t, []uint64{1}, revs(b.changes(1)))
+	assert.Equal(t, []uint64{1}, revs(c.Changes(1)))
+	assert.Equal(t, []uint64{1}, revs(b.Changes(1)))
 
 	gs.gen.Add(1)
 	ts.put("default", "k", "2") // wakes the hub, which sees the new generation
 	for _, w := range []*wsClient{c, b} {
-		m := w.expect(ctxd.TypeReset)
+		m := w.Expect(ctxd.TypeReset)
 		assert.Equal(t, uint64(2), m.Rev)
 		assert.NotEmpty(t, m.Message)
 	}
 	ts.put("default", "k", "3")
-	assert.Equal(t, []uint64{3}, revs(c.changes(3)))
-	assert.Equal(t, []uint64{3}, revs(b.changes(3)))
+	assert.Equal(t, []uint64{3}, revs(c.Changes(3)))
+	assert.Equal(t, []uint64{3}, revs(b.Changes(3)))
 }
 
 // A real online restore (the store swaps the file and bumps its
 // generation): every client gets "reset" with the revision changes continue
 // after, and later changes arrive, in order, above it.
 func TestRealRestoreSendsReset(t *testing.T) {
-	ts := startServer(t, Options{})
+	ts := startServer(t, realtime.Options{})
 	for i := range 5 {
 		ts.put("default", fmt.Sprintf("k%d", i), "1")
 	}
@@ -400,16 +407,16 @@ func TestRealRestoreSendsReset(t *testing.T) {
 		ts.put("default", fmt.Sprintf("later%d", i), "2") // 6..10, undone by the restore
 	}
 
-	plain := dial(t, ts.wsURL(nil), nil)
-	plain.expect(ctxd.TypeSubscribed)
-	batch := dial(t, ts.wsURL(url.Values{"batch": {"true"}, "from_rev": {"7"}}), nil)
-	batch.expect(ctxd.TypeSubscribed)
-	assert.Equal(t, []uint64{8, 9, 10}, revs(batch.changes(10)))
+	plain := testkit.DialWatch(t, ts.wsURL(nil), nil)
+	plain.Expect(ctxd.TypeSubscribed)
+	batch := testkit.DialWatch(t, ts.wsURL(url.Values{"batch": {"true"}, "from_rev": {"7"}}), nil)
+	batch.Expect(ctxd.TypeSubscribed)
+	assert.Equal(t, []uint64{8, 9, 10}, revs(batch.Changes(10)))
 
 	res, err := ts.st.Restore(context.Background(), snap, ctxd.RestoreOptions{})
 	require.NoError(t, err)
 	for _, c := range []*wsClient{plain, batch} {
-		m := c.expect(ctxd.TypeReset)
+		m := c.Expect(ctxd.TypeReset)
 		assert.Equal(t, res.Revision, m.Rev)
 	}
 	_, err = ts.st.Get("default", "later0")
@@ -418,13 +425,13 @@ func TestRealRestoreSendsReset(t *testing.T) {
 	rev := ts.put("default", "after", "3")
 	require.Greater(t, rev, res.Revision)
 	for _, c := range []*wsClient{plain, batch} {
-		got := c.changes(rev)
+		got := c.Changes(rev)
 		assert.Equal(t, []uint64{rev}, revs(got))
 		assert.Equal(t, "after", got[0].Key)
 	}
 	// Resuming from before the snapshot's revision, where both histories
 	// agree: the restored history is replayed.
-	c := dial(t, ts.wsURL(url.Values{"from_rev": {"3"}}), nil)
-	c.expect(ctxd.TypeSubscribed)
-	assert.Equal(t, []uint64{4, 5, rev}, revs(c.changes(rev)))
+	c := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"3"}}), nil)
+	c.Expect(ctxd.TypeSubscribed)
+	assert.Equal(t, []uint64{4, 5, rev}, revs(c.Changes(rev)))
 }

@@ -1,20 +1,17 @@
-package realtime
+package realtime_test
 
 import (
-	"net/http/httptest"
 	"net/url"
-	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
-	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
@@ -25,32 +22,27 @@ import (
 // the timeout always ends the wait first.
 func TestContextSetOutcomeUnknown(t *testing.T) {
 	var hook atomic.Pointer[func()]
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), bolt.Options{OnCommit: func(store.CommitInfo) {
-		if f := hook.Swap(nil); f != nil {
-			(*f)()
-		}
-	}})
-	require.NoError(t, err)
-	hub := New(st, Options{WriteTimeout: 200 * time.Millisecond}, zerolog.Nop())
-	api := httpapi.New(st, httpapi.Config{Version: "test", Clients: hub.Clients}, zerolog.Nop())
-	api.Echo().GET("/v1/watch", hub.Serve)
-	ts := &testServer{t: t, st: st, hub: hub, srv: httptest.NewServer(api.Handler()), once: &sync.Once{}}
-	t.Cleanup(ts.stop)
+	ts := startTestServer(&testServer{t: t, opts: realtime.Options{WriteTimeout: 200 * time.Millisecond},
+		storeOpts: bolt.Options{OnCommit: func(store.CommitInfo) {
+			if f := hook.Swap(nil); f != nil {
+				(*f)()
+			}
+		}}})
 
-	w := dial(t, ts.wsURL(url.Values{"ns": {"nothing"}}), nil)
-	w.expect(ctxd.TypeSubscribed)
+	w := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"nothing"}}), nil)
+	w.Expect(ctxd.TypeSubscribed)
 	answered := make(chan struct{})
 	release := func() { <-answered }
 	hook.Store(&release)
-	w.sendJSON(map[string]any{"type": "context_set", "id": "s1", "ns": "team", "key": "k", "value": 1})
-	m := w.expect(ctxd.TypeError)
+	w.SendJSON(map[string]any{"type": "context_set", "id": "s1", "ns": "team", "key": "k", "value": 1})
+	m := w.Expect(ctxd.TypeError)
 	close(answered)
 	assert.Equal(t, ctxd.CodeOutcomeUnknown, m.Code)
 	assert.JSONEq(t, `"s1"`, string(m.ID))
 	assert.Contains(t, m.Message, "read the key")
 
 	// Reading the key tells: the write was committed before the hook ran.
-	rec, err := st.Get("team", "k")
+	rec, err := ts.st.Get("team", "k")
 	require.NoError(t, err)
 	assert.Equal(t, `1`, string(rec.Value))
 }

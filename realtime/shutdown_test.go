@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"errors"
@@ -9,24 +9,26 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/realtime"
 )
 
 // At shutdown every client gets a close frame (1001) naming the revision
 // to resume from, after every change it was sent.
 func TestShutdownCloseNamesTheResumeRevision(t *testing.T) {
-	ts := startServer(t, Options{})
-	c := dial(t, ts.wsURL(nil), nil)
-	c.expect(ctxd.TypeSubscribed)
+	ts := startServer(t, realtime.Options{})
+	c := testkit.DialWatch(t, ts.wsURL(nil), nil)
+	c.Expect(ctxd.TypeSubscribed)
 	var last uint64
 	for i := 0; i < 3; i++ {
 		last = ts.put("default", "k", `1`)
 	}
-	got := c.changes(last)
+	got := c.Changes(last)
 	require.Len(t, got, 3)
 	ts.stop()
 	var err error
 	for err == nil {
-		_, err = c.nextErr()
+		_, err = c.NextErr()
 	}
 	var ce *websocket.CloseError
 	require.True(t, errors.As(err, &ce), "want a close frame, got %v", err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -30,8 +32,9 @@ type ack struct {
 
 // load runs writers concurrent HTTP writers against url, each putting
 // distinct keys with distinct values, until stop is closed or the server
-// stops answering. It returns every acknowledged write.
-func load(t *testing.T, url string, writers int, stop <-chan struct{}) []ack {
+// stops answering. It returns every acknowledged write; acked, when set,
+// counts them as they come.
+func load(t *testing.T, url string, writers int, stop <-chan struct{}, acked *atomic.Int64) []ack {
 	t.Helper()
 	hc := &http.Client{
 		Timeout:   5 * time.Second,
@@ -78,6 +81,9 @@ func load(t *testing.T, url string, writers int, stop <-chan struct{}) []ack {
 				mu.Lock()
 				acks = append(acks, ack{key: key, value: value, rev: rec.ModRev})
 				mu.Unlock()
+				if acked != nil {
+					acked.Add(1)
+				}
 			}
 		})
 	}
@@ -160,8 +166,9 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 
 	stop := make(chan struct{})
 	done := make(chan []ack)
-	go func() { done <- load(t, srv.url, 16, stop) }()
-	time.Sleep(1500 * time.Millisecond)
+	var acked atomic.Int64
+	go func() { done <- load(t, srv.url, 16, stop, &acked) }()
+	testkit.Eventually(t, func() bool { return acked.Load() >= 1000 }, "1000 writes acknowledged")
 	srv.signal(syscall.SIGKILL) // mid-load: writes are in flight
 	code := srv.wait(10 * time.Second)
 	close(stop)
@@ -187,9 +194,10 @@ func TestGracefulShutdown(t *testing.T) {
 
 	stop := make(chan struct{})
 	done := make(chan []ack)
-	go func() { done <- load(t, srv.url, 8, stop) }()
-	time.Sleep(500 * time.Millisecond)
-	srv.signal(syscall.SIGTERM)
+	var acked atomic.Int64
+	go func() { done <- load(t, srv.url, 8, stop, &acked) }()
+	testkit.Eventually(t, func() bool { return acked.Load() >= 300 }, "300 writes acknowledged")
+	srv.signal(syscall.SIGTERM) // mid-load: writes are in flight
 	code := srv.wait(10 * time.Second)
 	close(stop)
 	acks := <-done

@@ -17,9 +17,6 @@ import (
 	"github.com/framework0/ctxd/internal/fsutil"
 )
 
-// dumpsDir is the dump folder's name inside the data folder.
-const dumpsDir = "dumps"
-
 // transferTimeout is the default --timeout of dump and import, which move
 // whole namespaces.
 const transferTimeout = 10 * time.Minute

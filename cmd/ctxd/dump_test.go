@@ -19,6 +19,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -197,9 +198,7 @@ func TestDumpKilledMidway(t *testing.T) {
 
 	// Wait until the dump is being written, then kill the server.
 	var temp string
-	deadline := time.Now().Add(20 * time.Second)
-	for temp == "" {
-		require.True(t, time.Now().Before(deadline), "the dump never started")
+	testkit.Eventually(t, func() bool {
 		es, _ := os.ReadDir(dumps)
 		for _, e := range es {
 			if strings.HasPrefix(e.Name(), export.TempPrefix) {
@@ -208,8 +207,8 @@ func TestDumpKilledMidway(t *testing.T) {
 				}
 			}
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return temp != ""
+	}, "the dump never started")
 	srv.signal(syscall.SIGKILL)
 	assert.Equal(t, -1, srv.wait(10*time.Second), "killed by the signal")
 	require.Error(t, <-done, "the dump request got no answer")

@@ -11,12 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // bin is the ctxd binary built once by TestMain.
@@ -36,9 +37,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testkit.VerifyNoLeaks(m, func() { os.RemoveAll(dir) })
 }
 
 // testEnv is the environment of every process a test starts: the test's
@@ -55,49 +54,31 @@ func testEnv(extra ...string) []string {
 	return append(append(env, "USER=tester"), extra...)
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and many readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// server is a `ctxd serve` child process.
-type server struct {
+// serverProcess is a `ctxd serve` child process.
+type serverProcess struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	addr   string // host:port it listens on
 	url    string
-	stderr *syncBuffer
+	stderr *testkit.SyncBuffer
 	done   chan struct{} // closed when the process has exited
 	err    error         // cmd.Wait's result, once done is closed
 }
 
 // startServer runs `ctxd serve --addr 127.0.0.1:0 --data dataDir args...`
 // and waits for its "listening" log line, which gives the port.
-func startServer(t *testing.T, dataDir string, args ...string) *server {
+func startServer(t *testing.T, dataDir string, args ...string) *serverProcess {
 	t.Helper()
 	args = append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dataDir}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = testEnv()
 	pipe, err := cmd.StderrPipe()
 	require.NoError(t, err)
-	var stdout syncBuffer
+	var stdout testkit.SyncBuffer
 	cmd.Stdout = &stdout
 	require.NoError(t, cmd.Start())
 
-	s := &server{t: t, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	s := &serverProcess{t: t, cmd: cmd, stderr: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	listening := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pipe)
@@ -148,14 +129,14 @@ func startServer(t *testing.T, dataDir string, args ...string) *server {
 }
 
 // signal sends sig to the server process.
-func (s *server) signal(sig syscall.Signal) {
+func (s *serverProcess) signal(sig syscall.Signal) {
 	s.t.Helper()
 	require.NoError(s.t, s.cmd.Process.Signal(sig))
 }
 
 // wait waits for the process to exit and returns its exit code (-1 when it
 // was killed by a signal).
-func (s *server) wait(timeout time.Duration) int {
+func (s *serverProcess) wait(timeout time.Duration) int {
 	s.t.Helper()
 	select {
 	case <-s.done:

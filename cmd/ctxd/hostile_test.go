@@ -236,7 +236,7 @@ func sendHostile(t *testing.T, addr string, h hostileReq) hostileResult {
 				break // the server closed it
 			}
 			raw = raw[n:]
-			time.Sleep(h.trickleEvery)
+			time.Sleep(h.trickleEvery) // time is the subject: a slow (slowloris) client
 		}
 	} else if len(raw) > 0 {
 		_, _ = conn.Write(raw) // the server may close before it read everything

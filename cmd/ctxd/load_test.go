@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // Load test shape: 256 concurrent clients on loopback against the built
@@ -43,11 +44,15 @@ type loadAcks struct {
 	values map[string]int
 	keys   []string // for readers to pick from
 	maxRev uint64
+	first  chan struct{} // closed at the first acknowledged write
 }
 
 func (a *loadAcks) add(key string, value int, rev uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if len(a.keys) == 0 {
+		close(a.first)
+	}
 	if _, ok := a.values[key]; !ok {
 		a.keys = append(a.keys, key)
 	}
@@ -98,7 +103,7 @@ func TestLoadMixedClients(t *testing.T) {
 	start := st.Revision
 
 	var (
-		acks   = &loadAcks{values: map[string]int{}}
+		acks   = &loadAcks{values: map[string]int{}, first: make(chan struct{})}
 		failed atomic.Int64
 		errMu  sync.Mutex
 		errs   []string
@@ -204,8 +209,12 @@ func TestLoadMixedClients(t *testing.T) {
 					}
 				default:
 					key, atLeast, ok := acks.pick(rnd)
-					if !ok {
-						time.Sleep(time.Millisecond)
+					if !ok { // nothing acknowledged yet: wait for the first write
+						select {
+						case <-acks.first:
+						case <-stop:
+							return
+						}
 						continue
 					}
 					rec, err := cl.Get(ctx, loadNS, key, client.GetOptions{})
@@ -221,26 +230,26 @@ func TestLoadMixedClients(t *testing.T) {
 		}()
 	}
 
-	time.Sleep(loadDuration())
+	time.Sleep(loadDuration()) // time is the subject: the load runs for loadDuration
 	close(stop)
 	wg.Wait()
 	final := acks.maxRev
 	t.Logf("%d clients, %v: %d requests, %d writes acknowledged up to revision %d", loadWriters+loadReaders+loadWatchers,
 		loadDuration(), ops.Load(), final-start, final)
 
-	// Every watcher gets everything up to the last acknowledged write.
-	deadline := time.Now().Add(60 * time.Second)
-	for _, tl := range tallies {
-		for {
+	// Every watcher gets everything up to the last acknowledged write (the
+	// counts are checked below).
+	assert.Eventually(t, func() bool {
+		for _, tl := range tallies {
 			tl.mu.Lock()
 			last := tl.last
 			tl.mu.Unlock()
-			if last >= final || time.Now().After(deadline) {
-				break
+			if last < final {
+				return false
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
-	}
+		return true
+	}, testkit.Deadline, 20*time.Millisecond, "every watcher reaches revision %d", final)
 	stopWatch()
 	watchWG.Wait()
 	reconnects := 0

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	stdlog "log"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,12 +12,13 @@ import (
 
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/perf"
+	"github.com/framework0/ctxd/server"
 )
 
 // perfServers starts the in-process servers of `ctxd perf`: each is what
-// `ctxd serve` runs (newServer, the same HTTP server settings), on a new
-// temporary data folder, listening on a free loopback port. Their logs
-// go to one server.log in the results folder.
+// `ctxd serve` runs (server.New), on a new temporary data folder, listening
+// on a free loopback port, over plain HTTP. Their logs go to one server.log
+// in the results folder.
 type perfServers struct {
 	cfg     configs.Config
 	parent  string // where the data folders are created ("" = temp folder)
@@ -35,6 +34,7 @@ func (a *app) inProcessServers(pf perfFlags, outDir string) (*perfServers, error
 		return nil, err
 	}
 	cfg.Log = configs.Log{Level: pf.serverLogLevel, Format: "json"}
+	cfg.TLS = configs.TLS{} // perf talks plain HTTP to its own servers
 	logFile, err := os.OpenFile(filepath.Join(outDir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("server log: %w", err)
@@ -52,37 +52,26 @@ func (p *perfServers) start() (*perf.Server, error) {
 	cfg := p.cfg
 	cfg.DataDir = dir
 	log := newLogger(p.logFile, cfg.Log).With().Str("data_dir", dir).Logger()
-	srv, err := newServer(cfg, log)
+	srv, err := server.New(cfg, log, server.Version(version))
 	if err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("listen: %w", err), srv.close(), os.RemoveAll(dir))
-	}
-	hs := &http.Server{ // as serve's, without TLS: perf talks plain HTTP to its own servers
-		Handler:           srv.handler,
-		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
-		ReadTimeout:       cfg.HTTP.ReadTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
-		ErrorLog:          stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
+		return nil, errors.Join(fmt.Errorf("listen: %w", err), srv.Close(), os.RemoveAll(dir))
 	}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- srv.Serve(ln) }()
 	var once sync.Once
 	var closeErr error
 	ps := &perf.Server{URL: "http://" + ln.Addr().String(), DataDir: dir}
 	ps.Close = func() error {
 		once.Do(func() {
-			_ = srv.hub.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := hs.Shutdown(ctx); err != nil {
-				_ = hs.Close()
-			}
+			err := srv.Shutdown(ctx)
 			<-served
-			closeErr = errors.Join(srv.close(), os.RemoveAll(dir))
+			closeErr = errors.Join(err, os.RemoveAll(dir))
 		})
 		return closeErr
 	}

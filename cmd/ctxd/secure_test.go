@@ -26,6 +26,7 @@ import (
 
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // writeCert writes a new self-signed certificate for 127.0.0.1 and
@@ -144,7 +145,9 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 	from := uint64(0)
 	got := make(chan client.WatchEvent, 1)
 	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		_ = cl.Watch(wctx, client.WatchOptions{FromRev: &from}, func(ev client.WatchEvent) error {
 			select {
 			case got <- ev:
@@ -160,6 +163,7 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 		t.Fatal("the watch over wss got nothing")
 	}
 	stopWatch()
+	<-watched
 	noToken, err := client.New(base, client.WithHTTPClient(httpsClient(cert1)))
 	require.NoError(t, err)
 	_, err = noToken.Get(ctx, "", "greeting", client.GetOptions{})
@@ -197,13 +201,7 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, cond, "waiting for %s", what)
 }
 
 // Access control is on by default on an address other machines can reach:

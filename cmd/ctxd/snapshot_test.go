@@ -158,7 +158,9 @@ func TestKillDuringSnapshotRestoreAndDefrag(t *testing.T) {
 				}
 				before := tags(t, srv.url)
 
+				opDone := make(chan struct{})
 				go func() {
+					defer close(opDone)
 					ctx := context.Background()
 					switch op {
 					case "snapshot":
@@ -169,9 +171,10 @@ func TestKillDuringSnapshotRestoreAndDefrag(t *testing.T) {
 						_, _ = cl.Defrag(ctx)
 					}
 				}()
-				time.Sleep(delay)
+				time.Sleep(delay) // time is the subject: the kill lands at different points of the operation
 				srv.signal(syscall.SIGKILL)
 				srv.wait(30 * time.Second)
+				<-opDone // the request failed with the server gone
 
 				srv = startServer(t, dir)
 				after := tags(t, srv.url)

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -63,7 +63,7 @@ func parseWatch(out string) ([]watchLine, error) {
 
 // printed returns how many complete lines the watch printed and the
 // revision of the last one.
-func printed(out *syncBuffer) (n int, last uint64) {
+func printed(out *testkit.SyncBuffer) (n int, last uint64) {
 	lines, _ := parseWatch(out.String())
 	if len(lines) == 0 {
 		return 0, 0
@@ -82,7 +82,7 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 
 	watch := exec.Command(bin, "watch", "-o", "json", "--server", srv.url)
 	watch.Env = testEnv()
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	watch.Stdout, watch.Stderr = &out, &errOut
 	require.NoError(t, watch.Start())
 	exited := make(chan error, 1)
@@ -103,7 +103,7 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 	// Writes in flight when the server is killed.
 	stop := make(chan struct{})
 	done := make(chan []ack)
-	go func() { done <- load(t, srv.url, 4, stop) }()
+	go func() { done <- load(t, srv.url, 4, stop, nil) }()
 	require.Eventually(t, func() bool { n, _ := printed(&out); return n >= 200 }, time.Minute, 10*time.Millisecond)
 	srv.signal(syscall.SIGKILL)
 	srv.wait(10 * time.Second)
@@ -169,7 +169,7 @@ func TestWatchTableAndErrors(t *testing.T) {
 	// Replay with a prefix, as a table; stop it once it printed revision 4.
 	watch := exec.Command(bin, "watch", "app/", "--from-rev", "0", "--server", srv.url)
 	watch.Env = testEnv()
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	watch.Stdout = &out
 	require.NoError(t, watch.Start())
 	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= 4 }, time.Minute, 10*time.Millisecond)
@@ -199,16 +199,8 @@ func TestWatchTableAndErrors(t *testing.T) {
 func TestServeWiresDumpsAndClients(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	ws, resp, err := websocket.DefaultDialer.Dial("ws://"+srv.addr+"/v1/watch?ns=none", nil)
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
-	require.NoError(t, err)
-	defer ws.Close()
-	require.NoError(t, ws.SetReadDeadline(time.Now().Add(time.Minute)))
-	_, first, err := ws.ReadMessage()
-	require.NoError(t, err)
-	assert.Contains(t, string(first), `"type":"subscribed"`)
+	ws := testkit.DialWatch(t, "ws://"+srv.addr+"/v1/watch?ns=none", nil)
+	ws.Expect("subscribed")
 
 	c, err := client.New(srv.url)
 	require.NoError(t, err)
@@ -222,13 +214,7 @@ func TestServeWiresDumpsAndClients(t *testing.T) {
 	r.Body.Close()
 	require.Equal(t, http.StatusOK, r.StatusCode)
 
-	_, data, err := ws.ReadMessage()
-	require.NoError(t, err)
-	var m struct {
-		Type, Filename, Format, Who string
-	}
-	require.NoError(t, json.Unmarshal(data, &m))
-	assert.Equal(t, "context_dumped", m.Type)
+	m := ws.Expect("context_dumped")
 	assert.Equal(t, "nightly.csv", m.Filename)
 	assert.Equal(t, "csv", m.Format)
 	assert.Equal(t, "cron", m.Who)

@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,13 +20,10 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/framework0/ctxd/httpapi"
-	"github.com/framework0/ctxd/realtime"
-	"github.com/framework0/ctxd/store/bolt"
-	"github.com/framework0/ctxd/store/snapshots"
+	"github.com/framework0/ctxd/internal/testkit"
+	ctxdserver "github.com/framework0/ctxd/server"
 )
 
 // defaultChromium is where Debian's chromium package puts the browser.
@@ -50,11 +45,11 @@ var browser struct {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if browser.cleanup != nil {
-		browser.cleanup()
-	}
-	os.Exit(code)
+	testkit.VerifyNoLeaks(m, func() {
+		if browser.cleanup != nil {
+			browser.cleanup()
+		}
+	})
 }
 
 // chromiumPath is the browser to run: $CTXD_CHROMIUM, else Debian's.
@@ -123,13 +118,11 @@ func startBrowser() (context.Context, error) {
 	return browser.ctx, browser.err
 }
 
-// server is a whole ctxd server in the test process: store, snapshots,
-// realtime hub and HTTP API, wired as `ctxd serve` wires them.
+// server is a whole ctxd server in the test process (testkit.StartServer:
+// what `ctxd serve` runs), behind a watchControl.
 type server struct {
 	t     *testing.T
-	st    *bolt.Store
 	url   string
-	logs  *syncBuffer
 	ws    *watchControl
 	token string // sent by do when set
 }
@@ -145,36 +138,13 @@ func newServer(t *testing.T, opts serverOptions) *server {
 	if _, err := startBrowser(); err != nil {
 		t.Fatal(err) // before anything else: the one thing to read
 	}
-	dir := t.TempDir()
-	st, err := bolt.Open(filepath.Join(dir, "ctxd.db"), bolt.Options{})
-	require.NoError(t, err)
-	snaps, err := snapshots.Open(filepath.Join(dir, "snapshots"), st)
-	require.NoError(t, err)
-	logs := &syncBuffer{}
-	log := zerolog.New(logs)
-	hub := realtime.New(st, realtime.Options{}, log.With().Str("component", "realtime").Logger())
-	api := httpapi.New(st, httpapi.Config{
-		Version: "e2e-test", Clients: hub.Clients, DumpDir: filepath.Join(dir, "dumps"),
-		Snapshots: snaps,
-	}, log)
-	api.Echo().GET("/v1/watch", hub.Serve)
 	ws := &watchControl{}
-	h := ws.wrap(api.Handler())
+	wrap := ws.wrap
 	if opts.token != "" {
-		h = requireToken(opts.token, h)
+		wrap = func(h http.Handler) http.Handler { return requireToken(opts.token, ws.wrap(h)) }
 	}
-	ts := httptest.NewServer(h)
-	s := &server{t: t, st: st, url: ts.URL, logs: logs, ws: ws, token: opts.token}
-	t.Cleanup(func() {
-		require.NoError(t, hub.Close())
-		ts.Close()
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-		require.NoError(t, st.Check(), "store consistency")
-		require.NoError(t, st.Close())
-	})
-	return s
+	ks := testkit.StartServer(t, testkit.WithServerOptions(ctxdserver.Version("e2e-test"), ctxdserver.WrapHandler(wrap)))
+	return &server{t: t, url: ks.URL, ws: ws, token: opts.token}
 }
 
 // do sends one API request and returns the status and body.
@@ -523,22 +493,4 @@ func (p *page) fill(sel, value string) {
 func jsString(s string) string {
 	b, _ := json.Marshal(s) // a string always marshals
 	return string(b)
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use (the server log).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -4,53 +4,41 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
 // testStore is an open store in a temp folder whose file is checked for
-// consistency when the test ends.
+// consistency when the test ends (testkit.OpenBolt).
 type testStore struct {
-	*bolt.Store
+	*testkit.Bolt
 	t    testing.TB
 	path string
-	opts bolt.Options
 }
 
 func openStore(t testing.TB, opts bolt.Options) *testStore {
 	t.Helper()
-	ts := &testStore{t: t, path: filepath.Join(t.TempDir(), "ctxd.db"), opts: opts}
-	ts.open()
-	t.Cleanup(func() {
-		if ts.Store == nil {
-			return
-		}
-		require.NoError(t, ts.Check(), "consistency check")
-		require.NoError(t, ts.Close())
-	})
-	return ts
+	b := testkit.OpenBolt(t, opts)
+	return &testStore{Bolt: b, t: t, path: b.Path()}
 }
 
+// open opens the store again after the test closed it.
 func (ts *testStore) open() {
 	ts.t.Helper()
-	s, err := bolt.Open(ts.path, ts.opts)
-	require.NoError(ts.t, err)
-	ts.Store = s
+	ts.Open()
 }
 
 // reopen is a real restart: close the database file and open it again.
 func (ts *testStore) reopen() {
 	ts.t.Helper()
-	require.NoError(ts.t, ts.Check())
-	require.NoError(ts.t, ts.Close())
-	ts.open()
+	ts.Reopen()
 }
 
 func (ts *testStore) put(ns, key, value string) ctxd.Record {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
@@ -23,14 +24,8 @@ var ctx = context.Background()
 
 func setup(t *testing.T) (*bolt.Store, *snapshots.Manager) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := bolt.Open(filepath.Join(dir, "ctxd.db"), bolt.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		require.NoError(t, st.Check())
-		require.NoError(t, st.Close())
-	})
-	m, err := snapshots.Open(filepath.Join(dir, "snapshots"), st)
+	st := testkit.OpenBolt(t, bolt.Options{}).Store
+	m, err := snapshots.Open(filepath.Join(filepath.Dir(st.Path()), "snapshots"), st)
 	require.NoError(t, err)
 	return st, m
 }
@@ -194,21 +189,17 @@ func TestSchedule(t *testing.T) {
 		defer close(done)
 		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) })
 	}()
-	deadline := time.Now().Add(30 * time.Second)
 	wrote := false
-	for {
+	testkit.Eventually(t, func() bool {
 		list, err := m.List()
 		require.NoError(t, err)
 		if len(list) > 0 && !wrote {
 			put(t, st, "k", `2`) // later snapshots see revision 2
 			wrote = true
 		}
-		if len(list) == 2 && list[1].Revision == 2 {
-			break // at least three taken: two at revision 2, the first pruned
-		}
-		require.True(t, time.Now().Before(deadline), "scheduled snapshots did not appear")
-		time.Sleep(10 * time.Millisecond)
-	}
+		// At least three taken: two at revision 2, the first pruned.
+		return len(list) == 2 && list[1].Revision == 2
+	}, "scheduled snapshots did not appear")
 	cancel()
 	<-done
 	list, err := m.List()

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -9,17 +9,15 @@ import (
 
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/store"
-	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
 
-// snapshotsDir is the snapshot folder inside the data folder.
-const snapshotsDir = "snapshots"
-
 // startMaintenance starts the background work the configuration asks for:
-// scheduled snapshots and history retention. Both stop when ctx ends; wg
-// tells when they have.
-func startMaintenance(ctx context.Context, wg *sync.WaitGroup, cfg configs.Config, st *bolt.Store, snaps *snapshots.Manager, log zerolog.Logger) {
+// scheduled snapshots and history retention. It returns the function that
+// stops both and waits until they have.
+func startMaintenance(cfg configs.Config, st store.Backend, snaps *snapshots.Manager, log zerolog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
 	if cfg.Snapshots.Interval > 0 {
 		wg.Add(1)
 		go func() {
@@ -54,4 +52,5 @@ func startMaintenance(ctx context.Context, wg *sync.WaitGroup, cfg configs.Confi
 			}
 		}()
 	}
+	return func() { cancel(); wg.Wait() }
 }

@@ -1,14 +1,9 @@
-package main
+package server
 
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/rs/zerolog"
 
@@ -77,60 +72,4 @@ func (r *certReloader) reload() error {
 
 func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return r.cert.Load(), nil
-}
-
-// serveHTTP serves hs on ln, over TLS when certs is set (TLS 1.2 or later;
-// HTTP/2 is offered, WebSockets use HTTP/1.1).
-func serveHTTP(hs *http.Server, ln net.Listener, certs *certReloader) error {
-	if certs == nil {
-		return hs.Serve(ln)
-	}
-	hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate}
-	return hs.ServeTLS(ln, "", "")
-}
-
-// reloadOnSIGHUP reloads the TLS certificate and the tokens file on each
-// SIGHUP, logging the outcome; a failed reload keeps what was loaded. It
-// returns the function that stops it. Without it SIGHUP would end the
-// process.
-func reloadOnSIGHUP(access *auth.Authorizer, certs *certReloader, log zerolog.Logger) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-hup:
-				reloadAll(access, certs, log)
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() {
-		signal.Stop(hup)
-		close(done)
-	}
-}
-
-// reloadAll reloads the certificate and the tokens.
-func reloadAll(access *auth.Authorizer, certs *certReloader, log zerolog.Logger) {
-	if certs != nil {
-		if err := certs.reload(); err != nil {
-			log.Error().Err(err).Msg("SIGHUP: TLS certificate not reloaded: the previous one stays in use")
-		} else {
-			log.Info().Str("cert_file", certs.certFile).Msg("SIGHUP: TLS certificate reloaded")
-		}
-	}
-	if access != nil {
-		loaded, revoked, err := access.Reload()
-		if err != nil {
-			log.Error().Err(err).Msg("SIGHUP: tokens file not reloaded: the previous tokens stay in use")
-		} else {
-			log.Info().Str("tokens_file", access.Path()).Int("tokens", loaded).Int("revoked", revoked).Msg("SIGHUP: tokens reloaded")
-		}
-	}
-	if certs == nil && access == nil {
-		log.Info().Msg("SIGHUP: nothing to reload (no TLS certificate, no tokens file)")
-	}
 }

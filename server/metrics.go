@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"time"
@@ -9,13 +9,12 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/store"
-	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
 
-// serverMetrics is the Prometheus registry of `ctxd serve`: every metric
-// name starts with ctxd_ (plus the standard go_ and process_ ones).
-type serverMetrics struct {
+// metrics is the server's Prometheus registry, served at /metrics: every
+// metric name starts with ctxd_ (plus the standard go_ and process_ ones).
+type metrics struct {
 	reg *prometheus.Registry
 
 	commitSize     prometheus.Histogram
@@ -24,8 +23,8 @@ type serverMetrics struct {
 	snapshotTime   prometheus.Histogram
 }
 
-func newServerMetrics() *serverMetrics {
-	m := &serverMetrics{
+func newMetrics() *metrics {
+	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		commitSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ctxd_store_writes_per_commit",
@@ -53,13 +52,13 @@ func newServerMetrics() *serverMetrics {
 }
 
 // onCommit is the store's commit hook.
-func (m *serverMetrics) onCommit(c store.CommitInfo) {
+func (m *metrics) onCommit(c store.CommitInfo) {
 	m.commitSize.Observe(float64(c.Requests))
 	m.commitDuration.Observe(c.Duration.Seconds())
 }
 
 // onSnapshot is the snapshot manager's creation hook.
-func (m *serverMetrics) onSnapshot(_ ctxd.SnapshotMeta, took time.Duration, err error) {
+func (m *metrics) onSnapshot(_ ctxd.SnapshotMeta, took time.Duration, err error) {
 	if err != nil {
 		m.snapshots.WithLabelValues("error").Inc()
 		return
@@ -68,15 +67,20 @@ func (m *serverMetrics) onSnapshot(_ ctxd.SnapshotMeta, took time.Duration, err 
 	m.snapshotTime.Observe(took.Seconds())
 }
 
-// register adds the collectors that read the store (and the hub, when
-// there is one) at each scrape.
-func (m *serverMetrics) register(st *bolt.Store, snaps *snapshots.Manager) {
+// registerStore adds the collector that reads the store and its snapshots
+// at each scrape.
+func (m *metrics) registerStore(st store.Backend, snaps *snapshots.Manager) {
 	m.reg.MustRegister(&storeCollector{st: st, snaps: snaps})
+}
+
+// registerHub adds the collector that reads the hub at each scrape.
+func (m *metrics) registerHub(hub *realtime.Hub) {
+	m.reg.MustRegister(hubCollector{stats: hub.Stats})
 }
 
 // storeCollector reads the store's status and counters once per scrape.
 type storeCollector struct {
-	st    *bolt.Store
+	st    store.Backend
 	snaps *snapshots.Manager
 }
 

@@ -1,0 +1,16 @@
+// Package testkit is what ctxd's tests share: a goroutine-safe log buffer
+// ([SyncBuffer]), a bbolt store in a temp folder checked for consistency
+// when the test ends ([OpenBolt]), the whole server on a real loopback
+// port ([StartServer], built on package server, so tests run what `ctxd
+// serve` runs), WebSocket clients of /v1/watch ([DialWatch]), a wait for a
+// condition instead of a sleep ([Eventually]), and the goroutine-leak
+// check every package's TestMain runs ([VerifyNoLeaks]).
+//
+// # Caveats
+//
+// Only tests import testkit: the server binary must not compile it (nor
+// goleak) in. Because it imports package server, a package that server
+// imports (realtime, httpapi, auth, configs, store/...) uses it from
+// external test files (package x_test) only: an internal test file that
+// imported it would be an import cycle.
+package testkit

@@ -1,0 +1,80 @@
+package testkit_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/store/bolt"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+
+// blockedLeak is the goroutine the negative control leaks on purpose.
+func blockedLeak(release <-chan struct{}) { <-release }
+
+// The negative control: the leak check the TestMains run does see a
+// goroutine left running, and stops seeing it once it has ended.
+func TestLeakCheckFindsALeak(t *testing.T) {
+	release := make(chan struct{})
+	go blockedLeak(release)
+	err := goleak.Find(testkit.LeakOptions()...)
+	require.Error(t, err, "a blocked goroutine must be reported")
+	assert.Contains(t, err.Error(), "blockedLeak")
+	close(release)
+	require.NoError(t, goleak.Find(testkit.LeakOptions()...), "the goroutine has ended: no leak")
+}
+
+func TestOpenBoltReopen(t *testing.T) {
+	b := testkit.OpenBolt(t, bolt.Options{})
+	_, err := b.Put(context.Background(), "default", "k", json.RawMessage(`1`), nil, "test")
+	require.NoError(t, err)
+	b.Reopen()
+	rec, err := b.Get("default", "k")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), rec.ModRev)
+}
+
+// StartServer runs the whole server: REST, the watch, a restart on the
+// same address with the data kept.
+func TestStartServer(t *testing.T) {
+	s := testkit.StartServer(t)
+	ws := testkit.DialWatch(t, s.WatchURL(url.Values{"ns": {"default"}}), nil)
+	ws.Expect(ctxd.TypeSubscribed)
+	testkit.Eventually(t, func() bool { return s.Hub().Clients() == 1 })
+
+	rec, err := s.Backend().Put(context.Background(), "default", "k", json.RawMessage(`"v"`), nil, "test")
+	require.NoError(t, err)
+	got := ws.Changes(rec.ModRev)
+	assert.Equal(t, "k", got[len(got)-1].Key)
+
+	addr := s.Addr
+	s.Restart()
+	assert.Equal(t, addr, s.Addr)
+	res, err := http.Get(s.URL + "/v1/ns/default/keys/k")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Contains(t, s.Logs.String(), `"message":"store opened"`)
+}
+
+// The server binary compiles neither the kit nor goleak in.
+func TestBinaryDoesNotImportTheKit(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/framework0/ctxd/cmd/ctxd").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, pkg := range strings.Fields(string(out)) {
+		assert.NotEqual(t, "github.com/framework0/ctxd/internal/testkit", pkg)
+		assert.False(t, strings.HasPrefix(pkg, "go.uber.org/goleak"), pkg)
+	}
+	assert.Contains(t, string(out), "github.com/framework0/ctxd/server")
+}

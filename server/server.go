@@ -1,0 +1,237 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/store/snapshots"
+)
+
+// Names inside the data folder.
+const (
+	DBFile       = "ctxd.db"   // the database
+	SnapshotsDir = "snapshots" // snapshots (store/snapshots)
+	DumpsDir     = "dumps"     // dump files written through the API
+)
+
+// idleTimeout is how long a keep-alive connection may wait for its next
+// request. There is no WriteTimeout: it would cut off long downloads and
+// the WebSocket watch; a slow reader is bounded by TCP.
+const idleTimeout = 2 * time.Minute
+
+// Server is ctxd's server put together from a configuration, ready to
+// serve on a listener.
+type Server struct {
+	cfg     configs.Config
+	log     zerolog.Logger
+	st      store.Backend
+	api     *httpapi.Server
+	snaps   *snapshots.Manager
+	hub     *realtime.Hub
+	handler http.Handler
+	hs      *http.Server
+	access  *auth.Authorizer // nil: access control off
+	certs   *certReloader    // nil: plain HTTP
+
+	stopMaintenance func() // stops the background work and waits for it
+	stopOnce        sync.Once
+	stopErr         error
+}
+
+// Option changes how New builds the server.
+type Option func(*options)
+
+type options struct {
+	version string
+	wrap    func(http.Handler) http.Handler
+}
+
+// Version is the version /v1/status reports (the binary's).
+func Version(v string) Option { return func(o *options) { o.version = v } }
+
+// WrapHandler puts wrap's handler in front of the API, WebSocket included
+// (tests use it to cut connections as a network failure would).
+func WrapHandler(wrap func(http.Handler) http.Handler) Option {
+	return func(o *options) { o.wrap = wrap }
+}
+
+// New opens the store in cfg.DataDir and builds the server around it.
+// Configuration mistakes found here (a TLS certificate or a tokens file
+// that does not load) are *configs.Error.
+func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	certs, err := newCertReloader(cfg.TLS) // tls.go
+	if err != nil {
+		return nil, err
+	}
+	access, err := newAccess(cfg, log) // tls.go
+	if err != nil {
+		return nil, err
+	}
+	metrics := newMetrics() // metrics.go
+	st, err := openBackend(cfg, metrics.onCommit, log)
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := snapshots.Open(filepath.Join(cfg.DataDir, SnapshotsDir), st)
+	if err != nil {
+		return nil, errors.Join(err, st.Close())
+	}
+	snaps.OnCreate = metrics.onSnapshot
+	metrics.registerStore(st, snaps)
+	stopMaintenance := startMaintenance(cfg, st, snaps, log) // maintenance.go
+
+	hub := realtime.New(st, realtimeOptions(cfg.WebSocket), log.With().Str("component", "realtime").Logger()) // watch.go
+	api := httpapi.New(st, httpapi.Config{
+		Version: o.version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Clients: hub.Clients, OnDump: notifyDumped(hub),
+		CompatNamespace: cfg.Compat.Namespace, DumpDir: filepath.Join(cfg.DataDir, DumpsDir),
+		Snapshots: snaps, KeepVersions: cfg.History.KeepVersions,
+		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
+		Metrics:        metrics.reg, Gatherer: metrics.reg,
+		Access: access, CORSOrigins: cfg.HTTP.CORSOrigins, RateLimit: cfg.HTTP.RateLimit, RateBurst: cfg.HTTP.RateBurst,
+	}, log)
+	api.Echo().GET("/v1/watch", hub.Serve)
+	metrics.registerHub(hub)
+	handler := api.Handler()
+	if o.wrap != nil {
+		handler = o.wrap(handler)
+	}
+
+	hs := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
+		ErrorLog:          stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
+	}
+	if certs != nil { // TLS 1.2 or later; HTTP/2 is offered, WebSockets use HTTP/1.1
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate}
+	}
+	return &Server{
+		cfg: cfg, log: log, st: st, api: api, snaps: snaps, hub: hub, handler: handler, hs: hs,
+		access: access, certs: certs, stopMaintenance: stopMaintenance,
+	}, nil
+}
+
+// openBackend opens the storage backend the configuration names. bbolt,
+// in DataDir/ctxd.db, is the only one today: another (a store.backend
+// setting naming etcd, say) is one more case here.
+func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.Logger) (store.Backend, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, DBFile)
+	st, err := bolt.Open(path, bolt.Options{Limits: cfg.Limits, OnCommit: onCommit})
+	if err != nil {
+		return nil, err
+	}
+	log.Info().Str("path", path).Uint64("revision", st.Revision()).Msg("store opened")
+	return st, nil
+}
+
+// Serve serves on ln, over TLS when tls.cert_file is set, until Shutdown
+// or Close; it then returns http.ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.certs != nil {
+		return s.hs.ServeTLS(ln, "", "")
+	}
+	return s.hs.Serve(ln)
+}
+
+// Shutdown stops the server gracefully: the hub closes its WebSocket
+// connections (1001, going away), the HTTP server stops accepting and lets
+// requests in flight finish until ctx ends (then closes their
+// connections), the background work stops, and the store is closed. Later
+// calls return the first call's result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.stop(ctx, true)
+}
+
+// Close stops the server at once: connections are closed without waiting
+// for requests in flight. Then as Shutdown.
+func (s *Server) Close() error {
+	return s.stop(context.Background(), false)
+}
+
+func (s *Server) stop(ctx context.Context, graceful bool) error {
+	s.stopOnce.Do(func() {
+		// WebSocket connections are hijacked: Shutdown does not see them.
+		// The hub closes them; clients resume after a restart.
+		_ = s.hub.Close() // always nil
+		if !graceful {
+			_ = s.hs.Close()
+		} else if err := s.hs.Shutdown(ctx); err != nil {
+			s.log.Warn().Err(err).Msg("requests still running at shutdown_timeout: closing their connections")
+			_ = s.hs.Close()
+		}
+		s.stopMaintenance()
+		if err := s.st.Close(); err != nil {
+			s.stopErr = fmt.Errorf("close store: %w", err)
+		}
+	})
+	return s.stopErr
+}
+
+// Handler is the HTTP handler: the API with the hub at /v1/watch.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// API is the HTTP API (its Echo router serves /v1/watch too).
+func (s *Server) API() *httpapi.Server { return s.api }
+
+// Backend is the store the server serves.
+func (s *Server) Backend() store.Backend { return s.st }
+
+// Hub is the WebSocket hub mounted at /v1/watch.
+func (s *Server) Hub() *realtime.Hub { return s.hub }
+
+// Snapshots is the snapshot manager of the data folder's snapshots.
+func (s *Server) Snapshots() *snapshots.Manager { return s.snaps }
+
+// Access is the access control's tokens, or nil when access control is
+// off. Its Reload reads the tokens file again.
+func (s *Server) Access() *auth.Authorizer { return s.access }
+
+// TLS reports whether the server serves HTTPS.
+func (s *Server) TLS() bool { return s.certs != nil }
+
+// ReloadTLS loads the TLS certificate and key again: handshakes after it
+// use the new certificate, connections already open go on. When they do
+// not load, the previous certificate stays in use. Without TLS it does
+// nothing.
+func (s *Server) ReloadTLS() error {
+	if s.certs == nil {
+		return nil
+	}
+	return s.certs.reload()
+}
+
+// logWriter turns the HTTP server's own messages (TLS handshake errors and
+// the like) into warn-level log events.
+type logWriter struct{ log zerolog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Warn().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

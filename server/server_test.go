@@ -1,0 +1,128 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/server"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+
+func testConfig(t *testing.T) configs.Config {
+	cfg := configs.Defaults()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	return cfg
+}
+
+// Shutdown stops in order: WebSocket clients get a close frame naming
+// where to resume, Serve returns http.ErrServerClosed, the store is closed
+// last; a second Shutdown returns the first one's result.
+func TestShutdownOrder(t *testing.T) {
+	cfg := testConfig(t)
+	srv, err := server.New(cfg, zerolog.Nop(), server.Version("v-test"))
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	_, err = srv.Backend().Put(context.Background(), "default", "k", []byte(`1`), nil, "test")
+	require.NoError(t, err)
+	ws := testkit.DialWatch(t, "ws://"+ln.Addr().String()+"/v1/watch", nil)
+	ws.Expect(ctxd.TypeSubscribed)
+	res, err := http.Get("http://" + ln.Addr().String() + "/v1/status")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+
+	require.NoError(t, srv.Shutdown(context.Background()))
+	require.ErrorIs(t, <-served, http.ErrServerClosed)
+	var ce *websocket.CloseError
+	_, err = ws.NextErr()
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, websocket.CloseGoingAway, ce.Code)
+	_, err = srv.Backend().Get("default", "k")
+	assert.ErrorIs(t, err, ctxd.ErrClosed, "the store is closed")
+	require.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown")
+	require.NoError(t, srv.Close())
+	testkit.CheckBoltFile(t, filepath.Join(cfg.DataDir, server.DBFile))
+}
+
+// Configuration mistakes are *configs.Error, found before the store is
+// opened.
+func TestNewRefusesBadConfiguration(t *testing.T) {
+	for name, mutate := range map[string]func(*configs.Config){
+		"missing certificate": func(c *configs.Config) {
+			c.TLS = configs.TLS{CertFile: "/nonexistent/cert.pem", KeyFile: "/nonexistent/key.pem"}
+		},
+		"access control without tokens": func(c *configs.Config) { c.Auth.Mode = configs.AuthOn },
+		"unreadable tokens file": func(c *configs.Config) {
+			c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, "/nonexistent/tokens.yaml"
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			mutate(&cfg)
+			_, err := server.New(cfg, zerolog.Nop())
+			var ce *configs.Error
+			require.True(t, errors.As(err, &ce), "%v", err)
+			_, statErr := os.Stat(filepath.Join(cfg.DataDir, server.DBFile))
+			assert.True(t, os.IsNotExist(statErr), "no store opened")
+		})
+	}
+}
+
+// WrapHandler puts a handler in front of everything, the watch included.
+func TestWrapHandler(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	s := testkit.StartServer(t, testkit.WithServerOptions(server.WrapHandler(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, r.URL.Path)
+			mu.Unlock()
+			next.ServeHTTP(w, r)
+		})
+	})))
+	res, err := http.Get(s.URL + "/healthz")
+	require.NoError(t, err)
+	res.Body.Close()
+	testkit.DialWatch(t, s.WatchURL(nil), nil).Expect(ctxd.TypeSubscribed)
+	mu.Lock()
+	assert.Equal(t, []string{"/healthz", "/v1/watch"}, seen)
+	mu.Unlock()
+	assert.Equal(t, "test", statusVersion(t, s.URL))
+}
+
+func statusVersion(t *testing.T, base string) string {
+	t.Helper()
+	c, err := http.Get(base + "/v1/status")
+	require.NoError(t, err)
+	defer c.Body.Close()
+	var st struct {
+		Version string `json:"version"`
+	}
+	require.NoError(t, jsonDecode(c, &st))
+	return st.Version
+}
+
+func jsonDecode(res *http.Response, v any) error { return json.NewDecoder(res.Body).Decode(v) }
