@@ -1,0 +1,56 @@
+package ctxd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+
+// Every error of the data model has one status and one code, also when
+// wrapped; anything else is not the model's to classify.
+func TestClassify(t *testing.T) {
+	unknownOutcome := fmt.Errorf("%w: %w", ctxd.ErrOutcomeUnknown, context.Canceled)
+	for _, tt := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{ctxd.ErrNotFound, http.StatusNotFound, ctxd.CodeNotFound},
+		{&ctxd.ConflictError{Namespace: "n", Key: "k", Expected: 1, Current: 2}, http.StatusConflict, ctxd.CodeConflict},
+		{&ctxd.CompactedError{Requested: 1, Compacted: 5}, http.StatusGone, ctxd.CodeCompacted},
+		{ctxd.ErrFutureRevision, http.StatusBadRequest, ctxd.CodeFutureRevision},
+		{ctxd.TooLargef("key is %d bytes", 2000), http.StatusRequestEntityTooLarge, ctxd.CodeTooLarge},
+		{ctxd.Invalidf("key is empty"), http.StatusBadRequest, ctxd.CodeBadRequest},
+		{fmt.Errorf("restore: %w", ctxd.ErrBadSnapshot), http.StatusUnprocessableEntity, ctxd.CodeBadSnapshot},
+		{ctxd.ErrNotSupported, http.StatusNotImplemented, ctxd.CodeNotSupported},
+		{ctxd.ErrClosed, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
+		{ctxd.ErrUnavailable, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
+		{context.DeadlineExceeded, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
+		// A write that may have applied wraps the context's error too: it
+		// must never read as "refused".
+		{unknownOutcome, http.StatusServiceUnavailable, ctxd.CodeOutcomeUnknown},
+	} {
+		status, code, ok := ctxd.Classify(fmt.Errorf("op: %w", tt.err))
+		assert.True(t, ok, "%v", tt.err)
+		assert.Equal(t, tt.status, status, "%v", tt.err)
+		assert.Equal(t, tt.code, code, "%v", tt.err)
+	}
+	_, _, ok := ctxd.Classify(errors.New("disk on fire"))
+	assert.False(t, ok, "an error outside the model is internal, for the transport to log")
+}
+
+// The typed errors match their sentinels.
+func TestTypedErrorsMatchTheirSentinels(t *testing.T) {
+	assert.ErrorIs(t, &ctxd.ConflictError{}, ctxd.ErrConflict)
+	assert.ErrorIs(t, &ctxd.CompactedError{}, ctxd.ErrCompacted)
+	assert.Contains(t, (&ctxd.CompactedError{Requested: 3, RestoredFrom: 2}).Error(), "restored from a snapshot at revision 2")
+}
