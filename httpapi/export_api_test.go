@@ -35,14 +35,14 @@ func (e *env) listAll(ns string) map[string]string {
 	for {
 		r := e.do(http.MethodGet, "/v1/ns/"+ns+"/keys?limit=1000&after="+url.QueryEscape(after), "")
 		require.Equal(e.t, http.StatusOK, r.status, string(r.body))
-		p := decode[listPage](e.t, r)
-		for _, rec := range p.Keys {
+		p := decode[ctxd.ListPage](e.t, r)
+		for _, rec := range p.Records {
 			out[rec.Key] = string(rec.Value)
 		}
-		if p.Next == nil {
+		if !hasField(e.t, r, "next") {
 			return out
 		}
-		after = *p.Next
+		after = p.Next
 	}
 }
 
@@ -196,7 +196,7 @@ func TestImportRoute(t *testing.T) {
 		res := decode[importResult](t, r)
 		assert.Equal(t, importResult{NS: "copy", Imported: len(src), Revision: e.revision()}, res)
 		assert.Equal(t, e.listAll("source"), e.listAll("copy"))
-		assert.Equal(t, "restorer", decode[record](t, e.do(http.MethodGet, keyPath("copy", "n"), "")).Who)
+		assert.Equal(t, "restorer", decode[ctxd.Record](t, e.do(http.MethodGet, keyPath("copy", "n"), "")).Who)
 	})
 
 	t.Run("a server-side dump imports back too", func(t *testing.T) {

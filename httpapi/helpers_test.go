@@ -10,11 +10,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store"
@@ -89,11 +89,11 @@ func keyPath(ns, key string) string {
 }
 
 // put writes a key in namespace default through the API.
-func (e *env) put(key, value string) record {
+func (e *env) put(key, value string) ctxd.Record {
 	e.t.Helper()
 	r := e.do(http.MethodPut, keyPath("default", key), value)
 	require.Equal(e.t, http.StatusOK, r.status, string(r.body))
-	return decode[record](e.t, r)
+	return decode[ctxd.Record](e.t, r)
 }
 
 // revision reads the store's revision through /v1/status.
@@ -101,9 +101,11 @@ func (e *env) revision() uint64 {
 	e.t.Helper()
 	r := e.do(http.MethodGet, "/v1/status", "")
 	require.Equal(e.t, http.StatusOK, r.status, string(r.body))
-	return decode[status](e.t, r).Revision
+	return decode[ctxd.ServerStatus](e.t, r).Revision
 }
 
+// decode decodes r's body strictly into T (a data-model type, usually): a
+// field T does not have fails the test.
 func decode[T any](t *testing.T, r response) T {
 	t.Helper()
 	var v T
@@ -113,62 +115,18 @@ func decode[T any](t *testing.T, r response) T {
 	return v
 }
 
-// The response shapes, decoded strictly: an unexpected field fails the test.
-
-type record struct {
-	NS        string          `json:"ns"`
-	Key       string          `json:"key"`
-	Value     json.RawMessage `json:"value"`
-	Version   uint64          `json:"version"`
-	CreateRev uint64          `json:"create_revision"`
-	Revision  uint64          `json:"revision"`
-	Who       string          `json:"who"`
-	UpdatedAt time.Time       `json:"updated_at"`
+// hasField reports whether the JSON object in r's body has the member name:
+// decode fills a field the data model omits when empty (a last page's
+// "next") with its zero value, which cannot tell "absent" from "empty".
+func hasField(t *testing.T, r response, name string) bool {
+	t.Helper()
+	var members map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(r.body, &members), "body: %s", r.body)
+	_, ok := members[name]
+	return ok
 }
 
-type change struct {
-	Revision uint64          `json:"revision"`
-	NS       string          `json:"ns"`
-	Key      string          `json:"key"`
-	Op       string          `json:"op"`
-	Value    json.RawMessage `json:"value"`
-	Version  uint64          `json:"version"`
-	PrevRev  uint64          `json:"prev_revision"`
-	Who      string          `json:"who"`
-	Time     time.Time       `json:"time"`
-}
-
-type listPage struct {
-	Keys []record `json:"keys"`
-	Next *string  `json:"next"`
-}
-
-type historyPage struct {
-	Changes []change `json:"changes"`
-	Next    *uint64  `json:"next"`
-}
-
-type txnResult struct {
-	Revision uint64   `json:"revision"`
-	Results  []record `json:"results"`
-}
-
-type status struct {
-	Version           string    `json:"version"`
-	Revision          uint64    `json:"revision"`
-	CompactedRevision uint64    `json:"compacted_revision"`
-	Keys              uint64    `json:"keys"`
-	Namespaces        int       `json:"namespaces"`
-	DBSizeBytes       int64     `json:"db_size_bytes"`
-	FileSizeBytes     int64     `json:"file_size_bytes"`
-	InUseBytes        int64     `json:"in_use_bytes"`
-	FreePages         int       `json:"free_pages"`
-	SchemaVersion     int       `json:"schema_version"`
-	Clients           int       `json:"clients"`
-	UptimeSeconds     int64     `json:"uptime_seconds"`
-	StartedAt         time.Time `json:"started_at"`
-}
-
+// apiError is the error answer, decoded strictly.
 type apiError struct {
 	Error struct {
 		Code              string  `json:"code"`

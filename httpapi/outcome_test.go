@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
@@ -99,7 +100,7 @@ func TestWriteCancelledMidWriteIsOutcomeUnknown(t *testing.T) {
 				requireError(t, got, http.StatusNotFound, "not_found")
 			} else {
 				require.Equal(t, http.StatusOK, got.status, string(got.body))
-				assert.Equal(t, json.RawMessage(`2`), decode[record](t, got).Value)
+				assert.Equal(t, json.RawMessage(`2`), decode[ctxd.Record](t, got).Value)
 			}
 		})
 	}
