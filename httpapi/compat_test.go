@@ -21,6 +21,8 @@ import (
 )
 
 // The /ctx answers, decoded strictly: a field more or less fails the test.
+// The answers the server builds from a struct (status, dump, dump list)
+// are decoded into that struct (export_test.go), the others into these.
 
 type ctxValue struct {
 	Key       string          `json:"key"`
@@ -67,46 +69,6 @@ type ctxHistory struct {
 	FilteredEntries int               `json:"filtered_entries"`
 	Timestamp       time.Time         `json:"timestamp"`
 	Status          string            `json:"status"`
-}
-
-type ctxStatus struct {
-	Status           string    `json:"status"`
-	Version          string    `json:"version"`
-	Namespace        string    `json:"namespace"`
-	Revision         uint64    `json:"revision"`
-	Keys             uint64    `json:"keys"`
-	ConnectedClients int       `json:"connected_clients"`
-	UptimeSeconds    int64     `json:"uptime_seconds"`
-	DumpDirectory    string    `json:"dump_directory"`
-	Timestamp        time.Time `json:"timestamp"`
-}
-
-type ctxDump struct {
-	Status    string    `json:"status"`
-	Filename  string    `json:"filename"`
-	Format    string    `json:"format"`
-	Path      string    `json:"path"`
-	KeyCount  int       `json:"key_count"`
-	FileSize  int64     `json:"file_size"`
-	Timestamp time.Time `json:"timestamp"`
-	Who       string    `json:"who"`
-}
-
-type ctxDumpFile struct {
-	Filename string    `json:"filename"`
-	Path     string    `json:"path"`
-	Size     int64     `json:"size"`
-	Created  time.Time `json:"created"`
-	Modified time.Time `json:"modified"`
-}
-
-type ctxDumpList struct {
-	Status        string          `json:"status"`
-	DumpDirectory string          `json:"dump_directory"`
-	DumpCount     int             `json:"dump_count"`
-	DumpFiles     []ctxDumpFile   `json:"dump_files"`
-	DumpHistory   []ctxd.DumpInfo `json:"dump_history"`
-	Timestamp     time.Time       `json:"timestamp"`
 }
 
 // ctxError is a /ctx error: ctxd's error object plus Framework0's status.
@@ -390,7 +352,7 @@ func TestCompatStatus(t *testing.T) {
 	e.set("b", `2`, "")
 	r := e.do(http.MethodGet, "/ctx/status", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	got := decode[ctxStatus](t, r)
+	got := decode[httpapi.CompatStatus](t, r)
 	assert.Equal(t, "running", got.Status)
 	assert.Equal(t, "v1.2.3", got.Version)
 	assert.Equal(t, "default", got.Namespace)
@@ -409,7 +371,7 @@ func TestCompatNamespace(t *testing.T) {
 	e.put("in.default", `1`)
 	all := decode[ctxAll](t, e.do(http.MethodGet, "/ctx/all", ""))
 	assert.Equal(t, map[string]json.RawMessage{"k": json.RawMessage(`"v"`)}, all.Context)
-	d := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"legacy"}`))
+	d := decode[httpapi.CompatDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"legacy"}`))
 	b, err := os.ReadFile(d.Path)
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `"namespace":"legacy"`)
@@ -465,7 +427,7 @@ func TestCompatDump(t *testing.T) {
 			before := len(e.hookCalls())
 			r := e.do(http.MethodPost, "/ctx/dump"+tt.query, tt.body, "Content-Type", "application/json")
 			require.Equal(t, http.StatusOK, r.status, string(r.body))
-			got := decode[ctxDump](t, r)
+			got := decode[httpapi.CompatDump](t, r)
 			assert.Equal(t, "success", got.Status)
 			if tt.generated {
 				assert.Regexp(t, `^context_dump_\d{8}_\d{6}(_\d+)?\.json$`, got.Filename)
@@ -509,7 +471,7 @@ func TestCompatDump(t *testing.T) {
 
 	t.Run("same filename replaces", func(t *testing.T) {
 		e.set("n", `43`, "")
-		got := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"report","format":"csv"}`))
+		got := decode[httpapi.CompatDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"report","format":"csv"}`))
 		assert.Equal(t, "report.csv", got.Filename)
 		b, err := os.ReadFile(got.Path)
 		require.NoError(t, err)
@@ -558,21 +520,21 @@ func TestCompatDumpListAndDownload(t *testing.T) {
 	e := newDumpEnv(t, httpapi.Config{})
 	r := e.do(http.MethodGet, "/ctx/dump/list", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	empty := decode[ctxDumpList](t, r)
+	empty := decode[httpapi.CompatDumpList](t, r)
 	assert.Equal(t, 0, empty.DumpCount)
-	assert.Equal(t, []ctxDumpFile{}, empty.DumpFiles)
+	assert.Equal(t, []ctxd.DumpFile{}, empty.DumpFiles)
 	assert.Equal(t, []ctxd.DumpInfo{}, empty.DumpHistory)
 
 	e.set("k", `"v"`, "")
-	first := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"first","format":"txt"}`))
-	second := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"second","format":"csv"}`))
+	first := decode[httpapi.CompatDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"first","format":"txt"}`))
+	second := decode[httpapi.CompatDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"second","format":"csv"}`))
 	// A crash's leftovers and stray files are not dumps.
 	require.NoError(t, os.WriteFile(filepath.Join(e.dir, export.TempPrefix+"third.json-42"), []byte(`{"partial`), 0o600))
 	require.NoError(t, os.Mkdir(filepath.Join(e.dir, "folder"), 0o700))
 
 	r = e.do(http.MethodGet, "/ctx/dump/list", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	got := decode[ctxDumpList](t, r)
+	got := decode[httpapi.CompatDumpList](t, r)
 	assert.Equal(t, "success", got.Status)
 	assert.Equal(t, e.dir, got.DumpDirectory)
 	assert.Equal(t, 2, got.DumpCount)
@@ -589,7 +551,7 @@ func TestCompatDumpListAndDownload(t *testing.T) {
 
 	downloads := []struct {
 		name, path, ctype string
-		want              ctxDump
+		want              httpapi.CompatDump
 	}{
 		{"txt", "/ctx/dump/first.txt", "text/plain; charset=utf-8", first},
 		{"csv", "/ctx/dump/second.csv", "text/csv; charset=utf-8", second},

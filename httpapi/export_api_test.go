@@ -291,27 +291,13 @@ func TestImportBodyLimit(t *testing.T) {
 	assert.Equal(t, uint64(0), e.revision())
 }
 
-type dumpInfoV1 struct {
-	Filename       string `json:"filename"`
-	Path           string `json:"path"`
-	Format         string `json:"format"`
-	Namespace      string `json:"namespace"`
-	Revision       uint64 `json:"revision"`
-	KeyCount       int    `json:"key_count"`
-	IncludeHistory bool   `json:"include_history"`
-	HistoryCount   int    `json:"history_count"`
-	FileSize       int64  `json:"file_size"`
-	Who            string `json:"who"`
-	Timestamp      string `json:"timestamp"`
-}
-
 func TestDumpsV1(t *testing.T) {
 	e := newDumpEnv(t, httpapi.Config{})
 	e.put("a", `1`)
 	e.put("a", `2`)
 	r := e.do(http.MethodPost, "/v1/ns/default/dumps?format=pretty&history=true&rev=1&filename=old&who=ops", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	info := decode[dumpInfoV1](t, r)
+	info := decode[ctxd.DumpInfo](t, r)
 	assert.Equal(t, "old.pretty", info.Filename)
 	assert.Equal(t, "pretty", info.Format)
 	assert.Equal(t, "default", info.Namespace)
@@ -326,16 +312,13 @@ func TestDumpsV1(t *testing.T) {
 
 	r = e.do(http.MethodPost, "/v1/ns/default/dumps", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	gen := decode[dumpInfoV1](t, r)
+	gen := decode[ctxd.DumpInfo](t, r)
 	assert.True(t, strings.HasPrefix(gen.Filename, "context_dump_"), gen.Filename)
 
 	r = e.do(http.MethodGet, "/v1/dumps", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	list := decode[struct {
-		Dir   string        `json:"dump_directory"`
-		Dumps []ctxDumpFile `json:"dumps"`
-	}](t, r)
-	assert.Equal(t, e.dir, list.Dir)
+	list := decode[ctxd.DumpList](t, r)
+	assert.Equal(t, e.dir, list.Directory)
 	assert.Len(t, list.Dumps, 2)
 
 	requireError(t, e.do(http.MethodPost, "/v1/ns/default/dumps?filename=..%2Fx", ""), 400, "bad_request")
@@ -395,7 +378,7 @@ func TestDumpWhileWritingHTTP(t *testing.T) {
 	var revs []uint64
 	for i := range 6 {
 		format := []string{"json", "csv"}[i%2]
-		d := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"format":"`+format+`","filename":"c`+strconv.Itoa(i)+`"}`))
+		d := decode[httpapi.CompatDump](t, e.do(http.MethodPost, "/ctx/dump", `{"format":"`+format+`","filename":"c`+strconv.Itoa(i)+`"}`))
 		hook := e.hookCalls()[i]
 		rev := hook.Revision
 		b, err := os.ReadFile(d.Path)

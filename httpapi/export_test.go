@@ -8,3 +8,10 @@ var (
 	AppendChange = appendChange
 	AppendString = jsontext.AppendString
 )
+
+// The /ctx answers built from a struct, for the tests to decode into.
+type (
+	CompatStatus   = compatStatusResponse
+	CompatDump     = compatDumpResponse
+	CompatDumpList = compatDumpListResponse
+)
