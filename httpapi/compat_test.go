@@ -73,20 +73,14 @@ type ctxHistory struct {
 
 // ctxError is a /ctx error: ctxd's error object plus Framework0's status.
 type ctxError struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	apiError
 	Status string `json:"status"`
 }
 
+// requireCtxError checks a /ctx error answer's status and code.
 func requireCtxError(t *testing.T, r response, status int, code string) {
 	t.Helper()
-	require.Equal(t, status, r.status, "body: %s", r.body)
-	require.Equal(t, "application/json", r.header.Get("Content-Type"))
-	ce := decode[ctxError](t, r)
-	assert.Equal(t, code, ce.Error.Code, "body: %s", r.body)
-	assert.NotEmpty(t, ce.Error.Message)
+	ce := requireErrorAnswer[ctxError](t, r, status, code)
 	assert.Equal(t, "error", ce.Status)
 }
 

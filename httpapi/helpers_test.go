@@ -138,15 +138,27 @@ type apiError struct {
 	} `json:"error"`
 }
 
-// requireError checks a JSON error response's status and code, and returns it.
-func requireError(t *testing.T, r response, status int, code string) apiError {
+// errorObject returns the answer's error object; ctxError has it too.
+func (ae apiError) errorObject() apiError { return ae }
+
+// requireErrorAnswer checks an error answer's status and content type,
+// decodes it strictly into T (apiError, or ctxError on the /ctx routes) and
+// checks its error code and message.
+func requireErrorAnswer[T interface{ errorObject() apiError }](t *testing.T, r response, status int, code string) T {
 	t.Helper()
 	require.Equal(t, status, r.status, "body: %s", r.body)
 	require.Equal(t, "application/json", r.header.Get("Content-Type"))
-	ae := decode[apiError](t, r)
+	answer := decode[T](t, r)
+	ae := answer.errorObject()
 	require.Equal(t, code, ae.Error.Code, "body: %s", r.body)
 	require.NotEmpty(t, ae.Error.Message)
-	return ae
+	return answer
+}
+
+// requireError checks a JSON error response's status and code, and returns it.
+func requireError(t *testing.T, r response, status int, code string) apiError {
+	t.Helper()
+	return requireErrorAnswer[apiError](t, r, status, code)
 }
 
 var bg = context.Background()
