@@ -217,22 +217,13 @@ func TestCompatGet(t *testing.T) {
 			assert.WithinDuration(t, time.Now(), got.Timestamp, time.Minute)
 		})
 	}
-	errs := []struct {
-		name, path string
-		status     int
-		code       string
-	}{
+	e.requireRefusals(t, []refusal{
 		{"path form, unknown key", "/ctx/nope", 404, "not_found"},
 		{"no key parameter", "/ctx", 400, "bad_request"},
 		{"empty key parameter", "/ctx?key=", 400, "bad_request"},
 		{"path form, empty key", "/ctx/", 400, "bad_request"},
 		{"control character", "/ctx?key=a%01", 400, "bad_request"},
-	}
-	for _, tt := range errs {
-		t.Run(tt.name, func(t *testing.T) {
-			requireCtxError(t, e.do(http.MethodGet, tt.path, ""), tt.status, tt.code)
-		})
-	}
+	}, requireCtxError)
 }
 
 func TestCompatDelete(t *testing.T) {
@@ -563,11 +554,7 @@ func TestCompatDumpListAndDownload(t *testing.T) {
 		})
 	}
 
-	bad := []struct {
-		name, path string
-		status     int
-		code       string
-	}{
+	e.requireRefusals(t, []refusal{
 		{"unknown file", "/ctx/dump/nope.json", 404, "not_found"},
 		{"temp file is not a dump", "/ctx/dump/" + export.TempPrefix + "third.json-42", 400, "bad_request"},
 		{"folder is not a dump", "/ctx/dump/folder", 404, "not_found"},
@@ -579,15 +566,7 @@ func TestCompatDumpListAndDownload(t *testing.T) {
 		{"NUL", "/ctx/dump/a%00.json", 400, "bad_request"},
 		{"absolute", "/ctx/dump/%2Fetc%2Fpasswd", 400, "bad_request"},
 		{"backslash", "/ctx/dump/..%5Cctxd.db", 400, "bad_request"},
-	}
-	for _, tt := range bad {
-		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodGet, e.ts.URL, nil)
-			require.NoError(t, err)
-			req.URL.Opaque = tt.path // sent as is, never cleaned by the client
-			requireCtxError(t, e.send(req), tt.status, tt.code)
-		})
-	}
+	}, requireCtxError)
 	r = e.do(http.MethodGet, "/v1/dumps/..%2Fctxd.db", "")
 	requireError(t, r, 400, "bad_request")
 }

@@ -136,21 +136,15 @@ func TestExportRoute(t *testing.T) {
 	t.Run("errors", func(t *testing.T) {
 		cur := e.revision()
 		require.NoError(t, e.st.Compact(bg, 3))
-		tests := []struct {
-			name, query string
-			status      int
-			code        string
-		}{
-			{"unknown format", "?format=xml", 400, "bad_request"},
-			{"bad history", "?history=maybe", 400, "bad_request"},
-			{"bad rev", "?rev=abc", 400, "bad_request"},
-			{"zero rev", "?rev=0", 400, "bad_request"},
-			{"future rev", "?rev=" + strconv.FormatUint(cur+10, 10), 400, "future_revision"},
-			{"compacted rev", "?rev=2", 410, "compacted"},
-		}
-		for _, tt := range tests {
-			requireError(t, e.do(http.MethodGet, "/v1/ns/prod/export"+tt.query, ""), tt.status, tt.code)
-		}
+		const path = "/v1/ns/prod/export"
+		e.requireRefusals(t, []refusal{
+			{"unknown format", path + "?format=xml", 400, "bad_request"},
+			{"bad history", path + "?history=maybe", 400, "bad_request"},
+			{"bad rev", path + "?rev=abc", 400, "bad_request"},
+			{"zero rev", path + "?rev=0", 400, "bad_request"},
+			{"future rev", path + "?rev=" + strconv.FormatUint(cur+10, 10), 400, "future_revision"},
+			{"compacted rev", path + "?rev=2", 410, "compacted"},
+		}, requireV1Error)
 		requireError(t, e.do(http.MethodGet, "/v1/ns/bad%20ns/export", ""), 400, "bad_request")
 		assert.Len(t, e.hookCalls(), len(export.Formats)+3, "failed exports call no hook")
 	})

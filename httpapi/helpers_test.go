@@ -161,6 +161,33 @@ func requireError(t *testing.T, r response, status int, code string) apiError {
 	return requireErrorAnswer[apiError](t, r, status, code)
 }
 
+// refusal is a GET that must be refused with status and code.
+type refusal struct {
+	name, path string
+	status     int
+	code       string
+}
+
+// requireRefusals sends each refusal's GET, its path as is (never cleaned
+// by the client), in a subtest, and checks the answer with check.
+func (e *env) requireRefusals(t *testing.T, cases []refusal, check func(t *testing.T, r response, status int, code string)) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, e.url, nil)
+			require.NoError(t, err)
+			req.URL.Opaque = tt.path
+			check(t, e.send(req), tt.status, tt.code)
+		})
+	}
+}
+
+// requireV1Error is requireError as a check for requireRefusals.
+func requireV1Error(t *testing.T, r response, status int, code string) {
+	t.Helper()
+	requireError(t, r, status, code)
+}
+
 var bg = context.Background()
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
