@@ -77,11 +77,13 @@ type ctxError struct {
 	Status string `json:"status"`
 }
 
-// requireCtxError checks a /ctx error answer's status and code.
-func requireCtxError(t *testing.T, r response, status int, code string) {
+// requireCtxError checks a /ctx error answer's status and code, and
+// returns it.
+func requireCtxError(t *testing.T, r response, status int, code string) ctxError {
 	t.Helper()
 	ce := requireErrorAnswer[ctxError](t, r, status, code)
 	assert.Equal(t, "error", ce.Status)
+	return ce
 }
 
 // dumpEnv is an env with a dump folder, recording the dump hook's calls.
@@ -217,7 +219,7 @@ func TestCompatGet(t *testing.T) {
 			assert.WithinDuration(t, time.Now(), got.Timestamp, time.Minute)
 		})
 	}
-	e.requireRefusals(t, []refusal{
+	requireRefusals(t, e, []refusal{
 		{"path form, unknown key", "/ctx/nope", 404, "not_found"},
 		{"no key parameter", "/ctx", 400, "bad_request"},
 		{"empty key parameter", "/ctx?key=", 400, "bad_request"},
@@ -554,7 +556,7 @@ func TestCompatDumpListAndDownload(t *testing.T) {
 		})
 	}
 
-	e.requireRefusals(t, []refusal{
+	requireRefusals(t, e.env, []refusal{
 		{"unknown file", "/ctx/dump/nope.json", 404, "not_found"},
 		{"temp file is not a dump", "/ctx/dump/" + export.TempPrefix + "third.json-42", 400, "bad_request"},
 		{"folder is not a dump", "/ctx/dump/folder", 404, "not_found"},

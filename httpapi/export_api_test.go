@@ -19,6 +19,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 type importResult struct {
@@ -137,14 +138,14 @@ func TestExportRoute(t *testing.T) {
 		cur := e.revision()
 		require.NoError(t, e.st.Compact(bg, 3))
 		const path = "/v1/ns/prod/export"
-		e.requireRefusals(t, []refusal{
+		requireRefusals(t, e.env, []refusal{
 			{"unknown format", path + "?format=xml", 400, "bad_request"},
 			{"bad history", path + "?history=maybe", 400, "bad_request"},
 			{"bad rev", path + "?rev=abc", 400, "bad_request"},
 			{"zero rev", path + "?rev=0", 400, "bad_request"},
 			{"future rev", path + "?rev=" + strconv.FormatUint(cur+10, 10), 400, "future_revision"},
 			{"compacted rev", path + "?rev=2", 410, "compacted"},
-		}, requireV1Error)
+		}, requireError)
 		requireError(t, e.do(http.MethodGet, "/v1/ns/bad%20ns/export", ""), 400, "bad_request")
 		assert.Len(t, e.hookCalls(), len(export.Formats)+3, "failed exports call no hook")
 	})
@@ -153,15 +154,7 @@ func TestExportRoute(t *testing.T) {
 // An export larger than what is kept in memory goes through a spool file.
 func TestExportLarge(t *testing.T) {
 	e := newDumpEnv(t, httpapi.Config{})
-	var writes []ctxd.Write
-	for i := range 3000 {
-		writes = append(writes, ctxd.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: ctxd.OpPut, Value: []byte(`"` + strings.Repeat("v", 1000) + `"`), Who: "t"})
-		if len(writes) == 100 {
-			_, err := e.st.Txn(bg, writes)
-			require.NoError(t, err)
-			writes = writes[:0]
-		}
-	}
+	testkit.PutKeys(t, e.store, "default", 3000, []byte(`"`+strings.Repeat("v", 1000)+`"`), "t")
 	r := e.do(http.MethodGet, "/v1/ns/default/export?format=csv", "")
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Greater(t, len(r.body), 3<<20)

@@ -168,9 +168,10 @@ type refusal struct {
 	code       string
 }
 
-// requireRefusals sends each refusal's GET, its path as is (never cleaned
-// by the client), in a subtest, and checks the answer with check.
-func (e *env) requireRefusals(t *testing.T, cases []refusal, check func(t *testing.T, r response, status int, code string)) {
+// requireRefusals sends each refusal's GET to e, its path as is (never
+// cleaned by the client), in a subtest, and checks the answer with check:
+// requireError, or requireCtxError on the /ctx routes.
+func requireRefusals[A any](t *testing.T, e *env, cases []refusal, check func(t *testing.T, r response, status int, code string) A) {
 	t.Helper()
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,12 +181,6 @@ func (e *env) requireRefusals(t *testing.T, cases []refusal, check func(t *testi
 			check(t, e.send(req), tt.status, tt.code)
 		})
 	}
-}
-
-// requireV1Error is requireError as a check for requireRefusals.
-func requireV1Error(t *testing.T, r response, status int, code string) {
-	t.Helper()
-	requireError(t, r, status, code)
 }
 
 var bg = context.Background()
