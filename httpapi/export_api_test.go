@@ -22,12 +22,6 @@ import (
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
-type importResult struct {
-	NS       string `json:"ns"`
-	Imported int    `json:"imported"`
-	Revision uint64 `json:"revision"`
-}
-
 // listAll reads every key of ns through the v1 list route.
 func (e *env) listAll(ns string) map[string]string {
 	e.t.Helper()
@@ -180,8 +174,8 @@ func TestImportRoute(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.status)
 		r = e.do(http.MethodPost, "/v1/ns/copy/import?who=restorer", string(r.body))
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
-		res := decode[importResult](t, r)
-		assert.Equal(t, importResult{NS: "copy", Imported: len(src), Revision: e.revision()}, res)
+		res := decode[httpapi.ImportResult](t, r)
+		assert.Equal(t, httpapi.ImportResult{Namespace: "copy", Imported: len(src), Revision: e.revision()}, res)
 		assert.Equal(t, e.listAll("source"), e.listAll("copy"))
 		assert.Equal(t, "restorer", decode[ctxd.Record](t, e.do(http.MethodGet, keyPath("copy", "n"), "")).Who)
 	})
@@ -212,7 +206,7 @@ func TestImportRoute(t *testing.T) {
 }`
 		r := e.do(http.MethodPost, "/v1/ns/legacy/import", f0)
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
-		assert.Equal(t, 2, decode[importResult](t, r).Imported)
+		assert.Equal(t, 2, decode[httpapi.ImportResult](t, r).Imported)
 		assert.Equal(t, map[string]string{"app.status": `"running"`, "limits": `{"cpu": 2}`}, e.listAll("legacy"))
 	})
 
@@ -227,7 +221,7 @@ func TestImportRoute(t *testing.T) {
 	t.Run("empty context", func(t *testing.T) {
 		r := e.do(http.MethodPost, "/v1/ns/nothing/import", `{"context":{}}`)
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
-		assert.Equal(t, importResult{NS: "nothing", Imported: 0, Revision: e.revision()}, decode[importResult](t, r))
+		assert.Equal(t, httpapi.ImportResult{Namespace: "nothing", Imported: 0, Revision: e.revision()}, decode[httpapi.ImportResult](t, r))
 	})
 
 	t.Run("bad dumps change nothing", func(t *testing.T) {

@@ -9,9 +9,11 @@ var (
 	AppendString = jsontext.AppendString
 )
 
-// The /ctx answers built from a struct, for the tests to decode into.
+// The answers built from a struct of this package, for the tests to
+// decode into.
 type (
 	CompatStatus   = compatStatusResponse
 	CompatDump     = compatDumpResponse
 	CompatDumpList = compatDumpListResponse
+	ImportResult   = importResponse
 )
