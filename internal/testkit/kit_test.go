@@ -3,7 +3,9 @@ package testkit_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os/exec"
 	"strconv"
@@ -97,6 +99,22 @@ func TestPutKeys(t *testing.T) {
 	page, err := b.List("team", ctxd.ListOptions{Limit: 1000})
 	require.NoError(t, err)
 	assert.Len(t, page.Records, 250)
+}
+
+func TestNewRequestAndSend(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Echo", r.Header.Get("X-A")+","+r.Header.Get("X-B"))
+		w.WriteHeader(http.StatusTeapot)
+		_, _ = w.Write(append([]byte(r.Method+" "+r.URL.RequestURI()+" "), b...))
+	}))
+	defer ts.Close()
+	req := testkit.NewRequest(t, http.MethodPut, ts.URL+"/p?q=1", "body", "X-A", "a", "X-B", "b", "X-Odd")
+	res, b := testkit.Send(t, ts.Client(), req)
+	assert.Equal(t, http.StatusTeapot, res.StatusCode)
+	assert.Equal(t, "a,b", res.Header.Get("X-Echo"))
+	assert.Equal(t, "PUT /p?q=1 body", string(b))
+	assert.Nil(t, testkit.NewRequest(t, http.MethodGet, ts.URL, "").Body, "no body when empty")
 }
 
 // The server binary compiles neither the kit nor goleak in.
