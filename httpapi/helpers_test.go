@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -61,25 +59,12 @@ type response struct {
 // do sends a request; hdr holds header name/value pairs.
 func (e *env) do(method, path, body string, hdr ...string) response {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.url+path, rd)
-	require.NoError(e.t, err)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	return e.send(req)
+	return e.send(testkit.NewRequest(e.t, method, e.url+path, body, hdr...))
 }
 
 func (e *env) send(req *http.Request) response {
 	e.t.Helper()
-	res, err := e.hc.Do(req)
-	require.NoError(e.t, err)
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	require.NoError(e.t, err)
+	res, b := testkit.Send(e.t, e.hc, req)
 	return response{status: res.StatusCode, header: res.Header, body: b}
 }
 

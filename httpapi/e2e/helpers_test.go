@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -150,23 +149,10 @@ func newServer(t *testing.T, opts serverOptions) *server {
 // do sends one API request and returns the status and body.
 func (s *server) do(method, path, body string, hdr ...string) (int, []byte) {
 	s.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, s.url+path, rd)
-	require.NoError(s.t, err)
 	if s.token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.token)
+		hdr = append([]string{"Authorization", "Bearer " + s.token}, hdr...)
 	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(s.t, err)
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	require.NoError(s.t, err)
+	res, b := testkit.Send(s.t, http.DefaultClient, testkit.NewRequest(s.t, method, s.url+path, body, hdr...))
 	return res.StatusCode, b
 }
 
