@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
 	ctxdserver "github.com/framework0/ctxd/server"
 )
@@ -156,26 +157,18 @@ func (s *server) do(method, path, body string, hdr ...string) (int, []byte) {
 	return res.StatusCode, b
 }
 
-// record is a key's record as the API answers it.
-type record struct {
-	Value    json.RawMessage `json:"value"`
-	Version  uint64          `json:"version"`
-	Revision uint64          `json:"revision"`
-	Who      string          `json:"who"`
-}
-
 // put writes a key through the REST API, as another client would.
-func (s *server) put(ns, key, value, who string) record {
+func (s *server) put(ns, key, value, who string) ctxd.Record {
 	s.t.Helper()
 	status, body := s.do(http.MethodPut, keyPath(ns, key)+"?who="+url.QueryEscape(who), value)
 	require.Equal(s.t, http.StatusOK, status, "%s", body)
-	var r record
+	var r ctxd.Record
 	require.NoError(s.t, json.Unmarshal(body, &r))
 	return r
 }
 
 // get reads a key through the REST API; ok is false on 404.
-func (s *server) get(ns, key string) (r record, ok bool) {
+func (s *server) get(ns, key string) (r ctxd.Record, ok bool) {
 	s.t.Helper()
 	status, body := s.do(http.MethodGet, keyPath(ns, key), "")
 	if status == http.StatusNotFound {
