@@ -160,8 +160,7 @@ func requireRefusals[A any](t *testing.T, e *env, cases []refusal, check func(t 
 	t.Helper()
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodGet, e.url, nil)
-			require.NoError(t, err)
+			req := testkit.NewRequest(t, http.MethodGet, e.url, "")
 			req.URL.Opaque = tt.path
 			check(t, e.send(req), tt.status, tt.code)
 		})
