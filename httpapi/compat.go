@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -95,26 +94,11 @@ func compatKeyPath(r *http.Request) (string, error) {
 	if !ok {
 		return "", badRequest("malformed key path")
 	}
-	key, err := url.PathUnescape(raw)
-	if err != nil {
-		return "", badRequest("key is not a valid path-escaped string: " + err.Error())
-	}
-	if key == "" {
-		return "", badRequest("key must not be empty")
-	}
-	return key, nil
+	return parseKey(raw)
 }
 
 // compatWhoOf returns ?who=, else X-Ctxd-Who, else "api_client".
-func compatWhoOf(c echo.Context) string {
-	if w, _ := queryParam(c, "who"); w != "" {
-		return w
-	}
-	if w := c.Request().Header.Get(headerWho); w != "" {
-		return w
-	}
-	return compatWho
-}
+func compatWhoOf(c echo.Context) string { return whoOr(c, compatWho) }
 
 // appendValueAnswer appends {"key","value","timestamp","status":"success"}.
 func appendValueAnswer(b []byte, key string, value []byte, now time.Time) []byte {

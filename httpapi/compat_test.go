@@ -21,6 +21,8 @@ import (
 )
 
 // The /ctx answers, decoded strictly: a field more or less fails the test.
+// The answers the server builds from a struct (status, dump, dump list)
+// are decoded into that struct (export_test.go), the others into these.
 
 type ctxValue struct {
 	Key       string          `json:"key"`
@@ -69,63 +71,19 @@ type ctxHistory struct {
 	Status          string            `json:"status"`
 }
 
-type ctxStatus struct {
-	Status           string    `json:"status"`
-	Version          string    `json:"version"`
-	Namespace        string    `json:"namespace"`
-	Revision         uint64    `json:"revision"`
-	Keys             uint64    `json:"keys"`
-	ConnectedClients int       `json:"connected_clients"`
-	UptimeSeconds    int64     `json:"uptime_seconds"`
-	DumpDirectory    string    `json:"dump_directory"`
-	Timestamp        time.Time `json:"timestamp"`
-}
-
-type ctxDump struct {
-	Status    string    `json:"status"`
-	Filename  string    `json:"filename"`
-	Format    string    `json:"format"`
-	Path      string    `json:"path"`
-	KeyCount  int       `json:"key_count"`
-	FileSize  int64     `json:"file_size"`
-	Timestamp time.Time `json:"timestamp"`
-	Who       string    `json:"who"`
-}
-
-type ctxDumpFile struct {
-	Filename string    `json:"filename"`
-	Path     string    `json:"path"`
-	Size     int64     `json:"size"`
-	Created  time.Time `json:"created"`
-	Modified time.Time `json:"modified"`
-}
-
-type ctxDumpList struct {
-	Status        string          `json:"status"`
-	DumpDirectory string          `json:"dump_directory"`
-	DumpCount     int             `json:"dump_count"`
-	DumpFiles     []ctxDumpFile   `json:"dump_files"`
-	DumpHistory   []ctxd.DumpInfo `json:"dump_history"`
-	Timestamp     time.Time       `json:"timestamp"`
-}
-
 // ctxError is a /ctx error: ctxd's error object plus Framework0's status.
 type ctxError struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	apiError
 	Status string `json:"status"`
 }
 
-func requireCtxError(t *testing.T, r response, status int, code string) {
+// requireCtxError checks a /ctx error answer's status and code, and
+// returns it.
+func requireCtxError(t *testing.T, r response, status int, code string) ctxError {
 	t.Helper()
-	require.Equal(t, status, r.status, "body: %s", r.body)
-	require.Equal(t, "application/json", r.header.Get("Content-Type"))
-	ce := decode[ctxError](t, r)
-	assert.Equal(t, code, ce.Error.Code, "body: %s", r.body)
-	assert.NotEmpty(t, ce.Error.Message)
+	ce := requireErrorAnswer[ctxError](t, r, status, code)
 	assert.Equal(t, "error", ce.Status)
+	return ce
 }
 
 // dumpEnv is an env with a dump folder, recording the dump hook's calls.
@@ -204,7 +162,7 @@ func TestCompatSet(t *testing.T) {
 			r = e.do(http.MethodGet, "/ctx/"+url.PathEscape(tt.key), "")
 			require.Equal(t, http.StatusOK, r.status, string(r.body))
 			assert.Equal(t, tt.value, string(decode[ctxValue](t, r).Value))
-			rec := decode[record](t, e.do(http.MethodGet, keyPath("default", tt.key), ""))
+			rec := decode[ctxd.Record](t, e.do(http.MethodGet, keyPath("default", tt.key), ""))
 			assert.Equal(t, tt.value, string(rec.Value))
 			assert.Equal(t, tt.who, rec.Who)
 		})
@@ -261,22 +219,13 @@ func TestCompatGet(t *testing.T) {
 			assert.WithinDuration(t, time.Now(), got.Timestamp, time.Minute)
 		})
 	}
-	errs := []struct {
-		name, path string
-		status     int
-		code       string
-	}{
+	requireRefusals(t, e, []refusal{
 		{"path form, unknown key", "/ctx/nope", 404, "not_found"},
 		{"no key parameter", "/ctx", 400, "bad_request"},
 		{"empty key parameter", "/ctx?key=", 400, "bad_request"},
 		{"path form, empty key", "/ctx/", 400, "bad_request"},
 		{"control character", "/ctx?key=a%01", 400, "bad_request"},
-	}
-	for _, tt := range errs {
-		t.Run(tt.name, func(t *testing.T) {
-			requireCtxError(t, e.do(http.MethodGet, tt.path, ""), tt.status, tt.code)
-		})
-	}
+	}, requireCtxError)
 }
 
 func TestCompatDelete(t *testing.T) {
@@ -390,7 +339,7 @@ func TestCompatStatus(t *testing.T) {
 	e.set("b", `2`, "")
 	r := e.do(http.MethodGet, "/ctx/status", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	got := decode[ctxStatus](t, r)
+	got := decode[httpapi.CompatStatus](t, r)
 	assert.Equal(t, "running", got.Status)
 	assert.Equal(t, "v1.2.3", got.Version)
 	assert.Equal(t, "default", got.Namespace)
@@ -405,11 +354,11 @@ func TestCompatNamespace(t *testing.T) {
 	e := newDumpEnv(t, httpapi.Config{CompatNamespace: "legacy"})
 	e.set("k", `"v"`, "")
 	requireError(t, e.do(http.MethodGet, keyPath("default", "k"), ""), 404, "not_found")
-	assert.Equal(t, `"v"`, string(decode[record](t, e.do(http.MethodGet, keyPath("legacy", "k"), "")).Value))
+	assert.Equal(t, `"v"`, string(decode[ctxd.Record](t, e.do(http.MethodGet, keyPath("legacy", "k"), "")).Value))
 	e.put("in.default", `1`)
 	all := decode[ctxAll](t, e.do(http.MethodGet, "/ctx/all", ""))
 	assert.Equal(t, map[string]json.RawMessage{"k": json.RawMessage(`"v"`)}, all.Context)
-	d := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"legacy"}`))
+	d := decode[httpapi.CompatDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"legacy"}`))
 	b, err := os.ReadFile(d.Path)
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `"namespace":"legacy"`)
@@ -465,7 +414,7 @@ func TestCompatDump(t *testing.T) {
 			before := len(e.hookCalls())
 			r := e.do(http.MethodPost, "/ctx/dump"+tt.query, tt.body, "Content-Type", "application/json")
 			require.Equal(t, http.StatusOK, r.status, string(r.body))
-			got := decode[ctxDump](t, r)
+			got := decode[httpapi.CompatDump](t, r)
 			assert.Equal(t, "success", got.Status)
 			if tt.generated {
 				assert.Regexp(t, `^context_dump_\d{8}_\d{6}(_\d+)?\.json$`, got.Filename)
@@ -509,7 +458,7 @@ func TestCompatDump(t *testing.T) {
 
 	t.Run("same filename replaces", func(t *testing.T) {
 		e.set("n", `43`, "")
-		got := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"report","format":"csv"}`))
+		got := decode[httpapi.CompatDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"report","format":"csv"}`))
 		assert.Equal(t, "report.csv", got.Filename)
 		b, err := os.ReadFile(got.Path)
 		require.NoError(t, err)
@@ -558,21 +507,21 @@ func TestCompatDumpListAndDownload(t *testing.T) {
 	e := newDumpEnv(t, httpapi.Config{})
 	r := e.do(http.MethodGet, "/ctx/dump/list", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	empty := decode[ctxDumpList](t, r)
+	empty := decode[httpapi.CompatDumpList](t, r)
 	assert.Equal(t, 0, empty.DumpCount)
-	assert.Equal(t, []ctxDumpFile{}, empty.DumpFiles)
+	assert.Equal(t, []ctxd.DumpFile{}, empty.DumpFiles)
 	assert.Equal(t, []ctxd.DumpInfo{}, empty.DumpHistory)
 
 	e.set("k", `"v"`, "")
-	first := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"first","format":"txt"}`))
-	second := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"second","format":"csv"}`))
+	first := decode[httpapi.CompatDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"first","format":"txt"}`))
+	second := decode[httpapi.CompatDump](t, e.do(http.MethodPost, "/ctx/dump", `{"filename":"second","format":"csv"}`))
 	// A crash's leftovers and stray files are not dumps.
 	require.NoError(t, os.WriteFile(filepath.Join(e.dir, export.TempPrefix+"third.json-42"), []byte(`{"partial`), 0o600))
 	require.NoError(t, os.Mkdir(filepath.Join(e.dir, "folder"), 0o700))
 
 	r = e.do(http.MethodGet, "/ctx/dump/list", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	got := decode[ctxDumpList](t, r)
+	got := decode[httpapi.CompatDumpList](t, r)
 	assert.Equal(t, "success", got.Status)
 	assert.Equal(t, e.dir, got.DumpDirectory)
 	assert.Equal(t, 2, got.DumpCount)
@@ -589,7 +538,7 @@ func TestCompatDumpListAndDownload(t *testing.T) {
 
 	downloads := []struct {
 		name, path, ctype string
-		want              ctxDump
+		want              httpapi.CompatDump
 	}{
 		{"txt", "/ctx/dump/first.txt", "text/plain; charset=utf-8", first},
 		{"csv", "/ctx/dump/second.csv", "text/csv; charset=utf-8", second},
@@ -607,11 +556,7 @@ func TestCompatDumpListAndDownload(t *testing.T) {
 		})
 	}
 
-	bad := []struct {
-		name, path string
-		status     int
-		code       string
-	}{
+	requireRefusals(t, e.env, []refusal{
 		{"unknown file", "/ctx/dump/nope.json", 404, "not_found"},
 		{"temp file is not a dump", "/ctx/dump/" + export.TempPrefix + "third.json-42", 400, "bad_request"},
 		{"folder is not a dump", "/ctx/dump/folder", 404, "not_found"},
@@ -623,15 +568,7 @@ func TestCompatDumpListAndDownload(t *testing.T) {
 		{"NUL", "/ctx/dump/a%00.json", 400, "bad_request"},
 		{"absolute", "/ctx/dump/%2Fetc%2Fpasswd", 400, "bad_request"},
 		{"backslash", "/ctx/dump/..%5Cctxd.db", 400, "bad_request"},
-	}
-	for _, tt := range bad {
-		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodGet, e.ts.URL, nil)
-			require.NoError(t, err)
-			req.URL.Opaque = tt.path // sent as is, never cleaned by the client
-			requireCtxError(t, e.send(req), tt.status, tt.code)
-		})
-	}
+	}, requireCtxError)
 	r = e.do(http.MethodGet, "/v1/dumps/..%2Fctxd.db", "")
 	requireError(t, r, 400, "bad_request")
 }

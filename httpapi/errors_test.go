@@ -130,11 +130,11 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	// Nothing above created a key or changed the one that exists.
 	r := e.do(http.MethodGet, "/v1/ns/default/keys", "")
 	require.Equal(t, http.StatusOK, r.status)
-	p := decode[listPage](t, r)
-	require.Len(t, p.Keys, 1)
-	assert.Equal(t, "exists", p.Keys[0].Key)
-	assert.Equal(t, `"v1"`, string(p.Keys[0].Value))
-	assert.Equal(t, uint64(1), p.Keys[0].Version)
+	p := decode[ctxd.ListPage](t, r)
+	require.Len(t, p.Records, 1)
+	assert.Equal(t, "exists", p.Records[0].Key)
+	assert.Equal(t, `"v1"`, string(p.Records[0].Value))
+	assert.Equal(t, uint64(1), p.Records[0].Version)
 	r = e.do(http.MethodGet, "/v1/ns", "")
 	assert.JSONEq(t, `{"namespaces":[{"name":"default","keys":1}]}`, string(r.body))
 }
@@ -186,7 +186,7 @@ func TestBodyLimitWithoutContentLength(t *testing.T) {
 
 	assert.Equal(t, uint64(1), e.revision())
 	r = e.do(http.MethodGet, keyPath("default", "k"), "")
-	assert.Equal(t, uint64(1), decode[record](t, r).Version)
+	assert.Equal(t, uint64(1), decode[ctxd.Record](t, r).Version)
 }
 
 func TestDefaultBodyLimit(t *testing.T) {

@@ -119,8 +119,13 @@ type dumpRequest struct {
 	filename string
 }
 
-// parseExportQuery reads format, history and rev from the query.
-func parseExportQuery(c echo.Context, ns string) (dumpRequest, error) {
+// parseExportQuery reads the namespace from rawNS (path-escaped), and
+// format, history and rev from the query.
+func parseExportQuery(c echo.Context, rawNS string) (dumpRequest, error) {
+	ns, err := parseNamespace(rawNS)
+	if err != nil {
+		return dumpRequest{}, err
+	}
 	r := dumpRequest{ns: ns, who: who(c)}
 	fs, _ := queryParam(c, "format")
 	f, err := export.ParseFormat(fs)
@@ -229,11 +234,7 @@ func (s *Server) dumpToFile(r dumpRequest) (ctxd.DumpInfo, error) {
 // exportNS serves GET /v1/ns/{ns}/export: the dump, sent as an attachment
 // named <ns>-r<revision>.<format>, with its revision in X-Ctxd-Revision.
 func (s *Server) exportNS(c echo.Context) error {
-	ns, err := parseNamespace(c.Param("ns"))
-	if err != nil {
-		return err
-	}
-	r, err := parseExportQuery(c, ns)
+	r, err := parseExportQuery(c, c.Param("ns"))
 	if err != nil {
 		return err
 	}
@@ -246,7 +247,7 @@ func (s *Server) exportNS(c echo.Context) error {
 		h := http.Header{}
 		h.Set(echo.HeaderContentType, r.format.ContentType())
 		h.Set("X-Ctxd-Revision", strconv.FormatUint(info.Revision, 10))
-		h.Set(echo.HeaderContentDisposition, attachment(ns+"-r"+strconv.FormatUint(info.Revision, 10)+r.format.Ext()))
+		h.Set(echo.HeaderContentDisposition, attachment(r.ns+"-r"+strconv.FormatUint(info.Revision, 10)+r.format.Ext()))
 		return h, nil
 	})
 	if err != nil {
@@ -397,11 +398,7 @@ func (s *Server) importNS(c echo.Context) error {
 // createDump serves POST /v1/ns/{ns}/dumps?format=&filename=&history=&rev=:
 // a dump written to the dump folder, described in the answer.
 func (s *Server) createDump(c echo.Context) error {
-	ns, err := parseNamespace(c.Param("ns"))
-	if err != nil {
-		return err
-	}
-	r, err := parseExportQuery(c, ns)
+	r, err := parseExportQuery(c, c.Param("ns"))
 	if err != nil {
 		return err
 	}

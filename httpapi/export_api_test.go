@@ -19,13 +19,8 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
 )
-
-type importResult struct {
-	NS       string `json:"ns"`
-	Imported int    `json:"imported"`
-	Revision uint64 `json:"revision"`
-}
 
 // listAll reads every key of ns through the v1 list route.
 func (e *env) listAll(ns string) map[string]string {
@@ -35,14 +30,14 @@ func (e *env) listAll(ns string) map[string]string {
 	for {
 		r := e.do(http.MethodGet, "/v1/ns/"+ns+"/keys?limit=1000&after="+url.QueryEscape(after), "")
 		require.Equal(e.t, http.StatusOK, r.status, string(r.body))
-		p := decode[listPage](e.t, r)
-		for _, rec := range p.Keys {
+		p := decode[ctxd.ListPage](e.t, r)
+		for _, rec := range p.Records {
 			out[rec.Key] = string(rec.Value)
 		}
-		if p.Next == nil {
+		if !hasField(e.t, r, "next") {
 			return out
 		}
-		after = *p.Next
+		after = p.Next
 	}
 }
 
@@ -136,21 +131,15 @@ func TestExportRoute(t *testing.T) {
 	t.Run("errors", func(t *testing.T) {
 		cur := e.revision()
 		require.NoError(t, e.st.Compact(bg, 3))
-		tests := []struct {
-			name, query string
-			status      int
-			code        string
-		}{
-			{"unknown format", "?format=xml", 400, "bad_request"},
-			{"bad history", "?history=maybe", 400, "bad_request"},
-			{"bad rev", "?rev=abc", 400, "bad_request"},
-			{"zero rev", "?rev=0", 400, "bad_request"},
-			{"future rev", "?rev=" + strconv.FormatUint(cur+10, 10), 400, "future_revision"},
-			{"compacted rev", "?rev=2", 410, "compacted"},
-		}
-		for _, tt := range tests {
-			requireError(t, e.do(http.MethodGet, "/v1/ns/prod/export"+tt.query, ""), tt.status, tt.code)
-		}
+		const path = "/v1/ns/prod/export"
+		requireRefusals(t, e.env, []refusal{
+			{"unknown format", path + "?format=xml", 400, "bad_request"},
+			{"bad history", path + "?history=maybe", 400, "bad_request"},
+			{"bad rev", path + "?rev=abc", 400, "bad_request"},
+			{"zero rev", path + "?rev=0", 400, "bad_request"},
+			{"future rev", path + "?rev=" + strconv.FormatUint(cur+10, 10), 400, "future_revision"},
+			{"compacted rev", path + "?rev=2", 410, "compacted"},
+		}, requireError)
 		requireError(t, e.do(http.MethodGet, "/v1/ns/bad%20ns/export", ""), 400, "bad_request")
 		assert.Len(t, e.hookCalls(), len(export.Formats)+3, "failed exports call no hook")
 	})
@@ -159,15 +148,7 @@ func TestExportRoute(t *testing.T) {
 // An export larger than what is kept in memory goes through a spool file.
 func TestExportLarge(t *testing.T) {
 	e := newDumpEnv(t, httpapi.Config{})
-	var writes []ctxd.Write
-	for i := range 3000 {
-		writes = append(writes, ctxd.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: ctxd.OpPut, Value: []byte(`"` + strings.Repeat("v", 1000) + `"`), Who: "t"})
-		if len(writes) == 100 {
-			_, err := e.st.Txn(bg, writes)
-			require.NoError(t, err)
-			writes = writes[:0]
-		}
-	}
+	testkit.PutKeys(t, e.store, "default", 3000, []byte(`"`+strings.Repeat("v", 1000)+`"`), "t")
 	r := e.do(http.MethodGet, "/v1/ns/default/export?format=csv", "")
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Greater(t, len(r.body), 3<<20)
@@ -193,10 +174,10 @@ func TestImportRoute(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.status)
 		r = e.do(http.MethodPost, "/v1/ns/copy/import?who=restorer", string(r.body))
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
-		res := decode[importResult](t, r)
-		assert.Equal(t, importResult{NS: "copy", Imported: len(src), Revision: e.revision()}, res)
+		res := decode[httpapi.ImportResult](t, r)
+		assert.Equal(t, httpapi.ImportResult{Namespace: "copy", Imported: len(src), Revision: e.revision()}, res)
 		assert.Equal(t, e.listAll("source"), e.listAll("copy"))
-		assert.Equal(t, "restorer", decode[record](t, e.do(http.MethodGet, keyPath("copy", "n"), "")).Who)
+		assert.Equal(t, "restorer", decode[ctxd.Record](t, e.do(http.MethodGet, keyPath("copy", "n"), "")).Who)
 	})
 
 	t.Run("a server-side dump imports back too", func(t *testing.T) {
@@ -225,7 +206,7 @@ func TestImportRoute(t *testing.T) {
 }`
 		r := e.do(http.MethodPost, "/v1/ns/legacy/import", f0)
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
-		assert.Equal(t, 2, decode[importResult](t, r).Imported)
+		assert.Equal(t, 2, decode[httpapi.ImportResult](t, r).Imported)
 		assert.Equal(t, map[string]string{"app.status": `"running"`, "limits": `{"cpu": 2}`}, e.listAll("legacy"))
 	})
 
@@ -240,7 +221,7 @@ func TestImportRoute(t *testing.T) {
 	t.Run("empty context", func(t *testing.T) {
 		r := e.do(http.MethodPost, "/v1/ns/nothing/import", `{"context":{}}`)
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
-		assert.Equal(t, importResult{NS: "nothing", Imported: 0, Revision: e.revision()}, decode[importResult](t, r))
+		assert.Equal(t, httpapi.ImportResult{Namespace: "nothing", Imported: 0, Revision: e.revision()}, decode[httpapi.ImportResult](t, r))
 	})
 
 	t.Run("bad dumps change nothing", func(t *testing.T) {
@@ -291,27 +272,13 @@ func TestImportBodyLimit(t *testing.T) {
 	assert.Equal(t, uint64(0), e.revision())
 }
 
-type dumpInfoV1 struct {
-	Filename       string `json:"filename"`
-	Path           string `json:"path"`
-	Format         string `json:"format"`
-	Namespace      string `json:"namespace"`
-	Revision       uint64 `json:"revision"`
-	KeyCount       int    `json:"key_count"`
-	IncludeHistory bool   `json:"include_history"`
-	HistoryCount   int    `json:"history_count"`
-	FileSize       int64  `json:"file_size"`
-	Who            string `json:"who"`
-	Timestamp      string `json:"timestamp"`
-}
-
 func TestDumpsV1(t *testing.T) {
 	e := newDumpEnv(t, httpapi.Config{})
 	e.put("a", `1`)
 	e.put("a", `2`)
 	r := e.do(http.MethodPost, "/v1/ns/default/dumps?format=pretty&history=true&rev=1&filename=old&who=ops", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	info := decode[dumpInfoV1](t, r)
+	info := decode[ctxd.DumpInfo](t, r)
 	assert.Equal(t, "old.pretty", info.Filename)
 	assert.Equal(t, "pretty", info.Format)
 	assert.Equal(t, "default", info.Namespace)
@@ -326,16 +293,13 @@ func TestDumpsV1(t *testing.T) {
 
 	r = e.do(http.MethodPost, "/v1/ns/default/dumps", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	gen := decode[dumpInfoV1](t, r)
+	gen := decode[ctxd.DumpInfo](t, r)
 	assert.True(t, strings.HasPrefix(gen.Filename, "context_dump_"), gen.Filename)
 
 	r = e.do(http.MethodGet, "/v1/dumps", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	list := decode[struct {
-		Dir   string        `json:"dump_directory"`
-		Dumps []ctxDumpFile `json:"dumps"`
-	}](t, r)
-	assert.Equal(t, e.dir, list.Dir)
+	list := decode[ctxd.DumpList](t, r)
+	assert.Equal(t, e.dir, list.Directory)
 	assert.Len(t, list.Dumps, 2)
 
 	requireError(t, e.do(http.MethodPost, "/v1/ns/default/dumps?filename=..%2Fx", ""), 400, "bad_request")
@@ -395,7 +359,7 @@ func TestDumpWhileWritingHTTP(t *testing.T) {
 	var revs []uint64
 	for i := range 6 {
 		format := []string{"json", "csv"}[i%2]
-		d := decode[ctxDump](t, e.do(http.MethodPost, "/ctx/dump", `{"format":"`+format+`","filename":"c`+strconv.Itoa(i)+`"}`))
+		d := decode[httpapi.CompatDump](t, e.do(http.MethodPost, "/ctx/dump", `{"format":"`+format+`","filename":"c`+strconv.Itoa(i)+`"}`))
 		hook := e.hookCalls()[i]
 		rev := hook.Revision
 		b, err := os.ReadFile(d.Path)

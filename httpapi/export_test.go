@@ -8,3 +8,12 @@ var (
 	AppendChange = appendChange
 	AppendString = jsontext.AppendString
 )
+
+// The answers built from a struct of this package, for the tests to
+// decode into.
+type (
+	CompatStatus   = compatStatusResponse
+	CompatDump     = compatDumpResponse
+	CompatDumpList = compatDumpListResponse
+	ImportResult   = importResponse
+)

@@ -4,17 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store"
@@ -61,25 +59,12 @@ type response struct {
 // do sends a request; hdr holds header name/value pairs.
 func (e *env) do(method, path, body string, hdr ...string) response {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.url+path, rd)
-	require.NoError(e.t, err)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	return e.send(req)
+	return e.send(testkit.NewRequest(e.t, method, e.url+path, body, hdr...))
 }
 
 func (e *env) send(req *http.Request) response {
 	e.t.Helper()
-	res, err := e.hc.Do(req)
-	require.NoError(e.t, err)
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	require.NoError(e.t, err)
+	res, b := testkit.Send(e.t, e.hc, req)
 	return response{status: res.StatusCode, header: res.Header, body: b}
 }
 
@@ -89,11 +74,11 @@ func keyPath(ns, key string) string {
 }
 
 // put writes a key in namespace default through the API.
-func (e *env) put(key, value string) record {
+func (e *env) put(key, value string) ctxd.Record {
 	e.t.Helper()
 	r := e.do(http.MethodPut, keyPath("default", key), value)
 	require.Equal(e.t, http.StatusOK, r.status, string(r.body))
-	return decode[record](e.t, r)
+	return decode[ctxd.Record](e.t, r)
 }
 
 // revision reads the store's revision through /v1/status.
@@ -101,9 +86,11 @@ func (e *env) revision() uint64 {
 	e.t.Helper()
 	r := e.do(http.MethodGet, "/v1/status", "")
 	require.Equal(e.t, http.StatusOK, r.status, string(r.body))
-	return decode[status](e.t, r).Revision
+	return decode[ctxd.ServerStatus](e.t, r).Revision
 }
 
+// decode decodes r's body strictly into T (a data-model type, usually): a
+// field T does not have fails the test.
 func decode[T any](t *testing.T, r response) T {
 	t.Helper()
 	var v T
@@ -113,62 +100,18 @@ func decode[T any](t *testing.T, r response) T {
 	return v
 }
 
-// The response shapes, decoded strictly: an unexpected field fails the test.
-
-type record struct {
-	NS        string          `json:"ns"`
-	Key       string          `json:"key"`
-	Value     json.RawMessage `json:"value"`
-	Version   uint64          `json:"version"`
-	CreateRev uint64          `json:"create_revision"`
-	Revision  uint64          `json:"revision"`
-	Who       string          `json:"who"`
-	UpdatedAt time.Time       `json:"updated_at"`
+// hasField reports whether the JSON object in r's body has the member name:
+// decode fills a field the data model omits when empty (a last page's
+// "next") with its zero value, which cannot tell "absent" from "empty".
+func hasField(t *testing.T, r response, name string) bool {
+	t.Helper()
+	var members map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(r.body, &members), "body: %s", r.body)
+	_, ok := members[name]
+	return ok
 }
 
-type change struct {
-	Revision uint64          `json:"revision"`
-	NS       string          `json:"ns"`
-	Key      string          `json:"key"`
-	Op       string          `json:"op"`
-	Value    json.RawMessage `json:"value"`
-	Version  uint64          `json:"version"`
-	PrevRev  uint64          `json:"prev_revision"`
-	Who      string          `json:"who"`
-	Time     time.Time       `json:"time"`
-}
-
-type listPage struct {
-	Keys []record `json:"keys"`
-	Next *string  `json:"next"`
-}
-
-type historyPage struct {
-	Changes []change `json:"changes"`
-	Next    *uint64  `json:"next"`
-}
-
-type txnResult struct {
-	Revision uint64   `json:"revision"`
-	Results  []record `json:"results"`
-}
-
-type status struct {
-	Version           string    `json:"version"`
-	Revision          uint64    `json:"revision"`
-	CompactedRevision uint64    `json:"compacted_revision"`
-	Keys              uint64    `json:"keys"`
-	Namespaces        int       `json:"namespaces"`
-	DBSizeBytes       int64     `json:"db_size_bytes"`
-	FileSizeBytes     int64     `json:"file_size_bytes"`
-	InUseBytes        int64     `json:"in_use_bytes"`
-	FreePages         int       `json:"free_pages"`
-	SchemaVersion     int       `json:"schema_version"`
-	Clients           int       `json:"clients"`
-	UptimeSeconds     int64     `json:"uptime_seconds"`
-	StartedAt         time.Time `json:"started_at"`
-}
-
+// apiError is the error answer, decoded strictly.
 type apiError struct {
 	Error struct {
 		Code              string  `json:"code"`
@@ -180,15 +123,48 @@ type apiError struct {
 	} `json:"error"`
 }
 
-// requireError checks a JSON error response's status and code, and returns it.
-func requireError(t *testing.T, r response, status int, code string) apiError {
+// errorObject returns the answer's error object; ctxError has it too.
+func (ae apiError) errorObject() apiError { return ae }
+
+// requireErrorAnswer checks an error answer's status and content type,
+// decodes it strictly into T (apiError, or ctxError on the /ctx routes) and
+// checks its error code and message.
+func requireErrorAnswer[T interface{ errorObject() apiError }](t *testing.T, r response, status int, code string) T {
 	t.Helper()
 	require.Equal(t, status, r.status, "body: %s", r.body)
 	require.Equal(t, "application/json", r.header.Get("Content-Type"))
-	ae := decode[apiError](t, r)
+	answer := decode[T](t, r)
+	ae := answer.errorObject()
 	require.Equal(t, code, ae.Error.Code, "body: %s", r.body)
 	require.NotEmpty(t, ae.Error.Message)
-	return ae
+	return answer
+}
+
+// requireError checks a JSON error response's status and code, and returns it.
+func requireError(t *testing.T, r response, status int, code string) apiError {
+	t.Helper()
+	return requireErrorAnswer[apiError](t, r, status, code)
+}
+
+// refusal is a GET that must be refused with status and code.
+type refusal struct {
+	name, path string
+	status     int
+	code       string
+}
+
+// requireRefusals sends each refusal's GET to e, its path as is (never
+// cleaned by the client), in a subtest, and checks the answer with check:
+// requireError, or requireCtxError on the /ctx routes.
+func requireRefusals[A any](t *testing.T, e *env, cases []refusal, check func(t *testing.T, r response, status int, code string) A) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			req := testkit.NewRequest(t, http.MethodGet, e.url, "")
+			req.URL.Opaque = tt.path
+			check(t, e.send(req), tt.status, tt.code)
+		})
+	}
 }
 
 var bg = context.Background()

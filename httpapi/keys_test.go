@@ -22,13 +22,13 @@ func TestPutGetDelete(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
 	assert.Equal(t, `"1"`, r.header.Get("ETag"))
-	rec := decode[record](t, r)
-	assert.Equal(t, "default", rec.NS)
+	rec := decode[ctxd.Record](t, r)
+	assert.Equal(t, "default", rec.Namespace)
 	assert.Equal(t, "app.config", rec.Key)
 	assert.Equal(t, `{"debug": true, "level":3}`, string(rec.Value), "the bytes sent are the bytes stored")
 	assert.Equal(t, uint64(1), rec.Version)
 	assert.Equal(t, uint64(1), rec.CreateRev)
-	assert.Equal(t, uint64(1), rec.Revision)
+	assert.Equal(t, uint64(1), rec.ModRev)
 	assert.Equal(t, "api", rec.Who)
 	assert.WithinDuration(t, time.Now(), rec.UpdatedAt, time.Minute)
 	assert.True(t, rec.UpdatedAt.After(before))
@@ -36,15 +36,15 @@ func TestPutGetDelete(t *testing.T) {
 	r = e.do(http.MethodGet, keyPath("default", "app.config"), "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	assert.Equal(t, `"1"`, r.header.Get("ETag"))
-	assert.Equal(t, rec, decode[record](t, r))
+	assert.Equal(t, rec, decode[ctxd.Record](t, r))
 
 	r = e.do(http.MethodPut, keyPath("default", "app.config"), `"v2"`)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	assert.Equal(t, `"2"`, r.header.Get("ETag"))
-	rec2 := decode[record](t, r)
+	rec2 := decode[ctxd.Record](t, r)
 	assert.Equal(t, uint64(2), rec2.Version)
 	assert.Equal(t, uint64(1), rec2.CreateRev)
-	assert.Equal(t, uint64(2), rec2.Revision)
+	assert.Equal(t, uint64(2), rec2.ModRev)
 
 	// HEAD answers like GET, without a body.
 	r = e.do(http.MethodHead, keyPath("default", "app.config"), "")
@@ -54,10 +54,10 @@ func TestPutGetDelete(t *testing.T) {
 
 	r = e.do(http.MethodDelete, keyPath("default", "app.config"), "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	del := decode[record](t, r)
+	del := decode[ctxd.Record](t, r)
 	assert.Equal(t, "null", string(del.Value))
 	assert.Equal(t, uint64(2), del.Version, "the deleted version")
-	assert.Equal(t, uint64(3), del.Revision, "the delete's revision")
+	assert.Equal(t, uint64(3), del.ModRev, "the delete's revision")
 
 	requireError(t, e.do(http.MethodGet, keyPath("default", "app.config"), ""), http.StatusNotFound, "not_found")
 	assert.Equal(t, http.StatusNotFound, e.do(http.MethodHead, keyPath("default", "app.config"), "").status)
@@ -89,11 +89,11 @@ func TestWho(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := e.do(http.MethodPut, keyPath("default", "who")+tt.query, `1`, tt.hdr...)
 			require.Equal(t, http.StatusOK, r.status, string(r.body))
-			assert.Equal(t, tt.want, decode[record](t, r).Who)
+			assert.Equal(t, tt.want, decode[ctxd.Record](t, r).Who)
 
 			r = e.do(http.MethodDelete, keyPath("default", "who")+tt.query, ``, tt.hdr...)
 			require.Equal(t, http.StatusOK, r.status, string(r.body))
-			assert.Equal(t, tt.want, decode[record](t, r).Who, "delete records who too")
+			assert.Equal(t, tt.want, decode[ctxd.Record](t, r).Who, "delete records who too")
 		})
 	}
 }
@@ -125,15 +125,15 @@ func TestKeysRoundTrip(t *testing.T) {
 
 			r := e.do(http.MethodGet, keyPath("default", key), "")
 			require.Equal(t, http.StatusOK, r.status, string(r.body))
-			got := decode[record](t, r)
+			got := decode[ctxd.Record](t, r)
 			assert.Equal(t, key, got.Key)
 			assert.Equal(t, value, string(got.Value))
 
 			r = e.do(http.MethodGet, "/v1/ns/default/keys?limit=1&prefix="+urlQueryEscape(key), "")
 			require.Equal(t, http.StatusOK, r.status, string(r.body))
-			page := decode[listPage](t, r)
-			require.NotEmpty(t, page.Keys)
-			assert.Equal(t, key, page.Keys[0].Key)
+			page := decode[ctxd.ListPage](t, r)
+			require.NotEmpty(t, page.Records)
+			assert.Equal(t, key, page.Records[0].Key)
 		})
 	}
 }
@@ -143,11 +143,11 @@ func TestRawSlashesInKey(t *testing.T) {
 	// Raw slashes are accepted and mean the same key as %2F.
 	r := e.do(http.MethodPut, "/v1/ns/default/keys/deploy/prod/version", `"1.2"`)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Equal(t, "deploy/prod/version", decode[record](t, r).Key)
+	assert.Equal(t, "deploy/prod/version", decode[ctxd.Record](t, r).Key)
 
 	r = e.do(http.MethodGet, "/v1/ns/default/keys/deploy%2Fprod%2Fversion", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Equal(t, `"1.2"`, string(decode[record](t, r).Value))
+	assert.Equal(t, `"1.2"`, string(decode[ctxd.Record](t, r).Value))
 
 	r = e.do(http.MethodGet, "/v1/ns/default/keys/deploy/prod%2Fversion", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
@@ -165,37 +165,37 @@ func TestHistorySuffix(t *testing.T) {
 	// %2Fhistory is part of the key.
 	r := e.do(http.MethodGet, "/v1/ns/default/keys/a%2Fhistory", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	rec := decode[record](t, r)
+	rec := decode[ctxd.Record](t, r)
 	assert.Equal(t, "a/history", rec.Key)
 	assert.Equal(t, `"the key"`, string(rec.Value))
 
 	// A raw /history suffix on GET is the history route.
 	r = e.do(http.MethodGet, "/v1/ns/default/keys/a/history", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	h := decode[historyPage](t, r)
+	h := decode[ctxd.HistoryPage](t, r)
 	require.Len(t, h.Changes, 1)
 	assert.Equal(t, "a", h.Changes[0].Key)
 
 	// History of the key "a/history" itself.
 	r = e.do(http.MethodGet, "/v1/ns/default/keys/a%2Fhistory/history", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	h = decode[historyPage](t, r)
+	h = decode[ctxd.HistoryPage](t, r)
 	require.Len(t, h.Changes, 1)
 	assert.Equal(t, "a/history", h.Changes[0].Key)
 
 	// On PUT and DELETE a raw /history suffix is just part of the key.
 	r = e.do(http.MethodPut, "/v1/ns/default/keys/b/history", `2`)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Equal(t, "b/history", decode[record](t, r).Key)
+	assert.Equal(t, "b/history", decode[ctxd.Record](t, r).Key)
 	r = e.do(http.MethodDelete, "/v1/ns/default/keys/b/history", ``)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Equal(t, "b/history", decode[record](t, r).Key)
+	assert.Equal(t, "b/history", decode[ctxd.Record](t, r).Key)
 
 	// A key named "history" is a key.
 	e.put("history", `3`)
 	r = e.do(http.MethodGet, "/v1/ns/default/keys/history", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Equal(t, "history", decode[record](t, r).Key)
+	assert.Equal(t, "history", decode[ctxd.Record](t, r).Key)
 
 	// "/history" with nothing before it names no key.
 	requireError(t, e.do(http.MethodGet, "/v1/ns/default/keys//history", ""), http.StatusBadRequest, "bad_request")
@@ -205,29 +205,29 @@ func TestHistory(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	var revs []uint64
 	for i := 1; i <= 5; i++ {
-		revs = append(revs, e.put("cfg/x", strconv.Itoa(i)).Revision)
+		revs = append(revs, e.put("cfg/x", strconv.Itoa(i)).ModRev)
 		e.put("other", strconv.Itoa(i)) // interleaved changes of another key
 	}
 	r := e.do(http.MethodDelete, keyPath("default", "cfg/x")+"?who=cleaner", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	revs = append(revs, decode[record](t, r).Revision)
-	revs = append(revs, e.put("cfg/x", `"again"`).Revision)
+	revs = append(revs, decode[ctxd.Record](t, r).ModRev)
+	revs = append(revs, e.put("cfg/x", `"again"`).ModRev)
 
 	// One page with everything, newest first.
 	r = e.do(http.MethodGet, keyPath("default", "cfg/x")+"/history", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	all := decode[historyPage](t, r)
-	assert.Nil(t, all.Next)
+	all := decode[ctxd.HistoryPage](t, r)
+	assert.False(t, hasField(t, r, "next"), "one page: no next")
 	require.Len(t, all.Changes, 7)
 	for i, ch := range all.Changes {
 		assert.Equal(t, revs[len(revs)-1-i], ch.Revision)
 		assert.Equal(t, "cfg/x", ch.Key)
-		assert.Equal(t, "default", ch.NS)
+		assert.Equal(t, "default", ch.Namespace)
 	}
-	assert.Equal(t, "put", all.Changes[0].Op)
+	assert.Equal(t, ctxd.OpPut, all.Changes[0].Op)
 	assert.Equal(t, `"again"`, string(all.Changes[0].Value))
 	assert.Equal(t, uint64(1), all.Changes[0].Version)
-	assert.Equal(t, "delete", all.Changes[1].Op)
+	assert.Equal(t, ctxd.OpDelete, all.Changes[1].Op)
 	assert.Equal(t, "null", string(all.Changes[1].Value))
 	assert.Equal(t, "cleaner", all.Changes[1].Who)
 	assert.Equal(t, uint64(5), all.Changes[1].Version)
@@ -236,19 +236,19 @@ func TestHistory(t *testing.T) {
 	assert.Equal(t, uint64(0), all.Changes[6].PrevRev)
 
 	// Pages of 2, following next.
-	var paged []change
+	var paged []ctxd.Change
 	path := keyPath("default", "cfg/x") + "/history?limit=2"
 	for pages := 0; ; pages++ {
 		require.Less(t, pages, 10, "paging does not end")
 		r = e.do(http.MethodGet, path, "")
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
-		p := decode[historyPage](t, r)
+		p := decode[ctxd.HistoryPage](t, r)
 		require.LessOrEqual(t, len(p.Changes), 2)
 		paged = append(paged, p.Changes...)
-		if p.Next == nil {
+		if !hasField(t, r, "next") {
 			break
 		}
-		path = fmt.Sprintf("%s/history?limit=2&before=%d", keyPath("default", "cfg/x"), *p.Next)
+		path = fmt.Sprintf("%s/history?limit=2&before=%d", keyPath("default", "cfg/x"), p.Next)
 	}
 	assert.Equal(t, all.Changes, paged)
 
@@ -279,16 +279,16 @@ func TestList(t *testing.T) {
 		pages++
 		r = e.do(http.MethodGet, path, "")
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
-		p := decode[listPage](t, r)
-		require.LessOrEqual(t, len(p.Keys), 10)
-		for _, rec := range p.Keys {
+		p := decode[ctxd.ListPage](t, r)
+		require.LessOrEqual(t, len(p.Records), 10)
+		for _, rec := range p.Records {
 			got = append(got, rec.Key)
-			assert.Equal(t, "default", rec.NS)
+			assert.Equal(t, "default", rec.Namespace)
 		}
-		if p.Next == nil {
+		if !hasField(t, r, "next") {
 			break
 		}
-		path = "/v1/ns/default/keys?prefix=p%2F&limit=10&after=" + urlQueryEscape(*p.Next)
+		path = "/v1/ns/default/keys?prefix=p%2F&limit=10&after=" + urlQueryEscape(p.Next)
 	}
 	assert.Equal(t, 3, pages)
 	assert.Equal(t, want, got)
@@ -296,11 +296,11 @@ func TestList(t *testing.T) {
 	// Without a prefix every key is listed, in byte order.
 	r = e.do(http.MethodGet, "/v1/ns/default/keys?limit=1000", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	p := decode[listPage](t, r)
-	require.Len(t, p.Keys, 27)
-	assert.Equal(t, "o", p.Keys[0].Key)
-	assert.Equal(t, "q", p.Keys[26].Key)
-	assert.Nil(t, p.Next)
+	p := decode[ctxd.ListPage](t, r)
+	require.Len(t, p.Records, 27)
+	assert.Equal(t, "o", p.Records[0].Key)
+	assert.Equal(t, "q", p.Records[26].Key)
+	assert.False(t, hasField(t, r, "next"), "the last page has no next")
 
 	// A limit above the maximum is capped, not refused.
 	r = e.do(http.MethodGet, "/v1/ns/default/keys?limit=1000000", "")
@@ -322,7 +322,7 @@ func TestNamespaces(t *testing.T) {
 	for _, k := range []string{"x", "y"} {
 		r = e.do(http.MethodPut, keyPath("team-a.prod_1", k), "1")
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
-		assert.Equal(t, "team-a.prod_1", decode[record](t, r).NS)
+		assert.Equal(t, "team-a.prod_1", decode[ctxd.Record](t, r).Namespace)
 	}
 	r = e.do(http.MethodGet, keyPath("team-a.prod_1", "x"), "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
@@ -334,31 +334,31 @@ func TestNamespaces(t *testing.T) {
 
 	r = e.do(http.MethodGet, "/v1/ns/team-a.prod_1/keys", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Len(t, decode[listPage](t, r).Keys, 2)
+	assert.Len(t, decode[ctxd.ListPage](t, r).Records, 2)
 }
 
 func TestPointInTime(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	r1 := e.put("k", `"one"`).Revision
+	r1 := e.put("k", `"one"`).ModRev
 	e.put("other", `0`)
-	r2 := e.put("k", `"two"`).Revision
+	r2 := e.put("k", `"two"`).ModRev
 	r := e.do(http.MethodDelete, keyPath("default", "k"), "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	r3 := decode[record](t, r).Revision
+	r3 := decode[ctxd.Record](t, r).ModRev
 
 	get := func(rev uint64) response {
 		return e.do(http.MethodGet, fmt.Sprintf("%s?rev=%d", keyPath("default", "k"), rev), "")
 	}
 	r = get(r1)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Equal(t, `"one"`, string(decode[record](t, r).Value))
+	assert.Equal(t, `"one"`, string(decode[ctxd.Record](t, r).Value))
 	assert.Equal(t, `"1"`, r.header.Get("ETag"))
 	r = get(r1 + 1)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Equal(t, `"one"`, string(decode[record](t, r).Value))
+	assert.Equal(t, `"one"`, string(decode[ctxd.Record](t, r).Value))
 	r = get(r2)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Equal(t, `"two"`, string(decode[record](t, r).Value))
+	assert.Equal(t, `"two"`, string(decode[ctxd.Record](t, r).Value))
 	assert.Equal(t, `"2"`, r.header.Get("ETag"))
 	requireError(t, get(r3), http.StatusNotFound, "not_found")
 	requireError(t, get(r3+1), http.StatusBadRequest, "future_revision")
@@ -377,10 +377,10 @@ func TestPointInTime(t *testing.T) {
 	assert.Equal(t, r2, *ae.Error.CompactedRevision)
 	r = get(r2)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Equal(t, `"two"`, string(decode[record](t, r).Value))
+	assert.Equal(t, `"two"`, string(decode[ctxd.Record](t, r).Value))
 
 	r = e.do(http.MethodGet, "/v1/status", "")
-	assert.Equal(t, r2, decode[status](t, r).CompactedRevision)
+	assert.Equal(t, r2, decode[ctxd.ServerStatus](t, r).CompactedRevision)
 }
 
 func TestCompareAndSwap(t *testing.T) {
@@ -416,7 +416,7 @@ func TestCompareAndSwap(t *testing.T) {
 	assert.Equal(t, uint64(0), *ae.Error.CurrentVersion)
 	assert.Equal(t, rev, e.revision(), "failed swaps write nothing")
 	r = e.do(http.MethodGet, path, "")
-	assert.Equal(t, `4`, string(decode[record](t, r).Value))
+	assert.Equal(t, `4`, string(decode[ctxd.Record](t, r).Value))
 
 	r = e.do(http.MethodDelete, path, ``, "If-Match", `"4"`)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))

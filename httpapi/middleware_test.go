@@ -122,27 +122,25 @@ func TestConcurrentRequests(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			client := e.ts.Client()
-			for i := range each {
-				key := fmt.Sprintf("w%d/k%d", w, i)
-				body := fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)
-				req, _ := http.NewRequest(http.MethodPut, e.ts.URL+keyPath("default", key), strings.NewReader(body))
+			// send sends method path and reports a failure, or a status
+			// other than 200, on errs; false when nothing was answered.
+			send := func(method, path, body string) bool {
+				req, _ := http.NewRequest(method, e.ts.URL+path, strings.NewReader(body))
 				res, err := client.Do(req)
 				if err != nil {
 					errs <- err
-					continue
+					return false
 				}
 				res.Body.Close()
 				if res.StatusCode != http.StatusOK {
-					errs <- fmt.Errorf("put %s: status %d", key, res.StatusCode)
+					errs <- fmt.Errorf("%s %s: status %d", method, path, res.StatusCode)
 				}
-				res, err = client.Get(e.ts.URL + keyPath("default", key))
-				if err != nil {
-					errs <- err
-					continue
-				}
-				res.Body.Close()
-				if res.StatusCode != http.StatusOK {
-					errs <- fmt.Errorf("get %s: status %d", key, res.StatusCode)
+				return true
+			}
+			for i := range each {
+				path := keyPath("default", fmt.Sprintf("w%d/k%d", w, i))
+				if send(http.MethodPut, path, fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)) {
+					send(http.MethodGet, path, "")
 				}
 			}
 		}()

@@ -7,27 +7,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
-
-// commitHook runs a function once in the store's writer, after the next
-// commit is durable and before its requests are answered.
-type commitHook struct{ fn atomic.Pointer[func()] }
-
-func (h *commitHook) onCommit(store.CommitInfo) {
-	if f := h.fn.Swap(nil); f != nil {
-		(*f)()
-	}
-}
-
-func (h *commitHook) once(f func()) { h.fn.Store(&f) }
 
 // serveWithContext sends a request straight into the real handler chain
 // with a context the test controls: over a socket, the server's request
@@ -65,41 +53,34 @@ var outcomeRoutes = []struct {
 func TestWriteCancelledMidWriteIsOutcomeUnknown(t *testing.T) {
 	for _, rt := range outcomeRoutes {
 		t.Run(rt.name, func(t *testing.T) {
-			h := &commitHook{}
-			e := newEnv(t, envOptions{store: bolt.Options{OnCommit: h.onCommit}})
+			h := &testkit.CommitHook{}
+			e := newEnv(t, envOptions{store: bolt.Options{OnCommit: h.OnCommit}})
 			e.put("k", `1`)
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			answered := make(chan struct{})
-			h.once(func() {
+			h.Once(func() {
 				cancel()
 				<-answered
 			})
 			r := e.serveWithContext(ctx, rt.method, rt.path, rt.body)
 			close(answered)
 
-			var body struct {
-				Error struct {
-					Code    string `json:"code"`
-					Message string `json:"message"`
-				} `json:"error"`
-				Status string `json:"status"`
-			}
-			require.Equal(t, http.StatusServiceUnavailable, r.status, "body: %s", r.body)
-			require.NoError(t, json.Unmarshal(r.body, &body), "body: %s", r.body)
-			assert.Equal(t, "outcome_unknown", body.Error.Code)
-			assert.Contains(t, body.Error.Message, "read the key")
+			var ae apiError
 			if rt.compat {
-				assert.Equal(t, "error", body.Status)
+				ae = requireCtxError(t, r, http.StatusServiceUnavailable, "outcome_unknown").apiError
+			} else {
+				ae = requireError(t, r, http.StatusServiceUnavailable, "outcome_unknown")
 			}
+			assert.Contains(t, ae.Error.Message, "read the key")
 
 			got := e.do(http.MethodGet, keyPath("default", "k"), "")
 			if rt.deleted {
 				requireError(t, got, http.StatusNotFound, "not_found")
 			} else {
 				require.Equal(t, http.StatusOK, got.status, string(got.body))
-				assert.Equal(t, json.RawMessage(`2`), decode[record](t, got).Value)
+				assert.Equal(t, json.RawMessage(`2`), decode[ctxd.Record](t, got).Value)
 			}
 		})
 	}

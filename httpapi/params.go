@@ -61,28 +61,31 @@ func parseKeyPath(r *http.Request) (keyPath, error) {
 		return keyPath{}, err
 	}
 	kp.ns = ns
-	key, err := url.PathUnescape(rawKey)
-	if err != nil {
-		return keyPath{}, badRequest("key is not a valid path-escaped string: " + err.Error())
+	if kp.key, err = parseKey(rawKey); err != nil {
+		return keyPath{}, err
 	}
-	if key == "" {
-		return keyPath{}, badRequest("key must not be empty")
-	}
-	kp.key = key
 	return kp, nil
 }
 
 // parseNamespace unescapes a raw namespace path segment. The store checks
 // the name itself.
-func parseNamespace(raw string) (string, error) {
-	ns, err := url.PathUnescape(raw)
+func parseNamespace(raw string) (string, error) { return unescapeName(raw, "namespace") }
+
+// parseKey unescapes a key's raw path (the v1 and the /ctx routes). The
+// store checks the key itself.
+func parseKey(raw string) (string, error) { return unescapeName(raw, "key") }
+
+// unescapeName unescapes the raw path of a name that must not be empty;
+// what ("key", "namespace") names it in the error.
+func unescapeName(raw, what string) (string, error) {
+	name, err := url.PathUnescape(raw)
 	if err != nil {
-		return "", badRequest("namespace is not a valid path-escaped string: " + err.Error())
+		return "", badRequest(what + " is not a valid path-escaped string: " + err.Error())
 	}
-	if ns == "" {
-		return "", badRequest("namespace must not be empty")
+	if name == "" {
+		return "", badRequest(what + " must not be empty")
 	}
-	return ns, nil
+	return name, nil
 }
 
 // parseIfMatch reads the expected version from If-Match: a decimal version,
@@ -160,14 +163,17 @@ func limitParam(c echo.Context) (int, error) {
 
 // who returns the author of a change: ?who=, else the X-Ctxd-Who header,
 // else "api".
-func who(c echo.Context) string {
+func who(c echo.Context) string { return whoOr(c, defaultWho) }
+
+// whoOr returns ?who=, else the X-Ctxd-Who header, else fallback.
+func whoOr(c echo.Context, fallback string) string {
 	if w, _ := queryParam(c, "who"); w != "" {
 		return w
 	}
 	if w := c.Request().Header.Get(headerWho); w != "" {
 		return w
 	}
-	return defaultWho
+	return fallback
 }
 
 // readBody reads the whole request body once. The body limit middleware has

@@ -110,11 +110,7 @@ func (s *Server) exportSnapshot(c echo.Context) error {
 	if ns, ok := queryParam(c, "ns"); ok {
 		nsName = ns
 	}
-	ns, err := parseNamespace(nsName)
-	if err != nil {
-		return err
-	}
-	r, err := parseExportQuery(c, ns)
+	r, err := parseExportQuery(c, nsName)
 	if err != nil {
 		return err
 	}
@@ -130,7 +126,7 @@ func (s *Server) exportSnapshot(c echo.Context) error {
 	return s.sendSpooled(c, func(w io.Writer) (http.Header, error) {
 		err := snap.View(func(v store.View) error {
 			var err error
-			res, err = export.Write(w, r.format, v, export.Options{Namespace: ns, Who: r.who, History: r.history})
+			res, err = export.Write(w, r.format, v, export.Options{Namespace: r.ns, Who: r.who, History: r.history})
 			return err
 		})
 		if err != nil {
@@ -139,7 +135,7 @@ func (s *Server) exportSnapshot(c echo.Context) error {
 		h := http.Header{}
 		h.Set(echo.HeaderContentType, r.format.ContentType())
 		h.Set("X-Ctxd-Revision", strconv.FormatUint(res.Revision, 10))
-		h.Set(echo.HeaderContentDisposition, attachment(meta.ID+"-"+ns+r.format.Ext()))
+		h.Set(echo.HeaderContentDisposition, attachment(meta.ID+"-"+r.ns+r.format.Ext()))
 		return h, nil
 	})
 }

@@ -81,7 +81,7 @@ func TestSnapshotLifecycle(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	assert.Equal(t, `"before"`, string(mustGet(t, e, "name")))
 	next := e.put("x", `1`)
-	assert.Equal(t, uint64(4), next.Revision, "the revision never goes back")
+	assert.Equal(t, uint64(4), next.ModRev, "the revision never goes back")
 
 	// Upload what was downloaded: verified and listed.
 	r = e.do(http.MethodPost, "/v1/snapshots/upload", string(downloaded), "Content-Type", "application/octet-stream", "X-Ctxd-Sha256", meta.SHA256)
@@ -146,7 +146,7 @@ func TestCompactAndDefragRoutes(t *testing.T) {
 	require.NoError(t, json.Unmarshal(r.body, &dr))
 	assert.Contains(t, dr, "pause_ms")
 	assert.Equal(t, `"`+strings.Repeat("v", 2000)+`"`, string(mustGet(t, e, "k")))
-	st := decode[status](t, e.do(http.MethodGet, "/v1/status", ""))
+	st := decode[ctxd.ServerStatus](t, e.do(http.MethodGet, "/v1/status", ""))
 	assert.Positive(t, st.FileSizeBytes)
 	assert.Equal(t, uint64(4), st.CompactedRevision)
 }
@@ -155,5 +155,5 @@ func mustGet(t *testing.T, e *env, key string) json.RawMessage {
 	t.Helper()
 	r := e.do(http.MethodGet, keyPath("default", key), "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	return decode[record](t, r).Value
+	return decode[ctxd.Record](t, r).Value
 }

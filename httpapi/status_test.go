@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/httpapi"
 )
 
@@ -20,7 +21,7 @@ func TestStatus(t *testing.T) {
 
 	r = e.do(http.MethodGet, "/v1/status", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	st := decode[status](t, r)
+	st := decode[ctxd.ServerStatus](t, r)
 	assert.Equal(t, "v9.8.7", st.Version)
 	assert.Equal(t, uint64(3), st.Revision)
 	assert.Equal(t, uint64(0), st.CompactedRevision)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
 )
 
 func TestTxn(t *testing.T) {
@@ -23,36 +25,36 @@ func TestTxn(t *testing.T) {
 		]
 	}`)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	res := decode[txnResult](t, r)
+	res := decode[ctxd.TxnResult](t, r)
 	assert.Equal(t, uint64(6), res.Revision)
-	require.Len(t, res.Results, 4)
-	assert.Equal(t, record{NS: "default", Key: "a", Value: []byte(`{"n": 2}`), Version: 2, CreateRev: 1, Revision: 3, Who: "deployer", UpdatedAt: res.Results[0].UpdatedAt}, res.Results[0])
-	assert.Equal(t, "team", res.Results[1].NS)
-	assert.Equal(t, "dir/b", res.Results[1].Key)
-	assert.Equal(t, uint64(1), res.Results[1].Version)
-	assert.Equal(t, uint64(4), res.Results[1].Revision)
-	assert.Equal(t, "gone", res.Results[2].Key)
-	assert.Equal(t, "null", string(res.Results[2].Value))
-	assert.Equal(t, uint64(5), res.Results[2].Revision)
-	assert.Equal(t, "null", string(res.Results[3].Value))
+	require.Len(t, res.Records, 4)
+	assert.Equal(t, ctxd.Record{Namespace: "default", Key: "a", Value: []byte(`{"n": 2}`), Version: 2, CreateRev: 1, ModRev: 3, Who: "deployer", UpdatedAt: res.Records[0].UpdatedAt}, res.Records[0])
+	assert.Equal(t, "team", res.Records[1].Namespace)
+	assert.Equal(t, "dir/b", res.Records[1].Key)
+	assert.Equal(t, uint64(1), res.Records[1].Version)
+	assert.Equal(t, uint64(4), res.Records[1].ModRev)
+	assert.Equal(t, "gone", res.Records[2].Key)
+	assert.Equal(t, "null", string(res.Records[2].Value))
+	assert.Equal(t, uint64(5), res.Records[2].ModRev)
+	assert.Equal(t, "null", string(res.Records[3].Value))
 
 	r = e.do(http.MethodGet, keyPath("default", "a"), "")
-	assert.Equal(t, `{"n": 2}`, string(decode[record](t, r).Value))
+	assert.Equal(t, `{"n": 2}`, string(decode[ctxd.Record](t, r).Value))
 	r = e.do(http.MethodGet, keyPath("team", "dir/b"), "")
-	assert.Equal(t, `[1, 2]`, string(decode[record](t, r).Value))
+	assert.Equal(t, `[1, 2]`, string(decode[ctxd.Record](t, r).Value))
 	requireError(t, e.do(http.MethodGet, keyPath("default", "gone"), ""), http.StatusNotFound, "not_found")
 	r = e.do(http.MethodGet, keyPath("default", "c"), "")
 	require.Equal(t, http.StatusOK, r.status)
-	assert.Equal(t, `null`, string(decode[record](t, r).Value))
+	assert.Equal(t, `null`, string(decode[ctxd.Record](t, r).Value))
 
 	// Who falls back to ?who=, then the header, then "api".
 	r = e.do(http.MethodPost, "/v1/txn?who=q", `{"ops":[{"op":"put","key":"w","value":1}]}`, "X-Ctxd-Who", "h")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	assert.Equal(t, "q", decode[txnResult](t, r).Results[0].Who)
+	assert.Equal(t, "q", decode[ctxd.TxnResult](t, r).Records[0].Who)
 	r = e.do(http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"w","value":2}]}`, "X-Ctxd-Who", "h")
-	assert.Equal(t, "h", decode[txnResult](t, r).Results[0].Who)
+	assert.Equal(t, "h", decode[ctxd.TxnResult](t, r).Records[0].Who)
 	r = e.do(http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"w","value":3}]}`)
-	assert.Equal(t, "api", decode[txnResult](t, r).Results[0].Who)
+	assert.Equal(t, "api", decode[ctxd.TxnResult](t, r).Records[0].Who)
 }
 
 func TestTxnAllOrNothing(t *testing.T) {
@@ -79,9 +81,9 @@ func TestTxnAllOrNothing(t *testing.T) {
 	requireError(t, e.do(http.MethodGet, keyPath("other", "x"), ""), http.StatusNotFound, "not_found")
 	r = e.do(http.MethodGet, keyPath("default", "a"), "")
 	require.Equal(t, http.StatusOK, r.status)
-	assert.Equal(t, `"a1"`, string(decode[record](t, r).Value))
+	assert.Equal(t, `"a1"`, string(decode[ctxd.Record](t, r).Value))
 	r = e.do(http.MethodGet, keyPath("default", "b"), "")
-	assert.Equal(t, `"b1"`, string(decode[record](t, r).Value))
+	assert.Equal(t, `"b1"`, string(decode[ctxd.Record](t, r).Value))
 	r = e.do(http.MethodGet, "/v1/ns", "")
 	assert.JSONEq(t, `{"namespaces":[{"name":"default","keys":2}]}`, string(r.body))
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
 	ctxdserver "github.com/framework0/ctxd/server"
 )
@@ -150,46 +150,25 @@ func newServer(t *testing.T, opts serverOptions) *server {
 // do sends one API request and returns the status and body.
 func (s *server) do(method, path, body string, hdr ...string) (int, []byte) {
 	s.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, s.url+path, rd)
-	require.NoError(s.t, err)
 	if s.token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.token)
+		hdr = append([]string{"Authorization", "Bearer " + s.token}, hdr...)
 	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(s.t, err)
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	require.NoError(s.t, err)
+	res, b := testkit.Send(s.t, http.DefaultClient, testkit.NewRequest(s.t, method, s.url+path, body, hdr...))
 	return res.StatusCode, b
 }
 
-// record is a key's record as the API answers it.
-type record struct {
-	Value    json.RawMessage `json:"value"`
-	Version  uint64          `json:"version"`
-	Revision uint64          `json:"revision"`
-	Who      string          `json:"who"`
-}
-
 // put writes a key through the REST API, as another client would.
-func (s *server) put(ns, key, value, who string) record {
+func (s *server) put(ns, key, value, who string) ctxd.Record {
 	s.t.Helper()
 	status, body := s.do(http.MethodPut, keyPath(ns, key)+"?who="+url.QueryEscape(who), value)
 	require.Equal(s.t, http.StatusOK, status, "%s", body)
-	var r record
+	var r ctxd.Record
 	require.NoError(s.t, json.Unmarshal(body, &r))
 	return r
 }
 
 // get reads a key through the REST API; ok is false on 404.
-func (s *server) get(ns, key string) (r record, ok bool) {
+func (s *server) get(ns, key string) (r ctxd.Record, ok bool) {
 	s.t.Helper()
 	status, body := s.do(http.MethodGet, keyPath(ns, key), "")
 	if status == http.StatusNotFound {

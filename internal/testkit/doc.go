@@ -1,10 +1,12 @@
 // Package testkit is what ctxd's tests share: a goroutine-safe log buffer
 // ([SyncBuffer]), a bbolt store in a temp folder checked for consistency
-// when the test ends ([OpenBolt]), the whole server on a real loopback
-// port ([StartServer], built on package server, so tests run what `ctxd
-// serve` runs), WebSocket clients of /v1/watch ([DialWatch]), a wait for a
-// condition instead of a sleep ([Eventually]), and the goroutine-leak
-// check every package's TestMain runs ([VerifyNoLeaks]).
+// when the test ends ([OpenBolt]), a commit hook that holds the store's
+// writer ([CommitHook]), many keys written at once ([PutKeys]), the whole
+// server on a real loopback port ([StartServer], built on package server,
+// so tests run what `ctxd serve` runs), HTTP requests and their answers
+// ([NewRequest], [Send]), WebSocket clients of /v1/watch ([DialWatch]), a
+// wait for a condition instead of a sleep ([Eventually]), and the
+// goroutine-leak check every package's TestMain runs ([VerifyNoLeaks]).
 //
 // # Caveats
 //

@@ -3,9 +3,12 @@ package testkit_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -66,6 +69,52 @@ func TestStartServer(t *testing.T) {
 	defer res.Body.Close()
 	assert.Equal(t, http.StatusOK, res.StatusCode)
 	assert.Contains(t, s.Logs.String(), `"message":"store opened"`)
+}
+
+// The commit hook runs its function once, in the writer, after the commit.
+func TestCommitHook(t *testing.T) {
+	h := &testkit.CommitHook{}
+	b := testkit.OpenBolt(t, bolt.Options{OnCommit: h.OnCommit})
+	ran := 0
+	h.Once(func() {
+		ran++
+		_, err := b.Get("default", "k")
+		assert.NoError(t, err, "the commit is visible when the hook runs")
+	})
+	for i := range 2 {
+		_, err := b.Put(context.Background(), "default", "k", json.RawMessage(strconv.Itoa(i)), nil, "test")
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 1, ran)
+}
+
+func TestPutKeys(t *testing.T) {
+	b := testkit.OpenBolt(t, bolt.Options{})
+	testkit.PutKeys(t, b.Store, "team", 250, json.RawMessage(`"v"`), "filler")
+	assert.Equal(t, uint64(250), b.Revision())
+	rec, err := b.Get("team", "k249")
+	require.NoError(t, err)
+	assert.Equal(t, `"v"`, string(rec.Value))
+	assert.Equal(t, "filler", rec.Who)
+	page, err := b.List("team", ctxd.ListOptions{Limit: 1000})
+	require.NoError(t, err)
+	assert.Len(t, page.Records, 250)
+}
+
+func TestNewRequestAndSend(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Echo", r.Header.Get("X-A")+","+r.Header.Get("X-B"))
+		w.WriteHeader(http.StatusTeapot)
+		_, _ = w.Write(append([]byte(r.Method+" "+r.URL.RequestURI()+" "), b...))
+	}))
+	defer ts.Close()
+	req := testkit.NewRequest(t, http.MethodPut, ts.URL+"/p?q=1", "body", "X-A", "a", "X-B", "b", "X-Odd")
+	res, b := testkit.Send(t, ts.Client(), req)
+	assert.Equal(t, http.StatusTeapot, res.StatusCode)
+	assert.Equal(t, "a,b", res.Header.Get("X-Echo"))
+	assert.Equal(t, "PUT /p?q=1 body", string(b))
+	assert.Nil(t, testkit.NewRequest(t, http.MethodGet, ts.URL, "").Body, "no body when empty")
 }
 
 // The server binary compiles neither the kit nor goleak in.

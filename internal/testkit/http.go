@@ -1,0 +1,38 @@
+package testkit
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// NewRequest builds a request to url with body (none when "") and the
+// headers hdr, given as name, value pairs.
+func NewRequest(t testing.TB, method, url, body string, hdr ...string) *http.Request {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	require.NoError(t, err)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return req
+}
+
+// Send sends req with hc and returns the answer and its whole body (read
+// and closed).
+func Send(t testing.TB, hc *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	res, err := hc.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return res, b
+}
