@@ -27,21 +27,15 @@ func BenchmarkWrite(b *testing.B) {
 		fill(b, st, n)
 		for _, f := range export.Formats {
 			b.Run(string(f)+"/keys="+strconv.Itoa(n), func(b *testing.B) {
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				b.ResetTimer()
-				var res export.Result
-				for b.Loop() {
-					require.NoError(b, st.View(func(v store.View) error {
+				benchPerKey(b, n, func() (export.Result, error) {
+					var res export.Result
+					err := st.View(func(v store.View) error {
 						var err error
 						res, err = export.Write(io.Discard, f, v, export.Options{Namespace: "default", Who: "bench"})
 						return err
-					}))
-				}
-				b.StopTimer()
-				runtime.ReadMemStats(&after)
-				reportPerKey(b, n, res, &before, &after)
+					})
+					return res, err
+				})
 			})
 		}
 	}
@@ -61,25 +55,29 @@ func BenchmarkWriteOnly(b *testing.B) {
 		}
 		for _, f := range export.Formats {
 			b.Run(string(f)+"/keys="+strconv.Itoa(n), func(b *testing.B) {
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				b.ResetTimer()
-				var res export.Result
-				for b.Loop() {
-					var err error
-					res, err = export.Write(io.Discard, f, src, export.Options{Namespace: "default", Who: "bench"})
-					require.NoError(b, err)
-				}
-				b.StopTimer()
-				runtime.ReadMemStats(&after)
-				reportPerKey(b, n, res, &before, &after)
+				benchPerKey(b, n, func() (export.Result, error) {
+					return export.Write(io.Discard, f, src, export.Options{Namespace: "default", Who: "bench"})
+				})
 			})
 		}
 	}
 }
 
-func reportPerKey(b *testing.B, n int, res export.Result, before, after *runtime.MemStats) {
+// benchPerKey runs write, a dump of n keys, in the benchmark's loop and
+// reports its costs per key.
+func benchPerKey(b *testing.B, n int, write func() (export.Result, error)) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	var res export.Result
+	for b.Loop() {
+		var err error
+		res, err = write()
+		require.NoError(b, err)
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
 	keys := float64(b.N) * float64(n)
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/keys, "allocs/key")
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/keys, "B/key")
