@@ -105,6 +105,15 @@ func populate(t testing.TB, st *bolt.Store, ns string) {
 	put(t, st, "other", "not.dumped", `1`, "alice")
 }
 
+// populated opens a store, populates "default" and returns the store and
+// the namespace's live records.
+func populated(t testing.TB) (*bolt.Store, []ctxd.Record) {
+	t.Helper()
+	st := openStore(t, bolt.Options{})
+	populate(t, st, "default")
+	return st, liveRecords(t, st, "default")
+}
+
 // compactJSON returns v compacted, to compare JSON values.
 func compactJSON(t testing.TB, v []byte) string {
 	t.Helper()
