@@ -24,7 +24,7 @@ import (
 func BenchmarkWrite(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		st := openStore(b, bolt.Options{Limits: ctxd.Limits{MaxTxnOps: 10000}})
-		fill(b, st, n)
+		fill(b, st, n, 10000)
 		for _, f := range export.Formats {
 			b.Run(string(f)+"/keys="+strconv.Itoa(n), func(b *testing.B) {
 				benchPerKey(b, n, func() (export.Result, error) {
@@ -105,18 +105,3 @@ func (m *memSource) ForEach(_, _ string, fn func(ctxd.Record) error) error {
 func (m *memSource) ForEachChange(string, func(ctxd.Change) error) error { return nil }
 
 func (m *memSource) Change(uint64) (ctxd.Change, error) { return ctxd.Change{}, ctxd.ErrNotFound }
-
-// fill writes n keys with small object values, 10,000 per transaction.
-func fill(b *testing.B, st *bolt.Store, n int) {
-	b.Helper()
-	var writes []ctxd.Write
-	for i := range n {
-		v, _ := json.Marshal(map[string]any{"id": i, "name": "item-" + strconv.Itoa(i), "tags": []string{"a", "b"}, "ok": i%2 == 0})
-		writes = append(writes, ctxd.Write{Namespace: "default", Key: "app/item/" + strconv.Itoa(i), Op: ctxd.OpPut, Value: v, Who: "bench"})
-		if len(writes) == 10000 || i == n-1 {
-			_, err := st.Txn(bg, writes)
-			require.NoError(b, err)
-			writes = writes[:0]
-		}
-	}
-}

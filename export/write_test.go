@@ -296,15 +296,7 @@ func TestPrettyDump(t *testing.T) {
 // A failing writer stops the dump with its error.
 func TestWriteError(t *testing.T) {
 	st := openStore(t, bolt.Options{})
-	var writes []ctxd.Write
-	for i := range 2000 {
-		writes = append(writes, ctxd.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: ctxd.OpPut, Value: []byte(`"` + strings.Repeat("x", 100) + `"`), Who: "a"})
-		if len(writes) == 100 {
-			_, err := st.Txn(bg, writes)
-			require.NoError(t, err)
-			writes = writes[:0]
-		}
-	}
+	fill(t, st, 2000, 100) // more than the writer's 64 KiB buffer
 	boom := errors.New("disk full")
 	for _, f := range export.Formats {
 		err := st.View(func(v store.View) error {
