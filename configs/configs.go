@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -406,54 +407,10 @@ var settings = []setting{
 		},
 		get: func(c *Config) string { return c.ShutdownTimeout.String() },
 	},
-	{
-		path: "log.level",
-		set: func(c *Config, v string) error {
-			switch v {
-			case "trace", "debug", "info", "warn", "error":
-				c.Log.Level = v
-				return nil
-			}
-			return fmt.Errorf("invalid level %q (use trace, debug, info, warn or error)", v)
-		},
-		get: func(c *Config) string { return c.Log.Level },
-	},
-	{
-		path: "log.format",
-		set: func(c *Config, v string) error {
-			switch v {
-			case "json", "console":
-				c.Log.Format = v
-				return nil
-			}
-			return fmt.Errorf("invalid format %q (use json or console)", v)
-		},
-		get: func(c *Config) string { return c.Log.Format },
-	},
-	{
-		path: "http.max_body_bytes",
-		set: func(c *Config, v string) error {
-			n, err := parseSize(v, 1<<62)
-			if err != nil {
-				return err
-			}
-			c.HTTP.MaxBodyBytes = n
-			return nil
-		},
-		get: func(c *Config) string { return strconv.FormatInt(c.HTTP.MaxBodyBytes, 10) },
-	},
-	{
-		path: "http.cors_origins",
-		set: func(c *Config, v string) error {
-			origins, err := parseOrigins(v)
-			if err != nil {
-				return err
-			}
-			c.HTTP.CORSOrigins = origins
-			return nil
-		},
-		get: func(c *Config) string { return strings.Join(c.HTTP.CORSOrigins, ",") },
-	},
+	choiceSetting("log.level", "level", func(c *Config) *string { return &c.Log.Level }, "trace", "debug", "info", "warn", "error"),
+	choiceSetting("log.format", "format", func(c *Config) *string { return &c.Log.Format }, "json", "console"),
+	sizeSetting("http.max_body_bytes", 1<<62, func(c *Config) *int64 { return &c.HTTP.MaxBodyBytes }),
+	originsSetting("http.cors_origins", func(c *Config) *[]string { return &c.HTTP.CORSOrigins }),
 	{
 		path: "http.rate_limit",
 		set: func(c *Config, v string) error {
@@ -469,84 +426,16 @@ var settings = []setting{
 		},
 		get: func(c *Config) string { return strconv.FormatFloat(c.HTTP.RateLimit, 'g', -1, 64) },
 	},
-	{
-		path: "http.rate_burst",
-		set:  func(c *Config, v string) error { return setCount(&c.HTTP.RateBurst, v) },
-		get:  func(c *Config) string { return strconv.Itoa(c.HTTP.RateBurst) },
-	},
-	{
-		path: "http.read_header_timeout",
-		set:  func(c *Config, v string) error { return setDuration(&c.HTTP.ReadHeaderTimeout, v, false) },
-		get:  func(c *Config) string { return c.HTTP.ReadHeaderTimeout.String() },
-	},
-	{
-		path: "http.read_timeout",
-		set:  func(c *Config, v string) error { return setDuration(&c.HTTP.ReadTimeout, v, false) },
-		get:  func(c *Config) string { return c.HTTP.ReadTimeout.String() },
-	},
-	{
-		path: "http.max_header_bytes",
-		set: func(c *Config, v string) error {
-			n, err := parseSize(v, 1<<30)
-			if err != nil {
-				return err
-			}
-			c.HTTP.MaxHeaderBytes = n
-			return nil
-		},
-		get: func(c *Config) string { return strconv.FormatInt(c.HTTP.MaxHeaderBytes, 10) },
-	},
-	{
-		path: "auth.mode",
-		set: func(c *Config, v string) error {
-			switch v {
-			case AuthAuto, AuthOn, AuthOff:
-				c.Auth.Mode = v
-				return nil
-			}
-			return fmt.Errorf("invalid mode %q (use auto, on or off)", v)
-		},
-		get: func(c *Config) string { return c.Auth.Mode },
-	},
-	{
-		path: "auth.tokens_file",
-		set:  func(c *Config, v string) error { c.Auth.TokensFile = strings.TrimSpace(v); return nil },
-		get:  func(c *Config) string { return c.Auth.TokensFile },
-	},
-	{
-		path: "tls.cert_file",
-		set:  func(c *Config, v string) error { c.TLS.CertFile = strings.TrimSpace(v); return nil },
-		get:  func(c *Config) string { return c.TLS.CertFile },
-	},
-	{
-		path: "tls.key_file",
-		set:  func(c *Config, v string) error { c.TLS.KeyFile = strings.TrimSpace(v); return nil },
-		get:  func(c *Config) string { return c.TLS.KeyFile },
-	},
-	{
-		path: "limits.max_key_bytes",
-		set: func(c *Config, v string) error {
-			n, err := parseSize(v, ctxd.MaxKeyBytes)
-			if err != nil {
-				return err
-			}
-			c.Limits.MaxKeyBytes = int(n)
-			return nil
-		},
-		get: func(c *Config) string { return strconv.Itoa(c.Limits.MaxKeyBytes) },
-	},
-	{
-		path: "limits.max_value_bytes",
-		set: func(c *Config, v string) error {
-			n, err := parseSize(v, 1<<31-1)
-			if err != nil {
-				return err
-			}
-			c.Limits.MaxValueBytes = int(n)
-			return nil
-		},
-		get: func(c *Config) string { return strconv.Itoa(c.Limits.MaxValueBytes) },
-	},
+	countSetting("http.rate_burst", false, func(c *Config) *int { return &c.HTTP.RateBurst }),
+	durationSetting("http.read_header_timeout", false, func(c *Config) *time.Duration { return &c.HTTP.ReadHeaderTimeout }),
+	durationSetting("http.read_timeout", false, func(c *Config) *time.Duration { return &c.HTTP.ReadTimeout }),
+	sizeSetting("http.max_header_bytes", 1<<30, func(c *Config) *int64 { return &c.HTTP.MaxHeaderBytes }),
+	choiceSetting("auth.mode", "mode", func(c *Config) *string { return &c.Auth.Mode }, AuthAuto, AuthOn, AuthOff),
+	pathSetting("auth.tokens_file", func(c *Config) *string { return &c.Auth.TokensFile }),
+	pathSetting("tls.cert_file", func(c *Config) *string { return &c.TLS.CertFile }),
+	pathSetting("tls.key_file", func(c *Config) *string { return &c.TLS.KeyFile }),
+	sizeSetting("limits.max_key_bytes", ctxd.MaxKeyBytes, func(c *Config) *int { return &c.Limits.MaxKeyBytes }),
+	sizeSetting("limits.max_value_bytes", 1<<31-1, func(c *Config) *int { return &c.Limits.MaxValueBytes }),
 	{
 		path: "limits.max_txn_ops",
 		set: func(c *Config, v string) error {
@@ -573,117 +462,107 @@ var settings = []setting{
 		},
 		get: func(c *Config) string { return c.Compat.Namespace },
 	},
-	{
-		path: "snapshots.interval",
-		set:  func(c *Config, v string) error { return setDuration(&c.Snapshots.Interval, v, true) },
-		get:  func(c *Config) string { return c.Snapshots.Interval.String() },
-	},
-	{
-		path: "snapshots.keep",
-		set:  func(c *Config, v string) error { return setCount(&c.Snapshots.Keep, v) },
-		get:  func(c *Config) string { return strconv.Itoa(c.Snapshots.Keep) },
-	},
-	{
-		path: "snapshots.max_upload_bytes",
+	durationSetting("snapshots.interval", true, func(c *Config) *time.Duration { return &c.Snapshots.Interval }),
+	countSetting("snapshots.keep", false, func(c *Config) *int { return &c.Snapshots.Keep }),
+	sizeSetting("snapshots.max_upload_bytes", 1<<62, func(c *Config) *int64 { return &c.Snapshots.MaxUploadBytes }),
+	countSetting("history.keep_versions", false, func(c *Config) *int { return &c.History.KeepVersions }),
+	countSetting("history.keep_revisions", false, func(c *Config) *uint64 { return &c.History.KeepRevisions }),
+	durationSetting("history.keep_for", true, func(c *Config) *time.Duration { return &c.History.KeepFor }),
+	durationSetting("history.compact_interval", false, func(c *Config) *time.Duration { return &c.History.CompactInterval }),
+	durationSetting("websocket.ping_interval", false, func(c *Config) *time.Duration { return &c.WebSocket.PingInterval }),
+	durationSetting("websocket.write_timeout", false, func(c *Config) *time.Duration { return &c.WebSocket.WriteTimeout }),
+	sizeSetting("websocket.max_message_bytes", 1<<40, func(c *Config) *int64 { return &c.WebSocket.MaxMessageBytes }),
+	originsSetting("websocket.allowed_origins", func(c *Config) *[]string { return &c.WebSocket.AllowedOrigins }),
+	countSetting("websocket.max_clients", true, func(c *Config) *int { return &c.WebSocket.MaxClients }),
+	countSetting("websocket.max_lag", true, func(c *Config) *uint64 { return &c.WebSocket.MaxLag }),
+}
+
+// The kinds of setting that several share. field returns the setting's
+// place in a Config.
+
+// choiceSetting is one of choices; what names it in the error.
+func choiceSetting(path, what string, field func(*Config) *string, choices ...string) setting {
+	return setting{
+		path: path,
 		set: func(c *Config, v string) error {
-			n, err := parseSize(v, 1<<62)
+			if !slices.Contains(choices, v) {
+				last := len(choices) - 1
+				return fmt.Errorf("invalid %s %q (use %s or %s)", what, v, strings.Join(choices[:last], ", "), choices[last])
+			}
+			*field(c) = v
+			return nil
+		},
+		get: func(c *Config) string { return *field(c) },
+	}
+}
+
+// sizeSetting is a byte count in 1..max (parseSize).
+func sizeSetting[T int | int64](path string, max int64, field func(*Config) *T) setting {
+	return setting{
+		path: path,
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v, max)
 			if err != nil {
 				return err
 			}
-			c.Snapshots.MaxUploadBytes = n
+			*field(c) = T(n)
 			return nil
 		},
-		get: func(c *Config) string { return strconv.FormatInt(c.Snapshots.MaxUploadBytes, 10) },
-	},
-	{
-		path: "history.keep_versions",
-		set:  func(c *Config, v string) error { return setCount(&c.History.KeepVersions, v) },
-		get:  func(c *Config) string { return strconv.Itoa(c.History.KeepVersions) },
-	},
-	{
-		path: "history.keep_revisions",
+		get: func(c *Config) string { return strconv.FormatInt(int64(*field(c)), 10) },
+	}
+}
+
+// countSetting is a whole number >= 0 (setCount); nonZero refuses 0.
+func countSetting[T int | uint64](path string, nonZero bool, field func(*Config) *T) setting {
+	return setting{
+		path: path,
 		set: func(c *Config, v string) error {
 			var n int
 			if err := setCount(&n, v); err != nil {
 				return err
 			}
-			c.History.KeepRevisions = uint64(n)
-			return nil
-		},
-		get: func(c *Config) string { return strconv.FormatUint(c.History.KeepRevisions, 10) },
-	},
-	{
-		path: "history.keep_for",
-		set:  func(c *Config, v string) error { return setDuration(&c.History.KeepFor, v, true) },
-		get:  func(c *Config) string { return c.History.KeepFor.String() },
-	},
-	{
-		path: "history.compact_interval",
-		set:  func(c *Config, v string) error { return setDuration(&c.History.CompactInterval, v, false) },
-		get:  func(c *Config) string { return c.History.CompactInterval.String() },
-	},
-	{
-		path: "websocket.ping_interval",
-		set:  func(c *Config, v string) error { return setDuration(&c.WebSocket.PingInterval, v, false) },
-		get:  func(c *Config) string { return c.WebSocket.PingInterval.String() },
-	},
-	{
-		path: "websocket.write_timeout",
-		set:  func(c *Config, v string) error { return setDuration(&c.WebSocket.WriteTimeout, v, false) },
-		get:  func(c *Config) string { return c.WebSocket.WriteTimeout.String() },
-	},
-	{
-		path: "websocket.max_message_bytes",
-		set: func(c *Config, v string) error {
-			n, err := parseSize(v, 1<<40)
-			if err != nil {
-				return err
+			if nonZero && n == 0 {
+				return errors.New("must be > 0")
 			}
-			c.WebSocket.MaxMessageBytes = n
+			*field(c) = T(n)
 			return nil
 		},
-		get: func(c *Config) string { return strconv.FormatInt(c.WebSocket.MaxMessageBytes, 10) },
-	},
-	{
-		path: "websocket.allowed_origins",
+		get: func(c *Config) string { return fmt.Sprint(*field(c)) },
+	}
+}
+
+// durationSetting is a duration (setDuration); zeroOK allows 0 ("off").
+func durationSetting(path string, zeroOK bool, field func(*Config) *time.Duration) setting {
+	return setting{
+		path: path,
+		set:  func(c *Config, v string) error { return setDuration(field(c), v, zeroOK) },
+		get:  func(c *Config) string { return field(c).String() },
+	}
+}
+
+// originsSetting is a comma-separated list of origins (parseOrigins).
+func originsSetting(path string, field func(*Config) *[]string) setting {
+	return setting{
+		path: path,
 		set: func(c *Config, v string) error {
 			origins, err := parseOrigins(v)
 			if err != nil {
 				return err
 			}
-			c.WebSocket.AllowedOrigins = origins
+			*field(c) = origins
 			return nil
 		},
-		get: func(c *Config) string { return strings.Join(c.WebSocket.AllowedOrigins, ",") },
-	},
-	{
-		path: "websocket.max_clients",
-		set: func(c *Config, v string) error {
-			if err := setCount(&c.WebSocket.MaxClients, v); err != nil {
-				return err
-			}
-			if c.WebSocket.MaxClients == 0 {
-				return errors.New("must be > 0")
-			}
-			return nil
-		},
-		get: func(c *Config) string { return strconv.Itoa(c.WebSocket.MaxClients) },
-	},
-	{
-		path: "websocket.max_lag",
-		set: func(c *Config, v string) error {
-			var n int
-			if err := setCount(&n, v); err != nil {
-				return err
-			}
-			if n == 0 {
-				return errors.New("must be > 0")
-			}
-			c.WebSocket.MaxLag = uint64(n)
-			return nil
-		},
-		get: func(c *Config) string { return strconv.FormatUint(c.WebSocket.MaxLag, 10) },
-	},
+		get: func(c *Config) string { return strings.Join(*field(c), ",") },
+	}
+}
+
+// pathSetting is a file's path, trimmed; "" is none.
+func pathSetting(path string, field func(*Config) *string) setting {
+	return setting{
+		path: path,
+		set:  func(c *Config, v string) error { *field(c) = strings.TrimSpace(v); return nil },
+		get:  func(c *Config) string { return *field(c) },
+	}
 }
 
 // parseOrigins parses a comma-separated list of origins

@@ -115,6 +115,15 @@ limits:
   max_value_bytes: 2097152
   max_txn_ops: 64
 `
+	// fromFile sets what file sets.
+	fromFile := func(c *Config) {
+		c.Addr = "10.0.0.1:9000"
+		c.DataDir = "/var/lib/ctxd"
+		c.ShutdownTimeout = 30 * time.Second
+		c.Log = Log{Level: "debug", Format: "console"}
+		c.HTTP.MaxBodyBytes = 4 << 20
+		c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
+	}
 	tests := []struct {
 		name  string
 		file  string
@@ -123,18 +132,7 @@ limits:
 		want  func(c *Config)
 	}{
 		{name: "defaults", want: func(c *Config) {}},
-		{
-			name: "file overrides defaults",
-			file: file,
-			want: func(c *Config) {
-				c.Addr = "10.0.0.1:9000"
-				c.DataDir = "/var/lib/ctxd"
-				c.ShutdownTimeout = 30 * time.Second
-				c.Log = Log{Level: "debug", Format: "console"}
-				c.HTTP.MaxBodyBytes = 4 << 20
-				c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
-			},
-		},
+		{name: "file overrides defaults", file: file, want: fromFile},
 		{
 			name: "partial file keeps other defaults",
 			file: "log:\n  format: console\n",
@@ -153,12 +151,12 @@ limits:
 				"CTXD_SHUTDOWN_TIMEOUT=1m", "CTXD_HTTP_MAX_BODY_BYTES=3145728",
 			},
 			want: func(c *Config) {
+				fromFile(c)
 				c.Addr = ":7000"
-				c.DataDir = "/var/lib/ctxd"
 				c.ShutdownTimeout = time.Minute
-				c.Log = Log{Level: "warn", Format: "console"}
+				c.Log.Level = "warn"
 				c.HTTP.MaxBodyBytes = 3 << 20
-				c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 10}
+				c.Limits.MaxTxnOps = 10
 			},
 		},
 		{
@@ -210,12 +208,10 @@ limits:
 			env:   []string{"CTXD_ADDR=:7000", "CTXD_DATA_DIR=/env", "CTXD_LOG_FORMAT=json"},
 			flags: map[string]string{"addr": "127.0.0.1:0", "data_dir": "/flag", "log.level": "trace"},
 			want: func(c *Config) {
+				fromFile(c)
 				c.Addr = "127.0.0.1:0"
 				c.DataDir = "/flag"
-				c.ShutdownTimeout = 30 * time.Second
 				c.Log = Log{Level: "trace", Format: "json"}
-				c.HTTP.MaxBodyBytes = 4 << 20
-				c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
 			},
 		},
 	}

@@ -24,24 +24,18 @@ import (
 func BenchmarkWrite(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		st := openStore(b, bolt.Options{Limits: ctxd.Limits{MaxTxnOps: 10000}})
-		fill(b, st, n)
+		fill(b, st, n, 10000)
 		for _, f := range export.Formats {
 			b.Run(string(f)+"/keys="+strconv.Itoa(n), func(b *testing.B) {
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				b.ResetTimer()
-				var res export.Result
-				for b.Loop() {
-					require.NoError(b, st.View(func(v store.View) error {
+				benchPerKey(b, n, func() (export.Result, error) {
+					var res export.Result
+					err := st.View(func(v store.View) error {
 						var err error
 						res, err = export.Write(io.Discard, f, v, export.Options{Namespace: "default", Who: "bench"})
 						return err
-					}))
-				}
-				b.StopTimer()
-				runtime.ReadMemStats(&after)
-				reportPerKey(b, n, res, &before, &after)
+					})
+					return res, err
+				})
 			})
 		}
 	}
@@ -61,25 +55,29 @@ func BenchmarkWriteOnly(b *testing.B) {
 		}
 		for _, f := range export.Formats {
 			b.Run(string(f)+"/keys="+strconv.Itoa(n), func(b *testing.B) {
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				b.ResetTimer()
-				var res export.Result
-				for b.Loop() {
-					var err error
-					res, err = export.Write(io.Discard, f, src, export.Options{Namespace: "default", Who: "bench"})
-					require.NoError(b, err)
-				}
-				b.StopTimer()
-				runtime.ReadMemStats(&after)
-				reportPerKey(b, n, res, &before, &after)
+				benchPerKey(b, n, func() (export.Result, error) {
+					return export.Write(io.Discard, f, src, export.Options{Namespace: "default", Who: "bench"})
+				})
 			})
 		}
 	}
 }
 
-func reportPerKey(b *testing.B, n int, res export.Result, before, after *runtime.MemStats) {
+// benchPerKey runs write, a dump of n keys, in the benchmark's loop and
+// reports its costs per key.
+func benchPerKey(b *testing.B, n int, write func() (export.Result, error)) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	var res export.Result
+	for b.Loop() {
+		var err error
+		res, err = write()
+		require.NoError(b, err)
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
 	keys := float64(b.N) * float64(n)
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/keys, "allocs/key")
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/keys, "B/key")
@@ -107,18 +105,3 @@ func (m *memSource) ForEach(_, _ string, fn func(ctxd.Record) error) error {
 func (m *memSource) ForEachChange(string, func(ctxd.Change) error) error { return nil }
 
 func (m *memSource) Change(uint64) (ctxd.Change, error) { return ctxd.Change{}, ctxd.ErrNotFound }
-
-// fill writes n keys with small object values, 10,000 per transaction.
-func fill(b *testing.B, st *bolt.Store, n int) {
-	b.Helper()
-	var writes []ctxd.Write
-	for i := range n {
-		v, _ := json.Marshal(map[string]any{"id": i, "name": "item-" + strconv.Itoa(i), "tags": []string{"a", "b"}, "ok": i%2 == 0})
-		writes = append(writes, ctxd.Write{Namespace: "default", Key: "app/item/" + strconv.Itoa(i), Op: ctxd.OpPut, Value: v, Who: "bench"})
-		if len(writes) == 10000 || i == n-1 {
-			_, err := st.Txn(bg, writes)
-			require.NoError(b, err)
-			writes = writes[:0]
-		}
-	}
-}

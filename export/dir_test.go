@@ -13,23 +13,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 func names(infos []export.FileInfo) []string {
 	out := []string{}
 	for _, fi := range infos {
 		out = append(out, fi.Name)
-	}
-	return out
-}
-
-func dirEntries(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	out := []string{}
-	for _, e := range es {
-		out = append(out, e.Name())
 	}
 	return out
 }
@@ -91,8 +81,8 @@ func TestDirCreateListOpen(t *testing.T) {
 	// Opening the folder again removes the temp files a crash left.
 	_, err = export.OpenDir(path)
 	require.NoError(t, err)
-	assert.NotContains(t, dirEntries(t, path), export.TempPrefix+"x.json-123")
-	assert.Contains(t, dirEntries(t, path), ".hidden", "only temp files are removed")
+	assert.NotContains(t, testkit.DirNames(t, path), export.TempPrefix+"x.json-123")
+	assert.Contains(t, testkit.DirNames(t, path), ".hidden", "only temp files are removed")
 
 	_, err = d.Create("../escape.json", true, write("x"))
 	require.ErrorIs(t, err, export.ErrBadName)
@@ -114,18 +104,18 @@ func TestDirCreateFailure(t *testing.T) {
 		list, err := d.List()
 		require.NoError(t, err)
 		assert.Equal(t, []string{"keep.csv"}, names(list), "a dump being written is not listed")
-		assert.Len(t, dirEntries(t, path), 2, "the temp file exists meanwhile")
+		assert.Len(t, testkit.DirNames(t, path), 2, "the temp file exists meanwhile")
 		return boom
 	})
 	require.ErrorIs(t, err, boom)
-	assert.Equal(t, []string{"keep.csv"}, dirEntries(t, path))
+	assert.Equal(t, []string{"keep.csv"}, testkit.DirNames(t, path))
 	b, err := os.ReadFile(filepath.Join(path, "keep.csv"))
 	require.NoError(t, err)
 	assert.Equal(t, "old", string(b))
 
 	_, err = d.Create("new.csv", false, func(io.Writer) error { return boom })
 	require.ErrorIs(t, err, boom)
-	assert.Equal(t, []string{"keep.csv"}, dirEntries(t, path))
+	assert.Equal(t, []string{"keep.csv"}, testkit.DirNames(t, path))
 	fi, err := d.Create("new.csv", false, func(io.Writer) error { return nil })
 	require.NoError(t, err)
 	assert.Equal(t, "new.csv", fi.Name, "a failed dump does not keep its name reserved")
@@ -140,7 +130,7 @@ func TestSpool(t *testing.T) {
 	defer f.Close()
 	_, err = f.WriteString("data")
 	require.NoError(t, err)
-	assert.Empty(t, dirEntries(t, path), "a spool file is unlinked at once")
+	assert.Empty(t, testkit.DirNames(t, path), "a spool file is unlinked at once")
 }
 
 func TestDumpName(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -103,6 +104,31 @@ func populate(t testing.TB, st *bolt.Store, ns string) {
 	del(t, st, ns, "reborn", "alice")
 	put(t, st, ns, "reborn", `2`, "dave")
 	put(t, st, "other", "not.dumped", `1`, "alice")
+}
+
+// populated opens a store, populates "default" and returns the store and
+// the namespace's live records.
+func populated(t testing.TB) (*bolt.Store, []ctxd.Record) {
+	t.Helper()
+	st := openStore(t, bolt.Options{})
+	populate(t, st, "default")
+	return st, liveRecords(t, st, "default")
+}
+
+// fill writes n keys of "default" with small object values (some 60
+// bytes), batch per transaction (at most the store's max_txn_ops).
+func fill(t testing.TB, st *bolt.Store, n, batch int) {
+	t.Helper()
+	var writes []ctxd.Write
+	for i := range n {
+		v, _ := json.Marshal(map[string]any{"id": i, "name": "item-" + strconv.Itoa(i), "tags": []string{"a", "b"}, "ok": i%2 == 0})
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: "app/item/" + strconv.Itoa(i), Op: ctxd.OpPut, Value: v, Who: "bench"})
+		if len(writes) == batch || i == n-1 {
+			_, err := st.Txn(bg, writes)
+			require.NoError(t, err)
+			writes = writes[:0]
+		}
+	}
 }
 
 // compactJSON returns v compacted, to compare JSON values.

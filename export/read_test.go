@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store/bolt"
 )
 
 type kv struct{ key, value string }
@@ -28,12 +27,10 @@ func readAll(t *testing.T, in string) ([]kv, error) {
 // A JSON dump reads back as the store's keys and values, byte for byte
 // after compaction, in key order, history skipped.
 func TestReadJSONOwnDump(t *testing.T) {
-	st := openStore(t, bolt.Options{})
-	populate(t, st, "default")
+	st, live := populated(t)
 	out, _ := dump(t, st, export.JSON, export.Options{Namespace: "default", History: true})
 	got, err := readAll(t, string(out))
 	require.NoError(t, err)
-	live := liveRecords(t, st, "default")
 	require.Len(t, got, len(live))
 	for i, r := range live {
 		assert.Equal(t, r.Key, got[i].key)

@@ -139,11 +139,24 @@ func ForEachEntry(src Source, ns string, fn func(e *Entry) error) error {
 	})
 }
 
-// forEachEntry is ForEachEntry over the dump's namespace, counting.
-func (d *dumper) forEachEntry(fn func(e *Entry) error) error {
+// forEachKey writes a line per key of the dump's namespace, in key order:
+// line appends the key's to d.line (d.res.Keys counts the keys before it).
+func (d *dumper) forEachKey(line func(r ctxd.Record)) error {
+	return d.src.ForEach(d.opts.Namespace, "", func(r ctxd.Record) error {
+		line(r)
+		d.res.Keys++
+		return d.flushLine()
+	})
+}
+
+// forEachEntry writes a line per history entry of the dump's namespace,
+// oldest first: line appends the entry's to d.line (d.res.Changes counts
+// the entries up to this one).
+func (d *dumper) forEachEntry(line func(e *Entry)) error {
 	return ForEachEntry(d.src, d.opts.Namespace, func(e *Entry) error {
 		d.res.Changes++
-		return fn(e)
+		line(e)
+		return d.flushLine()
 	})
 }
 
@@ -203,7 +216,7 @@ func (d *dumper) json() error {
 	b = strconv.AppendBool(b, d.opts.History)
 	b = append(b, `,"context":{`...)
 	d.line = b
-	err := d.src.ForEach(d.opts.Namespace, "", func(r ctxd.Record) error {
+	err := d.forEachKey(func(r ctxd.Record) {
 		if d.res.Keys > 0 {
 			d.line = append(d.line, ',')
 		}
@@ -211,8 +224,6 @@ func (d *dumper) json() error {
 		d.line = jsontext.AppendString(d.line, r.Key)
 		d.line = append(d.line, ':')
 		d.line = d.compact(d.line, r.Value)
-		d.res.Keys++
-		return d.flushLine()
 	})
 	if err != nil {
 		return err
@@ -224,13 +235,12 @@ func (d *dumper) json() error {
 	d.line = strconv.AppendInt(d.line, int64(d.res.Keys), 10)
 	if d.opts.History {
 		d.line = append(d.line, `,"history":[`...)
-		err := d.forEachEntry(func(e *Entry) error {
+		err := d.forEachEntry(func(e *Entry) {
 			if d.res.Changes > 1 {
 				d.line = append(d.line, ',')
 			}
 			d.line = append(d.line, '\n')
 			d.line = d.appendEntry(d.line, e)
-			return d.flushLine()
 		})
 		if err != nil {
 			return err
@@ -290,13 +300,11 @@ func (d *dumper) pretty() error {
 	b = append(b, "\n\nContext data:\n"...)
 	b = append(b, subrule...)
 	d.line = b
-	err := d.src.ForEach(d.opts.Namespace, "", func(r ctxd.Record) error {
+	err := d.forEachKey(func(r ctxd.Record) {
 		d.line = append(d.line, r.Key...)
 		d.line = append(d.line, ": "...)
 		d.line = d.indent(d.line, r.Value, "")
 		d.line = append(d.line, "\n\n"...)
-		d.res.Keys++
-		return d.flushLine()
 	})
 	if err != nil {
 		return err
@@ -307,7 +315,7 @@ func (d *dumper) pretty() error {
 	if d.opts.History {
 		d.line = append(d.line, "\nChange history:\n"...)
 		d.line = append(d.line, subrule...)
-		err := d.forEachEntry(func(e *Entry) error {
+		err := d.forEachEntry(func(e *Entry) {
 			b := strconv.AppendInt(d.line, int64(d.res.Changes), 10)
 			b = append(b, ". ["...)
 			b = appendTime(b, e.Time)
@@ -328,7 +336,6 @@ func (d *dumper) pretty() error {
 			b = append(b, "\n   After:  "...)
 			b = d.compact(b, e.After())
 			d.line = append(b, "\n\n"...)
-			return d.flushLine()
 		})
 		if err != nil {
 			return err
@@ -356,18 +363,15 @@ func (d *dumper) csv() error {
 		b = append(b, csvAction...)
 	}
 	d.line = append(b, "\r\n"...)
-	err := d.src.ForEach(d.opts.Namespace, "", func(r ctxd.Record) error {
+	err := d.forEachKey(func(r ctxd.Record) {
 		d.csvRow(r.Key, r.Value, r.Version, r.ModRev, r.Who, r.UpdatedAt, "current")
-		d.res.Keys++
-		return d.flushLine()
 	})
 	if err != nil {
 		return err
 	}
 	if d.opts.History {
-		err = d.forEachEntry(func(e *Entry) error {
+		err = d.forEachEntry(func(e *Entry) {
 			d.csvRow(e.Key, e.Value, e.Version, e.Revision, e.Who, e.Time, e.Action())
-			return d.flushLine()
 		})
 		if err != nil {
 			return err
@@ -496,13 +500,11 @@ func (d *dumper) txt() error {
 	b = append(b, " by "...)
 	b = appendLine(b, d.opts.Who)
 	d.line = append(b, '\n')
-	err := d.src.ForEach(d.opts.Namespace, "", func(r ctxd.Record) error {
+	err := d.forEachKey(func(r ctxd.Record) {
 		d.line = append(d.line, r.Key...)
 		d.line = append(d.line, '=')
 		d.line = d.txtValue(d.line, r.Value)
 		d.line = append(d.line, '\n')
-		d.res.Keys++
-		return d.flushLine()
 	})
 	if err != nil {
 		return err
@@ -512,7 +514,7 @@ func (d *dumper) txt() error {
 	d.line = append(d.line, " keys\n"...)
 	if d.opts.History {
 		d.line = append(d.line, "# history, oldest first: time revision who action key=value\n"...)
-		err := d.forEachEntry(func(e *Entry) error {
+		err := d.forEachEntry(func(e *Entry) {
 			b := appendTime(d.line, e.Time)
 			b = append(b, ' ')
 			b = strconv.AppendUint(b, e.Revision, 10)
@@ -527,7 +529,6 @@ func (d *dumper) txt() error {
 				b = d.txtValue(b, e.Value)
 			}
 			d.line = append(b, '\n')
-			return d.flushLine()
 		})
 		if err != nil {
 			return err

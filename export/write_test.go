@@ -73,9 +73,7 @@ func changesOf(t testing.TB, st *bolt.Store, ns string) ([]ctxd.Change, map[uint
 }
 
 func TestJSONDump(t *testing.T) {
-	st := openStore(t, bolt.Options{})
-	populate(t, st, "default")
-	live := liveRecords(t, st, "default")
+	st, live := populated(t)
 
 	for _, history := range []bool{false, true} {
 		t.Run("history="+strconv.FormatBool(history), func(t *testing.T) {
@@ -151,9 +149,7 @@ func TestEmptyDumps(t *testing.T) {
 }
 
 func TestCSVDump(t *testing.T) {
-	st := openStore(t, bolt.Options{})
-	populate(t, st, "default")
-	live := liveRecords(t, st, "default")
+	st, live := populated(t)
 
 	for _, history := range []bool{false, true} {
 		t.Run("history="+strconv.FormatBool(history), func(t *testing.T) {
@@ -231,9 +227,7 @@ func TestCSVDump(t *testing.T) {
 }
 
 func TestTXTDump(t *testing.T) {
-	st := openStore(t, bolt.Options{})
-	populate(t, st, "default")
-	live := liveRecords(t, st, "default")
+	st, live := populated(t)
 
 	out, res := dump(t, st, export.TXT, export.Options{Namespace: "default", Who: "tester", Time: dumpTime})
 	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
@@ -264,9 +258,7 @@ func TestTXTDump(t *testing.T) {
 }
 
 func TestPrettyDump(t *testing.T) {
-	st := openStore(t, bolt.Options{})
-	populate(t, st, "default")
-	live := liveRecords(t, st, "default")
+	st, live := populated(t)
 
 	out, res := dump(t, st, export.Pretty, export.Options{Namespace: "default", Who: "tester", History: true, Time: dumpTime})
 	text := string(out)
@@ -304,15 +296,7 @@ func TestPrettyDump(t *testing.T) {
 // A failing writer stops the dump with its error.
 func TestWriteError(t *testing.T) {
 	st := openStore(t, bolt.Options{})
-	var writes []ctxd.Write
-	for i := range 2000 {
-		writes = append(writes, ctxd.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: ctxd.OpPut, Value: []byte(`"` + strings.Repeat("x", 100) + `"`), Who: "a"})
-		if len(writes) == 100 {
-			_, err := st.Txn(bg, writes)
-			require.NoError(t, err)
-			writes = writes[:0]
-		}
-	}
+	fill(t, st, 2000, 100) // more than the writer's 64 KiB buffer
 	boom := errors.New("disk full")
 	for _, f := range export.Formats {
 		err := st.View(func(v store.View) error {

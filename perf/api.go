@@ -36,6 +36,14 @@ func call(c *httpConn, want int, method, path string, body []byte, out any) erro
 	return nil
 }
 
+// decoded sends a request without a body, expects status want, and
+// returns the answer decoded.
+func decoded[T any](c *httpConn, want int, method, path string) (T, error) {
+	var out T
+	err := call(c, want, method, path, nil, &out)
+	return out, err
+}
+
 func (s *suite) status(ep endpoint) (serverStatus, error) {
 	c := newHTTPConn(ep)
 	defer c.Close()
@@ -43,9 +51,7 @@ func (s *suite) status(ep endpoint) (serverStatus, error) {
 }
 
 func getStatus(c *httpConn) (serverStatus, error) {
-	var st serverStatus
-	err := call(c, http.StatusOK, http.MethodGet, "/v1/status", nil, &st)
-	return st, err
+	return decoded[serverStatus](c, http.StatusOK, http.MethodGet, "/v1/status")
 }
 
 // keyPath is the escaped path of a key.
@@ -113,10 +119,8 @@ type compactResult struct {
 }
 
 func compact(c *httpConn, rev uint64, keepVersions int) (compactResult, error) {
-	var res compactResult
 	q := url.Values{"rev": {strconv.FormatUint(rev, 10)}, "keep_versions": {strconv.Itoa(keepVersions)}}
-	err := call(c, http.StatusOK, http.MethodPost, "/v1/compact?"+q.Encode(), nil, &res)
-	return res, err
+	return decoded[compactResult](c, http.StatusOK, http.MethodPost, "/v1/compact?"+q.Encode())
 }
 
 // defragResult is POST /v1/defrag's answer.
@@ -127,9 +131,7 @@ type defragResult struct {
 }
 
 func defrag(c *httpConn) (defragResult, error) {
-	var res defragResult
-	err := call(c, http.StatusOK, http.MethodPost, "/v1/defrag", nil, &res)
-	return res, err
+	return decoded[defragResult](c, http.StatusOK, http.MethodPost, "/v1/defrag")
 }
 
 // snapshotMeta is the part of a snapshot's metadata the suite reads.
@@ -139,9 +141,7 @@ type snapshotMeta struct {
 }
 
 func createSnapshot(c *httpConn) (snapshotMeta, error) {
-	var m snapshotMeta
-	err := call(c, http.StatusCreated, http.MethodPost, "/v1/snapshots", nil, &m)
-	return m, err
+	return decoded[snapshotMeta](c, http.StatusCreated, http.MethodPost, "/v1/snapshots")
 }
 
 func deleteSnapshot(c *httpConn, id string) error {
@@ -159,10 +159,8 @@ type dumpInfo struct {
 }
 
 func dumpNamespace(c *httpConn, ns, filename string) (dumpInfo, error) {
-	var d dumpInfo
 	q := url.Values{"format": {"json"}, "filename": {filename}, "who": {"perf"}}
-	err := call(c, http.StatusOK, http.MethodPost, "/v1/ns/"+url.PathEscape(ns)+"/dumps?"+q.Encode(), nil, &d)
-	return d, err
+	return decoded[dumpInfo](c, http.StatusOK, http.MethodPost, "/v1/ns/"+url.PathEscape(ns)+"/dumps?"+q.Encode())
 }
 
 // exportNamespace reads a JSON export of ns to the end and returns its size.

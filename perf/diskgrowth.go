@@ -63,8 +63,7 @@ func (s *suite) diskGrowthRun(ctx context.Context, name string) error {
 	dg := DiskGrowthRun{Name: name, Keys: k, ValueSize: len(s.value), Points: []DiskPoint{}}
 	errs := &errorLog{}
 	defer func() {
-		dg.Errors = errs.count()
-		dg.ErrorSamples = errs.messages()
+		dg.RunErrors = errs.result()
 		s.report.DiskGrowth = append(s.report.DiskGrowth, dg)
 	}()
 	c := newHTTPConn(ep)

@@ -71,8 +71,7 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int) error {
 	}
 	errs := &errorLog{}
 	defer func() {
-		fr.Errors = errs.count()
-		fr.ErrorSamples = errs.messages()
+		fr.RunErrors = errs.result()
 		s.report.Fanout = append(s.report.Fanout, fr)
 	}()
 

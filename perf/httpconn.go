@@ -184,29 +184,27 @@ func (h *httpConn) readResponse(head bool) (int, error) {
 	}
 	length := int64(-1)
 	chunked, closing := false, false
-	for {
-		line, err := h.readLine()
-		if err != nil {
-			return 0, err
-		}
-		if len(line) == 0 {
-			break
-		}
+	err = h.readFields(func(line []byte) error {
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
-			return 0, fmt.Errorf("%w: header %q", errBadResponse, line)
+			return fmt.Errorf("%w: header %q", errBadResponse, line)
 		}
 		value = bytes.TrimSpace(value)
 		switch {
 		case asciiEqualFold(name, "Content-Length"):
+			var err error
 			if length, err = strconv.ParseInt(string(value), 10, 64); err != nil || length < 0 {
-				return 0, fmt.Errorf("%w: Content-Length %q", errBadResponse, value)
+				return fmt.Errorf("%w: Content-Length %q", errBadResponse, value)
 			}
 		case asciiEqualFold(name, "Transfer-Encoding"):
 			chunked = asciiEqualFold(value, "chunked")
 		case asciiEqualFold(name, "Connection"):
 			closing = asciiEqualFold(value, "close")
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	h.body.Reset()
 	switch {
@@ -216,14 +214,8 @@ func (h *httpConn) readResponse(head bool) (int, error) {
 			return 0, fmt.Errorf("read chunked body: %w", err)
 		}
 		// Trailers, if any, end with an empty line.
-		for {
-			line, err := h.readLine()
-			if err != nil {
-				return 0, err
-			}
-			if len(line) == 0 {
-				break
-			}
+		if err := h.readFields(nil); err != nil {
+			return 0, err
 		}
 	case length >= 0:
 		if _, err := io.CopyN(&h.body, h.br, length); err != nil {
@@ -242,6 +234,25 @@ func (h *httpConn) readResponse(head bool) (int, error) {
 }
 
 // readLine reads one CRLF-terminated line, without the CRLF.
+// readFields reads header (or trailer) lines up to the empty line that
+// ends them, and passes each to fn; a nil fn skips them.
+func (h *httpConn) readFields(fn func(line []byte) error) error {
+	for {
+		line, err := h.readLine()
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			return nil
+		}
+		if fn != nil {
+			if err := fn(line); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 func (h *httpConn) readLine() ([]byte, error) {
 	line, err := h.br.ReadSlice('\n')
 	if err != nil {

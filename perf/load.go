@@ -266,14 +266,12 @@ func (e *errorLog) add(err error) {
 	}
 }
 
-func (e *errorLog) count() int64 {
+// result is the log as it stands, for the report.
+func (e *errorLog) result() RunErrors {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.n
-}
-
-func (e *errorLog) messages() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string{}, e.samples...) // [] rather than null in report.json
+	return RunErrors{
+		Errors:       e.n,
+		ErrorSamples: append([]string{}, e.samples...), // [] rather than null in report.json
+	}
 }

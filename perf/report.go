@@ -136,9 +136,8 @@ type Measurement struct {
 	// Distribution is the latency curve (percentile, ms).
 	Distribution []Quantile `json:"distribution"`
 	Intervals    []Interval `json:"intervals"`
-	// Errors counts failed requests (warm-up included).
-	Errors       int64    `json:"errors"`
-	ErrorSamples []string `json:"error_samples"`
+	// RunErrors: the failed requests, warm-up included.
+	RunErrors
 	// ReadFraction, Reads and Writes: for mixed.
 	ReadFraction float64  `json:"read_fraction,omitempty"`
 	Reads        *Latency `json:"reads,omitempty"`
@@ -215,8 +214,7 @@ type FanoutRun struct {
 	WriteLatency     Latency    `json:"write_latency"`
 	Distribution     []Quantile `json:"distribution"`
 	SendDistribution []Quantile `json:"send_distribution"`
-	Errors           int64      `json:"errors"`
-	ErrorSamples     []string   `json:"error_samples"`
+	RunErrors
 }
 
 // DiskGrowthRun is the database file as Keys keys get more versions.
@@ -234,8 +232,7 @@ type DiskGrowthRun struct {
 	CompactSeconds  float64     `json:"compact_seconds"`
 	DefragSeconds   float64     `json:"defrag_seconds"`
 	DefragPauseMs   float64     `json:"defrag_pause_ms"`
-	Errors          int64       `json:"errors"`
-	ErrorSamples    []string    `json:"error_samples"`
+	RunErrors
 }
 
 // DiskPoint is the database's size at one point.
@@ -275,10 +272,18 @@ type SnapshotRun struct {
 	// ExportSeconds: GET /v1/ns/{ns}/export?format=json, read to the end.
 	ExportSeconds float64 `json:"export_seconds"`
 	// RestoreSeconds: POST /v1/snapshots/{id}/restore (verify and swap).
-	RestoreSeconds float64  `json:"restore_seconds"`
-	Spread         Spread   `json:"spread"`
-	Errors         int64    `json:"errors"`
-	ErrorSamples   []string `json:"error_samples"`
+	RestoreSeconds float64 `json:"restore_seconds"`
+	Spread         Spread  `json:"spread"`
+	RunErrors
+}
+
+// RunErrors is the errors of one element of runs, fanout, disk_growth or
+// snapshot, embedded in it: its fields are the element's own in report.json.
+type RunErrors struct {
+	// Errors counts what failed in the run (requests, mostly); ErrorSamples
+	// are up to maxErrorSamples distinct messages of it.
+	Errors       int64    `json:"errors"`
+	ErrorSamples []string `json:"error_samples"`
 }
 
 // Spread is the standard deviation of each time over the repeats.

@@ -47,8 +47,7 @@ func (s *suite) snapshotRun(ctx context.Context, ep endpoint, name string, prev,
 	sr := SnapshotRun{Name: name, Keys: k, Repeats: s.cfg.SnapshotRepeats}
 	errs := &errorLog{}
 	defer func() {
-		sr.Errors = errs.count()
-		sr.ErrorSamples = errs.messages()
+		sr.RunErrors = errs.result()
 		s.report.Snapshot = append(s.report.Snapshot, sr)
 	}()
 	c := newHTTPConn(ep)

@@ -141,27 +141,27 @@ func (r *Report) WriteTable(w io.Writer) error {
 // errorSamples lists "name: N errors, e.g. message" for every part with errors.
 func (r *Report) errorSamples() []string {
 	var out []string
-	add := func(name string, n int64, samples []string) {
-		if n == 0 {
+	add := func(name string, e RunErrors) {
+		if e.Errors == 0 {
 			return
 		}
-		line := fmt.Sprintf("%s: %d errors", name, n)
-		if len(samples) > 0 {
-			line += ", e.g. " + samples[0]
+		line := fmt.Sprintf("%s: %d errors", name, e.Errors)
+		if len(e.ErrorSamples) > 0 {
+			line += ", e.g. " + e.ErrorSamples[0]
 		}
 		out = append(out, line)
 	}
 	for _, x := range r.Runs {
-		add(x.Name, x.Errors, x.ErrorSamples)
+		add(x.Name, x.RunErrors)
 	}
 	for _, x := range r.Fanout {
-		add(x.Name, x.Errors, x.ErrorSamples)
+		add(x.Name, x.RunErrors)
 	}
 	for _, x := range r.DiskGrowth {
-		add(x.Name, x.Errors, x.ErrorSamples)
+		add(x.Name, x.RunErrors)
 	}
 	for _, x := range r.Snapshot {
-		add(x.Name, x.Errors, x.ErrorSamples)
+		add(x.Name, x.RunErrors)
 	}
 	return out
 }

@@ -55,22 +55,32 @@ func checkTargets(r *Report) []TargetCheck {
 		}
 		return nil
 	}
-	w64 := closedLoop("write-throughput/distinct/c=64")
-	add("durable writes, 64 clients: throughput", fmt.Sprintf(">= %d/s", targetWritesPerSec64), w64 != nil,
-		runValue(w64, func(x *Measurement) float64 { return x.OpsPerSec }), "ops/s", w64 != nil && w64.OpsPerSec >= targetWritesPerSec64)
-	add("durable writes, 64 clients: p99", fmt.Sprintf("<= %g ms", float64(targetWriteP99Ms64)), w64 != nil,
-		runValue(w64, func(x *Measurement) float64 { return x.Latency.P99 }), "ms", w64 != nil && w64.Latency.P99 <= targetWriteP99Ms64)
-	w1 := closedLoop("write-latency")
-	add("durable writes, 1 client: p50", fmt.Sprintf("<= %g ms", targetWriteP50Ms1), w1 != nil,
-		runValue(w1, func(x *Measurement) float64 { return x.Latency.P50 }), "ms", w1 != nil && w1.Latency.P50 <= targetWriteP50Ms1)
-	r64 := closedLoop("read-throughput/get/c=64")
-	add("reads, 64 clients: throughput", fmt.Sprintf(">= %d/s", targetReadsPerSec64), r64 != nil,
-		runValue(r64, func(x *Measurement) float64 { return x.OpsPerSec }), "ops/s", r64 != nil && r64.OpsPerSec >= targetReadsPerSec64)
-	add("reads, 64 clients: p99", fmt.Sprintf("<= %g ms", float64(targetReadP99Ms64)), r64 != nil,
-		runValue(r64, func(x *Measurement) float64 { return x.Latency.P99 }), "ms", r64 != nil && r64.Latency.P99 <= targetReadP99Ms64)
-	r1 := closedLoop("read-latency")
-	add("reads, 1 client: p50", fmt.Sprintf("<= %g ms", targetReadP50Ms1), r1 != nil,
-		runValue(r1, func(x *Measurement) float64 { return x.Latency.P50 }), "ms", r1 != nil && r1.Latency.P50 <= targetReadP50Ms1)
+	// The request loops' targets: a throughput of at least target ops/s,
+	// or a latency percentile of at most target ms.
+	for _, t := range []struct {
+		name, run string
+		atLeast   bool // a throughput; else a latency
+		value     func(*Measurement) float64
+		target    float64
+	}{
+		{"durable writes, 64 clients: throughput", "write-throughput/distinct/c=64", true, opsPerSecOf, targetWritesPerSec64},
+		{"durable writes, 64 clients: p99", "write-throughput/distinct/c=64", false, p99Of, targetWriteP99Ms64},
+		{"durable writes, 1 client: p50", "write-latency", false, p50Of, targetWriteP50Ms1},
+		{"reads, 64 clients: throughput", "read-throughput/get/c=64", true, opsPerSecOf, targetReadsPerSec64},
+		{"reads, 64 clients: p99", "read-throughput/get/c=64", false, p99Of, targetReadP99Ms64},
+		{"reads, 1 client: p50", "read-latency", false, p50Of, targetReadP50Ms1},
+	} {
+		x := closedLoop(t.run)
+		var v float64
+		if x != nil {
+			v = t.value(x)
+		}
+		if t.atLeast {
+			add(t.name, fmt.Sprintf(">= %d/s", int(t.target)), x != nil, v, "ops/s", x != nil && v >= t.target)
+		} else {
+			add(t.name, fmt.Sprintf("<= %g ms", t.target), x != nil, v, "ms", x != nil && v <= t.target)
+		}
+	}
 	f := findFanout(r, 1000, 1000)
 	var fp99, fmissed float64
 	if f != nil {
@@ -82,12 +92,9 @@ func checkTargets(r *Report) []TargetCheck {
 	return out
 }
 
-func runValue(x *Measurement, fn func(*Measurement) float64) float64 {
-	if x == nil {
-		return 0
-	}
-	return fn(x)
-}
+func opsPerSecOf(x *Measurement) float64 { return x.OpsPerSec }
+func p50Of(x *Measurement) float64       { return x.Latency.P50 }
+func p99Of(x *Measurement) float64       { return x.Latency.P99 }
 
 // metricsOf flattens the report's numbers for Compare.
 func metricsOf(r *Report) []Metric {

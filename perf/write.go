@@ -77,8 +77,7 @@ func (s *suite) measured(ctx context.Context, r Measurement, l load, after func(
 	if after != nil {
 		err = after(res, m, &r)
 	}
-	r.Errors = res.errs.count()
-	r.ErrorSamples = res.errs.messages()
+	r.RunErrors = res.errs.result()
 	s.report.Runs = append(s.report.Runs, r)
 	return err
 }

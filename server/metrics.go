@@ -104,18 +104,13 @@ var (
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
+	describe(ch, descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
 		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descCompactRun, descCompacted2, descDefrags,
-		descDefragWait, descSnapshots} {
-		ch <- d
-	}
+		descDefragWait, descSnapshots)
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
-	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
-	}
+	gauge, counter := senders(ch)
 	if st, err := c.st.Status(); err == nil {
 		gauge(descRevision, float64(st.Revision))
 		gauge(descCompacted, float64(st.CompactedRevision))
@@ -151,18 +146,31 @@ var (
 )
 
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descWSClients
-	ch <- descWSBehind
-	ch <- descWSLagged
-	ch <- descWSFrames
-	ch <- descWSDropped
+	describe(ch, descWSClients, descWSBehind, descWSLagged, descWSFrames, descWSDropped)
 }
 
 func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge, counter := senders(ch)
 	st := c.stats()
-	ch <- prometheus.MustNewConstMetric(descWSClients, prometheus.GaugeValue, float64(st.Clients))
-	ch <- prometheus.MustNewConstMetric(descWSBehind, prometheus.GaugeValue, float64(st.Behind))
-	ch <- prometheus.MustNewConstMetric(descWSLagged, prometheus.CounterValue, float64(st.Lagged))
-	ch <- prometheus.MustNewConstMetric(descWSFrames, prometheus.CounterValue, float64(st.Frames))
-	ch <- prometheus.MustNewConstMetric(descWSDropped, prometheus.CounterValue, float64(st.BufferFull))
+	gauge(descWSClients, float64(st.Clients))
+	gauge(descWSBehind, float64(st.Behind))
+	counter(descWSLagged, float64(st.Lagged))
+	counter(descWSFrames, float64(st.Frames))
+	counter(descWSDropped, float64(st.BufferFull))
+}
+
+// describe sends descs, for a collector's Describe.
+func describe(ch chan<- *prometheus.Desc, descs ...*prometheus.Desc) {
+	for _, d := range descs {
+		ch <- d
+	}
+}
+
+// senders return the functions a collector's Collect sends a gauge's and
+// a counter's value on ch with.
+func senders(ch chan<- prometheus.Metric) (gauge, counter func(*prometheus.Desc, float64)) {
+	send := func(t prometheus.ValueType) func(*prometheus.Desc, float64) {
+		return func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, t, v) }
+	}
+	return send(prometheus.GaugeValue), send(prometheus.CounterValue)
 }

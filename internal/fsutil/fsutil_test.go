@@ -5,27 +5,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/internal/fsutil"
+	"github.com/framework0/ctxd/internal/testkit"
 )
-
-// names lists the folder's entries, sorted.
-func names(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	out := []string{}
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	sort.Strings(out)
-	return out
-}
 
 func writeString(s string) func(io.Writer) error {
 	return func(w io.Writer) error { _, err := io.WriteString(w, s); return err }
@@ -43,7 +30,7 @@ func TestWriteFile(t *testing.T) {
 	st, err := os.Stat(p)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o640), st.Mode().Perm())
-	assert.Equal(t, []string{"out.txt"}, names(t, dir), "no temp file is left")
+	assert.Equal(t, []string{"out.txt"}, testkit.DirNames(t, dir), "no temp file is left")
 
 	// Replacing: new content and new permissions.
 	n, err = fsutil.WriteFile(p, 0o600, writeString("hi"))
@@ -55,7 +42,7 @@ func TestWriteFile(t *testing.T) {
 	st, err = os.Stat(p)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
-	assert.Equal(t, []string{"out.txt"}, names(t, dir))
+	assert.Equal(t, []string{"out.txt"}, testkit.DirNames(t, dir))
 }
 
 func TestWriteFileFailingWriteKeepsOldFile(t *testing.T) {
@@ -76,14 +63,14 @@ func TestWriteFileFailingWriteKeepsOldFile(t *testing.T) {
 	st, err := os.Stat(p)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o644), st.Mode().Perm(), "nor are its permissions changed")
-	assert.Equal(t, []string{"out.txt"}, names(t, dir), "the temp file is removed")
+	assert.Equal(t, []string{"out.txt"}, testkit.DirNames(t, dir), "the temp file is removed")
 }
 
 func TestWriteFileFailingWriteNoOldFile(t *testing.T) {
 	dir := t.TempDir()
 	_, err := fsutil.WriteFile(filepath.Join(dir, "new.txt"), 0o600, func(io.Writer) error { return io.ErrUnexpectedEOF })
 	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
-	assert.Empty(t, names(t, dir))
+	assert.Empty(t, testkit.DirNames(t, dir))
 }
 
 func TestWriteFileMissingFolder(t *testing.T) {
@@ -92,7 +79,7 @@ func TestWriteFileMissingFolder(t *testing.T) {
 	_, err := fsutil.WriteFile(filepath.Join(dir, "missing", "x"), 0o644, func(io.Writer) error { called = true; return nil })
 	require.Error(t, err)
 	assert.False(t, called, "write is not called without a temp file")
-	assert.Empty(t, names(t, dir))
+	assert.Empty(t, testkit.DirNames(t, dir))
 }
 
 func TestWriteFileRelativePath(t *testing.T) {
@@ -101,7 +88,7 @@ func TestWriteFileRelativePath(t *testing.T) {
 	b, err := os.ReadFile("rel.txt")
 	require.NoError(t, err)
 	assert.Equal(t, "x", string(b))
-	assert.Equal(t, []string{"rel.txt"}, names(t, "."))
+	assert.Equal(t, []string{"rel.txt"}, testkit.DirNames(t, "."))
 }
 
 func TestWriteFileRenameFails(t *testing.T) {
@@ -111,7 +98,7 @@ func TestWriteFileRenameFails(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(p, "inside"), nil, 0o600))
 	_, err := fsutil.WriteFile(p, 0o600, writeString("x"))
 	require.Error(t, err, "a non-empty folder cannot be renamed over")
-	assert.Equal(t, []string{"taken"}, names(t, dir), "the temp file is removed")
+	assert.Equal(t, []string{"taken"}, testkit.DirNames(t, dir), "the temp file is removed")
 }
 
 func TestTempCloseThenCommit(t *testing.T) {
@@ -138,7 +125,7 @@ func TestTempCloseThenCommit(t *testing.T) {
 	b, err = os.ReadFile(final)
 	require.NoError(t, err)
 	assert.Equal(t, "snapshot", string(b))
-	assert.Equal(t, []string{"20260101T000000Z-r1.db"}, names(t, dir))
+	assert.Equal(t, []string{"20260101T000000Z-r1.db"}, testkit.DirNames(t, dir))
 	require.Error(t, tmp.Commit(final), "a temp file is committed once")
 }
 
@@ -148,8 +135,8 @@ func TestTempCommitOtherFolder(t *testing.T) {
 	require.NoError(t, err)
 	require.Error(t, tmp.Commit(filepath.Join(other, "x")))
 	tmp.Discard()
-	assert.Empty(t, names(t, dir))
-	assert.Empty(t, names(t, other))
+	assert.Empty(t, testkit.DirNames(t, dir))
+	assert.Empty(t, testkit.DirNames(t, other))
 }
 
 func TestTempDiscard(t *testing.T) {
@@ -160,9 +147,9 @@ func TestTempDiscard(t *testing.T) {
 	require.NoError(t, err)
 	tmp.Discard()
 	tmp.Discard()
-	assert.Empty(t, names(t, dir))
+	assert.Empty(t, testkit.DirNames(t, dir))
 	require.Error(t, tmp.Commit(filepath.Join(dir, "x")), "a discarded temp file cannot be committed")
-	assert.Empty(t, names(t, dir))
+	assert.Empty(t, testkit.DirNames(t, dir))
 }
 
 func TestRemoveTemps(t *testing.T) {
@@ -174,7 +161,7 @@ func TestRemoveTemps(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, ".hidden"), nil, 0o600))
 	require.NoError(t, os.Mkdir(filepath.Join(dir, fsutil.TempPrefix+"folder"), 0o750))
 	require.NoError(t, fsutil.RemoveTemps(dir))
-	assert.Equal(t, []string{".hidden", fsutil.TempPrefix + "folder", "kept.json"}, names(t, dir))
+	assert.Equal(t, []string{".hidden", fsutil.TempPrefix + "folder", "kept.json"}, testkit.DirNames(t, dir))
 }
 
 func TestSyncDir(t *testing.T) {

@@ -8,6 +8,8 @@
 // wait for a condition instead of a sleep ([Eventually]), and the
 // goroutine-leak check every package's TestMain runs ([VerifyNoLeaks]).
 //
+// It also lists a folder's entries ([DirNames]).
+//
 // # Caveats
 //
 // Only tests import testkit: the server binary must not compile it (nor

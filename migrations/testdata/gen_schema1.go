@@ -71,14 +71,7 @@ func main() {
 				}
 			} else {
 				live[id] = &state{version, createRev, rev}
-				rec := []byte{1}
-				rec = binary.AppendUvarint(rec, version)
-				rec = binary.AppendUvarint(rec, createRev)
-				rec = binary.AppendUvarint(rec, rev)
-				rec = binary.AppendVarint(rec, at)
-				rec = binary.AppendUvarint(rec, uint64(len(c.who)))
-				rec = append(rec, c.who...)
-				rec = append(rec, c.value...)
+				rec := appendTail([]byte{1}, version, createRev, rev, at, c.who, c.value)
 				if err := kv.Put([]byte(c.key), rec); err != nil {
 					return err
 				}
@@ -88,13 +81,7 @@ func main() {
 			e = append(e, c.ns...)
 			e = binary.AppendUvarint(e, uint64(len(c.key)))
 			e = append(e, c.key...)
-			e = binary.AppendUvarint(e, version)
-			e = binary.AppendUvarint(e, createRev)
-			e = binary.AppendUvarint(e, prevRev)
-			e = binary.AppendVarint(e, at)
-			e = binary.AppendUvarint(e, uint64(len(c.who)))
-			e = append(e, c.who...)
-			e = append(e, c.value...)
+			e = appendTail(e, version, createRev, prevRev, at, c.who, c.value)
 			var k [8]byte
 			binary.BigEndian.PutUint64(k[:], rev)
 			if err := logb.Put(k[:], e); err != nil {
@@ -111,4 +98,18 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// appendTail appends what a kv record (format 1) and a log entry both end
+// with: uvarint version | uvarint create_rev | uvarint rev (the kv
+// record's mod_rev, the entry's prev_rev) | varint unix_nanos |
+// uvarint len(who) | who | value.
+func appendTail(b []byte, version, createRev, rev uint64, at int64, who, value string) []byte {
+	b = binary.AppendUvarint(b, version)
+	b = binary.AppendUvarint(b, createRev)
+	b = binary.AppendUvarint(b, rev)
+	b = binary.AppendVarint(b, at)
+	b = binary.AppendUvarint(b, uint64(len(who)))
+	b = append(b, who...)
+	return append(b, value...)
 }

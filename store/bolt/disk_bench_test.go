@@ -86,19 +86,13 @@ func BenchmarkSnapshotRestoreDefrag(b *testing.B) {
 				writes = writes[:0]
 			}
 		}
-		path := b.TempDir() + "/snap.db"
 		start := time.Now()
-		f, err := os.Create(path)
-		require.NoError(b, err)
-		info, err := s.WriteSnapshot(f)
-		require.NoError(b, err)
-		require.NoError(b, f.Sync())
-		require.NoError(b, f.Close())
+		path, info := writeSnapshot(b, s)
 		b.ReportMetric(time.Since(start).Seconds(), "snapshot-s")
 		b.ReportMetric(float64(info.Size)/(1<<20), "snapshot-MiB")
 
 		start = time.Now()
-		_, err = s.Restore(ctx, path, ctxd.RestoreOptions{})
+		_, err := s.Restore(ctx, path, ctxd.RestoreOptions{})
 		require.NoError(b, err)
 		b.ReportMetric(time.Since(start).Seconds(), "restore-s")
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,30 +28,13 @@ func (h *commitHook) onCommit(store.CommitInfo) {
 
 func (h *commitHook) once(f func()) { h.fn.Store(&f) }
 
-// deadlineCtx is a ctx whose deadline passes when the test says so
-// (expire), not on a timer.
-type deadlineCtx struct {
-	context.Context
-	done chan struct{}
-	once sync.Once
-}
+// deadlineCtx is a ctx with a deadline, which passes when the test says so
+// (End), not on a timer.
+type deadlineCtx struct{ *bolt.EndCtx }
 
-func newDeadlineCtx() *deadlineCtx {
-	return &deadlineCtx{Context: context.Background(), done: make(chan struct{})}
-}
+func newDeadlineCtx() deadlineCtx { return deadlineCtx{bolt.NewEndCtx(context.DeadlineExceeded)} }
 
-func (c *deadlineCtx) Deadline() (time.Time, bool) { return time.Now().Add(time.Hour), true }
-func (c *deadlineCtx) Done() <-chan struct{}       { return c.done }
-func (c *deadlineCtx) expire()                     { c.once.Do(func() { close(c.done) }) }
-
-func (c *deadlineCtx) Err() error {
-	select {
-	case <-c.done:
-		return context.DeadlineExceeded
-	default:
-		return nil
-	}
-}
+func (deadlineCtx) Deadline() (time.Time, bool) { return time.Now().Add(time.Hour), true }
 
 // A write the writer has taken and committed, whose caller stops waiting
 // before the answer, is "outcome unknown": and it did apply. The writer is
@@ -89,7 +71,7 @@ func TestWriteAbandonedAfterQueueingIsOutcomeUnknown(t *testing.T) {
 		"deadline": {
 			ctx: func() (context.Context, context.CancelFunc) {
 				dc := newDeadlineCtx()
-				return dc, dc.expire
+				return dc, dc.End
 			},
 			cause: context.DeadlineExceeded,
 		},

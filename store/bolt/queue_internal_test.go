@@ -107,32 +107,22 @@ func TestAbandonedWhileInQueueIsOutcomeUnknownAndStillCommits(t *testing.T) {
 	assert.Equal(t, `1`, string(rec.Value))
 }
 
-// doneSignal is a ctx that is not done until told, and reports the first
-// call of Done: submit calls it as it enters the select that sends the
-// request to the queue.
+// doneSignal is a ctx that is not done until told (End), and reports the
+// first call of Done: submit calls it as it enters the select that sends
+// the request to the queue.
 type doneSignal struct {
-	context.Context
+	*EndCtx
 	once      sync.Once
 	doneAsked chan struct{}
-	done      chan struct{}
 }
 
 func newDoneSignal() *doneSignal {
-	return &doneSignal{Context: context.Background(), doneAsked: make(chan struct{}), done: make(chan struct{})}
+	return &doneSignal{EndCtx: NewEndCtx(context.Canceled), doneAsked: make(chan struct{})}
 }
 
 func (c *doneSignal) Done() <-chan struct{} {
 	c.once.Do(func() { close(c.doneAsked) })
-	return c.done
-}
-
-func (c *doneSignal) Err() error {
-	select {
-	case <-c.done:
-		return context.Canceled
-	default:
-		return nil
-	}
+	return c.EndCtx.Done()
 }
 
 func TestFullQueueRefusesWithoutQueueing(t *testing.T) {
@@ -156,7 +146,7 @@ func TestFullQueueRefusesWithoutQueueing(t *testing.T) {
 		errc <- err
 	}()
 	<-wctx.doneAsked // past the ctx check, at the send on the full queue
-	close(wctx.done)
+	wctx.End()
 	err := <-errc
 	require.ErrorIs(t, err, context.Canceled)
 	require.NotErrorIs(t, err, ctxd.ErrOutcomeUnknown, "the request never entered the queue")

@@ -147,12 +147,7 @@ func (s *Store) GetAt(ns, key string, rev uint64) (ctxd.Record, error) {
 		// The change in effect at rev is the last index entry at or below it.
 		c := hist.Cursor()
 		prefix := histPrefix(key)
-		k, _ := c.Seek(histKey(key, rev+1))
-		if k == nil {
-			k, _ = c.Last()
-		} else {
-			k, _ = c.Prev()
-		}
+		k := seekBelow(c, histKey(key, rev+1))
 		if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
 			return notFound
 		}
@@ -167,6 +162,18 @@ func (s *Store) GetAt(ns, key string, rev uint64) (ctxd.Record, error) {
 		return nil
 	})
 	return rec, err
+}
+
+// seekBelow moves c to the last key below bound and returns it (nil when
+// there is none).
+func seekBelow(c *bbolt.Cursor, bound []byte) []byte {
+	k, _ := c.Seek(bound)
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	return k
 }
 
 func readLog(log *bbolt.Bucket, rev uint64) (logEntry, error) {
@@ -235,18 +242,14 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 		prefix := histPrefix(key)
 		c := hist.Cursor()
 		logb := tx.Bucket(migrations.BucketLog)
-		var k []byte
+		var bound []byte
 		if opts.Before > 0 {
-			k, _ = c.Seek(histKey(key, opts.Before))
+			bound = histKey(key, opts.Before)
 		} else {
 			// Just past this key's entries: key followed by 0x01.
-			k, _ = c.Seek(append(append([]byte(nil), key...), 1))
+			bound = append(append([]byte(nil), key...), 1)
 		}
-		if k == nil {
-			k, _ = c.Last()
-		} else {
-			k, _ = c.Prev()
-		}
+		k := seekBelow(c, bound)
 		for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Prev() {
 			rev := binary.BigEndian.Uint64(k[len(prefix):])
 			if len(page.Changes) == limit {

@@ -17,7 +17,9 @@ import (
 // Snapshots and restores as the contract promises them are tested by the
 // conformance suite; here, damage only a bbolt file can have.
 
-func writeSnapshot(t *testing.T, s *testStore) (string, ctxd.SnapshotInfo) {
+// writeSnapshot writes a snapshot of s to a new file, synced, and returns
+// its path.
+func writeSnapshot(t testing.TB, s *testStore) (string, ctxd.SnapshotInfo) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "snap.db")
 	f, err := os.Create(path)

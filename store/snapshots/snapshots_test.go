@@ -172,12 +172,7 @@ func TestLeftoversAreRemovedAndNeverListed(t *testing.T) {
 
 	m2, err := snapshots.Open(m.Dir(), st)
 	require.NoError(t, err)
-	files, _ := os.ReadDir(m2.Dir())
-	var names []string
-	for _, f := range files {
-		names = append(names, f.Name())
-	}
-	assert.ElementsMatch(t, []string{meta.ID + ".db", meta.ID + ".json"}, names)
+	assert.ElementsMatch(t, []string{meta.ID + ".db", meta.ID + ".json"}, testkit.DirNames(t, m2.Dir()))
 }
 
 func TestSchedule(t *testing.T) {

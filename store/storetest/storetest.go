@@ -246,6 +246,25 @@ func (b *backend) historyRevs(ns, key string) []uint64 {
 	return revs
 }
 
+// checkpoint records what the backend holds: its live records, revision
+// and namespaces. The function it returns asserts that none of them has
+// changed since, as what (e.g. "a failed transaction") must not change them.
+func (b *backend) checkpoint() (unchanged func(what string)) {
+	b.t.Helper()
+	before, rev := b.state()
+	namespaces, err := b.Namespaces()
+	require.NoError(b.t, err)
+	return func(what string) {
+		b.t.Helper()
+		after, _ := b.state()
+		assert.Equal(b.t, before, after, "%s writes nothing", what)
+		assert.Equal(b.t, rev, b.Revision(), "%s takes no revision", what)
+		nsAfter, err := b.Namespaces()
+		require.NoError(b.t, err)
+		assert.Equal(b.t, namespaces, nsAfter, "%s creates no namespace", what)
+	}
+}
+
 // state reads everything live through one View: ns/key -> recordLine, and
 // the revision it is at.
 func (b *backend) state() (map[string]string, uint64) {
