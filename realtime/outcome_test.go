@@ -2,7 +2,6 @@ package realtime_test
 
 import (
 	"net/url"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/realtime"
-	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -21,19 +19,14 @@ import (
 // writer is held after the commit until the client has the error frame, so
 // the timeout always ends the wait first.
 func TestContextSetOutcomeUnknown(t *testing.T) {
-	var hook atomic.Pointer[func()]
+	hook := &testkit.CommitHook{}
 	ts := startTestServer(&testServer{t: t, opts: realtime.Options{WriteTimeout: 200 * time.Millisecond},
-		storeOpts: bolt.Options{OnCommit: func(store.CommitInfo) {
-			if f := hook.Swap(nil); f != nil {
-				(*f)()
-			}
-		}}})
+		storeOpts: bolt.Options{OnCommit: hook.OnCommit}})
 
 	w := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"nothing"}}), nil)
 	w.Expect(ctxd.TypeSubscribed)
 	answered := make(chan struct{})
-	release := func() { <-answered }
-	hook.Store(&release)
+	hook.Once(func() { <-answered })
 	w.SendJSON(map[string]any{"type": "context_set", "id": "s1", "ns": "team", "key": "k", "value": 1})
 	m := w.Expect(ctxd.TypeError)
 	close(answered)

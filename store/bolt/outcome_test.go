@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,21 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
-	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
-
-// commitHook runs a function once in the writer goroutine, after the next
-// commit is durable and before its requests are answered (Options.OnCommit).
-type commitHook struct{ fn atomic.Pointer[func()] }
-
-func (h *commitHook) onCommit(store.CommitInfo) {
-	if f := h.fn.Swap(nil); f != nil {
-		(*f)()
-	}
-}
-
-func (h *commitHook) once(f func()) { h.fn.Store(&f) }
 
 // deadlineCtx is a ctx with a deadline, which passes when the test says so
 // (End), not on a timer.
@@ -79,15 +66,15 @@ func TestWriteAbandonedAfterQueueingIsOutcomeUnknown(t *testing.T) {
 	for opName, op := range ops {
 		for endName, end := range ends {
 			t.Run(opName+"/"+endName, func(t *testing.T) {
-				h := &commitHook{}
-				s := openStore(t, bolt.Options{OnCommit: h.onCommit})
+				h := &testkit.CommitHook{}
+				s := openStore(t, bolt.Options{OnCommit: h.OnCommit})
 				s.put("default", "k", `1`)
 				before := s.Revision()
 
 				wctx, cancel := end.ctx()
 				defer cancel()
 				returned := make(chan struct{})
-				h.once(func() {
+				h.Once(func() {
 					cancel()
 					<-returned // the answer waits until the caller gave up
 				})
