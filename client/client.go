@@ -108,15 +108,10 @@ type PutOptions struct {
 // refused or never sent is not outcome unknown, and was not applied.
 func (c *Client) Put(ctx context.Context, ns, key string, value json.RawMessage, opts PutOptions) (Record, error) {
 	ns = orDefault(ns)
-	var rec Record
-	err := c.do(ctx, request{
+	return call[Record](ctx, c, fmt.Sprintf("put %s/%s", ns, key), request{
 		method: http.MethodPut, path: keyPath(ns, key), query: c.whoQuery(opts.Who),
-		ifVersion: opts.IfVersion, body: value, out: &rec, write: true,
+		ifVersion: opts.IfVersion, body: value, write: true,
 	})
-	if err != nil {
-		return Record{}, wrap(fmt.Sprintf("put %s/%s", ns, key), err)
-	}
-	return rec, nil
 }
 
 // GetOptions are the optional parts of a get.
@@ -132,11 +127,7 @@ func (c *Client) Get(ctx context.Context, ns, key string, opts GetOptions) (Reco
 	if opts.Rev != 0 {
 		q.Set("rev", strconv.FormatUint(opts.Rev, 10))
 	}
-	var rec Record
-	if err := c.do(ctx, request{method: http.MethodGet, path: keyPath(ns, key), query: q, out: &rec}); err != nil {
-		return Record{}, wrap(fmt.Sprintf("get %s/%s", ns, key), err)
-	}
-	return rec, nil
+	return call[Record](ctx, c, fmt.Sprintf("get %s/%s", ns, key), request{method: http.MethodGet, path: keyPath(ns, key), query: q})
 }
 
 // DeleteOptions are the optional parts of a delete.
@@ -151,15 +142,10 @@ type DeleteOptions struct {
 // the delete's revision, with a null value.
 func (c *Client) Delete(ctx context.Context, ns, key string, opts DeleteOptions) (Record, error) {
 	ns = orDefault(ns)
-	var rec Record
-	err := c.do(ctx, request{
+	return call[Record](ctx, c, fmt.Sprintf("delete %s/%s", ns, key), request{
 		method: http.MethodDelete, path: keyPath(ns, key), query: c.whoQuery(opts.Who),
-		ifVersion: opts.IfVersion, out: &rec, write: true,
+		ifVersion: opts.IfVersion, write: true,
 	})
-	if err != nil {
-		return Record{}, wrap(fmt.Sprintf("delete %s/%s", ns, key), err)
-	}
-	return rec, nil
 }
 
 // ListOptions select a page of keys.
@@ -185,11 +171,7 @@ func (c *Client) List(ctx context.Context, ns string, opts ListOptions) (ListPag
 	if opts.Limit > 0 {
 		q.Set("limit", strconv.Itoa(opts.Limit))
 	}
-	var page ListPage
-	if err := c.do(ctx, request{method: http.MethodGet, path: nsPath(ns) + "/keys", query: q, out: &page}); err != nil {
-		return ListPage{}, wrap(fmt.Sprintf("list %s", ns), err)
-	}
-	return page, nil
+	return call[ListPage](ctx, c, "list "+ns, request{method: http.MethodGet, path: nsPath(ns) + "/keys", query: q})
 }
 
 // ListAll returns every key of ns that starts with prefix, following the
@@ -230,22 +212,15 @@ func (c *Client) History(ctx context.Context, ns, key string, opts HistoryOption
 	if opts.Limit > 0 {
 		q.Set("limit", strconv.Itoa(opts.Limit))
 	}
-	var page HistoryPage
-	if err := c.do(ctx, request{method: http.MethodGet, path: keyPath(ns, key) + "/history", query: q, out: &page}); err != nil {
-		return HistoryPage{}, wrap(fmt.Sprintf("history %s/%s", ns, key), err)
-	}
-	return page, nil
+	return call[HistoryPage](ctx, c, fmt.Sprintf("history %s/%s", ns, key), request{method: http.MethodGet, path: keyPath(ns, key) + "/history", query: q})
 }
 
 // Namespaces returns every namespace with its number of keys.
 func (c *Client) Namespaces(ctx context.Context) ([]Namespace, error) {
-	var out struct {
+	out, err := call[struct {
 		Namespaces []Namespace `json:"namespaces"`
-	}
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/ns", out: &out}); err != nil {
-		return nil, wrap("namespaces", err)
-	}
-	return out.Namespaces, nil
+	}](ctx, c, "namespaces", request{method: http.MethodGet, path: "/v1/ns"})
+	return out.Namespaces, err
 }
 
 // TxnOptions are the optional parts of a transaction.
@@ -265,20 +240,12 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts TxnOptions) (TxnResu
 	if err != nil {
 		return TxnResult{}, wrap("txn", err)
 	}
-	var res TxnResult
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/txn", body: body, out: &res, write: true}); err != nil {
-		return TxnResult{}, wrap("txn", err)
-	}
-	return res, nil
+	return call[TxnResult](ctx, c, "txn", request{method: http.MethodPost, path: "/v1/txn", body: body, write: true})
 }
 
 // Status returns the server's summary.
 func (c *Client) Status(ctx context.Context) (Status, error) {
-	var st Status
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/status", out: &st}); err != nil {
-		return Status{}, wrap("status", err)
-	}
-	return st, nil
+	return call[Status](ctx, c, "status", request{method: http.MethodGet, path: "/v1/status"})
 }
 
 // Health returns nil when the server answers /healthz with 200.
@@ -347,6 +314,19 @@ func (c *Client) do(ctx context.Context, r request) error {
 		return fmt.Errorf("decode %d answer: %w", resp.StatusCode, err)
 	}
 	return nil
+}
+
+// call sends r and decodes a 2xx answer into a T (r.out is set to it). An
+// error that is not the server's answer is named by op (wrap), and comes
+// with T's zero value.
+func call[T any](ctx context.Context, c *Client, op string, r request) (T, error) {
+	var out T
+	r.out = &out
+	if err := c.do(ctx, r); err != nil {
+		var zero T
+		return zero, wrap(op, err)
+	}
+	return out, nil
 }
 
 func (c *Client) whoQuery(who string) url.Values {

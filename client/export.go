@@ -81,20 +81,12 @@ func (c *Client) Dump(ctx context.Context, ns, filename string, opts ExportOptio
 	for k, v := range c.whoQuery("") {
 		q[k] = v
 	}
-	var info DumpInfo
-	if err := c.do(ctx, request{method: http.MethodPost, path: nsPath(ns) + "/dumps", query: q, out: &info}); err != nil {
-		return DumpInfo{}, wrap("dump "+ns, err)
-	}
-	return info, nil
+	return call[DumpInfo](ctx, c, "dump "+ns, request{method: http.MethodPost, path: nsPath(ns) + "/dumps", query: q})
 }
 
 // Dumps lists the dump files on the server.
 func (c *Client) Dumps(ctx context.Context) (DumpList, error) {
-	var out DumpList
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/dumps", out: &out}); err != nil {
-		return DumpList{}, wrap("list dumps", err)
-	}
-	return out, nil
+	return call[DumpList](ctx, c, "list dumps", request{method: http.MethodGet, path: "/v1/dumps"})
 }
 
 // DownloadDump copies the server's dump file name to w.

@@ -32,18 +32,15 @@ type DefragResult struct {
 
 // CreateSnapshot takes a snapshot on the server.
 func (c *Client) CreateSnapshot(ctx context.Context) (SnapshotMeta, error) {
-	var out SnapshotMeta
-	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/snapshots", out: &out})
-	return out, wrap("create snapshot", err)
+	return call[SnapshotMeta](ctx, c, "create snapshot", request{method: http.MethodPost, path: "/v1/snapshots"})
 }
 
 // Snapshots lists the server's snapshots, newest first.
 func (c *Client) Snapshots(ctx context.Context) ([]SnapshotMeta, error) {
-	var out struct {
+	out, err := call[struct {
 		Snapshots []SnapshotMeta `json:"snapshots"`
-	}
-	err := c.do(ctx, request{method: http.MethodGet, path: "/v1/snapshots", out: &out})
-	return out.Snapshots, wrap("list snapshots", err)
+	}](ctx, c, "list snapshots", request{method: http.MethodGet, path: "/v1/snapshots"})
+	return out.Snapshots, err
 }
 
 // DownloadSnapshot writes a snapshot's file to w and checks it against the
@@ -145,9 +142,7 @@ func (c *Client) RestoreSnapshot(ctx context.Context, id string, opts RestoreOpt
 	if opts.Prefix != "" {
 		q.Set("prefix", opts.Prefix)
 	}
-	var out RestoreResult
-	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/snapshots/" + escapeSegment(id) + "/restore", query: q, out: &out})
-	return out, wrap("restore snapshot "+id, err)
+	return call[RestoreResult](ctx, c, "restore snapshot "+id, request{method: http.MethodPost, path: "/v1/snapshots/" + escapeSegment(id) + "/restore", query: q})
 }
 
 // ExportSnapshot writes a dump of one namespace read from a stored
@@ -177,14 +172,10 @@ func (c *Client) Compact(ctx context.Context, rev uint64, keepVersions int) (Com
 	if keepVersions > 0 {
 		q.Set("keep_versions", strconv.Itoa(keepVersions))
 	}
-	var out CompactResult
-	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/compact", query: q, out: &out})
-	return out, wrap("compact", err)
+	return call[CompactResult](ctx, c, "compact", request{method: http.MethodPost, path: "/v1/compact", query: q})
 }
 
 // Defrag rewrites the server's database file compactly, online.
 func (c *Client) Defrag(ctx context.Context) (DefragResult, error) {
-	var out DefragResult
-	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/defrag", out: &out})
-	return out, wrap("defrag", err)
+	return call[DefragResult](ctx, c, "defrag", request{method: http.MethodPost, path: "/v1/defrag"})
 }
