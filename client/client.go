@@ -109,7 +109,7 @@ type PutOptions struct {
 func (c *Client) Put(ctx context.Context, ns, key string, value json.RawMessage, opts PutOptions) (Record, error) {
 	ns = orDefault(ns)
 	return call[Record](ctx, c, fmt.Sprintf("put %s/%s", ns, key), request{
-		method: http.MethodPut, path: keyPath(ns, key), query: c.whoQuery(opts.Who),
+		method: http.MethodPut, path: keyPath(ns, key), query: params("who", c.whoOr(opts.Who)),
 		ifVersion: opts.IfVersion, body: value, write: true,
 	})
 }
@@ -123,10 +123,7 @@ type GetOptions struct {
 // Get returns ns/key's current record, or its record at opts.Rev.
 func (c *Client) Get(ctx context.Context, ns, key string, opts GetOptions) (Record, error) {
 	ns = orDefault(ns)
-	q := url.Values{}
-	if opts.Rev != 0 {
-		q.Set("rev", strconv.FormatUint(opts.Rev, 10))
-	}
+	q := params("rev", numParam(opts.Rev))
 	return call[Record](ctx, c, fmt.Sprintf("get %s/%s", ns, key), request{method: http.MethodGet, path: keyPath(ns, key), query: q})
 }
 
@@ -143,7 +140,7 @@ type DeleteOptions struct {
 func (c *Client) Delete(ctx context.Context, ns, key string, opts DeleteOptions) (Record, error) {
 	ns = orDefault(ns)
 	return call[Record](ctx, c, fmt.Sprintf("delete %s/%s", ns, key), request{
-		method: http.MethodDelete, path: keyPath(ns, key), query: c.whoQuery(opts.Who),
+		method: http.MethodDelete, path: keyPath(ns, key), query: params("who", c.whoOr(opts.Who)),
 		ifVersion: opts.IfVersion, write: true,
 	})
 }
@@ -161,16 +158,7 @@ type ListOptions struct {
 // List returns one page of ns's keys in key order.
 func (c *Client) List(ctx context.Context, ns string, opts ListOptions) (ListPage, error) {
 	ns = orDefault(ns)
-	q := url.Values{}
-	if opts.Prefix != "" {
-		q.Set("prefix", opts.Prefix)
-	}
-	if opts.After != "" {
-		q.Set("after", opts.After)
-	}
-	if opts.Limit > 0 {
-		q.Set("limit", strconv.Itoa(opts.Limit))
-	}
+	q := params("prefix", opts.Prefix, "after", opts.After, "limit", numParam(opts.Limit))
 	return call[ListPage](ctx, c, "list "+ns, request{method: http.MethodGet, path: nsPath(ns) + "/keys", query: q})
 }
 
@@ -205,13 +193,7 @@ type HistoryOptions struct {
 // History returns a page of ns/key's changes, newest first.
 func (c *Client) History(ctx context.Context, ns, key string, opts HistoryOptions) (HistoryPage, error) {
 	ns = orDefault(ns)
-	q := url.Values{}
-	if opts.Before != 0 {
-		q.Set("before", strconv.FormatUint(opts.Before, 10))
-	}
-	if opts.Limit > 0 {
-		q.Set("limit", strconv.Itoa(opts.Limit))
-	}
+	q := params("before", numParam(opts.Before), "limit", numParam(opts.Limit))
 	return call[HistoryPage](ctx, c, fmt.Sprintf("history %s/%s", ns, key), request{method: http.MethodGet, path: keyPath(ns, key) + "/history", query: q})
 }
 
@@ -232,11 +214,7 @@ type TxnOptions struct {
 // Txn applies ops all or nothing: if one fails (a conflict, a bad key),
 // nothing is written and the error says which.
 func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts TxnOptions) (TxnResult, error) {
-	who := opts.Who
-	if who == "" {
-		who = c.who
-	}
-	body, err := json.Marshal(ctxd.TxnRequest{Who: who, Ops: ops})
+	body, err := json.Marshal(ctxd.TxnRequest{Who: c.whoOr(opts.Who), Ops: ops})
 	if err != nil {
 		return TxnResult{}, wrap("txn", err)
 	}
@@ -329,14 +307,41 @@ func call[T any](ctx context.Context, c *Client, op string, r request) (T, error
 	return out, nil
 }
 
-func (c *Client) whoQuery(who string) url.Values {
+// whoOr is the who of a call: who, or the client's default (WithWho) when
+// who is "".
+func (c *Client) whoOr(who string) string {
 	if who == "" {
-		who = c.who
+		return c.who
 	}
-	if who == "" {
-		return nil
+	return who
+}
+
+// params is the query of the name, value pairs kv, leaving out the pairs
+// whose value is "": a parameter left out takes the server's default.
+func params(kv ...string) url.Values {
+	q := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			q.Set(kv[i], kv[i+1])
+		}
 	}
-	return url.Values{"who": {who}}
+	return q
+}
+
+// numParam is n as a query value, "" (left out) when n is not above 0.
+func numParam[N int | uint64](n N) string {
+	if n <= 0 {
+		return ""
+	}
+	return strconv.FormatUint(uint64(n), 10)
+}
+
+// boolParam is "true" when b is set, "" (left out) otherwise.
+func boolParam(b bool) string {
+	if !b {
+		return ""
+	}
+	return "true"
 }
 
 // wrap names the operation on an error that is not the server's answer: an

@@ -144,6 +144,39 @@ func TestRequests(t *testing.T) {
 			out:  Status{Version: "v1", Revision: 3, Keys: 2, Namespaces: 1, DBSizeBytes: 32768, SchemaVersion: 1, UptimeSeconds: 2},
 		},
 		{
+			name: "dump on the server: the options, the filename and who",
+			body: `{"filename":"nightly.csv"}`,
+			call: func(c *Client) (any, error) {
+				return c.Dump(ctx, "team", "nightly", ExportOptions{Format: "csv", Rev: 12, History: true})
+			},
+			want: seen{Method: "POST", EscapedPath: "/v1/ns/team/dumps", Query: "filename=nightly&format=csv&history=true&rev=12&who=tester"},
+			out:  DumpInfo{Filename: "nightly.csv"},
+		},
+		{
+			name: "export of a snapshot names the namespace",
+			body: `{}`,
+			call: func(c *Client) (any, error) {
+				return c.ExportSnapshot(ctx, "s1", "", ExportOptions{Format: "txt"}, io.Discard)
+			},
+			want: seen{Method: "GET", EscapedPath: "/v1/snapshots/s1/export", Query: "format=txt&ns=default"},
+		},
+		{
+			name: "restore: who, dry run, namespaces in order, prefix",
+			body: `{"revision":4}`,
+			call: func(c *Client) (any, error) {
+				return c.RestoreSnapshot(ctx, "s1", RestoreOptions{DryRun: true, Namespaces: []string{"b", "a"}, Prefix: "app/"})
+			},
+			want: seen{Method: "POST", EscapedPath: "/v1/snapshots/s1/restore", Query: "dry_run=true&ns=b&ns=a&prefix=app%2F&who=tester"},
+			out:  RestoreResult{Revision: 4},
+		},
+		{
+			name: "compact leaves out what is 0",
+			body: `{}`,
+			call: func(c *Client) (any, error) { return c.Compact(ctx, 0, 3) },
+			want: seen{Method: "POST", EscapedPath: "/v1/compact", Query: "keep_versions=3"},
+			out:  CompactResult{},
+		},
+		{
 			name: "health",
 			body: `{"status":"ok"}`,
 			call: func(c *Client) (any, error) { return nil, c.Health(ctx) },

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 
@@ -129,18 +128,9 @@ type RestoreOptions struct {
 
 // RestoreSnapshot restores the server's data from one of its snapshots.
 func (c *Client) RestoreSnapshot(ctx context.Context, id string, opts RestoreOptions) (RestoreResult, error) {
-	q := c.whoQuery(opts.Who)
-	if q == nil {
-		q = url.Values{}
-	}
-	if opts.DryRun {
-		q.Set("dry_run", "true")
-	}
+	q := params("who", c.whoOr(opts.Who), "dry_run", boolParam(opts.DryRun), "prefix", opts.Prefix)
 	for _, ns := range opts.Namespaces {
 		q.Add("ns", ns)
-	}
-	if opts.Prefix != "" {
-		q.Set("prefix", opts.Prefix)
 	}
 	return call[RestoreResult](ctx, c, "restore snapshot "+id, request{method: http.MethodPost, path: "/v1/snapshots/" + escapeSegment(id) + "/restore", query: q})
 }
@@ -148,8 +138,7 @@ func (c *Client) RestoreSnapshot(ctx context.Context, id string, opts RestoreOpt
 // ExportSnapshot writes a dump of one namespace read from a stored
 // snapshot (Rev is not allowed: a snapshot is one revision).
 func (c *Client) ExportSnapshot(ctx context.Context, id, ns string, opts ExportOptions, w io.Writer) (uint64, error) {
-	q := opts.query()
-	q.Set("ns", orDefault(ns))
+	q := opts.query("ns", orDefault(ns))
 	resp, err := c.stream(ctx, http.MethodGet, "/v1/snapshots/"+escapeSegment(id)+"/export", q, nil)
 	if err != nil {
 		return 0, wrap("export snapshot "+id, err)
@@ -165,13 +154,7 @@ func (c *Client) ExportSnapshot(ctx context.Context, id, ns string, opts ExportO
 // Compact discards history below rev (0: the current revision), keeping
 // keepVersions per key (0: the server's setting).
 func (c *Client) Compact(ctx context.Context, rev uint64, keepVersions int) (CompactResult, error) {
-	q := url.Values{}
-	if rev > 0 {
-		q.Set("rev", strconv.FormatUint(rev, 10))
-	}
-	if keepVersions > 0 {
-		q.Set("keep_versions", strconv.Itoa(keepVersions))
-	}
+	q := params("rev", numParam(rev), "keep_versions", numParam(keepVersions))
 	return call[CompactResult](ctx, c, "compact", request{method: http.MethodPost, path: "/v1/compact", query: q})
 }
 
