@@ -286,15 +286,28 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-func TestConnectionError(t *testing.T) {
+// noServer returns a client of a loopback port nobody listens on.
+func noServer(t *testing.T) *Client {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
-
 	c, err := New("http://" + addr)
 	require.NoError(t, err)
-	_, err = c.Get(context.Background(), "", "k", GetOptions{})
+	return c
+}
+
+// canceled returns a context that is canceled already.
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+func TestConnectionError(t *testing.T) {
+	c := noServer(t)
+	_, err := c.Get(context.Background(), "", "k", GetOptions{})
 	require.Error(t, err)
 	assert.True(t, IsConnectionError(err), "%v", err)
 	assert.False(t, IsNotFound(err))
@@ -303,9 +316,7 @@ func TestConnectionError(t *testing.T) {
 	var oe *net.OpError
 	assert.True(t, errors.As(err, &oe))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err = c.Status(ctx)
+	_, err = c.Status(canceled())
 	require.Error(t, err)
 	assert.False(t, IsConnectionError(err), "a canceled context is not a connection error")
 	assert.ErrorIs(t, err, context.Canceled)
