@@ -38,10 +38,12 @@ type common struct {
 	caCert    string // --cacert
 }
 
-// clientFlags registers the client flags on cmd. defOutput is the command's
-// default -o; withValue says whether it supports -o value.
-func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) *common {
-	c := &common{a: a}
+// connFlags registers the connection flags of a client command: --server,
+// -n, --who (whoUsage says what it is recorded for), --timeout (default
+// timeout), --token and --cacert. The output is a table: clientFlags adds
+// -o.
+func (a *app) connFlags(cmd *cobra.Command, whoUsage string, timeout time.Duration) *common {
+	c := &common{a: a, output: outTable}
 	server := a.getenv("CTXD_SERVER")
 	if server == "" {
 		server = defaultServer
@@ -50,17 +52,25 @@ func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) 
 	if who == "" {
 		who = "cli"
 	}
+	f := cmd.Flags()
+	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER)")
+	f.StringVarP(&c.namespace, "namespace", "n", ctxd.DefaultNamespace, "`namespace`")
+	f.StringVar(&c.who, "who", who, whoUsage+" ($USER by default)")
+	f.DurationVar(&c.timeout, "timeout", timeout, "give up on the server after this long (0: wait forever)")
+	c.credentialFlags(cmd)
+	return c
+}
+
+// clientFlags registers the client flags on cmd: connFlags, and -o.
+// defOutput is the command's default -o; withValue says whether it
+// supports -o value.
+func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) *common {
+	c := a.connFlags(cmd, "who is making the change, recorded with it", 30*time.Second)
 	formats := "json or table"
 	if withValue {
 		formats = "json, table or value"
 	}
-	f := cmd.Flags()
-	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER)")
-	f.StringVarP(&c.namespace, "namespace", "n", ctxd.DefaultNamespace, "`namespace`")
-	f.StringVar(&c.who, "who", who, "who is making the change, recorded with it ($USER by default)")
-	f.StringVarP(&c.output, "output", "o", defOutput, "output `format`: "+formats)
-	f.DurationVar(&c.timeout, "timeout", 30*time.Second, "give up on the server after this long (0: wait forever)")
-	c.credentialFlags(cmd)
+	cmd.Flags().StringVarP(&c.output, "output", "o", defOutput, "output `format`: "+formats)
 	prev := cmd.PreRunE
 	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
 		switch c.output {
