@@ -137,6 +137,15 @@ func (c *common) withClient(cmd *cobra.Command, fn func(ctx context.Context, cl 
 	return fn(ctx, cl)
 }
 
+// run makes fn the command's code (RunE, through action): it runs with a
+// client for the command's flags and a context bounded by --timeout
+// (withClient).
+func (c *common) run(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client, args []string) error) {
+	cmd.RunE = c.a.action(func(cmd *cobra.Command, args []string) error {
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error { return fn(ctx, cl, args) })
+	})
+}
+
 // exactArgs is cobra.ExactArgs with the expected arguments named.
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
@@ -223,14 +232,12 @@ any other value as JSON; -o json prints the whole record.`,
 	}
 	c := a.clientFlags(cmd, outValue, true)
 	cmd.Flags().Uint64Var(&rev, "rev", 0, "read the key as it was at this `revision`")
-	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			rec, err := cl.Get(ctx, c.namespace, args[0], client.GetOptions{Rev: rev})
-			if err != nil {
-				return err
-			}
-			return c.printRecords(rec)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		rec, err := cl.Get(ctx, c.namespace, args[0], client.GetOptions{Rev: rev})
+		if err != nil {
+			return err
+		}
+		return c.printRecords(rec)
 	})
 	return cmd
 }
@@ -247,15 +254,13 @@ func (a *app) delCmd() *cobra.Command {
 	}
 	c := a.clientFlags(cmd, outTable, false)
 	c.ifVersionFlag(cmd, "delete")
-	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			rec, err := cl.Delete(ctx, c.namespace, args[0], client.DeleteOptions{IfVersion: c.expect(cmd)})
-			if err != nil {
-				return err
-			}
-			c.deleted = true
-			return c.printRecords(rec)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		rec, err := cl.Delete(ctx, c.namespace, args[0], client.DeleteOptions{IfVersion: c.expect(cmd)})
+		if err != nil {
+			return err
+		}
+		c.deleted = true
+		return c.printRecords(rec)
 	})
 	return cmd
 }
@@ -359,17 +364,15 @@ func (a *app) nsCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	c := a.clientFlags(cmd, outTable, true)
-	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			nss, err := cl.Namespaces(ctx)
-			if err != nil {
-				return err
-			}
-			if nss == nil {
-				nss = []client.Namespace{}
-			}
-			return c.printNamespaces(nss)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
+		nss, err := cl.Namespaces(ctx)
+		if err != nil {
+			return err
+		}
+		if nss == nil {
+			nss = []client.Namespace{}
+		}
+		return c.printNamespaces(nss)
 	})
 	return cmd
 }
@@ -381,14 +384,12 @@ func (a *app) statusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	c := a.clientFlags(cmd, outTable, false)
-	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			st, err := cl.Status(ctx)
-			if err != nil {
-				return err
-			}
-			return c.printStatus(st)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		return c.printStatus(st)
 	})
 	return cmd
 }
