@@ -186,7 +186,7 @@ standard input. Put '--' before a VALUE that starts with '-' (ctxd put n -- -5).
 			if err != nil {
 				return err
 			}
-			return c.printRecords(rec)
+			return c.printRecord(rec)
 		})
 	})
 	return cmd
@@ -237,7 +237,7 @@ any other value as JSON; -o json prints the whole record.`,
 		if err != nil {
 			return err
 		}
-		return c.printRecords(rec)
+		return c.printRecord(rec)
 	})
 	return cmd
 }
@@ -260,7 +260,7 @@ func (a *app) delCmd() *cobra.Command {
 			return err
 		}
 		c.deleted = true
-		return c.printRecords(rec)
+		return c.printRecord(rec)
 	})
 	return cmd
 }
@@ -313,9 +313,6 @@ with PREFIX. One page is listed (--limit keys); --after continues from a key,
 			if err != nil {
 				return err
 			}
-			if page.Records == nil {
-				page.Records = []client.Record{}
-			}
 			return c.printList(page)
 		})
 	})
@@ -348,9 +345,6 @@ func (a *app) historyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if page.Changes == nil {
-				page.Changes = []client.Change{}
-			}
 			return c.printHistory(page)
 		})
 	})
@@ -368,9 +362,6 @@ func (a *app) nsCmd() *cobra.Command {
 		nss, err := cl.Namespaces(ctx)
 		if err != nil {
 			return err
-		}
-		if nss == nil {
-			nss = []client.Namespace{}
 		}
 		return c.printNamespaces(nss)
 	})

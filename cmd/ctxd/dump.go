@@ -125,29 +125,7 @@ curl $CTXD_SERVER/v1/dumps/NAME (or /ctx/dump/NAME).`,
 		if err != nil {
 			return err
 		}
-		if list.Dumps == nil {
-			list.Dumps = []client.DumpFile{}
-		}
-		switch c.output {
-		case outJSON:
-			return c.printJSON(list)
-		case outValue:
-			for _, d := range list.Dumps {
-				if _, err := fmt.Fprintln(c.out(), d.Filename); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		rows := make([]string, 0, len(list.Dumps))
-		for _, d := range list.Dumps {
-			rows = append(rows, d.Filename+"\t"+byteSize(d.Size)+"\t"+timeText(d.Modified))
-		}
-		if err := c.table("FILENAME\tSIZE\tCREATED", rows); err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(a.stderr, "dump folder on the server: %s\n", list.Directory)
-		return err
+		return c.printDumps(list)
 	})
 	return cmd
 }

@@ -290,10 +290,7 @@ func (c *common) printSnapshots(list ...client.SnapshotMeta) error {
 		if len(list) == 1 {
 			return c.printJSON(list[0])
 		}
-		if list == nil {
-			list = []client.SnapshotMeta{}
-		}
-		return c.printJSON(list)
+		return c.printJSON(orEmpty(list))
 	}
 	rows := make([]string, 0, len(list))
 	for _, m := range list {
