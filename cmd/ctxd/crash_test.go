@@ -91,6 +91,22 @@ func load(t *testing.T, url string, writers int, stop <-chan struct{}, acked *at
 	return acks
 }
 
+// loadThenSignal runs load with writers against srv until n writes are
+// acknowledged, then sends sig while writes are in flight. It returns the
+// server's exit code and the writes acknowledged before it went.
+func loadThenSignal(t *testing.T, srv *serverProcess, writers int, n int64, sig syscall.Signal) (code int, acks []ack) {
+	t.Helper()
+	stop := make(chan struct{})
+	done := make(chan []ack)
+	var acked atomic.Int64
+	go func() { done <- load(t, srv.url, writers, stop, &acked) }()
+	testkit.Eventually(t, func() bool { return acked.Load() >= n }, "%d writes acknowledged", n)
+	srv.signal(sig)
+	code = srv.wait(10 * time.Second)
+	close(stop)
+	return code, <-done
+}
+
 // checkAcked checks, through a running server, that every acknowledged
 // write is there with its value and revision, and that the revisions of all
 // keys are exactly 1..current: gap-free, each used once.
@@ -164,15 +180,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	dir := t.TempDir()
 	srv := startServer(t, dir)
 
-	stop := make(chan struct{})
-	done := make(chan []ack)
-	var acked atomic.Int64
-	go func() { done <- load(t, srv.url, 16, stop, &acked) }()
-	testkit.Eventually(t, func() bool { return acked.Load() >= 1000 }, "1000 writes acknowledged")
-	srv.signal(syscall.SIGKILL) // mid-load: writes are in flight
-	code := srv.wait(10 * time.Second)
-	close(stop)
-	acks := <-done
+	code, acks := loadThenSignal(t, srv, 16, 1000, syscall.SIGKILL)
 	assert.Equal(t, -1, code, "killed by a signal")
 	require.NotEmpty(t, acks)
 	t.Logf("%d writes acknowledged before SIGKILL", len(acks))
@@ -192,15 +200,7 @@ func TestGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
 	srv := startServer(t, dir, "--log-level", "debug")
 
-	stop := make(chan struct{})
-	done := make(chan []ack)
-	var acked atomic.Int64
-	go func() { done <- load(t, srv.url, 8, stop, &acked) }()
-	testkit.Eventually(t, func() bool { return acked.Load() >= 300 }, "300 writes acknowledged")
-	srv.signal(syscall.SIGTERM) // mid-load: writes are in flight
-	code := srv.wait(10 * time.Second)
-	close(stop)
-	acks := <-done
+	code, acks := loadThenSignal(t, srv, 8, 300, syscall.SIGTERM)
 	require.Equal(t, 0, code, "stderr:\n%s", srv.stderr.String())
 	require.NoError(t, srv.err)
 	require.NotEmpty(t, acks)
