@@ -47,44 +47,38 @@ func load(t *testing.T, url string, writers int, stop <-chan struct{}, acked *at
 		wg   sync.WaitGroup
 	)
 	for w := range writers {
-		wg.Go(func() {
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := fmt.Sprintf("w%02d/k%06d", w, n)
-				value := fmt.Sprintf(`{"writer":%d,"n":%d}`, w, n)
-				req, err := http.NewRequest(http.MethodPut, url+"/v1/ns/default/keys/"+key, bytes.NewBufferString(value))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				resp, err := hc.Do(req)
-				if err != nil {
-					return // the server is gone
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil || resp.StatusCode != http.StatusOK {
-					if err == nil && resp.StatusCode < 500 {
-						t.Errorf("put %s: %d %s", key, resp.StatusCode, body)
-					}
-					return
-				}
-				var rec client.Record
-				if err := json.Unmarshal(body, &rec); err != nil {
-					t.Errorf("put %s: decode %q: %v", key, body, err)
-					return
-				}
-				mu.Lock()
-				acks = append(acks, ack{key: key, value: value, rev: rec.ModRev})
-				mu.Unlock()
-				if acked != nil {
-					acked.Add(1)
-				}
+		repeat(&wg, stop, func(n int) bool {
+			key := fmt.Sprintf("w%02d/k%06d", w, n)
+			value := fmt.Sprintf(`{"writer":%d,"n":%d}`, w, n)
+			req, err := http.NewRequest(http.MethodPut, url+"/v1/ns/default/keys/"+key, bytes.NewBufferString(value))
+			if err != nil {
+				t.Error(err)
+				return false
 			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return false // the server is gone
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				if err == nil && resp.StatusCode < 500 {
+					t.Errorf("put %s: %d %s", key, resp.StatusCode, body)
+				}
+				return false
+			}
+			var rec client.Record
+			if err := json.Unmarshal(body, &rec); err != nil {
+				t.Errorf("put %s: decode %q: %v", key, body, err)
+				return false
+			}
+			mu.Lock()
+			acks = append(acks, ack{key: key, value: value, rev: rec.ModRev})
+			mu.Unlock()
+			if acked != nil {
+				acked.Add(1)
+			}
+			return true
 		})
 	}
 	wg.Wait()

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -183,4 +184,21 @@ func cli(t *testing.T, env []string, stdin string, args ...string) result {
 		t.Fatalf("run ctxd %v: %v", args, err)
 	}
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+// repeat runs step(0), step(1), ... in a goroutine of wg until stop is
+// closed or step returns false.
+func repeat(wg *sync.WaitGroup, stop <-chan struct{}, step func(n int) bool) {
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if !step(n) {
+				return
+			}
+		}
+	})
 }

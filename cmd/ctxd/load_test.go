@@ -148,23 +148,13 @@ func TestLoadMixedClients(t *testing.T) {
 		}()
 	}
 
-	// worker runs step(0), step(1), ... in a goroutine, each counted as an
-	// op, until stop is closed or step returns false.
+	// worker repeats step, each counted as an op, until stop is closed.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	worker := func(step func(n int) bool) {
-		wg.Go(func() {
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ops.Add(1)
-				if !step(n) {
-					return
-				}
-			}
+		repeat(&wg, stop, func(n int) bool {
+			ops.Add(1)
+			return step(n)
 		})
 	}
 	for w := range loadWriters {
