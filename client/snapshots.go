@@ -14,11 +14,13 @@ import (
 	"github.com/framework0/ctxd"
 )
 
-// Snapshot types are the server's own.
+// Snapshot types are the server's own. RestoreOptions select what a
+// restore replaces.
 type (
-	SnapshotMeta  = ctxd.SnapshotMeta
-	RestoreResult = ctxd.RestoreResult
-	CompactResult = ctxd.CompactResult
+	SnapshotMeta   = ctxd.SnapshotMeta
+	RestoreOptions = ctxd.RestoreOptions
+	RestoreResult  = ctxd.RestoreResult
+	CompactResult  = ctxd.CompactResult
 )
 
 // DefragResult is the answer of POST /v1/defrag.
@@ -116,14 +118,6 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// RestoreOptions select what a restore replaces; see ctxd.RestoreOptions.
-type RestoreOptions struct {
-	DryRun     bool
-	Namespaces []string
-	Prefix     string
-	Who        string
 }
 
 // RestoreSnapshot restores the server's data from one of its snapshots.

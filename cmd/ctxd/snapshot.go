@@ -140,9 +140,7 @@ transaction recorded in history. --dry-run reports what would change.`,
 		Args: exactArgs("ID"),
 	}
 	c := a.clientFlags(cmd, outTable, false)
-	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would change, change nothing")
-	cmd.Flags().StringArrayVar(&opts.Namespaces, "ns", nil, "restore only this `namespace` (repeatable)")
-	cmd.Flags().StringVar(&opts.Prefix, "prefix", "", "restore only keys starting with this `prefix`")
+	restoreFlags(cmd, &opts)
 	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
 		opts.Who = c.who
 		stop := a.spinner("restoring")
@@ -154,6 +152,13 @@ transaction recorded in history. --dry-run reports what would change.`,
 		return c.printRestore(res)
 	})
 	return cmd
+}
+
+// restoreFlags registers what a restore replaces: --dry-run, --ns, --prefix.
+func restoreFlags(cmd *cobra.Command, opts *ctxd.RestoreOptions) {
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would change, change nothing")
+	cmd.Flags().StringArrayVar(&opts.Namespaces, "ns", nil, "restore only this `namespace` (repeatable)")
+	cmd.Flags().StringVar(&opts.Prefix, "prefix", "", "restore only keys starting with this `prefix`")
 }
 
 // restoreCmd restores a stopped server's data folder from a snapshot file.
@@ -175,9 +180,7 @@ would accept). The file is verified first; a bad one changes nothing.`,
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file` (for data_dir)")
 	cmd.Flags().StringVar(&dataDir, "data", "", "data `folder` (default from config: ./data)")
 	cmd.Flags().StringVar(&from, "from", "", "snapshot `file` to restore from")
-	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would change, change nothing")
-	cmd.Flags().StringArrayVar(&opts.Namespaces, "ns", nil, "restore only this `namespace` (repeatable)")
-	cmd.Flags().StringVar(&opts.Prefix, "prefix", "", "restore only keys starting with this `prefix`")
+	restoreFlags(cmd, &opts)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		if from == "" {
 			return usagef("restore needs --from FILE")
