@@ -108,15 +108,10 @@ type PutOptions struct {
 // refused or never sent is not outcome unknown, and was not applied.
 func (c *Client) Put(ctx context.Context, ns, key string, value json.RawMessage, opts PutOptions) (Record, error) {
 	ns = orDefault(ns)
-	var rec Record
-	err := c.do(ctx, request{
-		method: http.MethodPut, path: keyPath(ns, key), query: c.whoQuery(opts.Who),
-		ifVersion: opts.IfVersion, body: value, out: &rec, write: true,
+	return call[Record](ctx, c, fmt.Sprintf("put %s/%s", ns, key), request{
+		method: http.MethodPut, path: keyPath(ns, key), query: params("who", c.whoOr(opts.Who)),
+		ifVersion: opts.IfVersion, body: value, write: true,
 	})
-	if err != nil {
-		return Record{}, wrap(fmt.Sprintf("put %s/%s", ns, key), err)
-	}
-	return rec, nil
 }
 
 // GetOptions are the optional parts of a get.
@@ -128,15 +123,8 @@ type GetOptions struct {
 // Get returns ns/key's current record, or its record at opts.Rev.
 func (c *Client) Get(ctx context.Context, ns, key string, opts GetOptions) (Record, error) {
 	ns = orDefault(ns)
-	q := url.Values{}
-	if opts.Rev != 0 {
-		q.Set("rev", strconv.FormatUint(opts.Rev, 10))
-	}
-	var rec Record
-	if err := c.do(ctx, request{method: http.MethodGet, path: keyPath(ns, key), query: q, out: &rec}); err != nil {
-		return Record{}, wrap(fmt.Sprintf("get %s/%s", ns, key), err)
-	}
-	return rec, nil
+	q := params("rev", numParam(opts.Rev))
+	return call[Record](ctx, c, fmt.Sprintf("get %s/%s", ns, key), request{method: http.MethodGet, path: keyPath(ns, key), query: q})
 }
 
 // DeleteOptions are the optional parts of a delete.
@@ -151,15 +139,10 @@ type DeleteOptions struct {
 // the delete's revision, with a null value.
 func (c *Client) Delete(ctx context.Context, ns, key string, opts DeleteOptions) (Record, error) {
 	ns = orDefault(ns)
-	var rec Record
-	err := c.do(ctx, request{
-		method: http.MethodDelete, path: keyPath(ns, key), query: c.whoQuery(opts.Who),
-		ifVersion: opts.IfVersion, out: &rec, write: true,
+	return call[Record](ctx, c, fmt.Sprintf("delete %s/%s", ns, key), request{
+		method: http.MethodDelete, path: keyPath(ns, key), query: params("who", c.whoOr(opts.Who)),
+		ifVersion: opts.IfVersion, write: true,
 	})
-	if err != nil {
-		return Record{}, wrap(fmt.Sprintf("delete %s/%s", ns, key), err)
-	}
-	return rec, nil
 }
 
 // ListOptions select a page of keys.
@@ -175,21 +158,8 @@ type ListOptions struct {
 // List returns one page of ns's keys in key order.
 func (c *Client) List(ctx context.Context, ns string, opts ListOptions) (ListPage, error) {
 	ns = orDefault(ns)
-	q := url.Values{}
-	if opts.Prefix != "" {
-		q.Set("prefix", opts.Prefix)
-	}
-	if opts.After != "" {
-		q.Set("after", opts.After)
-	}
-	if opts.Limit > 0 {
-		q.Set("limit", strconv.Itoa(opts.Limit))
-	}
-	var page ListPage
-	if err := c.do(ctx, request{method: http.MethodGet, path: nsPath(ns) + "/keys", query: q, out: &page}); err != nil {
-		return ListPage{}, wrap(fmt.Sprintf("list %s", ns), err)
-	}
-	return page, nil
+	q := params("prefix", opts.Prefix, "after", opts.After, "limit", numParam(opts.Limit))
+	return call[ListPage](ctx, c, "list "+ns, request{method: http.MethodGet, path: nsPath(ns) + "/keys", query: q})
 }
 
 // ListAll returns every key of ns that starts with prefix, following the
@@ -223,29 +193,16 @@ type HistoryOptions struct {
 // History returns a page of ns/key's changes, newest first.
 func (c *Client) History(ctx context.Context, ns, key string, opts HistoryOptions) (HistoryPage, error) {
 	ns = orDefault(ns)
-	q := url.Values{}
-	if opts.Before != 0 {
-		q.Set("before", strconv.FormatUint(opts.Before, 10))
-	}
-	if opts.Limit > 0 {
-		q.Set("limit", strconv.Itoa(opts.Limit))
-	}
-	var page HistoryPage
-	if err := c.do(ctx, request{method: http.MethodGet, path: keyPath(ns, key) + "/history", query: q, out: &page}); err != nil {
-		return HistoryPage{}, wrap(fmt.Sprintf("history %s/%s", ns, key), err)
-	}
-	return page, nil
+	q := params("before", numParam(opts.Before), "limit", numParam(opts.Limit))
+	return call[HistoryPage](ctx, c, fmt.Sprintf("history %s/%s", ns, key), request{method: http.MethodGet, path: keyPath(ns, key) + "/history", query: q})
 }
 
 // Namespaces returns every namespace with its number of keys.
 func (c *Client) Namespaces(ctx context.Context) ([]Namespace, error) {
-	var out struct {
+	out, err := call[struct {
 		Namespaces []Namespace `json:"namespaces"`
-	}
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/ns", out: &out}); err != nil {
-		return nil, wrap("namespaces", err)
-	}
-	return out.Namespaces, nil
+	}](ctx, c, "namespaces", request{method: http.MethodGet, path: "/v1/ns"})
+	return out.Namespaces, err
 }
 
 // TxnOptions are the optional parts of a transaction.
@@ -257,28 +214,16 @@ type TxnOptions struct {
 // Txn applies ops all or nothing: if one fails (a conflict, a bad key),
 // nothing is written and the error says which.
 func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts TxnOptions) (TxnResult, error) {
-	who := opts.Who
-	if who == "" {
-		who = c.who
-	}
-	body, err := json.Marshal(ctxd.TxnRequest{Who: who, Ops: ops})
+	body, err := json.Marshal(ctxd.TxnRequest{Who: c.whoOr(opts.Who), Ops: ops})
 	if err != nil {
 		return TxnResult{}, wrap("txn", err)
 	}
-	var res TxnResult
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/txn", body: body, out: &res, write: true}); err != nil {
-		return TxnResult{}, wrap("txn", err)
-	}
-	return res, nil
+	return call[TxnResult](ctx, c, "txn", request{method: http.MethodPost, path: "/v1/txn", body: body, write: true})
 }
 
 // Status returns the server's summary.
 func (c *Client) Status(ctx context.Context) (Status, error) {
-	var st Status
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/status", out: &st}); err != nil {
-		return Status{}, wrap("status", err)
-	}
-	return st, nil
+	return call[Status](ctx, c, "status", request{method: http.MethodGet, path: "/v1/status"})
 }
 
 // Health returns nil when the server answers /healthz with 200.
@@ -349,14 +294,54 @@ func (c *Client) do(ctx context.Context, r request) error {
 	return nil
 }
 
-func (c *Client) whoQuery(who string) url.Values {
-	if who == "" {
-		who = c.who
+// call sends r and decodes a 2xx answer into a T (r.out is set to it). An
+// error that is not the server's answer is named by op (wrap), and comes
+// with T's zero value.
+func call[T any](ctx context.Context, c *Client, op string, r request) (T, error) {
+	var out T
+	r.out = &out
+	if err := c.do(ctx, r); err != nil {
+		var zero T
+		return zero, wrap(op, err)
 	}
+	return out, nil
+}
+
+// whoOr is the who of a call: who, or the client's default (WithWho) when
+// who is "".
+func (c *Client) whoOr(who string) string {
 	if who == "" {
-		return nil
+		return c.who
 	}
-	return url.Values{"who": {who}}
+	return who
+}
+
+// params is the query of the name, value pairs kv, leaving out the pairs
+// whose value is "": a parameter left out takes the server's default.
+func params(kv ...string) url.Values {
+	q := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			q.Set(kv[i], kv[i+1])
+		}
+	}
+	return q
+}
+
+// numParam is n as a query value, "" (left out) when n is not above 0.
+func numParam[N int | uint64](n N) string {
+	if n <= 0 {
+		return ""
+	}
+	return strconv.FormatUint(uint64(n), 10)
+}
+
+// boolParam is "true" when b is set, "" (left out) otherwise.
+func boolParam(b bool) string {
+	if !b {
+		return ""
+	}
+	return "true"
 }
 
 // wrap names the operation on an error that is not the server's answer: an

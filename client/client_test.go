@@ -144,6 +144,39 @@ func TestRequests(t *testing.T) {
 			out:  Status{Version: "v1", Revision: 3, Keys: 2, Namespaces: 1, DBSizeBytes: 32768, SchemaVersion: 1, UptimeSeconds: 2},
 		},
 		{
+			name: "dump on the server: the options, the filename and who",
+			body: `{"filename":"nightly.csv"}`,
+			call: func(c *Client) (any, error) {
+				return c.Dump(ctx, "team", "nightly", ExportOptions{Format: "csv", Rev: 12, History: true})
+			},
+			want: seen{Method: "POST", EscapedPath: "/v1/ns/team/dumps", Query: "filename=nightly&format=csv&history=true&rev=12&who=tester"},
+			out:  DumpInfo{Filename: "nightly.csv"},
+		},
+		{
+			name: "export of a snapshot names the namespace",
+			body: `{}`,
+			call: func(c *Client) (any, error) {
+				return c.ExportSnapshot(ctx, "s1", "", ExportOptions{Format: "txt"}, io.Discard)
+			},
+			want: seen{Method: "GET", EscapedPath: "/v1/snapshots/s1/export", Query: "format=txt&ns=default"},
+		},
+		{
+			name: "restore: who, dry run, namespaces in order, prefix",
+			body: `{"revision":4}`,
+			call: func(c *Client) (any, error) {
+				return c.RestoreSnapshot(ctx, "s1", RestoreOptions{DryRun: true, Namespaces: []string{"b", "a"}, Prefix: "app/"})
+			},
+			want: seen{Method: "POST", EscapedPath: "/v1/snapshots/s1/restore", Query: "dry_run=true&ns=b&ns=a&prefix=app%2F&who=tester"},
+			out:  RestoreResult{Revision: 4},
+		},
+		{
+			name: "compact leaves out what is 0",
+			body: `{}`,
+			call: func(c *Client) (any, error) { return c.Compact(ctx, 0, 3) },
+			want: seen{Method: "POST", EscapedPath: "/v1/compact", Query: "keep_versions=3"},
+			out:  CompactResult{},
+		},
+		{
 			name: "health",
 			body: `{"status":"ok"}`,
 			call: func(c *Client) (any, error) { return nil, c.Health(ctx) },
@@ -253,15 +286,28 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-func TestConnectionError(t *testing.T) {
+// noServer returns a client of a loopback port nobody listens on.
+func noServer(t *testing.T) *Client {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
-
 	c, err := New("http://" + addr)
 	require.NoError(t, err)
-	_, err = c.Get(context.Background(), "", "k", GetOptions{})
+	return c
+}
+
+// canceled returns a context that is canceled already.
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+func TestConnectionError(t *testing.T) {
+	c := noServer(t)
+	_, err := c.Get(context.Background(), "", "k", GetOptions{})
 	require.Error(t, err)
 	assert.True(t, IsConnectionError(err), "%v", err)
 	assert.False(t, IsNotFound(err))
@@ -270,9 +316,7 @@ func TestConnectionError(t *testing.T) {
 	var oe *net.OpError
 	assert.True(t, errors.As(err, &oe))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err = c.Status(ctx)
+	_, err = c.Status(canceled())
 	require.Error(t, err)
 	assert.False(t, IsConnectionError(err), "a canceled context is not a connection error")
 	assert.ErrorIs(t, err, context.Canceled)

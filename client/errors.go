@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/framework0/ctxd"
@@ -60,30 +61,24 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, code)
 }
 
-// Is lets errors.Is match an *APIError against the store's errors, such as
-// ctxd.ErrNotFound or ctxd.ErrConflict. CodeUnavailable matches
-// ctxd.ErrUnavailable (and ctxd.ErrClosed, as it always did);
+// codeErrors are the store's errors each code matches (APIError.Is).
+// CodeUnavailable matches ctxd.ErrClosed too, as it always did;
 // CodeOutcomeUnknown matches ctxd.ErrOutcomeUnknown only.
+var codeErrors = map[string][]error{
+	CodeNotFound:       {ctxd.ErrNotFound},
+	CodeConflict:       {ctxd.ErrConflict},
+	CodeCompacted:      {ctxd.ErrCompacted},
+	CodeTooLarge:       {ctxd.ErrTooLarge},
+	CodeBadRequest:     {ctxd.ErrInvalid},
+	CodeFutureRevision: {ctxd.ErrFutureRevision},
+	CodeUnavailable:    {ctxd.ErrUnavailable, ctxd.ErrClosed},
+	CodeOutcomeUnknown: {ctxd.ErrOutcomeUnknown},
+}
+
+// Is lets errors.Is match an *APIError against the store's errors, such as
+// ctxd.ErrNotFound or ctxd.ErrConflict (codeErrors).
 func (e *APIError) Is(target error) bool {
-	switch e.Code {
-	case CodeNotFound:
-		return target == ctxd.ErrNotFound
-	case CodeConflict:
-		return target == ctxd.ErrConflict
-	case CodeCompacted:
-		return target == ctxd.ErrCompacted
-	case CodeTooLarge:
-		return target == ctxd.ErrTooLarge
-	case CodeBadRequest:
-		return target == ctxd.ErrInvalid
-	case CodeFutureRevision:
-		return target == ctxd.ErrFutureRevision
-	case CodeUnavailable:
-		return target == ctxd.ErrUnavailable || target == ctxd.ErrClosed
-	case CodeOutcomeUnknown:
-		return target == ctxd.ErrOutcomeUnknown
-	}
-	return false
+	return slices.Contains(codeErrors[e.Code], target)
 }
 
 // IsNotFound reports whether err is the server saying the key (or the key

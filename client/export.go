@@ -31,28 +31,17 @@ type ExportOptions struct {
 	History bool
 }
 
-func (o ExportOptions) query() url.Values {
-	q := url.Values{}
-	if o.Format != "" {
-		q.Set("format", o.Format)
-	}
-	if o.Rev != 0 {
-		q.Set("rev", strconv.FormatUint(o.Rev, 10))
-	}
-	if o.History {
-		q.Set("history", "true")
-	}
-	return q
+// query is the query of an export or a dump: the options, then the name,
+// value pairs of extra (see params).
+func (o ExportOptions) query(extra ...string) url.Values {
+	return params(append([]string{"format", o.Format, "rev", numParam(o.Rev), "history", boolParam(o.History)}, extra...)...)
 }
 
 // Export streams a dump of ns, taken by the server from one consistent
 // read, to w, and returns the revision it is consistent at.
 func (c *Client) Export(ctx context.Context, ns string, opts ExportOptions, w io.Writer) (uint64, error) {
 	ns = orDefault(ns)
-	q := opts.query()
-	for k, v := range c.whoQuery("") {
-		q[k] = v
-	}
+	q := opts.query("who", c.whoOr(""))
 	resp, err := c.stream(ctx, http.MethodGet, nsPath(ns)+"/export", q, nil)
 	if err != nil {
 		return 0, wrap("export "+ns, err)
@@ -74,27 +63,13 @@ func (c *Client) Export(ctx context.Context, ns string, opts ExportOptions, w io
 // name is replaced) or, when filename is "", context_dump_<time>.<format>.
 func (c *Client) Dump(ctx context.Context, ns, filename string, opts ExportOptions) (DumpInfo, error) {
 	ns = orDefault(ns)
-	q := opts.query()
-	if filename != "" {
-		q.Set("filename", filename)
-	}
-	for k, v := range c.whoQuery("") {
-		q[k] = v
-	}
-	var info DumpInfo
-	if err := c.do(ctx, request{method: http.MethodPost, path: nsPath(ns) + "/dumps", query: q, out: &info}); err != nil {
-		return DumpInfo{}, wrap("dump "+ns, err)
-	}
-	return info, nil
+	q := opts.query("filename", filename, "who", c.whoOr(""))
+	return call[DumpInfo](ctx, c, "dump "+ns, request{method: http.MethodPost, path: nsPath(ns) + "/dumps", query: q})
 }
 
 // Dumps lists the dump files on the server.
 func (c *Client) Dumps(ctx context.Context) (DumpList, error) {
-	var out DumpList
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/dumps", out: &out}); err != nil {
-		return DumpList{}, wrap("list dumps", err)
-	}
-	return out, nil
+	return call[DumpList](ctx, c, "list dumps", request{method: http.MethodGet, path: "/v1/dumps"})
 }
 
 // DownloadDump copies the server's dump file name to w.
@@ -123,7 +98,7 @@ type ImportResult struct {
 // server puts every key of it into ns in one transaction, or none.
 func (c *Client) Import(ctx context.Context, ns string, r io.Reader) (ImportResult, error) {
 	ns = orDefault(ns)
-	resp, err := c.stream(ctx, http.MethodPost, nsPath(ns)+"/import", c.whoQuery(""), r)
+	resp, err := c.stream(ctx, http.MethodPost, nsPath(ns)+"/import", params("who", c.whoOr("")), r)
 	if err != nil {
 		return ImportResult{}, wrap("import into "+ns, err)
 	}

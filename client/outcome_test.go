@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
@@ -130,21 +129,14 @@ func TestSentWriteWithoutAnswerIsOutcomeUnknown(t *testing.T) {
 
 // A write that was never sent was not applied: not outcome unknown.
 func TestUnsentWriteIsNotOutcomeUnknown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	c, err := New("http://" + addr)
-	require.NoError(t, err)
-	_, err = c.Put(context.Background(), "", "k", json.RawMessage(`1`), PutOptions{})
+	c := noServer(t)
+	_, err := c.Put(context.Background(), "", "k", json.RawMessage(`1`), PutOptions{})
 	require.Error(t, err)
 	assert.True(t, IsConnectionError(err), "%v", err)
 	assert.False(t, IsOutcomeUnknown(err), "connection refused: nothing was sent")
 
 	c, _ = fake(t, 200, `{}`)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err = c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+	_, err = c.Put(canceled(), "", "k", json.RawMessage(`1`), PutOptions{})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.False(t, IsOutcomeUnknown(err), "ctx ended before sending: nothing was sent")
@@ -155,18 +147,13 @@ func TestUnsentWriteIsNotOutcomeUnknown(t *testing.T) {
 // error is outcome unknown, and reading the key shows that it applied.
 func TestOutcomeUnknownThenReadTheKey(t *testing.T) {
 	var hook atomic.Pointer[func()]
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), bolt.Options{OnCommit: func(store.CommitInfo) {
+	st := testkit.OpenBolt(t, bolt.Options{OnCommit: func(store.CommitInfo) {
 		if f := hook.Swap(nil); f != nil {
 			(*f)()
 		}
 	}})
-	require.NoError(t, err)
 	srv := httptest.NewServer(httpapi.New(st, httpapi.Config{Version: "test"}, zerolog.Nop()).Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		assert.NoError(t, st.Check())
-		assert.NoError(t, st.Close())
-	})
+	t.Cleanup(srv.Close) // before the store's check and close (OpenBolt's cleanup)
 	c, err := New(srv.URL)
 	require.NoError(t, err)
 

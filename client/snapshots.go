@@ -8,18 +8,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 
 	"github.com/framework0/ctxd"
 )
 
-// Snapshot types are the server's own.
+// Snapshot types are the server's own. RestoreOptions select what a
+// restore replaces.
 type (
-	SnapshotMeta  = ctxd.SnapshotMeta
-	RestoreResult = ctxd.RestoreResult
-	CompactResult = ctxd.CompactResult
+	SnapshotMeta   = ctxd.SnapshotMeta
+	RestoreOptions = ctxd.RestoreOptions
+	RestoreResult  = ctxd.RestoreResult
+	CompactResult  = ctxd.CompactResult
 )
 
 // DefragResult is the answer of POST /v1/defrag.
@@ -32,18 +33,15 @@ type DefragResult struct {
 
 // CreateSnapshot takes a snapshot on the server.
 func (c *Client) CreateSnapshot(ctx context.Context) (SnapshotMeta, error) {
-	var out SnapshotMeta
-	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/snapshots", out: &out})
-	return out, wrap("create snapshot", err)
+	return call[SnapshotMeta](ctx, c, "create snapshot", request{method: http.MethodPost, path: "/v1/snapshots"})
 }
 
 // Snapshots lists the server's snapshots, newest first.
 func (c *Client) Snapshots(ctx context.Context) ([]SnapshotMeta, error) {
-	var out struct {
+	out, err := call[struct {
 		Snapshots []SnapshotMeta `json:"snapshots"`
-	}
-	err := c.do(ctx, request{method: http.MethodGet, path: "/v1/snapshots", out: &out})
-	return out.Snapshots, wrap("list snapshots", err)
+	}](ctx, c, "list snapshots", request{method: http.MethodGet, path: "/v1/snapshots"})
+	return out.Snapshots, err
 }
 
 // DownloadSnapshot writes a snapshot's file to w and checks it against the
@@ -122,39 +120,19 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// RestoreOptions select what a restore replaces; see ctxd.RestoreOptions.
-type RestoreOptions struct {
-	DryRun     bool
-	Namespaces []string
-	Prefix     string
-	Who        string
-}
-
 // RestoreSnapshot restores the server's data from one of its snapshots.
 func (c *Client) RestoreSnapshot(ctx context.Context, id string, opts RestoreOptions) (RestoreResult, error) {
-	q := c.whoQuery(opts.Who)
-	if q == nil {
-		q = url.Values{}
-	}
-	if opts.DryRun {
-		q.Set("dry_run", "true")
-	}
+	q := params("who", c.whoOr(opts.Who), "dry_run", boolParam(opts.DryRun), "prefix", opts.Prefix)
 	for _, ns := range opts.Namespaces {
 		q.Add("ns", ns)
 	}
-	if opts.Prefix != "" {
-		q.Set("prefix", opts.Prefix)
-	}
-	var out RestoreResult
-	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/snapshots/" + escapeSegment(id) + "/restore", query: q, out: &out})
-	return out, wrap("restore snapshot "+id, err)
+	return call[RestoreResult](ctx, c, "restore snapshot "+id, request{method: http.MethodPost, path: "/v1/snapshots/" + escapeSegment(id) + "/restore", query: q})
 }
 
 // ExportSnapshot writes a dump of one namespace read from a stored
 // snapshot (Rev is not allowed: a snapshot is one revision).
 func (c *Client) ExportSnapshot(ctx context.Context, id, ns string, opts ExportOptions, w io.Writer) (uint64, error) {
-	q := opts.query()
-	q.Set("ns", orDefault(ns))
+	q := opts.query("ns", orDefault(ns))
 	resp, err := c.stream(ctx, http.MethodGet, "/v1/snapshots/"+escapeSegment(id)+"/export", q, nil)
 	if err != nil {
 		return 0, wrap("export snapshot "+id, err)
@@ -170,21 +148,11 @@ func (c *Client) ExportSnapshot(ctx context.Context, id, ns string, opts ExportO
 // Compact discards history below rev (0: the current revision), keeping
 // keepVersions per key (0: the server's setting).
 func (c *Client) Compact(ctx context.Context, rev uint64, keepVersions int) (CompactResult, error) {
-	q := url.Values{}
-	if rev > 0 {
-		q.Set("rev", strconv.FormatUint(rev, 10))
-	}
-	if keepVersions > 0 {
-		q.Set("keep_versions", strconv.Itoa(keepVersions))
-	}
-	var out CompactResult
-	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/compact", query: q, out: &out})
-	return out, wrap("compact", err)
+	q := params("rev", numParam(rev), "keep_versions", numParam(keepVersions))
+	return call[CompactResult](ctx, c, "compact", request{method: http.MethodPost, path: "/v1/compact", query: q})
 }
 
 // Defrag rewrites the server's database file compactly, online.
 func (c *Client) Defrag(ctx context.Context) (DefragResult, error) {
-	var out DefragResult
-	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/defrag", out: &out})
-	return out, wrap("defrag", err)
+	return call[DefragResult](ctx, c, "defrag", request{method: http.MethodPost, path: "/v1/defrag"})
 }

@@ -302,12 +302,9 @@ func (w *watcher) url() (string, error) {
 	case "https":
 		u.Scheme = "wss"
 	}
-	q := url.Values{"batch": {"true"}}
+	q := params("batch", "true", "prefix", w.opts.Prefix)
 	for _, ns := range w.opts.Namespaces {
 		q.Add("ns", ns)
-	}
-	if w.opts.Prefix != "" {
-		q.Set("prefix", w.opts.Prefix)
 	}
 	if w.havePos {
 		q.Set("from_rev", strconv.FormatUint(w.pos, 10))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -15,19 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/migrations"
 )
-
-// record is the JSON of a record, as -o json prints it.
-type record struct {
-	NS        string          `json:"ns"`
-	Key       string          `json:"key"`
-	Value     json.RawMessage `json:"value"`
-	Version   uint64          `json:"version"`
-	CreateRev uint64          `json:"create_revision"`
-	Revision  uint64          `json:"revision"`
-	Who       string          `json:"who"`
-}
 
 func TestCLIAgainstServer(t *testing.T) {
 	t.Parallel()
@@ -37,23 +26,12 @@ func TestCLIAgainstServer(t *testing.T) {
 	// run expects exit code 0 and returns stdout.
 	run := func(t *testing.T, stdin string, args ...string) string {
 		t.Helper()
-		r := cli(t, env, stdin, args...)
-		require.Equal(t, 0, r.code, "ctxd %v: stderr %s", args, r.stderr)
-		return r.stdout
+		return cliOK(t, env, stdin, args...)
 	}
-	putJSON := func(t *testing.T, args ...string) record {
+	// recordJSON runs put or get with -o json and returns the record.
+	recordJSON := func(t *testing.T, args ...string) ctxd.Record {
 		t.Helper()
-		var rec record
-		out := run(t, "", append(append([]string{"put"}, args...), "-o", "json")...)
-		require.NoError(t, json.Unmarshal([]byte(out), &rec), out)
-		return rec
-	}
-	getJSON := func(t *testing.T, args ...string) record {
-		t.Helper()
-		var rec record
-		out := run(t, "", append(append([]string{"get"}, args...), "-o", "json")...)
-		require.NoError(t, json.Unmarshal([]byte(out), &rec), out)
-		return rec
+		return fromJSON[ctxd.Record](t, run(t, "", append(args, "-o", "json")...))
 	}
 
 	// A value that is not JSON is stored as a JSON string; JSON is stored as is.
@@ -61,40 +39,40 @@ func TestCLIAgainstServer(t *testing.T) {
 	assert.Contains(t, out, "greeting")
 	assert.Contains(t, out, `"hello"`)
 	assert.Equal(t, "hello\n", run(t, "", "get", "greeting"))
-	rec := getJSON(t, "greeting")
+	rec := recordJSON(t, "get", "greeting")
 	assert.Equal(t, `"hello"`, string(rec.Value))
 	assert.Equal(t, "tester", rec.Who, "--who defaults to $USER")
 
-	n1 := putJSON(t, "n", "42")
+	n1 := recordJSON(t, "put", "n", "42")
 	assert.Equal(t, "42", string(n1.Value))
 	assert.Equal(t, uint64(1), n1.Version)
-	assert.Equal(t, "default", n1.NS)
+	assert.Equal(t, "default", n1.Namespace)
 
-	assert.Equal(t, `"42"`, string(putJSON(t, "s42", "42", "--string").Value))
-	assert.Equal(t, `"42"`, string(putJSON(t, "q42", `"42"`).Value))
-	obj := putJSON(t, "app/config", `{"debug": true, "level": 3}`, "--who", "deployer")
+	assert.Equal(t, `"42"`, string(recordJSON(t, "put", "s42", "42", "--string").Value))
+	assert.Equal(t, `"42"`, string(recordJSON(t, "put", "q42", `"42"`).Value))
+	obj := recordJSON(t, "put", "app/config", `{"debug": true, "level": 3}`, "--who", "deployer")
 	assert.JSONEq(t, `{"debug":true,"level":3}`, string(obj.Value))
 	assert.Equal(t, "deployer", obj.Who)
 	assert.Equal(t, `{"debug":true,"level":3}`+"\n", run(t, "", "get", "app/config"))
 
 	// - reads the value from stdin: JSON as JSON, anything else as a string.
 	run(t, "[1, 2, 3]\n", "put", "list", "-")
-	assert.JSONEq(t, "[1,2,3]", string(getJSON(t, "list").Value))
+	assert.JSONEq(t, "[1,2,3]", string(recordJSON(t, "get", "list").Value))
 	run(t, "from stdin\n", "put", "text", "-")
 	assert.Equal(t, "from stdin\n", run(t, "", "get", "text"))
 
 	// Compare-and-swap.
-	n2 := putJSON(t, "n", "43", "--if-version", "1")
+	n2 := recordJSON(t, "put", "n", "43", "--if-version", "1")
 	assert.Equal(t, uint64(2), n2.Version)
 	r := cli(t, env, "", "put", "n", "44", "--if-version", "1")
 	assert.Equal(t, 5, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "conflict")
 	assert.Equal(t, 5, cli(t, env, "", "put", "n", "44", "--if-version", "0").code)
-	assert.Equal(t, uint64(1), putJSON(t, "fresh", "1", "--if-version", "0").Version)
+	assert.Equal(t, uint64(1), recordJSON(t, "put", "fresh", "1", "--if-version", "0").Version)
 	assert.Equal(t, "43\n", run(t, "", "get", "n"))
 
 	// Point-in-time read.
-	assert.Equal(t, "42\n", run(t, "", "get", "n", "--rev", strconv.FormatUint(n1.Revision, 10)))
+	assert.Equal(t, "42\n", run(t, "", "get", "n", "--rev", strconv.FormatUint(n1.ModRev, 10)))
 
 	// ls: table, value, prefix, paging.
 	out = run(t, "", "ls")
@@ -107,28 +85,16 @@ func TestCLIAgainstServer(t *testing.T) {
 	assert.Equal(t, "app/config\nfresh\n", r.stdout)
 	assert.Contains(t, r.stderr, `--after "fresh"`)
 	assert.Equal(t, "greeting\nlist\n", run(t, "", "ls", "--limit", "2", "--after", "fresh", "-o", "value"))
-	var page struct {
-		Keys []record `json:"keys"`
-		Next string   `json:"next"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(run(t, "", "ls", "--all", "-o", "json")), &page))
-	assert.Len(t, page.Keys, 8)
+	page := fromJSON[ctxd.ListPage](t, run(t, "", "ls", "--all", "-o", "json"))
+	assert.Len(t, page.Records, 8)
 	assert.Empty(t, page.Next)
 
 	// history, newest first.
-	var hist struct {
-		Changes []struct {
-			Revision uint64          `json:"revision"`
-			Op       string          `json:"op"`
-			Value    json.RawMessage `json:"value"`
-			Version  uint64          `json:"version"`
-		} `json:"changes"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(run(t, "", "history", "n", "-o", "json")), &hist))
+	hist := fromJSON[ctxd.HistoryPage](t, run(t, "", "history", "n", "-o", "json"))
 	require.Len(t, hist.Changes, 2)
-	assert.Equal(t, n2.Revision, hist.Changes[0].Revision)
+	assert.Equal(t, n2.ModRev, hist.Changes[0].Revision)
 	assert.Equal(t, "43", string(hist.Changes[0].Value))
-	assert.Equal(t, n1.Revision, hist.Changes[1].Revision)
+	assert.Equal(t, n1.ModRev, hist.Changes[1].Revision)
 	assert.Equal(t, "43\n42\n", run(t, "", "history", "n", "-o", "value"))
 	out = run(t, "", "history", "n")
 	assert.Contains(t, out, "REVISION")
@@ -151,12 +117,7 @@ func TestCLIAgainstServer(t *testing.T) {
 	assert.Equal(t, "default\nteam\n", run(t, "", "ns", "-o", "value"))
 
 	// status.
-	var st struct {
-		Version  string `json:"version"`
-		Revision uint64 `json:"revision"`
-		Keys     uint64 `json:"keys"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(run(t, "", "status", "-o", "json")), &st))
+	st := fromJSON[ctxd.ServerStatus](t, run(t, "", "status", "-o", "json"))
 	assert.Equal(t, "test", st.Version)
 	assert.Equal(t, uint64(11), st.Revision)
 	assert.Equal(t, uint64(8), st.Keys)

@@ -38,10 +38,12 @@ type common struct {
 	caCert    string // --cacert
 }
 
-// clientFlags registers the client flags on cmd. defOutput is the command's
-// default -o; withValue says whether it supports -o value.
-func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) *common {
-	c := &common{a: a}
+// connFlags registers the connection flags of a client command: --server,
+// -n, --who (whoUsage says what it is recorded for), --timeout (default
+// timeout), --token and --cacert. The output is a table: clientFlags adds
+// -o.
+func (a *app) connFlags(cmd *cobra.Command, whoUsage string, timeout time.Duration) *common {
+	c := &common{a: a, output: outTable}
 	server := a.getenv("CTXD_SERVER")
 	if server == "" {
 		server = defaultServer
@@ -50,17 +52,25 @@ func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) 
 	if who == "" {
 		who = "cli"
 	}
+	f := cmd.Flags()
+	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER)")
+	f.StringVarP(&c.namespace, "namespace", "n", ctxd.DefaultNamespace, "`namespace`")
+	f.StringVar(&c.who, "who", who, whoUsage+" ($USER by default)")
+	f.DurationVar(&c.timeout, "timeout", timeout, "give up on the server after this long (0: wait forever)")
+	c.credentialFlags(cmd)
+	return c
+}
+
+// clientFlags registers the client flags on cmd: connFlags, and -o.
+// defOutput is the command's default -o; withValue says whether it
+// supports -o value.
+func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) *common {
+	c := a.connFlags(cmd, "who is making the change, recorded with it", 30*time.Second)
 	formats := "json or table"
 	if withValue {
 		formats = "json, table or value"
 	}
-	f := cmd.Flags()
-	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER)")
-	f.StringVarP(&c.namespace, "namespace", "n", ctxd.DefaultNamespace, "`namespace`")
-	f.StringVar(&c.who, "who", who, "who is making the change, recorded with it ($USER by default)")
-	f.StringVarP(&c.output, "output", "o", defOutput, "output `format`: "+formats)
-	f.DurationVar(&c.timeout, "timeout", 30*time.Second, "give up on the server after this long (0: wait forever)")
-	c.credentialFlags(cmd)
+	cmd.Flags().StringVarP(&c.output, "output", "o", defOutput, "output `format`: "+formats)
 	prev := cmd.PreRunE
 	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
 		switch c.output {
@@ -127,6 +137,15 @@ func (c *common) withClient(cmd *cobra.Command, fn func(ctx context.Context, cl 
 	return fn(ctx, cl)
 }
 
+// run makes fn the command's code (RunE, through action): it runs with a
+// client for the command's flags and a context bounded by --timeout
+// (withClient).
+func (c *common) run(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client, args []string) error) {
+	cmd.RunE = c.a.action(func(cmd *cobra.Command, args []string) error {
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error { return fn(ctx, cl, args) })
+	})
+}
+
 // exactArgs is cobra.ExactArgs with the expected arguments named.
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
@@ -167,7 +186,7 @@ standard input. Put '--' before a VALUE that starts with '-' (ctxd put n -- -5).
 			if err != nil {
 				return err
 			}
-			return c.printRecords(rec)
+			return c.printRecord(rec)
 		})
 	})
 	return cmd
@@ -213,14 +232,12 @@ any other value as JSON; -o json prints the whole record.`,
 	}
 	c := a.clientFlags(cmd, outValue, true)
 	cmd.Flags().Uint64Var(&rev, "rev", 0, "read the key as it was at this `revision`")
-	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			rec, err := cl.Get(ctx, c.namespace, args[0], client.GetOptions{Rev: rev})
-			if err != nil {
-				return err
-			}
-			return c.printRecords(rec)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		rec, err := cl.Get(ctx, c.namespace, args[0], client.GetOptions{Rev: rev})
+		if err != nil {
+			return err
+		}
+		return c.printRecord(rec)
 	})
 	return cmd
 }
@@ -237,15 +254,13 @@ func (a *app) delCmd() *cobra.Command {
 	}
 	c := a.clientFlags(cmd, outTable, false)
 	c.ifVersionFlag(cmd, "delete")
-	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			rec, err := cl.Delete(ctx, c.namespace, args[0], client.DeleteOptions{IfVersion: c.expect(cmd)})
-			if err != nil {
-				return err
-			}
-			c.deleted = true
-			return c.printRecords(rec)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		rec, err := cl.Delete(ctx, c.namespace, args[0], client.DeleteOptions{IfVersion: c.expect(cmd)})
+		if err != nil {
+			return err
+		}
+		c.deleted = true
+		return c.printRecord(rec)
 	})
 	return cmd
 }
@@ -298,9 +313,6 @@ with PREFIX. One page is listed (--limit keys); --after continues from a key,
 			if err != nil {
 				return err
 			}
-			if page.Records == nil {
-				page.Records = []client.Record{}
-			}
 			return c.printList(page)
 		})
 	})
@@ -333,9 +345,6 @@ func (a *app) historyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if page.Changes == nil {
-				page.Changes = []client.Change{}
-			}
 			return c.printHistory(page)
 		})
 	})
@@ -349,17 +358,12 @@ func (a *app) nsCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	c := a.clientFlags(cmd, outTable, true)
-	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			nss, err := cl.Namespaces(ctx)
-			if err != nil {
-				return err
-			}
-			if nss == nil {
-				nss = []client.Namespace{}
-			}
-			return c.printNamespaces(nss)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
+		nss, err := cl.Namespaces(ctx)
+		if err != nil {
+			return err
+		}
+		return c.printNamespaces(nss)
 	})
 	return cmd
 }
@@ -371,14 +375,12 @@ func (a *app) statusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	c := a.clientFlags(cmd, outTable, false)
-	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			st, err := cl.Status(ctx)
-			if err != nil {
-				return err
-			}
-			return c.printStatus(st)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		return c.printStatus(st)
 	})
 	return cmd
 }

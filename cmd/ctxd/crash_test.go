@@ -47,48 +47,58 @@ func load(t *testing.T, url string, writers int, stop <-chan struct{}, acked *at
 		wg   sync.WaitGroup
 	)
 	for w := range writers {
-		wg.Go(func() {
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := fmt.Sprintf("w%02d/k%06d", w, n)
-				value := fmt.Sprintf(`{"writer":%d,"n":%d}`, w, n)
-				req, err := http.NewRequest(http.MethodPut, url+"/v1/ns/default/keys/"+key, bytes.NewBufferString(value))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				resp, err := hc.Do(req)
-				if err != nil {
-					return // the server is gone
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil || resp.StatusCode != http.StatusOK {
-					if err == nil && resp.StatusCode < 500 {
-						t.Errorf("put %s: %d %s", key, resp.StatusCode, body)
-					}
-					return
-				}
-				var rec client.Record
-				if err := json.Unmarshal(body, &rec); err != nil {
-					t.Errorf("put %s: decode %q: %v", key, body, err)
-					return
-				}
-				mu.Lock()
-				acks = append(acks, ack{key: key, value: value, rev: rec.ModRev})
-				mu.Unlock()
-				if acked != nil {
-					acked.Add(1)
-				}
+		repeat(&wg, stop, func(n int) bool {
+			key := fmt.Sprintf("w%02d/k%06d", w, n)
+			value := fmt.Sprintf(`{"writer":%d,"n":%d}`, w, n)
+			req, err := http.NewRequest(http.MethodPut, url+"/v1/ns/default/keys/"+key, bytes.NewBufferString(value))
+			if err != nil {
+				t.Error(err)
+				return false
 			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return false // the server is gone
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				if err == nil && resp.StatusCode < 500 {
+					t.Errorf("put %s: %d %s", key, resp.StatusCode, body)
+				}
+				return false
+			}
+			var rec client.Record
+			if err := json.Unmarshal(body, &rec); err != nil {
+				t.Errorf("put %s: decode %q: %v", key, body, err)
+				return false
+			}
+			mu.Lock()
+			acks = append(acks, ack{key: key, value: value, rev: rec.ModRev})
+			mu.Unlock()
+			if acked != nil {
+				acked.Add(1)
+			}
+			return true
 		})
 	}
 	wg.Wait()
 	return acks
+}
+
+// loadThenSignal runs load with writers against srv until n writes are
+// acknowledged, then sends sig while writes are in flight. It returns the
+// server's exit code and the writes acknowledged before it went.
+func loadThenSignal(t *testing.T, srv *serverProcess, writers int, n int64, sig syscall.Signal) (code int, acks []ack) {
+	t.Helper()
+	stop := make(chan struct{})
+	done := make(chan []ack)
+	var acked atomic.Int64
+	go func() { done <- load(t, srv.url, writers, stop, &acked) }()
+	testkit.Eventually(t, func() bool { return acked.Load() >= n }, "%d writes acknowledged", n)
+	srv.signal(sig)
+	code = srv.wait(10 * time.Second)
+	close(stop)
+	return code, <-done
 }
 
 // checkAcked checks, through a running server, that every acknowledged
@@ -164,15 +174,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	dir := t.TempDir()
 	srv := startServer(t, dir)
 
-	stop := make(chan struct{})
-	done := make(chan []ack)
-	var acked atomic.Int64
-	go func() { done <- load(t, srv.url, 16, stop, &acked) }()
-	testkit.Eventually(t, func() bool { return acked.Load() >= 1000 }, "1000 writes acknowledged")
-	srv.signal(syscall.SIGKILL) // mid-load: writes are in flight
-	code := srv.wait(10 * time.Second)
-	close(stop)
-	acks := <-done
+	code, acks := loadThenSignal(t, srv, 16, 1000, syscall.SIGKILL)
 	assert.Equal(t, -1, code, "killed by a signal")
 	require.NotEmpty(t, acks)
 	t.Logf("%d writes acknowledged before SIGKILL", len(acks))
@@ -192,15 +194,7 @@ func TestGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
 	srv := startServer(t, dir, "--log-level", "debug")
 
-	stop := make(chan struct{})
-	done := make(chan []ack)
-	var acked atomic.Int64
-	go func() { done <- load(t, srv.url, 8, stop, &acked) }()
-	testkit.Eventually(t, func() bool { return acked.Load() >= 300 }, "300 writes acknowledged")
-	srv.signal(syscall.SIGTERM) // mid-load: writes are in flight
-	code := srv.wait(10 * time.Second)
-	close(stop)
-	acks := <-done
+	code, acks := loadThenSignal(t, srv, 8, 300, syscall.SIGTERM)
 	require.Equal(t, 0, code, "stderr:\n%s", srv.stderr.String())
 	require.NoError(t, srv.err)
 	require.NotEmpty(t, acks)

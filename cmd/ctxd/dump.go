@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/internal/fsutil"
@@ -20,27 +19,6 @@ import (
 // transferTimeout is the default --timeout of dump and import, which move
 // whole namespaces.
 const transferTimeout = 10 * time.Minute
-
-// connFlags registers the connection flags of the client commands (as
-// clientFlags does) without -o, which dump uses for its output file.
-func (a *app) connFlags(cmd *cobra.Command) *common {
-	c := &common{a: a, output: outTable}
-	server := a.getenv("CTXD_SERVER")
-	if server == "" {
-		server = defaultServer
-	}
-	who := a.getenv("USER")
-	if who == "" {
-		who = "cli"
-	}
-	f := cmd.Flags()
-	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER)")
-	f.StringVarP(&c.namespace, "namespace", "n", ctxd.DefaultNamespace, "`namespace`")
-	f.StringVar(&c.who, "who", who, "who asks, recorded in the dump ($USER by default)")
-	f.DurationVar(&c.timeout, "timeout", transferTimeout, "give up on the server after this long (0: wait forever)")
-	c.credentialFlags(cmd)
-	return c
-}
 
 func (a *app) dumpCmd() *cobra.Command {
 	var (
@@ -69,7 +47,7 @@ the server's stored snapshots instead of the live data.`,
   ctxd dump --snapshot 20261127T101500Z-r42 --format csv -o backup.csv`,
 		Args: cobra.NoArgs,
 	}
-	c := a.connFlags(cmd)
+	c := a.connFlags(cmd, "who asks, recorded in the dump", transferTimeout) // without -o, which is dump's output file
 	f := cmd.Flags()
 	f.StringVarP(&format, "format", "f", "json", "dump `format`: json, pretty, csv or txt")
 	f.StringVarP(&outFile, "output", "o", "", "write the dump to `FILE` instead of standard output")
@@ -142,36 +120,12 @@ curl $CTXD_SERVER/v1/dumps/NAME (or /ctx/dump/NAME).`,
 		Args: cobra.NoArgs,
 	}
 	c := a.clientFlags(cmd, outTable, true)
-	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			list, err := cl.Dumps(ctx)
-			if err != nil {
-				return err
-			}
-			if list.Dumps == nil {
-				list.Dumps = []client.DumpFile{}
-			}
-			switch c.output {
-			case outJSON:
-				return c.printJSON(list)
-			case outValue:
-				for _, d := range list.Dumps {
-					if _, err := fmt.Fprintln(c.out(), d.Filename); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			rows := make([]string, 0, len(list.Dumps))
-			for _, d := range list.Dumps {
-				rows = append(rows, d.Filename+"\t"+byteSize(d.Size)+"\t"+timeText(d.Modified))
-			}
-			if err := c.table("FILENAME\tSIZE\tCREATED", rows); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(a.stderr, "dump folder on the server: %s\n", list.Directory)
+	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
+		list, err := cl.Dumps(ctx)
+		if err != nil {
 			return err
-		})
+		}
+		return c.printDumps(list)
 	})
 	return cmd
 }

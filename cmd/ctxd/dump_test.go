@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
@@ -40,9 +41,7 @@ func TestDumpImportCLI(t *testing.T) {
 	env := []string{"CTXD_SERVER=" + srv.url}
 	run := func(t *testing.T, stdin string, args ...string) string {
 		t.Helper()
-		r := cli(t, env, stdin, args...)
-		require.Equal(t, 0, r.code, "ctxd %v: stderr %s", args, r.stderr)
-		return r.stdout
+		return cliOK(t, env, stdin, args...)
 	}
 	run(t, "", "put", "app.name", "ctxd")
 	run(t, "", "put", "app.config", `{"debug": true}`)
@@ -51,8 +50,7 @@ func TestDumpImportCLI(t *testing.T) {
 	run(t, "", "put", "n", "2")
 
 	// To stdout, JSON by default, consistent at the current revision.
-	var d jsonDump
-	require.NoError(t, json.Unmarshal([]byte(run(t, "", "dump")), &d))
+	d := fromJSON[jsonDump](t, run(t, "", "dump"))
 	assert.Equal(t, uint64(4), d.Revision)
 	assert.Equal(t, "default", d.Namespace)
 	assert.Equal(t, "tester", d.Who)
@@ -61,7 +59,7 @@ func TestDumpImportCLI(t *testing.T) {
 	}, d.Context)
 
 	// At an earlier revision, with history.
-	require.NoError(t, json.Unmarshal([]byte(run(t, "", "dump", "--rev", strconv.FormatUint(rev1, 10), "--history")), &d))
+	d = fromJSON[jsonDump](t, run(t, "", "dump", "--rev", strconv.FormatUint(rev1, 10), "--history"))
 	assert.Equal(t, rev1, d.Revision)
 	assert.Equal(t, `1`, string(d.Context["n"]))
 	assert.Len(t, d.History, 3)
@@ -96,15 +94,8 @@ func TestDumpImportCLI(t *testing.T) {
 	assert.Contains(t, out, filepath.Join(data, "dumps", "nightly.csv"))
 	run(t, "", "dump", "--server-side")
 	assert.Contains(t, run(t, "", "dumps", "-o", "value"), "nightly.csv\n")
-	var list struct {
-		Dir   string `json:"dump_directory"`
-		Dumps []struct {
-			Filename string `json:"filename"`
-			Size     int64  `json:"size"`
-		} `json:"dumps"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(run(t, "", "dumps", "-o", "json")), &list))
-	assert.Equal(t, filepath.Join(data, "dumps"), list.Dir)
+	list := fromJSON[ctxd.DumpList](t, run(t, "", "dumps", "-o", "json"))
+	assert.Equal(t, filepath.Join(data, "dumps"), list.Directory)
 	assert.Len(t, list.Dumps, 2)
 	assert.Contains(t, run(t, "", "dumps"), "FILENAME")
 
@@ -112,18 +103,13 @@ func TestDumpImportCLI(t *testing.T) {
 	jsonFile := filepath.Join(dir, "ctx.json")
 	out = run(t, "", "import", "-n", "copy", jsonFile)
 	assert.Contains(t, out, "copy")
-	var c jsonDump
-	require.NoError(t, json.Unmarshal([]byte(run(t, "", "dump", "-n", "copy")), &c))
-	require.NoError(t, json.Unmarshal([]byte(run(t, "", "dump")), &d))
+	c := fromJSON[jsonDump](t, run(t, "", "dump", "-n", "copy"))
+	d = fromJSON[jsonDump](t, run(t, "", "dump"))
 	assert.Equal(t, d.Context, c.Context)
 	// From stdin, with JSON output.
-	var res struct {
-		NS       string `json:"ns"`
-		Imported int    `json:"imported"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(run(t, `{"context":{"x":1,"y":"z"}}`, "import", "-n", "piped", "-", "-o", "json")), &res))
+	res := fromJSON[client.ImportResult](t, run(t, `{"context":{"x":1,"y":"z"}}`, "import", "-n", "piped", "-", "-o", "json"))
 	assert.Equal(t, 2, res.Imported)
-	assert.Equal(t, "piped", res.NS)
+	assert.Equal(t, "piped", res.Namespace)
 
 	// Failures.
 	bad := filepath.Join(dir, "bad.json")

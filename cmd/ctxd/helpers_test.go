@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -152,6 +153,22 @@ type result struct {
 	code           int
 }
 
+// cliOK is cli for a run that must exit 0: it returns stdout.
+func cliOK(t *testing.T, env []string, stdin string, args ...string) string {
+	t.Helper()
+	r := cli(t, env, stdin, args...)
+	require.Equal(t, 0, r.code, "ctxd %v: stderr %s", args, r.stderr)
+	return r.stdout
+}
+
+// fromJSON decodes out, the JSON a command printed, into a T.
+func fromJSON[T any](t *testing.T, out string) T {
+	t.Helper()
+	var v T
+	require.NoError(t, json.Unmarshal([]byte(out), &v), out)
+	return v
+}
+
 // cli runs the binary with args, env added to the test environment and
 // stdin as standard input, and returns what it printed and its exit code.
 func cli(t *testing.T, env []string, stdin string, args ...string) result {
@@ -167,4 +184,21 @@ func cli(t *testing.T, env []string, stdin string, args ...string) result {
 		t.Fatalf("run ctxd %v: %v", args, err)
 	}
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+// repeat runs step(0), step(1), ... in a goroutine of wg until stop is
+// closed or step returns false.
+func repeat(wg *sync.WaitGroup, stop <-chan struct{}, step func(n int) bool) {
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if !step(n) {
+				return
+			}
+		}
+	})
 }

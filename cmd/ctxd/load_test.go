@@ -148,86 +148,75 @@ func TestLoadMixedClients(t *testing.T) {
 		}()
 	}
 
+	// worker repeats step, each counted as an op, until stop is closed.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	worker := func(step func(n int) bool) {
+		repeat(&wg, stop, func(n int) bool {
+			ops.Add(1)
+			return step(n)
+		})
+	}
 	for w := range loadWriters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			counter := "c" + strconv.Itoa(w)
-			var version uint64
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ops.Add(1)
-				if n%5 == 4 {
-					// Compare-and-swap on the writer's own counter.
-					rec, err := cl.Put(ctx, loadNS, counter, json.RawMessage(strconv.Itoa(n)), client.PutOptions{IfVersion: client.Expect(version)})
-					if err != nil {
-						fail("cas %s at version %d: %v", counter, version, err)
-						return
-					}
-					version = rec.Version
-					acks.add(counter, n, rec.ModRev)
-					continue
-				}
-				key := fmt.Sprintf("w%d/%d", w, n)
-				rec, err := cl.Put(ctx, loadNS, key, json.RawMessage(strconv.Itoa(n)), client.PutOptions{})
+		counter := "c" + strconv.Itoa(w)
+		var version uint64
+		worker(func(n int) bool {
+			if n%5 == 4 {
+				// Compare-and-swap on the writer's own counter.
+				rec, err := cl.Put(ctx, loadNS, counter, json.RawMessage(strconv.Itoa(n)), client.PutOptions{IfVersion: client.Expect(version)})
 				if err != nil {
-					fail("put %s: %v", key, err)
-					return
+					fail("cas %s at version %d: %v", counter, version, err)
+					return false
 				}
-				acks.add(key, n, rec.ModRev)
+				version = rec.Version
+				acks.add(counter, n, rec.ModRev)
+				return true
 			}
-		}()
+			key := fmt.Sprintf("w%d/%d", w, n)
+			rec, err := cl.Put(ctx, loadNS, key, json.RawMessage(strconv.Itoa(n)), client.PutOptions{})
+			if err != nil {
+				fail("put %s: %v", key, err)
+				return false
+			}
+			acks.add(key, n, rec.ModRev)
+			return true
+		})
 	}
 	for r := range loadReaders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rnd := rand.New(rand.NewPCG(uint64(r), 7))
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
+		rnd := rand.New(rand.NewPCG(uint64(r), 7))
+		worker(func(n int) bool {
+			switch n % 10 {
+			case 8:
+				if _, err := cl.List(ctx, loadNS, client.ListOptions{Prefix: "w" + strconv.Itoa(rnd.IntN(loadWriters)) + "/", Limit: 50}); err != nil {
+					fail("list: %v", err)
+					return false
 				}
-				ops.Add(1)
-				switch n % 10 {
-				case 8:
-					if _, err := cl.List(ctx, loadNS, client.ListOptions{Prefix: "w" + strconv.Itoa(rnd.IntN(loadWriters)) + "/", Limit: 50}); err != nil {
-						fail("list: %v", err)
-						return
+			case 9:
+				if _, err := cl.Status(ctx); err != nil {
+					fail("status: %v", err)
+					return false
+				}
+			default:
+				key, atLeast, ok := acks.pick(rnd)
+				if !ok { // nothing acknowledged yet: wait for the first write
+					select {
+					case <-acks.first:
+						return true
+					case <-stop:
+						return false
 					}
-				case 9:
-					if _, err := cl.Status(ctx); err != nil {
-						fail("status: %v", err)
-						return
-					}
-				default:
-					key, atLeast, ok := acks.pick(rnd)
-					if !ok { // nothing acknowledged yet: wait for the first write
-						select {
-						case <-acks.first:
-						case <-stop:
-							return
-						}
-						continue
-					}
-					rec, err := cl.Get(ctx, loadNS, key, client.GetOptions{})
-					if err != nil {
-						fail("get acknowledged %s: %v", key, err)
-						return
-					}
-					if v, _ := strconv.Atoi(string(rec.Value)); v < atLeast {
-						fail("get %s: %s, older than the acknowledged %d", key, rec.Value, atLeast)
-					}
+				}
+				rec, err := cl.Get(ctx, loadNS, key, client.GetOptions{})
+				if err != nil {
+					fail("get acknowledged %s: %v", key, err)
+					return false
+				}
+				if v, _ := strconv.Atoi(string(rec.Value)); v < atLeast {
+					fail("get %s: %s, older than the acknowledged %d", key, rec.Value, atLeast)
 				}
 			}
-		}()
+			return true
+		})
 	}
 
 	time.Sleep(loadDuration()) // time is the subject: the load runs for loadDuration

@@ -4,15 +4,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
@@ -42,17 +41,13 @@ func TestExitCodeOutcomeUnknown(t *testing.T) {
 		// The real API over a real store whose writer holds the commit's
 		// answer until the CLI has exited: the CLI's --timeout ends first.
 		var hook atomic.Pointer[func()]
-		st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), bolt.Options{OnCommit: func(store.CommitInfo) {
+		st := testkit.OpenBolt(t, bolt.Options{OnCommit: func(store.CommitInfo) {
 			if f := hook.Swap(nil); f != nil {
 				(*f)()
 			}
 		}})
-		require.NoError(t, err)
 		srv := httptest.NewServer(httpapi.New(st, httpapi.Config{Version: "test"}, zerolog.Nop()).Handler())
-		defer func() {
-			srv.Close()
-			assert.NoError(t, st.Close())
-		}()
+		defer srv.Close() // before the store's check and close (OpenBolt's cleanup)
 		env := []string{"CTXD_SERVER=" + srv.URL}
 
 		exited := make(chan struct{})

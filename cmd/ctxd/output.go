@@ -38,123 +38,119 @@ func (c *common) table(header string, rows []string) error {
 	return tw.Flush()
 }
 
-// printRecords prints the records of put, get and del.
-func (c *common) printRecords(recs ...client.Record) error {
+// printAs prints what a command got as -o asks: json prints asJSON as a
+// whole; value prints value(item), a line per item; table prints header and
+// row(item), a row per item.
+func printAs[T any](c *common, asJSON any, items []T, value func(T) string, header string, row func(T) string) error {
 	switch c.output {
 	case outJSON:
-		for _, r := range recs {
-			if err := c.printJSON(r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return c.printJSON(asJSON)
 	case outValue:
-		for _, r := range recs {
-			if _, err := fmt.Fprintln(c.out(), valueText(r.Value)); err != nil {
+		for _, it := range items {
+			if _, err := fmt.Fprintln(c.out(), value(it)); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	rows := make([]string, 0, len(recs))
-	for _, r := range recs {
-		rows = append(rows, recordRow(r, c.deleted))
+	rows := make([]string, 0, len(items))
+	for _, it := range items {
+		rows = append(rows, row(it))
 	}
-	return c.table("NS\tKEY\tVERSION\tREVISION\tWHO\tUPDATED\tVALUE", rows)
+	return c.table(header, rows)
 }
 
-func recordRow(r client.Record, deleted bool) string {
-	value := cell(r.Value)
-	if deleted {
-		value = "(deleted)"
+// orEmpty is s, or an empty slice when s is nil: JSON output shows [],
+// not null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	return strings.Join([]string{
-		r.Namespace, r.Key, strconv.FormatUint(r.Version, 10), strconv.FormatUint(r.ModRev, 10),
-		r.Who, timeText(r.UpdatedAt), value,
-	}, "\t")
+	return s
+}
+
+// printRecord prints the record of put, get and del.
+func (c *common) printRecord(rec client.Record) error {
+	return printAs(c, rec, []client.Record{rec}, func(r client.Record) string { return valueText(r.Value) },
+		"NS\tKEY\tVERSION\tREVISION\tWHO\tUPDATED\tVALUE", func(r client.Record) string {
+			value := cell(r.Value)
+			if c.deleted {
+				value = "(deleted)"
+			}
+			return strings.Join([]string{
+				r.Namespace, r.Key, strconv.FormatUint(r.Version, 10), strconv.FormatUint(r.ModRev, 10),
+				r.Who, timeText(r.UpdatedAt), value,
+			}, "\t")
+		})
 }
 
 // printList prints a page of ls. The cursor of a next page goes to stderr in
 // table and value output, so that stdout holds only the keys.
 func (c *common) printList(page client.ListPage) error {
-	if c.output == outJSON {
-		return c.printJSON(page)
-	}
-	var err error
-	if c.output == outValue {
-		for _, r := range page.Records {
-			if _, err = fmt.Fprintln(c.out(), r.Key); err != nil {
-				return err
-			}
-		}
-	} else {
-		rows := make([]string, 0, len(page.Records))
-		for _, r := range page.Records {
-			rows = append(rows, strings.Join([]string{
+	page.Records = orEmpty(page.Records)
+	err := printAs(c, page, page.Records, func(r client.Record) string { return r.Key },
+		"KEY\tVERSION\tREVISION\tWHO\tUPDATED\tVALUE", func(r client.Record) string {
+			return strings.Join([]string{
 				r.Key, strconv.FormatUint(r.Version, 10), strconv.FormatUint(r.ModRev, 10),
 				r.Who, timeText(r.UpdatedAt), cell(r.Value),
-			}, "\t"))
-		}
-		err = c.table("KEY\tVERSION\tREVISION\tWHO\tUPDATED\tVALUE", rows)
+			}, "\t")
+		})
+	if err != nil || c.output == outJSON {
+		return err
 	}
 	if page.Next != "" {
 		fmt.Fprintf(c.a.stderr, "more keys: continue with --after %s, or use --all\n", strconv.Quote(page.Next))
 	}
-	return err
+	return nil
 }
 
-// printHistory prints a page of history.
+// printHistory prints a page of history. The revision to continue from goes
+// to stderr in table and value output.
 func (c *common) printHistory(page client.HistoryPage) error {
-	if c.output == outJSON {
-		return c.printJSON(page)
-	}
-	var err error
-	if c.output == outValue {
-		for _, ch := range page.Changes {
-			if _, err = fmt.Fprintln(c.out(), valueText(ch.Value)); err != nil {
-				return err
-			}
-		}
-	} else {
-		rows := make([]string, 0, len(page.Changes))
-		for _, ch := range page.Changes {
+	page.Changes = orEmpty(page.Changes)
+	err := printAs(c, page, page.Changes, func(ch client.Change) string { return valueText(ch.Value) },
+		"REVISION\tOP\tVERSION\tWHO\tTIME\tVALUE", func(ch client.Change) string {
 			value := cell(ch.Value)
 			if ch.Op == ctxd.OpDelete {
 				value = "-"
 			}
-			rows = append(rows, strings.Join([]string{
+			return strings.Join([]string{
 				strconv.FormatUint(ch.Revision, 10), ch.Op.String(), strconv.FormatUint(ch.Version, 10),
 				ch.Who, timeText(ch.Time), value,
-			}, "\t"))
-		}
-		err = c.table("REVISION\tOP\tVERSION\tWHO\tTIME\tVALUE", rows)
+			}, "\t")
+		})
+	if err != nil || c.output == outJSON {
+		return err
 	}
 	if page.Next != 0 {
 		fmt.Fprintf(c.a.stderr, "older changes: continue with --before %d\n", page.Next)
 	}
-	return err
+	return nil
 }
 
 // printNamespaces prints the namespaces of ns.
 func (c *common) printNamespaces(nss []client.Namespace) error {
-	switch c.output {
-	case outJSON:
-		return c.printJSON(struct {
-			Namespaces []client.Namespace `json:"namespaces"`
-		}{nss})
-	case outValue:
-		for _, n := range nss {
-			if _, err := fmt.Fprintln(c.out(), n.Name); err != nil {
-				return err
-			}
-		}
-		return nil
+	nss = orEmpty(nss)
+	asJSON := struct {
+		Namespaces []client.Namespace `json:"namespaces"`
+	}{nss}
+	return printAs(c, asJSON, nss, func(n client.Namespace) string { return n.Name },
+		"NAMESPACE\tKEYS", func(n client.Namespace) string { return n.Name + "\t" + strconv.FormatUint(n.Keys, 10) })
+}
+
+// printDumps prints the dump files of dumps; in table output, the dump
+// folder goes to stderr.
+func (c *common) printDumps(list client.DumpList) error {
+	list.Dumps = orEmpty(list.Dumps)
+	err := printAs(c, list, list.Dumps, func(d client.DumpFile) string { return d.Filename },
+		"FILENAME\tSIZE\tCREATED", func(d client.DumpFile) string {
+			return d.Filename + "\t" + byteSize(d.Size) + "\t" + timeText(d.Modified)
+		})
+	if err != nil || c.output != outTable {
+		return err
 	}
-	rows := make([]string, 0, len(nss))
-	for _, n := range nss {
-		rows = append(rows, n.Name+"\t"+strconv.FormatUint(n.Keys, 10))
-	}
-	return c.table("NAMESPACE\tKEYS", rows)
+	_, err = fmt.Fprintf(c.a.stderr, "dump folder on the server: %s\n", list.Directory)
+	return err
 }
 
 // printStatus prints the server's status.

@@ -39,16 +39,14 @@ func (a *app) snapshotCmd() *cobra.Command {
 func (a *app) snapshotCreateCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "create", Short: "Take a snapshot of the whole database", Args: cobra.NoArgs}
 	c := a.clientFlags(cmd, outTable, false)
-	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			stop := a.spinner("taking snapshot")
-			meta, err := cl.CreateSnapshot(ctx)
-			stop()
-			if err != nil {
-				return err
-			}
-			return c.printSnapshots(meta)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
+		stop := a.spinner("taking snapshot")
+		meta, err := cl.CreateSnapshot(ctx)
+		stop()
+		if err != nil {
+			return err
+		}
+		return c.printSnapshots(meta)
 	})
 	return cmd
 }
@@ -56,14 +54,12 @@ func (a *app) snapshotCreateCmd() *cobra.Command {
 func (a *app) snapshotLsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List snapshots, newest first", Args: cobra.NoArgs}
 	c := a.clientFlags(cmd, outTable, false)
-	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			list, err := cl.Snapshots(ctx)
-			if err != nil {
-				return err
-			}
-			return c.printSnapshots(list...)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
+		list, err := cl.Snapshots(ctx)
+		if err != nil {
+			return err
+		}
+		return c.printSnapshots(list...)
 	})
 	return cmd
 }
@@ -84,24 +80,22 @@ func (a *app) snapshotGetCmd() *cobra.Command {
 		out = c.output
 		return nil
 	}
-	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			if out == "-" {
-				_, err := cl.DownloadSnapshot(ctx, args[0], a.stdout)
-				return err
-			}
-			written, err := fsutil.WriteFile(out, 0o600, func(w io.Writer) error {
-				pw := a.progress("downloading", w)
-				defer pw.done()
-				_, err := cl.DownloadSnapshot(ctx, args[0], pw)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(a.stdout, "wrote %s (%s)\n", out, byteSize(written))
+	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		if out == "-" {
+			_, err := cl.DownloadSnapshot(ctx, args[0], a.stdout)
+			return err
+		}
+		written, err := fsutil.WriteFile(out, 0o600, func(w io.Writer) error {
+			pw := a.progress("downloading", w)
+			defer pw.done()
+			_, err := cl.DownloadSnapshot(ctx, args[0], pw)
 			return err
 		})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(a.stdout, "wrote %s (%s)\n", out, byteSize(written))
+		return err
 	})
 	return cmd
 }
@@ -109,14 +103,12 @@ func (a *app) snapshotGetCmd() *cobra.Command {
 func (a *app) snapshotRmCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "rm ID", Aliases: []string{"delete"}, Short: "Remove a snapshot", Args: exactArgs("ID")}
 	c := a.clientFlags(cmd, outTable, false)
-	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			if err := cl.DeleteSnapshot(ctx, args[0]); err != nil {
-				return err
-			}
-			_, err := fmt.Fprintf(a.stdout, "removed %s\n", args[0])
+	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		if err := cl.DeleteSnapshot(ctx, args[0]); err != nil {
 			return err
-		})
+		}
+		_, err := fmt.Fprintf(a.stdout, "removed %s\n", args[0])
+		return err
 	})
 	return cmd
 }
@@ -124,16 +116,14 @@ func (a *app) snapshotRmCmd() *cobra.Command {
 func (a *app) snapshotUploadCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "upload FILE", Short: "Send a snapshot file to the server, which verifies and keeps it", Args: exactArgs("FILE")}
 	c := a.clientFlags(cmd, outTable, false)
-	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			stop := a.spinner("uploading " + args[0])
-			meta, err := cl.UploadSnapshot(ctx, args[0])
-			stop()
-			if err != nil {
-				return err
-			}
-			return c.printSnapshots(meta)
-		})
+	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		stop := a.spinner("uploading " + args[0])
+		meta, err := cl.UploadSnapshot(ctx, args[0])
+		stop()
+		if err != nil {
+			return err
+		}
+		return c.printSnapshots(meta)
 	})
 	return cmd
 }
@@ -150,22 +140,25 @@ transaction recorded in history. --dry-run reports what would change.`,
 		Args: exactArgs("ID"),
 	}
 	c := a.clientFlags(cmd, outTable, false)
+	restoreFlags(cmd, &opts)
+	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		opts.Who = c.who
+		stop := a.spinner("restoring")
+		res, err := cl.RestoreSnapshot(ctx, args[0], opts)
+		stop()
+		if err != nil {
+			return err
+		}
+		return c.printRestore(res)
+	})
+	return cmd
+}
+
+// restoreFlags registers what a restore replaces: --dry-run, --ns, --prefix.
+func restoreFlags(cmd *cobra.Command, opts *ctxd.RestoreOptions) {
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would change, change nothing")
 	cmd.Flags().StringArrayVar(&opts.Namespaces, "ns", nil, "restore only this `namespace` (repeatable)")
 	cmd.Flags().StringVar(&opts.Prefix, "prefix", "", "restore only keys starting with this `prefix`")
-	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			opts.Who = c.who
-			stop := a.spinner("restoring")
-			res, err := cl.RestoreSnapshot(ctx, args[0], opts)
-			stop()
-			if err != nil {
-				return err
-			}
-			return c.printRestore(res)
-		})
-	})
-	return cmd
 }
 
 // restoreCmd restores a stopped server's data folder from a snapshot file.
@@ -187,9 +180,7 @@ would accept). The file is verified first; a bad one changes nothing.`,
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file` (for data_dir)")
 	cmd.Flags().StringVar(&dataDir, "data", "", "data `folder` (default from config: ./data)")
 	cmd.Flags().StringVar(&from, "from", "", "snapshot `file` to restore from")
-	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would change, change nothing")
-	cmd.Flags().StringArrayVar(&opts.Namespaces, "ns", nil, "restore only this `namespace` (repeatable)")
-	cmd.Flags().StringVar(&opts.Prefix, "prefix", "", "restore only keys starting with this `prefix`")
+	restoreFlags(cmd, &opts)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		if from == "" {
 			return usagef("restore needs --from FILE")
@@ -250,21 +241,19 @@ func (a *app) defragCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "defrag", Short: "Rewrite a running server's database file compactly, online", Args: cobra.NoArgs}
 	c := a.clientFlags(cmd, outTable, false)
 	c.timeout = 0
-	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			stop := a.spinner("defragmenting")
-			res, err := cl.Defrag(ctx)
-			stop()
-			if err != nil {
-				return err
-			}
-			if c.output == outJSON {
-				return c.printJSON(res)
-			}
-			_, err = fmt.Fprintf(a.stdout, "defragmented: %s -> %s, writes paused %.1f ms\n",
-				byteSize(res.SizeBefore), byteSize(res.SizeAfter), res.PauseMS)
+	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
+		stop := a.spinner("defragmenting")
+		res, err := cl.Defrag(ctx)
+		stop()
+		if err != nil {
 			return err
-		})
+		}
+		if c.output == outJSON {
+			return c.printJSON(res)
+		}
+		_, err = fmt.Fprintf(a.stdout, "defragmented: %s -> %s, writes paused %.1f ms\n",
+			byteSize(res.SizeBefore), byteSize(res.SizeAfter), res.PauseMS)
+		return err
 	})
 	return cmd
 }
@@ -304,10 +293,7 @@ func (c *common) printSnapshots(list ...client.SnapshotMeta) error {
 		if len(list) == 1 {
 			return c.printJSON(list[0])
 		}
-		if list == nil {
-			list = []client.SnapshotMeta{}
-		}
-		return c.printJSON(list)
+		return c.printJSON(orEmpty(list))
 	}
 	rows := make([]string, 0, len(list))
 	for _, m := range list {
