@@ -12,15 +12,12 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
-	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/internal/testkit"
-	"github.com/framework0/ctxd/store"
-	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/server"
 )
 
 func TestOutcomeUnknownAnswer(t *testing.T) {
@@ -146,14 +143,8 @@ func TestUnsentWriteIsNotOutcomeUnknown(t *testing.T) {
 // the answer (the store's writer is held after the commit until then), the
 // error is outcome unknown, and reading the key shows that it applied.
 func TestOutcomeUnknownThenReadTheKey(t *testing.T) {
-	var hook atomic.Pointer[func()]
-	st := testkit.OpenBolt(t, bolt.Options{OnCommit: func(store.CommitInfo) {
-		if f := hook.Swap(nil); f != nil {
-			(*f)()
-		}
-	}})
-	srv := httptest.NewServer(httpapi.New(st, httpapi.Config{Version: "test"}, zerolog.Nop()).Handler())
-	t.Cleanup(srv.Close) // before the store's check and close (OpenBolt's cleanup)
+	hook := &testkit.CommitHook{}
+	srv := testkit.StartServer(t, testkit.WithServerOptions(server.OnCommit(hook.OnCommit)))
 	c, err := New(srv.URL)
 	require.NoError(t, err)
 
@@ -165,7 +156,7 @@ func TestOutcomeUnknownThenReadTheKey(t *testing.T) {
 		cancel()
 		<-returned
 	}
-	hook.Store(&f)
+	hook.Once(f)
 	_, err = c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
 	close(returned)
 	require.True(t, IsOutcomeUnknown(err), "%v", err)

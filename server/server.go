@@ -60,12 +60,19 @@ type Server struct {
 type Option func(*options)
 
 type options struct {
-	version string
-	wrap    func(http.Handler) http.Handler
+	version  string
+	wrap     func(http.Handler) http.Handler
+	onCommit func(store.CommitInfo)
 }
 
 // Version is the version /v1/status reports (the binary's).
 func Version(v string) Option { return func(o *options) { o.version = v } }
+
+// OnCommit has f told of every commit of the store's writer, after the
+// metrics are, in the writer's goroutine: it must be quick (a program
+// embedding the server observes its commits; tests hold the writer to
+// decide when a caller sees its answer).
+func OnCommit(f func(store.CommitInfo)) Option { return func(o *options) { o.onCommit = f } }
 
 // WrapHandler puts wrap's handler in front of the API, WebSocket included
 // (tests use it to cut connections as a network failure would).
@@ -90,7 +97,11 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		return nil, err
 	}
 	metrics := newMetrics() // metrics.go
-	st, err := openBackend(cfg, metrics.onCommit, log)
+	onCommit := metrics.onCommit
+	if o.onCommit != nil {
+		onCommit = func(c store.CommitInfo) { metrics.onCommit(c); o.onCommit(c) }
+	}
+	st, err := openBackend(cfg, onCommit, log)
 	if err != nil {
 		return nil, err
 	}

@@ -4,16 +4,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 
-	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/internal/testkit"
-	"github.com/framework0/ctxd/store"
-	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/server"
 )
 
 // A write whose outcome is unknown exits 6 and says to read the key.
@@ -40,19 +36,12 @@ func TestExitCodeOutcomeUnknown(t *testing.T) {
 	t.Run("no answer to a write sent", func(t *testing.T) {
 		// The real API over a real store whose writer holds the commit's
 		// answer until the CLI has exited: the CLI's --timeout ends first.
-		var hook atomic.Pointer[func()]
-		st := testkit.OpenBolt(t, bolt.Options{OnCommit: func(store.CommitInfo) {
-			if f := hook.Swap(nil); f != nil {
-				(*f)()
-			}
-		}})
-		srv := httptest.NewServer(httpapi.New(st, httpapi.Config{Version: "test"}, zerolog.Nop()).Handler())
-		defer srv.Close() // before the store's check and close (OpenBolt's cleanup)
+		hook := &testkit.CommitHook{}
+		srv := testkit.StartServer(t, testkit.WithServerOptions(server.OnCommit(hook.OnCommit)))
 		env := []string{"CTXD_SERVER=" + srv.URL}
 
 		exited := make(chan struct{})
-		f := func() { <-exited }
-		hook.Store(&f)
+		hook.Once(func() { <-exited })
 		r := cli(t, env, "", "put", "k", "42", "--timeout", "1s")
 		close(exited)
 		assert.Equal(t, 6, r.code, "stdout %q stderr %q", r.stdout, r.stderr)
