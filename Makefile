@@ -22,8 +22,9 @@ test: test-tools
 	$(GO) vet ./...
 	$(GO) test -race ./...
 
-## test-tools: the Framework0 shell test runs curl and jq, the dashboard tests (httpapi/e2e) Chromium:
-## install jq and chromium when they are missing (apt-get, as root in CI; CTXD_CHROMIUM names another browser)
+## test-tools: the Framework0 shell test runs curl and jq, the dashboard tests (httpapi/e2e) Chromium, the
+## Socket.IO test (realtime/socketio) Python's socketio.AsyncClient: install jq, chromium, python3-socketio and
+## python3-aiohttp when they are missing (apt-get, as root in CI; CTXD_CHROMIUM names another browser)
 test-tools:
 	@command -v jq >/dev/null 2>&1 || { \
 		echo "jq is missing: installing it with apt-get" >&2; \
@@ -33,6 +34,10 @@ test-tools:
 		echo "chromium is missing: installing it with apt-get" >&2; \
 		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 		{ echo "could not install chromium: install it (apt-get install chromium) and run make test again" >&2; exit 1; }; }
+	@python3 -c 'import socketio, aiohttp' >/dev/null 2>&1 || /usr/bin/python3 -c 'import socketio, aiohttp' >/dev/null 2>&1 || { \
+		echo "python3-socketio or python3-aiohttp is missing (the Framework0 async client test): installing them with apt-get" >&2; \
+		{ apt-get update -qq && apt-get install -y -qq python3-socketio python3-aiohttp >/dev/null; } || \
+		{ echo "could not install them: apt-get install python3-socketio python3-aiohttp, and run make test again" >&2; exit 1; }; }
 
 ## bench: every benchmark, with allocations
 bench:

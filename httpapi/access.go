@@ -97,6 +97,10 @@ func (s *Server) accessRules() map[string]rule {
 		"GET /v1/status": read,
 		"GET /v1/ns":     read, // the answer lists only the namespaces the token sees
 		"GET /v1/watch":  {queryToken: true, check: read.check},
+		// Socket.IO (realtime/socketio) checks the token itself at its
+		// CONNECT: it may come in the auth payload, after the handshake.
+		"GET /socket.io/":  publicRule,
+		"POST /socket.io/": publicRule,
 
 		"GET /v1/ns/:ns/keys":      {check: checkList},
 		"GET /v1/ns/:ns/keys/*":    keyRead,

@@ -104,6 +104,10 @@ func accessCases() []accessCase {
 		c("GET", "/v1/status", "", "/v1/status", read, true),
 		c("GET", "/v1/ns", "", "/v1/ns", read, true),
 		c("GET", "/v1/watch", "", "/v1/watch", read, true),
+		// Socket.IO checks the token itself, at its CONNECT (the auth
+		// payload comes after the handshake): realtime/socketio's tests.
+		c("GET", "/socket.io/?EIO=4&transport=polling", "", "/socket.io/", public, true),
+		c("POST", "/socket.io/?EIO=4&transport=polling&sid=none", "", "/socket.io/", public, true),
 
 		c("GET", "/v1/ns/team/keys?prefix=app.", "", "/v1/ns/:ns/keys", read, true),
 		c("GET", "/v1/ns/team/keys?prefix=app.x.y", "", "/v1/ns/:ns/keys", read, true),

@@ -392,3 +392,7 @@ func snapshotRanges(subs []ctxd.Subscription, v store.View) []ctxd.Subscription 
 	}
 	return out
 }
+
+// OriginAllowed applies the hub's origin rules (websocket.allowed_origins,
+// the server's own origin, localhost) to r: the Socket.IO door uses them too.
+func (h *Hub) OriginAllowed(r *http.Request) bool { return h.originAllowed(r) }

@@ -14,12 +14,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/realtime/socketio"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
@@ -46,6 +48,7 @@ type Server struct {
 	api     *httpapi.Server
 	snaps   *snapshots.Manager
 	hub     *realtime.Hub
+	sio     *socketio.Server
 	handler http.Handler
 	hs      *http.Server
 	access  *auth.Authorizer // nil: access control off
@@ -114,8 +117,10 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	stopMaintenance := startMaintenance(cfg, st, snaps, log) // maintenance.go
 
 	hub := realtime.New(st, realtimeOptions(cfg.WebSocket), log.With().Str("component", "realtime").Logger()) // watch.go
+	sio := socketio.New(st, socketioOptions(cfg.WebSocket, hub, access), log.With().Str("component", "socketio").Logger())
 	api := httpapi.New(st, httpapi.Config{
-		Version: o.version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Clients: hub.Clients, OnDump: notifyDumped(hub),
+		Version: o.version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, OnDump: notifyDumped(hub, sio),
+		Clients:         func() int { return hub.Clients() + sio.Clients() },
 		CompatNamespace: cfg.Compat.Namespace, DumpDir: filepath.Join(cfg.DataDir, DumpsDir),
 		Snapshots: snaps, KeepVersions: cfg.History.KeepVersions,
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
@@ -123,6 +128,8 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		Access: access, CORSOrigins: cfg.HTTP.CORSOrigins, RateLimit: cfg.HTTP.RateLimit, RateBurst: cfg.HTTP.RateBurst,
 	}, log)
 	api.Echo().GET("/v1/watch", hub.Serve)
+	api.Echo().GET("/socket.io/", echo.WrapHandler(sio))
+	api.Echo().POST("/socket.io/", echo.WrapHandler(sio))
 	metrics.registerHub(hub)
 	handler := api.Handler()
 	if o.wrap != nil {
@@ -141,7 +148,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate}
 	}
 	return &Server{
-		cfg: cfg, log: log, st: st, api: api, snaps: snaps, hub: hub, handler: handler, hs: hs,
+		cfg: cfg, log: log, st: st, api: api, snaps: snaps, hub: hub, sio: sio, handler: handler, hs: hs,
 		access: access, certs: certs, stopMaintenance: stopMaintenance,
 	}, nil
 }
@@ -191,6 +198,7 @@ func (s *Server) stop(ctx context.Context, graceful bool) error {
 		// WebSocket connections are hijacked: Shutdown does not see them.
 		// The hub closes them; clients resume after a restart.
 		_ = s.hub.Close() // always nil
+		_ = s.sio.Close() // always nil; its long polls end too
 		if !graceful {
 			_ = s.hs.Close()
 		} else if err := s.hs.Shutdown(ctx); err != nil {
@@ -216,6 +224,9 @@ func (s *Server) Backend() store.Backend { return s.st }
 
 // Hub is the WebSocket hub mounted at /v1/watch.
 func (s *Server) Hub() *realtime.Hub { return s.hub }
+
+// SocketIO is the Socket.IO server mounted at /socket.io/.
+func (s *Server) SocketIO() *socketio.Server { return s.sio }
 
 // Snapshots is the snapshot manager of the data folder's snapshots.
 func (s *Server) Snapshots() *snapshots.Manager { return s.snaps }

@@ -2,8 +2,10 @@ package server
 
 import (
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/realtime/socketio"
 )
 
 // realtimeOptions maps the websocket.* settings to the hub's options.
@@ -18,17 +20,36 @@ func realtimeOptions(c configs.WebSocket) realtime.Options {
 	}
 }
 
+// socketioOptions maps the websocket.* settings to the Socket.IO door's:
+// the same origins, limits and lag; Engine.IO's pings at ping_interval.
+func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Authorizer) socketio.Options {
+	return socketio.Options{
+		PingInterval:  c.PingInterval,
+		PingTimeout:   c.PingInterval,
+		MaxPayload:    c.MaxMessageBytes,
+		WriteTimeout:  c.WriteTimeout,
+		MaxLag:        c.MaxLag,
+		MaxClients:    c.MaxClients,
+		OriginAllowed: hub.OriginAllowed,
+		OtherClients:  hub.Clients,
+		Access:        access,
+	}
+}
+
 // notifyDumped is httpapi's OnDump hook: every dump file written tells the
-// WebSocket clients ("context_dumped"). Streamed exports (no file) do not.
-func notifyDumped(hub *realtime.Hub) func(ctxd.DumpInfo) {
+// WebSocket and Socket.IO clients ("context_dumped"). Streamed exports (no
+// file) do not.
+func notifyDumped(hub *realtime.Hub, sio *socketio.Server) func(ctxd.DumpInfo) {
 	return func(d ctxd.DumpInfo) {
 		if d.Filename == "" {
 			return
 		}
-		hub.NotifyDumped(realtime.DumpInfo{
+		info := realtime.DumpInfo{
 			Filename: d.Filename, Format: d.Format, Path: d.Path, Namespace: d.Namespace,
 			Revision: d.Revision, KeyCount: d.KeyCount, IncludeHistory: d.IncludeHistory,
 			FileSize: d.FileSize, Who: d.Who, Timestamp: d.Timestamp,
-		})
+		}
+		hub.NotifyDumped(info)
+		sio.NotifyDumped(d.Namespace, info)
 	}
 }

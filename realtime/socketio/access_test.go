@@ -1,0 +1,62 @@
+package socketio_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+// With access control on, the token comes in the auth payload (or the
+// handshake's query); a client sees only what its token may read and may
+// context_set only what it may write.
+func TestAccessControl(t *testing.T) {
+	team := auth.NewSecret() // write, namespace team, keys app.*
+	entry := func(name, secret, rest string) string {
+		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
+	}
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
+		entry("team-app", team, "    roles: [write]\n    namespaces: [team]\n    prefixes: [app.]\n")), 0o600))
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, tokens
+	}))
+	for _, kv := range [][2]string{{"app.a", "1"}, {"secret", "2"}} {
+		_, err := srv.Backend().Put(context.Background(), "team", kv[0], json.RawMessage(kv[1]), nil, "t")
+		require.NoError(t, err)
+	}
+
+	none := dial(t, srv, sioOpts{})
+	ans := none.connect(map[string]any{"ns": "team"})
+	require.True(t, strings.HasPrefix(ans, "4"), "no token: CONNECT_ERROR, got %q", ans)
+	assert.Contains(t, ans, `"code":"unauthorized"`)
+
+	wrong := dial(t, srv, sioOpts{})
+	ans = wrong.connect(map[string]any{"token": team}) // namespace default: not the token's
+	assert.Contains(t, ans, `"code":"forbidden"`)
+
+	c := dial(t, srv, sioOpts{})
+	snap := connected(t, c, map[string]any{"ns": "team", "token": team})
+	assert.Equal(t, map[string]any{"app.a": 1.0}, snap.Data["context"])
+
+	q := dial(t, srv, sioOpts{query: url.Values{"token": {team}, "ns": {"team"}}})
+	connected(t, q, nil)
+
+	c.emit("context_set", map[string]any{"key": "secret", "value": 3})
+	assert.Equal(t, "forbidden", c.waitEvent("error").Data["code"])
+	_, err := srv.Backend().Put(context.Background(), "team", "secret", json.RawMessage(`4`), nil, "t")
+	require.NoError(t, err)
+	_, err = srv.Backend().Put(context.Background(), "team", "app.b", json.RawMessage(`5`), nil, "t")
+	require.NoError(t, err)
+	assert.Equal(t, "app.b", c.waitEvent("context_updated").Data["key"], "the change to secret is not seen")
+}

@@ -1,0 +1,594 @@
+package socketio
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/store"
+)
+
+// Socket.IO v5 packets, as Engine.IO messages ("4" + the Socket.IO packet).
+const (
+	sioConnect      = "40"
+	sioDisconnect   = "41"
+	sioEvent        = "42"
+	sioAck          = "43"
+	sioConnectError = "44"
+)
+
+// Events (Framework0's names) that only Socket.IO clients see or send.
+const (
+	evClientStats = "client_stats"
+	defaultWho    = "socketio"
+	readChunk     = 512
+	maxNameBytes  = 256
+)
+
+// client is a Socket.IO client connected to the main namespace "/": its
+// options, its position in the log, and what it registered.
+type client struct {
+	c      *conn
+	id     string
+	ns     string
+	prefix string
+	token  *auth.Token // nil: access control off
+
+	// feedMu is held while the feed reads the log and queues changes, and
+	// while a context_set of this client writes: the feed therefore sees
+	// the client's own change only after pending[rev] is set.
+	feedMu  sync.Mutex
+	pos     uint64 // every matching change <= pos is queued
+	base    uint64 // committed revision when the current replay started
+	gen     uint64
+	pending map[uint64][]string // the client's own writes: what replaces their context_updated
+
+	mu         sync.Mutex
+	clientType string
+	name       string
+}
+
+// connectOptions are the handshake options, from the CONNECT auth payload
+// or the handshake's query (the payload wins).
+type connectOptions struct {
+	NS      string          `json:"ns"`
+	Prefix  string          `json:"prefix"`
+	FromRev json.RawMessage `json:"from_rev"`
+	Token   string          `json:"token"`
+}
+
+// event encodes a Socket.IO EVENT packet with one argument.
+func event(name string, v any) string {
+	b, err := json.Marshal([]any{name, v})
+	if err != nil {
+		b, _ = json.Marshal([]any{ctxd.TypeError, errorPayload{Message: "encode: " + err.Error(), Code: ctxd.CodeInternal}})
+	}
+	return sioEvent + string(b)
+}
+
+type errorPayload struct {
+	Message           string  `json:"message"`
+	Code              string  `json:"code"`
+	FromRev           *uint64 `json:"from_rev,omitempty"`
+	CompactedRevision uint64  `json:"compacted_revision,omitempty"`
+	CurrentVersion    *uint64 `json:"current_version,omitempty"`
+}
+
+func (c *conn) sendError(code, msg string) {
+	c.send(event(ctxd.TypeError, errorPayload{Message: msg, Code: code}))
+}
+
+// handleMessage handles one Socket.IO packet from the client.
+func (s *Server) handleMessage(c *conn, p string) {
+	if p == "" {
+		return
+	}
+	typ, rest := p[0], p[1:]
+	nsp := "/"
+	if strings.HasPrefix(rest, "/") {
+		i := strings.IndexByte(rest, ',')
+		if i < 0 {
+			nsp, rest = rest, ""
+		} else {
+			nsp, rest = rest[:i], rest[i+1:]
+		}
+	}
+	ackEnd := 0
+	for ackEnd < len(rest) && rest[ackEnd] >= '0' && rest[ackEnd] <= '9' {
+		ackEnd++
+	}
+	ack, data := rest[:ackEnd], rest[ackEnd:]
+	if nsp != "/" {
+		if typ == '0' {
+			b, _ := json.Marshal(map[string]string{"message": "Invalid namespace: ctxd serves the main namespace \"/\" (choose ctxd namespaces with the ns option)"})
+			c.send(sioConnectError + nsp + "," + string(b))
+		}
+		return
+	}
+	c.mu.Lock()
+	cl := c.cl
+	c.mu.Unlock()
+	switch typ {
+	case '0':
+		if cl == nil {
+			s.connect(c, data)
+		}
+	case '1':
+		c.close("client disconnected")
+	case '2':
+		if cl == nil {
+			return
+		}
+		var args []json.RawMessage
+		if err := json.Unmarshal([]byte(data), &args); err != nil || len(args) == 0 {
+			c.sendError(ctxd.CodeBadRequest, "an event is a JSON array [name, data]")
+			return
+		}
+		var name string
+		if err := json.Unmarshal(args[0], &name); err != nil {
+			c.sendError(ctxd.CodeBadRequest, "an event's name must be a string")
+			return
+		}
+		var arg json.RawMessage
+		if len(args) > 1 {
+			arg = args[1]
+		}
+		reply := s.onEvent(cl, name, arg)
+		if ack != "" && reply != nil {
+			b, _ := json.Marshal([]any{reply})
+			c.send(sioAck + ack + string(b))
+		}
+	case '5', '6':
+		c.sendError(ctxd.CodeBadRequest, "binary Socket.IO packets are not supported: send JSON")
+	}
+}
+
+// connect answers a CONNECT to "/": the token is checked, the options
+// read, and the client gets its snapshot (or its replay from from_rev) and
+// follows the log from then on.
+func (s *Server) connect(c *conn, data string) {
+	var o connectOptions
+	if strings.TrimSpace(data) != "" {
+		if err := json.Unmarshal([]byte(data), &o); err != nil {
+			s.connectError(c, ctxd.CodeBadRequest, "the auth payload must be a JSON object: "+err.Error())
+			return
+		}
+	}
+	q := func(name string, v *string) {
+		if *v == "" {
+			if vs := c.query[name]; len(vs) > 0 {
+				*v = vs[0]
+			}
+		}
+	}
+	q("ns", &o.NS)
+	q("prefix", &o.Prefix)
+	fromRev := strings.Trim(string(o.FromRev), `"`)
+	if fromRev == "" || fromRev == "null" {
+		fromRev = ""
+		if vs := c.query["from_rev"]; len(vs) > 0 {
+			fromRev = vs[0]
+		}
+	}
+	cl := &client{c: c, id: "s" + strconv.FormatUint(s.nextID.Add(1), 10), ns: o.NS, prefix: o.Prefix, pending: map[uint64][]string{}}
+	if cl.ns == "" {
+		cl.ns = ctxd.DefaultNamespace
+	}
+	if err := ctxd.ValidateNamespace(cl.ns); err != nil {
+		s.connectError(c, ctxd.CodeBadRequest, "ns: "+err.Error())
+		return
+	}
+	if len(cl.prefix) > ctxd.MaxKeyBytes {
+		s.connectError(c, ctxd.CodeBadRequest, "prefix is longer than a key can be")
+		return
+	}
+	if s.opts.Access != nil {
+		secret := o.Token
+		if secret == "" {
+			secret = c.secret
+		}
+		t := s.opts.Access.Authenticate(secret)
+		switch {
+		case t == nil && secret == "":
+			s.connectError(c, ctxd.CodeUnauthorized, "this server needs an access token: pass it as auth={'token': ...}, Authorization: Bearer, or ?token=")
+			return
+		case t == nil:
+			s.connectError(c, ctxd.CodeUnauthorized, "the access token is not valid (unknown or revoked)")
+			return
+		case !t.Has(auth.RoleRead) || !t.SeesNamespace(cl.ns):
+			s.connectError(c, ctxd.CodeForbidden, "namespace "+strconv.Quote(cl.ns)+" may not be watched with "+t.Describe())
+			return
+		}
+		cl.token = t
+	}
+	cl.gen = s.st.Generation()
+	var first []string
+	if fromRev != "" {
+		n, err := strconv.ParseUint(fromRev, 10, 64)
+		if err != nil {
+			s.connectError(c, ctxd.CodeBadRequest, "from_rev must be a revision number; got "+strconv.Quote(fromRev))
+			return
+		}
+		cl.pos = n
+		if _, err := s.st.ReadLog(n, 1); err != nil {
+			var ce *ctxd.CompactedError
+			if !errors.As(err, &ce) {
+				s.connectError(c, ctxd.CodeInternal, "from_rev: "+err.Error())
+				return
+			}
+			// Connected, told, disconnected: as a lagged client.
+			c.mu.Lock()
+			c.cl = cl
+			c.mu.Unlock()
+			from := n
+			c.send(sioConnect+`{"sid":"`+cl.id+`"}`, event(ctxd.TypeError, errorPayload{
+				Code: ctxd.CodeCompacted, FromRev: &from, CompactedRevision: ce.Compacted,
+				Message: "the changes after from_rev " + fromRev + " are no longer in history (compacted up to " +
+					strconv.FormatUint(ce.Compacted, 10) + "): reconnect without from_rev to get the current state",
+			}), sioDisconnect)
+			c.close("compacted")
+			return
+		}
+	} else {
+		snap, rev, err := s.snapshot(cl)
+		if err != nil {
+			s.connectError(c, ctxd.CodeInternal, "snapshot: "+err.Error())
+			return
+		}
+		cl.pos = rev
+		first = append(first, snap)
+	}
+	cl.base, _ = s.st.Committed()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.connectError(c, ctxd.CodeUnavailable, errShuttingDown.Error())
+		return
+	}
+	s.clients[cl] = struct{}{}
+	s.wg.Add(1) // the feed; s.closed is false, so Close has not started waiting
+	s.mu.Unlock()
+	c.mu.Lock()
+	if c.closed { // gone meanwhile: close did not see cl
+		c.mu.Unlock()
+		s.mu.Lock()
+		delete(s.clients, cl)
+		s.mu.Unlock()
+		s.wg.Done()
+		return
+	}
+	c.cl = cl
+	c.mu.Unlock()
+	c.send(append([]string{sioConnect + `{"sid":"` + cl.id + `"}`}, first...)...)
+	pos := cl.pos
+	go cl.feed()
+	s.broadcastStats()
+	s.log.Debug().Str("client_id", cl.id).Str("remote", c.remote).Str("ns", cl.ns).Uint64("from_rev", pos).Msg("Socket.IO client connected")
+}
+
+func (s *Server) connectError(c *conn, code, msg string) {
+	b, _ := json.Marshal(map[string]any{"message": msg, "data": map[string]string{"code": code}})
+	c.send(sioConnectError + string(b))
+}
+
+// snapshotPayload is context_snapshot: Framework0's {context, timestamp,
+// client_id}, plus ns, prefix and the revision it is at.
+type snapshotPayload struct {
+	Context   map[string]json.RawMessage `json:"context"`
+	Timestamp time.Time                  `json:"timestamp"`
+	ClientID  string                     `json:"client_id"`
+	NS        string                     `json:"ns"`
+	Prefix    string                     `json:"prefix,omitempty"`
+	Rev       uint64                     `json:"rev"`
+}
+
+// snapshot reads the client's namespace (and prefix) at one revision.
+func (s *Server) snapshot(cl *client) (string, uint64, error) {
+	p := snapshotPayload{Context: map[string]json.RawMessage{}, ClientID: cl.id, NS: cl.ns, Prefix: cl.prefix}
+	err := s.st.View(func(v store.View) error {
+		p.Rev = v.Revision()
+		return v.ForEach(cl.ns, cl.prefix, func(r ctxd.Record) error {
+			if cl.token.CanRead(r.Namespace, r.Key) {
+				p.Context[r.Key] = r.Value
+			}
+			return nil
+		})
+	})
+	p.Timestamp = time.Now().UTC()
+	return event(ctxd.TypeContextSnapshot, p), p.Rev, err
+}
+
+// statsPayload is client_stats: Framework0's {count}, both doors together.
+type statsPayload struct {
+	Count          int       `json:"count"`
+	SocketIO       int       `json:"socketio_clients"`
+	Watch          int       `json:"watch_clients"`
+	Timestamp      time.Time `json:"timestamp"`
+	ConnectedTotal int       `json:"connected_clients"`
+}
+
+func (s *Server) stats() statsPayload {
+	sio, watch := s.Clients(), s.opts.OtherClients()
+	return statsPayload{Count: sio + watch, SocketIO: sio, Watch: watch, ConnectedTotal: sio + watch, Timestamp: time.Now().UTC()}
+}
+
+// broadcastStats sends client_stats to every client.
+func (s *Server) broadcastStats() {
+	p := event(evClientStats, s.stats())
+	for _, cl := range s.allClients() {
+		cl.c.send(p)
+	}
+}
+
+// NotifyDumped sends context_dumped to the clients whose token may read
+// the dumped namespace whole.
+func (s *Server) NotifyDumped(ns string, info any) {
+	p := event(ctxd.TypeContextDumped, info)
+	for _, cl := range s.allClients() {
+		if cl.token.CanReadPrefix(ns, "") {
+			cl.c.send(p)
+		}
+	}
+}
+
+// updatePayload is context_updated: Framework0's {key, value, who,
+// timestamp}, plus ns, op, version and rev.
+type updatePayload struct {
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	Who       string          `json:"who"`
+	Timestamp time.Time       `json:"timestamp"`
+	NS        string          `json:"ns"`
+	Op        string          `json:"op"`
+	Version   uint64          `json:"version"`
+	Rev       uint64          `json:"rev"`
+}
+
+func updateEvent(ch *ctxd.Change) string {
+	v := ch.Value
+	if ch.Op == ctxd.OpDelete || len(v) == 0 {
+		v = json.RawMessage("null")
+	}
+	return event(ctxd.TypeContextUpdated, updatePayload{Key: ch.Key, Value: v, Who: ch.Who, Timestamp: ch.Time.UTC(),
+		NS: ch.Namespace, Op: ch.Op.String(), Version: ch.Version, Rev: ch.Revision})
+}
+
+func (cl *client) matches(ch *ctxd.Change) bool {
+	return ch.Namespace == cl.ns && strings.HasPrefix(ch.Key, cl.prefix) && cl.token.CanRead(ch.Namespace, ch.Key)
+}
+
+// feed follows the store's committed mark: it reads the changes after the
+// client's position, in revision order, and queues those the client
+// matches, at most Window packets ahead of its transport. The one
+// mechanism of /v1/watch (positions over the log), with one goroutine per
+// client instead of the hub's shared loop and ring.
+func (cl *client) feed() {
+	s, c := cl.c.srv, cl.c
+	defer s.wg.Done()
+	for {
+		rev, changed := s.st.Committed()
+		if g := s.st.Generation(); g != cl.gen {
+			if !cl.reset(g) {
+				return
+			}
+			continue
+		}
+		if rev > max(cl.pos, cl.base) && rev-max(cl.pos, cl.base) > s.opts.MaxLag {
+			cl.lagged(rev)
+			return
+		}
+		room := s.opts.Window - c.queued()
+		if rev > cl.pos && room > 0 {
+			if !cl.step(rev, min(room, readChunk)) {
+				return
+			}
+			continue
+		}
+		var space <-chan struct{}
+		if rev > cl.pos {
+			space = c.space
+		}
+		select {
+		case <-changed:
+		case <-space:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// step queues the changes after the position, up to n; false: the
+// client was disconnected.
+func (cl *client) step(rev uint64, n int) bool {
+	s, c := cl.c.srv, cl.c
+	cl.feedMu.Lock()
+	defer cl.feedMu.Unlock()
+	changes, err := s.st.ReadLog(cl.pos, n)
+	if err != nil {
+		var ce *ctxd.CompactedError
+		from := cl.pos
+		p := errorPayload{Code: ctxd.CodeInternal, Message: "reading the log: " + err.Error(), FromRev: &from}
+		if errors.As(err, &ce) {
+			p.Code, p.CompactedRevision = ctxd.CodeCompacted, ce.Compacted
+			p.Message = "the changes after revision " + strconv.FormatUint(from, 10) + " are no longer in history: reconnect without from_rev"
+		}
+		c.send(event(ctxd.TypeError, p), sioDisconnect)
+		c.close(p.Code)
+		return false
+	}
+	out := make([]string, 0, len(changes))
+	for i := range changes {
+		ch := &changes[i]
+		if own, ok := cl.pending[ch.Revision]; ok {
+			out = append(out, own...)
+			delete(cl.pending, ch.Revision)
+		} else if cl.matches(ch) {
+			out = append(out, updateEvent(ch))
+		}
+		cl.pos = ch.Revision
+	}
+	if len(changes) < n && cl.pos < rev {
+		cl.pos = rev // revisions the log never had (a restore's floor)
+	}
+	if len(out) > 0 {
+		return c.send(out...)
+	}
+	return true
+}
+
+// lagged disconnects a client that fell more than MaxLag revisions behind:
+// everything it matched up to its position is queued before the error.
+func (cl *client) lagged(rev uint64) {
+	s, c := cl.c.srv, cl.c
+	cl.feedMu.Lock()
+	from := cl.pos
+	cl.feedMu.Unlock()
+	s.lagged.Add(1)
+	s.log.Info().Str("client_id", cl.id).Uint64("from_rev", from).Uint64("rev", rev).Msg("Socket.IO client lagged: disconnected")
+	c.send(event(ctxd.TypeError, errorPayload{Code: ctxd.CodeLagged, FromRev: &from,
+		Message: "this client fell more than websocket.max_lag (" + strconv.FormatUint(s.opts.MaxLag, 10) +
+			") revisions behind: reconnect with from_rev=" + strconv.FormatUint(from, 10) + " to resume without a gap"}), sioDisconnect)
+	c.close("lagged")
+}
+
+// reset follows a restore: the client gets "reset" and a new snapshot,
+// and follows the log from the snapshot's revision.
+func (cl *client) reset(gen uint64) bool {
+	s, c := cl.c.srv, cl.c
+	cl.feedMu.Lock()
+	defer cl.feedMu.Unlock()
+	var own []string
+	for _, p := range cl.pending { // writes before the restore: confirmed now
+		own = append(own, p...)
+	}
+	clear(cl.pending)
+	snap, rev, err := s.snapshot(cl)
+	if err != nil {
+		c.sendError(ctxd.CodeInternal, "snapshot after a restore: "+err.Error())
+		c.close("reset failed")
+		return false
+	}
+	cl.gen, cl.pos, cl.base = gen, rev, rev
+	own = append(own, event(ctxd.TypeReset, map[string]any{"rev": rev,
+		"message": "the data was restored from a snapshot: the context_snapshot that follows is the new state"}), snap)
+	return c.send(own...)
+}
+
+// onEvent handles an event; its result (when not nil) answers an ack.
+func (s *Server) onEvent(cl *client, name string, arg json.RawMessage) any {
+	switch name {
+	case ctxd.TypeContextSet:
+		return s.contextSet(cl, arg)
+	case ctxd.TypeClientRegister:
+		var m struct {
+			Type       string `json:"type"`
+			ClientType string `json:"client_type"`
+			Name       string `json:"name"`
+		}
+		if len(arg) > 0 && json.Unmarshal(arg, &m) != nil {
+			return cl.fail(ctxd.CodeBadRequest, "client_register: the data must be an object {type, name}")
+		}
+		if m.Type == "" {
+			m.Type = m.ClientType
+		}
+		if m.Type == "" {
+			m.Type = "unknown"
+		}
+		if len(m.Type) > maxNameBytes || len(m.Name) > maxNameBytes {
+			return cl.fail(ctxd.CodeBadRequest, "client_register: type and name are at most "+strconv.Itoa(maxNameBytes)+" bytes")
+		}
+		cl.mu.Lock()
+		cl.clientType, cl.name = m.Type, m.Name
+		cl.mu.Unlock()
+		p := map[string]any{"client_id": cl.id, "type": m.Type, "name": m.Name, "status": "success", "timestamp": time.Now().UTC()}
+		cl.c.send(event(ctxd.TypeRegistrationConfirmed, p))
+		return p
+	case evClientStats:
+		p := s.stats()
+		cl.c.send(event(evClientStats, p))
+		return p
+	default:
+		return cl.fail(ctxd.CodeUnknownType, "unknown event "+strconv.Quote(name)+": use context_set, client_register or client_stats")
+	}
+}
+
+func (cl *client) fail(code, msg string) any {
+	p := errorPayload{Message: msg, Code: code}
+	cl.c.send(event(ctxd.TypeError, p))
+	return p
+}
+
+// contextSet writes {key, value, who} (ns: the client's namespace unless
+// given; if_version: compare-and-swap) durably. The sender gets
+// context_set_confirmed in place of its own change's context_updated, at
+// that change's place in the revision order (as Framework0, which skips the
+// sender); the others get context_updated.
+func (s *Server) contextSet(cl *client, arg json.RawMessage) any {
+	var m struct {
+		NS        string          `json:"ns"`
+		Key       string          `json:"key"`
+		Value     json.RawMessage `json:"value"`
+		Who       string          `json:"who"`
+		IfVersion *uint64         `json:"if_version"`
+	}
+	if len(arg) == 0 || json.Unmarshal(arg, &m) != nil {
+		return cl.fail(ctxd.CodeBadRequest, "context_set: the data must be an object {key, value, who}")
+	}
+	if m.NS == "" {
+		m.NS = cl.ns
+	}
+	if m.Key == "" {
+		return cl.fail(ctxd.CodeBadRequest, `context_set: "key" is missing or empty`)
+	}
+	if m.Value == nil {
+		return cl.fail(ctxd.CodeBadRequest, `context_set: "value" is missing (use null for null)`)
+	}
+	if !cl.token.CanWrite(m.NS, m.Key) {
+		return cl.fail(ctxd.CodeForbidden, "context_set: "+m.NS+"/"+strconv.Quote(m.Key)+" may not be written with "+cl.token.Describe())
+	}
+	if m.Who == "" {
+		cl.mu.Lock()
+		m.Who = cl.name
+		cl.mu.Unlock()
+	}
+	if m.Who == "" {
+		m.Who = defaultWho
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	defer cancel()
+	cl.feedMu.Lock()
+	defer cl.feedMu.Unlock()
+	rec, err := s.st.Put(ctx, m.NS, m.Key, bytes.TrimSpace(m.Value), m.IfVersion, m.Who)
+	if err != nil {
+		_, code, known := ctxd.Classify(err)
+		msg := err.Error()
+		if !known {
+			code, msg = ctxd.CodeInternal, "context_set: internal error"
+			s.log.Error().Err(err).Msg("Socket.IO context_set failed")
+		}
+		p := errorPayload{Message: msg, Code: code}
+		var ce *ctxd.ConflictError
+		if errors.As(err, &ce) {
+			cur := ce.Current
+			p.CurrentVersion = &cur
+		}
+		cl.c.send(event(ctxd.TypeError, p))
+		return p
+	}
+	p := map[string]any{"key": rec.Key, "value": rec.Value, "status": "success",
+		"ns": rec.Namespace, "who": rec.Who, "version": rec.Version, "rev": rec.ModRev, "timestamp": rec.UpdatedAt.UTC()}
+	confirm := event(ctxd.TypeContextSetConfirmed, p)
+	if rec.ModRev > cl.pos {
+		cl.pending[rec.ModRev] = append(cl.pending[rec.ModRev], confirm)
+	} else {
+		cl.c.send(confirm)
+	}
+	return p
+}

@@ -1,0 +1,506 @@
+package socketio
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Engine.IO v4 packet types (the first character of a packet).
+const (
+	pOpen    = '0'
+	pClose   = '1'
+	pPing    = '2'
+	pPong    = '3'
+	pMessage = '4'
+	pUpgrade = '5'
+	pNoop    = '6'
+)
+
+// separator joins packets in one HTTP long-polling body.
+const separator = "\x1e"
+
+// conn is one Engine.IO session: a queue of packets for the client, written
+// by whichever transport holds it (a pending polling GET, or the WebSocket
+// writer once the client upgraded), and the packets the client sends.
+type conn struct {
+	srv    *Server
+	sid    string
+	remote string
+	query  map[string][]string // the handshake request's query
+	secret string              // the token of the handshake request (header or ?token=)
+
+	mu      sync.Mutex
+	queue   []string
+	polling bool            // a GET is waiting for packets
+	ws      *websocket.Conn // set when the WebSocket transport took over
+	closed  bool
+	cl      *client // set by the Socket.IO CONNECT
+
+	wake  chan struct{} // cap 1: the queue grew, or the transport or state changed
+	space chan struct{} // cap 1: the writer took packets from the queue
+	pong  chan struct{} // cap 1: a pong arrived
+	done  chan struct{} // closed by close
+}
+
+func newSID() string {
+	var b [15]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// send queues packets for the client; false when the session is closed.
+func (c *conn) send(packets ...string) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	c.queue = append(c.queue, packets...)
+	c.mu.Unlock()
+	signal(c.wake)
+	return true
+}
+
+// queued is how many packets wait for the transport.
+func (c *conn) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+// close ends the session: what is queued still goes out, followed by an
+// Engine.IO close packet (polling) or a close frame (WebSocket).
+func (c *conn) close(reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	cl := c.cl
+	// A polling client gets what is queued (a lagged error, say) at its
+	// next poll: the session lingers until then, or PingTimeout.
+	linger := c.ws == nil && len(c.queue) > 0 && !c.polling
+	c.mu.Unlock()
+	close(c.done)
+	signal(c.wake)
+	c.srv.remove(c, cl, !linger)
+	if linger {
+		time.AfterFunc(c.srv.opts.PingTimeout, func() { c.srv.forget(c) })
+	}
+	c.srv.log.Debug().Str("sid", c.sid).Str("reason", reason).Msg("Socket.IO client disconnected")
+}
+
+// take empties the queue for a writer.
+func (c *conn) takeLocked() []string {
+	q := c.queue
+	c.queue = nil
+	if len(q) > 0 {
+		signal(c.space)
+	}
+	return q
+}
+
+// heartbeat pings the client every PingInterval; a client that does not
+// answer within PingTimeout is disconnected (the Engine.IO v4 rule).
+func (c *conn) heartbeat() {
+	defer c.srv.wg.Done()
+	t := time.NewTimer(c.srv.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-c.done:
+			return
+		}
+		select { // a stale pong does not count
+		case <-c.pong:
+		default:
+		}
+		if !c.send(string(pPing)) {
+			return
+		}
+		t.Reset(c.srv.opts.PingTimeout)
+		select {
+		case <-c.pong:
+		case <-t.C:
+			c.close("ping timeout")
+			return
+		case <-c.done:
+			return
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(c.srv.opts.PingInterval)
+	}
+}
+
+// handshake is the open packet's payload.
+type handshake struct {
+	SID          string   `json:"sid"`
+	Upgrades     []string `json:"upgrades"`
+	PingInterval int64    `json:"pingInterval"`
+	PingTimeout  int64    `json:"pingTimeout"`
+	MaxPayload   int64    `json:"maxPayload"`
+}
+
+func (c *conn) openPacket(upgrades []string) string {
+	b, _ := json.Marshal(handshake{
+		SID: c.sid, Upgrades: upgrades,
+		PingInterval: c.srv.opts.PingInterval.Milliseconds(),
+		PingTimeout:  c.srv.opts.PingTimeout.Milliseconds(),
+		MaxPayload:   c.srv.opts.MaxPayload,
+	})
+	return string(pOpen) + string(b)
+}
+
+// engineError answers a refused Engine.IO request as the reference server
+// does: {"code","message"} with 400 (403 for a refused origin).
+func engineError(w http.ResponseWriter, status, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(map[string]any{"code": code, "message": msg})
+	_, _ = w.Write(b)
+}
+
+// Engine.IO error codes (engine.io's Server.errors).
+const (
+	errUnknownTransport = 0
+	errUnknownSID       = 1
+	errBadRequest       = 3
+	errForbidden        = 4
+	errUnsupportedEIO   = 5
+)
+
+// ServeHTTP serves /socket.io/: the Engine.IO handshake, long-polling GET
+// and POST, and the WebSocket transport (direct or as an upgrade).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("EIO") != "4" {
+		engineError(w, http.StatusBadRequest, errUnsupportedEIO, "Unsupported protocol version: ctxd speaks Engine.IO 4 (Socket.IO v3/v4 clients)")
+		return
+	}
+	if s.opts.OriginAllowed != nil && r.Header.Get("Origin") != "" && !s.opts.OriginAllowed(r) {
+		engineError(w, http.StatusForbidden, errForbidden, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed: add it to websocket.allowed_origins")
+		return
+	}
+	transport := q.Get("transport")
+	if transport != "polling" && transport != "websocket" {
+		engineError(w, http.StatusBadRequest, errUnknownTransport, "Transport unknown: use polling or websocket")
+		return
+	}
+	if q.Get("j") != "" {
+		engineError(w, http.StatusBadRequest, errBadRequest, "JSONP polling is not supported")
+		return
+	}
+	sid := q.Get("sid")
+	if sid == "" {
+		if r.Method != http.MethodGet {
+			engineError(w, http.StatusBadRequest, errBadRequest, "Bad handshake method")
+			return
+		}
+		s.open(w, r, transport)
+		return
+	}
+	s.mu.Lock()
+	c := s.conns[sid]
+	s.mu.Unlock()
+	if c == nil {
+		engineError(w, http.StatusBadRequest, errUnknownSID, "Session ID unknown")
+		return
+	}
+	switch {
+	case transport == "websocket":
+		s.upgrade(w, r, c)
+	case r.Method == http.MethodGet:
+		c.poll(w, r)
+	case r.Method == http.MethodPost:
+		c.post(w, r)
+	default:
+		engineError(w, http.StatusBadRequest, errBadRequest, "Bad request")
+	}
+}
+
+// open starts a session (the handshake).
+func (s *Server) open(w http.ResponseWriter, r *http.Request, transport string) {
+	c := &conn{
+		srv: s, sid: newSID(), remote: r.RemoteAddr, query: r.URL.Query(), secret: requestSecret(r),
+		wake: make(chan struct{}, 1), space: make(chan struct{}, 1), pong: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	if err := s.add(c); err != nil {
+		w.Header().Set("Retry-After", "5")
+		engineError(w, http.StatusServiceUnavailable, errBadRequest, err.Error())
+		return
+	}
+	if s.track() {
+		go c.heartbeat()
+	}
+	if transport == "polling" {
+		c.send(c.openPacket([]string{"websocket"}))
+		c.poll(w, r)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		c.close("websocket upgrade failed")
+		return
+	}
+	c.mu.Lock()
+	c.queue = append([]string{c.openPacket([]string{})}, c.queue...)
+	c.ws = ws
+	c.mu.Unlock()
+	c.serveWebSocket(ws)
+}
+
+// requestSecret is the token of a request: Authorization: Bearer, or
+// ?token= (browsers cannot set headers on a WebSocket).
+func requestSecret(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return r.URL.Query().Get("token")
+}
+
+// poll is a long-polling GET: it answers once packets are queued (the
+// heartbeat queues a ping every PingInterval, so it never waits longer).
+func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	if c.ws != nil {
+		c.mu.Unlock()
+		engineError(w, http.StatusBadRequest, errBadRequest, "Bad request: the session was upgraded to websocket")
+		return
+	}
+	if c.polling {
+		c.mu.Unlock()
+		engineError(w, http.StatusBadRequest, errBadRequest, "Bad request: overlapping polling GET")
+		c.close("overlapping poll")
+		return
+	}
+	c.polling = true
+	var packets []string
+	for {
+		if c.ws != nil { // upgraded while waiting: end this poll with a noop
+			packets = []string{string(pNoop)}
+			break
+		}
+		if len(c.queue) > 0 || c.closed {
+			packets = c.takeLocked()
+			if c.closed {
+				packets = append(packets, string(pClose))
+			}
+			break
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.wake:
+		case <-r.Context().Done():
+			c.mu.Lock()
+			c.polling = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Lock()
+	}
+	c.polling = false
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		c.srv.forget(c)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, strings.Join(packets, separator))
+	signal(c.wake) // another writer may be waiting for its turn
+}
+
+// post reads the packets of a polling POST.
+func (c *conn) post(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, c.srv.opts.MaxPayload))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			engineError(w, http.StatusRequestEntityTooLarge, errBadRequest, "payload larger than maxPayload ("+strconv.FormatInt(c.srv.opts.MaxPayload, 10)+" bytes)")
+			c.close("payload too large")
+			return
+		}
+		engineError(w, http.StatusBadRequest, errBadRequest, "could not read the body")
+		return
+	}
+	for _, p := range strings.Split(string(body), separator) {
+		if !c.handlePacket(p) {
+			break
+		}
+	}
+	w.Header().Set("Content-Type", "text/html")
+	_, _ = io.WriteString(w, "ok")
+}
+
+// handlePacket handles one packet from the client; false: the session ended.
+func (c *conn) handlePacket(p string) bool {
+	if p == "" {
+		c.close("empty packet")
+		return false
+	}
+	switch p[0] {
+	case pClose:
+		c.close("client closed")
+		return false
+	case pPing: // clients ping only to probe; answer anyway
+		c.send(string(pPong) + p[1:])
+	case pPong:
+		signal(c.pong)
+	case pMessage:
+		c.srv.handleMessage(c, p[1:])
+	case pUpgrade, pNoop:
+	default:
+		// b<base64>: a binary message; ctxd's events are JSON.
+		c.srv.log.Debug().Str("sid", c.sid).Msg("Socket.IO client sent an unknown or binary packet: closed")
+		c.close("bad packet")
+		return false
+	}
+	return true
+}
+
+// upgrade takes a polling session over to a WebSocket: the client probes
+// (2probe/3probe), the pending poll ends with a noop, the client confirms
+// (5), and from then on every packet goes over the WebSocket.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *conn) {
+	c.mu.Lock()
+	already := c.ws != nil
+	c.mu.Unlock()
+	if already {
+		engineError(w, http.StatusBadRequest, errBadRequest, "Bad request: already upgraded")
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // answered by the upgrader
+	}
+	if !s.track() {
+		_ = ws.Close()
+		return
+	}
+	defer s.wg.Done()
+	ws.SetReadLimit(s.opts.MaxPayload)
+	_ = ws.SetReadDeadline(time.Now().Add(s.opts.PingTimeout))
+	_, msg, err := ws.ReadMessage()
+	if err != nil || string(msg) != "2probe" {
+		_ = ws.Close()
+		return
+	}
+	_ = ws.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	if ws.WriteMessage(websocket.TextMessage, []byte("3probe")) != nil {
+		_ = ws.Close()
+		return
+	}
+	// Until the client confirms, it keeps polling: wake its poll so that
+	// it sends the upgrade packet (the poll answers with a noop).
+	for {
+		_, msg, err = ws.ReadMessage()
+		if err != nil {
+			_ = ws.Close()
+			return
+		}
+		if string(msg) == string(pUpgrade) {
+			break
+		}
+		if string(msg) == "2probe" { // a second probe
+			_ = ws.WriteMessage(websocket.TextMessage, []byte("3probe"))
+			continue
+		}
+		_ = ws.Close()
+		return
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		_ = ws.Close()
+		return
+	}
+	c.ws = ws
+	c.mu.Unlock()
+	signal(c.wake) // a pending poll ends with a noop
+	c.serveWebSocketTracked(ws)
+}
+
+// serveWebSocket runs the WebSocket transport of a session until it ends:
+// a writer goroutine drains the queue, this goroutine reads.
+func (c *conn) serveWebSocket(ws *websocket.Conn) {
+	if !c.srv.track() {
+		_ = ws.Close()
+		c.close("server shutting down")
+		return
+	}
+	defer c.srv.wg.Done()
+	ws.SetReadLimit(c.srv.opts.MaxPayload)
+	c.serveWebSocketTracked(ws)
+}
+
+func (c *conn) serveWebSocketTracked(ws *websocket.Conn) {
+	c.srv.wg.Add(1)
+	go c.writeLoop(ws)
+	for {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			c.close("websocket closed")
+			_ = ws.Close()
+			return
+		}
+		if !c.handlePacket(string(msg)) {
+			return
+		}
+	}
+}
+
+// writeLoop writes queued packets to the WebSocket, one frame each; after
+// the session closes it writes what is left and a close frame.
+func (c *conn) writeLoop(ws *websocket.Conn) {
+	defer c.srv.wg.Done()
+	defer ws.Close()
+	for {
+		c.mu.Lock()
+		packets := c.takeLocked()
+		closed := c.closed
+		c.mu.Unlock()
+		for _, p := range packets {
+			_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+			if err := ws.WriteMessage(websocket.TextMessage, []byte(p)); err != nil {
+				c.close("write failed")
+				return
+			}
+		}
+		if closed && len(packets) == 0 {
+			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
+			return
+		}
+		if closed {
+			continue
+		}
+		select {
+		case <-c.wake:
+		case <-c.done:
+		}
+	}
+}

@@ -1,0 +1,229 @@
+package socketio
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+
+	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/store"
+)
+
+// Options configure a Server. Zero fields take the defaults below.
+type Options struct {
+	// PingInterval and PingTimeout are Engine.IO's: the server pings every
+	// PingInterval, and a client that does not answer within PingTimeout
+	// is disconnected. Defaults 25s and 20s (the reference server's).
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	// MaxPayload bounds what a client sends at once (a polling POST, a
+	// WebSocket frame). Default 1 MB.
+	MaxPayload int64
+	// WriteTimeout bounds one WebSocket frame's write and a context_set's
+	// write to the store. Default 10s.
+	WriteTimeout time.Duration
+	// MaxLag is how many revisions a client may fall behind before it gets
+	// an error event of code lagged and is disconnected. Default 10000.
+	MaxLag uint64
+	// MaxClients caps the sessions, counted together with OtherClients.
+	// Default 10000.
+	MaxClients int
+	// Window is how many packets may wait for a client's transport before
+	// its feed stops reading the log (it resumes from its position when
+	// they drain). Default 64.
+	Window int
+	// OriginAllowed decides a browser's Origin (nil: any).
+	OriginAllowed func(*http.Request) bool
+	// Access turns access control on (nil: off): the token comes from the
+	// CONNECT auth payload ("token"), Authorization: Bearer, or ?token=.
+	Access *auth.Authorizer
+	// OtherClients counts the clients of the other door (/v1/watch), for
+	// client_stats and MaxClients.
+	OtherClients func() int
+}
+
+func (o Options) withDefaults() Options {
+	if o.PingInterval <= 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 20 * time.Second
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 1_000_000
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.MaxLag == 0 {
+		o.MaxLag = 10000
+	}
+	if o.MaxClients <= 0 {
+		o.MaxClients = 10000
+	}
+	if o.Window <= 0 {
+		o.Window = 64
+	}
+	if o.OtherClients == nil {
+		o.OtherClients = func() int { return 0 }
+	}
+	return o
+}
+
+// Server is the Socket.IO door to the change feed, mounted at /socket.io/.
+// Close it before closing the store.
+type Server struct {
+	st       store.Backend
+	opts     Options
+	log      zerolog.Logger
+	upgrader websocket.Upgrader
+
+	mu      sync.Mutex
+	conns   map[string]*conn
+	clients map[*client]struct{}
+	closed  bool
+	// wg counts the goroutines of every session (heartbeat, feed,
+	// WebSocket reader and writer), for Close to wait on.
+	wg sync.WaitGroup
+
+	nextID atomic.Uint64
+	lagged atomic.Uint64
+}
+
+// New returns a Socket.IO server over st.
+func New(st store.Backend, opts Options, log zerolog.Logger) *Server {
+	opts = opts.withDefaults()
+	s := &Server{
+		st: st, opts: opts, log: log,
+		conns:   map[string]*conn{},
+		clients: map[*client]struct{}{},
+	}
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize: 4096, WriteBufferSize: 16 << 10, WriteBufferPool: &sync.Pool{},
+		CheckOrigin: func(r *http.Request) bool {
+			return opts.OriginAllowed == nil || r.Header.Get("Origin") == "" || opts.OriginAllowed(r)
+		},
+	}
+	return s
+}
+
+var errShuttingDown = errors.New("the server is shutting down")
+
+// add registers a new session, within MaxClients.
+func (s *Server) add(c *conn) error {
+	n := s.opts.OtherClients()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errShuttingDown
+	}
+	if n+len(s.conns) >= s.opts.MaxClients {
+		return errors.New("the server already has max_clients (" + strconv.Itoa(s.opts.MaxClients) + ") clients: try again later")
+	}
+	s.conns[c.sid] = c
+	return nil
+}
+
+// track counts one more goroutine unless the server is closing.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// remove forgets a closed session and tells the others the new count.
+func (s *Server) remove(c *conn, cl *client, forget bool) {
+	s.mu.Lock()
+	if forget {
+		delete(s.conns, c.sid)
+	}
+	if cl != nil {
+		delete(s.clients, cl)
+	}
+	closed := s.closed
+	s.mu.Unlock()
+	if cl != nil && !closed {
+		s.broadcastStats()
+	}
+}
+
+// forget drops a closed session's id.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	if s.conns[c.sid] == c {
+		delete(s.conns, c.sid)
+	}
+	s.mu.Unlock()
+}
+
+// Clients is the number of connected Socket.IO clients (past CONNECT).
+func (s *Server) Clients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.clients)
+}
+
+// Lagged counts the clients disconnected with "lagged".
+func (s *Server) Lagged() uint64 { return s.lagged.Load() }
+
+// allClients returns the connected clients.
+func (s *Server) allClients() []*client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*client, 0, len(s.clients))
+	for cl := range s.clients {
+		out = append(out, cl)
+	}
+	return out
+}
+
+// Close disconnects every client (a Socket.IO disconnect, then the
+// Engine.IO close) and waits for their goroutines, up to two seconds
+// before cutting WebSocket connections. Later calls do nothing.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		connected := c.cl != nil
+		c.mu.Unlock()
+		if connected {
+			c.send(sioDisconnect)
+		}
+		c.close("server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		for _, c := range conns {
+			c.mu.Lock()
+			if c.ws != nil {
+				_ = c.ws.Close()
+			}
+			c.mu.Unlock()
+		}
+		<-done
+	}
+	return nil
+}

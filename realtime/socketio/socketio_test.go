@@ -1,0 +1,263 @@
+package socketio_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+func put(t *testing.T, srv *testkit.Server, key, value string) uint64 {
+	t.Helper()
+	rec, err := srv.Backend().Put(context.Background(), "default", key, json.RawMessage(value), nil, "tester")
+	require.NoError(t, err)
+	return rec.ModRev
+}
+
+// restPut writes over the REST API, as a Framework0 user's other tools do.
+func restPut(t *testing.T, srv *testkit.Server, key, value string) {
+	t.Helper()
+	req := testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/"+key+"?who=rest", value)
+	resp, body := testkit.Send(t, http.DefaultClient, req)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+}
+
+// connected checks the CONNECT answer and the context_snapshot after it.
+func connected(t *testing.T, c *sio, auth any) event {
+	t.Helper()
+	ans := c.connect(auth)
+	require.True(t, strings.HasPrefix(ans, `0{"sid":`), ans)
+	snap := c.nextEvent()
+	require.Equal(t, "context_snapshot", snap.Name, string(snap.Raw))
+	for _, f := range []string{"context", "timestamp", "client_id"} {
+		require.Contains(t, snap.Data, f)
+	}
+	return snap
+}
+
+func TestPollingSnapshotUpdateAndStats(t *testing.T) {
+	srv := testkit.StartServer(t)
+	put(t, srv, "a", `1`)
+	put(t, srv, "b", `{"x":"y"}`)
+	c := dial(t, srv, sioOpts{})
+	assert.Equal(t, []any{"websocket"}, c.open["upgrades"])
+	snap := connected(t, c, nil)
+	assert.Equal(t, map[string]any{"a": 1.0, "b": map[string]any{"x": "y"}}, snap.Data["context"])
+	stats := c.nextEvent()
+	require.Equal(t, "client_stats", stats.Name)
+	assert.Equal(t, 1.0, stats.Data["count"])
+
+	restPut(t, srv, "c", `"hello"`)
+	u := c.waitEvent("context_updated")
+	for k, v := range map[string]any{"key": "c", "value": "hello", "who": "rest", "ns": "default", "op": "put", "version": 1.0} {
+		assert.Equal(t, v, u.Data[k], k)
+	}
+	assert.Contains(t, u.Data, "timestamp")
+	assert.Contains(t, u.Data, "rev")
+
+	// /ctx/all and client_stats count both doors.
+	ws, resp, err := websocketDial(srv)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	defer ws.Close()
+	testkit.Eventually(t, func() bool { return srv.Hub().Clients() == 1 })
+	_, body := testkit.Send(t, http.DefaultClient, testkit.NewRequest(t, http.MethodGet, srv.URL+"/ctx/all", ""))
+	var all map[string]any
+	require.NoError(t, json.Unmarshal(body, &all))
+	assert.Equal(t, 2.0, all["connected_clients"])
+	c.emit("client_stats", nil)
+	assert.Equal(t, 2.0, c.waitEvent("client_stats").Data["count"])
+}
+
+func TestWebSocketContextSetAndRegister(t *testing.T) {
+	srv := testkit.StartServer(t)
+	writer := dial(t, srv, sioOpts{websocket: true})
+	assert.Equal(t, []any{}, writer.open["upgrades"])
+	connected(t, writer, nil)
+	other := dial(t, srv, sioOpts{})
+	connected(t, other, nil)
+
+	writer.emit("client_register", map[string]any{"type": "agent", "name": "w1"})
+	reg := writer.waitEvent("registration_confirmed")
+	assert.Equal(t, "agent", reg.Data["type"])
+	assert.Equal(t, "w1", reg.Data["name"])
+	assert.Equal(t, "success", reg.Data["status"])
+	assert.NotEmpty(t, reg.Data["client_id"])
+
+	writer.emit("context_set", map[string]any{"key": "k", "value": map[string]any{"n": 1}, "who": "alice"})
+	conf := writer.waitEvent("context_set_confirmed")
+	assert.Equal(t, "k", conf.Data["key"])
+	assert.Equal(t, map[string]any{"n": 1.0}, conf.Data["value"])
+	assert.Equal(t, "success", conf.Data["status"])
+	rec, err := srv.Backend().Get("default", "k")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"n":1}`, string(rec.Value))
+	assert.Equal(t, "alice", rec.Who)
+
+	u := other.waitEvent("context_updated")
+	assert.Equal(t, "k", u.Data["key"])
+	assert.Equal(t, "alice", u.Data["who"])
+
+	// The sender does not get its own change as context_updated (as
+	// Framework0): the next update it sees is the next write.
+	restPut(t, srv, "after", `2`)
+	assert.Equal(t, "after", writer.waitEvent("context_updated").Data["key"])
+
+	// Without who, the registered name is the author.
+	writer.emit("context_set", map[string]any{"key": "k2", "value": 3})
+	writer.waitEvent("context_set_confirmed")
+	rec, err = srv.Backend().Get("default", "k2")
+	require.NoError(t, err)
+	assert.Equal(t, "w1", rec.Who)
+
+	// Bad messages get error {message, code}.
+	writer.emit("context_set", map[string]any{"value": 1})
+	e := writer.waitEvent("error")
+	assert.Equal(t, "bad_request", e.Data["code"])
+	assert.NotEmpty(t, e.Data["message"])
+	writer.emit("nope", nil)
+	assert.Equal(t, "unknown_type", writer.waitEvent("error").Data["code"])
+}
+
+func TestUpgradeFromPolling(t *testing.T) {
+	srv := testkit.StartServer(t)
+	c := dial(t, srv, sioOpts{})
+	connected(t, c, nil)
+	c.upgrade()
+	<-c.pollDone // the pending poll ended with a noop
+	restPut(t, srv, "k", `1`)
+	assert.Equal(t, "k", c.waitEvent("context_updated").Data["key"])
+	c.mu.Lock()
+	viaWS := c.viaWS
+	c.mu.Unlock()
+	assert.Positive(t, viaWS, "the update came over the WebSocket")
+	// Polling is over for this session.
+	resp, err := http.Get(c.base + "EIO=4&transport=polling")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+}
+
+func websocketDial(srv *testkit.Server) (*websocket.Conn, *http.Response, error) {
+	return websocket.DefaultDialer.Dial(srv.WatchURL(nil), nil)
+}
+
+func TestOrderUnderConcurrentWriters(t *testing.T) {
+	srv := testkit.StartServer(t)
+	c := dial(t, srv, sioOpts{})
+	connected(t, c, nil)
+	const writers, each = 4, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				_, err := srv.Backend().Put(context.Background(), "default", "w"+strconv.Itoa(w)+"-"+strconv.Itoa(i), json.RawMessage(`1`), nil, "w")
+				assert.NoError(t, err)
+			}
+		}()
+	}
+	wg.Wait()
+	last := uint64(0)
+	first := true
+	for range writers * each {
+		u := c.waitEvent("context_updated")
+		rev := uint64(u.Data["rev"].(float64))
+		if !first {
+			require.Equal(t, last+1, rev, "every revision once, in order")
+		}
+		first, last = false, rev
+	}
+	assert.Equal(t, srv.Backend().Revision(), last)
+}
+
+func TestResumeFromRevAndLagged(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.MaxLag = 20 }))
+	start := put(t, srv, "x", `0`)
+	// A polling client that stops polling falls behind and is cut.
+	slow := dial(t, srv, sioOpts{noPoll: true})
+	slow.sendPacket("40")
+	for range 200 {
+		put(t, srv, "x", `1`)
+	}
+	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Lagged() == 1 })
+	for slow.pollOnce() {
+	}
+	var got []uint64
+	var from uint64
+	for done := false; !done; {
+		p := slow.next()
+		switch {
+		case strings.HasPrefix(p, "0"), strings.HasPrefix(p, "1"):
+			done = strings.HasPrefix(p, "1")
+		default:
+			var args []json.RawMessage
+			require.NoError(t, json.Unmarshal([]byte(p[1:]), &args))
+			var name string
+			require.NoError(t, json.Unmarshal(args[0], &name))
+			var d map[string]any
+			require.NoError(t, json.Unmarshal(args[1], &d))
+			switch name {
+			case "context_updated":
+				got = append(got, uint64(d["rev"].(float64)))
+			case "error":
+				assert.Equal(t, "lagged", d["code"])
+				from = uint64(d["from_rev"].(float64))
+			}
+		}
+	}
+	require.NotZero(t, from)
+	require.NotEmpty(t, got)
+	assert.Equal(t, start+1, got[0])
+	assert.Equal(t, from, got[len(got)-1])
+
+	// Resuming with from_rev gets the rest, once each, and no snapshot.
+	c := dial(t, srv, sioOpts{})
+	ans := c.connect(map[string]any{"from_rev": from})
+	require.True(t, strings.HasPrefix(ans, "0"), ans)
+	next := from + 1
+	for next <= srv.Backend().Revision() {
+		u := c.waitEvent("context_updated")
+		require.Equal(t, next, uint64(u.Data["rev"].(float64)))
+		next++
+	}
+
+	// from_rev in the query works too.
+	q := dial(t, srv, sioOpts{query: url.Values{"from_rev": {strconv.FormatUint(from, 10)}}})
+	require.True(t, strings.HasPrefix(q.connect(nil), "0"))
+	assert.Equal(t, from+1, uint64(q.waitEvent("context_updated").Data["rev"].(float64)))
+}
+
+func TestNamespaceOptionAndBadNamespace(t *testing.T) {
+	srv := testkit.StartServer(t)
+	_, err := srv.Backend().Put(context.Background(), "team", "p/1", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	_, err = srv.Backend().Put(context.Background(), "team", "q/1", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	c := dial(t, srv, sioOpts{})
+	snap := connected(t, c, map[string]any{"ns": "team", "prefix": "p/"})
+	assert.Equal(t, map[string]any{"p/1": 1.0}, snap.Data["context"])
+	put(t, srv, "p/1", `9`) // another namespace: not seen
+	_, err = srv.Backend().Put(context.Background(), "team", "q/2", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	_, err = srv.Backend().Put(context.Background(), "team", "p/2", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	u := c.waitEvent("context_updated")
+	assert.Equal(t, "p/2", u.Data["key"])
+	assert.Equal(t, "team", u.Data["ns"])
+
+	bad := dial(t, srv, sioOpts{})
+	assert.True(t, strings.HasPrefix(bad.connect(map[string]any{"ns": "no such/ns"}), "4"))
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Framework0's async client, as Framework0 uses it, against ctxd.
+
+python-socketio's AsyncClient with its default transports (polling, then
+the upgrade to websocket): connect, context_snapshot, context_updated after a
+REST write, context_set with its confirmation, client_register. Run by
+TestPythonAsyncClient (socketio_test.go) with the server's URL; exits 0 and
+prints OK when every step passed.
+"""
+import asyncio
+import json
+import sys
+import urllib.request
+
+import socketio
+
+URL = sys.argv[1]
+EVENTS = ["context_snapshot", "context_updated", "context_set_confirmed",
+          "registration_confirmed", "client_stats", "error"]
+
+
+def fail(msg):
+    print("FAIL: " + msg, flush=True)
+    sys.exit(1)
+
+
+async def main():
+    sio = socketio.AsyncClient(reconnection=False)
+    queue = asyncio.Queue()
+
+    def handler(name):
+        async def on(data):
+            await queue.put((name, data))
+        return on
+
+    for name in EVENTS:
+        sio.on(name, handler(name))
+
+    async def expect(name):
+        while True:
+            got, data = await asyncio.wait_for(queue.get(), 10)
+            if got == name:
+                return data
+            if got != "client_stats":
+                fail("want %s, got %s %r" % (name, got, data))
+
+    await sio.connect(URL, wait_timeout=10)
+    snap = await expect("context_snapshot")
+    if snap.get("context", {}).get("seed") != {"n": 1}:
+        fail("context_snapshot: %r" % snap)
+    for field in ("timestamp", "client_id"):
+        if field not in snap:
+            fail("context_snapshot has no %s: %r" % (field, snap))
+    if sio.transport() != "websocket":
+        fail("the client did not upgrade to websocket: %s" % sio.transport())
+
+    def rest_put():
+        req = urllib.request.Request(URL + "/v1/ns/default/keys/from_rest?who=rest",
+                                     data=b'"hello"', method="PUT",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    status = await asyncio.get_running_loop().run_in_executor(None, rest_put)
+    if status != 200:
+        fail("REST PUT: %s" % status)
+    upd = await expect("context_updated")
+    if (upd.get("key"), upd.get("value"), upd.get("who")) != ("from_rest", "hello", "rest") or "timestamp" not in upd:
+        fail("context_updated: %r" % upd)
+
+    await sio.emit("client_register", {"type": "python", "name": "f0-async"})
+    reg = await expect("registration_confirmed")
+    if reg.get("status") != "success" or reg.get("name") != "f0-async" or not reg.get("client_id"):
+        fail("registration_confirmed: %r" % reg)
+
+    await sio.emit("context_set", {"key": "py", "value": {"a": 1}, "who": "python"})
+    conf = await expect("context_set_confirmed")
+    if (conf.get("key"), conf.get("value"), conf.get("status")) != ("py", {"a": 1}, "success"):
+        fail("context_set_confirmed: %r" % conf)
+
+    await sio.disconnect()
+    print("OK", json.dumps({"transport": "websocket", "rev": conf.get("rev")}), flush=True)
+
+
+asyncio.run(main())
