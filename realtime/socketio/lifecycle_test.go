@@ -1,0 +1,82 @@
+package socketio_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+// An online restore: every client gets "reset" and then a context_snapshot
+// of the restored data, and follows the log from there.
+func TestResetOnRestore(t *testing.T) {
+	srv := testkit.StartServer(t)
+	put(t, srv, "a", `"before"`)
+	meta, err := srv.Server().Snapshots().Create(context.Background(), "test")
+	require.NoError(t, err)
+	put(t, srv, "a", `"after"`)
+	put(t, srv, "b", `1`)
+	c := dial(t, srv, sioOpts{})
+	snap := connected(t, c, nil)
+	assert.Equal(t, map[string]any{"a": "after", "b": 1.0}, snap.Data["context"])
+
+	_, err = srv.Server().Snapshots().Restore(context.Background(), meta.ID, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	reset := c.waitEvent("reset")
+	assert.Contains(t, reset.Data, "rev")
+	snap = c.waitEvent("context_snapshot")
+	assert.Equal(t, map[string]any{"a": "before"}, snap.Data["context"])
+	restPut(t, srv, "c", `2`)
+	u := c.waitEvent("context_updated")
+	assert.Equal(t, "c", u.Data["key"])
+	assert.Greater(t, u.Data["rev"].(float64), snap.Data["rev"].(float64))
+}
+
+// A dump file written through the API is announced with context_dumped.
+func TestContextDumped(t *testing.T) {
+	srv := testkit.StartServer(t)
+	put(t, srv, "a", `1`)
+	c := dial(t, srv, sioOpts{websocket: true})
+	connected(t, c, nil)
+	resp, body := testkit.Send(t, http.DefaultClient, testkit.NewRequest(t, http.MethodPost, srv.URL+"/ctx/dump",
+		`{"format":"json","filename":"d.json","who":"cron"}`, "Content-Type", "application/json"))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	d := c.waitEvent("context_dumped")
+	assert.Equal(t, "d.json", d.Data["filename"])
+	assert.Equal(t, "json", d.Data["format"])
+}
+
+// Shutdown disconnects every client (Socket.IO disconnect, then the
+// transport's end) and leaves no goroutine behind (TestMain checks).
+func TestShutdownDisconnectsClients(t *testing.T) {
+	srv := testkit.StartServer(t)
+	polling := dial(t, srv, sioOpts{})
+	connected(t, polling, nil)
+	ws := dial(t, srv, sioOpts{websocket: true})
+	connected(t, ws, nil)
+	upgraded := dial(t, srv, sioOpts{})
+	connected(t, upgraded, nil)
+	upgraded.upgrade()
+	<-upgraded.pollDone
+	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 3 })
+
+	srv.Stop()
+	for _, c := range []*sio{polling, ws, upgraded} {
+		for {
+			p := c.next()
+			if p == "1" { // Socket.IO DISCONNECT
+				break
+			}
+			var args []json.RawMessage
+			require.NoError(t, json.Unmarshal([]byte(p[1:]), &args), p)
+		}
+		c.wg.Wait() // the transport ended too
+	}
+	<-polling.pollDone
+}
