@@ -402,6 +402,25 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *conn) {
 		return
 	}
 	defer s.wg.Done()
+	// Until the upgrade completes, the probing connection is the
+	// session's to close: closing the session (Close, a ping timeout)
+	// ends the probe too.
+	stop := make(chan struct{})
+	defer close(stop)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-c.done:
+			c.mu.Lock()
+			upgraded := c.ws == ws
+			c.mu.Unlock()
+			if !upgraded {
+				_ = ws.Close()
+			}
+		case <-stop:
+		}
+	}()
 	ws.SetReadLimit(s.opts.MaxPayload)
 	_ = ws.SetReadDeadline(time.Now().Add(s.opts.PingTimeout))
 	_, msg, err := ws.ReadMessage()

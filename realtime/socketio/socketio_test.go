@@ -261,3 +261,23 @@ func TestNamespaceOptionAndBadNamespace(t *testing.T) {
 	bad := dial(t, srv, sioOpts{})
 	assert.True(t, strings.HasPrefix(bad.connect(map[string]any{"ns": "no such/ns"}), "4"))
 }
+
+// An event sent with an ack id gets the answer's payload as the ack.
+func TestAck(t *testing.T) {
+	srv := testkit.StartServer(t)
+	c := dial(t, srv, sioOpts{websocket: true})
+	connected(t, c, nil)
+	c.sendPacket(`4217["client_register",{"type":"t","name":"n"}]`)
+	for {
+		p := c.next()
+		if !strings.HasPrefix(p, "317") {
+			continue
+		}
+		var args []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(p[3:]), &args), p)
+		require.Len(t, args, 1)
+		assert.Equal(t, "success", args[0]["status"])
+		assert.Equal(t, "n", args[0]["name"])
+		break
+	}
+}
