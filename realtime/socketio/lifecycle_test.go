@@ -80,3 +80,23 @@ func TestShutdownDisconnectsClients(t *testing.T) {
 	}
 	<-polling.pollDone
 }
+
+// A from_rev below the compacted revision: an error event of code
+// compacted, then a disconnect.
+func TestResumeCompacted(t *testing.T) {
+	srv := testkit.StartServer(t)
+	for range 5 {
+		put(t, srv, "a", `1`)
+	}
+	rev := put(t, srv, "b", `1`)
+	_, err := srv.Backend().CompactKeep(context.Background(), rev, 1)
+	require.NoError(t, err)
+	c := dial(t, srv, sioOpts{})
+	ans := c.connect(map[string]any{"from_rev": 1})
+	require.Equal(t, "0", ans[:1], ans)
+	e := c.waitEvent("error")
+	assert.Equal(t, "compacted", e.Data["code"])
+	assert.Equal(t, 1.0, e.Data["from_rev"])
+	assert.Equal(t, "1", c.next(), "then a Socket.IO disconnect")
+	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
+}
