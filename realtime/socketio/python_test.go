@@ -30,17 +30,23 @@ func TestPythonAsyncClient(t *testing.T) {
 	if python == "" {
 		t.Skip("python3 with socketio and aiohttp is missing: make test-tools installs python3-socketio and python3-aiohttp (CTXD_PYTHON names another interpreter)")
 	}
-	srv := testkit.StartServer(t)
-	_, err := srv.Backend().Put(context.Background(), "default", "seed", json.RawMessage(`{"n":1}`), nil, "seed")
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, python, "testdata/f0_async_client.py", srv.URL).CombinedOutput()
-	require.NoError(t, err, "python client:\n%s", out)
-	assert.True(t, strings.HasPrefix(strings.TrimSpace(string(out)), "OK"), string(out))
-	rec, err := srv.Backend().Get("default", "py")
-	require.NoError(t, err)
-	assert.JSONEq(t, `{"a":1}`, string(rec.Value))
-	assert.Equal(t, "python", rec.Who)
-	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
+	// default: Framework0's (polling, then the upgrade); websocket: a
+	// client configured with transports=['websocket'].
+	for _, transports := range []string{"default", "websocket"} {
+		t.Run(transports, func(t *testing.T) {
+			srv := testkit.StartServer(t)
+			_, err := srv.Backend().Put(context.Background(), "default", "seed", json.RawMessage(`{"n":1}`), nil, "seed")
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, python, "testdata/f0_async_client.py", srv.URL, transports).CombinedOutput()
+			require.NoError(t, err, "python client:\n%s", out)
+			assert.True(t, strings.HasPrefix(strings.TrimSpace(string(out)), "OK"), string(out))
+			rec, err := srv.Backend().Get("default", "py")
+			require.NoError(t, err)
+			assert.JSONEq(t, `{"a":1}`, string(rec.Value))
+			assert.Equal(t, "python", rec.Who)
+			testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
+		})
+	}
 }

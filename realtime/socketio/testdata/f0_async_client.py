@@ -15,6 +15,9 @@ import urllib.request
 import socketio
 
 URL = sys.argv[1]
+# The transports to use: "default" (polling, then the upgrade) or a
+# comma-separated list ("websocket").
+TRANSPORTS = None if len(sys.argv) < 3 or sys.argv[2] == "default" else sys.argv[2].split(",")
 EVENTS = ["context_snapshot", "context_updated", "context_set_confirmed",
           "registration_confirmed", "client_stats", "error"]
 
@@ -44,7 +47,7 @@ async def main():
             if got != "client_stats":
                 fail("want %s, got %s %r" % (name, got, data))
 
-    await sio.connect(URL, wait_timeout=10)
+    await sio.connect(URL, transports=TRANSPORTS, wait_timeout=10)
     snap = await expect("context_snapshot")
     if snap.get("context", {}).get("seed") != {"n": 1}:
         fail("context_snapshot: %r" % snap)
@@ -78,7 +81,7 @@ async def main():
         fail("context_set_confirmed: %r" % conf)
 
     await sio.disconnect()
-    print("OK", json.dumps({"transport": "websocket", "rev": conf.get("rev")}), flush=True)
+    print("OK", json.dumps({"transports": TRANSPORTS or "default", "rev": conf.get("rev")}), flush=True)
 
 
 asyncio.run(main())
