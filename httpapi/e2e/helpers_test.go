@@ -183,6 +183,10 @@ func keyPath(ns, key string) string {
 	return "/v1/ns/" + url.PathEscape(ns) + "/keys/" + url.PathEscape(key)
 }
 
+// fixturesPath serves testdata (test pages and the vendored socket.io
+// client) on the server's own origin, in front of the API.
+const fixturesPath = "/e2e-fixtures/"
+
 // watchControl sits in front of GET /v1/watch: it records each connection's
 // query and can cut every open connection and refuse new ones, as a network
 // failure or a server restart would.
@@ -194,7 +198,12 @@ type watchControl struct {
 }
 
 func (c *watchControl) wrap(next http.Handler) http.Handler {
+	fixtures := http.StripPrefix(fixturesPath, http.FileServer(http.Dir("testdata")))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, fixturesPath) {
+			fixtures.ServeHTTP(w, r) // test pages, on the server's origin
+			return
+		}
 		if r.URL.Path != "/v1/watch" {
 			next.ServeHTTP(w, r)
 			return

@@ -42,6 +42,7 @@ type conn struct {
 	mu      sync.Mutex
 	queue   []string
 	polling bool            // a GET is waiting for packets
+	probing bool            // a WebSocket answered the upgrade probe: polls end with a noop
 	ws      *websocket.Conn // set when the WebSocket transport took over
 	closed  bool
 	cl      *client // set by the Socket.IO CONNECT
@@ -311,6 +312,10 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 			}
 			break
 		}
+		if c.probing { // the client waits for this poll to end before it confirms the upgrade
+			packets = []string{string(pNoop)}
+			break
+		}
 		c.mu.Unlock()
 		select {
 		case <-c.wake:
@@ -433,8 +438,18 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *conn) {
 		_ = ws.Close()
 		return
 	}
-	// Until the client confirms, it keeps polling: wake its poll so that
-	// it sends the upgrade packet (the poll answers with a noop).
+	// The client confirms (5) once its polling transport is paused, which
+	// waits for the pending poll: that poll ends with a noop (as the
+	// reference server's upgrade check does).
+	c.mu.Lock()
+	c.probing = true
+	c.mu.Unlock()
+	signal(c.wake)
+	defer func() {
+		c.mu.Lock()
+		c.probing = false
+		c.mu.Unlock()
+	}()
 	for {
 		_, msg, err = ws.ReadMessage()
 		if err != nil {

@@ -64,6 +64,12 @@ func TestShutdownDisconnectsClients(t *testing.T) {
 	connected(t, upgraded, nil)
 	upgraded.upgrade()
 	<-upgraded.pollDone
+	upgraded.emit("client_stats", nil) // answered over the WebSocket: the upgrade is done
+	testkit.Eventually(t, func() bool {
+		upgraded.mu.Lock()
+		defer upgraded.mu.Unlock()
+		return upgraded.viaWS > 0
+	})
 	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 3 })
 
 	srv.Stop()

@@ -92,8 +92,9 @@ type Server struct {
 	// WebSocket reader and writer), for Close to wait on.
 	wg sync.WaitGroup
 
-	nextID atomic.Uint64
-	lagged atomic.Uint64
+	nextID    atomic.Uint64
+	lagged    atomic.Uint64
+	forgotten chan struct{} // cap 1: a lingering session was dropped
 }
 
 // New returns a Socket.IO server over st.
@@ -101,8 +102,9 @@ func New(st store.Backend, opts Options, log zerolog.Logger) *Server {
 	opts = opts.withDefaults()
 	s := &Server{
 		st: st, opts: opts, log: log,
-		conns:   map[string]*conn{},
-		clients: map[*client]struct{}{},
+		conns:     map[string]*conn{},
+		clients:   map[*client]struct{}{},
+		forgotten: make(chan struct{}, 1),
 	}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize: 4096, WriteBufferSize: 16 << 10, WriteBufferPool: &sync.Pool{},
@@ -164,7 +166,12 @@ func (s *Server) forget(c *conn) {
 		delete(s.conns, c.sid)
 	}
 	s.mu.Unlock()
+	signal(s.forgotten)
 }
+
+// closeWait bounds how long Close waits for clients to get their last
+// packets (polling clients poll once more) before it cuts connections.
+const closeWait = 2 * time.Second
 
 // Clients is the number of connected Socket.IO clients (past CONNECT).
 func (s *Server) Clients() int {
@@ -188,8 +195,10 @@ func (s *Server) allClients() []*client {
 }
 
 // Close disconnects every client (a Socket.IO disconnect, then the
-// Engine.IO close) and waits for their goroutines, up to two seconds
-// before cutting WebSocket connections. Later calls do nothing.
+// Engine.IO close), lets polling clients poll once more for them, and
+// waits for the sessions' goroutines: up to two seconds in all before it
+// cuts WebSocket connections. Call it before the HTTP server's Shutdown.
+// Later calls do nothing.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -211,11 +220,28 @@ func (s *Server) Close() error {
 		}
 		c.close("server shutting down")
 	}
+	// A polling client whose poll was not pending gets its DISCONNECT at
+	// its next poll: the HTTP server still serves until Close returns.
+	deadline := time.NewTimer(closeWait)
+	defer deadline.Stop()
+	for waiting := true; waiting; {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-s.forgotten:
+		case <-deadline.C:
+			waiting = false
+		}
+	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
+	case <-deadline.C:
 		for _, c := range conns {
 			c.mu.Lock()
 			if c.ws != nil {
