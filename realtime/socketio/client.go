@@ -217,6 +217,10 @@ func (s *Server) connect(c *conn, data string) {
 			return
 		}
 		cl.pos = n
+		if rev, _ := s.st.Committed(); n > rev {
+			s.connectError(c, ctxd.CodeFutureRevision, "from_rev "+fromRev+" is after the current revision "+strconv.FormatUint(rev, 10))
+			return
+		}
 		if _, err := s.st.ReadLog(n, 1); err != nil {
 			var ce *ctxd.CompactedError
 			if !errors.As(err, &ce) {

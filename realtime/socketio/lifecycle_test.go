@@ -97,6 +97,8 @@ func TestResumeCompacted(t *testing.T) {
 	rev := put(t, srv, "b", `1`)
 	_, err := srv.Backend().CompactKeep(context.Background(), rev, 1)
 	require.NoError(t, err)
+	future := dial(t, srv, sioOpts{})
+	assert.Contains(t, future.connect(map[string]any{"from_rev": rev + 5}), `"code":"future_revision"`)
 	c := dial(t, srv, sioOpts{})
 	ans := c.connect(map[string]any{"from_rev": 1})
 	require.Equal(t, "0", ans[:1], ans)
