@@ -8,6 +8,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/realtime/socketio"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/snapshots"
 )
@@ -73,9 +74,10 @@ func (m *metrics) registerStore(st store.Backend, snaps *snapshots.Manager) {
 	m.reg.MustRegister(&storeCollector{st: st, snaps: snaps})
 }
 
-// registerHub adds the collector that reads the hub at each scrape.
-func (m *metrics) registerHub(hub *realtime.Hub) {
-	m.reg.MustRegister(hubCollector{stats: hub.Stats})
+// registerHub adds the collector that reads the /v1/watch hub and the
+// Socket.IO door at each scrape.
+func (m *metrics) registerHub(hub *realtime.Hub, sio *socketio.Server) {
+	m.reg.MustRegister(hubCollector{stats: hub.Stats, sio: sio})
 }
 
 // storeCollector reads the store's status and counters once per scrape.
@@ -134,15 +136,29 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// hubCollector reads the WebSocket hub's counters once per scrape.
-type hubCollector struct{ stats func() realtime.Stats }
+// hubCollector reads the /v1/watch hub's and the Socket.IO door's
+// counters once per scrape: the ctxd_ws_* series carry a protocol label,
+// "watch" or "socketio". The Socket.IO door has no equivalent of the
+// hub's lagging_clients and frames_dropped (each client has its own
+// queue), so those two are exported for protocol="watch" only.
+type hubCollector struct {
+	stats func() realtime.Stats
+	sio   *socketio.Server
+}
+
+// Values of the protocol label of the ctxd_ws_* series.
+const (
+	protocolWatch    = "watch"
+	protocolSocketIO = "socketio"
+)
 
 var (
-	descWSClients = prometheus.NewDesc("ctxd_ws_clients", "Connected WebSocket clients.", nil, nil)
-	descWSBehind  = prometheus.NewDesc("ctxd_ws_lagging_clients", "WebSocket clients held back right now because their socket has not drained.", nil, nil)
-	descWSLagged  = prometheus.NewDesc("ctxd_ws_lagged_clients_total", "WebSocket clients closed with 'lagged' because they fell too far behind.", nil, nil)
-	descWSFrames  = prometheus.NewDesc("ctxd_ws_events_sent_total", "Frames written to WebSocket clients.", nil, nil)
-	descWSDropped = prometheus.NewDesc("ctxd_ws_frames_dropped_total", "Frames the WebSocket library dropped (always 0 unless there is a bug).", nil, nil)
+	wsLabels      = []string{"protocol"}
+	descWSClients = prometheus.NewDesc("ctxd_ws_clients", "Connected realtime clients, by protocol (watch: /v1/watch, socketio: Socket.IO past CONNECT, either transport).", wsLabels, nil)
+	descWSBehind  = prometheus.NewDesc("ctxd_ws_lagging_clients", "/v1/watch clients held back right now because their socket has not drained.", wsLabels, nil)
+	descWSLagged  = prometheus.NewDesc("ctxd_ws_lagged_clients_total", "Realtime clients disconnected with 'lagged' because they fell too far behind, by protocol.", wsLabels, nil)
+	descWSFrames  = prometheus.NewDesc("ctxd_ws_events_sent_total", "Frames written to realtime clients, by protocol (socketio: Engine.IO packets, pings included).", wsLabels, nil)
+	descWSDropped = prometheus.NewDesc("ctxd_ws_frames_dropped_total", "Frames the WebSocket library dropped for /v1/watch clients (always 0 unless there is a bug).", wsLabels, nil)
 )
 
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -150,13 +166,20 @@ func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
-	gauge, counter := senders(ch)
+	send := func(d *prometheus.Desc, t prometheus.ValueType, v float64, protocol string) {
+		ch <- prometheus.MustNewConstMetric(d, t, v, protocol)
+	}
 	st := c.stats()
-	gauge(descWSClients, float64(st.Clients))
-	gauge(descWSBehind, float64(st.Behind))
-	counter(descWSLagged, float64(st.Lagged))
-	counter(descWSFrames, float64(st.Frames))
-	counter(descWSDropped, float64(st.BufferFull))
+	send(descWSClients, prometheus.GaugeValue, float64(st.Clients), protocolWatch)
+	send(descWSBehind, prometheus.GaugeValue, float64(st.Behind), protocolWatch)
+	send(descWSLagged, prometheus.CounterValue, float64(st.Lagged), protocolWatch)
+	send(descWSFrames, prometheus.CounterValue, float64(st.Frames), protocolWatch)
+	send(descWSDropped, prometheus.CounterValue, float64(st.BufferFull), protocolWatch)
+	if c.sio != nil {
+		send(descWSClients, prometheus.GaugeValue, float64(c.sio.Clients()), protocolSocketIO)
+		send(descWSLagged, prometheus.CounterValue, float64(c.sio.Lagged()), protocolSocketIO)
+		send(descWSFrames, prometheus.CounterValue, float64(c.sio.Sent()), protocolSocketIO)
+	}
 }
 
 // describe sends descs, for a collector's Describe.

@@ -130,7 +130,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	api.Echo().GET("/v1/watch", hub.Serve)
 	api.Echo().GET("/socket.io/", echo.WrapHandler(sio))
 	api.Echo().POST("/socket.io/", echo.WrapHandler(sio))
-	metrics.registerHub(hub)
+	metrics.registerHub(hub, sio)
 	handler := api.Handler()
 	if o.wrap != nil {
 		handler = o.wrap(handler)

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -68,9 +71,14 @@ func TestMetrics(t *testing.T) {
 	assert.Positive(t, m["ctxd_store_file_size_bytes"])
 	assert.Equal(t, 1.0, m[`ctxd_snapshots_total{result="ok"}`])
 	assert.Equal(t, 1.0, m["ctxd_snapshots_stored"])
-	assert.Contains(t, m, "ctxd_ws_clients")
-	assert.Contains(t, m, "ctxd_ws_lagging_clients")
-	assert.Contains(t, m, "ctxd_ws_events_sent_total")
+	for _, name := range []string{"ctxd_ws_clients", "ctxd_ws_lagging_clients", "ctxd_ws_lagged_clients_total",
+		"ctxd_ws_events_sent_total", "ctxd_ws_frames_dropped_total"} {
+		assert.Contains(t, m, name+`{protocol="watch"}`)
+		assert.NotContains(t, m, name, "the ctxd_ws_* series carry a protocol label")
+	}
+	for _, name := range []string{"ctxd_ws_clients", "ctxd_ws_lagged_clients_total", "ctxd_ws_events_sent_total"} {
+		assert.Contains(t, m, name+`{protocol="socketio"}`)
+	}
 	assert.Contains(t, m, "ctxd_compactions_total")
 	for name := range m {
 		base := name
@@ -82,4 +90,42 @@ func TestMetrics(t *testing.T) {
 		}
 		assert.True(t, strings.HasPrefix(base, "ctxd_"), "metric %s does not start with ctxd_", base)
 	}
+}
+
+// A connected Socket.IO client (WebSocket transport) shows in
+// ctxd_ws_clients{protocol="socketio"}, and what it is sent in
+// ctxd_ws_events_sent_total{protocol="socketio"}; it is gone once it
+// disconnects. /v1/watch's series stay apart.
+func TestMetricsSocketIO(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	m := scrape(t, srv.url)
+	require.Equal(t, 0.0, m[`ctxd_ws_clients{protocol="socketio"}`])
+
+	url := "ws" + strings.TrimPrefix(srv.url, "http") + "/socket.io/?EIO=4&transport=websocket"
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	require.NoError(t, err)
+	defer ws.Close()
+	read := func() string {
+		t.Helper()
+		require.NoError(t, ws.SetReadDeadline(time.Now().Add(10*time.Second)))
+		_, p, err := ws.ReadMessage()
+		require.NoError(t, err)
+		return string(p)
+	}
+	require.True(t, strings.HasPrefix(read(), "0{"), "the Engine.IO open packet")
+	require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("40")))
+	require.True(t, strings.HasPrefix(read(), "40{"), "the Socket.IO CONNECT answer")
+	require.Contains(t, read(), "context_snapshot")
+
+	m = scrape(t, srv.url)
+	assert.Equal(t, 1.0, m[`ctxd_ws_clients{protocol="socketio"}`])
+	assert.GreaterOrEqual(t, m[`ctxd_ws_events_sent_total{protocol="socketio"}`], 3.0, "open, connect, context_snapshot")
+	assert.Equal(t, 0.0, m[`ctxd_ws_lagged_clients_total{protocol="socketio"}`])
+	assert.Equal(t, 0.0, m[`ctxd_ws_clients{protocol="watch"}`])
+
+	require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("41")))
+	require.Eventually(t, func() bool {
+		return scrape(t, srv.url)[`ctxd_ws_clients{protocol="socketio"}`] == 0
+	}, 10*time.Second, 20*time.Millisecond, "the client is no longer counted after it disconnects")
 }

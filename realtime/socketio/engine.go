@@ -335,7 +335,9 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = io.WriteString(w, strings.Join(packets, separator))
+	if _, err := io.WriteString(w, strings.Join(packets, separator)); err == nil {
+		c.srv.sent.Add(uint64(len(packets)))
+	}
 	signal(c.wake) // another writer may be waiting for its turn
 }
 
@@ -524,6 +526,7 @@ func (c *conn) writeLoop(ws *websocket.Conn) {
 				c.close("write failed")
 				return
 			}
+			c.srv.sent.Add(1)
 		}
 		if closed && len(packets) == 0 {
 			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))

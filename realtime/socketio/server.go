@@ -94,6 +94,7 @@ type Server struct {
 
 	nextID    atomic.Uint64
 	lagged    atomic.Uint64
+	sent      atomic.Uint64 // Engine.IO packets written to clients
 	forgotten chan struct{} // cap 1: a lingering session was dropped
 }
 
@@ -182,6 +183,11 @@ func (s *Server) Clients() int {
 
 // Lagged counts the clients disconnected with "lagged".
 func (s *Server) Lagged() uint64 { return s.lagged.Load() }
+
+// Sent counts the Engine.IO packets written to clients: one WebSocket
+// frame each, or one packet of a polling response (pings and noops
+// included).
+func (s *Server) Sent() uint64 { return s.sent.Load() }
 
 // allClients returns the connected clients.
 func (s *Server) allClients() []*client {
