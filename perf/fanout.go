@@ -24,12 +24,17 @@ const fanoutShards = 32
 
 func (s *suite) fanoutSteps() []step {
 	var steps []step
-	for _, n := range s.cfg.FanoutSubscribers {
-		name := fmt.Sprintf("fanout/subs=%d/rate=%d", n, s.cfg.FanoutRate)
+	add := func(name, protocol string, n int) {
 		est := s.cfg.Duration + time.Second + time.Duration(n)*300*time.Microsecond
 		steps = append(steps, step{name: name, estimate: est, run: func(ctx context.Context) error {
-			return s.fanoutRun(ctx, name, n)
+			return s.fanoutRun(ctx, name, n, protocol)
 		}})
+	}
+	for _, n := range s.cfg.FanoutSubscribers {
+		add(fmt.Sprintf("fanout/subs=%d/rate=%d", n, s.cfg.FanoutRate), protocolWatch, n)
+	}
+	for _, n := range s.cfg.FanoutSocketIOSubscribers {
+		add(fmt.Sprintf("fanout/socketio/subs=%d/rate=%d", n, s.cfg.FanoutRate), protocolSocketIO, n)
 	}
 	return steps
 }
@@ -50,23 +55,26 @@ func newLatencyShard() *latencyShard {
 	return ls
 }
 
-// subscriber is one WebSocket client of the fan-out.
+// subscriber is one WebSocket client of the fan-out: of /v1/watch, or
+// of the Socket.IO door (sio).
 type subscriber struct {
 	conn       *websocket.Conn
+	sio        bool
 	got        atomic.Int64 // changes received
 	duplicates int64        // changes not after the one before (must be 0)
 	lastRev    uint64
 	err        error // why it stopped reading early, if it did
 }
 
-// fanoutRun connects subs WebSocket subscribers, then writes FanoutRate
+// fanoutRun connects subs WebSocket subscribers of protocol (watch:
+// /v1/watch, socketio: Socket.IO over WebSocket), then writes FanoutRate
 // PUTs per second for Duration, each to a new key that every subscriber
 // matches, and measures when each change reaches each subscriber.
-func (s *suite) fanoutRun(ctx context.Context, name string, subs int) error {
+func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol string) error {
 	writes := max(int(float64(s.cfg.FanoutRate)*s.cfg.Duration.Seconds()), 1)
 	keyPrefix := fmt.Sprintf("%s-%d-", s.runID, len(s.report.Fanout))
 	fr := FanoutRun{
-		Name: name, Subscribers: subs, Rate: s.cfg.FanoutRate, Batch: s.cfg.FanoutBatch,
+		Name: name, Protocol: protocol, Subscribers: subs, Rate: s.cfg.FanoutRate, Batch: s.cfg.FanoutBatch && protocol == protocolWatch,
 		Writers: s.cfg.FanoutWriters, DurationSeconds: s.cfg.Duration.Seconds(),
 	}
 	errs := &errorLog{}
@@ -77,12 +85,17 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int) error {
 
 	// Subscribers first: every one must be subscribed before the first write.
 	q := url.Values{"ns": {nsFanout}, "prefix": {keyPrefix}}
-	if s.cfg.FanoutBatch {
+	if fr.Batch {
 		q.Set("batch", "true")
 	}
 	wsURL := "ws" + s.ep.base[len("http"):] + "/v1/watch?" + q.Encode()
+	var sioAuth any
+	if protocol == protocolSocketIO {
+		wsURL = socketIOURL(s.ep.base)
+		sioAuth = map[string]string{"ns": nsFanout, "prefix": keyPrefix}
+	}
 	connectStart := time.Now()
-	subscribers, err := connectSubscribers(ctx, s.ep, wsURL, subs)
+	subscribers, err := connectSubscribers(ctx, s.ep, wsURL, subs, sioAuth)
 	fr.ConnectSeconds = round6(time.Since(connectStart).Seconds())
 	if err != nil {
 		return err
@@ -216,8 +229,10 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int) error {
 }
 
 // connectSubscribers opens n WebSocket connections to wsURL, a few at a
-// time, with ep's credentials, and reads each one's "subscribed" frame.
-func connectSubscribers(ctx context.Context, ep endpoint, wsURL string, n int) ([]*subscriber, error) {
+// time, with ep's credentials, and reads each one's "subscribed" frame;
+// with sioAuth, they are Socket.IO clients connected with that auth
+// payload, up to their context_snapshot.
+func connectSubscribers(ctx context.Context, ep endpoint, wsURL string, n int, sioAuth any) ([]*subscriber, error) {
 	const parallel = 32
 	subs := make([]*subscriber, n)
 	dialer := &websocket.Dialer{HandshakeTimeout: dialTimeout, ReadBufferSize: 16 << 10, WriteBufferSize: 1 << 10, TLSClientConfig: ep.tlsConfig}
@@ -234,6 +249,20 @@ func connectSubscribers(ctx context.Context, ep endpoint, wsURL string, n int) (
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if sioAuth != nil {
+					conn, err := dialSocketIO(ctx, dialer, wsURL, header, sioAuth)
+					if err == nil {
+						subs[i] = &subscriber{conn: conn, sio: true}
+						continue
+					}
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("connect Socket.IO subscriber %d of %d: %w", i+1, n, err)
+					}
+					mu.Unlock()
+					next.Store(int64(n))
 					return
 				}
 				conn, resp, err := dialer.DialContext(ctx, wsURL, header)
@@ -298,6 +327,27 @@ func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Ti
 		part            int // which tenth of the writes
 	}
 	var batch []arrival
+	var now time.Duration // when the frame being read arrived, since start
+	// accept records the change of revision rev whose key starts rest.
+	accept := func(rev uint64, rest []byte) {
+		if !bytes.HasPrefix(rest, []byte(keyPrefix)) {
+			return
+		}
+		idx, n := parseUint(rest[len(keyPrefix):])
+		if n == 0 || idx >= uint64(len(acks)) {
+			return
+		}
+		if rev <= sub.lastRev {
+			sub.duplicates++
+			return
+		}
+		sub.lastRev = rev
+		a := arrival{fromTx: now - time.Duration(float64(idx)*interval), part: int(idx) * intervals / len(acks)}
+		if ack := acks[idx].Load(); ack != 0 {
+			a.fromAck = now - time.Duration(ack) // negative (arrived first) records as 0
+		}
+		batch = append(batch, a)
+	}
 	for {
 		buf.Reset()
 		_, r, err := sub.conn.NextReader()
@@ -308,15 +358,25 @@ func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Ti
 			sub.err = err
 			return
 		}
-		now := time.Since(start)
+		now = time.Since(start)
 		data := buf.Bytes()
-		if bytes.Contains(data, errorFrame) {
+		batch = batch[:0]
+		if sub.sio {
+			change, err := sub.sioFrame(data)
+			if err != nil {
+				sub.err = err
+				errs.add(err)
+				return
+			}
+			if key, rev, ok := sioChange(data); change && ok {
+				accept(rev, key)
+			}
+		} else if bytes.Contains(data, errorFrame) {
 			sub.err = fmt.Errorf("server sent %.300s", data)
 			errs.add(sub.err)
 			return
 		}
-		batch = batch[:0]
-		for rest := data; ; {
+		for rest := data; !sub.sio; {
 			i := bytes.Index(rest, revField)
 			if i < 0 {
 				break
@@ -329,23 +389,7 @@ func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Ti
 				break
 			}
 			rest = rest[j+len(keyField):]
-			if !bytes.HasPrefix(rest, []byte(keyPrefix)) {
-				continue
-			}
-			idx, n := parseUint(rest[len(keyPrefix):])
-			if n == 0 || idx >= uint64(len(acks)) {
-				continue
-			}
-			if rev <= sub.lastRev {
-				sub.duplicates++
-				continue
-			}
-			sub.lastRev = rev
-			a := arrival{fromTx: now - time.Duration(float64(idx)*interval), part: int(idx) * intervals / len(acks)}
-			if ack := acks[idx].Load(); ack != 0 {
-				a.fromAck = now - time.Duration(ack) // negative (arrived first) records as 0
-			}
-			batch = append(batch, a)
+			accept(rev, rest)
 		}
 		if len(batch) == 0 {
 			continue

@@ -86,13 +86,15 @@ type Settings struct {
 	MixedClients      int      `json:"mixed_clients"`
 	CASClients        int      `json:"cas_clients"`
 	FanoutSubscribers []int    `json:"fanout_subscribers"`
-	FanoutRate        int      `json:"fanout_rate"`
-	FanoutBatch       bool     `json:"fanout_batch"`
-	FanoutWriters     int      `json:"fanout_writers"`
-	DiskKeys          int      `json:"disk_keys"`
-	DiskVersions      []int    `json:"disk_versions"`
-	SnapshotKeys      []int    `json:"snapshot_keys"`
-	SnapshotRepeats   int      `json:"snapshot_repeats"`
+	// FanoutSocketIOSubscribers: the Socket.IO runs of fanout.
+	FanoutSocketIOSubscribers []int `json:"fanout_socketio_subscribers"`
+	FanoutRate                int   `json:"fanout_rate"`
+	FanoutBatch               bool  `json:"fanout_batch"`
+	FanoutWriters             int   `json:"fanout_writers"`
+	DiskKeys                  int   `json:"disk_keys"`
+	DiskVersions              []int `json:"disk_versions"`
+	SnapshotKeys              []int `json:"snapshot_keys"`
+	SnapshotRepeats           int   `json:"snapshot_repeats"`
 }
 
 // Failure is a step that could not run to its end (its setup failed, or
@@ -183,7 +185,10 @@ type CASResult struct {
 // FanoutRun is one fan-out measurement: Subscribers WebSocket clients
 // while writers put at Rate per second.
 type FanoutRun struct {
-	Name        string `json:"name"`
+	Name string `json:"name"`
+	// Protocol is the subscribers': "watch" (/v1/watch) or "socketio"
+	// (Socket.IO over WebSocket); empty in reports older than it (watch).
+	Protocol    string `json:"protocol"`
 	Subscribers int    `json:"subscribers"`
 	// Rate is the offered rate of writes; WritesPerSec what was sustained.
 	Rate            int     `json:"rate"`

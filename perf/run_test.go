@@ -35,6 +35,7 @@ func tinyConfig() Config {
 	c.ReadKeys, c.HotKeys = 150, 4
 	c.MixedClients, c.CASClients = 3, 3
 	c.FanoutSubscribers, c.FanoutRate, c.FanoutWriters = []int{5}, 100, 2
+	c.FanoutSocketIOSubscribers = []int{4}
 	c.DiskKeys, c.DiskVersions = 40, []int{1, 2}
 	c.SnapshotKeys, c.SnapshotRepeats = []int{50, 120}, 2
 	return c
@@ -81,14 +82,25 @@ func TestRunEveryScenario(t *testing.T) {
 		require.Equal(t, cas.CAS.TotalSuccesses, cas.CAS.CounterSum, name)
 	}
 
-	require.Len(t, r.Fanout, 1)
+	require.Len(t, r.Fanout, 2)
 	f := r.Fanout[0]
+	require.Equal(t, "watch", f.Protocol)
 	require.EqualValues(t, 10, f.Writes) // 100/s for 100 ms
 	require.EqualValues(t, 50, f.Deliveries)
 	require.Zero(t, f.Missed)
 	require.Zero(t, f.Duplicates)
 	require.EqualValues(t, 50, f.SendToArrival.Count)
 	require.Positive(t, f.SendToArrival.P50)
+	f = r.Fanout[1] // the same over Socket.IO, 4 subscribers
+	require.Equal(t, "socketio", f.Protocol)
+	require.Equal(t, "fanout/socketio/subs=4/rate=100", f.Name)
+	require.EqualValues(t, 10, f.Writes)
+	require.EqualValues(t, 40, f.Deliveries)
+	require.Zero(t, f.Missed)
+	require.Zero(t, f.Duplicates)
+	require.EqualValues(t, 40, f.SendToArrival.Count)
+	require.Positive(t, f.SendToArrival.P50)
+	require.Empty(t, f.ErrorSamples)
 
 	require.Len(t, r.DiskGrowth, 1)
 	d := r.DiskGrowth[0]

@@ -48,9 +48,12 @@ type Config struct {
 	// the writes per second, by FanoutWriters writers; FanoutBatch asks the
 	// server for batch frames (several changes per frame under load).
 	FanoutSubscribers []int
-	FanoutRate        int
-	FanoutWriters     int
-	FanoutBatch       bool
+	// FanoutSocketIOSubscribers are the subscriber counts of fanout's
+	// Socket.IO runs (the same writes, Socket.IO clients over WebSocket).
+	FanoutSocketIOSubscribers []int
+	FanoutRate                int
+	FanoutWriters             int
+	FanoutBatch               bool
 	// DiskKeys keys get versions until each has the largest of
 	// DiskVersions; the sizes are taken at each of them.
 	DiskKeys     int
@@ -87,24 +90,25 @@ const (
 // smoke run of `make test` (the whole set in well under a minute).
 func DefaultConfig(quick bool) Config {
 	c := Config{
-		Duration:          5 * time.Second,
-		Warmup:            time.Second,
-		Clients:           []int{1, 8, 64, 256},
-		ValueSize:         256,
-		HotKeys:           16,
-		KeyOrder:          KeysSequential,
-		ReadKeys:          10000,
-		ReadOps:           []string{"get", "list", "history"},
-		MixedClients:      64,
-		CASClients:        64,
-		FanoutSubscribers: []int{100, 1000, 5000},
-		FanoutRate:        1000,
-		FanoutWriters:     32,
-		FanoutBatch:       true,
-		DiskKeys:          10000,
-		DiskVersions:      []int{1, 2, 5, 10, 20},
-		SnapshotKeys:      []int{10000, 50000, 100000},
-		SnapshotRepeats:   3,
+		Duration:                  5 * time.Second,
+		Warmup:                    time.Second,
+		Clients:                   []int{1, 8, 64, 256},
+		ValueSize:                 256,
+		HotKeys:                   16,
+		KeyOrder:                  KeysSequential,
+		ReadKeys:                  10000,
+		ReadOps:                   []string{"get", "list", "history"},
+		MixedClients:              64,
+		CASClients:                64,
+		FanoutSubscribers:         []int{100, 1000, 5000},
+		FanoutSocketIOSubscribers: []int{100, 1000},
+		FanoutRate:                1000,
+		FanoutWriters:             32,
+		FanoutBatch:               true,
+		DiskKeys:                  10000,
+		DiskVersions:              []int{1, 2, 5, 10, 20},
+		SnapshotKeys:              []int{10000, 50000, 100000},
+		SnapshotRepeats:           3,
 	}
 	if quick {
 		c.Quick = true
@@ -158,6 +162,7 @@ func (c Config) Validate() error {
 	positive("mixed clients", c.MixedClients)
 	positive("cas clients", c.CASClients)
 	positive("fanout subscribers", c.FanoutSubscribers...)
+	positive("fanout Socket.IO subscribers", c.FanoutSocketIOSubscribers...)
 	positive("fanout rate", c.FanoutRate)
 	positive("fanout writers", c.FanoutWriters)
 	positive("disk keys", c.DiskKeys)
@@ -178,27 +183,28 @@ func (c Config) Validate() error {
 
 func (c Config) settings() Settings {
 	return Settings{
-		Scenarios:         c.Scenarios,
-		DurationSeconds:   c.Duration.Seconds(),
-		WarmupSeconds:     c.Warmup.Seconds(),
-		Clients:           c.Clients,
-		ValueSize:         c.ValueSize,
-		Quick:             c.Quick,
-		Rate:              c.Rate,
-		HotKeys:           c.HotKeys,
-		KeyOrder:          c.KeyOrder,
-		ReadKeys:          c.ReadKeys,
-		ReadOps:           c.ReadOps,
-		MixedClients:      c.MixedClients,
-		CASClients:        c.CASClients,
-		FanoutSubscribers: c.FanoutSubscribers,
-		FanoutRate:        c.FanoutRate,
-		FanoutBatch:       c.FanoutBatch,
-		FanoutWriters:     c.FanoutWriters,
-		DiskKeys:          c.DiskKeys,
-		DiskVersions:      c.DiskVersions,
-		SnapshotKeys:      c.SnapshotKeys,
-		SnapshotRepeats:   c.SnapshotRepeats,
+		Scenarios:                 c.Scenarios,
+		DurationSeconds:           c.Duration.Seconds(),
+		WarmupSeconds:             c.Warmup.Seconds(),
+		Clients:                   c.Clients,
+		ValueSize:                 c.ValueSize,
+		Quick:                     c.Quick,
+		Rate:                      c.Rate,
+		HotKeys:                   c.HotKeys,
+		KeyOrder:                  c.KeyOrder,
+		ReadKeys:                  c.ReadKeys,
+		ReadOps:                   c.ReadOps,
+		MixedClients:              c.MixedClients,
+		CASClients:                c.CASClients,
+		FanoutSubscribers:         c.FanoutSubscribers,
+		FanoutSocketIOSubscribers: c.FanoutSocketIOSubscribers,
+		FanoutRate:                c.FanoutRate,
+		FanoutBatch:               c.FanoutBatch,
+		FanoutWriters:             c.FanoutWriters,
+		DiskKeys:                  c.DiskKeys,
+		DiskVersions:              c.DiskVersions,
+		SnapshotKeys:              c.SnapshotKeys,
+		SnapshotRepeats:           c.SnapshotRepeats,
 	}
 }
 
@@ -255,7 +261,7 @@ var scenarios = []scenario{
 	{name: "read-throughput", about: "GETs, list pages of 100 and history reads by 1..256 clients", steps: (*suite).readThroughputSteps},
 	{name: "mixed", about: "90% reads / 10% writes and 50/50 by 64 clients", steps: (*suite).mixedSteps},
 	{name: "cas-contention", about: "compare-and-swap increments by 64 clients on 1 and 16 keys, counters checked", steps: (*suite).casSteps},
-	{name: "fanout", about: "WebSocket subscribers while writers write at a fixed rate: delivery latency, missed events", steps: (*suite).fanoutSteps},
+	{name: "fanout", about: "WebSocket subscribers (/v1/watch, then Socket.IO) while writers write at a fixed rate: delivery latency, missed events", steps: (*suite).fanoutSteps},
 	{name: "disk-growth", about: "file size as keys get versions, before and after compaction and defrag", ownDatabase: true, steps: (*suite).diskGrowthSteps},
 	{name: "snapshot", about: "snapshot, dump, export and restore times as the database grows", ownDatabase: true, steps: (*suite).snapshotSteps},
 }

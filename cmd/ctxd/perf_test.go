@@ -29,12 +29,12 @@ func TestPerfQuick(t *testing.T) {
 	cmd := exec.CommandContext(ctx, bin, "perf", "--quick", "--out", out,
 		"--duration", "150ms", "--warmup", "50ms", "--clients", "1,4",
 		"--read-keys", "300", "--mixed-clients", "4", "--cas-clients", "4",
-		"--fanout-subscribers", "20", "--fanout-rate", "200", "--fanout-writers", "4",
+		"--fanout-subscribers", "20", "--fanout-socketio-subscribers", "20", "--fanout-rate", "200", "--fanout-writers", "4",
 		"--disk-keys", "200", "--disk-versions", "1,3", "--snapshot-keys", "200,500", "--data-parent", t.TempDir(), "--cpuprofile", prof)
 	cmd.Env = testEnv()
 	output, err := cmd.CombinedOutput()
 	require.NoError(t, err, "ctxd perf --quick:\n%s", output)
-	for _, want := range []string{"write-throughput/distinct/c=4", "fanout/subs=20/rate=200", "DISK-GROWTH/KEYS=200", "snapshot/keys=500", "TARGET", "report.json"} {
+	for _, want := range []string{"write-throughput/distinct/c=4", "fanout/subs=20/rate=200", "fanout/socketio/subs=20/rate=200", "DISK-GROWTH/KEYS=200", "snapshot/keys=500", "TARGET", "report.json"} {
 		require.Contains(t, string(output), want)
 	}
 	require.NotContains(t, string(output), "ERRORS in this run")
