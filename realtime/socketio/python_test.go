@@ -18,7 +18,8 @@ import (
 // AsyncClient with its default transports, against the server
 // (testdata/f0_async_client.py), with the first of $CTXD_PYTHON, python3
 // and /usr/bin/python3 that has them. make test installs python3-socketio and
-// python3-aiohttp; without them the test is skipped, saying so.
+// python3-aiohttp; without them the test fails, saying how to install them
+// (as the dashboard tests do without Chromium): a skipped test proves nothing.
 func TestPythonAsyncClient(t *testing.T) {
 	python := ""
 	for _, p := range []string{os.Getenv("CTXD_PYTHON"), "python3", "/usr/bin/python3"} {
@@ -28,7 +29,7 @@ func TestPythonAsyncClient(t *testing.T) {
 		}
 	}
 	if python == "" {
-		t.Skip("python3 with socketio and aiohttp is missing: make test-tools installs python3-socketio and python3-aiohttp (CTXD_PYTHON names another interpreter)")
+		t.Fatal("python3 with socketio and aiohttp is missing: make test-tools installs python3-socketio and python3-aiohttp (CTXD_PYTHON names another interpreter)")
 	}
 	// default: Framework0's (polling, then the upgrade); websocket: a
 	// client configured with transports=['websocket'].
