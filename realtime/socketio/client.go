@@ -24,12 +24,10 @@ const (
 	sioConnectError = "44"
 )
 
-// Events (Framework0's names) that only Socket.IO clients see or send.
 const (
-	evClientStats = "client_stats"
-	defaultWho    = "socketio"
-	readChunk     = 512
-	maxNameBytes  = 256
+	defaultWho   = "socketio"
+	readChunk    = 512
+	maxNameBytes = 256
 )
 
 // client is a Socket.IO client connected to the main namespace "/": its
@@ -325,7 +323,7 @@ func (s *Server) stats() statsPayload {
 
 // broadcastStats sends client_stats to every client.
 func (s *Server) broadcastStats() {
-	p := event(evClientStats, s.stats())
+	p := event(ctxd.TypeClientStats, s.stats())
 	for _, cl := range s.allClients() {
 		cl.c.send(p)
 	}
@@ -514,9 +512,9 @@ func (s *Server) onEvent(cl *client, name string, arg json.RawMessage) any {
 		p := map[string]any{"client_id": cl.id, "type": m.Type, "name": m.Name, "status": "success", "timestamp": time.Now().UTC()}
 		cl.c.send(event(ctxd.TypeRegistrationConfirmed, p))
 		return p
-	case evClientStats:
+	case ctxd.TypeClientStats:
 		p := s.stats()
-		cl.c.send(event(evClientStats, p))
+		cl.c.send(event(ctxd.TypeClientStats, p))
 		return p
 	default:
 		return cl.fail(ctxd.CodeUnknownType, "unknown event "+strconv.Quote(name)+": use context_set, client_register or client_stats")
