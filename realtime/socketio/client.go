@@ -12,6 +12,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/internal/jsontext"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -340,26 +341,33 @@ func (s *Server) NotifyDumped(ns string, info any) {
 	}
 }
 
-// updatePayload is context_updated: Framework0's {key, value, who,
-// timestamp}, plus ns, op, version and rev.
-type updatePayload struct {
-	Key       string          `json:"key"`
-	Value     json.RawMessage `json:"value"`
-	Who       string          `json:"who"`
-	Timestamp time.Time       `json:"timestamp"`
-	NS        string          `json:"ns"`
-	Op        string          `json:"op"`
-	Version   uint64          `json:"version"`
-	Rev       uint64          `json:"rev"`
-}
-
+// updateEvent encodes context_updated: Framework0's {key, value, who,
+// timestamp}, plus ns, op, version and rev. It is on every client's feed
+// path, so it appends the JSON by hand with internal/jsontext (as the
+// hub's appendChange does) instead of json.Marshal's reflection.
 func updateEvent(ch *ctxd.Change) string {
-	v := ch.Value
-	if ch.Op == ctxd.OpDelete || len(v) == 0 {
-		v = json.RawMessage("null")
+	b := make([]byte, 0, 160+len(ch.Key)+len(ch.Value)+len(ch.Who)+len(ch.Namespace))
+	b = append(b, sioEvent+`["`+ctxd.TypeContextUpdated+`",{"key":`...)
+	b = jsontext.AppendString(b, ch.Key)
+	b = append(b, `,"value":`...)
+	if ch.Op == ctxd.OpDelete || len(ch.Value) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, ch.Value...)
 	}
-	return event(ctxd.TypeContextUpdated, updatePayload{Key: ch.Key, Value: v, Who: ch.Who, Timestamp: ch.Time.UTC(),
-		NS: ch.Namespace, Op: ch.Op.String(), Version: ch.Version, Rev: ch.Revision})
+	b = append(b, `,"who":`...)
+	b = jsontext.AppendString(b, ch.Who)
+	b = append(b, `,"timestamp":`...)
+	b = jsontext.AppendTime(b, ch.Time.UTC())
+	b = append(b, `,"ns":`...)
+	b = jsontext.AppendString(b, ch.Namespace)
+	b = append(b, `,"op":"`...)
+	b = append(b, ch.Op.String()...)
+	b = append(b, `","version":`...)
+	b = strconv.AppendUint(b, ch.Version, 10)
+	b = append(b, `,"rev":`...)
+	b = strconv.AppendUint(b, ch.Revision, 10)
+	return string(append(b, "}]"...))
 }
 
 func (cl *client) matches(ch *ctxd.Change) bool {
