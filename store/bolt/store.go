@@ -118,7 +118,7 @@ func Open(path string, opts Options) (*Store, error) {
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 		changed:  make(chan struct{}),
-		nsKeys:   make(map[string]uint64),
+		onCommit: opts.OnCommit,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -126,7 +126,6 @@ func Open(path string, opts Options) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = 1024
 	}
-	s.onCommit = opts.OnCommit
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
