@@ -264,7 +264,13 @@ func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who 
 // error matching ctxd.ErrOutcomeUnknown: the request may still commit (see
 // submit for where "refused" ends and "outcome unknown" begins).
 func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
-	if err := s.limits.ValidateWrites(writes); err != nil {
+	return s.submitWrites(ctx, s.limits, writes)
+}
+
+// submitWrites validates writes against limits, then queues them and
+// waits for the answer (see submit).
+func (s *Store) submitWrites(ctx context.Context, limits ctxd.Limits, writes []ctxd.Write) (ctxd.TxnResult, error) {
+	if err := limits.ValidateWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	return s.submit(ctx, &request{writes: writes, done: make(chan result, 1)})
@@ -374,10 +380,7 @@ func (s *Store) exclusive(fn func() error) error {
 func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
 	unlimited := s.limits
 	unlimited.MaxTxnOps = max(len(writes), 1)
-	if err := unlimited.ValidateWrites(writes); err != nil {
-		return ctxd.TxnResult{}, err
-	}
-	return s.submit(ctx, &request{writes: writes, done: make(chan result, 1)})
+	return s.submitWrites(ctx, unlimited, writes)
 }
 
 // writer is the only goroutine that writes. It takes the first queued
