@@ -182,9 +182,7 @@ func (s *Store) load() error {
 	}
 	return s.db.View(func(tx *bbolt.Tx) error {
 		s.rev = lastRevision(tx)
-		if v := tx.Bucket(migrations.BucketMeta).Get(migrations.KeyCompacted); len(v) == 8 {
-			s.compacted.Store(binary.BigEndian.Uint64(v))
-		}
+		s.compacted.Store(metaUint(tx, migrations.KeyCompacted))
 		// A restore reloads while followers read the mark: take its lock.
 		s.mu.Lock()
 		s.committed = s.rev
