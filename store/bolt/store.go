@@ -118,7 +118,7 @@ func Open(path string, opts Options) (*Store, error) {
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 		changed:  make(chan struct{}),
-		nsKeys:   make(map[string]uint64),
+		onCommit: opts.OnCommit,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -126,7 +126,6 @@ func Open(path string, opts Options) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = 1024
 	}
-	s.onCommit = opts.OnCommit
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -183,9 +182,7 @@ func (s *Store) load() error {
 	}
 	return s.db.View(func(tx *bbolt.Tx) error {
 		s.rev = lastRevision(tx)
-		if v := tx.Bucket(migrations.BucketMeta).Get(migrations.KeyCompacted); len(v) == 8 {
-			s.compacted.Store(binary.BigEndian.Uint64(v))
-		}
+		s.compacted.Store(metaUint(tx, migrations.KeyCompacted))
 		// A restore reloads while followers read the mark: take its lock.
 		s.mu.Lock()
 		s.committed = s.rev
@@ -265,7 +262,13 @@ func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who 
 // error matching ctxd.ErrOutcomeUnknown: the request may still commit (see
 // submit for where "refused" ends and "outcome unknown" begins).
 func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
-	if err := s.limits.ValidateWrites(writes); err != nil {
+	return s.submitWrites(ctx, s.limits, writes)
+}
+
+// submitWrites validates writes against limits, then queues them and
+// waits for the answer (see submit).
+func (s *Store) submitWrites(ctx context.Context, limits ctxd.Limits, writes []ctxd.Write) (ctxd.TxnResult, error) {
+	if err := limits.ValidateWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	return s.submit(ctx, &request{writes: writes, done: make(chan result, 1)})
@@ -375,10 +378,7 @@ func (s *Store) exclusive(fn func() error) error {
 func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
 	unlimited := s.limits
 	unlimited.MaxTxnOps = max(len(writes), 1)
-	if err := unlimited.ValidateWrites(writes); err != nil {
-		return ctxd.TxnResult{}, err
-	}
-	return s.submit(ctx, &request{writes: writes, done: make(chan result, 1)})
+	return s.submitWrites(ctx, unlimited, writes)
 }
 
 // writer is the only goroutine that writes. It takes the first queued

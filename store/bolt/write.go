@@ -66,7 +66,13 @@ func (g *group) keyCount(ns string) uint64 {
 // this transaction, and only if all hold, writes them. A failed check
 // returns a request error and writes nothing.
 func (g *group) apply(writes []ctxd.Write) (ctxd.TxnResult, error) {
-	current := make([]*kvRecord, len(writes))
+	// One slice for the whole request: a pointer per found key would put
+	// each decoded record on the heap.
+	type found struct {
+		rec kvRecord
+		ok  bool
+	}
+	current := make([]found, len(writes))
 	for i := range writes {
 		w := &writes[i]
 		b, err := g.namespace(w.Namespace, false)
@@ -79,23 +85,27 @@ func (g *group) apply(writes []ctxd.Write) (ctxd.TxnResult, error) {
 				if err != nil {
 					return ctxd.TxnResult{}, fmt.Errorf("read %s/%s: %w", w.Namespace, w.Key, err)
 				}
-				current[i] = &r
+				current[i] = found{rec: r, ok: true}
 			}
 		}
 		var have uint64
-		if current[i] != nil {
-			have = current[i].version
+		if current[i].ok {
+			have = current[i].rec.version
 		}
 		if w.Expect != nil && *w.Expect != have {
 			return ctxd.TxnResult{}, &ctxd.ConflictError{Namespace: w.Namespace, Key: w.Key, Expected: *w.Expect, Current: have}
 		}
-		if w.Op == ctxd.OpDelete && current[i] == nil {
+		if w.Op == ctxd.OpDelete && !current[i].ok {
 			return ctxd.TxnResult{}, fmt.Errorf("delete %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
 		}
 	}
 	res := ctxd.TxnResult{Records: make([]ctxd.Record, len(writes))}
 	for i := range writes {
-		rec, err := g.write(&writes[i], current[i])
+		var cur *kvRecord
+		if current[i].ok {
+			cur = &current[i].rec
+		}
+		rec, err := g.write(&writes[i], cur)
 		if err != nil {
 			return ctxd.TxnResult{}, err
 		}
