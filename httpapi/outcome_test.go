@@ -42,6 +42,7 @@ var outcomeRoutes = []struct {
 	{name: "put", method: http.MethodPut, path: keyPath("default", "k"), body: `2`},
 	{name: "delete", method: http.MethodDelete, path: keyPath("default", "k"), deleted: true},
 	{name: "txn", method: http.MethodPost, path: "/v1/txn", body: `{"ops":[{"op":"put","key":"k","value":2},{"op":"put","key":"k2","value":3}]}`},
+	{name: "import", method: http.MethodPost, path: "/v1/ns/default/import", body: `{"context":{"k":2,"k2":3}}`},
 	{name: "compat set", method: http.MethodPost, path: "/ctx", body: `{"key":"k","value":2}`, compat: true},
 	{name: "compat delete", method: http.MethodDelete, path: "/ctx/k", compat: true, deleted: true},
 }

@@ -368,8 +368,10 @@ func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Ti
 				errs.add(err)
 				return
 			}
-			if key, rev, ok := sioChange(data); change && ok {
-				accept(rev, key)
+			if change {
+				if key, rev, ok := sioChange(data); ok {
+					accept(rev, key)
+				}
 			}
 		} else if bytes.Contains(data, errorFrame) {
 			sub.err = fmt.Errorf("server sent %.300s", data)

@@ -79,6 +79,9 @@ func TestMetrics(t *testing.T) {
 	for _, name := range []string{"ctxd_ws_clients", "ctxd_ws_lagged_clients_total", "ctxd_ws_events_sent_total"} {
 		assert.Contains(t, m, name+`{protocol="socketio"}`)
 	}
+	for _, name := range []string{"ctxd_ws_lagging_clients", "ctxd_ws_frames_dropped_total"} {
+		assert.NotContains(t, m, name+`{protocol="socketio"}`, "exists for watch only (README, Metrics)")
+	}
 	assert.Contains(t, m, "ctxd_compactions_total")
 	for name := range m {
 		base := name
