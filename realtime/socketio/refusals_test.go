@@ -1,0 +1,30 @@
+package socketio_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+// JSONP polling and binary Socket.IO packets are refused, as the README
+// says: the first at the handshake (400), the second with an error event,
+// the connection staying up.
+func TestJSONPAndBinaryRefused(t *testing.T) {
+	srv := testkit.StartServer(t)
+	resp, _ := testkit.Send(t, http.DefaultClient,
+		testkit.NewRequest(t, http.MethodGet, srv.URL+"/socket.io/?EIO=4&transport=polling&j=0", ""))
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+	c := dial(t, srv, sioOpts{websocket: true})
+	connected(t, c, nil)
+	c.sendPacket(`451-["context_set",{"_placeholder":true,"num":0}]`)
+	e := c.waitEvent("error")
+	assert.Equal(t, ctxd.CodeBadRequest, e.Data["code"])
+	assert.Contains(t, e.Data["message"], "binary")
+	c.emit("client_register", map[string]any{"type": "agent", "name": "after"})
+	assert.Equal(t, "after", c.waitEvent("registration_confirmed").Data["name"], "still connected")
+}
