@@ -21,7 +21,7 @@ import (
 func TestCLIAgainstServer(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	env := []string{"CTXD_SERVER=" + srv.url}
+	env := []string{"CTXD_SERVER=" + srv.URL}
 
 	// run expects exit code 0 and returns stdout.
 	run := func(t *testing.T, stdin string, args ...string) string {
@@ -124,7 +124,7 @@ func TestCLIAgainstServer(t *testing.T) {
 	assert.Contains(t, run(t, "", "status"), "revision:")
 
 	// --server beats CTXD_SERVER; a bare host:port is fine.
-	r = cli(t, []string{"CTXD_SERVER=http://127.0.0.1:1"}, "", "get", "greeting", "--server", srv.addr)
+	r = cli(t, []string{"CTXD_SERVER=http://127.0.0.1:1"}, "", "get", "greeting", "--server", srv.Addr)
 	assert.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "hello\n", r.stdout)
 
@@ -137,7 +137,7 @@ func TestCLIAgainstServer(t *testing.T) {
 func TestExitCodes(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	env := []string{"CTXD_SERVER=" + srv.url}
+	env := []string{"CTXD_SERVER=" + srv.URL}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -213,8 +213,8 @@ func TestMigrateCommand(t *testing.T) {
 
 	// A database written by this binary is current.
 	srv := startServer(t, dir)
-	srv.signal(syscall.SIGTERM)
-	require.Equal(t, 0, srv.wait(10*time.Second))
+	srv.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.Wait(10*time.Second))
 	r = cli(t, nil, "", "migrate", "--data", dir, "--dry-run")
 	assert.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "is current, nothing to do")
@@ -252,7 +252,7 @@ func TestMigrateSchema1Fixture(t *testing.T) {
 	assert.Contains(t, r.stdout, fmt.Sprintf("schema %d is current", cur))
 
 	srv := startServer(t, dir)
-	r = cli(t, []string{"CTXD_SERVER=" + srv.url}, "", "status", "-o", "json")
+	r = cli(t, []string{"CTXD_SERVER=" + srv.URL}, "", "status", "-o", "json")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, fmt.Sprintf(`"schema_version": %d`, cur))
 }

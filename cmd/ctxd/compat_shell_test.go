@@ -24,7 +24,7 @@ func TestFramework0ShellScript(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "testdata/framework0.sh")
-	cmd.Env = testEnv("CTX=" + srv.url)
+	cmd.Env = testEnv("CTX=" + srv.URL)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "framework0.sh:\n%s", out)
 	require.Contains(t, string(out), "framework0 shell session: OK")

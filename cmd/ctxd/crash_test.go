@@ -93,10 +93,10 @@ func loadThenSignal(t *testing.T, srv *serverProcess, writers int, n int64, sig 
 	stop := make(chan struct{})
 	done := make(chan []ack)
 	var acked atomic.Int64
-	go func() { done <- load(t, srv.url, writers, stop, &acked) }()
+	go func() { done <- load(t, srv.URL, writers, stop, &acked) }()
 	testkit.Eventually(t, func() bool { return acked.Load() >= n }, "%d writes acknowledged", n)
-	srv.signal(sig)
-	code = srv.wait(10 * time.Second)
+	srv.Signal(sig)
+	code = srv.Wait(10 * time.Second)
 	close(stop)
 	return code, <-done
 }
@@ -180,9 +180,9 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	t.Logf("%d writes acknowledged before SIGKILL", len(acks))
 
 	srv = startServer(t, dir)
-	checkAcked(t, srv.url, acks)
-	srv.signal(syscall.SIGTERM)
-	require.Equal(t, 0, srv.wait(10*time.Second))
+	checkAcked(t, srv.URL, acks)
+	srv.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.Wait(10*time.Second))
 	checkLog(t, dir, acks)
 }
 
@@ -195,14 +195,14 @@ func TestGracefulShutdown(t *testing.T) {
 	srv := startServer(t, dir, "--log-level", "debug")
 
 	code, acks := loadThenSignal(t, srv, 8, 300, syscall.SIGTERM)
-	require.Equal(t, 0, code, "stderr:\n%s", srv.stderr.String())
-	require.NoError(t, srv.err)
+	require.Equal(t, 0, code, "stderr:\n%s", srv.Stderr.String())
+	require.NoError(t, srv.Err())
 	require.NotEmpty(t, acks)
 
 	srv = startServer(t, dir)
-	checkAcked(t, srv.url, acks)
-	srv.signal(syscall.SIGINT)
-	require.Equal(t, 0, srv.wait(10*time.Second))
-	assert.Contains(t, srv.stderr.String(), `"message":"stopped"`)
+	checkAcked(t, srv.URL, acks)
+	srv.Signal(syscall.SIGINT)
+	require.Equal(t, 0, srv.Wait(10*time.Second))
+	assert.Contains(t, srv.Stderr.String(), `"message":"stopped"`)
 	checkLog(t, dir, acks)
 }

@@ -38,7 +38,7 @@ func TestDumpImportCLI(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
 	srv := startServer(t, data)
-	env := []string{"CTXD_SERVER=" + srv.url}
+	env := []string{"CTXD_SERVER=" + srv.URL}
 	run := func(t *testing.T, stdin string, args ...string) string {
 		t.Helper()
 		return cliOK(t, env, stdin, args...)
@@ -175,7 +175,7 @@ func TestDumpKilledMidway(t *testing.T) {
 	dumps := filepath.Join(data, "dumps")
 	done := make(chan error, 1)
 	go func() {
-		resp, err := http.Post(srv.url+"/ctx/dump", "application/json", strings.NewReader(`{"format":"pretty","filename":"big","include_history":true}`))
+		resp, err := http.Post(srv.URL+"/ctx/dump", "application/json", strings.NewReader(`{"format":"pretty","filename":"big","include_history":true}`))
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -195,8 +195,8 @@ func TestDumpKilledMidway(t *testing.T) {
 		}
 		return temp != ""
 	}, "the dump never started")
-	srv.signal(syscall.SIGKILL)
-	assert.Equal(t, -1, srv.wait(10*time.Second), "killed by the signal")
+	srv.Signal(syscall.SIGKILL)
+	assert.Equal(t, -1, srv.Wait(10*time.Second), "killed by the signal")
 	require.Error(t, <-done, "the dump request got no answer")
 
 	es, err := os.ReadDir(dumps)
@@ -207,7 +207,7 @@ func TestDumpKilledMidway(t *testing.T) {
 
 	// After a restart: nothing listed, the temp file removed.
 	srv = startServer(t, data)
-	resp, err := http.Get(srv.url + "/ctx/dump/list")
+	resp, err := http.Get(srv.URL + "/ctx/dump/list")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var list struct {

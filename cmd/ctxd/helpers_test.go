@@ -1,20 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -30,121 +25,26 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin = filepath.Join(dir, "ctxd")
-	build := exec.Command("go", "build", "-o", bin, "-ldflags", "-X main.version=test", ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build ctxd:", err)
+	if bin, err = testkit.BuildCtxd(dir, "ctxd"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	testkit.VerifyNoLeaks(m, func() { os.RemoveAll(dir) })
 }
 
-// testEnv is the environment of every process a test starts: the test's
-// own, without CTXD_* settings that would change what is tested, and with a
-// known user for --who.
-func testEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "CTXD_") || strings.HasPrefix(kv, "USER=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(append(env, "USER=tester"), extra...)
-}
+// testEnv is the environment of every process a test starts
+// (testkit.CleanEnv).
+func testEnv(extra ...string) []string { return testkit.CleanEnv(extra...) }
 
 // serverProcess is a `ctxd serve` child process.
-type serverProcess struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	addr   string // host:port it listens on
-	url    string
-	stderr *testkit.SyncBuffer
-	done   chan struct{} // closed when the process has exited
-	err    error         // cmd.Wait's result, once done is closed
-}
+type serverProcess = testkit.Process
 
 // startServer runs `ctxd serve --addr 127.0.0.1:0 --data dataDir args...`
 // and waits for its "listening" log line, which gives the port.
 func startServer(t *testing.T, dataDir string, args ...string) *serverProcess {
 	t.Helper()
-	args = append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dataDir}, args...)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = testEnv()
-	pipe, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	var stdout testkit.SyncBuffer
-	cmd.Stdout = &stdout
-	require.NoError(t, cmd.Start())
-
-	s := &serverProcess{t: t, cmd: cmd, stderr: &testkit.SyncBuffer{}, done: make(chan struct{})}
-	listening := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			s.stderr.Write([]byte(line + "\n"))
-			var ev struct {
-				Message string `json:"message"`
-				Addr    string `json:"addr"`
-			}
-			if json.Unmarshal([]byte(line), &ev) == nil && ev.Message == "listening" {
-				select {
-				case listening <- ev.Addr:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, pipe)
-		s.err = cmd.Wait()
-		if stdout.String() != "" {
-			s.err = errors.Join(s.err, fmt.Errorf("serve wrote to stdout: %q", stdout.String()))
-		}
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("server %s stderr:\n%s", s.addr, s.stderr.String())
-		}
-	})
-
-	select {
-	case s.addr = <-listening:
-	case <-s.done:
-		t.Fatalf("ctxd serve exited before listening: %v\n%s", s.err, s.stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("ctxd serve did not log \"listening\" within 10s:\n%s", s.stderr.String())
-	}
-	require.NotEmpty(t, s.addr, "the listening line has no addr field")
-	s.url = "http://" + s.addr
-	return s
-}
-
-// signal sends sig to the server process.
-func (s *serverProcess) signal(sig syscall.Signal) {
-	s.t.Helper()
-	require.NoError(s.t, s.cmd.Process.Signal(sig))
-}
-
-// wait waits for the process to exit and returns its exit code (-1 when it
-// was killed by a signal).
-func (s *serverProcess) wait(timeout time.Duration) int {
-	s.t.Helper()
-	select {
-	case <-s.done:
-	case <-time.After(timeout):
-		s.t.Fatalf("ctxd serve did not exit within %v", timeout)
-	}
-	return s.cmd.ProcessState.ExitCode()
+	return testkit.StartServe(t, bin, dataDir, testkit.ServeOptions{Args: args})
 }
 
 // result is the outcome of one CLI run.

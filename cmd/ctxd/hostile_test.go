@@ -272,13 +272,13 @@ func TestHostileInput(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeFile(t, filepath.Join(dir, "ctxd.yaml"), "http:\n  read_header_timeout: 1s\n  read_timeout: 2s\n")
 	srv := startServer(t, filepath.Join(dir, "data"), "--config", cfg)
-	env := []string{"CTXD_SERVER=" + srv.url}
+	env := []string{"CTXD_SERVER=" + srv.URL}
 	for _, kv := range [][2]string{{"a", "1"}, {"h", `"original"`}, {"deploy/prod/version", `"1.4.2"`}} {
 		require.Equal(t, 0, cli(t, env, "", "put", kv[0], kv[1]).code)
 	}
 	require.Equal(t, 0, cli(t, env, "", "dump", "--server-side", "--filename", "keep").code)
 	require.Equal(t, 0, cli(t, env, "", "snapshot", "create").code)
-	before := serverState(t, srv.url)
+	before := serverState(t, srv.URL)
 
 	reqs := hostileRequests()
 	require.GreaterOrEqual(t, len(reqs), 300)
@@ -290,7 +290,7 @@ func TestHostileInput(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				results[i] = sendHostile(t, srv.addr, reqs[i])
+				results[i] = sendHostile(t, srv.Addr, reqs[i])
 			}
 		}()
 	}
@@ -326,14 +326,14 @@ func TestHostileInput(t *testing.T) {
 	}
 	t.Logf("%d hostile requests: %v", len(reqs), counts)
 
-	res, err := http.Get(srv.url + "/healthz")
+	res, err := http.Get(srv.URL + "/healthz")
 	require.NoError(t, err, "the server is down")
 	res.Body.Close()
-	assert.Equal(t, before, serverState(t, srv.url), "the hostile requests changed the data")
+	assert.Equal(t, before, serverState(t, srv.URL), "the hostile requests changed the data")
 	r := cli(t, env, "", "get", "h")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "original\n", r.stdout)
-	assert.NotContains(t, srv.stderr.String(), "panic")
+	assert.NotContains(t, srv.Stderr.String(), "panic")
 }
 
 // serverState is what the hostile requests must not change: the revision,

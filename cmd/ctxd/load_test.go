@@ -94,7 +94,7 @@ func TestLoadMixedClients(t *testing.T) {
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 512, 512
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
-	cl, err := client.New(srv.url, client.WithHTTPClient(hc), client.WithWho("load"))
+	cl, err := client.New(srv.URL, client.WithHTTPClient(hc), client.WithWho("load"))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), loadDuration()+2*time.Minute)
 	defer cancel()
@@ -249,13 +249,13 @@ func TestLoadMixedClients(t *testing.T) {
 	}
 	t.Logf("watchers: %d reconnections (a watcher that fell behind is closed with lagged and resumes)", reconnects)
 	require.Zero(t, failed.Load(), "failed requests: %v", errs)
-	assert.Zero(t, scrape(t, srv.url)[`ctxd_ws_frames_dropped_total{protocol="watch"}`], "frames dropped by the WebSocket library")
+	assert.Zero(t, scrape(t, srv.URL)[`ctxd_ws_frames_dropped_total{protocol="watch"}`], "frames dropped by the WebSocket library")
 
 	// SIGKILL, restart: every acknowledged write is there.
-	require.NoError(t, srv.cmd.Process.Kill())
-	srv.wait(20 * time.Second)
+	require.NoError(t, srv.Cmd.Process.Kill())
+	srv.Wait(20 * time.Second)
 	srv = startServer(t, dir)
-	cl, err = client.New(srv.url, client.WithHTTPClient(hc))
+	cl, err = client.New(srv.URL, client.WithHTTPClient(hc))
 	require.NoError(t, err)
 	all, err := cl.ListAll(ctx, loadNS, "")
 	require.NoError(t, err)

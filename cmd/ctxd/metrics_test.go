@@ -47,7 +47,7 @@ func scrape(t *testing.T, url string) map[string]float64 {
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	cl, err := client.New(srv.url)
+	cl, err := client.New(srv.URL)
 	require.NoError(t, err)
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
@@ -59,7 +59,7 @@ func TestMetrics(t *testing.T) {
 	_, err = cl.CreateSnapshot(ctx)
 	require.NoError(t, err)
 
-	m := scrape(t, srv.url)
+	m := scrape(t, srv.URL)
 	assert.Equal(t, 5.0, m[`ctxd_http_requests_total{code="200",method="PUT",route="/v1/ns/:ns/keys/*"}`])
 	assert.Equal(t, 1.0, m[`ctxd_http_requests_total{code="404",method="GET",route="/v1/ns/:ns/keys/*"}`])
 	assert.Equal(t, 5.0, m[`ctxd_http_request_duration_seconds_count{method="PUT",route="/v1/ns/:ns/keys/*"}`])
@@ -103,10 +103,10 @@ func TestMetrics(t *testing.T) {
 func TestMetricsSocketIO(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	m := scrape(t, srv.url)
+	m := scrape(t, srv.URL)
 	require.Equal(t, 0.0, m[`ctxd_ws_clients{protocol="socketio"}`])
 
-	url := "ws" + strings.TrimPrefix(srv.url, "http") + "/socket.io/?EIO=4&transport=websocket"
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/socket.io/?EIO=4&transport=websocket"
 	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
 	require.NoError(t, err)
 	defer ws.Close()
@@ -124,7 +124,7 @@ func TestMetricsSocketIO(t *testing.T) {
 
 	// A packet is counted once written; the client may read it first.
 	testkit.Eventually(t, func() bool {
-		m = scrape(t, srv.url)
+		m = scrape(t, srv.URL)
 		return m[`ctxd_ws_events_sent_total{protocol="socketio"}`] >= 3
 	}, "open, connect and context_snapshot counted as sent")
 	assert.Equal(t, 1.0, m[`ctxd_ws_clients{protocol="socketio"}`])
@@ -133,6 +133,6 @@ func TestMetricsSocketIO(t *testing.T) {
 
 	require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("41")))
 	require.Eventually(t, func() bool {
-		return scrape(t, srv.url)[`ctxd_ws_clients{protocol="socketio"}`] == 0
+		return scrape(t, srv.URL)[`ctxd_ws_clients{protocol="socketio"}`] == 0
 	}, 10*time.Second, 20*time.Millisecond, "the client is no longer counted after it disconnects")
 }

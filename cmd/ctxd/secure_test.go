@@ -114,12 +114,12 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 	cfg := writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokensPath+
 		"\ntls:\n  cert_file: "+certPath+"\n  key_file: "+keyPath+"\n")
 	srv := startServer(t, filepath.Join(dir, "data"), "--config", cfg)
-	base := "https://" + srv.addr
-	assert.Contains(t, srv.stderr.String(), `"tls":true`)
-	assert.Contains(t, srv.stderr.String(), `"auth":true`)
+	base := "https://" + srv.Addr
+	assert.Contains(t, srv.Stderr.String(), `"tls":true`)
+	assert.Contains(t, srv.Stderr.String(), `"auth":true`)
 
 	// Plain HTTP on the TLS port is refused.
-	if res, err := http.Get("http://" + srv.addr + "/healthz"); err == nil {
+	if res, err := http.Get("http://" + srv.Addr + "/healthz"); err == nil {
 		assert.Equal(t, http.StatusBadRequest, res.StatusCode)
 		res.Body.Close()
 	}
@@ -172,9 +172,9 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 	// Renew the certificate and add a token; SIGHUP.
 	cert2 := writeCert(t, certPath, keyPath, "ctxd-2")
 	writeFile(t, tokensPath, tokensYAML([3]string{"ops", admin, "admin"}, [3]string{"ci", ci, "read"}))
-	srv.signal(syscall.SIGHUP)
-	waitFor(t, "the renewed certificate", func() bool { return servedSerial(t, srv.addr).Cmp(cert2.SerialNumber) == 0 })
-	waitFor(t, "the tokens reloaded", func() bool { return strings.Contains(srv.stderr.String(), "SIGHUP: tokens reloaded") })
+	srv.Signal(syscall.SIGHUP)
+	waitFor(t, "the renewed certificate", func() bool { return servedSerial(t, srv.Addr).Cmp(cert2.SerialNumber) == 0 })
+	waitFor(t, "the tokens reloaded", func() bool { return strings.Contains(srv.Stderr.String(), "SIGHUP: tokens reloaded") })
 	ci2, err := client.New(base, client.WithHTTPClient(httpsClient(cert2)), client.WithToken(ci))
 	require.NoError(t, err)
 	rec, err := ci2.Get(ctx, "", "greeting", client.GetOptions{})
@@ -186,17 +186,17 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 	// Bad files: the server keeps what it had and goes on.
 	writeFile(t, certPath, "not a certificate")
 	writeFile(t, tokensPath, "tokens: [")
-	srv.signal(syscall.SIGHUP)
+	srv.Signal(syscall.SIGHUP)
 	waitFor(t, "the failed reloads logged", func() bool {
-		s := srv.stderr.String()
+		s := srv.Stderr.String()
 		return strings.Contains(s, "TLS certificate not reloaded") && strings.Contains(s, "tokens file not reloaded")
 	})
-	assert.Equal(t, 0, servedSerial(t, srv.addr).Cmp(cert2.SerialNumber))
+	assert.Equal(t, 0, servedSerial(t, srv.Addr).Cmp(cert2.SerialNumber))
 	_, err = ci2.Get(ctx, "", "greeting", client.GetOptions{})
 	require.NoError(t, err)
 
-	srv.signal(syscall.SIGTERM)
-	assert.Equal(t, 0, srv.wait(20*time.Second), srv.stderr.String())
+	srv.Signal(syscall.SIGTERM)
+	assert.Equal(t, 0, srv.Wait(20*time.Second), srv.Stderr.String())
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -252,7 +252,7 @@ func TestTokenCommands(t *testing.T) {
 
 	srv := startServer(t, filepath.Join(dir, "data"), "--config",
 		writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokensPath+"\n"))
-	env := []string{"CTXD_SERVER=" + srv.url}
+	env := []string{"CTXD_SERVER=" + srv.URL}
 	r = cli(t, append(env, "CTXD_TOKEN="+team), "", "put", "app.x", "1", "-n", "team")
 	require.Equal(t, 0, r.code, r.stderr)
 	r = cli(t, append(env, "CTXD_TOKEN="+team), "", "put", "other", "1", "-n", "team")
@@ -260,7 +260,7 @@ func TestTokenCommands(t *testing.T) {
 	assert.Contains(t, r.stderr, "forbidden")
 	r = cli(t, env, "", "snapshot", "create", "--token", admin)
 	require.Equal(t, 0, r.code, r.stderr)
-	res, err := http.Get(srv.url + "/healthz")
+	res, err := http.Get(srv.URL + "/healthz")
 	require.NoError(t, err)
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()

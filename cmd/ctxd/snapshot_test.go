@@ -55,8 +55,8 @@ func TestSnapshotCommands(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	srv := startServer(t, dir)
-	env := []string{"CTXD_SERVER=" + srv.url}
-	fill(t, srv.url, 50, "A")
+	env := []string{"CTXD_SERVER=" + srv.URL}
+	fill(t, srv.URL, 50, "A")
 
 	r := cli(t, env, "", "snapshot", "create", "-o", "json")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -75,7 +75,7 @@ func TestSnapshotCommands(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, meta.Size, fi.Size())
 
-	fill(t, srv.url, 50, "B")
+	fill(t, srv.URL, 50, "B")
 	live := cli(t, env, "", "dump", "--format", "csv")
 	require.Equal(t, 0, live.code, live.stderr)
 	r = cli(t, env, "", "dump", "--snapshot", meta.ID, "--format", "csv")
@@ -85,15 +85,15 @@ func TestSnapshotCommands(t *testing.T) {
 	r = cli(t, env, "", "snapshot", "restore", meta.ID, "--dry-run")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "dry run")
-	assert.Equal(t, map[string]int{"B": 50}, tags(t, srv.url))
+	assert.Equal(t, map[string]int{"B": 50}, tags(t, srv.URL))
 
 	r = cli(t, env, "", "snapshot", "restore", meta.ID, "--prefix", "k0001")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, map[string]int{"A": 10, "B": 40}, tags(t, srv.url), "partial restore of a prefix")
+	assert.Equal(t, map[string]int{"A": 10, "B": 40}, tags(t, srv.URL), "partial restore of a prefix")
 
 	r = cli(t, env, "", "snapshot", "restore", meta.ID)
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, map[string]int{"A": 50}, tags(t, srv.url))
+	assert.Equal(t, map[string]int{"A": 50}, tags(t, srv.URL))
 
 	r = cli(t, env, "", "snapshot", "upload", file)
 	require.Equal(t, 0, r.code, r.stderr)
@@ -116,9 +116,9 @@ func TestSnapshotCommands(t *testing.T) {
 	assert.Equal(t, 2, r.code, "get needs -o FILE")
 
 	// Offline: restore and compact a stopped server's folder.
-	fill(t, srv.url, 50, "C")
-	srv.signal(syscall.SIGTERM)
-	require.Equal(t, 0, srv.wait(30*time.Second))
+	fill(t, srv.URL, 50, "C")
+	srv.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.Wait(30*time.Second))
 	r = cli(t, nil, "", "restore", "--data", dir, "--from", file, "--dry-run")
 	require.Equal(t, 0, r.code, r.stderr)
 	r = cli(t, nil, "", "restore", "--data", dir, "--from", file)
@@ -130,7 +130,7 @@ func TestSnapshotCommands(t *testing.T) {
 	assert.Contains(t, r.stdout, "compacted")
 
 	srv = startServer(t, dir)
-	assert.Equal(t, map[string]int{"A": 50}, tags(t, srv.url))
+	assert.Equal(t, map[string]int{"A": 50}, tags(t, srv.URL))
 	r = cli(t, nil, "", "compact", "--data", dir)
 	assert.Equal(t, 1, r.code, "a running server's file is refused")
 	assert.Contains(t, r.stderr, "server running")
@@ -146,17 +146,17 @@ func TestKillDuringSnapshotRestoreAndDefrag(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/%v", op, delay), func(t *testing.T) {
 				dir := t.TempDir()
 				srv := startServer(t, dir)
-				cl, err := client.New(srv.url)
+				cl, err := client.New(srv.URL)
 				require.NoError(t, err)
-				fill(t, srv.url, 3000, "A")
+				fill(t, srv.URL, 3000, "A")
 				var snapID string
 				if op == "restore" {
 					meta, err := cl.CreateSnapshot(context.Background())
 					require.NoError(t, err)
 					snapID = meta.ID
-					fill(t, srv.url, 3000, "B")
+					fill(t, srv.URL, 3000, "B")
 				}
-				before := tags(t, srv.url)
+				before := tags(t, srv.URL)
 
 				opDone := make(chan struct{})
 				go func() {
@@ -172,22 +172,22 @@ func TestKillDuringSnapshotRestoreAndDefrag(t *testing.T) {
 					}
 				}()
 				time.Sleep(delay) // time is the subject: the kill lands at different points of the operation
-				srv.signal(syscall.SIGKILL)
-				srv.wait(30 * time.Second)
+				srv.Signal(syscall.SIGKILL)
+				srv.Wait(30 * time.Second)
 				<-opDone // the request failed with the server gone
 
 				srv = startServer(t, dir)
-				after := tags(t, srv.url)
+				after := tags(t, srv.URL)
 				if op == "restore" && after["A"] == 3000 {
 					assert.Equal(t, map[string]int{"A": 3000}, after, "the new state, whole")
 				} else {
 					assert.Equal(t, before, after, "the old state, whole")
 				}
-				list, err := cl2(t, srv.url).Snapshots(context.Background())
+				list, err := cl2(t, srv.URL).Snapshots(context.Background())
 				require.NoError(t, err)
 				for _, m := range list {
 					// Every listed snapshot must be whole: a dry-run verifies it.
-					_, err := cl2(t, srv.url).RestoreSnapshot(context.Background(), m.ID, client.RestoreOptions{DryRun: true})
+					_, err := cl2(t, srv.URL).RestoreSnapshot(context.Background(), m.ID, client.RestoreOptions{DryRun: true})
 					assert.NoError(t, err, "listed snapshot %s", m.ID)
 				}
 				entries, err := os.ReadDir(filepath.Join(dir, "snapshots"))
@@ -197,7 +197,7 @@ func TestKillDuringSnapshotRestoreAndDefrag(t *testing.T) {
 				}
 				leftovers, _ := filepath.Glob(filepath.Join(dir, "ctxd.db.*"))
 				assert.Empty(t, leftovers)
-				w, err := cl2(t, srv.url).Put(context.Background(), "default", "after", json.RawMessage(`1`), client.PutOptions{})
+				w, err := cl2(t, srv.URL).Put(context.Background(), "default", "after", json.RawMessage(`1`), client.PutOptions{})
 				require.NoError(t, err, "the restarted server takes writes")
 				assert.Positive(t, w.ModRev)
 			})

@@ -80,7 +80,7 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 	addr := freeAddr(t)
 	srv := startServer(t, dir, "--addr", addr)
 
-	watch := exec.Command(bin, "watch", "-o", "json", "--server", srv.url)
+	watch := exec.Command(bin, "watch", "-o", "json", "--server", srv.URL)
 	watch.Env = testEnv()
 	var out, errOut testkit.SyncBuffer
 	watch.Stdout, watch.Stderr = &out, &errOut
@@ -93,7 +93,7 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 			t.Logf("watch stderr:\n%s", errOut.String())
 		}
 	})
-	c, err := client.New(srv.url)
+	c, err := client.New(srv.URL)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		st, err := c.Status(context.Background())
@@ -103,10 +103,10 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 	// Writes in flight when the server is killed.
 	stop := make(chan struct{})
 	done := make(chan []ack)
-	go func() { done <- load(t, srv.url, 4, stop, nil) }()
+	go func() { done <- load(t, srv.URL, 4, stop, nil) }()
 	require.Eventually(t, func() bool { n, _ := printed(&out); return n >= 200 }, time.Minute, 10*time.Millisecond)
-	srv.signal(syscall.SIGKILL)
-	srv.wait(10 * time.Second)
+	srv.Signal(syscall.SIGKILL)
+	srv.Wait(10 * time.Second)
 	close(stop)
 	acks := <-done
 
@@ -131,8 +131,8 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 	}
 	assert.Contains(t, errOut.String(), "reconnecting", "the watch said it lost the server")
 
-	srv.signal(syscall.SIGTERM)
-	require.Equal(t, 0, srv.wait(10*time.Second))
+	srv.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.Wait(10*time.Second))
 	st2, err := bolt.Open(filepath.Join(dir, dbFile), bolt.Options{})
 	require.NoError(t, err)
 	defer st2.Close()
@@ -157,7 +157,7 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 func TestWatchTableAndErrors(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	c, err := client.New(srv.url)
+	c, err := client.New(srv.URL)
 	require.NoError(t, err)
 	for _, kv := range [][2]string{{"app/a", `"x"`}, {"other", "1"}, {"app/b", `{"n":1}`}} {
 		_, err := c.Put(context.Background(), "", kv[0], json.RawMessage(kv[1]), client.PutOptions{Who: "alice"})
@@ -167,7 +167,7 @@ func TestWatchTableAndErrors(t *testing.T) {
 	require.NoError(t, err)
 
 	// Replay with a prefix, as a table; stop it once it printed revision 4.
-	watch := exec.Command(bin, "watch", "app/", "--from-rev", "0", "--server", srv.url)
+	watch := exec.Command(bin, "watch", "app/", "--from-rev", "0", "--server", srv.URL)
 	watch.Env = testEnv()
 	var out testkit.SyncBuffer
 	watch.Stdout = &out
@@ -183,12 +183,12 @@ func TestWatchTableAndErrors(t *testing.T) {
 	assert.Regexp(t, `^4\s+default\s+app/a\s+delete\s+1\s+\S+\s+\S+Z\s+\(deleted\)$`, lines[3])
 
 	// Refusals and an absent server.
-	r := cli(t, nil, "", "watch", "-n", "bad ns", "--server", srv.url)
+	r := cli(t, nil, "", "watch", "-n", "bad ns", "--server", srv.URL)
 	assert.Equal(t, exitError, r.code)
 	assert.Contains(t, r.stderr, "bad_request")
-	r = cli(t, nil, "", "watch", "-o", "value", "--server", srv.url)
+	r = cli(t, nil, "", "watch", "-o", "value", "--server", srv.URL)
 	assert.Equal(t, exitUsage, r.code)
-	r = cli(t, nil, "", "watch", "a", "b", "--server", srv.url)
+	r = cli(t, nil, "", "watch", "a", "b", "--server", srv.URL)
 	assert.Equal(t, exitUsage, r.code)
 	r = cli(t, nil, "", "watch", "--server", "http://"+freeAddr(t))
 	assert.Equal(t, exitUnreachable, r.code, r.stderr)
@@ -199,17 +199,17 @@ func TestWatchTableAndErrors(t *testing.T) {
 func TestServeWiresDumpsAndClients(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	ws := testkit.DialWatch(t, "ws://"+srv.addr+"/v1/watch?ns=none", nil)
+	ws := testkit.DialWatch(t, "ws://"+srv.Addr+"/v1/watch?ns=none", nil)
 	ws.Expect("subscribed")
 
-	c, err := client.New(srv.url)
+	c, err := client.New(srv.URL)
 	require.NoError(t, err)
 	st, err := c.Status(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, 1, st.Clients)
 
 	body := strings.NewReader(`{"format":"csv","filename":"nightly","who":"cron"}`)
-	r, err := http.Post(srv.url+"/ctx/dump", "application/json", body)
+	r, err := http.Post(srv.URL+"/ctx/dump", "application/json", body)
 	require.NoError(t, err)
 	r.Body.Close()
 	require.Equal(t, http.StatusOK, r.StatusCode)

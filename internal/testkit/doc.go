@@ -6,7 +6,9 @@
 // so tests run what `ctxd serve` runs), HTTP requests and their answers
 // ([NewRequest], [Send]), WebSocket clients of /v1/watch ([DialWatch]), a
 // wait for a condition instead of a sleep ([Eventually]), and the
-// goroutine-leak check every package's TestMain runs ([VerifyNoLeaks]).
+// goroutine-leak check every package's TestMain runs ([VerifyNoLeaks]),
+// and the real binary: built once ([BuildCtxd]) and run as a child process
+// that tests signal and kill ([StartServe], [Process]).
 //
 // It also lists a folder's entries ([DirNames]).
 //

@@ -1,0 +1,38 @@
+// Package robustness_test proves ctxd's durability claims against the real
+// binary: power cuts on a file system that forgets unsynced writes
+// (internal/powerfs), crashes at named failpoints (internal/failpoint, in a
+// binary built with -tags failpoints), and histories of concurrent clients
+// checked for linearizability (internal/linearize). Like etcd's
+// tests/robustness, it holds tests only.
+package robustness_test
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+var (
+	// ctxdBin is the production binary; failpointBin is the same code built
+	// with -tags failpoints, whose named failpoints CTXD_FAILPOINTS arms.
+	ctxdBin, failpointBin string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ctxd-robustness-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if ctxdBin, err = testkit.BuildCtxd(dir, "ctxd"); err == nil {
+		failpointBin, err = testkit.BuildCtxd(dir, "ctxd-failpoints", "failpoints")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	testkit.VerifyNoLeaks(m, func() { os.RemoveAll(dir) })
+}
