@@ -16,6 +16,11 @@
 // written to a kept file whose path the test logs. [Verify] is the same
 // check returning the verdict, for tests that expect a violation.
 //
+// [Workload] drives N clients doing gets, puts, compare-and-swap puts,
+// deletes and transactions on a few hot keys of one or more servers and
+// records everything; it keeps going when a server is killed and
+// restarted, so a test can crash the server in the middle of it.
+//
 // # The model
 //
 // The state is, per key, whether it exists, its value, its version, its
@@ -52,9 +57,10 @@
 //
 // # Caveats
 //
-// Every key starts absent: a workload must use keys nobody else writes.
-// Values are compared as strings, so each write should write a value of
-// its own: a value that two writes wrote cannot tell which one a read saw.
+// Every key starts absent: a workload must use keys nobody else writes
+// (Workload picks a fresh prefix by default). Values are compared as
+// strings, so each write should write a value of its own, as Workload
+// does: a value that two writes wrote cannot tell which one a read saw.
 // Checking is NP-hard; a long history with many operations in flight on
 // one group of keys (or many unknown outcomes) can take porcupine longer
 // than its timeout, which Check reports as a failure, never as a pass.
