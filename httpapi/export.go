@@ -18,6 +18,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/internal/query"
 	"github.com/framework0/ctxd/store"
 )
@@ -217,7 +218,9 @@ func (s *Server) dumpToFile(r dumpRequest) (ctxd.DumpInfo, error) {
 	var info ctxd.DumpInfo
 	fi, err := dir.Create(name, replace, func(w io.Writer) error {
 		var err error
-		info, err = s.writeDump(w, r)
+		if info, err = s.writeDump(w, r); err == nil {
+			failpoint.Hit(failpoint.DumpBeforeRename)
+		}
 		return err
 	})
 	if err != nil {

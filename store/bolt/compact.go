@@ -12,6 +12,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store"
 )
@@ -77,6 +78,7 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.Com
 			s.stats.compactions.Add(1)
 			return res, nil
 		}
+		failpoint.Hit(failpoint.CompactBetweenChunks)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/migrations"
 )
@@ -59,6 +60,7 @@ func (s *Store) Defrag(ctx context.Context) (ctxd.DefragResult, error) {
 			return res, fmt.Errorf("defrag: catch up: %w", err)
 		}
 		copied = last
+		failpoint.Hit(failpoint.DefragCatchUp)
 		if n < 1000 {
 			break
 		}
@@ -92,7 +94,7 @@ func (s *Store) Defrag(ctx context.Context) (ctxd.DefragResult, error) {
 		if err := closeTight(dst, next); err != nil {
 			return err
 		}
-		return s.replaceFile(next, false)
+		return s.replaceFile(next, swapDefrag)
 	})
 	s.removeBackup()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/migrations"
 )
 
@@ -69,11 +70,12 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 		return ctxd.RestoreResult{}, fmt.Errorf("restore: copy snapshot: %w", err)
 	}
 	defer func() { _ = removeIfExists(next) }()
+	failpoint.Hit(failpoint.RestoreAfterCopy)
 	err = s.exclusive(func() error {
 		if err := setFloor(next, s.rev); err != nil {
 			return err
 		}
-		return s.replaceFile(next, true)
+		return s.replaceFile(next, swapRestore)
 	})
 	s.removeBackup()
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store"
@@ -482,6 +483,7 @@ func (s *Store) commit(batch []*request) {
 		batch[0].done <- result{err: fmt.Errorf("commit: %w", err)}
 		return
 	}
+	failpoint.Hit(failpoint.CommitBeforeAnswer)
 	took := time.Since(start)
 	s.stats.commitNanos.Add(int64(took))
 	s.stats.commits.Add(1)

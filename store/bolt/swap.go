@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/internal/fsutil"
 )
 
@@ -24,6 +25,22 @@ func removeLeftovers(path string) {
 	}
 }
 
+// swapKind is what a replaceFile is for.
+type swapKind uint8
+
+const (
+	swapDefrag  swapKind = iota + 1
+	swapRestore          // followers must re-read state: a new Generation
+)
+
+// failpoints are the points that mark the swap's steps.
+func (k swapKind) failpoints() (beforeRename, afterRename failpoint.Name) {
+	if k == swapRestore {
+		return failpoint.RestoreBeforeRename, failpoint.RestoreAfterRename
+	}
+	return failpoint.DefragBeforeRename, failpoint.DefragAfterRename
+}
+
 // replaceFile swaps the live database for the prepared file at next, which
 // must be in the same folder. It must run in the writer goroutine (see
 // exclusive). It waits for every reader, closes the database, renames next
@@ -32,7 +49,8 @@ func removeLeftovers(path string) {
 // The old file stays linked at s.path+suffixBackup: the caller removes it
 // with removeBackup once writers run again (unlinking a large file takes
 // tens of milliseconds that writers need not wait for).
-func (s *Store) replaceFile(next string, newGeneration bool) error {
+func (s *Store) replaceFile(next string, kind swapKind) error {
+	beforeRename, afterRename := kind.failpoints()
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
 	if err := s.db.Close(); err != nil {
@@ -43,6 +61,7 @@ func (s *Store) replaceFile(next string, newGeneration bool) error {
 	if err := os.Link(s.path, backup); err != nil {
 		return s.reopenAfterFailure(fmt.Errorf("keep the old file: %w", err))
 	}
+	failpoint.Hit(beforeRename)
 	if err := os.Rename(next, s.path); err != nil {
 		_ = os.Remove(backup)
 		return s.reopenAfterFailure(fmt.Errorf("install the new file: %w", err))
@@ -50,6 +69,7 @@ func (s *Store) replaceFile(next string, newGeneration bool) error {
 	if err := fsutil.SyncDir(filepath.Dir(s.path)); err != nil {
 		return s.rollBack(backup, err)
 	}
+	failpoint.Hit(afterRename)
 	db, err := openBolt(s.path, 0)
 	if err != nil {
 		return s.rollBack(backup, err)
@@ -59,7 +79,7 @@ func (s *Store) replaceFile(next string, newGeneration bool) error {
 		_ = db.Close()
 		return s.rollBack(backup, err)
 	}
-	if newGeneration {
+	if kind == swapRestore {
 		s.generation.Add(1)
 	}
 	s.publish(s.rev)

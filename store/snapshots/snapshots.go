@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/store"
 )
@@ -102,6 +103,7 @@ func (m *Manager) Create(ctx context.Context, origin string) (meta ctxd.Snapshot
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("create snapshot: %w", err)
 	}
+	failpoint.Hit(failpoint.SnapshotAfterCopy)
 	if err := ctx.Err(); err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("create snapshot: %w", err)
 	}
@@ -139,6 +141,7 @@ func (m *Manager) install(tmp *fsutil.Temp, meta ctxd.SnapshotMeta) error {
 	if err := tmp.Commit(m.dbPath(meta.ID)); err != nil {
 		return fmt.Errorf("snapshot %s: %w", meta.ID, err)
 	}
+	failpoint.Hit(failpoint.SnapshotBeforeMeta)
 	b, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
 		return err
