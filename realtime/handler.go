@@ -169,6 +169,12 @@ func (h *Hub) onConnect(ms *melody.Session) {
 		s.mu.Unlock()
 		return
 	}
+	if s.access.Revoked() { // revoked by a reload that did not see s (access.go)
+		s.mu.Lock()
+		s.closeRevokedLocked()
+		s.mu.Unlock()
+		return
+	}
 	h.log.Debug().Str("client_id", s.id).Str("remote", s.remote).Uint64("from_rev", pos).Bool("batch", s.batch).Msg("WebSocket client connected")
 }
 

@@ -129,7 +129,7 @@ type Hub struct {
 	served sync.WaitGroup
 
 	stats struct {
-		lagged, bufferFull, frames atomic.Uint64
+		lagged, bufferFull, frames, revoked atomic.Uint64
 	}
 
 	// Owned by the loop goroutine.
@@ -219,6 +219,9 @@ type Stats struct {
 	BufferFull uint64
 	// Frames counts text frames written to clients.
 	Frames uint64
+	// Revoked counts clients closed because their token was revoked
+	// (CloseRevoked).
+	Revoked uint64
 }
 
 // Stats returns the hub's counters.
@@ -237,6 +240,7 @@ func (h *Hub) Stats() Stats {
 		Lagged:     h.stats.lagged.Load(),
 		BufferFull: h.stats.bufferFull.Load(),
 		Frames:     h.stats.frames.Load(),
+		Revoked:    h.stats.revoked.Load(),
 	}
 }
 

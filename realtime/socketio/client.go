@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/internal/jsontext"
@@ -272,6 +274,10 @@ func (s *Server) connect(c *conn, data string) {
 	c.send(append([]string{sioConnect + `{"sid":"` + cl.id + `"}`}, first...)...)
 	pos := cl.pos
 	go cl.feed()
+	if cl.token.Revoked() { // revoked by a reload that did not see cl
+		cl.revoke()
+		return
+	}
 	s.broadcastStats()
 	s.log.Debug().Str("client_id", cl.id).Str("remote", c.remote).Str("ns", cl.ns).Uint64("from_rev", pos).Msg("Socket.IO client connected")
 }
@@ -466,6 +472,19 @@ func (cl *client) lagged(rev uint64) {
 		Message: "this client fell more than websocket.max_lag (" + strconv.FormatUint(s.opts.MaxLag, 10) +
 			") revisions behind: reconnect with from_rev=" + strconv.FormatUint(from, 10) + " to resume without a gap"}), sioDisconnect)
 	c.close("lagged")
+}
+
+// revoke disconnects a client whose token was revoked: an error event of
+// code token_revoked, a DISCONNECT, then close 1008 on a WebSocket.
+// Changes it may no longer read were not queued (matches).
+func (cl *client) revoke() {
+	s, c := cl.c.srv, cl.c
+	last := []string{event(ctxd.TypeError, errorPayload{Code: ctxd.CodeTokenRevoked,
+		Message: "token " + strconv.Quote(cl.token.Name) + " was revoked by a reload of the tokens file: reconnect with a valid token"}), sioDisconnect}
+	if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked, last...) {
+		s.revoked.Add(1)
+		s.log.Info().Str("client_id", cl.id).Str("remote", c.remote).Str("token", cl.token.Name).Msg("Socket.IO client disconnected: its token was revoked")
+	}
 }
 
 // reset follows a restore: the client gets "reset" and a new snapshot,

@@ -46,6 +46,10 @@ type conn struct {
 	ws      *websocket.Conn // set when the WebSocket transport took over
 	closed  bool
 	cl      *client // set by the Socket.IO CONNECT
+	// closeCode and closeText, when closeCode is not 0, are the WebSocket
+	// close frame's (closeWith); else 1001 (going away).
+	closeCode int
+	closeText string
 
 	wake  chan struct{} // cap 1: the queue grew, or the transport or state changed
 	space chan struct{} // cap 1: the writer took packets from the queue
@@ -87,14 +91,24 @@ func (c *conn) queued() int {
 }
 
 // close ends the session: what is queued still goes out, followed by an
-// Engine.IO close packet (polling) or a close frame (WebSocket).
-func (c *conn) close(reason string) {
+// Engine.IO close packet (polling) or a close frame (WebSocket, 1001).
+func (c *conn) close(reason string) { c.closeWith(0, reason) }
+
+// closeWith ends the session as close does, after the packets last,
+// queued in the same step (so that nothing is queued after them). A code
+// other than 0 is the WebSocket close frame's, with reason as its text.
+// It reports false, queuing nothing, when the session was closed already.
+func (c *conn) closeWith(code int, reason string, last ...string) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.closed = true
+	c.queue = append(c.queue, last...)
+	if code != 0 {
+		c.closeCode, c.closeText = code, reason
+	}
 	cl := c.cl
 	// A polling client gets what is queued (a lagged error, say) at its
 	// next poll: the session lingers until then, or PingTimeout.
@@ -107,6 +121,7 @@ func (c *conn) close(reason string) {
 		time.AfterFunc(c.srv.opts.PingTimeout, func() { c.srv.forget(c) })
 	}
 	c.srv.log.Debug().Str("sid", c.sid).Str("reason", reason).Msg("Socket.IO client disconnected")
+	return true
 }
 
 // take empties the queue for a writer.
@@ -519,6 +534,7 @@ func (c *conn) writeLoop(ws *websocket.Conn) {
 		c.mu.Lock()
 		packets := c.takeLocked()
 		closed := c.closed
+		code, text := c.closeCode, c.closeText
 		c.mu.Unlock()
 		for _, p := range packets {
 			_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
@@ -529,7 +545,10 @@ func (c *conn) writeLoop(ws *websocket.Conn) {
 			c.srv.sent.Add(1)
 		}
 		if closed && len(packets) == 0 {
-			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
+			if code == 0 {
+				code, text = websocket.CloseGoingAway, ""
+			}
+			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 			return
 		}
 		if closed {

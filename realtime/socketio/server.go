@@ -94,6 +94,7 @@ type Server struct {
 
 	nextID    atomic.Uint64
 	lagged    atomic.Uint64
+	revoked   atomic.Uint64
 	sent      atomic.Uint64 // Engine.IO packets written to clients
 	forgotten chan struct{} // cap 1: a lingering session was dropped
 }
@@ -170,6 +171,19 @@ func (s *Server) forget(c *conn) {
 	signal(s.forgotten)
 }
 
+// CloseRevoked disconnects every client whose token was revoked by a
+// reload of the tokens file (auth.Authorizer.OnRevoke): an error event of
+// code token_revoked and a Socket.IO DISCONNECT, then the transport closes
+// (WebSocket: close 1008, reason token_revoked). It never blocks on a
+// client.
+func (s *Server) CloseRevoked() {
+	for _, cl := range s.allClients() {
+		if cl.token.Revoked() {
+			cl.revoke()
+		}
+	}
+}
+
 // closeWait bounds how long Close waits for clients to get their last
 // packets (polling clients poll once more) before it cuts connections.
 const closeWait = 2 * time.Second
@@ -183,6 +197,10 @@ func (s *Server) Clients() int {
 
 // Lagged counts the clients disconnected with "lagged".
 func (s *Server) Lagged() uint64 { return s.lagged.Load() }
+
+// Revoked counts the clients disconnected because their token was
+// revoked (CloseRevoked).
+func (s *Server) Revoked() uint64 { return s.revoked.Load() }
 
 // Sent counts the Engine.IO packets written to clients: one WebSocket
 // frame each, or one packet of a polling response (pings and noops
