@@ -40,22 +40,26 @@ const CodeForbidden = ctxd.CodeForbidden
 func (h *Hub) CloseRevoked() {
 	for _, s := range h.all() {
 		if s.access.Revoked() {
-			s.mu.Lock()
-			s.closeRevokedLocked()
-			s.mu.Unlock()
+			s.closeRevoked()
 		}
 	}
 }
 
-// closeRevokedLocked closes a session whose token was revoked.
-func (s *session) closeRevokedLocked() {
+// closeRevoked closes a session whose token was revoked.
+func (s *session) closeRevoked() {
+	s.mu.Lock()
 	if s.closing {
+		s.mu.Unlock()
 		return
 	}
 	s.h.stats.revoked.Add(1)
 	s.h.log.Info().Str("client_id", s.id).Str("remote", s.remote).Str("token", s.access.Name).Msg("closing WebSocket client: its token was revoked")
-	s.closeLocked(errorFrame(nil, ctxd.CodeTokenRevoked, "token "+strconv.Quote(s.access.Name)+" was revoked by a reload of the tokens file: reconnect with a valid token"),
-		websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked)
+	closeNow := s.closePolicyLocked(errorFrame(nil, ctxd.CodeTokenRevoked, "token "+strconv.Quote(s.access.Name)+
+		" was revoked by a reload of the tokens file: reconnect with a valid token"), websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked)
+	s.mu.Unlock()
+	if closeNow != nil {
+		closeNow()
+	}
 }
 
 // forbiddenNamespace returns the first namespace of subs that t may not
