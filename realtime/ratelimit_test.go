@@ -3,6 +3,7 @@ package realtime_test
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/url"
 	"strconv"
 	"testing"
@@ -87,6 +88,10 @@ func TestRateLimitClosesFlooder(t *testing.T) {
 	st := s.Hub().Stats()
 	assert.Equal(t, uint64(21), st.RateLimited)
 	assert.Equal(t, uint64(1), st.RateLimitClosed)
+	res, body := testkit.Send(t, http.DefaultClient, testkit.NewRequest(t, http.MethodGet, s.URL+"/metrics", ""))
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Contains(t, string(body), "\nctxd_ws_rate_limited_messages_total{protocol=\"watch\"} 21\n")
+	assert.Contains(t, string(body), "\nctxd_ws_rate_limited_clients_total{protocol=\"watch\"} 1\n")
 
 	// The store holds the applied writes, and nothing else of the flood.
 	for i := range sent {
