@@ -93,6 +93,9 @@ func TooLargef(format string, args ...any) error {
 
 // Error codes: the "code" of a JSON error answer and of a WebSocket
 // "error" frame. A client branches on these, never on messages.
+// rate_limited is both: a REST request past http.rate_limit (429), and a
+// WebSocket message past websocket.rate_limit (not applied; the frame has
+// retry_after_ms).
 const (
 	CodeNotFound         = "not_found"
 	CodeConflict         = "conflict"
@@ -117,6 +120,10 @@ const (
 	CodeLagged = "lagged"
 	// CodeUnknownType: the message's type is not one the server knows.
 	CodeUnknownType = "unknown_type"
+	// CodeTokenRevoked: the token the connection was opened with was
+	// revoked by a reload of the tokens file. Sent last, before the server
+	// closes the connection (1008, reason "token_revoked").
+	CodeTokenRevoked = "token_revoked"
 )
 
 // errorClasses maps the data model's errors to an HTTP status and a code,

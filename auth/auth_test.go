@@ -104,7 +104,9 @@ func TestParseErrors(t *testing.T) {
 }
 
 // A reload keeps unchanged tokens (same object: connections go on) and
-// revokes removed or changed ones; a bad file changes nothing.
+// revokes removed or changed ones, then tells the OnRevoke functions
+// (once the revoked tokens' checks fail); a bad file, or a reload that
+// revokes nothing, changes nothing and tells no one.
 func TestReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.yaml")
 	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
@@ -113,6 +115,16 @@ func TestReload(t *testing.T) {
 	require.NoError(t, err)
 	ops, board, ci := a.Authenticate(secretAdmin), a.Authenticate(secretRead), a.Authenticate(secretLim)
 	require.NotNil(t, ops)
+	told := 0
+	a.OnRevoke(func() {
+		told++
+		assert.True(t, board.Revoked(), "told before the token is revoked")
+	})
+
+	_, revoked, err := a.Reload() // the same file
+	require.NoError(t, err)
+	assert.Zero(t, revoked)
+	assert.Zero(t, told)
 
 	// board removed, ci changed, ops kept.
 	write(tokensFile(entry("ops", secretAdmin, "admin"), entry("ci", secretLim, "read")))
@@ -120,6 +132,7 @@ func TestReload(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, loaded)
 	assert.Equal(t, 2, revoked)
+	assert.Equal(t, 1, told)
 	assert.Same(t, ops, a.Authenticate(secretAdmin))
 	assert.False(t, ops.Revoked())
 	assert.True(t, board.Revoked())
@@ -136,4 +149,5 @@ func TestReload(t *testing.T) {
 	_, _, err = a.Reload()
 	require.Error(t, err)
 	assert.Same(t, ops, a.Authenticate(secretAdmin), "a bad file keeps the tokens in use")
+	assert.Equal(t, 1, told)
 }

@@ -20,8 +20,9 @@
 //
 // An [Authorizer] holds the tokens of a file and reloads them (SIGHUP):
 // a token that was removed, or whose rights changed, is revoked, and
-// checks on the old one fail from then on, also for WebSocket connections
-// opened with it.
+// checks on the old one fail from then on; [Authorizer.OnRevoke] tells
+// the realtime doors, which close the WebSocket connections opened with
+// it.
 //
 // # Caveats
 //

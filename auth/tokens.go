@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,7 +168,9 @@ func (ts *Tokens) Lookup(secret string) *Token {
 type Authorizer struct {
 	path   string
 	tokens atomic.Pointer[Tokens]
-	mu     sync.Mutex // serialises reloads
+	mu     sync.Mutex // serialises reloads; guards onRevoke
+	// onRevoke are told after a reload that revoked tokens (OnRevoke).
+	onRevoke []func()
 }
 
 // NewAuthorizer loads the tokens file at path.
@@ -200,21 +203,42 @@ func (a *Authorizer) Authenticate(secret string) *Token {
 	return a.tokens.Load().Lookup(secret)
 }
 
+// OnRevoke has f called after every reload that revoked tokens, once
+// their checks fail (Token.Revoked is true): the realtime doors close the
+// connections opened with them. f runs in the goroutine that called
+// Reload, after Reload released its lock; it must not block.
+func (a *Authorizer) OnRevoke(f func()) {
+	a.mu.Lock()
+	a.onRevoke = append(a.onRevoke, f)
+	a.mu.Unlock()
+}
+
 // Reload reads the tokens file again. On error the current tokens stay.
 // A token that is in the new file with the same name and rights stays the
 // same object (connections opened with it go on); any other old token is
-// revoked. It returns how many tokens are loaded and how many were
-// revoked.
+// revoked (a token whose rights changed in any way, reduced or not, is a
+// new token), and the OnRevoke functions are called. It returns how many
+// tokens are loaded and how many were revoked.
 func (a *Authorizer) Reload() (loaded, revoked int, err error) {
+	loaded, revoked, hooks, err := a.reload()
+	if revoked > 0 {
+		for _, f := range hooks {
+			f()
+		}
+	}
+	return loaded, revoked, err
+}
+
+func (a *Authorizer) reload() (loaded, revoked int, hooks []func(), err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.tokens.Load()
 	if a.path == "" {
-		return old.Len(), 0, nil
+		return old.Len(), 0, nil, nil
 	}
 	next, err := LoadTokens(a.path)
 	if err != nil {
-		return old.Len(), 0, err
+		return old.Len(), 0, nil, err
 	}
 	kept := map[*Token]bool{}
 	for i, t := range next.list {
@@ -233,5 +257,5 @@ func (a *Authorizer) Reload() (loaded, revoked int, err error) {
 			revoked++
 		}
 	}
-	return next.Len(), revoked, nil
+	return next.Len(), revoked, slices.Clone(a.onRevoke), nil
 }

@@ -66,6 +66,17 @@ type WebSocket struct {
 	// MaxLag (websocket.max_lag) is how many revisions a client may fall
 	// behind before it is closed with "lagged" (it then resumes).
 	MaxLag uint64
+	// RateLimit (websocket.rate_limit) is how many messages per second
+	// each connection (/v1/watch, Socket.IO) may send; more are refused
+	// with rate_limited. 0 turns the limit off.
+	RateLimit float64
+	// RateBurst (websocket.rate_burst) is how many messages a connection
+	// may send at once; 0 means RateLimit rounded up.
+	RateBurst int
+	// RateLimitMaxRefused (websocket.rate_limit_max_refused): a connection
+	// with more than this many messages refused within 10 seconds is
+	// closed (1008, rate_limited); 0 never closes one.
+	RateLimitMaxRefused int
 }
 
 // Snapshots configures snapshots, kept in DataDir/snapshots.
@@ -206,7 +217,8 @@ func Defaults() Config {
 		Snapshots: Snapshots{Interval: 0, Keep: 7, MaxUploadBytes: 1 << 30},
 		History:   History{KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
-			MaxMessageBytes: 2 << 20, MaxClients: 10000, MaxLag: 10000},
+			MaxMessageBytes: 2 << 20, MaxClients: 10000, MaxLag: 10000,
+			RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
 	}
 }
 
@@ -411,21 +423,7 @@ var settings = []setting{
 	choiceSetting("log.format", "format", func(c *Config) *string { return &c.Log.Format }, "json", "console"),
 	sizeSetting("http.max_body_bytes", 1<<62, func(c *Config) *int64 { return &c.HTTP.MaxBodyBytes }),
 	originsSetting("http.cors_origins", func(c *Config) *[]string { return &c.HTTP.CORSOrigins }),
-	{
-		path: "http.rate_limit",
-		set: func(c *Config, v string) error {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-				return fmt.Errorf("invalid number %q (requests per second, such as 50 or 0.5; 0 turns the limit off)", v)
-			}
-			if f < 0 {
-				return errors.New("must be >= 0 (0 turns the limit off)")
-			}
-			c.HTTP.RateLimit = f
-			return nil
-		},
-		get: func(c *Config) string { return strconv.FormatFloat(c.HTTP.RateLimit, 'g', -1, 64) },
-	},
+	rateSetting("http.rate_limit", "requests", func(c *Config) *float64 { return &c.HTTP.RateLimit }),
 	countSetting("http.rate_burst", false, func(c *Config) *int { return &c.HTTP.RateBurst }),
 	durationSetting("http.read_header_timeout", false, func(c *Config) *time.Duration { return &c.HTTP.ReadHeaderTimeout }),
 	durationSetting("http.read_timeout", false, func(c *Config) *time.Duration { return &c.HTTP.ReadTimeout }),
@@ -475,6 +473,9 @@ var settings = []setting{
 	originsSetting("websocket.allowed_origins", func(c *Config) *[]string { return &c.WebSocket.AllowedOrigins }),
 	countSetting("websocket.max_clients", true, func(c *Config) *int { return &c.WebSocket.MaxClients }),
 	countSetting("websocket.max_lag", true, func(c *Config) *uint64 { return &c.WebSocket.MaxLag }),
+	rateSetting("websocket.rate_limit", "messages", func(c *Config) *float64 { return &c.WebSocket.RateLimit }),
+	countSetting("websocket.rate_burst", false, func(c *Config) *int { return &c.WebSocket.RateBurst }),
+	countSetting("websocket.rate_limit_max_refused", false, func(c *Config) *int { return &c.WebSocket.RateLimitMaxRefused }),
 }
 
 // The kinds of setting that several share. field returns the setting's
@@ -528,6 +529,26 @@ func countSetting[T int | uint64](path string, nonZero bool, field func(*Config)
 			return nil
 		},
 		get: func(c *Config) string { return fmt.Sprint(*field(c)) },
+	}
+}
+
+// rateSetting is a rate per second >= 0 (0: no limit); what is counted
+// ("requests") names it in the error.
+func rateSetting(path, what string, field func(*Config) *float64) setting {
+	return setting{
+		path: path,
+		set: func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return fmt.Errorf("invalid number %q (%s per second, such as 50 or 0.5; 0 turns the limit off)", v, what)
+			}
+			if f < 0 {
+				return errors.New("must be >= 0 (0 turns the limit off)")
+			}
+			*field(c) = f
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatFloat(*field(c), 'g', -1, 64) },
 	}
 }
 

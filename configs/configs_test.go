@@ -97,6 +97,7 @@ func TestEnvNames(t *testing.T) {
 		"CTXD_HISTORY_KEEP_VERSIONS", "CTXD_HISTORY_KEEP_REVISIONS", "CTXD_HISTORY_KEEP_FOR", "CTXD_HISTORY_COMPACT_INTERVAL",
 		"CTXD_WEBSOCKET_PING_INTERVAL", "CTXD_WEBSOCKET_WRITE_TIMEOUT", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES",
 		"CTXD_WEBSOCKET_ALLOWED_ORIGINS", "CTXD_WEBSOCKET_MAX_CLIENTS", "CTXD_WEBSOCKET_MAX_LAG",
+		"CTXD_WEBSOCKET_RATE_LIMIT", "CTXD_WEBSOCKET_RATE_BURST", "CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED",
 	}, names)
 }
 
@@ -171,7 +172,8 @@ limits:
 				"CTXD_HISTORY_COMPACT_INTERVAL=30s",
 				"CTXD_WEBSOCKET_PING_INTERVAL=5s", "CTXD_WEBSOCKET_WRITE_TIMEOUT=3s", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES=64KiB",
 				"CTXD_WEBSOCKET_ALLOWED_ORIGINS=https://a.example, http://b.example:8080/", "CTXD_WEBSOCKET_MAX_CLIENTS=7",
-				"CTXD_WEBSOCKET_MAX_LAG=100",
+				"CTXD_WEBSOCKET_MAX_LAG=100", "CTXD_WEBSOCKET_RATE_LIMIT=2.5", "CTXD_WEBSOCKET_RATE_BURST=0",
+				"CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED=0",
 				"CTXD_HTTP_CORS_ORIGINS=https://app.example", "CTXD_HTTP_RATE_LIMIT=12.5", "CTXD_HTTP_RATE_BURST=40",
 				"CTXD_HTTP_READ_HEADER_TIMEOUT=3s", "CTXD_HTTP_READ_TIMEOUT=20s", "CTXD_HTTP_MAX_HEADER_BYTES=16KiB",
 				"CTXD_AUTH_MODE=on", "CTXD_AUTH_TOKENS_FILE=/etc/ctxd/tokens.yaml",
@@ -190,7 +192,8 @@ limits:
 					Snapshots: Snapshots{Interval: time.Hour, Keep: 3, MaxUploadBytes: 1 << 20},
 					History:   History{KeepVersions: 5, KeepRevisions: 0, KeepFor: 720 * time.Hour, CompactInterval: 30 * time.Second},
 					WebSocket: WebSocket{PingInterval: 5 * time.Second, WriteTimeout: 3 * time.Second, MaxMessageBytes: 64 << 10,
-						AllowedOrigins: []string{"https://a.example", "http://b.example:8080"}, MaxClients: 7, MaxLag: 100},
+						AllowedOrigins: []string{"https://a.example", "http://b.example:8080"}, MaxClients: 7, MaxLag: 100,
+						RateLimit: 2.5, RateBurst: 0, RateLimitMaxRefused: 0},
 				}
 			},
 		},
@@ -268,6 +271,10 @@ func TestErrors(t *testing.T) {
 		{name: "bad auth mode", file: "auth:\n  mode: maybe\n", field: "auth.mode", want: `invalid mode "maybe"`},
 		{name: "negative rate limit", env: []string{"CTXD_HTTP_RATE_LIMIT=-1"}, field: "http.rate_limit", want: "must be >= 0"},
 		{name: "rate limit not a number", env: []string{"CTXD_HTTP_RATE_LIMIT=fast"}, field: "http.rate_limit", want: `invalid number "fast"`},
+		{name: "negative websocket rate limit", file: "websocket:\n  rate_limit: -5\n", field: "websocket.rate_limit", want: "must be >= 0"},
+		{name: "websocket rate limit not a number", env: []string{"CTXD_WEBSOCKET_RATE_LIMIT=lots"}, field: "websocket.rate_limit", want: `invalid number "lots" (messages per second`},
+		{name: "negative websocket burst", env: []string{"CTXD_WEBSOCKET_RATE_BURST=-1"}, field: "websocket.rate_burst", want: "must be >= 0"},
+		{name: "bad max refused", flags: map[string]string{"websocket.rate_limit_max_refused": "ten"}, field: "websocket.rate_limit_max_refused", want: `invalid number "ten"`},
 		{name: "bad cors origin", env: []string{"CTXD_HTTP_CORS_ORIGINS=app.example"}, field: "http.cors_origins", want: "invalid origin"},
 		{name: "cert without key", file: "tls:\n  cert_file: /c.pem\n", field: "tls.key_file", want: "give both"},
 		{name: "zero ping interval", file: "websocket:\n  ping_interval: 0s\n", field: "websocket.ping_interval", want: "must be > 0"},

@@ -3,6 +3,8 @@ package realtime
 import (
 	"strconv"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 )
@@ -20,11 +22,45 @@ import (
 //     filtered.
 //
 // Sessions share batch frames only with sessions of the same token object
-// (the token's Key is part of the session's sig). A token revoked by a
-// reload of the tokens file reads nothing more from then on.
+// (the token's Key is part of the session's sig).
+//
+// A token revoked by a reload of the tokens file reads nothing more from
+// then on, and the server (auth.Authorizer.OnRevoke) calls CloseRevoked,
+// which closes the sessions opened with it: an error frame of code
+// token_revoked, then close 1008 with reason "token_revoked". A session
+// that registers while the reload runs checks its token itself once
+// registered (onConnect): the token is marked revoked before CloseRevoked
+// lists the sessions, so one of the two sees it.
 
 // CodeForbidden: the token may not do what the message asks.
-const CodeForbidden = "forbidden"
+const CodeForbidden = ctxd.CodeForbidden
+
+// CloseRevoked closes every session whose token was revoked by a reload
+// of the tokens file. It never blocks on a client.
+func (h *Hub) CloseRevoked() {
+	for _, s := range h.all() {
+		if s.access.Revoked() {
+			s.closeRevoked()
+		}
+	}
+}
+
+// closeRevoked closes a session whose token was revoked.
+func (s *session) closeRevoked() {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.h.stats.revoked.Add(1)
+	s.h.log.Info().Str("client_id", s.id).Str("remote", s.remote).Str("token", s.access.Name).Msg("closing WebSocket client: its token was revoked")
+	closeNow := s.closePolicyLocked(errorFrame(nil, ctxd.CodeTokenRevoked, "token "+strconv.Quote(s.access.Name)+
+		" was revoked by a reload of the tokens file: reconnect with a valid token"), websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked)
+	s.mu.Unlock()
+	if closeNow != nil {
+		closeNow()
+	}
+}
 
 // forbiddenNamespace returns the first namespace of subs that t may not
 // read at all, or "" when there is none.

@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,21 +30,24 @@ var (
 // control on.
 type authServer struct {
 	*testkit.Server
+	tokens string // the tokens file
 }
 
 func startAuthServer(t *testing.T) *authServer {
 	t.Helper()
-	entry := func(name, secret, rest string) string {
-		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
-	}
 	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
 	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
-		entry("ops", wsAdmin, "    roles: [admin]\n")+
-		entry("team-app", wsTeam, "    roles: [write]\n    namespaces: [team]\n    prefixes: [app.]\n")+
-		entry("team-reader", wsReader, "    roles: [read]\n    namespaces: [team]\n")), 0o600))
-	return &authServer{testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		tokenEntry("ops", wsAdmin, "    roles: [admin]\n")+
+		tokenEntry("team-app", wsTeam, "    roles: [write]\n    namespaces: [team]\n    prefixes: [app.]\n")+
+		tokenEntry("team-reader", wsReader, "    roles: [read]\n    namespaces: [team]\n")), 0o600))
+	return &authServer{Server: testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, tokens
-	}))}
+	})), tokens: tokens}
+}
+
+// tokenEntry is one token of a tokens file.
+func tokenEntry(name, secret, rest string) string {
+	return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
 }
 
 func (s *authServer) url(q url.Values) string { return s.WatchURL(q) }
@@ -174,4 +180,62 @@ func TestWatchDumpNoticeFiltered(t *testing.T) {
 	// The limited client gets the next change, with no notice before it.
 	rev := s.put(t, "team", "app.b", `2`)
 	assert.Equal(t, rev, team.Expect(ctxd.TypeContextUpdated).Rev)
+}
+
+// A reload of the tokens file (what SIGHUP does) that revokes a token
+// closes the connections opened with it: an error frame of code
+// token_revoked, then close 1008 with reason token_revoked. A token
+// removed and a token whose rights were cut (it may no longer read its
+// namespace) are both revoked; a client whose token is unchanged stays
+// connected and goes on receiving changes.
+func TestWatchClosedWhenTokenRevoked(t *testing.T) {
+	s := startAuthServer(t)
+	q := url.Values{"ns": {"team"}}
+	admin := testkit.DialWatch(t, s.url(q), bearer(wsAdmin))
+	admin.Expect(ctxd.TypeSubscribed)
+	reader := testkit.DialWatch(t, s.url(q), bearer(wsReader))
+	reader.Expect(ctxd.TypeSubscribed)
+	qt := url.Values{"ns": {"team"}, "batch": {"true"}, "token": {wsTeam}}
+	team := testkit.DialWatch(t, s.url(qt), nil)
+	team.Expect(ctxd.TypeSubscribed)
+	rev := s.put(t, "team", "app.a", `1`)
+	for _, c := range []*wsClient{admin, reader, team} {
+		assert.Equal(t, rev, c.Expect(ctxd.TypeContextUpdated).Rev)
+	}
+
+	// team-reader removed; team-app may now read namespace other only.
+	require.NoError(t, os.WriteFile(s.tokens, []byte("tokens:\n"+
+		tokenEntry("ops", wsAdmin, "    roles: [admin]\n")+
+		tokenEntry("team-app", wsTeam, "    roles: [read]\n    namespaces: [other]\n")), 0o600))
+	start := time.Now()
+	loaded, revoked, err := s.Server.Server().Access().Reload()
+	require.NoError(t, err)
+	assert.Equal(t, 2, loaded)
+	assert.Equal(t, 2, revoked)
+	for name, c := range map[string]*wsClient{"removed": reader, "rights cut": team} {
+		m := c.Expect(ctxd.TypeError)
+		assert.Equal(t, ctxd.CodeTokenRevoked, m.Code, name)
+		assert.Contains(t, m.Message, "revoked", name)
+		_, err := c.NextErr()
+		var ce *websocket.CloseError
+		require.ErrorAs(t, err, &ce, name)
+		assert.Equal(t, websocket.ClosePolicyViolation, ce.Code, name)
+		assert.Equal(t, ctxd.CodeTokenRevoked, ce.Text, name)
+	}
+	t.Logf("revoked clients closed %v after the reload began", time.Since(start))
+	assert.Equal(t, uint64(2), s.Hub().Stats().Revoked)
+
+	rev = s.put(t, "team", "app.b", `2`)
+	assert.Equal(t, rev, admin.Expect(ctxd.TypeContextUpdated).Rev, "an unchanged token goes on")
+	admin.SendJSON(map[string]any{"type": "ping", "id": 1})
+	assert.Equal(t, rev, admin.Expect(ctxd.TypePong).Rev)
+	testkit.Eventually(t, func() bool { return s.Hub().Clients() == 1 }, "the revoked clients are gone")
+
+	// The team token, as now granted, connects again where it may read.
+	_, resp, err := testkit.DialWatchErr(s.url(qt), nil)
+	require.Error(t, err)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp.Body.Close()
+	other := testkit.DialWatch(t, s.url(url.Values{"ns": {"other"}}), bearer(wsTeam))
+	other.Expect(ctxd.TypeSubscribed)
 }

@@ -3,17 +3,20 @@ package realtime_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -203,4 +206,139 @@ func benchFanout(b *testing.B, subscribers, rate int, batch bool) {
 	if st := ts.Hub().Stats(); st.BufferFull > 0 || st.Lagged > 0 {
 		b.Errorf("hub stats %+v", st)
 	}
+}
+
+// BenchmarkFloodWriteLatency measures what one WebSocket client flooding
+// the server costs the other clients: the latency of REST PUTs by 4 other
+// writers (each PUT sent when its previous one is answered; b.N PUTs in
+// all), with no flood, and with a client sending ping (answered from
+// memory) or context_set (each a write) messages as fast as its socket
+// takes them, under the default rate limit (websocket.rate_limit 100/s,
+// bursts of 200; rate_limit_max_refused 0 so that the flooder is never cut
+// and floods throughout) and with the limit off. It reports p50, p99 and
+// max of the PUTs' latency, the PUTs/s, and the flood's messages sent
+// (taken by its socket) and answered (pong or context_set_confirmed) per
+// second while the PUTs ran, and whether the flooder was cut (1: closed
+// with lagged for not reading its answers fast enough). Flooder, writers
+// and server share the machine's cores.
+//
+//	go test -run '^$' -bench FloodWriteLatency -benchtime 3000x ./realtime/
+func BenchmarkFloodWriteLatency(b *testing.B) {
+	for _, bc := range []struct {
+		flood string // "": none
+		limit float64
+	}{
+		{"", 100},
+		{"ping", 100},
+		{"ping", 0},
+		{"context_set", 100},
+		{"context_set", 0},
+	} {
+		name := "flood=none"
+		if bc.flood != "" {
+			name = "flood=" + bc.flood + "/limit=" + strconv.FormatFloat(bc.limit, 'g', -1, 64)
+		}
+		b.Run(name, func(b *testing.B) { benchFlood(b, bc.flood, bc.limit) })
+	}
+}
+
+func benchFlood(b *testing.B, flood string, limit float64) {
+	ts := testkit.StartServer(b, testkit.WithConfig(func(c *configs.Config) {
+		c.WebSocket.RateLimit, c.WebSocket.RateLimitMaxRefused = limit, 0
+	}))
+	var (
+		flooders        sync.WaitGroup
+		sent, confirmed atomic.Int64
+		floodConn       *websocket.Conn
+	)
+	if flood != "" {
+		c, resp, err := testkit.DialWatchErr(ts.WatchURL(url.Values{"ns": {"flood"}}), nil)
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := c.ReadMessage(); err != nil { // subscribed
+			b.Fatal(err)
+		}
+		floodConn = c
+		flooders.Go(func() { // reads (and drops) every answer, so that it is never cut as lagged
+			for {
+				_, data, err := c.ReadMessage()
+				if err != nil {
+					return
+				}
+				if bytes.HasPrefix(data, []byte(`{"type":"context_set_confirmed"`)) || bytes.HasPrefix(data, []byte(`{"type":"pong"`)) {
+					confirmed.Add(1)
+				}
+			}
+		})
+		flooders.Go(func() { // writes as fast as its socket takes them, until it is closed
+			for i := 0; ; i++ {
+				msg := `{"type":"ping","id":` + strconv.Itoa(i) + `}`
+				if flood == "context_set" {
+					msg = `{"type":"context_set","ns":"flood","key":"f` + strconv.Itoa(i%1000) + `","value":` + strconv.Itoa(i) + `}`
+				}
+				if c.WriteMessage(websocket.TextMessage, []byte(msg)) != nil {
+					return
+				}
+				sent.Add(1)
+			}
+		})
+	}
+
+	n := b.N
+	lat := make([]time.Duration, n)
+	next := atomic.Int64{}
+	var writers sync.WaitGroup
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	b.ResetTimer()
+	start := time.Now()
+	for range 4 {
+		writers.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				req, _ := http.NewRequest(http.MethodPut, ts.URL+"/v1/ns/default/keys/k"+strconv.Itoa(i%100), strings.NewReader(strconv.Itoa(i)))
+				t0 := time.Now()
+				resp, err := hc.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				lat[i] = time.Since(t0)
+				if resp.StatusCode != http.StatusOK {
+					b.Errorf("put: %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+	writers.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	// Sent: handed to the flooder's socket (the kernel buffers hold what
+	// the server has not read yet); answered: pong or confirmed.
+	floodSent, floodApplied := sent.Load(), confirmed.Load()
+	if floodConn != nil {
+		_ = floodConn.Close()
+	}
+	flooders.Wait()
+
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(n-1, int(p*float64(n)))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(pct(0.50), "put-p50-ms")
+	b.ReportMetric(pct(0.99), "put-p99-ms")
+	b.ReportMetric(pct(1), "put-max-ms")
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "puts/s")
+	b.ReportMetric(float64(floodSent)/elapsed.Seconds(), "flood-sent/s")
+	b.ReportMetric(float64(floodApplied)/elapsed.Seconds(), "flood-answered/s")
+	// A flooder that does not keep up with its own answers (pongs without
+	// the limit) is closed with lagged, as any such client: it then
+	// floods no more.
+	st := ts.Hub().Stats()
+	b.ReportMetric(float64(st.Lagged+st.RateLimitClosed), "flooder-cut")
+	b.ReportMetric(0, "ns/op")
 }

@@ -28,4 +28,10 @@
 // session that falls further than Options.MaxLag revisions behind is closed
 // with an "error" frame of code "lagged" that names the revision to resume
 // from. The commit path never waits for a socket. See DESIGN.md.
+//
+// Every message a client sends goes through its session's rate limit
+// (Options.RateLimit) first: past it the message is refused
+// ("rate_limited") and the session's next message is read only after the
+// wait it was told; a client that keeps sending past it is closed (1008),
+// as is one whose token a reload revoked ([Hub.CloseRevoked]).
 package realtime

@@ -15,6 +15,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/internal/msglimit"
 	"github.com/framework0/ctxd/internal/query"
 	"github.com/framework0/ctxd/store"
 )
@@ -105,6 +106,7 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		remote:      r.RemoteAddr,
 		connectedAt: time.Now().UTC(),
 		access:      p.access,
+		limit:       msglimit.New(msglimit.Config{PerSecond: h.opts.RateLimit, Burst: h.opts.RateBurst, MaxRefused: h.opts.MaxRefused}),
 	}
 	if p.batch {
 		s.window = h.opts.BatchWindow
@@ -169,6 +171,10 @@ func (h *Hub) onConnect(ms *melody.Session) {
 		s.mu.Unlock()
 		return
 	}
+	if s.access.Revoked() { // revoked by a reload that did not see s (access.go)
+		s.closeRevoked()
+		return
+	}
 	h.log.Debug().Str("client_id", s.id).Str("remote", s.remote).Uint64("from_rev", pos).Bool("batch", s.batch).Msg("WebSocket client connected")
 }
 
@@ -199,7 +205,8 @@ func (h *Hub) onError(ms *melody.Session, err error) {
 		h.log.Error().Str("client_id", id).Msg("bug: melody dropped a frame (session buffer full)")
 	case errors.Is(err, websocket.ErrReadLimit):
 		h.log.Info().Str("client_id", id).Int64("limit", 2*h.opts.MaxMessageBytes).Msg("WebSocket client sent an oversized message: closed (1009)")
-	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived),
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived,
+		websocket.ClosePolicyViolation), // the answer to closePolicyLocked's close
 		errors.Is(err, melody.ErrWriteClosed), errors.Is(err, net.ErrClosed):
 	default:
 		h.log.Debug().Err(err).Str("client_id", id).Msg("WebSocket connection error")

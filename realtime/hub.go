@@ -64,6 +64,18 @@ type Options struct {
 	// 64 MiB): a larger one is refused with too_large.
 	SnapshotChunk    int
 	MaxSnapshotBytes int
+
+	// RateLimit is how many messages per second one client may send, in
+	// bursts of up to RateBurst (0: RateLimit rounded up). A message past
+	// it is not applied and is answered with an error frame of code
+	// rate_limited and retry_after_ms; a client with more than MaxRefused
+	// messages refused within 10 s is closed (1008, reason rate_limited;
+	// MaxRefused 0: never). RateLimit 0, the default here, turns the limit
+	// off (the server's websocket.rate_limit is on by default). See
+	// internal/msglimit.
+	RateLimit  float64
+	RateBurst  int
+	MaxRefused int
 }
 
 func (o Options) withDefaults() Options {
@@ -129,7 +141,8 @@ type Hub struct {
 	served sync.WaitGroup
 
 	stats struct {
-		lagged, bufferFull, frames atomic.Uint64
+		lagged, bufferFull, frames, revoked atomic.Uint64
+		rateLimited, rateLimitClosed        atomic.Uint64
 	}
 
 	// Owned by the loop goroutine.
@@ -168,8 +181,8 @@ func New(st store.Backend, opts Options, log zerolog.Logger) *Hub {
 	}
 	m.HandleConnect(h.onConnect)
 	m.HandleMessage(h.onMessage)
-	m.HandleMessageBinary(func(ms *melody.Session, _ []byte) {
-		if s := sessionOf(ms); s != nil {
+	m.HandleMessageBinary(func(ms *melody.Session, data []byte) {
+		if s := sessionOf(ms); s != nil && h.admit(s, data) {
 			s.send(encode(errorMsg{Type: ctxd.TypeError, Code: ctxd.CodeBadRequest, Message: "binary frames are not supported: send JSON text frames"}))
 		}
 	})
@@ -219,6 +232,14 @@ type Stats struct {
 	BufferFull uint64
 	// Frames counts text frames written to clients.
 	Frames uint64
+	// Revoked counts clients closed because their token was revoked
+	// (CloseRevoked).
+	Revoked uint64
+	// RateLimited counts client messages refused with rate_limited (not
+	// applied); RateLimitClosed the clients closed for sending past their
+	// limit (Options.MaxRefused).
+	RateLimited     uint64
+	RateLimitClosed uint64
 }
 
 // Stats returns the hub's counters.
@@ -237,6 +258,10 @@ func (h *Hub) Stats() Stats {
 		Lagged:     h.stats.lagged.Load(),
 		BufferFull: h.stats.bufferFull.Load(),
 		Frames:     h.stats.frames.Load(),
+		Revoked:    h.stats.revoked.Load(),
+
+		RateLimited:     h.stats.rateLimited.Load(),
+		RateLimitClosed: h.stats.rateLimitClosed.Load(),
 	}
 }
 

@@ -8,9 +8,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/olahol/melody"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/msglimit"
 )
 
 // defaultWho is recorded for a context_set that names no author, from a
@@ -21,7 +23,7 @@ const defaultWho = "websocket"
 // is answered with an "error" frame to that client alone.
 func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 	s := sessionOf(ms)
-	if s == nil {
+	if s == nil || !h.admit(s, data) {
 		return
 	}
 	if int64(len(data)) > h.opts.MaxMessageBytes {
@@ -58,6 +60,57 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 		s.send(errorFrame(m.ID, ctxd.CodeUnknownType, "unknown message type "+strconv.Quote(m.Type)+
 			": use subscribe, unsubscribe, context_set, client_register, client_stats or ping"))
 	}
+}
+
+// admit applies the session's rate limit to a message it sent, before
+// anything else is done with it. A message past the limit is answered
+// with rate_limited and retry_after_ms (and its id, when it has one) and
+// not applied, and the session's next message is read only after that
+// wait (internal/msglimit); one from a client that kept sending past it
+// closes the session (1008, rate_limited). It reports whether to handle
+// the message.
+func (h *Hub) admit(s *session, data []byte) bool {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing { // read while the session closes (closePolicyLocked): dropped
+		return false
+	}
+	v, wait := s.limit.Take(time.Now())
+	if v == msglimit.Accept {
+		return true
+	}
+	msg := errorMsg{Type: ctxd.TypeError, Code: ctxd.CodeRateLimited, RetryAfterMS: msglimit.RetryAfterMillis(wait)}
+	if v == msglimit.Refuse {
+		msg.Message = s.limit.RefusedMessage(wait)
+		if int64(len(data)) <= h.opts.MaxMessageBytes {
+			msg.ID = recoverID(data)
+		}
+	} else {
+		msg.Message = s.limit.DisconnectMessage()
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return false
+	}
+	h.stats.rateLimited.Add(1)
+	if v == msglimit.Refuse {
+		s.sendLocked(encode(msg))
+		s.mu.Unlock()
+		// This runs in the session's reader (melody's readPump): its next
+		// message is read once the bucket holds one again.
+		time.Sleep(msglimit.Pause(wait))
+		return false
+	}
+	h.stats.rateLimitClosed.Add(1)
+	h.log.Warn().Str("client_id", s.id).Str("remote", s.remote).Msg("closing WebSocket client: it kept sending past its rate limit")
+	closeNow := s.closePolicyLocked(encode(msg), websocket.ClosePolicyViolation, ctxd.CodeRateLimited)
+	s.mu.Unlock()
+	if closeNow != nil {
+		closeNow()
+	}
+	return false
 }
 
 func errorFrame(id json.RawMessage, code, msg string) []byte {

@@ -150,6 +150,9 @@ type (
 		CurrentVersion *uint64 `json:"current_version,omitempty"`
 		// Compacted details.
 		CompactedRevision uint64 `json:"compacted_revision,omitempty"`
+		// RetryAfterMS is, for rate_limited, when the client may send
+		// again (milliseconds, at least 1).
+		RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 	}
 )
 

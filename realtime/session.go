@@ -6,10 +6,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/olahol/melody"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/internal/msglimit"
 )
 
 // maxQueued bounds the frames other than changes (answers, notices) queued
@@ -36,6 +38,8 @@ type session struct {
 	// access is the client's token (access.go): it sees only what the
 	// token may read. nil: access control off.
 	access *auth.Token
+	// limit is the rate limit of the messages it sends (nil: none).
+	limit *msglimit.Limiter
 
 	ms *melody.Session // set once by the connect handler, before any write
 
@@ -67,6 +71,9 @@ type session struct {
 	// refuse, when set at connect, is the only frame the session gets
 	// (compacted) before it is closed.
 	refuse []byte
+	// closeMsg is the close frame of a policy close (closePolicyLocked),
+	// sent once the frames in flight are written.
+	closeMsg []byte
 
 	// kickQueued is guarded by h.mu: the session is in h.kicked.
 	kickQueued bool
@@ -209,9 +216,13 @@ func (s *session) sent() {
 	if kick {
 		s.wantKick = false
 	}
+	closeNow := s.takeCloseLocked()
 	s.mu.Unlock()
 	if kick {
 		s.h.kickSession(s)
+	}
+	if closeNow != nil {
+		closeNow()
 	}
 }
 
@@ -227,6 +238,52 @@ func (s *session) closeLocked(last []byte, code int, reason string) {
 	s.closing = true
 	s.out = nil
 	_ = s.ms.CloseWithMsg(melody.FormatCloseMessage(code, reason))
+}
+
+// closeLinger bounds how long a connection closed by closePolicyLocked
+// stays open for the client's answering close frame.
+const closeLinger = time.Second
+
+// closePolicyLocked closes the session with the WebSocket closing
+// handshake, after a last frame (if any): once every frame in flight is
+// written, the close frame (code, reason) is sent, and the connection stays
+// open until the client answers it, or for closeLinger. Meanwhile what the
+// client sends is read and dropped (admit). closeLocked instead has melody
+// close the socket right after its close frame: a client still sending
+// (a flood) then has unread data at the server, the kernel resets the
+// connection, and the client may never read the frame that says why.
+// The caller runs the function returned, if any, after unlocking s.mu.
+func (s *session) closePolicyLocked(last []byte, code int, reason string) func() {
+	if s.closing {
+		return nil
+	}
+	if last != nil {
+		s.writeLocked(last)
+	}
+	s.closing = true
+	s.out = nil
+	s.closeMsg = websocket.FormatCloseMessage(code, reason)
+	return s.takeCloseLocked()
+}
+
+// takeCloseLocked returns the function that sends the pending close frame
+// of closePolicyLocked once nothing is in flight, or nil. It writes the
+// frame itself (gorilla's WriteControl may be called concurrently with
+// melody's writer) and closes the socket closeLinger later, unless the
+// client's answer ended the connection first.
+func (s *session) takeCloseLocked() func() {
+	if s.closeMsg == nil || s.inflight > 0 || s.ms == nil {
+		return nil
+	}
+	msg, conn, wait := s.closeMsg, s.ms.WebsocketConnection(), s.h.opts.WriteTimeout
+	s.closeMsg = nil
+	return func() {
+		if conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(wait)) != nil {
+			_ = conn.Close()
+			return
+		}
+		time.AfterFunc(closeLinger, func() { _ = conn.Close() })
+	}
 }
 
 // closeLaggedLocked closes a session that fell behind, with an "error"

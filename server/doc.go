@@ -23,7 +23,9 @@
 //
 // [Server.Access] and [Server.ReloadTLS] are what a reload (SIGHUP) needs:
 // the tokens file and the TLS certificate are read again, and a file that
-// does not load leaves the previous one in use.
+// does not load leaves the previous one in use. A reload that revokes
+// tokens closes the /v1/watch and Socket.IO connections opened with them
+// (close 1008, reason token_revoked).
 //
 // # Layout
 //

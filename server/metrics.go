@@ -159,10 +159,13 @@ var (
 	descWSLagged  = prometheus.NewDesc("ctxd_ws_lagged_clients_total", "Realtime clients disconnected with 'lagged' because they fell too far behind, by protocol.", wsLabels, nil)
 	descWSFrames  = prometheus.NewDesc("ctxd_ws_events_sent_total", "Frames written to realtime clients, by protocol (socketio: Engine.IO packets, pings included).", wsLabels, nil)
 	descWSDropped = prometheus.NewDesc("ctxd_ws_frames_dropped_total", "Frames the WebSocket library dropped for /v1/watch clients (always 0 unless there is a bug).", wsLabels, nil)
+	descWSLimited = prometheus.NewDesc("ctxd_ws_rate_limited_messages_total", "Client messages refused with 'rate_limited' (not applied) because the client sent more than websocket.rate_limit, by protocol (socketio: Socket.IO packets).", wsLabels, nil)
+	descWSFlooded = prometheus.NewDesc("ctxd_ws_rate_limited_clients_total", "Realtime clients disconnected (1008, rate_limited) for sending past their rate limit, by protocol.", wsLabels, nil)
+	descWSRevoked = prometheus.NewDesc("ctxd_ws_revoked_clients_total", "Realtime clients disconnected (1008, token_revoked) because a reload of the tokens file revoked their token, by protocol.", wsLabels, nil)
 )
 
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	describe(ch, descWSClients, descWSBehind, descWSLagged, descWSFrames, descWSDropped)
+	describe(ch, descWSClients, descWSBehind, descWSLagged, descWSFrames, descWSDropped, descWSLimited, descWSFlooded, descWSRevoked)
 }
 
 func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
@@ -175,10 +178,16 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	send(descWSLagged, prometheus.CounterValue, float64(st.Lagged), protocolWatch)
 	send(descWSFrames, prometheus.CounterValue, float64(st.Frames), protocolWatch)
 	send(descWSDropped, prometheus.CounterValue, float64(st.BufferFull), protocolWatch)
+	send(descWSLimited, prometheus.CounterValue, float64(st.RateLimited), protocolWatch)
+	send(descWSFlooded, prometheus.CounterValue, float64(st.RateLimitClosed), protocolWatch)
+	send(descWSRevoked, prometheus.CounterValue, float64(st.Revoked), protocolWatch)
 	if c.sio != nil {
 		send(descWSClients, prometheus.GaugeValue, float64(c.sio.Clients()), protocolSocketIO)
 		send(descWSLagged, prometheus.CounterValue, float64(c.sio.Lagged()), protocolSocketIO)
 		send(descWSFrames, prometheus.CounterValue, float64(c.sio.Sent()), protocolSocketIO)
+		send(descWSLimited, prometheus.CounterValue, float64(c.sio.RateLimited()), protocolSocketIO)
+		send(descWSFlooded, prometheus.CounterValue, float64(c.sio.RateLimitClosed()), protocolSocketIO)
+		send(descWSRevoked, prometheus.CounterValue, float64(c.sio.Revoked()), protocolSocketIO)
 	}
 }
 

@@ -118,6 +118,11 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 
 	hub := realtime.New(st, realtimeOptions(cfg.WebSocket), log.With().Str("component", "realtime").Logger()) // watch.go
 	sio := socketio.New(st, socketioOptions(cfg.WebSocket, hub, access), log.With().Str("component", "socketio").Logger())
+	if access != nil {
+		// A reload (SIGHUP) that revokes tokens closes the realtime
+		// connections opened with them (1008, token_revoked).
+		access.OnRevoke(func() { hub.CloseRevoked(); sio.CloseRevoked() })
+	}
 	api := httpapi.New(st, httpapi.Config{
 		Version: o.version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, OnDump: notifyDumped(hub, sio),
 		Clients:         func() int { return hub.Clients() + sio.Clients() },

@@ -17,11 +17,15 @@ func realtimeOptions(c configs.WebSocket) realtime.Options {
 		AllowedOrigins:  c.AllowedOrigins,
 		MaxClients:      c.MaxClients,
 		MaxLag:          c.MaxLag,
+		RateLimit:       c.RateLimit,
+		RateBurst:       c.RateBurst,
+		MaxRefused:      c.RateLimitMaxRefused,
 	}
 }
 
 // socketioOptions maps the websocket.* settings to the Socket.IO door's:
-// the same origins, limits and lag; Engine.IO's pings at ping_interval.
+// the same origins, limits, lag and rate limit; Engine.IO's pings at
+// ping_interval.
 func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Authorizer) socketio.Options {
 	return socketio.Options{
 		PingInterval:  c.PingInterval,
@@ -33,6 +37,9 @@ func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Author
 		OriginAllowed: hub.OriginAllowed,
 		OtherClients:  hub.Clients,
 		Access:        access,
+		RateLimit:     c.RateLimit,
+		RateBurst:     c.RateBurst,
+		MaxRefused:    c.RateLimitMaxRefused,
 	}
 }
 

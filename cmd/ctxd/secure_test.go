@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -197,6 +198,79 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 
 	srv.Signal(syscall.SIGTERM)
 	assert.Equal(t, 0, srv.Wait(20*time.Second), srv.Stderr.String())
+}
+
+// SIGHUP with a tokens file that no longer holds a token closes, within
+// the reload, the /v1/watch and Socket.IO connections opened with it:
+// an error naming token_revoked, then close 1008 with reason
+// token_revoked. A connection whose token is still there stays open.
+func TestRevokedTokenClosesRealtimeOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	admin, board := auth.NewSecret(), auth.NewSecret()
+	tokensPath := writeFile(t, filepath.Join(dir, "tokens.yaml"), tokensYAML([3]string{"ops", admin, "admin"}, [3]string{"board", board, "read"}))
+	srv := startServer(t, filepath.Join(dir, "data"), "--config",
+		writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokensPath+"\n"))
+	wsBase := "ws" + strings.TrimPrefix(srv.url, "http")
+	hdr := func(secret string) http.Header { return http.Header{"Authorization": {"Bearer " + secret}} }
+	kept := testkit.DialWatch(t, wsBase+"/v1/watch", hdr(admin))
+	kept.Expect("subscribed")
+	watch := testkit.DialWatch(t, wsBase+"/v1/watch?token="+board, nil)
+	watch.Expect("subscribed")
+
+	sio, _, err := websocket.DefaultDialer.Dial(wsBase+"/socket.io/?EIO=4&transport=websocket", nil)
+	require.NoError(t, err)
+	defer sio.Close()
+	read := func() (string, error) {
+		require.NoError(t, sio.SetReadDeadline(time.Now().Add(testkit.Deadline)))
+		_, p, err := sio.ReadMessage()
+		return string(p), err
+	}
+	p, err := read()
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(p, "0{"), "the Engine.IO open packet: %q", p)
+	require.NoError(t, sio.WriteMessage(websocket.TextMessage, []byte(`40{"token":"`+board+`"}`)))
+	p, err = read()
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(p, "40{"), "the Socket.IO CONNECT answer: %q", p)
+	p, err = read()
+	require.NoError(t, err)
+	require.Contains(t, p, "context_snapshot")
+
+	writeFile(t, tokensPath, tokensYAML([3]string{"ops", admin, "admin"}))
+	srv.signal(syscall.SIGHUP)
+
+	m := watch.Expect("error")
+	assert.Equal(t, "token_revoked", m.Code)
+	_, err = watch.NextErr()
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
+	assert.Equal(t, "token_revoked", ce.Text)
+
+	var packets []string
+	for {
+		p, err := read()
+		if err != nil {
+			require.ErrorAs(t, err, &ce, "after %q", packets)
+			break
+		}
+		if p != "2" && !strings.HasPrefix(p, `42["client_stats"`) { // pings, the clients' count
+			packets = append(packets, p)
+		}
+	}
+	require.Len(t, packets, 2, "%q", packets)
+	assert.Contains(t, packets[0], `42["error",`)
+	assert.Contains(t, packets[0], `"code":"token_revoked"`)
+	assert.Equal(t, "41", packets[1], "a Socket.IO DISCONNECT")
+	assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
+	assert.Equal(t, "token_revoked", ce.Text)
+	waitFor(t, "the reload logged", func() bool { return strings.Contains(srv.stderr.String(), `"revoked":1`) })
+
+	kept.SendJSON(map[string]any{"type": "ping", "id": 1})
+	assert.Equal(t, "pong", kept.Expect("pong").Type, "an unchanged token goes on")
+	srv.signal(syscall.SIGTERM)
+	assert.Equal(t, 0, srv.wait(20*time.Second), srv.stderr.String())
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

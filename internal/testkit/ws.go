@@ -33,6 +33,7 @@ type Frame struct {
 	FromRev           *uint64 `json:"from_rev"`
 	CompactedRevision uint64  `json:"compacted_revision"`
 	CurrentVersion    *uint64 `json:"current_version"`
+	RetryAfterMS      int64   `json:"retry_after_ms"`
 
 	ClientID         string              `json:"client_id"`
 	ClientType       string              `json:"client_type"`

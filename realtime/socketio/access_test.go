@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -59,4 +60,51 @@ func TestAccessControl(t *testing.T) {
 	_, err = srv.Backend().Put(context.Background(), "team", "app.b", json.RawMessage(`5`), nil, "t")
 	require.NoError(t, err)
 	assert.Equal(t, "app.b", c.waitEvent("context_updated").Data["key"], "the change to secret is not seen")
+}
+
+// A reload of the tokens file (what SIGHUP does) that revokes a token
+// disconnects the clients connected with it, on either transport: an
+// error event of code token_revoked, a Socket.IO DISCONNECT, then close
+// 1008 with reason token_revoked on a WebSocket (an Engine.IO close packet
+// when polling). A client whose token is unchanged stays connected.
+func TestRevokedTokenDisconnects(t *testing.T) {
+	admin, reader := auth.NewSecret(), auth.NewSecret()
+	entry := func(name, secret, roles string) string {
+		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n    roles: [" + roles + "]\n"
+	}
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("ops", admin, "admin")+entry("board", reader, "read")), 0o600))
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, tokens
+	}))
+
+	keep := dial(t, srv, sioOpts{websocket: true})
+	connected(t, keep, map[string]any{"token": admin})
+	ws := dial(t, srv, sioOpts{websocket: true})
+	connected(t, ws, map[string]any{"token": reader})
+	poll := dial(t, srv, sioOpts{})
+	connected(t, poll, map[string]any{"token": reader})
+
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("ops", admin, "admin")), 0o600))
+	_, revoked, err := srv.Server().Access().Reload()
+	require.NoError(t, err)
+	require.Equal(t, 1, revoked)
+
+	for name, c := range map[string]*sio{"websocket": ws, "polling": poll} {
+		e := c.waitEvent("error")
+		assert.Equal(t, "token_revoked", e.Data["code"], name)
+		assert.Contains(t, e.Data["message"], "revoked", name)
+		assert.Equal(t, "1", c.next(), "%s: a Socket.IO DISCONNECT", name)
+	}
+	ce := ws.closeError()
+	assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
+	assert.Equal(t, "token_revoked", ce.Text)
+	<-poll.pollDone
+	poll.mu.Lock()
+	assert.True(t, poll.ended, "the polling client got the Engine.IO close packet")
+	poll.mu.Unlock()
+	assert.Equal(t, uint64(2), srv.Server().SocketIO().Revoked())
+
+	put(t, srv, "after", `1`)
+	assert.Equal(t, "after", keep.waitEvent("context_updated").Data["key"], "an unchanged token goes on")
 }

@@ -10,9 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/internal/jsontext"
+	"github.com/framework0/ctxd/internal/msglimit"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -78,19 +81,18 @@ type errorPayload struct {
 	FromRev           *uint64 `json:"from_rev,omitempty"`
 	CompactedRevision uint64  `json:"compacted_revision,omitempty"`
 	CurrentVersion    *uint64 `json:"current_version,omitempty"`
+	RetryAfterMS      int64   `json:"retry_after_ms,omitempty"`
 }
 
 func (c *conn) sendError(code, msg string) {
 	c.send(event(ctxd.TypeError, errorPayload{Message: msg, Code: code}))
 }
 
-// handleMessage handles one Socket.IO packet from the client.
-func (s *Server) handleMessage(c *conn, p string) {
-	if p == "" {
-		return
-	}
+// parsePacket splits a Socket.IO packet (not empty) into its type, its
+// namespace ("/" when not given), its ack id ("" when none) and its data.
+func parsePacket(p string) (typ byte, nsp, ack, data string) {
 	typ, rest := p[0], p[1:]
-	nsp := "/"
+	nsp = "/"
 	if strings.HasPrefix(rest, "/") {
 		i := strings.IndexByte(rest, ',')
 		if i < 0 {
@@ -103,7 +105,60 @@ func (s *Server) handleMessage(c *conn, p string) {
 	for ackEnd < len(rest) && rest[ackEnd] >= '0' && rest[ackEnd] <= '9' {
 		ackEnd++
 	}
-	ack, data := rest[:ackEnd], rest[ackEnd:]
+	return typ, nsp, rest[:ackEnd], rest[ackEnd:]
+}
+
+// admit applies the session's rate limit to a Socket.IO packet the client
+// sent, before anything else is done with it. A packet past the limit is
+// not applied: the client gets an error event of code rate_limited with
+// retry_after_ms (and the same as the ack, when the event asked for one),
+// and its next packet is read only after that wait.
+// One from a client that kept sending past it ends the session: that
+// error, a DISCONNECT, then close 1008 (rate_limited) on a WebSocket. It
+// returns the verdict: handle the packet only when it is Accept.
+func (s *Server) admit(c *conn, p string) msglimit.Verdict {
+	v, wait := c.limit.Take(time.Now())
+	if v == msglimit.Accept {
+		return v
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed { // what it sends while it is being closed does not count
+		return msglimit.Disconnect
+	}
+	s.rateLimited.Add(1)
+	e := errorPayload{Code: ctxd.CodeRateLimited, RetryAfterMS: msglimit.RetryAfterMillis(wait)}
+	if v == msglimit.Disconnect {
+		e.Message = c.limit.DisconnectMessage()
+		if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeRateLimited, event(ctxd.TypeError, e), sioDisconnect) {
+			s.rateLimitClosed.Add(1)
+			s.log.Warn().Str("sid", c.sid).Str("remote", c.remote).Msg("Socket.IO client disconnected: it kept sending past its rate limit")
+		}
+		return v
+	}
+	e.Message = c.limit.RefusedMessage(wait)
+	out := []string{event(ctxd.TypeError, e)}
+	if p != "" {
+		if typ, _, ack, _ := parsePacket(p); typ == '2' && ack != "" {
+			b, _ := json.Marshal([]any{e})
+			out = append(out, sioAck+ack+string(b))
+		}
+	}
+	c.send(out...)
+	// This runs in the transport's reader (the WebSocket's, or the
+	// polling POST's handler): the next packet is read once the bucket
+	// holds one again.
+	time.Sleep(msglimit.Pause(wait))
+	return v
+}
+
+// handleMessage handles one Socket.IO packet from the client.
+func (s *Server) handleMessage(c *conn, p string) {
+	if p == "" {
+		return
+	}
+	typ, nsp, ack, data := parsePacket(p)
 	if nsp != "/" {
 		if typ == '0' {
 			b, _ := json.Marshal(map[string]string{"message": "Invalid namespace: ctxd serves the main namespace \"/\" (choose ctxd namespaces with the ns option)"})
@@ -272,6 +327,10 @@ func (s *Server) connect(c *conn, data string) {
 	c.send(append([]string{sioConnect + `{"sid":"` + cl.id + `"}`}, first...)...)
 	pos := cl.pos
 	go cl.feed()
+	if cl.token.Revoked() { // revoked by a reload that did not see cl
+		cl.revoke()
+		return
+	}
 	s.broadcastStats()
 	s.log.Debug().Str("client_id", cl.id).Str("remote", c.remote).Str("ns", cl.ns).Uint64("from_rev", pos).Msg("Socket.IO client connected")
 }
@@ -466,6 +525,19 @@ func (cl *client) lagged(rev uint64) {
 		Message: "this client fell more than websocket.max_lag (" + strconv.FormatUint(s.opts.MaxLag, 10) +
 			") revisions behind: reconnect with from_rev=" + strconv.FormatUint(from, 10) + " to resume without a gap"}), sioDisconnect)
 	c.close("lagged")
+}
+
+// revoke disconnects a client whose token was revoked: an error event of
+// code token_revoked, a DISCONNECT, then close 1008 on a WebSocket.
+// Changes it may no longer read were not queued (matches).
+func (cl *client) revoke() {
+	s, c := cl.c.srv, cl.c
+	last := []string{event(ctxd.TypeError, errorPayload{Code: ctxd.CodeTokenRevoked,
+		Message: "token " + strconv.Quote(cl.token.Name) + " was revoked by a reload of the tokens file: reconnect with a valid token"}), sioDisconnect}
+	if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked, last...) {
+		s.revoked.Add(1)
+		s.log.Info().Str("client_id", cl.id).Str("remote", c.remote).Str("token", cl.token.Name).Msg("Socket.IO client disconnected: its token was revoked")
+	}
 }
 
 // reset follows a restore: the client gets "reset" and a new snapshot,

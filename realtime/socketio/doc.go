@@ -11,4 +11,10 @@
 // from_rev to resume from, and is disconnected. Phase 1 runs one goroutine
 // per client reading the log (the hub shares one read and a ring between
 // its sessions); see README.md "Framework0 clients".
+//
+// As on /v1/watch, every Socket.IO packet a session sends goes through its
+// rate limit first (Options.RateLimit: refused with "rate_limited", the
+// session's next packet read only after the wait it was told; closed with
+// 1008 when it keeps sending past it), and a client whose token a reload
+// revoked is disconnected ([Server.CloseRevoked]).
 package socketio

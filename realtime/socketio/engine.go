@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/framework0/ctxd/internal/msglimit"
 )
 
 // Engine.IO v4 packet types (the first character of a packet).
@@ -38,6 +40,7 @@ type conn struct {
 	remote string
 	query  map[string][]string // the handshake request's query
 	secret string              // the token of the handshake request (header or ?token=)
+	limit  *msglimit.Limiter   // the rate limit of its Socket.IO packets (nil: none)
 
 	mu      sync.Mutex
 	queue   []string
@@ -46,6 +49,10 @@ type conn struct {
 	ws      *websocket.Conn // set when the WebSocket transport took over
 	closed  bool
 	cl      *client // set by the Socket.IO CONNECT
+	// closeCode and closeText, when closeCode is not 0, are the WebSocket
+	// close frame's (closeWith); else 1001 (going away).
+	closeCode int
+	closeText string
 
 	wake  chan struct{} // cap 1: the queue grew, or the transport or state changed
 	space chan struct{} // cap 1: the writer took packets from the queue
@@ -87,14 +94,24 @@ func (c *conn) queued() int {
 }
 
 // close ends the session: what is queued still goes out, followed by an
-// Engine.IO close packet (polling) or a close frame (WebSocket).
-func (c *conn) close(reason string) {
+// Engine.IO close packet (polling) or a close frame (WebSocket, 1001).
+func (c *conn) close(reason string) { c.closeWith(0, reason) }
+
+// closeWith ends the session as close does, after the packets last,
+// queued in the same step (so that nothing is queued after them). A code
+// other than 0 is the WebSocket close frame's, with reason as its text.
+// It reports false, queuing nothing, when the session was closed already.
+func (c *conn) closeWith(code int, reason string, last ...string) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.closed = true
+	c.queue = append(c.queue, last...)
+	if code != 0 {
+		c.closeCode, c.closeText = code, reason
+	}
 	cl := c.cl
 	// A polling client gets what is queued (a lagged error, say) at its
 	// next poll: the session lingers until then, or PingTimeout.
@@ -107,6 +124,7 @@ func (c *conn) close(reason string) {
 		time.AfterFunc(c.srv.opts.PingTimeout, func() { c.srv.forget(c) })
 	}
 	c.srv.log.Debug().Str("sid", c.sid).Str("reason", reason).Msg("Socket.IO client disconnected")
+	return true
 }
 
 // take empties the queue for a writer.
@@ -247,7 +265,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) open(w http.ResponseWriter, r *http.Request, transport string) {
 	c := &conn{
 		srv: s, sid: newSID(), remote: r.RemoteAddr, query: r.URL.Query(), secret: requestSecret(r),
-		wake: make(chan struct{}, 1), space: make(chan struct{}, 1), pong: make(chan struct{}, 1), done: make(chan struct{}),
+		limit: msglimit.New(msglimit.Config{PerSecond: s.opts.RateLimit, Burst: s.opts.RateBurst, MaxRefused: s.opts.MaxRefused}),
+		wake:  make(chan struct{}, 1), space: make(chan struct{}, 1), pong: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	if err := s.add(c); err != nil {
 		w.Header().Set("Retry-After", "5")
@@ -378,7 +397,12 @@ func (c *conn) handlePacket(p string) bool {
 	case pPong:
 		signal(c.pong)
 	case pMessage:
-		c.srv.handleMessage(c, p[1:])
+		switch c.srv.admit(c, p[1:]) {
+		case msglimit.Accept:
+			c.srv.handleMessage(c, p[1:])
+		case msglimit.Disconnect:
+			return false
+		}
 	case pUpgrade, pNoop:
 	default:
 		// b<base64>: a binary message; ctxd's events are JSON.
@@ -495,8 +519,10 @@ func (c *conn) serveWebSocket(ws *websocket.Conn) {
 }
 
 func (c *conn) serveWebSocketTracked(ws *websocket.Conn) {
+	readDone := make(chan struct{})
+	defer close(readDone)
 	c.srv.wg.Add(1)
-	go c.writeLoop(ws)
+	go c.writeLoop(ws, readDone)
 	for {
 		_, msg, err := ws.ReadMessage()
 		if err != nil {
@@ -505,20 +531,38 @@ func (c *conn) serveWebSocketTracked(ws *websocket.Conn) {
 			return
 		}
 		if !c.handlePacket(string(msg)) {
-			return
+			// The session is closed: read and drop what the client still
+			// sends until its answering close frame, for closeLinger at
+			// most (see writeLoop).
+			_ = ws.SetReadDeadline(time.Now().Add(closeLinger))
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					return
+				}
+			}
 		}
 	}
 }
 
+// closeLinger bounds how long a WebSocket stays open after the server's
+// close frame, for the client's answer. Closing the socket while the
+// client's data is still unread (a client flooding, say) would have the
+// kernel reset the connection, and the client might never read the frames
+// that say why it was closed.
+const closeLinger = time.Second
+
 // writeLoop writes queued packets to the WebSocket, one frame each; after
-// the session closes it writes what is left and a close frame.
-func (c *conn) writeLoop(ws *websocket.Conn) {
+// the session closes it writes what is left and a close frame, and closes
+// the socket once the reader has ended (readDone: the client answered the
+// close, or went away) or closeLinger later.
+func (c *conn) writeLoop(ws *websocket.Conn, readDone <-chan struct{}) {
 	defer c.srv.wg.Done()
 	defer ws.Close()
 	for {
 		c.mu.Lock()
 		packets := c.takeLocked()
 		closed := c.closed
+		code, text := c.closeCode, c.closeText
 		c.mu.Unlock()
 		for _, p := range packets {
 			_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
@@ -529,7 +573,17 @@ func (c *conn) writeLoop(ws *websocket.Conn) {
 			c.srv.sent.Add(1)
 		}
 		if closed && len(packets) == 0 {
-			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
+			if code == 0 {
+				code, text = websocket.CloseGoingAway, ""
+			}
+			if ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second)) == nil {
+				linger := time.NewTimer(closeLinger)
+				select {
+				case <-readDone:
+				case <-linger.C:
+				}
+				linger.Stop()
+			}
 			return
 		}
 		if closed {

@@ -36,8 +36,9 @@ type sio struct {
 	ws       *websocket.Conn
 	upgraded bool
 	ended    bool
-	polls    int // polls answered
-	viaWS    int // packets received over the WebSocket
+	polls    int   // polls answered
+	viaWS    int   // packets received over the WebSocket
+	wsErr    error // what ended the WebSocket's reads (a *websocket.CloseError, say)
 
 	pollDone chan struct{} // closed when the polling goroutine ends
 }
@@ -147,6 +148,9 @@ func (c *sio) readWS() {
 	for {
 		_, msg, err := c.ws.ReadMessage()
 		if err != nil {
+			c.mu.Lock()
+			c.wsErr = err
+			c.mu.Unlock()
 			return
 		}
 		c.mu.Lock()
@@ -275,6 +279,22 @@ func (c *sio) waitEvent(name string) event {
 		}
 		require.Equal(c.t, "client_stats", e.Name, "want %s, got %s %s", name, e.Name, e.Raw)
 	}
+}
+
+// closeError waits for the WebSocket transport's reads to end and returns
+// the close frame that ended them.
+func (c *sio) closeError() *websocket.CloseError {
+	c.t.Helper()
+	testkit.Eventually(c.t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.wsErr != nil
+	}, "the WebSocket transport closed")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ce *websocket.CloseError
+	require.ErrorAs(c.t, c.wsErr, &ce)
+	return ce
 }
 
 // close ends the session from the client side and waits for its

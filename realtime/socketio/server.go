@@ -46,6 +46,17 @@ type Options struct {
 	// OtherClients counts the clients of the other door (/v1/watch), for
 	// client_stats and MaxClients.
 	OtherClients func() int
+	// RateLimit is how many Socket.IO packets (events, CONNECT, ...) per
+	// second one session may send, in bursts of up to RateBurst (0:
+	// RateLimit rounded up); Engine.IO pings and pongs are not counted. A
+	// packet past it is not applied and is answered with an error event
+	// of code rate_limited and retry_after_ms; a session with more than
+	// MaxRefused packets refused within 10 s is disconnected (1008,
+	// rate_limited; MaxRefused 0: never). RateLimit 0, the default here,
+	// turns the limit off. See internal/msglimit.
+	RateLimit  float64
+	RateBurst  int
+	MaxRefused int
 }
 
 func (o Options) withDefaults() Options {
@@ -92,10 +103,14 @@ type Server struct {
 	// WebSocket reader and writer), for Close to wait on.
 	wg sync.WaitGroup
 
-	nextID    atomic.Uint64
-	lagged    atomic.Uint64
-	sent      atomic.Uint64 // Engine.IO packets written to clients
-	forgotten chan struct{} // cap 1: a lingering session was dropped
+	nextID  atomic.Uint64
+	lagged  atomic.Uint64
+	revoked atomic.Uint64
+	// rateLimited counts packets refused by the rate limit,
+	// rateLimitClosed the sessions closed for sending past it.
+	rateLimited, rateLimitClosed atomic.Uint64
+	sent                         atomic.Uint64 // Engine.IO packets written to clients
+	forgotten                    chan struct{} // cap 1: a lingering session was dropped
 }
 
 // New returns a Socket.IO server over st.
@@ -170,6 +185,19 @@ func (s *Server) forget(c *conn) {
 	signal(s.forgotten)
 }
 
+// CloseRevoked disconnects every client whose token was revoked by a
+// reload of the tokens file (auth.Authorizer.OnRevoke): an error event of
+// code token_revoked and a Socket.IO DISCONNECT, then the transport closes
+// (WebSocket: close 1008, reason token_revoked). It never blocks on a
+// client.
+func (s *Server) CloseRevoked() {
+	for _, cl := range s.allClients() {
+		if cl.token.Revoked() {
+			cl.revoke()
+		}
+	}
+}
+
 // closeWait bounds how long Close waits for clients to get their last
 // packets (polling clients poll once more) before it cuts connections.
 const closeWait = 2 * time.Second
@@ -183,6 +211,17 @@ func (s *Server) Clients() int {
 
 // Lagged counts the clients disconnected with "lagged".
 func (s *Server) Lagged() uint64 { return s.lagged.Load() }
+
+// Revoked counts the clients disconnected because their token was
+// revoked (CloseRevoked).
+func (s *Server) Revoked() uint64 { return s.revoked.Load() }
+
+// RateLimited counts the packets refused with rate_limited (not applied).
+func (s *Server) RateLimited() uint64 { return s.rateLimited.Load() }
+
+// RateLimitClosed counts the sessions disconnected for sending past their
+// rate limit (Options.MaxRefused).
+func (s *Server) RateLimitClosed() uint64 { return s.rateLimitClosed.Load() }
 
 // Sent counts the Engine.IO packets written to clients: one WebSocket
 // frame each, or one packet of a polling response (pings and noops
