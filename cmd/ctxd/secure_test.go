@@ -211,7 +211,7 @@ func TestRevokedTokenClosesRealtimeOnSIGHUP(t *testing.T) {
 	tokensPath := writeFile(t, filepath.Join(dir, "tokens.yaml"), tokensYAML([3]string{"ops", admin, "admin"}, [3]string{"board", board, "read"}))
 	srv := startServer(t, filepath.Join(dir, "data"), "--config",
 		writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokensPath+"\n"))
-	wsBase := "ws" + strings.TrimPrefix(srv.url, "http")
+	wsBase := "ws" + strings.TrimPrefix(srv.URL, "http")
 	hdr := func(secret string) http.Header { return http.Header{"Authorization": {"Bearer " + secret}} }
 	kept := testkit.DialWatch(t, wsBase+"/v1/watch", hdr(admin))
 	kept.Expect("subscribed")
@@ -238,7 +238,7 @@ func TestRevokedTokenClosesRealtimeOnSIGHUP(t *testing.T) {
 	require.Contains(t, p, "context_snapshot")
 
 	writeFile(t, tokensPath, tokensYAML([3]string{"ops", admin, "admin"}))
-	srv.signal(syscall.SIGHUP)
+	srv.Signal(syscall.SIGHUP)
 
 	m := watch.Expect("error")
 	assert.Equal(t, "token_revoked", m.Code)
@@ -265,12 +265,12 @@ func TestRevokedTokenClosesRealtimeOnSIGHUP(t *testing.T) {
 	assert.Equal(t, "41", packets[1], "a Socket.IO DISCONNECT")
 	assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
 	assert.Equal(t, "token_revoked", ce.Text)
-	waitFor(t, "the reload logged", func() bool { return strings.Contains(srv.stderr.String(), `"revoked":1`) })
+	waitFor(t, "the reload logged", func() bool { return strings.Contains(srv.Stderr.String(), `"revoked":1`) })
 
 	kept.SendJSON(map[string]any{"type": "ping", "id": 1})
 	assert.Equal(t, "pong", kept.Expect("pong").Type, "an unchanged token goes on")
-	srv.signal(syscall.SIGTERM)
-	assert.Equal(t, 0, srv.wait(20*time.Second), srv.stderr.String())
+	srv.Signal(syscall.SIGTERM)
+	assert.Equal(t, 0, srv.Wait(20*time.Second), srv.Stderr.String())
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
