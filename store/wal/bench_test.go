@@ -17,9 +17,9 @@ import (
 func BenchmarkAppend(b *testing.B) {
 	for _, zeroFill := range []bool{false, true} {
 		for _, n := range []int{1, 32} {
-			name := fmt.Sprintf("%dx256B", n)
+			name := fmt.Sprintf("%dx256B/fallocate", n)
 			if zeroFill {
-				name += "/zerofill"
+				name = fmt.Sprintf("%dx256B/zerofill", n)
 			}
 			b.Run(name, func(b *testing.B) {
 				l := openLog(b, b.TempDir(), wal.Options{ZeroFill: zeroFill})

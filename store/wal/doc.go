@@ -34,7 +34,8 @@
 // multiple of 8 bytes; integers are little-endian.
 //
 //	offset  size  field
-//	0       4     CRC-32C (Castagnoli) of bytes 4..24 and the payload
+//	0       4     CRC-32C (Castagnoli) of the segment's first sequence
+//	              number (8 bytes), bytes 4..24 and the payload
 //	4       4     payload length
 //	8       8     sequence number
 //	16      4     group offset: sequence number minus that of the first
@@ -44,7 +45,9 @@
 //	24      n     payload, then zeros up to a multiple of 8
 //
 // The records of a segment end at an all-zero header, or where fewer than
-// 24 bytes are left.
+// 24 bytes are left. The segment's first sequence number in the checksum
+// ties a record to its segment: whatever a file held before it became this
+// segment (were segment files ever reused) never verifies in it.
 //
 // # Recovery
 //

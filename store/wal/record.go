@@ -27,9 +27,9 @@ func recordSize(n int) int64 {
 }
 
 // appendRecord appends the record of payload, with sequence number seq,
-// to buf. groupOff is seq minus the sequence number of the first record of
-// the same Append.
-func appendRecord(buf []byte, seq uint64, groupOff uint32, payload []byte) []byte {
+// to buf, for the segment whose first record is segFirst. groupOff is seq
+// minus the sequence number of the first record of the same Append.
+func appendRecord(buf []byte, segFirst, seq uint64, groupOff uint32, payload []byte) []byte {
 	start := len(buf)
 	size := int(recordSize(len(payload)))
 	buf = slices.Grow(buf, size)[:start+size]
@@ -41,13 +41,18 @@ func appendRecord(buf []byte, seq uint64, groupOff uint32, payload []byte) []byt
 	rec[21], rec[22], rec[23] = 0, 0, 0
 	copy(rec[headerSize:], payload)
 	clear(rec[headerSize+len(payload):])
-	binary.LittleEndian.PutUint32(rec[0:], checksum(rec[:headerSize], payload))
+	binary.LittleEndian.PutUint32(rec[0:], checksum(segFirst, rec[:headerSize], payload))
 	return buf
 }
 
-// checksum is the CRC-32C of header bytes 4 to 24 and the payload.
-func checksum(hdr, payload []byte) uint32 {
-	return crc32.Update(crc32.Checksum(hdr[4:headerSize], castagnoli), castagnoli, payload)
+// checksum is the CRC-32C of the segment's first sequence number
+// segFirst (8 bytes, little-endian), header bytes 4 to 24 and the payload.
+// segFirst ties a record to its segment: bytes that a file held before it
+// became this segment never verify.
+func checksum(segFirst uint64, hdr, payload []byte) uint32 {
+	crc := crc32.Update(0, castagnoli, binary.LittleEndian.AppendUint64(make([]byte, 0, 8), segFirst))
+	crc = crc32.Update(crc, castagnoli, hdr[4:headerSize])
+	return crc32.Update(crc, castagnoli, payload)
 }
 
 // header is a decoded record header.

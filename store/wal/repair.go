@@ -20,7 +20,8 @@ import (
 // *CorruptError, never cut. Otherwise every non-zero block is overwritten
 // with zeros, so that a shorter record appended at tail can never be
 // followed by an older record that verifies.
-func repairTail(f *os.File, path string, size, tail int64, next uint64, e end, reason string) (int64, error) {
+func repairTail(f *os.File, sg segment, size, tail int64, next uint64, e end, reason string) (int64, error) {
+	path := sg.path
 	const block = 64 << 10
 	buf := make([]byte, block+headerSize)
 	zeros := make([]byte, len(buf))
@@ -38,7 +39,7 @@ func repairTail(f *os.File, path string, size, tail int64, next uint64, e end, r
 			dirty = append(dirty, off)
 		}
 		for p := 0; p < own && p+headerSize <= n; p += align {
-			at, err := laterRecord(f, data[p:p+headerSize], off+int64(p), size, next)
+			at, err := laterRecord(f, sg.first, data[p:p+headerSize], off+int64(p), size, next)
 			if err != nil {
 				return 0, err
 			}
@@ -65,10 +66,11 @@ func repairTail(f *os.File, path string, size, tail int64, next uint64, e end, r
 	return zeroed, nil
 }
 
-// laterRecord reports whether hdr, read at offset at of a segment of size
-// bytes, starts a record that verifies and that was written by an Append
-// that started after record next.
-func laterRecord(f *os.File, hdr []byte, at, size int64, next uint64) (bool, error) {
+// laterRecord reports whether hdr, read at offset at of the segment whose
+// first record is segFirst and whose size is size, starts a record that
+// verifies and that was written by an Append that started after record
+// next.
+func laterRecord(f *os.File, segFirst uint64, hdr []byte, at, size int64, next uint64) (bool, error) {
 	h := parseHeader(hdr)
 	if h.kind != kindData || h.reserved != [3]byte{} || uint64(h.groupOff) >= h.seq ||
 		h.groupStart() <= next || int64(h.length) > size-at-headerSize {
@@ -78,5 +80,5 @@ func laterRecord(f *os.File, hdr []byte, at, size int64, next uint64) (bool, err
 	if _, err := f.ReadAt(payload, at+headerSize); err != nil {
 		return false, fmt.Errorf("wal: read %s at offset %d: %w", f.Name(), at, err)
 	}
-	return checksum(hdr, payload) == h.crc, nil
+	return checksum(segFirst, hdr, payload) == h.crc, nil
 }

@@ -20,13 +20,14 @@ const (
 // scanner reads one segment's records in order from its start, verifying
 // each.
 type scanner struct {
-	path string
-	r    *bufio.Reader
-	size int64  // the segment's size
-	off  int64  // offset of the next record
-	next uint64 // sequence number the next record must have
-	hdr  [headerSize]byte
-	buf  []byte
+	path  string
+	first uint64 // the segment's first record
+	r     *bufio.Reader
+	size  int64  // the segment's size
+	off   int64  // offset of the next record
+	next  uint64 // sequence number the next record must have
+	hdr   [headerSize]byte
+	buf   []byte
 	// reason says what was wrong with the record at off when scan
 	// returned endBad.
 	reason string
@@ -34,10 +35,11 @@ type scanner struct {
 
 func newScanner(f *os.File, path string, size int64, first uint64) *scanner {
 	return &scanner{
-		path: path,
-		r:    bufio.NewReaderSize(io.NewSectionReader(f, 0, size), int(min(size, 1<<20))),
-		size: size,
-		next: first,
+		path:  path,
+		first: first,
+		r:     bufio.NewReaderSize(io.NewSectionReader(f, 0, size), int(min(size, 1<<20))),
+		size:  size,
+		next:  first,
 	}
 }
 
@@ -72,7 +74,7 @@ func (s *scanner) scan() ([]byte, end, error) {
 		return nil, endNone, fmt.Errorf("wal: read %s at offset %d: %w", s.path, s.off, err)
 	}
 	payload := buf[:h.length]
-	if checksum(s.hdr[:], payload) != h.crc {
+	if checksum(s.first, s.hdr[:], payload) != h.crc {
 		s.reason = fmt.Sprintf("checksum mismatch (record %d expected here, length %d)", s.next, h.length)
 		return nil, endBad, nil
 	}

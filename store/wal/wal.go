@@ -117,10 +117,11 @@ type segment struct {
 
 // current is the segment being appended to.
 type current struct {
-	f    *os.File
-	path string
-	size int64
-	off  int64 // where the next record goes
+	f     *os.File
+	path  string
+	first uint64 // the segment's first record
+	size  int64
+	off   int64 // where the next record goes
 }
 
 type spareResult struct {
@@ -335,7 +336,7 @@ func (l *Log) recoverLast(f *os.File, sg segment, size int64, e end, sc *scanner
 	if e == endBad {
 		l.recovery.CutFile, l.recovery.CutOffset, l.recovery.CutReason = sg.path, sc.off, sc.reason
 	}
-	zeroed, err := repairTail(f, sg.path, size, sc.off, sc.next, e, sc.reason)
+	zeroed, err := repairTail(f, sg, size, sc.off, sc.next, e, sc.reason)
 	if err != nil {
 		return err
 	}
@@ -353,7 +354,7 @@ func (l *Log) recoverLast(f *os.File, sg segment, size int64, e end, sc *scanner
 			return fmt.Errorf("wal: fdatasync %s: %w", sg.path, err)
 		}
 	}
-	l.cur = current{f: f, path: sg.path, size: size, off: sc.off}
+	l.cur = current{f: f, path: sg.path, first: sg.first, size: size, off: sc.off}
 	l.last.Store(sc.next - 1)
 	return nil
 }
@@ -446,7 +447,7 @@ func (l *Log) Append(recs ...[]byte) (uint64, error) {
 			}
 			buf, start = buf[:0], 0
 		}
-		buf = appendRecord(buf, seq, uint32(seq-first), r)
+		buf = appendRecord(buf, l.cur.first, seq, uint32(seq-first), r)
 	}
 	err := l.write(buf, start, first+uint64(len(recs))-1)
 	if cap(buf) <= 4<<20 {
@@ -505,7 +506,7 @@ func (l *Log) rotate(seq uint64, partial bool) error {
 		return l.fail(err)
 	}
 	old := l.cur
-	l.cur = current{f: r.f, path: path, size: l.opts.SegmentSize}
+	l.cur = current{f: r.f, path: path, first: seq, size: l.opts.SegmentSize}
 	l.mu.Lock()
 	l.segs = append(l.segs, segment{first: seq, path: path})
 	l.mu.Unlock()
