@@ -11,18 +11,21 @@ import (
 )
 
 // BenchmarkAppend appends groups of 256-byte records, each Append one
-// fdatasync, into 64 MiB segments (rotation included): one record per
-// Append is a lone write's cost, 32 is what the store's writer does under
-// load. zerofill preallocates by writing zeros instead of fallocate.
+// fdatasync: one record per Append is a lone write's cost, 32 is what the
+// store's writer does under load. zerofill is the default preparation of
+// segments (fallocate, then zeros written over), fallocate is
+// Options.FallocateOnly. Segments are 4 MiB, so that a run of 2,000 appends of
+// 32 records rotates twice and pays for preparing the next segment in the
+// background (the cost per byte is the same as with 64 MiB segments).
 func BenchmarkAppend(b *testing.B) {
-	for _, zeroFill := range []bool{false, true} {
+	for _, fallocOnly := range []bool{true, false} {
 		for _, n := range []int{1, 32} {
 			name := fmt.Sprintf("%dx256B/fallocate", n)
-			if zeroFill {
+			if !fallocOnly {
 				name = fmt.Sprintf("%dx256B/zerofill", n)
 			}
 			b.Run(name, func(b *testing.B) {
-				l := openLog(b, b.TempDir(), wal.Options{ZeroFill: zeroFill})
+				l := openLog(b, b.TempDir(), wal.Options{SegmentSize: 4 << 20, FallocateOnly: fallocOnly})
 				recs := make([][]byte, n)
 				for i := range recs {
 					recs[i] = bytes.Repeat([]byte{'v'}, 256)

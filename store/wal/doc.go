@@ -17,16 +17,19 @@
 // The log is a folder of segment files, each named by the sequence number
 // of its first record in 20 decimal digits (00000000000000000001.wal), so
 // that names sort in order. A segment is preallocated to
-// Options.SegmentSize (64 MiB by default) with fallocate, or by writing
-// zeros where fallocate is not available, and fsynced, and the folder
+// Options.SegmentSize (64 MiB by default), and fsynced, and the folder
 // fsynced, before any record goes in: an fdatasync after an append then
 // never commits a change of the file's size. The next segment is prepared
-// the same way in the background, under the name spare.tmp, once the
-// current segment is half full; when a group does not fit in the rest of the
-// current segment, the records that fit are written and fdatasynced, the
-// spare is renamed after the next record and the folder fsynced, and the
-// rest goes there. A record never spans two segments, and a segment is
-// never written before the one before it is durable.
+// in the background, under the name spare.tmp, once the current one is
+// half full: its blocks are reserved with fallocate and then written with
+// zeros, so that appends only overwrite written blocks and an fdatasync
+// commits no block conversion either (Options.FallocateOnly skips the
+// zeros; DESIGN.md has the numbers). The first segment of a new log, made
+// while Open waits, is only fallocated. When a group does not fit in the
+// rest of the current segment, the records that fit are written and
+// fdatasynced, the spare is renamed after the next record and the folder
+// fsynced, and the rest goes there. A record never spans two segments, and
+// a segment is never written before the one before it is durable.
 //
 // # Record format
 //

@@ -459,10 +459,10 @@ func TestStaleRecordAfterCutIsNeverReplayed(t *testing.T) {
 }
 
 func TestRotationAndRelease(t *testing.T) {
-	for _, zeroFill := range []bool{false, true} {
-		t.Run(fmt.Sprintf("zerofill=%v", zeroFill), func(t *testing.T) {
+	for _, fallocOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fallocateonly=%v", fallocOnly), func(t *testing.T) {
 			dir := t.TempDir()
-			opts := wal.Options{SegmentSize: small, ZeroFill: zeroFill}
+			opts := wal.Options{SegmentSize: small, FallocateOnly: fallocOnly}
 			l := openLog(t, dir, opts)
 			appendEach(t, l, 1, 20)
 			var group [][]byte
