@@ -380,6 +380,14 @@ func TestDamageOutsideTheTailIsAnError(t *testing.T) {
 		assert.Contains(t, ce.Reason, "starts at record 29")
 		assert.Contains(t, ce.Reason, segName(1)+" ends after record 14")
 	})
+	t.Run("overlapping segments", func(t *testing.T) {
+		dir := copyDir(t, src)
+		require.NoError(t, os.Rename(filepath.Join(dir, segName(29)), filepath.Join(dir, segName(27))))
+		ce := corruptOpen(t, dir)
+		assert.Equal(t, filepath.Join(dir, segName(27)), ce.File)
+		assert.Contains(t, ce.Reason, "starts at record 27")
+		assert.Contains(t, ce.Reason, segName(15)+" ends after record 28")
+	})
 	t.Run("acknowledged record in the last segment", func(t *testing.T) {
 		// Records 29..33 were each acknowledged: damage to 31 is not a
 		// torn tail, since 32 and 33 were written by later appends.
