@@ -101,6 +101,9 @@ type Log struct {
 	failed error            // sticky: set by a failed write or fdatasync
 	spare  chan spareResult // the next segment being prepared; nil when none is
 
+	// relMu serialises ReleaseBefore, so that segments are always
+	// deleted oldest first.
+	relMu sync.Mutex
 	// mu guards segs and closed (which is set holding wmu too).
 	mu     sync.Mutex
 	segs   []segment
@@ -527,6 +530,8 @@ func (l *Log) rotate(seq uint64, partial bool) error {
 // fsyncs the folder. It never deletes the segment being appended to, so
 // records below seq may remain. seq may be at most LastSeq()+1.
 func (l *Log) ReleaseBefore(seq uint64) error {
+	l.relMu.Lock()
+	defer l.relMu.Unlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -546,10 +551,14 @@ func (l *Log) ReleaseBefore(seq uint64) error {
 	if n == 0 {
 		return nil
 	}
-	for _, sg := range gone {
+	for i, sg := range gone {
 		if err := os.Remove(sg.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			// The files left are older than every segment kept: the next
-			// Open reads them as the start of the log.
+			// Keep the segments left in the list, so that the next
+			// release deletes them first: a gap on disk would make the
+			// next Open refuse the log.
+			l.mu.Lock()
+			l.segs = append(slices.Clone(gone[i:]), l.segs...)
+			l.mu.Unlock()
 			return fmt.Errorf("wal: release %s: %w", filepath.Base(sg.path), err)
 		}
 	}

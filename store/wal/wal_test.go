@@ -614,3 +614,40 @@ func leUint64(b []byte) uint64 {
 	}
 	return v
 }
+
+// TestReleaseFailureKeepsOldestFirst: a segment that cannot be deleted
+// stays the start of the log, and the next release deletes it first, so
+// that no gap is ever left on disk.
+func TestReleaseFailureKeepsOldestFirst(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, wal.Options{SegmentSize: small})
+	appendEach(t, l, 1, 40) // segments 1, 15, 29
+	// Make the oldest segment undeletable: a folder that is not empty
+	// (a file the log had open stays readable through its handle).
+	first := filepath.Join(dir, segName(1))
+	require.NoError(t, os.Remove(first))
+	require.NoError(t, os.MkdirAll(filepath.Join(first, "x"), 0o700))
+
+	err := l.ReleaseBefore(30)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), segName(1))
+	assert.Equal(t, uint64(1), l.FirstSeq(), "the segment that was not deleted is still the start")
+	assert.Equal(t, []string{segName(1), segName(15), segName(29)}, testNamesWal(t, dir))
+
+	require.NoError(t, os.RemoveAll(first))
+	require.NoError(t, l.ReleaseBefore(30))
+	assert.Equal(t, uint64(29), l.FirstSeq())
+	assert.Equal(t, []string{segName(29)}, testNamesWal(t, dir))
+}
+
+// testNamesWal lists the names of dir ending in .wal, folders included.
+func testNamesWal(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, name := range testNames(t, dir) {
+		if strings.HasSuffix(name, ".wal") {
+			out = append(out, name)
+		}
+	}
+	return out
+}
