@@ -98,8 +98,11 @@ type Log struct {
 	wmu    sync.Mutex
 	cur    current
 	buf    []byte
-	failed error            // sticky: set by a failed write or fdatasync
-	spare  chan spareResult // the next segment being prepared; nil when none is
+	failed error // sticky: set by a failed write or fdatasync
+	// syncData is fdatasync; the power-cut test replaces it with a no-op
+	// to prove that it catches a log that does not sync.
+	syncData func(*os.File) error
+	spare    chan spareResult // the next segment being prepared; nil when none is
 
 	// relMu serialises ReleaseBefore, so that segments are always
 	// deleted oldest first.
@@ -175,7 +178,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := makeDir(dir); err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, opts: opts}
+	l := &Log{dir: dir, opts: opts, syncData: fdatasync}
 	if err := os.Remove(l.sparePath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("wal: remove the unused spare segment: %w", err)
 	}
@@ -476,7 +479,7 @@ func (l *Log) write(buf []byte, off int64, last uint64) error {
 	if _, err := l.cur.f.WriteAt(buf, off); err != nil {
 		return l.fail(err)
 	}
-	if err := fdatasync(l.cur.f); err != nil {
+	if err := l.syncData(l.cur.f); err != nil {
 		return l.fail(fmt.Errorf("fdatasync %s: %w", l.cur.path, err))
 	}
 	l.cur.off = off + int64(len(buf))
