@@ -36,7 +36,7 @@ type Options struct {
 	// FallocateOnly prepares segments with fallocate(2) alone, without
 	// then writing zeros over them: half the disk writes, but on ext4 an
 	// fdatasync after writing into never-written blocks also commits
-	// their conversion, which made appends of 32 records 1.6x slower here
+	// their conversion, which made appends of 32 records 1.4x slower here
 	// (see DESIGN.md). Where fallocate is not available, zeros are
 	// written anyway.
 	FallocateOnly bool
