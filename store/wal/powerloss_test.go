@@ -28,7 +28,7 @@ func powerRecord(seq uint64) string {
 // Open found afterwards.
 type powerRun struct {
 	acked    []uint64 // records whose Append returned nil
-	released uint64   // the highest ReleaseBefore that returned nil
+	released uint64   // the highest ReleaseBefore called (even if it failed)
 	done     bool     // the workload finished (the cut came later)
 
 	recovery Recovery // of the survivors
@@ -64,10 +64,15 @@ func powerWorkload(dir string, noSync bool) powerRun {
 			run.acked = append(run.acked, seq)
 		}
 		if i%4 == 3 && last > 10 {
+			// Once asked, the records below are not needed any more,
+			// and may be gone even if the call fails (seen: the spare
+			// being prepared meanwhile fsynced the folder, making the
+			// unlink durable, and then the power went out before the
+			// release's own folder fsync).
+			run.released = last - 10
 			if err := l.ReleaseBefore(last - 10); err != nil {
 				return run
 			}
-			run.released = last - 10
 		}
 	}
 	run.done = l.Close() == nil

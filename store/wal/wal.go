@@ -531,7 +531,9 @@ func (l *Log) rotate(seq uint64, partial bool) error {
 // ReleaseBefore deletes the segments whose records all have sequence
 // numbers below seq (the owner has them elsewhere now), oldest first, then
 // fsyncs the folder. It never deletes the segment being appended to, so
-// records below seq may remain. seq may be at most LastSeq()+1.
+// records below seq may remain. seq may be at most LastSeq()+1. When it
+// returns an error, some of those segments may be gone all the same: call
+// it only for records that are safe elsewhere.
 func (l *Log) ReleaseBefore(seq uint64) error {
 	l.relMu.Lock()
 	defer l.relMu.Unlock()
