@@ -1,0 +1,54 @@
+package wal_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkFdatasync is the floor under BenchmarkAppend: a bare 256-byte
+// write and fdatasync, into a 64 MiB file preallocated with fallocate,
+// into one preallocated by writing zeros, and at the end of a file that
+// grows with each write (so that each fdatasync also commits a size
+// change).
+func BenchmarkFdatasync(b *testing.B) {
+	const size = 64 << 20
+	for _, how := range []string{"fallocated", "zerofilled", "extending"} {
+		b.Run(how, func(b *testing.B) {
+			f, err := os.Create(filepath.Join(b.TempDir(), "f"))
+			require.NoError(b, err)
+			defer f.Close()
+			switch how {
+			case "fallocated":
+				require.NoError(b, unix.Fallocate(int(f.Fd()), 0, 0, size))
+			case "zerofilled":
+				zeros := make([]byte, 1<<20)
+				for off := int64(0); off < size; off += int64(len(zeros)) {
+					_, err := f.WriteAt(zeros, off)
+					require.NoError(b, err)
+				}
+			}
+			require.NoError(b, f.Sync())
+			rec := make([]byte, 256)
+			var off int64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if how != "extending" && off+int64(len(rec)) > size {
+					b.StopTimer() // the whole file was written once: start over in a new one
+					require.NoError(b, f.Truncate(0))
+					require.NoError(b, unix.Fallocate(int(f.Fd()), 0, 0, size))
+					require.NoError(b, f.Sync())
+					off = 0
+					b.StartTimer()
+				}
+				_, err := f.WriteAt(rec, off)
+				require.NoError(b, err)
+				require.NoError(b, unix.Fdatasync(int(f.Fd())))
+				off += int64(len(rec))
+			}
+		})
+	}
+}
