@@ -272,8 +272,11 @@ func (s *fsys) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.
 		n.record(op{kind: opTruncate}, s.now())
 	}
 	// No FOPEN_DIRECT_IO: reads and mmap go through the page cache, which
-	// the kernel keeps in step with the writes it sends here. No
-	// FOPEN_KEEP_CACHE: each open drops what the cache held.
+	// the kernel keeps in step with the writes it sends here. And
+	// FOPEN_KEEP_CACHE: every change comes through the kernel, so what it
+	// caches is never stale, while dropping it races with writes in flight
+	// (see ExplicitDataCacheControl in serve.go).
+	out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
 	return fuse.OK
 }
 
