@@ -540,7 +540,8 @@ func checkBoltRaw(path, scratch string) error {
 	}
 	defer os.Remove(cp)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), boltCheckEnv+"="+cp)
+	// GORACE: a binary built with -race sleeps a second before it exits.
+	cmd.Env = append(os.Environ(), boltCheckEnv+"="+cp, "GORACE=atexit_sleep_ms=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		msg := strings.TrimSpace(string(out))

@@ -346,9 +346,11 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	t0 := time.Now()
 	if tr.prog.full {
 		require.NoError(t, setup(ctx, c, phase, scenario, log))
 	}
+	tSetup := time.Since(t0)
 	st, err := c.Status(ctx)
 	require.NoError(t, err)
 
@@ -412,8 +414,8 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 		}
 		ops += ")"
 	}
-	t.Logf("phase %d: %s, %s mode, cut %s: %d writes acknowledged%s; %v",
-		phase+1, point, mode, when, len(log.acked), ops, report)
+	t.Logf("phase %d: %s, %s mode, cut %s: %d writes acknowledged%s; %v; setup %v",
+		phase+1, point, mode, when, len(log.acked), ops, report, tSetup.Round(time.Millisecond))
 }
 
 // verify checks the program restarted on what the last cut left. It
@@ -462,7 +464,9 @@ func (tr *trial) verify(srv server, startErr error, root string) bool {
 		}
 	}
 
+	t0 := time.Now()
 	rb, err := readState(ctx, c, universe)
+	tRead := time.Since(t0)
 	if err != nil {
 		res.problem(probInconsistent, "read back after the restart: %v", err)
 		return false
@@ -553,6 +557,7 @@ func (tr *trial) verify(srv server, startErr error, root string) bool {
 		res.problem(probUnopenable, "the restarted server crashed: %s", c)
 	}
 
+	tr.t.Logf("restart %d: read back %d keys and %d changes in %v, checked in %v", res.restarts, len(universe), len(rb.log), tRead.Round(time.Millisecond), (time.Since(t0) - tRead).Round(time.Millisecond))
 	tr.earlier = tr.earlier[:0]
 	for _, r := range rb.revs {
 		tr.earlier = append(tr.earlier, known{Change: rb.log[r], from: "earlier"})
