@@ -7,7 +7,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := bin/staticcheck
 STATICCHECK_VERSION := v0.7.0
 
-.PHONY: build run test test-tools bench fuzz perf load fmt lint clean
+.PHONY: build run test test-tools bench fuzz perf load powerloss fmt lint clean
 
 ## build: compile ./bin/ctxd, stamped with the version from git describe ("dev" without git)
 build:
@@ -67,6 +67,21 @@ perf: build
 ## load: the load test for 60 s instead of 3 (256 clients against the built server, under -race; make test runs the short one)
 load:
 	CTXD_LONG_LOAD=1 $(GO) test -race -run '^TestLoadMixedClients$$' -v -timeout 15m ./cmd/ctxd/
+
+## powerloss: TRIALS power-loss trials (default 50; make test runs 10) of the built server on powerfs, a FUSE file system
+## that forgets unsynced writes (needs /dev/fuse and root); each trial's line as it ends, then one summary line, and
+## exit 0 only when nothing acknowledged was lost, nothing is unopenable or torn. Full log: bin/powerloss.log.
+## A failing trial names its seed: make powerloss TRIALS=1 SEED=<seed> runs it again
+TRIALS ?= 50
+powerloss:
+	@mkdir -p bin && rm -f bin/powerloss.txt
+	@CTXD_POWERLOSS_TRIALS=$(TRIALS) CTXD_POWERLOSS_SEED=$(SEED) CTXD_POWERLOSS_REPORT=$(CURDIR)/bin/powerloss.txt \
+		$(GO) test -count=1 -timeout 0 -v -run '^TestPowerLoss$$' ./robustness/ 2>&1 | tee bin/powerloss.log | \
+		grep --line-buffered -E '^ +powerloss_test.go:[0-9]+: (trial [0-9]|(lost|unopenable|torn|inconsistent): )' | \
+		sed -u 's/^ *powerloss_test.go:[0-9]*: /  /' || true
+	@[ -s bin/powerloss.txt ] || { tail -n 30 bin/powerloss.log; echo "power-loss: the trials did not run (bin/powerloss.log)"; exit 1; }
+	@cat bin/powerloss.txt
+	@grep -q '^ok' bin/powerloss.log && grep -q ', 0 acknowledged writes lost, 0 unopenable files, 0 torn files$$' bin/powerloss.txt
 
 ## fmt: format every Go file in place
 fmt:

@@ -21,6 +21,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(boltCheckEnv); path != "" {
+		os.Exit(boltCheckChild(path)) // a child of checkBoltRaw (powerloss_check_test.go)
+	}
 	dir, err := os.MkdirTemp("", "ctxd-robustness-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -3,14 +3,17 @@ package fsutil_test
 import (
 	"errors"
 	"io"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/internal/fsutil"
+	"github.com/framework0/ctxd/internal/powerfs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -167,4 +170,59 @@ func TestRemoveTemps(t *testing.T) {
 func TestSyncDir(t *testing.T) {
 	require.NoError(t, fsutil.SyncDir(t.TempDir()))
 	require.Error(t, fsutil.SyncDir(filepath.Join(t.TempDir(), "missing")))
+}
+
+// TestMkdirAll: the folders are made as os.MkdirAll makes them (that they
+// survive a power cut: TestMkdirAllSurvivesPowerCut).
+func TestMkdirAll(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "a", "b", "c")
+	require.NoError(t, fsutil.MkdirAll(dir, 0o750))
+	st, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.True(t, st.IsDir())
+	assert.Equal(t, os.FileMode(0o750), st.Mode().Perm())
+	require.NoError(t, fsutil.MkdirAll(dir, 0o750), "a folder that exists")
+	require.NoError(t, fsutil.MkdirAll(root+"/a/./b/", 0o750), "an unclean path")
+
+	file := filepath.Join(root, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	require.ErrorIs(t, fsutil.MkdirAll(file, 0o750), syscall.ENOTDIR, "a file in the way")
+	require.Error(t, fsutil.MkdirAll(filepath.Join(file, "sub"), 0o750), "a file as a parent")
+}
+
+// TestMkdirAllSurvivesPowerCut: a file written durably into new folders
+// survives a power cut when MkdirAll made them, and is lost with them when
+// os.MkdirAll did (nothing synced the folders' names).
+func TestMkdirAllSurvivesPowerCut(t *testing.T) {
+	if err := powerfs.Available(); err != nil {
+		t.Skip("needs FUSE: " + err.Error())
+	}
+	for _, tc := range []struct {
+		name  string
+		mkdir func(string, os.FileMode) error
+		want  map[string]bool
+	}{
+		{"fsutil", fsutil.MkdirAll, map[string]bool{"a": true, "a/b": true, "a/b/f": true}},
+		{"os", os.MkdirAll, map[string]bool{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := powerfs.MountT(t, powerfs.Options{})
+			dir := filepath.Join(fs.Dir(), "a", "b")
+			require.NoError(t, tc.mkdir(dir, 0o750))
+			require.NoError(t, fsutil.WriteFileBytes(filepath.Join(dir, "f"), 0o600, []byte("data")))
+			_, err := fs.Cut()
+			require.NoError(t, err)
+			out := t.TempDir()
+			require.NoError(t, fs.WriteSurvivors(out))
+			got := map[string]bool{}
+			require.NoError(t, filepath.WalkDir(out, func(p string, _ iofs.DirEntry, err error) error {
+				if rel, _ := filepath.Rel(out, p); rel != "." {
+					got[rel] = true
+				}
+				return err
+			}))
+			assert.Equal(t, tc.want, got)
+		})
+	}
 }

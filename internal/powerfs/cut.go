@@ -73,7 +73,7 @@ func (s *fsys) cutLocked() {
 	}
 	s.survivors = c.dir("", s.root)
 	for _, n := range s.inodes {
-		if n.isDir() && n.linked {
+		if n.isDir() && n.links > 0 {
 			c.rep.LostEntries += lostEntries(n)
 		}
 	}

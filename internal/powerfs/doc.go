@@ -64,8 +64,11 @@
 // # Caveats
 //
 // Mounting needs root (mount(2) on /dev/fuse: there is no fusermount
-// fallback). Only regular files and folders exist: no hard links,
-// symbolic links, devices, extended attributes or permission checks.
+// fallback). Only regular files and folders exist, and hard links to files
+// (ctxd keeps its old database under a second name while it swaps in a new
+// one); no symbolic links, devices, extended attributes or permission
+// checks. A file that survives under several names is written once per
+// name by WriteSurvivors.
 // Metadata (modes, times) is not modelled: survivors get their current
 // modes. File locks (flock, fcntl) are kept by the kernel, per mount. The
 // kernel caches neither names nor attributes (their timeouts are zero), so

@@ -17,7 +17,7 @@ type inode struct {
 	atime    time.Time
 	mtime    time.Time
 	ctime    time.Time
-	linked   bool   // it has a name in a current folder (hard links are not supported)
+	links    int    // its names in current folders (a hard link adds one)
 	lookups  uint64 // the kernel's references (lookups not yet forgotten)
 
 	// Regular files.
@@ -60,10 +60,7 @@ func (n *inode) attr(out *fuse.Attr) {
 		out.Blocks = pageSize / 512
 		return
 	}
-	out.Nlink = 0
-	if n.linked {
-		out.Nlink = 1
-	}
+	out.Nlink = uint32(n.links)
 	out.Size = uint64(n.cur.size)
 	out.Blocks = n.cur.blocks()
 }

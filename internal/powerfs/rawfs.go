@@ -52,7 +52,7 @@ func newFsys(opts Options) *fsys {
 	}
 	s.root = s.newInode(syscall.S_IFDIR|0o755, 0, 0)
 	s.root.parent = s.root
-	s.root.linked = true
+	s.root.links = 1
 	s.root.lookups = 1 // the kernel never forgets the root
 	return s
 }
@@ -76,7 +76,7 @@ func (s *fsys) newInode(mode, uid, gid uint32) *inode {
 // refers to it. Durable folder entries may still hold it: it then survives
 // a power cut.
 func (s *fsys) forgetIfUnused(n *inode) {
-	if n != s.root && n.lookups == 0 && !n.linked {
+	if n != s.root && n.lookups == 0 && n.links == 0 {
 		delete(s.inodes, n.ino)
 	}
 }
@@ -222,7 +222,7 @@ func (s *fsys) SetAttr(_ <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut)
 // addEntry gives c the name in d (locked; the name is free).
 func (s *fsys) addEntry(d *inode, name string, c *inode) {
 	d.entries[name] = c
-	c.linked = true
+	c.links++
 	if c.isDir() {
 		c.parent = d
 	}
@@ -272,8 +272,11 @@ func (s *fsys) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.
 		n.record(op{kind: opTruncate}, s.now())
 	}
 	// No FOPEN_DIRECT_IO: reads and mmap go through the page cache, which
-	// the kernel keeps in step with the writes it sends here. No
-	// FOPEN_KEEP_CACHE: each open drops what the cache held.
+	// the kernel keeps in step with the writes it sends here. And
+	// FOPEN_KEEP_CACHE: every change comes through the kernel, so what it
+	// caches is never stale, while dropping it races with writes in flight
+	// (see ExplicitDataCacheControl in serve.go).
+	out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
 	return fuse.OK
 }
 
@@ -378,7 +381,7 @@ func (s *fsys) Mkdir(_ <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse
 func (s *fsys) remove(d *inode, name string) {
 	c := d.entries[name]
 	delete(d.entries, name)
-	c.linked = false
+	c.links--
 	now := s.now()
 	c.change(now, false)
 	d.change(now, true)
@@ -436,6 +439,36 @@ func within(d, dir *inode) bool {
 		}
 		d = d.parent
 	}
+}
+
+// Link gives a file one more name (a hard link). Like any new name, it
+// survives a power cut once its folder is synced; each surviving name gets
+// the file's contents (WriteSurvivors writes separate files).
+func (s *fsys) Link(_ <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	defer s.mu.Unlock()
+	if st := s.lockChange(); !st.Ok() {
+		return st
+	}
+	d, st := s.dir(in.NodeId)
+	if !st.Ok() {
+		return st
+	}
+	n, st := s.node(in.Oldnodeid)
+	if !st.Ok() {
+		return st
+	}
+	switch {
+	case n.isDir():
+		return fuse.EPERM
+	case n.links == 0:
+		return fuse.ENOENT // unlinked while open: no name to link again
+	case d.entries[name] != nil:
+		return fuse.Status(syscall.EEXIST)
+	}
+	s.addEntry(d, name, n)
+	n.change(s.now(), false)
+	s.entry(n, out)
+	return fuse.OK
 }
 
 func (s *fsys) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {

@@ -117,6 +117,16 @@ func mountLocal(dir string, opts Options) (*local, error) {
 		DisableXAttrs:      true,
 		DisableReadDirPlus: true,
 		MaxWrite:           1 << 20,
+		// No automatic invalidation of cached data when a file's mtime
+		// or size changes (FUSE_AUTO_INVAL_DATA): every change comes
+		// through the kernel, so the cache is never stale, and dropping
+		// it races with writes in flight: as we read the kernel, a fully
+		// written page is marked up to date before its WRITE reaches us;
+		// dropped then, it is read back from here without that write,
+		// and the stale copy stays cached. bbolt read zero pages through its
+		// mmap ("Page expected to be N, but self identifies as 0") while
+		// a ctxd snapshot read the same file.
+		ExplicitDataCacheControl: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("powerfs: mount %s: %w", dir, err)
