@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/internal/linearize"
+	"github.com/framework0/ctxd/internal/powerfs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -70,6 +72,63 @@ func TestLinearizableAcrossKills(t *testing.T) {
 	t.Logf("workload: %v in %v, %d kills", res.stats, time.Since(start).Round(time.Millisecond), kills)
 	require.Positive(t, res.stats.Unknown, "no write was cut off by a kill: the test proved less than it claims")
 
+	linearize.Check(t, rec.History(), checkTimeout)
+}
+
+// TestLinearizableAcrossPowerCuts is TestLinearizableAcrossKills with power
+// cuts: the data folder is on powerfs (torn mode: of what was not synced, a
+// random part survives, torn at sectors), and each cut freezes the process,
+// cuts the power, kills it, and restarts ctxd on a new mount of what
+// survived, on the same address. Porcupine checks the whole history: an
+// acknowledged write outlives the cut, and a write in flight took effect
+// whole or not at all.
+func TestLinearizableAcrossPowerCuts(t *testing.T) {
+	if err := powerfs.Available(); err != nil {
+		t.Skip("power cuts need FUSE: " + err.Error())
+	}
+	const (
+		cuts     = 2
+		segment  = 600 // operations between cuts, and after the last
+		totalOps = (cuts + 1) * segment
+	)
+	seed := time.Now().UnixNano() % 1_000_000
+	t.Logf("seed %d", seed)
+	fs := powerfs.MountT(t, powerfs.Options{Mode: powerfs.Torn, Seed: seed})
+	p := testkit.StartServe(t, ctxdBin, filepath.Join(fs.Dir(), "data"), testkit.ServeOptions{})
+	addr := p.Addr
+
+	rec := linearize.NewRecorder()
+	w := linearize.Workload{URLs: []string{p.URL}, Clients: 8, Keys: linearize.DefaultKeys(4), Ops: totalOps, Seed: uint64(seed)}
+	type result struct {
+		stats linearize.Stats
+		err   error
+	}
+	done := make(chan result, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		s, err := w.Run(ctx, rec)
+		done <- result{s, err}
+	}()
+	for i := 1; i <= cuts; i++ {
+		testkit.Eventually(t, func() bool { return rec.Len() >= i*segment }, "%d operations", i*segment)
+		// Stopped first, so that no answer leaves the process after the
+		// cut: what it answered, it answered with the power on.
+		p.Signal(syscall.SIGSTOP)
+		report, err := fs.Cut()
+		require.NoError(t, err)
+		p.Kill()
+		survivors := filepath.Join(t.TempDir(), "survivors")
+		require.NoError(t, fs.WriteSurvivors(survivors))
+		require.NoError(t, fs.Unmount())
+		t.Logf("cut %d: %v", i, report)
+		fs = powerfs.MountT(t, powerfs.Options{Mode: powerfs.Torn, Seed: seed + int64(i), From: survivors})
+		p = testkit.StartServe(t, ctxdBin, filepath.Join(fs.Dir(), "data"), testkit.ServeOptions{Addr: addr})
+	}
+	res := <-done
+	require.NoError(t, res.err)
+	t.Logf("workload: %v, %d power cuts", res.stats, cuts)
+	require.Positive(t, res.stats.Unknown, "no write was cut off by a power cut: the test proved less than it claims")
 	linearize.Check(t, rec.History(), checkTimeout)
 }
 
