@@ -27,7 +27,7 @@ func TestPerfQuick(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "perf", "--quick", "--out", out,
-		"--duration", "150ms", "--warmup", "50ms", "--clients", "1,4",
+		"--duration", "400ms", "--warmup", "100ms", "--clients", "1,4",
 		"--read-keys", "300", "--mixed-clients", "4", "--cas-clients", "4",
 		"--fanout-subscribers", "20", "--fanout-socketio-subscribers", "20", "--fanout-rate", "200", "--fanout-writers", "4",
 		"--disk-keys", "200", "--disk-versions", "1,3", "--snapshot-keys", "200,500", "--data-parent", t.TempDir(), "--cpuprofile", prof)
