@@ -26,15 +26,20 @@ func TestPerfQuick(t *testing.T) {
 	prof := filepath.Join(profDir, "cpu.pprof")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "perf", "--quick", "--out", out,
+	// Every scenario, named, and the comparison with the bare net/http
+	// handler (in process; the etcd peer has its own test).
+	scenarios := []string{"write-latency", "write-throughput", "read-latency", "read-throughput", "mixed", "cas-contention", "fanout", "disk-growth", "snapshot"}
+	cmd := exec.CommandContext(ctx, bin, append(append([]string{"perf"}, scenarios...), "--quick", "--out", out,
+		"--compare", "nethttp", "--compare-clients", "4",
 		"--duration", "150ms", "--warmup", "50ms", "--clients", "1,4",
 		"--read-keys", "300", "--mixed-clients", "4", "--cas-clients", "4",
 		"--fanout-subscribers", "20", "--fanout-socketio-subscribers", "20", "--fanout-rate", "200", "--fanout-writers", "4",
-		"--disk-keys", "200", "--disk-versions", "1,3", "--snapshot-keys", "200,500", "--data-parent", t.TempDir(), "--cpuprofile", prof)
+		"--disk-keys", "200", "--disk-versions", "1,3", "--snapshot-keys", "200,500", "--data-parent", t.TempDir(), "--cpuprofile", prof)...)
 	cmd.Env = testEnv()
 	output, err := cmd.CombinedOutput()
 	require.NoError(t, err, "ctxd perf --quick:\n%s", output)
-	for _, want := range []string{"write-throughput/distinct/c=4", "fanout/subs=20/rate=200", "fanout/socketio/subs=20/rate=200", "DISK-GROWTH/KEYS=200", "snapshot/keys=500", "TARGET", "report.json"} {
+	for _, want := range []string{"write-throughput/distinct/c=4", "fanout/subs=20/rate=200", "fanout/socketio/subs=20/rate=200", "DISK-GROWTH/KEYS=200", "snapshot/keys=500",
+		"PEERS", "peers/get/c=4", "per 1,000 subscribers", "per 10,000 keys", "TARGET", "report.json"} {
 		require.Contains(t, string(output), want)
 	}
 	require.NotContains(t, string(output), "ERRORS in this run")
@@ -67,6 +72,16 @@ func TestPerfQuick(t *testing.T) {
 	}
 	require.EqualValues(t, 0, doc["errors"])
 	require.Equal(t, "in-process", lookupField(doc, "target.mode")[0])
+	// The servers of disk-growth and fanout ran alone in a process of
+	// their own: the memory is theirs.
+	for _, p := range append(lookupField(doc, "disk_growth[].memory.process"), lookupField(doc, "fanout[].memory.process")...) {
+		require.Equal(t, "own", p)
+	}
+	for _, f := range []string{"memory.heap_bytes_per_1k_subscribers", "memory.rss_bytes_per_1k_subscribers", "fanout[].memory.after.heap_bytes", "disk_growth[].memory.after.rss_bytes"} {
+		for _, v := range lookupField(doc, f) {
+			require.Positive(t, v, f)
+		}
+	}
 
 	page, err := os.ReadFile(filepath.Join(filepath.Dir(reports[0]), "report.html"))
 	require.NoError(t, err)
