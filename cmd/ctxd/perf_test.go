@@ -9,10 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // TestPerfQuick runs `ctxd perf --quick`, with windows and sizes cut down
@@ -177,4 +180,114 @@ func isZero(v any) bool {
 		return len(x) == 0
 	}
 	return false
+}
+
+// etcdPeer is the ctxd-etcd-peer command, built beside bin on first use
+// (it compiles etcd, so only the tests that need it pay for it).
+var etcdPeer = sync.OnceValues(func() (string, error) {
+	return testkit.BuildCommand(filepath.Dir(bin), "ctxd-etcd-peer", "cmd/ctxd-etcd-peer")
+})
+
+// TestPerfCompareEtcd runs `ctxd perf --compare etcd` with tiny windows:
+// the peer command is found beside the ctxd binary and starts a real
+// embedded etcd; the report holds ctxd's, etcd's and the bare handler's
+// numbers side by side, the ratios and the targets checked on them; the
+// etcd data folder was beside ctxd's and is gone.
+func TestPerfCompareEtcd(t *testing.T) {
+	if _, err := etcdPeer(); err != nil {
+		t.Fatalf("build the etcd peer: %v", err)
+	}
+	out, parent := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "perf", "--compare", "etcd", "--out", out, "--data-parent", parent,
+		"--duration", "150ms", "--warmup", "50ms", "--rounds", "1", "--read-keys", "200")
+	cmd.Env = testEnv()
+	output, err := cmd.CombinedOutput()
+	require.NoError(t, err, "ctxd perf --compare etcd:\n%s", output)
+	require.Contains(t, string(output), "PEERS")
+	require.Contains(t, string(output), "vs etcd: durable put, 1 client: p50")
+
+	reports, err := filepath.Glob(filepath.Join(out, "*", "report.json"))
+	require.NoError(t, err)
+	require.Len(t, reports, 1)
+	raw, err := os.ReadFile(reports[0])
+	require.NoError(t, err)
+	var r struct {
+		Errors   int64
+		Settings struct{ Scenarios []string }
+		Runs     []json.RawMessage
+		Peers    []struct {
+			Name, Version, Process string
+			DataDir                string `json:"data_dir"`
+			Durable                bool
+		}
+		Comparisons []struct {
+			Name    string
+			Results []struct {
+				Peer      string
+				OpsPerSec float64 `json:"ops_per_sec"`
+				P50, P99  float64
+				Rounds    []json.RawMessage
+				Errors    int64
+			}
+			Ratios []struct {
+				Peer      string
+				OpsPerSec float64 `json:"ops_per_sec"`
+				P50, P99  float64
+			}
+		}
+		Targets []struct{ Name, Got, Met string }
+	}
+	require.NoError(t, json.Unmarshal(raw, &r))
+	require.Zero(t, r.Errors)
+	require.Equal(t, []string{"peers"}, r.Settings.Scenarios, "--compare alone runs the comparison only")
+	require.Empty(t, r.Runs)
+
+	require.Len(t, r.Peers, 3)
+	require.Equal(t, "ctxd", r.Peers[0].Name)
+	etcd := r.Peers[1]
+	require.Equal(t, "etcd", etcd.Name)
+	require.True(t, etcd.Durable)
+	require.Equal(t, "own", etcd.Process)
+	require.True(t, strings.HasPrefix(etcd.Version, "3."), etcd.Version)
+	require.Equal(t, parent, filepath.Dir(etcd.DataDir), "etcd's data is beside ctxd's")
+	require.Equal(t, "nethttp", r.Peers[2].Name)
+
+	require.Len(t, r.Comparisons, 5)
+	for _, c := range r.Comparisons {
+		require.Len(t, c.Results, 3, c.Name)
+		for i, x := range c.Results {
+			require.Equal(t, r.Peers[i].Name, x.Peer, c.Name)
+			require.Positive(t, x.OpsPerSec, "%s %s", c.Name, x.Peer)
+			require.Positive(t, x.P50, "%s %s", c.Name, x.Peer)
+			require.Len(t, x.Rounds, 1)
+			require.Zero(t, x.Errors)
+		}
+		require.Len(t, c.Ratios, 2, c.Name)
+		for i, q := range c.Ratios {
+			require.Equal(t, c.Results[i+1].Peer, q.Peer)
+			require.InDelta(t, c.Results[0].OpsPerSec/c.Results[i+1].OpsPerSec, q.OpsPerSec, 0.002, "%s %s", c.Name, q.Peer)
+			require.InDelta(t, c.Results[0].P99/c.Results[i+1].P99, q.P99, 0.002, "%s %s", c.Name, q.Peer)
+		}
+	}
+	checked := 0
+	for _, tc := range r.Targets {
+		if strings.HasPrefix(tc.Name, "vs ") {
+			require.Contains(t, []string{"yes", "no"}, tc.Met, "%s: measured (%s)", tc.Name, tc.Got)
+			checked++
+		}
+	}
+	require.Equal(t, 5, checked)
+	left, err := os.ReadDir(parent)
+	require.NoError(t, err)
+	require.Empty(t, left, "every data folder is removed")
+	log, err := os.ReadFile(filepath.Join(filepath.Dir(reports[0]), "peers.log"))
+	require.NoError(t, err)
+	require.NotEmpty(t, log, "etcd's log")
+
+	// Without the peer command: a clear usage error.
+	missing := cli(t, nil, "", "perf", "--compare", "etcd", "--etcd-peer", filepath.Join(parent, "nope"), "--out", out)
+	require.Equal(t, 2, missing.code)
+	require.Contains(t, missing.stderr, "--etcd-peer")
 }
