@@ -294,7 +294,8 @@ func (c barChart) svg() template.HTML {
 	barW := groupW * 0.8 / float64(max(len(c.series), 1))
 	for g, label := range c.groups {
 		x0 := padLeft + float64(g)*groupW + groupW*0.1
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="xtick">%s</text>`, x0+groupW*0.4, padTop+plotH+16, html.EscapeString(label))
+		// Every other label a line lower, so that long ones do not meet.
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="xtick">%s</text>`, x0+groupW*0.4, padTop+plotH+16+float64(g%2)*14, html.EscapeString(label))
 		for i := range c.series {
 			v := c.values[i][g]
 			if v <= 0 {
