@@ -183,7 +183,10 @@ type PeerProcess struct {
 	// removeDir, when set, is removed once the process has ended.
 	removeDir string
 
-	mu        sync.Mutex // one request at a time
+	mu sync.Mutex // one request at a time
+	// broken: a request went unanswered, so a later answer cannot be told
+	// from the next request's; every request fails from then on.
+	broken    error
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -240,9 +243,16 @@ func (p *PeerProcess) Info() PeerInfo { return p.about }
 
 func (p *PeerProcess) info() PeerInfo { return p.about }
 
+// peerAnswerSlack bounds how long a child may take to answer beyond the
+// work asked (a run's warm-up and window): a child that hangs fails the
+// request instead of the whole suite.
+const peerAnswerSlack = 2 * time.Minute
+
 // Memory returns the child's memory after a garbage collection in it.
 func (p *PeerProcess) Memory() (MemorySample, error) {
-	resp, err := p.request(context.Background(), peerRequest{Memory: true})
+	ctx, cancel := context.WithTimeout(context.Background(), peerAnswerSlack)
+	defer cancel()
+	resp, err := p.request(ctx, peerRequest{Memory: true})
 	if err != nil {
 		return MemorySample{}, err
 	}
@@ -253,11 +263,15 @@ func (p *PeerProcess) Memory() (MemorySample, error) {
 }
 
 func (p *PeerProcess) prepare(ctx context.Context, keys, valueSize int) error {
+	ctx, cancel := context.WithTimeout(ctx, peerAnswerSlack+time.Duration(keys)*time.Millisecond)
+	defer cancel()
 	_, err := p.request(ctx, peerRequest{Prepare: &peerPrepare{Keys: keys, ValueSize: valueSize}})
 	return err
 }
 
 func (p *PeerProcess) run(ctx context.Context, r PeerRun) (Measurement, error) {
+	ctx, cancel := context.WithTimeout(ctx, peerAnswerSlack+r.Warmup+r.Duration)
+	defer cancel()
 	resp, err := p.request(ctx, peerRequest{Run: &r})
 	if err != nil {
 		return Measurement{}, err
@@ -275,6 +289,9 @@ func (p *PeerProcess) close() error { return p.Close() }
 func (p *PeerProcess) request(ctx context.Context, req peerRequest) (peerResponse, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.broken != nil {
+		return peerResponse{}, fmt.Errorf("peer %s: an earlier request went unanswered: %w", p.about.Name, p.broken)
+	}
 	b, err := json.Marshal(req)
 	if err != nil {
 		return peerResponse{}, err
@@ -284,6 +301,7 @@ func (p *PeerProcess) request(ctx context.Context, req peerRequest) (peerRespons
 	}
 	resp, err := p.answer(ctx)
 	if err != nil {
+		p.broken = err
 		return resp, fmt.Errorf("peer %s: %w", p.about.Name, err)
 	}
 	if resp.Error != "" {

@@ -203,6 +203,7 @@ func (s *suite) startPeers(ctx context.Context) error {
 			err = fmt.Errorf("unknown peer %q", name)
 		}
 		if err != nil {
+			s.closePeers() // no comparison without every peer
 			return fmt.Errorf("start peer %s: %w", name, err)
 		}
 		s.peers = append(s.peers, p)
@@ -254,7 +255,7 @@ func (s *suite) startEtcdPeer(ctx context.Context) (peer, error) {
 // the comparison to the report.
 func (s *suite) compareRun(ctx context.Context, index int, spec PeerRun) error {
 	if len(s.peers) == 0 {
-		return fmt.Errorf("no peers: their start failed")
+		return fmt.Errorf("no peers: their start failed (see the step before)")
 	}
 	rounds := make([][]Measurement, len(s.peers))
 	for round := range s.cfg.Rounds {

@@ -25,7 +25,9 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -105,14 +107,20 @@ func run() error {
 // client is the load's etcd clients: worker w uses conns[w/clientsPerConn].
 type client struct {
 	endpoint string
-	mu       sync.Mutex
+	mu       sync.Mutex // over Connect and close
 	conns    []*clientv3.Client
+	// snapshot is conns as the workers read it, without the lock.
+	snapshot atomic.Pointer[[]*clientv3.Client]
 }
 
 // Connect opens the connections n workers need.
 func (c *client) Connect(n int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer func() {
+		conns := slices.Clone(c.conns)
+		c.snapshot.Store(&conns)
+	}()
 	for len(c.conns) < (n+clientsPerConn-1)/clientsPerConn {
 		cli, err := clientv3.New(clientv3.Config{
 			Endpoints:   []string{c.endpoint},
@@ -135,9 +143,8 @@ func (c *client) Connect(n int) error {
 }
 
 func (c *client) conn(worker int) *clientv3.Client {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.conns[(worker/clientsPerConn)%len(c.conns)]
+	conns := *c.snapshot.Load()
+	return conns[(worker/clientsPerConn)%len(conns)]
 }
 
 func (c *client) Put(ctx context.Context, worker int, key string, value []byte) error {

@@ -188,7 +188,8 @@ var etcdPeer = sync.OnceValues(func() (string, error) {
 	return testkit.BuildCommand(filepath.Dir(bin), "ctxd-etcd-peer", "cmd/ctxd-etcd-peer")
 })
 
-// TestPerfCompareEtcd runs `ctxd perf --compare etcd` with tiny windows:
+// TestPerfCompareEtcd runs `ctxd perf --compare etcd` with short windows
+// (long enough for a durable put on a busy machine to start in each):
 // the peer command is found beside the ctxd binary and starts a real
 // embedded etcd; the report holds ctxd's, etcd's and the bare handler's
 // numbers side by side, the ratios and the targets checked on them; the
@@ -201,7 +202,7 @@ func TestPerfCompareEtcd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "perf", "--compare", "etcd", "--out", out, "--data-parent", parent,
-		"--duration", "150ms", "--warmup", "50ms", "--rounds", "1", "--read-keys", "200")
+		"--duration", "400ms", "--warmup", "50ms", "--rounds", "1", "--read-keys", "200")
 	cmd.Env = testEnv()
 	output, err := cmd.CombinedOutput()
 	require.NoError(t, err, "ctxd perf --compare etcd:\n%s", output)
