@@ -248,7 +248,7 @@ func (p *PeerProcess) info() PeerInfo { return p.about }
 // request instead of the whole suite.
 const peerAnswerSlack = 2 * time.Minute
 
-// Memory returns the child's memory after a garbage collection in it.
+// Memory returns the child's memory, read after it collected its garbage.
 func (p *PeerProcess) Memory() (MemorySample, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), peerAnswerSlack)
 	defer cancel()

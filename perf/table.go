@@ -235,7 +235,7 @@ func signedBytes(n int64) string {
 func processAbout(process string) string {
 	switch process {
 	case processOwn:
-		return "the server in a process of its own, after a garbage collection"
+		return "the server alone in its process, after collecting its garbage"
 	case processShared:
 		return "the server in the suite's process: the load generator's memory is included"
 	default:

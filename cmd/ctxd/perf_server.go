@@ -107,7 +107,7 @@ const isolatedPrefix = "ctxd-perf-"
 
 // startIsolated runs `ctxd perf serve` (this binary) in a child process:
 // the same server as start, alone in its process. Its Memory is read in
-// that process after a garbage collection.
+// that process after collecting its garbage.
 func (p *perfServers) startIsolated() (*perf.Server, error) {
 	exe, err := os.Executable()
 	if err != nil {
