@@ -2,6 +2,10 @@
 
 GO          ?= go
 BIN         := bin/ctxd
+# The etcd peer of `ctxd perf --compare etcd`: a module of its own
+# (cmd/ctxd-etcd-peer/go.mod), so that ctxd neither links nor requires etcd.
+ETCD_PEER   := bin/ctxd-etcd-peer
+ETCD_PEER_DIR := cmd/ctxd-etcd-peer
 VERSION     := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := bin/staticcheck
@@ -9,9 +13,11 @@ STATICCHECK_VERSION := v0.7.0
 
 .PHONY: build run test test-tools bench fuzz perf load powerloss fmt lint clean
 
-## build: compile ./bin/ctxd, stamped with the version from git describe ("dev" without git)
+## build: compile ./bin/ctxd, stamped with the version from git describe ("dev" without git), and beside it
+## ./bin/ctxd-etcd-peer, the embedded etcd of `ctxd perf --compare etcd`
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ctxd
+	cd $(ETCD_PEER_DIR) && $(GO) build -o $(CURDIR)/$(ETCD_PEER) .
 
 ## run: build, then serve on 127.0.0.1:8080 with data in ./data and readable logs (extra flags: make run ARGS='--addr :9090')
 run: build
@@ -20,6 +26,7 @@ run: build
 ## test: go vet, then every test with the race detector
 test: test-tools
 	$(GO) vet ./...
+	cd $(ETCD_PEER_DIR) && $(GO) vet ./...
 	$(GO) test -race ./...
 
 ## test-tools: the Framework0 shell test runs curl and jq, the dashboard tests (httpapi/e2e) Chromium, the
@@ -60,7 +67,8 @@ fuzz:
 		done; \
 	done
 
-## perf: the performance suite's standard set against an in-process server (about 5 minutes); results in perf-results/<time>/ (more flags: make perf ARGS='--quick')
+## perf: the performance suite's standard set against an in-process server (about 5 minutes); results in perf-results/<time>/
+## (more flags: make perf ARGS='--quick'; ctxd side by side with etcd and a bare net/http handler: make perf ARGS='--compare etcd')
 perf: build
 	./$(BIN) perf $(ARGS)
 
@@ -90,6 +98,7 @@ fmt:
 ## lint: staticcheck, installed into ./bin on first use
 lint: $(STATICCHECK)
 	./$(STATICCHECK) ./...
+	cd $(ETCD_PEER_DIR) && $(CURDIR)/$(STATICCHECK) ./...
 
 $(STATICCHECK):
 	GOBIN=$(CURDIR)/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

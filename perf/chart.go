@@ -255,3 +255,63 @@ func pointLabel(k axisKind, v float64, unit string) string {
 	}
 	return formatValue(v, unit)
 }
+
+// barChart is a grouped bar chart: one group per x label, one bar per
+// series in each group, on a linear axis from zero.
+type barChart struct {
+	title, yLabel, unit string
+	groups              []string
+	series              []string
+	values              [][]float64 // [series][group]; <= 0: no bar
+}
+
+func (c barChart) svg() template.HTML {
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s" xmlns="http://www.w3.org/2000/svg">`,
+		chartW, chartH, chartW, chartH, html.EscapeString(c.title))
+	fmt.Fprintf(&b, `<text x="%d" y="20" class="title">%s</text>`, padLeft, html.EscapeString(c.title))
+	hi := 0.0
+	for _, vs := range c.values {
+		for _, v := range vs {
+			hi = math.Max(hi, v)
+		}
+	}
+	if hi <= 0 || len(c.groups) == 0 {
+		fmt.Fprintf(&b, `<text x="%d" y="%d">no data</text></svg>`, padLeft, chartH/2)
+		return template.HTML(b.String()) //nolint:gosec // built from escaped text
+	}
+	yt, ylo, yhi := axisLinear.ticks(0, hi, c.unit)
+	plotW, plotH := float64(chartW-padLeft-padRight), float64(chartH-padTop-padBott)
+	py := func(v float64) float64 { return padTop + plotH - (v-ylo)/(yhi-ylo)*plotH }
+	for _, t := range yt {
+		y := py(t.at)
+		fmt.Fprintf(&b, `<line x1="%d" x2="%.1f" y1="%.1f" y2="%.1f" class="grid"/>`, padLeft, padLeft+plotW, y, y)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="ytick">%s</text>`, padLeft-6, y+4, html.EscapeString(t.label))
+	}
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%.1f" class="frame"/>`, padLeft, padTop, plotW, plotH)
+	fmt.Fprintf(&b, `<text transform="translate(16 %.1f) rotate(-90)" class="ylabel">%s</text>`, padTop+plotH/2, html.EscapeString(c.yLabel))
+	groupW := plotW / float64(len(c.groups))
+	barW := groupW * 0.8 / float64(max(len(c.series), 1))
+	for g, label := range c.groups {
+		x0 := padLeft + float64(g)*groupW + groupW*0.1
+		// Every other label a line lower, so that long ones do not meet.
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="xtick">%s</text>`, x0+groupW*0.4, padTop+plotH+16+float64(g%2)*14, html.EscapeString(label))
+		for i := range c.series {
+			v := c.values[i][g]
+			if v <= 0 {
+				continue
+			}
+			y := py(v)
+			tip := fmt.Sprintf("%s, %s: %s", label, c.series[i], formatValue(v, c.unit))
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s</title></rect>`,
+				x0+float64(i)*barW, y, barW*0.92, padTop+plotH-y, palette[i%len(palette)], html.EscapeString(tip))
+		}
+	}
+	for i, name := range c.series {
+		ly := padTop + 8 + i*18
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="12" height="12" fill="%s"/>`, padLeft+plotW+14, ly-9, palette[i%len(palette)])
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="legend">%s</text>`, padLeft+plotW+32, ly+1, html.EscapeString(name))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) //nolint:gosec // every text in it is escaped
+}

@@ -14,15 +14,21 @@ import (
 const diskWriters = 64
 
 // ownServer returns a server with a database of its own: a fresh one when
-// the suite starts servers, else the target (the caller has checked that
-// destructive scenarios may run there). close stops a fresh one.
-func (s *suite) ownServer() (ep endpoint, close func(), err error) {
-	if s.target.Fresh == nil {
-		return s.ep, func() {}, nil
+// the suite starts servers (in a process of its own when isolated is set
+// and the target can start one), else the target (the caller has checked
+// that destructive scenarios may run there; srv is then nil). close stops
+// a fresh one.
+func (s *suite) ownServer(isolated bool) (srv *Server, ep endpoint, close func(), err error) {
+	start := s.target.Fresh
+	if isolated && s.target.Isolated != nil {
+		start = s.target.Isolated
 	}
-	srv, err := s.target.Fresh()
+	if start == nil {
+		return nil, s.ep, func() {}, nil
+	}
+	srv, err = start()
 	if err != nil {
-		return endpoint{}, nil, fmt.Errorf("start a server: %w", err)
+		return nil, endpoint{}, nil, fmt.Errorf("start a server: %w", err)
 	}
 	var once sync.Once
 	close = func() {
@@ -36,9 +42,9 @@ func (s *suite) ownServer() (ep endpoint, close func(), err error) {
 	ep, err = s.endpoint(srv.URL)
 	if err != nil {
 		close()
-		return endpoint{}, nil, err
+		return nil, endpoint{}, nil, err
 	}
-	return ep, close, nil
+	return srv, ep, close, nil
 }
 
 func (s *suite) diskGrowthSteps() []step {
@@ -54,11 +60,12 @@ func (s *suite) diskGrowthSteps() []step {
 // the database's size as it grows; then compacts history to one version
 // per key and defragments the file, taking the size after each.
 func (s *suite) diskGrowthRun(ctx context.Context, name string) error {
-	ep, stop, err := s.ownServer()
+	srv, ep, stop, err := s.ownServer(true)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	memBefore, _, haveMemory := s.readMemory(name, srv, ep)
 	k := s.cfg.DiskKeys
 	dg := DiskGrowthRun{Name: name, Keys: k, ValueSize: len(s.value), Points: []DiskPoint{}}
 	errs := &errorLog{}
@@ -146,8 +153,15 @@ func (s *suite) diskGrowthRun(ctx context.Context, name string) error {
 	}
 	dg.DefragSeconds = round6(time.Since(t).Seconds())
 	dg.DefragPauseMs = res.PauseMs
-	dg.AfterDefrag, err = point("defragmented", k, 1, int64(k))
-	return err
+	if dg.AfterDefrag, err = point("defragmented", k, 1, int64(k)); err != nil {
+		return err
+	}
+	if haveMemory {
+		if after, process, ok := s.readMemory(name, srv, ep); ok {
+			dg.Memory = memoryUse(process, memBefore, after, k, 10000, "keys")
+		}
+	}
+	return nil
 }
 
 // putAll puts the configured value at every path, with diskWriters clients.

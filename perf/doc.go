@@ -5,7 +5,8 @@
 // [Run] measures a ctxd server end to end, over HTTP and WebSocket on
 // loopback, with the scenarios of [ScenarioNames] (write-latency,
 // write-throughput, read-latency, read-throughput, mixed, cas-contention,
-// fanout, disk-growth, snapshot), and returns a [Report]. The report is
+// fanout, disk-growth, snapshot; and peers, with [Config.Compare]), and
+// returns a [Report]. The report is
 // written as report.json ([Report.WriteJSON], fields documented in
 // REPORT.md) and as a self-contained report.html with SVG charts
 // ([Report.WriteHTML]); [Compare] sets two reports side by side with a
@@ -14,7 +15,22 @@
 // The server is either started by the caller in this process on a temporary
 // folder, with the real HTTP stack and real fsync ([Target.Fresh]), or a
 // running server at [Target.URL]. Scenarios that need a database of their
-// own (disk-growth, snapshot) get a fresh server from Target.Fresh.
+// own (disk-growth, snapshot) get a fresh server from Target.Fresh;
+// disk-growth and each fanout run get one from [Target.Isolated] when the
+// caller can start a server alone in a child process, so that the memory
+// they report (memory.go) is the server's own.
+//
+// # Peers
+//
+// The peers scenario runs the same puts, gets and mixes against ctxd and
+// other servers in alternating rounds and reports each one's medians and
+// ctxd's as ratios of theirs (peers.go): etcd, embedded in the
+// ctxd-etcd-peer command (a module of its own: the ctxd binary does not
+// link etcd) and loaded there by etcd's Go client, and nethttp, a bare
+// net/http handler over a map in this process, the HTTP floor. A peer in a
+// child process speaks JSON lines on its standard input and output
+// ([ServePeer], [StartPeerProcess]) and runs its load in this package's
+// load loop, so every server is measured the same way.
 //
 // # Method
 //

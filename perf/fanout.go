@@ -83,19 +83,32 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 		s.report.Fanout = append(s.report.Fanout, fr)
 	}()
 
+	// A server of its own when the target can start one in its own
+	// process (its memory is then the server's alone), else the main one.
+	srv, ep := s.main, s.ep
+	if s.target.Isolated != nil {
+		var stop func()
+		var err error
+		if srv, ep, stop, err = s.ownServer(true); err != nil {
+			return err
+		}
+		defer stop()
+	}
+	memBefore, _, haveMemory := s.readMemory(name, srv, ep)
+
 	// Subscribers first: every one must be subscribed before the first write.
 	q := url.Values{"ns": {nsFanout}, "prefix": {keyPrefix}}
 	if fr.Batch {
 		q.Set("batch", "true")
 	}
-	wsURL := "ws" + s.ep.base[len("http"):] + "/v1/watch?" + q.Encode()
+	wsURL := "ws" + ep.base[len("http"):] + "/v1/watch?" + q.Encode()
 	var sioAuth any
 	if protocol == protocolSocketIO {
-		wsURL = socketIOURL(s.ep.base)
+		wsURL = socketIOURL(ep.base)
 		sioAuth = map[string]string{"ns": nsFanout, "prefix": keyPrefix}
 	}
 	connectStart := time.Now()
-	subscribers, err := connectSubscribers(ctx, s.ep, wsURL, subs, sioAuth)
+	subscribers, err := connectSubscribers(ctx, ep, wsURL, subs, sioAuth)
 	fr.ConnectSeconds = round6(time.Since(connectStart).Seconds())
 	if err != nil {
 		return err
@@ -128,7 +141,7 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 	var writers sync.WaitGroup
 	for range s.cfg.FanoutWriters {
 		writers.Go(func() {
-			c := newHTTPConn(s.ep)
+			c := newHTTPConn(ep)
 			defer c.Close()
 			local := newHistogram()
 			for ctx.Err() == nil {
@@ -173,6 +186,12 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if haveMemory && ctx.Err() == nil {
+		// With every subscriber still connected.
+		if after, process, ok := s.readMemory(name, srv, ep); ok {
+			fr.Memory = memoryUse(process, memBefore, after, subs, 1000, "subscribers")
+		}
 	}
 	for _, sub := range subscribers {
 		_ = sub.conn.Close() // ends the readers

@@ -23,6 +23,17 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 	"bytes":  byteSize,
 	"commas": commas,
 	"num":    func(v float64) string { return formatValue(v, "") },
+	"signed": signedBytes,
+	"ratio":  ratio,
+	"where":  processAbout,
+	"ratioOf": func(c Comparison, peer string) *Ratio {
+		for i := range c.Ratios {
+			if c.Ratios[i].Peer == peer {
+				return &c.Ratios[i]
+			}
+		}
+		return nil
+	},
 }).Parse(reportTemplate))
 
 // chartBlock is one chart of the page.
@@ -39,7 +50,8 @@ type htmlPage struct {
 	ThroughputCharts,
 	FanoutCharts,
 	DiskCharts,
-	SnapshotCharts []chartBlock
+	SnapshotCharts,
+	PeerCharts []chartBlock
 	ErrorLines []string
 	Settings   []settingRow
 }
@@ -71,6 +83,7 @@ func (r *Report) WriteHTML(path string) error {
 	p.FanoutCharts = fanoutCharts(r)
 	p.DiskCharts = diskCharts(r)
 	p.SnapshotCharts = snapshotCharts(r)
+	p.PeerCharts = peerCharts(r)
 	var b bytes.Buffer
 	if err := reportPage.Execute(&b, p); err != nil {
 		return fmt.Errorf("render report.html: %w", err)
@@ -221,4 +234,36 @@ func snapshotCharts(r *Report) []chartBlock {
 	}
 	c.series = []series{{name: "snapshot", points: snap}, {name: "dump (JSON file)", points: dump}, {name: "export (JSON)", points: export}, {name: "restore", points: restore}}
 	return []chartBlock{{c.title, c.svg("", "s")}}
+}
+
+// peerCharts: ops/s of every comparison with the servers' bars side by
+// side, then each comparison's latency curves, one per server.
+func peerCharts(r *Report) []chartBlock {
+	if len(r.Comparisons) == 0 {
+		return nil
+	}
+	bars := barChart{title: "Peers: ops/s (medians of the rounds)", yLabel: "ops/s", unit: ""}
+	for _, p := range r.Peers {
+		bars.series = append(bars.series, p.Name)
+	}
+	bars.values = make([][]float64, len(bars.series))
+	for _, c := range r.Comparisons {
+		bars.groups = append(bars.groups, strings.TrimPrefix(c.Name, scenarioPeers+"/"))
+		for i, name := range bars.series {
+			v := 0.0
+			if x := c.result(name); x != nil {
+				v = x.OpsPerSec
+			}
+			bars.values[i] = append(bars.values[i], v)
+		}
+	}
+	out := []chartBlock{{bars.title, bars.svg()}}
+	for _, c := range r.Comparisons {
+		ch := chart{title: c.Name + ": latency by percentile", xLabel: "percentile", yLabel: "latency (ms)", x: axisNines, y: axisLog}
+		for _, x := range c.Results {
+			ch.series = append(ch.series, series{name: x.Peer, points: distributionPoints(x.Distribution)})
+		}
+		out = append(out, chartBlock{Title: ch.title, SVG: ch.svg("", "ms")})
+	}
+	return out
 }

@@ -54,6 +54,9 @@ type load struct {
 	// setup runs once per worker before the clock starts.
 	setup func(w *worker) error
 	op    opFunc
+	// noConn: the workers do not talk HTTP (a peer's own client does the
+	// requests), so they get no connection.
+	noConn bool
 }
 
 // loadResult is what runLoad measured.
@@ -73,10 +76,13 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 	res := &loadResult{errs: &errorLog{}}
 	workers := make([]*worker, l.clients)
 	for i := range workers {
-		w := &worker{id: i, conn: newHTTPConn(ep), rng: rand.New(rand.NewPCG(uint64(i)+1, uint64(time.Now().UnixNano())))}
-		if err := w.conn.connect(); err != nil {
-			closeWorkers(workers[:i])
-			return nil, err
+		w := &worker{id: i, rng: rand.New(rand.NewPCG(uint64(i)+1, uint64(time.Now().UnixNano())))}
+		if !l.noConn {
+			w.conn = newHTTPConn(ep)
+			if err := w.conn.connect(); err != nil {
+				closeWorkers(workers[:i])
+				return nil, err
+			}
 		}
 		if l.setup != nil {
 			if err := l.setup(w); err != nil {
@@ -170,7 +176,7 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 
 func closeWorkers(ws []*worker) {
 	for _, w := range ws {
-		if w != nil {
+		if w != nil && w.conn != nil {
 			_ = w.conn.Close()
 		}
 	}

@@ -31,9 +31,15 @@ type Report struct {
 	Fanout     []FanoutRun     `json:"fanout"`
 	DiskGrowth []DiskGrowthRun `json:"disk_growth"`
 	Snapshot   []SnapshotRun   `json:"snapshot"`
-	Skipped    []Skip          `json:"skipped"`
-	Targets    []TargetCheck   `json:"targets"`
-	Metrics    []Metric        `json:"metrics"`
+	// Memory is the memory category's headline numbers.
+	Memory MemorySummary `json:"memory"`
+	// Peers are the servers of the peers scenario (ctxd first), and
+	// Comparisons its runs, each pair side by side.
+	Peers       []PeerInfo    `json:"peers"`
+	Comparisons []Comparison  `json:"comparisons"`
+	Skipped     []Skip        `json:"skipped"`
+	Targets     []TargetCheck `json:"targets"`
+	Metrics     []Metric      `json:"metrics"`
 }
 
 // Machine is where the suite ran. Client and server share it.
@@ -95,6 +101,11 @@ type Settings struct {
 	DiskVersions              []int `json:"disk_versions"`
 	SnapshotKeys              []int `json:"snapshot_keys"`
 	SnapshotRepeats           int   `json:"snapshot_repeats"`
+	// Compare are the peers of the peers scenario, Rounds its rounds and
+	// CompareClients its concurrency.
+	Compare        []string `json:"compare"`
+	Rounds         int      `json:"rounds"`
+	CompareClients int      `json:"compare_clients"`
 }
 
 // Failure is a step that could not run to its end (its setup failed, or
@@ -219,6 +230,9 @@ type FanoutRun struct {
 	WriteLatency     Latency    `json:"write_latency"`
 	Distribution     []Quantile `json:"distribution"`
 	SendDistribution []Quantile `json:"send_distribution"`
+	// Memory: the server's before the subscribers connected and at the
+	// end, with them still connected; per 1,000 subscribers.
+	Memory *MemoryUse `json:"memory,omitempty"`
 	RunErrors
 }
 
@@ -237,6 +251,9 @@ type DiskGrowthRun struct {
 	CompactSeconds  float64     `json:"compact_seconds"`
 	DefragSeconds   float64     `json:"defrag_seconds"`
 	DefragPauseMs   float64     `json:"defrag_pause_ms"`
+	// Memory: the server's when it started (empty) and at the end (after
+	// the defrag); per 10,000 keys.
+	Memory *MemoryUse `json:"memory,omitempty"`
 	RunErrors
 }
 

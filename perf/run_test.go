@@ -52,7 +52,8 @@ func TestRunEveryScenario(t *testing.T) {
 	require.Zero(t, r.Errors, "failures %v, runs %v", r.Failures, r.errorSamples())
 	require.Equal(t, "in-process", r.Target.Mode)
 	require.Equal(t, "test", r.Target.ServerVersion)
-	require.Equal(t, ScenarioNames(), r.Settings.Scenarios)
+	require.Equal(t, defaultScenarios(nil), r.Settings.Scenarios)
+	require.NotContains(t, r.Settings.Scenarios, scenarioPeers, "the comparison runs only when asked")
 	require.NotEmpty(t, steps)
 	require.Equal(t, len(steps), steps[0].Count)
 	require.Equal(t, steps[len(steps)-1].Done+steps[len(steps)-1].Estimate, steps[0].Total)
@@ -111,6 +112,22 @@ func TestRunEveryScenario(t *testing.T) {
 	require.EqualValues(t, 40, d.AfterDefrag.Versions)
 	require.LessOrEqual(t, d.AfterDefrag.FileBytes, last.FileBytes)
 
+	// Memory: the test's servers run in its process ("shared").
+	require.NotNil(t, d.Memory)
+	require.Equal(t, processShared, d.Memory.Process)
+	require.Equal(t, "10000 keys", d.Memory.Per)
+	require.Positive(t, d.Memory.Before.RSSBytes)
+	require.Positive(t, d.Memory.After.HeapBytes)
+	for _, f := range r.Fanout {
+		require.NotNil(t, f.Memory, f.Name)
+		require.Equal(t, "1000 subscribers", f.Memory.Per, f.Name)
+		require.Positive(t, f.Memory.After.RSSBytes, f.Name)
+	}
+	require.Equal(t, processShared, r.Memory.Process)
+	require.Equal(t, d.Name, r.Memory.KeysRun)
+	require.Equal(t, r.Fanout[0].Name, r.Memory.SubscribersRun, "the watch run")
+	require.Equal(t, r.Fanout[0].Memory.HeapPer, r.Memory.HeapPer1kSubscribers)
+
 	require.Len(t, r.Snapshot, 2)
 	for _, s := range r.Snapshot {
 		require.Positive(t, s.SnapshotSeconds, s.Name)
@@ -119,7 +136,11 @@ func TestRunEveryScenario(t *testing.T) {
 		require.Positive(t, s.DumpBytes, s.Name)
 	}
 
-	require.Len(t, r.Targets, 8)
+	require.Len(t, r.Targets, 13)
+	for _, tc := range r.Targets[8:] {
+		require.Equal(t, "n/a", tc.Met, "%s: no comparison ran", tc.Name)
+	}
+	require.Empty(t, r.Comparisons)
 	require.NotEmpty(t, r.Metrics)
 
 	// The reports: JSON round trip, HTML and the table.
@@ -133,6 +154,93 @@ func TestRunEveryScenario(t *testing.T) {
 	require.NoError(t, r.WriteTable(&table))
 	require.Contains(t, table.String(), "cas-contention/keys=16/c=3")
 	require.NotContains(t, table.String(), "ERRORS in this run")
+}
+
+// TestRunPeersNetHTTP runs the comparison with the bare net/http handler
+// (in this process: no peer command to build), two rounds, and checks
+// that every run has both servers' medians and the ratios, in the report
+// and in its table, HTML and metrics.
+func TestRunPeersNetHTTP(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Compare = []string{PeerNetHTTP}
+	cfg.Rounds, cfg.CompareClients = 2, 3
+	r, err := Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
+	require.NoError(t, err)
+	require.Zero(t, r.Errors, "failures %v, runs %v", r.Failures, r.errorSamples())
+	require.Equal(t, []string{scenarioPeers}, r.Settings.Scenarios, "--compare alone runs only the comparison")
+	require.Empty(t, r.Runs)
+	require.Len(t, r.Peers, 2)
+	require.Equal(t, peerCtxd, r.Peers[0].Name)
+	require.True(t, r.Peers[0].Durable)
+	require.Equal(t, PeerNetHTTP, r.Peers[1].Name)
+	require.False(t, r.Peers[1].Durable)
+
+	var names []string
+	for _, c := range r.Comparisons {
+		names = append(names, c.Name)
+		require.Len(t, c.Results, 2, c.Name)
+		for _, x := range c.Results {
+			require.Len(t, x.Rounds, 2, "%s %s", c.Name, x.Peer)
+			require.Positive(t, x.OpsPerSec, "%s %s", c.Name, x.Peer)
+			require.Positive(t, x.P50, "%s %s", c.Name, x.Peer)
+			require.GreaterOrEqual(t, x.P99, x.P50, "%s %s", c.Name, x.Peer)
+			require.NotEmpty(t, x.Distribution, "%s %s", c.Name, x.Peer)
+		}
+		require.Equal(t, peerCtxd, c.Results[0].Peer)
+		require.Len(t, c.Ratios, 1, c.Name)
+		q := c.Ratios[0]
+		require.Equal(t, PeerNetHTTP, q.Peer)
+		require.InDelta(t, c.Results[0].OpsPerSec/c.Results[1].OpsPerSec, q.OpsPerSec, 0.002, c.Name)
+		require.InDelta(t, c.Results[0].P50/c.Results[1].P50, q.P50, 0.002, c.Name)
+	}
+	require.Equal(t, []string{"peers/put/c=1", "peers/put/c=3", "peers/get/c=3", "peers/mixed/90-10/c=3", "peers/mixed/50-50/c=3"}, names)
+	require.Equal(t, 0.9, r.Comparisons[3].ReadFraction)
+
+	// The targets are for 64 clients: with 3, only the 1-client one could
+	// be measured, and it is against etcd, which did not run.
+	for _, tc := range r.Targets[8:] {
+		require.Equal(t, "n/a", tc.Met, tc.Name)
+	}
+	metrics := map[string]bool{}
+	for _, m := range r.Metrics {
+		metrics[m.Name] = true
+	}
+	require.True(t, metrics["peers/get/c=3 nethttp ops/s"])
+	require.True(t, metrics["peers/get/c=3 ctxd/nethttp ops/s"])
+
+	var table strings.Builder
+	require.NoError(t, r.WriteTable(&table))
+	require.Contains(t, table.String(), "PEERS")
+	require.Contains(t, table.String(), "peers/mixed/50-50/c=3")
+	path := filepath.Join(t.TempDir(), "report.html")
+	require.NoError(t, r.WriteHTML(path))
+	page, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Contains(t, string(page), "Peers: ops/s")
+}
+
+// TestPeerTargets checks issue 14's ratio targets on made-up medians.
+func TestPeerTargets(t *testing.T) {
+	res := func(peer string, ops, p50, p99 float64) PeerResult {
+		return PeerResult{Peer: peer, OpsPerSec: ops, P50: p50, P99: p99}
+	}
+	r := &Report{Comparisons: []Comparison{
+		{Name: "peers/put/c=1", Results: []PeerResult{res("ctxd", 2000, 0.25, 1), res("etcd", 1500, 0.5, 2), res("nethttp", 15000, 0.06, 0.2)}},
+		{Name: "peers/put/c=64", Results: []PeerResult{res("ctxd", 40000, 1, 4.5), res("etcd", 12000, 5, 16), res("nethttp", 70000, 0.8, 3)}},
+		{Name: "peers/get/c=64", Results: []PeerResult{res("ctxd", 50000, 1, 3), res("etcd", 8000, 7, 20), res("nethttp", 70000, 0.8, 3)}},
+	}}
+	got := map[string]TargetCheck{}
+	for _, tc := range peerTargets(r) {
+		got[tc.Name] = tc
+	}
+	require.Len(t, got, 5)
+	require.Equal(t, "yes", got["vs etcd: durable put, 1 client: p50"].Met)
+	require.Equal(t, "0.50x (250 µs vs 500 µs)", got["vs etcd: durable put, 1 client: p50"].Got)
+	require.Equal(t, "no", got["vs etcd: durable puts, 64 clients: throughput"].Met, "3.33x < 3.5x")
+	require.Equal(t, "yes", got["vs nethttp: durable puts, 64 clients: throughput"].Met)
+	require.Equal(t, "yes", got["vs peers: durable puts, 64 clients: ctxd's p99"].Met)
+	require.Equal(t, "no", got["vs nethttp: gets, 64 clients: throughput"].Met, "0.71x < 0.85x")
+	require.Equal(t, ">= 0.85x nethttp", got["vs nethttp: gets, 64 clients: throughput"].Want)
 }
 
 // TestRunRemoteSkipsDestructive: against a running server, disk-growth and
@@ -187,6 +295,16 @@ func TestConfigValidate(t *testing.T) {
 	require.ErrorContains(t, err, "duration must be > 0")
 	_, err = Run(context.Background(), c, Target{URL: "http://127.0.0.1:1"})
 	require.Error(t, err)
+
+	c = DefaultConfig(false)
+	c.Scenarios = []string{scenarioPeers}
+	require.ErrorContains(t, c.Validate(), "needs peers to compare with")
+	c.Compare = []string{"redis"}
+	require.ErrorContains(t, c.Validate(), `unknown peer "redis"`)
+	c.Compare = []string{PeerEtcd}
+	require.ErrorContains(t, c.Validate(), "ctxd-etcd-peer")
+	c.Compare, c.Rounds = []string{PeerNetHTTP}, 0
+	require.ErrorContains(t, c.Validate(), "rounds must be > 0")
 }
 
 func TestMakeValue(t *testing.T) {

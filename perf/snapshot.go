@@ -24,7 +24,7 @@ func (s *suite) snapshotSteps() []step {
 		steps = append(steps, step{name: name, estimate: est, run: func(ctx context.Context) error {
 			if i == 0 {
 				var err error
-				if ep, stop, err = s.ownServer(); err != nil {
+				if _, ep, stop, err = s.ownServer(false); err != nil {
 					return err
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"slices"
@@ -66,6 +67,17 @@ type Config struct {
 	// server (Target.URL): they compact its history and restore its
 	// database.
 	Destructive bool
+	// Compare names the peers of the peers scenario (PeerNames; nethttp,
+	// the HTTP floor, is always one); Rounds is how many times each of
+	// its runs is measured on each server, in turn; CompareClients the
+	// concurrency of its runs (besides one client).
+	Compare        []string
+	Rounds         int
+	CompareClients int
+	// EtcdPeer is the path of the ctxd-etcd-peer command (for the etcd
+	// peer); PeerLog, when set, receives the peers' logs.
+	EtcdPeer string
+	PeerLog  io.Writer
 
 	// Command and CtxdVersion are recorded in the report.
 	Command, CtxdVersion string
@@ -109,6 +121,8 @@ func DefaultConfig(quick bool) Config {
 		DiskVersions:              []int{1, 2, 5, 10, 20},
 		SnapshotKeys:              []int{10000, 50000, 100000},
 		SnapshotRepeats:           3,
+		Rounds:                    3,
+		CompareClients:            64,
 	}
 	if quick {
 		c.Quick = true
@@ -119,6 +133,7 @@ func DefaultConfig(quick bool) Config {
 		c.DiskVersions = []int{1, 2, 5, 10}
 		c.SnapshotKeys = []int{1000, 10000}
 		c.SnapshotRepeats = 1
+		c.Rounds = 1
 	}
 	return c
 }
@@ -178,6 +193,19 @@ func (c Config) Validate() error {
 	if c.Rate < 0 {
 		bad("rate must be >= 0")
 	}
+	for _, p := range c.Compare {
+		if !slices.Contains(PeerNames(), p) {
+			bad("unknown peer %q: want %s", p, strings.Join(PeerNames(), ", "))
+		}
+	}
+	if slices.Contains(c.Scenarios, scenarioPeers) && len(c.Compare) == 0 {
+		bad("the %s scenario needs peers to compare with (--compare %s)", scenarioPeers, strings.Join(PeerNames(), ","))
+	}
+	if slices.Contains(c.Compare, PeerEtcd) && c.EtcdPeer == "" {
+		bad("the etcd peer needs the ctxd-etcd-peer command")
+	}
+	positive("rounds", c.Rounds)
+	positive("compare clients", c.CompareClients)
 	return errors.Join(errs...)
 }
 
@@ -205,6 +233,9 @@ func (c Config) settings() Settings {
 		DiskVersions:              c.DiskVersions,
 		SnapshotKeys:              c.SnapshotKeys,
 		SnapshotRepeats:           c.SnapshotRepeats,
+		Compare:                   append([]string{}, c.Compare...),
+		Rounds:                    c.Rounds,
+		CompareClients:            c.CompareClients,
 	}
 }
 
@@ -213,6 +244,10 @@ type Server struct {
 	URL     string
 	DataDir string
 	Close   func() error
+	// Memory, when set, reads the server's memory after a garbage
+	// collection: for a server in a process of its own (ServePeer
+	// answers it). Without it the suite reads /metrics.
+	Memory func() (MemorySample, error)
 }
 
 // Target is the server to measure: a running one at URL, or, when URL is
@@ -220,6 +255,10 @@ type Server struct {
 type Target struct {
 	URL   string
 	Fresh func() (*Server, error)
+	// Isolated, when set, starts a fresh server in a process of its own:
+	// disk-growth and fanout run on such servers, so that the memory they
+	// report is the server's alone (see memory.go).
+	Isolated func() (*Server, error)
 	// Token, when set, is sent as a bearer token (a server with access
 	// control); TLSConfig, when set, verifies an https URL's certificate.
 	Token     string
@@ -264,6 +303,20 @@ var scenarios = []scenario{
 	{name: "fanout", about: "WebSocket subscribers (/v1/watch, then Socket.IO) while writers write at a fixed rate: delivery latency, missed events", steps: (*suite).fanoutSteps},
 	{name: "disk-growth", about: "file size as keys get versions, before and after compaction and defrag", ownDatabase: true, steps: (*suite).diskGrowthSteps},
 	{name: "snapshot", about: "snapshot, dump, export and restore times as the database grows", ownDatabase: true, steps: (*suite).snapshotSteps},
+	{name: scenarioPeers, about: "puts, gets and mixes against ctxd and the peers of --compare (etcd; nethttp, a bare net/http handler) in alternating rounds", steps: (*suite).peersSteps},
+}
+
+// scenarioPeers is the comparison with other servers: it runs when peers
+// are given (Config.Compare), and is not part of the standard set.
+const scenarioPeers = "peers"
+
+// defaultScenarios is what runs when no scenario is named: the
+// comparison alone when peers are given, else the standard set.
+func defaultScenarios(compare []string) []string {
+	if len(compare) > 0 {
+		return []string{scenarioPeers}
+	}
+	return slices.DeleteFunc(ScenarioNames(), func(n string) bool { return n == scenarioPeers })
 }
 
 // ScenarioNames returns the names of the scenarios, in the order they run.
@@ -298,11 +351,13 @@ type suite struct {
 	cfg    Config
 	target Target
 	ep     endpoint // the main server
+	main   *Server  // the main server when the suite started it (nil: remote)
 	runID  string
 	value  []byte // ValueSize bytes of JSON
 	report *Report
 
 	readsReady bool     // read scenarios' keys are written
+	peers      []peer   // of the peers scenario, ctxd first, once started
 	cleanups   []func() // run when Run returns: servers started by steps
 }
 
@@ -332,6 +387,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 			// Empty lists rather than null, so that readers find every field.
 			Failures: []Failure{}, Runs: []Measurement{}, Fanout: []FanoutRun{}, DiskGrowth: []DiskGrowthRun{},
 			Snapshot: []SnapshotRun{}, Skipped: []Skip{}, Targets: []TargetCheck{}, Metrics: []Metric{},
+			Peers: []PeerInfo{}, Comparisons: []Comparison{},
 		},
 	}
 	defer func() {
@@ -340,7 +396,9 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 		}
 	}()
 	if len(s.report.Settings.Scenarios) == 0 {
-		s.report.Settings.Scenarios = ScenarioNames()
+		s.report.Settings.Scenarios = defaultScenarios(cfg.Compare)
+	} else if len(cfg.Compare) > 0 && !slices.Contains(s.report.Settings.Scenarios, scenarioPeers) {
+		s.report.Settings.Scenarios = append(slices.Clone(s.report.Settings.Scenarios), scenarioPeers)
 	}
 	url := target.URL
 	s.report.Target.Mode = "remote"
@@ -350,6 +408,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 			return nil, fmt.Errorf("perf: start server: %w", err)
 		}
 		defer func() { _ = srv.Close() }()
+		s.main = srv
 		url = srv.URL
 		s.report.Target.Mode = "in-process"
 		s.report.Target.DataDir = srv.DataDir
@@ -446,6 +505,12 @@ func (s *suite) finish(start time.Time) {
 	for _, x := range r.Snapshot {
 		r.Errors += x.Errors
 	}
+	for _, c := range r.Comparisons {
+		for _, x := range c.Results {
+			r.Errors += x.Errors
+		}
+	}
+	r.Memory = memorySummary(r)
 	r.Targets = checkTargets(r)
 	r.Metrics = metricsOf(r)
 }

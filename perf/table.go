@@ -87,6 +87,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		for _, f := range r.Fanout {
+			if m := f.Memory; m != nil {
+				fmt.Fprintf(w, "  %s: server memory %s RSS, %s heap per 1,000 subscribers (%s RSS, %s heap with them; %s)\n",
+					f.Name, signedBytes(m.RSSPer), signedBytes(m.HeapPer), byteSize(m.After.RSSBytes), byteSize(m.After.HeapBytes), processAbout(m.Process))
+			}
+		}
 	}
 	for _, d := range r.DiskGrowth {
 		fmt.Fprintln(tw)
@@ -101,6 +107,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "  writes %.1f s, compaction %.2f s, defrag %.2f s (writes paused %s)\n",
 			d.WriteSeconds, d.CompactSeconds, d.DefragSeconds, ms(d.DefragPauseMs))
+		if m := d.Memory; m != nil {
+			fmt.Fprintf(w, "  server memory %s RSS, %s heap per 10,000 keys (%s RSS, %s heap at the end; %s)\n",
+				signedBytes(m.RSSPer), signedBytes(m.HeapPer), byteSize(m.After.RSSBytes), byteSize(m.After.HeapBytes), processAbout(m.Process))
+		}
+	}
+	if err := r.writePeersTable(w); err != nil {
+		return err
 	}
 	if len(r.Snapshot) > 0 {
 		fmt.Fprintln(tw)
@@ -164,6 +177,70 @@ func (r *Report) errorSamples() []string {
 		add(x.Name, x.RunErrors)
 	}
 	return out
+}
+
+// writePeersTable prints the comparisons: each server's medians, then
+// ctxd's as ratios of each peer's.
+func (r *Report) writePeersTable(w io.Writer) error {
+	if len(r.Comparisons) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nPEERS: the same runs against each server, %d round(s) in turn, medians\n", r.Settings.Rounds)
+	for _, p := range r.Peers {
+		durable := "durable"
+		if !p.Durable {
+			durable = "NOT durable"
+		}
+		fmt.Fprintf(w, "  %s: %s (%s, %s; %s)\n", p.Name, p.About, p.Version, durable, p.Process)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t") }
+	fmt.Fprintln(tw)
+	row("RUN", "SERVER", "OPS/S", "±", "P50", "P99", "ERRORS", "CTXD÷ OPS/S", "P50", "P99")
+	for _, c := range r.Comparisons {
+		for i, x := range c.Results {
+			name := ""
+			if i == 0 {
+				name = c.Name
+			}
+			cells := []string{name, x.Peer, formatValue(x.OpsPerSec, ""), formatValue(x.OpsPerSecSpread, ""), ms(x.P50), ms(x.P99), fmt.Sprint(x.Errors), "", "", ""}
+			for _, q := range c.Ratios {
+				if q.Peer == x.Peer {
+					cells[7], cells[8], cells[9] = ratio(q.OpsPerSec), ratio(q.P50), ratio(q.P99)
+				}
+			}
+			row(cells...)
+		}
+	}
+	return tw.Flush()
+}
+
+// ratio prints a ratio of two numbers ("-" when one was missing).
+func ratio(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return formatValue(v, "x")
+}
+
+// signedBytes prints a growth in bytes with its sign.
+func signedBytes(n int64) string {
+	if n < 0 {
+		return "-" + byteSize(-n)
+	}
+	return "+" + byteSize(n)
+}
+
+// processAbout says where a measured server's memory came from.
+func processAbout(process string) string {
+	switch process {
+	case processOwn:
+		return "the server alone in its process, after collecting its garbage"
+	case processShared:
+		return "the server in the suite's process: the load generator's memory is included"
+	default:
+		return "from the server's /metrics: its heap includes garbage not yet collected"
+	}
 }
 
 func ms(v float64) string { return formatValue(v, "ms") }

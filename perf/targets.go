@@ -16,6 +16,40 @@ const (
 	targetFanoutP99Ms    = 50
 )
 
+// The targets of issue 14, as ratios to the peers measured in the same
+// run (absolute numbers drift between machines; ratios much less).
+const (
+	targetPut1P50VsEtcd   = 0.6  // ctxd's 1-client put p50 at most 0.6x etcd's
+	targetPut64VsEtcd     = 3.5  // ctxd's 64-client puts/s at least 3.5x etcd's
+	targetPut64VsBare     = 0.5  // ... and at least 0.5x the bare handler's
+	targetPut64P99Ms      = 5    // ... with a p99 of at most 5 ms
+	targetGet64VsBare     = 0.85 // ctxd's 64-client gets/s at least 0.85x the bare handler's
+	targetPeerClients     = 64
+	targetPeerClientsName = "64 clients"
+)
+
+func findComparison(r *Report, name string) *Comparison {
+	for i := range r.Comparisons {
+		if r.Comparisons[i].Name == name {
+			return &r.Comparisons[i]
+		}
+	}
+	return nil
+}
+
+// result returns the named server's result (nil when it was not measured).
+func (c *Comparison) result(peer string) *PeerResult {
+	if c == nil {
+		return nil
+	}
+	for i := range c.Results {
+		if c.Results[i].Peer == peer {
+			return &c.Results[i]
+		}
+	}
+	return nil
+}
+
 func findRun(r *Report, name string) *Measurement {
 	for i := range r.Runs {
 		if r.Runs[i].Name == name {
@@ -89,6 +123,49 @@ func checkTargets(r *Report) []TargetCheck {
 	add("fan-out, 1,000 subscribers at 1,000 writes/s: ack-to-arrival p99", fmt.Sprintf("<= %g ms", float64(targetFanoutP99Ms)), f != nil,
 		fp99, "ms", f != nil && f.AckToArrival.P99 <= targetFanoutP99Ms)
 	add("fan-out, 1,000 subscribers at 1,000 writes/s: missed", "0", f != nil, fmissed, "", f != nil && f.Missed == 0 && f.Duplicates == 0)
+	return append(out, peerTargets(r)...)
+}
+
+// peerTargets checks issue 14's targets against the peers scenario: ctxd's
+// medians as ratios of a peer's, measured in the same rounds.
+func peerTargets(r *Report) []TargetCheck {
+	var out []TargetCheck
+	c1 := findComparison(r, "peers/put/c=1")
+	put := findComparison(r, fmt.Sprintf("peers/put/c=%d", targetPeerClients))
+	get := findComparison(r, fmt.Sprintf("peers/get/c=%d", targetPeerClients))
+	// ratio checks ctxd's value (of) against factor times the peer's.
+	ratio := func(name string, c *Comparison, peer string, of func(*PeerResult) float64, unit string, atMost bool, factor float64) {
+		tc := TargetCheck{Name: name, Got: "not measured", Met: "n/a"}
+		if atMost {
+			tc.Want = fmt.Sprintf("<= %gx %s", factor, peer)
+		} else {
+			tc.Want = fmt.Sprintf(">= %gx %s", factor, peer)
+		}
+		mine, theirs := c.result(peerCtxd), c.result(peer)
+		if mine != nil && theirs != nil && of(mine) > 0 && of(theirs) > 0 {
+			x := of(mine) / of(theirs)
+			tc.Got = fmt.Sprintf("%.2fx (%s vs %s)", x, formatValue(of(mine), unit), formatValue(of(theirs), unit))
+			tc.Met = "no"
+			if (atMost && x <= factor) || (!atMost && x >= factor) {
+				tc.Met = "yes"
+			}
+		}
+		out = append(out, tc)
+	}
+	p50 := func(p *PeerResult) float64 { return p.P50 }
+	ops := func(p *PeerResult) float64 { return p.OpsPerSec }
+	ratio("vs etcd: durable put, 1 client: p50", c1, PeerEtcd, p50, "ms", true, targetPut1P50VsEtcd)
+	ratio("vs etcd: durable puts, "+targetPeerClientsName+": throughput", put, PeerEtcd, ops, "/s", false, targetPut64VsEtcd)
+	ratio("vs nethttp: durable puts, "+targetPeerClientsName+": throughput", put, PeerNetHTTP, ops, "/s", false, targetPut64VsBare)
+	tc := TargetCheck{Name: "vs peers: durable puts, " + targetPeerClientsName + ": ctxd's p99", Want: fmt.Sprintf("<= %g ms", float64(targetPut64P99Ms)), Got: "not measured", Met: "n/a"}
+	if mine := put.result(peerCtxd); mine != nil && mine.P99 > 0 {
+		tc.Got, tc.Met = ms(mine.P99), "no"
+		if mine.P99 <= targetPut64P99Ms {
+			tc.Met = "yes"
+		}
+	}
+	out = append(out, tc)
+	ratio("vs nethttp: gets, "+targetPeerClientsName+": throughput", get, PeerNetHTTP, ops, "/s", false, targetGet64VsBare)
 	return out
 }
 
@@ -124,6 +201,26 @@ func metricsOf(r *Report) []Metric {
 		add(d.Name+" file after compaction+defrag", "B", float64(d.AfterDefrag.FileBytes), 0, "lower")
 		add(d.Name+" defrag pause", "ms", d.DefragPauseMs, 0, "lower")
 	}
+	if m := r.Memory; m.KeysRun != "" {
+		add("memory rss per 10k keys", "B", float64(m.RSSPer10kKeys), 0, "lower")
+		add("memory heap per 10k keys", "B", float64(m.HeapPer10kKeys), 0, "lower")
+	}
+	if m := r.Memory; m.SubscribersRun != "" {
+		add("memory rss per 1k subscribers", "B", float64(m.RSSPer1kSubscribers), 0, "lower")
+		add("memory heap per 1k subscribers", "B", float64(m.HeapPer1kSubscribers), 0, "lower")
+	}
+	for _, c := range r.Comparisons {
+		for _, x := range c.Results {
+			add(c.Name+" "+x.Peer+" ops/s", "ops/s", x.OpsPerSec, x.OpsPerSecSpread, "higher")
+			add(c.Name+" "+x.Peer+" p50", "ms", x.P50, x.P50Spread, "lower")
+			add(c.Name+" "+x.Peer+" p99", "ms", x.P99, x.P99Spread, "lower")
+		}
+		for _, x := range c.Ratios {
+			add(c.Name+" ctxd/"+x.Peer+" ops/s", "x", x.OpsPerSec, 0, "higher")
+			add(c.Name+" ctxd/"+x.Peer+" p50", "x", x.P50, 0, "lower")
+			add(c.Name+" ctxd/"+x.Peer+" p99", "x", x.P99, 0, "lower")
+		}
+	}
 	for _, sn := range r.Snapshot {
 		add(sn.Name+" snapshot", "s", sn.SnapshotSeconds, sn.Spread.SnapshotSeconds, "lower")
 		add(sn.Name+" dump", "s", sn.DumpSeconds, sn.Spread.DumpSeconds, "lower")
@@ -137,6 +234,10 @@ func metricsOf(r *Report) []Metric {
 func formatValue(v float64, unit string) string {
 	var s string
 	switch {
+	case unit == "x":
+		return fmt.Sprintf("%.2fx", v)
+	case unit == "/s":
+		return formatValue(v, "") + "/s"
 	case unit == "ms" && v < 0.9995:
 		return fmt.Sprintf("%.0f µs", v*1000)
 	case unit == "B":

@@ -65,6 +65,18 @@ func (s *suite) measured(ctx context.Context, r Measurement, l load, after func(
 			r.Commits = commitStats(before, now)
 		}
 	}
+	m := fillMeasurement(&r, l, res)
+	if after != nil {
+		err = after(res, m, &r)
+		r.RunErrors = res.errs.result() // with what after found
+	}
+	s.report.Runs = append(s.report.Runs, r)
+	return err
+}
+
+// fillMeasurement puts what res measured of l into r: rates, latencies,
+// intervals and spreads, errors.
+func fillMeasurement(r *Measurement, l load, res *loadResult) loadStats {
 	m := measure(res.samples, l.duration, res.elapsed)
 	r.Clients, r.Rate = l.clients, l.rate
 	r.WarmupSeconds, r.DurationSeconds = l.warmup.Seconds(), l.duration.Seconds()
@@ -74,12 +86,8 @@ func (s *suite) measured(ctx context.Context, r Measurement, l load, after func(
 	r.Distribution = m.all.distribution()
 	r.Intervals = m.intervals
 	r.OpsPerSecSpread, r.P50Spread, r.P99Spread = spreads(m.intervals)
-	if after != nil {
-		err = after(res, m, &r)
-	}
 	r.RunErrors = res.errs.result()
-	s.report.Runs = append(s.report.Runs, r)
-	return err
+	return m
 }
 
 func (s *suite) writeLatencySteps() []step {

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +26,7 @@ import (
 type perfFlags struct {
 	target, token, caCert                                   string
 	out, cpuProfile, configPath, serverLogLevel, dataParent string
+	etcdPeer                                                string
 	quick, destructive                                      bool
 }
 
@@ -50,6 +53,15 @@ Results go to OUT/<time>/: report.json (fields: perf/REPORT.md), report.html
 --quick is the smoke run of the whole set, well under a minute: ` + fmt.Sprintf("%s windows\nafter %s warm-up, %d read keys, disk growth of %d keys, snapshots of %v keys;",
 			quick.Duration, quick.Warmup, quick.ReadKeys, quick.DiskKeys, quick.SnapshotKeys) + `
 flags given explicitly override it.
+
+--compare etcd runs the same puts, gets and mixes against ctxd and against
+an embedded single-member etcd (the ` + etcdPeerCommand + ` command, beside this
+binary: 'make build' builds both), in alternating rounds, with a bare Go
+net/http handler over an in-memory map as the HTTP floor; the report gives
+ctxd's numbers as ratios of theirs. Alone it runs only that comparison.
+
+The servers of disk-growth and fanout run alone in a child process
+('ctxd perf serve'), so that the memory they report is the server's own.
 
 A run with errors (failed requests, missed events, a failed step) says so
 loudly and exits with code 1, after writing its reports.
@@ -82,8 +94,12 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	f.IntSliceVar(&cfg.SnapshotKeys, "snapshot-keys", def.SnapshotKeys, "database sizes (keys) of snapshot")
 	f.IntVar(&cfg.SnapshotRepeats, "snapshot-repeats", def.SnapshotRepeats, "times each snapshot operation is timed (the median is reported)")
 	f.BoolVar(&pf.destructive, "destructive", false, "with --target, also run disk-growth and snapshot (they compact history and restore the whole database)")
+	f.StringSliceVar(&cfg.Compare, "compare", nil, "compare with these `peers`: "+strings.Join(perf.PeerNames(), ", ")+" (nethttp, the HTTP floor, is always one); alone, runs only the comparison")
+	f.IntVar(&cfg.Rounds, "rounds", def.Rounds, "with --compare: rounds of each run on each server, in turn (medians are reported)")
+	f.IntVar(&cfg.CompareClients, "compare-clients", def.CompareClients, "with --compare: clients of the comparison's runs (besides one client)")
+	f.StringVar(&pf.etcdPeer, "etcd-peer", "", "with --compare etcd: path of the "+etcdPeerCommand+" command (default: beside this binary, else on PATH)")
 	f.StringVar(&pf.out, "out", "perf-results", "results `folder`: each run writes into OUT/<time>/")
-	f.StringVar(&pf.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (load and in-process server) to `FILE` (go tool pprof FILE)")
+	f.StringVar(&pf.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (load and in-process server; not the servers in their own process) to `FILE` (go tool pprof FILE)")
 	f.StringVar(&pf.configPath, "config", "", "in-process server: YAML configuration `file` (as for serve; its addr and data_dir are ignored)")
 	f.StringVar(&pf.serverLogLevel, "server-log-level", "warn", "in-process server: log level (info writes one access log line per request) into OUT/<time>/server.log")
 	f.StringVar(&pf.dataParent, "data-parent", "", "in-process server: create its temporary data folders in `DIR` (default: the system's temp folder)")
@@ -93,13 +109,47 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 		}
 		cfg.Scenarios = args
 		cfg.Destructive = pf.destructive
+		if slices.Contains(cfg.Compare, perf.PeerEtcd) {
+			path, err := findEtcdPeer(pf.etcdPeer)
+			if err != nil {
+				return err
+			}
+			cfg.EtcdPeer = path
+		}
 		if err := cfg.Validate(); err != nil {
 			return &usageError{fmt.Errorf("perf: %w", err)}
 		}
 		return a.runPerf(cmd.Context(), cfg, pf)
 	})
-	cmd.AddCommand(a.perfCompareCmd())
+	cmd.AddCommand(a.perfCompareCmd(), a.perfServeCmd())
 	return cmd
+}
+
+// etcdPeerCommand is the command that holds the embedded etcd of --compare
+// etcd (cmd/ctxd-etcd-peer): the ctxd binary does not link etcd.
+const etcdPeerCommand = "ctxd-etcd-peer"
+
+// findEtcdPeer returns the etcd peer command: given, else beside this
+// binary, else on PATH.
+func findEtcdPeer(given string) (string, error) {
+	if given != "" {
+		if fi, err := os.Stat(given); err != nil || fi.IsDir() {
+			return "", usagef("--etcd-peer %s: not a command file", given)
+		}
+		return given, nil
+	}
+	var beside string
+	if exe, err := os.Executable(); err == nil {
+		beside = filepath.Join(filepath.Dir(exe), etcdPeerCommand)
+		if fi, err := os.Stat(beside); err == nil && !fi.IsDir() {
+			return beside, nil
+		}
+	}
+	if path, err := exec.LookPath(etcdPeerCommand); err == nil {
+		return path, nil
+	}
+	return "", usagef("--compare etcd needs the %s command, which holds the embedded etcd (the ctxd binary does not link etcd): "+
+		"it is neither at %s nor on PATH; 'make build' builds it into bin/ beside ctxd, or give its path with --etcd-peer", etcdPeerCommand, beside)
 }
 
 // applyQuickDefaults puts quick's values into the settings whose flag was
@@ -121,6 +171,7 @@ func applyQuickDefaults(cfg *perf.Config, quick perf.Config, changed func(flag s
 	set("disk-versions", func() { cfg.DiskVersions = quick.DiskVersions })
 	set("snapshot-keys", func() { cfg.SnapshotKeys = quick.SnapshotKeys })
 	set("snapshot-repeats", func() { cfg.SnapshotRepeats = quick.SnapshotRepeats })
+	set("rounds", func() { cfg.Rounds = quick.Rounds })
 }
 
 // runPerf runs the suite, writes the reports and prints the table.
@@ -162,7 +213,16 @@ func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error 
 		}
 		defer servers.close()
 		target.Fresh = servers.start
+		target.Isolated = servers.startIsolated
 		target.Info.ServerLogLevel = pf.serverLogLevel
+	}
+	if len(cfg.Compare) > 0 {
+		peerLog, err := os.OpenFile(filepath.Join(outDir, "peers.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("peers log: %w", err)
+		}
+		defer peerLog.Close()
+		cfg.PeerLog = peerLog
 	}
 
 	onStep, stopProgress := a.perfProgress()

@@ -9,10 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // TestPerfQuick runs `ctxd perf --quick`, with windows and sizes cut down
@@ -26,15 +29,20 @@ func TestPerfQuick(t *testing.T) {
 	prof := filepath.Join(profDir, "cpu.pprof")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "perf", "--quick", "--out", out,
+	// Every scenario, named, and the comparison with the bare net/http
+	// handler (in process; the etcd peer has its own test).
+	scenarios := []string{"write-latency", "write-throughput", "read-latency", "read-throughput", "mixed", "cas-contention", "fanout", "disk-growth", "snapshot"}
+	cmd := exec.CommandContext(ctx, bin, append(append([]string{"perf"}, scenarios...), "--quick", "--out", out,
+		"--compare", "nethttp", "--compare-clients", "4",
 		"--duration", "400ms", "--warmup", "100ms", "--clients", "1,4",
 		"--read-keys", "300", "--mixed-clients", "4", "--cas-clients", "4",
 		"--fanout-subscribers", "20", "--fanout-socketio-subscribers", "20", "--fanout-rate", "200", "--fanout-writers", "4",
-		"--disk-keys", "200", "--disk-versions", "1,3", "--snapshot-keys", "200,500", "--data-parent", t.TempDir(), "--cpuprofile", prof)
+		"--disk-keys", "200", "--disk-versions", "1,3", "--snapshot-keys", "200,500", "--data-parent", t.TempDir(), "--cpuprofile", prof)...)
 	cmd.Env = testEnv()
 	output, err := cmd.CombinedOutput()
 	require.NoError(t, err, "ctxd perf --quick:\n%s", output)
-	for _, want := range []string{"write-throughput/distinct/c=4", "fanout/subs=20/rate=200", "fanout/socketio/subs=20/rate=200", "DISK-GROWTH/KEYS=200", "snapshot/keys=500", "TARGET", "report.json"} {
+	for _, want := range []string{"write-throughput/distinct/c=4", "fanout/subs=20/rate=200", "fanout/socketio/subs=20/rate=200", "DISK-GROWTH/KEYS=200", "snapshot/keys=500",
+		"PEERS", "peers/get/c=4", "per 1,000 subscribers", "per 10,000 keys", "TARGET", "report.json"} {
 		require.Contains(t, string(output), want)
 	}
 	require.NotContains(t, string(output), "ERRORS in this run")
@@ -67,6 +75,16 @@ func TestPerfQuick(t *testing.T) {
 	}
 	require.EqualValues(t, 0, doc["errors"])
 	require.Equal(t, "in-process", lookupField(doc, "target.mode")[0])
+	// The servers of disk-growth and fanout ran alone in a process of
+	// their own: the memory is theirs.
+	for _, p := range append(lookupField(doc, "disk_growth[].memory.process"), lookupField(doc, "fanout[].memory.process")...) {
+		require.Equal(t, "own", p)
+	}
+	for _, f := range []string{"memory.heap_bytes_per_1k_subscribers", "memory.rss_bytes_per_1k_subscribers", "fanout[].memory.after.heap_bytes", "disk_growth[].memory.after.rss_bytes"} {
+		for _, v := range lookupField(doc, f) {
+			require.Positive(t, v, f)
+		}
+	}
 
 	page, err := os.ReadFile(filepath.Join(filepath.Dir(reports[0]), "report.html"))
 	require.NoError(t, err)
@@ -162,4 +180,115 @@ func isZero(v any) bool {
 		return len(x) == 0
 	}
 	return false
+}
+
+// etcdPeer is the ctxd-etcd-peer command, built beside bin on first use
+// (it compiles etcd, so only the tests that need it pay for it).
+var etcdPeer = sync.OnceValues(func() (string, error) {
+	return testkit.BuildCommand(filepath.Dir(bin), "ctxd-etcd-peer", "cmd/ctxd-etcd-peer")
+})
+
+// TestPerfCompareEtcd runs `ctxd perf --compare etcd` with short windows
+// (long enough for a durable put on a busy machine to start in each):
+// the peer command is found beside the ctxd binary and starts a real
+// embedded etcd; the report holds ctxd's, etcd's and the bare handler's
+// numbers side by side, the ratios and the targets checked on them; the
+// etcd data folder was beside ctxd's and is gone.
+func TestPerfCompareEtcd(t *testing.T) {
+	if _, err := etcdPeer(); err != nil {
+		t.Fatalf("build the etcd peer: %v", err)
+	}
+	out, parent := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "perf", "--compare", "etcd", "--out", out, "--data-parent", parent,
+		"--duration", "400ms", "--warmup", "50ms", "--rounds", "1", "--read-keys", "200")
+	cmd.Env = testEnv()
+	output, err := cmd.CombinedOutput()
+	require.NoError(t, err, "ctxd perf --compare etcd:\n%s", output)
+	require.Contains(t, string(output), "PEERS")
+	require.Contains(t, string(output), "vs etcd: durable put, 1 client: p50")
+
+	reports, err := filepath.Glob(filepath.Join(out, "*", "report.json"))
+	require.NoError(t, err)
+	require.Len(t, reports, 1)
+	raw, err := os.ReadFile(reports[0])
+	require.NoError(t, err)
+	var r struct {
+		Errors   int64
+		Settings struct{ Scenarios []string }
+		Runs     []json.RawMessage
+		Peers    []struct {
+			Name, Version, Process string
+			DataDir                string `json:"data_dir"`
+			Durable                bool
+		}
+		Comparisons []struct {
+			Name    string
+			Results []struct {
+				Peer      string
+				OpsPerSec float64 `json:"ops_per_sec"`
+				P50, P99  float64
+				Rounds    []json.RawMessage
+				Errors    int64
+			}
+			Ratios []struct {
+				Peer      string
+				OpsPerSec float64 `json:"ops_per_sec"`
+				P50, P99  float64
+			}
+		}
+		Targets []struct{ Name, Got, Met string }
+	}
+	require.NoError(t, json.Unmarshal(raw, &r))
+	require.Zero(t, r.Errors)
+	require.Equal(t, []string{"peers"}, r.Settings.Scenarios, "--compare alone runs the comparison only")
+	require.Empty(t, r.Runs)
+
+	require.Len(t, r.Peers, 3)
+	require.Equal(t, "ctxd", r.Peers[0].Name)
+	etcd := r.Peers[1]
+	require.Equal(t, "etcd", etcd.Name)
+	require.True(t, etcd.Durable)
+	require.Equal(t, "own", etcd.Process)
+	require.True(t, strings.HasPrefix(etcd.Version, "3."), etcd.Version)
+	require.Equal(t, parent, filepath.Dir(etcd.DataDir), "etcd's data is beside ctxd's")
+	require.Equal(t, "nethttp", r.Peers[2].Name)
+
+	require.Len(t, r.Comparisons, 5)
+	for _, c := range r.Comparisons {
+		require.Len(t, c.Results, 3, c.Name)
+		for i, x := range c.Results {
+			require.Equal(t, r.Peers[i].Name, x.Peer, c.Name)
+			require.Positive(t, x.OpsPerSec, "%s %s", c.Name, x.Peer)
+			require.Positive(t, x.P50, "%s %s", c.Name, x.Peer)
+			require.Len(t, x.Rounds, 1)
+			require.Zero(t, x.Errors)
+		}
+		require.Len(t, c.Ratios, 2, c.Name)
+		for i, q := range c.Ratios {
+			require.Equal(t, c.Results[i+1].Peer, q.Peer)
+			require.InDelta(t, c.Results[0].OpsPerSec/c.Results[i+1].OpsPerSec, q.OpsPerSec, 0.002, "%s %s", c.Name, q.Peer)
+			require.InDelta(t, c.Results[0].P99/c.Results[i+1].P99, q.P99, 0.002, "%s %s", c.Name, q.Peer)
+		}
+	}
+	checked := 0
+	for _, tc := range r.Targets {
+		if strings.HasPrefix(tc.Name, "vs ") {
+			require.Contains(t, []string{"yes", "no"}, tc.Met, "%s: measured (%s)", tc.Name, tc.Got)
+			checked++
+		}
+	}
+	require.Equal(t, 5, checked)
+	left, err := os.ReadDir(parent)
+	require.NoError(t, err)
+	require.Empty(t, left, "every data folder is removed")
+	log, err := os.ReadFile(filepath.Join(filepath.Dir(reports[0]), "peers.log"))
+	require.NoError(t, err)
+	require.NotEmpty(t, log, "etcd's log")
+
+	// Without the peer command: a clear usage error.
+	missing := cli(t, nil, "", "perf", "--compare", "etcd", "--etcd-peer", filepath.Join(parent, "nope"), "--out", out)
+	require.Equal(t, 2, missing.code)
+	require.Contains(t, missing.stderr, "--etcd-peer")
 }

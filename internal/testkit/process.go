@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,17 +24,35 @@ import (
 // needs: the binary is what users run, so crash and power-loss tests kill
 // it, not a goroutine.
 func BuildCtxd(dir, name string, tags ...string) (string, error) {
-	out := filepath.Join(dir, name)
+	return BuildCommand(dir, name, "cmd/ctxd", tags...)
+}
+
+// BuildCommand compiles the command in cmdDir, a folder of the repository
+// such as "cmd/ctxd" or "cmd/ctxd-etcd-peer" (a module of its own is built
+// with its own go.mod), into dir/name, stamped with version "test", and
+// returns its path.
+func BuildCommand(dir, name, cmdDir string, tags ...string) (string, error) {
+	out, err := filepath.Abs(filepath.Join(dir, name))
+	if err != nil {
+		return "", err
+	}
 	args := []string{"build", "-o", out, "-ldflags", "-X main.version=test"}
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
-	build := exec.Command("go", append(args, "github.com/framework0/ctxd/cmd/ctxd")...)
+	build := exec.Command("go", append(args, ".")...)
+	build.Dir = filepath.Join(repoRoot(), filepath.FromSlash(cmdDir))
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		return "", fmt.Errorf("build ctxd (tags %v): %w", tags, err)
+		return "", fmt.Errorf("build %s (tags %v): %w", cmdDir, tags, err)
 	}
 	return out, nil
+}
+
+// repoRoot is the repository's folder: two up from this file's.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // CleanEnv is the environment of every process a test starts: the test's

@@ -1,0 +1,173 @@
+// Command ctxd-etcd-peer is the etcd peer of `ctxd perf --compare etcd`: an
+// embedded single-member etcd (go.etcd.io/etcd/server/v3/embed) with its
+// default settings (its write-ahead log fsynced at every commit, as ctxd's
+// writes are), and the load generator that measures it through etcd's own
+// Go client (go.etcd.io/etcd/client/v3). `ctxd perf` starts it as a child
+// process and speaks to it over its standard input and output
+// (perf.ServePeer); etcd's log goes to standard error.
+//
+// It is a module of its own so that the ctxd binary and module do not
+// link or require etcd: `make build` builds it into bin/ beside ctxd.
+//
+// Usage:
+//
+//	ctxd-etcd-peer --data DIR
+//
+// DIR is a fresh folder (ctxd perf makes it beside ctxd's data folder, on
+// the same file system); the process stops when its input ends.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/version"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/framework0/ctxd/perf"
+)
+
+// clientsPerConn is how many workers share one client (one gRPC
+// connection, which multiplexes their requests), as etcd's benchmark tool
+// is run with several clients per connection.
+const clientsPerConn = 8
+
+// startTimeout bounds etcd's start.
+const startTimeout = time.Minute
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "ctxd-etcd-peer: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	dataDir := flag.String("data", "", "the data `folder` (fresh, created by the caller)")
+	logLevel := flag.String("log-level", "warn", "etcd's log `level` (debug, info, warn, error)")
+	flag.Parse()
+	if *dataDir == "" || flag.NArg() > 0 {
+		return errors.New("usage: ctxd-etcd-peer --data DIR")
+	}
+	// The parent stops this process by closing its input; a Ctrl-C in
+	// the terminal reaches the parent, which does so.
+	signal.Ignore(os.Interrupt, syscall.SIGTERM)
+
+	cfg := embed.NewConfig()
+	cfg.Dir = *dataDir
+	cfg.LogLevel = *logLevel
+	cfg.LogOutputs = []string{"stderr"}
+	cfg.UnsafeNoFsync = false // the default, said out loud: every commit is fsynced
+	local := func(port string) []url.URL { return []url.URL{{Scheme: "http", Host: "127.0.0.1:" + port}} }
+	// Port 0: the system picks free ports; a single member never dials
+	// its own peer URL.
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = local("0"), local("0")
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = local("0"), local("0")
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return fmt.Errorf("start etcd: %w", err)
+	}
+	defer e.Close()
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		return fmt.Errorf("etcd: %w", err)
+	case <-time.After(startTimeout):
+		return fmt.Errorf("etcd not ready after %s", startTimeout)
+	}
+	endpoint := "http://" + e.Clients[0].Addr().String()
+	c := &client{endpoint: endpoint}
+	defer c.close()
+	hello := perf.PeerInfo{
+		Name:    perf.PeerEtcd,
+		About:   "etcd, embedded single member (server/v3/embed), default settings: its log fsynced at every commit",
+		Version: version.Version,
+		Durable: true,
+		Process: "own",
+		Client: fmt.Sprintf("etcd's Go client (client/v3, gRPC) in the peer's process, one connection per %d clients; "+
+			"gets are linearizable (the client's default)", clientsPerConn),
+		URL: endpoint,
+	}
+	return perf.ServePeer(context.Background(), os.Stdin, os.Stdout, hello, c)
+}
+
+// client is the load's etcd clients: worker w uses conns[w/clientsPerConn].
+type client struct {
+	endpoint string
+	mu       sync.Mutex // over Connect and close
+	conns    []*clientv3.Client
+	// snapshot is conns as the workers read it, without the lock.
+	snapshot atomic.Pointer[[]*clientv3.Client]
+}
+
+// Connect opens the connections n workers need.
+func (c *client) Connect(n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer func() {
+		conns := slices.Clone(c.conns)
+		c.snapshot.Store(&conns)
+	}()
+	for len(c.conns) < (n+clientsPerConn-1)/clientsPerConn {
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints:   []string{c.endpoint},
+			DialTimeout: 10 * time.Second,
+			Logger:      zap.NewNop(),
+		})
+		if err != nil {
+			return fmt.Errorf("connect to etcd: %w", err)
+		}
+		// The connection is made before the clock starts.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = cli.Status(ctx, c.endpoint)
+		cancel()
+		if err != nil {
+			return errors.Join(fmt.Errorf("connect to etcd: %w", err), cli.Close())
+		}
+		c.conns = append(c.conns, cli)
+	}
+	return nil
+}
+
+func (c *client) conn(worker int) *clientv3.Client {
+	conns := *c.snapshot.Load()
+	return conns[(worker/clientsPerConn)%len(conns)]
+}
+
+func (c *client) Put(ctx context.Context, worker int, key string, value []byte) error {
+	_, err := c.conn(worker).Put(ctx, key, string(value))
+	return err
+}
+
+func (c *client) Get(ctx context.Context, worker int, key string) error {
+	resp, err := c.conn(worker).Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if len(resp.Kvs) != 1 {
+		return fmt.Errorf("get %s: %d keys", key, len(resp.Kvs))
+	}
+	return nil
+}
+
+func (c *client) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cli := range c.conns {
+		_ = cli.Close()
+	}
+	c.conns = nil
+}
