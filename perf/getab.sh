@@ -8,8 +8,16 @@
 #   perf/getab.sh                       # ./bin/ctxd
 #   perf/getab.sh OLD/ctxd NEW/ctxd     # A/B of two builds
 #
+# Each line gives wrk's requests/s and p99, and the CPU time per request of
+# the server process and of wrk (from /proc and time(1)): on a machine whose
+# cores are shared, CPU per request varies less than requests/s.
+#
+# Every server holds KEYS keys (k0..k<KEYS-1>, namespace default); each
+# request reads one at random.
+#
 # Settings (environment): ROUNDS (3), DURATION (10s), CLIENTS (64),
-# THREADS (2), VALUE_SIZE (256). Needs wrk and curl (apt-get install wrk curl).
+# THREADS (2), VALUE_SIZE (256), KEYS (10000). Needs wrk, curl and GNU time
+# (apt-get install wrk curl time).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -17,6 +25,7 @@ DURATION=${DURATION:-10s}
 CLIENTS=${CLIENTS:-64}
 THREADS=${THREADS:-2}
 VALUE_SIZE=${VALUE_SIZE:-256}
+KEYS=${KEYS:-10000}
 [ $# -gt 0 ] || set -- ./bin/ctxd
 
 cd "$(dirname "$0")/.."
@@ -36,6 +45,7 @@ value="{\"v\":\"$pad\"}"
 
 names=()
 urls=()
+spids=()
 port=18100
 wait_up() { # url
 	for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
@@ -51,27 +61,50 @@ for bin in "$@"; do
 		mkdir -p "$dir"
 		"$bin" serve --addr "127.0.0.1:$port" --data "$dir/data" --log-level "$level" 2>"$dir/server.log" &
 		pids+=($!)
+		spids+=($!)
 		wait_up "http://127.0.0.1:$port/healthz"
-		curl -fs -o /dev/null -X PUT --data "$value" "http://127.0.0.1:$port/v1/ns/default/keys/k0"
+		for ((k = 0; k < KEYS; k += 128)); do # transactions of up to 128 puts (limits.max_txn_ops)
+			ops=""
+			for ((j = k; j < k + 128 && j < KEYS; j++)); do
+				ops+="${ops:+,}{\"op\":\"put\",\"key\":\"k$j\",\"value\":$value}"
+			done
+			curl -fs -o /dev/null -X POST --data "{\"ops\":[$ops]}" "http://127.0.0.1:$port/v1/txn"
+		done
 		names+=("ctxd$i/$level")
 		urls+=("http://127.0.0.1:$port/v1/ns/default/keys/k0")
 	done
 done
 port=$((port + 1))
-"$work/barehttp" -addr "127.0.0.1:$port" -value-size "$VALUE_SIZE" &
+"$work/barehttp" -addr "127.0.0.1:$port" -keys "$KEYS" -value-size "$VALUE_SIZE" &
 pids+=($!)
+spids+=($!)
 wait_up "http://127.0.0.1:$port/v1/ns/default/keys/k0"
 names+=("bare")
 urls+=("http://127.0.0.1:$port/v1/ns/default/keys/k0")
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$THREADS -c$CLIENTS -d$DURATION, $VALUE_SIZE-byte value"
+cat >"$work/random.lua" <<LUA
+math.randomseed(os.time())
+request = function()
+	return wrk.format(nil, "/v1/ns/default/keys/k" .. math.random(0, $KEYS - 1))
+end
+LUA
+hz=$(getconf CLK_TCK)
+cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$THREADS -c$CLIENTS -d$DURATION, random GETs of $KEYS keys, $VALUE_SIZE-byte values"
 for n in $(seq "$ROUNDS"); do
 	for j in "${!urls[@]}"; do
-		out=$(wrk -t"$THREADS" -c"$CLIENTS" -d"$DURATION" --latency "${urls[$j]}")
+		before=$(cputicks "${spids[$j]}")
+		out=$(/usr/bin/time -f 'wrkcpu %U %S' wrk -t"$THREADS" -c"$CLIENTS" -d"$DURATION" --latency -s "$work/random.lua" "${urls[$j]}" 2>&1)
+		after=$(cputicks "${spids[$j]}")
 		rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+		reqs=$(awk '/requests in/ {print $1}' <<<"$out")
 		p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
 		non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-		printf 'round %d %-12s %10s req/s  p99 %8s%s\n' "$n" "${names[$j]}" "$rps" "$p99" "${non2xx:+  NON-2XX $non2xx}"
+		srvus=$(awk -v t=$((after - before)) -v r="$reqs" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}')
+		wrkus=$(awk -v r="$reqs" '/^wrkcpu/ {printf "%.1f", ($2 + $3) * 1e6 / r}' <<<"$out")
+		printf 'round %d %-12s %10s req/s  p99 %8s  server %5s µs/req  wrk %5s µs/req%s\n' \
+			"$n" "${names[$j]}" "$rps" "$p99" "$srvus" "$wrkus" "${non2xx:+  NON-2XX $non2xx}"
 	done
 done
 for j in "${!names[@]}"; do
