@@ -39,7 +39,10 @@ func BenchmarkServeGet(b *testing.B) {
 			require.NoError(b, err)
 			defer logFile.Close()
 			log, logw := newLogger(logFile, cfg.Log)
-			defer logw.Close()
+			defer func() {
+				require.NoError(b, logw.Close())
+				b.ReportMetric(float64(logw.Dropped()), "dropped-lines")
+			}()
 			srv, err := server.New(cfg, log)
 			require.NoError(b, err)
 			defer srv.Close()
