@@ -30,6 +30,7 @@ func BenchmarkGetKey(b *testing.B) {
 	_, err := st.Put(bg, "default", "app/config", json.RawMessage(`{"debug":true,"level":3,"name":"service"}`), nil, "bench")
 	require.NoError(b, err)
 	b.ReportAllocs()
+	defer testkit.CPUPerOp(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		req := httptest.NewRequest(http.MethodGet, "/v1/ns/default/keys/app%2Fconfig", nil)
 		for pb.Next() {

@@ -33,7 +33,11 @@
 // Middleware, outermost first: request id (X-Request-Id, echoed back and
 // generated when missing), a zerolog access log (one line per request), panic
 // recovery (500, stack logged) and the request body limit
-// (Config.MaxBodyBytes, 413).
+// (Config.MaxBodyBytes, 413). The access log line goes to the logger given to
+// New; ctxd serve's copies it into a buffer that a goroutine of its own writes
+// (internal/asynclog), so a request does not wait for the write. The request
+// metrics of each route, method and status are looked up once and kept
+// (metrics.go).
 //
 // # Caveats
 //

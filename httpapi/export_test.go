@@ -7,6 +7,7 @@ var (
 	AppendRecord = appendRecord
 	AppendChange = appendChange
 	AppendString = jsontext.AppendString
+	AppendMillis = appendMillis
 )
 
 // The answers built from a struct of this package, for the tests to

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -15,6 +16,20 @@ import (
 type requestMetrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// series caches the counter and histogram of each route, method and
+	// status seen (a seriesKey's *series), so that a request does not look
+	// its labels up in the vectors (hashing, a lock, a status string).
+	series sync.Map
+}
+
+type seriesKey struct {
+	route, method string
+	code          int
+}
+
+type series struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 func newRequestMetrics(reg prometheus.Registerer) *requestMetrics {
@@ -38,9 +53,17 @@ func (m *requestMetrics) observe(c echo.Context, took time.Duration) {
 	if route == "" {
 		route = "unmatched"
 	}
-	method := c.Request().Method
-	m.requests.WithLabelValues(route, method, strconv.Itoa(c.Response().Status)).Inc()
-	m.latency.WithLabelValues(route, method).Observe(took.Seconds())
+	key := seriesKey{route: route, method: c.Request().Method, code: c.Response().Status}
+	v, ok := m.series.Load(key)
+	if !ok {
+		v, _ = m.series.LoadOrStore(key, &series{
+			requests: m.requests.WithLabelValues(key.route, key.method, strconv.Itoa(key.code)),
+			latency:  m.latency.WithLabelValues(key.route, key.method),
+		})
+	}
+	ser := v.(*series)
+	ser.requests.Inc()
+	ser.latency.Observe(took.Seconds())
 }
 
 // metricsHandler serves GET /metrics from gatherer.

@@ -3,14 +3,19 @@ package httpapi_test
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/httpapi"
 )
 
 func TestRequestID(t *testing.T) {
@@ -66,6 +71,25 @@ func TestAccessLog(t *testing.T) {
 	require.NotNil(t, nf)
 	assert.EqualValues(t, 404, nf["status"], "the status logged is the one sent for errors")
 	assert.Greater(t, nf["bytes"], float64(10))
+}
+
+// TestAppendMillis: the access log's latency_ms is written as zerolog's
+// Float64 wrote float64(d.Microseconds())/1000 before (strconv's shortest
+// 'f' format).
+func TestAppendMillis(t *testing.T) {
+	check := func(us int64) {
+		d := time.Duration(us) * time.Microsecond
+		want := strconv.FormatFloat(float64(us)/1000, 'f', -1, 64)
+		require.Equal(t, want, string(httpapi.AppendMillis(nil, d)), "%d µs", us)
+	}
+	for us := int64(-2000); us <= 200_000; us++ {
+		check(us)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100_000 { // up to 31 years; past 2^42 ms float64 has no third decimal
+		check(rng.Int64N(1e15))
+	}
+	require.Equal(t, "1.5", string(httpapi.AppendMillis(nil, 1500*time.Microsecond+999)), "below a microsecond is cut")
 }
 
 func TestPanicRecovery(t *testing.T) {

@@ -68,6 +68,14 @@ func (m *metrics) onSnapshot(_ ctxd.SnapshotMeta, took time.Duration, err error)
 	m.snapshotTime.Observe(took.Seconds())
 }
 
+// registerLogDropped adds the count of log lines the logger dropped.
+func (m *metrics) registerLogDropped(dropped func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ctxd_log_dropped_lines_total",
+		Help: "Log lines dropped because the log's output (stderr) did not keep up.",
+	}, func() float64 { return float64(dropped()) }))
+}
+
 // registerStore adds the collector that reads the store and its snapshots
 // at each scrape.
 func (m *metrics) registerStore(st store.Backend, snaps *snapshots.Manager) {

@@ -63,9 +63,10 @@ type Server struct {
 type Option func(*options)
 
 type options struct {
-	version  string
-	wrap     func(http.Handler) http.Handler
-	onCommit func(store.CommitInfo)
+	version    string
+	wrap       func(http.Handler) http.Handler
+	onCommit   func(store.CommitInfo)
+	logDropped func() uint64
 }
 
 // Version is the version /v1/status reports (the binary's).
@@ -76,6 +77,12 @@ func Version(v string) Option { return func(o *options) { o.version = v } }
 // embedding the server observes its commits; tests hold the writer to
 // decide when a caller sees its answer).
 func OnCommit(f func(store.CommitInfo)) Option { return func(o *options) { o.onCommit = f } }
+
+// LogDropped has /metrics report f's count as
+// ctxd_log_dropped_lines_total: the log lines that the logger given to New
+// dropped because its output did not keep up (ctxd serve's logger buffers
+// lines for a goroutine of its own to write: internal/asynclog).
+func LogDropped(f func() uint64) Option { return func(o *options) { o.logDropped = f } }
 
 // WrapHandler puts wrap's handler in front of the API, WebSocket included
 // (tests use it to cut connections as a network failure would).
@@ -100,6 +107,9 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		return nil, err
 	}
 	metrics := newMetrics() // metrics.go
+	if o.logDropped != nil {
+		metrics.registerLogDropped(o.logDropped)
+	}
 	onCommit := metrics.onCommit
 	if o.onCommit != nil {
 		onCommit = func(c store.CommitInfo) { metrics.onCommit(c); o.onCommit(c) }

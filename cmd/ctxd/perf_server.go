@@ -71,14 +71,15 @@ func (p *perfServers) start() (*perf.Server, error) {
 	}
 	cfg := p.cfg
 	cfg.DataDir = dir
-	log := newLogger(p.log, cfg.Log).With().Str("data_dir", dir).Logger()
-	srv, err := server.New(cfg, log, server.Version(version))
+	log, logw := newLogger(p.log, cfg.Log)
+	log = log.With().Str("data_dir", dir).Logger()
+	srv, err := server.New(cfg, log, server.Version(version), server.LogDropped(logw.Dropped))
 	if err != nil {
-		return nil, errors.Join(err, os.RemoveAll(dir))
+		return nil, errors.Join(err, logw.Close(), os.RemoveAll(dir))
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("listen: %w", err), srv.Close(), os.RemoveAll(dir))
+		return nil, errors.Join(fmt.Errorf("listen: %w", err), srv.Close(), logw.Close(), os.RemoveAll(dir))
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -91,7 +92,7 @@ func (p *perfServers) start() (*perf.Server, error) {
 			defer cancel()
 			err := srv.Shutdown(ctx)
 			<-served
-			closeErr = errors.Join(err, os.RemoveAll(dir))
+			closeErr = errors.Join(err, logw.Close(), os.RemoveAll(dir))
 		})
 		return closeErr
 	}

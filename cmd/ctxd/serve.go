@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/asynclog"
 	"github.com/framework0/ctxd/server"
 )
 
@@ -64,31 +65,44 @@ On SIGHUP it reloads the TLS certificate (tls.*) and the tokens file
 		if err != nil {
 			return err
 		}
-		return serve(cmd.Context(), cfg, newLogger(a.stderr, cfg.Log))
+		log, logw := newLogger(a.stderr, cfg.Log)
+		defer logw.Close() // every line logged is written before ctxd exits
+		return serve(cmd.Context(), cfg, log, server.LogDropped(logw.Dropped))
 	})
 	return cmd
 }
 
-// newLogger returns the server's logger, writing to w.
-func newLogger(w io.Writer, cfg configs.Log) zerolog.Logger {
+// newLogger returns the server's logger, writing to w through the buffer
+// that keeps the write system calls off the requests (internal/asynclog):
+// close it last, after the server has stopped, to write every line. A
+// line dropped because w did not keep up is counted, and a warning line
+// says how many.
+func newLogger(w io.Writer, cfg configs.Log) (zerolog.Logger, *asynclog.Writer) {
 	level, err := zerolog.ParseLevel(cfg.Level)
 	if err != nil {
 		level = zerolog.InfoLevel // configs has checked it already
 	}
+	var log zerolog.Logger
+	logw := asynclog.New(w, asynclog.Options{OnDrop: func(n uint64) {
+		// log is set before the first line can be dropped.
+		log.Warn().Uint64("lines", n).Msg("log lines dropped: the log's output did not keep up (ctxd_log_dropped_lines_total)")
+	}})
+	out := io.Writer(logw)
 	if cfg.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		out = zerolog.ConsoleWriter{Out: logw, TimeFormat: time.RFC3339}
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	log = zerolog.New(out).Level(level).With().Timestamp().Logger()
+	return log, logw
 }
 
 // serve runs the server described by cfg until ctx is canceled or the
 // process gets SIGINT or SIGTERM, then shuts it down gracefully. SIGHUP
 // reloads the TLS certificate and the tokens file.
-func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger) error {
+func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger, opts ...server.Option) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	srv, err := server.New(cfg, log, server.Version(version))
+	srv, err := server.New(cfg, log, append(opts, server.Version(version))...)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,11 @@
+package asynclog_test
+
+import (
+	"testing"
+
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+// TestMain fails the run when a test leaves a goroutine running (a Writer
+// not closed).
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
