@@ -24,22 +24,28 @@ import (
 // TestPowerLossCatchesEarlyAck is the negative control of the power-loss
 // trials: a toy key-value server that answers a put before its data is
 // synced, run through the same trial and checks as ctxd, must be caught
-// losing acknowledged writes, on every seed; the same server syncing
-// before it answers must lose nothing (the harness does not cry wolf).
+// losing acknowledged writes: on every seed when it never syncs; on at
+// least one seed when it syncs 50 ms after answering (a cut may land just
+// after a sync, when nothing acknowledged is unsynced, or torn mode may
+// keep every unsynced write: no loss is then the right verdict). The same
+// server syncing before it answers must lose nothing (the harness does not
+// cry wolf).
 func TestPowerLossCatchesEarlyAck(t *testing.T) {
 	if err := powerfs.Available(); err != nil {
 		t.Skip("power-loss trials need FUSE: " + err.Error())
 	}
 	for _, tc := range []struct {
-		mode     toyMode
-		seeds    int
-		wantLoss bool
+		mode      toyMode
+		seeds     int
+		wantLoss  bool
+		everySeed bool // a loss on every seed, not just on one
 	}{
-		{toyNeverSync, 2, true},
-		{toySyncLater, 3, true},
-		{toyHonest, 2, false},
+		{toyNeverSync, 2, true, true},
+		{toySyncLater, 3, true, false},
+		{toyHonest, 2, false, false},
 	} {
 		t.Run(tc.mode.String(), func(t *testing.T) {
+			lost := 0
 			for seed := int64(1); seed <= int64(tc.seeds); seed++ {
 				mode := []powerfs.Mode{powerfs.Torn, powerfs.Strict}[seed%2]
 				res := runTrial(t, toyProgram(tc.mode), seed, trialOptions{mode: &mode})
@@ -48,7 +54,8 @@ func TestPowerLossCatchesEarlyAck(t *testing.T) {
 				if res.acked == 0 {
 					t.Fatalf("seed %d: no write was acknowledged: the trial tested nothing", seed)
 				}
-				if tc.wantLoss && res.lost == 0 {
+				lost += res.lost
+				if tc.wantLoss && tc.everySeed && res.lost == 0 {
 					t.Errorf("seed %d: the harness did not catch a server that answers before it syncs", seed)
 				}
 				if !tc.wantLoss {
@@ -56,6 +63,9 @@ func TestPowerLossCatchesEarlyAck(t *testing.T) {
 						t.Errorf("seed %d: %s", seed, p)
 					}
 				}
+			}
+			if tc.wantLoss && lost == 0 {
+				t.Errorf("no seed of %d caught a server that answers before it syncs", tc.seeds)
 			}
 		})
 	}
