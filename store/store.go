@@ -92,7 +92,8 @@ type Feed interface {
 	Generation() uint64
 	// ReadLog returns up to limit changes with a revision greater than
 	// after, in revision order, or a *ctxd.CompactedError when changes
-	// the caller has not seen are gone.
+	// the caller has not seen are gone. It never returns a change above
+	// Committed's revision: a follower is told only of durable changes.
 	ReadLog(after uint64, limit int) ([]ctxd.Change, error)
 }
 

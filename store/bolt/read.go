@@ -302,12 +302,20 @@ func (s *Store) Status() (ctxd.Status, error) {
 }
 
 // ReadLog returns up to limit changes with a revision greater than after,
-// in revision order. If changes the caller has not seen were compacted away
-// it returns a *CompactedError: the caller must re-read current state.
+// in revision order, none above the committed mark (Revision). If changes
+// the caller has not seen were compacted away it returns a
+// *CompactedError: the caller must re-read current state.
+//
+// The mark is raised once a commit's fsyncs have returned; bbolt lets a
+// read transaction see a commit as soon as its meta page is written, before
+// that page is synced. Reading past the mark would hand a follower a change
+// that a power cut can still take back, and whose revision a different
+// change would then get: a watcher resuming from it would miss that one.
 func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 	if limit <= 0 {
 		limit = defaultPageSize
 	}
+	mark := s.Revision()
 	var out []ctxd.Change
 	err := s.view(func(tx *bbolt.Tx) error {
 		if c := s.compacted.Load(); c > 0 && after+1 < c {
@@ -320,6 +328,9 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 		}
 		cur := tx.Bucket(migrations.BucketLog).Cursor()
 		for k, v := cur.Seek(encodeRevision(after + 1)); k != nil && len(out) < limit; k, v = cur.Next() {
+			if binary.BigEndian.Uint64(k) > mark {
+				break
+			}
 			e, err := decodeChange(binary.BigEndian.Uint64(k), v)
 			if err != nil {
 				return fmt.Errorf("log revision %d: %w", binary.BigEndian.Uint64(k), err)
