@@ -108,7 +108,7 @@ func OpenDir(path string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dump folder: %w", err)
 	}
-	if err := os.MkdirAll(abs, 0o750); err != nil {
+	if err := fsutil.MkdirAll(abs, 0o750); err != nil {
 		return nil, fmt.Errorf("dump folder: %w", err)
 	}
 	if err := fsutil.RemoveTemps(abs); err != nil {

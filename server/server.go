@@ -8,7 +8,6 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/realtime/socketio"
 	"github.com/framework0/ctxd/store"
@@ -162,7 +162,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 // in DataDir/ctxd.db, is the only one today: another (a store.backend
 // setting naming etcd, say) is one more case here.
 func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.Logger) (store.Backend, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := fsutil.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
 	path := filepath.Join(cfg.DataDir, DBFile)

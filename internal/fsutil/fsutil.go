@@ -18,9 +18,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // TempPrefix starts the name of every temp file made by this package. It
@@ -75,6 +77,34 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("fsync folder %s: %w", dir, err)
 	}
 	return nil
+}
+
+// MkdirAll creates the folder dir with permissions perm, and any missing
+// parents, as os.MkdirAll does, but durably: it fsyncs the parent of every
+// folder it creates, and the parent of dir even when dir exists (a folder
+// made by an earlier run that crashed before syncing it is in the kernel's
+// cache, not yet on disk). Without that, a power cut can take back a new
+// folder with every file synced inside it: their names are in the folder,
+// and the folder's name is not on disk.
+func MkdirAll(dir string, perm os.FileMode) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("create folder %s: %w", dir, syscall.ENOTDIR)
+		}
+		return SyncDir(filepath.Dir(dir))
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if _, err := os.Stat(parent); err != nil {
+			if err := MkdirAll(parent, perm); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create folder %s: %w", dir, err)
+	}
+	return SyncDir(filepath.Dir(dir))
 }
 
 // RemoveTemps removes the temp files (see IsTemp) left in dir, by a crash

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -167,4 +168,23 @@ func TestRemoveTemps(t *testing.T) {
 func TestSyncDir(t *testing.T) {
 	require.NoError(t, fsutil.SyncDir(t.TempDir()))
 	require.Error(t, fsutil.SyncDir(filepath.Join(t.TempDir(), "missing")))
+}
+
+// TestMkdirAll: the folders are made as os.MkdirAll makes them; that each
+// one's parent is synced is shown by the power-loss trials (robustness/).
+func TestMkdirAll(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "a", "b", "c")
+	require.NoError(t, fsutil.MkdirAll(dir, 0o750))
+	st, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.True(t, st.IsDir())
+	assert.Equal(t, os.FileMode(0o750), st.Mode().Perm())
+	require.NoError(t, fsutil.MkdirAll(dir, 0o750), "a folder that exists")
+	require.NoError(t, fsutil.MkdirAll(root+"/a/./b/", 0o750), "an unclean path")
+
+	file := filepath.Join(root, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	require.ErrorIs(t, fsutil.MkdirAll(file, 0o750), syscall.ENOTDIR, "a file in the way")
+	require.Error(t, fsutil.MkdirAll(filepath.Join(file, "sub"), 0o750), "a file as a parent")
 }

@@ -89,7 +89,7 @@ type result struct {
 // schema, and starts the writer.
 func Open(path string, opts Options) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+		if err := fsutil.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("open store: create folder: %w", err)
 		}
 	}

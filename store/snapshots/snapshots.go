@@ -54,7 +54,7 @@ func ValidID(id string) bool { return idPattern.MatchString(id) }
 // removes what a crash may have left: temporary files and snapshot files
 // whose metadata was never written.
 func Open(dir string, st store.Snapshotter) (*Manager, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := fsutil.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("snapshots: %w", err)
 	}
 	entries, err := os.ReadDir(dir)
