@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/internal/fsutil"
 )
 
@@ -515,6 +516,7 @@ func (l *Log) rotate(seq uint64, partial bool) error {
 		r.f.Close()
 		return l.fail(err)
 	}
+	failpoint.Hit(failpoint.WALRotate)
 	if err := fsutil.SyncDir(l.dir); err != nil {
 		r.f.Close()
 		return l.fail(err)
