@@ -343,8 +343,9 @@ func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who 
 }
 
 // Txn applies writes all or nothing: each gets its own revision, in order,
-// and all commit in one fsynced transaction, or none is applied. A key may
-// appear only once. The call returns after the commit is durable. If ctx
+// and all are in one write-ahead log record (fdatasynced before the
+// answer), or none is applied. A key may appear only once. The call
+// returns after the commit is durable. If ctx
 // ends after the request was queued, the caller stops waiting and gets an
 // error matching ctxd.ErrOutcomeUnknown: the request may still commit (see
 // submit for where "refused" ends and "outcome unknown" begins).
