@@ -273,8 +273,10 @@ func (s *Store) load() error {
 
 // Close stops the writer after it has made durable everything already
 // queued, lets the committer apply everything to the database, then
-// closes the log and the database. Later calls return the first call's
-// result.
+// closes the log and the database: after a Close without error the
+// database file alone holds every write. A store that failed (fail)
+// returns why: the log holds what the file may lack, and the next Open
+// replays it. Later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closing.Do(func() {
 		close(s.stop)
