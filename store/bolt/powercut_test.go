@@ -208,9 +208,12 @@ func powerCut(t *testing.T, cut int, early bool) (powerRun, []string, error) {
 		_, err := os.ReadDir(fs.Dir())
 		require.Error(t, err, "cut %d: the child stopped while the power was on:\n%s", cut, stderr.String())
 	}
+	// The child may die (see above) between these lines.
 	if strings.Contains(stderr.String(), "then: ") {
 		run.refused = true
 		require.Contains(t, stderr.String(), "then: unavailable true", "cut %d: a failed store refuses writes", cut)
+	}
+	if strings.Contains(stderr.String(), "ready: ") {
 		require.Regexp(t, "ready: .*takes no more writes", stderr.String(), "cut %d: and is not ready", cut)
 	}
 	_, err = fs.Cut()
