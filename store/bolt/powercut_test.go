@@ -92,7 +92,10 @@ func powerChild(path string, early bool) int {
 	fail := func(err error) {
 		mu.Lock()
 		fmt.Fprintln(os.Stderr, "failed:", err)
-		// A failed log append or commit stops the store's writes.
+		// A failed log append or commit stops the store's writes. (The
+		// failure seen may have been a read's, a snapshot's: then the
+		// first write finds the store's.)
+		_, _ = s.Put(ctx, "after", "k", json.RawMessage(`1`), nil, "p")
 		_, err = s.Put(ctx, "after", "k", json.RawMessage(`1`), nil, "p")
 		fmt.Fprintf(os.Stderr, "then: unavailable %v: %v\n", errors.Is(err, ctxd.ErrUnavailable), err)
 		fmt.Fprintf(os.Stderr, "ready: %v\n", s.Ready())
