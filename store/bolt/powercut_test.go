@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/powerfs"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/wal"
 )
@@ -143,8 +143,17 @@ func powerChild(path string, early bool) int {
 				}
 				if w == 0 && i%10 == 9 {
 					// A checkpoint: the committer catches up, the
-					// segments it applied are released.
-					if _, err := s.WriteSnapshot(io.Discard); err != nil {
+					// segments it applied are released. (A view, not a
+					// snapshot: bbolt's WriteTo opens the file again, and
+					// on powerfs, whose files are not opened with
+					// FOPEN_KEEP_CACHE, an open drops the page cache under
+					// the committer's writes in flight, which then reads
+					// stale pages through its map: bbolt panics on pages of
+					// zeros, or commits a tree built on them. The same
+					// workload with snapshots on ext4 checked clean 40
+					// times out of 40 under -race; on powerfs with a view,
+					// 100 out of 100.)
+					if err := s.View(func(store.View) error { return nil }); err != nil {
 						fail(err)
 					}
 				}
@@ -153,7 +162,8 @@ func powerChild(path string, early bool) int {
 	}
 	wg.Wait()
 	if err := s.Close(); err != nil {
-		fail(err)
+		fmt.Fprintln(os.Stderr, "close:", err)
+		return 1
 	}
 	fmt.Println("done")
 	return 0
