@@ -236,6 +236,8 @@ func (s *Store) commitDirect(r *request) {
 		return
 	}
 	start := time.Now()
+	// As the committer's commits (applyMu, then dbMu): Check holds it off.
+	s.applyMu.Lock()
 	s.dbMu.RLock()
 	g := s.newGroup()
 	m, err := g.apply(r.writes)
@@ -247,6 +249,7 @@ func (s *Store) commitDirect(r *request) {
 		}
 	}
 	s.dbMu.RUnlock()
+	s.applyMu.Unlock()
 	if err != nil {
 		r.done <- result{err: err}
 		return
