@@ -19,4 +19,10 @@
 //   - 3: kv records (format 2) hold only the version and revisions; the
 //     value, who and time are read from the log entry at mod_rev, so each
 //     current value is stored once instead of twice.
+//   - 4: writes are acknowledged once durable in the data folder's
+//     write-ahead log (wal/) and applied to the file later; meta/wal_seq
+//     (8-byte big-endian, absent means 0) is the last log record the file
+//     holds, meta/store_id (8 random bytes) the store whose log records
+//     it takes. The layout is otherwise that of 3: the step is there so
+//     that a ctxd without the log refuses a file that may lack some writes.
 package migrations

@@ -182,7 +182,7 @@ func TestStep2To3StoresValuesOnce(t *testing.T) {
 	require.NoError(t, err)
 	plan, err := migrations.Plan(1)
 	require.NoError(t, err)
-	require.Len(t, plan, 2)
+	require.Len(t, plan, migrations.Current-1)
 	// kvBytes checks that every kv record of "default" is in format and
 	// returns their size.
 	kvBytes := func(format byte) int {
@@ -203,5 +203,41 @@ func TestStep2To3StoresValuesOnce(t *testing.T) {
 	assert.Less(t, kvBytes(2), before)
 	// Applying the step again is harmless.
 	require.NoError(t, db.Update(plan[1].Apply))
+	require.NoError(t, db.Close())
+}
+
+// Step 3->4 gives the file a store id and changes nothing else: the
+// write-ahead log's position (meta/wal_seq) is absent, which means 0.
+func TestStep3To4OnlyRaisesTheVersion(t *testing.T) {
+	path := copyFixture(t, "schema1.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	plan, err := migrations.Plan(1)
+	require.NoError(t, err)
+	require.Equal(t, 3, plan[2].From)
+	require.NoError(t, db.Update(plan[0].Apply))
+	require.NoError(t, db.Update(plan[1].Apply))
+	dump := func() map[string]string {
+		out := map[string]string{}
+		require.NoError(t, db.View(func(tx *bbolt.Tx) error {
+			return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+				return b.ForEach(func(k, v []byte) error {
+					out[string(name)+"/"+string(k)] = string(v)
+					return nil
+				})
+			})
+		}))
+		return out
+	}
+	before := dump()
+	require.NoError(t, db.Update(plan[2].Apply))
+	after := dump()
+	assert.Len(t, after["meta/store_id"], 8)
+	delete(after, "meta/store_id")
+	assert.Equal(t, before, after)
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
+		assert.Nil(t, tx.Bucket(migrations.BucketMeta).Get(migrations.KeyWALSeq))
+		return nil
+	}))
 	require.NoError(t, db.Close())
 }

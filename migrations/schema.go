@@ -1,6 +1,7 @@
 package migrations
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,7 +14,7 @@ import (
 )
 
 // Current is the schema version this binary writes.
-const Current = 3
+const Current = 4
 
 // Bucket and key names of the layout. The store reads and writes them; only
 // this package changes what they mean.
@@ -31,6 +32,14 @@ var (
 	// KeyRestoredFrom is the revision of the snapshot a full restore
 	// installed; revisions after it and up to the floor are not in history.
 	KeyRestoredFrom = []byte("restored_from")
+	// KeyWALSeq is the sequence number of the last write-ahead log record
+	// whose changes the file holds (since schema 4; absent means 0): at
+	// open, the store replays the records after it.
+	KeyWALSeq = []byte("wal_seq")
+	// KeyStoreID is 8 random bytes that name the data folder's store
+	// (since schema 4): each write-ahead log record carries them, and the
+	// replay at open refuses a record of another store's log.
+	KeyStoreID = []byte("store_id")
 )
 
 const (
@@ -80,6 +89,7 @@ type Step struct {
 var steps = []Step{
 	{From: 1, Description: "count live keys per namespace into bucket nskeys", Apply: upgrade1to2},
 	{From: 2, Description: "store each current value once: kv records point at the log (format 2)", Apply: upgrade2to3},
+	{From: 3, Description: "acknowledge writes from a write-ahead log (the wal folder): meta/store_id names the store its records belong to, meta/wal_seq the last one the file holds", Apply: upgrade3to4},
 }
 
 // SchemaVersion reads the schema version of a database; 0 means the file
@@ -147,7 +157,19 @@ func initialize(tx *bolt.Tx) error {
 			return fmt.Errorf("create bucket %q: %w", name, err)
 		}
 	}
+	if err := setStoreID(tx); err != nil {
+		return err
+	}
 	return setSchemaVersion(tx, Current)
+}
+
+// setStoreID gives the database a new random store id.
+func setStoreID(tx *bolt.Tx) error {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return fmt.Errorf("store id: %w", err)
+	}
+	return tx.Bucket(BucketMeta).Put(KeyStoreID, id[:])
 }
 
 // upgrade1to2 creates nskeys and fills it with each namespace's key count.
@@ -235,3 +257,11 @@ func upgrade2to3(tx *bolt.Tx) error {
 		return nil
 	})
 }
+
+// upgrade3to4 gives the file a store id (KeyStoreID); the layout is
+// otherwise unchanged. A file of schema 4 may lack writes that are in the
+// data folder's write-ahead log (wal/, replayed at open after
+// meta/wal_seq, absent in a file never opened with one): the version step
+// is what makes a ctxd that does not know the log refuse the file rather
+// than serve it without those writes.
+func upgrade3to4(tx *bolt.Tx) error { return setStoreID(tx) }

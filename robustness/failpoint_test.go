@@ -84,11 +84,14 @@ type crashCase struct {
 	onDisk func(t *testing.T, dir string, db0 os.FileInfo)
 	// after checks more, against the restarted production binary.
 	after func(t *testing.T, c *client.Client, tp template)
+	// env is more environment for the armed server.
+	env []string
 }
 
 // crashCases: every failpoint at least once (TestCrashAtFailpoints
 // checks that against failpoint.All).
 func crashCases() []crashCase {
+	var bigAcked int // by the wal-rotate case
 	snapshot := func(t *testing.T, c *client.Client, _ template) error {
 		_, err := c.CreateSnapshot(context.Background())
 		return err
@@ -240,6 +243,69 @@ func crashCases() []crashCase {
 			},
 		},
 		{
+			// A request too large for the write-ahead log (over 16 MiB
+			// of changes) is committed to bbolt directly: the import is
+			// committed, its answer never sent.
+			name: "import-direct/" + string(failpoint.CommitBeforeAnswer), point: failpoint.CommitBeforeAnswer,
+			env: []string{"CTXD_HTTP_MAX_BODY_BYTES=64MiB"},
+			op: func(t *testing.T, c *client.Client, _ template) error {
+				_, err := c.Import(context.Background(), "big", strings.NewReader(bigDump()))
+				assert.True(t, client.IsOutcomeUnknown(err) || !isAPIError(err), "the client cannot know: %v", err)
+				return err
+			},
+			want: unchanged,
+			after: func(t *testing.T, c *client.Client, _ template) {
+				recs := listAll(t, c, "big")
+				require.Len(t, recs, bigImportKeys, "the committed import is there, whole")
+				for i, r := range recs {
+					assert.Equal(t, bigValue(i), string(r.Value), "big/%s", r.Key)
+				}
+			},
+		},
+		{
+			// Values of ~1 MiB fill the log's 64 MiB segment: the crash
+			// comes as the writer moves on to the next one.
+			point: failpoint.WALRotate, writes: true, want: unchanged,
+			op: func(t *testing.T, c *client.Client, _ template) error {
+				var err error
+				bigAcked, err = putBig(c)
+				return err
+			},
+			after: func(t *testing.T, c *client.Client, _ template) {
+				recs := listAll(t, c, "big")
+				assert.GreaterOrEqual(t, len(recs), bigAcked, "every acknowledged big write is there")
+				for i, r := range recs {
+					assert.Equal(t, fmt.Sprintf("b%03d", i), r.Key, "written one after the other")
+					assert.Equal(t, bigValue(i), string(r.Value), "big/%s", r.Key)
+				}
+			},
+		},
+		{
+			// The 20th commit of the committer has put a batch in bbolt,
+			// with its position in the log; the batch is still in the
+			// overlay and the log. The restart replays the records after
+			// that position only: no change is applied twice (the replay
+			// refuses a record whose revisions do not follow the file's).
+			point: failpoint.CommitterBeforeRelease, writes: true, want: unchanged,
+			spec: string(failpoint.CommitterBeforeRelease) + "=crash@20",
+			op: func(t *testing.T, c *client.Client, _ template) error {
+				for {
+					if _, err := c.Status(context.Background()); err != nil {
+						return err
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			},
+			after: func(t *testing.T, c *client.Client, _ template) {
+				ctx := context.Background()
+				for _, r := range liveKeys(t, c) {
+					h, err := c.History(ctx, "live", r.Key, client.HistoryOptions{})
+					require.NoError(t, err)
+					assert.Len(t, h.Changes, 1, "live/%s was changed once", r.Key)
+				}
+			},
+		},
+		{
 			point: failpoint.DumpBeforeRename, writes: true, want: unchanged,
 			op: func(t *testing.T, c *client.Client, _ template) error {
 				_, err := c.Dump(context.Background(), "default", dumpName, client.ExportOptions{})
@@ -250,6 +316,12 @@ func crashCases() []crashCase {
 			},
 		},
 	}
+}
+
+// crashTestsElsewhere are the failpoints whose crash test is not a
+// crashCase, and the test that crashes there.
+var crashTestsElsewhere = map[failpoint.Name]string{
+	failpoint.ReplayBetweenBatches: "TestCrashMidReplay",
 }
 
 // TestCrashAtFailpoints crashes the armed binary at each failpoint
@@ -265,6 +337,9 @@ func TestCrashAtFailpoints(t *testing.T) {
 	var covered []failpoint.Name
 	for _, tc := range cases {
 		covered = append(covered, tc.point)
+	}
+	for p := range crashTestsElsewhere {
+		covered = append(covered, p)
 	}
 	for _, p := range failpoint.All {
 		assert.Contains(t, covered, p, "failpoint %s has no crash test", p)
@@ -294,7 +369,7 @@ func runCrashCase(t *testing.T, tc crashCase, tp template) {
 	if spec == "" {
 		spec = string(tc.point) + "=crash"
 	}
-	armed := testkit.StartServe(t, failpointBin, dir, testkit.ServeOptions{Env: testkit.CleanEnv(failpoint.EnvVar + "=" + spec)})
+	armed := testkit.StartServe(t, failpointBin, dir, testkit.ServeOptions{Env: testkit.CleanEnv(append([]string{failpoint.EnvVar + "=" + spec}, tc.env...)...)})
 	c := newClient(t, armed.URL)
 	var w *liveWriter
 	if tc.writes {
@@ -730,4 +805,116 @@ func runGo(t *testing.T, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.String(), err
+}
+
+// Keys of about 1 MiB each: bigImportKeys of them are more than the 16
+// MiB from which a request goes to bbolt directly; bigKeys fill a 64 MiB
+// segment of the write-ahead log when written one by one.
+const (
+	bigImportKeys = 20
+	bigKeys       = 70
+)
+
+// bigValue is the value of big key i: about 1 MiB of JSON.
+func bigValue(i int) string {
+	return fmt.Sprintf(`"%04d%s"`, i, strings.Repeat(string(rune('a'+i%26)), 1000*1000))
+}
+
+// bigDump is an import of bigImportKeys big keys.
+func bigDump() string {
+	var b strings.Builder
+	b.WriteString(`{"context":{`)
+	for i := range bigImportKeys {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"b%03d":%s`, i, bigValue(i))
+	}
+	b.WriteString("}}")
+	return b.String()
+}
+
+// putBig puts the big keys one by one until a write fails, and returns
+// how many were acknowledged.
+func putBig(c *client.Client) (int, error) {
+	for i := range bigKeys {
+		if _, err := c.Put(context.Background(), "big", fmt.Sprintf("b%03d", i), json.RawMessage(bigValue(i)), client.PutOptions{}); err != nil {
+			return i, err
+		}
+	}
+	return bigKeys, nil
+}
+
+func isAPIError(err error) bool {
+	var answer *client.APIError
+	return errors.As(err, &answer)
+}
+
+// TestCrashMidReplay: a server dies with thousands of acknowledged
+// changes in its write-ahead log that its committer never applied (held
+// at committer-before-release, then killed); the next one dies while
+// replaying them at start (replay-between-batches, after the first batch
+// of 4096); the production binary then replays the rest and has every
+// acknowledged change, once.
+func TestCrashMidReplay(t *testing.T) {
+	t.Parallel()
+	tp := newTemplate(t)
+	dir := t.TempDir()
+	copyTree(t, tp.dir, dir)
+
+	held := testkit.StartServe(t, failpointBin, dir, testkit.ServeOptions{
+		Env: testkit.CleanEnv(failpoint.EnvVar + "=" + string(failpoint.CommitterBeforeRelease) + "=sleep(1h)"),
+	})
+	c := newClient(t, held.URL)
+	const n = 6000
+	fill(t, c, "replay", "r", n, "R")
+	testkit.Eventually(t, func() bool { return firedLine(held.Stderr.String(), failpoint.CommitterBeforeRelease) },
+		"the committer is held after its first commit")
+	held.Kill()
+
+	point := failpoint.ReplayBetweenBatches
+	_, err := testkit.StartServeErr(t, failpointBin, dir, testkit.ServeOptions{
+		Env: testkit.CleanEnv(failpoint.EnvVar + "=" + string(point) + "=crash"),
+	})
+	require.Error(t, err, "the armed server dies while it replays")
+	assert.Contains(t, err.Error(), "signal: killed")
+	assert.True(t, firedLine(err.Error(), point), "at %s", point)
+
+	p := testkit.StartServe(t, ctxdBin, dir, testkit.ServeOptions{})
+	replayed := replayedChanges(t, p.Stderr.String())
+	assert.Positive(t, replayed, "the restart replayed the rest of the log")
+	assert.Less(t, replayed, uint64(n), "the crashed replay had committed its first batch")
+	c = newClient(t, p.URL)
+	ctx := context.Background()
+	assert.Equal(t, map[string]int{"R": n}, tags(t, c, "replay"), "every acknowledged change is there")
+	assert.Equal(t, map[string]int{"B": templateKeys}, tags(t, c, "default"))
+	st, err := c.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, tp.rev+n, st.Revision, "each change was applied once: no revision is missing or doubled")
+	h, err := c.History(ctx, "replay", "r05999", client.HistoryOptions{})
+	require.NoError(t, err)
+	assert.Len(t, h.Changes, 1)
+	stopServe(t, p)
+	testkit.CheckBoltFile(t, filepath.Join(dir, "ctxd.db"))
+	snap, err := bolt.OpenSnapshot(filepath.Join(dir, "ctxd.db"))
+	require.NoError(t, err)
+	assert.NoError(t, snap.Verify(), "records, history and key counts agree")
+	require.NoError(t, snap.Close())
+}
+
+// replayedChanges reads the changes replayed from the "store opened" line
+// of a server's log.
+func replayedChanges(t *testing.T, log string) uint64 {
+	t.Helper()
+	for line := range strings.Lines(log) {
+		var ev struct {
+			Message string `json:"message"`
+			Changes uint64 `json:"wal_replayed_changes"`
+		}
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Message == "store opened" {
+			return ev.Changes
+		}
+	}
+	t.Fatal("no store opened line in the log")
+	return 0
 }

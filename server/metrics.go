@@ -102,10 +102,14 @@ var (
 	descFileSize   = prometheus.NewDesc("ctxd_store_file_size_bytes", "Size of the database file.", nil, nil)
 	descInUse      = prometheus.NewDesc("ctxd_store_in_use_bytes", "Bytes of the database file holding data.", nil, nil)
 	descFreePages  = prometheus.NewDesc("ctxd_store_free_pages", "Free pages in the database file (a defrag gives them back).", nil, nil)
-	descCommits    = prometheus.NewDesc("ctxd_store_commits_total", "Fsynced commits of the writer.", nil, nil)
+	descCommits    = prometheus.NewDesc("ctxd_store_commits_total", "Durable commits of the writer (write-ahead log appends, one fdatasync each).", nil, nil)
 	descWrites     = prometheus.NewDesc("ctxd_store_writes_total", "Write requests answered by the writer.", nil, nil)
 	descChanges    = prometheus.NewDesc("ctxd_store_changes_total", "Revisions written.", nil, nil)
 	descDiskWrite  = prometheus.NewDesc("ctxd_store_fsync_write_seconds_total", "Time bbolt spent writing and fsyncing pages.", nil, nil)
+	descApplies    = prometheus.NewDesc("ctxd_store_applies_total", "Transactions in which acknowledged writes were applied to the database file.", nil, nil)
+	descApplied    = prometheus.NewDesc("ctxd_store_applied_changes_total", "Changes applied to the database file after their acknowledgement.", nil, nil)
+	descApplyTime  = prometheus.NewDesc("ctxd_store_apply_seconds_total", "Time spent applying acknowledged writes to the database file, fsyncs included.", nil, nil)
+	descPending    = prometheus.NewDesc("ctxd_store_pending_changes", "Acknowledged changes (durable in the write-ahead log) not yet applied to the database file.", nil, nil)
 	descCompactRun = prometheus.NewDesc("ctxd_compactions_total", "History compactions run.", nil, nil)
 	descCompacted2 = prometheus.NewDesc("ctxd_compaction_removed_changes_total", "Changes removed from history by compaction.", nil, nil)
 	descDefrags    = prometheus.NewDesc("ctxd_defrags_total", "Online defragmentations.", nil, nil)
@@ -115,8 +119,8 @@ var (
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	describe(ch, descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
-		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descCompactRun, descCompacted2, descDefrags,
-		descDefragWait, descSnapshots)
+		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descApplies, descApplied, descApplyTime,
+		descPending, descCompactRun, descCompacted2, descDefrags, descDefragWait, descSnapshots)
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -135,6 +139,10 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descWrites, float64(ws.Requests))
 	counter(descChanges, float64(ws.Changes))
 	counter(descDiskWrite, ws.DiskWrite.Seconds())
+	counter(descApplies, float64(ws.Applies))
+	counter(descApplied, float64(ws.Applied))
+	counter(descApplyTime, ws.Apply.Seconds())
+	gauge(descPending, float64(ws.Pending))
 	counter(descCompactRun, float64(ws.Compactions))
 	counter(descCompacted2, float64(ws.Compacted))
 	counter(descDefrags, float64(ws.Defrags))

@@ -180,7 +180,19 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), log zerolo
 	if err != nil {
 		return nil, err
 	}
-	log.Info().Str("path", path).Uint64("revision", st.Revision()).Msg("store opened")
+	rec := st.Recovery()
+	if rec.Log.CutFile != "" {
+		log.Warn().Str("file", rec.Log.CutFile).Int64("offset", rec.Log.CutOffset).Str("reason", rec.Log.CutReason).
+			Int64("zeroed_bytes", rec.Log.ZeroedBytes).
+			Msg("write-ahead log: cut a torn record at its end (a write that was never acknowledged)")
+	}
+	ev := log.Info().Str("path", path).Uint64("revision", st.Revision()).
+		Uint64("wal_replayed_records", rec.Records).Uint64("wal_replayed_changes", rec.Changes).
+		Float64("wal_replay_ms", float64(rec.Took.Microseconds())/1000)
+	if rec.Changes > 0 && rec.Took > 0 {
+		ev = ev.Float64("wal_replay_changes_per_second", float64(rec.Changes)/rec.Took.Seconds())
+	}
+	ev.Msg("store opened")
 	return st, nil
 }
 

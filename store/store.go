@@ -181,6 +181,14 @@ type Stats struct {
 	Requests uint64        // requests answered by those commits (including failed checks)
 	Changes  uint64        // revisions written
 	Commit   time.Duration // total time spent in commits, fsync included
+	// Applies counts the transactions in which a backend with a
+	// write-ahead log applied acknowledged changes to its database
+	// afterwards, Applied the changes they held, Apply their total time.
+	Applies, Applied uint64
+	Apply            time.Duration
+	// Pending is the number of acknowledged changes not yet applied to
+	// the database, now (a gauge, not a count since open).
+	Pending uint64
 	// DiskWrite is the time spent writing pages and syncing them, over
 	// every write transaction (maintenance included).
 	DiskWrite time.Duration

@@ -82,9 +82,26 @@ const (
 	// CompactBetweenChunks: a compaction has raised its mark and committed
 	// one chunk of deletions, and has more to do.
 	CompactBetweenChunks Name = "compact-between-chunks"
-	// CommitBeforeAnswer: the writer's bbolt transaction is committed and
-	// fsynced; no caller has been answered, no follower woken.
+	// CommitBeforeAnswer: the writer's group is durable (its write-ahead
+	// log records appended and fdatasynced, or, for a request too large
+	// for the log, its bbolt transaction committed); nothing of it is
+	// readable yet, no caller has been answered, no follower woken.
 	CommitBeforeAnswer Name = "commit-before-answer"
+	// WALRotate: a write-ahead log append did not fit in the current
+	// segment; the records that fit are written and fdatasynced, the next
+	// segment is renamed into place and the folder not yet fsynced; the
+	// rest of the group is not written.
+	WALRotate Name = "wal-rotate"
+	// CommitterBeforeRelease: the committer's bbolt transaction (a batch
+	// of acknowledged changes and meta/wal_seq) is committed; the changes
+	// are still in the overlay and the log segments that hold them are
+	// not released.
+	CommitterBeforeRelease Name = "committer-before-release"
+	// ReplayBetweenBatches: Open is replaying the write-ahead log into the
+	// database (the server does not listen yet) and has committed a batch
+	// of 4096 changes with its meta/wal_seq; the rest of the log, if any,
+	// is not replayed yet.
+	ReplayBetweenBatches Name = "replay-between-batches"
 	// DumpBeforeRename: a server-side dump is written to its temp file in
 	// the dump folder, not yet fsynced nor renamed.
 	DumpBeforeRename Name = "dump-before-rename"
@@ -95,7 +112,8 @@ var All = []Name{
 	SnapshotAfterCopy, SnapshotBeforeMeta,
 	RestoreAfterCopy, RestoreBeforeRename, RestoreAfterRename,
 	DefragCatchUp, DefragBeforeRename, DefragAfterRename,
-	CompactBetweenChunks, CommitBeforeAnswer, DumpBeforeRename,
+	CompactBetweenChunks, CommitBeforeAnswer, WALRotate, CommitterBeforeRelease,
+	ReplayBetweenBatches, DumpBeforeRename,
 }
 
 // Kind is what an armed point does.

@@ -155,6 +155,16 @@ type logEntry struct {
 }
 
 func decodeChange(rev uint64, b []byte) (logEntry, error) {
+	return decodeChangeOf(rev, b, true)
+}
+
+// decodeChangeShared is decodeChange whose Value is the tail of b rather
+// than a copy: for bytes the caller owns (a write-ahead log record).
+func decodeChangeShared(rev uint64, b []byte) (logEntry, error) {
+	return decodeChangeOf(rev, b, false)
+}
+
+func decodeChangeOf(rev uint64, b []byte, copyValue bool) (logEntry, error) {
 	d := decoder{b: b}
 	if d.byte() != formatV1 && d.err == nil {
 		return logEntry{}, errCorrupt
@@ -169,8 +179,12 @@ func decodeChange(rev uint64, b []byte) (logEntry, error) {
 	e.PrevRev = d.uvarint()
 	e.Time = time.Unix(0, d.varint()).UTC()
 	e.Who = d.string()
-	if v := d.rest(); len(v) > 0 {
-		e.Value = v
+	if d.err == nil && len(d.b) > 0 {
+		if copyValue {
+			e.Value = d.rest()
+		} else {
+			e.Value = d.b[:len(d.b):len(d.b)]
+		}
 	}
 	if d.err == nil && e.Op != ctxd.OpPut && e.Op != ctxd.OpDelete {
 		d.err = errCorrupt

@@ -48,6 +48,10 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.Com
 	if rev <= s.compacted.Load() {
 		return res, nil
 	}
+	// Compaction works on bbolt alone: let it hold every change up to rev.
+	if err := s.checkpointTo(rev); err != nil {
+		return res, fmt.Errorf("compact: %w", err)
+	}
 	gen := s.generation.Load()
 	// Raise the mark first, so no reader is answered from half-compacted history.
 	err := s.update(gen, func(tx *bbolt.Tx) error {
@@ -159,6 +163,10 @@ func newerChanges(hist *bbolt.Bucket, key string, rev, limit uint64, keep int) i
 // ApplyRetention compacts history as policy allows.
 func (s *Store) ApplyRetention(ctx context.Context, p store.RetentionPolicy) (ctxd.CompactResult, error) {
 	var total ctxd.CompactResult
+	// The cut-offs are searched in bbolt's log: let it hold every change.
+	if err := s.checkpoint(); err != nil {
+		return total, fmt.Errorf("retention: %w", err)
+	}
 	cur := s.Revision()
 	if p.KeepFor > 0 {
 		if rev, err := s.firstRevisionAfter(s.now().Add(-p.KeepFor)); err != nil {

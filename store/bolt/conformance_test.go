@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -19,16 +20,40 @@ import (
 // tests cover what only bbolt has.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
-		Open:   openConformance,
+		Open:   openConformance(bolt.Options{}),
 		Defrag: true,
 		Clock:  true,
 	})
 }
 
-func openConformance(t testing.TB, dir string, cfg storetest.Config) store.Backend {
+// The suite again with the committer at both ends of its range: applying
+// each change to bbolt at once, so that reads go to bbolt while changes
+// move out of the overlay under them; and never by itself (only when a
+// checkpoint asks or the overlay is full), so that nearly every read
+// combines bbolt with an overlay of everything written since the last
+// checkpoint.
+func TestConformanceCommitter(t *testing.T) {
+	for name, opts := range map[string]bolt.Options{
+		"eager": {CommitInterval: time.Microsecond, CommitChanges: 1},
+		"lazy":  {CommitInterval: time.Hour, CommitChanges: 1 << 20},
+	} {
+		t.Run(name, func(t *testing.T) {
+			storetest.Run(t, storetest.Harness{Open: openConformance(opts), Defrag: true, Clock: true})
+		})
+	}
+}
+
+func openConformance(opts bolt.Options) func(t testing.TB, dir string, cfg storetest.Config) store.Backend {
+	return func(t testing.TB, dir string, cfg storetest.Config) store.Backend {
+		return openConformanceWith(t, dir, cfg, opts)
+	}
+}
+
+func openConformanceWith(t testing.TB, dir string, cfg storetest.Config, opts bolt.Options) store.Backend {
 	t.Helper()
 	path := filepath.Join(dir, "ctxd.db")
-	s, err := bolt.Open(path, bolt.Options{Limits: cfg.Limits, Now: cfg.Now})
+	opts.Limits, opts.Now = cfg.Limits, cfg.Now
+	s, err := bolt.Open(path, opts)
 	require.NoError(t, err)
 	c := &checkedStore{Store: s, path: path}
 	t.Cleanup(func() { require.NoError(t, c.Close()) })

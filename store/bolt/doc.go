@@ -11,12 +11,16 @@
 // reads and the change feed.
 //
 // Writes go through a single writer goroutine that takes the first queued
-// request, drains every other request already queued, applies them all in one
-// bbolt transaction and answers each caller only after that transaction is
-// committed and fsynced. A lone write therefore commits at once, and under
-// load one fsync serves everyone who queued meanwhile. A request whose
-// preconditions fail (version conflict, bad input) fails alone; the others in
-// its group still commit.
+// request, drains every other request already queued, checks them against
+// the current state, appends them to a write-ahead log (package store/wal,
+// in the folder wal next to the database file) with one fdatasync, and
+// answers each caller only then. A lone write therefore costs one
+// fdatasync, and under load one fdatasync serves everyone who queued
+// meanwhile. A request whose preconditions fail (version conflict, bad
+// input) fails alone; the others in its group still commit. A committer
+// goroutine applies the acknowledged writes to the bbolt file in batches
+// afterwards, and every read sees them meanwhile (an in-memory overlay);
+// Open replays what the log holds beyond the file.
 //
 // After each commit the store raises its "committed up to revision R" mark
 // (see [Store.Committed]); followers such as the WebSocket hub read the log
@@ -25,7 +29,8 @@
 // # Caveats
 //
 // Only one process may open a data file at a time; bbolt holds an exclusive
-// file lock and Open fails after Options.OpenTimeout. Values are stored as
+// file lock and Open fails after Options.OpenTimeout, and the wal folder is
+// locked too (one database file per folder). Values are stored as
 // given after validation: the store does not re-encode JSON, so the bytes a
 // client sent are the bytes it gets back.
 //

@@ -6,6 +6,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/wal"
 )
 
 // Options configure Open.
@@ -17,9 +18,64 @@ type Options struct {
 	MaxBatch int
 	// Now returns the time recorded on changes (default time.Now).
 	Now func() time.Time
-	// OnCommit, when set, is called by the writer after each commit, before
-	// the next one starts: it must be quick (metrics).
+	// OnCommit, when set, is called by the writer after each commit (the
+	// group is durable and readable, its callers not yet answered),
+	// before the next one starts: it must be quick (metrics).
 	OnCommit func(store.CommitInfo)
+
+	// WALSegmentSize is the size of the write-ahead log's segment files
+	// (default wal.DefaultSegmentSize, 64 MiB).
+	WALSegmentSize int64
+	// CommitInterval is how long the committer lets acknowledged changes
+	// gather before it applies them to the database in one transaction
+	// (default 10ms), unless CommitChanges are waiting or a checkpoint
+	// asks (snapshots, restores, defrag, compaction, views).
+	CommitInterval time.Duration
+	// CommitChanges: the committer applies at once when this many changes
+	// wait (default 4096). It applies at most 4 times as many in one
+	// transaction.
+	CommitChanges int
+	// MaxPending and MaxPendingBytes bound the acknowledged changes not
+	// yet applied to the database (default 65536 changes, 64 MiB of log
+	// values): beyond them the writer waits for the committer.
+	MaxPending      int
+	MaxPendingBytes int64
+	// DirectBytes: a request whose changes take about this many bytes or
+	// more is committed to the database directly, after a checkpoint,
+	// instead of going through the write-ahead log and the overlay
+	// (default 16 MiB, and never more than a log record can hold).
+	DirectBytes int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1024
+	}
+	if o.WALSegmentSize == 0 {
+		o.WALSegmentSize = wal.DefaultSegmentSize
+	}
+	if o.CommitInterval == 0 {
+		o.CommitInterval = 10 * time.Millisecond
+	}
+	if o.CommitChanges <= 0 {
+		o.CommitChanges = 4096
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 65536
+	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = 64 << 20
+	}
+	if o.DirectBytes <= 0 {
+		o.DirectBytes = 16 << 20
+	}
+	// A record holds the segment less its header (24 bytes) and the
+	// record's own framing.
+	o.DirectBytes = int(min(int64(o.DirectBytes), o.WALSegmentSize/2))
+	return o
 }
 
 // ErrLocked is returned by Open (and CompactFile) when another process,

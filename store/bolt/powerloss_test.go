@@ -28,7 +28,7 @@ func TestNewDatabaseSurvivesPowerCut(t *testing.T) {
 	require.NoError(t, err)
 	out := t.TempDir()
 	require.NoError(t, fs.WriteSurvivors(out))
-	require.Equal(t, []string{"ctxd.db"}, testkit.DirNames(t, out), "the database file survived")
+	require.Equal(t, []string{"ctxd.db", "wal"}, testkit.DirNames(t, out), "the database file and its log survived")
 	b := testkit.OpenBoltAt(t, filepath.Join(out, "ctxd.db"), bolt.Options{})
 	rec, err := b.Get("default", "k")
 	require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	bbolt "go.etcd.io/bbolt"
@@ -49,6 +50,17 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 	if err := s.checkKey(ns, key); err != nil {
 		return ctxd.Record{}, err
 	}
+	// The overlay first: a key's last change there is its current state.
+	// Then a bbolt transaction begun after the look holds every change the
+	// overlay did not (overlay.go).
+	if s.ov.size.Load() > 0 {
+		if c, ok := s.ov.latest(ns, key); ok {
+			if c.Op == ctxd.OpDelete {
+				return ctxd.Record{}, fmt.Errorf("get %s/%s: %w", ns, key, ctxd.ErrNotFound)
+			}
+			return c.record(), nil
+		}
+	}
 	var rec ctxd.Record
 	err := s.view(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(migrations.KVBucket(ns))
@@ -89,15 +101,15 @@ func currentRecord(log *bbolt.Cursor, ns, key string, kv []byte) (ctxd.Record, e
 	return rec, nil
 }
 
-// checkRevision refuses revisions that are compacted or not yet committed.
-func (s *Store) checkRevision(tx *bbolt.Tx, rev uint64) error {
+// checkRevision refuses revisions that are compacted or not yet committed
+// (above last, the committed mark the caller read).
+func (s *Store) checkRevision(tx *bbolt.Tx, rev, last uint64) error {
 	if rev == 0 {
 		return ctxd.Invalidf("revision must be at least 1")
 	}
 	if c := s.compacted.Load(); rev < c {
 		return &ctxd.CompactedError{Requested: rev, Compacted: c}
 	}
-	last := lastRevision(tx)
 	if rev > last {
 		return fmt.Errorf("%w: revision %d, current revision is %d", ctxd.ErrFutureRevision, rev, last)
 	}
@@ -126,7 +138,8 @@ func metaUint(tx *bbolt.Tx, key []byte) uint64 {
 
 // CheckRevision is nil when history at rev can be read exactly.
 func (s *Store) CheckRevision(rev uint64) error {
-	return s.view(func(tx *bbolt.Tx) error { return s.checkRevision(tx, rev) })
+	last := s.Revision()
+	return s.view(func(tx *bbolt.Tx) error { return s.checkRevision(tx, rev, last) })
 }
 
 // GetAt returns what a key held at revision rev.
@@ -134,12 +147,24 @@ func (s *Store) GetAt(ns, key string, rev uint64) (ctxd.Record, error) {
 	if err := s.checkKey(ns, key); err != nil {
 		return ctxd.Record{}, err
 	}
+	// The key's changes in the overlay are its newest; a transaction
+	// begun after the look holds all the older ones.
+	cs, _, top := s.ov.keyChanges(ns, key)
 	var rec ctxd.Record
 	err := s.view(func(tx *bbolt.Tx) error {
-		if err := s.checkRevision(tx, rev); err != nil {
+		if err := s.checkRevision(tx, rev, top); err != nil {
 			return err
 		}
 		notFound := fmt.Errorf("get %s/%s at revision %d: %w", ns, key, rev, ctxd.ErrNotFound)
+		for i := len(cs) - 1; i >= 0; i-- {
+			if c := cs[i]; c.Revision <= rev {
+				if c.Op == ctxd.OpDelete {
+					return notFound
+				}
+				rec = c.record()
+				return nil
+			}
+		}
 		hist := tx.Bucket(migrations.HistBucket(ns))
 		if hist == nil {
 			return notFound
@@ -188,27 +213,85 @@ func readLog(log *bbolt.Bucket, rev uint64) (logEntry, error) {
 	return e, nil
 }
 
-// List returns a page of a namespace's keys in byte order.
+// List returns a page of a namespace's keys in byte order: bbolt's
+// cursor merged with the keys the overlay has.
 func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 	if err := ctxd.ValidateNamespace(ns); err != nil {
 		return ctxd.ListPage{}, err
 	}
 	limit := pageSize(opts.Limit)
 	page := ctxd.ListPage{Records: []ctxd.Record{}}
+	var ov []*change
+	var top uint64
+	if s.ov.size.Load() > 0 {
+		after := opts.After
+		if after < opts.Prefix {
+			after = ""
+		}
+		ov, top = s.ov.keysFrom(ns, opts.Prefix, after)
+	}
 	err := s.view(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(migrations.KVBucket(ns))
-		if b == nil {
+		if len(ov) > 0 && lastRevision(tx) >= top {
+			// bbolt got every change the overlay had since the look: it
+			// alone is a consistent state (overlay.go).
+			ov = nil
+		}
+		var c *bbolt.Cursor
+		if b := tx.Bucket(migrations.KVBucket(ns)); b != nil {
+			c = b.Cursor()
+		}
+		if c == nil && len(ov) == 0 {
 			return nil
 		}
-		c := b.Cursor()
 		logc := tx.Bucket(migrations.BucketLog).Cursor()
 		prefix := []byte(opts.Prefix)
 		start := prefix
 		if opts.After != "" && opts.After >= opts.Prefix {
 			start = []byte(opts.After)
 		}
-		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if opts.After != "" && string(k) <= opts.After {
+		// k, v: the next live key of bbolt's cursor in the page's range.
+		var k, v []byte
+		advance := func(first bool) {
+			for c != nil {
+				if first {
+					k, v = c.Seek(start)
+					first = false
+				} else {
+					k, v = c.Next()
+				}
+				if k == nil || !bytes.HasPrefix(k, prefix) {
+					break
+				}
+				if opts.After == "" || string(k) > opts.After {
+					return
+				}
+			}
+			k, v = nil, nil
+		}
+		next := func() { advance(false) }
+		advance(true)
+		add := func(r ctxd.Record) bool {
+			if len(page.Records) == limit {
+				page.Next = page.Records[limit-1].Key
+				return false
+			}
+			page.Records = append(page.Records, r)
+			return true
+		}
+		for k != nil || len(ov) > 0 {
+			// The overlay's state wins over bbolt's for the same key.
+			if len(ov) > 0 && (k == nil || ov[0].Key <= string(k)) {
+				o := ov[0]
+				ov = ov[1:]
+				if k != nil && o.Key == string(k) {
+					next()
+				}
+				if o.Op == ctxd.OpDelete {
+					continue
+				}
+				if !add(o.record()) {
+					return nil
+				}
 				continue
 			}
 			if len(page.Records) == limit {
@@ -220,6 +303,7 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 				return fmt.Errorf("list %s: %w", ns, err)
 			}
 			page.Records = append(page.Records, r)
+			next()
 		}
 		return nil
 	})
@@ -227,28 +311,48 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 }
 
 // History returns a page of one key's changes, newest first, across its
-// lives (a delete and a later re-create are both listed).
+// lives (a delete and a later re-create are both listed): the overlay's,
+// then bbolt's up to the overlay's base.
 func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryPage, error) {
 	if err := s.checkKey(ns, key); err != nil {
 		return ctxd.HistoryPage{}, err
 	}
 	limit := pageSize(opts.Limit)
 	page := ctxd.HistoryPage{Changes: []ctxd.Change{}}
+	cs, base, _ := s.ov.keyChanges(ns, key)
+	full := false
+	for i := len(cs) - 1; i >= 0; i-- {
+		c := cs[i]
+		if opts.Before > 0 && c.Revision >= opts.Before {
+			continue
+		}
+		if len(page.Changes) == limit {
+			page.Next = page.Changes[limit-1].Revision
+			full = true
+			break
+		}
+		page.Changes = append(page.Changes, c.change())
+	}
+	if full {
+		return page, nil
+	}
 	err := s.view(func(tx *bbolt.Tx) error {
 		hist := tx.Bucket(migrations.HistBucket(ns))
 		if hist == nil {
+			if len(cs) > 0 {
+				return nil
+			}
 			return fmt.Errorf("history of %s/%s: %w", ns, key, ctxd.ErrNotFound)
 		}
 		prefix := histPrefix(key)
 		c := hist.Cursor()
 		logb := tx.Bucket(migrations.BucketLog)
-		var bound []byte
+		// What bbolt has above the overlay's base is in cs (or newer).
+		before := base + 1
 		if opts.Before > 0 {
-			bound = histKey(key, opts.Before)
-		} else {
-			// Just past this key's entries: key followed by 0x01.
-			bound = append(append([]byte(nil), key...), 1)
+			before = min(before, opts.Before)
 		}
+		bound := histKey(key, before)
 		k := seekBelow(c, bound)
 		for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Prev() {
 			rev := binary.BigEndian.Uint64(k[len(prefix):])
@@ -262,7 +366,7 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 			}
 			page.Changes = append(page.Changes, e.Change)
 		}
-		if len(page.Changes) == 0 {
+		if len(page.Changes) == 0 && len(cs) == 0 {
 			// An empty page past the oldest change is a valid end; a key
 			// that never had any change is not found, whatever the cursor.
 			if k, _ := c.Seek(prefix); k == nil || !bytes.HasPrefix(k, prefix) {
@@ -278,21 +382,49 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 // "default" always exists.
 func (s *Store) Namespaces() ([]ctxd.Namespace, error) {
 	var out []ctxd.Namespace
-	err := s.readView(func(v *View) error { out = v.Namespaces(); return nil })
+	counts, top := s.ov.namespaces()
+	err := s.view(func(tx *bbolt.Tx) error {
+		out = namespaces(tx, counts, top)
+		return nil
+	})
 	return out, err
 }
 
-// Status summarises the store as of one read transaction.
+// namespaces is bbolt's namespaces and counts in tx, with those of the
+// overlay (taken before tx began, at revision top) over them.
+func namespaces(tx *bbolt.Tx, counts map[string]nsCount, top uint64) []ctxd.Namespace {
+	out := newView(tx).Namespaces()
+	if len(counts) == 0 || lastRevision(tx) >= top {
+		return out
+	}
+	for i := range out {
+		if c, ok := counts[out[i].Name]; ok {
+			out[i].Keys = c.keys
+			delete(counts, out[i].Name)
+		}
+	}
+	if len(counts) == 0 {
+		return out
+	}
+	for ns, c := range counts {
+		out = append(out, ctxd.Namespace{Name: ns, Keys: c.keys})
+	}
+	slices.SortFunc(out, func(a, b ctxd.Namespace) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Status summarises the store as of one read transaction and the overlay.
 func (s *Store) Status() (ctxd.Status, error) {
 	st := ctxd.Status{Path: s.path, SchemaVersion: migrations.Current, CompactedRevision: s.compacted.Load()}
+	counts, top := s.ov.namespaces()
 	err := s.view(func(tx *bbolt.Tx) error {
-		st.Revision = lastRevision(tx)
+		st.Revision = max(top, lastRevision(tx))
 		st.DBSizeBytes = tx.Size()
 		stats := tx.DB().Stats()
 		st.FreePages = stats.FreePageN + stats.PendingPageN
 		st.InUseBytes = st.DBSizeBytes - int64(st.FreePages)*int64(tx.DB().Info().PageSize)
 		st.FileSizeBytes = fileSize(s.path)
-		for _, ns := range newView(tx).Namespaces() {
+		for _, ns := range namespaces(tx, counts, top) {
 			st.Namespaces++
 			st.Keys += ns.Keys
 		}
@@ -302,20 +434,21 @@ func (s *Store) Status() (ctxd.Status, error) {
 }
 
 // ReadLog returns up to limit changes with a revision greater than after,
-// in revision order, none above the committed mark (Revision). If changes
-// the caller has not seen were compacted away it returns a
-// *CompactedError: the caller must re-read current state.
+// in revision order, none above the committed mark (Revision): bbolt's up
+// to the overlay's base, then the overlay's. If changes the caller has not
+// seen were compacted away it returns a *CompactedError: the caller must
+// re-read current state.
 //
-// The mark is raised once a commit's fsyncs have returned; bbolt lets a
-// read transaction see a commit as soon as its meta page is written, before
-// that page is synced. Reading past the mark would hand a follower a change
-// that a power cut can still take back, and whose revision a different
-// change would then get: a watcher resuming from it would miss that one.
+// Every change in the overlay or in bbolt is durable (it was in the
+// write-ahead log before it was published), so a follower is never handed
+// a change that a power cut could take back, and whose revision a
+// different change would then get (a watcher resuming from it would miss
+// that one).
 func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 	if limit <= 0 {
 		limit = defaultPageSize
 	}
-	mark := s.Revision()
+	ov, base, top := s.ov.after(after, limit)
 	var out []ctxd.Change
 	err := s.view(func(tx *bbolt.Tx) error {
 		if c := s.compacted.Load(); c > 0 && after+1 < c {
@@ -328,23 +461,41 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 		}
 		cur := tx.Bucket(migrations.BucketLog).Cursor()
 		for k, v := cur.Seek(encodeRevision(after + 1)); k != nil && len(out) < limit; k, v = cur.Next() {
-			if binary.BigEndian.Uint64(k) > mark {
+			rev := binary.BigEndian.Uint64(k)
+			if rev > base || rev > top {
 				break
 			}
-			e, err := decodeChange(binary.BigEndian.Uint64(k), v)
+			e, err := decodeChange(rev, v)
 			if err != nil {
-				return fmt.Errorf("log revision %d: %w", binary.BigEndian.Uint64(k), err)
+				return fmt.Errorf("log revision %d: %w", rev, err)
 			}
 			out = append(out, e.Change)
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range ov {
+		if len(out) == limit {
+			break
+		}
+		out = append(out, c.change())
+	}
+	return out, nil
 }
 
 // Check runs bbolt's consistency check over the whole file and returns every
-// problem found, joined.
+// problem found, joined. It lets the committer apply what is pending
+// first, then holds it off while it runs: bbolt's check compares against
+// the live freelist, and a commit beside it would make it report pages
+// that commit freed.
 func (s *Store) Check() error {
+	if err := s.checkpoint(); err != nil {
+		return err
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	return s.view(func(tx *bbolt.Tx) error {
 		var problems []string
 		for err := range tx.Check() {

@@ -51,7 +51,7 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 	}
 	if opts.IsPartial() {
 		if len(writes) > 0 {
-			out, err := s.submit(ctx, &request{writes: writes, done: make(chan result, 1)})
+			out, err := s.submit(ctx, newRequest(writes))
 			if err != nil {
 				return ctxd.RestoreResult{}, fmt.Errorf("restore: %w", err)
 			}
@@ -72,7 +72,10 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 	defer func() { _ = removeIfExists(next) }()
 	failpoint.Hit(failpoint.RestoreAfterCopy)
 	err = s.exclusive(func() error {
-		if err := setFloor(next, s.rev); err != nil {
+		// Everything is in the live file (the writer checkpoints before
+		// an exclusive request): the restored file holds every record of
+		// the log, as far as the replay at the next Open is concerned.
+		if err := setFloor(next, s.rev, s.wal.LastSeq(), s.id); err != nil {
 			return err
 		}
 		return s.replaceFile(next, swapRestore)
@@ -89,12 +92,17 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 var errRestoring = fmt.Errorf("%w: a restore is replacing the database", ctxd.ErrUnavailable)
 
 // Ready is nil unless a full restore is replacing the database (from the
-// copy of the snapshot to the swap): /readyz answers 503 then.
+// copy of the snapshot to the swap), or the store failed (its write-ahead
+// log or a commit to its database failed: it takes no more writes until
+// a restart): /readyz answers 503 then.
 func (s *Store) Ready() error {
 	select {
 	case <-s.stop:
 		return ctxd.ErrClosed
 	default:
+	}
+	if err := s.failure.Load(); err != nil {
+		return *err
 	}
 	if s.restoring.Load() {
 		return errRestoring
@@ -103,11 +111,15 @@ func (s *Store) Ready() error {
 }
 
 // setFloor makes the prepared file's revision at least live, so revisions
-// never go back, and records which revisions the restore discarded.
+// never go back, records which revisions the restore discarded, and makes
+// the file the live store's in the eyes of its write-ahead log: its store
+// id is id, and walSeq the last record it holds (the records of the log
+// were applied to the file it replaces, and must never be replayed onto
+// this one).
 //
 // It always commits, through openCopy, so that the file carries a freelist
 // and opening it during the swap does not walk every page.
-func setFloor(path string, live uint64) error {
+func setFloor(path string, live, walSeq uint64, id []byte) error {
 	db, err := openCopy(path)
 	if err != nil {
 		return err
@@ -115,6 +127,12 @@ func setFloor(path string, live uint64) error {
 	err = db.Update(func(tx *bbolt.Tx) error {
 		snapRev := lastRevision(tx)
 		meta := tx.Bucket(migrations.BucketMeta)
+		if err := meta.Put(migrations.KeyWALSeq, encodeRevision(walSeq)); err != nil {
+			return err
+		}
+		if err := meta.Put(migrations.KeyStoreID, id); err != nil {
+			return err
+		}
 		if live <= snapRev {
 			return meta.Put(migrations.KeyFloor, encodeRevision(snapRev))
 		}

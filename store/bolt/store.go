@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,10 +18,10 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/framework0/ctxd"
-	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/wal"
 )
 
 // Store is the durable versioned key-value store. It is safe for concurrent use.
@@ -35,12 +35,39 @@ type Store struct {
 	limits ctxd.Limits
 	now    func() time.Time
 
+	// wal is the write-ahead log in <folder>/wal: a write is acknowledged
+	// once it is there; the committer applies it to db later (DESIGN.md).
+	wal     *wal.Log
+	walLock *os.File // the wal folder, locked while the store is open
+	// ov holds the acknowledged changes not yet in db.
+	ov overlay
+
 	queue    chan *request
 	maxBatch int
 	stop     chan struct{} // closed by Close: the writer drains and exits
 	stopped  chan struct{} // closed when the writer has exited
 	closing  sync.Once
 	closeErr error
+
+	// The committer (committer.go).
+	commitWake     chan struct{} // a send (never blocking) wakes it
+	commitStop     chan struct{} // closed once the writer has exited
+	commitDone     chan struct{} // closed when it has exited
+	urgent         atomic.Int32  // checkpoints waiting: commit at once
+	applyMu        sync.Mutex    // held by the committer's commits (and Check)
+	commitInterval time.Duration
+	commitChanges  int
+	maxPending     int
+	maxPendingB    int64
+	// direct is the size from which a request is committed to bbolt
+	// directly instead of through the write-ahead log.
+	direct int
+
+	// failure, once set, is why the store takes no more writes: the
+	// write-ahead log or a commit to bbolt failed (see fail).
+	failure  atomic.Pointer[error]
+	failOnce sync.Once
+	failed   chan struct{} // closed when failure is set
 
 	// mu guards the commit mark and its notification channel.
 	mu        sync.Mutex
@@ -60,11 +87,17 @@ type Store struct {
 	stats struct {
 		commits, requests, changes atomic.Uint64
 		commitNanos                atomic.Int64
+		applies, applied           atomic.Uint64
+		applyNanos                 atomic.Int64
 		compactions, compacted     atomic.Uint64
 		defrags                    atomic.Uint64
 		defragPauseNanos           atomic.Int64
 	}
 	onCommit func(store.CommitInfo)
+	recovery Recovery
+
+	// id is the database's store id (meta/store_id), in every log record.
+	id []byte
 
 	// Owned by the writer goroutine (and Open before it starts).
 	rev    uint64
@@ -74,19 +107,43 @@ type Store struct {
 // request is one atomic unit of writes queued for the writer goroutine.
 type request struct {
 	writes []ctxd.Write
+	// size bounds the bytes of the request's changes (changeSize).
+	size int
 	// exclusive, when set, is run by the writer with no commit in flight
 	// instead of applying writes.
 	exclusive func() error
 	done      chan result
 }
 
+// big reports whether r goes to bbolt directly (see Options.DirectBytes).
+func (s *Store) big(r *request) bool { return r.exclusive == nil && r.size >= s.direct }
+
 type result struct {
 	res ctxd.TxnResult
 	err error
 }
 
-// Open opens (creating if needed) the database at path, upgrades an older
-// schema, and starts the writer.
+// Recovery is what Open found in the write-ahead log, and replayed.
+type Recovery struct {
+	// Log is what the log itself found (segments read, a torn record cut).
+	Log wal.Recovery
+	// Records and Changes count what was replayed into the database: the
+	// acknowledged writes the last run had not applied to it.
+	Records, Changes uint64
+	// Took is the time the replay took.
+	Took time.Duration
+	// Revision is the revision after the replay.
+	Revision uint64
+}
+
+// WALDir is the folder of the write-ahead log of the database at path:
+// wal, next to it.
+func WALDir(path string) string { return filepath.Join(filepath.Dir(path), "wal") }
+
+// Open opens (creating if needed) the database at path and its
+// write-ahead log (WALDir), upgrades an older schema, replays the log
+// records the database does not have yet, and starts the writer and the
+// committer.
 func Open(path string, opts Options) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := fsutil.MkdirAll(dir, 0o750); err != nil {
@@ -109,30 +166,38 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
 		}
 	}
+	opts = opts.withDefaults()
 	s := &Store{
-		db:       db,
-		path:     path,
-		limits:   opts.Limits.WithDefaults(),
-		now:      opts.Now,
-		queue:    make(chan *request, 4096),
-		maxBatch: opts.MaxBatch,
-		stop:     make(chan struct{}),
-		stopped:  make(chan struct{}),
-		changed:  make(chan struct{}),
-		onCommit: opts.OnCommit,
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.maxBatch <= 0 {
-		s.maxBatch = 1024
+		db:             db,
+		path:           path,
+		limits:         opts.Limits.WithDefaults(),
+		now:            opts.Now,
+		queue:          make(chan *request, 4096),
+		maxBatch:       opts.MaxBatch,
+		stop:           make(chan struct{}),
+		stopped:        make(chan struct{}),
+		commitWake:     make(chan struct{}, 1),
+		commitStop:     make(chan struct{}),
+		commitDone:     make(chan struct{}),
+		commitInterval: opts.CommitInterval,
+		commitChanges:  opts.CommitChanges,
+		maxPending:     opts.MaxPending,
+		maxPendingB:    opts.MaxPendingBytes,
+		direct:         opts.DirectBytes,
+		failed:         make(chan struct{}),
+		changed:        make(chan struct{}),
+		onCommit:       opts.OnCommit,
 	}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
 	}
-
+	if err := s.openWAL(opts); err != nil {
+		db.Close()
+		return nil, err
+	}
 	go s.writer()
+	go s.committer()
 	return s, nil
 }
 
@@ -158,7 +223,8 @@ func openBolt(path string, timeout time.Duration) (*bbolt.DB, error) {
 	return db, err
 }
 
-// load migrates the schema and reads the revision, compaction mark and key counts.
+// load migrates the schema and reads the revision, compaction mark and
+// key counts; the overlay starts empty at the revision.
 func (s *Store) load() error {
 	s.nsKeys = make(map[string]uint64)
 	s.compacted.Store(0)
@@ -182,12 +248,19 @@ func (s *Store) load() error {
 		}
 	}
 	return s.db.View(func(tx *bbolt.Tx) error {
+		s.id = bytes.Clone(tx.Bucket(migrations.BucketMeta).Get(migrations.KeyStoreID))
+		if len(s.id) != storeIDSize {
+			return fmt.Errorf("open store %s: meta/store_id: %w", s.path, errCorrupt)
+		}
 		s.rev = lastRevision(tx)
 		s.compacted.Store(metaUint(tx, migrations.KeyCompacted))
-		// A restore reloads while followers read the mark: take its lock.
+		// A restore reloads while followers read the mark: take the locks.
+		s.ov.mu.Lock()
+		s.ov.reset(s.rev)
 		s.mu.Lock()
 		s.committed = s.rev
 		s.mu.Unlock()
+		s.ov.mu.Unlock()
 		return tx.Bucket(migrations.BucketNSKeys).ForEach(func(k, v []byte) error {
 			if len(v) != 8 {
 				return fmt.Errorf("open store: nskeys/%s: %w", k, errCorrupt)
@@ -198,15 +271,30 @@ func (s *Store) load() error {
 	})
 }
 
-// Close stops the writer after it has committed everything already queued,
-// then closes the database. Later calls return the first call's result.
+// Close stops the writer after it has made durable everything already
+// queued, lets the committer apply everything to the database, then
+// closes the log and the database: after a Close without error the
+// database file alone holds every write. A store that failed (fail)
+// returns why: the log holds what the file may lack, and the next Open
+// replays it. Later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closing.Do(func() {
 		close(s.stop)
 		<-s.stopped
+		close(s.commitStop)
+		<-s.commitDone
+		var errs []error
+		if err := s.failure.Load(); err != nil {
+			errs = append(errs, fmt.Errorf("close store %s: %w", s.path, *err))
+		}
+		if err := s.wal.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		unlockDir(s.walLock)
 		s.dbMu.Lock()
 		defer s.dbMu.Unlock()
-		s.closeErr = s.db.Close()
+		errs = append(errs, s.db.Close())
+		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
 }
@@ -257,8 +345,9 @@ func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who 
 }
 
 // Txn applies writes all or nothing: each gets its own revision, in order,
-// and all commit in one fsynced transaction, or none is applied. A key may
-// appear only once. The call returns after the commit is durable. If ctx
+// and all are in one write-ahead log record (fdatasynced before the
+// answer), or none is applied. A key may appear only once. The call
+// returns after the commit is durable. If ctx
 // ends after the request was queued, the caller stops waiting and gets an
 // error matching ctxd.ErrOutcomeUnknown: the request may still commit (see
 // submit for where "refused" ends and "outcome unknown" begins).
@@ -272,7 +361,16 @@ func (s *Store) submitWrites(ctx context.Context, limits ctxd.Limits, writes []c
 	if err := limits.ValidateWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
-	return s.submit(ctx, &request{writes: writes, done: make(chan result, 1)})
+	return s.submit(ctx, newRequest(writes))
+}
+
+// newRequest is a request for writes, with its size.
+func newRequest(writes []ctxd.Write) *request {
+	r := &request{writes: writes, done: make(chan result, 1)}
+	for i := range writes {
+		r.size += changeSize(&writes[i])
+	}
+	return r
 }
 
 // submit queues a request for the writer and waits for its answer.
@@ -281,7 +379,9 @@ func (s *Store) submitWrites(ctx context.Context, limits ctxd.Limits, writes []c
 // unknown is the send on s.queue, and nothing else:
 //
 //   - Before it, the request is refused and was not applied: the store is
-//     closing (ErrClosed), ctx was already done (ctx.Err()), or ctx ended
+//     closing (ErrClosed), it failed (its write-ahead log or a commit to
+//     its database failed: ErrUnavailable, saying why, until a restart),
+//     ctx was already done (ctx.Err()), or ctx ended
 //     while the send was blocked on a full queue (ctx.Err(): a send that
 //     did not happen put nothing in the queue). Validation failures never
 //     get here. A restore in progress refuses nothing: writes queue behind
@@ -304,6 +404,9 @@ func (s *Store) submit(ctx context.Context, r *request) (ctxd.TxnResult, error) 
 	case <-s.stop:
 		return ctxd.TxnResult{}, ctxd.ErrClosed
 	default:
+	}
+	if err := s.failure.Load(); err != nil && r.exclusive == nil {
+		return ctxd.TxnResult{}, *err
 	}
 	// A select picks at random among ready cases: check ctx first, so that
 	// a ctx already done is refused rather than queued half of the time.
@@ -382,132 +485,6 @@ func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 	return s.submitWrites(ctx, unlimited, writes)
 }
 
-// writer is the only goroutine that writes. It takes the first queued
-// request, drains whatever else is already queued (no timer: a lone write
-// commits at once), commits the group with one fsync, then answers each.
-// An exclusive request (a restore or defrag swap) ends a group: the group
-// commits first, then the exclusive function runs with no commit in flight.
-func (s *Store) writer() {
-	defer close(s.stopped)
-	batch := make([]*request, 0, s.maxBatch)
-	for {
-		var first *request
-		select {
-		case first = <-s.queue:
-		case <-s.stop:
-			// Commit what was queued before Close; fail nothing that got in.
-			for {
-				batch, held := s.take(batch[:0], false)
-				if len(batch) == 0 && held == nil {
-					return
-				}
-				s.run(batch, held)
-			}
-		}
-		if first.exclusive != nil {
-			s.run(nil, first)
-			continue
-		}
-		batch, held := s.take(append(batch[:0], first), true)
-		s.run(batch, held)
-	}
-}
-
-// run commits a group, then runs the exclusive request that ended it.
-func (s *Store) run(batch []*request, held *request) {
-	if len(batch) > 0 {
-		s.commit(batch)
-	}
-	if held != nil {
-		err := held.exclusive()
-		held.done <- result{err: err}
-	}
-}
-
-// take adds to batch every request already queued, up to an exclusive
-// request, which it returns separately. Callers answered by the previous
-// commit are typically about to queue again, so when yield is set and the
-// queue runs dry the writer yields its processor (no timer, no sleep) and
-// drains again, stopping when a yield brings nothing new. A lone write
-// costs one yield; under load the groups stay large.
-func (s *Store) take(batch []*request, yield bool) ([]*request, *request) {
-	yielded := false
-	for len(batch) < s.maxBatch {
-		select {
-		case r := <-s.queue:
-			if r.exclusive != nil {
-				return batch, r
-			}
-			batch = append(batch, r)
-			yielded = false
-			continue
-		default:
-		}
-		if !yield || yielded {
-			return batch, nil
-		}
-		runtime.Gosched()
-		yielded = true
-	}
-	return batch, nil
-}
-
-// commit applies a group of requests in one transaction. A request whose
-// version check fails is answered with its error and leaves no trace; the
-// others commit. If the transaction itself fails, each request is retried
-// alone so that one request's failure cannot fail its neighbours.
-func (s *Store) commit(batch []*request) {
-	results := make([]result, len(batch))
-	g := group{store: s, rev: s.rev, now: s.now().UTC()}
-	start := time.Now()
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		g.begin(tx)
-		for i, r := range batch {
-			res, err := g.apply(r.writes)
-			if err != nil && !isRequestError(err) {
-				return err
-			}
-			results[i] = result{res: res, err: err}
-		}
-		return g.finish()
-	})
-	if err != nil {
-		if len(batch) > 1 {
-			for _, r := range batch {
-				s.commit([]*request{r})
-			}
-			return
-		}
-		batch[0].done <- result{err: fmt.Errorf("commit: %w", err)}
-		return
-	}
-	failpoint.Hit(failpoint.CommitBeforeAnswer)
-	took := time.Since(start)
-	s.stats.commitNanos.Add(int64(took))
-	s.stats.commits.Add(1)
-	s.stats.requests.Add(uint64(len(batch)))
-	s.stats.changes.Add(g.rev - s.rev)
-	if s.onCommit != nil {
-		s.onCommit(store.CommitInfo{Requests: len(batch), Changes: int(g.rev - s.rev), Duration: took})
-	}
-	s.rev = g.rev
-	for ns, n := range g.nsKeys {
-		s.nsKeys[ns] = n
-	}
-	s.publish(g.rev)
-	for i, r := range batch {
-		r.done <- results[i]
-	}
-}
-
-// isRequestError tells a request's own failure (answered to its caller
-// alone) from a failure of the transaction (which aborts the group).
-func isRequestError(err error) bool {
-	return errors.Is(err, ctxd.ErrConflict) || errors.Is(err, ctxd.ErrNotFound) || errors.Is(err, ctxd.ErrInvalid) || errors.Is(err, ctxd.ErrTooLarge)
-}
-
 // Stats returns the store's counters.
 func (s *Store) Stats() store.Stats {
 	ws := store.Stats{
@@ -515,6 +492,10 @@ func (s *Store) Stats() store.Stats {
 		Requests:        s.stats.requests.Load(),
 		Changes:         s.stats.changes.Load(),
 		Commit:          time.Duration(s.stats.commitNanos.Load()),
+		Applies:         s.stats.applies.Load(),
+		Applied:         s.stats.applied.Load(),
+		Apply:           time.Duration(s.stats.applyNanos.Load()),
+		Pending:         uint64(s.ov.size.Load()),
 		Compactions:     s.stats.compactions.Load(),
 		Compacted:       s.stats.compacted.Load(),
 		Defrags:         s.stats.defrags.Load(),

@@ -82,7 +82,7 @@ func (s *Store) replaceFile(next string, kind swapKind) error {
 	if kind == swapRestore {
 		s.generation.Add(1)
 	}
-	s.publish(s.rev)
+	s.raiseMark(s.rev)
 	return nil
 }
 
@@ -107,8 +107,8 @@ func (s *Store) reopenAfterFailure(cause error) error {
 	return fmt.Errorf("replace database (the old one is back): %w", cause)
 }
 
-// publish raises the committed mark to rev and wakes every follower.
-func (s *Store) publish(rev uint64) {
+// raiseMark raises the committed mark to rev and wakes every follower.
+func (s *Store) raiseMark(rev uint64) {
 	s.mu.Lock()
 	s.committed = rev
 	close(s.changed)

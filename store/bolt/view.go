@@ -14,7 +14,9 @@ import (
 
 // View is a consistent, read-only view of the whole store at one revision:
 // everything read through it comes from one bbolt read transaction, which
-// never blocks writers. It is valid only inside the function given to
+// never blocks writers. The store first lets the committer apply every
+// change acknowledged so far (a checkpoint), so the transaction holds
+// them all. It is valid only inside the function given to
 // Store.View; records it yields are copies and may be kept.
 type View struct {
 	tx  *bbolt.Tx
@@ -32,8 +34,11 @@ func (s *Store) View(fn func(v store.View) error) error {
 }
 
 // readView is View with the concrete type, for the store's own readers
-// (snapshots write the view's bbolt transaction).
+// (snapshots write the view's bbolt transaction). It checkpoints first.
 func (s *Store) readView(fn func(v *View) error) error {
+	if err := s.checkpoint(); err != nil {
+		return err
+	}
 	return s.view(func(tx *bbolt.Tx) error {
 		return fn(newView(tx))
 	})

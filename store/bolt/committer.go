@@ -1,0 +1,130 @@
+package bolt
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/failpoint"
+)
+
+// committer applies acknowledged changes (the overlay) to bbolt in the
+// background, in batches: once CommitInterval has passed since it found
+// changes waiting, or at once when CommitChanges wait or a checkpoint
+// asks. Each batch is one bbolt transaction with bbolt's own fsyncs,
+// which also records the last write-ahead log record it holds
+// (meta/wal_seq). Once that commit has returned, the changes leave the
+// overlay and the log segments they were in are released.
+//
+// After Close has stopped the writer, the committer applies everything
+// left and exits. A failed commit fails the store (fail): the changes are
+// in the log, and the next Open replays them.
+func (s *Store) committer() {
+	defer close(s.commitDone)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	stopping := false
+	for {
+		n := int(s.ov.size.Load())
+		if n == 0 {
+			if stopping {
+				return
+			}
+			select {
+			case <-s.commitWake:
+			case <-s.commitStop:
+				stopping = true
+			}
+			continue
+		}
+		if !stopping && n < s.commitChanges && s.urgent.Load() == 0 {
+			timer.Reset(s.commitInterval)
+		wait:
+			for {
+				select {
+				case <-timer.C:
+					break wait
+				case <-s.commitWake:
+					if int(s.ov.size.Load()) >= s.commitChanges || s.urgent.Load() > 0 {
+						timer.Stop()
+						break wait
+					}
+				case <-s.commitStop:
+					stopping = true
+					timer.Stop()
+					break wait
+				}
+			}
+		}
+		if err := s.applyPending(); err != nil {
+			s.fail(err)
+			// Nothing more can be applied: let the writer and the
+			// checkpoints see the failure, and wait for Close.
+			if !stopping {
+				<-s.commitStop
+			}
+			return
+		}
+	}
+}
+
+// applyPending applies the oldest changes of the overlay to bbolt in one
+// transaction, then removes them from the overlay and releases the log
+// segments that held only them.
+func (s *Store) applyPending() error {
+	cs := s.ov.pending(4 * s.commitChanges)
+	if len(cs) == 0 {
+		return nil
+	}
+	last := cs[len(cs)-1]
+	start := time.Now()
+	s.applyMu.Lock()
+	s.dbMu.RLock()
+	err := applyChanges(s.db, cs, last.seq)
+	s.dbMu.RUnlock()
+	s.applyMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("apply revisions %d to %d to the database: %w", cs[0].Revision, last.Revision, err)
+	}
+	s.stats.applies.Add(1)
+	s.stats.applied.Add(uint64(len(cs)))
+	s.stats.applyNanos.Add(int64(time.Since(start)))
+	failpoint.Hit(failpoint.CommitterBeforeRelease)
+	s.ov.drop(last.Revision)
+	// A release that fails deletes nothing or some segments, oldest
+	// first; the next one retries. The records are in the database.
+	_ = s.wal.ReleaseBefore(last.seq + 1)
+	return nil
+}
+
+// checkpoint waits until bbolt holds every change acknowledged so far
+// (snapshots, views, restores, defrag, compaction work on bbolt alone).
+func (s *Store) checkpoint() error {
+	return s.checkpointTo(s.Revision())
+}
+
+// checkpointTo waits until bbolt holds every change up to rev.
+func (s *Store) checkpointTo(rev uint64) error {
+	s.urgent.Add(1)
+	defer s.urgent.Add(-1)
+	for {
+		base, _, _, _, drained := s.ov.state()
+		if base >= rev {
+			return nil
+		}
+		select {
+		case s.commitWake <- struct{}{}:
+		default:
+		}
+		select {
+		case <-drained:
+		case <-s.failed:
+			return *s.failure.Load()
+		case <-s.commitDone:
+			if base, _, _, _, _ := s.ov.state(); base >= rev {
+				return nil
+			}
+			return ctxd.ErrClosed
+		}
+	}
+}

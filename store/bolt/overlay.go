@@ -1,0 +1,203 @@
+package bolt
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// overlay holds the changes that are acknowledged (durable in the
+// write-ahead log) and not yet applied to bbolt: every read consults it.
+//
+// The writer adds changes at the top, the committer removes them from the
+// bottom once a bbolt commit that holds them has returned (durable and
+// visible to new read transactions), so a change is always in one or the
+// other, and for a moment in both. A reader takes what it needs from the
+// overlay first, under the read lock, and begins its bbolt read
+// transaction after: that transaction holds every change up to the base
+// the reader saw (see read.go for how each read combines the two).
+type overlay struct {
+	mu sync.RWMutex
+	// base: bbolt holds every change up to base; the overlay holds the
+	// changes base+1 to top, in revision order. top is the last revision
+	// published (the committed mark).
+	base, top uint64
+	changes   []*change
+	// keys: each key's changes here, oldest first, by namespace.
+	keys map[string]map[string][]*change
+	// ns: the live key count of each namespace after its last change
+	// here, and that change's revision.
+	ns    map[string]nsCount
+	bytes int64
+	// drained is closed (and replaced) each time changes are removed or
+	// the base moves: checkpoints and the writer's backpressure wait on it.
+	drained chan struct{}
+	// size is len(changes), read without the lock by the fast paths: 0
+	// means bbolt had everything when it was read.
+	size atomic.Int64
+}
+
+type nsCount struct {
+	keys, rev uint64
+}
+
+func (o *overlay) init(base uint64) {
+	o.base, o.top = base, base
+	o.changes = nil
+	o.keys = make(map[string]map[string][]*change)
+	o.ns = make(map[string]nsCount)
+	o.bytes = 0
+	o.size.Store(0)
+	if o.drained == nil {
+		o.drained = make(chan struct{})
+	}
+}
+
+// add appends the changes of requests the writer has made durable; counts
+// are the live key counts of the namespaces after them.
+// The caller holds o.mu.
+func (o *overlay) add(cs []*change, counts map[string]uint64) {
+	for _, c := range cs {
+		o.changes = append(o.changes, c)
+		byKey := o.keys[c.Namespace]
+		if byKey == nil {
+			byKey = make(map[string][]*change)
+			o.keys[c.Namespace] = byKey
+		}
+		byKey[c.Key] = append(byKey[c.Key], c)
+		o.ns[c.Namespace] = nsCount{keys: counts[c.Namespace], rev: c.Revision}
+		o.bytes += int64(len(c.raw))
+		o.top = c.Revision
+	}
+	o.size.Store(int64(len(o.changes)))
+}
+
+// drop removes the changes up to rev, which bbolt now holds, and raises
+// the base to rev.
+func (o *overlay) drop(rev uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for n < len(o.changes) && o.changes[n].Revision <= rev {
+		c := o.changes[n]
+		byKey := o.keys[c.Namespace]
+		if cs := byKey[c.Key]; len(cs) <= 1 {
+			delete(byKey, c.Key)
+			if len(byKey) == 0 {
+				delete(o.keys, c.Namespace)
+			}
+		} else {
+			byKey[c.Key] = cs[1:]
+		}
+		if o.ns[c.Namespace].rev <= rev {
+			delete(o.ns, c.Namespace)
+		}
+		o.bytes -= int64(len(c.raw))
+		n++
+	}
+	o.changes = slices.Clone(o.changes[n:])
+	o.base = max(o.base, rev)
+	o.top = max(o.top, o.base)
+	o.size.Store(int64(len(o.changes)))
+	close(o.drained)
+	o.drained = make(chan struct{})
+}
+
+// reset empties the overlay at base rev: after a change of bbolt that did
+// not go through it (a direct commit, a restore, a reload), when it holds
+// nothing. The caller holds o.mu.
+func (o *overlay) reset(rev uint64) {
+	if o.drained != nil {
+		close(o.drained)
+		o.drained = nil
+	}
+	o.init(rev)
+}
+
+// state is what a waiter needs: the base, the top and the channel closed
+// at the next drop.
+func (o *overlay) state() (base, top uint64, pending int, bytes int64, drained <-chan struct{}) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.base, o.top, len(o.changes), o.bytes, o.drained
+}
+
+// latest returns a key's last change in the overlay, if it has one.
+func (o *overlay) latest(ns, key string) (*change, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	cs := o.keys[ns][key]
+	if len(cs) == 0 {
+		return nil, false
+	}
+	return cs[len(cs)-1], true
+}
+
+// keyChanges returns a copy of a key's changes in the overlay, oldest
+// first, with the base and top they were read at.
+func (o *overlay) keyChanges(ns, key string) (cs []*change, base, top uint64) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return slices.Clone(o.keys[ns][key]), o.base, o.top
+}
+
+// after returns up to limit changes with a revision above after (in
+// order), with the base and top they were read at.
+func (o *overlay) after(after uint64, limit int) (cs []*change, base, top uint64) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	i, _ := slices.BinarySearchFunc(o.changes, after+1, func(c *change, rev uint64) int {
+		switch {
+		case c.Revision < rev:
+			return -1
+		case c.Revision > rev:
+			return 1
+		}
+		return 0
+	})
+	end := min(len(o.changes), i+limit)
+	return slices.Clone(o.changes[i:end]), o.base, o.top
+}
+
+// pending returns the oldest changes, for the committer: about limit,
+// and always whole write-ahead log records (the committer records the
+// last record it applied, so it must apply all of its changes).
+func (o *overlay) pending(limit int) []*change {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	n := min(limit, len(o.changes))
+	for n > 0 && n < len(o.changes) && o.changes[n].seq == o.changes[n-1].seq {
+		n++
+	}
+	return slices.Clone(o.changes[:n])
+}
+
+// namespaces returns a copy of the namespace counts, with the top they
+// are at.
+func (o *overlay) namespaces() (map[string]nsCount, uint64) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	out := make(map[string]nsCount, len(o.ns))
+	for ns, c := range o.ns {
+		out[ns] = c
+	}
+	return out, o.top
+}
+
+// keysFrom returns the last change of each key of ns in the overlay that
+// starts with prefix and sorts after after, in key order, with the top
+// they are at.
+func (o *overlay) keysFrom(ns, prefix, after string) ([]*change, uint64) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	var out []*change
+	for key, cs := range o.keys[ns] {
+		if strings.HasPrefix(key, prefix) && (after == "" || key > after) {
+			out = append(out, cs[len(cs)-1])
+		}
+	}
+	top := o.top
+	slices.SortFunc(out, func(a, b *change) int { return strings.Compare(a.Key, b.Key) })
+	return out, top
+}

@@ -1,0 +1,135 @@
+package bolt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/framework0/ctxd/internal/failpoint"
+	"github.com/framework0/ctxd/internal/fsutil"
+	"github.com/framework0/ctxd/migrations"
+	"github.com/framework0/ctxd/store/wal"
+)
+
+// replayBatch bounds the changes of one bbolt transaction of the replay.
+const replayBatch = 4096
+
+// openWAL opens the write-ahead log next to the database (creating it for
+// a database that never had one: its first record follows meta/wal_seq)
+// and replays into the database the records after meta/wal_seq, in
+// batches, each recording how far it got. A log that does not verify, or
+// that lacks records the database has not applied, stops Open with an
+// error naming the file: nothing acknowledged is ever dropped silently.
+func (s *Store) openWAL(opts Options) error {
+	dir := WALDir(s.path)
+	if err := fsutil.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("open store %s: write-ahead log: %w", s.path, err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return fmt.Errorf("open store %s: write-ahead log %s: %w", s.path, dir, err)
+	}
+	var applied uint64
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		applied = metaUint(tx, migrations.KeyWALSeq)
+		return nil
+	}); err != nil {
+		unlockDir(lock)
+		return err
+	}
+	log, err := wal.Open(dir, wal.Options{SegmentSize: opts.WALSegmentSize, FirstSeq: applied + 1})
+	if err != nil {
+		unlockDir(lock)
+		return fmt.Errorf("open store %s: the write-ahead log does not open, so acknowledged writes could be missing: "+
+			"the server will not start on it (keep the folder for investigation): %w", s.path, err)
+	}
+	fail := func(err error) error {
+		_ = log.Close()
+		unlockDir(lock)
+		return fmt.Errorf("open store %s: %w", s.path, err)
+	}
+	if last := log.LastSeq(); last < applied {
+		return fail(fmt.Errorf("the write-ahead log in %s ends at record %d, but the database holds records up to %d: "+
+			"the log is not this database's (was the database file replaced by hand? use ctxd restore); "+
+			"the server will not start on them", dir, last, applied))
+	}
+	start := time.Now()
+	s.recovery = Recovery{Log: log.Recovery()}
+	if err := s.replay(log, applied); err != nil {
+		if errors.Is(err, wal.ErrReleased) {
+			err = fmt.Errorf("the write-ahead log in %s no longer holds record %d, the first the database does not have "+
+				"(the log starts at record %d): acknowledged writes are missing, the server will not start: %w",
+				dir, applied+1, log.FirstSeq(), err)
+		}
+		return fail(err)
+	}
+	s.recovery.Took = time.Since(start)
+	if s.recovery.Records > 0 {
+		// The replay changed the file: read the state again.
+		if err := s.load(); err != nil {
+			return fail(err)
+		}
+	}
+	s.recovery.Revision = s.rev
+	s.wal, s.walLock = log, lock
+	// The log may still hold records the database has: release them.
+	_ = log.ReleaseBefore(log.LastSeq() + 1)
+	return nil
+}
+
+// replay applies the log records after applied to the database, in
+// transactions of about replayBatch changes. Each record's changes must
+// continue the database's revisions exactly.
+func (s *Store) replay(log *wal.Log, applied uint64) error {
+	next := s.rev + 1
+	var batch []*change
+	var batchSeq uint64
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := applyChanges(s.db, batch, batchSeq); err != nil {
+			return fmt.Errorf("replay the write-ahead log into the database: %w", err)
+		}
+		batch = batch[:0]
+		return nil
+	}
+	err := log.Replay(applied, func(seq uint64, rec []byte) error {
+		id, cs, err := decodeWALRecord(seq, append([]byte(nil), rec...))
+		if err != nil {
+			return fmt.Errorf("%w (in %s)", err, WALDir(s.path))
+		}
+		if !bytes.Equal(id, s.id) {
+			return fmt.Errorf("write-ahead log record %d (in %s) is of store %x, the database is store %x: "+
+				"the log is not this database's, the server will not start on them", seq, WALDir(s.path), id, s.id)
+		}
+		for _, c := range cs {
+			if c.Revision != next {
+				return fmt.Errorf("write-ahead log record %d (in %s) holds revision %d where the database expects %d: "+
+					"the log is not this database's, the server will not start on them", seq, WALDir(s.path), c.Revision, next)
+			}
+			next++
+		}
+		batch = append(batch, cs...)
+		batchSeq = seq
+		s.recovery.Records++
+		s.recovery.Changes += uint64(len(cs))
+		if len(batch) >= replayBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+			failpoint.Hit(failpoint.ReplayBetweenBatches)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+// Recovery is what Open found in the write-ahead log and replayed.
+func (s *Store) Recovery() Recovery { return s.recovery }

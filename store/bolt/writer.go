@@ -1,0 +1,287 @@
+package bolt
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/failpoint"
+	"github.com/framework0/ctxd/store"
+)
+
+// writer is the only goroutine that makes changes. It takes the first
+// queued request, drains whatever else is already queued (no timer: a
+// lone write goes at once), checks the group against the current state,
+// appends one write-ahead log record per request that holds (one
+// fdatasync for the group), publishes the changes to the overlay and the
+// committed mark, then answers each caller. An exclusive request (a
+// restore or defrag swap) or one too large for the log ends a group: the
+// group goes first, then that request runs alone.
+func (s *Store) writer() {
+	defer close(s.stopped)
+	batch := make([]*request, 0, s.maxBatch)
+	for {
+		var first *request
+		select {
+		case first = <-s.queue:
+		case <-s.stop:
+			// Commit what was queued before Close; fail nothing that got in.
+			for {
+				batch, held := s.take(batch[:0], false)
+				if len(batch) == 0 && held == nil {
+					return
+				}
+				s.run(batch, held)
+			}
+		}
+		if first.exclusive != nil || s.big(first) {
+			s.run(nil, first)
+			continue
+		}
+		batch, held := s.take(append(batch[:0], first), true)
+		s.run(batch, held)
+	}
+}
+
+// run commits a group, then runs the request that ended it: an exclusive
+// function (after a checkpoint: the database then holds every change) or
+// a request committed directly.
+func (s *Store) run(batch []*request, held *request) {
+	if len(batch) > 0 {
+		s.commit(batch)
+	}
+	if held == nil {
+		return
+	}
+	if held.exclusive == nil {
+		s.commitDirect(held)
+		return
+	}
+	err := s.checkpointTo(s.rev)
+	if err == nil {
+		err = held.exclusive()
+	}
+	held.done <- result{err: err}
+}
+
+// take adds to batch every request already queued, up to an exclusive or
+// large request, which it returns separately. Callers answered by the
+// previous commit are typically about to queue again, so when yield is
+// set and the queue runs dry the writer yields its processor (no timer,
+// no sleep) and drains again, stopping when a yield brings nothing new. A
+// lone write costs one yield; under load the groups stay large.
+func (s *Store) take(batch []*request, yield bool) ([]*request, *request) {
+	yielded := false
+	for len(batch) < s.maxBatch {
+		select {
+		case r := <-s.queue:
+			if r.exclusive != nil || s.big(r) {
+				return batch, r
+			}
+			batch = append(batch, r)
+			yielded = false
+			continue
+		default:
+		}
+		if !yield || yielded {
+			return batch, nil
+		}
+		runtime.Gosched()
+		yielded = true
+	}
+	return batch, nil
+}
+
+// commit makes a group durable: it checks each request and makes its
+// changes in memory (a request whose check fails is answered with its
+// error and leaves no trace), appends one write-ahead log record per
+// request that holds, with one fdatasync, publishes the changes (overlay,
+// then the committed mark), and answers.
+func (s *Store) commit(batch []*request) {
+	if err := s.failure.Load(); err != nil {
+		s.refuse(batch, *err)
+		return
+	}
+	if err := s.waitRoom(); err != nil {
+		s.refuse(batch, err)
+		return
+	}
+	start := time.Now()
+	results := make([]result, len(batch))
+	var ok []made
+	s.dbMu.RLock()
+	g := s.newGroup()
+	for i, r := range batch {
+		m, err := g.apply(r.writes)
+		if err != nil {
+			results[i] = result{err: err}
+			continue
+		}
+		results[i] = result{res: m.res}
+		ok = append(ok, m)
+	}
+	g.close()
+	s.dbMu.RUnlock()
+	if len(ok) > 0 {
+		records := make([][]byte, len(ok))
+		for i := range ok {
+			records[i] = ok[i].record
+		}
+		last, err := s.wal.Append(records...)
+		if err != nil {
+			s.fail(fmt.Errorf("write-ahead log: %w", err))
+			for i := range results {
+				if results[i].err == nil {
+					// Some of the group's records may be durable, and
+					// replayed at the next start: the outcome is unknown.
+					results[i].err = appendUnknown(err)
+				}
+			}
+			s.answer(batch, results)
+			return
+		}
+		first := last - uint64(len(records)) + 1
+		var changes []*change
+		for i := range ok {
+			for _, c := range ok[i].changes {
+				c.seq = first + uint64(i)
+			}
+			changes = append(changes, ok[i].changes...)
+		}
+		failpoint.Hit(failpoint.CommitBeforeAnswer)
+		s.publish(changes, g)
+	}
+	took := time.Since(start)
+	s.count(len(batch), g.rev-s.rev, took)
+	s.rev = g.rev
+	s.answer(batch, results)
+}
+
+// answer sends each request its result.
+func (s *Store) answer(batch []*request, results []result) {
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+}
+
+// refuse answers every request of batch with err: none was applied.
+func (s *Store) refuse(batch []*request, err error) {
+	for _, r := range batch {
+		r.done <- result{err: err}
+	}
+}
+
+// count records a commit in the stats and tells the commit hook.
+func (s *Store) count(requests int, changes uint64, took time.Duration) {
+	s.stats.commitNanos.Add(int64(took))
+	s.stats.commits.Add(1)
+	s.stats.requests.Add(uint64(requests))
+	s.stats.changes.Add(changes)
+	if s.onCommit != nil {
+		s.onCommit(store.CommitInfo{Requests: requests, Changes: int(changes), Duration: took})
+	}
+}
+
+// publish makes durable changes readable: into the overlay, and the
+// committed mark raised to the last, then wakes the committer.
+func (s *Store) publish(changes []*change, g *group) {
+	s.ov.mu.Lock()
+	for ns, n := range g.nsKeys {
+		s.nsKeys[ns] = n
+	}
+	s.ov.add(changes, s.nsKeys)
+	s.raiseMark(s.ov.top)
+	s.ov.mu.Unlock()
+	select {
+	case s.commitWake <- struct{}{}:
+	default:
+	}
+}
+
+// waitRoom waits while the overlay is full (the committer is behind).
+func (s *Store) waitRoom() error {
+	for {
+		_, _, n, bytes, drained := s.ov.state()
+		if n < s.maxPending && bytes < s.maxPendingB {
+			return nil
+		}
+		s.urgent.Add(1)
+		select {
+		case s.commitWake <- struct{}{}:
+		default:
+		}
+		select {
+		case <-drained:
+		case <-s.failed:
+		}
+		s.urgent.Add(-1)
+		if err := s.failure.Load(); err != nil {
+			return *err
+		}
+	}
+}
+
+// commitDirect commits a request too large for the write-ahead log to
+// bbolt in one transaction (two fdatasyncs), after a checkpoint: the
+// database then holds every change before it. A failed transaction
+// changes nothing and fails this request alone.
+func (s *Store) commitDirect(r *request) {
+	if err := s.failure.Load(); err != nil {
+		r.done <- result{err: *err}
+		return
+	}
+	if err := s.checkpointTo(s.rev); err != nil {
+		r.done <- result{err: err}
+		return
+	}
+	start := time.Now()
+	// As the committer's commits (applyMu, then dbMu): Check holds it off.
+	s.applyMu.Lock()
+	s.dbMu.RLock()
+	g := s.newGroup()
+	m, err := g.apply(r.writes)
+	g.close()
+	if err == nil {
+		err = applyChanges(s.db, m.changes, 0)
+		if err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	}
+	s.dbMu.RUnlock()
+	s.applyMu.Unlock()
+	if err != nil {
+		r.done <- result{err: err}
+		return
+	}
+	failpoint.Hit(failpoint.CommitBeforeAnswer)
+	s.ov.mu.Lock()
+	for ns, n := range g.nsKeys {
+		s.nsKeys[ns] = n
+	}
+	s.ov.reset(g.rev)
+	s.raiseMark(g.rev)
+	s.ov.mu.Unlock()
+	s.count(1, g.rev-s.rev, time.Since(start))
+	s.rev = g.rev
+	r.done <- result{res: m.res}
+}
+
+// fail makes the store refuse writes from now on, with an error matching
+// ctxd.ErrUnavailable that says why (the first failure), which it returns.
+func (s *Store) fail(cause error) error {
+	s.failOnce.Do(func() {
+		err := fmt.Errorf("%w: the store takes no more writes until it is restarted: %w", ctxd.ErrUnavailable, cause)
+		s.failure.Store(&err)
+		close(s.failed)
+	})
+	return *s.failure.Load()
+}
+
+// appendUnknown is the answer to a request whose log record was being
+// appended when the log failed.
+func appendUnknown(cause error) error {
+	return fmt.Errorf("%w: the write-ahead log failed while this write was being made durable (%w); "+
+		"it may or may not have been applied: read the key (or the revision) after the restart to learn whether it was",
+		ctxd.ErrOutcomeUnknown, cause)
+}
