@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -301,8 +302,9 @@ func lostOf(acked []powerAck, s *bolt.Store) []string {
 
 func errorIsNotFound(err error) bool { return errors.Is(err, ctxd.ErrNotFound) }
 
-// TestPowerCutKeepsAcknowledgedWrites cuts the power before every change
-// the store makes to its files (every step-th with -short), one cut per
+// TestPowerCutKeepsAcknowledgedWrites cuts the power before every 7th
+// change the store makes to its files (CTXD_POWERCUT_STEP=1: every one,
+// as `make powerloss` runs it; every 29th with -short), one cut per
 // mount: while it creates its folders, files and log segments, between
 // each log append and its fdatasync, while a spare segment is prepared
 // and renamed in, inside the committer's bbolt commits, while segments
@@ -314,9 +316,15 @@ func TestPowerCutKeepsAcknowledgedWrites(t *testing.T) {
 	if err := powerfs.Available(); err != nil {
 		t.Skip(err)
 	}
-	step := 3
+	step := 7
 	if testing.Short() {
 		step = 29
+	}
+	if env := os.Getenv("CTXD_POWERCUT_STEP"); env != "" {
+		n, err := strconv.Atoi(env)
+		require.NoError(t, err, "CTXD_POWERCUT_STEP")
+		require.Positive(t, n, "CTXD_POWERCUT_STEP")
+		step = n
 	}
 	var cuts, acked, replayed, torn, refused int
 	for cut := 1; ; cut += step {
