@@ -360,4 +360,3 @@ func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) ([]s
 	}
 	return out, nil
 }
-

@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/framework0/ctxd"
 )
@@ -73,6 +74,12 @@ func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 	defer s.inflight.Done()
 	if err := ctx.Err(); err != nil {
 		return ctxd.TxnResult{}, err
+	}
+	// Fail fast while etcd is unreachable: the client would hold the
+	// write until the request timeout, and then its outcome would look
+	// unknown although it was never sent.
+	if state := s.cli.ActiveConnection().GetState(); state == connectivity.TransientFailure || state == connectivity.Shutdown {
+		return ctxd.TxnResult{}, fmt.Errorf("%w: etcd at %v is unreachable (connection %s)", ctxd.ErrUnavailable, s.opts.Endpoints, state)
 	}
 	now := s.opts.Now().UTC()
 	var cmps []clientv3.Cmp
