@@ -44,6 +44,45 @@ type Config struct {
 	History History
 	// WebSocket (websocket.*) configures the live change feed, GET /v1/watch.
 	WebSocket WebSocket
+	// Store (store.*) chooses the storage backend.
+	Store Store
+	// Etcd (etcd.*) is the etcd cluster of store.backend etcd.
+	Etcd Etcd
+}
+
+// Storage backends (store.backend).
+const (
+	BackendBolt = "bolt"
+	BackendEtcd = "etcd"
+)
+
+// Store chooses the storage backend.
+type Store struct {
+	// Backend (store.backend) is "bolt" (the embedded default, in
+	// data_dir) or "etcd" (several ctxd instances on one etcd cluster,
+	// etcd.*).
+	Backend string
+}
+
+// Etcd is how ctxd reaches its etcd cluster.
+type Etcd struct {
+	// Endpoints (etcd.endpoints, comma-separated) are etcd's client URLs,
+	// http://host:port or https://host:port.
+	Endpoints []string
+	// Prefix (etcd.prefix) is the key prefix of this deployment, "/ctxd/"
+	// by default: deployments with different prefixes share a cluster.
+	Prefix string
+	// CAFile (etcd.ca_file) verifies etcd's certificate; CertFile and
+	// KeyFile (etcd.cert_file, etcd.key_file) are ctxd's client
+	// certificate. Any of them turns TLS on.
+	CAFile, CertFile, KeyFile string
+	// Username and Password (etcd.username, etcd.password) authenticate
+	// to etcd when set.
+	Username, Password string
+	// DialTimeout (etcd.dial_timeout) bounds connecting at start;
+	// RequestTimeout (etcd.request_timeout) bounds each request: a write
+	// not answered within it is outcome_unknown.
+	DialTimeout, RequestTimeout time.Duration
 }
 
 // WebSocket configures the live change feed.
@@ -219,6 +258,8 @@ func Defaults() Config {
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
 			MaxMessageBytes: 2 << 20, MaxClients: 10000, MaxLag: 10000,
 			RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
+		Store: Store{Backend: BackendBolt},
+		Etcd:  Etcd{Prefix: "/ctxd/", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second},
 	}
 }
 
@@ -309,10 +350,38 @@ func (c Config) Validate() error {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return &Error{Field: "tls.key_file", Err: errors.New("give both tls.cert_file and tls.key_file, or neither")}
 	}
+	if err := c.validateEtcd(); err != nil {
+		return err
+	}
 	if c.HTTP.MaxBodyBytes < int64(c.Limits.MaxValueBytes) {
 		return &Error{Field: "http.max_body_bytes", Err: fmt.Errorf(
 			"must be at least limits.max_value_bytes (%d), or no value of the largest allowed size could be sent",
 			c.Limits.MaxValueBytes)}
+	}
+	return nil
+}
+
+// validateEtcd checks what store.backend etcd needs, and refuses the
+// settings etcd's backend cannot honour (store/etcd/DESIGN.md), naming
+// each.
+func (c Config) validateEtcd() error {
+	if c.Store.Backend != BackendEtcd {
+		return nil
+	}
+	refuse := func(field, why string) error { return &Error{Field: field, Err: errors.New(why)} }
+	switch {
+	case len(c.Etcd.Endpoints) == 0:
+		return refuse("etcd.endpoints", "store.backend is etcd: give at least one endpoint, such as http://127.0.0.1:2379")
+	case (c.Etcd.CertFile == "") != (c.Etcd.KeyFile == ""):
+		return refuse("etcd.key_file", "give both etcd.cert_file and etcd.key_file, or neither")
+	case c.Etcd.Password != "" && c.Etcd.Username == "":
+		return refuse("etcd.username", "etcd.password is set: give the user it belongs to")
+	case c.History.KeepVersions > 1:
+		return refuse("history.keep_versions", "on etcd, compaction keeps exactly the change in effect per key: use 0 or 1")
+	case c.History.KeepFor > 0:
+		return refuse("history.keep_for", "on etcd, compaction is by revision, not age: use history.keep_versions 1 with history.keep_revisions, or etcd's --auto-compaction-*")
+	case c.Snapshots.Interval > 0:
+		return refuse("snapshots.interval", "snapshots are not supported on etcd yet: use etcdctl snapshot save, or dumps")
 	}
 	return nil
 }
@@ -476,6 +545,62 @@ var settings = []setting{
 	rateSetting("websocket.rate_limit", "messages", func(c *Config) *float64 { return &c.WebSocket.RateLimit }),
 	countSetting("websocket.rate_burst", false, func(c *Config) *int { return &c.WebSocket.RateBurst }),
 	countSetting("websocket.rate_limit_max_refused", false, func(c *Config) *int { return &c.WebSocket.RateLimitMaxRefused }),
+	choiceSetting("store.backend", "backend", func(c *Config) *string { return &c.Store.Backend }, BackendBolt, BackendEtcd),
+	{
+		path: "etcd.endpoints",
+		set: func(c *Config, v string) error {
+			endpoints, err := parseEndpoints(v)
+			if err != nil {
+				return err
+			}
+			c.Etcd.Endpoints = endpoints
+			return nil
+		},
+		get: func(c *Config) string { return strings.Join(c.Etcd.Endpoints, ",") },
+	},
+	{
+		path: "etcd.prefix",
+		set: func(c *Config, v string) error {
+			v = strings.TrimSpace(v)
+			if len(v) < 2 || !strings.HasPrefix(v, "/") || !strings.HasSuffix(v, "/") ||
+				strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				return fmt.Errorf("invalid prefix %q (use a path that starts and ends with /, such as /ctxd/)", v)
+			}
+			c.Etcd.Prefix = v
+			return nil
+		},
+		get: func(c *Config) string { return c.Etcd.Prefix },
+	},
+	pathSetting("etcd.ca_file", func(c *Config) *string { return &c.Etcd.CAFile }),
+	pathSetting("etcd.cert_file", func(c *Config) *string { return &c.Etcd.CertFile }),
+	pathSetting("etcd.key_file", func(c *Config) *string { return &c.Etcd.KeyFile }),
+	pathSetting("etcd.username", func(c *Config) *string { return &c.Etcd.Username }),
+	{
+		path: "etcd.password",
+		set:  func(c *Config, v string) error { c.Etcd.Password = v; return nil },
+		get:  func(c *Config) string { return c.Etcd.Password },
+	},
+	durationSetting("etcd.dial_timeout", false, func(c *Config) *time.Duration { return &c.Etcd.DialTimeout }),
+	durationSetting("etcd.request_timeout", false, func(c *Config) *time.Duration { return &c.Etcd.RequestTimeout }),
+}
+
+// parseEndpoints parses a comma-separated list of etcd client URLs
+// (http:// or https://, host:port, no path).
+func parseEndpoints(v string) ([]string, error) {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			return nil, fmt.Errorf("invalid endpoint %q (use http://host:port or https://host:port, such as http://127.0.0.1:2379)", e)
+		}
+		out = append(out, strings.TrimSuffix(e, "/"))
+	}
+	return out, nil
 }
 
 // The kinds of setting that several share. field returns the setting's

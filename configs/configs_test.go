@@ -98,6 +98,8 @@ func TestEnvNames(t *testing.T) {
 		"CTXD_WEBSOCKET_PING_INTERVAL", "CTXD_WEBSOCKET_WRITE_TIMEOUT", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES",
 		"CTXD_WEBSOCKET_ALLOWED_ORIGINS", "CTXD_WEBSOCKET_MAX_CLIENTS", "CTXD_WEBSOCKET_MAX_LAG",
 		"CTXD_WEBSOCKET_RATE_LIMIT", "CTXD_WEBSOCKET_RATE_BURST", "CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED",
+		"CTXD_STORE_BACKEND", "CTXD_ETCD_ENDPOINTS", "CTXD_ETCD_PREFIX", "CTXD_ETCD_CA_FILE", "CTXD_ETCD_CERT_FILE",
+		"CTXD_ETCD_KEY_FILE", "CTXD_ETCD_USERNAME", "CTXD_ETCD_PASSWORD", "CTXD_ETCD_DIAL_TIMEOUT", "CTXD_ETCD_REQUEST_TIMEOUT",
 	}, names)
 }
 
@@ -178,6 +180,9 @@ limits:
 				"CTXD_HTTP_READ_HEADER_TIMEOUT=3s", "CTXD_HTTP_READ_TIMEOUT=20s", "CTXD_HTTP_MAX_HEADER_BYTES=16KiB",
 				"CTXD_AUTH_MODE=on", "CTXD_AUTH_TOKENS_FILE=/etc/ctxd/tokens.yaml",
 				"CTXD_TLS_CERT_FILE=/etc/ctxd/cert.pem", "CTXD_TLS_KEY_FILE=/etc/ctxd/key.pem",
+				"CTXD_STORE_BACKEND=bolt", "CTXD_ETCD_ENDPOINTS=http://e1:2379, https://e2:2379/", "CTXD_ETCD_PREFIX=/team/",
+				"CTXD_ETCD_CA_FILE=/ca.pem", "CTXD_ETCD_CERT_FILE=/c.pem", "CTXD_ETCD_KEY_FILE=/k.pem",
+				"CTXD_ETCD_USERNAME=ctxd", "CTXD_ETCD_PASSWORD=s3cret", "CTXD_ETCD_DIAL_TIMEOUT=2s", "CTXD_ETCD_REQUEST_TIMEOUT=1s",
 			},
 			want: func(c *Config) {
 				*c = Config{
@@ -194,6 +199,10 @@ limits:
 					WebSocket: WebSocket{PingInterval: 5 * time.Second, WriteTimeout: 3 * time.Second, MaxMessageBytes: 64 << 10,
 						AllowedOrigins: []string{"https://a.example", "http://b.example:8080"}, MaxClients: 7, MaxLag: 100,
 						RateLimit: 2.5, RateBurst: 0, RateLimitMaxRefused: 0},
+					Store: Store{Backend: BackendBolt},
+					Etcd: Etcd{Endpoints: []string{"http://e1:2379", "https://e2:2379"}, Prefix: "/team/", CAFile: "/ca.pem",
+						CertFile: "/c.pem", KeyFile: "/k.pem", Username: "ctxd", Password: "s3cret",
+						DialTimeout: 2 * time.Second, RequestTimeout: time.Second},
 				}
 			},
 		},
@@ -279,6 +288,32 @@ func TestErrors(t *testing.T) {
 		{name: "cert without key", file: "tls:\n  cert_file: /c.pem\n", field: "tls.key_file", want: "give both"},
 		{name: "zero ping interval", file: "websocket:\n  ping_interval: 0s\n", field: "websocket.ping_interval", want: "must be > 0"},
 		{name: "missing file", file: "-", want: "no such file"},
+		{name: "bad backend", env: []string{"CTXD_STORE_BACKEND=redis"}, field: "store.backend", want: `invalid backend "redis" (use bolt or etcd)`},
+		{name: "etcd without endpoints", file: "store:\n  backend: etcd\n", field: "etcd.endpoints", want: "give at least one endpoint"},
+		{name: "bad etcd endpoint", flags: map[string]string{"etcd.endpoints": "http://a:2379,b:2379"}, field: "etcd.endpoints", want: `invalid endpoint "b:2379"`},
+		{name: "etcd endpoint without port", env: []string{"CTXD_ETCD_ENDPOINTS=https://etcd.example"}, field: "etcd.endpoints", want: "invalid endpoint"},
+		{name: "bad etcd prefix", env: []string{"CTXD_ETCD_PREFIX=ctxd"}, field: "etcd.prefix", want: `invalid prefix "ctxd"`},
+		{name: "zero etcd request timeout", file: "etcd:\n  request_timeout: 0s\n", field: "etcd.request_timeout", want: "must be > 0"},
+		{
+			name: "etcd client cert without key", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://127.0.0.1:2379", "CTXD_ETCD_CERT_FILE=/c.pem"},
+			field: "etcd.key_file", want: "give both",
+		},
+		{
+			name: "etcd password without user", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://127.0.0.1:2379", "CTXD_ETCD_PASSWORD=x"},
+			field: "etcd.username", want: "give the user",
+		},
+		{
+			name: "keep_versions etcd cannot keep", file: "store:\n  backend: etcd\netcd:\n  endpoints: http://127.0.0.1:2379\nhistory:\n  keep_versions: 5\n",
+			field: "history.keep_versions", want: "use 0 or 1",
+		},
+		{
+			name: "keep_for on etcd", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://127.0.0.1:2379", "CTXD_HISTORY_KEEP_FOR=24h"},
+			field: "history.keep_for", want: "compaction is by revision",
+		},
+		{
+			name: "snapshots on etcd", flags: map[string]string{"store.backend": "etcd", "etcd.endpoints": "http://127.0.0.1:2379", "snapshots.interval": "1h"},
+			field: "snapshots.interval", want: "not supported on etcd",
+		},
 		{
 			name: "bad env names the variable", env: []string{"CTXD_LIMITS_MAX_VALUE_BYTES=0"},
 			field: "limits.max_value_bytes",

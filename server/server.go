@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	stdlog "log"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/framework0/ctxd/realtime/socketio"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/store/etcd"
 	"github.com/framework0/ctxd/store/snapshots"
 )
 
@@ -168,10 +171,13 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	}, nil
 }
 
-// openBackend opens the storage backend the configuration names. bbolt,
-// in DataDir/ctxd.db, is the only one today: another (a store.backend
-// setting naming etcd, say) is one more case here.
+// openBackend opens the storage backend the configuration names:
+// bbolt in DataDir/ctxd.db (store.backend bolt), or the etcd cluster of
+// etcd.* (store.backend etcd).
 func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.Logger) (store.Backend, error) {
+	if cfg.Store.Backend == configs.BackendEtcd {
+		return openEtcd(cfg, log)
+	}
 	if err := fsutil.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
@@ -283,4 +289,49 @@ type logWriter struct{ log zerolog.Logger }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.log.Warn().Msg(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// openEtcd connects to the etcd cluster of cfg.Etcd.
+func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
+	e := cfg.Etcd
+	var tlsConfig *tls.Config
+	if e.CAFile != "" || e.CertFile != "" {
+		var err error
+		if tlsConfig, err = etcdTLS(e); err != nil {
+			return nil, err
+		}
+	}
+	st, err := etcd.Open(etcd.Options{
+		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password,
+		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info().Strs("endpoints", e.Endpoints).Str("prefix", e.Prefix).Uint64("revision", st.Revision()).Msg("store opened on etcd")
+	return st, nil
+}
+
+// etcdTLS is the client TLS configuration of etcd.ca_file, cert_file and
+// key_file.
+func etcdTLS(e configs.Etcd) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if e.CAFile != "" {
+		pem, err := os.ReadFile(e.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd.ca_file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("etcd.ca_file %s: no PEM certificate in it", e.CAFile)
+		}
+	}
+	if e.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(e.CertFile, e.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd.cert_file, etcd.key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }

@@ -19,10 +19,11 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	"github.com/framework0/ctxd/server"
 )
 
-func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m, etcdkit.Stop) }
 
 func testConfig(t *testing.T) configs.Config {
 	cfg := configs.Defaults()

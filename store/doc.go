@@ -5,6 +5,7 @@
 // the types that go with it.
 //
 // Implementations live in sub-packages: store/bolt, the embedded default on
-// one bbolt file. store/storetest is the conformance suite every backend
+// one bbolt file, and store/etcd, several ctxd instances on one etcd
+// cluster. store/storetest is the conformance suite every backend
 // runs unchanged; docs/CONTRACT.md describes the promises it checks.
 package store

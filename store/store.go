@@ -42,8 +42,9 @@ type Writer interface {
 	// Delete ends a key's life; the record is the deleted key's last
 	// version with ModRev set to the delete's revision and no value.
 	Delete(ctx context.Context, ns, key string, expect *uint64, who string) (ctxd.Record, error)
-	// Txn applies writes all or nothing, each with its own consecutive
-	// revision, within the limits' MaxTxnOps.
+	// Txn applies writes all or nothing, within the limits' MaxTxnOps.
+	// Each change gets its own consecutive revision (bolt), or all share
+	// the transaction's one revision (etcd): storetest.RevisionRule.
 	Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error)
 	// Import is Txn without the limit on the number of writes, for loads
 	// that are one transaction by design (a dump).
@@ -92,7 +93,9 @@ type Feed interface {
 	Generation() uint64
 	// ReadLog returns up to limit changes with a revision greater than
 	// after, in revision order, or a *ctxd.CompactedError when changes
-	// the caller has not seen are gone. It never returns a change above
+	// the caller has not seen are gone. A page never ends inside a
+	// revision (it exceeds limit to finish one), so that a follower that
+	// resumes after the last revision it read misses nothing. It never returns a change above
 	// Committed's revision: a follower is told only of durable changes.
 	ReadLog(after uint64, limit int) ([]ctxd.Change, error)
 }

@@ -20,9 +20,10 @@ import (
 // tests cover what only bbolt has.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
-		Open:   openConformance(bolt.Options{}),
-		Defrag: true,
-		Clock:  true,
+		Open:      openConformance(bolt.Options{}),
+		Defrag:    true,
+		Clock:     true,
+		Snapshots: true,
 	})
 }
 
@@ -38,7 +39,7 @@ func TestConformanceCommitter(t *testing.T) {
 		"lazy":  {CommitInterval: time.Hour, CommitChanges: 1 << 20},
 	} {
 		t.Run(name, func(t *testing.T) {
-			storetest.Run(t, storetest.Harness{Open: openConformance(opts), Defrag: true, Clock: true})
+			storetest.Run(t, storetest.Harness{Open: openConformance(opts), Defrag: true, Clock: true, Snapshots: true})
 		})
 	}
 }

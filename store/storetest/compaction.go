@@ -18,59 +18,59 @@ import (
 func checkCompaction(t testing.TB, h Harness) {
 	b := open(t, h, Config{})
 	ctx := t.Context()
-	b.put("default", "k", `1`)        // 1
-	b.put("default", "gone", `1`)     // 2
-	b.put("default", "k", `2`)        // 3
-	b.del("default", "gone")          // 4
-	b.put("default", "stable", `"s"`) // 5
-	b.put("default", "k", `3`)        // 6
+	r1 := b.put("default", "k", `1`).ModRev
+	r2 := b.put("default", "gone", `1`).ModRev
+	r3 := b.put("default", "k", `2`).ModRev
+	r4 := b.del("default", "gone").ModRev
+	r5 := b.put("default", "stable", `"s"`).ModRev
+	r6 := b.put("default", "k", `3`).ModRev
 
-	_, err := b.CompactKeep(ctx, 99, 1)
+	_, err := b.CompactKeep(ctx, r6+1000, 1)
 	assert.ErrorIs(t, err, ctxd.ErrFutureRevision, "compacting past the current revision")
 	_, err = b.CompactKeep(ctx, 0, 1)
 	assert.ErrorIs(t, err, ctxd.ErrInvalid, "there is no revision 0")
 
-	res, err := b.CompactKeep(ctx, 5, 1)
+	res, err := b.CompactKeep(ctx, r5, 1)
 	require.NoError(t, err)
-	assert.Equal(t, uint64(5), res.Revision)
+	assert.Equal(t, r5, res.Revision)
 	assert.Positive(t, res.Removed)
 
 	assertBelowMark := func(when string) {
 		t.Helper()
-		_, err := b.GetAt("default", "k", 4)
+		_, err := b.GetAt("default", "k", r4)
 		if ce := assertCompacted(t, err, "get below the mark, %s", when); ce != nil {
-			assert.Equal(t, uint64(4), ce.Requested, when)
-			assert.Equal(t, uint64(5), ce.Compacted, when)
+			assert.Equal(t, r4, ce.Requested, when)
+			assert.Equal(t, r5, ce.Compacted, when)
 		}
-		assertCompacted(t, b.CheckRevision(4), "check below the mark, %s", when)
-		assertCompacted(t, b.CheckRevision(1), "check below the mark, %s", when)
-		_, err = b.ReadLog(2, 10)
-		if ce := assertCompacted(t, err, "a follower that has not seen revisions 3 and 4, %s", when); ce != nil {
-			assert.Equal(t, uint64(5), ce.Compacted, when)
+		assertCompacted(t, b.CheckRevision(r4), "check below the mark, %s", when)
+		assertCompacted(t, b.CheckRevision(r1), "check below the mark, %s", when)
+		_, err = b.ReadLog(r2, 10)
+		if ce := assertCompacted(t, err, "a follower that has not seen the third and fourth changes, %s", when); ce != nil {
+			assert.Equal(t, r5, ce.Compacted, when)
 		}
 
-		assert.NoError(t, b.CheckRevision(5), "at the mark, %s", when)
-		assert.NoError(t, b.CheckRevision(6), "above the mark, %s", when)
-		for rev, want := range map[uint64]string{5: `2`, 6: `3`} {
+		assert.NoError(t, b.CheckRevision(r5), "at the mark, %s", when)
+		assert.NoError(t, b.CheckRevision(r6), "above the mark, %s", when)
+		for rev, want := range map[uint64]string{r5: `2`, r6: `3`} {
 			r, err := b.GetAt("default", "k", rev)
 			if assert.NoError(t, err, "the change in effect at revision %d is kept, %s", rev, when) {
 				assert.Equal(t, want, string(r.Value), "revision %d, %s", rev, when)
 			}
 		}
-		r, err := b.GetAt("default", "stable", 5)
+		r, err := b.GetAt("default", "stable", r5)
 		if assert.NoError(t, err, when) {
 			assert.Equal(t, `"s"`, string(r.Value), when)
 		}
-		_, err = b.GetAt("default", "gone", 5)
+		_, err = b.GetAt("default", "gone", r5)
 		assert.ErrorIs(t, err, ctxd.ErrNotFound, "deleted before the mark, %s", when)
-		assert.Equal(t, []uint64{6, 3}, b.historyRevs("default", "k"), "history from the change in effect at the mark, %s", when)
-		changes, err := b.ReadLog(4, 10)
-		if assert.NoError(t, err, "a follower that saw revision 4 misses nothing, %s", when) {
-			assert.Equal(t, []uint64{5, 6}, revisions(changes), when)
+		assert.Equal(t, []uint64{r6, r3}, b.historyRevs("default", "k"), "history from the change in effect at the mark, %s", when)
+		changes, err := b.ReadLog(r4, 10)
+		if assert.NoError(t, err, "a follower that saw the fourth change misses nothing, %s", when) {
+			assert.Equal(t, []uint64{r5, r6}, revisions(changes), when)
 		}
 		st, err := b.Status()
 		if assert.NoError(t, err) {
-			assert.Equal(t, uint64(5), st.CompactedRevision, when)
+			assert.Equal(t, r5, st.CompactedRevision, when)
 		}
 		assert.Equal(t, `3`, b.value("default", "k"), "current values are never compacted, %s", when)
 		assert.Equal(t, `"s"`, b.value("default", "stable"), when)
@@ -78,21 +78,24 @@ func checkCompaction(t testing.TB, h Harness) {
 	assertBelowMark("after compaction")
 
 	require.NoError(t, b.View(func(v store.View) error {
-		_, err := v.Change(1)
+		_, err := v.Change(r1)
 		assert.ErrorIs(t, err, ctxd.ErrNotFound, "the view does not hold a compacted change")
 		var revs []uint64
 		require.NoError(t, v.ForEachChange("", func(c ctxd.Change) error { revs = append(revs, c.Revision); return nil }))
-		// Revision 4, the delete in effect at the mark, may go or stay:
-		// either way "gone" did not exist at revision 5.
-		assert.Subset(t, revs, []uint64{3, 5, 6}, "the view has the changes retained")
-		assert.NotContains(t, revs, uint64(1), "the view has no compacted change")
-		assert.NotContains(t, revs, uint64(2), "the view has no compacted change")
+		// The delete in effect at the mark may go or stay: either way
+		// "gone" did not exist at the mark. Compaction by etcd keeps the
+		// change in effect at the mark in its state, not in the history
+		// a replay reads: only the changes at and above the mark are
+		// asserted.
+		assert.Subset(t, revs, []uint64{r5, r6}, "the view has the changes retained")
+		assert.NotContains(t, revs, r1, "the view has no compacted change")
+		assert.NotContains(t, revs, r2, "the view has no compacted change")
 		return nil
 	}))
 
-	res, err = b.CompactKeep(ctx, 3, 1)
+	res, err = b.CompactKeep(ctx, r3, 1)
 	require.NoError(t, err, "compacting below the mark does nothing")
-	assert.Equal(t, uint64(5), res.Revision, "the mark never goes back")
+	assert.Equal(t, r5, res.Revision, "the mark never goes back")
 	assert.Zero(t, res.Removed)
 	assertBelowMark("after compacting below the mark")
 
@@ -105,24 +108,32 @@ func checkCompaction(t testing.TB, h Harness) {
 // compacted even when its change was kept.
 func checkCompactKeep(t testing.TB, h Harness) {
 	b := open(t, h, Config{})
+	var revs []uint64 // a at 0, 2, 4, 6, 8; b at 1, 3, 5, 7, 9
 	for i := 1; i <= 5; i++ {
-		b.put("default", "a", fmt.Sprint(i)) // a: 1,3,5,7,9
-		b.put("default", "b", fmt.Sprint(i)) // b: 2,4,6,8,10
+		revs = append(revs, b.put("default", "a", fmt.Sprint(i)).ModRev)
+		revs = append(revs, b.put("default", "b", fmt.Sprint(i)).ModRev)
 	}
-	res, err := b.CompactKeep(t.Context(), 8, 2)
-	require.NoError(t, err)
-	assert.Equal(t, uint64(8), res.Revision)
-	assert.Equal(t, 4, res.Removed)
-	assert.Equal(t, []uint64{9, 7, 5}, b.historyRevs("default", "a"), "2 newest at or below 8, plus everything above")
-	assert.Equal(t, []uint64{10, 8, 6}, b.historyRevs("default", "b"))
-	r, err := b.GetAt("default", "a", 8)
-	require.NoError(t, err)
-	assert.Equal(t, "4", string(r.Value))
-	_, err = b.GetAt("default", "a", 7)
-	assertCompacted(t, err, "below the mark even though the change at 7 is kept")
-	_, err = b.CompactKeep(t.Context(), 9, 0)
+	if h.Compaction == CompactAtMark {
+		_, err := b.CompactKeep(t.Context(), revs[7], 2)
+		assert.ErrorIs(t, err, ctxd.ErrNotSupported, "keeping 2 changes per key (Harness.Compaction)")
+		assert.Len(t, b.historyRevs("default", "a"), 5, "an unsupported compaction removes nothing")
+		assert.NoError(t, b.CheckRevision(revs[0]))
+	} else {
+		res, err := b.CompactKeep(t.Context(), revs[7], 2)
+		require.NoError(t, err)
+		assert.Equal(t, revs[7], res.Revision)
+		assert.Equal(t, 4, res.Removed)
+		assert.Equal(t, []uint64{revs[8], revs[6], revs[4]}, b.historyRevs("default", "a"), "2 newest at or below the mark, plus everything above")
+		assert.Equal(t, []uint64{revs[9], revs[7], revs[5]}, b.historyRevs("default", "b"))
+		r, err := b.GetAt("default", "a", revs[7])
+		require.NoError(t, err)
+		assert.Equal(t, "4", string(r.Value))
+		_, err = b.GetAt("default", "a", revs[6])
+		assertCompacted(t, err, "below the mark even though the change there is kept")
+	}
+	_, err := b.CompactKeep(t.Context(), revs[8], 0)
 	require.NoError(t, err, "keep below 1 keeps the change in effect")
-	r, err = b.GetAt("default", "b", 9)
+	r, err := b.GetAt("default", "b", revs[8])
 	require.NoError(t, err)
 	assert.Equal(t, "4", string(r.Value))
 }
@@ -131,8 +142,9 @@ func checkCompactKeep(t testing.TB, h Harness) {
 // KeepRevisions revisions, so that followers inside that window resume.
 func checkRetentionByVersions(t testing.TB, h Harness) {
 	b := open(t, h, Config{})
+	var revs []uint64
 	for i := 1; i <= 10; i++ {
-		b.put("default", "k", fmt.Sprint(i))
+		revs = append(revs, b.put("default", "k", fmt.Sprint(i)).ModRev)
 	}
 	res, err := b.ApplyRetention(t.Context(), store.RetentionPolicy{})
 	require.NoError(t, err)
@@ -140,21 +152,37 @@ func checkRetentionByVersions(t testing.TB, h Harness) {
 	assert.Zero(t, res.Removed)
 	assert.Len(t, b.historyRevs("default", "k"), 10)
 
+	if h.Compaction == CompactAtMark {
+		_, err = b.ApplyRetention(t.Context(), store.RetentionPolicy{KeepVersions: 2, KeepRevisions: 3})
+		assert.ErrorIs(t, err, ctxd.ErrNotSupported, "2 versions per key (Harness.Compaction)")
+		assert.Len(t, b.historyRevs("default", "k"), 10, "an unsupported retention removes nothing")
+	}
+	// The newest 3 revisions are kept whole, and the change in effect
+	// below them: on a backend alone on its engine, the 7th put.
 	res, err = b.ApplyRetention(t.Context(), store.RetentionPolicy{KeepVersions: 1, KeepRevisions: 3})
 	require.NoError(t, err)
-	assert.Equal(t, uint64(7), res.Revision)
+	assert.Equal(t, revs[6], res.Revision)
 	assert.Equal(t, 6, res.Removed)
-	assert.Equal(t, []uint64{10, 9, 8, 7}, b.historyRevs("default", "k"))
-	changes, err := b.ReadLog(6, 100)
+	assert.Equal(t, []uint64{revs[9], revs[8], revs[7], revs[6]}, b.historyRevs("default", "k"))
+	changes, err := b.ReadLog(revs[5], 100)
 	require.NoError(t, err, "a follower inside the kept window resumes")
-	assert.Equal(t, []uint64{7, 8, 9, 10}, revisions(changes))
-	_, err = b.ReadLog(5, 100)
+	assert.Equal(t, revs[6:], revisions(changes))
+	_, err = b.ReadLog(revs[4], 100)
 	assertCompacted(t, err, "a follower before the window")
 }
 
 // Retention by age drops changes older than KeepFor, keeping the change in
 // effect at the cut-off. The exact cut-off needs a clock the test moves.
 func checkRetentionByAge(t testing.TB, h Harness) {
+	if h.Compaction == CompactAtMark {
+		b := open(t, h, Config{})
+		b.put("default", "k", `1`)
+		b.put("default", "k", `2`)
+		_, err := b.ApplyRetention(t.Context(), store.RetentionPolicy{KeepFor: time.Nanosecond})
+		assert.ErrorIs(t, err, ctxd.ErrNotSupported, "retention by age (Harness.Compaction)")
+		assert.Len(t, b.historyRevs("default", "k"), 2, "an unsupported retention removes nothing")
+		return
+	}
 	if !h.Clock {
 		b := open(t, h, Config{})
 		b.put("default", "k", `1`)

@@ -20,16 +20,16 @@ func checkCommittedMark(t testing.TB, h Harness) {
 	assert.Equal(t, uint64(0), rev)
 	assert.False(t, isClosed(changed), "nothing committed yet")
 
-	b.put("default", "a", `1`)
+	first := b.put("default", "a", `1`)
 	waitClosed(t, changed, "after a put")
 	rev, changed = b.Committed()
-	assert.Equal(t, uint64(1), rev)
+	assert.Equal(t, first.ModRev, rev)
 
-	_, err := b.Txn(t.Context(), []ctxd.Write{put("default", "b", `1`), put("default", "c", `1`), del("default", "a")})
+	res, err := b.Txn(t.Context(), []ctxd.Write{put("default", "b", `1`), put("default", "c", `1`), del("default", "a")})
 	require.NoError(t, err)
 	waitClosed(t, changed, "after a transaction")
 	rev, _ = b.Committed()
-	assert.Equal(t, uint64(4), rev, "a transaction raises the mark by its writes")
+	assert.Equal(t, res.Revision, rev, "a transaction raises the mark to its last revision")
 	assert.Equal(t, b.Revision(), rev)
 
 	// A follower, as the WebSocket hub runs one: wait, then read from the
@@ -66,11 +66,12 @@ func checkCommittedMark(t testing.TB, h Harness) {
 		got <- revs
 	})
 	<-start
+	var written []uint64
 	for i := range writes {
-		b.put("default", fmt.Sprintf("f%02d", i), fmt.Sprint(i))
+		written = append(written, b.put("default", fmt.Sprintf("f%02d", i), fmt.Sprint(i)).ModRev)
 	}
 	wg.Wait()
-	assert.Equal(t, span(rev+1, rev+writes), <-got, "the follower saw every change once, in order")
+	assert.Equal(t, written, <-got, "the follower saw every change once, in order")
 }
 
 // ReadLog returns changes after a revision in order, without gaps, page by
@@ -78,25 +79,26 @@ func checkCommittedMark(t testing.TB, h Harness) {
 func checkReadLog(t testing.TB, h Harness) {
 	b := open(t, h, Config{})
 	ctx := t.Context()
-	b.put("default", "a", `1`)                                                       // 1
-	b.put("default", "a", `2`)                                                       // 2
-	_, err := b.Txn(ctx, []ctxd.Write{put("team", "b", `"x"`), del("default", "a")}) // 3, 4
+	r1 := b.put("default", "a", `1`).ModRev
+	r2 := b.put("default", "a", `2`).ModRev
+	res, err := b.Txn(ctx, []ctxd.Write{put("team", "b", `"x"`), del("default", "a")})
 	require.NoError(t, err)
-	b.put("default", "a", `3`) // 5
+	txn := b.txnRevs(res.Revision, 2)
+	r5 := b.put("default", "a", `3`).ModRev
 
 	log, err := b.ReadLog(0, 100)
 	require.NoError(t, err)
-	require.Equal(t, span(1, 5), revisions(log), "every change, in order, no gap")
+	require.Equal(t, []uint64{r1, r2, txn[0], txn[1], r5}, revisions(log), "every change, in order, no gap")
 	var got []string
 	for _, c := range log {
 		got = append(got, fmt.Sprintf("@%d %s %s/%s=%s v%d prev@%d", c.Revision, c.Op, c.Namespace, c.Key, c.Value, c.Version, c.PrevRev))
 	}
 	assert.Equal(t, []string{
-		"@1 put default/a=1 v1 prev@0",
-		"@2 put default/a=2 v2 prev@1",
-		"@3 put team/b=\"x\" v1 prev@0",
-		"@4 delete default/a= v2 prev@2",
-		"@5 put default/a=3 v1 prev@0",
+		fmt.Sprintf("@%d put default/a=1 v1 prev@0", r1),
+		fmt.Sprintf("@%d put default/a=2 v2 prev@%d", r2, r1),
+		fmt.Sprintf("@%d put team/b=\"x\" v1 prev@0", txn[0]),
+		fmt.Sprintf("@%d delete default/a= v2 prev@%d", txn[1], r2),
+		fmt.Sprintf("@%d put default/a=3 v1 prev@0", r5),
 	}, got)
 	assert.Nil(t, log[3].Value, "a delete has no value")
 
@@ -105,7 +107,11 @@ func checkReadLog(t testing.TB, h Harness) {
 		for after := uint64(0); ; {
 			page, err := b.ReadLog(after, limit)
 			require.NoError(t, err)
-			assert.LessOrEqual(t, len(page), limit)
+			if !b.perTxn() {
+				assert.LessOrEqual(t, len(page), limit)
+			} else if len(page) > limit {
+				assert.Equal(t, page[limit-1].Revision, page[len(page)-1].Revision, "a page exceeds its limit only to finish a revision")
+			}
 			if len(page) == 0 {
 				break
 			}
@@ -114,20 +120,28 @@ func checkReadLog(t testing.TB, h Harness) {
 		}
 		assert.Equal(t, changeLines(log), changeLines(paged), "pages of %d", limit)
 	}
-	mid, err := b.ReadLog(2, 2)
+	mid, err := b.ReadLog(r2, 2)
 	require.NoError(t, err)
-	assert.Equal(t, []uint64{3, 4}, revisions(mid), "strictly after the given revision")
-	end, err := b.ReadLog(5, 10)
+	assert.Equal(t, txn, revisions(mid), "strictly after the given revision")
+	one, err := b.ReadLog(r2, 1)
+	require.NoError(t, err)
+	if b.perTxn() {
+		assert.Equal(t, txn, revisions(one), "a page never ends inside a revision: a follower that resumes after it misses nothing")
+	} else {
+		assert.Equal(t, txn[:1], revisions(one))
+	}
+	end, err := b.ReadLog(r5, 10)
 	require.NoError(t, err)
 	assert.Empty(t, end, "nothing after the last revision")
 
 	b.restart()
 	assert.Equal(t, changeLines(log), changeLines(b.log(0)), "the log survives a restart")
-	b.put("default", "after-restart", `1`)
-	next, err := b.ReadLog(5, 10)
+	r6 := b.put("default", "after-restart", `1`).ModRev
+	b.after(r5, r6, "a write after the restart")
+	next, err := b.ReadLog(r5, 10)
 	require.NoError(t, err)
 	if assert.Len(t, next, 1) {
-		assert.Equal(t, uint64(6), next[0].Revision, "a follower resumes across a restart without a gap")
+		assert.Equal(t, r6, next[0].Revision, "a follower resumes across a restart without a gap")
 		assert.Equal(t, "after-restart", next[0].Key)
 	}
 }

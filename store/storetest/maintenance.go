@@ -98,9 +98,11 @@ func checkReady(t testing.TB, h Harness) {
 	_, err := b.CompactKeep(t.Context(), 2, 1)
 	require.NoError(t, err)
 	assert.NoError(t, b.Ready(), "after a compaction")
-	_, err = b.WriteSnapshot(io.Discard)
-	require.NoError(t, err)
-	assert.NoError(t, b.Ready(), "after a snapshot")
+	if h.Snapshots {
+		_, err = b.WriteSnapshot(io.Discard)
+		require.NoError(t, err)
+		assert.NoError(t, b.Ready(), "after a snapshot")
+	}
 	b.restart()
 	assert.NoError(t, b.Ready(), "after a restart")
 }
@@ -111,7 +113,7 @@ func checkReady(t testing.TB, h Harness) {
 func checkClosed(t testing.TB, h Harness) {
 	b := open(t, h, Config{})
 	ctx := t.Context()
-	b.put("default", "a", `1`)
+	first := b.put("default", "a", `1`)
 	require.NoError(t, b.Close())
 	assert.NoError(t, b.Close(), "a second Close answers what the first did")
 
@@ -149,7 +151,7 @@ func checkClosed(t testing.TB, h Harness) {
 	assertRefused(t, b.Ready(), "Ready")
 
 	b.restart()
-	assert.Equal(t, uint64(1), b.Revision(), "nothing refused was applied")
+	assert.Equal(t, first.ModRev, b.Revision(), "nothing refused was applied")
 	assert.Equal(t, `1`, b.value("default", "a"))
 	for _, key := range []string{"b", "c"} {
 		_, err := b.Get("default", key)
@@ -211,5 +213,8 @@ func checkCloseCommitsAcceptedWrites(t testing.TB, h Harness) {
 			applied++
 		}
 	}
-	assert.Equal(t, uint64(applied), b.Revision(), "every revision is a write that applied")
+	assert.Len(t, b.log(0), applied, "every change in the log is a write that applied")
+	if !b.perTxn() {
+		assert.Equal(t, uint64(applied), b.Revision(), "every revision is a write that applied")
+	}
 }

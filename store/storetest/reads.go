@@ -27,9 +27,10 @@ func checkListPaging(t testing.TB, h Harness) {
 		writes = append(writes, put("default", fmt.Sprintf("app/%02d", i), fmt.Sprint(i)))
 	}
 	writes = append(writes, put("default", "apple", `1`), put("default", "zzz", `1`), put("default", "Zed", `1`), put("default", "é", `1`), put("default", "app/gone", `1`))
-	_, err := b.Import(ctx, writes)
+	imported, err := b.Import(ctx, writes)
 	require.NoError(t, err)
 	b.del("default", "app/gone")
+	appleRev := imported.Records[25].ModRev
 
 	var keys []string
 	after, pages := "", 0
@@ -61,7 +62,7 @@ func checkListPaging(t testing.TB, h Harness) {
 	assert.Equal(t, "zzz", all.Records[27].Key)
 	assert.Equal(t, "é", all.Records[28].Key, "byte order: UTF-8 after ASCII")
 	r := all.Records[26]
-	assert.Equal(t, []any{"default", `1`, uint64(1), uint64(26), uint64(26), "test"},
+	assert.Equal(t, []any{"default", `1`, uint64(1), appleRev, appleRev, "test"},
 		[]any{r.Namespace, string(r.Value), r.Version, r.CreateRev, r.ModRev, r.Who}, "a listed record is the whole record")
 
 	exact, err := b.List("default", ctxd.ListOptions{Limit: 29})
@@ -214,13 +215,13 @@ func checkHistoryPaging(t testing.TB, h Harness) {
 // not committed yet is ErrFutureRevision. CheckRevision agrees.
 func checkPointInTimeReads(t testing.TB, h Harness) {
 	b := open(t, h, Config{})
-	b.put("default", "k", `"a"`) // 1
-	b.put("default", "x", `0`)   // 2
-	b.put("default", "k", `"b"`) // 3
-	b.del("default", "k")        // 4
-	b.put("default", "k", `"c"`) // 5
-
-	for rev, want := range map[uint64]string{1: `"a" v1 created@1 mod@1`, 2: `"a" v1 created@1 mod@1`, 3: `"b" v2 created@1 mod@3`, 5: `"c" v1 created@5 mod@5`} {
+	r1 := b.put("default", "k", `"a"`).ModRev
+	r2 := b.put("default", "x", `0`).ModRev
+	r3 := b.put("default", "k", `"b"`).ModRev
+	r4 := b.del("default", "k").ModRev
+	r5 := b.put("default", "k", `"c"`).ModRev
+	a := fmt.Sprintf(`"a" v1 created@%d mod@%d`, r1, r1)
+	for rev, want := range map[uint64]string{r1: a, r2: a, r3: fmt.Sprintf(`"b" v2 created@%d mod@%d`, r1, r3), r5: fmt.Sprintf(`"c" v1 created@%d mod@%d`, r5, r5)} {
 		r, err := b.GetAt("default", "k", rev)
 		if assert.NoError(t, err, "rev %d", rev) {
 			assert.Equal(t, want, fmt.Sprintf("%s v%d created@%d mod@%d", r.Value, r.Version, r.CreateRev, r.ModRev), "rev %d", rev)
@@ -228,25 +229,25 @@ func checkPointInTimeReads(t testing.TB, h Harness) {
 		}
 	}
 	now := b.get("default", "k")
-	at, err := b.GetAt("default", "k", 5)
+	at, err := b.GetAt("default", "k", r5)
 	require.NoError(t, err)
 	assert.Equal(t, recordLine(now), recordLine(at), "a read at the current revision is the current record")
 
-	_, err = b.GetAt("default", "k", 4)
-	assert.ErrorIs(t, err, ctxd.ErrNotFound, "deleted at revision 4")
-	_, err = b.GetAt("default", "x", 1)
+	_, err = b.GetAt("default", "k", r4)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "deleted at the delete's revision")
+	_, err = b.GetAt("default", "x", r1)
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "x did not exist yet")
-	_, err = b.GetAt("nowhere", "x", 1)
+	_, err = b.GetAt("nowhere", "x", r1)
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a namespace that does not exist")
-	_, err = b.GetAt("default", "k", 6)
+	_, err = b.GetAt("default", "k", r5+1)
 	assert.ErrorIs(t, err, ctxd.ErrFutureRevision)
 	_, err = b.GetAt("default", "k", 0)
 	assert.ErrorIs(t, err, ctxd.ErrInvalid, "there is no revision 0")
 
-	for rev := uint64(1); rev <= 5; rev++ {
+	for rev := r1; rev <= r5; rev++ {
 		assert.NoError(t, b.CheckRevision(rev), "revision %d", rev)
 	}
-	assert.ErrorIs(t, b.CheckRevision(6), ctxd.ErrFutureRevision)
+	assert.ErrorIs(t, b.CheckRevision(r5+1), ctxd.ErrFutureRevision)
 	assert.ErrorIs(t, b.CheckRevision(0), ctxd.ErrInvalid, "there is no revision 0")
 }
 

@@ -22,6 +22,10 @@ import (
 // revision: opened, verified and viewed, it holds exactly what the live
 // backend held at that revision, and opening it does not change the file.
 func checkSnapshot(t testing.TB, h Harness) {
+	if !h.Snapshots {
+		checkNoSnapshots(t, h)
+		return
+	}
 	b := open(t, h, Config{})
 	for i := range 20 {
 		b.put("default", fmt.Sprintf("k%02d", i), fmt.Sprintf(`{"i":%d}`, i))
@@ -97,6 +101,10 @@ func checkSnapshot(t testing.TB, h Harness) {
 // to restore from (fully, partly or as a dry run), and the live data is
 // untouched.
 func checkBadSnapshots(t testing.TB, h Harness) {
+	if !h.Snapshots {
+		checkNoSnapshots(t, h)
+		return
+	}
 	b := open(t, h, Config{})
 	for i := range 50 {
 		b.put("default", fmt.Sprintf("k%03d", i), `"`+string(bytes.Repeat([]byte("v"), 100))+`"`)
@@ -149,6 +157,10 @@ func checkBadSnapshots(t testing.TB, h Harness) {
 // revisions the restore discarded are answered as compacted. A dry run
 // changes nothing.
 func checkFullRestore(t testing.TB, h Harness) {
+	if !h.Snapshots {
+		checkNoSnapshots(t, h)
+		return
+	}
 	b := open(t, h, Config{})
 	ctx := t.Context()
 	b.put("default", "a", `"old"`)
@@ -245,6 +257,10 @@ func checkFullRestore(t testing.TB, h Harness) {
 // transaction of new revisions that makes that part equal to the
 // snapshot, leaving the rest and the generation alone.
 func checkPartialRestore(t testing.TB, h Harness) {
+	if !h.Snapshots {
+		checkNoSnapshots(t, h)
+		return
+	}
 	b := open(t, h, Config{})
 	ctx := t.Context()
 	b.put("default", "app/x", `1`)
@@ -318,6 +334,29 @@ func checkPartialRestore(t testing.TB, h Harness) {
 	_, err = b.Restore(ctx, path, ctxd.RestoreOptions{Prefix: "nothing-has-this/"})
 	assert.NoError(t, err, "a prefix nothing has")
 	assert.Equal(t, current, b.Revision())
+}
+
+// checkNoSnapshots is what a backend without snapshots (Harness.Snapshots
+// false) promises instead: every snapshot operation answers
+// ctxd.ErrNotSupported, and nothing changes.
+func checkNoSnapshots(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	b.put("default", "a", `1`)
+	unchanged := b.checkpoint()
+	gen := b.Generation()
+	var buf bytes.Buffer
+	_, err := b.WriteSnapshot(&buf)
+	assert.ErrorIs(t, err, ctxd.ErrNotSupported, "write a snapshot")
+	assert.Zero(t, buf.Len(), "nothing was written")
+	path := writeFile(t, "snapshot", []byte("a snapshot of another backend"))
+	_, err = b.OpenSnapshot(path)
+	assert.ErrorIs(t, err, ctxd.ErrNotSupported, "open a snapshot")
+	for _, opts := range []ctxd.RestoreOptions{{}, {DryRun: true}, {Namespaces: []string{"default"}}, {Prefix: "a"}} {
+		_, err = b.Restore(t.Context(), path, opts)
+		assert.ErrorIs(t, err, ctxd.ErrNotSupported, "restore %+v", opts)
+	}
+	unchanged("an unsupported snapshot operation")
+	assert.Equal(t, gen, b.Generation())
 }
 
 // assertErrorIsOne asserts that err matches one of the targets.

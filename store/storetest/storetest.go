@@ -84,6 +84,24 @@ type Harness struct {
 	// asserts that Defrag answers ctxd.ErrNotSupported and changes nothing.
 	Defrag bool
 
+	// Revisions is how the backend numbers changes (the zero value is
+	// bolt's RevisionPerChange). Under RevisionPerTxn the checks take
+	// each write's revision from its answer, expect the changes of a
+	// transaction to share one, and expect ReadLog never to end a page
+	// inside a revision (a page may exceed its limit to finish one).
+	Revisions RevisionRule
+
+	// Snapshots says the backend writes, opens and restores snapshots.
+	// When false, the suite asserts that every snapshot operation answers
+	// ctxd.ErrNotSupported and changes nothing.
+	Snapshots bool
+
+	// Compaction is what the backend's compaction can keep (the zero
+	// value is bolt's CompactPerKey). Under CompactAtMark the suite
+	// asserts that keeping more than the change in effect per key, and
+	// retention by age, answer ctxd.ErrNotSupported and change nothing.
+	Compaction CompactionRule
+
 	// Clock says the backend stamps changes (Record.UpdatedAt, Change.Time)
 	// with Config.Now and measures RetentionPolicy.KeepFor against it.
 	// When false, Config.Now is ignored, and retention by age is checked
@@ -91,6 +109,37 @@ type Harness struct {
 	// nothing); the exact cut-off checks are skipped.
 	Clock bool
 }
+
+// RevisionRule is how a backend numbers its changes: the one difference
+// between backends that the feed's rule settles. Both rules agree on
+// what a follower relies on: revisions only grow, and ReadLog delivers
+// the changes of one revision together, so that resuming after a
+// revision never skips or repeats a change.
+type RevisionRule int
+
+const (
+	// RevisionPerChange: every change has a revision of its own, a
+	// transaction's changes consecutive ones; revisions start at 1 and
+	// skip none (bolt).
+	RevisionPerChange RevisionRule = iota
+	// RevisionPerTxn: the changes of one transaction share its revision;
+	// revisions grow but may skip numbers the engine spent elsewhere
+	// (etcd: its first revision, other prefixes of the cluster).
+	RevisionPerTxn
+)
+
+// CompactionRule is what a backend's compaction can keep below the mark.
+type CompactionRule int
+
+const (
+	// CompactPerKey: CompactKeep keeps the keep newest changes of each
+	// key, and retention caps versions per key and drops by age (bolt).
+	CompactPerKey CompactionRule = iota
+	// CompactAtMark: compaction keeps exactly the change in effect at
+	// the mark for every key (etcd); keep > 1, KeepVersions > 1 and
+	// KeepFor answer ctxd.ErrNotSupported.
+	CompactAtMark
+)
 
 // Config is how the suite wants a backend opened.
 type Config struct {
@@ -187,6 +236,34 @@ func (b *backend) restart() {
 	require.NoError(b.t, b.Close(), "close before restart")
 	b.Backend = b.h.Open(b.t, b.dir, b.cfg)
 	require.NotNil(b.t, b.Backend, "Harness.Open returned no backend")
+}
+
+// perTxn reports whether a transaction's changes share one revision.
+func (b *backend) perTxn() bool { return b.h.Revisions == RevisionPerTxn }
+
+// after asserts that rev is a revision committed after prev: the next one
+// under RevisionPerChange, a later one under RevisionPerTxn.
+func (b *backend) after(prev, rev uint64, what string) {
+	b.t.Helper()
+	if b.perTxn() {
+		assert.Greater(b.t, rev, prev, "%s: revisions grow", what)
+		return
+	}
+	assert.Equal(b.t, prev+1, rev, "%s: the next revision", what)
+}
+
+// txnRevs is the revisions of the n changes of a transaction committed
+// at rev (its last revision): each its own under RevisionPerChange, all
+// rev under RevisionPerTxn.
+func (b *backend) txnRevs(rev uint64, n int) []uint64 {
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = rev
+		if !b.perTxn() {
+			out[i] = rev - uint64(n-1-i)
+		}
+	}
+	return out
 }
 
 // put writes a value as "test" and fails the check if it is refused.
@@ -357,6 +434,15 @@ func revisions(cs []ctxd.Change) []uint64 {
 	out := make([]uint64, 0, len(cs))
 	for _, c := range cs {
 		out = append(out, c.Revision)
+	}
+	return out
+}
+
+// modRevs is the revisions of records.
+func modRevs(rs ...ctxd.Record) []uint64 {
+	out := make([]uint64, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.ModRev)
 	}
 	return out
 }

@@ -81,8 +81,9 @@ func boltHarness(wrap func(store.Backend) store.Backend) Harness {
 			}
 			return wrap(s)
 		},
-		Defrag: true,
-		Clock:  true,
+		Defrag:    true,
+		Clock:     true,
+		Snapshots: true,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,40 +27,45 @@ func checkVersionsAndRevisions(t testing.TB, h Harness) {
 	assert.Equal(t, "default", r1.Namespace)
 	assert.Equal(t, "app.config.debug", r1.Key)
 	assert.Equal(t, `true`, string(r1.Value))
-	assert.Equal(t, []uint64{1, 1, 1}, []uint64{r1.Version, r1.CreateRev, r1.ModRev}, "version, create and mod revision of a create")
+	first := r1.ModRev
+	b.after(0, first, "the first change")
+	assert.Equal(t, []uint64{1, first, first}, []uint64{r1.Version, r1.CreateRev, r1.ModRev}, "version, create and mod revision of a create")
 	assert.Equal(t, "alice", r1.Who)
 
 	r2, err := b.Put(t.Context(), "default", "app.config.debug", json.RawMessage(`false`), nil, "bob")
 	require.NoError(t, err)
-	assert.Equal(t, []uint64{2, 1, 2}, []uint64{r2.Version, r2.CreateRev, r2.ModRev}, "an update keeps the create revision")
+	b.after(r1.ModRev, r2.ModRev, "an update")
+	assert.Equal(t, []uint64{2, first}, []uint64{r2.Version, r2.CreateRev}, "an update keeps the create revision")
 	assert.Equal(t, "bob", r2.Who)
 
 	r3 := b.put("other", "deploy/prod/version", `{"v":"1.2.3"}`)
-	assert.Equal(t, []uint64{1, 3, 3}, []uint64{r3.Version, r3.CreateRev, r3.ModRev}, "revisions are global across namespaces")
+	b.after(r2.ModRev, r3.ModRev, "revisions are global across namespaces")
+	assert.Equal(t, []uint64{1, r3.ModRev}, []uint64{r3.Version, r3.CreateRev})
 
 	r4 := b.put("default", "app.config.debug", `null`)
-	assert.Equal(t, []uint64{3, 1, 4}, []uint64{r4.Version, r4.CreateRev, r4.ModRev})
+	b.after(r3.ModRev, r4.ModRev, "a third change")
+	assert.Equal(t, []uint64{3, first}, []uint64{r4.Version, r4.CreateRev})
 
 	got := b.get("default", "app.config.debug")
 	assert.Equal(t, recordLine(r4), recordLine(got), "a read gives what the write answered")
 	assert.WithinDuration(t, time.Now(), got.UpdatedAt, time.Minute, "the time of the change is recorded")
-	assert.Equal(t, uint64(4), b.Revision())
+	assert.Equal(t, r4.ModRev, b.Revision())
 	rev, _ := b.Committed()
-	assert.Equal(t, uint64(4), rev)
+	assert.Equal(t, r4.ModRev, rev)
 	st, err := b.Status()
 	require.NoError(t, err)
-	assert.Equal(t, uint64(4), st.Revision)
+	assert.Equal(t, r4.ModRev, st.Revision)
 	assert.Equal(t, uint64(2), st.Keys)
 
 	log := b.log(0)
-	assert.Equal(t, span(1, 4), revisions(log))
+	assert.Equal(t, modRevs(r1, r2, r3, r4), revisions(log))
 	if assert.Len(t, log, 4) {
 		assert.Equal(t, []string{"alice", "bob", "test", "test"}, []string{log[0].Who, log[1].Who, log[2].Who, log[3].Who}, "who made each change")
 		for _, c := range log {
 			assert.WithinDuration(t, time.Now(), c.Time, time.Minute, "time of change %d", c.Revision)
 		}
 		assert.Equal(t, recordLine(r2), recordLine(ctxd.Record{Namespace: log[1].Namespace, Key: log[1].Key, Value: log[1].Value,
-			Version: log[1].Version, CreateRev: 1, ModRev: log[1].Revision, Who: log[1].Who, UpdatedAt: log[1].Time}),
+			Version: log[1].Version, CreateRev: first, ModRev: log[1].Revision, Who: log[1].Who, UpdatedAt: log[1].Time}),
 			"the log holds what the write answered")
 	}
 }
@@ -96,16 +102,16 @@ func checkValuesRoundTripExactly(t testing.TB, h Harness) {
 // and history spans both lives, each change pointing at the one it replaced.
 func checkDeleteEndsLife(t testing.TB, h Harness) {
 	b := open(t, h, Config{})
-	b.put("default", "k", `1`)     // 1
-	b.put("default", "k", `2`)     // 2
-	b.put("default", "other", `0`) // 3
+	r1 := b.put("default", "k", `1`)
+	r2 := b.put("default", "k", `2`)
+	r3 := b.put("default", "other", `0`)
 
-	deleted, err := b.Delete(t.Context(), "default", "k", nil, "remover") // 4
+	deleted, err := b.Delete(t.Context(), "default", "k", nil, "remover")
 	require.NoError(t, err)
 	assert.Equal(t, "k", deleted.Key)
 	assert.Equal(t, uint64(2), deleted.Version, "a delete answers the version it removed")
-	assert.Equal(t, uint64(1), deleted.CreateRev)
-	assert.Equal(t, uint64(4), deleted.ModRev, "and the delete's revision")
+	assert.Equal(t, r1.ModRev, deleted.CreateRev)
+	b.after(r3.ModRev, deleted.ModRev, "and the delete's revision")
 	assert.Nil(t, deleted.Value)
 
 	_, err = b.Get("default", "k")
@@ -121,10 +127,11 @@ func checkDeleteEndsLife(t testing.TB, h Harness) {
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "deleting a key that never existed")
 	_, err = b.Delete(t.Context(), "nowhere", "never", nil, "remover")
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "deleting in a namespace that does not exist")
-	assert.Equal(t, uint64(4), b.Revision(), "failed deletes take no revision")
+	assert.Equal(t, deleted.ModRev, b.Revision(), "failed deletes take no revision")
 
-	r := b.put("default", "k", `3`) // 5
-	assert.Equal(t, []uint64{1, 5, 5}, []uint64{r.Version, r.CreateRev, r.ModRev}, "a new life starts at version 1")
+	r := b.put("default", "k", `3`)
+	b.after(deleted.ModRev, r.ModRev, "a put after the delete")
+	assert.Equal(t, []uint64{1, r.ModRev}, []uint64{r.Version, r.CreateRev}, "a new life starts at version 1")
 
 	hist, err := b.History("default", "k", ctxd.HistoryOptions{})
 	require.NoError(t, err)
@@ -133,10 +140,10 @@ func checkDeleteEndsLife(t testing.TB, h Harness) {
 		got = append(got, fmt.Sprintf("@%d %s v%d prev@%d %s", c.Revision, c.Op, c.Version, c.PrevRev, c.Value))
 	}
 	assert.Equal(t, []string{
-		"@5 put v1 prev@0 3",   // a create, also after a delete, replaced nothing
-		"@4 delete v2 prev@2 ", // a delete points at the value it removed
-		"@2 put v2 prev@1 2",   // an update points at the put before
-		"@1 put v1 prev@0 1",
+		fmt.Sprintf("@%d put v1 prev@0 3", r.ModRev),                     // a create, also after a delete, replaced nothing
+		fmt.Sprintf("@%d delete v2 prev@%d ", deleted.ModRev, r2.ModRev), // a delete points at the value it removed
+		fmt.Sprintf("@%d put v2 prev@%d 2", r2.ModRev, r1.ModRev),        // an update points at the put before
+		fmt.Sprintf("@%d put v1 prev@0 1", r1.ModRev),
 	}, got)
 	if assert.Len(t, hist.Changes, 4) {
 		assert.Equal(t, "remover", hist.Changes[1].Who)
@@ -153,6 +160,7 @@ func checkCompareAndSwap(t testing.TB, h Harness) {
 	r, err := b.Put(ctx, "default", "k", json.RawMessage(`1`), u64(0), "a")
 	require.NoError(t, err, "expect 0 creates a missing key")
 	assert.Equal(t, uint64(1), r.Version)
+	applied := []uint64{r.ModRev}
 
 	_, err = b.Put(ctx, "default", "k", json.RawMessage(`2`), u64(0), "a")
 	var ce *ctxd.ConflictError
@@ -167,6 +175,7 @@ func checkCompareAndSwap(t testing.TB, h Harness) {
 	r, err = b.Put(ctx, "default", "k", json.RawMessage(`2`), u64(1), "a")
 	require.NoError(t, err, "the right version")
 	assert.Equal(t, uint64(2), r.Version)
+	applied = append(applied, r.ModRev)
 
 	_, err = b.Put(ctx, "default", "missing", json.RawMessage(`1`), u64(1), "a")
 	require.ErrorAs(t, err, &ce, "a version on a missing key")
@@ -177,8 +186,9 @@ func checkCompareAndSwap(t testing.TB, h Harness) {
 	assert.Equal(t, ctxd.ConflictError{Namespace: "default", Key: "k", Expected: 1, Current: 2}, *ce)
 	assert.Equal(t, `2`, b.value("default", "k"), "a failed delete leaves the key")
 
-	_, err = b.Delete(ctx, "default", "k", u64(2), "a")
+	d, err := b.Delete(ctx, "default", "k", u64(2), "a")
 	require.NoError(t, err, "delete with the right version")
+	applied = append(applied, d.ModRev)
 
 	_, err = b.Put(ctx, "default", "k", json.RawMessage(`3`), u64(2), "a")
 	require.ErrorAs(t, err, &ce, "the old version after a delete")
@@ -186,9 +196,13 @@ func checkCompareAndSwap(t testing.TB, h Harness) {
 	r, err = b.Put(ctx, "default", "k", json.RawMessage(`3`), u64(0), "a")
 	require.NoError(t, err, "expect 0 recreates a deleted key")
 	assert.Equal(t, uint64(1), r.Version)
+	applied = append(applied, r.ModRev)
 
-	assert.Equal(t, uint64(4), b.Revision(), "failed writes take no revision")
-	assert.Equal(t, span(1, 4), revisions(b.log(0)))
+	assert.Equal(t, r.ModRev, b.Revision(), "failed writes take no revision")
+	assert.Equal(t, applied, revisions(b.log(0)), "the log has the applied writes only")
+	if !b.perTxn() {
+		assert.Equal(t, span(1, 4), applied)
+	}
 }
 
 // A transaction applies all its writes, each with its own consecutive
@@ -196,8 +210,8 @@ func checkCompareAndSwap(t testing.TB, h Harness) {
 func checkTxnAllOrNothing(t testing.TB, h Harness) {
 	b := open(t, h, Config{})
 	ctx := t.Context()
-	b.put("default", "a", `1`) // 1
-	b.put("default", "b", `1`) // 2
+	ra := b.put("default", "a", `1`)
+	rb := b.put("default", "b", `1`)
 	unchanged := b.checkpoint()
 
 	_, err := b.Txn(ctx, []ctxd.Write{
@@ -219,9 +233,9 @@ func checkTxnAllOrNothing(t testing.TB, h Harness) {
 		expecting(put("x", "c", `"new"`), 0),
 	})
 	require.NoError(t, err)
-	assert.Equal(t, uint64(5), res.Revision, "the revision of the last write")
+	b.after(rb.ModRev, b.txnRevs(res.Revision, 3)[0], "the transaction's first change")
 	require.Len(t, res.Records, 3, "one record per write, in order")
-	assert.Equal(t, []uint64{3, 4, 5}, []uint64{res.Records[0].ModRev, res.Records[1].ModRev, res.Records[2].ModRev}, "consecutive revisions")
+	assert.Equal(t, b.txnRevs(res.Revision, 3), modRevs(res.Records...), "consecutive revisions (RevisionPerChange), or the transaction's one (RevisionPerTxn)")
 	assert.Equal(t, []uint64{2, 1, 1}, []uint64{res.Records[0].Version, res.Records[1].Version, res.Records[2].Version})
 	assert.Nil(t, res.Records[1].Value, "a delete's record has no value")
 	assert.Equal(t, "x", res.Records[2].Namespace)
@@ -229,7 +243,7 @@ func checkTxnAllOrNothing(t testing.TB, h Harness) {
 	_, err = b.Get("default", "b")
 	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 	assert.Equal(t, `"new"`, b.value("x", "c"))
-	assert.Equal(t, span(1, 5), revisions(b.log(0)))
+	assert.Equal(t, append(modRevs(ra, rb), b.txnRevs(res.Revision, 3)...), revisions(b.log(0)))
 }
 
 // A transaction is limited to MaxTxnOps writes and names a key once;
@@ -248,7 +262,8 @@ func checkTxnLimitsAndImport(t testing.TB, h Harness) {
 
 	res, err := b.Txn(ctx, []ctxd.Write{put("default", "a", `1`), put("default", "b", `1`), put("team", "a", `1`)})
 	require.NoError(t, err, "exactly MaxTxnOps writes; the same key in two namespaces is two keys")
-	assert.Equal(t, uint64(3), res.Revision)
+	assert.Equal(t, b.txnRevs(res.Revision, 3), modRevs(res.Records...))
+	first := res.Revision
 
 	var writes []ctxd.Write
 	for i := range 20 {
@@ -256,11 +271,9 @@ func checkTxnLimitsAndImport(t testing.TB, h Harness) {
 	}
 	res, err = b.Import(ctx, writes)
 	require.NoError(t, err, "Import has no limit on the number of writes")
-	assert.Equal(t, uint64(23), res.Revision)
 	require.Len(t, res.Records, 20)
-	for i, r := range res.Records {
-		assert.Equal(t, uint64(4+i), r.ModRev, "consecutive revisions")
-	}
+	b.after(first, b.txnRevs(res.Revision, 20)[0], "the import's first change")
+	assert.Equal(t, b.txnRevs(res.Revision, 20), modRevs(res.Records...), "one transaction's revisions")
 	page, err := b.List("bulk", ctxd.ListOptions{})
 	require.NoError(t, err)
 	assert.Len(t, page.Records, 20)
@@ -275,7 +288,7 @@ func checkTxnLimitsAndImport(t testing.TB, h Harness) {
 	assert.ErrorIs(t, err, ctxd.ErrInvalid, "an empty import")
 	_, err = b.Get("bulk", "new")
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a failed import applies nothing")
-	assert.Equal(t, uint64(23), b.Revision())
+	assert.Equal(t, res.Revision, b.Revision())
 }
 
 // Every kind of bad input is refused with ErrInvalid or ErrTooLarge before
@@ -284,7 +297,7 @@ func checkBadInput(t testing.TB, h Harness) {
 	limits := ctxd.Limits{MaxKeyBytes: 16, MaxValueBytes: 32, MaxTxnOps: 2}
 	b := open(t, h, Config{Limits: limits})
 	ctx := t.Context()
-	b.put("default", "keep", `1`)
+	kept := b.put("default", "keep", `1`)
 	unchanged := b.checkpoint()
 
 	putErr := func(ns, key, value string) error {
@@ -353,7 +366,7 @@ func checkBadInput(t testing.TB, h Harness) {
 
 	// The limits themselves are allowed: they are maxima, not bounds.
 	r := b.put("default", strings.Repeat("k", 16), `"`+strings.Repeat("v", 30)+`"`)
-	assert.Equal(t, uint64(2), r.ModRev, "a key and a value exactly at the limits")
+	b.after(kept.ModRev, r.ModRev, "a key and a value exactly at the limits")
 }
 
 // Writers in many goroutines each get their own revision, the revisions
@@ -395,11 +408,14 @@ func checkConcurrentWriters(t testing.TB, h Harness) {
 	}
 	const n = writers * each
 	assert.Len(t, byRev, n)
-	for rev := uint64(1); rev <= n; rev++ {
-		assert.Contains(t, byRev, rev, "revision %d was skipped", rev)
+	revs := sortedRevs(byRev)
+	if !b.perTxn() {
+		assert.Equal(t, span(1, n), revs, "no revision was skipped")
 	}
-	assert.Equal(t, uint64(n), b.Revision())
-	assert.Equal(t, span(1, n), revisions(b.log(0)))
+	if assert.NotEmpty(t, revs) {
+		assert.Equal(t, revs[len(revs)-1], b.Revision())
+	}
+	assert.Equal(t, revs, revisions(b.log(0)), "the log has every acknowledged write, in revision order")
 	st, err := b.Status()
 	require.NoError(t, err)
 	assert.Equal(t, uint64(n), st.Keys)
@@ -442,7 +458,8 @@ func checkConcurrentCAS(t testing.TB, h Harness) {
 	r := b.get("default", "counter")
 	assert.Equal(t, fmt.Sprint(workers*increments), string(r.Value))
 	assert.Equal(t, uint64(workers*increments+1), r.Version)
-	assert.Equal(t, uint64(workers*increments+1), b.Revision(), "conflicts take no revision")
+	assert.Equal(t, r.ModRev, b.Revision())
+	assert.Len(t, b.log(0), workers*increments+1, "conflicts take no revision")
 }
 
 // A restart keeps data, history, counts, and the revision: revisions
@@ -463,9 +480,9 @@ func checkRestartKeepsEverything(t testing.TB, h Harness) {
 
 	b.restart()
 
-	assert.Equal(t, uint64(5), b.Revision())
+	assert.Equal(t, revBefore, b.Revision())
 	rev, _ := b.Committed()
-	assert.Equal(t, uint64(5), rev, "the committed mark starts at the stored revision")
+	assert.Equal(t, revBefore, rev, "the committed mark starts at the stored revision")
 	stateAfter, revAfter := b.state()
 	assert.Equal(t, revBefore, revAfter)
 	assert.Equal(t, stateBefore, stateAfter, "every record, field for field")
@@ -477,10 +494,20 @@ func checkRestartKeepsEverything(t testing.TB, h Harness) {
 	historyAfter, err := b.History("default", "a", ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, changeLines(historyBefore.Changes), changeLines(historyAfter.Changes))
-	assert.NoError(t, b.CheckRevision(1), "history from the first revision is still exact")
+	assert.NoError(t, b.CheckRevision(logBefore[0].Revision), "history from the first revision is still exact")
 
 	r := b.put("default", "a", `3`)
-	assert.Equal(t, uint64(6), r.ModRev, "revisions continue after a restart, never reused")
+	b.after(revBefore, r.ModRev, "revisions continue after a restart, never reused")
 	assert.Equal(t, uint64(3), r.Version)
-	assert.Equal(t, uint64(1), r.CreateRev)
+	assert.Equal(t, logBefore[0].Revision, r.CreateRev)
+}
+
+// sortedRevs is the revisions of a map, in order.
+func sortedRevs[V any](m map[uint64]V) []uint64 {
+	out := make([]uint64, 0, len(m))
+	for rev := range m {
+		out = append(out, rev)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -1,0 +1,120 @@
+// Package etcdkit is the test kit's embedded etcd: a real single-member
+// etcd server (go.etcd.io/etcd/server/v3/embed) in the test process, on
+// loopback ports the system picks, with its data in a temp folder, and a
+// fresh key prefix per test so that tests share one server without
+// seeing each other's data.
+//
+// It is a package of its own so that only the tests that need etcd link
+// its server; the ctxd binary never does (the server is test-only).
+//
+// A package's tests share one server, started at the first [Shared] and
+// stopped by [Stop], which the package's TestMain passes to
+// testkit.VerifyNoLeaks as a teardown:
+//
+//	func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m, etcdkit.Stop) }
+package etcdkit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Server is a running embedded etcd.
+type Server struct {
+	Endpoint string // its client URL
+	e        *embed.Etcd
+	dir      string
+}
+
+// MaxTxnOps is the etcd server's --max-txn-ops here: ctxd's own limit on
+// a transaction is lower, and an import of a few hundred keys is one
+// etcd transaction of twice as many operations.
+const MaxTxnOps = 16384
+
+// Start starts a single-member etcd with its data in a new temp folder.
+// Its write-ahead log is fsynced at every commit, as in production.
+func Start() (*Server, error) {
+	dir, err := os.MkdirTemp("", "ctxd-etcd-")
+	if err != nil {
+		return nil, err
+	}
+	cfg := embed.NewConfig()
+	cfg.Dir = dir
+	cfg.LogLevel = "error"
+	cfg.LogOutputs = []string{"stderr"}
+	cfg.MaxTxnOps = MaxTxnOps
+	cfg.MaxRequestBytes = 32 << 20
+	local := []url.URL{{Scheme: "http", Host: "127.0.0.1:0"}}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = local, local
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = local, local
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("start etcd: %w", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("etcd: %w", err)
+	case <-time.After(time.Minute):
+		e.Close()
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("etcd not ready after a minute")
+	}
+	return &Server{Endpoint: "http://" + e.Clients[0].Addr().String(), e: e, dir: dir}, nil
+}
+
+// Close stops the server and removes its data.
+func (s *Server) Close() {
+	s.e.Close()
+	_ = os.RemoveAll(s.dir)
+}
+
+var (
+	sharedMu sync.Mutex
+	shared   *Server
+)
+
+// Shared returns the package's shared server, starting it the first time.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared == nil {
+		s, err := Start()
+		if err != nil {
+			t.Fatalf("etcdkit: %v", err)
+		}
+		shared = s
+	}
+	return shared
+}
+
+// Stop stops the shared server, if one was started.
+func Stop() {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared != nil {
+		shared.Close()
+		shared = nil
+	}
+}
+
+// Prefix is a key prefix of its own for name (a test's folder, say):
+// the same name gives the same prefix, so that a reopened backend finds
+// its data.
+func Prefix(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return "/ctxd-test/" + hex.EncodeToString(sum[:8]) + "/"
+}

@@ -1,0 +1,321 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/framework0/ctxd"
+)
+
+// feed is the instance's view of the change feed: the committed mark (the
+// newest revision of the prefix its watch has delivered) and the recent
+// changes, whole revisions, contiguous up to the mark.
+type feed struct {
+	mu      sync.Mutex
+	mark    uint64
+	changed chan struct{}
+	// recent holds every change with a revision above floor, up to mark,
+	// in order; at most cap changes (whole revisions are dropped first).
+	recent []ctxd.Change
+	floor  uint64
+	cap    int
+	closed bool
+}
+
+func (f *feed) init(rev uint64, capacity int) {
+	f.mark, f.floor, f.cap = rev, rev, capacity
+	f.changed = make(chan struct{})
+}
+
+// Committed returns the instance's committed mark and a channel closed
+// when it rises.
+func (s *Store) Committed() (uint64, <-chan struct{}) {
+	s.feed.mu.Lock()
+	defer s.feed.mu.Unlock()
+	return s.feed.mark, s.feed.changed
+}
+
+// Revision is the newest revision of the prefix this instance has seen:
+// its committed mark.
+func (s *Store) Revision() uint64 {
+	rev, _ := s.Committed()
+	return rev
+}
+
+// push appends the changes of one revision and raises the mark.
+func (f *feed) push(rev uint64, changes []ctxd.Change) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if rev <= f.mark {
+		return
+	}
+	f.recent = append(f.recent, changes...)
+	for len(f.recent) > f.cap {
+		// Drop the oldest revision whole.
+		first := f.recent[0].Revision
+		n := 0
+		for n < len(f.recent) && f.recent[n].Revision == first {
+			n++
+		}
+		f.recent = append(f.recent[:0:0], f.recent[n:]...)
+		f.floor = first
+	}
+	f.mark = rev
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// restart empties the recent changes, which then start at rev: the watch
+// missed what lies between (it was compacted away while disconnected).
+func (f *feed) restart(rev uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recent = nil
+	f.floor = max(f.floor, rev)
+	if rev > f.mark {
+		f.mark = rev
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+}
+
+func (f *feed) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed {
+		f.closed = true
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+}
+
+// waitFor waits until the mark reaches rev, the context ends or the feed
+// closes.
+func (f *feed) waitFor(ctx context.Context, rev uint64) {
+	for {
+		f.mu.Lock()
+		mark, changed, closed := f.mark, f.changed, f.closed
+		f.mu.Unlock()
+		if mark >= rev || closed {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// page returns the recent changes after `after`, whole revisions, up to
+// about limit; ok is false when they do not reach back to after.
+func (f *feed) page(after uint64, limit int) (changes []ctxd.Change, mark uint64, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if after >= f.mark {
+		return nil, f.mark, true
+	}
+	if after < f.floor {
+		return nil, f.mark, false
+	}
+	i := 0
+	for i < len(f.recent) && f.recent[i].Revision <= after {
+		i++
+	}
+	return wholeRevisions(f.recent[i:], limit), f.mark, true
+}
+
+// wholeRevisions returns the first limit changes, and the rest of the
+// last one's revision: a page never ends inside a revision.
+func wholeRevisions(cs []ctxd.Change, limit int) []ctxd.Change {
+	n := min(limit, len(cs))
+	for n > 0 && n < len(cs) && cs[n].Revision == cs[n-1].Revision {
+		n++
+	}
+	return append([]ctxd.Change(nil), cs[:n]...)
+}
+
+// ReadLog returns the changes after `after`, in revision order, whole
+// revisions (a page may exceed limit to finish one), up to the committed
+// mark: from memory when recent, else from etcd's history with a watch of
+// its own from after+1. Below etcd's compaction it is a
+// *ctxd.CompactedError.
+func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.inflight.Done()
+	limit = max(limit, 1)
+	// The prefix has no change at or below its birth: after it, history
+	// is whole from the start, whatever etcd compacted below it.
+	after = max(after, s.born)
+	if c := s.compacted.Load(); c > 0 && after+1 < c {
+		return nil, &ctxd.CompactedError{Requested: after, Compacted: c}
+	}
+	changes, mark, ok := s.feed.page(after, limit)
+	if ok {
+		return changes, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	defer cancel()
+	changes, err := s.replay(ctx, after, mark, limit)
+	return changes, readError(err)
+}
+
+// replay reads the prefix's changes after `after` up to `to` from etcd's
+// history, whole revisions, stopping after limit changes. `to` must be a
+// revision with a change of the prefix (a committed mark is), so that
+// the watch has an event to end at.
+func (s *Store) replay(ctx context.Context, after, to uint64, limit int) ([]ctxd.Change, error) {
+	var out []ctxd.Change
+	err := s.eachRevision(ctx, after, to, func(rev revisionChanges) bool {
+		if len(out) >= limit {
+			return false
+		}
+		out = append(out, rev.changes...)
+		return true
+	})
+	return out, err
+}
+
+// eachRevision calls fn with the prefix's changes of each revision after
+// `after` up to `to`, in order, from a watch of its own, until fn returns
+// false. `to` must be a revision with an event under the prefix (a
+// committed mark is): the watch ends there.
+func (s *Store) eachRevision(ctx context.Context, after, to uint64, fn func(revisionChanges) bool) error {
+	after = max(after, s.born)
+	if after >= to {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := s.cli.Watch(ctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(after)+1), clientv3.WithPrevKV())
+	for resp := range wch {
+		if resp.CompactRevision > 0 {
+			s.sawCompacted(uint64(resp.CompactRevision))
+			return &ctxd.CompactedError{Requested: after, Compacted: uint64(resp.CompactRevision)}
+		}
+		if err := resp.Err(); err != nil {
+			return err
+		}
+		for _, rev := range s.byRevision(resp.Events) {
+			if rev.rev > to || !fn(rev) || rev.rev == to {
+				return nil
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: etcd history after revision %d not read in time: %v", ctxd.ErrUnavailable, after, err)
+	}
+	return fmt.Errorf("%w: the watch on etcd ended", ctxd.ErrUnavailable)
+}
+
+// watch is the instance's one watch on its prefix: it turns etcd's events
+// into changes, one revision at a time, and raises the committed mark.
+// It watches again from the mark when etcd ends the watch, and starts
+// over at etcd's compaction when it fell behind it.
+func (s *Store) watch(ctx context.Context, from uint64) {
+	defer close(s.watchDone)
+	for ctx.Err() == nil {
+		mark, _ := s.Committed()
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := s.cli.Watch(wctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(max(mark, from))+1), clientv3.WithPrevKV())
+		for resp := range wch {
+			if resp.CompactRevision > 0 {
+				// Changes between the mark and the compaction are gone:
+				// followers behind it read the log and are told.
+				s.sawCompacted(uint64(resp.CompactRevision))
+				s.feed.restart(uint64(resp.CompactRevision) - 1)
+				break
+			}
+			if resp.Err() != nil {
+				break
+			}
+			for _, rev := range s.byRevision(resp.Events) {
+				if len(rev.changes) > 0 {
+					s.feed.push(rev.rev, rev.changes)
+				}
+			}
+		}
+		cancel()
+		if ctx.Err() == nil {
+			// etcd unreachable or the watch cancelled: try again shortly.
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// revisionChanges are the changes of one revision.
+type revisionChanges struct {
+	rev     uint64
+	changes []ctxd.Change
+}
+
+// byRevision turns a watch response's events into changes, grouped by
+// revision in order. A delete is two events of one revision: the live
+// key's delete (with the deleted version from its previous value) and the
+// tombstone's put (who and when).
+func (s *Store) byRevision(events []*clientv3.Event) []revisionChanges {
+	var out []revisionChanges
+	for i := 0; i < len(events); {
+		rev := events[i].Kv.ModRevision
+		j := i
+		for j < len(events) && events[j].Kv.ModRevision == rev {
+			j++
+		}
+		out = append(out, revisionChanges{rev: uint64(rev), changes: s.changesOf(events[i:j])})
+		i = j
+	}
+	return out
+}
+
+// changesOf turns the events of one revision into changes, in the order
+// of the transaction's writes.
+func (s *Store) changesOf(events []*clientv3.Event) []ctxd.Change {
+	tombs := map[string]envelope{}
+	for _, ev := range events {
+		if dir, ns, key, ok := s.keys.parse(ev.Kv.Key); ok && dir == tombDir && ev.Type == mvccpb.PUT {
+			if env, err := decodeEnvelope(ev.Kv.Value); err == nil {
+				tombs[ns+"/"+key] = env
+			}
+		}
+	}
+	var out []ctxd.Change
+	for _, ev := range events {
+		dir, ns, key, ok := s.keys.parse(ev.Kv.Key)
+		if !ok || dir != liveDir {
+			continue
+		}
+		c := ctxd.Change{Revision: uint64(ev.Kv.ModRevision), Namespace: ns, Key: key}
+		if ev.PrevKv != nil {
+			c.PrevRev = uint64(ev.PrevKv.ModRevision)
+		}
+		if ev.Type == mvccpb.DELETE {
+			c.Op = ctxd.OpDelete
+			if ev.PrevKv != nil {
+				c.Version = uint64(ev.PrevKv.Version)
+			}
+			env := tombs[ns+"/"+key]
+			c.Who, c.Time = env.who, env.time
+		} else {
+			env, err := decodeEnvelope(ev.Kv.Value)
+			if err != nil {
+				continue // not ctxd's: someone else wrote under the prefix
+			}
+			c.Op, c.Value, c.Version, c.Who, c.Time = ctxd.OpPut, env.value, uint64(ev.Kv.Version), env.who, env.time
+			if ev.Kv.Version == 1 {
+				c.PrevRev = 0
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}

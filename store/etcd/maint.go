@@ -1,0 +1,191 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
+)
+
+func errorsIsCompacted(err error) bool { return errors.Is(err, ctxd.ErrCompacted) }
+
+// compactedRevisionNow is etcd's compaction mark, read with a request
+// timeout of its own.
+func (s *Store) compactedRevisionNow(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	return s.compactedRevision(ctx)
+}
+
+// Status summarises the prefix: the revision and compaction mark, the
+// keys and namespaces (counted), and etcd's database size as reported by
+// the first endpoint's member (the whole cluster's data, every prefix).
+func (s *Store) Status() (ctxd.Status, error) {
+	st := ctxd.Status{Revision: s.Revision(), SchemaVersion: envelopeFormat,
+		Path: "etcd://" + strings.Join(s.opts.Endpoints, ",") + s.opts.Prefix}
+	err := s.read(func(ctx context.Context) error {
+		var err error
+		if st.CompactedRevision, err = s.compactedRevision(ctx); err != nil {
+			return err
+		}
+		ns, err := s.namespacesAt(ctx, 0)
+		if err != nil {
+			return err
+		}
+		st.Namespaces = len(ns)
+		for _, n := range ns {
+			st.Keys += n.Keys
+		}
+		ms, err := s.cli.Status(ctx, s.opts.Endpoints[0])
+		if err != nil {
+			return err
+		}
+		st.DBSizeBytes, st.FileSizeBytes, st.InUseBytes = ms.DbSize, ms.DbSize, ms.DbSizeInUse
+		return nil
+	})
+	return st, err
+}
+
+// CompactKeep compacts etcd's history below rev: etcd keeps, for every
+// key, the change in effect at rev, and only that. keep above 1 has no
+// etcd equivalent: ctxd.ErrNotSupported. The compaction is the whole
+// cluster's, every prefix's. Removed counts this prefix's changes that
+// went, from a replay of the history being compacted.
+func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.CompactResult, error) {
+	if rev == 0 {
+		return ctxd.CompactResult{}, ctxd.Invalidf("there is no revision 0")
+	}
+	if keep > 1 {
+		return ctxd.CompactResult{}, fmt.Errorf("compaction keeping %d changes per key: %w (etcd keeps the change in effect at the mark)", keep, ctxd.ErrNotSupported)
+	}
+	if err := s.enter(); err != nil {
+		return ctxd.CompactResult{}, err
+	}
+	defer s.inflight.Done()
+	return s.compact(ctx, rev)
+}
+
+func (s *Store) compact(ctx context.Context, rev uint64) (ctxd.CompactResult, error) {
+	mark := s.Revision()
+	if rev > mark {
+		return ctxd.CompactResult{}, fmt.Errorf("compact at %d, above revision %d: %w", rev, mark, ctxd.ErrFutureRevision)
+	}
+	old, err := s.compactedRevisionNow(ctx)
+	if err != nil {
+		return ctxd.CompactResult{}, readError(err)
+	}
+	if rev <= old {
+		return ctxd.CompactResult{Revision: old}, nil
+	}
+	removed, err := s.countRemoved(ctx, max(old, 1), rev, mark)
+	if err != nil {
+		return ctxd.CompactResult{}, readError(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	if _, err := s.cli.Compact(cctx, int64(rev), clientv3.WithCompactPhysical()); err != nil {
+		return ctxd.CompactResult{}, writeError(err, true)
+	}
+	s.sawCompacted(rev)
+	s.stats.compactions.Add(1)
+	s.stats.compacted.Add(uint64(removed))
+	return ctxd.CompactResult{Revision: rev, Removed: removed}, nil
+}
+
+// countRemoved counts the prefix's changes that compacting from `from`
+// (the old mark) to `to` removes: for each key with changes in
+// [from, to], all but the one in effect at `to` (none, when that is a
+// delete before `to`), and the change in effect at `from` that they
+// replaced.
+func (s *Store) countRemoved(ctx context.Context, from, to, mark uint64) (int, error) {
+	type keyChanges struct {
+		n        int
+		last     ctxd.Change
+		replaced bool
+	}
+	perKey := map[string]*keyChanges{}
+	err := s.eachRevision(ctx, from-1, mark, func(rc revisionChanges) bool {
+		if rc.rev > to {
+			return false
+		}
+		for _, c := range rc.changes {
+			id := c.Namespace + "/" + c.Key
+			k := perKey[id]
+			if k == nil {
+				k = &keyChanges{replaced: c.PrevRev > 0 && c.PrevRev < from}
+				perKey[id] = k
+			}
+			k.n++
+			k.last = c
+		}
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, k := range perKey {
+		removed += k.n - 1
+		if k.last.Op == ctxd.OpDelete && k.last.Revision < to {
+			removed++
+		}
+		if k.replaced {
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+// ApplyRetention compacts as the policy allows, where etcd's compaction
+// can: KeepVersions of 1 (with the newest KeepRevisions revisions kept
+// whole) is a compaction at revision - KeepRevisions. KeepVersions above
+// 1 and KeepFor answer ctxd.ErrNotSupported.
+func (s *Store) ApplyRetention(ctx context.Context, p store.RetentionPolicy) (ctxd.CompactResult, error) {
+	if err := s.enter(); err != nil {
+		return ctxd.CompactResult{}, err
+	}
+	defer s.inflight.Done()
+	switch {
+	case p.KeepFor > 0:
+		return ctxd.CompactResult{}, fmt.Errorf("retention by age: %w (etcd compacts by revision)", ctxd.ErrNotSupported)
+	case p.KeepVersions > 1:
+		return ctxd.CompactResult{}, fmt.Errorf("retention of %d versions per key: %w (etcd keeps the change in effect at the mark)", p.KeepVersions, ctxd.ErrNotSupported)
+	case p.KeepVersions == 0:
+		return ctxd.CompactResult{}, nil
+	}
+	mark := s.Revision()
+	if mark <= p.KeepRevisions {
+		return ctxd.CompactResult{}, nil
+	}
+	return s.compact(ctx, mark-p.KeepRevisions)
+}
+
+// Defrag is etcd's operator's: `etcdctl defrag`, member by member.
+func (s *Store) Defrag(context.Context) (ctxd.DefragResult, error) {
+	return ctxd.DefragResult{}, fmt.Errorf("defrag on etcd: %w (run etcdctl defrag on each member)", ctxd.ErrNotSupported)
+}
+
+// errNoSnapshots: snapshots of an etcd prefix are not built yet.
+var errNoSnapshots = fmt.Errorf("snapshots on etcd: %w (use etcdctl snapshot save, or a dump)", ctxd.ErrNotSupported)
+
+// WriteSnapshot is not supported on etcd yet.
+func (s *Store) WriteSnapshot(io.Writer) (ctxd.SnapshotInfo, error) {
+	if s.closing.Load() {
+		return ctxd.SnapshotInfo{}, ctxd.ErrClosed
+	}
+	return ctxd.SnapshotInfo{}, errNoSnapshots
+}
+
+// OpenSnapshot is not supported on etcd yet.
+func (s *Store) OpenSnapshot(string) (store.Snapshot, error) { return nil, errNoSnapshots }
+
+// Restore is not supported on etcd yet.
+func (s *Store) Restore(context.Context, string, ctxd.RestoreOptions) (ctxd.RestoreResult, error) {
+	return ctxd.RestoreResult{}, errNoSnapshots
+}

@@ -1,0 +1,362 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/framework0/ctxd"
+)
+
+const defaultPageSize = 100
+
+func pageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return defaultPageSize
+	case limit > ctxd.MaxListLimit:
+		return ctxd.MaxListLimit
+	}
+	return limit
+}
+
+func (s *Store) checkKey(ns, key string) error {
+	if err := ctxd.ValidateNamespace(ns); err != nil {
+		return err
+	}
+	return s.opts.Limits.ValidateKey(key)
+}
+
+// record decodes a live etcd key's value into a record.
+func record(ns, key string, kv *mvccpb.KeyValue) (ctxd.Record, error) {
+	env, err := decodeEnvelope(kv.Value)
+	if err != nil {
+		return ctxd.Record{}, fmt.Errorf("read %s/%s: %w", ns, key, err)
+	}
+	return ctxd.Record{Namespace: ns, Key: key, Value: env.value, Version: uint64(kv.Version),
+		CreateRev: uint64(kv.CreateRevision), ModRev: uint64(kv.ModRevision), Who: env.who, UpdatedAt: env.time}, nil
+}
+
+// Get returns a key's current state: a linearizable etcd read.
+func (s *Store) Get(ns, key string) (ctxd.Record, error) {
+	return s.getAt(ns, key, 0)
+}
+
+// GetAt returns what a key held at revision rev, an etcd read at rev.
+func (s *Store) GetAt(ns, key string, rev uint64) (ctxd.Record, error) {
+	if rev == 0 {
+		return ctxd.Record{}, ctxd.Invalidf("there is no revision 0")
+	}
+	return s.getAt(ns, key, rev)
+}
+
+func (s *Store) getAt(ns, key string, rev uint64) (ctxd.Record, error) {
+	if err := s.checkKey(ns, key); err != nil {
+		return ctxd.Record{}, err
+	}
+	var r ctxd.Record
+	err := s.read(func(ctx context.Context) error {
+		resp, err := s.cli.Get(ctx, s.keys.live(ns, key), clientv3.WithRev(int64(rev)))
+		if err != nil {
+			return s.revisionError(ctx, err, rev)
+		}
+		if len(resp.Kvs) == 0 {
+			return fmt.Errorf("%s/%s: %w", ns, key, ctxd.ErrNotFound)
+		}
+		r, err = record(ns, key, resp.Kvs[0])
+		return err
+	})
+	return r, err
+}
+
+// revisionError turns etcd's answer to a read at rev into ctxd's.
+func (s *Store) revisionError(ctx context.Context, err error, rev uint64) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrFutureRev):
+		return fmt.Errorf("revision %d: %w", rev, ctxd.ErrFutureRevision)
+	case errors.Is(err, rpctypes.ErrCompacted):
+		compacted, cerr := s.compactedRevision(ctx)
+		if cerr != nil {
+			return cerr
+		}
+		return &ctxd.CompactedError{Requested: rev, Compacted: compacted}
+	}
+	return err
+}
+
+// CheckRevision is nil when etcd can read at rev.
+func (s *Store) CheckRevision(rev uint64) error {
+	if rev == 0 {
+		return ctxd.Invalidf("there is no revision 0")
+	}
+	return s.read(func(ctx context.Context) error {
+		_, err := s.cli.Get(ctx, s.opts.Prefix+"ready", clientv3.WithRev(int64(rev)), clientv3.WithCountOnly())
+		if err != nil {
+			return s.revisionError(ctx, err, rev)
+		}
+		return nil
+	})
+}
+
+// compactedRevision is etcd's compaction mark, the oldest readable
+// revision (0 when nothing was compacted). etcd's API does not tell it,
+// so it is found by bisection with reads at a revision, from the mark
+// known before (it only moves up): about log2(revision) small reads.
+func (s *Store) compactedRevision(ctx context.Context) (uint64, error) {
+	probe := s.opts.Prefix + "ready"
+	readable := func(rev uint64) (bool, int64, error) {
+		resp, err := s.cli.Get(ctx, probe, clientv3.WithRev(int64(rev)), clientv3.WithCountOnly())
+		switch {
+		case err == nil:
+			return true, resp.Header.Revision, nil
+		case errors.Is(err, rpctypes.ErrCompacted):
+			return false, 0, nil
+		}
+		return false, 0, err
+	}
+	lo := max(s.compacted.Load(), 1)
+	ok, head, err := readable(lo)
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		if lo == 1 {
+			return 0, nil
+		}
+		return lo, nil
+	}
+	// lo is compacted; the head is always readable.
+	resp, err := s.cli.Get(ctx, probe, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	_ = head
+	hi := uint64(resp.Header.Revision)
+	for lo+1 < hi {
+		mid := lo + (hi-lo)/2
+		ok, _, err := readable(mid)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	s.sawCompacted(hi)
+	return hi, nil
+}
+
+// sawCompacted records a compaction mark learnt from etcd.
+func (s *Store) sawCompacted(rev uint64) {
+	for {
+		old := s.compacted.Load()
+		if rev <= old || s.compacted.CompareAndSwap(old, rev) {
+			return
+		}
+	}
+}
+
+// List returns a page of a namespace's live keys in byte order: one etcd
+// range read.
+func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
+	if err := ctxd.ValidateNamespace(ns); err != nil {
+		return ctxd.ListPage{}, err
+	}
+	limit := pageSize(opts.Limit)
+	page := ctxd.ListPage{Records: []ctxd.Record{}}
+	err := s.read(func(ctx context.Context) error {
+		base := s.keys.nsLive(ns)
+		from := base + opts.Prefix
+		if opts.After >= opts.Prefix {
+			from = base + opts.After + "\x00"
+		}
+		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(prefixEnd(base+opts.Prefix)), clientv3.WithLimit(int64(limit)+1))
+		if err != nil {
+			return err
+		}
+		for i, kv := range resp.Kvs {
+			if i == limit {
+				page.Next = page.Records[limit-1].Key
+				break
+			}
+			r, err := record(ns, string(kv.Key[len(base):]), kv)
+			if err != nil {
+				return err
+			}
+			page.Records = append(page.Records, r)
+		}
+		return nil
+	})
+	return page, err
+}
+
+// Namespaces lists the namespaces with live keys, and "default", with
+// their counts, at the head.
+func (s *Store) Namespaces() ([]ctxd.Namespace, error) {
+	var out []ctxd.Namespace
+	err := s.read(func(ctx context.Context) error {
+		var err error
+		out, err = s.namespacesAt(ctx, 0)
+		return err
+	})
+	return out, err
+}
+
+// namespacesAt finds the namespaces by skipping from one to the next
+// (one read of one key each) and counts each one's keys (a count-only
+// read): 2 reads per namespace, at revision rev (0: the head).
+func (s *Store) namespacesAt(ctx context.Context, rev uint64) ([]ctxd.Namespace, error) {
+	base := s.opts.Prefix + liveDir
+	end := prefixEnd(base)
+	var out []ctxd.Namespace
+	hasDefault := false
+	for from := base; ; {
+		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(1), clientv3.WithKeysOnly(), clientv3.WithRev(int64(rev)))
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.Kvs) == 0 {
+			break
+		}
+		_, ns, _, ok := s.keys.parse(resp.Kvs[0].Key)
+		if !ok {
+			from = string(resp.Kvs[0].Key) + "\x00"
+			continue
+		}
+		count, err := s.cli.Get(ctx, s.keys.nsLive(ns), clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(int64(rev)))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ctxd.Namespace{Name: ns, Keys: uint64(count.Count)})
+		hasDefault = hasDefault || ns == ctxd.DefaultNamespace
+		from = prefixEnd(s.keys.nsLive(ns))
+	}
+	if !hasDefault {
+		out = append(out, ctxd.Namespace{Name: ctxd.DefaultNamespace})
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	}
+	return out, nil
+}
+
+// History returns a page of one key's changes, newest first, across its
+// lives, by walking etcd's MVCC history back from the cursor: each step
+// is one read-only etcd transaction reading the key and its tombstone at
+// revision R; the newer of the two is the change in effect at R, and the
+// next step reads just below it. History ends where etcd compacted.
+func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryPage, error) {
+	if err := s.checkKey(ns, key); err != nil {
+		return ctxd.HistoryPage{}, err
+	}
+	limit := pageSize(opts.Limit)
+	page := ctxd.HistoryPage{Changes: []ctxd.Change{}}
+	err := s.read(func(ctx context.Context) error {
+		var at uint64 // 0: the head
+		if opts.Before > 0 {
+			if opts.Before == 1 {
+				return s.knownKey(ctx, ns, key)
+			}
+			at = opts.Before - 1
+		}
+		// One change more than the page: it tells whether there is a
+		// next page, and the version and prev revision of the page's
+		// oldest change when that is a delete or an update.
+		steps, err := s.walk(ctx, ns, key, at, limit+1)
+		if err != nil {
+			return err
+		}
+		if len(steps) == 0 {
+			return s.knownKey(ctx, ns, key)
+		}
+		for i := range min(limit, len(steps)) {
+			c := steps[i].change
+			var older *step
+			if i+1 < len(steps) {
+				older = &steps[i+1]
+			}
+			switch {
+			case c.Op == ctxd.OpDelete && older != nil && older.change.Op == ctxd.OpPut:
+				c.Version, c.PrevRev = older.change.Version, older.change.Revision
+			case c.Op == ctxd.OpPut && c.Version > 1 && older != nil:
+				c.PrevRev = older.change.Revision
+			}
+			page.Changes = append(page.Changes, c)
+		}
+		if len(steps) > limit {
+			page.Next = page.Changes[limit-1].Revision
+		}
+		return nil
+	})
+	return page, err
+}
+
+// knownKey is nil for a key that had a change (it is live, or its
+// tombstone is: tombstones are never deleted), else ErrNotFound.
+func (s *Store) knownKey(ctx context.Context, ns, key string) error {
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.keys.live(ns, key), clientv3.WithCountOnly()),
+		clientv3.OpGet(s.keys.tomb(ns, key), clientv3.WithCountOnly()),
+	).Commit()
+	if err != nil {
+		return err
+	}
+	if resp.Responses[0].GetResponseRange().Count+resp.Responses[1].GetResponseRange().Count == 0 {
+		return fmt.Errorf("history of %s/%s: %w", ns, key, ctxd.ErrNotFound)
+	}
+	return nil
+}
+
+// step is one change found walking a key's history back.
+type step struct{ change ctxd.Change }
+
+// walk reads up to n changes of a key, newest first, from revision at
+// (0: the head) down, until etcd's compaction.
+func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) ([]step, error) {
+	var out []step
+	live, tomb := s.keys.live(ns, key), s.keys.tomb(ns, key)
+	for len(out) < n {
+		resp, err := s.cli.Txn(ctx).Then(
+			clientv3.OpGet(live, clientv3.WithRev(int64(at))),
+			clientv3.OpGet(tomb, clientv3.WithRev(int64(at))),
+		).Commit()
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			break // history ends at the compaction
+		}
+		if err != nil {
+			return nil, err
+		}
+		kv := firstKV(resp.Responses[0].GetResponseRange().GetKvs())
+		tkv := firstKV(resp.Responses[1].GetResponseRange().GetKvs())
+		var c ctxd.Change
+		switch {
+		case kv != nil:
+			// Live at R: its life began after its last delete.
+			env, err := decodeEnvelope(kv.Value)
+			if err != nil {
+				return nil, fmt.Errorf("history of %s/%s: %w", ns, key, err)
+			}
+			c = ctxd.Change{Revision: uint64(kv.ModRevision), Namespace: ns, Key: key, Op: ctxd.OpPut,
+				Value: env.value, Version: uint64(kv.Version), Who: env.who, Time: env.time}
+		case tkv != nil:
+			env, err := decodeEnvelope(tkv.Value)
+			if err != nil {
+				return nil, fmt.Errorf("history of %s/%s: %w", ns, key, err)
+			}
+			c = ctxd.Change{Revision: uint64(tkv.ModRevision), Namespace: ns, Key: key, Op: ctxd.OpDelete, Who: env.who, Time: env.time}
+		default:
+			return out, nil
+		}
+		out = append(out, step{change: c})
+		at = c.Revision - 1
+		if at == 0 {
+			break
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,304 @@
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
+)
+
+// DefaultPrefix is where ctxd keeps its data in etcd when not told.
+const DefaultPrefix = "/ctxd/"
+
+// Options configure Open.
+type Options struct {
+	// Endpoints are etcd's client URLs (at least one).
+	Endpoints []string
+	// Prefix is the etcd key prefix of this deployment (default
+	// DefaultPrefix); several deployments can share a cluster.
+	Prefix string
+	// TLS, when set, is the client's TLS configuration (CA, certificate).
+	TLS *tls.Config
+	// Username and Password authenticate to etcd when set.
+	Username, Password string
+	// DialTimeout bounds connecting at Open (default 5s); RequestTimeout
+	// bounds each read and each write's wait (default 5s).
+	DialTimeout, RequestTimeout time.Duration
+	Limits                      ctxd.Limits
+	// Now returns the time recorded on changes (default time.Now).
+	Now func() time.Time
+	// RingChanges is how many recent changes the instance keeps in memory
+	// for the change feed (default 8192).
+	RingChanges int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RingChanges <= 0 {
+		o.RingChanges = 8192
+	}
+	o.Limits = o.Limits.WithDefaults()
+	return o
+}
+
+// Store is a store.Backend on an etcd prefix.
+type Store struct {
+	cli   *clientv3.Client
+	opts  Options
+	keys  keys
+	stats stats
+
+	// closing is set by Close; writes in flight are counted by inflight.
+	closeOnce sync.Once
+	closing   atomic.Bool
+	inflight  sync.WaitGroup
+	stop      context.CancelFunc
+	watchDone chan struct{}
+
+	feed feed
+	// born is the revision the prefix was first opened at: it has no
+	// change at or below it.
+	born uint64
+	// compacted is the lowest revision known readable (0: none known to
+	// be compacted): compaction only moves it forward.
+	compacted atomic.Uint64
+}
+
+var _ store.Backend = (*Store)(nil)
+
+// Open connects to etcd and starts the instance's watch on the prefix.
+// It fails when etcd does not answer within the dial timeout.
+func Open(opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("etcd: no endpoints")
+	}
+	if !strings.HasSuffix(opts.Prefix, "/") {
+		return nil, fmt.Errorf("etcd: prefix %q must end with /", opts.Prefix)
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   opts.Endpoints,
+		DialTimeout: opts.DialTimeout,
+		TLS:         opts.TLS,
+		Username:    opts.Username,
+		Password:    opts.Password,
+		Logger:      zap.NewNop(),
+		// etcd's --max-request-bytes, not the client, bounds a request.
+		MaxCallSendMsgSize: 64 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd: connect to %v: %w", opts.Endpoints, err)
+	}
+	s := &Store{cli: cli, opts: opts, keys: keys{prefix: opts.Prefix}, watchDone: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout)
+	s.born, err = s.birth(ctx)
+	var start uint64
+	if err == nil {
+		start, err = s.lastChange(ctx)
+	}
+	cancel()
+	if err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("etcd: read %s at %v: %w", opts.Prefix, opts.Endpoints, err)
+	}
+	s.feed.init(start, opts.RingChanges)
+	wctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go s.watch(wctx, start)
+	return s, nil
+}
+
+// birth returns the create revision of the prefix's birth key, writing it
+// if this is the prefix's first Open.
+func (s *Store) birth(ctx context.Context) (uint64, error) {
+	k := s.opts.Prefix + bornKey
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, ""), clientv3.OpGet(k, clientv3.WithKeysOnly())).
+		Else(clientv3.OpGet(k, clientv3.WithKeysOnly())).Commit()
+	if err != nil {
+		return 0, err
+	}
+	get := resp.Responses[len(resp.Responses)-1].GetResponseRange()
+	if kv := firstKV(get.GetKvs()); kv != nil {
+		return uint64(kv.CreateRevision), nil
+	}
+	return 0, errors.New("the birth key is missing")
+}
+
+// lastChange is the revision of the prefix's newest change (0 when it has
+// none): every change leaves a live etcd key (the value or the tombstone)
+// whose mod revision is the change's until a later change of that key.
+// etcd sorts the keys of each directory to find it, once, at Open.
+func (s *Store) lastChange(ctx context.Context) (uint64, error) {
+	var last uint64
+	for _, dir := range []string{liveDir, tombDir} {
+		resp, err := s.cli.Get(ctx, s.opts.Prefix+dir, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1),
+			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend))
+		if err != nil {
+			return 0, err
+		}
+		if len(resp.Kvs) > 0 {
+			last = max(last, uint64(resp.Kvs[0].ModRevision))
+		}
+	}
+	return last, nil
+}
+
+// Close stops the watch after every write in flight has its answer.
+// Later calls return nil.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		s.inflight.Wait()
+		s.stop()
+		<-s.watchDone
+		s.feed.close()
+		err = s.cli.Close()
+		if isCanceled(err) {
+			err = nil
+		}
+	})
+	return err
+}
+
+// enter admits an operation, or refuses it once Close began; the caller
+// calls s.inflight.Done when the operation ends.
+func (s *Store) enter() error {
+	s.inflight.Add(1)
+	if s.closing.Load() {
+		s.inflight.Done()
+		return ctxd.ErrClosed
+	}
+	return nil
+}
+
+// read runs fn with a context bounded by the request timeout, refusing
+// it once the store is closed.
+func (s *Store) read(fn func(ctx context.Context) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	defer cancel()
+	if err := fn(ctx); err != nil {
+		return readError(err)
+	}
+	return nil
+}
+
+// readError turns an etcd client error of a read into ctxd's: an etcd
+// that does not answer is unavailable.
+func readError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ctxd.ErrNotFound), errors.Is(err, ctxd.ErrCompacted), errors.Is(err, ctxd.ErrFutureRevision),
+		errors.Is(err, ctxd.ErrInvalid), errors.Is(err, ctxd.ErrClosed), errors.Is(err, ctxd.ErrUnavailable),
+		errors.Is(err, ctxd.ErrNotSupported):
+		return err
+	case isTransport(err):
+		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
+	}
+	return fmt.Errorf("etcd: %w", err)
+}
+
+// writeError turns an etcd client error of a write into ctxd's. A write
+// etcd refused before applying it (no connection, no leader, a closed
+// client) is unavailable: nothing changed. A write whose answer did not
+// come in time, or whose connection broke after it was sent, may have
+// applied: outcome unknown.
+func writeError(err error, sent bool) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrRequestTooLarge),
+		strings.Contains(err.Error(), "trying to send message larger than max"),
+		strings.Contains(err.Error(), "too many operations"), strings.Contains(err.Error(), "request is too large"):
+		return ctxd.TooLargef("etcd refused the transaction: %v (etcd's --max-txn-ops and --max-request-bytes bound one transaction)", err)
+	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrNotCapable), errors.Is(err, rpctypes.ErrStopped):
+		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
+	case isCanceled(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrTimeout) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) ||
+		status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Canceled:
+		if !sent {
+			return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
+		}
+		return fmt.Errorf("%w: etcd did not answer in time: %v", ctxd.ErrOutcomeUnknown, err)
+	case status.Code(err) == codes.Unavailable:
+		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%w: etcd: %v", ctxd.ErrOutcomeUnknown, err)
+}
+
+func isCanceled(err error) bool {
+	return errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled
+}
+
+// isTransport reports an error of the connection to etcd rather than of
+// the request.
+func isTransport(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout)
+}
+
+// Ready is nil while etcd answers a linearizable read within the request
+// timeout; otherwise an error matching ctxd.ErrUnavailable says why.
+func (s *Store) Ready() error {
+	return s.read(func(ctx context.Context) error {
+		_, err := s.cli.Get(ctx, s.opts.Prefix+"ready", clientv3.WithCountOnly())
+		if err != nil {
+			return fmt.Errorf("%w: etcd at %v does not answer: %v", ctxd.ErrUnavailable, s.opts.Endpoints, err)
+		}
+		return nil
+	})
+}
+
+// Generation is 0: a full restore, which would change it, is not
+// supported on etcd yet.
+func (s *Store) Generation() uint64 { return 0 }
+
+// Stats counts the instance's writes since Open.
+func (s *Store) Stats() store.Stats { return s.stats.get() }
+
+// stats are the counters behind Stats.
+type stats struct {
+	commits, requests, changes atomic.Uint64
+	commit                     atomic.Int64
+	compactions, compacted     atomic.Uint64
+}
+
+func (st *stats) get() store.Stats {
+	return store.Stats{
+		Commits: st.commits.Load(), Requests: st.requests.Load(), Changes: st.changes.Load(),
+		Commit:      time.Duration(st.commit.Load()),
+		Compactions: st.compactions.Load(), Compacted: st.compacted.Load(),
+	}
+}

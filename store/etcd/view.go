@@ -1,0 +1,134 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
+)
+
+// viewPage is how many keys a view reads from etcd at a time.
+const viewPage = 1000
+
+// View calls fn with a view of the prefix at the instance's committed
+// mark: every read through it is an etcd read at that revision, so it is
+// consistent however long fn runs (unless etcd compacts past it, which
+// ends the view's reads with a *ctxd.CompactedError).
+func (s *Store) View(fn func(v store.View) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	v := &view{s: s, rev: s.Revision()}
+	if v.rev > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+		var err error
+		v.namespaces, err = s.namespacesAt(ctx, v.rev)
+		cancel()
+		if err != nil {
+			return readError(s.revisionError(ctx, err, v.rev))
+		}
+	} else {
+		v.namespaces = []ctxd.Namespace{{Name: ctxd.DefaultNamespace}}
+	}
+	return fn(v)
+}
+
+type view struct {
+	s          *Store
+	rev        uint64
+	namespaces []ctxd.Namespace
+}
+
+func (v *view) Revision() uint64             { return v.rev }
+func (v *view) Namespaces() []ctxd.Namespace { return append([]ctxd.Namespace(nil), v.namespaces...) }
+
+// ForEach reads the namespace's keys with the prefix at the view's
+// revision, a page at a time.
+func (v *view) ForEach(ns, prefix string, fn func(ctxd.Record) error) error {
+	if v.rev == 0 {
+		return nil
+	}
+	base := v.s.keys.nsLive(ns)
+	end := prefixEnd(base + prefix)
+	for from := base + prefix; ; {
+		ctx, cancel := context.WithTimeout(context.Background(), v.s.opts.RequestTimeout)
+		resp, err := v.s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(viewPage), clientv3.WithRev(int64(v.rev)))
+		if err != nil {
+			err = readError(v.s.revisionError(ctx, err, v.rev))
+			cancel()
+			return err
+		}
+		cancel()
+		for _, kv := range resp.Kvs {
+			r, err := record(ns, string(kv.Key[len(base):]), kv)
+			if err != nil {
+				return err
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// ForEachChange replays etcd's retained history of the prefix up to the
+// view's revision, oldest first.
+func (v *view) ForEachChange(ns string, fn func(ctxd.Change) error) error {
+	if v.rev == 0 {
+		return nil
+	}
+	var ferr error
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	from := v.s.compacted.Load()
+	if c, err := v.s.compactedRevisionNow(ctx); err == nil {
+		from = c
+	}
+	err := v.s.eachRevision(ctx, max(from, 1)-1, v.rev, func(rc revisionChanges) bool {
+		for _, c := range rc.changes {
+			if ns != "" && c.Namespace != ns {
+				continue
+			}
+			if ferr = fn(c); ferr != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if ferr != nil {
+		return ferr
+	}
+	return readError(err)
+}
+
+// Change returns the change at revision rev. When several changes share
+// the revision (one transaction), it is the first of them.
+func (v *view) Change(rev uint64) (ctxd.Change, error) {
+	if rev == 0 || rev > v.rev {
+		return ctxd.Change{}, fmt.Errorf("change at revision %d: %w", rev, ctxd.ErrNotFound)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), v.s.opts.RequestTimeout)
+	defer cancel()
+	var found *ctxd.Change
+	err := v.s.eachRevision(ctx, rev-1, v.rev, func(rc revisionChanges) bool {
+		if rc.rev == rev && len(rc.changes) > 0 {
+			found = &rc.changes[0]
+		}
+		return false
+	})
+	if err != nil && !errorsIsCompacted(err) {
+		return ctxd.Change{}, readError(err)
+	}
+	if found == nil {
+		return ctxd.Change{}, fmt.Errorf("change at revision %d: %w", rev, ctxd.ErrNotFound)
+	}
+	return *found, nil
+}

@@ -1,0 +1,164 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
+
+	"github.com/framework0/ctxd"
+)
+
+// Put sets a key's value. With expect non-nil it applies only if the key's
+// version equals *expect (0: the key must not exist).
+func (s *Store) Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (ctxd.Record, error) {
+	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: value, Expect: expect, Who: who}})
+	if err != nil {
+		return ctxd.Record{}, err
+	}
+	return res.Records[0], nil
+}
+
+// Delete ends a key's life. It returns the deleted key's last version,
+// with ModRev set to the delete's revision and a nil value.
+func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who string) (ctxd.Record, error) {
+	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpDelete, Expect: expect, Who: who}})
+	if err != nil {
+		return ctxd.Record{}, err
+	}
+	return res.Records[0], nil
+}
+
+// Txn applies writes all or nothing, in one etcd transaction: every
+// change gets the transaction's one revision.
+func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
+	if err := s.opts.Limits.ValidateWrites(writes); err != nil {
+		return ctxd.TxnResult{}, err
+	}
+	return s.commit(ctx, writes)
+}
+
+// Import is Txn without the limit on the number of writes; etcd's own
+// limits on one transaction (--max-txn-ops, --max-request-bytes) still
+// hold, and a larger import is refused with ctxd.ErrTooLarge.
+func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
+	limits := s.opts.Limits
+	limits.MaxTxnOps = max(len(writes), 1)
+	if err := limits.ValidateWrites(writes); err != nil {
+		return ctxd.TxnResult{}, err
+	}
+	return s.commit(ctx, writes)
+}
+
+// commit makes validated writes one etcd transaction:
+//
+//	if   version(k_i) = expect_i           for each write with an expected version
+//	     version(k_i) > 0                  for each delete (it must exist)
+//	then get(k_i) (keys only), for every write, before any change: the state replaced
+//	     put(k_i, envelope) | delete(k_i), put(t_i, envelope)
+//	else get(k_i) (keys only): which compare failed, and the current version
+//
+// One round trip, and nothing to retry: the compares are the checks. The
+// answer returns once etcd has the transaction in a quorum's log, and
+// after this instance's watch has seen it, so that the instance's feed
+// and committed mark include every write it acknowledged.
+func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
+	if err := s.enter(); err != nil {
+		return ctxd.TxnResult{}, err
+	}
+	defer s.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return ctxd.TxnResult{}, err
+	}
+	// Fail fast while etcd is unreachable: the client would hold the
+	// write until the request timeout, and then its outcome would look
+	// unknown although it was never sent.
+	if state := s.cli.ActiveConnection().GetState(); state == connectivity.TransientFailure || state == connectivity.Shutdown {
+		return ctxd.TxnResult{}, fmt.Errorf("%w: etcd at %v is unreachable (connection %s)", ctxd.ErrUnavailable, s.opts.Endpoints, state)
+	}
+	now := s.opts.Now().UTC()
+	var cmps []clientv3.Cmp
+	gets := make([]clientv3.Op, len(writes))
+	var ops []clientv3.Op
+	for i, w := range writes {
+		k := s.keys.live(w.Namespace, w.Key)
+		if w.Expect != nil {
+			cmps = append(cmps, clientv3.Compare(clientv3.Version(k), "=", int64(*w.Expect)))
+		}
+		gets[i] = clientv3.OpGet(k, clientv3.WithKeysOnly())
+		env := envelope{who: w.Who, time: now}
+		switch w.Op {
+		case ctxd.OpPut:
+			env.value = w.Value
+			ops = append(ops, clientv3.OpPut(k, string(env.encode())))
+		case ctxd.OpDelete:
+			cmps = append(cmps, clientv3.Compare(clientv3.Version(k), ">", 0))
+			ops = append(ops, clientv3.OpDelete(k), clientv3.OpPut(s.keys.tomb(w.Namespace, w.Key), string(env.encode())))
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	started := time.Now()
+	resp, err := s.cli.Txn(wctx).If(cmps...).Then(append(gets, ops...)...).Else(gets...).Commit()
+	s.stats.requests.Add(1)
+	if err != nil {
+		return ctxd.TxnResult{}, writeError(err, true)
+	}
+	if !resp.Succeeded {
+		return ctxd.TxnResult{}, failedCheck(writes, resp.Responses)
+	}
+	rev := uint64(resp.Header.Revision)
+	s.stats.commits.Add(1)
+	s.stats.changes.Add(uint64(len(writes)))
+	s.stats.commit.Add(int64(time.Since(started)))
+	res := ctxd.TxnResult{Revision: rev, Records: make([]ctxd.Record, len(writes))}
+	for i, w := range writes {
+		prev := firstKV(resp.Responses[i].GetResponseRange().GetKvs())
+		r := ctxd.Record{Namespace: w.Namespace, Key: w.Key, ModRev: rev, Who: w.Who, UpdatedAt: now}
+		switch {
+		case w.Op == ctxd.OpDelete:
+			r.Version, r.CreateRev = uint64(prev.Version), uint64(prev.CreateRevision)
+		case prev != nil:
+			r.Value, r.Version, r.CreateRev = w.Value, uint64(prev.Version)+1, uint64(prev.CreateRevision)
+		default:
+			r.Value, r.Version, r.CreateRev = w.Value, 1, rev
+		}
+		res.Records[i] = r
+	}
+	// The write is durable: waiting for the watch is for read-your-writes
+	// on the feed, and bounded by the caller's patience.
+	s.feed.waitFor(ctx, rev)
+	return res, nil
+}
+
+// failedCheck finds the first write whose check failed, in order, from
+// the else branch's reads.
+func failedCheck(writes []ctxd.Write, responses []*etcdserverpb.ResponseOp) error {
+	for i, w := range writes {
+		var have uint64
+		if kv := firstKV(responses[i].GetResponseRange().GetKvs()); kv != nil {
+			have = uint64(kv.Version)
+		}
+		if w.Expect != nil && *w.Expect != have {
+			return &ctxd.ConflictError{Namespace: w.Namespace, Key: w.Key, Expected: *w.Expect, Current: have}
+		}
+		if w.Op == ctxd.OpDelete && have == 0 {
+			return fmt.Errorf("delete %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
+		}
+	}
+	// Every check holds now: the key moved between etcd's compare and its
+	// read, which one transaction does not allow.
+	return fmt.Errorf("%w: etcd refused the transaction's checks, yet they hold", ctxd.ErrUnavailable)
+}
+
+func firstKV(kvs []*mvccpb.KeyValue) *mvccpb.KeyValue {
+	if len(kvs) == 0 {
+		return nil
+	}
+	return kvs[0]
+}
