@@ -99,8 +99,9 @@ powerloss:
 fmt:
 	gofmt -w $$(find . -name '*.go' -not -path './bin/*')
 
-## lint: staticcheck, installed into ./bin on first use
+## lint: no merge conflict markers left in tracked files, then staticcheck (installed into ./bin on first use)
 lint: $(STATICCHECK)
+	@! git grep -nE '^(<<<<<<<|>>>>>>>) ' -- . ':!*.db' || { echo "lint: merge conflict markers left in the files above" >&2; exit 1; }
 	./$(STATICCHECK) ./...
 	cd $(ETCD_PEER_DIR) && $(CURDIR)/$(STATICCHECK) ./...
 
