@@ -165,11 +165,22 @@ func initialize(tx *bolt.Tx) error {
 
 // setStoreID gives the database a new random store id.
 func setStoreID(tx *bolt.Tx) error {
-	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return fmt.Errorf("store id: %w", err)
+	id, err := NewStoreID()
+	if err != nil {
+		return err
 	}
-	return tx.Bucket(BucketMeta).Put(KeyStoreID, id[:])
+	return tx.Bucket(BucketMeta).Put(KeyStoreID, id)
+}
+
+// NewStoreID returns a new random store id (KeyStoreID): for a new
+// database, or a database file restored into a new data folder, which is a
+// new store with a log of its own.
+func NewStoreID() ([]byte, error) {
+	id := make([]byte, 8)
+	if _, err := rand.Read(id); err != nil {
+		return nil, fmt.Errorf("store id: %w", err)
+	}
+	return id, nil
 }
 
 // upgrade1to2 creates nskeys and fills it with each namespace's key count.

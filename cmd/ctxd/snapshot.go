@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/store/snapshots"
 )
 
 // snapshotCmd groups the snapshot commands, which talk to a running server.
@@ -68,8 +71,11 @@ func (a *app) snapshotGetCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "get ID -o FILE",
-		Short: "Download a snapshot file (its sha256 is checked)",
-		Args:  exactArgs("ID"),
+		Short: "Download a snapshot file (its sha256 is checked) and its metadata beside it",
+		Long: `Download a snapshot file and check its sha256. Its metadata (id, revision,
+sha256, ...) is written beside it, FILE without .db + .json, so that
+'ctxd restore --from FILE' checks the file again wherever it is copied.`,
+		Args: exactArgs("ID"),
 	}
 	c := a.clientFlags(cmd, outTable, false)
 	cmd.Flags().Lookup("output").Usage = "`file` to write the snapshot to (- for standard output)"
@@ -85,16 +91,36 @@ func (a *app) snapshotGetCmd() *cobra.Command {
 			_, err := cl.DownloadSnapshot(ctx, args[0], a.stdout)
 			return err
 		}
+		var meta client.SnapshotMeta
 		written, err := fsutil.WriteFile(out, 0o600, func(w io.Writer) error {
 			pw := a.progress("downloading", w)
 			defer pw.done()
-			_, err := cl.DownloadSnapshot(ctx, args[0], pw)
+			var err error
+			meta, err = cl.DownloadSnapshot(ctx, args[0], pw)
 			return err
 		})
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(a.stdout, "wrote %s (%s)\n", out, byteSize(written))
+		// The metadata beside the file, written after it as the server
+		// does: ctxd restore checks the file's sha256 against it on the
+		// machine it is copied to.
+		metaPath := snapshots.MetaPath(out)
+		if list, err := cl.Snapshots(ctx); err == nil {
+			for _, m := range list {
+				if m.ID == meta.ID && m.SHA256 == meta.SHA256 {
+					meta = m
+				}
+			}
+		}
+		b, err := json.MarshalIndent(meta, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := fsutil.WriteFileBytes(metaPath, 0o600, append(b, '\n')); err != nil {
+			return fmt.Errorf("write %s: %w", metaPath, err)
+		}
+		_, err = fmt.Fprintf(a.stdout, "wrote %s (%s, revision %d) and %s (sha256 %s)\n", out, byteSize(written), meta.Revision, metaPath, meta.SHA256)
 		return err
 	})
 	return cmd
@@ -161,48 +187,113 @@ func restoreFlags(cmd *cobra.Command, opts *ctxd.RestoreOptions) {
 	cmd.Flags().StringVar(&opts.Prefix, "prefix", "", "restore only keys starting with this `prefix`")
 }
 
-// restoreCmd restores a stopped server's data folder from a snapshot file.
+// restoreCmd restores a stopped server's data folder, or a new one, from a
+// snapshot file. Its target is the data folder's bbolt database: the one
+// backend today (an etcd prefix is the second target to come).
 func (a *app) restoreCmd() *cobra.Command {
 	var (
-		configPath, dataDir, from string
-		opts                      ctxd.RestoreOptions
+		configPath, dataDir, from, sum string
+		opts                           ctxd.RestoreOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --data DIR --from FILE",
-		Short: "Restore a stopped server's data folder from a snapshot file",
-		Long: `Restore the database of a stopped server's data folder from a snapshot file
-(one downloaded with 'ctxd snapshot get', or any file 'ctxd snapshot upload'
-would accept). The file is verified first; a bad one changes nothing.`,
-		Example: `  ctxd restore --data ./data --from backup.db --dry-run
-  ctxd restore --data ./data --from backup.db`,
+		Short: "Restore a stopped server's data folder, or a new one, from a snapshot file",
+		Long: `Restore the database of a data folder from a snapshot file (one downloaded
+with 'ctxd snapshot get', a <id>.db of a snapshots folder, or any file
+'ctxd snapshot upload' would accept). The file is verified first: its sha256
+against --sha256 and against the metadata file beside it (FILE without .db +
+.json) when there is one, then every page and record. A bad file writes
+nothing.
+
+A missing or empty folder (no ctxd.db) is created and gets the snapshot as
+its database: keys, values, versions, history and revision; revisions go on
+after the snapshot's, and older ones answer 'compacted'. Over the database
+of a stopped server, the snapshot replaces it (whole, or --ns/--prefix
+only), and a whole restore keeps the replaced file as
+ctxd.db.before-restore-<time>: restore from that file to undo it.`,
+		Example: `  ctxd restore --data /var/lib/ctxd --from backup.db --dry-run
+  ctxd restore --data /var/lib/ctxd --from backup.db
+  ctxd restore --data ./data --from backup.db --sha256 9f2c...`,
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file` (for data_dir)")
 	cmd.Flags().StringVar(&dataDir, "data", "", "data `folder` (default from config: ./data)")
 	cmd.Flags().StringVar(&from, "from", "", "snapshot `file` to restore from")
+	cmd.Flags().StringVar(&sum, "sha256", "", "the snapshot file's expected sha256 (`hex`, as 'ctxd snapshot ls -o json' shows it)")
 	restoreFlags(cmd, &opts)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		if from == "" {
 			return usagef("restore needs --from FILE")
 		}
-		path, err := a.dataFile(cmd, configPath, dataDir)
+		if sum != "" && !isSHA256(sum) {
+			return usagef("--sha256: want 64 hexadecimal digits, got %q", sum)
+		}
+		path, err := a.dataPath(cmd, configPath, dataDir)
 		if err != nil {
 			return err
 		}
-		st, err := openOffline(path)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && opts.IsPartial() {
+			return usagef("--ns and --prefix restore part of a snapshot into an existing database; there is none at %s "+
+				"(a new data folder gets the whole snapshot)", path)
+		}
+		checked, err := snapshots.CheckFile(from, sum)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
+		stop := a.spinner("verifying and restoring " + from)
 		opts.Who = "ctxd restore"
-		res, err := st.Restore(cmd.Context(), from, opts)
+		res, err := bolt.RestoreFolder(cmd.Context(), path, from, bolt.FolderRestoreOptions{RestoreOptions: opts})
+		stop()
 		if err != nil {
 			return err
 		}
-		c := &common{a: a, output: outTable}
-		return c.printRestore(res)
+		return a.printFolderRestore(res, from, checked)
 	})
 	return cmd
+}
+
+// isSHA256 reports whether s is a sha256 in hexadecimal.
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// printFolderRestore reports an offline restore, and how to undo it.
+func (a *app) printFolderRestore(res bolt.FolderRestore, from string, checked int) error {
+	if checked == 0 {
+		fmt.Fprintf(a.stdout, "sha256 not checked: no --sha256 and no %s beside the file (pages and records were)\n", snapshots.MetaPath(from))
+	}
+	c := &common{a: a, output: outTable}
+	if !res.New {
+		if err := c.printRestore(res.RestoreResult); err != nil {
+			return err
+		}
+		if res.Kept != "" {
+			_, err := fmt.Fprintf(a.stdout, "the replaced database is kept as %s; to undo: ctxd restore --data %s --from %s\n",
+				res.Kept, filepath.Dir(res.Database), res.Kept)
+			return err
+		}
+		return nil
+	}
+	what, folder := "created", ""
+	if res.DryRun {
+		what = "dry run: would create"
+	}
+	if res.CreatedFolder {
+		folder = " in a new folder"
+	}
+	if _, err := fmt.Fprintf(a.stdout, "%s %s%s from snapshot revision %d; revisions go on from %d\n",
+		what, res.Database, folder, res.SnapshotRevision, res.Revision+1); err != nil {
+		return err
+	}
+	rows := make([]string, 0, len(res.Namespaces))
+	for _, d := range res.Namespaces {
+		rows = append(rows, fmt.Sprintf("%s\t%d", d.Namespace, d.Added))
+	}
+	return c.table("NS\tKEYS", rows)
 }
 
 // compactCmd rewrites a stopped server's database file compactly.
@@ -258,8 +349,21 @@ func (a *app) defragCmd() *cobra.Command {
 	return cmd
 }
 
-// dataFile resolves the database file of --data / --config.
+// dataFile resolves the database file of --data / --config, which must
+// exist.
 func (a *app) dataFile(cmd *cobra.Command, configPath, dataDir string) (string, error) {
+	path, err := a.dataPath(cmd, configPath, dataDir)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("no database at %s: %w", path, err)
+	}
+	return path, nil
+}
+
+// dataPath resolves the database file of --data / --config.
+func (a *app) dataPath(cmd *cobra.Command, configPath, dataDir string) (string, error) {
 	flags := map[string]string{}
 	if cmd.Flags().Changed("data") {
 		flags["data_dir"] = dataDir
@@ -268,24 +372,7 @@ func (a *app) dataFile(cmd *cobra.Command, configPath, dataDir string) (string, 
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(cfg.DataDir, dbFile)
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("no database at %s: %w", path, err)
-	}
-	return path, nil
-}
-
-// openOffline opens a stopped server's store; a running server holds the
-// file's lock, which is reported as such.
-func openOffline(path string) (*bolt.Store, error) {
-	st, err := bolt.Open(path, bolt.Options{OpenTimeout: time.Second})
-	if err != nil {
-		if errors.Is(err, bolt.ErrLocked) {
-			return nil, fmt.Errorf("%s is in use: stop the server first (%w)", path, err)
-		}
-		return nil, err
-	}
-	return st, nil
+	return filepath.Join(cfg.DataDir, dbFile), nil
 }
 
 func (c *common) printSnapshots(list ...client.SnapshotMeta) error {

@@ -199,6 +199,35 @@ func (t *Temp) Close() error {
 // fsync fails, the file is in place but its rename may not survive a
 // crash: the error says so, and Discard leaves the file alone.
 func (t *Temp) Commit(path string) error {
+	return t.commit(path, func(tmp string) error {
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("rename into place: %w", err)
+		}
+		return nil
+	})
+}
+
+// CommitNew is Commit for a file that must not exist yet: the temp file is
+// linked under path, which fails with an error matching fs.ErrExist when
+// something created path meanwhile (a rename would replace it), then its
+// temp name is removed and the folder fsynced. A crash between the link
+// and the removal leaves the temp name too, linked to the same file.
+func (t *Temp) CommitNew(path string) error {
+	return t.commit(path, func(tmp string) error {
+		if err := os.Link(tmp, path); err != nil {
+			return fmt.Errorf("link into place: %w", err)
+		}
+		t.committed = true // path is the file now, whatever follows
+		if err := os.Remove(tmp); err != nil {
+			return fmt.Errorf("remove temp name: %w", err)
+		}
+		return nil
+	})
+}
+
+// commit closes the temp file, puts it in place at path with place (given
+// the temp file's path), and fsyncs the folder.
+func (t *Temp) commit(path string, place func(tmp string) error) error {
 	if t.committed {
 		return errors.New("fsutil: temp file committed twice")
 	}
@@ -208,8 +237,8 @@ func (t *Temp) Commit(path string) error {
 	if err := t.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(t.f.Name(), path); err != nil {
-		return fmt.Errorf("rename into place: %w", err)
+	if err := place(t.f.Name()); err != nil {
+		return err
 	}
 	t.committed = true
 	return SyncDir(t.dir)

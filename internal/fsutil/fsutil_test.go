@@ -226,3 +226,38 @@ func TestMkdirAllSurvivesPowerCut(t *testing.T) {
 		})
 	}
 }
+
+// CommitNew puts the file in place only where there is none: a file that
+// appeared meanwhile is left alone, and the temp file stays for Discard.
+func TestTempCommitNew(t *testing.T) {
+	dir := t.TempDir()
+	final := filepath.Join(dir, "ctxd.db")
+	tmp, err := fsutil.CreateTemp(dir, "ctxd.db", 0o600)
+	require.NoError(t, err)
+	_, err = io.WriteString(tmp, "restored")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(final, []byte("appeared"), 0o600))
+	err = tmp.CommitNew(final)
+	require.ErrorIs(t, err, iofs.ErrExist)
+	b, err := os.ReadFile(final)
+	require.NoError(t, err)
+	assert.Equal(t, "appeared", string(b), "an existing file is never replaced")
+	tmp.Discard()
+	assert.Equal(t, []string{"ctxd.db"}, testkit.DirNames(t, dir))
+
+	require.NoError(t, os.Remove(final))
+	tmp, err = fsutil.CreateTemp(dir, "ctxd.db", 0o640)
+	require.NoError(t, err)
+	defer tmp.Discard()
+	_, err = io.WriteString(tmp, "restored")
+	require.NoError(t, err)
+	require.NoError(t, tmp.CommitNew(final))
+	tmp.Discard() // does nothing after CommitNew
+	b, err = os.ReadFile(final)
+	require.NoError(t, err)
+	assert.Equal(t, "restored", string(b))
+	st, err := os.Stat(final)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o640), st.Mode().Perm())
+	assert.Equal(t, []string{"ctxd.db"}, testkit.DirNames(t, dir), "the temp name is gone")
+}

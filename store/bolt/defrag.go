@@ -94,7 +94,7 @@ func (s *Store) Defrag(ctx context.Context) (ctxd.DefragResult, error) {
 		if err := closeTight(dst, next); err != nil {
 			return err
 		}
-		return s.replaceFile(next, swapDefrag)
+		return s.replaceFile(next, s.path+suffixBackup, swapDefrag)
 	})
 	s.removeBackup()
 	if err != nil {

@@ -19,22 +19,40 @@ import (
 // never goes back, and followers see a new Generation. A partial restore
 // is one transaction of ordinary puts and deletes.
 func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptions) (ctxd.RestoreResult, error) {
+	snap, err := openVerified(path)
+	if err != nil {
+		return ctxd.RestoreResult{}, err
+	}
+	defer snap.Close()
+	return s.restore(ctx, snap, opts, "")
+}
+
+// openVerified opens the snapshot file at path (migrating an older schema
+// in a temporary copy) and verifies every page and record of it.
+func openVerified(path string) (*Snapshot, error) {
+	snap, err := OpenSnapshot(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := snap.Verify(); err != nil {
+		_ = snap.Close()
+		return nil, err
+	}
+	return snap, nil
+}
+
+// restore is Restore from a verified snapshot. With keep set, a full
+// restore keeps the replaced file under that name (in the database's
+// folder) instead of removing it.
+func (s *Store) restore(ctx context.Context, snap *Snapshot, opts ctxd.RestoreOptions, keep string) (ctxd.RestoreResult, error) {
 	for _, ns := range opts.Namespaces {
 		if err := ctxd.ValidateNamespace(ns); err != nil {
 			return ctxd.RestoreResult{}, err
 		}
 	}
-	snap, err := OpenSnapshot(path)
-	if err != nil {
-		return ctxd.RestoreResult{}, err
-	}
-	defer snap.Close()
-	if err := snap.Verify(); err != nil {
-		return ctxd.RestoreResult{}, err
-	}
 	res := ctxd.RestoreResult{DryRun: opts.DryRun, Partial: opts.IsPartial()}
 	var writes []ctxd.Write
-	err = snap.readView(func(sv *View) error {
+	err := snap.readView(func(sv *View) error {
 		res.SnapshotRevision = sv.Revision()
 		return s.readView(func(lv *View) error {
 			var err error
@@ -71,6 +89,10 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 	}
 	defer func() { _ = removeIfExists(next) }()
 	failpoint.Hit(failpoint.RestoreAfterCopy)
+	backup := s.path + suffixBackup
+	if keep != "" {
+		backup = keep
+	}
 	err = s.exclusive(func() error {
 		// Everything is in the live file (the writer checkpoints before
 		// an exclusive request): the restored file holds every record of
@@ -78,9 +100,11 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 		if err := setFloor(next, s.rev, s.wal.LastSeq(), s.id); err != nil {
 			return err
 		}
-		return s.replaceFile(next, swapRestore)
+		return s.replaceFile(next, backup, swapRestore)
 	})
-	s.removeBackup()
+	if keep == "" {
+		s.removeBackup()
+	}
 	if err != nil {
 		return ctxd.RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}

@@ -46,18 +46,20 @@ func (k swapKind) failpoints() (beforeRename, afterRename failpoint.Name) {
 // exclusive). It waits for every reader, closes the database, renames next
 // over it (atomic: a crash leaves the old file or the new one, whole),
 // and opens it. If the new file cannot be opened, the old one is put back.
-// The old file stays linked at s.path+suffixBackup: the caller removes it
-// with removeBackup once writers run again (unlinking a large file takes
-// tens of milliseconds that writers need not wait for).
-func (s *Store) replaceFile(next string, kind swapKind) error {
+// The old file stays linked at backup (in the same folder): at
+// s.path+suffixBackup the caller removes it with removeBackup once writers
+// run again (unlinking a large file takes tens of milliseconds that
+// writers need not wait for); under another name it is kept.
+func (s *Store) replaceFile(next, backup string, kind swapKind) error {
 	beforeRename, afterRename := kind.failpoints()
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
-	backup := s.path + suffixBackup
-	_ = os.Remove(backup)
+	if backup == s.path+suffixBackup {
+		_ = os.Remove(backup)
+	}
 	if err := os.Link(s.path, backup); err != nil {
 		return s.reopenAfterFailure(fmt.Errorf("keep the old file: %w", err))
 	}

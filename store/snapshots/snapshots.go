@@ -278,19 +278,79 @@ func (m *Manager) checked(id string) (ctxd.SnapshotMeta, error) {
 	if err != nil {
 		return ctxd.SnapshotMeta{}, err
 	}
-	f, err := os.Open(m.dbPath(id))
-	if err != nil {
+	sum, err := fileSHA256(m.dbPath(id))
+	if errors.Is(err, os.ErrNotExist) {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("%w: %s: file missing: %w", ctxd.ErrBadSnapshot, id, err)
+	}
+	if err != nil {
+		return ctxd.SnapshotMeta{}, fmt.Errorf("snapshot %s: %w", id, err)
+	}
+	if sum != meta.SHA256 {
+		return ctxd.SnapshotMeta{}, fmt.Errorf("%w: snapshot %s has sha256 %s, %s was recorded", ErrChecksum, id, sum, meta.SHA256)
+	}
+	return meta, nil
+}
+
+// fileSHA256 is the hex sha256 of the file at path.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return ctxd.SnapshotMeta{}, fmt.Errorf("snapshot %s: %w", id, err)
+		return "", err
 	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != meta.SHA256 {
-		return ctxd.SnapshotMeta{}, fmt.Errorf("%w: snapshot %s has sha256 %s, %s was recorded", ErrChecksum, id, sum, meta.SHA256)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// MetaPath is the metadata file that goes with the snapshot file at path,
+// as in a snapshots folder: <name>.json beside <name>.db (or beside any
+// other name, + ".json").
+func MetaPath(path string) string {
+	return strings.TrimSuffix(path, ".db") + ".json"
+}
+
+// CheckFile checks the sha256 of a snapshot file kept outside a snapshots
+// folder (downloaded, or copied from another machine) against want, when
+// given, and against the metadata file beside it (MetaPath), when there is
+// one. It returns how many sums it checked (0: neither was there). A
+// mismatch is ErrChecksum.
+func CheckFile(path, want string) (int, error) {
+	type expected struct{ sum, from string }
+	var expect []expected
+	if want != "" {
+		expect = append(expect, expected{strings.ToLower(want), "was given"})
 	}
-	return meta, nil
+	metaPath := MetaPath(path)
+	b, err := os.ReadFile(metaPath)
+	switch {
+	case err == nil:
+		var meta ctxd.SnapshotMeta
+		if err := json.Unmarshal(b, &meta); err != nil {
+			return 0, fmt.Errorf("%w: %s, the metadata beside %s: %w", ctxd.ErrBadSnapshot, metaPath, path, err)
+		}
+		if meta.SHA256 == "" {
+			return 0, fmt.Errorf("%w: %s, the metadata beside %s, holds no sha256", ctxd.ErrBadSnapshot, metaPath, path)
+		}
+		expect = append(expect, expected{strings.ToLower(meta.SHA256), "is recorded in " + metaPath})
+	case !errors.Is(err, os.ErrNotExist):
+		return 0, fmt.Errorf("snapshot metadata: %w", err)
+	}
+	if len(expect) == 0 {
+		return 0, nil
+	}
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	for _, e := range expect {
+		if sum != e.sum {
+			return 0, fmt.Errorf("%w: %s has sha256 %s, %s %s", ErrChecksum, path, sum, e.sum, e.from)
+		}
+	}
+	return len(expect), nil
 }
 
 // Open opens a verified snapshot for reading (for an export).

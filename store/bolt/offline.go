@@ -1,0 +1,237 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
+	"github.com/framework0/ctxd/migrations"
+)
+
+// FolderRestoreOptions configure RestoreFolder.
+type FolderRestoreOptions struct {
+	ctxd.RestoreOptions
+	// OpenTimeout bounds the wait for the lock of an existing database
+	// (default 1s): a running server holds it.
+	OpenTimeout time.Duration
+	// Now names the kept file (default time.Now).
+	Now func() time.Time
+}
+
+// FolderRestore is what RestoreFolder did, or would do on a dry run.
+type FolderRestore struct {
+	ctxd.RestoreResult
+	// Database is the database file restored.
+	Database string
+	// New: the folder held no database, the snapshot became it.
+	New bool
+	// CreatedFolder: the data folder did not exist; it was (or would be)
+	// created.
+	CreatedFolder bool
+	// Kept is where the replaced database is kept, for an undo (a full
+	// restore over an existing database).
+	Kept string
+}
+
+// KeptSuffix starts the suffix of a database file a full offline restore
+// replaced: <db>.before-restore-<time>.
+const KeptSuffix = ".before-restore-"
+
+// RestoreFolder restores the database file at path, in a stopped server's
+// data folder or a new one, from the snapshot file at snapshotPath. The
+// snapshot is verified first (page structure, every record; an older
+// schema is migrated in a temporary copy beside it); a bad one writes
+// nothing.
+//
+// Where there is no database at path, the folder is created if needed and
+// the snapshot becomes its database (only whole: a partial restore needs
+// a database to restore into), a new store: a new store id, a write-ahead
+// log that starts afresh at the next Open, revisions that continue after
+// the snapshot's, and the snapshot's revision as the compacted one (a
+// client of the old server cannot resume below it here; see DESIGN.md).
+// A folder holding a write-ahead log but no database is refused: the log
+// could hold writes of a database moved away.
+//
+// Where there is one, the store is opened as a server would open it (a
+// log its last run left unapplied is applied to the file first, so the
+// replaced file holds every acknowledged write) and Restore runs; a full
+// restore keeps the replaced file as path + KeptSuffix + time (Kept).
+func RestoreFolder(ctx context.Context, path, snapshotPath string, opts FolderRestoreOptions) (FolderRestore, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.OpenTimeout == 0 {
+		opts.OpenTimeout = time.Second
+	}
+	out := FolderRestore{Database: path}
+	_, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		out.New = true
+	case err != nil:
+		return out, fmt.Errorf("restore: %w", err)
+	}
+	if out.New {
+		if opts.IsPartial() {
+			return out, ctxd.Invalidf("there is no database at %s to restore part of a snapshot into (--ns, --prefix): "+
+				"a new data folder gets the whole snapshot", path)
+		}
+		if _, err := os.Stat(WALDir(path)); err == nil {
+			return out, fmt.Errorf("restore: %s holds a write-ahead log but no database %s: the log could hold "+
+				"acknowledged writes of a database moved away; move the folder %s away first", filepath.Dir(path), filepath.Base(path), WALDir(path))
+		}
+	}
+	snap, err := openVerified(snapshotPath)
+	if err != nil {
+		return out, err
+	}
+	defer snap.Close()
+	if out.New {
+		return restoreNew(snap, out, opts.DryRun)
+	}
+	st, err := Open(path, Options{OpenTimeout: opts.OpenTimeout})
+	if err != nil {
+		if errors.Is(err, ErrLocked) {
+			return out, fmt.Errorf("%s is in use: stop the server first (%w)", path, err)
+		}
+		return out, err
+	}
+	if !opts.DryRun && !opts.IsPartial() {
+		if out.Kept, err = keptName(path, opts.Now()); err != nil {
+			return out, errors.Join(err, st.Close())
+		}
+	}
+	out.RestoreResult, err = st.restore(ctx, snap, opts.RestoreOptions, out.Kept)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		out.Kept = ""
+	}
+	return out, err
+}
+
+// keptName is a free name for the database file at path replaced at t.
+func keptName(path string, t time.Time) (string, error) {
+	base := path + KeptSuffix + t.UTC().Format("20060102T150405Z")
+	for i := 0; i < 100; i++ {
+		name := base
+		if i > 0 {
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
+		if _, err := os.Lstat(name); errors.Is(err, fs.ErrNotExist) {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("restore: no free name for the replaced database: remove old %s* files", path+KeptSuffix)
+}
+
+// restoreNew writes the verified snapshot as the database out.Database,
+// which does not exist, creating its folder if needed.
+func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool) (FolderRestore, error) {
+	out.DryRun = dryRun
+	err := snap.readView(func(v *View) error {
+		out.SnapshotRevision = v.Revision()
+		for _, ns := range v.Namespaces() {
+			out.Namespaces = append(out.Namespaces, ctxd.NamespaceDiff{Namespace: ns.Name, Added: int(ns.Keys)})
+		}
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("restore: read snapshot: %w", err)
+	}
+	out.Revision = out.SnapshotRevision
+	dir := filepath.Dir(out.Database)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		out.CreatedFolder = true
+	}
+	if dryRun {
+		return out, nil
+	}
+	if err := fsutil.MkdirAll(dir, 0o750); err != nil {
+		return out, fmt.Errorf("restore: %w", err)
+	}
+	if err := writeNew(snap.file(), out.Database, out.SnapshotRevision); err != nil {
+		if out.CreatedFolder {
+			_ = os.Remove(dir) // only if empty: nothing of ours is left in it
+		}
+		return out, fmt.Errorf("restore: %w", err)
+	}
+	return out, nil
+}
+
+// writeNew copies the database file src to path, which must not exist
+// (fsutil's CommitNew: a server started there meanwhile is never
+// overwritten), as a new store at revision rev.
+func writeNew(src, path string, rev uint64) error {
+	tmp, err := fsutil.CreateTemp(filepath.Dir(path), filepath.Base(path), 0o600)
+	if err != nil {
+		return err
+	}
+	defer tmp.Discard()
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(tmp, in)
+	_ = in.Close()
+	if err != nil {
+		return fmt.Errorf("copy snapshot: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := newStore(tmp.Name(), rev); err != nil {
+		return err
+	}
+	if err := tmp.CommitNew(path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("a database appeared at %s while restoring (is a server starting there?): it was left alone", path)
+		}
+		return err
+	}
+	return nil
+}
+
+// newStore makes the copy of a snapshot at path a store of its own: a new
+// store id and no write-ahead log position, so that its log starts afresh
+// and no record of another store's log is ever replayed onto it; the
+// snapshot's revision rev as its floor (revisions continue after it even
+// when compaction removed the last change) and its compacted revision.
+// It commits through openCopy, so the file carries a freelist.
+func newStore(path string, rev uint64) error {
+	id, err := migrations.NewStoreID()
+	if err != nil {
+		return err
+	}
+	db, err := openCopy(path)
+	if err != nil {
+		return err
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(migrations.BucketMeta)
+		if err := meta.Delete(migrations.KeyWALSeq); err != nil {
+			return err
+		}
+		if err := meta.Put(migrations.KeyStoreID, id); err != nil {
+			return err
+		}
+		if err := meta.Put(migrations.KeyFloor, encodeRevision(rev)); err != nil {
+			return err
+		}
+		return meta.Put(migrations.KeyCompacted, encodeRevision(rev))
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,288 @@
+package bolt_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/migrations"
+	"github.com/framework0/ctxd/store/bolt"
+)
+
+// metaOf reads a database file's store id and write-ahead log position.
+func metaOf(t *testing.T, path string) (id []byte, walSeq []byte) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(migrations.BucketMeta)
+		id = bytes.Clone(meta.Get(migrations.KeyStoreID))
+		walSeq = bytes.Clone(meta.Get(migrations.KeyWALSeq))
+		return nil
+	}))
+	return id, walSeq
+}
+
+// restoredState is what a restored database must keep of the one its
+// snapshot was taken from: every key's value, version and revisions, the
+// namespaces, every key's history, the revision. (readAnswers also reads at
+// every revision, which a restored database answers compacted.)
+type restoredState struct {
+	Revision   uint64
+	Keys       map[string]ctxd.Record
+	Namespaces []ctxd.Namespace
+	History    map[string][]uint64
+}
+
+func stateOf(t *testing.T, s *bolt.Store) restoredState {
+	t.Helper()
+	st := restoredState{Revision: s.Revision(), Keys: map[string]ctxd.Record{}, History: map[string][]uint64{}}
+	nss, err := s.Namespaces()
+	require.NoError(t, err)
+	st.Namespaces = nss
+	for _, ns := range nss {
+		p, err := s.List(ns.Name, ctxd.ListOptions{Limit: 1000})
+		require.NoError(t, err)
+		for _, r := range p.Records {
+			st.Keys[ns.Name+"/"+r.Key] = r
+			h, err := s.History(ns.Name, r.Key, ctxd.HistoryOptions{Limit: 1000})
+			require.NoError(t, err)
+			for _, c := range h.Changes {
+				st.History[ns.Name+"/"+r.Key] = append(st.History[ns.Name+"/"+r.Key], c.Revision)
+			}
+		}
+	}
+	return st
+}
+
+// A folder that does not exist gets the snapshot as its database: the
+// same keys, values, versions and history, revisions that go on after the
+// snapshot's, a store of its own with a log of its own, and reads and
+// resumes below the snapshot's revision answer compacted. A dry run
+// creates nothing.
+func TestRestoreFolderIntoANewFolder(t *testing.T) {
+	s := openStore(t, lazy)
+	writeTwoPhases(t, s.Store)
+	snapPath, info := writeSnapshot(t, s)
+	want := stateOf(t, s.Store)
+	srcID, _ := metaOf(t, snapPath) // the source store's id, as the snapshot has it
+
+	dir := filepath.Join(t.TempDir(), "machine-b", "data")
+	path := filepath.Join(dir, "ctxd.db")
+	dry, err := bolt.RestoreFolder(ctx, path, snapPath, bolt.FolderRestoreOptions{RestoreOptions: ctxd.RestoreOptions{DryRun: true}})
+	require.NoError(t, err)
+	assert.True(t, dry.New && dry.CreatedFolder && dry.DryRun)
+	assert.Equal(t, info.Revision, dry.SnapshotRevision)
+	var wantDiff []ctxd.NamespaceDiff
+	for _, ns := range want.Namespaces {
+		wantDiff = append(wantDiff, ctxd.NamespaceDiff{Namespace: ns.Name, Added: int(ns.Keys)})
+	}
+	assert.Equal(t, wantDiff, dry.Namespaces, "what the new database would hold")
+	assert.NoDirExists(t, filepath.Dir(dir), "a dry run creates nothing")
+
+	res, err := bolt.RestoreFolder(ctx, path, snapPath, bolt.FolderRestoreOptions{})
+	require.NoError(t, err)
+	assert.True(t, res.New && res.CreatedFolder && !res.DryRun)
+	assert.Equal(t, info.Revision, res.Revision)
+	assert.Empty(t, res.Kept)
+	assert.Equal(t, []string{"ctxd.db"}, testkit.DirNames(t, dir), "the database alone: no temp file, no log yet")
+	id, walSeq := metaOf(t, path)
+	assert.Len(t, id, 8)
+	assert.NotEqual(t, srcID, id, "a new store")
+	assert.Nil(t, walSeq, "its log starts afresh")
+
+	b := testkit.OpenBoltAt(t, path, bolt.Options{})
+	assert.Equal(t, want, stateOf(t, b.Store), "keys, values, versions, history and revision")
+	_, err = b.ReadLog(0, 10)
+	var ce *ctxd.CompactedError
+	require.ErrorAs(t, err, &ce, "a resume from before the snapshot re-reads")
+	assert.Equal(t, info.Revision, ce.Compacted)
+	_, err = b.GetAt("n", "a3", 1)
+	require.ErrorAs(t, err, &ce)
+	r, err := b.Put(ctx, "n", "after", []byte(`1`), nil, "t")
+	require.NoError(t, err)
+	assert.Equal(t, info.Revision+1, r.ModRev, "revisions go on after the snapshot's")
+	changes, err := b.ReadLog(info.Revision, 10)
+	require.NoError(t, err)
+	require.Len(t, changes, 1)
+	b.Reopen()
+	assert.Equal(t, info.Revision+1, b.Revision())
+}
+
+// An existing empty folder is used as it is; a folder with a log but no
+// database, and a partial restore into a new folder, are refused and
+// leave the folder as it was.
+func TestRestoreFolderEmptyAndRefusedFolders(t *testing.T) {
+	s := openStore(t, bolt.Options{})
+	s.put("default", "k", `1`)
+	snapPath, _ := writeSnapshot(t, s)
+
+	empty := t.TempDir()
+	res, err := bolt.RestoreFolder(ctx, filepath.Join(empty, "ctxd.db"), snapPath, bolt.FolderRestoreOptions{})
+	require.NoError(t, err)
+	assert.True(t, res.New)
+	assert.False(t, res.CreatedFolder)
+	testkit.CheckBoltFile(t, filepath.Join(empty, "ctxd.db"))
+
+	orphan := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(orphan, "wal"), 0o700))
+	_, err = bolt.RestoreFolder(ctx, filepath.Join(orphan, "ctxd.db"), snapPath, bolt.FolderRestoreOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "holds a write-ahead log but no database")
+	assert.Equal(t, []string{"wal"}, testkit.DirNames(t, orphan))
+
+	fresh := filepath.Join(t.TempDir(), "new")
+	_, err = bolt.RestoreFolder(ctx, filepath.Join(fresh, "ctxd.db"), snapPath,
+		bolt.FolderRestoreOptions{RestoreOptions: ctxd.RestoreOptions{Prefix: "k"}})
+	require.ErrorIs(t, err, ctxd.ErrInvalid)
+	assert.NoDirExists(t, fresh)
+}
+
+// A bad snapshot (damaged pages, a newer schema, not a database) into a
+// new folder writes nothing: no folder, no temp file beside the snapshot.
+func TestRestoreFolderBadSnapshotLeavesNothing(t *testing.T) {
+	s := openStore(t, bolt.Options{})
+	for i := range 200 {
+		s.put("default", "k"+string(rune('a'+i%26))+string(rune('a'+i/26)), `"`+string(bytes.Repeat([]byte("v"), 100))+`"`)
+	}
+	good, _ := writeSnapshot(t, s)
+	goodBytes, err := os.ReadFile(good)
+	require.NoError(t, err)
+	src := t.TempDir()
+	flipped := bytes.Clone(goodBytes)
+	for i := 3 * 4096; i < len(flipped); i += 97 {
+		flipped[i] ^= 0x5a
+	}
+	files := map[string][]byte{"bitflip.db": flipped, "truncated.db": goodBytes[:len(goodBytes)/2], "text.db": []byte("not a database"), "newer.db": goodBytes}
+	for name, b := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(src, name), b, 0o600))
+	}
+	setSchema(t, filepath.Join(src, "newer.db"), 99)
+	for name := range files {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			_, err := bolt.RestoreFolder(ctx, filepath.Join(dir, "ctxd.db"), filepath.Join(src, name), bolt.FolderRestoreOptions{})
+			require.ErrorIs(t, err, ctxd.ErrBadSnapshot)
+			assert.NoDirExists(t, dir)
+		})
+	}
+	assert.ElementsMatch(t, []string{"bitflip.db", "truncated.db", "text.db", "newer.db"}, testkit.DirNames(t, src))
+}
+
+// Over the database of a server that crashed with acknowledged writes in
+// its log only: the restore applies them to the file it replaces, keeps
+// that file as ctxd.db.before-restore-<time>, and restoring from the kept
+// file undoes the restore whole, those writes included.
+func TestRestoreFolderKeepsTheReplacedFileForAnUndo(t *testing.T) {
+	snapStore := openStore(t, bolt.Options{})
+	snapStore.put("n", "from-snapshot", `"s"`)
+	snapPath, _ := writeSnapshot(t, snapStore)
+
+	path := crashedFolder(t)
+	// What the crashed folder holds, read from a copy of it.
+	twin := filepath.Join(t.TempDir(), "twin")
+	copyDir(t, filepath.Dir(path), twin)
+	tb := testkit.OpenBoltAt(t, filepath.Join(twin, "ctxd.db"), bolt.Options{})
+	require.NotZero(t, tb.Recovery().Records, "the crashed folder's log holds writes its file lacks")
+	before := stateOf(t, tb.Store)
+	tb.CloseChecked()
+
+	at := time.Date(2026, 12, 1, 10, 15, 0, 0, time.UTC)
+	res, err := bolt.RestoreFolder(ctx, path, snapPath, bolt.FolderRestoreOptions{Now: func() time.Time { return at }})
+	require.NoError(t, err)
+	assert.False(t, res.New)
+	assert.Equal(t, path+".before-restore-20261201T101500Z", res.Kept)
+	assert.Equal(t, before.Revision, res.Revision, "the revision never goes back")
+	assert.FileExists(t, res.Kept)
+
+	b := testkit.OpenBoltAt(t, path, bolt.Options{})
+	assert.Zero(t, b.Recovery().Records, "no record of the old log is replayed onto the restored file")
+	recs, err := b.List("n", ctxd.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, recs.Records, 1)
+	assert.Equal(t, "from-snapshot", recs.Records[0].Key)
+	_, err = b.Put(ctx, "n", "later", []byte(`1`), nil, "t")
+	require.NoError(t, err)
+	b.CloseChecked()
+
+	// Undo: the kept file is a snapshot of the state before the restore.
+	undo, err := bolt.RestoreFolder(ctx, path, res.Kept, bolt.FolderRestoreOptions{Now: func() time.Time { return at }})
+	require.NoError(t, err)
+	assert.Equal(t, path+".before-restore-20261201T101500Z-1", undo.Kept, "a kept file is never overwritten")
+	b.Open()
+	after := stateOf(t, b.Store)
+	assert.Equal(t, before.Keys, after.Keys, "every key at its value and revision, the log's writes included")
+	assert.Equal(t, before.Namespaces, after.Namespaces)
+	assert.Equal(t, before.History, after.History)
+	assert.Greater(t, after.Revision, before.Revision, "revisions still never go back")
+}
+
+// A dry run over an existing database reports and changes nothing; a
+// running store's database is refused as in use.
+func TestRestoreFolderDryRunAndInUse(t *testing.T) {
+	snapStore := openStore(t, bolt.Options{})
+	snapStore.put("n", "s", `1`)
+	snapPath, _ := writeSnapshot(t, snapStore)
+
+	s := openStore(t, bolt.Options{})
+	s.put("n", "live", `1`)
+	_, err := bolt.RestoreFolder(ctx, s.path, snapPath, bolt.FolderRestoreOptions{OpenTimeout: 50 * time.Millisecond})
+	require.ErrorIs(t, err, bolt.ErrLocked)
+	assert.Contains(t, err.Error(), "stop the server first")
+
+	s.CloseChecked()
+	before, err := os.ReadFile(s.path)
+	require.NoError(t, err)
+	res, err := bolt.RestoreFolder(ctx, s.path, snapPath, bolt.FolderRestoreOptions{RestoreOptions: ctxd.RestoreOptions{DryRun: true}})
+	require.NoError(t, err)
+	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "default"}, {Namespace: "n", Added: 1, Removed: 1}}, res.Namespaces)
+	assert.Empty(t, res.Kept)
+	after, err := os.ReadFile(s.path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(before, after), "the file is byte-for-byte unchanged")
+	assert.NotContains(t, testkit.DirNames(t, filepath.Dir(s.path)), "ctxd.db.before-restore-", "nothing kept")
+}
+
+// A snapshot of schema 1 (the migrations fixture) into a new folder is
+// migrated on the way: the file given is untouched and nothing is left
+// beside it.
+func TestRestoreFolderMigratesAnOldSnapshot(t *testing.T) {
+	fixture, err := os.ReadFile(filepath.Join("..", "..", "migrations", "testdata", "schema1.db"))
+	require.NoError(t, err)
+	src := t.TempDir()
+	snapPath := filepath.Join(src, "old.db")
+	require.NoError(t, os.WriteFile(snapPath, fixture, 0o600))
+	path := filepath.Join(t.TempDir(), "data", "ctxd.db")
+	res, err := bolt.RestoreFolder(ctx, path, snapPath, bolt.FolderRestoreOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(7), res.Revision)
+	after, err := os.ReadFile(snapPath)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(fixture, after), "the snapshot file is not changed")
+	assert.Equal(t, []string{"old.db"}, testkit.DirNames(t, src))
+
+	b := testkit.OpenBoltAt(t, path, bolt.Options{})
+	st, err := b.Status()
+	require.NoError(t, err)
+	assert.Equal(t, migrations.Current, st.SchemaVersion)
+	assert.Equal(t, uint64(7), st.Revision)
+	r, err := b.Get("team", "members")
+	require.NoError(t, err)
+	assert.JSONEq(t, `["alice","bob","carol"]`, string(r.Value))
+	assert.Equal(t, uint64(2), r.Version)
+	h, err := b.History("default", "app.config.debug", ctxd.HistoryOptions{})
+	require.NoError(t, err)
+	assert.Len(t, h.Changes, 2)
+	_, err = b.Get("default", "scratch")
+	assert.True(t, errors.Is(err, ctxd.ErrNotFound))
+}
