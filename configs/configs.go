@@ -16,6 +16,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/store/wal"
 )
 
 // Config is the server configuration. Each field's YAML path is given in its
@@ -44,6 +46,29 @@ type Config struct {
 	History History
 	// WebSocket (websocket.*) configures the live change feed, GET /v1/watch.
 	WebSocket WebSocket
+	// WAL (wal.*) tunes the write-ahead log of the embedded store.
+	WAL WAL
+}
+
+// WAL tunes the embedded store's write-ahead log and the committer that
+// applies it to the database file. The defaults are the measured best
+// (store/bolt/DESIGN.md); other values are for tests: the power-loss
+// trials make segments small so that the log rotates and releases files
+// often, hold the committer back so that a long log is left to replay,
+// and lower direct_bytes so that ordinary requests take the direct path.
+type WAL struct {
+	// SegmentBytes (wal.segment_bytes) is the size of each log file.
+	SegmentBytes int64
+	// CommitInterval (wal.commit_interval) is how long acknowledged writes
+	// gather before the committer applies them to the database file.
+	CommitInterval time.Duration
+	// CommitChanges (wal.commit_changes): the committer applies at once
+	// when this many changes wait.
+	CommitChanges int
+	// DirectBytes (wal.direct_bytes): a request with this many bytes of
+	// changes or more skips the log and commits to the database file
+	// directly (at most half of segment_bytes is used).
+	DirectBytes int
 }
 
 // WebSocket configures the live change feed.
@@ -219,6 +244,8 @@ func Defaults() Config {
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
 			MaxMessageBytes: 2 << 20, MaxClients: 10000, MaxLag: 10000,
 			RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
+		WAL: WAL{SegmentBytes: wal.DefaultSegmentSize, CommitInterval: bolt.DefaultCommitInterval,
+			CommitChanges: bolt.DefaultCommitChanges, DirectBytes: bolt.DefaultDirectBytes},
 	}
 }
 
@@ -476,6 +503,24 @@ var settings = []setting{
 	rateSetting("websocket.rate_limit", "messages", func(c *Config) *float64 { return &c.WebSocket.RateLimit }),
 	countSetting("websocket.rate_burst", false, func(c *Config) *int { return &c.WebSocket.RateBurst }),
 	countSetting("websocket.rate_limit_max_refused", false, func(c *Config) *int { return &c.WebSocket.RateLimitMaxRefused }),
+	{
+		path: "wal.segment_bytes",
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v, 1<<40)
+			if err != nil {
+				return err
+			}
+			if err := wal.CheckSegmentSize(n); err != nil {
+				return err
+			}
+			c.WAL.SegmentBytes = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatInt(c.WAL.SegmentBytes, 10) },
+	},
+	durationSetting("wal.commit_interval", false, func(c *Config) *time.Duration { return &c.WAL.CommitInterval }),
+	countSetting("wal.commit_changes", true, func(c *Config) *int { return &c.WAL.CommitChanges }),
+	sizeSetting("wal.direct_bytes", 1<<31-1, func(c *Config) *int { return &c.WAL.DirectBytes }),
 }
 
 // The kinds of setting that several share. field returns the setting's

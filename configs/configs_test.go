@@ -98,6 +98,7 @@ func TestEnvNames(t *testing.T) {
 		"CTXD_WEBSOCKET_PING_INTERVAL", "CTXD_WEBSOCKET_WRITE_TIMEOUT", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES",
 		"CTXD_WEBSOCKET_ALLOWED_ORIGINS", "CTXD_WEBSOCKET_MAX_CLIENTS", "CTXD_WEBSOCKET_MAX_LAG",
 		"CTXD_WEBSOCKET_RATE_LIMIT", "CTXD_WEBSOCKET_RATE_BURST", "CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED",
+		"CTXD_WAL_SEGMENT_BYTES", "CTXD_WAL_COMMIT_INTERVAL", "CTXD_WAL_COMMIT_CHANGES", "CTXD_WAL_DIRECT_BYTES",
 	}, names)
 }
 
@@ -178,6 +179,8 @@ limits:
 				"CTXD_HTTP_READ_HEADER_TIMEOUT=3s", "CTXD_HTTP_READ_TIMEOUT=20s", "CTXD_HTTP_MAX_HEADER_BYTES=16KiB",
 				"CTXD_AUTH_MODE=on", "CTXD_AUTH_TOKENS_FILE=/etc/ctxd/tokens.yaml",
 				"CTXD_TLS_CERT_FILE=/etc/ctxd/cert.pem", "CTXD_TLS_KEY_FILE=/etc/ctxd/key.pem",
+				"CTXD_WAL_SEGMENT_BYTES=64KiB", "CTXD_WAL_COMMIT_INTERVAL=1h", "CTXD_WAL_COMMIT_CHANGES=100000",
+				"CTXD_WAL_DIRECT_BYTES=8KiB",
 			},
 			want: func(c *Config) {
 				*c = Config{
@@ -194,6 +197,7 @@ limits:
 					WebSocket: WebSocket{PingInterval: 5 * time.Second, WriteTimeout: 3 * time.Second, MaxMessageBytes: 64 << 10,
 						AllowedOrigins: []string{"https://a.example", "http://b.example:8080"}, MaxClients: 7, MaxLag: 100,
 						RateLimit: 2.5, RateBurst: 0, RateLimitMaxRefused: 0},
+					WAL: WAL{SegmentBytes: 64 << 10, CommitInterval: time.Hour, CommitChanges: 100000, DirectBytes: 8 << 10},
 				}
 			},
 		},
@@ -279,6 +283,10 @@ func TestErrors(t *testing.T) {
 		{name: "cert without key", file: "tls:\n  cert_file: /c.pem\n", field: "tls.key_file", want: "give both"},
 		{name: "zero ping interval", file: "websocket:\n  ping_interval: 0s\n", field: "websocket.ping_interval", want: "must be > 0"},
 		{name: "missing file", file: "-", want: "no such file"},
+		{name: "wal segment too small", env: []string{"CTXD_WAL_SEGMENT_BYTES=1KiB"}, field: "wal.segment_bytes", want: "must be a multiple of 8 and at least 4096"},
+		{name: "wal segment not aligned", file: "wal:\n  segment_bytes: 4100\n", field: "wal.segment_bytes", want: "must be a multiple of 8"},
+		{name: "zero commit interval", flags: map[string]string{"wal.commit_interval": "0s"}, field: "wal.commit_interval", want: "must be > 0"},
+		{name: "zero commit changes", env: []string{"CTXD_WAL_COMMIT_CHANGES=0"}, field: "wal.commit_changes", want: "must be > 0"},
 		{
 			name: "bad env names the variable", env: []string{"CTXD_LIMITS_MAX_VALUE_BYTES=0"},
 			field: "limits.max_value_bytes",
