@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Report describes what a power cut kept and lost.
@@ -24,6 +25,13 @@ type Report struct {
 	// or pointed at another file or folder) not made durable by an fsync
 	// of their folder, and so undone.
 	LostEntries int
+	// Pending names, by path from the root and sorted, what was not
+	// durable at the cut, so that a test can tell which operation the cut
+	// fell inside: each file whose contents had changes since its last
+	// sync ("data/ctxd.db"), and each folder entry the folder's last fsync
+	// did not cover, "+path" when added (or pointed at another file or
+	// folder) and "-path" when removed.
+	Pending []string
 }
 
 // String is the report on one line.
@@ -77,7 +85,39 @@ func (s *fsys) cutLocked() {
 			c.rep.LostEntries += lostEntries(n)
 		}
 	}
+	c.rep.Pending = pending(s.root, "")
 	s.report = c.rep
+}
+
+// pending lists what is not durable in folder d, at path p, and below it
+// (see Report.Pending): the current tree, in name order.
+func pending(d *inode, p string) []string {
+	var out []string
+	join := func(name string) string {
+		if p == "" {
+			return name
+		}
+		return p + "/" + name
+	}
+	for _, name := range sortedNames(d.entries) {
+		e := d.entries[name]
+		if d.durEntries[name] != e {
+			out = append(out, "+"+join(name))
+		}
+		switch {
+		case e.isDir() && e != d:
+			out = append(out, pending(e, join(name))...)
+		case !e.isDir() && len(e.ops) > 0:
+			out = append(out, join(name))
+		}
+	}
+	for _, name := range sortedNames(d.durEntries) {
+		if _, ok := d.entries[name]; !ok {
+			out = append(out, "-"+join(name))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // lostEntries counts the names of folder d whose current and durable

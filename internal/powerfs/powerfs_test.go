@@ -87,7 +87,8 @@ func TestUnsyncedWritesAreLost(t *testing.T) {
 		"truncated":   "abcdef",
 		"grown":       "abc",
 	}, tree(t, survivors(t, fs)))
-	assert.Equal(t, powerfs.Report{Files: 6, UnsyncedOps: 4, DroppedOps: 4}, rep, rep.String())
+	assert.Equal(t, powerfs.Report{Files: 6, UnsyncedOps: 4, DroppedOps: 4,
+		Pending: []string{"grown", "nosync", "overwritten", "truncated"}}, rep, rep.String())
 
 	_, err = fs.Cut()
 	assert.Error(t, err, "the power is cut once")
@@ -150,6 +151,8 @@ func TestFolderEntriesNeedFolderSync(t *testing.T) {
 	// new: file and sub; renamed: f and g; unlinked: f; fromOnly.dst: f;
 	// toOnly.src: f.
 	assert.Equal(t, 7, rep.LostEntries, rep.String())
+	assert.Equal(t, []string{"+fromOnly.dst/f", "+new/file", "+new/sub", "+renamed/g", "-renamed/f", "-toOnly.src/f", "-unlinked/f"},
+		rep.Pending, "what was not durable, by path")
 	assert.Equal(t, 6, rep.Files, rep.String())
 }
 
@@ -170,7 +173,7 @@ func TestCutAfter(t *testing.T) {
 
 	rep, err := fs.Cut()
 	require.NoError(t, err)
-	assert.Equal(t, powerfs.Report{Files: 1, UnsyncedOps: 1, DroppedOps: 1}, rep)
+	assert.Equal(t, powerfs.Report{Files: 1, UnsyncedOps: 1, DroppedOps: 1, Pending: []string{"f"}}, rep)
 	assert.Equal(t, map[string]string{"f": "a"}, tree(t, survivors(t, fs)))
 	_, err = fs.Cut()
 	assert.Error(t, err)
