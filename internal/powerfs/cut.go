@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 )
@@ -32,6 +33,8 @@ type Report struct {
 	// did not cover, "+path" when added (or pointed at another file or
 	// folder) and "-path" when removed.
 	Pending []string
+	// Cut is set in the answer to FS.PowerCut when the power is cut.
+	Cut bool `json:",omitempty"`
 }
 
 // String is the report on one line.
@@ -61,6 +64,32 @@ func (s *fsys) cutPower() (Report, error) {
 	}
 	s.reported = true
 	return s.report, nil
+}
+
+// isCut reports whether the power is cut.
+func (s *fsys) isCut() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cut
+}
+
+// applied counts a request applied to the file or folder n under name (locked):
+// the power is cut when it is Options.CutOn's.
+func (s *fsys) applied(op string, n *inode, name string) {
+	t := s.opts.CutOn
+	if t == nil || s.cut || op != t.Op {
+		return
+	}
+	if name == "" {
+		name = n.name
+	}
+	if ok, _ := path.Match(t.Name, name); !ok {
+		return
+	}
+	s.triggered++
+	if s.triggered == t.Count {
+		s.cutLocked()
+	}
 }
 
 // surviving returns the surviving tree, nil before the power cut.

@@ -51,7 +51,34 @@ type Options struct {
 	// repeatable cut point, inside a commit say. That request and all
 	// later ones fail with EIO; Cut then returns the report.
 	CutAfter int
+	// CutOn, when set, makes the file system cut the power by itself
+	// right after a request that matches it has been applied (see
+	// Trigger): a cut inside one step of the process, such as between a
+	// rename and the fsync of its folder.
+	CutOn *Trigger
 }
+
+// Trigger names a request: the Count-th one (from 1) of kind Op on a file
+// or folder whose name matches Name (path.Match). That request succeeds;
+// every later one fails with EIO, as after Cut. The name is the file's
+// name when it was created or last renamed; for a rename, the new name.
+type Trigger struct {
+	Op    string // OpWrite, OpFsync, OpCreate, OpRename or OpUnlink
+	Name  string
+	Count int
+}
+
+// The kinds of request a Trigger counts. OpFsync counts fsync and
+// fdatasync of files and folders; OpCreate new files (not folders).
+const (
+	OpWrite  = "write"
+	OpFsync  = "fsync"
+	OpCreate = "create"
+	OpRename = "rename"
+	OpUnlink = "unlink"
+)
+
+func (t Trigger) String() string { return fmt.Sprintf("%s of %s #%d", t.Op, t.Name, t.Count) }
 
 // FS is a mounted power-loss file system, served by a child process (see
 // the package doc). Its methods are safe for concurrent use.
@@ -144,6 +171,15 @@ func (f *FS) stop() {
 	f.requests.Close()
 	f.responses.Close()
 	_ = f.cmd.Wait()
+}
+
+// PowerCut reports whether the power is cut already: by Cut, or by
+// Options.CutAfter or Options.CutOn.
+func (f *FS) PowerCut() (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rep, err := f.call(request{Op: "cut?"})
+	return rep.Cut, err
 }
 
 // Dir is the mount point (absolute).

@@ -179,6 +179,34 @@ func TestCutAfter(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// CutOn cuts the power right after the n-th request of a kind on a name:
+// here the second rename to *.wal, which succeeds, before its folder is
+// synced.
+func TestCutOn(t *testing.T) {
+	fs := powerfs.MountT(t, powerfs.Options{CutOn: &powerfs.Trigger{Op: powerfs.OpRename, Name: "*.wal", Count: 2}})
+	p := func(name string) string { return filepath.Join(fs.Dir(), name) }
+	for _, name := range []string{"a.tmp", "b.tmp"} {
+		create(t, p(name), name, true)
+	}
+	syncDir(t, fs.Dir())
+	require.NoError(t, os.Rename(p("a.tmp"), p("a.wal")))
+	syncDir(t, fs.Dir())
+	cut, err := fs.PowerCut()
+	require.NoError(t, err)
+	assert.False(t, cut, "one rename to *.wal")
+	require.NoError(t, os.Rename(p("b.tmp"), p("b.wal")), "the request that cuts the power succeeds")
+	cut, err = fs.PowerCut()
+	require.NoError(t, err)
+	assert.True(t, cut, "the second rename cut the power")
+	_, err = os.Create(p("c"))
+	assert.ErrorIs(t, err, syscall.EIO, "every later request fails")
+
+	rep, err := fs.Cut()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"+b.wal", "-b.tmp"}, rep.Pending)
+	assert.Equal(t, map[string]string{"a.wal": "a.tmp", "b.tmp": "b.tmp"}, tree(t, survivors(t, fs)))
+}
+
 func TestUnlinkedOpenFileKeepsWorking(t *testing.T) {
 	fs := powerfs.MountT(t, powerfs.Options{})
 	p := filepath.Join(fs.Dir(), "f")

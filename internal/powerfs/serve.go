@@ -82,6 +82,8 @@ func serve(in io.Reader, out io.Writer) int {
 		switch req.Op {
 		case "cut":
 			reply(l.fs.cutPower())
+		case "cut?":
+			reply(Report{Cut: l.fs.isCut()}, nil)
 		case "survivors":
 			reply(Report{}, writeSurvivors(l.fs.surviving(), req.Dir))
 		case "unmount":
