@@ -2,8 +2,11 @@ package robustness_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,8 +111,10 @@ type program struct {
 	// full: the program is ctxd, with transactions, compare-and-swap,
 	// watchers, maintenance and files; otherwise only puts are sent and
 	// read back.
-	full  bool
-	start func(t *testing.T, dataDir string) (server, error)
+	full bool
+	// start starts it on dataDir, with settings (CTXD_* variables) for
+	// the cut point to come.
+	start func(t *testing.T, dataDir string, settings []string) (server, error)
 }
 
 type server interface {
@@ -121,8 +126,8 @@ type server interface {
 	Exited() string
 }
 
-var ctxdProgram = program{name: "ctxd", full: true, start: func(t *testing.T, dataDir string) (server, error) {
-	p, err := testkit.StartServeErr(t, ctxdBin, dataDir, testkit.ServeOptions{})
+var ctxdProgram = program{name: "ctxd", full: true, start: func(t *testing.T, dataDir string, settings []string) (server, error) {
+	p, err := testkit.StartServeErr(t, ctxdBin, dataDir, testkit.ServeOptions{Env: testkit.CleanEnv(settings...)})
 	if err != nil {
 		return nil, err
 	}
@@ -225,12 +230,12 @@ func (s *summary) add(r *trialResult) {
 // lines are the report: the details, then the summary line.
 func (s *summary) lines(trials int, took time.Duration) (string, string) {
 	var hit []string
-	for _, c := range cutPoints {
+	for _, c := range append(slices.Clone(cutPoints), cutLongLog) {
 		n, in := s.cutPoints[c], s.cutPoints[c+" (inside)"]
 		if n+in == 0 {
 			continue
 		}
-		if c == cutCommits {
+		if c == cutCommits || c == cutLongLog {
 			hit = append(hit, fmt.Sprintf("%s %d", c, n+in))
 		} else {
 			hit = append(hit, fmt.Sprintf("%s %d (%d inside the operation)", c, n+in, in))
@@ -303,7 +308,22 @@ func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *tri
 			t.Cleanup(func() { _ = fsys.Unmount() })
 			root = mnt
 		}
-		srv, err := prog.start(t, filepath.Join(root, "data"))
+		scenario := cutCommits
+		if prog.full && phase < cuts {
+			scenario = cutPoints[(uint64(seed)+uint64(phase))%uint64(len(cutPoints))]
+			if c := os.Getenv(envCut); c != "" {
+				require.Contains(t, cutPoints, c, "%s", envCut)
+				scenario = c
+			}
+		}
+		var segsBefore []string
+		if phase < cuts {
+			segsBefore = walSegments(filepath.Join(root, "data"))
+		}
+		srv, err := prog.start(t, filepath.Join(root, "data"), scenarioSettings(scenario))
+		if err == nil {
+			noteReplay(srv.Log())
+		}
 		if phase > 0 {
 			if !tr.verify(srv, err, root) {
 				return tr.res
@@ -315,23 +335,215 @@ func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *tri
 			tr.finish(srv, root)
 			return tr.res
 		}
-		scenario := cutCommits
-		if prog.full {
-			scenario = cutPoints[(uint64(seed)+uint64(phase))%uint64(len(cutPoints))]
-			if c := os.Getenv(envCut); c != "" {
-				require.Contains(t, cutPoints, c, "%s", envCut)
-				scenario = c
-			}
-		}
 		tr.runPhase(srv, fsys, root, phase, scenario, mode)
 		survivors = t.TempDir()
 		require.NoError(t, fsys.WriteSurvivors(survivors))
 		require.NoError(t, fsys.Unmount())
-		if err := checkBoltRaw(filepath.Join(survivors, "data", "ctxd.db"), t.TempDir()); err != nil {
+		applied, err := checkBoltRaw(filepath.Join(survivors, "data", "ctxd.db"), t.TempDir())
+		if err != nil {
 			tr.res.problem(probUnopenable, "after power cut %d, bbolt on data/ctxd.db: %v", phase+1, err)
+			continue
+		}
+		if scenario == cutWALRotate || scenario == cutCommitter {
+			// Not a durability problem, but the cut point was not
+			// exercised: wal.segment_bytes did not reach the store.
+			if after := walSegments(filepath.Join(survivors, "data")); slices.Equal(after, segsBefore) {
+				tr.res.problem(probInconsistent, "phase %d (%s): the write-ahead log never rotated (segments %v before and after)", phase+1, scenario, after)
+			}
+		}
+		if scenario == cutReplay {
+			survivors = tr.replayCut(survivors, applied, mode)
 		}
 	}
 	return tr.res
+}
+
+// replayRate is the replay speed (changes per second) that the replay
+// cut aims with: the last one a restart logged, after a first guess.
+var replayRate = struct {
+	sync.Mutex
+	perSecond float64
+}{perSecond: 20000}
+
+// noteReplay keeps the replay speed a start logged ("store opened"), when
+// it replayed enough changes to tell.
+func noteReplay(log string) {
+	for _, line := range strings.Split(log, "\n") {
+		var ev struct {
+			Message string  `json:"message"`
+			Changes uint64  `json:"wal_replayed_changes"`
+			Rate    float64 `json:"wal_replay_changes_per_second"`
+		}
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Message == "store opened" && ev.Changes >= 1000 && ev.Rate > 0 {
+			replayRate.Lock()
+			replayRate.perSecond = ev.Rate
+			replayRate.Unlock()
+		}
+	}
+}
+
+// replayCut is the replay cut point's second power cut: ctxd restarts on
+// a new mount of survivors, whose write-ahead log holds the last phase's
+// writes unapplied (the database holds records up to applied), and the
+// power is cut at a random moment up to a little past the time the
+// replay should take; the server is killed, and what survived is
+// returned, for the restart that checks. The cut fell inside the replay
+// when the database had a replay batch written and not synced, or holds
+// more records than before while the server had not finished opening.
+func (tr *trial) replayCut(survivors string, applied uint64, mode powerfs.Mode) string {
+	t := tr.t
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	fsys, err := powerfs.Mount(mnt, powerfs.Options{Mode: mode, Seed: tr.seed*16 + 15, From: survivors})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = fsys.Unmount() })
+
+	tr.last.mu.Lock()
+	changes := len(tr.last.acked)
+	tr.last.mu.Unlock()
+	replayRate.Lock()
+	expect := 150*time.Millisecond + time.Duration(float64(changes)/replayRate.perSecond*float64(time.Second))
+	replayRate.Unlock()
+	delay := time.Duration(tr.rng.Int64N(int64(expect * 5 / 4)))
+
+	type started struct {
+		srv server
+		err error
+	}
+	ch := make(chan started, 1)
+	go func() {
+		srv, err := tr.prog.start(t, filepath.Join(mnt, "data"), nil)
+		ch <- started{srv, err}
+	}()
+	time.Sleep(delay)
+	report, err := fsys.Cut()
+	require.NoError(t, err)
+	st := <-ch
+	log := ""
+	if st.err != nil {
+		log = st.err.Error() // it died of the cut (or had died before: the restart that checks will tell)
+	} else {
+		log = st.srv.Log()
+		st.srv.Kill()
+	}
+	noteReplay(log)
+	finished := strings.Contains(log, `"message":"store opened"`)
+
+	out := t.TempDir()
+	require.NoError(t, fsys.WriteSurvivors(out))
+	require.NoError(t, fsys.Unmount())
+	after, err := checkBoltRaw(filepath.Join(out, "data", "ctxd.db"), t.TempDir())
+	if err != nil {
+		tr.res.problem(probUnopenable, "after the power cut during the replay, bbolt on data/ctxd.db: %v", err)
+	}
+	op := internalOp(cutReplay, report.Pending)
+	inside := op != "" || after > applied && !finished
+	point := cutReplay
+	if inside {
+		point += " (inside)"
+	}
+	tr.res.cutPoints = append(tr.res.cutPoints, point)
+	t.Logf("replay: %s, %s mode, cut %v after the start (%v expected for %d changes): database at record %d before, %d after, replay finished: %v, pending: %s; %v",
+		point, mode, delay.Round(time.Millisecond), expect.Round(time.Millisecond), changes, applied, after, finished, op, report)
+	return out
+}
+
+// checkDirect proves that the direct cut point takes the direct path: one
+// transaction of its size, sent at a quiet moment, adds changes that the
+// committer never applies (the store's counters on /metrics: changes
+// made, applied by the committer, pending).
+func (tr *trial) checkDirect(ctx context.Context, url string, c *client.Client, phase int, log *phaseLog) {
+	t := tr.t
+	direct := func() float64 {
+		var m map[string]float64
+		testkit.Eventually(t, func() bool {
+			var err error
+			m, err = scrapeMetrics(ctx, url)
+			require.NoError(t, err)
+			return m["ctxd_store_pending_changes"] == 0
+		}, "the committer applies what setup wrote")
+		return m["ctxd_store_changes_total"] - m["ctxd_store_applied_changes_total"]
+	}
+	before := direct()
+	m := &maintenance{scenario: cutDirect, phase: phase, c: c, log: log, n: -1}
+	require.NoError(t, m.txn(ctx, "direct", 0, directPuts, directValue))
+	if got := direct() - before; got != directPuts {
+		tr.res.problem(probInconsistent, "phase %d: a transaction of %d puts of %d bytes made %v changes the committer did not apply, want %d: it did not take the direct path (wal.direct_bytes %d)",
+			phase+1, directPuts, directValue, got, directPuts, directBytes)
+	}
+}
+
+// scrapeMetrics reads the server's /metrics: each sample without labels.
+func scrapeMetrics(ctx context.Context, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = f
+		}
+	}
+	return out, nil
+}
+
+// hasOps reports whether the maintenance of scenario sends requests (the
+// cut may then aim at one).
+func hasOps(scenario string) bool {
+	switch scenario {
+	case cutCommits, cutWALRotate, cutReplay:
+		return false
+	}
+	return true
+}
+
+// walSegments lists the write-ahead log's segment files in dataDir/wal.
+func walSegments(dataDir string) []string {
+	names, _ := filepath.Glob(filepath.Join(dataDir, "wal", "*.wal"))
+	for i, n := range names {
+		names[i] = filepath.Base(n)
+	}
+	return names
+}
+
+// internalOp names the write-ahead log path's operations of scenario that
+// a power cut fell inside, from what was not yet durable at the cut
+// (powerfs.Report.Pending, paths from the mount's root): "" for none.
+func internalOp(scenario string, pending []string) string {
+	var ops []string
+	add := func(op string) {
+		if !slices.Contains(ops, op) {
+			ops = append(ops, op)
+		}
+	}
+	for _, p := range pending {
+		name := strings.TrimLeft(p, "+-")
+		segment := strings.HasPrefix(name, "data/wal/") && strings.HasSuffix(name, ".wal")
+		switch {
+		case scenario == cutWALRotate && name == "data/wal/spare.tmp":
+			add("spare segment") // created, zero-filled, or renamed into place: not yet synced
+		case scenario == cutWALRotate && segment && p[0] == '+':
+			add("rotation") // renamed from the spare, the folder not yet synced
+		case (scenario == cutCommitter || scenario == cutReplay) && name == "data/ctxd.db":
+			add("bbolt commit") // written, not yet synced
+		case scenario == cutCommitter && segment && p[0] == '-':
+			add("release") // deleted, the folder not yet synced
+		}
+	}
+	return strings.Join(ops, ", ")
 }
 
 // runPhase runs the workload on srv until the power cut, then kills srv.
@@ -349,6 +561,9 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 	t0 := time.Now()
 	if tr.prog.full {
 		require.NoError(t, setup(ctx, c, phase, scenario, log))
+	}
+	if scenario == cutDirect {
+		tr.checkDirect(ctx, srv.URL(), c, phase, log)
 	}
 	tSetup := time.Since(t0)
 	st, err := c.Status(ctx)
@@ -372,7 +587,7 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 	// operation was started.
 	delay := time.Duration(80+tr.rng.IntN(520)) * time.Millisecond
 	when := fmt.Sprintf("after %v", delay)
-	if scenario != cutCommits && tr.rng.IntN(2) == 0 {
+	if hasOps(scenario) && tr.rng.IntN(2) == 0 {
 		k := 1 + tr.rng.IntN(3)
 		delay = time.Duration(tr.rng.IntN(15)) * time.Millisecond
 		when = fmt.Sprintf("%v after operation %d started", delay, k)
@@ -400,6 +615,16 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 	wg.Wait()
 
 	point := scenario
+	switch scenario {
+	case cutWALRotate, cutCommitter:
+		op := internalOp(scenario, report.Pending)
+		inside = op != ""
+		if inside {
+			when += ", inside: " + op
+		}
+	case cutReplay:
+		point, inside = cutLongLog, false // the replay's own cut follows (replayCut)
+	}
 	if inside && scenario != cutCommits {
 		point += " (inside)"
 	}

@@ -73,10 +73,24 @@ func (s *fsys) isCut() bool {
 	return s.cut
 }
 
-// applied counts a request applied to the file or folder n under name (locked):
-// the power is cut when it is Options.CutOn's.
+// cutOn arms t (FS.CutOn).
+func (s *fsys) cutOn(t *Trigger) error {
+	if t == nil || t.Count < 1 {
+		return fmt.Errorf("powerfs: cut on %v: no request named", t)
+	}
+	if _, err := path.Match(t.Name, ""); err != nil {
+		return fmt.Errorf("powerfs: cut on %v: %w", t, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trigger, s.triggered = t, 0
+	return nil
+}
+
+// applied counts a request applied to the file or folder n under name
+// (locked): the power is cut when it is the armed trigger's (FS.CutOn).
 func (s *fsys) applied(op string, n *inode, name string) {
-	t := s.opts.CutOn
+	t := s.trigger
 	if t == nil || s.cut || op != t.Op {
 		return
 	}

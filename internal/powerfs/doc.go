@@ -35,9 +35,9 @@
 // in any order, one sector at a time. [Options].Seed makes the draw
 // repeatable. [Options].CutAfter cuts the power by itself at an exact
 // point instead (just before the n-th change), to land inside a commit;
-// [Options].CutOn right after the n-th request of a kind on a name (the
-// 3rd rename to *.wal, say), to land inside a named step; [FS.PowerCut]
-// tells whether either has fired.
+// [FS.CutOn] right after the n-th request of a kind on a name from now
+// (the 3rd rename to *.wal, say), to land inside a named step;
+// [FS.PowerCut] tells whether either has fired.
 // [FS.WriteSurvivors] writes the surviving tree to a real folder.
 //
 // # Basics

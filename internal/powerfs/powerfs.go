@@ -51,17 +51,12 @@ type Options struct {
 	// repeatable cut point, inside a commit say. That request and all
 	// later ones fail with EIO; Cut then returns the report.
 	CutAfter int
-	// CutOn, when set, makes the file system cut the power by itself
-	// right after a request that matches it has been applied (see
-	// Trigger): a cut inside one step of the process, such as between a
-	// rename and the fsync of its folder.
-	CutOn *Trigger
 }
 
-// Trigger names a request: the Count-th one (from 1) of kind Op on a file
-// or folder whose name matches Name (path.Match). That request succeeds;
-// every later one fails with EIO, as after Cut. The name is the file's
-// name when it was created or last renamed; for a rename, the new name.
+// Trigger names a request for FS.CutOn: the Count-th one (from 1) of kind
+// Op on a file or folder whose name matches Name (path.Match). The name is
+// the file's name when it was created or last renamed; for a rename, the
+// new name.
 type Trigger struct {
 	Op    string // OpWrite, OpFsync, OpCreate, OpRename or OpUnlink
 	Name  string
@@ -173,8 +168,20 @@ func (f *FS) stop() {
 	_ = f.cmd.Wait()
 }
 
-// PowerCut reports whether the power is cut already: by Cut, or by
-// Options.CutAfter or Options.CutOn.
+// CutOn makes the file system cut the power by itself right after the
+// request t names has been applied, counting from now: that request
+// succeeds, every later one fails with EIO, as after Cut. A cut inside
+// one step of the process, such as between a rename and the fsync of its
+// folder. A later CutOn replaces t and counts again.
+func (f *FS) CutOn(t Trigger) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, err := f.call(request{Op: "cutOn", Trigger: &t})
+	return err
+}
+
+// PowerCut reports whether the power is cut already: by Cut, CutOn or
+// Options.CutAfter.
 func (f *FS) PowerCut() (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -183,12 +183,15 @@ func TestCutAfter(t *testing.T) {
 // here the second rename to *.wal, which succeeds, before its folder is
 // synced.
 func TestCutOn(t *testing.T) {
-	fs := powerfs.MountT(t, powerfs.Options{CutOn: &powerfs.Trigger{Op: powerfs.OpRename, Name: "*.wal", Count: 2}})
+	fs := powerfs.MountT(t, powerfs.Options{})
 	p := func(name string) string { return filepath.Join(fs.Dir(), name) }
-	for _, name := range []string{"a.tmp", "b.tmp"} {
+	for _, name := range []string{"a.tmp", "b.tmp", "c.tmp"} {
 		create(t, p(name), name, true)
 	}
 	syncDir(t, fs.Dir())
+	require.NoError(t, os.Rename(p("c.tmp"), p("c.wal")), "before CutOn: not counted")
+	syncDir(t, fs.Dir())
+	require.NoError(t, fs.CutOn(powerfs.Trigger{Op: powerfs.OpRename, Name: "*.wal", Count: 2}))
 	require.NoError(t, os.Rename(p("a.tmp"), p("a.wal")))
 	syncDir(t, fs.Dir())
 	cut, err := fs.PowerCut()
@@ -204,7 +207,7 @@ func TestCutOn(t *testing.T) {
 	rep, err := fs.Cut()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"+b.wal", "-b.tmp"}, rep.Pending)
-	assert.Equal(t, map[string]string{"a.wal": "a.tmp", "b.tmp": "b.tmp"}, tree(t, survivors(t, fs)))
+	assert.Equal(t, map[string]string{"a.wal": "a.tmp", "b.tmp": "b.tmp", "c.wal": "c.tmp"}, tree(t, survivors(t, fs)))
 }
 
 func TestUnlinkedOpenFileKeepsWorking(t *testing.T) {

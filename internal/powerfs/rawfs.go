@@ -27,7 +27,8 @@ type fsys struct {
 	opts    Options
 	mu      sync.Mutex
 	changes int  // requests that could change something (see lockChange)
-	// triggered counts the requests that match Options.CutOn (applied).
+	// trigger is FS.CutOn's; triggered counts the requests that matched it.
+	trigger   *Trigger
 	triggered int
 	cut     bool // after the power cut every request fails with EIO
 	inodes  map[uint64]*inode
