@@ -2,7 +2,6 @@ package robustness_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -321,9 +320,6 @@ func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *tri
 			segsBefore = walSegments(filepath.Join(root, "data"))
 		}
 		srv, err := prog.start(t, filepath.Join(root, "data"), scenarioSettings(scenario))
-		if err == nil {
-			noteReplay(srv.Log())
-		}
 		if phase > 0 {
 			if !tr.verify(srv, err, root) {
 				return tr.res
@@ -358,37 +354,13 @@ func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *tri
 	return tr.res
 }
 
-// replayRate is the replay speed (changes per second) that the replay
-// cut aims with: the last one a restart logged, after a first guess.
-var replayRate = struct {
-	sync.Mutex
-	perSecond float64
-}{perSecond: 20000}
-
-// noteReplay keeps the replay speed a start logged ("store opened"), when
-// it replayed enough changes to tell.
-func noteReplay(log string) {
-	for _, line := range strings.Split(log, "\n") {
-		var ev struct {
-			Message string  `json:"message"`
-			Changes uint64  `json:"wal_replayed_changes"`
-			Rate    float64 `json:"wal_replay_changes_per_second"`
-		}
-		if json.Unmarshal([]byte(line), &ev) == nil && ev.Message == "store opened" && ev.Changes >= 1000 && ev.Rate > 0 {
-			replayRate.Lock()
-			replayRate.perSecond = ev.Rate
-			replayRate.Unlock()
-		}
-	}
-}
-
 // replayCut is the replay cut point's second power cut: ctxd restarts on
 // a new mount of survivors, whose write-ahead log holds the last phase's
 // writes unapplied (the database holds records up to applied), and the
-// power is cut at a random moment up to a little past the time the
-// replay should take; the server is killed, and what survived is
-// returned, for the restart that checks. The cut fell inside the replay
-// when the database had a replay batch written and not synced, or holds
+// file system cuts the power right after a drawn request on the database
+// file; the server is killed, and what survived is returned, for the
+// restart that checks. The cut fell inside the replay when the trigger
+// fired, or the database had a batch written and not synced, or holds
 // more records than before while the server had not finished opening.
 func (tr *trial) replayCut(survivors string, applied uint64, mode powerfs.Mode) string {
 	t := tr.t
@@ -396,36 +368,23 @@ func (tr *trial) replayCut(survivors string, applied uint64, mode powerfs.Mode) 
 	fsys, err := powerfs.Mount(mnt, powerfs.Options{Mode: mode, Seed: tr.seed*16 + 15, From: survivors})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = fsys.Unmount() })
+	trig := tr.drawTrigger(cutReplay)
+	require.NoError(t, fsys.CutOn(*trig))
 
-	tr.last.mu.Lock()
-	changes := len(tr.last.acked)
-	tr.last.mu.Unlock()
-	replayRate.Lock()
-	expect := 150*time.Millisecond + time.Duration(float64(changes)/replayRate.perSecond*float64(time.Second))
-	replayRate.Unlock()
-	delay := time.Duration(tr.rng.Int64N(int64(expect * 5 / 4)))
-
-	type started struct {
-		srv server
-		err error
-	}
-	ch := make(chan started, 1)
-	go func() {
-		srv, err := tr.prog.start(t, filepath.Join(mnt, "data"), nil)
-		ch <- started{srv, err}
-	}()
-	time.Sleep(delay)
-	report, err := fsys.Cut()
-	require.NoError(t, err)
-	st := <-ch
+	start := time.Now()
+	srv, err := tr.prog.start(t, filepath.Join(mnt, "data"), nil)
+	took := time.Since(start)
+	fired, cerr := fsys.PowerCut()
+	require.NoError(t, cerr)
+	report, cerr := fsys.Cut()
+	require.NoError(t, cerr)
 	log := ""
-	if st.err != nil {
-		log = st.err.Error() // it died of the cut (or had died before: the restart that checks will tell)
+	if err != nil {
+		log = err.Error() // it died of the cut (or before it: the restart that checks will tell)
 	} else {
-		log = st.srv.Log()
-		st.srv.Kill()
+		log = srv.Log()
+		srv.Kill()
 	}
-	noteReplay(log)
 	finished := strings.Contains(log, `"message":"store opened"`)
 
 	out := t.TempDir()
@@ -436,14 +395,18 @@ func (tr *trial) replayCut(survivors string, applied uint64, mode powerfs.Mode) 
 		tr.res.problem(probUnopenable, "after the power cut during the replay, bbolt on data/ctxd.db: %v", err)
 	}
 	op := internalOp(cutReplay, report.Pending)
-	inside := op != "" || after > applied && !finished
+	inside := fired || op != "" || after > applied && !finished
 	point := cutReplay
 	if inside {
 		point += " (inside)"
 	}
 	tr.res.cutPoints = append(tr.res.cutPoints, point)
-	t.Logf("replay: %s, %s mode, cut %v after the start (%v expected for %d changes): database at record %d before, %d after, replay finished: %v, pending: %s; %v",
-		point, mode, delay.Round(time.Millisecond), expect.Round(time.Millisecond), changes, applied, after, finished, op, report)
+	when := "on the " + trig.String()
+	if !fired {
+		when = "after the start (the " + trig.String() + " was not reached)"
+	}
+	t.Logf("replay: %s, %s mode, cut %s, %v after the start: the database holds record %d before, %d after, finished opening: %v; %v",
+		point, mode, when, took.Round(time.Millisecond), applied, after, finished, report)
 	return out
 }
 
@@ -498,6 +461,38 @@ func scrapeMetrics(ctx context.Context, url string) (map[string]float64, error) 
 		}
 	}
 	return out, nil
+}
+
+// drawTrigger draws the request right after which the file system cuts
+// the power, for the cut points of the log's own steps (nil: the cut is
+// timed). Count is drawn in 1..the Count given.
+func (tr *trial) drawTrigger(scenario string) *powerfs.Trigger {
+	pick := func(ts ...powerfs.Trigger) *powerfs.Trigger {
+		t := ts[tr.rng.IntN(len(ts))]
+		t.Count = 1 + tr.rng.IntN(t.Count)
+		return &t
+	}
+	switch scenario {
+	case cutWALRotate:
+		return pick(
+			powerfs.Trigger{Op: powerfs.OpRename, Name: "*.wal", Count: 10},    // a rotation: the spare renamed, the folder not synced
+			powerfs.Trigger{Op: powerfs.OpCreate, Name: "spare.tmp", Count: 10}, // a spare segment created
+			powerfs.Trigger{Op: powerfs.OpWrite, Name: "spare.tmp", Count: 10},  // being zero-filled
+			powerfs.Trigger{Op: powerfs.OpFsync, Name: "spare.tmp", Count: 20},  // synced, its name not yet
+		)
+	case cutCommitter:
+		return pick(
+			powerfs.Trigger{Op: powerfs.OpWrite, Name: "ctxd.db", Count: 2000}, // a commit's pages written, not synced
+			powerfs.Trigger{Op: powerfs.OpFsync, Name: "ctxd.db", Count: 40},   // between bbolt's two syncs, or before the release
+			powerfs.Trigger{Op: powerfs.OpUnlink, Name: "*.wal", Count: 20},    // a release: deleted, the folder not synced
+		)
+	case cutReplay:
+		return pick(
+			powerfs.Trigger{Op: powerfs.OpWrite, Name: "ctxd.db", Count: 1000}, // inside a replay batch
+			powerfs.Trigger{Op: powerfs.OpFsync, Name: "ctxd.db", Count: 6},    // between a batch's syncs, or between batches
+		)
+	}
+	return nil
 }
 
 // hasOps reports whether the maintenance of scenario sends requests (the
@@ -568,6 +563,11 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 	tSetup := time.Since(t0)
 	st, err := c.Status(ctx)
 	require.NoError(t, err)
+	var trig *powerfs.Trigger
+	if scenario == cutWALRotate || scenario == cutCommitter {
+		trig = tr.drawTrigger(scenario)
+		require.NoError(t, fsys.CutOn(*trig))
+	}
 
 	var wg sync.WaitGroup
 	if tr.prog.full {
@@ -584,7 +584,8 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 	wg.Go(func() { m.run(ctx) })
 
 	// The cut: at a random moment, or right after the k-th maintenance
-	// operation was started.
+	// operation was started, or right after the request the trigger names
+	// (the file system cuts the power itself).
 	delay := time.Duration(80+tr.rng.IntN(520)) * time.Millisecond
 	when := fmt.Sprintf("after %v", delay)
 	if hasOps(scenario) && tr.rng.IntN(2) == 0 {
@@ -602,10 +603,25 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 			}
 		}
 	}
-	time.Sleep(delay)
+	fired := false
+	if trig != nil {
+		when = "on the " + trig.String()
+		// A bound, not an assertion: a trigger drawn too far is not
+		// reached, and the power is cut then.
+		for deadline := time.Now().Add(3 * time.Second); !fired && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+			fired, err = fsys.PowerCut()
+			require.NoError(t, err)
+		}
+		if !fired {
+			when += " (not reached within 3s: cut then)"
+		}
+	} else {
+		time.Sleep(delay)
+	}
 	log.cut.Store(true)
 	inside := log.inOp.Load()
-	if why := srv.Exited(); why != "" {
+	if why := srv.Exited(); why != "" && !fired { // after a cut, a crash is no news (SIGBUS on bbolt's map)
 		tr.res.problem(probInconsistent, "phase %d: the server exited before the power cut: %s", phase+1, why)
 	}
 	report, err := fsys.Cut()
@@ -618,9 +634,9 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 	switch scenario {
 	case cutWALRotate, cutCommitter:
 		op := internalOp(scenario, report.Pending)
-		inside = op != ""
-		if inside {
-			when += ", inside: " + op
+		inside = fired || op != ""
+		if op != "" {
+			when += ", not yet durable: " + op
 		}
 	case cutReplay:
 		point, inside = cutLongLog, false // the replay's own cut follows (replayCut)
