@@ -386,7 +386,14 @@ func (l *Log) recoverLast(f *os.File, sg segment, size int64, e end, sc *scanner
 			return fmt.Errorf("wal: fdatasync %s: %w", sg.path, err)
 		}
 	}
-	l.cur = current{f: f, path: sg.path, first: sg.first, size: size, off: sc.off}
+	// A log reopened with a smaller SegmentSize keeps its last file, and
+	// rotates once its records pass the new size: the setting takes
+	// effect at once, not after the old size is filled.
+	cur := size
+	if size > l.opts.SegmentSize {
+		cur = max(l.opts.SegmentSize, sc.off)
+	}
+	l.cur = current{f: f, path: sg.path, first: sg.first, size: cur, off: sc.off}
 	l.last.Store(sc.next - 1)
 	return nil
 }
