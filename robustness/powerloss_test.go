@@ -669,8 +669,14 @@ func (tr *trial) verify(srv server, startErr error, root string) bool {
 		if c := crashed(msg); c != "" {
 			res.problem(probUnopenable, "the restart crashed: %s", c)
 		} else {
-			first, _, _ := strings.Cut(msg, "\n")
-			res.problem(probUnopenable, "the restart was refused: %s", first)
+			first, rest, _ := strings.Cut(msg, "\n")
+			// The server's last line says why.
+			lines := strings.Split(strings.TrimSpace(rest), "\n")
+			why := lines[len(lines)-1]
+			if len(why) > 500 {
+				why = why[:500] + "..."
+			}
+			res.problem(probUnopenable, "the restart was refused: %s: %s", first, why)
 		}
 		return false
 	}

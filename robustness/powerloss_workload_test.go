@@ -54,9 +54,9 @@ const (
 	burstTxns    = 8 // committer: concurrent transactions of burstPuts puts, a burst the committer falls behind
 	burstPuts    = 100
 	// replayRounds: the replay trial's setup writes every base key this
-	// many times (300 keys): 9,000 changes, unapplied, 3 batches of the
-	// replay (store/bolt's replayBatch is 4,096).
-	replayRounds = 30
+	// many times (300 keys): 6,000 changes, unapplied with the writers',
+	// 2 or 3 batches of the replay (store/bolt's replayBatch is 4,096).
+	replayRounds = 20
 )
 
 // scenarioSettings are the server's environment for a phase's cut point
