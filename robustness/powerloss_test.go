@@ -475,7 +475,7 @@ func (tr *trial) drawTrigger(scenario string) *powerfs.Trigger {
 	switch scenario {
 	case cutWALRotate:
 		return pick(
-			powerfs.Trigger{Op: powerfs.OpRename, Name: "*.wal", Count: 10},    // a rotation: the spare renamed, the folder not synced
+			powerfs.Trigger{Op: powerfs.OpRename, Name: "*.wal", Count: 10},     // a rotation: the spare renamed, the folder not synced
 			powerfs.Trigger{Op: powerfs.OpCreate, Name: "spare.tmp", Count: 10}, // a spare segment created
 			powerfs.Trigger{Op: powerfs.OpWrite, Name: "spare.tmp", Count: 10},  // being zero-filled
 			powerfs.Trigger{Op: powerfs.OpFsync, Name: "spare.tmp", Count: 20},  // synced, its name not yet

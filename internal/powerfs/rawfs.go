@@ -27,9 +27,6 @@ type fsys struct {
 	opts    Options
 	mu      sync.Mutex
 	changes int  // requests that could change something (see lockChange)
-	// trigger is FS.CutOn's; triggered counts the requests that matched it.
-	trigger   *Trigger
-	triggered int
 	cut     bool // after the power cut every request fails with EIO
 	inodes  map[uint64]*inode
 	root    *inode
@@ -37,6 +34,10 @@ type fsys struct {
 	dirs    map[uint64][]fuse.DirEntry // open folder listings by handle
 	nextFh  uint64
 	now     func() time.Time
+
+	// trigger is FS.CutOn's; triggered counts the requests that matched it.
+	trigger   *Trigger
+	triggered int
 
 	// Set by the power cut.
 	survivors *survivor
