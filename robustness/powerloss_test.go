@@ -414,13 +414,13 @@ func (tr *trial) replayCut(survivors string, applied uint64, mode powerfs.Mode) 
 // transaction of its size, sent at a quiet moment, adds changes that the
 // committer never applies (the store's counters on /metrics: changes
 // made, applied by the committer, pending).
-func (tr *trial) checkDirect(ctx context.Context, url string, c *client.Client, phase int, log *phaseLog) {
+func (tr *trial) checkDirect(ctx context.Context, hc *http.Client, url string, c *client.Client, phase int, log *phaseLog) {
 	t := tr.t
 	direct := func() float64 {
 		var m map[string]float64
 		testkit.Eventually(t, func() bool {
 			var err error
-			m, err = scrapeMetrics(ctx, url)
+			m, err = scrapeMetrics(ctx, hc, url)
 			require.NoError(t, err)
 			return m["ctxd_store_pending_changes"] == 0
 		}, "the committer applies what setup wrote")
@@ -436,12 +436,12 @@ func (tr *trial) checkDirect(ctx context.Context, url string, c *client.Client, 
 }
 
 // scrapeMetrics reads the server's /metrics: each sample without labels.
-func scrapeMetrics(ctx context.Context, url string) (map[string]float64, error) {
+func scrapeMetrics(ctx context.Context, hc *http.Client, url string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -558,7 +558,7 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 		require.NoError(t, setup(ctx, c, phase, scenario, log))
 	}
 	if scenario == cutDirect {
-		tr.checkDirect(ctx, srv.URL(), c, phase, log)
+		tr.checkDirect(ctx, hc, srv.URL(), c, phase, log)
 	}
 	tSetup := time.Since(t0)
 	st, err := c.Status(ctx)
