@@ -16,6 +16,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/store/wal"
 )
 
 // Config is the server configuration. Each field's YAML path is given in its
@@ -48,6 +50,8 @@ type Config struct {
 	Store Store
 	// Etcd (etcd.*) is the etcd cluster of store.backend etcd.
 	Etcd Etcd
+	// WAL (wal.*) tunes the write-ahead log of the embedded store.
+	WAL WAL
 }
 
 // Storage backends (store.backend).
@@ -83,6 +87,27 @@ type Etcd struct {
 	// RequestTimeout (etcd.request_timeout) bounds each request: a write
 	// not answered within it is outcome_unknown.
 	DialTimeout, RequestTimeout time.Duration
+}
+
+// WAL tunes the embedded store's write-ahead log and the committer that
+// applies it to the database file. The defaults are the measured best
+// (store/bolt/DESIGN.md); other values are for tests: the power-loss
+// trials make segments small so that the log rotates and releases files
+// often, hold the committer back so that a long log is left to replay,
+// and lower direct_bytes so that ordinary requests take the direct path.
+type WAL struct {
+	// SegmentBytes (wal.segment_bytes) is the size of each log file.
+	SegmentBytes int64
+	// CommitInterval (wal.commit_interval) is how long acknowledged writes
+	// gather before the committer applies them to the database file.
+	CommitInterval time.Duration
+	// CommitChanges (wal.commit_changes): the committer applies at once
+	// when this many changes wait.
+	CommitChanges int
+	// DirectBytes (wal.direct_bytes): a request with this many bytes of
+	// changes or more skips the log and commits to the database file
+	// directly (at most half of segment_bytes is used).
+	DirectBytes int
 }
 
 // WebSocket configures the live change feed.
@@ -260,6 +285,8 @@ func Defaults() Config {
 			RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
 		Store: Store{Backend: BackendBolt},
 		Etcd:  Etcd{Prefix: "/ctxd/", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second},
+		WAL: WAL{SegmentBytes: wal.DefaultSegmentSize, CommitInterval: bolt.DefaultCommitInterval,
+			CommitChanges: bolt.DefaultCommitChanges, DirectBytes: bolt.DefaultDirectBytes},
 	}
 }
 
@@ -582,6 +609,24 @@ var settings = []setting{
 	},
 	durationSetting("etcd.dial_timeout", false, func(c *Config) *time.Duration { return &c.Etcd.DialTimeout }),
 	durationSetting("etcd.request_timeout", false, func(c *Config) *time.Duration { return &c.Etcd.RequestTimeout }),
+	{
+		path: "wal.segment_bytes",
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v, 1<<40)
+			if err != nil {
+				return err
+			}
+			if err := wal.CheckSegmentSize(n); err != nil {
+				return err
+			}
+			c.WAL.SegmentBytes = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatInt(c.WAL.SegmentBytes, 10) },
+	},
+	durationSetting("wal.commit_interval", false, func(c *Config) *time.Duration { return &c.WAL.CommitInterval }),
+	countSetting("wal.commit_changes", true, func(c *Config) *int { return &c.WAL.CommitChanges }),
+	sizeSetting("wal.direct_bytes", 1<<31-1, func(c *Config) *int { return &c.WAL.DirectBytes }),
 }
 
 // parseEndpoints parses a comma-separated list of etcd client URLs

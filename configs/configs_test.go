@@ -100,6 +100,7 @@ func TestEnvNames(t *testing.T) {
 		"CTXD_WEBSOCKET_RATE_LIMIT", "CTXD_WEBSOCKET_RATE_BURST", "CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED",
 		"CTXD_STORE_BACKEND", "CTXD_ETCD_ENDPOINTS", "CTXD_ETCD_PREFIX", "CTXD_ETCD_CA_FILE", "CTXD_ETCD_CERT_FILE",
 		"CTXD_ETCD_KEY_FILE", "CTXD_ETCD_USERNAME", "CTXD_ETCD_PASSWORD", "CTXD_ETCD_DIAL_TIMEOUT", "CTXD_ETCD_REQUEST_TIMEOUT",
+		"CTXD_WAL_SEGMENT_BYTES", "CTXD_WAL_COMMIT_INTERVAL", "CTXD_WAL_COMMIT_CHANGES", "CTXD_WAL_DIRECT_BYTES",
 	}, names)
 }
 
@@ -183,6 +184,8 @@ limits:
 				"CTXD_STORE_BACKEND=bolt", "CTXD_ETCD_ENDPOINTS=http://e1:2379, https://e2:2379/", "CTXD_ETCD_PREFIX=/team/",
 				"CTXD_ETCD_CA_FILE=/ca.pem", "CTXD_ETCD_CERT_FILE=/c.pem", "CTXD_ETCD_KEY_FILE=/k.pem",
 				"CTXD_ETCD_USERNAME=ctxd", "CTXD_ETCD_PASSWORD=s3cret", "CTXD_ETCD_DIAL_TIMEOUT=2s", "CTXD_ETCD_REQUEST_TIMEOUT=1s",
+				"CTXD_WAL_SEGMENT_BYTES=64KiB", "CTXD_WAL_COMMIT_INTERVAL=1h", "CTXD_WAL_COMMIT_CHANGES=100000",
+				"CTXD_WAL_DIRECT_BYTES=8KiB",
 			},
 			want: func(c *Config) {
 				*c = Config{
@@ -203,6 +206,7 @@ limits:
 					Etcd: Etcd{Endpoints: []string{"http://e1:2379", "https://e2:2379"}, Prefix: "/team/", CAFile: "/ca.pem",
 						CertFile: "/c.pem", KeyFile: "/k.pem", Username: "ctxd", Password: "s3cret",
 						DialTimeout: 2 * time.Second, RequestTimeout: time.Second},
+					WAL: WAL{SegmentBytes: 64 << 10, CommitInterval: time.Hour, CommitChanges: 100000, DirectBytes: 8 << 10},
 				}
 			},
 		},
@@ -314,6 +318,10 @@ func TestErrors(t *testing.T) {
 			name: "snapshots on etcd", flags: map[string]string{"store.backend": "etcd", "etcd.endpoints": "http://127.0.0.1:2379", "snapshots.interval": "1h"},
 			field: "snapshots.interval", want: "not supported on etcd",
 		},
+		{name: "wal segment too small", env: []string{"CTXD_WAL_SEGMENT_BYTES=1KiB"}, field: "wal.segment_bytes", want: "must be a multiple of 8 and at least 4096"},
+		{name: "wal segment not aligned", file: "wal:\n  segment_bytes: 4100\n", field: "wal.segment_bytes", want: "must be a multiple of 8"},
+		{name: "zero commit interval", flags: map[string]string{"wal.commit_interval": "0s"}, field: "wal.commit_interval", want: "must be > 0"},
+		{name: "zero commit changes", env: []string{"CTXD_WAL_COMMIT_CHANGES=0"}, field: "wal.commit_changes", want: "must be > 0"},
 		{
 			name: "bad env names the variable", env: []string{"CTXD_LIMITS_MAX_VALUE_BYTES=0"},
 			field: "limits.max_value_bytes",

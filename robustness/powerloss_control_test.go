@@ -85,7 +85,7 @@ func (m toyMode) String() string {
 }
 
 func toyProgram(mode toyMode) program {
-	return program{name: "toy " + mode.String(), start: func(t *testing.T, dataDir string) (server, error) {
+	return program{name: "toy " + mode.String(), start: func(t *testing.T, dataDir string, _ []string) (server, error) {
 		s, err := startToy(dataDir, mode)
 		if err != nil {
 			return nil, err

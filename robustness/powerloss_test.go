@@ -3,7 +3,9 @@ package robustness_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,8 +110,10 @@ type program struct {
 	// full: the program is ctxd, with transactions, compare-and-swap,
 	// watchers, maintenance and files; otherwise only puts are sent and
 	// read back.
-	full  bool
-	start func(t *testing.T, dataDir string) (server, error)
+	full bool
+	// start starts it on dataDir, with settings (CTXD_* variables) for
+	// the cut point to come.
+	start func(t *testing.T, dataDir string, settings []string) (server, error)
 }
 
 type server interface {
@@ -121,8 +125,8 @@ type server interface {
 	Exited() string
 }
 
-var ctxdProgram = program{name: "ctxd", full: true, start: func(t *testing.T, dataDir string) (server, error) {
-	p, err := testkit.StartServeErr(t, ctxdBin, dataDir, testkit.ServeOptions{})
+var ctxdProgram = program{name: "ctxd", full: true, start: func(t *testing.T, dataDir string, settings []string) (server, error) {
+	p, err := testkit.StartServeErr(t, ctxdBin, dataDir, testkit.ServeOptions{Env: testkit.CleanEnv(settings...)})
 	if err != nil {
 		return nil, err
 	}
@@ -225,12 +229,12 @@ func (s *summary) add(r *trialResult) {
 // lines are the report: the details, then the summary line.
 func (s *summary) lines(trials int, took time.Duration) (string, string) {
 	var hit []string
-	for _, c := range cutPoints {
+	for _, c := range append(slices.Clone(cutPoints), cutLongLog) {
 		n, in := s.cutPoints[c], s.cutPoints[c+" (inside)"]
 		if n+in == 0 {
 			continue
 		}
-		if c == cutCommits {
+		if c == cutCommits || c == cutLongLog {
 			hit = append(hit, fmt.Sprintf("%s %d", c, n+in))
 		} else {
 			hit = append(hit, fmt.Sprintf("%s %d (%d inside the operation)", c, n+in, in))
@@ -303,7 +307,19 @@ func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *tri
 			t.Cleanup(func() { _ = fsys.Unmount() })
 			root = mnt
 		}
-		srv, err := prog.start(t, filepath.Join(root, "data"))
+		scenario := cutCommits
+		if prog.full && phase < cuts {
+			scenario = cutPoints[(uint64(seed)+uint64(phase))%uint64(len(cutPoints))]
+			if c := os.Getenv(envCut); c != "" {
+				require.Contains(t, cutPoints, c, "%s", envCut)
+				scenario = c
+			}
+		}
+		var segsBefore []string
+		if phase < cuts {
+			segsBefore = walSegments(filepath.Join(root, "data"))
+		}
+		srv, err := prog.start(t, filepath.Join(root, "data"), scenarioSettings(scenario))
 		if phase > 0 {
 			if !tr.verify(srv, err, root) {
 				return tr.res
@@ -315,23 +331,214 @@ func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *tri
 			tr.finish(srv, root)
 			return tr.res
 		}
-		scenario := cutCommits
-		if prog.full {
-			scenario = cutPoints[(uint64(seed)+uint64(phase))%uint64(len(cutPoints))]
-			if c := os.Getenv(envCut); c != "" {
-				require.Contains(t, cutPoints, c, "%s", envCut)
-				scenario = c
-			}
-		}
 		tr.runPhase(srv, fsys, root, phase, scenario, mode)
 		survivors = t.TempDir()
 		require.NoError(t, fsys.WriteSurvivors(survivors))
 		require.NoError(t, fsys.Unmount())
-		if err := checkBoltRaw(filepath.Join(survivors, "data", "ctxd.db"), t.TempDir()); err != nil {
+		applied, err := checkBoltRaw(filepath.Join(survivors, "data", "ctxd.db"), t.TempDir())
+		if err != nil {
 			tr.res.problem(probUnopenable, "after power cut %d, bbolt on data/ctxd.db: %v", phase+1, err)
+			continue
+		}
+		if scenario == cutWALRotate || scenario == cutCommitter {
+			// Not a durability problem, but the cut point was not
+			// exercised: wal.segment_bytes did not reach the store.
+			if after := walSegments(filepath.Join(survivors, "data")); slices.Equal(after, segsBefore) {
+				tr.res.problem(probInconsistent, "phase %d (%s): the write-ahead log never rotated (segments %v before and after)", phase+1, scenario, after)
+			}
+		}
+		if scenario == cutReplay {
+			survivors = tr.replayCut(survivors, applied, mode)
 		}
 	}
 	return tr.res
+}
+
+// replayCut is the replay cut point's second power cut: ctxd restarts on
+// a new mount of survivors, whose write-ahead log holds the last phase's
+// writes unapplied (the database holds records up to applied), and the
+// file system cuts the power right after a drawn request on the database
+// file; the server is killed, and what survived is returned, for the
+// restart that checks. The cut fell inside the replay when the trigger
+// fired, or the database had a batch written and not synced, or holds
+// more records than before while the server had not finished opening.
+func (tr *trial) replayCut(survivors string, applied uint64, mode powerfs.Mode) string {
+	t := tr.t
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	fsys, err := powerfs.Mount(mnt, powerfs.Options{Mode: mode, Seed: tr.seed*16 + 15, From: survivors})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = fsys.Unmount() })
+	trig := tr.drawTrigger(cutReplay)
+	require.NoError(t, fsys.CutOn(*trig))
+
+	start := time.Now()
+	srv, err := tr.prog.start(t, filepath.Join(mnt, "data"), nil)
+	took := time.Since(start)
+	fired, cerr := fsys.PowerCut()
+	require.NoError(t, cerr)
+	report, cerr := fsys.Cut()
+	require.NoError(t, cerr)
+	log := ""
+	if err != nil {
+		log = err.Error() // it died of the cut (or before it: the restart that checks will tell)
+	} else {
+		log = srv.Log()
+		srv.Kill()
+	}
+	finished := strings.Contains(log, `"message":"store opened"`)
+
+	out := t.TempDir()
+	require.NoError(t, fsys.WriteSurvivors(out))
+	require.NoError(t, fsys.Unmount())
+	after, err := checkBoltRaw(filepath.Join(out, "data", "ctxd.db"), t.TempDir())
+	if err != nil {
+		tr.res.problem(probUnopenable, "after the power cut during the replay, bbolt on data/ctxd.db: %v", err)
+	}
+	op := internalOp(cutReplay, report.Pending)
+	inside := fired || op != "" || after > applied && !finished
+	point := cutReplay
+	if inside {
+		point += " (inside)"
+	}
+	tr.res.cutPoints = append(tr.res.cutPoints, point)
+	when := "on the " + trig.String()
+	if !fired {
+		when = "after the start (the " + trig.String() + " was not reached)"
+	}
+	t.Logf("replay: %s, %s mode, cut %s, %v after the start: the database holds record %d before, %d after, finished opening: %v; %v",
+		point, mode, when, took.Round(time.Millisecond), applied, after, finished, report)
+	return out
+}
+
+// checkDirect proves that the direct cut point takes the direct path: one
+// transaction of its size, sent at a quiet moment, adds changes that the
+// committer never applies (the store's counters on /metrics: changes
+// made, applied by the committer, pending).
+func (tr *trial) checkDirect(ctx context.Context, hc *http.Client, url string, c *client.Client, phase int, log *phaseLog) {
+	t := tr.t
+	direct := func() float64 {
+		var m map[string]float64
+		testkit.Eventually(t, func() bool {
+			var err error
+			m, err = scrapeMetrics(ctx, hc, url)
+			require.NoError(t, err)
+			return m["ctxd_store_pending_changes"] == 0
+		}, "the committer applies what setup wrote")
+		return m["ctxd_store_changes_total"] - m["ctxd_store_applied_changes_total"]
+	}
+	before := direct()
+	m := &maintenance{scenario: cutDirect, phase: phase, c: c, log: log, n: -1}
+	require.NoError(t, m.txn(ctx, "direct", 0, directPuts, directValue))
+	if got := direct() - before; got != directPuts {
+		tr.res.problem(probInconsistent, "phase %d: a transaction of %d puts of %d bytes made %v changes the committer did not apply, want %d: it did not take the direct path (wal.direct_bytes %d)",
+			phase+1, directPuts, directValue, got, directPuts, directBytes)
+	}
+}
+
+// scrapeMetrics reads the server's /metrics: each sample without labels.
+func scrapeMetrics(ctx context.Context, hc *http.Client, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = f
+		}
+	}
+	return out, nil
+}
+
+// drawTrigger draws the request right after which the file system cuts
+// the power, for the cut points of the log's own steps (nil: the cut is
+// timed). Count is drawn in 1..the Count given.
+func (tr *trial) drawTrigger(scenario string) *powerfs.Trigger {
+	pick := func(ts ...powerfs.Trigger) *powerfs.Trigger {
+		t := ts[tr.rng.IntN(len(ts))]
+		t.Count = 1 + tr.rng.IntN(t.Count)
+		return &t
+	}
+	switch scenario {
+	case cutWALRotate:
+		return pick(
+			powerfs.Trigger{Op: powerfs.OpRename, Name: "*.wal", Count: 10},     // a rotation: the spare renamed, the folder not synced
+			powerfs.Trigger{Op: powerfs.OpCreate, Name: "spare.tmp", Count: 10}, // a spare segment created
+			powerfs.Trigger{Op: powerfs.OpWrite, Name: "spare.tmp", Count: 10},  // being zero-filled
+			powerfs.Trigger{Op: powerfs.OpFsync, Name: "spare.tmp", Count: 20},  // synced, its name not yet
+		)
+	case cutCommitter:
+		return pick(
+			powerfs.Trigger{Op: powerfs.OpWrite, Name: "ctxd.db", Count: 2000}, // a commit's pages written, not synced
+			powerfs.Trigger{Op: powerfs.OpFsync, Name: "ctxd.db", Count: 40},   // between bbolt's two syncs, or before the release
+			powerfs.Trigger{Op: powerfs.OpUnlink, Name: "*.wal", Count: 20},    // a release: deleted, the folder not synced
+		)
+	case cutReplay:
+		return pick(
+			powerfs.Trigger{Op: powerfs.OpWrite, Name: "ctxd.db", Count: 1000}, // inside a replay batch
+			powerfs.Trigger{Op: powerfs.OpFsync, Name: "ctxd.db", Count: 6},    // between a batch's syncs, or between batches
+		)
+	}
+	return nil
+}
+
+// hasOps reports whether the maintenance of scenario sends requests (the
+// cut may then aim at one).
+func hasOps(scenario string) bool {
+	switch scenario {
+	case cutCommits, cutWALRotate, cutReplay:
+		return false
+	}
+	return true
+}
+
+// walSegments lists the write-ahead log's segment files in dataDir/wal.
+func walSegments(dataDir string) []string {
+	names, _ := filepath.Glob(filepath.Join(dataDir, "wal", "*.wal"))
+	for i, n := range names {
+		names[i] = filepath.Base(n)
+	}
+	return names
+}
+
+// internalOp names the write-ahead log path's operations of scenario that
+// a power cut fell inside, from what was not yet durable at the cut
+// (powerfs.Report.Pending, paths from the mount's root): "" for none.
+func internalOp(scenario string, pending []string) string {
+	var ops []string
+	add := func(op string) {
+		if !slices.Contains(ops, op) {
+			ops = append(ops, op)
+		}
+	}
+	for _, p := range pending {
+		name := strings.TrimLeft(p, "+-")
+		segment := strings.HasPrefix(name, "data/wal/") && strings.HasSuffix(name, ".wal")
+		switch {
+		case scenario == cutWALRotate && name == "data/wal/spare.tmp":
+			add("spare segment") // created, zero-filled, or renamed into place: not yet synced
+		case scenario == cutWALRotate && segment && p[0] == '+':
+			add("rotation") // renamed from the spare, the folder not yet synced
+		case (scenario == cutCommitter || scenario == cutReplay) && name == "data/ctxd.db":
+			add("bbolt commit") // written, not yet synced
+		case scenario == cutCommitter && segment && p[0] == '-':
+			add("release") // deleted, the folder not yet synced
+		}
+	}
+	return strings.Join(ops, ", ")
 }
 
 // runPhase runs the workload on srv until the power cut, then kills srv.
@@ -350,9 +557,17 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 	if tr.prog.full {
 		require.NoError(t, setup(ctx, c, phase, scenario, log))
 	}
+	if scenario == cutDirect {
+		tr.checkDirect(ctx, hc, srv.URL(), c, phase, log)
+	}
 	tSetup := time.Since(t0)
 	st, err := c.Status(ctx)
 	require.NoError(t, err)
+	var trig *powerfs.Trigger
+	if scenario == cutWALRotate || scenario == cutCommitter {
+		trig = tr.drawTrigger(scenario)
+		require.NoError(t, fsys.CutOn(*trig))
+	}
 
 	var wg sync.WaitGroup
 	if tr.prog.full {
@@ -369,10 +584,11 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 	wg.Go(func() { m.run(ctx) })
 
 	// The cut: at a random moment, or right after the k-th maintenance
-	// operation was started.
+	// operation was started, or right after the request the trigger names
+	// (the file system cuts the power itself).
 	delay := time.Duration(80+tr.rng.IntN(520)) * time.Millisecond
 	when := fmt.Sprintf("after %v", delay)
-	if scenario != cutCommits && tr.rng.IntN(2) == 0 {
+	if hasOps(scenario) && tr.rng.IntN(2) == 0 {
 		k := 1 + tr.rng.IntN(3)
 		delay = time.Duration(tr.rng.IntN(15)) * time.Millisecond
 		when = fmt.Sprintf("%v after operation %d started", delay, k)
@@ -387,10 +603,25 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 			}
 		}
 	}
-	time.Sleep(delay)
+	fired := false
+	if trig != nil {
+		when = "on the " + trig.String()
+		// A bound, not an assertion: a trigger drawn too far is not
+		// reached, and the power is cut then.
+		for deadline := time.Now().Add(3 * time.Second); !fired && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+			fired, err = fsys.PowerCut()
+			require.NoError(t, err)
+		}
+		if !fired {
+			when += " (not reached within 3s: cut then)"
+		}
+	} else {
+		time.Sleep(delay)
+	}
 	log.cut.Store(true)
 	inside := log.inOp.Load()
-	if why := srv.Exited(); why != "" {
+	if why := srv.Exited(); why != "" && !fired { // after a cut, a crash is no news (SIGBUS on bbolt's map)
 		tr.res.problem(probInconsistent, "phase %d: the server exited before the power cut: %s", phase+1, why)
 	}
 	report, err := fsys.Cut()
@@ -400,6 +631,16 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 	wg.Wait()
 
 	point := scenario
+	switch scenario {
+	case cutWALRotate, cutCommitter:
+		op := internalOp(scenario, report.Pending)
+		inside = fired || op != ""
+		if op != "" {
+			when += ", not yet durable: " + op
+		}
+	case cutReplay:
+		point, inside = cutLongLog, false // the replay's own cut follows (replayCut)
+	}
 	if inside && scenario != cutCommits {
 		point += " (inside)"
 	}
@@ -428,8 +669,14 @@ func (tr *trial) verify(srv server, startErr error, root string) bool {
 		if c := crashed(msg); c != "" {
 			res.problem(probUnopenable, "the restart crashed: %s", c)
 		} else {
-			first, _, _ := strings.Cut(msg, "\n")
-			res.problem(probUnopenable, "the restart was refused: %s", first)
+			first, rest, _ := strings.Cut(msg, "\n")
+			// The server's last line says why.
+			lines := strings.Split(strings.TrimSpace(rest), "\n")
+			why := lines[len(lines)-1]
+			if len(why) > 500 {
+				why = why[:500] + "..."
+			}
+			res.problem(probUnopenable, "the restart was refused: %s: %s", first, why)
 		}
 		return false
 	}

@@ -30,9 +30,50 @@ const (
 	cutCompact        = "compact"         // POST /v1/compact
 	cutDump           = "dump"            // POST /v1/ns/{ns}/dumps
 	cutTokens         = "tokens"          // ctxd token new --append
+	// The write-ahead log path's own steps, which no request marks: the
+	// trial tells from the power cut's report (powerfs.Report.Pending)
+	// whether the cut fell inside one (see internalOp).
+	cutWALRotate = "wal-rotate" // 64 KiB segments: rotations and spare segments under the writers
+	cutCommitter = "committer"  // 64 KiB segments, bursts of writes: the committer's bbolt commits and releases
+	cutReplay    = "replay"     // a held-back committer leaves a long log; the power is cut again while the restart replays it
+	cutDirect    = "direct"     // transactions over a lowered wal.direct_bytes: committed to bbolt directly
+	// cutLongLog is the first cut of a replay trial: group commits with
+	// the committer held back, which leave the log the replay cut needs.
+	cutLongLog = "long-log"
 )
 
-var cutPoints = []string{cutCommits, cutSnapshot, cutRestoreFull, cutRestorePartial, cutDefrag, cutCompact, cutDump, cutTokens}
+var cutPoints = []string{cutCommits, cutSnapshot, cutRestoreFull, cutRestorePartial, cutDefrag, cutCompact, cutDump, cutTokens,
+	cutWALRotate, cutCommitter, cutReplay, cutDirect}
+
+// Settings of the write-ahead log path for its cut points (configs: wal.*).
+const (
+	smallSegment = 64 << 10 // wal-rotate, committer: ~1.5 MB of writes a phase rotate the log ~25 times
+	directBytes  = 32 << 10 // direct: below it the writers' requests (7.5 KB at most), above it directTxn's
+	directPuts   = 64       // puts of directValue bytes in one direct transaction
+	directValue  = 700
+	burstTxns    = 8 // committer: concurrent transactions of burstPuts puts, a burst the committer falls behind
+	burstPuts    = 100
+	// replayRounds: the replay trial's setup writes every base key this
+	// many times (300 keys): 6,000 changes, unapplied with the writers',
+	// 2 or 3 batches of the replay (store/bolt's replayBatch is 4,096).
+	replayRounds = 20
+)
+
+// scenarioSettings are the server's environment for a phase's cut point
+// (nil: the defaults).
+func scenarioSettings(scenario string) []string {
+	switch scenario {
+	case cutWALRotate, cutCommitter:
+		return []string{fmt.Sprintf("CTXD_WAL_SEGMENT_BYTES=%d", smallSegment)}
+	case cutReplay:
+		// The committer applies nothing until the overlay is full (65,536
+		// changes or 64 MiB, more than a phase writes).
+		return []string{"CTXD_WAL_COMMIT_INTERVAL=1h", "CTXD_WAL_COMMIT_CHANGES=1000000", "CTXD_WAL_SEGMENT_BYTES=1MiB"}
+	case cutDirect:
+		return []string{fmt.Sprintf("CTXD_WAL_DIRECT_BYTES=%d", directBytes)}
+	}
+	return nil
+}
 
 // Namespaces the writers use; a partial restore restores restoredNS.
 var (
@@ -297,7 +338,11 @@ func (w *writer) cas(ctx context.Context) {
 // for defrag to copy. For the restore cut points it then takes the
 // snapshot they restore, at a moment when nothing else writes.
 func setup(ctx context.Context, c *client.Client, phase int, scenario string, log *phaseLog) error {
-	const keys, rounds, perTxn = 150, 4, 100
+	const keys, perTxn = 150, 100
+	rounds := 4
+	if scenario == cutReplay {
+		rounds = replayRounds
+	}
 	var ops []ctxd.TxnOp
 	flush := func() error {
 		if len(ops) == 0 {
@@ -366,8 +411,9 @@ type maintenance struct {
 }
 
 func (m *maintenance) run(ctx context.Context) {
-	if m.scenario == cutCommits {
-		return
+	switch m.scenario {
+	case cutCommits, cutWALRotate, cutReplay:
+		return // the writers alone
 	}
 	for ctx.Err() == nil && !m.log.cut.Load() {
 		m.n++
@@ -469,6 +515,10 @@ func (m *maintenance) once(ctx context.Context) error {
 			l.mu.Unlock()
 		}
 		return err
+	case cutCommitter:
+		return m.burst(ctx)
+	case cutDirect:
+		return m.txn(ctx, "direct", 0, directPuts, directValue)
 	case cutTokens:
 		op := &tokenOp{name: fmt.Sprintf("tok-%d-%d", m.phase, m.n)}
 		l.mu.Lock()
@@ -486,6 +536,48 @@ func (m *maintenance) once(ctx context.Context) error {
 		}
 		return err
 	}
+	return nil
+}
+
+// burst sends burstTxns transactions at once, burstPuts puts each: the
+// committer finds them all waiting and applies them in one large
+// transaction, and the log segments they fill are released after it.
+func (m *maintenance) burst(ctx context.Context) error {
+	errs := make([]error, burstTxns)
+	var wg sync.WaitGroup
+	for i := range burstTxns {
+		wg.Go(func() { errs[i] = m.txn(ctx, "burst", i, burstPuts, 50) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// txn sends one transaction of puts new keys, with values of about size
+// bytes, and records what it acknowledged.
+func (m *maintenance) txn(ctx context.Context, tag string, i, puts, size int) error {
+	var ops []ctxd.TxnOp
+	var keys []nsKey
+	pad := strings.Repeat("m", size)
+	for j := range puts {
+		k := nsKey{writerNamespaces[j%len(writerNamespaces)], fmt.Sprintf("%s.%d.%d.%d.%d", tag, m.phase, m.n, i, j)}
+		v, _ := json.Marshal(map[string]any{"m": m.n, "i": i, "j": j, "pad": pad})
+		keys = append(keys, k)
+		ops = append(ops, ctxd.TxnOp{Op: "put", Namespace: k.ns, Key: k.key, Value: v})
+	}
+	m.log.attempt(keys...)
+	start := time.Now()
+	res, err := m.c.Txn(ctx, ops, client.TxnOptions{Who: tag})
+	if err != nil {
+		if !definite(err) {
+			m.log.unsure(keys...)
+		}
+		return err
+	}
+	ks := make([]known, 0, len(res.Records))
+	for _, rec := range res.Records {
+		ks = append(ks, known{Change: recordChange(rec, ctxd.OpPut), start: start, from: "write"})
+	}
+	m.log.ack(ks...)
 	return nil
 }
 

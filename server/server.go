@@ -182,7 +182,11 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), log zerolo
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
 	path := filepath.Join(cfg.DataDir, DBFile)
-	st, err := bolt.Open(path, bolt.Options{Limits: cfg.Limits, OnCommit: onCommit})
+	st, err := bolt.Open(path, bolt.Options{
+		Limits: cfg.Limits, OnCommit: onCommit,
+		WALSegmentSize: cfg.WAL.SegmentBytes, CommitInterval: cfg.WAL.CommitInterval,
+		CommitChanges: cfg.WAL.CommitChanges, DirectBytes: cfg.WAL.DirectBytes,
+	})
 	if err != nil {
 		return nil, err
 	}

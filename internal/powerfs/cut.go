@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 )
 
 // Report describes what a power cut kept and lost.
@@ -24,6 +26,15 @@ type Report struct {
 	// or pointed at another file or folder) not made durable by an fsync
 	// of their folder, and so undone.
 	LostEntries int
+	// Pending names, by path from the root and sorted, what was not
+	// durable at the cut, so that a test can tell which operation the cut
+	// fell inside: each file whose contents had changes since its last
+	// sync ("data/ctxd.db"), and each folder entry the folder's last fsync
+	// did not cover, "+path" when added (or pointed at another file or
+	// folder) and "-path" when removed.
+	Pending []string
+	// Cut is set in the answer to FS.PowerCut when the power is cut.
+	Cut bool `json:",omitempty"`
 }
 
 // String is the report on one line.
@@ -55,6 +66,46 @@ func (s *fsys) cutPower() (Report, error) {
 	return s.report, nil
 }
 
+// isCut reports whether the power is cut.
+func (s *fsys) isCut() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cut
+}
+
+// cutOn arms t (FS.CutOn).
+func (s *fsys) cutOn(t *Trigger) error {
+	if t == nil || t.Count < 1 {
+		return fmt.Errorf("powerfs: cut on %v: no request named", t)
+	}
+	if _, err := path.Match(t.Name, ""); err != nil {
+		return fmt.Errorf("powerfs: cut on %v: %w", t, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trigger, s.triggered = t, 0
+	return nil
+}
+
+// applied counts a request applied to the file or folder n under name
+// (locked): the power is cut when it is the armed trigger's (FS.CutOn).
+func (s *fsys) applied(op string, n *inode, name string) {
+	t := s.trigger
+	if t == nil || s.cut || op != t.Op {
+		return
+	}
+	if name == "" {
+		name = n.name
+	}
+	if ok, _ := path.Match(t.Name, name); !ok {
+		return
+	}
+	s.triggered++
+	if s.triggered == t.Count {
+		s.cutLocked()
+	}
+}
+
 // surviving returns the surviving tree, nil before the power cut.
 func (s *fsys) surviving() *survivor {
 	s.mu.Lock()
@@ -77,7 +128,39 @@ func (s *fsys) cutLocked() {
 			c.rep.LostEntries += lostEntries(n)
 		}
 	}
+	c.rep.Pending = pending(s.root, "")
 	s.report = c.rep
+}
+
+// pending lists what is not durable in folder d, at path p, and below it
+// (see Report.Pending): the current tree, in name order.
+func pending(d *inode, p string) []string {
+	var out []string
+	join := func(name string) string {
+		if p == "" {
+			return name
+		}
+		return p + "/" + name
+	}
+	for _, name := range sortedNames(d.entries) {
+		e := d.entries[name]
+		if d.durEntries[name] != e {
+			out = append(out, "+"+join(name))
+		}
+		switch {
+		case e.isDir() && e != d:
+			out = append(out, pending(e, join(name))...)
+		case !e.isDir() && len(e.ops) > 0:
+			out = append(out, join(name))
+		}
+	}
+	for _, name := range sortedNames(d.durEntries) {
+		if _, ok := d.entries[name]; !ok {
+			out = append(out, "-"+join(name))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // lostEntries counts the names of folder d whose current and durable

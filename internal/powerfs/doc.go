@@ -34,7 +34,10 @@
 // of its 512-byte sectors: a disk may persist any of what it was given,
 // in any order, one sector at a time. [Options].Seed makes the draw
 // repeatable. [Options].CutAfter cuts the power by itself at an exact
-// point instead (just before the n-th change), to land inside a commit.
+// point instead (just before the n-th change), to land inside a commit;
+// [FS.CutOn] right after the n-th request of a kind on a name from now
+// (the 3rd rename to *.wal, say), to land inside a named step;
+// [FS.PowerCut] tells whether either has fired.
 // [FS.WriteSurvivors] writes the surviving tree to a real folder.
 //
 // # Basics

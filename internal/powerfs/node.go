@@ -19,6 +19,7 @@ type inode struct {
 	ctime    time.Time
 	links    int    // its names in current folders (a hard link adds one)
 	lookups  uint64 // the kernel's references (lookups not yet forgotten)
+	name     string // its name when last added to a folder (for FS.CutOn)
 
 	// Regular files.
 	cur contents // what reads see

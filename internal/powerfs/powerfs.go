@@ -53,6 +53,28 @@ type Options struct {
 	CutAfter int
 }
 
+// Trigger names a request for FS.CutOn: the Count-th one (from 1) of kind
+// Op on a file or folder whose name matches Name (path.Match). The name is
+// the file's name when it was created or last renamed; for a rename, the
+// new name.
+type Trigger struct {
+	Op    string // OpWrite, OpFsync, OpCreate, OpRename or OpUnlink
+	Name  string
+	Count int
+}
+
+// The kinds of request a Trigger counts. OpFsync counts fsync and
+// fdatasync of files and folders; OpCreate new files (not folders).
+const (
+	OpWrite  = "write"
+	OpFsync  = "fsync"
+	OpCreate = "create"
+	OpRename = "rename"
+	OpUnlink = "unlink"
+)
+
+func (t Trigger) String() string { return fmt.Sprintf("%s of %s #%d", t.Op, t.Name, t.Count) }
+
 // FS is a mounted power-loss file system, served by a child process (see
 // the package doc). Its methods are safe for concurrent use.
 type FS struct {
@@ -144,6 +166,27 @@ func (f *FS) stop() {
 	f.requests.Close()
 	f.responses.Close()
 	_ = f.cmd.Wait()
+}
+
+// CutOn makes the file system cut the power by itself right after the
+// request t names has been applied, counting from now: that request
+// succeeds, every later one fails with EIO, as after Cut. A cut inside
+// one step of the process, such as between a rename and the fsync of its
+// folder. A later CutOn replaces t and counts again.
+func (f *FS) CutOn(t Trigger) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, err := f.call(request{Op: "cutOn", Trigger: &t})
+	return err
+}
+
+// PowerCut reports whether the power is cut already: by Cut, CutOn or
+// Options.CutAfter.
+func (f *FS) PowerCut() (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rep, err := f.call(request{Op: "cut?"})
+	return rep.Cut, err
 }
 
 // Dir is the mount point (absolute).

@@ -87,7 +87,8 @@ func TestUnsyncedWritesAreLost(t *testing.T) {
 		"truncated":   "abcdef",
 		"grown":       "abc",
 	}, tree(t, survivors(t, fs)))
-	assert.Equal(t, powerfs.Report{Files: 6, UnsyncedOps: 4, DroppedOps: 4}, rep, rep.String())
+	assert.Equal(t, powerfs.Report{Files: 6, UnsyncedOps: 4, DroppedOps: 4,
+		Pending: []string{"grown", "nosync", "overwritten", "truncated"}}, rep, rep.String())
 
 	_, err = fs.Cut()
 	assert.Error(t, err, "the power is cut once")
@@ -150,6 +151,8 @@ func TestFolderEntriesNeedFolderSync(t *testing.T) {
 	// new: file and sub; renamed: f and g; unlinked: f; fromOnly.dst: f;
 	// toOnly.src: f.
 	assert.Equal(t, 7, rep.LostEntries, rep.String())
+	assert.Equal(t, []string{"+fromOnly.dst/f", "+new/file", "+new/sub", "+renamed/g", "-renamed/f", "-toOnly.src/f", "-unlinked/f"},
+		rep.Pending, "what was not durable, by path")
 	assert.Equal(t, 6, rep.Files, rep.String())
 }
 
@@ -170,10 +173,41 @@ func TestCutAfter(t *testing.T) {
 
 	rep, err := fs.Cut()
 	require.NoError(t, err)
-	assert.Equal(t, powerfs.Report{Files: 1, UnsyncedOps: 1, DroppedOps: 1}, rep)
+	assert.Equal(t, powerfs.Report{Files: 1, UnsyncedOps: 1, DroppedOps: 1, Pending: []string{"f"}}, rep)
 	assert.Equal(t, map[string]string{"f": "a"}, tree(t, survivors(t, fs)))
 	_, err = fs.Cut()
 	assert.Error(t, err)
+}
+
+// CutOn cuts the power right after the n-th request of a kind on a name:
+// here the second rename to *.wal, which succeeds, before its folder is
+// synced.
+func TestCutOn(t *testing.T) {
+	fs := powerfs.MountT(t, powerfs.Options{})
+	p := func(name string) string { return filepath.Join(fs.Dir(), name) }
+	for _, name := range []string{"a.tmp", "b.tmp", "c.tmp"} {
+		create(t, p(name), name, true)
+	}
+	syncDir(t, fs.Dir())
+	require.NoError(t, os.Rename(p("c.tmp"), p("c.wal")), "before CutOn: not counted")
+	syncDir(t, fs.Dir())
+	require.NoError(t, fs.CutOn(powerfs.Trigger{Op: powerfs.OpRename, Name: "*.wal", Count: 2}))
+	require.NoError(t, os.Rename(p("a.tmp"), p("a.wal")))
+	syncDir(t, fs.Dir())
+	cut, err := fs.PowerCut()
+	require.NoError(t, err)
+	assert.False(t, cut, "one rename to *.wal")
+	require.NoError(t, os.Rename(p("b.tmp"), p("b.wal")), "the request that cuts the power succeeds")
+	cut, err = fs.PowerCut()
+	require.NoError(t, err)
+	assert.True(t, cut, "the second rename cut the power")
+	_, err = os.Create(p("c"))
+	assert.ErrorIs(t, err, syscall.EIO, "every later request fails")
+
+	rep, err := fs.Cut()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"+b.wal", "-b.tmp"}, rep.Pending)
+	assert.Equal(t, map[string]string{"a.wal": "a.tmp", "b.tmp": "b.tmp", "c.wal": "c.tmp"}, tree(t, survivors(t, fs)))
 }
 
 func TestUnlinkedOpenFileKeepsWorking(t *testing.T) {

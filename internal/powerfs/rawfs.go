@@ -35,6 +35,10 @@ type fsys struct {
 	nextFh  uint64
 	now     func() time.Time
 
+	// trigger is FS.CutOn's; triggered counts the requests that matched it.
+	trigger   *Trigger
+	triggered int
+
 	// Set by the power cut.
 	survivors *survivor
 	report    Report
@@ -222,6 +226,7 @@ func (s *fsys) SetAttr(_ <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut)
 // addEntry gives c the name in d (locked; the name is free).
 func (s *fsys) addEntry(d *inode, name string, c *inode) {
 	d.entries[name] = c
+	c.name = name
 	c.links++
 	if c.isDir() {
 		c.parent = d
@@ -251,6 +256,7 @@ func (s *fsys) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fu
 	default:
 		n = s.newInode(syscall.S_IFREG|in.Mode&0o7777, in.Uid, in.Gid)
 		s.addEntry(d, name, n)
+		s.applied(OpCreate, n, name)
 	}
 	s.entry(n, &out.EntryOut)
 	return fuse.OK
@@ -312,6 +318,7 @@ func (s *fsys) Write(_ <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, 
 	// The kernel has chosen the offset (the end of the file for O_APPEND)
 	// and holds the page cache to it: write exactly there.
 	n.record(op{kind: opWrite, off: int64(in.Offset), data: append([]byte(nil), data...)}, s.now())
+	s.applied(OpWrite, n, "")
 	return uint32(len(data)), fuse.OK
 }
 
@@ -351,6 +358,7 @@ func (s *fsys) Fsync(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 		return st
 	}
 	n.sync()
+	s.applied(OpFsync, n, "")
 	return fuse.OK
 }
 
@@ -404,6 +412,7 @@ func (s *fsys) Unlink(_ <-chan struct{}, h *fuse.InHeader, name string) fuse.Sta
 		return fuse.EISDIR
 	}
 	s.remove(d, name)
+	s.applied(OpUnlink, nil, name)
 	return fuse.OK
 }
 
@@ -534,6 +543,7 @@ func (s *fsys) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName str
 	od.change(now, true)
 	s.addEntry(nd, newName, src)
 	src.change(now, false)
+	s.applied(OpRename, src, newName)
 	return fuse.OK
 }
 

@@ -39,6 +39,8 @@ type request struct {
 	Op   string // "mount" (first), "cut", "survivors", "unmount"
 	Dir  string // mount: the mount point; survivors: the folder to write to
 	Opts Options
+	// cutOn: the trigger.
+	Trigger *Trigger `json:",omitempty"`
 }
 
 // response answers a request.
@@ -82,6 +84,10 @@ func serve(in io.Reader, out io.Writer) int {
 		switch req.Op {
 		case "cut":
 			reply(l.fs.cutPower())
+		case "cut?":
+			reply(Report{Cut: l.fs.isCut()}, nil)
+		case "cutOn":
+			reply(Report{}, l.fs.cutOn(req.Trigger))
 		case "survivors":
 			reply(Report{}, writeSurvivors(l.fs.surviving(), req.Dir))
 		case "unmount":

@@ -24,15 +24,16 @@ type Options struct {
 	OnCommit func(store.CommitInfo)
 
 	// WALSegmentSize is the size of the write-ahead log's segment files
-	// (default wal.DefaultSegmentSize, 64 MiB).
+	// (default wal.DefaultSegmentSize, 64 MiB). Tests make it small so
+	// that the log rotates and releases segments often.
 	WALSegmentSize int64
 	// CommitInterval is how long the committer lets acknowledged changes
 	// gather before it applies them to the database in one transaction
-	// (default 10ms), unless CommitChanges are waiting or a checkpoint
+	// (DefaultCommitInterval), unless CommitChanges are waiting or a checkpoint
 	// asks (snapshots, restores, defrag, compaction, views).
 	CommitInterval time.Duration
 	// CommitChanges: the committer applies at once when this many changes
-	// wait (default 4096). It applies at most 4 times as many in one
+	// wait (DefaultCommitChanges). It applies at most 4 times as many in one
 	// transaction.
 	CommitChanges int
 	// MaxPending and MaxPendingBytes bound the acknowledged changes not
@@ -43,9 +44,18 @@ type Options struct {
 	// DirectBytes: a request whose changes take about this many bytes or
 	// more is committed to the database directly, after a checkpoint,
 	// instead of going through the write-ahead log and the overlay
-	// (default 16 MiB, and never more than a log record can hold).
+	// (DefaultDirectBytes, and never more than half a segment, so that a
+	// log record always fits).
 	DirectBytes int
 }
+
+// The defaults of Options, chosen by measurement (DESIGN.md); the server's
+// wal.* settings default to them.
+const (
+	DefaultCommitInterval = 10 * time.Millisecond
+	DefaultCommitChanges  = 4096
+	DefaultDirectBytes    = 16 << 20
+)
 
 func (o Options) withDefaults() Options {
 	if o.Now == nil {
@@ -58,10 +68,10 @@ func (o Options) withDefaults() Options {
 		o.WALSegmentSize = wal.DefaultSegmentSize
 	}
 	if o.CommitInterval == 0 {
-		o.CommitInterval = 10 * time.Millisecond
+		o.CommitInterval = DefaultCommitInterval
 	}
 	if o.CommitChanges <= 0 {
-		o.CommitChanges = 4096
+		o.CommitChanges = DefaultCommitChanges
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = 65536
@@ -70,7 +80,7 @@ func (o Options) withDefaults() Options {
 		o.MaxPendingBytes = 64 << 20
 	}
 	if o.DirectBytes <= 0 {
-		o.DirectBytes = 16 << 20
+		o.DirectBytes = DefaultDirectBytes
 	}
 	// A record holds the segment less its header (24 bytes) and the
 	// record's own framing.

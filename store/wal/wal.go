@@ -170,8 +170,8 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.SegmentSize == 0 {
 		opts.SegmentSize = DefaultSegmentSize
 	}
-	if opts.SegmentSize < MinSegmentSize || opts.SegmentSize%align != 0 {
-		return nil, fmt.Errorf("wal: segment size %d: must be a multiple of %d and at least %d", opts.SegmentSize, align, MinSegmentSize)
+	if err := CheckSegmentSize(opts.SegmentSize); err != nil {
+		return nil, fmt.Errorf("wal: segment size %d: %w", opts.SegmentSize, err)
 	}
 	if opts.FirstSeq == 0 {
 		opts.FirstSeq = 1
@@ -204,6 +204,15 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.segs = segs
 	l.maybeStartSpare()
 	return l, nil
+}
+
+// CheckSegmentSize returns an error saying what is wrong with n as
+// Options.SegmentSize, or nil when Open accepts it.
+func CheckSegmentSize(n int64) error {
+	if n < MinSegmentSize || n%align != 0 {
+		return fmt.Errorf("must be a multiple of %d and at least %d", align, MinSegmentSize)
+	}
+	return nil
 }
 
 // makeDir creates dir when it does not exist, and then fsyncs its parent
@@ -377,7 +386,14 @@ func (l *Log) recoverLast(f *os.File, sg segment, size int64, e end, sc *scanner
 			return fmt.Errorf("wal: fdatasync %s: %w", sg.path, err)
 		}
 	}
-	l.cur = current{f: f, path: sg.path, first: sg.first, size: size, off: sc.off}
+	// A log reopened with a smaller SegmentSize keeps its last file, and
+	// rotates once its records pass the new size: the setting takes
+	// effect at once, not after the old size is filled.
+	cur := size
+	if size > l.opts.SegmentSize {
+		cur = max(l.opts.SegmentSize, sc.off)
+	}
+	l.cur = current{f: f, path: sg.path, first: sg.first, size: cur, off: sc.off}
 	l.last.Store(sc.next - 1)
 	return nil
 }

@@ -552,6 +552,24 @@ func TestOpenClearsTheSpareAndGrowsAShortSegment(t *testing.T) {
 	assert.Equal(t, []string{segName(1), "notes.txt"}, testNames(t, dir))
 }
 
+// A log reopened with a smaller segment size rotates once its records
+// pass the new size (the power-loss trials lower it on a log made with the
+// default), and every record stays readable.
+func TestSmallerSegmentSizeTakesEffect(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, wal.Options{SegmentSize: 4 * small})
+	appendEach(t, l, 1, 3)
+	require.NoError(t, l.Close())
+
+	l = openLog(t, dir, wal.Options{SegmentSize: small})
+	appendEach(t, l, 4, 20) // 20 records of 150-349 bytes: more than a small segment
+	assert.Len(t, segments(t, dir), 2, "rotated once past the new size")
+	assert.Equal(t, want(1, 20), replayAll(t, l, 0))
+	require.NoError(t, l.Close())
+	l = openLog(t, dir, wal.Options{SegmentSize: small})
+	assert.Equal(t, want(1, 20), replayAll(t, l, 0))
+}
+
 // TestConcurrentReplayAndRelease runs Replay and ReleaseBefore while the
 // writer appends (go test -race).
 func TestConcurrentReplayAndRelease(t *testing.T) {
