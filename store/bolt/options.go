@@ -45,6 +45,11 @@ type Options struct {
 	// instead of going through the write-ahead log and the overlay
 	// (default 16 MiB, and never more than a log record can hold).
 	DirectBytes int
+	// QuotaBytes is the storage quota (0: none): a write that adds data
+	// (a put, or a transaction or import with one) is refused with a
+	// *ctxd.QuotaError when the bytes in use (quota.go) plus what it adds
+	// would pass it. Deletes, maintenance and restores are never refused.
+	QuotaBytes int64
 }
 
 func (o Options) withDefaults() Options {
