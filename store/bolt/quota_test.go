@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -30,8 +31,18 @@ func TestQuota(t *testing.T) {
 	value := json.RawMessage(`"` + strings.Repeat("v", 16<<10) + `"`)
 	var err507 error
 	n := 0
-	for ; n < 200 && err507 == nil; n++ {
-		_, err507 = s.Put(ctx, "default", fmt.Sprintf("k%03d", n), value, nil, "test")
+	for ; n < 200; n++ {
+		key := fmt.Sprintf("k%03d", n)
+		if _, err507 = s.Put(ctx, "default", key, value, nil, "test"); err507 == nil {
+			continue
+		}
+		// Refused again once the committer has applied every write: the
+		// refusal then stands while nothing is freed.
+		testkit.Eventually(t, func() bool { return s.Stats().Pending == 0 }, "the committer applies every write")
+		if _, err507 = s.Put(ctx, "default", key, value, nil, "test"); err507 != nil {
+			n++
+			break
+		}
 	}
 	var qe *ctxd.QuotaError
 	require.ErrorAs(t, err507, &qe, "the quota never refused a write")
@@ -71,5 +82,5 @@ func TestQuota(t *testing.T) {
 	assert.Empty(t, st.QuotaAlarm)
 	assert.Less(t, st.UsedBytes, int64(quota)/2)
 	s.put("default", "again", string(value))
-	assert.Equal(t, uint64(3), s.Stats().QuotaRefused, "the put, the transaction and the partial restore")
+	assert.GreaterOrEqual(t, s.Stats().QuotaRefused, uint64(3), "the put, the transaction and the partial restore")
 }
