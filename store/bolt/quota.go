@@ -47,7 +47,9 @@ func (s *Store) checkQuota(r *request) error {
 	}
 	used := s.usedBytes()
 	if used+int64(r.size) <= s.quota {
-		s.refused.Store(0)
+		if s.refused.Load() != 0 { // a load, not a store, on every write
+			s.refused.Store(0)
+		}
 		return nil
 	}
 	s.refused.Store(int64(r.size))
