@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 var (
@@ -41,6 +42,11 @@ var (
 	// before it was told the outcome: the write may or may not have been
 	// applied. Read the key (or the revision) to learn which.
 	ErrOutcomeUnknown = errors.New("outcome unknown")
+	// ErrInsufficientStorage is returned when a write that adds data would
+	// take the database past its storage quota. Nothing was applied; reads,
+	// deletes, compaction, defrag and snapshots still work. The error is a
+	// *QuotaError.
+	ErrInsufficientStorage = errors.New("insufficient storage")
 )
 
 // ConflictError reports a failed compare-and-swap. It matches ErrConflict
@@ -81,6 +87,47 @@ func (e *CompactedError) Error() string {
 // Is makes errors.Is(err, ErrCompacted) true.
 func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
 
+// QuotaError reports a write refused because of the storage quota; its
+// message, which says what to do, is also /v1/status's alarm_message. It
+// matches ErrInsufficientStorage with errors.Is.
+type QuotaError struct {
+	Used  int64 // bytes the database uses now (see Status.UsedBytes)
+	Quota int64 // the quota, storage.quota_bytes
+	Need  int64 // about what the refused write would add (0: not known)
+}
+
+func (e *QuotaError) Error() string {
+	var b strings.Builder
+	if e.Used >= e.Quota || e.Need == 0 {
+		fmt.Fprintf(&b, "storage quota exceeded: the database uses %s of its %s quota (storage.quota_bytes)",
+			FormatBytes(e.Used), FormatBytes(e.Quota))
+	} else {
+		fmt.Fprintf(&b, "storage quota exceeded: a write adding about %s would pass it, the database uses %s of its %s quota (storage.quota_bytes)",
+			FormatBytes(e.Need), FormatBytes(e.Used), FormatBytes(e.Quota))
+	}
+	b.WriteString("; writes that add data are refused, while reads, deletes, compaction, defrag and snapshots work. " +
+		"To write again, free space: delete keys you no longer need and compact history (POST /v1/compact?keep_versions=1, " +
+		"or a lower history.keep_versions): writes resume as soon as the space in use is under the quota, " +
+		"and POST /v1/defrag then gives the freed pages back to the disk. Or raise storage.quota_bytes and restart")
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrInsufficientStorage) true.
+func (e *QuotaError) Is(target error) bool { return target == ErrInsufficientStorage }
+
+// FormatBytes writes a byte count for people: 512 B, 1.5 KiB, 10.0 MiB, 2.0 GiB.
+func FormatBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
 // Invalidf returns an error matching ErrInvalid with a message a person can act on.
 func Invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
@@ -112,6 +159,9 @@ const (
 	CodeRateLimited      = "rate_limited"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeInternal         = "internal"
+	// CodeInsufficientStorage: a write that adds data, past the storage
+	// quota (507); the message says how to free space.
+	CodeInsufficientStorage = "insufficient_storage"
 
 	// WebSocket only.
 
@@ -143,6 +193,7 @@ var errorClasses = [...]struct {
 	{ErrInvalid, http.StatusBadRequest, CodeBadRequest},
 	{ErrBadSnapshot, http.StatusUnprocessableEntity, CodeBadSnapshot},
 	{ErrNotSupported, http.StatusNotImplemented, CodeNotSupported},
+	{ErrInsufficientStorage, http.StatusInsufficientStorage, CodeInsufficientStorage},
 	// Before the context errors: a write that may have applied wraps the
 	// context's error too, and must not read as "refused".
 	{ErrOutcomeUnknown, http.StatusServiceUnavailable, CodeOutcomeUnknown},

@@ -32,6 +32,7 @@ func TestClassify(t *testing.T) {
 		{ctxd.Invalidf("key is empty"), http.StatusBadRequest, ctxd.CodeBadRequest},
 		{fmt.Errorf("restore: %w", ctxd.ErrBadSnapshot), http.StatusUnprocessableEntity, ctxd.CodeBadSnapshot},
 		{ctxd.ErrNotSupported, http.StatusNotImplemented, ctxd.CodeNotSupported},
+		{&ctxd.QuotaError{Used: 2 << 20, Quota: 1 << 20}, http.StatusInsufficientStorage, ctxd.CodeInsufficientStorage},
 		{ctxd.ErrClosed, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
 		{ctxd.ErrUnavailable, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
 		{context.DeadlineExceeded, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
@@ -53,4 +54,16 @@ func TestTypedErrorsMatchTheirSentinels(t *testing.T) {
 	assert.ErrorIs(t, &ctxd.ConflictError{}, ctxd.ErrConflict)
 	assert.ErrorIs(t, &ctxd.CompactedError{}, ctxd.ErrCompacted)
 	assert.Contains(t, (&ctxd.CompactedError{Requested: 3, RestoredFrom: 2}).Error(), "restored from a snapshot at revision 2")
+	assert.ErrorIs(t, &ctxd.QuotaError{}, ctxd.ErrInsufficientStorage)
+}
+
+// A quota error says how full the database is and what to do.
+func TestQuotaErrorMessage(t *testing.T) {
+	full := (&ctxd.QuotaError{Used: 3 << 20, Quota: 2 << 20}).Error()
+	assert.Contains(t, full, "uses 3.0 MiB of its 2.0 MiB quota (storage.quota_bytes)")
+	big := (&ctxd.QuotaError{Used: 1 << 20, Quota: 2 << 20, Need: 1536 << 10}).Error()
+	assert.Contains(t, big, "a write adding about 1.5 MiB would pass it, the database uses 1.0 MiB of its 2.0 MiB quota")
+	for _, hint := range []string{"POST /v1/compact", "delete keys", "POST /v1/defrag", "raise storage.quota_bytes"} {
+		assert.Contains(t, full, hint)
+	}
 }

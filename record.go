@@ -142,24 +142,50 @@ type Status struct {
 	FreePages     int    `json:"free_pages"`
 	SchemaVersion int    `json:"schema_version"`
 	Path          string `json:"path"`
+	// QuotaBytes is the storage quota (0: none); UsedBytes what counts
+	// against it: InUseBytes plus the acknowledged writes not yet in the
+	// file (bolt: in its write-ahead log only).
+	QuotaBytes int64 `json:"quota_bytes"`
+	UsedBytes  int64 `json:"used_bytes"`
+	// QuotaAlarm, when not empty, says that writes adding data are refused
+	// now (the quota is reached, or the last write refused would still
+	// be), and what to do: a *QuotaError's message.
+	QuotaAlarm string `json:"quota_alarm,omitempty"`
 }
+
+// Alarm values of ServerStatus.
+const (
+	// AlarmNone: writes are accepted.
+	AlarmNone = ""
+	// AlarmInsufficientStorage: the storage quota is reached; writes that
+	// add data answer 507 insufficient_storage.
+	AlarmInsufficientStorage = CodeInsufficientStorage
+)
 
 // ServerStatus is the server's summary, the body of GET /v1/status: the
 // storage backend's Status with the server's own version, clients and uptime.
 type ServerStatus struct {
-	Version           string    `json:"version"`
-	Revision          uint64    `json:"revision"`
-	CompactedRevision uint64    `json:"compacted_revision"`
-	Keys              uint64    `json:"keys"`
-	Namespaces        int       `json:"namespaces"`
-	DBSizeBytes       int64     `json:"db_size_bytes"`
-	FileSizeBytes     int64     `json:"file_size_bytes"`
-	InUseBytes        int64     `json:"in_use_bytes"`
-	FreePages         int       `json:"free_pages"`
-	SchemaVersion     int       `json:"schema_version"`
-	Clients           int       `json:"clients"`
-	UptimeSeconds     int64     `json:"uptime_seconds"`
-	StartedAt         time.Time `json:"started_at"`
+	Version           string `json:"version"`
+	Revision          uint64 `json:"revision"`
+	CompactedRevision uint64 `json:"compacted_revision"`
+	Keys              uint64 `json:"keys"`
+	Namespaces        int    `json:"namespaces"`
+	DBSizeBytes       int64  `json:"db_size_bytes"`
+	FileSizeBytes     int64  `json:"file_size_bytes"`
+	InUseBytes        int64  `json:"in_use_bytes"`
+	FreePages         int    `json:"free_pages"`
+	SchemaVersion     int    `json:"schema_version"`
+	// QuotaBytes and UsedBytes are the storage quota (0: none) and what
+	// counts against it (Status); Alarm is AlarmInsufficientStorage while
+	// the quota is reached, with AlarmMessage saying what to do, and
+	// AlarmNone ("") otherwise.
+	QuotaBytes    int64     `json:"quota_bytes"`
+	UsedBytes     int64     `json:"used_bytes"`
+	Alarm         string    `json:"alarm"`
+	AlarmMessage  string    `json:"alarm_message"`
+	Clients       int       `json:"clients"`
+	UptimeSeconds int64     `json:"uptime_seconds"`
+	StartedAt     time.Time `json:"started_at"`
 }
 
 // TxnResult is the outcome of a committed write or transaction.

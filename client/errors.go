@@ -30,7 +30,11 @@ const (
 	// outcome. It may or may not have applied: read the key (or look for
 	// the change at a revision) to learn which before retrying.
 	CodeOutcomeUnknown = ctxd.CodeOutcomeUnknown
-	CodeInternal       = ctxd.CodeInternal
+	// CodeInsufficientStorage: the server is at its storage quota (507)
+	// and refused a write that adds data; nothing was applied. Deletes
+	// still work; the message says how to free space.
+	CodeInsufficientStorage = ctxd.CodeInsufficientStorage
+	CodeInternal            = ctxd.CodeInternal
 )
 
 // APIError is an error answer from the server: any status outside 2xx.
@@ -65,14 +69,15 @@ func (e *APIError) Error() string {
 // CodeUnavailable matches ctxd.ErrClosed too, as it always did;
 // CodeOutcomeUnknown matches ctxd.ErrOutcomeUnknown only.
 var codeErrors = map[string][]error{
-	CodeNotFound:       {ctxd.ErrNotFound},
-	CodeConflict:       {ctxd.ErrConflict},
-	CodeCompacted:      {ctxd.ErrCompacted},
-	CodeTooLarge:       {ctxd.ErrTooLarge},
-	CodeBadRequest:     {ctxd.ErrInvalid},
-	CodeFutureRevision: {ctxd.ErrFutureRevision},
-	CodeUnavailable:    {ctxd.ErrUnavailable, ctxd.ErrClosed},
-	CodeOutcomeUnknown: {ctxd.ErrOutcomeUnknown},
+	CodeNotFound:            {ctxd.ErrNotFound},
+	CodeConflict:            {ctxd.ErrConflict},
+	CodeCompacted:           {ctxd.ErrCompacted},
+	CodeTooLarge:            {ctxd.ErrTooLarge},
+	CodeBadRequest:          {ctxd.ErrInvalid},
+	CodeFutureRevision:      {ctxd.ErrFutureRevision},
+	CodeUnavailable:         {ctxd.ErrUnavailable, ctxd.ErrClosed},
+	CodeOutcomeUnknown:      {ctxd.ErrOutcomeUnknown},
+	CodeInsufficientStorage: {ctxd.ErrInsufficientStorage},
 }
 
 // Is lets errors.Is match an *APIError against the store's errors, such as

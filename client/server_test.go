@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -169,4 +171,30 @@ func TestAgainstRealServer(t *testing.T) {
 	assert.ErrorIs(t, err, ctxd.ErrInvalid)
 	_, err = c.Put(ctx, "", "k", json.RawMessage(`{not json`), PutOptions{})
 	assert.ErrorIs(t, err, ctxd.ErrInvalid)
+}
+
+// A write past the server's storage quota is an *APIError of
+// CodeInsufficientStorage that matches ctxd.ErrInsufficientStorage; a
+// delete still works.
+func TestInsufficientStorage(t *testing.T) {
+	ctx := context.Background()
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.Storage.QuotaBytes = 256 << 10 }))
+	c, err := New(srv.URL)
+	require.NoError(t, err)
+	value := json.RawMessage(`"` + strings.Repeat("v", 32<<10) + `"`)
+	for i := 0; ; i++ {
+		require.Less(t, i, 100, "the quota never refused a write")
+		_, err = c.Put(ctx, "", fmt.Sprint("k", i), value, PutOptions{})
+		if err != nil {
+			break
+		}
+	}
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, 507, ae.Status)
+	assert.Equal(t, CodeInsufficientStorage, ae.Code)
+	assert.ErrorIs(t, err, ctxd.ErrInsufficientStorage)
+	assert.Contains(t, ae.Message, "storage.quota_bytes")
+	_, err = c.Delete(ctx, "", "k0", DeleteOptions{})
+	require.NoError(t, err, "a delete past the quota")
 }

@@ -44,6 +44,8 @@ type Config struct {
 	Snapshots Snapshots
 	// History (history.*) is how much history is kept.
 	History History
+	// Storage (storage.*) bounds the disk space the database may take.
+	Storage Storage
 	// WebSocket (websocket.*) configures the live change feed, GET /v1/watch.
 	WebSocket WebSocket
 	// Store (store.*) chooses the storage backend.
@@ -157,10 +159,16 @@ type Snapshots struct {
 	MaxUploadBytes int64
 }
 
+// DefaultKeepVersions is history.keep_versions by default: with the
+// newest keep_revisions revisions kept whole, history is then bounded by
+// the live keys, whatever the write rate (store/bolt/DESIGN.md, "Bounded
+// growth"). With store.backend etcd the default is 1 (validateEtcd).
+const DefaultKeepVersions = 10
+
 // History configures history retention, applied in the background.
 type History struct {
-	// KeepVersions (history.keep_versions) caps the versions kept per key;
-	// 0 keeps all.
+	// KeepVersions (history.keep_versions) caps the versions kept per key
+	// (DefaultKeepVersions); 0 keeps all.
 	KeepVersions int
 	// KeepRevisions (history.keep_revisions): the newest this many
 	// revisions are always kept whole, so watchers can resume and recent
@@ -172,6 +180,37 @@ type History struct {
 	// CompactInterval (history.compact_interval) is how often retention is
 	// applied.
 	CompactInterval time.Duration
+}
+
+// Storage bounds the database's disk space.
+type Storage struct {
+	// QuotaBytes (storage.quota_bytes) is the storage quota: past it,
+	// writes that add data answer 507 insufficient_storage. 0 turns it
+	// off; QuotaAuto ("auto", the default) is decided at start by
+	// DefaultQuota from the data folder's file system.
+	QuotaBytes int64
+}
+
+// QuotaAuto is Storage.QuotaBytes when the quota is decided at start
+// (DefaultQuota); written "auto".
+const QuotaAuto = -1
+
+// MaxDefaultQuota caps the quota chosen for "auto": etcd's suggested
+// maximum for its own bbolt file, past which opening, defragmenting and
+// snapshotting the file take long.
+const MaxDefaultQuota = 8 << 30
+
+// DefaultQuota is the quota "auto" stands for on a file system of
+// fsBytes bytes (0: unknown): a quarter of it, at most MaxDefaultQuota;
+// 2 GiB (etcd's default) when the size is unknown. A quarter leaves room
+// on the disk for what the database needs beside itself: a defrag writes
+// a second copy of the file, a snapshot a third, and the write-ahead log
+// its segments.
+func DefaultQuota(fsBytes int64) int64 {
+	if fsBytes <= 0 {
+		return 2 << 30
+	}
+	return min(fsBytes/4, MaxDefaultQuota)
 }
 
 // Compat configures the Framework0-compatible /ctx API.
@@ -279,7 +318,8 @@ func Defaults() Config {
 		Limits:    ctxd.DefaultLimits,
 		Compat:    Compat{Namespace: ctxd.DefaultNamespace},
 		Snapshots: Snapshots{Interval: 0, Keep: 7, MaxUploadBytes: 1 << 30},
-		History:   History{KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
+		History:   History{KeepVersions: DefaultKeepVersions, KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
+		Storage:   Storage{QuotaBytes: QuotaAuto},
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
 			MaxMessageBytes: 2 << 20, MaxClients: 10000, MaxLag: 10000,
 			RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
@@ -329,6 +369,8 @@ const EnvPrefix = "CTXD_"
 // error is an [*Error].
 func Load(path string, environ []string, flags map[string]string) (Config, error) {
 	c := Defaults()
+	// Unset until a source sets it: its default depends on the backend.
+	c.History.KeepVersions = keepVersionsUnset
 	if path != "" {
 		if err := applyFile(&c, path); err != nil {
 			return Config{}, err
@@ -359,11 +401,23 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 			}
 		}
 	}
+	if c.History.KeepVersions == keepVersionsUnset {
+		c.History.KeepVersions = DefaultKeepVersions
+		if c.Store.Backend == BackendEtcd {
+			// etcd's compaction keeps exactly the change in effect per
+			// key (validateEtcd): its retention is by keep_revisions.
+			c.History.KeepVersions = 1
+		}
+	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
 }
+
+// keepVersionsUnset marks history.keep_versions as not given while Load
+// reads its sources (a given value is at least 0).
+const keepVersionsUnset = -1
 
 // Validate checks every setting, as Load does, and returns an [*Error] for
 // the first bad one.
@@ -563,6 +617,31 @@ var settings = []setting{
 	countSetting("history.keep_revisions", false, func(c *Config) *uint64 { return &c.History.KeepRevisions }),
 	durationSetting("history.keep_for", true, func(c *Config) *time.Duration { return &c.History.KeepFor }),
 	durationSetting("history.compact_interval", false, func(c *Config) *time.Duration { return &c.History.CompactInterval }),
+	{
+		path: "storage.quota_bytes",
+		set: func(c *Config, v string) error {
+			switch strings.TrimSpace(v) {
+			case "auto":
+				c.Storage.QuotaBytes = QuotaAuto
+				return nil
+			case "0":
+				c.Storage.QuotaBytes = 0
+				return nil
+			}
+			n, err := parseSize(v, 1<<62)
+			if err != nil {
+				return fmt.Errorf("invalid quota %q (use a size such as 8GiB or 500MiB, auto: a quarter of the disk, at most 8 GiB, or 0: no quota)", v)
+			}
+			c.Storage.QuotaBytes = n
+			return nil
+		},
+		get: func(c *Config) string {
+			if c.Storage.QuotaBytes == QuotaAuto {
+				return "auto"
+			}
+			return strconv.FormatInt(c.Storage.QuotaBytes, 10)
+		},
+	},
 	durationSetting("websocket.ping_interval", false, func(c *Config) *time.Duration { return &c.WebSocket.PingInterval }),
 	durationSetting("websocket.write_timeout", false, func(c *Config) *time.Duration { return &c.WebSocket.WriteTimeout }),
 	sizeSetting("websocket.max_message_bytes", 1<<40, func(c *Config) *int64 { return &c.WebSocket.MaxMessageBytes }),

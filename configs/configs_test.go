@@ -95,6 +95,7 @@ func TestEnvNames(t *testing.T) {
 		"CTXD_LIMITS_MAX_TXN_OPS", "CTXD_COMPAT_NAMESPACE",
 		"CTXD_SNAPSHOTS_INTERVAL", "CTXD_SNAPSHOTS_KEEP", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES",
 		"CTXD_HISTORY_KEEP_VERSIONS", "CTXD_HISTORY_KEEP_REVISIONS", "CTXD_HISTORY_KEEP_FOR", "CTXD_HISTORY_COMPACT_INTERVAL",
+		"CTXD_STORAGE_QUOTA_BYTES",
 		"CTXD_WEBSOCKET_PING_INTERVAL", "CTXD_WEBSOCKET_WRITE_TIMEOUT", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES",
 		"CTXD_WEBSOCKET_ALLOWED_ORIGINS", "CTXD_WEBSOCKET_MAX_CLIENTS", "CTXD_WEBSOCKET_MAX_LAG",
 		"CTXD_WEBSOCKET_RATE_LIMIT", "CTXD_WEBSOCKET_RATE_BURST", "CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED",
@@ -172,7 +173,7 @@ limits:
 				"CTXD_COMPAT_NAMESPACE=legacy",
 				"CTXD_SNAPSHOTS_INTERVAL=1h", "CTXD_SNAPSHOTS_KEEP=3", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES=1MiB",
 				"CTXD_HISTORY_KEEP_VERSIONS=5", "CTXD_HISTORY_KEEP_REVISIONS=0", "CTXD_HISTORY_KEEP_FOR=720h",
-				"CTXD_HISTORY_COMPACT_INTERVAL=30s",
+				"CTXD_HISTORY_COMPACT_INTERVAL=30s", "CTXD_STORAGE_QUOTA_BYTES=3GiB",
 				"CTXD_WEBSOCKET_PING_INTERVAL=5s", "CTXD_WEBSOCKET_WRITE_TIMEOUT=3s", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES=64KiB",
 				"CTXD_WEBSOCKET_ALLOWED_ORIGINS=https://a.example, http://b.example:8080/", "CTXD_WEBSOCKET_MAX_CLIENTS=7",
 				"CTXD_WEBSOCKET_MAX_LAG=100", "CTXD_WEBSOCKET_RATE_LIMIT=2.5", "CTXD_WEBSOCKET_RATE_BURST=0",
@@ -199,6 +200,7 @@ limits:
 					Compat:    Compat{Namespace: "legacy"},
 					Snapshots: Snapshots{Interval: time.Hour, Keep: 3, MaxUploadBytes: 1 << 20},
 					History:   History{KeepVersions: 5, KeepRevisions: 0, KeepFor: 720 * time.Hour, CompactInterval: 30 * time.Second},
+					Storage:   Storage{QuotaBytes: 3 << 30},
 					WebSocket: WebSocket{PingInterval: 5 * time.Second, WriteTimeout: 3 * time.Second, MaxMessageBytes: 64 << 10,
 						AllowedOrigins: []string{"https://a.example", "http://b.example:8080"}, MaxClients: 7, MaxLag: 100,
 						RateLimit: 2.5, RateBurst: 0, RateLimitMaxRefused: 0},
@@ -291,6 +293,10 @@ func TestErrors(t *testing.T) {
 		{name: "bad cors origin", env: []string{"CTXD_HTTP_CORS_ORIGINS=app.example"}, field: "http.cors_origins", want: "invalid origin"},
 		{name: "cert without key", file: "tls:\n  cert_file: /c.pem\n", field: "tls.key_file", want: "give both"},
 		{name: "zero ping interval", file: "websocket:\n  ping_interval: 0s\n", field: "websocket.ping_interval", want: "must be > 0"},
+		{name: "negative quota", file: "storage:\n  quota_bytes: -1\n", field: "storage.quota_bytes", want: `storage.quota_bytes (file `},
+		{name: "negative quota says what is allowed", env: []string{"CTXD_STORAGE_QUOTA_BYTES=-5GiB"}, field: "storage.quota_bytes", want: `invalid quota "-5GiB" (use a size such as 8GiB`},
+		{name: "quota with a bad unit", flags: map[string]string{"storage.quota_bytes": "2GB"}, field: "storage.quota_bytes", want: `config: storage.quota_bytes (flag): invalid quota "2GB"`},
+		{name: "quota not a size", env: []string{"CTXD_STORAGE_QUOTA_BYTES=lots"}, field: "storage.quota_bytes", want: "env CTXD_STORAGE_QUOTA_BYTES"},
 		{name: "missing file", file: "-", want: "no such file"},
 		{name: "bad backend", env: []string{"CTXD_STORE_BACKEND=redis"}, field: "store.backend", want: `invalid backend "redis" (use bolt or etcd)`},
 		{name: "etcd without endpoints", file: "store:\n  backend: etcd\n", field: "etcd.endpoints", want: "give at least one endpoint"},
@@ -394,6 +400,37 @@ func TestAuthEnabled(t *testing.T) {
 	}
 }
 
+// storage.quota_bytes is a size, auto (the default, decided at start) or
+// 0 (no quota), through the file, the environment and flags alike.
+func TestQuotaSetting(t *testing.T) {
+	assert.Equal(t, int64(QuotaAuto), Defaults().Storage.QuotaBytes)
+	for v, want := range map[string]int64{"auto": QuotaAuto, "0": 0, "512MiB": 512 << 20, "12345": 12345, " 2GiB ": 2 << 30} {
+		c, err := Load(writeFile(t, "storage:\n  quota_bytes: "+v+"\n"), nil, nil)
+		require.NoError(t, err, v)
+		assert.Equal(t, want, c.Storage.QuotaBytes, "file %q", v)
+		c, err = Load("", []string{"CTXD_STORAGE_QUOTA_BYTES=" + v}, nil)
+		require.NoError(t, err, v)
+		assert.Equal(t, want, c.Storage.QuotaBytes, "env %q", v)
+		c, err = Load("", nil, map[string]string{"storage.quota_bytes": v})
+		require.NoError(t, err, v)
+		assert.Equal(t, want, c.Storage.QuotaBytes, "flag %q", v)
+		require.NoError(t, c.Validate(), "a loaded quota validates again: %q", v)
+	}
+	// File < env < flag.
+	c, err := Load(writeFile(t, "storage:\n  quota_bytes: 1GiB\n"), []string{"CTXD_STORAGE_QUOTA_BYTES=2GiB"}, map[string]string{"storage.quota_bytes": "0"})
+	require.NoError(t, err)
+	assert.Equal(t, int64(0), c.Storage.QuotaBytes)
+}
+
+// "auto" is a quarter of the file system, at most 8 GiB; 2 GiB when the
+// file system's size is unknown.
+func TestDefaultQuota(t *testing.T) {
+	assert.Equal(t, int64(2<<30), DefaultQuota(0))
+	assert.Equal(t, int64(1<<30), DefaultQuota(4<<30))
+	assert.Equal(t, int64(5<<30), DefaultQuota(20<<30))
+	assert.Equal(t, int64(MaxDefaultQuota), DefaultQuota(1<<40))
+}
+
 func TestParseSize(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -420,4 +457,26 @@ func TestParseSize(t *testing.T) {
 		require.NoError(t, err, tt.in)
 		assert.Equal(t, tt.want, got, tt.in)
 	}
+}
+
+// history.keep_versions defaults to DefaultKeepVersions on bolt and to 1
+// on etcd, whose compaction keeps exactly the change in effect per key: a
+// default configuration on etcd loads; a value given is kept on bolt.
+func TestKeepVersionsDefaultByBackend(t *testing.T) {
+	c, err := Load("", nil, nil)
+	require.NoError(t, err)
+	assert.Equal(t, DefaultKeepVersions, c.History.KeepVersions)
+
+	etcd := []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://127.0.0.1:2379"}
+	c, err = Load("", etcd, nil)
+	require.NoError(t, err, "the default configuration on etcd")
+	assert.Equal(t, 1, c.History.KeepVersions)
+
+	c, err = Load("", append(etcd, "CTXD_HISTORY_KEEP_VERSIONS=0"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, 0, c.History.KeepVersions, "keep everything, given")
+
+	c, err = Load("", []string{"CTXD_HISTORY_KEEP_VERSIONS=3"}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 3, c.History.KeepVersions)
 }

@@ -26,6 +26,12 @@ func (s *Server) status(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	alarm, alarmMessage := ctxd.AlarmNone, ""
+	if st.QuotaAlarm != "" {
+		// Reads still work, so /readyz stays ready: the status says why
+		// writes are refused.
+		alarm, alarmMessage = ctxd.AlarmInsufficientStorage, st.QuotaAlarm
+	}
 	return sendJSON(c, http.StatusOK, ctxd.ServerStatus{
 		Version:           s.cfg.Version,
 		Revision:          st.Revision,
@@ -37,6 +43,10 @@ func (s *Server) status(c echo.Context) error {
 		InUseBytes:        st.InUseBytes,
 		FreePages:         st.FreePages,
 		SchemaVersion:     st.SchemaVersion,
+		QuotaBytes:        st.QuotaBytes,
+		UsedBytes:         st.UsedBytes,
+		Alarm:             alarm,
+		AlarmMessage:      alarmMessage,
 		Clients:           s.clients(),
 		UptimeSeconds:     int64(time.Since(s.started) / time.Second),
 		StartedAt:         s.started.UTC().Truncate(time.Second),

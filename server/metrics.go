@@ -115,12 +115,17 @@ var (
 	descDefrags    = prometheus.NewDesc("ctxd_defrags_total", "Online defragmentations.", nil, nil)
 	descDefragWait = prometheus.NewDesc("ctxd_defrag_last_pause_seconds", "How long writes waited during the last defragmentation.", nil, nil)
 	descSnapshots  = prometheus.NewDesc("ctxd_snapshots_stored", "Snapshots kept in the snapshots folder.", nil, nil)
+	descQuota      = prometheus.NewDesc("ctxd_storage_quota_bytes", "The storage quota, storage.quota_bytes (0: none).", nil, nil)
+	descUsed       = prometheus.NewDesc("ctxd_storage_used_bytes", "Bytes counted against the storage quota: the database file's bytes in use plus acknowledged writes not yet in it.", nil, nil)
+	descExceeded   = prometheus.NewDesc("ctxd_storage_quota_exceeded", "1 while the storage quota is reached: writes that add data answer 507 insufficient_storage.", nil, nil)
+	descRefused    = prometheus.NewDesc("ctxd_storage_quota_refused_writes_total", "Writes refused with 507 insufficient_storage by the storage quota.", nil, nil)
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	describe(ch, descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
 		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descApplies, descApplied, descApplyTime,
-		descPending, descCompactRun, descCompacted2, descDefrags, descDefragWait, descSnapshots)
+		descPending, descCompactRun, descCompacted2, descDefrags, descDefragWait, descSnapshots,
+		descQuota, descUsed, descExceeded, descRefused)
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -133,6 +138,13 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descFileSize, float64(st.FileSizeBytes))
 		gauge(descInUse, float64(st.InUseBytes))
 		gauge(descFreePages, float64(st.FreePages))
+		gauge(descQuota, float64(st.QuotaBytes))
+		gauge(descUsed, float64(st.UsedBytes))
+		exceeded := 0.0
+		if st.QuotaAlarm != "" {
+			exceeded = 1
+		}
+		gauge(descExceeded, exceeded)
 	}
 	ws := c.st.Stats()
 	counter(descCommits, float64(ws.Commits))
@@ -147,6 +159,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCompacted2, float64(ws.Compacted))
 	counter(descDefrags, float64(ws.Defrags))
 	gauge(descDefragWait, ws.LastDefragPause.Seconds())
+	counter(descRefused, float64(ws.QuotaRefused))
 	if n, err := c.snaps.Count(); err == nil {
 		gauge(descSnapshots, float64(n))
 	}

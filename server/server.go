@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/httpapi"
@@ -182,8 +183,9 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), log zerolo
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
 	path := filepath.Join(cfg.DataDir, DBFile)
+	quota := storageQuota(cfg, log)
 	st, err := bolt.Open(path, bolt.Options{
-		Limits: cfg.Limits, OnCommit: onCommit,
+		Limits: cfg.Limits, OnCommit: onCommit, QuotaBytes: quota,
 		WALSegmentSize: cfg.WAL.SegmentBytes, CommitInterval: cfg.WAL.CommitInterval,
 		CommitChanges: cfg.WAL.CommitChanges, DirectBytes: cfg.WAL.DirectBytes,
 	})
@@ -204,6 +206,28 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), log zerolo
 	}
 	ev.Msg("store opened")
 	return st, nil
+}
+
+// storageQuota is storage.quota_bytes in bytes (0: none), "auto" decided
+// from the data folder's file system (configs.DefaultQuota), and logged so
+// that an operator sees which quota a server runs with.
+func storageQuota(cfg configs.Config, log zerolog.Logger) int64 {
+	quota := cfg.Storage.QuotaBytes
+	ev := log.Info()
+	if quota == configs.QuotaAuto {
+		size, err := fileSystemSize(cfg.DataDir)
+		if err != nil {
+			ev = log.Warn().AnErr("file_system_error", err)
+		}
+		quota = configs.DefaultQuota(size)
+		ev = ev.Int64("file_system_bytes", size).Str("chosen", "auto: a quarter of the file system, at most 8 GiB")
+	}
+	if quota == 0 {
+		ev.Msg("storage quota off (storage.quota_bytes: 0)")
+		return 0
+	}
+	ev.Int64("quota_bytes", quota).Str("quota", ctxd.FormatBytes(quota)).Msg("storage quota")
+	return quota
 }
 
 // Serve serves on ln, over TLS when tls.cert_file is set, until Shutdown

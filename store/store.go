@@ -200,6 +200,8 @@ type Stats struct {
 	Compactions, Compacted uint64
 	Defrags                uint64
 	LastDefragPause        time.Duration
+	// QuotaRefused counts the writes refused by the storage quota.
+	QuotaRefused uint64
 }
 
 // CommitInfo describes one commit of a backend's writer, for a commit hook

@@ -175,6 +175,8 @@ func TestExitCodes(t *testing.T) {
 		{name: "serve with missing config file", args: []string{"serve", "--config", badConfig + ".nope"}, code: 2, stderr: "no such file"},
 		{name: "serve with bad env", env: []string{"CTXD_LOG_LEVEL=loud"}, args: []string{"serve", "--data", t.TempDir()}, code: 2, stderr: "log.level (env CTXD_LOG_LEVEL)"},
 		{name: "serve with bad flag value", args: []string{"serve", "--addr", "nowhere", "--data", t.TempDir()}, code: 2, stderr: "config: addr (flag)"},
+		{name: "serve with a negative quota", args: []string{"serve", "--storage-quota", "-1", "--data", t.TempDir()}, code: 2, stderr: `config: storage.quota_bytes (flag): invalid quota "-1"`},
+		{name: "serve with a quota of a bad unit", env: []string{"CTXD_STORAGE_QUOTA_BYTES=1TB"}, args: []string{"serve", "--data", t.TempDir()}, code: 2, stderr: "storage.quota_bytes (env CTXD_STORAGE_QUOTA_BYTES)"},
 		{name: "serve with an argument", args: []string{"serve", "extra"}, code: 2},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/internal/fsutil"
@@ -81,7 +82,7 @@ the server's stored snapshots instead of the live data.`,
 				}
 				return c.table("FILENAME\tFORMAT\tNS\tREVISION\tKEYS\tSIZE\tPATH", []string{strings.Join([]string{
 					info.Filename, string(info.Format), info.Namespace, strconv.FormatUint(info.Revision, 10),
-					strconv.Itoa(info.KeyCount), byteSize(info.FileSize), info.Path,
+					strconv.Itoa(info.KeyCount), ctxd.FormatBytes(info.FileSize), info.Path,
 				}, "\t")})
 			}
 			send := func(w io.Writer) (uint64, error) {
@@ -103,7 +104,7 @@ the server's stored snapshots instead of the live data.`,
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(a.stdout, "%s: %s of %s at revision %d, %s\n", outFile, fm, c.namespace, got, byteSize(size))
+			_, err = fmt.Fprintf(a.stdout, "%s: %s of %s at revision %d, %s\n", outFile, fm, c.namespace, got, ctxd.FormatBytes(size))
 			return err
 		})
 	})

@@ -249,7 +249,7 @@ func TestLoadMixedClients(t *testing.T) {
 	}
 	t.Logf("watchers: %d reconnections (a watcher that fell behind is closed with lagged and resumes)", reconnects)
 	require.Zero(t, failed.Load(), "failed requests: %v", errs)
-	assert.Zero(t, scrape(t, srv.URL)[`ctxd_ws_frames_dropped_total{protocol="watch"}`], "frames dropped by the WebSocket library")
+	assert.Zero(t, testkit.Scrape(t, srv.URL)[`ctxd_ws_frames_dropped_total{protocol="watch"}`], "frames dropped by the WebSocket library")
 
 	// SIGKILL, restart: every acknowledged write is there.
 	require.NoError(t, srv.Cmd.Process.Kill())

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,30 +16,6 @@ import (
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/internal/testkit"
 )
-
-// scrape reads /metrics into name{labels} -> value.
-func scrape(t *testing.T, url string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	out := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(string(body)))
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		require.NoError(t, err, line)
-		out[line[:i]] = v
-	}
-	return out
-}
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
@@ -59,7 +32,7 @@ func TestMetrics(t *testing.T) {
 	_, err = cl.CreateSnapshot(ctx)
 	require.NoError(t, err)
 
-	m := scrape(t, srv.URL)
+	m := testkit.Scrape(t, srv.URL)
 	assert.Equal(t, 5.0, m[`ctxd_http_requests_total{code="200",method="PUT",route="/v1/ns/:ns/keys/*"}`])
 	assert.Equal(t, 1.0, m[`ctxd_http_requests_total{code="404",method="GET",route="/v1/ns/:ns/keys/*"}`])
 	assert.Equal(t, 5.0, m[`ctxd_http_request_duration_seconds_count{method="PUT",route="/v1/ns/:ns/keys/*"}`])
@@ -107,7 +80,7 @@ func TestMetrics(t *testing.T) {
 func TestMetricsSocketIO(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	m := scrape(t, srv.URL)
+	m := testkit.Scrape(t, srv.URL)
 	require.Equal(t, 0.0, m[`ctxd_ws_clients{protocol="socketio"}`])
 
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/socket.io/?EIO=4&transport=websocket"
@@ -128,7 +101,7 @@ func TestMetricsSocketIO(t *testing.T) {
 
 	// A packet is counted once written; the client may read it first.
 	testkit.Eventually(t, func() bool {
-		m = scrape(t, srv.URL)
+		m = testkit.Scrape(t, srv.URL)
 		return m[`ctxd_ws_events_sent_total{protocol="socketio"}`] >= 3
 	}, "open, connect and context_snapshot counted as sent")
 	assert.Equal(t, 1.0, m[`ctxd_ws_clients{protocol="socketio"}`])
@@ -137,6 +110,6 @@ func TestMetricsSocketIO(t *testing.T) {
 
 	require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("41")))
 	require.Eventually(t, func() bool {
-		return scrape(t, srv.URL)[`ctxd_ws_clients{protocol="socketio"}`] == 0
+		return testkit.Scrape(t, srv.URL)[`ctxd_ws_clients{protocol="socketio"}`] == 0
 	}, 10*time.Second, 20*time.Millisecond, "the client is no longer counted after it disconnects")
 }

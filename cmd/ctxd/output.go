@@ -144,7 +144,7 @@ func (c *common) printDumps(list client.DumpList) error {
 	list.Dumps = orEmpty(list.Dumps)
 	err := printAs(c, list, list.Dumps, func(d client.DumpFile) string { return d.Filename },
 		"FILENAME\tSIZE\tCREATED", func(d client.DumpFile) string {
-			return d.Filename + "\t" + byteSize(d.Size) + "\t" + timeText(d.Modified)
+			return d.Filename + "\t" + ctxd.FormatBytes(d.Size) + "\t" + timeText(d.Modified)
 		})
 	if err != nil || c.output != outTable {
 		return err
@@ -165,7 +165,7 @@ func (c *common) printStatus(st client.Status) error {
 		{"compacted revision", strconv.FormatUint(st.CompactedRevision, 10)},
 		{"keys", strconv.FormatUint(st.Keys, 10)},
 		{"namespaces", strconv.Itoa(st.Namespaces)},
-		{"db size", byteSize(st.DBSizeBytes)},
+		{"db size", ctxd.FormatBytes(st.DBSizeBytes)},
 		{"schema version", strconv.Itoa(st.SchemaVersion)},
 		{"clients", strconv.Itoa(st.Clients)},
 		{"uptime", (time.Duration(st.UptimeSeconds) * time.Second).String()},
@@ -218,16 +218,4 @@ func timeText(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-func byteSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

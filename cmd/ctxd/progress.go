@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+
+	"github.com/framework0/ctxd"
 )
 
 // Progress on standard error, for the commands that can take more than a
@@ -66,7 +68,7 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	if p.a.interactive() && time.Since(p.last) > 200*time.Millisecond {
 		p.last = time.Now()
 		secs := time.Since(p.start).Seconds()
-		fmt.Fprintf(p.a.stderr, "\r%s %s (%s/s) ", p.what, byteSize(p.n), byteSize(int64(float64(p.n)/max(secs, 0.001))))
+		fmt.Fprintf(p.a.stderr, "\r%s %s (%s/s) ", p.what, ctxd.FormatBytes(p.n), ctxd.FormatBytes(int64(float64(p.n)/max(secs, 0.001))))
 	}
 	return n, err
 }

@@ -32,6 +32,7 @@ var serveFlags = []serveFlag{
 	{"data", "data_dir", "data folder; the database is DIR/" + dbFile},
 	{"log-format", "log.format", "log format: json or console"},
 	{"log-level", "log.level", "log level: trace, debug, info, warn or error"},
+	{"storage-quota", "storage.quota_bytes", "storage quota: a size (2GiB), auto (a quarter of the disk, at most 8 GiB) or 0 (none)"},
 }
 
 func (a *app) serveCmd() *cobra.Command {

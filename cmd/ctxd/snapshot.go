@@ -120,7 +120,7 @@ sha256, ...) is written beside it, FILE without .db + .json, so that
 		if err := fsutil.WriteFileBytes(metaPath, 0o600, append(b, '\n')); err != nil {
 			return fmt.Errorf("write %s: %w", metaPath, err)
 		}
-		_, err = fmt.Fprintf(a.stdout, "wrote %s (%s, revision %d) and %s (sha256 %s)\n", out, byteSize(written), meta.Revision, metaPath, meta.SHA256)
+		_, err = fmt.Fprintf(a.stdout, "wrote %s (%s, revision %d) and %s (sha256 %s)\n", out, ctxd.FormatBytes(written), meta.Revision, metaPath, meta.SHA256)
 		return err
 	})
 	return cmd
@@ -321,7 +321,7 @@ first, use POST /v1/compact or the history.* settings.`,
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(a.stdout, "compacted %s: %s -> %s\n", path, byteSize(before), byteSize(after))
+		_, err = fmt.Fprintf(a.stdout, "compacted %s: %s -> %s\n", path, ctxd.FormatBytes(before), ctxd.FormatBytes(after))
 		return err
 	})
 	return cmd
@@ -343,7 +343,7 @@ func (a *app) defragCmd() *cobra.Command {
 			return c.printJSON(res)
 		}
 		_, err = fmt.Fprintf(a.stdout, "defragmented: %s -> %s, writes paused %.1f ms\n",
-			byteSize(res.SizeBefore), byteSize(res.SizeAfter), res.PauseMS)
+			ctxd.FormatBytes(res.SizeBefore), ctxd.FormatBytes(res.SizeAfter), res.PauseMS)
 		return err
 	})
 	return cmd
@@ -389,7 +389,7 @@ func (c *common) printSnapshots(list ...client.SnapshotMeta) error {
 			keys += ns.Keys
 		}
 		rows = append(rows, fmt.Sprintf("%s\t%d\t%s\t%d\t%s\t%s\t%s", m.ID, m.Revision, timeText(m.Created), keys,
-			byteSize(m.Size), m.Origin, m.SHA256[:min(12, len(m.SHA256))]))
+			ctxd.FormatBytes(m.Size), m.Origin, m.SHA256[:min(12, len(m.SHA256))]))
 	}
 	return c.table("ID\tREVISION\tCREATED\tKEYS\tSIZE\tORIGIN\tSHA256", rows)
 }

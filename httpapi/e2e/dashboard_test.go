@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // TestFirstLoad: without a click, the page shows the status and the keys of
@@ -400,4 +403,43 @@ func requireToken(token string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// TestQuotaBanner: while the storage quota refuses writes, a banner at the
+// top of the page says so and what to do, and the status shows the quota;
+// once compaction has freed space, the banner goes.
+func TestQuotaBanner(t *testing.T) {
+	s := newServer(t, serverOptions{quota: 1 << 20})
+	p := openPage(t, s, "/")
+	p.waitText("#st-quota", "of 1.0 MiB")
+	p.waitFor("#quota-alarm[hidden]")
+
+	value := `"` + strings.Repeat("q", 64<<10) + `"`
+	for i := 0; ; i++ {
+		require.Less(t, i, 100, "the quota never refused a write")
+		key := keyPath("default", fmt.Sprint("fill-", i))
+		status, _ := s.do(http.MethodPut, key, value)
+		if status == http.StatusInsufficientStorage {
+			// Refused again once the committer has applied every write:
+			// the refusal then stands while nothing is freed.
+			testkit.Eventually(t, func() bool { return s.ks.Backend().Stats().Pending == 0 }, "the committer applies every write")
+			if status, _ = s.do(http.MethodPut, key, value); status == http.StatusInsufficientStorage {
+				break
+			}
+		}
+		require.Equal(t, http.StatusOK, status)
+	}
+	p.waitFor("#quota-alarm:not([hidden])")
+	p.waitText("#quota-alarm", "Writes are refused", "storage.quota_bytes", "POST /v1/compact")
+
+	for i := 0; ; i++ {
+		status, _ := s.do(http.MethodDelete, keyPath("default", fmt.Sprint("fill-", i)), "")
+		if status == http.StatusNotFound {
+			break
+		}
+		require.Equal(t, http.StatusOK, status)
+	}
+	status, body := s.do(http.MethodPost, "/v1/compact?keep_versions=1", "")
+	require.Equal(t, http.StatusOK, status, "%s", body)
+	p.waitFor("#quota-alarm[hidden]")
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 	ctxdserver "github.com/framework0/ctxd/server"
 )
@@ -122,6 +123,7 @@ func startBrowser() (context.Context, error) {
 // what `ctxd serve` runs), behind a watchControl.
 type server struct {
 	t     *testing.T
+	ks    *testkit.Server
 	url   string
 	ws    *watchControl
 	token string // sent by do when set
@@ -131,6 +133,8 @@ type serverOptions struct {
 	// token, when set, turns on a stand-in for access control (see
 	// requireToken): the API answers 401 without this bearer token.
 	token string
+	// quota is storage.quota_bytes (0: the default).
+	quota int64
 }
 
 func newServer(t *testing.T, opts serverOptions) *server {
@@ -143,8 +147,13 @@ func newServer(t *testing.T, opts serverOptions) *server {
 	if opts.token != "" {
 		wrap = func(h http.Handler) http.Handler { return requireToken(opts.token, ws.wrap(h)) }
 	}
-	ks := testkit.StartServer(t, testkit.WithServerOptions(ctxdserver.Version("e2e-test"), ctxdserver.WrapHandler(wrap)))
-	return &server{t: t, url: ks.URL, ws: ws, token: opts.token}
+	ks := testkit.StartServer(t, testkit.WithServerOptions(ctxdserver.Version("e2e-test"), ctxdserver.WrapHandler(wrap)),
+		testkit.WithConfig(func(c *configs.Config) {
+			if opts.quota != 0 {
+				c.Storage.QuotaBytes = opts.quota
+			}
+		}))
+	return &server{t: t, ks: ks, url: ks.URL, ws: ws, token: opts.token}
 }
 
 // do sends one API request and returns the status and body.

@@ -176,6 +176,12 @@ function renderStatus() {
   $('st-clients').textContent = String(s.clients);
   $('st-uptime').textContent = fmtDuration(s.uptime_seconds);
   $('st-uptime').title = s.started_at ? 'since ' + s.started_at : '';
+  // Used against the quota (what counts: README, "Disk space, retention
+  // and the quota"); past it, writes that add data answer 507 and the
+  // banner at the top says what to do.
+  const quota = Number(s.quota_bytes);
+  $('st-quota').textContent = quota > 0 ? `${fmtBytes(s.used_bytes)} of ${fmtBytes(quota)}` : 'none';
+  show($('quota-alarm'), s.alarm ? 'Writes are refused: ' + (s.alarm_message || s.alarm) : '');
   // History below this revision is gone: reads there answer 410.
   $('st-compacted').textContent = Number(s.compacted_revision) ? 'below r' + s.compacted_revision : 'none';
 }

@@ -50,6 +50,13 @@ func benchPutSequential(b *testing.B, opts bolt.Options) {
 // writer groups them so that one fsync serves many puts.
 func BenchmarkPutParallel64(b *testing.B) { benchPutParallel64(b, bolt.Options{}) }
 
+// BenchmarkPutParallel64Quota is BenchmarkPutParallel64 with a storage
+// quota it never reaches: the cost of checking it and of measuring the
+// file after each committer batch (DESIGN.md, "The storage quota").
+func BenchmarkPutParallel64Quota(b *testing.B) {
+	benchPutParallel64(b, bolt.Options{QuotaBytes: 1 << 40})
+}
+
 func benchPutParallel64(b *testing.B, opts bolt.Options) {
 	s := openStore(b, opts)
 	var n atomic.Int64

@@ -81,6 +81,9 @@ func (s *Store) applyPending() error {
 	s.applyMu.Lock()
 	s.dbMu.RLock()
 	err := applyChanges(s.db, cs, last.seq)
+	if err == nil {
+		s.measure()
+	}
 	s.dbMu.RUnlock()
 	s.applyMu.Unlock()
 	if err != nil {

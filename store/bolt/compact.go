@@ -101,6 +101,9 @@ func (s *Store) update(gen uint64, fn func(tx *bbolt.Tx) error) error {
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ctxd.ErrClosed
 	}
+	if err == nil {
+		s.measure()
+	}
 	return err
 }
 

@@ -47,6 +47,11 @@ type Options struct {
 	// (DefaultDirectBytes, and never more than half a segment, so that a
 	// log record always fits).
 	DirectBytes int
+	// QuotaBytes is the storage quota (0: none): a write that adds data
+	// (a put, or a transaction or import with one) is refused with a
+	// *ctxd.QuotaError when the bytes in use (quota.go) plus what it adds
+	// would pass it. Deletes, maintenance and restores are never refused.
+	QuotaBytes int64
 }
 
 // The defaults of Options, chosen by measurement (DESIGN.md); the server's

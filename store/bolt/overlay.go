@@ -34,8 +34,10 @@ type overlay struct {
 	// the base moves: checkpoints and the writer's backpressure wait on it.
 	drained chan struct{}
 	// size is len(changes), read without the lock by the fast paths: 0
-	// means bbolt had everything when it was read.
-	size atomic.Int64
+	// means bbolt had everything when it was read. sizeBytes is bytes,
+	// read without the lock by the storage quota's check.
+	size      atomic.Int64
+	sizeBytes atomic.Int64
 }
 
 type nsCount struct {
@@ -49,6 +51,7 @@ func (o *overlay) init(base uint64) {
 	o.ns = make(map[string]nsCount)
 	o.bytes = 0
 	o.size.Store(0)
+	o.sizeBytes.Store(0)
 	if o.drained == nil {
 		o.drained = make(chan struct{})
 	}
@@ -71,6 +74,7 @@ func (o *overlay) add(cs []*change, counts map[string]uint64) {
 		o.top = c.Revision
 	}
 	o.size.Store(int64(len(o.changes)))
+	o.sizeBytes.Store(o.bytes)
 }
 
 // drop removes the changes up to rev, which bbolt now holds, and raises
@@ -100,6 +104,7 @@ func (o *overlay) drop(rev uint64) {
 	o.base = max(o.base, rev)
 	o.top = max(o.top, o.base)
 	o.size.Store(int64(len(o.changes)))
+	o.sizeBytes.Store(o.bytes)
 	close(o.drained)
 	o.drained = make(chan struct{})
 }

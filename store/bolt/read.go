@@ -422,8 +422,11 @@ func (s *Store) Status() (ctxd.Status, error) {
 		st.DBSizeBytes = tx.Size()
 		stats := tx.DB().Stats()
 		st.FreePages = stats.FreePageN + stats.PendingPageN
-		st.InUseBytes = st.DBSizeBytes - int64(st.FreePages)*int64(tx.DB().Info().PageSize)
+		st.InUseBytes = inUseBytes(tx)
 		st.FileSizeBytes = fileSize(s.path)
+		st.QuotaBytes = s.quota
+		st.UsedBytes = st.InUseBytes + s.ov.sizeBytes.Load()
+		st.QuotaAlarm = s.quotaAlarm(st.UsedBytes)
 		for _, ns := range namespaces(tx, counts, top) {
 			st.Namespaces++
 			st.Keys += ns.Keys

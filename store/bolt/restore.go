@@ -69,7 +69,14 @@ func (s *Store) restore(ctx context.Context, snap *Snapshot, opts ctxd.RestoreOp
 	}
 	if opts.IsPartial() {
 		if len(writes) > 0 {
-			out, err := s.submit(ctx, newRequest(writes))
+			// An ordinary write: the storage quota applies (a full
+			// restore, which replaces the file, is maintenance).
+			r := newRequest(writes)
+			err := s.checkQuota(r)
+			var out ctxd.TxnResult
+			if err == nil {
+				out, err = s.submit(ctx, r)
+			}
 			if err != nil {
 				return ctxd.RestoreResult{}, fmt.Errorf("restore: %w", err)
 			}

@@ -63,6 +63,14 @@ type Store struct {
 	// directly instead of through the write-ahead log.
 	direct int
 
+	// quota is the storage quota in bytes (0: none); inUse the bytes of
+	// the database file holding data, measured after each change of the
+	// file; refused the size of the last write the quota refused, 0 once
+	// one that adds data is accepted (quota.go).
+	quota   int64
+	inUse   atomic.Int64
+	refused atomic.Int64
+
 	// failure, once set, is why the store takes no more writes: the
 	// write-ahead log or a commit to bbolt failed (see fail).
 	failure  atomic.Pointer[error]
@@ -92,6 +100,7 @@ type Store struct {
 		compactions, compacted     atomic.Uint64
 		defrags                    atomic.Uint64
 		defragPauseNanos           atomic.Int64
+		quotaRefused               atomic.Uint64
 	}
 	onCommit func(store.CommitInfo)
 	recovery Recovery
@@ -184,6 +193,7 @@ func Open(path string, opts Options) (*Store, error) {
 		maxPending:     opts.MaxPending,
 		maxPendingB:    opts.MaxPendingBytes,
 		direct:         opts.DirectBytes,
+		quota:          max(opts.QuotaBytes, 0),
 		failed:         make(chan struct{}),
 		changed:        make(chan struct{}),
 		onCommit:       opts.OnCommit,
@@ -248,6 +258,7 @@ func (s *Store) load() error {
 		}
 	}
 	return s.db.View(func(tx *bbolt.Tx) error {
+		s.inUse.Store(inUseBytes(tx))
 		s.id = bytes.Clone(tx.Bucket(migrations.BucketMeta).Get(migrations.KeyStoreID))
 		if len(s.id) != storeIDSize {
 			return fmt.Errorf("open store %s: meta/store_id: %w", s.path, errCorrupt)
@@ -361,7 +372,11 @@ func (s *Store) submitWrites(ctx context.Context, limits ctxd.Limits, writes []c
 	if err := limits.ValidateWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
-	return s.submit(ctx, newRequest(writes))
+	r := newRequest(writes)
+	if err := s.checkQuota(r); err != nil {
+		return ctxd.TxnResult{}, err
+	}
+	return s.submit(ctx, r)
 }
 
 // newRequest is a request for writes, with its size.
@@ -500,6 +515,7 @@ func (s *Store) Stats() store.Stats {
 		Compacted:       s.stats.compacted.Load(),
 		Defrags:         s.stats.defrags.Load(),
 		LastDefragPause: time.Duration(s.stats.defragPauseNanos.Load()),
+		QuotaRefused:    s.stats.quotaRefused.Load(),
 	}
 	s.dbMu.RLock()
 	dbStats := s.db.Stats()

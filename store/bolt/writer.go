@@ -246,6 +246,8 @@ func (s *Store) commitDirect(r *request) {
 		err = applyChanges(s.db, m.changes, 0)
 		if err != nil {
 			err = fmt.Errorf("commit: %w", err)
+		} else {
+			s.measure()
 		}
 	}
 	s.dbMu.RUnlock()
