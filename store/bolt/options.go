@@ -45,6 +45,10 @@ type Options struct {
 	// instead of going through the write-ahead log and the overlay
 	// (default 16 MiB, and never more than a log record can hold).
 	DirectBytes int
+
+	// freelist is how bbolt keeps its freelist: the store's choice unless
+	// a measurement sets another (largedb_bench_test.go).
+	freelist freelistMode
 }
 
 func (o Options) withDefaults() Options {

@@ -1,0 +1,201 @@
+package bolt
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/framework0/ctxd/perf"
+)
+
+// BenchmarkLargeDatabase is the measurement behind the freelist choice
+// (DESIGN.md, "Open on a large database"): on a copy of one database
+// filled as `ctxd perf --preload` fills it, for each freelist mode, the
+// open with a cold page cache (as root; else warm, and said so), the
+// file's pages the process has mapped right after (RssFile), then b.N
+// durable puts by 64 writers overwriting random keys of a deep namespace:
+// the committer's batches (changes, pages written, time each), and the
+// reopen after that. Run it once per size:
+//
+//	CTXD_BENCH_LARGE_DB=/var/tmp/ctxd-large CTXD_BENCH_LARGE_BYTES=1073741824 \
+//	  go test ./store/bolt/ -run '^$' -bench LargeDatabase -benchtime 20000x
+//
+// CTXD_BENCH_LARGE_DB keeps the built database between runs (default: a
+// temp folder, 64 MiB).
+func BenchmarkLargeDatabase(b *testing.B) {
+	size := int64(64 << 20)
+	if v := os.Getenv("CTXD_BENCH_LARGE_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatalf("CTXD_BENCH_LARGE_BYTES: %v", err)
+		}
+		size = n
+	}
+	base := os.Getenv("CTXD_BENCH_LARGE_DB")
+	if base == "" {
+		base = b.TempDir()
+	}
+	src := filepath.Join(base, "ctxd.db")
+	keys := buildLargeDatabase(b, src, size)
+	for _, mode := range []struct {
+		name string
+		mode freelistMode
+	}{
+		{"persisted-map", freelistMode{}},
+		{"persisted-array", freelistMode{array: true}},
+		{"rebuilt-map", freelistMode{notPersisted: true}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "ctxd.db")
+			if err := copyFile(path, src); err != nil {
+				b.Fatal(err)
+			}
+			opts := Options{freelist: mode.mode}
+			s, openSecs, rss := timedOpen(b, path, opts)
+
+			before, txBefore := s.Stats(), s.db.Stats().TxStats
+			b.ResetTimer()
+			start := time.Now()
+			overwriteRandom(b, s, keys, b.N, 64)
+			if err := s.checkpoint(); err != nil {
+				b.Fatal(err)
+			}
+			took := time.Since(start)
+			b.StopTimer()
+			after, txAfter := s.Stats(), s.db.Stats().TxStats
+			// After ResetTimer, which clears the metrics reported before it.
+			b.ReportMetric(openSecs, "open-s")
+			b.ReportMetric(float64(rss)/(1<<20), "open-rssfile-MiB")
+			applies := float64(after.Applies - before.Applies)
+			b.ReportMetric(float64(b.N)/took.Seconds(), "puts/s")
+			b.ReportMetric(float64(after.Applied-before.Applied)/applies, "changes/batch")
+			b.ReportMetric(float64(txAfter.GetWrite()-txBefore.GetWrite())/applies, "pages/batch")
+			b.ReportMetric(float64((after.Apply-before.Apply).Microseconds())/1000/applies, "ms/batch")
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			s, reopenSecs, _ := timedOpen(b, path, opts)
+			b.ReportMetric(reopenSecs, "reopen-s")
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// buildLargeDatabase fills the database at path to size bytes as ctxd perf
+// --preload does, unless it is there already, and returns its keys per
+// namespace.
+func buildLargeDatabase(b *testing.B, path string, size int64) int64 {
+	b.Helper()
+	if fi, err := os.Stat(path); err == nil && fi.Size() >= size {
+		s, err := Open(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		st, err := s.Status()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return int64(st.Keys) / int64(len(perf.PreloadNamespaces))
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := perf.Preload(context.Background(), s, size, func() (int64, error) { return fileSize(path), nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("built %s: %d keys, %d bytes, in %s", path, res.Keys, res.FileBytes, res.Took.Round(time.Millisecond))
+	return res.Keys / int64(res.Namespaces)
+}
+
+// timedOpen drops the page cache (when it can), opens the store at path,
+// and returns it, the time Open took and how much more of the file the
+// process had mapped after.
+func timedOpen(b *testing.B, path string, opts Options) (*Store, float64, int64) {
+	b.Helper()
+	dropCaches(b)
+	rss0 := rssFileOf(b)
+	start := time.Now()
+	s, err := Open(path, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(start).Seconds()
+	return s, took, rssFileOf(b) - rss0
+}
+
+// overwriteRandom puts n new values on random existing keys of the first
+// preloaded namespace, from writers goroutines.
+func overwriteRandom(b *testing.B, s *Store, keys int64, n, writers int) {
+	b.Helper()
+	value := json.RawMessage(`{"v":"` + strings.Repeat("y", perf.PreloadValueSize-8) + `"}`)
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for i := w; i < n; i += writers {
+				key := fmt.Sprintf("pre-%010d", rng.Int64N(keys))
+				if _, err := s.Put(context.Background(), perf.PreloadNamespaces[0], key, value, nil, "bench"); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+var dropOnce sync.Once
+
+// dropCaches empties the page cache (root only) so that an open reads from
+// the disk; it says once when it cannot.
+func dropCaches(b *testing.B) {
+	b.Helper()
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0o200); err != nil {
+		dropOnce.Do(func() { b.Logf("page cache not dropped (%v): opens are warm", err) })
+	}
+}
+
+// rssFileOf is the process's resident file-backed memory (Linux; 0
+// elsewhere): the pages of mapped files it has read.
+func rssFileOf(t testing.TB) int64 {
+	t.Helper()
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "RssFile:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
