@@ -23,10 +23,10 @@ import (
 var PreloadNamespaces = []string{nsWrite, nsRead, "perf-bulk-1", "perf-bulk-2"}
 
 // Preload's shape: values of PreloadValueSize bytes of JSON (as in the
-// issue that asked for it: ~1 KiB), PreloadBatch keys per import, each one
-// transaction (at ~1 KiB a value, past the store's direct-commit size, so
-// a batch goes to the database file in one commit without going through
-// the write-ahead log).
+// issue that asked for it: ~1 KiB), PreloadBatch keys per import (fewer
+// for small sizes), each one transaction (at ~1 KiB a value, past the
+// store's direct-commit size, so a batch goes to the database file in one
+// commit without going through the write-ahead log).
 const (
 	PreloadValueSize = 1024
 	PreloadBatch     = 32768
@@ -52,15 +52,15 @@ type PreloadResult struct {
 func preloadKey(i int64) string { return fmt.Sprintf("pre-%010d", i) }
 
 // Preload fills a store with keys of PreloadValueSize-byte values until
-// fileSize reports at least size bytes, one PreloadBatch-key import per
-// namespace in turn.
+// fileSize reports at least size bytes, one import per namespace in turn.
 func Preload(ctx context.Context, st Importer, size int64, fileSize func() (int64, error)) (PreloadResult, error) {
 	start := time.Now()
 	value := json.RawMessage(makeValue(PreloadValueSize))
 	var res PreloadResult
 	res.Namespaces = len(PreloadNamespaces)
 	next := make([]int64, len(PreloadNamespaces))
-	writes := make([]ctxd.Write, PreloadBatch)
+	// Small sizes in smaller batches, so as not to overshoot them by much.
+	writes := make([]ctxd.Write, min(max(size/(4<<10), 1024), PreloadBatch))
 	for batch := 0; ; batch++ {
 		n, err := fileSize()
 		if err != nil {
@@ -84,7 +84,7 @@ func Preload(ctx context.Context, st Importer, size int64, fileSize func() (int6
 		if _, err := st.Import(ctx, writes); err != nil {
 			return res, fmt.Errorf("preload %s: %w", ns, err)
 		}
-		res.Keys += PreloadBatch
+		res.Keys += int64(len(writes))
 	}
 	res.Took = time.Since(start)
 	return res, nil

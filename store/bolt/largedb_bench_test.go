@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -175,8 +174,7 @@ var dropOnce sync.Once
 // the disk; it says once when it cannot.
 func dropCaches(b *testing.B) {
 	b.Helper()
-	syscall.Sync()
-	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0o200); err != nil {
+	if err := perf.DropPageCache(); err != nil {
 		dropOnce.Do(func() { b.Logf("page cache not dropped (%v): opens are warm", err) })
 	}
 }
