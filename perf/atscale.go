@@ -442,6 +442,15 @@ func (r *Report) writeAtScaleTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, p := range r.atScalePairs() {
+		f, l := p[0].Commits, p[1].Commits
+		if f == nil || l == nil || f.Applies == 0 || l.Applies == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %s: committer batches of %s changes, %s pages, %s (fresh: %s changes, %s pages, %s)\n", p[0].Name,
+			formatValue(l.ChangesPerApply, ""), formatValue(l.PagesPerApply, ""), ms(l.ApplyMs),
+			formatValue(f.ChangesPerApply, ""), formatValue(f.PagesPerApply, ""), ms(f.ApplyMs))
+	}
 	mbps := 0.0
 	if a.LoadSeconds > 0 {
 		mbps = float64(a.FileBytes) / (1 << 20) / a.LoadSeconds

@@ -57,7 +57,7 @@ type htmlPage struct {
 	// large one (--preload).
 	AtScalePairs [][2]*Measurement
 	ErrorLines   []string
-	Settings   []settingRow
+	Settings     []settingRow
 }
 
 // settingRow is one setting, named as in report.json, its value as JSON.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,22 +15,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/perf"
 )
 
 // BenchmarkLargeDatabase is the measurement behind the freelist choice
 // (DESIGN.md, "Open on a large database"): on a copy of one database
-// filled as `ctxd perf --preload` fills it, for each freelist mode, the
-// open with a cold page cache (as root; else warm, and said so), the
-// file's pages the process has mapped right after (RssFile), then b.N
-// durable puts by 64 writers overwriting random keys of a deep namespace:
-// the committer's batches (changes, pages written, time each), and the
-// reopen after that. Run it once per size:
+// filled as `ctxd perf --preload` fills it ("whole"), and of the same
+// with one of its four namespaces deleted and compacted away, so that
+// about a quarter of its pages are free ("fragmented"), for each
+// freelist mode: the open with a cold page cache (as root; else warm, and
+// said so), the file's pages the process mapped during it (RssFile),
+// then, with the file in the page cache, b.N durable puts by 64 writers
+// overwriting random keys of a deep namespace: the committer's batches
+// (changes, pages written, time each), and the reopen after that, cold.
+// Run it once per size:
 //
 //	CTXD_BENCH_LARGE_DB=/var/tmp/ctxd-large CTXD_BENCH_LARGE_BYTES=1073741824 \
 //	  go test ./store/bolt/ -run '^$' -bench LargeDatabase -benchtime 20000x
 //
-// CTXD_BENCH_LARGE_DB keeps the built database between runs (default: a
+// CTXD_BENCH_LARGE_DB keeps the built databases between runs (default: a
 // temp folder, 64 MiB).
 func BenchmarkLargeDatabase(b *testing.B) {
 	size := int64(64 << 20)
@@ -44,52 +49,124 @@ func BenchmarkLargeDatabase(b *testing.B) {
 	if base == "" {
 		base = b.TempDir()
 	}
-	src := filepath.Join(base, "ctxd.db")
-	keys := buildLargeDatabase(b, src, size)
-	for _, mode := range []struct {
-		name string
-		mode freelistMode
-	}{
-		{"persisted-map", freelistMode{}},
-		{"persisted-array", freelistMode{array: true}},
-		{"rebuilt-map", freelistMode{notPersisted: true}},
-	} {
-		b.Run(mode.name, func(b *testing.B) {
-			path := filepath.Join(b.TempDir(), "ctxd.db")
-			if err := copyFile(path, src); err != nil {
-				b.Fatal(err)
-			}
-			opts := Options{freelist: mode.mode}
-			s, openSecs, rss := timedOpen(b, path, opts)
-
-			before, txBefore := s.Stats(), s.db.Stats().TxStats
-			b.ResetTimer()
-			start := time.Now()
-			overwriteRandom(b, s, keys, b.N, 64)
-			if err := s.checkpoint(); err != nil {
-				b.Fatal(err)
-			}
-			took := time.Since(start)
-			b.StopTimer()
-			after, txAfter := s.Stats(), s.db.Stats().TxStats
-			// After ResetTimer, which clears the metrics reported before it.
-			b.ReportMetric(openSecs, "open-s")
-			b.ReportMetric(float64(rss)/(1<<20), "open-rssfile-MiB")
-			applies := float64(after.Applies - before.Applies)
-			b.ReportMetric(float64(b.N)/took.Seconds(), "puts/s")
-			b.ReportMetric(float64(after.Applied-before.Applied)/applies, "changes/batch")
-			b.ReportMetric(float64(txAfter.GetWrite()-txBefore.GetWrite())/applies, "pages/batch")
-			b.ReportMetric(float64((after.Apply-before.Apply).Microseconds())/1000/applies, "ms/batch")
-			if err := s.Close(); err != nil {
-				b.Fatal(err)
-			}
-			s, reopenSecs, _ := timedOpen(b, path, opts)
-			b.ReportMetric(reopenSecs, "reopen-s")
-			if err := s.Close(); err != nil {
-				b.Fatal(err)
-			}
-		})
+	whole := filepath.Join(base, "ctxd.db")
+	keys := buildLargeDatabase(b, whole, size)
+	fragmented := filepath.Join(base, "fragmented", "ctxd.db")
+	buildFragmented(b, whole, fragmented)
+	for _, layout := range []struct{ name, path string }{{"whole", whole}, {"fragmented", fragmented}} {
+		for _, mode := range []struct {
+			name string
+			mode freelistMode
+		}{
+			{"persisted-map", freelistMode{}},
+			{"persisted-array", freelistMode{array: true}},
+			{"rebuilt-map", freelistMode{notPersisted: true}},
+		} {
+			b.Run(layout.name+"/"+mode.name, func(b *testing.B) {
+				benchLargeDatabase(b, layout.path, keys, Options{freelist: mode.mode})
+			})
+		}
 	}
+}
+
+func benchLargeDatabase(b *testing.B, src string, keys int64, opts Options) {
+	path := filepath.Join(b.TempDir(), "ctxd.db")
+	if err := copyFile(path, src); err != nil {
+		b.Fatal(err)
+	}
+	s, openSecs, rss := timedOpen(b, path, opts)
+	free := s.db.Stats().FreePageN
+	if err := readFile(path); err != nil {
+		b.Fatal(err)
+	}
+	before, txBefore := s.Stats(), s.db.Stats().TxStats
+	b.ResetTimer()
+	start := time.Now()
+	overwriteRandom(b, s, keys, b.N, 64)
+	acked := time.Since(start)
+	if err := s.checkpoint(); err != nil {
+		b.Fatal(err)
+	}
+	applied := time.Since(start)
+	b.StopTimer()
+	after, txAfter := s.Stats(), s.db.Stats().TxStats
+	// After ResetTimer, which clears the metrics reported before it.
+	b.ReportMetric(openSecs, "open-s")
+	b.ReportMetric(float64(rss)/(1<<20), "open-rssfile-MiB")
+	b.ReportMetric(float64(free), "free-pages")
+	applies := float64(after.Applies - before.Applies)
+	b.ReportMetric(float64(b.N)/acked.Seconds(), "acked-puts/s")
+	b.ReportMetric(float64(b.N)/applied.Seconds(), "applied-puts/s")
+	b.ReportMetric(float64(after.Applied-before.Applied)/applies, "changes/batch")
+	b.ReportMetric(float64(txAfter.GetWrite()-txBefore.GetWrite())/applies, "pages/batch")
+	b.ReportMetric(float64((after.Apply-before.Apply).Microseconds())/1000/applies, "ms/batch")
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	s, reopenSecs, _ := timedOpen(b, path, opts)
+	b.ReportMetric(reopenSecs, "reopen-s")
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// buildFragmented makes at path a copy of the database at src without
+// the keys of its third namespace (deleted, then compacted away), unless
+// it is there already.
+func buildFragmented(b *testing.B, src, path string) {
+	b.Helper()
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := copyFile(path, src); err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns := perf.PreloadNamespaces[2]
+	var keys int64
+	all, err := s.Namespaces()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range all {
+		if n.Name == ns {
+			keys = int64(n.Keys)
+		}
+	}
+	writes := make([]ctxd.Write, 0, perf.PreloadBatch)
+	for i := int64(0); i < keys; i++ {
+		writes = append(writes, ctxd.Write{Namespace: ns, Key: fmt.Sprintf("pre-%010d", i), Op: ctxd.OpDelete, Who: "bench"})
+		if len(writes) == cap(writes) || i == keys-1 {
+			if _, err := s.Import(context.Background(), writes); err != nil {
+				b.Fatal(err)
+			}
+			writes = writes[:0]
+		}
+	}
+	if err := s.Compact(context.Background(), s.Revision()); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("built %s: %d free pages", path, s.db.Stats().FreePageN)
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// readFile reads the file at path once, so that the page cache holds it.
+func readFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, f)
+	return err
 }
 
 // buildLargeDatabase fills the database at path to size bytes as ctxd perf

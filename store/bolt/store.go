@@ -528,6 +528,7 @@ func (s *Store) Stats() store.Stats {
 	s.dbMu.RLock()
 	dbStats := s.db.Stats()
 	ws.DiskWrite = dbStats.TxStats.GetWriteTime()
+	ws.PageWrites = uint64(dbStats.TxStats.GetWrite())
 	s.dbMu.RUnlock()
 	return ws
 }
