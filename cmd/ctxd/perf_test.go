@@ -120,7 +120,7 @@ func TestPerfPreload(t *testing.T) {
 	cmd.Env = testEnv()
 	output, err := cmd.CombinedOutput()
 	require.NoError(t, err, "ctxd perf --preload:\n%s", output)
-	for _, want := range []string{"AT SCALE: FRESH VS", "large/write-throughput/distinct/c=4", "open to /readyz", "crash restart", "at scale (", "report.json"} {
+	for _, want := range []string{"AT SCALE: FRESH VS", "committer batches of", "open to /readyz", "crash restart", "at scale (", "report.json"} {
 		require.Contains(t, string(output), want)
 	}
 	reports, err := filepath.Glob(filepath.Join(out, "*", "report.json"))

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,6 +101,19 @@ func benchLargeDatabase(b *testing.B, src string, keys int64, opts Options) {
 	b.ReportMetric(float64(after.Applied-before.Applied)/applies, "changes/batch")
 	b.ReportMetric(float64(txAfter.GetWrite()-txBefore.GetWrite())/applies, "pages/batch")
 	b.ReportMetric(float64((after.Apply-before.Apply).Microseconds())/1000/applies, "ms/batch")
+	// A lone writer: each put a group of its own, the committer's
+	// batches small, so a freelist written in each is most of them.
+	lat := make([]time.Duration, 0, 1000)
+	for i := range cap(lat) {
+		start := time.Now()
+		if _, err := s.Put(context.Background(), perf.PreloadNamespaces[0], fmt.Sprintf("pre-%010d", (int64(i)*7919)%keys), value1k, nil, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "lone-p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "lone-p99-µs")
 	if err := s.Close(); err != nil {
 		b.Fatal(err)
 	}
@@ -221,7 +235,6 @@ func timedOpen(b *testing.B, path string, opts Options) (*Store, float64, int64)
 // preloaded namespace, from writers goroutines.
 func overwriteRandom(b *testing.B, s *Store, keys int64, n, writers int) {
 	b.Helper()
-	value := json.RawMessage(`{"v":"` + strings.Repeat("y", perf.PreloadValueSize-8) + `"}`)
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for w := range writers {
@@ -231,7 +244,7 @@ func overwriteRandom(b *testing.B, s *Store, keys int64, n, writers int) {
 			rng := rand.New(rand.NewPCG(uint64(w), 1))
 			for i := w; i < n; i += writers {
 				key := fmt.Sprintf("pre-%010d", rng.Int64N(keys))
-				if _, err := s.Put(context.Background(), perf.PreloadNamespaces[0], key, value, nil, "bench"); err != nil {
+				if _, err := s.Put(context.Background(), perf.PreloadNamespaces[0], key, value1k, nil, "bench"); err != nil {
 					errs <- err
 					return
 				}
@@ -244,6 +257,9 @@ func overwriteRandom(b *testing.B, s *Store, keys int64, n, writers int) {
 		b.Fatal(err)
 	}
 }
+
+// value1k is a value of perf.PreloadValueSize bytes.
+var value1k = json.RawMessage(`{"v":"` + strings.Repeat("y", perf.PreloadValueSize-8) + `"}`)
 
 var dropOnce sync.Once
 
