@@ -889,6 +889,11 @@ func checkAddr(v string) error {
 	return nil
 }
 
+// ParseSize parses a byte count as the configuration's sizes are written:
+// a whole number, optionally followed by KiB, MiB or GiB, at least 1 (for
+// flags that take a size, such as ctxd perf --preload).
+func ParseSize(v string) (int64, error) { return parseSize(v, math.MaxInt64) }
+
 // parseSize parses a byte count: a whole number, optionally followed by KiB,
 // MiB or GiB. It must be in 1..max.
 func parseSize(v string, max int64) (int64, error) {

@@ -25,6 +25,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 	"num":    func(v float64) string { return formatValue(v, "") },
 	"signed": signedBytes,
 	"ratio":  ratio,
+	"div":    func(a, b float64) float64 { return a / max(b, 1e-9) },
 	"where":  processAbout,
 	"ratioOf": func(c Comparison, peer string) *Ratio {
 		for i := range c.Ratios {
@@ -52,8 +53,11 @@ type htmlPage struct {
 	DiskCharts,
 	SnapshotCharts,
 	PeerCharts []chartBlock
-	ErrorLines []string
-	Settings   []settingRow
+	// AtScalePairs: each run on the fresh database and its twin on the
+	// large one (--preload).
+	AtScalePairs [][2]*Measurement
+	ErrorLines   []string
+	Settings     []settingRow
 }
 
 // settingRow is one setting, named as in report.json, its value as JSON.
@@ -77,7 +81,7 @@ func settingRows(st Settings) []settingRow {
 // WriteHTML writes report.html: the report's tables and charts in one file
 // that opens offline (inline SVG and CSS, no script, nothing fetched).
 func (r *Report) WriteHTML(path string) error {
-	p := htmlPage{R: r, Summary: r.Summary(), ErrorLines: r.errorSamples(), Settings: settingRows(r.Settings)}
+	p := htmlPage{R: r, Summary: r.Summary(), ErrorLines: r.errorSamples(), Settings: settingRows(r.Settings), AtScalePairs: r.atScalePairs()}
 	p.LatencyCharts = latencyCharts(r)
 	p.ThroughputCharts = throughputCharts(r)
 	p.FanoutCharts = fanoutCharts(r)

@@ -335,6 +335,16 @@ func (p *PeerProcess) stderrTail() string {
 	return "; its last output: " + t
 }
 
+// Kill ends the child at once (SIGKILL), as a crash would, and waits for
+// it to be gone; its data folder is left as the crash left it.
+func (p *PeerProcess) Kill() error {
+	if err := p.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("kill peer %s: %w", p.about.Name, err)
+	}
+	_ = p.Close() // its exit status is the kill's
+	return nil
+}
+
 // peerStopTimeout bounds a child's shutdown after its input is closed.
 const peerStopTimeout = 30 * time.Second
 

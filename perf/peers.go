@@ -53,6 +53,11 @@ type PeerInfo struct {
 	// DataDir and Filesystem: where a durable server keeps its data.
 	DataDir    string `json:"data_dir,omitempty"`
 	Filesystem string `json:"filesystem,omitempty"`
+	// ReplayedChanges and ReplaySeconds: what a ctxd server in a child
+	// process replayed from its write-ahead log at open (--preload's
+	// crash restart).
+	ReplayedChanges int64   `json:"replayed_changes,omitempty"`
+	ReplaySeconds   float64 `json:"replay_seconds,omitempty"`
 }
 
 // PeerRun is one measured run of the comparison, as every peer performs it.

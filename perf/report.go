@@ -35,11 +35,13 @@ type Report struct {
 	Memory MemorySummary `json:"memory"`
 	// Peers are the servers of the peers scenario (ctxd first), and
 	// Comparisons its runs, each pair side by side.
-	Peers       []PeerInfo    `json:"peers"`
-	Comparisons []Comparison  `json:"comparisons"`
-	Skipped     []Skip        `json:"skipped"`
-	Targets     []TargetCheck `json:"targets"`
-	Metrics     []Metric      `json:"metrics"`
+	Peers       []PeerInfo   `json:"peers"`
+	Comparisons []Comparison `json:"comparisons"`
+	// AtScale is the large database of --preload (nil without it).
+	AtScale *AtScale      `json:"at_scale,omitempty"`
+	Skipped []Skip        `json:"skipped"`
+	Targets []TargetCheck `json:"targets"`
+	Metrics []Metric      `json:"metrics"`
 }
 
 // Machine is where the suite ran. Client and server share it.
@@ -106,6 +108,8 @@ type Settings struct {
 	Compare        []string `json:"compare"`
 	Rounds         int      `json:"rounds"`
 	CompareClients int      `json:"compare_clients"`
+	// PreloadBytes is --preload: the size of the large database (0: none).
+	PreloadBytes int64 `json:"preload_bytes"`
 }
 
 // Failure is a step that could not run to its end (its setup failed, or
@@ -127,6 +131,9 @@ type Measurement struct {
 	// "write-throughput/distinct/c=64".
 	Name     string `json:"name"`
 	Scenario string `json:"scenario"`
+	// Database is "fresh" (the suite's new database) or "large" (the
+	// database of --preload; the run's name then starts with "large/").
+	Database string `json:"database"`
 	// Op is put, get, list, history, mixed or cas.
 	Op      string `json:"op"`
 	Clients int    `json:"clients"`

@@ -24,12 +24,22 @@ type CommitStats struct {
 	// part of it bbolt spent writing and fsyncing pages.
 	CommitMs float64 `json:"commit_ms"`
 	DiskMs   float64 `json:"disk_ms"`
+	// Applies is the number of batches in which the committer applied
+	// acknowledged writes to the database file (off the acknowledgement
+	// path); ChangesPerApply, PagesPerApply and ApplyMs what one held,
+	// wrote and took. Zero from a server without a write-ahead log.
+	Applies         int64   `json:"applies"`
+	ChangesPerApply float64 `json:"changes_per_apply"`
+	PagesPerApply   float64 `json:"pages_per_apply"`
+	ApplyMs         float64 `json:"apply_ms"`
 }
 
 // commitCounters are the raw counters behind CommitStats.
 type commitCounters struct {
 	commits, writes     float64
 	commitSecs, diskSec float64
+	// optional: not every server has them
+	applies, applied, applySecs, pages float64
 }
 
 var commitMetrics = map[string]func(*commitCounters, float64){
@@ -37,6 +47,15 @@ var commitMetrics = map[string]func(*commitCounters, float64){
 	"ctxd_store_writes_total":                func(c *commitCounters, v float64) { c.writes = v },
 	"ctxd_store_commit_duration_seconds_sum": func(c *commitCounters, v float64) { c.commitSecs = v },
 	"ctxd_store_fsync_write_seconds_total":   func(c *commitCounters, v float64) { c.diskSec = v },
+}
+
+// applyMetrics are the committer's counters, read when the server has
+// them.
+var applyMetrics = map[string]func(*commitCounters, float64){
+	"ctxd_store_applies_total":         func(c *commitCounters, v float64) { c.applies = v },
+	"ctxd_store_applied_changes_total": func(c *commitCounters, v float64) { c.applied = v },
+	"ctxd_store_apply_seconds_total":   func(c *commitCounters, v float64) { c.applySecs = v },
+	"ctxd_store_page_writes_total":     func(c *commitCounters, v float64) { c.pages = v },
 }
 
 // scrapeCommits reads the writer's counters; ok is false when the server
@@ -53,7 +72,10 @@ func scrapeCommits(c *httpConn) (cc commitCounters, ok bool) {
 		if !ok {
 			continue
 		}
-		set := commitMetrics[string(name)]
+		set, counted := commitMetrics[string(name)], true
+		if set == nil {
+			set, counted = applyMetrics[string(name)], false
+		}
 		if set == nil {
 			continue
 		}
@@ -62,7 +84,9 @@ func scrapeCommits(c *httpConn) (cc commitCounters, ok bool) {
 			continue
 		}
 		set(&cc, v)
-		found++
+		if counted {
+			found++
+		}
 	}
 	return cc, found == len(commitMetrics)
 }
@@ -74,10 +98,17 @@ func commitStats(before, after commitCounters) *CommitStats {
 	if commits <= 0 {
 		return nil
 	}
-	return &CommitStats{
+	cs := &CommitStats{
 		Commits:         int64(commits),
 		WritesPerCommit: round1((after.writes - before.writes) / commits),
 		CommitMs:        round3((after.commitSecs - before.commitSecs) * 1000 / commits),
 		DiskMs:          round3((after.diskSec - before.diskSec) * 1000 / commits),
 	}
+	if applies := after.applies - before.applies; applies > 0 {
+		cs.Applies = int64(applies)
+		cs.ChangesPerApply = round1((after.applied - before.applied) / applies)
+		cs.PagesPerApply = round1((after.pages - before.pages) / applies)
+		cs.ApplyMs = round3((after.applySecs - before.applySecs) * 1000 / applies)
+	}
+	return cs
 }

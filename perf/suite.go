@@ -79,6 +79,11 @@ type Config struct {
 	EtcdPeer string
 	PeerLog  io.Writer
 
+	// Preload, when > 0, runs the request-loop scenarios again on a
+	// database filled to that many bytes (--preload; atscale.go), and
+	// measures its opens; it needs Target.Preload and Target.OnFolder.
+	Preload int64
+
 	// Command and CtxdVersion are recorded in the report.
 	Command, CtxdVersion string
 	// OnStep, when set, is called as each step starts (for a progress bar).
@@ -204,6 +209,9 @@ func (c Config) Validate() error {
 	if slices.Contains(c.Compare, PeerEtcd) && c.EtcdPeer == "" {
 		bad("the etcd peer needs the ctxd-etcd-peer command")
 	}
+	if c.Preload < 0 {
+		bad("preload must be >= 0")
+	}
 	positive("rounds", c.Rounds)
 	positive("compare clients", c.CompareClients)
 	return errors.Join(errs...)
@@ -236,6 +244,7 @@ func (c Config) settings() Settings {
 		Compare:                   append([]string{}, c.Compare...),
 		Rounds:                    c.Rounds,
 		CompareClients:            c.CompareClients,
+		PreloadBytes:              c.Preload,
 	}
 }
 
@@ -248,6 +257,19 @@ type Server struct {
 	// collection: for a server in a process of its own (ServePeer
 	// answers it). Without it the suite reads /metrics.
 	Memory func() (MemorySample, error)
+	// Kill, when set, ends the server's process at once (SIGKILL), as a
+	// crash would: a server in a process of its own.
+	Kill func() error
+	// Opened, when set, is what the server found at open.
+	Opened *Opened
+}
+
+// Opened is what a server found at open: the write-ahead log records it
+// replayed into its database (acknowledged writes a crash had left in the
+// log alone), and how long that took.
+type Opened struct {
+	ReplayedChanges int64
+	ReplaySeconds   float64
 }
 
 // Target is the server to measure: a running one at URL, or, when URL is
@@ -259,6 +281,16 @@ type Target struct {
 	// disk-growth and fanout run on such servers, so that the memory they
 	// report is the server's alone (see memory.go).
 	Isolated func() (*Server, error)
+	// Preload, when set, creates a new data folder holding a database
+	// filled to size bytes by Preload (0: an empty database), stopped,
+	// and returns the folder (the suite removes it) with what was
+	// written. OnFolder starts a server on such a folder, keeping the
+	// folder when it stops: in this process, or alone in a child process
+	// (isolated; its Memory and Kill set), holding its committer back when
+	// hold (its writes then stay in its write-ahead log alone, for a
+	// crash restart). Both are needed by Config.Preload.
+	Preload  func(ctx context.Context, size int64) (string, PreloadResult, error)
+	OnFolder func(dir string, isolated, hold bool) (*Server, error)
 	// Token, when set, is sent as a bearer token (a server with access
 	// control); TLSConfig, when set, verifies an https URL's certificate.
 	Token     string
@@ -357,6 +389,7 @@ type suite struct {
 	report *Report
 
 	readsReady bool     // read scenarios' keys are written
+	large      bool     // the runs are on the large database (--preload)
 	peers      []peer   // of the peers scenario, ctxd first, once started
 	cleanups   []func() // run when Run returns: servers started by steps
 }
@@ -477,7 +510,7 @@ func (s *suite) plan() []step {
 		}
 		plan = append(plan, sc.steps(s)...)
 	}
-	return plan
+	return append(plan, s.atScaleSteps()...)
 }
 
 func (s *suite) notef(format string, args ...any) {

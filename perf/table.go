@@ -46,6 +46,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(tw)
 		row("RUN", "OPS/S", "±", "P50", "P90", "P99", "P99.9", "MAX", "ERRORS", "WRITES/COMMIT", "COMMIT")
 		for _, x := range r.Runs {
+			if x.Database == "large" {
+				continue // in the at-scale table
+			}
 			l := x.Latency
 			perCommit, commit := "", ""
 			if c := x.Commits; c != nil {
@@ -111,6 +114,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "  server memory %s RSS, %s heap per 10,000 keys (%s RSS, %s heap at the end; %s)\n",
 				signedBytes(m.RSSPer), signedBytes(m.HeapPer), byteSize(m.After.RSSBytes), byteSize(m.After.HeapBytes), processAbout(m.Process))
 		}
+	}
+	if err := r.writeAtScaleTable(w); err != nil {
+		return err
 	}
 	if err := r.writePeersTable(w); err != nil {
 		return err

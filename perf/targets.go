@@ -123,7 +123,8 @@ func checkTargets(r *Report) []TargetCheck {
 	add("fan-out, 1,000 subscribers at 1,000 writes/s: ack-to-arrival p99", fmt.Sprintf("<= %g ms", float64(targetFanoutP99Ms)), f != nil,
 		fp99, "ms", f != nil && f.AckToArrival.P99 <= targetFanoutP99Ms)
 	add("fan-out, 1,000 subscribers at 1,000 writes/s: missed", "0", f != nil, fmissed, "", f != nil && f.Missed == 0 && f.Duplicates == 0)
-	return append(out, peerTargets(r)...)
+	out = append(out, peerTargets(r)...)
+	return append(out, atScaleTargets(r)...)
 }
 
 // peerTargets checks issue 14's targets against the peers scenario: ctxd's
@@ -227,6 +228,7 @@ func metricsOf(r *Report) []Metric {
 		add(sn.Name+" export", "s", sn.ExportSeconds, sn.Spread.ExportSeconds, "lower")
 		add(sn.Name+" restore", "s", sn.RestoreSeconds, sn.Spread.RestoreSeconds, "lower")
 	}
+	atScaleMetrics(r, add)
 	return out
 }
 

@@ -51,6 +51,10 @@ func (s *suite) loadEstimate() time.Duration { return s.cfg.Warmup + s.cfg.Durat
 // measured runs l and adds its numbers to the report as r. after, when
 // set, adds what is particular to the scenario.
 func (s *suite) measured(ctx context.Context, r Measurement, l load, after func(*loadResult, loadStats, *Measurement) error) error {
+	r.Database = "fresh"
+	if s.large {
+		r.Name, r.Database = largePrefix+r.Name, "large"
+	}
 	mc := newHTTPConn(s.ep)
 	defer mc.Close()
 	before, haveMetrics := scrapeCommits(mc)

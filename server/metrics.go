@@ -109,6 +109,7 @@ var (
 	descApplies    = prometheus.NewDesc("ctxd_store_applies_total", "Transactions in which acknowledged writes were applied to the database file.", nil, nil)
 	descApplied    = prometheus.NewDesc("ctxd_store_applied_changes_total", "Changes applied to the database file after their acknowledgement.", nil, nil)
 	descApplyTime  = prometheus.NewDesc("ctxd_store_apply_seconds_total", "Time spent applying acknowledged writes to the database file, fsyncs included.", nil, nil)
+	descPageWrite  = prometheus.NewDesc("ctxd_store_page_writes_total", "Pages bbolt wrote to the database file (applies and maintenance).", nil, nil)
 	descPending    = prometheus.NewDesc("ctxd_store_pending_changes", "Acknowledged changes (durable in the write-ahead log) not yet applied to the database file.", nil, nil)
 	descCompactRun = prometheus.NewDesc("ctxd_compactions_total", "History compactions run.", nil, nil)
 	descCompacted2 = prometheus.NewDesc("ctxd_compaction_removed_changes_total", "Changes removed from history by compaction.", nil, nil)
@@ -124,7 +125,7 @@ var (
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	describe(ch, descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
 		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descApplies, descApplied, descApplyTime,
-		descPending, descCompactRun, descCompacted2, descDefrags, descDefragWait, descSnapshots,
+		descPageWrite, descPending, descCompactRun, descCompacted2, descDefrags, descDefragWait, descSnapshots,
 		descQuota, descUsed, descExceeded, descRefused)
 }
 
@@ -154,6 +155,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descApplies, float64(ws.Applies))
 	counter(descApplied, float64(ws.Applied))
 	counter(descApplyTime, ws.Apply.Seconds())
+	counter(descPageWrite, float64(ws.PageWrites))
 	gauge(descPending, float64(ws.Pending))
 	counter(descCompactRun, float64(ws.Compactions))
 	counter(descCompacted2, float64(ws.Compacted))

@@ -58,7 +58,8 @@ type Server struct {
 	access  *auth.Authorizer // nil: access control off
 	certs   *certReloader    // nil: plain HTTP
 
-	stopMaintenance func() // stops the background work and waits for it
+	recovery        bolt.Recovery // what the store replayed at open
+	stopMaintenance func()        // stops the background work and waits for it
 	stopOnce        sync.Once
 	stopErr         error
 }
@@ -71,7 +72,12 @@ type options struct {
 	wrap       func(http.Handler) http.Handler
 	onCommit   func(store.CommitInfo)
 	logDropped func() uint64
+	storeOpts  func(*bolt.Options)
 }
+
+// StoreOptions has f change the options the bbolt store is opened with
+// (ctxd perf holds its committer back to measure a crash restart's replay).
+func StoreOptions(f func(*bolt.Options)) Option { return func(o *options) { o.storeOpts = f } }
 
 // Version is the version /v1/status reports (the binary's).
 func Version(v string) Option { return func(o *options) { o.version = v } }
@@ -118,7 +124,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	if o.onCommit != nil {
 		onCommit = func(c store.CommitInfo) { metrics.onCommit(c); o.onCommit(c) }
 	}
-	st, err := openBackend(cfg, onCommit, log)
+	st, recovery, err := openBackend(cfg, onCommit, o.storeOpts, log)
 	if err != nil {
 		return nil, err
 	}
@@ -168,29 +174,35 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	}
 	return &Server{
 		cfg: cfg, log: log, st: st, api: api, snaps: snaps, hub: hub, sio: sio, handler: handler, hs: hs,
-		access: access, certs: certs, stopMaintenance: stopMaintenance,
+		access: access, certs: certs, stopMaintenance: stopMaintenance, recovery: recovery,
 	}, nil
 }
 
 // openBackend opens the storage backend the configuration names:
 // bbolt in DataDir/ctxd.db (store.backend bolt), or the etcd cluster of
-// etcd.* (store.backend etcd).
-func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.Logger) (store.Backend, error) {
+// etcd.* (store.backend etcd). tune, when set, adjusts bbolt's options
+// (ctxd perf's measurements); the recovery is bbolt's (none on etcd).
+func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), tune func(*bolt.Options), log zerolog.Logger) (store.Backend, bolt.Recovery, error) {
 	if cfg.Store.Backend == configs.BackendEtcd {
-		return openEtcd(cfg, log)
+		st, err := openEtcd(cfg, log)
+		return st, bolt.Recovery{}, err
 	}
 	if err := fsutil.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data folder: %w", err)
+		return nil, bolt.Recovery{}, fmt.Errorf("create data folder: %w", err)
 	}
 	path := filepath.Join(cfg.DataDir, DBFile)
 	quota := storageQuota(cfg, log)
-	st, err := bolt.Open(path, bolt.Options{
+	opts := bolt.Options{
 		Limits: cfg.Limits, OnCommit: onCommit, QuotaBytes: quota,
 		WALSegmentSize: cfg.WAL.SegmentBytes, CommitInterval: cfg.WAL.CommitInterval,
 		CommitChanges: cfg.WAL.CommitChanges, DirectBytes: cfg.WAL.DirectBytes,
-	})
+	}
+	if tune != nil {
+		tune(&opts)
+	}
+	st, err := bolt.Open(path, opts)
 	if err != nil {
-		return nil, err
+		return nil, bolt.Recovery{}, err
 	}
 	rec := st.Recovery()
 	if rec.Log.CutFile != "" {
@@ -205,7 +217,7 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), log zerolo
 		ev = ev.Float64("wal_replay_changes_per_second", float64(rec.Changes)/rec.Took.Seconds())
 	}
 	ev.Msg("store opened")
-	return st, nil
+	return st, rec, nil
 }
 
 // storageQuota is storage.quota_bytes in bytes (0: none), "auto" decided
@@ -273,6 +285,10 @@ func (s *Server) stop(ctx context.Context, graceful bool) error {
 	})
 	return s.stopErr
 }
+
+// Recovery is what the store found in its write-ahead log at open and
+// replayed into the database (the server log's "store opened" line).
+func (s *Server) Recovery() bolt.Recovery { return s.recovery }
 
 // Handler is the HTTP handler: the API with the hub at /v1/watch.
 func (s *Server) Handler() http.Handler { return s.handler }

@@ -195,6 +195,9 @@ type Stats struct {
 	// DiskWrite is the time spent writing pages and syncing them, over
 	// every write transaction (maintenance included).
 	DiskWrite time.Duration
+	// PageWrites counts the pages written by those transactions: per
+	// apply, how much of the file a batch of the committer rewrites.
+	PageWrites uint64
 	// Compactions and Compacted count compaction runs and the changes they
 	// removed; Defrags and LastDefragPause the online defragmentations.
 	Compactions, Compacted uint64

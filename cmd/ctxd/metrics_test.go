@@ -42,6 +42,7 @@ func TestMetrics(t *testing.T) {
 	assert.Equal(t, m["ctxd_store_commits_total"], m["ctxd_store_writes_per_commit_count"])
 	assert.Positive(t, m["ctxd_store_commit_duration_seconds_sum"])
 	assert.Positive(t, m["ctxd_store_fsync_write_seconds_total"])
+	assert.Positive(t, m["ctxd_store_page_writes_total"], "pages bbolt wrote (README, Metrics)")
 	for _, name := range []string{"ctxd_store_applies_total", "ctxd_store_applied_changes_total", "ctxd_store_apply_seconds_total", "ctxd_store_pending_changes"} {
 		assert.Contains(t, m, name, "the committer's metrics (README, Metrics)")
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/perf"
 )
@@ -26,8 +27,8 @@ import (
 type perfFlags struct {
 	target, token, caCert                                   string
 	out, cpuProfile, configPath, serverLogLevel, dataParent string
-	etcdPeer                                                string
-	quick, destructive                                      bool
+	etcdPeer, preload, dataDir                              string
+	quick, destructive, holdCommits                         bool
 }
 
 func (a *app) perfCmd() *cobra.Command {
@@ -98,6 +99,7 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	f.IntVar(&cfg.Rounds, "rounds", def.Rounds, "with --compare: rounds of each run on each server, in turn (medians are reported)")
 	f.IntVar(&cfg.CompareClients, "compare-clients", def.CompareClients, "with --compare: clients of the comparison's runs (besides one client)")
 	f.StringVar(&pf.etcdPeer, "etcd-peer", "", "with --compare etcd: path of the "+etcdPeerCommand+" command (default: beside this binary, else on PATH)")
+	f.StringVar(&pf.preload, "preload", "", "also run the request-loop scenarios on a database filled to `SIZE` (e.g. 1GiB, 200MiB) by a direct bulk load, side by side with the fresh one, and time its open (cold page cache when root), its memory after, and a restart after a crash")
 	f.StringVar(&pf.out, "out", "perf-results", "results `folder`: each run writes into OUT/<time>/")
 	f.StringVar(&pf.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (load and in-process server; not the servers in their own process) to `FILE` (go tool pprof FILE)")
 	f.StringVar(&pf.configPath, "config", "", "in-process server: YAML configuration `file` (as for serve; its addr and data_dir are ignored)")
@@ -109,6 +111,16 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 		}
 		cfg.Scenarios = args
 		cfg.Destructive = pf.destructive
+		if pf.preload != "" {
+			n, err := configs.ParseSize(pf.preload)
+			if err != nil {
+				return usagef("--preload: %v", err)
+			}
+			if pf.target != "" {
+				return usagef("--preload fills the in-process server's database: it does not go with --target")
+			}
+			cfg.Preload = n
+		}
 		if slices.Contains(cfg.Compare, perf.PeerEtcd) {
 			path, err := findEtcdPeer(pf.etcdPeer)
 			if err != nil {
@@ -214,6 +226,8 @@ func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error 
 		defer servers.close()
 		target.Fresh = servers.start
 		target.Isolated = servers.startIsolated
+		target.Preload = servers.preload
+		target.OnFolder = servers.onFolder
 		target.Info.ServerLogLevel = pf.serverLogLevel
 	}
 	if len(cfg.Compare) > 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -19,6 +20,7 @@ import (
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/perf"
 	"github.com/framework0/ctxd/server"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // perfServers starts the servers of `ctxd perf`: each is what `ctxd serve`
@@ -69,30 +71,52 @@ func (p *perfServers) start() (*perf.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
+	return p.serve(dir, true, false)
+}
+
+// serve runs a server in this process on the data folder dir; its Close
+// stops it, and removes the folder when remove is set. With hold, the
+// store's committer applies nothing until its overlay is full: the writes
+// stay in the write-ahead log alone (a crash then leaves them to replay).
+func (p *perfServers) serve(dir string, remove, hold bool) (*perf.Server, error) {
+	removeDir := func() error {
+		if remove {
+			return os.RemoveAll(dir)
+		}
+		return nil
+	}
 	cfg := p.cfg
 	cfg.DataDir = dir
 	log, logw := newLogger(p.log, cfg.Log)
 	log = log.With().Str("data_dir", dir).Logger()
-	srv, err := server.New(cfg, log, server.Version(version), server.LogDropped(logw.Dropped))
+	opts := []server.Option{server.Version(version), server.LogDropped(logw.Dropped)}
+	if hold {
+		opts = append(opts, server.StoreOptions(func(o *bolt.Options) {
+			o.CommitInterval, o.CommitChanges = 24*time.Hour, math.MaxInt32
+		}))
+	}
+	srv, err := server.New(cfg, log, opts...)
 	if err != nil {
-		return nil, errors.Join(err, logw.Close(), os.RemoveAll(dir))
+		return nil, errors.Join(err, logw.Close(), removeDir())
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("listen: %w", err), srv.Close(), logw.Close(), os.RemoveAll(dir))
+		return nil, errors.Join(fmt.Errorf("listen: %w", err), srv.Close(), logw.Close(), removeDir())
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	var once sync.Once
 	var closeErr error
-	ps := &perf.Server{URL: "http://" + ln.Addr().String(), DataDir: dir}
+	rec := srv.Recovery()
+	ps := &perf.Server{URL: "http://" + ln.Addr().String(), DataDir: dir,
+		Opened: &perf.Opened{ReplayedChanges: int64(rec.Changes), ReplaySeconds: rec.Took.Seconds()}}
 	ps.Close = func() error {
 		once.Do(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := srv.Shutdown(ctx)
 			<-served
-			closeErr = errors.Join(err, logw.Close(), os.RemoveAll(dir))
+			closeErr = errors.Join(err, logw.Close(), removeDir())
 		})
 		return closeErr
 	}
@@ -100,6 +124,41 @@ func (p *perfServers) start() (*perf.Server, error) {
 	p.open = append(p.open, ps)
 	p.mu.Unlock()
 	return ps, nil
+}
+
+// onFolder is perf.Target.OnFolder: a server on dir, which it keeps.
+func (p *perfServers) onFolder(dir string, isolated, hold bool) (*perf.Server, error) {
+	if !isolated {
+		return p.serve(dir, false, hold)
+	}
+	args := []string{"--data-dir", dir}
+	if hold {
+		args = append(args, "--hold-commits")
+	}
+	return p.startChild(args, false)
+}
+
+// preload is perf.Target.Preload: a new data folder with a database
+// filled to size bytes through the store's bulk import (perf.Preload),
+// stopped.
+func (p *perfServers) preload(ctx context.Context, size int64) (string, perf.PreloadResult, error) {
+	dir, err := os.MkdirTemp(p.parent, isolatedPrefix+"large-*")
+	if err != nil {
+		return "", perf.PreloadResult{}, fmt.Errorf("create data folder: %w", err)
+	}
+	path := filepath.Join(dir, server.DBFile)
+	st, err := bolt.Open(path, bolt.Options{Limits: p.cfg.Limits})
+	if err != nil {
+		return dir, perf.PreloadResult{}, err
+	}
+	res, err := perf.Preload(ctx, st, size, func() (int64, error) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return 0, err
+		}
+		return fi.Size(), nil
+	})
+	return dir, res, errors.Join(err, st.Close())
 }
 
 // isolatedPrefix starts the name of the data folders of the servers in
@@ -110,6 +169,16 @@ const isolatedPrefix = "ctxd-perf-"
 // the same server as start, alone in its process. Its Memory is read in
 // that process after collecting its garbage.
 func (p *perfServers) startIsolated() (*perf.Server, error) {
+	var args []string
+	if p.parent != "" {
+		args = append(args, "--data-parent", p.parent)
+	}
+	return p.startChild(args, true)
+}
+
+// startChild runs `ctxd perf serve` with extra args; remove: its Close
+// removes the data folder (a temporary one the child made).
+func (p *perfServers) startChild(extra []string, remove bool) (*perf.Server, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find the ctxd binary: %w", err)
@@ -118,19 +187,18 @@ func (p *perfServers) startIsolated() (*perf.Server, error) {
 	if p.pf.configPath != "" {
 		args = append(args, "--config", p.pf.configPath)
 	}
-	if p.parent != "" {
-		args = append(args, "--data-parent", p.parent)
-	}
+	args = append(args, extra...)
 	child, err := perf.StartPeerProcess(context.Background(), exe, args, p.environ, p.log)
 	if err != nil {
 		return nil, err
 	}
 	info := child.Info()
-	ps := &perf.Server{URL: info.URL, DataDir: info.DataDir, Memory: child.Memory}
+	ps := &perf.Server{URL: info.URL, DataDir: info.DataDir, Memory: child.Memory, Kill: child.Kill,
+		Opened: &perf.Opened{ReplayedChanges: info.ReplayedChanges, ReplaySeconds: info.ReplaySeconds}}
 	ps.Close = func() error {
 		err := child.Close()
 		// The child removes its folder when it stops; not when killed.
-		if dir := info.DataDir; strings.HasPrefix(filepath.Base(dir), isolatedPrefix) {
+		if dir := info.DataDir; remove && strings.HasPrefix(filepath.Base(dir), isolatedPrefix) {
 			err = errors.Join(err, os.RemoveAll(dir))
 		}
 		return err
@@ -170,6 +238,8 @@ func (a *app) perfServeCmd() *cobra.Command {
 	f.StringVar(&pf.configPath, "config", "", "YAML configuration `file`")
 	f.StringVar(&pf.serverLogLevel, "server-log-level", "warn", "log level")
 	f.StringVar(&pf.dataParent, "data-parent", "", "create the temporary data folder in `DIR`")
+	f.StringVar(&pf.dataDir, "data-dir", "", "serve the data folder `DIR` (kept when the server stops) instead of a temporary one")
+	f.BoolVar(&pf.holdCommits, "hold-commits", false, "hold the store's committer back: writes stay in the write-ahead log alone until it is full")
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		if _, err := parseLevel(pf.serverLogLevel); err != nil {
 			return usagef("--server-log-level: %v", err)
@@ -182,13 +252,21 @@ func (a *app) perfServeCmd() *cobra.Command {
 			return err
 		}
 		defer servers.close()
-		srv, err := servers.start()
+		dir, remove := pf.dataDir, false
+		if dir == "" {
+			if dir, err = os.MkdirTemp(pf.dataParent, isolatedPrefix+"*"); err != nil {
+				return fmt.Errorf("create data folder: %w", err)
+			}
+			remove = true
+		}
+		srv, err := servers.serve(dir, remove, pf.holdCommits)
 		if err != nil {
 			return err
 		}
 		return perf.ServePeer(cmd.Context(), a.stdin, a.stdout, perf.PeerInfo{
 			Name: "ctxd", About: "ctxd alone in a process of its own", Version: version, Durable: true,
 			Process: "own", URL: srv.URL, DataDir: srv.DataDir,
+			ReplayedChanges: srv.Opened.ReplayedChanges, ReplaySeconds: srv.Opened.ReplaySeconds,
 		}, nil)
 	})
 	return cmd

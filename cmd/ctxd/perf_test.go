@@ -64,6 +64,9 @@ func TestPerfQuick(t *testing.T) {
 	fields := documentedFields(t, filepath.Join("..", "..", "perf", "REPORT.md"))
 	require.Greater(t, len(fields), 100, "REPORT.md documents the fields")
 	for _, f := range fields {
+		if f.preload {
+			continue // TestPerfPreload
+		}
 		values := lookupField(doc, f.path)
 		require.NotEmpty(t, values, "documented field %s is missing from report.json", f.path)
 		if f.mayBeZero {
@@ -74,6 +77,7 @@ func TestPerfQuick(t *testing.T) {
 		}
 	}
 	require.EqualValues(t, 0, doc["errors"])
+	require.NotContains(t, doc, "at_scale", "no at-scale half without --preload")
 	require.Equal(t, "in-process", lookupField(doc, "target.mode")[0])
 	// The servers of disk-growth and fanout ran alone in a process of
 	// their own: the memory is theirs.
@@ -100,10 +104,89 @@ func TestPerfQuick(t *testing.T) {
 	require.Contains(t, string(cmpOut), " 0 worse, 0 better,")
 }
 
+// TestPerfPreload runs `ctxd perf --preload 20MiB` on a few scenarios with
+// short windows: report.json has every at_scale field REPORT.md documents,
+// non-zero unless "may be 0"; each run on the fresh database has its twin
+// on the large one; the crash restart replayed exactly the writes
+// acknowledged before the kill; the at-scale targets were measured; the
+// printed table has the side-by-side section; no data folder is left.
+func TestPerfPreload(t *testing.T) {
+	out, parent := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "perf", "write-latency", "write-throughput", "read-throughput", "--quick", "--preload", "20MiB",
+		"--out", out, "--duration", "300ms", "--warmup", "100ms", "--clients", "1,4", "--read-ops", "get", "--read-keys", "300",
+		"--data-parent", parent)
+	cmd.Env = testEnv()
+	output, err := cmd.CombinedOutput()
+	require.NoError(t, err, "ctxd perf --preload:\n%s", output)
+	for _, want := range []string{"AT SCALE: FRESH VS", "committer batches of", "open to /readyz", "crash restart", "at scale (", "report.json"} {
+		require.Contains(t, string(output), want)
+	}
+	reports, err := filepath.Glob(filepath.Join(out, "*", "report.json"))
+	require.NoError(t, err)
+	require.Len(t, reports, 1)
+	raw, err := os.ReadFile(reports[0])
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	require.EqualValues(t, 0, doc["errors"])
+
+	n := 0
+	for _, f := range documentedFields(t, filepath.Join("..", "..", "perf", "REPORT.md")) {
+		if !f.preload {
+			continue
+		}
+		n++
+		values := lookupField(doc, f.path)
+		require.NotEmpty(t, values, "documented field %s is missing from report.json", f.path)
+		for _, v := range values {
+			require.True(t, f.mayBeZero || !isZero(v), "documented field %s is zero (%v)", f.path, v)
+		}
+	}
+	require.Greater(t, n, 15, "REPORT.md documents the at_scale fields")
+	require.EqualValues(t, 20<<20, lookupField(doc, "settings.preload_bytes")[0])
+	require.GreaterOrEqual(t, lookupField(doc, "at_scale.file_bytes")[0], float64(20<<20))
+	require.Equal(t, lookupField(doc, "at_scale.crash.writes")[0], lookupField(doc, "at_scale.crash.replayed_changes")[0],
+		"the restart after the kill replayed every write acknowledged before it, from the log")
+
+	names := map[string]string{}
+	for _, r := range lookupField(doc, "runs[]") {
+		m := r.(map[string]any)
+		names[m["name"].(string)] = m["database"].(string)
+	}
+	fresh := 0
+	for name, db := range names {
+		if db == "fresh" {
+			fresh++
+			require.Equal(t, "large", names["large/"+name], "run %s has its twin on the large database", name)
+		}
+	}
+	require.Equal(t, len(names), 2*fresh)
+	measured := 0
+	for _, tc := range lookupField(doc, "targets[]") {
+		m := tc.(map[string]any)
+		if strings.HasPrefix(m["name"].(string), "at scale") && m["met"] != "n/a" {
+			measured++
+		}
+	}
+	require.GreaterOrEqual(t, measured, 4, "open, memory, crash restart and the 1-client put were checked")
+
+	page, err := os.ReadFile(filepath.Join(filepath.Dir(reports[0]), "report.html"))
+	require.NoError(t, err)
+	require.Contains(t, string(page), "At scale: a fresh database and one of")
+	require.Contains(t, string(page), "large database, after a crash")
+
+	left, err := os.ReadDir(parent)
+	require.NoError(t, err)
+	require.Empty(t, left, "the data folders are removed")
+}
+
 // documentedField is a row of a field table of REPORT.md.
 type documentedField struct {
 	path      string // e.g. runs[].latency.p50, runs[op=mixed].reads.p99
 	mayBeZero bool
+	preload   bool // only in a run with --preload
 }
 
 var fieldRow = regexp.MustCompile("^\\| `([a-z_0-9.\\[\\]=]+)` \\|(.*)\\|$")
@@ -120,7 +203,7 @@ func documentedFields(t *testing.T, path string) []documentedField {
 		if m == nil {
 			continue
 		}
-		out = append(out, documentedField{path: m[1], mayBeZero: strings.Contains(m[2], "may be 0")})
+		out = append(out, documentedField{path: m[1], mayBeZero: strings.Contains(m[2], "may be 0"), preload: strings.Contains(m[2], "with --preload")})
 	}
 	require.NoError(t, sc.Err())
 	return out
@@ -280,6 +363,7 @@ func TestPerfCompareEtcd(t *testing.T) {
 		}
 	}
 	require.Equal(t, 5, checked)
+
 	left, err := os.ReadDir(parent)
 	require.NoError(t, err)
 	require.Empty(t, left, "every data folder is removed")

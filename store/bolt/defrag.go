@@ -293,8 +293,8 @@ func closeTight(db *bbolt.DB, path string) error {
 	return f.Sync()
 }
 
-// openCopy opens a new file to copy a database into. Unlike the live file,
-// it writes its freelist at commit: opening it then reads that one page
+// openCopy opens a new file to copy a database into. As the live file, it
+// writes its freelist at commit: opening it then reads that one page
 // instead of walking every page to rebuild the freelist, which keeps the
 // swap at the end of a defrag short.
 func openCopy(path string) (*bbolt.DB, error) {

@@ -52,6 +52,10 @@ type Options struct {
 	// *ctxd.QuotaError when the bytes in use (quota.go) plus what it adds
 	// would pass it. Deletes, maintenance and restores are never refused.
 	QuotaBytes int64
+
+	// freelist is how bbolt keeps its freelist: the store's choice unless
+	// a measurement sets another (largedb_bench_test.go).
+	freelist freelistMode
 }
 
 // The defaults of Options, chosen by measurement (DESIGN.md); the server's

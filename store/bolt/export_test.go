@@ -1,0 +1,24 @@
+package bolt
+
+import "os"
+
+// FreelistPersisted reports whether the database file at path has bbolt's
+// freelist written (the meta page bbolt would choose points to a freelist
+// page), so that an open reads it instead of walking the file. For the
+// external tests (powercut_test.go).
+func FreelistPersisted(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	m, err := (&fileChecker{r: f, size: fi.Size(), seen: map[uint64]bool{}}).meta()
+	if err != nil {
+		return false, err
+	}
+	return m.freelist != ^uint64(0), nil
+}
