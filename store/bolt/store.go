@@ -358,7 +358,7 @@ func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, e
 // submitWrites validates writes against limits, then queues them and
 // waits for the answer (see submit).
 func (s *Store) submitWrites(ctx context.Context, limits ctxd.Limits, writes []ctxd.Write) (ctxd.TxnResult, error) {
-	if err := limits.ValidateWrites(writes); err != nil {
+	if err := limits.PrepareWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	return s.submit(ctx, newRequest(writes))
