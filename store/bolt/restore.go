@@ -51,7 +51,7 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 	}
 	if opts.IsPartial() {
 		if len(writes) > 0 {
-			out, err := s.submit(ctx, newRequest(writes))
+			out, err := s.submit(ctx, newRequest(writes, s.limits))
 			if err != nil {
 				return ctxd.RestoreResult{}, fmt.Errorf("restore: %w", err)
 			}
