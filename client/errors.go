@@ -31,6 +31,11 @@ const (
 	// the change at a revision) to learn which before retrying.
 	CodeOutcomeUnknown = ctxd.CodeOutcomeUnknown
 	CodeInternal       = ctxd.CodeInternal
+	// CodePatchTestFailed: a JSON Patch "test" did not hold (409);
+	// CodePatchFailed: the patch cannot apply to the value (422). Nothing
+	// was written; APIError.OpIndex and Pointer say where.
+	CodePatchTestFailed = ctxd.CodePatchTestFailed
+	CodePatchFailed     = ctxd.CodePatchFailed
 )
 
 // APIError is an error answer from the server: any status outside 2xx.
@@ -48,6 +53,11 @@ type APIError struct {
 	// CompactedRevision is, for CodeCompacted, the oldest revision history
 	// still answers for.
 	CompactedRevision uint64
+	// OpIndex, Op and Pointer are, for a patch that failed, the failing
+	// operation (from 0), its name, and the JSON pointer that failed.
+	OpIndex int
+	Op      string
+	Pointer string
 }
 
 func (e *APIError) Error() string {
@@ -65,14 +75,16 @@ func (e *APIError) Error() string {
 // CodeUnavailable matches ctxd.ErrClosed too, as it always did;
 // CodeOutcomeUnknown matches ctxd.ErrOutcomeUnknown only.
 var codeErrors = map[string][]error{
-	CodeNotFound:       {ctxd.ErrNotFound},
-	CodeConflict:       {ctxd.ErrConflict},
-	CodeCompacted:      {ctxd.ErrCompacted},
-	CodeTooLarge:       {ctxd.ErrTooLarge},
-	CodeBadRequest:     {ctxd.ErrInvalid},
-	CodeFutureRevision: {ctxd.ErrFutureRevision},
-	CodeUnavailable:    {ctxd.ErrUnavailable, ctxd.ErrClosed},
-	CodeOutcomeUnknown: {ctxd.ErrOutcomeUnknown},
+	CodeNotFound:        {ctxd.ErrNotFound},
+	CodeConflict:        {ctxd.ErrConflict},
+	CodeCompacted:       {ctxd.ErrCompacted},
+	CodeTooLarge:        {ctxd.ErrTooLarge},
+	CodeBadRequest:      {ctxd.ErrInvalid},
+	CodeFutureRevision:  {ctxd.ErrFutureRevision},
+	CodeUnavailable:     {ctxd.ErrUnavailable, ctxd.ErrClosed},
+	CodeOutcomeUnknown:  {ctxd.ErrOutcomeUnknown},
+	CodePatchTestFailed: {ctxd.ErrPatchTestFailed},
+	CodePatchFailed:     {ctxd.ErrPatchFailed},
 }
 
 // Is lets errors.Is match an *APIError against the store's errors, such as
@@ -112,6 +124,9 @@ type errorBody struct {
 		Message           string `json:"message"`
 		CurrentVersion    uint64 `json:"current_version"`
 		CompactedRevision uint64 `json:"compacted_revision"`
+		OpIndex           int    `json:"op_index"`
+		Op                string `json:"op"`
+		Pointer           string `json:"pointer"`
 	} `json:"error"`
 	CurrentVersion    uint64 `json:"current_version"`
 	CompactedRevision uint64 `json:"compacted_revision"`
@@ -126,6 +141,7 @@ func decodeError(resp *http.Response) error {
 		ae.Message = b.Error.Message
 		ae.CurrentVersion = max(b.Error.CurrentVersion, b.CurrentVersion)
 		ae.CompactedRevision = max(b.Error.CompactedRevision, b.CompactedRevision)
+		ae.OpIndex, ae.Op, ae.Pointer = b.Error.OpIndex, b.Error.Op, b.Error.Pointer
 		return ae
 	}
 	// Not a ctxd error: keep the start of whatever came back.
