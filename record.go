@@ -215,7 +215,7 @@ type TxnRequest struct {
 
 // TxnOp is one write of a transaction.
 type TxnOp struct {
-	// Op is "put" or "delete".
+	// Op is "put", "delete" or "patch".
 	Op string `json:"op"`
 	// Namespace defaults to "default".
 	Namespace string `json:"ns,omitempty"`
@@ -224,6 +224,10 @@ type TxnOp struct {
 	Value json.RawMessage `json:"value,omitempty"`
 	// IfVersion, when set, is the version the key must have (0: must not exist).
 	IfVersion *uint64 `json:"if_version,omitempty"`
+	// Patch is the document of a "patch" op, PatchType its kind ("merge"
+	// or "json"; default: by its shape, ParsePatchType).
+	Patch     json.RawMessage `json:"patch,omitempty"`
+	PatchType string          `json:"patch_type,omitempty"`
 }
 
 // PatchType is the kind of a patch document, named by its media type.
@@ -238,6 +242,32 @@ const (
 	// remove, replace, move, copy, test) applied in order, all or none.
 	JSONPatch PatchType = "application/json-patch+json"
 )
+
+// ParsePatchType names a patch's kind from what a client wrote: "merge"
+// or "json", or their media types; "" chooses by the document's shape: a
+// JSON Patch is an array, and a merge patch that is an array would only
+// replace the whole value, so an array is read as a JSON Patch and
+// anything else as a merge patch.
+func ParsePatchType(name string, doc []byte) (PatchType, error) {
+	switch name {
+	case "merge", string(MergePatch):
+		return MergePatch, nil
+	case "json", string(JSONPatch):
+		return JSONPatch, nil
+	case "":
+		for _, c := range doc {
+			switch c {
+			case ' ', '\t', '\r', '\n':
+				continue
+			case '[':
+				return JSONPatch, nil
+			}
+			return MergePatch, nil
+		}
+		return MergePatch, nil
+	}
+	return "", Invalidf("patch type is merge or json; got %q", name)
+}
 
 // Patch is a patch document and its kind.
 type Patch struct {

@@ -127,3 +127,41 @@ func TestListWithoutValuesAndCount(t *testing.T) {
 	requireError(t, e.do(http.MethodGet, "/v1/ns/default/keys?values=maybe", ""), http.StatusBadRequest, ctxd.CodeBadRequest)
 	requireError(t, e.do(http.MethodGet, "/v1/ns/default/keys?count=true&after=app/a", ""), http.StatusBadRequest, ctxd.CodeBadRequest)
 }
+
+// A transaction may patch: after its earlier writes, all or nothing.
+func TestTxnPatch(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.put("cfg", `{"a":1}`)
+	r := e.do(http.MethodPost, "/v1/txn", `{"ops":[
+		{"op":"put","key":"other","value":true},
+		{"op":"patch","key":"cfg","patch":{"b":2}},
+		{"op":"patch","ns":"default","key":"other2","patch":[{"op":"add","path":"/x","value":1}],"patch_type":"json","if_version":0}]}`)
+	requireError(t, r, http.StatusNotFound, ctxd.CodeNotFound) // a patch needs a live key
+	requireError(t, e.do(http.MethodGet, keyPath("default", "other"), ""), http.StatusNotFound, ctxd.CodeNotFound)
+	r = e.do(http.MethodPost, "/v1/txn", `{"ops":[
+		{"op":"put","key":"other","value":{"n":0}},
+		{"op":"patch","key":"cfg","patch":{"b":2}},
+		{"op":"patch","key":"other","patch":[{"op":"replace","path":"/n","value":1}]}]}`)
+	requireError(t, r, http.StatusBadRequest, ctxd.CodeBadRequest) // one key twice
+	r = e.do(http.MethodPost, "/v1/txn", `{"ops":[
+		{"op":"patch","key":"cfg","patch":[{"op":"test","path":"/a","value":1}]},
+		{"op":"put","key":"flag","value":true}]}`)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	res := decode[ctxd.TxnResult](t, r)
+	assert.Equal(t, `{"a":1}`, string(res.Records[0].Value))
+	r = e.do(http.MethodPost, "/v1/txn", `{"ops":[
+		{"op":"patch","key":"cfg","patch":[{"op":"test","path":"/a","value":2}]},
+		{"op":"put","key":"flag","value":false}]}`)
+	ae := requireError(t, r, http.StatusConflict, ctxd.CodePatchTestFailed)
+	assert.Equal(t, "/a", *ae.Error.Pointer)
+	for _, body := range []string{
+		`{"ops":[{"op":"patch","key":"cfg"}]}`,
+		`{"ops":[{"op":"patch","key":"cfg","patch":{},"value":1}]}`,
+		`{"ops":[{"op":"patch","key":"cfg","patch":{},"patch_type":"xml"}]}`,
+		`{"ops":[{"op":"put","key":"cfg","value":1,"patch":{}}]}`,
+	} {
+		requireError(t, e.do(http.MethodPost, "/v1/txn", body), http.StatusBadRequest, ctxd.CodeBadRequest)
+	}
+	r = e.do(http.MethodGet, keyPath("default", "flag"), "")
+	assert.Equal(t, `true`, string(decode[ctxd.Record](t, r).Value), "the failed transaction wrote nothing")
+}

@@ -278,19 +278,9 @@ func (h *Hub) contextPatch(s *session, m *inMessage) {
 		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, `context_patch: "patch" is missing: a JSON Patch array or a merge patch`))
 		return
 	}
-	var typ ctxd.PatchType
-	switch m.PatchType {
-	case "merge", string(ctxd.MergePatch):
-		typ = ctxd.MergePatch
-	case "json", string(ctxd.JSONPatch):
-		typ = ctxd.JSONPatch
-	case "":
-		typ = ctxd.MergePatch
-		if doc[0] == '[' {
-			typ = ctxd.JSONPatch
-		}
-	default:
-		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "context_patch: patch_type is merge or json; got "+strconv.Quote(m.PatchType)))
+	typ, err := ctxd.ParsePatchType(m.PatchType, doc)
+	if err != nil {
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "context_patch: "+err.Error()))
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.opts.WriteTimeout)

@@ -227,18 +227,8 @@ the message names the operation and the JSON pointer. The key must exist.`,
 		if !json.Valid(doc) {
 			return usagef("PATCH must be JSON: a JSON Patch array or a merge patch object")
 		}
-		var pt client.PatchType
-		switch typ {
-		case "merge":
-			pt = client.MergePatch
-		case "json":
-			pt = client.JSONPatch
-		case "":
-			pt = client.MergePatch
-			if doc[0] == '[' {
-				pt = client.JSONPatch
-			}
-		default:
+		pt, err := ctxd.ParsePatchType(typ, doc)
+		if err != nil {
 			return usagef("--type is merge or json; got %q", typ)
 		}
 		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
