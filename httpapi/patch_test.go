@@ -90,6 +90,13 @@ func TestValuesAreAnsweredCompact(t *testing.T) {
 	assert.Contains(t, string(r.body), `"value":`+want+`,`)
 	r = e.do(http.MethodGet, "/ctx/pretty", "")
 	assert.Contains(t, string(r.body), `"value":`+want+`,`)
+	r = e.do(http.MethodPost, "/ctx", "{\"key\":\"posted\",\"value\": [ 1,\n 2 ]}")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Contains(t, string(r.body), `"value":[1,2]`)
+	r = e.do(http.MethodGet, "/v1/ns/default/export?format=txt", "")
+	assert.Contains(t, string(r.body), "pretty="+want+"\n", "a TXT dump line")
+	r = e.do(http.MethodGet, "/v1/ns/default/export?format=csv", "")
+	assert.Contains(t, string(r.body), `"`+strings.ReplaceAll(want, `"`, `""`)+`"`, "a CSV cell")
 }
 
 // values=false lists the same records without a "value" member; count=true
