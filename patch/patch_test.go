@@ -202,6 +202,10 @@ func TestBadPatchesAndLimits(t *testing.T) {
 	doubling := `[{"op":"copy","from":"/a","path":"/b"},{"op":"copy","from":"/a","path":"/c"},{"op":"copy","from":"/a","path":"/d"},{"op":"copy","from":"/a","path":"/e"}]`
 	_, err = patch.Apply(value, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(doubling)}, small)
 	assert.ErrorIs(t, err, ctxd.ErrTooLarge)
+	big := []byte(`{"a":"` + strings.Repeat("x", 1<<20) + `"}`)
+	many := `[` + strings.Repeat(`{"op":"test","path":"/a","value":"x"},`, patch.WorkBytes/len(big)) + `{"op":"remove","path":"/a"}]`
+	_, err = patch.Apply(big, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(many)}, ctxd.Limits{MaxValueBytes: 2 << 20}.WithDefaults())
+	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "operations x value size over the work bound")
 	_, err = patch.Apply([]byte(`42`), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"replace","path":"","value":1}]`)}, ctxd.DefaultLimits)
 	assert.ErrorIs(t, err, ctxd.ErrPatchFailed, "a JSON Patch of a number")
 }
