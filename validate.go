@@ -81,7 +81,7 @@ func (l Limits) CanonicalValue(value []byte) ([]byte, error) {
 // strings (json.Compact): v itself when it is already compact, a copy
 // otherwise. Anything but one JSON value is ErrInvalid.
 func CompactJSON(v []byte) ([]byte, error) {
-	if bytes.IndexAny(v, " \t\r\n") < 0 {
+	if !bytes.ContainsAny(v, " \t\r\n") {
 		// No whitespace at all: already compact (JSON strings hold no raw
 		// tab or line break, and a space may only be inside one).
 		if !json.Valid(v) {

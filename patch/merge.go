@@ -33,7 +33,7 @@ func mergePatch(target, patch []byte) ([]byte, error) {
 	// value, valid JSON by construction, which members reads with its
 	// whitespace if it was stored before values were compacted. The
 	// result is checked and compacted by Apply (CanonicalValue).
-	if bytes.IndexAny(patch, " \t\r\n") >= 0 {
+	if bytes.ContainsAny(patch, " \t\r\n") {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, patch); err != nil {
 			return nil, ctxd.Invalidf("merge patch is not valid JSON")
