@@ -47,7 +47,51 @@ var (
 	// deletes, compaction, defrag and snapshots still work. The error is a
 	// *QuotaError.
 	ErrInsufficientStorage = errors.New("insufficient storage")
+	// ErrPatchTestFailed is returned when a JSON Patch "test" operation
+	// found another value at its path than the one it names: the patch
+	// was conditional and its condition does not hold now. Nothing was
+	// written. The error is a *PatchError.
+	ErrPatchTestFailed = errors.New("patch test failed")
+	// ErrPatchFailed is returned when a patch cannot be applied to the
+	// key's current value: a path that does not exist, an array index out
+	// of range, an object member on an array. Nothing was written. The
+	// error is a *PatchError.
+	ErrPatchFailed = errors.New("patch cannot be applied")
 )
+
+// PatchError reports a patch that did not apply to the value current when
+// it was tried. It matches ErrPatchTestFailed (a failed "test" operation)
+// or ErrPatchFailed with errors.Is.
+type PatchError struct {
+	// Index is the position of the failing operation in a JSON Patch
+	// (from 0); Op its name ("add", "test", ...).
+	Index int
+	Op    string
+	// Pointer is the JSON pointer (RFC 6901) that failed: the operation's
+	// "path", or its "from" when that is what does not exist.
+	Pointer string
+	// Test is set for a failed "test" operation.
+	Test bool
+	// Reason says what is wrong at Pointer.
+	Reason string
+}
+
+func (e *PatchError) Error() string {
+	what := "cannot be applied"
+	if e.Test {
+		what = "test failed"
+	}
+	return fmt.Sprintf("patch %s: operation %d (%s) at %q: %s", what, e.Index, e.Op, e.Pointer, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrPatchTestFailed) true for a failed test, and
+// errors.Is(err, ErrPatchFailed) otherwise.
+func (e *PatchError) Is(target error) bool {
+	if e.Test {
+		return target == ErrPatchTestFailed
+	}
+	return target == ErrPatchFailed
+}
 
 // ConflictError reports a failed compare-and-swap. It matches ErrConflict
 // with errors.Is.
@@ -162,6 +206,15 @@ const (
 	// CodeInsufficientStorage: a write that adds data, past the storage
 	// quota (507); the message says how to free space.
 	CodeInsufficientStorage = "insufficient_storage"
+	// CodePatchTestFailed: a JSON Patch "test" operation did not hold
+	// (409); the answer names the operation and its pointer.
+	CodePatchTestFailed = "patch_test_failed"
+	// CodePatchFailed: the patch cannot be applied to the key's current
+	// value (422); the answer names the operation and its pointer.
+	CodePatchFailed = "patch_failed"
+	// CodeUnsupportedMediaType: a PATCH whose Content-Type is neither
+	// application/merge-patch+json nor application/json-patch+json (415).
+	CodeUnsupportedMediaType = "unsupported_media_type"
 
 	// WebSocket only.
 
@@ -187,6 +240,8 @@ var errorClasses = [...]struct {
 }{
 	{ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{ErrConflict, http.StatusConflict, CodeConflict},
+	{ErrPatchTestFailed, http.StatusConflict, CodePatchTestFailed},
+	{ErrPatchFailed, http.StatusUnprocessableEntity, CodePatchFailed},
 	{ErrCompacted, http.StatusGone, CodeCompacted},
 	{ErrFutureRevision, http.StatusBadRequest, CodeFutureRevision},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, CodeTooLarge},

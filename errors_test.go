@@ -67,3 +67,28 @@ func TestQuotaErrorMessage(t *testing.T) {
 		assert.Contains(t, full, hint)
 	}
 }
+
+// A patch's kind comes from its name, or from the document's shape.
+func TestParsePatchType(t *testing.T) {
+	cases := []struct {
+		name, doc string
+		want      ctxd.PatchType
+	}{
+		{"", ` [{"op":"add"}]`, ctxd.JSONPatch},
+		{"", `{"a":[1]}`, ctxd.MergePatch},
+		{"", `"x"`, ctxd.MergePatch},
+		{"merge", `[1]`, ctxd.MergePatch},
+		{"json", `{}`, ctxd.JSONPatch},
+		{string(ctxd.MergePatch), `[]`, ctxd.MergePatch},
+		{string(ctxd.JSONPatch), `{}`, ctxd.JSONPatch},
+	}
+	for _, c := range cases {
+		got, err := ctxd.ParsePatchType(c.name, []byte(c.doc))
+		if err != nil || got != c.want {
+			t.Errorf("ctxd.ParsePatchType(%q, %s) = %q, %v; want %q", c.name, c.doc, got, err, c.want)
+		}
+	}
+	if _, err := ctxd.ParsePatchType("xml", []byte(`{}`)); !errors.Is(err, ctxd.ErrInvalid) {
+		t.Errorf("an unknown type: %v", err)
+	}
+}

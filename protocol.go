@@ -12,6 +12,7 @@ const (
 	TypeClientStats           = "client_stats"
 	TypeRegistrationConfirmed = "registration_confirmed"
 	TypeContextSetConfirmed   = "context_set_confirmed"
+	TypeContextPatchConfirmed = "context_patch_confirmed"
 	TypeContextDumped         = "context_dumped"
 	TypeCompacted             = "compacted"
 	TypeReset                 = "reset"
@@ -22,6 +23,7 @@ const (
 	TypeSubscribe      = "subscribe"
 	TypeUnsubscribe    = "unsubscribe"
 	TypeContextSet     = "context_set"
+	TypeContextPatch   = "context_patch"
 	TypeClientRegister = "client_register"
 	TypePing           = "ping"
 )

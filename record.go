@@ -13,31 +13,40 @@ const (
 	OpPut Op = 1
 	// OpDelete ends a key's life.
 	OpDelete Op = 2
+	// OpPatch changes part of a live key's value (Write.Patch). It is a
+	// write only: the backend applies the patch to the value current when
+	// the write commits, and records the result as a put, so a change
+	// (history, the log, the feed) is never a patch.
+	OpPatch Op = 3
 )
 
-// String returns "put" or "delete".
+// String returns "put", "delete" or "patch".
 func (o Op) String() string {
 	switch o {
 	case OpPut:
 		return "put"
 	case OpDelete:
 		return "delete"
+	case OpPatch:
+		return "patch"
 	}
 	return "unknown"
 }
 
-// MarshalText encodes the op as "put" or "delete".
+// MarshalText encodes the op as "put", "delete" or "patch".
 func (o Op) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
 
-// UnmarshalText decodes "put" or "delete".
+// UnmarshalText decodes "put", "delete" or "patch".
 func (o *Op) UnmarshalText(b []byte) error {
 	switch string(b) {
 	case "put":
 		*o = OpPut
 	case "delete":
 		*o = OpDelete
+	case "patch":
+		*o = OpPatch
 	default:
-		return Invalidf("unknown op %q: want put or delete", b)
+		return Invalidf("unknown op %q: want put, delete or patch", b)
 	}
 	return nil
 }
@@ -75,14 +84,16 @@ type Change struct {
 	Time    time.Time `json:"time"`
 }
 
-// Write is one put or delete of a transaction (store.Backend's Txn), or
-// the one write of a Put or Delete.
+// Write is one put, delete or patch of a transaction (store.Backend's
+// Txn), or the one write of a Put, Delete or Patch.
 type Write struct {
 	Namespace string
 	Key       string
 	Op        Op
-	// Value is the JSON value to store for a put; ignored for a delete.
+	// Value is the JSON value to store for a put; ignored otherwise.
 	Value json.RawMessage
+	// Patch is what a patch changes; ignored for a put or delete.
+	Patch Patch
 	// Expect, when non-nil, is the version the key must have for the write
 	// to apply; 0 means "the key must not exist".
 	Expect *uint64
@@ -97,6 +108,10 @@ type ListOptions struct {
 	// Limit is the page size; 0 means the default (100), larger than
 	// MaxListLimit is capped.
 	Limit int
+	// NoValues lists the keys with their versions, revisions, who and
+	// time but leaves every Record.Value nil: the backend need not read
+	// or copy the values (a listing of keys with large values).
+	NoValues bool
 }
 
 // ListPage is one page of a listing.
@@ -226,7 +241,7 @@ type TxnRequest struct {
 
 // TxnOp is one write of a transaction.
 type TxnOp struct {
-	// Op is "put" or "delete".
+	// Op is "put", "delete" or "patch".
 	Op string `json:"op"`
 	// Namespace defaults to "default".
 	Namespace string `json:"ns,omitempty"`
@@ -235,4 +250,53 @@ type TxnOp struct {
 	Value json.RawMessage `json:"value,omitempty"`
 	// IfVersion, when set, is the version the key must have (0: must not exist).
 	IfVersion *uint64 `json:"if_version,omitempty"`
+	// Patch is the document of a "patch" op, PatchType its kind ("merge"
+	// or "json"; default: by its shape, ParsePatchType).
+	Patch     json.RawMessage `json:"patch,omitempty"`
+	PatchType string          `json:"patch_type,omitempty"`
+}
+
+// PatchType is the kind of a patch document, named by its media type.
+type PatchType string
+
+const (
+	// MergePatch is a JSON Merge Patch (RFC 7396): an object whose members
+	// replace the value's, null removing one, objects merging
+	// recursively; anything else replaces the whole value.
+	MergePatch PatchType = "application/merge-patch+json"
+	// JSONPatch is a JSON Patch (RFC 6902): an array of operations (add,
+	// remove, replace, move, copy, test) applied in order, all or none.
+	JSONPatch PatchType = "application/json-patch+json"
+)
+
+// ParsePatchType names a patch's kind from what a client wrote: "merge"
+// or "json", or their media types; "" chooses by the document's shape: a
+// JSON Patch is an array, and a merge patch that is an array would only
+// replace the whole value, so an array is read as a JSON Patch and
+// anything else as a merge patch.
+func ParsePatchType(name string, doc []byte) (PatchType, error) {
+	switch name {
+	case "merge", string(MergePatch):
+		return MergePatch, nil
+	case "json", string(JSONPatch):
+		return JSONPatch, nil
+	case "":
+		for _, c := range doc {
+			switch c {
+			case ' ', '\t', '\r', '\n':
+				continue
+			case '[':
+				return JSONPatch, nil
+			}
+			return MergePatch, nil
+		}
+		return MergePatch, nil
+	}
+	return "", Invalidf("patch type is merge or json; got %q", name)
+}
+
+// Patch is a patch document and its kind.
+type Patch struct {
+	Type PatchType
+	Doc  json.RawMessage
 }

@@ -1,6 +1,7 @@
 package ctxd
 
 import (
+	"bytes"
 	"encoding/json"
 	"unicode/utf8"
 )
@@ -42,22 +43,75 @@ func (l Limits) ValidateKey(key string) error {
 	return nil
 }
 
-// ValidateValue checks that a value is one JSON value within the size limit.
+// ValidateValue checks that a value is one JSON value within the size
+// limit, as CanonicalValue does, without keeping the canonical form.
 func (l Limits) ValidateValue(value []byte) error {
-	if len(value) > l.MaxValueBytes {
-		return TooLargef("value is %d bytes, at most %d allowed", len(value), l.MaxValueBytes)
-	}
+	_, err := l.CanonicalValue(value)
+	return err
+}
+
+// CanonicalValue checks that value is one JSON value in UTF-8 and returns
+// it in the form ctxd stores: compact, with the whitespace outside strings
+// removed and nothing else changed (json.Compact: numbers keep their exact
+// text, strings their escapes, objects their member order). So the same
+// value is the same bytes in every answer, dump and feed message. The size
+// limit applies to the compact form. A value already compact is returned
+// as is, without a copy.
+func (l Limits) CanonicalValue(value []byte) ([]byte, error) {
 	if len(value) == 0 {
-		return Invalidf("value is empty: send a JSON value (use null for null)")
-	}
-	if !json.Valid(value) {
-		return Invalidf("value is not valid JSON")
+		return nil, Invalidf("value is empty: send a JSON value (use null for null)")
 	}
 	// encoding/json accepts any bytes inside strings; JSON text must be
 	// UTF-8 (RFC 8259), and WebSocket text frames must be: a browser drops
 	// the connection on a frame that is not.
 	if !utf8.Valid(value) {
-		return Invalidf("value is not valid UTF-8")
+		return nil, Invalidf("value is not valid UTF-8")
+	}
+	value, err := CompactJSON(value)
+	if err != nil {
+		return nil, err
+	}
+	if len(value) > l.MaxValueBytes {
+		return nil, TooLargef("value is %d bytes, at most %d allowed", len(value), l.MaxValueBytes)
+	}
+	return value, nil
+}
+
+// CompactJSON returns v, one JSON value, without the whitespace outside
+// strings (json.Compact): v itself when it is already compact, a copy
+// otherwise. Anything but one JSON value is ErrInvalid.
+func CompactJSON(v []byte) ([]byte, error) {
+	if !bytes.ContainsAny(v, " \t\r\n") {
+		// No whitespace at all: already compact (JSON strings hold no raw
+		// tab or line break, and a space may only be inside one).
+		if !json.Valid(v) {
+			return nil, Invalidf("value is not valid JSON")
+		}
+		return v, nil
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(v))
+	if err := json.Compact(&buf, v); err != nil {
+		return nil, Invalidf("value is not valid JSON")
+	}
+	if buf.Len() == len(v) {
+		return v, nil
+	}
+	return buf.Bytes(), nil
+}
+
+// ValidatePatch checks a patch's kind and that its document is JSON within
+// the value size limit. What the document says (a JSON Patch's operations
+// and pointers) is checked when it is applied (package patch).
+func (l Limits) ValidatePatch(p Patch) error {
+	if p.Type != MergePatch && p.Type != JSONPatch {
+		return Invalidf("unknown patch type %q: want %s or %s", p.Type, MergePatch, JSONPatch)
+	}
+	if len(p.Doc) > l.MaxValueBytes {
+		return TooLargef("patch is %d bytes, at most %d allowed", len(p.Doc), l.MaxValueBytes)
+	}
+	if len(p.Doc) == 0 || !json.Valid(p.Doc) || !utf8.Valid(p.Doc) {
+		return Invalidf("patch is not valid JSON")
 	}
 	return nil
 }
@@ -77,10 +131,12 @@ func (l Limits) WithDefaults() Limits {
 	return l
 }
 
-// ValidateWrites checks the writes of one request (a put, a delete or a
-// transaction) against the limits; a backend calls it before it queues or
-// sends them, so that bad input fails alone and changes nothing.
-func (l Limits) ValidateWrites(writes []Write) error {
+// PrepareWrites checks the writes of one request (a put, a delete, a patch
+// or a transaction) against the limits, and puts each put's value in its
+// canonical form (CanonicalValue), in place. A backend calls it before it
+// queues or sends the writes, so that bad input fails alone and changes
+// nothing, and every backend stores the same bytes.
+func (l Limits) PrepareWrites(writes []Write) error {
 	if len(writes) == 0 {
 		return Invalidf("no writes given")
 	}
@@ -102,7 +158,13 @@ func (l Limits) ValidateWrites(writes []Write) error {
 		}
 		switch w.Op {
 		case OpPut:
-			if err := l.ValidateValue(w.Value); err != nil {
+			v, err := l.CanonicalValue(w.Value)
+			if err != nil {
+				return err
+			}
+			w.Value = v
+		case OpPatch:
+			if err := l.ValidatePatch(w.Patch); err != nil {
 				return err
 			}
 		case OpDelete:

@@ -114,6 +114,38 @@ func (c *Client) Put(ctx context.Context, ns, key string, value json.RawMessage,
 	})
 }
 
+// PatchType is the kind of a patch document (ctxd.MergePatch, a JSON
+// Merge Patch, RFC 7396; ctxd.JSONPatch, a JSON Patch, RFC 6902).
+type PatchType = ctxd.PatchType
+
+// The patch types, named by their media types.
+const (
+	MergePatch = ctxd.MergePatch
+	JSONPatch  = ctxd.JSONPatch
+)
+
+// PatchOptions are the optional parts of a patch.
+type PatchOptions struct {
+	// IfVersion, when set, makes the patch apply only at that version.
+	IfVersion *uint64
+	// Who overrides the client's default who.
+	Who string
+}
+
+// Patch changes part of ns/key's value: the server applies the patch
+// document to the value as it is when the write commits, so concurrent
+// patches of different parts never lose each other's changes. A JSON
+// Patch whose "test" fails is an *APIError with CodePatchTestFailed, one
+// that cannot apply CodePatchFailed; both name the operation and its
+// pointer (APIError.OpIndex, Pointer) and change nothing.
+func (c *Client) Patch(ctx context.Context, ns, key string, typ PatchType, doc json.RawMessage, opts PatchOptions) (Record, error) {
+	ns = orDefault(ns)
+	return call[Record](ctx, c, fmt.Sprintf("patch %s/%s", ns, key), request{
+		method: http.MethodPatch, path: keyPath(ns, key), query: params("who", c.whoOr(opts.Who)),
+		ifVersion: opts.IfVersion, body: doc, contentType: string(typ), write: true,
+	})
+}
+
 // GetOptions are the optional parts of a get.
 type GetOptions struct {
 	// Rev, when non-zero, reads the key as it was at that revision.
@@ -153,13 +185,30 @@ type ListOptions struct {
 	After string
 	// Limit is the page size (0: the server's default).
 	Limit int
+	// NoValues lists the records without their values (Record.Value is
+	// nil): a listing of keys with large values stays small.
+	NoValues bool
 }
 
 // List returns one page of ns's keys in key order.
 func (c *Client) List(ctx context.Context, ns string, opts ListOptions) (ListPage, error) {
 	ns = orDefault(ns)
 	q := params("prefix", opts.Prefix, "after", opts.After, "limit", numParam(opts.Limit))
+	if opts.NoValues {
+		q.Set("values", "false")
+	}
 	return call[ListPage](ctx, c, "list "+ns, request{method: http.MethodGet, path: nsPath(ns) + "/keys", query: q})
+}
+
+// Count returns the number of ns's keys that start with prefix; the
+// server reads no value to count them.
+func (c *Client) Count(ctx context.Context, ns, prefix string) (uint64, error) {
+	ns = orDefault(ns)
+	q := params("prefix", prefix, "count", "true")
+	out, err := call[struct {
+		Count uint64 `json:"count"`
+	}](ctx, c, "count "+ns, request{method: http.MethodGet, path: nsPath(ns) + "/keys", query: q})
+	return out.Count, err
 }
 
 // ListAll returns every key of ns that starts with prefix, following the
@@ -249,7 +298,9 @@ type request struct {
 	query     url.Values
 	ifVersion *uint64
 	body      []byte
-	out       any // decoded from a 2xx body when non-nil
+	// contentType is the body's type (default application/json).
+	contentType string
+	out         any // decoded from a 2xx body when non-nil
 	// write marks a request that changes keys: an error after it was
 	// sent in full is "outcome unknown" (send, outcome.go).
 	write bool
@@ -271,7 +322,11 @@ func (c *Client) do(ctx context.Context, r request) error {
 	}
 	req.Header.Set("Accept", "application/json")
 	if r.body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		ct := r.contentType
+		if ct == "" {
+			ct = "application/json"
+		}
+		req.Header.Set("Content-Type", ct)
 	}
 	if r.ifVersion != nil {
 		req.Header.Set("If-Match", strconv.Quote(strconv.FormatUint(*r.ifVersion, 10)))

@@ -35,6 +35,11 @@ const (
 	// still work; the message says how to free space.
 	CodeInsufficientStorage = ctxd.CodeInsufficientStorage
 	CodeInternal            = ctxd.CodeInternal
+	// CodePatchTestFailed: a JSON Patch "test" did not hold (409);
+	// CodePatchFailed: the patch cannot apply to the value (422). Nothing
+	// was written; APIError.OpIndex and Pointer say where.
+	CodePatchTestFailed = ctxd.CodePatchTestFailed
+	CodePatchFailed     = ctxd.CodePatchFailed
 )
 
 // APIError is an error answer from the server: any status outside 2xx.
@@ -52,6 +57,11 @@ type APIError struct {
 	// CompactedRevision is, for CodeCompacted, the oldest revision history
 	// still answers for.
 	CompactedRevision uint64
+	// OpIndex, Op and Pointer are, for a patch that failed, the failing
+	// operation (from 0), its name, and the JSON pointer that failed.
+	OpIndex int
+	Op      string
+	Pointer string
 }
 
 func (e *APIError) Error() string {
@@ -78,6 +88,8 @@ var codeErrors = map[string][]error{
 	CodeUnavailable:         {ctxd.ErrUnavailable, ctxd.ErrClosed},
 	CodeOutcomeUnknown:      {ctxd.ErrOutcomeUnknown},
 	CodeInsufficientStorage: {ctxd.ErrInsufficientStorage},
+	CodePatchTestFailed:     {ctxd.ErrPatchTestFailed},
+	CodePatchFailed:         {ctxd.ErrPatchFailed},
 }
 
 // Is lets errors.Is match an *APIError against the store's errors, such as
@@ -117,6 +129,9 @@ type errorBody struct {
 		Message           string `json:"message"`
 		CurrentVersion    uint64 `json:"current_version"`
 		CompactedRevision uint64 `json:"compacted_revision"`
+		OpIndex           int    `json:"op_index"`
+		Op                string `json:"op"`
+		Pointer           string `json:"pointer"`
 	} `json:"error"`
 	CurrentVersion    uint64 `json:"current_version"`
 	CompactedRevision uint64 `json:"compacted_revision"`
@@ -131,6 +146,7 @@ func decodeError(resp *http.Response) error {
 		ae.Message = b.Error.Message
 		ae.CurrentVersion = max(b.Error.CurrentVersion, b.CurrentVersion)
 		ae.CompactedRevision = max(b.Error.CompactedRevision, b.CompactedRevision)
+		ae.OpIndex, ae.Op, ae.Pointer = b.Error.OpIndex, b.Error.Op, b.Error.Pointer
 		return ae
 	}
 	// Not a ctxd error: keep the start of whatever came back.

@@ -198,3 +198,61 @@ func TestInsufficientStorage(t *testing.T) {
 	_, err = c.Delete(ctx, "", "k0", DeleteOptions{})
 	require.NoError(t, err, "a delete past the quota")
 }
+
+// Patch over the wire: both patch types, If-Match, a failing test with
+// its pointer; 64 patchers of one value at once, each setting its own
+// member, all land; Count and a listing without values.
+func TestPatchCountAndListWithoutValues(t *testing.T) {
+	ctx := context.Background()
+	c := realServer(t)
+	_, err := c.Put(ctx, "", "doc", json.RawMessage(`{"state":"idle"}`), PutOptions{})
+	require.NoError(t, err)
+
+	r, err := c.Patch(ctx, "", "doc", MergePatch, json.RawMessage(`{"owner":"ann"}`), PatchOptions{IfVersion: Expect(1)})
+	require.NoError(t, err)
+	assert.Equal(t, `{"state":"idle","owner":"ann"}`, string(r.Value))
+	assert.Equal(t, "client-test", r.Who)
+
+	_, err = c.Patch(ctx, "", "doc", JSONPatch, json.RawMessage(`[{"op":"test","path":"/state","value":"busy"},{"op":"remove","path":"/owner"}]`), PatchOptions{})
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, CodePatchTestFailed, ae.Code)
+	assert.Equal(t, "/state", ae.Pointer)
+	assert.Equal(t, 0, ae.OpIndex)
+	assert.Equal(t, "test", ae.Op)
+	assert.ErrorIs(t, err, ctxd.ErrPatchTestFailed)
+	_, err = c.Patch(ctx, "", "doc", MergePatch, json.RawMessage(`{}`), PatchOptions{IfVersion: Expect(1)})
+	assert.True(t, IsConflict(err), "%v", err)
+
+	const patchers = 64
+	errs := make(chan error, patchers)
+	for i := range patchers {
+		go func() {
+			_, err := c.Patch(ctx, "", "doc", JSONPatch, json.RawMessage(fmt.Sprintf(`[{"op":"add","path":"/f%02d","value":%d}]`, i, i)), PatchOptions{})
+			errs <- err
+		}()
+	}
+	for range patchers {
+		require.NoError(t, <-errs)
+	}
+	got, err := c.Get(ctx, "", "doc", GetOptions{})
+	require.NoError(t, err)
+	var fields map[string]any
+	require.NoError(t, json.Unmarshal(got.Value, &fields))
+	for i := range patchers {
+		assert.Equal(t, float64(i), fields[fmt.Sprintf("f%02d", i)], "patcher %d", i)
+	}
+	assert.Equal(t, uint64(2+patchers), got.Version)
+
+	n, err := c.Count(ctx, "", "")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), n)
+	n, err = c.Count(ctx, "", "nope")
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	page, err := c.List(ctx, "", ListOptions{NoValues: true})
+	require.NoError(t, err)
+	require.Len(t, page.Records, 1)
+	assert.Nil(t, page.Records[0].Value)
+	assert.Equal(t, got.Version, page.Records[0].Version)
+}

@@ -106,6 +106,7 @@ func (s *Server) accessRules() map[string]rule {
 		"GET /v1/ns/:ns/keys/*":    keyRead,
 		"HEAD /v1/ns/:ns/keys/*":   keyRead,
 		"PUT /v1/ns/:ns/keys/*":    keyWrite,
+		"PATCH /v1/ns/:ns/keys/*":  keyWrite,
 		"DELETE /v1/ns/:ns/keys/*": keyWrite,
 		"POST /v1/txn":             {check: checkTxn},
 

@@ -126,7 +126,9 @@ func accessCases() []accessCase {
 		c("PUT", "/v1/ns/default/keys/app.y", `1`, keys, write, false),
 		c("PUT", "/v1/ns/team/keys/app.%2F..%2Fsecret", `1`, keys, write, true), // the key "app./../secret"
 		c("PUT", "/v1/ns/team/keys/..%2Fapp.z", `1`, keys, write, false),
-		c("PUT", "/v1/ns/te%61m/keys/app.q", `1`, keys, write, true), // "team", escaped
+		c("PUT", "/v1/ns/te%61m/keys/app.q", `1`, keys, write, true),       // "team", escaped
+		c("PATCH", "/v1/ns/team/keys/app.x", `{"a":1}`, keys, write, true), // no Content-Type: the handler's 415
+		c("PATCH", "/v1/ns/default/keys/app.x", `{"a":1}`, keys, write, false),
 		c("DELETE", "/v1/ns/team/keys/app.gone", "", keys, write, true),
 		c("DELETE", "/v1/ns/default/keys/app.gone", "", keys, write, false),
 		c("POST", "/v1/txn", `{"ops":[{"op":"put","ns":"team","key":"app.t","value":1}]}`, "/v1/txn", write, true),
@@ -167,7 +169,7 @@ func accessCases() []accessCase {
 		c("DELETE", "/ctx/other", "", "/ctx/*", write, false),
 
 		c("GET", "/v1/nope", "", "", anyToken, true),
-		c("PATCH", "/v1/ns/team/keys/app.x", "", "", anyToken, true),
+		c("POST", "/v1/ns/team/keys/app.x", "", "", anyToken, true),
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 // credentials are not allowed.
 
 const (
-	corsMethods = "GET, HEAD, PUT, POST, DELETE"
+	corsMethods = "GET, HEAD, PUT, PATCH, POST, DELETE"
 	// corsHeaders are the request headers the API reads.
 	corsHeaders = "Authorization, Content-Type, If-Match, X-Ctxd-Who, X-Request-Id, X-Ctxd-Sha256"
 	// corsExposed are the answer headers a page may read.

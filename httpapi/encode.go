@@ -81,13 +81,19 @@ func setETag(c echo.Context, version uint64) {
 
 // appendRecord appends r as JSON:
 // {"ns","key","value","version","create_revision","revision","who","updated_at"}.
-func appendRecord(b []byte, r *ctxd.Record) []byte {
+func appendRecord(b []byte, r *ctxd.Record) []byte { return appendRecordOf(b, r, true) }
+
+// appendRecordOf appends r, without its "value" member unless withValue
+// (a listing with values=false).
+func appendRecordOf(b []byte, r *ctxd.Record, withValue bool) []byte {
 	b = append(b, `{"ns":`...)
 	b = jsontext.AppendString(b, r.Namespace)
 	b = append(b, `,"key":`...)
 	b = jsontext.AppendString(b, r.Key)
-	b = append(b, `,"value":`...)
-	b = appendRaw(b, r.Value)
+	if withValue {
+		b = append(b, `,"value":`...)
+		b = appendRaw(b, r.Value)
+	}
 	b = append(b, `,"version":`...)
 	b = strconv.AppendUint(b, r.Version, 10)
 	b = append(b, `,"create_revision":`...)
@@ -129,22 +135,24 @@ func appendChange(b []byte, ch *ctxd.Change) []byte {
 }
 
 // appendRecords appends a JSON array of records ([] when empty).
-func appendRecords(b []byte, recs []ctxd.Record) []byte {
+func appendRecords(b []byte, recs []ctxd.Record) []byte { return appendRecordsOf(b, recs, true) }
+
+func appendRecordsOf(b []byte, recs []ctxd.Record, withValues bool) []byte {
 	b = append(b, '[')
 	for i := range recs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendRecord(b, &recs[i])
+		b = appendRecordOf(b, &recs[i], withValues)
 	}
 	return append(b, ']')
 }
 
 // appendListPage appends {"keys":[...],"next":"..."}; next is omitted on the
-// last page.
-func appendListPage(b []byte, p *ctxd.ListPage) []byte {
+// last page, and the records' values without withValues.
+func appendListPage(b []byte, p *ctxd.ListPage, withValues bool) []byte {
 	b = append(b, `{"keys":`...)
-	b = appendRecords(b, p.Records)
+	b = appendRecordsOf(b, p.Records, withValues)
 	if p.Next != "" {
 		b = append(b, `,"next":`...)
 		b = jsontext.AppendString(b, p.Next)

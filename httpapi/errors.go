@@ -25,6 +25,9 @@ var (
 	errBodyTooLarge = errors.New("request body too large")
 	// errNotReady is returned by /readyz when the store does not answer.
 	errNotReady = errors.New("not ready")
+	// errUnsupportedMediaType is a body of a type the route does not take
+	// (a PATCH that is not a merge patch or a JSON Patch).
+	errUnsupportedMediaType = errors.New("unsupported media type")
 )
 
 // errorMapping is one row of the error table.
@@ -41,6 +44,7 @@ type errorMapping struct {
 var errorTable = [...]errorMapping{
 	{errBodyTooLarge, http.StatusRequestEntityTooLarge, ctxd.CodeTooLarge},
 	{errBadRequest, http.StatusBadRequest, ctxd.CodeBadRequest},
+	{errUnsupportedMediaType, http.StatusUnsupportedMediaType, ctxd.CodeUnsupportedMediaType},
 	{errNotReady, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
 	{errPanic, http.StatusInternalServerError, ctxd.CodeInternal},
 	{export.ErrUnknownFormat, http.StatusBadRequest, ctxd.CodeBadRequest},
@@ -96,6 +100,15 @@ func (e *notReadyError) Is(target error) bool { return target == errNotReady }
 // badRequest returns an error answered with 400 bad_request and msg.
 func badRequest(msg string) error { return &inputError{msg: msg} }
 
+// mediaTypeError is a body of the wrong type; it matches errUnsupportedMediaType.
+type mediaTypeError struct{ msg string }
+
+func (e *mediaTypeError) Error() string        { return e.msg }
+func (e *mediaTypeError) Is(target error) bool { return target == errUnsupportedMediaType }
+
+// unsupportedMediaType returns an error answered with 415 and msg.
+func unsupportedMediaType(msg string) error { return &mediaTypeError{msg: msg} }
+
 // apiError is an error ready to be sent: status, code, message and the extra
 // fields of conflict and compacted errors.
 type apiError struct {
@@ -105,6 +118,7 @@ type apiError struct {
 
 	conflict  *ctxd.ConflictError
 	compacted *ctxd.CompactedError
+	patch     *ctxd.PatchError
 }
 
 // toAPIError classifies err. Errors in no row of the table, and 5xx errors
@@ -121,6 +135,7 @@ func toAPIError(err error, c echo.Context) (apiError, bool) {
 	ae := apiError{status: status, code: code, message: err.Error()}
 	errors.As(err, &ae.conflict)
 	errors.As(err, &ae.compacted)
+	errors.As(err, &ae.patch)
 	return ae, true
 }
 
@@ -161,7 +176,9 @@ func fromHTTPError(he *echo.HTTPError, c echo.Context) (apiError, bool) {
 }
 
 // appendError appends {"error":{"code","message",...}}. A conflict adds "ns",
-// "key" and "current_version"; a compacted read adds "compacted_revision".
+// "key" and "current_version"; a compacted read adds "compacted_revision";
+// a patch that failed "op_index", "op" and "pointer" (the JSON pointer
+// that failed).
 func appendError(b []byte, ae *apiError) []byte {
 	b = append(b, `{"error":{"code":`...)
 	b = jsontext.AppendString(b, ae.code)
@@ -178,6 +195,14 @@ func appendError(b []byte, ae *apiError) []byte {
 	if ce := ae.compacted; ce != nil {
 		b = append(b, `,"compacted_revision":`...)
 		b = strconv.AppendUint(b, ce.Compacted, 10)
+	}
+	if pe := ae.patch; pe != nil {
+		b = append(b, `,"op_index":`...)
+		b = strconv.AppendInt(b, int64(pe.Index), 10)
+		b = append(b, `,"op":`...)
+		b = jsontext.AppendString(b, pe.Op)
+		b = append(b, `,"pointer":`...)
+		b = jsontext.AppendString(b, pe.Pointer)
 	}
 	return append(b, "}}"...)
 }

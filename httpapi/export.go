@@ -145,10 +145,13 @@ func parseExportQuery(c echo.Context, rawNS string) (dumpRequest, error) {
 
 // boolParam reads an optional boolean query parameter (see query.ParseBool:
 // true/1/yes/on, false/0/no/off or empty, in any case); absent is false.
-func boolParam(c echo.Context, name string) (bool, error) {
+func boolParam(c echo.Context, name string) (bool, error) { return boolParamOr(c, name, false) }
+
+// boolParamOr is boolParam with def when the parameter is absent.
+func boolParamOr(c echo.Context, name string, def bool) (bool, error) {
 	s, ok := queryParam(c, name)
 	if !ok {
-		return false, nil
+		return def, nil
 	}
 	b, ok := query.ParseBool(s)
 	if !ok {

@@ -207,7 +207,7 @@ func TestImportRoute(t *testing.T) {
 		r := e.do(http.MethodPost, "/v1/ns/legacy/import", f0)
 		require.Equal(t, http.StatusOK, r.status, string(r.body))
 		assert.Equal(t, 2, decode[httpapi.ImportResult](t, r).Imported)
-		assert.Equal(t, map[string]string{"app.status": `"running"`, "limits": `{"cpu": 2}`}, e.listAll("legacy"))
+		assert.Equal(t, map[string]string{"app.status": `"running"`, "limits": `{"cpu":2}`}, e.listAll("legacy"), "values imported compact")
 	})
 
 	t.Run("keys not in the dump are left alone", func(t *testing.T) {

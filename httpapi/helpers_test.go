@@ -120,6 +120,9 @@ type apiError struct {
 		Key               string  `json:"key"`
 		CurrentVersion    *uint64 `json:"current_version"`
 		CompactedRevision *uint64 `json:"compacted_revision"`
+		OpIndex           *int    `json:"op_index"`
+		Op                string  `json:"op"`
+		Pointer           *string `json:"pointer"`
 	} `json:"error"`
 }
 

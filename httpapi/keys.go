@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"mime"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -52,6 +54,45 @@ func (s *Server) putKey(c echo.Context) error {
 	return sendRecord(c, &rec)
 }
 
+// patchKey serves PATCH /v1/ns/{ns}/keys/{key}: the body is a JSON Merge
+// Patch (Content-Type application/merge-patch+json) or a JSON Patch
+// (application/json-patch+json), applied by the store to the key's value
+// as it is when the write commits.
+func (s *Server) patchKey(c echo.Context) error {
+	req := c.Request()
+	kp, expect, err := parseKeyWrite(req)
+	if err != nil {
+		return err
+	}
+	typ, err := patchType(req.Header.Get(echo.HeaderContentType))
+	if err != nil {
+		return err
+	}
+	doc, err := readBody(req)
+	if err != nil {
+		return err
+	}
+	rec, err := s.st.Patch(req.Context(), kp.ns, kp.key, ctxd.Patch{Type: typ, Doc: doc}, expect, who(c))
+	if err != nil {
+		return err
+	}
+	return sendRecord(c, &rec)
+}
+
+// patchType reads a PATCH's Content-Type (parameters such as charset are
+// ignored): 415 for anything but the two patch media types.
+func patchType(contentType string) (ctxd.PatchType, error) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err == nil {
+		switch t := ctxd.PatchType(mt); t {
+		case ctxd.MergePatch, ctxd.JSONPatch:
+			return t, nil
+		}
+	}
+	return "", unsupportedMediaType("a PATCH body is " + string(ctxd.MergePatch) + " (RFC 7396) or " +
+		string(ctxd.JSONPatch) + " (RFC 6902); Content-Type is " + strconv.Quote(contentType))
+}
+
 // deleteKey serves DELETE /v1/ns/{ns}/keys/{key}. The answer is the deleted
 // key's last version with a null value and the delete's revision.
 func (s *Server) deleteKey(c echo.Context) error {
@@ -84,7 +125,8 @@ func (s *Server) history(c echo.Context, kp keyPath) error {
 	return respond(c, http.StatusOK, func(b []byte) []byte { return appendHistoryPage(b, &page) })
 }
 
-// listKeys serves GET /v1/ns/{ns}/keys?prefix=&after=&limit=.
+// listKeys serves GET /v1/ns/{ns}/keys?prefix=&after=&limit=&values=,
+// and ?count=true: {"count":N}, the number of keys under the prefix.
 func (s *Server) listKeys(c echo.Context) error {
 	ns, err := parseNamespace(c.Param("ns"))
 	if err != nil {
@@ -94,13 +136,35 @@ func (s *Server) listKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	prefix, _ := queryParam(c, "prefix")
-	after, _ := queryParam(c, "after")
-	page, err := s.st.List(ns, ctxd.ListOptions{Prefix: prefix, After: after, Limit: limit})
+	values, err := boolParamOr(c, "values", true)
 	if err != nil {
 		return err
 	}
-	return respond(c, http.StatusOK, func(b []byte) []byte { return appendListPage(b, &page) })
+	count, err := boolParam(c, "count")
+	if err != nil {
+		return err
+	}
+	prefix, _ := queryParam(c, "prefix")
+	after, _ := queryParam(c, "after")
+	if count {
+		if after != "" {
+			return badRequest("count=true counts every key under the prefix: after is not allowed with it")
+		}
+		n, err := s.st.Count(ns, prefix)
+		if err != nil {
+			return err
+		}
+		return respond(c, http.StatusOK, func(b []byte) []byte {
+			b = append(b, `{"count":`...)
+			b = strconv.AppendUint(b, n, 10)
+			return append(b, '}')
+		})
+	}
+	page, err := s.st.List(ns, ctxd.ListOptions{Prefix: prefix, After: after, Limit: limit, NoValues: !values})
+	if err != nil {
+		return err
+	}
+	return respond(c, http.StatusOK, func(b []byte) []byte { return appendListPage(b, &page, values) })
 }
 
 // sendRecord answers 200 with rec and its version as ETag.

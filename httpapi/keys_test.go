@@ -25,7 +25,7 @@ func TestPutGetDelete(t *testing.T) {
 	rec := decode[ctxd.Record](t, r)
 	assert.Equal(t, "default", rec.Namespace)
 	assert.Equal(t, "app.config", rec.Key)
-	assert.Equal(t, `{"debug": true, "level":3}`, string(rec.Value), "the bytes sent are the bytes stored")
+	assert.Equal(t, `{"debug":true,"level":3}`, string(rec.Value), "the bytes sent are stored compact")
 	assert.Equal(t, uint64(1), rec.Version)
 	assert.Equal(t, uint64(1), rec.CreateRev)
 	assert.Equal(t, uint64(1), rec.ModRev)

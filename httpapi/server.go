@@ -118,6 +118,7 @@ func (s *Server) routes() {
 	e.GET("/v1/ns/:ns/keys/*", s.getKey)
 	e.HEAD("/v1/ns/:ns/keys/*", s.getKey)
 	e.PUT("/v1/ns/:ns/keys/*", s.putKey)
+	e.PATCH("/v1/ns/:ns/keys/*", s.patchKey)
 	e.DELETE("/v1/ns/:ns/keys/*", s.deleteKey)
 	e.POST("/v1/txn", s.txn)
 	e.GET("/v1/status", s.status)

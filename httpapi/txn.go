@@ -69,8 +69,20 @@ func decodeTxn(body []byte, defaultWho string) ([]ctxd.Write, error) {
 				return nil, badRequest(at + `: a delete takes no "value"`)
 			}
 			w.Op = ctxd.OpDelete
+		case "patch":
+			if op.Patch == nil || op.Value != nil {
+				return nil, badRequest(at + `: a patch needs a "patch" (a merge patch or a JSON Patch) and takes no "value"`)
+			}
+			typ, err := ctxd.ParsePatchType(op.PatchType, op.Patch)
+			if err != nil {
+				return nil, badRequest(at + ": " + err.Error())
+			}
+			w.Op, w.Patch = ctxd.OpPatch, ctxd.Patch{Type: typ, Doc: op.Patch}
 		default:
-			return nil, badRequest(at + `: "op" must be "put" or "delete", got ` + strconv.Quote(op.Op))
+			return nil, badRequest(at + `: "op" must be "put", "delete" or "patch", got ` + strconv.Quote(op.Op))
+		}
+		if (op.Patch != nil || op.PatchType != "") && op.Op != "patch" {
+			return nil, badRequest(at + `: "patch" and "patch_type" belong to a patch`)
 		}
 		if w.Key == "" {
 			return nil, badRequest(at + `: "key" must not be empty`)

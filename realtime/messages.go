@@ -47,6 +47,8 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 		h.unsubscribe(s, &m)
 	case ctxd.TypeContextSet:
 		h.contextSet(s, &m)
+	case ctxd.TypeContextPatch:
+		h.contextPatch(s, &m)
 	case ctxd.TypeClientRegister:
 		h.clientRegister(s, &m)
 	case ctxd.TypeClientStats:
@@ -58,7 +60,7 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, `message has no "type"`))
 	default:
 		s.send(errorFrame(m.ID, ctxd.CodeUnknownType, "unknown message type "+strconv.Quote(m.Type)+
-			": use subscribe, unsubscribe, context_set, client_register, client_stats or ping"))
+			": use subscribe, unsubscribe, context_set, context_patch, client_register, client_stats or ping"))
 	}
 }
 
@@ -244,35 +246,13 @@ func (h *Hub) unsubscribe(s *session, m *inMessage) {
 // contextSet writes a value through the store, with the REST API's checks
 // and compare-and-swap (if_version), and answers context_set_confirmed.
 func (h *Hub) contextSet(s *session, m *inMessage) {
-	ns := ctxd.DefaultNamespace
-	switch len(m.NS) {
-	case 0:
-	case 1:
-		ns = m.NS[0]
-	default:
-		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "context_set: give one ns"))
-		return
-	}
-	if m.Key == "" {
-		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, `context_set: "key" is missing or empty`))
+	ns, who, ok := h.writeTarget(s, m, "context_set")
+	if !ok {
 		return
 	}
 	if m.Value == nil {
 		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, `context_set: "value" is missing (use null for null)`))
 		return
-	}
-	if !s.access.CanWrite(ns, m.Key) {
-		s.send(errorFrame(m.ID, CodeForbidden, "context_set: "+ns+"/"+strconv.Quote(m.Key)+" may not be written with "+s.access.Describe()))
-		return
-	}
-	who := m.Who
-	if who == "" {
-		s.mu.Lock()
-		who = s.name
-		s.mu.Unlock()
-	}
-	if who == "" {
-		who = defaultWho
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.opts.WriteTimeout)
 	defer cancel()
@@ -283,6 +263,68 @@ func (h *Hub) contextSet(s *session, m *inMessage) {
 	}
 	s.send(encode(setConfirmedMsg{Type: ctxd.TypeContextSetConfirmed, ID: m.ID, NS: rec.Namespace, Key: rec.Key,
 		Version: rec.Version, Rev: rec.ModRev, Who: rec.Who, Timestamp: rec.UpdatedAt.UTC()}))
+}
+
+// contextPatch applies a patch through the store, as PATCH does (the
+// store applies it to the value current when it commits; if_version
+// works), and answers context_patch_confirmed with the value it left.
+func (h *Hub) contextPatch(s *session, m *inMessage) {
+	ns, who, ok := h.writeTarget(s, m, "context_patch")
+	if !ok {
+		return
+	}
+	doc := bytes.TrimSpace(m.Patch)
+	if len(doc) == 0 {
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, `context_patch: "patch" is missing: a JSON Patch array or a merge patch`))
+		return
+	}
+	typ, err := ctxd.ParsePatchType(m.PatchType, doc)
+	if err != nil {
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "context_patch: "+err.Error()))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.opts.WriteTimeout)
+	defer cancel()
+	rec, err := h.st.Patch(ctx, ns, m.Key, ctxd.Patch{Type: typ, Doc: doc}, m.IfVersion, who)
+	if err != nil {
+		s.send(h.storeError(m.ID, "context_patch", err))
+		return
+	}
+	s.send(encode(patchConfirmedMsg{Type: ctxd.TypeContextPatchConfirmed, ID: m.ID, NS: rec.Namespace, Key: rec.Key,
+		Value: rec.Value, Version: rec.Version, Rev: rec.ModRev, Who: rec.Who, Timestamp: rec.UpdatedAt.UTC()}))
+}
+
+// writeTarget checks what a context_set or context_patch (op) writes: one
+// namespace, a key, the session's right to write it; and who the change is
+// recorded as. A refusal is answered here, and ok is false.
+func (h *Hub) writeTarget(s *session, m *inMessage, op string) (ns, who string, ok bool) {
+	ns = ctxd.DefaultNamespace
+	switch len(m.NS) {
+	case 0:
+	case 1:
+		ns = m.NS[0]
+	default:
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, op+": give one ns"))
+		return "", "", false
+	}
+	if m.Key == "" {
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, op+`: "key" is missing or empty`))
+		return "", "", false
+	}
+	if !s.access.CanWrite(ns, m.Key) {
+		s.send(errorFrame(m.ID, CodeForbidden, op+": "+ns+"/"+strconv.Quote(m.Key)+" may not be written with "+s.access.Describe()))
+		return "", "", false
+	}
+	who = m.Who
+	if who == "" {
+		s.mu.Lock()
+		who = s.name
+		s.mu.Unlock()
+	}
+	if who == "" {
+		who = defaultWho
+	}
+	return ns, who, true
 }
 
 // storeError turns a store error into an "error" frame with the REST API's
@@ -303,6 +345,11 @@ func (h *Hub) storeError(id json.RawMessage, op string, err error) []byte {
 	var cpe *ctxd.CompactedError
 	if errors.As(err, &cpe) {
 		msg.CompactedRevision = cpe.Compacted
+	}
+	var pe *ctxd.PatchError
+	if errors.As(err, &pe) {
+		idx, ptr := pe.Index, pe.Pointer
+		msg.OpIndex, msg.Op, msg.Pointer = &idx, pe.Op, &ptr
 	}
 	return encode(msg)
 }

@@ -91,6 +91,59 @@ func TestContextSet(t *testing.T) {
 	assert.Equal(t, "ops-board", w.Expect(ctxd.TypeContextSetConfirmed).Who)
 }
 
+// context_patch applies a patch as PATCH does, answers with the value it
+// left, feeds a put of that value to watchers, and reports a failed
+// patch with the REST API's code, operation and pointer.
+func TestContextPatch(t *testing.T) {
+	ts := startServer(t, realtime.Options{})
+	ts.put("team", "cfg", `{"debug":false,"tags":["a"]}`)
+	w := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"nothing"}}), nil)
+	w.Expect(ctxd.TypeSubscribed)
+	watcher := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"team"}}), nil)
+	watcher.Expect(ctxd.TypeSubscribed)
+
+	w.SendJSON(map[string]any{"type": "context_patch", "id": "p1", "ns": "team", "key": "cfg", "patch": map[string]any{"debug": true}, "who": "ann"})
+	m := w.Expect(ctxd.TypeContextPatchConfirmed)
+	assert.JSONEq(t, `"p1"`, string(m.ID))
+	assert.Equal(t, `{"debug":true,"tags":["a"]}`, string(m.Value))
+	assert.Equal(t, uint64(2), m.Version)
+	assert.Equal(t, "ann", m.Who)
+	got := watcher.Changes(1)
+	assert.Equal(t, "put", got[0].Op, "a patch is fed as a put of its result")
+	assert.Equal(t, `{"debug":true,"tags":["a"]}`, string(got[0].Value))
+
+	w.SendJSON(map[string]any{"type": "context_patch", "id": 2, "ns": "team", "key": "cfg", "if_version": 2,
+		"patch": []any{map[string]any{"op": "add", "path": "/tags/-", "value": "b"}}})
+	m = w.Expect(ctxd.TypeContextPatchConfirmed)
+	assert.Equal(t, `{"debug":true,"tags":["a","b"]}`, string(m.Value))
+
+	w.SendJSON(map[string]any{"type": "context_patch", "id": 3, "ns": "team", "key": "cfg",
+		"patch": []any{map[string]any{"op": "test", "path": "/debug", "value": false}}})
+	m = w.Expect(ctxd.TypeError)
+	assert.Equal(t, ctxd.CodePatchTestFailed, m.Code)
+	require.NotNil(t, m.Pointer)
+	assert.Equal(t, "/debug", *m.Pointer)
+	require.NotNil(t, m.OpIndex)
+	assert.Equal(t, 0, *m.OpIndex)
+	w.SendJSON(map[string]any{"type": "context_patch", "id": 4, "ns": "team", "key": "cfg", "patch": map[string]any{}, "if_version": 1})
+	m = w.Expect(ctxd.TypeError)
+	assert.Equal(t, ctxd.CodeConflict, m.Code)
+
+	for _, tc := range []struct{ msg, code string }{
+		{`{"type":"context_patch","ns":"team","key":"cfg"}`, "bad_request"},
+		{`{"type":"context_patch","ns":"team","key":"cfg","patch":{},"patch_type":"xml"}`, "bad_request"},
+		{`{"type":"context_patch","ns":"team","key":"cfg","patch":[{"op":"remove","path":"/nope"}]}`, ctxd.CodePatchFailed},
+		{`{"type":"context_patch","ns":"team","key":"missing","patch":{}}`, "not_found"},
+		{`{"type":"context_patch","patch":{}}`, "bad_request"},
+	} {
+		w.SendRaw([]byte(tc.msg))
+		assert.Equal(t, tc.code, w.Expect(ctxd.TypeError).Code, tc.msg)
+	}
+	rec, err := ts.st.Get("team", "cfg")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), rec.Version, "refused patches wrote nothing")
+}
+
 func TestRegisterAndStats(t *testing.T) {
 	ts := testkit.StartServer(t) // the whole server: /v1/status counts the clients
 	a := testkit.DialWatch(t, ts.WatchURL(nil), nil)

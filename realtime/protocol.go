@@ -40,11 +40,15 @@ type inMessage struct {
 	FromRev  *uint64 `json:"from_rev"`
 	Snapshot bool    `json:"snapshot"`
 
-	// context_set
+	// context_set, context_patch
 	Key       string          `json:"key"`
 	Value     json.RawMessage `json:"value"`
 	IfVersion *uint64         `json:"if_version"`
 	Who       string          `json:"who"`
+	// context_patch: the patch document, and its kind ("merge", "json" or
+	// their media types; default json for an array, merge otherwise).
+	Patch     json.RawMessage `json:"patch"`
+	PatchType string          `json:"patch_type"`
 
 	// client_register
 	ClientType string `json:"client_type"`
@@ -115,6 +119,18 @@ type (
 		Who       string          `json:"who"`
 		Timestamp time.Time       `json:"timestamp"`
 	}
+	// patchConfirmedMsg answers a context_patch with the value it left.
+	patchConfirmedMsg struct {
+		Type      string          `json:"type"`
+		ID        json.RawMessage `json:"id,omitempty"`
+		NS        string          `json:"ns"`
+		Key       string          `json:"key"`
+		Value     json.RawMessage `json:"value"`
+		Version   uint64          `json:"version"`
+		Rev       uint64          `json:"rev"`
+		Who       string          `json:"who"`
+		Timestamp time.Time       `json:"timestamp"`
+	}
 	dumpedMsg struct {
 		Type string `json:"type"`
 		DumpInfo
@@ -150,6 +166,10 @@ type (
 		CurrentVersion *uint64 `json:"current_version,omitempty"`
 		// Compacted details.
 		CompactedRevision uint64 `json:"compacted_revision,omitempty"`
+		// Patch failure details: the failing operation and JSON pointer.
+		OpIndex *int    `json:"op_index,omitempty"`
+		Op      string  `json:"op,omitempty"`
+		Pointer *string `json:"pointer,omitempty"`
 		// RetryAfterMS is, for rate_limited, when the client may send
 		// again (milliseconds, at least 1).
 		RetryAfterMS int64 `json:"retry_after_ms,omitempty"`

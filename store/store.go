@@ -42,9 +42,25 @@ type Writer interface {
 	// Delete ends a key's life; the record is the deleted key's last
 	// version with ModRev set to the delete's revision and no value.
 	Delete(ctx context.Context, ns, key string, expect *uint64, who string) (ctxd.Record, error)
+	// Patch changes part of a live key's value: the backend applies p
+	// (with package patch) to the value current when the write commits,
+	// atomically, as a compare-and-swap would, so that concurrent patches
+	// of one value never lose each other's changes; expect works as for
+	// Put. The result is stored, logged and fed as a put of the new value:
+	// no change is ever a patch. A key that is not live is
+	// ctxd.ErrNotFound; a patch that does not apply is a *ctxd.PatchError
+	// (or ctxd.ErrInvalid for a malformed one, ctxd.ErrTooLarge for a
+	// result over the limit), and nothing is written.
+	Patch(ctx context.Context, ns, key string, p ctxd.Patch, expect *uint64, who string) (ctxd.Record, error)
 	// Txn applies writes all or nothing, within the limits' MaxTxnOps.
 	// Each change gets its own consecutive revision (bolt), or all share
-	// the transaction's one revision (etcd): storetest.RevisionRule.
+	// the transaction's one revision (etcd): storetest.RevisionRule. A
+	// write may be a patch (ctxd.OpPatch), applied as Patch applies it,
+	// after the writes before it in the transaction.
+	//
+	// Every write goes through ctxd.Limits.PrepareWrites first: a put's
+	// value is stored in canonical (compact) form, the same bytes on
+	// every backend.
 	Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error)
 	// Import is Txn without the limit on the number of writes, for loads
 	// that are one transaction by design (a dump).
@@ -59,8 +75,12 @@ type Reader interface {
 	// below the compacted revision, ctxd.ErrFutureRevision above the
 	// current one.
 	GetAt(ns, key string, rev uint64) (ctxd.Record, error)
-	// List returns a page of a namespace's live keys in byte order.
+	// List returns a page of a namespace's live keys in byte order;
+	// with opts.NoValues, without their values.
 	List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error)
+	// Count returns the number of a namespace's live keys that start
+	// with prefix, without reading their values.
+	Count(ns, prefix string) (uint64, error)
 	// History returns a page of one key's changes, newest first, across
 	// its lives.
 	History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryPage, error)

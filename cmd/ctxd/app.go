@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/configs"
 )
@@ -104,7 +105,7 @@ func (a *app) exitCode(err error) int {
 		return exitUnreachable
 	case client.IsNotFound(err):
 		return exitNotFound
-	case client.IsConflict(err):
+	case client.IsConflict(err), errors.Is(err, ctxd.ErrPatchTestFailed):
 		return exitConflict
 	}
 	return exitError
@@ -130,7 +131,7 @@ Start a server with 'ctxd serve'; the other commands talk to a running server
 CTXD_TOKEN when the server has access control ('ctxd token' makes tokens).
 
 Exit codes: 0 ok, 1 error, 2 bad usage or configuration, 3 cannot connect,
-4 not found, 5 version conflict, 6 outcome unknown (a write may or may not
+4 not found, 5 version conflict (or a patch whose test failed), 6 outcome unknown (a write may or may not
 have been applied: read the key to check).`,
 		Version:       version,
 		SilenceErrors: true,
@@ -142,7 +143,7 @@ have been applied: read the key to check).`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(
 		a.serveCmd(),
-		a.putCmd(), a.getCmd(), a.delCmd(), a.lsCmd(), a.historyCmd(), a.nsCmd(), a.statusCmd(),
+		a.putCmd(), a.patchCmd(), a.getCmd(), a.delCmd(), a.lsCmd(), a.historyCmd(), a.nsCmd(), a.statusCmd(),
 		a.watchCmd(),
 		a.dumpCmd(), a.dumpsCmd(), a.importCmd(),
 		a.migrateCmd(),

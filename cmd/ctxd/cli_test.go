@@ -258,3 +258,38 @@ func TestMigrateSchema1Fixture(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, fmt.Sprintf(`"schema_version": %d`, cur))
 }
+
+// ctxd patch: a merge patch for an object, a JSON Patch for an array, --type,
+// stdin, --if-version, and the exit codes of a failed test (5), a patch that
+// cannot apply (1) and a missing key (4).
+func TestCLIPatch(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	env := []string{"CTXD_SERVER=" + srv.URL}
+	recordJSON := func(t *testing.T, stdin string, args ...string) ctxd.Record {
+		t.Helper()
+		return fromJSON[ctxd.Record](t, cliOK(t, env, stdin, append(args, "-o", "json")...))
+	}
+	cliOK(t, env, "", "put", "cfg", `{"debug": false, "tags": ["a"]}`)
+
+	rec := recordJSON(t, "", "patch", "cfg", `{"debug":true,"owner":"ann"}`)
+	assert.JSONEq(t, `{"debug":true,"tags":["a"],"owner":"ann"}`, string(rec.Value))
+	rec = recordJSON(t, "", "patch", "cfg", `[{"op":"add","path":"/tags/-","value":"b"}]`, "--if-version", "2")
+	assert.JSONEq(t, `{"debug":true,"tags":["a","b"],"owner":"ann"}`, string(rec.Value))
+	rec = recordJSON(t, `{"owner": null}`+"\n", "patch", "cfg", "-")
+	assert.Equal(t, `{"debug":true,"tags":["a","b"]}`+"\n", cliOK(t, env, "", "get", "cfg"), "members keep their order")
+	rec = recordJSON(t, "", "patch", "cfg", `["replaced"]`, "--type", "merge")
+	assert.JSONEq(t, `["replaced"]`, string(rec.Value), "a merge patch that is not an object replaces the value")
+
+	r := cli(t, env, "", "patch", "cfg", `[{"op":"test","path":"/0","value":"other"}]`)
+	assert.Equal(t, 5, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `"/0"`)
+	r = cli(t, env, "", "patch", "cfg", `[{"op":"remove","path":"/7"}]`)
+	assert.Equal(t, 1, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "patch_failed")
+	assert.Equal(t, 5, cli(t, env, "", "patch", "cfg", `{}`, "--if-version", "1").code)
+	assert.Equal(t, 4, cli(t, env, "", "patch", "nope", `{}`).code)
+	assert.Equal(t, 2, cli(t, env, "", "patch", "cfg", `not json`).code)
+	assert.Equal(t, 2, cli(t, env, "", "patch", "cfg", `{}`, "--type", "xml").code)
+	assert.Equal(t, `["replaced"]`+"\n", cliOK(t, env, "", "get", "cfg"), "refused patches changed nothing")
+}

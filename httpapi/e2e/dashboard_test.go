@@ -28,8 +28,13 @@ func TestFirstLoad(t *testing.T) {
 	p.waitTextIs("#st-revision", "3")
 	p.waitTextIs("#st-keys", "3")
 	p.waitTextIs("#st-namespaces", "2")
-	p.waitText("#key-rows", "app.config", "app.status", `{"debug":true}`, `"running"`)
+	p.waitText("#key-rows", "app.config", "app.status")
 	assert.Equal(t, 2, p.count("#key-rows tr"), "only the keys of default")
+	// The list is read without values; a row's value is read when asked for.
+	assert.NotContains(t, p.text("#key-rows"), `{"debug":true}`)
+	p.click(`#key-rows tr[data-key="app.config"] .show-value`)
+	p.waitText(`#key-rows tr[data-key="app.config"]`, `{"debug":true}`)
+	assert.NotContains(t, p.text("#key-rows"), `"running"`, "only the value asked for")
 	assert.NotContains(t, p.text("#key-rows"), "deploy/version")
 	p.waitFor(`#conn[data-state="live"]`)
 	p.waitText("#ns-select", "default (2 keys)", "team (1 key)")
@@ -77,6 +82,48 @@ func TestSetKeyThroughForm(t *testing.T) {
 	p.waitText("#set-result", "Saved default/broken: version 1")
 	r, _ = s.get("default", "broken")
 	assert.Equal(t, `"plain text"`, string(r.Value))
+}
+
+// TestEditOneField: the field form changes one member of an object with a
+// JSON Patch; a change another client made to another member meanwhile is
+// kept, a number keeps its digits, and a refusal names the pointer.
+func TestEditOneField(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.put("default", "cfg", `{"debug":false,"limits":{"cpu":2},"owner":"ann"}`, "alice")
+	p := openPage(t, s, "/")
+	p.waitFor(`#key-rows tr[data-key="cfg"]`)
+	p.click(`#key-rows tr[data-key="cfg"] th button`)
+	p.waitTextIs("#d-key", "cfg")
+	p.waitFor("#field-form:not([hidden])")
+
+	// Someone else changes another member after the page loaded the value.
+	s.put("default", "cfg", `{"debug":false,"limits":{"cpu":2},"owner":"bob"}`, "bob")
+	p.fill("#field-path", "/limits/cpu")
+	p.fill("#field-value", "12345678901234567890")
+	p.click("#field-form button[type=submit]")
+	p.waitText("#field-result", "Saved /limits/cpu of default/cfg: version 3")
+	r, ok := s.get("default", "cfg")
+	require.True(t, ok)
+	assert.Equal(t, `{"debug":false,"limits":{"cpu":12345678901234567890},"owner":"bob"}`, string(r.Value))
+	assert.Equal(t, "dashboard", r.Who)
+	p.waitText("#d-value", `"cpu": 12345678901234567890`, `"owner": "bob"`)
+
+	// A member name alone is a top-level field.
+	p.fill("#field-path", "debug")
+	p.fill("#field-value", "true")
+	p.click("#field-form button[type=submit]")
+	p.waitText("#field-result", "Saved /debug of default/cfg: version 4")
+
+	// A path whose parent does not exist is refused with its pointer.
+	p.fill("#field-path", "/nope/deeper")
+	p.fill("#field-value", "1")
+	p.click("#field-form button[type=submit]")
+	p.waitText("#field-error", "Not saved (at /nope/deeper)")
+	p.fill("#field-value", "{oops")
+	p.click("#field-form button[type=submit]")
+	p.waitText("#field-error", "not valid JSON")
+	r, _ = s.get("default", "cfg")
+	assert.Equal(t, uint64(4), r.Version, "refused fields wrote nothing")
 }
 
 // TestLiveUpdate: a change made through the REST API appears in the event

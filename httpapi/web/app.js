@@ -5,7 +5,7 @@
 // on screen. README.md "Dashboard" describes it.
 
 import { APIError, download, keyPath, onTokenNeeded, request, setToken, token } from './api.js';
-import { parse, pretty, preview } from './json.js';
+import { JSONNumber, parse, pretty, preview, stringify } from './json.js';
 import { LiveFeed } from './live.js';
 import { diffLines, hunks } from './diff.js';
 import { $, fmtBytes, fmtDuration, h, show, time } from './util.js';
@@ -23,6 +23,7 @@ const state = {
   pages: [''], // the "after" cursor of each page visited; the last is the page shown
   next: '', // cursor of the next page; '' when there is none
   keys: [], // records of the page shown
+  values: new Map(), // "ns\0key" -> {revision, value}: values read or pushed, for the list
   namespaces: [],
   selected: null, // {ns, key} shown in the key panel
   record: null, // its current record; null when it does not exist
@@ -214,9 +215,11 @@ function renderNamespaces() {
 const loadKeys = latest(async (current) => {
   const after = state.pages[state.pages.length - 1];
   try {
-    const r = await request('GET', `/v1/ns/${enc(state.ns)}/keys`, { query: { prefix: state.prefix, after, limit: state.pageSize } });
+    // Without values: a page of keys with large values stays small; a
+    // row's value is read when asked for (showValue) or pushed by the feed.
+    const r = await request('GET', `/v1/ns/${enc(state.ns)}/keys`, { query: { prefix: state.prefix, after, limit: state.pageSize, values: 'false' } });
     if (!current()) return;
-    state.keys = r.keys || [];
+    state.keys = (r.keys || []).map(withKnownValue);
     state.next = r.next || '';
     show($('keys-error'), '');
     renderKeys();
@@ -232,13 +235,53 @@ function isSelected(ns, key) {
 
 function keyRow(r) {
   const sel = isSelected(r.ns, r.key);
+  const value = 'value' in r
+    ? h('code', null, preview(r.value, 60))
+    : h('button', { type: 'button', class: 'link show-value', 'aria-label': `Show the value of ${r.key}`, onclick: () => showValue(r.ns, r.key) }, 'Show value');
   return h('tr', { class: sel ? 'selected' : null, 'aria-current': sel ? 'true' : null, dataset: { key: r.key } },
     h('th', { scope: 'row' }, h('button', { type: 'button', class: 'link', onclick: () => selectKey(r.ns, r.key, true) }, r.key)),
-    h('td', { class: 'value' }, h('code', null, preview(r.value, 60))),
+    h('td', { class: 'value' }, value),
     h('td', { class: 'num' }, String(r.version)),
     h('td', { class: 'num wide' }, String(r.revision)),
     h('td', { class: 'wide' }, r.who),
     h('td', { class: 'wide' }, time(r.updated_at)));
+}
+
+const valueKey = (ns, key) => ns + '\0' + key;
+
+// remember keeps a record's value for the list, at its revision.
+function remember(r) {
+  if (state.values.size > 10000) state.values.clear();
+  state.values.set(valueKey(r.ns, r.key), { revision: r.revision, value: r.value });
+}
+
+// withKnownValue gives a listed record the value already read for it, if
+// the key has not changed since.
+function withKnownValue(r) {
+  const known = state.values.get(valueKey(r.ns, r.key));
+  return known && known.revision === r.revision ? { ...r, value: known.value } : r;
+}
+
+// showValue reads one row's value, which the listing left out.
+async function showValue(ns, key) {
+  try {
+    const r = await request('GET', keyPath(ns, key));
+    replaceRow({ ...r });
+  } catch (e) {
+    if (e.status === 404) keysSoon();
+    else show($('keys-error'), `Cannot read ${ns}/${key}: ${errorText(e)}`);
+  }
+}
+
+// replaceRow puts r in place of the row of its key, when it is on the page.
+function replaceRow(r) {
+  if ('value' in r) remember(r);
+  if (r.ns !== state.ns) return;
+  const i = state.keys.findIndex((k) => k.key === r.key);
+  if (i < 0) return;
+  state.keys[i] = r;
+  const row = $('key-rows').children[i];
+  if (row) row.replaceWith(keyRow(r));
 }
 
 function renderKeys() {
@@ -264,13 +307,11 @@ function listFrom(ns, prefix) {
 // keysOnChange applies a live change to the page of keys: a row on the page
 // is updated at once; anything else (a new key, a delete) reloads the page.
 function keysOnChange(m) {
+  if (m.op === 'put') remember({ ns: m.ns, key: m.key, revision: m.rev, value: m.value });
   if (m.ns !== state.ns || !m.key.startsWith(state.prefix)) return;
   const i = state.keys.findIndex((r) => r.key === m.key);
   if (i >= 0 && m.op === 'put') {
-    const r = { ...state.keys[i], value: m.value, version: m.version, revision: m.rev, who: m.who, updated_at: m.timestamp };
-    state.keys[i] = r;
-    const row = $('key-rows').children[i];
-    if (row) row.replaceWith(keyRow(r));
+    replaceRow({ ...state.keys[i], value: m.value, version: m.version, revision: m.rev, who: m.who, updated_at: m.timestamp });
     return;
   }
   keysSoon();
@@ -343,6 +384,7 @@ function renderDetail() {
   $('d-value').hidden = !r;
   $('pit-current').hidden = !state.pit;
   $('delete-btn').disabled = !state.record || !!state.pit;
+  renderFieldEditor();
   $('edit-btn').textContent = state.pit ? 'Edit from this value' : state.record ? 'Edit' : 'Create it again';
 }
 
@@ -468,6 +510,92 @@ function showDiff(fromRev, toRev) {
   $('diff-out').hidden = false;
 }
 
+// ---------------------------------------------------------------- one field
+
+// isObject: a JSON object as parse returns it (not an array, not a number).
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof JSONNumber);
+
+// renderFieldEditor offers the field form for the current value of an
+// object key, with its members as suggestions.
+function renderFieldEditor() {
+  const r = state.record;
+  const on = !!r && !state.pit && isObject(r.value);
+  $('field-form').hidden = !on;
+  if (!on) return;
+  $('field-paths').replaceChildren(...Object.keys(r.value).map((k) => h('option', { value: pointerOf(k) })));
+}
+
+// pointerOf is the JSON pointer of a top-level member.
+const pointerOf = (name) => '/' + name.replaceAll('~', '~0').replaceAll('/', '~1');
+
+// fieldPointer reads the field input: a JSON pointer ("/limits/cpu"), or
+// a member name ("debug").
+function fieldPointer() {
+  const f = $('field-path').value;
+  return f.startsWith('/') ? f : pointerOf(f);
+}
+
+// lookup returns the value at a JSON pointer, or undefined.
+function lookup(v, pointer) {
+  for (const raw of pointer.split('/').slice(1)) {
+    const t = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    if (v === null || typeof v !== 'object' || v instanceof JSONNumber || !Object.hasOwn(v, t)) return undefined;
+    v = v[t];
+  }
+  return v;
+}
+
+// fieldChosen fills the value input with the field's current value.
+function fieldChosen() {
+  const r = state.record;
+  if (!r || !$('field-path').value) return;
+  const v = lookup(r.value, fieldPointer());
+  if (v !== undefined) $('field-value').value = stringify(v);
+}
+
+// saveField changes one field of the value with a JSON Patch: the server
+// applies it to the value as it is then, so a change someone made to
+// another field meanwhile is kept (no version to expect).
+async function saveField(ev) {
+  ev.preventDefault();
+  show($('field-result'), '');
+  show($('field-error'), '');
+  const sel = state.selected;
+  if (!sel || !$('field-path').value) {
+    show($('field-error'), 'Field: give a member name or a JSON pointer such as /limits/cpu.');
+    return;
+  }
+  const text = $('field-value').value.trim();
+  try {
+    parse(text);
+  } catch (e) {
+    show($('field-error'), `The new value is not valid JSON (${e.message}): text goes in double quotes.`);
+    $('field-value').focus();
+    return;
+  }
+  const pointer = fieldPointer();
+  // The value's text goes in as typed: its numbers keep every digit.
+  const body = `[{"op":"add","path":${JSON.stringify(pointer)},"value":${text}}]`;
+  const button = ev.submitter || $('field-form').querySelector('button[type=submit]');
+  button.disabled = true;
+  try {
+    const r = await request('PATCH', keyPath(sel.ns, sel.key), { body, headers: { 'Content-Type': 'application/json-patch+json' }, query: { who: who() } });
+    show($('field-result'), `Saved ${pointer} of ${sel.ns}/${sel.key}: version ${r.version} at revision ${r.revision}.`);
+    state.lastRev = Math.max(state.lastRev, Number(r.revision));
+    if (isSelected(r.ns, r.key)) {
+      state.record = r;
+      renderDetail();
+    }
+    replaceRow(r);
+    historySoon();
+  } catch (e) {
+    const where = e.detail && e.detail.pointer !== undefined ? ` (at ${e.detail.pointer || 'the whole value'})` : '';
+    show($('field-error'), `Not saved${where}: ${errorText(e)}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 // ---------------------------------------------------------------- set and delete
 
 function loadEditor() {
@@ -545,6 +673,7 @@ async function saveKey(ev) {
   try {
     const r = await request('PUT', keyPath(ns, key), { body, headers, query: { who: who() } });
     show($('set-result'), `Saved ${ns}/${key}: version ${r.version} at revision ${r.revision}.`);
+    remember(r);
     $('set-version').value = String(r.version); // the next save is a CAS on this one
     state.editing = { ns, key };
     state.lastRev = Math.max(state.lastRev, Number(r.revision));
@@ -958,6 +1087,8 @@ function wire() {
   });
 
   $('edit-btn').addEventListener('click', loadEditor);
+  $('field-form').addEventListener('submit', saveField);
+  $('field-path').addEventListener('change', fieldChosen);
   $('delete-btn').addEventListener('click', deleteKey);
   $('pit-current').addEventListener('click', () => {
     state.pit = null;

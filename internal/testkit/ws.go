@@ -34,6 +34,8 @@ type Frame struct {
 	CompactedRevision uint64  `json:"compacted_revision"`
 	CurrentVersion    *uint64 `json:"current_version"`
 	RetryAfterMS      int64   `json:"retry_after_ms"`
+	OpIndex           *int    `json:"op_index"`
+	Pointer           *string `json:"pointer"`
 
 	ClientID         string              `json:"client_id"`
 	ClientType       string              `json:"client_type"`

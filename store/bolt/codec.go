@@ -201,8 +201,9 @@ func (e *logEntry) record() ctxd.Record {
 }
 
 // decodeCurrent decodes the log entry a kv record points at into rec,
-// checking that it is a put of ns/key without allocating their names again.
-func decodeCurrent(b []byte, ns, key string, rec *ctxd.Record) error {
+// checking that it is a put of ns/key without allocating their names
+// again; the value is copied only withValue.
+func decodeCurrent(b []byte, ns, key string, rec *ctxd.Record, withValue bool) error {
 	d := decoder{b: b}
 	if d.byte() != formatV1 || d.byte() != byte(ctxd.OpPut) || d.err != nil {
 		return errCorrupt
@@ -215,7 +216,9 @@ func decodeCurrent(b []byte, ns, key string, rec *ctxd.Record) error {
 	_ = d.uvarint() // prev_rev
 	rec.UpdatedAt = time.Unix(0, d.varint()).UTC()
 	rec.Who = d.string()
-	rec.Value = d.rest()
+	if withValue {
+		rec.Value = d.rest()
+	}
 	return d.err
 }
 

@@ -72,7 +72,7 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 			return fmt.Errorf("get %s/%s: %w", ns, key, ctxd.ErrNotFound)
 		}
 		var err error
-		rec, err = currentRecord(tx.Bucket(migrations.BucketLog).Cursor(), ns, key, v)
+		rec, err = currentRecord(tx.Bucket(migrations.BucketLog).Cursor(), ns, key, v, true)
 		return err
 	})
 	return rec, err
@@ -82,8 +82,10 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 // change that entry points at, which holds the value.
 //
 // log is a cursor over the log bucket: reusing one cursor across the keys
-// of a listing saves an allocation per key.
-func currentRecord(log *bbolt.Cursor, ns, key string, kv []byte) (ctxd.Record, error) {
+// of a listing saves an allocation per key. Without withValue the value
+// is neither copied nor looked at: of a large value only the log entry's
+// first page is read.
+func currentRecord(log *bbolt.Cursor, ns, key string, kv []byte, withValue bool) (ctxd.Record, error) {
 	r, err := decodeKV(kv)
 	if err != nil {
 		return ctxd.Record{}, fmt.Errorf("read %s/%s: %w", ns, key, err)
@@ -95,7 +97,7 @@ func currentRecord(log *bbolt.Cursor, ns, key string, kv []byte) (ctxd.Record, e
 		v = nil
 	}
 	rec := ctxd.Record{Namespace: ns, Key: key, CreateRev: r.createRev, ModRev: r.modRev}
-	if v == nil || decodeCurrent(v, ns, key, &rec) != nil {
+	if v == nil || decodeCurrent(v, ns, key, &rec, withValue) != nil {
 		return ctxd.Record{}, fmt.Errorf("read %s/%s: revision %d is not its value: %w", ns, key, r.modRev, errCorrupt)
 	}
 	return rec, nil
@@ -289,7 +291,13 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 				if o.Op == ctxd.OpDelete {
 					continue
 				}
-				if !add(o.record()) {
+				r := o.logEntry.record()
+				if opts.NoValues {
+					r.Value = nil
+				} else {
+					r.Value = bytes.Clone(r.Value)
+				}
+				if !add(r) {
 					return nil
 				}
 				continue
@@ -298,7 +306,7 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 				page.Next = page.Records[limit-1].Key
 				return nil
 			}
-			r, err := currentRecord(logc, ns, string(k), v)
+			r, err := currentRecord(logc, ns, string(k), v, !opts.NoValues)
 			if err != nil {
 				return fmt.Errorf("list %s: %w", ns, err)
 			}
@@ -308,6 +316,59 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 		return nil
 	})
 	return page, err
+}
+
+// Count returns the number of ns's live keys that start with prefix: for
+// the whole namespace its key count; otherwise bbolt's keys in the range
+// (kv records only: no value is read), corrected by the overlay's changes
+// to keys in it.
+func (s *Store) Count(ns, prefix string) (uint64, error) {
+	if err := ctxd.ValidateNamespace(ns); err != nil {
+		return 0, err
+	}
+	if prefix == "" {
+		nss, err := s.Namespaces()
+		if err != nil {
+			return 0, err
+		}
+		for _, n := range nss {
+			if n.Name == ns {
+				return n.Keys, nil
+			}
+		}
+		return 0, nil
+	}
+	var ov []*change
+	var top uint64
+	if s.ov.size.Load() > 0 {
+		ov, top = s.ov.keysFrom(ns, prefix, "")
+	}
+	var n uint64
+	err := s.view(func(tx *bbolt.Tx) error {
+		if len(ov) > 0 && lastRevision(tx) >= top {
+			ov = nil // bbolt has all of it (as in List)
+		}
+		b := tx.Bucket(migrations.KVBucket(ns))
+		if b != nil {
+			c := b.Cursor()
+			p := []byte(prefix)
+			for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+				n++
+			}
+		}
+		for _, o := range ov {
+			inBolt := b != nil && b.Get([]byte(o.Key)) != nil
+			live := o.Op != ctxd.OpDelete
+			switch {
+			case live && !inBolt:
+				n++
+			case !live && inBolt:
+				n--
+			}
+		}
+		return nil
+	})
+	return n, err
 }
 
 // History returns a page of one key's changes, newest first, across its

@@ -71,7 +71,7 @@ func (s *Store) restore(ctx context.Context, snap *Snapshot, opts ctxd.RestoreOp
 		if len(writes) > 0 {
 			// An ordinary write: the storage quota applies (a full
 			// restore, which replaces the file, is maintenance).
-			r := newRequest(writes)
+			r := newRequest(writes, s.limits)
 			err := s.checkQuota(r)
 			var out ctxd.TxnResult
 			if err == nil {

@@ -198,7 +198,7 @@ func verifyTx(tx *bbolt.Tx) error {
 		var n uint64
 		err := kv.ForEach(func(k, v []byte) error {
 			n++
-			if _, err := currentRecord(logb.Cursor(), ns, string(k), v); err != nil {
+			if _, err := currentRecord(logb.Cursor(), ns, string(k), v, true); err != nil {
 				return err
 			}
 			r, _ := decodeKV(v)

@@ -369,6 +369,16 @@ func (s *Store) Put(ctx context.Context, ns, key string, value json.RawMessage, 
 	return res.Records[0], nil
 }
 
+// Patch applies p to a live key's value as it is when the write commits,
+// and stores the result as a put.
+func (s *Store) Patch(ctx context.Context, ns, key string, p ctxd.Patch, expect *uint64, who string) (ctxd.Record, error) {
+	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPatch, Patch: p, Expect: expect, Who: who}})
+	if err != nil {
+		return ctxd.Record{}, err
+	}
+	return res.Records[0], nil
+}
+
 // Delete ends a key's life. It returns the deleted key's last version, with
 // ModRev set to the delete's revision and a nil value.
 func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who string) (ctxd.Record, error) {
@@ -393,21 +403,26 @@ func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, e
 // submitWrites validates writes against limits, then queues them and
 // waits for the answer (see submit).
 func (s *Store) submitWrites(ctx context.Context, limits ctxd.Limits, writes []ctxd.Write) (ctxd.TxnResult, error) {
-	if err := limits.ValidateWrites(writes); err != nil {
+	if err := limits.PrepareWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
-	r := newRequest(writes)
+	r := newRequest(writes, limits)
 	if err := s.checkQuota(r); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	return s.submit(ctx, r)
 }
 
-// newRequest is a request for writes, with its size.
-func newRequest(writes []ctxd.Write) *request {
+// newRequest is a request for writes, with its size. A patch's result is
+// not known yet: it counts as large as a value may be, so that a request
+// whose result might not fit in the write-ahead log goes to bbolt directly.
+func newRequest(writes []ctxd.Write, limits ctxd.Limits) *request {
 	r := &request{writes: writes, done: make(chan result, 1)}
 	for i := range writes {
 		r.size += changeSize(&writes[i])
+		if writes[i].Op == ctxd.OpPatch {
+			r.size += limits.MaxValueBytes
+		}
 	}
 	return r
 }

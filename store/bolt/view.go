@@ -80,7 +80,7 @@ func (v *View) ForEach(ns, prefix string, fn func(ctxd.Record) error) error {
 	c, logc := b.Cursor(), v.log.Cursor()
 	p := []byte(prefix)
 	for k, val := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, val = c.Next() {
-		r, err := currentRecord(logc, ns, string(k), val)
+		r, err := currentRecord(logc, ns, string(k), val, true)
 		if err != nil {
 			return err
 		}

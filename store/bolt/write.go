@@ -3,12 +3,14 @@ package bolt
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/migrations"
+	"github.com/framework0/ctxd/patch"
 )
 
 // group checks and makes the changes of the requests of one round of the
@@ -33,10 +35,12 @@ type group struct {
 
 type nsKeyName struct{ ns, key string }
 
-// keyState is a key's state: its kv record when live.
+// keyState is a key's state: its kv record when live, and its value when
+// the group or the overlay has it (nil when it is in bbolt: valueOf).
 type keyState struct {
 	kvRecord
-	live bool
+	live  bool
+	value []byte
 }
 
 func (s *Store) newGroup() *group {
@@ -73,7 +77,7 @@ func (g *group) state(ns, key string) (keyState, error) {
 		if c.Op == ctxd.OpDelete {
 			return keyState{}, nil
 		}
-		return keyState{kvRecord: kvRecord{version: c.Version, createRev: c.createRev, modRev: c.Revision}, live: true}, nil
+		return keyState{kvRecord: kvRecord{version: c.Version, createRev: c.createRev, modRev: c.Revision}, live: true, value: c.Value}, nil
 	}
 	// Not in the overlay: its last change is in bbolt, up to base. A
 	// transaction begun before the committer applied base may not have
@@ -103,6 +107,21 @@ func (g *group) state(ns, key string) (keyState, error) {
 	return keyState{kvRecord: r, live: true}, nil
 }
 
+// valueOf returns the value of a live key whose state state just returned:
+// its own when it came from the group or the overlay, otherwise the log
+// entry at its mod revision in the read transaction state used (copied:
+// bbolt's memory is valid only inside the transaction).
+func (g *group) valueOf(st keyState) ([]byte, error) {
+	if st.value != nil {
+		return st.value, nil
+	}
+	e, err := readLog(g.tx.Bucket(migrations.BucketLog), st.modRev)
+	if err != nil {
+		return nil, err
+	}
+	return e.Value, nil
+}
+
 // made is what a request made: its answer, its changes and the payload
 // of its write-ahead log record.
 type made struct {
@@ -112,12 +131,20 @@ type made struct {
 }
 
 // apply checks every write's expected version against the state so far,
-// and only if all hold, makes the changes. A failed check returns a
-// request error and changes nothing.
+// applies each patch to the value current now, and only if all hold,
+// makes the changes. A patch becomes a put of its result: that is what
+// the write-ahead log and the history record, so nothing replays a patch.
+// A failed check or patch returns a request error and changes nothing.
 func (g *group) apply(writes []ctxd.Write) (made, error) {
 	current := make([]keyState, len(writes))
 	size := 0
+	patched := false
 	for i := range writes {
+		if writes[i].Op == ctxd.OpPatch && !patched {
+			// The caller's writes stay as they were.
+			writes = slices.Clone(writes)
+			patched = true
+		}
 		w := &writes[i]
 		st, err := g.state(w.Namespace, w.Key)
 		if err != nil {
@@ -133,6 +160,11 @@ func (g *group) apply(writes []ctxd.Write) (made, error) {
 		}
 		if w.Op == ctxd.OpDelete && !st.live {
 			return made{}, fmt.Errorf("delete %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
+		}
+		if w.Op == ctxd.OpPatch {
+			if err := g.patch(w, st); err != nil {
+				return made{}, err
+			}
 		}
 		size += changeSize(w)
 	}
@@ -158,6 +190,23 @@ func (g *group) apply(writes []ctxd.Write) (made, error) {
 	return m, nil
 }
 
+// patch turns a patch of a key in state st into the put of its result.
+func (g *group) patch(w *ctxd.Write, st keyState) error {
+	if !st.live {
+		return fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
+	}
+	cur, err := g.valueOf(st)
+	if err != nil {
+		return err
+	}
+	v, err := patch.Apply(cur, w.Patch, g.store.limits)
+	if err != nil {
+		return fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
+	}
+	w.Op, w.Value, w.Patch = ctxd.OpPut, v, ctxd.Patch{}
+	return nil
+}
+
 // changeSize bounds the bytes of a write's change in a record.
 func changeSize(w *ctxd.Write) int {
 	return len(w.Namespace) + len(w.Key) + len(w.Who) + len(w.Value) + 12*binary.MaxVarintLen64
@@ -178,7 +227,7 @@ func (g *group) write(w *ctxd.Write, cur *kvRecord, c *change, rec *walRecord) c
 	case ctxd.OpPut:
 		c.Value = w.Value
 		c.Version = next.version
-		g.keys[name] = keyState{kvRecord: next, live: true}
+		g.keys[name] = keyState{kvRecord: next, live: true, value: w.Value}
 		if cur == nil {
 			g.nsKeys[w.Namespace] = g.keyCount(w.Namespace) + 1
 		}

@@ -190,11 +190,35 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 			if err != nil {
 				return err
 			}
+			if opts.NoValues {
+				// etcd sends the value anyway (who and when are in its
+				// envelope): the client gets the lighter answer.
+				r.Value = nil
+			}
 			page.Records = append(page.Records, r)
 		}
 		return nil
 	})
 	return page, err
+}
+
+// Count returns the number of a namespace's live keys that start with
+// prefix: one count-only range read, no values sent.
+func (s *Store) Count(ns, prefix string) (uint64, error) {
+	if err := ctxd.ValidateNamespace(ns); err != nil {
+		return 0, err
+	}
+	var n uint64
+	err := s.read(func(ctx context.Context) error {
+		from := s.keys.nsLive(ns) + prefix
+		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(prefixEnd(from)), clientv3.WithCountOnly())
+		if err != nil {
+			return err
+		}
+		n = uint64(resp.Count)
+		return nil
+	})
+	return n, err
 }
 
 // Namespaces lists the namespaces with live keys, and "default", with

@@ -3,7 +3,9 @@ package etcd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -12,12 +14,25 @@ import (
 	"google.golang.org/grpc/connectivity"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/patch"
 )
 
 // Put sets a key's value. With expect non-nil it applies only if the key's
 // version equals *expect (0: the key must not exist).
 func (s *Store) Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (ctxd.Record, error) {
 	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: value, Expect: expect, Who: who}})
+	if err != nil {
+		return ctxd.Record{}, err
+	}
+	return res.Records[0], nil
+}
+
+// Patch applies p to a live key's value as it is when the write commits,
+// and stores the result as a put (see commit: a compare-and-swap on the
+// key's modification revision, retried when another write got there
+// first).
+func (s *Store) Patch(ctx context.Context, ns, key string, p ctxd.Patch, expect *uint64, who string) (ctxd.Record, error) {
+	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPatch, Patch: p, Expect: expect, Who: who}})
 	if err != nil {
 		return ctxd.Record{}, err
 	}
@@ -37,7 +52,7 @@ func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who 
 // Txn applies writes all or nothing, in one etcd transaction: every
 // change gets the transaction's one revision.
 func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
-	if err := s.opts.Limits.ValidateWrites(writes); err != nil {
+	if err := s.opts.Limits.PrepareWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	return s.commit(ctx, writes)
@@ -49,7 +64,7 @@ func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, e
 func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
 	limits := s.opts.Limits
 	limits.MaxTxnOps = max(len(writes), 1)
-	if err := limits.ValidateWrites(writes); err != nil {
+	if err := limits.PrepareWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	return s.commit(ctx, writes)
@@ -68,6 +83,81 @@ func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 // after this instance's watch has seen it, so that the instance's feed
 // and committed mark include every write it acknowledged.
 func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
+	if !slices.ContainsFunc(writes, func(w ctxd.Write) bool { return w.Op == ctxd.OpPatch }) {
+		return s.commitOnce(ctx, writes, nil)
+	}
+	// A patch is applied here, to the value read, and committed as a put
+	// of its result on condition that the key was not written since
+	// (its modification revision): when another write got there first,
+	// read and apply again. Each round some writer wins, so concurrent
+	// patches of one value all land, none lost.
+	for {
+		puts, seen, err := s.applyPatches(ctx, writes)
+		if err != nil {
+			return ctxd.TxnResult{}, err
+		}
+		res, err := s.commitOnce(ctx, puts, seen)
+		if !errors.Is(err, errPatchRaced) {
+			return res, err
+		}
+	}
+}
+
+// errPatchRaced: a patched key was written between the read its patch
+// was applied to and the commit.
+var errPatchRaced = errors.New("a patched key changed before the commit")
+
+// applyPatches returns writes with each patch replaced by the put of its
+// result on the key's current value, and for each patched write the
+// modification revision of the value it was applied to (0 for the
+// others). The checks come in the order bolt's writer makes them: the
+// expected version, then that the key is live, then the patch.
+func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write) ([]ctxd.Write, []int64, error) {
+	out := slices.Clone(writes)
+	seen := make([]int64, len(writes))
+	for i := range out {
+		w := &out[i]
+		if w.Op != ctxd.OpPatch {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		resp, err := s.cli.Get(rctx, s.keys.live(w.Namespace, w.Key))
+		cancel()
+		if err != nil {
+			return nil, nil, readError(err)
+		}
+		kv := firstKV(resp.Kvs)
+		var have uint64
+		if kv != nil {
+			have = uint64(kv.Version)
+		}
+		if w.Expect != nil && *w.Expect != have {
+			return nil, nil, &ctxd.ConflictError{Namespace: w.Namespace, Key: w.Key, Expected: *w.Expect, Current: have}
+		}
+		if kv == nil {
+			return nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
+		}
+		env, err := decodeEnvelope(kv.Value)
+		if err != nil {
+			return nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
+		}
+		v, err := patch.Apply(env.value, w.Patch, s.opts.Limits)
+		if err != nil {
+			return nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
+		}
+		w.Op, w.Value, w.Patch = ctxd.OpPut, v, ctxd.Patch{}
+		seen[i] = kv.ModRevision
+	}
+	return out, seen, nil
+}
+
+// commitOnce commits writes (no patches) in one etcd transaction; seen,
+// when set, adds for each write with seen[i] > 0 the condition that its
+// key's modification revision is still seen[i] (errPatchRaced if not).
+func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int64) (ctxd.TxnResult, error) {
 	if err := s.enter(); err != nil {
 		return ctxd.TxnResult{}, err
 	}
@@ -90,6 +180,9 @@ func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 		if w.Expect != nil {
 			cmps = append(cmps, clientv3.Compare(clientv3.Version(k), "=", int64(*w.Expect)))
 		}
+		if seen != nil && seen[i] > 0 {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", seen[i]))
+		}
 		gets[i] = clientv3.OpGet(k, clientv3.WithKeysOnly())
 		env := envelope{who: w.Who, time: now}
 		switch w.Op {
@@ -110,7 +203,7 @@ func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 		return ctxd.TxnResult{}, writeError(err, true)
 	}
 	if !resp.Succeeded {
-		return ctxd.TxnResult{}, failedCheck(writes, resp.Responses)
+		return ctxd.TxnResult{}, failedCheck(writes, seen, resp.Responses)
 	}
 	rev := uint64(resp.Header.Revision)
 	s.stats.commits.Add(1)
@@ -138,11 +231,17 @@ func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 
 // failedCheck finds the first write whose check failed, in order, from
 // the else branch's reads.
-func failedCheck(writes []ctxd.Write, responses []*etcdserverpb.ResponseOp) error {
+func failedCheck(writes []ctxd.Write, seen []int64, responses []*etcdserverpb.ResponseOp) error {
 	for i, w := range writes {
 		var have uint64
+		var modRev int64
 		if kv := firstKV(responses[i].GetResponseRange().GetKvs()); kv != nil {
-			have = uint64(kv.Version)
+			have, modRev = uint64(kv.Version), kv.ModRevision
+		}
+		if seen != nil && seen[i] > 0 && modRev != seen[i] {
+			// Before the expected version: the patch is applied again
+			// to the new value, whose version is then checked.
+			return errPatchRaced
 		}
 		if w.Expect != nil && *w.Expect != have {
 			return &ctxd.ConflictError{Namespace: w.Namespace, Key: w.Key, Expected: *w.Expect, Current: have}

@@ -148,6 +148,66 @@ func checkNamespaces(t testing.TB, h Harness) {
 	}
 }
 
+// A listing without values has every record of the listing with values
+// but the value, page for page; Count counts the live keys under a
+// prefix, across deletes, re-creates and a restart.
+func checkListWithoutValuesAndCount(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	for i := range 12 {
+		b.put("ns", fmt.Sprintf("app/%02d", i), fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("x", 1000)))
+	}
+	b.put("ns", "other", `1`)
+	b.put("ns", "app/03", `"updated"`)
+	b.del("ns", "app/05")
+	b.put("ns", "app/zz", `null`)
+	compare := func(what string) {
+		for _, prefix := range []string{"", "app/", "app/0", "nope"} {
+			var all []ctxd.Record
+			after := ""
+			for {
+				full, err := b.List("ns", ctxd.ListOptions{Prefix: prefix, After: after, Limit: 5})
+				require.NoError(t, err)
+				bare, err := b.List("ns", ctxd.ListOptions{Prefix: prefix, After: after, Limit: 5, NoValues: true})
+				require.NoError(t, err)
+				require.Len(t, bare.Records, len(full.Records), "%s: prefix %q after %q", what, prefix, after)
+				assert.Equal(t, full.Next, bare.Next, "%s: the same cursor", what)
+				for i := range full.Records {
+					assert.Nil(t, bare.Records[i].Value, "%s: no value for %s", what, bare.Records[i].Key)
+					withValue := full.Records[i]
+					withValue.Value = nil
+					assert.Equal(t, withValue, bare.Records[i], "%s: the rest of the record", what)
+				}
+				all = append(all, full.Records...)
+				if full.Next == "" {
+					break
+				}
+				after = full.Next
+			}
+			n, err := b.Count("ns", prefix)
+			require.NoError(t, err)
+			assert.Equal(t, uint64(len(all)), n, "%s: count of prefix %q", what, prefix)
+		}
+	}
+	compare("before a restart")
+	n, err := b.Count("ns", "app/")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(12), n, "11 of the first 12 live, and app/zz")
+	b.restart()
+	compare("after a restart")
+	b.put("ns", "app/05", `1`)
+	b.del("ns", "app/00")
+	b.put("ns", "app/new", `1`)
+	compare("after more writes")
+	n, err = b.Count("ns", "app/")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(13), n)
+	n, err = b.Count("empty", "")
+	require.NoError(t, err)
+	assert.Zero(t, n, "a namespace without keys")
+	_, err = b.Count("bad ns!", "")
+	assert.ErrorIs(t, err, ctxd.ErrInvalid)
+}
+
 // History pages through one key's changes newest first, across its lives,
 // with Before as the cursor and Next the cursor of the next page.
 func checkHistoryPaging(t testing.TB, h Harness) {

@@ -167,7 +167,7 @@ type check struct {
 var checks = []check{
 	// Writes.
 	{"VersionsAndRevisions", checkVersionsAndRevisions},
-	{"ValuesRoundTripExactly", checkValuesRoundTripExactly},
+	{"ValuesAreStoredCompact", checkValuesStoredCompact},
 	{"DeleteEndsLifeAndRecreateStartsAtOne", checkDeleteEndsLife},
 	{"CompareAndSwap", checkCompareAndSwap},
 	{"TxnAllOrNothing", checkTxnAllOrNothing},
@@ -176,9 +176,15 @@ var checks = []check{
 	{"ConcurrentWritersGetDistinctRevisions", checkConcurrentWriters},
 	{"ConcurrentCompareAndSwapIsExact", checkConcurrentCAS},
 	{"RestartKeepsEverything", checkRestartKeepsEverything},
+	// Patches.
+	{"PatchAppliesToTheCurrentValue", checkPatchApplies},
+	{"PatchCompareAndSwap", checkPatchCompareAndSwap},
+	{"FailedPatchWritesNothing", checkFailedPatchWritesNothing},
+	{"ConcurrentPatchesLoseNothing", checkConcurrentPatches},
 	// Reads.
 	{"ListPagesByPrefixAndCursor", checkListPaging},
 	{"NamespacesCountLiveKeys", checkNamespaces},
+	{"ListWithoutValuesAndCount", checkListWithoutValuesAndCount},
 	{"HistoryPagesNewestFirst", checkHistoryPaging},
 	{"PointInTimeReads", checkPointInTimeReads},
 	{"ViewIsConsistentWhileWritesContinue", checkViewConsistent},

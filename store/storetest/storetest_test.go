@@ -34,6 +34,8 @@ func TestChecksFailOnBrokenBackends(t *testing.T) {
 		{"answers reads one version ahead", "ConcurrentCompareAndSwapIsExact", func(b store.Backend) store.Backend { return &versionAhead{Backend: b} }},
 		{"loses a change from the log", "ReadLogInOrderWithoutGaps", func(b store.Backend) store.Backend { return &logGap{Backend: b, missing: 3} }},
 		{"applies half a transaction", "TxnAllOrNothing", func(b store.Backend) store.Backend { return &halfTxn{Backend: b} }},
+		{"ignores a patch's expected version", "PatchCompareAndSwap", func(b store.Backend) store.Backend { return &patchIgnoresExpect{Backend: b} }},
+		{"lists values when asked not to", "ListWithoutValuesAndCount", func(b store.Backend) store.Backend { return &listsValues{Backend: b} }},
 	}
 	for _, c := range cases {
 		t.Run(c.check+"/"+strings.ReplaceAll(c.broken, " ", "_"), func(t *testing.T) {
@@ -250,4 +252,19 @@ func (b *halfTxn) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult,
 		res.Records = append(res.Records, r.Records...)
 	}
 	return res, nil
+}
+
+// patchIgnoresExpect drops a patch's expected version.
+type patchIgnoresExpect struct{ store.Backend }
+
+func (b *patchIgnoresExpect) Patch(ctx context.Context, ns, key string, p ctxd.Patch, _ *uint64, who string) (ctxd.Record, error) {
+	return b.Backend.Patch(ctx, ns, key, p, nil, who)
+}
+
+// listsValues reads the values of a listing without values.
+type listsValues struct{ store.Backend }
+
+func (b *listsValues) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
+	opts.NoValues = false
+	return b.Backend.List(ns, opts)
 }

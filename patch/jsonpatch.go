@@ -1,0 +1,330 @@
+package patch
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"strconv"
+	"strings"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"github.com/framework0/ctxd"
+)
+
+// operation is one JSON Patch operation, checked before it is applied.
+type operation struct {
+	op, path, from string
+	hasFrom        bool
+	value          json.RawMessage // nil when absent; "null" is present
+}
+
+// checkOps checks a JSON Patch document's shape (RFC 6902 section 4): an
+// array of operations, each with a known "op", a "path" that is a JSON
+// pointer, a "from" for move and copy, a "value" for add, replace and
+// test. What does not hold is the client's mistake whatever the value
+// (ctxd.ErrInvalid, 400), unlike a pointer the value does not have.
+func checkOps(doc []byte) ([]operation, error) {
+	var raw []map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &raw); err != nil {
+		return nil, ctxd.Invalidf("a JSON Patch is an array of operation objects: %v", err)
+	}
+	ops := make([]operation, len(raw))
+	str := func(i int, m map[string]json.RawMessage, name string, dst *string) (bool, error) {
+		v, ok := m[name]
+		if !ok {
+			return false, nil
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return false, ctxd.Invalidf("JSON Patch operation %d: %q is not a string", i, name)
+		}
+		return true, nil
+	}
+	for i, m := range raw {
+		o := &ops[i]
+		if ok, err := str(i, m, "op", &o.op); err != nil || !ok {
+			return nil, errors.Join(err, ctxd.Invalidf("JSON Patch operation %d has no \"op\"", i))
+		}
+		switch o.op {
+		case "add", "replace", "test":
+			if o.value = m["value"]; o.value == nil {
+				return nil, ctxd.Invalidf("JSON Patch operation %d (%s) has no \"value\"", i, o.op)
+			}
+		case "move", "copy":
+			ok, err := str(i, m, "from", &o.from)
+			if err != nil || !ok {
+				return nil, errors.Join(err, ctxd.Invalidf("JSON Patch operation %d (%s) has no \"from\"", i, o.op))
+			}
+			o.hasFrom = true
+			if err := checkPointer(o.from); err != nil {
+				return nil, ctxd.Invalidf("JSON Patch operation %d (%s): \"from\": %v", i, o.op, err)
+			}
+		case "remove":
+		default:
+			return nil, ctxd.Invalidf("JSON Patch operation %d has an unknown op %q: want add, remove, replace, move, copy or test", i, o.op)
+		}
+		if ok, err := str(i, m, "path", &o.path); err != nil || !ok {
+			return nil, errors.Join(err, ctxd.Invalidf("JSON Patch operation %d (%s) has no \"path\"", i, o.op))
+		}
+		if err := checkPointer(o.path); err != nil {
+			return nil, ctxd.Invalidf("JSON Patch operation %d (%s): \"path\": %v", i, o.op, err)
+		}
+	}
+	return ops, nil
+}
+
+// checkPointer checks a JSON pointer's syntax (RFC 6901): empty, or
+// "/"-separated tokens where "~" is only in "~0" and "~1".
+func checkPointer(p string) error {
+	if p != "" && p[0] != '/' {
+		return errors.New("a JSON pointer is empty or starts with \"/\": " + strconv.Quote(p))
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] == '~' && (i+1 == len(p) || p[i+1] != '0' && p[i+1] != '1') {
+			return errors.New("in a JSON pointer \"~\" is followed by 0 or 1: " + strconv.Quote(p))
+		}
+	}
+	return nil
+}
+
+// tokens splits a pointer into its unescaped reference tokens.
+func tokens(pointer string) []string {
+	if pointer == "" {
+		return nil
+	}
+	ts := strings.Split(pointer[1:], "/")
+	for i, t := range ts {
+		ts[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
+	}
+	return ts
+}
+
+// WorkBytes bounds the work of one JSON Patch: its operations times the
+// bytes of the value and the patch. Each operation parses and writes the
+// whole value again, in the store's writer, which every other write waits
+// for: 16 MiB is a few tens of milliseconds (16 operations on a 1 MiB
+// value, 256 on 64 KiB, thousands on a small one). A patch over it is
+// refused as too large before anything is applied.
+const WorkBytes = 16 << 20
+
+// jsonPatch applies a JSON Patch (RFC 6902) one operation at a time.
+// add, remove, replace, move and copy are github.com/evanphx/json-patch/v5's,
+// set to the RFC (no negative array indexes, no HTML escaping); before
+// each, the pointers are checked against the value as it is then, for
+// what that library lets through (array indexes with leading zeros, a
+// member named "" on the way). test is ours: the library lets a test for
+// null pass where there is no value, and reads a member named "" as the
+// whole object. Applying operations one at a time names the failing one
+// at once and bounds each intermediate value by the size limit.
+func jsonPatch(value, doc []byte, limits ctxd.Limits) ([]byte, error) {
+	ops, err := checkOps(doc)
+	if err != nil {
+		return nil, err
+	}
+	p, err := jsonpatch.DecodePatch(doc)
+	if err != nil {
+		return nil, ctxd.Invalidf("JSON Patch: %v", err)
+	}
+	if len(ops) == 0 {
+		return value, nil
+	}
+	if work := len(ops) * (len(value) + len(doc)); work > WorkBytes {
+		return nil, ctxd.TooLargef("a JSON Patch of %d operations on a value of %d bytes is too much work for one write (at most %d operations x bytes): send fewer operations, or a merge patch, or PUT the value",
+			len(ops), len(value), WorkBytes)
+	}
+	if len(value) == 0 || value[0] != '{' && value[0] != '[' {
+		return nil, &ctxd.PatchError{Index: 0, Op: ops[0].op, Pointer: ops[0].path,
+			Reason: "a JSON Patch applies to an object or an array; this value is neither (replace it with PUT, or use a merge patch)"}
+	}
+	opts := jsonpatch.NewApplyOptions()
+	opts.SupportNegativeIndices = false
+	opts.EscapeHTML = false
+	opts.AccumulatedCopySizeLimit = int64(limits.MaxValueBytes)
+	cur := value
+	for i, o := range ops {
+		fail := func(pointer, reason string) error {
+			return &ctxd.PatchError{Index: i, Op: o.op, Pointer: pointer, Test: o.op == "test", Reason: reason}
+		}
+		if reason := checkIndexes(cur, o.path, o.op == "add"); reason != "" {
+			return nil, fail(o.path, reason)
+		}
+		if o.op == "test" {
+			v, ok := lookup(cur, o.path)
+			if !ok {
+				return nil, fail(o.path, "there is no value there")
+			}
+			if !equalJSON(v, o.value) {
+				return nil, fail(o.path, "the value there is not the one the test names")
+			}
+			continue
+		}
+		if o.hasFrom {
+			if reason := checkIndexes(cur, o.from, false); reason != "" {
+				return nil, fail(o.from, reason)
+			}
+			if _, ok := lookup(cur, o.from); !ok {
+				return nil, fail(o.from, "there is no value there to "+o.op)
+			}
+		}
+		next, err := jsonpatch.Patch{p[i]}.ApplyWithOptions(cur, opts)
+		var tooLarge *jsonpatch.AccumulatedCopySizeError
+		if errors.As(err, &tooLarge) {
+			return nil, ctxd.TooLargef("operation %d (%s): %v", i, o.op, tooLarge)
+		}
+		if err != nil {
+			return nil, fail(o.path, err.Error())
+		}
+		if len(next) > limits.MaxValueBytes {
+			return nil, ctxd.TooLargef("operation %d (%s) makes the value %d bytes, at most %d allowed", i, o.op, len(next), limits.MaxValueBytes)
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// checkIndexes walks pointer through doc as far as it exists, and returns
+// why it cannot be used: a token that is not an array index (digits
+// without leading zeros, or "-" last for an add) where the value is an
+// array, or a member named "" before the last token, which the library
+// cannot reach. "" when neither.
+func checkIndexes(doc []byte, pointer string, add bool) string {
+	ts := tokens(pointer)
+	cur := json.RawMessage(doc)
+	for i, t := range ts {
+		last := i == len(ts)-1
+		switch {
+		case len(cur) > 0 && cur[0] == '[':
+			if t == "-" && last && add {
+				return ""
+			}
+			if !isIndex(t) {
+				return strconv.Quote(t) + " is not an array index (digits without leading zeros)"
+			}
+		case len(cur) > 0 && cur[0] == '{':
+			if t == "" && !last {
+				return "a member named \"\" inside the value cannot be reached by JSON Patch here; use a merge patch"
+			}
+		default:
+			return ""
+		}
+		next, ok := child(cur, t)
+		if !ok {
+			return ""
+		}
+		cur = next
+	}
+	return ""
+}
+
+func isIndex(t string) bool {
+	if t == "" || len(t) > 1 && t[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] < '0' || t[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// child returns the member named t of an object, or element t of an array.
+func child(v json.RawMessage, t string) (json.RawMessage, bool) {
+	switch {
+	case len(v) > 0 && v[0] == '{':
+		ms, err := members(v)
+		if err != nil {
+			return nil, false
+		}
+		if i := find(ms, t); i >= 0 {
+			return ms[i].value, true
+		}
+	case len(v) > 0 && v[0] == '[':
+		var arr []json.RawMessage
+		if json.Unmarshal(v, &arr) != nil || !isIndex(t) {
+			return nil, false
+		}
+		if i, err := strconv.Atoi(t); err == nil && i < len(arr) {
+			return arr[i], true
+		}
+	}
+	return nil, false
+}
+
+// lookup returns the value pointer names in doc (RFC 6901).
+func lookup(doc []byte, pointer string) (json.RawMessage, bool) {
+	cur := json.RawMessage(doc)
+	for _, t := range tokens(pointer) {
+		next, ok := child(cur, t)
+		if !ok {
+			return nil, false
+		}
+		cur = next
+	}
+	return cur, true
+}
+
+// equalJSON reports whether two JSON texts are the same value (RFC 6902
+// section 4.6): numbers equal by value (1 and 1.0), objects whatever
+// their member order.
+func equalJSON(a, b []byte) bool {
+	va, err := decodeNumbers(a)
+	if err != nil {
+		return false
+	}
+	vb, err := decodeNumbers(b)
+	if err != nil {
+		return false
+	}
+	return equalValues(va, vb)
+}
+
+func decodeNumbers(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
+}
+
+func equalValues(a, b any) bool {
+	switch a := a.(type) {
+	case map[string]any:
+		b, ok := b.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for k, va := range a {
+			vb, ok := b[k]
+			if !ok || !equalValues(va, vb) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		b, ok := b.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !equalValues(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	case json.Number:
+		b, ok := b.(json.Number)
+		if !ok {
+			return false
+		}
+		fa, _, errA := big.ParseFloat(string(a), 10, 256, big.ToNearestEven)
+		fb, _, errB := big.ParseFloat(string(b), 10, 256, big.ToNearestEven)
+		if errA != nil || errB != nil {
+			return a == b
+		}
+		return fa.Cmp(fb) == 0
+	default:
+		return a == b
+	}
+}

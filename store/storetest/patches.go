@@ -1,0 +1,168 @@
+package storetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+)
+
+func mergePatch(doc string) ctxd.Patch {
+	return ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(doc)}
+}
+
+func jsonPatch(doc string) ctxd.Patch {
+	return ctxd.Patch{Type: ctxd.JSONPatch, Doc: json.RawMessage(doc)}
+}
+
+// A patch applies to the value as it is, and is recorded as a put of the
+// result: in the answer, the key, its history and the log, and after a
+// restart (a backend that replays a log must replay the result, not the
+// patch: an append replayed would append twice).
+func checkPatchApplies(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	b.put("default", "doc", `{"name":"a","list":[1],"n":9007199254740993}`) // 1
+
+	r, err := b.Patch(ctx, "default", "doc", mergePatch(`{"name":"b","extra":{"x":true}}`), nil, "merger") // 2
+	require.NoError(t, err)
+	want := `{"name":"b","list":[1],"n":9007199254740993,"extra":{"x":true}}`
+	assert.Equal(t, want, string(r.Value), "merge patch answer")
+	assert.Equal(t, uint64(2), r.Version)
+	assert.Equal(t, b.get("default", "doc").ModRev, r.ModRev)
+	patchRev := r.ModRev
+	assert.Equal(t, "merger", r.Who)
+	assert.Equal(t, want, b.value("default", "doc"))
+
+	r, err = b.Patch(ctx, "default", "doc", jsonPatch(`[{"op":"test","path":"/name","value":"b"},{"op":"add","path":"/list/-","value":2},{"op":"remove","path":"/extra"}]`), nil, "jp") // 3
+	require.NoError(t, err)
+	want = `{"name":"b","list":[1,2],"n":9007199254740993}`
+	assert.Equal(t, want, string(r.Value), "JSON patch answer")
+	assert.Equal(t, uint64(3), r.Version)
+
+	log := b.log(0)
+	require.Len(t, log, 3)
+	for _, c := range log {
+		assert.Equal(t, ctxd.OpPut, c.Op, "a patch is logged as a put")
+	}
+	assert.Equal(t, want, string(log[2].Value), "the log holds the result")
+	assert.Equal(t, patchRev, log[2].PrevRev)
+	hist, err := b.History("default", "doc", ctxd.HistoryOptions{})
+	require.NoError(t, err)
+	require.Len(t, hist.Changes, 3)
+	assert.Equal(t, want, string(hist.Changes[0].Value))
+
+	// A patch inside a transaction sees the writes before it.
+	res, err := b.Txn(ctx, []ctxd.Write{
+		put("default", "other", `{"a":1}`),
+		{Namespace: "default", Key: "doc", Op: ctxd.OpPatch, Patch: mergePatch(`{"n":1}`), Who: "txn"},
+	}) // 4, 5
+	require.NoError(t, err)
+	assert.Equal(t, `{"name":"b","list":[1,2],"n":1}`, string(res.Records[1].Value))
+	assert.Equal(t, res.Records[1].ModRev, res.Revision)
+
+	b.restart()
+	assert.Equal(t, `{"name":"b","list":[1,2],"n":1}`, b.value("default", "doc"), "after a restart, once")
+	assert.Equal(t, res.Revision, b.Revision())
+	r, err = b.Patch(ctx, "default", "doc", jsonPatch(`[{"op":"add","path":"/list/-","value":3}]`), nil, "jp")
+	require.NoError(t, err)
+	assert.Equal(t, `{"name":"b","list":[1,2,3],"n":1}`, string(r.Value))
+	b.restart()
+	assert.Equal(t, `{"name":"b","list":[1,2,3],"n":1}`, b.value("default", "doc"), "a patch right before a restart, once")
+}
+
+// A patch with an expected version applies only at that version.
+func checkPatchCompareAndSwap(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	b.put("default", "k", `{"a":1}`)
+	_, err := b.Patch(ctx, "default", "k", mergePatch(`{"b":2}`), u64(5), "t")
+	var ce *ctxd.ConflictError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, ctxd.ConflictError{Namespace: "default", Key: "k", Expected: 5, Current: 1}, *ce)
+	assert.Equal(t, `{"a":1}`, b.value("default", "k"))
+
+	r, err := b.Patch(ctx, "default", "k", mergePatch(`{"b":2}`), u64(1), "t")
+	require.NoError(t, err)
+	assert.Equal(t, `{"a":1,"b":2}`, string(r.Value))
+	assert.Equal(t, uint64(2), r.Version)
+}
+
+// A patch that does not apply fails alone with the pointer that failed,
+// takes no revision and changes nothing, in a transaction too.
+func checkFailedPatchWritesNothing(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	b.put("default", "doc", `{"state":"idle","list":[1]}`)
+	b.put("default", "scalar", `42`)
+	unchanged := b.checkpoint()
+
+	_, err := b.Patch(ctx, "default", "doc", jsonPatch(`[{"op":"replace","path":"/state","value":"busy"},{"op":"test","path":"/state","value":"idle"}]`), nil, "t")
+	var pe *ctxd.PatchError
+	require.ErrorAs(t, err, &pe, "a failed test")
+	assert.ErrorIs(t, err, ctxd.ErrPatchTestFailed)
+	assert.Equal(t, 1, pe.Index)
+	assert.Equal(t, "/state", pe.Pointer)
+
+	_, err = b.Patch(ctx, "default", "doc", jsonPatch(`[{"op":"remove","path":"/list/3"}]`), nil, "t")
+	require.ErrorAs(t, err, &pe, "a path that does not exist")
+	assert.ErrorIs(t, err, ctxd.ErrPatchFailed)
+	assert.Equal(t, "/list/3", pe.Pointer)
+
+	_, err = b.Patch(ctx, "default", "scalar", jsonPatch(`[{"op":"add","path":"/a","value":1}]`), nil, "t")
+	assert.ErrorIs(t, err, ctxd.ErrPatchFailed, "a JSON patch of a number")
+	_, err = b.Patch(ctx, "default", "missing", mergePatch(`{"a":1}`), nil, "t")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a missing key")
+	_, err = b.Patch(ctx, "default", "doc", jsonPatch(`[{"op":"jump","path":"/a"}]`), nil, "t")
+	assert.ErrorIs(t, err, ctxd.ErrInvalid, "an unknown operation")
+	_, err = b.Patch(ctx, "default", "doc", ctxd.Patch{Type: "text/plain", Doc: json.RawMessage(`{}`)}, nil, "t")
+	assert.ErrorIs(t, err, ctxd.ErrInvalid, "an unknown patch type")
+	_, err = b.Patch(ctx, "default", "doc", mergePatch(`{"a":`), nil, "t")
+	assert.ErrorIs(t, err, ctxd.ErrInvalid, "a patch that is not JSON")
+	_, err = b.Txn(ctx, []ctxd.Write{
+		put("default", "new", `1`),
+		{Namespace: "default", Key: "doc", Op: ctxd.OpPatch, Patch: jsonPatch(`[{"op":"test","path":"/state","value":"busy"}]`), Who: "t"},
+	})
+	assert.ErrorIs(t, err, ctxd.ErrPatchTestFailed, "a transaction with a failing patch")
+	unchanged("failed patches")
+
+	small := open(t, h, Config{Limits: ctxd.Limits{MaxValueBytes: 32}})
+	small.put("default", "k", `{"a":"x"}`)
+	_, err = small.Patch(ctx, "default", "k", mergePatch(`{"b":"0123456789012345678901234567"}`), nil, "t")
+	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "a result over the value limit")
+	assert.Equal(t, `{"a":"x"}`, small.value("default", "k"))
+}
+
+// Many writers patching their own member of one value at once: every
+// member lands (the writer applies each patch to the value as the ones
+// before it left it), and each patch gets its own version.
+func checkConcurrentPatches(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	b.put("default", "doc", `{}`)
+	const patchers = 64
+	var wg sync.WaitGroup
+	for i := range patchers {
+		wg.Go(func() {
+			p := mergePatch(fmt.Sprintf(`{"f%02d":%d}`, i, i))
+			if i%2 == 1 {
+				p = jsonPatch(fmt.Sprintf(`[{"op":"add","path":"/f%02d","value":%d}]`, i, i))
+			}
+			_, err := b.Patch(t.Context(), "default", "doc", p, nil, fmt.Sprint("p", i))
+			assert.NoError(t, err, "patcher %d", i)
+		})
+	}
+	wg.Wait()
+	r := b.get("default", "doc")
+	var got map[string]int
+	require.NoError(t, json.Unmarshal(r.Value, &got))
+	for i := range patchers {
+		assert.Equal(t, i, got[fmt.Sprintf("f%02d", i)], "patcher %d's member", i)
+	}
+	assert.Len(t, got, patchers)
+	assert.Equal(t, uint64(patchers+1), r.Version, "one version per patch")
+}
