@@ -4,7 +4,8 @@ import (
 	"testing"
 
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 )
 
 // TestMain fails the run when a test leaves a goroutine running.
-func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m, etcdkit.Stop) }

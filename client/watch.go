@@ -162,6 +162,9 @@ type watcher struct {
 	// or the revision the server started from.
 	pos     uint64
 	havePos bool
+	// floor is pos when the current frame arrived.
+	floor     uint64
+	haveFloor bool
 	// resumeNow skips the backoff: the server closed the connection on
 	// purpose (lagged) and named where to resume.
 	resumeNow bool
@@ -239,6 +242,10 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 			}
 			continue
 		}
+		// A change at or below the position before this frame was handed
+		// to fn already; several changes of one frame may share a revision
+		// (on etcd, a transaction's), so the frame's own are never dropped.
+		w.floor, w.haveFloor = w.pos, w.havePos
 		if err := w.handle(&f); err != nil {
 			return connected, err
 		}
@@ -254,12 +261,15 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 	}
 }
 
-// handle acts on one message. A change at or below pos was handed to fn
-// already and is dropped, so that fn never sees one twice.
+// handle acts on one message. A change at or below floor (the position
+// before its frame) was handed to fn already and is dropped, so that fn
+// never sees one twice. A frame holds every change of a revision (the
+// server never splits one across batch frames), so resuming after the
+// revision of the last change handed to fn misses nothing.
 func (w *watcher) handle(f *watchFrame) error {
 	switch f.Type {
 	case EventChange:
-		if w.havePos && f.Rev <= w.pos {
+		if w.haveFloor && f.Rev <= w.floor {
 			return nil
 		}
 		if err := w.fn(f.WatchEvent); err != nil {

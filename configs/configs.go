@@ -129,7 +129,7 @@ type WebSocket struct {
 	AllowedOrigins []string
 	// MaxClients (websocket.max_clients) caps the connected clients.
 	MaxClients int
-	// MaxLag (websocket.max_lag) is how many revisions a client may fall
+	// MaxLag (websocket.max_lag) is how many changes a client may fall
 	// behind before it is closed with "lagged" (it then resumes).
 	MaxLag uint64
 	// RateLimit (websocket.rate_limit) is how many messages per second

@@ -25,7 +25,7 @@
 // therefore never relies on that buffer: it counts each session's frames in
 // flight (given to melody, not yet written, learnt from melody's sent
 // handler) and gives a session nothing more while its window is full. A
-// session that falls further than Options.MaxLag revisions behind is closed
+// session that falls further than Options.MaxLag changes behind is closed
 // with an "error" frame of code "lagged" that names the revision to resume
 // from. The commit path never waits for a socket. See DESIGN.md.
 //

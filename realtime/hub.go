@@ -36,8 +36,10 @@ type Options struct {
 	AllowedOrigins []string
 	// MaxClients caps the connected clients; more get 503. Default 10000.
 	MaxClients int
-	// MaxLag is how many revisions a client may fall behind before it is
-	// closed with "lagged". Default 10000.
+	// MaxLag is how many changes a client may fall behind before it is
+	// closed with "lagged" (on bolt, one change per revision; on etcd
+	// revisions skip numbers, and a revision with no change of this
+	// deployment is not lag). Default 10000.
 	MaxLag uint64
 
 	// Window is how many frames one client may have in flight (given to
@@ -444,9 +446,10 @@ func (h *Hub) reset(rev uint64) {
 		Message: "the database was replaced by a restore: re-read state; changes continue after revision " + uitoa(rev)})
 	for _, s := range h.all() {
 		s.mu.Lock()
-		s.pos, s.base = rev, rev
+		s.pos, s.part, s.base = rev, 0, rev
 		for i := range s.subs {
 			s.subs[i].since = min(s.subs[i].since, rev)
+			s.subs[i].skipRev, s.subs[i].skipN = 0, 0
 		}
 		s.setSubsLocked(s.subs)
 		s.sendLocked(frame)
@@ -455,21 +458,25 @@ func (h *Hub) reset(rev uint64) {
 	h.log.Info().Uint64("revision", rev).Msg("database restored: clients told to reset")
 }
 
-// fill reads the changes up to rev into the ring. When far behind it skips
-// ahead: sessions older than the ring read the log themselves.
+// fillRead is how many changes one log read of the loop asks for.
+const fillRead = 1024
+
+// fill reads the changes up to rev into the ring. Revisions
+// with no change (etcd's other prefixes, a restore's floor) and revisions
+// with several changes (an etcd transaction) are normal: the ring holds
+// every change after its start, whatever their revisions.
 func (h *Hub) fill(rev uint64) bool {
 	r := h.ring
 	if rev <= r.top {
 		return true
 	}
-	if rev-r.top > uint64(len(r.buf)) {
-		r.reset(rev - uint64(len(r.buf)))
-	}
+	// No skipping ahead by the distance in revisions: on etcd it says
+	// nothing of how many changes there are. The ring keeps the newest.
 	for r.top < rev {
-		changes, err := h.st.ReadLog(r.top, int(min(rev-r.top, 1024)))
+		changes, err := h.st.ReadLog(r.top, fillRead)
 		if err != nil {
 			var ce *ctxd.CompactedError
-			if errors.As(err, &ce) && ce.Compacted > 0 {
+			if errors.As(err, &ce) && ce.Compacted > 0 && ce.Compacted-1 > r.top {
 				// Compacted right after the commit: the ring starts
 				// after the hole; older positions read the log and get
 				// "compacted" there.
@@ -479,18 +486,13 @@ func (h *Hub) fill(rev uint64) bool {
 			h.log.Error().Err(err).Uint64("after", r.top).Msg("read change log")
 			return false
 		}
-		if len(changes) == 0 {
-			// No change up to rev: revisions the log never had (a
-			// restore's floor). The ring starts after them.
-			r.reset(rev)
-			return true
+		for _, e := range newEntries(changes) {
+			r.push(e)
 		}
-		for i := range changes {
-			c := &changes[i]
-			if c.Revision != r.top+1 {
-				r.reset(c.Revision - 1)
-			}
-			r.push(newEntry(c))
+		if len(changes) < fillRead {
+			// The read was not cut by its limit: the log holds nothing
+			// more up to the committed mark, which was at least rev.
+			r.advance(rev)
 		}
 	}
 	return true
@@ -505,7 +507,7 @@ type frameKey struct {
 
 type frameVal struct {
 	frame []byte
-	next  uint64
+	next  uint64 // the position after the frame, always between revisions
 }
 
 // pass serves targets: first every session the ring can serve, then the
@@ -537,8 +539,10 @@ func (h *Hub) checkLagLocked(s *session, rev uint64) bool {
 	if s.closing {
 		return false
 	}
-	if from := max(s.pos, s.base); rev > from && rev-from > h.opts.MaxLag {
-		s.closeLaggedLocked(uitoa(rev-from) + " revisions behind, more than max_lag " + uitoa(h.opts.MaxLag))
+	// A session inside a revision (s.part > 0) finishes it first: the
+	// from_rev of "lagged" must be a revision it has every change of.
+	if lag := h.lagLocked(s, rev); lag > h.opts.MaxLag && s.part == 0 {
+		s.closeLaggedLocked(uitoa(lag) + " changes behind, more than max_lag " + uitoa(h.opts.MaxLag))
 		return false
 	}
 	if len(s.out) > 0 || s.inflight >= s.window {
@@ -548,29 +552,49 @@ func (h *Hub) checkLagLocked(s *session, rev uint64) bool {
 	return true
 }
 
+// lagLocked is how many changes s is behind rev, counted from max(pos,
+// base). The ring counts those it holds; for what is older than the ring,
+// or not read into it yet, the distance in revisions stands in (exact on
+// bolt; more than the changes on etcd, whose revisions skip numbers, but
+// a session older than a full ring is behind RingSize changes, more than
+// MaxLag by default).
+func (h *Hub) lagLocked(s *session, rev uint64) uint64 {
+	from := max(s.pos, s.base)
+	if rev <= from {
+		return 0
+	}
+	r := h.ring
+	var lag uint64
+	if from >= r.start() {
+		lag = uint64(r.countAfter(from))
+	} else {
+		lag = uint64(r.n) + r.start() - from
+	}
+	if top := max(r.top, from); rev > top {
+		lag += rev - top
+	}
+	return lag
+}
+
 // source holds every change of the log with a revision in (lo, hi]:
-// next(pos) returns the first one after pos, or nil if there is none up
-// to hi. Revisions the log never had (a restore's floor) are simply absent.
+// next(pos, part) returns change number part of the first revision after
+// pos, or nil if there is none up to hi. Revisions the log never had (a
+// restore's floor, etcd's other prefixes) are simply absent.
 type source struct {
 	lo, hi uint64
-	next   func(pos uint64) *entry
+	next   func(pos uint64, part int) *entry
 }
 
 func (h *Hub) ringSource() source {
 	r := h.ring
-	return source{lo: r.start(), hi: r.top, next: func(pos uint64) *entry {
-		if pos >= r.top {
-			return nil
-		}
-		return r.after(pos) // the ring is contiguous
-	}}
+	return source{lo: r.start(), hi: r.top, next: r.next}
 }
 
 // sliceSource is a source over changes read from the log, in order.
 func sliceSource(lo, hi uint64, entries []entry) source {
-	return source{lo: lo, hi: hi, next: func(pos uint64) *entry {
-		i := sort.Search(len(entries), func(i int) bool { return entries[i].rev > pos })
-		if i == len(entries) || entries[i].rev > hi {
+	return source{lo: lo, hi: hi, next: func(pos uint64, part int) *entry {
+		i := sort.Search(len(entries), func(i int) bool { return entries[i].rev > pos }) + part
+		if i >= len(entries) || entries[i].rev > hi {
 			return nil
 		}
 		return &entries[i]
@@ -586,12 +610,12 @@ func (h *Hub) feedLocked(s *session, src source, cache map[frameKey]frameVal) {
 	for s.inflight < s.window && s.pos < src.hi && !s.closing {
 		if !s.batch {
 			for s.pos < src.hi {
-				e := src.next(s.pos)
+				e := src.next(s.pos, s.part)
 				if e == nil {
-					s.pos = src.hi
+					s.pos, s.part = src.hi, 0
 					break
 				}
-				s.pos = e.rev
+				s.stepLocked(e)
 				if s.matches(e) {
 					s.writeLocked(e.frame)
 					break
@@ -622,27 +646,34 @@ func (h *Hub) feedLocked(s *session, src source, cache map[frameKey]frameVal) {
 
 // buildBatch builds the next frame of a batch session from src: up to
 // MaxBatch matching changes (and about MaxBatchBytes), one plain
-// context_updated when only one matches, nil when none does.
+// context_updated when only one matches, nil when none does. A frame ends
+// only between revisions: it goes past both bounds to finish one, so that
+// the changes of a revision always travel together.
 func (h *Hub) buildBatch(s *session, src source) frameVal {
 	var (
 		frames [][]byte
 		size   int
 		pos    = s.pos
+		part   = s.part
 	)
-	for pos < src.hi && len(frames) < h.opts.MaxBatch {
-		e := src.next(pos)
+	for pos < src.hi && (len(frames) < h.opts.MaxBatch || part > 0) {
+		e := src.next(pos, part)
 		if e == nil {
-			pos = src.hi
+			pos, part = src.hi, 0
 			break
 		}
 		if s.matches(e) {
-			if len(frames) > 0 && size+len(e.frame) > h.opts.MaxBatchBytes {
+			if len(frames) > 0 && part == 0 && size+len(e.frame) > h.opts.MaxBatchBytes {
 				break
 			}
 			frames = append(frames, e.frame)
 			size += len(e.frame) + 1
 		}
-		pos = e.rev
+		if e.last {
+			pos, part = e.rev, 0
+		} else {
+			part++
+		}
 	}
 	switch len(frames) {
 	case 0:
@@ -695,15 +726,12 @@ func (h *Hub) catchUp(behind []*session, rev uint64, cache map[frameKey]frameVal
 			ok = false
 			continue
 		}
-		entries := make([]entry, len(changes))
-		for i := range changes {
-			entries[i] = newEntry(&changes[i])
-		}
+		entries := newEntries(changes)
 		// The read holds every change after pos up to its last one; if it
 		// was not cut by the limit, also every change up to rev (there are
 		// none between its last one and rev).
 		hi := rev
-		if len(entries) == int(limit) {
+		if len(entries) >= int(limit) {
 			hi = entries[len(entries)-1].rev
 		} else if len(entries) > 0 {
 			hi = max(hi, entries[len(entries)-1].rev)

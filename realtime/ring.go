@@ -1,28 +1,55 @@
 package realtime
 
-import "github.com/framework0/ctxd"
+import (
+	"sort"
+
+	"github.com/framework0/ctxd"
+)
 
 // entry is one change as the hub fans it out: what a filter looks at, and
 // the context_updated frame, encoded once and shared by every session.
+//
+// Several changes may share a revision (on etcd, every change of one
+// transaction has the transaction's revision): idx is the change's place
+// among them, and last tells the last one, so that a session's cursor
+// (session.pos, session.part) can stand inside a revision.
 type entry struct {
 	rev   uint64
+	idx   int
+	last  bool
 	ns    string
 	key   string
 	frame []byte
 }
 
-func newEntry(c *ctxd.Change) entry {
-	return entry{rev: c.Revision, ns: c.Namespace, key: c.Key, frame: appendChange(nil, c)}
+// newEntries encodes changes read from the log. A read never ends inside
+// a revision (store.Feed.ReadLog), so the last change of the slice is the
+// last of its revision.
+func newEntries(changes []ctxd.Change) []entry {
+	out := make([]entry, len(changes))
+	idx := 0
+	for i := range changes {
+		c := &changes[i]
+		if i > 0 && changes[i-1].Revision != c.Revision {
+			idx = 0
+		}
+		out[i] = entry{rev: c.Revision, idx: idx, ns: c.Namespace, key: c.Key, frame: appendChange(nil, c),
+			last: i == len(changes)-1 || changes[i+1].Revision != c.Revision}
+		idx++
+	}
+	return out
 }
 
-// ring holds the most recent changes, contiguous in revision: it covers the
-// positions start()..top, i.e. it holds every change after start() up to
-// top. It is owned by the hub's loop goroutine.
+// ring holds the most recent changes in revision order: every change with
+// a revision in (lo, top]. Revisions may skip numbers (etcd: other
+// prefixes of the cluster) and repeat (a transaction's changes), so the
+// ring is searched, not indexed by revision. It is owned by the hub's loop
+// goroutine.
 type ring struct {
 	buf      []entry // circular; len(buf) is the capacity in changes
 	head     int     // index of the oldest entry
 	n        int
-	top      uint64 // revision of the newest change read
+	lo, top  uint64
 	bytes    int
 	maxBytes int
 }
@@ -33,32 +60,50 @@ func newRing(size, maxBytes int) *ring {
 
 // start is the oldest position the ring can serve: it holds every change
 // after it.
-func (r *ring) start() uint64 { return r.top - uint64(r.n) }
+func (r *ring) start() uint64 { return r.lo }
 
 // reset empties the ring, which then starts at rev.
 func (r *ring) reset(rev uint64) {
 	clear(r.buf)
-	r.head, r.n, r.top, r.bytes = 0, 0, rev, 0
+	r.head, r.n, r.lo, r.top, r.bytes = 0, 0, rev, rev, 0
 }
 
-// push appends the next change (its revision must be top+1), evicting the
-// oldest entries past the size or byte bound.
+// advance records that the ring holds every change up to rev (there were
+// none after top up to it).
+func (r *ring) advance(rev uint64) { r.top = max(r.top, rev) }
+
+// push appends the next change (its revision must be >= top), evicting the
+// oldest entries past the size or byte bound. Evicting a change moves the
+// start to its revision: a revision partly evicted is served from the log.
 func (r *ring) push(e entry) {
 	for r.n > 0 && (r.n == len(r.buf) || r.bytes+len(e.frame) > r.maxBytes) {
-		r.bytes -= len(r.buf[r.head].frame)
-		r.buf[r.head] = entry{}
+		old := &r.buf[r.head]
+		r.lo = max(r.lo, old.rev)
+		r.bytes -= len(old.frame)
+		*old = entry{}
 		r.head = (r.head + 1) % len(r.buf)
 		r.n--
 	}
 	r.buf[(r.head+r.n)%len(r.buf)] = e
 	r.n++
-	r.top = e.rev
+	r.top = max(r.top, e.rev)
 	r.bytes += len(e.frame)
 }
 
-// after returns the entry with revision pos+1; pos must be in
-// [start(), top).
-func (r *ring) after(pos uint64) *entry {
-	i := int(pos - r.start())
-	return &r.buf[(r.head+i)%len(r.buf)]
+// at returns the i-th oldest entry.
+func (r *ring) at(i int) *entry { return &r.buf[(r.head+i)%len(r.buf)] }
+
+// next returns change number part of the first revision after pos, or nil
+// when the ring has none; pos must be >= start().
+func (r *ring) next(pos uint64, part int) *entry {
+	i := sort.Search(r.n, func(i int) bool { return r.at(i).rev > pos }) + part
+	if i >= r.n {
+		return nil
+	}
+	return r.at(i)
+}
+
+// countAfter is how many changes the ring holds after pos.
+func (r *ring) countAfter(pos uint64) int {
+	return r.n - sort.Search(r.n, func(i int) bool { return r.at(i).rev > pos })
 }

@@ -47,8 +47,17 @@ type session struct {
 	// subs are the subscriptions; a change matches if any of them matches.
 	subs []sub
 	// pos is the session's position: every matching change with a revision
-	// <= pos has been handed to melody (or was before a reset).
+	// <= pos has been handed to melody (or was before a reset). Only pos
+	// is ever named to the client as a place to resume from.
 	pos uint64
+	// part is how many changes of the first revision after pos the session
+	// has been through (each handed to melody or not matching): a session
+	// in one-change-per-frame mode whose window fills inside a revision of
+	// several changes (an etcd transaction) goes on from there. Batch
+	// frames end only between revisions, so part is 0 outside feedLocked.
+	part int
+	// partRev is the revision part counts in (when part > 0).
+	partRev uint64
 	// base is the committed revision when the current replay started
 	// (connect, or a subscribe that moved pos back): lag is counted from
 	// max(pos, base), so that a replay from an old revision is not taken
@@ -79,10 +88,15 @@ type session struct {
 	kickQueued bool
 }
 
-// sub is a subscription and the revision after which it applies.
+// sub is a subscription and the revision after which it applies. When it
+// was left inside a revision (the session moved back while in the middle
+// of revision skipRev), it also leaves out the first skipN changes of
+// skipRev, which it had matched already.
 type sub struct {
 	ctxd.Subscription
-	since uint64
+	since   uint64
+	skipRev uint64
+	skipN   int
 }
 
 func (s *session) matches(e *entry) bool {
@@ -91,11 +105,21 @@ func (s *session) matches(e *entry) bool {
 	}
 	for i := range s.subs {
 		u := &s.subs[i]
-		if e.rev > u.since && (u.Namespace == ctxd.AllNamespaces || u.Namespace == e.ns) && strings.HasPrefix(e.key, u.Prefix) {
+		if e.rev > u.since && (e.rev != u.skipRev || e.idx >= u.skipN) &&
+			(u.Namespace == ctxd.AllNamespaces || u.Namespace == e.ns) && strings.HasPrefix(e.key, u.Prefix) {
 			return true
 		}
 	}
 	return false
+}
+
+// stepLocked moves the cursor past e, the next change after it.
+func (s *session) stepLocked(e *entry) {
+	if e.last {
+		s.pos, s.part = e.rev, 0
+	} else {
+		s.part, s.partRev = e.idx+1, e.rev
+	}
 }
 
 // subscriptionsLocked returns the subscriptions, without their since.
@@ -125,7 +149,7 @@ func (s *session) setSubsLocked(subs []sub) {
 		b.WriteByte(0)
 		b.WriteString(u.Prefix)
 		b.WriteByte(0)
-		s.maxSince = max(s.maxSince, u.since)
+		s.maxSince = max(s.maxSince, u.since, u.skipRev)
 	}
 	s.sig = b.String()
 }
@@ -142,11 +166,16 @@ func (s *session) addSubsLocked(add []ctxd.Subscription, since, committed uint64
 			subs = append(subs, u)
 		}
 	}
-	if since < s.pos {
+	if since < s.pos || (since == s.pos && s.part > 0) {
+		// Inside a revision, its first s.part changes are gone already:
+		// the existing subscriptions leave them out when it comes again.
 		for i := range subs {
 			subs[i].since = max(subs[i].since, s.pos)
+			if s.part > 0 {
+				subs[i].skipRev, subs[i].skipN = s.partRev, s.part
+			}
 		}
-		s.pos = since
+		s.pos, s.part = since, 0
 		s.base = committed
 	}
 	for _, a := range add {

@@ -144,6 +144,10 @@ func (w *WS) NextErr() (Frame, error) {
 	return w.NextErr()
 }
 
+// Pending is how many messages of the last batch frame Next has not
+// returned yet: 0 means the messages returned so far end with a frame.
+func (w *WS) Pending() int { return len(w.pending) }
+
 // Expect returns the next message, which must be of type typ.
 func (w *WS) Expect(typ string) Frame {
 	w.t.Helper()

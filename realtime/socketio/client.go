@@ -449,7 +449,7 @@ func (cl *client) feed() {
 			}
 			continue
 		}
-		if rev > max(cl.pos, cl.base) && rev-max(cl.pos, cl.base) > s.opts.MaxLag {
+		if from := max(cl.pos, cl.base); rev > from && rev-from > s.opts.MaxLag && cl.behind(from) > s.opts.MaxLag {
 			cl.lagged(rev)
 			return
 		}
@@ -471,6 +471,19 @@ func (cl *client) feed() {
 			return
 		}
 	}
+}
+
+// behind counts the changes after from, up to MaxLag+1. The distance in
+// revisions is not lag by itself: on etcd revisions skip the numbers of
+// other prefixes of the cluster, and several changes share one. A read
+// that fails counts as too far behind (the client is cut and resumes).
+func (cl *client) behind(from uint64) uint64 {
+	s := cl.c.srv
+	changes, err := s.st.ReadLog(from, int(min(s.opts.MaxLag+1, 1<<20)))
+	if err != nil {
+		return s.opts.MaxLag + 1
+	}
+	return uint64(len(changes))
 }
 
 // step queues the changes after the position, up to n; false: the
@@ -512,7 +525,7 @@ func (cl *client) step(rev uint64, n int) bool {
 	return true
 }
 
-// lagged disconnects a client that fell more than MaxLag revisions behind:
+// lagged disconnects a client that fell more than MaxLag changes behind:
 // everything it matched up to its position is queued before the error.
 func (cl *client) lagged(rev uint64) {
 	s, c := cl.c.srv, cl.c
@@ -523,7 +536,7 @@ func (cl *client) lagged(rev uint64) {
 	s.log.Info().Str("client_id", cl.id).Uint64("from_rev", from).Uint64("rev", rev).Msg("Socket.IO client lagged: disconnected")
 	c.send(event(ctxd.TypeError, errorPayload{Code: ctxd.CodeLagged, FromRev: &from,
 		Message: "this client fell more than websocket.max_lag (" + strconv.FormatUint(s.opts.MaxLag, 10) +
-			") revisions behind: reconnect with from_rev=" + strconv.FormatUint(from, 10) + " to resume without a gap"}), sioDisconnect)
+			") changes behind: reconnect with from_rev=" + strconv.FormatUint(from, 10) + " to resume without a gap"}), sioDisconnect)
 	c.close("lagged")
 }
 
