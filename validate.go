@@ -74,6 +74,12 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxTxnOps <= 0 {
 		l.MaxTxnOps = DefaultLimits.MaxTxnOps
 	}
+	if l.MinTTL <= 0 {
+		l.MinTTL = DefaultLimits.MinTTL
+	}
+	if l.MaxTTL <= 0 {
+		l.MaxTTL = DefaultLimits.MaxTTL
+	}
 	return l
 }
 
@@ -105,7 +111,15 @@ func (l Limits) ValidateWrites(writes []Write) error {
 			if err := l.ValidateValue(w.Value); err != nil {
 				return err
 			}
+			if w.TTL != 0 {
+				if err := l.ValidateTTL(w.TTL); err != nil {
+					return err
+				}
+			}
 		case OpDelete:
+			if w.TTL != 0 {
+				return Invalidf("delete of %s/%s: a delete takes no ttl", w.Namespace, w.Key)
+			}
 		default:
 			return Invalidf("unknown op %d", w.Op)
 		}

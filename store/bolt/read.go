@@ -53,12 +53,17 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 	// The overlay first: a key's last change there is its current state.
 	// Then a bbolt transaction begun after the look holds every change the
 	// overlay did not (overlay.go).
+	// A keepalive not yet applied moves the deadline of what either holds.
+	var x *extend
 	if s.ov.size.Load() > 0 {
-		if c, ok := s.ov.latest(ns, key); ok {
+		var c *change
+		if c, x = s.ov.latest(ns, key); c != nil {
 			if c.Op == ctxd.OpDelete {
 				return ctxd.Record{}, fmt.Errorf("get %s/%s: %w", ns, key, ctxd.ErrNotFound)
 			}
-			return c.record(), nil
+			rec := c.record()
+			x.moveDeadline(&rec, 0)
+			return rec, nil
 		}
 	}
 	var rec ctxd.Record
@@ -73,9 +78,21 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 		}
 		var err error
 		rec, err = currentRecord(tx.Bucket(migrations.BucketLog).Cursor(), ns, key, v)
+		x.moveDeadline(&rec, metaUint(tx, migrations.KeyWALSeq))
 		return err
 	})
 	return rec, err
+}
+
+// moveDeadline gives rec the deadline of keepalive x (nil: none) if x
+// extended rec's revision and is newer than what the record was read
+// from: applied is the last write-ahead log record bbolt held when rec
+// was read from it (0 for a record read from the overlay, which bbolt's
+// keepalives cannot be newer than).
+func (x *extend) moveDeadline(rec *ctxd.Record, applied uint64) {
+	if x != nil && x.modRev == rec.ModRev && x.seq > applied {
+		rec.ExpiresAt = x.expiresAt
+	}
 }
 
 // currentRecord builds a key's record from its kv entry and the logged
@@ -98,6 +115,9 @@ func currentRecord(log *bbolt.Cursor, ns, key string, kv []byte) (ctxd.Record, e
 	if v == nil || decodeCurrent(v, ns, key, &rec) != nil {
 		return ctxd.Record{}, fmt.Errorf("read %s/%s: revision %d is not its value: %w", ns, key, r.modRev, errCorrupt)
 	}
+	// The kv record has the deadline now: a keepalive may have moved the
+	// one the put set.
+	rec.ExpiresAt = r.expiresAt
 	return rec, nil
 }
 
@@ -223,14 +243,17 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 	page := ctxd.ListPage{Records: []ctxd.Record{}}
 	var ov []*change
 	var top uint64
+	var xs map[string]*extend
 	if s.ov.size.Load() > 0 {
 		after := opts.After
 		if after < opts.Prefix {
 			after = ""
 		}
+		xs = s.ov.extendsOf(ns)
 		ov, top = s.ov.keysFrom(ns, opts.Prefix, after)
 	}
 	err := s.view(func(tx *bbolt.Tx) error {
+		applied := metaUint(tx, migrations.KeyWALSeq)
 		if len(ov) > 0 && lastRevision(tx) >= top {
 			// bbolt got every change the overlay had since the look: it
 			// alone is a consistent state (overlay.go).
@@ -289,7 +312,9 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 				if o.Op == ctxd.OpDelete {
 					continue
 				}
-				if !add(o.record()) {
+				r := o.record()
+				xs[r.Key].moveDeadline(&r, 0)
+				if !add(r) {
 					return nil
 				}
 				continue
@@ -302,6 +327,7 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 			if err != nil {
 				return fmt.Errorf("list %s: %w", ns, err)
 			}
+			xs[r.Key].moveDeadline(&r, applied)
 			page.Records = append(page.Records, r)
 			next()
 		}

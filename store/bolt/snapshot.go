@@ -186,7 +186,29 @@ func verifyTx(tx *bbolt.Tx) error {
 		return err
 	}
 	counts := tx.Bucket(migrations.BucketNSKeys)
-	return tx.ForEach(func(name []byte, kv *bbolt.Bucket) error {
+	// Every deadline a kv record has is in the ttl index, and nothing else.
+	var deadlines, indexed int
+	if ttl := tx.Bucket(migrations.BucketTTL); ttl != nil {
+		err := ttl.ForEach(func(k, _ []byte) error {
+			at, ns, key, err := decodeTTLKey(k)
+			if err != nil {
+				return fmt.Errorf("ttl index entry %x: %w", k, err)
+			}
+			var r kvRecord
+			if kv := tx.Bucket(migrations.KVBucket(ns)); kv != nil {
+				r, err = decodeKV(kv.Get([]byte(key)))
+			}
+			if err != nil || !r.expiresAt.Equal(at) {
+				return fmt.Errorf("ttl index entry %s/%s at %s: the key does not have that deadline", ns, key, at)
+			}
+			indexed++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	err = tx.ForEach(func(name []byte, kv *bbolt.Bucket) error {
 		ns, ok := migrations.NamespaceOf(name)
 		if !ok {
 			return nil
@@ -202,6 +224,9 @@ func verifyTx(tx *bbolt.Tx) error {
 				return err
 			}
 			r, _ := decodeKV(v)
+			if !r.expiresAt.IsZero() {
+				deadlines++
+			}
 			if hist.Get(histKey(string(k), r.modRev)) == nil {
 				return fmt.Errorf("%s/%s: revision %d is not in its history", ns, k, r.modRev)
 			}
@@ -243,6 +268,10 @@ func verifyTx(tx *bbolt.Tx) error {
 		}
 		return nil
 	})
+	if err == nil && deadlines != indexed {
+		err = fmt.Errorf("%d keys have a deadline, the ttl index has %d", deadlines, indexed)
+	}
+	return err
 }
 
 // Close closes the snapshot and removes its migrated copy, if any.
