@@ -511,8 +511,9 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 	return out, nil
 }
 
-// Check runs bbolt's consistency check over the whole file and returns every
-// problem found, joined. It lets the committer apply what is pending
+// Check runs bbolt's consistency check over the whole file, and checks
+// the deadline index against the keys, and returns every problem found,
+// joined. It lets the committer apply what is pending
 // first, then holds it off while it runs: bbolt's check compares against
 // the live freelist, and a commit beside it would make it report pages
 // that commit freed.
@@ -525,6 +526,9 @@ func (s *Store) Check() error {
 	return s.view(func(tx *bbolt.Tx) error {
 		var problems []string
 		for err := range tx.Check() {
+			problems = append(problems, err.Error())
+		}
+		if err := checkDeadlines(tx); err != nil {
 			problems = append(problems, err.Error())
 		}
 		if len(problems) > 0 {

@@ -127,6 +127,12 @@ var checks = []check{
 	{"ConcurrentWritersGetDistinctRevisions", checkConcurrentWriters},
 	{"ConcurrentCompareAndSwapIsExact", checkConcurrentCAS},
 	{"RestartKeepsEverything", checkRestartKeepsEverything},
+	// Expiring keys.
+	{"KeysExpireAsChanges", checkTTLExpiry},
+	{"KeepAliveMovesTheDeadlineWithoutAVersion", checkKeepAlive},
+	{"DeadlinesPassedWhileDownExpireAtStartUp", checkExpiryAtStartUp},
+	{"DeadlinesInSnapshotsAndRestores", checkDeadlinesInSnapshots},
+	{"BadTTLIsRefused", checkTTLBadInput},
 	// Reads.
 	{"ListPagesByPrefixAndCursor", checkListPaging},
 	{"NamespacesCountLiveKeys", checkNamespaces},

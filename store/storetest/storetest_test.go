@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,6 +35,7 @@ func TestChecksFailOnBrokenBackends(t *testing.T) {
 		{"answers reads one version ahead", "ConcurrentCompareAndSwapIsExact", func(b store.Backend) store.Backend { return &versionAhead{Backend: b} }},
 		{"loses a change from the log", "ReadLogInOrderWithoutGaps", func(b store.Backend) store.Backend { return &logGap{Backend: b, missing: 3} }},
 		{"applies half a transaction", "TxnAllOrNothing", func(b store.Backend) store.Backend { return &halfTxn{Backend: b} }},
+		{"makes a keepalive a put", "KeepAliveMovesTheDeadlineWithoutAVersion", func(b store.Backend) store.Backend { return &keepAliveAsPut{Backend: b} }},
 	}
 	for _, c := range cases {
 		t.Run(c.check+"/"+strings.ReplaceAll(c.broken, " ", "_"), func(t *testing.T) {
@@ -249,4 +251,20 @@ func (b *halfTxn) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult,
 		res.Records = append(res.Records, r.Records...)
 	}
 	return res, nil
+}
+
+// keepAliveAsPut extends a key by putting its value again with the ttl: a
+// new version, revision, history entry and feed event per heartbeat.
+type keepAliveAsPut struct{ store.Backend }
+
+func (b *keepAliveAsPut) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration, expect *uint64) (ctxd.Record, error) {
+	r, err := b.Backend.Get(ns, key)
+	if err != nil || r.ExpiresAt.IsZero() {
+		return b.Backend.KeepAlive(ctx, ns, key, ttl, expect)
+	}
+	res, err := b.Backend.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: r.Value, Expect: expect, Who: r.Who, TTL: ttl}})
+	if err != nil {
+		return ctxd.Record{}, err
+	}
+	return res.Records[0], nil
 }
