@@ -29,7 +29,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 10*time.Second, c.ShutdownTimeout)
 	assert.Equal(t, Log{Level: "info", Format: "json"}, c.Log)
 	assert.Equal(t, int64(2<<20), c.HTTP.MaxBodyBytes)
-	assert.Equal(t, ctxd.Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128}, c.Limits)
+	assert.Equal(t, ctxd.Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128, MinTTL: time.Second, MaxTTL: 365 * 24 * time.Hour}, c.Limits)
 	assert.Equal(t, Compat{Namespace: "default"}, c.Compat)
 	require.NoError(t, c.Validate())
 
@@ -123,7 +123,7 @@ limits:
 		c.ShutdownTimeout = 30 * time.Second
 		c.Log = Log{Level: "debug", Format: "console"}
 		c.HTTP.MaxBodyBytes = 4 << 20
-		c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
+		c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64, MinTTL: time.Second, MaxTTL: 365 * 24 * time.Hour}
 	}
 	tests := []struct {
 		name  string
@@ -255,6 +255,9 @@ func TestErrors(t *testing.T) {
 		{name: "zero value size", file: "limits:\n  max_value_bytes: 0\n", field: "limits.max_value_bytes", want: "must be > 0"},
 		{name: "key limit above 1024", file: "limits:\n  max_key_bytes: 1025\n", field: "limits.max_key_bytes", want: "must be at most 1024"},
 		{name: "bad size unit", file: "http:\n  max_body_bytes: 2MB\n", field: "http.max_body_bytes", want: `invalid size "2MB"`},
+		{name: "zero min ttl", file: "limits:\n  min_ttl: 0s\n", field: "limits.min_ttl", want: "must be > 0"},
+		{name: "bad max ttl", file: "limits:\n  max_ttl: forever\n", field: "limits.max_ttl", want: `invalid duration "forever"`},
+		{name: "max ttl below min ttl", file: "limits:\n  min_ttl: 1m\n  max_ttl: 30s\n", field: "limits.max_ttl", want: "must be at least limits.min_ttl (1m0s)"},
 		{name: "txn ops not a number", file: "limits:\n  max_txn_ops: many\n", field: "limits.max_txn_ops", want: `invalid number "many"`},
 		{name: "bad log level", file: "log:\n  level: loud\n", field: "log.level", want: `invalid level "loud"`},
 		{name: "bad log format", file: "log:\n  format: xml\n", field: "log.format", want: `invalid format "xml"`},

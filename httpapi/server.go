@@ -119,6 +119,7 @@ func (s *Server) routes() {
 	e.HEAD("/v1/ns/:ns/keys/*", s.getKey)
 	e.PUT("/v1/ns/:ns/keys/*", s.putKey)
 	e.DELETE("/v1/ns/:ns/keys/*", s.deleteKey)
+	e.POST("/v1/ns/:ns/keys/*", s.keepAlive) // .../keys/{key}/keepalive
 	e.POST("/v1/txn", s.txn)
 	e.GET("/v1/status", s.status)
 	e.GET("/healthz", s.healthz)
