@@ -62,6 +62,10 @@ type Record struct {
 	ModRev    uint64    `json:"revision"`
 	Who       string    `json:"who"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// ExpiresAt is when the key expires (zero: never). A keepalive moves
+	// it without a new version. At a past revision (GetAt) it is the
+	// deadline the put in effect then set.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // Change is one committed change, as recorded in the log.
@@ -82,7 +86,16 @@ type Change struct {
 	PrevRev uint64    `json:"prev_revision,omitempty"`
 	Who     string    `json:"who"`
 	Time    time.Time `json:"time"`
+	// ExpiresAt is the deadline a put with a TTL set (zero: the key is
+	// permanent after it).
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Expired marks the delete that ended a key at its deadline; its Who
+	// is WhoTTL.
+	Expired bool `json:"expired,omitempty"`
 }
+
+// WhoTTL is the author of the delete that expires a key.
+const WhoTTL = "ctxd:ttl"
 
 // Write is one put, delete or patch of a transaction (store.Backend's
 // Txn), or the one write of a Put, Delete or Patch.
@@ -98,6 +111,9 @@ type Write struct {
 	// to apply; 0 means "the key must not exist".
 	Expect *uint64
 	Who    string
+	// TTL, for a put, makes the key expire that long after the write (0:
+	// the key is permanent, also if it had a deadline before).
+	TTL time.Duration
 }
 
 // ListOptions selects a page of keys.
@@ -218,10 +234,13 @@ type Limits struct {
 	MaxKeyBytes   int `yaml:"max_key_bytes"`   // at most 1024
 	MaxValueBytes int `yaml:"max_value_bytes"` // bytes of JSON text
 	MaxTxnOps     int `yaml:"max_txn_ops"`     // writes in one transaction
+	// MinTTL and MaxTTL bound a put's or a keepalive's TTL.
+	MinTTL time.Duration `yaml:"min_ttl"`
+	MaxTTL time.Duration `yaml:"max_ttl"`
 }
 
 // DefaultLimits are the limits a backend uses when it is given none.
-var DefaultLimits = Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128}
+var DefaultLimits = Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128, MinTTL: time.Second, MaxTTL: 365 * 24 * time.Hour}
 
 // MaxKeyBytes is the hard upper bound on a key's length.
 const MaxKeyBytes = 1024
@@ -254,6 +273,9 @@ type TxnOp struct {
 	// or "json"; default: by its shape, ParsePatchType).
 	Patch     json.RawMessage `json:"patch,omitempty"`
 	PatchType string          `json:"patch_type,omitempty"`
+	// TTL, for a put, makes the key expire: a duration ("30s", "1h") or
+	// a number of seconds (see ParseTTL).
+	TTL json.RawMessage `json:"ttl,omitempty"`
 }
 
 // PatchType is the kind of a patch document, named by its media type.

@@ -128,6 +128,12 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxTxnOps <= 0 {
 		l.MaxTxnOps = DefaultLimits.MaxTxnOps
 	}
+	if l.MinTTL <= 0 {
+		l.MinTTL = DefaultLimits.MinTTL
+	}
+	if l.MaxTTL <= 0 {
+		l.MaxTTL = DefaultLimits.MaxTTL
+	}
 	return l
 }
 
@@ -163,11 +169,22 @@ func (l Limits) PrepareWrites(writes []Write) error {
 				return err
 			}
 			w.Value = v
+			if w.TTL != 0 {
+				if err := l.ValidateTTL(w.TTL); err != nil {
+					return err
+				}
+			}
 		case OpPatch:
 			if err := l.ValidatePatch(w.Patch); err != nil {
 				return err
 			}
+			if w.TTL != 0 {
+				return Invalidf("patch of %s/%s: a patch takes no ttl (it keeps the key's deadline)", w.Namespace, w.Key)
+			}
 		case OpDelete:
+			if w.TTL != 0 {
+				return Invalidf("delete of %s/%s: a delete takes no ttl", w.Namespace, w.Key)
+			}
 		default:
 			return Invalidf("unknown op %d", w.Op)
 		}

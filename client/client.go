@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/framework0/ctxd"
 )
@@ -94,6 +95,10 @@ type PutOptions struct {
 	IfVersion *uint64
 	// Who overrides the client's default who.
 	Who string
+	// TTL, when set, makes the key expire that long after the put (the
+	// server rounds nothing: it must be within its limits.min_ttl and
+	// limits.max_ttl); a put without TTL makes the key permanent.
+	TTL time.Duration
 }
 
 // Put sets ns/key to value, which must be valid JSON. An empty ns means
@@ -109,7 +114,7 @@ type PutOptions struct {
 func (c *Client) Put(ctx context.Context, ns, key string, value json.RawMessage, opts PutOptions) (Record, error) {
 	ns = orDefault(ns)
 	return call[Record](ctx, c, fmt.Sprintf("put %s/%s", ns, key), request{
-		method: http.MethodPut, path: keyPath(ns, key), query: params("who", c.whoOr(opts.Who)),
+		method: http.MethodPut, path: keyPath(ns, key), query: params("who", c.whoOr(opts.Who), "ttl", ttlParam(opts.TTL)),
 		ifVersion: opts.IfVersion, body: value, write: true,
 	})
 }
@@ -144,6 +149,30 @@ func (c *Client) Patch(ctx context.Context, ns, key string, typ PatchType, doc j
 		method: http.MethodPatch, path: keyPath(ns, key), query: params("who", c.whoOr(opts.Who)),
 		ifVersion: opts.IfVersion, body: doc, contentType: string(typ), write: true,
 	})
+}
+
+// KeepAliveOptions are the optional parts of a keepalive.
+type KeepAliveOptions struct {
+	// IfVersion, when set, makes the keepalive apply only at that version.
+	IfVersion *uint64
+}
+
+// KeepAlive moves the deadline of ns/key, which must have been put with a
+// TTL, to ttl from now, without a new version, revision or feed event.
+func (c *Client) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration, opts KeepAliveOptions) (Record, error) {
+	ns = orDefault(ns)
+	return call[Record](ctx, c, fmt.Sprintf("keepalive %s/%s", ns, key), request{
+		method: http.MethodPost, path: keyPath(ns, key) + "/keepalive", query: params("ttl", ttlParam(ttl)),
+		ifVersion: opts.IfVersion, write: true,
+	})
+}
+
+// ttlParam is a TTL as a query value, "" (left out) when not above 0.
+func ttlParam(ttl time.Duration) string {
+	if ttl <= 0 {
+		return ""
+	}
+	return ttl.String()
 }
 
 // GetOptions are the optional parts of a get.

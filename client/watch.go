@@ -42,6 +42,10 @@ type WatchEvent struct {
 	Who     string          `json:"who,omitempty"`
 	// Timestamp is when the change was committed.
 	Timestamp time.Time `json:"timestamp"`
+	// ExpiresAt is the deadline a put set (zero: none); Expired marks the
+	// delete that expired a key (its Who is "ctxd:ttl").
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Expired   bool      `json:"expired,omitempty"`
 	// Message explains a reset.
 	Message string `json:"message,omitempty"`
 }

@@ -434,6 +434,9 @@ func (c Config) Validate() error {
 	if err := c.validateEtcd(); err != nil {
 		return err
 	}
+	if c.Limits.MaxTTL < c.Limits.MinTTL {
+		return &Error{Field: "limits.max_ttl", Err: fmt.Errorf("must be at least limits.min_ttl (%s)", c.Limits.MinTTL)}
+	}
 	if c.HTTP.MaxBodyBytes < int64(c.Limits.MaxValueBytes) {
 		return &Error{Field: "http.max_body_bytes", Err: fmt.Errorf(
 			"must be at least limits.max_value_bytes (%d), or no value of the largest allowed size could be sent",
@@ -599,6 +602,8 @@ var settings = []setting{
 		},
 		get: func(c *Config) string { return strconv.Itoa(c.Limits.MaxTxnOps) },
 	},
+	durationSetting("limits.min_ttl", false, func(c *Config) *time.Duration { return &c.Limits.MinTTL }),
+	durationSetting("limits.max_ttl", false, func(c *Config) *time.Duration { return &c.Limits.MaxTTL }),
 	{
 		path: "compat.namespace",
 		set: func(c *Config, v string) error {

@@ -29,7 +29,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 10*time.Second, c.ShutdownTimeout)
 	assert.Equal(t, Log{Level: "info", Format: "json"}, c.Log)
 	assert.Equal(t, int64(2<<20), c.HTTP.MaxBodyBytes)
-	assert.Equal(t, ctxd.Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128}, c.Limits)
+	assert.Equal(t, ctxd.Limits{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxTxnOps: 128, MinTTL: time.Second, MaxTTL: 365 * 24 * time.Hour}, c.Limits)
 	assert.Equal(t, Compat{Namespace: "default"}, c.Compat)
 	require.NoError(t, c.Validate())
 
@@ -92,7 +92,7 @@ func TestEnvNames(t *testing.T) {
 		"CTXD_HTTP_READ_HEADER_TIMEOUT", "CTXD_HTTP_READ_TIMEOUT", "CTXD_HTTP_MAX_HEADER_BYTES",
 		"CTXD_AUTH_MODE", "CTXD_AUTH_TOKENS_FILE", "CTXD_TLS_CERT_FILE", "CTXD_TLS_KEY_FILE",
 		"CTXD_LIMITS_MAX_KEY_BYTES", "CTXD_LIMITS_MAX_VALUE_BYTES",
-		"CTXD_LIMITS_MAX_TXN_OPS", "CTXD_COMPAT_NAMESPACE",
+		"CTXD_LIMITS_MAX_TXN_OPS", "CTXD_LIMITS_MIN_TTL", "CTXD_LIMITS_MAX_TTL", "CTXD_COMPAT_NAMESPACE",
 		"CTXD_SNAPSHOTS_INTERVAL", "CTXD_SNAPSHOTS_KEEP", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES",
 		"CTXD_HISTORY_KEEP_VERSIONS", "CTXD_HISTORY_KEEP_REVISIONS", "CTXD_HISTORY_KEEP_FOR", "CTXD_HISTORY_COMPACT_INTERVAL",
 		"CTXD_STORAGE_QUOTA_BYTES",
@@ -127,7 +127,7 @@ limits:
 		c.ShutdownTimeout = 30 * time.Second
 		c.Log = Log{Level: "debug", Format: "console"}
 		c.HTTP.MaxBodyBytes = 4 << 20
-		c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64}
+		c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64, MinTTL: time.Second, MaxTTL: 365 * 24 * time.Hour}
 	}
 	tests := []struct {
 		name  string
@@ -169,7 +169,7 @@ limits:
 			env: []string{
 				"CTXD_ADDR=0.0.0.0:1", "CTXD_DATA_DIR=/d", "CTXD_SHUTDOWN_TIMEOUT=2s",
 				"CTXD_LOG_LEVEL=error", "CTXD_LOG_FORMAT=console", "CTXD_HTTP_MAX_BODY_BYTES=8KiB",
-				"CTXD_LIMITS_MAX_KEY_BYTES=16", "CTXD_LIMITS_MAX_VALUE_BYTES=1KiB", "CTXD_LIMITS_MAX_TXN_OPS=2",
+				"CTXD_LIMITS_MAX_KEY_BYTES=16", "CTXD_LIMITS_MAX_VALUE_BYTES=1KiB", "CTXD_LIMITS_MAX_TXN_OPS=2", "CTXD_LIMITS_MIN_TTL=2s", "CTXD_LIMITS_MAX_TTL=1h",
 				"CTXD_COMPAT_NAMESPACE=legacy",
 				"CTXD_SNAPSHOTS_INTERVAL=1h", "CTXD_SNAPSHOTS_KEEP=3", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES=1MiB",
 				"CTXD_HISTORY_KEEP_VERSIONS=5", "CTXD_HISTORY_KEEP_REVISIONS=0", "CTXD_HISTORY_KEEP_FOR=720h",
@@ -196,7 +196,7 @@ limits:
 						ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 20 * time.Second, MaxHeaderBytes: 16 << 10},
 					Auth:      Auth{Mode: AuthOn, TokensFile: "/etc/ctxd/tokens.yaml"},
 					TLS:       TLS{CertFile: "/etc/ctxd/cert.pem", KeyFile: "/etc/ctxd/key.pem"},
-					Limits:    ctxd.Limits{MaxKeyBytes: 16, MaxValueBytes: 1 << 10, MaxTxnOps: 2},
+					Limits:    ctxd.Limits{MaxKeyBytes: 16, MaxValueBytes: 1 << 10, MaxTxnOps: 2, MinTTL: 2 * time.Second, MaxTTL: time.Hour},
 					Compat:    Compat{Namespace: "legacy"},
 					Snapshots: Snapshots{Interval: time.Hour, Keep: 3, MaxUploadBytes: 1 << 20},
 					History:   History{KeepVersions: 5, KeepRevisions: 0, KeepFor: 720 * time.Hour, CompactInterval: 30 * time.Second},
@@ -270,6 +270,9 @@ func TestErrors(t *testing.T) {
 		{name: "zero value size", file: "limits:\n  max_value_bytes: 0\n", field: "limits.max_value_bytes", want: "must be > 0"},
 		{name: "key limit above 1024", file: "limits:\n  max_key_bytes: 1025\n", field: "limits.max_key_bytes", want: "must be at most 1024"},
 		{name: "bad size unit", file: "http:\n  max_body_bytes: 2MB\n", field: "http.max_body_bytes", want: `invalid size "2MB"`},
+		{name: "zero min ttl", file: "limits:\n  min_ttl: 0s\n", field: "limits.min_ttl", want: "must be > 0"},
+		{name: "bad max ttl", file: "limits:\n  max_ttl: forever\n", field: "limits.max_ttl", want: `invalid duration "forever"`},
+		{name: "max ttl below min ttl", file: "limits:\n  min_ttl: 1m\n  max_ttl: 30s\n", field: "limits.max_ttl", want: "must be at least limits.min_ttl (1m0s)"},
 		{name: "txn ops not a number", file: "limits:\n  max_txn_ops: many\n", field: "limits.max_txn_ops", want: `invalid number "many"`},
 		{name: "bad log level", file: "log:\n  level: loud\n", field: "log.level", want: `invalid level "loud"`},
 		{name: "bad log format", file: "log:\n  format: xml\n", field: "log.format", want: `invalid format "xml"`},

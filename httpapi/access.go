@@ -108,6 +108,7 @@ func (s *Server) accessRules() map[string]rule {
 		"PUT /v1/ns/:ns/keys/*":    keyWrite,
 		"PATCH /v1/ns/:ns/keys/*":  keyWrite,
 		"DELETE /v1/ns/:ns/keys/*": keyWrite,
+		"POST /v1/ns/:ns/keys/*":   keyWrite, // keepalive
 		"POST /v1/txn":             {check: checkTxn},
 
 		"GET /v1/ns/:ns/export":  {check: checkNamespace(false)},

@@ -131,6 +131,8 @@ func accessCases() []accessCase {
 		c("PATCH", "/v1/ns/default/keys/app.x", `{"a":1}`, keys, write, false),
 		c("DELETE", "/v1/ns/team/keys/app.gone", "", keys, write, true),
 		c("DELETE", "/v1/ns/default/keys/app.gone", "", keys, write, false),
+		c("POST", "/v1/ns/team/keys/app.hb/keepalive?ttl=1m", "", keys, write, true),
+		c("POST", "/v1/ns/team/keys/secret/keepalive?ttl=1m", "", keys, write, false),
 		c("POST", "/v1/txn", `{"ops":[{"op":"put","ns":"team","key":"app.t","value":1}]}`, "/v1/txn", write, true),
 		c("POST", "/v1/txn", `{"ops":[{"op":"put","ns":"team","key":"app.t","value":1},{"op":"put","key":"app.u","value":2}]}`, "/v1/txn", write, false),
 		c("POST", "/v1/txn", `{"ops":[{"op":"delete","ns":"team","key":"secret"}]}`, "/v1/txn", write, false),

@@ -153,8 +153,14 @@ func (s *Server) compatSet(c echo.Context) error {
 		Key   *string         `json:"key"`
 		Value json.RawMessage `json:"value"`
 		Who   *string         `json:"who"`
+		// TTL (optional, ctxd's addition) makes the key expire.
+		TTL json.RawMessage `json:"ttl"`
 	}
 	if err := decodeObject(body, &in); err != nil {
+		return err
+	}
+	ttl, err := ctxd.ParseTTLJSON(in.TTL)
+	if err != nil {
 		return err
 	}
 	if in.Key == nil || *in.Key == "" {
@@ -167,10 +173,11 @@ func (s *Server) compatSet(c echo.Context) error {
 	if in.Who != nil && *in.Who != "" {
 		author = *in.Who
 	}
-	rec, err := s.st.Put(req.Context(), s.compatNS(), *in.Key, in.Value, nil, author)
+	res, err := s.st.Txn(req.Context(), []ctxd.Write{{Namespace: s.compatNS(), Key: *in.Key, Op: ctxd.OpPut, Value: in.Value, Who: author, TTL: ttl}})
 	if err != nil {
 		return err
 	}
+	rec := &res.Records[0]
 	return respond(c, http.StatusOK, func(b []byte) []byte {
 		b = append(b, `{"status":"success","key":`...)
 		b = jsontext.AppendString(b, rec.Key)
@@ -180,6 +187,10 @@ func (s *Server) compatSet(c echo.Context) error {
 		b = jsontext.AppendString(b, rec.Who)
 		b = append(b, `,"timestamp":`...)
 		b = jsontext.AppendTime(b, rec.UpdatedAt)
+		if !rec.ExpiresAt.IsZero() {
+			b = append(b, `,"expires_at":`...)
+			b = jsontext.AppendTime(b, rec.ExpiresAt)
+		}
 		return append(b, '}')
 	})
 }

@@ -80,7 +80,8 @@ func setETag(c echo.Context, version uint64) {
 }
 
 // appendRecord appends r as JSON:
-// {"ns","key","value","version","create_revision","revision","who","updated_at"}.
+// {"ns","key","value","version","create_revision","revision","who","updated_at"},
+// and "expires_at" when the key expires.
 func appendRecord(b []byte, r *ctxd.Record) []byte { return appendRecordOf(b, r, true) }
 
 // appendRecordOf appends r, without its "value" member unless withValue
@@ -104,12 +105,17 @@ func appendRecordOf(b []byte, r *ctxd.Record, withValue bool) []byte {
 	b = jsontext.AppendString(b, r.Who)
 	b = append(b, `,"updated_at":`...)
 	b = jsontext.AppendTime(b, r.UpdatedAt)
+	if !r.ExpiresAt.IsZero() {
+		b = append(b, `,"expires_at":`...)
+		b = jsontext.AppendTime(b, r.ExpiresAt)
+	}
 	return append(b, '}')
 }
 
 // appendChange appends ch as JSON:
 // {"revision","ns","key","op","value","version","prev_revision","who","time"}.
-// prev_revision is omitted when zero, as its struct tag says.
+// prev_revision, expires_at and expired are omitted when zero, as their
+// struct tags say.
 func appendChange(b []byte, ch *ctxd.Change) []byte {
 	b = append(b, `{"revision":`...)
 	b = strconv.AppendUint(b, ch.Revision, 10)
@@ -131,6 +137,13 @@ func appendChange(b []byte, ch *ctxd.Change) []byte {
 	b = jsontext.AppendString(b, ch.Who)
 	b = append(b, `,"time":`...)
 	b = jsontext.AppendTime(b, ch.Time)
+	if !ch.ExpiresAt.IsZero() {
+		b = append(b, `,"expires_at":`...)
+		b = jsontext.AppendTime(b, ch.ExpiresAt)
+	}
+	if ch.Expired {
+		b = append(b, `,"expired":true`...)
+	}
 	return append(b, '}')
 }
 

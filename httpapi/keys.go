@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -43,11 +44,35 @@ func (s *Server) putKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ttl, err := ttlParam(c, false)
+	if err != nil {
+		return err
+	}
 	value, err := readBody(req)
 	if err != nil {
 		return err
 	}
-	rec, err := s.st.Put(req.Context(), kp.ns, kp.key, value, expect, who(c))
+	w := ctxd.Write{Namespace: kp.ns, Key: kp.key, Op: ctxd.OpPut, Value: value, Expect: expect, Who: who(c), TTL: ttl}
+	res, err := s.st.Txn(req.Context(), []ctxd.Write{w})
+	if err != nil {
+		return err
+	}
+	return sendRecord(c, &res.Records[0])
+}
+
+// keepAlive serves POST /v1/ns/{ns}/keys/{key}/keepalive?ttl=: the key's
+// deadline moves to ttl from now, with no new version (If-Match works).
+func (s *Server) keepAlive(c echo.Context) error {
+	req := c.Request()
+	kp, expect, err := parseKeyWrite(req)
+	if err != nil {
+		return err
+	}
+	ttl, err := ttlParam(c, true)
+	if err != nil {
+		return err
+	}
+	rec, err := s.st.KeepAlive(req.Context(), kp.ns, kp.key, ttl, expect)
 	if err != nil {
 		return err
 	}
@@ -91,6 +116,18 @@ func patchType(contentType string) (ctxd.PatchType, error) {
 	}
 	return "", unsupportedMediaType("a PATCH body is " + string(ctxd.MergePatch) + " (RFC 7396) or " +
 		string(ctxd.JSONPatch) + " (RFC 6902); Content-Type is " + strconv.Quote(contentType))
+}
+
+// ttlParam reads ?ttl= (ctxd.ParseTTL): 0 when absent, unless required.
+func ttlParam(c echo.Context, required bool) (time.Duration, error) {
+	v, ok := queryParam(c, "ttl")
+	if !ok {
+		if required {
+			return 0, badRequest("ttl is required: ?ttl=30s (or a number of seconds)")
+		}
+		return 0, nil
+	}
+	return ctxd.ParseTTL(v)
 }
 
 // deleteKey serves DELETE /v1/ns/{ns}/keys/{key}. The answer is the deleted

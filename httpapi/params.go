@@ -23,6 +23,9 @@ const (
 	// historySuffix, raw (not %2F-escaped) at the end of a GET key path,
 	// selects the history route.
 	historySuffix = "/history"
+	// keepaliveSuffix, raw at the end of a POST key path, selects the
+	// keepalive route (a key named ".../keepalive" is sent %2F-escaped).
+	keepaliveSuffix = "/keepalive"
 )
 
 // keyPath is what a key route's path names.
@@ -55,6 +58,13 @@ func parseKeyPath(r *http.Request) (keyPath, error) {
 		if k, ok := strings.CutSuffix(rawKey, historySuffix); ok {
 			rawKey, kp.history = k, true
 		}
+	}
+	if r.Method == http.MethodPost {
+		k, ok := strings.CutSuffix(rawKey, keepaliveSuffix)
+		if !ok {
+			return keyPath{}, badRequest("POST on a key is a keepalive: " + keysPrefix + "{ns}/keys/{key}" + keepaliveSuffix)
+		}
+		rawKey = k
 	}
 	ns, err := parseNamespace(rawNS)
 	if err != nil {

@@ -120,6 +120,7 @@ func (s *Server) routes() {
 	e.PUT("/v1/ns/:ns/keys/*", s.putKey)
 	e.PATCH("/v1/ns/:ns/keys/*", s.patchKey)
 	e.DELETE("/v1/ns/:ns/keys/*", s.deleteKey)
+	e.POST("/v1/ns/:ns/keys/*", s.keepAlive) // .../keys/{key}/keepalive
 	e.POST("/v1/txn", s.txn)
 	e.GET("/v1/status", s.status)
 	e.GET("/healthz", s.healthz)

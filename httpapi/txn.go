@@ -68,6 +68,9 @@ func decodeTxn(body []byte, defaultWho string) ([]ctxd.Write, error) {
 			if op.Value != nil {
 				return nil, badRequest(at + `: a delete takes no "value"`)
 			}
+			if op.TTL != nil {
+				return nil, badRequest(at + `: a delete takes no "ttl"`)
+			}
 			w.Op = ctxd.OpDelete
 		case "patch":
 			if op.Patch == nil || op.Value != nil {
@@ -87,6 +90,11 @@ func decodeTxn(body []byte, defaultWho string) ([]ctxd.Write, error) {
 		if w.Key == "" {
 			return nil, badRequest(at + `: "key" must not be empty`)
 		}
+		ttl, err := ctxd.ParseTTLJSON(op.TTL)
+		if err != nil {
+			return nil, badRequest(at + ": " + err.Error())
+		}
+		w.TTL = ttl
 		writes[i] = w
 	}
 	return writes, nil

@@ -14,7 +14,7 @@ import (
 )
 
 // Current is the schema version this binary writes.
-const Current = 4
+const Current = 5
 
 // Bucket and key names of the layout. The store reads and writes them; only
 // this package changes what they mean.
@@ -22,6 +22,10 @@ var (
 	BucketMeta   = []byte("meta")
 	BucketLog    = []byte("log")
 	BucketNSKeys = []byte("nskeys") // since schema 2
+	// BucketTTL indexes the keys that expire by deadline (since schema 5):
+	// unix nanos (8 bytes, big-endian) | ns | 0x00 | key, no value. The
+	// expiry of keys reads it from its start, never scanning every key.
+	BucketTTL = []byte("ttl")
 
 	KeySchema    = []byte("schema")
 	KeyCompacted = []byte("compacted")
@@ -90,6 +94,7 @@ var steps = []Step{
 	{From: 1, Description: "count live keys per namespace into bucket nskeys", Apply: upgrade1to2},
 	{From: 2, Description: "store each current value once: kv records point at the log (format 2)", Apply: upgrade2to3},
 	{From: 3, Description: "acknowledge writes from a write-ahead log (the wal folder): meta/store_id names the store its records belong to, meta/wal_seq the last one the file holds", Apply: upgrade3to4},
+	{From: 4, Description: "expiring keys: bucket ttl indexes deadlines; kv records and log values may carry one (log format 3)", Apply: upgrade4to5},
 }
 
 // SchemaVersion reads the schema version of a database; 0 means the file
@@ -152,7 +157,7 @@ func Migrate(tx *bolt.Tx) (found int, err error) {
 
 // initialize creates the layout of schema Current in an empty file.
 func initialize(tx *bolt.Tx) error {
-	for _, name := range [][]byte{BucketMeta, BucketLog, BucketNSKeys, KVBucket(ctxd.DefaultNamespace), HistBucket(ctxd.DefaultNamespace)} {
+	for _, name := range [][]byte{BucketMeta, BucketLog, BucketNSKeys, BucketTTL, KVBucket(ctxd.DefaultNamespace), HistBucket(ctxd.DefaultNamespace)} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
 		}
@@ -276,3 +281,12 @@ func upgrade2to3(tx *bolt.Tx) error {
 // is what makes a ctxd that does not know the log refuse the file rather
 // than serve it without those writes.
 func upgrade3to4(tx *bolt.Tx) error { return setStoreID(tx) }
+
+// upgrade4to5 creates the deadline index of expiring keys (BucketTTL),
+// empty: no key of an older file expires. The version step is what makes
+// a ctxd that does not know deadlines refuse the file (it could not read
+// log format 3, and would serve expired keys forever).
+func upgrade4to5(tx *bolt.Tx) error {
+	_, err := tx.CreateBucketIfNotExists(BucketTTL)
+	return err
+}

@@ -189,7 +189,8 @@ func encode(v any) []byte {
 }
 
 // appendChange appends a context_updated message for c:
-// {"type","rev","ns","key","op","value","version","who","timestamp"}.
+// {"type","rev","ns","key","op","value","version","who","timestamp"}, and
+// "expires_at" for a put that set a deadline, "expired": true for an expiry.
 func appendChange(b []byte, c *ctxd.Change) []byte {
 	b = append(b, `{"type":"context_updated","rev":`...)
 	b = strconv.AppendUint(b, c.Revision, 10)
@@ -211,7 +212,16 @@ func appendChange(b []byte, c *ctxd.Change) []byte {
 	b = jsontext.AppendString(b, c.Who)
 	b = append(b, `,"timestamp":"`...)
 	b = c.Time.UTC().AppendFormat(b, time.RFC3339Nano)
-	return append(b, `"}`...)
+	b = append(b, '"')
+	if !c.ExpiresAt.IsZero() {
+		b = append(b, `,"expires_at":"`...)
+		b = c.ExpiresAt.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	if c.Expired {
+		b = append(b, `,"expired":true`...)
+	}
+	return append(b, '}')
 }
 
 // batchHead and batchTail frame the messages of a batch.

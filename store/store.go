@@ -35,10 +35,26 @@ type Backend interface {
 // while a write refused before that matches ctxd.ErrClosed (the backend
 // is closed), ctxd.ErrUnavailable or the context's error and changed
 // nothing.
+//
+// Expiring keys: a put whose Write.TTL is set makes the key expire that
+// long after the write (Record.ExpiresAt); a later put without one makes
+// it permanent. The backend expires a key in its own way (the bolt store
+// with a deadline index and a writer-side check, etcd with leases) but
+// always as a change: a delete with its own revision, Who ctxd.WhoTTL and
+// Expired set, in history and the feed, within about a second of the
+// deadline, and at start-up for deadlines that passed while it was down.
+// Until then the key reads as live.
 type Writer interface {
 	// Put sets a key's value. With expect non-nil it applies only if the
 	// key's version equals *expect (0: the key must not exist).
 	Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (ctxd.Record, error)
+	// KeepAlive moves the deadline of a live key that expires to ttl from
+	// now, durably, without a new version: no revision, no history entry,
+	// no feed event. With expect non-nil the key must be at that version
+	// (*ctxd.ConflictError otherwise); a missing key is ctxd.ErrNotFound,
+	// a key without a deadline ctxd.ErrInvalid. The record is the key's
+	// state with its new ExpiresAt.
+	KeepAlive(ctx context.Context, ns, key string, ttl time.Duration, expect *uint64) (ctxd.Record, error)
 	// Delete ends a key's life; the record is the deleted key's last
 	// version with ModRev set to the delete's revision and no value.
 	Delete(ctx context.Context, ns, key string, expect *uint64, who string) (ctxd.Record, error)

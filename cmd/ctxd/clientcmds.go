@@ -157,7 +157,10 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 }
 
 func (a *app) putCmd() *cobra.Command {
-	var asString bool
+	var (
+		asString bool
+		ttl      time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "put KEY VALUE",
 		Short: "Set a key's value",
@@ -170,19 +173,24 @@ standard input. Put '--' before a VALUE that starts with '-' (ctxd put n -- -5).
 		Example: `  ctxd put greeting hello
   ctxd put app.config '{"debug":true}'
   ctxd put -n prod deploy/version 42 --if-version 3
-  echo '[1,2,3]' | ctxd put list -`,
+  echo '[1,2,3]' | ctxd put list -
+  ctxd put worker/1/heartbeat alive --ttl 30s`,
 		Args: exactArgs("KEY", "VALUE"),
 	}
 	c := a.clientFlags(cmd, outTable, true)
 	c.ifVersionFlag(cmd, "write")
 	cmd.Flags().BoolVar(&asString, "string", false, "store VALUE as a JSON string even if it is valid JSON")
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "make the key expire this long after the put (30s, 5m); without it the key is permanent")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
 		value, err := parseValue(args[1], asString, a.stdin)
 		if err != nil {
 			return err
 		}
 		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			rec, err := cl.Put(ctx, c.namespace, args[0], value, client.PutOptions{IfVersion: c.expect(cmd)})
+			if cmd.Flags().Changed("ttl") && ttl <= 0 {
+				return usagef("--ttl must be positive (30s, 5m)")
+			}
+			rec, err := cl.Put(ctx, c.namespace, args[0], value, client.PutOptions{IfVersion: c.expect(cmd), TTL: ttl})
 			if err != nil {
 				return err
 			}
@@ -310,6 +318,34 @@ func (a *app) delCmd() *cobra.Command {
 			return err
 		}
 		c.deleted = true
+		return c.printRecord(rec)
+	})
+	return cmd
+}
+
+func (a *app) keepaliveCmd() *cobra.Command {
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "keepalive KEY --ttl DURATION",
+		Short: "Move an expiring key's deadline, without a new version",
+		Long: `Move the deadline of a key put with --ttl to DURATION from now. No new
+version, revision, history entry or watch event is made: heartbeats do not
+flood history (exit code 4 if the key does not exist, or has expired).`,
+		Example: `  ctxd keepalive worker/1/heartbeat --ttl 30s
+  ctxd keepalive run/lock --ttl 1m --if-version 3`,
+		Args: exactArgs("KEY"),
+	}
+	c := a.clientFlags(cmd, outTable, false)
+	c.ifVersionFlag(cmd, "keepalive")
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "the new deadline, from now (30s, 5m): required")
+	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		if ttl <= 0 {
+			return usagef("--ttl is required and must be positive (30s, 5m)")
+		}
+		rec, err := cl.KeepAlive(ctx, c.namespace, args[0], ttl, client.KeepAliveOptions{IfVersion: c.expect(cmd)})
+		if err != nil {
+			return err
+		}
 		return c.printRecord(rec)
 	})
 	return cmd

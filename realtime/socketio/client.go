@@ -401,7 +401,8 @@ func (s *Server) NotifyDumped(ns string, info any) {
 }
 
 // updateEvent encodes context_updated: Framework0's {key, value, who,
-// timestamp}, plus ns, op, version and rev. It is on every client's feed
+// timestamp}, plus ns, op, version and rev (and expires_at, expired for
+// expiring keys). It is on every client's feed
 // path, so it appends the JSON by hand with internal/jsontext (as the
 // hub's appendChange does) instead of json.Marshal's reflection.
 func updateEvent(ch *ctxd.Change) string {
@@ -426,6 +427,13 @@ func updateEvent(ch *ctxd.Change) string {
 	b = strconv.AppendUint(b, ch.Version, 10)
 	b = append(b, `,"rev":`...)
 	b = strconv.AppendUint(b, ch.Revision, 10)
+	if !ch.ExpiresAt.IsZero() {
+		b = append(b, `,"expires_at":`...)
+		b = jsontext.AppendTime(b, ch.ExpiresAt.UTC())
+	}
+	if ch.Expired {
+		b = append(b, `,"expired":true`...)
+	}
 	return string(append(b, "}]"...))
 }
 

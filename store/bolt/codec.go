@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"time"
@@ -14,18 +15,33 @@ import (
 // kv value (format 2, schema 3; format 1 of schemas 1-2 also held the
 // who, time and value, which the log already has):
 //
-//	0x02 | uvarint version | uvarint create_rev | uvarint mod_rev
+//	0x02 | uvarint version | uvarint create_rev | uvarint mod_rev [| varint expires_unix_nanos]
 //
 // The current value is read from the log at mod_rev, so it is stored once.
+// The deadline (since schema 5) is there only for a key that expires: a
+// keepalive moves it without a log entry, so the kv record is where the
+// current one is kept.
 //
 // log value (format 1):
 //
 //	0x01 | op byte | uvarint len(ns) | ns | uvarint len(key) | key |
 //	uvarint version | uvarint create_rev | uvarint prev_rev |
 //	varint unix_nanos | uvarint len(who) | who | value (rest)
+//
+// log value (format 3, since schema 5: a put with a deadline, or an
+// expiry; every other change is still written in format 1):
+//
+//	0x03 | (format 1 from the op byte to who) | uvarint flags |
+//	[varint expires_unix_nanos, when flags&1] | value (rest)
+//
+// flags: 1 the put set a deadline, 2 the delete is an expiry.
 const (
-	formatV1 = 0x01
-	formatKV = 0x02
+	formatV1  = 0x01
+	formatKV  = 0x02
+	formatTTL = 0x03
+
+	flagDeadline = 1
+	flagExpired  = 2
 )
 
 var errCorrupt = errors.New("corrupt record")
@@ -54,14 +70,44 @@ func histPrefix(key string) []byte {
 
 type kvRecord struct {
 	version, createRev, modRev uint64
+	// expiresAt is the key's deadline (zero: none).
+	expiresAt time.Time
 }
 
 func (r *kvRecord) encode() []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64)
+	b := make([]byte, 0, 1+4*binary.MaxVarintLen64)
 	b = append(b, formatKV)
 	b = binary.AppendUvarint(b, r.version)
 	b = binary.AppendUvarint(b, r.createRev)
-	return binary.AppendUvarint(b, r.modRev)
+	b = binary.AppendUvarint(b, r.modRev)
+	if !r.expiresAt.IsZero() {
+		b = binary.AppendVarint(b, r.expiresAt.UnixNano())
+	}
+	return b
+}
+
+// ttlKey is the deadline index entry of a key (bucket ttl, since schema
+// 5): unix nanos big-endian | ns | 0x00 | key, so a cursor from the start
+// meets the earliest deadlines first.
+func ttlKey(at time.Time, ns, key string) []byte {
+	b := make([]byte, 0, 8+len(ns)+1+len(key))
+	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
+	b = append(b, ns...)
+	b = append(b, 0)
+	return append(b, key...)
+}
+
+// decodeTTLKey splits a deadline index entry.
+func decodeTTLKey(k []byte) (at time.Time, ns, key string, err error) {
+	if len(k) < 10 {
+		return time.Time{}, "", "", errCorrupt
+	}
+	rest := k[8:]
+	i := bytes.IndexByte(rest, 0)
+	if i <= 0 || i == len(rest)-1 {
+		return time.Time{}, "", "", errCorrupt
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k))).UTC(), string(rest[:i]), string(rest[i+1:]), nil
 }
 
 // decoder reads the fields of one encoded record; the first error sticks.
@@ -129,12 +175,19 @@ func decodeKV(b []byte) (kvRecord, error) {
 		return kvRecord{}, errCorrupt
 	}
 	r := kvRecord{version: d.uvarint(), createRev: d.uvarint(), modRev: d.uvarint()}
+	if d.err == nil && len(d.b) > 0 {
+		r.expiresAt = time.Unix(0, d.varint()).UTC()
+	}
 	return r, d.err
 }
 
 func encodeChange(c *ctxd.Change, createRev uint64) []byte {
-	b := make([]byte, 0, 2+len(c.Namespace)+len(c.Key)+len(c.Who)+len(c.Value)+7*binary.MaxVarintLen64)
-	b = append(b, formatV1, byte(c.Op))
+	b := make([]byte, 0, 2+len(c.Namespace)+len(c.Key)+len(c.Who)+len(c.Value)+9*binary.MaxVarintLen64)
+	format := byte(formatV1)
+	if !c.ExpiresAt.IsZero() || c.Expired {
+		format = formatTTL
+	}
+	b = append(b, format, byte(c.Op))
 	b = binary.AppendUvarint(b, uint64(len(c.Namespace)))
 	b = append(b, c.Namespace...)
 	b = binary.AppendUvarint(b, uint64(len(c.Key)))
@@ -145,6 +198,19 @@ func encodeChange(c *ctxd.Change, createRev uint64) []byte {
 	b = binary.AppendVarint(b, c.Time.UnixNano())
 	b = binary.AppendUvarint(b, uint64(len(c.Who)))
 	b = append(b, c.Who...)
+	if format == formatTTL {
+		var flags uint64
+		if !c.ExpiresAt.IsZero() {
+			flags |= flagDeadline
+		}
+		if c.Expired {
+			flags |= flagExpired
+		}
+		b = binary.AppendUvarint(b, flags)
+		if !c.ExpiresAt.IsZero() {
+			b = binary.AppendVarint(b, c.ExpiresAt.UnixNano())
+		}
+	}
 	return append(b, c.Value...)
 }
 
@@ -166,7 +232,8 @@ func decodeChangeShared(rev uint64, b []byte) (logEntry, error) {
 
 func decodeChangeOf(rev uint64, b []byte, copyValue bool) (logEntry, error) {
 	d := decoder{b: b}
-	if d.byte() != formatV1 && d.err == nil {
+	format := d.byte()
+	if format != formatV1 && format != formatTTL && d.err == nil {
 		return logEntry{}, errCorrupt
 	}
 	var e logEntry
@@ -179,6 +246,9 @@ func decodeChangeOf(rev uint64, b []byte, copyValue bool) (logEntry, error) {
 	e.PrevRev = d.uvarint()
 	e.Time = time.Unix(0, d.varint()).UTC()
 	e.Who = d.string()
+	if format == formatTTL {
+		e.ExpiresAt, e.Expired = d.ttlTail()
+	}
 	if d.err == nil && len(d.b) > 0 {
 		if copyValue {
 			e.Value = d.rest()
@@ -197,7 +267,17 @@ func (e *logEntry) record() ctxd.Record {
 	return ctxd.Record{
 		Namespace: e.Namespace, Key: e.Key, Value: e.Value, Version: e.Version,
 		CreateRev: e.createRev, ModRev: e.Revision, Who: e.Who, UpdatedAt: e.Time,
+		ExpiresAt: e.ExpiresAt,
 	}
+}
+
+// ttlTail reads the flags and deadline of a format 3 log value.
+func (d *decoder) ttlTail() (expiresAt time.Time, expired bool) {
+	flags := d.uvarint()
+	if flags&flagDeadline != 0 {
+		expiresAt = time.Unix(0, d.varint()).UTC()
+	}
+	return expiresAt, flags&flagExpired != 0
 }
 
 // decodeCurrent decodes the log entry a kv record points at into rec,
@@ -205,7 +285,8 @@ func (e *logEntry) record() ctxd.Record {
 // again; the value is copied only withValue.
 func decodeCurrent(b []byte, ns, key string, rec *ctxd.Record, withValue bool) error {
 	d := decoder{b: b}
-	if d.byte() != formatV1 || d.byte() != byte(ctxd.OpPut) || d.err != nil {
+	format := d.byte()
+	if format != formatV1 && format != formatTTL || d.byte() != byte(ctxd.OpPut) || d.err != nil {
 		return errCorrupt
 	}
 	if !d.equal(ns) || !d.equal(key) {
@@ -216,6 +297,9 @@ func decodeCurrent(b []byte, ns, key string, rec *ctxd.Record, withValue bool) e
 	_ = d.uvarint() // prev_rev
 	rec.UpdatedAt = time.Unix(0, d.varint()).UTC()
 	rec.Who = d.string()
+	if format == formatTTL {
+		rec.ExpiresAt, _ = d.ttlTail()
+	}
 	if withValue {
 		rec.Value = d.rest()
 	}

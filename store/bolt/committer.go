@@ -72,31 +72,34 @@ func (s *Store) committer() {
 // transaction, then removes them from the overlay and releases the log
 // segments that held only them.
 func (s *Store) applyPending() error {
-	cs := s.ov.pending(4 * s.commitChanges)
-	if len(cs) == 0 {
+	b := s.ov.pending(4 * s.commitChanges)
+	if len(b.changes) == 0 && len(b.extends) == 0 {
 		return nil
 	}
-	last := cs[len(cs)-1]
+	var first, last uint64
+	if len(b.changes) > 0 {
+		first, last = b.changes[0].Revision, b.changes[len(b.changes)-1].Revision
+	}
 	start := time.Now()
 	s.applyMu.Lock()
 	s.dbMu.RLock()
-	err := applyChanges(s.db, cs, last.seq)
+	err := applyChanges(s.db, b)
 	if err == nil {
 		s.measure()
 	}
 	s.dbMu.RUnlock()
 	s.applyMu.Unlock()
 	if err != nil {
-		return fmt.Errorf("apply revisions %d to %d to the database: %w", cs[0].Revision, last.Revision, err)
+		return fmt.Errorf("apply revisions %d to %d and %d keepalives to the database: %w", first, last, len(b.extends), err)
 	}
 	s.stats.applies.Add(1)
-	s.stats.applied.Add(uint64(len(cs)))
+	s.stats.applied.Add(uint64(len(b.changes)))
 	s.stats.applyNanos.Add(int64(time.Since(start)))
 	failpoint.Hit(failpoint.CommitterBeforeRelease)
-	s.ov.drop(last.Revision)
+	s.ov.drop(last, b.seq)
 	// A release that fails deletes nothing or some segments, oldest
 	// first; the next one retries. The records are in the database.
-	_ = s.wal.ReleaseBefore(last.seq + 1)
+	_ = s.wal.ReleaseBefore(b.seq + 1)
 	return nil
 }
 
@@ -106,13 +109,15 @@ func (s *Store) checkpoint() error {
 	return s.checkpointTo(s.Revision())
 }
 
-// checkpointTo waits until bbolt holds every change up to rev.
+// checkpointTo waits until bbolt holds every change up to rev, and every
+// keepalive acknowledged so far.
 func (s *Store) checkpointTo(rev uint64) error {
 	s.urgent.Add(1)
 	defer s.urgent.Add(-1)
+	xseq := s.ov.lastExtendSeq()
 	for {
 		base, _, _, _, drained := s.ov.state()
-		if base >= rev {
+		if base >= rev && !s.ov.extendsUpTo(xseq) {
 			return nil
 		}
 		select {
@@ -124,7 +129,7 @@ func (s *Store) checkpointTo(rev uint64) error {
 		case <-s.failed:
 			return *s.failure.Load()
 		case <-s.commitDone:
-			if base, _, _, _, _ := s.ov.state(); base >= rev {
+			if base, _, _, _, _ := s.ov.state(); base >= rev && !s.ov.extendsUpTo(xseq) {
 				return nil
 			}
 			return ctxd.ErrClosed

@@ -23,7 +23,7 @@ func TestConformance(t *testing.T) {
 		Open:      openConformance(bolt.Options{}),
 		Defrag:    true,
 		Clock:     true,
-		Snapshots: true,
+		Snapshots: true, Expiry: true,
 	})
 }
 
@@ -39,7 +39,7 @@ func TestConformanceCommitter(t *testing.T) {
 		"lazy":  {CommitInterval: time.Hour, CommitChanges: 1 << 20},
 	} {
 		t.Run(name, func(t *testing.T) {
-			storetest.Run(t, storetest.Harness{Open: openConformance(opts), Defrag: true, Clock: true, Snapshots: true})
+			storetest.Run(t, storetest.Harness{Open: openConformance(opts), Defrag: true, Clock: true, Snapshots: true, Expiry: true})
 		})
 	}
 }

@@ -76,7 +76,7 @@ func (s *Store) Defrag(ctx context.Context) (ctxd.DefragResult, error) {
 		}
 		err := s.view(func(src *bbolt.Tx) error {
 			return dst.Update(func(tx *bbolt.Tx) error {
-				for _, name := range [][]byte{migrations.BucketMeta, migrations.BucketNSKeys} {
+				for _, name := range [][]byte{migrations.BucketMeta, migrations.BucketNSKeys, migrations.BucketTTL} {
 					if err := tx.DeleteBucket(name); err != nil {
 						return err
 					}
@@ -84,7 +84,7 @@ func (s *Store) Defrag(ctx context.Context) (ctxd.DefragResult, error) {
 						return err
 					}
 				}
-				return nil
+				return copyDeadlines(tx, src)
 			})
 		})
 		if err != nil {
@@ -199,6 +199,28 @@ func (s *Store) catchUp(dst *bbolt.DB, after uint64) (int, uint64, error) {
 			return n, last, err
 		}
 	}
+}
+
+// copyDeadlines gives the kv records of dst the deadlines src's index
+// has: keepalives move deadlines without a log entry, so the catch-up
+// from the log does not carry them.
+func copyDeadlines(dst, src *bbolt.Tx) error {
+	return src.Bucket(migrations.BucketTTL).ForEach(func(k, _ []byte) error {
+		at, ns, key, err := decodeTTLKey(k)
+		if err != nil {
+			return err
+		}
+		kv := dst.Bucket(migrations.KVBucket(ns))
+		if kv == nil {
+			return fmt.Errorf("deadline of %s/%s: no namespace: %w", ns, key, errCorrupt)
+		}
+		r, err := decodeKV(kv.Get([]byte(key)))
+		if err != nil {
+			return fmt.Errorf("deadline of %s/%s: %w", ns, key, err)
+		}
+		r.expiresAt = at
+		return kv.Put([]byte(key), r.encode())
+	})
 }
 
 // replay applies one logged change to a copy of the database.

@@ -28,14 +28,20 @@ type overlay struct {
 	keys map[string]map[string][]*change
 	// ns: the live key count of each namespace after its last change
 	// here, and that change's revision.
-	ns    map[string]nsCount
-	bytes int64
+	ns map[string]nsCount
+	// extends are the keepalives not yet applied, in record order, and
+	// ext the last of each key, by namespace. They have no revision: the
+	// committer applies them with the changes of the records around them.
+	extends []*extend
+	ext     map[string]map[string]*extend
+	bytes   int64
 	// drained is closed (and replaced) each time changes are removed or
 	// the base moves: checkpoints and the writer's backpressure wait on it.
 	drained chan struct{}
-	// size is len(changes), read without the lock by the fast paths: 0
-	// means bbolt had everything when it was read. sizeBytes is bytes,
-	// read without the lock by the storage quota's check.
+	// size is len(changes)+len(extends), read without the lock by the
+	// fast paths: 0 means bbolt had everything when it was read.
+	// sizeBytes is bytes, read without the lock by the storage quota's
+	// check.
 	size      atomic.Int64
 	sizeBytes atomic.Int64
 }
@@ -49,6 +55,8 @@ func (o *overlay) init(base uint64) {
 	o.changes = nil
 	o.keys = make(map[string]map[string][]*change)
 	o.ns = make(map[string]nsCount)
+	o.extends = nil
+	o.ext = make(map[string]map[string]*extend)
 	o.bytes = 0
 	o.size.Store(0)
 	o.sizeBytes.Store(0)
@@ -73,15 +81,42 @@ func (o *overlay) add(cs []*change, counts map[string]uint64) {
 		o.bytes += int64(len(c.raw))
 		o.top = c.Revision
 	}
-	o.size.Store(int64(len(o.changes)))
+	o.size.Store(int64(len(o.changes) + len(o.extends)))
 	o.sizeBytes.Store(o.bytes)
 }
 
-// drop removes the changes up to rev, which bbolt now holds, and raises
-// the base to rev.
-func (o *overlay) drop(rev uint64) {
+// addExtends appends the keepalives the writer has made durable.
+// The caller holds o.mu.
+func (o *overlay) addExtends(xs []*extend) {
+	for _, x := range xs {
+		o.extends = append(o.extends, x)
+		byKey := o.ext[x.ns]
+		if byKey == nil {
+			byKey = make(map[string]*extend)
+			o.ext[x.ns] = byKey
+		}
+		byKey[x.key] = x
+	}
+	o.size.Store(int64(len(o.changes) + len(o.extends)))
+}
+
+// drop removes the changes up to rev and the keepalives up to record seq,
+// which bbolt now holds, and raises the base to rev.
+func (o *overlay) drop(rev, seq uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	x := 0
+	for x < len(o.extends) && o.extends[x].seq <= seq {
+		e := o.extends[x]
+		if o.ext[e.ns][e.key] == e {
+			delete(o.ext[e.ns], e.key)
+			if len(o.ext[e.ns]) == 0 {
+				delete(o.ext, e.ns)
+			}
+		}
+		x++
+	}
+	o.extends = slices.Clone(o.extends[x:])
 	n := 0
 	for n < len(o.changes) && o.changes[n].Revision <= rev {
 		c := o.changes[n]
@@ -103,7 +138,7 @@ func (o *overlay) drop(rev uint64) {
 	o.changes = slices.Clone(o.changes[n:])
 	o.base = max(o.base, rev)
 	o.top = max(o.top, o.base)
-	o.size.Store(int64(len(o.changes)))
+	o.size.Store(int64(len(o.changes) + len(o.extends)))
 	o.sizeBytes.Store(o.bytes)
 	close(o.drained)
 	o.drained = make(chan struct{})
@@ -128,15 +163,50 @@ func (o *overlay) state() (base, top uint64, pending int, bytes int64, drained <
 	return o.base, o.top, len(o.changes), o.bytes, o.drained
 }
 
-// latest returns a key's last change in the overlay, if it has one.
-func (o *overlay) latest(ns, key string) (*change, bool) {
+// latest returns a key's last change in the overlay, if it has one, and
+// its last keepalive there (nil if none).
+func (o *overlay) latest(ns, key string) (*change, *extend) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
+	x := o.ext[ns][key]
 	cs := o.keys[ns][key]
 	if len(cs) == 0 {
-		return nil, false
+		return nil, x
 	}
-	return cs[len(cs)-1], true
+	return cs[len(cs)-1], x
+}
+
+// extendsOf returns a copy of the last keepalive of each key of ns.
+func (o *overlay) extendsOf(ns string) map[string]*extend {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if len(o.ext[ns]) == 0 {
+		return nil
+	}
+	out := make(map[string]*extend, len(o.ext[ns]))
+	for k, x := range o.ext[ns] {
+		out[k] = x
+	}
+	return out
+}
+
+// lastExtendSeq is the record of the newest keepalive not yet applied (0:
+// none).
+func (o *overlay) lastExtendSeq() uint64 {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if len(o.extends) == 0 {
+		return 0
+	}
+	return o.extends[len(o.extends)-1].seq
+}
+
+// extendsUpTo reports whether a keepalive of record seq or older is still
+// to be applied.
+func (o *overlay) extendsUpTo(seq uint64) bool {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return len(o.extends) > 0 && o.extends[0].seq <= seq
 }
 
 // keyChanges returns a copy of a key's changes in the overlay, oldest
@@ -165,17 +235,40 @@ func (o *overlay) after(after uint64, limit int) (cs []*change, base, top uint64
 	return slices.Clone(o.changes[i:end]), o.base, o.top
 }
 
-// pending returns the oldest changes, for the committer: about limit,
-// and always whole write-ahead log records (the committer records the
-// last record it applied, so it must apply all of its changes).
-func (o *overlay) pending(limit int) []*change {
+// batch is what the committer applies in one transaction: the oldest
+// records' changes and keepalives, seq the last record among them.
+type batch struct {
+	changes []*change
+	extends []*extend
+	seq     uint64
+}
+
+// pending returns the oldest records, for the committer: about limit
+// changes and keepalives, in record order, and always whole write-ahead
+// log records (the committer records the last record it applied, so it
+// must apply all of its changes).
+func (o *overlay) pending(limit int) batch {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	n := min(limit, len(o.changes))
-	for n > 0 && n < len(o.changes) && o.changes[n].seq == o.changes[n-1].seq {
-		n++
+	var b batch
+	n, x := 0, 0
+	for n+x < limit && (n < len(o.changes) || x < len(o.extends)) {
+		if x == len(o.extends) || n < len(o.changes) && o.changes[n].seq < o.extends[x].seq {
+			b.seq = o.changes[n].seq
+			n++
+			for n < len(o.changes) && o.changes[n].seq == b.seq {
+				n++
+			}
+			continue
+		}
+		b.seq = o.extends[x].seq
+		for x < len(o.extends) && o.extends[x].seq == b.seq {
+			x++
+		}
 	}
-	return slices.Clone(o.changes[:n])
+	b.changes = slices.Clone(o.changes[:n])
+	b.extends = slices.Clone(o.extends[:x])
+	return b
 }
 
 // namespaces returns a copy of the namespace counts, with the top they

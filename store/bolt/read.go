@@ -53,12 +53,17 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 	// The overlay first: a key's last change there is its current state.
 	// Then a bbolt transaction begun after the look holds every change the
 	// overlay did not (overlay.go).
+	// A keepalive not yet applied moves the deadline of what either holds.
+	var x *extend
 	if s.ov.size.Load() > 0 {
-		if c, ok := s.ov.latest(ns, key); ok {
+		var c *change
+		if c, x = s.ov.latest(ns, key); c != nil {
 			if c.Op == ctxd.OpDelete {
 				return ctxd.Record{}, fmt.Errorf("get %s/%s: %w", ns, key, ctxd.ErrNotFound)
 			}
-			return c.record(), nil
+			rec := c.record()
+			x.moveDeadline(&rec, 0)
+			return rec, nil
 		}
 	}
 	var rec ctxd.Record
@@ -73,9 +78,21 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 		}
 		var err error
 		rec, err = currentRecord(tx.Bucket(migrations.BucketLog).Cursor(), ns, key, v, true)
+		x.moveDeadline(&rec, metaUint(tx, migrations.KeyWALSeq))
 		return err
 	})
 	return rec, err
+}
+
+// moveDeadline gives rec the deadline of keepalive x (nil: none) if x
+// extended rec's revision and is newer than what the record was read
+// from: applied is the last write-ahead log record bbolt held when rec
+// was read from it (0 for a record read from the overlay, which bbolt's
+// keepalives cannot be newer than).
+func (x *extend) moveDeadline(rec *ctxd.Record, applied uint64) {
+	if x != nil && x.modRev == rec.ModRev && x.seq > applied {
+		rec.ExpiresAt = x.expiresAt
+	}
 }
 
 // currentRecord builds a key's record from its kv entry and the logged
@@ -100,6 +117,9 @@ func currentRecord(log *bbolt.Cursor, ns, key string, kv []byte, withValue bool)
 	if v == nil || decodeCurrent(v, ns, key, &rec, withValue) != nil {
 		return ctxd.Record{}, fmt.Errorf("read %s/%s: revision %d is not its value: %w", ns, key, r.modRev, errCorrupt)
 	}
+	// The kv record has the deadline now: a keepalive may have moved the
+	// one the put set.
+	rec.ExpiresAt = r.expiresAt
 	return rec, nil
 }
 
@@ -225,14 +245,17 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 	page := ctxd.ListPage{Records: []ctxd.Record{}}
 	var ov []*change
 	var top uint64
+	var xs map[string]*extend
 	if s.ov.size.Load() > 0 {
 		after := opts.After
 		if after < opts.Prefix {
 			after = ""
 		}
+		xs = s.ov.extendsOf(ns)
 		ov, top = s.ov.keysFrom(ns, opts.Prefix, after)
 	}
 	err := s.view(func(tx *bbolt.Tx) error {
+		applied := metaUint(tx, migrations.KeyWALSeq)
 		if len(ov) > 0 && lastRevision(tx) >= top {
 			// bbolt got every change the overlay had since the look: it
 			// alone is a consistent state (overlay.go).
@@ -291,7 +314,8 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 				if o.Op == ctxd.OpDelete {
 					continue
 				}
-				r := o.logEntry.record()
+				r := o.record()
+				xs[r.Key].moveDeadline(&r, 0)
 				if opts.NoValues {
 					r.Value = nil
 				} else {
@@ -310,6 +334,7 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 			if err != nil {
 				return fmt.Errorf("list %s: %w", ns, err)
 			}
+			xs[r.Key].moveDeadline(&r, applied)
 			page.Records = append(page.Records, r)
 			next()
 		}
@@ -549,8 +574,9 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 	return out, nil
 }
 
-// Check runs bbolt's consistency check over the whole file and returns every
-// problem found, joined. It lets the committer apply what is pending
+// Check runs bbolt's consistency check over the whole file, and checks
+// the deadline index against the keys, and returns every problem found,
+// joined. It lets the committer apply what is pending
 // first, then holds it off while it runs: bbolt's check compares against
 // the live freelist, and a commit beside it would make it report pages
 // that commit freed.
@@ -563,6 +589,9 @@ func (s *Store) Check() error {
 	return s.view(func(tx *bbolt.Tx) error {
 		var problems []string
 		for err := range tx.Check() {
+			problems = append(problems, err.Error())
+		}
+		if err := checkDeadlines(tx); err != nil {
 			problems = append(problems, err.Error())
 		}
 		if len(problems) > 0 {

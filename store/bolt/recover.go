@@ -85,23 +85,23 @@ func (s *Store) openWAL(opts Options) error {
 // continue the database's revisions exactly.
 func (s *Store) replay(log *wal.Log, applied uint64) error {
 	next := s.rev + 1
-	var batch []*change
-	var batchSeq uint64
+	var b batch
 	flush := func() error {
-		if len(batch) == 0 {
+		if len(b.changes) == 0 && len(b.extends) == 0 {
 			return nil
 		}
-		if err := applyChanges(s.db, batch, batchSeq); err != nil {
+		if err := applyChanges(s.db, b); err != nil {
 			return fmt.Errorf("replay the write-ahead log into the database: %w", err)
 		}
-		batch = batch[:0]
+		b = batch{}
 		return nil
 	}
 	err := log.Replay(applied, func(seq uint64, rec []byte) error {
-		id, cs, err := decodeWALRecord(seq, append([]byte(nil), rec...))
+		got, err := decodeWALRecord(seq, append([]byte(nil), rec...))
 		if err != nil {
 			return fmt.Errorf("%w (in %s)", err, WALDir(s.path))
 		}
+		id, cs := got.id, got.changes
 		if !bytes.Equal(id, s.id) {
 			return fmt.Errorf("write-ahead log record %d (in %s) is of store %x, the database is store %x: "+
 				"the log is not this database's, the server will not start on them", seq, WALDir(s.path), id, s.id)
@@ -113,11 +113,12 @@ func (s *Store) replay(log *wal.Log, applied uint64) error {
 			}
 			next++
 		}
-		batch = append(batch, cs...)
-		batchSeq = seq
+		b.changes = append(b.changes, cs...)
+		b.extends = append(b.extends, got.extends...)
+		b.seq = seq
 		s.recovery.Records++
 		s.recovery.Changes += uint64(len(cs))
-		if len(batch) >= replayBatch {
+		if len(b.changes)+len(b.extends) >= replayBatch {
 			if err := flush(); err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -217,7 +218,7 @@ func diff(sv, lv *View, opts ctxd.RestoreOptions, collect bool) ([]ctxd.Namespac
 			for i < len(snapKeys) && snapKeys[i].Key < live.Key {
 				d.Added++
 				if collect {
-					writes = append(writes, ctxd.Write{Namespace: ns, Key: snapKeys[i].Key, Op: ctxd.OpPut, Value: snapKeys[i].Value, Who: who})
+					writes = append(writes, restorePut(ns, &snapKeys[i], who))
 				}
 				i++
 			}
@@ -227,7 +228,7 @@ func diff(sv, lv *View, opts ctxd.RestoreOptions, collect bool) ([]ctxd.Namespac
 				} else {
 					d.Changed++
 					if collect {
-						writes = append(writes, ctxd.Write{Namespace: ns, Key: live.Key, Op: ctxd.OpPut, Value: snapKeys[i].Value, Who: who})
+						writes = append(writes, restorePut(ns, &snapKeys[i], who))
 					}
 				}
 				i++
@@ -245,7 +246,7 @@ func diff(sv, lv *View, opts ctxd.RestoreOptions, collect bool) ([]ctxd.Namespac
 		for ; i < len(snapKeys); i++ {
 			d.Added++
 			if collect {
-				writes = append(writes, ctxd.Write{Namespace: ns, Key: snapKeys[i].Key, Op: ctxd.OpPut, Value: snapKeys[i].Value, Who: who})
+				writes = append(writes, restorePut(ns, &snapKeys[i], who))
 			}
 		}
 		out = append(out, d)
@@ -258,8 +259,18 @@ func diff(sv, lv *View, opts ctxd.RestoreOptions, collect bool) ([]ctxd.Namespac
 func collectRecords(v *View, ns, prefix string) ([]ctxd.Record, error) {
 	var out []ctxd.Record
 	err := v.ForEach(ns, prefix, func(r ctxd.Record) error {
-		out = append(out, ctxd.Record{Key: r.Key, Value: r.Value})
+		out = append(out, ctxd.Record{Key: r.Key, Value: r.Value, ExpiresAt: r.ExpiresAt})
 		return nil
 	})
 	return out, err
+}
+
+// restorePut is the put that gives a key back its snapshot value, and its
+// snapshot deadline: a deadline already passed makes it expire at once.
+func restorePut(ns string, r *ctxd.Record, who string) ctxd.Write {
+	w := ctxd.Write{Namespace: ns, Key: r.Key, Op: ctxd.OpPut, Value: r.Value, Who: who}
+	if !r.ExpiresAt.IsZero() {
+		w.TTL = max(time.Until(r.ExpiresAt), time.Nanosecond)
+	}
+	return w
 }

@@ -163,7 +163,7 @@ func (s *Snapshot) Verify() error {
 }
 
 func verifyTx(tx *bbolt.Tx) error {
-	for _, name := range [][]byte{migrations.BucketMeta, migrations.BucketLog, migrations.BucketNSKeys} {
+	for _, name := range [][]byte{migrations.BucketMeta, migrations.BucketLog, migrations.BucketNSKeys, migrations.BucketTTL} {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("bucket %s is missing", name)
 		}
@@ -186,6 +186,9 @@ func verifyTx(tx *bbolt.Tx) error {
 		return err
 	}
 	counts := tx.Bucket(migrations.BucketNSKeys)
+	if err := checkDeadlines(tx); err != nil {
+		return err
+	}
 	return tx.ForEach(func(name []byte, kv *bbolt.Bucket) error {
 		ns, ok := migrations.NamespaceOf(name)
 		if !ok {
@@ -243,6 +246,45 @@ func verifyTx(tx *bbolt.Tx) error {
 		}
 		return nil
 	})
+}
+
+// checkDeadlines checks the deadline index against the kv records: every
+// deadline a kv record has is in bucket ttl, and nothing else is.
+func checkDeadlines(tx *bbolt.Tx) error {
+	var deadlines, indexed int
+	err := tx.Bucket(migrations.BucketTTL).ForEach(func(k, _ []byte) error {
+		at, ns, key, err := decodeTTLKey(k)
+		if err != nil {
+			return fmt.Errorf("ttl index entry %x: %w", k, err)
+		}
+		var r kvRecord
+		if kv := tx.Bucket(migrations.KVBucket(ns)); kv != nil {
+			r, err = decodeKV(kv.Get([]byte(key)))
+		}
+		if err != nil || !r.expiresAt.Equal(at) {
+			return fmt.Errorf("ttl index entry %s/%s at %s: the key does not have that deadline", ns, key, at)
+		}
+		indexed++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = tx.ForEach(func(name []byte, kv *bbolt.Bucket) error {
+		if _, ok := migrations.NamespaceOf(name); !ok {
+			return nil
+		}
+		return kv.ForEach(func(_, v []byte) error {
+			if r, err := decodeKV(v); err == nil && !r.expiresAt.IsZero() {
+				deadlines++
+			}
+			return nil
+		})
+	})
+	if err == nil && deadlines != indexed {
+		err = fmt.Errorf("%d keys have a deadline, the ttl index has %d entries", deadlines, indexed)
+	}
+	return err
 }
 
 // Close closes the snapshot and removes its migrated copy, if any.

@@ -41,6 +41,10 @@ type Store struct {
 	walLock *os.File // the wal folder, locked while the store is open
 	// ov holds the acknowledged changes not yet in db.
 	ov overlay
+	// ttl indexes the deadlines of the keys that expire; the expirer
+	// (ttl.go) deletes them when due.
+	ttl         *deadlines
+	expirerDone chan struct{}
 
 	queue    chan *request
 	maxBatch int
@@ -121,6 +125,10 @@ type request struct {
 	// exclusive, when set, is run by the writer with no commit in flight
 	// instead of applying writes.
 	exclusive func() error
+	// keepAlive, when set, moves a key's deadline instead; expire, when
+	// set, deletes the keys whose deadline has passed (ttl.go).
+	keepAlive *keepAlive
+	expire    bool
 	done      chan result
 }
 
@@ -197,6 +205,8 @@ func Open(path string, opts Options) (*Store, error) {
 		failed:         make(chan struct{}),
 		changed:        make(chan struct{}),
 		onCommit:       opts.OnCommit,
+		ttl:            newDeadlines(),
+		expirerDone:    make(chan struct{}),
 	}
 	if err := s.load(); err != nil {
 		db.Close()
@@ -208,6 +218,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	go s.writer()
 	go s.committer()
+	go s.expirer()
 	return s, nil
 }
 
@@ -281,7 +292,7 @@ func (s *Store) load() error {
 			return fmt.Errorf("open store %s: %w", s.path, err)
 		}
 	}
-	return s.db.View(func(tx *bbolt.Tx) error {
+	err = s.db.View(func(tx *bbolt.Tx) error {
 		s.inUse.Store(inUseBytes(tx))
 		s.id = bytes.Clone(tx.Bucket(migrations.BucketMeta).Get(migrations.KeyStoreID))
 		if len(s.id) != storeIDSize {
@@ -296,6 +307,9 @@ func (s *Store) load() error {
 		s.committed = s.rev
 		s.mu.Unlock()
 		s.ov.mu.Unlock()
+		if err := s.ttl.load(tx); err != nil {
+			return fmt.Errorf("open store %s: %w", s.path, err)
+		}
 		return tx.Bucket(migrations.BucketNSKeys).ForEach(func(k, v []byte) error {
 			if len(v) != 8 {
 				return fmt.Errorf("open store: nskeys/%s: %w", k, errCorrupt)
@@ -304,6 +318,8 @@ func (s *Store) load() error {
 			return nil
 		})
 	})
+	s.ttl.poke()
+	return err
 }
 
 // Close stops the writer after it has made durable everything already
@@ -316,6 +332,7 @@ func (s *Store) Close() error {
 	s.closing.Do(func() {
 		close(s.stop)
 		<-s.stopped
+		<-s.expirerDone
 		close(s.commitStop)
 		<-s.commitDone
 		var errs []error

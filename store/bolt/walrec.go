@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/framework0/ctxd"
 )
@@ -18,10 +19,45 @@ import (
 // record of another store's log. Each log value is the change exactly as
 // the log bucket stores it (encodeChange): the committer and the replay
 // at Open put those bytes in bbolt as they are.
+//
+// A keepalive's record (format 2) moves deadlines and makes no change:
+//
+//	0x02 | store id (8 bytes) | uvarint n | n x (uvarint len(ns) | ns |
+//	uvarint len(key) | key | uvarint mod_rev | varint expires_unix_nanos)
+//
+// Each entry applies only while the key is still at mod_rev: a later
+// put or delete has replaced what it extended.
 const (
-	formatWAL   = 0x01
-	storeIDSize = 8
+	formatWAL       = 0x01
+	formatKeepAlive = 0x02
+	storeIDSize     = 8
 )
+
+// extend is one keepalive made by the writer: the key at modRev now
+// expires at expiresAt. seq is its write-ahead log record's.
+type extend struct {
+	ns, key   string
+	modRev    uint64
+	expiresAt time.Time
+	seq       uint64
+}
+
+// encodeKeepAlive is the payload of the record of keepalives xs.
+func encodeKeepAlive(id []byte, xs []*extend) []byte {
+	b := make([]byte, 0, 1+len(id)+binary.MaxVarintLen64)
+	b = append(b, formatKeepAlive)
+	b = append(b, id...)
+	b = binary.AppendUvarint(b, uint64(len(xs)))
+	for _, x := range xs {
+		b = binary.AppendUvarint(b, uint64(len(x.ns)))
+		b = append(b, x.ns...)
+		b = binary.AppendUvarint(b, uint64(len(x.key)))
+		b = append(b, x.key...)
+		b = binary.AppendUvarint(b, x.modRev)
+		b = binary.AppendVarint(b, x.expiresAt.UnixNano())
+	}
+	return b
+}
 
 // change is one change made by the writer: decoded, with its log value
 // (raw, which Value is the tail of) and the sequence number of the
@@ -60,38 +96,59 @@ func (r *walRecord) add(rev uint64, logValue []byte) {
 	r.offsets = append(r.offsets, [2]int{start, len(r.buf)})
 }
 
-// decodeWALRecord decodes a record's store id and changes. The changes
-// keep slices of b: the caller passes a copy it owns.
-func decodeWALRecord(seq uint64, b []byte) ([]byte, []*change, error) {
+// walEntries is what one write-ahead log record holds: changes, or
+// keepalives.
+type walEntries struct {
+	id      []byte
+	changes []*change
+	extends []*extend
+}
+
+// decodeWALRecord decodes a record's store id and changes or keepalives.
+// The changes keep slices of b: the caller passes a copy it owns.
+func decodeWALRecord(seq uint64, b []byte) (walEntries, error) {
 	d := decoder{b: b}
-	if f := d.byte(); d.err != nil || f != formatWAL || len(d.b) < storeIDSize {
-		return nil, nil, fmt.Errorf("write-ahead log record %d: unknown format: %w", seq, errCorrupt)
+	f := d.byte()
+	if d.err != nil || (f != formatWAL && f != formatKeepAlive) || len(d.b) < storeIDSize {
+		return walEntries{}, fmt.Errorf("write-ahead log record %d: unknown format: %w", seq, errCorrupt)
 	}
 	id := d.b[:storeIDSize]
 	d.b = d.b[storeIDSize:]
 	n := d.uvarint()
 	if d.err != nil || n == 0 || n > uint64(len(b)) {
-		return nil, nil, fmt.Errorf("write-ahead log record %d: bad change count: %w", seq, errCorrupt)
+		return walEntries{}, fmt.Errorf("write-ahead log record %d: bad change count: %w", seq, errCorrupt)
+	}
+	if f == formatKeepAlive {
+		xs := make([]*extend, 0, n)
+		for i := uint64(0); i < n; i++ {
+			x := &extend{ns: d.string(), key: d.string(), modRev: d.uvarint(), seq: seq}
+			x.expiresAt = time.Unix(0, d.varint()).UTC()
+			xs = append(xs, x)
+		}
+		if d.err != nil || len(d.b) != 0 {
+			return walEntries{}, fmt.Errorf("write-ahead log record %d: bad keepalive: %w", seq, errCorrupt)
+		}
+		return walEntries{id: id, extends: xs}, nil
 	}
 	out := make([]*change, 0, n)
 	for i := uint64(0); i < n; i++ {
 		rev := d.uvarint()
 		size := d.uvarint()
 		if d.err != nil || size > uint64(len(d.b)) {
-			return nil, nil, fmt.Errorf("write-ahead log record %d: change %d: %w", seq, i, errCorrupt)
+			return walEntries{}, fmt.Errorf("write-ahead log record %d: change %d: %w", seq, i, errCorrupt)
 		}
 		raw := d.b[:size:size]
 		d.b = d.b[size:]
 		e, err := decodeChangeShared(rev, raw)
 		if err != nil {
-			return nil, nil, fmt.Errorf("write-ahead log record %d: revision %d: %w", seq, rev, err)
+			return walEntries{}, fmt.Errorf("write-ahead log record %d: revision %d: %w", seq, rev, err)
 		}
 		out = append(out, &change{logEntry: e, raw: raw, seq: seq})
 	}
 	if len(d.b) != 0 {
-		return nil, nil, fmt.Errorf("write-ahead log record %d: %d bytes after its changes: %w", seq, len(d.b), errCorrupt)
+		return walEntries{}, fmt.Errorf("write-ahead log record %d: %d bytes after its changes: %w", seq, len(d.b), errCorrupt)
 	}
-	return id, out, nil
+	return walEntries{id: id, changes: out}, nil
 }
 
 // record returns the key's state as of this change (a put), with a copy

@@ -23,8 +23,10 @@ type group struct {
 	store *Store
 	rev   uint64
 	now   time.Time
-	// keys is the state of each key this group changed, after its changes.
-	keys map[nsKeyName]keyState
+	// keys is the state of each key this group changed, after its changes,
+	// and changed the last change it made to each.
+	keys    map[nsKeyName]keyState
+	changed map[nsKeyName]*change
 	// nsKeys holds the key counts this group changed.
 	nsKeys map[string]uint64
 	// tx is a bbolt read transaction, begun at the first key the overlay
@@ -35,8 +37,9 @@ type group struct {
 
 type nsKeyName struct{ ns, key string }
 
-// keyState is a key's state: its kv record when live, and its value when
-// the group or the overlay has it (nil when it is in bbolt: valueOf).
+// keyState is a key's state: its kv record when live (with its current
+// deadline), and its value when the group or the overlay has it (nil
+// when it is in bbolt: valueOf).
 type keyState struct {
 	kvRecord
 	live  bool
@@ -44,7 +47,7 @@ type keyState struct {
 }
 
 func (s *Store) newGroup() *group {
-	return &group{store: s, rev: s.rev, now: s.now().UTC(), keys: make(map[nsKeyName]keyState), nsKeys: make(map[string]uint64)}
+	return &group{store: s, rev: s.rev, now: s.now().UTC(), keys: make(map[nsKeyName]keyState), changed: make(map[nsKeyName]*change), nsKeys: make(map[string]uint64)}
 }
 
 // close ends the group's read transaction.
@@ -62,15 +65,26 @@ func (g *group) keyCount(ns string) uint64 {
 	return g.store.nsKeys[ns]
 }
 
-// state returns a key's current state.
+// state returns a key's current state. Its deadline comes from the
+// deadline index, which the writer keeps exact for every published change
+// and keepalive (the group's own are in g.keys).
 func (g *group) state(ns, key string) (keyState, error) {
-	if st, ok := g.keys[nsKeyName{ns, key}]; ok {
+	name := nsKeyName{ns, key}
+	if st, ok := g.keys[name]; ok {
 		return st, nil
 	}
+	st, err := g.published(ns, key)
+	if err == nil && st.live {
+		st.expiresAt = g.store.ttl.get(name, st.modRev)
+	}
+	return st, err
+}
+
+// published returns a key's state before this group, without its deadline.
+func (g *group) published(ns, key string) (keyState, error) {
 	ov := &g.store.ov
 	ov.mu.RLock()
 	cs := ov.keys[ns][key]
-	base := ov.base
 	ov.mu.RUnlock()
 	if len(cs) > 0 {
 		c := cs[len(cs)-1]
@@ -79,18 +93,8 @@ func (g *group) state(ns, key string) (keyState, error) {
 		}
 		return keyState{kvRecord: kvRecord{version: c.Version, createRev: c.createRev, modRev: c.Revision}, live: true, value: c.Value}, nil
 	}
-	// Not in the overlay: its last change is in bbolt, up to base. A
-	// transaction begun before the committer applied base may not have
-	// it yet: begin another.
-	if g.tx != nil && g.txRev < base {
-		g.close()
-	}
-	if g.tx == nil {
-		tx, err := g.store.db.Begin(false)
-		if err != nil {
-			return keyState{}, err
-		}
-		g.tx, g.txRev = tx, lastRevision(tx)
+	if err := g.begin(); err != nil {
+		return keyState{}, err
 	}
 	b := g.tx.Bucket(migrations.KVBucket(ns))
 	if b == nil {
@@ -122,20 +126,55 @@ func (g *group) valueOf(st keyState) ([]byte, error) {
 	return e.Value, nil
 }
 
-// made is what a request made: its answer, its changes and the payload
-// of its write-ahead log record.
+// begin makes g.tx a read transaction that holds every change the
+// overlay no longer has: what is not in the overlay is in bbolt, up to
+// its base, and a transaction begun before the committer applied base
+// may not have it yet: begin another.
+func (g *group) begin() error {
+	ov := &g.store.ov
+	ov.mu.RLock()
+	base := ov.base
+	ov.mu.RUnlock()
+	if g.tx != nil && g.txRev < base {
+		g.close()
+	}
+	if g.tx == nil {
+		tx, err := g.store.db.Begin(false)
+		if err != nil {
+			return err
+		}
+		g.tx, g.txRev = tx, lastRevision(tx)
+	}
+	return nil
+}
+
+// made is what a request made: its answer, its changes (or keepalives)
+// and the payload of its write-ahead log record (nil: nothing to log).
 type made struct {
 	res     ctxd.TxnResult
 	changes []*change
+	extends []*extend
 	record  []byte
 }
 
-// apply checks every write's expected version against the state so far,
-// applies each patch to the value current now, and only if all hold,
-// makes the changes. A patch becomes a put of its result: that is what
-// the write-ahead log and the history record, so nothing replays a patch.
-// A failed check or patch returns a request error and changes nothing.
-func (g *group) apply(writes []ctxd.Write) (made, error) {
+// apply makes what request r asks: writes, a keepalive or an expiry.
+func (g *group) apply(r *request) (made, error) {
+	switch {
+	case r.keepAlive != nil:
+		return g.keepAlive(r.keepAlive)
+	case r.expire:
+		return g.expire()
+	}
+	return g.applyWrites(r.writes, false)
+}
+
+// applyWrites checks every write's expected version against the state so
+// far, applies each patch to the value current now, and only if all hold,
+// makes the changes (deletes marked as expiries when expired is set). A
+// patch becomes a put of its result: that is what the write-ahead log and
+// the history record, so nothing replays a patch. A failed check or patch
+// returns a request error and changes nothing.
+func (g *group) applyWrites(writes []ctxd.Write, expired bool) (made, error) {
 	current := make([]keyState, len(writes))
 	size := 0
 	patched := false
@@ -176,7 +215,7 @@ func (g *group) apply(writes []ctxd.Write) (made, error) {
 		if current[i].live {
 			cur = &current[i].kvRecord
 		}
-		m.res.Records[i] = g.write(&writes[i], cur, &cs[i], rec)
+		m.res.Records[i] = g.write(&writes[i], cur, &cs[i], rec, expired)
 		m.changes[i] = &cs[i]
 	}
 	for i, off := range rec.offsets {
@@ -204,6 +243,13 @@ func (g *group) patch(w *ctxd.Write, st keyState) error {
 		return fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
 	}
 	w.Op, w.Value, w.Patch = ctxd.OpPut, v, ctxd.Patch{}
+	// A patch changes part of the value, not the key's life: an expiring
+	// key keeps its deadline (a put without a TTL would make it permanent).
+	if !st.expiresAt.IsZero() {
+		if left := st.expiresAt.Sub(g.now); left > 0 {
+			w.TTL = left
+		}
+	}
 	return nil
 }
 
@@ -213,7 +259,7 @@ func changeSize(w *ctxd.Write) int {
 }
 
 // write makes one change whose preconditions hold, into c and rec.
-func (g *group) write(w *ctxd.Write, cur *kvRecord, c *change, rec *walRecord) ctxd.Record {
+func (g *group) write(w *ctxd.Write, cur *kvRecord, c *change, rec *walRecord, expired bool) ctxd.Record {
 	g.rev++
 	c.Change = ctxd.Change{Revision: g.rev, Namespace: w.Namespace, Key: w.Key, Op: w.Op, Who: w.Who, Time: g.now}
 	next := kvRecord{version: 1, createRev: g.rev, modRev: g.rev}
@@ -227,21 +273,28 @@ func (g *group) write(w *ctxd.Write, cur *kvRecord, c *change, rec *walRecord) c
 	case ctxd.OpPut:
 		c.Value = w.Value
 		c.Version = next.version
+		if w.TTL > 0 {
+			c.ExpiresAt = g.now.Add(w.TTL)
+			next.expiresAt = c.ExpiresAt
+		}
 		g.keys[name] = keyState{kvRecord: next, live: true, value: w.Value}
 		if cur == nil {
 			g.nsKeys[w.Namespace] = g.keyCount(w.Namespace) + 1
 		}
 	case ctxd.OpDelete:
 		c.Version = cur.version
+		c.Expired = expired
 		next.version = cur.version
 		g.keys[name] = keyState{}
 		g.nsKeys[w.Namespace] = g.keyCount(w.Namespace) - 1
 	}
 	c.createRev = next.createRev
+	g.changed[name] = c
 	rec.add(g.rev, encodeChange(&c.Change, next.createRev))
 	return ctxd.Record{
 		Namespace: w.Namespace, Key: w.Key, Value: c.Value, Version: c.Version,
 		CreateRev: next.createRev, ModRev: g.rev, Who: w.Who, UpdatedAt: g.now,
+		ExpiresAt: c.ExpiresAt,
 	}
 }
 
@@ -251,6 +304,7 @@ func (g *group) write(w *ctxd.Write, cur *kvRecord, c *change, rec *walRecord) c
 type applier struct {
 	tx      *bbolt.Tx
 	log     *bbolt.Bucket
+	ttl     *bbolt.Bucket
 	buckets map[string]nsBuckets
 	counts  map[string]uint64
 }
@@ -261,7 +315,7 @@ func newApplier(tx *bbolt.Tx) *applier {
 	log := tx.Bucket(migrations.BucketLog)
 	// The log only ever grows at its end: fill its pages completely.
 	log.FillPercent = 1.0
-	return &applier{tx: tx, log: log, buckets: make(map[string]nsBuckets), counts: make(map[string]uint64)}
+	return &applier{tx: tx, log: log, ttl: tx.Bucket(migrations.BucketTTL), buckets: make(map[string]nsBuckets), counts: make(map[string]uint64)}
 }
 
 func (a *applier) namespace(ns string) (nsBuckets, error) {
@@ -302,9 +356,18 @@ func (a *applier) apply(c *change) error {
 		return fmt.Errorf("index history of %s/%s: %w", c.Namespace, c.Key, err)
 	}
 	key := []byte(c.Key)
+	// The deadline the key had leaves the index; a put's new one enters.
+	if err := a.unindex(b.kv, c.Namespace, c.Key); err != nil {
+		return err
+	}
 	switch c.Op {
 	case ctxd.OpPut:
-		next := kvRecord{version: c.Version, createRev: c.createRev, modRev: c.Revision}
+		next := kvRecord{version: c.Version, createRev: c.createRev, modRev: c.Revision, expiresAt: c.ExpiresAt}
+		if !c.ExpiresAt.IsZero() {
+			if err := a.ttl.Put(ttlKey(c.ExpiresAt, c.Namespace, c.Key), nil); err != nil {
+				return fmt.Errorf("index deadline of %s/%s: %w", c.Namespace, c.Key, err)
+			}
+		}
 		if err := b.kv.Put(key, next.encode()); err != nil {
 			return fmt.Errorf("put %s/%s: %w", c.Namespace, c.Key, err)
 		}
@@ -316,6 +379,58 @@ func (a *applier) apply(c *change) error {
 			return fmt.Errorf("delete %s/%s: %w", c.Namespace, c.Key, err)
 		}
 		a.counts[c.Namespace]--
+	}
+	return nil
+}
+
+// unindex removes the deadline index entry of ns/key, if its kv record
+// in kv has a deadline.
+func (a *applier) unindex(kv *bbolt.Bucket, ns, key string) error {
+	v := kv.Get([]byte(key))
+	if v == nil {
+		return nil
+	}
+	old, err := decodeKV(v)
+	if err != nil {
+		return fmt.Errorf("read %s/%s: %w", ns, key, err)
+	}
+	if old.expiresAt.IsZero() {
+		return nil
+	}
+	if err := a.ttl.Delete(ttlKey(old.expiresAt, ns, key)); err != nil {
+		return fmt.Errorf("unindex deadline of %s/%s: %w", ns, key, err)
+	}
+	return nil
+}
+
+// extend applies a keepalive: the key's kv record and the deadline index
+// get the new deadline, if the key is still at the revision it extended
+// (a later change replaced it otherwise, and set its own).
+func (a *applier) extend(x *extend) error {
+	kv := a.tx.Bucket(migrations.KVBucket(x.ns))
+	if kv == nil {
+		return nil
+	}
+	v := kv.Get([]byte(x.key))
+	if v == nil {
+		return nil
+	}
+	r, err := decodeKV(v)
+	if err != nil {
+		return fmt.Errorf("read %s/%s: %w", x.ns, x.key, err)
+	}
+	if r.modRev != x.modRev {
+		return nil
+	}
+	if err := a.unindex(kv, x.ns, x.key); err != nil {
+		return err
+	}
+	r.expiresAt = x.expiresAt
+	if err := a.ttl.Put(ttlKey(x.expiresAt, x.ns, x.key), nil); err != nil {
+		return fmt.Errorf("index deadline of %s/%s: %w", x.ns, x.key, err)
+	}
+	if err := kv.Put([]byte(x.key), r.encode()); err != nil {
+		return fmt.Errorf("keepalive %s/%s: %w", x.ns, x.key, err)
 	}
 	return nil
 }
@@ -339,16 +454,24 @@ func (a *applier) finish(seq uint64) error {
 	return nil
 }
 
-// applyChanges applies changes to bbolt in one transaction and records seq
-// (when not 0) as the last write-ahead log record applied.
-func applyChanges(db *bbolt.DB, cs []*change, seq uint64) error {
+// applyChanges applies a batch of records to bbolt in one transaction and
+// records b.seq (when not 0) as the last write-ahead log record applied.
+// The changes go first, then the keepalives: a keepalive applies only to
+// the revision it extended, so the order between the two does not change
+// the outcome.
+func applyChanges(db *bbolt.DB, b batch) error {
 	return db.Update(func(tx *bbolt.Tx) error {
 		a := newApplier(tx)
-		for _, c := range cs {
+		for _, c := range b.changes {
 			if err := a.apply(c); err != nil {
 				return err
 			}
 		}
-		return a.finish(seq)
+		for _, x := range b.extends {
+			if err := a.extend(x); err != nil {
+				return err
+			}
+		}
+		return a.finish(b.seq)
 	})
 }

@@ -113,13 +113,15 @@ func (s *Store) commit(batch []*request) {
 	s.dbMu.RLock()
 	g := s.newGroup()
 	for i, r := range batch {
-		m, err := g.apply(r.writes)
+		m, err := g.apply(r)
 		if err != nil {
 			results[i] = result{err: err}
 			continue
 		}
 		results[i] = result{res: m.res}
-		ok = append(ok, m)
+		if m.record != nil {
+			ok = append(ok, m)
+		}
 	}
 	g.close()
 	s.dbMu.RUnlock()
@@ -143,14 +145,19 @@ func (s *Store) commit(batch []*request) {
 		}
 		first := last - uint64(len(records)) + 1
 		var changes []*change
+		var extends []*extend
 		for i := range ok {
 			for _, c := range ok[i].changes {
 				c.seq = first + uint64(i)
 			}
+			for _, x := range ok[i].extends {
+				x.seq = first + uint64(i)
+			}
 			changes = append(changes, ok[i].changes...)
+			extends = append(extends, ok[i].extends...)
 		}
 		failpoint.Hit(failpoint.CommitBeforeAnswer)
-		s.publish(changes, g)
+		s.publish(changes, extends, g)
 	}
 	took := time.Since(start)
 	s.count(len(batch), g.rev-s.rev, took)
@@ -183,14 +190,17 @@ func (s *Store) count(requests int, changes uint64, took time.Duration) {
 	}
 }
 
-// publish makes durable changes readable: into the overlay, and the
-// committed mark raised to the last, then wakes the committer.
-func (s *Store) publish(changes []*change, g *group) {
+// publish makes durable changes and keepalives readable: into the
+// overlay and the deadline index, and the committed mark raised to the
+// last change, then wakes the committer.
+func (s *Store) publish(changes []*change, extends []*extend, g *group) {
 	s.ov.mu.Lock()
 	for ns, n := range g.nsKeys {
 		s.nsKeys[ns] = n
 	}
 	s.ov.add(changes, s.nsKeys)
+	s.ov.addExtends(extends)
+	s.ttl.publish(changes, extends)
 	s.raiseMark(s.ov.top)
 	s.ov.mu.Unlock()
 	select {
@@ -240,10 +250,10 @@ func (s *Store) commitDirect(r *request) {
 	s.applyMu.Lock()
 	s.dbMu.RLock()
 	g := s.newGroup()
-	m, err := g.apply(r.writes)
+	m, err := g.applyWrites(r.writes, false)
 	g.close()
 	if err == nil {
-		err = applyChanges(s.db, m.changes, 0)
+		err = applyChanges(s.db, batch{changes: m.changes})
 		if err != nil {
 			err = fmt.Errorf("commit: %w", err)
 		} else {
@@ -262,6 +272,7 @@ func (s *Store) commitDirect(r *request) {
 		s.nsKeys[ns] = n
 	}
 	s.ov.reset(g.rev)
+	s.ttl.publish(m.changes, nil)
 	s.raiseMark(g.rev)
 	s.ov.mu.Unlock()
 	s.count(1, g.rev-s.rev, time.Since(start))

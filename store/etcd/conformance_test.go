@@ -25,6 +25,7 @@ func TestConformance(t *testing.T) {
 		Revisions:  storetest.RevisionPerTxn,
 		Compaction: storetest.CompactAtMark,
 		Snapshots:  false,
+		Expiry:     false,
 	})
 }
 

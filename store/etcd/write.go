@@ -39,6 +39,23 @@ func (s *Store) Patch(ctx context.Context, ns, key string, p ctxd.Patch, expect 
 	return res.Records[0], nil
 }
 
+// KeepAlive is not supported on etcd yet: expiring keys (etcd leases)
+// are the next step of this backend (DESIGN.md).
+func (s *Store) KeepAlive(context.Context, string, string, time.Duration, *uint64) (ctxd.Record, error) {
+	return ctxd.Record{}, fmt.Errorf("keepalive: %w: expiring keys are not supported on etcd yet", ctxd.ErrNotSupported)
+}
+
+// refuseTTL refuses writes with a TTL: expiring keys are not supported on
+// etcd yet.
+func refuseTTL(writes []ctxd.Write) error {
+	for _, w := range writes {
+		if w.TTL > 0 {
+			return fmt.Errorf("%s/%s: ttl: %w: expiring keys are not supported on etcd yet", w.Namespace, w.Key, ctxd.ErrNotSupported)
+		}
+	}
+	return nil
+}
+
 // Delete ends a key's life. It returns the deleted key's last version,
 // with ModRev set to the delete's revision and a nil value.
 func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who string) (ctxd.Record, error) {
@@ -55,6 +72,9 @@ func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, e
 	if err := s.opts.Limits.PrepareWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
+	if err := refuseTTL(writes); err != nil {
+		return ctxd.TxnResult{}, err
+	}
 	return s.commit(ctx, writes)
 }
 
@@ -65,6 +85,9 @@ func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 	limits := s.opts.Limits
 	limits.MaxTxnOps = max(len(writes), 1)
 	if err := limits.PrepareWrites(writes); err != nil {
+		return ctxd.TxnResult{}, err
+	}
+	if err := refuseTTL(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	return s.commit(ctx, writes)

@@ -102,6 +102,11 @@ type Harness struct {
 	// retention by age, answer ctxd.ErrNotSupported and change nothing.
 	Compaction CompactionRule
 
+	// Expiry says the backend expires keys: ctxd.Write.TTL and
+	// KeepAlive. When false, the suite asserts that a write with a TTL
+	// and a keepalive answer ctxd.ErrNotSupported and change nothing.
+	Expiry bool
+
 	// Clock says the backend stamps changes (Record.UpdatedAt, Change.Time)
 	// with Config.Now and measures RetentionPolicy.KeepFor against it.
 	// When false, Config.Now is ignored, and retention by age is checked
@@ -181,6 +186,13 @@ var checks = []check{
 	{"PatchCompareAndSwap", checkPatchCompareAndSwap},
 	{"FailedPatchWritesNothing", checkFailedPatchWritesNothing},
 	{"ConcurrentPatchesLoseNothing", checkConcurrentPatches},
+	// Expiring keys.
+	{"KeysExpireAsChanges", expiring(checkTTLExpiry)},
+	{"KeepAliveMovesTheDeadlineWithoutAVersion", expiring(checkKeepAlive)},
+	{"DeadlinesPassedWhileDownExpireAtStartUp", expiring(checkExpiryAtStartUp)},
+	{"DeadlinesInSnapshotsAndRestores", expiring(checkDeadlinesInSnapshots)},
+	{"BadTTLIsRefused", expiring(checkTTLBadInput)},
+	{"PatchKeepsTheDeadline", expiring(checkPatchKeepsTheDeadline)},
 	// Reads.
 	{"ListPagesByPrefixAndCursor", checkListPaging},
 	{"NamespacesCountLiveKeys", checkNamespaces},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -36,6 +37,7 @@ func TestChecksFailOnBrokenBackends(t *testing.T) {
 		{"applies half a transaction", "TxnAllOrNothing", func(b store.Backend) store.Backend { return &halfTxn{Backend: b} }},
 		{"ignores a patch's expected version", "PatchCompareAndSwap", func(b store.Backend) store.Backend { return &patchIgnoresExpect{Backend: b} }},
 		{"lists values when asked not to", "ListWithoutValuesAndCount", func(b store.Backend) store.Backend { return &listsValues{Backend: b} }},
+		{"makes a keepalive a put", "KeepAliveMovesTheDeadlineWithoutAVersion", func(b store.Backend) store.Backend { return &keepAliveAsPut{Backend: b} }},
 	}
 	for _, c := range cases {
 		t.Run(c.check+"/"+strings.ReplaceAll(c.broken, " ", "_"), func(t *testing.T) {
@@ -85,7 +87,7 @@ func boltHarness(wrap func(store.Backend) store.Backend) Harness {
 		},
 		Defrag:    true,
 		Clock:     true,
-		Snapshots: true,
+		Snapshots: true, Expiry: true,
 	}
 }
 
@@ -267,4 +269,20 @@ type listsValues struct{ store.Backend }
 func (b *listsValues) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 	opts.NoValues = false
 	return b.Backend.List(ns, opts)
+}
+
+// keepAliveAsPut extends a key by putting its value again with the ttl: a
+// new version, revision, history entry and feed event per heartbeat.
+type keepAliveAsPut struct{ store.Backend }
+
+func (b *keepAliveAsPut) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration, expect *uint64) (ctxd.Record, error) {
+	r, err := b.Backend.Get(ns, key)
+	if err != nil || r.ExpiresAt.IsZero() {
+		return b.Backend.KeepAlive(ctx, ns, key, ttl, expect)
+	}
+	res, err := b.Backend.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: r.Value, Expect: expect, Who: r.Who, TTL: ttl}})
+	if err != nil {
+		return ctxd.Record{}, err
+	}
+	return res.Records[0], nil
 }

@@ -1,0 +1,343 @@
+package bolt
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/migrations"
+)
+
+// expireBatch bounds the keys one expiry request deletes: one write-ahead
+// log record each, so a burst of deadlines is a few records, not one huge.
+const expireBatch = 512
+
+// deadlines is the in-memory index of the keys that expire: each key's
+// current deadline and the revision it applies to, ordered by deadline (a
+// heap), so the expirer's cost is the keys that are due, not all keys.
+// The writer keeps it exact: it is rebuilt from bucket ttl at load and
+// updated by every group it publishes; the expirer reads it.
+type deadlines struct {
+	mu    sync.Mutex
+	byKey map[nsKeyName]*deadline
+	order deadlineHeap
+	// wake (one slot, never blocking) tells the expirer the earliest
+	// deadline may have moved.
+	wake chan struct{}
+}
+
+type deadline struct {
+	name   nsKeyName
+	at     time.Time
+	modRev uint64
+	index  int // in order
+}
+
+func newDeadlines() *deadlines {
+	return &deadlines{byKey: make(map[nsKeyName]*deadline), wake: make(chan struct{}, 1)}
+}
+
+// reset empties the index. The caller holds d.mu.
+func (d *deadlines) reset() {
+	d.byKey = make(map[nsKeyName]*deadline)
+	d.order = d.order[:0]
+}
+
+// set records that ns/key at modRev expires at at. The caller holds d.mu.
+func (d *deadlines) set(name nsKeyName, at time.Time, modRev uint64) {
+	if e, ok := d.byKey[name]; ok {
+		e.at, e.modRev = at, modRev
+		heap.Fix(&d.order, e.index)
+		return
+	}
+	e := &deadline{name: name, at: at, modRev: modRev}
+	d.byKey[name] = e
+	heap.Push(&d.order, e)
+}
+
+// remove forgets a key's deadline. The caller holds d.mu.
+func (d *deadlines) remove(name nsKeyName) {
+	if e, ok := d.byKey[name]; ok {
+		heap.Remove(&d.order, e.index)
+		delete(d.byKey, name)
+	}
+}
+
+// get returns a key's deadline if it has one at revision modRev.
+func (d *deadlines) get(name nsKeyName, modRev uint64) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.byKey[name]; ok && e.modRev == modRev {
+		return e.at
+	}
+	return time.Time{}
+}
+
+// next returns the earliest deadline, if any key expires.
+func (d *deadlines) next() (time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.order) == 0 {
+		return time.Time{}, false
+	}
+	return d.order[0].at, true
+}
+
+// due returns up to limit keys whose deadline is at or before now,
+// earliest first, without removing them: the writer does when it
+// publishes their expiry.
+func (d *deadlines) due(now time.Time, limit int) []nsKeyName {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []nsKeyName
+	// Walk the heap's array breadth-first from the root, pruning subtrees
+	// whose root is not due (their children are later still).
+	queue := []int{0}
+	for len(queue) > 0 && len(out) < limit {
+		i := queue[0]
+		queue = queue[1:]
+		if i >= len(d.order) || d.order[i].at.After(now) {
+			continue
+		}
+		out = append(out, d.order[i].name)
+		queue = append(queue, 2*i+1, 2*i+2)
+	}
+	return out
+}
+
+// publish updates the index with the changes and keepalives of a group
+// made durable, and wakes the expirer if the earliest deadline moved.
+func (d *deadlines) publish(cs []*change, xs []*extend) {
+	d.mu.Lock()
+	before := time.Time{}
+	if len(d.order) > 0 {
+		before = d.order[0].at
+	}
+	for _, c := range cs {
+		name := nsKeyName{c.Namespace, c.Key}
+		if c.Op == ctxd.OpPut && !c.ExpiresAt.IsZero() {
+			d.set(name, c.ExpiresAt, c.Revision)
+		} else {
+			d.remove(name)
+		}
+	}
+	for _, x := range xs {
+		d.set(nsKeyName{x.ns, x.key}, x.expiresAt, x.modRev)
+	}
+	moved := len(d.order) > 0 && !d.order[0].at.Equal(before)
+	d.mu.Unlock()
+	if moved {
+		d.poke()
+	}
+}
+
+// poke wakes the expirer.
+func (d *deadlines) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// load rebuilds the index from bucket ttl, checking each entry against its
+// key's kv record.
+func (d *deadlines) load(tx *bbolt.Tx) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.reset()
+	b := tx.Bucket(migrations.BucketTTL)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, _ []byte) error {
+		at, ns, key, err := decodeTTLKey(k)
+		if err != nil {
+			return fmt.Errorf("ttl index entry %x: %w", k, err)
+		}
+		kvb := tx.Bucket(migrations.KVBucket(ns))
+		var v []byte
+		if kvb != nil {
+			v = kvb.Get([]byte(key))
+		}
+		r, err := decodeKV(v)
+		if v == nil || err != nil || !r.expiresAt.Equal(at) {
+			return fmt.Errorf("ttl index entry %s/%s at %s: the key's record does not have that deadline: %w", ns, key, at, errCorrupt)
+		}
+		d.set(nsKeyName{ns, key}, at, r.modRev)
+		return nil
+	})
+}
+
+// deadlineHeap orders deadlines, earliest first (container/heap).
+type deadlineHeap []*deadline
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *deadlineHeap) Push(x any) {
+	e := x.(*deadline)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}
+
+// expirer deletes keys whose deadline has passed: it sleeps until the
+// earliest deadline (or a wake), then asks the writer to expire what is
+// due. The writer checks each key again, so a put or keepalive that got
+// there first wins. Keys already due at Open (the server was down past
+// their deadline) expire as soon as it starts.
+func (s *Store) expirer() {
+	defer close(s.expirerDone)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if at, ok := s.ttl.next(); ok {
+			if wait := at.Sub(s.now()); wait > 0 {
+				timer.Reset(wait)
+			} else {
+				n, err := s.expireDue()
+				if err == nil && n > 0 {
+					continue
+				}
+				// Nothing expired though a deadline is due (the writer
+				// found it moved) or the store refuses writes: look again
+				// in a while rather than spin.
+				timer.Reset(time.Second)
+			}
+		}
+		select {
+		case <-timer.C:
+		case <-s.ttl.wake:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// expireDue submits one expiry request and returns how many keys it
+// deleted.
+func (s *Store) expireDue() (int, error) {
+	res, err := s.submit(context.Background(), &request{expire: true, done: make(chan result, 1)})
+	return len(res.Records), err
+}
+
+// expire is the group's part of an expiry request: a delete by
+// ctxd.WhoTTL of each key whose deadline has passed, checked against the
+// state so far.
+func (g *group) expire() (made, error) {
+	var writes []ctxd.Write
+	for _, name := range g.store.ttl.due(g.now, expireBatch) {
+		st, err := g.state(name.ns, name.key)
+		if err != nil {
+			return made{}, err
+		}
+		if !st.live || st.expiresAt.IsZero() || st.expiresAt.After(g.now) {
+			continue
+		}
+		writes = append(writes, ctxd.Write{Namespace: name.ns, Key: name.key, Op: ctxd.OpDelete, Who: ctxd.WhoTTL})
+	}
+	if len(writes) == 0 {
+		return made{}, nil
+	}
+	return g.applyWrites(writes, true)
+}
+
+// keepAlive is a keepalive request: move the deadline of ns/key.
+type keepAlive struct {
+	ns, key string
+	ttl     time.Duration
+	expect  *uint64
+}
+
+// KeepAlive moves the deadline of a live key that expires to ttl from
+// now, without a new version: no revision, no history entry, no feed
+// event. The move is durable (a write-ahead log record of its own) before
+// the call returns. With expect non-nil the key must be at that version.
+func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration, expect *uint64) (ctxd.Record, error) {
+	if err := s.checkKey(ns, key); err != nil {
+		return ctxd.Record{}, err
+	}
+	if err := s.limits.ValidateTTL(ttl); err != nil {
+		return ctxd.Record{}, err
+	}
+	res, err := s.submit(ctx, &request{keepAlive: &keepAlive{ns: ns, key: key, ttl: ttl, expect: expect}, done: make(chan result, 1)})
+	if err != nil {
+		return ctxd.Record{}, err
+	}
+	return res.Records[0], nil
+}
+
+// keepAlive is the group's part of a keepalive request: it checks the
+// key (live, at the expected version, with a deadline) and moves its
+// deadline.
+func (g *group) keepAlive(ka *keepAlive) (made, error) {
+	st, err := g.state(ka.ns, ka.key)
+	if err != nil {
+		return made{}, err
+	}
+	if !st.live {
+		return made{}, fmt.Errorf("keepalive %s/%s: %w", ka.ns, ka.key, ctxd.ErrNotFound)
+	}
+	if ka.expect != nil && *ka.expect != st.version {
+		return made{}, &ctxd.ConflictError{Namespace: ka.ns, Key: ka.key, Expected: *ka.expect, Current: st.version}
+	}
+	if st.expiresAt.IsZero() {
+		return made{}, ctxd.Invalidf("keepalive %s/%s: the key does not expire (it was put without a ttl): put it with a ttl first", ka.ns, ka.key)
+	}
+	rec, err := g.record(ka.ns, ka.key, st)
+	if err != nil {
+		return made{}, err
+	}
+	x := &extend{ns: ka.ns, key: ka.key, modRev: st.modRev, expiresAt: g.now.Add(ka.ttl)}
+	st.expiresAt = x.expiresAt
+	g.keys[nsKeyName{ka.ns, ka.key}] = st
+	rec.ExpiresAt = x.expiresAt
+	return made{
+		res:     ctxd.TxnResult{Revision: g.rev, Records: []ctxd.Record{rec}},
+		extends: []*extend{x},
+		record:  encodeKeepAlive(g.store.id, []*extend{x}),
+	}, nil
+}
+
+// record reads the key's state st as a record, with its value: from the
+// group's own change, the overlay, or bbolt.
+func (g *group) record(ns, key string, st keyState) (ctxd.Record, error) {
+	if c, ok := g.changed[nsKeyName{ns, key}]; ok && c.Revision == st.modRev {
+		return c.record(), nil
+	}
+	if c, _ := g.store.ov.latest(ns, key); c != nil && c.Revision == st.modRev {
+		return c.record(), nil
+	}
+	if err := g.begin(); err != nil {
+		return ctxd.Record{}, err
+	}
+	b := g.tx.Bucket(migrations.KVBucket(ns))
+	var v []byte
+	if b != nil {
+		v = b.Get([]byte(key))
+	}
+	if v == nil {
+		return ctxd.Record{}, fmt.Errorf("read %s/%s: %w", ns, key, errCorrupt)
+	}
+	return currentRecord(g.tx.Bucket(migrations.BucketLog).Cursor(), ns, key, v, true)
+}

@@ -1,0 +1,275 @@
+package storetest
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+)
+
+// The TTL checks run on the real clock: a backend expires keys on its own
+// time (bolt with timers, etcd with leases). Deadlines are a second or
+// two away, and every wait is for the expiry change itself, on the
+// Committed channel, bounded generously; how close to its deadline an
+// expiry came is checked on the times it recorded.
+
+// expiryLag bounds how long after its deadline an expiry may be recorded:
+// the contract says about a second; this leaves room for a loaded machine.
+const expiryLag = 3 * time.Second
+
+// putTTL writes a value that expires after ttl.
+func (b *backend) putTTL(ns, key, value string, ttl time.Duration) ctxd.Record {
+	b.t.Helper()
+	res, err := b.Txn(b.t.Context(), []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: json.RawMessage(value), Who: "test", TTL: ttl}})
+	require.NoError(b.t, err, "put %s/%s with ttl %s", ns, key, ttl)
+	return res.Records[0]
+}
+
+// waitExpiry waits until the log after revision after holds the expiry of
+// ns/key, and returns it.
+func (b *backend) waitExpiry(after uint64, ns, key string) ctxd.Change {
+	b.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		rev, changed := b.Committed()
+		for _, c := range b.log(after) {
+			if c.Namespace == ns && c.Key == key && c.Op == ctxd.OpDelete {
+				return c
+			}
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			b.t.Fatalf("%s/%s did not expire within 20 s (revision %d)", ns, key, rev)
+		}
+	}
+}
+
+// assertExpiry checks an expiry change: a delete by ctxd.WhoTTL marked
+// Expired, recorded at or after the deadline and not long after it.
+func assertExpiry(t testing.TB, c ctxd.Change, deadline time.Time, version uint64) {
+	t.Helper()
+	assert.Equal(t, ctxd.OpDelete, c.Op)
+	assert.Equal(t, ctxd.WhoTTL, c.Who)
+	assert.True(t, c.Expired, "an expiry is marked Expired")
+	assert.Equal(t, version, c.Version, "the expiry deletes the version that expired")
+	assert.Nil(t, c.Value)
+	assert.False(t, c.Time.Before(deadline), "expired at %s, before its deadline %s", c.Time, deadline)
+	assert.Less(t, c.Time.Sub(deadline), expiryLag, "expired at %s, deadline %s", c.Time, deadline)
+}
+
+func checkTTLExpiry(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	permanent := b.put("default", "permanent", `1`)
+	a := b.putTTL("default", "a", `"soon"`, time.Second)
+	assert.WithinDuration(t, a.UpdatedAt.Add(time.Second), a.ExpiresAt, 500*time.Millisecond, "expires_at is the write's time plus the ttl")
+	assert.Equal(t, a.ExpiresAt, b.get("default", "a").ExpiresAt, "a read shows the deadline")
+	assert.True(t, permanent.ExpiresAt.IsZero(), "a put without ttl does not expire")
+	// A later put without ttl makes a key permanent; with one, resets it.
+	b.putTTL("default", "made-permanent", `1`, time.Second)
+	kept := b.put("default", "made-permanent", `2`)
+	assert.True(t, kept.ExpiresAt.IsZero())
+	b.putTTL("default", "reset", `1`, time.Second)
+	reset := b.putTTL("default", "reset", `2`, time.Hour)
+	assert.WithinDuration(t, reset.UpdatedAt.Add(time.Hour), reset.ExpiresAt, time.Second)
+	// In a transaction too.
+	res, err := b.Txn(t.Context(), []ctxd.Write{
+		{Namespace: "team", Key: "t1", Op: ctxd.OpPut, Value: json.RawMessage(`1`), Who: "test", TTL: time.Second},
+		{Namespace: "team", Key: "t2", Op: ctxd.OpPut, Value: json.RawMessage(`2`), Who: "test"},
+	})
+	require.NoError(t, err)
+	assert.False(t, res.Records[0].ExpiresAt.IsZero())
+	assert.True(t, res.Records[1].ExpiresAt.IsZero())
+
+	before := a.ModRev - 1
+	exp := b.waitExpiry(before, "default", "a")
+	assertExpiry(t, exp, a.ExpiresAt, a.Version)
+	_, err = b.Get("default", "a")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "an expired key is gone")
+	hist, err := b.History("default", "a", ctxd.HistoryOptions{})
+	require.NoError(t, err)
+	require.NotEmpty(t, hist.Changes)
+	assert.Equal(t, exp.Revision, hist.Changes[0].Revision, "the expiry is in the key's history")
+	assert.True(t, hist.Changes[0].Expired)
+	assert.Equal(t, ctxd.WhoTTL, hist.Changes[0].Who)
+	assert.False(t, hist.Changes[len(hist.Changes)-1].ExpiresAt.IsZero(), "the put in history shows its deadline")
+	t1 := b.waitExpiry(before, "team", "t1")
+	assertExpiry(t, t1, res.Records[0].ExpiresAt, 1)
+	// Each expiry has a revision of its own.
+	assert.NotEqual(t, exp.Revision, t1.Revision)
+	// A compare-and-swap against the expired version fails: the key is gone.
+	_, err = b.Put(t.Context(), "default", "a", json.RawMessage(`3`), u64(a.Version), "test")
+	var ce *ctxd.ConflictError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, uint64(0), ce.Current)
+	// The keys made permanent or reset did not expire.
+	for _, key := range []string{"permanent", "made-permanent", "reset"} {
+		b.get("default", key)
+	}
+	b.get("team", "t2")
+}
+
+func checkKeepAlive(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	k := b.putTTL("default", "hb", `"alive"`, time.Second)
+	rev := b.Revision()
+	// A wrong version, a missing key, a key without deadline and a bad
+	// ttl are refused and change nothing.
+	_, err := b.KeepAlive(t.Context(), "default", "hb", time.Hour, u64(k.Version+1))
+	var ce *ctxd.ConflictError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, k.Version, ce.Current)
+	_, err = b.KeepAlive(t.Context(), "default", "missing", time.Hour, nil)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+	b.put("default", "forever", `1`)
+	rev++
+	_, err = b.KeepAlive(t.Context(), "default", "forever", time.Hour, nil)
+	assert.ErrorIs(t, err, ctxd.ErrInvalid, "a key without a deadline has nothing to extend")
+	_, err = b.KeepAlive(t.Context(), "default", "hb", time.Nanosecond, nil)
+	assert.ErrorIs(t, err, ctxd.ErrInvalid, "a ttl below the minimum")
+	assert.Equal(t, k.ExpiresAt, b.get("default", "hb").ExpiresAt)
+
+	got, err := b.KeepAlive(t.Context(), "default", "hb", time.Hour, u64(k.Version))
+	require.NoError(t, err)
+	assert.Equal(t, k.Version, got.Version, "a keepalive makes no version")
+	assert.Equal(t, k.ModRev, got.ModRev)
+	assert.Equal(t, `"alive"`, string(got.Value))
+	assert.True(t, got.ExpiresAt.After(k.ExpiresAt.Add(30*time.Minute)), "the deadline moved: %s", got.ExpiresAt)
+	assert.Equal(t, rev, b.Revision(), "a keepalive makes no revision")
+	assert.Empty(t, b.log(rev), "nor a change in the feed")
+	assert.Equal(t, []uint64{k.ModRev}, b.historyRevs("default", "hb"), "nor a history entry")
+	assert.Equal(t, got.ExpiresAt, b.get("default", "hb").ExpiresAt)
+	page, err := b.List("default", ctxd.ListOptions{Prefix: "hb"})
+	require.NoError(t, err)
+	require.Len(t, page.Records, 1)
+	assert.Equal(t, got.ExpiresAt, page.Records[0].ExpiresAt, "a listing shows the moved deadline")
+
+	// The move survives a restart: a key put after it with a deadline past
+	// hb's first one expires, and hb does not.
+	b.restart()
+	assert.Equal(t, got.ExpiresAt, b.get("default", "hb").ExpiresAt, "the keepalive is durable")
+	m := b.putTTL("default", "marker", `1`, time.Second)
+	require.True(t, m.ExpiresAt.After(k.ExpiresAt))
+	b.waitExpiry(m.ModRev, "default", "marker")
+	assert.Equal(t, got.ExpiresAt, b.get("default", "hb").ExpiresAt, "hb outlived its first deadline")
+	// A put without ttl after a keepalive makes the key permanent.
+	assert.True(t, b.put("default", "hb", `"done"`).ExpiresAt.IsZero())
+}
+
+// checkExpiryAtStartUp: a deadline that passed while the backend was down
+// expires when it starts, as a change like any other. Without the
+// harness's clock the backend is down for the real time it takes.
+func checkExpiryAtStartUp(t testing.TB, h Harness) {
+	cfg := Config{}
+	var clock *fakeClock
+	if h.Clock {
+		clock = newFakeClock(time.Now().UTC())
+		cfg.Now = clock.Now
+	}
+	b := open(t, h, cfg)
+	k := b.putTTL("default", "lock", `"held"`, time.Second)
+	require.NoError(t, b.Close())
+	if clock != nil {
+		clock.Advance(2 * time.Second)
+	} else {
+		time.Sleep(2 * time.Second)
+	}
+	b.Backend = b.h.Open(b.t, b.dir, b.cfg)
+	exp := b.waitExpiry(k.ModRev, "default", "lock")
+	assert.Equal(t, ctxd.WhoTTL, exp.Who)
+	assert.True(t, exp.Expired)
+	assert.Equal(t, k.ModRev+1, exp.Revision, "the expiry is the next revision")
+	_, err := b.Get("default", "lock")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+}
+
+// checkDeadlinesInSnapshots: a full restore brings deadlines back with
+// the values; a partial one puts keys back with their deadline.
+func checkDeadlinesInSnapshots(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	k := b.putTTL("default", "k", `1`, time.Hour)
+	x, err := b.KeepAlive(t.Context(), "default", "k", 2*time.Hour, nil)
+	require.NoError(t, err)
+	path, _ := b.writeSnapshot()
+	b.put("default", "k", `2`)
+	_, err = b.Restore(t.Context(), path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	got := b.get("default", "k")
+	assert.Equal(t, `1`, string(got.Value))
+	assert.Equal(t, x.ExpiresAt, got.ExpiresAt, "a full restore keeps the keepalive's deadline")
+	assert.True(t, got.ExpiresAt.After(k.ExpiresAt))
+
+	b.put("default", "k", `3`)
+	_, err = b.Restore(t.Context(), path, ctxd.RestoreOptions{Namespaces: []string{"default"}})
+	require.NoError(t, err)
+	got = b.get("default", "k")
+	assert.Equal(t, `1`, string(got.Value))
+	assert.WithinDuration(t, x.ExpiresAt, got.ExpiresAt, 5*time.Second, "a partial restore puts the key back with its deadline")
+}
+
+// checkTTLBadInput: a ttl out of the limits, or on a delete, is refused
+// and changes nothing.
+func checkTTLBadInput(t testing.TB, h Harness) {
+	b := open(t, h, Config{Limits: ctxd.Limits{MinTTL: 2 * time.Second, MaxTTL: time.Hour}})
+	for name, w := range map[string]ctxd.Write{
+		"below min_ttl":   {Namespace: "default", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`1`), TTL: time.Second},
+		"above max_ttl":   {Namespace: "default", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`1`), TTL: 2 * time.Hour},
+		"negative":        {Namespace: "default", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`1`), TTL: -time.Second},
+		"ttl on a delete": {Namespace: "default", Key: "k", Op: ctxd.OpDelete, TTL: time.Hour},
+	} {
+		_, err := b.Txn(t.Context(), []ctxd.Write{w})
+		assert.True(t, errors.Is(err, ctxd.ErrInvalid), "%s: got %v", name, err)
+	}
+	assert.Equal(t, uint64(0), b.Revision(), "refused writes change nothing")
+}
+
+// expiring runs check on a backend that expires keys, and on one that
+// does not (Harness.Expiry false) checks that it says so instead.
+func expiring(check func(testing.TB, Harness)) func(testing.TB, Harness) {
+	return func(t testing.TB, h Harness) {
+		if !h.Expiry {
+			checkNoExpiry(t, h)
+			return
+		}
+		check(t, h)
+	}
+}
+
+// checkNoExpiry: a backend without expiry refuses a put with a TTL (alone
+// or in a transaction) and a keepalive with ctxd.ErrNotSupported, and
+// changes nothing.
+func checkNoExpiry(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	b.put("default", "k", `1`)
+	unchanged := b.checkpoint()
+	_, err := b.Txn(ctx, []ctxd.Write{{Namespace: "default", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`2`), Who: "t", TTL: time.Minute}})
+	assert.ErrorIs(t, err, ctxd.ErrNotSupported, "a put with a TTL")
+	_, err = b.Txn(ctx, []ctxd.Write{
+		put("default", "other", `1`),
+		{Namespace: "default", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`2`), Who: "t", TTL: time.Minute},
+	})
+	assert.ErrorIs(t, err, ctxd.ErrNotSupported, "a transaction with a TTL")
+	_, err = b.KeepAlive(ctx, "default", "k", time.Minute, nil)
+	assert.ErrorIs(t, err, ctxd.ErrNotSupported, "a keepalive")
+	unchanged("refused expiry")
+}
+
+// checkPatchKeepsTheDeadline: a patch changes part of an expiring key's
+// value, not its life: the key keeps its deadline (a put without a TTL
+// would make it permanent).
+func checkPatchKeepsTheDeadline(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	k := b.putTTL("default", "k", `{"a":1}`, time.Hour)
+	require.False(t, k.ExpiresAt.IsZero())
+	r, err := b.Patch(t.Context(), "default", "k", mergePatch(`{"b":2}`), nil, "t")
+	require.NoError(t, err)
+	assert.Equal(t, `{"a":1,"b":2}`, string(r.Value))
+	assert.WithinDuration(t, k.ExpiresAt, r.ExpiresAt, time.Second, "the patch's answer")
+	assert.WithinDuration(t, k.ExpiresAt, b.get("default", "k").ExpiresAt, time.Second, "the key")
+}
