@@ -20,6 +20,14 @@
 // caller can start a server alone in a child process, so that the memory
 // they report (memory.go) is the server's own.
 //
+// # At scale
+//
+// With [Config.Preload] the request-loop scenarios run a second time on a
+// database the caller filled to that size ([Preload], through the store's
+// own import), after its open to /readyz with a cold page cache, its
+// memory then, and a restart after a crash were measured ([AtScale],
+// atscale.go): the report sets each run beside its fresh twin.
+//
 // # Peers
 //
 // The peers scenario runs the same puts, gets and mixes against ctxd and

@@ -64,6 +64,11 @@ ctxd's numbers as ratios of theirs. Alone it runs only that comparison.
 The servers of disk-growth and fanout run alone in a child process
 ('ctxd perf serve'), so that the memory they report is the server's own.
 
+--preload SIZE (e.g. 1GiB) then runs the request-loop scenarios again on a
+database filled to SIZE by a direct bulk load, side by side with the fresh
+runs, and times its open (cold page cache when root) and a restart after a
+crash (the write-ahead log's replay), with the server's memory after each.
+
 A run with errors (failed requests, missed events, a failed step) says so
 loudly and exits with code 1, after writing its reports.
 Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
