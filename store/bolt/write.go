@@ -119,6 +119,9 @@ func (g *group) valueOf(st keyState) ([]byte, error) {
 	if st.value != nil {
 		return st.value, nil
 	}
+	if g.tx == nil {
+		return nil, fmt.Errorf("value at revision %d: not in the group, the overlay or a read: %w", st.modRev, errCorrupt)
+	}
 	e, err := readLog(g.tx.Bucket(migrations.BucketLog), st.modRev)
 	if err != nil {
 		return nil, err

@@ -66,6 +66,10 @@ func checkPatchApplies(t testing.TB, h Harness) {
 	assert.Equal(t, `{"name":"b","list":[1,2],"n":1}`, string(res.Records[1].Value))
 	assert.Equal(t, res.Records[1].ModRev, res.Revision)
 
+	first, err := b.GetAt("default", "doc", 1)
+	require.NoError(t, err)
+	assert.Equal(t, `{"name":"a","list":[1],"n":9007199254740993}`, string(first.Value), "the values patched are intact")
+
 	b.restart()
 	assert.Equal(t, `{"name":"b","list":[1,2],"n":1}`, b.value("default", "doc"), "after a restart, once")
 	assert.Equal(t, res.Revision, b.Revision())
