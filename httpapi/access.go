@@ -88,6 +88,7 @@ func (s *Server) accessRules() map[string]rule {
 	r := map[string]rule{
 		"GET /healthz":                        publicRule,
 		"GET /readyz":                         publicRule,
+		"GET /v1/openapi.json":                publicRule, // a description, no data
 		"GET /":                               publicRule,
 		"HEAD /":                              publicRule,
 		"GET " + assetsPrefix + ":version/*":  publicRule,

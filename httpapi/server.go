@@ -121,6 +121,7 @@ func (s *Server) routes() {
 	e.DELETE("/v1/ns/:ns/keys/*", s.deleteKey)
 	e.POST("/v1/txn", s.txn)
 	e.GET("/v1/status", s.status)
+	e.GET("/v1/openapi.json", s.serveOpenAPI) // openapi.go
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	s.exportRoutes()   // export.go
