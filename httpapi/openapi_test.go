@@ -42,6 +42,11 @@ func TestOpenAPIDocumentServed(t *testing.T) {
 	for _, code := range ctxd.ErrorCodes() {
 		assert.Contains(t, codes, code)
 	}
+	// The dashboard's API section offers it.
+	page := e.do(http.MethodGet, "/", "")
+	require.Equal(t, http.StatusOK, page.status)
+	assert.Contains(t, string(page.body), `href="/v1/openapi.json"`)
+
 	for _, code := range []string{ctxd.CodeUnauthorized, ctxd.CodeForbidden, ctxd.CodeRateLimited, ctxd.CodeMethodNotAllowed, ctxd.CodeInternal} {
 		assert.Contains(t, codes, code)
 	}
