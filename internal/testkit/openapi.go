@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -56,25 +57,42 @@ type openapiRoute struct {
 // paramInPath matches a path template's parameter.
 var paramInPath = regexp.MustCompile(`\{([^}]+)\}`)
 
-// NewOpenAPI loads and validates the API's OpenAPI document.
+// NewOpenAPI returns a validator of the API's OpenAPI document. The
+// document is loaded and checked as OpenAPI once per test binary and
+// shared: validation only reads it.
 func NewOpenAPI(t testing.TB) *OpenAPI {
 	t.Helper()
+	shared, err := loadOpenAPI()
+	require.NoError(t, err)
+	v := *shared
+	v.skip = nil
+	return &v
+}
+
+var loadOpenAPI = sync.OnceValues(func() (*OpenAPI, error) {
 	raw, err := httpapi.OpenAPI()
-	require.NoError(t, err)
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(raw)
-	require.NoError(t, err)
-	require.NoError(t, doc.Validate(context.Background()), "the OpenAPI document is not valid OpenAPI")
+	if err != nil {
+		return nil, err
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(raw)
+	if err != nil {
+		return nil, fmt.Errorf("load the OpenAPI document: %w", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, fmt.Errorf("the OpenAPI document is not valid OpenAPI: %w", err)
+	}
 	v := &OpenAPI{doc: doc, errSch: doc.Components.Schemas["Error"]}
-	require.NotNil(t, v.errSch, "components.schemas.Error")
+	if v.errSch == nil {
+		return nil, errors.New("the OpenAPI document has no components.schemas.Error")
+	}
 	for template, item := range doc.Paths.Map() {
 		v.routes = append(v.routes, newOpenAPIRoute(template, item))
 	}
 	// The most specific template first, as Echo prefers static segments:
 	// /ctx/dump/list before /ctx/dump/{filename} before /ctx/{key}.
 	slices.SortFunc(v.routes, func(a, b openapiRoute) int { return b.literals - a.literals })
-	return v
-}
+	return v, nil
+})
 
 // newOpenAPIRoute compiles a path template. The last parameter, and {key}
 // (a key's history is .../keys/{key}/history), may hold slashes, as Echo's
