@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"slices"
 )
 
 var (
@@ -256,6 +257,19 @@ var errorClasses = [...]struct {
 	{ErrClosed, http.StatusServiceUnavailable, CodeUnavailable},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeUnavailable},
 	{context.Canceled, http.StatusServiceUnavailable, CodeUnavailable},
+}
+
+// ErrorCodes returns the codes of the error table, each once, in table
+// order: the codes the data model's errors are answered with (the OpenAPI
+// document's enum of error codes is built from it and the transport's table).
+func ErrorCodes() []string {
+	codes := make([]string, 0, len(errorClasses))
+	for i := range errorClasses {
+		if !slices.Contains(codes, errorClasses[i].code) {
+			codes = append(codes, errorClasses[i].code)
+		}
+	}
+	return codes
 }
 
 // Classify returns the HTTP status and error code of err when it is one of

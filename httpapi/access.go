@@ -13,9 +13,9 @@ import (
 
 // Access control (Config.Access): every route has a rule in accessRules,
 // looked up by method and route pattern once Echo has routed the request.
-// Public routes (health, readiness, the dashboard's page and files) need
-// nothing; the others need a valid bearer token (401 without one) with the
-// rights the rule asks for (403 otherwise). A registered route without a
+// Public routes (health, readiness, the OpenAPI document, the dashboard's
+// page and files) need nothing; the others need a valid bearer token (401
+// without one) with the rights the rule asks for (403 otherwise). A registered route without a
 // rule needs the admin role: a route added later is closed until it is
 // given a rule. A request that matched no route (404, 405) needs a valid
 // token, so that the route map is not shown to strangers.
@@ -88,6 +88,7 @@ func (s *Server) accessRules() map[string]rule {
 	r := map[string]rule{
 		"GET /healthz":                        publicRule,
 		"GET /readyz":                         publicRule,
+		"GET /v1/openapi.json":                publicRule, // a description, no data
 		"GET /":                               publicRule,
 		"HEAD /":                              publicRule,
 		"GET " + assetsPrefix + ":version/*":  publicRule,

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -57,6 +58,39 @@ var errorTable = [...]errorMapping{
 	{errUnauthorized, http.StatusUnauthorized, ctxd.CodeUnauthorized},
 	{errForbidden, http.StatusForbidden, ctxd.CodeForbidden},
 	{errRateLimited, http.StatusTooManyRequests, ctxd.CodeRateLimited},
+}
+
+// echoErrorCodes are the codes of the errors Echo itself raises (its
+// router's 404 and 405, its middleware's), by status; another 4xx gets a
+// code derived from its status text (statusCode).
+var echoErrorCodes = map[int]string{
+	http.StatusNotFound:              ctxd.CodeNotFound,
+	http.StatusMethodNotAllowed:      ctxd.CodeMethodNotAllowed,
+	http.StatusRequestEntityTooLarge: ctxd.CodeTooLarge,
+	http.StatusBadRequest:            ctxd.CodeBadRequest,
+	http.StatusUnsupportedMediaType:  "unsupported_media_type",
+	http.StatusServiceUnavailable:    ctxd.CodeUnavailable,
+}
+
+// errorCodes returns every code an error answer may carry, each once: the
+// data model's table, this package's table and Echo's codes (the OpenAPI
+// document's enum, openapi.go).
+func errorCodes() []string {
+	codes := ctxd.ErrorCodes()
+	add := func(code string) {
+		if !slices.Contains(codes, code) {
+			codes = append(codes, code)
+		}
+	}
+	for i := range errorTable {
+		add(errorTable[i].code)
+	}
+	for _, code := range echoErrorCodes {
+		add(code)
+	}
+	add(ctxd.CodeInternal)
+	slices.Sort(codes)
+	return codes
 }
 
 // classify returns the status and code of err from the two tables.
@@ -144,27 +178,21 @@ func toAPIError(err error, c echo.Context) (apiError, bool) {
 func fromHTTPError(he *echo.HTTPError, c echo.Context) (apiError, bool) {
 	req := c.Request()
 	ae := apiError{status: he.Code}
-	switch he.Code {
-	case http.StatusNotFound:
-		ae.code = "not_found"
+	code, named := echoErrorCodes[he.Code]
+	switch {
+	case he.Code == http.StatusNotFound:
+		ae.code = code
 		ae.message = "no route for " + req.Method + " " + req.URL.EscapedPath()
 		return ae, true
-	case http.StatusMethodNotAllowed:
-		ae.code = "method_not_allowed"
+	case he.Code == http.StatusMethodNotAllowed:
+		ae.code = code
 		ae.message = "method " + req.Method + " is not allowed on " + req.URL.EscapedPath()
 		return ae, true
-	case http.StatusRequestEntityTooLarge:
-		ae.code = "too_large"
-	case http.StatusBadRequest:
-		ae.code = "bad_request"
-	case http.StatusUnsupportedMediaType:
-		ae.code = "unsupported_media_type"
-	case http.StatusServiceUnavailable:
-		ae.code = "unavailable"
+	case named:
+		ae.code = code
+	case he.Code >= 500 || he.Code < 400:
+		return apiError{status: http.StatusInternalServerError, code: ctxd.CodeInternal, message: "internal server error"}, false
 	default:
-		if he.Code >= 500 || he.Code < 400 {
-			return apiError{status: http.StatusInternalServerError, code: "internal", message: "internal server error"}, false
-		}
 		ae.code = statusCode(he.Code)
 	}
 	if msg, ok := he.Message.(string); ok && msg != "" {

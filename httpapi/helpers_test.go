@@ -27,8 +27,9 @@ type env struct {
 	srv   *httpapi.Server
 	ts    *httptest.Server // nil in a full env
 	url   string           // where do sends requests
-	hc    *http.Client
+	hc    *http.Client     // checks every exchange against the OpenAPI document
 	logs  *testkit.SyncBuffer
+	api   *testkit.OpenAPI
 }
 
 type envOptions struct {
@@ -46,7 +47,9 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	srv := httpapi.New(st.Store, opts.cfg, zerolog.New(logs))
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close) // before the store's check and close (cleanups run last first)
-	return &env{t: t, st: st, store: st.Store, srv: srv, ts: ts, url: ts.URL, hc: ts.Client(), logs: logs}
+	api := testkit.NewOpenAPI(t)
+	hc := &http.Client{Transport: api.Transport(t, ts.Client().Transport)}
+	return &env{t: t, st: st, store: st.Store, srv: srv, ts: ts, url: ts.URL, hc: hc, logs: logs, api: api}
 }
 
 // response is a finished HTTP exchange.

@@ -30,6 +30,9 @@ func (e *env) serveWithContext(ctx context.Context, method, path, body string) r
 	req := httptest.NewRequest(method, path, rd).WithContext(ctx)
 	rec := httptest.NewRecorder()
 	e.srv.Handler().ServeHTTP(rec, req)
+	if err := e.api.Check(req, []byte(body), rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+		e.t.Error(err)
+	}
 	return response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
 }
 

@@ -123,6 +123,7 @@ func (s *Server) routes() {
 	e.POST("/v1/ns/:ns/keys/*", s.keepAlive) // .../keys/{key}/keepalive
 	e.POST("/v1/txn", s.txn)
 	e.GET("/v1/status", s.status)
+	e.GET("/v1/openapi.json", s.serveOpenAPI) // openapi.go
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	s.exportRoutes()   // export.go

@@ -10,7 +10,9 @@
 // and the real binary: built once ([BuildCtxd]) and run as a child process
 // that tests signal and kill ([StartServe], [Process]).
 //
-// It also lists a folder's entries ([DirNames]).
+// It also lists a folder's entries ([DirNames]), and checks HTTP exchanges
+// against the API's OpenAPI document ([NewOpenAPI]; the httpapi tests'
+// client goes through its [OpenAPI.Transport]).
 //
 // # Caveats
 //

@@ -1,0 +1,101 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+// GET /v1/openapi.json serves the embedded document (newEnv's client
+// validates it as OpenAPI, and every exchange of this package's tests
+// against it); its error code enum holds every code of the error tables.
+func TestOpenAPIDocumentServed(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.do(http.MethodGet, "/v1/openapi.json", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+	want, err := httpapi.OpenAPI()
+	require.NoError(t, err)
+	assert.Equal(t, want, r.body)
+
+	var doc struct {
+		OpenAPI    string `json:"openapi"`
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Enum []string `json:"enum"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.Unmarshal(r.body, &doc))
+	assert.Equal(t, "3.1.0", doc.OpenAPI)
+	codes := doc.Components.Schemas["ErrorObject"].Properties["code"].Enum
+	for _, code := range ctxd.ErrorCodes() {
+		assert.Contains(t, codes, code)
+	}
+	// The dashboard's API section offers it.
+	page := e.do(http.MethodGet, "/", "")
+	require.Equal(t, http.StatusOK, page.status)
+	assert.Contains(t, string(page.body), `href="/v1/openapi.json"`)
+
+	for _, code := range []string{ctxd.CodeUnauthorized, ctxd.CodeForbidden, ctxd.CodeRateLimited, ctxd.CodeMethodNotAllowed, ctxd.CodeInternal} {
+		assert.Contains(t, codes, code)
+	}
+}
+
+// The validator every test's client goes through refuses what the document
+// does not describe, and says what: an undocumented route, status, field,
+// or query parameter, and a request the document calls invalid that the
+// server accepted.
+func TestOpenAPIValidatorRefusesTheUndocumented(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.put("k", `1`)
+	good := e.do(http.MethodGet, keyPath("default", "k"), "")
+	require.Equal(t, http.StatusOK, good.status)
+
+	check := func(method, target, reqBody string, status int, body string) error {
+		req := testkit.NewRequest(t, method, e.url+target, reqBody)
+		return e.api.Check(req, []byte(reqBody), status, good.header, []byte(body))
+	}
+	require.NoError(t, check(http.MethodGet, keyPath("default", "k"), "", http.StatusOK, string(good.body)))
+
+	cases := []struct {
+		name, method, target, reqBody string
+		status                        int
+		body, want                    string
+	}{
+		{"route", http.MethodGet, "/v1/nope", "", http.StatusOK, `{}`,
+			"GET /v1/nope answered 200: the path is not documented"},
+		{"method", http.MethodPost, "/v1/status", "", http.StatusOK, `{}`,
+			"method POST is not documented on /v1/status"},
+		{"status", http.MethodGet, keyPath("default", "k"), "", http.StatusTeapot, string(good.body),
+			"GET /v1/ns/{ns}/keys/{key} (/v1/ns/default/keys/k) answered 418"},
+		{"field", http.MethodGet, keyPath("default", "k"), "", http.StatusOK,
+			strings.Replace(string(good.body), `{`, `{"expires_at":"2026-01-01T00:00:00Z",`, 1), `expires_at`},
+		{"error code", http.MethodGet, keyPath("default", "nope"), "", http.StatusNotFound,
+			`{"error":{"code":"no_such_thing","message":"x"}}`, "no_such_thing"},
+		{"query parameter accepted", http.MethodGet, keyPath("default", "k") + "?values=false", "", http.StatusOK,
+			string(good.body), `query parameter "values" is not documented`},
+		{"body accepted", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1,"ttl":"30s"}]}`, http.StatusOK,
+			`{"revision":2,"results":[]}`, "the server accepted a request the document calls invalid"},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			err := check(tt.method, tt.target, tt.reqBody, tt.status, tt.body)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+	// A request the document calls invalid may be refused with a 4xx.
+	require.NoError(t, check(http.MethodGet, keyPath("default", "k")+"?rev=abc", "", http.StatusBadRequest,
+		`{"error":{"code":"bad_request","message":"bad rev"}}`))
+}
