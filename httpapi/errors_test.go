@@ -112,7 +112,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"unknown route", http.MethodGet, "/v1/nope", ``, nil, 404, "not_found"},
 		{"unknown root route", http.MethodGet, "/nope", ``, nil, 404, "not_found"}, // GET / is the index page (compat.go)
 		{"namespace without keys", http.MethodGet, "/v1/ns/default", ``, nil, 404, "not_found"},
-		{"wrong method on key", http.MethodPost, okKey, `1`, nil, 405, "method_not_allowed"},
+		{"wrong method on key", http.MethodTrace, okKey, `1`, nil, 405, "method_not_allowed"},
 		{"wrong method on list", http.MethodPost, "/v1/ns/default/keys", `1`, nil, 405, "method_not_allowed"},
 		{"wrong method on txn", http.MethodGet, "/v1/txn", ``, nil, 405, "method_not_allowed"},
 		{"wrong method on status", http.MethodDelete, "/v1/status", ``, nil, 405, "method_not_allowed"},
@@ -152,10 +152,10 @@ func TestIfMatchTwice(t *testing.T) {
 
 func TestMethodNotAllowedListsAllowed(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	r := e.do(http.MethodPost, keyPath("default", "k"), `1`)
+	r := e.do(http.MethodTrace, keyPath("default", "k"), `1`)
 	requireError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
 	allow := r.header.Get("Allow")
-	for _, m := range []string{"GET", "PUT", "PATCH", "DELETE", "HEAD"} {
+	for _, m := range []string{"GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"} {
 		assert.Contains(t, allow, m)
 	}
 }

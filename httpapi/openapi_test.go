@@ -80,12 +80,12 @@ func TestOpenAPIValidatorRefusesTheUndocumented(t *testing.T) {
 		{"status", http.MethodGet, keyPath("default", "k"), "", http.StatusTeapot, string(good.body),
 			"GET /v1/ns/{ns}/keys/{key} (/v1/ns/default/keys/k) answered 418"},
 		{"field", http.MethodGet, keyPath("default", "k"), "", http.StatusOK,
-			strings.Replace(string(good.body), `{`, `{"expires_at":"2026-01-01T00:00:00Z",`, 1), `expires_at`},
+			strings.Replace(string(good.body), `{`, `{"flavor":"mint",`, 1), `flavor`},
 		{"error code", http.MethodGet, keyPath("default", "nope"), "", http.StatusNotFound,
 			`{"error":{"code":"no_such_thing","message":"x"}}`, "no_such_thing"},
 		{"query parameter accepted", http.MethodGet, keyPath("default", "k") + "?values=false", "", http.StatusOK,
 			string(good.body), `query parameter "values" is not documented`},
-		{"body accepted", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1,"ttl":"30s"}]}`, http.StatusOK,
+		{"body accepted", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1,"color":"red"}]}`, http.StatusOK,
 			`{"revision":2,"results":[]}`, "the server accepted a request the document calls invalid"},
 	}
 	for _, tt := range cases {
