@@ -75,7 +75,7 @@ type Store struct {
 	// closing is set by Close; writes in flight are counted by inflight.
 	closeOnce sync.Once
 	closing   atomic.Bool
-	inflight  sync.WaitGroup
+	inflight  inFlight
 	stop      context.CancelFunc
 	watchDone chan struct{}
 
@@ -301,4 +301,38 @@ func (st *stats) get() store.Stats {
 		Commit:      time.Duration(st.commit.Load()),
 		Compactions: st.compactions.Load(), Compacted: st.compacted.Load(),
 	}
+}
+
+// inFlight counts the operations in progress, for Close to wait on. A
+// sync.WaitGroup does not allow it: an operation that starts (and is then
+// refused) while Close waits adds to a group whose Wait is running.
+type inFlight struct {
+	mu   sync.Mutex
+	n    int
+	zero sync.Cond // signalled when n drops to 0; its L is mu
+}
+
+// Add adds d (1: an operation starts; -1: it ended).
+func (f *inFlight) Add(d int) {
+	f.mu.Lock()
+	f.n += d
+	if f.n == 0 && f.zero.L != nil {
+		f.zero.Broadcast()
+	}
+	f.mu.Unlock()
+}
+
+// Done ends an operation.
+func (f *inFlight) Done() { f.Add(-1) }
+
+// Wait returns once no operation is in progress.
+func (f *inFlight) Wait() {
+	f.mu.Lock()
+	if f.zero.L == nil {
+		f.zero.L = &f.mu
+	}
+	for f.n > 0 {
+		f.zero.Wait()
+	}
+	f.mu.Unlock()
 }

@@ -27,7 +27,7 @@ func jsonPatch(doc string) ctxd.Patch {
 func checkPatchApplies(t testing.TB, h Harness) {
 	b := open(t, h, Config{})
 	ctx := t.Context()
-	b.put("default", "doc", `{"name":"a","list":[1],"n":9007199254740993}`) // 1
+	created := b.put("default", "doc", `{"name":"a","list":[1],"n":9007199254740993}`) // 1
 
 	r, err := b.Patch(ctx, "default", "doc", mergePatch(`{"name":"b","extra":{"x":true}}`), nil, "merger") // 2
 	require.NoError(t, err)
@@ -66,7 +66,7 @@ func checkPatchApplies(t testing.TB, h Harness) {
 	assert.Equal(t, `{"name":"b","list":[1,2],"n":1}`, string(res.Records[1].Value))
 	assert.Equal(t, res.Records[1].ModRev, res.Revision)
 
-	first, err := b.GetAt("default", "doc", 1)
+	first, err := b.GetAt("default", "doc", created.ModRev)
 	require.NoError(t, err)
 	assert.Equal(t, `{"name":"a","list":[1],"n":9007199254740993}`, string(first.Value), "the values patched are intact")
 
