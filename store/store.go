@@ -83,6 +83,16 @@ type Writer interface {
 	Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error)
 }
 
+// WriteOne makes one write through txn, a backend's Txn, and returns its
+// record: Put, Delete and Patch are Txn with one write on every backend.
+func WriteOne(ctx context.Context, txn func(context.Context, []ctxd.Write) (ctxd.TxnResult, error), w ctxd.Write) (ctxd.Record, error) {
+	res, err := txn(ctx, []ctxd.Write{w})
+	if err != nil {
+		return ctxd.Record{}, err
+	}
+	return res.Records[0], nil
+}
+
 // Reader reads committed data.
 type Reader interface {
 	// Get returns a key's current state.

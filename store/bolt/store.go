@@ -379,31 +379,19 @@ func (s *Store) Generation() uint64 { return s.generation.Load() }
 // Put sets a key's value. With expect non-nil the write applies only if the
 // key's version equals *expect (0: the key must not exist).
 func (s *Store) Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (ctxd.Record, error) {
-	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: value, Expect: expect, Who: who}})
-	if err != nil {
-		return ctxd.Record{}, err
-	}
-	return res.Records[0], nil
+	return store.WriteOne(ctx, s.Txn, ctxd.Write{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: value, Expect: expect, Who: who})
 }
 
 // Patch applies p to a live key's value as it is when the write commits,
 // and stores the result as a put.
 func (s *Store) Patch(ctx context.Context, ns, key string, p ctxd.Patch, expect *uint64, who string) (ctxd.Record, error) {
-	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPatch, Patch: p, Expect: expect, Who: who}})
-	if err != nil {
-		return ctxd.Record{}, err
-	}
-	return res.Records[0], nil
+	return store.WriteOne(ctx, s.Txn, ctxd.Write{Namespace: ns, Key: key, Op: ctxd.OpPatch, Patch: p, Expect: expect, Who: who})
 }
 
 // Delete ends a key's life. It returns the deleted key's last version, with
 // ModRev set to the delete's revision and a nil value.
 func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who string) (ctxd.Record, error) {
-	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpDelete, Expect: expect, Who: who}})
-	if err != nil {
-		return ctxd.Record{}, err
-	}
-	return res.Records[0], nil
+	return store.WriteOne(ctx, s.Txn, ctxd.Write{Namespace: ns, Key: key, Op: ctxd.OpDelete, Expect: expect, Who: who})
 }
 
 // Txn applies writes all or nothing: each gets its own revision, in order,

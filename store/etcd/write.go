@@ -15,16 +15,13 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/patch"
+	"github.com/framework0/ctxd/store"
 )
 
 // Put sets a key's value. With expect non-nil it applies only if the key's
 // version equals *expect (0: the key must not exist).
 func (s *Store) Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (ctxd.Record, error) {
-	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: value, Expect: expect, Who: who}})
-	if err != nil {
-		return ctxd.Record{}, err
-	}
-	return res.Records[0], nil
+	return store.WriteOne(ctx, s.Txn, ctxd.Write{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: value, Expect: expect, Who: who})
 }
 
 // Patch applies p to a live key's value as it is when the write commits,
@@ -32,11 +29,7 @@ func (s *Store) Put(ctx context.Context, ns, key string, value json.RawMessage, 
 // key's modification revision, retried when another write got there
 // first).
 func (s *Store) Patch(ctx context.Context, ns, key string, p ctxd.Patch, expect *uint64, who string) (ctxd.Record, error) {
-	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpPatch, Patch: p, Expect: expect, Who: who}})
-	if err != nil {
-		return ctxd.Record{}, err
-	}
-	return res.Records[0], nil
+	return store.WriteOne(ctx, s.Txn, ctxd.Write{Namespace: ns, Key: key, Op: ctxd.OpPatch, Patch: p, Expect: expect, Who: who})
 }
 
 // KeepAlive is not supported on etcd yet: expiring keys (etcd leases)
@@ -59,11 +52,7 @@ func refuseTTL(writes []ctxd.Write) error {
 // Delete ends a key's life. It returns the deleted key's last version,
 // with ModRev set to the delete's revision and a nil value.
 func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who string) (ctxd.Record, error) {
-	res, err := s.Txn(ctx, []ctxd.Write{{Namespace: ns, Key: key, Op: ctxd.OpDelete, Expect: expect, Who: who}})
-	if err != nil {
-		return ctxd.Record{}, err
-	}
-	return res.Records[0], nil
+	return store.WriteOne(ctx, s.Txn, ctxd.Write{Namespace: ns, Key: key, Op: ctxd.OpDelete, Expect: expect, Who: who})
 }
 
 // Txn applies writes all or nothing, in one etcd transaction: every
