@@ -212,6 +212,35 @@ func TestRestoreOverAStoppedServerAndUndo(t *testing.T) {
 	assert.GreaterOrEqual(t, undone.Revision, before.Revision)
 }
 
+// --bump-revision: the new server's revisions start that far after the
+// snapshot's, a watcher of the old server resuming from a revision it saw
+// after the snapshot is told compacted; over an existing database the
+// flag is refused and nothing changes.
+func TestRestoreBumpRevision(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	env := []string{"CTXD_SERVER=" + srv.URL}
+	fill(t, srv.URL, 10, "A")
+	id := fromJSON[client.SnapshotMeta](t, cliOK(t, env, "", "snapshot", "create", "-o", "json")).ID
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	cliOK(t, env, "", "snapshot", "get", id, "-o", backup)
+	atSnapshot := stateOfServer(t, srv.URL).Revision
+	fill(t, srv.URL, 5, "B")
+	seen := stateOfServer(t, srv.URL).Revision
+
+	data := filepath.Join(t.TempDir(), "new")
+	cliOK(t, nil, "", "restore", "--data", data, "--from", backup, "--bump-revision", "1000")
+	r := cli(t, nil, "", "restore", "--data", data, "--from", backup, "--bump-revision", "1000")
+	assert.Equal(t, 2, r.code, "over an existing database: %s", r.stderr)
+	assert.Contains(t, r.stderr, "--bump-revision applies to a new data folder")
+
+	b := startServer(t, data)
+	assert.Equal(t, atSnapshot+1000, stateOfServer(t, b.URL).Revision)
+	ws := testkit.DialWatch(t, strings.Replace(b.URL, "http://", "ws://", 1)+fmt.Sprintf("/v1/watch?from_rev=%d", seen), nil)
+	f := ws.Expect("compacted")
+	assert.Equal(t, atSnapshot+1000, f.CompactedRevision)
+}
+
 // A bad snapshot into a new folder (a byte changed, with or without the
 // metadata beside it; a wrong --sha256) is refused and leaves nothing
 // behind: no folder, no temp file anywhere.

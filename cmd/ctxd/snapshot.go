@@ -194,6 +194,7 @@ func (a *app) restoreCmd() *cobra.Command {
 	var (
 		configPath, dataDir, from, sum string
 		opts                           ctxd.RestoreOptions
+		bump                           uint64
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --data DIR --from FILE",
@@ -210,7 +211,14 @@ its database: keys, values, versions, history and revision; revisions go on
 after the snapshot's, and older ones answer 'compacted'. Over the database
 of a stopped server, the snapshot replaces it (whole, or --ns/--prefix
 only), and a whole restore keeps the replaced file as
-ctxd.db.before-restore-<time>: restore from that file to undo it.`,
+ctxd.db.before-restore-<time>: restore from that file to undo it.
+
+Clients of the old server may have seen revisions after the snapshot's. For
+a new folder, --bump-revision N starts the new server's revisions N after the
+snapshot's and marks those compacted, so that such a client resuming here is
+told 'compacted' (and re-reads) instead of getting the new server's different
+changes under revisions it has seen: pick N larger than the changes the old
+server made after the snapshot (as etcdutl snapshot restore --bump-revision).`,
 		Example: `  ctxd restore --data /var/lib/ctxd --from backup.db --dry-run
   ctxd restore --data /var/lib/ctxd --from backup.db
   ctxd restore --data ./data --from backup.db --sha256 9f2c...`,
@@ -220,6 +228,7 @@ ctxd.db.before-restore-<time>: restore from that file to undo it.`,
 	cmd.Flags().StringVar(&dataDir, "data", "", "data `folder` (default from config: ./data)")
 	cmd.Flags().StringVar(&from, "from", "", "snapshot `file` to restore from")
 	cmd.Flags().StringVar(&sum, "sha256", "", "the snapshot file's expected sha256 (`hex`, as 'ctxd snapshot ls -o json' shows it)")
+	cmd.Flags().Uint64Var(&bump, "bump-revision", 0, "new folder only: start revisions this `many` after the snapshot's, all below compacted")
 	restoreFlags(cmd, &opts)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		if from == "" {
@@ -232,9 +241,13 @@ ctxd.db.before-restore-<time>: restore from that file to undo it.`,
 		if err != nil {
 			return err
 		}
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && opts.IsPartial() {
+		_, statErr := os.Stat(path)
+		if errors.Is(statErr, fs.ErrNotExist) && opts.IsPartial() {
 			return usagef("--ns and --prefix restore part of a snapshot into an existing database; there is none at %s "+
 				"(a new data folder gets the whole snapshot)", path)
+		}
+		if statErr == nil && bump > 0 {
+			return usagef("--bump-revision applies to a new data folder: there is a database at %s, whose revisions go on from its own", path)
 		}
 		checked, err := snapshots.CheckFile(from, sum)
 		if err != nil {
@@ -242,7 +255,7 @@ ctxd.db.before-restore-<time>: restore from that file to undo it.`,
 		}
 		stop := a.spinner("verifying and restoring " + from)
 		opts.Who = "ctxd restore"
-		res, err := bolt.RestoreFolder(cmd.Context(), path, from, bolt.FolderRestoreOptions{RestoreOptions: opts})
+		res, err := bolt.RestoreFolder(cmd.Context(), path, from, bolt.FolderRestoreOptions{RestoreOptions: opts, BumpRevision: bump})
 		stop()
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -25,6 +26,15 @@ type FolderRestoreOptions struct {
 	OpenTimeout time.Duration
 	// Now names the kept file (default time.Now).
 	Now func() time.Time
+	// BumpRevision, for a new folder only, starts the new store's
+	// revisions that far after the snapshot's and marks everything up to
+	// there compacted (etcdutl's --bump-revision with --mark-compacted).
+	// Clients of the old server may have seen revisions after the
+	// snapshot's; a bump larger than the changes the old server made
+	// after the snapshot makes such a client's resume answer 'compacted'
+	// instead of the new server's different changes under the same
+	// revisions.
+	BumpRevision uint64
 }
 
 // FolderRestore is what RestoreFolder did, or would do on a dry run.
@@ -80,6 +90,9 @@ func RestoreFolder(ctx context.Context, path, snapshotPath string, opts FolderRe
 	case err != nil:
 		return out, fmt.Errorf("restore: %w", err)
 	}
+	if opts.BumpRevision > 0 && !out.New {
+		return out, ctxd.Invalidf("--bump-revision applies to a new data folder: there is a database at %s, whose revisions go on from its own", path)
+	}
 	if out.New {
 		if opts.IsPartial() {
 			return out, ctxd.Invalidf("there is no database at %s to restore part of a snapshot into (--ns, --prefix): "+
@@ -96,7 +109,7 @@ func RestoreFolder(ctx context.Context, path, snapshotPath string, opts FolderRe
 	}
 	defer snap.Close()
 	if out.New {
-		return restoreNew(snap, out, opts.DryRun)
+		return restoreNew(snap, out, opts.DryRun, opts.BumpRevision)
 	}
 	st, err := Open(path, Options{OpenTimeout: opts.OpenTimeout})
 	if err != nil {
@@ -136,8 +149,9 @@ func keptName(path string, t time.Time) (string, error) {
 }
 
 // restoreNew writes the verified snapshot as the database out.Database,
-// which does not exist, creating its folder if needed.
-func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool) (FolderRestore, error) {
+// which does not exist, creating its folder if needed; its revisions go
+// on after the snapshot's plus bump.
+func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool, bump uint64) (FolderRestore, error) {
 	out.DryRun = dryRun
 	err := snap.readView(func(v *View) error {
 		out.SnapshotRevision = v.Revision()
@@ -149,7 +163,10 @@ func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool) (FolderRestore, 
 	if err != nil {
 		return out, fmt.Errorf("restore: read snapshot: %w", err)
 	}
-	out.Revision = out.SnapshotRevision
+	if bump > math.MaxInt64-out.SnapshotRevision {
+		return out, ctxd.Invalidf("--bump-revision %d: the snapshot is at revision %d, and revisions stay below 2^63", bump, out.SnapshotRevision)
+	}
+	out.Revision = out.SnapshotRevision + bump
 	dir := filepath.Dir(out.Database)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		out.CreatedFolder = true
@@ -160,7 +177,7 @@ func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool) (FolderRestore, 
 	if err := fsutil.MkdirAll(dir, 0o750); err != nil {
 		return out, fmt.Errorf("restore: %w", err)
 	}
-	if err := writeNew(snap.file(), out.Database, out.SnapshotRevision); err != nil {
+	if err := writeNew(snap.file(), out.Database, out.Revision); err != nil {
 		if out.CreatedFolder {
 			_ = os.Remove(dir) // only if empty: nothing of ours is left in it
 		}

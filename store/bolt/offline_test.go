@@ -119,6 +119,45 @@ func TestRestoreFolderIntoANewFolder(t *testing.T) {
 	assert.Equal(t, info.Revision+1, b.Revision())
 }
 
+// --bump-revision: a client of the old server that saw revisions after
+// the snapshot's resumes into 'compacted' on the new one, not into the new
+// server's different changes under the same numbers; writes go on after
+// the bump. Over an existing database the bump is refused.
+func TestRestoreFolderBumpRevision(t *testing.T) {
+	s := openStore(t, lazy)
+	writeTwoPhases(t, s.Store)
+	snapPath, info := writeSnapshot(t, s)
+	// The old server goes on after the snapshot: a client sees these.
+	for i := 0; i < 5; i++ {
+		_, err := s.Put(ctx, "n", "later", []byte(`1`), nil, "t")
+		require.NoError(t, err)
+	}
+	seenByClient := s.Revision()
+	const bump = 1000
+
+	path := filepath.Join(t.TempDir(), "new", "ctxd.db")
+	res, err := bolt.RestoreFolder(ctx, path, snapPath, bolt.FolderRestoreOptions{BumpRevision: bump})
+	require.NoError(t, err)
+	assert.Equal(t, info.Revision, res.SnapshotRevision)
+	assert.Equal(t, info.Revision+bump, res.Revision)
+
+	b := testkit.OpenBoltAt(t, path, bolt.Options{})
+	assert.Equal(t, info.Revision+bump, b.Revision())
+	_, err = b.ReadLog(seenByClient, 10)
+	var ce *ctxd.CompactedError
+	require.ErrorAs(t, err, &ce, "the old server's client resumes into compacted, not a silent gap")
+	assert.Equal(t, info.Revision+bump, ce.Compacted)
+	r, err := b.Put(ctx, "n", "after", []byte(`1`), nil, "t")
+	require.NoError(t, err)
+	assert.Equal(t, info.Revision+bump+1, r.ModRev, "revisions go on after the bump")
+	got, err := b.Get("n", "a3")
+	require.NoError(t, err)
+	assert.Equal(t, stateOf(t, s.Store).Keys["n/a3"].Value, got.Value, "the snapshot's data")
+
+	_, err = bolt.RestoreFolder(ctx, path, snapPath, bolt.FolderRestoreOptions{BumpRevision: bump})
+	require.ErrorIs(t, err, ctxd.ErrInvalid, "a bump over an existing database")
+}
+
 // An existing empty folder is used as it is; a folder with a log but no
 // database, and a partial restore into a new folder, are refused and
 // leave the folder as it was.
