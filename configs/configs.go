@@ -70,6 +70,28 @@ type Store struct {
 	Backend string
 }
 
+// Secret is a setting that must never be printed: a Config written to a
+// log, an error or JSON shows "[redacted]" where it is set. Reveal gives
+// the value to the one place that uses it.
+type Secret string
+
+// Reveal is the secret itself.
+func (s Secret) Reveal() string { return string(s) }
+
+// String hides the secret from fmt and loggers.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString hides the secret from %#v.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// MarshalText hides the secret from encoders (JSON, YAML, zerolog).
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 // Etcd is how ctxd reaches its etcd cluster.
 type Etcd struct {
 	// Endpoints (etcd.endpoints, comma-separated) are etcd's client URLs,
@@ -84,7 +106,8 @@ type Etcd struct {
 	CAFile, CertFile, KeyFile string
 	// Username and Password (etcd.username, etcd.password) authenticate
 	// to etcd when set.
-	Username, Password string
+	Username string
+	Password Secret
 	// DialTimeout (etcd.dial_timeout) bounds connecting at start;
 	// RequestTimeout (etcd.request_timeout) bounds each request: a write
 	// not answered within it is outcome_unknown.
@@ -688,8 +711,8 @@ var settings = []setting{
 	pathSetting("etcd.username", func(c *Config) *string { return &c.Etcd.Username }),
 	{
 		path: "etcd.password",
-		set:  func(c *Config, v string) error { c.Etcd.Password = v; return nil },
-		get:  func(c *Config) string { return c.Etcd.Password },
+		set:  func(c *Config, v string) error { c.Etcd.Password = Secret(v); return nil },
+		get:  func(c *Config) string { return c.Etcd.Password.Reveal() },
 	},
 	durationSetting("etcd.dial_timeout", false, func(c *Config) *time.Duration { return &c.Etcd.DialTimeout }),
 	durationSetting("etcd.request_timeout", false, func(c *Config) *time.Duration { return &c.Etcd.RequestTimeout }),

@@ -1,13 +1,17 @@
 package configs
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
@@ -482,4 +486,26 @@ func TestKeepVersionsDefaultByBackend(t *testing.T) {
 	c, err = Load("", []string{"CTXD_HISTORY_KEEP_VERSIONS=3"}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, 3, c.History.KeepVersions)
+}
+
+// The etcd password never shows when a Config is printed, logged or
+// encoded; the server gets it from Reveal.
+func TestPasswordIsNeverPrinted(t *testing.T) {
+	c := Defaults()
+	c.Etcd.Username, c.Etcd.Password = "ctxd", "s3cret"
+	var logged bytes.Buffer
+	logger := zerolog.New(&logged)
+	logger.Info().Interface("config", c).Msg("")
+	enc, err := json.Marshal(c)
+	require.NoError(t, err)
+	y, err := yaml.Marshal(c)
+	require.NoError(t, err)
+	for name, out := range map[string]string{
+		"%v": fmt.Sprintf("%v", c), "%+v": fmt.Sprintf("%+v", c), "%#v": fmt.Sprintf("%#v", c),
+		"json": string(enc), "yaml": string(y), "zerolog": logged.String(),
+	} {
+		assert.NotContains(t, out, "s3cret", name)
+		assert.Contains(t, out, "[redacted]", name)
+	}
+	assert.Equal(t, "s3cret", c.Etcd.Password.Reveal())
 }

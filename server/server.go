@@ -346,7 +346,7 @@ func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
 		}
 	}
 	st, err := etcd.Open(etcd.Options{
-		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password,
+		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password.Reveal(),
 		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
 	})
 	if err != nil {
