@@ -2,12 +2,17 @@ package bolt
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/framework0/ctxd"
 )
@@ -92,4 +97,39 @@ func TestOpenDoesNotReadTheWholeFile(t *testing.T) {
 	mapped(freelistMode{notPersisted: true})
 	control := mapped(freelistMode{notPersisted: true})
 	require.Greater(t, control, size/2, "control: rebuilding the freelist maps the file (%d of %d bytes)", control, size)
+}
+
+// A database whose freelist page is damaged is refused by Open with
+// ErrDamaged and a message saying what to do, where bbolt itself would
+// panic (the control: bbolt.Open on the same file), which would kill the
+// server with a stack trace instead of an error.
+func TestOpenRefusesADamagedFreelist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctxd.db")
+	s, err := Open(path, Options{})
+	require.NoError(t, err)
+	_, err = s.Put(context.Background(), "default", "k", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	c := &fileChecker{r: f}
+	m, err := c.meta()
+	require.NoError(t, err)
+	require.NotEqual(t, ^uint64(0), m.freelist, "the freelist is persisted")
+	flags := make([]byte, 2)
+	binary.LittleEndian.PutUint16(flags, flagLeaf) // a leaf where the freelist should be
+	_, err = f.WriteAt(flags, int64(m.freelist*uint64(m.pageSize))+8)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	_, err = Open(path, Options{})
+	require.ErrorIs(t, err, ErrDamaged)
+	assert.Contains(t, err.Error(), "ctxd restore")
+	assert.Panics(t, func() {
+		db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+		if err == nil {
+			_ = db.Close()
+		}
+	}, "control: bbolt panics on this file")
 }

@@ -100,3 +100,8 @@ func (o Options) withDefaults() Options {
 // ErrLocked is returned by Open (and CompactFile) when another process,
 // usually a running server, holds the database file.
 var ErrLocked = errors.New("database is in use by another process (is a server running on it?)")
+
+// ErrDamaged is returned by Open for a database file whose meta or
+// freelist pages are damaged (a disk that lied about a sync, a file
+// copied while written): bbolt would fault or panic on it.
+var ErrDamaged = errors.New("database file is damaged")

@@ -172,7 +172,15 @@ func Open(path string, opts Options) (*Store, error) {
 		timeout = 5 * time.Second
 	}
 	removeLeftovers(path)
-	_, statErr := os.Stat(path)
+	fi, statErr := os.Stat(path)
+	if statErr == nil && fi.Size() > 0 {
+		// A file in use by a server is left to bbolt.Open, which answers
+		// ErrLocked after the timeout without reading its pages.
+		if err := checkOpenable(path); err != nil && !lockedByOther(path) {
+			return nil, fmt.Errorf("open store %s: %w: %v: the file is damaged; restore it from a snapshot "+
+				"(ctxd restore --data DIR --from FILE) or move it away", path, ErrDamaged, err)
+		}
+	}
 	db, err := openBoltWith(path, timeout, opts.freelist)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
