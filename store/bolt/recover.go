@@ -53,7 +53,8 @@ func (s *Store) openWAL(opts Options) error {
 	}
 	if last := log.LastSeq(); last < applied {
 		return fail(fmt.Errorf("the write-ahead log in %s ends at record %d, but the database holds records up to %d: "+
-			"the log is not this database's (was the database file replaced by hand? use ctxd restore); "+
+			"the log is not this database's: the database file was replaced by hand (use ctxd restore), "+
+			"or the disk lost log writes it had reported synced (a write cache without power-loss protection); "+
 			"the server will not start on them", dir, last, applied))
 	}
 	start := time.Now()
@@ -109,7 +110,9 @@ func (s *Store) replay(log *wal.Log, applied uint64) error {
 		for _, c := range cs {
 			if c.Revision != next {
 				return fmt.Errorf("write-ahead log record %d (in %s) holds revision %d where the database expects %d: "+
-					"the log is not this database's, the server will not start on them", seq, WALDir(s.path), c.Revision, next)
+					"the log is not this database's: the database file was replaced by hand (use ctxd restore), or the disk "+
+					"lost writes it had reported synced (a write cache without power-loss protection); "+
+					"the server will not start on them", seq, WALDir(s.path), c.Revision, next)
 			}
 			next++
 		}
