@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // ErrBadDump is returned by ReadJSON for input that is not a JSON dump.
@@ -12,24 +13,37 @@ var ErrBadDump = errors.New("not a JSON dump")
 
 // ReadJSON reads a JSON dump (as Write writes it in JSON, or as Framework0
 // wrote its JSON dumps: any JSON object with a "context" object of key ->
-// value) and calls fn for each key of "context", in the order of the file.
-// The other members ("history" among them) are skipped without being kept
-// in memory. Input that is not such an object, or has anything after it, is
-// an error matching ErrBadDump (and the reader's error, if reading failed).
-// An error from fn stops reading and is returned as is.
-func ReadJSON(r io.Reader, fn func(key string, value json.RawMessage) error) error {
+// value) and calls fn for each key of "context", in the order of the file,
+// and deadline (when not nil) for each member of the "expires_at" object
+// (key -> RFC 3339 time), which a dump writes after "context". The other
+// members ("history" among them) are skipped without being kept in memory.
+// Input that is not such an object, or has anything after it, or an
+// "expires_at" that is not an object of times, is an error matching
+// ErrBadDump (and the reader's error, if reading failed). An error from fn
+// or deadline stops reading and is returned as is.
+func ReadJSON(r io.Reader, fn func(key string, value json.RawMessage) error, deadline func(key string, at time.Time) error) error {
 	dec := json.NewDecoder(r)
 	dec.UseNumber()
 	if err := expectDelim(dec, '{', "a JSON object"); err != nil {
 		return err
 	}
-	seen := false
+	seen, seenDeadlines := false, false
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
 			return bad(err)
 		}
 		name, _ := t.(string)
+		if name == "expires_at" && deadline != nil {
+			if seenDeadlines {
+				return fmt.Errorf("%w: \"expires_at\" appears twice", ErrBadDump)
+			}
+			seenDeadlines = true
+			if err := readDeadlines(dec, deadline); err != nil {
+				return err
+			}
+			continue
+		}
 		if name != "context" {
 			if err := skipValue(dec); err != nil {
 				return err
@@ -71,6 +85,39 @@ func ReadJSON(r io.Reader, fn func(key string, value json.RawMessage) error) err
 		if err == nil {
 			return fmt.Errorf("%w: data after the JSON object", ErrBadDump)
 		}
+		return bad(err)
+	}
+	return nil
+}
+
+// readDeadlines reads the "expires_at" object, key -> RFC 3339 time.
+func readDeadlines(dec *json.Decoder, deadline func(key string, at time.Time) error) error {
+	if err := expectDelim(dec, '{', `"expires_at" to be an object of key -> time`); err != nil {
+		return err
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return bad(err)
+		}
+		key, _ := t.(string)
+		t, err = dec.Token()
+		if err != nil {
+			return bad(err)
+		}
+		s, ok := t.(string)
+		if !ok {
+			return fmt.Errorf("%w: \"expires_at\" of key %q is not a time string", ErrBadDump, key)
+		}
+		at, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return fmt.Errorf("%w: \"expires_at\" of key %q: %w", ErrBadDump, key, err)
+		}
+		if err := deadline(key, at); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
 		return bad(err)
 	}
 	return nil
