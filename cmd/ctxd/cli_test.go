@@ -21,7 +21,7 @@ import (
 func TestCLIAgainstServer(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 
 	// run expects exit code 0 and returns stdout.
 	run := func(t *testing.T, stdin string, args ...string) string {
@@ -137,7 +137,7 @@ func TestCLIAgainstServer(t *testing.T) {
 func TestExitCodes(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -265,7 +265,7 @@ func TestMigrateSchema1Fixture(t *testing.T) {
 func TestCLIPatch(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 	recordJSON := func(t *testing.T, stdin string, args ...string) ctxd.Record {
 		t.Helper()
 		return fromJSON[ctxd.Record](t, cliOK(t, env, stdin, append(args, "-o", "json")...))
