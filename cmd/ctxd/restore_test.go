@@ -218,7 +218,7 @@ func TestRestoreOverAStoppedServerAndUndo(t *testing.T) {
 func TestRestoreBadSnapshotLeavesNothing(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 	fill(t, srv.URL, 50, "A")
 	id := fromJSON[client.SnapshotMeta](t, cliOK(t, env, "", "snapshot", "create", "-o", "json")).ID
 	src := t.TempDir()
