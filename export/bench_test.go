@@ -28,15 +28,7 @@ func BenchmarkWrite(b *testing.B) {
 		fill(b, st, n, 10000)
 		for _, f := range export.Formats {
 			b.Run(string(f)+"/keys="+strconv.Itoa(n), func(b *testing.B) {
-				benchPerKey(b, n, func() (export.Result, error) {
-					var res export.Result
-					err := st.View(func(v store.View) error {
-						var err error
-						res, err = export.Write(io.Discard, f, v, export.Options{Namespace: "default", Who: "bench"})
-						return err
-					})
-					return res, err
-				})
+				benchPerKey(b, n, viewDump(st, f))
 			})
 		}
 	}
@@ -59,15 +51,7 @@ func BenchmarkWriteExpiring(b *testing.B) {
 		fillTTL(b, st, n, n, ttl)
 		for _, f := range []export.Format{export.JSON, export.CSV, export.TXT} {
 			b.Run(string(f)+"/expiring="+strconv.FormatBool(expiring), func(b *testing.B) {
-				benchPerKey(b, n, func() (export.Result, error) {
-					var res export.Result
-					err := st.View(func(v store.View) error {
-						var err error
-						res, err = export.Write(io.Discard, f, v, export.Options{Namespace: "default", Who: "bench"})
-						return err
-					})
-					return res, err
-				})
+				benchPerKey(b, n, viewDump(st, f))
 			})
 		}
 	}
@@ -92,6 +76,19 @@ func BenchmarkWriteOnly(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// viewDump dumps namespace default of st in format f, from one view.
+func viewDump(st *bolt.Store, f export.Format) func() (export.Result, error) {
+	return func() (export.Result, error) {
+		var res export.Result
+		err := st.View(func(v store.View) error {
+			var err error
+			res, err = export.Write(io.Discard, f, v, export.Options{Namespace: "default", Who: "bench"})
+			return err
+		})
+		return res, err
 	}
 }
 
