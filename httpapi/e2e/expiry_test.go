@@ -16,20 +16,22 @@ import (
 func TestExpiringKey(t *testing.T) {
 	s := newServer(t, serverOptions{})
 	s.put("default", "perm", `1`, "alice")
-	status, body := s.do(http.MethodPut, keyPath("default", "run/lock")+"?ttl=1h&who=worker", `"w7"`)
+	status, body := s.do(http.MethodPut, keyPath("default", "run/lock")+"?ttl=10m&who=worker", `"w7"`)
 	require.Equal(t, http.StatusOK, status, "%s", body)
 
 	p := openPage(t, s, "/")
 	p.waitFor(`#conn[data-state="live"]`)
 	lock := `#key-rows tr[data-key="run/lock"] td.expires`
-	p.waitText(lock, "in 59m")
+	// "in 9m 58s": to the second below an hour (10 minutes leave room for a
+	// slow machine).
+	p.waitJS(`/^in \d+m \d+s$/.test(document.querySelector(`+jsString(lock)+`)?.textContent ?? "")`, "a countdown in the row")
 	assert.Equal(t, "—", p.text(`#key-rows tr[data-key="perm"] td.expires`), "a permanent key has no deadline")
 	first := p.text(lock)
 	p.waitJS(`document.querySelector(`+jsString(lock)+`).textContent !== `+jsString(first), "the countdown to move on")
 
 	p.click(`#key-rows tr[data-key="run/lock"] th button`)
 	p.waitTextIs("#d-key", "run/lock")
-	p.waitText("#d-expires", "in 59m")
+	p.waitJS(`/^in \d+m \d+s$/.test(document.querySelector("#d-expires").textContent)`, "a countdown in the key shown")
 	p.click(`#key-rows tr[data-key="perm"] th button`)
 	p.waitTextIs("#d-expires", "never")
 	p.click(`#key-rows tr[data-key="run/lock"] th button`)
