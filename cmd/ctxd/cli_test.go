@@ -254,7 +254,7 @@ func TestMigrateSchema1Fixture(t *testing.T) {
 	assert.Contains(t, r.stdout, fmt.Sprintf("schema %d is current", cur))
 
 	srv := startServer(t, dir)
-	r = cli(t, []string{"CTXD_SERVER=" + srv.URL}, "", "status", "-o", "json")
+	r = cli(t, []string{"CTXD_SERVER=" + checkedURL(t, srv)}, "", "status", "-o", "json")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, fmt.Sprintf(`"schema_version": %d`, cur))
 }
