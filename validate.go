@@ -3,6 +3,7 @@ package ctxd
 import (
 	"bytes"
 	"encoding/json"
+	"time"
 	"unicode/utf8"
 )
 
@@ -134,6 +135,16 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxTTL <= 0 {
 		l.MaxTTL = DefaultLimits.MaxTTL
 	}
+	return l
+}
+
+// ForImport returns the limits an import of n writes is checked against
+// (store.Backend's Import): no cap on the number of writes, and no minimum
+// TTL, because an imported key's TTL is what remained of the deadline its
+// dump recorded, not a client's choice. limits.max_ttl still applies.
+func (l Limits) ForImport(n int) Limits {
+	l.MaxTxnOps = max(n, 1)
+	l.MinTTL = time.Nanosecond
 	return l
 }
 

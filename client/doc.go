@@ -6,6 +6,7 @@
 // method takes a context and maps to one route:
 //
 //	Put, Get, Delete    PUT, GET, DELETE /v1/ns/{ns}/keys/{key}
+//	KeepAlive           POST /v1/ns/{ns}/keys/{key}/keepalive?ttl=
 //	List, ListAll       GET  /v1/ns/{ns}/keys?prefix=&after=&limit=
 //	History             GET  /v1/ns/{ns}/keys/{key}/history?limit=&before=
 //	Namespaces          GET  /v1/ns
@@ -19,6 +20,13 @@
 //
 // Keys may hold any character the server accepts, "/" included: the client
 // path-escapes them.
+//
+// Expiring keys: PutOptions.TTL makes a key expire (a put without it makes
+// the key permanent again), KeepAlive moves its deadline without a new
+// version, and a Record's ExpiresAt is its deadline (zero: never). An
+// expiry comes on the feed as a delete with WatchEvent.Expired set. An
+// export carries the deadlines, and Import gives each key the time left
+// (ImportResult.SkippedExpired counts the keys whose deadline had passed).
 //
 // # Errors
 //

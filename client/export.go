@@ -90,6 +90,10 @@ type ImportResult struct {
 	Namespace string `json:"ns"`
 	// Imported is the number of keys written.
 	Imported int `json:"imported"`
+	// SkippedExpired is the number of keys not written because the
+	// deadline the dump gave them ("expires_at") had passed; a key whose
+	// deadline is still ahead is written with the time left as its TTL.
+	SkippedExpired int `json:"skipped_expired"`
 	// Revision is the store's revision after the import.
 	Revision uint64 `json:"revision"`
 }

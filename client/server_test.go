@@ -20,9 +20,16 @@ import (
 func realServer(t *testing.T) *Client {
 	t.Helper()
 	srv := testkit.StartServer(t)
-	c, err := New(srv.URL, WithWho("client-test"))
+	c, err := New(srv.URL, WithWho("client-test"), checked(t))
 	require.NoError(t, err)
 	return c
+}
+
+// checked sends the client's requests through the OpenAPI validator
+// (testkit.OpenAPI): a route, parameter, field or status the client uses
+// that httpapi/openapi.yaml does not document fails the test.
+func checked(t *testing.T) Option {
+	return WithHTTPClient(testkit.NewOpenAPI(t).HTTPClient(t))
 }
 
 func TestAgainstRealServer(t *testing.T) {
@@ -179,7 +186,7 @@ func TestAgainstRealServer(t *testing.T) {
 func TestInsufficientStorage(t *testing.T) {
 	ctx := context.Background()
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.Storage.QuotaBytes = 256 << 10 }))
-	c, err := New(srv.URL)
+	c, err := New(srv.URL, checked(t))
 	require.NoError(t, err)
 	value := json.RawMessage(`"` + strings.Repeat("v", 32<<10) + `"`)
 	for i := 0; ; i++ {

@@ -12,11 +12,17 @@
 // Formats:
 //
 //	json    {"timestamp","who","revision","namespace","format","include_history",
-//	         "context":{key: value},"key_count"[,"history":[...],"history_count"]}
+//	         "context":{key: value},"key_count"[,"expires_at":{key: deadline}]
+//	         [,"history":[...],"history_count"]}
 //	pretty  a human-readable report: header, keys sorted, values indented
-//	csv     RFC 4180: Key,Value,Type,Version,Revision,Who,Updated_At
+//	csv     RFC 4180: Key,Value,Type,Version,Revision,Who,Updated_At,Expires_At
 //	        (and Action when history is included)
-//	txt     key=value lines under a short "#" header
+//	txt     key=value lines under a short "#" header; an expiring key's
+//	        line is followed by "# expires_at <deadline>"
+//
+// Every format carries each expiring key's deadline (ctxd.Record's
+// ExpiresAt), so that an import can give it back (the API's import puts
+// such a key with the time left as its TTL).
 //
 // [Dir] is a folder of dump files: [Dir.Create] writes one through a temp
 // file that is fsynced and renamed into place, so a crash never leaves a
@@ -28,8 +34,9 @@
 //
 // Writers stream: memory does not grow with the number of keys or changes
 // (see BenchmarkWrite). A JSON dump therefore puts "key_count" after
-// "context": object members have no order in JSON, but a reader that
-// expects the count first must read the whole object. [AtRevision] keeps in
+// "context" (and "expires_at" too, written from a second read of the keys
+// when, and only when, one of them expires): object members have no order
+// in JSON, but a reader that expects them first must read the whole object. [AtRevision] keeps in
 // memory the keys deleted after the revision it reads at.
 //
 // The package never imports bbolt: it sees the store only through Source.

@@ -119,10 +119,16 @@ func populated(t testing.TB) (*bolt.Store, []ctxd.Record) {
 // bytes), batch per transaction (at most the store's max_txn_ops).
 func fill(t testing.TB, st *bolt.Store, n, batch int) {
 	t.Helper()
+	fillTTL(t, st, n, batch, 0)
+}
+
+// fillTTL is fill with every key put with ttl (0: none).
+func fillTTL(t testing.TB, st *bolt.Store, n, batch int, ttl time.Duration) {
+	t.Helper()
 	var writes []ctxd.Write
 	for i := range n {
 		v, _ := json.Marshal(map[string]any{"id": i, "name": "item-" + strconv.Itoa(i), "tags": []string{"a", "b"}, "ok": i%2 == 0})
-		writes = append(writes, ctxd.Write{Namespace: "default", Key: "app/item/" + strconv.Itoa(i), Op: ctxd.OpPut, Value: v, Who: "bench"})
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: "app/item/" + strconv.Itoa(i), Op: ctxd.OpPut, Value: v, Who: "bench", TTL: ttl})
 		if len(writes) == batch || i == n-1 {
 			_, err := st.Txn(bg, writes)
 			require.NoError(t, err)

@@ -20,7 +20,7 @@ func readAll(t *testing.T, in string) ([]kv, error) {
 	err := export.ReadJSON(strings.NewReader(in), func(key string, value json.RawMessage) error {
 		out = append(out, kv{key, string(value)})
 		return nil
-	})
+	}, nil)
 	return out, err
 }
 
@@ -95,6 +95,6 @@ func TestReadJSONMalformed(t *testing.T) {
 	assert.Empty(t, got)
 
 	boom := errors.New("stop here")
-	err = export.ReadJSON(strings.NewReader(`{"context":{"a":1,"b":2}}`), func(string, json.RawMessage) error { return boom })
+	err = export.ReadJSON(strings.NewReader(`{"context":{"a":1,"b":2}}`), func(string, json.RawMessage) error { return boom }, nil)
 	require.ErrorIs(t, err, boom)
 }

@@ -37,7 +37,8 @@ var errStop = errors.New("stop")
 // below the compacted revision; checking that is the caller's job (the
 // store's GetAt does it). A change missing from the log while walking back
 // is reported as ctxd.ErrCompacted. Records read at an earlier revision
-// have CreateRev 0: the log does not record it.
+// have CreateRev 0: the log does not record it; their ExpiresAt is the
+// deadline the put in effect at rev set (a later keepalive is not logged).
 //
 // Memory: the keys of ns deleted after rev are held in memory, sorted, while
 // ForEach runs; everything else streams.
@@ -145,7 +146,7 @@ func (a *atRevision) inEffect(from uint64) (ctxd.Record, bool, error) {
 			}
 			return ctxd.Record{
 				Namespace: c.Namespace, Key: c.Key, Value: c.Value, Version: c.Version,
-				ModRev: c.Revision, Who: c.Who, UpdatedAt: c.Time,
+				ModRev: c.Revision, Who: c.Who, UpdatedAt: c.Time, ExpiresAt: c.ExpiresAt,
 			}, true, nil
 		}
 		rev = c.PrevRev

@@ -194,13 +194,18 @@ func appendTime(b []byte, t time.Time) []byte {
 	return t.UTC().AppendFormat(b, time.RFC3339Nano)
 }
 
-// json writes the JSON format, one key or history entry per line:
+// json writes the JSON format, one key or history entry per line.
+// "expires_at" is there only when a key of the dump expires; an entry's
+// "expires_at" is the deadline its put set, "expired" marks an expiry:
 //
 //	{"timestamp":"...","who":"...","revision":N,"namespace":"...","format":"json","include_history":B,"context":{
 //	"key":value,
 //	...
-//	},"key_count":N,"history":[
-//	{"revision":N,"timestamp":"...","key":"...","action":"set","before":V,"after":V,"who":"...","version":N},
+//	},"key_count":N,"expires_at":{
+//	"key":"deadline",
+//	...
+//	},"history":[
+//	{"revision":N,"timestamp":"...","key":"...","action":"set","before":V,"after":V,"who":"...","version":N[,"expires_at":"..."][,"expired":true]},
 //	...
 //	],"history_count":N}
 func (d *dumper) json() error {
@@ -216,7 +221,11 @@ func (d *dumper) json() error {
 	b = strconv.AppendBool(b, d.opts.History)
 	b = append(b, `,"context":{`...)
 	d.line = b
+	expiring := 0
 	err := d.forEachKey(func(r ctxd.Record) {
+		if !r.ExpiresAt.IsZero() {
+			expiring++
+		}
 		if d.res.Keys > 0 {
 			d.line = append(d.line, ',')
 		}
@@ -233,6 +242,11 @@ func (d *dumper) json() error {
 	}
 	d.line = append(d.line, `},"key_count":`...)
 	d.line = strconv.AppendInt(d.line, int64(d.res.Keys), 10)
+	if expiring > 0 {
+		if err := d.jsonDeadlines(); err != nil {
+			return err
+		}
+	}
 	if d.opts.History {
 		d.line = append(d.line, `,"history":[`...)
 		err := d.forEachEntry(func(e *Entry) {
@@ -255,6 +269,37 @@ func (d *dumper) json() error {
 	return d.flushLine()
 }
 
+// jsonDeadlines writes the "expires_at" member: key -> deadline of every
+// key of the dump that expires, one per line. It reads the keys a second
+// time (the source is consistent, so it sees the same keys) rather than
+// holding the deadlines in memory while "context" streams: the dump's
+// memory stays constant, and a namespace without expiring keys (the
+// caller counts them) pays nothing.
+func (d *dumper) jsonDeadlines() error {
+	d.line = append(d.line, `,"expires_at":{`...)
+	n := 0
+	err := d.src.ForEach(d.opts.Namespace, "", func(r ctxd.Record) error {
+		if r.ExpiresAt.IsZero() {
+			return nil
+		}
+		if n > 0 {
+			d.line = append(d.line, ',')
+		}
+		n++
+		d.line = append(d.line, '\n')
+		d.line = jsontext.AppendString(d.line, r.Key)
+		d.line = append(d.line, `:"`...)
+		d.line = appendTime(d.line, r.ExpiresAt)
+		d.line = append(d.line, '"')
+		return d.flushLine()
+	})
+	if err != nil {
+		return err
+	}
+	d.line = append(d.line, "\n}"...)
+	return nil
+}
+
 // appendEntry appends a history entry as a JSON object.
 func (d *dumper) appendEntry(b []byte, e *Entry) []byte {
 	b = append(b, `{"revision":`...)
@@ -273,6 +318,14 @@ func (d *dumper) appendEntry(b []byte, e *Entry) []byte {
 	b = jsontext.AppendString(b, e.Who)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendUint(b, e.Version, 10)
+	if !e.ExpiresAt.IsZero() {
+		b = append(b, `,"expires_at":"`...)
+		b = appendTime(b, e.ExpiresAt)
+		b = append(b, '"')
+	}
+	if e.Expired {
+		b = append(b, `,"expired":true`...)
+	}
 	return append(b, '}')
 }
 
@@ -304,6 +357,11 @@ func (d *dumper) pretty() error {
 		d.line = append(d.line, r.Key...)
 		d.line = append(d.line, ": "...)
 		d.line = d.indent(d.line, r.Value, "")
+		if !r.ExpiresAt.IsZero() {
+			d.line = append(d.line, "\n  (expires at "...)
+			d.line = appendTime(d.line, r.ExpiresAt)
+			d.line = append(d.line, ')')
+		}
 		d.line = append(d.line, "\n\n"...)
 	})
 	if err != nil {
@@ -349,14 +407,15 @@ func (d *dumper) pretty() error {
 
 // csvHeader starts every CSV dump; csvAction is added with history.
 const (
-	csvHeader = "Key,Value,Type,Version,Revision,Who,Updated_At"
+	csvHeader = "Key,Value,Type,Version,Revision,Who,Updated_At,Expires_At"
 	csvAction = ",Action"
 )
 
 // csv writes RFC 4180 CSV (CRLF line ends, fields quoted when needed). A
-// row per key; with history, an Action column ("current" on key rows) and
-// then a row per change ("set" or "delete", the value after the change,
-// the change's revision and time).
+// row per key; Expires_At is the key's deadline, empty when it has none.
+// With history, an Action column ("current" on key rows) and then a row
+// per change ("set" or "delete", the value after the change, the change's
+// revision, time and the deadline its put set).
 func (d *dumper) csv() error {
 	b := append(d.line[:0], csvHeader...)
 	if d.opts.History {
@@ -364,14 +423,14 @@ func (d *dumper) csv() error {
 	}
 	d.line = append(b, "\r\n"...)
 	err := d.forEachKey(func(r ctxd.Record) {
-		d.csvRow(r.Key, r.Value, r.Version, r.ModRev, r.Who, r.UpdatedAt, "current")
+		d.csvRow(r.Key, r.Value, r.Version, r.ModRev, r.Who, r.UpdatedAt, r.ExpiresAt, "current")
 	})
 	if err != nil {
 		return err
 	}
 	if d.opts.History {
 		err = d.forEachEntry(func(e *Entry) {
-			d.csvRow(e.Key, e.Value, e.Version, e.Revision, e.Who, e.Time, e.Action())
+			d.csvRow(e.Key, e.Value, e.Version, e.Revision, e.Who, e.Time, e.ExpiresAt, e.Action())
 		})
 		if err != nil {
 			return err
@@ -380,7 +439,7 @@ func (d *dumper) csv() error {
 	return d.flushLine()
 }
 
-func (d *dumper) csvRow(key string, value []byte, version, rev uint64, who string, t time.Time, action string) {
+func (d *dumper) csvRow(key string, value []byte, version, rev uint64, who string, t, expires time.Time, action string) {
 	b := appendCSV(d.line, key)
 	b = append(b, ',')
 	typ := jsonType(value)
@@ -411,6 +470,10 @@ func (d *dumper) csvRow(key string, value []byte, version, rev uint64, who strin
 	b = appendCSV(b, who)
 	b = append(b, ',')
 	b = appendTime(b, t)
+	b = append(b, ',')
+	if !expires.IsZero() {
+		b = appendTime(b, expires)
+	}
 	if d.opts.History {
 		b = append(b, ',')
 		b = append(b, action...)
@@ -489,7 +552,10 @@ func jsonType(v []byte) string {
 
 // txt writes key=value lines under a short header. A string is written as
 // is unless it holds a control character (then as a JSON string); any
-// other value as compact JSON. With history, a line per change follows.
+// other value as compact JSON. An expiring key's line is followed by a
+// comment "# expires_at <deadline>", so that readers of key=value lines,
+// which skip comments, read the dump as before. With history, a line per
+// change follows.
 func (d *dumper) txt() error {
 	b := append(d.line[:0], "# ctxd dump of namespace "...)
 	b = append(b, d.opts.Namespace...)
@@ -505,6 +571,11 @@ func (d *dumper) txt() error {
 		d.line = append(d.line, '=')
 		d.line = d.txtValue(d.line, r.Value)
 		d.line = append(d.line, '\n')
+		if !r.ExpiresAt.IsZero() {
+			d.line = append(d.line, "# expires_at "...)
+			d.line = appendTime(d.line, r.ExpiresAt)
+			d.line = append(d.line, '\n')
+		}
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ type jsonDump struct {
 	IncludeHistory bool                       `json:"include_history"`
 	Context        map[string]json.RawMessage `json:"context"`
 	KeyCount       int                        `json:"key_count"`
+	ExpiresAt      map[string]time.Time       `json:"expires_at"`
 	History        []historyEntry             `json:"history"`
 	HistoryCount   *int                       `json:"history_count"`
 }
@@ -42,6 +43,8 @@ type historyEntry struct {
 	After     json.RawMessage `json:"after"`
 	Who       string          `json:"who"`
 	Version   uint64          `json:"version"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	Expired   bool            `json:"expired"`
 }
 
 func decodeStrict[T any](t testing.TB, b []byte) T {
@@ -158,7 +161,7 @@ func TestCSVDump(t *testing.T) {
 			rd := csv.NewReader(bytes.NewReader(out))
 			rows, err := rd.ReadAll()
 			require.NoError(t, err)
-			header := []string{"Key", "Value", "Type", "Version", "Revision", "Who", "Updated_At"}
+			header := []string{"Key", "Value", "Type", "Version", "Revision", "Who", "Updated_At", "Expires_At"}
 			if history {
 				header = append(header, "Action")
 			}
@@ -199,8 +202,9 @@ func TestCSVDump(t *testing.T) {
 				ts, err := time.Parse(time.RFC3339Nano, row[6])
 				require.NoError(t, err)
 				assert.True(t, r.UpdatedAt.Equal(ts))
+				assert.Equal(t, "", row[7], "a key without a ttl has no Expires_At")
 				if history {
-					assert.Equal(t, "current", row[7])
+					assert.Equal(t, "current", row[8])
 				}
 			}
 			if !history {
@@ -215,11 +219,11 @@ func TestCSVDump(t *testing.T) {
 				assert.Equal(t, c.Key, row[0])
 				assert.Equal(t, strconv.FormatUint(c.Revision, 10), row[4])
 				if c.Op == ctxd.OpDelete {
-					assert.Equal(t, "delete", row[7])
+					assert.Equal(t, "delete", row[8])
 					assert.Equal(t, "", row[1])
 					assert.Equal(t, "", row[2])
 				} else {
-					assert.Equal(t, "set", row[7])
+					assert.Equal(t, "set", row[8])
 				}
 			}
 		})

@@ -353,13 +353,23 @@ func tempSpool() (*os.File, error) {
 type importResponse struct {
 	Namespace string `json:"ns"`
 	Imported  int    `json:"imported"`
-	Revision  uint64 `json:"revision"`
+	// SkippedExpired counts the keys of the dump whose deadline had
+	// already passed: they are not put (see importNS).
+	SkippedExpired int    `json:"skipped_expired"`
+	Revision       uint64 `json:"revision"`
 }
 
 // importNS serves POST /v1/ns/{ns}/import: the body is a JSON dump (ctxd's
 // or Framework0's); every key of its "context" is put, in one transaction.
 // Keys not in the dump are left alone. A malformed dump, a duplicate key or
 // a bad key or value is a 400 and writes nothing.
+//
+// A key the dump's "expires_at" gives a deadline is put with what remains
+// of it as its TTL, so it expires when it would have on the server it was
+// dumped from. A key whose deadline has passed is skipped and counted, not
+// put and expired at once: an import must not replace a live key of {ns}
+// with a value that vanishes the next second, nor write two changes (a put
+// and its expiry) that say nothing.
 func (s *Server) importNS(c echo.Context) error {
 	req := c.Request()
 	ns, err := parseNamespace(c.Param("ns"))
@@ -372,6 +382,7 @@ func (s *Server) importNS(c echo.Context) error {
 	author := who(c)
 	var writes []ctxd.Write
 	seen := map[string]bool{}
+	deadlines := map[string]time.Time{}
 	err = export.ReadJSON(req.Body, func(key string, value json.RawMessage) error {
 		if seen[key] {
 			return badRequest("the dump holds key " + strconv.Quote(key) + " twice")
@@ -379,11 +390,21 @@ func (s *Server) importNS(c echo.Context) error {
 		seen[key] = true
 		writes = append(writes, ctxd.Write{Namespace: ns, Key: key, Op: ctxd.OpPut, Value: value, Who: author})
 		return nil
+	}, func(key string, at time.Time) error {
+		if _, dup := deadlines[key]; dup {
+			return badRequest("the dump's expires_at holds key " + strconv.Quote(key) + " twice")
+		}
+		deadlines[key] = at
+		return nil
 	})
 	if err != nil {
 		return oversized(err)
 	}
-	out := importResponse{Namespace: ns, Imported: len(writes)}
+	writes, skipped, err := applyDeadlines(writes, deadlines, time.Now())
+	if err != nil {
+		return err
+	}
+	out := importResponse{Namespace: ns, Imported: len(writes), SkippedExpired: skipped}
 	if len(writes) == 0 {
 		st, err := s.st.Status()
 		if err != nil {
@@ -399,6 +420,33 @@ func (s *Server) importNS(c echo.Context) error {
 	out.Revision = res.Revision
 	s.log.Info().Str("ns", ns).Int("keys", len(writes)).Uint64("revision", res.Revision).Str("who", author).Msg("dump imported")
 	return sendJSON(c, http.StatusOK, out)
+}
+
+// applyDeadlines gives each write whose key has a deadline the time left
+// until it (at now) as its TTL, and drops the writes whose deadline has
+// passed; it answers how many it dropped. A deadline for a key the dump's
+// "context" does not hold is a bad dump.
+func applyDeadlines(writes []ctxd.Write, deadlines map[string]time.Time, now time.Time) ([]ctxd.Write, int, error) {
+	if len(deadlines) == 0 {
+		return writes, 0, nil
+	}
+	kept := writes[:0]
+	for _, w := range writes {
+		at, ok := deadlines[w.Key]
+		if !ok {
+			kept = append(kept, w)
+			continue
+		}
+		delete(deadlines, w.Key)
+		if left := at.Sub(now); left > 0 {
+			w.TTL = left
+			kept = append(kept, w)
+		}
+	}
+	for key := range deadlines {
+		return nil, 0, badRequest("the dump's expires_at names key " + strconv.Quote(key) + ", which its context does not hold")
+	}
+	return kept, len(writes) - len(kept), nil
 }
 
 // createDump serves POST /v1/ns/{ns}/dumps?format=&filename=&history=&rev=:

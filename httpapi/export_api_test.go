@@ -80,10 +80,10 @@ func TestExportRoute(t *testing.T) {
 			case export.CSV:
 				rows, err := csv.NewReader(bytes.NewReader(r.body)).ReadAll()
 				require.NoError(t, err)
-				assert.Equal(t, "Action", rows[0][7])
+				assert.Equal(t, "Action", rows[0][8])
 				got := map[string]string{}
 				for _, row := range rows[1:] {
-					if row[7] == "current" {
+					if row[8] == "current" {
 						got[row[0]] = row[1]
 					}
 				}

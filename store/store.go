@@ -79,7 +79,9 @@ type Writer interface {
 	// every backend.
 	Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error)
 	// Import is Txn without the limit on the number of writes, for loads
-	// that are one transaction by design (a dump).
+	// that are one transaction by design (a dump), checked against
+	// ctxd.Limits.ForImport: an imported put's TTL (what remained of the
+	// dump's deadline) may be below limits.min_ttl.
 	Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error)
 }
 

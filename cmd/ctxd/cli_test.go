@@ -21,7 +21,7 @@ import (
 func TestCLIAgainstServer(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 
 	// run expects exit code 0 and returns stdout.
 	run := func(t *testing.T, stdin string, args ...string) string {
@@ -137,7 +137,7 @@ func TestCLIAgainstServer(t *testing.T) {
 func TestExitCodes(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -254,7 +254,7 @@ func TestMigrateSchema1Fixture(t *testing.T) {
 	assert.Contains(t, r.stdout, fmt.Sprintf("schema %d is current", cur))
 
 	srv := startServer(t, dir)
-	r = cli(t, []string{"CTXD_SERVER=" + srv.URL}, "", "status", "-o", "json")
+	r = cli(t, []string{"CTXD_SERVER=" + checkedURL(t, srv)}, "", "status", "-o", "json")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, fmt.Sprintf(`"schema_version": %d`, cur))
 }
@@ -265,7 +265,7 @@ func TestMigrateSchema1Fixture(t *testing.T) {
 func TestCLIPatch(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 	recordJSON := func(t *testing.T, stdin string, args ...string) ctxd.Record {
 		t.Helper()
 		return fromJSON[ctxd.Record](t, cliOK(t, env, stdin, append(args, "-o", "json")...))

@@ -138,8 +138,10 @@ func (a *app) importCmd() *cobra.Command {
 		Long: `Import a JSON dump (from 'ctxd dump', or a Framework0 JSON dump) into a
 namespace: every key of its "context" is set, in one transaction, or none is
 (a malformed file changes nothing). Keys not in the dump are left alone.
-FILE - reads standard input. The dump must fit the server's limits
-(http.max_body_bytes, limits.max_txn_ops keys).`,
+A key the dump says expires ("expires_at") is set with the time left until
+its deadline; one whose deadline has passed is skipped, and counted under
+SKIPPED_EXPIRED. FILE - reads standard input. The dump must fit the
+server's http.max_body_bytes.`,
 		Example: `  ctxd import ctx.json
   ctxd dump -n prod | ctxd import -n staging -`,
 		Args: exactArgs("FILE"),
@@ -165,8 +167,8 @@ FILE - reads standard input. The dump must fit the server's limits
 			if c.output == outJSON {
 				return c.printJSON(res)
 			}
-			return c.table("NS\tIMPORTED\tREVISION", []string{
-				res.Namespace + "\t" + strconv.Itoa(res.Imported) + "\t" + strconv.FormatUint(res.Revision, 10),
+			return c.table("NS\tIMPORTED\tSKIPPED_EXPIRED\tREVISION", []string{
+				res.Namespace + "\t" + strconv.Itoa(res.Imported) + "\t" + strconv.Itoa(res.SkippedExpired) + "\t" + strconv.FormatUint(res.Revision, 10),
 			})
 		})
 	})

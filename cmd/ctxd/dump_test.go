@@ -38,7 +38,7 @@ func TestDumpImportCLI(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
 	srv := startServer(t, data)
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 	run := func(t *testing.T, stdin string, args ...string) string {
 		t.Helper()
 		return cliOK(t, env, stdin, args...)

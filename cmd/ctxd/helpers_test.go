@@ -47,6 +47,15 @@ func startServer(t *testing.T, dataDir string, args ...string) *serverProcess {
 	return testkit.StartServe(t, bin, dataDir, testkit.ServeOptions{Args: args})
 }
 
+// checkedURL is a URL of the server p that checks every exchange against
+// the OpenAPI document (testkit.OpenAPI.Proxy): a CLI command pointed at
+// it fails the test when it uses a route, parameter, field or status that
+// httpapi/openapi.yaml does not document.
+func checkedURL(t *testing.T, p *serverProcess) string {
+	t.Helper()
+	return testkit.NewOpenAPI(t).Proxy(t, p.URL)
+}
+
 // result is the outcome of one CLI run.
 type result struct {
 	stdout, stderr string

@@ -69,17 +69,19 @@ func orEmpty[T any](s []T) []T {
 	return s
 }
 
-// printRecord prints the record of put, get and del.
+// printRecord prints the record of put, get, del and keepalive.
 func (c *common) printRecord(rec client.Record) error {
-	return printAs(c, rec, []client.Record{rec}, func(r client.Record) string { return valueText(r.Value) },
-		"NS\tKEY\tVERSION\tREVISION\tWHO\tUPDATED\tVALUE", func(r client.Record) string {
+	recs := []client.Record{rec}
+	expires := expiresColumn(recs, time.Now())
+	return printAs(c, rec, recs, func(r client.Record) string { return valueText(r.Value) },
+		"NS\tKEY\tVERSION\tREVISION\tWHO\tUPDATED"+expires.header+"\tVALUE", func(r client.Record) string {
 			value := cell(r.Value)
 			if c.deleted {
 				value = "(deleted)"
 			}
 			return strings.Join([]string{
 				r.Namespace, r.Key, strconv.FormatUint(r.Version, 10), strconv.FormatUint(r.ModRev, 10),
-				r.Who, timeText(r.UpdatedAt), value,
+				r.Who, timeText(r.UpdatedAt) + expires.cell(r), value,
 			}, "\t")
 		})
 }
@@ -88,11 +90,12 @@ func (c *common) printRecord(rec client.Record) error {
 // table and value output, so that stdout holds only the keys.
 func (c *common) printList(page client.ListPage) error {
 	page.Records = orEmpty(page.Records)
+	expires := expiresColumn(page.Records, time.Now())
 	err := printAs(c, page, page.Records, func(r client.Record) string { return r.Key },
-		"KEY\tVERSION\tREVISION\tWHO\tUPDATED\tVALUE", func(r client.Record) string {
+		"KEY\tVERSION\tREVISION\tWHO\tUPDATED"+expires.header+"\tVALUE", func(r client.Record) string {
 			return strings.Join([]string{
 				r.Key, strconv.FormatUint(r.Version, 10), strconv.FormatUint(r.ModRev, 10),
-				r.Who, timeText(r.UpdatedAt), cell(r.Value),
+				r.Who, timeText(r.UpdatedAt) + expires.cell(r), cell(r.Value),
 			}, "\t")
 		})
 	if err != nil || c.output == outJSON {
@@ -113,6 +116,9 @@ func (c *common) printHistory(page client.HistoryPage) error {
 			value := cell(ch.Value)
 			if ch.Op == ctxd.OpDelete {
 				value = "-"
+				if ch.Expired {
+					value = "(expired)"
+				}
 			}
 			return strings.Join([]string{
 				strconv.FormatUint(ch.Revision, 10), ch.Op.String(), strconv.FormatUint(ch.Version, 10),
@@ -211,6 +217,43 @@ func cell(v json.RawMessage) string {
 		s = string(r[:maxCell-3]) + "..."
 	}
 	return s
+}
+
+// expires is a table's EXPIRES column: there only when a record shown
+// expires, so that tables of permanent keys (most) stay as they were.
+type expires struct {
+	header string // "\tEXPIRES" or ""
+	now    time.Time
+}
+
+func expiresColumn(recs []client.Record, now time.Time) expires {
+	for _, r := range recs {
+		if !r.ExpiresAt.IsZero() {
+			return expires{header: "\tEXPIRES", now: now}
+		}
+	}
+	return expires{}
+}
+
+// cell is the record's EXPIRES cell, with the tab before it: "in 29s"
+// (the time left, to the second), "-" for a key that never expires, and
+// "now" for a deadline passed whose expiry is under way.
+func (e expires) cell(r client.Record) string {
+	if e.header == "" {
+		return ""
+	}
+	return "\t" + expiresText(r.ExpiresAt, e.now)
+}
+
+func expiresText(at, now time.Time) string {
+	if at.IsZero() {
+		return "-"
+	}
+	left := at.Sub(now).Round(time.Second)
+	if left <= 0 {
+		return "now"
+	}
+	return "in " + left.String()
 }
 
 func timeText(t time.Time) string {

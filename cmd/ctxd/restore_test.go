@@ -247,7 +247,7 @@ func TestRestoreBumpRevision(t *testing.T) {
 func TestRestoreBadSnapshotLeavesNothing(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 	fill(t, srv.URL, 50, "A")
 	id := fromJSON[client.SnapshotMeta](t, cliOK(t, env, "", "snapshot", "create", "-o", "json")).ID
 	src := t.TempDir()
@@ -312,7 +312,7 @@ func TestRestoreSchema1FixtureIntoANewFolder(t *testing.T) {
 	assert.Equal(t, []string{"gen_schema1.go", "schema1.db"}, testkit.DirNames(t, filepath.Dir(fixture)), "nothing left beside it")
 
 	srv := startServer(t, data)
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 	st := fromJSON[client.Status](t, cliOK(t, env, "", "status", "-o", "json"))
 	assert.Equal(t, migrations.Current, st.SchemaVersion)
 	assert.Equal(t, uint64(7), st.Revision)

@@ -55,7 +55,7 @@ func TestSnapshotCommands(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	srv := startServer(t, dir)
-	env := []string{"CTXD_SERVER=" + srv.URL}
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 	fill(t, srv.URL, 50, "A")
 
 	r := cli(t, env, "", "snapshot", "create", "-o", "json")

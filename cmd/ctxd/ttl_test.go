@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,3 +84,75 @@ func TestExpiryDeadlinesSurviveSIGKILL(t *testing.T) {
 }
 
 var errStop = errors.New("stop watching")
+
+// expiresCell matches a table's EXPIRES cell of a key that expires.
+var expiresCell = regexp.MustCompile(`\bin ((?:\d+h)?(?:\d+m)?\d+s)\b`)
+
+// expiresIn returns the time left that the table line shows.
+func expiresIn(t *testing.T, line string) time.Duration {
+	t.Helper()
+	m := expiresCell.FindStringSubmatch(line)
+	require.NotNil(t, m, "no EXPIRES cell in %q", line)
+	d, err := time.ParseDuration(m[1])
+	require.NoError(t, err)
+	return d
+}
+
+// lineOf returns the line of out that starts with prefix.
+func lineOf(t *testing.T, out, prefix string) string {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	t.Fatalf("no line starting with %q in:\n%s", prefix, out)
+	return ""
+}
+
+// The CLI shows expiry (through the OpenAPI proxy): put --ttl, get, ls and
+// keepalive tables gain an EXPIRES column ("in 59m59s") when a key shown
+// expires, and only then; dumps carry the deadline; a dump imported
+// elsewhere keeps it, and import's table says what it skipped.
+func TestCLIShowsExpiry(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
+
+	out := cliOK(t, env, "", "put", "perm", "1")
+	assert.NotContains(t, out, "EXPIRES", "no key shown expires: no column")
+	out = cliOK(t, env, "", "put", "run/lock", "held", "--ttl", "1h")
+	assert.Contains(t, lineOf(t, out, "NS"), "EXPIRES")
+	left := expiresIn(t, lineOf(t, out, "default"))
+	assert.True(t, left > 0 && left <= time.Hour, "%s", left)
+
+	out = cliOK(t, env, "", "get", "run/lock", "-o", "table")
+	assert.Contains(t, lineOf(t, out, "NS"), "EXPIRES")
+	expiresIn(t, lineOf(t, out, "default"))
+	assert.Equal(t, "held\n", cliOK(t, env, "", "get", "run/lock"), "-o value is the value only")
+
+	out = cliOK(t, env, "", "ls")
+	assert.Regexp(t, `^KEY\s+VERSION\s+REVISION\s+WHO\s+UPDATED\s+EXPIRES\s+VALUE$`, lineOf(t, out, "KEY"))
+	assert.Regexp(t, `\s-\s+1$`, lineOf(t, out, "perm "), "a permanent key's EXPIRES is -")
+	expiresIn(t, lineOf(t, out, "run/lock"))
+	assert.NotContains(t, cliOK(t, env, "", "ls", "perm"), "EXPIRES", "a page of permanent keys has no column")
+
+	out = cliOK(t, env, "", "keepalive", "run/lock", "--ttl", "2h")
+	left = expiresIn(t, lineOf(t, out, "default"))
+	assert.True(t, left > time.Hour && left <= 2*time.Hour, "%s", left)
+	rec := fromJSON[ctxd.Record](t, cliOK(t, env, "", "get", "run/lock", "-o", "json"))
+	require.False(t, rec.ExpiresAt.IsZero())
+
+	deadline := rec.ExpiresAt.UTC().Format(time.RFC3339Nano)
+	assert.Contains(t, cliOK(t, env, "", "dump", "--format", "txt"), "run/lock=held\n# expires_at "+deadline+"\n")
+	assert.Contains(t, cliOK(t, env, "", "dump", "--format", "csv"), ","+deadline+"\r\n")
+	dump := cliOK(t, env, "", "dump")
+	out = cliOK(t, env, dump, "import", "-n", "copy", "-")
+	assert.Regexp(t, `^NS\s+IMPORTED\s+SKIPPED_EXPIRED\s+REVISION$`, lineOf(t, out, "NS"))
+	assert.Regexp(t, `^copy\s+2\s+0\s+\d+$`, lineOf(t, out, "copy"))
+	cp := fromJSON[ctxd.Record](t, cliOK(t, env, "", "get", "-n", "copy", "run/lock", "-o", "json"))
+	assert.False(t, cp.ExpiresAt.Before(rec.ExpiresAt), "the deadline came along: %s, %s", cp.ExpiresAt, rec.ExpiresAt)
+
+	out = cliOK(t, env, strings.Replace(dump, deadline, "2001-01-01T00:00:00Z", 1), "import", "-n", "old", "-")
+	assert.Regexp(t, `^old\s+1\s+1\s+\d+$`, lineOf(t, out, "old"), "the passed deadline is skipped")
+}

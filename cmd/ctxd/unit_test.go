@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -68,6 +69,27 @@ func TestValueText(t *testing.T) {
 	long := cell(json.RawMessage(`"` + strings.Repeat("é", 100) + `"`))
 	assert.Equal(t, maxCell, len([]rune(long)))
 	assert.True(t, strings.HasSuffix(long, "..."))
+}
+
+func TestExpiresText(t *testing.T) {
+	now := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		at   time.Time
+		want string
+	}{
+		{time.Time{}, "-"},
+		{now.Add(29400 * time.Millisecond), "in 29s"},
+		{now.Add(time.Hour + 2*time.Second), "in 1h0m2s"},
+		{now.Add(400 * time.Millisecond), "now"},
+		{now.Add(-time.Minute), "now"},
+	} {
+		assert.Equal(t, tt.want, expiresText(tt.at, now), "%s", tt.at)
+	}
+	// The column is there only when a record expires.
+	assert.Equal(t, "", expiresColumn([]client.Record{{Key: "a"}}, now).header)
+	col := expiresColumn([]client.Record{{Key: "a"}, {Key: "b", ExpiresAt: now.Add(time.Minute)}}, now)
+	assert.Equal(t, "\tEXPIRES", col.header)
+	assert.Equal(t, "\t-", col.cell(client.Record{Key: "a"}))
 }
 
 func TestExitCodeTable(t *testing.T) {

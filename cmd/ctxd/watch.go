@@ -113,6 +113,9 @@ func (c *common) watchPrinter() (func(client.WatchEvent) error, func(uint64)) {
 		value := cell(ev.Value)
 		if ev.Op == "delete" {
 			value = "(deleted)"
+			if ev.Expired {
+				value = "(expired)"
+			}
 		}
 		_, err := fmt.Fprintf(c.out(), watchRow, strconv.FormatUint(ev.Rev, 10), ev.Namespace, ev.Key, ev.Op,
 			strconv.FormatUint(ev.Version, 10), ev.Who, timeText(ev.Timestamp), value)

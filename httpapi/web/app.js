@@ -244,7 +244,50 @@ function keyRow(r) {
     h('td', { class: 'num' }, String(r.version)),
     h('td', { class: 'num wide' }, String(r.revision)),
     h('td', { class: 'wide' }, r.who),
-    h('td', { class: 'wide' }, time(r.updated_at)));
+    h('td', { class: 'wide' }, time(r.updated_at)),
+    h('td', { class: 'expires' }, expiresIn(r.expires_at)));
+}
+
+// expiresIn shows when a key expires: a countdown ("in 29s") that
+// tickExpiries keeps current, with the deadline as its title; "—" for a
+// key that never expires.
+function expiresIn(at) {
+  const d = new Date(at);
+  if (!at || Number.isNaN(d.getTime())) return h('span', { class: 'muted', title: 'never expires' }, '—');
+  const e = h('time', { class: 'countdown', datetime: at, title: `expires at ${at}` });
+  countdownText(e, Date.now());
+  return e;
+}
+
+// countdownText sets a countdown's text from its deadline; it answers
+// whether the deadline has passed.
+function countdownText(e, now) {
+  const left = Math.ceil((Date.parse(e.getAttribute('datetime')) - now) / 1000);
+  e.textContent = left > 0 ? `in ${fmtDuration(left)}` : 'expiring…';
+  return left <= 0;
+}
+
+// tickExpiries, every second, moves the countdowns on. When one reaches
+// its deadline the key's expiry (a delete by ctxd:ttl) comes on the feed,
+// which removes the row; the list and the key shown are read again once
+// too, in case a keepalive (which is not on the feed) moved the deadline.
+const refreshedAt = new Set();
+function tickExpiries() {
+  const now = Date.now();
+  let due = false;
+  for (const e of document.querySelectorAll('time.countdown')) {
+    if (!countdownText(e, now)) continue;
+    const at = e.getAttribute('datetime');
+    if (!refreshedAt.has(at)) {
+      refreshedAt.add(at);
+      due = true;
+    }
+  }
+  if (!due) return;
+  if (refreshedAt.size > 1000) refreshedAt.clear();
+  keysSoon();
+  const sel = state.selected;
+  if (sel && state.record && !state.pit) loadRecord(sel.ns, sel.key);
 }
 
 const valueKey = (ns, key) => ns + '\0' + key;
@@ -311,7 +354,7 @@ function keysOnChange(m) {
   if (m.ns !== state.ns || !m.key.startsWith(state.prefix)) return;
   const i = state.keys.findIndex((r) => r.key === m.key);
   if (i >= 0 && m.op === 'put') {
-    replaceRow({ ...state.keys[i], value: m.value, version: m.version, revision: m.rev, who: m.who, updated_at: m.timestamp });
+    replaceRow({ ...state.keys[i], value: m.value, version: m.version, revision: m.rev, who: m.who, updated_at: m.timestamp, expires_at: m.expires_at });
     return;
   }
   keysSoon();
@@ -369,9 +412,10 @@ function renderDetail() {
     const now = state.record ? `version ${state.record.version}` : 'deleted';
     show(banner, `Value at revision ${state.pit.atRev}: version ${r.version}, written at revision ${r.revision} by ${r.who}. Now: ${now}.`);
   } else if (!r) {
-    show(banner, state.deleted
-      ? `Deleted at revision ${state.deleted.revision} by ${state.deleted.who}. Its history is kept below.`
-      : 'This key does not exist now. Its history, if any, is below.');
+    const d = state.deleted;
+    show(banner, !d ? 'This key does not exist now. Its history, if any, is below.'
+      : d.expired ? `Expired at revision ${d.revision}: its ttl ran out (deleted by ${d.who}). Its history is kept below.`
+        : `Deleted at revision ${d.revision} by ${d.who}. Its history is kept below.`);
   } else {
     show(banner, '');
   }
@@ -380,6 +424,7 @@ function renderDetail() {
   $('d-created').textContent = r && r.create_revision !== undefined ? String(r.create_revision) : '—';
   $('d-who').textContent = r ? r.who : state.deleted ? state.deleted.who : '—';
   $('d-updated').replaceChildren(r ? time(r.updated_at) : state.deleted ? time(state.deleted.time) : '—');
+  $('d-expires').replaceChildren(!r ? '—' : state.pit ? (r.expires_at ? time(r.expires_at) : 'never') : r.expires_at ? expiresIn(r.expires_at) : 'never');
   $('d-value').textContent = r ? pretty(r.value) : '';
   $('d-value').hidden = !r;
   $('pit-current').hidden = !state.pit;
@@ -393,12 +438,12 @@ function detailOnChange(m) {
   if (!isSelected(m.ns, m.key)) return;
   if (m.op === 'delete') {
     state.record = null;
-    state.deleted = { revision: m.rev, who: m.who, time: m.timestamp };
+    state.deleted = { revision: m.rev, who: m.who, time: m.timestamp, expired: !!m.expired };
   } else {
     const created = Number(m.version) === 1 ? m.rev : state.record ? state.record.create_revision : undefined;
     state.record = {
       ns: m.ns, key: m.key, value: m.value, version: m.version, create_revision: created,
-      revision: m.rev, who: m.who, updated_at: m.timestamp,
+      revision: m.rev, who: m.who, updated_at: m.timestamp, expires_at: m.expires_at,
     };
     state.deleted = null;
   }
@@ -468,7 +513,7 @@ function renderHistory() {
       h('td', { class: 'num' }, String(c.version)),
       h('td', null, c.who),
       h('td', null, time(c.time)),
-      h('td', { class: 'value' }, c.op === 'delete' ? h('span', { class: 'muted' }, '(deleted)') : h('code', null, preview(c.value, 40))),
+      h('td', { class: 'value' }, c.op === 'delete' ? h('span', { class: 'muted' }, c.expired ? '(expired)' : '(deleted)') : h('code', null, preview(c.value, 40))),
       h('td', { class: 'actions' },
         c.op === 'put' ? h('button', { type: 'button', 'aria-label': `View the value at revision ${c.revision}`, onclick: () => showAt(c.revision) }, 'View') : null,
         older ? h('button', { type: 'button', 'aria-label': `Diff revision ${older.revision} to ${c.revision}`, onclick: () => showDiff(older.revision, c.revision) }, 'Diff') : null));
@@ -1177,6 +1222,7 @@ async function main() {
   }
   await first;
   setInterval(() => { if (!document.hidden) loadStatus(); }, STATUS_EVERY);
+  setInterval(() => { if (!document.hidden) tickExpiries(); }, 1000);
   document.documentElement.dataset.ready = 'true';
 }
 

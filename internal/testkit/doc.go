@@ -12,7 +12,9 @@
 //
 // It also lists a folder's entries ([DirNames]), and checks HTTP exchanges
 // against the API's OpenAPI document ([NewOpenAPI]; the httpapi tests'
-// client goes through its [OpenAPI.Transport]).
+// client goes through its [OpenAPI.Transport], package client's tests
+// through its [OpenAPI.HTTPClient], and the CLI tests' child processes
+// through its [OpenAPI.Proxy]).
 //
 // # Caveats
 //

@@ -3,6 +3,7 @@ package testkit_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -126,4 +128,67 @@ func TestBinaryDoesNotImportTheKit(t *testing.T) {
 		assert.False(t, strings.HasPrefix(pkg, "go.uber.org/goleak"), pkg)
 	}
 	assert.Contains(t, string(out), "github.com/framework0/ctxd/server")
+}
+
+// recordingTB is a testing.TB whose Error and Errorf are recorded instead
+// of failing the test: what a check reports, for its negative control.
+type recordingTB struct {
+	testing.TB
+	errors []string
+}
+
+func (r *recordingTB) Error(args ...any) { r.errors = append(r.errors, fmt.Sprint(args...)) }
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+// The proxy the CLI tests point ctxd at passes requests and answers
+// through unchanged, escaped paths included, and reports an exchange the
+// OpenAPI document does not describe; the same for HTTPClient.
+func TestOpenAPIProxyAndClientReportDrift(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		paths []string
+	)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.EscapedPath())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/healthz" {
+			_, _ = io.WriteString(w, `{"status":"ok"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"surprise":true}`)
+	}))
+	t.Cleanup(backend.Close)
+	api := testkit.NewOpenAPI(t)
+
+	rec := &recordingTB{TB: t}
+	proxy := api.Proxy(rec, backend.URL)
+	for _, path := range []string{"/healthz", "/v1/undocumented%2Froute"} {
+		res, err := http.Get(proxy + path)
+		require.NoError(t, err)
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, res.StatusCode)
+		assert.NotEmpty(t, b, "the answer passes through")
+	}
+	mu.Lock()
+	assert.Equal(t, []string{"/healthz", "/v1/undocumented%2Froute"}, paths, "paths passed as sent")
+	mu.Unlock()
+	require.Len(t, rec.errors, 1, "only the undocumented route is reported: %v", rec.errors)
+	assert.Contains(t, rec.errors[0], "the path is not documented")
+
+	rec = &recordingTB{TB: t}
+	hc := api.HTTPClient(rec)
+	res, err := hc.Get(backend.URL + "/healthz")
+	require.NoError(t, err)
+	res.Body.Close()
+	res, err = hc.Get(backend.URL + "/v1/status")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Len(t, rec.errors, 1, "%v", rec.errors)
+	assert.Contains(t, rec.errors[0], "/v1/status")
 }

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"regexp"
 	"slices"
@@ -352,3 +355,39 @@ func (tr *openapiTransport) RoundTrip(req *http.Request) (*http.Response, error)
 type failingReader struct{ err error }
 
 func (r *failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+// HTTPClient returns an http.Client whose every exchange is checked with v:
+// for a Go client of the API, such as package client's, talking to a real
+// server. Its connections are closed when the test ends.
+func (v *OpenAPI) HTTPClient(t testing.TB) *http.Client {
+	return &http.Client{Transport: v.Transport(t, ownTransport(t))}
+}
+
+// ownTransport is a transport of the test's own, whose idle connections
+// are closed when it ends (the leak check would see their goroutines).
+func ownTransport(t testing.TB) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// Proxy starts a reverse proxy to the server at target (http://host:port)
+// that checks every exchange with v, and returns its URL: a process that
+// talks to a server over HTTP (the ctxd CLI run as a child process) is
+// pointed at it, so that a route, field or status the document lacks
+// fails t. Paths are passed as sent (escaped keys stay escaped), and
+// WebSocket upgrades pass through (their frames are not checked). The
+// proxy closes when the test ends.
+func (v *OpenAPI) Proxy(t testing.TB, target string) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	require.NoError(t, err)
+	rp := &httputil.ReverseProxy{
+		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(u) },
+		Transport: v.Transport(t, ownTransport(t)),
+		ErrorLog:  log.New(io.Discard, "", 0),
+	}
+	ts := httptest.NewServer(rp)
+	t.Cleanup(ts.Close)
+	return ts.URL
+}

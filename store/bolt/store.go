@@ -544,12 +544,11 @@ func (s *Store) exclusive(fn func() error) error {
 }
 
 // Import is Txn without the limit on the number of writes, for bulk loads
-// that are one transaction by design (importing a dump). Every write is
-// still validated, and the whole import commits or nothing does.
+// that are one transaction by design (importing a dump), and without the
+// minimum TTL (ctxd.Limits.ForImport). Every write is still validated,
+// and the whole import commits or nothing does.
 func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
-	unlimited := s.limits
-	unlimited.MaxTxnOps = max(len(writes), 1)
-	return s.submitWrites(ctx, unlimited, writes)
+	return s.submitWrites(ctx, s.limits.ForImport(len(writes)), writes)
 }
 
 // Stats returns the store's counters.

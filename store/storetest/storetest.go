@@ -193,6 +193,7 @@ var checks = []check{
 	{"DeadlinesInSnapshotsAndRestores", expiring(checkDeadlinesInSnapshots)},
 	{"BadTTLIsRefused", expiring(checkTTLBadInput)},
 	{"PatchKeepsTheDeadline", expiring(checkPatchKeepsTheDeadline)},
+	{"ImportTakesTheTimeLeft", expiring(checkImportTakesTheTimeLeft)},
 	// Reads.
 	{"ListPagesByPrefixAndCursor", checkListPaging},
 	{"NamespacesCountLiveKeys", checkNamespaces},

@@ -79,7 +79,7 @@ expect "dumped value" "$(jq -r '.context["app.status"]' <<<"$n")" degraded
 expect "dumped history" "$(jq '.history | length' <<<"$n")" 6
 expect "dumped revision" "$(jq .revision <<<"$n")" 6
 read -r header < <(curl -sf "$CTX/ctx/dump/sheet.csv")
-expect "csv header" "${header%$'\r'}" "Key,Value,Type,Version,Revision,Who,Updated_At"
+expect "csv header" "${header%$'\r'}" "Key,Value,Type,Version,Revision,Who,Updated_At,Expires_At"
 expect "unknown dump" "$(status_of "$CTX/ctx/dump/nope.json")" 404
 expect "escaping dump" "$(status_of --path-as-is "$CTX/ctx/dump/../ctxd.db")" 400
 expect "encoded escaping dump" "$(status_of "$CTX/ctx/dump/..%2Fctxd.db")" 400
