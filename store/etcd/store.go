@@ -86,6 +86,9 @@ type Store struct {
 	// compacted is the lowest revision known readable (0: none known to
 	// be compacted): compaction only moves it forward.
 	compacted atomic.Uint64
+	// minLeaseTTL is etcd's minimum lease TTL in seconds, learnt at Open:
+	// a shorter TTL is refused (checkTTL).
+	minLeaseTTL int64
 }
 
 var _ store.Backend = (*Store)(nil)
@@ -119,6 +122,9 @@ func Open(opts Options) (*Store, error) {
 	var start uint64
 	if err == nil {
 		start, err = s.lastChange(ctx)
+	}
+	if err == nil {
+		s.minLeaseTTL, err = s.probeMinLeaseTTL(ctx)
 	}
 	cancel()
 	if err != nil {

@@ -52,6 +52,12 @@ func Start() (*Server, error) {
 	cfg.LogOutputs = []string{"stderr"}
 	cfg.MaxTxnOps = MaxTxnOps
 	cfg.MaxRequestBytes = 32 << 20
+	// etcd's minimum lease TTL is 1.5 election timeouts rounded up to
+	// whole seconds: 2 s with its default 1 s timeout. 500 ms (the least
+	// its 100 ms heartbeat allows) makes it 1 s, so that expiring keys
+	// are tested with 1-second TTLs, as on bolt. A single member never
+	// holds an election after its first.
+	cfg.ElectionMs = 500
 	local := []url.URL{{Scheme: "http", Host: "127.0.0.1:0"}}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = local, local
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = local, local
