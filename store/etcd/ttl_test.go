@@ -183,3 +183,32 @@ func TestReplacedLeasesAreRevoked(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, r.ExpiresAt.IsZero())
 }
+
+// TestDeadlinesSurviveAnEtcdRestart: etcd keeps leases and deadline
+// records across a restart of its own: a key expires after it, once, seen
+// by the instance that rode through it, and a keepalive's deadline is
+// still the one reads show.
+func TestDeadlinesSurviveAnEtcdRestart(t *testing.T) {
+	srv, err := etcdkit.Start()
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+
+	lock := putTTL(t, s, "lock", `"held"`, time.Second)
+	putTTL(t, s, "kept", `1`, time.Hour)
+	kept, err := s.KeepAlive(t.Context(), "default", "kept", time.Hour, nil)
+	require.NoError(t, err)
+	require.NoError(t, srv.Restart())
+
+	seen := changesUntil(t, s, lock.ModRev-1, "lock")
+	require.Len(t, seen, 2, "the put and one expiry: %+v", seen)
+	assert.True(t, seen[1].Expired)
+	assert.Equal(t, ctxd.WhoTTL, seen[1].Who)
+	_, err = s.Get("default", "lock")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+	r, err := s.Get("default", "kept")
+	require.NoError(t, err)
+	assert.Equal(t, kept.ExpiresAt, r.ExpiresAt, "the keepalive's deadline is durable in etcd")
+}

@@ -46,6 +46,18 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	local := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	s, err := start(dir, local, local)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// start starts the member whose data is in dir, on the client and peer
+// URLs given (port 0: one the system picks).
+func start(dir string, client, peer url.URL) (*Server, error) {
 	cfg := embed.NewConfig()
 	cfg.Dir = dir
 	cfg.LogLevel = "error"
@@ -58,27 +70,38 @@ func Start() (*Server, error) {
 	// are tested with 1-second TTLs, as on bolt. A single member never
 	// holds an election after its first.
 	cfg.ElectionMs = 500
-	local := []url.URL{{Scheme: "http", Host: "127.0.0.1:0"}}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = local, local
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = local, local
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start etcd: %w", err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("etcd: %w", err)
 	case <-time.After(time.Minute):
 		e.Close()
-		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("etcd not ready after a minute")
 	}
 	return &Server{Endpoint: "http://" + e.Clients[0].Addr().String(), e: e, dir: dir}, nil
+}
+
+// Restart stops the server, keeping its data, and starts it again on the
+// same data and ports: a real restart, which clients connected to
+// Endpoint ride through by reconnecting.
+func (s *Server) Restart() error {
+	client := url.URL{Scheme: "http", Host: s.e.Clients[0].Addr().String()}
+	peer := url.URL{Scheme: "http", Host: s.e.Peers[0].Listener.Addr().String()}
+	s.e.Close()
+	restarted, err := start(s.dir, client, peer)
+	if err != nil {
+		return err
+	}
+	s.e = restarted.e
+	return nil
 }
 
 // Close stops the server and removes its data.
