@@ -38,6 +38,10 @@ func (s *Store) checkTTL(ns, key string, ttl time.Duration) error {
 	return nil
 }
 
+// MinTTL is the shortest TTL etcd can honour: its minimum lease TTL,
+// learnt at Open. A shorter one is refused whatever limits.min_ttl says.
+func (s *Store) MinTTL() time.Duration { return time.Duration(s.minLeaseTTL) * time.Second }
+
 // probeMinLeaseTTL asks etcd for a 1-second lease and reads the TTL it
 // granted: etcd raises a lease's TTL to its minimum and says so.
 func (s *Store) probeMinLeaseTTL(ctx context.Context) (int64, error) {
