@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
@@ -211,4 +212,34 @@ func TestDeadlinesSurviveAnEtcdRestart(t *testing.T) {
 	r, err := s.Get("default", "kept")
 	require.NoError(t, err)
 	assert.Equal(t, kept.ExpiresAt, r.ExpiresAt, "the keepalive's deadline is durable in etcd")
+}
+
+// TestTTLBelowEtcdsMinimumIsRefused: with etcd's default election timeout
+// (1 s) its minimum lease TTL is 2 s; ctxd refuses a shorter ttl, in a
+// put and a keepalive, and writes nothing, rather than keep the key
+// longer than asked. A ttl of 1.5 s is rounded up to 2 s and accepted.
+func TestTTLBelowEtcdsMinimumIsRefused(t *testing.T) {
+	srv, err := etcdkit.Start(func(c *embed.Config) { c.ElectionMs = 1000 })
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	require.Equal(t, 2*time.Second, s.MinTTL())
+
+	before := s.Revision()
+	_, err = s.Txn(t.Context(), []ctxd.Write{{Namespace: "default", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`1`), TTL: time.Second}})
+	require.ErrorIs(t, err, ctxd.ErrInvalid)
+	assert.Contains(t, err.Error(), "etcd's minimum lease TTL of 2s")
+	assert.Equal(t, before, s.Revision(), "nothing written")
+	_, err = s.Get("default", "k")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+
+	r := putTTL(t, s, "k", `1`, 1500*time.Millisecond)
+	assert.Equal(t, r.UpdatedAt.Add(2*time.Second), r.ExpiresAt, "rounded up to whole seconds")
+	_, err = s.KeepAlive(t.Context(), "default", "k", time.Second, nil)
+	assert.ErrorIs(t, err, ctxd.ErrInvalid)
+	kept, err := s.KeepAlive(t.Context(), "default", "k", 2*time.Second, nil)
+	require.NoError(t, err)
+	assert.Equal(t, r.Version, kept.Version)
 }

@@ -40,14 +40,16 @@ type Server struct {
 const MaxTxnOps = 16384
 
 // Start starts a single-member etcd with its data in a new temp folder.
-// Its write-ahead log is fsynced at every commit, as in production.
-func Start() (*Server, error) {
+// Its write-ahead log is fsynced at every commit, as in production. Each
+// option changes the configuration before the start (a test of what
+// depends on etcd's settings).
+func Start(options ...func(*embed.Config)) (*Server, error) {
 	dir, err := os.MkdirTemp("", "ctxd-etcd-")
 	if err != nil {
 		return nil, err
 	}
 	local := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
-	s, err := start(dir, local, local)
+	s, err := start(dir, local, local, options...)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -57,7 +59,7 @@ func Start() (*Server, error) {
 
 // start starts the member whose data is in dir, on the client and peer
 // URLs given (port 0: one the system picks).
-func start(dir string, client, peer url.URL) (*Server, error) {
+func start(dir string, client, peer url.URL, options ...func(*embed.Config)) (*Server, error) {
 	cfg := embed.NewConfig()
 	cfg.Dir = dir
 	cfg.LogLevel = "error"
@@ -73,6 +75,9 @@ func start(dir string, client, peer url.URL) (*Server, error) {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	for _, o := range options {
+		o(cfg)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start etcd: %w", err)
