@@ -186,22 +186,33 @@ func TestReplacedLeasesAreRevoked(t *testing.T) {
 }
 
 // TestDeadlinesSurviveAnEtcdRestart: etcd keeps leases and deadline
-// records across a restart of its own: a key expires after it, once, seen
-// by the instance that rode through it, and a keepalive's deadline is
-// still the one reads show.
+// records across a restart of its own, with the ctxd instance down too: a
+// key that was live through both expires after them, once, and a
+// keepalive's deadline is still the one reads show. (The instance is
+// closed first: an open watch stream holds an embedded etcd's shutdown
+// for its request timeout, and the key would expire meanwhile.)
 func TestDeadlinesSurviveAnEtcdRestart(t *testing.T) {
 	srv, err := etcdkit.Start()
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
-	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	opts := etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())}
+	s, err := etcd.Open(opts)
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, s.Close()) })
-
-	lock := putTTL(t, s, "lock", `"held"`, time.Second)
+	lock := putTTL(t, s, "lock", `"held"`, 3*time.Second)
 	putTTL(t, s, "kept", `1`, time.Hour)
 	kept, err := s.KeepAlive(t.Context(), "default", "kept", time.Hour, nil)
 	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
 	require.NoError(t, srv.Restart())
+	s, err = etcd.Open(opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	_, err = s.Get("default", "lock")
+	require.NoError(t, err, "the key is live after the restarts (its 3 s had not run out)")
+	r, err := s.Get("default", "kept")
+	require.NoError(t, err)
+	assert.Equal(t, kept.ExpiresAt, r.ExpiresAt, "the keepalive's deadline is durable in etcd")
 
 	seen := changesUntil(t, s, lock.ModRev-1, "lock")
 	require.Len(t, seen, 2, "the put and one expiry: %+v", seen)
@@ -209,9 +220,6 @@ func TestDeadlinesSurviveAnEtcdRestart(t *testing.T) {
 	assert.Equal(t, ctxd.WhoTTL, seen[1].Who)
 	_, err = s.Get("default", "lock")
 	assert.ErrorIs(t, err, ctxd.ErrNotFound)
-	r, err := s.Get("default", "kept")
-	require.NoError(t, err)
-	assert.Equal(t, kept.ExpiresAt, r.ExpiresAt, "the keepalive's deadline is durable in etcd")
 }
 
 // TestTTLBelowEtcdsMinimumIsRefused: with etcd's default election timeout
