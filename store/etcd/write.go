@@ -160,9 +160,13 @@ func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write) ([]ctxd.W
 		}
 		w.Op, w.Value, w.Patch = ctxd.OpPut, v, ctxd.Patch{}
 		seen[i] = kv.ModRevision
-		if dkv := firstKV(resp.Responses[1].GetResponseRange().GetKvs()); kv.Lease != 0 && dkv != nil && dkv.Lease == kv.Lease {
-			if d, err := decodeDeadline(dkv.Value); err == nil {
-				kept[i] = d
+		if kv.Lease != 0 {
+			// The put's deadline, unless a keepalive moved it since.
+			kept[i] = deadline{lease: clientv3.LeaseID(kv.Lease), at: env.expiresAt}
+			if dkv := firstKV(resp.Responses[1].GetResponseRange().GetKvs()); dkv != nil && dkv.Lease == kv.Lease {
+				if d, err := decodeDeadline(dkv.Value); err == nil {
+					kept[i] = d
+				}
 			}
 		}
 	}
