@@ -158,7 +158,10 @@ func (s *Store) birth(ctx context.Context) (uint64, error) {
 // lastChange is the revision of the prefix's newest change (0 when it has
 // none): every change leaves a live etcd key (the value or the tombstone)
 // whose mod revision is the change's until a later change of that key.
-// etcd sorts the keys of each directory to find it, once, at Open.
+// etcd sorts the keys of each directory to find it, once, at Open. An
+// expiry leaves no key (etcd deleted it): when the newest changes are
+// expiries the mark starts below them, and the watch, which starts from
+// the mark, delivers them at once.
 func (s *Store) lastChange(ctx context.Context) (uint64, error) {
 	var last uint64
 	for _, dir := range []string{liveDir, tombDir} {
