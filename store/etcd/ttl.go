@@ -252,19 +252,43 @@ func expiryOf(c ctxd.Change, prev *mvccpb.KeyValue, dead *deadline) ctxd.Change 
 
 // expiryAfter finds, for History, the expiry that ended a key's life
 // after its armed tombstone's revision armed (the put with a TTL that
-// wrote it): the first delete of the key after it, read with a watch of
-// the key from there, and the deadline record in effect just before it.
+// wrote it): the first delete of the key after it (there is no other
+// delete in between: a ctxd delete rewrites the tombstone), read with a
+// watch of the key from there, and the deadline record in effect just
+// before it. When etcd compacted past the put, the watch starts at the
+// compaction instead, if the key was live there (else the expiry is
+// compacted away too).
 func (s *Store) expiryAfter(ctx context.Context, ns, key string, armed int64) (ctxd.Change, error) {
-	live := s.keys.live(ns, key)
+	from := armed + 1
+	for {
+		c, compacted, err := s.firstDelete(ctx, ns, key, from)
+		if compacted == 0 {
+			return c, err
+		}
+		resp, err := s.cli.Get(ctx, s.keys.live(ns, key), clientv3.WithRev(compacted), clientv3.WithCountOnly())
+		if err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
+			return ctxd.Change{}, err
+		}
+		if err != nil || resp.Count == 0 {
+			return ctxd.Change{}, &ctxd.CompactedError{Requested: uint64(armed), Compacted: uint64(compacted)}
+		}
+		from = compacted
+	}
+}
+
+// firstDelete is the expiry change of the first delete of a key from
+// revision from on, or etcd's compaction revision when from is below it.
+func (s *Store) firstDelete(ctx context.Context, ns, key string, from int64) (ctxd.Change, int64, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wch := s.cli.Watch(wctx, live, clientv3.WithRev(armed+1), clientv3.WithPrevKV(), clientv3.WithFilterPut())
+	wch := s.cli.Watch(wctx, s.keys.live(ns, key), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithFilterPut())
 	for resp := range wch {
 		if resp.CompactRevision > 0 {
-			return ctxd.Change{}, &ctxd.CompactedError{Requested: uint64(armed), Compacted: uint64(resp.CompactRevision)}
+			s.sawCompacted(uint64(resp.CompactRevision))
+			return ctxd.Change{}, resp.CompactRevision, nil
 		}
 		if err := resp.Err(); err != nil {
-			return ctxd.Change{}, err
+			return ctxd.Change{}, 0, err
 		}
 		for _, ev := range resp.Events {
 			c := ctxd.Change{Revision: uint64(ev.Kv.ModRevision), Namespace: ns, Key: key}
@@ -275,11 +299,11 @@ func (s *Store) expiryAfter(ctx context.Context, ns, key string, armed int64) (c
 					dead = &d
 				}
 			}
-			return expiryOf(c, ev.PrevKv, dead), nil
+			return expiryOf(c, ev.PrevKv, dead), 0, nil
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return ctxd.Change{}, err
+		return ctxd.Change{}, 0, err
 	}
-	return ctxd.Change{}, fmt.Errorf("%w: the watch on etcd ended", ctxd.ErrUnavailable)
+	return ctxd.Change{}, 0, fmt.Errorf("%w: the watch on etcd ended", ctxd.ErrUnavailable)
 }

@@ -251,3 +251,37 @@ func TestTTLBelowEtcdsMinimumIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, r.Version, kept.Version)
 }
+
+// TestHistoryFindsAnExpiryAcrossACompaction: etcd compacted past the put
+// with a TTL (its armed tombstone's revision) but not past the expiry:
+// history still shows the expiry, read from the compaction on. (A private
+// etcd: compaction is cluster-wide.)
+func TestHistoryFindsAnExpiryAcrossACompaction(t *testing.T) {
+	srv, err := etcdkit.Start()
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	k := putTTL(t, s, "k", `1`, 2*time.Second)
+	_, err = s.Put(t.Context(), "default", "x", json.RawMessage(`1`), nil, "test")
+	require.NoError(t, err)
+	x, err := s.Put(t.Context(), "default", "x", json.RawMessage(`2`), nil, "test")
+	require.NoError(t, err)
+	// Compacted below x's second put: the revision after the put of k
+	// (the watch's first) is gone.
+	require.Greater(t, x.ModRev, k.ModRev+1)
+	_, err = s.CompactKeep(t.Context(), x.ModRev, 1)
+	require.NoError(t, err)
+	_, err = s.Get("default", "k")
+	require.NoError(t, err, "the compaction came before the expiry (2 s)")
+
+	exp := changesUntil(t, s, x.ModRev, "k")
+	require.Len(t, exp, 1)
+	hist, err := s.History("default", "k", ctxd.HistoryOptions{})
+	require.NoError(t, err)
+	require.NotEmpty(t, hist.Changes)
+	assert.Equal(t, exp[0].Revision, hist.Changes[0].Revision)
+	assert.True(t, hist.Changes[0].Expired, "the expiry above the compaction is in history")
+	assert.Equal(t, k.ExpiresAt, hist.Changes[0].Time)
+}
