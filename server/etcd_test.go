@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
@@ -49,4 +50,61 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 	resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/app", `2`))
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	assert.Contains(t, string(body), `"code":"unavailable"`, "a write etcd never received is unavailable, not outcome_unknown")
+}
+
+// Expiring keys on store.backend etcd, over HTTP: a put with ?ttl= shows
+// expires_at and expires as a change by ctxd:ttl in the key's history; a
+// keepalive with the put's ttl answers the record with its moved
+// deadline, and one with another ttl is a 400 JSON error that changes
+// nothing (etcd renews a lease for the ttl it was granted).
+func TestEtcdBackendExpiringKeys(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Store.Backend = configs.BackendEtcd
+		c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
+		c.Etcd.Prefix = etcdkit.Prefix(t.Name())
+	}))
+	hc := &http.Client{}
+	key := srv.URL + "/v1/ns/default/keys/lock"
+	resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, key+"?ttl=1s", `"held"`))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	var put struct {
+		Revision  uint64    `json:"revision"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	require.NoError(t, json.Unmarshal(body, &put))
+	require.False(t, put.ExpiresAt.IsZero(), "%s", body)
+
+	resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPost, key+"/keepalive?ttl=1h", ""))
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
+	assert.Contains(t, string(body), "the ttl it was put with")
+	resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPost, key+"/keepalive?ttl=1s", ""))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	var kept struct {
+		Revision  uint64    `json:"revision"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	require.NoError(t, json.Unmarshal(body, &kept))
+	assert.Equal(t, put.Revision, kept.Revision, "a keepalive makes no revision")
+	assert.False(t, kept.ExpiresAt.Before(put.ExpiresAt))
+
+	testkit.Eventually(t, func() bool {
+		resp, _ := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, key, ""))
+		return resp.StatusCode == http.StatusNotFound
+	}, "the key expires")
+	resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, key+"/history", ""))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	var hist struct {
+		Changes []struct {
+			Op      string    `json:"op"`
+			Who     string    `json:"who"`
+			Expired bool      `json:"expired"`
+			Time    time.Time `json:"time"`
+		} `json:"changes"`
+	}
+	require.NoError(t, json.Unmarshal(body, &hist))
+	require.Len(t, hist.Changes, 2, "%s", body)
+	assert.Equal(t, "delete", hist.Changes[0].Op)
+	assert.Equal(t, "ctxd:ttl", hist.Changes[0].Who)
+	assert.True(t, hist.Changes[0].Expired)
+	assert.True(t, kept.ExpiresAt.Equal(hist.Changes[0].Time), "the expiry met the keepalive's deadline")
 }

@@ -353,6 +353,12 @@ func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
 		return nil, err
 	}
 	log.Info().Strs("endpoints", e.Endpoints).Str("prefix", e.Prefix).Uint64("revision", st.Revision()).Msg("store opened on etcd")
+	if limits := cfg.Limits.WithDefaults(); limits.MinTTL < st.MinTTL() {
+		// Not an error: ttls from limits.min_ttl up to etcd's minimum are
+		// refused (400) one by one, and everything else works.
+		log.Warn().Dur("min_ttl", limits.MinTTL).Dur("etcd_min_lease_ttl", st.MinTTL()).
+			Msg("limits.min_ttl is below etcd's minimum lease TTL: shorter ttls are refused; set limits.min_ttl to etcd's minimum")
+	}
 	return st, nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Key layout under the prefix. A namespace name never holds '/', so the
@@ -13,6 +15,10 @@ import (
 const (
 	liveDir = "k/" // <prefix>k/<ns>/<key>: the live value's envelope
 	tombDir = "t/" // <prefix>t/<ns>/<key>: the last delete's envelope
+	// deadDir (<prefix>d/<ns>/<key>) holds an expiring key's deadline
+	// record, on the key's lease: a keepalive moves the deadline there,
+	// without touching the key (which would make a version).
+	deadDir = "d/"
 	// bornKey (<prefix>meta/born) is written once, by the first Open of
 	// the prefix: its create revision is below every change of the
 	// prefix, so that history from there on is known whole even when
@@ -20,46 +26,104 @@ const (
 	bornKey = "meta/born"
 )
 
-// envelopeFormat is the first byte of every value ctxd writes to etcd.
-const envelopeFormat = 1
+// The first byte of every value ctxd writes to etcd: envelopeFormat, or
+// envelopeDeadline for one that carries a deadline (a put with a TTL, and
+// the tombstone it arms). Values without a deadline are written in format
+// 1, byte for byte as before expiring keys existed.
+const (
+	envelopeFormat   = 1
+	envelopeDeadline = 2
+)
 
 // envelope is what ctxd stores in an etcd value: who made the change,
-// when, and for a put the JSON value, byte for byte as the client sent it.
+// when, the deadline a put with a TTL set, and for a put the JSON value,
+// byte for byte as the client sent it.
 //
-// Encoding: format byte (1), uvarint length of who, who, 8 bytes of the
-// time in Unix nanoseconds (big endian), then the value to the end.
+// Encoding: format byte (1, or 2 with a deadline), uvarint length of who,
+// who, 8 bytes of the time in Unix nanoseconds (big endian), in format 2
+// 8 bytes of the deadline in Unix nanoseconds, then the value to the end.
+//
+// A tombstone with a deadline is armed: the put with a TTL writes it, so
+// that once etcd's lease deleted the key (which writes nothing of ours)
+// the tombstone still says that the key's life ended by expiry.
 type envelope struct {
-	who   string
-	time  time.Time
-	value []byte
+	who       string
+	time      time.Time
+	expiresAt time.Time
+	value     []byte
 }
 
 func (e envelope) encode() []byte {
-	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(e.who)+8+len(e.value))
-	b = append(b, envelopeFormat)
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(e.who)+16+len(e.value))
+	format := byte(envelopeFormat)
+	if !e.expiresAt.IsZero() {
+		format = envelopeDeadline
+	}
+	b = append(b, format)
 	b = binary.AppendUvarint(b, uint64(len(e.who)))
 	b = append(b, e.who...)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.time.UnixNano()))
+	if format == envelopeDeadline {
+		b = binary.BigEndian.AppendUint64(b, uint64(e.expiresAt.UnixNano()))
+	}
 	return append(b, e.value...)
 }
 
 var errBadEnvelope = errors.New("not a ctxd value")
 
 func decodeEnvelope(b []byte) (envelope, error) {
-	if len(b) == 0 || b[0] != envelopeFormat {
+	if len(b) == 0 || (b[0] != envelopeFormat && b[0] != envelopeDeadline) {
 		return envelope{}, fmt.Errorf("%w: unknown format", errBadEnvelope)
 	}
+	fixed := uint64(8)
+	if b[0] == envelopeDeadline {
+		fixed = 16
+	}
 	n, w := binary.Uvarint(b[1:])
-	if w <= 0 || uint64(len(b)-1-w) < n+8 {
+	if w <= 0 || uint64(len(b)-1-w) < n+fixed {
 		return envelope{}, fmt.Errorf("%w: truncated", errBadEnvelope)
 	}
 	rest := b[1+w:]
 	e := envelope{who: string(rest[:n])}
 	e.time = time.Unix(0, int64(binary.BigEndian.Uint64(rest[n:n+8]))).UTC()
-	if v := rest[n+8:]; len(v) > 0 {
+	if fixed == 16 {
+		e.expiresAt = time.Unix(0, int64(binary.BigEndian.Uint64(rest[n+8:n+16]))).UTC()
+	}
+	if v := rest[n+fixed:]; len(v) > 0 {
 		e.value = v
 	}
 	return e, nil
+}
+
+// deadline is the value of an expiring key's deadline record (deadDir),
+// written on the key's lease with every put with a TTL and moved by each
+// keepalive: the lease (a write that replaces or deletes the key learns
+// from it which lease to revoke), the lease's granted TTL in seconds (a
+// keepalive renews the lease to it) and the deadline it gives.
+//
+// Encoding: 8 bytes each of the lease ID, the TTL in seconds and the
+// deadline in Unix nanoseconds (big endian).
+type deadline struct {
+	lease      clientv3.LeaseID
+	ttlSeconds int64
+	at         time.Time
+}
+
+func (d deadline) encode() []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 24), uint64(d.lease))
+	b = binary.BigEndian.AppendUint64(b, uint64(d.ttlSeconds))
+	return binary.BigEndian.AppendUint64(b, uint64(d.at.UnixNano()))
+}
+
+func decodeDeadline(b []byte) (deadline, error) {
+	if len(b) != 24 {
+		return deadline{}, fmt.Errorf("%w: a deadline record of %d bytes", errBadEnvelope, len(b))
+	}
+	return deadline{
+		lease:      clientv3.LeaseID(binary.BigEndian.Uint64(b[:8])),
+		ttlSeconds: int64(binary.BigEndian.Uint64(b[8:16])),
+		at:         time.Unix(0, int64(binary.BigEndian.Uint64(b[16:]))).UTC(),
+	}, nil
 }
 
 // keys builds and parses etcd keys under one prefix.
@@ -67,11 +131,15 @@ type keys struct{ prefix string }
 
 func (k keys) live(ns, key string) string { return k.prefix + liveDir + ns + "/" + key }
 func (k keys) tomb(ns, key string) string { return k.prefix + tombDir + ns + "/" + key }
+func (k keys) dead(ns, key string) string { return k.prefix + deadDir + ns + "/" + key }
+
+// nsDead is the range of a namespace's deadline records.
+func (k keys) nsDead(ns string) string { return k.prefix + deadDir + ns + "/" }
 
 // nsLive is the range of a namespace's live keys.
 func (k keys) nsLive(ns string) string { return k.prefix + liveDir + ns + "/" }
 
-// parse splits an etcd key into its directory (liveDir or tombDir), the
+// parse splits an etcd key into its directory (liveDir, tombDir or deadDir), the
 // namespace and the key; ok is false for a key ctxd did not write.
 func (k keys) parse(etcdKey []byte) (dir, ns, key string, ok bool) {
 	s, found := strings.CutPrefix(string(etcdKey), k.prefix)
@@ -79,7 +147,7 @@ func (k keys) parse(etcdKey []byte) (dir, ns, key string, ok bool) {
 		return "", "", "", false
 	}
 	dir, s = s[:2], s[2:]
-	if dir != liveDir && dir != tombDir {
+	if dir != liveDir && dir != tombDir && dir != deadDir {
 		return "", "", "", false
 	}
 	ns, key, found = strings.Cut(s, "/")

@@ -25,7 +25,8 @@ func TestConformance(t *testing.T) {
 		Revisions:  storetest.RevisionPerTxn,
 		Compaction: storetest.CompactAtMark,
 		Snapshots:  false,
-		Expiry:     false,
+		Expiry:     true,
+		KeepAlive:  storetest.KeepAlivePutTTL,
 	})
 }
 

@@ -21,6 +21,13 @@
 // walked back through etcd's MVCC history, one read per change; compaction
 // is etcd's compaction, cluster-wide.
 //
+// An expiring key is on an etcd lease of its own, with its deadline
+// record (<prefix>d/<ns>/<key>): etcd deletes both when the lease runs
+// out, and every instance's watch reports that delete as the expiry (a
+// delete by ctxd.WhoTTL, Expired), once, whether or not an instance ran
+// at the deadline. A keepalive renews the lease and moves the deadline
+// record, without a version.
+//
 // Each instance holds one etcd watch on its prefix. It raises the
 // instance's committed mark and keeps the recent changes in memory for
 // the change feed; a follower older than them is served by a watch of its
@@ -31,7 +38,10 @@
 // What has no etcd equivalent answers ctxd.ErrNotSupported: Defrag
 // (etcd's defragmentation is per member, run by its operator), snapshots
 // and restore (not built yet), compaction keeping more than the change in
-// effect per key, and retention by age. Compaction compacts the whole etcd
+// effect per key, and retention by age. TTLs count whole seconds (etcd's
+// leases do), one below etcd's minimum lease TTL is refused, and a
+// keepalive takes only the TTL its key was put with (a lease cannot
+// change its TTL). Compaction compacts the whole etcd
 // cluster, every prefix on it. DESIGN.md in this folder has the choices
 // and what was measured.
 package etcd

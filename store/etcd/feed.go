@@ -278,13 +278,24 @@ func (s *Store) byRevision(events []*clientv3.Event) []revisionChanges {
 }
 
 // changesOf turns the events of one revision into changes, in the order
-// of the transaction's writes.
+// of the transaction's writes. A delete of a key on a lease with no
+// tombstone written in its revision is etcd's: the lease expired (a
+// ctxd delete always writes the tombstone), and the change is the
+// expiry, its deadline from the deadline record deleted with the key.
 func (s *Store) changesOf(events []*clientv3.Event) []ctxd.Change {
 	tombs := map[string]envelope{}
+	deads := map[string]*deadline{}
 	for _, ev := range events {
-		if dir, ns, key, ok := s.keys.parse(ev.Kv.Key); ok && dir == tombDir && ev.Type == mvccpb.PUT {
+		dir, ns, key, ok := s.keys.parse(ev.Kv.Key)
+		switch {
+		case !ok:
+		case dir == tombDir && ev.Type == mvccpb.PUT:
 			if env, err := decodeEnvelope(ev.Kv.Value); err == nil {
 				tombs[ns+"/"+key] = env
+			}
+		case dir == deadDir && ev.Type == mvccpb.DELETE && ev.PrevKv != nil:
+			if d, err := decodeDeadline(ev.PrevKv.Value); err == nil {
+				deads[ns+"/"+key] = &d
 			}
 		}
 	}
@@ -299,11 +310,15 @@ func (s *Store) changesOf(events []*clientv3.Event) []ctxd.Change {
 			c.PrevRev = uint64(ev.PrevKv.ModRevision)
 		}
 		if ev.Type == mvccpb.DELETE {
+			env, tombed := tombs[ns+"/"+key]
+			if !tombed && ev.PrevKv != nil && ev.PrevKv.Lease != 0 {
+				out = append(out, expiryOf(c, ev.PrevKv, deads[ns+"/"+key]))
+				continue
+			}
 			c.Op = ctxd.OpDelete
 			if ev.PrevKv != nil {
 				c.Version = uint64(ev.PrevKv.Version)
 			}
-			env := tombs[ns+"/"+key]
 			c.Who, c.Time = env.who, env.time
 		} else {
 			env, err := decodeEnvelope(ev.Kv.Value)
@@ -311,6 +326,7 @@ func (s *Store) changesOf(events []*clientv3.Event) []ctxd.Change {
 				continue // not ctxd's: someone else wrote under the prefix
 			}
 			c.Op, c.Value, c.Version, c.Who, c.Time = ctxd.OpPut, env.value, uint64(ev.Kv.Version), env.who, env.time
+			c.ExpiresAt = env.expiresAt
 			if ev.Kv.Version == 1 {
 				c.PrevRev = 0
 			}

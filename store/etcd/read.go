@@ -39,7 +39,8 @@ func record(ns, key string, kv *mvccpb.KeyValue) (ctxd.Record, error) {
 		return ctxd.Record{}, fmt.Errorf("read %s/%s: %w", ns, key, err)
 	}
 	return ctxd.Record{Namespace: ns, Key: key, Value: env.value, Version: uint64(kv.Version),
-		CreateRev: uint64(kv.CreateRevision), ModRev: uint64(kv.ModRevision), Who: env.who, UpdatedAt: env.time}, nil
+		CreateRev: uint64(kv.CreateRevision), ModRev: uint64(kv.ModRevision), Who: env.who, UpdatedAt: env.time,
+		ExpiresAt: env.expiresAt}, nil
 }
 
 // Get returns a key's current state: a linearizable etcd read.
@@ -68,8 +69,17 @@ func (s *Store) getAt(ns, key string, rev uint64) (ctxd.Record, error) {
 		if len(resp.Kvs) == 0 {
 			return fmt.Errorf("%s/%s: %w", ns, key, ctxd.ErrNotFound)
 		}
-		r, err = record(ns, key, resp.Kvs[0])
-		return err
+		if r, err = record(ns, key, resp.Kvs[0]); err != nil {
+			return err
+		}
+		if rev == 0 && resp.Kvs[0].Lease != 0 {
+			// A keepalive may have moved the deadline since the put.
+			one := []ctxd.Record{r}
+			err = s.deadlinesOf(ctx, ns, one, []bool{true}, 0)
+			r = one[0]
+			return err
+		}
+		return nil
 	})
 	return r, err
 }
@@ -181,6 +191,7 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 		if err != nil {
 			return err
 		}
+		var leased []bool
 		for i, kv := range resp.Kvs {
 			if i == limit {
 				page.Next = page.Records[limit-1].Key
@@ -196,8 +207,9 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 				r.Value = nil
 			}
 			page.Records = append(page.Records, r)
+			leased = append(leased, kv.Lease != 0)
 		}
-		return nil
+		return s.deadlinesOf(ctx, ns, page.Records, leased, 0)
 	})
 	return page, err
 }
@@ -366,13 +378,26 @@ func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) ([]s
 				return nil, fmt.Errorf("history of %s/%s: %w", ns, key, err)
 			}
 			c = ctxd.Change{Revision: uint64(kv.ModRevision), Namespace: ns, Key: key, Op: ctxd.OpPut,
-				Value: env.value, Version: uint64(kv.Version), Who: env.who, Time: env.time}
+				Value: env.value, Version: uint64(kv.Version), Who: env.who, Time: env.time, ExpiresAt: env.expiresAt}
 		case tkv != nil:
 			env, err := decodeEnvelope(tkv.Value)
 			if err != nil {
 				return nil, fmt.Errorf("history of %s/%s: %w", ns, key, err)
 			}
 			c = ctxd.Change{Revision: uint64(tkv.ModRevision), Namespace: ns, Key: key, Op: ctxd.OpDelete, Who: env.who, Time: env.time}
+			if !env.expiresAt.IsZero() {
+				// An armed tombstone: the put with a TTL that wrote it
+				// was not deleted by ctxd, so its life ended by expiry,
+				// between the two.
+				c, err = s.expiryAfter(ctx, ns, key, tkv.ModRevision)
+				var compacted *ctxd.CompactedError
+				if errors.As(err, &compacted) {
+					return out, nil // history ends at the compaction
+				}
+				if err != nil {
+					return nil, err
+				}
+			}
 		default:
 			return out, nil
 		}

@@ -86,6 +86,9 @@ type Store struct {
 	// compacted is the lowest revision known readable (0: none known to
 	// be compacted): compaction only moves it forward.
 	compacted atomic.Uint64
+	// minLeaseTTL is etcd's minimum lease TTL in seconds, learnt at Open:
+	// a shorter TTL is refused (checkTTL).
+	minLeaseTTL int64
 }
 
 var _ store.Backend = (*Store)(nil)
@@ -120,6 +123,9 @@ func Open(opts Options) (*Store, error) {
 	if err == nil {
 		start, err = s.lastChange(ctx)
 	}
+	if err == nil {
+		s.minLeaseTTL, err = s.probeMinLeaseTTL(ctx)
+	}
 	cancel()
 	if err != nil {
 		_ = cli.Close()
@@ -152,7 +158,10 @@ func (s *Store) birth(ctx context.Context) (uint64, error) {
 // lastChange is the revision of the prefix's newest change (0 when it has
 // none): every change leaves a live etcd key (the value or the tombstone)
 // whose mod revision is the change's until a later change of that key.
-// etcd sorts the keys of each directory to find it, once, at Open.
+// etcd sorts the keys of each directory to find it, once, at Open. An
+// expiry leaves no key (etcd deleted it): when the newest changes are
+// expiries the mark starts below them, and the watch, which starts from
+// the mark, delivers them at once.
 func (s *Store) lastChange(ctx context.Context) (uint64, error) {
 	var last uint64
 	for _, dir := range []string{liveDir, tombDir} {

@@ -62,12 +62,23 @@ func (v *view) ForEach(ns, prefix string, fn func(ctxd.Record) error) error {
 			cancel()
 			return err
 		}
-		cancel()
+		records := make([]ctxd.Record, 0, len(resp.Kvs))
+		leased := make([]bool, 0, len(resp.Kvs))
 		for _, kv := range resp.Kvs {
 			r, err := record(ns, string(kv.Key[len(base):]), kv)
 			if err != nil {
+				cancel()
 				return err
 			}
+			records, leased = append(records, r), append(leased, kv.Lease != 0)
+		}
+		// Deadlines as keepalives left them at the view's revision.
+		err = v.s.deadlinesOf(ctx, ns, records, leased, v.rev)
+		cancel()
+		if err != nil {
+			return readError(err)
+		}
+		for _, r := range records {
 			if err := fn(r); err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/connectivity"
 
@@ -32,23 +33,6 @@ func (s *Store) Patch(ctx context.Context, ns, key string, p ctxd.Patch, expect 
 	return store.WriteOne(ctx, s.Txn, ctxd.Write{Namespace: ns, Key: key, Op: ctxd.OpPatch, Patch: p, Expect: expect, Who: who})
 }
 
-// KeepAlive is not supported on etcd yet: expiring keys (etcd leases)
-// are the next step of this backend (DESIGN.md).
-func (s *Store) KeepAlive(context.Context, string, string, time.Duration, *uint64) (ctxd.Record, error) {
-	return ctxd.Record{}, fmt.Errorf("keepalive: %w: expiring keys are not supported on etcd yet", ctxd.ErrNotSupported)
-}
-
-// refuseTTL refuses writes with a TTL: expiring keys are not supported on
-// etcd yet.
-func refuseTTL(writes []ctxd.Write) error {
-	for _, w := range writes {
-		if w.TTL > 0 {
-			return fmt.Errorf("%s/%s: ttl: %w: expiring keys are not supported on etcd yet", w.Namespace, w.Key, ctxd.ErrNotSupported)
-		}
-	}
-	return nil
-}
-
 // Delete ends a key's life. It returns the deleted key's last version,
 // with ModRev set to the delete's revision and a nil value.
 func (s *Store) Delete(ctx context.Context, ns, key string, expect *uint64, who string) (ctxd.Record, error) {
@@ -61,10 +45,22 @@ func (s *Store) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, e
 	if err := s.opts.Limits.PrepareWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
-	if err := refuseTTL(writes); err != nil {
+	if err := s.checkTTLs(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	return s.commit(ctx, writes)
+}
+
+// checkTTLs refuses writes whose TTL etcd cannot honour (checkTTL).
+func (s *Store) checkTTLs(writes []ctxd.Write) error {
+	for _, w := range writes {
+		if w.TTL > 0 {
+			if err := s.checkTTL(w.Namespace, w.Key, w.TTL); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Import is Txn without the limit on the number of writes; etcd's own
@@ -76,7 +72,7 @@ func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 	if err := limits.PrepareWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
-	if err := refuseTTL(writes); err != nil {
+	if err := s.checkTTLs(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	return s.commit(ctx, writes)
@@ -96,7 +92,7 @@ func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 // and committed mark include every write it acknowledged.
 func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
 	if !slices.ContainsFunc(writes, func(w ctxd.Write) bool { return w.Op == ctxd.OpPatch }) {
-		return s.commitOnce(ctx, writes, nil)
+		return s.commitOnce(ctx, writes, nil, nil)
 	}
 	// A patch is applied here, to the value read, and committed as a put
 	// of its result on condition that the key was not written since
@@ -104,11 +100,11 @@ func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 	// read and apply again. Each round some writer wins, so concurrent
 	// patches of one value all land, none lost.
 	for {
-		puts, seen, err := s.applyPatches(ctx, writes)
+		puts, seen, kept, err := s.applyPatches(ctx, writes)
 		if err != nil {
 			return ctxd.TxnResult{}, err
 		}
-		res, err := s.commitOnce(ctx, puts, seen)
+		res, err := s.commitOnce(ctx, puts, seen, kept)
 		if !errors.Is(err, errPatchRaced) {
 			return res, err
 		}
@@ -122,54 +118,73 @@ var errPatchRaced = errors.New("a patched key changed before the commit")
 // applyPatches returns writes with each patch replaced by the put of its
 // result on the key's current value, and for each patched write the
 // modification revision of the value it was applied to (0 for the
-// others). The checks come in the order bolt's writer makes them: the
+// others) and, for an expiring key, its lease and deadline, which the
+// put keeps. The checks come in the order bolt's writer makes them: the
 // expected version, then that the key is live, then the patch.
-func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write) ([]ctxd.Write, []int64, error) {
+func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write) ([]ctxd.Write, []int64, []deadline, error) {
 	out := slices.Clone(writes)
 	seen := make([]int64, len(writes))
+	kept := make([]deadline, len(writes))
 	for i := range out {
 		w := &out[i]
 		if w.Op != ctxd.OpPatch {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-		resp, err := s.cli.Get(rctx, s.keys.live(w.Namespace, w.Key))
+		resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.keys.live(w.Namespace, w.Key)), clientv3.OpGet(s.keys.dead(w.Namespace, w.Key))).Commit()
 		cancel()
 		if err != nil {
-			return nil, nil, readError(err)
+			return nil, nil, nil, readError(err)
 		}
-		kv := firstKV(resp.Kvs)
+		kv := firstKV(resp.Responses[0].GetResponseRange().GetKvs())
 		var have uint64
 		if kv != nil {
 			have = uint64(kv.Version)
 		}
 		if w.Expect != nil && *w.Expect != have {
-			return nil, nil, &ctxd.ConflictError{Namespace: w.Namespace, Key: w.Key, Expected: *w.Expect, Current: have}
+			return nil, nil, nil, &ctxd.ConflictError{Namespace: w.Namespace, Key: w.Key, Expected: *w.Expect, Current: have}
 		}
 		if kv == nil {
-			return nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
+			return nil, nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
 		}
 		env, err := decodeEnvelope(kv.Value)
 		if err != nil {
-			return nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
+			return nil, nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
 		}
 		v, err := patch.Apply(env.value, w.Patch, s.opts.Limits)
 		if err != nil {
-			return nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
+			return nil, nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
 		}
 		w.Op, w.Value, w.Patch = ctxd.OpPut, v, ctxd.Patch{}
 		seen[i] = kv.ModRevision
+		if kv.Lease != 0 {
+			// The put's deadline, unless a keepalive moved it since.
+			kept[i] = deadline{lease: clientv3.LeaseID(kv.Lease), at: env.expiresAt}
+			if dkv := firstKV(resp.Responses[1].GetResponseRange().GetKvs()); dkv != nil && dkv.Lease == kv.Lease {
+				if d, err := decodeDeadline(dkv.Value); err == nil {
+					kept[i] = d
+				}
+			}
+		}
 	}
-	return out, seen, nil
+	return out, seen, kept, nil
 }
 
 // commitOnce commits writes (no patches) in one etcd transaction; seen,
 // when set, adds for each write with seen[i] > 0 the condition that its
-// key's modification revision is still seen[i] (errPatchRaced if not).
-func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int64) (ctxd.TxnResult, error) {
+// key's modification revision is still seen[i] (errPatchRaced if not),
+// and kept[i], when it has a lease, is the lease and deadline a patched
+// expiring key keeps.
+//
+// A put with a TTL is the key on a lease granted for it, with its
+// deadline record (deadDir) on the same lease and its tombstone armed
+// (History's sign that the key's life ended by expiry): three puts. The
+// lease the key had before, if any (its deadline record tells, read in
+// the transaction), is revoked once the write applied.
+func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int64, kept []deadline) (ctxd.TxnResult, error) {
 	if err := s.enter(); err != nil {
 		return ctxd.TxnResult{}, err
 	}
@@ -183,9 +198,17 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	if state := s.cli.ActiveConnection().GetState(); state == connectivity.TransientFailure || state == connectivity.Shutdown {
 		return ctxd.TxnResult{}, fmt.Errorf("%w: etcd at %v is unreachable (connection %s)", ctxd.ErrUnavailable, s.opts.Endpoints, state)
 	}
+	// The time is taken before the leases are granted: etcd's lessor
+	// counts a lease's TTL from its grant, so a key never expires before
+	// the deadline it is given.
 	now := s.opts.Now().UTC()
+	granted, err := s.grantLeases(ctx, writes)
+	if err != nil {
+		return ctxd.TxnResult{}, err
+	}
+	leases := make([]deadline, len(writes))
 	var cmps []clientv3.Cmp
-	gets := make([]clientv3.Op, len(writes))
+	gets := make([]clientv3.Op, 2*len(writes))
 	var ops []clientv3.Op
 	for i, w := range writes {
 		k := s.keys.live(w.Namespace, w.Key)
@@ -196,11 +219,26 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", seen[i]))
 		}
 		gets[i] = clientv3.OpGet(k, clientv3.WithKeysOnly())
+		gets[len(writes)+i] = clientv3.OpGet(s.keys.dead(w.Namespace, w.Key))
 		env := envelope{who: w.Who, time: now}
 		switch w.Op {
 		case ctxd.OpPut:
 			env.value = w.Value
-			ops = append(ops, clientv3.OpPut(k, string(env.encode())))
+			switch {
+			case granted != nil && granted[i].lease != clientv3.NoLease:
+				d := granted[i]
+				d.at = now.Add(time.Duration(d.ttlSeconds) * time.Second)
+				leases[i], env.expiresAt = d, d.at
+				armed := envelope{who: ctxd.WhoTTL, time: now, expiresAt: d.at}
+				ops = append(ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithLease(d.lease)),
+					clientv3.OpPut(s.keys.dead(w.Namespace, w.Key), string(d.encode()), clientv3.WithLease(d.lease)),
+					clientv3.OpPut(s.keys.tomb(w.Namespace, w.Key), string(armed.encode())))
+			case kept != nil && kept[i].lease != clientv3.NoLease:
+				leases[i], env.expiresAt = kept[i], kept[i].at
+				ops = append(ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithLease(kept[i].lease)))
+			default:
+				ops = append(ops, clientv3.OpPut(k, string(env.encode())))
+			}
 		case ctxd.OpDelete:
 			cmps = append(cmps, clientv3.Compare(clientv3.Version(k), ">", 0))
 			ops = append(ops, clientv3.OpDelete(k), clientv3.OpPut(s.keys.tomb(w.Namespace, w.Key), string(env.encode())))
@@ -209,12 +247,21 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	wctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	started := time.Now()
-	resp, err := s.cli.Txn(wctx).If(cmps...).Then(append(gets, ops...)...).Else(gets...).Commit()
+	resp, err := s.cli.Txn(wctx).If(cmps...).Then(append(gets, ops...)...).Else(gets[:len(writes)]...).Commit()
 	s.stats.requests.Add(1)
 	if err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			// A patched key's lease ended (the key expired) since it
+			// was read: read it again.
+			s.revokeGranted(granted)
+			return ctxd.TxnResult{}, errPatchRaced
+		}
+		// The transaction may have applied: its leases stay (they end
+		// at their TTL when it did not).
 		return ctxd.TxnResult{}, writeError(err, true)
 	}
 	if !resp.Succeeded {
+		s.revokeGranted(granted)
 		return ctxd.TxnResult{}, failedCheck(writes, seen, resp.Responses)
 	}
 	rev := uint64(resp.Header.Revision)
@@ -224,7 +271,12 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	res := ctxd.TxnResult{Revision: rev, Records: make([]ctxd.Record, len(writes))}
 	for i, w := range writes {
 		prev := firstKV(resp.Responses[i].GetResponseRange().GetKvs())
-		r := ctxd.Record{Namespace: w.Namespace, Key: w.Key, ModRev: rev, Who: w.Who, UpdatedAt: now}
+		r := ctxd.Record{Namespace: w.Namespace, Key: w.Key, ModRev: rev, Who: w.Who, UpdatedAt: now, ExpiresAt: leases[i].at}
+		if dkv := firstKV(resp.Responses[len(writes)+i].GetResponseRange().GetKvs()); dkv != nil {
+			if old, err := decodeDeadline(dkv.Value); err == nil && old.lease != leases[i].lease {
+				s.revokeLater(old.lease)
+			}
+		}
 		switch {
 		case w.Op == ctxd.OpDelete:
 			r.Version, r.CreateRev = uint64(prev.Version), uint64(prev.CreateRevision)

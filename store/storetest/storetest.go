@@ -107,6 +107,13 @@ type Harness struct {
 	// and a keepalive answer ctxd.ErrNotSupported and change nothing.
 	Expiry bool
 
+	// KeepAlive is which TTL a keepalive takes (the zero value is bolt's
+	// KeepAliveAnyTTL). Under KeepAlivePutTTL the suite asserts that a
+	// keepalive with another TTL than the key's put answers
+	// ctxd.ErrInvalid and changes nothing; either way a keepalive makes
+	// no version.
+	KeepAlive KeepAliveRule
+
 	// Clock says the backend stamps changes (Record.UpdatedAt, Change.Time)
 	// with Config.Now and measures RetentionPolicy.KeepFor against it.
 	// When false, Config.Now is ignored, and retention by age is checked
@@ -144,6 +151,20 @@ const (
 	// the mark for every key (etcd); keep > 1, KeepVersions > 1 and
 	// KeepFor answer ctxd.ErrNotSupported.
 	CompactAtMark
+)
+
+// KeepAliveRule is which TTL a keepalive may move a key's deadline by.
+type KeepAliveRule int
+
+const (
+	// KeepAliveAnyTTL: a keepalive takes any TTL within the limits
+	// (bolt).
+	KeepAliveAnyTTL KeepAliveRule = iota
+	// KeepAlivePutTTL: a keepalive renews the key for the TTL it was put
+	// with, and refuses another with ctxd.ErrInvalid (etcd: a lease
+	// renews to the TTL it was granted; moving the key to a new lease is
+	// a put, which would be a version).
+	KeepAlivePutTTL
 )
 
 // Config is how the suite wants a backend opened.

@@ -116,30 +116,41 @@ func checkTTLExpiry(t testing.TB, h Harness) {
 
 func checkKeepAlive(t testing.TB, h Harness) {
 	b := open(t, h, Config{})
-	k := b.putTTL("default", "hb", `"alive"`, time.Second)
-	rev := b.Revision()
+	// hb lives 4 s unless kept alive. The markers below, put with 2 s,
+	// expire at times that tell whether its deadline moved, with more
+	// than a second to spare on either side.
+	const hbTTL = 4 * time.Second
+	k := b.putTTL("default", "hb", `"alive"`, hbTTL)
+	b.put("default", "forever", `1`)
 	// A wrong version, a missing key, a key without deadline and a bad
 	// ttl are refused and change nothing.
-	_, err := b.KeepAlive(t.Context(), "default", "hb", time.Hour, u64(k.Version+1))
+	_, err := b.KeepAlive(t.Context(), "default", "hb", hbTTL, u64(k.Version+1))
 	var ce *ctxd.ConflictError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, k.Version, ce.Current)
-	_, err = b.KeepAlive(t.Context(), "default", "missing", time.Hour, nil)
+	_, err = b.KeepAlive(t.Context(), "default", "missing", hbTTL, nil)
 	assert.ErrorIs(t, err, ctxd.ErrNotFound)
-	b.put("default", "forever", `1`)
-	rev++
-	_, err = b.KeepAlive(t.Context(), "default", "forever", time.Hour, nil)
+	_, err = b.KeepAlive(t.Context(), "default", "forever", hbTTL, nil)
 	assert.ErrorIs(t, err, ctxd.ErrInvalid, "a key without a deadline has nothing to extend")
 	_, err = b.KeepAlive(t.Context(), "default", "hb", time.Nanosecond, nil)
 	assert.ErrorIs(t, err, ctxd.ErrInvalid, "a ttl below the minimum")
+	if h.KeepAlive == KeepAlivePutTTL {
+		_, err = b.KeepAlive(t.Context(), "default", "hb", time.Hour, nil)
+		assert.ErrorIs(t, err, ctxd.ErrInvalid, "a ttl other than the put's (KeepAlivePutTTL)")
+	}
 	assert.Equal(t, k.ExpiresAt, b.get("default", "hb").ExpiresAt)
 
-	got, err := b.KeepAlive(t.Context(), "default", "hb", time.Hour, u64(k.Version))
+	// Once hb is 2 s old (a marker put with it for 2 s expired), keep it
+	// alive for its ttl again: its deadline moves 2 s or more.
+	m1 := b.putTTL("default", "m1", `1`, 2*time.Second)
+	b.waitExpiry(m1.ModRev, "default", "m1")
+	rev := b.Revision()
+	got, err := b.KeepAlive(t.Context(), "default", "hb", hbTTL, u64(k.Version))
 	require.NoError(t, err)
 	assert.Equal(t, k.Version, got.Version, "a keepalive makes no version")
 	assert.Equal(t, k.ModRev, got.ModRev)
 	assert.Equal(t, `"alive"`, string(got.Value))
-	assert.True(t, got.ExpiresAt.After(k.ExpiresAt.Add(30*time.Minute)), "the deadline moved: %s", got.ExpiresAt)
+	assert.True(t, got.ExpiresAt.After(k.ExpiresAt.Add(time.Second)), "the deadline moved: %s, was %s", got.ExpiresAt, k.ExpiresAt)
 	assert.Equal(t, rev, b.Revision(), "a keepalive makes no revision")
 	assert.Empty(t, b.log(rev), "nor a change in the feed")
 	assert.Equal(t, []uint64{k.ModRev}, b.historyRevs("default", "hb"), "nor a history entry")
@@ -153,12 +164,20 @@ func checkKeepAlive(t testing.TB, h Harness) {
 	// hb's first one expires, and hb does not.
 	b.restart()
 	assert.Equal(t, got.ExpiresAt, b.get("default", "hb").ExpiresAt, "the keepalive is durable")
-	m := b.putTTL("default", "marker", `1`, time.Second)
+	m := b.putTTL("default", "marker", `1`, 2*time.Second)
 	require.True(t, m.ExpiresAt.After(k.ExpiresAt))
 	b.waitExpiry(m.ModRev, "default", "marker")
 	assert.Equal(t, got.ExpiresAt, b.get("default", "hb").ExpiresAt, "hb outlived its first deadline")
+	if h.KeepAlive == KeepAliveAnyTTL {
+		// Any ttl within the limits, here longer than the put's.
+		long, err := b.KeepAlive(t.Context(), "default", "hb", time.Hour, nil)
+		require.NoError(t, err)
+		assert.Equal(t, k.Version, long.Version, "a keepalive makes no version")
+		assert.True(t, long.ExpiresAt.After(got.ExpiresAt.Add(30*time.Minute)), "the deadline moved: %s", long.ExpiresAt)
+	}
 	// A put without ttl after a keepalive makes the key permanent.
 	assert.True(t, b.put("default", "hb", `"done"`).ExpiresAt.IsZero())
+	assert.True(t, b.get("default", "hb").ExpiresAt.IsZero())
 }
 
 // checkExpiryAtStartUp: a deadline that passed while the backend was down
@@ -191,9 +210,17 @@ func checkExpiryAtStartUp(t testing.TB, h Harness) {
 // checkDeadlinesInSnapshots: a full restore brings deadlines back with
 // the values; a partial one puts keys back with their deadline.
 func checkDeadlinesInSnapshots(t testing.TB, h Harness) {
+	if !h.Snapshots {
+		checkNoSnapshots(t, h)
+		return
+	}
 	b := open(t, h, Config{})
 	k := b.putTTL("default", "k", `1`, time.Hour)
-	x, err := b.KeepAlive(t.Context(), "default", "k", 2*time.Hour, nil)
+	keep := 2 * time.Hour
+	if h.KeepAlive == KeepAlivePutTTL {
+		keep = time.Hour
+	}
+	x, err := b.KeepAlive(t.Context(), "default", "k", keep, nil)
 	require.NoError(t, err)
 	path, _ := b.writeSnapshot()
 	b.put("default", "k", `2`)

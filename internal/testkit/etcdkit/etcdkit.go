@@ -40,39 +40,73 @@ type Server struct {
 const MaxTxnOps = 16384
 
 // Start starts a single-member etcd with its data in a new temp folder.
-// Its write-ahead log is fsynced at every commit, as in production.
-func Start() (*Server, error) {
+// Its write-ahead log is fsynced at every commit, as in production. Each
+// option changes the configuration before the start (a test of what
+// depends on etcd's settings).
+func Start(options ...func(*embed.Config)) (*Server, error) {
 	dir, err := os.MkdirTemp("", "ctxd-etcd-")
 	if err != nil {
 		return nil, err
 	}
+	local := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	s, err := start(dir, local, local, options...)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// start starts the member whose data is in dir, on the client and peer
+// URLs given (port 0: one the system picks).
+func start(dir string, client, peer url.URL, options ...func(*embed.Config)) (*Server, error) {
 	cfg := embed.NewConfig()
 	cfg.Dir = dir
 	cfg.LogLevel = "error"
 	cfg.LogOutputs = []string{"stderr"}
 	cfg.MaxTxnOps = MaxTxnOps
 	cfg.MaxRequestBytes = 32 << 20
-	local := []url.URL{{Scheme: "http", Host: "127.0.0.1:0"}}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = local, local
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = local, local
+	// etcd's minimum lease TTL is 1.5 election timeouts rounded up to
+	// whole seconds: 2 s with its default 1 s timeout. 500 ms (the least
+	// its 100 ms heartbeat allows) makes it 1 s, so that expiring keys
+	// are tested with 1-second TTLs, as on bolt. A single member never
+	// holds an election after its first.
+	cfg.ElectionMs = 500
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	for _, o := range options {
+		o(cfg)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start etcd: %w", err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("etcd: %w", err)
 	case <-time.After(time.Minute):
 		e.Close()
-		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("etcd not ready after a minute")
 	}
 	return &Server{Endpoint: "http://" + e.Clients[0].Addr().String(), e: e, dir: dir}, nil
+}
+
+// Restart stops the server, keeping its data, and starts it again on the
+// same data and ports: a real restart, which clients connected to
+// Endpoint ride through by reconnecting.
+func (s *Server) Restart() error {
+	client := url.URL{Scheme: "http", Host: s.e.Clients[0].Addr().String()}
+	peer := url.URL{Scheme: "http", Host: s.e.Peers[0].Listener.Addr().String()}
+	s.e.Close()
+	restarted, err := start(s.dir, client, peer)
+	if err != nil {
+		return err
+	}
+	s.e = restarted.e
+	return nil
 }
 
 // Close stops the server and removes its data.

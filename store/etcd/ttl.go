@@ -1,0 +1,309 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/framework0/ctxd"
+)
+
+// Expiring keys are etcd leases, one per key (DESIGN.md has the measure
+// against leases shared by deadline): a put with a TTL grants a lease and
+// attaches the key and its deadline record to it; etcd deletes both when
+// the lease expires, in one revision that writes nothing else, and every
+// instance's watch turns that delete into the expiry change. etcd does
+// the delete, so there is exactly one however many instances run, and
+// none needs to run for it to happen.
+
+// leaseTTL is the TTL in whole seconds of the lease for ttl: etcd's
+// leases count whole seconds, so a TTL is rounded up.
+func leaseTTL(ttl time.Duration) int64 {
+	return int64((ttl + time.Second - 1) / time.Second)
+}
+
+// checkTTL refuses a TTL etcd cannot honour: below its minimum lease TTL
+// etcd would keep the key longer than asked (it raises the lease's TTL to
+// its minimum, 1.5 election timeouts, 2 s with etcd's defaults).
+func (s *Store) checkTTL(ns, key string, ttl time.Duration) error {
+	if secs := leaseTTL(ttl); secs < s.minLeaseTTL {
+		return ctxd.Invalidf("ttl %s of %s/%s is below etcd's minimum lease TTL of %ds: etcd cannot expire a key sooner (set limits.min_ttl to at least %ds on etcd)",
+			ttl, ns, key, s.minLeaseTTL, s.minLeaseTTL)
+	}
+	return nil
+}
+
+// MinTTL is the shortest TTL etcd can honour: its minimum lease TTL,
+// learnt at Open. A shorter one is refused whatever limits.min_ttl says.
+func (s *Store) MinTTL() time.Duration { return time.Duration(s.minLeaseTTL) * time.Second }
+
+// probeMinLeaseTTL asks etcd for a 1-second lease and reads the TTL it
+// granted: etcd raises a lease's TTL to its minimum and says so.
+func (s *Store) probeMinLeaseTTL(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Grant(ctx, 1)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.cli.Revoke(ctx, resp.ID); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return 0, err
+	}
+	return resp.TTL, nil
+}
+
+// grantLeases grants a lease to each write with a TTL (0 for the others).
+// When one fails, those granted are revoked.
+func (s *Store) grantLeases(ctx context.Context, writes []ctxd.Write) ([]deadline, error) {
+	var out []deadline
+	for i, w := range writes {
+		if w.TTL <= 0 {
+			continue
+		}
+		if out == nil {
+			out = make([]deadline, len(writes))
+		}
+		gctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		resp, err := s.cli.Grant(gctx, leaseTTL(w.TTL))
+		cancel()
+		if err != nil {
+			s.revokeGranted(out)
+			// No write was sent: nothing changed.
+			return nil, writeError(err, false)
+		}
+		out[i] = deadline{lease: resp.ID, ttlSeconds: resp.TTL}
+	}
+	return out, nil
+}
+
+// revokeGranted revokes leases granted for a transaction that did not
+// apply, so that they do not linger until their TTL.
+func (s *Store) revokeGranted(granted []deadline) {
+	for _, d := range granted {
+		if d.lease != clientv3.NoLease {
+			s.revokeLater(d.lease)
+		}
+	}
+}
+
+// revokeLater revokes a lease no key needs any more (its key was
+// replaced, deleted, or its transaction did not apply), in the
+// background: the write's answer does not wait for it. Revoking deletes
+// what is still attached: nothing, or a deadline record left behind by a
+// put without TTL or a delete (no change of the feed). When it fails the
+// lease still ends at its TTL.
+func (s *Store) revokeLater(id clientv3.LeaseID) {
+	s.inflight.Add(1)
+	go func() {
+		defer s.inflight.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+		defer cancel()
+		_, _ = s.cli.Revoke(ctx, id)
+	}()
+}
+
+// KeepAlive moves the deadline of a live expiring key to ttl from now
+// without a new version: it renews the key's lease (etcd's KeepAliveOnce)
+// and rewrites the key's deadline record, which is not a change. etcd
+// renews a lease to the TTL it granted, so ttl must be the TTL the key was
+// put with (rounded up to whole seconds); another one is ctxd.ErrInvalid:
+// moving the key to a new lease would be a put, a new version.
+func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration, expect *uint64) (ctxd.Record, error) {
+	if err := s.checkKey(ns, key); err != nil {
+		return ctxd.Record{}, err
+	}
+	if err := s.opts.Limits.ValidateTTL(ttl); err != nil {
+		return ctxd.Record{}, err
+	}
+	if err := s.checkTTL(ns, key, ttl); err != nil {
+		return ctxd.Record{}, err
+	}
+	if err := s.enter(); err != nil {
+		return ctxd.Record{}, err
+	}
+	defer s.inflight.Done()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	live, dead := s.keys.live(ns, key), s.keys.dead(ns, key)
+	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(live), clientv3.OpGet(dead)).Commit()
+	if err != nil {
+		return ctxd.Record{}, readError(err)
+	}
+	kv := firstKV(resp.Responses[0].GetResponseRange().GetKvs())
+	var have uint64
+	if kv != nil {
+		have = uint64(kv.Version)
+	}
+	if expect != nil && *expect != have {
+		return ctxd.Record{}, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: *expect, Current: have}
+	}
+	if kv == nil {
+		return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w", ns, key, ctxd.ErrNotFound)
+	}
+	rec, err := record(ns, key, kv)
+	if err != nil {
+		return ctxd.Record{}, err
+	}
+	dkv := firstKV(resp.Responses[1].GetResponseRange().GetKvs())
+	if kv.Lease == 0 || dkv == nil || dkv.Lease != kv.Lease {
+		return ctxd.Record{}, ctxd.Invalidf("keepalive %s/%s: the key does not expire (it was put without a ttl): put it with a ttl first", ns, key)
+	}
+	d, err := decodeDeadline(dkv.Value)
+	if err != nil {
+		return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w", ns, key, err)
+	}
+	if leaseTTL(ttl) != d.ttlSeconds {
+		return ctxd.Record{}, ctxd.Invalidf("keepalive %s/%s: ttl %s: on etcd a keepalive renews the key's lease for the ttl it was put with (%ds); to change the ttl, put the key again",
+			ns, key, ttl, d.ttlSeconds)
+	}
+	now := s.opts.Now().UTC()
+	if _, err := s.cli.KeepAliveOnce(ctx, d.lease); err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w (it expired)", ns, key, ctxd.ErrNotFound)
+		}
+		return ctxd.Record{}, writeError(err, true)
+	}
+	// The lease is renewed; the deadline record says so, on condition
+	// that the key is still the one renewed (a write since would have
+	// given it a deadline of its own, or none).
+	d.at = now.Add(time.Duration(d.ttlSeconds) * time.Second)
+	put, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(live), "=", kv.ModRevision)).
+		Then(clientv3.OpPut(dead, string(d.encode()), clientv3.WithLease(d.lease))).
+		Else(clientv3.OpGet(live, clientv3.WithKeysOnly())).Commit()
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w (it expired)", ns, key, ctxd.ErrNotFound)
+		}
+		return ctxd.Record{}, writeError(err, true)
+	}
+	if !put.Succeeded {
+		var cur uint64
+		if kv := firstKV(put.Responses[0].GetResponseRange().GetKvs()); kv != nil {
+			cur = uint64(kv.Version)
+		}
+		if cur == 0 {
+			return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w", ns, key, ctxd.ErrNotFound)
+		}
+		return ctxd.Record{}, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: have, Current: cur}
+	}
+	rec.ExpiresAt = d.at
+	return rec, nil
+}
+
+// deadlinesOf sets ExpiresAt of the records whose key is on a lease
+// (leased[i] true) to their deadline record's at revision rev (0: the
+// head): one range read over the records' keys, which are in key order
+// in one namespace. A keepalive moves the deadline record only, so that
+// it, not the put's envelope, has the current deadline.
+func (s *Store) deadlinesOf(ctx context.Context, ns string, records []ctxd.Record, leased []bool, rev uint64) error {
+	first, last := -1, -1
+	for i, l := range leased {
+		if l {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	from, to := s.keys.dead(ns, records[first].Key), s.keys.dead(ns, records[last].Key)+"\x00"
+	resp, err := s.cli.Get(ctx, from, clientv3.WithRange(to), clientv3.WithRev(int64(rev)))
+	if err != nil {
+		return s.revisionError(ctx, err, rev)
+	}
+	at := make(map[string]time.Time, len(resp.Kvs))
+	base := len(s.keys.nsDead(ns))
+	for _, kv := range resp.Kvs {
+		if d, err := decodeDeadline(kv.Value); err == nil {
+			at[string(kv.Key[base:])] = d.at
+		}
+	}
+	for i, l := range leased {
+		if t, ok := at[records[i].Key]; l && ok {
+			records[i].ExpiresAt = t
+		}
+	}
+	return nil
+}
+
+// expiryOf is the expiry change of a key's lease-driven delete event: a
+// delete by ctxd.WhoTTL whose time is the deadline it met (etcd records
+// no time of its own; its lessor deletes within about half a second of
+// it). The deadline is the deadline record's, deleted with the key
+// (dead, when the revision has it), else the put's.
+func expiryOf(c ctxd.Change, prev *mvccpb.KeyValue, dead *deadline) ctxd.Change {
+	c.Op, c.Who, c.Expired = ctxd.OpDelete, ctxd.WhoTTL, true
+	if prev != nil {
+		c.Version = uint64(prev.Version)
+		if env, err := decodeEnvelope(prev.Value); err == nil {
+			c.Time = env.expiresAt
+		}
+	}
+	if dead != nil {
+		c.Time = dead.at
+	}
+	return c
+}
+
+// expiryAfter finds, for History, the expiry that ended a key's life
+// after its armed tombstone's revision armed (the put with a TTL that
+// wrote it): the first delete of the key after it (there is no other
+// delete in between: a ctxd delete rewrites the tombstone), read with a
+// watch of the key from there, and the deadline record in effect just
+// before it. When etcd compacted past the put, the watch starts at the
+// compaction instead, if the key was live there (else the expiry is
+// compacted away too).
+func (s *Store) expiryAfter(ctx context.Context, ns, key string, armed int64) (ctxd.Change, error) {
+	from := armed + 1
+	for {
+		c, compacted, err := s.firstDelete(ctx, ns, key, from)
+		if compacted == 0 {
+			return c, err
+		}
+		resp, err := s.cli.Get(ctx, s.keys.live(ns, key), clientv3.WithRev(compacted), clientv3.WithCountOnly())
+		if err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
+			return ctxd.Change{}, err
+		}
+		if err != nil || resp.Count == 0 {
+			return ctxd.Change{}, &ctxd.CompactedError{Requested: uint64(armed), Compacted: uint64(compacted)}
+		}
+		from = compacted
+	}
+}
+
+// firstDelete is the expiry change of the first delete of a key from
+// revision from on, or etcd's compaction revision when from is below it.
+func (s *Store) firstDelete(ctx context.Context, ns, key string, from int64) (ctxd.Change, int64, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := s.cli.Watch(wctx, s.keys.live(ns, key), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithFilterPut())
+	for resp := range wch {
+		if resp.CompactRevision > 0 {
+			s.sawCompacted(uint64(resp.CompactRevision))
+			return ctxd.Change{}, resp.CompactRevision, nil
+		}
+		if err := resp.Err(); err != nil {
+			return ctxd.Change{}, 0, err
+		}
+		for _, ev := range resp.Events {
+			c := ctxd.Change{Revision: uint64(ev.Kv.ModRevision), Namespace: ns, Key: key}
+			var dead *deadline
+			got, err := s.cli.Get(ctx, s.keys.dead(ns, key), clientv3.WithRev(ev.Kv.ModRevision-1))
+			if err == nil && len(got.Kvs) > 0 {
+				if d, err := decodeDeadline(got.Kvs[0].Value); err == nil {
+					dead = &d
+				}
+			}
+			return expiryOf(c, ev.PrevKv, dead), 0, nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return ctxd.Change{}, 0, err
+	}
+	return ctxd.Change{}, 0, fmt.Errorf("%w: the watch on etcd ended", ctxd.ErrUnavailable)
+}

@@ -1,0 +1,287 @@
+package etcd_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/store/etcd"
+)
+
+// putTTL puts ns/key with a TTL through s.
+func putTTL(t *testing.T, s *etcd.Store, key, value string, ttl time.Duration) ctxd.Record {
+	t.Helper()
+	res, err := s.Txn(t.Context(), []ctxd.Write{{Namespace: "default", Key: key, Op: ctxd.OpPut, Value: json.RawMessage(value), Who: "test", TTL: ttl}})
+	require.NoError(t, err)
+	return res.Records[0]
+}
+
+// changesUntil reads s's feed after `after` until it holds a delete of
+// key, and returns every change of key it read by then.
+func changesUntil(t *testing.T, s *etcd.Store, after uint64, key string) []ctxd.Change {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		_, changed := s.Committed()
+		log, err := s.ReadLog(after, 1000)
+		require.NoError(t, err)
+		var mine []ctxd.Change
+		for _, c := range log {
+			if c.Key == key {
+				mine = append(mine, c)
+			}
+		}
+		if len(mine) > 0 && mine[len(mine)-1].Op == ctxd.OpDelete {
+			return mine
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("no delete of %s in the feed within 20 s", key)
+		}
+	}
+}
+
+// TestExpiryIsOneChangeOnEveryInstance: two instances on one prefix see
+// etcd's lease-driven delete once each, as the same expiry change
+// (revision, version, time), and tell it from a ctxd delete.
+func TestExpiryIsOneChangeOnEveryInstance(t *testing.T) {
+	prefix := etcdkit.Prefix(t.Name())
+	a := open(t, etcd.Options{Prefix: prefix})
+	b := open(t, etcd.Options{Prefix: prefix})
+	k := putTTL(t, a, "lock", `"held"`, time.Second)
+	_, err := a.Put(t.Context(), "default", "gone", json.RawMessage(`1`), nil, "test")
+	require.NoError(t, err)
+	_, err = a.Delete(t.Context(), "default", "gone", nil, "alice")
+	require.NoError(t, err)
+
+	seenA := changesUntil(t, a, k.ModRev-1, "lock")
+	seenB := changesUntil(t, b, k.ModRev-1, "lock")
+	require.Len(t, seenA, 2, "the put and one expiry: %+v", seenA)
+	assert.Equal(t, seenA, seenB, "every instance reports the same changes")
+	exp := seenA[1]
+	assert.True(t, exp.Expired)
+	assert.Equal(t, ctxd.WhoTTL, exp.Who)
+	assert.Equal(t, k.Version, exp.Version)
+	assert.Equal(t, k.ModRev, exp.PrevRev)
+	assert.Equal(t, k.ExpiresAt, exp.Time, "an expiry's time is the deadline it met")
+
+	// A ctxd delete is not an expiry (the negative control of the rule
+	// that tells them apart).
+	del := changesUntil(t, b, k.ModRev, "gone")
+	require.Len(t, del, 2)
+	assert.False(t, del[1].Expired)
+	assert.Equal(t, "alice", del[1].Who)
+
+	// History, read on the other instance, holds the expiry once.
+	hist, err := b.History("default", "lock", ctxd.HistoryOptions{})
+	require.NoError(t, err)
+	require.Len(t, hist.Changes, 2)
+	assert.Equal(t, exp, hist.Changes[0])
+}
+
+// TestHistoryOfExpiredLives: history walks back across several lives of
+// a key that ended by expiry and by delete, with each expiry's deadline
+// as a keepalive left it.
+func TestHistoryOfExpiredLives(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	first := putTTL(t, s, "k", `1`, time.Second)
+	changesUntil(t, s, first.ModRev, "k")
+	second := putTTL(t, s, "k", `2`, time.Second)
+	kept, err := s.KeepAlive(t.Context(), "default", "k", time.Second, nil)
+	require.NoError(t, err)
+	require.False(t, kept.ExpiresAt.Before(second.ExpiresAt))
+	changesUntil(t, s, second.ModRev, "k")
+	third, err := s.Put(t.Context(), "default", "k", json.RawMessage(`3`), nil, "test")
+	require.NoError(t, err)
+	_, err = s.Delete(t.Context(), "default", "k", nil, "bob")
+	require.NoError(t, err)
+
+	hist, err := s.History("default", "k", ctxd.HistoryOptions{})
+	require.NoError(t, err)
+	type step struct {
+		op      ctxd.Op
+		expired bool
+		version uint64
+	}
+	var got []step
+	for _, c := range hist.Changes {
+		got = append(got, step{c.Op, c.Expired, c.Version})
+	}
+	assert.Equal(t, []step{
+		{ctxd.OpDelete, false, 1}, {ctxd.OpPut, false, 1},
+		{ctxd.OpDelete, true, 1}, {ctxd.OpPut, false, 1},
+		{ctxd.OpDelete, true, 1}, {ctxd.OpPut, false, 1},
+	}, got)
+	require.Len(t, hist.Changes, 6)
+	assert.Equal(t, third.ModRev, hist.Changes[1].Revision)
+	assert.Equal(t, kept.ExpiresAt, hist.Changes[2].Time, "the second expiry met the keepalive's deadline")
+	assert.Equal(t, second.ExpiresAt, hist.Changes[3].ExpiresAt, "the put shows the deadline it set")
+	assert.Equal(t, first.ExpiresAt, hist.Changes[4].Time)
+	assert.Equal(t, second.ModRev, hist.Changes[2].PrevRev)
+
+	// Paging from below the newest expiry finds the older one.
+	older, err := s.History("default", "k", ctxd.HistoryOptions{Before: hist.Changes[3].Revision})
+	require.NoError(t, err)
+	require.Len(t, older.Changes, 2)
+	assert.True(t, older.Changes[0].Expired)
+}
+
+// TestReplacedLeasesAreRevoked: a put without TTL, a put with another
+// TTL and a delete leave no lease of theirs behind (the revoke runs in
+// the background: waited for by polling etcd, generously bounded).
+func TestReplacedLeasesAreRevoked(t *testing.T) {
+	prefix := etcdkit.Prefix(t.Name())
+	s := open(t, etcd.Options{Prefix: prefix})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}})
+	require.NoError(t, err)
+	defer cli.Close()
+	leaseOf := func(key string) clientv3.LeaseID {
+		resp, err := cli.Get(t.Context(), prefix+"k/default/"+key)
+		require.NoError(t, err)
+		require.Len(t, resp.Kvs, 1)
+		return clientv3.LeaseID(resp.Kvs[0].Lease)
+	}
+	alive := func(id clientv3.LeaseID) bool {
+		resp, err := cli.TimeToLive(t.Context(), id)
+		require.NoError(t, err)
+		return resp.TTL > 0
+	}
+	putTTL(t, s, "permanent", `1`, time.Hour)
+	putTTL(t, s, "again", `1`, time.Hour)
+	putTTL(t, s, "deleted", `1`, time.Hour)
+	old := []clientv3.LeaseID{leaseOf("permanent"), leaseOf("again"), leaseOf("deleted")}
+	for _, id := range old {
+		require.True(t, alive(id), "the negative control: a lease in use is alive")
+	}
+	_, err = s.Put(t.Context(), "default", "permanent", json.RawMessage(`2`), nil, "test")
+	require.NoError(t, err)
+	putTTL(t, s, "again", `2`, 2*time.Hour)
+	_, err = s.Delete(t.Context(), "default", "deleted", nil, "test")
+	require.NoError(t, err)
+	require.NotEqual(t, old[1], leaseOf("again"))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for _, id := range old {
+		for alive(id) {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("lease %x still alive 20 s after its key was replaced", id)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	assert.True(t, alive(leaseOf("again")), "the new lease is kept")
+	r, err := s.Get("default", "permanent")
+	require.NoError(t, err)
+	assert.True(t, r.ExpiresAt.IsZero())
+}
+
+// TestDeadlinesSurviveAnEtcdRestart: etcd keeps leases and deadline
+// records across a restart of its own, with the ctxd instance down too: a
+// key that was live through both expires after them, once, and a
+// keepalive's deadline is still the one reads show. (The instance is
+// closed first: an open watch stream holds an embedded etcd's shutdown
+// for its request timeout, and the key would expire meanwhile.)
+func TestDeadlinesSurviveAnEtcdRestart(t *testing.T) {
+	srv, err := etcdkit.Start()
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	opts := etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())}
+	s, err := etcd.Open(opts)
+	require.NoError(t, err)
+	lock := putTTL(t, s, "lock", `"held"`, 3*time.Second)
+	putTTL(t, s, "kept", `1`, time.Hour)
+	kept, err := s.KeepAlive(t.Context(), "default", "kept", time.Hour, nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	require.NoError(t, srv.Restart())
+	s, err = etcd.Open(opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	_, err = s.Get("default", "lock")
+	require.NoError(t, err, "the key is live after the restarts (its 3 s had not run out)")
+	r, err := s.Get("default", "kept")
+	require.NoError(t, err)
+	assert.Equal(t, kept.ExpiresAt, r.ExpiresAt, "the keepalive's deadline is durable in etcd")
+
+	seen := changesUntil(t, s, lock.ModRev-1, "lock")
+	require.Len(t, seen, 2, "the put and one expiry: %+v", seen)
+	assert.True(t, seen[1].Expired)
+	assert.Equal(t, ctxd.WhoTTL, seen[1].Who)
+	_, err = s.Get("default", "lock")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+}
+
+// TestTTLBelowEtcdsMinimumIsRefused: with etcd's default election timeout
+// (1 s) its minimum lease TTL is 2 s; ctxd refuses a shorter ttl, in a
+// put and a keepalive, and writes nothing, rather than keep the key
+// longer than asked. A ttl of 1.5 s is rounded up to 2 s and accepted.
+func TestTTLBelowEtcdsMinimumIsRefused(t *testing.T) {
+	srv, err := etcdkit.Start(func(c *embed.Config) { c.ElectionMs = 1000 })
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	require.Equal(t, 2*time.Second, s.MinTTL())
+
+	before := s.Revision()
+	_, err = s.Txn(t.Context(), []ctxd.Write{{Namespace: "default", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`1`), TTL: time.Second}})
+	require.ErrorIs(t, err, ctxd.ErrInvalid)
+	assert.Contains(t, err.Error(), "etcd's minimum lease TTL of 2s")
+	assert.Equal(t, before, s.Revision(), "nothing written")
+	_, err = s.Get("default", "k")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+
+	r := putTTL(t, s, "k", `1`, 1500*time.Millisecond)
+	assert.Equal(t, r.UpdatedAt.Add(2*time.Second), r.ExpiresAt, "rounded up to whole seconds")
+	_, err = s.KeepAlive(t.Context(), "default", "k", time.Second, nil)
+	assert.ErrorIs(t, err, ctxd.ErrInvalid)
+	kept, err := s.KeepAlive(t.Context(), "default", "k", 2*time.Second, nil)
+	require.NoError(t, err)
+	assert.Equal(t, r.Version, kept.Version)
+}
+
+// TestHistoryFindsAnExpiryAcrossACompaction: etcd compacted past the put
+// with a TTL (its armed tombstone's revision) but not past the expiry:
+// history still shows the expiry, read from the compaction on. (A private
+// etcd: compaction is cluster-wide.)
+func TestHistoryFindsAnExpiryAcrossACompaction(t *testing.T) {
+	srv, err := etcdkit.Start()
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	k := putTTL(t, s, "k", `1`, 2*time.Second)
+	_, err = s.Put(t.Context(), "default", "x", json.RawMessage(`1`), nil, "test")
+	require.NoError(t, err)
+	x, err := s.Put(t.Context(), "default", "x", json.RawMessage(`2`), nil, "test")
+	require.NoError(t, err)
+	// Compacted below x's second put: the revision after the put of k
+	// (the watch's first) is gone.
+	require.Greater(t, x.ModRev, k.ModRev+1)
+	_, err = s.CompactKeep(t.Context(), x.ModRev, 1)
+	require.NoError(t, err)
+	_, err = s.Get("default", "k")
+	require.NoError(t, err, "the compaction came before the expiry (2 s)")
+
+	exp := changesUntil(t, s, x.ModRev, "k")
+	require.Len(t, exp, 1)
+	hist, err := s.History("default", "k", ctxd.HistoryOptions{})
+	require.NoError(t, err)
+	require.NotEmpty(t, hist.Changes)
+	assert.Equal(t, exp[0].Revision, hist.Changes[0].Revision)
+	assert.True(t, hist.Changes[0].Expired, "the expiry above the compaction is in history")
+	assert.Equal(t, k.ExpiresAt, hist.Changes[0].Time)
+}
