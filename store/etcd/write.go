@@ -63,17 +63,21 @@ func (s *Store) checkTTLs(writes []ctxd.Write) error {
 	return nil
 }
 
-// Import is Txn without the limit on the number of writes; etcd's own
-// limits on one transaction (--max-txn-ops, --max-request-bytes) still
-// hold, and a larger import is refused with ctxd.ErrTooLarge.
+// Import is Txn checked against ctxd.Limits.ForImport (no limit on the
+// number of writes, no limits.min_ttl: an imported TTL is what remained of
+// a dumped deadline); etcd's own limits on one transaction
+// (--max-txn-ops, --max-request-bytes) still hold, and a larger import is
+// refused with ctxd.ErrTooLarge. A remaining TTL below etcd's minimum
+// lease TTL is raised to it: the key expires that much later, never
+// earlier.
 func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
-	limits := s.opts.Limits
-	limits.MaxTxnOps = max(len(writes), 1)
-	if err := limits.PrepareWrites(writes); err != nil {
+	if err := s.opts.Limits.ForImport(len(writes)).PrepareWrites(writes); err != nil {
 		return ctxd.TxnResult{}, err
 	}
-	if err := s.checkTTLs(writes); err != nil {
-		return ctxd.TxnResult{}, err
+	for i := range writes {
+		if w := &writes[i]; w.TTL > 0 && w.TTL < s.MinTTL() {
+			w.TTL = s.MinTTL()
+		}
 	}
 	return s.commit(ctx, writes)
 }
