@@ -18,6 +18,8 @@ var (
 	// ctxdBin is the production binary; failpointBin is the same code built
 	// with -tags failpoints, whose named failpoints CTXD_FAILPOINTS arms.
 	ctxdBin, failpointBin string
+	// buildDir holds them, and what a test builds on first use.
+	buildDir string
 )
 
 func TestMain(m *testing.M) {
@@ -29,6 +31,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	buildDir = dir
 	if ctxdBin, err = testkit.BuildCtxd(dir, "ctxd"); err == nil {
 		failpointBin, err = testkit.BuildCtxd(dir, "ctxd-failpoints", "failpoints")
 	}
