@@ -1,18 +1,22 @@
 package robustness_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -498,4 +502,74 @@ func TestClusterLinearizable(t *testing.T) {
 	t.Logf("workload: %v over %d instances, %d leader kills", res.stats, len(c.instances), kills)
 	require.Positive(t, res.stats.OK, "nothing succeeded")
 	linearize.Check(t, rec.History(), checkTimeout)
+}
+
+// TestClusterCommand runs `ctxd-cluster` (make cluster) as a user does,
+// on free ports: it prints the members and instances, a write on one
+// instance is read on another, and SIGINT stops every process it started
+// and exits 0.
+func TestClusterCommand(t *testing.T) {
+	clusterBinOnce.Do(func() { clusterBin, clusterBinErr = testkit.BuildCommand(buildDir, "ctxd-cluster", "cmd/ctxd-cluster") })
+	require.NoError(t, clusterBinErr)
+	data := filepath.Join(t.TempDir(), "cluster")
+	cmd := exec.Command(clusterBin, "--data", data, "--ctxd", ctxdBin, "--ctxd-port", "0", "--etcd-port", "0")
+	cmd.Env = testkit.CleanEnv()
+	var stderr testkit.SyncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // its children get SIGTERM (Linux) when it dies
+		if t.Failed() {
+			t.Logf("ctxd-cluster stderr:\n%s", stderr.String())
+		}
+	})
+
+	// "  m1  http://...  pid N  log ..." and "  ctxd1  http://...  pid N  log ..."
+	var urls []string
+	var pids []int
+	lines := bufio.NewScanner(out)
+	for lines.Scan() && lines.Text() != "Ctrl-C stops them all." {
+		t.Log(lines.Text())
+		f := strings.Fields(lines.Text())
+		if len(f) >= 4 && f[2] == "pid" {
+			pid, err := strconv.Atoi(f[3])
+			require.NoError(t, err)
+			pids = append(pids, pid)
+			if strings.HasPrefix(f[0], "ctxd") {
+				urls = append(urls, f[1])
+			}
+		}
+	}
+	require.Len(t, urls, 3, "three instances printed")
+	require.Len(t, pids, 6, "three members and three instances printed")
+	go func() {
+		_, _ = io.Copy(io.Discard, out)
+		exited <- cmd.Wait()
+	}()
+
+	hc := &http.Client{Timeout: 10 * time.Second}
+	put := putValue(t, hc, urls[0], "default", "hello", `"cluster"`)
+	got, err := tryGet(hc, urls[2], "default", "hello")
+	require.NoError(t, err)
+	require.Equal(t, `"cluster"`, string(got.Value))
+	require.Equal(t, put.Rev, got.Rev)
+
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "ctxd-cluster's exit after SIGINT")
+	case <-time.After(testkit.Deadline):
+		t.Fatalf("ctxd-cluster still runs %v after SIGINT", testkit.Deadline)
+	}
+	for _, pid := range pids {
+		// Signal 0 tests for the process: it must be gone (reaped by
+		// ctxd-cluster, so not even a zombie).
+		require.Error(t, syscall.Kill(pid, 0), "process %d still runs after ctxd-cluster exited", pid)
+	}
+	require.FileExists(t, filepath.Join(data, "m1.log"))
+	require.FileExists(t, filepath.Join(data, "ctxd1.log"))
+	require.DirExists(t, filepath.Join(data, "etcd", "m1"))
 }
