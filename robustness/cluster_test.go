@@ -161,7 +161,7 @@ func TestClusterWatchersAcrossFaults(t *testing.T) {
 	const ns = "cluster"
 	rounds, perStep := 1, 25 // acknowledged writes per writer between faults
 	if longCluster {
-		rounds, perStep = 3, 400
+		rounds, perStep = 3, 150
 	}
 	c := startCluster(t, 3)
 	hc := &http.Client{Timeout: 10 * time.Second}
@@ -473,7 +473,7 @@ func putValue(t *testing.T, hc *http.Client, base, ns, key, value string) cluste
 func TestClusterLinearizable(t *testing.T) {
 	kills, segment := 1, 200 // operations between kills, and after the last
 	if longCluster {
-		kills, segment = 3, 1500
+		kills, segment = 3, 1000
 	}
 	totalOps := (2*kills + 1) * segment
 	c := startCluster(t, 3)
