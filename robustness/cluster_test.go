@@ -215,6 +215,11 @@ func TestClusterWatchersAcrossFaults(t *testing.T) {
 		progress("with the leader killed")
 		c.restartMember(leader)
 		progress("with the member back")
+		if r == 0 {
+			// The etcd leader's death is the instances' business:
+			// their watchers never noticed it.
+			require.Equal(t, make([]int, len(watchers)), reconnections(watchers), "watchers reconnected with every ctxd instance up")
+		}
 		killed = r % len(c.instances)
 		c.instances[killed].Kill()
 		t.Logf("round %d: killed ctxd instance %d (%s)", r+1, killed+1, c.instances[killed].URL)
@@ -416,7 +421,9 @@ func (w *clusterWatcher) session() error {
 func reconnections(ws []*clusterWatcher) []int {
 	var n []int
 	for _, w := range ws {
+		w.mu.Lock()
 		n = append(n, w.reconnects)
+		w.mu.Unlock()
 	}
 	return n
 }
@@ -479,17 +486,9 @@ func TestClusterLinearizable(t *testing.T) {
 	c := startCluster(t, 3)
 	rec := linearize.NewRecorder()
 	w := linearize.Workload{URLs: c.urls(), Clients: 6, Keys: linearize.DefaultKeys(4), Ops: totalOps}
-	type result struct {
-		stats linearize.Stats
-		err   error
-	}
-	done := make(chan result, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		s, err := w.Run(ctx, rec)
-		done <- result{s, err}
-	}()
+	done := startWorkload(ctx, w, rec)
 	for i := range kills {
 		testkit.Eventually(t, func() bool { return rec.Len() >= (2*i+1)*segment }, "%d operations", (2*i+1)*segment)
 		leader := c.killLeader()
