@@ -159,11 +159,13 @@ type ackedWrite struct {
 // and readable afterwards, with the revision it was acknowledged with.
 func TestClusterWatchersAcrossFaults(t *testing.T) {
 	const ns = "cluster"
-	rounds, perStep := 1, 25 // acknowledged writes per writer between faults
+	rounds, perStep := 1, 15 // acknowledged writes per writer between faults
 	if longCluster {
 		rounds, perStep = 3, 150
 	}
+	t0 := time.Now()
 	c := startCluster(t, 3)
+	t.Logf("cluster started in %v", time.Since(t0).Round(time.Millisecond))
 	hc := &http.Client{Timeout: 10 * time.Second}
 	start := putValue(t, hc, c.urls()[0], ns, "start", "0")
 
@@ -203,9 +205,11 @@ func TestClusterWatchersAcrossFaults(t *testing.T) {
 	}
 	writers := len(c.instances)
 	target := 0
+	began := time.Now()
 	progress := func(what string) {
 		target += perStep * writers
 		testkit.Eventually(t, func() bool { return count() >= target }, "%d acknowledged writes (%s)", target, what)
+		t.Logf("%d acknowledged writes %s (at %v)", target, what, time.Since(began).Round(time.Millisecond))
 	}
 	killed := 0 // the instance killed last
 	for r := range rounds {
@@ -243,8 +247,8 @@ func TestClusterWatchersAcrossFaults(t *testing.T) {
 			t.Fatalf("a watcher did not see the last write (rev %d) within %v; it is at %d", end.Rev, testkit.Deadline, w.position())
 		}
 	}
-	t.Logf("%d acknowledged writes, %d failed or unknown; %d watchers, reconnections %v",
-		len(acked), unknown.Load(), len(watchers), reconnections(watchers))
+	t.Logf("%d acknowledged writes, %d failed or unknown; %d watchers, reconnections %v; all seen at %v",
+		len(acked), unknown.Load(), len(watchers), reconnections(watchers), time.Since(began).Round(time.Millisecond))
 	for i, w := range watchers {
 		require.NoError(t, w.err, "watcher %d", i)
 		require.NoError(t, checkClusterFeed(w.seen, acked, start.Rev, end), "watcher %d", i)
