@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anishathalye/porcupine"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
@@ -575,4 +577,29 @@ func TestClusterCommand(t *testing.T) {
 	require.FileExists(t, filepath.Join(data, "m1.log"))
 	require.FileExists(t, filepath.Join(data, "ctxd1.log"))
 	require.DirExists(t, filepath.Join(data, "etcd", "m1"))
+}
+
+// TestClusterLinearizeFindsStaleInstance is the cluster test's negative
+// control: one of the three instances is reached through the test's
+// stale-read proxy (TestLinearizeFindsFaultyServer's), as an instance
+// that answered reads from an out-of-date copy would be; the same
+// workload spread over the instances must give a history porcupine
+// refuses.
+func TestClusterLinearizeFindsStaleInstance(t *testing.T) {
+	c := startCluster(t, 3)
+	proxy := newFaultyProxy(t, c.urls()[1], staleReads)
+	defer proxy.transport.CloseIdleConnections()
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+
+	rec := linearize.NewRecorder()
+	w := linearize.Workload{URLs: []string{c.urls()[0], front.URL, c.urls()[2]}, Clients: 4, Keys: linearize.DefaultKeys(2), Ops: 600, Seed: 7}
+	stats, err := w.Run(context.Background(), rec)
+	require.NoError(t, err)
+	faults := proxy.count()
+	t.Logf("workload: %v; %d stale reads served", stats, faults)
+	require.Positive(t, faults, "the proxy served no stale read: the control proves nothing")
+	r := linearize.Verify(rec.History(), checkTimeout)
+	t.Logf("linearizability: %v", r)
+	require.Equal(t, porcupine.Illegal, r.Verdict, "the checker missed a stale read from one instance")
 }
