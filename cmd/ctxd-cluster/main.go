@@ -72,7 +72,7 @@ func runMember(args []string) error {
 		return err
 	}
 	if m.Name == "" || m.Dir == "" || m.ClientURL == "" || m.PeerURL == "" || *initial == "" || fs.NArg() > 0 {
-		return errors.New("usage: ctxd-cluster member --name N --data DIR --client-url URL --peer-url URL --initial-cluster N=URL,...")
+		return errors.New("usage: ctxd-cluster member --name N --data DIR --client-url URL --peer-url URL --initial-cluster N=URL[,N=URL]")
 	}
 	cluster, err := localcluster.ParseInitialCluster(*initial)
 	if err != nil {

@@ -124,7 +124,7 @@ func ParseInitialCluster(s string) ([]Member, error) {
 	for part := range strings.SplitSeq(s, ",") {
 		name, peer, ok := strings.Cut(part, "=")
 		if !ok || name == "" || peer == "" {
-			return nil, fmt.Errorf("initial cluster %q: want name=peerURL,...", s)
+			return nil, fmt.Errorf("initial cluster %q: want name=peerURL pairs, comma-separated", s)
 		}
 		ms = append(ms, Member{Name: name, PeerURL: peer})
 	}
