@@ -6,27 +6,44 @@ BIN         := bin/ctxd
 # (cmd/ctxd-etcd-peer/go.mod), so that ctxd neither links nor requires etcd.
 ETCD_PEER   := bin/ctxd-etcd-peer
 ETCD_PEER_DIR := cmd/ctxd-etcd-peer
+# The one-command local cluster (3 etcd members, 3 ctxd instances): a module
+# of its own for the same reason (cmd/ctxd-cluster/go.mod).
+CLUSTER     := bin/ctxd-cluster
+CLUSTER_DIR := cmd/ctxd-cluster
 VERSION     := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := bin/staticcheck
 STATICCHECK_VERSION := v0.7.0
 
-.PHONY: build run test test-tools bench fuzz perf load powerloss fmt lint clean
+.PHONY: build run cluster cluster-test test test-tools bench fuzz perf load powerloss fmt lint clean
 
 ## build: compile ./bin/ctxd, stamped with the version from git describe ("dev" without git), and beside it
-## ./bin/ctxd-etcd-peer, the embedded etcd of `ctxd perf --compare etcd`
+## ./bin/ctxd-etcd-peer, the embedded etcd of `ctxd perf --compare etcd`, and ./bin/ctxd-cluster (make cluster)
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ctxd
 	cd $(ETCD_PEER_DIR) && $(GO) build -o $(CURDIR)/$(ETCD_PEER) .
+	cd $(CLUSTER_DIR) && $(GO) build -o $(CURDIR)/$(CLUSTER) .
 
 ## run: build, then serve on 127.0.0.1:8080 with data in ./data and readable logs (extra flags: make run ARGS='--addr :9090')
 run: build
 	./$(BIN) serve --data ./data --log-format console $(ARGS)
 
+## cluster: build, then a local cluster until Ctrl-C: 3 etcd members (each a process of its own) and 3 ctxd instances
+## on them (http://127.0.0.1:8081-8083, one etcd prefix); data and logs in ./data/cluster (kept across runs; remove
+## the folder to start afresh). Other ports or sizes: make cluster ARGS='--ctxd-port 9081 --members 5'
+cluster: build
+	./$(CLUSTER) --ctxd $(BIN) $(ARGS)
+
+## cluster-test: the long cluster tests (3 etcd members, 3 ctxd instances; thousands of operations, several leader
+## and instance kills); make test runs the short ones
+cluster-test:
+	CTXD_LONG_CLUSTER=1 $(GO) test -race -count=1 -run '^TestCluster' -v -timeout 30m ./robustness/
+
 ## test: go vet, then every test with the race detector
 test: test-tools
 	$(GO) vet ./...
 	cd $(ETCD_PEER_DIR) && $(GO) vet ./...
+	cd $(CLUSTER_DIR) && $(GO) vet ./...
 	$(GO) test -race ./...
 
 ## test-tools: the Framework0 shell test runs curl and jq, the dashboard tests (httpapi/e2e) Chromium, the
@@ -104,6 +121,7 @@ lint: $(STATICCHECK)
 	@! git grep -nE '^(<<<<<<<|>>>>>>>) ' -- . ':!*.db' || { echo "lint: merge conflict markers left in the files above" >&2; exit 1; }
 	./$(STATICCHECK) ./...
 	cd $(ETCD_PEER_DIR) && $(CURDIR)/$(STATICCHECK) ./...
+	cd $(CLUSTER_DIR) && $(CURDIR)/$(STATICCHECK) ./...
 
 $(STATICCHECK):
 	GOBIN=$(CURDIR)/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

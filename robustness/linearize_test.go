@@ -50,18 +50,10 @@ func TestLinearizableAcrossKills(t *testing.T) {
 
 	rec := linearize.NewRecorder()
 	w := linearize.Workload{URLs: []string{p.URL}, Clients: clients, Keys: linearize.DefaultKeys(hotKeys), Ops: totalOps}
-	type result struct {
-		stats linearize.Stats
-		err   error
-	}
-	done := make(chan result, 1)
 	start := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel() // a failed wait ends the workload too
-	go func() {
-		s, err := w.Run(ctx, rec)
-		done <- result{s, err}
-	}()
+	done := startWorkload(ctx, w, rec)
 	for i := 1; i <= kills; i++ {
 		testkit.Eventually(t, func() bool { return rec.Len() >= i*segment }, "%d operations", i*segment)
 		p.Kill()
@@ -99,17 +91,9 @@ func TestLinearizableAcrossPowerCuts(t *testing.T) {
 
 	rec := linearize.NewRecorder()
 	w := linearize.Workload{URLs: []string{p.URL}, Clients: 8, Keys: linearize.DefaultKeys(4), Ops: totalOps, Seed: uint64(seed)}
-	type result struct {
-		stats linearize.Stats
-		err   error
-	}
-	done := make(chan result, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		s, err := w.Run(ctx, rec)
-		done <- result{s, err}
-	}()
+	done := startWorkload(ctx, w, rec)
 	for i := 1; i <= cuts; i++ {
 		testkit.Eventually(t, func() bool { return rec.Len() >= i*segment }, "%d operations", i*segment)
 		// Stopped first, so that no answer leaves the process after the
@@ -130,6 +114,23 @@ func TestLinearizableAcrossPowerCuts(t *testing.T) {
 	t.Logf("workload: %v, %d power cuts", res.stats, cuts)
 	require.Positive(t, res.stats.Unknown, "no write was cut off by a power cut: the test proved less than it claims")
 	linearize.Check(t, rec.History(), checkTimeout)
+}
+
+// workloadResult is what a workload run in the background returns.
+type workloadResult struct {
+	stats linearize.Stats
+	err   error
+}
+
+// startWorkload runs w in the background, recording into rec, and
+// returns the channel its result comes on.
+func startWorkload(ctx context.Context, w linearize.Workload, rec *linearize.Recorder) <-chan workloadResult {
+	done := make(chan workloadResult, 1)
+	go func() {
+		s, err := w.Run(ctx, rec)
+		done <- workloadResult{s, err}
+	}()
+	return done
 }
 
 // TestLinearizeFindsFaultyServer is the negative control against a real

@@ -40,7 +40,8 @@
 //     one of the failed ops' (a conflict with its current version, or a
 //     delete's not found); if the answer names a key, that op's.
 //   - Every write takes a revision above every revision before it in the
-//     linearization, the ops of a transaction in their order; a record's
+//     linearization, the ops of a transaction in their order, or all of
+//     them the transaction's one revision (etcd's rule; never a mix); a record's
 //     create revision is the revision of the put that created the key; a
 //     read returns the mod revision of the key's last write. Revisions are
 //     compared only when reported (non-zero) and only within a partition

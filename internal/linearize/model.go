@@ -296,6 +296,9 @@ func apply(s state, writes []Write, recs []Record) (state, bool) {
 		return s, false
 	}
 	next := state{keys: slices.Clone(s.keys), rev: s.rev}
+	// The writes of a transaction take one revision each, in order (bolt),
+	// or all share the transaction's one (etcd): never a mix.
+	reported, shared := 0, false
 	for i, w := range writes {
 		k := s.get(w.Key)
 		if failure(w, k) != 0 {
@@ -305,7 +308,11 @@ func apply(s state, writes []Write, recs []Record) (state, bool) {
 		if known {
 			rec = recs[i]
 			if rec.ModRev != 0 {
-				if rec.ModRev <= next.rev {
+				reported++
+				switch {
+				case reported == 2 && rec.ModRev == next.rev:
+					shared = true
+				case shared && rec.ModRev != next.rev, !shared && rec.ModRev <= next.rev:
 					return s, false
 				}
 				next.rev = rec.ModRev

@@ -103,6 +103,13 @@ func TestLinearizableHistories(t *testing.T) {
 			op(1, 7, 8, get("a"), rec("x", 1, 1, 1)),
 			op(2, 7, 8, get("b"), rec("y", 1, 2, 2)),
 		}},
+		{"a transaction's writes share its revision (etcd)", lin.History{
+			op(0, 1, 2, put("a", "w"), rec("w", 1, 3, 3)),
+			op(0, 3, 4, txn(lin.Write{Key: "a", Value: "x"}, lin.Write{Key: "b", Value: "y", IfVersion: ver(0)}),
+				txnOK(lin.Record{Value: "x", Version: 2, CreateRev: 3, ModRev: 5}, lin.Record{Value: "y", Version: 1, CreateRev: 5, ModRev: 5})),
+			op(1, 5, 6, get("a"), rec("x", 2, 3, 5)),
+			op(2, 5, 6, get("b"), rec("y", 1, 5, 5)),
+		}},
 		{"an unknown put that took effect", lin.History{
 			op(0, 1, 2, put("a", "x"), rec("x", 1, 1, 1)),
 			unknown(1, 3, put("a", "y")),
@@ -225,6 +232,16 @@ func TestViolationsAreFound(t *testing.T) {
 				txnOK(lin.Record{Value: "x", Version: 1, CreateRev: 1, ModRev: 1}, lin.Record{Value: "y", Version: 1, CreateRev: 2, ModRev: 2})),
 			op(1, 3, 4, get("a"), rec("x", 1, 1, 1)),
 			op(1, 5, 6, get("b"), notFound),
+		}},
+		{"a transaction's revision shared by some writes only", lin.History{
+			op(0, 1, 2, txn(lin.Write{Key: "a", Value: "x"}, lin.Write{Key: "b", Value: "y"}, lin.Write{Key: "c", Value: "z"}),
+				txnOK(lin.Record{Value: "x", Version: 1, CreateRev: 1, ModRev: 1}, lin.Record{Value: "y", Version: 1, CreateRev: 1, ModRev: 1},
+					lin.Record{Value: "z", Version: 1, CreateRev: 2, ModRev: 2})),
+		}},
+		{"a transaction's revision not above the one before it", lin.History{
+			op(0, 1, 2, put("a", "w"), rec("w", 1, 3, 3)),
+			op(0, 3, 4, txn(lin.Write{Key: "a", Value: "x"}, lin.Write{Key: "b", Value: "y"}),
+				txnOK(lin.Record{Value: "x", Version: 2, CreateRev: 3, ModRev: 3}, lin.Record{Value: "y", Version: 1, CreateRev: 3, ModRev: 3})),
 		}},
 		{"a failed transaction that wrote", lin.History{
 			op(0, 1, 2, put("b", "y"), rec("y", 1, 1, 1)),

@@ -119,13 +119,16 @@ func TestNewRequestAndSend(t *testing.T) {
 	assert.Nil(t, testkit.NewRequest(t, http.MethodGet, ts.URL, "").Body, "no body when empty")
 }
 
-// The server binary compiles neither the kit nor goleak in.
+// The server binary compiles neither the kit nor goleak in, nor etcd's
+// server (the kit's etcdkit, the local cluster of make cluster).
 func TestBinaryDoesNotImportTheKit(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "github.com/framework0/ctxd/cmd/ctxd").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	for _, pkg := range strings.Fields(string(out)) {
 		assert.NotEqual(t, "github.com/framework0/ctxd/internal/testkit", pkg)
 		assert.False(t, strings.HasPrefix(pkg, "go.uber.org/goleak"), pkg)
+		assert.False(t, strings.HasPrefix(pkg, "go.etcd.io/etcd/server/"), pkg)
+		assert.NotEqual(t, "github.com/framework0/ctxd/internal/localcluster", pkg)
 	}
 	assert.Contains(t, string(out), "github.com/framework0/ctxd/server")
 }

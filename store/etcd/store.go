@@ -241,14 +241,18 @@ func readError(err error) error {
 // etcd refused before applying it (no connection, no leader, a closed
 // client) is unavailable: nothing changed. A write whose answer did not
 // come in time, or whose connection broke after it was sent, may have
-// applied: outcome unknown.
+// applied: outcome unknown. gRPC says Unavailable for both; only the
+// descriptions of a request never sent make it unavailable (the cluster
+// linearizability test caught a put answered unavailable when the leader
+// it was sent to was killed, and the put had been committed).
 func writeError(err error, sent bool) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrRequestTooLarge),
 		strings.Contains(err.Error(), "trying to send message larger than max"),
 		strings.Contains(err.Error(), "too many operations"), strings.Contains(err.Error(), "request is too large"):
 		return ctxd.TooLargef("etcd refused the transaction: %v (etcd's --max-txn-ops and --max-request-bytes bound one transaction)", err)
-	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrNotCapable), errors.Is(err, rpctypes.ErrStopped):
+	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrNotCapable),
+		errors.Is(err, rpctypes.ErrStopped) && !sent: // a member stopping answers this for proposals in flight too
 		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
 	case isCanceled(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrTimeout) ||
 		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) ||
@@ -257,10 +261,21 @@ func writeError(err error, sent bool) error {
 			return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
 		}
 		return fmt.Errorf("%w: etcd did not answer in time: %v", ctxd.ErrOutcomeUnknown, err)
-	case status.Code(err) == codes.Unavailable:
+	case status.Code(err) == codes.Unavailable && (!sent || neverSent(err)):
 		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%w: etcd: %v", ctxd.ErrOutcomeUnknown, err)
+}
+
+// neverSent reports a gRPC Unavailable error that no request on the wire
+// causes: no connection to send on (the etcd client retries these
+// itself, and gives up with them), or a connection that could not be
+// dialed. "error reading from server: EOF" or "transport is closing",
+// by contrast, come after the request may have reached etcd.
+func neverSent(err error) bool {
+	desc := rpctypes.ErrorDesc(err)
+	return desc == "there is no address available" || desc == "there is no connection available" ||
+		strings.Contains(desc, "Error while dialing")
 }
 
 func isCanceled(err error) bool {

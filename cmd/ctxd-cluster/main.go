@@ -1,0 +1,313 @@
+// Command ctxd-cluster runs a local ctxd cluster with one command (`make
+// cluster`): a 3-member etcd cluster, each member in a process of its own
+// (the etcd server embedded from go.etcd.io/etcd/server/v3/embed, package
+// internal/localcluster), and 3 `ctxd serve` instances on it, all on one
+// etcd prefix, as child processes of bin/ctxd. It prints the URLs and
+// stops everything, ctxd instances first, on Ctrl-C (SIGINT) or SIGTERM.
+//
+// It is a module of its own so that the ctxd binary and module do not
+// link etcd's server: `make build` builds it into bin/ beside ctxd.
+//
+// Usage:
+//
+//	ctxd-cluster [--data ./data/cluster] [--ctxd bin/ctxd] [--members 3] [--instances 3]
+//	             [--ctxd-port 8081] [--etcd-port 2379] [--prefix /ctxd/] [--log-level warn]
+//	ctxd-cluster member --name m1 --data DIR --client-url URL --peer-url URL --initial-cluster m1=URL,...
+//
+// The second form is one etcd member, which the first starts; the cluster
+// tests start members with it too, so that they can kill one with SIGKILL.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/framework0/ctxd/internal/localcluster"
+)
+
+const (
+	// readyTimeout bounds the start of each member and instance.
+	readyTimeout = 2 * time.Minute
+	// stopTimeout bounds each child's graceful stop before it is killed.
+	stopTimeout = 30 * time.Second
+)
+
+func main() {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "member" {
+		err = runMember(os.Args[2:])
+	} else {
+		err = run(os.Args[1:], os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ctxd-cluster: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// runMember runs one etcd member until SIGINT or SIGTERM, and writes
+// localcluster.ReadyLine to standard output once it serves clients.
+func runMember(args []string) error {
+	fs := flag.NewFlagSet("member", flag.ContinueOnError)
+	var m localcluster.Member
+	fs.StringVar(&m.Name, "name", "", "the member's `name`")
+	fs.StringVar(&m.Dir, "data", "", "its data `folder`")
+	fs.StringVar(&m.ClientURL, "client-url", "", "its client `URL`")
+	fs.StringVar(&m.PeerURL, "peer-url", "", "its peer `URL`")
+	initial := fs.String("initial-cluster", "", "every member: `name=peerURL,...`")
+	logLevel := fs.String("log-level", "warn", "etcd's log `level`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if m.Name == "" || m.Dir == "" || m.ClientURL == "" || m.PeerURL == "" || *initial == "" || fs.NArg() > 0 {
+		return errors.New("usage: ctxd-cluster member --name N --data DIR --client-url URL --peer-url URL --initial-cluster N=URL[,N=URL]")
+	}
+	cluster, err := localcluster.ParseInitialCluster(*initial)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return localcluster.RunMember(ctx, m, cluster, *logLevel, func() { fmt.Println(localcluster.ReadyLine) })
+}
+
+// options are the flags of the cluster command.
+type options struct {
+	data, ctxd, prefix, logLevel string
+	members, instances           int
+	ctxdPort, etcdPort           int
+}
+
+func parse(args []string) (options, error) {
+	fs := flag.NewFlagSet("ctxd-cluster", flag.ContinueOnError)
+	var o options
+	fs.StringVar(&o.data, "data", filepath.Join("data", "cluster"), "the `folder` of the members' data and of every log; kept across runs (remove it to start afresh)")
+	fs.StringVar(&o.ctxd, "ctxd", "", "the ctxd `binary` (default: ctxd beside this command)")
+	fs.IntVar(&o.members, "members", 3, "etcd members (1, 3 or 5)")
+	fs.IntVar(&o.instances, "instances", 3, "ctxd instances")
+	fs.IntVar(&o.ctxdPort, "ctxd-port", 8081, "the first instance's `port`; the next ones follow it (0: free ports)")
+	fs.IntVar(&o.etcdPort, "etcd-port", 2379, "the first member's client `port`; member i's is port+10000*(i-1), its peer port the next one (0: free ports)")
+	fs.StringVar(&o.prefix, "prefix", "/ctxd/", "the etcd `prefix` every instance shares (etcd.prefix)")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "etcd's log `level` (the members' logs)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case o.members != 1 && o.members != 3 && o.members != 5:
+		return o, fmt.Errorf("--members %d: give 1, 3 or 5 (an odd number tolerates as many failures as the next even one)", o.members)
+	case o.instances < 1:
+		return o, fmt.Errorf("--instances %d: give at least 1", o.instances)
+	case o.ctxdPort < 0 || o.ctxdPort+o.instances > 65535:
+		return o, fmt.Errorf("--ctxd-port %d: out of range for %d instances", o.ctxdPort, o.instances)
+	case o.etcdPort < 0 || o.etcdPort+10000*(o.members-1)+1 > 65535:
+		return o, fmt.Errorf("--etcd-port %d: out of range for %d members", o.etcdPort, o.members)
+	}
+	if o.ctxd == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return o, fmt.Errorf("find ctxd beside this command: %w (give --ctxd)", err)
+		}
+		o.ctxd = filepath.Join(filepath.Dir(self), "ctxd")
+	}
+	if _, err := os.Stat(o.ctxd); err != nil {
+		return o, fmt.Errorf("the ctxd binary: %w (run make build, or give --ctxd)", err)
+	}
+	return o, nil
+}
+
+// ports returns n ports from first on, step apart, or n free ones when
+// first is 0.
+func ports(first, n, step int) ([]int, error) {
+	if first == 0 {
+		return localcluster.FreePorts(n)
+	}
+	ps := make([]int, n)
+	for i := range ps {
+		ps[i] = first + i*step
+	}
+	return ps, nil
+}
+
+// cluster is what run started.
+type cluster struct {
+	members   []*localcluster.Process
+	instances []*localcluster.Process
+}
+
+// stop stops the ctxd instances, all at once, then the members one by
+// one: stopped together, a leader whose followers are gone waits for a
+// leadership transfer that cannot happen (seconds); one by one, each
+// leader hands over to a member still running.
+func (c *cluster) stop(out io.Writer) {
+	var wg sync.WaitGroup
+	for _, p := range c.instances {
+		wg.Go(func() { stopChild(out, p) })
+	}
+	wg.Wait()
+	for _, p := range c.members {
+		stopChild(out, p)
+	}
+	c.instances, c.members = nil, nil
+}
+
+func stopChild(out io.Writer, p *localcluster.Process) {
+	if err := p.Stop(stopTimeout); err != nil {
+		fmt.Fprintf(out, "stop %s: %v\n", strings.Join(p.Cmd.Args[:2], " "), err)
+	}
+}
+
+func run(args []string, out io.Writer) error {
+	o, err := parse(args)
+	if err != nil {
+		return err
+	}
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return err
+	}
+	clientPorts, err := ports(o.etcdPort, o.members, 10000)
+	if err != nil {
+		return err
+	}
+	peerPorts := make([]int, len(clientPorts))
+	if o.etcdPort == 0 {
+		if peerPorts, err = localcluster.FreePorts(o.members); err != nil {
+			return err
+		}
+	} else {
+		for i, p := range clientPorts {
+			peerPorts[i] = p + 1
+		}
+	}
+	ms, err := localcluster.Plan(filepath.Join(o.data, "etcd"), clientPorts, peerPorts)
+	if err != nil {
+		return err
+	}
+
+	self, err := os.Executable() // runs the members: `ctxd-cluster member`
+	if err != nil {
+		return err
+	}
+	var c cluster
+	defer c.stop(out)
+	// Every member at once: a new cluster's member is ready only when a
+	// quorum has started.
+	for _, m := range ms {
+		p, err := startLogged(localcluster.MemberCommand(self, m, ms, o.logLevel), filepath.Join(o.data, m.Name+".log"))
+		if err != nil {
+			return fmt.Errorf("start etcd member %s: %w", m.Name, err)
+		}
+		c.members = append(c.members, p)
+	}
+	for i, p := range c.members {
+		if err := waitReady(ctx, p, ms[i].Name, filepath.Join(o.data, ms[i].Name+".log")); err != nil {
+			return err
+		}
+	}
+
+	instancePorts, err := ports(o.ctxdPort, o.instances, 1)
+	if err != nil {
+		return err
+	}
+	urls := make([]string, o.instances)
+	for i, port := range instancePorts {
+		name := fmt.Sprintf("ctxd%d", i+1)
+		urls[i] = fmt.Sprintf("http://127.0.0.1:%d", port)
+		cmd := exec.Command(o.ctxd, "serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", filepath.Join(o.data, name))
+		cmd.Env = append(os.Environ(), "CTXD_STORE_BACKEND=etcd",
+			"CTXD_ETCD_ENDPOINTS="+strings.Join(localcluster.Endpoints(ms), ","), "CTXD_ETCD_PREFIX="+o.prefix)
+		p, err := startLogged(cmd, filepath.Join(o.data, name+".log"))
+		if err != nil {
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+		c.instances = append(c.instances, p)
+		if err := waitServing(ctx, p, urls[i]); err != nil {
+			return fmt.Errorf("%s: %w (its log: %s)", name, err, filepath.Join(o.data, name+".log"))
+		}
+	}
+
+	fmt.Fprintf(out, "etcd members (prefix %s), data in %s:\n", o.prefix, filepath.Join(o.data, "etcd"))
+	for i, m := range ms {
+		fmt.Fprintf(out, "  %s  %s  pid %d  log %s\n", m.Name, m.ClientURL, c.members[i].Cmd.Process.Pid, filepath.Join(o.data, m.Name+".log"))
+	}
+	fmt.Fprintln(out, "ctxd instances:")
+	for i, u := range urls {
+		fmt.Fprintf(out, "  ctxd%d  %s  pid %d  log %s\n", i+1, u, c.instances[i].Cmd.Process.Pid, filepath.Join(o.data, fmt.Sprintf("ctxd%d.log", i+1)))
+	}
+	fmt.Fprintf(out, "dashboard: %s/\n", urls[0])
+	fmt.Fprintf(out, "CLI:       export CTXD_SERVER=%s\n", urls[0])
+	fmt.Fprintf(out, "etcdctl:   etcdctl --endpoints %s get --prefix %s\n", strings.Join(localcluster.Endpoints(ms), ","), o.prefix)
+	fmt.Fprintln(out, "Ctrl-C stops them all.")
+
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping: ctxd instances, then etcd members")
+	c.stop(out)
+	fmt.Fprintln(out, "stopped")
+	return nil
+}
+
+// startLogged starts cmd with its standard error appended to logPath.
+func startLogged(cmd *exec.Cmd, logPath string) (*localcluster.Process, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the child holds its own descriptor
+	cmd.Stderr = f
+	return localcluster.Start(cmd)
+}
+
+// waitReady waits for a member to serve, or ctx to end.
+func waitReady(ctx context.Context, p *localcluster.Process, name, logPath string) error {
+	select {
+	case <-p.Ready():
+		return nil
+	case <-p.Done():
+		return fmt.Errorf("etcd member %s exited: %v (its log: %s)", name, p.Err(), logPath)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(readyTimeout):
+		return fmt.Errorf("etcd member %s not ready after %v (its log: %s)", name, readyTimeout, logPath)
+	}
+}
+
+// waitServing polls url's /readyz until it answers 200, the process
+// exits, ctx ends or readyTimeout passes.
+func waitServing(ctx context.Context, p *localcluster.Process, url string) error {
+	deadline := time.Now().Add(readyTimeout)
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for {
+		resp, err := hc.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s/readyz not 200 after %v", url, readyTimeout)
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("exited: %v", p.Err())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Member is one etcd member of a local cluster.
+type Member struct {
+	Name      string // m1, m2, ...
+	Dir       string // its data folder
+	ClientURL string // http://127.0.0.1:port, what ctxd's etcd.endpoints lists
+	PeerURL   string // http://127.0.0.1:port, what the members speak raft on
+}
+
+// Plan describes n members with data folders under dir (dir/m1, ...) and
+// the given ports (n client ports, n peer ports).
+func Plan(dir string, clientPorts, peerPorts []int) ([]Member, error) {
+	if len(clientPorts) != len(peerPorts) || len(clientPorts) == 0 {
+		return nil, fmt.Errorf("localcluster: %d client ports and %d peer ports", len(clientPorts), len(peerPorts))
+	}
+	ms := make([]Member, len(clientPorts))
+	for i := range ms {
+		name := fmt.Sprintf("m%d", i+1)
+		ms[i] = Member{
+			Name:      name,
+			Dir:       filepath.Join(dir, name),
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", clientPorts[i]),
+			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", peerPorts[i]),
+		}
+	}
+	return ms, nil
+}
+
+// InitialCluster is etcd's --initial-cluster for ms: m1=peerURL,...
+func InitialCluster(ms []Member) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.Name + "=" + m.PeerURL
+	}
+	return strings.Join(parts, ",")
+}
+
+// Endpoints are the members' client URLs.
+func Endpoints(ms []Member) []string {
+	eps := make([]string, len(ms))
+	for i, m := range ms {
+		eps[i] = m.ClientURL
+	}
+	return eps
+}
+
+// FreePorts returns n loopback ports that were free a moment ago (see
+// the package's caveats).
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	// All held open until the end, so that the n ports differ.
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// ReadyLine is what a member process writes on its standard output once
+// it serves clients (StartMember waits for it).
+const ReadyLine = "ready"
+
+// startTimeout bounds a member's wait for its peers: a new cluster's
+// member is ready only when a quorum has started.
+const startTimeout = 2 * time.Minute
+
+// RunMember runs member m of cluster until ctx ends, then stops it
+// gracefully. ready is called once the member serves clients. A member
+// whose data folder holds a write-ahead log restarts from it (and rejoins
+// its cluster); otherwise it joins the new cluster described by cluster.
+func RunMember(ctx context.Context, m Member, cluster []Member, logLevel string, ready func()) error {
+	client, err := url.Parse(m.ClientURL)
+	if err != nil {
+		return fmt.Errorf("client URL: %w", err)
+	}
+	peer, err := url.Parse(m.PeerURL)
+	if err != nil {
+		return fmt.Errorf("peer URL: %w", err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = m.Name
+	cfg.Dir = m.Dir
+	cfg.LogLevel = logLevel
+	cfg.LogOutputs = []string{"stderr"}
+	cfg.UnsafeNoFsync = false // the default, said out loud: every commit is fsynced
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
+	cfg.InitialCluster = InitialCluster(cluster)
+	cfg.InitialClusterToken = "ctxd-local-cluster"
+	cfg.ClusterState = embed.ClusterStateFlagNew
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return fmt.Errorf("start etcd member %s: %w", m.Name, err)
+	}
+	defer e.Close()
+	select {
+	case <-e.Server.ReadyNotify():
+		ready()
+	case err := <-e.Err():
+		return fmt.Errorf("etcd member %s: %w", m.Name, err)
+	case <-ctx.Done():
+		return nil
+	case <-time.After(startTimeout):
+		return fmt.Errorf("etcd member %s: not ready after %v (are the other members running?)", m.Name, startTimeout)
+	}
+	select {
+	case err := <-e.Err():
+		return fmt.Errorf("etcd member %s: %w", m.Name, err)
+	case <-ctx.Done():
+		return nil
+	case <-e.Server.StopNotify():
+		return errors.New("etcd member " + m.Name + " stopped")
+	}
+}

@@ -1,0 +1,44 @@
+package localcluster_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/localcluster"
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+
+// The plan a parent makes and the initial cluster a member parses back
+// agree: names and peer URLs, in order. (Members themselves are started
+// by the cluster tests in robustness, as processes.)
+func TestPlanAndInitialCluster(t *testing.T) {
+	ms, err := localcluster.Plan("/data", []int{2379, 12379, 22379}, []int{2380, 12380, 22380})
+	require.NoError(t, err)
+	require.Equal(t, localcluster.Member{Name: "m2", Dir: "/data/m2", ClientURL: "http://127.0.0.1:12379", PeerURL: "http://127.0.0.1:12380"}, ms[1])
+	ic := localcluster.InitialCluster(ms)
+	require.Equal(t, "m1=http://127.0.0.1:2380,m2=http://127.0.0.1:12380,m3=http://127.0.0.1:22380", ic)
+	back, err := localcluster.ParseInitialCluster(ic)
+	require.NoError(t, err)
+	require.Len(t, back, 3)
+	for i := range ms {
+		require.Equal(t, ms[i].Name, back[i].Name)
+		require.Equal(t, ms[i].PeerURL, back[i].PeerURL)
+	}
+	require.Equal(t, []string{"http://127.0.0.1:2379", "http://127.0.0.1:12379", "http://127.0.0.1:22379"}, localcluster.Endpoints(ms))
+
+	_, err = localcluster.ParseInitialCluster("m1=http://x,m2")
+	require.Error(t, err)
+	_, err = localcluster.Plan("/data", []int{1, 2}, []int{3})
+	require.Error(t, err)
+
+	ports, err := localcluster.FreePorts(6)
+	require.NoError(t, err)
+	seen := map[int]bool{}
+	for _, p := range ports {
+		require.False(t, seen[p], "port %d twice", p)
+		seen[p] = true
+	}
+}

@@ -1,0 +1,165 @@
+package localcluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Process is a child process: an etcd member or a ctxd instance.
+type Process struct {
+	Cmd   *exec.Cmd
+	ready chan struct{} // closed when its standard output says ReadyLine
+	done  chan struct{} // closed when it has exited
+	err   error         // cmd.Wait's result, once done is closed
+}
+
+// Start starts cmd, whose standard output must be unset: Start reads it
+// for ReadyLine (Ready) and drops the rest. The child gets a process
+// group of its own (a Ctrl-C in the terminal reaches the parent alone,
+// which stops the children in order) and, on Linux, SIGTERM when the
+// parent dies.
+func Start(cmd *exec.Cmd) (*Process, error) {
+	cmd.SysProcAttr = childAttr()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &Process{Cmd: cmd, ready: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(out)
+		said := false
+		for sc.Scan() {
+			if !said && strings.TrimSpace(sc.Text()) == ReadyLine {
+				said = true
+				close(p.ready)
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Ready is closed once the process said it is ready.
+func (p *Process) Ready() <-chan struct{} { return p.ready }
+
+// Done is closed once the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is cmd.Wait's result; call it after Done is closed.
+func (p *Process) Err() error { return p.err }
+
+// WaitReady waits until the process is ready, has exited (an error), or
+// timeout has passed (an error).
+func (p *Process) WaitReady(timeout time.Duration) error {
+	select {
+	case <-p.ready:
+		return nil
+	case <-p.done:
+		return fmt.Errorf("%s exited before it was ready: %v", p.Cmd.Path, p.err)
+	case <-time.After(timeout):
+		return fmt.Errorf("%s not ready after %v", p.Cmd.Path, timeout)
+	}
+}
+
+// Kill sends SIGKILL (when the process still runs) and waits for it to
+// exit: a crash, nothing flushed or closed.
+func (p *Process) Kill() {
+	select {
+	case <-p.done:
+	default:
+		_ = p.Cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Stop sends SIGTERM and waits for the process to exit; after timeout
+// it is killed, and Stop says so.
+func (p *Process) Stop(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		var exit *exec.ExitError
+		if errors.As(p.err, &exit) && !exit.Exited() {
+			return nil // ended by the signal itself: a process that does not handle it
+		}
+		return p.err
+	case <-time.After(timeout):
+		p.Kill()
+		return fmt.Errorf("%s did not stop within %v of SIGTERM: killed", p.Cmd.Path, timeout)
+	}
+}
+
+// MemberCommand is the command that runs member m of cluster with bin,
+// a build of cmd/ctxd-cluster: `bin member ...`.
+func MemberCommand(bin string, m Member, cluster []Member, logLevel string) *exec.Cmd {
+	return exec.Command(bin, "member",
+		"--name", m.Name, "--data", m.Dir, "--client-url", m.ClientURL, "--peer-url", m.PeerURL,
+		"--initial-cluster", InitialCluster(cluster), "--log-level", logLevel)
+}
+
+// ParseInitialCluster is the inverse of InitialCluster: the members'
+// names and peer URLs (their other fields empty).
+func ParseInitialCluster(s string) ([]Member, error) {
+	var ms []Member
+	for part := range strings.SplitSeq(s, ",") {
+		name, peer, ok := strings.Cut(part, "=")
+		if !ok || name == "" || peer == "" {
+			return nil, fmt.Errorf("initial cluster %q: want name=peerURL pairs, comma-separated", s)
+		}
+		ms = append(ms, Member{Name: name, PeerURL: peer})
+	}
+	return ms, nil
+}
+
+// Leader is the index in endpoints of the member that is the raft leader
+// now, asking each member that answers within timeout.
+func Leader(ctx context.Context, endpoints []string, timeout time.Duration) (int, error) {
+	var errs []error
+	for _, ep := range endpoints {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: timeout, Logger: zap.NewNop()})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		st, err := cli.Status(sctx, ep)
+		cancel()
+		_ = cli.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+			continue
+		}
+		if st.Leader == 0 {
+			errs = append(errs, fmt.Errorf("%s: no leader", ep))
+			continue
+		}
+		if st.Leader == st.Header.MemberId {
+			for i, e := range endpoints {
+				if e == ep {
+					return i, nil
+				}
+			}
+		}
+	}
+	return -1, fmt.Errorf("no member says it leads: %w", errors.Join(errs...))
+}

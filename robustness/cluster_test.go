@@ -1,0 +1,605 @@
+package robustness_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/linearize"
+	"github.com/framework0/ctxd/internal/localcluster"
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+// longCluster (CTXD_LONG_CLUSTER=1, make cluster-test) runs the cluster
+// tests with more operations and more kills than make test does.
+var longCluster = os.Getenv("CTXD_LONG_CLUSTER") != ""
+
+var (
+	clusterBinOnce sync.Once
+	clusterBin     string // cmd/ctxd-cluster, built on first use
+	clusterBinErr  error
+)
+
+// testCluster is a local cluster as `make cluster` runs it: etcd members,
+// each a `ctxd-cluster member` process that the test can SIGKILL, and
+// `ctxd serve` instances on one prefix of them.
+type testCluster struct {
+	t         *testing.T
+	members   []localcluster.Member
+	procs     []*localcluster.Process // nil: killed
+	logs      []*testkit.SyncBuffer   // each member's log, across restarts
+	instances []*testkit.Process
+	env       []string
+}
+
+// startCluster starts a 3-member etcd cluster and n ctxd instances on it.
+func startCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	clusterBinOnce.Do(func() { clusterBin, clusterBinErr = testkit.BuildCommand(buildDir, "ctxd-cluster", "cmd/ctxd-cluster") })
+	require.NoError(t, clusterBinErr)
+	ports, err := localcluster.FreePorts(6)
+	require.NoError(t, err)
+	ms, err := localcluster.Plan(filepath.Join(t.TempDir(), "etcd"), ports[:3], ports[3:])
+	require.NoError(t, err)
+	c := &testCluster{t: t, members: ms, procs: make([]*localcluster.Process, len(ms)), logs: make([]*testkit.SyncBuffer, len(ms))}
+	t.Cleanup(func() {
+		for i, p := range c.procs {
+			if p != nil {
+				p.Kill()
+			}
+			if t.Failed() {
+				t.Logf("etcd member %s log:\n%s", ms[i].Name, c.logs[i].String())
+			}
+		}
+	})
+	for i := range ms {
+		c.logs[i] = &testkit.SyncBuffer{}
+		c.startMember(i)
+	}
+	for i := range ms {
+		c.waitMember(i)
+	}
+	c.env = testkit.CleanEnv("CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_PREFIX=/ctxd-cluster-test/",
+		"CTXD_ETCD_ENDPOINTS="+strings.Join(localcluster.Endpoints(ms), ","))
+	for range n {
+		c.instances = append(c.instances, testkit.StartServe(t, ctxdBin, t.TempDir(), testkit.ServeOptions{Env: c.env}))
+	}
+	return c
+}
+
+func (c *testCluster) startMember(i int) {
+	c.t.Helper()
+	cmd := localcluster.MemberCommand(clusterBin, c.members[i], c.members, "warn")
+	cmd.Stderr = c.logs[i]
+	p, err := localcluster.Start(cmd)
+	require.NoError(c.t, err)
+	c.procs[i] = p
+}
+
+func (c *testCluster) waitMember(i int) {
+	c.t.Helper()
+	require.NoError(c.t, c.procs[i].WaitReady(testkit.Deadline), "etcd member %s", c.members[i].Name)
+}
+
+// killLeader kills the raft leader with SIGKILL and returns its index.
+func (c *testCluster) killLeader() int {
+	c.t.Helper()
+	leader := -1
+	testkit.Eventually(c.t, func() bool {
+		var err error
+		leader, err = localcluster.Leader(context.Background(), localcluster.Endpoints(c.members), 2*time.Second)
+		return err == nil
+	}, "a leader")
+	c.procs[leader].Kill()
+	c.procs[leader] = nil
+	return leader
+}
+
+// restartMember starts a killed member again from its data folder.
+func (c *testCluster) restartMember(i int) {
+	c.t.Helper()
+	c.startMember(i)
+	c.waitMember(i)
+}
+
+// restartInstance starts instance i again (killed before) on its address.
+func (c *testCluster) restartInstance(i int) {
+	c.t.Helper()
+	old := c.instances[i]
+	c.instances[i] = testkit.StartServe(c.t, ctxdBin, c.t.TempDir(), testkit.ServeOptions{Env: c.env, Addr: old.Addr})
+}
+
+func (c *testCluster) urls() []string {
+	var us []string
+	for _, p := range c.instances {
+		us = append(us, p.URL)
+	}
+	return us
+}
+
+// clusterChange is one change as a watcher saw it.
+type clusterChange struct {
+	Rev   uint64
+	Key   string
+	Op    string
+	Value string
+}
+
+// ackedWrite is a put the cluster acknowledged.
+type ackedWrite struct {
+	Key, Value string
+	Rev        uint64
+}
+
+// TestClusterWatchersAcrossFaults: writers on every ctxd instance,
+// watchers (/v1/watch) on every instance, on a 3-member etcd cluster.
+// Mid-load the etcd leader is killed with SIGKILL and brought back, then
+// a ctxd instance is killed with SIGKILL: its writers go on on another
+// instance, and its watchers reconnect to another instance with from_rev.
+// Every watcher must see every change exactly once, in revision order,
+// all watchers the same sequence; every acknowledged write must be in it
+// and readable afterwards, with the revision it was acknowledged with.
+func TestClusterWatchersAcrossFaults(t *testing.T) {
+	const ns = "cluster"
+	rounds, perStep := 1, 15 // acknowledged writes per writer between faults
+	if longCluster {
+		rounds, perStep = 3, 150
+	}
+	t0 := time.Now()
+	c := startCluster(t, 3)
+	t.Logf("cluster started in %v", time.Since(t0).Round(time.Millisecond))
+	hc := &http.Client{Timeout: 10 * time.Second}
+	start := putValue(t, hc, c.urls()[0], ns, "start", "0")
+
+	// Two watchers per instance, all from the same revision.
+	var watchers []*clusterWatcher
+	for i := range 2 * len(c.instances) {
+		w := &clusterWatcher{urls: c.urls(), cur: i % len(c.instances), ns: ns, last: start.Rev, done: make(chan struct{})}
+		watchers = append(watchers, w)
+		go w.run()
+	}
+
+	// One writer per instance, each on keys of its own.
+	var (
+		mu      sync.Mutex
+		acked   []ackedWrite
+		unknown atomic.Int64
+		stop    atomic.Bool
+		wg      sync.WaitGroup
+	)
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	for wi := range c.instances {
+		wg.Go(func() {
+			cur := wi
+			for n := 0; !stop.Load(); n++ {
+				key, value := fmt.Sprintf("w%d/%d", wi, n), strconv.Itoa(n)
+				rec, err := tryPut(hc, c.urls()[cur], ns, key, value)
+				if err != nil {
+					unknown.Add(1)
+					cur = (cur + 1) % len(c.instances) // that instance may be down: the next one
+					continue
+				}
+				mu.Lock()
+				acked = append(acked, ackedWrite{Key: key, Value: value, Rev: rec.Rev})
+				mu.Unlock()
+			}
+		})
+	}
+	writers := len(c.instances)
+	target := 0
+	began := time.Now()
+	progress := func(what string) {
+		target += perStep * writers
+		testkit.Eventually(t, func() bool { return count() >= target }, "%d acknowledged writes (%s)", target, what)
+		t.Logf("%d acknowledged writes %s (at %v)", target, what, time.Since(began).Round(time.Millisecond))
+	}
+	killed := 0 // the instance killed last
+	for r := range rounds {
+		progress("before the leader kill")
+		leader := c.killLeader()
+		t.Logf("round %d: killed etcd member %s, the leader", r+1, c.members[leader].Name)
+		progress("with the leader killed")
+		c.restartMember(leader)
+		progress("with the member back")
+		if r == 0 {
+			// The etcd leader's death is the instances' business:
+			// their watchers never noticed it.
+			require.Equal(t, make([]int, len(watchers)), reconnections(watchers), "watchers reconnected with every ctxd instance up")
+		}
+		killed = r % len(c.instances)
+		c.instances[killed].Kill()
+		t.Logf("round %d: killed ctxd instance %d (%s)", r+1, killed+1, c.instances[killed].URL)
+		progress("with a ctxd instance killed")
+		if r+1 < rounds {
+			c.restartInstance(killed)
+			for _, w := range watchers {
+				w.setURLs(c.urls())
+			}
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	live := c.urls()[(killed+1)%len(c.instances)]
+	end := putValue(t, hc, live, ns, "end", "0")
+
+	for _, w := range watchers {
+		select {
+		case <-w.done:
+		case <-time.After(testkit.Deadline):
+			t.Fatalf("a watcher did not see the last write (rev %d) within %v; it is at %d", end.Rev, testkit.Deadline, w.position())
+		}
+	}
+	t.Logf("%d acknowledged writes, %d failed or unknown; %d watchers, reconnections %v; all seen at %v",
+		len(acked), unknown.Load(), len(watchers), reconnections(watchers), time.Since(began).Round(time.Millisecond))
+	for i, w := range watchers {
+		require.NoError(t, w.err, "watcher %d", i)
+		require.NoError(t, checkClusterFeed(w.seen, acked, start.Rev, end), "watcher %d", i)
+		require.Equal(t, watchers[0].seen, w.seen, "watcher %d saw another sequence than watcher 0", i)
+	}
+	resumed := 0
+	for _, w := range watchers {
+		resumed += w.reconnects
+	}
+	require.Positive(t, resumed, "no watcher reconnected: the instance kill proved nothing")
+
+	// Every acknowledged write is still there, as acknowledged (each key
+	// is written once).
+	for _, a := range acked {
+		rec, err := tryGet(hc, live, ns, a.Key)
+		require.NoError(t, err, "acknowledged %s", a.Key)
+		require.Equal(t, a.Value, string(rec.Value), "acknowledged %s", a.Key)
+		require.Equal(t, a.Rev, rec.Rev, "acknowledged %s", a.Key)
+	}
+}
+
+// checkClusterFeed checks a watcher's changes after revision from, up to the
+// end write: revisions only grow (each change here is one put: one
+// revision), no key twice, every acknowledged write present with its
+// revision, nothing else but unknown-outcome writes of the writers.
+func checkClusterFeed(seen []clusterChange, acked []ackedWrite, from uint64, end clusterChange) error {
+	last := from
+	keys := map[string]clusterChange{}
+	for _, ch := range seen {
+		if ch.Rev <= last {
+			return fmt.Errorf("change %+v after revision %d: a duplicate or out of order", ch, last)
+		}
+		last = ch.Rev
+		if _, dup := keys[ch.Key]; dup {
+			return fmt.Errorf("key %s seen twice", ch.Key)
+		}
+		keys[ch.Key] = ch
+		if ch.Op != ctxd.OpPut.String() || (!strings.HasPrefix(ch.Key, "w") && ch.Key != "end") {
+			return fmt.Errorf("unexpected change %+v", ch)
+		}
+	}
+	if len(seen) == 0 || seen[len(seen)-1] != end {
+		return fmt.Errorf("the feed does not end with the last write %+v", end)
+	}
+	for _, a := range acked {
+		ch, ok := keys[a.Key]
+		if !ok {
+			return fmt.Errorf("acknowledged write %+v missing from the feed", a)
+		}
+		if ch.Rev != a.Rev || ch.Value != a.Value {
+			return fmt.Errorf("acknowledged write %+v seen as %+v", a, ch)
+		}
+	}
+	return nil
+}
+
+// The feed check can fail: a gap, a duplicate, a reordering and a lost
+// acknowledged write are each refused.
+func TestClusterFeedCheckFindsFaults(t *testing.T) {
+	acked := []ackedWrite{{"w0/0", "0", 5}, {"w1/0", "0", 6}, {"w0/1", "1", 8}}
+	end := clusterChange{Rev: 9, Key: "end", Op: "put", Value: "0"}
+	good := []clusterChange{{5, "w0/0", "put", "0"}, {6, "w1/0", "put", "0"}, {7, "w2/0", "put", "0"}, {8, "w0/1", "put", "1"}, end}
+	require.NoError(t, checkClusterFeed(good, acked, 4, end))
+	for name, bad := range map[string][]clusterChange{
+		"gap":       {good[0], good[2], good[3], end},
+		"duplicate": {good[0], good[1], good[1], good[2], good[3], end},
+		"reordered": {good[1], good[0], good[2], good[3], end},
+		"lost":      {good[0], good[1], good[2], end},
+		"cut short": good[:4],
+	} {
+		require.Error(t, checkClusterFeed(bad, acked, 4, end), name)
+	}
+}
+
+// clusterWatcher is one /v1/watch client that follows the cluster: when
+// its connection ends it reconnects to the next instance with from_rev,
+// the revision of the last change it got.
+type clusterWatcher struct {
+	mu   sync.Mutex
+	urls []string
+	cur  int
+
+	ns         string
+	last       uint64
+	seen       []clusterChange
+	reconnects int
+	err        error
+	done       chan struct{} // closed once "end" was seen, or on a fatal error
+}
+
+func (w *clusterWatcher) setURLs(urls []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.urls = urls
+}
+
+func (w *clusterWatcher) position() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+func (w *clusterWatcher) watchURL() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := url.Values{"ns": {w.ns}, "from_rev": {strconv.FormatUint(w.last, 10)}}
+	return "ws" + strings.TrimPrefix(w.urls[w.cur%len(w.urls)], "http") + "/v1/watch?" + q.Encode()
+}
+
+func (w *clusterWatcher) run() {
+	defer close(w.done)
+	deadline := time.Now().Add(testkit.Deadline) // without progress
+	for {
+		before := w.position()
+		err := w.session()
+		if err == nil {
+			return // saw the end
+		}
+		if w.position() != before {
+			deadline = time.Now().Add(testkit.Deadline)
+		}
+		var fatal *fatalFeedError
+		if errors.As(err, &fatal) || time.Now().After(deadline) {
+			w.err = err
+			return
+		}
+		w.mu.Lock()
+		w.cur++
+		w.reconnects++
+		w.mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // not a synchronisation: a pause between attempts on a dead instance
+	}
+}
+
+// fatalFeedError is a frame no reconnection mends.
+type fatalFeedError struct{ frame testkit.Frame }
+
+func (e *fatalFeedError) Error() string { return fmt.Sprintf("unexpected frame %+v", e.frame) }
+
+// session reads one connection until "end" (nil) or its end (an error).
+func (w *clusterWatcher) session() error {
+	conn, resp, err := testkit.DialWatchErr(w.watchURL(), nil)
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ws := &testkit.WS{Conn: conn}
+	for {
+		f, err := ws.NextErr()
+		if err != nil {
+			return err
+		}
+		switch {
+		case f.Type == ctxd.TypeSubscribed:
+		case f.Type == ctxd.TypeError && f.Code == "lagged":
+			return fmt.Errorf("lagged at %d", w.position()) // resume
+		case f.Type != ctxd.TypeContextUpdated:
+			return &fatalFeedError{f}
+		default:
+			w.mu.Lock()
+			w.seen = append(w.seen, clusterChange{Rev: f.Rev, Key: f.Key, Op: f.Op, Value: string(f.Value)})
+			w.last = f.Rev
+			w.mu.Unlock()
+			if f.Key == "end" {
+				return nil
+			}
+		}
+	}
+}
+
+func reconnections(ws []*clusterWatcher) []int {
+	var n []int
+	for _, w := range ws {
+		w.mu.Lock()
+		n = append(n, w.reconnects)
+		w.mu.Unlock()
+	}
+	return n
+}
+
+// wireRecord is what the tests read of a record.
+type wireRecord struct {
+	Value json.RawMessage `json:"value"`
+	Rev   uint64          `json:"revision"`
+}
+
+func tryPut(hc *http.Client, base, ns, key, value string) (wireRecord, error) {
+	req, err := http.NewRequest(http.MethodPut, base+"/v1/ns/"+ns+"/keys/"+url.PathEscape(key), strings.NewReader(value))
+	if err != nil {
+		return wireRecord{}, err
+	}
+	return doRecord(hc, req)
+}
+
+func tryGet(hc *http.Client, base, ns, key string) (wireRecord, error) {
+	req, err := http.NewRequest(http.MethodGet, base+"/v1/ns/"+ns+"/keys/"+url.PathEscape(key), nil)
+	if err != nil {
+		return wireRecord{}, err
+	}
+	return doRecord(hc, req)
+}
+
+func doRecord(hc *http.Client, req *http.Request) (wireRecord, error) {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return wireRecord{}, err
+	}
+	defer resp.Body.Close()
+	var rec wireRecord
+	if resp.StatusCode != http.StatusOK {
+		return rec, fmt.Errorf("%s %s: %s", req.Method, req.URL, resp.Status)
+	}
+	return rec, json.NewDecoder(resp.Body).Decode(&rec)
+}
+
+// putValue puts value, failing the test if it is not acknowledged, and
+// returns the change it made.
+func putValue(t *testing.T, hc *http.Client, base, ns, key, value string) clusterChange {
+	t.Helper()
+	rec, err := tryPut(hc, base, ns, key, value)
+	require.NoError(t, err)
+	return clusterChange{Rev: rec.Rev, Key: key, Op: ctxd.OpPut.String(), Value: value}
+}
+
+// TestClusterLinearizable: concurrent clients spread over 3 ctxd
+// instances (gets, puts, CAS puts, deletes, two-key transactions on hot
+// keys), with the etcd leader killed with SIGKILL mid-run and brought
+// back. Porcupine must accept the whole history: reads through any
+// instance see every write acknowledged before them, by any instance.
+func TestClusterLinearizable(t *testing.T) {
+	kills, segment := 1, 200 // operations between kills, and after the last
+	if longCluster {
+		kills, segment = 3, 1000
+	}
+	totalOps := (2*kills + 1) * segment
+	c := startCluster(t, 3)
+	rec := linearize.NewRecorder()
+	w := linearize.Workload{URLs: c.urls(), Clients: 6, Keys: linearize.DefaultKeys(4), Ops: totalOps}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := startWorkload(ctx, w, rec)
+	for i := range kills {
+		testkit.Eventually(t, func() bool { return rec.Len() >= (2*i+1)*segment }, "%d operations", (2*i+1)*segment)
+		leader := c.killLeader()
+		t.Logf("killed etcd member %s, the leader, after %d operations", c.members[leader].Name, rec.Len())
+		testkit.Eventually(t, func() bool { return rec.Len() >= (2*i+2)*segment }, "%d operations", (2*i+2)*segment)
+		c.restartMember(leader)
+	}
+	res := <-done
+	require.NoError(t, res.err)
+	t.Logf("workload: %v over %d instances, %d leader kills", res.stats, len(c.instances), kills)
+	require.Positive(t, res.stats.OK, "nothing succeeded")
+	linearize.Check(t, rec.History(), checkTimeout)
+}
+
+// TestClusterCommand runs `ctxd-cluster` (make cluster) as a user does,
+// on free ports: it prints the members and instances, a write on one
+// instance is read on another, and SIGINT stops every process it started
+// and exits 0.
+func TestClusterCommand(t *testing.T) {
+	clusterBinOnce.Do(func() { clusterBin, clusterBinErr = testkit.BuildCommand(buildDir, "ctxd-cluster", "cmd/ctxd-cluster") })
+	require.NoError(t, clusterBinErr)
+	data := filepath.Join(t.TempDir(), "cluster")
+	cmd := exec.Command(clusterBin, "--data", data, "--ctxd", ctxdBin, "--ctxd-port", "0", "--etcd-port", "0")
+	cmd.Env = testkit.CleanEnv()
+	var stderr testkit.SyncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // its children get SIGTERM (Linux) when it dies
+		if t.Failed() {
+			t.Logf("ctxd-cluster stderr:\n%s", stderr.String())
+		}
+	})
+
+	// "  m1  http://...  pid N  log ..." and "  ctxd1  http://...  pid N  log ..."
+	var urls []string
+	var pids []int
+	lines := bufio.NewScanner(out)
+	for lines.Scan() && lines.Text() != "Ctrl-C stops them all." {
+		t.Log(lines.Text())
+		f := strings.Fields(lines.Text())
+		if len(f) >= 4 && f[2] == "pid" {
+			pid, err := strconv.Atoi(f[3])
+			require.NoError(t, err)
+			pids = append(pids, pid)
+			if strings.HasPrefix(f[0], "ctxd") {
+				urls = append(urls, f[1])
+			}
+		}
+	}
+	require.Len(t, urls, 3, "three instances printed")
+	require.Len(t, pids, 6, "three members and three instances printed")
+	go func() {
+		_, _ = io.Copy(io.Discard, out)
+		exited <- cmd.Wait()
+	}()
+
+	hc := &http.Client{Timeout: 10 * time.Second}
+	put := putValue(t, hc, urls[0], "default", "hello", `"cluster"`)
+	got, err := tryGet(hc, urls[2], "default", "hello")
+	require.NoError(t, err)
+	require.Equal(t, `"cluster"`, string(got.Value))
+	require.Equal(t, put.Rev, got.Rev)
+
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "ctxd-cluster's exit after SIGINT")
+	case <-time.After(testkit.Deadline):
+		t.Fatalf("ctxd-cluster still runs %v after SIGINT", testkit.Deadline)
+	}
+	for _, pid := range pids {
+		// Signal 0 tests for the process: it must be gone (reaped by
+		// ctxd-cluster, so not even a zombie).
+		require.Error(t, syscall.Kill(pid, 0), "process %d still runs after ctxd-cluster exited", pid)
+	}
+	require.FileExists(t, filepath.Join(data, "m1.log"))
+	require.FileExists(t, filepath.Join(data, "ctxd1.log"))
+	require.DirExists(t, filepath.Join(data, "etcd", "m1"))
+}
+
+// TestClusterLinearizeFindsStaleInstance is the cluster test's negative
+// control: one of the three instances is reached through the test's
+// stale-read proxy (TestLinearizeFindsFaultyServer's), as an instance
+// that answered reads from an out-of-date copy would be; the same
+// workload spread over the instances must give a history porcupine
+// refuses.
+func TestClusterLinearizeFindsStaleInstance(t *testing.T) {
+	c := startCluster(t, 3)
+	proxy := newFaultyProxy(t, c.urls()[1], staleReads)
+	defer proxy.transport.CloseIdleConnections()
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+
+	rec := linearize.NewRecorder()
+	w := linearize.Workload{URLs: []string{c.urls()[0], front.URL, c.urls()[2]}, Clients: 4, Keys: linearize.DefaultKeys(2), Ops: 600, Seed: 7}
+	stats, err := w.Run(context.Background(), rec)
+	require.NoError(t, err)
+	faults := proxy.count()
+	t.Logf("workload: %v; %d stale reads served", stats, faults)
+	require.Positive(t, faults, "the proxy served no stale read: the control proves nothing")
+	r := linearize.Verify(rec.History(), checkTimeout)
+	t.Logf("linearizability: %v", r)
+	require.Equal(t, porcupine.Illegal, r.Verdict, "the checker missed a stale read from one instance")
+}

@@ -1,0 +1,42 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/framework0/ctxd"
+)
+
+// A write is "unavailable" (nothing applied) only when etcd's client
+// says it never sent it; a connection that broke after sending, or a
+// member that stopped with the proposal in flight, may have applied it:
+// outcome unknown. The errors are the etcd client's own texts (the
+// first was seen in the cluster linearizability test, robustness).
+func TestWriteErrorOnlyCallsUnsentWritesUnavailable(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		sent bool
+		want error
+	}{
+		{status.Error(codes.Unavailable, "error reading from server: EOF"), true, ctxd.ErrOutcomeUnknown},
+		{status.Error(codes.Unavailable, "transport is closing"), true, ctxd.ErrOutcomeUnknown},
+		{status.Error(codes.Unavailable, "there is no connection available"), true, ctxd.ErrUnavailable},
+		{status.Error(codes.Unavailable, "there is no address available"), true, ctxd.ErrUnavailable},
+		{status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:2379: connect: connection refused"`), true, ctxd.ErrUnavailable},
+		{status.Error(codes.Unavailable, "error reading from server: EOF"), false, ctxd.ErrUnavailable},
+		{rpctypes.ErrStopped, true, ctxd.ErrOutcomeUnknown},
+		{rpctypes.ErrStopped, false, ctxd.ErrUnavailable},
+		{rpctypes.ErrNoLeader, true, ctxd.ErrUnavailable},
+		{context.DeadlineExceeded, true, ctxd.ErrOutcomeUnknown},
+		{context.DeadlineExceeded, false, ctxd.ErrUnavailable},
+	} {
+		got := writeError(c.err, c.sent)
+		require.True(t, errors.Is(got, c.want), "writeError(%v, sent %v) = %v, want %v", c.err, c.sent, got, c.want)
+	}
+}
