@@ -29,9 +29,10 @@ import (
 
 const (
 	// cacheEntryOverhead is what the cache counts for an entry besides
-	// its key and value bytes: the entry, the key's string header, its
-	// slot in the B-tree (measured by TestReadCacheBytesPerKey).
-	cacheEntryOverhead = 96
+	// its key and envelope bytes: the entry, allocation rounding, its
+	// share of the B-tree's nodes (BenchmarkReadCacheMemory measures the
+	// heap against the count).
+	cacheEntryOverhead = 160
 	// cacheWait bounds how long a read waits for the cache to apply the
 	// revision it confirmed; past it the read goes to etcd directly (a
 	// watch that lags, or is restarting, never blocks reads).
@@ -154,7 +155,7 @@ func (c *readCache) fill(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			e := &cacheEntry{key: key, envelope: kv.Value, version: kv.Version, create: kv.CreateRevision, md: kv.ModRevision}
+			e := &cacheEntry{key: strings.Clone(key), envelope: kv.Value, version: kv.Version, create: kv.CreateRevision, md: kv.ModRevision}
 			t := nss[ns]
 			if t == nil {
 				t = btree.NewG(32, lessEntry)
@@ -251,7 +252,7 @@ func (c *readCache) apply(resp clientv3.WatchResponse) {
 			t = btree.NewG(32, lessEntry)
 			c.nss[ns] = t
 		}
-		e := &cacheEntry{key: key, envelope: ev.Kv.Value, version: ev.Kv.Version, create: ev.Kv.CreateRevision, md: ev.Kv.ModRevision}
+		e := &cacheEntry{key: strings.Clone(key), envelope: ev.Kv.Value, version: ev.Kv.Version, create: ev.Kv.CreateRevision, md: ev.Kv.ModRevision}
 		if old, found := t.ReplaceOrInsert(e); found {
 			c.bytes -= old.size()
 		} else {
