@@ -40,7 +40,9 @@
 //     one of the failed ops' (a conflict with its current version, or a
 //     delete's not found); if the answer names a key, that op's.
 //   - Every write takes a revision above every revision before it in the
-//     linearization, the ops of a transaction in their order; a record's
+//     linearization; the ops of a transaction take revisions in their
+//     order, equal or rising (etcd gives a transaction one revision,
+//     bolt each op its own); a record's
 //     create revision is the revision of the put that created the key; a
 //     read returns the mod revision of the key's last write. Revisions are
 //     compared only when reported (non-zero) and only within a partition

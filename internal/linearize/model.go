@@ -305,7 +305,10 @@ func apply(s state, writes []Write, recs []Record) (state, bool) {
 		if known {
 			rec = recs[i]
 			if rec.ModRev != 0 {
-				if rec.ModRev <= next.rev {
+				// Above every revision before the write; the writes of one
+				// transaction may share its revision (etcd gives them one,
+				// bolt one each): never below the one before.
+				if rec.ModRev < next.rev || (i == 0 && rec.ModRev == next.rev) {
 					return s, false
 				}
 				next.rev = rec.ModRev
