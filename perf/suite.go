@@ -78,6 +78,9 @@ type Config struct {
 	// peer); PeerLog, when set, receives the peers' logs.
 	EtcdPeer string
 	PeerLog  io.Writer
+	// EtcdEndpoints, when set, points the etcd peer at an existing etcd
+	// (the one a ctxd-on-etcd target uses) instead of an embedded one.
+	EtcdEndpoints []string
 
 	// Preload, when > 0, runs the request-loop scenarios again on a
 	// database filled to that many bytes (--preload; atscale.go), and
@@ -208,6 +211,9 @@ func (c Config) Validate() error {
 	}
 	if slices.Contains(c.Compare, PeerEtcd) && c.EtcdPeer == "" {
 		bad("the etcd peer needs the ctxd-etcd-peer command")
+	}
+	if len(c.EtcdEndpoints) > 0 && !slices.Contains(c.Compare, PeerEtcd) {
+		bad("etcd endpoints are for the etcd peer (--compare etcd)")
 	}
 	if c.Preload < 0 {
 		bad("preload must be >= 0")

@@ -103,6 +103,7 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	f.StringSliceVar(&cfg.Compare, "compare", nil, "compare with these `peers`: "+strings.Join(perf.PeerNames(), ", ")+" (nethttp, the HTTP floor, is always one); alone, runs only the comparison")
 	f.IntVar(&cfg.Rounds, "rounds", def.Rounds, "with --compare: rounds of each run on each server, in turn (medians are reported)")
 	f.IntVar(&cfg.CompareClients, "compare-clients", def.CompareClients, "with --compare: clients of the comparison's runs (besides one client)")
+	f.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "with --compare etcd: load this existing etcd (client `URLs`, the one a ctxd-on-etcd --target uses) instead of an embedded one")
 	f.StringVar(&pf.etcdPeer, "etcd-peer", "", "with --compare etcd: path of the "+etcdPeerCommand+" command (default: beside this binary, else on PATH)")
 	f.StringVar(&pf.preload, "preload", "", "also run the request-loop scenarios on a database filled to `SIZE` (e.g. 1GiB, 200MiB) by a direct bulk load, side by side with the fresh one, and time its open (cold page cache when root), its memory after, and a restart after a crash")
 	f.StringVar(&pf.out, "out", "perf-results", "results `folder`: each run writes into OUT/<time>/")
