@@ -162,8 +162,8 @@ func runOn(endpoints []string) error {
 // client is the load's etcd clients: worker w uses conns[w/clientsPerConn].
 type client struct {
 	endpoints []string
-	mu       sync.Mutex // over Connect and close
-	conns    []*clientv3.Client
+	mu        sync.Mutex // over Connect and close
+	conns     []*clientv3.Client
 	// snapshot is conns as the workers read it, without the lock.
 	snapshot atomic.Pointer[[]*clientv3.Client]
 }
