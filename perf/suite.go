@@ -55,6 +55,10 @@ type Config struct {
 	FanoutRate                int
 	FanoutWriters             int
 	FanoutBatch               bool
+	// FanoutTargets are more servers of the target's deployment (ctxd
+	// instances on the same etcd prefix): fanout's /v1/watch subscribers
+	// are spread over the target and them, its writes go to the target.
+	FanoutTargets []string
 	// DiskKeys keys get versions until each has the largest of
 	// DiskVersions; the sizes are taken at each of them.
 	DiskKeys     int
@@ -410,6 +414,9 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 	}
 	if target.URL == "" && target.Fresh == nil {
 		return nil, errors.New("perf: no target: give a URL or a way to start a server")
+	}
+	if target.URL == "" && len(cfg.FanoutTargets) > 0 {
+		return nil, errors.New("perf: fan-out targets are instances of the target's deployment: give the target's URL")
 	}
 	s := &suite{
 		cfg:    cfg,

@@ -95,6 +95,7 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	f.IntVar(&cfg.FanoutRate, "fanout-rate", def.FanoutRate, "writes per second during fanout")
 	f.IntVar(&cfg.FanoutWriters, "fanout-writers", def.FanoutWriters, "writer connections during fanout")
 	f.BoolVar(&cfg.FanoutBatch, "fanout-batch", def.FanoutBatch, "subscribe with batch=true (several changes per frame under load)")
+	f.StringSliceVar(&cfg.FanoutTargets, "fanout-targets", nil, "with --target: more instances of its deployment (`URLs`, ctxd on the same etcd prefix); fanout's subscribers are spread over the target and them, its writes go to the target")
 	f.IntVar(&cfg.DiskKeys, "disk-keys", def.DiskKeys, "keys of disk-growth")
 	f.IntSliceVar(&cfg.DiskVersions, "disk-versions", def.DiskVersions, "versions per key at which disk-growth takes the size")
 	f.IntSliceVar(&cfg.SnapshotKeys, "snapshot-keys", def.SnapshotKeys, "database sizes (keys) of snapshot")
