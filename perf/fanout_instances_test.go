@@ -6,7 +6,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 )
@@ -21,11 +20,7 @@ func TestFanoutOverInstances(t *testing.T) {
 	t.Cleanup(e.Close) // after the servers' cleanups: they run first
 	var urls []string
 	for range 3 {
-		srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
-			c.Store.Backend = configs.BackendEtcd
-			c.Etcd.Endpoints = []string{e.Endpoint}
-			c.Etcd.Prefix = etcdkit.Prefix(t.Name())
-		}))
+		srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, etcdkit.Prefix(t.Name())))
 		urls = append(urls, srv.URL)
 	}
 	cfg := tinyConfig()

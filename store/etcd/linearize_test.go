@@ -8,7 +8,6 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/stretchr/testify/require"
 
-	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/linearize"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
@@ -27,11 +26,7 @@ func cachedServers(t *testing.T, n int) ([]string, []*etcd.Store) {
 	var urls []string
 	var stores []*etcd.Store
 	for range n {
-		srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
-			c.Store.Backend = configs.BackendEtcd
-			c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
-			c.Etcd.Prefix = prefix
-		}))
+		srv := testkit.StartServer(t, testkit.WithEtcd(etcdkit.Shared(t).Endpoint, prefix))
 		st, ok := srv.Backend().(*etcd.Store)
 		require.True(t, ok, "the server's backend is %T", srv.Backend())
 		testkit.Eventually(t, func() bool { return st.ReadCache().Ready }, "the read cache filled")
