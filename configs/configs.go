@@ -112,6 +112,13 @@ type Etcd struct {
 	// RequestTimeout (etcd.request_timeout) bounds each request: a write
 	// not answered within it is outcome_unknown.
 	DialTimeout, RequestTimeout time.Duration
+	// ReadCache (etcd.read_cache, default true) serves reads from each
+	// instance's watch-fed cache of the prefix, linearizable; false reads
+	// etcd directly (store/etcd/DESIGN.md, "Reads").
+	ReadCache bool
+	// ReadCacheMaxBytes (etcd.read_cache_max_bytes) bounds the cache: a
+	// prefix that needs more is read from etcd directly.
+	ReadCacheMaxBytes int64
 }
 
 // WAL tunes the embedded store's write-ahead log and the committer that
@@ -347,7 +354,8 @@ func Defaults() Config {
 			MaxMessageBytes: 2 << 20, MaxClients: 10000, MaxLag: 10000,
 			RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
 		Store: Store{Backend: BackendBolt},
-		Etcd:  Etcd{Prefix: "/ctxd/", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second},
+		Etcd: Etcd{Prefix: "/ctxd/", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second,
+			ReadCache: true, ReadCacheMaxBytes: 1 << 30},
 		WAL: WAL{SegmentBytes: wal.DefaultSegmentSize, CommitInterval: bolt.DefaultCommitInterval,
 			CommitChanges: bolt.DefaultCommitChanges, DirectBytes: bolt.DefaultDirectBytes},
 	}
@@ -716,6 +724,8 @@ var settings = []setting{
 	},
 	durationSetting("etcd.dial_timeout", false, func(c *Config) *time.Duration { return &c.Etcd.DialTimeout }),
 	durationSetting("etcd.request_timeout", false, func(c *Config) *time.Duration { return &c.Etcd.RequestTimeout }),
+	boolSetting("etcd.read_cache", func(c *Config) *bool { return &c.Etcd.ReadCache }),
+	sizeSetting("etcd.read_cache_max_bytes", 1<<40, func(c *Config) *int64 { return &c.Etcd.ReadCacheMaxBytes }),
 	{
 		path: "wal.segment_bytes",
 		set: func(c *Config, v string) error {
@@ -771,6 +781,25 @@ func choiceSetting(path, what string, field func(*Config) *string, choices ...st
 			return nil
 		},
 		get: func(c *Config) string { return *field(c) },
+	}
+}
+
+// boolSetting is true or false.
+func boolSetting(path string, field func(*Config) *bool) setting {
+	return setting{
+		path: path,
+		set: func(c *Config, v string) error {
+			switch strings.ToLower(strings.TrimSpace(v)) {
+			case "true":
+				*field(c) = true
+			case "false":
+				*field(c) = false
+			default:
+				return fmt.Errorf("invalid boolean %q (use true or false)", v)
+			}
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatBool(*field(c)) },
 	}
 }
 

@@ -105,6 +105,7 @@ func TestEnvNames(t *testing.T) {
 		"CTXD_WEBSOCKET_RATE_LIMIT", "CTXD_WEBSOCKET_RATE_BURST", "CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED",
 		"CTXD_STORE_BACKEND", "CTXD_ETCD_ENDPOINTS", "CTXD_ETCD_PREFIX", "CTXD_ETCD_CA_FILE", "CTXD_ETCD_CERT_FILE",
 		"CTXD_ETCD_KEY_FILE", "CTXD_ETCD_USERNAME", "CTXD_ETCD_PASSWORD", "CTXD_ETCD_DIAL_TIMEOUT", "CTXD_ETCD_REQUEST_TIMEOUT",
+		"CTXD_ETCD_READ_CACHE", "CTXD_ETCD_READ_CACHE_MAX_BYTES",
 		"CTXD_WAL_SEGMENT_BYTES", "CTXD_WAL_COMMIT_INTERVAL", "CTXD_WAL_COMMIT_CHANGES", "CTXD_WAL_DIRECT_BYTES",
 	}, names)
 }
@@ -189,6 +190,7 @@ limits:
 				"CTXD_STORE_BACKEND=bolt", "CTXD_ETCD_ENDPOINTS=http://e1:2379, https://e2:2379/", "CTXD_ETCD_PREFIX=/team/",
 				"CTXD_ETCD_CA_FILE=/ca.pem", "CTXD_ETCD_CERT_FILE=/c.pem", "CTXD_ETCD_KEY_FILE=/k.pem",
 				"CTXD_ETCD_USERNAME=ctxd", "CTXD_ETCD_PASSWORD=s3cret", "CTXD_ETCD_DIAL_TIMEOUT=2s", "CTXD_ETCD_REQUEST_TIMEOUT=1s",
+				"CTXD_ETCD_READ_CACHE=false", "CTXD_ETCD_READ_CACHE_MAX_BYTES=64MiB",
 				"CTXD_WAL_SEGMENT_BYTES=64KiB", "CTXD_WAL_COMMIT_INTERVAL=1h", "CTXD_WAL_COMMIT_CHANGES=100000",
 				"CTXD_WAL_DIRECT_BYTES=8KiB",
 			},
@@ -211,7 +213,7 @@ limits:
 					Store: Store{Backend: BackendBolt},
 					Etcd: Etcd{Endpoints: []string{"http://e1:2379", "https://e2:2379"}, Prefix: "/team/", CAFile: "/ca.pem",
 						CertFile: "/c.pem", KeyFile: "/k.pem", Username: "ctxd", Password: "s3cret",
-						DialTimeout: 2 * time.Second, RequestTimeout: time.Second},
+						DialTimeout: 2 * time.Second, RequestTimeout: time.Second, ReadCache: false, ReadCacheMaxBytes: 64 << 20},
 					WAL: WAL{SegmentBytes: 64 << 10, CommitInterval: time.Hour, CommitChanges: 100000, DirectBytes: 8 << 10},
 				}
 			},
@@ -305,6 +307,8 @@ func TestErrors(t *testing.T) {
 		{name: "quota with a bad unit", flags: map[string]string{"storage.quota_bytes": "2GB"}, field: "storage.quota_bytes", want: `config: storage.quota_bytes (flag): invalid quota "2GB"`},
 		{name: "quota not a size", env: []string{"CTXD_STORAGE_QUOTA_BYTES=lots"}, field: "storage.quota_bytes", want: "env CTXD_STORAGE_QUOTA_BYTES"},
 		{name: "missing file", file: "-", want: "no such file"},
+		{name: "bad read cache switch", env: []string{"CTXD_ETCD_READ_CACHE=yes"}, field: "etcd.read_cache", want: `invalid boolean "yes" (use true or false)`},
+		{name: "read cache bound of 0", file: "etcd:\n  read_cache_max_bytes: 0\n", field: "etcd.read_cache_max_bytes", want: `must be > 0`},
 		{name: "bad backend", env: []string{"CTXD_STORE_BACKEND=redis"}, field: "store.backend", want: `invalid backend "redis" (use bolt or etcd)`},
 		{name: "etcd without endpoints", file: "store:\n  backend: etcd\n", field: "etcd.endpoints", want: "give at least one endpoint"},
 		{name: "bad etcd endpoint", flags: map[string]string{"etcd.endpoints": "http://a:2379,b:2379"}, field: "etcd.endpoints", want: `invalid endpoint "b:2379"`},

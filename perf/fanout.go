@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,12 +108,34 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 		wsURL = socketIOURL(ep.base)
 		sioAuth = map[string]string{"ns": nsFanout, "prefix": keyPrefix}
 	}
-	connectStart := time.Now()
-	subscribers, err := connectSubscribers(ctx, ep, wsURL, subs, sioAuth)
-	fr.ConnectSeconds = round6(time.Since(connectStart).Seconds())
-	if err != nil {
-		return err
+	// Subscribers spread over the target and the other instances of its
+	// deployment (Config.FanoutTargets), the first ones on the target.
+	wsURLs := []string{wsURL}
+	if protocol == protocolWatch {
+		for _, base := range s.cfg.FanoutTargets {
+			wsURLs = append(wsURLs, "ws"+strings.TrimPrefix(strings.TrimSuffix(base, "/"), "http")+"/v1/watch?"+q.Encode())
+		}
 	}
+	fr.Instances = len(wsURLs)
+	connectStart := time.Now()
+	var subscribers []*subscriber
+	for i, u := range wsURLs {
+		n := subs / len(wsURLs)
+		if i < subs%len(wsURLs) {
+			n++
+		}
+		more, err := connectSubscribers(ctx, ep, u, n, sioAuth)
+		subscribers = append(subscribers, more...)
+		if err != nil {
+			for _, sub := range subscribers {
+				if sub != nil {
+					_ = sub.conn.Close()
+				}
+			}
+			return err
+		}
+	}
+	fr.ConnectSeconds = round6(time.Since(connectStart).Seconds())
 	defer func() {
 		for _, sub := range subscribers {
 			_ = sub.conn.Close()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -234,6 +235,16 @@ func (s *suite) closePeers() {
 func (s *suite) startEtcdPeer(ctx context.Context) (peer, error) {
 	if s.cfg.EtcdPeer == "" {
 		return nil, fmt.Errorf("no etcd peer command (Config.EtcdPeer)")
+	}
+	if len(s.cfg.EtcdEndpoints) > 0 {
+		p, err := StartPeerProcess(ctx, s.cfg.EtcdPeer, []string{"--endpoints", strings.Join(s.cfg.EtcdEndpoints, ",")}, nil, s.cfg.PeerLog)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.prepare(ctx, s.cfg.ReadKeys, s.cfg.ValueSize); err != nil {
+			return nil, fmt.Errorf("write the read keys: %w (%v)", err, p.close())
+		}
+		return p, nil
 	}
 	parent := os.TempDir()
 	if d := s.report.Target.DataDir; d != "" {

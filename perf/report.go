@@ -208,6 +208,9 @@ type FanoutRun struct {
 	// (Socket.IO over WebSocket); empty in reports older than it (watch).
 	Protocol    string `json:"protocol"`
 	Subscribers int    `json:"subscribers"`
+	// Instances is how many servers the subscribers were spread over
+	// (the target and Config.FanoutTargets; 0 in older reports: 1).
+	Instances int `json:"instances,omitempty"`
 	// Rate is the offered rate of writes; WritesPerSec what was sustained.
 	Rate            int     `json:"rate"`
 	Batch           bool    `json:"batch"`

@@ -303,6 +303,9 @@ func TestConfigValidate(t *testing.T) {
 	require.ErrorContains(t, c.Validate(), `unknown peer "redis"`)
 	c.Compare = []string{PeerEtcd}
 	require.ErrorContains(t, c.Validate(), "ctxd-etcd-peer")
+	c.Compare, c.EtcdEndpoints = []string{PeerNetHTTP}, []string{"http://127.0.0.1:2379"}
+	require.ErrorContains(t, c.Validate(), "etcd endpoints are for the etcd peer")
+	c.EtcdEndpoints = nil
 	c.Compare, c.Rounds = []string{PeerNetHTTP}, 0
 	require.ErrorContains(t, c.Validate(), "rounds must be > 0")
 }

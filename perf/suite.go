@@ -55,6 +55,10 @@ type Config struct {
 	FanoutRate                int
 	FanoutWriters             int
 	FanoutBatch               bool
+	// FanoutTargets are more servers of the target's deployment (ctxd
+	// instances on the same etcd prefix): fanout's /v1/watch subscribers
+	// are spread over the target and them, its writes go to the target.
+	FanoutTargets []string
 	// DiskKeys keys get versions until each has the largest of
 	// DiskVersions; the sizes are taken at each of them.
 	DiskKeys     int
@@ -78,6 +82,9 @@ type Config struct {
 	// peer); PeerLog, when set, receives the peers' logs.
 	EtcdPeer string
 	PeerLog  io.Writer
+	// EtcdEndpoints, when set, points the etcd peer at an existing etcd
+	// (the one a ctxd-on-etcd target uses) instead of an embedded one.
+	EtcdEndpoints []string
 
 	// Preload, when > 0, runs the request-loop scenarios again on a
 	// database filled to that many bytes (--preload; atscale.go), and
@@ -208,6 +215,9 @@ func (c Config) Validate() error {
 	}
 	if slices.Contains(c.Compare, PeerEtcd) && c.EtcdPeer == "" {
 		bad("the etcd peer needs the ctxd-etcd-peer command")
+	}
+	if len(c.EtcdEndpoints) > 0 && !slices.Contains(c.Compare, PeerEtcd) {
+		bad("etcd endpoints are for the etcd peer (--compare etcd)")
 	}
 	if c.Preload < 0 {
 		bad("preload must be >= 0")
@@ -404,6 +414,9 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 	}
 	if target.URL == "" && target.Fresh == nil {
 		return nil, errors.New("perf: no target: give a URL or a way to start a server")
+	}
+	if target.URL == "" && len(cfg.FanoutTargets) > 0 {
+		return nil, errors.New("perf: fan-out targets are instances of the target's deployment: give the target's URL")
 	}
 	s := &suite{
 		cfg:    cfg,

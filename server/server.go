@@ -348,6 +348,7 @@ func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
 	st, err := etcd.Open(etcd.Options{
 		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password.Reveal(),
 		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
+		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes,
 	})
 	if err != nil {
 		return nil, err

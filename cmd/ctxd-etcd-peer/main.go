@@ -12,9 +12,16 @@
 // Usage:
 //
 //	ctxd-etcd-peer --data DIR
+//	ctxd-etcd-peer --endpoints URL[,URL...]
+//	ctxd-etcd-peer --data DIR --serve
 //
 // DIR is a fresh folder (ctxd perf makes it beside ctxd's data folder, on
-// the same file system); the process stops when its input ends.
+// the same file system); the process stops when its input ends. With
+// --endpoints the load goes to an existing etcd instead of an embedded one
+// (`ctxd perf --etcd-endpoints`: the etcd a ctxd-on-etcd target uses, so
+// that both are measured against the same cluster). --serve only runs
+// the embedded etcd, prints its client URL and waits for Ctrl-C: an etcd
+// to run ctxd instances and `ctxd perf --etcd-endpoints` on.
 package main
 
 import (
@@ -26,6 +33,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -56,14 +64,21 @@ func main() {
 
 func run() error {
 	dataDir := flag.String("data", "", "the data `folder` (fresh, created by the caller)")
+	endpoints := flag.String("endpoints", "", "load an existing etcd at these client `URLs` (comma-separated) instead of an embedded one")
+	serve := flag.Bool("serve", false, "only run the embedded etcd: print its client URL and wait for Ctrl-C")
 	logLevel := flag.String("log-level", "warn", "etcd's log `level` (debug, info, warn, error)")
 	flag.Parse()
-	if *dataDir == "" || flag.NArg() > 0 {
-		return errors.New("usage: ctxd-etcd-peer --data DIR")
+	if (*dataDir == "") == (*endpoints == "") || flag.NArg() > 0 || (*serve && *dataDir == "") {
+		return errors.New("usage: ctxd-etcd-peer --data DIR [--serve] | --endpoints URL[,URL...]")
 	}
-	// The parent stops this process by closing its input; a Ctrl-C in
-	// the terminal reaches the parent, which does so.
-	signal.Ignore(os.Interrupt, syscall.SIGTERM)
+	if *endpoints != "" {
+		return runOn(strings.Split(*endpoints, ","))
+	}
+	if !*serve {
+		// The parent stops this process by closing its input; a Ctrl-C in
+		// the terminal reaches the parent, which does so.
+		signal.Ignore(os.Interrupt, syscall.SIGTERM)
+	}
 
 	cfg := embed.NewConfig()
 	cfg.Dir = *dataDir
@@ -76,6 +91,12 @@ func run() error {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = local("0"), local("0")
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = local("0"), local("0")
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if *serve {
+		// ctxd's imports (perf's read keys) are one transaction of two
+		// etcd operations per key: above etcd's default of 128.
+		cfg.MaxTxnOps = 16384
+		cfg.MaxRequestBytes = 32 << 20
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("start etcd: %w", err)
@@ -89,7 +110,14 @@ func run() error {
 		return fmt.Errorf("etcd not ready after %s", startTimeout)
 	}
 	endpoint := "http://" + e.Clients[0].Addr().String()
-	c := &client{endpoint: endpoint}
+	if *serve {
+		fmt.Println(endpoint)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		<-ctx.Done()
+		return nil
+	}
+	c := &client{endpoints: []string{endpoint}}
 	defer c.close()
 	hello := perf.PeerInfo{
 		Name:    perf.PeerEtcd,
@@ -104,11 +132,38 @@ func run() error {
 	return perf.ServePeer(context.Background(), os.Stdin, os.Stdout, hello, c)
 }
 
+// runOn serves the load against an existing etcd.
+func runOn(endpoints []string) error {
+	signal.Ignore(os.Interrupt, syscall.SIGTERM)
+	c := &client{endpoints: endpoints}
+	defer c.close()
+	if err := c.Connect(1); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	st, err := c.conn(0).Status(ctx, endpoints[0])
+	cancel()
+	if err != nil {
+		return fmt.Errorf("etcd at %s: %w", endpoints[0], err)
+	}
+	hello := perf.PeerInfo{
+		Name:    perf.PeerEtcd,
+		About:   "an existing etcd (--etcd-endpoints), shared with the ctxd target",
+		Version: st.Version,
+		Durable: true,
+		Process: "remote",
+		Client: fmt.Sprintf("etcd's Go client (client/v3, gRPC) in the peer's process, one connection per %d clients; "+
+			"gets are linearizable (the client's default)", clientsPerConn),
+		URL: strings.Join(endpoints, ","),
+	}
+	return perf.ServePeer(context.Background(), os.Stdin, os.Stdout, hello, c)
+}
+
 // client is the load's etcd clients: worker w uses conns[w/clientsPerConn].
 type client struct {
-	endpoint string
-	mu       sync.Mutex // over Connect and close
-	conns    []*clientv3.Client
+	endpoints []string
+	mu        sync.Mutex // over Connect and close
+	conns     []*clientv3.Client
 	// snapshot is conns as the workers read it, without the lock.
 	snapshot atomic.Pointer[[]*clientv3.Client]
 }
@@ -123,7 +178,7 @@ func (c *client) Connect(n int) error {
 	}()
 	for len(c.conns) < (n+clientsPerConn-1)/clientsPerConn {
 		cli, err := clientv3.New(clientv3.Config{
-			Endpoints:   []string{c.endpoint},
+			Endpoints:   c.endpoints,
 			DialTimeout: 10 * time.Second,
 			Logger:      zap.NewNop(),
 		})
@@ -132,7 +187,7 @@ func (c *client) Connect(n int) error {
 		}
 		// The connection is made before the clock starts.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err = cli.Status(ctx, c.endpoint)
+		_, err = cli.Status(ctx, c.endpoints[0])
 		cancel()
 		if err != nil {
 			return errors.Join(fmt.Errorf("connect to etcd: %w", err), cli.Close())

@@ -49,6 +49,17 @@ func WithConfig(f func(*configs.Config)) ServerOption {
 	return func(s *serverSettings) { s.mutate = append(s.mutate, f) }
 }
 
+// WithEtcd runs the server on store.backend etcd, on the etcd at
+// endpoint under prefix (several servers on one prefix are instances of
+// one deployment).
+func WithEtcd(endpoint, prefix string) ServerOption {
+	return WithConfig(func(c *configs.Config) {
+		c.Store.Backend = configs.BackendEtcd
+		c.Etcd.Endpoints = []string{endpoint}
+		c.Etcd.Prefix = prefix
+	})
+}
+
 // WithServerOptions passes options to server.New.
 func WithServerOptions(opts ...server.Option) ServerOption {
 	return func(s *serverSettings) { s.opts = append(s.opts, opts...) }

@@ -221,9 +221,20 @@ func (s *Store) eachRevision(ctx context.Context, after, to uint64, fn func(revi
 // over at etcd's compaction when it fell behind it.
 func (s *Store) watch(ctx context.Context, from uint64) {
 	defer close(s.watchDone)
+	fillFailures := 0
 	for ctx.Err() == nil {
+		if s.cache != nil && s.cache.needsFill() && fillFailures < 3 {
+			// Before the watch starts, so that no event falls between
+			// the fill's revision and the watch (cache.go).
+			if err := s.cache.fill(ctx); err != nil {
+				fillFailures++
+				pause(ctx, 100*time.Millisecond)
+				continue
+			}
+		}
+		fillFailures = 0
 		mark, _ := s.Committed()
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wctx, cancel := context.WithCancel(watchContext(ctx))
 		wch := s.cli.Watch(wctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(max(mark, from))+1), clientv3.WithPrevKV())
 		for resp := range wch {
 			if resp.CompactRevision > 0 {
@@ -231,10 +242,16 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 				// followers behind it read the log and are told.
 				s.sawCompacted(uint64(resp.CompactRevision))
 				s.feed.restart(uint64(resp.CompactRevision) - 1)
+				if s.cache != nil {
+					s.cache.invalidate()
+				}
 				break
 			}
 			if resp.Err() != nil {
 				break
+			}
+			if s.cache != nil {
+				s.cache.apply(resp)
 			}
 			for _, rev := range s.byRevision(resp.Events) {
 				if len(rev.changes) > 0 {
@@ -243,13 +260,18 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 			}
 		}
 		cancel()
-		if ctx.Err() == nil {
-			// etcd unreachable or the watch cancelled: try again shortly.
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+		// etcd unreachable or the watch cancelled: try again shortly.
+		pause(ctx, 100*time.Millisecond)
+	}
+}
+
+// pause waits for d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 

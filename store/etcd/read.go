@@ -43,8 +43,19 @@ func record(ns, key string, kv *mvccpb.KeyValue) (ctxd.Record, error) {
 		ExpiresAt: env.expiresAt}, nil
 }
 
-// Get returns a key's current state: a linearizable etcd read.
+// Get returns a key's current state, linearizable: from the read cache
+// when it can serve, else an etcd read.
 func (s *Store) Get(ns, key string) (ctxd.Record, error) {
+	if err := s.checkKey(ns, key); err != nil {
+		return ctxd.Record{}, err
+	}
+	var r ctxd.Record
+	if served, err := s.cached(func(c *readCache) (ok bool, err error) {
+		r, ok, err = c.get(ns, key)
+		return ok, err
+	}); served || err != nil {
+		return r, err
+	}
 	return s.getAt(ns, key, 0)
 }
 
@@ -179,8 +190,15 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 	if err := ctxd.ValidateNamespace(ns); err != nil {
 		return ctxd.ListPage{}, err
 	}
+	var page ctxd.ListPage
+	if served, err := s.cached(func(c *readCache) (ok bool, err error) {
+		page, ok, err = c.list(ns, opts)
+		return ok, err
+	}); served || err != nil {
+		return page, err
+	}
 	limit := pageSize(opts.Limit)
-	page := ctxd.ListPage{Records: []ctxd.Record{}}
+	page = ctxd.ListPage{Records: []ctxd.Record{}}
 	err := s.read(func(ctx context.Context) error {
 		base := s.keys.nsLive(ns)
 		from := base + opts.Prefix
@@ -221,6 +239,12 @@ func (s *Store) Count(ns, prefix string) (uint64, error) {
 		return 0, err
 	}
 	var n uint64
+	if served, err := s.cached(func(c *readCache) (ok bool, err error) {
+		n, ok, err = c.count(ns, prefix)
+		return ok, err
+	}); served || err != nil {
+		return n, err
+	}
 	err := s.read(func(ctx context.Context) error {
 		from := s.keys.nsLive(ns) + prefix
 		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(prefixEnd(from)), clientv3.WithCountOnly())
@@ -237,6 +261,12 @@ func (s *Store) Count(ns, prefix string) (uint64, error) {
 // their counts, at the head.
 func (s *Store) Namespaces() ([]ctxd.Namespace, error) {
 	var out []ctxd.Namespace
+	if served, err := s.cached(func(c *readCache) (ok bool, err error) {
+		out, ok, err = c.namespaces()
+		return ok, err
+	}); served || err != nil {
+		return out, err
+	}
 	err := s.read(func(ctx context.Context) error {
 		var err error
 		out, err = s.namespacesAt(ctx, 0)

@@ -43,6 +43,14 @@ type Options struct {
 	// RingChanges is how many recent changes the instance keeps in memory
 	// for the change feed (default 8192).
 	RingChanges int
+	// DirectReads makes every read an etcd read. By default Get, List,
+	// Count and Namespaces are served, linearizable, from the instance's
+	// watch-fed read cache (cache.go, DESIGN.md).
+	DirectReads bool
+	// ReadCacheMaxBytes bounds the read cache (default
+	// DefaultReadCacheMaxBytes): a prefix that needs more is read from
+	// etcd directly.
+	ReadCacheMaxBytes int64
 }
 
 func (o Options) withDefaults() Options {
@@ -80,6 +88,8 @@ type Store struct {
 	watchDone chan struct{}
 
 	feed feed
+	// cache serves reads (nil with Options.DirectReads).
+	cache *readCache
 	// born is the revision the prefix was first opened at: it has no
 	// change at or below it.
 	born uint64
@@ -132,6 +142,9 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("etcd: read %s at %v: %w", opts.Prefix, opts.Endpoints, err)
 	}
 	s.feed.init(start, opts.RingChanges)
+	if !opts.DirectReads {
+		s.cache = newReadCache(s, opts.ReadCacheMaxBytes)
+	}
 	wctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.watch(wctx, start)

@@ -1,0 +1,530 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/btree"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/framework0/ctxd"
+)
+
+// The read cache: the instance's live keys in memory, filled by a paged
+// range read at one revision and kept current by the instance's one watch
+// (the feed's: no second watch). A read served from it is linearizable:
+// it first learns etcd's current revision with a count-only linearizable
+// read, shared by every read that arrived before that request was sent
+// (readBarrier), then waits until the cache has applied that revision
+// (from the watch's events, or a progress notification the instance asks
+// etcd for when the prefix had no event up to it). Kubernetes serves its
+// consistent reads from its watch cache the same way. See DESIGN.md,
+// "Reads: the watch-fed cache".
+
+const (
+	// cacheEntryOverhead is what the cache counts for an entry besides
+	// its key and envelope bytes: the entry, allocation rounding, its
+	// share of the B-tree's nodes (BenchmarkReadCacheMemory measures the
+	// heap against the count).
+	cacheEntryOverhead = 160
+	// cacheWait bounds how long a read waits for the cache to apply the
+	// revision it confirmed; past it the read goes to etcd directly (a
+	// watch that lags, or is restarting, never blocks reads).
+	cacheWait = time.Second
+	// progressEvery is how often a read that waits asks etcd for a
+	// progress notification (reads waiting together share the asks).
+	progressEvery = 20 * time.Millisecond
+	// fillPage is how many keys a fill reads from etcd at a time.
+	fillPage = 1000
+	// DefaultReadCacheMaxBytes bounds the cache when Options do not.
+	DefaultReadCacheMaxBytes = 1 << 30
+)
+
+// cacheEntry is one live key as etcd holds it: its envelope (immutable:
+// an update replaces the entry) and etcd's version and revisions.
+type cacheEntry struct {
+	key                 string
+	envelope            []byte
+	version, create, md int64
+}
+
+func (e *cacheEntry) size() int64 { return int64(len(e.key)+len(e.envelope)) + cacheEntryOverhead }
+
+func lessEntry(a, b *cacheEntry) bool { return a.key < b.key }
+
+// readCache is the instance's in-memory copy of its prefix's live keys.
+type readCache struct {
+	s        *Store
+	maxBytes int64
+
+	mu sync.RWMutex
+	// ready: filled since the last start or invalidation; while false,
+	// reads go to etcd.
+	ready bool
+	// rev is the revision the cache reflects: every event of the prefix
+	// up to it is applied.
+	rev     uint64
+	changed chan struct{} // closed when rev rises
+	nss     map[string]*btree.BTreeG[*cacheEntry]
+	bytes   int64
+	keys    int64
+	// disabled says why the cache gave up (over its memory bound): reads
+	// then all go to etcd, until the instance restarts.
+	disabled string
+
+	barrier       readBarrier
+	lastProgress  atomic.Int64 // UnixNano of the last progress request
+	hits, misses  atomic.Uint64
+	skipWait      atomic.Bool  // test only: serve without the revision wait
+	applyLagNanos atomic.Int64 // test only: hold each watch response back
+}
+
+func newReadCache(s *Store, maxBytes int64) *readCache {
+	if maxBytes <= 0 {
+		maxBytes = DefaultReadCacheMaxBytes
+	}
+	return &readCache{s: s, maxBytes: maxBytes, changed: make(chan struct{}), nss: map[string]*btree.BTreeG[*cacheEntry]{}}
+}
+
+// ReadCacheStats describe the read cache of an instance.
+type ReadCacheStats struct {
+	// Enabled is false when the instance reads etcd directly
+	// (Options.DirectReads) or the cache gave up (Disabled says why).
+	Enabled  bool
+	Disabled string
+	// Ready is true while the cache is filled and serving.
+	Ready bool
+	// Revision is the revision the cache reflects.
+	Revision uint64
+	// Keys and Bytes are what it holds; Bytes counts keys, values and a
+	// fixed overhead per entry, and stays under MaxBytes.
+	Keys, Bytes, MaxBytes int64
+	// Hits are reads served by the cache; Misses reads that went to etcd
+	// because the cache was not ready or did not catch up in time.
+	Hits, Misses uint64
+}
+
+// ReadCache reports the instance's read cache.
+func (s *Store) ReadCache() ReadCacheStats {
+	c := s.cache
+	if c == nil {
+		return ReadCacheStats{}
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return ReadCacheStats{Enabled: c.disabled == "", Disabled: c.disabled, Ready: c.ready, Revision: c.rev,
+		Keys: c.keys, Bytes: c.bytes, MaxBytes: c.maxBytes, Hits: c.hits.Load(), Misses: c.misses.Load()}
+}
+
+// needsFill reports whether the watch must fill the cache before it
+// watches again.
+func (c *readCache) needsFill() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return !c.ready && c.disabled == ""
+}
+
+// fill reads the prefix's live keys at one revision (the first page's),
+// a page at a time, and makes them the cache's content at that revision.
+// The watch calls it before watching, so no event can come between: the
+// watch starts at or below the fill's revision and the events up to it
+// are skipped.
+func (c *readCache) fill(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 4*c.s.opts.RequestTimeout)
+	defer cancel()
+	base := c.s.opts.Prefix + liveDir
+	end := prefixEnd(base)
+	nss := map[string]*btree.BTreeG[*cacheEntry]{}
+	var rev, bytes, keys int64
+	for from := base; ; {
+		resp, err := c.s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(fillPage), clientv3.WithRev(rev))
+		if err != nil {
+			return fmt.Errorf("fill the read cache: %w", err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			_, ns, key, ok := c.s.keys.parse(kv.Key)
+			if !ok {
+				continue
+			}
+			e := &cacheEntry{key: strings.Clone(key), envelope: kv.Value, version: kv.Version, create: kv.CreateRevision, md: kv.ModRevision}
+			t := nss[ns]
+			if t == nil {
+				t = btree.NewG(32, lessEntry)
+				nss[ns] = t
+			}
+			t.ReplaceOrInsert(e)
+			bytes += e.size()
+			keys++
+		}
+		if bytes > c.maxBytes {
+			c.mu.Lock()
+			c.giveUp(bytes)
+			c.mu.Unlock()
+			return nil
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nss, c.bytes, c.keys, c.ready = nss, bytes, keys, true
+	c.raise(uint64(rev))
+	return nil
+}
+
+// giveUp empties the cache for good: the prefix holds more than
+// maxBytes. c.mu is held.
+func (c *readCache) giveUp(bytes int64) {
+	c.disabled = fmt.Sprintf("the prefix needs more than %d bytes (%d counted): etcd.read_cache_max_bytes", c.maxBytes, bytes)
+	c.ready = false
+	c.nss, c.bytes, c.keys = map[string]*btree.BTreeG[*cacheEntry]{}, 0, 0
+}
+
+// invalidate stops serving until the next fill: the watch missed events
+// (compacted while it was away) or the instance's data was replaced (a
+// restore).
+func (c *readCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ready = false
+}
+
+// raise moves rev forward and wakes the reads that wait; c.mu is held.
+func (c *readCache) raise(rev uint64) {
+	if rev > c.rev {
+		c.rev = rev
+		close(c.changed)
+		c.changed = make(chan struct{})
+	}
+}
+
+// apply applies one watch response: its events, or the revision of a
+// progress notification (every event up to it was delivered before it).
+func (c *readCache) apply(resp clientv3.WatchResponse) {
+	if d := c.applyLagNanos.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ready {
+		return
+	}
+	if resp.IsProgressNotify() {
+		c.raise(uint64(resp.Header.Revision))
+		return
+	}
+	var last int64
+	for _, ev := range resp.Events {
+		last = max(last, ev.Kv.ModRevision)
+		if uint64(ev.Kv.ModRevision) <= c.rev {
+			continue // the fill read it already
+		}
+		dir, ns, key, ok := c.s.keys.parse(ev.Kv.Key)
+		if !ok || dir != liveDir {
+			continue
+		}
+		t := c.nss[ns]
+		if ev.Type == mvccpb.DELETE {
+			if t == nil {
+				continue
+			}
+			if old, found := t.Delete(&cacheEntry{key: key}); found {
+				c.bytes -= old.size()
+				c.keys--
+			}
+			if t.Len() == 0 {
+				delete(c.nss, ns)
+			}
+			continue
+		}
+		if t == nil {
+			t = btree.NewG(32, lessEntry)
+			c.nss[ns] = t
+		}
+		e := &cacheEntry{key: strings.Clone(key), envelope: ev.Kv.Value, version: ev.Kv.Version, create: ev.Kv.CreateRevision, md: ev.Kv.ModRevision}
+		if old, found := t.ReplaceOrInsert(e); found {
+			c.bytes -= old.size()
+		} else {
+			c.keys++
+		}
+		c.bytes += e.size()
+	}
+	if c.bytes > c.maxBytes {
+		c.giveUp(c.bytes)
+		return
+	}
+	if last > 0 {
+		c.raise(uint64(last))
+	}
+}
+
+// await returns once the cache holds every write acknowledged before it
+// was called (a linearizable point), or false when reads must go to
+// etcd: the cache is not ready or did not catch up within cacheWait.
+func (c *readCache) await() (bool, error) {
+	if !c.servable() {
+		return false, nil
+	}
+	if c.skipWait.Load() {
+		return true, nil
+	}
+	rev, err := c.barrier.confirm(c.currentRevision)
+	if err != nil {
+		return false, err
+	}
+	deadline := time.NewTimer(cacheWait)
+	defer deadline.Stop()
+	var tick <-chan time.Time
+	for {
+		c.mu.RLock()
+		ready, at, changed := c.ready, c.rev, c.changed
+		c.mu.RUnlock()
+		switch {
+		case !ready:
+			return false, nil
+		case at >= rev:
+			return true, nil
+		}
+		// The prefix may have had no event up to rev (other prefixes
+		// wrote): etcd's progress notification tells the watch it is
+		// current.
+		c.requestProgress()
+		if tick == nil {
+			t := time.NewTicker(progressEvery)
+			defer t.Stop()
+			tick = t.C
+		}
+		select {
+		case <-changed:
+		case <-tick:
+		case <-deadline.C:
+			return false, nil
+		}
+	}
+}
+
+func (c *readCache) servable() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.ready
+}
+
+// currentRevision is etcd's current revision: the header of a
+// linearizable count-only read of one key.
+func (c *readCache) currentRevision() (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := c.s.cli.Get(ctx, c.s.opts.Prefix+bornKey, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, readError(err)
+	}
+	return uint64(resp.Header.Revision), nil
+}
+
+// requestProgress asks etcd for a progress notification on the watch's
+// stream, at most once per progressEvery.
+func (c *readCache) requestProgress() {
+	now := time.Now().UnixNano()
+	last := c.lastProgress.Load()
+	if now-last < int64(progressEvery) || !c.lastProgress.CompareAndSwap(last, now) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(watchContext(context.Background()), c.s.opts.RequestTimeout)
+	defer cancel()
+	// An error leaves the read to wait for events or go to etcd.
+	_ = c.s.cli.RequestProgress(ctx)
+}
+
+// watchContext is the context of the instance's watch: a progress
+// request must carry the same metadata to reach the same gRPC stream.
+func watchContext(ctx context.Context) context.Context { return clientv3.WithRequireLeader(ctx) }
+
+// get serves a point read; ok is false when the caller must read etcd.
+func (c *readCache) get(ns, key string) (r ctxd.Record, ok bool, err error) {
+	if ok, err = c.await(); !ok || err != nil {
+		c.misses.Add(1)
+		return r, false, err
+	}
+	c.mu.RLock()
+	t := c.nss[ns]
+	var e *cacheEntry
+	found := false
+	if t != nil {
+		e, found = t.Get(&cacheEntry{key: key})
+	}
+	c.mu.RUnlock()
+	c.hits.Add(1)
+	if !found {
+		return r, true, fmt.Errorf("%s/%s: %w", ns, key, ctxd.ErrNotFound)
+	}
+	r, err = e.record(ns)
+	return r, true, err
+}
+
+func (e *cacheEntry) record(ns string) (ctxd.Record, error) {
+	env, err := decodeEnvelope(e.envelope)
+	if err != nil {
+		return ctxd.Record{}, fmt.Errorf("read %s/%s: %w", ns, e.key, err)
+	}
+	return ctxd.Record{Namespace: ns, Key: e.key, Value: env.value, Version: uint64(e.version),
+		CreateRev: uint64(e.create), ModRev: uint64(e.md), Who: env.who, UpdatedAt: env.time}, nil
+}
+
+// list serves a page of a namespace's keys, as List reads them from etcd.
+func (c *readCache) list(ns string, opts ctxd.ListOptions) (page ctxd.ListPage, ok bool, err error) {
+	if ok, err = c.await(); !ok || err != nil {
+		c.misses.Add(1)
+		return page, false, err
+	}
+	c.hits.Add(1)
+	limit := pageSize(opts.Limit)
+	page.Records = []ctxd.Record{}
+	from := opts.Prefix
+	if opts.After >= opts.Prefix {
+		from = opts.After + "\x00"
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t := c.nss[ns]
+	if t == nil {
+		return page, true, nil
+	}
+	t.AscendGreaterOrEqual(&cacheEntry{key: from}, func(e *cacheEntry) bool {
+		if !strings.HasPrefix(e.key, opts.Prefix) {
+			return false
+		}
+		if len(page.Records) == limit {
+			page.Next = page.Records[limit-1].Key
+			return false
+		}
+		var r ctxd.Record
+		if r, err = e.record(ns); err != nil {
+			return false
+		}
+		if opts.NoValues {
+			r.Value = nil
+		}
+		page.Records = append(page.Records, r)
+		return true
+	})
+	return page, true, err
+}
+
+// count serves Count.
+func (c *readCache) count(ns, prefix string) (n uint64, ok bool, err error) {
+	if ok, err = c.await(); !ok || err != nil {
+		c.misses.Add(1)
+		return 0, false, err
+	}
+	c.hits.Add(1)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t := c.nss[ns]
+	if t == nil {
+		return 0, true, nil
+	}
+	if prefix == "" {
+		return uint64(t.Len()), true, nil
+	}
+	t.AscendGreaterOrEqual(&cacheEntry{key: prefix}, func(e *cacheEntry) bool {
+		if !strings.HasPrefix(e.key, prefix) {
+			return false
+		}
+		n++
+		return true
+	})
+	return n, true, nil
+}
+
+// namespaces serves Namespaces.
+func (c *readCache) namespaces() (out []ctxd.Namespace, ok bool, err error) {
+	if ok, err = c.await(); !ok || err != nil {
+		c.misses.Add(1)
+		return nil, false, err
+	}
+	c.hits.Add(1)
+	c.mu.RLock()
+	for ns, t := range c.nss {
+		out = append(out, ctxd.Namespace{Name: ns, Keys: uint64(t.Len())})
+	}
+	_, hasDefault := c.nss[ctxd.DefaultNamespace]
+	c.mu.RUnlock()
+	if !hasDefault {
+		out = append(out, ctxd.Namespace{Name: ctxd.DefaultNamespace})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, true, nil
+}
+
+// readBarrier shares the revision confirmations of concurrent reads: a
+// read joins the next confirmation to be sent, never one already in
+// flight (that one may have been answered before the read began), so one
+// etcd request serves every read that arrived while the previous one was
+// out — as etcd batches its own ReadIndex requests.
+type readBarrier struct {
+	mu      sync.Mutex
+	running *readRound // the round in flight
+	next    *readRound // the round reads arriving now join
+}
+
+type readRound struct {
+	done    chan struct{}
+	started bool
+	rev     uint64
+	err     error
+}
+
+// confirm returns the revision of a request sent after confirm was
+// called. One of the reads waiting for a round sends its request.
+func (b *readBarrier) confirm(current func() (uint64, error)) (uint64, error) {
+	b.mu.Lock()
+	if b.next == nil {
+		b.next = &readRound{done: make(chan struct{})}
+	}
+	r := b.next
+	for !r.started {
+		if b.running == nil {
+			// Lead the round.
+			r.started, b.running, b.next = true, r, nil
+			b.mu.Unlock()
+			r.rev, r.err = current()
+			b.mu.Lock()
+			b.running = nil
+			b.mu.Unlock()
+			close(r.done)
+			return r.rev, r.err
+		}
+		running := b.running
+		b.mu.Unlock()
+		<-running.done
+		b.mu.Lock()
+	}
+	b.mu.Unlock()
+	<-r.done
+	return r.rev, r.err
+}
+
+// cached runs a read on the cache; served is false when the read must go
+// to etcd (no cache, or it cannot serve now). It refuses reads once the
+// store is closed, as etcd reads do.
+func (s *Store) cached(read func(c *readCache) (served bool, err error)) (served bool, err error) {
+	if s.cache == nil {
+		return false, nil
+	}
+	if err := s.enter(); err != nil {
+		return true, err
+	}
+	defer s.inflight.Done()
+	return read(s.cache)
+}
