@@ -47,11 +47,15 @@ const (
 )
 
 // cacheEntry is one live key as etcd holds it: its envelope (immutable:
-// an update replaces the entry) and etcd's version and revisions.
+// an update replaces the entry) and etcd's version and revisions; for a
+// key on a lease (an expiring key), the deadline its deadline record
+// holds now (a keepalive moves that record, not the envelope).
 type cacheEntry struct {
 	key                 string
 	envelope            []byte
 	version, create, md int64
+	lease               int64
+	deadline            time.Time
 }
 
 func (e *cacheEntry) size() int64 { return int64(len(e.key)+len(e.envelope)) + cacheEntryOverhead }
@@ -155,7 +159,7 @@ func (c *readCache) fill(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			e := &cacheEntry{key: strings.Clone(key), envelope: kv.Value, version: kv.Version, create: kv.CreateRevision, md: kv.ModRevision}
+			e := &cacheEntry{key: strings.Clone(key), envelope: kv.Value, version: kv.Version, create: kv.CreateRevision, md: kv.ModRevision, lease: kv.Lease}
 			t := nss[ns]
 			if t == nil {
 				t = btree.NewG(32, lessEntry)
@@ -176,11 +180,57 @@ func (c *readCache) fill(ctx context.Context) error {
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+	if err := c.fillDeadlines(ctx, nss, rev); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nss, c.bytes, c.keys, c.ready = nss, bytes, keys, true
 	c.raise(uint64(rev))
 	return nil
+}
+
+// fillDeadlines reads the prefix's deadline records at rev, a page at a
+// time, into the entries of the keys on a lease.
+func (c *readCache) fillDeadlines(ctx context.Context, nss map[string]*btree.BTreeG[*cacheEntry], rev int64) error {
+	base := c.s.opts.Prefix + deadDir
+	end := prefixEnd(base)
+	for from := base; ; {
+		resp, err := c.s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(fillPage), clientv3.WithRev(rev))
+		if err != nil {
+			return fmt.Errorf("fill the read cache: %w", err)
+		}
+		for _, kv := range resp.Kvs {
+			c.setDeadline(nss, kv, false)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// setDeadline records a deadline record's put (or, deleted, its removal)
+// in the entry of its key, replaced by a copy (entries are immutable:
+// reads hold them without the lock). A key not cached, or not on a lease,
+// has nothing to update.
+func (c *readCache) setDeadline(nss map[string]*btree.BTreeG[*cacheEntry], kv *mvccpb.KeyValue, deleted bool) {
+	dir, ns, key, ok := c.s.keys.parse(kv.Key)
+	if !ok || dir != deadDir || nss[ns] == nil {
+		return
+	}
+	old, found := nss[ns].Get(&cacheEntry{key: key})
+	if !found || old.lease == 0 {
+		return
+	}
+	e := *old
+	e.deadline = time.Time{}
+	if !deleted {
+		if d, err := decodeDeadline(kv.Value); err == nil {
+			e.deadline = d.at
+		}
+	}
+	nss[ns].ReplaceOrInsert(&e)
 }
 
 // giveUp empties the cache for good: the prefix holds more than
@@ -225,12 +275,19 @@ func (c *readCache) apply(resp clientv3.WatchResponse) {
 		return
 	}
 	var last int64
+	var deadlines []*clientv3.Event
 	for _, ev := range resp.Events {
 		last = max(last, ev.Kv.ModRevision)
 		if uint64(ev.Kv.ModRevision) <= c.rev {
 			continue // the fill read it already
 		}
 		dir, ns, key, ok := c.s.keys.parse(ev.Kv.Key)
+		if ok && dir == deadDir {
+			// After the keys: a put with a ttl writes its key and its
+			// deadline record in one revision, which one response holds.
+			deadlines = append(deadlines, ev)
+			continue
+		}
 		if !ok || dir != liveDir {
 			continue
 		}
@@ -252,13 +309,19 @@ func (c *readCache) apply(resp clientv3.WatchResponse) {
 			t = btree.NewG(32, lessEntry)
 			c.nss[ns] = t
 		}
-		e := &cacheEntry{key: strings.Clone(key), envelope: ev.Kv.Value, version: ev.Kv.Version, create: ev.Kv.CreateRevision, md: ev.Kv.ModRevision}
+		e := &cacheEntry{key: strings.Clone(key), envelope: ev.Kv.Value, version: ev.Kv.Version, create: ev.Kv.CreateRevision, md: ev.Kv.ModRevision, lease: ev.Kv.Lease}
 		if old, found := t.ReplaceOrInsert(e); found {
+			if old.lease == e.lease {
+				e.deadline = old.deadline // a patch keeps the lease and its deadline record
+			}
 			c.bytes -= old.size()
 		} else {
 			c.keys++
 		}
 		c.bytes += e.size()
+	}
+	for _, ev := range deadlines {
+		c.setDeadline(c.nss, ev.Kv, ev.Type == mvccpb.DELETE)
 	}
 	if c.bytes > c.maxBytes {
 		c.giveUp(c.bytes)
@@ -377,8 +440,12 @@ func (e *cacheEntry) record(ns string) (ctxd.Record, error) {
 	if err != nil {
 		return ctxd.Record{}, fmt.Errorf("read %s/%s: %w", ns, e.key, err)
 	}
-	return ctxd.Record{Namespace: ns, Key: e.key, Value: env.value, Version: uint64(e.version),
-		CreateRev: uint64(e.create), ModRev: uint64(e.md), Who: env.who, UpdatedAt: env.time}, nil
+	r := ctxd.Record{Namespace: ns, Key: e.key, Value: env.value, Version: uint64(e.version),
+		CreateRev: uint64(e.create), ModRev: uint64(e.md), Who: env.who, UpdatedAt: env.time, ExpiresAt: env.expiresAt}
+	if e.lease != 0 && !e.deadline.IsZero() {
+		r.ExpiresAt = e.deadline
+	}
+	return r, nil
 }
 
 // list serves a page of a namespace's keys, as List reads them from etcd.
