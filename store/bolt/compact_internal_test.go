@@ -247,3 +247,47 @@ func TestCompactionResumesBetweenChunks(t *testing.T) {
 	assert.Equal(t, inEffect, r.ModRev, "at the mark: the change in effect")
 	require.NoError(t, s.Check())
 }
+
+// A file written before meta/pruned existed (the schema 1 fixture of
+// package migrations, upgraded at open) has its whole log examined by
+// its first compaction, and only what is new by the next.
+func TestCompactionOfAnOlderFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctxd.db")
+	require.NoError(t, copyFile(path, filepath.Join("..", "..", "migrations", "testdata", "schema1.db")))
+	s, err := Open(path, Options{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
+	ctx := context.Background()
+	m := &historyModel{changes: map[uint64]modelChange{}}
+	require.NoError(t, s.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(migrations.BucketLog).ForEach(func(k, v []byte) error {
+			e, err := decodeChangeShared(binary.BigEndian.Uint64(k), v)
+			m.changes[e.Revision] = modelChange{ns: e.Namespace, key: e.Key, op: e.Op}
+			return err
+		})
+	}))
+	require.Len(t, m.changes, 7, "the fixture's history")
+	limit := s.Revision()
+	require.NoError(t, s.Compact(ctx, limit))
+	m.compact(limit, 1)
+	assert.Equal(t, m.revisions(), loggedRevisions(t, s))
+	assert.Equal(t, uint64(7), s.Stats().CompactExamined, "no record yet: the whole log")
+
+	r := putValue(t, s, "default", "app.config.debug", `true`)
+	m.changes[r.ModRev] = modelChange{ns: "default", key: "app.config.debug", op: ctxd.OpPut}
+	r = putValue(t, s, "default", "new", `1`)
+	m.changes[r.ModRev] = modelChange{ns: "default", key: "new", op: ctxd.OpPut}
+	require.NoError(t, s.Compact(ctx, r.ModRev))
+	m.compact(r.ModRev, 1)
+	assert.Equal(t, m.revisions(), loggedRevisions(t, s))
+	assert.Equal(t, uint64(7+3), s.Stats().CompactExamined, "then from the first compaction's limit on")
+	require.NoError(t, s.Check())
+}
+
+// putValue writes value to ns/key.
+func putValue(t *testing.T, s *Store, ns, key, value string) ctxd.Record {
+	t.Helper()
+	r, err := s.Put(context.Background(), ns, key, json.RawMessage(value), nil, "t")
+	require.NoError(t, err)
+	return r
+}
