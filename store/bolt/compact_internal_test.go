@@ -147,7 +147,7 @@ func TestRetentionExaminesOnlyWhatIsNew(t *testing.T) {
 	defer func() { require.NoError(t, s.Close()) }()
 	ctx := context.Background()
 	m := &historyModel{changes: map[uint64]modelChange{}}
-	writeHistory(t, s, m, 0, 20)
+	writeHistory(t, s, m, 0, 12)
 	require.Equal(t, m.revisions(), loggedRevisions(t, s), "the model matches the log before any compaction")
 
 	policy := store.RetentionPolicy{KeepVersions: 3, KeepRevisions: 200}
@@ -169,7 +169,7 @@ func TestRetentionExaminesOnlyWhatIsNew(t *testing.T) {
 	require.NoError(t, s.Close())
 	s, err = Open(path, Options{})
 	require.NoError(t, err)
-	writeHistory(t, s, m, 20, 3)
+	writeHistory(t, s, m, 12, 3)
 	limit2 := s.Revision() - policy.KeepRevisions
 	res, err := s.ApplyRetention(ctx, policy)
 	require.NoError(t, err)
@@ -180,7 +180,7 @@ func TestRetentionExaminesOnlyWhatIsNew(t *testing.T) {
 	assert.Equal(t, limit2, s.compacted.Load())
 
 	// Keeping fewer versions than the run before: the whole log.
-	writeHistory(t, s, m, 23, 1)
+	writeHistory(t, s, m, 15, 1)
 	limit3 := s.Revision() - policy.KeepRevisions
 	before := s.Stats().CompactExamined
 	_, err = s.CompactKeep(ctx, limit3, 2)
@@ -202,12 +202,12 @@ func TestCompactionResumesBetweenChunks(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 	m := &historyModel{changes: map[uint64]modelChange{}}
-	writeHistory(t, s, m, 0, 10)
+	writeHistory(t, s, m, 0, 5)
 	limit1 := s.Revision() - 50
 	require.NoError(t, s.Compact(ctx, limit1))
 	m.compact(limit1, 1)
 	require.Equal(t, m.revisions(), loggedRevisions(t, s))
-	writeHistory(t, s, m, 10, 20)
+	writeHistory(t, s, m, 5, 15)
 	require.NoError(t, s.Close())
 
 	// Stopped after the first chunk of the second compaction.
