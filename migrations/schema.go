@@ -44,6 +44,19 @@ var (
 	// (since schema 4): each write-ahead log record carries them, and the
 	// replay at open refuses a record of another store's log.
 	KeyStoreID = []byte("store_id")
+	// KeyPruned records the last compaction that finished: revision P and
+	// keep K (8 bytes each, big-endian): below P, each key's history holds
+	// at most its K newest changes at or below P. The next compaction with
+	// a keep of K or more examines only the log from P on (absent: from
+	// the log's start). Any binary may compact without updating it: a
+	// compaction only removes history, which keeps the record true.
+	KeyPruned = []byte("pruned")
+	// KeyPruning records a compaction under way: its limit, its keep, the
+	// revision it examines the log from and the next one it examines (8
+	// bytes each, big-endian), written with the compaction mark and in
+	// each chunk's transaction, so a compaction interrupted by a crash
+	// resumes where it stopped when it is asked again.
+	KeyPruning = []byte("pruning")
 )
 
 const (

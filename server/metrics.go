@@ -113,6 +113,7 @@ var (
 	descPending    = prometheus.NewDesc("ctxd_store_pending_changes", "Acknowledged changes (durable in the write-ahead log) not yet applied to the database file.", nil, nil)
 	descCompactRun = prometheus.NewDesc("ctxd_compactions_total", "History compactions run.", nil, nil)
 	descCompacted2 = prometheus.NewDesc("ctxd_compaction_removed_changes_total", "Changes removed from history by compaction.", nil, nil)
+	descExamined   = prometheus.NewDesc("ctxd_compaction_examined_changes_total", "Log entries compactions examined (each run examines what was written since the last one).", nil, nil)
 	descDefrags    = prometheus.NewDesc("ctxd_defrags_total", "Online defragmentations.", nil, nil)
 	descDefragWait = prometheus.NewDesc("ctxd_defrag_last_pause_seconds", "How long writes waited during the last defragmentation.", nil, nil)
 	descSnapshots  = prometheus.NewDesc("ctxd_snapshots_stored", "Snapshots kept in the snapshots folder.", nil, nil)
@@ -125,7 +126,7 @@ var (
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	describe(ch, descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
 		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descApplies, descApplied, descApplyTime,
-		descPageWrite, descPending, descCompactRun, descCompacted2, descDefrags, descDefragWait, descSnapshots,
+		descPageWrite, descPending, descCompactRun, descCompacted2, descExamined, descDefrags, descDefragWait, descSnapshots,
 		descQuota, descUsed, descExceeded, descRefused)
 }
 
@@ -159,6 +160,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descPending, float64(ws.Pending))
 	counter(descCompactRun, float64(ws.Compactions))
 	counter(descCompacted2, float64(ws.Compacted))
+	counter(descExamined, float64(ws.CompactExamined))
 	counter(descDefrags, float64(ws.Defrags))
 	gauge(descDefragWait, ws.LastDefragPause.Seconds())
 	counter(descRefused, float64(ws.QuotaRefused))

@@ -249,8 +249,11 @@ type Stats struct {
 	// Compactions and Compacted count compaction runs and the changes they
 	// removed; Defrags and LastDefragPause the online defragmentations.
 	Compactions, Compacted uint64
-	Defrags                uint64
-	LastDefragPause        time.Duration
+	// CompactExamined counts the log entries compactions examined: each
+	// run examines what was written since the last one, not all history.
+	CompactExamined uint64
+	Defrags         uint64
+	LastDefragPause time.Duration
 	// QuotaRefused counts the writes refused by the storage quota.
 	QuotaRefused uint64
 }

@@ -32,6 +32,11 @@ func (s *Store) Compact(ctx context.Context, rev uint64) error {
 
 // CompactKeep is Compact that keeps, below rev, the keep newest changes of
 // each key at or below rev (at least the one in effect at rev).
+//
+// It examines only the log from the last finished compaction's revision on
+// (meta/pruned), when that one kept no more than keep changes per key:
+// below it, only the keys changed since can hold too many. A compaction
+// asked at the mark of one a crash interrupted resumes it (meta/pruning).
 func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.CompactResult, error) {
 	if rev == 0 {
 		return ctxd.CompactResult{}, ctxd.Invalidf("compact revision must be at least 1")
@@ -45,7 +50,7 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.Com
 	s.maint.Lock()
 	defer s.maint.Unlock()
 	res := ctxd.CompactResult{Revision: max(rev, s.compacted.Load())}
-	if rev <= s.compacted.Load() {
+	if rev < s.compacted.Load() {
 		return res, nil
 	}
 	// Compaction works on bbolt alone: let it hold every change up to rev.
@@ -53,36 +58,77 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.Com
 		return res, fmt.Errorf("compact: %w", err)
 	}
 	gen := s.generation.Load()
-	// Raise the mark first, so no reader is answered from half-compacted history.
-	err := s.update(gen, func(tx *bbolt.Tx) error {
-		return tx.Bucket(migrations.BucketMeta).Put(migrations.KeyCompacted, encodeRevision(rev))
-	})
+	var p compactPass
+	if rev == s.compacted.Load() {
+		// Asked again: resume the pass a crash interrupted, if it was this
+		// one; else it is done.
+		var resume bool
+		if err := s.view(func(tx *bbolt.Tx) error {
+			p, resume = decodePass(tx.Bucket(migrations.BucketMeta).Get(migrations.KeyPruning))
+			return nil
+		}); err != nil {
+			return res, fmt.Errorf("compact: %w", err)
+		}
+		if !resume || p.limit != rev {
+			return res, nil
+		}
+	}
+	// Raise the mark first, so no reader is answered from half-compacted
+	// history, and record the pass in the same transaction.
+	var err error
+	if p.limit != rev {
+		err = s.update(gen, func(tx *bbolt.Tx) error {
+			meta := tx.Bucket(migrations.BucketMeta)
+			p = compactPass{limit: rev, keep: uint64(keep)}
+			if v := meta.Get(migrations.KeyPruned); len(v) == 16 {
+				done, doneKeep := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+				if doneKeep <= p.keep && done <= rev {
+					p.start = done
+				}
+			}
+			p.next = p.start
+			if err := meta.Put(migrations.KeyCompacted, encodeRevision(rev)); err != nil {
+				return err
+			}
+			return meta.Put(migrations.KeyPruning, p.encode())
+		})
+	}
 	if err != nil {
 		return res, fmt.Errorf("compact: %w", err)
 	}
 	s.compacted.Store(rev)
-	var from uint64
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("compact: %w", err)
 		}
 		var done bool
-		var removed int
+		var removed, examined int
 		err := s.update(gen, func(tx *bbolt.Tx) error {
+			chunk := p
 			var err error
-			from, removed, done, err = compactChunkBelow(tx, from, rev, keep)
-			return err
+			if removed, examined, done, err = chunk.run(tx); err != nil {
+				return err
+			}
+			if err := chunk.record(tx, done); err != nil {
+				return err
+			}
+			p = chunk
+			return nil
 		})
 		if err != nil {
 			return res, fmt.Errorf("compact: %w", err)
 		}
 		res.Removed += removed
 		s.stats.compacted.Add(uint64(removed))
+		s.stats.compactExamined.Add(uint64(examined))
 		if done {
 			s.stats.compactions.Add(1)
 			return res, nil
 		}
 		failpoint.Hit(failpoint.CompactBetweenChunks)
+		if s.afterCompactChunk != nil {
+			s.afterCompactChunk()
+		}
 	}
 }
 
@@ -107,45 +153,93 @@ func (s *Store) update(gen uint64, fn func(tx *bbolt.Tx) error) error {
 	return err
 }
 
-// compactChunkBelow removes, from revision from upward and below limit,
-// every log entry that is not among the keep newest changes of its key at
-// or below limit. A delete that is its key's newest change is removed too
-// when keep is 1: the key did not exist at limit.
-func compactChunkBelow(tx *bbolt.Tx, from, limit uint64, keep int) (next uint64, removed int, done bool, err error) {
-	logc := tx.Bucket(migrations.BucketLog).Cursor()
-	n := 0
-	k, v := logc.Seek(encodeRevision(from))
-	for ; k != nil; k, v = logc.Seek(encodeRevision(from)) {
+// compactPass is one compaction: changes below limit that are not among
+// the keep newest of their key at or below limit go. Below start, each
+// key already holds at most keep changes, so only the log from start on
+// is examined: each change there is judged, and the key of the newest
+// one examined has its changes below start judged too. next is the next
+// log revision to examine.
+type compactPass struct {
+	limit, keep, start, next uint64
+}
+
+func (p compactPass) encode() []byte {
+	b := make([]byte, 0, 32)
+	for _, v := range []uint64{p.limit, p.keep, p.start, p.next} {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+// decodePass reads a meta/pruning record; ok is false when there is none.
+func decodePass(v []byte) (p compactPass, ok bool) {
+	if len(v) != 32 {
+		return compactPass{}, false
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(v[8*i:]) }
+	return compactPass{limit: u(0), keep: u(1), start: u(2), next: u(3)}, u(1) > 0
+}
+
+// record writes where the pass stands in the transaction of its chunk: the
+// next revision to examine, or, when done, the pass as the last finished
+// one.
+func (p compactPass) record(tx *bbolt.Tx, done bool) error {
+	meta := tx.Bucket(migrations.BucketMeta)
+	if !done {
+		return meta.Put(migrations.KeyPruning, p.encode())
+	}
+	if err := meta.Delete(migrations.KeyPruning); err != nil {
+		return err
+	}
+	return meta.Put(migrations.KeyPruned, binary.BigEndian.AppendUint64(encodeRevision(p.limit), p.keep))
+}
+
+// run examines up to compactChunk log entries from p.next, removing what
+// the pass removes, and moves p.next past them.
+func (p *compactPass) run(tx *bbolt.Tx) (removed, examined int, done bool, err error) {
+	log := tx.Bucket(migrations.BucketLog)
+	logc := log.Cursor()
+	keep := int(p.keep)
+	for k, v := logc.Seek(encodeRevision(p.next)); k != nil; k, v = logc.Seek(encodeRevision(p.next)) {
 		rev := binary.BigEndian.Uint64(k)
-		if rev >= limit {
-			return rev, removed, true, nil
+		if rev > p.limit {
+			return removed, examined, true, nil
 		}
-		if n == compactChunk {
-			return rev, removed, false, nil
+		if examined == compactChunk {
+			return removed, examined, false, nil
 		}
-		n++
-		from = rev + 1
-		e, err := decodeChange(rev, v)
+		examined++
+		p.next = rev + 1
+		e, err := decodeChangeShared(rev, v)
 		if err != nil {
-			return 0, removed, false, fmt.Errorf("log revision %d: %w", rev, err)
+			return removed, examined, false, fmt.Errorf("log revision %d: %w", rev, err)
 		}
 		hist := tx.Bucket(migrations.HistBucket(e.Namespace))
 		if hist == nil {
-			return 0, removed, false, fmt.Errorf("log revision %d: namespace %s has no history bucket: %w", rev, e.Namespace, errCorrupt)
+			return removed, examined, false, fmt.Errorf("log revision %d: namespace %s has no history bucket: %w", rev, e.Namespace, errCorrupt)
 		}
-		newer := newerChanges(hist, e.Key, rev, limit, keep)
-		if newer < keep-1 || (newer == keep-1 && !(keep == 1 && e.Op == ctxd.OpDelete)) {
+		newer := newerChanges(hist, e.Key, rev, p.limit, keep)
+		if newer == 0 && p.start > 0 {
+			n, err := pruneBelow(log, hist, e.Key, p.start, p.limit, keep)
+			if err != nil {
+				return removed, examined, false, err
+			}
+			removed += n
+		}
+		// A delete that is its key's newest change goes when keep is 1: the
+		// key did not exist at limit.
+		if rev == p.limit || newer < keep-1 || (newer == keep-1 && !(keep == 1 && e.Op == ctxd.OpDelete)) {
 			continue
 		}
-		if err := logc.Delete(); err != nil {
-			return 0, removed, false, err
+		if err := log.Delete(k); err != nil {
+			return removed, examined, false, err
 		}
 		if err := hist.Delete(histKey(e.Key, rev)); err != nil {
-			return 0, removed, false, err
+			return removed, examined, false, err
 		}
 		removed++
 	}
-	return from, removed, true, nil
+	return removed, examined, true, nil
 }
 
 // newerChanges counts, up to keep, the changes of key after rev and at or
@@ -155,12 +249,55 @@ func newerChanges(hist *bbolt.Bucket, key string, rev, limit uint64, keep int) i
 	prefix := histPrefix(key)
 	n := 0
 	for k, _ := c.Seek(histKey(key, rev+1)); k != nil && n < keep; k, _ = c.Next() {
-		if !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 || binary.BigEndian.Uint64(k[len(prefix):]) > limit {
+		if !isHistOf(k, prefix) || binary.BigEndian.Uint64(k[len(prefix):]) > limit {
 			break
 		}
 		n++
 	}
 	return n
+}
+
+// pruneBelow removes the changes of key below start that are not among its
+// keep newest at or below limit, and returns how many it removed. They are
+// few: a finished compaction left at most keep below start.
+func pruneBelow(log, hist *bbolt.Bucket, key string, start, limit uint64, keep int) (int, error) {
+	prefix := histPrefix(key)
+	c := hist.Cursor()
+	// The key's changes from start to limit, up to keep.
+	above := 0
+	first, _ := c.Seek(histKey(key, start))
+	for k := first; k != nil && above < keep && isHistOf(k, prefix) && binary.BigEndian.Uint64(k[len(prefix):]) <= limit; k, _ = c.Next() {
+		above++
+	}
+	// The changes below start, newest first: the i-th has above+i newer.
+	k, _ := c.Seek(histKey(key, start))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	var doomed []uint64
+	for i := 0; k != nil && isHistOf(k, prefix); k, _ = c.Prev() {
+		if above+i >= keep {
+			doomed = append(doomed, binary.BigEndian.Uint64(k[len(prefix):]))
+		}
+		i++
+	}
+	for _, rev := range doomed {
+		if err := log.Delete(encodeRevision(rev)); err != nil {
+			return 0, err
+		}
+		if err := hist.Delete(histKey(key, rev)); err != nil {
+			return 0, err
+		}
+	}
+	return len(doomed), nil
+}
+
+// isHistOf reports whether k is a history index key of the key whose
+// prefix (histPrefix) is prefix.
+func isHistOf(k, prefix []byte) bool {
+	return len(k) == len(prefix)+8 && bytes.HasPrefix(k, prefix)
 }
 
 // ApplyRetention compacts history as policy allows.

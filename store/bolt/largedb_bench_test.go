@@ -13,11 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/perf"
+	"github.com/framework0/ctxd/store"
 )
 
 // BenchmarkLargeDatabase is the measurement behind the freelist choice
@@ -38,21 +40,8 @@ import (
 // CTXD_BENCH_LARGE_DB keeps the built databases between runs (default: a
 // temp folder, 64 MiB).
 func BenchmarkLargeDatabase(b *testing.B) {
-	size := int64(64 << 20)
-	if v := os.Getenv("CTXD_BENCH_LARGE_BYTES"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			b.Fatalf("CTXD_BENCH_LARGE_BYTES: %v", err)
-		}
-		size = n
-	}
-	base := os.Getenv("CTXD_BENCH_LARGE_DB")
-	if base == "" {
-		base = b.TempDir()
-	}
-	whole := filepath.Join(base, "ctxd.db")
-	keys := buildLargeDatabase(b, whole, size)
-	fragmented := filepath.Join(base, "fragmented", "ctxd.db")
+	whole, keys := largeDatabase(b)
+	fragmented := filepath.Join(filepath.Dir(whole), "fragmented", "ctxd.db")
 	buildFragmented(b, whole, fragmented)
 	for _, layout := range []struct{ name, path string }{{"whole", whole}, {"fragmented", fragmented}} {
 		for _, mode := range []struct {
@@ -172,6 +161,28 @@ func buildFragmented(b *testing.B, src, path string) {
 	}
 }
 
+// largeDatabase returns the path of the database of
+// CTXD_BENCH_LARGE_BYTES bytes (64 MiB by default) in the folder
+// CTXD_BENCH_LARGE_DB (a temp folder by default), built unless it is
+// there already, and its keys per namespace.
+func largeDatabase(b *testing.B) (path string, keys int64) {
+	b.Helper()
+	size := int64(64 << 20)
+	if v := os.Getenv("CTXD_BENCH_LARGE_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatalf("CTXD_BENCH_LARGE_BYTES: %v", err)
+		}
+		size = n
+	}
+	base := os.Getenv("CTXD_BENCH_LARGE_DB")
+	if base == "" {
+		base = b.TempDir()
+	}
+	path = filepath.Join(base, "ctxd.db")
+	return path, buildLargeDatabase(b, path, size)
+}
+
 // readFile reads the file at path once, so that the page cache holds it.
 func readFile(path string) error {
 	f, err := os.Open(path)
@@ -289,4 +300,101 @@ func rssFileOf(t testing.TB) int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkRetentionAtScale measures what a retention run reads on the
+// large database (DESIGN.md, "Compaction"): on a copy, the first run
+// after open (which examines the whole log: the cost every run had
+// before meta/pruned), then, after a restart and b.N random overwrites,
+// the next run: log entries examined, time, and the file's pages the
+// process mapped during each run (RssFile), the page cache dropped first
+// when root. Same environment variables as BenchmarkLargeDatabase:
+//
+//	CTXD_BENCH_LARGE_DB=/tmp/ctxd-layout-1g CTXD_BENCH_LARGE_BYTES=1073741824 \
+//	  go test ./store/bolt/ -run '^$' -bench RetentionAtScale -benchtime 2000x
+func BenchmarkRetentionAtScale(b *testing.B) {
+	src, keys := largeDatabase(b)
+	path := filepath.Join(b.TempDir(), "ctxd.db")
+	if err := copyFile(path, src); err != nil {
+		b.Fatal(err)
+	}
+	policy := store.RetentionPolicy{KeepVersions: 10, KeepRevisions: 10000}
+	run := func(s *Store, name string) {
+		dropCaches(b)
+		rss0, examined0, start := rssFileOf(b), s.Stats().CompactExamined, time.Now()
+		if _, err := s.ApplyRetention(context.Background(), policy); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), name+"-s")
+		b.ReportMetric(float64(rssFileOf(b)-rss0)/(1<<20), name+"-rssfile-MiB")
+		b.ReportMetric(float64(s.Stats().CompactExamined-examined0), name+"-examined")
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	run(s, "first")
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if s, err = Open(path, Options{}); err != nil {
+		b.Fatal(err)
+	}
+	overwriteRandom(b, s, keys, b.N, 64)
+	run(s, "next")
+	b.StopTimer()
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkGetAtScale is the store's side of `ctxd perf`'s at-scale
+// read-throughput (DESIGN.md, "Reads on a large database"): Gets of random
+// keys among 10,000 of 256-byte values written after the preload, by 64
+// goroutines, on a fresh database and on a copy of the large one. Compare
+// the two in one run; profile one with -cpuprofile and -bench
+// 'GetAtScale/large'. Same environment variables as
+// BenchmarkLargeDatabase.
+func BenchmarkGetAtScale(b *testing.B) {
+	src, _ := largeDatabase(b)
+	for _, name := range []string{"fresh", "large"} {
+		b.Run(name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "ctxd.db")
+			if name == "large" {
+				if err := copyFile(path, src); err != nil {
+					b.Fatal(err)
+				}
+			}
+			s, err := Open(path, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			const keys = 10000
+			value := json.RawMessage(`"` + strings.Repeat("r", 254) + `"`)
+			writes := make([]ctxd.Write, 0, keys)
+			for i := range keys {
+				writes = append(writes, ctxd.Write{Namespace: "perf-read", Key: fmt.Sprintf("key-%06d", i), Op: ctxd.OpPut, Value: value, Who: "bench"})
+			}
+			if _, err := s.Import(context.Background(), writes); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.checkpoint(); err != nil {
+				b.Fatal(err)
+			}
+			b.SetParallelism(32)
+			b.ResetTimer()
+			var seed atomic.Uint64
+			b.RunParallel(func(pb *testing.PB) {
+				rng := rand.New(rand.NewPCG(seed.Add(1), 3))
+				for pb.Next() {
+					if _, err := s.Get("perf-read", fmt.Sprintf("key-%06d", rng.IntN(keys))); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -56,6 +56,11 @@ type Options struct {
 	// freelist is how bbolt keeps its freelist: the store's choice unless
 	// a measurement sets another (largedb_bench_test.go).
 	freelist freelistMode
+	// afterCompactChunk, when set, is called after each committed chunk
+	// of a compaction but the last, where the compact-between-chunks
+	// failpoint is: a test stops a compaction there
+	// (compact_internal_test.go).
+	afterCompactChunk func()
 }
 
 // The defaults of Options, chosen by measurement (DESIGN.md); the server's

@@ -102,12 +102,15 @@ type Store struct {
 		applies, applied           atomic.Uint64
 		applyNanos                 atomic.Int64
 		compactions, compacted     atomic.Uint64
+		compactExamined            atomic.Uint64
 		defrags                    atomic.Uint64
 		defragPauseNanos           atomic.Int64
 		quotaRefused               atomic.Uint64
 	}
 	onCommit func(store.CommitInfo)
 	recovery Recovery
+	// afterCompactChunk is Options.afterCompactChunk.
+	afterCompactChunk func()
 
 	// id is the database's store id (meta/store_id), in every log record.
 	id []byte
@@ -215,6 +218,8 @@ func Open(path string, opts Options) (*Store, error) {
 		onCommit:       opts.OnCommit,
 		ttl:            newDeadlines(),
 		expirerDone:    make(chan struct{}),
+
+		afterCompactChunk: opts.afterCompactChunk,
 	}
 	if err := s.load(); err != nil {
 		db.Close()
@@ -564,6 +569,7 @@ func (s *Store) Stats() store.Stats {
 		Pending:         uint64(s.ov.size.Load()),
 		Compactions:     s.stats.compactions.Load(),
 		Compacted:       s.stats.compacted.Load(),
+		CompactExamined: s.stats.compactExamined.Load(),
 		Defrags:         s.stats.defrags.Load(),
 		LastDefragPause: time.Duration(s.stats.defragPauseNanos.Load()),
 		QuotaRefused:    s.stats.quotaRefused.Load(),
