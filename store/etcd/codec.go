@@ -62,18 +62,19 @@ func decodeEnvelope(b []byte) (envelope, error) {
 	return e, nil
 }
 
-// keys builds and parses etcd keys under one prefix.
-type keys struct{ prefix string }
+// dataKeys builds and parses the etcd keys of one generation's data,
+// under its data prefix (generation.go).
+type dataKeys struct{ prefix string }
 
-func (k keys) live(ns, key string) string { return k.prefix + liveDir + ns + "/" + key }
-func (k keys) tomb(ns, key string) string { return k.prefix + tombDir + ns + "/" + key }
+func (k dataKeys) live(ns, key string) string { return k.prefix + liveDir + ns + "/" + key }
+func (k dataKeys) tomb(ns, key string) string { return k.prefix + tombDir + ns + "/" + key }
 
 // nsLive is the range of a namespace's live keys.
-func (k keys) nsLive(ns string) string { return k.prefix + liveDir + ns + "/" }
+func (k dataKeys) nsLive(ns string) string { return k.prefix + liveDir + ns + "/" }
 
 // parse splits an etcd key into its directory (liveDir or tombDir), the
 // namespace and the key; ok is false for a key ctxd did not write.
-func (k keys) parse(etcdKey []byte) (dir, ns, key string, ok bool) {
+func (k dataKeys) parse(etcdKey []byte) (dir, ns, key string, ok bool) {
 	s, found := strings.CutPrefix(string(etcdKey), k.prefix)
 	if !found || len(s) < 2 {
 		return "", "", "", false

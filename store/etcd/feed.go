@@ -154,6 +154,9 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 	// The prefix has no change at or below its birth: after it, history
 	// is whole from the start, whatever etcd compacted below it.
 	after = max(after, s.born)
+	if err := s.restoredError(after); err != nil {
+		return nil, err
+	}
 	if c := s.compacted.Load(); c > 0 && after+1 < c {
 		return nil, &ctxd.CompactedError{Requested: after, Compacted: c}
 	}
@@ -240,6 +243,9 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 				if len(rev.changes) > 0 {
 					s.feed.push(rev.rev, rev.changes)
 				}
+				if rev.gen != nil {
+					s.switchGeneration(rev.gen)
+				}
 			}
 		}
 		cancel()
@@ -257,21 +263,36 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 type revisionChanges struct {
 	rev     uint64
 	changes []ctxd.Change
+	// gen is set when a full restore switched the generation at rev:
+	// the changes after it are the new generation's.
+	gen *generation
 }
 
 // byRevision turns a watch response's events into changes, grouped by
 // revision in order. A delete is two events of one revision: the live
 // key's delete (with the deleted version from its previous value) and the
 // tombstone's put (who and when).
+//
+// The events are read with the keys of the instance's generation, and
+// after a switch of the pointer key with those of the new one.
 func (s *Store) byRevision(events []*clientv3.Event) []revisionChanges {
 	var out []revisionChanges
+	k := s.keys.gen().keys
 	for i := 0; i < len(events); {
 		rev := events[i].Kv.ModRevision
 		j := i
 		for j < len(events) && events[j].Kv.ModRevision == rev {
 			j++
 		}
-		out = append(out, revisionChanges{rev: uint64(rev), changes: s.changesOf(events[i:j])})
+		rc := revisionChanges{rev: uint64(rev), changes: changesOf(k, events[i:j])}
+		for _, ev := range events[i:j] {
+			if ev.Type == mvccpb.PUT && string(ev.Kv.Key) == s.opts.Prefix+genKey {
+				if g, err := generationOf(s.opts.Prefix, ev.Kv); err == nil {
+					rc.gen, k = g, g.keys
+				}
+			}
+		}
+		out = append(out, rc)
 		i = j
 	}
 	return out
@@ -279,10 +300,10 @@ func (s *Store) byRevision(events []*clientv3.Event) []revisionChanges {
 
 // changesOf turns the events of one revision into changes, in the order
 // of the transaction's writes.
-func (s *Store) changesOf(events []*clientv3.Event) []ctxd.Change {
+func changesOf(k dataKeys, events []*clientv3.Event) []ctxd.Change {
 	tombs := map[string]envelope{}
 	for _, ev := range events {
-		if dir, ns, key, ok := s.keys.parse(ev.Kv.Key); ok && dir == tombDir && ev.Type == mvccpb.PUT {
+		if dir, ns, key, ok := k.parse(ev.Kv.Key); ok && dir == tombDir && ev.Type == mvccpb.PUT {
 			if env, err := decodeEnvelope(ev.Kv.Value); err == nil {
 				tombs[ns+"/"+key] = env
 			}
@@ -290,7 +311,7 @@ func (s *Store) changesOf(events []*clientv3.Event) []ctxd.Change {
 	}
 	var out []ctxd.Change
 	for _, ev := range events {
-		dir, ns, key, ok := s.keys.parse(ev.Kv.Key)
+		dir, ns, key, ok := k.parse(ev.Kv.Key)
 		if !ok || dir != liveDir {
 			continue
 		}

@@ -169,11 +169,3 @@ func (s *Store) ApplyRetention(ctx context.Context, p store.RetentionPolicy) (ct
 func (s *Store) Defrag(context.Context) (ctxd.DefragResult, error) {
 	return ctxd.DefragResult{}, fmt.Errorf("defrag on etcd: %w (run etcdctl defrag on each member)", ctxd.ErrNotSupported)
 }
-
-// errNoFullRestore: a full restore of an etcd prefix is not built yet.
-var errNoFullRestore = fmt.Errorf("full restore on etcd: %w (restore some namespaces or a prefix)", ctxd.ErrNotSupported)
-
-// Restore is not supported on etcd yet.
-func (s *Store) Restore(context.Context, string, ctxd.RestoreOptions) (ctxd.RestoreResult, error) {
-	return ctxd.RestoreResult{}, errNoFullRestore
-}

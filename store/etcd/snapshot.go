@@ -100,7 +100,7 @@ func (s *Store) eachLiveByModRev(ctx context.Context, rev uint64, fn func(ctxd.R
 	if rev == 0 {
 		return nil
 	}
-	dir := s.opts.Prefix + liveDir
+	dir := s.keys.dir(liveDir)
 	read := func(opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
 		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 		defer cancel()
