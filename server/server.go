@@ -337,6 +337,19 @@ func (w logWriter) Write(p []byte) (int, error) {
 
 // openEtcd connects to the etcd cluster of cfg.Etcd.
 func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
+	st, err := OpenEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e := cfg.Etcd
+	log.Info().Strs("endpoints", e.Endpoints).Str("prefix", e.Prefix).Uint64("revision", st.Revision()).Msg("store opened on etcd")
+	return st, nil
+}
+
+// OpenEtcd opens the etcd backend of cfg.Etcd as `ctxd serve` opens it
+// (endpoints, prefix, TLS, user, timeouts, limits): also for the commands
+// that work on an etcd prefix without serving it (ctxd restore).
+func OpenEtcd(cfg configs.Config) (*etcd.Store, error) {
 	e := cfg.Etcd
 	var tlsConfig *tls.Config
 	if e.CAFile != "" || e.CertFile != "" {
@@ -345,15 +358,10 @@ func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
 			return nil, err
 		}
 	}
-	st, err := etcd.Open(etcd.Options{
+	return etcd.Open(etcd.Options{
 		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password,
 		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
 	})
-	if err != nil {
-		return nil, err
-	}
-	log.Info().Strs("endpoints", e.Endpoints).Str("prefix", e.Prefix).Uint64("revision", st.Revision()).Msg("store opened on etcd")
-	return st, nil
 }
 
 // etcdTLS is the client TLS configuration of etcd.ca_file, cert_file and

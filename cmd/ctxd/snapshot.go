@@ -188,12 +188,13 @@ func restoreFlags(cmd *cobra.Command, opts *ctxd.RestoreOptions) {
 }
 
 // restoreCmd restores a stopped server's data folder, or a new one, from a
-// snapshot file. Its target is the data folder's bbolt database: the one
-// backend today (an etcd prefix is the second target to come).
+// snapshot file; or, with store.backend etcd (--etcd-endpoints or the
+// configuration), an etcd prefix (restore_etcd.go).
 func (a *app) restoreCmd() *cobra.Command {
 	var (
 		configPath, dataDir, from, sum string
 		opts                           ctxd.RestoreOptions
+		etcdFlags                      etcdRestoreFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --data DIR --from FILE",
@@ -210,10 +211,17 @@ its database: keys, values, versions, history and revision; revisions go on
 after the snapshot's, and older ones answer 'compacted'. Over the database
 of a stopped server, the snapshot replaces it (whole, or --ns/--prefix
 only), and a whole restore keeps the replaced file as
-ctxd.db.before-restore-<time>: restore from that file to undo it.`,
+ctxd.db.before-restore-<time>: restore from that file to undo it.
+
+With --etcd-endpoints (or store.backend etcd in --config or CTXD_*), the
+target is an etcd prefix (--etcd-prefix, default /ctxd/): the snapshot of
+either backend replaces its data in one switch that every ctxd instance on
+the prefix sees at once (their watchers get 'reset'). A prefix that holds
+data is refused unless --force.`,
 		Example: `  ctxd restore --data /var/lib/ctxd --from backup.db --dry-run
   ctxd restore --data /var/lib/ctxd --from backup.db
-  ctxd restore --data ./data --from backup.db --sha256 9f2c...`,
+  ctxd restore --data ./data --from backup.db --sha256 9f2c...
+  ctxd restore --etcd-endpoints http://10.0.0.1:2379 --etcd-prefix /ctxd/ --from backup.db`,
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file` (for data_dir)")
@@ -221,6 +229,7 @@ ctxd.db.before-restore-<time>: restore from that file to undo it.`,
 	cmd.Flags().StringVar(&from, "from", "", "snapshot `file` to restore from")
 	cmd.Flags().StringVar(&sum, "sha256", "", "the snapshot file's expected sha256 (`hex`, as 'ctxd snapshot ls -o json' shows it)")
 	restoreFlags(cmd, &opts)
+	etcdFlags.register(cmd)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		if from == "" {
 			return usagef("restore needs --from FILE")
@@ -228,10 +237,17 @@ ctxd.db.before-restore-<time>: restore from that file to undo it.`,
 		if sum != "" && !isSHA256(sum) {
 			return usagef("--sha256: want 64 hexadecimal digits, got %q", sum)
 		}
-		path, err := a.dataPath(cmd, configPath, dataDir)
+		cfg, err := etcdFlags.load(cmd, a, configPath, dataDir)
 		if err != nil {
 			return err
 		}
+		if cfg.Store.Backend == configs.BackendEtcd {
+			return a.restoreEtcd(cmd.Context(), cfg, from, sum, opts, etcdFlags.force)
+		}
+		if etcdFlags.force {
+			return usagef("--force applies to an etcd prefix: a data folder's replaced database is kept instead")
+		}
+		path := filepath.Join(cfg.DataDir, dbFile)
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && opts.IsPartial() {
 			return usagef("--ns and --prefix restore part of a snapshot into an existing database; there is none at %s "+
 				"(a new data folder gets the whole snapshot)", path)

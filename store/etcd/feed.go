@@ -206,7 +206,7 @@ func (s *Store) eachRevision(ctx context.Context, after, to uint64, fn func(revi
 		if err := resp.Err(); err != nil {
 			return err
 		}
-		for _, rev := range s.byRevision(resp.Events) {
+		for _, rev := range s.byRevision(resp.Events, false) {
 			if rev.rev > to || !fn(rev) || rev.rev == to {
 				return nil
 			}
@@ -239,7 +239,7 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 			if resp.Err() != nil {
 				break
 			}
-			for _, rev := range s.byRevision(resp.Events) {
+			for _, rev := range s.byRevision(resp.Events, true) {
 				if len(rev.changes) > 0 {
 					s.feed.push(rev.rev, rev.changes)
 				}
@@ -273,9 +273,13 @@ type revisionChanges struct {
 // key's delete (with the deleted version from its previous value) and the
 // tombstone's put (who and when).
 //
-// The events are read with the keys of the instance's generation, and
-// after a switch of the pointer key with those of the new one.
-func (s *Store) byRevision(events []*clientv3.Event) []revisionChanges {
+// The events are read with the keys of the instance's generation. With
+// follow (the instance's watch), a switch of the pointer key moves the
+// reading to the new generation's keys from there on; without (a replay
+// of history, which only the current generation's changes are part of:
+// its restored history is written under its keys before its switch),
+// the switch is passed over.
+func (s *Store) byRevision(events []*clientv3.Event, follow bool) []revisionChanges {
 	var out []revisionChanges
 	k := s.keys.gen().keys
 	for i := 0; i < len(events); {
@@ -287,7 +291,7 @@ func (s *Store) byRevision(events []*clientv3.Event) []revisionChanges {
 		rc := revisionChanges{rev: uint64(rev), changes: changesOf(k, events[i:j])}
 		for _, ev := range events[i:j] {
 			if ev.Type == mvccpb.PUT && string(ev.Kv.Key) == s.opts.Prefix+genKey {
-				if g, err := generationOf(s.opts.Prefix, ev.Kv); err == nil {
+				if g, err := generationOf(s.opts.Prefix, ev.Kv); err == nil && follow {
 					rc.gen, k = g, g.keys
 				}
 			}

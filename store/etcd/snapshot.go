@@ -53,7 +53,9 @@ func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotIn
 	if err != nil {
 		return ctxd.SnapshotInfo{}, err
 	}
-	base := max(compacted, s.born)
+	// The current generation's history starts after its restore's claim
+	// (generation.go): nothing of it is older.
+	base := max(compacted, s.born, s.keys.gen().id)
 	rev = max(rev, base)
 	b, err := bolt.NewSnapshotBuilder("")
 	if err != nil {
