@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,12 +36,7 @@ func TestEtcdFullRestoreResetsWatchersOfEveryInstance(t *testing.T) {
 		_, err := src.Put(ctx, "default", "snap"+strconv.Itoa(i), json.RawMessage(strconv.Itoa(i*10)), nil, "bolt")
 		require.NoError(t, err)
 	}
-	path := filepath.Join(t.TempDir(), "bolt.snapshot")
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	_, err = src.WriteSnapshot(f)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
+	path, _ := testkit.WriteSnapshot(t, src)
 
 	a, b := openEtcd(t, t.Name()), openEtcd(t, t.Name())
 	watch := func(st *etcd.Store) *testkit.WS {
@@ -61,7 +54,7 @@ func TestEtcdFullRestoreResetsWatchersOfEveryInstance(t *testing.T) {
 		return ws
 	}
 	watchers := []*testkit.WS{watch(a), watch(b)}
-	_, err = a.Put(ctx, "default", "replaced", json.RawMessage(`1`), nil, "t")
+	_, err := a.Put(ctx, "default", "replaced", json.RawMessage(`1`), nil, "t")
 	require.NoError(t, err)
 
 	// The writer writes through b until it has 3 writes acknowledged

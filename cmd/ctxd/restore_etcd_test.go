@@ -19,18 +19,6 @@ import (
 	"github.com/framework0/ctxd/store/etcd"
 )
 
-// writeSnapshotFile writes st's snapshot to a new file.
-func writeSnapshotFile(t *testing.T, st store.Backend) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "snapshot.db")
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	_, err = st.WriteSnapshot(f)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
-	return path
-}
-
 // liveKeys is every live key of st: ns/key -> value who version.
 func liveKeys(t *testing.T, st store.Backend) map[string]string {
 	t.Helper()
@@ -68,7 +56,7 @@ func TestRestoreIntoEtcdPrefixAndBack(t *testing.T) {
 	require.NoError(t, err)
 	_, err = src.Put(ctx, "team", "k1", json.RawMessage(`{"a":2}`), nil, "bolt-writer")
 	require.NoError(t, err)
-	boltSnap := writeSnapshotFile(t, src)
+	boltSnap, _ := testkit.WriteSnapshot(t, src)
 	want := liveKeys(t, src)
 	require.Len(t, want, 5)
 
@@ -115,7 +103,7 @@ func TestRestoreIntoEtcdPrefixAndBack(t *testing.T) {
 	assert.Equal(t, want, liveKeys(t, dst))
 
 	// Back: the etcd prefix's snapshot into a new data folder.
-	etcdSnap := writeSnapshotFile(t, dst)
+	etcdSnap, _ := testkit.WriteSnapshot(t, dst)
 	dataDir := filepath.Join(t.TempDir(), "new")
 	cliOK(t, nil, "", "restore", "--data", dataDir, "--from", etcdSnap)
 	back := testkit.OpenBoltAt(t, filepath.Join(dataDir, dbFile), bolt.Options{})

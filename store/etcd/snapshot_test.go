@@ -121,12 +121,7 @@ func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, src.Close()) })
 	fillHistory(t, src)
 
-	path := filepath.Join(t.TempDir(), "etcd.snapshot")
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	info, err := src.WriteSnapshot(f)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
+	path, info := testkit.WriteSnapshot(t, src)
 	assert.GreaterOrEqual(t, info.Revision, src.Revision())
 	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 3}, {Name: "other", Keys: 1}}, info.Namespaces)
 
