@@ -234,6 +234,8 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 				// followers behind it read the log and are told.
 				s.sawCompacted(uint64(resp.CompactRevision))
 				s.feed.restart(uint64(resp.CompactRevision) - 1)
+				// A switch of generation may be among what was missed.
+				_ = s.reloadGeneration(ctx)
 				break
 			}
 			if resp.Err() != nil {

@@ -105,6 +105,36 @@ func (s *Store) switchGeneration(g *generation) {
 	s.feed.restart(uint64(g.rev))
 }
 
+// catchUpGeneration returns once the instance is on the generation the
+// pointer switched to at rev (or a later one): normally its watch gets
+// there; when the watch missed the switch (it was compacted away while
+// the watch was disconnected), the pointer is read again.
+func (s *Store) catchUpGeneration(ctx context.Context, rev int64) error {
+	s.feed.waitFor(ctx, uint64(rev))
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.keys.gen().rev >= rev {
+		return nil
+	}
+	return s.reloadGeneration(ctx)
+}
+
+// reloadGeneration reads the pointer and moves the instance to the
+// generation it names when that is newer than the instance's.
+func (s *Store) reloadGeneration(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	g, err := s.readGeneration(rctx)
+	if err != nil {
+		return readError(err)
+	}
+	if g.rev > s.keys.gen().rev {
+		s.switchGeneration(g)
+	}
+	return nil
+}
+
 // restoredError is the error of a read at rev, or of a follower that
 // resumes after rev, when a full restore replaced the data's history
 // there; nil when rev is within the current generation.

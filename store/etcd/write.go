@@ -229,10 +229,9 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	}
 	if !resp.Succeeded {
 		if kv := firstKV(resp.Responses[len(writes)].GetResponseRange().GetKvs()); kv != nil && kv.ModRevision != gen.rev {
-			// Nothing was written: wait until this instance's watch
-			// has switched to the new generation, and write there.
-			s.feed.waitFor(ctx, uint64(kv.ModRevision))
-			if err := ctx.Err(); err != nil {
+			// Nothing was written: switch to the new generation, and
+			// write there.
+			if err := s.catchUpGeneration(ctx, kv.ModRevision); err != nil {
 				return ctxd.TxnResult{}, err
 			}
 			return ctxd.TxnResult{}, errGenerationMoved
