@@ -495,8 +495,6 @@ func (c Config) validateEtcd() error {
 		return refuse("history.keep_versions", "on etcd, compaction keeps exactly the change in effect per key: use 0 or 1")
 	case c.History.KeepFor > 0:
 		return refuse("history.keep_for", "on etcd, compaction is by revision, not age: use history.keep_versions 1 with history.keep_revisions, or etcd's --auto-compaction-*")
-	case c.Snapshots.Interval > 0:
-		return refuse("snapshots.interval", "snapshots are not supported on etcd yet: use etcdctl snapshot save, or dumps")
 	}
 	return nil
 }

@@ -331,10 +331,6 @@ func TestErrors(t *testing.T) {
 			name: "keep_for on etcd", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://127.0.0.1:2379", "CTXD_HISTORY_KEEP_FOR=24h"},
 			field: "history.keep_for", want: "compaction is by revision",
 		},
-		{
-			name: "snapshots on etcd", flags: map[string]string{"store.backend": "etcd", "etcd.endpoints": "http://127.0.0.1:2379", "snapshots.interval": "1h"},
-			field: "snapshots.interval", want: "not supported on etcd",
-		},
 		{name: "wal segment too small", env: []string{"CTXD_WAL_SEGMENT_BYTES=1KiB"}, field: "wal.segment_bytes", want: "must be a multiple of 8 and at least 4096"},
 		{name: "wal segment not aligned", file: "wal:\n  segment_bytes: 4100\n", field: "wal.segment_bytes", want: "must be a multiple of 8"},
 		{name: "zero commit interval", flags: map[string]string{"wal.commit_interval": "0s"}, field: "wal.commit_interval", want: "must be > 0"},

@@ -337,22 +337,11 @@ func (w logWriter) Write(p []byte) (int, error) {
 
 // openEtcd connects to the etcd cluster of cfg.Etcd.
 func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
-	e := cfg.Etcd
-	var tlsConfig *tls.Config
-	if e.CAFile != "" || e.CertFile != "" {
-		var err error
-		if tlsConfig, err = etcdTLS(e); err != nil {
-			return nil, err
-		}
-	}
-	st, err := etcd.Open(etcd.Options{
-		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password.Reveal(),
-		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
-		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes,
-	})
+	st, err := OpenEtcd(cfg)
 	if err != nil {
 		return nil, err
 	}
+	e := cfg.Etcd
 	log.Info().Strs("endpoints", e.Endpoints).Str("prefix", e.Prefix).Uint64("revision", st.Revision()).Msg("store opened on etcd")
 	if limits := cfg.Limits.WithDefaults(); limits.MinTTL < st.MinTTL() {
 		// Not an error: ttls from limits.min_ttl up to etcd's minimum are
@@ -361,6 +350,25 @@ func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
 			Msg("limits.min_ttl is below etcd's minimum lease TTL: shorter ttls are refused; set limits.min_ttl to etcd's minimum")
 	}
 	return st, nil
+}
+
+// OpenEtcd opens the etcd backend of cfg.Etcd as `ctxd serve` opens it
+// (endpoints, prefix, TLS, user, timeouts, limits): also for the commands
+// that work on an etcd prefix without serving it (ctxd restore).
+func OpenEtcd(cfg configs.Config) (*etcd.Store, error) {
+	e := cfg.Etcd
+	var tlsConfig *tls.Config
+	if e.CAFile != "" || e.CertFile != "" {
+		var err error
+		if tlsConfig, err = etcdTLS(e); err != nil {
+			return nil, err
+		}
+	}
+	return etcd.Open(etcd.Options{
+		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password.Reveal(),
+		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
+		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes,
+	})
 }
 
 // etcdTLS is the client TLS configuration of etcd.ca_file, cert_file and

@@ -188,13 +188,14 @@ func restoreFlags(cmd *cobra.Command, opts *ctxd.RestoreOptions) {
 }
 
 // restoreCmd restores a stopped server's data folder, or a new one, from a
-// snapshot file. Its target is the data folder's bbolt database: the one
-// backend today (an etcd prefix is the second target to come).
+// snapshot file; or, with store.backend etcd (--etcd-endpoints or the
+// configuration), an etcd prefix (restore_etcd.go).
 func (a *app) restoreCmd() *cobra.Command {
 	var (
 		configPath, dataDir, from, sum string
 		opts                           ctxd.RestoreOptions
 		bump                           uint64
+		etcdFlags                      etcdRestoreFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --data DIR --from FILE",
@@ -218,10 +219,17 @@ a new folder, --bump-revision N starts the new server's revisions N after the
 snapshot's and marks those compacted, so that such a client resuming here is
 told 'compacted' (and re-reads) instead of getting the new server's different
 changes under revisions it has seen: pick N larger than the changes the old
-server made after the snapshot (as etcdutl snapshot restore --bump-revision).`,
+server made after the snapshot (as etcdutl snapshot restore --bump-revision).
+
+With --etcd-endpoints (or store.backend etcd in --config or CTXD_*), the
+target is an etcd prefix (--etcd-prefix, default /ctxd/): the snapshot of
+either backend replaces its data in one switch that every ctxd instance on
+the prefix sees at once (their watchers get 'reset'). A prefix that holds
+data is refused unless --force.`,
 		Example: `  ctxd restore --data /var/lib/ctxd --from backup.db --dry-run
   ctxd restore --data /var/lib/ctxd --from backup.db
-  ctxd restore --data ./data --from backup.db --sha256 9f2c...`,
+  ctxd restore --data ./data --from backup.db --sha256 9f2c...
+  ctxd restore --etcd-endpoints http://10.0.0.1:2379 --etcd-prefix /ctxd/ --from backup.db`,
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file` (for data_dir)")
@@ -230,6 +238,7 @@ server made after the snapshot (as etcdutl snapshot restore --bump-revision).`,
 	cmd.Flags().StringVar(&sum, "sha256", "", "the snapshot file's expected sha256 (`hex`, as 'ctxd snapshot ls -o json' shows it)")
 	cmd.Flags().Uint64Var(&bump, "bump-revision", 0, "new folder only: start revisions this `many` after the snapshot's, all below compacted")
 	restoreFlags(cmd, &opts)
+	etcdFlags.register(cmd)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		if from == "" {
 			return usagef("restore needs --from FILE")
@@ -237,10 +246,20 @@ server made after the snapshot (as etcdutl snapshot restore --bump-revision).`,
 		if sum != "" && !isSHA256(sum) {
 			return usagef("--sha256: want 64 hexadecimal digits, got %q", sum)
 		}
-		path, err := a.dataPath(cmd, configPath, dataDir)
+		cfg, err := etcdFlags.load(cmd, a, configPath, dataDir)
 		if err != nil {
 			return err
 		}
+		if cfg.Store.Backend == configs.BackendEtcd {
+			if bump > 0 {
+				return usagef("--bump-revision applies to a new data folder: on etcd, revisions are etcd's")
+			}
+			return a.restoreEtcd(cmd.Context(), cfg, from, sum, opts, etcdFlags.force)
+		}
+		if etcdFlags.force {
+			return usagef("--force applies to an etcd prefix: a data folder's replaced database is kept instead")
+		}
+		path := filepath.Join(cfg.DataDir, dbFile)
 		_, statErr := os.Stat(path)
 		if errors.Is(statErr, fs.ErrNotExist) && opts.IsPartial() {
 			return usagef("--ns and --prefix restore part of a snapshot into an existing database; there is none at %s "+

@@ -142,7 +142,8 @@ func (c *readCache) needsFill() bool {
 func (c *readCache) fill(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*c.s.opts.RequestTimeout)
 	defer cancel()
-	base := c.s.opts.Prefix + liveDir
+	gen := c.s.keys.gen()
+	base := gen.keys.prefix + liveDir
 	end := prefixEnd(base)
 	nss := map[string]*btree.BTreeG[*cacheEntry]{}
 	var rev, bytes, keys int64
@@ -180,11 +181,14 @@ func (c *readCache) fill(ctx context.Context) error {
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	if err := c.fillDeadlines(ctx, nss, rev); err != nil {
+	if err := c.fillDeadlines(ctx, gen, nss, rev); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.s.keys.gen() != gen {
+		return nil // a full restore switched the data meanwhile: fill again
+	}
 	c.nss, c.bytes, c.keys, c.ready = nss, bytes, keys, true
 	c.raise(uint64(rev))
 	return nil
@@ -192,8 +196,8 @@ func (c *readCache) fill(ctx context.Context) error {
 
 // fillDeadlines reads the prefix's deadline records at rev, a page at a
 // time, into the entries of the keys on a lease.
-func (c *readCache) fillDeadlines(ctx context.Context, nss map[string]*btree.BTreeG[*cacheEntry], rev int64) error {
-	base := c.s.opts.Prefix + deadDir
+func (c *readCache) fillDeadlines(ctx context.Context, gen *generation, nss map[string]*btree.BTreeG[*cacheEntry], rev int64) error {
+	base := gen.keys.prefix + deadDir
 	end := prefixEnd(base)
 	for from := base; ; {
 		resp, err := c.s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(fillPage), clientv3.WithRev(rev))

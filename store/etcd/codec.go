@@ -126,22 +126,23 @@ func decodeDeadline(b []byte) (deadline, error) {
 	}, nil
 }
 
-// keys builds and parses etcd keys under one prefix.
-type keys struct{ prefix string }
+// dataKeys builds and parses the etcd keys of one generation's data,
+// under its data prefix (generation.go).
+type dataKeys struct{ prefix string }
 
-func (k keys) live(ns, key string) string { return k.prefix + liveDir + ns + "/" + key }
-func (k keys) tomb(ns, key string) string { return k.prefix + tombDir + ns + "/" + key }
-func (k keys) dead(ns, key string) string { return k.prefix + deadDir + ns + "/" + key }
+func (k dataKeys) live(ns, key string) string { return k.prefix + liveDir + ns + "/" + key }
+func (k dataKeys) tomb(ns, key string) string { return k.prefix + tombDir + ns + "/" + key }
+func (k dataKeys) dead(ns, key string) string { return k.prefix + deadDir + ns + "/" + key }
 
 // nsDead is the range of a namespace's deadline records.
-func (k keys) nsDead(ns string) string { return k.prefix + deadDir + ns + "/" }
+func (k dataKeys) nsDead(ns string) string { return k.prefix + deadDir + ns + "/" }
 
 // nsLive is the range of a namespace's live keys.
-func (k keys) nsLive(ns string) string { return k.prefix + liveDir + ns + "/" }
+func (k dataKeys) nsLive(ns string) string { return k.prefix + liveDir + ns + "/" }
 
 // parse splits an etcd key into its directory (liveDir, tombDir or deadDir), the
 // namespace and the key; ok is false for a key ctxd did not write.
-func (k keys) parse(etcdKey []byte) (dir, ns, key string, ok bool) {
+func (k dataKeys) parse(etcdKey []byte) (dir, ns, key string, ok bool) {
 	s, found := strings.CutPrefix(string(etcdKey), k.prefix)
 	if !found || len(s) < 2 {
 		return "", "", "", false

@@ -24,7 +24,8 @@ func TestConformance(t *testing.T) {
 		Clock:      true,
 		Revisions:  storetest.RevisionPerTxn,
 		Compaction: storetest.CompactAtMark,
-		Snapshots:  false,
+		Snapshots:  true,
+		Restores:   storetest.RestoreRewrites,
 		Expiry:     true,
 		KeepAlive:  storetest.KeepAlivePutTTL,
 	})

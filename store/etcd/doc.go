@@ -36,12 +36,14 @@
 // # Caveats
 //
 // What has no etcd equivalent answers ctxd.ErrNotSupported: Defrag
-// (etcd's defragmentation is per member, run by its operator), snapshots
-// and restore (not built yet), compaction keeping more than the change in
-// effect per key, and retention by age. TTLs count whole seconds (etcd's
-// leases do), one below etcd's minimum lease TTL is refused, and a
-// keepalive takes only the TTL its key was put with (a lease cannot
-// change its TTL). Compaction compacts the whole etcd
+// (etcd's defragmentation is per member, run by its operator), compaction
+// keeping more than the change in effect per key, and retention by age.
+// Snapshots are the bolt backend's file (either backend restores the
+// other's); a full restore writes a new generation of the prefix and
+// switches to it in one transaction (generation.go). TTLs count whole
+// seconds (etcd's leases do), one below etcd's minimum lease TTL is
+// refused, and a keepalive takes only the TTL its key was put with (a
+// lease cannot change its TTL). Compaction compacts the whole etcd
 // cluster, every prefix on it. DESIGN.md in this folder has the choices
 // and what was measured.
 package etcd

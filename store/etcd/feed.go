@@ -154,6 +154,9 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 	// The prefix has no change at or below its birth: after it, history
 	// is whole from the start, whatever etcd compacted below it.
 	after = max(after, s.born)
+	if err := s.restoredError(after); err != nil {
+		return nil, err
+	}
 	if c := s.compacted.Load(); c > 0 && after+1 < c {
 		return nil, &ctxd.CompactedError{Requested: after, Compacted: c}
 	}
@@ -203,7 +206,7 @@ func (s *Store) eachRevision(ctx context.Context, after, to uint64, fn func(revi
 		if err := resp.Err(); err != nil {
 			return err
 		}
-		for _, rev := range s.byRevision(resp.Events) {
+		for _, rev := range s.byRevision(resp.Events, false) {
 			if rev.rev > to || !fn(rev) || rev.rev == to {
 				return nil
 			}
@@ -245,6 +248,8 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 				if s.cache != nil {
 					s.cache.invalidate()
 				}
+				// A switch of generation may be among what was missed.
+				_ = s.reloadGeneration(ctx)
 				break
 			}
 			if resp.Err() != nil {
@@ -253,10 +258,18 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 			if s.cache != nil {
 				s.cache.apply(resp)
 			}
-			for _, rev := range s.byRevision(resp.Events) {
+			switched := false
+			for _, rev := range s.byRevision(resp.Events, true) {
 				if len(rev.changes) > 0 {
 					s.feed.push(rev.rev, rev.changes)
 				}
+				if rev.gen != nil {
+					s.switchGeneration(rev.gen)
+					switched = true
+				}
+			}
+			if switched && s.cache != nil {
+				break // the cache is the replaced generation's: fill it again first
 			}
 		}
 		cancel()
@@ -279,21 +292,40 @@ func pause(ctx context.Context, d time.Duration) {
 type revisionChanges struct {
 	rev     uint64
 	changes []ctxd.Change
+	// gen is set when a full restore switched the generation at rev:
+	// the changes after it are the new generation's.
+	gen *generation
 }
 
 // byRevision turns a watch response's events into changes, grouped by
 // revision in order. A delete is two events of one revision: the live
 // key's delete (with the deleted version from its previous value) and the
 // tombstone's put (who and when).
-func (s *Store) byRevision(events []*clientv3.Event) []revisionChanges {
+//
+// The events are read with the keys of the instance's generation. With
+// follow (the instance's watch), a switch of the pointer key moves the
+// reading to the new generation's keys from there on; without (a replay
+// of history, which only the current generation's changes are part of:
+// its restored history is written under its keys before its switch),
+// the switch is passed over.
+func (s *Store) byRevision(events []*clientv3.Event, follow bool) []revisionChanges {
 	var out []revisionChanges
+	k := s.keys.gen().keys
 	for i := 0; i < len(events); {
 		rev := events[i].Kv.ModRevision
 		j := i
 		for j < len(events) && events[j].Kv.ModRevision == rev {
 			j++
 		}
-		out = append(out, revisionChanges{rev: uint64(rev), changes: s.changesOf(events[i:j])})
+		rc := revisionChanges{rev: uint64(rev), changes: changesOf(k, events[i:j])}
+		for _, ev := range events[i:j] {
+			if ev.Type == mvccpb.PUT && string(ev.Kv.Key) == s.opts.Prefix+genKey {
+				if g, err := generationOf(s.opts.Prefix, ev.Kv); err == nil && follow {
+					rc.gen, k = g, g.keys
+				}
+			}
+		}
+		out = append(out, rc)
 		i = j
 	}
 	return out
@@ -304,11 +336,11 @@ func (s *Store) byRevision(events []*clientv3.Event) []revisionChanges {
 // tombstone written in its revision is etcd's: the lease expired (a
 // ctxd delete always writes the tombstone), and the change is the
 // expiry, its deadline from the deadline record deleted with the key.
-func (s *Store) changesOf(events []*clientv3.Event) []ctxd.Change {
+func changesOf(k dataKeys, events []*clientv3.Event) []ctxd.Change {
 	tombs := map[string]envelope{}
 	deads := map[string]*deadline{}
 	for _, ev := range events {
-		dir, ns, key, ok := s.keys.parse(ev.Kv.Key)
+		dir, ns, key, ok := k.parse(ev.Kv.Key)
 		switch {
 		case !ok:
 		case dir == tombDir && ev.Type == mvccpb.PUT:
@@ -323,7 +355,7 @@ func (s *Store) changesOf(events []*clientv3.Event) []ctxd.Change {
 	}
 	var out []ctxd.Change
 	for _, ev := range events {
-		dir, ns, key, ok := s.keys.parse(ev.Kv.Key)
+		dir, ns, key, ok := k.parse(ev.Kv.Key)
 		if !ok || dir != liveDir {
 			continue
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -169,23 +168,4 @@ func (s *Store) ApplyRetention(ctx context.Context, p store.RetentionPolicy) (ct
 // Defrag is etcd's operator's: `etcdctl defrag`, member by member.
 func (s *Store) Defrag(context.Context) (ctxd.DefragResult, error) {
 	return ctxd.DefragResult{}, fmt.Errorf("defrag on etcd: %w (run etcdctl defrag on each member)", ctxd.ErrNotSupported)
-}
-
-// errNoSnapshots: snapshots of an etcd prefix are not built yet.
-var errNoSnapshots = fmt.Errorf("snapshots on etcd: %w (use etcdctl snapshot save, or a dump)", ctxd.ErrNotSupported)
-
-// WriteSnapshot is not supported on etcd yet.
-func (s *Store) WriteSnapshot(io.Writer) (ctxd.SnapshotInfo, error) {
-	if s.closing.Load() {
-		return ctxd.SnapshotInfo{}, ctxd.ErrClosed
-	}
-	return ctxd.SnapshotInfo{}, errNoSnapshots
-}
-
-// OpenSnapshot is not supported on etcd yet.
-func (s *Store) OpenSnapshot(string) (store.Snapshot, error) { return nil, errNoSnapshots }
-
-// Restore is not supported on etcd yet.
-func (s *Store) Restore(context.Context, string, ctxd.RestoreOptions) (ctxd.RestoreResult, error) {
-	return ctxd.RestoreResult{}, errNoSnapshots
 }

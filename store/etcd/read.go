@@ -71,6 +71,9 @@ func (s *Store) getAt(ns, key string, rev uint64) (ctxd.Record, error) {
 	if err := s.checkKey(ns, key); err != nil {
 		return ctxd.Record{}, err
 	}
+	if err := s.restoredError(rev); rev > 0 && err != nil {
+		return ctxd.Record{}, err
+	}
 	var r ctxd.Record
 	err := s.read(func(ctx context.Context) error {
 		resp, err := s.cli.Get(ctx, s.keys.live(ns, key), clientv3.WithRev(int64(rev)))
@@ -114,6 +117,9 @@ func (s *Store) revisionError(ctx context.Context, err error, rev uint64) error 
 func (s *Store) CheckRevision(rev uint64) error {
 	if rev == 0 {
 		return ctxd.Invalidf("there is no revision 0")
+	}
+	if err := s.restoredError(rev); err != nil {
+		return err
 	}
 	return s.read(func(ctx context.Context) error {
 		_, err := s.cli.Get(ctx, s.opts.Prefix+"ready", clientv3.WithRev(int64(rev)), clientv3.WithCountOnly())
@@ -279,7 +285,7 @@ func (s *Store) Namespaces() ([]ctxd.Namespace, error) {
 // (one read of one key each) and counts each one's keys (a count-only
 // read): 2 reads per namespace, at revision rev (0: the head).
 func (s *Store) namespacesAt(ctx context.Context, rev uint64) ([]ctxd.Namespace, error) {
-	base := s.opts.Prefix + liveDir
+	base := s.keys.dir(liveDir)
 	end := prefixEnd(base)
 	var out []ctxd.Namespace
 	hasDefault := false

@@ -126,12 +126,20 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connect to %v: %w", opts.Endpoints, err)
 	}
-	s := &Store{cli: cli, opts: opts, keys: keys{prefix: opts.Prefix}, watchDone: make(chan struct{})}
+	s := &Store{cli: cli, opts: opts, watchDone: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout)
 	s.born, err = s.birth(ctx)
+	var gen *generation
+	if err == nil {
+		gen, err = s.readGeneration(ctx)
+	}
 	var start uint64
 	if err == nil {
+		s.keys = newKeys(gen)
 		start, err = s.lastChange(ctx)
+		// The watch starts after the generation's switch: its data was
+		// written before it, and is history, not news.
+		start = max(start, uint64(gen.rev))
 	}
 	if err == nil {
 		s.minLeaseTTL, err = s.probeMinLeaseTTL(ctx)
@@ -178,7 +186,7 @@ func (s *Store) birth(ctx context.Context) (uint64, error) {
 func (s *Store) lastChange(ctx context.Context) (uint64, error) {
 	var last uint64
 	for _, dir := range []string{liveDir, tombDir} {
-		resp, err := s.cli.Get(ctx, s.opts.Prefix+dir, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1),
+		resp, err := s.cli.Get(ctx, s.keys.dir(dir), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1),
 			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend))
 		if err != nil {
 			return 0, err
@@ -317,10 +325,6 @@ func (s *Store) Ready() error {
 		return nil
 	})
 }
-
-// Generation is 0: a full restore, which would change it, is not
-// supported on etcd yet.
-func (s *Store) Generation() uint64 { return 0 }
 
 // Stats counts the instance's writes since Open.
 func (s *Store) Stats() store.Stats { return s.stats.get() }

@@ -127,7 +127,8 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	defer s.inflight.Done()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
-	live, dead := s.keys.live(ns, key), s.keys.dead(ns, key)
+	gen := s.keys.gen()
+	live, dead := gen.keys.live(ns, key), gen.keys.dead(ns, key)
 	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(live), clientv3.OpGet(dead)).Commit()
 	if err != nil {
 		return ctxd.Record{}, readError(err)
@@ -170,7 +171,8 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	// that the key is still the one renewed (a write since would have
 	// given it a deadline of its own, or none).
 	d.at = now.Add(time.Duration(d.ttlSeconds) * time.Second)
-	put, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(live), "=", kv.ModRevision)).
+	// (and that no full restore replaced the data since: generation.go).
+	put, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(live), "=", kv.ModRevision), s.genCompare(gen)).
 		Then(clientv3.OpPut(dead, string(d.encode()), clientv3.WithLease(d.lease))).
 		Else(clientv3.OpGet(live, clientv3.WithKeysOnly())).Commit()
 	if err != nil {

@@ -23,6 +23,9 @@ func (s *Store) View(fn func(v store.View) error) error {
 	}
 	defer s.inflight.Done()
 	v := &view{s: s, rev: s.Revision()}
+	// A full restore may switch the generation between the two loads:
+	// the view is never below the switch of the generation it reads.
+	v.rev = max(v.rev, uint64(s.keys.gen().rev))
 	if v.rev > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 		var err error

@@ -96,7 +96,14 @@ func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 // and committed mark include every write it acknowledged.
 func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
 	if !slices.ContainsFunc(writes, func(w ctxd.Write) bool { return w.Op == ctxd.OpPatch }) {
-		return s.commitOnce(ctx, writes, nil, nil)
+		for {
+			// A full restore that switched the generation first: the
+			// write goes to the new one (generation.go).
+			res, err := s.commitOnce(ctx, writes, nil, nil)
+			if !errors.Is(err, errGenerationMoved) {
+				return res, err
+			}
+		}
 	}
 	// A patch is applied here, to the value read, and committed as a put
 	// of its result on condition that the key was not written since
@@ -109,7 +116,7 @@ func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 			return ctxd.TxnResult{}, err
 		}
 		res, err := s.commitOnce(ctx, puts, seen, kept)
-		if !errors.Is(err, errPatchRaced) {
+		if !errors.Is(err, errPatchRaced) && !errors.Is(err, errGenerationMoved) {
 			return res, err
 		}
 	}
@@ -118,6 +125,10 @@ func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 // errPatchRaced: a patched key was written between the read its patch
 // was applied to and the commit.
 var errPatchRaced = errors.New("a patched key changed before the commit")
+
+// errGenerationMoved: a full restore switched the data to a new
+// generation before the commit, which wrote nothing.
+var errGenerationMoved = errors.New("a full restore replaced the data before the commit")
 
 // applyPatches returns writes with each patch replaced by the put of its
 // result on the key's current value, and for each patched write the
@@ -211,11 +222,12 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 		return ctxd.TxnResult{}, err
 	}
 	leases := make([]deadline, len(writes))
-	var cmps []clientv3.Cmp
+	gen := s.keys.gen()
+	cmps := []clientv3.Cmp{s.genCompare(gen)}
 	gets := make([]clientv3.Op, 2*len(writes))
 	var ops []clientv3.Op
 	for i, w := range writes {
-		k := s.keys.live(w.Namespace, w.Key)
+		k := gen.keys.live(w.Namespace, w.Key)
 		if w.Expect != nil {
 			cmps = append(cmps, clientv3.Compare(clientv3.Version(k), "=", int64(*w.Expect)))
 		}
@@ -223,7 +235,7 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", seen[i]))
 		}
 		gets[i] = clientv3.OpGet(k, clientv3.WithKeysOnly())
-		gets[len(writes)+i] = clientv3.OpGet(s.keys.dead(w.Namespace, w.Key))
+		gets[len(writes)+i] = clientv3.OpGet(gen.keys.dead(w.Namespace, w.Key))
 		env := envelope{who: w.Who, time: now}
 		switch w.Op {
 		case ctxd.OpPut:
@@ -235,8 +247,8 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 				leases[i], env.expiresAt = d, d.at
 				armed := envelope{who: ctxd.WhoTTL, time: now, expiresAt: d.at}
 				ops = append(ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithLease(d.lease)),
-					clientv3.OpPut(s.keys.dead(w.Namespace, w.Key), string(d.encode()), clientv3.WithLease(d.lease)),
-					clientv3.OpPut(s.keys.tomb(w.Namespace, w.Key), string(armed.encode())))
+					clientv3.OpPut(gen.keys.dead(w.Namespace, w.Key), string(d.encode()), clientv3.WithLease(d.lease)),
+					clientv3.OpPut(gen.keys.tomb(w.Namespace, w.Key), string(armed.encode())))
 			case kept != nil && kept[i].lease != clientv3.NoLease:
 				leases[i], env.expiresAt = kept[i], kept[i].at
 				ops = append(ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithLease(kept[i].lease)))
@@ -245,13 +257,14 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 			}
 		case ctxd.OpDelete:
 			cmps = append(cmps, clientv3.Compare(clientv3.Version(k), ">", 0))
-			ops = append(ops, clientv3.OpDelete(k), clientv3.OpPut(s.keys.tomb(w.Namespace, w.Key), string(env.encode())))
+			ops = append(ops, clientv3.OpDelete(k), clientv3.OpPut(gen.keys.tomb(w.Namespace, w.Key), string(env.encode())))
 		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	started := time.Now()
-	resp, err := s.cli.Txn(wctx).If(cmps...).Then(append(gets, ops...)...).Else(gets[:len(writes)]...).Commit()
+	elseGets := append(slices.Clone(gets[:len(writes)]), clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly()))
+	resp, err := s.cli.Txn(wctx).If(cmps...).Then(append(gets, ops...)...).Else(elseGets...).Commit()
 	s.stats.requests.Add(1)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -266,6 +279,14 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	}
 	if !resp.Succeeded {
 		s.revokeGranted(granted)
+		if kv := firstKV(resp.Responses[len(writes)].GetResponseRange().GetKvs()); kv != nil && kv.ModRevision != gen.rev {
+			// Nothing was written: switch to the new generation, and
+			// write there.
+			if err := s.catchUpGeneration(ctx, kv.ModRevision); err != nil {
+				return ctxd.TxnResult{}, err
+			}
+			return ctxd.TxnResult{}, errGenerationMoved
+		}
 		return ctxd.TxnResult{}, failedCheck(writes, seen, resp.Responses)
 	}
 	rev := uint64(resp.Header.Revision)

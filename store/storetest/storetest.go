@@ -91,6 +91,10 @@ type Harness struct {
 	// inside a revision (a page may exceed its limit to finish one).
 	Revisions RevisionRule
 
+	// Restores is how a full restore numbers the restored data (the zero
+	// value is bolt's RestoreKeepsRevisions).
+	Restores RestoreRule
+
 	// Snapshots says the backend writes, opens and restores snapshots.
 	// When false, the suite asserts that every snapshot operation answers
 	// ctxd.ErrNotSupported and changes nothing.
@@ -138,6 +142,25 @@ const (
 	// revisions grow but may skip numbers the engine spent elsewhere
 	// (etcd: its first revision, other prefixes of the cluster).
 	RevisionPerTxn
+)
+
+// RestoreRule is how a full restore numbers what it restores.
+type RestoreRule int
+
+const (
+	// RestoreKeepsRevisions: the restored data keeps the snapshot's
+	// revisions, and its history is readable at them; the restore takes
+	// no revision (the current one stays), and the revisions between the
+	// snapshot's and it are discarded (bolt).
+	RestoreKeepsRevisions RestoreRule = iota
+	// RestoreRewrites: the snapshot's changes are written again at new
+	// revisions, above every revision before the restore, and the
+	// restore's revision is the one at which the restored data replaced
+	// the old (etcd, whose revisions cannot be set). Every revision below
+	// it is discarded, answered as compacted with RestoredFrom the
+	// snapshot's revision; values, versions, who and time are the
+	// snapshot's.
+	RestoreRewrites
 )
 
 // CompactionRule is what a backend's compaction can keep below the mark.

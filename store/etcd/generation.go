@@ -1,0 +1,158 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/framework0/ctxd"
+)
+
+// Generations: a full restore writes the restored data under a new data
+// prefix, <prefix>g/<id>/, and then switches the pointer key
+// <prefix>meta/gen to it in one etcd transaction, whatever the size of
+// the data: every instance sees the switch on its watch at one revision.
+// Every write compares the pointer's mod revision with the one its
+// instance knows, so that no write lands in a generation after it was
+// replaced (it is retried in the new one). Without a pointer key the data
+// lives directly under the prefix: generation 0, the layout before
+// restores existed.
+const genKey = "meta/gen"
+
+// generation is one generation of a prefix's data.
+type generation struct {
+	// id names the generation (0: the prefix's original data); it is the
+	// etcd revision at which its restore began, so every change of its
+	// history is above it. It is the store's Generation().
+	id uint64
+	// rev is the pointer key's mod revision (0 for generation 0): every
+	// write compares it, and the feed's history starts there.
+	rev int64
+	// from is the revision of the snapshot the generation was restored
+	// from (0 for generation 0).
+	from uint64
+	keys dataKeys
+}
+
+// genPrefix is the data prefix of generation id under prefix.
+func genPrefix(prefix string, id uint64) string {
+	if id == 0 {
+		return prefix
+	}
+	return prefix + "g/" + strconv.FormatUint(id, 10) + "/"
+}
+
+// encodeGeneration is the pointer key's value: "<id> <snapshot revision>".
+func encodeGeneration(id, from uint64) string {
+	return strconv.FormatUint(id, 10) + " " + strconv.FormatUint(from, 10)
+}
+
+// generationOf decodes the pointer key kv (nil: generation 0).
+func generationOf(prefix string, kv *mvccpb.KeyValue) (*generation, error) {
+	if kv == nil {
+		return &generation{keys: dataKeys{prefix: prefix}}, nil
+	}
+	a, b, ok := strings.Cut(string(kv.Value), " ")
+	id, err1 := strconv.ParseUint(a, 10, 64)
+	from, err2 := strconv.ParseUint(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil || id == 0 {
+		return nil, fmt.Errorf("%s%s holds %q, not a ctxd generation", prefix, genKey, kv.Value)
+	}
+	return &generation{id: id, rev: kv.ModRevision, from: from, keys: dataKeys{prefix: genPrefix(prefix, id)}}, nil
+}
+
+// readGeneration reads the prefix's current generation.
+func (s *Store) readGeneration(ctx context.Context) (*generation, error) {
+	resp, err := s.cli.Get(ctx, s.opts.Prefix+genKey)
+	if err != nil {
+		return nil, err
+	}
+	return generationOf(s.opts.Prefix, firstKV(resp.Kvs))
+}
+
+// keys gives the etcd keys of the instance's current generation. Only
+// the instance's watch moves it to a new one, at the pointer's revision.
+type keys struct{ cur *atomic.Pointer[generation] }
+
+func newKeys(g *generation) keys {
+	k := keys{cur: new(atomic.Pointer[generation])}
+	k.cur.Store(g)
+	return k
+}
+
+func (k keys) gen() *generation                              { return k.cur.Load() }
+func (k keys) live(ns, key string) string                    { return k.gen().keys.live(ns, key) }
+func (k keys) tomb(ns, key string) string                    { return k.gen().keys.tomb(ns, key) }
+func (k keys) nsLive(ns string) string                       { return k.gen().keys.nsLive(ns) }
+func (k keys) dead(ns, key string) string                    { return k.gen().keys.dead(ns, key) }
+func (k keys) nsDead(ns string) string                       { return k.gen().keys.nsDead(ns) }
+func (k keys) dir(dir string) string                         { return k.gen().keys.prefix + dir }
+func (k keys) parse(b []byte) (string, string, string, bool) { return k.gen().keys.parse(b) }
+
+// Generation is the id of the data's generation: it changes when a full
+// restore replaced the data (on every instance, at the same revision).
+func (s *Store) Generation() uint64 { return s.keys.gen().id }
+
+// switchGeneration is the watch's: the pointer moved to g at its mod
+// revision. The recent changes (of the replaced generation) are dropped,
+// and the committed mark moves to the switch, which wakes the followers:
+// they see the new Generation and tell their clients "reset".
+func (s *Store) switchGeneration(g *generation) {
+	s.keys.cur.Store(g)
+	if s.cache != nil {
+		s.cache.invalidate() // reads go to etcd until the watch fills it again
+	}
+	s.feed.restart(uint64(g.rev))
+}
+
+// catchUpGeneration returns once the instance is on the generation the
+// pointer switched to at rev (or a later one): normally its watch gets
+// there; when the watch missed the switch (it was compacted away while
+// the watch was disconnected), the pointer is read again.
+func (s *Store) catchUpGeneration(ctx context.Context, rev int64) error {
+	s.feed.waitFor(ctx, uint64(rev))
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.keys.gen().rev >= rev {
+		return nil
+	}
+	return s.reloadGeneration(ctx)
+}
+
+// reloadGeneration reads the pointer and moves the instance to the
+// generation it names when that is newer than the instance's.
+func (s *Store) reloadGeneration(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	g, err := s.readGeneration(rctx)
+	if err != nil {
+		return readError(err)
+	}
+	if g.rev > s.keys.gen().rev {
+		s.switchGeneration(g)
+	}
+	return nil
+}
+
+// restoredError is the error of a read at rev, or of a follower that
+// resumes after rev, when a full restore replaced the data's history
+// there; nil when rev is within the current generation.
+func (s *Store) restoredError(rev uint64) error {
+	g := s.keys.gen()
+	if g.id == 0 || rev >= uint64(g.rev) {
+		return nil
+	}
+	return &ctxd.CompactedError{Requested: rev, Compacted: uint64(g.rev), RestoredFrom: max(g.from, 1)}
+}
+
+// genCompare is the condition every write of generation g carries: the
+// pointer has not moved.
+func (s *Store) genCompare(g *generation) clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(s.opts.Prefix+genKey), "=", g.rev)
+}

@@ -1,0 +1,222 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
+)
+
+// snapshotTimeout bounds a whole snapshot (each etcd read within it still
+// has the request timeout): history is replayed by a watch, which would
+// otherwise wait forever on a cluster that lost its leader.
+func (s *Store) snapshotTimeout() time.Duration {
+	return max(time.Minute, 12*s.opts.RequestTimeout)
+}
+
+// WriteSnapshot writes the prefix's data as the bolt backend's snapshot
+// file, so that either backend restores it: the state etcd still holds at
+// its compaction mark (or the prefix's birth), read at that revision a
+// page at a time in mod revision order, then every change after it up to
+// the instance's committed mark, replayed from etcd's history. Writers
+// keep writing meanwhile; the file is built in a scratch file of the
+// system's temporary folder, removed afterwards.
+//
+// Revisions are etcd's, except where several changes share one (an etcd
+// transaction): the file gives each its own, consecutive from there on
+// (bolt.SnapshotBuilder), so the snapshot's revision may be a little
+// above etcd's.
+func (s *Store) WriteSnapshot(w io.Writer) (ctxd.SnapshotInfo, error) {
+	if err := s.enter(); err != nil {
+		return ctxd.SnapshotInfo{}, err
+	}
+	defer s.inflight.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), s.snapshotTimeout())
+	defer cancel()
+	info, err := s.writeSnapshot(ctx, w)
+	if err != nil {
+		return ctxd.SnapshotInfo{}, fmt.Errorf("snapshot of %s: %w", s.opts.Prefix, readError(err))
+	}
+	return info, nil
+}
+
+func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotInfo, error) {
+	rev := s.Revision()
+	compacted, err := s.compactedRevisionNow(ctx)
+	if err != nil {
+		return ctxd.SnapshotInfo{}, err
+	}
+	// The current generation's history starts after its restore's claim
+	// (generation.go): nothing of it is older.
+	base := max(compacted, s.born, s.keys.gen().id)
+	rev = max(rev, base)
+	b, err := bolt.NewSnapshotBuilder("")
+	if err != nil {
+		return ctxd.SnapshotInfo{}, err
+	}
+	defer b.Close()
+	err = s.eachLiveByModRev(ctx, base, func(r ctxd.Record) error {
+		c := ctxd.Change{Revision: r.ModRev, Namespace: r.Namespace, Key: r.Key, Op: ctxd.OpPut,
+			Value: r.Value, Version: r.Version, Who: r.Who, Time: r.UpdatedAt, ExpiresAt: r.ExpiresAt}
+		return b.Add(c, r.CreateRev)
+	})
+	if err != nil {
+		return ctxd.SnapshotInfo{}, err
+	}
+	// Reads below the base are compacted in the file as they are in etcd
+	// (the base's changes may have been renumbered above it).
+	fileCompacted := uint64(0)
+	if compacted > 0 {
+		fileCompacted = max(compacted, b.LastRevision())
+	}
+	var addErr error
+	err = s.eachRevision(ctx, base, rev, func(rc revisionChanges) bool {
+		for _, c := range rc.changes {
+			if addErr = b.Add(c, 0); addErr != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if addErr != nil {
+		return ctxd.SnapshotInfo{}, addErr
+	}
+	if err != nil {
+		return ctxd.SnapshotInfo{}, err
+	}
+	// Keepalives move deadline records, not the keys, and take no
+	// revision of the feed's: the file's deadlines are the records' now,
+	// for the keys not written since rev.
+	if err := s.eachDeadline(ctx, rev, b.KeepAlive); err != nil {
+		return ctxd.SnapshotInfo{}, err
+	}
+	return b.WriteTo(w, rev, fileCompacted)
+}
+
+// eachDeadline calls fn with the current deadline of every live key on a
+// lease that no write changed after revision rev (its deadline record at
+// the head, which keepalives move without a revision of the feed's), a
+// page of records at a time.
+func (s *Store) eachDeadline(ctx context.Context, rev uint64, fn func(ns, key string, at time.Time) error) error {
+	gen := s.keys.gen()
+	base := gen.keys.prefix + deadDir
+	end := prefixEnd(base)
+	for from := base; ; {
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		resp, err := s.cli.Get(rctx, from, clientv3.WithRange(end), clientv3.WithLimit(viewPage))
+		cancel()
+		if err != nil {
+			return err
+		}
+		for _, kv := range resp.Kvs {
+			_, ns, key, ok := gen.keys.parse(kv.Key)
+			if !ok {
+				continue
+			}
+			d, err := decodeDeadline(kv.Value)
+			if err != nil {
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+			live, err := s.cli.Get(rctx, gen.keys.live(ns, key)) // not keys-only: that drops the lease
+			cancel()
+			if err != nil {
+				return err
+			}
+			k := firstKV(live.Kvs)
+			if k == nil || uint64(k.ModRevision) > rev || k.Lease != int64(d.lease) {
+				continue // gone, or written after the snapshot's revision
+			}
+			if err := fn(ns, key, d.at); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// eachLiveByModRev calls fn with every live key of the prefix at revision
+// rev, oldest change first (mod revision order, the order a snapshot
+// file's log needs), reading viewPage keys at a time. etcd sorts the
+// range for each page; a revision is never split between two pages.
+func (s *Store) eachLiveByModRev(ctx context.Context, rev uint64, fn func(ctxd.Record) error) error {
+	if rev == 0 {
+		return nil
+	}
+	dir := s.keys.dir(liveDir)
+	read := func(opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		defer cancel()
+		opts = append(opts, clientv3.WithPrefix(), clientv3.WithRev(int64(rev)),
+			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortAscend))
+		resp, err := s.cli.Get(rctx, dir, opts...)
+		if err != nil {
+			return nil, s.revisionError(rctx, err, rev)
+		}
+		return resp, nil
+	}
+	emit := func(kvs []*mvccpb.KeyValue) error {
+		for _, kv := range kvs {
+			_, ns, key, ok := s.keys.parse(kv.Key)
+			if !ok {
+				continue
+			}
+			r, err := record(ns, key, kv)
+			if err != nil {
+				return err
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for next := int64(1); ; {
+		resp, err := read(clientv3.WithMinModRev(next), clientv3.WithLimit(viewPage))
+		if err != nil {
+			return err
+		}
+		kvs := resp.Kvs
+		if !resp.More || len(kvs) == 0 {
+			return emit(kvs)
+		}
+		last := kvs[len(kvs)-1].ModRevision
+		whole := len(kvs)
+		for whole > 0 && kvs[whole-1].ModRevision == last {
+			whole--
+		}
+		if err := emit(kvs[:whole]); err != nil {
+			return err
+		}
+		// The last revision of the page may go on in the next: read it
+		// whole (one transaction, possibly larger than a page).
+		resp, err = read(clientv3.WithMinModRev(last), clientv3.WithMaxModRev(last))
+		if err != nil {
+			return err
+		}
+		if err := emit(resp.Kvs); err != nil {
+			return err
+		}
+		next = last + 1
+	}
+}
+
+// OpenSnapshot opens a snapshot file of either backend (both write the
+// bolt backend's format) for reading.
+func (s *Store) OpenSnapshot(path string) (store.Snapshot, error) {
+	snap, err := bolt.OpenSnapshot(path)
+	if err != nil {
+		return nil, err // not a store.Snapshot holding a nil *bolt.Snapshot
+	}
+	return snap, nil
+}

@@ -1,0 +1,177 @@
+package etcd_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/store/etcd"
+)
+
+// ownEtcd starts an etcd server of the test's own: the tests that compact
+// it would otherwise compact the history of every test of the package.
+func ownEtcd(t *testing.T) *etcdkit.Server {
+	t.Helper()
+	srv, err := etcdkit.Start()
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// fillHistory writes a history with every kind of change into st, and
+// compacts it in the middle: a key updated across the mark, a
+// transaction (several changes of one etcd revision), a delete and a
+// create after it.
+func fillHistory(t *testing.T, st store.Backend) {
+	t.Helper()
+	ctx := context.Background()
+	put := func(ns, key, value, who string) ctxd.Record {
+		r, err := st.Put(ctx, ns, key, json.RawMessage(value), nil, who)
+		require.NoError(t, err)
+		return r
+	}
+	put("default", "a", `1`, "ann")
+	put("default", "a", `{"n":2}`, "bob")
+	put("default", "b", `"first"`, "ann")
+	mark := put("other", "x", `[1,2]`, "cy")
+	_, err := st.CompactKeep(ctx, mark.ModRev, 1)
+	require.NoError(t, err)
+	_, err = st.Txn(ctx, []ctxd.Write{
+		{Namespace: "default", Key: "c", Op: ctxd.OpPut, Value: json.RawMessage(`true`), Who: "txn"},
+		{Namespace: "default", Key: "d", Op: ctxd.OpPut, Value: json.RawMessage(`null`), Who: "txn"},
+		{Namespace: "other", Key: "x", Op: ctxd.OpPut, Value: json.RawMessage(`[3]`), Who: "txn"},
+	})
+	require.NoError(t, err)
+	_, err = st.Delete(ctx, "default", "b", nil, "dan")
+	require.NoError(t, err)
+	put("default", "b", `"second"`, "eve")
+	put("default", "a", `3`, "fay")
+	_, err = st.Delete(ctx, "default", "d", nil, "gus")
+	require.NoError(t, err)
+}
+
+// sameData asserts that got holds what want holds: every namespace's live
+// keys with their values, versions, who and time, and each key's history
+// (op, version, value, who, time; revisions are each backend's own).
+func sameData(t *testing.T, want, got store.Backend) {
+	t.Helper()
+	wantNS, err := want.Namespaces()
+	require.NoError(t, err)
+	gotNS, err := got.Namespaces()
+	require.NoError(t, err)
+	require.Equal(t, wantNS, gotNS)
+	for _, ns := range wantNS {
+		wp, err := want.List(ns.Name, ctxd.ListOptions{Limit: 1000})
+		require.NoError(t, err)
+		gp, err := got.List(ns.Name, ctxd.ListOptions{Limit: 1000})
+		require.NoError(t, err)
+		require.Len(t, gp.Records, len(wp.Records), ns.Name)
+		for i, w := range wp.Records {
+			g := gp.Records[i]
+			assert.Equal(t, w.Key, g.Key)
+			assert.JSONEq(t, string(w.Value), string(g.Value), w.Key)
+			assert.Equal(t, w.Version, g.Version, "version of %s", w.Key)
+			assert.Equal(t, w.Who, g.Who, "who of %s", w.Key)
+			assert.True(t, w.UpdatedAt.Equal(g.UpdatedAt), "time of %s: %v, %v", w.Key, w.UpdatedAt, g.UpdatedAt)
+			assert.Equal(t, history(t, want, ns.Name, w.Key), history(t, got, ns.Name, w.Key), "history of %s", w.Key)
+		}
+	}
+}
+
+// historyStep is a change without its revisions, which differ between
+// backends.
+type historyStep struct {
+	Op      ctxd.Op
+	Version uint64
+	Value   string
+	Who     string
+	Time    int64
+}
+
+func history(t *testing.T, st store.Backend, ns, key string) []historyStep {
+	t.Helper()
+	page, err := st.History(ns, key, ctxd.HistoryOptions{Limit: 100})
+	require.NoError(t, err)
+	var out []historyStep
+	for _, c := range page.Changes {
+		out = append(out, historyStep{Op: c.Op, Version: c.Version, Value: string(c.Value), Who: c.Who, Time: c.Time.UnixNano()})
+	}
+	return out
+}
+
+// TestSnapshotOfEtcdRestoresIntoBolt: a snapshot taken on etcd is the
+// bolt backend's snapshot file: it opens and verifies as one, and both an
+// online restore into a bolt store and an offline restore into a new data
+// folder give back the same keys, values, versions, who, time and the
+// history etcd still held.
+func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
+	srv := ownEtcd(t)
+	src, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: "/snap/"})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, src.Close()) })
+	fillHistory(t, src)
+
+	path, info := testkit.WriteSnapshot(t, src)
+	assert.GreaterOrEqual(t, info.Revision, src.Revision())
+	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 3}, {Name: "other", Keys: 1}}, info.Namespaces)
+
+	// etcd kept a's change in effect at the compaction and the one after.
+	require.Len(t, history(t, src, "default", "a"), 2)
+
+	snap, err := src.OpenSnapshot(path)
+	require.NoError(t, err)
+	require.NoError(t, snap.Verify())
+	require.NoError(t, snap.Close())
+
+	t.Run("online", func(t *testing.T) {
+		dst := testkit.OpenBolt(t, bolt.Options{})
+		_, err := dst.Put(context.Background(), "default", "gone", json.RawMessage(`1`), nil, "t")
+		require.NoError(t, err)
+		res, err := dst.Restore(context.Background(), path, ctxd.RestoreOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, info.Revision, res.SnapshotRevision)
+		sameData(t, src, dst)
+		_, err = dst.Get("default", "gone")
+		assert.ErrorIs(t, err, ctxd.ErrNotFound)
+	})
+	t.Run("offline into a new folder", func(t *testing.T) {
+		db := filepath.Join(t.TempDir(), "new", "ctxd.db")
+		_, err := bolt.RestoreFolder(context.Background(), db, path, bolt.FolderRestoreOptions{})
+		require.NoError(t, err)
+		dst := testkit.OpenBoltAt(t, db, bolt.Options{})
+		sameData(t, src, dst)
+		// Revisions continue after the snapshot's.
+		r, err := dst.Put(context.Background(), "default", "after", json.RawMessage(`1`), nil, "t")
+		require.NoError(t, err)
+		assert.Greater(t, r.ModRev, info.Revision)
+	})
+	t.Run("negative control: same value, other history", func(t *testing.T) {
+		// A store whose a has the same last value and author differs in
+		// what sameData compares: the check can fail.
+		other := testkit.OpenBolt(t, bolt.Options{})
+		_, err := other.Put(context.Background(), "default", "a", json.RawMessage(`3`), nil, "fay")
+		require.NoError(t, err)
+		assert.NotEqual(t, history(t, src, "default", "a"), history(t, other, "default", "a"))
+	})
+}
+
+// TestBadSnapshotIsRefusedByEtcd: a file that is not a snapshot, or a
+// truncated one, does not open.
+func TestBadSnapshotIsRefusedByEtcd(t *testing.T) {
+	st := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.snapshot")
+	require.NoError(t, os.WriteFile(path, []byte("not a snapshot at all, but long enough to look like one"), 0o600))
+	_, err := st.OpenSnapshot(path)
+	assert.ErrorIs(t, err, ctxd.ErrBadSnapshot)
+}
