@@ -33,6 +33,10 @@ type group struct {
 	// does not have; txRev is the revision it is at.
 	tx    *bbolt.Tx
 	txRev uint64
+	// first is the revision before the group's changes; bytes the size
+	// of its log records.
+	first uint64
+	bytes int64
 	// id numbers the writer's groups, from 1; prev are the groups written
 	// before this one and not yet published (durable or not), oldest
 	// first: the state before this group is theirs, then the overlay's,
@@ -57,6 +61,13 @@ type keyState struct {
 // published since the last one leave s.inflight: their state is in the
 // overlay now.
 func (s *Store) newGroup() *group {
+	s.prune()
+	s.groups++
+	return &group{store: s, id: s.groups, prev: s.inflight, first: s.rev, rev: s.rev, now: s.now().UTC(), keys: make(map[nsKeyName]keyState), changed: make(map[nsKeyName]*change), nsKeys: make(map[string]uint64)}
+}
+
+// prune drops from s.inflight the groups the syncer has answered.
+func (s *Store) prune() {
 	landed := s.landed.Load()
 	n := 0
 	for n < len(s.inflight) && s.inflight[n].id <= landed {
@@ -66,8 +77,6 @@ func (s *Store) newGroup() *group {
 		s.inflight = s.inflight[:copy(s.inflight, s.inflight[n:])]
 		clear(s.inflight[len(s.inflight):cap(s.inflight)])
 	}
-	s.groups++
-	return &group{store: s, id: s.groups, prev: s.inflight, rev: s.rev, now: s.now().UTC(), keys: make(map[nsKeyName]keyState), changed: make(map[nsKeyName]*change), nsKeys: make(map[string]uint64)}
 }
 
 // close ends the group's read transaction, and its view of the groups

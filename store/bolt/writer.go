@@ -144,6 +144,7 @@ func (s *Store) commit(batch []*request) {
 		records := make([][]byte, len(ok))
 		for i := range ok {
 			records[i] = ok[i].record
+			g.bytes += int64(len(ok[i].record))
 		}
 		last, err := s.wal.Write(records...)
 		if err != nil {
@@ -356,8 +357,22 @@ func (s *Store) publish(changes []*change, extends []*extend, g *group) {
 func (s *Store) waitRoom() error {
 	for {
 		_, _, n, bytes, drained := s.ov.state()
-		if n < s.maxPending && bytes < s.maxPendingB {
+		// The groups written and not yet published will be in the
+		// overlay soon: they count.
+		s.prune()
+		var flying int
+		var flyingBytes int64
+		for _, g := range s.inflight {
+			flying += int(g.rev - g.first)
+			flyingBytes += g.bytes
+		}
+		if n+flying < s.maxPending && bytes+flyingBytes < s.maxPendingB {
 			return nil
+		}
+		if flying > 0 {
+			// Let them land first, then look again.
+			s.settle()
+			continue
 		}
 		s.urgent.Add(1)
 		select {
