@@ -22,3 +22,11 @@ func FreelistPersisted(path string) (bool, error) {
 	}
 	return m.freelist != ^uint64(0), nil
 }
+
+// WithPipelineHooks returns opts with the pipeline's test hooks: written
+// is called by the writer after it wrote a group to the log, beforeSync
+// by the syncer before each fdatasync (pipeline_test.go).
+func WithPipelineHooks(opts Options, written, beforeSync func()) Options {
+	opts.hooks = pipelineHooks{written: written, beforeSync: beforeSync}
+	return opts
+}

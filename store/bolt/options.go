@@ -18,9 +18,9 @@ type Options struct {
 	MaxBatch int
 	// Now returns the time recorded on changes (default time.Now).
 	Now func() time.Time
-	// OnCommit, when set, is called by the writer after each commit (the
-	// group is durable and readable, its callers not yet answered),
-	// before the next one starts: it must be quick (metrics).
+	// OnCommit, when set, is called after each commit (the group is
+	// durable and readable, its callers not yet answered), one commit at
+	// a time, in order: it must be quick (metrics).
 	OnCommit func(store.CommitInfo)
 
 	// WALSegmentSize is the size of the write-ahead log's segment files
@@ -61,7 +61,21 @@ type Options struct {
 	// failpoint is: a test stops a compaction there
 	// (compact_internal_test.go).
 	afterCompactChunk func()
+	// hooks are set by tests only (export_test.go).
+	hooks pipelineHooks
 }
+
+// pipelineHooks let a test hold the pipeline where a group is written to
+// the log and not yet durable. Each may be nil.
+type pipelineHooks struct {
+	// written is called by the writer after it wrote a group and handed
+	// it to the syncer; beforeSync by the syncer before each fdatasync.
+	written, beforeSync func()
+}
+
+// flightsQueued bounds the groups written to the log and waiting for the
+// syncer: the writer waits beyond it.
+const flightsQueued = 64
 
 // The defaults of Options, chosen by measurement (DESIGN.md); the server's
 // wal.* settings default to them.

@@ -13,14 +13,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
-	"github.com/framework0/ctxd/store"
 )
 
 // These tests look at the writer's queue itself, to put a request exactly
 // on either side of the boundary submit documents: queued (outcome unknown
 // if abandoned) or not (refused, not applied).
 
-// heldStore is a store whose writer can be held inside a commit hook.
+// heldStore is a store whose writer can be held in its hook after a
+// group is written (pipelineHooks.written).
 type heldStore struct {
 	*Store
 	path    string
@@ -33,14 +33,14 @@ type heldStore struct {
 func openHeld(t *testing.T) *heldStore {
 	t.Helper()
 	hs := &heldStore{path: filepath.Join(t.TempDir(), "ctxd.db")}
-	s, err := Open(hs.path, Options{OnCommit: hs.onCommit})
+	s, err := Open(hs.path, Options{hooks: pipelineHooks{written: hs.onWritten}})
 	require.NoError(t, err)
 	hs.Store = s
 	t.Cleanup(func() { _ = hs.Close() })
 	return hs
 }
 
-func (hs *heldStore) onCommit(store.CommitInfo) {
+func (hs *heldStore) onWritten() {
 	hs.mu.Lock()
 	hold, held, release := hs.hold, hs.held, hs.release
 	hs.hold = false
@@ -51,8 +51,9 @@ func (hs *heldStore) onCommit(store.CommitInfo) {
 	}
 }
 
-// holdWriter commits a write and keeps the writer inside its commit hook
-// until the returned function is called; the write's answer comes then.
+// holdWriter commits a write and keeps the writer inside its hook until
+// the returned function is called (the write itself is answered by the
+// syncer meanwhile).
 func (hs *heldStore) holdWriter(t *testing.T) (releaseWriter func()) {
 	t.Helper()
 	hs.mu.Lock()

@@ -116,8 +116,24 @@ type Store struct {
 	id []byte
 
 	// Owned by the writer goroutine (and Open before it starts).
-	rev    uint64
-	nsKeys map[string]uint64 // live keys per namespace, mirrored in bucket nskeys
+	rev uint64
+	// groups counts the writer's groups; inflight are those written to
+	// the log and not yet published by the syncer (see commit).
+	groups   uint64
+	inflight []*group
+	// nsKeys: live keys per namespace, mirrored in bucket nskeys, as
+	// published; written holding ov.mu.
+	nsKeys map[string]uint64
+
+	// The pipeline from the writer to the syncer (writer.go): flights
+	// are groups written to the log; landed is the id of the last group
+	// the syncer answered; syncFailed (the syncer's) is set once a group
+	// failed.
+	flights    chan *flight
+	landed     atomic.Uint64
+	syncerDone chan struct{}
+	syncFailed bool
+	hooks      pipelineHooks
 }
 
 // request is one atomic unit of writes queued for the writer goroutine.
@@ -218,6 +234,9 @@ func Open(path string, opts Options) (*Store, error) {
 		onCommit:       opts.OnCommit,
 		ttl:            newDeadlines(),
 		expirerDone:    make(chan struct{}),
+		flights:        make(chan *flight, flightsQueued),
+		syncerDone:     make(chan struct{}),
+		hooks:          opts.hooks,
 
 		afterCompactChunk: opts.afterCompactChunk,
 	}
@@ -230,6 +249,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	go s.writer()
+	go s.syncer()
 	go s.committer()
 	go s.expirer()
 	return s, nil

@@ -322,8 +322,14 @@ func (g *group) keepAlive(ka *keepAlive) (made, error) {
 // record reads the key's state st as a record, with its value: from the
 // group's own change, the overlay, or bbolt.
 func (g *group) record(ns, key string, st keyState) (ctxd.Record, error) {
-	if c, ok := g.changed[nsKeyName{ns, key}]; ok && c.Revision == st.modRev {
+	name := nsKeyName{ns, key}
+	if c, ok := g.changed[name]; ok && c.Revision == st.modRev {
 		return c.record(), nil
+	}
+	for i := len(g.prev) - 1; i >= 0; i-- {
+		if c, ok := g.prev[i].changed[name]; ok && c.Revision == st.modRev {
+			return c.record(), nil
+		}
 	}
 	if c, _ := g.store.ov.latest(ns, key); c != nil && c.Revision == st.modRev {
 		return c.record(), nil

@@ -33,6 +33,17 @@ type group struct {
 	// does not have; txRev is the revision it is at.
 	tx    *bbolt.Tx
 	txRev uint64
+	// first is the revision before the group's changes; bytes the size
+	// of its log records.
+	first uint64
+	bytes int64
+	// id numbers the writer's groups, from 1; prev are the groups written
+	// before this one and not yet published (durable or not), oldest
+	// first: the state before this group is theirs, then the overlay's,
+	// then bbolt's. prev is dropped once the group is prepared, so that
+	// no group keeps older ones alive.
+	id   uint64
+	prev []*group
 }
 
 type nsKeyName struct{ ns, key string }
@@ -46,23 +57,62 @@ type keyState struct {
 	value []byte
 }
 
+// newGroup starts the writer's next group. The groups the syncer has
+// published since the last one leave s.inflight: their state is in the
+// overlay now.
 func (s *Store) newGroup() *group {
-	return &group{store: s, rev: s.rev, now: s.now().UTC(), keys: make(map[nsKeyName]keyState), changed: make(map[nsKeyName]*change), nsKeys: make(map[string]uint64)}
+	s.prune()
+	s.groups++
+	return &group{store: s, id: s.groups, prev: s.inflight, first: s.rev, rev: s.rev, now: s.now().UTC(), keys: make(map[nsKeyName]keyState), changed: make(map[nsKeyName]*change), nsKeys: make(map[string]uint64)}
 }
 
-// close ends the group's read transaction.
+// prune drops from s.inflight the groups the syncer has answered.
+func (s *Store) prune() {
+	landed := s.landed.Load()
+	n := 0
+	for n < len(s.inflight) && s.inflight[n].id <= landed {
+		n++
+	}
+	if n > 0 {
+		s.inflight = s.inflight[:copy(s.inflight, s.inflight[n:])]
+		clear(s.inflight[len(s.inflight):cap(s.inflight)])
+	}
+}
+
+// close ends the group's read transaction, and its view of the groups
+// before it: it is prepared.
 func (g *group) close() {
 	if g.tx != nil {
 		_ = g.tx.Rollback()
 		g.tx = nil
 	}
+	g.prev = nil
 }
 
 func (g *group) keyCount(ns string) uint64 {
 	if n, ok := g.nsKeys[ns]; ok {
 		return n
 	}
+	for i := len(g.prev) - 1; i >= 0; i-- {
+		if n, ok := g.prev[i].nsKeys[ns]; ok {
+			return n
+		}
+	}
+	// The syncer publishes counts (holding the overlay's lock).
+	g.store.ov.mu.RLock()
+	defer g.store.ov.mu.RUnlock()
 	return g.store.nsKeys[ns]
+}
+
+// unpublished returns the state a group written before g and not yet
+// published gave the key, the newest.
+func (g *group) unpublished(name nsKeyName) (keyState, bool) {
+	for i := len(g.prev) - 1; i >= 0; i-- {
+		if st, ok := g.prev[i].keys[name]; ok {
+			return st, true
+		}
+	}
+	return keyState{}, false
 }
 
 // state returns a key's current state. Its deadline comes from the
@@ -71,6 +121,9 @@ func (g *group) keyCount(ns string) uint64 {
 func (g *group) state(ns, key string) (keyState, error) {
 	name := nsKeyName{ns, key}
 	if st, ok := g.keys[name]; ok {
+		return st, nil
+	}
+	if st, ok := g.unpublished(name); ok {
 		return st, nil
 	}
 	st, err := g.published(ns, key)

@@ -3,6 +3,7 @@ package bolt
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/framework0/ctxd"
@@ -20,6 +21,12 @@ import (
 // group goes first, then that request runs alone.
 func (s *Store) writer() {
 	defer close(s.stopped)
+	// The syncer answers what the writer sent it: it must be done before
+	// the writer counts as stopped.
+	defer func() {
+		close(s.flights)
+		<-s.syncerDone
+	}()
 	batch := make([]*request, 0, s.maxBatch)
 	for {
 		var first *request
@@ -54,6 +61,9 @@ func (s *Store) run(batch []*request, held *request) {
 	if held == nil {
 		return
 	}
+	// Exclusive and direct requests work on bbolt: every group before
+	// them must be durable and published first.
+	s.settle()
 	if held.exclusive == nil {
 		s.commitDirect(held)
 		return
@@ -93,11 +103,15 @@ func (s *Store) take(batch []*request, yield bool) ([]*request, *request) {
 	return batch, nil
 }
 
-// commit makes a group durable: it checks each request and makes its
-// changes in memory (a request whose check fails is answered with its
-// error and leaves no trace), appends one write-ahead log record per
-// request that holds, with one fdatasync, publishes the changes (overlay,
-// then the committed mark), and answers.
+// commit prepares a group and writes it to the write-ahead log, without
+// waiting for its fdatasync: it checks each request against the state so
+// far, which includes the groups written before it and not yet durable
+// (s.inflight), and makes its changes in memory (a request whose check
+// fails gets its error, and leaves no trace), writes one log record per
+// request that holds, and hands the group to the syncer, which makes it
+// durable, publishes it and answers its callers, in order. So while the
+// syncer's fdatasync of one group runs, the writer prepares and writes
+// the next.
 func (s *Store) commit(batch []*request) {
 	if err := s.failure.Load(); err != nil {
 		s.refuse(batch, *err)
@@ -107,62 +121,192 @@ func (s *Store) commit(batch []*request) {
 		s.refuse(batch, err)
 		return
 	}
-	start := time.Now()
-	results := make([]result, len(batch))
+	// The writer reuses batch for its next group: the flight keeps a copy.
+	f := &flight{batch: slices.Clone(batch), start: time.Now(), prevRev: s.rev, results: make([]result, len(batch))}
 	var ok []made
 	s.dbMu.RLock()
 	g := s.newGroup()
 	for i, r := range batch {
 		m, err := g.apply(r)
 		if err != nil {
-			results[i] = result{err: err}
+			f.results[i] = result{err: err}
 			continue
 		}
-		results[i] = result{res: m.res}
+		f.results[i] = result{res: m.res}
 		if m.record != nil {
 			ok = append(ok, m)
 		}
 	}
 	g.close()
 	s.dbMu.RUnlock()
+	f.g = g
 	if len(ok) > 0 {
 		records := make([][]byte, len(ok))
 		for i := range ok {
 			records[i] = ok[i].record
+			g.bytes += int64(len(ok[i].record))
 		}
-		last, err := s.wal.Append(records...)
+		last, err := s.wal.Write(records...)
 		if err != nil {
+			f.err = err
+		} else {
+			first := last - uint64(len(records)) + 1
+			for i := range ok {
+				for _, c := range ok[i].changes {
+					c.seq = first + uint64(i)
+				}
+				for _, x := range ok[i].extends {
+					x.seq = first + uint64(i)
+				}
+				f.changes = append(f.changes, ok[i].changes...)
+				f.extends = append(f.extends, ok[i].extends...)
+			}
+			f.lastSeq = last
+		}
+	}
+	s.rev = g.rev
+	s.inflight = append(s.inflight, g)
+	s.flights <- f
+	if s.hooks.written != nil {
+		s.hooks.written()
+	}
+}
+
+// flight is a group the writer has written to the write-ahead log, on its
+// way to the syncer: not durable, not readable, not answered yet.
+type flight struct {
+	batch   []*request
+	results []result
+	g       *group
+	changes []*change
+	extends []*extend
+	// lastSeq is the group's last log record (0: it logged nothing); err
+	// is the log's error when writing its records failed.
+	lastSeq uint64
+	err     error
+	start   time.Time
+	prevRev uint64
+	// settled, when set, is closed once every group before it is done
+	// (settle): the flight carries no group.
+	settled chan struct{}
+}
+
+// syncer makes the groups the writer wrote durable and answers them, in
+// the order they were written: it takes every flight waiting, makes them
+// durable with one fdatasync (wal.Sync covers every record written
+// before it began), then publishes and answers each. A failed Write or
+// Sync fails the store, and every group after it: their records may or
+// may not be durable (outcome unknown), and the checks of those that
+// logged nothing saw state that may be lost.
+func (s *Store) syncer() {
+	defer close(s.syncerDone)
+	var fs []*flight
+	for f := range s.flights {
+		fs = append(fs[:0], f)
+	more:
+		for {
+			select {
+			case f, ok := <-s.flights:
+				if !ok {
+					break more
+				}
+				fs = append(fs, f)
+			default:
+				break more
+			}
+		}
+		s.land(fs)
+		clear(fs)
+	}
+}
+
+// land makes the flights fs durable, then publishes and answers them.
+func (s *Store) land(fs []*flight) {
+	var syncErr error
+	var need uint64
+	for _, f := range fs {
+		need = max(need, f.lastSeq)
+	}
+	if need > s.wal.LastSeq() {
+		if s.hooks.beforeSync != nil {
+			s.hooks.beforeSync()
+		}
+		if _, err := s.wal.Sync(); err != nil {
+			syncErr = err
+		}
+	}
+	// The stats and OnCommit count one commit per fdatasync: every group
+	// it made durable.
+	var requests int
+	var changes uint64
+	var start time.Time
+	for _, f := range fs {
+		if f.settled != nil {
+			continue
+		}
+		err := f.err
+		if err == nil && f.lastSeq > 0 {
+			err = syncErr
+		}
+		switch {
+		case err != nil:
+			s.syncFailed = true
 			s.fail(fmt.Errorf("write-ahead log: %w", err))
-			for i := range results {
-				if results[i].err == nil {
+			for i := range f.results {
+				if f.results[i].err == nil {
 					// Some of the group's records may be durable, and
 					// replayed at the next start: the outcome is unknown.
-					results[i].err = appendUnknown(err)
+					f.results[i].err = appendUnknown(err)
 				}
 			}
-			s.answer(batch, results)
-			return
-		}
-		first := last - uint64(len(records)) + 1
-		var changes []*change
-		var extends []*extend
-		for i := range ok {
-			for _, c := range ok[i].changes {
-				c.seq = first + uint64(i)
+		case s.syncFailed:
+			// An earlier group failed, and this one was checked against
+			// its state, which may be lost: its records (if any) may or
+			// may not be durable, and its refusals may be wrong.
+			failure := *s.failure.Load()
+			for i := range f.results {
+				if f.results[i].err == nil && f.lastSeq > 0 {
+					f.results[i].err = appendUnknown(failure)
+				} else {
+					f.results[i] = result{err: failure}
+				}
 			}
-			for _, x := range ok[i].extends {
-				x.seq = first + uint64(i)
+		default:
+			if len(f.changes) > 0 || len(f.extends) > 0 {
+				failpoint.Hit(failpoint.CommitBeforeAnswer)
+				s.publish(f.changes, f.extends, f.g)
 			}
-			changes = append(changes, ok[i].changes...)
-			extends = append(extends, ok[i].extends...)
+			if requests == 0 {
+				start = f.start
+			}
+			requests += len(f.batch)
+			changes += f.g.rev - f.prevRev
 		}
-		failpoint.Hit(failpoint.CommitBeforeAnswer)
-		s.publish(changes, extends, g)
 	}
-	took := time.Since(start)
-	s.count(len(batch), g.rev-s.rev, took)
-	s.rev = g.rev
-	s.answer(batch, results)
+	// OnCommit runs before the answers (the outcome tests rely on it).
+	if requests > 0 {
+		s.count(requests, changes, time.Since(start))
+	}
+	for _, f := range fs {
+		if f.settled != nil {
+			close(f.settled)
+			continue
+		}
+		s.landed.Store(f.g.id)
+		s.answer(f.batch, f.results)
+	}
+}
+
+// settle waits until the syncer has answered every group the writer
+// sent it (they are durable and published, or failed).
+func (s *Store) settle() {
+	if len(s.inflight) == 0 {
+		return
+	}
+	done := make(chan struct{})
+	s.flights <- &flight{settled: done}
+	<-done
+	s.inflight = s.inflight[:0]
 }
 
 // answer sends each request its result.
@@ -213,8 +357,22 @@ func (s *Store) publish(changes []*change, extends []*extend, g *group) {
 func (s *Store) waitRoom() error {
 	for {
 		_, _, n, bytes, drained := s.ov.state()
-		if n < s.maxPending && bytes < s.maxPendingB {
+		// The groups written and not yet published will be in the
+		// overlay soon: they count.
+		s.prune()
+		var flying int
+		var flyingBytes int64
+		for _, g := range s.inflight {
+			flying += int(g.rev - g.first)
+			flyingBytes += g.bytes
+		}
+		if n+flying < s.maxPending && bytes+flyingBytes < s.maxPendingB {
 			return nil
+		}
+		if flying > 0 {
+			// Let them land first, then look again.
+			s.settle()
+			continue
 		}
 		s.urgent.Add(1)
 		select {

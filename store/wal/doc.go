@@ -66,10 +66,12 @@
 // when a new record, maybe shorter, is appended at the cut, what follows
 // it can never be read as a record, even one whose sequence number would
 // fit. Recovery() reports where a cut was made. Since each record carries
-// the start of its group, Open tells such a torn group from damage: a
-// record of a later Append, intact after the cut, means that the Append
-// that wrote the cut record had returned, so acknowledged records are
-// lost, and Open refuses the log instead of cutting it.
+// the start of its group (the first record that was not durable yet when
+// it was written: the group of a Write pipelined behind a Sync includes
+// the records that Sync covers), Open tells such a torn group from
+// damage: a record of a later group, intact after the cut, means that the
+// cut record had been made durable, so acknowledged records are lost, and
+// Open refuses the log instead of cutting it.
 //
 // A record that does not verify in any other segment, a segment that does
 // not start with the record after the last of the one before it (a gap or

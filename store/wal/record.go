@@ -28,7 +28,8 @@ func recordSize(n int) int64 {
 
 // appendRecord appends the record of payload, with sequence number seq,
 // to buf, for the segment whose first record is segFirst. groupOff is seq
-// minus the sequence number of the first record of the same Append.
+// minus the sequence number of the first record of its group: the first
+// record that was not durable yet when its Write began.
 func appendRecord(buf []byte, segFirst, seq uint64, groupOff uint32, payload []byte) []byte {
 	start := len(buf)
 	size := int(recordSize(len(payload)))
@@ -78,8 +79,8 @@ func parseHeader(b []byte) header {
 
 func (h header) zero() bool { return h == header{} }
 
-// groupStart is the sequence number of the first record of the Append
-// that wrote this record.
+// groupStart is the sequence number of the first record of this record's
+// group: every record before it was durable when this one was written.
 func (h header) groupStart() uint64 { return h.seq - uint64(h.groupOff) }
 
 // check says what is wrong with a header read where record want was

@@ -12,11 +12,12 @@ import (
 // (next is the record that would come there; e and reason say why they
 // end), and returns how many bytes it overwrote. The caller fsyncs.
 //
-// Bytes past the records can only be what an Append that never returned
-// left there: records of its group after a torn one. If a record of a
-// later Append is intact there instead, the Append that wrote record next
-// had returned (a single writer waits for each fdatasync), so records
-// that were acknowledged are lost: that is corruption, refused with a
+// Bytes past the records can only be what Writes no Sync had covered
+// left there: records of the group of a torn one (a group is the records
+// written since the last Sync that had returned, pipelined Writes
+// included). If a record of a later group is intact there instead, record
+// next was durable when it was written, so records that were
+// acknowledged are lost: that is corruption, refused with a
 // *CorruptError, never cut. Otherwise every non-zero block is overwritten
 // with zeros, so that a shorter record appended at tail can never be
 // followed by an older record that verifies.
@@ -50,7 +51,7 @@ func repairTail(f *os.File, sg segment, size, tail int64, next uint64, e end, re
 					why = "zeros"
 				}
 				return 0, &CorruptError{File: path, Offset: tail, Reason: fmt.Sprintf(
-					"the records end here (%s), but record %d, written by a later append, is intact at offset %d: acknowledged records from %d on are lost",
+					"the records end here (%s), but record %d, written after them once they were durable, is intact at offset %d: acknowledged records from %d on are lost",
 					why, h.seq, off+int64(p), next)}
 			}
 		}
@@ -68,8 +69,8 @@ func repairTail(f *os.File, sg segment, size, tail int64, next uint64, e end, re
 
 // laterRecord reports whether hdr, read at offset at of the segment whose
 // first record is segFirst and whose size is size, starts a record that
-// verifies and that was written by an Append that started after record
-// next.
+// verifies and whose group starts after record next (record next was
+// durable when it was written).
 func laterRecord(f *os.File, segFirst uint64, hdr []byte, at, size int64, next uint64) (bool, error) {
 	h := parseHeader(hdr)
 	if h.kind != kindData || h.reserved != [3]byte{} || uint64(h.groupOff) >= h.seq ||

@@ -95,15 +95,25 @@ type Log struct {
 	dir  string
 	opts Options
 
-	// wmu is held by Append and Close; it guards the fields below it.
-	wmu    sync.Mutex
-	cur    current
-	buf    []byte
-	failed error // sticky: set by a failed write or fdatasync
+	// wmu is held by Write (so Append) and Close; it guards the fields
+	// below it.
+	wmu   sync.Mutex
+	cur   current
+	buf   []byte
+	spare chan spareResult // the next segment being prepared; nil when none is
+
+	// smu is held by Sync during its fdatasync, and by a rotation while it
+	// syncs the full segment and makes the next one current: a Write into
+	// the current segment never waits for a Sync (that is the point of
+	// splitting Append in two), a rotation does. syncFile is the current
+	// segment's file, for Sync.
+	smu      sync.Mutex
+	syncFile *os.File
 	// syncData is fdatasync; the power-cut test replaces it with a no-op
 	// to prove that it catches a log that does not sync.
 	syncData func(*os.File) error
-	spare    chan spareResult // the next segment being prepared; nil when none is
+	// failed is sticky: set by a failed write or fdatasync.
+	failed atomic.Pointer[error]
 
 	// relMu serialises ReleaseBefore, so that segments are always
 	// deleted oldest first.
@@ -114,8 +124,9 @@ type Log struct {
 	closed bool
 
 	// last is the sequence number of the last durable record (FirstSeq-1
-	// in a new log). Append stores it after the fdatasync.
-	last atomic.Uint64
+	// in a new log), stored after the fdatasync that made it durable.
+	// written is the last record written (Write returned), durable or not.
+	last, written atomic.Uint64
 
 	recovery Recovery
 }
@@ -394,7 +405,9 @@ func (l *Log) recoverLast(f *os.File, sg segment, size int64, e end, sc *scanner
 		cur = max(l.opts.SegmentSize, sc.off)
 	}
 	l.cur = current{f: f, path: sg.path, first: sg.first, size: cur, off: sc.off}
+	l.syncFile = f
 	l.last.Store(sc.next - 1)
+	l.written.Store(sc.next - 1)
 	return nil
 }
 
@@ -441,23 +454,47 @@ func (l *Log) FirstSeq() uint64 {
 // then makes them durable with one fdatasync (two when they cross into a
 // new segment), and returns the sequence number of the last one; the
 // first is that minus len(recs)-1. Append with no record returns
-// LastSeq().
+// LastSeq(). It is Write, then Sync.
 //
-// Append is for one goroutine at a time. When it returns an error, the
-// records may or may not be durable; after a failed write or fdatasync
-// (the kernel may have dropped the unwritten pages) every later Append
-// fails too, until the log is reopened. ErrTooLarge and ErrClosed are
-// returned before anything is written.
+// When Append returns an error, the records may or may not be durable;
+// after a failed write or fdatasync (the kernel may have dropped the
+// unwritten pages) every later Write, Sync and Append fails too, until
+// the log is reopened. ErrTooLarge and ErrClosed are returned before
+// anything is written.
 func (l *Log) Append(recs ...[]byte) (uint64, error) {
+	last, err := l.Write(recs...)
+	if err != nil {
+		return 0, err
+	}
+	if len(recs) == 0 {
+		return l.LastSeq(), nil
+	}
+	if _, err := l.Sync(); err != nil {
+		return 0, err
+	}
+	return last, nil
+}
+
+// Write writes recs as records with the next sequence numbers, in order,
+// without making them durable (Sync does), and returns the sequence
+// number of the last one. Write and Sync may run at the same time, so an
+// owner can write the next records while the previous ones are being
+// synced (a pipeline); a record is durable once a Sync that began after
+// its Write returned has returned. When records cross into a new segment,
+// Write waits for a Sync in progress and makes the full segment durable
+// before it starts the next one.
+//
+// Write is for one goroutine at a time. Its errors are Append's.
+func (l *Log) Write(recs ...[]byte) (uint64, error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if l.closed {
 		return 0, ErrClosed
 	}
-	if l.failed != nil {
-		return 0, l.failed
+	if err := l.failed.Load(); err != nil {
+		return 0, *err
 	}
-	last := l.last.Load()
+	last := l.written.Load()
 	if len(recs) == 0 {
 		return last, nil
 	}
@@ -471,6 +508,11 @@ func (l *Log) Append(recs ...[]byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: %d records in one append", ErrTooLarge, len(recs))
 	}
 	first := last + 1
+	// The group of these records starts at the first record not durable
+	// now: Writes pipelined behind a Sync share the group of the records
+	// that Sync is making durable, since a power cut may keep any of
+	// them and not the others (repairTail).
+	group := l.last.Load() + 1
 	buf := l.buf[:0]
 	start := l.cur.off
 	for i, r := range recs {
@@ -486,7 +528,7 @@ func (l *Log) Append(recs ...[]byte) (uint64, error) {
 			}
 			buf, start = buf[:0], 0
 		}
-		buf = appendRecord(buf, l.cur.first, seq, uint32(seq-first), r)
+		buf = appendRecord(buf, l.cur.first, seq, uint32(seq-group), r)
 	}
 	err := l.write(buf, start, first+uint64(len(recs))-1)
 	if cap(buf) <= 4<<20 {
@@ -495,32 +537,65 @@ func (l *Log) Append(recs ...[]byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return l.last.Load(), nil
+	return first + uint64(len(recs)) - 1, nil
 }
 
-// write writes buf at off in the current segment, fdatasyncs it, and
-// raises the last durable record to last.
+// write writes buf at off in the current segment and raises the last
+// written record to last.
 func (l *Log) write(buf []byte, off int64, last uint64) error {
 	if _, err := l.cur.f.WriteAt(buf, off); err != nil {
 		return l.fail(err)
 	}
-	if err := l.syncData(l.cur.f); err != nil {
-		return l.fail(fmt.Errorf("fdatasync %s: %w", l.cur.path, err))
-	}
 	l.cur.off = off + int64(len(buf))
-	l.last.Store(last)
+	l.written.Store(last)
 	l.maybeStartSpare()
 	return nil
 }
 
+// Sync makes every record written before it began durable, with one
+// fdatasync of the current segment (none when they are all durable
+// already), and returns the last durable record. Sync is for one
+// goroutine at a time, and may run while Write does.
+func (l *Log) Sync() (uint64, error) {
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return 0, ErrClosed
+	}
+	if err := l.failed.Load(); err != nil {
+		return 0, *err
+	}
+	// Every record up to upTo was written before this load, into the
+	// current segment or one that a rotation synced whole before it
+	// made syncFile current (holding smu).
+	upTo := l.written.Load()
+	if upTo <= l.last.Load() {
+		return l.last.Load(), nil
+	}
+	if err := l.syncData(l.syncFile); err != nil {
+		return 0, l.fail(fmt.Errorf("fdatasync %s: %w", l.syncFile.Name(), err))
+	}
+	l.last.Store(upTo)
+	return upTo, nil
+}
+
+// fail makes the log refuse every later Write and Sync with an error
+// wrapping err, which it returns (the first failure's).
 func (l *Log) fail(err error) error {
-	l.failed = fmt.Errorf("wal: append failed, the log takes no more appends until it is reopened: %w", err)
-	return l.failed
+	failed := fmt.Errorf("wal: append failed, the log takes no more appends until it is reopened: %w", err)
+	if l.failed.CompareAndSwap(nil, &failed) {
+		return failed
+	}
+	return *l.failed.Load()
 }
 
 // rotate makes the spare segment the current one, named for its first
-// record seq. The current segment is fully synced already. partial says
-// that part of this Append was written: an error then fails the log, as a
+// record seq, once the current one is durable: it waits for a Sync in
+// progress and fdatasyncs the current segment itself. partial says that
+// part of this Write was written: an error then fails the log, as a
 // failed write does.
 func (l *Log) rotate(seq uint64, partial bool) error {
 	if l.spare == nil {
@@ -535,6 +610,20 @@ func (l *Log) rotate(seq uint64, partial bool) error {
 		}
 		return err
 	}
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	if err := l.failed.Load(); err != nil {
+		r.f.Close()
+		os.Remove(l.sparePath())
+		return *err
+	}
+	if upTo := l.written.Load(); upTo > l.last.Load() {
+		if err := l.syncData(l.cur.f); err != nil {
+			r.f.Close()
+			return l.fail(fmt.Errorf("fdatasync %s: %w", l.cur.path, err))
+		}
+		l.last.Store(upTo)
+	}
 	path := filepath.Join(l.dir, segmentName(seq))
 	if err := os.Rename(l.sparePath(), path); err != nil {
 		r.f.Close()
@@ -547,6 +636,7 @@ func (l *Log) rotate(seq uint64, partial bool) error {
 	}
 	old := l.cur
 	l.cur = current{f: r.f, path: path, first: seq, size: l.opts.SegmentSize}
+	l.syncFile = r.f
 	l.mu.Lock()
 	l.segs = append(l.segs, segment{first: seq, path: path})
 	l.mu.Unlock()
@@ -602,6 +692,8 @@ func (l *Log) ReleaseBefore(seq uint64) error {
 func (l *Log) Close() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	l.smu.Lock()
+	defer l.smu.Unlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

@@ -390,7 +390,7 @@ func TestDamageOutsideTheTailIsAnError(t *testing.T) {
 	})
 	t.Run("acknowledged record in the last segment", func(t *testing.T) {
 		// Records 29..33 were each acknowledged: damage to 31 is not a
-		// torn tail, since 32 and 33 were written by later appends.
+		// torn tail, since 32 and 33 were written once 31 was durable.
 		for _, damage := range []string{"flip", "zero"} {
 			dir := copyDir(t, src)
 			path := filepath.Join(dir, segName(29))
@@ -403,7 +403,7 @@ func TestDamageOutsideTheTailIsAnError(t *testing.T) {
 			ce := corruptOpen(t, dir)
 			assert.Equal(t, path, ce.File, damage)
 			assert.Equal(t, off, ce.Offset, damage)
-			assert.Contains(t, ce.Reason, "record 32, written by a later append, is intact", damage)
+			assert.Contains(t, ce.Reason, "record 32, written after them once they were durable, is intact", damage)
 		}
 	})
 	t.Run("unknown record kind", func(t *testing.T) {
@@ -668,4 +668,52 @@ func testNamesWal(t testing.TB, dir string) []string {
 		}
 	}
 	return out
+}
+
+// TestWriteThenSync: Write leaves records not durable (LastSeq, and so
+// ReleaseBefore, stay behind) until a Sync; Writes pipelined behind Syncs
+// in another goroutine, across rotations, keep every record in order.
+func TestWriteThenSync(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, wal.Options{SegmentSize: small})
+	last, err := l.Write(payload(1), payload(2))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), last)
+	assert.Equal(t, uint64(0), l.LastSeq(), "written, not durable")
+	require.Error(t, l.ReleaseBefore(3), "records not yet durable cannot be released")
+	synced, err := l.Sync()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), synced)
+	assert.Equal(t, uint64(2), l.LastSeq())
+
+	// A syncer goroutine syncs while this one writes 200 records (about
+	// 14 segments of 4 KiB: every rotation waits for a Sync in flight).
+	wrote := make(chan struct{}, 1)
+	done := make(chan error)
+	go func() {
+		for range wrote {
+			if _, err := l.Sync(); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := 3; i <= 200; i++ {
+		last, err := l.Write(payload(i))
+		require.NoError(t, err)
+		require.Equal(t, uint64(i), last)
+		select {
+		case wrote <- struct{}{}:
+		default:
+		}
+	}
+	close(wrote)
+	require.NoError(t, <-done)
+	synced, err = l.Sync()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(200), synced)
+	require.NoError(t, l.Close())
+	l = openLog(t, dir, wal.Options{SegmentSize: small})
+	assert.Equal(t, want(1, 200), replayAll(t, l, 0))
 }
