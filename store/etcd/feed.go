@@ -55,15 +55,21 @@ func (f *feed) push(rev uint64, changes []ctxd.Change) {
 		return
 	}
 	f.recent = append(f.recent, changes...)
-	for len(f.recent) > f.cap {
-		// Drop the oldest revision whole.
-		first := f.recent[0].Revision
-		n := 0
-		for n < len(f.recent) && f.recent[n].Revision == first {
-			n++
+	// Drop the oldest revisions whole, by reslicing: copying the rest at
+	// every push once the buffer is full made each write cost the whole
+	// buffer (16,384 changes: 500 puts/s at 64 clients). append copies
+	// the live part only when it outgrows the array, amortized O(1).
+	drop := 0
+	for len(f.recent)-drop > f.cap {
+		first := f.recent[drop].Revision
+		for drop < len(f.recent) && f.recent[drop].Revision == first {
+			drop++
 		}
-		f.recent = append(f.recent[:0:0], f.recent[n:]...)
 		f.floor = first
+	}
+	if drop > 0 {
+		clear(f.recent[:drop]) // the dropped values are garbage now
+		f.recent = f.recent[drop:]
 	}
 	f.mark = rev
 	close(f.changed)

@@ -1,0 +1,62 @@
+package etcd
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+)
+
+// pushRevisions pushes revisions from..to of the feed, each with changes
+// changes.
+func pushRevisions(f *feed, from, to uint64, changes int) {
+	for rev := from; rev <= to; rev++ {
+		cs := make([]ctxd.Change, changes)
+		for i := range cs {
+			cs[i] = ctxd.Change{Revision: rev, Namespace: "default", Key: "k"}
+		}
+		f.push(rev, cs)
+	}
+}
+
+// A full feed keeps its newest changes, whole revisions, at most cap of
+// them: page answers from what it holds and says so (ok false) below its
+// floor, across many pushes past the cap.
+func TestFeedKeepsTheNewestWholeRevisions(t *testing.T) {
+	var f feed
+	f.init(0, 10)
+	pushRevisions(&f, 1, 1000, 3) // 3 changes per revision, as a transaction's
+	assert.LessOrEqual(t, len(f.recent), 10)
+	assert.Equal(t, uint64(1000), f.mark)
+	assert.Equal(t, uint64(997), f.floor, "whole revisions: 998-1000 fit, 997 does not")
+	changes, mark, ok := f.page(997, 100)
+	require.True(t, ok)
+	assert.Equal(t, uint64(1000), mark)
+	require.Len(t, changes, 9)
+	for i, c := range changes {
+		assert.Equal(t, uint64(998+i/3), c.Revision)
+	}
+	_, _, ok = f.page(996, 100)
+	assert.False(t, ok, "below the floor: the caller reads etcd")
+	f.waitFor(context.Background(), 1000) // returns: the mark is there
+}
+
+// What one push costs once the feed is full (the instance's ring of
+// 16,384 changes): constant, not the size of the buffer.
+//
+//	go test ./store/etcd -run '^$' -bench FeedPushFull -benchmem
+func BenchmarkFeedPushFull(b *testing.B) {
+	var f feed
+	f.init(0, 16384)
+	pushRevisions(&f, 1, 20000, 1)
+	rev := uint64(20000)
+	cs := []ctxd.Change{{Namespace: "default", Key: "k"}}
+	for b.Loop() {
+		rev++
+		cs[0].Revision = rev
+		f.push(rev, cs)
+	}
+}
