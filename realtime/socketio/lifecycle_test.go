@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -107,4 +108,26 @@ func TestResumeCompacted(t *testing.T) {
 	assert.Equal(t, 1.0, e.Data["from_rev"])
 	assert.Equal(t, "1", c.next(), "then a Socket.IO disconnect")
 	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
+}
+
+// A key that expires reaches Socket.IO clients as a context_updated of a
+// delete by ctxd:ttl marked expired, with its own revision, like every
+// other feed; the put before it carried the deadline.
+func TestExpiryReachesSocketIOClients(t *testing.T) {
+	srv := testkit.StartServer(t)
+	c := dial(t, srv, sioOpts{websocket: true})
+	connected(t, c, nil)
+	res, err := srv.Backend().Txn(context.Background(), []ctxd.Write{{Namespace: "default", Key: "lock", Op: ctxd.OpPut,
+		Value: json.RawMessage(`"held"`), Who: "t", TTL: time.Second}})
+	require.NoError(t, err)
+	u := c.waitEvent("context_updated")
+	assert.Equal(t, "lock", u.Data["key"])
+	assert.Contains(t, u.Data, "expires_at", "the put carries its deadline")
+
+	exp := c.waitEvent("context_updated") // the deadline passes: about a second
+	assert.Equal(t, "lock", exp.Data["key"])
+	assert.Equal(t, "delete", exp.Data["op"])
+	assert.Equal(t, ctxd.WhoTTL, exp.Data["who"])
+	assert.Equal(t, true, exp.Data["expired"])
+	assert.Greater(t, exp.Data["rev"].(float64), float64(res.Revision))
 }
