@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -146,15 +147,8 @@ func (c *readCache) fill(ctx context.Context) error {
 	base := gen.keys.prefix + liveDir
 	end := prefixEnd(base)
 	nss := map[string]*btree.BTreeG[*cacheEntry]{}
-	var rev, bytes, keys int64
-	for from := base; ; {
-		resp, err := c.s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(fillPage), clientv3.WithRev(rev))
-		if err != nil {
-			return fmt.Errorf("fill the read cache: %w", err)
-		}
-		if rev == 0 {
-			rev = resp.Header.Revision
-		}
+	var bytes, keys int64
+	rev, err := c.s.eachPage(ctx, base, end, 0, fillPage, func(resp *clientv3.GetResponse) error {
 		for _, kv := range resp.Kvs {
 			_, ns, key, ok := c.s.keys.parse(kv.Key)
 			if !ok {
@@ -171,15 +165,18 @@ func (c *readCache) fill(ctx context.Context) error {
 			keys++
 		}
 		if bytes > c.maxBytes {
-			c.mu.Lock()
-			c.giveUp(bytes)
-			c.mu.Unlock()
-			return nil
+			return errCacheTooLarge
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		return nil
+	})
+	if errors.Is(err, errCacheTooLarge) {
+		c.mu.Lock()
+		c.giveUp(bytes)
+		c.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fill the read cache: %w", err)
 	}
 	if err := c.fillDeadlines(ctx, gen, nss, rev); err != nil {
 		return err
@@ -198,20 +195,16 @@ func (c *readCache) fill(ctx context.Context) error {
 // time, into the entries of the keys on a lease.
 func (c *readCache) fillDeadlines(ctx context.Context, gen *generation, nss map[string]*btree.BTreeG[*cacheEntry], rev int64) error {
 	base := gen.keys.prefix + deadDir
-	end := prefixEnd(base)
-	for from := base; ; {
-		resp, err := c.s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(fillPage), clientv3.WithRev(rev))
-		if err != nil {
-			return fmt.Errorf("fill the read cache: %w", err)
-		}
+	_, err := c.s.eachPage(ctx, base, prefixEnd(base), rev, fillPage, func(resp *clientv3.GetResponse) error {
 		for _, kv := range resp.Kvs {
 			c.setDeadline(nss, kv, false)
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("fill the read cache: %w", err)
 	}
+	return nil
 }
 
 // setDeadline records a deadline record's put (or, deleted, its removal)
@@ -236,6 +229,9 @@ func (c *readCache) setDeadline(nss map[string]*btree.BTreeG[*cacheEntry], kv *m
 	}
 	nss[ns].ReplaceOrInsert(&e)
 }
+
+// errCacheTooLarge stops a fill that went over the cache's bound.
+var errCacheTooLarge = errors.New("the prefix is larger than the read cache's bound")
 
 // giveUp empties the cache for good: the prefix holds more than
 // maxBytes. c.mu is held.

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -153,6 +154,31 @@ func (k dataKeys) parse(etcdKey []byte) (dir, ns, key string, ok bool) {
 	}
 	ns, key, found = strings.Cut(s, "/")
 	return dir, ns, key, found && ns != "" && key != ""
+}
+
+// eachPage reads the keys of [from, end) a page of limit at a time, all
+// at one revision: rev, or (0) the first page's, which it returns. Each
+// page is one request with the request timeout; fn gets each response,
+// and an error from it stops the reading.
+func (s *Store) eachPage(ctx context.Context, from, end string, rev, limit int64, fn func(*clientv3.GetResponse) error) (int64, error) {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		resp, err := s.cli.Get(rctx, from, clientv3.WithRange(end), clientv3.WithLimit(limit), clientv3.WithRev(rev))
+		cancel()
+		if err != nil {
+			return rev, err
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		if err := fn(resp); err != nil {
+			return rev, err
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return rev, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
 }
 
 // prefixEnd is the end of the range of keys starting with p.

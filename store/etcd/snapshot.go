@@ -107,14 +107,7 @@ func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotIn
 func (s *Store) eachDeadline(ctx context.Context, rev uint64, fn func(ns, key string, at time.Time) error) error {
 	gen := s.keys.gen()
 	base := gen.keys.prefix + deadDir
-	end := prefixEnd(base)
-	for from := base; ; {
-		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-		resp, err := s.cli.Get(rctx, from, clientv3.WithRange(end), clientv3.WithLimit(viewPage))
-		cancel()
-		if err != nil {
-			return err
-		}
+	_, err := s.eachPage(ctx, base, prefixEnd(base), 0, viewPage, func(resp *clientv3.GetResponse) error {
 		for _, kv := range resp.Kvs {
 			_, ns, key, ok := gen.keys.parse(kv.Key)
 			if !ok {
@@ -138,11 +131,9 @@ func (s *Store) eachDeadline(ctx context.Context, rev uint64, fn func(ns, key st
 				return err
 			}
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-	}
+		return nil
+	})
+	return err
 }
 
 // eachLiveByModRev calls fn with every live key of the prefix at revision
