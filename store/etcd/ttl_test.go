@@ -285,3 +285,18 @@ func TestHistoryFindsAnExpiryAcrossACompaction(t *testing.T) {
 	assert.True(t, hist.Changes[0].Expired, "the expiry above the compaction is in history")
 	assert.Equal(t, k.ExpiresAt, hist.Changes[0].Time)
 }
+
+// An import's remaining ttl below etcd's minimum lease ttl is raised to
+// it, not refused (what was left of a dumped deadline is no client's
+// choice): the key expires that much later, never earlier. A put with
+// the same ttl is refused.
+func TestImportRaisesATTLBelowEtcdsMinimum(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	w := ctxd.Write{Namespace: "default", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`1`), Who: "t", TTL: 10 * time.Millisecond}
+	_, err := s.Txn(t.Context(), []ctxd.Write{w})
+	require.ErrorIs(t, err, ctxd.ErrInvalid, "a put below etcd's minimum")
+	res, err := s.Import(t.Context(), []ctxd.Write{w})
+	require.NoError(t, err)
+	r := res.Records[0]
+	assert.GreaterOrEqual(t, r.ExpiresAt.Sub(r.UpdatedAt), s.MinTTL(), "raised to etcd's minimum lease ttl")
+}
