@@ -549,7 +549,11 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 		}
 		// A follower that saw revisions a full restore discarded cannot
 		// continue from them: the changes after them are not in this log.
-		if from := metaUint(tx, migrations.KeyRestoredFrom); from > 0 && after >= from && after < metaUint(tx, migrations.KeyFloor) {
+		// One at the snapshot's revision itself holds the restored state
+		// (a read at it answers it, as at the floor: the log holds nothing
+		// between them), so it continues with the changes after the floor,
+		// as the keys' histories do.
+		if from := metaUint(tx, migrations.KeyRestoredFrom); from > 0 && after > from && after < metaUint(tx, migrations.KeyFloor) {
 			return &ctxd.CompactedError{Requested: after + 1, Compacted: lastRevision(tx), RestoredFrom: from}
 		}
 		cur := tx.Bucket(migrations.BucketLog).Cursor()
