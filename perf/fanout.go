@@ -109,10 +109,10 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 		sioAuth = map[string]string{"ns": nsFanout, "prefix": keyPrefix}
 	}
 	// Subscribers spread over the target and the other instances of its
-	// deployment (Config.FanoutTargets), the first ones on the target.
+	// deployment (Config.MoreTargets), the first ones on the target.
 	wsURLs := []string{wsURL}
 	if protocol == protocolWatch {
-		for _, base := range s.cfg.FanoutTargets {
+		for _, base := range s.cfg.MoreTargets {
 			wsURLs = append(wsURLs, "ws"+strings.TrimPrefix(strings.TrimSuffix(base, "/"), "http")+"/v1/watch?"+q.Encode())
 		}
 	}

@@ -57,6 +57,9 @@ type load struct {
 	// noConn: the workers do not talk HTTP (a peer's own client does the
 	// requests), so they get no connection.
 	noConn bool
+	// spread, when set, are the servers the workers connect to in turn
+	// (worker i to spread[i%len(spread)]) instead of runLoad's one.
+	spread []endpoint
 }
 
 // loadResult is what runLoad measured.
@@ -78,7 +81,11 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 	for i := range workers {
 		w := &worker{id: i, rng: rand.New(rand.NewPCG(uint64(i)+1, uint64(time.Now().UnixNano())))}
 		if !l.noConn {
-			w.conn = newHTTPConn(ep)
+			to := ep
+			if len(l.spread) > 0 {
+				to = l.spread[i%len(l.spread)]
+			}
+			w.conn = newHTTPConn(to)
 			if err := w.conn.connect(); err != nil {
 				closeWorkers(workers[:i])
 				return nil, err

@@ -116,6 +116,52 @@ func (s *suite) readRun(ctx context.Context, name, scenario, op string, clients,
 	return s.measured(ctx, r, l, nil)
 }
 
+// scenarioReadInstances compares reads served by one instance of a
+// deployment with the same load spread over several (Config.MoreTargets):
+// whether reads grow with instances.
+const scenarioReadInstances = "read-instances"
+
+// readInstancesSteps measures GETs by CompareClients clients on the target
+// alone and spread over it and Config.MoreTargets, alternating Rounds
+// times so that whatever else the machine does falls on both alike.
+func (s *suite) readInstancesSteps() []step {
+	steps := []step{s.prepareStep()}
+	c := s.cfg.CompareClients
+	for round := range s.cfg.Rounds {
+		for _, n := range []int{1, 1 + len(s.cfg.MoreTargets)} {
+			name := readInstancesName(n, c, round, s.cfg.Rounds)
+			steps = append(steps, step{name: name, estimate: s.loadEstimate(), run: func(ctx context.Context) error {
+				spread := []endpoint{s.ep}
+				for _, u := range s.cfg.MoreTargets[:n-1] {
+					ep, err := s.endpoint(u)
+					if err != nil {
+						return err
+					}
+					spread = append(spread, ep)
+				}
+				paths := s.readPaths().get
+				r := Measurement{Name: name, Scenario: scenarioReadInstances, Op: "get", Instances: n, Keys: "existing-" + strconv.Itoa(s.cfg.ReadKeys)}
+				l := load{clients: c, warmup: s.cfg.Warmup, duration: s.cfg.Duration, spread: spread}
+				l.op = func(w *worker) (uint8, error) {
+					return kindRead, w.conn.expect(http.StatusOK, http.MethodGet, paths[w.rng.IntN(len(paths))], nil)
+				}
+				return s.measured(ctx, r, l, nil)
+			}})
+		}
+	}
+	return steps
+}
+
+// readInstancesName names a run of read-instances: with the round when
+// there are several.
+func readInstancesName(instances, clients, round, rounds int) string {
+	name := fmt.Sprintf("%s/get/instances=%d/c=%d", scenarioReadInstances, instances, clients)
+	if rounds > 1 {
+		name += fmt.Sprintf("/round=%d", round+1)
+	}
+	return name
+}
+
 func (s *suite) mixedSteps() []step {
 	steps := []step{s.prepareStep()}
 	for _, readPct := range []int{90, 50} {

@@ -137,6 +137,9 @@ type Measurement struct {
 	// Op is put, get, list, history, mixed or cas.
 	Op      string `json:"op"`
 	Clients int    `json:"clients"`
+	// Instances is how many servers of the deployment the clients were
+	// spread over (read-instances); 0: the target alone.
+	Instances int `json:"instances,omitempty"`
 	// Keys says which keys are used: distinct, hot-16, existing-10000, ...
 	Keys string `json:"keys"`
 	// Rate is the fixed rate the requests were sent at (ops/s), 0 for
@@ -209,7 +212,7 @@ type FanoutRun struct {
 	Protocol    string `json:"protocol"`
 	Subscribers int    `json:"subscribers"`
 	// Instances is how many servers the subscribers were spread over
-	// (the target and Config.FanoutTargets; 0 in older reports: 1).
+	// (the target and Config.MoreTargets; 0 in older reports: 1).
 	Instances int `json:"instances,omitempty"`
 	// Rate is the offered rate of writes; WritesPerSec what was sustained.
 	Rate            int     `json:"rate"`

@@ -52,7 +52,7 @@ func TestRunEveryScenario(t *testing.T) {
 	require.Zero(t, r.Errors, "failures %v, runs %v", r.Failures, r.errorSamples())
 	require.Equal(t, "in-process", r.Target.Mode)
 	require.Equal(t, "test", r.Target.ServerVersion)
-	require.Equal(t, defaultScenarios(nil), r.Settings.Scenarios)
+	require.Equal(t, defaultScenarios(Config{}), r.Settings.Scenarios)
 	require.NotContains(t, r.Settings.Scenarios, scenarioPeers, "the comparison runs only when asked")
 	require.NotEmpty(t, steps)
 	require.Equal(t, len(steps), steps[0].Count)

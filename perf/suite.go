@@ -55,10 +55,12 @@ type Config struct {
 	FanoutRate                int
 	FanoutWriters             int
 	FanoutBatch               bool
-	// FanoutTargets are more servers of the target's deployment (ctxd
+	// MoreTargets are more servers of the target's deployment (ctxd
 	// instances on the same etcd prefix): fanout's /v1/watch subscribers
-	// are spread over the target and them, its writes go to the target.
-	FanoutTargets []string
+	// are spread over the target and them (its writes go to the target),
+	// and read-instances compares GETs on the target alone with the same
+	// clients spread over all of them.
+	MoreTargets []string
 	// DiskKeys keys get versions until each has the largest of
 	// DiskVersions; the sizes are taken at each of them.
 	DiskKeys     int
@@ -210,6 +212,9 @@ func (c Config) Validate() error {
 			bad("unknown peer %q: want %s", p, strings.Join(PeerNames(), ", "))
 		}
 	}
+	if slices.Contains(c.Scenarios, scenarioReadInstances) && len(c.MoreTargets) == 0 {
+		bad("the %s scenario needs more instances of the target's deployment (--more-targets)", scenarioReadInstances)
+	}
 	if slices.Contains(c.Scenarios, scenarioPeers) && len(c.Compare) == 0 {
 		bad("the %s scenario needs peers to compare with (--compare %s)", scenarioPeers, strings.Join(PeerNames(), ","))
 	}
@@ -340,6 +345,7 @@ var scenarios = []scenario{
 	{name: "write-throughput", about: "durable PUTs by 1..256 clients, on distinct keys and on a few hot keys", steps: (*suite).writeThroughputSteps},
 	{name: "read-latency", about: "one client, GETs of existing keys", steps: (*suite).readLatencySteps},
 	{name: "read-throughput", about: "GETs, list pages of 100 and history reads by 1..256 clients", steps: (*suite).readThroughputSteps},
+	{name: scenarioReadInstances, about: "with --more-targets: GETs by 64 clients on the target alone, then spread over it and the other instances, in alternating rounds", steps: (*suite).readInstancesSteps},
 	{name: "mixed", about: "90% reads / 10% writes and 50/50 by 64 clients", steps: (*suite).mixedSteps},
 	{name: "cas-contention", about: "compare-and-swap increments by 64 clients on 1 and 16 keys, counters checked", steps: (*suite).casSteps},
 	{name: "fanout", about: "WebSocket subscribers (/v1/watch, then Socket.IO) while writers write at a fixed rate: delivery latency, missed events", steps: (*suite).fanoutSteps},
@@ -353,12 +359,15 @@ var scenarios = []scenario{
 const scenarioPeers = "peers"
 
 // defaultScenarios is what runs when no scenario is named: the
-// comparison alone when peers are given, else the standard set.
-func defaultScenarios(compare []string) []string {
-	if len(compare) > 0 {
+// comparison alone when peers are given, else the standard set, with
+// read-instances when there are more instances to spread reads over.
+func defaultScenarios(c Config) []string {
+	if len(c.Compare) > 0 {
 		return []string{scenarioPeers}
 	}
-	return slices.DeleteFunc(ScenarioNames(), func(n string) bool { return n == scenarioPeers })
+	return slices.DeleteFunc(ScenarioNames(), func(n string) bool {
+		return n == scenarioPeers || (n == scenarioReadInstances && len(c.MoreTargets) == 0)
+	})
 }
 
 // ScenarioNames returns the names of the scenarios, in the order they run.
@@ -415,8 +424,8 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 	if target.URL == "" && target.Fresh == nil {
 		return nil, errors.New("perf: no target: give a URL or a way to start a server")
 	}
-	if target.URL == "" && len(cfg.FanoutTargets) > 0 {
-		return nil, errors.New("perf: fan-out targets are instances of the target's deployment: give the target's URL")
+	if target.URL == "" && len(cfg.MoreTargets) > 0 {
+		return nil, errors.New("perf: more targets are instances of the target's deployment: give the target's URL")
 	}
 	s := &suite{
 		cfg:    cfg,
@@ -442,7 +451,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 		}
 	}()
 	if len(s.report.Settings.Scenarios) == 0 {
-		s.report.Settings.Scenarios = defaultScenarios(cfg.Compare)
+		s.report.Settings.Scenarios = defaultScenarios(cfg)
 	} else if len(cfg.Compare) > 0 && !slices.Contains(s.report.Settings.Scenarios, scenarioPeers) {
 		s.report.Settings.Scenarios = append(slices.Clone(s.report.Settings.Scenarios), scenarioPeers)
 	}

@@ -123,6 +123,7 @@ func checkTargets(r *Report) []TargetCheck {
 	add("fan-out, 1,000 subscribers at 1,000 writes/s: ack-to-arrival p99", fmt.Sprintf("<= %g ms", float64(targetFanoutP99Ms)), f != nil,
 		fp99, "ms", f != nil && f.AckToArrival.P99 <= targetFanoutP99Ms)
 	add("fan-out, 1,000 subscribers at 1,000 writes/s: missed", "0", f != nil, fmissed, "", f != nil && f.Missed == 0 && f.Duplicates == 0)
+	out = append(out, instanceTargets(r)...)
 	out = append(out, peerTargets(r)...)
 	return append(out, atScaleTargets(r)...)
 }
@@ -287,4 +288,33 @@ func byteSize(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// instanceTargets checks issue 16's "reads that grow with instances": the
+// median over the rounds of read-instances of GETs/s spread over every
+// instance divided by GETs/s on the target alone (none without
+// Config.MoreTargets).
+func instanceTargets(r *Report) []TargetCheck {
+	var one, all []float64
+	n := 0
+	for _, x := range r.Runs {
+		if x.Scenario != scenarioReadInstances || x.Ops == 0 {
+			continue
+		}
+		if x.Instances == 1 {
+			one = append(one, x.OpsPerSec)
+		} else {
+			all, n = append(all, x.OpsPerSec), x.Instances
+		}
+	}
+	if len(one) == 0 || len(all) == 0 {
+		return nil
+	}
+	a, b := median(all), median(one)
+	tc := TargetCheck{Name: fmt.Sprintf("reads grow with instances: gets on %d instances vs 1", n), Want: "> 1x", Met: "no",
+		Got: fmt.Sprintf("%.2fx (%s vs %s)", a/b, formatValue(a, "/s"), formatValue(b, "/s"))}
+	if a > b {
+		tc.Met = "yes"
+	}
+	return []TargetCheck{tc}
 }

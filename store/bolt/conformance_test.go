@@ -19,6 +19,7 @@ import (
 // the store.Backend contract promises is tested there; this package's own
 // tests cover what only bbolt has.
 func TestConformance(t *testing.T) {
+	t.Parallel() // with the committer variants: the suite waits on fsyncs, not the CPU
 	storetest.Run(t, storetest.Harness{
 		Open:      openConformance(bolt.Options{}),
 		Defrag:    true,
@@ -34,11 +35,13 @@ func TestConformance(t *testing.T) {
 // combines bbolt with an overlay of everything written since the last
 // checkpoint.
 func TestConformanceCommitter(t *testing.T) {
+	t.Parallel()
 	for name, opts := range map[string]bolt.Options{
 		"eager": {CommitInterval: time.Microsecond, CommitChanges: 1},
 		"lazy":  {CommitInterval: time.Hour, CommitChanges: 1 << 20},
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			storetest.Run(t, storetest.Harness{Open: openConformance(opts), Defrag: true, Clock: true, Snapshots: true, Expiry: true})
 		})
 	}
