@@ -15,11 +15,18 @@ import (
 // them). The follower then reads the log after `after` and leaves out the
 // first `skip` changes of the first revision after it (which is rev).
 //
-// The answer is the whole revision (after = rev, skip = 0) whenever rev
-// holds no more than *index changes, or none the log still has (a bolt
-// revision, a restore's floor): so a resume point of either backend is
-// accepted by both. A *ctxd.CompactedError says the changes after rev are
-// gone, as ReadLog(rev, 1) would.
+// The answer is the whole revision (after = rev, skip = 0) whenever the
+// log shows that rev holds no more than *index changes, or none it still
+// has (a bolt revision, a restore's floor): so a resume point of either
+// backend is accepted by both. When the log has nothing after rev-1 yet
+// (another etcd instance that has not caught up with rev), the skip
+// stands: it leaves out the first changes of rev when they come, and
+// nothing if rev has none. A *ctxd.CompactedError says the changes after
+// rev are gone, as ReadLog(rev, 1) would.
+// maxSkip bounds a skip taken on trust (the revision is not in the log
+// yet): more than any revision holds.
+const maxSkip = 1 << 30
+
 func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err error) {
 	if _, err := f.ReadLog(rev, 1); err != nil {
 		return 0, 0, err
@@ -36,6 +43,9 @@ func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err 
 	}
 	if err != nil {
 		return 0, 0, err
+	}
+	if len(changes) == 0 {
+		return rev - 1, int(min(*index, maxSkip)), nil
 	}
 	n := 0
 	for n < len(changes) && changes[n].Revision == rev {
