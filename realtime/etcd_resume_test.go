@@ -5,40 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
-	"strings"
 	"testing"
 
-	"github.com/labstack/echo/v4"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
-	"github.com/framework0/ctxd/realtime"
-	"github.com/framework0/ctxd/store/etcd"
 )
-
-// watchServer serves /v1/watch of a hub on st and returns its ws:// URL
-// maker.
-func watchServer(t *testing.T, st *etcd.Store) func(q url.Values) string {
-	t.Helper()
-	hub := realtime.New(st, realtime.Options{}, zerolog.Nop())
-	e := echo.New()
-	e.GET("/v1/watch", hub.Serve)
-	srv := httptest.NewServer(e)
-	t.Cleanup(func() {
-		assert.Zero(t, hub.Stats().BufferFull, "melody dropped frames")
-		assert.NoError(t, hub.Close())
-		srv.Close()
-	})
-	return func(q url.Values) string {
-		return "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/watch?" + q.Encode()
-	}
-}
 
 // checkRest says whether got is exactly the changes of txn (a
 // transaction's writes, all at revision rev) from index k on, each with
