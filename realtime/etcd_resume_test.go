@@ -14,6 +14,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/realtime"
 )
 
 // checkRest says whether got is exactly the changes of txn (a
@@ -163,4 +164,30 @@ func frameRevs(fs []testkit.Frame) []uint64 {
 		out[i] = f.Rev
 	}
 	return out
+}
+
+// On bolt every revision has one change: frames carry no index or count,
+// and a from_index (a client written for etcd) is accepted: 1 or more is
+// the whole revision, as from_rev alone; 0 is none of it.
+func TestBoltFromIndexIsWholeRevision(t *testing.T) {
+	ts := startServer(t, realtime.Options{})
+	ts.put("default", "a", "1")
+	r2, r3 := ts.put("default", "b", "2"), ts.put("default", "c", "3")
+	for _, c := range []struct {
+		index string
+		want  []uint64
+	}{{"", []uint64{r3}}, {"1", []uint64{r3}}, {"5", []uint64{r3}}, {"0", []uint64{r2, r3}}} {
+		q := url.Values{"from_rev": {strconv.FormatUint(r2, 10)}}
+		if c.index != "" {
+			q.Set("from_index", c.index)
+		}
+		ws := testkit.DialWatch(t, ts.wsURL(q), nil)
+		sub := ws.Expect(ctxd.TypeSubscribed)
+		assert.Zero(t, sub.Index, "from_index=%s", c.index)
+		got := ws.Changes(r3)
+		assert.Equal(t, c.want, frameRevs(got), "from_index=%s", c.index)
+		for _, f := range got {
+			assert.Zero(t, f.Count, "a bolt frame has no count")
+		}
+	}
 }
