@@ -31,7 +31,14 @@ type WatchEvent struct {
 	Type string `json:"type"`
 	// Rev is the change's revision; for a reset, the revision changes
 	// continue after.
-	Rev       uint64 `json:"rev"`
+	Rev uint64 `json:"rev"`
+	// Index and Count are set when the change shares its revision with
+	// others (on etcd, the changes of one transaction): its place among
+	// them (from 0) and how many there are. To resume a later Watch
+	// right after this change, pass FromRev = Rev and FromIndex =
+	// Index+1 (when Index+1 < Count; else FromRev = Rev alone).
+	Index     int    `json:"index,omitempty"`
+	Count     int    `json:"count,omitempty"`
 	Namespace string `json:"ns,omitempty"`
 	Key       string `json:"key,omitempty"`
 	// Op is "put" or "delete".
@@ -59,6 +66,10 @@ type WatchOptions struct {
 	// FromRev, when set, starts with every change after that revision (0:
 	// the whole retained history); nil starts with the changes from now.
 	FromRev *uint64
+	// FromIndex, with FromRev, resumes inside that revision: the changes
+	// of it with an Index below FromIndex were handled already (pass the
+	// last one's Index+1). 0: the whole revision was.
+	FromIndex int
 	// MinBackoff and MaxBackoff bound the wait before a reconnection; it
 	// doubles from MinBackoff after each failed attempt. Defaults 100ms, 5s.
 	MinBackoff, MaxBackoff time.Duration
@@ -92,7 +103,7 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 	opts = opts.withDefaults()
 	w := &watcher{c: c, opts: opts, fn: fn}
 	if opts.FromRev != nil {
-		w.pos, w.havePos = *opts.FromRev, true
+		w.pos, w.part, w.havePos = *opts.FromRev, max(opts.FromIndex, 0), true
 	}
 	backoff := opts.MinBackoff
 	for attempt := 0; ; attempt++ {
@@ -163,8 +174,12 @@ type watcher struct {
 	opts WatchOptions
 	fn   func(WatchEvent) error
 	// pos is the revision to resume after: the last change handed to fn,
-	// or the revision the server started from.
+	// or the revision the server started from. part, when not 0, says
+	// only the changes of pos with an index below it were handed to fn
+	// (pos is then a revision of several changes, cut between frames or
+	// by fn's error): the resume point is (pos, part), from_index.
 	pos     uint64
+	part    int
 	havePos bool
 	// floor is pos when the current frame arrived.
 	floor     uint64
@@ -179,6 +194,7 @@ type watchFrame struct {
 	WatchEvent
 	Code              string            `json:"code"`
 	FromRev           *uint64           `json:"from_rev"`
+	FromIndex         int               `json:"from_index"`
 	CompactedRevision uint64            `json:"compacted_revision"`
 	Messages          []json.RawMessage `json:"messages"`
 }
@@ -239,7 +255,7 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 		if f.Type == "subscribed" {
 			connected = true
 			if !w.havePos {
-				w.pos, w.havePos = f.Rev, true
+				w.pos, w.part, w.havePos = f.Rev, f.Index, true // subscribed's index: where the changes start
 			}
 			if w.opts.OnConnect != nil {
 				w.opts.OnConnect(w.pos)
@@ -265,26 +281,36 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 	}
 }
 
-// handle acts on one message. A change at or below floor (the position
-// before its frame) was handed to fn already and is dropped, so that fn
-// never sees one twice. A frame holds every change of a revision (the
-// server never splits one across batch frames), so resuming after the
-// revision of the last change handed to fn misses nothing.
+// handle acts on one message. A change that was handed to fn already is
+// dropped, so that fn never sees one twice: one of a revision of several
+// changes by its place (index), one alone in its revision when it is at
+// or below floor (the position before its frame; a server that sends no
+// index also sends a revision's changes in one frame, so floor keeps
+// them all). The position then names the change handed to fn last, with
+// its index inside a revision of several, so that the resume misses
+// nothing (from_index).
 func (w *watcher) handle(f *watchFrame) error {
 	switch f.Type {
 	case EventChange:
-		if w.haveFloor && f.Rev <= w.floor {
+		if f.Count > 0 {
+			if w.havePos && (f.Rev < w.pos || f.Rev == w.pos && (w.part == 0 || f.Index < w.part)) {
+				return nil
+			}
+		} else if w.haveFloor && f.Rev <= w.floor {
 			return nil
 		}
 		if err := w.fn(f.WatchEvent); err != nil {
 			return &fatalError{err}
 		}
-		w.pos, w.havePos = f.Rev, true
+		w.pos, w.part, w.havePos = f.Rev, 0, true
+		if f.Count > 0 && f.Index+1 < f.Count {
+			w.part = f.Index + 1
+		}
 	case EventReset:
 		if err := w.fn(f.WatchEvent); err != nil {
 			return &fatalError{err}
 		}
-		w.pos, w.havePos = f.Rev, true
+		w.pos, w.part, w.havePos = f.Rev, 0, true
 	case "compacted":
 		return &fatalError{&APIError{
 			Status: http.StatusGone, Code: CodeCompacted, Message: f.Message,
@@ -292,8 +318,11 @@ func (w *watcher) handle(f *watchFrame) error {
 		}}
 	case "error":
 		if f.Code == "lagged" && f.FromRev != nil {
-			if *f.FromRev > w.pos || !w.havePos {
-				w.pos, w.havePos = *f.FromRev, true
+			// Where the server stopped, if ahead of the last change
+			// handed to fn (a part of 0 is the whole revision).
+			from, part := *f.FromRev, f.FromIndex
+			if !w.havePos || from > w.pos || from == w.pos && w.part != 0 && (part == 0 || part > w.part) {
+				w.pos, w.part, w.havePos = from, part, true
 			}
 			w.resumeNow = true
 			return fmt.Errorf("watch: the server closed the connection: %s", f.Message)
@@ -322,6 +351,9 @@ func (w *watcher) url() (string, error) {
 	}
 	if w.havePos {
 		q.Set("from_rev", strconv.FormatUint(w.pos, 10))
+		if w.part > 0 {
+			q.Set("from_index", strconv.Itoa(w.part))
+		}
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -50,4 +51,62 @@ func TestWatchTxnOnEtcd(t *testing.T) {
 	assert.Equal(t, []uint64{res.Revision, res.Revision, res.Revision, marker.ModRev}, eventRevs(got))
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// Issue #16: a Watch that handed the first k changes of an etcd
+// transaction to its callback and ended (here the callback's error; a
+// killed process alike) resumes with FromRev = the last event's Rev and
+// FromIndex = its Index+1, on another instance, and gets exactly the
+// rest of the transaction: no gap, no duplicate. Each event of the
+// transaction says its place (Index, Count). The negative control
+// resumes with FromRev alone and loses the rest.
+func TestWatchResumeInsideRevisionOnEtcd(t *testing.T) {
+	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
+	a := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
+	b := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
+	ca, err := New(a.URL)
+	require.NoError(t, err)
+	cb, err := New(b.URL)
+	require.NoError(t, err)
+	ctx := context.Background()
+	keys := []string{"t0", "t1", "t2", "t3"}
+	var writes []ctxd.Write
+	for _, k := range keys {
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: k, Op: ctxd.OpPut, Value: []byte(`1`), Who: "t"})
+	}
+	res, err := a.Backend().Txn(ctx, writes)
+	require.NoError(t, err)
+	marker, err := b.Backend().Put(ctx, "default", "marker", []byte(`0`), nil, "t")
+	require.NoError(t, err)
+
+	stop := errors.New("enough")
+	// watch runs a Watch on c until fn has had n events, and returns them.
+	watch := func(c *Client, opts WatchOptions, n int) []WatchEvent {
+		var got []WatchEvent
+		err := c.Watch(ctx, opts, func(ev WatchEvent) error {
+			got = append(got, ev)
+			if len(got) == n || ev.Rev >= marker.ModRev {
+				return stop
+			}
+			return nil
+		})
+		require.ErrorIs(t, err, stop)
+		return got
+	}
+	before := res.Revision - 1
+	for k := 1; k < len(keys); k++ {
+		first := watch(ca, WatchOptions{FromRev: &before}, k)
+		last := first[k-1]
+		require.Equal(t, []any{res.Revision, keys[k-1], k - 1, len(keys)}, []any{last.Rev, last.Key, last.Index, last.Count})
+
+		rest := watch(cb, WatchOptions{FromRev: &last.Rev, FromIndex: last.Index + 1}, 100)
+		var got []string
+		for _, ev := range rest {
+			got = append(got, ev.Key)
+		}
+		assert.Equal(t, append(append([]string{}, keys[k:]...), "marker"), got, "k=%d: the rest of the transaction, once", k)
+
+		old := watch(cb, WatchOptions{FromRev: &last.Rev}, 100)
+		assert.Equal(t, []uint64{marker.ModRev}, eventRevs(old), "negative control: FromRev alone loses the rest of revision %d", res.Revision)
+	}
 }

@@ -3,21 +3,17 @@ package realtime_test
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
+	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/labstack/echo/v4"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
-	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/etcd"
 )
@@ -40,16 +36,7 @@ func TestEtcdFullRestoreResetsWatchersOfEveryInstance(t *testing.T) {
 
 	a, b := openEtcd(t, t.Name()), openEtcd(t, t.Name())
 	watch := func(st *etcd.Store) *testkit.WS {
-		hub := realtime.New(st, realtime.Options{}, zerolog.Nop())
-		e := echo.New()
-		e.GET("/v1/watch", hub.Serve)
-		srv := httptest.NewServer(e)
-		t.Cleanup(func() {
-			assert.Zero(t, hub.Stats().BufferFull, "melody dropped frames")
-			assert.NoError(t, hub.Close())
-			srv.Close()
-		})
-		ws := testkit.DialWatch(t, "ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/watch", nil)
+		ws := testkit.DialWatch(t, watchServer(t, st)(url.Values{}), nil)
 		ws.Expect(ctxd.TypeSubscribed)
 		return ws
 	}

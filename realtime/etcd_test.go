@@ -31,6 +31,24 @@ func openEtcd(t *testing.T, name string) *etcd.Store {
 	return st
 }
 
+// watchServer serves /v1/watch of a hub on st and returns its ws:// URL
+// maker.
+func watchServer(t *testing.T, st *etcd.Store) func(q url.Values) string {
+	t.Helper()
+	hub := realtime.New(st, realtime.Options{}, zerolog.Nop())
+	e := echo.New()
+	e.GET("/v1/watch", hub.Serve)
+	srv := httptest.NewServer(e)
+	t.Cleanup(func() {
+		assert.Zero(t, hub.Stats().BufferFull, "melody dropped frames")
+		assert.NoError(t, hub.Close())
+		srv.Close()
+	})
+	return func(q url.Values) string {
+		return "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/watch?" + q.Encode()
+	}
+}
+
 // On etcd every change of a transaction has the transaction's revision,
 // and revisions skip the numbers other prefixes of the cluster take. The
 // hub carries whole revisions: a txn of several writes reaches a

@@ -25,11 +25,14 @@ const maxSubscriptions = 64
 
 // connectParams are the query parameters of GET /v1/watch.
 type connectParams struct {
-	subs     []ctxd.Subscription
-	fromRev  *uint64
-	snapshot bool
-	batch    bool
-	access   *auth.Token // access.go; nil: access control off
+	subs    []ctxd.Subscription
+	fromRev *uint64
+	// fromIndex, with fromRev, is how many changes of revision fromRev
+	// the client has (nil: all of them).
+	fromIndex *uint64
+	snapshot  bool
+	batch     bool
+	access    *auth.Token // access.go; nil: access control off
 }
 
 // Serve is the Echo handler of GET /v1/watch: it checks the request,
@@ -111,20 +114,23 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 	if p.batch {
 		s.window = h.opts.BatchWindow
 	}
-	var snap [][]byte
+	var (
+		snap [][]byte
+		skip int
+	)
 	switch {
 	case p.fromRev != nil:
-		s.pos = *p.fromRev
-		ce, err := h.checkFrom(s.pos)
+		after, n, ce, err := h.resumeFrom(*p.fromRev, p.fromIndex)
 		if err != nil {
 			return nil, err
 		}
 		if ce != nil {
 			// The only frame it gets: onConnect closes after it.
 			rev, _ := h.st.Committed()
-			s.refuse = compactedFrame(nil, s.pos, ce, rev)
+			s.refuse = compactedFrame(nil, *p.fromRev, ce, rev)
 			return s, nil
 		}
+		s.pos, skip = after, n
 	case p.snapshot:
 		frames, rev, err := h.snapshot(p.subs, nil, p.access)
 		if err != nil {
@@ -139,9 +145,16 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 	for i, u := range p.subs {
 		subs[i] = sub{Subscription: u}
 	}
+	if skip > 0 {
+		// Inside a revision: its first changes were handled before.
+		for i := range subs {
+			subs[i].skipRev, subs[i].skipN = s.pos+1, skip
+		}
+	}
 	s.setSubsLocked(subs)
+	rev, index := s.resumePointLocked()
 	s.out = append(s.out, encode(subscribedMsg{
-		Type: ctxd.TypeSubscribed, ClientID: s.id, Rev: s.pos, Subscriptions: p.subs, Batch: p.batch,
+		Type: ctxd.TypeSubscribed, ClientID: s.id, Rev: rev, Index: index, Subscriptions: p.subs, Batch: p.batch,
 	}))
 	s.out = append(s.out, snap...)
 	return s, nil
@@ -178,17 +191,18 @@ func (h *Hub) onConnect(ms *melody.Session) {
 	h.log.Debug().Str("client_id", s.id).Str("remote", s.remote).Uint64("from_rev", pos).Bool("batch", s.batch).Msg("WebSocket client connected")
 }
 
-// checkFrom asks the store whether the changes after pos are still in
-// history, so that a from_rev below the compacted revision (or in the
-// revisions a restore discarded) is answered with "compacted" even when the
-// ring still holds those changes.
-func (h *Hub) checkFrom(pos uint64) (*ctxd.CompactedError, error) {
-	_, err := h.st.ReadLog(pos, 1)
-	var ce *ctxd.CompactedError
+// resumeFrom turns a resume point (from_rev, from_index) into a position
+// in the log and how many changes of the revision after it to leave out
+// (store.ResumeFrom). It asks the store, so that a from_rev below the
+// compacted revision (or in the revisions a restore discarded) is
+// answered with "compacted" (ce) even when the ring still holds those
+// changes.
+func (h *Hub) resumeFrom(rev uint64, index *uint64) (after uint64, skip int, ce *ctxd.CompactedError, err error) {
+	after, skip, err = store.ResumeFrom(h.st, rev, index)
 	if errors.As(err, &ce) {
-		return ce, nil
+		return 0, 0, ce, nil
 	}
-	return nil, err
+	return after, skip, nil, err
 }
 
 // onError is melody's error handler. A full buffer cannot happen with the
@@ -214,7 +228,8 @@ func (h *Hub) onError(ms *melody.Session, err error) {
 }
 
 // parseConnect reads ns (repeatable, or comma-separated; default
-// "default"; "*" for all), prefix, from_rev, snapshot and batch.
+// "default"; "*" for all), prefix, from_rev, from_index, snapshot and
+// batch.
 func parseConnect(q url.Values) (connectParams, error) {
 	var p connectParams
 	var nss []string
@@ -232,6 +247,16 @@ func parseConnect(q url.Values) (connectParams, error) {
 			return p, errors.New("from_rev must be a revision number (0 to replay from the start); got " + strconv.Quote(v[0]))
 		}
 		p.fromRev = &n
+	}
+	if v, ok := q["from_index"]; ok && len(v) > 0 {
+		n, err := strconv.ParseUint(v[0], 10, 64)
+		if err != nil {
+			return p, errors.New("from_index must be how many changes of revision from_rev you have (the index of the last one + 1); got " + strconv.Quote(v[0]))
+		}
+		if p.fromRev == nil {
+			return p, errors.New("from_index needs from_rev: it counts changes of that revision")
+		}
+		p.fromIndex = &n
 	}
 	if p.snapshot, err = boolParam(q, "snapshot"); err != nil {
 		return p, err

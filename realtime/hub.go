@@ -299,9 +299,9 @@ func (h *Hub) Close() error {
 		sessions := h.all()
 		for _, s := range sessions {
 			s.mu.Lock()
-			// The reason names the revision to resume from: every change
-			// the session matched up to pos is queued before this close.
-			s.closeLocked(nil, websocket.CloseGoingAway, "server shutting down; resume with from_rev="+strconv.FormatUint(s.pos, 10))
+			// The reason names where to resume: every change the
+			// session matched up to there is queued before this close.
+			s.closeLocked(nil, websocket.CloseGoingAway, "server shutting down; resume with "+resumeQuery(s.resumePointLocked()))
 			s.mu.Unlock()
 		}
 		_ = h.m.Close()

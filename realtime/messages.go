@@ -167,8 +167,17 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 		snap    [][]byte
 		snapRev uint64
 	)
+	if m.FromIndex != nil && m.FromRev == nil {
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "subscribe: from_index needs from_rev: it counts changes of that revision"))
+		return
+	}
+	var (
+		after uint64
+		skip  int
+	)
 	if m.FromRev != nil {
-		ce, err := h.checkFrom(*m.FromRev)
+		var ce *ctxd.CompactedError
+		after, skip, ce, err = h.resumeFrom(*m.FromRev, m.FromIndex)
 		if err != nil {
 			s.send(h.storeError(m.ID, "subscribe", err))
 			return
@@ -196,12 +205,19 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 	since := s.pos
 	switch {
 	case m.FromRev != nil:
-		since = *m.FromRev
+		since = after
 	case m.Snapshot:
 		since = snapRev
 	}
-	s.addSubsLocked(subs, since, committed)
-	s.sendLocked(encode(subscribedMsg{Type: ctxd.TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: since,
+	s.addSubsLocked(subs, since, skip, committed)
+	rev, index := s.resumePointLocked()
+	if m.FromRev != nil || m.Snapshot {
+		rev, index = since, 0
+		if skip > 0 {
+			rev, index = since+1, skip
+		}
+	}
+	s.sendLocked(encode(subscribedMsg{Type: ctxd.TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: rev, Index: index,
 		Subscriptions: s.subscriptionsLocked(), Batch: s.batch}))
 	for _, f := range snap {
 		if s.closing {
@@ -239,7 +255,8 @@ func (h *Hub) unsubscribe(s *session, m *inMessage) {
 		return
 	}
 	s.setSubsLocked(kept)
-	s.sendLocked(encode(subscribedMsg{Type: ctxd.TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: s.pos,
+	rev, index := s.resumePointLocked()
+	s.sendLocked(encode(subscribedMsg{Type: ctxd.TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: rev, Index: index,
 		Subscriptions: s.subscriptionsLocked(), Batch: s.batch}))
 }
 

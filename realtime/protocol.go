@@ -35,10 +35,13 @@ type inMessage struct {
 	ID json.RawMessage `json:"id"`
 
 	// subscribe, unsubscribe
-	NS       nsList  `json:"ns"`
-	Prefix   string  `json:"prefix"`
-	FromRev  *uint64 `json:"from_rev"`
-	Snapshot bool    `json:"snapshot"`
+	NS      nsList  `json:"ns"`
+	Prefix  string  `json:"prefix"`
+	FromRev *uint64 `json:"from_rev"`
+	// FromIndex, with FromRev: how many changes of that revision the
+	// client has (store.ResumeFrom).
+	FromIndex *uint64 `json:"from_index"`
+	Snapshot  bool    `json:"snapshot"`
 
 	// context_set, context_patch
 	Key       string          `json:"key"`
@@ -79,10 +82,14 @@ func (l *nsList) UnmarshalJSON(b []byte) error {
 // (appendChange) because it is the hot path.
 type (
 	subscribedMsg struct {
-		Type          string              `json:"type"`
-		ID            json.RawMessage     `json:"id,omitempty"`
-		ClientID      string              `json:"client_id"`
-		Rev           uint64              `json:"rev"`
+		Type     string          `json:"type"`
+		ID       json.RawMessage `json:"id,omitempty"`
+		ClientID string          `json:"client_id"`
+		Rev      uint64          `json:"rev"`
+		// Index, when not 0, says the changes that follow start inside
+		// revision Rev, at that place (its first Index changes are not
+		// sent): the resume point is (Rev, Index).
+		Index         int                 `json:"index,omitempty"`
 		Subscriptions []ctxd.Subscription `json:"subscriptions"`
 		Batch         bool                `json:"batch"`
 	}
@@ -158,8 +165,12 @@ type (
 		ID      json.RawMessage `json:"id,omitempty"`
 		Code    string          `json:"code"`
 		Message string          `json:"message"`
-		// FromRev is, for lagged, the revision to reconnect with.
+		// FromRev is, for lagged, the revision to reconnect with (a
+		// whole revision: lagged waits for the session to finish one).
 		FromRev *uint64 `json:"from_rev,omitempty"`
+		// FromIndex goes with FromRev when the client resumed inside that
+		// revision and has not got the rest of it yet.
+		FromIndex int `json:"from_index,omitempty"`
 		// Conflict details.
 		NS             string  `json:"ns,omitempty"`
 		Key            string  `json:"key,omitempty"`
@@ -191,9 +202,20 @@ func encode(v any) []byte {
 // appendChange appends a context_updated message for c:
 // {"type","rev","ns","key","op","value","version","who","timestamp"}, and
 // "expires_at" for a put that set a deadline, "expired": true for an expiry.
-func appendChange(b []byte, c *ctxd.Change) []byte {
+// A change that shares its revision with others (an etcd transaction's)
+// also carries "index" (its place among them, from 0) and "count" (how
+// many there are), so that a client can resume inside the revision
+// (from_index); a revision of one change (every bolt revision) has
+// neither, as before.
+func appendChange(b []byte, c *ctxd.Change, idx, count int) []byte {
 	b = append(b, `{"type":"context_updated","rev":`...)
 	b = strconv.AppendUint(b, c.Revision, 10)
+	if count > 1 {
+		b = append(b, `,"index":`...)
+		b = strconv.AppendInt(b, int64(idx), 10)
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, int64(count), 10)
+	}
 	b = append(b, `,"ns":`...)
 	b = jsontext.AppendString(b, c.Namespace)
 	b = append(b, `,"key":`...)

@@ -27,15 +27,17 @@ type entry struct {
 // last of its revision.
 func newEntries(changes []ctxd.Change) []entry {
 	out := make([]entry, len(changes))
-	idx := 0
-	for i := range changes {
-		c := &changes[i]
-		if i > 0 && changes[i-1].Revision != c.Revision {
-			idx = 0
+	for first := 0; first < len(changes); {
+		end := first + 1
+		for end < len(changes) && changes[end].Revision == changes[first].Revision {
+			end++
 		}
-		out[i] = entry{rev: c.Revision, idx: idx, ns: c.Namespace, key: c.Key, frame: appendChange(nil, c),
-			last: i == len(changes)-1 || changes[i+1].Revision != c.Revision}
-		idx++
+		for i := first; i < end; i++ {
+			c := &changes[i]
+			out[i] = entry{rev: c.Revision, idx: i - first, last: i == end-1, ns: c.Namespace, key: c.Key,
+				frame: appendChange(nil, c, i-first, end-first)}
+		}
+		first = end
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,8 +48,7 @@ type session struct {
 	// subs are the subscriptions; a change matches if any of them matches.
 	subs []sub
 	// pos is the session's position: every matching change with a revision
-	// <= pos has been handed to melody (or was before a reset). Only pos
-	// is ever named to the client as a place to resume from.
+	// <= pos has been handed to melody (or was before a reset).
 	pos uint64
 	// part is how many changes of the first revision after pos the session
 	// has been through (each handed to melody or not matching): a session
@@ -113,6 +113,42 @@ func (s *session) matches(e *entry) bool {
 	return false
 }
 
+// resumePointLocked is where a client that got every frame handed to
+// melody so far resumes: (rev, index) is from_rev and from_index, index 0
+// meaning the whole revision rev (no from_index). Inside a revision the
+// cursor names it. A session that resumed inside the next revision has
+// subscriptions that leave out its first changes: it names that place,
+// the fewest any subscription leaves out (a subscription added since
+// without that skip then gets a few again on resume, never a gap).
+func (s *session) resumePointLocked() (rev uint64, index int) {
+	if s.part > 0 {
+		return s.partRev, s.part
+	}
+	skip := -1
+	for _, u := range s.subs {
+		n := 0
+		if u.skipRev == s.pos+1 {
+			n = u.skipN
+		}
+		if u.since <= s.pos && (skip < 0 || n < skip) {
+			skip = n
+		}
+	}
+	if skip > 0 {
+		return s.pos + 1, skip
+	}
+	return s.pos, 0
+}
+
+// resumeQuery renders the resume point as the query that resumes there.
+func resumeQuery(rev uint64, index int) string {
+	q := "from_rev=" + uitoa(rev)
+	if index > 0 {
+		q += "&from_index=" + strconv.Itoa(index)
+	}
+	return q
+}
+
 // stepLocked moves the cursor past e, the next change after it.
 func (s *session) stepLocked(e *entry) {
 	if e.last {
@@ -154,12 +190,14 @@ func (s *session) setSubsLocked(subs []sub) {
 	s.sig = b.String()
 }
 
-// addSubsLocked adds subscriptions that apply to changes after since. If
+// addSubsLocked adds subscriptions that apply to changes after since
+// (and, with skip > 0, not to the first skip changes of revision
+// since+1: the client resumed inside it). If
 // since is below the position, the position moves back to it; the existing
 // subscriptions then start after the old position, so that nothing they
 // matched is sent twice. An existing subscription with the same namespace
 // and prefix is replaced.
-func (s *session) addSubsLocked(add []ctxd.Subscription, since, committed uint64) {
+func (s *session) addSubsLocked(add []ctxd.Subscription, since uint64, skip int, committed uint64) {
 	subs := make([]sub, 0, len(s.subs)+len(add))
 	for _, u := range s.subs {
 		if !containsSub(add, u.Subscription) {
@@ -179,7 +217,11 @@ func (s *session) addSubsLocked(add []ctxd.Subscription, since, committed uint64
 		s.base = committed
 	}
 	for _, a := range add {
-		subs = append(subs, sub{Subscription: a, since: since})
+		u := sub{Subscription: a, since: since}
+		if skip > 0 {
+			u.skipRev, u.skipN = since+1, skip
+		}
+		subs = append(subs, u)
 	}
 	s.setSubsLocked(subs)
 }
@@ -316,14 +358,16 @@ func (s *session) takeCloseLocked() func() {
 }
 
 // closeLaggedLocked closes a session that fell behind, with an "error"
-// frame of code lagged that names the revision to resume from: every
-// matching change up to pos is in melody's buffer before that frame.
+// frame of code lagged that names where to resume: every matching change
+// up to there is in melody's buffer before that frame. The hub closes
+// only between revisions (checkLagLocked), so from_index is there only
+// for a session that resumed inside a revision and has not finished it.
 func (s *session) closeLaggedLocked(why string) {
-	from := s.pos
+	from, index := s.resumePointLocked()
 	s.h.stats.lagged.Add(1)
-	s.h.log.Warn().Str("client_id", s.id).Str("remote", s.remote).Uint64("from_rev", from).Str("why", why).Msg("closing lagging WebSocket client")
+	s.h.log.Warn().Str("client_id", s.id).Str("remote", s.remote).Uint64("from_rev", from).Int("from_index", index).Str("why", why).Msg("closing lagging WebSocket client")
 	s.closeLocked(encode(errorMsg{
-		Type: ctxd.TypeError, Code: ctxd.CodeLagged, FromRev: &from,
-		Message: "the client fell too far behind (" + why + "); reconnect with from_rev=" + uitoa(from) + " to resume",
+		Type: ctxd.TypeError, Code: ctxd.CodeLagged, FromRev: &from, FromIndex: index,
+		Message: "the client fell too far behind (" + why + "); reconnect with " + resumeQuery(from, index) + " to resume",
 	}), melody.CloseTryAgainLater, "lagged")
 }

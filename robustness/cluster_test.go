@@ -137,12 +137,15 @@ func (c *testCluster) urls() []string {
 	return us
 }
 
-// clusterChange is one change as a watcher saw it.
+// clusterChange is one change as a watcher saw it; Index and Count are
+// its place among the changes of its revision when there are several (a
+// transaction's).
 type clusterChange struct {
-	Rev   uint64
-	Key   string
-	Op    string
-	Value string
+	Rev          uint64
+	Index, Count int
+	Key          string
+	Op           string
+	Value        string
 }
 
 // ackedWrite is a put the cluster acknowledged.
@@ -156,6 +159,11 @@ type ackedWrite struct {
 // Mid-load the etcd leader is killed with SIGKILL and brought back, then
 // a ctxd instance is killed with SIGKILL: its writers go on on another
 // instance, and its watchers reconnect to another instance with from_rev.
+// Every other write is a transaction of 3 puts (one revision, 3 frames),
+// and half the watchers also drop their connection on purpose after the
+// first change of each such revision and resume on the next instance
+// with from_rev and from_index (issue #16): the rest of the revision
+// must come, once.
 // Every watcher must see every change exactly once, in revision order,
 // all watchers the same sequence; every acknowledged write must be in it
 // and readable afterwards, with the revision it was acknowledged with.
@@ -174,7 +182,8 @@ func TestClusterWatchersAcrossFaults(t *testing.T) {
 	// Two watchers per instance, all from the same revision.
 	var watchers []*clusterWatcher
 	for i := range 2 * len(c.instances) {
-		w := &clusterWatcher{urls: c.urls(), cur: i % len(c.instances), ns: ns, last: start.Rev, done: make(chan struct{})}
+		w := &clusterWatcher{urls: c.urls(), cur: i % len(c.instances), ns: ns, last: start.Rev, done: make(chan struct{}),
+			cutInside: i%2 == 1}
 		watchers = append(watchers, w)
 		go w.run()
 	}
@@ -192,15 +201,20 @@ func TestClusterWatchersAcrossFaults(t *testing.T) {
 		wg.Go(func() {
 			cur := wi
 			for n := 0; !stop.Load(); n++ {
-				key, value := fmt.Sprintf("w%d/%d", wi, n), strconv.Itoa(n)
-				rec, err := tryPut(hc, c.urls()[cur], ns, key, value)
+				keys, value := []string{fmt.Sprintf("w%d/%d", wi, n)}, strconv.Itoa(n)
+				if n%2 == 1 {
+					keys = []string{keys[0] + "/a", keys[0] + "/b", keys[0] + "/c"}
+				}
+				rec, err := tryPuts(hc, c.urls()[cur], ns, keys, value)
 				if err != nil {
 					unknown.Add(1)
 					cur = (cur + 1) % len(c.instances) // that instance may be down: the next one
 					continue
 				}
 				mu.Lock()
-				acked = append(acked, ackedWrite{Key: key, Value: value, Rev: rec.Rev})
+				for _, key := range keys {
+					acked = append(acked, ackedWrite{Key: key, Value: value, Rev: rec.Rev})
+				}
 				mu.Unlock()
 			}
 		})
@@ -256,11 +270,14 @@ func TestClusterWatchersAcrossFaults(t *testing.T) {
 		require.NoError(t, checkClusterFeed(w.seen, acked, start.Rev, end), "watcher %d", i)
 		require.Equal(t, watchers[0].seen, w.seen, "watcher %d saw another sequence than watcher 0", i)
 	}
-	resumed := 0
+	resumed, cuts := 0, 0
 	for _, w := range watchers {
 		resumed += w.reconnects
+		cuts += w.cuts
 	}
 	require.Positive(t, resumed, "no watcher reconnected: the instance kill proved nothing")
+	require.Positive(t, cuts, "no watcher resumed inside a revision")
+	t.Logf("%d resumes inside a revision (from_index)", cuts)
 
 	// Every acknowledged write is still there, as acknowledged (each key
 	// is written once).
@@ -273,17 +290,24 @@ func TestClusterWatchersAcrossFaults(t *testing.T) {
 }
 
 // checkClusterFeed checks a watcher's changes after revision from, up to the
-// end write: revisions only grow (each change here is one put: one
-// revision), no key twice, every acknowledged write present with its
-// revision, nothing else but unknown-outcome writes of the writers.
+// end write: positions only grow (a revision, then the place inside it of
+// a transaction's changes, which come whole: 0 to count-1), no key twice,
+// every acknowledged write present with its revision, nothing else but
+// unknown-outcome writes of the writers.
 func checkClusterFeed(seen []clusterChange, acked []ackedWrite, from uint64, end clusterChange) error {
-	last := from
+	last, next := from, 0 // next: the index due next inside revision last (0: a new revision)
 	keys := map[string]clusterChange{}
 	for _, ch := range seen {
-		if ch.Rev <= last {
-			return fmt.Errorf("change %+v after revision %d: a duplicate or out of order", ch, last)
+		switch {
+		case next > 0 && (ch.Rev != last || ch.Index != next):
+			return fmt.Errorf("change %+v: change %d of revision %d is missing", ch, next, last)
+		case next == 0 && (ch.Rev <= last || ch.Index != 0):
+			return fmt.Errorf("change %+v after revision %d: a duplicate, out of order, or the start of its revision is missing", ch, last)
 		}
-		last = ch.Rev
+		last, next = ch.Rev, 0
+		if ch.Index+1 < ch.Count {
+			next = ch.Index + 1
+		}
 		if _, dup := keys[ch.Key]; dup {
 			return fmt.Errorf("key %s seen twice", ch.Key)
 		}
@@ -312,33 +336,49 @@ func checkClusterFeed(seen []clusterChange, acked []ackedWrite, from uint64, end
 func TestClusterFeedCheckFindsFaults(t *testing.T) {
 	acked := []ackedWrite{{"w0/0", "0", 5}, {"w1/0", "0", 6}, {"w0/1", "1", 8}}
 	end := clusterChange{Rev: 9, Key: "end", Op: "put", Value: "0"}
-	good := []clusterChange{{5, "w0/0", "put", "0"}, {6, "w1/0", "put", "0"}, {7, "w2/0", "put", "0"}, {8, "w0/1", "put", "1"}, end}
+	good := []clusterChange{{5, 0, 0, "w0/0", "put", "0"}, {6, 0, 0, "w1/0", "put", "0"}, {7, 0, 0, "w2/0", "put", "0"}, {8, 0, 0, "w0/1", "put", "1"}, end}
 	require.NoError(t, checkClusterFeed(good, acked, 4, end))
+	// A transaction's revision: 3 changes.
+	txn := []clusterChange{{7, 0, 3, "w2/0/a", "put", "0"}, {7, 1, 3, "w2/0/b", "put", "0"}, {7, 2, 3, "w2/0/c", "put", "0"}}
+	withTxn := []clusterChange{good[0], good[1], txn[0], txn[1], txn[2], good[3], end}
+	require.NoError(t, checkClusterFeed(withTxn, acked, 4, end))
 	for name, bad := range map[string][]clusterChange{
 		"gap":       {good[0], good[2], good[3], end},
 		"duplicate": {good[0], good[1], good[1], good[2], good[3], end},
 		"reordered": {good[1], good[0], good[2], good[3], end},
 		"lost":      {good[0], good[1], good[2], end},
 		"cut short": good[:4],
+		// A resume from the revision alone after its first change.
+		"rest of a revision lost":  {good[0], good[1], txn[0], good[3], end},
+		"start of a revision lost": {good[0], good[1], txn[1], txn[2], good[3], end},
+		"inside a revision twice":  {good[0], good[1], txn[0], txn[1], txn[1], txn[2], good[3], end},
 	} {
 		require.Error(t, checkClusterFeed(bad, acked, 4, end), name)
 	}
 }
 
-// clusterWatcher is one /v1/watch client that follows the cluster: when
-// its connection ends it reconnects to the next instance with from_rev,
-// the revision of the last change it got.
+// clusterWatcher is one /v1/watch client (one change per frame) that
+// follows the cluster: when its connection ends it reconnects to the next
+// instance with from_rev, the revision of the last change it got, and
+// from_index, when that change was not the last of its revision.
 type clusterWatcher struct {
 	mu   sync.Mutex
 	urls []string
 	cur  int
 
-	ns         string
-	last       uint64
+	ns   string
+	last uint64
+	// index is how many changes of revision last it got, when not all.
+	index      int
 	seen       []clusterChange
 	reconnects int
-	err        error
-	done       chan struct{} // closed once "end" was seen, or on a fatal error
+	// cutInside: drop the connection after the first change of each
+	// revision of several, and resume on the next instance (cuts counts
+	// those resumes, apart from reconnects).
+	cutInside bool
+	cuts      int
+	err       error
+	done      chan struct{} // closed once "end" was seen, or on a fatal error
 }
 
 func (w *clusterWatcher) setURLs(urls []string) {
@@ -357,6 +397,9 @@ func (w *clusterWatcher) watchURL() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q := url.Values{"ns": {w.ns}, "from_rev": {strconv.FormatUint(w.last, 10)}}
+	if w.index > 0 {
+		q.Set("from_index", strconv.Itoa(w.index))
+	}
 	return "ws" + strings.TrimPrefix(w.urls[w.cur%len(w.urls)], "http") + "/v1/watch?" + q.Encode()
 }
 
@@ -368,6 +411,13 @@ func (w *clusterWatcher) run() {
 		err := w.session()
 		if err == nil {
 			return // saw the end
+		}
+		if errors.Is(err, errCut) {
+			w.mu.Lock()
+			w.cur++
+			w.cuts++
+			w.mu.Unlock()
+			continue
 		}
 		if w.position() != before {
 			deadline = time.Now().Add(testkit.Deadline)
@@ -384,6 +434,9 @@ func (w *clusterWatcher) run() {
 		time.Sleep(20 * time.Millisecond) // not a synchronisation: a pause between attempts on a dead instance
 	}
 }
+
+// errCut ends a session on purpose inside a revision.
+var errCut = errors.New("cut inside a revision")
 
 // fatalFeedError is a frame no reconnection mends.
 type fatalFeedError struct{ frame testkit.Frame }
@@ -414,11 +467,17 @@ func (w *clusterWatcher) session() error {
 			return &fatalFeedError{f}
 		default:
 			w.mu.Lock()
-			w.seen = append(w.seen, clusterChange{Rev: f.Rev, Key: f.Key, Op: f.Op, Value: string(f.Value)})
-			w.last = f.Rev
+			w.seen = append(w.seen, clusterChange{Rev: f.Rev, Index: f.Index, Count: f.Count, Key: f.Key, Op: f.Op, Value: string(f.Value)})
+			w.last, w.index = f.Rev, 0
+			if f.Index+1 < f.Count {
+				w.index = f.Index + 1
+			}
 			w.mu.Unlock()
 			if f.Key == "end" {
 				return nil
+			}
+			if w.cutInside && f.Count > 1 && f.Index == 0 {
+				return errCut
 			}
 		}
 	}
@@ -438,6 +497,33 @@ func reconnections(ws []*clusterWatcher) []int {
 type wireRecord struct {
 	Value json.RawMessage `json:"value"`
 	Rev   uint64          `json:"revision"`
+}
+
+// tryPuts puts value at keys: one key with a PUT, several in one
+// transaction (POST /v1/txn; its record's Rev is the transaction's).
+func tryPuts(hc *http.Client, base, ns string, keys []string, value string) (wireRecord, error) {
+	if len(keys) == 1 {
+		return tryPut(hc, base, ns, keys[0], value)
+	}
+	type op struct {
+		Op    string          `json:"op"`
+		NS    string          `json:"ns"`
+		Key   string          `json:"key"`
+		Value json.RawMessage `json:"value"`
+	}
+	var ops []op
+	for _, k := range keys {
+		ops = append(ops, op{Op: "put", NS: ns, Key: k, Value: json.RawMessage(value)})
+	}
+	body, err := json.Marshal(map[string]any{"ops": ops})
+	if err != nil {
+		return wireRecord{}, err
+	}
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/txn", strings.NewReader(string(body)))
+	if err != nil {
+		return wireRecord{}, err
+	}
+	return doRecord(hc, req)
 }
 
 func tryPut(hc *http.Client, base, ns, key, value string) (wireRecord, error) {

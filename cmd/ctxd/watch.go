@@ -20,7 +20,10 @@ import (
 const watchRow = "%-8s  %-10s  %-24s  %-6s  %-7s  %-10s  %-20s  %s\n"
 
 func (a *app) watchCmd() *cobra.Command {
-	var fromRev uint64
+	var (
+		fromRev   uint64
+		fromIndex int
+	)
 	cmd := &cobra.Command{
 		Use:   "watch [PREFIX]",
 		Short: "Print changes as they happen",
@@ -28,7 +31,11 @@ func (a *app) watchCmd() *cobra.Command {
 PREFIX) as it happens, until interrupted (Ctrl-C: exit code 0).
 
 Without --from-rev it starts with the changes from now; --from-rev R first
-prints every change after revision R that history still holds. When the
+prints every change after revision R that history still holds; with
+--from-index I as well, only the changes of R from index I on (on etcd,
+the changes of one transaction share a revision; -o json shows each one's
+"index" and "count": resume after one with --from-rev REV --from-index
+INDEX+1). When the
 connection drops (a server restart, a network failure) it reconnects with
 backoff and resumes after the last revision it printed, so its output has
 every change once: no gap, no duplicate. A note goes to stderr.
@@ -52,6 +59,7 @@ with --from-rev set to the revision read.`,
 	}
 	c := a.clientFlags(cmd, outTable, false)
 	cmd.Flags().Uint64Var(&fromRev, "from-rev", 0, "first print every change after this `revision` (0: all history)")
+	cmd.Flags().IntVar(&fromIndex, "from-index", 0, "with --from-rev: the changes of that revision with an index below this `number` were printed already")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
 		opts := client.WatchOptions{DialTimeout: c.timeout}
 		if len(args) == 1 {
@@ -63,7 +71,10 @@ with --from-rev set to the revision read.`,
 			}
 		}
 		if cmd.Flags().Changed("from-rev") {
-			opts.FromRev = &fromRev
+			opts.FromRev, opts.FromIndex = &fromRev, fromIndex
+		}
+		if cmd.Flags().Changed("from-index") && (!cmd.Flags().Changed("from-rev") || fromIndex < 0) {
+			return usagef("--from-index needs --from-rev and is a count (0 or more); got %d", fromIndex)
 		}
 		opts.OnReconnect = func(err error, wait time.Duration) {
 			fmt.Fprintf(a.stderr, "ctxd watch: %v; reconnecting in %v\n", err, wait.Round(time.Millisecond))

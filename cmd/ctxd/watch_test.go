@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,8 +17,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -218,4 +221,45 @@ func TestServeWiresDumpsAndClients(t *testing.T) {
 	assert.Equal(t, "nightly.csv", m.Filename)
 	assert.Equal(t, "csv", m.Format)
 	assert.Equal(t, "cron", m.Who)
+}
+
+// `ctxd watch --from-rev R --from-index I` on etcd prints the changes of
+// transaction revision R from index I on, with their index and count in
+// -o json, then the later ones; --from-index without --from-rev is a
+// usage error.
+func TestWatchFromIndexOnEtcd(t *testing.T) {
+	t.Parallel()
+	e, err := etcdkit.Start()
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, etcdkit.Prefix(t.Name())))
+	ctx := context.Background()
+	var writes []ctxd.Write
+	for _, k := range []string{"t0", "t1", "t2"} {
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: k, Op: ctxd.OpPut, Value: json.RawMessage(`1`), Who: "t"})
+	}
+	res, err := srv.Backend().Txn(ctx, writes)
+	require.NoError(t, err)
+	next, err := srv.Backend().Put(ctx, "default", "next", json.RawMessage(`2`), nil, "t")
+	require.NoError(t, err)
+
+	watch := exec.Command(bin, "watch", "--from-rev", strconv.FormatUint(res.Revision, 10), "--from-index", "1", "-o", "json", "--server", srv.URL)
+	watch.Env = testEnv()
+	var out testkit.SyncBuffer
+	watch.Stdout = &out
+	require.NoError(t, watch.Start())
+	testkit.Eventually(t, func() bool { _, last := printed(&out); return last >= next.ModRev }, "the watch printed the write after the transaction")
+	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
+	require.NoError(t, watch.Wait())
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var ev client.WatchEvent
+		require.NoError(t, json.Unmarshal([]byte(l), &ev))
+		got = append(got, fmt.Sprintf("%d %s %d/%d", ev.Rev, ev.Key, ev.Index, ev.Count))
+	}
+	r := res.Revision
+	assert.Equal(t, []string{fmt.Sprintf("%d t1 1/3", r), fmt.Sprintf("%d t2 2/3", r), fmt.Sprintf("%d next 0/0", next.ModRev)}, got)
+
+	u := cli(t, nil, "", "watch", "--from-index", "1", "--server", srv.URL)
+	assert.Equal(t, exitUsage, u.code, u.stderr)
 }

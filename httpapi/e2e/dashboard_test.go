@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -196,6 +199,39 @@ func TestLiveResume(t *testing.T) {
 	last := conns[len(conns)-1]
 	assert.Equal(t, "2", last.Get("from_rev"), "the reconnection resumes after the last revision")
 	assert.Empty(t, conns[0].Get("from_rev"), "the first connection starts from now")
+}
+
+// TestLiveTransactionOnEtcd: on etcd the changes of a transaction share
+// its revision (issue #16). The live feed shows every one of them, not
+// only the first (each carries its place, index of count), and after a
+// dropped connection resumes after the whole revision: nothing twice,
+// nothing lost.
+func TestLiveTransactionOnEtcd(t *testing.T) {
+	s := newServer(t, serverOptions{etcd: true})
+	p := openPage(t, s, "/")
+	p.waitFor(`#conn[data-state="live"]`)
+	var writes []ctxd.Write
+	for _, k := range []string{"t0", "t1", "t2"} {
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: k, Op: ctxd.OpPut, Value: []byte(`1`), Who: "txn"})
+	}
+	res, err := s.ks.Backend().Txn(context.Background(), writes)
+	require.NoError(t, err)
+	rev := strconv.FormatUint(res.Revision, 10)
+	for _, w := range writes {
+		p.waitFor(`#live-list li[data-rev="` + rev + `"][data-key="` + w.Key + `"]`)
+	}
+
+	s.ws.cut()
+	p.waitFor(`#conn[data-state="reconnecting"]`)
+	next, err := s.ks.Backend().Put(context.Background(), "default", "next", []byte(`2`), nil, "bob")
+	require.NoError(t, err)
+	s.ws.allow()
+	p.waitFor(`#live-list li[data-rev="` + strconv.FormatUint(next.ModRev, 10) + `"]`)
+	assert.Equal(t, 3, p.count(`#live-list li[data-rev="`+rev+`"]`), "each change of the transaction once")
+	conns := s.ws.connections()
+	last := conns[len(conns)-1]
+	assert.Equal(t, rev, last.Get("from_rev"), "the reconnection resumes after the transaction's revision")
+	assert.Empty(t, last.Get("from_index"), "the whole revision was handled")
 }
 
 // TestHistoryDiffAndPointInTime: a key's history with who, a diff between

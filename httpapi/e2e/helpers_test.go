@@ -24,6 +24,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	ctxdserver "github.com/framework0/ctxd/server"
 )
 
@@ -50,6 +51,7 @@ func TestMain(m *testing.M) {
 		if browser.cleanup != nil {
 			browser.cleanup()
 		}
+		etcdkit.Stop()
 	})
 }
 
@@ -135,6 +137,9 @@ type serverOptions struct {
 	token string
 	// quota is storage.quota_bytes (0: the default).
 	quota int64
+	// etcd runs the server on the etcd backend (the package's shared
+	// embedded etcd, a prefix of the test's own).
+	etcd bool
 }
 
 func newServer(t *testing.T, opts serverOptions) *server {
@@ -147,12 +152,16 @@ func newServer(t *testing.T, opts serverOptions) *server {
 	if opts.token != "" {
 		wrap = func(h http.Handler) http.Handler { return requireToken(opts.token, ws.wrap(h)) }
 	}
-	ks := testkit.StartServer(t, testkit.WithServerOptions(ctxdserver.Version("e2e-test"), ctxdserver.WrapHandler(wrap)),
+	settings := []testkit.ServerOption{testkit.WithServerOptions(ctxdserver.Version("e2e-test"), ctxdserver.WrapHandler(wrap)),
 		testkit.WithConfig(func(c *configs.Config) {
 			if opts.quota != 0 {
 				c.Storage.QuotaBytes = opts.quota
 			}
-		}))
+		})}
+	if opts.etcd {
+		settings = append(settings, testkit.WithEtcd(etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())))
+	}
+	ks := testkit.StartServer(t, settings...)
 	return &server{t: t, ks: ks, url: ks.URL, ws: ws, token: opts.token}
 }
 

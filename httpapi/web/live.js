@@ -1,6 +1,7 @@
 // The live change feed: one WebSocket on GET /v1/watch for every
 // namespace, reconnected with backoff and resumed after the last revision
-// handled (from_rev), so no change is missed or shown twice across a
+// handled (from_rev, and from_index inside a revision of several changes:
+// an etcd transaction's), so no change is missed or shown twice across a
 // reconnect or a server restart.
 
 import { parse } from './json.js';
@@ -21,6 +22,9 @@ export class LiveFeed {
   constructor(handlers) {
     this.h = handlers;
     this.lastRev = null; // revision of the last change handled; null: from now
+    // lastIndex, when not 0: only the changes of lastRev with an index
+    // below it were handled (lastRev has several changes).
+    this.lastIndex = 0;
     this.ws = null;
     this.attempts = 0;
     this.failedOpens = 0;
@@ -63,6 +67,7 @@ export class LiveFeed {
     this.setState(this.attempts ? 'reconnecting' : 'connecting');
     const params = { ns: '*', batch: 'true' };
     if (this.lastRev !== null) params.from_rev = this.lastRev;
+    if (this.lastRev !== null && this.lastIndex > 0) params.from_index = this.lastIndex;
     let ws;
     try {
       ws = new WebSocket(watchURL(params));
@@ -104,7 +109,7 @@ export class LiveFeed {
   handle(msg) {
     switch (msg.type) {
       case 'subscribed':
-        if (this.lastRev === null) this.lastRev = Number(msg.rev);
+        if (this.lastRev === null) this.at(msg.rev, msg.index);
         this.setState('live');
         break;
       case 'context_updated':
@@ -114,18 +119,19 @@ export class LiveFeed {
         for (const m of msg.messages || []) this.change(m);
         break;
       case 'reset':
-        this.lastRev = Number(msg.rev);
+        this.at(msg.rev, 0);
         if (this.h.reset) this.h.reset(msg);
         break;
       case 'compacted':
         // The server closes next; reconnect from now and re-read.
         this.lastRev = null;
+        this.lastIndex = 0;
         if (this.h.compacted) this.h.compacted(msg);
         break;
       case 'error':
         if (msg.code === 'lagged' && msg.from_rev !== undefined) {
           // Closed for falling behind: the reconnect resumes from there.
-          this.lastRev = Number(msg.from_rev);
+          this.at(msg.from_rev, msg.from_index);
         }
         if (this.h.notice) this.h.notice(msg);
         break;
@@ -134,10 +140,25 @@ export class LiveFeed {
     }
   }
 
+  at(rev, index) {
+    this.lastRev = Number(rev);
+    this.lastIndex = Number(index || 0);
+  }
+
+  // change hands on a change not handled yet. A change of a revision of
+  // several carries its place (index, of count): the ones of lastRev
+  // from lastIndex on are new. One alone in its revision is new when its
+  // revision is above lastRev.
   change(msg) {
     const rev = Number(msg.rev);
-    if (this.lastRev !== null && rev <= this.lastRev) return; // already handled
-    this.lastRev = rev;
+    if (this.lastRev !== null) {
+      if (rev < this.lastRev) return; // already handled
+      if (rev === this.lastRev) {
+        if (msg.count === undefined || this.lastIndex === 0 || Number(msg.index) < this.lastIndex) return;
+      }
+    }
+    const next = Number(msg.index) + 1;
+    this.at(rev, msg.count !== undefined && next < Number(msg.count) ? next : 0);
     this.h.change(msg);
   }
 }

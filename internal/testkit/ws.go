@@ -17,9 +17,14 @@ import (
 // Frame is any message of /v1/watch, decoded loosely: each field is
 // filled when the message has it.
 type Frame struct {
-	Type      string          `json:"type"`
-	ID        json.RawMessage `json:"id"`
-	Rev       uint64          `json:"rev"`
+	Type string          `json:"type"`
+	ID   json.RawMessage `json:"id"`
+	Rev  uint64          `json:"rev"`
+	// Index and Count: a change's place among the changes of its
+	// revision, and how many there are (only when more than one);
+	// subscribed's Index: the changes that follow start inside Rev.
+	Index     int             `json:"index"`
+	Count     int             `json:"count"`
 	NS        string          `json:"ns"`
 	Key       string          `json:"key"`
 	Op        string          `json:"op"`
@@ -31,6 +36,7 @@ type Frame struct {
 	Code              string  `json:"code"`
 	Message           string  `json:"message"`
 	FromRev           *uint64 `json:"from_rev"`
+	FromIndex         int     `json:"from_index"`
 	CompactedRevision uint64  `json:"compacted_revision"`
 	CurrentVersion    *uint64 `json:"current_version"`
 	RetryAfterMS      int64   `json:"retry_after_ms"`

@@ -46,8 +46,11 @@ type client struct {
 	// feedMu is held while the feed reads the log and queues changes, and
 	// while a context_set of this client writes: the feed therefore sees
 	// the client's own change only after pending[rev] is set.
-	feedMu  sync.Mutex
-	pos     uint64 // every matching change <= pos is queued
+	feedMu sync.Mutex
+	pos    uint64 // every matching change <= pos is queued
+	// skip is how many changes of revision pos+1 the client had before
+	// it connected (it resumed with from_index inside that revision).
+	skip    int
 	base    uint64 // committed revision when the current replay started
 	gen     uint64
 	pending map[uint64][]string // the client's own writes: what replaces their context_updated
@@ -63,7 +66,10 @@ type connectOptions struct {
 	NS      string          `json:"ns"`
 	Prefix  string          `json:"prefix"`
 	FromRev json.RawMessage `json:"from_rev"`
-	Token   string          `json:"token"`
+	// FromIndex, with FromRev: how many changes of that revision the
+	// client has (store.ResumeFrom).
+	FromIndex json.RawMessage `json:"from_index"`
+	Token     string          `json:"token"`
 }
 
 // event encodes a Socket.IO EVENT packet with one argument.
@@ -79,6 +85,7 @@ type errorPayload struct {
 	Message           string  `json:"message"`
 	Code              string  `json:"code"`
 	FromRev           *uint64 `json:"from_rev,omitempty"`
+	FromIndex         int     `json:"from_index,omitempty"`
 	CompactedRevision uint64  `json:"compacted_revision,omitempty"`
 	CurrentVersion    *uint64 `json:"current_version,omitempty"`
 	RetryAfterMS      int64   `json:"retry_after_ms,omitempty"`
@@ -224,13 +231,7 @@ func (s *Server) connect(c *conn, data string) {
 	}
 	q("ns", &o.NS)
 	q("prefix", &o.Prefix)
-	fromRev := strings.Trim(string(o.FromRev), `"`)
-	if fromRev == "" || fromRev == "null" {
-		fromRev = ""
-		if vs := c.query["from_rev"]; len(vs) > 0 {
-			fromRev = vs[0]
-		}
-	}
+	fromRev, fromIndex := c.option(o.FromRev, "from_rev"), c.option(o.FromIndex, "from_index")
 	cl := &client{c: c, id: "s" + strconv.FormatUint(s.nextID.Add(1), 10), ns: o.NS, prefix: o.Prefix, pending: map[uint64][]string{}}
 	if cl.ns == "" {
 		cl.ns = ctxd.DefaultNamespace
@@ -264,18 +265,31 @@ func (s *Server) connect(c *conn, data string) {
 	}
 	cl.gen = s.st.Generation()
 	var first []string
+	if fromIndex != "" && fromRev == "" {
+		s.connectError(c, ctxd.CodeBadRequest, "from_index needs from_rev: it counts changes of that revision")
+		return
+	}
 	if fromRev != "" {
 		n, err := strconv.ParseUint(fromRev, 10, 64)
 		if err != nil {
 			s.connectError(c, ctxd.CodeBadRequest, "from_rev must be a revision number; got "+strconv.Quote(fromRev))
 			return
 		}
-		cl.pos = n
+		var index *uint64
+		if fromIndex != "" {
+			i, err := strconv.ParseUint(fromIndex, 10, 64)
+			if err != nil {
+				s.connectError(c, ctxd.CodeBadRequest, "from_index must be how many changes of revision from_rev you have (the index of the last one + 1); got "+strconv.Quote(fromIndex))
+				return
+			}
+			index = &i
+		}
 		if rev, _ := s.st.Committed(); n > rev {
 			s.connectError(c, ctxd.CodeFutureRevision, "from_rev "+fromRev+" is after the current revision "+strconv.FormatUint(rev, 10))
 			return
 		}
-		if _, err := s.st.ReadLog(n, 1); err != nil {
+		cl.pos, cl.skip, err = store.ResumeFrom(s.st, n, index)
+		if err != nil {
 			var ce *ctxd.CompactedError
 			if !errors.As(err, &ce) {
 				s.connectError(c, ctxd.CodeInternal, "from_rev: "+err.Error())
@@ -333,6 +347,19 @@ func (s *Server) connect(c *conn, data string) {
 	}
 	s.broadcastStats()
 	s.log.Debug().Str("client_id", cl.id).Str("remote", c.remote).Str("ns", cl.ns).Uint64("from_rev", pos).Msg("Socket.IO client connected")
+}
+
+// option is a handshake option that is a number: from the auth payload
+// (a JSON number or string), else from the handshake's query; "" when
+// neither gives it.
+func (c *conn) option(raw json.RawMessage, name string) string {
+	if v := strings.Trim(string(raw), `"`); v != "" && v != "null" {
+		return v
+	}
+	if vs := c.query[name]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 func (s *Server) connectError(c *conn, code, msg string) {
@@ -402,10 +429,12 @@ func (s *Server) NotifyDumped(ns string, info any) {
 
 // updateEvent encodes context_updated: Framework0's {key, value, who,
 // timestamp}, plus ns, op, version and rev (and expires_at, expired for
-// expiring keys). It is on every client's feed
+// expiring keys; index and count, the change's place among the changes
+// of its revision, when there are several, as on /v1/watch: a client
+// resumes inside the revision with from_index). It is on every client's feed
 // path, so it appends the JSON by hand with internal/jsontext (as the
 // hub's appendChange does) instead of json.Marshal's reflection.
-func updateEvent(ch *ctxd.Change) string {
+func updateEvent(ch *ctxd.Change, idx, count int) string {
 	b := make([]byte, 0, 160+len(ch.Key)+len(ch.Value)+len(ch.Who)+len(ch.Namespace))
 	b = append(b, sioEvent+`["`+ctxd.TypeContextUpdated+`",{"key":`...)
 	b = jsontext.AppendString(b, ch.Key)
@@ -427,6 +456,12 @@ func updateEvent(ch *ctxd.Change) string {
 	b = strconv.AppendUint(b, ch.Version, 10)
 	b = append(b, `,"rev":`...)
 	b = strconv.AppendUint(b, ch.Revision, 10)
+	if count > 1 {
+		b = append(b, `,"index":`...)
+		b = strconv.AppendInt(b, int64(idx), 10)
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, int64(count), 10)
+	}
 	if !ch.ExpiresAt.IsZero() {
 		b = append(b, `,"expires_at":`...)
 		b = jsontext.AppendTime(b, ch.ExpiresAt.UTC())
@@ -514,18 +549,31 @@ func (cl *client) step(rev uint64, n int) bool {
 		return false
 	}
 	out := make([]string, 0, len(changes))
-	for i := range changes {
-		ch := &changes[i]
-		if own, ok := cl.pending[ch.Revision]; ok {
-			out = append(out, own...)
-			delete(cl.pending, ch.Revision)
-		} else if cl.matches(ch) {
-			out = append(out, updateEvent(ch))
+	// A page holds whole revisions: each change's place and the size of
+	// its revision are known.
+	for first := 0; first < len(changes); {
+		end := first + 1
+		for end < len(changes) && changes[end].Revision == changes[first].Revision {
+			end++
 		}
-		cl.pos = ch.Revision
+		skip := 0
+		if changes[first].Revision == cl.pos+1 {
+			skip = cl.skip // had before it connected (from_index)
+		}
+		for i := first + skip; i < end; i++ {
+			ch := &changes[i]
+			if own, ok := cl.pending[ch.Revision]; ok {
+				out = append(out, own...)
+				delete(cl.pending, ch.Revision)
+			} else if cl.matches(ch) {
+				out = append(out, updateEvent(ch, i-first, end-first))
+			}
+		}
+		cl.pos, cl.skip = changes[first].Revision, 0
+		first = end
 	}
 	if len(changes) < n && cl.pos < rev {
-		cl.pos = rev // revisions the log never had (a restore's floor)
+		cl.pos, cl.skip = rev, 0 // revisions the log never had (a restore's floor)
 	}
 	if len(out) > 0 {
 		return c.send(out...)
@@ -538,13 +586,20 @@ func (cl *client) step(rev uint64, n int) bool {
 func (cl *client) lagged(rev uint64) {
 	s, c := cl.c.srv, cl.c
 	cl.feedMu.Lock()
-	from := cl.pos
+	from, index := cl.pos, 0
+	if cl.skip > 0 { // still before the rest of the revision it resumed inside
+		from, index = cl.pos+1, cl.skip
+	}
 	cl.feedMu.Unlock()
 	s.lagged.Add(1)
-	s.log.Info().Str("client_id", cl.id).Uint64("from_rev", from).Uint64("rev", rev).Msg("Socket.IO client lagged: disconnected")
-	c.send(event(ctxd.TypeError, errorPayload{Code: ctxd.CodeLagged, FromRev: &from,
+	s.log.Info().Str("client_id", cl.id).Uint64("from_rev", from).Int("from_index", index).Uint64("rev", rev).Msg("Socket.IO client lagged: disconnected")
+	resume := "from_rev=" + strconv.FormatUint(from, 10)
+	if index > 0 {
+		resume += " and from_index=" + strconv.Itoa(index)
+	}
+	c.send(event(ctxd.TypeError, errorPayload{Code: ctxd.CodeLagged, FromRev: &from, FromIndex: index,
 		Message: "this client fell more than websocket.max_lag (" + strconv.FormatUint(s.opts.MaxLag, 10) +
-			") changes behind: reconnect with from_rev=" + strconv.FormatUint(from, 10) + " to resume without a gap"}), sioDisconnect)
+			") changes behind: reconnect with " + resume + " to resume without a gap"}), sioDisconnect)
 	c.close("lagged")
 }
 
@@ -578,7 +633,7 @@ func (cl *client) reset(gen uint64) bool {
 		c.close("reset failed")
 		return false
 	}
-	cl.gen, cl.pos, cl.base = gen, rev, rev
+	cl.gen, cl.pos, cl.skip, cl.base = gen, rev, 0, rev
 	own = append(own, event(ctxd.TypeReset, map[string]any{"rev": rev,
 		"message": "the data was restored from a snapshot: the context_snapshot that follows is the new state"}), snap)
 	return c.send(own...)

@@ -14,10 +14,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 )
 
 // TestMain fails the run when a test leaves a goroutine running.
-func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m, etcdkit.Stop) }
 
 // sio is a minimal Engine.IO v4 / Socket.IO v5 client for the tests:
 // polling (a goroutine long-polls), WebSocket, and the upgrade. Every

@@ -21,7 +21,7 @@ func TestUpdateEventMatchesEncodingJSON(t *testing.T) {
 		{Namespace: "team-a", Key: "q\"\\\n\u2028é<&>", Who: "", Time: at, Op: ctxd.OpDelete, Version: 7, Revision: 1},
 		{Namespace: "default", Key: "empty", Time: at, Op: ctxd.OpPut, Version: 1, Revision: 2},
 	} {
-		got := updateEvent(&ch)
+		got := updateEvent(&ch, 0, 1)
 		require.True(t, strings.HasPrefix(got, sioEvent), got)
 		v := ch.Value
 		if ch.Op == ctxd.OpDelete || len(v) == 0 {

@@ -1,0 +1,58 @@
+package store
+
+import (
+	"errors"
+
+	"github.com/framework0/ctxd"
+)
+
+// ResumeFrom turns a follower's resume point into the place to read the
+// log from. A resume point is a revision rev and, optionally, index: the
+// follower has every change before rev and, when index is nil, every
+// change of rev; otherwise only the changes of rev whose place in the
+// revision is below *index (on etcd the changes of one transaction share
+// its revision, and a one-change-per-message feed can be cut between
+// them). The follower then reads the log after `after` and leaves out the
+// first `skip` changes of the first revision after it (which is rev).
+//
+// The answer is the whole revision (after = rev, skip = 0) whenever the
+// log shows that rev holds no more than *index changes, or none it still
+// has (a bolt revision, a restore's floor): so a resume point of either
+// backend is accepted by both. When the log has nothing after rev-1 yet
+// (another etcd instance that has not caught up with rev), the skip
+// stands: it leaves out the first changes of rev when they come, and
+// nothing if rev has none. A *ctxd.CompactedError says the changes after
+// rev are gone, as ReadLog(rev, 1) would.
+// maxSkip bounds a skip taken on trust (the revision is not in the log
+// yet): more than any revision holds.
+const maxSkip = 1 << 30
+
+func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err error) {
+	if _, err := f.ReadLog(rev, 1); err != nil {
+		return 0, 0, err
+	}
+	if index == nil || rev == 0 {
+		return rev, 0, nil
+	}
+	// A page never ends inside a revision: one read of one change holds
+	// every change of the first revision after rev-1.
+	changes, err := f.ReadLog(rev-1, 1)
+	var ce *ctxd.CompactedError
+	if errors.As(err, &ce) {
+		return rev, 0, nil // rev's changes are not in the log: nothing of it to send again
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(changes) == 0 {
+		return rev - 1, int(min(*index, maxSkip)), nil
+	}
+	n := 0
+	for n < len(changes) && changes[n].Revision == rev {
+		n++
+	}
+	if uint64(n) <= *index {
+		return rev, 0, nil
+	}
+	return rev - 1, int(*index), nil
+}
