@@ -18,7 +18,9 @@ import (
 // The answer is the whole revision (after = rev, skip = 0) whenever the
 // log shows that rev holds no more than *index changes, or none it still
 // has (a bolt revision, a restore's floor): so a resume point of either
-// backend is accepted by both. When the log has nothing after rev-1 yet
+// backend is accepted by both. A follower inside a revision the log no
+// longer holds (compacted at it) gets the *ctxd.CompactedError: the rest
+// of the revision is gone. When the log has nothing after rev-1 yet
 // (another etcd instance that has not caught up with rev), the skip
 // stands: it leaves out the first changes of rev when they come, and
 // nothing if rev has none. A *ctxd.CompactedError says the changes after
@@ -39,7 +41,12 @@ func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err 
 	changes, err := f.ReadLog(rev-1, 1)
 	var ce *ctxd.CompactedError
 	if errors.As(err, &ce) {
-		return rev, 0, nil // rev's changes are not in the log: nothing of it to send again
+		if ce.RestoredFrom == 0 && *index > 0 {
+			// Compacted at rev: the rest of rev, which the follower
+			// never got, is gone with it.
+			return 0, 0, err
+		}
+		return rev, 0, nil // a restore's floor: rev has no changes to send again
 	}
 	if err != nil {
 		return 0, 0, err
