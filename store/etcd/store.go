@@ -86,6 +86,9 @@ type Store struct {
 	inflight  inFlight
 	stop      context.CancelFunc
 	watchDone chan struct{}
+	// cleaners are the removals of stale generations in the background
+	// (cleanup.go), started at Open and by the watch; Close waits for them.
+	cleaners sync.WaitGroup
 
 	feed feed
 	// cache serves reads (nil with Options.DirectReads).
@@ -156,6 +159,7 @@ func Open(opts Options) (*Store, error) {
 	wctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.watch(wctx, start)
+	s.cleanLater(wctx)
 	return s, nil
 }
 
@@ -207,6 +211,7 @@ func (s *Store) Close() error {
 		s.inflight.Wait()
 		s.stop()
 		<-s.watchDone
+		s.cleaners.Wait()
 		s.feed.close()
 		err = s.cli.Close()
 		if isCanceled(err) {

@@ -1,0 +1,79 @@
+package etcd_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/store/etcd"
+)
+
+// TestStaleGenerationsRemoved: the keys a restorer that died leaves
+// behind — the replaced generation (it died between its switch and its
+// cleanup), generation 0's data, a half-written generation whose restore
+// never switched — are removed by the next instance that opens; a
+// generation whose restore is still in flight (its mark is held) is kept
+// until its mark is gone, and the current generation always.
+func TestStaleGenerationsRemoved(t *testing.T) {
+	ctx := context.Background()
+	prefix := etcdkit.Prefix(t.Name())
+	st := open(t, etcd.Options{Prefix: prefix})
+	_, err := st.Put(ctx, "default", "kept", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	path, _ := testkit.WriteSnapshot(t, st)
+	_, err = st.Put(ctx, "default", "replaced", json.RawMessage(`2`), nil, "t")
+	require.NoError(t, err)
+	res, err := st.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	cur := st.Generation()
+	require.NotZero(t, cur)
+
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}})
+	require.NoError(t, err)
+	defer cli.Close()
+	count := func(dir string) int64 {
+		resp, err := cli.Get(ctx, prefix+dir, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		require.NoError(t, err)
+		return resp.Count
+	}
+	gen := func(id uint64) string { return "g/" + strconv.FormatUint(id, 10) + "/" }
+	restored := count(gen(cur))
+	require.Positive(t, restored)
+	require.Zero(t, count("k/"), "the restore removed generation 0's keys")
+
+	// What dead restorers leave: generation 0's data, a generation older
+	// than the switch, one younger that never switched, and one younger
+	// still in flight (marked).
+	inFlight := uint64(res.Revision) + 1_000_000
+	for _, k := range []string{"k/default/old", gen(cur-1) + "k/default/old", gen(res.Revision+1) + "k/default/half", gen(inFlight) + "k/default/half"} {
+		_, err := cli.Put(ctx, prefix+k, "x")
+		require.NoError(t, err)
+	}
+	unmark, err := etcd.MarkRestore(st, inFlight)
+	require.NoError(t, err)
+	// The control: the garbage is there until someone removes it.
+	require.EqualValues(t, 1, count("k/"))
+	require.EqualValues(t, 1, count(gen(cur-1)))
+
+	// The next instance to open removes all but the marked generation.
+	other := open(t, etcd.Options{Prefix: prefix})
+	testkit.Eventually(t, func() bool { return count("k/")+count(gen(cur-1))+count(gen(res.Revision+1)) == 0 }, "stale generations removed at Open")
+	require.EqualValues(t, 1, count(gen(inFlight)), "a restore in flight keeps its generation")
+	require.Equal(t, restored, count(gen(cur)), "the current generation untouched")
+	rec, err := other.Get("default", "kept")
+	require.NoError(t, err)
+	require.JSONEq(t, `1`, string(rec.Value))
+
+	unmark()
+	require.Equal(t, 1, etcd.RemoveStaleGenerations(other), "the abandoned generation, once its mark is gone")
+	require.Zero(t, count(gen(inFlight)))
+	require.Equal(t, restored, count(gen(cur)))
+	require.Zero(t, etcd.RemoveStaleGenerations(other), "nothing left to remove")
+}
