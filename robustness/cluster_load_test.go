@@ -82,6 +82,7 @@ func (l *clusterLoad) write(wi int) {
 	for n := 0; !l.stop.Load(); n++ {
 		key, value := fmt.Sprintf("w%d/%d", wi, n), strconv.Itoa(n)
 		pausedBefore := l.isPaused(cur)
+		sent := time.Now()
 		rec, err := tryPut(l.hc, l.c.urls()[cur], l.ns, key, value)
 		l.mu.Lock()
 		if err == nil {
@@ -95,7 +96,7 @@ func (l *clusterLoad) write(wi int) {
 		case got == "503 unavailable" || got == "503 outcome_unknown" || got == "no answer":
 		case got == "client timeout" && (pausedBefore || l.paused[cur]):
 		default:
-			l.bad = append(l.bad, fmt.Sprintf("put %s through instance %d: %v", key, cur+1, err))
+			l.bad = append(l.bad, fmt.Sprintf("put %s through instance %d, sent at %v: %v", key, cur+1, sent.Sub(l.began).Round(time.Millisecond), err))
 		}
 		l.mu.Unlock()
 		cur = (cur + 1) % len(l.c.instances) // that instance may be down: the next one
@@ -127,13 +128,6 @@ func (l *clusterLoad) count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.acked)
-}
-
-// failures counts the failed writes that got answer (failedAnswer's names).
-func (l *clusterLoad) failures(answer string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.failed[answer]
 }
 
 // progress waits for perStep more acknowledged writes per writer.
