@@ -3,8 +3,11 @@ package etcd_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -76,4 +79,58 @@ func TestStaleGenerationsRemoved(t *testing.T) {
 	require.Zero(t, count(gen(inFlight)))
 	require.Equal(t, restored, count(gen(cur)))
 	require.Zero(t, etcd.RemoveStaleGenerations(other), "nothing left to remove")
+}
+
+// TestMissedSwitchCatchesUp: an instance cut off from etcd (its
+// connections closed and refused by a proxy) while another instance
+// restores the prefix, writes and compacts etcd past the switch, cannot
+// see the switch on its watch: it resumes below the compaction. It must
+// notice (reloadGeneration), move to the restored generation, serve its
+// data and write there.
+func TestMissedSwitchCatchesUp(t *testing.T) {
+	ctx := context.Background()
+	srv := ownEtcd(t)
+	proxy := testkit.StartTCPProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
+	a := openOn(t, srv.Endpoint, "/missed/")
+	b := openOn(t, "http://"+proxy.Addr(), "/missed/")
+	put := func(st *etcd.Store, key, value string) {
+		_, err := st.Put(ctx, "default", key, json.RawMessage(value), nil, "t")
+		require.NoError(t, err)
+	}
+	value := func(st *etcd.Store, key string) string {
+		rec, err := st.Get("default", key)
+		if errors.Is(err, ctxd.ErrNotFound) {
+			return ""
+		}
+		require.NoError(t, err)
+		return string(rec.Value)
+	}
+	put(a, "x", "1")
+	path, _ := testkit.WriteSnapshot(t, a)
+	put(a, "x", "2")
+	testkit.Eventually(t, func() bool { return value(b, "x") == "2" }, "b reads a's write")
+
+	proxy.Cut()
+	_, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	put(a, "y", "3")
+	_, err = a.CompactKeep(ctx, a.Revision(), 1)
+	require.NoError(t, err)
+	require.Zero(t, b.Generation(), "b cut off before the switch") // the control: b is behind
+	proxy.Heal()
+
+	testkit.Eventually(t, func() bool { return b.Generation() == a.Generation() }, "b moves to the restored generation")
+	require.Equal(t, "1", value(b, "x"))
+	require.Equal(t, "3", value(b, "y"))
+	put(b, "z", "4")
+	require.Equal(t, "4", value(a, "z"), "b writes in the restored generation")
+}
+
+// openOn opens a store on endpoint and prefix, closed when the test ends.
+func openOn(t *testing.T, endpoint, prefix string) *etcd.Store {
+	t.Helper()
+	st, err := etcd.Open(etcd.Options{Endpoints: []string{endpoint}, Prefix: prefix, RequestTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, st.Close()) })
+	return st
 }
