@@ -23,7 +23,8 @@ import (
 // then two members at once (no quorum), then a ctxd instance. With the
 // leader paused the others elect a new one and the writes go on; with no
 // quorum every instance's /readyz answers 503 and a write through it
-// answers 503 unavailable or outcome_unknown within the request timeout;
+// answers 503 unavailable or outcome_unknown within the request timeout
+// (a read 503 unavailable, nothing stale);
 // a write through the paused instance gets no answer (the client times
 // out) and is then either in the feed with its revision or not at all.
 // Afterwards every watcher has every change once, in order
@@ -64,6 +65,8 @@ func TestClusterPausedProcesses(t *testing.T) {
 	for i, u := range c.urls() {
 		testkit.Eventually(t, func() bool { return readyStatus(t, hc, u) == http.StatusServiceUnavailable }, "instance %d's /readyz says 503 without a quorum", i+1)
 		l.failingPut(u, "w-noquorum/"+strconv.Itoa(i), "without a quorum")
+		_, err := tryGet(hc, u, l.ns, l.start.Key)
+		require.Equal(t, "503 unavailable", failedAnswer(err), "a read through instance %d without a quorum", i+1)
 	}
 	time.Sleep(time.Until(lost.Add(noQuorum))) // the fault's length, not a synchronisation
 	for _, r := range resumes {
