@@ -30,7 +30,7 @@ import (
 // Afterwards every watcher has every change once, in order
 // (clusterLoad.finish).
 func TestClusterPausedProcesses(t *testing.T) {
-	perStep, noQuorum := 15, 3*time.Second
+	perStep, noQuorum := 5, 3*time.Second
 	if longCluster {
 		perStep, noQuorum = 150, 10*time.Second
 	}
