@@ -16,6 +16,7 @@ import (
 	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/internal/localcluster"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 )
 
 // TestClusterRestoreCrashAfterSwitch: a ctxd instance doing a full
@@ -30,14 +31,10 @@ func TestClusterRestoreCrashAfterSwitch(t *testing.T) {
 	c := startCluster(t, 0)
 	ctx := context.Background()
 	prefix := "/ctxd-cluster-test/"
+	count := etcdkit.KeyCounter(t, localcluster.Endpoints(c.members), prefix)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: localcluster.Endpoints(c.members), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	require.NoError(t, err)
 	defer cli.Close()
-	count := func(dir string) int64 {
-		resp, err := cli.Get(ctx, prefix+dir, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		require.NoError(t, err)
-		return resp.Count
-	}
 	currentGen := func() string {
 		resp, err := cli.Get(ctx, prefix+"meta/gen")
 		require.NoError(t, err)

@@ -41,11 +41,7 @@ func TestStaleGenerationsRemoved(t *testing.T) {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}})
 	require.NoError(t, err)
 	defer cli.Close()
-	count := func(dir string) int64 {
-		resp, err := cli.Get(ctx, prefix+dir, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		require.NoError(t, err)
-		return resp.Count
-	}
+	count := etcdkit.KeyCounter(t, []string{etcdkit.Shared(t).Endpoint}, prefix)
 	gen := func(id uint64) string { return "g/" + strconv.FormatUint(id, 10) + "/" }
 	restored := count(gen(cur))
 	require.Positive(t, restored)
