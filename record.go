@@ -182,6 +182,41 @@ type Status struct {
 	// now (the quota is reached, or the last write refused would still
 	// be), and what to do: a *QuotaError's message.
 	QuotaAlarm string `json:"quota_alarm,omitempty"`
+	// ReadCache is the etcd backend's read cache (nil: a backend without
+	// one).
+	ReadCache *ReadCacheStatus `json:"read_cache,omitempty"`
+}
+
+// States of a read cache (ReadCacheStatus.State).
+const (
+	ReadCacheOff      = "off"      // etcd.read_cache: false: every read goes to etcd
+	ReadCacheFilling  = "filling"  // being filled (or refilled): reads go to etcd meanwhile
+	ReadCacheReady    = "ready"    // serving reads
+	ReadCacheDisabled = "disabled" // gave up (over its memory bound) until the instance restarts
+)
+
+// ReadCacheStatus describes an etcd instance's read cache, in /v1/status
+// and /metrics.
+type ReadCacheStatus struct {
+	State string `json:"state"`
+	// Reason says why the cache is disabled.
+	Reason string `json:"reason,omitempty"`
+	// Keys and Bytes are what it holds (Bytes counts keys, values and a
+	// fixed overhead per entry); MaxBytes is its bound,
+	// etcd.read_cache_max_bytes.
+	Keys     int64 `json:"keys"`
+	Bytes    int64 `json:"bytes"`
+	MaxBytes int64 `json:"max_bytes"`
+	// FillKeys is how many keys the fill in progress has read so far.
+	FillKeys int64 `json:"fill_keys"`
+	// Fills counts the completed fills; LastFillSeconds is how long the
+	// last one took.
+	Fills           uint64  `json:"fills"`
+	LastFillSeconds float64 `json:"last_fill_seconds"`
+	// Hits are reads it served; Fallbacks reads that went to etcd
+	// instead (not ready, or not caught up within a second).
+	Hits      uint64 `json:"hits"`
+	Fallbacks uint64 `json:"fallbacks"`
 }
 
 // Alarm values of ServerStatus.
@@ -217,6 +252,8 @@ type ServerStatus struct {
 	Clients       int       `json:"clients"`
 	UptimeSeconds int64     `json:"uptime_seconds"`
 	StartedAt     time.Time `json:"started_at"`
+	// ReadCache is the etcd instance's read cache (absent on bolt).
+	ReadCache *ReadCacheStatus `json:"read_cache,omitempty"`
 }
 
 // TxnResult is the outcome of a committed write or transaction.

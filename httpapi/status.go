@@ -50,6 +50,7 @@ func (s *Server) status(c echo.Context) error {
 		Clients:           s.clients(),
 		UptimeSeconds:     int64(time.Since(s.started) / time.Second),
 		StartedAt:         s.started.UTC().Truncate(time.Second),
+		ReadCache:         st.ReadCache,
 	})
 }
 

@@ -324,7 +324,8 @@ func crashCases() []crashCase {
 // crashTestsElsewhere are the failpoints whose crash test is not a
 // crashCase, and the test that crashes there.
 var crashTestsElsewhere = map[failpoint.Name]string{
-	failpoint.ReplayBetweenBatches: "TestCrashMidReplay",
+	failpoint.ReplayBetweenBatches:   "TestCrashMidReplay",
+	failpoint.EtcdRestoreAfterSwitch: "TestClusterRestoreCrashAfterSwitch",
 }
 
 // TestCrashAtFailpoints crashes the armed binary at each failpoint

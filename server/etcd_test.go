@@ -3,12 +3,14 @@ package server_test
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
@@ -107,4 +109,52 @@ func TestEtcdBackendExpiringKeys(t *testing.T) {
 	assert.Equal(t, "ctxd:ttl", hist.Changes[0].Who)
 	assert.True(t, hist.Changes[0].Expired)
 	assert.True(t, kept.ExpiresAt.Equal(hist.Changes[0].Time), "the expiry met the keepalive's deadline")
+}
+
+// The etcd instance's read cache is in /v1/status (read_cache) and
+// /metrics (ctxd_read_cache_*): ready once filled, the keys it holds, its
+// fills, and the reads it served; "off" with etcd.read_cache false.
+func TestEtcdReadCacheInStatusAndMetrics(t *testing.T) {
+	for _, cached := range []bool{true, false} {
+		srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+			c.Store.Backend = configs.BackendEtcd
+			c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
+			c.Etcd.Prefix = etcdkit.Prefix(t.Name() + strconv.FormatBool(cached))
+			c.Etcd.ReadCache = cached
+		}))
+		hc := &http.Client{}
+		for _, k := range []string{"a", "b", "c"} {
+			resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/"+k, `1`))
+			require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		}
+		status := func() ctxd.ReadCacheStatus {
+			resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/v1/status", ""))
+			require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+			var st ctxd.ServerStatus
+			require.NoError(t, json.Unmarshal(body, &st))
+			require.NotNil(t, st.ReadCache, "read_cache in %s", body)
+			return *st.ReadCache
+		}
+		if !cached {
+			require.Equal(t, ctxd.ReadCacheOff, status().State)
+			m := testkit.Scrape(t, srv.URL)
+			require.Equal(t, 1.0, m[`ctxd_read_cache_state{state="off"}`])
+			continue
+		}
+		testkit.Eventually(t, func() bool {
+			resp, _ := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/v1/ns/default/keys/a", ""))
+			st := status()
+			return resp.StatusCode == http.StatusOK && st.State == ctxd.ReadCacheReady && st.Keys == 3 && st.Hits > 0
+		}, "the cache ready, holding 3 keys, serving reads")
+		st := status()
+		require.Positive(t, st.Fills)
+		require.Positive(t, st.Bytes)
+		require.Equal(t, int64(configs.Defaults().Etcd.ReadCacheMaxBytes), st.MaxBytes)
+		m := testkit.Scrape(t, srv.URL)
+		require.Equal(t, 1.0, m[`ctxd_read_cache_state{state="ready"}`])
+		require.Equal(t, 0.0, m[`ctxd_read_cache_state{state="filling"}`])
+		require.Equal(t, 3.0, m["ctxd_read_cache_keys"])
+		require.Positive(t, m["ctxd_read_cache_hits_total"])
+		require.Positive(t, m["ctxd_read_cache_fills_total"])
+	}
 }

@@ -121,13 +121,28 @@ var (
 	descUsed       = prometheus.NewDesc("ctxd_storage_used_bytes", "Bytes counted against the storage quota: the database file's bytes in use plus acknowledged writes not yet in it.", nil, nil)
 	descExceeded   = prometheus.NewDesc("ctxd_storage_quota_exceeded", "1 while the storage quota is reached: writes that add data answer 507 insufficient_storage.", nil, nil)
 	descRefused    = prometheus.NewDesc("ctxd_storage_quota_refused_writes_total", "Writes refused with 507 insufficient_storage by the storage quota.", nil, nil)
+
+	// The etcd instance's read cache (absent on bolt).
+	descCacheState    = prometheus.NewDesc("ctxd_read_cache_state", "1 for the read cache's state now (off, filling, ready, disabled), 0 for the others.", []string{"state"}, nil)
+	descCacheKeys     = prometheus.NewDesc("ctxd_read_cache_keys", "Keys the read cache holds.", nil, nil)
+	descCacheBytes    = prometheus.NewDesc("ctxd_read_cache_bytes", "Bytes the read cache counts (keys, values and a fixed overhead per entry).", nil, nil)
+	descCacheMax      = prometheus.NewDesc("ctxd_read_cache_max_bytes", "The read cache's bound, etcd.read_cache_max_bytes.", nil, nil)
+	descCacheFillKeys = prometheus.NewDesc("ctxd_read_cache_fill_keys", "Keys read so far by the read cache's fill in progress.", nil, nil)
+	descCacheFills    = prometheus.NewDesc("ctxd_read_cache_fills_total", "Completed fills of the read cache.", nil, nil)
+	descCacheFillTime = prometheus.NewDesc("ctxd_read_cache_last_fill_seconds", "How long the read cache's last completed fill took.", nil, nil)
+	descCacheHits     = prometheus.NewDesc("ctxd_read_cache_hits_total", "Reads served by the read cache.", nil, nil)
+	descCacheFallback = prometheus.NewDesc("ctxd_read_cache_fallbacks_total", "Reads that went to etcd because the read cache was not ready or not caught up within a second.", nil, nil)
 )
+
+// readCacheStates are the values of ctxd_read_cache_state's label.
+var readCacheStates = []string{ctxd.ReadCacheOff, ctxd.ReadCacheFilling, ctxd.ReadCacheReady, ctxd.ReadCacheDisabled}
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	describe(ch, descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
 		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descApplies, descApplied, descApplyTime,
 		descPageWrite, descPending, descCompactRun, descCompacted2, descExamined, descDefrags, descDefragWait, descSnapshots,
-		descQuota, descUsed, descExceeded, descRefused)
+		descQuota, descUsed, descExceeded, descRefused, descCacheState, descCacheKeys, descCacheBytes, descCacheMax,
+		descCacheFillKeys, descCacheFills, descCacheFillTime, descCacheHits, descCacheFallback)
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -147,6 +162,23 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			exceeded = 1
 		}
 		gauge(descExceeded, exceeded)
+		if rc := st.ReadCache; rc != nil {
+			for _, state := range readCacheStates {
+				v := 0.0
+				if state == rc.State {
+					v = 1
+				}
+				ch <- prometheus.MustNewConstMetric(descCacheState, prometheus.GaugeValue, v, state)
+			}
+			gauge(descCacheKeys, float64(rc.Keys))
+			gauge(descCacheBytes, float64(rc.Bytes))
+			gauge(descCacheMax, float64(rc.MaxBytes))
+			gauge(descCacheFillKeys, float64(rc.FillKeys))
+			counter(descCacheFills, float64(rc.Fills))
+			gauge(descCacheFillTime, rc.LastFillSeconds)
+			counter(descCacheHits, float64(rc.Hits))
+			counter(descCacheFallback, float64(rc.Fallbacks))
+		}
 	}
 	ws := c.st.Stats()
 	counter(descCommits, float64(ws.Commits))

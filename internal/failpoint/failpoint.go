@@ -105,6 +105,10 @@ const (
 	// DumpBeforeRename: a server-side dump is written to its temp file in
 	// the dump folder, not yet fsynced nor renamed.
 	DumpBeforeRename Name = "dump-before-rename"
+	// EtcdRestoreAfterSwitch: a full restore into etcd has written the
+	// new generation and switched <prefix>meta/gen to it; the replaced
+	// generation's keys are not deleted yet.
+	EtcdRestoreAfterSwitch Name = "etcd-restore-after-switch"
 )
 
 // All lists every failpoint: the names CTXD_FAILPOINTS may arm.
@@ -113,7 +117,7 @@ var All = []Name{
 	RestoreAfterCopy, RestoreBeforeRename, RestoreAfterRename,
 	DefragCatchUp, DefragBeforeRename, DefragAfterRename,
 	CompactBetweenChunks, CommitBeforeAnswer, WALRotate, CommitterBeforeRelease,
-	ReplayBetweenBatches, DumpBeforeRename,
+	ReplayBetweenBatches, DumpBeforeRename, EtcdRestoreAfterSwitch,
 }
 
 // Kind is what an armed point does.

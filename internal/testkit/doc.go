@@ -10,7 +10,8 @@
 // and the real binary: built once ([BuildCtxd]) and run as a child process
 // that tests signal and kill ([StartServe], [Process]).
 //
-// It also lists a folder's entries ([DirNames]), and checks HTTP exchanges
+// It also lists a folder's entries ([DirNames]), breaks the network
+// between a process and a server ([TCPProxy]: blackhole, cut, heal), and checks HTTP exchanges
 // against the API's OpenAPI document ([NewOpenAPI]; the httpapi tests'
 // client goes through its [OpenAPI.Transport], package client's tests
 // through its [OpenAPI.HTTPClient], and the CLI tests' child processes

@@ -86,6 +86,9 @@ type readCache struct {
 	barrier       readBarrier
 	lastProgress  atomic.Int64 // UnixNano of the last progress request
 	hits, misses  atomic.Uint64
+	fills         atomic.Uint64 // fills completed
+	lastFill      atomic.Int64  // how long the last completed fill took (ns)
+	fillKeys      atomic.Int64  // keys read by the fill in progress
 	skipWait      atomic.Bool  // test only: serve without the revision wait
 	applyLagNanos atomic.Int64 // test only: hold each watch response back
 }
@@ -113,6 +116,26 @@ type ReadCacheStats struct {
 	// Hits are reads served by the cache; Misses reads that went to etcd
 	// because the cache was not ready or did not catch up in time.
 	Hits, Misses uint64
+	// FillKeys is how many keys the fill in progress has read; Fills
+	// counts the completed fills, LastFill is how long the last one took.
+	FillKeys int64
+	Fills    uint64
+	LastFill time.Duration
+}
+
+// status is the cache as /v1/status and /metrics show it.
+func (st ReadCacheStats) status(direct bool) *ctxd.ReadCacheStatus {
+	state := ctxd.ReadCacheFilling
+	switch {
+	case direct:
+		state = ctxd.ReadCacheOff
+	case st.Disabled != "":
+		state = ctxd.ReadCacheDisabled
+	case st.Ready:
+		state = ctxd.ReadCacheReady
+	}
+	return &ctxd.ReadCacheStatus{State: state, Reason: st.Disabled, Keys: st.Keys, Bytes: st.Bytes, MaxBytes: st.MaxBytes,
+		FillKeys: st.FillKeys, Fills: st.Fills, LastFillSeconds: st.LastFill.Seconds(), Hits: st.Hits, Fallbacks: st.Misses}
 }
 
 // ReadCache reports the instance's read cache.
@@ -124,7 +147,8 @@ func (s *Store) ReadCache() ReadCacheStats {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return ReadCacheStats{Enabled: c.disabled == "", Disabled: c.disabled, Ready: c.ready, Revision: c.rev,
-		Keys: c.keys, Bytes: c.bytes, MaxBytes: c.maxBytes, Hits: c.hits.Load(), Misses: c.misses.Load()}
+		Keys: c.keys, Bytes: c.bytes, MaxBytes: c.maxBytes, Hits: c.hits.Load(), Misses: c.misses.Load(),
+		FillKeys: c.fillKeys.Load(), Fills: c.fills.Load(), LastFill: time.Duration(c.lastFill.Load())}
 }
 
 // needsFill reports whether the watch must fill the cache before it
@@ -140,9 +164,14 @@ func (c *readCache) needsFill() bool {
 // The watch calls it before watching, so no event can come between: the
 // watch starts at or below the fill's revision and the events up to it
 // are skipped.
+//
+// A fill has no overall time budget: each page has the request timeout
+// (eachPage), so a fill goes on as long as etcd answers each page in time
+// however large the prefix (a fixed 20 s was too short near the cache's
+// 1 GiB bound); FillKeys shows its progress.
 func (c *readCache) fill(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 4*c.s.opts.RequestTimeout)
-	defer cancel()
+	started := time.Now()
+	c.fillKeys.Store(0)
 	gen := c.s.keys.gen()
 	base := gen.keys.prefix + liveDir
 	end := prefixEnd(base)
@@ -164,6 +193,7 @@ func (c *readCache) fill(ctx context.Context) error {
 			bytes += e.size()
 			keys++
 		}
+		c.fillKeys.Store(keys)
 		if bytes > c.maxBytes {
 			return errCacheTooLarge
 		}
@@ -188,6 +218,8 @@ func (c *readCache) fill(ctx context.Context) error {
 	}
 	c.nss, c.bytes, c.keys, c.ready = nss, bytes, keys, true
 	c.raise(uint64(rev))
+	c.fills.Add(1)
+	c.lastFill.Store(int64(time.Since(started)))
 	return nil
 }
 

@@ -1,6 +1,9 @@
 package etcd
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Test-only switches of the read cache, for the negative controls of its
 // tests: they break the cache on purpose.
@@ -12,3 +15,13 @@ func SkipReadCacheWait(s *Store, skip bool) { s.cache.skipWait.Store(skip) }
 // LagReadCache holds each watch response back by d before the instance
 // applies it: its cache (and feed) run behind etcd.
 func LagReadCache(s *Store, d time.Duration) { s.cache.applyLagNanos.Store(int64(d)) }
+
+// RemoveStaleGenerations runs the removal of replaced and abandoned
+// generations (cleanup.go) now, and returns how many it removed.
+func RemoveStaleGenerations(s *Store) int { return s.removeStaleGenerations(context.Background()) }
+
+// MarkRestore marks generation id as a restore in flight, as a restorer
+// does after its claim; unmark removes the mark.
+func MarkRestore(s *Store, id uint64) (unmark func(), err error) {
+	return s.markRestore(context.Background(), id)
+}

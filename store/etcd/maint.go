@@ -27,7 +27,8 @@ func (s *Store) compactedRevisionNow(ctx context.Context) (uint64, error) {
 // the first endpoint's member (the whole cluster's data, every prefix).
 func (s *Store) Status() (ctxd.Status, error) {
 	st := ctxd.Status{Revision: s.Revision(), SchemaVersion: envelopeFormat,
-		Path: "etcd://" + strings.Join(s.opts.Endpoints, ",") + s.opts.Prefix}
+		Path:      "etcd://" + strings.Join(s.opts.Endpoints, ",") + s.opts.Prefix,
+		ReadCache: s.ReadCache().status(s.cache == nil)}
 	err := s.read(func(ctx context.Context) error {
 		var err error
 		if st.CompactedRevision, err = s.compactedRevision(ctx); err != nil {

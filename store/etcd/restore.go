@@ -8,6 +8,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
@@ -92,7 +93,9 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 
 // restoreFull writes the snapshot as a new generation and switches to it;
 // it returns the switch's revision. A failure before the switch removes
-// what it wrote and leaves the live data as it was.
+// what it wrote and leaves the live data as it was. The new generation is
+// marked as in flight until the switch (cleanup.go), so that no instance
+// removes it as garbage meanwhile.
 func (s *Store) restoreFull(ctx context.Context, snap store.Snapshot, snapRev uint64) (uint64, error) {
 	old := s.keys.gen()
 	claim, err := s.put(ctx, s.opts.Prefix+restoreClaimKey, "")
@@ -100,34 +103,37 @@ func (s *Store) restoreFull(ctx context.Context, snap store.Snapshot, snapRev ui
 		return 0, err
 	}
 	id := uint64(claim.Header.Revision)
+	unmark, err := s.markRestore(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	defer unmark()
 	next := dataKeys{prefix: genPrefix(s.opts.Prefix, id)}
 	if err := s.writeHistory(ctx, next, snap); err != nil {
 		s.removeData(next.prefix)
 		return 0, err
 	}
 	tctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	resp, err := s.cli.Txn(tctx).If(s.genCompare(old)).
+	resp, err := s.cli.Txn(tctx).If(s.genCompare(old), s.markCompare(id)).
 		Then(clientv3.OpPut(s.opts.Prefix+genKey, encodeGeneration(id, snapRev))).Commit()
 	cancel()
 	if err != nil {
 		// The switch may have applied: the new generation's data stays
-		// (it is live if it did).
+		// (it is live if it did; removed as garbage if it did not).
 		return 0, writeError(err, true)
 	}
 	if !resp.Succeeded {
 		s.removeData(next.prefix)
-		return 0, fmt.Errorf("%w: another full restore replaced the data meanwhile", ctxd.ErrConflict)
+		return 0, fmt.Errorf("%w: another full restore replaced the data meanwhile (or this restore's mark ran out)", ctxd.ErrConflict)
 	}
 	rev := uint64(resp.Header.Revision)
+	failpoint.Hit(failpoint.EtcdRestoreAfterSwitch)
 	s.feed.waitFor(ctx, rev)
 	// The replaced generation is nobody's now: every write compares the
-	// pointer, and reads below the switch are refused.
-	if old.id == 0 {
-		s.removeData(old.keys.prefix + liveDir)
-		s.removeData(old.keys.prefix + tombDir)
-	} else {
-		s.removeData(old.keys.prefix)
-	}
+	// pointer, and reads below the switch are refused. Should this
+	// process die first, the next instance to open or to see a switch
+	// removes it.
+	s.removeStaleGenerations(ctx)
 	return rev, nil
 }
 

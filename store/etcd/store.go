@@ -73,6 +73,12 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// keepAliveTime is how long a connection to an etcd member may stay silent
+// before the client pings it: twice etcd's default
+// --grpc-keepalive-min-time (5 s), below which etcd drops the connection
+// of a client that pings.
+const keepAliveTime = 10 * time.Second
+
 // Store is a store.Backend on an etcd prefix.
 type Store struct {
 	cli   *clientv3.Client
@@ -86,6 +92,9 @@ type Store struct {
 	inflight  inFlight
 	stop      context.CancelFunc
 	watchDone chan struct{}
+	// cleaners are the removals of stale generations in the background
+	// (cleanup.go), started at Open and by the watch; Close waits for them.
+	cleaners sync.WaitGroup
 
 	feed feed
 	// cache serves reads (nil with Options.DirectReads).
@@ -122,6 +131,12 @@ func Open(opts Options) (*Store, error) {
 		Logger:      zap.NewNop(),
 		// etcd's --max-request-bytes, not the client, bounds a request.
 		MaxCallSendMsgSize: 64 << 20,
+		// A member that stops answering (paused, cut off) with its
+		// connection open is noticed by gRPC's pings, and the client then
+		// sends elsewhere; without them, a third of the requests go on
+		// timing out on it for as long as it is away (TestClusterPausedProcesses).
+		DialKeepAliveTime:    keepAliveTime,
+		DialKeepAliveTimeout: opts.RequestTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connect to %v: %w", opts.Endpoints, err)
@@ -156,6 +171,7 @@ func Open(opts Options) (*Store, error) {
 	wctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.watch(wctx, start)
+	s.cleanLater(wctx)
 	return s, nil
 }
 
@@ -207,6 +223,7 @@ func (s *Store) Close() error {
 		s.inflight.Wait()
 		s.stop()
 		<-s.watchDone
+		s.cleaners.Wait()
 		s.feed.close()
 		err = s.cli.Close()
 		if isCanceled(err) {

@@ -312,9 +312,14 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 		}
 		res.Records[i] = r
 	}
-	// The write is durable: waiting for the watch is for read-your-writes
-	// on the feed, and bounded by the caller's patience.
-	s.feed.waitFor(ctx, rev)
+	// The write is committed: waiting for the watch is for read-your-writes
+	// on the feed, within the request timeout (wctx). A watch stalled on
+	// a member that stopped answering (paused, cut off: until gRPC's
+	// keepalive notices) would otherwise hold the answer for as long as
+	// the member is away (TestClusterPausedProcesses found such writes
+	// unanswered after 6 s); the feed delivers the change once the watch
+	// catches up.
+	s.feed.waitFor(wctx, rev)
 	return res, nil
 }
 

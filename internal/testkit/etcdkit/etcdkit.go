@@ -15,6 +15,7 @@
 package etcdkit
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -24,7 +25,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // Server is a running embedded etcd.
@@ -151,4 +154,26 @@ func Stop() {
 func Prefix(name string) string {
 	sum := sha256.Sum256([]byte(name))
 	return "/ctxd-test/" + hex.EncodeToString(sum[:8]) + "/"
+}
+
+// KeyCounter connects to endpoints and returns a function that counts the
+// etcd keys under prefix+dir, with a count-only read: what a test checks
+// of the keys ctxd leaves in etcd. The client closes when the test ends.
+func KeyCounter(t testing.TB, endpoints []string, prefix string) func(dir string) int64 {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcdkit: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return func(dir string) int64 {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, prefix+dir, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatalf("etcdkit: count %s%s: %v", prefix, dir, err)
+		}
+		return resp.Count
+	}
 }

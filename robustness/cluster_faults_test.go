@@ -1,0 +1,238 @@
+package robustness_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+// TestClusterPausedProcesses: the cluster's load (writers and watchers
+// on 3 instances) while processes are paused with SIGSTOP and let go on
+// with SIGCONT, as a scheduler stall, a debugger or a VM freeze does (the
+// sockets stay open; nothing answers): the etcd leader, then a follower
+// (make cluster-test only), then two members at once (no quorum), then a
+// ctxd instance. With the
+// leader paused the others elect a new one and the writes go on; with no
+// quorum every instance's /readyz answers 503 and a write through it
+// answers 503 unavailable or outcome_unknown within the request timeout
+// (a read 503 unavailable, nothing stale);
+// a write through the paused instance gets no answer (the client times
+// out) and is then either in the feed with its revision or not at all.
+// Afterwards every watcher has every change once, in order
+// (clusterLoad.finish).
+func TestClusterPausedProcesses(t *testing.T) {
+	perStep, noQuorum := 5, 3*time.Second
+	if longCluster {
+		perStep, noQuorum = 150, 10*time.Second
+	}
+	c := startCluster(t, 3)
+	l := startClusterLoad(t, c, perStep)
+	l.progress("before the pauses")
+
+	leader := c.leader()
+	resume := pauseProcess(t, c.procs[leader].Cmd.Process.Pid)
+	t.Logf("paused etcd member %s, the leader", c.members[leader].Name)
+	l.progress("with the leader paused")
+	resume()
+	l.progress("with the old leader going on")
+
+	if longCluster {
+		// Like the leader's pause for the instances (their requests to
+		// it time out), without the election: the long run only, to keep
+		// make test short.
+		follower := (c.leader() + 1) % len(c.members)
+		resume = pauseProcess(t, c.procs[follower].Cmd.Process.Pid)
+		t.Logf("paused etcd member %s, a follower", c.members[follower].Name)
+		l.progress("with a follower paused")
+		resume()
+	}
+
+	// Two of three members paused: no quorum.
+	kept := c.leader()
+	var resumes []func()
+	for i := range c.members {
+		if i != kept {
+			resumes = append(resumes, pauseProcess(t, c.procs[i].Cmd.Process.Pid))
+		}
+	}
+	t.Logf("paused every etcd member but %s: no quorum", c.members[kept].Name)
+	lost := time.Now()
+	hc := &http.Client{Timeout: clusterClientTimeout}
+	for i, u := range c.urls() {
+		testkit.Eventually(t, func() bool { return readyStatus(t, hc, u) == http.StatusServiceUnavailable }, "instance %d's /readyz says 503 without a quorum", i+1)
+		l.failingPut(u, "w-noquorum/"+strconv.Itoa(i), "without a quorum")
+		_, err := tryGet(hc, u, l.ns, l.start.Key)
+		require.Equal(t, "503 unavailable", failedAnswer(err), "a read through instance %d without a quorum", i+1)
+	}
+	time.Sleep(time.Until(lost.Add(noQuorum))) // the fault's length, not a synchronisation
+	for _, r := range resumes {
+		r()
+	}
+	t.Logf("every member goes on")
+	for i, u := range c.urls() {
+		testkit.Eventually(t, func() bool { return readyStatus(t, hc, u) == http.StatusOK }, "instance %d ready again", i+1)
+	}
+	l.progress("with the quorum back")
+
+	// A ctxd instance paused longer than the clients wait: its writer's
+	// put times out on the client side and moves to another instance.
+	resume = l.pauseInstance(0)
+	t.Logf("paused ctxd instance 1 (%s)", c.urls()[0])
+	_, err := tryPut(hc, c.urls()[0], l.ns, "w-paused", "0") // a w key: present or absent, whole
+	require.Equal(t, "client timeout", failedAnswer(err), "a put through the paused instance: %v", err)
+	l.progress("with ctxd instance 1 paused")
+	resume()
+	l.progress("with ctxd instance 1 going on")
+	l.finish(c.urls()[1])
+}
+
+// readyStatus is the status of instance u's /readyz (0: no answer).
+func readyStatus(t *testing.T, hc *http.Client, u string) int {
+	t.Helper()
+	resp, err := hc.Get(u + "/readyz")
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestClusterPartitionedInstance: a third ctxd instance reaches etcd
+// through a TCP proxy per member (testkit.TCPProxy) that stops forwarding,
+// connections left open, as a network partition between that instance
+// and etcd does, then heals. While cut off, its first /readyz answers 503
+// and its writes answer 503 unavailable or outcome_unknown; a reader of a
+// key that another instance keeps writing never reads, through it, a
+// value older than one acknowledged before the read began (before, during
+// and after the cut); after healing, its watchers go on without gap or
+// duplicate (clusterLoad.finish).
+func TestClusterPartitionedInstance(t *testing.T) {
+	rounds, perStep := 1, 15
+	if longCluster {
+		rounds, perStep = 3, 150
+	}
+	c := startCluster(t, 2)
+	var proxies []*testkit.TCPProxy
+	var via []string
+	for _, m := range c.members {
+		p := testkit.StartTCPProxy(t, strings.TrimPrefix(m.ClientURL, "http://"))
+		proxies = append(proxies, p)
+		via = append(via, "http://"+p.Addr())
+	}
+	env := append(append([]string(nil), c.env...), "CTXD_ETCD_ENDPOINTS="+strings.Join(via, ","))
+	c.instances = append(c.instances, testkit.StartServe(t, ctxdBin, t.TempDir(), testkit.ServeOptions{Env: env}))
+	cut := len(c.instances) - 1
+
+	l := startClusterLoad(t, c, perStep)
+	fresh := startFreshReads(t, c.urls()[0], c.urls()[cut])
+	hc := &http.Client{Timeout: clusterClientTimeout}
+	for r := range rounds {
+		l.progress("before the partition")
+		for _, p := range proxies {
+			p.Blackhole()
+		}
+		t.Logf("round %d: instance %d cut off from etcd", r+1, cut+1)
+		// Not Eventually: the first probe after the cut must say so.
+		require.Equal(t, http.StatusServiceUnavailable, readyStatus(t, hc, c.urls()[cut]), "/readyz of the cut-off instance")
+		l.failingPut(c.urls()[cut], "w-cut/"+strconv.Itoa(r), "cut off from etcd")
+		l.progress("with instance 3 cut off")
+		for _, p := range proxies {
+			p.Heal()
+		}
+		testkit.Eventually(t, func() bool { return readyStatus(t, hc, c.urls()[cut]) == http.StatusOK }, "the healed instance ready")
+		l.progress("healed")
+	}
+	reads := fresh.stop()
+	l.finish(c.urls()[0])
+	require.NoError(t, checkFreshReads(reads))
+	served := 0
+	for _, r := range reads {
+		if r.ok {
+			served++
+		}
+	}
+	t.Logf("fresh reads through the cut-off instance: %d answered, %d failed", served, len(reads)-served)
+	require.Positive(t, served, "no read answered through the partitioned instance: the check proved nothing")
+}
+
+// freshRead is one read of the fresh key through the partitioned
+// instance: the newest value acknowledged (through another instance)
+// before it began, and what it read.
+type freshRead struct {
+	ackedBefore, got int
+	ok               bool
+}
+
+// checkFreshReads refuses a read that returned a value older than one
+// acknowledged before it began: a stale read.
+func checkFreshReads(reads []freshRead) error {
+	for _, r := range reads {
+		if r.ok && r.got < r.ackedBefore {
+			return fmt.Errorf("stale read: %d read after %d was acknowledged", r.got, r.ackedBefore)
+		}
+	}
+	return nil
+}
+
+// The fresh-read check can fail: a read older than the acknowledged value
+// is refused; failed reads and newer ones are not.
+func TestFreshReadCheckFindsStaleRead(t *testing.T) {
+	good := []freshRead{{ackedBefore: 3, got: 3, ok: true}, {ackedBefore: 3, got: 4, ok: true}, {ackedBefore: 5}}
+	require.NoError(t, checkFreshReads(good))
+	require.Error(t, checkFreshReads(append(good, freshRead{ackedBefore: 5, got: 4, ok: true})))
+}
+
+// freshReads writes the key fresh/n (namespace "fresh") with 1, 2, ...
+// through one instance and reads it through another, recording each read.
+type freshReads struct {
+	mu    sync.Mutex
+	reads []freshRead
+	acked atomic.Int64
+	done  atomic.Bool
+	wg    sync.WaitGroup
+}
+
+func startFreshReads(t *testing.T, writeURL, readURL string) *freshReads {
+	f := &freshReads{}
+	hc := &http.Client{Timeout: clusterClientTimeout}
+	f.wg.Go(func() {
+		for n := 1; !f.done.Load(); n++ {
+			if _, err := tryPut(hc, writeURL, "fresh", "n", strconv.Itoa(n)); err == nil {
+				f.acked.Store(int64(n))
+			}
+		}
+	})
+	f.wg.Go(func() {
+		for !f.done.Load() {
+			r := freshRead{ackedBefore: int(f.acked.Load())}
+			if rec, err := tryGet(hc, readURL, "fresh", "n"); err == nil {
+				r.got, err = strconv.Atoi(string(rec.Value))
+				r.ok = err == nil
+			}
+			f.mu.Lock()
+			f.reads = append(f.reads, r)
+			f.mu.Unlock()
+		}
+	})
+	t.Cleanup(func() { f.stop() })
+	return f
+}
+
+func (f *freshReads) stop() []freshRead {
+	f.done.Store(true)
+	f.wg.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
