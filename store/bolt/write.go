@@ -82,11 +82,16 @@ func (s *Store) prune() {
 // close ends the group's read transaction, and its view of the groups
 // before it: it is prepared.
 func (g *group) close() {
+	g.endTx()
+	g.prev = nil
+}
+
+// endTx ends the group's read transaction, if it has one.
+func (g *group) endTx() {
 	if g.tx != nil {
 		_ = g.tx.Rollback()
 		g.tx = nil
 	}
-	g.prev = nil
 }
 
 func (g *group) keyCount(ns string) uint64 {
@@ -185,14 +190,16 @@ func (g *group) valueOf(st keyState) ([]byte, error) {
 // begin makes g.tx a read transaction that holds every change the
 // overlay no longer has: what is not in the overlay is in bbolt, up to
 // its base, and a transaction begun before the committer applied base
-// may not have it yet: begin another.
+// may not have it yet: begin another. Only the transaction ends then:
+// the group's view of the groups before it (g.prev) must stay, they are
+// still unpublished.
 func (g *group) begin() error {
 	ov := &g.store.ov
 	ov.mu.RLock()
 	base := ov.base
 	ov.mu.RUnlock()
 	if g.tx != nil && g.txRev < base {
-		g.close()
+		g.endTx()
 	}
 	if g.tx == nil {
 		tx, err := g.store.db.Begin(false)
