@@ -103,7 +103,7 @@ func (g *group) endTx() {
 // bbolt's Bucket.Get does, but with a cursor the caller reuses:
 // Bucket.Get allocates a cursor and grows its page stack at every call,
 // and the writer and the committer each look up the key of every change
-// (BenchmarkPutParallel64: 4 fewer allocations per put, DESIGN.md). Only
+// (BenchmarkPutParallel64: 7 fewer allocations per put, DESIGN.md). Only
 // for buckets without nested buckets (Seek gives their values as nil).
 func get(c *bbolt.Cursor, key []byte) []byte {
 	k, v := c.Seek(key)
