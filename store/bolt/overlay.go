@@ -116,7 +116,7 @@ func (o *overlay) drop(rev, seq uint64) {
 		}
 		x++
 	}
-	o.extends = slices.Clone(o.extends[x:])
+	o.extends = dropFront(o.extends, x)
 	n := 0
 	for n < len(o.changes) && o.changes[n].Revision <= rev {
 		c := o.changes[n]
@@ -127,7 +127,7 @@ func (o *overlay) drop(rev, seq uint64) {
 				delete(o.keys, c.Namespace)
 			}
 		} else {
-			byKey[c.Key] = cs[1:]
+			byKey[c.Key] = dropFront(cs, 1)
 		}
 		if o.ns[c.Namespace].rev <= rev {
 			delete(o.ns, c.Namespace)
@@ -135,13 +135,29 @@ func (o *overlay) drop(rev, seq uint64) {
 		o.bytes -= int64(len(c.raw))
 		n++
 	}
-	o.changes = slices.Clone(o.changes[n:])
+	o.changes = dropFront(o.changes, n)
 	o.base = max(o.base, rev)
 	o.top = max(o.top, o.base)
 	o.size.Store(int64(len(o.changes) + len(o.extends)))
 	o.sizeBytes.Store(o.bytes)
 	close(o.drained)
 	o.drained = make(chan struct{})
+}
+
+// dropFront removes the first n elements of s without copying the rest:
+// drop runs under the write lock, which every read and the syncer's
+// publish wait for, so it does no work there that is proportional to what
+// remains (it used to clone the remaining changes after each committer
+// batch). The dropped elements are cleared so that the backing array does
+// not keep them alive; the next append that outgrows it copies only what
+// remains. No reader shares the array: they get copies (keyChanges, after,
+// pending).
+func dropFront[T any](s []*T, n int) []*T {
+	clear(s[:n])
+	if n == len(s) {
+		return s[:0]
+	}
+	return s[n:]
 }
 
 // reset empties the overlay at base rev: after a change of bbolt that did

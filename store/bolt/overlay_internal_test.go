@@ -1,7 +1,10 @@
 package bolt
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
+	"weak"
 
 	"github.com/stretchr/testify/assert"
 
@@ -51,4 +54,55 @@ func TestPendingKeepsRecordOrderWithKeepalives(t *testing.T) {
 	b = o.pending(10)
 	assert.Len(t, b.changes, 1)
 	assert.Equal(t, uint64(3), b.seq)
+}
+
+// TestDropReleasesChanges: the changes (and keepalives) the committer
+// dropped are no longer referenced by the overlay, by its revision order
+// or by a key's list, though drop no longer copies what remains: the
+// garbage collector frees them while the overlay keeps the rest.
+func TestDropReleasesChanges(t *testing.T) {
+	var o overlay
+	o.init(0)
+	var dropped []weak.Pointer[change]
+	var cs []*change
+	for i := range 6 {
+		// Keys k0, k1, k0, k1, ...: each key's list keeps a later change.
+		c := &change{logEntry: logEntry{Change: ctxd.Change{Revision: uint64(i + 1), Namespace: "n", Key: fmt.Sprintf("k%d", i%2), Op: ctxd.OpPut}}, seq: uint64(i + 1)}
+		cs = append(cs, c)
+		if i < 4 {
+			dropped = append(dropped, weak.Make(c))
+		}
+	}
+	o.add(cs, map[string]uint64{"n": 2})
+	x := &extend{ns: "n", key: "k0", modRev: 1, seq: 1}
+	o.addExtends([]*extend{x, {ns: "n", key: "k1", modRev: 2, seq: 5}})
+	droppedExtend := weak.Make(x)
+	cs, x = nil, nil
+	o.drop(4, 4)
+	runtime.GC()
+	for i, w := range dropped {
+		assert.Nil(t, w.Value(), "change %d was dropped and is still referenced", i+1)
+	}
+	assert.Nil(t, droppedExtend.Value(), "the dropped keepalive is still referenced")
+	assert.Len(t, o.changes, 2)
+	assert.Len(t, o.extends, 1)
+	assert.Equal(t, []uint64{5}, revisions(o.keys["n"]["k0"]))
+	assert.Equal(t, []uint64{6}, revisions(o.keys["n"]["k1"]))
+	// The overlay goes on: adds after a drop, and a drop of everything.
+	o.add([]*change{{logEntry: logEntry{Change: ctxd.Change{Revision: 7, Namespace: "n", Key: "k0", Op: ctxd.OpPut}}, seq: 7}}, map[string]uint64{"n": 2})
+	assert.Equal(t, []uint64{5, 7}, revisions(o.keys["n"]["k0"]))
+	assert.Equal(t, []uint64{5, 6, 7}, revisions(o.changes))
+	o.drop(7, 7)
+	assert.Empty(t, o.changes)
+	assert.Empty(t, o.keys)
+	assert.Empty(t, o.extends)
+	assert.Equal(t, int64(0), o.size.Load())
+}
+
+func revisions(cs []*change) []uint64 {
+	var out []uint64
+	for _, c := range cs {
+		out = append(out, c.Revision)
+	}
+	return out
 }
