@@ -84,13 +84,12 @@ type readCache struct {
 	disabled string
 
 	barrier       readBarrier
-	lastProgress  atomic.Int64 // UnixNano of the last progress request
 	hits, misses  atomic.Uint64
 	fills         atomic.Uint64 // fills completed
 	lastFill      atomic.Int64  // how long the last completed fill took (ns)
 	fillKeys      atomic.Int64  // keys read by the fill in progress
-	skipWait      atomic.Bool  // test only: serve without the revision wait
-	applyLagNanos atomic.Int64 // test only: hold each watch response back
+	skipWait      atomic.Bool   // test only: serve without the revision wait
+	applyLagNanos atomic.Int64  // test only: hold each watch response back
 }
 
 func newReadCache(s *Store, maxBytes int64) *readCache {
@@ -374,7 +373,7 @@ func (c *readCache) await() (bool, error) {
 	if c.skipWait.Load() {
 		return true, nil
 	}
-	rev, err := c.barrier.confirm(c.currentRevision)
+	rev, err := c.barrier.confirm(func() (uint64, error) { return c.s.headRevision(context.Background()) })
 	if err != nil {
 		return false, err
 	}
@@ -394,7 +393,7 @@ func (c *readCache) await() (bool, error) {
 		// The prefix may have had no event up to rev (other prefixes
 		// wrote): etcd's progress notification tells the watch it is
 		// current.
-		c.requestProgress()
+		c.s.requestProgress()
 		if tick == nil {
 			t := time.NewTicker(progressEvery)
 			defer t.Stop()
@@ -413,32 +412,6 @@ func (c *readCache) servable() bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.ready
-}
-
-// currentRevision is etcd's current revision: the header of a
-// linearizable count-only read of one key.
-func (c *readCache) currentRevision() (uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.RequestTimeout)
-	defer cancel()
-	resp, err := c.s.cli.Get(ctx, c.s.opts.Prefix+bornKey, clientv3.WithCountOnly())
-	if err != nil {
-		return 0, readError(err)
-	}
-	return uint64(resp.Header.Revision), nil
-}
-
-// requestProgress asks etcd for a progress notification on the watch's
-// stream, at most once per progressEvery.
-func (c *readCache) requestProgress() {
-	now := time.Now().UnixNano()
-	last := c.lastProgress.Load()
-	if now-last < int64(progressEvery) || !c.lastProgress.CompareAndSwap(last, now) {
-		return
-	}
-	ctx, cancel := context.WithTimeout(watchContext(context.Background()), c.s.opts.RequestTimeout)
-	defer cancel()
-	// An error leaves the read to wait for events or go to etcd.
-	_ = c.s.cli.RequestProgress(ctx)
 }
 
 // watchContext is the context of the instance's watch: a progress

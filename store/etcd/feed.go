@@ -19,6 +19,11 @@ type feed struct {
 	mu      sync.Mutex
 	mark    uint64
 	changed chan struct{}
+	// synced is the newest etcd revision up to which the watch is known
+	// to have delivered every event of the prefix (a progress
+	// notification's): at or above mark when the prefix was idle while
+	// the cluster's revision moved on.
+	synced uint64
 	// recent holds every change with a revision above floor, up to mark,
 	// in order; at most cap changes (whole revisions are dropped first).
 	recent []ctxd.Change
@@ -45,6 +50,72 @@ func (s *Store) Committed() (uint64, <-chan struct{}) {
 func (s *Store) Revision() uint64 {
 	rev, _ := s.Committed()
 	return rev
+}
+
+// currentMark is the committed mark once the instance's watch has caught
+// up with etcd's current revision: it holds every write acknowledged
+// before the call, through any instance (a linearizable point, as the
+// read cache's). What reads the prefix at one revision for a client (a
+// snapshot, a view for dumps and exports) starts from it: the instance's
+// own mark alone may be behind a write another instance acknowledged.
+func (s *Store) currentMark(ctx context.Context) (uint64, error) {
+	head, err := s.headRevision(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var tick <-chan time.Time
+	for {
+		s.feed.mu.Lock()
+		mark, synced, changed, closed := s.feed.mark, s.feed.synced, s.feed.changed, s.feed.closed
+		s.feed.mu.Unlock()
+		switch {
+		case closed:
+			return 0, ctxd.ErrClosed
+		case mark >= head || synced >= head:
+			return mark, nil
+		}
+		// The prefix may have had no event up to head (other prefixes
+		// wrote): etcd's progress notification tells the watch it is
+		// current.
+		s.requestProgress()
+		if tick == nil {
+			t := time.NewTicker(progressEvery)
+			defer t.Stop()
+			tick = t.C
+		}
+		select {
+		case <-changed:
+		case <-tick:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: the instance's watch did not reach etcd's revision %d in time (it is at %d)", ctxd.ErrUnavailable, head, mark)
+		}
+	}
+}
+
+// headRevision is etcd's current revision: the header of a linearizable
+// count-only read of one key.
+func (s *Store) headRevision(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.opts.Prefix+bornKey, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, readError(err)
+	}
+	return uint64(resp.Header.Revision), nil
+}
+
+// requestProgress asks etcd for a progress notification on the watch's
+// stream, at most once per progressEvery.
+func (s *Store) requestProgress() {
+	now := time.Now().UnixNano()
+	last := s.lastProgress.Load()
+	if now-last < int64(progressEvery) || !s.lastProgress.CompareAndSwap(last, now) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(watchContext(context.Background()), s.opts.RequestTimeout)
+	defer cancel()
+	// An error leaves the caller to wait for events or give up.
+	_ = s.cli.RequestProgress(ctx)
 }
 
 // push appends the changes of one revision and raises the mark.
@@ -74,6 +145,18 @@ func (f *feed) push(rev uint64, changes []ctxd.Change) {
 	f.mark = rev
 	close(f.changed)
 	f.changed = make(chan struct{})
+}
+
+// progressed records a progress notification: every event up to rev was
+// delivered.
+func (f *feed) progressed(rev uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if rev > f.synced {
+		f.synced = rev
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
 }
 
 // restart empties the recent changes, which then start at rev: the watch
@@ -263,6 +346,9 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 			}
 			if s.cache != nil {
 				s.cache.apply(resp)
+			}
+			if resp.IsProgressNotify() {
+				s.feed.progressed(uint64(resp.Header.Revision))
 			}
 			switched := false
 			for _, rev := range s.byRevision(resp.Events, true) {

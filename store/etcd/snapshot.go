@@ -48,7 +48,10 @@ func (s *Store) WriteSnapshot(w io.Writer) (ctxd.SnapshotInfo, error) {
 }
 
 func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotInfo, error) {
-	rev := s.Revision()
+	rev, err := s.currentMark(ctx)
+	if err != nil {
+		return ctxd.SnapshotInfo{}, err
+	}
 	compacted, err := s.compactedRevisionNow(ctx)
 	if err != nil {
 		return ctxd.SnapshotInfo{}, err

@@ -14,7 +14,9 @@ import (
 const viewPage = 1000
 
 // View calls fn with a view of the prefix at the instance's committed
-// mark: every read through it is an etcd read at that revision, so it is
+// mark once it holds every write acknowledged before the call (through
+// any instance: currentMark): every read through it is an etcd read at
+// that revision, so it is
 // consistent however long fn runs (unless etcd compacts past it, which
 // ends the view's reads with a *ctxd.CompactedError).
 func (s *Store) View(fn func(v store.View) error) error {
@@ -22,7 +24,13 @@ func (s *Store) View(fn func(v store.View) error) error {
 		return err
 	}
 	defer s.inflight.Done()
-	v := &view{s: s, rev: s.Revision()}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	mark, err := s.currentMark(ctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	v := &view{s: s, rev: mark}
 	// A full restore may switch the generation between the two loads:
 	// the view is never below the switch of the generation it reads.
 	v.rev = max(v.rev, uint64(s.keys.gen().rev))
