@@ -377,9 +377,8 @@ func (c *readCache) await() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	deadline := time.NewTimer(cacheWait)
-	defer deadline.Stop()
-	var tick <-chan time.Time
+	ctx, cancel := context.WithTimeout(context.Background(), cacheWait)
+	defer cancel()
 	for {
 		c.mu.RLock()
 		ready, at, changed := c.ready, c.rev, c.changed
@@ -390,19 +389,7 @@ func (c *readCache) await() (bool, error) {
 		case at >= rev:
 			return true, nil
 		}
-		// The prefix may have had no event up to rev (other prefixes
-		// wrote): etcd's progress notification tells the watch it is
-		// current.
-		c.s.requestProgress()
-		if tick == nil {
-			t := time.NewTicker(progressEvery)
-			defer t.Stop()
-			tick = t.C
-		}
-		select {
-		case <-changed:
-		case <-tick:
-		case <-deadline.C:
+		if !c.s.waitForWatch(ctx, changed) {
 			return false, nil
 		}
 	}

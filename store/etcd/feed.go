@@ -63,7 +63,6 @@ func (s *Store) currentMark(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var tick <-chan time.Time
 	for {
 		s.feed.mu.Lock()
 		mark, synced, changed, closed := s.feed.mark, s.feed.synced, s.feed.changed, s.feed.closed
@@ -74,22 +73,28 @@ func (s *Store) currentMark(ctx context.Context) (uint64, error) {
 		case mark >= head || synced >= head:
 			return mark, nil
 		}
-		// The prefix may have had no event up to head (other prefixes
-		// wrote): etcd's progress notification tells the watch it is
-		// current.
-		s.requestProgress()
-		if tick == nil {
-			t := time.NewTicker(progressEvery)
-			defer t.Stop()
-			tick = t.C
-		}
-		select {
-		case <-changed:
-		case <-tick:
-		case <-ctx.Done():
+		if !s.waitForWatch(ctx, changed) {
 			return 0, fmt.Errorf("%w: the instance's watch did not reach etcd's revision %d in time (it is at %d)", ctxd.ErrUnavailable, head, mark)
 		}
 	}
+}
+
+// waitForWatch waits for the instance's watch to move: until changed is
+// closed or progressEvery passes (reporting true), or ctx ends (false).
+// The prefix may have had no event up to the revision waited for (other
+// prefixes wrote): it first asks etcd for a progress notification, which
+// tells the watch it is current.
+func (s *Store) waitForWatch(ctx context.Context, changed <-chan struct{}) bool {
+	s.requestProgress()
+	t := time.NewTimer(progressEvery)
+	defer t.Stop()
+	select {
+	case <-changed:
+	case <-t.C:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // headRevision is etcd's current revision: the header of a linearizable
