@@ -319,8 +319,10 @@ func apply(s state, writes []Write, recs []Record) (state, bool) {
 			} else {
 				next.rev++
 			}
-		} else {
-			next.rev++ // a lower bound: the op's revision is above the one before
+		} else if i == 0 {
+			// A lower bound: the transaction's revision is above the one
+			// before; its other writes may share it (etcd).
+			next.rev++
 		}
 		n := keyState{key: w.Key}
 		if w.Delete {

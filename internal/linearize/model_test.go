@@ -110,6 +110,12 @@ func TestLinearizableHistories(t *testing.T) {
 			op(1, 5, 6, get("a"), rec("x", 2, 3, 5)),
 			op(2, 5, 6, get("b"), rec("y", 1, 5, 5)),
 		}},
+		{"an unknown transaction took effect at one revision (etcd)", lin.History{
+			op(0, 1, 2, put("a", "w"), rec("w", 1, 1, 1)),
+			unknown(1, 3, txn(lin.Write{Key: "a", Value: "x"}, lin.Write{Key: "b", Value: "y"})),
+			op(0, 4, 5, get("a"), rec("x", 2, 1, 2)),
+			op(0, 6, 7, put("b", "z"), rec("z", 2, 2, 3)),
+		}},
 		{"an unknown put that took effect", lin.History{
 			op(0, 1, 2, put("a", "x"), rec("x", 1, 1, 1)),
 			unknown(1, 3, put("a", "y")),
