@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -194,4 +195,48 @@ func TestOpenAPIProxyAndClientReportDrift(t *testing.T) {
 	res.Body.Close()
 	require.Len(t, rec.errors, 1, "%v", rec.errors)
 	assert.Contains(t, rec.errors[0], "/v1/status")
+}
+
+// A labelling proxy holds the connections of one sender alone: while
+// sender a is blackholed its request gets no answer, sender b's does;
+// after Heal, a's held request is answered.
+func TestTCPProxyBlackholesOneSender(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.Header.Get("X-From"))
+	}))
+	defer srv.Close()
+	p := testkit.StartLabellingTCPProxy(t, strings.TrimPrefix(srv.URL, "http://"), testkit.HTTPHeaderLabel("X-From"))
+	get := func(from string) <-chan string {
+		got := make(chan string, 1)
+		go func() {
+			hc := &http.Client{Transport: &http.Transport{}} // a connection of its own
+			defer hc.CloseIdleConnections()
+			req, err := http.NewRequest(http.MethodGet, "http://"+p.Addr()+"/", nil)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			req.Header.Set("X-From", from)
+			resp, err := hc.Do(req)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			got <- string(body)
+		}()
+		return got
+	}
+	require.Equal(t, "a", <-get("a"), "before the blackhole")
+	p.BlackholeFrom("a")
+	held := get("a")
+	require.Equal(t, "b", <-get("b"), "another sender goes on")
+	select {
+	case s := <-held:
+		t.Fatalf("a blackholed sender got an answer: %q", s)
+	case <-time.After(200 * time.Millisecond): // how long it is held, not a synchronisation
+	}
+	p.Heal()
+	require.Equal(t, "a", <-held, "the held request after Heal")
 }

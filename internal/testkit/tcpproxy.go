@@ -1,7 +1,11 @@
 package testkit
 
 import (
+	"bufio"
+	"bytes"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 
@@ -14,28 +18,58 @@ import (
 // (what it reads is held, as the network holds the packets it will
 // retransmit: a partition); Cut closes every connection and refuses new
 // ones (a reset link); Heal lets everything through again.
+//
+// A proxy started with a labeller (StartLabellingTCPProxy) tells its
+// connections apart by their first bytes, so that BlackholeFrom can hold
+// the connections of one sender alone: one link of a partition between
+// several peers that all dial the same address.
 type TCPProxy struct {
 	ln     net.Listener
 	target string
+	label  func(io.Reader) string // nil: every connection's label is ""
 
-	mu    sync.Mutex
-	open  chan struct{} // closed while traffic flows
-	cut   bool
-	conns []net.Conn
-	wg    sync.WaitGroup
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced when what is held changes
+	blackholed bool
+	from       map[string]bool // labels whose connections are held
+	cut        bool
+	conns      []net.Conn
+	wg         sync.WaitGroup
 }
 
 // StartTCPProxy starts a proxy to target on a loopback port; it closes
 // when the test ends.
 func StartTCPProxy(t testing.TB, target string) *TCPProxy {
+	return StartLabellingTCPProxy(t, target, nil)
+}
+
+// StartLabellingTCPProxy is StartTCPProxy whose connections are labelled
+// by label, which reads the start of what the connecting side sends
+// (those bytes are forwarded all the same). label must return once it
+// has read what it needs; a connection it cannot name gets "".
+func StartLabellingTCPProxy(t testing.TB, target string, label func(io.Reader) string) *TCPProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := &TCPProxy{ln: ln, target: target, open: make(chan struct{})}
-	close(p.open)
+	p := &TCPProxy{ln: ln, target: target, label: label, changed: make(chan struct{}), from: map[string]bool{}}
 	p.wg.Go(p.accept)
 	t.Cleanup(p.close)
 	return p
+}
+
+// HTTPHeaderLabel is a labeller for StartLabellingTCPProxy: the value of
+// header name in the connection's first HTTP request ("" when the
+// connection does not begin with one). An HTTP client reuses a
+// connection for requests of the same sender only, so the first names
+// them all.
+func HTTPHeaderLabel(name string) func(io.Reader) string {
+	return func(r io.Reader) string {
+		req, err := http.ReadRequest(bufio.NewReader(r))
+		if err != nil {
+			return ""
+		}
+		return req.Header.Get(name)
+	}
 }
 
 // Addr is the proxy's host:port.
@@ -62,22 +96,29 @@ func (p *TCPProxy) accept() {
 		p.mu.Lock()
 		p.conns = append(p.conns, in, out)
 		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(out, in) })
-		p.wg.Go(func() { p.pipe(in, out) })
+		p.wg.Go(func() {
+			label, src := "", io.Reader(in)
+			if p.label != nil {
+				// What the labeller reads is kept and sent first.
+				var head bytes.Buffer
+				label = p.label(io.TeeReader(in, &head))
+				src = io.MultiReader(&head, in)
+			}
+			p.wg.Go(func() { p.pipe(in, out, label) })
+			p.pipe(out, src, label)
+		})
 	}
 }
 
-// pipe copies from src to dst, each chunk only while the proxy is open.
-func (p *TCPProxy) pipe(dst, src net.Conn) {
+// pipe copies from src to dst, each chunk only while the proxy holds no
+// connection labelled label.
+func (p *TCPProxy) pipe(dst net.Conn, src io.Reader, label string) {
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			p.mu.Lock()
-			open := p.open
-			p.mu.Unlock()
-			<-open
+			p.waitOpen(label)
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -88,15 +129,40 @@ func (p *TCPProxy) pipe(dst, src net.Conn) {
 	}
 }
 
+// waitOpen returns once connections labelled label may forward.
+func (p *TCPProxy) waitOpen(label string) {
+	for {
+		p.mu.Lock()
+		held, changed := p.blackholed || p.from[label], p.changed
+		p.mu.Unlock()
+		if !held {
+			return
+		}
+		<-changed
+	}
+}
+
+// changeLocked wakes every pipe waiting in waitOpen to look again.
+func (p *TCPProxy) changeLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
 // Blackhole stops forwarding; connections stay open.
 func (p *TCPProxy) Blackhole() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	select {
-	case <-p.open:
-		p.open = make(chan struct{})
-	default:
-	}
+	p.blackholed = true
+	p.changeLocked()
+}
+
+// BlackholeFrom stops forwarding the connections labelled label (both
+// ways), the present ones and those to come; others go on.
+func (p *TCPProxy) BlackholeFrom(label string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.from[label] = true
+	p.changeLocked()
 }
 
 // Cut closes every connection and refuses new ones until Heal.
@@ -110,16 +176,13 @@ func (p *TCPProxy) Cut() {
 	p.conns = nil
 }
 
-// Heal forwards again, and accepts new connections.
+// Heal forwards again every connection, and accepts new ones.
 func (p *TCPProxy) Heal() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = false
-	select {
-	case <-p.open:
-	default:
-		close(p.open)
-	}
+	p.cut, p.blackholed = false, false
+	clear(p.from)
+	p.changeLocked()
 }
 
 func (p *TCPProxy) close() {
