@@ -66,6 +66,7 @@ func runMember(args []string) error {
 	fs.StringVar(&m.Dir, "data", "", "its data `folder`")
 	fs.StringVar(&m.ClientURL, "client-url", "", "its client `URL`")
 	fs.StringVar(&m.PeerURL, "peer-url", "", "its peer `URL`")
+	fs.StringVar(&m.ListenPeerURL, "listen-peer-url", "", "where it listens for its peers, when not at --peer-url (a `URL`: a proxy forwards from there)")
 	initial := fs.String("initial-cluster", "", "every member: `name=peerURL,...`")
 	logLevel := fs.String("log-level", "warn", "etcd's log `level`")
 	if err := fs.Parse(args); err != nil {

@@ -19,6 +19,10 @@ type Member struct {
 	Dir       string // its data folder
 	ClientURL string // http://127.0.0.1:port, what ctxd's etcd.endpoints lists
 	PeerURL   string // http://127.0.0.1:port, what the members speak raft on
+	// ListenPeerURL, when set, is where the member listens for its peers,
+	// while they reach it at PeerURL: a test's proxy between them
+	// (the partition test in robustness). Empty: it listens at PeerURL.
+	ListenPeerURL string
 }
 
 // Plan describes n members with data folders under dir (dir/m1, ...) and
@@ -101,6 +105,12 @@ func RunMember(ctx context.Context, m Member, cluster []Member, logLevel string,
 	if err != nil {
 		return fmt.Errorf("peer URL: %w", err)
 	}
+	listenPeer := peer
+	if m.ListenPeerURL != "" {
+		if listenPeer, err = url.Parse(m.ListenPeerURL); err != nil {
+			return fmt.Errorf("listen peer URL: %w", err)
+		}
+	}
 	cfg := embed.NewConfig()
 	cfg.Name = m.Name
 	cfg.Dir = m.Dir
@@ -108,7 +118,7 @@ func RunMember(ctx context.Context, m Member, cluster []Member, logLevel string,
 	cfg.LogOutputs = []string{"stderr"}
 	cfg.UnsafeNoFsync = false // the default, said out loud: every commit is fsynced
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*listenPeer}, []url.URL{*peer}
 	cfg.InitialCluster = InitialCluster(cluster)
 	cfg.InitialClusterToken = "ctxd-local-cluster"
 	cfg.ClusterState = embed.ClusterStateFlagNew

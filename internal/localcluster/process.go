@@ -112,9 +112,13 @@ func (p *Process) Stop(timeout time.Duration) error {
 // MemberCommand is the command that runs member m of cluster with bin,
 // a build of cmd/ctxd-cluster: `bin member ...`.
 func MemberCommand(bin string, m Member, cluster []Member, logLevel string) *exec.Cmd {
-	return exec.Command(bin, "member",
+	args := []string{"member",
 		"--name", m.Name, "--data", m.Dir, "--client-url", m.ClientURL, "--peer-url", m.PeerURL,
-		"--initial-cluster", InitialCluster(cluster), "--log-level", logLevel)
+		"--initial-cluster", InitialCluster(cluster), "--log-level", logLevel}
+	if m.ListenPeerURL != "" {
+		args = append(args, "--listen-peer-url", m.ListenPeerURL)
+	}
+	return exec.Command(bin, args...)
 }
 
 // ParseInitialCluster is the inverse of InitialCluster: the members'
