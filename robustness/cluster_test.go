@@ -49,11 +49,21 @@ type testCluster struct {
 	logs      []*testkit.SyncBuffer   // each member's log, across restarts
 	instances []*testkit.Process
 	env       []string
+	// peerProxies, when the cluster was started with them, stand in
+	// front of each member's peer port (startPartitionableCluster).
+	peerProxies []*testkit.TCPProxy
 }
 
 // startCluster starts a 3-member etcd cluster and n ctxd instances on it,
 // each with etcd.request_timeout clusterRequestTimeout.
-func startCluster(t *testing.T, n int) *testCluster {
+func startCluster(t *testing.T, n int) *testCluster { return startClusterOf(t, n, false) }
+
+// startPartitionableCluster is startCluster with the members' peer
+// traffic through proxies (c.peerProxies), so that isolateMember can cut
+// one member off from the others.
+func startPartitionableCluster(t *testing.T, n int) *testCluster { return startClusterOf(t, n, true) }
+
+func startClusterOf(t *testing.T, n int, peerProxies bool) *testCluster {
 	t.Helper()
 	clusterBinOnce.Do(func() { clusterBin, clusterBinErr = testkit.BuildCommand(buildDir, "ctxd-cluster", "cmd/ctxd-cluster") })
 	require.NoError(t, clusterBinErr)
@@ -61,7 +71,19 @@ func startCluster(t *testing.T, n int) *testCluster {
 	require.NoError(t, err)
 	ms, err := localcluster.Plan(filepath.Join(t.TempDir(), "etcd"), ports[:3], ports[3:])
 	require.NoError(t, err)
-	c := &testCluster{t: t, members: ms, procs: make([]*localcluster.Process, len(ms)), logs: make([]*testkit.SyncBuffer, len(ms))}
+	c := &testCluster{t: t, procs: make([]*localcluster.Process, len(ms)), logs: make([]*testkit.SyncBuffer, len(ms))}
+	if peerProxies {
+		// Each member listens on its planned port and is reached by its
+		// peers through a proxy that names the sender of each connection
+		// by the peer URL etcd's raft transport sends with every request.
+		for i := range ms {
+			ms[i].ListenPeerURL = ms[i].PeerURL
+			p := testkit.StartLabellingTCPProxy(t, strings.TrimPrefix(ms[i].PeerURL, "http://"), testkit.HTTPHeaderLabel("X-PeerURLs"))
+			ms[i].PeerURL = "http://" + p.Addr()
+			c.peerProxies = append(c.peerProxies, p)
+		}
+	}
+	c.members = ms
 	t.Cleanup(func() {
 		for i, p := range c.procs {
 			if p != nil {
@@ -120,6 +142,30 @@ func (c *testCluster) killLeader() int {
 	c.procs[leader].Kill()
 	c.procs[leader] = nil
 	return leader
+}
+
+// isolateMember cuts member i off from the other members (a network
+// partition, connections left open: nothing goes through, nothing is
+// refused) and returns the heal. The members' peers are reached
+// through c.peerProxies: every connection into i's peer port is held,
+// and those it opened to the others' (each names its sender); the others
+// go on talking to each other. Requests without a sender's name (etcd's
+// version probes) still reach i; raft's never lack one.
+func (c *testCluster) isolateMember(i int) (heal func()) {
+	c.t.Helper()
+	require.Len(c.t, c.peerProxies, len(c.members), "a cluster started without peer proxies")
+	for j, p := range c.peerProxies {
+		if j == i {
+			p.Blackhole()
+		} else {
+			p.BlackholeFrom(c.members[i].PeerURL)
+		}
+	}
+	return func() {
+		for _, p := range c.peerProxies {
+			p.Heal()
+		}
+	}
 }
 
 // restartMember starts a killed member again from its data folder.

@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -140,6 +141,7 @@ func Open(opts Options) (*Store, error) {
 		// timing out on it for as long as it is away (TestClusterPausedProcesses).
 		DialKeepAliveTime:    keepAliveTime,
 		DialKeepAliveTimeout: opts.RequestTimeout,
+		DialOptions:          []grpc.DialOption{grpc.WithChainUnaryInterceptor(requireLeader(len(opts.Endpoints)))},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connect to %v: %w", opts.Endpoints, err)
@@ -276,6 +278,38 @@ func readError(err error) error {
 		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
 	}
 	return fmt.Errorf("etcd: %w", err)
+}
+
+// requireLeader sends every request with etcd's require-leader mark (the
+// instance's watch has it too: watchContext), and sends a request that a
+// member refused for want of a leader to the next member, up to once per
+// endpoint. A member cut off from the others by a partition is alive and
+// answers the client's pings, so the client keeps sending it its share of
+// the requests; without a leader it would hold each until the request
+// timeout (a third of the writes, and of the /readyz probes, failing
+// slowly on an instance that reaches the majority too:
+// TestClusterPartitionedLeader). With the mark it refuses at once, before
+// it handles the request (etcd's gRPC interceptor: nothing applied, so a
+// write may go again), and the client's balancer picks another member for
+// the next attempt. Without a quorum every member refuses: the request
+// fails fast, unavailable. Only the key-value and lease requests carry
+// the mark: a maintenance request (Status, for /v1/status and /readyz)
+// asks one member about itself, which it answers without a leader.
+func requireLeader(endpoints int) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if !strings.HasPrefix(method, "/etcdserverpb.KV/") && !strings.HasPrefix(method, "/etcdserverpb.Lease/") {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
+		ctx = clientv3.WithRequireLeader(ctx)
+		var err error
+		for range max(endpoints, 1) {
+			err = invoker(ctx, method, req, reply, cc, opts...)
+			if !errors.Is(rpctypes.Error(err), rpctypes.ErrNoLeader) {
+				return err
+			}
+		}
+		return err
+	}
 }
 
 // writeError turns an etcd client error of a write into ctxd's. A write
