@@ -187,9 +187,7 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	}
 	c := startPartitionableCluster(t, 2)
 	minority := c.leader()
-	env := append(append([]string(nil), c.env...), "CTXD_ETCD_ENDPOINTS="+c.members[minority].ClientURL)
-	c.instances = append(c.instances, testkit.StartServe(t, ctxdBin, t.TempDir(), testkit.ServeOptions{Env: env}))
-	alone := len(c.instances) - 1
+	alone := c.startInstanceOn(minority)
 
 	l := startClusterLoad(t, c, perStep)
 	fresh := startFreshReads(t, c.urls()[0], c.urls()[alone])

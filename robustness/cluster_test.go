@@ -168,6 +168,15 @@ func (c *testCluster) isolateMember(i int) (heal func()) {
 	}
 }
 
+// startInstanceOn starts one more ctxd instance, which knows member i
+// alone (its etcd.endpoints), and returns its index.
+func (c *testCluster) startInstanceOn(i int) int {
+	c.t.Helper()
+	env := append(append([]string(nil), c.env...), "CTXD_ETCD_ENDPOINTS="+c.members[i].ClientURL)
+	c.instances = append(c.instances, testkit.StartServe(c.t, ctxdBin, c.t.TempDir(), testkit.ServeOptions{Env: env}))
+	return len(c.instances) - 1
+}
+
 // restartMember starts a killed member again from its data folder.
 func (c *testCluster) restartMember(i int) {
 	c.t.Helper()
@@ -563,27 +572,59 @@ func putValue(t *testing.T, hc *http.Client, base, ns, key, value string) cluste
 // back. Porcupine must accept the whole history: reads through any
 // instance see every write acknowledged before them, by any instance.
 func TestClusterLinearizable(t *testing.T) {
-	kills, segment := 1, 200 // operations between kills, and after the last
-	if longCluster {
-		kills, segment = 3, 1000
-	}
-	totalOps := (2*kills + 1) * segment
 	c := startCluster(t, 3)
+	checkClusterLinearizable(t, c, func() (string, func()) {
+		leader := c.killLeader()
+		return "killed etcd member " + c.members[leader].Name + ", the leader", func() { c.restartMember(leader) }
+	})
+}
+
+// TestClusterLinearizableAcrossPartition: the same workload and check,
+// with the etcd leader cut off from the two other members (isolateMember)
+// mid-run and healed, over the instances of TestClusterPartitionedLeader:
+// instance 3 knows the cut-off member alone, so its clients' operations
+// fail (unavailable, or of unknown outcome) during the cut, and must
+// never have read anything stale.
+func TestClusterLinearizableAcrossPartition(t *testing.T) {
+	c := startPartitionableCluster(t, 2)
+	minority := c.leader()
+	c.startInstanceOn(minority)
+	checkClusterLinearizable(t, c, func() (string, func()) {
+		role := "a follower (the leader moved)"
+		if c.leader() == minority {
+			role = "the leader"
+		}
+		return "cut etcd member " + c.members[minority].Name + ", " + role + ", off from the others", c.isolateMember(minority)
+	})
+}
+
+// checkClusterLinearizable runs the linearizability workload over c's
+// instances (gets, puts, CAS puts, deletes, two-key transactions on hot
+// keys) with fault applied after each segment of operations and undone
+// after the next (once; 3 times in make cluster-test); porcupine must
+// accept the whole history.
+func checkClusterLinearizable(t *testing.T, c *testCluster, fault func() (what string, undo func())) {
+	t.Helper()
+	faults, segment := 1, 200 // operations between faults, and after the last
+	if longCluster {
+		faults, segment = 3, 1000
+	}
+	totalOps := (2*faults + 1) * segment
 	rec := linearize.NewRecorder()
 	w := linearize.Workload{URLs: c.urls(), Clients: 6, Keys: linearize.DefaultKeys(4), Ops: totalOps}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := startWorkload(ctx, w, rec)
-	for i := range kills {
+	for i := range faults {
 		testkit.Eventually(t, func() bool { return rec.Len() >= (2*i+1)*segment }, "%d operations", (2*i+1)*segment)
-		leader := c.killLeader()
-		t.Logf("killed etcd member %s, the leader, after %d operations", c.members[leader].Name, rec.Len())
+		what, undo := fault()
+		t.Logf("%s, after %d operations", what, rec.Len())
 		testkit.Eventually(t, func() bool { return rec.Len() >= (2*i+2)*segment }, "%d operations", (2*i+2)*segment)
-		c.restartMember(leader)
+		undo()
 	}
 	res := <-done
 	require.NoError(t, res.err)
-	t.Logf("workload: %v over %d instances, %d leader kills", res.stats, len(c.instances), kills)
+	t.Logf("workload: %v over %d instances, %d faults", res.stats, len(c.instances), faults)
 	require.Positive(t, res.stats.OK, "nothing succeeded")
 	linearize.Check(t, rec.History(), checkTimeout)
 }
