@@ -389,7 +389,7 @@ func (c *readCache) await() (bool, error) {
 		case at >= rev:
 			return true, nil
 		}
-		if !c.s.waitForWatch(ctx, changed) {
+		if !c.s.waitForWatch(ctx, changed, nil) {
 			return false, nil
 		}
 	}

@@ -16,14 +16,21 @@ import (
 // newest revision of the prefix its watch has delivered) and the recent
 // changes, whole revisions, contiguous up to the mark.
 type feed struct {
-	mu      sync.Mutex
-	mark    uint64
+	mu   sync.Mutex
+	mark uint64
+	// changed is closed and replaced when the mark rises or the feed
+	// closes (wakeLocked): what the realtime hub follows (Committed).
 	changed chan struct{}
 	// synced is the newest etcd revision up to which the watch is known
 	// to have delivered every event of the prefix (a progress
 	// notification's): at or above mark when the prefix was idle while
 	// the cluster's revision moved on.
 	synced uint64
+	// progress is closed and replaced when synced rises or the feed
+	// closes (wakeProgressLocked): what currentMark waits on besides
+	// changed. A progress notification moves no mark, so it stays off
+	// changed: the hub would wake for nothing, once per notification.
+	progress chan struct{}
 	// recent holds every change with a revision above floor, up to mark,
 	// in order; at most cap changes (whole revisions are dropped first).
 	recent []ctxd.Change
@@ -34,7 +41,21 @@ type feed struct {
 
 func (f *feed) init(rev uint64, capacity int) {
 	f.mark, f.floor, f.cap = rev, rev, capacity
+	f.changed, f.progress = make(chan struct{}), make(chan struct{})
+}
+
+// wakeLocked wakes what waits for the mark to rise (Committed's
+// followers, waitFor, currentMark); f.mu is held.
+func (f *feed) wakeLocked() {
+	close(f.changed)
 	f.changed = make(chan struct{})
+}
+
+// wakeProgressLocked wakes what waits for synced to rise (currentMark);
+// f.mu is held.
+func (f *feed) wakeProgressLocked() {
+	close(f.progress)
+	f.progress = make(chan struct{})
 }
 
 // Committed returns the instance's committed mark and a channel closed
@@ -65,7 +86,7 @@ func (s *Store) currentMark(ctx context.Context) (uint64, error) {
 	}
 	for {
 		s.feed.mu.Lock()
-		mark, synced, changed, closed := s.feed.mark, s.feed.synced, s.feed.changed, s.feed.closed
+		mark, synced, changed, progress, closed := s.feed.mark, s.feed.synced, s.feed.changed, s.feed.progress, s.feed.closed
 		s.feed.mu.Unlock()
 		switch {
 		case closed:
@@ -73,23 +94,25 @@ func (s *Store) currentMark(ctx context.Context) (uint64, error) {
 		case mark >= head || synced >= head:
 			return mark, nil
 		}
-		if !s.waitForWatch(ctx, changed) {
+		if !s.waitForWatch(ctx, changed, progress) {
 			return 0, fmt.Errorf("%w: the instance's watch did not reach etcd's revision %d in time (it is at %d)", ctxd.ErrUnavailable, head, mark)
 		}
 	}
 }
 
-// waitForWatch waits for the instance's watch to move: until changed is
-// closed or progressEvery passes (reporting true), or ctx ends (false).
-// The prefix may have had no event up to the revision waited for (other
-// prefixes wrote): it first asks etcd for a progress notification, which
-// tells the watch it is current.
-func (s *Store) waitForWatch(ctx context.Context, changed <-chan struct{}) bool {
+// waitForWatch waits for the instance's watch to move: until changed or
+// progress is closed or progressEvery passes (reporting true), or ctx
+// ends (false). The prefix may have had no event up to the revision
+// waited for (other prefixes wrote): it first asks etcd for a progress
+// notification, which tells the watch it is current (progress may be
+// nil: the read cache's changed is closed by notifications too).
+func (s *Store) waitForWatch(ctx context.Context, changed, progress <-chan struct{}) bool {
 	s.requestProgress()
 	t := time.NewTimer(progressEvery)
 	defer t.Stop()
 	select {
 	case <-changed:
+	case <-progress:
 	case <-t.C:
 	case <-ctx.Done():
 		return false
@@ -148,8 +171,7 @@ func (f *feed) push(rev uint64, changes []ctxd.Change) {
 		f.recent = f.recent[drop:]
 	}
 	f.mark = rev
-	close(f.changed)
-	f.changed = make(chan struct{})
+	f.wakeLocked()
 }
 
 // progressed records a progress notification: every event up to rev was
@@ -159,8 +181,7 @@ func (f *feed) progressed(rev uint64) {
 	defer f.mu.Unlock()
 	if rev > f.synced {
 		f.synced = rev
-		close(f.changed)
-		f.changed = make(chan struct{})
+		f.wakeProgressLocked()
 	}
 }
 
@@ -173,8 +194,7 @@ func (f *feed) restart(rev uint64) {
 	f.floor = max(f.floor, rev)
 	if rev > f.mark {
 		f.mark = rev
-		close(f.changed)
-		f.changed = make(chan struct{})
+		f.wakeLocked()
 	}
 }
 
@@ -183,8 +203,8 @@ func (f *feed) close() {
 	defer f.mu.Unlock()
 	if !f.closed {
 		f.closed = true
-		close(f.changed)
-		f.changed = make(chan struct{})
+		f.wakeLocked()
+		f.wakeProgressLocked()
 	}
 }
 

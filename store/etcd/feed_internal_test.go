@@ -60,3 +60,47 @@ func BenchmarkFeedPushFull(b *testing.B) {
 		f.push(rev, cs)
 	}
 }
+
+// A progress notification wakes what waits for the watch to be current
+// (currentMark's progress channel) and not the followers of the mark
+// (Committed's channel, the realtime hub): it moved no mark. A push and
+// the close wake the followers.
+func TestFeedProgressStaysOffTheBroadcastChannel(t *testing.T) {
+	var f feed
+	f.init(5, 10)
+	changed, progress := f.changed, f.progress
+	f.progressed(9)
+	assert.Equal(t, uint64(9), f.synced)
+	requireClosed(t, progress, "the progress channel after a notification")
+	requireOpen(t, changed, "the mark's channel after a notification")
+
+	changed, progress = f.changed, f.progress
+	f.progressed(8) // older than synced: nothing new
+	requireOpen(t, progress, "the progress channel after an older notification")
+	f.push(10, []ctxd.Change{{Revision: 10, Namespace: "default", Key: "k"}})
+	requireClosed(t, changed, "the mark's channel after a push")
+	requireOpen(t, progress, "the progress channel after a push")
+
+	changed, progress = f.changed, f.progress
+	f.close()
+	requireClosed(t, changed, "the mark's channel after close")
+	requireClosed(t, progress, "the progress channel after close")
+}
+
+func requireClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	default:
+		t.Fatalf("%s: still open", what)
+	}
+}
+
+func requireOpen(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+		t.Fatalf("%s: closed", what)
+	default:
+	}
+}
