@@ -99,3 +99,25 @@ func TestOpenAPIValidatorRefusesTheUndocumented(t *testing.T) {
 	require.NoError(t, check(http.MethodGet, keyPath("default", "k")+"?rev=abc", "", http.StatusBadRequest,
 		`{"error":{"code":"bad_request","message":"bad rev"}}`))
 }
+
+// The Socket.IO handshake's query options (README "Socket.IO": ns,
+// prefix, from_rev, from_index, token) are documented: a handshake with
+// all of them, answered 200 (an Engine.IO open packet; the Socket.IO
+// server is mounted by package server, not in this package's env),
+// passes the validator every test's client goes through, which refuses
+// an undocumented query parameter (the control: one more made-up option
+// is reported). Bad values are the Socket.IO protocol's business (a
+// connect error), so the document types them as strings.
+func TestOpenAPIDocumentsSocketIOHandshakeOptions(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	const handshake = "/socket.io/?EIO=4&transport=polling&ns=default&prefix=a&from_rev=1&from_index=0&token=x"
+	open := []byte(`0{"sid":"s1","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}`)
+	hdr := http.Header{"Content-Type": {"text/plain; charset=UTF-8"}}
+	check := func(target string) error {
+		return e.api.Check(testkit.NewRequest(t, http.MethodGet, e.url+target, ""), nil, http.StatusOK, hdr, open)
+	}
+	require.NoError(t, check(handshake))
+	err := check(handshake + "&flavor=mint")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `query parameter "flavor" is not documented`)
+}
