@@ -146,3 +146,30 @@ func TestUsageErrorsInProcess(t *testing.T) {
 	var ue *usageError
 	assert.False(t, errors.As(err, &ue))
 }
+
+// `ctxd perf --fanout-targets`, the deprecated name of --more-targets,
+// still fills the same setting: read-instances, which needs more targets,
+// is then not refused for want of them (a bad --duration stops each run
+// at validation, before anything is measured), and the user is told the
+// new name. The control: without either flag it is refused.
+func TestPerfFanoutTargetsAlias(t *testing.T) {
+	run := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr}
+		err := a.run(context.Background(), append([]string{"perf", "--duration", "0", "read-instances"}, args...))
+		return stdout.String() + stderr.String(), err
+	}
+	const needsTargets = "needs more instances of the target's deployment"
+	_, err := run()
+	require.ErrorContains(t, err, needsTargets, "the control: read-instances without more targets")
+	for _, flag := range []string{"--more-targets", "--fanout-targets"} {
+		out, err := run(flag, "http://127.0.0.1:1,http://127.0.0.1:2")
+		var ue *usageError
+		require.True(t, errors.As(err, &ue), "%s: %v", flag, err)
+		require.ErrorContains(t, err, "duration must be > 0", flag)
+		require.NotContains(t, err.Error(), needsTargets, "%s did not set the more targets", flag)
+		if flag == "--fanout-targets" {
+			assert.Contains(t, out, "use --more-targets", "the deprecation notice")
+		}
+	}
+}
