@@ -153,17 +153,8 @@ func TestClusterPartitionedInstance(t *testing.T) {
 		testkit.Eventually(t, func() bool { return readyStatus(t, hc, c.urls()[cut]) == http.StatusOK }, "the healed instance ready")
 		l.progress("healed")
 	}
-	reads := fresh.stop()
+	fresh.check(t, "the cut-off instance")
 	l.finish(c.urls()[0])
-	require.NoError(t, checkFreshReads(reads))
-	served := 0
-	for _, r := range reads {
-		if r.ok {
-			served++
-		}
-	}
-	t.Logf("fresh reads through the cut-off instance: %d answered, %d failed", served, len(reads)-served)
-	require.Positive(t, served, "no read answered through the partitioned instance: the check proved nothing")
 }
 
 // TestClusterPartitionedLeader: the etcd leader cut off from the two
@@ -227,18 +218,9 @@ func TestClusterPartitionedLeader(t *testing.T) {
 		testkit.Eventually(t, func() bool { return readyStatus(t, hc, c.urls()[alone]) == http.StatusOK }, "instance %d ready after healing", alone+1)
 		l.progress("healed")
 	}
-	reads := fresh.stop()
+	served, reads := fresh.check(t, "the instance on the minority member")
+	require.Less(t, served, reads, "every read through instance %d answered during the partition: it was not cut off", alone+1)
 	l.finish(c.urls()[0])
-	require.NoError(t, checkFreshReads(reads))
-	served := 0
-	for _, r := range reads {
-		if r.ok {
-			served++
-		}
-	}
-	t.Logf("fresh reads through the instance on the minority member: %d answered, %d failed", served, len(reads)-served)
-	require.Positive(t, served, "no read answered through instance %d: the check proved nothing", alone+1)
-	require.Less(t, served, len(reads), "every read through instance %d answered during the partition: it was not cut off", alone+1)
 }
 
 // freshRead is one read of the fresh key through the partitioned
@@ -302,6 +284,23 @@ func startFreshReads(t *testing.T, writeURL, readURL string) *freshReads {
 	})
 	t.Cleanup(func() { f.stop() })
 	return f
+}
+
+// check stops the reads and refuses a stale one (checkFreshReads); it
+// returns how many were answered, of how many. With none answered the
+// check proved nothing: the test fails.
+func (f *freshReads) check(t *testing.T, through string) (served, total int) {
+	t.Helper()
+	reads := f.stop()
+	require.NoError(t, checkFreshReads(reads))
+	for _, r := range reads {
+		if r.ok {
+			served++
+		}
+	}
+	t.Logf("fresh reads through %s: %d answered, %d failed", through, served, len(reads)-served)
+	require.Positive(t, served, "no read answered through %s: the check proved nothing", through)
+	return served, len(reads)
 }
 
 func (f *freshReads) stop() []freshRead {
