@@ -185,12 +185,9 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	hc := &http.Client{Timeout: clusterClientTimeout}
 	for r := range rounds {
 		l.progress("before the partition")
-		role := "a follower (the leader moved)"
-		if c.leader() == minority {
-			role = "the leader"
-		}
+		c.makeLeader(minority) // back from the previous round's cut, it follows
 		heal := c.isolateMember(minority)
-		t.Logf("round %d: etcd member %s, %s, cut off from the others; instance %d reaches it alone", r+1, c.members[minority].Name, role, alone+1)
+		t.Logf("round %d: etcd member %s, the leader, cut off from the others; instance %d reaches it alone", r+1, c.members[minority].Name, alone+1)
 		// Not Eventually: the first probe after the cut must say so.
 		require.Equal(t, http.StatusServiceUnavailable, readyStatus(t, hc, c.urls()[alone]), "/readyz of the instance that reaches the minority alone")
 		l.failingPut(c.urls()[alone], "w-minority/"+strconv.Itoa(r), "on the minority side")

@@ -167,3 +167,44 @@ func Leader(ctx context.Context, endpoints []string, timeout time.Duration) (int
 	}
 	return -1, fmt.Errorf("no member says it leads: %w", errors.Join(errs...))
 }
+
+// MoveLeader hands the raft leadership to the member at endpoints[to]:
+// it asks that member its ID, then the leader (found as Leader does) to
+// transfer to it, and returns once etcd says the transfer is done. A
+// member already leading is left so.
+func MoveLeader(ctx context.Context, endpoints []string, to int, timeout time.Duration) error {
+	leader, err := Leader(ctx, endpoints, timeout)
+	if err != nil || leader == to {
+		return err
+	}
+	id := func(ep string) (*clientv3.Client, uint64, error) {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: timeout, Logger: zap.NewNop()})
+		if err != nil {
+			return nil, 0, err
+		}
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		st, err := cli.Status(sctx, ep)
+		if err != nil {
+			_ = cli.Close()
+			return nil, 0, fmt.Errorf("%s: %w", ep, err)
+		}
+		return cli, st.Header.MemberId, nil
+	}
+	target, targetID, err := id(endpoints[to])
+	if err != nil {
+		return err
+	}
+	_ = target.Close()
+	cli, _, err := id(endpoints[leader])
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	mctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := cli.MoveLeader(mctx, targetID); err != nil {
+		return fmt.Errorf("move the leadership from %s to %s: %w", endpoints[leader], endpoints[to], err)
+	}
+	return nil
+}
