@@ -121,6 +121,9 @@ type Store struct {
 	// the log and not yet published by the syncer (see commit).
 	groups   uint64
 	inflight []*group
+	// wakes, owned by the syncer: the mark's channels to close once a
+	// landing's writes are answered (wakeAfterPublish).
+	wakes []chan struct{}
 	// nsKeys: live keys per namespace, mirrored in bucket nskeys, as
 	// published; written holding ov.mu.
 	nsKeys map[string]uint64

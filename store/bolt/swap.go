@@ -110,12 +110,21 @@ func (s *Store) reopenAfterFailure(cause error) error {
 }
 
 // raiseMark raises the committed mark to rev and wakes every follower.
-func (s *Store) raiseMark(rev uint64) {
+func (s *Store) raiseMark(rev uint64) { close(s.setMark(rev)) }
+
+// setMark raises the committed mark to rev and returns the channel whose
+// close wakes the followers waiting for it. The syncer closes it after
+// answering the writes that raised the mark: the wake costs a system call
+// when a follower's goroutine sleeps, and a lone write need not wait for
+// it. A follower that read the mark before it moved waits on that channel
+// and is woken then; one that reads the mark after sees rev.
+func (s *Store) setMark(rev uint64) (wake chan struct{}) {
 	s.mu.Lock()
 	s.committed = rev
-	close(s.changed)
+	wake = s.changed
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
+	return wake
 }
 
 // copyFile copies src to dst (created or truncated) and fsyncs it.

@@ -274,7 +274,7 @@ func (s *Store) land(fs []*flight) {
 		default:
 			if len(f.changes) > 0 || len(f.extends) > 0 {
 				failpoint.Hit(failpoint.CommitBeforeAnswer)
-				s.publish(f.changes, f.extends, f.g)
+				s.wakes = append(s.wakes, s.publish(f.changes, f.extends, f.g))
 			}
 			if requests == 0 {
 				start = f.start
@@ -294,6 +294,11 @@ func (s *Store) land(fs []*flight) {
 		}
 		s.landed.Store(f.g.id)
 		s.answer(f.batch, f.results)
+	}
+	if len(s.wakes) > 0 {
+		s.wakeAfterPublish(s.wakes)
+		clear(s.wakes)
+		s.wakes = s.wakes[:0]
 	}
 }
 
@@ -336,8 +341,10 @@ func (s *Store) count(requests int, changes uint64, took time.Duration) {
 
 // publish makes durable changes and keepalives readable: into the
 // overlay and the deadline index, and the committed mark raised to the
-// last change, then wakes the committer.
-func (s *Store) publish(changes []*change, extends []*extend, g *group) {
+// last change. It returns the channel to close to wake the mark's
+// followers; the caller does so, and wakes the committer (wakeAfterPublish),
+// once it has answered the writes.
+func (s *Store) publish(changes []*change, extends []*extend, g *group) (wake chan struct{}) {
 	s.ov.mu.Lock()
 	for ns, n := range g.nsKeys {
 		s.nsKeys[ns] = n
@@ -345,8 +352,19 @@ func (s *Store) publish(changes []*change, extends []*extend, g *group) {
 	s.ov.add(changes, s.nsKeys)
 	s.ov.addExtends(extends)
 	s.ttl.publish(changes, extends)
-	s.raiseMark(s.ov.top)
+	wake = s.setMark(s.ov.top)
 	s.ov.mu.Unlock()
+	return wake
+}
+
+// wakeAfterPublish wakes the followers of the mark (each channel of
+// wakes, in order) and the committer, after a publish. Both are off a
+// lone write's path: each wake of a sleeping goroutine is a system call
+// (futex) and, on an idle machine, another processor to bring up.
+func (s *Store) wakeAfterPublish(wakes []chan struct{}) {
+	for _, w := range wakes {
+		close(w)
+	}
 	select {
 	case s.commitWake <- struct{}{}:
 	default:
