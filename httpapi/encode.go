@@ -36,7 +36,11 @@ func putBuf(b *[]byte) {
 // writeJSON sends body, already encoded, with the given status.
 func writeJSON(c echo.Context, status int, body []byte) error {
 	res := c.Response()
-	res.Header()["Content-Type"] = contentTypeJSON
+	h := res.Header()
+	h["Content-Type"] = contentTypeJSON
+	// A length lets the middleware send the answer before it logs it
+	// (sendWhole), without net/http switching to chunked encoding.
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	res.WriteHeader(status)
 	_, err := res.Write(body)
 	return err

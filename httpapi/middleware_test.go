@@ -1,10 +1,13 @@
 package httpapi_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,10 +15,13 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 func TestRequestID(t *testing.T) {
@@ -176,4 +182,46 @@ func TestConcurrentRequests(t *testing.T) {
 		t.Error(err)
 	}
 	assert.Equal(t, uint64(workers*each), e.revision())
+}
+
+// gatedWriter blocks every write until open is closed.
+type gatedWriter struct{ open chan struct{} }
+
+func (w gatedWriter) Write(p []byte) (int, error) {
+	<-w.open
+	return len(p), nil
+}
+
+// TestAnswerIsSentBeforeTheAccessLog: a JSON answer goes out with its
+// Content-Length (not chunked) before the access log line is written, so
+// that logging is off the request's latency. The logger here blocks until
+// the test has its answer; with the log written first the request would
+// never finish.
+func TestAnswerIsSentBeforeTheAccessLog(t *testing.T) {
+	st := testkit.OpenBolt(t, bolt.Options{})
+	gate := gatedWriter{open: make(chan struct{})}
+	srv := httpapi.New(st.Store, httpapi.Config{Version: "test"}, zerolog.New(gate))
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	t.Cleanup(func() { close(gate.open) }) // runs first: lets the handlers finish
+
+	for _, tc := range []struct{ method, path, body string }{
+		{http.MethodPut, "/v1/ns/app/keys/k", `{"a":1}`},
+		{http.MethodGet, "/v1/ns/app/keys/k", ""},
+		{http.MethodGet, "/v1/ns/app/keys/missing", ""}, // an error answer
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		req, err := http.NewRequestWithContext(ctx, tc.method, ts.URL+tc.path, strings.NewReader(tc.body))
+		require.NoError(t, err)
+		// A connection per request: each handler stays blocked in the log.
+		hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		res, err := hc.Do(req)
+		require.NoError(t, err, "%s %s: no answer while the access log is blocked", tc.method, tc.path)
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		require.NoError(t, res.Body.Close())
+		cancel()
+		assert.Equal(t, int64(len(body)), res.ContentLength, "%s %s", tc.method, tc.path)
+		assert.Empty(t, res.TransferEncoding, "%s %s: not chunked", tc.method, tc.path)
+	}
 }
