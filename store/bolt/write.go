@@ -31,7 +31,8 @@ type group struct {
 	// nsKeys holds the key counts this group changed.
 	nsKeys map[string]uint64
 	// tx is a bbolt read transaction, begun at the first key the overlay
-	// does not have; txRev is the revision it is at.
+	// does not have; txRev is a revision it holds everything up to (the
+	// overlay's base when it began).
 	tx    *bbolt.Tx
 	txRev uint64
 	// kv is a cursor on each namespace's kv bucket in tx, reused for
@@ -230,11 +231,15 @@ func (g *group) begin() error {
 		g.endTx()
 	}
 	if g.tx == nil {
+		// The committer moves the base only once its commit is visible
+		// to new transactions: one begun now holds at least base. That
+		// bound is all the check above needs, and cheaper than reading
+		// the log's last key (a walk down the largest bucket) per group.
 		tx, err := g.store.db.Begin(false)
 		if err != nil {
 			return err
 		}
-		g.tx, g.txRev = tx, lastRevision(tx)
+		g.tx, g.txRev = tx, base
 	}
 	return nil
 }
