@@ -119,8 +119,14 @@ func BenchmarkCommitInterval(b *testing.B) {
 	}
 }
 
-func BenchmarkGet(b *testing.B) {
-	s := openStore(b, bolt.Options{})
+// BenchmarkGet reads 10,000 keys round robin: with the Get cache (the
+// default, every key fits) and without it (DESIGN.md, "The Get cache").
+func BenchmarkGet(b *testing.B) { benchGet(b, bolt.Options{}) }
+
+func BenchmarkGetNoCache(b *testing.B) { benchGet(b, bolt.Options{GetCacheBytes: -1}) }
+
+func benchGet(b *testing.B, opts bolt.Options) {
+	s := openStore(b, opts)
 	fill(b, s, 10000)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

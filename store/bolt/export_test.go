@@ -30,3 +30,10 @@ func WithPipelineHooks(opts Options, written, beforeSync func()) Options {
 	opts.hooks = pipelineHooks{written: written, beforeSync: beforeSync}
 	return opts
 }
+
+// WithoutCacheInvalidation returns opts with the committer's invalidation
+// of the Get cache turned off: the mutation the cache's tests must catch.
+func WithoutCacheInvalidation(opts Options) Options {
+	opts.hooks.skipCacheInvalidation = true
+	return opts
+}

@@ -52,6 +52,10 @@ type Options struct {
 	// *ctxd.QuotaError when the bytes in use (quota.go) plus what it adds
 	// would pass it. Deletes, maintenance and restores are never refused.
 	QuotaBytes int64
+	// GetCacheBytes bounds the cache of current key state that Get serves
+	// from (getcache.go): 0 is DefaultGetCacheBytes, a negative size turns
+	// it off. It counts keys, values and a fixed overhead per entry.
+	GetCacheBytes int64
 
 	// freelist is how bbolt keeps its freelist: the store's choice unless
 	// a measurement sets another (largedb_bench_test.go).
@@ -71,6 +75,9 @@ type pipelineHooks struct {
 	// written is called by the writer after it wrote a group and handed
 	// it to the syncer; beforeSync by the syncer before each fdatasync.
 	written, beforeSync func()
+	// skipCacheInvalidation makes the committer forget to invalidate
+	// the Get cache: the negative control of the cache's tests.
+	skipCacheInvalidation bool
 }
 
 // flightsQueued bounds the groups written to the log and waiting for the
@@ -84,6 +91,17 @@ const (
 	DefaultCommitChanges  = 4096
 	DefaultDirectBytes    = 16 << 20
 )
+
+// getCache is the Get cache Options ask for (nil: off).
+func (o Options) getCache() *getCache {
+	switch {
+	case o.GetCacheBytes < 0:
+		return nil
+	case o.GetCacheBytes == 0:
+		return newGetCache(DefaultGetCacheBytes)
+	}
+	return newGetCache(o.GetCacheBytes)
+}
 
 func (o Options) withDefaults() Options {
 	if o.Now == nil {

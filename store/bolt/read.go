@@ -54,6 +54,9 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 	// Then a bbolt transaction begun after the look holds every change the
 	// overlay did not (overlay.go).
 	// A keepalive not yet applied moves the deadline of what either holds.
+	// The Get cache comes between them (getcache.go): its shard's
+	// generation is read before the overlay is.
+	sh, gen := s.cache.slot(ns, key)
 	var x *extend
 	if s.ov.size.Load() > 0 {
 		var c *change
@@ -63,6 +66,11 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 			}
 			rec := c.record()
 			x.moveDeadline(&rec, 0)
+			return rec, nil
+		}
+	}
+	if x == nil {
+		if rec, ok := sh.get(ns, key); ok {
 			return rec, nil
 		}
 	}
@@ -85,6 +93,9 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 		}
 		return err
 	})
+	if err == nil && x == nil {
+		s.cache.put(sh, gen, rec)
+	}
 	return rec, err
 }
 
@@ -517,6 +528,7 @@ func (s *Store) Status() (ctxd.Status, error) {
 		st.QuotaBytes = s.quota
 		st.UsedBytes = st.InUseBytes + s.ov.sizeBytes.Load()
 		st.QuotaAlarm = s.quotaAlarm(st.UsedBytes)
+		st.ReadCache = s.cache.status()
 		for _, ns := range namespaces(tx, counts, top) {
 			st.Namespaces++
 			st.Keys += ns.Keys

@@ -41,6 +41,8 @@ type Store struct {
 	walLock *os.File // the wal folder, locked while the store is open
 	// ov holds the acknowledged changes not yet in db.
 	ov overlay
+	// cache holds the current state of keys Get read from db (nil: off).
+	cache *getCache
 	// ttl indexes the deadlines of the keys that expire; the expirer
 	// (ttl.go) deletes them when due.
 	ttl         *deadlines
@@ -240,6 +242,7 @@ func Open(path string, opts Options) (*Store, error) {
 		flights:        make(chan *flight, flightsQueued),
 		syncerDone:     make(chan struct{}),
 		hooks:          opts.hooks,
+		cache:          opts.getCache(),
 
 		afterCompactChunk: opts.afterCompactChunk,
 	}
@@ -379,6 +382,8 @@ func (s *Store) Close() error {
 			errs = append(errs, err)
 		}
 		unlockDir(s.walLock)
+		// Reads after Close answer ErrClosed, not what the cache held.
+		s.cache.hold()
 		s.dbMu.Lock()
 		defer s.dbMu.Unlock()
 		errs = append(errs, s.db.Close())

@@ -54,6 +54,10 @@ func (s *Store) replaceFile(next, backup string, kind swapKind) error {
 	beforeRename, afterRename := kind.failpoints()
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
+	// Released before dbMu: no Get sees the new file before the cache
+	// has forgotten the old one.
+	s.cache.hold()
+	defer s.cache.release()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}

@@ -429,7 +429,10 @@ func (s *Store) commitDirect(r *request) {
 	m, err := g.applyWrites(r.writes, false)
 	g.close()
 	if err == nil {
+		// It bypasses the overlay: readers see it as it commits.
+		s.cache.hold()
 		err = applyChanges(s.db, batch{changes: m.changes})
+		s.cache.release()
 		if err != nil {
 			err = fmt.Errorf("commit: %w", err)
 		} else {
