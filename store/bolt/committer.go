@@ -98,9 +98,7 @@ func (s *Store) applyPending() error {
 	failpoint.Hit(failpoint.CommitterBeforeRelease)
 	// bbolt has the batch: the cached state of its keys goes before the
 	// overlay stops answering for them (getcache.go).
-	if !s.hooks.skipCacheInvalidation {
-		s.cache.invalidateBatch(b)
-	}
+	s.cache.invalidateBatch(b)
 	s.ov.drop(last, b.seq)
 	// A release that fails deletes nothing or some segments, oldest
 	// first; the next one retries. The records are in the database.

@@ -31,8 +31,8 @@ func WithPipelineHooks(opts Options, written, beforeSync func()) Options {
 	return opts
 }
 
-// WithoutCacheInvalidation returns opts with the committer's invalidation
-// of the Get cache turned off: the mutation the cache's tests must catch.
+// WithoutCacheInvalidation returns opts with the Get cache ignoring its
+// invalidations and holds: the mutation the cache's tests must catch.
 func WithoutCacheInvalidation(opts Options) Options {
 	opts.hooks.skipCacheInvalidation = true
 	return opts

@@ -28,8 +28,11 @@ type getCache struct {
 	// shardBytes bounds each shard; maxBytes is the whole bound.
 	shardBytes, maxBytes int64
 	// holds counts the holds in progress: no insert succeeds meanwhile.
-	holds  atomic.Int32
-	shards [getCacheShards]cacheShard
+	holds atomic.Int32
+	// skipInvalidation is a test's mutation (Options.hooks): invalidate,
+	// hold and release do nothing.
+	skipInvalidation bool
+	shards           [getCacheShards]cacheShard
 }
 
 // getCacheShards spreads the locks: 64 clients on a few cores rarely meet
@@ -139,7 +142,7 @@ func entrySize(r *ctxd.Record) int64 {
 // invalidate removes ns/key and bumps its shard's generation: after a
 // bbolt commit that changed it, before the change leaves the overlay.
 func (c *getCache) invalidate(ns, key string) {
-	if c == nil {
+	if c == nil || c.skipInvalidation {
 		return
 	}
 	sh, _ := c.slot(ns, key)
@@ -168,7 +171,7 @@ func (c *getCache) invalidateBatch(b batch) {
 // a restore or defrag swapping the file, Close), which readers may see
 // before the change's own code could invalidate anything.
 func (c *getCache) hold() {
-	if c == nil {
+	if c == nil || c.skipInvalidation {
 		return
 	}
 	c.holds.Add(1)
@@ -178,7 +181,7 @@ func (c *getCache) hold() {
 // release ends a hold. The clear bumps every generation, so that a Get
 // that read bbolt before the change does not insert after the release.
 func (c *getCache) release() {
-	if c == nil {
+	if c == nil || c.skipInvalidation {
 		return
 	}
 	c.clear()

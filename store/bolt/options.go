@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"cmp"
 	"errors"
 	"time"
 
@@ -75,8 +76,8 @@ type pipelineHooks struct {
 	// written is called by the writer after it wrote a group and handed
 	// it to the syncer; beforeSync by the syncer before each fdatasync.
 	written, beforeSync func()
-	// skipCacheInvalidation makes the committer forget to invalidate
-	// the Get cache: the negative control of the cache's tests.
+	// skipCacheInvalidation makes the Get cache ignore every
+	// invalidation and hold: the negative control of its tests.
 	skipCacheInvalidation bool
 }
 
@@ -94,13 +95,12 @@ const (
 
 // getCache is the Get cache Options ask for (nil: off).
 func (o Options) getCache() *getCache {
-	switch {
-	case o.GetCacheBytes < 0:
+	if o.GetCacheBytes < 0 {
 		return nil
-	case o.GetCacheBytes == 0:
-		return newGetCache(DefaultGetCacheBytes)
 	}
-	return newGetCache(o.GetCacheBytes)
+	c := newGetCache(cmp.Or(o.GetCacheBytes, DefaultGetCacheBytes))
+	c.skipInvalidation = o.hooks.skipCacheInvalidation
+	return c
 }
 
 func (o Options) withDefaults() Options {
