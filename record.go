@@ -182,21 +182,23 @@ type Status struct {
 	// now (the quota is reached, or the last write refused would still
 	// be), and what to do: a *QuotaError's message.
 	QuotaAlarm string `json:"quota_alarm,omitempty"`
-	// ReadCache is the etcd backend's read cache (nil: a backend without
-	// one).
+	// ReadCache is the backend's read cache: the etcd instance's copy of
+	// its prefix, or bolt's cache of the keys GETs read (nil: a backend
+	// without one).
 	ReadCache *ReadCacheStatus `json:"read_cache,omitempty"`
 }
 
 // States of a read cache (ReadCacheStatus.State).
 const (
-	ReadCacheOff      = "off"      // etcd.read_cache: false: every read goes to etcd
+	ReadCacheOff      = "off"      // etcd.read_cache: false (store.read_cache_bytes: 0 on bolt): every read goes to the store
 	ReadCacheFilling  = "filling"  // being filled (or refilled): reads go to etcd meanwhile
 	ReadCacheReady    = "ready"    // serving reads
 	ReadCacheDisabled = "disabled" // gave up (over its memory bound) until the instance restarts
 )
 
-// ReadCacheStatus describes an etcd instance's read cache, in /v1/status
-// and /metrics.
+// ReadCacheStatus describes a backend's read cache, in /v1/status and
+// /metrics: an etcd instance's, or bolt's Get cache (which has no fill:
+// its Fill fields stay 0).
 type ReadCacheStatus struct {
 	State string `json:"state"`
 	// Reason says why the cache is disabled.
@@ -214,7 +216,8 @@ type ReadCacheStatus struct {
 	Fills           uint64  `json:"fills"`
 	LastFillSeconds float64 `json:"last_fill_seconds"`
 	// Hits are reads it served; Fallbacks reads that went to etcd
-	// instead (not ready, or not caught up within a second).
+	// instead (not ready, or not caught up within a second), on bolt
+	// GETs that missed it and read the database.
 	Hits      uint64 `json:"hits"`
 	Fallbacks uint64 `json:"fallbacks"`
 }
@@ -252,7 +255,7 @@ type ServerStatus struct {
 	Clients       int       `json:"clients"`
 	UptimeSeconds int64     `json:"uptime_seconds"`
 	StartedAt     time.Time `json:"started_at"`
-	// ReadCache is the etcd instance's read cache (absent on bolt).
+	// ReadCache is the store's read cache (Status.ReadCache).
 	ReadCache *ReadCacheStatus `json:"read_cache,omitempty"`
 }
 

@@ -68,6 +68,11 @@ type Store struct {
 	// data_dir) or "etcd" (several ctxd instances on one etcd cluster,
 	// etcd.*).
 	Backend string
+	// ReadCacheBytes (store.read_cache_bytes, bolt only) bounds the cache
+	// of current key state that GETs are served from (keys, values and a
+	// fixed overhead per entry); 0 turns it off (store/bolt/DESIGN.md,
+	// "The Get cache").
+	ReadCacheBytes int64
 }
 
 // Secret is a setting that must never be printed: a Config written to a
@@ -353,7 +358,7 @@ func Defaults() Config {
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
 			MaxMessageBytes: 2 << 20, MaxClients: 10000, MaxLag: 10000,
 			RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
-		Store: Store{Backend: BackendBolt},
+		Store: Store{Backend: BackendBolt, ReadCacheBytes: bolt.DefaultGetCacheBytes},
 		Etcd: Etcd{Prefix: "/ctxd/", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second,
 			ReadCache: true, ReadCacheMaxBytes: 1 << 30},
 		WAL: WAL{SegmentBytes: wal.DefaultSegmentSize, CommitInterval: bolt.DefaultCommitInterval,
@@ -686,6 +691,22 @@ var settings = []setting{
 	countSetting("websocket.rate_burst", false, func(c *Config) *int { return &c.WebSocket.RateBurst }),
 	countSetting("websocket.rate_limit_max_refused", false, func(c *Config) *int { return &c.WebSocket.RateLimitMaxRefused }),
 	choiceSetting("store.backend", "backend", func(c *Config) *string { return &c.Store.Backend }, BackendBolt, BackendEtcd),
+	{
+		path: "store.read_cache_bytes",
+		set: func(c *Config, v string) error {
+			if strings.TrimSpace(v) == "0" {
+				c.Store.ReadCacheBytes = 0
+				return nil
+			}
+			n, err := parseSize(v, 1<<40)
+			if err != nil {
+				return fmt.Errorf("%w (or 0: no cache)", err)
+			}
+			c.Store.ReadCacheBytes = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatInt(c.Store.ReadCacheBytes, 10) },
+	},
 	{
 		path: "etcd.endpoints",
 		set: func(c *Config, v string) error {

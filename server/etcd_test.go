@@ -127,14 +127,7 @@ func TestEtcdReadCacheInStatusAndMetrics(t *testing.T) {
 			resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/"+k, `1`))
 			require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 		}
-		status := func() ctxd.ReadCacheStatus {
-			resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/v1/status", ""))
-			require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-			var st ctxd.ServerStatus
-			require.NoError(t, json.Unmarshal(body, &st))
-			require.NotNil(t, st.ReadCache, "read_cache in %s", body)
-			return *st.ReadCache
-		}
+		status := func() ctxd.ReadCacheStatus { return readCacheStatus(t, hc, srv.URL) }
 		if !cached {
 			require.Equal(t, ctxd.ReadCacheOff, status().State)
 			m := testkit.Scrape(t, srv.URL)

@@ -126,12 +126,12 @@ var (
 	descCacheState    = prometheus.NewDesc("ctxd_read_cache_state", "1 for the read cache's state now (off, filling, ready, disabled), 0 for the others.", []string{"state"}, nil)
 	descCacheKeys     = prometheus.NewDesc("ctxd_read_cache_keys", "Keys the read cache holds.", nil, nil)
 	descCacheBytes    = prometheus.NewDesc("ctxd_read_cache_bytes", "Bytes the read cache counts (keys, values and a fixed overhead per entry).", nil, nil)
-	descCacheMax      = prometheus.NewDesc("ctxd_read_cache_max_bytes", "The read cache's bound, etcd.read_cache_max_bytes.", nil, nil)
+	descCacheMax      = prometheus.NewDesc("ctxd_read_cache_max_bytes", "The read cache's bound: etcd.read_cache_max_bytes, or store.read_cache_bytes on bolt.", nil, nil)
 	descCacheFillKeys = prometheus.NewDesc("ctxd_read_cache_fill_keys", "Keys read so far by the read cache's fill in progress.", nil, nil)
 	descCacheFills    = prometheus.NewDesc("ctxd_read_cache_fills_total", "Completed fills of the read cache.", nil, nil)
 	descCacheFillTime = prometheus.NewDesc("ctxd_read_cache_last_fill_seconds", "How long the read cache's last completed fill took.", nil, nil)
 	descCacheHits     = prometheus.NewDesc("ctxd_read_cache_hits_total", "Reads served by the read cache.", nil, nil)
-	descCacheFallback = prometheus.NewDesc("ctxd_read_cache_fallbacks_total", "Reads that went to etcd because the read cache was not ready or not caught up within a second.", nil, nil)
+	descCacheFallback = prometheus.NewDesc("ctxd_read_cache_fallbacks_total", "Reads the read cache did not serve: on etcd, reads that went to etcd because it was not ready or not caught up within a second; on bolt, GETs that missed it and read the database.", nil, nil)
 )
 
 // readCacheStates are the values of ctxd_read_cache_state's label.

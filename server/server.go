@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -196,6 +197,7 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), tune func(
 		Limits: cfg.Limits, OnCommit: onCommit, QuotaBytes: quota,
 		WALSegmentSize: cfg.WAL.SegmentBytes, CommitInterval: cfg.WAL.CommitInterval,
 		CommitChanges: cfg.WAL.CommitChanges, DirectBytes: cfg.WAL.DirectBytes,
+		GetCacheBytes: cmp.Or(cfg.Store.ReadCacheBytes, -1), // 0 in the config: off
 	}
 	if tune != nil {
 		tune(&opts)
