@@ -125,6 +125,14 @@ func BenchmarkGet(b *testing.B) { benchGet(b, bolt.Options{}) }
 
 func BenchmarkGetNoCache(b *testing.B) { benchGet(b, bolt.Options{GetCacheBytes: -1}) }
 
+// BenchmarkGetParallel64 is BenchmarkGet by 64 goroutines: the cache's
+// shard locks under the HTTP benchmark's concurrency.
+func BenchmarkGetParallel64(b *testing.B) { benchGetParallel64(b, bolt.Options{}) }
+
+func BenchmarkGetParallel64NoCache(b *testing.B) {
+	benchGetParallel64(b, bolt.Options{GetCacheBytes: -1})
+}
+
 func benchGet(b *testing.B, opts bolt.Options) {
 	s := openStore(b, opts)
 	fill(b, s, 10000)
@@ -134,6 +142,22 @@ func benchGet(b *testing.B, opts bolt.Options) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func benchGetParallel64(b *testing.B, opts bolt.Options) {
+	s := openStore(b, opts)
+	fill(b, s, 10000)
+	b.SetParallelism(32) // 64 goroutines on 2 cores
+	b.ResetTimer()
+	var next atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Get("default", fmt.Sprintf("key/%08d", next.Add(1)%10000)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 func BenchmarkListPage100(b *testing.B) {
