@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -130,7 +131,7 @@ func (s *Server) logAccess(c echo.Context, id string, took time.Duration) {
 	req := c.Request()
 	var ms [24]byte
 	ev.Str("method", req.Method).
-		Str("path", req.URL.EscapedPath()).
+		Str("path", loggedPath(req)).
 		Int("status", res.Status).
 		RawJSON("latency_ms", appendMillis(ms[:0], took)).
 		Str("request_id", id).
@@ -138,6 +139,19 @@ func (s *Server) logAccess(c echo.Context, id string, took time.Duration) {
 		Int64("bytes", res.Size).
 		Str("remote", req.RemoteAddr).
 		Msg("request")
+}
+
+// loggedPath is the request's path as the client sent it: the request
+// target up to its query, which is what URL.EscapedPath gives for any
+// path a client can send in origin form, without its check and unescape
+// (an allocation and about a third of the access log line's CPU when the
+// path holds an escape such as %2F). Other forms (a proxy's absolute URL)
+// go through EscapedPath.
+func loggedPath(req *http.Request) string {
+	if p, _, _ := strings.Cut(req.RequestURI, "?"); strings.HasPrefix(p, "/") {
+		return p
+	}
+	return req.URL.EscapedPath()
 }
 
 // appendMillis appends d in milliseconds with microsecond precision, as

@@ -54,6 +54,7 @@ func TestAccessLog(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.do(http.MethodPut, keyPath("default", "a/b"), `"hello"`, "X-Request-Id", "log-put")
 	e.do(http.MethodGet, keyPath("default", "missing"), "", "X-Request-Id", "log-404")
+	e.do(http.MethodGet, keyPath("default", "a/b")+"?rev=1", "", "X-Request-Id", "log-query")
 
 	byID := map[string]map[string]any{}
 	for _, l := range e.logs.Lines(t) {
@@ -72,6 +73,10 @@ func TestAccessLog(t *testing.T) {
 	assert.Greater(t, put["bytes"], float64(50))
 	assert.Contains(t, put, "latency_ms")
 	assert.Contains(t, put, "remote")
+
+	q := byID["log-query"]
+	require.NotNil(t, q)
+	assert.Equal(t, "/v1/ns/default/keys/a%2Fb", q["path"], "the path as sent, without the query")
 
 	nf := byID["log-404"]
 	require.NotNil(t, nf)
