@@ -249,10 +249,17 @@ func TestClusterWatchersAcrossFaults(t *testing.T) {
 	t.Logf("cluster started in %v", time.Since(t0).Round(time.Millisecond))
 	l := startClusterLoad(t, c, perStep)
 	killed := 0 // the instance killed last
+	hc := &http.Client{Timeout: clusterClientTimeout}
 	for r := range rounds {
 		l.progress("before the leader kill")
+		// The first endpoint of every instance: its death must not make
+		// an instance unready while the other two members serve.
+		c.makeLeader(0)
 		leader := c.killLeader()
-		t.Logf("round %d: killed etcd member %s, the leader", r+1, c.members[leader].Name)
+		t.Logf("round %d: killed etcd member %s, the leader and every instance's first endpoint", r+1, c.members[leader].Name)
+		for i := range c.instances {
+			testkit.Eventually(t, func() bool { return readyStatus(t, hc, c.urls()[i]) == http.StatusOK }, "instance %d ready with its first endpoint's member dead", i+1)
+		}
 		l.progress("with the leader killed")
 		c.restartMember(leader)
 		l.progress("with the member back")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -24,7 +25,7 @@ func (s *Store) compactedRevisionNow(ctx context.Context) (uint64, error) {
 
 // Status summarises the prefix: the revision and compaction mark, the
 // keys and namespaces (counted), and etcd's database size as reported by
-// the first endpoint's member (the whole cluster's data, every prefix).
+// the first member that answers (the whole cluster's data, every prefix).
 func (s *Store) Status() (ctxd.Status, error) {
 	st := ctxd.Status{Revision: s.Revision(), SchemaVersion: envelopeFormat,
 		Path:      "etcd://" + strings.Join(s.opts.Endpoints, ",") + s.opts.Prefix,
@@ -42,7 +43,7 @@ func (s *Store) Status() (ctxd.Status, error) {
 		for _, n := range ns {
 			st.Keys += n.Keys
 		}
-		ms, err := s.cli.Status(ctx, s.opts.Endpoints[0])
+		ms, err := s.memberStatus(ctx)
 		if err != nil {
 			return err
 		}
@@ -169,4 +170,32 @@ func (s *Store) ApplyRetention(ctx context.Context, p store.RetentionPolicy) (ct
 // Defrag is etcd's operator's: `etcdctl defrag`, member by member.
 func (s *Store) Defrag(context.Context) (ctxd.DefragResult, error) {
 	return ctxd.DefragResult{}, fmt.Errorf("defrag on etcd: %w (run etcdctl defrag on each member)", ctxd.ErrNotSupported)
+}
+
+// memberStatus asks the members in the configured order for their status
+// and returns the first answer: every member holds the same data. Asking
+// the first endpoint alone made /v1/status, and so /readyz, fail on every
+// instance while that one member was down and the cluster served
+// (TestClusterWatchersAcrossFaults kills it). Each member gets an equal
+// share of what is left of ctx's time, so that a dead one does not take
+// it all.
+func (s *Store) memberStatus(ctx context.Context) (*clientv3.StatusResponse, error) {
+	eps := s.opts.Endpoints
+	var errs []error
+	for i, ep := range eps {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if deadline, ok := ctx.Deadline(); ok {
+			actx, cancel = context.WithTimeout(ctx, time.Until(deadline)/time.Duration(len(eps)-i))
+		}
+		ms, err := s.cli.Status(actx, ep)
+		cancel()
+		if err == nil {
+			return ms, nil
+		}
+		errs = append(errs, fmt.Errorf("member %s: %w", ep, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
 }
