@@ -640,7 +640,7 @@ func checkClusterLinearizable(t *testing.T, c *testCluster, fault func() (what s
 	require.NoError(t, res.err)
 	t.Logf("workload: %v over %d instances, %d faults", res.stats, len(c.instances), faults)
 	require.Positive(t, res.stats.OK, "nothing succeeded")
-	linearize.Check(t, rec.History(), checkTimeout)
+	linearize.Check(t, rec.History(), linearize.DefaultTimeout)
 }
 
 // TestClusterCommand runs `ctxd-cluster` (make cluster) as a user does,
@@ -733,7 +733,7 @@ func TestClusterLinearizeFindsStaleInstance(t *testing.T) {
 	faults := proxy.count()
 	t.Logf("workload: %v; %d stale reads served", stats, faults)
 	require.Positive(t, faults, "the proxy served no stale read: the control proves nothing")
-	r := linearize.Verify(rec.History(), checkTimeout)
+	r := linearize.Verify(rec.History(), linearize.DefaultTimeout)
 	t.Logf("linearizability: %v", r)
 	require.Equal(t, porcupine.Illegal, r.Verdict, "the checker missed a stale read from one instance")
 }

@@ -25,10 +25,6 @@ import (
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
-// checkTimeout bounds porcupine: a history it cannot decide within it
-// fails the test (linearize.Check), it does not pass.
-const checkTimeout = 20 * time.Second
-
 // TestLinearizableAcrossKills: 8 clients do gets, puts, CAS puts, deletes
 // and two-key transactions on 4 hot keys of the real binary, which is
 // killed with SIGKILL three times in the middle and restarted on the same
@@ -64,7 +60,7 @@ func TestLinearizableAcrossKills(t *testing.T) {
 	t.Logf("workload: %v in %v, %d kills", res.stats, time.Since(start).Round(time.Millisecond), kills)
 	require.Positive(t, res.stats.Unknown, "no write was cut off by a kill: the test proved less than it claims")
 
-	linearize.Check(t, rec.History(), checkTimeout)
+	linearize.Check(t, rec.History(), linearize.DefaultTimeout)
 }
 
 // TestLinearizableAcrossPowerCuts is TestLinearizableAcrossKills with power
@@ -113,7 +109,7 @@ func TestLinearizableAcrossPowerCuts(t *testing.T) {
 	require.NoError(t, res.err)
 	t.Logf("workload: %v, %d power cuts", res.stats, cuts)
 	require.Positive(t, res.stats.Unknown, "no write was cut off by a power cut: the test proved less than it claims")
-	linearize.Check(t, rec.History(), checkTimeout)
+	linearize.Check(t, rec.History(), linearize.DefaultTimeout)
 }
 
 // workloadResult is what a workload run in the background returns.
@@ -154,7 +150,7 @@ func TestLinearizeFindsFaultyServer(t *testing.T) {
 			t.Logf("workload: %v; %d faults served", stats, faults)
 			require.Positive(t, faults, "the proxy served no fault: the control proves nothing")
 
-			r := linearize.Verify(rec.History(), checkTimeout)
+			r := linearize.Verify(rec.History(), linearize.DefaultTimeout)
 			t.Logf("linearizability: %v", r)
 			require.Equal(t, porcupine.Illegal, r.Verdict, "the checker missed %d %s", faults, mode)
 			path := filepath.Join(t.TempDir(), "history.html")

@@ -38,6 +38,10 @@ func (r Result) String() string {
 		r.Verdict, r.Ops, r.Unknown, r.Partitions, r.Elapsed.Round(time.Millisecond))
 }
 
+// DefaultTimeout is how long the tests give porcupine: a history it
+// cannot decide within it fails the test (Check), it does not pass.
+const DefaultTimeout = 20 * time.Second
+
 // Verify checks h against Model with porcupine, giving up after timeout
 // (0: none).
 func Verify(h History, timeout time.Duration) Result {

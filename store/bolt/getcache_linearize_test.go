@@ -14,10 +14,6 @@ import (
 	"github.com/framework0/ctxd/store/bolt"
 )
 
-// linearizeTimeout bounds porcupine: a history it cannot decide within
-// it fails the check, it does not pass.
-const linearizeTimeout = 20 * time.Second
-
 // cacheWorkload runs 8 clients on 4 hot keys of a server whose committer
 // applies every change at once (so that changes leave the overlay under
 // the readers, and Gets go to the cache and bbolt), and returns the
@@ -47,7 +43,7 @@ func TestGetCacheLinearizable(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("cache: %+v", *status.ReadCache)
 	require.Positive(t, status.ReadCache.Hits, "no Get was served from the cache: the test checked bbolt, not the cache")
-	linearize.Check(t, h, linearizeTimeout)
+	linearize.Check(t, h, linearize.DefaultTimeout)
 }
 
 // The negative control: the same workload on a cache that forgets
@@ -55,7 +51,7 @@ func TestGetCacheLinearizable(t *testing.T) {
 func TestGetCacheWithoutInvalidationIsCaught(t *testing.T) {
 	t.Parallel()
 	h, _ := cacheWorkload(t, func(o *bolt.Options) { *o = bolt.WithoutCacheInvalidation(*o) })
-	r := linearize.Verify(h, linearizeTimeout)
+	r := linearize.Verify(h, linearize.DefaultTimeout)
 	t.Logf("linearizability: %v", r)
 	require.Equal(t, porcupine.Illegal, r.Verdict, "stale reads from the cache went unnoticed")
 }

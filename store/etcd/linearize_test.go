@@ -14,10 +14,6 @@ import (
 	"github.com/framework0/ctxd/store/etcd"
 )
 
-// linearizeTimeout bounds porcupine: a history it cannot decide within
-// it fails the check, it does not pass.
-const linearizeTimeout = 20 * time.Second
-
 // cachedServers starts n ctxd servers on one prefix of the shared etcd,
 // reading through their caches, and returns them with their stores.
 func cachedServers(t *testing.T, n int) ([]string, []*etcd.Store) {
@@ -70,7 +66,7 @@ func TestReadCacheLinearizable(t *testing.T) {
 				// a busy machine's writes now and then.
 				require.Greater(t, cs.Hits, cs.Misses, "instance %d sent most reads to etcd: the test checked etcd, not the cache", i)
 			}
-			t.Logf("linearizability: %v", linearize.Check(t, h, linearizeTimeout))
+			t.Logf("linearizability: %v", linearize.Check(t, h, linearize.DefaultTimeout))
 		})
 	}
 }
@@ -84,7 +80,7 @@ func TestReadCacheWithoutRevisionWaitIsCaught(t *testing.T) {
 		etcd.LagReadCache(st, 20*time.Millisecond)
 		etcd.SkipReadCacheWait(st, true)
 	}
-	r := linearize.Verify(runWorkload(t, urls, 400), linearizeTimeout)
+	r := linearize.Verify(runWorkload(t, urls, 400), linearize.DefaultTimeout)
 	t.Logf("linearizability: %v", r)
 	require.Equal(t, porcupine.Illegal, r.Verdict, "stale reads from the cache went unnoticed")
 }
