@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -237,10 +238,10 @@ func (f *feed) page(after uint64, limit int) (changes []ctxd.Change, mark uint64
 	if after < f.floor {
 		return nil, f.mark, false
 	}
-	i := 0
-	for i < len(f.recent) && f.recent[i].Revision <= after {
-		i++
-	}
+	// A binary search: the hub reads the newest changes after each write,
+	// and a scan of a full buffer (16,384 changes) held the lock that the
+	// watch's push, and so every write's answer, waits for.
+	i := sort.Search(len(f.recent), func(i int) bool { return f.recent[i].Revision > after })
 	return wholeRevisions(f.recent[i:], limit), f.mark, true
 }
 

@@ -61,6 +61,19 @@ func BenchmarkFeedPushFull(b *testing.B) {
 	}
 }
 
+// BenchmarkFeedPageNewest is the realtime hub's read after each write: the
+// newest change of a full buffer, under the lock the watch's push takes.
+func BenchmarkFeedPageNewest(b *testing.B) {
+	var f feed
+	f.init(0, 16384)
+	pushRevisions(&f, 1, 20000, 1)
+	for b.Loop() {
+		if cs, _, _ := f.page(19999, 1024); len(cs) != 1 {
+			b.Fatalf("page: %d changes, want 1", len(cs))
+		}
+	}
+}
+
 // A progress notification wakes what waits for the watch to be current
 // (currentMark's progress channel) and not the followers of the mark
 // (Committed's channel, the realtime hub): it moved no mark. A push and
