@@ -285,6 +285,9 @@ type HTTP struct {
 	// MaxHeaderBytes (http.max_header_bytes) bounds a request's headers;
 	// larger ones get 431 from Go's HTTP server, which closes the connection.
 	MaxHeaderBytes int64
+	// Pprof (http.pprof) serves Go's profiles of the running server at
+	// /debug/pprof/ (admins only when access control is on). Off by default.
+	Pprof bool
 }
 
 // Auth configures access control (see README, "Access control").
@@ -615,6 +618,7 @@ var settings = []setting{
 	durationSetting("http.read_header_timeout", false, func(c *Config) *time.Duration { return &c.HTTP.ReadHeaderTimeout }),
 	durationSetting("http.read_timeout", false, func(c *Config) *time.Duration { return &c.HTTP.ReadTimeout }),
 	sizeSetting("http.max_header_bytes", 1<<30, func(c *Config) *int64 { return &c.HTTP.MaxHeaderBytes }),
+	boolSetting("http.pprof", func(c *Config) *bool { return &c.HTTP.Pprof }),
 	choiceSetting("auth.mode", "mode", func(c *Config) *string { return &c.Auth.Mode }, AuthAuto, AuthOn, AuthOff),
 	pathSetting("auth.tokens_file", func(c *Config) *string { return &c.Auth.TokensFile }),
 	pathSetting("tls.cert_file", func(c *Config) *string { return &c.TLS.CertFile }),

@@ -156,6 +156,9 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	api.Echo().GET("/v1/watch", hub.Serve)
 	api.Echo().GET("/socket.io/", echo.WrapHandler(sio))
 	api.Echo().POST("/socket.io/", echo.WrapHandler(sio))
+	if cfg.HTTP.Pprof {
+		api.Echo().Any("/debug/pprof/*", echo.WrapHandler(pprofHandler())) // pprof.go
+	}
 	metrics.registerHub(hub, sio)
 	handler := api.Handler()
 	if o.wrap != nil {
