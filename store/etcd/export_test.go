@@ -25,3 +25,9 @@ func RemoveStaleGenerations(s *Store) int { return s.removeStaleGenerations(cont
 func MarkRestore(s *Store, id uint64) (unmark func(), err error) {
 	return s.markRestore(context.Background(), id)
 }
+
+// EachDeadline is Snapshot's walk of the deadlines of the keys on a lease
+// that no write changed after rev.
+func EachDeadline(s *Store, rev uint64, fn func(ns, key string, at time.Time) error) error {
+	return s.eachDeadline(context.Background(), rev, fn)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -106,38 +107,56 @@ func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotIn
 // eachDeadline calls fn with the current deadline of every live key on a
 // lease that no write changed after revision rev (its deadline record at
 // the head, which keepalives move without a revision of the feed's), a
-// page of records at a time.
+// page of records at a time. The keys of a page are read back in etcd
+// transactions of deadlineReads gets each, not one request per key: a
+// snapshot of many expiring keys would otherwise make as many round trips.
 func (s *Store) eachDeadline(ctx context.Context, rev uint64, fn func(ns, key string, at time.Time) error) error {
 	gen := s.keys.gen()
 	base := gen.keys.prefix + deadDir
+	type leased struct {
+		ns, key string
+		d       deadline
+	}
 	_, err := s.eachPage(ctx, base, prefixEnd(base), 0, viewPage, func(resp *clientv3.GetResponse) error {
+		page := make([]leased, 0, len(resp.Kvs))
 		for _, kv := range resp.Kvs {
 			_, ns, key, ok := gen.keys.parse(kv.Key)
 			if !ok {
 				continue
 			}
-			d, err := decodeDeadline(kv.Value)
-			if err != nil {
-				continue
+			if d, err := decodeDeadline(kv.Value); err == nil {
+				page = append(page, leased{ns, key, d})
+			}
+		}
+		for batch := range slices.Chunk(page, deadlineReads) {
+			gets := make([]clientv3.Op, len(batch))
+			for i, l := range batch {
+				gets[i] = clientv3.OpGet(gen.keys.live(l.ns, l.key)) // not keys-only: that drops the lease
 			}
 			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-			live, err := s.cli.Get(rctx, gen.keys.live(ns, key)) // not keys-only: that drops the lease
+			live, err := s.cli.Txn(rctx).Then(gets...).Commit()
 			cancel()
 			if err != nil {
 				return err
 			}
-			k := firstKV(live.Kvs)
-			if k == nil || uint64(k.ModRevision) > rev || k.Lease != int64(d.lease) {
-				continue // gone, or written after the snapshot's revision
-			}
-			if err := fn(ns, key, d.at); err != nil {
-				return err
+			for i, l := range batch {
+				k := firstKV(live.Responses[i].GetResponseRange().GetKvs())
+				if k == nil || uint64(k.ModRevision) > rev || k.Lease != int64(l.d.lease) {
+					continue // gone, or written after the snapshot's revision
+				}
+				if err := fn(l.ns, l.key, l.d.at); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
 	return err
 }
+
+// deadlineReads is how many keys eachDeadline reads in one etcd
+// transaction: well under etcd's default --max-txn-ops (128).
+const deadlineReads = 64
 
 // eachLiveByModRev calls fn with every live key of the prefix at revision
 // rev, oldest change first (mod revision order, the order a snapshot

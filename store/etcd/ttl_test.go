@@ -3,6 +3,7 @@ package etcd_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -299,4 +300,41 @@ func TestImportRaisesATTLBelowEtcdsMinimum(t *testing.T) {
 	require.NoError(t, err)
 	r := res.Records[0]
 	assert.GreaterOrEqual(t, r.ExpiresAt.Sub(r.UpdatedAt), s.MinTTL(), "raised to etcd's minimum lease ttl")
+}
+
+// TestSnapshotDeadlinesOfManyKeys: the snapshot's walk of deadlines reads
+// keys back in batches (deadlineReads); across several batches it still
+// gives every expiring key unchanged since the snapshot's revision once,
+// with its current deadline (a keepalive's, which takes no revision), and
+// leaves out a key written again after it and a deleted one.
+func TestSnapshotDeadlinesOfManyKeys(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	want := map[string]time.Time{}
+	var rev uint64
+	for i := range 150 {
+		k := putTTL(t, s, "k"+strconv.Itoa(i), `1`, time.Hour)
+		want[k.Key], rev = k.ExpiresAt, k.ModRev
+	}
+	kept, err := s.KeepAlive(t.Context(), "default", "k7", time.Hour, nil) // etcd renews for the ttl put
+	require.NoError(t, err)
+	require.True(t, kept.ExpiresAt.After(want["k7"]))
+	want["k7"] = kept.ExpiresAt
+	putTTL(t, s, "k8", `2`, time.Hour) // written after rev: its state is the log's
+	delete(want, "k8")
+	_, err = s.Delete(t.Context(), "default", "k9", nil, "test")
+	require.NoError(t, err)
+	delete(want, "k9")
+
+	got := map[string]time.Time{}
+	require.NoError(t, etcd.EachDeadline(s, rev, func(ns, key string, at time.Time) error {
+		assert.Equal(t, "default", ns)
+		_, dup := got[key]
+		assert.False(t, dup, "%s given twice", key)
+		got[key] = at
+		return nil
+	}))
+	require.Len(t, got, len(want))
+	for key, at := range want {
+		assert.True(t, at.Equal(got[key]), "%s: deadline %v, want %v", key, got[key], at)
+	}
 }
