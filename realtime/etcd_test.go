@@ -31,20 +31,33 @@ func openEtcd(t *testing.T, name string) *etcd.Store {
 	return st
 }
 
-// watchServer serves /v1/watch of a hub on st and returns its ws:// URL
-// maker.
+// watchServer serves /v1/watch of a hub with the default options on st
+// and returns its ws:// URL maker.
 func watchServer(t *testing.T, st *etcd.Store) func(q url.Values) string {
 	t.Helper()
-	hub := realtime.New(st, realtime.Options{}, zerolog.Nop())
+	_, wsURL := etcdHub(t, st, realtime.Options{}, 0)
+	return wsURL
+}
+
+// etcdHub serves /v1/watch of a hub with opts on st and returns the hub
+// and its ws:// URL maker. sndBuf, when > 0, is the kernel send buffer of
+// accepted connections (smallBufListener).
+func etcdHub(t *testing.T, st *etcd.Store, opts realtime.Options, sndBuf int) (*realtime.Hub, func(q url.Values) string) {
+	t.Helper()
+	hub := realtime.New(st, opts, zerolog.Nop())
 	e := echo.New()
 	e.GET("/v1/watch", hub.Serve)
-	srv := httptest.NewServer(e)
+	srv := httptest.NewUnstartedServer(e)
+	if sndBuf > 0 {
+		srv.Listener = smallBufListener{Listener: srv.Listener, size: sndBuf}
+	}
+	srv.Start()
 	t.Cleanup(func() {
 		assert.Zero(t, hub.Stats().BufferFull, "melody dropped frames")
 		assert.NoError(t, hub.Close())
 		srv.Close()
 	})
-	return func(q url.Values) string {
+	return hub, func(q url.Values) string {
 		return "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/watch?" + q.Encode()
 	}
 }
@@ -62,19 +75,11 @@ func TestEtcdRevisionOfSeveralChanges(t *testing.T) {
 		t.Run("batch="+strconv.FormatBool(batch), func(t *testing.T) {
 			st := openEtcd(t, t.Name())
 			other := openEtcd(t, t.Name()+"/other")
-			hub := realtime.New(st, realtime.Options{Window: 1, BatchWindow: 1, MaxBatch: 2, RingSize: 4, MaxLag: 10}, zerolog.Nop())
-			e := echo.New()
-			e.GET("/v1/watch", hub.Serve)
-			srv := httptest.NewServer(e)
-			t.Cleanup(func() {
-				assert.Zero(t, hub.Stats().BufferFull, "melody dropped frames")
-				assert.Zero(t, hub.Stats().Lagged, "no client lagged")
-				assert.NoError(t, hub.Close())
-				srv.Close()
-			})
+			hub, hubURL := etcdHub(t, st, realtime.Options{Window: 1, BatchWindow: 1, MaxBatch: 2, RingSize: 4, MaxLag: 10}, 0)
+			t.Cleanup(func() { assert.Zero(t, hub.Stats().Lagged, "no client lagged") })
 			wsURL := func(q url.Values) string {
 				q.Set("batch", strconv.FormatBool(batch))
-				return "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/watch?" + q.Encode()
+				return hubURL(q)
 			}
 			ctx := context.Background()
 			otherWrites := func() {

@@ -163,7 +163,9 @@ func New(st store.Backend, opts Options, log zerolog.Logger) *Hub {
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
-		ring:     newRing(opts.RingSize, opts.RingBytes),
+		// The ring counts lag: it remembers one change more than
+		// MaxLag, enough to tell exactly a session more than MaxLag behind.
+		ring: newRing(opts.RingSize, opts.RingBytes, int(min(opts.MaxLag, maxKeepEvicted))+1),
 	}
 	m := melody.New()
 	m.Config.WriteWait = opts.WriteTimeout
@@ -518,7 +520,7 @@ func (h *Hub) pass(targets []*session, rev uint64) bool {
 	ring := h.ringSource()
 	for _, s := range targets {
 		s.mu.Lock()
-		if h.checkLagLocked(s, rev) && s.pos < rev {
+		if h.checkLagLocked(s) && s.pos < rev {
 			if s.pos < ring.lo {
 				behind = append(behind, s)
 			} else {
@@ -535,13 +537,13 @@ func (h *Hub) pass(targets []*session, rev uint64) bool {
 
 // checkLagLocked closes s if it lags too far, and reports whether it can
 // be given changes now (not closing, nothing queued, window not full).
-func (h *Hub) checkLagLocked(s *session, rev uint64) bool {
+func (h *Hub) checkLagLocked(s *session) bool {
 	if s.closing {
 		return false
 	}
 	// A session inside a revision (s.part > 0) finishes it first: the
 	// from_rev of "lagged" must be a revision it has every change of.
-	if lag := h.lagLocked(s, rev); lag > h.opts.MaxLag && s.part == 0 {
+	if lag := h.lagLocked(s); lag > h.opts.MaxLag && s.part == 0 {
 		s.closeLaggedLocked(uitoa(lag) + " changes behind, more than max_lag " + uitoa(h.opts.MaxLag))
 		return false
 	}
@@ -552,28 +554,15 @@ func (h *Hub) checkLagLocked(s *session, rev uint64) bool {
 	return true
 }
 
-// lagLocked is how many changes s is behind rev, counted from max(pos,
-// base). The ring counts those it holds; for what is older than the ring,
-// or not read into it yet, the distance in revisions stands in (exact on
-// bolt; more than the changes on etcd, whose revisions skip numbers, but
-// a session older than a full ring is behind RingSize changes, more than
-// MaxLag by default).
-func (h *Hub) lagLocked(s *session, rev uint64) uint64 {
-	from := max(s.pos, s.base)
-	if rev <= from {
-		return 0
-	}
-	r := h.ring
-	var lag uint64
-	if from >= r.start() {
-		lag = uint64(r.countAfter(from))
-	} else {
-		lag = uint64(r.n) + r.start() - from
-	}
-	if top := max(r.top, from); rev > top {
-		lag += rev - top
-	}
-	return lag
+// lagLocked is how many changes s is behind, counted from max(pos, base)
+// among the changes the loop has read into the ring (ring.countAfter: one
+// by one, also those evicted since). Changes committed but not read yet
+// do not count: on etcd the committed mark is a revision of this prefix,
+// but the revisions between it and the ring's top may all be other
+// prefixes' (a busy neighbour on the cluster), and the loop reads up to
+// the mark before every pass anyway.
+func (h *Hub) lagLocked(s *session) uint64 {
+	return h.ring.countAfter(max(s.pos, s.base))
 }
 
 // source holds every change of the log with a revision in (lo, hi]:
@@ -740,7 +729,7 @@ func (h *Hub) catchUp(behind []*session, rev uint64, cache map[frameKey]frameVal
 		for _, s := range group {
 			again := false
 			s.mu.Lock()
-			if s.pos == pos && h.checkLagLocked(s, rev) {
+			if s.pos == pos && h.checkLagLocked(s) {
 				h.feedLocked(s, src, cache)
 				if s.pos >= h.ring.start() && s.pos < h.ring.top {
 					h.feedLocked(s, h.ringSource(), cache)

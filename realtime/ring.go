@@ -47,6 +47,11 @@ func newEntries(changes []ctxd.Change) []entry {
 // prefixes of the cluster) and repeat (a transaction's changes), so the
 // ring is searched, not indexed by revision. It is owned by the hub's loop
 // goroutine.
+//
+// It also remembers the revisions of the last changes it evicted, so that
+// it can count the changes a session is behind (countAfter) when the
+// session is older than its start: the distance in revisions cannot, on
+// an etcd whose other prefixes move the revision too.
 type ring struct {
 	buf      []entry // circular; len(buf) is the capacity in changes
 	head     int     // index of the oldest entry
@@ -54,10 +59,22 @@ type ring struct {
 	lo, top  uint64
 	bytes    int
 	maxBytes int
+
+	// evicted holds the revisions of the evicted changes, oldest first,
+	// at most keepEvicted of them: every evicted change after counted.
+	evicted     []uint64
+	keepEvicted int
+	counted     uint64
 }
 
-func newRing(size, maxBytes int) *ring {
-	return &ring{buf: make([]entry, size), maxBytes: maxBytes}
+// maxKeepEvicted bounds the evicted revisions a ring remembers (8 MiB),
+// whatever MaxLag asks.
+const maxKeepEvicted = 1 << 20
+
+// newRing makes a ring of size changes and maxBytes of frames that counts
+// exactly up to keepEvicted changes older than its start.
+func newRing(size, maxBytes, keepEvicted int) *ring {
+	return &ring{buf: make([]entry, size), maxBytes: maxBytes, keepEvicted: min(keepEvicted, maxKeepEvicted)}
 }
 
 // start is the oldest position the ring can serve: it holds every change
@@ -68,6 +85,7 @@ func (r *ring) start() uint64 { return r.lo }
 func (r *ring) reset(rev uint64) {
 	clear(r.buf)
 	r.head, r.n, r.lo, r.top, r.bytes = 0, 0, rev, rev, 0
+	r.evicted, r.counted = nil, rev
 }
 
 // advance records that the ring holds every change up to rev (there were
@@ -81,6 +99,7 @@ func (r *ring) push(e entry) {
 	for r.n > 0 && (r.n == len(r.buf) || r.bytes+len(e.frame) > r.maxBytes) {
 		old := &r.buf[r.head]
 		r.lo = max(r.lo, old.rev)
+		r.remember(old.rev)
 		r.bytes -= len(old.frame)
 		*old = entry{}
 		r.head = (r.head + 1) % len(r.buf)
@@ -105,7 +124,33 @@ func (r *ring) next(pos uint64, part int) *entry {
 	return r.at(i)
 }
 
-// countAfter is how many changes the ring holds after pos.
-func (r *ring) countAfter(pos uint64) int {
-	return r.n - sort.Search(r.n, func(i int) bool { return r.at(i).rev > pos })
+// remember records the revision of an evicted change, forgetting the
+// oldest past keepEvicted. The slice is resliced from the front (append
+// copies only the live part when it outgrows its array, amortized O(1)).
+func (r *ring) remember(rev uint64) {
+	if r.keepEvicted <= 0 {
+		r.counted = rev
+		return
+	}
+	if len(r.evicted) >= r.keepEvicted {
+		r.counted = r.evicted[0]
+		r.evicted = r.evicted[1:]
+	}
+	r.evicted = append(r.evicted, rev)
+}
+
+// countAfter is how many changes with a revision after pos the ring has
+// read: those it holds and those it remembers evicting, counted one by
+// one. Only for a position older than all it remembers (more than
+// keepEvicted changes back, or before a reset) does the distance in
+// revisions stand in for the rest: exact on bolt, whose revisions have one
+// change each; on etcd more than the changes, for a position that is more
+// than keepEvicted changes behind already.
+func (r *ring) countAfter(pos uint64) uint64 {
+	n := r.n - sort.Search(r.n, func(i int) bool { return r.at(i).rev > pos })
+	n += len(r.evicted) - sort.Search(len(r.evicted), func(i int) bool { return r.evicted[i] > pos })
+	if pos < r.counted {
+		return uint64(n) + r.counted - pos
+	}
+	return uint64(n)
 }

@@ -1,0 +1,207 @@
+package realtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/store/etcd"
+)
+
+// neighbourPuts writes n puts on st, another prefix of the hub's etcd,
+// from 8 writers: etcd's revision moves on by n, and the hub's prefix has
+// no change in it.
+func neighbourPuts(t *testing.T, st *etcd.Store, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				if _, err := st.Put(context.Background(), "default", "noise"+strconv.Itoa(w), json.RawMessage(strconv.Itoa(i)), nil, "neighbour"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// written is a change the test wrote to the hub's prefix: what a
+// subscriber must get, in order, once each.
+type written struct {
+	rev uint64
+	key string
+}
+
+// checkGot reports the first difference between the changes a subscriber
+// got and want.
+func checkGot(got []testkit.Frame, want []written) error {
+	for i, f := range got {
+		if i >= len(want) {
+			return fmt.Errorf("change %d (rev %d %s) is one too many: want %d changes", i, f.Rev, f.Key, len(want))
+		}
+		if f.Rev != want[i].rev || f.Key != want[i].key {
+			return fmt.Errorf("change %d: got rev %d %s, want rev %d %s", i, f.Rev, f.Key, want[i].rev, want[i].key)
+		}
+	}
+	if len(got) != len(want) {
+		return fmt.Errorf("got %d changes, want %d", len(got), len(want))
+	}
+	return nil
+}
+
+// A neighbour deployment on the same etcd (another prefix) moves etcd's
+// revision by ten times max_lag while this prefix has no change: its
+// subscribers are not behind, and are not closed "lagged". The first
+// change after that is a transaction larger than the ring, so that the
+// subscribers, fully caught up, are behind the ring's start and a few
+// changes behind (the path that counted the distance in revisions, i.e.
+// the neighbour's revisions, as changes); then single puts interleave
+// with more of the neighbour's. Every subscriber gets every change once,
+// in order. Run against the counting before the fix, both cases fail:
+// the subscribers get error "lagged" ("505 changes behind, more than
+// max_lag 50") where the transaction should be.
+func TestEtcdNeighbourRevisionsAreNotLag(t *testing.T) {
+	big := `"` + strings.Repeat("v", 4<<10) + `"`
+	for _, c := range []struct {
+		name  string
+		opts  realtime.Options
+		value string
+	}{
+		{"ring of 4 changes", realtime.Options{RingSize: 4}, `1`},
+		{"ring of 16 KiB, 4 KiB values", realtime.Options{RingBytes: 16 << 10}, big},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			st, neighbour := openEtcd(t, t.Name()), openEtcd(t, t.Name()+"/neighbour")
+			const maxLag = 50
+			c.opts.MaxLag = maxLag
+			hub, wsURL := etcdHub(t, st, c.opts, 0)
+
+			var want []written
+			put := func(key string) {
+				rec, err := st.Put(ctx, "default", key, json.RawMessage(c.value), nil, "t")
+				require.NoError(t, err)
+				want = append(want, written{rec.ModRev, key})
+			}
+			put("first")
+			first := want[0].rev
+			want = nil
+			var subs []*testkit.WS
+			for _, batch := range []bool{false, true} {
+				ws := testkit.DialWatch(t, wsURL(url.Values{"batch": {strconv.FormatBool(batch)}}), nil)
+				sub := ws.Expect(ctxd.TypeSubscribed)
+				require.GreaterOrEqual(t, sub.Rev, first, "subscribed after the first change: caught up")
+				subs = append(subs, ws)
+			}
+
+			neighbourPuts(t, neighbour, 10*maxLag)
+			var txn []ctxd.Write
+			for i := range 10 {
+				txn = append(txn, ctxd.Write{Namespace: "default", Key: "txn" + strconv.Itoa(i), Op: ctxd.OpPut, Value: json.RawMessage(c.value), Who: "t"})
+			}
+			res, err := st.Txn(ctx, txn)
+			require.NoError(t, err)
+			require.Greater(t, res.Revision, first+10*maxLag, "the neighbour moved etcd's revision")
+			for _, w := range txn {
+				want = append(want, written{res.Revision, w.Key})
+			}
+			for i := range 20 {
+				put("k" + strconv.Itoa(i))
+				neighbourPuts(t, neighbour, 2*maxLag/10)
+			}
+			last := want[len(want)-1].rev
+			require.Greater(t, last-first, uint64(10*maxLag+len(want)), "the revision moved by far more than max_lag, and than the changes")
+
+			for i, ws := range subs {
+				assert.NoError(t, checkGot(ws.Changes(last), want), "subscriber %d", i)
+			}
+			assert.Zero(t, hub.Stats().Lagged, "no subscriber was closed lagged")
+		})
+	}
+}
+
+// lagCount is the number of changes the message of a "lagged" error
+// says the client was behind.
+var lagCount = regexp.MustCompile(`\((\d+) changes behind`)
+
+// A subscriber of the prefix that does not read, while its prefix gets
+// three times max_lag changes with the neighbour's revisions between
+// them, is still closed "lagged" when it is more than max_lag changes of
+// its prefix behind (and says how many: no more than there were). It has
+// got every change up to the from_rev of the error, and a resume from
+// there gets the rest: each change once, in order.
+func TestEtcdSlowSubscriberLagged(t *testing.T) {
+	ctx := context.Background()
+	st, neighbour := openEtcd(t, t.Name()), openEtcd(t, t.Name()+"/neighbour")
+	const (
+		maxLag  = 50
+		changes = 3 * maxLag
+		sockBuf = 16 << 10 // kernel buffers: the slow client's socket fills after a few changes
+	)
+	hub, wsURL := etcdHub(t, st, realtime.Options{
+		MaxLag: maxLag, RingSize: 4, Window: 2,
+		// The slow client must not be cut for not reading.
+		WriteTimeout: 5 * time.Minute, PingInterval: 5 * time.Minute,
+	}, sockBuf)
+	slow := dialSmall(t, wsURL(url.Values{}), sockBuf)
+	slow.Expect(ctxd.TypeSubscribed)
+
+	value := json.RawMessage(`"` + strings.Repeat("v", 4<<10) + `"`)
+	var want []written
+	for i := range changes {
+		rec, err := st.Put(ctx, "default", "k"+strconv.Itoa(i), value, nil, "t")
+		require.NoError(t, err)
+		want = append(want, written{rec.ModRev, "k" + strconv.Itoa(i)})
+		neighbourPuts(t, neighbour, 5)
+	}
+	last := want[len(want)-1].rev
+
+	var got []testkit.Frame
+	var lagged testkit.Frame
+	for {
+		f := slow.Next()
+		if f.Type != ctxd.TypeContextUpdated {
+			lagged = f
+			break
+		}
+		got = append(got, f)
+	}
+	require.Equal(t, ctxd.CodeLagged, lagged.Code, "%+v", lagged)
+	require.NotNil(t, lagged.FromRev)
+	from := *lagged.FromRev
+	assert.Zero(t, lagged.FromIndex, "one change per revision: whole revisions")
+	require.Less(t, from, last, "closed while behind")
+	upTo := 0
+	for upTo < len(want) && want[upTo].rev <= from {
+		upTo++
+	}
+	require.NoError(t, checkGot(got, want[:upTo]), "every change up to from_rev, before the error")
+	m := lagCount.FindStringSubmatch(lagged.Message)
+	require.NotNil(t, m, "the message says how far behind: %q", lagged.Message)
+	n, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	assert.Greater(t, n, maxLag)
+	assert.LessOrEqual(t, n, len(want)-upTo, "no more changes behind than the prefix had after from_rev")
+	_, err = slow.NextErr()
+	assert.True(t, isClose(err), "closed after the error: %v", err)
+	assert.Equal(t, uint64(1), hub.Stats().Lagged)
+
+	resumed := testkit.DialWatch(t, wsURL(url.Values{"from_rev": {strconv.FormatUint(from, 10)}}), nil)
+	resumed.Expect(ctxd.TypeSubscribed)
+	assert.NoError(t, checkGot(resumed.Changes(last), want[upTo:]), "the resumed client gets the rest")
+}
