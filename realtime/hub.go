@@ -37,9 +37,14 @@ type Options struct {
 	// MaxClients caps the connected clients; more get 503. Default 10000.
 	MaxClients int
 	// MaxLag is how many changes a client may fall behind before it is
-	// closed with "lagged" (on bolt, one change per revision; on etcd
-	// revisions skip numbers, and a revision with no change of this
-	// deployment is not lag). Default 10000.
+	// closed with "lagged". Changes are counted one by one among those the
+	// hub has read from the log (the ring, and the revisions of the last
+	// MaxLag+1 changes it evicted), never as a distance in revisions: on
+	// an etcd shared with other prefixes, their revisions are not lag, and
+	// a transaction's changes share one revision. (On bolt, one change per
+	// revision, it is the distance.) Up to 2^20 changes are counted
+	// exactly; past that the distance stands in for the older ones.
+	// Default 10000.
 	MaxLag uint64
 
 	// Window is how many frames one client may have in flight (given to
