@@ -60,9 +60,11 @@ type ring struct {
 	bytes    int
 	maxBytes int
 
-	// evicted holds the revisions of the evicted changes, oldest first,
-	// at most keepEvicted of them: every evicted change after counted.
+	// evicted holds the revisions of the evicted changes (every one after
+	// counted), at most keepEvicted of them: it grows by append until
+	// full, then is circular, the oldest at evictedHead.
 	evicted     []uint64
+	evictedHead int
 	keepEvicted int
 	counted     uint64
 }
@@ -85,7 +87,7 @@ func (r *ring) start() uint64 { return r.lo }
 func (r *ring) reset(rev uint64) {
 	clear(r.buf)
 	r.head, r.n, r.lo, r.top, r.bytes = 0, 0, rev, rev, 0
-	r.evicted, r.counted = nil, rev
+	r.evicted, r.evictedHead, r.counted = nil, 0, rev
 }
 
 // advance records that the ring holds every change up to rev (there were
@@ -125,18 +127,18 @@ func (r *ring) next(pos uint64, part int) *entry {
 }
 
 // remember records the revision of an evicted change, forgetting the
-// oldest past keepEvicted. The slice is resliced from the front (append
-// copies only the live part when it outgrows its array, amortized O(1)).
+// oldest past keepEvicted.
 func (r *ring) remember(rev uint64) {
-	if r.keepEvicted <= 0 {
+	switch {
+	case r.keepEvicted <= 0:
 		r.counted = rev
-		return
+	case len(r.evicted) < r.keepEvicted:
+		r.evicted = append(r.evicted, rev)
+	default:
+		r.counted = r.evicted[r.evictedHead]
+		r.evicted[r.evictedHead] = rev
+		r.evictedHead = (r.evictedHead + 1) % len(r.evicted)
 	}
-	if len(r.evicted) >= r.keepEvicted {
-		r.counted = r.evicted[0]
-		r.evicted = r.evicted[1:]
-	}
-	r.evicted = append(r.evicted, rev)
 }
 
 // countAfter is how many changes with a revision after pos the ring has
@@ -148,7 +150,11 @@ func (r *ring) remember(rev uint64) {
 // than keepEvicted changes behind already.
 func (r *ring) countAfter(pos uint64) uint64 {
 	n := r.n - sort.Search(r.n, func(i int) bool { return r.at(i).rev > pos })
-	n += len(r.evicted) - sort.Search(len(r.evicted), func(i int) bool { return r.evicted[i] > pos })
+	if pos >= r.lo {
+		return uint64(n) // every evicted change is at or before lo
+	}
+	ne := len(r.evicted)
+	n += ne - sort.Search(ne, func(i int) bool { return r.evicted[(r.evictedHead+i)%ne] > pos })
 	if pos < r.counted {
 		return uint64(n) + r.counted - pos
 	}

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -57,4 +58,54 @@ func TestRingCountsSparseRevisionsByChange(t *testing.T) {
 	assert.Equal(t, uint64(200), r.counted, "evicted 100..500, forgot 100 and 200")
 	assert.Equal(t, uint64(5), r.countAfter(200))
 	assert.Equal(t, uint64(5+200-5), r.countAfter(5))
+}
+
+// BenchmarkRingPush measures a push into a full ring (each evicts one
+// change), remembering the evicted revisions for the lag count
+// (keep=10001, the default max_lag's) or not (keep=0): the cost of the
+// count on the loop's path, as a ratio within one run.
+//
+//	go test -run '^$' -bench 'Ring' ./realtime/
+func BenchmarkRingPush(b *testing.B) {
+	for _, keep := range []int{0, 10001} {
+		b.Run("keep="+strconv.Itoa(keep), func(b *testing.B) {
+			r := newRing(16384, 64<<20, keep)
+			frame := make([]byte, 100)
+			rev := uint64(0)
+			for range 2 * 16384 {
+				rev++
+				r.push(entry{rev: rev, last: true, frame: frame})
+			}
+			b.ResetTimer()
+			for range b.N {
+				rev++
+				r.push(entry{rev: rev, last: true, frame: frame})
+			}
+		})
+	}
+}
+
+// BenchmarkRingCountAfter measures the lag count of one session at one
+// pass: a position inside the ring (the common case) and one behind its
+// start, among the evicted changes remembered.
+func BenchmarkRingCountAfter(b *testing.B) {
+	r := newRing(16384, 64<<20, 10001)
+	frame := make([]byte, 100)
+	for rev := uint64(1); rev <= 3*16384; rev++ {
+		r.push(entry{rev: rev, last: true, frame: frame})
+	}
+	for _, c := range []struct {
+		name string
+		pos  uint64
+	}{{"in-ring", r.top - 100}, {"behind-start", r.start() - 5000}} {
+		b.Run(c.name, func(b *testing.B) {
+			var n uint64
+			for range b.N {
+				n += r.countAfter(c.pos)
+			}
+			if n == 0 {
+				b.Fatal("no lag counted")
+			}
+		})
+	}
 }
