@@ -180,6 +180,7 @@ func TestEtcdSlowSubscriberLagged(t *testing.T) {
 			break
 		}
 		got = append(got, f)
+		require.Less(t, f.Rev, last, "the slow client got every change: it was never behind")
 	}
 	require.Equal(t, ctxd.CodeLagged, lagged.Code, "%+v", lagged)
 	require.NotNil(t, lagged.FromRev)
@@ -195,6 +196,7 @@ func TestEtcdSlowSubscriberLagged(t *testing.T) {
 	require.NotNil(t, m, "the message says how far behind: %q", lagged.Message)
 	n, err := strconv.Atoi(m[1])
 	require.NoError(t, err)
+	t.Logf("lagged at from_rev %d after %d of %d changes: %q", from, upTo, len(want), lagged.Message)
 	assert.Greater(t, n, maxLag)
 	assert.LessOrEqual(t, n, len(want)-upTo, "no more changes behind than the prefix had after from_rev")
 	_, err = slow.NextErr()
