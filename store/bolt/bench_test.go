@@ -195,14 +195,18 @@ func BenchmarkHistory100(b *testing.B) {
 	}
 }
 
-func fill(b *testing.B, s *testStore, n int) {
-	b.Helper()
+func fill(b *testing.B, s *testStore, n int) { fillWith(b, s, n, value256) }
+
+// fillWith puts n keys key/00000000... holding value, 100 to a
+// transaction.
+func fillWith(tb testing.TB, s *testStore, n int, value json.RawMessage) {
+	tb.Helper()
 	writes := make([]ctxd.Write, 0, 100)
 	for i := 0; i < n; i++ {
-		writes = append(writes, ctxd.Write{Namespace: "default", Key: fmt.Sprintf("key/%08d", i), Op: ctxd.OpPut, Value: value256})
-		if len(writes) == cap(writes) {
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: fmt.Sprintf("key/%08d", i), Op: ctxd.OpPut, Value: value})
+		if len(writes) == cap(writes) || i == n-1 {
 			_, err := s.Txn(ctx, writes)
-			require.NoError(b, err)
+			require.NoError(tb, err)
 			writes = writes[:0]
 		}
 	}

@@ -158,12 +158,12 @@ func warm(t *testing.T, s *testStore) {
 
 // checkpoint lets the committer apply every acknowledged change: they
 // leave the overlay, so Get reads the cache or bbolt again.
-func checkpoint(t *testing.T, s *testStore) {
+func checkpoint(t testing.TB, s *testStore) {
 	t.Helper()
 	require.NoError(t, s.View(func(store.View) error { return nil }))
 }
 
-func cacheStatus(t *testing.T, s *testStore) ctxd.ReadCacheStatus {
+func cacheStatus(t testing.TB, s *testStore) ctxd.ReadCacheStatus {
 	t.Helper()
 	st, err := s.Status()
 	require.NoError(t, err)
