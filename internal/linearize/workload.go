@@ -96,15 +96,10 @@ func (w Workload) Run(ctx context.Context, rec *Recorder) (Stats, error) {
 	if len(w.URLs) == 0 {
 		return Stats{}, errors.New("linearize: a workload needs at least one URL")
 	}
-	if w.Clients <= 0 {
-		w.Clients = 8
-	}
 	if len(w.Keys) == 0 {
 		w.Keys = DefaultKeys(4)
 	}
-	if w.RequestTimeout <= 0 {
-		w.RequestTimeout = 2 * time.Second
-	}
+	w = w.withDefaults()
 	seed := w.Seed
 	if seed == 0 {
 		seed = mrand.Uint64()
@@ -155,6 +150,40 @@ func (w Workload) Run(ctx context.Context, rec *Recorder) (Stats, error) {
 		return total, fmt.Errorf("linearize: %d unexpected answers, the first: %w", len(unexpected), unexpected[0])
 	}
 	return total, nil
+}
+
+// Sequence sends ins in turn to URLs[0], as a client of its own (number
+// Clients, one past Run's), recording each into rec: between runs of the
+// workload on the same recorder, a known pattern of operations (a test
+// that needs reads served by its server's read cache writes each key,
+// lets the writes settle, and reads each key twice). A put's value must
+// be one no other operation writes. The error is an answer the workload
+// did not expect.
+func (w Workload) Sequence(ctx context.Context, rec *Recorder, ins ...Input) (Stats, error) {
+	if len(w.URLs) == 0 {
+		return Stats{}, errors.New("linearize: a workload needs at least one URL")
+	}
+	w = w.withDefaults()
+	cl, err := client.New(w.URLs[0], client.WithWho("linearize-sequence"))
+	if err != nil {
+		return Stats{}, err
+	}
+	c := &worker{w: &w, id: w.Clients, cl: cl, rec: rec, known: map[string]uint64{}}
+	for _, in := range ins {
+		c.do(ctx, in)
+	}
+	return c.stats, errors.Join(c.unexpected...)
+}
+
+// withDefaults fills in the defaults of Clients and RequestTimeout.
+func (w Workload) withDefaults() Workload {
+	if w.Clients <= 0 {
+		w.Clients = 8
+	}
+	if w.RequestTimeout <= 0 {
+		w.RequestTimeout = 2 * time.Second
+	}
+	return w
 }
 
 // DefaultKeys returns n keys under a random prefix of their own:
@@ -212,20 +241,16 @@ func (c *worker) next(ctx context.Context) {
 	switch p := c.rng.IntN(100); {
 	case p < 35:
 		in = Input{Kind: Get, Key: c.key()}
-		c.stats.Gets++
 	case p < 55:
 		in = Input{Kind: Put, Key: c.key(), Value: c.value()}
-		c.stats.Puts++
 	case p < 75:
 		k := c.key()
 		in = Input{Kind: Put, Key: k, Value: c.value(), IfVersion: c.ifVersion(k)}
-		c.stats.CASPuts++
 	case p < 85:
 		in = Input{Kind: Delete, Key: c.key()}
 		if c.rng.IntN(2) == 0 {
 			in.IfVersion = c.ifVersion(in.Key)
 		}
-		c.stats.Deletes++
 	default:
 		in = Input{Kind: Txn}
 		pair := c.rng.IntN(len(c.w.Keys)) &^ 1
@@ -239,11 +264,33 @@ func (c *worker) next(ctx context.Context) {
 			}
 			in.Ops = append(in.Ops, op)
 		}
+	}
+	out := c.do(ctx, in)
+	if out.Status == Failed || out.Status == Unknown {
+		// The server may be down: give it a moment rather than spin.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(5+c.rng.IntN(10)) * time.Millisecond):
+		}
+	}
+}
+
+// do sends in, records it and counts it and its outcome.
+func (c *worker) do(ctx context.Context, in Input) Output {
+	c.stats.Ops++
+	switch {
+	case in.Kind == Get:
+		c.stats.Gets++
+	case in.Kind == Put && in.IfVersion != nil:
+		c.stats.CASPuts++
+	case in.Kind == Put:
+		c.stats.Puts++
+	case in.Kind == Delete:
+		c.stats.Deletes++
+	case in.Kind == Txn:
 		c.stats.Txns++
 		c.stats.TxnWrites += len(in.Ops)
 	}
-	c.stats.Ops++
-
 	rctx, cancel := context.WithTimeout(ctx, c.w.RequestTimeout)
 	defer cancel()
 	id := c.rec.Invoke(c.id, in)
@@ -265,13 +312,7 @@ func (c *worker) next(ctx context.Context) {
 		c.unexpected = append(c.unexpected, err)
 	}
 	c.learn(in, out)
-	if out.Status == Failed || out.Status == Unknown {
-		// The server may be down: give it a moment rather than spin.
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Duration(5+c.rng.IntN(10)) * time.Millisecond):
-		}
-	}
+	return out
 }
 
 // learn remembers the versions an answer tells, for later If-Matches.

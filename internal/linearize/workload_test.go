@@ -48,3 +48,26 @@ func TestWorkload(t *testing.T) {
 	require.Positive(t, stats.Ops)
 	lin.Check(t, rec.History(), 30*time.Second)
 }
+
+// TestSequence: the given operations go out in turn, recorded as one
+// client's, counted by kind and outcome.
+func TestSequence(t *testing.T) {
+	s := testkit.StartServer(t)
+	rec := lin.NewRecorder()
+	keys := lin.DefaultKeys(2)
+	w := lin.Workload{URLs: []string{s.URL}, Clients: 3, Keys: keys}
+	stats, err := w.Sequence(context.Background(), rec,
+		lin.Input{Kind: lin.Put, Key: keys[0], Value: "a"}, lin.Input{Kind: lin.Get, Key: keys[0]},
+		lin.Input{Kind: lin.Delete, Key: keys[0]}, lin.Input{Kind: lin.Get, Key: keys[0]})
+	require.NoError(t, err)
+	require.Equal(t, lin.Stats{Ops: 4, OK: 3, NotFound: 1, Gets: 2, Puts: 1, Deletes: 1}, stats)
+	h := rec.History()
+	require.Len(t, h, 4)
+	for i, kind := range []lin.Kind{lin.Put, lin.Get, lin.Delete, lin.Get} {
+		require.Equal(t, kind, h[i].Input.(lin.Input).Kind, "operation %d", i)
+		require.Equal(t, h[0].ClientId, h[i].ClientId, "operation %d is another client's", i)
+	}
+	got := h[1].Output.(lin.Output)
+	require.Equal(t, lin.Record{Value: "a", Version: 1, CreateRev: got.Record.ModRev, ModRev: got.Record.ModRev}, got.Record, "the Get after the put")
+	lin.Check(t, h, lin.DefaultTimeout)
+}

@@ -158,7 +158,9 @@ func warm(t *testing.T, s *testStore) {
 
 // checkpoint lets the committer apply every acknowledged change: they
 // leave the overlay, so Get reads the cache or bbolt again.
-func checkpoint(t testing.TB, s *testStore) {
+func checkpoint(t testing.TB, s interface {
+	View(func(store.View) error) error
+}) {
 	t.Helper()
 	require.NoError(t, s.View(func(store.View) error { return nil }))
 }
