@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -189,5 +190,68 @@ func TestBoltFromIndexIsWholeRevision(t *testing.T) {
 		for _, f := range got {
 			assert.Zero(t, f.Count, "a bolt frame has no count")
 		}
+	}
+}
+
+// A subscription added without from_rev starts after the last change
+// already sent, also when that is inside a revision of several changes:
+// a client that resumed inside a transaction's revision (or is being
+// sent one) and subscribes to a prefix whose keys the revision holds gets
+// each change once, in order. The client stops reading after a few
+// changes of the revision; its small buffers and a window of one frame
+// hold the hub there, inside the revision, when the subscribe arrives.
+func TestEtcdSubscribeInsideRevision(t *testing.T) {
+	ctx := context.Background()
+	st := openEtcd(t, t.Name())
+	const buf = 4 << 10
+	_, wsURL := etcdHub(t, st, realtime.Options{Window: 1}, buf)
+	big := json.RawMessage(`"` + strings.Repeat("x", buf) + `"`)
+	var txn []ctxd.Write
+	for i := range 24 {
+		txn = append(txn, ctxd.Write{Namespace: "default", Key: fmt.Sprintf("a/%02d", i), Op: ctxd.OpPut, Value: big, Who: "t"})
+	}
+	res, err := st.Txn(ctx, txn)
+	require.NoError(t, err)
+	rev := res.Revision
+	r, err := st.Put(ctx, "default", "a/next", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	next := r.ModRev
+
+	for _, k := range []int{0, 3} {
+		q := url.Values{"ns": {"default"}, "prefix": {"a/"}, "from_rev": {strconv.FormatUint(rev-1, 10)}}
+		if k > 0 {
+			q = url.Values{"ns": {"default"}, "prefix": {"a/"}, "from_rev": {strconv.FormatUint(rev, 10)}, "from_index": {strconv.Itoa(k)}}
+		}
+		ws := dialSmall(t, wsURL(q), buf)
+		ws.Expect(ctxd.TypeSubscribed)
+		// Read two changes: the hub is past them when the subscribe comes.
+		var got []testkit.Frame
+		for range 2 {
+			got = append(got, ws.Expect(ctxd.TypeContextUpdated))
+		}
+		// a/0 matches a/00..a/09, some of them sent already.
+		ws.SendJSON(map[string]any{"type": "subscribe", "id": 1, "ns": "default", "prefix": "a/0"})
+		var sub testkit.Frame
+		for {
+			f := ws.Next()
+			if f.Type == ctxd.TypeSubscribed {
+				sub = f
+				break
+			}
+			require.Equal(t, ctxd.TypeContextUpdated, f.Type, "message: %+v", f)
+			got = append(got, f)
+		}
+		assert.Equal(t, rev, sub.Rev, "k=%d: subscribed names the revision it is inside", k)
+		assert.GreaterOrEqual(t, sub.Index, k+2, "k=%d: subscribed names the place inside the revision", k)
+		got = append(got, ws.Changes(next)...)
+		var want, places []string
+		for i := k; i < len(txn); i++ {
+			want = append(want, fmt.Sprintf("%d/%d %s", rev, i, txn[i].Key))
+		}
+		want = append(want, fmt.Sprintf("%d/0 a/next", next))
+		for _, f := range got {
+			places = append(places, fmt.Sprintf("%d/%d %s", f.Rev, f.Index, f.Key))
+		}
+		assert.Equal(t, want, places, "k=%d: each change once, in order", k)
 	}
 }

@@ -202,12 +202,14 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 		s.mu.Unlock()
 		return
 	}
-	since := s.pos
+	var since uint64
 	switch {
 	case m.FromRev != nil:
 		since = after
 	case m.Snapshot:
 		since = snapRev
+	default:
+		since, skip = s.frontierLocked()
 	}
 	s.addSubsLocked(subs, since, skip, committed)
 	rev, index := s.resumePointLocked()

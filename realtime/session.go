@@ -118,8 +118,10 @@ func (s *session) matches(e *entry) bool {
 // meaning the whole revision rev (no from_index). Inside a revision the
 // cursor names it. A session that resumed inside the next revision has
 // subscriptions that leave out its first changes: it names that place,
-// the fewest any subscription leaves out (a subscription added since
-// without that skip then gets a few again on resume, never a gap).
+// the fewest any subscription leaves out (when a subscribe with from_rev
+// added one with a smaller skip, the others get a few again on resume,
+// never a gap; one added without from_rev starts at the frontier, with
+// the skip).
 func (s *session) resumePointLocked() (rev uint64, index int) {
 	if s.part > 0 {
 		return s.partRev, s.part
@@ -190,13 +192,61 @@ func (s *session) setSubsLocked(subs []sub) {
 	s.sig = b.String()
 }
 
+// point is a place in the change log: after every change of the
+// revisions below rev, and the first n changes of rev. Its order is the
+// log's: "after revision r" is point{r + 1, 0}, which comes after any
+// point inside r; on etcd a revision with no change of ours between two
+// points changes nothing.
+type point struct {
+	rev uint64
+	n   int
+}
+
+func (p point) before(q point) bool { return p.rev < q.rev || (p.rev == q.rev && p.n < q.n) }
+
+// hereLocked is the session's position as a point.
+func (s *session) hereLocked() point {
+	if s.part > 0 {
+		return point{s.partRev, s.part}
+	}
+	return point{s.pos + 1, 0}
+}
+
+// start is where u starts. Its skip, when it has one, is in the first
+// revision after since that has changes (on etcd not always since+1).
+func (u *sub) start() point {
+	if u.skipN > 0 && u.skipRev > u.since {
+		return point{u.skipRev, u.skipN}
+	}
+	return point{u.since + 1, 0}
+}
+
+// frontierLocked is where a subscription added without from_rev starts,
+// "after the last change already sent", as since and the changes of
+// revision since+1 to leave out: the furthest of the session's position
+// and the starts of its subscriptions. A session that resumed inside a
+// revision (from_index) has not sent its first changes, but its client
+// has them: the subscriptions' skip says so. One that moved back for a
+// from_rev has sent its other subscriptions' changes up to their since.
+// Starting any earlier would send again a change that matches the new
+// subscription and one of these.
+func (s *session) frontierLocked() (since uint64, skip int) {
+	f := s.hereLocked()
+	for i := range s.subs {
+		if p := s.subs[i].start(); f.before(p) {
+			f = p
+		}
+	}
+	return f.rev - 1, f.n
+}
+
 // addSubsLocked adds subscriptions that apply to changes after since
 // (and, with skip > 0, not to the first skip changes of revision
-// since+1: the client resumed inside it). If
-// since is below the position, the position moves back to it; the existing
-// subscriptions then start after the old position, so that nothing they
-// matched is sent twice. An existing subscription with the same namespace
-// and prefix is replaced.
+// since+1: the client resumed inside it). If that is before the
+// position, the position moves back to it; the existing subscriptions
+// then start where the session was, so that nothing they matched is sent
+// twice. An existing subscription with the same namespace and prefix is
+// replaced.
 func (s *session) addSubsLocked(add []ctxd.Subscription, since uint64, skip int, committed uint64) {
 	subs := make([]sub, 0, len(s.subs)+len(add))
 	for _, u := range s.subs {
@@ -204,13 +254,15 @@ func (s *session) addSubsLocked(add []ctxd.Subscription, since uint64, skip int,
 			subs = append(subs, u)
 		}
 	}
-	if since < s.pos || (since == s.pos && s.part > 0) {
-		// Inside a revision, its first s.part changes are gone already:
-		// the existing subscriptions leave them out when it comes again.
+	if here := s.hereLocked(); (point{since + 1, skip}).before(here) {
+		// The existing subscriptions go on from here: inside a revision,
+		// its first s.part changes are gone already. One that starts
+		// later keeps its start (its skip, if any, is of its own since).
 		for i := range subs {
-			subs[i].since = max(subs[i].since, s.pos)
-			if s.part > 0 {
-				subs[i].skipRev, subs[i].skipN = s.partRev, s.part
+			u := &subs[i]
+			if u.start().before(here) {
+				u.since = s.pos
+				u.skipRev, u.skipN = here.rev, here.n
 			}
 		}
 		s.pos, s.part = since, 0
