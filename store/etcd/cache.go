@@ -529,13 +529,19 @@ func (c *readCache) namespaces() (out []ctxd.Namespace, ok bool, err error) {
 // readBarrier shares the revision confirmations of concurrent reads: a
 // read joins the next confirmation to be sent, never one already in
 // flight (that one may have been answered before the read began), so one
-// etcd request serves every read that arrived while the previous one was
-// out — as etcd batches its own ReadIndex requests.
+// etcd request serves every read that arrived while the others were out
+// — as etcd batches its own ReadIndex requests. Up to barrierRounds
+// confirmations are in flight at once: a read that arrives while one is
+// out starts the next at once instead of waiting for it to come back.
 type readBarrier struct {
 	mu      sync.Mutex
-	running *readRound // the round in flight
+	slot    sync.Cond  // signalled when a round in flight ends
+	running int        // rounds in flight
 	next    *readRound // the round reads arriving now join
 }
+
+// barrierRounds is how many confirmations a store has in flight at most.
+const barrierRounds = 2
 
 type readRound struct {
 	done    chan struct{}
@@ -548,26 +554,28 @@ type readRound struct {
 // called. One of the reads waiting for a round sends its request.
 func (b *readBarrier) confirm(current func() (uint64, error)) (uint64, error) {
 	b.mu.Lock()
+	if b.slot.L == nil {
+		b.slot.L = &b.mu
+	}
 	if b.next == nil {
 		b.next = &readRound{done: make(chan struct{})}
 	}
 	r := b.next
 	for !r.started {
-		if b.running == nil {
+		if b.running < barrierRounds {
 			// Lead the round.
-			r.started, b.running, b.next = true, r, nil
+			r.started, b.next = true, nil
+			b.running++
 			b.mu.Unlock()
 			r.rev, r.err = current()
 			b.mu.Lock()
-			b.running = nil
+			b.running--
+			b.slot.Broadcast() // the joiners of this round and of the next
 			b.mu.Unlock()
 			close(r.done)
 			return r.rev, r.err
 		}
-		running := b.running
-		b.mu.Unlock()
-		<-running.done
-		b.mu.Lock()
+		b.slot.Wait()
 	}
 	b.mu.Unlock()
 	<-r.done
