@@ -97,7 +97,7 @@ load:
 ## that forgets unsynced writes (needs /dev/fuse and root); each trial's line as it ends, then one summary line, and
 ## exit 0 only when nothing acknowledged was lost, nothing is unopenable or torn. Full log: bin/powerloss.log.
 ## A failing trial names its seed: make powerloss TRIALS=1 SEED=<seed> runs it again. Then the store's own power-cut
-## test (store/bolt) with a cut before every file change the store makes, not every 7th as in make test.
+## test (store/bolt) with a cut before every file change the store makes, not every 10th as in make test.
 TRIALS ?= 50
 powerloss:
 	@mkdir -p bin && rm -f bin/powerloss.txt
@@ -108,7 +108,7 @@ powerloss:
 	@[ -s bin/powerloss.txt ] || { tail -n 30 bin/powerloss.log; echo "power-loss: the trials did not run (bin/powerloss.log)"; exit 1; }
 	@cat bin/powerloss.txt
 	@grep -q '^ok' bin/powerloss.log && grep -q ', 0 acknowledged writes lost, 0 unopenable files, 0 torn files$$' bin/powerloss.txt
-	@echo "store power cuts, before every change the store makes to its files (make test: every 7th); log: bin/powercut.log"
+	@echo "store power cuts, before every change the store makes to its files (make test: every 10th); log: bin/powercut.log"
 	@CTXD_POWERCUT_STEP=1 $(GO) test -count=1 -timeout 0 -run '^TestPowerCutKeepsAcknowledgedWrites$$' -v ./store/bolt/ \
 		> bin/powercut.log 2>&1; rc=$$?; grep -E 'power cuts|^(ok|FAIL|--- FAIL)' bin/powercut.log; exit $$rc
 

@@ -312,7 +312,7 @@ func lostOf(acked []powerAck, s *bolt.Store) []string {
 
 func errorIsNotFound(err error) bool { return errors.Is(err, ctxd.ErrNotFound) }
 
-// TestPowerCutKeepsAcknowledgedWrites cuts the power before every 7th
+// TestPowerCutKeepsAcknowledgedWrites cuts the power before every 10th
 // change the store makes to its files (CTXD_POWERCUT_STEP=1: every one,
 // as `make powerloss` runs it; every 29th with -short), one cut per
 // mount: while it creates its folders, files and log segments, between
@@ -326,7 +326,7 @@ func TestPowerCutKeepsAcknowledgedWrites(t *testing.T) {
 	if err := powerfs.Available(); err != nil {
 		t.Skip(err)
 	}
-	step := 7
+	step := 10
 	if testing.Short() {
 		step = 29
 	}
