@@ -25,14 +25,7 @@ DURATION=${DURATION:-3s}
 CTXD=${CTXD:-./bin/ctxd}
 
 cd "$(dirname "$0")/.."
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. perf/lib.sh # $work, $pids, cleanup at exit, wait_up
 
 go build -o "$work/bareetcd" ./perf/cmd/bareetcd
 peer=$(dirname "$CTXD")/ctxd-etcd-peer
@@ -48,11 +41,6 @@ for _ in $(seq 100); do
 done
 [ -n "$E" ] || { echo "etcd did not start" >&2; exit 1; }
 
-wait_up() { # url
-	for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
-	echo "server at $1 did not start" >&2
-	exit 1
-}
 CTXD_STORE_BACKEND=etcd CTXD_ETCD_ENDPOINTS=$E CTXD_ETCD_PREFIX=/etcdab/ \
 	"$CTXD" serve --addr 127.0.0.1:18201 --data "$work/ctxd" 2>"$work/ctxd.log" &
 pids+=($!)

@@ -31,14 +31,7 @@ KEYS=${KEYS:-10000}
 [ $# -gt 0 ] || set -- ./bin/ctxd
 
 cd "$(dirname "$0")/.."
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. perf/lib.sh # $work, $pids, cleanup at exit, wait_up
 
 go build -o "$work/barehttp" ./perf/cmd/barehttp
 
@@ -49,11 +42,6 @@ names=()
 urls=()
 spids=()
 port=18100
-wait_up() { # url
-	for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
-	echo "server at $1 did not start" >&2
-	exit 1
-}
 i=0
 for bin in "$@"; do
 	i=$((i + 1))
