@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 )
@@ -259,7 +260,12 @@ type event struct {
 // what skip accepts).
 func (c *sio) nextEvent() event {
 	c.t.Helper()
-	p := c.next()
+	return c.parseEvent(c.next())
+}
+
+// parseEvent decodes an EVENT packet.
+func (c *sio) parseEvent(p string) event {
+	c.t.Helper()
 	require.True(c.t, strings.HasPrefix(p, "2"), "want an event, got %q", p)
 	var args []json.RawMessage
 	require.NoError(c.t, json.Unmarshal([]byte(p[1:]), &args), p)
@@ -313,4 +319,31 @@ func (c *sio) close() {
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
+}
+
+// untilLagged polls a client that was cut "lagged" until its session
+// ends, and returns the context_updated events it got (since its first
+// packet) and the error's from_rev.
+func (c *sio) untilLagged() (updates []event, from uint64) {
+	c.t.Helper()
+	for c.pollOnce() {
+	}
+	for {
+		p := c.next()
+		switch {
+		case strings.HasPrefix(p, "1"): // DISCONNECT, after the error
+			require.NotZero(c.t, from, "a lagged error before the DISCONNECT")
+			return updates, from
+		case strings.HasPrefix(p, "0"): // the CONNECT's answer
+			continue
+		}
+		e := c.parseEvent(p)
+		switch e.Name {
+		case ctxd.TypeContextUpdated:
+			updates = append(updates, e)
+		case ctxd.TypeError:
+			require.Equal(c.t, ctxd.CodeLagged, e.Data["code"], "%s", e.Raw)
+			from = uint64(e.Data["from_rev"].(float64))
+		}
+	}
 }

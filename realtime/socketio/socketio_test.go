@@ -193,30 +193,10 @@ func TestResumeFromRevAndLagged(t *testing.T) {
 		put(t, srv, "x", `1`)
 	}
 	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Lagged() == 1 })
-	for slow.pollOnce() {
-	}
+	updates, from := slow.untilLagged()
 	var got []uint64
-	var from uint64
-	for done := false; !done; {
-		p := slow.next()
-		switch {
-		case strings.HasPrefix(p, "0"), strings.HasPrefix(p, "1"):
-			done = strings.HasPrefix(p, "1")
-		default:
-			var args []json.RawMessage
-			require.NoError(t, json.Unmarshal([]byte(p[1:]), &args))
-			var name string
-			require.NoError(t, json.Unmarshal(args[0], &name))
-			var d map[string]any
-			require.NoError(t, json.Unmarshal(args[1], &d))
-			switch name {
-			case "context_updated":
-				got = append(got, uint64(d["rev"].(float64)))
-			case "error":
-				assert.Equal(t, "lagged", d["code"])
-				from = uint64(d["from_rev"].(float64))
-			}
-		}
+	for _, u := range updates {
+		got = append(got, uint64(u.Data["rev"].(float64)))
 	}
 	require.NotZero(t, from)
 	require.NotEmpty(t, got)
