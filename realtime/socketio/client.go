@@ -55,6 +55,10 @@ type client struct {
 	gen     uint64
 	pending map[uint64][]string // the client's own writes: what replaces their context_updated
 
+	// lag counts the changes after max(pos, base) for behind. Only the
+	// feed goroutine uses it (feed, behind, step, reset).
+	lag lagCount
+
 	mu         sync.Mutex
 	clientType string
 	name       string
@@ -492,8 +496,7 @@ func (cl *client) feed() {
 			}
 			continue
 		}
-		if from := max(cl.pos, cl.base); rev > from && rev-from > s.opts.MaxLag && cl.behind(from) > s.opts.MaxLag {
-			cl.lagged(rev)
+		if from := max(cl.pos, cl.base); rev > from && rev-from > s.opts.MaxLag && cl.lagging(from, rev) {
 			return
 		}
 		room := s.opts.Window - c.queued()
@@ -516,17 +519,83 @@ func (cl *client) feed() {
 	}
 }
 
-// behind counts the changes after from, up to MaxLag+1. The distance in
-// revisions is not lag by itself: on etcd revisions skip the numbers of
-// other prefixes of the cluster, and several changes share one. A read
-// that fails counts as too far behind (the client is cut and resumes).
-func (cl *client) behind(from uint64) uint64 {
+// lagging disconnects the client ("lagged") when more than MaxLag
+// changes are after from, and reports whether it did.
+func (cl *client) lagging(from, rev uint64) bool {
 	s := cl.c.srv
-	changes, err := s.st.ReadLog(from, int(min(s.opts.MaxLag+1, 1<<20)))
-	if err != nil {
-		return s.opts.MaxLag + 1
+	cut := cl.behind(from, rev) > s.opts.MaxLag
+	if cut {
+		cl.lagged(rev)
 	}
-	return uint64(len(changes))
+	s.lagChecks.Add(1) // after lagged: a test that sees the check sees its verdict
+	return cut
+}
+
+// lagCount is how many changes are after a client's position, counted
+// one by one: on etcd revisions skip the numbers of other prefixes of the
+// cluster and several changes share one, so the distance in revisions is
+// not lag. The count is kept between the feed's wakes and follows the
+// position as step moves it, so that each change is read for it at most
+// once: a slow client that a busy neighbour keeps more than MaxLag
+// revisions behind is checked at every wake, and re-reading the changes
+// after its position each time was O(lag) log reads per change.
+type lagCount struct {
+	from uint64 // the position counted from: max(pos, base)
+	to   uint64 // every change with a revision in (from, to] is counted
+	n    uint64 // how many there are
+}
+
+// restart counts from position from, nothing counted yet.
+func (l *lagCount) restart(from uint64) { *l = lagCount{from: from, to: from} }
+
+// advance follows the position from l.from to from: read holds every
+// change after the old position up to the new one (what step read), and
+// those counted leave the count. Nothing is read again: a position past
+// all that was counted starts afresh there.
+func (l *lagCount) advance(from uint64, read []ctxd.Change) {
+	switch {
+	case from <= l.from: // still inside the replay before base
+	case from >= l.to:
+		l.restart(from)
+	default:
+		for i := range read {
+			if r := read[i].Revision; r > l.from && r <= from {
+				l.n--
+			}
+		}
+		l.from = from
+	}
+}
+
+// behind counts the changes after from (the committed revision is rev),
+// up to MaxLag+1, reading only those after what it counted before. The
+// changes of revision pos+1 the client had before it connected (skip)
+// are never counted: while skip > 0, pos+1 <= base (from_rev is at most
+// the committed revision at connect), so from is base. A read that fails
+// counts as too far behind (the client is cut and resumes).
+func (cl *client) behind(from, rev uint64) uint64 {
+	s, l := cl.c.srv, &cl.lag
+	if l.from != from { // the first count, or after a reset
+		l.restart(from)
+	}
+	for l.n <= s.opts.MaxLag && l.to < rev {
+		limit := int(min(s.opts.MaxLag+1-l.n, 1<<20))
+		changes, err := s.st.ReadLog(l.to, limit)
+		if err != nil {
+			return s.opts.MaxLag + 1
+		}
+		s.lagRead.Add(uint64(len(changes)))
+		l.n += uint64(len(changes))
+		if len(changes) > 0 {
+			l.to = changes[len(changes)-1].Revision
+		}
+		if len(changes) < limit {
+			// Not cut by its limit: the log has nothing more up to the
+			// committed mark, which was at least rev (as in step).
+			l.to = max(l.to, rev)
+		}
+	}
+	return l.n
 }
 
 // step queues the changes after the position, up to n; false: the
@@ -575,6 +644,7 @@ func (cl *client) step(rev uint64, n int) bool {
 	if len(changes) < n && cl.pos < rev {
 		cl.pos, cl.skip = rev, 0 // revisions the log never had (a restore's floor)
 	}
+	cl.lag.advance(max(cl.pos, cl.base), changes)
 	if len(out) > 0 {
 		return c.send(out...)
 	}
@@ -634,6 +704,7 @@ func (cl *client) reset(gen uint64) bool {
 		return false
 	}
 	cl.gen, cl.pos, cl.skip, cl.base = gen, rev, 0, rev
+	cl.lag.restart(rev) // the log before rev is another one now
 	own = append(own, event(ctxd.TypeReset, map[string]any{"rev": rev,
 		"message": "the data was restored from a snapshot: the context_snapshot that follows is the new state"}), snap)
 	return c.send(own...)

@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/realtime/socketio"
+	"github.com/framework0/ctxd/store/etcd"
 )
 
 // Issue #16 on the Socket.IO door: each context_updated of an etcd
@@ -80,5 +84,113 @@ func TestEtcdResumeInsideRevision(t *testing.T) {
 		c := dial(t, a, sioOpts{websocket: true})
 		assert.Contains(t, c.connect(auth), `"code":"bad_request"`, "%v", auth)
 		c.close()
+	}
+}
+
+// A Socket.IO client that stops reading, on an etcd where a neighbour
+// deployment (another prefix) keeps etcd's revision more than max_lag
+// past the client's position, has its lag checked at every change of its
+// own prefix. Counting must read each of those changes once (going on
+// from what it counted, and following the position when the client drains
+// its window), not every change after the position at each check. The
+// client is still cut exactly when more than max_lag changes of its prefix
+// are after its position, having got every change up to the from_rev of
+// the error, and a resume from there gets the rest, each once, in order.
+//
+// The test waits for each check (a counter) before the next write, so that
+// every write is checked on its own: no timing. Negative control: with the
+// old behind(), ReadLog(from, MaxLag+1) at every check, the lag counting
+// read 8,161 changes for the 226 written (the sum of the lag at each
+// check); the rest of the test passes with it. A count that does not
+// follow the position (step's changes never leave it) cuts the client
+// 37 changes behind instead of 101.
+func TestEtcdSlowClientLagCountReadsEachChangeOnce(t *testing.T) {
+	endpoint := etcdkit.Shared(t).Endpoint
+	const maxLag = 100
+	srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(t.Name())), testkit.WithConfig(func(c *configs.Config) {
+		c.WebSocket.MaxLag = maxLag
+		c.WebSocket.PingInterval = 10 * time.Minute // cut for its lag, not for missing pings
+	}))
+	sio := srv.Server().SocketIO()
+	neighbour, err := etcd.Open(etcd.Options{Endpoints: []string{endpoint}, Prefix: etcdkit.Prefix(t.Name() + "/neighbour")})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, neighbour.Close()) })
+	noise := func(n int) {
+		for i := range n {
+			_, err := neighbour.Put(context.Background(), "default", "noise", json.RawMessage(strconv.Itoa(i)), nil, "neighbour")
+			require.NoError(t, err)
+		}
+	}
+	type written struct {
+		rev uint64
+		key string
+	}
+	var want []written
+	write := func() {
+		key := "k" + strconv.Itoa(len(want))
+		want = append(want, written{put(t, srv, key, `1`), key})
+	}
+	checks := func() uint64 {
+		n, _ := socketio.LagCounting(sio)
+		return n
+	}
+	// checked writes a change (and one of the neighbour's) and waits for
+	// the client's feed to have checked its lag n times since.
+	checked := func(n uint64) {
+		before := checks()
+		write()
+		noise(1)
+		testkit.Eventually(t, func() bool { return checks() >= before+n }, "%d lag checks after change %d", n, len(want))
+	}
+
+	slow := dial(t, srv, sioOpts{noPoll: true})
+	slow.sendPacket("40")
+	// Its window fills (64 packets) and its position stops, fewer than
+	// max_lag revisions behind: no check yet.
+	for range 80 {
+		write()
+	}
+	testkit.Eventually(t, func() bool { return socketio.FullWindows(sio) == 1 }, "the slow client's window is full")
+	require.Zero(t, checks())
+	// From here etcd's revision is more than max_lag past its position:
+	// every change of its prefix wakes its feed, which checks once.
+	noise(2 * maxLag)
+	for range 60 {
+		checked(1)
+	}
+	noise(2 * maxLag)
+	checked(1)
+	require.Zero(t, sio.Lagged(), "fewer than max_lag changes behind")
+	// It drains its window: the feed checks, queues a window of changes,
+	// and checks again from its new position, which is still behind the
+	// neighbour's last revisions (the count follows the position).
+	before := checks()
+	require.True(t, slow.pollOnce())
+	testkit.Eventually(t, func() bool { return checks() >= before+2 }, "the checks around the step")
+	for i := 0; sio.Lagged() == 0; i++ {
+		require.Less(t, i, 2*maxLag, "cut once more than max_lag changes behind")
+		checked(1)
+	}
+	_, read := socketio.LagCounting(sio)
+	t.Logf("%d changes written, %d lag checks, %d changes read to count them", len(want), checks(), read)
+	assert.LessOrEqual(t, read, uint64(len(want)), "each change is read at most once to count the lag")
+
+	updates, from := slow.untilLagged()
+	upTo := 0
+	for upTo < len(want) && want[upTo].rev <= from {
+		upTo++
+	}
+	require.Len(t, updates, upTo, "every change up to from_rev %d, before the error", from)
+	for i, u := range updates {
+		require.Equal(t, []any{float64(want[i].rev), want[i].key}, []any{u.Data["rev"], u.Data["key"]}, "change %d", i)
+	}
+	assert.Equal(t, maxLag+1, len(want)-upTo, "cut at the first check with more than max_lag changes after its position")
+
+	resumed := dial(t, srv, sioOpts{websocket: true})
+	require.Contains(t, resumed.connect(map[string]any{"from_rev": from}), `"sid"`)
+	write() // after the resume: the last one it gets
+	for i, w := range want[upTo:] {
+		u := resumed.waitEvent(ctxd.TypeContextUpdated)
+		require.Equal(t, []any{float64(w.rev), w.key}, []any{u.Data["rev"], u.Data["key"]}, "resumed change %d", i)
 	}
 }

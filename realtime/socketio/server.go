@@ -28,8 +28,11 @@ type Options struct {
 	// WriteTimeout bounds one WebSocket frame's write and a context_set's
 	// write to the store. Default 10s.
 	WriteTimeout time.Duration
-	// MaxLag is how many revisions a client may fall behind before it gets
-	// an error event of code lagged and is disconnected. Default 10000.
+	// MaxLag is how many changes a client may fall behind before it gets
+	// an error event of code lagged and is disconnected. Changes are
+	// counted one by one once the distance in revisions passes MaxLag (on
+	// etcd, revisions skip the numbers of other prefixes of the cluster).
+	// Default 10000.
 	MaxLag uint64
 	// MaxClients caps the sessions, counted together with OtherClients.
 	// Default 10000.
@@ -110,7 +113,10 @@ type Server struct {
 	// rateLimitClosed the sessions closed for sending past it.
 	rateLimited, rateLimitClosed atomic.Uint64
 	sent                         atomic.Uint64 // Engine.IO packets written to clients
-	forgotten                    chan struct{} // cap 1: a lingering session was dropped
+	// lagChecks counts the feeds' lag checks (behind), lagRead the
+	// changes they read to count: for the tests (export_test.go).
+	lagChecks, lagRead atomic.Uint64
+	forgotten          chan struct{} // cap 1: a lingering session was dropped
 }
 
 // New returns a Socket.IO server over st.

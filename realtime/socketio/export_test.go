@@ -1,0 +1,18 @@
+package socketio
+
+// LagCounting returns how many lag checks the clients' feeds made and how
+// many changes they read from the log to count lag (client.behind), for
+// the external tests.
+func LagCounting(s *Server) (checks, read uint64) { return s.lagChecks.Load(), s.lagRead.Load() }
+
+// FullWindows is how many clients have Window packets waiting for their
+// transport: their feed reads no more until the client drains them.
+func FullWindows(s *Server) int {
+	n := 0
+	for _, cl := range s.allClients() {
+		if cl.c.queued() >= s.opts.Window {
+			n++
+		}
+	}
+	return n
+}
