@@ -78,6 +78,22 @@ func TestTTLRefusals(t *testing.T) {
 	assert.Equal(t, rev, e.revision(), "refused writes change nothing")
 }
 
+// TestTTLOnDeleteOrPatchRefused: ?ttl= on DELETE or PATCH is refused, as
+// "ttl" on a transaction's delete or patch op is, rather than ignored: a
+// DELETE ?ttl=1m would otherwise delete the key at once.
+func TestTTLOnDeleteOrPatchRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	before := e.put("k", `{"a":1}`)
+	ae := requireError(t, e.do(http.MethodDelete, keyPath("default", "k")+"?ttl=1m", ""), http.StatusBadRequest, "bad_request")
+	assert.Contains(t, ae.Error.Message, "a delete takes no ttl")
+	ae = requireError(t, e.do(http.MethodPatch, keyPath("default", "k")+"?ttl=1m", `{"a":2}`,
+		"Content-Type", string(ctxd.MergePatch)), http.StatusBadRequest, "bad_request")
+	assert.Contains(t, ae.Error.Message, "a patch takes no ttl")
+	after := decode[ctxd.Record](t, e.do(http.MethodGet, keyPath("default", "k"), ""))
+	assert.Equal(t, before, after, "the key is as it was")
+	assert.Equal(t, before.ModRev, e.revision(), "refused writes change nothing")
+}
+
 // TestKeepAliveEndpoint: POST .../keepalive?ttl= moves the deadline with
 // no new version or revision; If-Match, a missing key, a permanent key and
 // a missing ttl are refused.
