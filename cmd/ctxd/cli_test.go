@@ -168,6 +168,11 @@ func TestExitCodes(t *testing.T) {
 		{name: "extra argument", env: env, args: []string{"get", "a", "b"}, code: 2},
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
 		{name: "bad flag value", env: env, args: []string{"get", "k", "--rev", "x"}, code: 2},
+		// Revision 0 is refused as the server refuses ?rev=0, not read as
+		// "no --rev" (the current value, the newest history, a live dump).
+		{name: "get at revision 0", env: env, args: []string{"get", "missing", "--rev", "0"}, code: 2, stderr: "1 or more"},
+		{name: "history before revision 0", env: env, args: []string{"history", "missing", "--before", "0"}, code: 2, stderr: "1 or more"},
+		{name: "dump at revision 0", env: env, args: []string{"dump", "--rev", "0"}, code: 2, stderr: "1 or more"},
 		{name: "bad output format", env: env, args: []string{"get", "k", "-o", "xml"}, code: 2, stderr: `unknown output format "xml"`},
 		{name: "value output not offered", env: env, args: []string{"status", "-o", "value"}, code: 2},
 		{name: "bad server URL", args: []string{"get", "k", "--server", "ftp://x"}, code: 2},

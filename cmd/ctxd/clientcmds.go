@@ -4,18 +4,50 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 )
 
 const defaultServer = "http://127.0.0.1:8080"
+
+// revisionFlag is a flag naming a revision, 1 or more. Revision 0 is
+// refused, as the server refuses ?rev=0 and ?before=0: the flag's zero
+// value means "not given", so --rev 0 would otherwise read the current
+// value without a word.
+type revisionFlag struct{ rev *uint64 }
+
+// revisionVar defines a revisionFlag on fs, stored in rev (0 when absent).
+func revisionVar(fs *pflag.FlagSet, rev *uint64, name, usage string) {
+	fs.Var(revisionFlag{rev}, name, usage)
+}
+
+func (f revisionFlag) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n == 0 {
+		return errors.New("a revision is a whole number, 1 or more")
+	}
+	*f.rev = n
+	return nil
+}
+
+func (f revisionFlag) String() string {
+	if f.rev == nil || *f.rev == 0 {
+		return ""
+	}
+	return strconv.FormatUint(*f.rev, 10)
+}
+
+func (revisionFlag) Type() string { return "uint" }
 
 // Output formats of -o.
 const (
@@ -289,7 +321,7 @@ any other value as JSON; -o json prints the whole record.`,
 		Args: exactArgs("KEY"),
 	}
 	c := a.clientFlags(cmd, outValue, true)
-	cmd.Flags().Uint64Var(&rev, "rev", 0, "read the key as it was at this `revision`")
+	revisionVar(cmd.Flags(), &rev, "rev", "read the key as it was at this `revision`")
 	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
 		rec, err := cl.Get(ctx, c.namespace, args[0], client.GetOptions{Rev: rev})
 		if err != nil {
@@ -421,7 +453,7 @@ func (a *app) historyCmd() *cobra.Command {
 	}
 	c := a.clientFlags(cmd, outTable, true)
 	cmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("changes to show (at most %d)", ctxd.MaxListLimit))
-	cmd.Flags().Uint64Var(&before, "before", 0, "show only changes before this `revision` (the next of the previous page)")
+	revisionVar(cmd.Flags(), &before, "before", "show only changes before this `revision` (the next of the previous page)")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
 		if limit <= 0 {
 			return usagef("--limit must be > 0")

@@ -55,7 +55,7 @@ the server's stored snapshots instead of the live data.`,
 	f.BoolVar(&serverSide, "server-side", false, "have the server write the dump into its dump folder")
 	f.StringVar(&filename, "filename", "", "with --server-side: the dump's `name` in the dump folder")
 	f.BoolVar(&history, "history", false, "add the namespace's changes")
-	f.Uint64Var(&rev, "rev", 0, "dump the namespace as it was at this `revision`")
+	revisionVar(f, &rev, "rev", "dump the namespace as it was at this `revision`")
 	f.StringVar(&snapshot, "snapshot", "", "dump from the server's stored snapshot `ID` instead of the live data")
 	cmd.MarkFlagsMutuallyExclusive("server-side", "output")
 	cmd.MarkFlagsMutuallyExclusive("server-side", "snapshot")
