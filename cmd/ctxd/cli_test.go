@@ -218,8 +218,12 @@ func TestMigrateCommand(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "no database at")
 
-	// A database written by this binary is current.
+	// A database written by this binary is current. While a server holds
+	// it, migrate says so instead of bbolt's bare "timeout".
 	srv := startServer(t, dir)
+	r = cli(t, nil, "", "migrate", "--data", dir, "--dry-run")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "in use by another process (is a server running on it?)")
 	srv.Signal(syscall.SIGTERM)
 	require.Equal(t, 0, srv.Wait(10*time.Second))
 	r = cli(t, nil, "", "migrate", "--data", dir, "--dry-run")

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/migrations"
@@ -58,6 +59,11 @@ func migrate(out io.Writer, path string, dryRun bool) error {
 		return fmt.Errorf("no database at %s", path)
 	}
 	from, to, steps, err := migrations.PlanFile(path)
+	if errors.Is(err, berrors.ErrTimeout) {
+		// The file lock stayed taken: say why, as compact and restore do,
+		// rather than bbolt's bare "timeout".
+		err = fmt.Errorf("%w: %w", bolt.ErrLocked, err)
+	}
 	if err != nil {
 		return fmt.Errorf("plan migration of %s: %w", path, err)
 	}
