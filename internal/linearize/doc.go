@@ -56,6 +56,45 @@
 // porcupine checks each group of linked keys on its own (in parallel):
 // long histories on a few keys stay cheap to check.
 //
+// # Resolving unknown outcomes
+//
+// Each write of unknown outcome doubles the ways porcupine must try, and
+// an illegal history with a few dozen of them cannot be refused in time.
+// A [Feed] records ctxd's change feed (/v1/watch) of the workload's keys
+// during the run, resuming on another server across faults, and
+// [Resolve] decides from it, before the check:
+//
+//   - A put, or a transaction with a put, took effect iff its value (each
+//     write writes one of its own) is in the feed: it is then answered OK
+//     with the revision and version the feed shows, each op of a
+//     transaction from its consecutive changes. When none of its values
+//     is there it did not take effect and leaves the history (never
+//     answered and without effect, it is as if never sent). A value
+//     shown twice, or a transaction shown in part, stays unknown.
+//   - A delete carries no value. The feed's deletes of a key that no
+//     answered (or resolved) operation's revision explains were made by
+//     unknown ones: when there is none, no unknown delete of that key
+//     took effect, and they leave the history; when there is one and one
+//     unknown delete of that key, it is that one. Otherwise they stay
+//     unknown.
+//   - An operation answered so returns when the first operation of its
+//     partition returns that reports a revision at or above its own (and
+//     returned after it was invoked); with none it stays pending to the
+//     end of the history, deterministic all the same.
+//
+// Resolution never makes a history pass that would fail: each step only
+// takes away orders porcupine tried already. Leaving out an unknown
+// write is its "no effect" branch placed last; answering it with the
+// feed's records is its "took effect" branch with revisions the model
+// would have left unknown (checked instead of learnt); the return time
+// keeps only the orders where it comes before an operation that reports
+// its revision or a later one, which the model requires anyway (after
+// such an operation the state's revision is at least that one, and a
+// write's revision must be above it). So a wrong feed can only make a
+// correct history fail, never a wrong one pass; and a feed that shows a
+// write a read contradicts makes the history fail where, unresolved, the
+// write could have been taken as lost.
+//
 // # Caveats
 //
 // Every key starts absent: a workload must use keys nobody else writes
@@ -64,5 +103,7 @@
 // does: a value that two writes wrote cannot tell which one a read saw.
 // Checking is NP-hard; a long history with many operations in flight on
 // one group of keys (or many unknown outcomes) can take porcupine longer
-// than its timeout, which Check reports as a failure, never as a pass.
+// than its timeout, which Check reports as a failure, never as a pass:
+// resolve them from the feed (above). Resolve needs the feed of every key
+// of the history from before its first operation to after its last.
 package linearize
