@@ -153,7 +153,7 @@ func (f *Feed) add(ev client.WatchEvent) error {
 }
 
 // Stop ends the feed once it holds every change the workload made, and
-// returns them (with how many times it resumed on another server). Call
+// returns them (with how many connections it opened after the first: resumes, and attempts on servers that were down). Call
 // it after the workload ended: it writes an end marker under the keys'
 // prefix through the first server that acknowledges it, waits until the
 // feed shows it (every write that took effect before it, so every write
