@@ -33,12 +33,19 @@ func (l Limits) ValidateKey(key string) error {
 	if len(key) > l.MaxKeyBytes {
 		return TooLargef("key is %d bytes, at most %d allowed", len(key), l.MaxKeyBytes)
 	}
-	if !utf8.ValidString(key) {
-		return Invalidf("key is not valid UTF-8")
+	return validateText("key", key)
+}
+
+// validateText checks that s (a key, a who) is UTF-8 without control
+// characters (C0, DEL, C1): they would travel raw into CSV exports and
+// the CLI's tables on a terminal, and invalid UTF-8 is not JSON text.
+func validateText(what, s string) error {
+	if !utf8.ValidString(s) {
+		return Invalidf("%s is not valid UTF-8", what)
 	}
-	for _, r := range key {
+	for _, r := range s {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return Invalidf("key contains control character %U", r)
+			return Invalidf("%s contains control character %U", what, r)
 		}
 	}
 	return nil
@@ -201,6 +208,9 @@ func (l Limits) PrepareWrites(writes []Write) error {
 		}
 		if len(w.Who) > 256 {
 			return TooLargef("who is %d bytes, at most 256 allowed", len(w.Who))
+		}
+		if err := validateText("who", w.Who); err != nil {
+			return err
 		}
 		if seen != nil {
 			k := nsKey{w.Namespace, w.Key}

@@ -96,6 +96,14 @@ func TestWho(t *testing.T) {
 			assert.Equal(t, tt.want, decode[ctxd.Record](t, r).Who, "delete records who too")
 		})
 	}
+	// A who with a control character or not UTF-8 is refused, as such a
+	// key is, and nothing is written.
+	rev := e.revision()
+	for _, q := range []string{"?who=a%00b", "?who=%1B%5B2J", "?who=%FF"} {
+		ae := requireError(t, e.do(http.MethodPut, keyPath("default", "who")+q, `1`), http.StatusBadRequest, "bad_request")
+		assert.Contains(t, ae.Error.Message, "who ", q)
+	}
+	assert.Equal(t, rev, e.revision(), "refused writes change nothing")
 }
 
 func TestKeysRoundTrip(t *testing.T) {

@@ -352,6 +352,14 @@ func checkBadInput(t testing.TB, h Harness) {
 			_, err := b.Put(ctx, "default", "k", json.RawMessage(`1`), nil, strings.Repeat("w", 257))
 			return err
 		}(), ctxd.ErrTooLarge},
+		{"who with a control character", func() error {
+			_, err := b.Put(ctx, "default", "k", json.RawMessage(`1`), nil, "ops\x00")
+			return err
+		}(), ctxd.ErrInvalid},
+		{"who not UTF-8", func() error {
+			_, err := b.Delete(ctx, "default", "keep", nil, "\xff")
+			return err
+		}(), ctxd.ErrInvalid},
 		{"delete: empty key", deleteKey("default", ""), ctxd.ErrInvalid},
 		{"delete: bad namespace", deleteKey("bad ns!", "keep"), ctxd.ErrInvalid},
 		{"txn: one bad write among good ones", txn(good, ctxd.Write{Namespace: "default", Key: "a\x01", Op: ctxd.OpPut, Value: json.RawMessage(`1`)}), ctxd.ErrInvalid},
