@@ -277,6 +277,9 @@ type Limits struct {
 	// MinTTL and MaxTTL bound a put's or a keepalive's TTL.
 	MinTTL time.Duration `yaml:"min_ttl"`
 	MaxTTL time.Duration `yaml:"max_ttl"`
+	// importing (ForImport) keeps a who as recorded: dumps and snapshots
+	// of data written before who had to be text still import and restore.
+	importing bool
 }
 
 // DefaultLimits are the limits a backend uses when it is given none.

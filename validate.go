@@ -148,10 +148,13 @@ func (l Limits) WithDefaults() Limits {
 // ForImport returns the limits an import of n writes is checked against
 // (store.Backend's Import): no cap on the number of writes, and no minimum
 // TTL, because an imported key's TTL is what remained of the deadline its
-// dump recorded, not a client's choice. limits.max_ttl still applies.
+// dump recorded, not a client's choice; and a who is kept as the dump or
+// snapshot recorded it, even one from before who had to be text (a
+// restore into etcd imports). limits.max_ttl still applies.
 func (l Limits) ForImport(n int) Limits {
 	l.MaxTxnOps = max(n, 1)
 	l.MinTTL = time.Nanosecond
+	l.importing = true
 	return l
 }
 
@@ -209,8 +212,10 @@ func (l Limits) PrepareWrites(writes []Write) error {
 		if len(w.Who) > 256 {
 			return TooLargef("who is %d bytes, at most 256 allowed", len(w.Who))
 		}
-		if err := validateText("who", w.Who); err != nil {
-			return err
+		if !l.importing {
+			if err := validateText("who", w.Who); err != nil {
+				return err
+			}
 		}
 		if seen != nil {
 			k := nsKey{w.Namespace, w.Key}

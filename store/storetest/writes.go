@@ -300,6 +300,16 @@ func checkTxnLimitsAndImport(t testing.TB, h Harness) {
 	_, err = b.Get("bulk", "new")
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a failed import applies nothing")
 	assert.Equal(t, res.Revision, b.Revision())
+
+	// A who that a write is now refused for (a control character) is
+	// kept by an import: dumps and snapshots of older data still load.
+	old := put("bulk", "old", `1`)
+	old.Who = "ops\x1b"
+	res, err = b.Import(ctx, []ctxd.Write{old})
+	require.NoError(t, err, "Import keeps a who as recorded")
+	rec, err := b.Get("bulk", "old")
+	require.NoError(t, err)
+	assert.Equal(t, "ops\x1b", rec.Who)
 }
 
 // Every kind of bad input is refused with ErrInvalid or ErrTooLarge before
