@@ -133,10 +133,6 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits) ([]byte, error) {
 		return nil, ctxd.TooLargef("a JSON Patch of %d operations on a value of %d bytes is too much work for one write (at most %d operations x bytes): send fewer operations, or a merge patch, or PUT the value",
 			len(ops), len(value), WorkBytes)
 	}
-	if len(value) == 0 || value[0] != '{' && value[0] != '[' {
-		return nil, &ctxd.PatchError{Index: 0, Op: ops[0].op, Pointer: ops[0].path,
-			Reason: "a JSON Patch applies to an object or an array; this value is neither (replace it with PUT, or use a merge patch)"}
-	}
 	opts := jsonpatch.NewApplyOptions()
 	opts.SupportNegativeIndices = false
 	opts.EscapeHTML = false
@@ -167,13 +163,25 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits) ([]byte, error) {
 				return nil, fail(o.from, "there is no value there to "+o.op)
 			}
 		}
-		next, err := jsonpatch.Patch{p[i]}.ApplyWithOptions(cur, opts)
-		var tooLarge *jsonpatch.AccumulatedCopySizeError
-		if errors.As(err, &tooLarge) {
-			return nil, ctxd.TooLargef("operation %d (%s): %v", i, o.op, tooLarge)
-		}
-		if err != nil {
-			return nil, fail(o.path, err.Error())
+		var next []byte
+		switch {
+		case o.path == "" && (o.op == "add" || o.op == "replace"):
+			// The whole value (RFC 6902: "" names the document), of any
+			// type: the library takes only an object or an array there.
+			next = o.value
+		case o.path == "" && o.hasFrom:
+			next, _ = lookup(cur, o.from)
+		case !isContainer(cur):
+			return nil, fail(o.path, "a JSON Patch operation below the top applies to an object or an array; this value is neither (replace it with path \"\", PUT, or a merge patch)")
+		default:
+			next, err = jsonpatch.Patch{p[i]}.ApplyWithOptions(cur, opts)
+			var tooLarge *jsonpatch.AccumulatedCopySizeError
+			if errors.As(err, &tooLarge) {
+				return nil, ctxd.TooLargef("operation %d (%s): %v", i, o.op, tooLarge)
+			}
+			if err != nil {
+				return nil, fail(o.path, err.Error())
+			}
 		}
 		if len(next) > limits.MaxValueBytes {
 			return nil, ctxd.TooLargef("operation %d (%s) makes the value %d bytes, at most %d allowed", i, o.op, len(next), limits.MaxValueBytes)
@@ -182,6 +190,9 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits) ([]byte, error) {
 	}
 	return cur, nil
 }
+
+// isContainer reports whether v is a JSON object or array.
+func isContainer(v []byte) bool { return len(v) > 0 && (v[0] == '{' || v[0] == '[') }
 
 // checkIndexes walks pointer through doc as far as it exists, and returns
 // why it cannot be used: a token that is not an array index (digits

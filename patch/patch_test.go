@@ -206,6 +206,30 @@ func TestBadPatchesAndLimits(t *testing.T) {
 	many := `[` + strings.Repeat(`{"op":"test","path":"/a","value":"x"},`, patch.WorkBytes/len(big)) + `{"op":"remove","path":"/a"}]`
 	_, err = patch.Apply(big, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(many)}, ctxd.Limits{MaxValueBytes: 2 << 20}.WithDefaults())
 	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "operations x value size over the work bound")
-	_, err = patch.Apply([]byte(`42`), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"replace","path":"","value":1}]`)}, ctxd.DefaultLimits)
-	assert.ErrorIs(t, err, ctxd.ErrPatchFailed, "a JSON Patch of a number")
+	_, err = patch.Apply([]byte(`42`), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"replace","path":"/a","value":1}]`)}, ctxd.DefaultLimits)
+	assert.ErrorIs(t, err, ctxd.ErrPatchFailed, "a JSON Patch below the top of a number")
+	_, err = patch.Apply([]byte(`{"a":1}`), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"replace","path":"","value":1},{"op":"add","path":"/b","value":2}]`)}, ctxd.DefaultLimits)
+	assert.ErrorIs(t, err, ctxd.ErrPatchFailed, "below the top of a value an earlier operation made a number")
+	assert.NotContains(t, err.Error(), "%!", "the reason is ours, not a library's misformatted one")
+}
+
+// TestJSONPatchOfTheWholeValue: RFC 6902's path "" names the whole value,
+// whatever its type: add and replace set it, move and copy put a part of
+// it there, test compares it. (The library takes only an object or an
+// array there, and answered replacing an object with 1 with "replace
+// operation value must be object or array: %!w(<nil>)".)
+func TestJSONPatchOfTheWholeValue(t *testing.T) {
+	cases := []struct{ value, doc, want string }{
+		{`{"a":1}`, `[{"op":"replace","path":"","value":1}]`, `1`},
+		{`{"a":1}`, `[{"op":"add","path":"","value":"s"}]`, `"s"`},
+		{`42`, `[{"op":"replace","path":"","value":{"b": [1]}}]`, `{"b":[1]}`},
+		{`42`, `[{"op":"test","path":"","value":42.0},{"op":"replace","path":"","value":null}]`, `null`},
+		{`{"a":{"b":1},"c":2}`, `[{"op":"move","from":"/a","path":""}]`, `{"b":1}`},
+		{`{"a":[1,2]}`, `[{"op":"copy","from":"/a","path":""},{"op":"add","path":"/-","value":3}]`, `[1,2,3]`},
+	}
+	for _, c := range cases {
+		out, err := patch.Apply([]byte(c.value), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(c.doc)}, ctxd.DefaultLimits)
+		require.NoError(t, err, "%s on %s", c.doc, c.value)
+		assert.Equal(t, c.want, string(out), "%s on %s", c.doc, c.value)
+	}
 }
