@@ -82,13 +82,11 @@ func Resolve(h History, feed []client.WatchEvent) (History, Resolution) {
 	out := make(History, 0, len(h))
 	// explained are the deletes of the feed that an answered operation
 	// (or a transaction resolved here) made, by key and revision.
-	explained := map[string]map[uint64]bool{}
-	explain := func(key string, rev uint64) {
-		if explained[key] == nil {
-			explained[key] = map[uint64]bool{}
-		}
-		explained[key][rev] = true
+	type keyRev struct {
+		key string
+		rev uint64
 	}
+	explained := map[keyRev]bool{}
 	// unrevised are keys of which an answered delete did not report its
 	// revision: their deletes cannot be told apart.
 	unrevised := map[string]bool{}
@@ -98,15 +96,12 @@ func Resolve(h History, feed []client.WatchEvent) (History, Resolution) {
 		in, o := op.Input.(Input), op.Output.(Output)
 		if o.Status != Unknown {
 			if o.Status == OK && in.Kind != Get {
-				recs := o.Records
-				if in.Kind != Txn {
-					recs = []Record{o.Record}
-				}
+				recs := records(op)
 				for i, w := range in.writes() {
 					switch {
 					case !w.Delete:
 					case i < len(recs) && recs[i].ModRev != 0:
-						explain(w.Key, recs[i].ModRev)
+						explained[keyRev{w.Key, recs[i].ModRev}] = true
 					default:
 						unrevised[w.Key] = true
 					}
@@ -144,7 +139,7 @@ func Resolve(h History, feed []client.WatchEvent) (History, Resolution) {
 			res.Applied++
 			for i, w := range writes {
 				if w.Delete {
-					explain(w.Key, recs[i].ModRev)
+					explained[keyRev{w.Key, recs[i].ModRev}] = true
 				}
 			}
 			op.Output = answered(in, recs)
@@ -170,7 +165,7 @@ func Resolve(h History, feed []client.WatchEvent) (History, Resolution) {
 		for _, w := range writes {
 			var u []int
 			for _, p := range ix.deletes[w.Key] {
-				if !explained[w.Key][ix.changes[p].rev] {
+				if !explained[keyRev{w.Key, ix.changes[p].rev}] {
 					u = append(u, p)
 				}
 			}
