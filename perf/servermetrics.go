@@ -10,8 +10,9 @@ import (
 // The server's own view of its write path, read from its Prometheus
 // metrics (GET /metrics) before and after each run that writes: how many
 // commits the writes took and how long one took. It explains the write
-// numbers: the writer commits one group of writes at a time, each commit
-// costing two fsyncs.
+// numbers: the writer commits one group of writes at a time to the
+// write-ahead log, each commit costing one fdatasync; the committer applies
+// them to the database file later, in batches with bbolt's own fsyncs.
 
 // CommitStats is what the server's writer did during a run (warm-up
 // included).
@@ -20,8 +21,9 @@ type CommitStats struct {
 	// requests each carried on average.
 	Commits         int64   `json:"commits"`
 	WritesPerCommit float64 `json:"writes_per_commit"`
-	// CommitMs is the mean duration of a commit, fsyncs included; DiskMs the
-	// part of it bbolt spent writing and fsyncing pages.
+	// CommitMs is the mean duration of a commit, its fdatasync included;
+	// DiskMs the time bbolt spent writing and fsyncing pages (the
+	// committer's, off the acknowledgement path) per commit.
 	CommitMs float64 `json:"commit_ms"`
 	DiskMs   float64 `json:"disk_ms"`
 	// Applies is the number of batches in which the committer applied

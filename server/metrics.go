@@ -34,7 +34,7 @@ func newMetrics() *metrics {
 		}),
 		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ctxd_store_commit_duration_seconds",
-			Help:    "Duration of one commit of the writer, its two fsyncs included.",
+			Help:    "Duration of one commit of the writer: its group's append to the write-ahead log and the fdatasync, from the group's start to its answers.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}),
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -105,7 +105,7 @@ var (
 	descCommits    = prometheus.NewDesc("ctxd_store_commits_total", "Durable commits of the writer (write-ahead log appends, one fdatasync each).", nil, nil)
 	descWrites     = prometheus.NewDesc("ctxd_store_writes_total", "Write requests answered by the writer.", nil, nil)
 	descChanges    = prometheus.NewDesc("ctxd_store_changes_total", "Revisions written.", nil, nil)
-	descDiskWrite  = prometheus.NewDesc("ctxd_store_fsync_write_seconds_total", "Time bbolt spent writing and fsyncing pages.", nil, nil)
+	descDiskWrite  = prometheus.NewDesc("ctxd_store_fsync_write_seconds_total", "Time bbolt spent writing and fsyncing pages: the committer's applies, off the acknowledgement path.", nil, nil)
 	descApplies    = prometheus.NewDesc("ctxd_store_applies_total", "Transactions in which acknowledged writes were applied to the database file.", nil, nil)
 	descApplied    = prometheus.NewDesc("ctxd_store_applied_changes_total", "Changes applied to the database file after their acknowledgement.", nil, nil)
 	descApplyTime  = prometheus.NewDesc("ctxd_store_apply_seconds_total", "Time spent applying acknowledged writes to the database file, fsyncs included.", nil, nil)

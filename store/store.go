@@ -263,5 +263,5 @@ type Stats struct {
 type CommitInfo struct {
 	Requests int           // requests in the group, including those that failed their checks
 	Changes  int           // revisions written
-	Duration time.Duration // the commit, fsyncs included
+	Duration time.Duration // the commit, its fsync included
 }
