@@ -35,7 +35,9 @@
 // ctxd's as ratios of theirs (peers.go): etcd, embedded in the
 // ctxd-etcd-peer command (a module of its own: the ctxd binary does not
 // link etcd) and loaded there by etcd's Go client, and nethttp, a bare
-// net/http handler over a map in this process, the HTTP floor. A peer in a
+// net/http handler over a map in this process, the HTTP floor, and
+// walhttp, that handler with puts made durable in ctxd's write-ahead log
+// and nothing else (walhttp.go), the durable floor. A peer in a
 // child process speaks JSON lines on its standard input and output
 // ([ServePeer], [StartPeerProcess]) and runs its load in this package's
 // load loop, so every server is measured the same way.

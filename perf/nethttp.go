@@ -25,6 +25,19 @@ type bareStore struct {
 	mu  sync.RWMutex
 	ns  map[string]map[string][]byte
 	rev uint64
+	// durable, when set, makes each put durable before it is applied
+	// (the walhttp peer).
+	durable *durableLog
+}
+
+// newBareStore returns a store holding readKeys keys of value in
+// perf-read.
+func newBareStore(readKeys int, value []byte) *bareStore {
+	st := &bareStore{ns: map[string]map[string][]byte{}}
+	for i := range readKeys {
+		st.put(nsRead, readKey(i), append([]byte(nil), value...))
+	}
+	return st
 }
 
 func (b *bareStore) put(ns, key string, value []byte) uint64 {
@@ -37,6 +50,13 @@ func (b *bareStore) put(ns, key string, value []byte) uint64 {
 	}
 	m[key] = value
 	b.rev++
+	return b.rev
+}
+
+// revision is the number of puts applied.
+func (b *bareStore) revision() uint64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	return b.rev
 }
 
@@ -66,7 +86,15 @@ func (b *bareStore) handler() http.Handler {
 			return
 		}
 		ns, key := r.PathValue("ns"), r.PathValue("key")
-		rev := b.put(ns, key, value)
+		var rev uint64
+		if b.durable != nil {
+			if rev, err = b.durable.put(ns, key, value); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		} else {
+			rev = b.put(ns, key, value)
+		}
 		out := make([]byte, 0, 64+len(ns)+len(key))
 		out = append(append(append(out, `{"ns":`...), strconv.Quote(ns)...), `,"key":`...)
 		out = append(append(append(out, strconv.Quote(key)...), `,"revision":`...), strconv.FormatUint(rev, 10)...)
@@ -102,29 +130,33 @@ type barePeer struct {
 
 // startBarePeer starts the handler with readKeys keys of value in perf-read.
 func startBarePeer(readKeys int, value []byte) (*barePeer, error) {
-	st := &bareStore{ns: map[string]map[string][]byte{}}
-	for i := range readKeys {
-		st.put(nsRead, readKey(i), append([]byte(nil), value...))
+	return serveBare(newBareStore(readKeys, value), PeerInfo{
+		Name:    PeerNetHTTP,
+		About:   "a bare Go net/http handler (http.ServeMux) over an in-memory map, not durable: the HTTP floor",
+		Version: runtime.Version(), Process: "in-process", Client: httpClientAbout,
+	}, nil)
+}
+
+// serveBare serves st's handler on a loopback port, as the peer about
+// describes (its URL set here); release runs after the server stopped.
+func serveBare(st *bareStore, about PeerInfo, release func() error) (*barePeer, error) {
+	if release == nil {
+		release = func() error { return nil }
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+		return nil, errors.Join(fmt.Errorf("listen: %w", err), release())
 	}
 	srv := &http.Server{Handler: st.handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	url := "http://" + ln.Addr().String()
-	ep, err := parseEndpoint(url)
+	about.URL = "http://" + ln.Addr().String()
+	ep, err := parseEndpoint(about.URL)
 	if err != nil {
-		_ = srv.Close()
-		return nil, err
+		return nil, errors.Join(err, srv.Close(), release())
 	}
 	p := &barePeer{store: st}
-	p.httpPeer = httpPeer{ep: ep, about: PeerInfo{
-		Name:    PeerNetHTTP,
-		About:   "a bare Go net/http handler (http.ServeMux) over an in-memory map, not durable: the HTTP floor",
-		Version: runtime.Version(), Process: "in-process", Client: httpClientAbout, URL: url,
-	}}
+	p.httpPeer = httpPeer{ep: ep, about: about}
 	p.stop = func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -132,7 +164,7 @@ func startBarePeer(readKeys int, value []byte) (*barePeer, error) {
 		if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
-		return err
+		return errors.Join(err, release())
 	}
 	return p, nil
 }

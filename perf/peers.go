@@ -30,12 +30,16 @@ const (
 	// durable: the floor of an HTTP key-value server on this machine. It is
 	// part of every comparison.
 	PeerNetHTTP = "nethttp"
+	// PeerWALHTTP is nethttp's handler whose puts are durable in ctxd's
+	// write-ahead log (store/wal), grouped as ctxd's writer groups them,
+	// and nothing else: the floor of a durable put on this machine.
+	PeerWALHTTP = "walhttp"
 
 	peerCtxd = "ctxd"
 )
 
 // PeerNames are the peers Config.Compare may name.
-func PeerNames() []string { return []string{PeerEtcd, PeerNetHTTP} }
+func PeerNames() []string { return []string{PeerEtcd, PeerNetHTTP, PeerWALHTTP} }
 
 // PeerInfo describes one server of the comparison.
 type PeerInfo struct {
@@ -205,6 +209,8 @@ func (s *suite) startPeers(ctx context.Context) error {
 			p, err = startBarePeer(s.cfg.ReadKeys, value)
 		case PeerEtcd:
 			p, err = s.startEtcdPeer(ctx)
+		case PeerWALHTTP:
+			p, err = startWALPeer(s.peerDataParent(), s.cfg.ReadKeys, value)
 		default:
 			err = fmt.Errorf("unknown peer %q", name)
 		}
@@ -246,11 +252,7 @@ func (s *suite) startEtcdPeer(ctx context.Context) (peer, error) {
 		}
 		return p, nil
 	}
-	parent := os.TempDir()
-	if d := s.report.Target.DataDir; d != "" {
-		parent = filepath.Dir(d)
-	}
-	dir, err := os.MkdirTemp(parent, "ctxd-perf-etcd-")
+	dir, err := os.MkdirTemp(s.peerDataParent(), "ctxd-perf-etcd-")
 	if err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
@@ -433,4 +435,14 @@ func (h *httpPeer) run(ctx context.Context, r PeerRun) (Measurement, error) {
 		update: func(w *worker, i int) error { return w.conn.expect(http.StatusOK, http.MethodPut, paths[i], value) },
 	})
 	return peerMeasurement(ctx, h.ep, r, l)
+}
+
+// peerDataParent is where a durable peer's data folder goes: beside
+// ctxd's data folder (the same file system), else the system's temp
+// folder.
+func (s *suite) peerDataParent() string {
+	if d := s.report.Target.DataDir; d != "" {
+		return filepath.Dir(d)
+	}
+	return os.TempDir()
 }
