@@ -246,11 +246,11 @@ func crashCases() []crashCase {
 			},
 		},
 		{
-			// A request too large for the write-ahead log (over 16 MiB
-			// of changes) is committed to bbolt directly: the import is
-			// committed, its answer never sent.
+			// A request too large for the write-ahead log (4 MiB of
+			// changes here; 16 MiB by default) is committed to bbolt
+			// directly: the import is committed, its answer never sent.
 			name: "import-direct/" + string(failpoint.CommitBeforeAnswer), point: failpoint.CommitBeforeAnswer,
-			env: []string{"CTXD_HTTP_MAX_BODY_BYTES=64MiB"},
+			env: []string{"CTXD_HTTP_MAX_BODY_BYTES=64MiB", "CTXD_WAL_DIRECT_BYTES=4MiB"},
 			op: func(t *testing.T, c *client.Client, _ template) error {
 				_, err := c.Import(context.Background(), "big", strings.NewReader(bigDump()))
 				assert.True(t, client.IsOutcomeUnknown(err) || !isAPIError(err), "the client cannot know: %v", err)
@@ -266,9 +266,11 @@ func crashCases() []crashCase {
 			},
 		},
 		{
-			// Values of ~1 MiB fill the log's 64 MiB segment: the crash
-			// comes as the writer moves on to the next one.
+			// Values of ~1 MiB fill the log's segment (8 MiB here, 64
+			// MiB by default): the crash comes as the writer moves on to
+			// the next one.
 			point: failpoint.WALRotate, writes: true, want: unchanged,
+			env: []string{"CTXD_WAL_SEGMENT_BYTES=8MiB"},
 			op: func(t *testing.T, c *client.Client, _ template) error {
 				var err error
 				bigAcked, err = putBig(c)
@@ -811,12 +813,15 @@ func runGo(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// Keys of about 1 MiB each: bigImportKeys of them are more than the 16
-// MiB from which a request goes to bbolt directly; bigKeys fill a 64 MiB
-// segment of the write-ahead log when written one by one.
+// Keys of about 1 MiB each: bigImportKeys of them are more than the
+// import-direct case's wal.direct_bytes, from which a request goes to
+// bbolt directly; bigKeys fill more than the wal-rotate case's segment of
+// the write-ahead log when written one by one. The cases make both small
+// (the defaults, 16 and 64 MiB, cost 50 s more under -race), so that the
+// code path they crash in is the same with less data.
 const (
-	bigImportKeys = 20
-	bigKeys       = 70
+	bigImportKeys = 6  // 6 MiB: over the import-direct case's 4 MiB
+	bigKeys       = 20 // 20 MiB: over the wal-rotate case's 8 MiB segment
 )
 
 // bigValue is the value of big key i: about 1 MiB of JSON.
