@@ -62,6 +62,7 @@ type subscriber struct {
 	conn       *websocket.Conn
 	sio        bool
 	got        atomic.Int64 // changes received
+	frames     int64        // frames that carried changes
 	duplicates int64        // changes not after the one before (must be 0)
 	lastRev    uint64
 	err        error // why it stopped reading early, if it did
@@ -252,6 +253,10 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 		fr.Deliveries += got
 		fr.Missed += max(fr.Writes-got, 0)
 		fr.Duplicates += sub.duplicates
+		fr.Frames += sub.frames
+	}
+	if fr.Frames > 0 {
+		fr.ChangesPerFrame = round3(float64(fr.Deliveries) / float64(fr.Frames))
 	}
 	fr.AckToArrival = fromAck.summary()
 	fr.SendToArrival = fromTx.summary()
@@ -447,6 +452,7 @@ func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Ti
 		}
 		shard.mu.Unlock()
 		sub.got.Add(int64(len(batch)))
+		sub.frames++
 	}
 }
 

@@ -228,6 +228,12 @@ type FanoutRun struct {
 	Expected   int64 `json:"expected"`
 	Missed     int64 `json:"missed"`
 	Duplicates int64 `json:"duplicates"`
+	// Frames counts the frames that carried at least one of the run's
+	// changes, over all subscribers; ChangesPerFrame is Deliveries /
+	// Frames (1 without batch=true; with it, how much the server's
+	// batching coalesced). 0 in reports older than them.
+	Frames          int64   `json:"frames,omitempty"`
+	ChangesPerFrame float64 `json:"changes_per_frame,omitempty"`
 	// AckToArrival: from a write's acknowledgement (its PUT answered) to
 	// its arrival at a subscriber; 0 when it arrived first.
 	AckToArrival Latency `json:"ack_to_arrival"`

@@ -92,6 +92,10 @@ func TestRunEveryScenario(t *testing.T) {
 	require.Zero(t, f.Duplicates)
 	require.EqualValues(t, 50, f.SendToArrival.Count)
 	require.Positive(t, f.SendToArrival.P50)
+	// Batch frames: each carries one change or more.
+	require.Positive(t, f.Frames)
+	require.LessOrEqual(t, f.Frames, f.Deliveries)
+	require.InDelta(t, float64(f.Deliveries)/float64(f.Frames), f.ChangesPerFrame, 0.001)
 	f = r.Fanout[1] // the same over Socket.IO, 4 subscribers
 	require.Equal(t, "socketio", f.Protocol)
 	require.Equal(t, "fanout/socketio/subs=4/rate=100", f.Name)
@@ -101,6 +105,8 @@ func TestRunEveryScenario(t *testing.T) {
 	require.Zero(t, f.Duplicates)
 	require.EqualValues(t, 40, f.SendToArrival.Count)
 	require.Positive(t, f.SendToArrival.P50)
+	require.EqualValues(t, 40, f.Frames, "one event per Socket.IO frame")
+	require.InDelta(t, 1.0, f.ChangesPerFrame, 0.001)
 	require.Empty(t, f.ErrorSamples)
 
 	require.Len(t, r.DiskGrowth, 1)

@@ -80,12 +80,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if len(r.Fanout) > 0 {
 		fmt.Fprintln(tw)
-		row("FANOUT", "SUBSCRIBERS", "WRITES/S", "ACK→ARRIVAL P50", "P99", "MAX", "SEND→ARRIVAL P50", "P99", "DELIVERED", "MISSED", "DUPLICATES", "CONNECT")
+		row("FANOUT", "SUBSCRIBERS", "WRITES/S", "ACK→ARRIVAL P50", "P99", "MAX", "SEND→ARRIVAL P50", "P99", "DELIVERED", "MISSED", "DUPLICATES", "CHANGES/FRAME", "CONNECT")
 		for _, f := range r.Fanout {
 			row(f.Name, commas(int64(f.Subscribers)), formatValue(f.WritesPerSec, ""),
 				ms(f.AckToArrival.P50), ms(f.AckToArrival.P99), ms(f.AckToArrival.Max),
 				ms(f.SendToArrival.P50), ms(f.SendToArrival.P99),
-				commas(f.Deliveries), commas(f.Missed), commas(f.Duplicates), fmt.Sprintf("%.2f s", f.ConnectSeconds))
+				commas(f.Deliveries), commas(f.Missed), commas(f.Duplicates), fmt.Sprintf("%.2f", f.ChangesPerFrame), fmt.Sprintf("%.2f s", f.ConnectSeconds))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
