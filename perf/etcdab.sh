@@ -25,21 +25,13 @@ DURATION=${DURATION:-3s}
 CTXD=${CTXD:-./bin/ctxd}
 
 cd "$(dirname "$0")/.."
-. perf/lib.sh # $work, $pids, cleanup at exit, wait_up
+. perf/lib.sh # $work, $pids, cleanup at exit, wait_up, start_etcd
 
 go build -o "$work/bareetcd" ./perf/cmd/bareetcd
 peer=$(dirname "$CTXD")/ctxd-etcd-peer
 
-mkdir -p "$work/etcd"
-"$peer" --data "$work/etcd" --serve >"$work/peer.out" 2>"$work/peer.log" &
-pids+=($!)
-E=""
-for _ in $(seq 100); do
-	E=$(grep -oE '^http://[0-9.:]+' "$work/peer.out" | head -1 || true)
-	[ -n "$E" ] && break
-	sleep 0.1
-done
-[ -n "$E" ] || { echo "etcd did not start" >&2; exit 1; }
+start_etcd "$peer" "$work/etcd"
+E=$etcd_url
 
 CTXD_STORE_BACKEND=etcd CTXD_ETCD_ENDPOINTS=$E CTXD_ETCD_PREFIX=/etcdab/ \
 	"$CTXD" serve --addr 127.0.0.1:18201 --data "$work/ctxd" 2>"$work/ctxd.log" &
