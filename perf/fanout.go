@@ -35,10 +35,17 @@ func (s *suite) fanoutSteps() []step {
 		add(fmt.Sprintf("fanout/subs=%d/rate=%d", n, s.cfg.FanoutRate), protocolWatch, n)
 	}
 	for _, n := range s.cfg.FanoutSocketIOSubscribers {
+		if noSocketIOFanout(s.cfg.FanoutSocketIOSubscribers) {
+			break
+		}
 		add(fmt.Sprintf("fanout/socketio/subs=%d/rate=%d", n, s.cfg.FanoutRate), protocolSocketIO, n)
 	}
 	return steps
 }
+
+// noSocketIOFanout says that fanout runs no Socket.IO subscribers: the
+// counts are 0 alone (--fanout-socketio-subscribers 0).
+func noSocketIOFanout(counts []int) bool { return len(counts) == 1 && counts[0] == 0 }
 
 // latencyShard is the histograms some subscribers record into: the whole
 // run's, and per tenth of the writes (for the spread).

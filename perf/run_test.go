@@ -314,6 +314,19 @@ func TestConfigValidate(t *testing.T) {
 	c.EtcdEndpoints = nil
 	c.Compare, c.Rounds = []string{PeerNetHTTP}, 0
 	require.ErrorContains(t, c.Validate(), "rounds must be > 0")
+
+	// Socket.IO fan-out runs: 0 alone means none; a 0 among counts is a
+	// mistake.
+	c = DefaultConfig(false)
+	c.FanoutSocketIOSubscribers = []int{0}
+	require.NoError(t, c.Validate())
+	var steps []string
+	for _, st := range (&suite{cfg: c}).fanoutSteps() {
+		steps = append(steps, st.name)
+	}
+	require.Equal(t, []string{"fanout/subs=100/rate=1000", "fanout/subs=1000/rate=1000", "fanout/subs=5000/rate=1000"}, steps)
+	c.FanoutSocketIOSubscribers = []int{100, 0}
+	require.ErrorContains(t, c.Validate(), "fanout Socket.IO subscribers must be > 0, not 0")
 }
 
 func TestMakeValue(t *testing.T) {

@@ -191,7 +191,9 @@ func (c Config) Validate() error {
 	positive("mixed clients", c.MixedClients)
 	positive("cas clients", c.CASClients)
 	positive("fanout subscribers", c.FanoutSubscribers...)
-	positive("fanout Socket.IO subscribers", c.FanoutSocketIOSubscribers...)
+	if !noSocketIOFanout(c.FanoutSocketIOSubscribers) {
+		positive("fanout Socket.IO subscribers", c.FanoutSocketIOSubscribers...)
+	}
 	positive("fanout rate", c.FanoutRate)
 	positive("fanout writers", c.FanoutWriters)
 	positive("disk keys", c.DiskKeys)

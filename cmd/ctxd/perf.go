@@ -91,7 +91,7 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	f.IntVar(&cfg.MixedClients, "mixed-clients", def.MixedClients, "clients of mixed")
 	f.IntVar(&cfg.CASClients, "cas-clients", def.CASClients, "clients of cas-contention")
 	f.IntSliceVar(&cfg.FanoutSubscribers, "fanout-subscribers", def.FanoutSubscribers, "subscriber counts of fanout")
-	f.IntSliceVar(&cfg.FanoutSocketIOSubscribers, "fanout-socketio-subscribers", def.FanoutSocketIOSubscribers, "subscriber counts of fanout's Socket.IO runs (Socket.IO clients over WebSocket)")
+	f.IntSliceVar(&cfg.FanoutSocketIOSubscribers, "fanout-socketio-subscribers", def.FanoutSocketIOSubscribers, "subscriber counts of fanout's Socket.IO runs (Socket.IO clients over WebSocket); 0 alone: none")
 	f.IntVar(&cfg.FanoutRate, "fanout-rate", def.FanoutRate, "writes per second during fanout")
 	f.IntVar(&cfg.FanoutWriters, "fanout-writers", def.FanoutWriters, "writer connections during fanout")
 	f.BoolVar(&cfg.FanoutBatch, "fanout-batch", def.FanoutBatch, "subscribe with batch=true (several changes per frame under load)")
