@@ -15,8 +15,9 @@
 # Cases: bolt (one ctxd serve), etcd1 (one ctxd on etcd), etcd3 (three ctxd
 # on one etcd prefix, the subscribers spread over them, the writes to the
 # first). Each build gets its own etcd per round. The load generator's
-# runs include a Socket.IO run of one subscriber (perf asks for one), not
-# counted in the frames (protocol watch only) but in the CPU times.
+# runs include a Socket.IO run of one subscriber (builds before 2026-12-02
+# refuse --fanout-socketio-subscribers 0), not counted in the frames
+# (protocol watch only) but in the CPU times.
 #
 # Settings (environment): ROUNDS (1), CASES ("bolt etcd1 etcd3"), SUBS
 # (1000), RATE (1000), DURATION (5s). Needs curl and python3.
