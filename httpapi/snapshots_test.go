@@ -111,7 +111,13 @@ func TestSnapshotErrors(t *testing.T) {
 	requireError(t, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?ns=bad%20ns", ""), http.StatusBadRequest, "bad_request")
 	requireError(t, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?dry_run=maybe", ""), http.StatusBadRequest, "bad_request")
 	requireError(t, e.do(http.MethodGet, "/v1/snapshots/"+meta.ID+"/export?format=xml", ""), http.StatusBadRequest, "bad_request")
-	requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", "garbage", "Content-Type", "application/octet-stream"), http.StatusUnprocessableEntity, "bad_snapshot")
+	// The messages name the upload and snapshots by what the client
+	// knows them as, never by the server's files.
+	ae := requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", "garbage", "Content-Type", "application/octet-stream"), http.StatusUnprocessableEntity, "bad_snapshot")
+	assert.Contains(t, ae.Error.Message, "the upload")
+	assert.NotContains(t, ae.Error.Message, m.Dir())
+	ae = requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", strings.Repeat("\x00", 16<<10), "Content-Type", "application/octet-stream"), http.StatusUnprocessableEntity, "bad_snapshot")
+	assert.NotContains(t, ae.Error.Message, m.Dir())
 	requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", "x", "Content-Type", "application/json"), http.StatusBadRequest, "bad_request")
 	requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", strings.Repeat("x", 2<<20), "Content-Type", "application/octet-stream"), http.StatusRequestEntityTooLarge, "too_large")
 
@@ -121,7 +127,13 @@ func TestSnapshotErrors(t *testing.T) {
 	require.NoError(t, err)
 	b[len(b)-1] ^= 0xff
 	require.NoError(t, os.WriteFile(path, b, 0o600))
-	requireError(t, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore", ""), http.StatusUnprocessableEntity, "bad_snapshot")
+	ae = requireError(t, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore", ""), http.StatusUnprocessableEntity, "bad_snapshot")
+	assert.Contains(t, ae.Error.Message, meta.ID)
+	assert.NotContains(t, ae.Error.Message, m.Dir())
+	require.NoError(t, os.Remove(path))
+	ae = requireError(t, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore", ""), http.StatusUnprocessableEntity, "bad_snapshot")
+	assert.Contains(t, ae.Error.Message, "snapshot "+meta.ID)
+	assert.NotContains(t, ae.Error.Message, m.Dir(), "a missing file is named by its snapshot's id")
 	assert.Equal(t, rev, e.revision(), "nothing changed")
 }
 

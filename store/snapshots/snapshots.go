@@ -161,6 +161,11 @@ func (m *Manager) Upload(ctx context.Context, r io.Reader, wantSHA256 string) (c
 		return ctxd.SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
 	}
 	defer tmp.Discard()
+	meta, err := m.upload(tmp, r, wantSHA256)
+	return meta, named(err, tmp.Name(), "the upload")
+}
+
+func (m *Manager) upload(tmp *fsutil.Temp, r io.Reader, wantSHA256 string) (ctxd.SnapshotMeta, error) {
 	h := sha256.New()
 	size, err := io.Copy(io.MultiWriter(tmp, h), r)
 	if err == nil {
@@ -274,6 +279,11 @@ func (m *Manager) OpenFile(id string) (*os.File, ctxd.SnapshotMeta, error) {
 
 // checked returns a snapshot's metadata after checking its file's sha256.
 func (m *Manager) checked(id string) (ctxd.SnapshotMeta, error) {
+	meta, err := m.checkedFile(id)
+	return meta, named(err, m.dbPath(id), "snapshot "+id)
+}
+
+func (m *Manager) checkedFile(id string) (ctxd.SnapshotMeta, error) {
 	meta, err := m.Get(id)
 	if err != nil {
 		return ctxd.SnapshotMeta{}, err
@@ -290,6 +300,25 @@ func (m *Manager) checked(id string) (ctxd.SnapshotMeta, error) {
 	}
 	return meta, nil
 }
+
+// named returns err with path replaced in its message by name, what the
+// client knows the file as (the upload, a snapshot's id): these messages
+// reach clients, and where the server keeps its files is not theirs to
+// know. It still wraps err (errors.Is finds ErrBadSnapshot).
+func named(err error, path, name string) error {
+	if err == nil || !strings.Contains(err.Error(), path) {
+		return err
+	}
+	return &namedError{msg: strings.ReplaceAll(err.Error(), path, name), err: err}
+}
+
+type namedError struct {
+	msg string
+	err error
+}
+
+func (e *namedError) Error() string { return e.msg }
+func (e *namedError) Unwrap() error { return e.err }
 
 // fileSHA256 is the hex sha256 of the file at path.
 func fileSHA256(path string) (string, error) {
@@ -361,7 +390,7 @@ func (m *Manager) Open(id string) (store.Snapshot, ctxd.SnapshotMeta, error) {
 	}
 	snap, err := m.st.OpenSnapshot(m.dbPath(id))
 	if err != nil {
-		return nil, ctxd.SnapshotMeta{}, err
+		return nil, ctxd.SnapshotMeta{}, named(err, m.dbPath(id), "snapshot "+id)
 	}
 	return snap, meta, nil
 }
@@ -371,7 +400,8 @@ func (m *Manager) Restore(ctx context.Context, id string, opts ctxd.RestoreOptio
 	if _, err := m.checked(id); err != nil {
 		return ctxd.RestoreResult{}, err
 	}
-	return m.st.Restore(ctx, m.dbPath(id), opts)
+	res, err := m.st.Restore(ctx, m.dbPath(id), opts)
+	return res, named(err, m.dbPath(id), "snapshot "+id)
 }
 
 // Delete removes a snapshot, its metadata first so it is never listed
