@@ -28,6 +28,7 @@ import (
 	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/store/wal"
 )
 
 // The data folder every crash starts from (see newTemplate): in default,
@@ -257,6 +258,9 @@ func crashCases() []crashCase {
 				return err
 			},
 			want: unchanged,
+			onDisk: func(t *testing.T, dir string, _ os.FileInfo) {
+				assert.Less(t, largestLogRecord(t, dir), 1<<20, "the import's 6 MiB went through the write-ahead log, not to ctxd.db directly")
+			},
 			after: func(t *testing.T, c *client.Client, _ template) {
 				recs := listAll(t, c, "big")
 				require.Len(t, recs, bigImportKeys, "the committed import is there, whole")
@@ -768,6 +772,24 @@ func assertSameFile(t *testing.T, fi os.FileInfo, path string, same bool) {
 		return
 	}
 	assert.Equal(t, same, os.SameFile(fi, now), "%s is the file ctxd.db was before the operation: %v", filepath.Base(path), same)
+}
+
+// largestLogRecord is the size of the largest record in the write-ahead
+// log of the data folder dir, read from a copy (opening a log may repair
+// its tail).
+func largestLogRecord(t *testing.T, dir string) int {
+	t.Helper()
+	cp := filepath.Join(t.TempDir(), "wal")
+	copyTree(t, filepath.Join(dir, "wal"), cp)
+	log, err := wal.Open(cp, wal.Options{})
+	require.NoError(t, err)
+	defer log.Close()
+	largest := 0
+	require.NoError(t, log.Replay(log.FirstSeq()-1, func(_ uint64, rec []byte) error {
+		largest = max(largest, len(rec))
+		return nil
+	}))
+	return largest
 }
 
 // copyTree copies the regular files and folders under src to dst.
