@@ -8,6 +8,9 @@ var (
 	AppendChange = appendChange
 	AppendString = jsontext.AppendString
 	AppendMillis = appendMillis
+	// RouteQueryParams maps "METHOD pattern" to the query parameters the
+	// route takes (queryparams.go).
+	RouteQueryParams = routeQueryParams
 )
 
 // The answers built from a struct of this package, for the tests to

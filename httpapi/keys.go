@@ -89,9 +89,6 @@ func (s *Server) patchKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := noTTLParam(c, "a patch takes no ttl (it keeps the key's deadline)"); err != nil {
-		return err
-	}
 	typ, err := patchType(req.Header.Get(echo.HeaderContentType))
 	if err != nil {
 		return err
@@ -133,25 +130,12 @@ func ttlParam(c echo.Context, required bool) (time.Duration, error) {
 	return ctxd.ParseTTL(v)
 }
 
-// noTTLParam refuses ?ttl= on a write that cannot take one (msg says why),
-// as a transaction op's "ttl" is refused: ignored, DELETE ?ttl=30s would
-// delete the key at once when its client meant it to expire later.
-func noTTLParam(c echo.Context, msg string) error {
-	if _, ok := queryParam(c, "ttl"); ok {
-		return badRequest(msg)
-	}
-	return nil
-}
-
 // deleteKey serves DELETE /v1/ns/{ns}/keys/{key}. The answer is the deleted
 // key's last version with a null value and the delete's revision.
 func (s *Server) deleteKey(c echo.Context) error {
 	req := c.Request()
 	kp, expect, err := parseKeyWrite(req)
 	if err != nil {
-		return err
-	}
-	if err := noTTLParam(c, "a delete takes no ttl: it deletes the key now (to make a key expire, put it with ?ttl=)"); err != nil {
 		return err
 	}
 	rec, err := s.st.Delete(req.Context(), kp.ns, kp.key, expect, who(c))

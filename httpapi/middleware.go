@@ -202,6 +202,9 @@ func (s *Server) callSafely(next echo.HandlerFunc, c echo.Context) (err error) {
 	if err := s.limitBody(c); err != nil {
 		return err
 	}
+	if err := refuseUnknownQuery(c); err != nil {
+		return err
+	}
 	return next(c)
 }
 

@@ -89,7 +89,8 @@ func buildOpenAPI(src []byte, codes []string) ([]byte, error) {
 			if method == "parameters" || method == "summary" || method == "description" {
 				continue
 			}
-			if err := addCommonResponses(op); err != nil {
+			_, refusesQuery := echoPattern(path)
+			if err := addCommonResponses(op, refusesQuery); err != nil {
 				return nil, fmt.Errorf("openapi.yaml: %s %s: %w", strings.ToUpper(method), path, err)
 			}
 		}
@@ -125,15 +126,21 @@ func preflight() map[string]any {
 // addCommonResponses adds commonResponses to the operation op where it does
 // not list them, and the X-Request-Id header to each of its own answers
 // (the shared ones, $ref'd, have it already).
-func addCommonResponses(op any) error {
+func addCommonResponses(op any, refusesQuery bool) error {
 	responses, err := lookup(op, "responses")
 	if err != nil {
 		return err
 	}
-	for status, name := range commonResponses {
+	add := func(status, name string) {
 		if _, ok := responses[status]; !ok {
 			responses[status] = map[string]any{"$ref": "#/components/responses/" + name}
 		}
+	}
+	for status, name := range commonResponses {
+		add(status, name)
+	}
+	if refusesQuery {
+		add("400", "BadRequest") // an unknown query parameter (queryparams.go)
 	}
 	for status, r := range responses {
 		resp, ok := r.(map[string]any)
