@@ -49,7 +49,7 @@ func refuseUnknownQuery(c echo.Context) error {
 	if !ok {
 		return nil
 	}
-	names := make([]string, 0, 4)
+	var names []string // allocated only for a request that is refused
 	for name := range c.QueryParams() {
 		if !slices.Contains(known, name) {
 			names = append(names, name)
