@@ -13,6 +13,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -169,6 +170,37 @@ func BenchmarkListPage100(b *testing.B) {
 		if err != nil || len(p.Records) != 100 {
 			b.Fatal(err, len(p.Records))
 		}
+	}
+}
+
+// BenchmarkListPage100Pending is BenchmarkListPage100 with updates of
+// random keys waiting in the overlay (the committer held off), as many as
+// the committer's interval lets wait under load: a page merges the
+// overlay's keys from where it starts (overlay.keysFrom).
+func BenchmarkListPage100Pending(b *testing.B) {
+	for _, pending := range []int{0, 400, 2000} {
+		b.Run(fmt.Sprintf("pending=%d", pending), func(b *testing.B) {
+			s := openStore(b, bolt.Options{CommitInterval: time.Hour, CommitChanges: 1 << 20})
+			fill(b, s, 10000)
+			require.NoError(b, s.View(func(store.View) error { return nil })) // bbolt holds the keys
+			writes := make([]ctxd.Write, 0, 100)
+			for i := range pending {
+				writes = append(writes, ctxd.Write{Namespace: "default", Key: fmt.Sprintf("key/%08d", (i*7919)%10000), Op: ctxd.OpPut, Value: value256})
+				if len(writes) == cap(writes) || i == pending-1 {
+					_, err := s.Txn(ctx, writes)
+					require.NoError(b, err)
+					writes = writes[:0]
+				}
+			}
+			require.Equal(b, uint64(pending), s.Stats().Pending)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				p, err := s.List("default", ctxd.ListOptions{After: fmt.Sprintf("key/%08d", (i*100)%9900), Limit: 100})
+				if err != nil || len(p.Records) != 100 {
+					b.Fatal(err, len(p.Records))
+				}
+			}
+		})
 	}
 }
 

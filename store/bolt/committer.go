@@ -30,11 +30,17 @@ func (s *Store) committer() {
 			if stopping {
 				return
 			}
-			select {
-			case <-s.commitWake:
-			case <-s.commitStop:
-				stopping = true
+			// Idle, announced before the size is read again: a publish
+			// after the read sees the flag and wakes it (wakeAfterPublish).
+			s.commitIdle.Store(true)
+			if s.ov.size.Load() == 0 {
+				select {
+				case <-s.commitWake:
+				case <-s.commitStop:
+					stopping = true
+				}
 			}
+			s.commitIdle.Store(false)
 			continue
 		}
 		if !stopping && n < s.commitChanges && s.urgent.Load() == 0 {

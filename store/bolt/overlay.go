@@ -5,6 +5,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/google/btree"
+
+	"github.com/framework0/ctxd"
 )
 
 // overlay holds the changes that are acknowledged (durable in the
@@ -24,8 +28,12 @@ type overlay struct {
 	// published (the committed mark).
 	base, top uint64
 	changes   []*change
-	// keys: each key's changes here, oldest first, by namespace.
-	keys map[string]map[string][]*change
+	// keys: each key's changes here, oldest first, by namespace; sorted:
+	// the same keys in key order, by namespace, so that a list page takes
+	// the overlay's keys from where it starts instead of sorting them all
+	// (the committer's interval lets thousands wait, see committer.go).
+	keys   map[string]map[string][]*change
+	sorted map[string]*btree.BTreeG[string]
 	// ns: the live key count of each namespace after its last change
 	// here, and that change's revision.
 	ns map[string]nsCount
@@ -54,6 +62,7 @@ func (o *overlay) init(base uint64) {
 	o.base, o.top = base, base
 	o.changes = nil
 	o.keys = make(map[string]map[string][]*change)
+	o.sorted = make(map[string]*btree.BTreeG[string])
 	o.ns = make(map[string]nsCount)
 	o.extends = nil
 	o.ext = make(map[string]map[string]*extend)
@@ -75,6 +84,10 @@ func (o *overlay) add(cs []*change, counts map[string]uint64) {
 		if byKey == nil {
 			byKey = make(map[string][]*change)
 			o.keys[c.Namespace] = byKey
+			o.sorted[c.Namespace] = btree.NewG(32, btree.Less[string]())
+		}
+		if len(byKey[c.Key]) == 0 {
+			o.sorted[c.Namespace].ReplaceOrInsert(c.Key)
 		}
 		byKey[c.Key] = append(byKey[c.Key], c)
 		o.ns[c.Namespace] = nsCount{keys: counts[c.Namespace], rev: c.Revision}
@@ -125,6 +138,9 @@ func (o *overlay) drop(rev, seq uint64) {
 			delete(byKey, c.Key)
 			if len(byKey) == 0 {
 				delete(o.keys, c.Namespace)
+				delete(o.sorted, c.Namespace)
+			} else {
+				o.sorted[c.Namespace].Delete(c.Key)
 			}
 		} else {
 			byKey[c.Key] = dropFront(cs, 1)
@@ -301,17 +317,32 @@ func (o *overlay) namespaces() (map[string]nsCount, uint64) {
 
 // keysFrom returns the last change of each key of ns in the overlay that
 // starts with prefix and sorts after after, in key order, with the top
-// they are at.
-func (o *overlay) keysFrom(ns, prefix, after string) ([]*change, uint64) {
+// they are at. With limit above 0 it stops after limit+1 changes that are
+// not deletes: a list page of limit records cannot reach past the last of
+// them, and the one beyond the limit tells it that a next page exists
+// (List); the deletes before it are all there, since they hide bbolt's keys.
+func (o *overlay) keysFrom(ns, prefix, after string, limit int) ([]*change, uint64) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	var out []*change
-	for key, cs := range o.keys[ns] {
-		if strings.HasPrefix(key, prefix) && (after == "" || key > after) {
-			out = append(out, cs[len(cs)-1])
-		}
+	live := 0
+	if t := o.sorted[ns]; t != nil {
+		byKey := o.keys[ns]
+		t.AscendGreaterOrEqual(max(prefix, after), func(key string) bool {
+			if !strings.HasPrefix(key, prefix) {
+				return false
+			}
+			if key == after {
+				return true
+			}
+			cs := byKey[key]
+			c := cs[len(cs)-1]
+			out = append(out, c)
+			if c.Op != ctxd.OpDelete {
+				live++
+			}
+			return limit <= 0 || live <= limit
+		})
 	}
-	top := o.top
-	slices.SortFunc(out, func(a, b *change) int { return strings.Compare(a.Key, b.Key) })
-	return out, top
+	return out, o.top
 }

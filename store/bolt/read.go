@@ -267,7 +267,7 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 			after = ""
 		}
 		xs = s.ov.extendsOf(ns)
-		ov, top = s.ov.keysFrom(ns, opts.Prefix, after)
+		ov, top = s.ov.keysFrom(ns, opts.Prefix, after, limit)
 	}
 	err := s.view(func(tx *bbolt.Tx) error {
 		applied := metaUint(tx, migrations.KeyWALSeq)
@@ -381,7 +381,7 @@ func (s *Store) Count(ns, prefix string) (uint64, error) {
 	var ov []*change
 	var top uint64
 	if s.ov.size.Load() > 0 {
-		ov, top = s.ov.keysFrom(ns, prefix, "")
+		ov, top = s.ov.keysFrom(ns, prefix, "", 0)
 	}
 	var n uint64
 	err := s.view(func(tx *bbolt.Tx) error {

@@ -56,7 +56,10 @@ type Store struct {
 	closeErr error
 
 	// The committer (committer.go).
-	commitWake     chan struct{} // a send (never blocking) wakes it
+	commitWake chan struct{} // a send (never blocking) wakes it
+	// commitIdle is set while the committer waits with nothing to apply:
+	// only then (or at commitChanges) does a publish wake it.
+	commitIdle     atomic.Bool
 	commitStop     chan struct{} // closed once the writer has exited
 	commitDone     chan struct{} // closed when it has exited
 	urgent         atomic.Int32  // checkpoints waiting: commit at once

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,6 +189,92 @@ func TestReadsCombineBoltAndOverlay(t *testing.T) {
 	assert.Equal(t, overlay, readAnswers(t, s.Store), "once bbolt holds everything")
 	s.reopen()
 	assert.Equal(t, overlay, readAnswers(t, s.Store), "after a restart")
+}
+
+// The committer sleeps with nothing to apply and a publish wakes it only
+// then (or once CommitChanges wait): each lone write, with none after it,
+// still reaches bbolt, however the write and the committer's going idle
+// interleave.
+func TestCommitterAppliesALoneWrite(t *testing.T) {
+	s := openStore(t, bolt.Options{CommitInterval: time.Millisecond})
+	for i := range 100 {
+		_, err := s.Put(ctx, "default", fmt.Sprintf("k%d", i), json.RawMessage(`1`), nil, "t")
+		require.NoError(t, err)
+		testkit.Eventually(t, func() bool { return s.Stats().Pending == 0 }, "write %d applied", i)
+		if i%10 == 0 {
+			time.Sleep(3 * time.Millisecond) // the committer idle well before the next write
+		}
+	}
+}
+
+// List pages and counts by prefix merge bbolt's keys with the overlay's,
+// which it takes in key order from where the page starts, at most the
+// page's worth: random puts and deletes over keys that share prefixes,
+// while a committer applies a batch each 40 changes (so keys leave the
+// overlay as others enter it), read page by page against a model.
+func TestListMergesOverlayInKeyOrder(t *testing.T) {
+	s := openStore(t, bolt.Options{CommitInterval: time.Hour, CommitChanges: 40})
+	rng := rand.New(rand.NewPCG(1, 2))
+	model := map[string]string{}
+	key := func() string {
+		const letters = "ab/"
+		k := make([]byte, 1+rng.IntN(4))
+		for i := range k {
+			k[i] = letters[rng.IntN(len(letters))]
+		}
+		return string(k)
+	}
+	check := func(step int) {
+		for _, prefix := range []string{"", "a", "ab", "b/", "/", "zz"} {
+			var want []string
+			for k := range model {
+				if strings.HasPrefix(k, prefix) {
+					want = append(want, k)
+				}
+			}
+			slices.Sort(want)
+			n, err := s.Count("n", prefix)
+			require.NoError(t, err)
+			require.Equal(t, uint64(len(want)), n, "step %d: count of %q", step, prefix)
+			for _, limit := range []int{1, 2, 3, 7, 100} {
+				var got []string
+				after := ""
+				for pages := 0; ; pages++ {
+					require.Less(t, pages, 200, "pages never end")
+					p, err := s.List("n", ctxd.ListOptions{Prefix: prefix, After: after, Limit: limit})
+					require.NoError(t, err)
+					require.LessOrEqual(t, len(p.Records), limit)
+					for _, r := range p.Records {
+						got = append(got, r.Key)
+						require.Equal(t, model[r.Key], string(r.Value), "step %d: value of %q", step, r.Key)
+					}
+					if p.Next == "" {
+						break
+					}
+					after = p.Next
+				}
+				require.Equal(t, want, got, "step %d: prefix %q, pages of %d", step, prefix, limit)
+			}
+		}
+	}
+	for step := range 600 {
+		k := key()
+		if _, live := model[k]; live && rng.IntN(3) == 0 {
+			_, err := s.Delete(ctx, "n", k, nil, "t")
+			require.NoError(t, err)
+			delete(model, k)
+		} else {
+			v := fmt.Sprint(step)
+			_, err := s.Put(ctx, "n", k, json.RawMessage(v), nil, "t")
+			require.NoError(t, err)
+			model[k] = v
+		}
+		if step%25 == 0 {
+			check(step)
+		}
+	}
+	require.NotZero(t, s.Stats().Pending, "the last changes are in the overlay")
+	check(600)
 }
 
 // A crash leaves acknowledged changes only in the log: the next Open

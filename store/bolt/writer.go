@@ -365,9 +365,14 @@ func (s *Store) wakeAfterPublish(wakes []chan struct{}) {
 	for _, w := range wakes {
 		close(w)
 	}
-	select {
-	case s.commitWake <- struct{}{}:
-	default:
+	// A committer already counting down its interval needs no wake
+	// unless enough changes wait: each wake is a goroutine switch that
+	// Go's scheduler runs before the callers just answered.
+	if s.commitIdle.Load() || int(s.ov.size.Load()) >= s.commitChanges {
+		select {
+		case s.commitWake <- struct{}{}:
+		default:
+		}
 	}
 }
 
