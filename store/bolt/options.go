@@ -88,7 +88,7 @@ const flightsQueued = 64
 // The defaults of Options, chosen by measurement (DESIGN.md); the server's
 // wal.* settings default to them.
 const (
-	DefaultCommitInterval = 10 * time.Millisecond
+	DefaultCommitInterval = 50 * time.Millisecond
 	DefaultCommitChanges  = 4096
 	DefaultDirectBytes    = 16 << 20
 )
