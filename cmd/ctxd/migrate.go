@@ -9,10 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/framework0/ctxd/configs"
-	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -51,19 +49,16 @@ upgrades on start as well; migrate lets you look first.`,
 // migrate prints the plan that brings the database at path to the current
 // schema and, unless dryRun, applies it.
 //
-// Integration point with package migrations: PlanFile reads the plan without
-// changing the file; bolt.Open runs the same plan (migrations.Migrate) in
-// one transaction, so applying it is opening and closing the store.
+// Integration point with package migrations: PlanFile (through
+// bolt.PlanMigration, which names a database a server holds) reads the plan
+// without changing the file; bolt.Open runs the same plan
+// (migrations.Migrate) in one transaction, so applying it is opening and
+// closing the store.
 func migrate(out io.Writer, path string, dryRun bool) error {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no database at %s", path)
 	}
-	from, to, steps, err := migrations.PlanFile(path)
-	if errors.Is(err, berrors.ErrTimeout) {
-		// The file lock stayed taken: say why, as compact and restore do,
-		// rather than bbolt's bare "timeout".
-		err = fmt.Errorf("%w: %w", bolt.ErrLocked, err)
-	}
+	from, to, steps, err := bolt.PlanMigration(path)
 	if err != nil {
 		return fmt.Errorf("plan migration of %s: %w", path, err)
 	}

@@ -18,6 +18,14 @@ import (
 	"github.com/framework0/ctxd/migrations"
 )
 
+// PlanMigration reads what migrations.PlanFile plans for the database at
+// path, without changing it; a database a server holds is ErrLocked, as
+// for Open.
+func PlanMigration(path string) (from, to int, steps []migrations.Step, err error) {
+	from, to, steps, err = migrations.PlanFile(path)
+	return from, to, steps, locked(err)
+}
+
 // FolderRestoreOptions configure RestoreFolder.
 type FolderRestoreOptions struct {
 	ctxd.RestoreOptions

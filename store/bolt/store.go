@@ -304,10 +304,16 @@ func openBoltWith(path string, timeout time.Duration, mode freelistMode) (*bbolt
 		// 1 GiB steps, rarely.
 		InitialMmapSize: 1 << 30,
 	})
+	return db, locked(err)
+}
+
+// locked names an open of a bbolt file that timed out on its lock:
+// another process (a server) holds the database.
+func locked(err error) error {
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %w", ErrLocked, err)
+		return fmt.Errorf("%w: %w", ErrLocked, err)
 	}
-	return db, err
+	return err
 }
 
 // load migrates the schema and reads the revision, compaction mark and
