@@ -146,6 +146,13 @@ type Feed interface {
 	// resumes after the last revision it read misses nothing. It never returns a change above
 	// Committed's revision: a follower is told only of durable changes.
 	ReadLog(after uint64, limit int) ([]ctxd.Change, error)
+	// ChangesPerRevision bounds how many changes one revision holds: 1
+	// where each change has its own (bolt); where a transaction's changes
+	// share one (etcd), the larger of limits.max_txn_ops and the most
+	// this instance has seen in one revision. A follower that bounds its
+	// lag in changes (Socket.IO's max_lag) knows from it when the distance
+	// in revisions may hide more changes than that and must count them.
+	ChangesPerRevision() uint64
 }
 
 // View is a consistent, read-only view of all data at one revision. It is

@@ -496,7 +496,7 @@ func (cl *client) feed() {
 			}
 			continue
 		}
-		if from := max(cl.pos, cl.base); rev > from && rev-from > s.opts.MaxLag && cl.lagging(from, rev) {
+		if from := max(cl.pos, cl.base); rev > from && cl.mayLag(rev-from) && cl.lagging(from, rev) {
 			return
 		}
 		room := s.opts.Window - c.queued()
@@ -517,6 +517,16 @@ func (cl *client) feed() {
 			return
 		}
 	}
+}
+
+// mayLag reports whether revs revisions after the client's position may
+// hold more than MaxLag changes, which only counting them tells: on
+// bolt each change has its own revision, on etcd a transaction's share
+// one (store.Feed's ChangesPerRevision). Closer than that, the client is
+// not counted: most clients are a few revisions behind at any wake.
+func (cl *client) mayLag(revs uint64) bool {
+	s := cl.c.srv
+	return revs > s.opts.MaxLag/max(s.st.ChangesPerRevision(), 1)
 }
 
 // lagging disconnects the client ("lagged") when more than MaxLag

@@ -110,6 +110,10 @@ func TestEtcdSlowClientLagCountReadsEachChangeOnce(t *testing.T) {
 	srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(t.Name())), testkit.WithConfig(func(c *configs.Config) {
 		c.WebSocket.MaxLag = maxLag
 		c.WebSocket.PingInterval = 10 * time.Minute // cut for its lag, not for missing pings
+		// One change per revision, as every write here is: the feed then
+		// counts only past max_lag revisions (ChangesPerRevision), which
+		// the checks below rely on.
+		c.Limits.MaxTxnOps = 1
 	}))
 	sio := srv.Server().SocketIO()
 	neighbour, err := etcd.Open(etcd.Options{Endpoints: []string{endpoint}, Prefix: etcdkit.Prefix(t.Name() + "/neighbour")})
@@ -189,6 +193,65 @@ func TestEtcdSlowClientLagCountReadsEachChangeOnce(t *testing.T) {
 	resumed := dial(t, srv, sioOpts{websocket: true})
 	require.Contains(t, resumed.connect(map[string]any{"from_rev": from}), `"sid"`)
 	write() // after the resume: the last one it gets
+	for i, w := range want[upTo:] {
+		u := resumed.waitEvent(ctxd.TypeContextUpdated)
+		require.Equal(t, []any{float64(w.rev), w.key}, []any{u.Data["rev"], u.Data["key"]}, "resumed change %d", i)
+	}
+}
+
+// On etcd a transaction's changes share its revision: a Socket.IO client
+// that stops reading is cut once more than max_lag changes are after its
+// position, though they fill far fewer than max_lag revisions, and it has
+// every change up to the from_rev of the error; a resume from there gets
+// the rest, each once, in order. Negative control: with the check by the
+// distance in revisions alone (before store.Feed's ChangesPerRevision),
+// it is never cut here (the Eventually below fails).
+func TestEtcdTransactionChangesCountTowardLag(t *testing.T) {
+	endpoint := etcdkit.Shared(t).Endpoint
+	const maxLag, perTxn, txns = 50, 20, 6
+	srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(t.Name())), testkit.WithConfig(func(c *configs.Config) {
+		c.WebSocket.MaxLag = maxLag
+		c.WebSocket.PingInterval = 10 * time.Minute // cut for its lag, not for missing pings
+	}))
+	sio := srv.Server().SocketIO()
+	type written struct {
+		rev uint64
+		key string
+	}
+	var want []written
+	slow := dial(t, srv, sioOpts{noPoll: true})
+	slow.sendPacket("40")
+	for i := range 80 {
+		key := "k" + strconv.Itoa(i)
+		want = append(want, written{put(t, srv, key, `1`), key})
+	}
+	testkit.Eventually(t, func() bool { return socketio.FullWindows(sio) == 1 }, "the slow client's window is full")
+	for n := range txns {
+		writes := make([]ctxd.Write, perTxn)
+		for i := range writes {
+			writes[i] = ctxd.Write{Namespace: "default", Key: "t" + strconv.Itoa(n*perTxn+i), Op: ctxd.OpPut, Value: json.RawMessage(`1`), Who: "t"}
+		}
+		res, err := srv.Backend().Txn(context.Background(), writes)
+		require.NoError(t, err)
+		for _, w := range writes {
+			want = append(want, written{res.Revision, w.Key})
+		}
+	}
+	testkit.Eventually(t, func() bool { return sio.Lagged() == 1 },
+		"cut: %d changes in %d revisions after a window of 64, max_lag %d", txns*perTxn+80-64, txns+80-64, maxLag)
+
+	updates, from := slow.untilLagged()
+	upTo := 0
+	for upTo < len(want) && want[upTo].rev <= from {
+		upTo++
+	}
+	require.Len(t, updates, upTo, "every change up to from_rev %d, before the error", from)
+	for i, u := range updates {
+		require.Equal(t, []any{float64(want[i].rev), want[i].key}, []any{u.Data["rev"], u.Data["key"]}, "change %d", i)
+	}
+	assert.Greater(t, len(want)-upTo, maxLag, "cut with more than max_lag changes after its position")
+	resumed := dial(t, srv, sioOpts{websocket: true})
+	require.Contains(t, resumed.connect(map[string]any{"from_rev": from}), `"sid"`)
 	for i, w := range want[upTo:] {
 		u := resumed.waitEvent(ctxd.TypeContextUpdated)
 		require.Equal(t, []any{float64(w.rev), w.key}, []any{u.Data["rev"], u.Data["key"]}, "resumed change %d", i)

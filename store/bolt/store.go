@@ -426,6 +426,10 @@ func (s *Store) Committed() (uint64, <-chan struct{}) {
 // revision after a restore is never below any revision seen before it.
 func (s *Store) Generation() uint64 { return s.generation.Load() }
 
+// ChangesPerRevision is 1: each change of a transaction has its own
+// revision.
+func (s *Store) ChangesPerRevision() uint64 { return 1 }
+
 // Put sets a key's value. With expect non-nil the write applies only if the
 // key's version equals *expect (0: the key must not exist).
 func (s *Store) Put(ctx context.Context, ns, key string, value json.RawMessage, expect *uint64, who string) (ctxd.Record, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -38,6 +39,8 @@ type feed struct {
 	floor  uint64
 	cap    int
 	closed bool
+	// widest is the most changes one revision pushed has held.
+	widest atomic.Uint64
 }
 
 func (f *feed) init(rev uint64, capacity int) {
@@ -65,6 +68,14 @@ func (s *Store) Committed() (uint64, <-chan struct{}) {
 	s.feed.mu.Lock()
 	defer s.feed.mu.Unlock()
 	return s.feed.mark, s.feed.changed
+}
+
+// ChangesPerRevision bounds the changes of one revision: a transaction's
+// share its revision, up to limits.max_txn_ops of them, and an import's
+// more (up to etcd's --max-txn-ops), so the most seen in one revision
+// counts too.
+func (s *Store) ChangesPerRevision() uint64 {
+	return max(uint64(s.opts.Limits.MaxTxnOps), s.feed.widest.Load(), 1)
 }
 
 // Revision is the newest revision of the prefix this instance has seen:
@@ -153,6 +164,9 @@ func (f *feed) push(rev uint64, changes []ctxd.Change) {
 	defer f.mu.Unlock()
 	if rev <= f.mark {
 		return
+	}
+	if n := uint64(len(changes)); n > f.widest.Load() {
+		f.widest.Store(n) // pushes hold f.mu: no other writer
 	}
 	f.recent = append(f.recent, changes...)
 	// Drop the oldest revisions whole, by reslicing: copying the rest at

@@ -285,6 +285,13 @@ func checkTxnLimitsAndImport(t testing.TB, h Harness) {
 	require.Len(t, res.Records, 20)
 	b.after(first, b.txnRevs(res.Revision, 20)[0], "the import's first change")
 	assert.Equal(t, b.txnRevs(res.Revision, 20), modRevs(res.Records...), "one transaction's revisions")
+	// ChangesPerRevision bounds the changes of one revision, the import's
+	// 20 included (a follower bounding its lag in changes relies on it).
+	if b.perTxn() {
+		assert.GreaterOrEqual(t, b.ChangesPerRevision(), uint64(20), "the import's revision holds 20 changes")
+	} else {
+		assert.Equal(t, uint64(1), b.ChangesPerRevision(), "a revision per change")
+	}
 	page, err := b.List("bulk", ctxd.ListOptions{})
 	require.NoError(t, err)
 	assert.Len(t, page.Records, 20)
