@@ -125,10 +125,6 @@ func TestEtcdSlowClientLagCountReadsEachChangeOnce(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	type written struct {
-		rev uint64
-		key string
-	}
 	var want []written
 	write := func() {
 		key := "k" + strconv.Itoa(len(want))
@@ -179,15 +175,7 @@ func TestEtcdSlowClientLagCountReadsEachChangeOnce(t *testing.T) {
 	t.Logf("%d changes written, %d lag checks, %d changes read to count them", len(want), checks(), read)
 	assert.LessOrEqual(t, read, uint64(len(want)), "each change is read at most once to count the lag")
 
-	updates, from := slow.untilLagged()
-	upTo := 0
-	for upTo < len(want) && want[upTo].rev <= from {
-		upTo++
-	}
-	require.Len(t, updates, upTo, "every change up to from_rev %d, before the error", from)
-	for i, u := range updates {
-		require.Equal(t, []any{float64(want[i].rev), want[i].key}, []any{u.Data["rev"], u.Data["key"]}, "change %d", i)
-	}
+	upTo, from := receivedUntilLagged(t, slow, want)
 	assert.Equal(t, maxLag+1, len(want)-upTo, "cut at the first check with more than max_lag changes after its position")
 
 	resumed := dial(t, srv, sioOpts{websocket: true})
@@ -214,10 +202,6 @@ func TestEtcdTransactionChangesCountTowardLag(t *testing.T) {
 		c.WebSocket.PingInterval = 10 * time.Minute // cut for its lag, not for missing pings
 	}))
 	sio := srv.Server().SocketIO()
-	type written struct {
-		rev uint64
-		key string
-	}
 	var want []written
 	slow := dial(t, srv, sioOpts{noPoll: true})
 	slow.sendPacket("40")
@@ -240,15 +224,7 @@ func TestEtcdTransactionChangesCountTowardLag(t *testing.T) {
 	testkit.Eventually(t, func() bool { return sio.Lagged() == 1 },
 		"cut: %d changes in %d revisions after a window of 64, max_lag %d", txns*perTxn+80-64, txns+80-64, maxLag)
 
-	updates, from := slow.untilLagged()
-	upTo := 0
-	for upTo < len(want) && want[upTo].rev <= from {
-		upTo++
-	}
-	require.Len(t, updates, upTo, "every change up to from_rev %d, before the error", from)
-	for i, u := range updates {
-		require.Equal(t, []any{float64(want[i].rev), want[i].key}, []any{u.Data["rev"], u.Data["key"]}, "change %d", i)
-	}
+	upTo, from := receivedUntilLagged(t, slow, want)
 	assert.Greater(t, len(want)-upTo, maxLag, "cut with more than max_lag changes after its position")
 	resumed := dial(t, srv, sioOpts{websocket: true})
 	require.Contains(t, resumed.connect(map[string]any{"from_rev": from}), `"sid"`)
@@ -256,4 +232,26 @@ func TestEtcdTransactionChangesCountTowardLag(t *testing.T) {
 		u := resumed.waitEvent(ctxd.TypeContextUpdated)
 		require.Equal(t, []any{float64(w.rev), w.key}, []any{u.Data["rev"], u.Data["key"]}, "resumed change %d", i)
 	}
+}
+
+// written is a change a test made: its revision and key.
+type written struct {
+	rev uint64
+	key string
+}
+
+// receivedUntilLagged reads what a client that was cut with "lagged" got
+// before the error: every change of want up to the error's from_rev, in
+// order. It returns how many of want that is, and from_rev.
+func receivedUntilLagged(t *testing.T, c *sio, want []written) (upTo int, from uint64) {
+	t.Helper()
+	updates, from := c.untilLagged()
+	for upTo < len(want) && want[upTo].rev <= from {
+		upTo++
+	}
+	require.Len(t, updates, upTo, "every change up to from_rev %d, before the error", from)
+	for i, u := range updates {
+		require.Equal(t, []any{float64(want[i].rev), want[i].key}, []any{u.Data["rev"], u.Data["key"]}, "change %d", i)
+	}
+	return upTo, from
 }
