@@ -121,6 +121,31 @@ func TestSnapshotErrors(t *testing.T) {
 	requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", "x", "Content-Type", "application/json"), http.StatusBadRequest, "bad_request")
 	requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", strings.Repeat("x", 2<<20), "Content-Type", "application/octet-stream"), http.StatusRequestEntityTooLarge, "too_large")
 
+	// A stored file that matches its recorded sha256 but is no snapshot
+	// (written so by hand, or recorded after the damage) is refused when
+	// opened, by export and restore alike, and named by its id too.
+	e.put("k2", `1`)
+	other, err := m.Create(bg, "api")
+	require.NoError(t, err)
+	garbage := bytes.Repeat([]byte("not a snapshot "), 4096)
+	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), other.ID+".db"), garbage, 0o600))
+	sum := sha256.Sum256(garbage)
+	other.SHA256 = hex.EncodeToString(sum[:])
+	recorded, err := json.Marshal(other)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), other.ID+".json"), recorded, 0o600))
+	rev = e.revision()
+	for _, r := range []response{
+		e.do(http.MethodGet, "/v1/snapshots/"+other.ID+"/export?format=json", ""),
+		e.do(http.MethodPost, "/v1/snapshots/"+other.ID+"/restore", ""),
+		e.do(http.MethodPost, "/v1/snapshots/"+other.ID+"/restore?dry_run=true", ""),
+	} {
+		ae := requireError(t, r, http.StatusUnprocessableEntity, "bad_snapshot")
+		assert.Contains(t, ae.Error.Message, "snapshot "+other.ID)
+		assert.NotContains(t, ae.Error.Message, m.Dir())
+	}
+	assert.Equal(t, rev, e.revision(), "nothing changed")
+
 	// A stored snapshot that was damaged is refused at restore.
 	path := filepath.Join(m.Dir(), meta.ID+".db")
 	b, err := os.ReadFile(path)
