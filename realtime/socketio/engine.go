@@ -281,7 +281,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, transport string) 
 		c.poll(w, r)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	ws, err := s.upgrader.Upgrade(batchWriter{w, &s.socketWrites}, r, nil)
 	if err != nil {
 		c.close("websocket upgrade failed")
 		return
@@ -424,7 +424,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *conn) {
 		engineError(w, http.StatusBadRequest, errBadRequest, "Bad request: already upgraded")
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	ws, err := s.upgrader.Upgrade(batchWriter{w, &s.socketWrites}, r, nil)
 	if err != nil {
 		return // answered by the upgrader
 	}
@@ -551,7 +551,8 @@ func (c *conn) serveWebSocketTracked(ws *websocket.Conn) {
 // that say why it was closed.
 const closeLinger = time.Second
 
-// writeLoop writes queued packets to the WebSocket, one frame each; after
+// writeLoop writes queued packets to the WebSocket, one frame each, those
+// taken together in one write (batchConn); after
 // the session closes it writes what is left and a close frame, and closes
 // the socket once the reader has ended (readDone: the client answered the
 // close, or went away) or closeLinger later.
@@ -564,6 +565,10 @@ func (c *conn) writeLoop(ws *websocket.Conn, readDone <-chan struct{}) {
 		closed := c.closed
 		code, text := c.closeCode, c.closeText
 		c.mu.Unlock()
+		bc, batched := ws.NetConn().(*batchConn)
+		if batched && len(packets) > 1 {
+			bc.hold()
+		}
 		for _, p := range packets {
 			_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
 			if err := ws.WriteMessage(websocket.TextMessage, []byte(p)); err != nil {
@@ -571,6 +576,10 @@ func (c *conn) writeLoop(ws *websocket.Conn, readDone <-chan struct{}) {
 				return
 			}
 			c.srv.sent.Add(1)
+		}
+		if batched && len(packets) > 1 && bc.release() != nil {
+			c.close("write failed")
+			return
 		}
 		if closed && len(packets) == 0 {
 			if code == 0 {

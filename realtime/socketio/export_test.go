@@ -5,6 +5,10 @@ package socketio
 // the external tests.
 func LagCounting(s *Server) (checks, read uint64) { return s.lagChecks.Load(), s.lagRead.Load() }
 
+// SocketWrites is how many write system calls the WebSocket transport
+// made (each write of a batchConn).
+func SocketWrites(s *Server) uint64 { return s.socketWrites.Load() }
+
 // FullWindows is how many clients have Window packets waiting for their
 // transport: their feed reads no more until the client drains them.
 func FullWindows(s *Server) int {

@@ -113,6 +113,7 @@ type Server struct {
 	// rateLimitClosed the sessions closed for sending past it.
 	rateLimited, rateLimitClosed atomic.Uint64
 	sent                         atomic.Uint64 // Engine.IO packets written to clients
+	socketWrites                 atomic.Uint64 // write system calls of the WebSocket transport (batchConn)
 	// lagChecks counts the feeds' lag checks (behind), lagRead the
 	// changes they read to count: for the tests (export_test.go).
 	lagChecks, lagRead atomic.Uint64
