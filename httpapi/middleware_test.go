@@ -56,13 +56,18 @@ func TestAccessLog(t *testing.T) {
 	e.do(http.MethodGet, keyPath("default", "missing"), "", "X-Request-Id", "log-404")
 	e.do(http.MethodGet, keyPath("default", "a/b")+"?rev=1", "", "X-Request-Id", "log-query")
 
+	// A line is written after its answer was sent (sendWhole): the last
+	// one may still be on its way when the client has the answer.
 	byID := map[string]map[string]any{}
-	for _, l := range e.logs.Lines(t) {
-		if l["message"] == "request" {
-			id, _ := l["request_id"].(string)
-			byID[id] = l
+	testkit.Eventually(t, func() bool {
+		for _, l := range e.logs.Lines(t) {
+			if l["message"] == "request" {
+				id, _ := l["request_id"].(string)
+				byID[id] = l
+			}
 		}
-	}
+		return byID["log-put"] != nil && byID["log-404"] != nil && byID["log-query"] != nil
+	}, "the three requests' access log lines")
 	put := byID["log-put"]
 	require.NotNil(t, put, "one access log line per request")
 	assert.Equal(t, "info", put["level"])
