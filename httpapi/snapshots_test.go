@@ -103,6 +103,9 @@ func TestSnapshotErrors(t *testing.T) {
 	e.put("k", `1`)
 	meta, err := m.Create(bg, "api")
 	require.NoError(t, err)
+	e.put("k2", `1`)
+	other, err := m.Create(bg, "api") // made into no snapshot below
+	require.NoError(t, err)
 	rev := e.revision()
 
 	requireError(t, e.do(http.MethodGet, "/v1/snapshots/nope", ""), http.StatusNotFound, "not_found")
@@ -124,9 +127,6 @@ func TestSnapshotErrors(t *testing.T) {
 	// A stored file that matches its recorded sha256 but is no snapshot
 	// (written so by hand, or recorded after the damage) is refused when
 	// opened, by export and restore alike, and named by its id too.
-	e.put("k2", `1`)
-	other, err := m.Create(bg, "api")
-	require.NoError(t, err)
 	garbage := bytes.Repeat([]byte("not a snapshot "), 4096)
 	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), other.ID+".db"), garbage, 0o600))
 	sum := sha256.Sum256(garbage)
@@ -134,7 +134,6 @@ func TestSnapshotErrors(t *testing.T) {
 	recorded, err := json.Marshal(other)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), other.ID+".json"), recorded, 0o600))
-	rev = e.revision()
 	for _, r := range []response{
 		e.do(http.MethodGet, "/v1/snapshots/"+other.ID+"/export?format=json", ""),
 		e.do(http.MethodPost, "/v1/snapshots/"+other.ID+"/restore", ""),
