@@ -559,14 +559,15 @@ const closeLinger = time.Second
 func (c *conn) writeLoop(ws *websocket.Conn, readDone <-chan struct{}) {
 	defer c.srv.wg.Done()
 	defer ws.Close()
+	bc, _ := ws.NetConn().(*batchConn)
 	for {
 		c.mu.Lock()
 		packets := c.takeLocked()
 		closed := c.closed
 		code, text := c.closeCode, c.closeText
 		c.mu.Unlock()
-		bc, batched := ws.NetConn().(*batchConn)
-		if batched && len(packets) > 1 {
+		held := bc != nil && len(packets) > 1
+		if held {
 			bc.hold()
 		}
 		for _, p := range packets {
@@ -577,7 +578,7 @@ func (c *conn) writeLoop(ws *websocket.Conn, readDone <-chan struct{}) {
 			}
 			c.srv.sent.Add(1)
 		}
-		if batched && len(packets) > 1 && bc.release() != nil {
+		if held && bc.release() != nil {
 			c.close("write failed")
 			return
 		}
