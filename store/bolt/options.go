@@ -73,8 +73,8 @@ type Options struct {
 // pipelineHooks let a test hold the pipeline where a group is written to
 // the log and not yet durable. Each may be nil.
 type pipelineHooks struct {
-	// written is called by the writer after it wrote a group and handed
-	// it to the syncer; beforeSync by the syncer before each fdatasync.
+	// written is called after a group is written to the log, before it
+	// lands; beforeSync before each fdatasync that lands groups.
 	written, beforeSync func()
 	// skipCacheInvalidation makes the Get cache ignore every
 	// invalidation and hold: the negative control of its tests.

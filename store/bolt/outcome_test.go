@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -23,10 +25,10 @@ func newDeadlineCtx() deadlineCtx { return deadlineCtx{bolt.NewEndCtx(context.De
 
 func (deadlineCtx) Deadline() (time.Time, bool) { return time.Now().Add(time.Hour), true }
 
-// A write the writer has taken and committed, whose caller stops waiting
-// before the answer, is "outcome unknown": and it did apply. The writer is
-// held in the commit hook until the caller has returned, so the caller
-// cannot see the answer: no timing is involved.
+// A write written to the log behind another group, whose caller stops
+// waiting before the answer, is "outcome unknown": and it does apply. The
+// group before it is held before its fdatasync until the caller has
+// returned, so the caller cannot see the answer: no timing is involved.
 func TestWriteAbandonedAfterQueueingIsOutcomeUnknown(t *testing.T) {
 	ops := map[string]func(s *testStore, ctx context.Context) error{
 		"put": func(s *testStore, ctx context.Context) error {
@@ -45,8 +47,8 @@ func TestWriteAbandonedAfterQueueingIsOutcomeUnknown(t *testing.T) {
 			return err
 		},
 	}
-	// Both ends come from the commit hook, never from a timer, so the
-	// caller always stops waiting after the write committed.
+	// Both ends come from the test once the write is in the log, never
+	// from a timer.
 	ends := map[string]struct {
 		ctx   func() (context.Context, context.CancelFunc)
 		cause error
@@ -66,20 +68,27 @@ func TestWriteAbandonedAfterQueueingIsOutcomeUnknown(t *testing.T) {
 	for opName, op := range ops {
 		for endName, end := range ends {
 			t.Run(opName+"/"+endName, func(t *testing.T) {
-				h := &testkit.CommitHook{}
-				s := openStore(t, bolt.Options{OnCommit: h.OnCommit})
+				gate := newSyncGate()
+				s := openStore(t, gate.options(bolt.Options{}))
 				s.put("default", "k", `1`)
 				before := s.Revision()
 
+				// A lone write, held before its fdatasync: the write
+				// under test follows it through the pipeline.
+				gate.armed.Store(true)
+				first := goTxn(s.Store, putWrite("first", `1`, nil))
+				<-gate.held
 				wctx, cancel := end.ctx()
 				defer cancel()
-				returned := make(chan struct{})
-				h.Once(func() {
-					cancel()
-					<-returned // the answer waits until the caller gave up
-				})
-				err := op(s, wctx)
-				close(returned)
+				gate.watching.Store(true)
+				errc := make(chan error, 1)
+				go func() { errc <- op(s, wctx) }()
+				<-gate.wrote
+				gate.watching.Store(false)
+				cancel()
+				err := <-errc
+				gate.open()
+				require.NoError(t, (<-first).err)
 
 				require.ErrorIs(t, err, ctxd.ErrOutcomeUnknown)
 				assert.ErrorIs(t, err, end.cause, "the ctx's error stays in the chain, for logs")
@@ -91,7 +100,10 @@ func TestWriteAbandonedAfterQueueingIsOutcomeUnknown(t *testing.T) {
 				assert.Equal(t, ctxd.CodeOutcomeUnknown, code)
 
 				// What the client is told to do: read the key. The write
-				// was committed before the hook ran, so it applied.
+				// was in the log: it applies, and a write queued after it
+				// is answered after it.
+				next := s.put("default", "next", `0`)
+				assert.Greater(t, next.ModRev, before+1)
 				rec, gerr := s.Get("default", "k")
 				if opName == "delete" {
 					assert.ErrorIs(t, gerr, ctxd.ErrNotFound)
@@ -99,13 +111,38 @@ func TestWriteAbandonedAfterQueueingIsOutcomeUnknown(t *testing.T) {
 					require.NoError(t, gerr)
 					assert.Equal(t, `2`, string(rec.Value))
 				}
-				// The answer (and the committed mark) follow once the writer
-				// goes on: a write queued next is answered after them.
-				next := s.put("default", "next", `0`)
-				assert.Greater(t, next.ModRev, before+1)
 			})
 		}
 	}
+}
+
+// A lone write, the pipeline idle, commits in its caller's goroutine: its
+// group is checked, logged, made durable and published there, with no
+// hand-off to the writer or the syncer. Its caller so waits for its own
+// fdatasync, and learns the exact outcome even when its ctx ends during
+// the commit. The commit hook (run where the group lands, before the
+// answer) looks at its own stack, and ends the ctx.
+func TestLoneWriteCommitsInItsCallersGoroutine(t *testing.T) {
+	h := &testkit.CommitHook{}
+	s := openStore(t, bolt.Options{OnCommit: h.OnCommit})
+	s.put("default", "k", `1`)
+	for i := range 20 {
+		wctx, cancel := context.WithCancel(ctx)
+		var stack string
+		h.Once(func() {
+			buf := make([]byte, 64<<10)
+			stack = string(buf[:runtime.Stack(buf, false)])
+			cancel()
+		})
+		rec, err := s.Put(wctx, "default", "k", json.RawMessage(strconv.Itoa(i+2)), nil, "t")
+		require.NoError(t, err, "a lone write's caller gets its exact answer")
+		assert.Equal(t, uint64(i+2), rec.Version)
+		require.Contains(t, stack, "bolt.(*Store).submitAlone(", "the lone write landed in its caller's goroutine")
+		require.Contains(t, stack, "bolt.(*Store).Put(")
+	}
+	got, err := s.Get("default", "k")
+	require.NoError(t, err)
+	assert.Equal(t, `21`, string(got.Value))
 }
 
 // Writes refused before they were queued changed nothing, and say so: they

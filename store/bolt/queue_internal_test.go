@@ -53,22 +53,24 @@ func (hs *heldStore) onWritten() {
 
 // holdWriter commits a write and keeps the writer inside its hook until
 // the returned function is called (the write itself is answered by the
-// syncer meanwhile).
+// syncer meanwhile). The write goes into the queue itself: a lone write
+// through submit would commit in its caller's goroutine (submitAlone),
+// and the writer goroutine would be free to empty the queue.
 func (hs *heldStore) holdWriter(t *testing.T) (releaseWriter func()) {
 	t.Helper()
 	hs.mu.Lock()
 	hs.hold, hs.held, hs.release = true, make(chan struct{}), make(chan struct{})
 	held, release := hs.held, hs.release
 	hs.mu.Unlock()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := hs.Put(context.Background(), "default", "holder", json.RawMessage(`1`), nil, "t")
-		errc <- err
-	}()
+	r := &request{
+		writes: []ctxd.Write{{Namespace: "default", Key: "holder", Op: ctxd.OpPut, Value: json.RawMessage(`1`), Who: "t"}},
+		done:   make(chan result, 1),
+	}
+	hs.queue <- r
 	<-held
 	return func() {
 		close(release)
-		require.NoError(t, <-errc)
+		require.NoError(t, (<-r.done).err)
 	}
 }
 

@@ -120,28 +120,43 @@ type Store struct {
 	// id is the database's store id (meta/store_id), in every log record.
 	id []byte
 
-	// Owned by the writer goroutine (and Open before it starts).
-	rev uint64
+	// writing is held by whoever runs the writer's part of a group (checks,
+	// log write, hand-off): the writer goroutine, or a lone write's caller
+	// (submitAlone). What follows, to inflight, is guarded by it.
+	writing sync.Mutex
+	// writerExited is set, holding writing, when the writer stops taking
+	// requests: no lone write starts after it. lone counts the lone
+	// writes under way, which the writer waits for before it stops.
+	writerExited bool
+	lone         sync.WaitGroup
+	rev          uint64
 	// groups counts the writer's groups; inflight are those written to
 	// the log and not yet published by the syncer (see commit).
 	groups   uint64
 	inflight []*group
-	// wakes, owned by the syncer: the mark's channels to close once a
-	// landing's writes are answered (wakeAfterPublish).
+	// syncing is held by whoever lands flights (makes them durable,
+	// publishes and answers them): the syncer goroutine, or a lone write's
+	// caller. wakes and syncFailed are guarded by it.
+	syncing sync.Mutex
+	// wakes: the mark's channels to close once a landing's writes are
+	// answered (wakeAfterPublish).
 	wakes []chan struct{}
 	// nsKeys: live keys per namespace, mirrored in bucket nskeys, as
 	// published; written holding ov.mu.
 	nsKeys map[string]uint64
 
 	// The pipeline from the writer to the syncer (writer.go): flights
-	// are groups written to the log; landed is the id of the last group
-	// the syncer answered; syncFailed (the syncer's) is set once a group
-	// failed.
-	flights    chan *flight
-	landed     atomic.Uint64
-	syncerDone chan struct{}
-	syncFailed bool
-	hooks      pipelineHooks
+	// are groups written to the log, flying counts those sent to the
+	// syncer and not yet landed; landed is the id of the last group
+	// answered; syncFailed is set once a group failed.
+	flights chan *flight
+	flying  atomic.Int64
+	// lastLanding is how many requests the last landing answered.
+	lastLanding atomic.Int64
+	landed      atomic.Uint64
+	syncerDone  chan struct{}
+	syncFailed  bool
+	hooks       pipelineHooks
 }
 
 // request is one atomic unit of writes queued for the writer goroutine.
@@ -486,10 +501,13 @@ func newRequest(writes []ctxd.Write, limits ctxd.Limits) *request {
 	return r
 }
 
-// submit queues a request for the writer and waits for its answer.
+// submit queues a request for the writer and waits for its answer, or,
+// the pipeline idle, commits it in the caller's goroutine (submitAlone:
+// its answer is always exact).
 //
 // The boundary between a refused request and one whose outcome may be
-// unknown is the send on s.queue, and nothing else:
+// unknown is the send on s.queue (or submitAlone taking it), and nothing
+// else:
 //
 //   - Before it, the request is refused and was not applied: the store is
 //     closing (ErrClosed), it failed (its write-ahead log or a commit to
@@ -525,6 +543,9 @@ func (s *Store) submit(ctx context.Context, r *request) (ctxd.TxnResult, error) 
 	// a ctx already done is refused rather than queued half of the time.
 	if err := ctx.Err(); err != nil {
 		return ctxd.TxnResult{}, err
+	}
+	if s.submitAlone(r) {
+		return s.wait(ctx, r)
 	}
 	select {
 	case s.queue <- r:

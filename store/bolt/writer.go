@@ -11,7 +11,8 @@ import (
 	"github.com/framework0/ctxd/store"
 )
 
-// writer is the only goroutine that makes changes. It takes the first
+// writer makes the changes of the requests that queue (a lone write may
+// make its own: submitAlone; either holds s.writing). It takes the first
 // queued request, drains whatever else is already queued (no timer: a
 // lone write goes at once), checks the group against the current state,
 // appends one write-ahead log record per request that holds (one
@@ -21,11 +22,13 @@ import (
 // group goes first, then that request runs alone.
 func (s *Store) writer() {
 	defer close(s.stopped)
-	// The syncer answers what the writer sent it: it must be done before
-	// the writer counts as stopped.
+	// The syncer answers what the writer sent it, and a lone write's
+	// caller what it landed itself: both must be done before the writer
+	// counts as stopped.
 	defer func() {
 		close(s.flights)
 		<-s.syncerDone
+		s.lone.Wait()
 	}()
 	batch := make([]*request, 0, s.maxBatch)
 	for {
@@ -33,7 +36,11 @@ func (s *Store) writer() {
 		select {
 		case first = <-s.queue:
 		case <-s.stop:
-			// Commit what was queued before Close; fail nothing that got in.
+			// Commit what was queued before Close; fail nothing that got
+			// in, and let no lone write start.
+			s.writing.Lock()
+			defer s.writing.Unlock()
+			s.writerExited = true
 			for {
 				batch, held := s.take(batch[:0], false)
 				if len(batch) == 0 && held == nil {
@@ -42,13 +49,63 @@ func (s *Store) writer() {
 				s.run(batch, held)
 			}
 		}
+		s.writing.Lock()
 		if first.exclusive != nil || s.big(first) {
 			s.run(nil, first)
-			continue
+		} else {
+			batch, held := s.take(append(batch[:0], first), true)
+			s.run(batch, held)
 		}
-		batch, held := s.take(append(batch[:0], first), true)
-		s.run(batch, held)
+		s.writing.Unlock()
 	}
+}
+
+// submitAlone commits r in its caller's goroutine when the pipeline is
+// idle: nothing queued, no group written and not yet landed, and the
+// writer's part free. The caller checks and writes its group, then, the
+// syncer being idle too, makes it durable, publishes and answers it
+// itself. A lone write so costs no goroutine hand-off: the writer's, the
+// syncer's and the answer's wakes were each a futex call and, on an idle
+// machine, a processor brought up (store/bolt/DESIGN.md, "Lone writes").
+// Its caller waits for its own fdatasync, and so gets the exact answer
+// even when its ctx ends meanwhile. Under load the pipeline is not idle
+// and requests queue for the writer, which groups them. It reports
+// whether it took r: then r is answered, or on its way to the syncer.
+func (s *Store) submitAlone(r *request) bool {
+	// After a landing that answered several callers, more are about to
+	// write: the writer's grouping (take) serves them with one fdatasync.
+	if r.exclusive != nil || s.big(r) || s.lastLanding.Load() > 1 || s.flying.Load() != 0 || len(s.queue) != 0 {
+		return false
+	}
+	if !s.writing.TryLock() {
+		return false
+	}
+	if s.writerExited || s.flying.Load() != 0 || len(s.queue) != 0 {
+		s.writing.Unlock()
+		return false
+	}
+	s.lone.Add(1)
+	defer s.lone.Done()
+	f := s.commit([]*request{r})
+	switch {
+	case f == nil:
+		// Refused before its log write: answered.
+		s.writing.Unlock()
+	case s.syncing.TryLock():
+		// Every group written before this one has landed (flying is 0,
+		// and none can be sent while this caller holds writing), and no
+		// other caller is landing one: landing it here keeps the order.
+		// The writer may write the next group meanwhile.
+		s.writing.Unlock()
+		s.land([]*flight{f})
+		s.syncing.Unlock()
+	default:
+		// Another caller is landing its own group: this one follows it,
+		// through the syncer.
+		s.send(f)
+		s.writing.Unlock()
+	}
+	return true
 }
 
 // run commits a group, then runs the request that ended it: an exclusive
@@ -56,7 +113,9 @@ func (s *Store) writer() {
 // a request committed directly.
 func (s *Store) run(batch []*request, held *request) {
 	if len(batch) > 0 {
-		s.commit(batch)
+		if f := s.commit(batch); f != nil {
+			s.send(f)
+		}
 	}
 	if held == nil {
 		return
@@ -111,15 +170,17 @@ func (s *Store) take(batch []*request, yield bool) ([]*request, *request) {
 // request that holds, and hands the group to the syncer, which makes it
 // durable, publishes it and answers its callers, in order. So while the
 // syncer's fdatasync of one group runs, the writer prepares and writes
-// the next.
-func (s *Store) commit(batch []*request) {
+// the next. It returns the group's flight, to land (send or
+// submitAlone), or nil when it refused the whole batch (answered).
+// The caller holds s.writing.
+func (s *Store) commit(batch []*request) *flight {
 	if err := s.failure.Load(); err != nil {
 		s.refuse(batch, *err)
-		return
+		return nil
 	}
 	if err := s.waitRoom(); err != nil {
 		s.refuse(batch, err)
-		return
+		return nil
 	}
 	// The writer reuses batch for its next group: the flight keeps a copy.
 	f := &flight{batch: slices.Clone(batch), start: time.Now(), prevRev: s.rev, results: make([]result, len(batch))}
@@ -166,10 +227,16 @@ func (s *Store) commit(batch []*request) {
 	}
 	s.rev = g.rev
 	s.inflight = append(s.inflight, g)
-	s.flights <- f
 	if s.hooks.written != nil {
 		s.hooks.written()
 	}
+	return f
+}
+
+// send hands a flight to the syncer. The caller holds s.writing.
+func (s *Store) send(f *flight) {
+	s.flying.Add(1)
+	s.flights <- f
 }
 
 // flight is a group the writer has written to the write-ahead log, on its
@@ -215,7 +282,10 @@ func (s *Store) syncer() {
 				break more
 			}
 		}
+		s.syncing.Lock()
 		s.land(fs)
+		s.flying.Add(-int64(len(fs)))
+		s.syncing.Unlock()
 		clear(fs)
 	}
 }
@@ -287,6 +357,7 @@ func (s *Store) land(fs []*flight) {
 	if requests > 0 {
 		s.count(requests, changes, time.Since(start))
 	}
+	answered := 0
 	for _, f := range fs {
 		if f.settled != nil {
 			close(f.settled)
@@ -294,6 +365,10 @@ func (s *Store) land(fs []*flight) {
 		}
 		s.landed.Store(f.g.id)
 		s.answer(f.batch, f.results)
+		answered += len(f.batch)
+	}
+	if answered > 0 {
+		s.lastLanding.Store(int64(answered))
 	}
 	if len(s.wakes) > 0 {
 		s.wakeAfterPublish(s.wakes)
@@ -309,7 +384,7 @@ func (s *Store) settle() {
 		return
 	}
 	done := make(chan struct{})
-	s.flights <- &flight{settled: done}
+	s.send(&flight{settled: done})
 	<-done
 	s.inflight = s.inflight[:0]
 }
