@@ -139,8 +139,8 @@ func TestUnsentWriteIsNotOutcomeUnknown(t *testing.T) {
 	assert.False(t, IsOutcomeUnknown(err), "ctx ended before sending: nothing was sent")
 }
 
-// Against the real server: the write commits, the client gives up before
-// the answer (the store's writer is held after the commit until then), the
+// Against the real server: the write is sent, the client gives up before
+// the answer (the store's commits wait behind a held one until then), the
 // error is outcome unknown, and reading the key shows that it applied.
 func TestOutcomeUnknownThenReadTheKey(t *testing.T) {
 	hook := &testkit.CommitHook{}
@@ -148,17 +148,18 @@ func TestOutcomeUnknownThenReadTheKey(t *testing.T) {
 	c, err := New(srv.URL)
 	require.NoError(t, err)
 
+	release := hook.Hold(t, func() error {
+		_, err := c.Put(context.Background(), "", "held", json.RawMessage(`0`), PutOptions{})
+		return err
+	})
 	ctx, cancel, wrote := sentCtx()
 	defer cancel()
-	returned := make(chan struct{})
-	f := func() {
+	go func() {
 		<-wrote
 		cancel()
-		<-returned
-	}
-	hook.Once(f)
+	}()
 	_, err = c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
-	close(returned)
+	release()
 	require.True(t, IsOutcomeUnknown(err), "%v", err)
 
 	rec, err := c.Get(context.Background(), "", "k", GetOptions{})

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -50,10 +51,10 @@ var outcomeRoutes = []struct {
 	{name: "compat delete", method: http.MethodDelete, path: "/ctx/k", compat: true, deleted: true},
 }
 
-// A write whose request context ends after the store queued it answers 503
+// A write whose request context ends after the store took it answers 503
 // outcome_unknown, on every write route; reading the key then tells whether
-// it applied (here it did: the writer is held after the commit until the
-// handler has answered).
+// it applied (here it did: it waited in the log behind a held commit
+// until the handler had answered).
 func TestWriteCancelledMidWriteIsOutcomeUnknown(t *testing.T) {
 	for _, rt := range outcomeRoutes {
 		t.Run(rt.name, func(t *testing.T) {
@@ -61,15 +62,17 @@ func TestWriteCancelledMidWriteIsOutcomeUnknown(t *testing.T) {
 			e := newEnv(t, envOptions{store: bolt.Options{OnCommit: h.OnCommit}})
 			e.put("k", `1`)
 
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			answered := make(chan struct{})
-			h.Once(func() {
-				cancel()
-				<-answered
+			release := h.Hold(t, func() error {
+				_, err := e.st.Put(context.Background(), "held", "h", json.RawMessage(`0`), nil, "t")
+				return err
 			})
+			// The write reaches the store at once and waits there: the
+			// deadline only has to come after that (a request refused
+			// before it would answer unavailable, and fail the test).
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
 			r := e.serveWithContext(ctx, rt.method, rt.path, rt.body)
-			close(answered)
+			release()
 
 			var ae apiError
 			if rt.compat {

@@ -1,6 +1,8 @@
 package realtime_test
 
 import (
+	"context"
+	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
@@ -25,16 +27,18 @@ func TestContextSetOutcomeUnknown(t *testing.T) {
 
 	w := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"nothing"}}), nil)
 	w.Expect(ctxd.TypeSubscribed)
-	answered := make(chan struct{})
-	hook.Once(func() { <-answered })
+	release := hook.Hold(t, func() error {
+		_, err := ts.st.Put(context.Background(), "held", "h", json.RawMessage(`0`), nil, "t")
+		return err
+	})
 	w.SendJSON(map[string]any{"type": "context_set", "id": "s1", "ns": "team", "key": "k", "value": 1})
 	m := w.Expect(ctxd.TypeError)
-	close(answered)
+	release()
 	assert.Equal(t, ctxd.CodeOutcomeUnknown, m.Code)
 	assert.JSONEq(t, `"s1"`, string(m.ID))
 	assert.Contains(t, m.Message, "read the key")
 
-	// Reading the key tells: the write was committed before the hook ran.
+	// Reading the key tells: the write was in the log, and applied.
 	rec, err := ts.st.Get("team", "k")
 	require.NoError(t, err)
 	assert.Equal(t, `1`, string(rec.Value))

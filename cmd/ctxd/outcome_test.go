@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -34,16 +35,20 @@ func TestExitCodeOutcomeUnknown(t *testing.T) {
 	})
 
 	t.Run("no answer to a write sent", func(t *testing.T) {
-		// The real API over a real store whose writer holds the commit's
-		// answer until the CLI has exited: the CLI's --timeout ends first.
+		// The real API over a real store whose commits wait behind a held
+		// one until the CLI has exited: the CLI's --timeout ends first.
 		hook := &testkit.CommitHook{}
 		srv := testkit.StartServer(t, testkit.WithServerOptions(server.OnCommit(hook.OnCommit)))
 		env := []string{"CTXD_SERVER=" + srv.URL}
 
-		exited := make(chan struct{})
-		hook.Once(func() { <-exited })
+		release := hook.Hold(t, func() error {
+			if r := cli(t, env, "", "put", "held", "0"); r.code != 0 {
+				return fmt.Errorf("put held: exit %d: %s", r.code, r.stderr)
+			}
+			return nil
+		})
 		r := cli(t, env, "", "put", "k", "42", "--timeout", "1s")
-		close(exited)
+		release()
 		assert.Equal(t, 6, r.code, "stdout %q stderr %q", r.stdout, r.stderr)
 		assert.Contains(t, r.stderr, "outcome unknown")
 		assert.Contains(t, r.stderr, "Read the key")

@@ -74,7 +74,8 @@ func TestStartServer(t *testing.T) {
 	assert.Contains(t, s.Logs.String(), `"message":"store opened"`)
 }
 
-// The commit hook runs its function once, in the writer, after the commit.
+// The commit hook runs its function once, where the commit lands (here the
+// caller of a lone write), after it is durable.
 func TestCommitHook(t *testing.T) {
 	h := &testkit.CommitHook{}
 	b := testkit.OpenBolt(t, bolt.Options{OnCommit: h.OnCommit})
