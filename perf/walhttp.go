@@ -17,10 +17,10 @@ import (
 // concurrent puts are grouped into one write and one fdatasync, and the
 // next group is written while the last one syncs, as ctxd's writer and
 // syncer do; a lone put, nothing else under way, is written and synced by
-// its own handler, as ctxd's lone writes are. It has nothing else of ctxd's: no database file behind the
-// log, no checks, history, feed or log line. It is the floor of a durable
-// put on this machine: what ctxd's puts would cost if durability were all
-// they paid for over nethttp's.
+// its own handler, as ctxd's lone writes are. It has nothing else of
+// ctxd's: no database file behind the log, no checks, history, feed or
+// log line. It is the floor of a durable put on this machine: what ctxd's
+// puts would cost if durability were all they paid for over nethttp's.
 
 // maxDurableGroup bounds the puts of one write.
 const maxDurableGroup = 1024

@@ -74,13 +74,14 @@ func (s *Store) writer() {
 func (s *Store) submitAlone(r *request) bool {
 	// After a landing that answered several callers, more are about to
 	// write: the writer's grouping (take) serves them with one fdatasync.
-	if r.exclusive != nil || s.big(r) || s.lastLanding.Load() > 1 || s.flying.Load() != 0 || len(s.queue) != 0 {
+	if r.exclusive != nil || s.big(r) || s.lastLanding.Load() > 1 || !s.pipelineIdle() {
 		return false
 	}
 	if !s.writing.TryLock() {
 		return false
 	}
-	if s.writerExited || s.flying.Load() != 0 || len(s.queue) != 0 {
+	// Looked at again holding writing: nothing can be sent meanwhile.
+	if s.writerExited || !s.pipelineIdle() {
 		s.writing.Unlock()
 		return false
 	}
@@ -107,6 +108,10 @@ func (s *Store) submitAlone(r *request) bool {
 	}
 	return true
 }
+
+// pipelineIdle reports whether nothing is queued and no flight sent to
+// the syncer is still to land.
+func (s *Store) pipelineIdle() bool { return s.flying.Load() == 0 && len(s.queue) == 0 }
 
 // run commits a group, then runs the request that ended it: an exclusive
 // function (after a checkpoint: the database then holds every change) or
