@@ -56,6 +56,16 @@ type Options struct {
 	// every change ready at once: a small window makes frames larger when
 	// the client or the machine is busy. Default 2.
 	BatchWindow int
+	// BatchInterval paces batch=true clients while changes keep coming:
+	// a client's next frame waits until BatchInterval after its last one,
+	// unless a full frame (MaxBatch changes) is ready. The first change
+	// after a quiet spell (no frame for BatchInterval) goes at once.
+	// Frames, not changes, are what fan-out costs on both sides (a write
+	// system call each), and under load the window alone let each client
+	// take a frame every few changes (DESIGN.md, "Pacing"). 0, the
+	// default here, turns it off (the server's websocket.batch_interval
+	// is 20 ms by default).
+	BatchInterval time.Duration
 	// MaxBatch and MaxBatchBytes bound one batch frame (a single change
 	// larger than MaxBatchBytes still goes, alone). Defaults 256, 256 KiB.
 	MaxBatch      int
@@ -158,6 +168,9 @@ type Hub struct {
 	// Owned by the loop goroutine.
 	ring *ring
 	gen  uint64
+	// paceAt is when the first batch session held back by BatchInterval
+	// may have its next frame (zero: none is held back).
+	paceAt time.Time
 }
 
 // New starts a hub over st. log receives connection, lag and error events.
@@ -417,7 +430,14 @@ func (h *Hub) run() {
 		force  = true // serve every session regardless (start, retry)
 		retry  <-chan time.Time
 		idle   bool // no session at the last look: commits were not followed
+		// paced fires at h.paceAt: the batch sessions held back get
+		// their frames then, whether or not anything else happens.
+		paceTimer = time.NewTimer(time.Hour)
+		paced     <-chan time.Time
+		armedAt   time.Time // when paced fires (zero: it does not)
 	)
+	paceTimer.Stop()
+	defer paceTimer.Stop()
 	for {
 		h.stats.wakes.Add(1)
 		rev, changed := h.st.Committed()
@@ -456,11 +476,20 @@ func (h *Hub) run() {
 			targets = h.all()
 			h.takeKicked()
 			served, force = rev, false
+			h.paceAt = time.Time{} // this pass sees every session
 		} else {
 			targets = h.takeKicked()
 		}
 		if !h.pass(targets, rev) || !ok {
 			retry = time.After(retryDelay)
+		}
+		if !h.paceAt.Equal(armedAt) {
+			paceTimer.Stop()
+			paced, armedAt = nil, h.paceAt
+			if !armedAt.IsZero() {
+				paceTimer.Reset(time.Until(armedAt))
+				paced = paceTimer.C
+			}
 		}
 		if retry == nil && h.Clients() == 0 {
 			// No one to serve: do not follow commits. Each would wake this
@@ -476,6 +505,9 @@ func (h *Hub) run() {
 		case <-h.kick:
 		case <-retry:
 			retry = nil
+			force = true
+		case <-paced:
+			paced, armedAt = nil, time.Time{}
 			force = true
 		case <-h.stop:
 			return
@@ -561,13 +593,23 @@ func (h *Hub) pass(targets []*session, rev uint64) bool {
 	cache := make(map[frameKey]frameVal)
 	var behind []*session
 	ring := h.ringSource()
+	var now time.Time
+	if h.opts.BatchInterval > 0 {
+		now = time.Now()
+	}
 	for _, s := range targets {
 		s.mu.Lock()
 		if h.checkLagLocked(s) && s.pos < rev {
-			if s.pos < ring.lo {
+			switch {
+			case s.pos < ring.lo:
 				behind = append(behind, s)
-			} else {
+			case h.pacedLocked(s, now):
+			default:
+				inflight := s.inflight
 				h.feedLocked(s, ring, cache)
+				if s.inflight > inflight {
+					s.lastFrame = now
+				}
 			}
 		}
 		s.mu.Unlock()
@@ -576,6 +618,25 @@ func (h *Hub) pass(targets []*session, rev uint64) bool {
 		return true
 	}
 	return h.catchUp(behind, rev, cache)
+}
+
+// pacedLocked reports whether batch session s waits for its next frame:
+// its last one went less than BatchInterval ago and no full frame is
+// ready (changes after its position, matching or not, count: on etcd,
+// whose revisions a transaction's changes share, and with subscriptions,
+// this errs towards sending). It moves h.paceAt to when s may go.
+func (h *Hub) pacedLocked(s *session, now time.Time) bool {
+	if !s.batch || h.opts.BatchInterval <= 0 {
+		return false
+	}
+	due := s.lastFrame.Add(h.opts.BatchInterval)
+	if !now.Before(due) || h.ring.countAfter(s.pos) >= uint64(h.opts.MaxBatch) {
+		return false
+	}
+	if h.paceAt.IsZero() || due.Before(h.paceAt) {
+		h.paceAt = due
+	}
+	return true
 }
 
 // checkLagLocked closes s if it lags too far, and reports whether it can

@@ -64,8 +64,11 @@ type session struct {
 	// for a slow client.
 	base     uint64
 	inflight int
-	out      [][]byte
-	closing  bool
+	// lastFrame is when the loop last handed a batch session a frame of
+	// changes from the ring (Options.BatchInterval).
+	lastFrame time.Time
+	out       [][]byte
+	closing   bool
 	// wantKick is set when the hub left the session behind for lack of
 	// window; sent asks the hub to come back once the window drains.
 	wantKick bool

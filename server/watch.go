@@ -17,6 +17,7 @@ func realtimeOptions(c configs.WebSocket) realtime.Options {
 		AllowedOrigins:  c.AllowedOrigins,
 		MaxClients:      c.MaxClients,
 		MaxLag:          c.MaxLag,
+		BatchInterval:   c.BatchInterval,
 		RateLimit:       c.RateLimit,
 		RateBurst:       c.RateBurst,
 		MaxRefused:      c.RateLimitMaxRefused,
