@@ -47,7 +47,7 @@ func readFrames(t *testing.T, c *wsClient, upTo uint64) (revs []uint64, frames i
 // commit, sends it). With pacing off, the same ten writes take a frame
 // each on an idle machine: the count of frames is what tells them apart.
 func TestBatchIntervalPacesBatchClients(t *testing.T) {
-	ts := startServer(t, realtime.Options{BatchInterval: 2 * time.Second})
+	ts := startServer(t, realtime.Options{BatchInterval: time.Second})
 	c := dialSubscribed(t, ts, true)
 
 	first := ts.put("default", "k0", `0`)
@@ -61,7 +61,7 @@ func TestBatchIntervalPacesBatchClients(t *testing.T) {
 	}
 	revs, frames = readFrames(t, c, last)
 	checkSeq(t, first+1, last, revs, "changes after the first")
-	// Ten writes take far less than 2 s; should the machine stall, they
+	// Ten writes take far less than 1 s; should the machine stall, they
 	// may straddle one interval.
 	assert.LessOrEqual(t, frames, 2, "10 writes in %d frames: not paced", frames)
 }
