@@ -1,6 +1,9 @@
 package realtime_test
 
 import (
+	"context"
+	"encoding/json"
+	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -9,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/realtime"
 )
@@ -89,4 +93,29 @@ func TestBatchIntervalNeverHoldsAFullFrame(t *testing.T) {
 	plain := dialSubscribed(t, ts, false)
 	next := ts.put("default", "k1", `1`)
 	assert.Equal(t, next, plain.Changes(next)[0].Rev)
+}
+
+// The whole server paces batch clients by websocket.batch_interval (here
+// 1 s, so that ten writes cannot straddle more than one interval): the
+// setting reaches the hub. With it not passed on, the ten writes take ten
+// frames.
+func TestServerPacesByBatchInterval(t *testing.T) {
+	ts := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.BatchInterval = time.Second }))
+	c := testkit.DialWatch(t, ts.WatchURL(url.Values{"batch": {"true"}}), nil)
+	c.Expect(ctxd.TypeSubscribed)
+	put := func(i int) uint64 {
+		rec, err := ts.Backend().Put(context.Background(), "default", "k"+strconv.Itoa(i), json.RawMessage(strconv.Itoa(i)), nil, "test")
+		require.NoError(t, err)
+		return rec.ModRev
+	}
+	first := put(0)
+	_, frames := readFrames(t, c, first)
+	require.Equal(t, 1, frames)
+	var last uint64
+	for i := 1; i <= 10; i++ {
+		last = put(i)
+	}
+	revs, frames := readFrames(t, c, last)
+	checkSeq(t, first+1, last, revs, "changes after the first")
+	assert.LessOrEqual(t, frames, 2, "10 writes in %d frames: websocket.batch_interval did not reach the hub", frames)
 }
