@@ -201,9 +201,9 @@ type Snapshots struct {
 
 // DefaultBatchInterval is websocket.batch_interval by default: batch
 // clients get at most 50 frames a second under load. With 1,000
-// subscribers on two cores that was 0.55-0.6x the frames of no pacing
-// and 1.1-1.3x the writes per second sustained (realtime/DESIGN.md,
-// "Pacing"). maxBatchInterval bounds it.
+// subscribers on two cores that was 0.5-0.65x the frames of no pacing
+// and 1.1-1.5x the writes per second sustained, servers in their own
+// processes (realtime/DESIGN.md, "Pacing"). maxBatchInterval bounds it.
 const (
 	DefaultBatchInterval = 20 * time.Millisecond
 	maxBatchInterval     = time.Second
