@@ -45,6 +45,7 @@ const DefaultTimeout = 20 * time.Second
 // Verify checks h against Model with porcupine, giving up after timeout
 // (0: none).
 func Verify(h History, timeout time.Duration) Result {
+	h = timed(h)
 	r := Result{Ops: len(h), Partitions: len(partition(h)), history: h, timeout: timeout}
 	for _, op := range h {
 		if op.Output.(Output).Status == Unknown {
@@ -55,6 +56,20 @@ func Verify(h History, timeout time.Duration) Result {
 	r.Verdict = porcupine.CheckOperationsTimeout(Model(), h, timeout)
 	r.Elapsed = time.Since(start)
 	return r
+}
+
+// timed is h with each operation's call and return times in its input and
+// output, where the model sees them: writes in flight together may share
+// a revision (apply).
+func timed(h History) History {
+	out := make(History, len(h))
+	for i, op := range h {
+		in, res := op.Input.(Input), op.Output.(Output)
+		in.called, res.returned = op.Call, op.Return
+		op.Input, op.Output = in, res
+		out[i] = op
+	}
+	return out
 }
 
 // Visualize checks the history again, recording how far each operation

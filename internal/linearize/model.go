@@ -32,6 +32,10 @@ type Input struct {
 	IfVersion *uint64
 	// Ops are a Txn's writes, in order.
 	Ops []Write
+
+	// called is the operation's call time, set by Verify: whether two
+	// writes were in flight together.
+	called int64
 }
 
 // Write is one op of a transaction.
@@ -79,6 +83,9 @@ type Output struct {
 	// Key names the failed op of a Txn's Conflict or NotFound, when the
 	// answer says it ("": any failed op may be the one).
 	Key string
+
+	// returned is the operation's return time, set by Verify.
+	returned int64
 }
 
 // Record is a key's state as an answer gives it. A revision of 0 is "not
@@ -104,10 +111,17 @@ type keyState struct {
 
 // state is the model's state: the keys written so far, sorted, and rev, a
 // lower bound of the global revision: every later write's revision is
-// above it.
+// above it, or equal to it while open.
 type state struct {
 	keys []keyState
 	rev  uint64
+	// openUntil, when not 0, is the earliest return of the writes that
+	// took rev, the last operation: a write called before it may take
+	// rev too. Concurrent writes committed together (etcd's grouped
+	// writes) take effect at one instant, inside every one's call; a read
+	// between them would have seen all of them or none, so a read closes
+	// rev (0).
+	openUntil int64
 }
 
 func (s state) find(key string) (int, bool) {
@@ -130,12 +144,12 @@ func (s state) with(k keyState) state {
 	} else {
 		keys = slices.Insert(keys, i, k)
 	}
-	return state{keys: keys, rev: s.rev}
+	return state{keys: keys, rev: s.rev, openUntil: s.openUntil}
 }
 
 func equal(a, b any) bool {
 	x, y := a.(state), b.(state)
-	return x.rev == y.rev && slices.Equal(x.keys, y.keys)
+	return x.rev == y.rev && x.openUntil == y.openUntil && slices.Equal(x.keys, y.keys)
 }
 
 // hash is FNV-1a over what equal compares but the keys' names (equal
@@ -148,6 +162,7 @@ func hash(a any) uint64 {
 		h *= 1099511628211
 	}
 	mix(s.rev)
+	mix(uint64(s.openUntil))
 	for _, k := range s.keys {
 		if k.present {
 			mix(1)
@@ -212,7 +227,7 @@ func step(s state, in Input, out Output) []state {
 			return nil
 		case NotFound:
 			if !s.get(in.Key).present {
-				return []state{s}
+				return []state{s.closed()}
 			}
 			return nil
 		case Unknown, Failed:
@@ -227,7 +242,7 @@ func step(s state, in Input, out Output) []state {
 		if in.Kind != Txn {
 			recs = []Record{out.Record}
 		}
-		if next, ok := apply(s, writes, recs); ok {
+		if next, ok := apply(s, in.called, out.returned, writes, recs); ok {
 			return []state{next}
 		}
 		return nil
@@ -236,12 +251,12 @@ func step(s state, in Input, out Output) []state {
 			k := s.get(w.Key)
 			if (out.Key == "" || out.Key == w.Key) && failure(w, k) == out.Status &&
 				(out.Status != Conflict || out.CurrentVersion == k.version) {
-				return []state{s}
+				return []state{s.closed()}
 			}
 		}
 		return nil
 	case Unknown:
-		if next, ok := apply(s, writes, nil); ok {
+		if next, ok := apply(s, in.called, Never, writes, nil); ok {
 			return []state{s, next}
 		}
 		return []state{s}
@@ -266,9 +281,10 @@ func read(s state, key string, rec Record) (state, bool) {
 		return s, false
 	}
 	if learnt == k {
-		return s, true
+		return s.closed(), true
 	}
 	next := s.with(learnt)
+	next.openUntil = 0
 	next.rev = max(next.rev, rec.ModRev)
 	return next, true
 }
@@ -287,17 +303,22 @@ func sameRev(have *uint64, got uint64) bool {
 	return *have == got
 }
 
-// apply applies writes, all or nothing, checking their answers recs; nil
-// recs is a write whose outcome is unknown but took effect: it does apply
-// when no comparison fails, with revisions unknown.
-func apply(s state, writes []Write, recs []Record) (state, bool) {
+// apply applies writes, all or nothing, of an operation called and
+// returned then, checking their answers recs; nil recs is a write whose
+// outcome is unknown but took effect: it does apply when no comparison
+// fails, with revisions unknown.
+func apply(s state, called, returned int64, writes []Write, recs []Record) (state, bool) {
 	known := recs != nil
 	if known && len(recs) != len(writes) {
 		return s, false
 	}
-	next := state{keys: slices.Clone(s.keys), rev: s.rev}
+	next := state{keys: slices.Clone(s.keys), rev: s.rev, openUntil: returned}
+	// A write may share the revision of the write before it (s.rev) when
+	// the two were in flight together.
+	joins := s.openUntil != 0 && called < s.openUntil
 	// The writes of a transaction take one revision each, in order (bolt),
-	// or all share the transaction's one (etcd): never a mix.
+	// or all share the transaction's one (etcd): never a mix. The first
+	// may share the revision of the write before (open): then all do.
 	reported, shared := 0, false
 	for i, w := range writes {
 		k := s.get(w.Key)
@@ -309,7 +330,13 @@ func apply(s state, writes []Write, recs []Record) (state, bool) {
 			rec = recs[i]
 			if rec.ModRev != 0 {
 				reported++
+				if k.modRev != 0 && rec.ModRev <= k.modRev {
+					return s, false
+				}
 				switch {
+				case reported == 1 && rec.ModRev == next.rev && joins:
+					shared = true
+					next.openUntil = min(s.openUntil, returned)
 				case reported == 2 && rec.ModRev == next.rev:
 					shared = true
 				case shared && rec.ModRev != next.rev, !shared && rec.ModRev <= next.rev:
@@ -348,6 +375,12 @@ func apply(s state, writes []Write, recs []Record) (state, bool) {
 		}
 	}
 	return next, true
+}
+
+// closed is s after a read: the next write takes a revision of its own.
+func (s state) closed() state {
+	s.openUntil = 0
+	return s
 }
 
 // Model is ctxd's key semantics as a porcupine model (see the package
@@ -491,6 +524,9 @@ func describeState(st any) string {
 			continue
 		}
 		keys = append(keys, fmt.Sprintf("%s: %q v%d @%s (created @%s)", k.key, k.value, k.version, revString(k.modRev), revString(k.createRev)))
+	}
+	if s.openUntil != 0 {
+		return fmt.Sprintf("{%s} revision >= %d (open until %d)", strings.Join(keys, ", "), s.rev, s.openUntil)
 	}
 	return fmt.Sprintf("{%s} revision > %d", strings.Join(keys, ", "), s.rev)
 }

@@ -110,6 +110,15 @@ func TestLinearizableHistories(t *testing.T) {
 			op(1, 5, 6, get("a"), rec("x", 2, 3, 5)),
 			op(2, 5, 6, get("b"), rec("y", 1, 5, 5)),
 		}},
+		{"writes in flight together share a revision (etcd's grouped writes)", lin.History{
+			op(0, 1, 2, txn(lin.Write{Key: "a", Value: "w"}, lin.Write{Key: "b", Value: "w"}),
+				txnOK(lin.Record{Value: "w", Version: 1, CreateRev: 3, ModRev: 3}, lin.Record{Value: "w", Version: 1, CreateRev: 3, ModRev: 3})),
+			op(0, 3, 8, put("a", "x"), rec("x", 2, 3, 5)),
+			op(1, 4, 7, put("b", "y"), rec("y", 2, 3, 5)),
+			op(2, 5, 9, del("c"), notFound),
+			op(2, 10, 11, get("b"), rec("y", 2, 3, 5)),
+			op(0, 10, 11, get("a"), rec("x", 2, 3, 5)),
+		}},
 		{"an unknown transaction took effect at one revision (etcd)", lin.History{
 			op(0, 1, 2, put("a", "w"), rec("w", 1, 1, 1)),
 			unknown(1, 3, txn(lin.Write{Key: "a", Value: "x"}, lin.Write{Key: "b", Value: "y"})),
@@ -248,6 +257,24 @@ func TestViolationsAreFound(t *testing.T) {
 			op(0, 1, 2, put("a", "w"), rec("w", 1, 3, 3)),
 			op(0, 3, 4, txn(lin.Write{Key: "a", Value: "x"}, lin.Write{Key: "b", Value: "y"}),
 				txnOK(lin.Record{Value: "x", Version: 2, CreateRev: 3, ModRev: 3}, lin.Record{Value: "y", Version: 1, CreateRev: 3, ModRev: 3})),
+		}},
+		{"writes that were not in flight together share a revision", lin.History{
+			op(0, 1, 2, txn(lin.Write{Key: "a", Value: "w"}, lin.Write{Key: "b", Value: "w"}),
+				txnOK(lin.Record{Value: "w", Version: 1, CreateRev: 3, ModRev: 3}, lin.Record{Value: "w", Version: 1, CreateRev: 3, ModRev: 3})),
+			op(0, 3, 4, put("a", "x"), rec("x", 2, 3, 5)),
+			op(1, 5, 6, put("b", "y"), rec("y", 2, 3, 5)),
+		}},
+		{"writes of one revision, a read seeing one of them only", lin.History{
+			op(0, 1, 2, txn(lin.Write{Key: "a", Value: "w"}, lin.Write{Key: "b", Value: "w"}),
+				txnOK(lin.Record{Value: "w", Version: 1, CreateRev: 3, ModRev: 3}, lin.Record{Value: "w", Version: 1, CreateRev: 3, ModRev: 3})),
+			op(0, 3, 10, put("a", "x"), rec("x", 2, 3, 5)),
+			op(1, 3, 10, put("b", "y"), rec("y", 2, 3, 5)),
+			op(2, 4, 5, get("a"), rec("x", 2, 3, 5)),
+			op(2, 6, 7, get("b"), rec("w", 1, 3, 3)),
+		}},
+		{"two writes of one key share a revision", lin.History{
+			op(0, 1, 10, put("a", "x"), rec("x", 1, 5, 5)),
+			op(1, 2, 9, put("a", "y"), rec("y", 2, 5, 5)),
 		}},
 		{"a failed transaction that wrote", lin.History{
 			op(0, 1, 2, put("b", "y"), rec("y", 1, 1, 1)),

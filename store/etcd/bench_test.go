@@ -214,28 +214,34 @@ func BenchmarkReadPaths(b *testing.B) {
 }
 
 // Durable puts of new keys at 64 concurrent writers, in one run: etcd's
-// own client (one put each) against the store (one transaction each,
-// then the wait for its own watch). ns/op is per put, over all writers.
+// own client (one put each) against the store, each write in a
+// transaction of its own and grouped (group.go), each then waiting for
+// the instance's own watch. ns/op is per put, over all writers.
 //
 //	go test ./store/etcd -run '^$' -bench WritePaths -benchtime 3000x
 func BenchmarkWritePaths(b *testing.B) {
 	const writers = 64
 	prefix := etcdkit.Prefix(b.Name())
-	s := open(b, etcd.Options{Prefix: prefix})
+	grouped := open(b, etcd.Options{Prefix: prefix})
+	alone := open(b, etcd.Options{Prefix: prefix, MaxGroupWrites: 1})
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(b).Endpoint}})
 	require.NoError(b, err)
 	defer cli.Close()
 	value := `{"v":"0123456789012345678901234567890123456789"}`
 	var seq atomic.Int64
+	put := func(s *etcd.Store) func(k string) error {
+		return func(k string) error {
+			_, err := s.Put(context.Background(), "default", k, json.RawMessage(value), nil, "bench")
+			return err
+		}
+	}
 	for _, c := range []struct {
 		name string
 		put  func(k string) error
 	}{
 		{"etcd-client", func(k string) error { _, err := cli.Put(context.Background(), prefix+"raw/"+k, value); return err }},
-		{"store", func(k string) error {
-			_, err := s.Put(context.Background(), "default", k, json.RawMessage(value), nil, "bench")
-			return err
-		}},
+		{"store-alone", put(alone)},
+		{"store-grouped", put(grouped)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetParallelism((writers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))

@@ -31,3 +31,8 @@ func MarkRestore(s *Store, id uint64) (unmark func(), err error) {
 func EachDeadline(s *Store, rev uint64, fn func(ns, key string, at time.Time) error) error {
 	return s.eachDeadline(context.Background(), rev, fn)
 }
+
+// HoldGroups keeps the store's grouped writes queued until release, so
+// that a test commits a group of its choosing; queued tells how many
+// writes wait.
+func HoldGroups(s *Store) (queued func() int, release func()) { return s.groups.hold() }

@@ -52,6 +52,12 @@ type Options struct {
 	// DefaultReadCacheMaxBytes): a prefix that needs more is read from
 	// etcd directly.
 	ReadCacheMaxBytes int64
+	// MaxGroupWrites bounds how many concurrent single writes one etcd
+	// transaction commits together (group.go; default limits.max_txn_ops,
+	// 1: each write in a transaction of its own), and GroupsInFlight how
+	// many such transactions may be out at once (default
+	// DefaultGroupsInFlight).
+	MaxGroupWrites, GroupsInFlight int
 }
 
 func (o Options) withDefaults() Options {
@@ -71,6 +77,12 @@ func (o Options) withDefaults() Options {
 		o.RingChanges = 8192
 	}
 	o.Limits = o.Limits.WithDefaults()
+	if o.MaxGroupWrites <= 0 {
+		o.MaxGroupWrites = o.Limits.MaxTxnOps
+	}
+	if o.GroupsInFlight <= 0 {
+		o.GroupsInFlight = DefaultGroupsInFlight
+	}
 	return o
 }
 
@@ -98,6 +110,9 @@ type Store struct {
 	cleaners sync.WaitGroup
 
 	feed feed
+	// groups commits concurrent single writes together (nil when
+	// Options.MaxGroupWrites is 1).
+	groups *grouper
 	// cache serves reads (nil with Options.DirectReads).
 	cache *readCache
 	// lastProgress is when a progress notification was last asked for
@@ -147,6 +162,9 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("etcd: connect to %v: %w", opts.Endpoints, err)
 	}
 	s := &Store{cli: cli, opts: opts, watchDone: make(chan struct{})}
+	if opts.MaxGroupWrites > 1 {
+		s.groups = &grouper{inFlight: opts.GroupsInFlight, maxWrites: opts.MaxGroupWrites, commit: s.commitGroup}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout)
 	s.born, err = s.birth(ctx)
 	var gen *generation

@@ -95,15 +95,19 @@ func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 // after this instance's watch has seen it, so that the instance's feed
 // and committed mark include every write it acknowledged.
 func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
-	if !slices.ContainsFunc(writes, func(w ctxd.Write) bool { return w.Op == ctxd.OpPatch }) {
+	if s.groups != nil && groupable(writes) {
 		for {
-			// A full restore that switched the generation first: the
-			// write goes to the new one (generation.go).
-			res, err := s.commitOnce(ctx, writes, nil, nil)
-			if !errors.Is(err, errGenerationMoved) {
+			res, err := s.commitGrouped(ctx, writes[0])
+			switch {
+			case errors.Is(err, errGroupTooLarge):
+				return s.commitAlone(ctx, writes)
+			case !errors.Is(err, errGenerationMoved):
 				return res, err
 			}
 		}
+	}
+	if !slices.ContainsFunc(writes, func(w ctxd.Write) bool { return w.Op == ctxd.OpPatch }) {
+		return s.commitAlone(ctx, writes)
 	}
 	// A patch is applied here, to the value read, and committed as a put
 	// of its result on condition that the key was not written since
@@ -117,6 +121,18 @@ func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 		}
 		res, err := s.commitOnce(ctx, puts, seen, kept)
 		if !errors.Is(err, errPatchRaced) && !errors.Is(err, errGenerationMoved) {
+			return res, err
+		}
+	}
+}
+
+// commitAlone commits writes (no patches) in a transaction of their own.
+func (s *Store) commitAlone(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
+	for {
+		// A full restore that switched the generation first: the write
+		// goes to the new one (generation.go).
+		res, err := s.commitOnce(ctx, writes, nil, nil)
+		if !errors.Is(err, errGenerationMoved) {
 			return res, err
 		}
 	}
@@ -207,11 +223,8 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	if err := ctx.Err(); err != nil {
 		return ctxd.TxnResult{}, err
 	}
-	// Fail fast while etcd is unreachable: the client would hold the
-	// write until the request timeout, and then its outcome would look
-	// unknown although it was never sent.
-	if state := s.cli.ActiveConnection().GetState(); state == connectivity.TransientFailure || state == connectivity.Shutdown {
-		return ctxd.TxnResult{}, fmt.Errorf("%w: etcd at %v is unreachable (connection %s)", ctxd.ErrUnavailable, s.opts.Endpoints, state)
+	if err := s.reachable(); err != nil {
+		return ctxd.TxnResult{}, err
 	}
 	// The time is taken before the leases are granted: etcd's lessor
 	// counts a lease's TTL from its grant, so a key never expires before
@@ -221,55 +234,12 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	if err != nil {
 		return ctxd.TxnResult{}, err
 	}
-	leases := make([]deadline, len(writes))
 	gen := s.keys.gen()
-	cmps := []clientv3.Cmp{s.genCompare(gen)}
-	elseGets := make([]clientv3.Op, len(writes), len(writes)+1)
-	// The key's own op of each write, first of its ops, carries the key's
-	// previous state (prev_kv): its version and create revision for the
-	// answer, and its lease, revoked once no key needs it. One op per put
-	// instead of a put and two reads: etcd applies fewer ops per write.
-	keyOps := make([]int, len(writes))
-	var ops []clientv3.Op
-	for i, w := range writes {
-		k := gen.keys.live(w.Namespace, w.Key)
-		if w.Expect != nil {
-			cmps = append(cmps, clientv3.Compare(clientv3.Version(k), "=", int64(*w.Expect)))
-		}
-		if seen != nil && seen[i] > 0 {
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", seen[i]))
-		}
-		elseGets[i] = clientv3.OpGet(k, clientv3.WithKeysOnly())
-		keyOps[i] = len(ops)
-		env := envelope{who: w.Who, time: now}
-		switch w.Op {
-		case ctxd.OpPut:
-			env.value = w.Value
-			switch {
-			case granted != nil && granted[i].lease != clientv3.NoLease:
-				d := granted[i]
-				d.at = now.Add(time.Duration(d.ttlSeconds) * time.Second)
-				leases[i], env.expiresAt = d, d.at
-				armed := envelope{who: ctxd.WhoTTL, time: now, expiresAt: d.at}
-				ops = append(ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithLease(d.lease), clientv3.WithPrevKV()),
-					clientv3.OpPut(gen.keys.dead(w.Namespace, w.Key), string(d.encode()), clientv3.WithLease(d.lease)),
-					clientv3.OpPut(gen.keys.tomb(w.Namespace, w.Key), string(armed.encode())))
-			case kept != nil && kept[i].lease != clientv3.NoLease:
-				leases[i], env.expiresAt = kept[i], kept[i].at
-				ops = append(ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithLease(kept[i].lease), clientv3.WithPrevKV()))
-			default:
-				ops = append(ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithPrevKV()))
-			}
-		case ctxd.OpDelete:
-			cmps = append(cmps, clientv3.Compare(clientv3.Version(k), ">", 0))
-			ops = append(ops, clientv3.OpDelete(k, clientv3.WithPrevKV()), clientv3.OpPut(gen.keys.tomb(w.Namespace, w.Key), string(env.encode())))
-		}
-	}
+	t := s.buildTxn(gen, writes, now, granted, seen, kept)
 	wctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	started := time.Now()
-	elseGets = append(elseGets, clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly()))
-	resp, err := s.cli.Txn(wctx).If(cmps...).Then(ops...).Else(elseGets...).Commit()
+	resp, err := s.cli.Txn(wctx).If(t.cmps...).Then(t.ops...).Else(t.elseGets...).Commit()
 	s.stats.requests.Add(1)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -284,10 +254,10 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	}
 	if !resp.Succeeded {
 		s.revokeGranted(granted)
-		if kv := firstKV(resp.Responses[len(writes)].GetResponseRange().GetKvs()); kv != nil && kv.ModRevision != gen.rev {
+		if moved := movedGeneration(gen, t, resp); moved != 0 {
 			// Nothing was written: switch to the new generation, and
 			// write there.
-			if err := s.catchUpGeneration(ctx, kv.ModRevision); err != nil {
+			if err := s.catchUpGeneration(ctx, moved); err != nil {
 				return ctxd.TxnResult{}, err
 			}
 			return ctxd.TxnResult{}, errGenerationMoved
@@ -298,11 +268,115 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	s.stats.commits.Add(1)
 	s.stats.changes.Add(uint64(len(writes)))
 	s.stats.commit.Add(int64(time.Since(started)))
-	res := ctxd.TxnResult{Revision: rev, Records: make([]ctxd.Record, len(writes))}
+	res := ctxd.TxnResult{Revision: rev, Records: s.records(writes, t, resp, rev, now)}
+	// The write is committed: waiting for the watch is for read-your-writes
+	// on the feed, within the request timeout (wctx). A watch stalled on
+	// a member that stopped answering (paused, cut off: until gRPC's
+	// keepalive notices) would otherwise hold the answer for as long as
+	// the member is away (TestClusterPausedProcesses found such writes
+	// unanswered after 6 s); the feed delivers the change once the watch
+	// catches up.
+	s.feed.waitFor(wctx, rev)
+	return res, nil
+}
+
+// reachable fails fast while etcd is unreachable: the client would hold
+// a write until the request timeout, and then its outcome would look
+// unknown although it was never sent.
+func (s *Store) reachable() error {
+	if state := s.cli.ActiveConnection().GetState(); state == connectivity.TransientFailure || state == connectivity.Shutdown {
+		return fmt.Errorf("%w: etcd at %v is unreachable (connection %s)", ctxd.ErrUnavailable, s.opts.Endpoints, state)
+	}
+	return nil
+}
+
+// txnOps is one etcd transaction of writes:
+//
+//	if   mod_revision(meta/gen) = gen      the generation written to is current
+//	     version(k_i) = expect_i           for each write with an expected version
+//	     mod_revision(k_i) = seen_i        for each patched write
+//	     version(k_i) > 0                  for each delete (it must exist)
+//	then put(k_i, envelope) | delete(k_i), put(t_i, envelope), each key's op with prev_kv
+//	else get(k_i) (keys only), get(meta/gen): which compare failed, and the current version
+type txnOps struct {
+	cmps          []clientv3.Cmp
+	ops, elseGets []clientv3.Op
+	// keyOps[i] is the index in ops of write i's own op on its key.
+	keyOps []int
+	// leases[i] is the lease and deadline write i's key is put on.
+	leases []deadline
+}
+
+// buildTxn makes the transaction of writes in generation gen, stamped
+// now; granted, seen and kept (each may be nil) are commitOnce's.
+func (s *Store) buildTxn(gen *generation, writes []ctxd.Write, now time.Time, granted []deadline, seen []int64, kept []deadline) txnOps {
+	t := txnOps{
+		cmps:     []clientv3.Cmp{s.genCompare(gen)},
+		elseGets: make([]clientv3.Op, len(writes), len(writes)+1),
+		keyOps:   make([]int, len(writes)),
+		leases:   make([]deadline, len(writes)),
+		ops:      make([]clientv3.Op, 0, len(writes)),
+	}
+	// The key's own op of each write, first of its ops, carries the key's
+	// previous state (prev_kv): its version and create revision for the
+	// answer, and its lease, revoked once no key needs it. One op per put
+	// instead of a put and two reads: etcd applies fewer ops per write.
 	for i, w := range writes {
-		prev := previous(resp.Responses[keyOps[i]])
-		r := ctxd.Record{Namespace: w.Namespace, Key: w.Key, ModRev: rev, Who: w.Who, UpdatedAt: now, ExpiresAt: leases[i].at}
-		if prev != nil && prev.Lease != 0 && clientv3.LeaseID(prev.Lease) != leases[i].lease {
+		k := gen.keys.live(w.Namespace, w.Key)
+		if w.Expect != nil {
+			t.cmps = append(t.cmps, clientv3.Compare(clientv3.Version(k), "=", int64(*w.Expect)))
+		}
+		if seen != nil && seen[i] > 0 {
+			t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(k), "=", seen[i]))
+		}
+		t.elseGets[i] = clientv3.OpGet(k, clientv3.WithKeysOnly())
+		t.keyOps[i] = len(t.ops)
+		env := envelope{who: w.Who, time: now}
+		switch w.Op {
+		case ctxd.OpPut:
+			env.value = w.Value
+			switch {
+			case granted != nil && granted[i].lease != clientv3.NoLease:
+				d := granted[i]
+				d.at = now.Add(time.Duration(d.ttlSeconds) * time.Second)
+				t.leases[i], env.expiresAt = d, d.at
+				armed := envelope{who: ctxd.WhoTTL, time: now, expiresAt: d.at}
+				t.ops = append(t.ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithLease(d.lease), clientv3.WithPrevKV()),
+					clientv3.OpPut(gen.keys.dead(w.Namespace, w.Key), string(d.encode()), clientv3.WithLease(d.lease)),
+					clientv3.OpPut(gen.keys.tomb(w.Namespace, w.Key), string(armed.encode())))
+			case kept != nil && kept[i].lease != clientv3.NoLease:
+				t.leases[i], env.expiresAt = kept[i], kept[i].at
+				t.ops = append(t.ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithLease(kept[i].lease), clientv3.WithPrevKV()))
+			default:
+				t.ops = append(t.ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithPrevKV()))
+			}
+		case ctxd.OpDelete:
+			t.cmps = append(t.cmps, clientv3.Compare(clientv3.Version(k), ">", 0))
+			t.ops = append(t.ops, clientv3.OpDelete(k, clientv3.WithPrevKV()), clientv3.OpPut(gen.keys.tomb(w.Namespace, w.Key), string(env.encode())))
+		}
+	}
+	t.elseGets = append(t.elseGets, clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly()))
+	return t
+}
+
+// movedGeneration is the generation pointer's modification revision when
+// a transaction of t failed because a full restore switched the
+// generation (0 when it did not).
+func movedGeneration(gen *generation, t txnOps, resp *clientv3.TxnResponse) int64 {
+	if kv := firstKV(resp.Responses[len(t.keyOps)].GetResponseRange().GetKvs()); kv != nil && kv.ModRevision != gen.rev {
+		return kv.ModRevision
+	}
+	return 0
+}
+
+// records are the answers of writes committed by t at rev, from the
+// key ops' previous states; a lease the write replaced is revoked.
+func (s *Store) records(writes []ctxd.Write, t txnOps, resp *clientv3.TxnResponse, rev uint64, now time.Time) []ctxd.Record {
+	recs := make([]ctxd.Record, len(writes))
+	for i, w := range writes {
+		prev := previous(resp.Responses[t.keyOps[i]])
+		r := ctxd.Record{Namespace: w.Namespace, Key: w.Key, ModRev: rev, Who: w.Who, UpdatedAt: now, ExpiresAt: t.leases[i].at}
+		if prev != nil && prev.Lease != 0 && clientv3.LeaseID(prev.Lease) != t.leases[i].lease {
 			// The key's old lease holds nothing this write keeps: its
 			// deadline record at most, which ends with it.
 			s.revokeLater(clientv3.LeaseID(prev.Lease))
@@ -315,43 +389,52 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 		default:
 			r.Value, r.Version, r.CreateRev = w.Value, 1, rev
 		}
-		res.Records[i] = r
+		recs[i] = r
 	}
-	// The write is committed: waiting for the watch is for read-your-writes
-	// on the feed, within the request timeout (wctx). A watch stalled on
-	// a member that stopped answering (paused, cut off: until gRPC's
-	// keepalive notices) would otherwise hold the answer for as long as
-	// the member is away (TestClusterPausedProcesses found such writes
-	// unanswered after 6 s); the feed delivers the change once the watch
-	// catches up.
-	s.feed.waitFor(wctx, rev)
-	return res, nil
+	return recs
 }
 
 // failedCheck finds the first write whose check failed, in order, from
 // the else branch's reads.
 func failedCheck(writes []ctxd.Write, seen []int64, responses []*etcdserverpb.ResponseOp) error {
 	for i, w := range writes {
-		var have uint64
-		var modRev int64
-		if kv := firstKV(responses[i].GetResponseRange().GetKvs()); kv != nil {
-			have, modRev = uint64(kv.Version), kv.ModRevision
+		var seenRev int64
+		if seen != nil {
+			seenRev = seen[i]
 		}
-		if seen != nil && seen[i] > 0 && modRev != seen[i] {
-			// Before the expected version: the patch is applied again
-			// to the new value, whose version is then checked.
-			return errPatchRaced
-		}
-		if w.Expect != nil && *w.Expect != have {
-			return &ctxd.ConflictError{Namespace: w.Namespace, Key: w.Key, Expected: *w.Expect, Current: have}
-		}
-		if w.Op == ctxd.OpDelete && have == 0 {
-			return fmt.Errorf("delete %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
+		if err := checkFailure(w, seenRev, responses[i]); err != nil {
+			return err
 		}
 	}
-	// Every check holds now: the key moved between etcd's compare and its
-	// read, which one transaction does not allow.
-	return fmt.Errorf("%w: etcd refused the transaction's checks, yet they hold", ctxd.ErrUnavailable)
+	return errChecksHold
+}
+
+// errChecksHold: etcd refused a transaction whose checks all hold in its
+// else branch's reads: the key moved between etcd's compare and its read,
+// which one transaction does not allow.
+var errChecksHold = fmt.Errorf("%w: etcd refused the transaction's checks, yet they hold", ctxd.ErrUnavailable)
+
+// checkFailure is why write w's check failed, from the else branch's read
+// of its key (nil: it holds); seen is the modification revision a patch
+// was applied to (0: not a patch).
+func checkFailure(w ctxd.Write, seen int64, read *etcdserverpb.ResponseOp) error {
+	var have uint64
+	var modRev int64
+	if kv := firstKV(read.GetResponseRange().GetKvs()); kv != nil {
+		have, modRev = uint64(kv.Version), kv.ModRevision
+	}
+	if seen > 0 && modRev != seen {
+		// Before the expected version: the patch is applied again
+		// to the new value, whose version is then checked.
+		return errPatchRaced
+	}
+	if w.Expect != nil && *w.Expect != have {
+		return &ctxd.ConflictError{Namespace: w.Namespace, Key: w.Key, Expected: *w.Expect, Current: have}
+	}
+	if w.Op == ctxd.OpDelete && have == 0 {
+		return fmt.Errorf("delete %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
+	}
+	return nil
 }
 
 // previous is the key's state before a put or delete with prev_kv, nil

@@ -1,0 +1,299 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/framework0/ctxd"
+)
+
+// Grouped writes: concurrent single writes of distinct keys, committed
+// together in one etcd transaction.
+//
+// etcd spends most of a write on what each request costs it (gRPC, a raft
+// entry, an apply and its revision), not on the keys it writes: its own
+// Go client, 64 concurrent puts, is bound by etcd's CPU on a small
+// machine. ctxd pays for HTTP on top, so a request per write cannot come
+// near etcd's client there. A write that arrives while GroupsInFlight
+// transactions are out waits, and the next transaction takes every write
+// waiting (up to the group's bounds), the way bolt's committer shares an
+// fdatasync. A lone write goes at once, alone: it waits for nothing.
+//
+// What grouping changes, and why each holds:
+//   - The writes of a group share its revision, as a transaction's do:
+//     the feed's rule (the changes of one revision travel together) and
+//     (from_rev, from_index) resume already cover it.
+//   - One etcd transaction applies all or nothing: the group's compares
+//     are each write's own (If-Match, a delete's key must exist) and the
+//     generation's. When one fails, nothing applied: the else branch's
+//     reads tell whose check failed; those writes get their answer
+//     (conflict, not found), read at one revision inside their request,
+//     and the others go again in a new transaction.
+//   - etcd refuses two ops on one key in a transaction: a write of a key
+//     already in the group waits for the next one.
+//   - Answers: each write learns its own version and create revision from
+//     its key's prev_kv, as alone.
+//
+// Writes with a TTL (a lease granted per write), patches (a read, then a
+// compare-and-swap) and transactions of several writes are committed on
+// their own, as before.
+
+// group bounds: a group holds at most the limit of writes of one ctxd
+// transaction (limits.max_txn_ops: etcd's own bounds already fit such a
+// transaction of the same shapes), and at most groupBytes of values, so
+// that it stays well under etcd's --max-request-bytes (1.5 MiB by
+// default). A larger write goes alone.
+const groupBytes = 512 << 10
+
+// DefaultGroupsInFlight is how many grouped transactions may be out at
+// once by default (Options.GroupsInFlight).
+const DefaultGroupsInFlight = 2
+
+// groupWrite is one write waiting for, or in, a group.
+type groupWrite struct {
+	ctx  context.Context
+	w    ctxd.Write
+	done chan struct{}
+	// set before done is closed
+	rec ctxd.Record
+	err error
+}
+
+func (p *groupWrite) finish(rec ctxd.Record, err error) {
+	p.rec, p.err = rec, err
+	close(p.done)
+}
+
+func (p *groupWrite) finished() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// errGroupTooLarge: etcd refused a group as too large for one
+// transaction: each of its writes goes again alone.
+var errGroupTooLarge = errors.New("etcd refused the group as too large")
+
+// grouper queues single writes and commits them in groups.
+type grouper struct {
+	mu      sync.Mutex
+	queue   []*groupWrite
+	running int // groups being committed, at most inFlight
+
+	inFlight, maxWrites int
+	// commit commits a group and answers its writes, but for those it
+	// returns: they did not apply through no fault of their own, and go
+	// again, first in the queue.
+	commit func(group []*groupWrite) (again []*groupWrite)
+}
+
+// do commits p in a group, and returns once it is answered. The caller
+// commits groups itself when fewer than inFlight are out: until its own
+// write is answered, then it hands the queue to a goroutine of its own.
+func (g *grouper) do(p *groupWrite) {
+	g.mu.Lock()
+	g.queue = append(g.queue, p)
+	if g.running >= g.inFlight {
+		g.mu.Unlock()
+		<-p.done
+		return
+	}
+	g.running++
+	g.mu.Unlock()
+	g.run(p)
+}
+
+// run commits groups from the queue until it is empty, or, for a caller
+// (mine not nil), until the caller's own write is answered.
+func (g *grouper) run(mine *groupWrite) {
+	for {
+		g.mu.Lock()
+		if len(g.queue) == 0 {
+			g.running--
+			g.mu.Unlock()
+			return
+		}
+		if mine != nil && mine.finished() {
+			g.mu.Unlock()
+			go g.run(nil)
+			return
+		}
+		group := g.takeLocked()
+		g.mu.Unlock()
+		if len(group) == 0 {
+			continue
+		}
+		if again := g.commit(group); len(again) > 0 {
+			g.mu.Lock()
+			g.queue = append(again, g.queue...)
+			g.mu.Unlock()
+		}
+	}
+}
+
+// takeLocked takes the next group from the queue, oldest first: writes of
+// distinct keys, within the group's bounds. A write whose context ended
+// while it waited is answered with its context's error (it was never
+// sent).
+func (g *grouper) takeLocked() []*groupWrite {
+	type nsKey struct{ ns, key string }
+	var (
+		group []*groupWrite
+		keys  = map[nsKey]bool{}
+		bytes int
+		rest  = g.queue[:0]
+	)
+	for i, p := range g.queue {
+		if len(group) == g.maxWrites {
+			rest = append(rest, g.queue[i:]...)
+			break
+		}
+		if err := p.ctx.Err(); err != nil {
+			p.finish(ctxd.Record{}, err)
+			continue
+		}
+		k := nsKey{p.w.Namespace, p.w.Key}
+		size := len(p.w.Namespace) + len(p.w.Key) + len(p.w.Value)
+		if keys[k] || len(group) > 0 && bytes+size > groupBytes {
+			rest = append(rest, p)
+			continue
+		}
+		keys[k] = true
+		bytes += size
+		group = append(group, p)
+	}
+	clear(g.queue[len(rest):])
+	g.queue = rest
+	return group
+}
+
+// groupable is a write that may share a transaction with others: a single
+// put or delete without a TTL.
+func groupable(writes []ctxd.Write) bool {
+	if len(writes) != 1 {
+		return false
+	}
+	w := writes[0]
+	return (w.Op == ctxd.OpPut || w.Op == ctxd.OpDelete) && w.TTL == 0
+}
+
+// commitGrouped commits a single write (groupable) in a group.
+func (s *Store) commitGrouped(ctx context.Context, w ctxd.Write) (ctxd.TxnResult, error) {
+	if err := s.enter(); err != nil {
+		return ctxd.TxnResult{}, err
+	}
+	defer s.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return ctxd.TxnResult{}, err
+	}
+	if err := s.reachable(); err != nil {
+		return ctxd.TxnResult{}, err
+	}
+	p := &groupWrite{ctx: ctx, w: w, done: make(chan struct{})}
+	s.groups.do(p)
+	if p.err != nil {
+		return ctxd.TxnResult{}, p.err
+	}
+	// As commitOnce: read-your-writes on the feed, within the request
+	// timeout.
+	wctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	s.feed.waitFor(wctx, p.rec.ModRev)
+	return ctxd.TxnResult{Revision: p.rec.ModRev, Records: []ctxd.Record{p.rec}}, nil
+}
+
+// hold keeps every slot of the grouper busy until release, so that writes
+// queue: how a test commits a group of its choosing (export_test.go).
+// queued tells how many writes wait.
+func (g *grouper) hold() (queued func() int, release func()) {
+	g.mu.Lock()
+	g.running += g.inFlight
+	g.mu.Unlock()
+	queued = func() int {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return len(g.queue)
+	}
+	release = func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.running -= g.inFlight
+		if len(g.queue) > 0 && g.running < g.inFlight {
+			g.running++
+			go g.run(nil)
+		}
+	}
+	return queued, release
+}
+
+// commitGroup commits a group's writes in one etcd transaction and
+// answers each, but for the writes it returns: they go again.
+func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
+	writes := make([]ctxd.Write, len(group))
+	for i, p := range group {
+		writes[i] = p.w
+	}
+	now := s.opts.Now().UTC()
+	gen := s.keys.gen()
+	t := s.buildTxn(gen, writes, now, nil, nil, nil)
+	// The group's transaction is no one write's: it is bounded by the
+	// request timeout alone, and a write whose client went away is
+	// answered all the same (its outcome is the group's).
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	defer cancel()
+	started := time.Now()
+	resp, err := s.cli.Txn(ctx).If(t.cmps...).Then(t.ops...).Else(t.elseGets...).Commit()
+	s.stats.requests.Add(1)
+	answerAll := func(err error) {
+		for _, p := range group {
+			p.finish(ctxd.Record{}, err)
+		}
+	}
+	switch {
+	case err != nil && len(group) > 1 && errors.Is(writeError(err, true), ctxd.ErrTooLarge):
+		// Refused before applying: the group exceeds etcd's bounds, not
+		// (necessarily) any of its writes. Each goes again alone.
+		answerAll(errGroupTooLarge)
+	case err != nil:
+		answerAll(writeError(err, true))
+	case !resp.Succeeded:
+		if moved := movedGeneration(gen, t, resp); moved != 0 {
+			// Nothing was written: each write goes again, in the new
+			// generation (commit's loop).
+			if err := s.catchUpGeneration(ctx, moved); err != nil {
+				answerAll(err)
+				return nil
+			}
+			answerAll(errGenerationMoved)
+			return nil
+		}
+		// Nothing applied: the writes whose check failed get their
+		// answer, the others go again.
+		for i, p := range group {
+			if err := checkFailure(p.w, 0, resp.Responses[i]); err != nil {
+				p.finish(ctxd.Record{}, err)
+			} else {
+				again = append(again, p)
+			}
+		}
+		if len(again) == len(group) {
+			answerAll(errChecksHold)
+			return nil
+		}
+		return again
+	default:
+		rev := uint64(resp.Header.Revision)
+		s.stats.commits.Add(1)
+		s.stats.changes.Add(uint64(len(writes)))
+		s.stats.commit.Add(int64(time.Since(started)))
+		for i, rec := range s.records(writes, t, resp, rev, now) {
+			group[i].finish(rec, nil)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+package etcd_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/store/etcd"
+)
+
+// queuedWrite is a write sent while the store's groups are held.
+type queuedWrite struct {
+	rec ctxd.Record
+	err error
+}
+
+// queue sends each write, in order, while the store's groups are held
+// (each waits in the queue before the next is sent), then releases them
+// and returns the answers.
+func queue(t *testing.T, s *etcd.Store, writes ...func() (ctxd.Record, error)) []queuedWrite {
+	t.Helper()
+	queued, release := etcd.HoldGroups(s)
+	out := make([]queuedWrite, len(writes))
+	var wg sync.WaitGroup
+	for i, write := range writes {
+		wg.Go(func() { out[i].rec, out[i].err = write() })
+		testkit.Eventually(t, func() bool { return queued() == i+1 }, "write %d queued", i)
+	}
+	release()
+	wg.Wait()
+	return out
+}
+
+func putOf(t *testing.T, s *etcd.Store, key, value string, expect *uint64) func() (ctxd.Record, error) {
+	return func() (ctxd.Record, error) {
+		return s.Put(t.Context(), "default", key, json.RawMessage(value), expect, "t")
+	}
+}
+
+func deleteOf(t *testing.T, s *etcd.Store, key string) func() (ctxd.Record, error) {
+	return func() (ctxd.Record, error) { return s.Delete(t.Context(), "default", key, nil, "t") }
+}
+
+// TestGroupedWritesShareATransaction: single writes queued together are
+// one etcd transaction. A write whose check fails (a compare-and-swap on
+// a wrong version, a delete of a missing key) gets its own answer and
+// makes nothing else fail: the others are committed together, at one
+// revision, each with its own version; a second write of a key already in
+// the group waits for the next one.
+func TestGroupedWritesShareATransaction(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	_, err := s.Put(t.Context(), "default", "b", json.RawMessage(`"b1"`), nil, "t")
+	require.NoError(t, err)
+	_, err = s.Put(t.Context(), "default", "d", json.RawMessage(`"d1"`), nil, "t")
+	require.NoError(t, err)
+	before := s.Stats()
+
+	got := queue(t, s,
+		putOf(t, s, "a", `"a1"`, nil),
+		putOf(t, s, "b", `"b2"`, u64(5)), // b is at version 1
+		deleteOf(t, s, "c"),              // c does not exist
+		putOf(t, s, "d", `"d2"`, nil),
+		putOf(t, s, "a", `"a2"`, nil), // a again: the next group
+	)
+	var conflict *ctxd.ConflictError
+	require.ErrorAs(t, got[1].err, &conflict, "the compare-and-swap's own answer")
+	assert.Equal(t, uint64(1), conflict.Current)
+	assert.ErrorIs(t, got[2].err, ctxd.ErrNotFound, "the delete's own answer")
+	for _, i := range []int{0, 3, 4} {
+		require.NoError(t, got[i].err, "write %d", i)
+	}
+	a1, d2, a2 := got[0].rec, got[3].rec, got[4].rec
+	assert.Equal(t, a1.ModRev, d2.ModRev, "a and d committed together")
+	assert.Equal(t, uint64(1), a1.Version)
+	assert.Equal(t, uint64(2), d2.Version)
+	assert.Greater(t, a2.ModRev, a1.ModRev, "the second write of a in a group after")
+	assert.Equal(t, uint64(2), a2.Version)
+
+	after := s.Stats()
+	assert.Equal(t, uint64(3), after.Changes-before.Changes)
+	assert.Equal(t, uint64(2), after.Commits-before.Commits, "a1 and d2 in one transaction, a2 in another")
+	assert.Equal(t, uint64(3), after.Requests-before.Requests, "the group that failed its checks, then the two")
+
+	for key, want := range map[string]string{"a": `"a2"`, "b": `"b1"`, "d": `"d2"`} {
+		r, err := s.Get("default", key)
+		require.NoError(t, err)
+		assert.JSONEq(t, want, string(r.Value), key)
+	}
+	_, err = s.Get("default", "c")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+	// The feed has each change once, those of one revision together.
+	changes, err := s.ReadLog(before.Changes, 100)
+	require.NoError(t, err)
+	var seen []string
+	for _, c := range changes {
+		if c.Revision >= a1.ModRev {
+			seen = append(seen, fmt.Sprintf("%d %s v%d", c.Revision, c.Key, c.Version))
+		}
+	}
+	assert.ElementsMatch(t, []string{
+		fmt.Sprintf("%d a v1", a1.ModRev), fmt.Sprintf("%d d v2", a1.ModRev), fmt.Sprintf("%d a v2", a2.ModRev),
+	}, seen)
+}
+
+// TestWritesAloneWhenGroupingIsOff: with MaxGroupWrites 1 every write is
+// a transaction of its own (the negative control of the grouping tests:
+// concurrent writers then never share a revision).
+func TestWritesAloneWhenGroupingIsOff(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name()), MaxGroupWrites: 1})
+	revs := concurrentPuts(t, s, 16, 10)
+	assert.Len(t, revs, 160, "160 writes, 160 revisions")
+	st := s.Stats()
+	assert.Equal(t, st.Changes, st.Commits)
+}
+
+// TestConcurrentWritesAreGrouped: 16 writers on a store with its defaults
+// share transactions: fewer commits than writes, each still answered with
+// its own key's version.
+func TestConcurrentWritesAreGrouped(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	revs := concurrentPuts(t, s, 16, 10)
+	st := s.Stats()
+	assert.Equal(t, uint64(160), st.Changes)
+	assert.Less(t, st.Commits, st.Changes, "some writes shared a transaction")
+	assert.Less(t, len(revs), 160, "some writes shared a revision")
+}
+
+// concurrentPuts runs writers goroutines of each puts of keys of their
+// own, checks every answer against a read, and returns the revisions
+// the writes were given, each with the keys written at it.
+func concurrentPuts(t *testing.T, s *etcd.Store, writers, each int) map[uint64][]string {
+	var mu sync.Mutex
+	revs := map[uint64][]string{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				key := fmt.Sprintf("w%d/%d", w, i%3)
+				r, err := s.Put(context.Background(), "default", key, json.RawMessage(fmt.Sprint(i)), nil, "t")
+				if !assert.NoError(t, err) {
+					return
+				}
+				assert.Equal(t, uint64(i/3+1), r.Version, key)
+				mu.Lock()
+				revs[r.ModRev] = append(revs[r.ModRev], key)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for rev, keys := range revs {
+		seen := map[string]bool{}
+		for _, k := range keys {
+			assert.False(t, seen[k], "two writes of %s at revision %d", k, rev)
+			seen[k] = true
+		}
+	}
+	return revs
+}
+
+// TestGroupTooLargeForEtcdGoesAlone: etcd refuses a group beyond its
+// --max-txn-ops (4 here); each of its writes is then made alone, and
+// every one is acknowledged.
+func TestGroupTooLargeForEtcdGoesAlone(t *testing.T) {
+	srv, err := etcdkit.Start(func(c *embed.Config) { c.MaxTxnOps = 4 })
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+
+	var writes []func() (ctxd.Record, error)
+	for i := range 6 {
+		writes = append(writes, putOf(t, s, fmt.Sprint("k", i), fmt.Sprint(i), nil))
+	}
+	revs := map[uint64]bool{}
+	for i, w := range queue(t, s, writes...) {
+		require.NoError(t, w.err, "write %d", i)
+		revs[w.rec.ModRev] = true
+	}
+	assert.Len(t, revs, 6, "each write alone")
+}
+
+// TestQueuedWriteWhoseClientLeftIsNotSent: a write whose context ends
+// while it waits for a group answers its context's error and writes
+// nothing.
+func TestQueuedWriteWhoseClientLeftIsNotSent(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	queued, release := etcd.HoldGroups(s)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() {
+		_, err := s.Put(ctx, "default", "left", json.RawMessage(`1`), nil, "t")
+		done <- err
+	}()
+	testkit.Eventually(t, func() bool { return queued() == 1 }, "the write queued")
+	cancel()
+	release()
+	assert.ErrorIs(t, <-done, context.Canceled)
+	_, err := s.Get("default", "left")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "nothing written")
+	r, err := s.Put(t.Context(), "default", "kept", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err, "the queue goes on")
+	assert.Equal(t, uint64(1), r.Version)
+}
+
+func u64(v uint64) *uint64 { return &v }
