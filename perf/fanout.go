@@ -70,8 +70,12 @@ type subscriber struct {
 	sio        bool
 	got        atomic.Int64 // changes received
 	frames     int64        // frames that carried changes
-	duplicates int64        // changes not after the one before (must be 0)
+	duplicates int64        // changes delivered twice, or before the one before (must be 0)
 	lastRev    uint64
+	// delivered has a bit per write of the run: concurrent writes may
+	// share a revision (etcd), so a change is known by its write, not
+	// its revision.
+	delivered []uint64
 	err        error // why it stopped reading early, if it did
 }
 
@@ -391,10 +395,15 @@ func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Ti
 		if n == 0 || idx >= uint64(len(acks)) {
 			return
 		}
-		if rev <= sub.lastRev {
+		if sub.delivered == nil {
+			sub.delivered = make([]uint64, (len(acks)+63)/64)
+		}
+		word, bit := idx/64, uint64(1)<<(idx%64)
+		if rev < sub.lastRev || sub.delivered[word]&bit != 0 {
 			sub.duplicates++
 			return
 		}
+		sub.delivered[word] |= bit
 		sub.lastRev = rev
 		a := arrival{fromTx: now - time.Duration(float64(idx)*interval), part: int(idx) * intervals / len(acks)}
 		if ack := acks[idx].Load(); ack != 0 {

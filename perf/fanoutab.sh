@@ -71,10 +71,10 @@ for round in $(seq "$ROUNDS"); do
 			f0=$(frames "${urls[@]}") s0=$(cputicks "${servers[@]}") e0=$(cputicks "$etcd_pid")
 			/usr/bin/env time -f "%U %S" -o "$dir/perf.time" "$b/ctxd" perf --target "${urls[0]}" "${more[@]}" \
 				--fanout-subscribers "$SUBS" --fanout-rate "$RATE" --fanout-socketio-subscribers 1 \
-				--duration "$DURATION" --out "$dir/out" fanout >"$dir/perf.out" 2>&1 || true
+				--duration "$DURATION" --out "$dir/out" fanout >"$dir/perf.out" 2>&1 || tail -5 "$dir/perf.out" >&2
 			f1=$(frames "${urls[@]}") s1=$(cputicks "${servers[@]}") e1=$(cputicks "$etcd_pid")
 			python3 - "$(ls -t "$dir"/out/*/report.json | head -1)" "$round" "$b" "$c" $((f1 - f0)) \
-				"$(awk '{ print ($1 + $2) }' "$dir/perf.time")" $((s1 - s0)) $((e1 - e0)) "$(getconf CLK_TCK)" <<'PY'
+				"$(tail -1 "$dir/perf.time" | awk '{ print ($1 + $2) }')" $((s1 - s0)) $((e1 - e0)) "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 report, rnd, build, case, frames, perf_cpu, srv, etcd, hz = sys.argv[1:]
 f = next(x for x in json.load(open(report))["fanout"] if x.get("protocol", "watch") == "watch")
