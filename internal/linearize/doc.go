@@ -41,7 +41,11 @@
 //     delete's not found); if the answer names a key, that op's.
 //   - Every write takes a revision above every revision before it in the
 //     linearization, the ops of a transaction in their order, or all of
-//     them the transaction's one revision (etcd's rule; never a mix); a record's
+//     them the transaction's one revision (etcd's rule; never a mix). A
+//     write may also take the revision of the write just before it when
+//     the two were in flight together and no read came between (etcd's
+//     grouped writes: one transaction, at one instant inside both calls;
+//     Verify gives the model each operation's call and return times). A record's
 //     create revision is the revision of the put that created the key; a
 //     read returns the mod revision of the key's last write. Revisions are
 //     compared only when reported (non-zero) and only within a partition
