@@ -40,11 +40,16 @@ import (
 // compare-and-swap) and transactions of several writes are committed on
 // their own, as before.
 
-// group bounds: a group holds at most the limit of writes of one ctxd
-// transaction (limits.max_txn_ops: etcd's own bounds already fit such a
-// transaction of the same shapes), and at most groupBytes of values, so
-// that it stays well under etcd's --max-request-bytes (1.5 MiB by
-// default). A larger write goes alone.
+// DefaultMaxGroupWrites is how many writes a group holds at most by
+// default (Options.MaxGroupWrites): 63 deletes, the largest writes, make
+// 127 compares (the generation's, each key's version and If-Match), 126
+// ops and 64 reads in the else branch, within etcd's default
+// --max-txn-ops (128) for each. A group etcd refuses all the same (a
+// lower --max-txn-ops) is made again write by write.
+const DefaultMaxGroupWrites = 63
+
+// groupBytes bounds the values of a group, well under etcd's default
+// --max-request-bytes (1.5 MiB); a larger write goes alone.
 const groupBytes = 512 << 10
 
 // DefaultGroupsInFlight is how many grouped transactions may be out at

@@ -190,6 +190,36 @@ func TestGroupTooLargeForEtcdGoesAlone(t *testing.T) {
 	assert.Len(t, revs, 6, "each write alone")
 }
 
+// TestGroupsFitEtcdsDefaultMaxTxnOps: 100 queued deletes with If-Match
+// (the writes with the most compares and ops) on an etcd with its default
+// --max-txn-ops (128) go in two transactions that etcd accepts: groups
+// are cut at DefaultMaxGroupWrites, not at limits.max_txn_ops (128
+// writes, which etcd would refuse).
+func TestGroupsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
+	srv, err := etcdkit.Start(func(c *embed.Config) { c.MaxTxnOps = embed.DefaultMaxTxnOps })
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+
+	const n = 100
+	var deletes []func() (ctxd.Record, error)
+	for i := range n {
+		key := fmt.Sprint("k", i)
+		_, err := s.Put(t.Context(), "default", key, json.RawMessage(`1`), nil, "t")
+		require.NoError(t, err)
+		deletes = append(deletes, func() (ctxd.Record, error) { return s.Delete(t.Context(), "default", key, u64(1), "t") })
+	}
+	before := s.Stats()
+	for i, d := range queue(t, s, deletes...) {
+		require.NoError(t, d.err, "delete %d", i)
+	}
+	after := s.Stats()
+	assert.Equal(t, uint64(2), after.Requests-before.Requests, "63 deletes, then 37, each group accepted")
+	assert.Equal(t, uint64(n), after.Changes-before.Changes)
+}
+
 // TestQueuedWriteWhoseClientLeftIsNotSent: a write whose context ends
 // while it waits for a group answers its context's error and writes
 // nothing.

@@ -53,8 +53,9 @@ type Options struct {
 	// etcd directly.
 	ReadCacheMaxBytes int64
 	// MaxGroupWrites bounds how many concurrent single writes one etcd
-	// transaction commits together (group.go; default limits.max_txn_ops,
-	// 1: each write in a transaction of its own), and GroupsInFlight how
+	// transaction commits together (group.go; default the smaller of
+	// limits.max_txn_ops and DefaultMaxGroupWrites; 1: each write in a
+	// transaction of its own), and GroupsInFlight how
 	// many such transactions may be out at once (default
 	// DefaultGroupsInFlight).
 	MaxGroupWrites, GroupsInFlight int
@@ -78,7 +79,7 @@ func (o Options) withDefaults() Options {
 	}
 	o.Limits = o.Limits.WithDefaults()
 	if o.MaxGroupWrites <= 0 {
-		o.MaxGroupWrites = o.Limits.MaxTxnOps
+		o.MaxGroupWrites = min(o.Limits.MaxTxnOps, DefaultMaxGroupWrites)
 	}
 	if o.GroupsInFlight <= 0 {
 		o.GroupsInFlight = DefaultGroupsInFlight
