@@ -20,7 +20,8 @@
 # (protocol watch only) but in the CPU times.
 #
 # Settings (environment): ROUNDS (1), CASES ("bolt etcd1 etcd3"), SUBS
-# (1000), RATE (1000), DURATION (5s). Needs curl and python3.
+# (1000), RATE (1000), DURATION (5s), PERF_ARGS (more flags of ctxd perf,
+# e.g. --fanout-writers 64). Needs curl and python3.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-1}
@@ -71,7 +72,7 @@ for round in $(seq "$ROUNDS"); do
 			f0=$(frames "${urls[@]}") s0=$(cputicks "${servers[@]}") e0=$(cputicks "$etcd_pid")
 			/usr/bin/env time -f "%U %S" -o "$dir/perf.time" "$b/ctxd" perf --target "${urls[0]}" "${more[@]}" \
 				--fanout-subscribers "$SUBS" --fanout-rate "$RATE" --fanout-socketio-subscribers 1 \
-				--duration "$DURATION" --out "$dir/out" fanout >"$dir/perf.out" 2>&1 || tail -5 "$dir/perf.out" >&2
+				--duration "$DURATION" --out "$dir/out" ${PERF_ARGS:-} fanout >"$dir/perf.out" 2>&1 || tail -5 "$dir/perf.out" >&2
 			f1=$(frames "${urls[@]}") s1=$(cputicks "${servers[@]}") e1=$(cputicks "$etcd_pid")
 			python3 - "$(ls -t "$dir"/out/*/report.json | head -1)" "$round" "$b" "$c" $((f1 - f0)) \
 				"$(tail -1 "$dir/perf.time" | awk '{ print ($1 + $2) }')" $((s1 - s0)) $((e1 - e0)) "$(getconf CLK_TCK)" <<'PY'
