@@ -189,16 +189,10 @@ func groupable(writes []ctxd.Write) bool {
 
 // commitGrouped commits a single write (groupable) in a group.
 func (s *Store) commitGrouped(ctx context.Context, w ctxd.Write) (ctxd.TxnResult, error) {
-	if err := s.enter(); err != nil {
+	if err := s.beginWrite(ctx); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	defer s.inflight.Done()
-	if err := ctx.Err(); err != nil {
-		return ctxd.TxnResult{}, err
-	}
-	if err := s.reachable(); err != nil {
-		return ctxd.TxnResult{}, err
-	}
 	p := &groupWrite{ctx: ctx, w: w, done: make(chan struct{})}
 	s.groups.do(p)
 	if p.err != nil {

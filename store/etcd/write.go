@@ -216,16 +216,10 @@ func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write) ([]ctxd.W
 // lease the key had before, if any (its deadline record tells, read in
 // the transaction), is revoked once the write applied.
 func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int64, kept []deadline) (ctxd.TxnResult, error) {
-	if err := s.enter(); err != nil {
+	if err := s.beginWrite(ctx); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	defer s.inflight.Done()
-	if err := ctx.Err(); err != nil {
-		return ctxd.TxnResult{}, err
-	}
-	if err := s.reachable(); err != nil {
-		return ctxd.TxnResult{}, err
-	}
 	// The time is taken before the leases are granted: etcd's lessor
 	// counts a lease's TTL from its grant, so a key never expires before
 	// the deadline it is given.
@@ -280,14 +274,23 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	return res, nil
 }
 
-// reachable fails fast while etcd is unreachable: the client would hold
-// a write until the request timeout, and then its outcome would look
-// unknown although it was never sent.
-func (s *Store) reachable() error {
-	if state := s.cli.ActiveConnection().GetState(); state == connectivity.TransientFailure || state == connectivity.Shutdown {
-		return fmt.Errorf("%w: etcd at %v is unreachable (connection %s)", ctxd.ErrUnavailable, s.opts.Endpoints, state)
+// beginWrite admits a write, counted in flight (the caller ends it with
+// s.inflight.Done) unless it fails: the store is open, the write's
+// context live, and etcd reachable. While etcd is unreachable it fails
+// fast: the client would hold the write until the request timeout, and
+// then its outcome would look unknown although it was never sent.
+func (s *Store) beginWrite(ctx context.Context) error {
+	if err := s.enter(); err != nil {
+		return err
 	}
-	return nil
+	err := ctx.Err()
+	if state := s.cli.ActiveConnection().GetState(); err == nil && (state == connectivity.TransientFailure || state == connectivity.Shutdown) {
+		err = fmt.Errorf("%w: etcd at %v is unreachable (connection %s)", ctxd.ErrUnavailable, s.opts.Endpoints, state)
+	}
+	if err != nil {
+		s.inflight.Done()
+	}
+	return err
 }
 
 // txnOps is one etcd transaction of writes:
