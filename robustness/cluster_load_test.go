@@ -207,7 +207,11 @@ func (l *clusterLoad) finish(live string) {
 		select {
 		case <-w.done:
 		case <-time.After(testkit.Deadline):
-			t.Fatalf("a watcher did not see the last write (rev %d) within %v; it is at %d", end.Rev, testkit.Deadline, w.position())
+			w.mu.Lock()
+			reconnects, cuts := w.reconnects, w.cuts
+			w.mu.Unlock()
+			t.Fatalf("a watcher did not see the last write (rev %d) within %v; it is at %d, waiting on %s after %d reconnections and %d cuts",
+				end.Rev, testkit.Deadline, w.position(), w.watchURL(), reconnects, cuts)
 		}
 	}
 	t.Logf("%d acknowledged writes, failed: %v; %d watchers, reconnections %v; all seen at %v",
