@@ -76,7 +76,7 @@ type subscriber struct {
 	// share a revision (etcd), so a change is known by its write, not
 	// its revision.
 	delivered []uint64
-	err        error // why it stopped reading early, if it did
+	err       error // why it stopped reading early, if it did
 }
 
 // fanoutRun connects subs WebSocket subscribers of protocol (watch:
