@@ -287,9 +287,7 @@ func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
 		return again
 	default:
 		rev := uint64(resp.Header.Revision)
-		s.stats.commits.Add(1)
-		s.stats.changes.Add(uint64(len(writes)))
-		s.stats.commit.Add(int64(time.Since(started)))
+		s.stats.committed(len(writes), started)
 		for i, rec := range s.records(writes, t, resp, rev, now) {
 			group[i].finish(rec, nil)
 		}

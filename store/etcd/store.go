@@ -409,6 +409,14 @@ type stats struct {
 	compactions, compacted     atomic.Uint64
 }
 
+// committed counts a transaction of changes writes, sent at started,
+// that etcd applied.
+func (st *stats) committed(changes int, started time.Time) {
+	st.commits.Add(1)
+	st.changes.Add(uint64(changes))
+	st.commit.Add(int64(time.Since(started)))
+}
+
 func (st *stats) get() store.Stats {
 	return store.Stats{
 		Commits: st.commits.Load(), Requests: st.requests.Load(), Changes: st.changes.Load(),

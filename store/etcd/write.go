@@ -259,9 +259,7 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 		return ctxd.TxnResult{}, failedCheck(writes, seen, resp.Responses)
 	}
 	rev := uint64(resp.Header.Revision)
-	s.stats.commits.Add(1)
-	s.stats.changes.Add(uint64(len(writes)))
-	s.stats.commit.Add(int64(time.Since(started)))
+	s.stats.committed(len(writes), started)
 	res := ctxd.TxnResult{Revision: rev, Records: s.records(writes, t, resp, rev, now)}
 	// The write is committed: waiting for the watch is for read-your-writes
 	// on the feed, within the request timeout (wctx). A watch stalled on
