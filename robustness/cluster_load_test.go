@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,10 +30,14 @@ import (
 // client can act on (503 unavailable or outcome_unknown) or no answer from
 // an instance that was dead or paused — never a hang of a live instance.
 type clusterLoad struct {
-	t        *testing.T
-	c        *testCluster
-	hc       *http.Client
-	ns       string
+	t  *testing.T
+	c  *testCluster
+	hc *http.Client
+	ns string
+	// urls are the instances' URLs when the load started: a restarted
+	// instance keeps its address (restartInstance), and the writers must
+	// not read c.instances, which the test changes meanwhile.
+	urls     []string
 	perStep  int // acknowledged writes per writer between two progress calls
 	start    clusterChange
 	watchers []*clusterWatcher
@@ -63,16 +68,16 @@ const (
 func startClusterLoad(t *testing.T, c *testCluster, perStep int) *clusterLoad {
 	t.Helper()
 	l := &clusterLoad{t: t, c: c, hc: &http.Client{Timeout: clusterClientTimeout}, ns: "cluster", perStep: perStep,
-		failed: map[string]int{}, paused: map[int]bool{}}
-	l.start = putValue(t, l.hc, c.urls()[0], l.ns, "start", "0")
-	for i := range 2 * len(c.instances) {
-		w := &clusterWatcher{urls: c.urls(), cur: i % len(c.instances), ns: l.ns, last: l.start.Rev, done: make(chan struct{}),
+		failed: map[string]int{}, paused: map[int]bool{}, urls: c.urls()}
+	l.start = putValue(t, l.hc, l.urls[0], l.ns, "start", "0")
+	for i := range 2 * len(l.urls) {
+		w := &clusterWatcher{urls: l.urls, cur: i % len(l.urls), ns: l.ns, last: l.start.Rev, done: make(chan struct{}),
 			cutInside: i%2 == 1}
 		l.watchers = append(l.watchers, w)
 		go w.run()
 	}
 	l.began = time.Now()
-	for wi := range c.instances {
+	for wi := range l.urls {
 		l.wg.Go(func() { l.write(wi) })
 	}
 	t.Cleanup(func() { l.stop.Store(true); l.wg.Wait() })
@@ -92,7 +97,7 @@ func (l *clusterLoad) write(wi int) {
 		}
 		pausedBefore := l.isPaused(cur)
 		sent := time.Now()
-		rec, err := tryPuts(l.hc, l.c.urls()[cur], l.ns, keys, value)
+		rec, err := tryPuts(l.hc, l.urls[cur], l.ns, keys, value)
 		l.mu.Lock()
 		if err == nil {
 			for _, k := range keys {
@@ -110,7 +115,7 @@ func (l *clusterLoad) write(wi int) {
 			l.bad = append(l.bad, fmt.Sprintf("put %s through instance %d, sent at %v: %v", key, cur+1, sent.Sub(l.began).Round(time.Millisecond), err))
 		}
 		l.mu.Unlock()
-		cur = (cur + 1) % len(l.c.instances) // that instance may be down: the next one
+		cur = (cur + 1) % len(l.urls) // that instance may be down: the next one
 	}
 }
 
@@ -144,7 +149,7 @@ func (l *clusterLoad) count() int {
 // progress waits for perStep more acknowledged writes per writer.
 func (l *clusterLoad) progress(what string) {
 	l.t.Helper()
-	l.target += l.perStep * len(l.c.instances)
+	l.target += l.perStep * len(l.urls)
 	testkit.Eventually(l.t, func() bool { return l.count() >= l.target }, "%d acknowledged writes (%s)", l.target, what)
 	l.t.Logf("%d acknowledged writes %s (at %v)", l.target, what, time.Since(l.began).Round(time.Millisecond))
 }
@@ -208,10 +213,15 @@ func (l *clusterLoad) finish(live string) {
 		case <-w.done:
 		case <-time.After(testkit.Deadline):
 			w.mu.Lock()
-			reconnects, cuts := w.reconnects, w.cuts
+			reconnects, cuts, lastEnd := w.reconnects, w.cuts, w.lastEnd
+			var probes []string
+			for i := range w.urls {
+				u := w.watchURLAtLocked(i)
+				probes = append(probes, u+": "+firstFrames(u, 5))
+			}
 			w.mu.Unlock()
-			t.Fatalf("a watcher did not see the last write (rev %d) within %v; it is at %d, waiting on %s after %d reconnections and %d cuts",
-				end.Rev, testkit.Deadline, w.position(), w.watchURL(), reconnects, cuts)
+			t.Fatalf("a watcher did not see the last write (rev %d) within %v; it is at %d, waiting on %s after %d reconnections and %d cuts; its last session ended with %v; what each instance sends it now:\n%s",
+				end.Rev, testkit.Deadline, w.position(), w.watchURL(), reconnects, cuts, lastEnd, strings.Join(probes, "\n"))
 		}
 	}
 	t.Logf("%d acknowledged writes, failed: %v; %d watchers, reconnections %v; all seen at %v",
@@ -234,4 +244,29 @@ func (l *clusterLoad) finish(live string) {
 		require.Equal(t, a.Value, string(rec.Value), "acknowledged %s", a.Key)
 		require.Equal(t, a.Rev, rec.Rev, "acknowledged %s", a.Key)
 	}
+}
+
+// firstFrames describes the first n frames a watch at u gets within a
+// few seconds (a failure's message: what a stuck watcher is sent).
+func firstFrames(u string, n int) string {
+	conn, resp, err := testkit.DialWatchErr(u, nil)
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	ws := &testkit.WS{Conn: conn}
+	var out []string
+	for range n {
+		f, err := ws.NextErr()
+		if err != nil {
+			out = append(out, err.Error())
+			break
+		}
+		out = append(out, fmt.Sprintf("%+v", f))
+	}
+	return strings.Join(out, "; ")
 }

@@ -274,10 +274,7 @@ func TestClusterWatchersAcrossFaults(t *testing.T) {
 		t.Logf("round %d: killed ctxd instance %d (%s)", r+1, killed+1, c.instances[killed].URL)
 		l.progress("with a ctxd instance killed")
 		if r+1 < rounds {
-			c.restartInstance(killed)
-			for _, w := range l.watchers {
-				w.setURLs(c.urls())
-			}
+			c.restartInstance(killed) // on its address: the load's URLs stay right
 		}
 	}
 	l.finish(c.urls()[(killed+1)%len(c.instances)])
@@ -383,14 +380,10 @@ type clusterWatcher struct {
 	// loaded machine) per revision would never catch up.
 	cutInside bool
 	cuts      int
-	err       error
-	done      chan struct{} // closed once "end" was seen, or on a fatal error
-}
-
-func (w *clusterWatcher) setURLs(urls []string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.urls = urls
+	// lastEnd is what ended the last session (a failure's message says).
+	lastEnd error
+	err     error
+	done    chan struct{} // closed once "end" was seen, or on a fatal error
 }
 
 func (w *clusterWatcher) position() uint64 {
@@ -402,11 +395,16 @@ func (w *clusterWatcher) position() uint64 {
 func (w *clusterWatcher) watchURL() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.watchURLAtLocked(w.cur)
+}
+
+// watchURLAtLocked is the URL that resumes the watcher on instance i.
+func (w *clusterWatcher) watchURLAtLocked(i int) string {
 	q := url.Values{"ns": {w.ns}, "from_rev": {strconv.FormatUint(w.last, 10)}}
 	if w.index > 0 {
 		q.Set("from_index", strconv.Itoa(w.index))
 	}
-	return "ws" + strings.TrimPrefix(w.urls[w.cur%len(w.urls)], "http") + "/v1/watch?" + q.Encode()
+	return "ws" + strings.TrimPrefix(w.urls[i%len(w.urls)], "http") + "/v1/watch?" + q.Encode()
 }
 
 func (w *clusterWatcher) run() {
@@ -421,6 +419,9 @@ func (w *clusterWatcher) run() {
 		if w.position() != before {
 			deadline = time.Now().Add(testkit.Deadline)
 		}
+		w.mu.Lock()
+		w.lastEnd = err
+		w.mu.Unlock()
 		if errors.Is(err, errCut) {
 			w.mu.Lock()
 			w.cur++
