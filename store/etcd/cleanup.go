@@ -124,7 +124,7 @@ func (s *Store) removeStaleGenerations(ctx context.Context) int {
 // cleanLater removes stale generations in the background (until ctx,
 // the watch's, ends): at Open, and when the watch saw a switch.
 func (s *Store) cleanLater(ctx context.Context) {
-	s.cleaners.Go(func() { s.removeStaleGenerations(ctx) })
+	s.background.Go(func() { s.removeStaleGenerations(ctx) })
 }
 
 // generationsPresent lists the ids of the generations that have keys

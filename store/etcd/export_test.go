@@ -36,3 +36,11 @@ func EachDeadline(s *Store, rev uint64, fn func(ns, key string, at time.Time) er
 // that a test commits a group of its choosing; queued tells how many
 // writes wait.
 func HoldGroups(s *Store) (queued func() int, release func()) { return s.groups.hold() }
+
+// FeedFloor is the revision the instance's recent changes start after:
+// ReadLog after it answers from memory, before it from etcd's history.
+func FeedFloor(s *Store) uint64 {
+	s.feed.mu.Lock()
+	defer s.feed.mu.Unlock()
+	return s.feed.floor
+}

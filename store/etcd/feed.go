@@ -2,7 +2,9 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -189,6 +191,42 @@ func (f *feed) push(rev uint64, changes []ctxd.Change) {
 	f.wakeLocked()
 }
 
+// prepend puts the changes of the revisions (after, to], read from
+// etcd's history, before the recent ones, as many as fit, newest kept,
+// whole revisions: while the recent changes still start at to (the mark
+// the instance opened at, see Store.backfill). Otherwise (they filled up,
+// or restarted after a compaction or a restore) it does nothing.
+func (f *feed) prepend(after, to uint64, changes []ctxd.Change) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.floor != to || f.closed {
+		return
+	}
+	floor, drop := after, 0
+	for len(changes)-drop > f.cap-len(f.recent) {
+		first := changes[drop].Revision
+		for drop < len(changes) && changes[drop].Revision == first {
+			drop++
+		}
+		floor = first
+	}
+	if drop == len(changes) {
+		return // no room for one revision: the floor stays
+	}
+	for i := drop; i < len(changes); {
+		j := i
+		for j < len(changes) && changes[j].Revision == changes[i].Revision {
+			j++
+		}
+		if n := uint64(j - i); n > f.widest.Load() {
+			f.widest.Store(n)
+		}
+		i = j
+	}
+	f.recent = append(slices.Clip(changes[drop:]), f.recent...)
+	f.floor = floor
+}
+
 // progressed records a progress notification: every event up to rev was
 // delivered.
 func (f *feed) progressed(rev uint64) {
@@ -313,6 +351,43 @@ func (s *Store) replay(ctx context.Context, after, to uint64, limit int) ([]ctxd
 		return true
 	})
 	return out, err
+}
+
+// backfill reads the prefix's history just before to, the mark the
+// instance opened at, into its recent changes: up to Options.RingChanges
+// revisions back (fewer changes when other prefixes share them), not
+// below the prefix's birth, a restore's switch or etcd's compaction.
+// Without it, an instance that has just started serves every position
+// before its start from etcd's history: each read is a watch of its own
+// from that position, which etcd answers by reading every revision from
+// there to its head, and a client resuming there (after its instance
+// died) paid three of them per connection, as many for each catch-up
+// read, all on the hub's one loop (make cluster-test's watchers, cut
+// inside each transaction, fell behind and never caught up). It runs in
+// the background: the watch and every request go on meanwhile; a failure
+// leaves the history to etcd, as before.
+func (s *Store) backfill(ctx context.Context, to uint64) {
+	after := max(s.born, to-min(to, uint64(s.opts.RingChanges)))
+	if g := s.keys.gen(); g.id != 0 {
+		after = max(after, uint64(g.rev))
+	}
+	for after < to {
+		var changes []ctxd.Change
+		err := s.eachRevision(ctx, after, to, func(rev revisionChanges) bool {
+			changes = append(changes, rev.changes...)
+			return true
+		})
+		var ce *ctxd.CompactedError
+		switch {
+		case errors.As(err, &ce) && ce.Compacted > after+1:
+			after = ce.Compacted - 1 // what etcd still holds
+			continue
+		case err != nil:
+			return
+		}
+		s.feed.prepend(after, to, changes)
+		return
+	}
 }
 
 // eachRevision calls fn with the prefix's changes of each revision after

@@ -117,3 +117,36 @@ func requireOpen(t *testing.T, ch <-chan struct{}, what string) {
 	default:
 	}
 }
+
+// History read at start goes before the recent changes only while they
+// still start where the instance opened: not once pushes filled the
+// buffer past its start, nor after a restart (a compaction or a restore
+// moved the floor); and only what fits, whole revisions, newest kept.
+func TestFeedPrepend(t *testing.T) {
+	history := func(from, to uint64, per int) []ctxd.Change {
+		var cs []ctxd.Change
+		for rev := from; rev <= to; rev++ {
+			for range per {
+				cs = append(cs, ctxd.Change{Revision: rev, Namespace: "default", Key: "k"})
+			}
+		}
+		return cs
+	}
+	var f feed
+	f.init(100, 10)
+	pushRevisions(&f, 101, 102, 1)
+	f.prepend(90, 100, history(91, 100, 2)) // 20 changes, room for 8
+	assert.Equal(t, uint64(96), f.floor, "revisions 97-100 fit whole")
+	changes, _, ok := f.page(96, 100)
+	require.True(t, ok)
+	require.Len(t, changes, 10)
+	assert.Equal(t, uint64(97), changes[0].Revision)
+	assert.Equal(t, uint64(102), changes[9].Revision)
+
+	var moved feed
+	moved.init(100, 10)
+	moved.restart(105)
+	moved.prepend(90, 100, history(91, 100, 1))
+	assert.Equal(t, uint64(105), moved.floor, "the floor moved: the history read no longer joins")
+	assert.Empty(t, moved.recent)
+}

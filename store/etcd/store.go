@@ -106,9 +106,10 @@ type Store struct {
 	inflight  inFlight
 	stop      context.CancelFunc
 	watchDone chan struct{}
-	// cleaners are the removals of stale generations in the background
-	// (cleanup.go), started at Open and by the watch; Close waits for them.
-	cleaners sync.WaitGroup
+	// background holds the work Open and the watch start in the
+	// background: the removals of stale generations (cleanup.go) and the
+	// backfill of the recent changes (feed.go). Close waits for them.
+	background sync.WaitGroup
 
 	feed feed
 	// groups commits concurrent single writes together (nil when
@@ -195,6 +196,7 @@ func Open(opts Options) (*Store, error) {
 	wctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.watch(wctx, start)
+	s.background.Go(func() { s.backfill(wctx, start) })
 	s.cleanLater(wctx)
 	return s, nil
 }
@@ -247,7 +249,7 @@ func (s *Store) Close() error {
 		s.inflight.Wait()
 		s.stop()
 		<-s.watchDone
-		s.cleaners.Wait()
+		s.background.Wait()
 		s.feed.close()
 		err = s.cli.Close()
 		if isCanceled(err) {

@@ -1,0 +1,96 @@
+package etcd_test
+
+import (
+	"encoding/json"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/store/etcd"
+)
+
+// writeHistory makes n revisions on s: single puts, and every third a
+// transaction of three puts (one revision, three changes).
+func writeHistory(t *testing.T, s *etcd.Store, n int) {
+	t.Helper()
+	for i := range n {
+		v := json.RawMessage(strconv.Itoa(i))
+		if i%3 == 2 {
+			_, err := s.Txn(t.Context(), []ctxd.Write{
+				{Op: ctxd.OpPut, Namespace: "default", Key: "t/a", Value: v},
+				{Op: ctxd.OpPut, Namespace: "default", Key: "t/b", Value: v},
+				{Op: ctxd.OpPut, Namespace: "default", Key: "t/c", Value: v},
+			})
+			require.NoError(t, err)
+			continue
+		}
+		_, err := s.Put(t.Context(), "default", "k"+strconv.Itoa(i), v, nil, "test")
+		require.NoError(t, err)
+	}
+}
+
+// An instance that starts on a prefix with history reads the newest of it
+// into memory in the background (up to RingChanges revisions back, whole
+// revisions, at most RingChanges changes): a client that lost another
+// instance and resumes on this one from before its start is served from
+// memory, with the same changes the other instance has, not by a watch
+// of etcd's history per read. Negative control: without the backfill the
+// floor stays at the revision the instance opened at.
+func TestNewInstanceHoldsRecentHistory(t *testing.T) {
+	prefix := etcdkit.Prefix(t.Name())
+	first := open(t, etcd.Options{Prefix: prefix})
+	_, err := first.Put(t.Context(), "default", "before", json.RawMessage(`0`), nil, "test")
+	require.NoError(t, err)
+	start := first.Revision()
+	writeHistory(t, first, 30)
+	opened := first.Revision()
+
+	late := open(t, etcd.Options{Prefix: prefix})
+	testkit.Eventually(t, func() bool { return etcd.FeedFloor(late) <= start }, "the new instance's recent changes reach back to %d", start)
+	want, err := first.ReadLog(start, 1000)
+	require.NoError(t, err)
+	got, err := late.ReadLog(start, 1000)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Len(t, got, 20+3*10)
+	assert.Equal(t, opened, got[len(got)-1].Revision)
+
+	// A small buffer keeps the newest whole revisions that fit.
+	small := open(t, etcd.Options{Prefix: prefix, RingChanges: 8})
+	testkit.Eventually(t, func() bool { return etcd.FeedFloor(small) < opened }, "the small instance's backfill")
+	floor := etcd.FeedFloor(small)
+	got, err = small.ReadLog(floor, 1000)
+	require.NoError(t, err)
+	require.NotEmpty(t, got)
+	assert.LessOrEqual(t, len(got), 8)
+	assert.Equal(t, want[len(want)-len(got):], got, "the newest changes, whole revisions")
+	assert.Greater(t, got[0].Revision, floor)
+}
+
+// The backfill stops at etcd's compaction: the instance holds what etcd
+// still has, and reads below it are "compacted" as before.
+func TestBackfillStopsAtCompaction(t *testing.T) {
+	prefix := etcdkit.Prefix(t.Name())
+	first := open(t, etcd.Options{Prefix: prefix})
+	writeHistory(t, first, 12)
+	mid := first.Revision()
+	writeHistory(t, first, 12)
+	_, err := first.CompactKeep(t.Context(), mid, 1)
+	require.NoError(t, err)
+
+	late := open(t, etcd.Options{Prefix: prefix})
+	testkit.Eventually(t, func() bool { return etcd.FeedFloor(late) < late.Revision() }, "the backfill after the compaction")
+	assert.GreaterOrEqual(t, etcd.FeedFloor(late), mid-1, "nothing below the compaction")
+	want, err := first.ReadLog(mid, 1000)
+	require.NoError(t, err)
+	got, err := late.ReadLog(mid, 1000)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	_, err = late.ReadLog(mid-2, 1)
+	assert.ErrorIs(t, err, ctxd.ErrCompacted)
+}
