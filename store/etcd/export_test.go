@@ -44,3 +44,7 @@ func FeedFloor(s *Store) uint64 {
 	defer s.feed.mu.Unlock()
 	return s.feed.floor
 }
+
+// OnGroupRunner makes f run each time a writer becomes a runner of
+// groups, before it looks at the queue.
+func OnGroupRunner(s *Store, f func()) { s.groups.joined = f }

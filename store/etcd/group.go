@@ -95,11 +95,18 @@ type grouper struct {
 	// returns: they did not apply through no fault of their own, and go
 	// again, first in the queue.
 	commit func(group []*groupWrite) (again []*groupWrite)
+	// joined, when set (tests), runs when a writer has become a runner,
+	// before it looks at the queue.
+	joined func()
 }
 
 // do commits p in a group, and returns once it is answered. The caller
 // commits groups itself when fewer than inFlight are out: until its own
 // write is answered, then it hands the queue to a goroutine of its own.
+// Another runner may take p in its group first (between the unlock and
+// the caller's first look, or because p's key was in the caller's group
+// already): the caller, its queue empty, then waits for that group's
+// answer.
 func (g *grouper) do(p *groupWrite) {
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
@@ -110,7 +117,11 @@ func (g *grouper) do(p *groupWrite) {
 	}
 	g.running++
 	g.mu.Unlock()
+	if g.joined != nil {
+		g.joined()
+	}
 	g.run(p)
+	<-p.done
 }
 
 // run commits groups from the queue until it is empty, or, for a caller

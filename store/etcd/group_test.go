@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -132,6 +133,46 @@ func TestConcurrentWritesAreGrouped(t *testing.T) {
 	assert.Equal(t, uint64(160), st.Changes)
 	assert.Less(t, st.Commits, st.Changes, "some writes shared a transaction")
 	assert.Less(t, len(revs), 160, "some writes shared a revision")
+}
+
+// A writer whose write another writer's group took waits for that
+// group's answer: it never returns before its write is answered (an
+// acknowledgement of a write not yet applied, with a zero record), also
+// when the queue runs dry first. Here writer A becomes a runner and,
+// before it looks at the queue, writer B becomes the other runner and
+// takes both writes in its group: A finds the queue empty while B's
+// transaction is out. The race detector found it in a realtime test.
+func TestWriterWaitsForTheGroupThatTookItsWrite(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name()), GroupsInFlight: 2})
+	queued, release := etcd.HoldGroups(s)
+	release() // nothing held: only its count of queued writes is used
+	aRunner, queueTaken := make(chan struct{}), make(chan struct{})
+	var runners atomic.Int32
+	etcd.OnGroupRunner(s, func() {
+		if runners.Add(1) == 1 { // A: let B take the queue first
+			close(aRunner)
+			<-queueTaken
+		}
+	})
+	var a ctxd.Record
+	var aErr error
+	aDone := make(chan struct{})
+	go func() {
+		defer close(aDone)
+		a, aErr = s.Put(context.Background(), "default", "a", json.RawMessage(`1`), nil, "t")
+	}()
+	<-aRunner
+	go func() {
+		testkit.Eventually(t, func() bool { return queued() == 0 }, "B took the queue")
+		close(queueTaken)
+	}()
+	b, err := s.Put(context.Background(), "default", "b", json.RawMessage(`2`), nil, "t")
+	require.NoError(t, err)
+	<-aDone
+	require.NoError(t, aErr)
+	assert.Positive(t, a.ModRev, "A's answer is its write's")
+	assert.Equal(t, uint64(1), a.Version)
+	assert.Equal(t, b.ModRev, a.ModRev, "one group, B's")
 }
 
 // concurrentPuts runs writers goroutines of each puts of keys of their
