@@ -191,3 +191,27 @@ func BenchmarkReadCacheMemory(b *testing.B) {
 		require.NoError(b, s.Close())
 	}
 }
+
+// A new prefix on a cluster compacted past its birth watches from its
+// birth: it is not told "compacted" for history it never had, and fills
+// its read cache once.
+func TestNewPrefixOnACompactedClusterFillsOnce(t *testing.T) {
+	old := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name() + "-old")})
+	rec, err := old.Put(t.Context(), "default", "k", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	_, err = old.CompactKeep(t.Context(), rec.ModRev, 1)
+	require.NoError(t, err)
+
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	testkit.Eventually(t, func() bool { return s.ReadCache().Ready }, "the cache filled")
+	// The write's answer waits for the instance's watch to deliver it:
+	// the watch's first answers (a "compacted" one among them, if it
+	// started below the compaction) came before.
+	_, err = s.Put(t.Context(), "default", "k", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	_, err = s.Get("default", "k")
+	require.NoError(t, err)
+	st := s.ReadCache()
+	assert.Equal(t, uint64(1), st.Fills, "%+v", st)
+	assert.Zero(t, st.Misses, "%+v", st)
+}

@@ -195,7 +195,10 @@ func Open(opts Options) (*Store, error) {
 	}
 	wctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	go s.watch(wctx, start)
+	// The watch starts after the birth at least: a new prefix on a
+	// cluster compacted past its birth would otherwise watch from
+	// revision 1, be told "compacted" and fill its read cache twice.
+	go s.watch(wctx, max(start, s.born))
 	s.background.Go(func() { s.backfill(wctx, start) })
 	s.cleanLater(wctx)
 	return s, nil
