@@ -94,3 +94,41 @@ func TestBackfillStopsAtCompaction(t *testing.T) {
 	_, err = late.ReadLog(mid-2, 1)
 	assert.ErrorIs(t, err, ctxd.ErrCompacted)
 }
+
+// A follower far behind (before the instance's recent changes) catches up
+// page by page. Each watch of etcd's history costs etcd a read of every
+// revision from its start to its head, and a wait for etcd's next resync
+// (100 ms) per response: one watch serves many pages, what etcd has sent
+// is kept for the next ones. A catch-up of 300 revisions in pages of 10
+// takes a few watches, not 30. Every change comes once, in order.
+// Negative control: with each page a watch of its own, 30.
+func TestCatchUpFromHistoryReusesEtcdsAnswers(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name()), RingChanges: 100})
+	_, err := s.Put(t.Context(), "default", "before", json.RawMessage(`0`), nil, "test")
+	require.NoError(t, err)
+	start := s.Revision()
+	for i := range 400 {
+		_, err := s.Put(t.Context(), "default", "k"+strconv.Itoa(i), json.RawMessage(strconv.Itoa(i)), nil, "test")
+		require.NoError(t, err)
+	}
+	mark := s.Revision()
+	require.Greater(t, etcd.FeedFloor(s), start+250, "most of it is history, not in memory")
+
+	before := etcd.HistoryReads(s)
+	pos, n := start, 0
+	for pos < mark {
+		page, err := s.ReadLog(pos, 10)
+		require.NoError(t, err)
+		require.NotEmpty(t, page, "a page after %d, below the mark %d", pos, mark)
+		for _, c := range page {
+			require.Greater(t, c.Revision, pos, "in order, once")
+			pos = c.Revision
+			require.Equal(t, "k"+strconv.Itoa(n), c.Key, "no gap")
+			n++
+		}
+	}
+	assert.Equal(t, 400, n)
+	reads := etcd.HistoryReads(s) - before
+	assert.LessOrEqual(t, reads, uint64(5), "watches of etcd's history for the catch-up")
+	assert.Positive(t, reads, "the catch-up read history")
+}

@@ -45,6 +45,9 @@ func FeedFloor(s *Store) uint64 {
 	return s.feed.floor
 }
 
+// HistoryReads counts the watches of etcd's history ReadLog started.
+func HistoryReads(s *Store) uint64 { return s.stats.historyReads.Load() }
+
 // OnGroupRunner makes f run each time a writer becomes a runner of
 // groups, before it looks at the queue.
 func OnGroupRunner(s *Store, f func()) { s.groups.joined = f }

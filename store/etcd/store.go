@@ -112,6 +112,8 @@ type Store struct {
 	background sync.WaitGroup
 
 	feed feed
+	// replayed is the last page read from etcd's history (feed.go).
+	replayed replayPage
 	// groups commits concurrent single writes together (nil when
 	// Options.MaxGroupWrites is 1).
 	groups *grouper
@@ -409,6 +411,9 @@ func (s *Store) Stats() store.Stats { return s.stats.get() }
 
 // stats are the counters behind Stats.
 type stats struct {
+	// historyReads counts the watches of etcd's history that ReadLog
+	// started (replay).
+	historyReads               atomic.Uint64
 	commits, requests, changes atomic.Uint64
 	commit                     atomic.Int64
 	compactions, compacted     atomic.Uint64
