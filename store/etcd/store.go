@@ -197,10 +197,12 @@ func Open(opts Options) (*Store, error) {
 	}
 	wctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	// The watch starts after the birth at least: a new prefix on a
-	// cluster compacted past its birth would otherwise watch from
-	// revision 1, be told "compacted" and fill its read cache twice.
-	go s.watch(wctx, max(start, s.born))
+	// The watch starts at the birth at least: a new prefix on a cluster
+	// compacted past its birth would otherwise watch from revision 1, be
+	// told "compacted" and fill its read cache twice. Not after it: etcd
+	// sends no progress notification to a watch that starts above its
+	// revision, and currentMark needs one on a prefix with no change.
+	go s.watch(wctx, max(start, s.born-1))
 	s.background.Go(func() { s.backfill(wctx, start) })
 	s.cleanLater(wctx)
 	return s, nil
