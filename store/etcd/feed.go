@@ -364,36 +364,18 @@ func (s *Store) replay(ctx context.Context, gen, after, to uint64, limit int) ([
 	s.stats.historyReads.Add(1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wch := s.cli.Watch(ctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(after)+1), clientv3.WithPrevKV())
+	next := s.historyAfter(ctx, after)
 	var out []ctxd.Change
 	last := after
 	for last < to && len(out) < max(limit, replayChanges) {
-		var resp clientv3.WatchResponse
-		ok := true
-		if len(out) < limit {
-			resp, ok = <-wch
-		} else {
-			select {
-			case resp, ok = <-wch:
-			default:
-				s.replayed.keep(gen, after, last, out)
-				return wholeRevisions(out, limit), nil
-			}
-		}
-		if !ok {
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("%w: etcd history after revision %d not read in time: %v", ctxd.ErrUnavailable, after, err)
-			}
-			return nil, fmt.Errorf("%w: the watch on etcd ended", ctxd.ErrUnavailable)
-		}
-		if resp.CompactRevision > 0 {
-			s.sawCompacted(uint64(resp.CompactRevision))
-			return nil, &ctxd.CompactedError{Requested: after, Compacted: uint64(resp.CompactRevision)}
-		}
-		if err := resp.Err(); err != nil {
+		revs, got, err := next(len(out) < limit)
+		if err != nil {
 			return nil, err
 		}
-		for _, rev := range s.byRevision(resp.Events, false) {
+		if !got {
+			break // etcd's next response is ~100 ms away: enough for now
+		}
+		for _, rev := range revs {
 			if rev.rev > to {
 				last = to // every revision up to it came before
 				break
@@ -490,25 +472,53 @@ func (s *Store) eachRevision(ctx context.Context, after, to uint64, fn func(revi
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wch := s.cli.Watch(ctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(after)+1), clientv3.WithPrevKV())
-	for resp := range wch {
-		if resp.CompactRevision > 0 {
-			s.sawCompacted(uint64(resp.CompactRevision))
-			return &ctxd.CompactedError{Requested: after, Compacted: uint64(resp.CompactRevision)}
-		}
-		if err := resp.Err(); err != nil {
+	next := s.historyAfter(ctx, after)
+	for {
+		revs, _, err := next(true)
+		if err != nil {
 			return err
 		}
-		for _, rev := range s.byRevision(resp.Events, false) {
+		for _, rev := range revs {
 			if rev.rev > to || !fn(rev) || rev.rev == to {
 				return nil
 			}
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: etcd history after revision %d not read in time: %v", ctxd.ErrUnavailable, after, err)
+}
+
+// historyAfter starts a watch of the prefix's history after `after`
+// (ctx ends it) and returns the reader of its responses: next gives the
+// revisions of the next one, waiting for it when wait is set; otherwise,
+// none being there yet, it reports got false. A compaction past `after`
+// is a *ctxd.CompactedError; the end of the watch, or of ctx,
+// ErrUnavailable.
+func (s *Store) historyAfter(ctx context.Context, after uint64) (next func(wait bool) (revs []revisionChanges, got bool, err error)) {
+	wch := s.cli.Watch(ctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(after)+1), clientv3.WithPrevKV())
+	return func(wait bool) ([]revisionChanges, bool, error) {
+		var resp clientv3.WatchResponse
+		ok := true
+		if wait {
+			resp, ok = <-wch
+		} else {
+			select {
+			case resp, ok = <-wch:
+			default:
+				return nil, false, nil
+			}
+		}
+		switch {
+		case !ok && ctx.Err() != nil:
+			return nil, false, fmt.Errorf("%w: etcd history after revision %d not read in time: %v", ctxd.ErrUnavailable, after, ctx.Err())
+		case !ok:
+			return nil, false, fmt.Errorf("%w: the watch on etcd ended", ctxd.ErrUnavailable)
+		case resp.CompactRevision > 0:
+			s.sawCompacted(uint64(resp.CompactRevision))
+			return nil, false, &ctxd.CompactedError{Requested: after, Compacted: uint64(resp.CompactRevision)}
+		case resp.Err() != nil:
+			return nil, false, resp.Err()
+		}
+		return s.byRevision(resp.Events, false), true, nil
 	}
-	return fmt.Errorf("%w: the watch on etcd ended", ctxd.ErrUnavailable)
 }
 
 // watch is the instance's one watch on its prefix: it turns etcd's events
