@@ -165,9 +165,16 @@ type Hub struct {
 		wakes atomic.Uint64
 	}
 
+	// reads brings the loop the log reads it started for sessions older
+	// than the ring (startReads); readers counts those still running.
+	reads   chan logRead
+	readers sync.WaitGroup
+
 	// Owned by the loop goroutine.
 	ring *ring
 	gen  uint64
+	// reading holds the positions a log read is running for.
+	reading map[uint64]bool
 	// paceAt is when the first batch session held back by BatchInterval
 	// may have its next frame (zero: none is held back).
 	paceAt time.Time
@@ -184,6 +191,8 @@ func New(st store.Backend, opts Options, log zerolog.Logger) *Hub {
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+		reads:    make(chan logRead),
+		reading:  make(map[uint64]bool),
 		// The ring counts lag: it remembers one change more than
 		// MaxLag, enough to tell exactly a session more than MaxLag behind.
 		ring: newRing(opts.RingSize, opts.RingBytes, int(min(opts.MaxLag, maxKeepEvicted))+1),
@@ -319,6 +328,7 @@ func (h *Hub) Close() error {
 		h.mu.Unlock()
 		close(h.stop)
 		<-h.done
+		h.readers.Wait() // each ends with its read (bounded by the store)
 		sessions := h.all()
 		for _, s := range sessions {
 			s.mu.Lock()
@@ -509,6 +519,10 @@ func (h *Hub) run() {
 		case <-paced:
 			paced, armedAt = nil, time.Time{}
 			force = true
+		case r := <-h.reads:
+			if !h.landRead(r) {
+				retry = time.After(retryDelay)
+			}
 		case <-h.stop:
 			return
 		}
@@ -587,8 +601,9 @@ type frameVal struct {
 	next  uint64 // the position after the frame, always between revisions
 }
 
-// pass serves targets: first every session the ring can serve, then the
-// older ones from the log. It reports false when a log read failed.
+// pass serves targets: every session the ring can serve; for the older
+// ones it starts log reads (startReads), which they are served from when
+// they land. It reports false when it could not serve (none today).
 func (h *Hub) pass(targets []*session, rev uint64) bool {
 	cache := make(map[frameKey]frameVal)
 	var behind []*session
@@ -614,10 +629,10 @@ func (h *Hub) pass(targets []*session, rev uint64) bool {
 		}
 		s.mu.Unlock()
 	}
-	if len(behind) == 0 {
-		return true
+	if len(behind) > 0 {
+		h.startReads(behind, rev)
 	}
-	return h.catchUp(behind, rev, cache)
+	return true
 }
 
 // pacedLocked reports whether batch session s waits for its next frame:
@@ -786,72 +801,106 @@ func (h *Hub) buildBatch(s *session, src source) frameVal {
 	return frameVal{frame: b, next: pos}
 }
 
-// catchUp serves sessions older than the ring from the log: one read per
-// distinct position, shared by the sessions there. It reports false when a
-// read failed.
-func (h *Hub) catchUp(behind []*session, rev uint64, cache map[frameKey]frameVal) bool {
-	groups := make(map[uint64][]*session)
-	var order []uint64
+// logRead is a log read the loop started for the sessions at pos, older
+// than the ring: the changes after pos, at most limit (whole revisions),
+// read when the committed revision was rev and the generation gen.
+type logRead struct {
+	pos, rev, limit, gen uint64
+	changes              []ctxd.Change
+	err                  error
+}
+
+// startReads starts a log read for each position of behind (sessions
+// older than the ring) that has none running. The reads run off the
+// loop: on etcd one from history waits ~100 ms per response of etcd's,
+// and every other session of the instance went without frames meanwhile.
+// The loop serves the sessions at that position when the read lands
+// (landRead); a session that arrives there meanwhile is served with them.
+func (h *Hub) startReads(behind []*session, rev uint64) {
 	for _, s := range behind {
 		s.mu.Lock()
 		pos := s.pos
 		s.mu.Unlock()
-		if _, ok := groups[pos]; !ok {
-			order = append(order, pos)
+		if h.reading[pos] {
+			continue
 		}
-		groups[pos] = append(groups[pos], s)
-	}
-	ok := true
-	for _, pos := range order {
-		group := groups[pos]
+		h.reading[pos] = true
 		limit := uint64(h.opts.CatchupRead)
 		if start := h.ring.start(); start > pos {
 			limit = min(limit, start-pos)
 		}
-		changes, err := h.st.ReadLog(pos, int(limit))
-		var ce *ctxd.CompactedError
-		if errors.As(err, &ce) {
-			h.compacted(group, pos, ce, rev)
-			continue
-		}
-		if err != nil {
-			h.log.Error().Err(err).Uint64("after", pos).Msg("read change log for a client catching up")
-			ok = false
-			continue
-		}
-		entries := newEntries(changes)
-		// The read holds every change after pos up to its last one; if it
-		// was not cut by the limit, also every change up to rev (there are
-		// none between its last one and rev).
-		hi := rev
-		if len(entries) >= int(limit) {
-			hi = entries[len(entries)-1].rev
-		} else if len(entries) > 0 {
-			hi = max(hi, entries[len(entries)-1].rev)
-		}
-		src := sliceSource(pos, hi, entries)
-		for _, s := range group {
-			again := false
-			s.mu.Lock()
-			if s.pos == pos && h.checkLagLocked(s) {
-				h.feedLocked(s, src, cache)
-				if s.pos >= h.ring.start() && s.pos < h.ring.top {
-					h.feedLocked(s, h.ringSource(), cache)
-				}
-				// A session with room left goes on at the next pass; one
-				// whose window is full is kicked by sent.
-				if s.pos < rev {
-					s.wantKick = true
-					again = !s.closing && s.inflight < s.window && len(s.out) == 0
-				}
+		r := logRead{pos: pos, rev: rev, limit: limit, gen: h.gen}
+		h.readers.Add(1)
+		go func() {
+			defer h.readers.Done()
+			r.changes, r.err = h.st.ReadLog(r.pos, int(r.limit))
+			select {
+			case h.reads <- r:
+			case <-h.stop:
 			}
-			s.mu.Unlock()
-			if again {
-				h.kickSession(s)
+		}()
+	}
+}
+
+// landRead serves the sessions at a landed read's position from it, then
+// from the ring when they reach it. It reports false when the read failed
+// (the loop retries).
+func (h *Hub) landRead(r logRead) bool {
+	delete(h.reading, r.pos)
+	if r.gen != h.gen {
+		return true // a restore moved every session since
+	}
+	rev := r.rev
+	var group []*session
+	for _, s := range h.all() {
+		s.mu.Lock()
+		if s.pos == r.pos {
+			group = append(group, s)
+		}
+		s.mu.Unlock()
+	}
+	var ce *ctxd.CompactedError
+	if errors.As(r.err, &ce) {
+		h.compacted(group, r.pos, ce, rev)
+		return true
+	}
+	if r.err != nil {
+		h.log.Error().Err(r.err).Uint64("after", r.pos).Msg("read change log for a client catching up")
+		return false
+	}
+	entries := newEntries(r.changes)
+	// The read holds every change after pos up to its last one; if it
+	// was not cut by the limit, also every change up to rev (there are
+	// none between its last one and rev).
+	hi := rev
+	if len(entries) >= int(r.limit) {
+		hi = entries[len(entries)-1].rev
+	} else if len(entries) > 0 {
+		hi = max(hi, entries[len(entries)-1].rev)
+	}
+	src := sliceSource(r.pos, hi, entries)
+	cache := make(map[frameKey]frameVal)
+	for _, s := range group {
+		again := false
+		s.mu.Lock()
+		if s.pos == r.pos && h.checkLagLocked(s) {
+			h.feedLocked(s, src, cache)
+			if s.pos >= h.ring.start() && s.pos < h.ring.top {
+				h.feedLocked(s, h.ringSource(), cache)
 			}
+			// A session with room left goes on at the next pass; one
+			// whose window is full is kicked by sent.
+			if s.pos < h.ring.top {
+				s.wantKick = true
+				again = !s.closing && s.inflight < s.window && len(s.out) == 0
+			}
+		}
+		s.mu.Unlock()
+		if again {
+			h.kickSession(s)
 		}
 	}
-	return ok
+	return true
 }
 
 // compacted closes the sessions at pos whose next changes were compacted
