@@ -490,7 +490,8 @@ func (h *Hub) run() {
 		} else {
 			targets = h.takeKicked()
 		}
-		if !h.pass(targets, rev) || !ok {
+		h.pass(targets, rev)
+		if !ok {
 			retry = time.After(retryDelay)
 		}
 		if !h.paceAt.Equal(armedAt) {
@@ -603,8 +604,8 @@ type frameVal struct {
 
 // pass serves targets: every session the ring can serve; for the older
 // ones it starts log reads (startReads), which they are served from when
-// they land. It reports false when it could not serve (none today).
-func (h *Hub) pass(targets []*session, rev uint64) bool {
+// they land.
+func (h *Hub) pass(targets []*session, rev uint64) {
 	cache := make(map[frameKey]frameVal)
 	var behind []*session
 	ring := h.ringSource()
@@ -632,7 +633,6 @@ func (h *Hub) pass(targets []*session, rev uint64) bool {
 	if len(behind) > 0 {
 		h.startReads(behind, rev)
 	}
-	return true
 }
 
 // pacedLocked reports whether batch session s waits for its next frame:
@@ -844,11 +844,13 @@ func (h *Hub) startReads(behind []*session, rev uint64) {
 
 // landRead serves the sessions at a landed read's position from it, then
 // from the ring when they reach it. It reports false when the read failed
-// (the loop retries).
+// or is stale: the loop then serves every session again shortly (retry).
 func (h *Hub) landRead(r logRead) bool {
 	delete(h.reading, r.pos)
 	if r.gen != h.gen {
-		return true // a restore moved every session since
+		// A restore moved every session since; one that reached pos
+		// again waited for this read: the retry serves it.
+		return false
 	}
 	rev := r.rev
 	var group []*session
