@@ -293,8 +293,13 @@ func (f *feed) page(after uint64, limit int) (changes []ctxd.Change, mark uint64
 	// A binary search: the hub reads the newest changes after each write,
 	// and a scan of a full buffer (16,384 changes) held the lock that the
 	// watch's push, and so every write's answer, waits for.
-	i := sort.Search(len(f.recent), func(i int) bool { return f.recent[i].Revision > after })
-	return wholeRevisions(f.recent[i:], limit), f.mark, true
+	return wholeRevisions(changesAfter(f.recent, after), limit), f.mark, true
+}
+
+// changesAfter returns the changes of cs (in revision order) with a
+// revision above after.
+func changesAfter(cs []ctxd.Change, after uint64) []ctxd.Change {
+	return cs[sort.Search(len(cs), func(i int) bool { return cs[i].Revision > after }):]
 }
 
 // wholeRevisions returns the first limit changes, and the rest of the
@@ -357,8 +362,7 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 // and keeps what the caller did not ask for (s.replayed) for the next
 // pages: the wait per watch is the same, the pages per watch more.
 func (s *Store) replay(ctx context.Context, gen, after, to uint64, limit int) ([]ctxd.Change, error) {
-	after = max(after, s.born)
-	if after >= to {
+	if after >= to { // ReadLog raised after to the birth already
 		return nil, nil
 	}
 	s.stats.historyReads.Add(1)
@@ -417,7 +421,7 @@ func (p *replayPage) read(gen, after uint64, limit int, mark uint64) ([]ctxd.Cha
 	if p.changes == nil || gen != p.gen || after < p.after || after >= p.upTo {
 		return nil, false
 	}
-	rest := p.changes[sort.Search(len(p.changes), func(i int) bool { return p.changes[i].Revision > after }):]
+	rest := changesAfter(p.changes, after)
 	if len(rest) < limit && p.upTo < mark {
 		return nil, false
 	}
@@ -433,8 +437,8 @@ func (p *replayPage) read(gen, after uint64, limit int, mark uint64) ([]ctxd.Cha
 // from that position, which etcd answers by reading every revision from
 // there to its head, and a client resuming there (after its instance
 // died) paid three of them per connection, as many for each catch-up
-// read, all on the hub's one loop (make cluster-test's watchers, cut
-// inside each transaction, fell behind and never caught up). It runs in
+// read (make cluster-test's watchers, cut inside each transaction, fell
+// behind and never caught up). It runs in
 // the background: the watch and every request go on meanwhile; a failure
 // leaves the history to etcd, as before.
 func (s *Store) backfill(ctx context.Context, to uint64) {
