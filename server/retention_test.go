@@ -71,22 +71,36 @@ func steadyLoad(t *testing.T, history configs.History, warm, more int) (afterWar
 
 // With the default retention, a steady write load over the same keys
 // stops growing the file once retention keeps up: the pages compaction
-// frees are reused. The negative control keeps everything
-// (history.keep_versions: 0) and grows with every round.
+// frees are reused. The same load with history kept whole
+// (history.keep_versions: 0, the negative control) grows with every
+// round, and gives the yardstick: with retention, the file grows by at
+// most an eighth of what the same changes add when nothing is removed.
+//
+// The bound is a ratio of two growths in one run, not a fraction of the
+// size after the warm-up: on a loaded machine, read transactions that
+// live longer hold freed pages, and bbolt may take one more growth step
+// later in the run (measured: 4.2 MB after the warm-up, then 5.3 MB, and
+// no further), which is bounded all the same.
 func TestDefaultRetentionBoundsTheFile(t *testing.T) {
 	def := configs.Defaults().History
 	require.Positive(t, def.KeepVersions, "history is bounded by default")
 	// 18 rounds of 2,000 changes: past keep_revisions (10,000), so that
 	// retention has run several times before the warm-up is measured.
-	// Measured: 5.0 MB after the warm-up, and the same after 60 more
-	// rounds (120,000 changes).
-	warm, more := steadyLoad(t, def, 18, 36)
-	assert.LessOrEqual(t, more, warm+warm/4, "the file kept growing under the default retention (%d -> %d)", warm, more)
+	// Measured on a quiet machine: 4.1 MB after the warm-up and the same
+	// after 36 more rounds (72,000 changes); with history kept whole,
+	// 9.2 MB, then 17.5 MB after 18 more.
+	const warmRounds, moreRounds = 18, 36
+	warm, more := steadyLoad(t, def, warmRounds, moreRounds)
+	all := def
+	all.KeepVersions = 0
+	warmAll, moreAll := steadyLoad(t, all, warmRounds, moreRounds)
 
 	t.Run("negative control: keep everything", func(t *testing.T) {
-		all := def
-		all.KeepVersions = 0
-		warm, more := steadyLoad(t, all, 18, 18)
-		assert.GreaterOrEqual(t, more, warm+warm/2, "with history kept whole, twice the changes should take at least 1.5 times the room (%d -> %d)", warm, more)
+		assert.GreaterOrEqual(t, moreAll, 2*warmAll,
+			"with history kept whole, three times the changes should take at least twice the room (%d -> %d)", warmAll, moreAll)
 	})
+	grown, grownAll := more-warm, moreAll-warmAll
+	assert.LessOrEqual(t, grown, grownAll/8,
+		"the file kept growing under the default retention (%d -> %d): %d bytes for changes that take %d bytes kept whole",
+		warm, more, grown, grownAll)
 }
