@@ -17,9 +17,10 @@
 //
 // # Caveats
 //
-// Free ports ([FreePorts]) are found by listening on port 0 and closing:
-// another process may take one before the member binds it (the member
-// then fails to start, with etcd's error). A member restarted from its
+// Free ports ([FreePorts]) are found by listening and closing, below the
+// kernel's ephemeral range where it is known: another process may still
+// take one before the member binds it (the member then fails to start,
+// with etcd's error), but no outgoing connection will. A member restarted from its
 // folder ignores the initial cluster and rejoins the one it belongs to:
 // its URLs must not change.
 //

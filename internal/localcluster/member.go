@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,7 +66,11 @@ func Endpoints(ms []Member) []string {
 }
 
 // FreePorts returns n loopback ports that were free a moment ago (see
-// the package's caveats).
+// the package's caveats). They are drawn below the kernel's ephemeral
+// range when it is known (Linux: net.ipv4.ip_local_port_range): a port
+// there is never handed to another process's outgoing connection or
+// listen on port 0, which the tests running beside the cluster make by
+// the thousand. Otherwise the kernel picks them (port 0).
 func FreePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	var lns []net.Listener
@@ -72,16 +79,43 @@ func FreePorts(n int) ([]int, error) {
 			_ = ln.Close()
 		}
 	}()
+	low, high := belowEphemeral()
 	// All held open until the end, so that the n ports differ.
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		port := 0
+		if high > low && tries < 100*n {
+			port = low + rand.IntN(high-low)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
+			if port != 0 {
+				continue // taken: draw again
+			}
 			return nil, fmt.Errorf("find a free port: %w", err)
 		}
 		lns = append(lns, ln)
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// belowEphemeral is the range of ports [low, high) FreePorts draws from:
+// from 10000 up to the start of the kernel's ephemeral range. Both are 0
+// when that range is unknown or starts too low to leave room.
+func belowEphemeral() (low, high int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) != 2 {
+		return 0, 0
+	}
+	start, err := strconv.Atoi(fields[0])
+	if err != nil || start < 11000 {
+		return 0, 0
+	}
+	return 10000, start
 }
 
 // ReadyLine is what a member process writes on its standard output once

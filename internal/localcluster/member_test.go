@@ -1,6 +1,8 @@
 package localcluster_test
 
 import (
+	"fmt"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -40,5 +42,15 @@ func TestPlanAndInitialCluster(t *testing.T) {
 	for _, p := range ports {
 		require.False(t, seen[p], "port %d twice", p)
 		seen[p] = true
+	}
+	// Where the kernel says where its ephemeral ports start, the ports
+	// are below it: no outgoing connection of another test takes them.
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var low, high int
+		_, err := fmt.Sscan(string(b), &low, &high)
+		require.NoError(t, err)
+		for _, p := range ports {
+			require.Less(t, p, low, "port %d is in the ephemeral range %d-%d", p, low, high)
+		}
 	}
 }
