@@ -98,4 +98,29 @@ func TestClusterRestoreCrashAfterSwitch(t *testing.T) {
 	testkit.Eventually(t, func() bool { return get(ic, "c") == "3" }, "the running instance on the restored generation")
 	require.Equal(t, "1", get(ic, "a"))
 	require.Positive(t, count(gen2))
+
+	// Alone again, the restorer paused after its switch: its own watch
+	// has seen the switch but leaves the replaced generation to the
+	// restore (with a cleaner of its own, the first phase's control would
+	// race it to the crash), which removes it once it goes on.
+	inst.Kill()
+	pause := 3 * time.Second
+	paused := testkit.StartServe(t, failpointBin, t.TempDir(), testkit.ServeOptions{
+		Env: append(slices.Clone(c.env), failpoint.EnvVar+"="+string(failpoint.EtcdRestoreAfterSwitch)+"=sleep("+pause.String()+")")})
+	pc := newClient(t, paused.URL)
+	snap, err = pc.CreateSnapshot(ctx)
+	require.NoError(t, err)
+	put(pc, "d", "4")
+	restoredAt := make(chan error, 1)
+	go func() {
+		_, err := pc.RestoreSnapshot(ctx, snap.ID, client.RestoreOptions{})
+		restoredAt <- err
+	}()
+	testkit.Eventually(t, func() bool { return firedLine(paused.Stderr.String(), failpoint.EtcdRestoreAfterSwitch) }, "the restore at its switch")
+	gen3 := currentGen()
+	require.NotEqual(t, gen2, gen3)
+	testkit.Eventually(t, func() bool { return get(pc, "d") == "" }, "the restorer's instance on the restored generation (its watch saw the switch)")
+	require.Positive(t, count(gen2), "the replaced generation, while its restorer is paused after the switch")
+	require.NoError(t, <-restoredAt)
+	require.Zero(t, count(gen2), "the replaced generation, removed by the restore")
 }

@@ -12,8 +12,9 @@ import (
 // generation it replaced right after its switch; a restorer that dies
 // between the two (or before its switch, with its new generation half
 // written) leaves keys that no generation reads. Every instance removes
-// them at Open and after its watch sees a switch (removeStaleGenerations),
-// so whoever comes next finishes the job.
+// them at Open and after its watch sees a switch (removeStaleGenerations;
+// but its own restore's switch, which the restore follows with that
+// removal itself), so whoever comes next finishes the job.
 //
 // Which generations are garbage:
 //   - every generation whose id is below the pointer's mod revision,

@@ -575,7 +575,9 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 				}
 				if rev.gen != nil {
 					s.switchGeneration(rev.gen)
-					s.cleanLater(ctx) // the replaced generation, should its restorer die
+					if rev.gen.id != s.switching.Load() {
+						s.cleanLater(ctx) // the replaced generation, should its restorer die
+					}
 					switched = true
 				}
 			}

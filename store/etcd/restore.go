@@ -113,13 +113,17 @@ func (s *Store) restoreFull(ctx context.Context, snap store.Snapshot, snapRev ui
 		s.removeData(next.prefix)
 		return 0, err
 	}
+	s.switching.Store(id)
+	defer s.switching.Store(0)
 	tctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	resp, err := s.cli.Txn(tctx).If(s.genCompare(old), s.markCompare(id)).
 		Then(clientv3.OpPut(s.opts.Prefix+genKey, encodeGeneration(id, snapRev))).Commit()
 	cancel()
 	if err != nil {
 		// The switch may have applied: the new generation's data stays
-		// (it is live if it did; removed as garbage if it did not).
+		// (it is live if it did; removed as garbage if it did not). If
+		// it did, the replaced generation is removed at the next Open or
+		// switch of any instance.
 		return 0, writeError(err, true)
 	}
 	if !resp.Succeeded {
@@ -130,10 +134,11 @@ func (s *Store) restoreFull(ctx context.Context, snap store.Snapshot, snapRev ui
 	failpoint.Hit(failpoint.EtcdRestoreAfterSwitch)
 	s.feed.waitFor(ctx, rev)
 	// The replaced generation is nobody's now: every write compares the
-	// pointer, and reads below the switch are refused. Should this
-	// process die first, the next instance to open or to see a switch
-	// removes it.
-	s.removeStaleGenerations(ctx)
+	// pointer, and reads below the switch are refused. This instance's
+	// watch leaves it to this removal (s.switching), which goes on if the
+	// client has gone. Should this process die first, the next instance
+	// to open or to see a switch removes it.
+	s.removeStaleGenerations(context.WithoutCancel(ctx))
 	return rev, nil
 }
 

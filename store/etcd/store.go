@@ -131,6 +131,10 @@ type Store struct {
 	// minLeaseTTL is etcd's minimum lease TTL in seconds, learnt at Open:
 	// a shorter TTL is refused (checkTTL).
 	minLeaseTTL int64
+	// switching is the id of the generation this instance's full restore
+	// is switching to (0: none). Its watch leaves the replaced generation
+	// to the restore, which removes it itself right after the switch.
+	switching atomic.Uint64
 }
 
 var _ store.Backend = (*Store)(nil)
