@@ -70,6 +70,18 @@ func TestNewInstanceHoldsRecentHistory(t *testing.T) {
 	assert.LessOrEqual(t, len(got), 8)
 	assert.Equal(t, want[len(want)-len(got):], got, "the newest changes, whole revisions")
 	assert.Greater(t, got[0].Revision, floor)
+
+	// So does a byte bound (a prefix of large values).
+	limit := etcd.ChangeBytes(want[len(want)-8:])
+	sized := open(t, etcd.Options{Prefix: prefix, RingBytes: limit})
+	testkit.Eventually(t, func() bool { return etcd.FeedFloor(sized) < opened }, "the sized instance's backfill")
+	floor = etcd.FeedFloor(sized)
+	got, err = sized.ReadLog(floor, 1000)
+	require.NoError(t, err)
+	require.NotEmpty(t, got)
+	assert.LessOrEqual(t, etcd.ChangeBytes(got), limit)
+	assert.Equal(t, want[len(want)-len(got):], got, "the newest changes, whole revisions")
+	assert.Greater(t, got[0].Revision, floor)
 }
 
 // The backfill stops at etcd's compaction: the instance holds what etcd
@@ -103,7 +115,24 @@ func TestBackfillStopsAtCompaction(t *testing.T) {
 // takes a few watches, not 30. Every change comes once, in order.
 // Negative control: with each page a watch of its own, 30.
 func TestCatchUpFromHistoryReusesEtcdsAnswers(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name()), RingChanges: 100})
+	reads := catchUpFromHistory(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name()), RingChanges: 100})
+	assert.LessOrEqual(t, reads, uint64(5), "watches of etcd's history for the catch-up")
+	assert.Positive(t, reads, "the catch-up read history")
+
+	// A byte bound (Options.RingBytes) keeps less of what etcd sent past
+	// each page; the catch-up is just as whole.
+	small := etcd.ChangeBytes(make([]ctxd.Change, 5))
+	reads = catchUpFromHistory(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name() + "-bytes"), RingChanges: 100, RingBytes: small})
+	assert.Positive(t, reads, "the catch-up read history")
+}
+
+// catchUpFromHistory writes 400 changes to a new instance with opts, most
+// beyond its recent changes, reads them back from before the first in
+// pages of 10, checks each comes once, in order, and returns how many
+// watches of etcd's history that took.
+func catchUpFromHistory(t *testing.T, opts etcd.Options) uint64 {
+	t.Helper()
+	s := open(t, opts)
 	_, err := s.Put(t.Context(), "default", "before", json.RawMessage(`0`), nil, "test")
 	require.NoError(t, err)
 	start := s.Revision()
@@ -128,7 +157,5 @@ func TestCatchUpFromHistoryReusesEtcdsAnswers(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 400, n)
-	reads := etcd.HistoryReads(s) - before
-	assert.LessOrEqual(t, reads, uint64(5), "watches of etcd's history for the catch-up")
-	assert.Positive(t, reads, "the catch-up read history")
+	return etcd.HistoryReads(s) - before
 }

@@ -3,6 +3,8 @@ package etcd
 import (
 	"context"
 	"time"
+
+	"github.com/framework0/ctxd"
 )
 
 // Test-only switches of the read cache, for the negative controls of its
@@ -39,6 +41,9 @@ func HoldGroups(s *Store) (queued func() int, release func()) { return s.groups.
 
 // FeedFloor is the revision the instance's recent changes start after:
 // ReadLog after it answers from memory, before it from etcd's history.
+// ChangeBytes is what the feed counts for cs against Options.RingBytes.
+func ChangeBytes(cs []ctxd.Change) int { return bytesOf(cs) }
+
 func FeedFloor(s *Store) uint64 {
 	s.feed.mu.Lock()
 	defer s.feed.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -36,17 +37,19 @@ type feed struct {
 	// changed: the hub would wake for nothing, once per notification.
 	progress chan struct{}
 	// recent holds every change with a revision above floor, up to mark,
-	// in order; at most cap changes (whole revisions are dropped first).
-	recent []ctxd.Change
-	floor  uint64
-	cap    int
-	closed bool
+	// in order; at most cap changes and maxBytes bytes (changeBytes;
+	// whole revisions are dropped first). bytes is what it holds.
+	recent          []ctxd.Change
+	floor           uint64
+	cap             int
+	bytes, maxBytes int
+	closed          bool
 	// widest is the most changes one revision pushed has held.
 	widest atomic.Uint64
 }
 
-func (f *feed) init(rev uint64, capacity int) {
-	f.mark, f.floor, f.cap = rev, rev, capacity
+func (f *feed) init(rev uint64, capacity, maxBytes int) {
+	f.mark, f.floor, f.cap, f.maxBytes = rev, rev, capacity, maxBytes
 	f.changed, f.progress = make(chan struct{}), make(chan struct{})
 }
 
@@ -171,21 +174,15 @@ func (f *feed) push(rev uint64, changes []ctxd.Change) {
 		f.widest.Store(n) // pushes hold f.mu: no other writer
 	}
 	f.recent = append(f.recent, changes...)
+	f.bytes += bytesOf(changes)
 	// Drop the oldest revisions whole, by reslicing: copying the rest at
 	// every push once the buffer is full made each write cost the whole
 	// buffer (16,384 changes: 500 puts/s at 64 clients). append copies
 	// the live part only when it outgrows the array, amortized O(1).
-	drop := 0
-	for len(f.recent)-drop > f.cap {
-		first := f.recent[drop].Revision
-		for drop < len(f.recent) && f.recent[drop].Revision == first {
-			drop++
-		}
-		f.floor = first
-	}
-	if drop > 0 {
+	if drop, floor, dropped := oldestToDrop(f.recent, f.bytes, f.cap, f.maxBytes); drop > 0 {
 		clear(f.recent[:drop]) // the dropped values are garbage now
 		f.recent = f.recent[drop:]
+		f.floor, f.bytes = floor, f.bytes-dropped
 	}
 	f.mark = rev
 	f.wakeLocked()
@@ -202,16 +199,13 @@ func (f *feed) prepend(after, to uint64, changes []ctxd.Change) {
 	if f.floor != to || f.closed {
 		return
 	}
-	floor, drop := after, 0
-	for len(changes)-drop > f.cap-len(f.recent) {
-		first := changes[drop].Revision
-		for drop < len(changes) && changes[drop].Revision == first {
-			drop++
-		}
-		floor = first
-	}
+	size := bytesOf(changes)
+	drop, floor, dropped := oldestToDrop(changes, size, f.cap-len(f.recent), f.maxBytes-f.bytes)
 	if drop == len(changes) {
 		return // no room for one revision: the floor stays
+	}
+	if drop == 0 {
+		floor = after
 	}
 	for i := drop; i < len(changes); {
 		j := i
@@ -224,7 +218,39 @@ func (f *feed) prepend(after, to uint64, changes []ctxd.Change) {
 		i = j
 	}
 	f.recent = append(slices.Clip(changes[drop:]), f.recent...)
-	f.floor = floor
+	f.floor, f.bytes = floor, f.bytes+size-dropped
+}
+
+// changeBytes is about what a change holds in memory: the struct and
+// the bytes it points to.
+func changeBytes(c *ctxd.Change) int {
+	return int(unsafe.Sizeof(*c)) + len(c.Namespace) + len(c.Key) + len(c.Value) + len(c.Who)
+}
+
+// bytesOf is the sum of changeBytes over cs.
+func bytesOf(cs []ctxd.Change) int {
+	n := 0
+	for i := range cs {
+		n += changeBytes(&cs[i])
+	}
+	return n
+}
+
+// oldestToDrop is how many changes to drop from the front of cs (in
+// revision order; size bytes in all), whole revisions, so that the rest
+// holds at most maxCount changes and maxBytes bytes: drop, the newest
+// revision dropped (the new floor; 0 when none is) and the bytes dropped.
+// It may be every change: the newest revision alone is too big.
+func oldestToDrop(cs []ctxd.Change, size, maxCount, maxBytes int) (drop int, floor uint64, dropped int) {
+	for drop < len(cs) && (len(cs)-drop > maxCount || size-dropped > maxBytes) {
+		first := cs[drop].Revision
+		for drop < len(cs) && cs[drop].Revision == first {
+			dropped += changeBytes(&cs[drop])
+			drop++
+		}
+		floor = first
+	}
+	return drop, floor, dropped
 }
 
 // progressed records a progress notification: every event up to rev was
@@ -243,7 +269,7 @@ func (f *feed) progressed(rev uint64) {
 func (f *feed) restart(rev uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.recent = nil
+	f.recent, f.bytes = nil, 0
 	f.floor = max(f.floor, rev)
 	if rev > f.mark {
 		f.mark = rev
@@ -358,8 +384,8 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 // the next page cost a follower catching up page by page a new watch, a
 // new scan and a new wait per page (4.4 s for 20,000 revisions in pages
 // of 512; the scans grow with the gap). So replay takes, past limit, every
-// response already there without waiting (up to replayChanges changes),
-// and keeps what the caller did not ask for (s.replayed) for the next
+// response already there without waiting (up to replayChanges changes
+// and Options.RingBytes bytes), and keeps what the caller did not ask for (s.replayed) for the next
 // pages: the wait per watch is the same, the pages per watch more.
 func (s *Store) replay(ctx context.Context, gen, after, to uint64, limit int) ([]ctxd.Change, error) {
 	if after >= to { // ReadLog raised after to the birth already
@@ -370,8 +396,10 @@ func (s *Store) replay(ctx context.Context, gen, after, to uint64, limit int) ([
 	defer cancel()
 	next := s.historyAfter(ctx, after)
 	var out []ctxd.Change
-	last := after
-	for last < to && len(out) < max(limit, replayChanges) {
+	last, size := after, 0
+	// Past the page asked for, at most replayChanges changes and
+	// Options.RingBytes bytes are kept.
+	for last < to && (len(out) < limit || len(out) < replayChanges && size < s.opts.RingBytes) {
 		revs, got, err := next(len(out) < limit)
 		if err != nil {
 			return nil, err
@@ -385,6 +413,7 @@ func (s *Store) replay(ctx context.Context, gen, after, to uint64, limit int) ([
 				break
 			}
 			out = append(out, rev.changes...)
+			size += bytesOf(rev.changes)
 			last = rev.rev
 		}
 	}
@@ -394,7 +423,8 @@ func (s *Store) replay(ctx context.Context, gen, after, to uint64, limit int) ([
 
 // replayChanges bounds the changes one replay keeps: a page of the
 // recent changes' size (the default Options.RingChanges), whole
-// revisions, plus at most one response of etcd's.
+// revisions, plus at most one response of etcd's; Options.RingBytes
+// bounds their bytes the same way.
 const replayChanges = 8192
 
 // replayPage is the last page read from etcd's history (replay): every
@@ -447,9 +477,17 @@ func (s *Store) backfill(ctx context.Context, to uint64) {
 		after = max(after, uint64(g.rev))
 	}
 	for after < to {
+		// Only the newest revisions that fit are kept, while reading:
+		// the buffer's bounds hold here too.
 		var changes []ctxd.Change
+		floor, size := after, 0
 		err := s.eachRevision(ctx, after, to, func(rev revisionChanges) bool {
 			changes = append(changes, rev.changes...)
+			size += bytesOf(rev.changes)
+			if drop, newest, dropped := oldestToDrop(changes, size, s.opts.RingChanges, s.opts.RingBytes); drop > 0 {
+				clear(changes[:drop])
+				changes, floor, size = changes[drop:], newest, size-dropped
+			}
 			return true
 		})
 		var ce *ctxd.CompactedError
@@ -460,7 +498,7 @@ func (s *Store) backfill(ctx context.Context, to uint64) {
 		case err != nil:
 			return
 		}
-		s.feed.prepend(after, to, changes)
+		s.feed.prepend(floor, to, changes)
 		return
 	}
 }

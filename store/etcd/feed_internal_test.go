@@ -22,12 +22,15 @@ func pushRevisions(f *feed, from, to uint64, changes int) {
 	}
 }
 
+// noByteBound is a feed's byte bound where a test bounds the count alone.
+const noByteBound = 1 << 40
+
 // A full feed keeps its newest changes, whole revisions, at most cap of
 // them: page answers from what it holds and says so (ok false) below its
 // floor, across many pushes past the cap.
 func TestFeedKeepsTheNewestWholeRevisions(t *testing.T) {
 	var f feed
-	f.init(0, 10)
+	f.init(0, 10, noByteBound)
 	pushRevisions(&f, 1, 1000, 3) // 3 changes per revision, as a transaction's
 	assert.LessOrEqual(t, len(f.recent), 10)
 	assert.Equal(t, uint64(1000), f.mark)
@@ -50,7 +53,7 @@ func TestFeedKeepsTheNewestWholeRevisions(t *testing.T) {
 //	go test ./store/etcd -run '^$' -bench FeedPushFull -benchmem
 func BenchmarkFeedPushFull(b *testing.B) {
 	var f feed
-	f.init(0, 16384)
+	f.init(0, 16384, noByteBound)
 	pushRevisions(&f, 1, 20000, 1)
 	rev := uint64(20000)
 	cs := []ctxd.Change{{Namespace: "default", Key: "k"}}
@@ -65,7 +68,7 @@ func BenchmarkFeedPushFull(b *testing.B) {
 // newest change of a full buffer, under the lock the watch's push takes.
 func BenchmarkFeedPageNewest(b *testing.B) {
 	var f feed
-	f.init(0, 16384)
+	f.init(0, 16384, noByteBound)
 	pushRevisions(&f, 1, 20000, 1)
 	for b.Loop() {
 		if cs, _, _ := f.page(19999, 1024); len(cs) != 1 {
@@ -80,7 +83,7 @@ func BenchmarkFeedPageNewest(b *testing.B) {
 // the close wake the followers.
 func TestFeedProgressStaysOffTheBroadcastChannel(t *testing.T) {
 	var f feed
-	f.init(5, 10)
+	f.init(5, 10, noByteBound)
 	changed, progress := f.changed, f.progress
 	f.progressed(9)
 	assert.Equal(t, uint64(9), f.synced)
@@ -133,7 +136,7 @@ func TestFeedPrepend(t *testing.T) {
 		return cs
 	}
 	var f feed
-	f.init(100, 10)
+	f.init(100, 10, noByteBound)
 	pushRevisions(&f, 101, 102, 1)
 	f.prepend(90, 100, history(91, 100, 2)) // 20 changes, room for 8
 	assert.Equal(t, uint64(96), f.floor, "revisions 97-100 fit whole")
@@ -144,9 +147,59 @@ func TestFeedPrepend(t *testing.T) {
 	assert.Equal(t, uint64(102), changes[9].Revision)
 
 	var moved feed
-	moved.init(100, 10)
+	moved.init(100, 10, noByteBound)
 	moved.restart(105)
 	moved.prepend(90, 100, history(91, 100, 1))
 	assert.Equal(t, uint64(105), moved.floor, "the floor moved: the history read no longer joins")
 	assert.Empty(t, moved.recent)
+}
+
+// The feed's byte bound holds like its count: a prefix of large values
+// keeps its newest whole revisions that fit in maxBytes, through pushes,
+// a history prepended and a restart, and what it counts is what it holds.
+// A revision bigger than the bound alone is not kept: the floor moves to
+// it, and its readers go to etcd's history.
+func TestFeedBytesBound(t *testing.T) {
+	big := func(rev uint64, n int) []ctxd.Change {
+		cs := make([]ctxd.Change, n)
+		for i := range cs {
+			cs[i] = ctxd.Change{Revision: rev, Namespace: "default", Key: "k", Value: make([]byte, 1000)}
+		}
+		return cs
+	}
+	one := changeBytes(&big(1, 1)[0])
+	var f feed
+	f.init(0, 100, 5*one)
+	for rev := uint64(1); rev <= 20; rev++ {
+		f.push(rev, big(rev, 2))
+		require.LessOrEqual(t, f.bytes, 5*one)
+		require.Equal(t, bytesOf(f.recent), f.bytes)
+	}
+	assert.Len(t, f.recent, 4, "two revisions of two changes fit in five changes' bytes")
+	assert.Equal(t, uint64(18), f.floor)
+	_, _, ok := f.page(17, 100)
+	assert.False(t, ok, "below the floor")
+
+	f.push(21, big(21, 6)) // alone over the bound
+	assert.Empty(t, f.recent)
+	assert.Zero(t, f.bytes)
+	assert.Equal(t, uint64(21), f.floor)
+	assert.Equal(t, uint64(21), f.mark)
+	_, _, ok = f.page(20, 100)
+	assert.False(t, ok, "the revision too big to keep is read from etcd")
+
+	var late feed
+	late.init(100, 100, 5*one)
+	late.push(101, big(101, 1))
+	var history []ctxd.Change
+	for rev := uint64(91); rev <= 100; rev++ {
+		history = append(history, big(rev, 1)...)
+	}
+	late.prepend(90, 100, history)
+	assert.Equal(t, uint64(96), late.floor, "revisions 97-100 fit beside 101")
+	assert.Len(t, late.recent, 5)
+	assert.Equal(t, bytesOf(late.recent), late.bytes)
+
+	late.restart(200)
+	assert.Zero(t, late.bytes)
 }

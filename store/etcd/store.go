@@ -41,9 +41,11 @@ type Options struct {
 	Limits                      ctxd.Limits
 	// Now returns the time recorded on changes (default time.Now).
 	Now func() time.Time
-	// RingChanges is how many recent changes the instance keeps in memory
-	// for the change feed (default 8192).
-	RingChanges int
+	// RingChanges and RingBytes bound the recent changes the instance
+	// keeps in memory for the change feed (default 8192 changes and
+	// 64 MiB: a prefix of large values keeps fewer; older positions are
+	// read from etcd's history).
+	RingChanges, RingBytes int
 	// DirectReads makes every read an etcd read. By default Get, List,
 	// Count and Namespaces are served, linearizable, from the instance's
 	// watch-fed read cache (cache.go, DESIGN.md).
@@ -76,6 +78,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RingChanges <= 0 {
 		o.RingChanges = 8192
+	}
+	if o.RingBytes <= 0 {
+		o.RingBytes = 64 << 20
 	}
 	o.Limits = o.Limits.WithDefaults()
 	if o.MaxGroupWrites <= 0 {
@@ -195,7 +200,7 @@ func Open(opts Options) (*Store, error) {
 		_ = cli.Close()
 		return nil, fmt.Errorf("etcd: read %s at %v: %w", opts.Prefix, opts.Endpoints, err)
 	}
-	s.feed.init(start, opts.RingChanges)
+	s.feed.init(start, opts.RingChanges, opts.RingBytes)
 	if !opts.DirectReads {
 		s.cache = newReadCache(s, opts.ReadCacheMaxBytes)
 	}
