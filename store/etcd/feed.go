@@ -385,8 +385,9 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 // new scan and a new wait per page (4.4 s for 20,000 revisions in pages
 // of 512; the scans grow with the gap). So replay takes, past limit, every
 // response already there without waiting (up to replayChanges changes
-// and Options.RingBytes bytes), and keeps what the caller did not ask for (s.replayed) for the next
-// pages: the wait per watch is the same, the pages per watch more.
+// and Options.RingBytes bytes), and keeps what the caller did not ask
+// for (s.replayed) for the next pages: the wait per watch is the same,
+// the pages per watch more.
 func (s *Store) replay(ctx context.Context, gen, after, to uint64, limit int) ([]ctxd.Change, error) {
 	if after >= to { // ReadLog raised after to the birth already
 		return nil, nil
