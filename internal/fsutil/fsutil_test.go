@@ -261,3 +261,29 @@ func TestTempCommitNew(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o640), st.Mode().Perm())
 	assert.Equal(t, []string{"ctxd.db"}, testkit.DirNames(t, dir), "the temp name is gone")
 }
+
+// The folder lock: writers share it, a cleaner gets it only when no one
+// holds it, and a holder that closes (or dies: the kernel releases a
+// flock) gives it back. Each open file counts as a process.
+func TestFolderLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ".lock")
+	first, err := fsutil.LockShared(path)
+	require.NoError(t, err)
+	second, err := fsutil.LockShared(path)
+	require.NoError(t, err, "writers share it")
+	_, held, err := fsutil.TryLockExclusive(path)
+	require.NoError(t, err)
+	assert.False(t, held, "no cleaner while a writer holds it")
+	first()
+	_, held, err = fsutil.TryLockExclusive(path)
+	require.NoError(t, err)
+	assert.False(t, held, "the second writer still holds it")
+	second()
+	unlock, held, err := fsutil.TryLockExclusive(path)
+	require.NoError(t, err)
+	require.True(t, held, "no writer: the cleaner gets it")
+	_, held, err = fsutil.TryLockExclusive(path)
+	require.NoError(t, err)
+	assert.False(t, held, "one cleaner at a time")
+	unlock()
+}

@@ -10,6 +10,13 @@
 // leaves a partial snapshot that is listed. Leftovers are removed when the
 // folder is opened.
 //
+// Several processes may share the folder (the instances of one etcd
+// deployment, snapshots.dir): each writer holds the folder's lock file
+// (WritersLock) shared while it writes, leftovers are removed only under
+// it exclusively, and a snapshot claims its id by linking its file under
+// it, which fails when the name is taken. A snapshot taken through one
+// instance is then listed, downloaded and restored through any other.
+//
 // Every use of a snapshot (restore, export, download) first checks its
 // sha256 against the metadata, then its structure (the backend's OpenSnapshot).
 package snapshots

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -32,12 +33,13 @@ var (
 	ErrChecksum = fmt.Errorf("%w: sha256 mismatch", ctxd.ErrBadSnapshot)
 )
 
-// Manager keeps the snapshots of one data folder.
+// Manager keeps the snapshots of one folder, which several processes may
+// share (the instances of one etcd deployment, snapshots.dir).
 type Manager struct {
 	dir string
 	st  store.Snapshotter
 	now func() time.Time
-	mu  sync.Mutex // serialises creation and pruning, so ids are unique
+	mu  sync.Mutex // serialises this process's creations and prunings
 
 	// OnCreate, when set before use, is told of every snapshot creation:
 	// its metadata (when it succeeded), how long it took and its error.
@@ -51,28 +53,67 @@ var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}(\.[0-9]{1,9})?Z-r[0-9]+$`
 func ValidID(id string) bool { return idPattern.MatchString(id) }
 
 // Open returns the manager of the snapshots folder dir, creating it, and
-// removes what a crash may have left: temporary files and snapshot files
-// whose metadata was never written.
+// removes what a crash may have left (RemoveLeftovers).
 func Open(dir string, st store.Snapshotter) (*Manager, error) {
 	if err := fsutil.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("snapshots: %w", err)
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	m := &Manager{dir: dir, st: st, now: time.Now}
+	if _, err := m.RemoveLeftovers(); err != nil {
 		return nil, fmt.Errorf("snapshots: %w", err)
+	}
+	return m, nil
+}
+
+// WritersLock is the folder's lock file (it stays there): every process writing a
+// snapshot there holds it shared until the snapshot's metadata is
+// written, and leftovers are removed only under it exclusively
+// (fsutil.LockShared), so that processes sharing the folder never take
+// each other's snapshot in progress for a crash's leftover.
+const WritersLock = ".writers.lock"
+
+// RemoveLeftovers removes what a crash left in the folder: temporary
+// files and snapshot files whose metadata was never written. While a
+// process sharing the folder writes a snapshot there, it removes nothing
+// (removed is false): the next call does.
+func (m *Manager) RemoveLeftovers() (removed bool, err error) {
+	unlock, held, err := fsutil.TryLockExclusive(filepath.Join(m.dir, WritersLock))
+	if err != nil || !held {
+		return false, err
+	}
+	defer unlock()
+	entries, err := os.ReadDir(m.dir)
+	if err != nil {
+		return false, err
 	}
 	for _, e := range entries {
 		name := e.Name()
 		switch {
 		case fsutil.IsTemp(name), strings.HasSuffix(name, ".tmp"):
-			_ = os.Remove(filepath.Join(dir, name))
+			_ = os.Remove(filepath.Join(m.dir, name))
 		case strings.HasSuffix(name, ".db"):
-			if _, err := os.Stat(filepath.Join(dir, strings.TrimSuffix(name, ".db")+".json")); os.IsNotExist(err) {
-				_ = os.Remove(filepath.Join(dir, name))
+			if _, err := os.Stat(filepath.Join(m.dir, strings.TrimSuffix(name, ".db")+".json")); os.IsNotExist(err) {
+				_ = os.Remove(filepath.Join(m.dir, name))
 			}
 		}
 	}
-	return &Manager{dir: dir, st: st, now: time.Now}, nil
+	return true, nil
+}
+
+// createTemp takes the folder's lock shared (see WritersLock) and
+// creates a temp file for a snapshot there; release gives the lock back,
+// once the snapshot's metadata is written or the temp file discarded.
+func (m *Manager) createTemp(name string) (tmp *fsutil.Temp, release func(), err error) {
+	unlock, err := fsutil.LockShared(filepath.Join(m.dir, WritersLock))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmp, err = fsutil.CreateTemp(m.dir, name, 0o600)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return tmp, unlock, nil
 }
 
 // Dir is the snapshots folder.
@@ -90,10 +131,11 @@ func (m *Manager) Create(ctx context.Context, origin string) (meta ctxd.Snapshot
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	tmp, err := fsutil.CreateTemp(m.dir, "create", 0o600)
+	tmp, release, err := m.createTemp("create")
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("create snapshot: %w", err)
 	}
+	defer release()
 	defer tmp.Discard()
 	h := sha256.New()
 	info, err := m.st.WriteSnapshot(io.MultiWriter(tmp, h))
@@ -109,26 +151,34 @@ func (m *Manager) Create(ctx context.Context, origin string) (meta ctxd.Snapshot
 	}
 	created := m.now().UTC()
 	meta = ctxd.SnapshotMeta{
-		ID: m.newID(created, info.Revision), Revision: info.Revision, Created: created, Size: info.Size,
+		Revision: info.Revision, Created: created, Size: info.Size,
 		SHA256: hex.EncodeToString(h.Sum(nil)), SchemaVersion: info.SchemaVersion, Namespaces: info.Namespaces, Origin: origin,
 	}
-	return meta, m.install(tmp, meta)
+	if err := m.install(tmp, &meta); err != nil {
+		return ctxd.SnapshotMeta{}, err
+	}
+	return meta, nil
 }
 
-// newID names a snapshot by its time and revision, unique in the folder.
-func (m *Manager) newID(t time.Time, rev uint64) string {
-	id := fmt.Sprintf("%sZ-r%d", t.Format("20060102T150405"), rev)
-	for i := 1; ; i++ {
-		if _, err := os.Stat(m.metaPath(id)); os.IsNotExist(err) {
-			return id
-		}
-		id = fmt.Sprintf("%s.%dZ-r%d", t.Format("20060102T150405"), i, rev)
+// newID names the n-th candidate id of a snapshot taken at t of
+// revision rev: time and revision, then a counter.
+func newID(t time.Time, rev uint64, n int) string {
+	if n == 0 {
+		return fmt.Sprintf("%sZ-r%d", t.Format("20060102T150405"), rev)
 	}
+	return fmt.Sprintf("%s.%dZ-r%d", t.Format("20060102T150405"), n, rev)
 }
+
+// maxIDTries bounds the candidate ids a snapshot tries.
+const maxIDTries = 1000
 
 // install verifies the closed temporary file tmp and moves it into place
-// with its metadata, the metadata last.
-func (m *Manager) install(tmp *fsutil.Temp, meta ctxd.SnapshotMeta) error {
+// under a new id with its metadata, the metadata last; it sets meta.ID.
+// The id is claimed by linking the file under it, which fails when the
+// name exists: processes sharing the folder that take snapshots of the
+// same revision in the same second (the instances of an etcd deployment)
+// get distinct ids, where a look for a free name would give both the same.
+func (m *Manager) install(tmp *fsutil.Temp, meta *ctxd.SnapshotMeta) error {
 	snap, err := m.st.OpenSnapshot(tmp.Name())
 	if err != nil {
 		return err
@@ -138,8 +188,18 @@ func (m *Manager) install(tmp *fsutil.Temp, meta ctxd.SnapshotMeta) error {
 	if err != nil {
 		return err
 	}
-	if err := tmp.Commit(m.dbPath(meta.ID)); err != nil {
-		return fmt.Errorf("snapshot %s: %w", meta.ID, err)
+	for n := 0; ; n++ {
+		meta.ID = newID(meta.Created, meta.Revision, n)
+		if _, err := os.Stat(m.metaPath(meta.ID)); err == nil {
+			continue // a snapshot whose file went missing keeps its id
+		}
+		err = tmp.CommitNew(m.dbPath(meta.ID))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || n == maxIDTries {
+			return fmt.Errorf("snapshot %s: %w", meta.ID, err)
+		}
 	}
 	failpoint.Hit(failpoint.SnapshotBeforeMeta)
 	b, err := json.MarshalIndent(meta, "", "  ")
@@ -156,10 +216,11 @@ func (m *Manager) install(tmp *fsutil.Temp, meta ctxd.SnapshotMeta) error {
 // Upload stores a snapshot file made elsewhere, read from r, after
 // checking it against wantSHA256 (when given) and verifying it.
 func (m *Manager) Upload(ctx context.Context, r io.Reader, wantSHA256 string) (ctxd.SnapshotMeta, error) {
-	tmp, err := fsutil.CreateTemp(m.dir, "upload", 0o600)
+	tmp, release, err := m.createTemp("upload")
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
 	}
+	defer release()
 	defer tmp.Discard()
 	meta, err := m.upload(tmp, r, wantSHA256)
 	return meta, named(err, tmp.Name(), "the upload")
@@ -195,8 +256,10 @@ func (m *Manager) upload(tmp *fsutil.Temp, r io.Reader, wantSHA256 string) (ctxd
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	meta.Created = m.now().UTC()
-	meta.ID = m.newID(meta.Created, meta.Revision)
-	return meta, m.install(tmp, meta)
+	if err := m.install(tmp, &meta); err != nil {
+		return ctxd.SnapshotMeta{}, err
+	}
+	return meta, nil
 }
 
 // ids returns the ids of the snapshots whose metadata is written.
@@ -410,7 +473,9 @@ func (m *Manager) Delete(id string) error {
 	if _, err := m.Get(id); err != nil {
 		return err
 	}
-	if err := os.Remove(m.metaPath(id)); err != nil {
+	if err := os.Remove(m.metaPath(id)); os.IsNotExist(err) {
+		return fmt.Errorf("%w: %s", ErrNotFound, id) // another process deleted it meanwhile
+	} else if err != nil {
 		return fmt.Errorf("delete snapshot %s: %w", id, err)
 	}
 	_ = fsutil.SyncDir(m.dir)
@@ -433,7 +498,11 @@ func (m *Manager) Prune(keep int) ([]string, error) {
 	}
 	var removed []string
 	for _, meta := range all[min(keep, len(all)):] {
-		if err := m.Delete(meta.ID); err != nil {
+		err := m.Delete(meta.ID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue // pruned by another process sharing the folder
+		case err != nil:
 			return removed, err
 		}
 		removed = append(removed, meta.ID)

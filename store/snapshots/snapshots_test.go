@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
@@ -28,6 +29,19 @@ func setup(t *testing.T) (*bolt.Store, *snapshots.Manager) {
 	m, err := snapshots.Open(filepath.Join(filepath.Dir(st.Path()), "snapshots"), st)
 	require.NoError(t, err)
 	return st, m
+}
+
+// snapshotFiles are the names of the files in m's folder but its lock
+// file.
+func snapshotFiles(t *testing.T, m *snapshots.Manager) []string {
+	t.Helper()
+	var names []string
+	for _, n := range testkit.DirNames(t, m.Dir()) {
+		if n != snapshots.WritersLock {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 func put(t *testing.T, st *bolt.Store, key, value string) {
@@ -70,8 +84,7 @@ func TestCreateListGetDelete(t *testing.T) {
 	assert.ErrorIs(t, m.Delete(meta.ID), snapshots.ErrNotFound)
 	_, err = m.Get("../../etc/passwd")
 	assert.ErrorIs(t, err, snapshots.ErrInvalidID)
-	files, _ := os.ReadDir(m.Dir())
-	assert.Len(t, files, 2, "one .db and one .json left")
+	assert.Len(t, snapshotFiles(t, m), 2, "one .db and one .json left")
 }
 
 func TestRestoreChecksTheSHA256(t *testing.T) {
@@ -130,8 +143,7 @@ func TestUpload(t *testing.T) {
 	list, err := m.List()
 	require.NoError(t, err)
 	assert.Len(t, list, 1, "refused uploads are not kept")
-	files, _ := os.ReadDir(m.Dir())
-	assert.Len(t, files, 2, "and leave no file behind")
+	assert.Len(t, snapshotFiles(t, m), 2, "and leave no file behind")
 }
 
 func TestPruneKeepsNewest(t *testing.T) {
@@ -157,9 +169,7 @@ func TestLeftoversAreRemovedAndNeverListed(t *testing.T) {
 	put(t, st, "k", `1`)
 	meta, err := m.Create(ctx, "api")
 	require.NoError(t, err)
-	entries, err := os.ReadDir(m.Dir())
-	require.NoError(t, err)
-	require.Len(t, entries, 2, "a snapshot leaves its file and its metadata, no temp file")
+	require.Len(t, snapshotFiles(t, m), 2, "a snapshot leaves its file and its metadata, no temp file")
 	// What a crash can leave: a temp file, and a .db whose metadata was
 	// never written.
 	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), "create-123.tmp"), []byte("partial"), 0o600))
@@ -172,7 +182,7 @@ func TestLeftoversAreRemovedAndNeverListed(t *testing.T) {
 
 	m2, err := snapshots.Open(m.Dir(), st)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{meta.ID + ".db", meta.ID + ".json"}, testkit.DirNames(t, m2.Dir()))
+	assert.ElementsMatch(t, []string{meta.ID + ".db", meta.ID + ".json"}, snapshotFiles(t, m2))
 }
 
 func TestSchedule(t *testing.T) {
@@ -203,4 +213,61 @@ func TestSchedule(t *testing.T) {
 	for _, s := range list {
 		assert.Equal(t, "schedule", s.Origin)
 	}
+}
+
+// Processes sharing a snapshots folder (the instances of an etcd
+// deployment, snapshots.dir) claim an id by linking their file under it:
+// a snapshot file that another process has put in place, its metadata
+// not written yet, keeps its name, and the new snapshot takes the next
+// id. (Looking for a free name by its metadata gave both the same id, and
+// the second file replaced the first.)
+func TestSharedFolderNeverReusesAnIdInProgress(t *testing.T) {
+	st, m := setup(t)
+	at := time.Date(2026, 12, 3, 17, 0, 0, 0, time.UTC)
+	snapshots.SetNow(m, func() time.Time { return at })
+	put(t, st, "k", `1`)
+	first, err := m.Create(ctx, "api")
+	require.NoError(t, err)
+	require.NoError(t, m.Delete(first.ID))
+	// Another process's snapshot of the same revision, in the same
+	// second, in place but not listed yet.
+	inProgress := filepath.Join(m.Dir(), first.ID+".db")
+	require.NoError(t, os.WriteFile(inProgress, []byte("another process's snapshot"), 0o600))
+
+	second, err := m.Create(ctx, "api")
+	require.NoError(t, err)
+	assert.Equal(t, "20261203T170000Z-r1", first.ID)
+	assert.Equal(t, "20261203T170000.1Z-r1", second.ID, "the id in progress is not taken")
+	b, err := os.ReadFile(inProgress)
+	require.NoError(t, err)
+	assert.Equal(t, "another process's snapshot", string(b), "the file in progress is left alone")
+	_, err = m.Restore(ctx, second.ID, ctxd.RestoreOptions{DryRun: true})
+	require.NoError(t, err, "the new snapshot is whole under its own id")
+}
+
+// A process that opens a shared snapshots folder while another writes a
+// snapshot there (holding the folder's lock shared) leaves that one's
+// files alone; the leftovers of a crash are removed once no process
+// writes.
+func TestLeftoversOfAWriterAtWorkStay(t *testing.T) {
+	st, m := setup(t)
+	// Another writer at work: the lock is per open file, so a second
+	// open in this process stands for another process.
+	unlock, err := fsutil.LockShared(filepath.Join(m.Dir(), snapshots.WritersLock))
+	require.NoError(t, err)
+	inProgress := filepath.Join(m.Dir(), fsutil.TempPrefix+"create-42")
+	require.NoError(t, os.WriteFile(inProgress, []byte("being written"), 0o600))
+
+	other, err := snapshots.Open(m.Dir(), st)
+	require.NoError(t, err)
+	assert.FileExists(t, inProgress, "a snapshot being written by another process")
+	removed, err := other.RemoveLeftovers()
+	require.NoError(t, err)
+	assert.False(t, removed)
+
+	unlock()
+	removed, err = other.RemoveLeftovers()
+	require.NoError(t, err)
+	assert.True(t, removed)
+	assert.NoFileExists(t, inProgress, "the writer is gone: a leftover")
 }

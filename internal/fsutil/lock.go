@@ -1,0 +1,46 @@
+package fsutil
+
+import (
+	"fmt"
+	"os"
+)
+
+// Folders shared by processes. Several ctxd instances may share one folder
+// (the snapshots folder of the instances of one etcd deployment): a file
+// one of them is still writing must not be taken by another for a crash's
+// leftover. Each writer holds the folder's lock file shared while it
+// writes; a cleaner removes leftovers only while it holds it exclusively,
+// when no process writes there. The lock is advisory (flock on Unix: the
+// kernel releases it when the process dies, so a crashed writer holds
+// nothing). Elsewhere the lock is taken at once and locks nothing: a
+// folder has one process, as before.
+
+// LockShared takes the lock file at path (created if missing) shared,
+// waiting while a process holds it exclusively. unlock releases it.
+func LockShared(path string) (unlock func(), err error) {
+	unlock, _, err = lock(path, true, true)
+	return unlock, err
+}
+
+// TryLockExclusive takes the lock file at path (created if missing)
+// exclusively if no process holds it; held is false when one does.
+func TryLockExclusive(path string) (unlock func(), held bool, err error) {
+	return lock(path, false, false)
+}
+
+func lock(path string, shared, wait bool) (func(), bool, error) {
+	// Open for writing: NFS emulates flock with locks that need it.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("lock %s: %w", path, err)
+	}
+	held, err := lockFile(f, shared, wait)
+	if err != nil || !held {
+		_ = f.Close()
+		if err != nil {
+			return nil, false, fmt.Errorf("lock %s: %w", path, err)
+		}
+		return nil, false, nil
+	}
+	return func() { _ = f.Close() }, true, nil
+}
