@@ -185,8 +185,14 @@ type WebSocket struct {
 	RateLimitMaxRefused int
 }
 
-// Snapshots configures snapshots, kept in DataDir/snapshots.
+// Snapshots configures snapshots, kept in DataDir/snapshots unless Dir
+// says otherwise.
 type Snapshots struct {
+	// Dir (snapshots.dir) is the snapshots folder; empty:
+	// DataDir/snapshots. The instances of an etcd deployment may share
+	// one (a shared volume), so that each lists and restores every
+	// snapshot.
+	Dir string
 	// Interval (snapshots.interval) takes a snapshot this often; 0 turns
 	// scheduled snapshots off.
 	Interval time.Duration
@@ -668,6 +674,7 @@ var settings = []setting{
 		},
 		get: func(c *Config) string { return c.Compat.Namespace },
 	},
+	pathSetting("snapshots.dir", func(c *Config) *string { return &c.Snapshots.Dir }),
 	durationSetting("snapshots.interval", true, func(c *Config) *time.Duration { return &c.Snapshots.Interval }),
 	countSetting("snapshots.keep", false, func(c *Config) *int { return &c.Snapshots.Keep }),
 	sizeSetting("snapshots.max_upload_bytes", 1<<62, func(c *Config) *int64 { return &c.Snapshots.MaxUploadBytes }),

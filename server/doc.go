@@ -30,7 +30,8 @@
 // # Layout
 //
 // Inside cfg.DataDir: the database ([DBFile]), the snapshots folder
-// ([SnapshotsDir]) and the dumps folder ([DumpsDir]).
+// ([SnapshotsDir], unless snapshots.dir names another, which several
+// instances may share) and the dumps folder ([DumpsDir]).
 //
 // Dependencies go one way: cmd/ctxd -> server -> httpapi, realtime ->
 // store <- store/bolt. Package client never imports server.

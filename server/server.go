@@ -129,7 +129,11 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	if err != nil {
 		return nil, err
 	}
-	snaps, err := snapshots.Open(filepath.Join(cfg.DataDir, SnapshotsDir), st)
+	snapDir := cfg.Snapshots.Dir
+	if snapDir == "" {
+		snapDir = filepath.Join(cfg.DataDir, SnapshotsDir)
+	}
+	snaps, err := snapshots.Open(snapDir, st)
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
 	}

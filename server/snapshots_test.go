@@ -1,0 +1,85 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+)
+
+// Two instances of an etcd deployment with one snapshots folder
+// (snapshots.dir, a shared volume): a snapshot taken through one is
+// listed, downloaded and restored through the other, and snapshots both
+// take at once, of the same revision, get distinct ids and stay whole.
+// Negative control: with a folder each, the other instance does not know
+// the snapshot.
+func TestInstancesShareASnapshotsFolder(t *testing.T) {
+	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
+	shared := filepath.Join(t.TempDir(), "snapshots")
+	withShared := testkit.WithConfig(func(c *configs.Config) { c.Snapshots.Dir = shared })
+	a := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), withShared)
+	b := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), withShared)
+	own := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
+	ac, bc, oc := instanceClient(t, a.URL), instanceClient(t, b.URL), instanceClient(t, own.URL)
+
+	_, err := ac.Put(t.Context(), "default", "k", json.RawMessage(`1`), client.PutOptions{})
+	require.NoError(t, err)
+	snap, err := ac.CreateSnapshot(t.Context())
+	require.NoError(t, err)
+	_, err = ac.Put(t.Context(), "default", "k", json.RawMessage(`2`), client.PutOptions{})
+	require.NoError(t, err)
+
+	listed, err := bc.Snapshots(t.Context())
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+	assert.Equal(t, snap.ID, listed[0].ID, "taken through a, listed through b")
+	var file bytes.Buffer
+	_, err = bc.DownloadSnapshot(t.Context(), snap.ID, &file)
+	require.NoError(t, err)
+	assert.EqualValues(t, snap.Size, file.Len())
+	_, err = bc.RestoreSnapshot(t.Context(), snap.ID, client.RestoreOptions{})
+	require.NoError(t, err, "restored through b")
+	rec, err := ac.Get(t.Context(), "default", "k", client.GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `1`, string(rec.Value))
+
+	_, err = oc.RestoreSnapshot(t.Context(), snap.ID, client.RestoreOptions{DryRun: true})
+	require.ErrorIs(t, err, ctxd.ErrNotFound, "the control: an instance with a folder of its own does not know it")
+
+	// Both at once, of the same revision (nothing is written meanwhile).
+	var wg sync.WaitGroup
+	metas := make([]client.SnapshotMeta, 2)
+	errs := make([]error, 2)
+	for i, c := range []*client.Client{ac, bc} {
+		wg.Go(func() { metas[i], errs[i] = c.CreateSnapshot(t.Context()) })
+	}
+	wg.Wait()
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	assert.Equal(t, metas[0].Revision, metas[1].Revision)
+	assert.NotEqual(t, metas[0].ID, metas[1].ID)
+	listed, err = ac.Snapshots(t.Context())
+	require.NoError(t, err)
+	assert.Len(t, listed, 3)
+	for _, m := range metas {
+		_, err := bc.RestoreSnapshot(t.Context(), m.ID, client.RestoreOptions{DryRun: true})
+		assert.NoError(t, err, "snapshot %s is whole", m.ID)
+	}
+}
+
+func instanceClient(t *testing.T, url string) *client.Client {
+	t.Helper()
+	c, err := client.New(url)
+	require.NoError(t, err)
+	return c
+}
