@@ -65,9 +65,9 @@ func Open(dir string, st store.Snapshotter) (*Manager, error) {
 	return m, nil
 }
 
-// WritersLock is the folder's lock file (it stays there): every process writing a
-// snapshot there holds it shared until the snapshot's metadata is
-// written, and leftovers are removed only under it exclusively
+// WritersLock is the folder's lock file (it stays there): every process
+// writing a snapshot there holds it shared until the snapshot's metadata
+// is written, and leftovers are removed only under it exclusively
 // (fsutil.LockShared), so that processes sharing the folder never take
 // each other's snapshot in progress for a crash's leftover.
 const WritersLock = ".writers.lock"
@@ -189,6 +189,9 @@ func (m *Manager) install(tmp *fsutil.Temp, meta *ctxd.SnapshotMeta) error {
 		return err
 	}
 	for n := 0; ; n++ {
+		if n == maxIDTries {
+			return fmt.Errorf("snapshot %s: %d ids taken", meta.ID, n)
+		}
 		meta.ID = newID(meta.Created, meta.Revision, n)
 		if _, err := os.Stat(m.metaPath(meta.ID)); err == nil {
 			continue // a snapshot whose file went missing keeps its id
@@ -197,7 +200,7 @@ func (m *Manager) install(tmp *fsutil.Temp, meta *ctxd.SnapshotMeta) error {
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, fs.ErrExist) || n == maxIDTries {
+		if !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("snapshot %s: %w", meta.ID, err)
 		}
 	}
