@@ -516,23 +516,56 @@ func (m *Manager) Prune(keep int) ([]string, error) {
 // Schedule takes a snapshot every interval until ctx ends, pruning to
 // keep after each verified one. Failures go to onError and the schedule
 // goes on.
+//
+// Instances that share the folder (snapshots.dir) and have the same
+// schedule take one snapshot per interval between them, not one each: a
+// tick is skipped when another process's scheduled snapshot in the folder
+// is less than half the interval old. The instance whose tick comes first
+// after that keeps the schedule; when it stops, another takes over within
+// an interval.
 func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int, onError func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	own := map[string]bool{} // the scheduled snapshots this process took
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if _, err := m.Create(ctx, "schedule"); err != nil {
+		if m.scheduledElsewhere(interval/2, own) {
+			continue
+		}
+		meta, err := m.Create(ctx, "schedule")
+		if err != nil {
 			if ctx.Err() == nil {
 				onError(err)
 			}
 			continue
 		}
-		if _, err := m.Prune(keep); err != nil {
+		own[meta.ID] = true
+		removed, err := m.Prune(keep)
+		for _, id := range removed {
+			delete(own, id)
+		}
+		if err != nil {
 			onError(err)
 		}
 	}
+}
+
+// scheduledElsewhere reports whether the folder holds a scheduled
+// snapshot less than within old that is not one of own.
+func (m *Manager) scheduledElsewhere(within time.Duration, own map[string]bool) bool {
+	list, err := m.List()
+	if err != nil {
+		return false // the snapshot's own error says more
+	}
+	now := m.now()
+	for _, s := range list {
+		if s.Origin == "schedule" && !own[s.ID] && now.Sub(s.Created) < within {
+			return true
+		}
+	}
+	return false
 }

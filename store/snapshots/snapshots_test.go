@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,4 +271,45 @@ func TestLeftoversOfAWriterAtWorkStay(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, removed)
 	assert.NoFileExists(t, inProgress, "the writer is gone: a leftover")
+}
+
+// Instances that share a folder and a schedule take one snapshot per
+// interval between them: a tick is skipped while another process's
+// scheduled snapshot is less than half the interval old, and taken once
+// it is older. The instance's own snapshots never hold back its own
+// schedule. Negative control: without the skip, the second instance
+// snapshots at its first tick.
+func TestScheduleSharedFolderTakesOnePerInterval(t *testing.T) {
+	st, a := setup(t)
+	put(t, st, "k", `1`)
+	at := time.Date(2026, 12, 3, 17, 0, 0, 0, time.UTC)
+	snapshots.SetNow(a, func() time.Time { return at })
+	first, err := a.Create(ctx, "schedule")
+	require.NoError(t, err)
+
+	b, err := snapshots.Open(a.Dir(), st)
+	require.NoError(t, err)
+	var clock atomic.Int64
+	clock.Store(at.Add(5 * time.Millisecond).UnixNano()) // a's snapshot is fresh
+	snapshots.SetNow(b, func() time.Time { return time.Unix(0, clock.Load()).UTC() })
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Schedule(sctx, 20*time.Millisecond, 0, func(err error) { t.Error(err) })
+	}()
+	defer func() { cancel(); <-done }()
+
+	time.Sleep(300 * time.Millisecond) // about 15 ticks
+	list, err := b.List()
+	require.NoError(t, err)
+	require.Len(t, list, 1, "another instance's snapshot of this interval: b takes none")
+	assert.Equal(t, first.ID, list[0].ID)
+
+	clock.Store(at.Add(time.Hour).UnixNano()) // a stopped an hour ago
+	testkit.Eventually(t, func() bool {
+		list, err := b.List()
+		require.NoError(t, err)
+		return len(list) >= 3
+	}, "b takes the schedule over, and its own snapshots do not hold it back")
 }
