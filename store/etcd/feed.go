@@ -400,7 +400,7 @@ func (s *Store) replay(ctx context.Context, gen, after, to uint64, limit int) ([
 	last, size := after, 0
 	// Past the page asked for, at most replayChanges changes and
 	// Options.RingBytes bytes are kept.
-	for last < to && (len(out) < limit || len(out) < replayChanges && size < s.opts.RingBytes) {
+	for last < to && (len(out) < limit || (len(out) < replayChanges && size < s.opts.RingBytes)) {
 		revs, got, err := next(len(out) < limit)
 		if err != nil {
 			return nil, err
