@@ -2,17 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,37 +23,6 @@ import (
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/internal/testkit"
 )
-
-// writeCert writes a new self-signed certificate for 127.0.0.1 and
-// localhost (its own CA) and its key as PEM files, and returns it.
-func writeCert(t *testing.T, certPath, keyPath, name string) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return cert
-}
 
 // tokensYAML is a tokens file granting each name its secret and roles.
 func tokensYAML(entries ...[3]string) string {
@@ -104,7 +67,7 @@ func httpsClient(certs ...*x509.Certificate) *http.Client {
 func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	cert1 := writeCert(t, certPath, keyPath, "ctxd-1")
+	cert1 := testkit.SelfSignedCert(t, certPath, keyPath, "ctxd-1")
 	caPath := filepath.Join(dir, "ca1.pem")
 	data, err := os.ReadFile(certPath)
 	require.NoError(t, err)
@@ -171,7 +134,7 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 	assert.True(t, client.IsUnauthorized(err), "%v", err)
 
 	// Renew the certificate and add a token; SIGHUP.
-	cert2 := writeCert(t, certPath, keyPath, "ctxd-2")
+	cert2 := testkit.SelfSignedCert(t, certPath, keyPath, "ctxd-2")
 	writeFile(t, tokensPath, tokensYAML([3]string{"ops", admin, "admin"}, [3]string{"ci", ci, "read"}))
 	srv.Signal(syscall.SIGHUP)
 	waitFor(t, "the renewed certificate", func() bool { return servedSerial(t, srv.Addr).Cmp(cert2.SerialNumber) == 0 })
