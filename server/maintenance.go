@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/snapshots"
@@ -44,6 +46,11 @@ func startMaintenance(cfg configs.Config, st store.Backend, snaps *snapshots.Man
 				}
 				res, err := st.ApplyRetention(ctx, policy)
 				switch {
+				case errors.Is(err, ctxd.ErrNotSupported):
+					// It never will be (etcd's user without its root role):
+					// say so once, not at every tick.
+					log.Warn().Err(err).Msg("history retention is off")
+					return
 				case err != nil && ctx.Err() == nil:
 					log.Error().Err(err).Msg("history retention failed")
 				case res.Removed > 0:

@@ -44,6 +44,8 @@
 // seconds (etcd's leases do), one below etcd's minimum lease TTL is
 // refused, and a keepalive takes only the TTL its key was put with (a
 // lease cannot change its TTL). Compaction compacts the whole etcd
-// cluster, every prefix on it. DESIGN.md in this folder has the choices
-// and what was measured.
+// cluster, every prefix on it, and so etcd allows it only to users of its
+// root role: for another user it is ErrNotSupported too. A request etcd
+// refuses the instance's user is ErrUnavailable (nothing applied).
+// DESIGN.md in this folder has the choices and what was measured.
 package etcd

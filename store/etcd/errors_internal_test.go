@@ -14,7 +14,7 @@ import (
 )
 
 // A write is "unavailable" (nothing applied) only when etcd's client
-// says it never sent it; a connection that broke after sending, or a
+// says it never sent it, or etcd refused ctxd's user; a connection that broke after sending, or a
 // member that stopped with the proposal in flight, may have applied it:
 // outcome unknown. The errors are the etcd client's own texts (the
 // first was seen in the cluster linearizability test, robustness).
@@ -35,6 +35,10 @@ func TestWriteErrorOnlyCallsUnsentWritesUnavailable(t *testing.T) {
 		{rpctypes.ErrNoLeader, true, ctxd.ErrUnavailable},
 		{context.DeadlineExceeded, true, ctxd.ErrOutcomeUnknown},
 		{context.DeadlineExceeded, false, ctxd.ErrUnavailable},
+		// etcd refusing ctxd's user: checked before anything applied.
+		{rpctypes.ErrPermissionDenied, true, ctxd.ErrUnavailable},
+		{rpctypes.ErrAuthFailed, true, ctxd.ErrUnavailable},
+		{rpctypes.ErrUserEmpty, true, ctxd.ErrUnavailable},
 	} {
 		got := writeError(c.err, c.sent)
 		require.True(t, errors.Is(got, c.want), "writeError(%v, sent %v) = %v, want %v", c.err, c.sent, got, c.want)

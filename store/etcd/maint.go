@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/framework0/ctxd"
@@ -91,6 +92,12 @@ func (s *Store) compact(ctx context.Context, rev uint64) (ctxd.CompactResult, er
 	cctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	if _, err := s.cli.Compact(cctx, int64(rev), clientv3.WithCompactPhysical()); err != nil {
+		if errors.Is(err, rpctypes.ErrPermissionDenied) {
+			return ctxd.CompactResult{}, fmt.Errorf("compaction on etcd: %w: etcd compacts the whole cluster, every prefix, "+
+				"and allows it only to users of its root role, which ctxd's etcd user (etcd.username) does not have; "+
+				"compact with etcd's --auto-compaction-mode and --auto-compaction-retention (or etcdctl compact), "+
+				"and set history.keep_versions: 0 so that ctxd does not try", ctxd.ErrNotSupported)
+		}
 		return ctxd.CompactResult{}, writeError(err, true)
 	}
 	s.sawCompacted(rev)

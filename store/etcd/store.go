@@ -172,7 +172,7 @@ func Open(opts Options) (*Store, error) {
 		DialOptions:          []grpc.DialOption{grpc.WithChainUnaryInterceptor(requireLeader(len(opts.Endpoints)))},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd: connect to %v: %w", opts.Endpoints, err)
+		return nil, fmt.Errorf("etcd: connect to %v: %w%s", opts.Endpoints, err, connectHint(opts, err))
 	}
 	s := &Store{cli: cli, opts: opts, watchDone: make(chan struct{})}
 	if opts.MaxGroupWrites > 1 {
@@ -198,7 +198,7 @@ func Open(opts Options) (*Store, error) {
 	cancel()
 	if err != nil {
 		_ = cli.Close()
-		return nil, fmt.Errorf("etcd: read %s at %v: %w", opts.Prefix, opts.Endpoints, err)
+		return nil, fmt.Errorf("etcd: read %s at %v: %w%s", opts.Prefix, opts.Endpoints, err, connectHint(opts, err))
 	}
 	s.feed.init(start, opts.RingChanges, opts.RingBytes)
 	if !opts.DirectReads {
@@ -311,10 +311,27 @@ func readError(err error) error {
 		errors.Is(err, ctxd.ErrInvalid), errors.Is(err, ctxd.ErrClosed), errors.Is(err, ctxd.ErrUnavailable),
 		errors.Is(err, ctxd.ErrNotSupported):
 		return err
-	case isTransport(err):
-		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
+	case isTransport(err), refusedAccess(err):
+		return fmt.Errorf("%w: etcd: %v%s", ctxd.ErrUnavailable, err, accessHint(err))
 	}
 	return fmt.Errorf("etcd: %w", err)
+}
+
+// refusedAccess reports etcd refusing ctxd's etcd user (etcd.username, or
+// its client certificate's name) a request, before anything applied: the
+// user's role lacks the permission. It is the operator's to fix, and
+// nothing a client did: unavailable (503), never outcome_unknown.
+func refusedAccess(err error) bool {
+	return errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrUserEmpty) ||
+		errors.Is(err, rpctypes.ErrAuthFailed) || errors.Is(err, rpctypes.ErrAuthOldRevision)
+}
+
+// accessHint says what to fix after an error that refusedAccess reports.
+func accessHint(err error) string {
+	if !refusedAccess(err) {
+		return ""
+	}
+	return " (ctxd's etcd user, etcd.username, needs a role with readwrite on etcd.prefix)"
 }
 
 // requireLeader sends every request with etcd's require-leader mark (the
@@ -364,8 +381,9 @@ func writeError(err error, sent bool) error {
 		strings.Contains(err.Error(), "too many operations"), strings.Contains(err.Error(), "request is too large"):
 		return ctxd.TooLargef("etcd refused the transaction: %v (etcd's --max-txn-ops and --max-request-bytes bound one transaction)", err)
 	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrNotCapable),
-		errors.Is(err, rpctypes.ErrStopped) && !sent: // a member stopping answers this for proposals in flight too
-		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
+		errors.Is(err, rpctypes.ErrStopped) && !sent, // a member stopping answers this for proposals in flight too
+		refusedAccess(err):
+		return fmt.Errorf("%w: etcd: %v%s", ctxd.ErrUnavailable, err, accessHint(err))
 	case isCanceled(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrTimeout) ||
 		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) ||
 		status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Canceled:

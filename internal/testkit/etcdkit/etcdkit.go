@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -35,6 +36,7 @@ type Server struct {
 	Endpoint string // its client URL
 	e        *embed.Etcd
 	dir      string
+	options  []func(*embed.Config)
 }
 
 // MaxTxnOps is the etcd server's --max-txn-ops here: ctxd's own limit on
@@ -94,7 +96,22 @@ func start(dir string, client, peer url.URL, options ...func(*embed.Config)) (*S
 		e.Close()
 		return nil, fmt.Errorf("etcd not ready after a minute")
 	}
-	return &Server{Endpoint: "http://" + e.Clients[0].Addr().String(), e: e, dir: dir}, nil
+	scheme := cfg.ListenClientUrls[0].Scheme
+	return &Server{Endpoint: scheme + "://" + e.Clients[0].Addr().String(), e: e, dir: dir, options: options}, nil
+}
+
+// WithClientTLS serves etcd's clients over TLS with the certificate and
+// key given, and takes only clients whose certificate the CA of caFile
+// signed (etcd's --client-cert-auth).
+func WithClientTLS(caFile, certFile, keyFile string) func(*embed.Config) {
+	return func(cfg *embed.Config) {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: caFile, ClientCertAuth: true}
+		for _, urls := range [][]url.URL{cfg.ListenClientUrls, cfg.AdvertiseClientUrls} {
+			for i := range urls {
+				urls[i].Scheme = "https"
+			}
+		}
+	}
 }
 
 // Restart stops the server, keeping its data, and starts it again on the
@@ -104,7 +121,7 @@ func (s *Server) Restart() error {
 	client := url.URL{Scheme: "http", Host: s.e.Clients[0].Addr().String()}
 	peer := url.URL{Scheme: "http", Host: s.e.Peers[0].Listener.Addr().String()}
 	s.e.Close()
-	restarted, err := start(s.dir, client, peer)
+	restarted, err := start(s.dir, client, peer, s.options...)
 	if err != nil {
 		return err
 	}
@@ -176,4 +193,36 @@ func KeyCounter(t testing.TB, endpoints []string, prefix string) func(dir string
 		}
 		return resp.Count
 	}
+}
+
+// EnableAuth turns the authentication of the etcd that cfg reaches on,
+// as an operator does: a root user of rootPassword, and a user of name
+// and password whose role may read and write the keys under prefix and
+// nothing else.
+func EnableAuth(cfg clientv3.Config, rootPassword, name, password, prefix string) error {
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	steps := []func() error{
+		func() error { _, err := cli.UserAdd(ctx, "root", rootPassword); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.RoleAdd(ctx, name); return err },
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx, name, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := cli.UserAdd(ctx, name, password); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, name, name); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return fmt.Errorf("etcd auth: %w", err)
+		}
+	}
+	return nil
 }

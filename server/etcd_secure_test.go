@@ -1,0 +1,204 @@
+package server_test
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/server"
+)
+
+// store.backend etcd on an etcd secured as production runs it: clients
+// over TLS with certificates of the deployment's CA (--client-cert-auth),
+// authentication on, ctxd's etcd user allowed its prefix and nothing
+// else, and auth tokens that expire within the test (1 s). Everything
+// ctxd asks of etcd works so: writes, a transaction, an expiring key (a
+// lease), cached reads, the feed's watch, status, a snapshot and its
+// full restore, compaction; and the feed goes on after the tokens have
+// expired and etcd restarted. The controls: a wrong password, no client
+// certificate, and a user whose role holds another prefix each keep the
+// server from starting, with an error that says why.
+func TestSecuredEtcd(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name string) string { return filepath.Join(dir, name) }
+	ca := testkit.NewCA(t, dir)
+	ca.Issue(t, file("etcd.pem"), file("etcd-key.pem"), "etcd")
+	// Not the name of an etcd user: etcd would take a client
+	// certificate's name as the user when a request carries no token.
+	ca.Issue(t, file("ctxd.pem"), file("ctxd-key.pem"), "ctxd-client")
+	e, err := etcdkit.Start(etcdkit.WithClientTLS(ca.File, file("etcd.pem"), file("etcd-key.pem")),
+		func(c *embed.Config) { c.AuthTokenTTL = 1 })
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	require.Contains(t, e.Endpoint, "https://")
+
+	prefix := etcdkit.Prefix(t.Name())
+	rootTLS, err := transport.TLSInfo{CertFile: file("ctxd.pem"), KeyFile: file("ctxd-key.pem"), TrustedCAFile: ca.File}.ClientConfig()
+	require.NoError(t, err)
+	require.NoError(t, etcdkit.EnableAuth(clientv3.Config{Endpoints: []string{e.Endpoint}, TLS: rootTLS, DialTimeout: 10 * time.Second},
+		"root-secret", "ctxd", "ctxd-secret", prefix))
+
+	secured := func(c *configs.Config) {
+		c.Store.Backend = configs.BackendEtcd
+		c.Etcd.Endpoints = []string{e.Endpoint}
+		c.Etcd.Prefix = prefix
+		c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = ca.File, file("ctxd.pem"), file("ctxd-key.pem")
+		c.Etcd.Username, c.Etcd.Password = "ctxd", "ctxd-secret"
+	}
+	srv := testkit.StartServer(t, testkit.WithConfig(secured))
+	c := instanceClient(t, srv.URL)
+	ctx := t.Context()
+	ws := testkit.DialWatch(t, srv.WatchURL(nil), nil)
+	ws.Expect(ctxd.TypeSubscribed)
+
+	put, err := c.Put(ctx, "default", "a", json.RawMessage(`1`), client.PutOptions{})
+	require.NoError(t, err)
+	_, err = c.Txn(ctx, []client.TxnOp{
+		{Op: "put", Key: "b", Value: json.RawMessage(`2`)},
+		{Op: "put", Key: "c", Value: json.RawMessage(`3`)},
+	}, client.TxnOptions{})
+	require.NoError(t, err)
+	leased, err := c.Put(ctx, "default", "lease", json.RawMessage(`"held"`), client.PutOptions{TTL: time.Second})
+	require.NoError(t, err)
+	changes := ws.Changes(leased.ModRev)
+	require.Len(t, changes, 4, "a, b, c and the expiring key, each once")
+	assert.Equal(t, put.ModRev, changes[0].Rev)
+
+	testkit.Eventually(t, func() bool {
+		_, err := c.Get(ctx, "default", "lease", client.GetOptions{})
+		return client.IsNotFound(err)
+	}, "the expiring key expires (etcd revokes its lease)")
+	expiry := ws.Next()
+	assert.Equal(t, "lease", expiry.Key)
+	assert.Equal(t, "delete", expiry.Op)
+	rec, err := c.Get(ctx, "default", "b", client.GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `2`, string(rec.Value))
+
+	st, err := c.Status(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, st.Keys)
+	assert.Positive(t, st.DBSizeBytes, "etcd's status answers an authenticated user")
+
+	snap, err := c.CreateSnapshot(ctx)
+	require.NoError(t, err)
+	_, err = c.Put(ctx, "default", "a", json.RawMessage(`10`), client.PutOptions{})
+	require.NoError(t, err)
+	ws.Expect(ctxd.TypeContextUpdated)
+	_, err = c.RestoreSnapshot(ctx, snap.ID, client.RestoreOptions{})
+	require.NoError(t, err)
+	ws.Expect(ctxd.TypeReset)
+	rec, err = c.Get(ctx, "default", "a", client.GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `1`, string(rec.Value), "restored")
+
+	// Compaction is etcd's root role's alone (it compacts every prefix):
+	// 501 with what to do instead, and retention says so once and stops.
+	// The control: an instance whose etcd user is root compacts.
+	st, err = c.Status(ctx)
+	require.NoError(t, err)
+	_, err = c.Compact(ctx, st.Revision, 1)
+	var refused *client.APIError
+	require.ErrorAs(t, err, &refused)
+	assert.Equal(t, ctxd.CodeNotSupported, refused.Code, "%v", err)
+	assert.Contains(t, refused.Message, "root role")
+	retaining := testkit.StartServer(t, testkit.WithConfig(secured), testkit.WithConfig(func(c *configs.Config) {
+		c.History.KeepVersions, c.History.KeepRevisions, c.History.CompactInterval = 1, 1, 10*time.Millisecond
+	}))
+	testkit.Eventually(t, func() bool { return strings.Contains(retaining.Logs.String(), "history retention is off") },
+		"retention gives up, saying why")
+	time.Sleep(100 * time.Millisecond) // ten more ticks
+	assert.Equal(t, 1, strings.Count(retaining.Logs.String(), "history retention"), "said once")
+	retaining.Stop()
+	root := testkit.StartServer(t, testkit.WithConfig(secured), testkit.WithConfig(func(c *configs.Config) {
+		c.Etcd.Username, c.Etcd.Password = "root", "root-secret"
+	}))
+	compacted, err := instanceClient(t, root.URL).Compact(ctx, st.Revision, 1)
+	require.NoError(t, err, "etcd's root compacts")
+	assert.Equal(t, st.Revision, compacted.Revision)
+	root.Stop()
+
+	// Past the tokens' life, then across a restart of etcd: writes work
+	// and the feed goes on.
+	time.Sleep(2 * time.Second)
+	after, err := c.Put(ctx, "default", "d", json.RawMessage(`4`), client.PutOptions{})
+	require.NoError(t, err, "a new token")
+	got := ws.Changes(after.ModRev)
+	assert.Equal(t, []string{"d"}, keysOf(got))
+	require.NoError(t, e.Restart())
+	// etcd's tokens lived in its memory: each request needs a new one.
+	testkit.Eventually(t, func() bool { return c.Ready(ctx) == nil }, "ready again once etcd is back")
+	after, err = c.Put(ctx, "default", "e", json.RawMessage(`5`), client.PutOptions{})
+	require.NoError(t, err)
+	got = ws.Changes(after.ModRev)
+	assert.Equal(t, []string{"e"}, keysOf(got))
+
+	// etcd refusing ctxd's user at run time (its role lost the prefix):
+	// 503 unavailable, nothing applied, never outcome_unknown.
+	rootCli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint}, TLS: rootTLS, Username: "root", Password: "root-secret"})
+	require.NoError(t, err)
+	defer rootCli.Close()
+	_, err = rootCli.RoleRevokePermission(ctx, "ctxd", prefix, clientv3.GetPrefixRangeEnd(prefix))
+	require.NoError(t, err)
+	_, err = c.Put(ctx, "default", "f", json.RawMessage(`6`), client.PutOptions{})
+	require.ErrorAs(t, err, &refused)
+	assert.Equal(t, ctxd.CodeUnavailable, refused.Code, "%v", err)
+	assert.Contains(t, refused.Message, "needs a role with readwrite on etcd.prefix")
+	// Given back, the prefix serves again, f was never written, and the
+	// feed goes on.
+	_, err = rootCli.RoleGrantPermission(ctx, "ctxd", prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+	require.NoError(t, err)
+	testkit.Eventually(t, func() bool {
+		_, err := c.Get(ctx, "default", "f", client.GetOptions{})
+		return client.IsNotFound(err)
+	}, "f was never written")
+	after, err = c.Put(ctx, "default", "g", json.RawMessage(`7`), client.PutOptions{})
+	require.NoError(t, err)
+	got = ws.Changes(after.ModRev)
+	assert.Equal(t, []string{"g"}, keysOf(got))
+
+	// The controls.
+	for _, tc := range []struct {
+		name, want string
+		change     func(*configs.Config)
+	}{
+		{"wrong password", "authentication failed", func(c *configs.Config) { c.Etcd.Password = "wrong" }},
+		{"no client certificate", "tls: certificate required", func(c *configs.Config) { c.Etcd.CertFile, c.Etcd.KeyFile = "", "" }},
+		{"etcd's CA not trusted", "certificate signed by unknown authority", func(c *configs.Config) { c.Etcd.CAFile = "" }},
+		{"another prefix", "permission denied", func(c *configs.Config) { c.Etcd.Prefix = etcdkit.Prefix(t.Name() + "/other") }},
+	} {
+		cfg := configs.Defaults()
+		cfg.DataDir = t.TempDir()
+		secured(&cfg)
+		cfg.Etcd.DialTimeout, cfg.Etcd.RequestTimeout = time.Second, time.Second
+		tc.change(&cfg)
+		s, err := server.New(cfg, zerolog.Nop())
+		if err == nil {
+			_ = s.Close()
+		}
+		require.Error(t, err, tc.name)
+		assert.Contains(t, err.Error(), tc.want, tc.name)
+	}
+}
+
+func keysOf(changes []testkit.Frame) []string {
+	keys := make([]string, len(changes))
+	for i, c := range changes {
+		keys[i] = c.Key
+	}
+	return keys
+}
