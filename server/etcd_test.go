@@ -4,13 +4,17 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
@@ -150,4 +154,74 @@ func TestEtcdReadCacheInStatusAndMetrics(t *testing.T) {
 		require.Positive(t, m["ctxd_read_cache_hits_total"])
 		require.Positive(t, m["ctxd_read_cache_fills_total"])
 	}
+}
+
+// etcd's space quota (--quota-backend-bytes), the classic full etcd:
+// once a write passes it, etcd raises its NOSPACE alarm and refuses every
+// write. ctxd answers 507 insufficient_storage saying what to do (never
+// outcome_unknown: etcd checks before it applies), deletes too; reads
+// work; /v1/status shows the quota, the use and the alarm. The operator's
+// way back, as the message says (compact, defrag, disarm), writes again.
+func TestEtcdSpaceQuota(t *testing.T) {
+	const quota = 2 << 20
+	e, err := etcdkit.Start(func(c *embed.Config) { c.QuotaBackendBytes = quota })
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, etcdkit.Prefix(t.Name())))
+	c := instanceClient(t, srv.URL)
+	ctx := t.Context()
+	// One key written again and again: its history fills etcd, and a
+	// compaction empties it.
+	value := json.RawMessage(`"` + strings.Repeat("x", 200<<10) + `"`)
+	var full *client.APIError
+	for i := 0; ; i++ {
+		require.Less(t, i, 100, "etcd never refused a write")
+		_, err := c.Put(ctx, "default", "big", value, client.PutOptions{})
+		if err != nil {
+			require.ErrorAs(t, err, &full)
+			break
+		}
+	}
+	assert.Equal(t, http.StatusInsufficientStorage, full.Status)
+	assert.Equal(t, ctxd.CodeInsufficientStorage, full.Code, "%v", err)
+	assert.Contains(t, full.Message, "etcdctl alarm disarm")
+	for _, write := range []func() error{
+		func() error {
+			_, err := c.Put(ctx, "default", "small", json.RawMessage(`1`), client.PutOptions{})
+			return err
+		},
+		func() error { _, err := c.Delete(ctx, "default", "big", client.DeleteOptions{}); return err },
+	} {
+		err := write()
+		require.ErrorAs(t, err, &full, "the alarm refuses every write")
+		assert.Equal(t, ctxd.CodeInsufficientStorage, full.Code, "%v", err)
+	}
+	rec, err := c.Get(ctx, "default", "big", client.GetOptions{})
+	require.NoError(t, err, "reads work")
+	st, err := c.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, ctxd.AlarmInsufficientStorage, st.Alarm)
+	assert.Contains(t, st.AlarmMessage, "--quota-backend-bytes")
+	assert.EqualValues(t, quota, st.QuotaBytes)
+	assert.Greater(t, st.UsedBytes, int64(quota)/2)
+
+	_, err = c.Compact(ctx, rec.ModRev, 1)
+	require.NoError(t, err)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint}})
+	require.NoError(t, err)
+	defer cli.Close()
+	_, err = cli.Defragment(ctx, e.Endpoint)
+	require.NoError(t, err)
+	alarms, err := cli.AlarmList(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, alarms.Alarms)
+	for _, a := range alarms.Alarms {
+		_, err := cli.AlarmDisarm(ctx, (*clientv3.AlarmMember)(a))
+		require.NoError(t, err)
+	}
+	_, err = c.Put(ctx, "default", "small", json.RawMessage(`1`), client.PutOptions{})
+	require.NoError(t, err, "writes again")
+	st, err = c.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, ctxd.AlarmNone, st.Alarm, "%s", st.AlarmMessage)
 }

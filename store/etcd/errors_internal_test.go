@@ -39,6 +39,8 @@ func TestWriteErrorOnlyCallsUnsentWritesUnavailable(t *testing.T) {
 		{rpctypes.ErrPermissionDenied, true, ctxd.ErrUnavailable},
 		{rpctypes.ErrAuthFailed, true, ctxd.ErrUnavailable},
 		{rpctypes.ErrUserEmpty, true, ctxd.ErrUnavailable},
+		// etcd's space quota: refused before anything applied.
+		{rpctypes.ErrNoSpace, true, ctxd.ErrInsufficientStorage},
 	} {
 		got := writeError(c.err, c.sent)
 		require.True(t, errors.Is(got, c.want), "writeError(%v, sent %v) = %v, want %v", c.err, c.sent, got, c.want)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -49,10 +50,29 @@ func (s *Store) Status() (ctxd.Status, error) {
 			return err
 		}
 		st.DBSizeBytes, st.FileSizeBytes, st.InUseBytes = ms.DbSize, ms.DbSize, ms.DbSizeInUse
+		// etcd's quota counts its file, free pages too (what a defrag
+		// gives back).
+		st.QuotaBytes, st.UsedBytes = ms.DbSizeQuota, ms.DbSize
+		alarms, err := s.cli.AlarmList(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range alarms.Alarms {
+			if a.Alarm == etcdserverpb.AlarmType_NOSPACE {
+				st.QuotaAlarm = spaceAlarm
+			}
+		}
 		return nil
 	})
 	return st, err
 }
+
+// spaceAlarm is what a write refused for etcd's space quota answers, and
+// the status's alarm meanwhile: what happened and what to do.
+const spaceAlarm = "etcd's database is full: it passed its space quota (etcd's --quota-backend-bytes) and raised its NOSPACE alarm; " +
+	"until the alarm is disarmed etcd refuses every write, deletes too (a ctxd delete writes a tombstone), while reads work. " +
+	"To write again: compact etcd's history (POST /v1/compact, or etcdctl compact), defragment each member (etcdctl defrag), " +
+	"then disarm the alarm (etcdctl alarm disarm); or raise --quota-backend-bytes on every member"
 
 // CompactKeep compacts etcd's history below rev: etcd keeps, for every
 // key, the change in effect at rev, and only that. keep above 1 has no

@@ -380,6 +380,8 @@ func writeError(err error, sent bool) error {
 		strings.Contains(err.Error(), "trying to send message larger than max"),
 		strings.Contains(err.Error(), "too many operations"), strings.Contains(err.Error(), "request is too large"):
 		return ctxd.TooLargef("etcd refused the transaction: %v (etcd's --max-txn-ops and --max-request-bytes bound one transaction)", err)
+	case errors.Is(err, rpctypes.ErrNoSpace): // checked before anything applied
+		return fmt.Errorf("%w: %s", ctxd.ErrInsufficientStorage, spaceAlarm)
 	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrNotCapable),
 		errors.Is(err, rpctypes.ErrStopped) && !sent, // a member stopping answers this for proposals in flight too
 		refusedAccess(err):
