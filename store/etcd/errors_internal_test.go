@@ -39,10 +39,24 @@ func TestWriteErrorOnlyCallsUnsentWritesUnavailable(t *testing.T) {
 		{rpctypes.ErrPermissionDenied, true, ctxd.ErrUnavailable},
 		{rpctypes.ErrAuthFailed, true, ctxd.ErrUnavailable},
 		{rpctypes.ErrUserEmpty, true, ctxd.ErrUnavailable},
+		{rpctypes.ErrTooManyRequests, true, ctxd.ErrUnavailable},
 		// etcd's space quota: refused before anything applied.
 		{rpctypes.ErrNoSpace, true, ctxd.ErrInsufficientStorage},
 	} {
 		got := writeError(c.err, c.sent)
 		require.True(t, errors.Is(got, c.want), "writeError(%v, sent %v) = %v, want %v", c.err, c.sent, got, c.want)
 	}
+}
+
+// A read etcd could not answer, or refused ctxd's user, is unavailable
+// (503), never an internal error; the refusal says what the user needs.
+func TestReadErrorCallsEtcdsRefusalsUnavailable(t *testing.T) {
+	for _, err := range []error{
+		rpctypes.ErrNoLeader, rpctypes.ErrTimeout, rpctypes.ErrTooManyRequests, context.DeadlineExceeded,
+		status.Error(codes.Unavailable, "transport is closing"), rpctypes.ErrPermissionDenied,
+	} {
+		got := readError(err)
+		require.ErrorIs(t, got, ctxd.ErrUnavailable, "readError(%v) = %v", err, got)
+	}
+	require.Contains(t, readError(rpctypes.ErrPermissionDenied).Error(), "needs a role with readwrite on etcd.prefix")
 }

@@ -311,7 +311,7 @@ func readError(err error) error {
 		errors.Is(err, ctxd.ErrInvalid), errors.Is(err, ctxd.ErrClosed), errors.Is(err, ctxd.ErrUnavailable),
 		errors.Is(err, ctxd.ErrNotSupported):
 		return err
-	case isTransport(err), refusedAccess(err):
+	case isTransport(err), refusedAccess(err), errors.Is(err, rpctypes.ErrTooManyRequests):
 		return fmt.Errorf("%w: etcd: %v%s", ctxd.ErrUnavailable, err, accessHint(err))
 	}
 	return fmt.Errorf("etcd: %w", err)
@@ -384,6 +384,8 @@ func writeError(err error, sent bool) error {
 		return fmt.Errorf("%w: %s", ctxd.ErrInsufficientStorage, spaceAlarm)
 	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrNotCapable),
 		errors.Is(err, rpctypes.ErrStopped) && !sent, // a member stopping answers this for proposals in flight too
+		// Refused before it was proposed: etcd's apply is too far behind.
+		errors.Is(err, rpctypes.ErrTooManyRequests),
 		refusedAccess(err):
 		return fmt.Errorf("%w: etcd: %v%s", ctxd.ErrUnavailable, err, accessHint(err))
 	case isCanceled(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrTimeout) ||
