@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -224,4 +226,77 @@ func TestEtcdSpaceQuota(t *testing.T) {
 	st, err = c.Status(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, ctxd.AlarmNone, st.Alarm, "%s", st.AlarmMessage)
+}
+
+// etcd compacted by its operator (etcdctl compact, or etcd's
+// --auto-compaction-*: what a deployment whose etcd user lacks the root
+// role runs), not by ctxd: every read of what went answers "compacted"
+// with etcd's mark, what is left still reads, and an instance started
+// after it (its backfill of etcd's history) serves from the mark on.
+func TestEtcdCompactedByEtcd(t *testing.T) {
+	e, err := etcdkit.Start()
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	prefix := etcdkit.Prefix(t.Name())
+	srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, prefix))
+	c := instanceClient(t, srv.URL)
+	ctx := t.Context()
+	var revs []uint64
+	for i := range 5 {
+		rec, err := c.Put(ctx, "default", "a", json.RawMessage(strconv.Itoa(i)), client.PutOptions{})
+		require.NoError(t, err)
+		revs = append(revs, rec.ModRev)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint}})
+	require.NoError(t, err)
+	defer cli.Close()
+	mark := revs[3]
+	_, err = cli.Compact(ctx, int64(mark), clientv3.WithCompactPhysical())
+	require.NoError(t, err)
+
+	compacted := func(what string, err error) {
+		t.Helper()
+		var ae *client.APIError
+		require.ErrorAs(t, err, &ae, what)
+		assert.Equal(t, ctxd.CodeCompacted, ae.Code, "%s: %v", what, err)
+		assert.Equal(t, mark, ae.CompactedRevision, "%s: %v", what, err)
+	}
+	_, err = c.Get(ctx, "default", "a", client.GetOptions{Rev: revs[1]})
+	compacted("a get below the mark", err)
+	_, err = c.Export(ctx, "default", client.ExportOptions{Rev: revs[1]}, io.Discard)
+	compacted("an export below the mark", err)
+	rec, err := c.Get(ctx, "default", "a", client.GetOptions{Rev: revs[3]})
+	require.NoError(t, err, "the state at the mark")
+	assert.JSONEq(t, `3`, string(rec.Value))
+	hist, err := c.History(ctx, "default", "a", client.HistoryOptions{})
+	require.NoError(t, err)
+	require.NotEmpty(t, hist.Changes)
+	assert.Equal(t, revs[4], hist.Changes[0].Revision)
+	st, err := c.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, mark, st.CompactedRevision)
+
+	// The instance learnt etcd's mark from the reads above (before them,
+	// it serves a watcher the changes its memory still holds).
+	f := testkit.DialWatch(t, srv.WatchURL(url.Values{"from_rev": {strconv.FormatUint(revs[1], 10)}}), nil).Next()
+	assert.Equal(t, ctxd.TypeCompacted, f.Type, "%+v", f)
+	ws := testkit.DialWatch(t, srv.WatchURL(url.Values{"from_rev": {strconv.FormatUint(mark, 10)}}), nil)
+	ws.Expect(ctxd.TypeSubscribed)
+	assert.Equal(t, revs[4], ws.Expect(ctxd.TypeContextUpdated).Rev, "what is left of the feed")
+
+	// A new instance reads the prefix's recent history from etcd.
+	late := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, prefix))
+	lc := instanceClient(t, late.URL)
+	rec, err = lc.Get(ctx, "default", "a", client.GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `4`, string(rec.Value))
+	lws := testkit.DialWatch(t, late.WatchURL(url.Values{"from_rev": {strconv.FormatUint(revs[1], 10)}}), nil)
+	f = lws.Next()
+	assert.Equal(t, ctxd.TypeCompacted, f.Type, "%+v", f)
+	lws = testkit.DialWatch(t, late.WatchURL(url.Values{"from_rev": {strconv.FormatUint(mark, 10)}}), nil)
+	lws.Expect(ctxd.TypeSubscribed)
+	assert.Equal(t, revs[4], lws.Expect(ctxd.TypeContextUpdated).Rev)
+	after, err := lc.Put(ctx, "default", "a", json.RawMessage(`5`), client.PutOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, after.ModRev, lws.Expect(ctxd.TypeContextUpdated).Rev)
 }
