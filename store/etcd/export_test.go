@@ -56,3 +56,6 @@ func HistoryReads(s *Store) uint64 { return s.stats.historyReads.Load() }
 // OnGroupRunner makes f run each time a writer becomes a runner of
 // groups, before it looks at the queue.
 func OnGroupRunner(s *Store, f func()) { s.groups.joined = f }
+
+// BeforeCompact runs fn right before each compaction's etcd request.
+func BeforeCompact(s *Store, fn func()) { s.beforeCompact = fn }

@@ -106,12 +106,23 @@ func (s *Store) compact(ctx context.Context, rev uint64) (ctxd.CompactResult, er
 		return ctxd.CompactResult{Revision: old}, nil
 	}
 	removed, err := s.countRemoved(ctx, max(old, 1), rev, mark)
-	if err != nil {
+	switch {
+	case errors.Is(err, ctxd.ErrCompacted):
+		// etcd's own compaction took part of the history meanwhile: what
+		// is left goes, uncounted.
+		removed = 0
+	case err != nil:
 		return ctxd.CompactResult{}, readError(err)
+	}
+	if s.beforeCompact != nil {
+		s.beforeCompact()
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	if _, err := s.cli.Compact(cctx, int64(rev), clientv3.WithCompactPhysical()); err != nil {
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			return s.compactedMeanwhile(ctx, rev)
+		}
 		if errors.Is(err, rpctypes.ErrPermissionDenied) {
 			return ctxd.CompactResult{}, fmt.Errorf("compaction on etcd: %w: etcd compacts the whole cluster, every prefix, "+
 				"and allows it only to users of its root role, which ctxd's etcd user (etcd.username) does not have; "+
@@ -124,6 +135,19 @@ func (s *Store) compact(ctx context.Context, rev uint64) (ctxd.CompactResult, er
 	s.stats.compactions.Add(1)
 	s.stats.compacted.Add(uint64(removed))
 	return ctxd.CompactResult{Revision: rev, Removed: removed}, nil
+}
+
+// compactedMeanwhile answers a compaction at rev that etcd's own
+// compaction (its --auto-compaction, etcdctl compact) overtook, at rev or
+// past it: what it asked for is done, by the other, and this one removed
+// nothing.
+func (s *Store) compactedMeanwhile(ctx context.Context, rev uint64) (ctxd.CompactResult, error) {
+	now, err := s.compactedRevisionNow(ctx)
+	if err != nil {
+		return ctxd.CompactResult{}, readError(err)
+	}
+	s.sawCompacted(now)
+	return ctxd.CompactResult{Revision: max(now, rev)}, nil
 }
 
 // countRemoved counts the prefix's changes that compacting from `from`

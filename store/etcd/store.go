@@ -140,6 +140,8 @@ type Store struct {
 	// is switching to (0: none). Its watch leaves the replaced generation
 	// to the restore, which removes it itself right after the switch.
 	switching atomic.Uint64
+	// beforeCompact, test only, runs right before compact's etcd request.
+	beforeCompact func()
 }
 
 var _ store.Backend = (*Store)(nil)
