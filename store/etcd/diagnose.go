@@ -73,7 +73,9 @@ func tlsHello(addr string, cfg *tls.Config, timeout time.Duration) error {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+	// A refusal comes right after the handshake; a server that accepted
+	// may say nothing until the client speaks, so the wait is short.
+	if err := conn.SetReadDeadline(time.Now().Add(min(timeout, time.Second))); err != nil {
 		return err
 	}
 	var b [1]byte
