@@ -40,6 +40,8 @@ type Config struct {
 	// Limits (limits.*) bound what one request may write; the store enforces them.
 	Limits ctxd.Limits
 	Compat Compat
+	// Dumps (dumps.*) is where server-side dumps go.
+	Dumps Dumps
 	// Snapshots (snapshots.*) schedules snapshots and bounds uploads.
 	Snapshots Snapshots
 	// History (history.*) is how much history is kept.
@@ -183,6 +185,15 @@ type WebSocket struct {
 	// with more than this many messages refused within 10 seconds is
 	// closed (1008, rate_limited); 0 never closes one.
 	RateLimitMaxRefused int
+}
+
+// Dumps configures server-side dumps, kept in DataDir/dumps unless Dir
+// says otherwise.
+type Dumps struct {
+	// Dir (dumps.dir) is the dump folder; empty: DataDir/dumps. The
+	// instances of an etcd deployment may share one (a shared volume), so
+	// that each lists and serves every dump.
+	Dir string
 }
 
 // Snapshots configures snapshots, kept in DataDir/snapshots unless Dir
@@ -674,6 +685,7 @@ var settings = []setting{
 		},
 		get: func(c *Config) string { return c.Compat.Namespace },
 	},
+	pathSetting("dumps.dir", func(c *Config) *string { return &c.Dumps.Dir }),
 	pathSetting("snapshots.dir", func(c *Config) *string { return &c.Snapshots.Dir }),
 	durationSetting("snapshots.interval", true, func(c *Config) *time.Duration { return &c.Snapshots.Interval }),
 	countSetting("snapshots.keep", false, func(c *Config) *int { return &c.Snapshots.Keep }),

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/framework0/ctxd/internal/fsutil"
@@ -92,17 +92,19 @@ type FileInfo struct {
 	Modified time.Time
 }
 
-// Dir is a folder of dump files. It is safe for concurrent use.
+// Dir is a folder of dump files. It is safe for concurrent use, and
+// processes may share the folder (the instances of one etcd deployment,
+// dumps.dir): each writer holds the folder's fsutil.WritersLock shared
+// while it writes, temp files are removed only under it exclusively, and
+// a dump without a name to replace claims a free one by linking its file
+// under it, which fails when the name is taken.
 type Dir struct {
 	path string
-
-	mu       sync.Mutex
-	reserved map[string]bool // names being written by Create(replace=false)
 }
 
 // OpenDir opens the dump folder at path, creating it if needed, and removes
-// the temp files a crash may have left in it. Only one process may use a
-// dump folder at a time (ctxd serve holds the database's lock).
+// the temp files a crash may have left in it, unless another process is
+// writing a dump there (the next OpenDir does).
 func OpenDir(path string) (*Dir, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -111,10 +113,10 @@ func OpenDir(path string) (*Dir, error) {
 	if err := fsutil.MkdirAll(abs, 0o750); err != nil {
 		return nil, fmt.Errorf("dump folder: %w", err)
 	}
-	if err := fsutil.RemoveTemps(abs); err != nil {
+	if _, err := fsutil.WhenIdle(abs, func() error { return fsutil.RemoveTemps(abs) }); err != nil {
 		return nil, fmt.Errorf("dump folder: remove temp files: %w", err)
 	}
-	return &Dir{path: abs, reserved: make(map[string]bool)}, nil
+	return &Dir{path: abs}, nil
 }
 
 // Path is the folder's absolute path.
@@ -128,48 +130,51 @@ func (d *Dir) Create(name string, replace bool, fn func(w io.Writer) error) (Fil
 	if err := CheckName(name); err != nil {
 		return FileInfo{}, err
 	}
-	if !replace {
-		var err error
-		if name, err = d.reserve(name); err != nil {
-			return FileInfo{}, err
-		}
-		defer d.release(name)
+	tmp, release, err := fsutil.CreateSharedTemp(d.path, name, 0o600)
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("write dump %s: %w", name, err)
 	}
-	path := filepath.Join(d.path, name)
-	if _, err := fsutil.WriteFile(path, 0o600, fn); err != nil {
+	defer release()
+	defer tmp.Discard()
+	if err := fn(tmp); err != nil {
+		return FileInfo{}, fmt.Errorf("write dump %s: %w", name, err)
+	}
+	if replace {
+		err = tmp.Commit(filepath.Join(d.path, name))
+	} else {
+		name, err = d.commitNew(tmp, name)
+	}
+	if err != nil {
 		return FileInfo{}, fmt.Errorf("write dump %s: %w", name, err)
 	}
 	return d.Stat(name)
 }
 
-// reserve picks a name that is neither on disk nor being written.
-func (d *Dir) reserve(name string) (string, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// maxNameTries bounds the names a dump without one to replace tries.
+const maxNameTries = 1000
+
+// commitNew commits tmp under the first free name among name, then name
+// with _2, _3, ... before its extension. The link that commits it fails
+// when the name exists, so that processes sharing the folder never take
+// the same name, where a look for a free one would give both the same.
+func (d *Dir) commitNew(tmp *fsutil.Temp, name string) (string, error) {
 	ext := filepath.Ext(name)
 	stem := strings.TrimSuffix(name, ext)
-	for i := 1; ; i++ {
+	for i := 1; i <= maxNameTries; i++ {
 		n := name
 		if i > 1 {
 			n = stem + "_" + strconv.Itoa(i) + ext
 		}
 		if err := CheckName(n); err != nil {
-			return "", err
+			return name, err
 		}
-		if d.reserved[n] {
+		err := tmp.CommitNew(filepath.Join(d.path, n))
+		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
-		if _, err := os.Lstat(filepath.Join(d.path, n)); errors.Is(err, os.ErrNotExist) {
-			d.reserved[n] = true
-			return n, nil
-		}
+		return n, err
 	}
-}
-
-func (d *Dir) release(name string) {
-	d.mu.Lock()
-	delete(d.reserved, name)
-	d.mu.Unlock()
+	return name, fmt.Errorf("no free name after %d tries", maxNameTries)
 }
 
 // Stat describes the dump file name, or returns an error matching ErrNoDump.

@@ -5,7 +5,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -104,18 +107,18 @@ func TestDirCreateFailure(t *testing.T) {
 		list, err := d.List()
 		require.NoError(t, err)
 		assert.Equal(t, []string{"keep.csv"}, names(list), "a dump being written is not listed")
-		assert.Len(t, testkit.DirNames(t, path), 2, "the temp file exists meanwhile")
+		assert.Len(t, testkit.DirNames(t, path), 3, "the temp file exists meanwhile (beside the dump and the folder's lock file)")
 		return boom
 	})
 	require.ErrorIs(t, err, boom)
-	assert.Equal(t, []string{"keep.csv"}, testkit.DirNames(t, path))
+	assert.Equal(t, []string{fsutil.WritersLock, "keep.csv"}, testkit.DirNames(t, path))
 	b, err := os.ReadFile(filepath.Join(path, "keep.csv"))
 	require.NoError(t, err)
 	assert.Equal(t, "old", string(b))
 
 	_, err = d.Create("new.csv", false, func(io.Writer) error { return boom })
 	require.ErrorIs(t, err, boom)
-	assert.Equal(t, []string{"keep.csv"}, testkit.DirNames(t, path))
+	assert.Equal(t, []string{fsutil.WritersLock, "keep.csv"}, testkit.DirNames(t, path))
 	fi, err := d.Create("new.csv", false, func(io.Writer) error { return nil })
 	require.NoError(t, err)
 	assert.Equal(t, "new.csv", fi.Name, "a failed dump does not keep its name reserved")
@@ -130,7 +133,75 @@ func TestSpool(t *testing.T) {
 	defer f.Close()
 	_, err = f.WriteString("data")
 	require.NoError(t, err)
-	assert.Empty(t, testkit.DirNames(t, path), "a spool file is unlinked at once")
+	assert.Equal(t, []string{fsutil.WritersLock}, testkit.DirNames(t, path), "a spool file is unlinked at once")
+}
+
+// Processes sharing a dump folder (dumps.dir: the instances of an etcd
+// deployment; here two Dirs, whose locks are as separate as two
+// processes'): dumps without a name to replace, taken at once under the
+// same name, all get names of their own and keep their content (a look
+// for a free name gave two the same, and the second replaced the first);
+// and a process opening the folder while another writes a dump leaves its
+// temp file, which becomes the dump. Each fails without its part
+// (checked).
+func TestSharedDumpFolder(t *testing.T) {
+	path := t.TempDir()
+	a, err := export.OpenDir(path)
+	require.NoError(t, err)
+	b, err := export.OpenDir(path)
+	require.NoError(t, err)
+
+	const each = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	written := map[string]string{}
+	for i := range 2 * each {
+		d := a
+		if i%2 == 1 {
+			d = b
+		}
+		wg.Go(func() {
+			content := "dump " + strconv.Itoa(i)
+			fi, err := d.Create("context_dump.json", false, func(w io.Writer) error {
+				_, err := io.WriteString(w, content)
+				return err
+			})
+			if !assert.NoError(t, err) {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			assert.NotContains(t, written, fi.Name, "a name taken twice")
+			written[fi.Name] = content
+		})
+	}
+	wg.Wait()
+	require.Len(t, written, 2*each)
+	for name, content := range written {
+		got, err := os.ReadFile(filepath.Join(path, name))
+		require.NoError(t, err)
+		assert.Equal(t, content, string(got), name)
+	}
+
+	entered, finish := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Create("slow.csv", true, func(w io.Writer) error {
+			_, _ = io.WriteString(w, "slow")
+			close(entered)
+			<-finish
+			return nil
+		})
+		done <- err
+	}()
+	<-entered
+	_, err = export.OpenDir(path)
+	require.NoError(t, err)
+	close(finish)
+	require.NoError(t, <-done, "the writer's temp file stayed")
+	got, err := os.ReadFile(filepath.Join(path, "slow.csv"))
+	require.NoError(t, err)
+	assert.Equal(t, "slow", string(got))
 }
 
 func TestDumpName(t *testing.T) {

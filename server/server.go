@@ -133,6 +133,10 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	if snapDir == "" {
 		snapDir = filepath.Join(cfg.DataDir, SnapshotsDir)
 	}
+	dumpDir := cfg.Dumps.Dir
+	if dumpDir == "" {
+		dumpDir = filepath.Join(cfg.DataDir, DumpsDir)
+	}
 	snaps, err := snapshots.Open(snapDir, st)
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
@@ -151,7 +155,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	api := httpapi.New(st, httpapi.Config{
 		Version: o.version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, OnDump: notifyDumped(hub, sio),
 		Clients:         func() int { return hub.Clients() + sio.Clients() },
-		CompatNamespace: cfg.Compat.Namespace, DumpDir: filepath.Join(cfg.DataDir, DumpsDir),
+		CompatNamespace: cfg.Compat.Namespace, DumpDir: dumpDir,
 		Snapshots: snaps, KeepVersions: cfg.History.KeepVersions,
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
 		Metrics:        metrics.reg, Gatherer: metrics.reg,

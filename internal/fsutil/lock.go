@@ -3,10 +3,11 @@ package fsutil
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // Folders shared by processes. Several ctxd instances may share one folder
-// (the snapshots folder of the instances of one etcd deployment): a file
+// (the snapshots or dumps folder of the instances of one etcd deployment): a file
 // one of them is still writing must not be taken by another for a crash's
 // leftover. Each writer holds the folder's lock file shared while it
 // writes; a cleaner removes leftovers only while it holds it exclusively,
@@ -14,6 +15,40 @@ import (
 // kernel releases it when the process dies, so a crashed writer holds
 // nothing). Elsewhere the lock is taken at once and locks nothing: a
 // folder has one process, as before.
+
+// WritersLock is the name of a shared folder's lock file (it stays
+// there). Its leading dot keeps it out of every listing of the folder's
+// files (dump and snapshot names never start with one).
+const WritersLock = ".writers.lock"
+
+// CreateSharedTemp is CreateTemp in a folder that processes may share: it
+// holds the folder's WritersLock shared until release, which the caller
+// calls once the file is committed or discarded (and whatever it writes
+// beside it is written).
+func CreateSharedTemp(dir, name string, perm os.FileMode) (tmp *Temp, release func(), err error) {
+	unlock, err := LockShared(filepath.Join(dir, WritersLock))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmp, err = CreateTemp(dir, name, perm)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return tmp, unlock, nil
+}
+
+// WhenIdle runs clean while no process writes in the shared folder dir
+// (it holds the folder's WritersLock exclusively meanwhile), and reports
+// whether it ran: when one does, cleaning waits for the next call.
+func WhenIdle(dir string, clean func() error) (ran bool, err error) {
+	unlock, held, err := TryLockExclusive(filepath.Join(dir, WritersLock))
+	if err != nil || !held {
+		return false, err
+	}
+	defer unlock()
+	return true, clean()
+}
 
 // LockShared takes the lock file at path (created if missing) shared,
 // waiting while a process holds it exclusively. unlock releases it.

@@ -12,7 +12,7 @@
 //
 // Several processes may share the folder (the instances of one etcd
 // deployment, snapshots.dir): each writer holds the folder's lock file
-// (WritersLock) shared while it writes, leftovers are removed only under
+// (fsutil.WritersLock) shared while it writes, leftovers are removed only under
 // it exclusively, and a snapshot claims its id by linking its file under
 // it, which fails when the name is taken. A snapshot taken through one
 // instance is then listed, downloaded and restored through any other.

@@ -65,55 +65,39 @@ func Open(dir string, st store.Snapshotter) (*Manager, error) {
 	return m, nil
 }
 
-// WritersLock is the folder's lock file (it stays there): every process
-// writing a snapshot there holds it shared until the snapshot's metadata
-// is written, and leftovers are removed only under it exclusively
-// (fsutil.LockShared), so that processes sharing the folder never take
-// each other's snapshot in progress for a crash's leftover.
-const WritersLock = ".writers.lock"
-
 // RemoveLeftovers removes what a crash left in the folder: temporary
-// files and snapshot files whose metadata was never written. While a
-// process sharing the folder writes a snapshot there, it removes nothing
-// (removed is false): the next call does.
+// files and snapshot files whose metadata was never written. Every process
+// writing a snapshot in the folder holds its fsutil.WritersLock shared
+// until the snapshot's metadata is written, and leftovers are removed only
+// under it exclusively, so that processes sharing the folder never take
+// each other's snapshot in progress for a crash's leftover. While one
+// writes, it removes nothing (removed is false): the next call does.
 func (m *Manager) RemoveLeftovers() (removed bool, err error) {
-	unlock, held, err := fsutil.TryLockExclusive(filepath.Join(m.dir, WritersLock))
-	if err != nil || !held {
-		return false, err
-	}
-	defer unlock()
-	entries, err := os.ReadDir(m.dir)
-	if err != nil {
-		return false, err
-	}
-	for _, e := range entries {
-		name := e.Name()
-		switch {
-		case fsutil.IsTemp(name), strings.HasSuffix(name, ".tmp"):
-			_ = os.Remove(filepath.Join(m.dir, name))
-		case strings.HasSuffix(name, ".db"):
-			if _, err := os.Stat(filepath.Join(m.dir, strings.TrimSuffix(name, ".db")+".json")); os.IsNotExist(err) {
+	return fsutil.WhenIdle(m.dir, func() error {
+		entries, err := os.ReadDir(m.dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			name := e.Name()
+			switch {
+			case fsutil.IsTemp(name), strings.HasSuffix(name, ".tmp"):
 				_ = os.Remove(filepath.Join(m.dir, name))
+			case strings.HasSuffix(name, ".db"):
+				if _, err := os.Stat(filepath.Join(m.dir, strings.TrimSuffix(name, ".db")+".json")); os.IsNotExist(err) {
+					_ = os.Remove(filepath.Join(m.dir, name))
+				}
 			}
 		}
-	}
-	return true, nil
+		return nil
+	})
 }
 
-// createTemp takes the folder's lock shared (see WritersLock) and
-// creates a temp file for a snapshot there; release gives the lock back,
-// once the snapshot's metadata is written or the temp file discarded.
+// createTemp creates a temp file for a snapshot in the folder, holding
+// its lock shared (see RemoveLeftovers); release gives the lock back, once
+// the snapshot's metadata is written or the temp file discarded.
 func (m *Manager) createTemp(name string) (tmp *fsutil.Temp, release func(), err error) {
-	unlock, err := fsutil.LockShared(filepath.Join(m.dir, WritersLock))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmp, err = fsutil.CreateTemp(m.dir, name, 0o600)
-	if err != nil {
-		unlock()
-		return nil, nil, err
-	}
-	return tmp, unlock, nil
+	return fsutil.CreateSharedTemp(m.dir, name, 0o600)
 }
 
 // Dir is the snapshots folder.

@@ -38,7 +38,7 @@ func snapshotFiles(t *testing.T, m *snapshots.Manager) []string {
 	t.Helper()
 	var names []string
 	for _, n := range testkit.DirNames(t, m.Dir()) {
-		if n != snapshots.WritersLock {
+		if n != fsutil.WritersLock {
 			names = append(names, n)
 		}
 	}
@@ -254,7 +254,7 @@ func TestLeftoversOfAWriterAtWorkStay(t *testing.T) {
 	st, m := setup(t)
 	// Another writer at work: the lock is per open file, so a second
 	// open in this process stands for another process.
-	unlock, err := fsutil.LockShared(filepath.Join(m.Dir(), snapshots.WritersLock))
+	unlock, err := fsutil.LockShared(filepath.Join(m.Dir(), fsutil.WritersLock))
 	require.NoError(t, err)
 	inProgress := filepath.Join(m.Dir(), fsutil.TempPrefix+"create-42")
 	require.NoError(t, os.WriteFile(inProgress, []byte("being written"), 0o600))
