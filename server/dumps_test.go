@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -12,8 +11,6 @@ import (
 
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/configs"
-	"github.com/framework0/ctxd/internal/testkit"
-	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 )
 
 // Two instances of an etcd deployment with one dumps folder (dumps.dir, a
@@ -22,13 +19,7 @@ import (
 // names of their own, each whole. Negative control: an instance with a
 // folder of its own knows none of them.
 func TestInstancesShareADumpsFolder(t *testing.T) {
-	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
-	shared := filepath.Join(t.TempDir(), "dumps")
-	withShared := testkit.WithConfig(func(c *configs.Config) { c.Dumps.Dir = shared })
-	a := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), withShared)
-	b := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), withShared)
-	own := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
-	ac, bc, oc := instanceClient(t, a.URL), instanceClient(t, b.URL), instanceClient(t, own.URL)
+	ac, bc, oc := sharingInstances(t, func(c *configs.Config, dir string) { c.Dumps.Dir = dir })
 	ctx := t.Context()
 
 	_, err := ac.Put(ctx, "default", "k", json.RawMessage(`1`), client.PutOptions{})

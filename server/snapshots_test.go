@@ -24,13 +24,7 @@ import (
 // Negative control: with a folder each, the other instance does not know
 // the snapshot.
 func TestInstancesShareASnapshotsFolder(t *testing.T) {
-	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
-	shared := filepath.Join(t.TempDir(), "snapshots")
-	withShared := testkit.WithConfig(func(c *configs.Config) { c.Snapshots.Dir = shared })
-	a := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), withShared)
-	b := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), withShared)
-	own := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
-	ac, bc, oc := instanceClient(t, a.URL), instanceClient(t, b.URL), instanceClient(t, own.URL)
+	ac, bc, oc := sharingInstances(t, func(c *configs.Config, dir string) { c.Snapshots.Dir = dir })
 
 	_, err := ac.Put(t.Context(), "default", "k", json.RawMessage(`1`), client.PutOptions{})
 	require.NoError(t, err)
@@ -75,6 +69,20 @@ func TestInstancesShareASnapshotsFolder(t *testing.T) {
 		_, err := bc.RestoreSnapshot(t.Context(), m.ID, client.RestoreOptions{DryRun: true})
 		assert.NoError(t, err, "snapshot %s is whole", m.ID)
 	}
+}
+
+// sharingInstances starts two instances of one etcd deployment whose
+// configurations share sets to one folder, and a third with its own, and
+// returns their clients.
+func sharingInstances(t *testing.T, share func(c *configs.Config, dir string)) (a, b, own *client.Client) {
+	t.Helper()
+	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
+	dir := filepath.Join(t.TempDir(), "shared")
+	withShared := testkit.WithConfig(func(c *configs.Config) { share(c, dir) })
+	sa := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), withShared)
+	sb := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), withShared)
+	so := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
+	return instanceClient(t, sa.URL), instanceClient(t, sb.URL), instanceClient(t, so.URL)
 }
 
 func instanceClient(t *testing.T, url string) *client.Client {
