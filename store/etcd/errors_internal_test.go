@@ -59,4 +59,5 @@ func TestReadErrorCallsEtcdsRefusalsUnavailable(t *testing.T) {
 		require.ErrorIs(t, got, ctxd.ErrUnavailable, "readError(%v) = %v", err, got)
 	}
 	require.Contains(t, readError(rpctypes.ErrPermissionDenied).Error(), "needs a role with readwrite on etcd.prefix")
+	require.Contains(t, writeError(rpctypes.ErrAuthFailed, true).Error(), "check etcd.username and etcd.password")
 }

@@ -330,10 +330,13 @@ func refusedAccess(err error) bool {
 
 // accessHint says what to fix after an error that refusedAccess reports.
 func accessHint(err error) string {
-	if !refusedAccess(err) {
-		return ""
+	switch {
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		return " (ctxd's etcd user, etcd.username, needs a role with readwrite on etcd.prefix)"
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrUserEmpty):
+		return " (etcd has authentication on: check etcd.username and etcd.password)"
 	}
-	return " (ctxd's etcd user, etcd.username, needs a role with readwrite on etcd.prefix)"
+	return ""
 }
 
 // requireLeader sends every request with etcd's require-leader mark (the
