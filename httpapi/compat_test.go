@@ -18,6 +18,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // The /ctx answers, decoded strictly: a field more or less fails the test.
@@ -466,7 +467,7 @@ func TestCompatDump(t *testing.T) {
 	})
 
 	hooks := len(e.hookCalls())
-	files := dirNames(t, e.dir)
+	files := testkit.DirNames(t, e.dir)
 	badBodies := []struct{ name, query, body string }{
 		{"unknown format", "", `{"format":"xml"}`},
 		{"unknown format in query", "?format=yaml", ``},
@@ -487,20 +488,9 @@ func TestCompatDump(t *testing.T) {
 			requireCtxError(t, e.do(http.MethodPost, "/ctx/dump"+tt.query, tt.body), http.StatusBadRequest, "bad_request")
 		})
 	}
-	assert.Equal(t, files, dirNames(t, e.dir), "refused dumps wrote nothing")
+	assert.Equal(t, files, testkit.DirNames(t, e.dir), "refused dumps wrote nothing")
 	assert.Len(t, e.hookCalls(), hooks, "refused dumps called no hook")
 	assert.NoFileExists(t, filepath.Join(filepath.Dir(e.dir), "ctxd.db.json"))
-}
-
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	var out []string
-	for _, e := range es {
-		out = append(out, e.Name())
-	}
-	return out
 }
 
 func TestCompatDumpListAndDownload(t *testing.T) {

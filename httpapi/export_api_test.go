@@ -103,7 +103,7 @@ func TestExportRoute(t *testing.T) {
 	assert.Equal(t, len(values), calls[0].KeyCount)
 	assert.True(t, calls[0].IncludeHistory)
 	assert.Equal(t, len(values), calls[0].HistoryCount)
-	assert.Empty(t, dirNames(t, e.dir), "an export writes no dump file")
+	assert.Empty(t, testkit.DirNames(t, e.dir), "an export writes no dump file")
 
 	t.Run("default format is json", func(t *testing.T) {
 		r := e.do(http.MethodGet, "/v1/ns/prod/export", "")
@@ -155,7 +155,7 @@ func TestExportLarge(t *testing.T) {
 	rows, err := csv.NewReader(bytes.NewReader(r.body)).ReadAll()
 	require.NoError(t, err)
 	assert.Len(t, rows, 3001)
-	assert.Empty(t, dirNames(t, e.dir), "the spool file is gone")
+	assert.Empty(t, testkit.DirNames(t, e.dir), "the spool file is gone")
 }
 
 func TestImportRoute(t *testing.T) {

@@ -410,8 +410,8 @@ func (tr *trial) checkFiles(ctx context.Context, c *client.Client, root string) 
 	}
 	present := map[string]int64{}
 	for _, e := range entries {
-		if !e.Type().IsRegular() || fsutil.IsTemp(e.Name()) {
-			continue // temp files: see leftovers below
+		if !e.Type().IsRegular() || fsutil.IsTemp(e.Name()) || e.Name() == fsutil.WritersLock {
+			continue // temp files: see leftovers below; the folder's lock file
 		}
 		info, err := e.Info()
 		if err != nil {
