@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/framework0/ctxd"
@@ -36,11 +37,19 @@ type (
 	TxnOp = ctxd.TxnOp
 )
 
-// Client talks to one ctxd server. It is safe for concurrent use.
+// Client talks to a ctxd server, or to several instances of one deployment
+// (New). It is safe for concurrent use.
 type Client struct {
-	base string // scheme://host[:port][/prefix], without a trailing slash
-	hc   *http.Client
-	who  string
+	// servers are the base URLs of the instances (scheme://host[:port]
+	// [/prefix], without a trailing slash); requests go to
+	// servers[preferred] first (failover.go).
+	servers   []string
+	preferred atomic.Int32
+	hc        *http.Client
+	// connectTimeout bounds each connection attempt (WithConnectTimeout);
+	// 0: the transport's own.
+	connectTimeout time.Duration
+	who            string
 	// token is sent as a bearer token (WithToken, auth.go).
 	token string
 }
@@ -60,22 +69,48 @@ func WithWho(who string) Option {
 	return func(c *Client) { c.who = who }
 }
 
-// New returns a client for the server at baseURL, such as
+// WithConnectTimeout bounds each attempt to connect to a server, REST and
+// Watch alike. A client of several instances (New) tries the next one
+// after it: an instance whose machine is gone (its address silent, where
+// a stopped process answers at once) then costs d, not the whole
+// request's time. Its default there is DefaultConnectTimeout, unless
+// WithHTTPClient gave a client of your own (whose transport's dial timeout
+// then applies: http.DefaultTransport's is 30s). The client's transport
+// must be an *http.Transport; the client uses a copy of it.
+func WithConnectTimeout(d time.Duration) Option {
+	return func(c *Client) { c.connectTimeout = d }
+}
+
+// DefaultConnectTimeout is the connection timeout of a client of several
+// instances that brings no HTTP client of its own (WithConnectTimeout).
+const DefaultConnectTimeout = 5 * time.Second
+
+// New returns a client for the server at serverURL, such as
 // "http://127.0.0.1:8080".
-func New(baseURL string, opts ...Option) (*Client, error) {
-	u, err := url.Parse(baseURL)
+//
+// serverURL may list several instances of one deployment (ctxd instances
+// on one etcd prefix), separated by commas:
+// "http://10.0.0.1:8080,http://10.0.0.2:8080". Requests then go to one of
+// them, and move to the next when one cannot take them: it cannot be
+// reached, or it answers unavailable. A write moves only when it provably
+// was not applied; one sent without an answer stays outcome unknown (see
+// Put). Watch resumes on the next instance with no gap and no duplicate.
+func New(serverURL string, opts ...Option) (*Client, error) {
+	servers, err := parseServers(serverURL)
 	if err != nil {
-		return nil, fmt.Errorf("client: bad server URL %q: %w", baseURL, err)
+		return nil, err
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("client: bad server URL %q: want http://host:port or https://host:port", baseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("client: bad server URL %q: it must not have a query or fragment", baseURL)
-	}
-	c := &Client{base: strings.TrimRight(u.String(), "/"), hc: http.DefaultClient}
+	c := &Client{servers: servers, hc: http.DefaultClient}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.connectTimeout == 0 && len(servers) > 1 && c.hc == http.DefaultClient {
+		c.connectTimeout = DefaultConnectTimeout
+	}
+	if c.connectTimeout > 0 {
+		if c.hc, err = withConnectTimeout(c.hc, c.connectTimeout); err != nil {
+			return nil, err
+		}
 	}
 	if c.token != "" {
 		c.hc = withBearer(c.hc, c.token)
@@ -336,31 +371,33 @@ type request struct {
 }
 
 func (c *Client) do(ctx context.Context, r request) error {
-	u := c.base + r.path
-	if len(r.query) > 0 {
-		u += "?" + r.query.Encode()
-	}
-	var body io.Reader
-	if r.body != nil {
-		body = bytes.NewReader(r.body)
-	}
-	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
-	if err != nil {
-		// Not %w: a *url.Error from parsing must not read as "no answer".
-		return fmt.Errorf("build request: %v", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	if r.body != nil {
-		ct := r.contentType
-		if ct == "" {
-			ct = "application/json"
+	resp, err := c.exchange(func(base string) (*http.Request, error) {
+		u := base + r.path
+		if len(r.query) > 0 {
+			u += "?" + r.query.Encode()
 		}
-		req.Header.Set("Content-Type", ct)
-	}
-	if r.ifVersion != nil {
-		req.Header.Set("If-Match", strconv.Quote(strconv.FormatUint(*r.ifVersion, 10)))
-	}
-	resp, err := c.send(req, r.write)
+		var body io.Reader
+		if r.body != nil {
+			body = bytes.NewReader(r.body)
+		}
+		req, err := http.NewRequestWithContext(ctx, r.method, u, body)
+		if err != nil {
+			// Not %w: a *url.Error from parsing must not read as "no answer".
+			return nil, fmt.Errorf("build request: %v", err)
+		}
+		req.Header.Set("Accept", "application/json")
+		if r.body != nil {
+			ct := r.contentType
+			if ct == "" {
+				ct = "application/json"
+			}
+			req.Header.Set("Content-Type", ct)
+		}
+		if r.ifVersion != nil {
+			req.Header.Set("If-Match", strconv.Quote(strconv.FormatUint(*r.ifVersion, 10)))
+		}
+		return req, nil
+	}, r.write, true)
 	if err != nil {
 		return err // a *url.Error: no answer (for a write sent in full, outcome unknown)
 	}

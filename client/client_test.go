@@ -45,13 +45,17 @@ func fake(t *testing.T, status int, body string) (*Client, *seen) {
 }
 
 func TestNew(t *testing.T) {
-	for _, bad := range []string{"", "127.0.0.1:8080", "ftp://h", "http://", "http://h/?x=1", "::"} {
+	for _, bad := range []string{"", "127.0.0.1:8080", "ftp://h", "http://", "http://h/?x=1", "::",
+		"http://a:1,", "http://a:1,127.0.0.1:2", "http://a:1,http://a:1/"} {
 		_, err := New(bad)
 		assert.Error(t, err, bad)
 	}
 	c, err := New("https://example.com/prefix/")
 	require.NoError(t, err)
-	assert.Equal(t, "https://example.com/prefix", c.base)
+	assert.Equal(t, []string{"https://example.com/prefix"}, c.Servers())
+	c, err = New("http://a:1, http://b:2/x/")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"http://a:1", "http://b:2/x"}, c.Servers())
 }
 
 func TestRequests(t *testing.T) {

@@ -21,6 +21,18 @@
 // Keys may hold any character the server accepts, "/" included: the client
 // path-escapes them.
 //
+// # Several instances
+//
+// New also takes several instances of one deployment (ctxd instances on one
+// etcd prefix), separated by commas. A request goes to the instance that
+// took the last one, and moves to the next only when it provably had no
+// effect: no connection was made (WithConnectTimeout bounds the attempt),
+// it was a read or was not written in full, or the instance answered 503
+// unavailable. A write that was sent and not answered is never sent again
+// (outcome unknown, below). Watch resumes on the next instance when its own
+// cannot be reached. Servers lists them, the preferred one first
+// (failover.go).
+//
 // Expiring keys: PutOptions.TTL makes a key expire (a put without it makes
 // the key permanent again), KeepAlive moves its deadline without a new
 // version, and a Record's ExpiresAt is its deadline (zero: never). An

@@ -117,19 +117,22 @@ func (c *Client) Import(ctx context.Context, ns string, r io.Reader) (ImportResu
 // stream sends a request and returns the response of a 2xx answer for the
 // caller to read and close; any other answer is an *APIError.
 func (c *Client) stream(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
-	u := c.base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return nil, fmt.Errorf("build request: %v", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	// The one stream that is not a GET is Import: a write.
-	resp, err := c.send(req, method != http.MethodGet)
+	// The one stream that is not a GET is Import: a write, whose body is
+	// read once (a connection that took it cannot hand it to another).
+	resp, err := c.exchange(func(base string) (*http.Request, error) {
+		u := base + path
+		if len(query) > 0 {
+			u += "?" + query.Encode()
+		}
+		req, err := http.NewRequestWithContext(ctx, method, u, body)
+		if err != nil {
+			return nil, fmt.Errorf("build request: %v", err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		return req, nil
+	}, method != http.MethodGet, body == nil)
 	if err != nil {
 		return nil, err // a *url.Error: no answer (for Import sent in full, outcome unknown)
 	}

@@ -9,32 +9,45 @@ import (
 	"github.com/framework0/ctxd"
 )
 
-// send runs req through the HTTP client. For a write (write set), an error
-// after the whole request was written to the connection is "outcome
-// unknown": the server may have received it and applied the write, and
-// the answer was lost (the connection broke, ctx ended, a timeout). The
-// error then matches ctxd.ErrOutcomeUnknown and still wraps the
-// *url.Error. A request that was not written in full (no connection, a
-// ctx that ended first, a failed write) cannot have been applied: its
-// error is returned as it is.
-func (c *Client) send(req *http.Request, write bool) (*http.Response, error) {
-	if !write {
-		return c.hc.Do(req)
-	}
-	var wrote atomic.Bool
+// sendState is how far a request got before its answer or error.
+type sendState int32
+
+const (
+	// notConnected: no connection was made; the request never left.
+	notConnected sendState = iota
+	// notWritten: a connection was made, the request not written in full.
+	notWritten
+	// written: the whole request was written to the connection.
+	written
+)
+
+// send runs req through the HTTP client and says how far it got. For a
+// write (write set), an error after the whole request was written to the
+// connection is "outcome unknown": the server may have received it and
+// applied the write, and the answer was lost (the connection broke, ctx
+// ended, a timeout). The error then matches ctxd.ErrOutcomeUnknown and
+// still wraps the *url.Error. A request that was not written in full (no
+// connection, a ctx that ended first, a failed write) cannot have been
+// applied: its error is returned as it is.
+func (c *Client) send(req *http.Request, write bool) (*http.Response, sendState, error) {
+	var state atomic.Int32
 	trace := &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) {
+			state.CompareAndSwap(int32(notConnected), int32(notWritten))
+		},
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
 			if info.Err == nil {
-				wrote.Store(true)
+				state.Store(int32(written))
 			}
 		},
 	}
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	resp, err := c.hc.Do(req)
-	if err != nil && wrote.Load() {
-		return nil, sentWithoutAnswer(err)
+	sent := sendState(state.Load())
+	if err != nil && write && sent == written {
+		return nil, sent, sentWithoutAnswer(err)
 	}
-	return resp, err
+	return resp, sent, err
 }
 
 // sentWithoutAnswer is the error of a write that was sent and got no answer.

@@ -83,16 +83,22 @@ func (c *Client) UploadSnapshot(ctx context.Context, path string) (SnapshotMeta,
 		return SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
 	}
 	defer f.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/snapshots/upload", f)
+	fi, err := f.Stat()
 	if err != nil {
-		return SnapshotMeta{}, fmt.Errorf("upload snapshot: %v", err)
+		return SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
 	}
-	if fi, err := f.Stat(); err == nil {
+	resp, err := c.exchange(func(base string) (*http.Request, error) {
+		// A reader of its own each time: the file, from its start, for
+		// the next instance if this one cannot take it.
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/snapshots/upload", io.NewSectionReader(f, 0, fi.Size()))
+		if err != nil {
+			return nil, fmt.Errorf("upload snapshot: %v", err)
+		}
 		req.ContentLength = fi.Size()
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("X-Ctxd-Sha256", sum)
-	resp, err := c.hc.Do(req)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("X-Ctxd-Sha256", sum)
+		return req, nil
+	}, false, true)
 	if err != nil {
 		return SnapshotMeta{}, wrap("upload snapshot", err)
 	}

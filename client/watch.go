@@ -76,7 +76,9 @@ type WatchOptions struct {
 	// IdleTimeout is how long a connection may stay silent (no frame and
 	// no ping from the server) before it is taken for dead. Default 2m.
 	IdleTimeout time.Duration
-	// DialTimeout bounds each connection attempt. Default 10s.
+	// DialTimeout bounds each connection attempt, the WebSocket handshake
+	// included. Default 10s, or the client's connection timeout when that
+	// is shorter (WithConnectTimeout).
 	DialTimeout time.Duration
 	// OnReconnect, when set, is called before each wait to reconnect,
 	// with why the connection ended and how long the wait is.
@@ -96,17 +98,26 @@ type WatchOptions struct {
 // When the connection drops (a server restart, a network failure, the
 // server closing a client that fell behind), Watch reconnects with backoff
 // and resumes after the last revision it handed to fn, so fn sees every
-// change once: no gap, no duplicate. The first connection is not retried:
-// if it fails, Watch returns the error (IsConnectionError tells a server
-// that is not there).
+// change once: no gap, no duplicate. A client of several instances (New)
+// reconnects to the next one when its instance cannot be reached or
+// refuses the connection, and resumes there the same way. The first
+// connection is not retried: if it fails (on every instance), Watch
+// returns the error (IsConnectionError tells a server that is not there).
 func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEvent) error) error {
+	if opts.DialTimeout <= 0 && c.connectTimeout > 0 {
+		opts.DialTimeout = min(c.connectTimeout, 10*time.Second)
+	}
 	opts = opts.withDefaults()
 	w := &watcher{c: c, opts: opts, fn: fn}
 	if opts.FromRev != nil {
 		w.pos, w.part, w.havePos = *opts.FromRev, max(opts.FromIndex, 0), true
 	}
 	backoff := opts.MinBackoff
-	for attempt := 0; ; attempt++ {
+	// refused counts the instances in a row that could not be reached or
+	// refused the connection; the next one is tried at once, until each
+	// has been.
+	refused := 0
+	for everConnected := false; ; {
 		connected, err := w.session(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -115,13 +126,19 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 		if errors.As(err, &fatal) {
 			return fatal.err
 		}
-		if attempt == 0 && !connected {
-			return err
-		}
-		if connected {
-			backoff = opts.MinBackoff
-		}
 		wait := backoff
+		switch {
+		case connected:
+			everConnected, refused = true, 0
+			backoff, wait = opts.MinBackoff, opts.MinBackoff
+		case refused+1 < len(w.c.servers) && watchFailover(err):
+			refused++
+			wait = 0
+		case !everConnected:
+			return err
+		default:
+			refused = 0
+		}
 		if w.resumeNow {
 			wait, w.resumeNow = 0, false
 		}
@@ -134,7 +151,9 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 			return nil
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, opts.MaxBackoff)
+		if wait > 0 && !connected {
+			backoff = min(2*backoff, opts.MaxBackoff)
+		}
 	}
 }
 
@@ -202,7 +221,13 @@ type watchFrame struct {
 // session runs one connection. connected reports whether the server
 // accepted it.
 func (w *watcher) session(ctx context.Context) (connected bool, err error) {
-	u, err := w.url()
+	idx, base := w.c.server()
+	defer func() {
+		if !connected && watchFailover(err) {
+			w.c.leave(idx) // the next instance, for this watch and the client's requests
+		}
+	}()
+	u, err := w.url(base)
 	if err != nil {
 		return false, &fatalError{err}
 	}
@@ -333,9 +358,10 @@ func (w *watcher) handle(f *watchFrame) error {
 	return nil
 }
 
-// url is the WebSocket URL for the current position.
-func (w *watcher) url() (string, error) {
-	u, err := url.Parse(w.c.base + "/v1/watch")
+// url is the WebSocket URL of the instance at base for the current
+// position.
+func (w *watcher) url(base string) (string, error) {
+	u, err := url.Parse(base + "/v1/watch")
 	if err != nil {
 		return "", fmt.Errorf("watch: %w", err)
 	}

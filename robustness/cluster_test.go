@@ -687,8 +687,9 @@ func checkClusterLinearizable(t *testing.T, c *testCluster, fault func() (what s
 
 // TestClusterCommand runs `ctxd-cluster` (make cluster) as a user does,
 // on free ports: it prints the members and instances, a write on one
-// instance is read on another, and SIGINT stops every process it started
-// and exits 0.
+// instance is read on another, the CLI with the CTXD_SERVER it prints
+// goes on when the first instance is killed, and SIGINT stops every
+// process it started and exits 0.
 func TestClusterCommand(t *testing.T) {
 	clusterBinOnce.Do(func() { clusterBin, clusterBinErr = testkit.BuildCommand(buildDir, "ctxd-cluster", "cmd/ctxd-cluster") })
 	require.NoError(t, clusterBinErr)
@@ -711,9 +712,13 @@ func TestClusterCommand(t *testing.T) {
 	// "  m1  http://...  pid N  log ..." and "  ctxd1  http://...  pid N  log ..."
 	var urls []string
 	var pids []int
+	var cliEnv string // "CTXD_SERVER=..."
 	lines := bufio.NewScanner(out)
 	for lines.Scan() && lines.Text() != "Ctrl-C stops them all." {
 		t.Log(lines.Text())
+		if env, ok := strings.CutPrefix(lines.Text(), "CLI:       export "); ok {
+			cliEnv = env
+		}
 		f := strings.Fields(lines.Text())
 		if len(f) >= 4 && f[2] == "pid" {
 			pid, err := strconv.Atoi(f[3])
@@ -737,6 +742,18 @@ func TestClusterCommand(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, `"cluster"`, string(got.Value))
 	require.Equal(t, put.Rev, got.Rev)
+
+	// The printed CTXD_SERVER lists every instance: the CLI goes on with
+	// the first one killed.
+	require.Equal(t, "CTXD_SERVER="+strings.Join(urls, ","), cliEnv)
+	require.NoError(t, syscall.Kill(pids[3], syscall.SIGKILL)) // ctxd1
+	cli := exec.Command(ctxdBin, "put", "after", `"kill"`)
+	cli.Env = testkit.CleanEnv(cliEnv)
+	outPut, err := cli.CombinedOutput()
+	require.NoError(t, err, "ctxd put with ctxd1 killed: %s", outPut)
+	got, err = tryGet(hc, urls[1], "default", "after")
+	require.NoError(t, err)
+	require.Equal(t, `"kill"`, string(got.Value))
 
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	select {

@@ -251,7 +251,8 @@ func run(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "  ctxd%d  %s  pid %d  log %s\n", i+1, u, c.instances[i].Cmd.Process.Pid, filepath.Join(o.data, fmt.Sprintf("ctxd%d.log", i+1)))
 	}
 	fmt.Fprintf(out, "dashboard: %s/\n", urls[0])
-	fmt.Fprintf(out, "CLI:       export CTXD_SERVER=%s\n", urls[0])
+	// Every instance: the CLI moves to the next when one dies.
+	fmt.Fprintf(out, "CLI:       export CTXD_SERVER=%s\n", strings.Join(urls, ","))
 	fmt.Fprintf(out, "etcdctl:   etcdctl --endpoints %s get --prefix %s\n", strings.Join(localcluster.Endpoints(ms), ","), o.prefix)
 	fmt.Fprintln(out, "Ctrl-C stops them all.")
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/migrations"
 )
 
@@ -139,10 +139,7 @@ func TestExitCodes(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closed := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
+	closed := "http://" + testkit.FreeAddr(t)
 
 	badConfig := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(badConfig, []byte("addr: 127.0.0.1:0\nlimits:\n  max_keys: 3\n"), 0o600))
@@ -162,6 +159,9 @@ func TestExitCodes(t *testing.T) {
 		{name: "put expecting a version of a missing key", env: env, args: []string{"put", "missing", "1", "--if-version", "3"}, code: 5, stderr: "conflict"},
 		{name: "closed port", args: []string{"get", "k", "--server", closed}, code: 3, stderr: "connection refused"},
 		{name: "closed port from env", env: []string{"CTXD_SERVER=" + closed}, args: []string{"status"}, code: 3},
+		// Several instances: a closed port, then the server (reached: the key is missing).
+		{name: "closed port, then the server", args: []string{"get", "missing", "--server", closed + "," + strings.TrimPrefix(env[0], "CTXD_SERVER=")}, code: 4, stderr: "not found"},
+		{name: "closed ports only", env: []string{"CTXD_SERVER=" + closed + "," + closed + "/x"}, args: []string{"status"}, code: 3},
 		{name: "unknown flag", env: env, args: []string{"get", "k", "--bogus"}, code: 2, stderr: "unknown flag: --bogus"},
 		{name: "unknown shorthand", env: env, args: []string{"put", "k", "-5"}, code: 2},
 		{name: "missing argument", env: env, args: []string{"put", "k"}, code: 2, stderr: "put needs 2 argument(s)"},
@@ -176,6 +176,8 @@ func TestExitCodes(t *testing.T) {
 		{name: "bad output format", env: env, args: []string{"get", "k", "-o", "xml"}, code: 2, stderr: `unknown output format "xml"`},
 		{name: "value output not offered", env: env, args: []string{"status", "-o", "value"}, code: 2},
 		{name: "bad server URL", args: []string{"get", "k", "--server", "ftp://x"}, code: 2},
+		{name: "bad server URL in a list", args: []string{"get", "k", "--server", closed + ",ftp://x"}, code: 2, stderr: "ftp://x"},
+		{name: "server listed twice", args: []string{"get", "k", "--server", closed + "," + closed}, code: 2, stderr: "listed twice"},
 		{name: "serve with unknown config field", args: []string{"serve", "--config", badConfig, "--data", t.TempDir()}, code: 2, stderr: "limits.max_keys"},
 		{name: "serve with missing config file", args: []string{"serve", "--config", badConfig + ".nope"}, code: 2, stderr: "no such file"},
 		{name: "serve with bad env", env: []string{"CTXD_LOG_LEVEL=loud"}, args: []string{"serve", "--data", t.TempDir()}, code: 2, stderr: "log.level (env CTXD_LOG_LEVEL)"},

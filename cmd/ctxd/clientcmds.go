@@ -85,7 +85,7 @@ func (a *app) connFlags(cmd *cobra.Command, whoUsage string, timeout time.Durati
 		who = "cli"
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER)")
+	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER); several instances of one deployment separated by commas: the next one takes over when one cannot be reached")
 	f.StringVarP(&c.namespace, "namespace", "n", ctxd.DefaultNamespace, "`namespace`")
 	f.StringVar(&c.who, "who", who, whoUsage+" ($USER by default)")
 	f.DurationVar(&c.timeout, "timeout", timeout, "give up on the server after this long (0: wait forever)")
@@ -138,15 +138,21 @@ func (c *common) expect(cmd *cobra.Command) *uint64 {
 
 // client returns a client for --server and a context bounded by --timeout.
 func (c *common) client(ctx context.Context) (*client.Client, context.Context, context.CancelFunc, error) {
-	server := c.server
-	if !strings.Contains(server, "://") {
-		server = "http://" + server
+	servers := strings.Split(c.server, ",")
+	for i, s := range servers {
+		if s = strings.TrimSpace(s); !strings.Contains(s, "://") {
+			servers[i] = "http://" + s
+		}
 	}
 	opts, err := c.clientOptions()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cl, err := client.New(server, opts...)
+	if len(servers) > 1 {
+		// A silent instance (its machine gone) costs this, not --timeout.
+		opts = append(opts, client.WithConnectTimeout(client.DefaultConnectTimeout))
+	}
+	cl, err := client.New(strings.Join(servers, ","), opts...)
 	if err != nil {
 		return nil, nil, nil, &usageError{fmt.Errorf("--server: %w", err)}
 	}

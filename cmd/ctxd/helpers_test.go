@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 )
 
 // bin is the ctxd binary built once by TestMain.
@@ -30,7 +31,10 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	testkit.VerifyNoLeaks(m, func() { os.RemoveAll(dir) })
+	testkit.VerifyNoLeaks(m, func() {
+		etcdkit.Stop()
+		os.RemoveAll(dir)
+	})
 }
 
 // testEnv is the environment of every process a test starts

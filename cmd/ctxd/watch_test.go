@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -23,17 +22,6 @@ import (
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago, so that a server can be restarted on the same address.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
 
 // watchLine is one line of `ctxd watch -o json`.
 type watchLine struct {
@@ -80,7 +68,7 @@ func printed(out *testkit.SyncBuffer) (n int, last uint64) {
 func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	srv := startServer(t, dir, "--addr", addr)
 
 	watch := exec.Command(bin, "watch", "-o", "json", "--server", srv.URL)
@@ -193,7 +181,7 @@ func TestWatchTableAndErrors(t *testing.T) {
 	assert.Equal(t, exitUsage, r.code)
 	r = cli(t, nil, "", "watch", "a", "b", "--server", srv.URL)
 	assert.Equal(t, exitUsage, r.code)
-	r = cli(t, nil, "", "watch", "--server", "http://"+freeAddr(t))
+	r = cli(t, nil, "", "watch", "--server", "http://"+testkit.FreeAddr(t))
 	assert.Equal(t, exitUnreachable, r.code, r.stderr)
 }
 
@@ -262,4 +250,52 @@ func TestWatchFromIndexOnEtcd(t *testing.T) {
 
 	u := cli(t, nil, "", "watch", "--from-index", "1", "--server", srv.URL)
 	assert.Equal(t, exitUsage, u.code, u.stderr)
+}
+
+// Issue #16: `ctxd watch --server A,B` (two instances on one etcd prefix)
+// follows A; when A is killed it resumes on B, and its output is every
+// change once, in order; the writes go on through B with the same
+// --server list. The negative control, a watch given A alone, stays
+// behind.
+func TestWatchMovesToAnotherInstance(t *testing.T) {
+	t.Parallel()
+	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
+	env := append(testEnv(), "CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS="+endpoint, "CTXD_ETCD_PREFIX="+prefix)
+	a := testkit.StartServe(t, bin, t.TempDir(), testkit.ServeOptions{Env: env})
+	b := testkit.StartServe(t, bin, t.TempDir(), testkit.ServeOptions{Env: env})
+	servers := a.URL + "," + b.URL
+
+	watch := func(server string) *testkit.SyncBuffer {
+		cmd := exec.Command(bin, "watch", "-o", "json", "--from-rev", "0", "--server", server)
+		cmd.Env = testEnv()
+		var out testkit.SyncBuffer
+		cmd.Stdout = &out
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return &out
+	}
+	both, aOnly := watch(servers), watch(a.URL)
+	put := func(i int) {
+		t.Helper()
+		cliOK(t, nil, "", "put", fmt.Sprintf("k%d", i), strconv.Itoa(i), "--server", servers)
+	}
+	for i := range 5 {
+		put(i)
+	}
+	testkit.Eventually(t, func() bool { n, _ := printed(both); m, _ := printed(aOnly); return n == 5 && m == 5 }, "both watches printed the first 5 changes")
+	a.Signal(syscall.SIGKILL)
+	a.Wait(10 * time.Second)
+	for i := 5; i < 10; i++ {
+		put(i)
+	}
+	testkit.Eventually(t, func() bool { n, _ := printed(both); return n >= 10 }, "the watch of both instances printed the changes made after A died")
+	lines, err := parseWatch(both.String())
+	require.NoError(t, err)
+	var got []string
+	for _, l := range lines {
+		got = append(got, l.Key)
+	}
+	assert.Equal(t, []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"}, got, "every change once, in order")
+	n, _ := printed(aOnly)
+	assert.Equal(t, 5, n, "negative control: the watch of A alone has nothing after A died")
 }

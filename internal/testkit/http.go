@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,4 +36,16 @@ func Send(t testing.TB, hc *http.Client, req *http.Request) (*http.Response, []b
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	return res, b
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago: where nothing listens (a server that is down), or where a server
+// can be restarted on a known address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
 }

@@ -1,0 +1,176 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// A client may know several instances of one deployment (ctxd on etcd,
+// New). It sends every request to its preferred instance, and moves to the
+// next one only when the request provably did not take effect there:
+//
+//   - no connection was made (refused, unreachable, the dial timed out):
+//     the request never left the client;
+//   - the request was not written in full, or it is a read (GET): sending
+//     it again changes nothing that the first attempt did;
+//   - the instance answered 503 unavailable: ctxd refuses a write with it
+//     before the store applies anything (an instance closing, or one that
+//     cannot reach etcd).
+//
+// A write that was sent and got no answer, or that the server answered
+// outcome_unknown, is never sent again: it may have been applied, and
+// only the caller can tell whether to retry (IsOutcomeUnknown). The
+// instance that took a request stays preferred, so a dead one costs one
+// failed connection, not one per request.
+
+// parseServers splits a comma-separated list of server URLs and checks
+// each one.
+func parseServers(list string) ([]string, error) {
+	var servers []string
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("client: bad server URL %q: %w", s, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("client: bad server URL %q: want http://host:port or https://host:port", s)
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("client: bad server URL %q: it must not have a query or fragment", s)
+		}
+		base := strings.TrimRight(u.String(), "/")
+		for _, seen := range servers {
+			if seen == base {
+				return nil, fmt.Errorf("client: server URL %q is listed twice", s)
+			}
+		}
+		servers = append(servers, base)
+	}
+	return servers, nil
+}
+
+// withConnectTimeout returns a copy of hc whose transport gives each
+// connection attempt at most d (WithConnectTimeout).
+func withConnectTimeout(hc *http.Client, d time.Duration) (*http.Client, error) {
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	tr, ok := rt.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("client: WithConnectTimeout needs an *http.Transport, not %T", rt)
+	}
+	tr = tr.Clone()
+	dial := tr.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		// The dial's own deadline: a connection once made outlives it.
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return dial(ctx, network, addr)
+	}
+	cp := *hc
+	cp.Transport = tr
+	return &cp, nil
+}
+
+// Servers returns the base URLs of the instances the client knows, the
+// preferred one (where the next request goes) first.
+func (c *Client) Servers() []string {
+	first := int(c.preferred.Load())
+	out := make([]string, 0, len(c.servers))
+	for i := range c.servers {
+		out = append(out, c.servers[(first+i)%len(c.servers)])
+	}
+	return out
+}
+
+// server returns the preferred instance: its index and base URL.
+func (c *Client) server() (int, string) {
+	i := int(c.preferred.Load())
+	return i, c.servers[i]
+}
+
+// leave makes the instance after failed the preferred one, unless another
+// request moved the preference already.
+func (c *Client) leave(failed int) {
+	c.preferred.CompareAndSwap(int32(failed), int32((failed+1)%len(c.servers)))
+}
+
+// exchange sends the request build makes for an instance's base URL: to
+// the preferred instance, then to the next ones while the request did not
+// take effect (see the top of this file). replayable says build can make
+// the request again with its whole body (a stream read once cannot be
+// sent again once a connection took it). The answer may have any status:
+// the caller decodes it; an error is the last instance's.
+func (c *Client) exchange(build func(base string) (*http.Request, error), write, replayable bool) (*http.Response, error) {
+	first := int(c.preferred.Load())
+	for i := 0; ; i++ {
+		idx := (first + i) % len(c.servers)
+		req, err := build(c.servers[idx])
+		if err != nil {
+			return nil, err
+		}
+		resp, sent, err := c.send(req, write)
+		last := i == len(c.servers)-1 || req.Context().Err() != nil
+		switch {
+		case err != nil:
+			if last || !(sent == notConnected || replayable && (sent == notWritten || isRead(req.Method))) {
+				return nil, err
+			}
+		case resp.StatusCode == http.StatusServiceUnavailable && !last && replayable:
+			if resp, err = refusedBeforeApplying(resp); resp != nil || err != nil {
+				return resp, err
+			}
+		default:
+			if idx != first {
+				c.preferred.CompareAndSwap(int32(first), int32(idx))
+			}
+			return resp, nil
+		}
+	}
+}
+
+// isRead reports whether a request of this method changes nothing on the
+// server, so that sending it twice is harmless.
+func isRead(method string) bool { return method == http.MethodGet || method == http.MethodHead }
+
+// refusedBeforeApplying reads a 503 answer: nil, nil when it is ctxd's
+// unavailable (nothing was applied: the next instance may take the
+// request); otherwise the answer itself, its body still readable.
+func refusedBeforeApplying(resp *http.Response) (*http.Response, error) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read the %d answer: %w", resp.StatusCode, err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	var ae *APIError
+	if errors.As(decodeError(resp), &ae) && ae.Code == CodeUnavailable {
+		return nil, nil
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
+// watchFailover reports whether a watch connection that failed with err
+// before the server accepted it may be tried on the next instance: the
+// server could not be reached, or refused it for now (503, 429).
+func watchFailover(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusTooManyRequests
+	}
+	return IsConnectionError(err)
+}

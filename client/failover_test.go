@@ -1,0 +1,316 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+)
+
+// Issue #16: a client of several instances of one deployment (two ctxd
+// instances on one etcd prefix, and an address where nothing listens)
+// reaches an instance that is up, and moves to the other when its
+// instance stops: writes, reads, exports, imports and snapshot uploads go
+// on, and its Watch resumes on the other instance with every change once,
+// in order.
+func TestFailoverOverInstances(t *testing.T) {
+	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
+	a := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
+	b := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
+	servers := strings.Join([]string{"http://" + testkit.FreeAddr(t), a.URL, b.URL}, ",")
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, err := New(servers, WithWho("failover"), WithHTTPClient(&http.Client{Transport: tr}))
+	require.NoError(t, err)
+	// The watch has a client of its own: it finds its instances itself.
+	wc, err := New(servers)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	// put writes a new key as a careful caller does: if and only if it
+	// does not exist, so that a put whose outcome is unknown (sent on a
+	// kept-alive connection the stopped instance had closed) can be sent
+	// again; a conflict then means the first one applied.
+	put := func(key string) Record {
+		t.Helper()
+		value := json.RawMessage(`"` + key + `"`)
+		for try := 1; ; try++ {
+			rec, err := c.Put(ctx, "", key, value, PutOptions{IfVersion: Expect(0)})
+			if IsOutcomeUnknown(err) && try < 3 {
+				continue
+			}
+			if IsConflict(err) {
+				rec, err = c.Get(ctx, "", key, GetOptions{})
+				require.NoError(t, err, key)
+				require.JSONEq(t, string(value), string(rec.Value))
+			}
+			require.NoError(t, err, key)
+			return rec
+		}
+	}
+	first := put("k0")
+	assert.Equal(t, a.URL, c.Servers()[0], "the instance that took the put stays preferred")
+
+	ev := newEvents()
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	connected := make(chan uint64, 4)
+	go func() {
+		done <- wc.Watch(wctx, WatchOptions{FromRev: &first.ModRev, OnConnect: func(rev uint64) { connected <- rev }}, ev.add)
+	}()
+	waitConnected(t, connected, done)
+	assert.Equal(t, a.URL, wc.Servers()[0], "the watch passed the dead address")
+	var want []string
+	for i := 1; i <= 5; i++ {
+		want = append(want, put(fmt.Sprintf("k%d", i)).Key)
+	}
+	a.Stop() // its watchers are cut off; new connections are refused
+	for i := 6; i <= 10; i++ {
+		want = append(want, put(fmt.Sprintf("k%d", i)).Key)
+	}
+	last := put("k11")
+	want = append(want, last.Key)
+	assert.Equal(t, b.URL, c.Servers()[0])
+
+	got := ev.waitRev(t, last.ModRev)
+	var keys []string
+	for _, e := range got {
+		keys = append(keys, e.Key)
+	}
+	assert.Equal(t, want, keys, "every change once, in order, across the move to the other instance")
+	waitConnected(t, connected, done) // connected again, to b
+	assert.Equal(t, b.URL, wc.Servers()[0])
+	cancel()
+	require.NoError(t, <-done)
+
+	// Reads, exports, imports and uploads after the move. Each stop is
+	// one the client has noticed: it dropped its connections to the
+	// stopped instance (a write sent on one the instance closed a moment
+	// before is outcome unknown, as the puts above allow for).
+	stop := func(s *testkit.Server) {
+		s.Stop()
+		tr.CloseIdleConnections()
+	}
+	rec, err := c.Get(ctx, "", "k10", GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `"k10"`, string(rec.Value))
+	a.Start() // back: b stays preferred; then b goes
+	stop(b)
+	var dump bytes.Buffer
+	_, err = c.Export(ctx, "", ExportOptions{Format: "json"}, &dump)
+	require.NoError(t, err)
+	assert.Contains(t, dump.String(), `"k11"`)
+	assert.Equal(t, a.URL, c.Servers()[0])
+	b.Start()
+	stop(a)
+	res, err := c.Import(ctx, "copy", bytes.NewReader(dump.Bytes()))
+	require.NoError(t, err, "an import whose body no connection took goes to the next instance")
+	assert.Equal(t, 12, res.Imported)
+	snap, err := c.CreateSnapshot(ctx)
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "s.db")
+	f, err := os.Create(file)
+	require.NoError(t, err)
+	_, err = c.DownloadSnapshot(ctx, snap.ID, f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	a.Start()
+	stop(b)
+	up, err := c.UploadSnapshot(ctx, file)
+	require.NoError(t, err, "the file is sent again, whole, to the next instance")
+	assert.Equal(t, snap.SHA256, up.SHA256)
+
+	// Every instance down: the last one's error.
+	stop(a)
+	_, err = c.Get(ctx, "", "k1", GetOptions{})
+	assert.True(t, IsConnectionError(err), "%v", err)
+}
+
+// A write sent in full to an instance that then answered nothing (a
+// proxy that lost its instance mid-request) may have been applied: it is
+// not sent to the next instance, and says outcome unknown. A read in the
+// same place is sent again: it changes nothing.
+func TestFailoverNeverResendsAWriteThatMayHaveApplied(t *testing.T) {
+	live := testkit.StartServer(t)
+	mute, requests := muteServer(t)
+	c, err := New(mute+","+live.URL, WithWho("failover"))
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	_, err = c.Put(ctx, "", "once", json.RawMessage(`1`), PutOptions{})
+	require.True(t, IsOutcomeUnknown(err), "%v", err)
+	_, err = live.Backend().Get("default", "once")
+	require.ErrorIs(t, err, ctxd.ErrNotFound, "the write went only where it may have applied")
+	assert.Equal(t, mute, c.Servers()[0])
+
+	_, err = c.Get(ctx, "", "once", GetOptions{})
+	assert.True(t, IsNotFound(err), "the read went on to the live instance: %v", err)
+	assert.Equal(t, live.URL, c.Servers()[0])
+	assert.EqualValues(t, 2, requests.Load(), "the mute instance got the put and the get")
+}
+
+// A 503 unavailable (the instance refused before applying anything: it
+// is closing, or cannot reach etcd) moves the request to the next
+// instance; a 503 outcome_unknown (it took the write) does not.
+func TestFailoverOnUnavailableOnly(t *testing.T) {
+	live := testkit.StartServer(t)
+	refusing := func(code string) (string, *atomic.Int64) {
+		var n atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"error":{"code":%q,"message":"refused by the test"}}`, code)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL, &n
+	}
+	ctx := context.Background()
+
+	unavailable, n := refusing(CodeUnavailable)
+	c, err := New(unavailable+","+live.URL, WithWho("failover"))
+	require.NoError(t, err)
+	_, err = c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n.Load())
+	assert.Equal(t, live.URL, c.Servers()[0])
+
+	unknown, m := refusing(CodeOutcomeUnknown)
+	c, err = New(unknown+","+live.URL, WithWho("failover"))
+	require.NoError(t, err)
+	_, err = c.Put(ctx, "", "k", json.RawMessage(`2`), PutOptions{})
+	require.True(t, IsOutcomeUnknown(err), "%v", err)
+	assert.EqualValues(t, 1, m.Load())
+	rec, err := live.Backend().Get("default", "k")
+	require.NoError(t, err)
+	assert.JSONEq(t, `1`, string(rec.Value), "the write whose outcome is unknown was not sent on")
+}
+
+// waitConnected waits for a Watch's OnConnect (connected), failing if the
+// Watch ended (done) or nothing came within watchDeadline.
+func waitConnected(t *testing.T, connected <-chan uint64, done <-chan error) {
+	t.Helper()
+	select {
+	case <-connected:
+	case err := <-done:
+		t.Fatalf("the watch ended: %v", err)
+	case <-time.After(watchDeadline):
+		t.Fatalf("the watch did not connect within %v", watchDeadline)
+	}
+}
+
+// An instance whose machine is gone (an address that never answers a
+// connection) costs the connection timeout, then the next instance takes
+// the request; a watch passes it the same way. A client of several
+// instances without an HTTP client of its own has a timeout of
+// DefaultConnectTimeout.
+func TestFailoverPassesASilentInstance(t *testing.T) {
+	live := testkit.StartServer(t)
+	silent := silentServer(t)
+	c, err := New(silent+","+live.URL, WithConnectTimeout(200*time.Millisecond))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, live.URL, c.Servers()[0])
+
+	wc, err := New(silent+","+live.URL, WithConnectTimeout(200*time.Millisecond))
+	require.NoError(t, err)
+	connected := make(chan uint64, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- wc.Watch(ctx, WatchOptions{OnConnect: func(rev uint64) { connected <- rev }}, newEvents().add)
+	}()
+	waitConnected(t, connected, done)
+	cancel()
+	require.NoError(t, <-done)
+
+	for _, tt := range []struct {
+		servers string
+		opts    []Option
+		want    time.Duration
+	}{
+		{servers: silent + "," + live.URL, want: DefaultConnectTimeout},
+		{servers: live.URL, want: 0},
+		{servers: silent + "," + live.URL, opts: []Option{WithHTTPClient(&http.Client{})}, want: 0},
+	} {
+		c, err := New(tt.servers, tt.opts...)
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, c.connectTimeout, "%s %d options", tt.servers, len(tt.opts))
+	}
+	_, err = New(live.URL, WithHTTPClient(&http.Client{Transport: roundTripFunc(nil)}), WithConnectTimeout(time.Second))
+	assert.ErrorContains(t, err, "needs an *http.Transport")
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// silentServer is the URL of an address that takes no connection: a
+// listener with no room in its queue, which the kernel fills with one
+// connection that is never accepted. Later connection attempts get no
+// answer, as to a machine that is gone.
+func silentServer(t *testing.T) string {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { syscall.Close(fd) })
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, syscall.Listen(fd, 0))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	filler, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { filler.Close() })
+	// The queue is full once a further attempt times out.
+	_, err = net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	require.Error(t, err, "the listener still takes connections")
+	return "http://" + addr
+}
+
+// muteServer reads each request in full and closes the connection without
+// an answer; requests counts them.
+func muteServer(t *testing.T) (string, *atomic.Int64) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	var requests atomic.Int64
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				requests.Add(1)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), &requests
+}
