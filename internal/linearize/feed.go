@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -15,9 +14,10 @@ import (
 // Feed records the change feed (GET /v1/watch) of a workload's keys while
 // the workload runs, for [Resolve]. It follows the servers as the
 // workload does: when its connection ends, or stays silent longer than
-// the idle timeout (a paused server), it resumes on the next URL after
-// the last change it got (from_rev, from_index), so that it holds every
-// change once, in order, across server faults.
+// the idle timeout (a paused server), it resumes after the last change it
+// got (from_rev, from_index), on the next URL when its own cannot be
+// reached, so that it holds every change once, in order, across server
+// faults.
 type Feed struct {
 	urls   []string
 	ns     string
@@ -26,8 +26,6 @@ type Feed struct {
 
 	mu      sync.Mutex
 	changes []client.WatchEvent
-	pos     uint64 // the position to resume after (client.WatchOptions' FromRev and FromIndex)
-	part    int
 	resumes int
 	err     error
 	marker  *client.WatchEvent // the end to wait for: key and value
@@ -74,56 +72,38 @@ func StartFeed(ctx context.Context, w Workload) (*Feed, error) {
 	}
 }
 
-// run follows the feed on one server after another until ctx ends or a
-// server refuses it for good.
+// run follows the feed until ctx ends or the servers refuse it for good:
+// one Watch of a client of every server, which resumes on the next one
+// when its own cannot be reached (client.New), after the last change it
+// handed to add.
 func (f *Feed) run(ctx context.Context, started chan struct{}) {
 	defer close(f.done)
+	cl, err := client.New(strings.Join(f.urls, ","), client.WithWho("linearize-feed"), client.WithConnectTimeout(f.idle))
+	if err != nil {
+		f.fail(err)
+		return
+	}
 	first := true
-	for i := 0; ctx.Err() == nil; i++ {
-		cl, err := client.New(f.urls[i%len(f.urls)], client.WithWho("linearize-feed"))
-		if err != nil {
-			f.fail(err)
-			return
-		}
-		sctx, stop := context.WithCancel(ctx)
-		opts := client.WatchOptions{
-			Prefix: f.prefix, IdleTimeout: f.idle, DialTimeout: f.idle,
-			// Resume on the next server rather than wait for this one.
-			OnReconnect: func(error, time.Duration) { stop() },
-			OnConnect: func(rev uint64) {
-				if first {
-					first = false
-					f.mu.Lock()
-					f.pos = rev
-					f.mu.Unlock()
-					close(started)
-				}
-			},
-		}
-		if f.ns != "" {
-			opts.Namespaces = []string{f.ns}
-		}
-		if !first {
+	opts := client.WatchOptions{
+		Prefix: f.prefix, IdleTimeout: f.idle, DialTimeout: f.idle,
+		// A pause between attempts on a server that is down.
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second,
+		OnConnect: func(uint64) {
+			if first {
+				first = false
+				close(started)
+				return
+			}
 			f.mu.Lock()
-			pos := f.pos
-			opts.FromRev, opts.FromIndex = &pos, f.part
 			f.resumes++
 			f.mu.Unlock()
-		}
-		err = cl.Watch(sctx, opts, f.add)
-		stop()
-		var ae *client.APIError
-		if err != nil && !client.IsConnectionError(err) &&
-			(!errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable && ae.Status != http.StatusTooManyRequests) {
-			f.fail(err)
-			return
-		}
-		if err != nil {
-			select { // a pause between attempts on a server that is down
-			case <-ctx.Done():
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+		},
+	}
+	if f.ns != "" {
+		opts.Namespaces = []string{f.ns}
+	}
+	if err := cl.Watch(ctx, opts, f.add); err != nil {
+		f.fail(err)
 	}
 }
 
@@ -141,10 +121,6 @@ func (f *Feed) add(ev client.WatchEvent) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.changes = append(f.changes, ev)
-	f.pos, f.part = ev.Rev, 0
-	if ev.Index+1 < ev.Count {
-		f.part = ev.Index + 1
-	}
 	if f.marker != nil && ev.Key == f.marker.Key && string(ev.Value) == string(f.marker.Value) {
 		close(f.reached)
 		f.marker = nil
@@ -153,7 +129,7 @@ func (f *Feed) add(ev client.WatchEvent) error {
 }
 
 // Stop ends the feed once it holds every change the workload made, and
-// returns them (with how many connections it opened after the first: resumes, and attempts on servers that were down). Call
+// returns them (with how many times it resumed: connections after the first). Call
 // it after the workload ended: it writes an end marker under the keys'
 // prefix through the first server that acknowledges it, waits until the
 // feed shows it (every write that took effect before it, so every write
