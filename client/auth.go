@@ -48,15 +48,20 @@ func (c *Client) authHeader() http.Header {
 }
 
 // tlsConfig is the TLS configuration of the client's HTTP transport (a
-// custom CA, for example), for the WebSocket of Watch to use too; nil
-// means the system's defaults.
+// custom CA, for example), for the WebSocket of Watch to use too, without
+// its ALPN protocols; nil means the system's defaults.
 func (c *Client) tlsConfig() *tls.Config {
 	rt := c.hc.Transport
 	if bt, ok := rt.(*bearerTransport); ok {
 		rt = bt.base
 	}
 	if t, ok := rt.(*http.Transport); ok && t.TLSClientConfig != nil {
-		return t.TLSClientConfig.Clone()
+		cfg := t.TLSClientConfig.Clone()
+		// The WebSocket speaks HTTP/1.1 only, and net/http adds "h2" to
+		// its transport's config once it sets HTTP/2 up (on first use,
+		// or Clone): the handshake would then fail.
+		cfg.NextProtos = nil
+		return cfg
 	}
 	return nil
 }

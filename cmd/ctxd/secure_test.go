@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -100,12 +101,30 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 	assert.Equal(t, "hello\n", r.stdout)
 	r = cli(t, []string{"CTXD_SERVER=" + base, "CTXD_TOKEN=" + admin}, "", "get", "greeting")
 	assert.NotEqual(t, 0, r.code, "an unknown CA must be refused")
+	// A list of instances whose first is down: the CA and the token go
+	// with the request to the next, a watch included.
+	down := "https://" + testkit.FreeAddr(t)
+	r = cli(t, []string{"CTXD_SERVER=" + down + "," + base, "CTXD_CACERT=" + caPath, "CTXD_TOKEN=" + admin}, "", "get", "greeting")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "hello\n", r.stdout)
+	watch := exec.Command(bin, "watch", "--from-rev", "0", "-o", "json")
+	watch.Env = testEnv("CTXD_SERVER="+down+","+base, "CTXD_CACERT="+caPath, "CTXD_TOKEN="+admin)
+	var printed testkit.SyncBuffer
+	watch.Stdout = &printed
+	require.NoError(t, watch.Start())
+	testkit.Eventually(t, func() bool { return strings.Contains(printed.String(), `"key":"greeting"`) }, "the watch over wss on the second instance")
+	require.NoError(t, watch.Process.Kill())
+	_ = watch.Wait()
 
 	// The Go client: REST and a watch over wss, with the token.
 	cl, err := client.New(base, client.WithHTTPClient(httpsClient(cert1)), client.WithToken(admin))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// A REST call first: the transport sets HTTP/2 up (adding "h2" to its
+	// TLS config), which the WebSocket must not inherit.
+	_, err = cl.Get(ctx, "", "greeting", client.GetOptions{})
+	require.NoError(t, err)
 	from := uint64(0)
 	got := make(chan client.WatchEvent, 1)
 	wctx, stopWatch := context.WithCancel(ctx)

@@ -62,6 +62,10 @@ with --from-rev set to the revision read.`,
 	cmd.Flags().IntVar(&fromIndex, "from-index", 0, "with --from-rev: the changes of that revision with an index below this `number` were printed already")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
 		opts := client.WatchOptions{DialTimeout: c.timeout}
+		if strings.Contains(c.server, ",") && (c.timeout <= 0 || c.timeout > client.DefaultConnectTimeout) {
+			// Several instances: a silent one costs this, then the next.
+			opts.DialTimeout = client.DefaultConnectTimeout
+		}
 		if len(args) == 1 {
 			opts.Prefix = args[0]
 		}
