@@ -122,7 +122,12 @@ func TestFailoverOverInstances(t *testing.T) {
 	assert.Equal(t, a.URL, c.Servers()[0])
 	b.Start()
 	stop(a)
-	res, err := c.Import(ctx, "copy", bytes.NewReader(dump.Bytes()))
+	dumpFile := filepath.Join(t.TempDir(), "dump.json")
+	require.NoError(t, os.WriteFile(dumpFile, dump.Bytes(), 0o600))
+	df, err := os.Open(dumpFile) // a body net/http would close
+	require.NoError(t, err)
+	defer df.Close()
+	res, err := c.Import(ctx, "copy", df)
 	require.NoError(t, err, "an import whose body no connection took goes to the next instance")
 	assert.Equal(t, 12, res.Imported)
 	snap, err := c.CreateSnapshot(ctx)
