@@ -33,7 +33,7 @@ import (
 // on, and its Watch resumes on the other instance with every change once,
 // in order.
 func TestFailoverOverInstances(t *testing.T) {
-	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
+	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.TempDir())
 	a := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
 	b := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
 	servers := strings.Join([]string{"http://" + testkit.FreeAddr(t), a.URL, b.URL}, ",")

@@ -259,7 +259,7 @@ func TestWatchFromIndexOnEtcd(t *testing.T) {
 // behind.
 func TestWatchMovesToAnotherInstance(t *testing.T) {
 	t.Parallel()
-	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
+	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.TempDir())
 	env := append(testEnv(), "CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS="+endpoint, "CTXD_ETCD_PREFIX="+prefix)
 	a := testkit.StartServe(t, bin, t.TempDir(), testkit.ServeOptions{Env: env})
 	b := testkit.StartServe(t, bin, t.TempDir(), testkit.ServeOptions{Env: env})
