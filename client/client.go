@@ -49,6 +49,10 @@ type Client struct {
 	// connectTimeout bounds each connection attempt (WithConnectTimeout);
 	// 0: the transport's own.
 	connectTimeout time.Duration
+	// readTryTimeout bounds a read's wait for an answer from an instance
+	// when another could take it (WithReadTryTimeout); 0: none.
+	readTryTimeout time.Duration
+	readTrySet     bool
 	who            string
 	// token is sent as a bearer token (WithToken, auth.go).
 	token string
@@ -81,6 +85,22 @@ func WithConnectTimeout(d time.Duration) Option {
 	return func(c *Client) { c.connectTimeout = d }
 }
 
+// WithReadTryTimeout bounds how long a read (GET) waits for an instance's
+// answer before it goes to the next instance of a client of several (New):
+// a paused or hung instance, whose kernel still takes connections, then
+// costs d, not the whole request's time. Default DefaultReadTryTimeout; 0
+// or less turns it off. It bounds the wait for the answer's start, not
+// the reading of a long one (an export), and never a write, which is
+// never sent twice. Set it above the servers' slowest answer to a read:
+// on etcd, etcd.request_timeout (5s by default).
+func WithReadTryTimeout(d time.Duration) Option {
+	return func(c *Client) { c.readTryTimeout = max(d, 0); c.readTrySet = true }
+}
+
+// DefaultReadTryTimeout is a read's wait for one instance of several
+// (WithReadTryTimeout): twice etcd.request_timeout's default.
+const DefaultReadTryTimeout = 10 * time.Second
+
 // DefaultConnectTimeout is the connection timeout of a client of several
 // instances that brings no HTTP client of its own (WithConnectTimeout).
 const DefaultConnectTimeout = 5 * time.Second
@@ -103,6 +123,9 @@ func New(serverURL string, opts ...Option) (*Client, error) {
 	c := &Client{servers: servers, hc: http.DefaultClient}
 	for _, o := range opts {
 		o(c)
+	}
+	if !c.readTrySet {
+		c.readTryTimeout = DefaultReadTryTimeout
 	}
 	if c.connectTimeout == 0 && len(servers) > 1 && c.hc == http.DefaultClient {
 		c.connectTimeout = DefaultConnectTimeout

@@ -27,8 +27,8 @@
 // etcd prefix), separated by commas. A request goes to the instance that
 // took the last one, and moves to the next only when it provably had no
 // effect: no connection was made (WithConnectTimeout bounds the attempt),
-// it was a read or was not written in full, or the instance answered 503
-// unavailable. A write that was sent and not answered is never sent again
+// it was a read (WithReadTryTimeout bounds its wait for an answer) or was
+// not written in full, or the instance answered 503 unavailable. A write that was sent and not answered is never sent again
 // (outcome unknown, below). Watch resumes on the next instance when its own
 // cannot be reached. Servers lists them, the preferred one first
 // (failover.go).

@@ -20,7 +20,8 @@ import (
 //   - no connection was made (refused, unreachable, the dial timed out):
 //     the request never left the client;
 //   - the request was not written in full, or it is a read (GET): sending
-//     it again changes nothing that the first attempt did;
+//     it again changes nothing that the first attempt did; a read that
+//     waited the read try timeout for an answer moves too (sendTry);
 //   - the instance answered 503 unavailable: ctxd refuses a write with it
 //     before the store applies anything (an instance closing, or one that
 //     cannot reach etcd).
@@ -122,8 +123,9 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 		if err != nil {
 			return nil, err
 		}
-		resp, sent, err := c.send(req, write)
-		last := i == len(c.servers)-1 || req.Context().Err() != nil
+		last := i == len(c.servers)-1
+		resp, sent, err := c.sendTry(req, write, !last && replayable && isRead(req.Method))
+		last = last || req.Context().Err() != nil
 		switch {
 		case err != nil:
 			if last || !(sent == notConnected || replayable && (sent == notWritten || isRead(req.Method))) {
@@ -140,6 +142,49 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 			return resp, nil
 		}
 	}
+}
+
+// sendTry is send; for a read that another instance could take
+// (bounded), the instance must answer within the client's read try
+// timeout (WithReadTryTimeout): a hung or paused one (its kernel still
+// takes connections) then costs that long, not the caller's whole
+// deadline. A body being read is not bounded: the deadline ends with the
+// answer's headers.
+func (c *Client) sendTry(req *http.Request, write, bounded bool) (*http.Response, sendState, error) {
+	if !bounded || c.readTryTimeout <= 0 {
+		return c.send(req, write)
+	}
+	ctx, cancel := context.WithCancel(req.Context())
+	timer := time.AfterFunc(c.readTryTimeout, cancel)
+	resp, sent, err := c.send(req.WithContext(ctx), write)
+	if !timer.Stop() {
+		// Too late, even if the answer came as the timer fired (its body
+		// can no longer be read): the next instance.
+		cancel()
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, notConnected, &url.Error{Op: req.Method, URL: req.URL.String(),
+			Err: fmt.Errorf("no answer within %v (client.WithReadTryTimeout)", c.readTryTimeout)}
+	}
+	if err != nil {
+		cancel()
+		return nil, sent, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, sent, nil
+}
+
+// cancelOnClose ends a request's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // isRead reports whether a request of this method changes nothing on the

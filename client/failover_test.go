@@ -319,3 +319,89 @@ func muteServer(t *testing.T) (string, *atomic.Int64) {
 	}()
 	return "http://" + ln.Addr().String(), &requests
 }
+
+// A read waits for a hung instance (it takes the connection and the
+// request, and never answers, as a paused process does) at most the read
+// try timeout, then goes to the next instance; a write to it is never
+// sent on. The timeout bounds the wait for the answer, not the reading of
+// a long one.
+func TestFailoverPassesAHungInstanceForReads(t *testing.T) {
+	live := testkit.StartServer(t)
+	hung := hungServer(t)
+	ctx := context.Background()
+	_, err := live.Backend().Put(ctx, "default", "k", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+
+	c, err := New(hung+","+live.URL, WithReadTryTimeout(300*time.Millisecond))
+	require.NoError(t, err)
+	rec, err := c.Get(ctx, "", "k", GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `1`, string(rec.Value))
+	assert.Equal(t, live.URL, c.Servers()[0])
+
+	c, err = New(hung+","+live.URL, WithReadTryTimeout(300*time.Millisecond))
+	require.NoError(t, err)
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err = c.Put(wctx, "", "k", json.RawMessage(`2`), PutOptions{})
+	require.True(t, IsOutcomeUnknown(err), "%v", err)
+	rec, err = live.Backend().Get("default", "k")
+	require.NoError(t, err)
+	assert.JSONEq(t, `1`, string(rec.Value), "the write went only to the hung instance")
+
+	// A body read for longer than the timeout arrives whole: an export
+	// larger than one read.
+	big := json.RawMessage(`"` + strings.Repeat("x", 1000) + `"`)
+	for i := range 500 {
+		_, err := live.Backend().Put(ctx, "default", fmt.Sprintf("big/%03d", i), big, nil, "t")
+		require.NoError(t, err)
+	}
+	c, err = New(live.URL+","+hung, WithReadTryTimeout(200*time.Millisecond))
+	require.NoError(t, err)
+	slow := &slowWriter{delay: 400 * time.Millisecond}
+	_, err = c.Export(ctx, "", ExportOptions{Format: "json"}, slow)
+	require.NoError(t, err)
+	assert.Contains(t, slow.buf.String(), `"k"`)
+	assert.Contains(t, slow.buf.String(), `"big/499"`)
+}
+
+// slowWriter waits delay before its first write.
+type slowWriter struct {
+	delay time.Duration
+	buf   bytes.Buffer
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	if w.buf.Len() == 0 {
+		time.Sleep(w.delay)
+	}
+	return w.buf.Write(p)
+}
+
+// hungServer is the URL of a server that reads each request and never
+// answers, holding the connection until the test ends.
+func hungServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+	})
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				if req, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
+					_, _ = io.Copy(io.Discard, req.Body)
+				}
+				<-done
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
