@@ -296,9 +296,27 @@ func silentServer(t *testing.T) string {
 // muteServer reads each request in full and closes the connection without
 // an answer; requests counts them.
 func muteServer(t *testing.T) (string, *atomic.Int64) {
+	return silentAfterRequest(t, false)
+}
+
+// hungServer is the URL of a server that reads each request and never
+// answers, holding the connection until the test ends.
+func hungServer(t *testing.T) string {
+	url, _ := silentAfterRequest(t, true)
+	return url
+}
+
+// silentAfterRequest serves a listener that reads each request in full and
+// never answers: it then closes the connection, or holds it until the test
+// ends (hold). requests counts the requests read.
+func silentAfterRequest(t *testing.T, hold bool) (string, *atomic.Int64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+	})
 	var requests atomic.Int64
 	go func() {
 		for {
@@ -314,6 +332,9 @@ func muteServer(t *testing.T) (string, *atomic.Int64) {
 				}
 				_, _ = io.Copy(io.Discard, req.Body)
 				requests.Add(1)
+				if hold {
+					<-done
+				}
 			}()
 		}
 	}()
@@ -376,32 +397,4 @@ func (w *slowWriter) Write(p []byte) (int, error) {
 		time.Sleep(w.delay)
 	}
 	return w.buf.Write(p)
-}
-
-// hungServer is the URL of a server that reads each request and never
-// answers, holding the connection until the test ends.
-func hungServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		close(done)
-		ln.Close()
-	})
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				if req, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
-					_, _ = io.Copy(io.Discard, req.Body)
-				}
-				<-done
-			}()
-		}
-	}()
-	return "http://" + ln.Addr().String()
 }
