@@ -53,7 +53,11 @@ type Client struct {
 	// when another could take it (WithReadTryTimeout); 0: none.
 	readTryTimeout time.Duration
 	readTrySet     bool
-	who            string
+	// traced says the HTTP client's transport reports a request's
+	// progress through httptrace (tracesSends); without it a write that
+	// failed may have been sent.
+	traced bool
+	who    string
 	// token is sent as a bearer token (WithToken, auth.go).
 	token string
 }
@@ -135,6 +139,7 @@ func New(serverURL string, opts ...Option) (*Client, error) {
 			return nil, err
 		}
 	}
+	c.traced = tracesSends(c.hc.Transport)
 	if c.token != "" {
 		c.hc = withBearer(c.hc, c.token)
 	}

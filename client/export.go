@@ -119,9 +119,10 @@ func (c *Client) Import(ctx context.Context, ns string, r io.Reader) (ImportResu
 func (c *Client) stream(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
 	// The one stream that is not a GET is Import: a write, whose body is
 	// read once (a connection that took it cannot hand it to another).
-	if body != nil {
+	if body != nil && len(c.servers) > 1 {
 		// Hide a Close (an *os.File's): net/http closes a request's body
-		// when the request fails, and the next instance needs it.
+		// when the request fails, and the next instance needs it. (Hidden
+		// too: the length of a *bytes.Reader, so it is sent chunked.)
 		body = struct{ io.Reader }{body}
 	}
 	resp, err := c.exchange(func(base string) (*http.Request, error) {

@@ -28,9 +28,11 @@ import (
 //
 // A write that was sent and got no answer, or that the server answered
 // outcome_unknown, is never sent again: it may have been applied, and
-// only the caller can tell whether to retry (IsOutcomeUnknown). The
-// instance that took a request stays preferred, so a dead one costs one
-// failed connection, not one per request.
+// only the caller can tell whether to retry (IsOutcomeUnknown); the next
+// request goes to the next instance, so that a hung one costs one write
+// its deadline, not every write. The instance that took a request stays
+// preferred, so a dead one costs one failed connection, not one per
+// request.
 
 // parseServers splits a comma-separated list of server URLs and checks
 // each one.
@@ -128,6 +130,12 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 		last = last || req.Context().Err() != nil
 		switch {
 		case err != nil:
+			if write && sent == written && len(c.servers) > 1 {
+				// Not sent on (its outcome is unknown), but the next
+				// request goes to the next instance: a hung one would
+				// otherwise cost every write the caller's whole deadline.
+				c.preferred.CompareAndSwap(int32(first), int32((idx+1)%len(c.servers)))
+			}
 			if last || !(sent == notConnected || replayable && (sent == notWritten || isRead(req.Method))) {
 				return nil, err
 			}

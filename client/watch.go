@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -77,8 +78,9 @@ type WatchOptions struct {
 	// no ping from the server) before it is taken for dead. Default 2m.
 	IdleTimeout time.Duration
 	// DialTimeout bounds each connection attempt, the WebSocket handshake
-	// included. Default 10s, or the client's connection timeout when that
-	// is shorter (WithConnectTimeout).
+	// included (the server may read the changes to resume from first).
+	// Default 10s. The client's connection timeout (WithConnectTimeout)
+	// bounds the TCP connection within it, as for the REST calls.
 	DialTimeout time.Duration
 	// OnReconnect, when set, is called before each wait to reconnect,
 	// with why the connection ended and how long the wait is.
@@ -104,9 +106,6 @@ type WatchOptions struct {
 // connection is not retried: if it fails (on every instance), Watch
 // returns the error (IsConnectionError tells a server that is not there).
 func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEvent) error) error {
-	if opts.DialTimeout <= 0 && c.connectTimeout > 0 {
-		opts.DialTimeout = min(c.connectTimeout, 10*time.Second)
-	}
 	opts = opts.withDefaults()
 	w := &watcher{c: c, opts: opts, fn: fn}
 	if opts.FromRev != nil {
@@ -233,6 +232,13 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 	}
 	d := websocket.Dialer{HandshakeTimeout: w.opts.DialTimeout, Proxy: http.ProxyFromEnvironment,
 		TLSClientConfig: w.c.tlsConfig()} // auth.go: the token and TLS settings of the REST calls
+	if t := w.c.connectTimeout; t > 0 {
+		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, t)
+			defer cancel()
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}
+	}
 	dctx, cancel := context.WithTimeout(ctx, w.opts.DialTimeout)
 	conn, resp, err := d.DialContext(dctx, u, w.c.authHeader())
 	cancel()
