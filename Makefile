@@ -15,7 +15,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := bin/staticcheck
 STATICCHECK_VERSION := v0.7.0
 
-.PHONY: build run cluster cluster-test test test-tools bench fuzz perf load powerloss fmt lint clean
+.PHONY: build run cluster cluster-test test test-tools bench fuzz perf load powerloss powerloss-etcd fmt lint clean
 
 ## build: compile ./bin/ctxd, stamped with the version from git describe ("dev" without git), and beside it
 ## ./bin/ctxd-etcd-peer, the embedded etcd of `ctxd perf --compare etcd`, and ./bin/ctxd-cluster (make cluster)
@@ -116,6 +116,19 @@ powerloss:
 	@echo "store power cuts, before every change the store makes to its files (make test: every 10th); log: bin/powercut.log"
 	@CTXD_POWERCUT_STEP=1 $(GO) test -count=1 -timeout 0 -run '^TestPowerCutKeepsAcknowledgedWrites$$' -v ./store/bolt/ \
 		> bin/powercut.log 2>&1; rc=$$?; grep -E 'power cuts|^(ok|FAIL|--- FAIL)' bin/powercut.log; exit $$rc
+	@$(MAKE) --no-print-directory powerloss-etcd
+
+## powerloss-etcd: ETCD_TRIALS power-loss trials (default 10; make test runs 1, and its negative control) of ctxd on
+## etcd: a 3-member cluster (make cluster's members) keeps its data on one powerfs mount, writers on 3 ctxd instances,
+## the power cut for all members at once; exit 0 only when every acknowledged write is back. Log: bin/powerloss-etcd.log;
+## a failing trial names its seed: make powerloss-etcd ETCD_TRIALS=1 SEED=<seed>. make powerloss runs it last.
+ETCD_TRIALS ?= 10
+powerloss-etcd:
+	@mkdir -p bin && rm -f bin/powerloss-etcd.txt
+	@CTXD_ETCD_POWERLOSS_TRIALS=$(ETCD_TRIALS) CTXD_POWERLOSS_SEED=$(SEED) CTXD_ETCD_POWERLOSS_REPORT=$(CURDIR)/bin/powerloss-etcd.txt \
+		$(GO) test -count=1 -timeout 0 -v -run '^TestEtcdPowerLoss$$' ./robustness/ > bin/powerloss-etcd.log 2>&1; rc=$$?; \
+		grep -E '^ +etcd_powerloss_test.go:[0-9]+: (trial [0-9]|lost|torn)' bin/powerloss-etcd.log | sed 's/^ *etcd_powerloss_test.go:[0-9]*: /  /'; \
+		cat bin/powerloss-etcd.txt 2>/dev/null || { tail -n 30 bin/powerloss-etcd.log; echo "etcd power-loss: the trials did not run"; }; exit $$rc
 
 ## fmt: format every Go file in place
 fmt:

@@ -57,23 +57,40 @@ type testCluster struct {
 
 // startCluster starts a 3-member etcd cluster and n ctxd instances on it,
 // each with etcd.request_timeout clusterRequestTimeout.
-func startCluster(t *testing.T, n int) *testCluster { return startClusterOf(t, n, false) }
+func startCluster(t *testing.T, n int) *testCluster { return startClusterOf(t, n, clusterOptions{}) }
 
 // startPartitionableCluster is startCluster with the members' peer
 // traffic through proxies (c.peerProxies), so that isolateMember can cut
 // one member off from the others.
-func startPartitionableCluster(t *testing.T, n int) *testCluster { return startClusterOf(t, n, true) }
+func startPartitionableCluster(t *testing.T, n int) *testCluster {
+	return startClusterOf(t, n, clusterOptions{peerProxies: true})
+}
 
-func startClusterOf(t *testing.T, n int, peerProxies bool) *testCluster {
+// clusterOptions change the cluster startClusterOf starts.
+type clusterOptions struct {
+	peerProxies bool   // the members' peer traffic through proxies (startPartitionableCluster)
+	dir         string // the folder of the members' data folders (dir/m1, ...); "": a temp folder
+	// unsafeNoFsync starts the members with etcd's --unsafe-no-fsync (the
+	// etcd power-loss test's negative control).
+	unsafeNoFsync bool
+}
+
+func startClusterOf(t *testing.T, n int, o clusterOptions) *testCluster {
 	t.Helper()
 	clusterBinOnce.Do(func() { clusterBin, clusterBinErr = testkit.BuildCommand(buildDir, "ctxd-cluster", "cmd/ctxd-cluster") })
 	require.NoError(t, clusterBinErr)
 	ports, err := localcluster.FreePorts(6)
 	require.NoError(t, err)
-	ms, err := localcluster.Plan(filepath.Join(t.TempDir(), "etcd"), ports[:3], ports[3:])
+	if o.dir == "" {
+		o.dir = filepath.Join(t.TempDir(), "etcd")
+	}
+	ms, err := localcluster.Plan(o.dir, ports[:3], ports[3:])
 	require.NoError(t, err)
+	for i := range ms {
+		ms[i].UnsafeNoFsync = o.unsafeNoFsync
+	}
 	c := &testCluster{t: t, procs: make([]*localcluster.Process, len(ms)), logs: make([]*testkit.SyncBuffer, len(ms))}
-	if peerProxies {
+	if o.peerProxies {
 		// Each member listens on its planned port and is reached by its
 		// peers through a proxy that names the sender of each connection
 		// by the peer URL etcd's raft transport sends with every request.

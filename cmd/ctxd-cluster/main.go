@@ -67,6 +67,7 @@ func runMember(args []string) error {
 	fs.StringVar(&m.ClientURL, "client-url", "", "its client `URL`")
 	fs.StringVar(&m.PeerURL, "peer-url", "", "its peer `URL`")
 	fs.StringVar(&m.ListenPeerURL, "listen-peer-url", "", "where it listens for its peers, when not at --peer-url (a `URL`: a proxy forwards from there)")
+	fs.BoolVar(&m.UnsafeNoFsync, "unsafe-no-fsync", false, "tests only: acknowledge writes before they are on disk (the negative control of the etcd power-loss test)")
 	initial := fs.String("initial-cluster", "", "every member: `name=peerURL,...`")
 	logLevel := fs.String("log-level", "warn", "etcd's log `level`")
 	if err := fs.Parse(args); err != nil {

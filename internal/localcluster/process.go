@@ -118,6 +118,9 @@ func MemberCommand(bin string, m Member, cluster []Member, logLevel string) *exe
 	if m.ListenPeerURL != "" {
 		args = append(args, "--listen-peer-url", m.ListenPeerURL)
 	}
+	if m.UnsafeNoFsync {
+		args = append(args, "--unsafe-no-fsync")
+	}
 	return exec.Command(bin, args...)
 }
 
