@@ -116,9 +116,11 @@ func (c *Client) leave(failed int) {
 // take effect (see the top of this file). replayable says build can make
 // the request again with its whole body (a stream read once cannot be
 // sent again once a connection took it). The answer may have any status:
-// the caller decodes it; an error is the last instance's.
+// the caller decodes it; an error is the last instance's, with what the
+// instances tried before it answered (movedOn).
 func (c *Client) exchange(build func(base string) (*http.Request, error), write, replayable bool) (*http.Response, error) {
 	first := int(c.preferred.Load())
+	var tried []string // why each instance before this one did not take it
 	for i := 0; ; i++ {
 		idx := (first + i) % len(c.servers)
 		req, err := build(c.servers[idx])
@@ -137,12 +139,14 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 				c.preferred.CompareAndSwap(int32(first), int32((idx+1)%len(c.servers)))
 			}
 			if last || !(sent == notConnected || replayable && (sent == notWritten || isRead(req.Method))) {
-				return nil, err
+				return nil, movedOn(err, tried)
 			}
+			tried = append(tried, err.Error())
 		case resp.StatusCode == http.StatusServiceUnavailable && !last && replayable:
-			if resp, err = refusedBeforeApplying(resp); resp != nil || err != nil {
-				return resp, err
+			if resp, err = refusedBeforeApplying(resp, write); resp != nil || err != nil {
+				return resp, movedOn(err, tried)
 			}
+			tried = append(tried, c.servers[idx]+": 503 unavailable")
 		default:
 			if idx != first {
 				c.preferred.CompareAndSwap(int32(first), int32(idx))
@@ -202,11 +206,15 @@ func isRead(method string) bool { return method == http.MethodGet || method == h
 // refusedBeforeApplying reads a 503 answer: nil, nil when it is ctxd's
 // unavailable (nothing was applied: the next instance may take the
 // request); otherwise the answer itself, its body still readable.
-func refusedBeforeApplying(resp *http.Response) (*http.Response, error) {
+func refusedBeforeApplying(resp *http.Response, write bool) (*http.Response, error) {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if err != nil {
-		return nil, fmt.Errorf("read the %d answer: %w", resp.StatusCode, err)
+		err = fmt.Errorf("read the %d answer: %w", resp.StatusCode, err)
+		if write { // unavailable, or outcome_unknown: no telling which
+			err = sentWithoutAnswer(err)
+		}
+		return nil, err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	var ae *APIError
@@ -216,6 +224,29 @@ func refusedBeforeApplying(resp *http.Response) (*http.Response, error) {
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
 }
+
+// movedOn is err, the error of the last instance a request was sent to,
+// with why the ones before did not take it (tried), so that a message
+// names every instance's failure: the first may be the one to fix (a
+// certificate it refused, say), not the last one's refused connection.
+// errors.Is and errors.As see err alone.
+func movedOn(err error, tried []string) error {
+	if err == nil || len(tried) == 0 {
+		return err
+	}
+	return &triedError{err: err, tried: tried}
+}
+
+type triedError struct {
+	err   error
+	tried []string
+}
+
+func (e *triedError) Error() string {
+	return e.err.Error() + " (before it: " + strings.Join(e.tried, "; ") + ")"
+}
+
+func (e *triedError) Unwrap() error { return e.err }
 
 // watchFailover reports whether a watch connection that failed with err
 // before the server accepted it may be tried on the next instance: the

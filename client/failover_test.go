@@ -187,6 +187,24 @@ func TestFailoverNeverResendsAWriteThatMayHaveApplied(t *testing.T) {
 	assert.True(t, IsNotFound(err), "a read still goes on: %v %v", rec, err)
 }
 
+// When no instance takes a request, the error is the last one's, and its
+// message names why each one before did not take it: the first may be
+// the one to fix.
+func TestFailoverErrorNamesEveryInstance(t *testing.T) {
+	refused := "http://" + testkit.FreeAddr(t)
+	mute, _ := muteServer(t)
+	c, err := New(refused+","+mute, WithConnectTimeout(time.Second))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.Get(ctx, "", "k", GetOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), strings.TrimPrefix(refused, "http://"), "the first instance's failure")
+	assert.Contains(t, err.Error(), "connection refused")
+	assert.Contains(t, err.Error(), strings.TrimPrefix(mute, "http://"), "the last one's")
+	assert.ErrorIs(t, err, io.EOF, "errors.Is sees the last instance's error (it closed without answering)")
+}
+
 // A 503 unavailable (the instance refused before applying anything: it
 // is closing, or cannot reach etcd) moves the request to the next
 // instance; a 503 outcome_unknown (it took the write) does not.
