@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -57,7 +58,9 @@ type Client struct {
 	// progress through httptrace (tracesSends); without it a write that
 	// failed may have been sent.
 	traced bool
-	who    string
+	// preferredURL is WithPreferred's instance.
+	preferredURL string
+	who          string
 	// token is sent as a bearer token (WithToken, auth.go).
 	token string
 }
@@ -87,6 +90,14 @@ func WithWho(who string) Option {
 // must be an *http.Transport; the client uses a copy of it.
 func WithConnectTimeout(d time.Duration) Option {
 	return func(c *Client) { c.connectTimeout = d }
+}
+
+// WithPreferred makes url, one of the instances New was given, the one
+// requests go to first, instead of the first of the list: the instance
+// that last took a request in an earlier process (the CLI remembers it
+// between commands). A url not in the list is ignored.
+func WithPreferred(url string) Option {
+	return func(c *Client) { c.preferredURL = url }
 }
 
 // WithReadTryTimeout bounds how long a read (GET) waits for an instance's
@@ -130,6 +141,9 @@ func New(serverURL string, opts ...Option) (*Client, error) {
 	}
 	if !c.readTrySet {
 		c.readTryTimeout = DefaultReadTryTimeout
+	}
+	if i := slices.Index(servers, strings.TrimRight(c.preferredURL, "/")); i >= 0 {
+		c.preferred.Store(int32(i))
 	}
 	if c.connectTimeout == 0 && len(servers) > 1 && c.hc == http.DefaultClient {
 		c.connectTimeout = DefaultConnectTimeout

@@ -441,3 +441,18 @@ func (w *slowWriter) Write(p []byte) (int, error) {
 	}
 	return w.buf.Write(p)
 }
+
+// WithPreferred names the instance to start with (one an earlier process
+// found answering); a URL not in the list changes nothing.
+func TestWithPreferred(t *testing.T) {
+	for _, tt := range []struct{ preferred, want string }{
+		{"http://b:2/", "http://b:2"},
+		{"http://b:2", "http://b:2"},
+		{"http://c:3", "http://a:1"},
+		{"", "http://a:1"},
+	} {
+		c, err := New("http://a:1,http://b:2", WithPreferred(tt.preferred))
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, c.Servers()[0], "WithPreferred(%q)", tt.preferred)
+	}
+}

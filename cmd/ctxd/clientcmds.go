@@ -136,42 +136,53 @@ func (c *common) expect(cmd *cobra.Command) *uint64 {
 	return client.Expect(c.ifVersion)
 }
 
-// client returns a client for --server and a context bounded by --timeout.
-func (c *common) client(ctx context.Context) (*client.Client, context.Context, context.CancelFunc, error) {
+// client returns a client for --server and a context bounded by
+// --timeout. done ends the context and, for a list of instances,
+// remembers the one the client ended on for the next command
+// (preferred.go).
+func (c *common) client(ctx context.Context) (cl *client.Client, _ context.Context, done func(), err error) {
 	servers := strings.Split(c.server, ",")
 	for i, s := range servers {
 		if s = strings.TrimSpace(s); !strings.Contains(s, "://") {
 			servers[i] = "http://" + s
 		}
 	}
+	list := strings.Join(servers, ",")
 	opts, err := c.clientOptions()
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if len(servers) > 1 {
 		// A silent instance (its machine gone) costs this, not --timeout.
-		opts = append(opts, client.WithConnectTimeout(client.DefaultConnectTimeout))
+		opts = append(opts, client.WithConnectTimeout(client.DefaultConnectTimeout),
+			client.WithPreferred(loadPreferred(list)))
 	}
-	cl, err := client.New(strings.Join(servers, ","), opts...)
-	if err != nil {
+	if cl, err = client.New(list, opts...); err != nil {
 		return nil, nil, nil, &usageError{fmt.Errorf("--server: %w", err)}
 	}
+	var cancel context.CancelFunc
 	if c.timeout <= 0 {
-		ctx, cancel := context.WithCancel(ctx)
-		return cl, ctx, cancel, nil
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	return cl, ctx, cancel, nil
+	start := cl.Servers()[0]
+	return cl, ctx, func() {
+		cancel()
+		if now := cl.Servers()[0]; len(servers) > 1 && now != start {
+			savePreferred(list, now)
+		}
+	}, nil
 }
 
 // withClient runs fn with a client for the command's flags and a context
 // bounded by --timeout.
 func (c *common) withClient(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client) error) error {
-	cl, ctx, cancel, err := c.client(cmd.Context())
+	cl, ctx, done, err := c.client(cmd.Context())
 	if err != nil {
 		return err
 	}
-	defer cancel()
+	defer done()
 	return fn(ctx, cl)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,12 @@ var bin string
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ctxd-cli-test-")
 	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// The CLI remembers the instance of a --server list that answered in
+	// the user's cache folder (preferred.go): the tests' is their own.
+	if err := os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache")); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

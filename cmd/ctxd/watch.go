@@ -83,11 +83,13 @@ with --from-rev set to the revision read.`,
 		opts.OnReconnect = func(err error, wait time.Duration) {
 			fmt.Fprintf(a.stderr, "ctxd watch: %v; reconnecting in %v\n", err, wait.Round(time.Millisecond))
 		}
-		cl, _, cancel, err := c.client(cmd.Context())
+		// --timeout bounds each connection attempt (DialTimeout), not the
+		// watch: the client's context is not used.
+		cl, _, done, err := c.client(cmd.Context())
 		if err != nil {
 			return err
 		}
-		cancel() // --timeout bounds each connection attempt, not the watch
+		defer done()
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -257,6 +259,46 @@ func TestWatchFromIndexOnEtcd(t *testing.T) {
 // change once, in order; the writes go on through B with the same
 // --server list. The negative control, a watch given A alone, stays
 // behind.
+// Each command of the CLI is a process of its own; with a --server list
+// it starts where the last one ended: a hung first instance (it takes the
+// connection and the request and never answers) costs one write its
+// --timeout and an outcome unknown, not every write. The control: a user
+// whose cache has nothing remembered meets the hung instance again.
+func TestCLIRemembersTheInstanceThatAnswered(t *testing.T) {
+	t.Parallel()
+	live := startServer(t, t.TempDir())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold); ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
+					<-hold
+				}
+			}()
+		}
+	}()
+	servers := "http://" + ln.Addr().String() + "," + live.URL
+	cache := "XDG_CACHE_HOME=" + t.TempDir()
+
+	r := cli(t, []string{cache}, "", "put", "k", "1", "--server", servers, "--timeout", "1s")
+	require.Equal(t, 6, r.code, "the write sent to the hung instance is outcome unknown: %s", r.stderr)
+	r = cli(t, []string{cache}, "", "put", "k", "2", "--server", servers, "--timeout", "10s")
+	require.Equal(t, 0, r.code, "the next command starts at the live instance: %s", r.stderr)
+	assert.Equal(t, "2", strings.TrimSpace(cliOK(t, nil, "", "get", "k", "--server", live.URL)))
+	assert.Equal(t, "2", strings.TrimSpace(cliOK(t, []string{cache}, "", "get", "k", "--server", servers, "--timeout", "5s")))
+
+	r = cli(t, []string{"XDG_CACHE_HOME=" + t.TempDir()}, "", "put", "k", "3", "--server", servers, "--timeout", "1s")
+	assert.Equal(t, 6, r.code, "without the cache the hung instance takes the write again: %s", r.stderr)
+}
+
 func TestWatchMovesToAnotherInstance(t *testing.T) {
 	t.Parallel()
 	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.TempDir())
