@@ -169,8 +169,8 @@ func (c *common) client(ctx context.Context) (cl *client.Client, _ context.Conte
 	start := cl.Servers()[0]
 	return cl, ctx, func() {
 		cancel()
-		if now := cl.Servers()[0]; len(servers) > 1 && now != start {
-			savePreferred(list, now)
+		if len(servers) > 1 {
+			rememberPreferred(list, strings.TrimRight(servers[0], "/"), start, cl.Servers()[0])
 		}
 	}, nil
 }

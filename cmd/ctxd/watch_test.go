@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -286,7 +287,8 @@ func TestCLIRemembersTheInstanceThatAnswered(t *testing.T) {
 		}
 	}()
 	servers := "http://" + ln.Addr().String() + "," + live.URL
-	cache := "XDG_CACHE_HOME=" + t.TempDir()
+	cacheDir := t.TempDir()
+	cache := "XDG_CACHE_HOME=" + cacheDir
 
 	r := cli(t, []string{cache}, "", "put", "k", "1", "--server", servers, "--timeout", "1s")
 	require.Equal(t, 6, r.code, "the write sent to the hung instance is outcome unknown: %s", r.stderr)
@@ -297,6 +299,16 @@ func TestCLIRemembersTheInstanceThatAnswered(t *testing.T) {
 
 	r = cli(t, []string{"XDG_CACHE_HOME=" + t.TempDir()}, "", "put", "k", "3", "--server", servers, "--timeout", "1s")
 	assert.Equal(t, 6, r.code, "without the cache the hung instance takes the write again: %s", r.stderr)
+
+	// The memory lapses 10 minutes after the last command that used it:
+	// commands start at the first URL again.
+	files, err := filepath.Glob(filepath.Join(cacheDir, "ctxd", "instance-*"))
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	old := time.Now().Add(-11 * time.Minute)
+	require.NoError(t, os.Chtimes(files[0], old, old))
+	r = cli(t, []string{cache}, "", "put", "k", "4", "--server", servers, "--timeout", "1s")
+	assert.Equal(t, 6, r.code, "a lapsed memory: the first instance again: %s", r.stderr)
 }
 
 func TestWatchMovesToAnotherInstance(t *testing.T) {
