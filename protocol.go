@@ -37,3 +37,8 @@ type Subscription struct {
 
 // AllNamespaces, as a subscription's namespace, matches every namespace.
 const AllNamespaces = "*"
+
+// HeaderDraining is on every answer of a server that is shutting down
+// gracefully (shutdown_drain): the answer is good, and the client should
+// send its next requests to another instance (a client of several does).
+const HeaderDraining = "X-Ctxd-Draining"

@@ -149,7 +149,7 @@ func New(serverURL string, opts ...Option) (*Client, error) {
 		c.connectTimeout = DefaultConnectTimeout
 	}
 	if c.connectTimeout > 0 {
-		if c.hc, err = withConnectTimeout(c.hc, c.connectTimeout); err != nil {
+		if c.hc, err = withConnectTimeout(c.hc, c.connectTimeout, len(servers) > 1); err != nil {
 			return nil, err
 		}
 	}

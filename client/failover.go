@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/framework0/ctxd"
 )
 
 // A client may know several instances of one deployment (ctxd on etcd,
@@ -61,9 +63,20 @@ func parseServers(list string) ([]string, error) {
 	return servers, nil
 }
 
+// IdleConnTimeout is how long a client of several instances keeps an
+// idle connection, when it uses its own copy of the transport (it has a
+// connection timeout: by default). An instance that stops gracefully
+// serves on for its shutdown_drain, closing each connection after an
+// answer; a connection the client closes itself within that time is
+// never closed by the server under a request the client is sending on
+// it, which would leave a write's outcome unknown.
+const IdleConnTimeout = time.Second
+
 // withConnectTimeout returns a copy of hc whose transport gives each
-// connection attempt at most d (WithConnectTimeout).
-func withConnectTimeout(hc *http.Client, d time.Duration) (*http.Client, error) {
+// connection attempt at most d (WithConnectTimeout); for a client of
+// several instances (several) it keeps idle connections at most
+// IdleConnTimeout.
+func withConnectTimeout(hc *http.Client, d time.Duration, several bool) (*http.Client, error) {
 	rt := hc.Transport
 	if rt == nil {
 		rt = http.DefaultTransport
@@ -73,6 +86,9 @@ func withConnectTimeout(hc *http.Client, d time.Duration) (*http.Client, error) 
 		return nil, fmt.Errorf("client: WithConnectTimeout needs an *http.Transport, not %T", rt)
 	}
 	tr = tr.Clone()
+	if several && (tr.IdleConnTimeout <= 0 || tr.IdleConnTimeout > IdleConnTimeout) {
+		tr.IdleConnTimeout = IdleConnTimeout
+	}
 	dial := tr.DialContext
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
@@ -148,8 +164,15 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 			}
 			tried = append(tried, c.servers[idx]+": 503 unavailable")
 		default:
-			if idx != first {
-				c.preferred.CompareAndSwap(int32(first), int32(idx))
+			next := idx
+			if resp.Header.Get(ctxd.HeaderDraining) != "" && len(c.servers) > 1 {
+				// A good answer from an instance that is stopping: the
+				// next requests go to the next instance before it
+				// closes its connections (and resets new ones).
+				next = (idx + 1) % len(c.servers)
+			}
+			if next != first {
+				c.preferred.CompareAndSwap(int32(first), int32(next))
 			}
 			return resp, nil
 		}

@@ -31,8 +31,13 @@ type Config struct {
 	// ShutdownTimeout (shutdown_timeout) bounds how long a graceful shutdown
 	// waits for requests in flight before closing their connections.
 	ShutdownTimeout time.Duration
-	Log             Log
-	HTTP            HTTP
+	// ShutdownDrain (shutdown_drain) is how long a graceful shutdown keeps
+	// serving first, with /readyz answering 503 and every answer closing
+	// its connection, so that load balancers and clients of several
+	// instances leave before connections are closed under them; 0: none.
+	ShutdownDrain time.Duration
+	Log           Log
+	HTTP          HTTP
 	// Auth (auth.*) is access control: who may call the API.
 	Auth Auth
 	// TLS (tls.*) serves HTTPS when a certificate is given.
@@ -641,6 +646,7 @@ var settings = []setting{
 		},
 		get: func(c *Config) string { return c.ShutdownTimeout.String() },
 	},
+	durationSetting("shutdown_drain", true, func(c *Config) *time.Duration { return &c.ShutdownDrain }),
 	choiceSetting("log.level", "level", func(c *Config) *string { return &c.Log.Level }, "trace", "debug", "info", "warn", "error"),
 	choiceSetting("log.format", "format", func(c *Config) *string { return &c.Log.Format }, "json", "console"),
 	sizeSetting("http.max_body_bytes", 1<<62, func(c *Config) *int64 { return &c.HTTP.MaxBodyBytes }),

@@ -91,7 +91,7 @@ func TestEnvNames(t *testing.T) {
 		names = append(names, s.env())
 	}
 	assert.Equal(t, []string{
-		"CTXD_ADDR", "CTXD_DATA_DIR", "CTXD_SHUTDOWN_TIMEOUT", "CTXD_LOG_LEVEL", "CTXD_LOG_FORMAT",
+		"CTXD_ADDR", "CTXD_DATA_DIR", "CTXD_SHUTDOWN_TIMEOUT", "CTXD_SHUTDOWN_DRAIN", "CTXD_LOG_LEVEL", "CTXD_LOG_FORMAT",
 		"CTXD_HTTP_MAX_BODY_BYTES", "CTXD_HTTP_CORS_ORIGINS", "CTXD_HTTP_RATE_LIMIT", "CTXD_HTTP_RATE_BURST",
 		"CTXD_HTTP_READ_HEADER_TIMEOUT", "CTXD_HTTP_READ_TIMEOUT", "CTXD_HTTP_MAX_HEADER_BYTES", "CTXD_HTTP_PPROF",
 		"CTXD_AUTH_MODE", "CTXD_AUTH_TOKENS_FILE", "CTXD_TLS_CERT_FILE", "CTXD_TLS_KEY_FILE",
@@ -273,6 +273,7 @@ func TestErrors(t *testing.T) {
 		{name: "bad yaml", file: "addr: [\n", want: "config: file "},
 		{name: "bad duration in file", file: "shutdown_timeout: 10\n", field: "shutdown_timeout", want: `invalid duration "10"`},
 		{name: "zero duration", file: "shutdown_timeout: 0s\n", field: "shutdown_timeout", want: "must be > 0"},
+		{name: "negative drain", file: "shutdown_drain: -1s\n", field: "shutdown_drain", want: "must be >= 0"},
 		{name: "negative value size", file: "limits:\n  max_value_bytes: -1\n", field: "limits.max_value_bytes", want: "limits.max_value_bytes (file "},
 		{name: "zero value size", file: "limits:\n  max_value_bytes: 0\n", field: "limits.max_value_bytes", want: "must be > 0"},
 		{name: "key limit above 1024", file: "limits:\n  max_key_bytes: 1025\n", field: "limits.max_key_bytes", want: "must be at most 1024"},

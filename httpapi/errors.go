@@ -26,6 +26,8 @@ var (
 	errBodyTooLarge = errors.New("request body too large")
 	// errNotReady is returned by /readyz when the store does not answer.
 	errNotReady = errors.New("not ready")
+	// errShuttingDown is why /readyz is not ready while the server drains.
+	errShuttingDown = errors.New("shutting down (shutdown_drain): send requests to another instance")
 	// errUnsupportedMediaType is a body of a type the route does not take
 	// (a PATCH that is not a merge patch or a JSON Patch).
 	errUnsupportedMediaType = errors.New("unsupported media type")

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -72,7 +73,15 @@ type Server struct {
 	dumps   *dumps // export.go
 	metrics *requestMetrics
 	gate    *gate // gate.go: CORS, access control, rate limit
+	// draining makes /readyz answer 503 while the server shuts down
+	// (Drain).
+	draining atomic.Bool
 }
+
+// Drain makes /readyz answer 503 unavailable from now on: the server is
+// shutting down (its shutdown_drain), and load balancers should stop
+// sending it requests, which it still serves.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // New returns a Server over st. log receives the access log (one line per
 // request at info level) and errors; its format is the caller's choice.

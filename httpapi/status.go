@@ -81,8 +81,12 @@ func (s *Server) healthz(c echo.Context) error {
 }
 
 // readyz serves GET /readyz: 200 while the store answers, 503 otherwise
-// (closed, failing, or replacing its database with a restore).
+// (closed, failing, or replacing its database with a restore), and 503
+// while the server drains before it stops (Drain).
 func (s *Server) readyz(c echo.Context) error {
+	if s.draining.Load() {
+		return &notReadyError{err: errShuttingDown}
+	}
 	if err := s.st.Ready(); err != nil {
 		return &notReadyError{err: err}
 	}

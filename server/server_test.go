@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
@@ -127,3 +129,39 @@ func statusVersion(t *testing.T, base string) string {
 }
 
 func jsonDecode(res *http.Response, v any) error { return json.NewDecoder(res.Body).Decode(v) }
+
+// While a graceful stop drains (shutdown_drain), the server still answers,
+// but /readyz is 503 unavailable and every answer closes its connection
+// and carries ctxd.HeaderDraining.
+// Without shutdown_drain nothing changes before the stop.
+func TestShutdownDrain(t *testing.T) {
+	ts := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.ShutdownDrain = 3 * time.Second }))
+	_, err := ts.Backend().Put(context.Background(), "default", "k", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	get := func(path string) *http.Response {
+		t.Helper()
+		resp, err := http.Get(ts.URL + path)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	resp := get("/readyz")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get(ctxd.HeaderDraining))
+	assert.False(t, resp.Close)
+
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); ts.Stop() }()
+	testkit.Eventually(t, func() bool { return get("/readyz").StatusCode == http.StatusServiceUnavailable }, "/readyz 503 while draining")
+	resp = get("/v1/ns/default/keys/k")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "requests are still served")
+	assert.Equal(t, "1", resp.Header.Get(ctxd.HeaderDraining))
+	assert.True(t, resp.Close, "the answer closes its connection")
+	select {
+	case <-stopped:
+		t.Fatal("stopped before shutdown_drain")
+	default:
+	}
+	<-stopped
+}

@@ -231,7 +231,9 @@ func run(args []string, out io.Writer) error {
 		name := fmt.Sprintf("ctxd%d", i+1)
 		urls[i] = fmt.Sprintf("http://127.0.0.1:%d", port)
 		cmd := exec.Command(o.ctxd, "serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", filepath.Join(o.data, name))
-		cmd.Env = append(os.Environ(), "CTXD_STORE_BACKEND=etcd",
+		// A rolling restart (SIGTERM, then start it again) leaves no
+		// write outcome unknown: shutdown_drain, unless set already.
+		cmd.Env = append(append([]string{"CTXD_SHUTDOWN_DRAIN=1500ms"}, os.Environ()...), "CTXD_STORE_BACKEND=etcd",
 			"CTXD_ETCD_ENDPOINTS="+strings.Join(localcluster.Endpoints(ms), ","), "CTXD_ETCD_PREFIX="+o.prefix)
 		p, err := startLogged(cmd, filepath.Join(o.data, name+".log"))
 		if err != nil {

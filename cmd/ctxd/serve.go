@@ -45,8 +45,10 @@ func (a *app) serveCmd() *cobra.Command {
 Settings come from, each overriding the one before: defaults, the YAML file
 given with --config (see configs/ctxd.example.yaml), CTXD_* environment
 variables, and these flags. Logs go to stderr as JSON lines by default.
-On SIGINT or SIGTERM the server stops accepting connections, lets requests in
-flight finish within shutdown_timeout, closes the store and exits 0.
+On SIGINT or SIGTERM the server drains for shutdown_drain when it is set
+(/readyz answers 503, clients are told to go to another instance), then stops
+accepting connections, lets requests in flight finish within shutdown_timeout,
+closes the store and exits 0.
 On SIGHUP it reloads the TLS certificate (tls.*) and the tokens file
 (auth.tokens_file), keeping the previous ones if the new ones do not load.`,
 		Args: cobra.NoArgs,
@@ -124,8 +126,8 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger, opts ...
 	case <-ctx.Done():
 	}
 	stop() // a second signal ends the process at once
-	log.Info().Str("timeout", cfg.ShutdownTimeout.String()).Msg("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	log.Info().Str("timeout", cfg.ShutdownTimeout.String()).Str("drain", cfg.ShutdownDrain.String()).Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownDrain+cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return err
