@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -328,49 +327,14 @@ func silentServer(t *testing.T) string {
 // muteServer reads each request in full and closes the connection without
 // an answer; requests counts them.
 func muteServer(t *testing.T) (string, *atomic.Int64) {
-	return silentAfterRequest(t, false)
+	return testkit.SilentAfterRequest(t, false)
 }
 
 // hungServer is the URL of a server that reads each request and never
 // answers, holding the connection until the test ends.
 func hungServer(t *testing.T) string {
-	url, _ := silentAfterRequest(t, true)
+	url, _ := testkit.SilentAfterRequest(t, true)
 	return url
-}
-
-// silentAfterRequest serves a listener that reads each request in full and
-// never answers: it then closes the connection, or holds it until the test
-// ends (hold). requests counts the requests read.
-func silentAfterRequest(t *testing.T, hold bool) (string, *atomic.Int64) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		close(done)
-		ln.Close()
-	})
-	var requests atomic.Int64
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				req, err := http.ReadRequest(bufio.NewReader(conn))
-				if err != nil {
-					return
-				}
-				_, _ = io.Copy(io.Discard, req.Body)
-				requests.Add(1)
-				if hold {
-					<-done
-				}
-			}()
-		}
-	}()
-	return "http://" + ln.Addr().String(), &requests
 }
 
 // A read waits for a hung instance (it takes the connection and the

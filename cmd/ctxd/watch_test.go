@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -268,25 +266,8 @@ func TestWatchFromIndexOnEtcd(t *testing.T) {
 func TestCLIRemembersTheInstanceThatAnswered(t *testing.T) {
 	t.Parallel()
 	live := startServer(t, t.TempDir())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	hold := make(chan struct{})
-	t.Cleanup(func() { close(hold); ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
-					<-hold
-				}
-			}()
-		}
-	}()
-	servers := "http://" + ln.Addr().String() + "," + live.URL
+	hung, _ := testkit.SilentAfterRequest(t, true)
+	servers := hung + "," + live.URL
 	cacheDir := t.TempDir()
 	cache := "XDG_CACHE_HOME=" + cacheDir
 

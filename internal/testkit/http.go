@@ -1,10 +1,12 @@
 package testkit
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -48,4 +50,41 @@ func FreeAddr(t testing.TB) string {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	return addr
+}
+
+// SilentAfterRequest serves a listener that reads each request in full and
+// never answers, as a hung or paused server does (its kernel still takes
+// connections): it then closes the connection, or holds it until the test
+// ends (hold). It returns the server's URL and the count of requests read.
+func SilentAfterRequest(t testing.TB, hold bool) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+	})
+	var requests atomic.Int64
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				requests.Add(1)
+				if hold {
+					<-done
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), &requests
 }
