@@ -73,6 +73,8 @@ type clusterOptions struct {
 	// unsafeNoFsync starts the members with etcd's --unsafe-no-fsync (the
 	// etcd power-loss test's negative control).
 	unsafeNoFsync bool
+	// snapshotCount is the members' etcd --snapshot-count (0: etcd's).
+	snapshotCount uint64
 }
 
 func startClusterOf(t *testing.T, n int, o clusterOptions) *testCluster {
@@ -88,6 +90,7 @@ func startClusterOf(t *testing.T, n int, o clusterOptions) *testCluster {
 	require.NoError(t, err)
 	for i := range ms {
 		ms[i].UnsafeNoFsync = o.unsafeNoFsync
+		ms[i].SnapshotCount = o.snapshotCount
 	}
 	c := &testCluster{t: t, procs: make([]*localcluster.Process, len(ms)), logs: make([]*testkit.SyncBuffer, len(ms))}
 	if o.peerProxies {

@@ -68,6 +68,7 @@ func runMember(args []string) error {
 	fs.StringVar(&m.PeerURL, "peer-url", "", "its peer `URL`")
 	fs.StringVar(&m.ListenPeerURL, "listen-peer-url", "", "where it listens for its peers, when not at --peer-url (a `URL`: a proxy forwards from there)")
 	fs.BoolVar(&m.UnsafeNoFsync, "unsafe-no-fsync", false, "tests only: acknowledge writes before they are on disk (the negative control of the etcd power-loss test)")
+	fs.Uint64Var(&m.SnapshotCount, "snapshot-count", 0, "etcd's --snapshot-count: a snapshot every this many applied entries (0: etcd's default)")
 	initial := fs.String("initial-cluster", "", "every member: `name=peerURL,...`")
 	logLevel := fs.String("log-level", "warn", "etcd's log `level`")
 	if err := fs.Parse(args); err != nil {

@@ -33,6 +33,11 @@ type Member struct {
 	// of the etcd power-loss test sets it, to prove that the test catches
 	// a cluster that loses acknowledged writes; never a real cluster.
 	UnsafeNoFsync bool
+	// SnapshotCount, when set, is etcd's --snapshot-count: the member
+	// takes a snapshot every that many applied entries (etcd's default,
+	// 10,000, when 0). The etcd power-loss test lowers it, so that power
+	// cuts land inside etcd's snapshots.
+	SnapshotCount uint64
 }
 
 // Plan describes n members with data folders under dir (dir/m1, ...) and
@@ -158,6 +163,9 @@ func RunMember(ctx context.Context, m Member, cluster []Member, logLevel string,
 	cfg.LogLevel = logLevel
 	cfg.LogOutputs = []string{"stderr"}
 	cfg.UnsafeNoFsync = m.UnsafeNoFsync // false but in the power-loss control: every commit is fsynced
+	if m.SnapshotCount > 0 {
+		cfg.SnapshotCount = m.SnapshotCount
+	}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*listenPeer}, []url.URL{*peer}
 	cfg.InitialCluster = InitialCluster(cluster)

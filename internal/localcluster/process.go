@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -120,6 +121,9 @@ func MemberCommand(bin string, m Member, cluster []Member, logLevel string) *exe
 	}
 	if m.UnsafeNoFsync {
 		args = append(args, "--unsafe-no-fsync")
+	}
+	if m.SnapshotCount > 0 {
+		args = append(args, "--snapshot-count", strconv.FormatUint(m.SnapshotCount, 10))
 	}
 	return exec.Command(bin, args...)
 }
