@@ -47,15 +47,25 @@ func (c *Client) authHeader() http.Header {
 	return http.Header{"Authorization": {"Bearer " + c.token}}
 }
 
-// tlsConfig is the TLS configuration of the client's HTTP transport (a
-// custom CA, for example), for the WebSocket of Watch to use too, without
-// its ALPN protocols; nil means the system's defaults.
-func (c *Client) tlsConfig() *tls.Config {
+// transport is net/http's Transport under the client's HTTP client (its
+// own token wrapper aside), or nil for another RoundTripper.
+func (c *Client) transport() *http.Transport {
 	rt := c.hc.Transport
 	if bt, ok := rt.(*bearerTransport); ok {
 		rt = bt.base
 	}
-	if t, ok := rt.(*http.Transport); ok && t.TLSClientConfig != nil {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	t, _ := rt.(*http.Transport)
+	return t
+}
+
+// tlsConfig is the TLS configuration of the client's HTTP transport (a
+// custom CA, for example), for the WebSocket of Watch to use too, without
+// its ALPN protocols; nil means the system's defaults.
+func (c *Client) tlsConfig() *tls.Config {
+	if t := c.transport(); t != nil && t.TLSClientConfig != nil {
 		cfg := t.TLSClientConfig.Clone()
 		// The WebSocket speaks HTTP/1.1 only, and net/http adds "h2" to
 		// its transport's config once it sets HTTP/2 up (on first use,

@@ -54,10 +54,6 @@ type Client struct {
 	// when another could take it (WithReadTryTimeout); 0: none.
 	readTryTimeout time.Duration
 	readTrySet     bool
-	// traced says the HTTP client's transport reports a request's
-	// progress through httptrace (tracesSends); without it a write that
-	// failed may have been sent.
-	traced bool
 	// preferredURL is WithPreferred's instance.
 	preferredURL string
 	who          string
@@ -153,7 +149,6 @@ func New(serverURL string, opts ...Option) (*Client, error) {
 			return nil, err
 		}
 	}
-	c.traced = tracesSends(c.hc.Transport)
 	if c.token != "" {
 		c.hc = withBearer(c.hc, c.token)
 	}

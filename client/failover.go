@@ -123,8 +123,15 @@ func (c *Client) server() (int, string) {
 
 // leave makes the instance after failed the preferred one, unless another
 // request moved the preference already.
-func (c *Client) leave(failed int) {
-	c.preferred.CompareAndSwap(int32(failed), int32((failed+1)%len(c.servers)))
+func (c *Client) leave(failed int) { c.prefer(failed, failed+1) }
+
+// prefer makes instance to (modulo their number) the preferred one if
+// from still is: a request that began at from moves the preference only
+// if no other request moved it meanwhile.
+func (c *Client) prefer(from, to int) {
+	if to %= len(c.servers); to != from {
+		c.preferred.CompareAndSwap(int32(from), int32(to))
+	}
 }
 
 // exchange sends the request build makes for an instance's base URL: to
@@ -148,11 +155,11 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 		last = last || req.Context().Err() != nil
 		switch {
 		case err != nil:
-			if write && sent == written && len(c.servers) > 1 {
+			if write && sent == written {
 				// Not sent on (its outcome is unknown), but the next
 				// request goes to the next instance: a hung one would
 				// otherwise cost every write the caller's whole deadline.
-				c.preferred.CompareAndSwap(int32(first), int32((idx+1)%len(c.servers)))
+				c.prefer(first, idx+1)
 			}
 			if last || !(sent == notConnected || replayable && (sent == notWritten || isRead(req.Method))) {
 				return nil, movedOn(err, tried)
@@ -165,15 +172,13 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 			tried = append(tried, c.servers[idx]+": 503 unavailable")
 		default:
 			next := idx
-			if resp.Header.Get(ctxd.HeaderDraining) != "" && len(c.servers) > 1 {
+			if resp.Header.Get(ctxd.HeaderDraining) != "" {
 				// A good answer from an instance that is stopping: the
 				// next requests go to the next instance before it
 				// closes its connections (and resets new ones).
-				next = (idx + 1) % len(c.servers)
+				next = idx + 1
 			}
-			if next != first {
-				c.preferred.CompareAndSwap(int32(first), int32(next))
-			}
+			c.prefer(first, next)
 			return resp, nil
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -419,4 +421,37 @@ func TestWithPreferred(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tt.want, c.Servers()[0], "WithPreferred(%q)", tt.preferred)
 	}
+}
+
+// An answer that says its instance is draining (ctxd.HeaderDraining: it
+// is stopping) is the answer; the next request goes to the next instance.
+// A client of several instances keeps idle connections at most
+// IdleConnTimeout, shorter than a drain; a client of one keeps its
+// transport's.
+func TestFailoverLeavesADrainingInstance(t *testing.T) {
+	a, b := testkit.StartServer(t), testkit.StartServer(t)
+	ctx := context.Background()
+	_, err := a.Backend().Put(ctx, "default", "k", json.RawMessage(`"a"`), nil, "t")
+	require.NoError(t, err)
+	target, err := url.Parse(a.URL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		r.Header.Set(ctxd.HeaderDraining, "1")
+		return nil
+	}
+	draining := httptest.NewServer(proxy)
+	t.Cleanup(draining.Close)
+
+	c, err := New(draining.URL + "," + b.URL)
+	require.NoError(t, err)
+	rec, err := c.Get(ctx, "", "k", GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `"a"`, string(rec.Value), "the draining instance's answer")
+	assert.Equal(t, b.URL, c.Servers()[0], "the next request goes to the next instance")
+	assert.Equal(t, IdleConnTimeout, c.transport().IdleConnTimeout)
+
+	one, err := New(a.URL)
+	require.NoError(t, err)
+	assert.Equal(t, http.DefaultTransport.(*http.Transport).IdleConnTimeout, one.transport().IdleConnTimeout)
 }

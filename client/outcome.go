@@ -29,7 +29,7 @@ const (
 // still wraps the *url.Error. A request that was not written in full (no
 // connection, a ctx that ended first, a failed write) cannot have been
 // applied: its error is returned as it is. Through a transport that does
-// not report its progress (tracesSends), every failed write is outcome
+// not report its progress (not net/http's), every failed write is outcome
 // unknown, and counts as written.
 func (c *Client) send(req *http.Request, write bool) (*http.Response, sendState, error) {
 	var state atomic.Int32
@@ -46,26 +46,17 @@ func (c *Client) send(req *http.Request, write bool) (*http.Response, sendState,
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	resp, err := c.hc.Do(req)
 	sent := sendState(state.Load())
-	if !c.traced {
+	if c.transport() == nil {
+		// Not net/http's Transport: it may call no httptrace hook at
+		// all (an in-process RoundTripper, an HTTP/3 one, a wrapper
+		// that rebuilds the request), and a write it failed would look
+		// never sent, and go to the next instance after it applied.
 		sent = written
 	}
 	if err != nil && write && sent == written {
 		return nil, sent, sentWithoutAnswer(err)
 	}
 	return resp, sent, err
-}
-
-// tracesSends reports whether rt tells how far a request got through
-// httptrace (GotConn, WroteRequest): net/http's Transport does. Another
-// RoundTripper (an in-process one, an HTTP/3 one, a wrapper that rebuilds
-// the request) may call no hook at all, and a write it failed would look
-// never sent: it could be sent to the next instance after it applied.
-func tracesSends(rt http.RoundTripper) bool {
-	if rt == nil {
-		rt = http.DefaultTransport
-	}
-	_, ok := rt.(*http.Transport)
-	return ok
 }
 
 // sentWithoutAnswer is the error of a write that was sent and got no answer.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -232,12 +231,8 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 	}
 	d := websocket.Dialer{HandshakeTimeout: w.opts.DialTimeout, Proxy: http.ProxyFromEnvironment,
 		TLSClientConfig: w.c.tlsConfig()} // auth.go: the token and TLS settings of the REST calls
-	if t := w.c.connectTimeout; t > 0 {
-		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(ctx, t)
-			defer cancel()
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		}
+	if tr := w.c.transport(); w.c.connectTimeout > 0 && tr != nil {
+		d.NetDialContext = tr.DialContext // the REST calls' dial, bounded by the connection timeout
 	}
 	dctx, cancel := context.WithTimeout(ctx, w.opts.DialTimeout)
 	conn, resp, err := d.DialContext(dctx, u, w.c.authHeader())

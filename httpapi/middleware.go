@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/framework0/ctxd"
 )
 
 // errPanic is what a recovered panic answers (500 internal); the panic
@@ -65,6 +67,14 @@ func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		id := s.setRequestID(c)
+		if s.draining.Load() && c.Request().Header.Get("Upgrade") == "" {
+			// Drain: the answer closes its connection and tells the
+			// client to go to another instance (a WebSocket upgrade
+			// stays until the hub closes it).
+			h := c.Response().Header()
+			h.Set("Connection", "close")
+			h.Set(ctxd.HeaderDraining, "1")
+		}
 		if done, err := s.gate.check(c); done {
 			// Answered or refused before the handler (gate.go).
 			if err != nil {

@@ -73,14 +73,15 @@ type Server struct {
 	dumps   *dumps // export.go
 	metrics *requestMetrics
 	gate    *gate // gate.go: CORS, access control, rate limit
-	// draining makes /readyz answer 503 while the server shuts down
-	// (Drain).
+	// draining is set by Drain.
 	draining atomic.Bool
 }
 
-// Drain makes /readyz answer 503 unavailable from now on: the server is
-// shutting down (its shutdown_drain), and load balancers should stop
-// sending it requests, which it still serves.
+// Drain starts the server's shutdown_drain: from now on /readyz answers
+// 503 unavailable, so that load balancers stop sending requests, and
+// every answer (the server still serves) closes its connection and
+// carries ctxd.HeaderDraining, so that ctxd's client of several
+// instances sends its next requests to another one.
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // New returns a Server over st. log receives the access log (one line per

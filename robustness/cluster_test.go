@@ -790,6 +790,12 @@ func TestClusterCommand(t *testing.T) {
 	require.FileExists(t, filepath.Join(data, "m1.log"))
 	require.FileExists(t, filepath.Join(data, "ctxd1.log"))
 	require.DirExists(t, filepath.Join(data, "etcd", "m1"))
+	// Its instances drain before they stop (shutdown_drain: a rolling
+	// restart leaves no write outcome unknown).
+	log2, err := os.ReadFile(filepath.Join(data, "ctxd2.log"))
+	require.NoError(t, err)
+	require.Contains(t, string(log2), `"drain":"1.5s"`)
+	require.Contains(t, string(log2), `"message":"draining: /readyz answers 503`)
 }
 
 // TestClusterLinearizeFindsStaleInstance is the cluster test's negative

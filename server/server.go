@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -59,10 +58,6 @@ type Server struct {
 	hs      *http.Server
 	access  *auth.Authorizer // nil: access control off
 	certs   *certReloader    // nil: plain HTTP
-
-	// draining is set by a graceful stop for shutdown_drain: every answer
-	// then closes its connection (closeWhileDraining).
-	draining *atomic.Bool
 
 	recovery        bolt.Recovery // what the store replayed at open
 	stopMaintenance func()        // stops the background work and waits for it
@@ -173,8 +168,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		api.Echo().Any("/debug/pprof/*", echo.WrapHandler(pprofHandler())) // pprof.go
 	}
 	metrics.registerHub(hub, sio)
-	draining := &atomic.Bool{}
-	handler := closeWhileDraining(api.Handler(), draining)
+	handler := api.Handler()
 	if o.wrap != nil {
 		handler = o.wrap(handler)
 	}
@@ -191,7 +185,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate}
 	}
 	return &Server{
-		cfg: cfg, log: log, st: st, api: api, snaps: snaps, hub: hub, sio: sio, handler: handler, hs: hs, draining: draining,
+		cfg: cfg, log: log, st: st, api: api, snaps: snaps, hub: hub, sio: sio, handler: handler, hs: hs,
 		access: access, certs: certs, stopMaintenance: stopMaintenance, recovery: recovery,
 	}, nil
 }
@@ -310,7 +304,7 @@ func (s *Server) stop(ctx context.Context, graceful bool) error {
 
 // drain serves on for shutdown_drain (or until ctx ends) with /readyz
 // answering 503, and every answer closing its connection and saying
-// ctxd.HeaderDraining. When the server stops, a connection it closes
+// ctxd.HeaderDraining (httpapi.Server.Drain). When the server stops, a connection it closes
 // while idle may be taken by a client for its next request at that very
 // moment, and one still in the listener's backlog is reset after the
 // client sent its request: either way the client cannot tell whether
@@ -321,7 +315,6 @@ func (s *Server) stop(ctx context.Context, graceful bool) error {
 // stops sending new ones. WebSocket clients stay until the hub closes
 // them, and resume elsewhere.
 func (s *Server) drain(ctx context.Context) {
-	s.draining.Store(true)
 	s.api.Drain()
 	s.log.Info().Str("drain", s.cfg.ShutdownDrain.String()).Msg("draining: /readyz answers 503, every answer closes its connection")
 	t := time.NewTimer(s.cfg.ShutdownDrain)
@@ -330,19 +323,6 @@ func (s *Server) drain(ctx context.Context) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-}
-
-// closeWhileDraining adds "Connection: close" and ctxd.HeaderDraining to
-// every answer while draining is set (Server.drain), but to a WebSocket
-// upgrade's.
-func closeWhileDraining(h http.Handler, draining *atomic.Bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if draining.Load() && r.Header.Get("Upgrade") == "" {
-			w.Header().Set("Connection", "close")
-			w.Header().Set(ctxd.HeaderDraining, "1")
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // Recovery is what the store found in its write-ahead log at open and

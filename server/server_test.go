@@ -132,8 +132,8 @@ func jsonDecode(res *http.Response, v any) error { return json.NewDecoder(res.Bo
 
 // While a graceful stop drains (shutdown_drain), the server still answers,
 // but /readyz is 503 unavailable and every answer closes its connection
-// and carries ctxd.HeaderDraining.
-// Without shutdown_drain nothing changes before the stop.
+// and carries ctxd.HeaderDraining; before the stop, none of that; the
+// stop itself waits for the drain.
 func TestShutdownDrain(t *testing.T) {
 	ts := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.ShutdownDrain = 3 * time.Second }))
 	_, err := ts.Backend().Put(context.Background(), "default", "k", json.RawMessage(`1`), nil, "t")

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,10 +50,15 @@ func loadPreferred(servers string) string {
 	if path == "" {
 		return ""
 	}
-	if fi, err := os.Stat(path); err != nil || time.Since(fi.ModTime()) > preferredTTL {
+	f, err := os.Open(path)
+	if err != nil {
 		return ""
 	}
-	b, err := os.ReadFile(path)
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || time.Since(fi.ModTime()) > preferredTTL {
+		return ""
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096)) // a URL
 	if err != nil {
 		return ""
 	}
