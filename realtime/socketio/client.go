@@ -142,8 +142,7 @@ func (s *Server) admit(c *conn, p string) msglimit.Verdict {
 	e := errorPayload{Code: ctxd.CodeRateLimited, RetryAfterMS: msglimit.RetryAfterMillis(wait)}
 	if v == msglimit.Disconnect {
 		e.Message = c.limit.DisconnectMessage()
-		if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeRateLimited, event(ctxd.TypeError, e), sioDisconnect) {
-			s.rateLimitClosed.Add(1)
+		if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeRateLimited, &s.rateLimitClosed, event(ctxd.TypeError, e), sioDisconnect) {
 			s.log.Warn().Str("sid", c.sid).Str("remote", c.remote).Msg("Socket.IO client disconnected: it kept sending past its rate limit")
 		}
 		return v
@@ -690,8 +689,7 @@ func (cl *client) revoke() {
 	s, c := cl.c.srv, cl.c
 	last := []string{event(ctxd.TypeError, errorPayload{Code: ctxd.CodeTokenRevoked,
 		Message: "token " + strconv.Quote(cl.token.Name) + " was revoked by a reload of the tokens file: reconnect with a valid token"}), sioDisconnect}
-	if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked, last...) {
-		s.revoked.Add(1)
+	if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked, &s.revoked, last...) {
 		s.log.Info().Str("client_id", cl.id).Str("remote", c.remote).Str("token", cl.token.Name).Msg("Socket.IO client disconnected: its token was revoked")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -95,19 +96,24 @@ func (c *conn) queued() int {
 
 // close ends the session: what is queued still goes out, followed by an
 // Engine.IO close packet (polling) or a close frame (WebSocket, 1001).
-func (c *conn) close(reason string) { c.closeWith(0, reason) }
+func (c *conn) close(reason string) { c.closeWith(0, reason, nil) }
 
 // closeWith ends the session as close does, after the packets last,
 // queued in the same step (so that nothing is queued after them). A code
 // other than 0 is the WebSocket close frame's, with reason as its text.
 // It reports false, queuing nothing, when the session was closed already.
-func (c *conn) closeWith(code int, reason string, last ...string) bool {
+// counted, when not nil, is incremented when this call closes the session,
+// before anything goes out: a client that sees the close sees it counted.
+func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last ...string) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
 	c.closed = true
+	if counted != nil {
+		counted.Add(1)
+	}
 	c.queue = append(c.queue, last...)
 	if code != 0 {
 		c.closeCode, c.closeText = code, reason
