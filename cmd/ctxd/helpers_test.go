@@ -29,7 +29,16 @@ func TestMain(m *testing.M) {
 	}
 	// The CLI remembers the instance of a --server list that answered in
 	// the user's cache folder (preferred.go): the tests' is their own.
-	if err := os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache")); err != nil {
+	// go build keeps its cache there too unless GOCACHE says where: pin
+	// it first, or every run compiles ctxd and etcd from nothing.
+	gocache, err := exec.Command("go", "env", "GOCACHE").Output()
+	if err == nil {
+		err = os.Setenv("GOCACHE", strings.TrimSpace(string(gocache)))
+	}
+	if err == nil {
+		err = os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
