@@ -35,10 +35,12 @@ prints every change after revision R that history still holds; with
 --from-index I as well, only the changes of R from index I on (on etcd,
 the changes of one transaction share a revision; -o json shows each one's
 "index" and "count": resume after one with --from-rev REV --from-index
-INDEX+1). When the
-connection drops (a server restart, a network failure) it reconnects with
-backoff and resumes after the last revision it printed, so its output has
-every change once: no gap, no duplicate. A note goes to stderr.
+INDEX+1).
+
+When the connection drops (a server restart, a network failure) it
+reconnects with backoff and resumes after the last change it printed, so
+its output has every change once: no gap, no duplicate. A note goes to
+stderr.
 
 -n takes one namespace, several separated by commas, or '*' for every
 namespace. -o json prints one JSON object per line; -o table (the default)
