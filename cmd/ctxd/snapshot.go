@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -377,6 +378,57 @@ func (a *app) defragCmd() *cobra.Command {
 		_, err = fmt.Fprintf(a.stdout, "defragmented: %s -> %s, writes paused %.1f ms\n",
 			ctxd.FormatBytes(res.SizeBefore), ctxd.FormatBytes(res.SizeAfter), res.PauseMS)
 		return err
+	})
+	return cmd
+}
+
+func (a *app) compactionCmd() *cobra.Command {
+	var keep int
+	cmd := &cobra.Command{
+		Use:   "compaction [REV]",
+		Short: "Discard a running server's history below a revision",
+		Long: `Discard the history below revision REV (default: the current one) on a
+running server (POST /v1/compact), keeping --keep-versions versions of each
+key (default: the server's history.keep_versions), and always the version
+each key had at REV. Reads at older revisions (get --rev, history) and
+watch resumes from before REV then answer compacted (410).
+
+The space freed is reused by later writes; 'ctxd defrag' gives it back to
+the disk. (ctxd compact is another thing: it rewrites a stopped server's
+file.) The server's history.* settings do the same on a schedule.`,
+		Example: `  ctxd compaction --keep-versions 1
+  ctxd compaction 1200`,
+		Args: cobra.MaximumNArgs(1),
+	}
+	c := a.clientFlags(cmd, outTable, false)
+	c.timeout = 0
+	cmd.Flags().IntVar(&keep, "keep-versions", 0, "versions of each key to keep (at least 1; default: the server's history.keep_versions)")
+	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
+		var rev uint64
+		if len(args) == 1 {
+			var err error
+			if rev, err = strconv.ParseUint(args[0], 10, 64); err != nil || rev == 0 {
+				return usagef("REV must be a revision (a number from 1); got %q", args[0])
+			}
+		}
+		if cmd.Flags().Changed("keep-versions") && keep < 1 {
+			return usagef("--keep-versions must be at least 1; got %d", keep)
+		}
+		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+			res, err := cl.Compact(ctx, rev, keep)
+			if err != nil {
+				return err
+			}
+			if c.output == outJSON {
+				return c.printJSON(res)
+			}
+			changes := "changes"
+			if res.Removed == 1 {
+				changes = "change"
+			}
+			_, err = fmt.Fprintf(a.stdout, "history compacted below revision %d: %d %s removed\n", res.Revision, res.Removed, changes)
+			return err
+		})
 	})
 	return cmd
 }
