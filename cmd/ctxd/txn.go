@@ -145,7 +145,10 @@ func parseTxnStream(raw []byte) (who string, ops []client.TxnOp, err error) {
 }
 
 // decodeStrict decodes one JSON value into v, refusing fields v does not
-// have and anything after the value.
+// have and anything after the value. The ops are sent re-encoded from
+// client.TxnOp: a field it lacks would be dropped here, unseen by the
+// server (which refuses unknown fields), and a misspelt if_version would
+// make a conditional write unconditional.
 func decodeStrict(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
