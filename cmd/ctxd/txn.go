@@ -175,7 +175,7 @@ func (c *common) printTxn(ops []client.TxnOp, res client.TxnResult) error {
 		if i < len(ops) {
 			op = ops[i].Op
 		}
-		if op == "delete" {
+		if op == ctxd.OpDelete.String() {
 			value = "(deleted)"
 		}
 		rows[i] = strings.Join([]string{
