@@ -22,7 +22,7 @@ func TestWatchTxnOnEtcd(t *testing.T) {
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.Store.Backend = configs.BackendEtcd
 		c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
-		c.Etcd.Prefix = etcdkit.Prefix(t.Name())
+		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
 	}))
 	c, err := New(srv.URL)
 	require.NoError(t, err)
@@ -61,7 +61,7 @@ func TestWatchTxnOnEtcd(t *testing.T) {
 // transaction says its place (Index, Count). The negative control
 // resumes with FromRev alone and loses the rest.
 func TestWatchResumeInsideRevisionOnEtcd(t *testing.T) {
-	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
+	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(etcdkit.Name(t))
 	a := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
 	b := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
 	ca, err := New(a.URL)

@@ -96,7 +96,7 @@ func startInstances(t *testing.T, n int) []string {
 	t.Cleanup(e.Close) // after the servers' cleanups: they run first
 	var urls []string
 	for range n {
-		srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, etcdkit.Prefix(t.Name())))
+		srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, etcdkit.Prefix(etcdkit.Name(t))))
 		urls = append(urls, srv.URL)
 	}
 	return urls

@@ -88,10 +88,10 @@ func TestEtcdNeighbourRevisionsAreNotLag(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
-			st := openEtcd(t, t.Name())
+			st := openEtcd(t, etcdkit.Name(t))
 			// The neighbour's writes each take a revision of their own
 			// (grouped, 8 writers would move etcd's revision less).
-			neighbour, err := etcd.Open(etcd.Options{Endpoints: []string{etcdkit.Shared(t).Endpoint}, Prefix: etcdkit.Prefix(t.Name() + "/neighbour"), MaxGroupWrites: 1})
+			neighbour, err := etcd.Open(etcd.Options{Endpoints: []string{etcdkit.Shared(t).Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t) + "/neighbour"), MaxGroupWrites: 1})
 			require.NoError(t, err)
 			t.Cleanup(func() { require.NoError(t, neighbour.Close()) })
 			const maxLag = 50
@@ -153,7 +153,7 @@ var lagCount = regexp.MustCompile(`\((\d+) changes behind`)
 // there gets the rest: each change once, in order.
 func TestEtcdSlowSubscriberLagged(t *testing.T) {
 	ctx := context.Background()
-	st, neighbour := openEtcd(t, t.Name()), openEtcd(t, t.Name()+"/neighbour")
+	st, neighbour := openEtcd(t, etcdkit.Name(t)), openEtcd(t, etcdkit.Name(t)+"/neighbour")
 	const (
 		maxLag  = 50
 		changes = 3 * maxLag

@@ -14,6 +14,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/etcd"
 )
@@ -34,7 +35,7 @@ func TestEtcdFullRestoreResetsWatchersOfEveryInstance(t *testing.T) {
 	}
 	path, _ := testkit.WriteSnapshot(t, src)
 
-	a, b := openEtcd(t, t.Name()), openEtcd(t, t.Name())
+	a, b := openEtcd(t, etcdkit.Name(t)), openEtcd(t, etcdkit.Name(t))
 	watch := func(st *etcd.Store) *testkit.WS {
 		ws := testkit.DialWatch(t, watchServer(t, st)(url.Values{}), nil)
 		ws.Expect(ctxd.TypeSubscribed)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	"github.com/framework0/ctxd/realtime"
 )
 
@@ -50,7 +51,7 @@ func checkRest(got []testkit.Frame, txn []ctxd.Write, rev uint64, k int, next ui
 // before index: the check fails, as the rest of R is lost.
 func TestEtcdResumeInsideRevision(t *testing.T) {
 	ctx := context.Background()
-	a, b := openEtcd(t, t.Name()), openEtcd(t, t.Name())
+	a, b := openEtcd(t, etcdkit.Name(t)), openEtcd(t, etcdkit.Name(t))
 	urlA, urlB := watchServer(t, a), watchServer(t, b)
 
 	live := testkit.DialWatch(t, urlA(url.Values{}), nil)
@@ -202,7 +203,7 @@ func TestBoltFromIndexIsWholeRevision(t *testing.T) {
 // hold the hub there, inside the revision, when the subscribe arrives.
 func TestEtcdSubscribeInsideRevision(t *testing.T) {
 	ctx := context.Background()
-	st := openEtcd(t, t.Name())
+	st := openEtcd(t, etcdkit.Name(t))
 	const buf = 4 << 10
 	_, wsURL := etcdHub(t, st, realtime.Options{Window: 1}, buf)
 	big := json.RawMessage(`"` + strings.Repeat("x", buf) + `"`)

@@ -73,8 +73,8 @@ func etcdHub(t *testing.T, st *etcd.Store, opts realtime.Options, sndBuf int) (*
 func TestEtcdRevisionOfSeveralChanges(t *testing.T) {
 	for _, batch := range []bool{false, true} {
 		t.Run("batch="+strconv.FormatBool(batch), func(t *testing.T) {
-			st := openEtcd(t, t.Name())
-			other := openEtcd(t, t.Name()+"/other")
+			st := openEtcd(t, etcdkit.Name(t))
+			other := openEtcd(t, etcdkit.Name(t)+"/other")
 			hub, hubURL := etcdHub(t, st, realtime.Options{Window: 1, BatchWindow: 1, MaxBatch: 2, RingSize: 4, MaxLag: 10}, 0)
 			t.Cleanup(func() { assert.Zero(t, hub.Stats().Lagged, "no client lagged") })
 			wsURL := func(q url.Values) string {

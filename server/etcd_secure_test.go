@@ -46,7 +46,7 @@ func TestSecuredEtcd(t *testing.T) {
 	t.Cleanup(e.Close)
 	require.Contains(t, e.Endpoint, "https://")
 
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	rootTLS, err := transport.TLSInfo{CertFile: file("ctxd.pem"), KeyFile: file("ctxd-key.pem"), TrustedCAFile: ca.File}.ClientConfig()
 	require.NoError(t, err)
 	require.NoError(t, etcdkit.EnableAuth(clientv3.Config{Endpoints: []string{e.Endpoint}, TLS: rootTLS, DialTimeout: 10 * time.Second},
@@ -181,7 +181,7 @@ func TestSecuredEtcd(t *testing.T) {
 		{"wrong password", "authentication failed", time.Minute, func(c *configs.Config) { c.Etcd.Password = "wrong" }},
 		{"no client certificate", "tls: certificate required", 2 * time.Second, func(c *configs.Config) { c.Etcd.CertFile, c.Etcd.KeyFile = "", "" }},
 		{"etcd's CA not trusted", "certificate signed by unknown authority", 2 * time.Second, func(c *configs.Config) { c.Etcd.CAFile = "" }},
-		{"another prefix", "permission denied", time.Minute, func(c *configs.Config) { c.Etcd.Prefix = etcdkit.Prefix(t.Name() + "/other") }},
+		{"another prefix", "permission denied", time.Minute, func(c *configs.Config) { c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t) + "/other") }},
 	} {
 		cfg := configs.Defaults()
 		cfg.DataDir = t.TempDir()

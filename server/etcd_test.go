@@ -37,7 +37,7 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.Store.Backend = configs.BackendEtcd
 		c.Etcd.Endpoints = []string{e.Endpoint}
-		c.Etcd.Prefix = etcdkit.Prefix(t.Name())
+		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
 		c.Etcd.RequestTimeout = 2 * time.Second
 	}))
 	hc := &http.Client{}
@@ -69,7 +69,7 @@ func TestEtcdBackendExpiringKeys(t *testing.T) {
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.Store.Backend = configs.BackendEtcd
 		c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
-		c.Etcd.Prefix = etcdkit.Prefix(t.Name())
+		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
 	}))
 	hc := &http.Client{}
 	key := srv.URL + "/v1/ns/default/keys/lock"
@@ -125,7 +125,7 @@ func TestEtcdReadCacheInStatusAndMetrics(t *testing.T) {
 		srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 			c.Store.Backend = configs.BackendEtcd
 			c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
-			c.Etcd.Prefix = etcdkit.Prefix(t.Name() + strconv.FormatBool(cached))
+			c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t) + strconv.FormatBool(cached))
 			c.Etcd.ReadCache = cached
 		}))
 		hc := &http.Client{}
@@ -169,7 +169,7 @@ func TestEtcdSpaceQuota(t *testing.T) {
 	e, err := etcdkit.Start(func(c *embed.Config) { c.QuotaBackendBytes = quota })
 	require.NoError(t, err)
 	t.Cleanup(e.Close)
-	srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, etcdkit.Prefix(t.Name())))
+	srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, etcdkit.Prefix(etcdkit.Name(t))))
 	c := instanceClient(t, srv.URL)
 	ctx := t.Context()
 	// One key written again and again: its history fills etcd, and a
@@ -237,7 +237,7 @@ func TestEtcdCompactedByEtcd(t *testing.T) {
 	e, err := etcdkit.Start()
 	require.NoError(t, err)
 	t.Cleanup(e.Close)
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, prefix))
 	c := instanceClient(t, srv.URL)
 	ctx := t.Context()

@@ -115,7 +115,7 @@ func TestWatchTxnWholeOnBothBackends(t *testing.T) {
 			t.Run(backend+"/batch="+batch, func(t *testing.T) {
 				var opts []testkit.ServerOption
 				if backend == configs.BackendEtcd {
-					opts = append(opts, onEtcd(t, t.Name()))
+					opts = append(opts, onEtcd(t, etcdkit.Name(t)))
 				}
 				srv := testkit.StartServer(t, opts...)
 				c := &feedClient{t: t, hc: &http.Client{}}
@@ -147,8 +147,8 @@ func TestWatchTxnWholeOnBothBackends(t *testing.T) {
 // with from_rev (the revision of the last change it got, batch frames
 // holding whole revisions) gets the rest with no gap and no duplicate.
 func TestTwoInstancesOneFeed(t *testing.T) {
-	a := testkit.StartServer(t, onEtcd(t, t.Name()))
-	b := testkit.StartServer(t, onEtcd(t, t.Name()))
+	a := testkit.StartServer(t, onEtcd(t, etcdkit.Name(t)))
+	b := testkit.StartServer(t, onEtcd(t, etcdkit.Name(t)))
 	c := &feedClient{t: t, hc: &http.Client{}}
 	onB, _ := dialWatch(t, b, url.Values{})
 	onA, _ := dialWatch(t, a, url.Values{"batch": {"true"}})

@@ -76,7 +76,7 @@ func TestInstancesShareASnapshotsFolder(t *testing.T) {
 // returns their clients.
 func sharingInstances(t *testing.T, share func(c *configs.Config, dir string)) (a, b, own *client.Client) {
 	t.Helper()
-	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
+	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(etcdkit.Name(t))
 	dir := filepath.Join(t.TempDir(), "shared")
 	withShared := testkit.WithConfig(func(c *configs.Config) { share(c, dir) })
 	sa := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), withShared)

@@ -220,7 +220,7 @@ func TestWatchFromIndexOnEtcd(t *testing.T) {
 	e, err := etcdkit.Start()
 	require.NoError(t, err)
 	t.Cleanup(e.Close)
-	srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, etcdkit.Prefix(t.Name())))
+	srv := testkit.StartServer(t, testkit.WithEtcd(e.Endpoint, etcdkit.Prefix(etcdkit.Name(t))))
 	ctx := context.Background()
 	var writes []ctxd.Write
 	for _, k := range []string{"t0", "t1", "t2"} {

@@ -159,7 +159,7 @@ func newServer(t *testing.T, opts serverOptions) *server {
 			}
 		})}
 	if opts.etcd {
-		settings = append(settings, testkit.WithEtcd(etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())))
+		settings = append(settings, testkit.WithEtcd(etcdkit.Shared(t).Endpoint, etcdkit.Prefix(etcdkit.Name(t))))
 	}
 	ks := testkit.StartServer(t, settings...)
 	return &server{t: t, ks: ks, url: ks.URL, ws: ws, token: opts.token}

@@ -25,7 +25,7 @@ import (
 // exactly the rest. The negative control (from_rev alone) gets none of
 // the rest.
 func TestEtcdResumeInsideRevision(t *testing.T) {
-	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(t.Name())
+	endpoint, prefix := etcdkit.Shared(t).Endpoint, etcdkit.Prefix(etcdkit.Name(t))
 	a := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
 	b := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
 	ctx := context.Background()
@@ -105,9 +105,15 @@ func TestEtcdResumeInsideRevision(t *testing.T) {
 // follow the position (step's changes never leave it) cuts the client
 // 37 changes behind instead of 101.
 func TestEtcdSlowClientLagCountReadsEachChangeOnce(t *testing.T) {
-	endpoint := etcdkit.Shared(t).Endpoint
+	// An etcd of its own: the checks count etcd's revisions, which any
+	// other test's write to a shared etcd (an expiring key's lease, say)
+	// would move.
+	e, err := etcdkit.Start()
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	endpoint := e.Endpoint
 	const maxLag = 100
-	srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(t.Name())), testkit.WithConfig(func(c *configs.Config) {
+	srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(etcdkit.Name(t))), testkit.WithConfig(func(c *configs.Config) {
 		c.WebSocket.MaxLag = maxLag
 		c.WebSocket.PingInterval = 10 * time.Minute // cut for its lag, not for missing pings
 		// One change per revision, as every write here is: the feed then
@@ -116,7 +122,7 @@ func TestEtcdSlowClientLagCountReadsEachChangeOnce(t *testing.T) {
 		c.Limits.MaxTxnOps = 1
 	}))
 	sio := srv.Server().SocketIO()
-	neighbour, err := etcd.Open(etcd.Options{Endpoints: []string{endpoint}, Prefix: etcdkit.Prefix(t.Name() + "/neighbour")})
+	neighbour, err := etcd.Open(etcd.Options{Endpoints: []string{endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t) + "/neighbour")})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, neighbour.Close()) })
 	noise := func(n int) {
@@ -197,7 +203,7 @@ func TestEtcdSlowClientLagCountReadsEachChangeOnce(t *testing.T) {
 func TestEtcdTransactionChangesCountTowardLag(t *testing.T) {
 	endpoint := etcdkit.Shared(t).Endpoint
 	const maxLag, perTxn, txns = 50, 20, 6
-	srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(t.Name())), testkit.WithConfig(func(c *configs.Config) {
+	srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(etcdkit.Name(t))), testkit.WithConfig(func(c *configs.Config) {
 		c.WebSocket.MaxLag = maxLag
 		c.WebSocket.PingInterval = 10 * time.Minute // cut for its lag, not for missing pings
 	}))

@@ -42,7 +42,7 @@ func writeHistory(t *testing.T, s *etcd.Store, n int) {
 // of etcd's history per read. Negative control: without the backfill the
 // floor stays at the revision the instance opened at.
 func TestNewInstanceHoldsRecentHistory(t *testing.T) {
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	first := open(t, etcd.Options{Prefix: prefix})
 	_, err := first.Put(t.Context(), "default", "before", json.RawMessage(`0`), nil, "test")
 	require.NoError(t, err)
@@ -87,7 +87,7 @@ func TestNewInstanceHoldsRecentHistory(t *testing.T) {
 // The backfill stops at etcd's compaction: the instance holds what etcd
 // still has, and reads below it are "compacted" as before.
 func TestBackfillStopsAtCompaction(t *testing.T) {
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	first := open(t, etcd.Options{Prefix: prefix})
 	writeHistory(t, first, 12)
 	mid := first.Revision()
@@ -115,14 +115,14 @@ func TestBackfillStopsAtCompaction(t *testing.T) {
 // takes a few watches, not 30. Every change comes once, in order.
 // Negative control: with each page a watch of its own, 30.
 func TestCatchUpFromHistoryReusesEtcdsAnswers(t *testing.T) {
-	reads := catchUpFromHistory(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name()), RingChanges: 100})
+	reads := catchUpFromHistory(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t)), RingChanges: 100})
 	assert.LessOrEqual(t, reads, uint64(5), "watches of etcd's history for the catch-up")
 	assert.Positive(t, reads, "the catch-up read history")
 
 	// A byte bound (Options.RingBytes) keeps less of what etcd sent past
 	// each page; the catch-up is just as whole.
 	small := etcd.ChangeBytes(make([]ctxd.Change, 5))
-	reads = catchUpFromHistory(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name() + "-bytes"), RingChanges: 100, RingBytes: small})
+	reads = catchUpFromHistory(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t) + "-bytes"), RingChanges: 100, RingBytes: small})
 	assert.Positive(t, reads, "the catch-up read history")
 }
 

@@ -28,7 +28,7 @@ import (
 //	go test ./store/etcd -run '^$' -bench History -benchtime 200x
 func BenchmarkHistory(b *testing.B) {
 	const changes = 100
-	s := open(b, etcd.Options{Prefix: etcdkit.Prefix(b.Name())})
+	s := open(b, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(b))})
 	for i := range changes {
 		_, err := s.Put(b.Context(), "default", "k", json.RawMessage(fmt.Sprint(i)), nil, "bench")
 		require.NoError(b, err)
@@ -44,7 +44,7 @@ func BenchmarkHistory(b *testing.B) {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(b).Endpoint}})
 		require.NoError(b, err)
 		defer cli.Close()
-		idx := etcdkit.Prefix(b.Name()) + "h/default/k/"
+		idx := etcdkit.Prefix(etcdkit.Name(b)) + "h/default/k/"
 		value := make([]byte, 40) // an envelope of a small value
 		for i := range changes {
 			_, err := cli.Put(context.Background(), fmt.Sprintf("%s%016x", idx, i), string(value))
@@ -71,13 +71,13 @@ func BenchmarkHistory(b *testing.B) {
 //
 //	go test ./store/etcd -run '^$' -bench PutTTL -benchtime 300x
 func BenchmarkPutTTL(b *testing.B) {
-	s := open(b, etcd.Options{Prefix: etcdkit.Prefix(b.Name())})
+	s := open(b, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(b))})
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(b).Endpoint}})
 	require.NoError(b, err)
 	defer cli.Close()
 	shared, err := cli.Grant(b.Context(), 3600)
 	require.NoError(b, err)
-	raw := etcdkit.Prefix(b.Name()) + "raw/"
+	raw := etcdkit.Prefix(etcdkit.Name(b)) + "raw/"
 	value := json.RawMessage(`{"state":"running"}`)
 	rawPut := func(k string, opts ...clientv3.OpOption) {
 		_, err := cli.Txn(b.Context()).If(clientv3.Compare(clientv3.Version(k), "=", 0)).Then(clientv3.OpPut(k, string(value), opts...)).Commit()
@@ -129,7 +129,7 @@ func BenchmarkPutTTL(b *testing.B) {
 //
 //	go test ./store/etcd -run '^$' -bench ExpiryLag -benchtime 10x
 func BenchmarkExpiryLag(b *testing.B) {
-	s := open(b, etcd.Options{Prefix: etcdkit.Prefix(b.Name())})
+	s := open(b, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(b))})
 	var lags []time.Duration
 	i := 0
 	for b.Loop() {
@@ -165,7 +165,7 @@ func BenchmarkExpiryLag(b *testing.B) {
 //	go test ./store/etcd -run '^$' -bench ReadPaths -benchtime 20000x
 func BenchmarkReadPaths(b *testing.B) {
 	const keys, readers = 1000, 64
-	prefix := etcdkit.Prefix(b.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(b))
 	writer := open(b, etcd.Options{Prefix: prefix, DirectReads: true})
 	for i := range keys {
 		_, err := writer.Put(b.Context(), "default", fmt.Sprintf("key-%06d", i), json.RawMessage(`{"v":"0123456789012345678901234567890123456789"}`), nil, "bench")
@@ -221,7 +221,7 @@ func BenchmarkReadPaths(b *testing.B) {
 //	go test ./store/etcd -run '^$' -bench WritePaths -benchtime 3000x
 func BenchmarkWritePaths(b *testing.B) {
 	const writers = 64
-	prefix := etcdkit.Prefix(b.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(b))
 	grouped := open(b, etcd.Options{Prefix: prefix})
 	alone := open(b, etcd.Options{Prefix: prefix, MaxGroupWrites: 1})
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(b).Endpoint}})

@@ -24,7 +24,7 @@ import (
 // by the other instance is seen at once: the revision wait), and the
 // cache, not etcd, served them.
 func TestReadCacheAnswersAsEtcd(t *testing.T) {
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	cached := open(t, etcd.Options{Prefix: prefix})
 	direct := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
 	assert.False(t, direct.ReadCache().Enabled)
@@ -95,7 +95,7 @@ func TestReadCacheAnswersAsEtcd(t *testing.T) {
 // notification that it is current: its revision passes the other
 // prefix's writes although none of them reached it.
 func TestReadCacheCatchesUpOnProgress(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	_, err := s.Put(t.Context(), "default", "k", json.RawMessage(`1`), nil, "t")
 	require.NoError(t, err)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}})
@@ -103,7 +103,7 @@ func TestReadCacheCatchesUpOnProgress(t *testing.T) {
 	defer cli.Close()
 	var other int64
 	for i := range 20 {
-		resp, err := cli.Put(t.Context(), etcdkit.Prefix(t.Name()+"/other")+fmt.Sprint(i), "x")
+		resp, err := cli.Put(t.Context(), etcdkit.Prefix(etcdkit.Name(t)+"/other")+fmt.Sprint(i), "x")
 		require.NoError(t, err)
 		other = resp.Header.Revision
 	}
@@ -122,7 +122,7 @@ func TestReadCacheCatchesUpOnProgress(t *testing.T) {
 // there: an instance whose fill finds too much, and one whose cache
 // grows past the bound as writes come.
 func TestReadCacheGivesUpOverItsBound(t *testing.T) {
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	const bound = 4096
 	growing := open(t, etcd.Options{Prefix: prefix, ReadCacheMaxBytes: bound})
 	value := json.RawMessage(`"` + strings.Repeat("x", 200) + `"`)
@@ -163,7 +163,7 @@ func TestReadCacheGivesUpOverItsBound(t *testing.T) {
 //	go test ./store/etcd -run '^$' -bench ReadCacheMemory -benchtime 1x
 func BenchmarkReadCacheMemory(b *testing.B) {
 	const n, batch = 20000, 1000
-	prefix := etcdkit.Prefix(b.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(b))
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(b).Endpoint}})
 	require.NoError(b, err)
 	defer cli.Close()
@@ -197,13 +197,13 @@ func BenchmarkReadCacheMemory(b *testing.B) {
 // birth: it is not told "compacted" for history it never had, and fills
 // its read cache once.
 func TestNewPrefixOnACompactedClusterFillsOnce(t *testing.T) {
-	old := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name() + "-old")})
+	old := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t) + "-old")})
 	rec, err := old.Put(t.Context(), "default", "k", json.RawMessage(`1`), nil, "t")
 	require.NoError(t, err)
 	_, err = old.CompactKeep(t.Context(), rec.ModRev, 1)
 	require.NoError(t, err)
 
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	testkit.Eventually(t, func() bool { return s.ReadCache().Ready }, "the cache filled")
 	// The write's answer waits for the instance's watch to deliver it:
 	// the watch's first answers (a "compacted" one among them, if it
@@ -222,7 +222,7 @@ func TestNewPrefixOnACompactedClusterFillsOnce(t *testing.T) {
 // birth, gets etcd's progress notification (one starting above etcd's
 // revision gets none, and the view waited out the request timeout).
 func TestNewPrefixWithoutChangesReadsAtOnce(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	var rev uint64
 	require.NoError(t, s.View(func(v store.View) error {
 		rev = v.Revision()

@@ -26,7 +26,7 @@ import (
 // until its mark is gone, and the current generation always.
 func TestStaleGenerationsRemoved(t *testing.T) {
 	ctx := context.Background()
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	st := open(t, etcd.Options{Prefix: prefix})
 	_, err := st.Put(ctx, "default", "kept", json.RawMessage(`1`), nil, "t")
 	require.NoError(t, err)

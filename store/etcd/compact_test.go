@@ -22,7 +22,7 @@ func TestCompactionOvertakenByEtcdsOwn(t *testing.T) {
 	srv, err := etcdkit.Start() // its own: a compaction is the cluster's
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
-	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}})

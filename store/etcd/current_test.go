@@ -21,7 +21,7 @@ import (
 // first instance's watch is behind: it waits for its watch to reach
 // etcd's current revision, not only for its own mark.
 func TestSnapshotAndViewHoldWritesOfOtherInstances(t *testing.T) {
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	a := open(t, etcd.Options{Prefix: prefix})
 	b := open(t, etcd.Options{Prefix: prefix})
 	// b's watch applies each response 50 ms late: its own mark lags.

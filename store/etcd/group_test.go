@@ -58,7 +58,7 @@ func deleteOf(t *testing.T, s *etcd.Store, key string) func() (ctxd.Record, erro
 // revision, each with its own version; a second write of a key already in
 // the group waits for the next one.
 func TestGroupedWritesShareATransaction(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	_, err := s.Put(t.Context(), "default", "b", json.RawMessage(`"b1"`), nil, "t")
 	require.NoError(t, err)
 	_, err = s.Put(t.Context(), "default", "d", json.RawMessage(`"d1"`), nil, "t")
@@ -116,7 +116,7 @@ func TestGroupedWritesShareATransaction(t *testing.T) {
 // a transaction of its own (the negative control of the grouping tests:
 // concurrent writers then never share a revision).
 func TestWritesAloneWhenGroupingIsOff(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name()), MaxGroupWrites: 1})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t)), MaxGroupWrites: 1})
 	revs := concurrentPuts(t, s, 16, 10)
 	assert.Len(t, revs, 160, "160 writes, 160 revisions")
 	st := s.Stats()
@@ -127,7 +127,7 @@ func TestWritesAloneWhenGroupingIsOff(t *testing.T) {
 // share transactions: fewer commits than writes, each still answered with
 // its own key's version.
 func TestConcurrentWritesAreGrouped(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	revs := concurrentPuts(t, s, 16, 10)
 	st := s.Stats()
 	assert.Equal(t, uint64(160), st.Changes)
@@ -143,7 +143,7 @@ func TestConcurrentWritesAreGrouped(t *testing.T) {
 // takes both writes in its group: A finds the queue empty while B's
 // transaction is out. The race detector found it in a realtime test.
 func TestWriterWaitsForTheGroupThatTookItsWrite(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name()), GroupsInFlight: 2})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t)), GroupsInFlight: 2})
 	queued, release := etcd.HoldGroups(s)
 	release() // nothing held: only its count of queued writes is used
 	aRunner, queueTaken := make(chan struct{}), make(chan struct{})
@@ -215,7 +215,7 @@ func TestGroupTooLargeForEtcdGoesAlone(t *testing.T) {
 	srv, err := etcdkit.Start(func(c *embed.Config) { c.MaxTxnOps = 4 })
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
-	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 
@@ -240,7 +240,7 @@ func TestGroupsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
 	srv, err := etcdkit.Start(func(c *embed.Config) { c.MaxTxnOps = embed.DefaultMaxTxnOps })
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
-	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 
@@ -265,7 +265,7 @@ func TestGroupsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
 // while it waits for a group answers its context's error and writes
 // nothing.
 func TestQueuedWriteWhoseClientLeftIsNotSent(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	queued, release := etcd.HoldGroups(s)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)

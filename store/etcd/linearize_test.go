@@ -18,7 +18,7 @@ import (
 // reading through their caches, and returns them with their stores.
 func cachedServers(t *testing.T, n int) ([]string, []*etcd.Store) {
 	t.Helper()
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	var urls []string
 	var stores []*etcd.Store
 	for range n {

@@ -17,7 +17,7 @@ import (
 // and is told "compacted" once compaction took the revision: the rest of
 // it is gone (it is not silently skipped).
 func TestResumeInsideACompactedRevision(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	ctx := t.Context()
 	txn, err := s.Txn(ctx, []ctxd.Write{
 		{Op: ctxd.OpPut, Namespace: "default", Key: "a", Value: []byte(`1`)},

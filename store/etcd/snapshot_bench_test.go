@@ -25,7 +25,7 @@ const benchKeys = 10000
 //	go test ./store/etcd -run '^$' -bench Snapshot -benchtime 3x
 func BenchmarkSnapshot(b *testing.B) {
 	src := testkit.OpenBolt(b, bolt.Options{})
-	dst := open(b, etcd.Options{Prefix: etcdkit.Prefix(b.Name())})
+	dst := open(b, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(b))})
 	for i := 0; i < benchKeys; i += 1000 {
 		var writes []ctxd.Write
 		for j := i; j < i+1000; j++ {

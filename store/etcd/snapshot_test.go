@@ -168,7 +168,7 @@ func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
 // TestBadSnapshotIsRefusedByEtcd: a file that is not a snapshot, or a
 // truncated one, does not open.
 func TestBadSnapshotIsRefusedByEtcd(t *testing.T) {
-	st := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	st := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bad.snapshot")
 	require.NoError(t, os.WriteFile(path, []byte("not a snapshot at all, but long enough to look like one"), 0o600))

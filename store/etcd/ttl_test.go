@@ -55,7 +55,7 @@ func changesUntil(t *testing.T, s *etcd.Store, after uint64, key string) []ctxd.
 // etcd's lease-driven delete once each, as the same expiry change
 // (revision, version, time), and tell it from a ctxd delete.
 func TestExpiryIsOneChangeOnEveryInstance(t *testing.T) {
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	a := open(t, etcd.Options{Prefix: prefix})
 	b := open(t, etcd.Options{Prefix: prefix})
 	k := putTTL(t, a, "lock", `"held"`, time.Second)
@@ -93,7 +93,7 @@ func TestExpiryIsOneChangeOnEveryInstance(t *testing.T) {
 // a key that ended by expiry and by delete, with each expiry's deadline
 // as a keepalive left it.
 func TestHistoryOfExpiredLives(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	first := putTTL(t, s, "k", `1`, time.Second)
 	changesUntil(t, s, first.ModRev, "k")
 	second := putTTL(t, s, "k", `2`, time.Second)
@@ -140,7 +140,7 @@ func TestHistoryOfExpiredLives(t *testing.T) {
 // TTL and a delete leave no lease of theirs behind (the revoke runs in
 // the background: waited for by polling etcd, generously bounded).
 func TestReplacedLeasesAreRevoked(t *testing.T) {
-	prefix := etcdkit.Prefix(t.Name())
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	s := open(t, etcd.Options{Prefix: prefix})
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}})
 	require.NoError(t, err)
@@ -196,7 +196,7 @@ func TestDeadlinesSurviveAnEtcdRestart(t *testing.T) {
 	srv, err := etcdkit.Start()
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
-	opts := etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())}
+	opts := etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))}
 	s, err := etcd.Open(opts)
 	require.NoError(t, err)
 	lock := putTTL(t, s, "lock", `"held"`, 3*time.Second)
@@ -231,7 +231,7 @@ func TestTTLBelowEtcdsMinimumIsRefused(t *testing.T) {
 	srv, err := etcdkit.Start(func(c *embed.Config) { c.ElectionMs = 1000 })
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
-	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	require.Equal(t, 2*time.Second, s.MinTTL())
@@ -261,7 +261,7 @@ func TestHistoryFindsAnExpiryAcrossACompaction(t *testing.T) {
 	srv, err := etcdkit.Start()
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
-	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(t.Name())})
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	k := putTTL(t, s, "k", `1`, 2*time.Second)
@@ -292,7 +292,7 @@ func TestHistoryFindsAnExpiryAcrossACompaction(t *testing.T) {
 // choice): the key expires that much later, never earlier. A put with
 // the same ttl is refused.
 func TestImportRaisesATTLBelowEtcdsMinimum(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	w := ctxd.Write{Namespace: "default", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`1`), Who: "t", TTL: 10 * time.Millisecond}
 	_, err := s.Txn(t.Context(), []ctxd.Write{w})
 	require.ErrorIs(t, err, ctxd.ErrInvalid, "a put below etcd's minimum")
@@ -308,7 +308,7 @@ func TestImportRaisesATTLBelowEtcdsMinimum(t *testing.T) {
 // with its current deadline (a keepalive's, which takes no revision), and
 // leaves out a key written again after it and a deleted one.
 func TestSnapshotDeadlinesOfManyKeys(t *testing.T) {
-	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(t.Name())})
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	want := map[string]time.Time{}
 	var rev uint64
 	for i := range 150 {

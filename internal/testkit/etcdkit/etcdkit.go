@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,6 +172,24 @@ func Stop() {
 func Prefix(name string) string {
 	sum := sha256.Sum256([]byte(name))
 	return "/ctxd-test/" + hex.EncodeToString(sum[:8]) + "/"
+}
+
+var (
+	runNames sync.Map // testing.TB -> its Name
+	runs     atomic.Uint64
+)
+
+// Name is tb's name made unique to this run of the test, for Prefix
+// (Prefix(Name(t)), Prefix(Name(t) + "/other")): go test -count=N runs a
+// test N times in one process, on the one shared etcd, and each run must
+// start on prefixes nothing wrote to. Within one run it is the same
+// every time.
+func Name(tb testing.TB) string {
+	if n, ok := runNames.Load(tb); ok {
+		return n.(string)
+	}
+	n, _ := runNames.LoadOrStore(tb, fmt.Sprintf("%s#%d", tb.Name(), runs.Add(1)))
+	return n.(string)
 }
 
 // KeyCounter connects to endpoints and returns a function that counts the
