@@ -151,9 +151,9 @@ func (e *QuotaError) Error() string {
 			FormatBytes(e.Need), FormatBytes(e.Used), FormatBytes(e.Quota))
 	}
 	b.WriteString("; writes that add data are refused, while reads, deletes, compaction, defrag and snapshots work. " +
-		"To write again, free space: delete keys you no longer need and compact history (POST /v1/compact?keep_versions=1, " +
+		"To write again, free space: delete keys you no longer need and compact history (POST /v1/compact?keep_versions=1 or ctxd compaction --keep-versions 1, " +
 		"or a lower history.keep_versions): writes resume as soon as the space in use is under the quota, " +
-		"and POST /v1/defrag then gives the freed pages back to the disk. Or raise storage.quota_bytes and restart")
+		"and POST /v1/defrag (ctxd defrag) then gives the freed pages back to the disk. Or raise storage.quota_bytes and restart")
 	return b.String()
 }
 
