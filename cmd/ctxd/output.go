@@ -74,16 +74,24 @@ func (c *common) printRecord(rec client.Record) error {
 	recs := []client.Record{rec}
 	expires := expiresColumn(recs, time.Now())
 	return printAs(c, rec, recs, func(r client.Record) string { return valueText(r.Value) },
-		"NS\tKEY\tVERSION\tREVISION\tWHO\tUPDATED"+expires.header+"\tVALUE", func(r client.Record) string {
-			value := cell(r.Value)
-			if c.deleted {
-				value = "(deleted)"
-			}
-			return strings.Join([]string{
-				r.Namespace, r.Key, strconv.FormatUint(r.Version, 10), strconv.FormatUint(r.ModRev, 10),
-				r.Who, timeText(r.UpdatedAt) + expires.cell(r), value,
-			}, "\t")
-		})
+		recordHeader(expires), func(r client.Record) string { return recordRow(r, expires, c.deleted) })
+}
+
+// recordHeader and recordRow are the table columns of a key's state, as
+// put, get, del, keepalive and each op of txn print it.
+func recordHeader(expires expires) string {
+	return "NS\tKEY\tVERSION\tREVISION\tWHO\tUPDATED" + expires.header + "\tVALUE"
+}
+
+func recordRow(r client.Record, expires expires, deleted bool) string {
+	value := cell(r.Value)
+	if deleted {
+		value = "(deleted)"
+	}
+	return strings.Join([]string{
+		r.Namespace, r.Key, strconv.FormatUint(r.Version, 10), strconv.FormatUint(r.ModRev, 10),
+		r.Who, timeText(r.UpdatedAt) + expires.cell(r), value,
+	}, "\t")
 }
 
 // printList prints a page of ls. The cursor of a next page goes to stderr in

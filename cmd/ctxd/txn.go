@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -168,20 +166,13 @@ func (c *common) printTxn(ops []client.TxnOp, res client.TxnResult) error {
 	if c.output == outJSON {
 		return c.printJSON(res)
 	}
+	if len(res.Records) != len(ops) {
+		return fmt.Errorf("txn: the server answered %d results for %d ops", len(res.Records), len(ops))
+	}
 	expires := expiresColumn(res.Records, time.Now())
 	rows := make([]string, len(res.Records))
 	for i, r := range res.Records {
-		op, value := "", cell(r.Value)
-		if i < len(ops) {
-			op = ops[i].Op
-		}
-		if op == ctxd.OpDelete.String() {
-			value = "(deleted)"
-		}
-		rows[i] = strings.Join([]string{
-			op, r.Namespace, r.Key, strconv.FormatUint(r.Version, 10), strconv.FormatUint(r.ModRev, 10),
-			r.Who, timeText(r.UpdatedAt) + expires.cell(r), value,
-		}, "\t")
+		rows[i] = ops[i].Op + "\t" + recordRow(r, expires, ops[i].Op == ctxd.OpDelete.String())
 	}
-	return c.table("OP\tNS\tKEY\tVERSION\tREVISION\tWHO\tUPDATED"+expires.header+"\tVALUE", rows)
+	return c.table("OP\t"+recordHeader(expires), rows)
 }
