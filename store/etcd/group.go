@@ -6,6 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/framework0/ctxd"
 )
 
@@ -35,10 +38,21 @@ import (
 //     already in the group waits for the next one.
 //   - Answers: each write learns its own version and create revision from
 //     its key's prev_kv, as alone.
+//   - A put with a TTL joins too, with its lease: its writer grants it
+//     before it queues, so that a group waits for no grant. etcd counts
+//     a lease's TTL from its grant, so the group's time is taken no
+//     later than its first grant (commitOnce takes it before the grant):
+//     a key never expires before the deadline it is given, the time its
+//     write records plus its TTL. A lease whose write did not apply is
+//     revoked; a group etcd refuses because a lease ended while it waited
+//     (etcd answered nothing for the TTL) goes again, each write alone.
+//     Such a put costs the transaction three ops (the key, its deadline
+//     record, its armed tombstone), a delete two, a put one: a group's
+//     ops stay within those of maxWrites deletes, so within etcd's
+//     --max-txn-ops.
 //
-// Writes with a TTL (a lease granted per write), patches (a read, then a
-// compare-and-swap) and transactions of several writes are committed on
-// their own, as before.
+// Patches (a read, then a compare-and-swap) and transactions of several
+// writes are committed on their own, as before.
 
 // DefaultMaxGroupWrites is how many writes a group holds at most by
 // default (Options.MaxGroupWrites): 63 deletes, the largest writes, make
@@ -58,9 +72,13 @@ const DefaultGroupsInFlight = 2
 
 // groupWrite is one write waiting for, or in, a group.
 type groupWrite struct {
-	ctx  context.Context
-	w    ctxd.Write
-	done chan struct{}
+	ctx context.Context
+	w   ctxd.Write
+	// A put with a TTL: its lease, granted before it queued, and the
+	// time taken before the grant.
+	lease    deadline
+	leasedAt time.Time
+	done     chan struct{}
 	// set before done is closed
 	rec ctxd.Record
 	err error
@@ -159,10 +177,10 @@ func (g *grouper) run(mine *groupWrite) {
 func (g *grouper) takeLocked() []*groupWrite {
 	type nsKey struct{ ns, key string }
 	var (
-		group []*groupWrite
-		keys  = map[nsKey]bool{}
-		bytes int
-		rest  = g.queue[:0]
+		group      []*groupWrite
+		keys       = map[nsKey]bool{}
+		bytes, ops int
+		rest       = g.queue[:0]
 	)
 	for i, p := range g.queue {
 		if len(group) == g.maxWrites {
@@ -175,12 +193,14 @@ func (g *grouper) takeLocked() []*groupWrite {
 		}
 		k := nsKey{p.w.Namespace, p.w.Key}
 		size := len(p.w.Namespace) + len(p.w.Key) + len(p.w.Value)
-		if keys[k] || len(group) > 0 && bytes+size > groupBytes {
+		n := txnOpsOf(p.w)
+		if keys[k] || len(group) > 0 && (bytes+size > groupBytes || ops+n > 2*g.maxWrites) {
 			rest = append(rest, p)
 			continue
 		}
 		keys[k] = true
 		bytes += size
+		ops += n
 		group = append(group, p)
 	}
 	clear(g.queue[len(rest):])
@@ -189,13 +209,21 @@ func (g *grouper) takeLocked() []*groupWrite {
 }
 
 // groupable is a write that may share a transaction with others: a single
-// put or delete without a TTL.
+// put (with or without a TTL) or delete.
 func groupable(writes []ctxd.Write) bool {
-	if len(writes) != 1 {
-		return false
+	return len(writes) == 1 && (writes[0].Op == ctxd.OpPut || writes[0].Op == ctxd.OpDelete)
+}
+
+// txnOpsOf is how many ops buildTxn gives w: a put one, a put with a TTL
+// three, a delete two.
+func txnOpsOf(w ctxd.Write) int {
+	switch {
+	case w.Op == ctxd.OpDelete:
+		return 2
+	case w.TTL > 0:
+		return 3
 	}
-	w := writes[0]
-	return (w.Op == ctxd.OpPut || w.Op == ctxd.OpDelete) && w.TTL == 0
+	return 1
 }
 
 // commitGrouped commits a single write (groupable) in a group.
@@ -205,8 +233,21 @@ func (s *Store) commitGrouped(ctx context.Context, w ctxd.Write) (ctxd.TxnResult
 	}
 	defer s.inflight.Done()
 	p := &groupWrite{ctx: ctx, w: w, done: make(chan struct{})}
+	if w.TTL > 0 {
+		p.leasedAt = s.opts.Now().UTC()
+		granted, err := s.grantLeases(ctx, []ctxd.Write{w})
+		if err != nil {
+			return ctxd.TxnResult{}, err
+		}
+		p.lease = granted[0]
+	}
 	s.groups.do(p)
 	if p.err != nil {
+		if p.lease.lease != clientv3.NoLease && !errors.Is(p.err, ctxd.ErrOutcomeUnknown) {
+			// Its write did not apply (a failed check, a group etcd
+			// refused: it goes again alone, with a lease of its own).
+			s.revokeLater(p.lease.lease)
+		}
 		return ctxd.TxnResult{}, p.err
 	}
 	// As commitOnce: read-your-writes on the feed, within the request
@@ -244,13 +285,26 @@ func (g *grouper) hold() (queued func() int, release func()) {
 // commitGroup commits a group's writes in one etcd transaction and
 // answers each, but for the writes it returns: they go again.
 func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
+	// The group's time is no later than any of its leases' grants: each
+	// key's deadline (the time plus its TTL) is then no later than its
+	// lease's end, and its TTL exactly after the time its write records.
+	now := s.opts.Now().UTC()
 	writes := make([]ctxd.Write, len(group))
+	var granted []deadline
 	for i, p := range group {
 		writes[i] = p.w
+		if p.lease.lease != clientv3.NoLease {
+			if granted == nil {
+				granted = make([]deadline, len(group))
+			}
+			granted[i] = p.lease
+			if p.leasedAt.Before(now) {
+				now = p.leasedAt
+			}
+		}
 	}
-	now := s.opts.Now().UTC()
 	gen := s.keys.gen()
-	t := s.buildTxn(gen, writes, now, nil, nil, nil)
+	t := s.buildTxn(gen, writes, now, granted, nil, nil)
 	// The group's transaction is no one write's: it is bounded by the
 	// request timeout alone, and a write whose client went away is
 	// answered all the same (its outcome is the group's).
@@ -265,9 +319,12 @@ func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
 		}
 	}
 	switch {
-	case err != nil && len(group) > 1 && errors.Is(writeError(err, true), ctxd.ErrTooLarge):
+	case err != nil && len(group) > 1 && errors.Is(writeError(err, true), ctxd.ErrTooLarge),
+		err != nil && granted != nil && errors.Is(err, rpctypes.ErrLeaseNotFound):
 		// Refused before applying: the group exceeds etcd's bounds, not
-		// (necessarily) any of its writes. Each goes again alone.
+		// (necessarily) any of its writes; or a lease ended before the
+		// group was sent (etcd answered nothing in the key's TTL). Each
+		// goes again alone.
 		answerAll(errGroupTooLarge)
 	case err != nil:
 		answerAll(writeError(err, true))

@@ -3,13 +3,16 @@ package etcd_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/framework0/ctxd"
@@ -282,6 +285,170 @@ func TestQueuedWriteWhoseClientLeftIsNotSent(t *testing.T) {
 	r, err := s.Put(t.Context(), "default", "kept", json.RawMessage(`1`), nil, "t")
 	require.NoError(t, err, "the queue goes on")
 	assert.Equal(t, uint64(1), r.Version)
+}
+
+func ttlPutOf(t *testing.T, s *etcd.Store, key, value string, ttl time.Duration, expect *uint64) func() (ctxd.Record, error) {
+	return func() (ctxd.Record, error) {
+		res, err := s.Txn(t.Context(), []ctxd.Write{{Namespace: "default", Key: key, Op: ctxd.OpPut, Value: json.RawMessage(value), Expect: expect, TTL: ttl, Who: "t"}})
+		if err != nil {
+			return ctxd.Record{}, err
+		}
+		return res.Records[0], nil
+	}
+}
+
+// TestGroupedWritesWithATTL: puts with a TTL share a group with other
+// writes. Each gets a lease of its own and a deadline no later than its
+// lease's end; the one whose check fails gets its own answer and its
+// lease is revoked (none left behind); a grouped key expires as one
+// alone does.
+func TestGroupedWritesWithATTL(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}})
+	require.NoError(t, err)
+	defer cli.Close()
+	leases := func() map[clientv3.LeaseID]bool {
+		resp, err := cli.Leases(t.Context())
+		require.NoError(t, err)
+		ids := map[clientv3.LeaseID]bool{}
+		for _, l := range resp.Leases {
+			ids[l.ID] = true
+		}
+		return ids
+	}
+	_, err = s.Put(t.Context(), "default", "c", json.RawMessage(`"c1"`), nil, "t")
+	require.NoError(t, err)
+	before := s.Stats()
+	leasesBefore := leases()
+
+	start := time.Now()
+	got := queue(t, s,
+		ttlPutOf(t, s, "a", `"a1"`, time.Hour, nil),
+		putOf(t, s, "b", `"b1"`, nil),
+		ttlPutOf(t, s, "c", `"c2"`, time.Hour, u64(7)), // c is at version 1
+		ttlPutOf(t, s, "short", `"s1"`, s.MinTTL(), nil),
+	)
+	var conflict *ctxd.ConflictError
+	require.ErrorAs(t, got[2].err, &conflict, "the compare-and-swap's own answer")
+	for _, i := range []int{0, 1, 3} {
+		require.NoError(t, got[i].err, "write %d", i)
+	}
+	a, b, short := got[0].rec, got[1].rec, got[3].rec
+	assert.Equal(t, a.ModRev, b.ModRev, "committed together")
+	assert.Equal(t, a.ModRev, short.ModRev, "committed together")
+	after := s.Stats()
+	assert.Equal(t, uint64(1), after.Commits-before.Commits, "one transaction")
+	assert.WithinDuration(t, start.Add(time.Hour), a.ExpiresAt, 5*time.Second)
+	assert.Equal(t, a.UpdatedAt.Add(time.Hour), a.ExpiresAt, "the deadline is the write's time plus its ttl")
+	assert.Equal(t, short.UpdatedAt.Add(s.MinTTL()), short.ExpiresAt)
+	assert.True(t, b.ExpiresAt.IsZero())
+	r, err := s.Get("default", "a")
+	require.NoError(t, err)
+	assert.Equal(t, a.ExpiresAt, r.ExpiresAt, "a read shows the deadline the write answered")
+
+	// Each written key holds a lease of its own; the failed write's lease
+	// is revoked, so two leases more than before, in time.
+	leaseOf := func(key string) clientv3.LeaseID {
+		resp, err := cli.Get(t.Context(), etcdkit.Prefix(etcdkit.Name(t))+"k/default/"+key)
+		require.NoError(t, err)
+		require.Len(t, resp.Kvs, 1)
+		return clientv3.LeaseID(resp.Kvs[0].Lease)
+	}
+	la, ls := leaseOf("a"), leaseOf("short")
+	require.NotEqual(t, clientv3.NoLease, la)
+	require.NotEqual(t, la, ls)
+	ttl, err := cli.TimeToLive(t.Context(), la)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, a.ExpiresAt, time.Now().Add(time.Duration(ttl.TTL+1)*time.Second), "the deadline is not after the lease's end")
+	testkit.Eventually(t, func() bool {
+		now := leases()
+		extra := 0
+		for id := range now {
+			if !leasesBefore[id] {
+				extra++
+			}
+		}
+		return extra == 2 && now[la] && now[ls]
+	}, "the leases of a and short alone are new (the failed write's is revoked)")
+
+	// The short one expires, once, as a key alone does.
+	testkit.Eventually(t, func() bool {
+		_, err := s.Get("default", "short")
+		return errors.Is(err, ctxd.ErrNotFound)
+	}, "short expired")
+	changes, err := s.ReadLog(short.ModRev, 100)
+	require.NoError(t, err)
+	var expiries int
+	for _, c := range changes {
+		if c.Key == "short" && c.Who == ctxd.WhoTTL {
+			expiries++
+		}
+	}
+	assert.Equal(t, 1, expiries, "one expiry change")
+	_, err = s.Get("default", "a")
+	assert.NoError(t, err, "a lives on")
+}
+
+// TestGroupsOfTTLPutsFitEtcdsDefaultMaxTxnOps: a put with a TTL is three
+// etcd ops; 60 of them queued together on an etcd with its default
+// --max-txn-ops (128) go in two groups etcd accepts (42, then 18), not in
+// one it refuses (which would then send each alone: 61 requests).
+func TestGroupsOfTTLPutsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
+	srv, err := etcdkit.Start(func(c *embed.Config) { c.MaxTxnOps = embed.DefaultMaxTxnOps })
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+
+	const n = 60
+	var puts []func() (ctxd.Record, error)
+	for i := range n {
+		puts = append(puts, ttlPutOf(t, s, fmt.Sprint("k", i), `1`, time.Hour, nil))
+	}
+	before := s.Stats()
+	for i, p := range queue(t, s, puts...) {
+		require.NoError(t, p.err, "put %d", i)
+	}
+	after := s.Stats()
+	assert.Equal(t, uint64(2), after.Requests-before.Requests, "42 puts, then 18, each group accepted")
+	assert.Equal(t, uint64(n), after.Changes-before.Changes)
+}
+
+// TestGroupWhoseLeaseEndedGoesAlone: a put with a TTL that waited in the
+// queue longer than its TTL (etcd answered nothing meanwhile) has a lease
+// etcd has ended; etcd refuses its group, which wrote nothing, and each
+// write goes again alone: both land, the expiring one with a fresh lease
+// and a deadline after the wait.
+func TestGroupWhoseLeaseEndedGoesAlone(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	queued, release := etcd.HoldGroups(s)
+	type answer struct {
+		rec ctxd.Record
+		err error
+	}
+	short, plain := make(chan answer, 1), make(chan answer, 1)
+	go func() {
+		r, err := ttlPutOf(t, s, "short", `1`, s.MinTTL(), nil)()
+		short <- answer{r, err}
+	}()
+	testkit.Eventually(t, func() bool { return queued() == 1 }, "the put with a TTL queued")
+	go func() {
+		r, err := putOf(t, s, "plain", `1`, nil)()
+		plain <- answer{r, err}
+	}()
+	testkit.Eventually(t, func() bool { return queued() == 2 }, "the plain put queued")
+	time.Sleep(s.MinTTL() + 1500*time.Millisecond) // etcd ends the first lease meanwhile
+	released := time.Now()
+	release()
+	a, b := <-short, <-plain
+	require.NoError(t, a.err)
+	require.NoError(t, b.err)
+	assert.NotEqual(t, a.rec.ModRev, b.rec.ModRev, "each alone")
+	assert.True(t, a.rec.ExpiresAt.After(released), "a fresh lease: deadline %v, released %v", a.rec.ExpiresAt, released)
+	r, err := s.Get("default", "short")
+	require.NoError(t, err, "the key was written")
+	assert.Equal(t, a.rec.ModRev, r.ModRev)
 }
 
 func u64(v uint64) *uint64 { return &v }
