@@ -51,8 +51,13 @@ import (
 //     ops stay within those of maxWrites deletes, so within etcd's
 //     --max-txn-ops.
 //
-// Patches (a read, then a compare-and-swap) and transactions of several
-// writes are committed on their own, as before.
+//   - A patch joins as the put of its result, on condition that its key
+//     was not written since the value it was applied to was read (its
+//     modification revision), as alone: when another write got there
+//     first, the group answers errPatchRaced for it alone and its writer
+//     applies the patch again to the new value.
+//
+// Transactions of several writes are committed on their own.
 
 // DefaultMaxGroupWrites is how many writes a group holds at most by
 // default (Options.MaxGroupWrites): 63 deletes, the largest writes, make
@@ -78,7 +83,12 @@ type groupWrite struct {
 	// time taken before the grant.
 	lease    deadline
 	leasedAt time.Time
-	done     chan struct{}
+	// A patch's put: the modification revision of the value it was
+	// applied to, and the lease and deadline an expiring key keeps
+	// (applyPatches).
+	seen int64
+	kept deadline
+	done chan struct{}
 	// set before done is closed
 	rec ctxd.Record
 	err error
@@ -98,9 +108,10 @@ func (p *groupWrite) finished() bool {
 	}
 }
 
-// errGroupTooLarge: etcd refused a group as too large for one
-// transaction: each of its writes goes again alone.
-var errGroupTooLarge = errors.New("etcd refused the group as too large")
+// errGoAlone: etcd refused a group, as too large for one transaction or
+// because a lease ended while it waited: each of its writes goes again
+// alone.
+var errGoAlone = errors.New("etcd refused the group: each write goes alone")
 
 // grouper queues single writes and commits them in groups.
 type grouper struct {
@@ -208,8 +219,9 @@ func (g *grouper) takeLocked() []*groupWrite {
 	return group
 }
 
-// groupable is a write that may share a transaction with others: a single
-// put (with or without a TTL) or delete.
+// groupable is a write that may share a transaction with others as it is:
+// a single put (with or without a TTL) or delete. (A single patch joins
+// as the put of its result: commit.)
 func groupable(writes []ctxd.Write) bool {
 	return len(writes) == 1 && (writes[0].Op == ctxd.OpPut || writes[0].Op == ctxd.OpDelete)
 }
@@ -226,13 +238,14 @@ func txnOpsOf(w ctxd.Write) int {
 	return 1
 }
 
-// commitGrouped commits a single write (groupable) in a group.
-func (s *Store) commitGrouped(ctx context.Context, w ctxd.Write) (ctxd.TxnResult, error) {
+// commitGrouped commits a single write (groupable) in a group; seen and
+// kept are a patch's (commitOnce), zero for the others.
+func (s *Store) commitGrouped(ctx context.Context, w ctxd.Write, seen int64, kept deadline) (ctxd.TxnResult, error) {
 	if err := s.beginWrite(ctx); err != nil {
 		return ctxd.TxnResult{}, err
 	}
 	defer s.inflight.Done()
-	p := &groupWrite{ctx: ctx, w: w, done: make(chan struct{})}
+	p := &groupWrite{ctx: ctx, w: w, seen: seen, kept: kept, done: make(chan struct{})}
 	if w.TTL > 0 {
 		p.leasedAt = s.opts.Now().UTC()
 		granted, err := s.grantLeases(ctx, []ctxd.Write{w})
@@ -290,7 +303,8 @@ func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
 	// lease's end, and its TTL exactly after the time its write records.
 	now := s.opts.Now().UTC()
 	writes := make([]ctxd.Write, len(group))
-	var granted []deadline
+	var granted, kept []deadline
+	var seen []int64
 	for i, p := range group {
 		writes[i] = p.w
 		if p.lease.lease != clientv3.NoLease {
@@ -302,9 +316,15 @@ func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
 				now = p.leasedAt
 			}
 		}
+		if p.seen > 0 {
+			if seen == nil {
+				seen, kept = make([]int64, len(group)), make([]deadline, len(group))
+			}
+			seen[i], kept[i] = p.seen, p.kept
+		}
 	}
 	gen := s.keys.gen()
-	t := s.buildTxn(gen, writes, now, granted, nil, nil)
+	t := s.buildTxn(gen, writes, now, granted, seen, kept)
 	// The group's transaction is no one write's: it is bounded by the
 	// request timeout alone, and a write whose client went away is
 	// answered all the same (its outcome is the group's).
@@ -320,12 +340,12 @@ func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
 	}
 	switch {
 	case err != nil && len(group) > 1 && errors.Is(writeError(err, true), ctxd.ErrTooLarge),
-		err != nil && granted != nil && errors.Is(err, rpctypes.ErrLeaseNotFound):
+		err != nil && (granted != nil || kept != nil) && errors.Is(err, rpctypes.ErrLeaseNotFound):
 		// Refused before applying: the group exceeds etcd's bounds, not
 		// (necessarily) any of its writes; or a lease ended before the
-		// group was sent (etcd answered nothing in the key's TTL). Each
-		// goes again alone.
-		answerAll(errGroupTooLarge)
+		// group was sent (etcd answered nothing in the key's TTL, or a
+		// patched key expired since it was read). Each goes again alone.
+		answerAll(errGoAlone)
 	case err != nil:
 		answerAll(writeError(err, true))
 	case !resp.Succeeded:
@@ -342,7 +362,7 @@ func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
 		// Nothing applied: the writes whose check failed get their
 		// answer, the others go again.
 		for i, p := range group {
-			if err := checkFailure(p.w, 0, resp.Responses[i]); err != nil {
+			if err := checkFailure(p.w, p.seen, resp.Responses[i]); err != nil {
 				p.finish(ctxd.Record{}, err)
 			} else {
 				again = append(again, p)

@@ -451,4 +451,57 @@ func TestGroupWhoseLeaseEndedGoesAlone(t *testing.T) {
 	assert.Equal(t, a.rec.ModRev, r.ModRev)
 }
 
+func patchOf(t *testing.T, s *etcd.Store, key, merge string) func() (ctxd.Record, error) {
+	return func() (ctxd.Record, error) {
+		return s.Patch(t.Context(), "default", key, ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(merge)}, nil, "t")
+	}
+}
+
+// TestGroupedPatches: single patches join groups as the puts of their
+// results. Two patches and a put queued together are one transaction. A
+// patched key written by someone else after the patch read it (here
+// another instance, while the group waits) fails that patch's compare
+// alone: it is applied again to the new value, so neither write is lost.
+func TestGroupedPatches(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	s := open(t, etcd.Options{Prefix: prefix})
+	other := open(t, etcd.Options{Prefix: prefix})
+	for _, k := range []string{"a", "b"} {
+		_, err := s.Put(t.Context(), "default", k, json.RawMessage(`{"n":1}`), nil, "t")
+		require.NoError(t, err)
+	}
+	before := s.Stats()
+	got := queue(t, s, patchOf(t, s, "a", `{"x":1}`), patchOf(t, s, "b", `{"x":2}`), putOf(t, s, "c", `1`, nil))
+	for i, g := range got {
+		require.NoError(t, g.err, "write %d", i)
+	}
+	assert.Equal(t, got[0].rec.ModRev, got[1].rec.ModRev, "committed together")
+	assert.Equal(t, got[0].rec.ModRev, got[2].rec.ModRev, "committed together")
+	assert.Equal(t, uint64(1), s.Stats().Commits-before.Commits, "one transaction")
+	assert.Equal(t, uint64(2), got[0].rec.Version)
+	assert.JSONEq(t, `{"n":1,"x":1}`, string(got[0].rec.Value))
+	assert.JSONEq(t, `{"n":1,"x":2}`, string(got[1].rec.Value))
+
+	// The race: the patch has read a and waits in the queue; the other
+	// instance writes a; the group's compare on a fails for the patch.
+	queued, release := etcd.HoldGroups(s)
+	done := make(chan queuedWrite, 1)
+	go func() {
+		r, err := patchOf(t, s, "a", `{"y":3}`)()
+		done <- queuedWrite{r, err}
+	}()
+	testkit.Eventually(t, func() bool { return queued() == 1 }, "the patch queued")
+	raced, err := other.Put(t.Context(), "default", "a", json.RawMessage(`{"n":1,"x":1,"z":4}`), nil, "other")
+	require.NoError(t, err)
+	release()
+	p := <-done
+	require.NoError(t, p.err, "the patch is applied again, not refused")
+	assert.Greater(t, p.rec.ModRev, raced.ModRev)
+	assert.Equal(t, raced.Version+1, p.rec.Version)
+	assert.JSONEq(t, `{"n":1,"x":1,"z":4,"y":3}`, string(p.rec.Value), "neither write lost")
+	r, err := s.Get("default", "a")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"n":1,"x":1,"z":4,"y":3}`, string(r.Value))
+}
+
 func u64(v uint64) *uint64 { return &v }

@@ -97,9 +97,9 @@ func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
 	if s.groups != nil && groupable(writes) {
 		for {
-			res, err := s.commitGrouped(ctx, writes[0])
+			res, err := s.commitGrouped(ctx, writes[0], 0, deadline{})
 			switch {
-			case errors.Is(err, errGroupTooLarge):
+			case errors.Is(err, errGoAlone):
 				return s.commitAlone(ctx, writes)
 			case !errors.Is(err, errGenerationMoved):
 				return res, err
@@ -113,13 +113,21 @@ func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 	// of its result on condition that the key was not written since
 	// (its modification revision): when another write got there first,
 	// read and apply again. Each round some writer wins, so concurrent
-	// patches of one value all land, none lost.
+	// patches of one value all land, none lost. A single patch joins a
+	// group (group.go).
+	grouped := s.groups != nil && len(writes) == 1
 	for {
 		puts, seen, kept, err := s.applyPatches(ctx, writes)
 		if err != nil {
 			return ctxd.TxnResult{}, err
 		}
-		res, err := s.commitOnce(ctx, puts, seen, kept)
+		var res ctxd.TxnResult
+		if grouped {
+			res, err = s.commitGrouped(ctx, puts[0], seen[0], kept[0])
+		}
+		if !grouped || errors.Is(err, errGoAlone) {
+			res, err = s.commitOnce(ctx, puts, seen, kept)
+		}
 		if !errors.Is(err, errPatchRaced) && !errors.Is(err, errGenerationMoved) {
 			return res, err
 		}
