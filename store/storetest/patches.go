@@ -170,3 +170,53 @@ func checkConcurrentPatches(t testing.TB, h Harness) {
 	assert.Len(t, got, patchers)
 	assert.Equal(t, uint64(patchers+1), r.Version, "one version per patch")
 }
+
+// checkConcurrentPatchesOfSeveralKeys: 32 patchers each patch 4 documents
+// in turn (each from a different one), 5 rounds, while 8 writers put keys
+// of their own: a backend that commits concurrent writes together (etcd's
+// groups, bolt's batches) mixes them. Every patch lands on the value as it
+// is when it commits: each document ends with every patcher's last
+// round, one version per patch, and every put is there.
+func checkConcurrentPatchesOfSeveralKeys(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	const patchers, docs, rounds, writers = 32, 4, 5, 8
+	for d := range docs {
+		b.put("default", fmt.Sprint("doc", d), `{}`)
+	}
+	var wg sync.WaitGroup
+	for i := range patchers {
+		wg.Go(func() {
+			for r := range rounds {
+				for k := range docs {
+					doc := fmt.Sprint("doc", (i+k)%docs)
+					_, err := b.Patch(t.Context(), "default", doc, mergePatch(fmt.Sprintf(`{"f%02d":%d}`, i, r)), nil, fmt.Sprint("p", i))
+					assert.NoError(t, err, "patcher %d, %s, round %d", i, doc, r)
+				}
+			}
+		})
+	}
+	for w := range writers {
+		wg.Go(func() {
+			for r := range rounds * docs {
+				_, err := b.Put(t.Context(), "default", fmt.Sprintf("w%d-%d", w, r), json.RawMessage(fmt.Sprint(r)), nil, "w")
+				assert.NoError(t, err, "writer %d, put %d", w, r)
+			}
+		})
+	}
+	wg.Wait()
+	for d := range docs {
+		r := b.get("default", fmt.Sprint("doc", d))
+		var got map[string]int
+		require.NoError(t, json.Unmarshal(r.Value, &got))
+		for i := range patchers {
+			assert.Equal(t, rounds-1, got[fmt.Sprintf("f%02d", i)], "doc%d: patcher %d's last round", d, i)
+		}
+		assert.Len(t, got, patchers)
+		assert.Equal(t, uint64(patchers*rounds+1), r.Version, "doc%d: one version per patch", d)
+	}
+	for w := range writers {
+		for r := range rounds * docs {
+			assert.JSONEq(t, fmt.Sprint(r), string(b.get("default", fmt.Sprintf("w%d-%d", w, r)).Value))
+		}
+	}
+}

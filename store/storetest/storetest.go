@@ -232,6 +232,7 @@ var checks = []check{
 	{"PatchCompareAndSwap", checkPatchCompareAndSwap},
 	{"FailedPatchWritesNothing", checkFailedPatchWritesNothing},
 	{"ConcurrentPatchesLoseNothing", checkConcurrentPatches},
+	{"ConcurrentPatchesOfSeveralKeysLoseNothing", checkConcurrentPatchesOfSeveralKeys},
 	// Expiring keys.
 	{"KeysExpireAsChanges", expiring(checkTTLExpiry)},
 	{"KeepAliveMovesTheDeadlineWithoutAVersion", expiring(checkKeepAlive)},
