@@ -50,13 +50,15 @@ const (
 // cacheEntry is one live key as etcd holds it: its envelope (immutable:
 // an update replaces the entry) and etcd's version and revisions; for a
 // key on a lease (an expiring key), the deadline its deadline record
-// holds now (a keepalive moves that record, not the envelope).
+// holds now (a keepalive moves that record, not the envelope) and, when
+// that record is on the key's lease, the lease's TTL it records.
 type cacheEntry struct {
 	key                 string
 	envelope            []byte
 	version, create, md int64
 	lease               int64
 	deadline            time.Time
+	ttlSeconds          int64
 }
 
 func (e *cacheEntry) size() int64 { return int64(len(e.key)+len(e.envelope)) + cacheEntryOverhead }
@@ -252,10 +254,13 @@ func (c *readCache) setDeadline(nss map[string]*btree.BTreeG[*cacheEntry], kv *m
 		return
 	}
 	e := *old
-	e.deadline = time.Time{}
+	e.deadline, e.ttlSeconds = time.Time{}, 0
 	if !deleted {
 		if d, err := decodeDeadline(kv.Value); err == nil {
 			e.deadline = d.at
+			if kv.Lease == e.lease {
+				e.ttlSeconds = d.ttlSeconds
+			}
 		}
 	}
 	nss[ns].ReplaceOrInsert(&e)
@@ -343,7 +348,7 @@ func (c *readCache) apply(resp clientv3.WatchResponse) {
 		e := &cacheEntry{key: strings.Clone(key), envelope: ev.Kv.Value, version: ev.Kv.Version, create: ev.Kv.CreateRevision, md: ev.Kv.ModRevision, lease: ev.Kv.Lease}
 		if old, found := t.ReplaceOrInsert(e); found {
 			if old.lease == e.lease {
-				e.deadline = old.deadline // a patch keeps the lease and its deadline record
+				e.deadline, e.ttlSeconds = old.deadline, old.ttlSeconds // a patch keeps the lease and its deadline record
 			}
 			c.bytes -= old.size()
 		} else {
@@ -425,6 +430,21 @@ func (c *readCache) get(ns, key string) (r ctxd.Record, ok bool, err error) {
 	}
 	r, err = e.record(ns)
 	return r, true, err
+}
+
+// leaseOf is a cached expiring key as the cache holds it now, without
+// waiting for the cache to be current: for a keepalive, whose transaction
+// checks it against etcd (KeepAlive). ok is false when the cache cannot
+// say: not ready, or the key not cached, not on a lease, or without its
+// deadline record on that lease.
+func (c *readCache) leaseOf(ns, key string) (e *cacheEntry, ok bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if !c.ready || c.nss[ns] == nil {
+		return nil, false
+	}
+	e, ok = c.nss[ns].Get(&cacheEntry{key: key})
+	return e, ok && e.lease != 0 && e.ttlSeconds > 0
 }
 
 func (e *cacheEntry) record(ns string) (ctxd.Record, error) {

@@ -111,6 +111,15 @@ func (s *Store) revokeLater(id clientv3.LeaseID) {
 // renews a lease to the TTL it granted, so ttl must be the TTL the key was
 // put with (rounded up to whole seconds); another one is ctxd.ErrInvalid:
 // moving the key to a new lease would be a put, a new version.
+//
+// The key's lease, TTL and modification revision come from the read
+// cache when it holds them (no read of etcd, no wait for the cache to be
+// current), else from a read of etcd. Either way the deadline record is
+// rewritten on condition that the key is still at that revision, so a
+// keepalive applies only to the key as read: when the cache's copy was
+// behind (or anything it says does not fit the request), nothing was
+// written, and the keepalive starts again from a read of etcd, whose
+// answer is exact.
 func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration, expect *uint64) (ctxd.Record, error) {
 	if err := s.checkKey(ns, key); err != nil {
 		return ctxd.Record{}, err
@@ -128,6 +137,22 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	gen := s.keys.gen()
+	if s.cache != nil {
+		if e, ok := s.cache.leaseOf(ns, key); ok && e.ttlSeconds == leaseTTL(ttl) && (expect == nil || *expect == uint64(e.version)) {
+			if rec, err := e.record(ns); err == nil {
+				at, held, _, _, err := s.renew(ctx, gen, ns, key, clientv3.LeaseID(e.lease), e.ttlSeconds, e.md)
+				switch {
+				case err != nil:
+					return ctxd.Record{}, err
+				case held:
+					s.cache.hits.Add(1)
+					rec.ExpiresAt = at
+					return rec, nil
+				}
+			}
+		}
+		s.cache.misses.Add(1)
+	}
 	live, dead := gen.keys.live(ns, key), gen.keys.dead(ns, key)
 	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(live), clientv3.OpGet(dead)).Commit()
 	if err != nil {
@@ -160,39 +185,54 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 		return ctxd.Record{}, ctxd.Invalidf("keepalive %s/%s: ttl %s: on etcd a keepalive renews the key's lease for the ttl it was put with (%ds); to change the ttl, put the key again",
 			ns, key, ttl, d.ttlSeconds)
 	}
-	now := s.opts.Now().UTC()
-	if _, err := s.cli.KeepAliveOnce(ctx, d.lease); err != nil {
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w (it expired)", ns, key, ctxd.ErrNotFound)
-		}
-		return ctxd.Record{}, writeError(err, true)
+	at, held, expired, cur, err := s.renew(ctx, gen, ns, key, d.lease, d.ttlSeconds, kv.ModRevision)
+	switch {
+	case err != nil:
+		return ctxd.Record{}, err
+	case expired:
+		return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w (it expired)", ns, key, ctxd.ErrNotFound)
+	case !held && cur == 0:
+		return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w", ns, key, ctxd.ErrNotFound)
+	case !held:
+		return ctxd.Record{}, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: have, Current: cur}
 	}
-	// The lease is renewed; the deadline record says so, on condition
-	// that the key is still the one renewed (a write since would have
-	// given it a deadline of its own, or none).
-	d.at = now.Add(time.Duration(d.ttlSeconds) * time.Second)
-	// (and that no full restore replaced the data since: generation.go).
-	put, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(live), "=", kv.ModRevision), s.genCompare(gen)).
+	rec.ExpiresAt = at
+	return rec, nil
+}
+
+// renew renews the key's lease, read with the key at modRev, and moves
+// its deadline record to ttlSeconds from now, on condition that the key
+// is still at modRev (a write since would have given it a deadline of
+// its own, or none) and that no full restore replaced the data
+// (generation.go). held is false when the lease had ended (expired) or
+// either condition failed: nothing was written, and cur is the key's
+// version now (0: gone).
+func (s *Store) renew(ctx context.Context, gen *generation, ns, key string, lease clientv3.LeaseID, ttlSeconds, modRev int64) (at time.Time, held, expired bool, cur uint64, err error) {
+	now := s.opts.Now().UTC()
+	if _, err := s.cli.KeepAliveOnce(ctx, lease); err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return time.Time{}, false, true, 0, nil
+		}
+		return time.Time{}, false, false, 0, writeError(err, true)
+	}
+	d := deadline{lease: lease, ttlSeconds: ttlSeconds, at: now.Add(time.Duration(ttlSeconds) * time.Second)}
+	live, dead := gen.keys.live(ns, key), gen.keys.dead(ns, key)
+	put, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(live), "=", modRev), s.genCompare(gen)).
 		Then(clientv3.OpPut(dead, string(d.encode()), clientv3.WithLease(d.lease))).
 		Else(clientv3.OpGet(live, clientv3.WithKeysOnly())).Commit()
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w (it expired)", ns, key, ctxd.ErrNotFound)
+			return time.Time{}, false, true, 0, nil
 		}
-		return ctxd.Record{}, writeError(err, true)
+		return time.Time{}, false, false, 0, writeError(err, true)
 	}
 	if !put.Succeeded {
-		var cur uint64
 		if kv := firstKV(put.Responses[0].GetResponseRange().GetKvs()); kv != nil {
 			cur = uint64(kv.Version)
 		}
-		if cur == 0 {
-			return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w", ns, key, ctxd.ErrNotFound)
-		}
-		return ctxd.Record{}, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: have, Current: cur}
+		return time.Time{}, false, false, cur, nil
 	}
-	rec.ExpiresAt = d.at
-	return rec, nil
+	return d.at, true, false, 0, nil
 }
 
 // deadlinesOf sets ExpiresAt of the records whose key is on a lease

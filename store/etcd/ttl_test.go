@@ -338,3 +338,59 @@ func TestSnapshotDeadlinesOfManyKeys(t *testing.T) {
 		assert.True(t, at.Equal(got[key]), "%s: deadline %v, want %v", key, got[key], at)
 	}
 }
+
+// TestKeepAliveFromTheReadCache: a keepalive takes the key's lease and
+// revision from the instance's read cache (a hit, no read of etcd) and
+// applies only if the key is still as the cache has it. With the cache
+// behind a patch made through another instance (its watch held back; a
+// patch keeps the key's lease, so the lease the cache has is still
+// alive), the keepalive's transaction finds the key moved, writes
+// nothing, and the keepalive starts again from etcd: it renews the key as
+// it is now, and an If-Match on the cache's old version is a conflict
+// with the current one.
+func TestKeepAliveFromTheReadCache(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	s := open(t, etcd.Options{Prefix: prefix})
+	other := open(t, etcd.Options{Prefix: prefix})
+	first := putTTL(t, s, "hb", `1`, time.Hour)
+	_, err := s.Get("default", "hb") // the cache has caught up with the put
+	require.NoError(t, err)
+
+	before := s.ReadCache()
+	k, err := s.KeepAlive(t.Context(), "default", "hb", time.Hour, nil)
+	require.NoError(t, err)
+	assert.Equal(t, before.Hits+1, s.ReadCache().Hits, "the lease read from the cache")
+	assert.Equal(t, before.Misses, s.ReadCache().Misses)
+	assert.Equal(t, first.Version, k.Version)
+	assert.Equal(t, first.ModRev, k.ModRev, "no new version")
+	assert.True(t, k.ExpiresAt.After(first.ExpiresAt) || k.ExpiresAt.Equal(first.ExpiresAt))
+	r, err := other.Get("default", "hb")
+	require.NoError(t, err)
+	assert.Equal(t, k.ExpiresAt, r.ExpiresAt, "the deadline record moved")
+
+	// The cache falls behind: another instance patches hb (version 2,
+	// the same lease).
+	etcd.LagReadCache(s, 2*time.Second)
+	second, err := other.Patch(t.Context(), "default", "hb", ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(`2`)}, nil, "other")
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), second.Version)
+
+	before = s.ReadCache()
+	_, err = s.KeepAlive(t.Context(), "default", "hb", time.Hour, u64(1))
+	var conflict *ctxd.ConflictError
+	require.ErrorAs(t, err, &conflict, "If-Match 1 (the cache's version) against version 2")
+	assert.Equal(t, uint64(2), conflict.Current)
+
+	k2, err := s.KeepAlive(t.Context(), "default", "hb", time.Hour, nil)
+	require.NoError(t, err)
+	assert.Equal(t, second.Version, k2.Version, "the key as it is now, not as the cache had it")
+	assert.Equal(t, second.ModRev, k2.ModRev)
+	assert.JSONEq(t, `2`, string(k2.Value))
+	assert.False(t, k2.ExpiresAt.Before(second.ExpiresAt))
+	assert.Equal(t, before.Hits, s.ReadCache().Hits, "neither answered from the cache")
+	assert.Equal(t, before.Misses+2, s.ReadCache().Misses)
+	r, err = other.Get("default", "hb")
+	require.NoError(t, err)
+	assert.Equal(t, k2.ExpiresAt, r.ExpiresAt, "the current key's deadline moved")
+	assert.Equal(t, second.ModRev, r.ModRev, "a keepalive is no new version")
+}
