@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/patch"
 )
 
 // The read cache: the instance's live keys in memory, filled by a paged
@@ -445,6 +447,35 @@ func (c *readCache) leaseOf(ns, key string) (e *cacheEntry, ok bool) {
 	}
 	e, ok = c.nss[ns].Get(&cacheEntry{key: key})
 	return e, ok && e.lease != 0 && e.ttlSeconds > 0
+}
+
+// patched is w's patch applied to the value the cache holds now for its
+// key, without waiting for the cache to be current, and the modification
+// revision of that value, for a commit that compares it (applyPatches).
+// ok is false when the cache cannot serve it (not ready, the key not
+// cached or on a lease) or any check fails on the cached value: the
+// caller reads etcd then.
+func (c *readCache) patched(w ctxd.Write, limits ctxd.Limits) (v json.RawMessage, md int64, ok bool) {
+	c.mu.RLock()
+	var e *cacheEntry
+	if c.ready && c.nss[w.Namespace] != nil {
+		e, ok = c.nss[w.Namespace].Get(&cacheEntry{key: w.Key})
+	}
+	c.mu.RUnlock()
+	if !ok || e.lease != 0 || w.Expect != nil && *w.Expect != uint64(e.version) {
+		c.misses.Add(1)
+		return nil, 0, false
+	}
+	env, err := decodeEnvelope(e.envelope)
+	if err == nil {
+		v, err = patch.Apply(env.value, w.Patch, limits)
+	}
+	if err != nil {
+		c.misses.Add(1)
+		return nil, 0, false
+	}
+	c.hits.Add(1)
+	return v, e.md, true
 }
 
 func (e *cacheEntry) record(ns string) (ctxd.Record, error) {

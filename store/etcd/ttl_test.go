@@ -394,3 +394,48 @@ func TestKeepAliveFromTheReadCache(t *testing.T) {
 	assert.Equal(t, k2.ExpiresAt, r.ExpiresAt, "the current key's deadline moved")
 	assert.Equal(t, second.ModRev, r.ModRev, "a keepalive is no new version")
 }
+
+// TestPatchFromTheReadCache: a patch is applied to the value the read
+// cache holds (a hit, no read of etcd) and committed only if the key is
+// still at that value's revision. With the cache behind another
+// instance's patch, the commit is refused, and the patch is applied again
+// to etcd's value: no change lost; an If-Match on the cache's old version
+// is a conflict with the current one; a JSON patch whose test fails on the
+// cached value but holds on the current one applies.
+func TestPatchFromTheReadCache(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	s := open(t, etcd.Options{Prefix: prefix})
+	other := open(t, etcd.Options{Prefix: prefix})
+	merge := func(doc string) ctxd.Patch { return ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(doc)} }
+	_, err := s.Put(t.Context(), "default", "doc", json.RawMessage(`{"n":1}`), nil, "t")
+	require.NoError(t, err)
+	_, err = s.Get("default", "doc") // the cache has caught up with the put
+	require.NoError(t, err)
+
+	before := s.ReadCache()
+	r, err := s.Patch(t.Context(), "default", "doc", merge(`{"a":1}`), nil, "t")
+	require.NoError(t, err)
+	assert.Equal(t, before.Hits+1, s.ReadCache().Hits, "the value read from the cache")
+	assert.JSONEq(t, `{"n":1,"a":1}`, string(r.Value))
+
+	etcd.LagReadCache(s, 2*time.Second)
+	_, err = other.Patch(t.Context(), "default", "doc", merge(`{"b":2}`), nil, "other")
+	require.NoError(t, err)
+
+	r, err = s.Patch(t.Context(), "default", "doc", merge(`{"c":3}`), nil, "t")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"n":1,"a":1,"b":2,"c":3}`, string(r.Value), "applied to etcd's value, not the cache's")
+	assert.Equal(t, uint64(4), r.Version)
+
+	_, err = s.Patch(t.Context(), "default", "doc", merge(`{"d":4}`), u64(2), "t")
+	var conflict *ctxd.ConflictError
+	require.ErrorAs(t, err, &conflict, "If-Match 2 (the cache's version) against version 4")
+	assert.Equal(t, uint64(4), conflict.Current)
+
+	r, err = s.Patch(t.Context(), "default", "doc", ctxd.Patch{Type: ctxd.JSONPatch, Doc: json.RawMessage(`[{"op":"test","path":"/b","value":2},{"op":"add","path":"/e","value":5}]`)}, nil, "t")
+	require.NoError(t, err, "the test holds on etcd's value")
+	assert.JSONEq(t, `{"n":1,"a":1,"b":2,"c":3,"e":5}`, string(r.Value))
+	got, err := other.Get("default", "doc")
+	require.NoError(t, err)
+	assert.Equal(t, r.Value, got.Value)
+}

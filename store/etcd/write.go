@@ -116,8 +116,8 @@ func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 	// patches of one value all land, none lost. A single patch joins a
 	// group (group.go).
 	grouped := s.groups != nil && len(writes) == 1
-	for {
-		puts, seen, kept, err := s.applyPatches(ctx, writes)
+	for round := 0; ; round++ {
+		puts, seen, kept, err := s.applyPatches(ctx, writes, round == 0)
 		if err != nil {
 			return ctxd.TxnResult{}, err
 		}
@@ -160,7 +160,15 @@ var errGenerationMoved = errors.New("a full restore replaced the data before the
 // others) and, for an expiring key, its lease and deadline, which the
 // put keeps. The checks come in the order bolt's writer makes them: the
 // expected version, then that the key is live, then the patch.
-func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write) ([]ctxd.Write, []int64, []deadline, error) {
+//
+// With fromCache, a key the read cache holds, not on a lease, is read
+// from the cache without waiting for it to be current: the commit's
+// compare on the modification revision refuses a value the cache had
+// not brought up to date (errPatchRaced), and the next round reads etcd.
+// Only a patch that applies to the cached value is taken from it: any
+// check that fails there is made again on etcd's value, whose answer is
+// exact.
+func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write, fromCache bool) ([]ctxd.Write, []int64, []deadline, error) {
 	out := slices.Clone(writes)
 	seen := make([]int64, len(writes))
 	kept := make([]deadline, len(writes))
@@ -171,6 +179,13 @@ func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write) ([]ctxd.W
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, nil, nil, err
+		}
+		if fromCache && s.cache != nil {
+			if v, md, ok := s.cache.patched(*w, s.opts.Limits); ok {
+				w.Op, w.Value, w.Patch = ctxd.OpPut, v, ctxd.Patch{}
+				seen[i] = md
+				continue
+			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 		resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.keys.live(w.Namespace, w.Key)), clientv3.OpGet(s.keys.dead(w.Namespace, w.Key))).Commit()
