@@ -28,7 +28,10 @@ import (
 // (from the watch's events, or a progress notification the instance asks
 // etcd for when the prefix had no event up to it). Kubernetes serves its
 // consistent reads from its watch cache the same way. See DESIGN.md,
-// "Reads: the watch-fed cache".
+// "Reads: the watch-fed cache". Writes that read before they write (a
+// patch, a keepalive) read it without that wait: their transaction
+// compares the key's modification revision, so a stale copy only costs
+// them a second round, read from etcd (leaseOf, patched).
 
 const (
 	// cacheEntryOverhead is what the cache counts for an entry besides
