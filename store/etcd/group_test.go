@@ -422,6 +422,19 @@ func TestGroupsOfTTLPutsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
 // and a deadline after the wait.
 func TestGroupWhoseLeaseEndedGoesAlone(t *testing.T) {
 	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}})
+	require.NoError(t, err)
+	defer cli.Close()
+	leases := func() map[clientv3.LeaseID]bool {
+		resp, err := cli.Leases(t.Context())
+		require.NoError(t, err)
+		ids := map[clientv3.LeaseID]bool{}
+		for _, l := range resp.Leases {
+			ids[l.ID] = true
+		}
+		return ids
+	}
+	leasesBefore := leases()
 	queued, release := etcd.HoldGroups(s)
 	type answer struct {
 		rec ctxd.Record
@@ -438,7 +451,17 @@ func TestGroupWhoseLeaseEndedGoesAlone(t *testing.T) {
 		plain <- answer{r, err}
 	}()
 	testkit.Eventually(t, func() bool { return queued() == 2 }, "the plain put queued")
-	time.Sleep(s.MinTTL() + 1500*time.Millisecond) // etcd ends the first lease meanwhile
+	var granted []clientv3.LeaseID
+	for id := range leases() {
+		if !leasesBefore[id] {
+			granted = append(granted, id)
+		}
+	}
+	require.Len(t, granted, 1, "the queued put's lease")
+	testkit.Eventually(t, func() bool {
+		resp, err := cli.TimeToLive(t.Context(), granted[0])
+		return err == nil && resp.TTL < 0
+	}, "etcd ended the queued put's lease")
 	released := time.Now()
 	release()
 	a, b := <-short, <-plain
