@@ -370,7 +370,8 @@ func TestKeepAliveFromTheReadCache(t *testing.T) {
 
 	// The cache falls behind: another instance patches hb (version 2,
 	// the same lease).
-	etcd.LagReadCache(s, 2*time.Second)
+	etcd.LagReadCache(s, time.Second)
+	t.Cleanup(func() { etcd.LagReadCache(s, 0) }) // before s closes: its watch need not wait
 	second, err := other.Patch(t.Context(), "default", "hb", ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(`2`)}, nil, "other")
 	require.NoError(t, err)
 	require.Equal(t, uint64(2), second.Version)
@@ -398,10 +399,11 @@ func TestKeepAliveFromTheReadCache(t *testing.T) {
 // TestPatchFromTheReadCache: a patch is applied to the value the read
 // cache holds (a hit, no read of etcd) and committed only if the key is
 // still at that value's revision. With the cache behind another
-// instance's patch, the commit is refused, and the patch is applied again
-// to etcd's value: no change lost; an If-Match on the cache's old version
-// is a conflict with the current one; a JSON patch whose test fails on the
-// cached value but holds on the current one applies.
+// instance's patches (its watch held back), an If-Match on the cache's
+// old version is a conflict with the current one; a patch that applies
+// to the cached value is refused at commit and applied again to etcd's
+// value, so no change is lost; a JSON patch whose test fails on the
+// cached value but holds on etcd's applies.
 func TestPatchFromTheReadCache(t *testing.T) {
 	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	s := open(t, etcd.Options{Prefix: prefix})
@@ -418,23 +420,28 @@ func TestPatchFromTheReadCache(t *testing.T) {
 	assert.Equal(t, before.Hits+1, s.ReadCache().Hits, "the value read from the cache")
 	assert.JSONEq(t, `{"n":1,"a":1}`, string(r.Value))
 
-	etcd.LagReadCache(s, 2*time.Second)
+	// The cache falls behind another instance's patch (version 3).
+	etcd.LagReadCache(s, time.Second)
+	t.Cleanup(func() { etcd.LagReadCache(s, 0) }) // before s closes: its watch need not wait
 	_, err = other.Patch(t.Context(), "default", "doc", merge(`{"b":2}`), nil, "other")
 	require.NoError(t, err)
+
+	_, err = s.Patch(t.Context(), "default", "doc", merge(`{"d":4}`), u64(2), "t")
+	var conflict *ctxd.ConflictError
+	require.ErrorAs(t, err, &conflict, "If-Match 2 (the cache's version) against version 3")
+	assert.Equal(t, uint64(3), conflict.Current)
 
 	r, err = s.Patch(t.Context(), "default", "doc", merge(`{"c":3}`), nil, "t")
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"n":1,"a":1,"b":2,"c":3}`, string(r.Value), "applied to etcd's value, not the cache's")
 	assert.Equal(t, uint64(4), r.Version)
 
-	_, err = s.Patch(t.Context(), "default", "doc", merge(`{"d":4}`), u64(2), "t")
-	var conflict *ctxd.ConflictError
-	require.ErrorAs(t, err, &conflict, "If-Match 2 (the cache's version) against version 4")
-	assert.Equal(t, uint64(4), conflict.Current)
-
-	r, err = s.Patch(t.Context(), "default", "doc", ctxd.Patch{Type: ctxd.JSONPatch, Doc: json.RawMessage(`[{"op":"test","path":"/b","value":2},{"op":"add","path":"/e","value":5}]`)}, nil, "t")
+	// Behind again: the test holds on etcd's value only.
+	_, err = other.Patch(t.Context(), "default", "doc", merge(`{"f":6}`), nil, "other")
+	require.NoError(t, err)
+	r, err = s.Patch(t.Context(), "default", "doc", ctxd.Patch{Type: ctxd.JSONPatch, Doc: json.RawMessage(`[{"op":"test","path":"/f","value":6},{"op":"add","path":"/e","value":5}]`)}, nil, "t")
 	require.NoError(t, err, "the test holds on etcd's value")
-	assert.JSONEq(t, `{"n":1,"a":1,"b":2,"c":3,"e":5}`, string(r.Value))
+	assert.JSONEq(t, `{"n":1,"a":1,"b":2,"c":3,"f":6,"e":5}`, string(r.Value))
 	got, err := other.Get("default", "doc")
 	require.NoError(t, err)
 	assert.Equal(t, r.Value, got.Value)
