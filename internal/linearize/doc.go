@@ -17,7 +17,7 @@
 // check returning the verdict, for tests that expect a violation.
 //
 // [Workload] drives N clients doing gets, puts, compare-and-swap puts,
-// deletes and transactions on a few hot keys of one or more servers and
+// deletes, patches and transactions on a few hot keys of one or more servers and
 // records everything; it keeps going when a server is killed and
 // restarted, so a test can crash the server in the middle of it.
 //
@@ -29,6 +29,11 @@
 //   - A put makes version 1 for an absent key and version+1 otherwise; a
 //     delete ends the key's life (its answer holds the deleted version), and
 //     a later put starts again at 1.
+//   - A patch (a merge patch that is a JSON string: it replaces the value)
+//     is a put that needs the key to exist: of an absent key it is not
+//     found, unless its If-Match already failed. It checks how a server
+//     applies patches (a read, then a commit on condition that the value
+//     read is still current), not the patch format.
 //   - If-Match compares the key's version (not a revision): 0 means "the key
 //     must not exist". A failed comparison is a conflict whose current
 //     version is the key's version (0 when absent), and changes nothing. A
@@ -68,7 +73,7 @@
 // during the run, resuming on another server across faults, and
 // [Resolve] decides from it, before the check:
 //
-//   - A put, or a transaction with a put, took effect iff its value (each
+//   - A put or patch, or a transaction with a put, took effect iff its value (each
 //     write writes one of its own) is in the feed: it is then answered OK
 //     with the revision and version the feed shows, each op of a
 //     transaction from its consecutive changes. When none of its values

@@ -18,17 +18,22 @@ const (
 	Put                    // PUT a key, If-Match optional
 	Delete                 // DELETE a key, If-Match optional
 	Txn                    // POST /v1/txn: puts and deletes, all or nothing
+	// Patch is a PATCH of a key with a merge patch that is a JSON string:
+	// it replaces the whole value (RFC 7396), and, as every patch, needs
+	// the key to exist; If-Match optional. The server reads the value and
+	// commits the patch's result as a put, which is what it exercises.
+	Patch
 )
 
 // Input is an operation as the client sent it.
 type Input struct {
 	Kind Kind
-	// Key is the key of a Get, Put or Delete.
+	// Key is the key of a Get, Put, Delete or Patch.
 	Key string
-	// Value is what a Put writes.
+	// Value is what a Put or Patch writes.
 	Value string
-	// IfVersion is a Put's or Delete's If-Match version (nil: none; 0:
-	// the key must not exist).
+	// IfVersion is a Put's, Delete's or Patch's If-Match version (nil:
+	// none; 0: the key must not exist).
 	IfVersion *uint64
 	// Ops are a Txn's writes, in order.
 	Ops []Write
@@ -42,6 +47,7 @@ type Input struct {
 type Write struct {
 	Key       string
 	Delete    bool   // a delete; otherwise a put
+	Patch     bool   // a put that needs the key to exist (a Patch)
 	Value     string // what a put writes
 	IfVersion *uint64
 }
@@ -185,6 +191,8 @@ func (in Input) writes() []Write {
 		return []Write{{Key: in.Key, Value: in.Value, IfVersion: in.IfVersion}}
 	case Delete:
 		return []Write{{Key: in.Key, Delete: true, IfVersion: in.IfVersion}}
+	case Patch:
+		return []Write{{Key: in.Key, Patch: true, Value: in.Value, IfVersion: in.IfVersion}}
 	case Txn:
 		return in.Ops
 	}
@@ -209,7 +217,7 @@ func failure(w Write, k keyState) Status {
 	if w.IfVersion != nil && *w.IfVersion != k.version {
 		return Conflict
 	}
-	if w.Delete && !k.present {
+	if (w.Delete || w.Patch) && !k.present {
 		return NotFound
 	}
 	return 0
@@ -455,7 +463,7 @@ func describeOperation(in, out any) string {
 	switch i.Kind {
 	case Get:
 		fmt.Fprintf(&b, "get(%s)", i.Key)
-	case Put, Delete:
+	case Put, Delete, Patch:
 		b.WriteString(describeWrite(i.writes()[0]))
 	case Txn:
 		var ops []string
@@ -498,8 +506,11 @@ func describeOperation(in, out any) string {
 
 func describeWrite(w Write) string {
 	s := fmt.Sprintf("put(%s, %q", w.Key, w.Value)
-	if w.Delete {
+	switch {
+	case w.Delete:
 		s = "delete(" + w.Key
+	case w.Patch:
+		s = fmt.Sprintf("patch(%s, %q", w.Key, w.Value)
 	}
 	if w.IfVersion != nil {
 		s += fmt.Sprintf(", if v%d", *w.IfVersion)

@@ -33,6 +33,7 @@ func delIf(k string, if_ uint64) lin.Input {
 	return lin.Input{Kind: lin.Delete, Key: k, IfVersion: ver(if_)}
 }
 func txn(ops ...lin.Write) lin.Input { return lin.Input{Kind: lin.Txn, Ops: ops} }
+func patch(k, v string) lin.Input    { return lin.Input{Kind: lin.Patch, Key: k, Value: v} }
 
 // rec is an OK answer holding value v at version n, created at
 // revision c, last changed at revision m.
@@ -110,6 +111,14 @@ func TestLinearizableHistories(t *testing.T) {
 			op(1, 5, 6, get("a"), rec("x", 2, 3, 5)),
 			op(2, 5, 6, get("b"), rec("y", 1, 5, 5)),
 		}},
+		{"a patch needs the key; it replaces the value as a put does", lin.History{
+			op(0, 1, 2, patch("a", "x"), notFound),
+			op(0, 3, 4, put("a", "x"), rec("x", 1, 1, 1)),
+			op(0, 5, 6, patch("a", "y"), rec("y", 2, 1, 2)),
+			op(0, 7, 8, lin.Input{Kind: lin.Patch, Key: "a", Value: "z", IfVersion: ver(1)}, conflict(2)),
+			op(0, 9, 10, del("a"), deleted(2, 1, 3)),
+			op(0, 11, 12, patch("a", "z"), notFound),
+		}},
 		{"writes in flight together share a revision (etcd's grouped writes)", lin.History{
 			op(0, 1, 2, txn(lin.Write{Key: "a", Value: "w"}, lin.Write{Key: "b", Value: "w"}),
 				txnOK(lin.Record{Value: "w", Version: 1, CreateRev: 3, ModRev: 3}, lin.Record{Value: "w", Version: 1, CreateRev: 3, ModRev: 3})),
@@ -178,6 +187,11 @@ func TestViolationsAreFound(t *testing.T) {
 			op(0, 1, 2, put("a", "x"), rec("x", 1, 1, 1)),
 			op(0, 3, 6, put("a", "y"), rec("y", 2, 1, 2)),
 			op(1, 4, 5, put("a", "z"), rec("z", 2, 1, 3)),
+		}},
+		{"a patch that brought a deleted key back", lin.History{
+			op(0, 1, 2, put("a", "x"), rec("x", 1, 1, 1)),
+			op(0, 3, 4, del("a"), deleted(1, 1, 2)),
+			op(1, 5, 6, patch("a", "y"), rec("y", 1, 3, 3)), // as a put would have answered
 		}},
 		{"stale read after an acknowledged write", lin.History{
 			op(0, 1, 2, put("a", "x"), rec("x", 1, 1, 1)),

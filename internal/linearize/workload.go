@@ -19,8 +19,9 @@ import (
 // Workload is a load of concurrent clients on a few hot keys whose every
 // operation is recorded: gets, puts, compare-and-swap puts (If-Match with
 // the version the client last saw, or now and then a wrong one), deletes
-// (half of them with If-Match) and two-key transactions, each write with a
-// value of its own. A transaction writes the two keys of one pair (Keys[0]
+// (half of them with If-Match), patches (a merge patch replacing the
+// value; half of them with If-Match) and two-key transactions, each write
+// with a value of its own. A transaction writes the two keys of one pair (Keys[0]
 // with Keys[1], Keys[2] with Keys[3], ...), so that porcupine checks each
 // pair on its own: a history of thousands of operations then takes it
 // milliseconds, where one group of four keys can take seconds.
@@ -62,7 +63,7 @@ type Stats struct {
 	OK, NotFound, Conflict, Unknown, Failed int
 	// By kind: CASPuts are the puts with If-Match, TxnWrites the writes of
 	// the Txns.
-	Gets, Puts, CASPuts, Deletes, Txns, TxnWrites int
+	Gets, Puts, CASPuts, Deletes, Patches, Txns, TxnWrites int
 }
 
 func (s *Stats) add(o Stats) {
@@ -76,15 +77,16 @@ func (s *Stats) add(o Stats) {
 	s.Puts += o.Puts
 	s.CASPuts += o.CASPuts
 	s.Deletes += o.Deletes
+	s.Patches += o.Patches
 	s.Txns += o.Txns
 	s.TxnWrites += o.TxnWrites
 }
 
 // String is a one-line summary, for logs.
 func (s Stats) String() string {
-	return fmt.Sprintf("%d operations (%d gets, %d puts, %d CAS puts, %d deletes, %d txns of %d writes): "+
+	return fmt.Sprintf("%d operations (%d gets, %d puts, %d CAS puts, %d deletes, %d patches, %d txns of %d writes): "+
 		"%d ok, %d not found, %d conflicts, %d unknown, %d failed without effect",
-		s.Ops, s.Gets, s.Puts, s.CASPuts, s.Deletes, s.Txns, s.TxnWrites, s.OK, s.NotFound, s.Conflict, s.Unknown, s.Failed)
+		s.Ops, s.Gets, s.Puts, s.CASPuts, s.Deletes, s.Patches, s.Txns, s.TxnWrites, s.OK, s.NotFound, s.Conflict, s.Unknown, s.Failed)
 }
 
 // Run runs the workload, recording into rec. It returns an error for a
@@ -246,8 +248,13 @@ func (c *worker) next(ctx context.Context) {
 	case p < 75:
 		k := c.key()
 		in = Input{Kind: Put, Key: k, Value: c.value(), IfVersion: c.ifVersion(k)}
-	case p < 85:
+	case p < 83:
 		in = Input{Kind: Delete, Key: c.key()}
+		if c.rng.IntN(2) == 0 {
+			in.IfVersion = c.ifVersion(in.Key)
+		}
+	case p < 90:
+		in = Input{Kind: Patch, Key: c.key(), Value: c.value()}
 		if c.rng.IntN(2) == 0 {
 			in.IfVersion = c.ifVersion(in.Key)
 		}
@@ -287,6 +294,8 @@ func (c *worker) do(ctx context.Context, in Input) Output {
 		c.stats.Puts++
 	case in.Kind == Delete:
 		c.stats.Deletes++
+	case in.Kind == Patch:
+		c.stats.Patches++
 	case in.Kind == Txn:
 		c.stats.Txns++
 		c.stats.TxnWrites += len(in.Ops)
@@ -366,6 +375,11 @@ func (c *worker) send(ctx context.Context, in Input) (Output, error) {
 	case Delete:
 		var r client.Record
 		r, err = c.cl.Delete(ctx, ns, in.Key, client.DeleteOptions{IfVersion: in.IfVersion})
+		out.Record = record(r)
+		err = checkKey(r, in.Key, err)
+	case Patch:
+		var r client.Record
+		r, err = c.cl.Patch(ctx, ns, in.Key, client.MergePatch, jsonString(in.Value), client.PatchOptions{IfVersion: in.IfVersion})
 		out.Record = record(r)
 		err = checkKey(r, in.Key, err)
 	case Txn:
