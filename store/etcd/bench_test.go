@@ -295,17 +295,10 @@ func BenchmarkPatchPaths(b *testing.B) {
 		s    *etcd.Store
 	}{{"store-alone", alone}, {"store-grouped", grouped}} {
 		b.Run(c.name, func(b *testing.B) {
-			var writer atomic.Int64
-			b.SetParallelism((writers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
-			b.RunParallel(func(pb *testing.PB) {
-				w := int(writer.Add(1)-1) % writers
-				for n := 0; pb.Next(); n++ {
-					p := ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
-					if _, err := c.s.Patch(context.Background(), "default", fmt.Sprint("key-", w*keysEach+n%keysEach), p, nil, "bench"); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			eachWriter(b, writers, func(w, n int) error {
+				p := ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
+				_, err := c.s.Patch(context.Background(), "default", fmt.Sprint("key-", w*keysEach+n%keysEach), p, nil, "bench")
+				return err
 			})
 		})
 	}
@@ -331,17 +324,26 @@ func BenchmarkKeepAlivePaths(b *testing.B) {
 		s    *etcd.Store
 	}{{"read-etcd", direct}, {"read-cache", cached}} {
 		b.Run(c.name, func(b *testing.B) {
-			var writer atomic.Int64
-			b.SetParallelism((writers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
-			b.RunParallel(func(pb *testing.PB) {
-				key := fmt.Sprint("hb-", writer.Add(1)-1)
-				for pb.Next() {
-					if _, err := c.s.KeepAlive(context.Background(), "default", key, time.Hour, nil); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			eachWriter(b, writers, func(w, _ int) error {
+				_, err := c.s.KeepAlive(context.Background(), "default", fmt.Sprint("hb-", w), time.Hour, nil)
+				return err
 			})
 		})
 	}
+}
+
+// eachWriter runs op by writers concurrent writers until b's iterations
+// are done: op gets the writer's number and how many ops it ran before.
+func eachWriter(b *testing.B, writers int, op func(w, n int) error) {
+	var next atomic.Int64
+	b.SetParallelism((writers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.RunParallel(func(pb *testing.PB) {
+		w := int(next.Add(1)-1) % writers
+		for n := 0; pb.Next(); n++ {
+			if err := op(w, n); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -240,12 +240,7 @@ func TestGroupTooLargeForEtcdGoesAlone(t *testing.T) {
 // are cut at DefaultMaxGroupWrites, not at limits.max_txn_ops (128
 // writes, which etcd would refuse).
 func TestGroupsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
-	srv, err := etcdkit.Start(func(c *embed.Config) { c.MaxTxnOps = embed.DefaultMaxTxnOps })
-	require.NoError(t, err)
-	t.Cleanup(srv.Close)
-	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	s := openOnDefaultMaxTxnOps(t)
 
 	const n = 100
 	var deletes []func() (ctxd.Record, error)
@@ -304,19 +299,9 @@ func ttlPutOf(t *testing.T, s *etcd.Store, key, value string, ttl time.Duration,
 // alone does.
 func TestGroupedWritesWithATTL(t *testing.T) {
 	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}})
-	require.NoError(t, err)
-	defer cli.Close()
-	leases := func() map[clientv3.LeaseID]bool {
-		resp, err := cli.Leases(t.Context())
-		require.NoError(t, err)
-		ids := map[clientv3.LeaseID]bool{}
-		for _, l := range resp.Leases {
-			ids[l.ID] = true
-		}
-		return ids
-	}
-	_, err = s.Put(t.Context(), "default", "c", json.RawMessage(`"c1"`), nil, "t")
+	cli := etcdClient(t)
+	leases := func() map[clientv3.LeaseID]bool { return leaseIDs(t, cli) }
+	_, err := s.Put(t.Context(), "default", "c", json.RawMessage(`"c1"`), nil, "t")
 	require.NoError(t, err)
 	before := s.Stats()
 	leasesBefore := leases()
@@ -394,12 +379,7 @@ func TestGroupedWritesWithATTL(t *testing.T) {
 // --max-txn-ops (128) go in two groups etcd accepts (42, then 18), not in
 // one it refuses (which would then send each alone: 61 requests).
 func TestGroupsOfTTLPutsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
-	srv, err := etcdkit.Start(func(c *embed.Config) { c.MaxTxnOps = embed.DefaultMaxTxnOps })
-	require.NoError(t, err)
-	t.Cleanup(srv.Close)
-	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	s := openOnDefaultMaxTxnOps(t)
 
 	const n = 60
 	var puts []func() (ctxd.Record, error)
@@ -422,18 +402,8 @@ func TestGroupsOfTTLPutsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
 // and a deadline after the wait.
 func TestGroupWhoseLeaseEndedGoesAlone(t *testing.T) {
 	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}})
-	require.NoError(t, err)
-	defer cli.Close()
-	leases := func() map[clientv3.LeaseID]bool {
-		resp, err := cli.Leases(t.Context())
-		require.NoError(t, err)
-		ids := map[clientv3.LeaseID]bool{}
-		for _, l := range resp.Leases {
-			ids[l.ID] = true
-		}
-		return ids
-	}
+	cli := etcdClient(t)
+	leases := func() map[clientv3.LeaseID]bool { return leaseIDs(t, cli) }
 	leasesBefore := leases()
 	queued, release := etcd.HoldGroups(s)
 	type answer struct {
@@ -525,6 +495,40 @@ func TestGroupedPatches(t *testing.T) {
 	r, err := s.Get("default", "a")
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"n":1,"x":1,"z":4,"y":3}`, string(r.Value))
+}
+
+// openOnDefaultMaxTxnOps opens a store on an etcd of its own that has
+// etcd's default --max-txn-ops (128), as production clusters do.
+func openOnDefaultMaxTxnOps(t *testing.T) *etcd.Store {
+	t.Helper()
+	srv, err := etcdkit.Start(func(c *embed.Config) { c.MaxTxnOps = embed.DefaultMaxTxnOps })
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	return s
+}
+
+// etcdClient is a client of the shared etcd, closed at the test's end.
+func etcdClient(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
+}
+
+// leaseIDs are the leases etcd holds now.
+func leaseIDs(t *testing.T, cli *clientv3.Client) map[clientv3.LeaseID]bool {
+	t.Helper()
+	resp, err := cli.Leases(t.Context())
+	require.NoError(t, err)
+	ids := map[clientv3.LeaseID]bool{}
+	for _, l := range resp.Leases {
+		ids[l.ID] = true
+	}
+	return ids
 }
 
 func u64(v uint64) *uint64 { return &v }
