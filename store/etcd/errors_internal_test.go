@@ -50,10 +50,15 @@ func TestWriteErrorOnlyCallsUnsentWritesUnavailable(t *testing.T) {
 
 // A read etcd could not answer, or refused ctxd's user, is unavailable
 // (503), never an internal error; the refusal says what the user needs.
+// "leader changed" is what a linearizable read gets when the leader is
+// killed under it (a patch's read answered 500 in TestClusterLinearizable
+// before it was here).
 func TestReadErrorCallsEtcdsRefusalsUnavailable(t *testing.T) {
 	for _, err := range []error{
 		rpctypes.ErrNoLeader, rpctypes.ErrTimeout, rpctypes.ErrTooManyRequests, context.DeadlineExceeded,
 		status.Error(codes.Unavailable, "transport is closing"), rpctypes.ErrPermissionDenied,
+		rpctypes.ErrLeaderChanged, rpctypes.ErrNotCapable, rpctypes.ErrStopped, rpctypes.ErrTimeoutDueToLeaderFail,
+		rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrTimeoutWaitAppliedIndex, rpctypes.ErrUnhealthy,
 	} {
 		got := readError(err)
 		require.ErrorIs(t, got, ctxd.ErrUnavailable, "readError(%v) = %v", err, got)

@@ -313,10 +313,29 @@ func readError(err error) error {
 		errors.Is(err, ctxd.ErrInvalid), errors.Is(err, ctxd.ErrClosed), errors.Is(err, ctxd.ErrUnavailable),
 		errors.Is(err, ctxd.ErrNotSupported):
 		return err
-	case isTransport(err), refusedAccess(err), errors.Is(err, rpctypes.ErrTooManyRequests):
+	case isTransport(err), refusedAccess(err), errors.Is(err, rpctypes.ErrTooManyRequests), notNow(err):
 		return fmt.Errorf("%w: etcd: %v%s", ctxd.ErrUnavailable, err, accessHint(err))
 	}
 	return fmt.Errorf("etcd: %w", err)
+}
+
+// notNow reports an etcd error that says the cluster could not serve a
+// request just then: an election ("leader changed" ends a linearizable
+// read whose leader lost its place), a member stopping, behind, or
+// unhealthy. A read so refused had no effect and may be sent again: 503,
+// never an internal error. (A write's is writeError's: it may have
+// applied.)
+func notNow(err error) bool {
+	for _, e := range []error{
+		rpctypes.ErrLeaderChanged, rpctypes.ErrNotLeader, rpctypes.ErrNotCapable, rpctypes.ErrStopped,
+		rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrTimeoutWaitAppliedIndex,
+		rpctypes.ErrUnhealthy,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // refusedAccess reports etcd refusing ctxd's etcd user (etcd.username, or
