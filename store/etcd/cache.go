@@ -421,14 +421,7 @@ func (c *readCache) get(ns, key string) (r ctxd.Record, ok bool, err error) {
 		c.misses.Add(1)
 		return r, false, err
 	}
-	c.mu.RLock()
-	t := c.nss[ns]
-	var e *cacheEntry
-	found := false
-	if t != nil {
-		e, found = t.Get(&cacheEntry{key: key})
-	}
-	c.mu.RUnlock()
+	e, found, _ := c.entry(ns, key)
 	c.hits.Add(1)
 	if !found {
 		return r, true, fmt.Errorf("%s/%s: %w", ns, key, ctxd.ErrNotFound)
@@ -443,13 +436,20 @@ func (c *readCache) get(ns, key string) (r ctxd.Record, ok bool, err error) {
 // say: not ready, or the key not cached, not on a lease, or without its
 // deadline record on that lease.
 func (c *readCache) leaseOf(ns, key string) (e *cacheEntry, ok bool) {
+	e, ok, ready := c.entry(ns, key)
+	return e, ready && ok && e.lease != 0 && e.ttlSeconds > 0
+}
+
+// entry is key's entry as the cache holds it now, and whether the cache
+// is ready (filled and kept current); entries are immutable, so the
+// caller reads it without the lock.
+func (c *readCache) entry(ns, key string) (e *cacheEntry, found, ready bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if !c.ready || c.nss[ns] == nil {
-		return nil, false
+	if t := c.nss[ns]; t != nil {
+		e, found = t.Get(&cacheEntry{key: key})
 	}
-	e, ok = c.nss[ns].Get(&cacheEntry{key: key})
-	return e, ok && e.lease != 0 && e.ttlSeconds > 0
+	return e, found, c.ready
 }
 
 // patched is w's patch applied to the value the cache holds now for its
@@ -459,13 +459,8 @@ func (c *readCache) leaseOf(ns, key string) (e *cacheEntry, ok bool) {
 // cached or on a lease) or any check fails on the cached value: the
 // caller reads etcd then.
 func (c *readCache) patched(w ctxd.Write, limits ctxd.Limits) (v json.RawMessage, md int64, ok bool) {
-	c.mu.RLock()
-	var e *cacheEntry
-	if c.ready && c.nss[w.Namespace] != nil {
-		e, ok = c.nss[w.Namespace].Get(&cacheEntry{key: w.Key})
-	}
-	c.mu.RUnlock()
-	if !ok || e.lease != 0 || w.Expect != nil && *w.Expect != uint64(e.version) {
+	e, found, ready := c.entry(w.Namespace, w.Key)
+	if !ready || !found || e.lease != 0 || w.Expect != nil && *w.Expect != uint64(e.version) {
 		c.misses.Add(1)
 		return nil, 0, false
 	}
