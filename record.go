@@ -220,6 +220,10 @@ type ReadCacheStatus struct {
 	// GETs that missed it and read the database.
 	Hits      uint64 `json:"hits"`
 	Fallbacks uint64 `json:"fallbacks"`
+	// Confirmations (etcd only) are the requests that confirmed etcd's
+	// current revision before cached reads: one serves every read
+	// waiting when it is sent.
+	Confirmations uint64 `json:"confirmations,omitempty"`
 }
 
 // Alarm values of ServerStatus.

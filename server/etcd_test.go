@@ -154,6 +154,8 @@ func TestEtcdReadCacheInStatusAndMetrics(t *testing.T) {
 		require.Equal(t, 0.0, m[`ctxd_read_cache_state{state="filling"}`])
 		require.Equal(t, 3.0, m["ctxd_read_cache_keys"])
 		require.Positive(t, m["ctxd_read_cache_hits_total"])
+		require.Positive(t, m["ctxd_read_cache_confirmations_total"])
+		require.LessOrEqual(t, m["ctxd_read_cache_confirmations_total"], m["ctxd_read_cache_hits_total"], "a hit waits for one confirmation, shared")
 		require.Positive(t, m["ctxd_read_cache_fills_total"])
 	}
 }

@@ -131,6 +131,7 @@ var (
 	descCacheFills    = prometheus.NewDesc("ctxd_read_cache_fills_total", "Completed fills of the read cache.", nil, nil)
 	descCacheFillTime = prometheus.NewDesc("ctxd_read_cache_last_fill_seconds", "How long the read cache's last completed fill took.", nil, nil)
 	descCacheHits     = prometheus.NewDesc("ctxd_read_cache_hits_total", "Reads served by the read cache.", nil, nil)
+	descCacheConfirms = prometheus.NewDesc("ctxd_read_cache_confirmations_total", "etcd only: requests that confirmed etcd's current revision before cached reads; one serves every read waiting when it is sent.", nil, nil)
 	descCacheFallback = prometheus.NewDesc("ctxd_read_cache_fallbacks_total", "Reads the read cache did not serve: on etcd, reads that went to etcd because it was not ready or not caught up within a second; on bolt, GETs that missed it and read the database.", nil, nil)
 )
 
@@ -142,7 +143,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descApplies, descApplied, descApplyTime,
 		descPageWrite, descPending, descCompactRun, descCompacted2, descExamined, descDefrags, descDefragWait, descSnapshots,
 		descQuota, descUsed, descExceeded, descRefused, descCacheState, descCacheKeys, descCacheBytes, descCacheMax,
-		descCacheFillKeys, descCacheFills, descCacheFillTime, descCacheHits, descCacheFallback)
+		descCacheFillKeys, descCacheFills, descCacheFillTime, descCacheHits, descCacheFallback, descCacheConfirms)
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -178,6 +179,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descCacheFillTime, rc.LastFillSeconds)
 			counter(descCacheHits, float64(rc.Hits))
 			counter(descCacheFallback, float64(rc.Fallbacks))
+			counter(descCacheConfirms, float64(rc.Confirmations))
 		}
 	}
 	ws := c.st.Stats()

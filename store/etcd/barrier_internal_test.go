@@ -46,5 +46,6 @@ func TestReadBarrierNeverAnswersWithAnEarlierRequest(t *testing.T) {
 	wg.Wait()
 	require.LessOrEqual(t, most.Load(), int64(barrierRounds), "requests in flight at once")
 	assert.Less(t, sent.Load(), uint64(64*50), "reads share requests")
+	assert.Equal(t, sent.Load(), b.sent.Load(), "the barrier counts the requests it sent (ctxd_read_cache_confirmations_total)")
 	t.Logf("%d reads, %d requests, at most %d in flight", 64*50, sent.Load(), most.Load())
 }

@@ -122,6 +122,10 @@ type ReadCacheStats struct {
 	// Hits are reads served by the cache; Misses reads that went to etcd
 	// because the cache was not ready or did not catch up in time.
 	Hits, Misses uint64
+	// Confirmations are the requests that confirmed etcd's revision for
+	// the hits: one serves every read waiting when it is sent, so Hits
+	// divided by Confirmations is how many reads each served.
+	Confirmations uint64
 	// FillKeys is how many keys the fill in progress has read; Fills
 	// counts the completed fills, LastFill is how long the last one took.
 	FillKeys int64
@@ -141,7 +145,8 @@ func (st ReadCacheStats) status(direct bool) *ctxd.ReadCacheStatus {
 		state = ctxd.ReadCacheReady
 	}
 	return &ctxd.ReadCacheStatus{State: state, Reason: st.Disabled, Keys: st.Keys, Bytes: st.Bytes, MaxBytes: st.MaxBytes,
-		FillKeys: st.FillKeys, Fills: st.Fills, LastFillSeconds: st.LastFill.Seconds(), Hits: st.Hits, Fallbacks: st.Misses}
+		FillKeys: st.FillKeys, Fills: st.Fills, LastFillSeconds: st.LastFill.Seconds(), Hits: st.Hits, Fallbacks: st.Misses,
+		Confirmations: st.Confirmations}
 }
 
 // ReadCache reports the instance's read cache.
@@ -154,7 +159,8 @@ func (s *Store) ReadCache() ReadCacheStats {
 	defer c.mu.RUnlock()
 	return ReadCacheStats{Enabled: c.disabled == "", Disabled: c.disabled, Ready: c.ready, Revision: c.rev,
 		Keys: c.keys, Bytes: c.bytes, MaxBytes: c.maxBytes, Hits: c.hits.Load(), Misses: c.misses.Load(),
-		FillKeys: c.fillKeys.Load(), Fills: c.fills.Load(), LastFill: time.Duration(c.lastFill.Load())}
+		Confirmations: c.barrier.sent.Load(),
+		FillKeys:      c.fillKeys.Load(), Fills: c.fills.Load(), LastFill: time.Duration(c.lastFill.Load())}
 }
 
 // needsFill reports whether the watch must fill the cache before it
@@ -587,6 +593,7 @@ type readBarrier struct {
 	slot    sync.Cond  // signalled when a round in flight ends
 	running int        // rounds in flight
 	next    *readRound // the round reads arriving now join
+	sent    atomic.Uint64
 }
 
 // barrierRounds is how many confirmations a store has in flight at most.
@@ -615,6 +622,7 @@ func (b *readBarrier) confirm(current func() (uint64, error)) (uint64, error) {
 			// Lead the round.
 			r.started, b.next = true, nil
 			b.running++
+			b.sent.Add(1)
 			b.mu.Unlock()
 			r.rev, r.err = current()
 			b.mu.Lock()
