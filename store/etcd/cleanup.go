@@ -51,16 +51,16 @@ func (s *Store) markRestore(ctx context.Context, id uint64) (unmark func(), err 
 	defer cancel()
 	lease, err := s.cli.Grant(gctx, max(restoreMarkTTL, s.minLeaseTTL))
 	if err != nil {
-		return nil, writeError(err, true)
+		return nil, writeError(err, beforeSwitch)
 	}
 	if _, err := s.cli.Put(gctx, s.markKey(id), "", clientv3.WithLease(lease.ID)); err != nil {
-		return nil, writeError(err, true)
+		return nil, writeError(err, beforeSwitch)
 	}
 	kctx, stop := context.WithCancel(context.Background())
 	alive, err := s.cli.KeepAlive(kctx, lease.ID)
 	if err != nil {
 		stop()
-		return nil, writeError(err, true)
+		return nil, writeError(err, beforeSwitch)
 	}
 	go func() {
 		for range alive { // the client needs its answers read

@@ -122,6 +122,39 @@ func TestMissedSwitchCatchesUp(t *testing.T) {
 	require.Equal(t, "4", value(a, "z"), "b writes in the restored generation")
 }
 
+// A full restore that fails before its switch did not apply, whatever
+// became of its staging writes: it answers unavailable (safe to retry),
+// never outcome_unknown, and the data is as it was. Its context ended
+// before it began, so each of its etcd requests fails; before, the first
+// (its claim) answered outcome_unknown.
+func TestRestoreFailingBeforeItsSwitchIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	st := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	_, err := st.Put(ctx, "default", "kept", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	path, _ := testkit.WriteSnapshot(t, st)
+	_, err = st.Put(ctx, "default", "kept", json.RawMessage(`2`), nil, "t")
+	require.NoError(t, err)
+	gen := st.Generation()
+
+	ended, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancel()
+	_, err = st.Restore(ended, path, ctxd.RestoreOptions{})
+	require.ErrorIs(t, err, ctxd.ErrUnavailable)
+	require.NotErrorIs(t, err, ctxd.ErrOutcomeUnknown)
+	require.Equal(t, gen, st.Generation(), "no switch")
+	rec, err := st.Get("default", "kept")
+	require.NoError(t, err)
+	require.Equal(t, "2", string(rec.Value), "the data as it was")
+
+	// The control: the same restore, its context alive, applies.
+	_, err = st.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	rec, err = st.Get("default", "kept")
+	require.NoError(t, err)
+	require.Equal(t, "1", string(rec.Value))
+}
+
 // openOn opens a store on endpoint and prefix, closed when the test ends.
 func openOn(t *testing.T, endpoint, prefix string) *etcd.Store {
 	t.Helper()

@@ -42,6 +42,12 @@ func TestWriteErrorOnlyCallsUnsentWritesUnavailable(t *testing.T) {
 		{rpctypes.ErrTooManyRequests, true, ctxd.ErrUnavailable},
 		// etcd's space quota: refused before anything applied.
 		{rpctypes.ErrNoSpace, true, ctxd.ErrInsufficientStorage},
+		// A step before the write (a lease grant, a restore's staging)
+		// that fails however: the write was not sent, so it did not apply.
+		{rpctypes.ErrLeaderChanged, false, ctxd.ErrUnavailable},
+		{errors.New("etcdserver: an error no one expected"), false, ctxd.ErrUnavailable},
+		{errors.New("etcdserver: an error no one expected"), true, ctxd.ErrOutcomeUnknown},
+		{status.Error(codes.Unavailable, "error reading from server: EOF"), true, ctxd.ErrOutcomeUnknown},
 	} {
 		got := writeError(c.err, c.sent)
 		require.True(t, errors.Is(got, c.want), "writeError(%v, sent %v) = %v, want %v", c.err, c.sent, got, c.want)

@@ -142,16 +142,24 @@ func (s *Store) restoreFull(ctx context.Context, snap store.Snapshot, snapRev ui
 	return rev, nil
 }
 
-// put is one etcd put with the request timeout.
+// put is one etcd put with the request timeout, a step of a restore
+// before its switch.
 func (s *Store) put(ctx context.Context, key, value string) (*clientv3.PutResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	resp, err := s.cli.Put(ctx, key, value)
 	if err != nil {
-		return nil, writeError(err, true)
+		return nil, writeError(err, beforeSwitch)
 	}
 	return resp, nil
 }
+
+// beforeSwitch is writeError's sent for the steps of a full restore
+// before its switch (its claim, mark, staged generation and leases): the
+// switch alone changes what anyone reads, so a restore that fails before
+// it did not apply, whatever became of the step (what it left is garbage
+// of no generation, removed later): unavailable, never outcome unknown.
+const beforeSwitch = false
 
 // removeData deletes every key under prefix, as far as etcd answers: it
 // is garbage of no generation, which a later restore removes again.
@@ -175,7 +183,7 @@ func (s *Store) writeHistory(ctx context.Context, k dataKeys, snap store.Snapsho
 		tctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 		defer cancel()
 		if _, err := s.cli.Txn(tctx).Then(ops...).Commit(); err != nil {
-			return writeError(err, true)
+			return writeError(err, beforeSwitch)
 		}
 		ops, batch = ops[:0], map[string]bool{}
 		return nil
@@ -256,7 +264,7 @@ func (s *Store) restoredLease(ctx context.Context, at time.Time) (deadline, erro
 	defer cancel()
 	resp, err := s.cli.Grant(gctx, secs)
 	if err != nil {
-		return deadline{}, writeError(err, true)
+		return deadline{}, writeError(err, beforeSwitch)
 	}
 	return deadline{lease: resp.ID, ttlSeconds: resp.TTL, at: at.UTC()}, nil
 }

@@ -397,7 +397,10 @@ func requireLeader(endpoints int) grpc.UnaryClientInterceptor {
 // applied: outcome unknown. gRPC says Unavailable for both; only the
 // descriptions of a request never sent make it unavailable (the cluster
 // linearizability test caught a put answered unavailable when the leader
-// it was sent to was killed, and the put had been committed).
+// it was sent to was killed, and the put had been committed). sent is
+// false for a step before the write itself (a lease grant, a restore's
+// staging): whatever etcd answered, the write did not apply, so no error
+// of such a step is an outcome unknown.
 func writeError(err error, sent bool) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrRequestTooLarge),
@@ -419,7 +422,7 @@ func writeError(err error, sent bool) error {
 			return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
 		}
 		return fmt.Errorf("%w: etcd did not answer in time: %v", ctxd.ErrOutcomeUnknown, err)
-	case status.Code(err) == codes.Unavailable && (!sent || neverSent(err)):
+	case !sent, status.Code(err) == codes.Unavailable && neverSent(err):
 		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%w: etcd: %v", ctxd.ErrOutcomeUnknown, err)
