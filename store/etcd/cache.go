@@ -97,6 +97,12 @@ type readCache struct {
 	fillKeys      atomic.Int64  // keys read by the fill in progress
 	skipWait      atomic.Bool   // test only: serve without the revision wait
 	applyLagNanos atomic.Int64  // test only: hold each watch response back
+	holding       atomic.Bool   // test only: keep the responses in held
+	hold          struct {
+		sync.Mutex
+		on   bool
+		held []clientv3.WatchResponse
+	}
 }
 
 func newReadCache(s *Store, maxBytes int64) *readCache {
@@ -312,6 +318,14 @@ func (c *readCache) apply(resp clientv3.WatchResponse) {
 	if d := c.applyLagNanos.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
+	if c.holding.Load() && c.heldBack(resp) {
+		return
+	}
+	c.applyNow(resp)
+}
+
+// applyNow is apply without the tests' switches.
+func (c *readCache) applyNow(resp clientv3.WatchResponse) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.ready {
@@ -415,6 +429,37 @@ func (c *readCache) servable() bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.ready
+}
+
+// heldBack keeps resp for later while a test holds the cache back
+// (holdBack), and reports whether it did.
+func (c *readCache) heldBack(resp clientv3.WatchResponse) bool {
+	c.hold.Lock()
+	defer c.hold.Unlock()
+	if c.hold.on {
+		c.hold.held = append(c.hold.held, resp)
+	}
+	return c.hold.on
+}
+
+// holdBack makes the cache stop at the revision it has, while the feed
+// (which shares its watch) goes on, until release applies what was held,
+// in order: a test's stale cache, for as long as the test needs it.
+func (c *readCache) holdBack() (release func()) {
+	c.hold.Lock()
+	c.hold.on = true
+	c.holding.Store(true)
+	c.hold.Unlock()
+	return func() {
+		c.hold.Lock()
+		defer c.hold.Unlock()
+		c.hold.on = false
+		for _, resp := range c.hold.held {
+			c.applyNow(resp)
+		}
+		c.hold.held = nil
+		c.holding.Store(false)
+	}
 }
 
 // watchContext is the context of the instance's watch: a progress

@@ -18,6 +18,11 @@ func SkipReadCacheWait(s *Store, skip bool) { s.cache.skipWait.Store(skip) }
 // applies it: its cache (and feed) run behind etcd.
 func LagReadCache(s *Store, d time.Duration) { s.cache.applyLagNanos.Store(int64(d)) }
 
+// HoldReadCache stops the instance's cache at the revision it has until
+// release, while its feed goes on: reads and writes that use the cache
+// see it behind etcd for as long as the test needs.
+func HoldReadCache(s *Store) (release func()) { return s.cache.holdBack() }
+
 // RemoveStaleGenerations runs the removal of replaced and abandoned
 // generations (cleanup.go) now, and returns how many it removed.
 func RemoveStaleGenerations(s *Store) int { return s.removeStaleGenerations(context.Background()) }

@@ -342,7 +342,7 @@ func TestSnapshotDeadlinesOfManyKeys(t *testing.T) {
 // TestKeepAliveFromTheReadCache: a keepalive takes the key's lease and
 // revision from the instance's read cache (a hit, no read of etcd) and
 // applies only if the key is still as the cache has it. With the cache
-// behind a patch made through another instance (its watch held back; a
+// behind a patch made through another instance (held back; a
 // patch keeps the key's lease, so the lease the cache has is still
 // alive), the keepalive's transaction finds the key moved, writes
 // nothing, and the keepalive starts again from etcd: it renews the key as
@@ -370,8 +370,8 @@ func TestKeepAliveFromTheReadCache(t *testing.T) {
 
 	// The cache falls behind: another instance patches hb (version 2,
 	// the same lease).
-	etcd.LagReadCache(s, time.Second)
-	t.Cleanup(func() { etcd.LagReadCache(s, 0) }) // before s closes: its watch need not wait
+	release := etcd.HoldReadCache(s)
+	t.Cleanup(release)
 	second, err := other.Patch(t.Context(), "default", "hb", ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(`2`)}, nil, "other")
 	require.NoError(t, err)
 	require.Equal(t, uint64(2), second.Version)
@@ -399,7 +399,7 @@ func TestKeepAliveFromTheReadCache(t *testing.T) {
 // TestPatchFromTheReadCache: a patch is applied to the value the read
 // cache holds (a hit, no read of etcd) and committed only if the key is
 // still at that value's revision. With the cache behind another
-// instance's patches (its watch held back), an If-Match on the cache's
+// instance's patches (held back), an If-Match on the cache's
 // old version is a conflict with the current one; a patch that applies
 // to the cached value is refused at commit and applied again to etcd's
 // value, so no change is lost; a JSON patch whose test fails on the
@@ -421,15 +421,17 @@ func TestPatchFromTheReadCache(t *testing.T) {
 	assert.JSONEq(t, `{"n":1,"a":1}`, string(r.Value))
 
 	// The cache falls behind another instance's patch (version 3).
-	etcd.LagReadCache(s, time.Second)
-	t.Cleanup(func() { etcd.LagReadCache(s, 0) }) // before s closes: its watch need not wait
+	release := etcd.HoldReadCache(s)
+	t.Cleanup(release)
 	_, err = other.Patch(t.Context(), "default", "doc", merge(`{"b":2}`), nil, "other")
 	require.NoError(t, err)
 
+	before = s.ReadCache()
 	_, err = s.Patch(t.Context(), "default", "doc", merge(`{"d":4}`), u64(2), "t")
 	var conflict *ctxd.ConflictError
 	require.ErrorAs(t, err, &conflict, "If-Match 2 (the cache's version) against version 3")
 	assert.Equal(t, uint64(3), conflict.Current)
+	assert.Equal(t, before.Hits+1, s.ReadCache().Hits, "the cache's copy matched, and was refused at commit")
 
 	r, err = s.Patch(t.Context(), "default", "doc", merge(`{"c":3}`), nil, "t")
 	require.NoError(t, err)
@@ -441,6 +443,7 @@ func TestPatchFromTheReadCache(t *testing.T) {
 	require.NoError(t, err)
 	r, err = s.Patch(t.Context(), "default", "doc", ctxd.Patch{Type: ctxd.JSONPatch, Doc: json.RawMessage(`[{"op":"test","path":"/f","value":6},{"op":"add","path":"/e","value":5}]`)}, nil, "t")
 	require.NoError(t, err, "the test holds on etcd's value")
+	assert.Equal(t, before.Misses+1, s.ReadCache().Misses, "the test failed on the cache's copy")
 	assert.JSONEq(t, `{"n":1,"a":1,"b":2,"c":3,"f":6,"e":5}`, string(r.Value))
 	got, err := other.Get("default", "doc")
 	require.NoError(t, err)
