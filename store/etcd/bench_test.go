@@ -278,7 +278,9 @@ func BenchmarkWritePaths(b *testing.B) {
 // Patches of existing keys (a merge patch each) at 64 concurrent writers,
 // each on keys of its own, in one run: each patch a read and a
 // transaction of its own, against the read and a grouped transaction
-// (group.go). ns/op is per patch, over all writers.
+// (group.go); and grouped patches of expiring keys (a TTL of an hour),
+// which keep their lease and deadline. ns/op is per patch, over all
+// writers.
 //
 //	go test ./store/etcd -run '^$' -bench PatchPaths -benchtime 3000x
 func BenchmarkPatchPaths(b *testing.B) {
@@ -287,17 +289,23 @@ func BenchmarkPatchPaths(b *testing.B) {
 	grouped := open(b, etcd.Options{Prefix: prefix})
 	alone := open(b, etcd.Options{Prefix: prefix, MaxGroupWrites: 1})
 	for i := range writers * keysEach {
-		_, err := grouped.Put(b.Context(), "default", fmt.Sprint("key-", i), json.RawMessage(`{"n":0,"name":"counter"}`), nil, "bench")
-		require.NoError(b, err)
+		for _, k := range []struct {
+			name string
+			ttl  time.Duration
+		}{{"key-", 0}, {"ttl-key-", time.Hour}} {
+			_, err := grouped.Txn(b.Context(), []ctxd.Write{{Namespace: "default", Key: fmt.Sprint(k.name, i), Op: ctxd.OpPut,
+				Value: json.RawMessage(`{"n":0,"name":"counter"}`), Who: "bench", TTL: k.ttl}})
+			require.NoError(b, err)
+		}
 	}
 	for _, c := range []struct {
-		name string
-		s    *etcd.Store
-	}{{"store-alone", alone}, {"store-grouped", grouped}} {
+		name, keys string
+		s          *etcd.Store
+	}{{"store-alone", "key-", alone}, {"store-grouped", "key-", grouped}, {"store-grouped-ttl", "ttl-key-", grouped}} {
 		b.Run(c.name, func(b *testing.B) {
 			eachWriter(b, writers, func(w, n int) error {
 				p := ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
-				_, err := c.s.Patch(context.Background(), "default", fmt.Sprint("key-", w*keysEach+n%keysEach), p, nil, "bench")
+				_, err := c.s.Patch(context.Background(), "default", fmt.Sprint(c.keys, w*keysEach+n%keysEach), p, nil, "bench")
 				return err
 			})
 		})

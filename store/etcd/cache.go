@@ -56,7 +56,8 @@ const (
 // an update replaces the entry) and etcd's version and revisions; for a
 // key on a lease (an expiring key), the deadline its deadline record
 // holds now (a keepalive moves that record, not the envelope) and, when
-// that record is on the key's lease, the lease's TTL it records.
+// that record is on the key's lease, the lease's TTL it records and the
+// record's modification revision.
 type cacheEntry struct {
 	key                 string
 	envelope            []byte
@@ -64,6 +65,7 @@ type cacheEntry struct {
 	lease               int64
 	deadline            time.Time
 	ttlSeconds          int64
+	deadlineRev         int64
 }
 
 func (e *cacheEntry) size() int64 { return int64(len(e.key)+len(e.envelope)) + cacheEntryOverhead }
@@ -271,12 +273,12 @@ func (c *readCache) setDeadline(nss map[string]*btree.BTreeG[*cacheEntry], kv *m
 		return
 	}
 	e := *old
-	e.deadline, e.ttlSeconds = time.Time{}, 0
+	e.deadline, e.ttlSeconds, e.deadlineRev = time.Time{}, 0, 0
 	if !deleted {
 		if d, err := decodeDeadline(kv.Value); err == nil {
 			e.deadline = d.at
 			if kv.Lease == e.lease {
-				e.ttlSeconds = d.ttlSeconds
+				e.ttlSeconds, e.deadlineRev = d.ttlSeconds, kv.ModRevision
 			}
 		}
 	}
@@ -373,7 +375,8 @@ func (c *readCache) applyNow(resp clientv3.WatchResponse) {
 		e := &cacheEntry{key: strings.Clone(key), envelope: ev.Kv.Value, version: ev.Kv.Version, create: ev.Kv.CreateRevision, md: ev.Kv.ModRevision, lease: ev.Kv.Lease}
 		if old, found := t.ReplaceOrInsert(e); found {
 			if old.lease == e.lease {
-				e.deadline, e.ttlSeconds = old.deadline, old.ttlSeconds // a patch keeps the lease and its deadline record
+				// A patch keeps the lease and its deadline record.
+				e.deadline, e.ttlSeconds, e.deadlineRev = old.deadline, old.ttlSeconds, old.deadlineRev
 			}
 			c.bytes -= old.size()
 		} else {
@@ -505,15 +508,17 @@ func (c *readCache) entry(ns, key string) (e *cacheEntry, found, ready bool) {
 
 // patched is w's patch applied to the value the cache holds now for its
 // key, without waiting for the cache to be current, and the modification
-// revision of that value, for a commit that compares it (applyPatches).
-// ok is false when the cache cannot serve it (not ready, the key not
-// cached or on a lease) or any check fails on the cached value: the
-// caller reads etcd then.
-func (c *readCache) patched(w ctxd.Write, limits ctxd.Limits) (v json.RawMessage, md int64, ok bool) {
+// revision of that value, for a commit that compares it (applyPatches);
+// for an expiring key, also the deadline it keeps, with its record's
+// revision, which the commit compares too. ok is false when the cache
+// cannot serve it (not ready, the key not cached, or on a lease without
+// its deadline record) or any check fails on the cached value: the caller
+// reads etcd then.
+func (c *readCache) patched(w ctxd.Write, limits ctxd.Limits) (v json.RawMessage, md int64, kept deadline, ok bool) {
 	e, found, ready := c.entry(w.Namespace, w.Key)
-	if !ready || !found || e.lease != 0 || w.Expect != nil && *w.Expect != uint64(e.version) {
+	if !ready || !found || e.lease != 0 && e.deadlineRev == 0 || w.Expect != nil && *w.Expect != uint64(e.version) {
 		c.misses.Add(1)
-		return nil, 0, false
+		return nil, 0, deadline{}, false
 	}
 	env, err := decodeEnvelope(e.envelope)
 	if err == nil {
@@ -521,10 +526,13 @@ func (c *readCache) patched(w ctxd.Write, limits ctxd.Limits) (v json.RawMessage
 	}
 	if err != nil {
 		c.misses.Add(1)
-		return nil, 0, false
+		return nil, 0, deadline{}, false
+	}
+	if e.lease != 0 {
+		kept = deadline{lease: clientv3.LeaseID(e.lease), ttlSeconds: e.ttlSeconds, at: e.deadline, recordRev: e.deadlineRev}
 	}
 	c.hits.Add(1)
-	return v, e.md, true
+	return v, e.md, kept, true
 }
 
 func (e *cacheEntry) record(ns string) (ctxd.Record, error) {

@@ -108,6 +108,12 @@ type deadline struct {
 	lease      clientv3.LeaseID
 	ttlSeconds int64
 	at         time.Time
+	// recordRev, not encoded, is the modification revision of the
+	// deadline record this was read from, for a patch that keeps it: its
+	// commit requires the record unchanged (a keepalive since moved the
+	// deadline, which the put would otherwise turn back in its envelope
+	// and answer). 0: not read from a record.
+	recordRev int64
 }
 
 func (d deadline) encode() []byte {

@@ -49,13 +49,14 @@ import (
 //     Such a put costs the transaction three ops (the key, its deadline
 //     record, its armed tombstone), a delete two, a put one: a group's
 //     ops stay within those of maxWrites deletes, so within etcd's
-//     --max-txn-ops.
+//     --max-txn-ops (groupWrite.txnOps, which counts compares too).
 //
 //   - A patch joins as the put of its result, on condition that its key
 //     was not written since the value it was applied to was read (its
-//     modification revision), as alone: when another write got there
-//     first, the group answers errPatchRaced for it alone and its writer
-//     applies the patch again to the new value.
+//     modification revision), and for an expiring key that its deadline
+//     record was not moved since either, as alone: when another write or
+//     a keepalive got there first, the group answers errPatchRaced for it
+//     alone and its writer applies the patch again to the new value.
 //
 // Transactions of several writes are committed on their own.
 
@@ -204,7 +205,7 @@ func (g *grouper) takeLocked() []*groupWrite {
 		}
 		k := nsKey{p.w.Namespace, p.w.Key}
 		size := len(p.w.Namespace) + len(p.w.Key) + len(p.w.Value)
-		n := txnOpsOf(p.w)
+		n := p.txnOps()
 		if keys[k] || len(group) > 0 && (bytes+size > groupBytes || ops+n > 2*g.maxWrites) {
 			rest = append(rest, p)
 			continue
@@ -226,16 +227,26 @@ func groupable(writes []ctxd.Write) bool {
 	return len(writes) == 1 && (writes[0].Op == ctxd.OpPut || writes[0].Op == ctxd.OpDelete)
 }
 
-// txnOpsOf is how many ops buildTxn gives w: a put one, a put with a TTL
-// three, a delete two.
-func txnOpsOf(w ctxd.Write) int {
+// txnOps is what buildTxn gives p of what etcd bounds by --max-txn-ops
+// (each of a transaction's compares, then ops and else ops): the more of
+// its ops (a put one, a put with a TTL three, a delete two) and its
+// compares (its expected version, a delete's key, a patch's revision and
+// deadline record). Its else reads are fewer than either.
+func (p *groupWrite) txnOps() int {
+	ops := 1
 	switch {
-	case w.Op == ctxd.OpDelete:
-		return 2
-	case w.TTL > 0:
-		return 3
+	case p.w.Op == ctxd.OpDelete:
+		ops = 2
+	case p.w.TTL > 0:
+		ops = 3
 	}
-	return 1
+	cmps := 0
+	for _, c := range []bool{p.w.Expect != nil, p.w.Op == ctxd.OpDelete, p.seen > 0, p.kept.recordRev > 0} {
+		if c {
+			cmps++
+		}
+	}
+	return max(ops, cmps)
 }
 
 // commitGrouped commits a single write (groupable) in a group; seen and
@@ -362,7 +373,7 @@ func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
 		// Nothing applied: the writes whose check failed get their
 		// answer, the others go again.
 		for i, p := range group {
-			if err := checkFailure(p.w, p.seen, resp.Responses[i]); err != nil {
+			if err := t.failureOf(i, p.w, p.seen, resp.Responses); err != nil {
 				p.finish(ctxd.Record{}, err)
 			} else {
 				again = append(again, p)

@@ -395,6 +395,37 @@ func TestGroupsOfTTLPutsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
 	assert.Equal(t, uint64(n), after.Changes-before.Changes)
 }
 
+// TestGroupsOfExpiringPatchesFitEtcdsDefaultMaxTxnOps: a patch of an
+// expiring key read from the cache with an If-Match makes three of a
+// group's compares (its version, its revision, its deadline record's), so
+// a group holds fewer of them: 60 go in 2 transactions, each accepted by
+// an etcd with the default --max-txn-ops (128). Counting its ops alone
+// (one put), a group of 63 would be refused and each write sent alone.
+func TestGroupsOfExpiringPatchesFitEtcdsDefaultMaxTxnOps(t *testing.T) {
+	s := openOnDefaultMaxTxnOps(t)
+	const n = 60
+	var patches []func() (ctxd.Record, error)
+	for i := range n {
+		key := fmt.Sprint("k", i)
+		_, err := ttlPutOf(t, s, key, `{"n":1}`, time.Hour, nil)()
+		require.NoError(t, err)
+		patches = append(patches, func() (ctxd.Record, error) {
+			return s.Patch(t.Context(), "default", key, ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(`{"n":2}`)}, u64(1), "t")
+		})
+	}
+	_, err := s.Get("default", "k0") // the cache has caught up with the puts
+	require.NoError(t, err)
+	before, cache := s.Stats(), s.ReadCache()
+	for i, p := range queue(t, s, patches...) {
+		require.NoError(t, p.err, "patch %d", i)
+		assert.Equal(t, uint64(2), p.rec.Version)
+	}
+	after := s.Stats()
+	assert.Equal(t, cache.Hits+n, s.ReadCache().Hits, "each read from the cache")
+	assert.Equal(t, uint64(2), after.Requests-before.Requests, "42 patches, then 18, each group accepted")
+	assert.Equal(t, uint64(n), after.Changes-before.Changes)
+}
+
 // TestGroupWhoseLeaseEndedGoesAlone: a put with a TTL that waited in the
 // queue longer than its TTL (etcd answered nothing meanwhile) has a lease
 // etcd has ended; etcd refuses its group, which wrote nothing, and each

@@ -449,3 +449,49 @@ func TestPatchFromTheReadCache(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, r.Value, got.Value)
 }
+
+// TestPatchOfAnExpiringKeyFromTheReadCache: a patch of an expiring key is
+// applied to the cache's copy too (a hit), and keeps the deadline the
+// cache has, on condition that the key's deadline record was not moved
+// since. With the cache held behind another instance's keepalive (which
+// moves the record, not the key), the commit finds the record moved and
+// the patch is applied again from etcd: it keeps, answers and records
+// in its change the keepalive's deadline, never the older one the cache
+// had.
+func TestPatchOfAnExpiringKeyFromTheReadCache(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	s := open(t, etcd.Options{Prefix: prefix})
+	other := open(t, etcd.Options{Prefix: prefix})
+	merge := func(doc string) ctxd.Patch { return ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(doc)} }
+	first := putTTL(t, s, "session", `{"n":1}`, time.Hour)
+	_, err := s.Get("default", "session") // the cache has caught up with the put
+	require.NoError(t, err)
+
+	before := s.ReadCache()
+	r, err := s.Patch(t.Context(), "default", "session", merge(`{"a":1}`), nil, "t")
+	require.NoError(t, err)
+	assert.Equal(t, before.Hits+1, s.ReadCache().Hits, "the value and deadline read from the cache")
+	assert.Equal(t, before.Misses, s.ReadCache().Misses)
+	assert.Equal(t, first.ExpiresAt, r.ExpiresAt, "the patch keeps the deadline")
+
+	release := etcd.HoldReadCache(s)
+	t.Cleanup(release)
+	k, err := other.KeepAlive(t.Context(), "default", "session", time.Hour, nil)
+	require.NoError(t, err)
+	require.True(t, k.ExpiresAt.After(first.ExpiresAt), "the keepalive moved the deadline")
+
+	before = s.ReadCache()
+	r, err = s.Patch(t.Context(), "default", "session", merge(`{"b":2}`), nil, "t")
+	require.NoError(t, err)
+	assert.Equal(t, before.Hits+1, s.ReadCache().Hits, "the cache's copy was used, and refused at commit")
+	assert.Equal(t, uint64(3), r.Version)
+	assert.JSONEq(t, `{"n":1,"a":1,"b":2}`, string(r.Value))
+	assert.Equal(t, k.ExpiresAt, r.ExpiresAt, "the keepalive's deadline, not the cache's")
+	got, err := other.Get("default", "session")
+	require.NoError(t, err)
+	assert.Equal(t, k.ExpiresAt, got.ExpiresAt)
+	h, err := other.History("default", "session", ctxd.HistoryOptions{Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, h.Changes, 1)
+	assert.Equal(t, k.ExpiresAt, h.Changes[0].ExpiresAt, "the patch's change records the deadline it kept")
+}

@@ -158,13 +158,16 @@ var errGenerationMoved = errors.New("a full restore replaced the data before the
 // result on the key's current value, and for each patched write the
 // modification revision of the value it was applied to (0 for the
 // others) and, for an expiring key, its lease and deadline, which the
-// put keeps. The checks come in the order bolt's writer makes them: the
-// expected version, then that the key is live, then the patch.
+// put keeps, with the revision of the deadline record it was read from
+// (the commit requires the record unchanged: a keepalive moves it without
+// moving the key). The checks come in the order bolt's writer makes them:
+// the expected version, then that the key is live, then the patch.
 //
-// With fromCache, a key the read cache holds, not on a lease, is read
-// from the cache without waiting for it to be current: the commit's
-// compare on the modification revision refuses a value the cache had
-// not brought up to date (errPatchRaced), and the next round reads etcd.
+// With fromCache, a key the read cache holds (an expiring one with its
+// deadline record) is read from the cache without waiting for it to be
+// current: the commit's compares on the modification revisions refuse a
+// value or deadline the cache had not brought up to date (errPatchRaced),
+// and the next round reads etcd.
 // Only a patch that applies to the cached value is taken from it: any
 // check that fails there is made again on etcd's value, whose answer is
 // exact.
@@ -181,9 +184,9 @@ func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write, fromCache
 			return nil, nil, nil, err
 		}
 		if fromCache && s.cache != nil {
-			if v, md, ok := s.cache.patched(*w, s.opts.Limits); ok {
+			if v, md, d, ok := s.cache.patched(*w, s.opts.Limits); ok {
 				w.Op, w.Value, w.Patch = ctxd.OpPut, v, ctxd.Patch{}
-				seen[i] = md
+				seen[i], kept[i] = md, d
 				continue
 			}
 		}
@@ -219,6 +222,7 @@ func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write, fromCache
 			kept[i] = deadline{lease: clientv3.LeaseID(kv.Lease), at: env.expiresAt}
 			if dkv := firstKV(resp.Responses[1].GetResponseRange().GetKvs()); dkv != nil && dkv.Lease == kv.Lease {
 				if d, err := decodeDeadline(dkv.Value); err == nil {
+					d.recordRev = dkv.ModRevision
 					kept[i] = d
 				}
 			}
@@ -279,7 +283,7 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 			}
 			return ctxd.TxnResult{}, errGenerationMoved
 		}
-		return ctxd.TxnResult{}, failedCheck(writes, seen, resp.Responses)
+		return ctxd.TxnResult{}, failedCheck(writes, seen, t, resp.Responses)
 	}
 	rev := uint64(resp.Header.Revision)
 	s.stats.committed(len(writes), started)
@@ -319,9 +323,10 @@ func (s *Store) beginWrite(ctx context.Context) error {
 //	if   mod_revision(meta/gen) = gen      the generation written to is current
 //	     version(k_i) = expect_i           for each write with an expected version
 //	     mod_revision(k_i) = seen_i        for each patched write
+//	     mod_revision(d_i) = kept_i        for each patched expiring key: its deadline record as read
 //	     version(k_i) > 0                  for each delete (it must exist)
 //	then put(k_i, envelope) | delete(k_i), put(t_i, envelope), each key's op with prev_kv
-//	else get(k_i) (keys only), get(meta/gen): which compare failed, and the current version
+//	else get(k_i) (keys only), get(meta/gen), get(d_i) (keys only): which compare failed, and the current version
 type txnOps struct {
 	cmps          []clientv3.Cmp
 	ops, elseGets []clientv3.Op
@@ -329,18 +334,23 @@ type txnOps struct {
 	keyOps []int
 	// leases[i] is the lease and deadline write i's key is put on.
 	leases []deadline
+	// recordGets[i] is the index in elseGets of the read of write i's
+	// deadline record, when its commit compares it (0: none).
+	recordGets []int
 }
 
 // buildTxn makes the transaction of writes in generation gen, stamped
 // now; granted, seen and kept (each may be nil) are commitOnce's.
 func (s *Store) buildTxn(gen *generation, writes []ctxd.Write, now time.Time, granted []deadline, seen []int64, kept []deadline) txnOps {
 	t := txnOps{
-		cmps:     []clientv3.Cmp{s.genCompare(gen)},
-		elseGets: make([]clientv3.Op, len(writes), len(writes)+1),
-		keyOps:   make([]int, len(writes)),
-		leases:   make([]deadline, len(writes)),
-		ops:      make([]clientv3.Op, 0, len(writes)),
+		cmps:       []clientv3.Cmp{s.genCompare(gen)},
+		elseGets:   make([]clientv3.Op, len(writes), len(writes)+1),
+		keyOps:     make([]int, len(writes)),
+		leases:     make([]deadline, len(writes)),
+		ops:        make([]clientv3.Op, 0, len(writes)),
+		recordGets: make([]int, len(writes)),
 	}
+	var recordGets []clientv3.Op
 	// The key's own op of each write, first of its ops, carries the key's
 	// previous state (prev_kv): its version and create revision for the
 	// answer, and its lease, revoked once no key needs it. One op per put
@@ -371,6 +381,12 @@ func (s *Store) buildTxn(gen *generation, writes []ctxd.Write, now time.Time, gr
 			case kept != nil && kept[i].lease != clientv3.NoLease:
 				t.leases[i], env.expiresAt = kept[i], kept[i].at
 				t.ops = append(t.ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithLease(kept[i].lease), clientv3.WithPrevKV()))
+				if rev := kept[i].recordRev; rev > 0 {
+					d := gen.keys.dead(w.Namespace, w.Key)
+					t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(d), "=", rev))
+					t.recordGets[i] = len(writes) + 1 + len(recordGets)
+					recordGets = append(recordGets, clientv3.OpGet(d, clientv3.WithKeysOnly()))
+				}
 			default:
 				t.ops = append(t.ops, clientv3.OpPut(k, string(env.encode()), clientv3.WithPrevKV()))
 			}
@@ -380,6 +396,7 @@ func (s *Store) buildTxn(gen *generation, writes []ctxd.Write, now time.Time, gr
 		}
 	}
 	t.elseGets = append(t.elseGets, clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly()))
+	t.elseGets = append(t.elseGets, recordGets...)
 	return t
 }
 
@@ -420,13 +437,13 @@ func (s *Store) records(writes []ctxd.Write, t txnOps, resp *clientv3.TxnRespons
 
 // failedCheck finds the first write whose check failed, in order, from
 // the else branch's reads.
-func failedCheck(writes []ctxd.Write, seen []int64, responses []*etcdserverpb.ResponseOp) error {
+func failedCheck(writes []ctxd.Write, seen []int64, t txnOps, responses []*etcdserverpb.ResponseOp) error {
 	for i, w := range writes {
 		var seenRev int64
 		if seen != nil {
 			seenRev = seen[i]
 		}
-		if err := checkFailure(w, seenRev, responses[i]); err != nil {
+		if err := t.failureOf(i, w, seenRev, responses); err != nil {
 			return err
 		}
 	}
@@ -437,6 +454,26 @@ func failedCheck(writes []ctxd.Write, seen []int64, responses []*etcdserverpb.Re
 // else branch's reads: the key moved between etcd's compare and its read,
 // which one transaction does not allow.
 var errChecksHold = fmt.Errorf("%w: etcd refused the transaction's checks, yet they hold", ctxd.ErrUnavailable)
+
+// failureOf is why write i (w) of t failed its checks, from the else
+// branch's reads (nil: they hold); seen is as checkFailure's.
+func (t txnOps) failureOf(i int, w ctxd.Write, seen int64, responses []*etcdserverpb.ResponseOp) error {
+	if err := checkFailure(w, seen, responses[i]); err != nil {
+		return err
+	}
+	if g := t.recordGets[i]; g > 0 {
+		var rev int64
+		if kv := firstKV(responses[g].GetResponseRange().GetKvs()); kv != nil {
+			rev = kv.ModRevision
+		}
+		if rev != t.leases[i].recordRev {
+			// A keepalive moved the key's deadline since it was read
+			// (or the key expired): the patch is applied again.
+			return errPatchRaced
+		}
+	}
+	return nil
+}
 
 // checkFailure is why write w's check failed, from the else branch's read
 // of its key (nil: it holds); seen is the modification revision a patch
