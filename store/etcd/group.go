@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -51,6 +52,11 @@ import (
 //     ops stay within those of maxWrites deletes, so within etcd's
 //     --max-txn-ops (groupWrite.txnOps, which counts compares too).
 //
+//   - A keepalive's rewrite of its key's deadline record joins too (no
+//     change: the record is not in the feed), on condition that the key
+//     is still as the keepalive read it; when it is not, the group
+//     answers the key's version now for it alone (renewGrouped).
+//
 //   - A patch joins as the put of its result, on condition that its key
 //     was not written since the value it was applied to was read (its
 //     modification revision), and for an expiring key that its deadline
@@ -89,7 +95,12 @@ type groupWrite struct {
 	// (applyPatches).
 	seen int64
 	kept deadline
-	done chan struct{}
+	// A keepalive's move of its key's deadline record (renewGrouped):
+	// the record, written on condition that the key is still at seen, in
+	// generation gen. Not a change: no record, no feed.
+	renewal *deadline
+	gen     *generation
+	done    chan struct{}
 	// set before done is closed
 	rec ctxd.Record
 	err error
@@ -308,7 +319,25 @@ func (g *grouper) hold() (queued func() int, release func()) {
 
 // commitGroup commits a group's writes in one etcd transaction and
 // answers each, but for the writes it returns: they go again.
-func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
+func (s *Store) commitGroup(all []*groupWrite) (again []*groupWrite) {
+	gen := s.keys.gen()
+	group, renewals := make([]*groupWrite, 0, len(all)), []*groupWrite(nil)
+	for _, p := range all {
+		switch {
+		case p.renewal == nil:
+			group = append(group, p)
+		case p.gen != gen:
+			// Read in a generation a full restore has replaced: alone,
+			// it compares that generation and answers as a keepalive
+			// of a key no longer there.
+			p.finish(ctxd.Record{}, errGoAlone)
+		default:
+			renewals = append(renewals, p)
+		}
+	}
+	if len(group)+len(renewals) == 0 {
+		return nil
+	}
 	// The group's time is no later than any of its leases' grants: each
 	// key's deadline (the time plus its TTL) is then no later than its
 	// lease's end, and its TTL exactly after the time its write records.
@@ -334,8 +363,17 @@ func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
 			seen[i], kept[i] = p.seen, p.kept
 		}
 	}
-	gen := s.keys.gen()
 	t := s.buildTxn(gen, writes, now, granted, seen, kept)
+	// The renewals after the writes: each its key's compare, its record's
+	// put, and its key's read in the else branch (renewalGets[j]).
+	renewalGets := make([]int, len(renewals))
+	for j, p := range renewals {
+		live := gen.keys.live(p.w.Namespace, p.w.Key)
+		t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(live), "=", p.seen))
+		t.ops = append(t.ops, clientv3.OpPut(gen.keys.dead(p.w.Namespace, p.w.Key), string(p.renewal.encode()), clientv3.WithLease(p.renewal.lease)))
+		renewalGets[j] = len(t.elseGets)
+		t.elseGets = append(t.elseGets, clientv3.OpGet(live, clientv3.WithKeysOnly()))
+	}
 	// The group's transaction is no one write's: it is bounded by the
 	// request timeout alone, and a write whose client went away is
 	// answered all the same (its outcome is the group's).
@@ -348,14 +386,18 @@ func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
 		for _, p := range group {
 			p.finish(ctxd.Record{}, err)
 		}
+		for _, p := range renewals {
+			p.finish(ctxd.Record{}, err)
+		}
 	}
 	switch {
-	case err != nil && len(group) > 1 && errors.Is(writeError(err, true), ctxd.ErrTooLarge),
-		err != nil && (granted != nil || kept != nil) && errors.Is(err, rpctypes.ErrLeaseNotFound):
+	case err != nil && len(group)+len(renewals) > 1 && errors.Is(writeError(err, true), ctxd.ErrTooLarge),
+		err != nil && (granted != nil || kept != nil || renewals != nil) && errors.Is(err, rpctypes.ErrLeaseNotFound):
 		// Refused before applying: the group exceeds etcd's bounds, not
 		// (necessarily) any of its writes; or a lease ended before the
 		// group was sent (etcd answered nothing in the key's TTL, or a
-		// patched key expired since it was read). Each goes again alone.
+		// patched or renewed key expired since it was read). Each goes
+		// again alone.
 		answerAll(errGoAlone)
 	case err != nil:
 		answerAll(writeError(err, true))
@@ -379,17 +421,63 @@ func (s *Store) commitGroup(group []*groupWrite) (again []*groupWrite) {
 				again = append(again, p)
 			}
 		}
-		if len(again) == len(group) {
+		for j, p := range renewals {
+			if kv := firstKV(resp.Responses[renewalGets[j]].GetResponseRange().GetKvs()); kv == nil || kv.ModRevision != p.seen {
+				moved := &keyMovedError{}
+				if kv != nil {
+					moved.current = uint64(kv.Version)
+				}
+				p.finish(ctxd.Record{}, moved)
+			} else {
+				again = append(again, p)
+			}
+		}
+		if len(again) == len(group)+len(renewals) {
 			answerAll(errChecksHold)
 			return nil
 		}
 		return again
 	default:
 		rev := uint64(resp.Header.Revision)
-		s.stats.committed(len(writes), started)
+		if len(writes) > 0 {
+			s.stats.committed(len(writes), started)
+		}
 		for i, rec := range s.records(writes, t, resp, rev, now) {
 			group[i].finish(rec, nil)
 		}
+		for _, p := range renewals {
+			p.finish(ctxd.Record{ModRev: rev}, nil)
+		}
 	}
 	return nil
+}
+
+// keyMovedError: a keepalive's key was written or deleted since the
+// keepalive read it; current is its version now (0: gone).
+type keyMovedError struct{ current uint64 }
+
+func (e *keyMovedError) Error() string {
+	return fmt.Sprintf("the key moved to version %d since it was read", e.current)
+}
+
+// renewGrouped moves a key's deadline record to d in a group, on
+// condition that the key is still at modRev in generation gen (renew).
+// held is false when it was not: current is the key's version now (0:
+// gone). errGoAlone: the record must be written alone.
+func (s *Store) renewGrouped(ctx context.Context, gen *generation, ns, key string, d deadline, modRev int64) (held bool, current uint64, err error) {
+	p := &groupWrite{ctx: ctx, w: ctxd.Write{Namespace: ns, Key: key}, seen: modRev, renewal: &d, gen: gen, done: make(chan struct{})}
+	s.groups.do(p)
+	var moved *keyMovedError
+	switch {
+	case p.err == nil:
+		return true, 0, nil
+	case errors.As(p.err, &moved):
+		return false, moved.current, nil
+	case errors.Is(p.err, errGenerationMoved):
+		return false, 0, errGoAlone
+	case errors.Is(p.err, context.Canceled), errors.Is(p.err, context.DeadlineExceeded):
+		// Its context ended while it was queued: never sent.
+		return false, 0, writeError(p.err, false)
+	}
+	return false, 0, p.err
 }

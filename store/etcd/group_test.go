@@ -333,13 +333,7 @@ func TestGroupedWritesWithATTL(t *testing.T) {
 
 	// Each written key holds a lease of its own; the failed write's lease
 	// is revoked, so two leases more than before, in time.
-	leaseOf := func(key string) clientv3.LeaseID {
-		resp, err := cli.Get(t.Context(), etcdkit.Prefix(etcdkit.Name(t))+"k/default/"+key)
-		require.NoError(t, err)
-		require.Len(t, resp.Kvs, 1)
-		return clientv3.LeaseID(resp.Kvs[0].Lease)
-	}
-	la, ls := leaseOf("a"), leaseOf("short")
+	la, ls := leaseOfKey(t, cli, "a"), leaseOfKey(t, cli, "short")
 	require.NotEqual(t, clientv3.NoLease, la)
 	require.NotEqual(t, la, ls)
 	ttl, err := cli.TimeToLive(t.Context(), la)
@@ -563,3 +557,123 @@ func leaseIDs(t *testing.T, cli *clientv3.Client) map[clientv3.LeaseID]bool {
 }
 
 func u64(v uint64) *uint64 { return &v }
+
+func keepAliveOf(t *testing.T, s *etcd.Store, key string, ttl time.Duration) func() (ctxd.Record, error) {
+	return func() (ctxd.Record, error) { return s.KeepAlive(t.Context(), "default", key, ttl, nil) }
+}
+
+// TestGroupedKeepAlives: a keepalive's rewrite of its key's deadline
+// record joins a group. Two keepalives and a put queued together are one
+// transaction, in which only the put is a change. A keepalive whose key
+// another instance patched while it queued (the key moved, the lease
+// kept) fails alone, the others go again, and it renews the key as it is
+// now.
+func TestGroupedKeepAlives(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	s := open(t, etcd.Options{Prefix: prefix})
+	other := open(t, etcd.Options{Prefix: prefix})
+	a, b := putTTL(t, s, "a", `1`, time.Hour), putTTL(t, s, "b", `1`, time.Hour)
+	_, err := s.Get("default", "b") // the cache has caught up with the puts
+	require.NoError(t, err)
+
+	before := s.Stats()
+	got := queue(t, s, keepAliveOf(t, s, "a", time.Hour), keepAliveOf(t, s, "b", time.Hour), putOf(t, s, "c", `1`, nil))
+	for i, w := range got {
+		require.NoError(t, w.err, "write %d", i)
+	}
+	after := s.Stats()
+	assert.Equal(t, uint64(1), after.Requests-before.Requests, "one transaction")
+	assert.Equal(t, uint64(1), after.Changes-before.Changes, "the put alone is a change")
+	for i, first := range []ctxd.Record{a, b} {
+		k := got[i].rec
+		assert.Equal(t, first.ModRev, k.ModRev, "no new version")
+		assert.True(t, k.ExpiresAt.After(first.ExpiresAt), "the deadline moved")
+		r, err := other.Get("default", first.Key)
+		require.NoError(t, err)
+		assert.Equal(t, k.ExpiresAt, r.ExpiresAt, "the deadline record moved")
+	}
+
+	// b moves while its keepalive waits in the queue.
+	queued, release := etcd.HoldGroups(s)
+	answers := make(chan queuedWrite, 2)
+	for i, w := range []func() (ctxd.Record, error){keepAliveOf(t, s, "b", time.Hour), putOf(t, s, "d", `1`, nil)} {
+		go func() {
+			r, err := w()
+			answers <- queuedWrite{r, err}
+		}()
+		testkit.Eventually(t, func() bool { return queued() == i+1 }, "write %d queued", i)
+	}
+	patched, err := other.Patch(t.Context(), "default", "b", ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(`2`)}, nil, "other")
+	require.NoError(t, err)
+	before = s.Stats()
+	release()
+	for range 2 {
+		w := <-answers
+		require.NoError(t, w.err)
+		if w.rec.Key == "b" {
+			assert.Equal(t, patched.Version, w.rec.Version, "the key as it is now")
+			assert.Equal(t, patched.ModRev, w.rec.ModRev)
+			r, err := other.Get("default", "b")
+			require.NoError(t, err)
+			assert.Equal(t, w.rec.ExpiresAt, r.ExpiresAt, "its deadline moved")
+		}
+	}
+	assert.Equal(t, uint64(1), s.Stats().Changes-before.Changes, "d once")
+}
+
+// TestGroupedKeepAliveWhoseLeaseEndedIsNotFound: a keepalive that waited
+// in the queue longer than its key's TTL (etcd answered nothing
+// meanwhile) finds the lease ended: etcd refuses its group, the others
+// go again alone, and it answers that the key is not found (etcd deleted
+// it with its lease).
+func TestGroupedKeepAliveWhoseLeaseEndedIsNotFound(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	short := putTTL(t, s, "short", `1`, s.MinTTL())
+	_, err := s.Get("default", "short")
+	require.NoError(t, err)
+	queued, release := etcd.HoldGroups(s)
+	answers := make(chan error, 2)
+	go func() {
+		_, err := s.KeepAlive(t.Context(), "default", "short", s.MinTTL(), nil)
+		answers <- err
+	}()
+	testkit.Eventually(t, func() bool { return queued() == 1 }, "the keepalive queued")
+	go func() {
+		_, err := putOf(t, s, "plain", `1`, nil)()
+		answers <- err
+	}()
+	testkit.Eventually(t, func() bool { return queued() == 2 }, "the put queued")
+	cli := etcdClient(t)
+	lease := leaseOfKey(t, cli, "short")
+	testkit.Eventually(t, func() bool {
+		resp, err := cli.TimeToLive(t.Context(), lease)
+		return err == nil && resp.TTL < 0
+	}, "etcd ended the key's lease")
+	release()
+	var gone, written int
+	for range 2 {
+		switch err := <-answers; {
+		case err == nil:
+			written++
+		case errors.Is(err, ctxd.ErrNotFound):
+			gone++
+		default:
+			t.Errorf("unexpected answer: %v", err)
+		}
+	}
+	assert.Equal(t, 1, written, "the put")
+	assert.Equal(t, 1, gone, "the keepalive")
+	_, err = s.Get("default", "plain")
+	require.NoError(t, err)
+	assert.NotZero(t, short.ModRev)
+}
+
+// leaseOfKey is the etcd lease of the test's key (in its prefix's first
+// generation, namespace default).
+func leaseOfKey(t *testing.T, cli *clientv3.Client, key string) clientv3.LeaseID {
+	t.Helper()
+	resp, err := cli.Get(t.Context(), etcdkit.Prefix(etcdkit.Name(t))+"k/default/"+key)
+	require.NoError(t, err)
+	require.Len(t, resp.Kvs, 1)
+	return clientv3.LeaseID(resp.Kvs[0].Lease)
+}

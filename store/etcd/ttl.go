@@ -206,8 +206,12 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 // its own, or none) and that no full restore replaced the data
 // (generation.go). held is false when the lease had ended (expired) or
 // either condition failed: nothing was written, and cur is the key's
-// version now (0: gone).
+// version now (0: gone). The record's transaction is a group's when the
+// store groups writes (renewGrouped); a group etcd refuses because the
+// lease ended meanwhile sends it again alone, which tells.
 func (s *Store) renew(ctx context.Context, gen *generation, ns, key string, lease clientv3.LeaseID, ttlSeconds, modRev int64) (at time.Time, held, expired bool, cur uint64, err error) {
+	grouped := s.groups != nil
+again:
 	now := s.opts.Now().UTC()
 	if _, err := s.cli.KeepAliveOnce(ctx, lease); err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -216,10 +220,29 @@ func (s *Store) renew(ctx context.Context, gen *generation, ns, key string, leas
 		return time.Time{}, false, false, 0, writeError(err, true)
 	}
 	d := deadline{lease: lease, ttlSeconds: ttlSeconds, at: now.Add(time.Duration(ttlSeconds) * time.Second)}
+	if grouped {
+		// With other writes and keepalives in one transaction.
+		held, cur, err := s.renewGrouped(ctx, gen, ns, key, d, modRev)
+		switch {
+		case errors.Is(err, errGoAlone):
+			// etcd refused the group (a lease ended while it waited,
+			// perhaps this one: renewing it again tells), or the data
+			// was replaced: alone, from the renewal.
+			grouped = false
+			goto again
+		case err != nil:
+			return time.Time{}, false, false, 0, err
+		case held:
+			return d.at, true, false, 0, nil
+		default:
+			return time.Time{}, false, false, cur, nil
+		}
+	}
 	live, dead := gen.keys.live(ns, key), gen.keys.dead(ns, key)
 	put, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(live), "=", modRev), s.genCompare(gen)).
 		Then(clientv3.OpPut(dead, string(d.encode()), clientv3.WithLease(d.lease))).
 		Else(clientv3.OpGet(live, clientv3.WithKeysOnly())).Commit()
+	s.stats.requests.Add(1)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return time.Time{}, false, true, 0, nil
