@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -423,11 +422,7 @@ func (s *Store) commitGroup(all []*groupWrite) (again []*groupWrite) {
 		}
 		for j, p := range renewals {
 			if kv := firstKV(resp.Responses[renewalGets[j]].GetResponseRange().GetKvs()); kv == nil || kv.ModRevision != p.seen {
-				moved := &keyMovedError{}
-				if kv != nil {
-					moved.current = uint64(kv.Version)
-				}
-				p.finish(ctxd.Record{}, moved)
+				p.finish(ctxd.Record{}, errKeyMoved)
 			} else {
 				again = append(again, p)
 			}
@@ -452,32 +447,27 @@ func (s *Store) commitGroup(all []*groupWrite) (again []*groupWrite) {
 	return nil
 }
 
-// keyMovedError: a keepalive's key was written or deleted since the
-// keepalive read it; current is its version now (0: gone).
-type keyMovedError struct{ current uint64 }
-
-func (e *keyMovedError) Error() string {
-	return fmt.Sprintf("the key moved to version %d since it was read", e.current)
-}
+// errKeyMoved: a keepalive's key was written or deleted since the
+// keepalive read it.
+var errKeyMoved = errors.New("the key moved since it was read")
 
 // renewGrouped moves a key's deadline record to d in a group, on
-// condition that the key is still at modRev in generation gen (renew).
-// held is false when it was not: current is the key's version now (0:
-// gone). errGoAlone: the record must be written alone.
-func (s *Store) renewGrouped(ctx context.Context, gen *generation, ns, key string, d deadline, modRev int64) (held bool, current uint64, err error) {
+// condition that the key is still at modRev in generation gen (renew);
+// held is false when it was not. errGoAlone: the record must be written
+// alone.
+func (s *Store) renewGrouped(ctx context.Context, gen *generation, ns, key string, d deadline, modRev int64) (held bool, err error) {
 	p := &groupWrite{ctx: ctx, w: ctxd.Write{Namespace: ns, Key: key}, seen: modRev, renewal: &d, gen: gen, done: make(chan struct{})}
 	s.groups.do(p)
-	var moved *keyMovedError
 	switch {
 	case p.err == nil:
-		return true, 0, nil
-	case errors.As(p.err, &moved):
-		return false, moved.current, nil
+		return true, nil
+	case errors.Is(p.err, errKeyMoved):
+		return false, nil
 	case errors.Is(p.err, errGenerationMoved):
-		return false, 0, errGoAlone
+		return false, errGoAlone
 	case errors.Is(p.err, context.Canceled), errors.Is(p.err, context.DeadlineExceeded):
 		// Its context ended while it was queued: never sent.
-		return false, 0, writeError(p.err, false)
+		return false, writeError(p.err, false)
 	}
-	return false, 0, p.err
+	return false, p.err
 }

@@ -119,7 +119,9 @@ func (s *Store) revokeLater(id clientv3.LeaseID) {
 // keepalive applies only to the key as read: when the cache's copy was
 // behind (or anything it says does not fit the request), nothing was
 // written, and the keepalive starts again from a read of etcd, whose
-// answer is exact.
+// answer is exact; when the key moves between that read and the rewrite
+// (another writer was first), it reads again: a keepalive without
+// If-Match applies to the key as it is, and never answers a conflict.
 func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration, expect *uint64) (ctxd.Record, error) {
 	if err := s.checkKey(ns, key); err != nil {
 		return ctxd.Record{}, err
@@ -140,7 +142,7 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	if s.cache != nil {
 		if e, ok := s.cache.leaseOf(ns, key); ok && e.ttlSeconds == leaseTTL(ttl) && (expect == nil || *expect == uint64(e.version)) {
 			if rec, err := e.record(ns); err == nil {
-				at, held, _, _, err := s.renew(ctx, gen, ns, key, clientv3.LeaseID(e.lease), e.ttlSeconds, e.md)
+				at, held, _, err := s.renew(ctx, gen, ns, key, clientv3.LeaseID(e.lease), e.ttlSeconds, e.md)
 				switch {
 				case err != nil:
 					return ctxd.Record{}, err
@@ -153,10 +155,28 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 		}
 		s.cache.misses.Add(1)
 	}
+	// Each round reads the key from etcd and renews it as read; a round
+	// that finds it written, deleted or its lease ended since (another
+	// writer got there first) reads again, so the answer is about the key
+	// as it is then: never a conflict the request did not ask about.
+	for expired := false; ; {
+		rec, held, ended, err := s.keepAliveRound(ctx, gen, ns, key, ttl, expect, expired)
+		if err != nil || held {
+			return rec, err
+		}
+		expired = ended
+	}
+}
+
+// keepAliveRound is a round of KeepAlive from a read of etcd: held is
+// false when the key moved between the read and the renewal (ended: its
+// lease had ended), and the caller reads again. expired says the round
+// before found the key's lease ended: a key gone now expired.
+func (s *Store) keepAliveRound(ctx context.Context, gen *generation, ns, key string, ttl time.Duration, expect *uint64, expired bool) (rec ctxd.Record, held, ended bool, err error) {
 	live, dead := gen.keys.live(ns, key), gen.keys.dead(ns, key)
 	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(live), clientv3.OpGet(dead)).Commit()
 	if err != nil {
-		return ctxd.Record{}, readError(err)
+		return ctxd.Record{}, false, false, readError(err)
 	}
 	kv := firstKV(resp.Responses[0].GetResponseRange().GetKvs())
 	var have uint64
@@ -164,40 +184,36 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 		have = uint64(kv.Version)
 	}
 	if expect != nil && *expect != have {
-		return ctxd.Record{}, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: *expect, Current: have}
+		return ctxd.Record{}, false, false, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: *expect, Current: have}
+	}
+	if kv == nil && expired {
+		return ctxd.Record{}, false, false, fmt.Errorf("keepalive %s/%s: %w (it expired)", ns, key, ctxd.ErrNotFound)
 	}
 	if kv == nil {
-		return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w", ns, key, ctxd.ErrNotFound)
+		return ctxd.Record{}, false, false, fmt.Errorf("keepalive %s/%s: %w", ns, key, ctxd.ErrNotFound)
 	}
-	rec, err := record(ns, key, kv)
+	rec, err = record(ns, key, kv)
 	if err != nil {
-		return ctxd.Record{}, err
+		return ctxd.Record{}, false, false, err
 	}
 	dkv := firstKV(resp.Responses[1].GetResponseRange().GetKvs())
 	if kv.Lease == 0 || dkv == nil || dkv.Lease != kv.Lease {
-		return ctxd.Record{}, ctxd.Invalidf("keepalive %s/%s: the key does not expire (it was put without a ttl): put it with a ttl first", ns, key)
+		return ctxd.Record{}, false, false, ctxd.Invalidf("keepalive %s/%s: the key does not expire (it was put without a ttl): put it with a ttl first", ns, key)
 	}
 	d, err := decodeDeadline(dkv.Value)
 	if err != nil {
-		return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w", ns, key, err)
+		return ctxd.Record{}, false, false, fmt.Errorf("keepalive %s/%s: %w", ns, key, err)
 	}
 	if leaseTTL(ttl) != d.ttlSeconds {
-		return ctxd.Record{}, ctxd.Invalidf("keepalive %s/%s: ttl %s: on etcd a keepalive renews the key's lease for the ttl it was put with (%ds); to change the ttl, put the key again",
+		return ctxd.Record{}, false, false, ctxd.Invalidf("keepalive %s/%s: ttl %s: on etcd a keepalive renews the key's lease for the ttl it was put with (%ds); to change the ttl, put the key again",
 			ns, key, ttl, d.ttlSeconds)
 	}
-	at, held, expired, cur, err := s.renew(ctx, gen, ns, key, d.lease, d.ttlSeconds, kv.ModRevision)
-	switch {
-	case err != nil:
-		return ctxd.Record{}, err
-	case expired:
-		return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w (it expired)", ns, key, ctxd.ErrNotFound)
-	case !held && cur == 0:
-		return ctxd.Record{}, fmt.Errorf("keepalive %s/%s: %w", ns, key, ctxd.ErrNotFound)
-	case !held:
-		return ctxd.Record{}, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: have, Current: cur}
+	at, held, ended, err := s.renew(ctx, gen, ns, key, d.lease, d.ttlSeconds, kv.ModRevision)
+	if err != nil || !held {
+		return ctxd.Record{}, false, ended, err
 	}
 	rec.ExpiresAt = at
-	return rec, nil
+	return rec, true, false, nil
 }
 
 // renew renews the key's lease, read with the key at modRev, and moves
@@ -205,24 +221,23 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 // is still at modRev (a write since would have given it a deadline of
 // its own, or none) and that no full restore replaced the data
 // (generation.go). held is false when the lease had ended (expired) or
-// either condition failed: nothing was written, and cur is the key's
-// version now (0: gone). The record's transaction is a group's when the
+// either condition failed: nothing was written. The record's transaction is a group's when the
 // store groups writes (renewGrouped); a group etcd refuses because the
 // lease ended meanwhile sends it again alone, which tells.
-func (s *Store) renew(ctx context.Context, gen *generation, ns, key string, lease clientv3.LeaseID, ttlSeconds, modRev int64) (at time.Time, held, expired bool, cur uint64, err error) {
+func (s *Store) renew(ctx context.Context, gen *generation, ns, key string, lease clientv3.LeaseID, ttlSeconds, modRev int64) (at time.Time, held, expired bool, err error) {
 	grouped := s.groups != nil
 again:
 	now := s.opts.Now().UTC()
 	if _, err := s.cli.KeepAliveOnce(ctx, lease); err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return time.Time{}, false, true, 0, nil
+			return time.Time{}, false, true, nil
 		}
-		return time.Time{}, false, false, 0, writeError(err, true)
+		return time.Time{}, false, false, writeError(err, true)
 	}
 	d := deadline{lease: lease, ttlSeconds: ttlSeconds, at: now.Add(time.Duration(ttlSeconds) * time.Second)}
 	if grouped {
 		// With other writes and keepalives in one transaction.
-		held, cur, err := s.renewGrouped(ctx, gen, ns, key, d, modRev)
+		held, err := s.renewGrouped(ctx, gen, ns, key, d, modRev)
 		switch {
 		case errors.Is(err, errGoAlone):
 			// etcd refused the group (a lease ended while it waited,
@@ -231,31 +246,27 @@ again:
 			grouped = false
 			goto again
 		case err != nil:
-			return time.Time{}, false, false, 0, err
+			return time.Time{}, false, false, err
 		case held:
-			return d.at, true, false, 0, nil
+			return d.at, true, false, nil
 		default:
-			return time.Time{}, false, false, cur, nil
+			return time.Time{}, false, false, nil
 		}
 	}
 	live, dead := gen.keys.live(ns, key), gen.keys.dead(ns, key)
 	put, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(live), "=", modRev), s.genCompare(gen)).
-		Then(clientv3.OpPut(dead, string(d.encode()), clientv3.WithLease(d.lease))).
-		Else(clientv3.OpGet(live, clientv3.WithKeysOnly())).Commit()
+		Then(clientv3.OpPut(dead, string(d.encode()), clientv3.WithLease(d.lease))).Commit()
 	s.stats.requests.Add(1)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return time.Time{}, false, true, 0, nil
+			return time.Time{}, false, true, nil
 		}
-		return time.Time{}, false, false, 0, writeError(err, true)
+		return time.Time{}, false, false, writeError(err, true)
 	}
 	if !put.Succeeded {
-		if kv := firstKV(put.Responses[0].GetResponseRange().GetKvs()); kv != nil {
-			cur = uint64(kv.Version)
-		}
-		return time.Time{}, false, false, cur, nil
+		return time.Time{}, false, false, nil
 	}
-	return d.at, true, false, 0, nil
+	return d.at, true, false, nil
 }
 
 // deadlinesOf sets ExpiresAt of the records whose key is on a lease
