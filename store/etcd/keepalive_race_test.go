@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	"github.com/framework0/ctxd/store/etcd"
 )
@@ -93,4 +94,27 @@ func TestKeepAlivesRacingWritesOfTheirKeys(t *testing.T) {
 		require.Equal(t, errA == nil, errB == nil, "%s: %v / %v", key, errA, errB)
 		assert.Equal(t, a, b, key)
 	}
+}
+
+// TestKeepAliveAfterAFullRestoreThroughAnotherInstance: a keepalive sent
+// to an instance right after another instance's full restore renews the
+// restored key (which comes back with its deadline, on a lease of its
+// own), whether or not the instance had seen the switch yet.
+func TestKeepAliveAfterAFullRestoreThroughAnotherInstance(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	s, other := open(t, etcd.Options{Prefix: prefix}), open(t, etcd.Options{Prefix: prefix})
+	first := putTTL(t, s, "hb", `1`, time.Hour)
+	path, _ := testkit.WriteSnapshot(t, s)
+	_, err := s.KeepAlive(t.Context(), "default", "hb", time.Hour, nil)
+	require.NoError(t, err)
+	_, err = other.Restore(t.Context(), path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	k, err := s.KeepAlive(t.Context(), "default", "hb", time.Hour, nil)
+	require.NoError(t, err)
+	assert.JSONEq(t, `1`, string(k.Value))
+	assert.True(t, k.ExpiresAt.After(first.ExpiresAt), "renewed")
+	r, err := other.Get("default", "hb")
+	require.NoError(t, err)
+	assert.Equal(t, k.ExpiresAt, r.ExpiresAt, "the restored key's deadline moved")
+	assert.Equal(t, other.Generation(), s.Generation())
 }

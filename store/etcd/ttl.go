@@ -160,7 +160,9 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	// writer got there first) reads again, so the answer is about the key
 	// as it is then: never a conflict the request did not ask about.
 	for expired := false; ; {
-		rec, held, ended, err := s.keepAliveRound(ctx, gen, ns, key, ttl, expect, expired)
+		// The generation now: a round that failed because a full
+		// restore replaced the data caught the instance up with it.
+		rec, held, ended, err := s.keepAliveRound(ctx, s.keys.gen(), ns, key, ttl, expect, expired)
 		if err != nil || held {
 			return rec, err
 		}
@@ -221,9 +223,11 @@ func (s *Store) keepAliveRound(ctx context.Context, gen *generation, ns, key str
 // is still at modRev (a write since would have given it a deadline of
 // its own, or none) and that no full restore replaced the data
 // (generation.go). held is false when the lease had ended (expired) or
-// either condition failed: nothing was written. The record's transaction is a group's when the
-// store groups writes (renewGrouped); a group etcd refuses because the
-// lease ended meanwhile sends it again alone, which tells.
+// either condition failed: nothing was written (and when the data was
+// replaced, the instance has caught up with the restore). The record's
+// transaction is a group's when the store groups writes (renewGrouped);
+// a group etcd refuses because the lease ended meanwhile sends it again
+// alone, which tells.
 func (s *Store) renew(ctx context.Context, gen *generation, ns, key string, lease clientv3.LeaseID, ttlSeconds, modRev int64) (at time.Time, held, expired bool, err error) {
 	grouped := s.groups != nil
 again:
@@ -255,7 +259,8 @@ again:
 	}
 	live, dead := gen.keys.live(ns, key), gen.keys.dead(ns, key)
 	put, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(live), "=", modRev), s.genCompare(gen)).
-		Then(clientv3.OpPut(dead, string(d.encode()), clientv3.WithLease(d.lease))).Commit()
+		Then(clientv3.OpPut(dead, string(d.encode()), clientv3.WithLease(d.lease))).
+		Else(clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly())).Commit()
 	s.stats.requests.Add(1)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -264,6 +269,13 @@ again:
 		return time.Time{}, false, false, writeError(err, true)
 	}
 	if !put.Succeeded {
+		if kv := firstKV(put.Responses[0].GetResponseRange().GetKvs()); kv != nil && kv.ModRevision != gen.rev {
+			// A full restore switched the data: catch up with it, so
+			// that the keepalive reads the restored key next.
+			if err := s.catchUpGeneration(ctx, kv.ModRevision); err != nil {
+				return time.Time{}, false, false, readError(err)
+			}
+		}
 		return time.Time{}, false, false, nil
 	}
 	return d.at, true, false, nil
