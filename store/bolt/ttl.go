@@ -112,11 +112,23 @@ func (d *deadlines) due(now time.Time, limit int) []nsKeyName {
 
 // publish updates the index with the changes and keepalives of a group
 // made durable, and wakes the expirer if the earliest deadline moved.
+//
+// A group's keepalives come after its changes here, but not always in the
+// group: a keepalive of a key that a later write of the group replaced
+// or deleted (its modRev below that write's revision) is superseded, and
+// setting it would put back the old deadline, on the old revision, in
+// place of the write's. Lookups by the write's revision then found no
+// deadline, and a patch made the key permanent (found by the conformance
+// check KeepAlivesRacingWritesAnswerTheKeyAsItIs).
 func (d *deadlines) publish(cs []*change, xs []*extend) {
 	d.mu.Lock()
 	before := time.Time{}
 	if len(d.order) > 0 {
 		before = d.order[0].at
+	}
+	var written map[nsKeyName]uint64 // the newest revision of each key the group changed
+	if len(xs) > 0 {
+		written = make(map[nsKeyName]uint64, len(cs))
 	}
 	for _, c := range cs {
 		name := nsKeyName{c.Namespace, c.Key}
@@ -125,9 +137,16 @@ func (d *deadlines) publish(cs []*change, xs []*extend) {
 		} else {
 			d.remove(name)
 		}
+		if written != nil {
+			written[name] = max(written[name], c.Revision)
+		}
 	}
 	for _, x := range xs {
-		d.set(nsKeyName{x.ns, x.key}, x.expiresAt, x.modRev)
+		name := nsKeyName{x.ns, x.key}
+		if written[name] > x.modRev {
+			continue // superseded by a later write of the group
+		}
+		d.set(name, x.expiresAt, x.modRev)
 	}
 	moved := len(d.order) > 0 && !d.order[0].at.Equal(before)
 	d.mu.Unlock()

@@ -241,6 +241,7 @@ var checks = []check{
 	{"BadTTLIsRefused", expiring(checkTTLBadInput)},
 	{"PatchKeepsTheDeadline", expiring(checkPatchKeepsTheDeadline)},
 	{"ImportTakesTheTimeLeft", expiring(checkImportTakesTheTimeLeft)},
+	{"KeepAlivesRacingWritesAnswerTheKeyAsItIs", expiring(checkKeepAlivesRacingWrites)},
 	// Reads.
 	{"ListPagesByPrefixAndCursor", checkListPaging},
 	{"NamespacesCountLiveKeys", checkNamespaces},

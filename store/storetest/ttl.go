@@ -3,6 +3,10 @@ package storetest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,6 +261,54 @@ func checkTTLBadInput(t testing.TB, h Harness) {
 
 // expiring runs check on a backend that expires keys, and on one that
 // does not (Harness.Expiry false) checks that it says so instead.
+// checkKeepAlivesRacingWrites: keepalives without If-Match racing puts
+// with a TTL, patches and deletes of their keys answer the key as it is
+// then, with its deadline, or not found: never a conflict they did not
+// ask about (etcd's answered one when the key moved between its read and
+// its rewrite), never another error; and patches keep the deadline (on
+// bolt a keepalive of a key replaced later in the same commit group put
+// the old deadline back in the deadline index, under the old revision,
+// and a patch then found none and made the key permanent).
+func checkKeepAlivesRacingWrites(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	const keys, writers = 4, 16
+	end := time.Now().Add(time.Second)
+	var kept atomic.Int64
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 7))
+			for time.Now().Before(end) {
+				key := fmt.Sprint("k", r.IntN(keys))
+				var err error
+				switch n := r.IntN(10); {
+				case n < 3:
+					_, err = b.Txn(t.Context(), []ctxd.Write{{Namespace: "default", Key: key, Op: ctxd.OpPut, Value: json.RawMessage(`{"n":1}`), Who: "t", TTL: time.Hour}})
+				case n < 7:
+					var rec ctxd.Record
+					if rec, err = b.KeepAlive(t.Context(), "default", key, time.Hour, nil); err == nil {
+						kept.Add(1)
+						assert.False(t, rec.ExpiresAt.IsZero(), "a keepalive answers its deadline")
+					}
+				case n < 9:
+					var rec ctxd.Record
+					if rec, err = b.Patch(t.Context(), "default", key, ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(fmt.Sprintf(`{"m":%d}`, r.IntN(100)))}, nil, "t"); err == nil {
+						assert.False(t, rec.ExpiresAt.IsZero(), "a patch keeps the key's deadline")
+					}
+				default:
+					_, err = b.Delete(t.Context(), "default", key, nil, "t")
+				}
+				if err != nil && !errors.Is(err, ctxd.ErrNotFound) {
+					assert.NoError(t, err, "only not found, for a key deleted meanwhile")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Positive(t, kept.Load(), "keepalives applied")
+}
+
 func expiring(check func(testing.TB, Harness)) func(testing.TB, Harness) {
 	return func(t testing.TB, h Harness) {
 		if !h.Expiry {
