@@ -367,11 +367,10 @@ func (s *Store) commitGroup(all []*groupWrite) (again []*groupWrite) {
 	// put, and its key's read in the else branch (renewalGets[j]).
 	renewalGets := make([]int, len(renewals))
 	for j, p := range renewals {
-		live := gen.keys.live(p.w.Namespace, p.w.Key)
-		t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(live), "=", p.seen))
-		t.ops = append(t.ops, clientv3.OpPut(gen.keys.dead(p.w.Namespace, p.w.Key), string(p.renewal.encode()), clientv3.WithLease(p.renewal.lease)))
+		cmp, put := renewalOps(gen, p.w.Namespace, p.w.Key, *p.renewal, p.seen)
+		t.cmps, t.ops = append(t.cmps, cmp), append(t.ops, put)
 		renewalGets[j] = len(t.elseGets)
-		t.elseGets = append(t.elseGets, clientv3.OpGet(live, clientv3.WithKeysOnly()))
+		t.elseGets = append(t.elseGets, clientv3.OpGet(gen.keys.live(p.w.Namespace, p.w.Key), clientv3.WithKeysOnly()))
 	}
 	// The group's transaction is no one write's: it is bounded by the
 	// request timeout alone, and a write whose client went away is

@@ -410,20 +410,18 @@ func writeError(err error, sent bool) error {
 	case errors.Is(err, rpctypes.ErrNoSpace): // checked before anything applied
 		return fmt.Errorf("%w: %s", ctxd.ErrInsufficientStorage, spaceAlarm)
 	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrNotCapable),
-		errors.Is(err, rpctypes.ErrStopped) && !sent, // a member stopping answers this for proposals in flight too
 		// Refused before it was proposed: etcd's apply is too far behind.
 		errors.Is(err, rpctypes.ErrTooManyRequests),
 		refusedAccess(err):
 		return fmt.Errorf("%w: etcd: %v%s", ctxd.ErrUnavailable, err, accessHint(err))
+	case !sent, status.Code(err) == codes.Unavailable && neverSent(err):
+		// ErrStopped too: a member stopping answers it for proposals in
+		// flight, which may have applied (sent: below).
+		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
 	case isCanceled(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrTimeout) ||
 		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) ||
 		status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Canceled:
-		if !sent {
-			return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
-		}
 		return fmt.Errorf("%w: etcd did not answer in time: %v", ctxd.ErrOutcomeUnknown, err)
-	case !sent, status.Code(err) == codes.Unavailable && neverSent(err):
-		return fmt.Errorf("%w: etcd: %v", ctxd.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%w: etcd: %v", ctxd.ErrOutcomeUnknown, err)
 }

@@ -257,9 +257,8 @@ again:
 			return time.Time{}, false, false, nil
 		}
 	}
-	live, dead := gen.keys.live(ns, key), gen.keys.dead(ns, key)
-	put, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(live), "=", modRev), s.genCompare(gen)).
-		Then(clientv3.OpPut(dead, string(d.encode()), clientv3.WithLease(d.lease))).
+	cmp, op := renewalOps(gen, ns, key, d, modRev)
+	put, err := s.cli.Txn(ctx).If(cmp, s.genCompare(gen)).Then(op).
 		Else(clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly())).Commit()
 	s.stats.requests.Add(1)
 	if err != nil {
@@ -279,6 +278,14 @@ again:
 		return time.Time{}, false, false, nil
 	}
 	return d.at, true, false, nil
+}
+
+// renewalOps are the compare and the put of a keepalive's rewrite of its
+// key's deadline record to d, alone or in a group: only while the key is
+// still at modRev, the revision the keepalive read it at.
+func renewalOps(gen *generation, ns, key string, d deadline, modRev int64) (clientv3.Cmp, clientv3.Op) {
+	return clientv3.Compare(clientv3.ModRevision(gen.keys.live(ns, key)), "=", modRev),
+		clientv3.OpPut(gen.keys.dead(ns, key), string(d.encode()), clientv3.WithLease(d.lease))
 }
 
 // deadlinesOf sets ExpiresAt of the records whose key is on a lease

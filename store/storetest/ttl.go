@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
 )
 
 // The TTL checks run on the real clock: a backend expires keys on its own
@@ -263,50 +264,73 @@ func checkTTLBadInput(t testing.TB, h Harness) {
 // does not (Harness.Expiry false) checks that it says so instead.
 // checkKeepAlivesRacingWrites: keepalives without If-Match racing puts
 // with a TTL, patches and deletes of their keys answer the key as it is
-// then, with its deadline, or not found: never a conflict they did not
-// ask about (etcd's answered one when the key moved between its read and
-// its rewrite), never another error; and patches keep the deadline (on
-// bolt a keepalive of a key replaced later in the same commit group put
-// the old deadline back in the deadline index, under the old revision,
-// and a patch then found none and made the key permanent).
+// then (RaceWritesOfExpiringKeys, on one backend). On etcd a keepalive
+// answered a conflict it did not ask about when its key moved between its
+// read and its rewrite; on bolt a keepalive of a key replaced later in the
+// same commit group put the old deadline back in the deadline index, under
+// the old revision, and a patch then found none and made the key
+// permanent.
 func checkKeepAlivesRacingWrites(t testing.TB, h Harness) {
-	b := open(t, h, Config{})
-	const keys, writers = 4, 16
-	end := time.Now().Add(time.Second)
-	var kept atomic.Int64
+	RaceWritesOfExpiringKeys(t, []store.Backend{open(t, h, Config{}).Backend}, 4, 16, time.Second)
+}
+
+// RaceWritesOfExpiringKeys has writers clients put (with a TTL of an
+// hour), keep alive (without If-Match), patch and delete keys keys of
+// namespace default for d, each request on one of backends (instances of
+// one deployment) at random, with fixed seeds. Each answer must be the
+// key as it is then, or not found (a key deleted meanwhile): no other
+// error, never a conflict no request asked about; keepalives and patches
+// answer a deadline (a patch keeps the key's); each kind of request
+// applies at least once.
+func RaceWritesOfExpiringKeys(t testing.TB, backends []store.Backend, keys, writers int, d time.Duration) {
+	const kinds = 4 // put with a TTL, keepalive, patch, delete
+	var applied [kinds]atomic.Int64
+	end := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for g := range writers {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(g), 7))
 			for time.Now().Before(end) {
-				key := fmt.Sprint("k", r.IntN(keys))
-				var err error
+				b, key := backends[r.IntN(len(backends))], fmt.Sprint("k", r.IntN(keys))
+				var (
+					kind int
+					rec  ctxd.Record
+					err  error
+				)
 				switch n := r.IntN(10); {
 				case n < 3:
-					_, err = b.Txn(t.Context(), []ctxd.Write{{Namespace: "default", Key: key, Op: ctxd.OpPut, Value: json.RawMessage(`{"n":1}`), Who: "t", TTL: time.Hour}})
+					var res ctxd.TxnResult
+					if res, err = b.Txn(t.Context(), []ctxd.Write{{Namespace: "default", Key: key, Op: ctxd.OpPut, Value: json.RawMessage(`{"n":1}`), Who: "t", TTL: time.Hour}}); err == nil {
+						rec = res.Records[0]
+					}
 				case n < 7:
-					var rec ctxd.Record
-					if rec, err = b.KeepAlive(t.Context(), "default", key, time.Hour, nil); err == nil {
-						kept.Add(1)
-						assert.False(t, rec.ExpiresAt.IsZero(), "a keepalive answers its deadline")
-					}
+					kind = 1
+					rec, err = b.KeepAlive(t.Context(), "default", key, time.Hour, nil)
 				case n < 9:
-					var rec ctxd.Record
-					if rec, err = b.Patch(t.Context(), "default", key, ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(fmt.Sprintf(`{"m":%d}`, r.IntN(100)))}, nil, "t"); err == nil {
-						assert.False(t, rec.ExpiresAt.IsZero(), "a patch keeps the key's deadline")
-					}
+					kind = 2
+					rec, err = b.Patch(t.Context(), "default", key, ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(fmt.Sprintf(`{"m":%d}`, r.IntN(100)))}, nil, "t")
 				default:
+					kind = 3
 					_, err = b.Delete(t.Context(), "default", key, nil, "t")
 				}
-				if err != nil && !errors.Is(err, ctxd.ErrNotFound) {
+				switch {
+				case errors.Is(err, ctxd.ErrNotFound):
+				case err != nil:
 					assert.NoError(t, err, "only not found, for a key deleted meanwhile")
 					return
+				default:
+					applied[kind].Add(1)
+					if kind < 3 {
+						assert.False(t, rec.ExpiresAt.IsZero(), "the key's deadline (a keepalive's new one, the one a patch keeps)")
+					}
 				}
 			}
 		})
 	}
 	wg.Wait()
-	assert.Positive(t, kept.Load(), "keepalives applied")
+	for kind, name := range []string{"puts with a ttl", "keepalives", "patches", "deletes"} {
+		assert.Positive(t, applied[kind].Load(), "some %s applied", name)
+	}
 }
 
 func expiring(check func(testing.TB, Harness)) func(testing.TB, Harness) {
