@@ -3,9 +3,11 @@ package perf
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +35,13 @@ func (s *suite) fanoutSteps() []step {
 	}
 	for _, n := range s.cfg.FanoutSubscribers {
 		add(fmt.Sprintf("fanout/subs=%d/rate=%d", n, s.cfg.FanoutRate), protocolWatch, n)
+		if slices.Contains(s.cfg.Compare, PeerEtcd) {
+			name := fmt.Sprintf("fanout/%s/subs=%d/rate=%d", PeerEtcd, n, s.cfg.FanoutRate)
+			est := s.cfg.Duration + time.Second + time.Duration(n)*time.Millisecond
+			steps = append(steps, step{name: name, estimate: est, run: func(ctx context.Context) error {
+				return s.peerFanoutRun(ctx, name, n, PeerEtcd)
+			}})
+		}
 	}
 	for _, n := range s.cfg.FanoutSocketIOSubscribers {
 		if noSocketIOFanout(s.cfg.FanoutSocketIOSubscribers) {
@@ -63,13 +72,52 @@ func newLatencyShard() *latencyShard {
 	return ls
 }
 
-// subscriber is one WebSocket client of the fan-out: of /v1/watch, or
-// of the Socket.IO door (sio).
-type subscriber struct {
-	conn       *websocket.Conn
-	sio        bool
+// FanoutFeed is a server's side of a fan-out run: its writes and the
+// subscribers of its change feed. ctxd's is /v1/watch (or Socket.IO) over
+// WebSocket with PUTs over HTTP; etcd's peer (PeerWatcher) is etcd's
+// watch and puts through its Go client. Keys are the run's, without a
+// namespace: each feed puts them where its server keeps them.
+type FanoutFeed interface {
+	// Connect readies writers 0..n-1 (as PeerClient.Connect).
+	Connect(n int) error
+	// Put writes value at key; writer w calls it from one goroutine.
+	Put(ctx context.Context, w int, key string, value []byte) error
+	// Subscribe opens n subscribers of the changes of the keys that start
+	// with prefix. Each one receives every change written after Subscribe
+	// returns.
+	Subscribe(ctx context.Context, n int, prefix string) ([]FanoutSubscriber, error)
+}
+
+// FanoutSubscriber is one client of a feed.
+type FanoutSubscriber interface {
+	// Receive waits for the next message the server sends and calls
+	// change for each change it carries, in order: rev is the change's
+	// revision and key starts with its key (more bytes may follow). A
+	// message without changes calls nothing. It returns an error once the
+	// subscriber is closed, or when the server refused or dropped it.
+	Receive(change func(rev uint64, key []byte)) error
+	// Close ends the subscriber; a Receive waiting returns.
+	Close() error
+}
+
+// FanoutSpec is a fan-out run, as every feed performs it: Subscribers
+// subscribe, then Writers write Rate new keys a second (KeyPrefix and a
+// sequence number) for Duration, each a value of ValueSize bytes.
+type FanoutSpec struct {
+	Name        string        `json:"name"`
+	Subscribers int           `json:"subscribers"`
+	Rate        int           `json:"rate"`
+	Writers     int           `json:"writers"`
+	Duration    time.Duration `json:"duration"`
+	ValueSize   int           `json:"value_size"`
+	KeyPrefix   string        `json:"key_prefix"`
+}
+
+// fanoutReader is what a run knows of one subscriber.
+type fanoutReader struct {
+	sub        FanoutSubscriber
 	got        atomic.Int64 // changes received
-	frames     int64        // frames that carried changes
+	frames     int64        // messages that carried changes
 	duplicates int64        // changes delivered twice, or before the one before (must be 0)
 	lastRev    uint64
 	// delivered has a bit per write of the run: concurrent writes may
@@ -79,17 +127,14 @@ type subscriber struct {
 	err       error // why it stopped reading early, if it did
 }
 
-// fanoutRun connects subs WebSocket subscribers of protocol (watch:
-// /v1/watch, socketio: Socket.IO over WebSocket), then writes FanoutRate
-// PUTs per second for Duration, each to a new key that every subscriber
-// matches, and measures when each change reaches each subscriber.
+// fanoutRun measures ctxd's WebSocket fan-out: subs subscribers of
+// protocol (watch: /v1/watch, socketio: Socket.IO over WebSocket), spread
+// over the target and Config.MoreTargets (watch only), while FanoutRate
+// PUTs a second go to the target.
 func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol string) error {
-	writes := max(int(float64(s.cfg.FanoutRate)*s.cfg.Duration.Seconds()), 1)
-	keyPrefix := fmt.Sprintf("%s-%d-", s.runID, len(s.report.Fanout))
-	fr := FanoutRun{
-		Name: name, Protocol: protocol, Subscribers: subs, Rate: s.cfg.FanoutRate, Batch: s.cfg.FanoutBatch && protocol == protocolWatch,
-		Writers: s.cfg.FanoutWriters, DurationSeconds: s.cfg.Duration.Seconds(),
-	}
+	spec := s.fanoutSpec(name, subs)
+	fr := FanoutRun{Protocol: protocol, Batch: s.cfg.FanoutBatch && protocol == protocolWatch}
+	fr.describe(spec)
 	errs := &errorLog{}
 	defer func() {
 		fr.RunErrors = errs.result()
@@ -109,63 +154,121 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 	}
 	memBefore, _, haveMemory := s.readMemory(name, srv, ep)
 
-	// Subscribers first: every one must be subscribed before the first write.
-	q := url.Values{"ns": {nsFanout}, "prefix": {keyPrefix}}
-	if fr.Batch {
-		q.Set("batch", "true")
-	}
-	wsURL := "ws" + ep.base[len("http"):] + "/v1/watch?" + q.Encode()
-	var sioAuth any
+	feed := &wsFeed{ep: ep, batch: fr.Batch}
+	defer feed.closeWriters()
+	feed.bases = []string{ep.base}
 	if protocol == protocolSocketIO {
-		wsURL = socketIOURL(ep.base)
-		sioAuth = map[string]string{"ns": nsFanout, "prefix": keyPrefix}
-	}
-	// Subscribers spread over the target and the other instances of its
-	// deployment (Config.MoreTargets), the first ones on the target.
-	wsURLs := []string{wsURL}
-	if protocol == protocolWatch {
+		feed.sio = true
+	} else {
+		// Subscribers spread over the target and the other instances of
+		// its deployment, the first ones on the target.
 		for _, base := range s.cfg.MoreTargets {
-			wsURLs = append(wsURLs, "ws"+strings.TrimPrefix(strings.TrimSuffix(base, "/"), "http")+"/v1/watch?"+q.Encode())
+			feed.bases = append(feed.bases, strings.TrimSuffix(base, "/"))
 		}
 	}
-	fr.Instances = len(wsURLs)
-	connectStart := time.Now()
-	var subscribers []*subscriber
-	for i, u := range wsURLs {
-		n := subs / len(wsURLs)
-		if i < subs%len(wsURLs) {
-			n++
-		}
-		more, err := connectSubscribers(ctx, ep, u, n, sioAuth)
-		subscribers = append(subscribers, more...)
-		if err != nil {
-			for _, sub := range subscribers {
-				if sub != nil {
-					_ = sub.conn.Close()
-				}
+	fr.Instances = len(feed.bases)
+	connected := func() {
+		if haveMemory && ctx.Err() == nil {
+			if after, process, ok := s.readMemory(name, srv, ep); ok {
+				fr.Memory = memoryUse(process, memBefore, after, subs, 1000, "subscribers")
 			}
-			return err
 		}
+	}
+	return measureFanout(ctx, feed, spec, s.value, &fr, errs, connected)
+}
+
+// peerFanoutRun measures the same fan-out as fanoutRun (subs subscribers,
+// FanoutRate writes a second) on the named peer's own feed: etcd's watch,
+// each subscriber a client of its own, the writes through etcd's client,
+// its subscribers and writers in the peer's process, as ctxd's are in the
+// suite's.
+func (s *suite) peerFanoutRun(ctx context.Context, name string, subs int, peerName string) error {
+	spec := s.fanoutSpec(name, subs)
+	fr := FanoutRun{Protocol: protocolPeerWatch, Peer: peerName}
+	fr.describe(spec)
+	err := s.startPeers(ctx)
+	if err == nil {
+		err = fmt.Errorf("peer %s is not running", peerName)
+		for _, p := range s.peers {
+			if pp, ok := p.(*PeerProcess); ok && p.info().Name == peerName {
+				var got FanoutRun
+				if got, err = pp.fanout(ctx, spec); err == nil {
+					fr = got
+					fr.Peer = peerName
+				}
+				break
+			}
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fr.RunErrors = RunErrors{Errors: 1, ErrorSamples: []string{err.Error()}}
+	}
+	s.report.Fanout = append(s.report.Fanout, fr)
+	return nil
+}
+
+// describe sets the run's settings from spec.
+func (fr *FanoutRun) describe(spec FanoutSpec) {
+	fr.Name, fr.Subscribers, fr.Rate, fr.Writers = spec.Name, spec.Subscribers, spec.Rate, spec.Writers
+	fr.DurationSeconds = spec.Duration.Seconds()
+}
+
+// fanoutSpec is the run name of subs subscribers, with the suite's
+// settings and a key prefix of its own.
+func (s *suite) fanoutSpec(name string, subs int) FanoutSpec {
+	return FanoutSpec{
+		Name: name, Subscribers: subs, Rate: s.cfg.FanoutRate, Writers: s.cfg.FanoutWriters, Duration: s.cfg.Duration,
+		ValueSize: s.cfg.ValueSize, KeyPrefix: fmt.Sprintf("%s-%d-", s.runID, len(s.report.Fanout)),
+	}
+}
+
+// measureFanout runs spec on feed and fills fr: it connects the
+// subscribers, writes at the fixed rate, waits (up to fanoutDrain) for
+// every subscriber to have every acknowledged change, calls connected
+// (nil: nothing) while they are still connected, and measures when each
+// change reached each subscriber.
+func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value []byte, fr *FanoutRun, errs *errorLog, connected func()) error {
+	writes := max(int(float64(spec.Rate)*spec.Duration.Seconds()), 1)
+	fr.describe(spec)
+	if fr.Instances == 0 {
+		fr.Instances = 1
+	}
+	if err := feed.Connect(spec.Writers); err != nil {
+		return err
+	}
+
+	// Subscribers first: every one must be subscribed before the first write.
+	connectStart := time.Now()
+	subs, err := feed.Subscribe(ctx, spec.Subscribers, spec.KeyPrefix)
+	if err != nil {
+		return err
 	}
 	fr.ConnectSeconds = round6(time.Since(connectStart).Seconds())
+	readers := make([]*fanoutReader, len(subs))
+	for i, sub := range subs {
+		readers[i] = &fanoutReader{sub: sub}
+	}
 	defer func() {
-		for _, sub := range subscribers {
-			_ = sub.conn.Close()
+		for _, sub := range subs {
+			_ = sub.Close()
 		}
 	}()
 
 	// acks[i] is when write i was acknowledged, in ns after start (0: not yet).
 	acks := make([]atomic.Int64, writes)
-	interval := float64(time.Second) / float64(s.cfg.FanoutRate)
+	interval := float64(time.Second) / float64(spec.Rate)
 	var shards [fanoutShards]*latencyShard
 	for i := range shards {
 		shards[i] = newLatencyShard()
 	}
 	start := time.Now().Add(20 * time.Millisecond) // the readers are up by then
-	var readers sync.WaitGroup
-	for i, sub := range subscribers {
-		readers.Go(func() {
-			sub.read(shards[i%fanoutShards], keyPrefix, start, interval, acks, errs)
+	var reading sync.WaitGroup
+	for i, r := range readers {
+		reading.Go(func() {
+			r.read(shards[i%fanoutShards], spec.KeyPrefix, start, interval, acks, errs)
 		})
 	}
 
@@ -174,10 +277,8 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 	var writeMu sync.Mutex
 	var next, acked atomic.Int64
 	var writers sync.WaitGroup
-	for range s.cfg.FanoutWriters {
+	for w := range spec.Writers {
 		writers.Go(func() {
-			c := newHTTPConn(ep)
-			defer c.Close()
 			local := newHistogram()
 			for ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
@@ -186,7 +287,7 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 				}
 				intended := start.Add(time.Duration(float64(i) * interval))
 				time.Sleep(time.Until(intended))
-				err := c.expect(http.StatusOK, http.MethodPut, keyPath(nsFanout, keyPrefix+strconv.Itoa(i)), s.value)
+				err := feed.Put(ctx, w, spec.KeyPrefix+strconv.Itoa(i), value)
 				now := time.Now()
 				if err != nil {
 					errs.add(err)
@@ -211,8 +312,8 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 	deadline := time.Now().Add(fanoutDrain)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		all := true
-		for _, sub := range subscribers {
-			if sub.got.Load() < fr.Writes {
+		for _, r := range readers {
+			if r.got.Load() < fr.Writes {
 				all = false
 				break
 			}
@@ -222,16 +323,13 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if haveMemory && ctx.Err() == nil {
-		// With every subscriber still connected.
-		if after, process, ok := s.readMemory(name, srv, ep); ok {
-			fr.Memory = memoryUse(process, memBefore, after, subs, 1000, "subscribers")
-		}
+	if connected != nil {
+		connected() // with every subscriber still connected
 	}
-	for _, sub := range subscribers {
-		_ = sub.conn.Close() // ends the readers
+	for _, sub := range subs {
+		_ = sub.Close() // ends the readers
 	}
-	readers.Wait()
+	reading.Wait()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -258,13 +356,13 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 		}
 	}
 	fr.AckP50Spread, fr.AckP99Spread, fr.SendP99Spread = round3(stddev(ackP50)), round3(stddev(ackP99)), round3(stddev(txP99))
-	fr.Expected = fr.Writes * int64(subs)
-	for _, sub := range subscribers {
-		got := sub.got.Load()
+	fr.Expected = fr.Writes * int64(len(readers))
+	for _, r := range readers {
+		got := r.got.Load()
 		fr.Deliveries += got
 		fr.Missed += max(fr.Writes-got, 0)
-		fr.Duplicates += sub.duplicates
-		fr.Frames += sub.frames
+		fr.Duplicates += r.duplicates
+		fr.Frames += r.frames
 	}
 	if fr.Frames > 0 {
 		fr.ChangesPerFrame = round3(float64(fr.Deliveries) / float64(fr.Frames))
@@ -275,15 +373,216 @@ func (s *suite) fanoutRun(ctx context.Context, name string, subs int, protocol s
 	fr.SendDistribution = fromTx.distribution()
 	if fr.Missed > 0 {
 		reason := ""
-		for _, sub := range subscribers {
-			if sub.err != nil && sub.got.Load() < fr.Writes {
-				reason = ": " + sub.err.Error()
+		for _, r := range readers {
+			if r.err != nil && r.got.Load() < fr.Writes {
+				reason = ": " + r.err.Error()
 				break
 			}
 		}
 		errs.add(fmt.Errorf("%d deliveries missed after waiting %s%s", fr.Missed, fanoutDrain, reason))
 	}
 	return nil
+}
+
+// read receives the subscriber's messages until it is closed, recording
+// for each change of the run the time since its acknowledgement and since
+// its intended send time.
+func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Time, interval float64, acks []atomic.Int64, errs *errorLog) {
+	type arrival struct {
+		fromAck, fromTx time.Duration
+		part            int // which tenth of the writes
+	}
+	var batch []arrival
+	var now time.Duration // when the message being read arrived, since start
+	// accept records the change of revision rev whose key starts rest.
+	accept := func(rev uint64, rest []byte) {
+		if now == 0 {
+			now = time.Since(start)
+		}
+		if !bytes.HasPrefix(rest, []byte(keyPrefix)) {
+			return
+		}
+		idx, n := parseUint(rest[len(keyPrefix):])
+		if n == 0 || idx >= uint64(len(acks)) {
+			return
+		}
+		if r.delivered == nil {
+			r.delivered = make([]uint64, (len(acks)+63)/64)
+		}
+		word, bit := idx/64, uint64(1)<<(idx%64)
+		if rev < r.lastRev || r.delivered[word]&bit != 0 {
+			r.duplicates++
+			return
+		}
+		r.delivered[word] |= bit
+		r.lastRev = rev
+		a := arrival{fromTx: now - time.Duration(float64(idx)*interval), part: int(idx) * intervals / len(acks)}
+		if ack := acks[idx].Load(); ack != 0 {
+			a.fromAck = now - time.Duration(ack) // negative (arrived first) records as 0
+		}
+		batch = append(batch, a)
+	}
+	for {
+		batch, now = batch[:0], 0
+		if err := r.sub.Receive(accept); err != nil {
+			r.err = err
+			if !errors.Is(err, errSubscriberClosed) {
+				errs.add(err)
+			}
+			return
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		shard.mu.Lock()
+		for _, a := range batch {
+			shard.fromAck.record(a.fromAck)
+			shard.fromTx.record(a.fromTx)
+			shard.parts[a.part].fromAck.record(a.fromAck)
+			shard.parts[a.part].fromTx.record(a.fromTx)
+		}
+		shard.mu.Unlock()
+		r.got.Add(int64(len(batch)))
+		r.frames++
+	}
+}
+
+// errSubscriberClosed is what Receive answers once the run closed the
+// subscriber: the end of a run, not an error of it.
+var errSubscriberClosed = errors.New("subscriber closed")
+
+// ErrSubscriberClosed is errSubscriberClosed, for feeds of other
+// packages (the etcd peer's).
+var ErrSubscriberClosed = errSubscriberClosed
+
+// wsFeed is ctxd's feed: PUTs over HTTP/1.1 (one connection per writer),
+// subscribers over WebSocket spread over bases (servers' base URLs), of
+// /v1/watch (with batch=true when batch) or of the Socket.IO door (sio).
+type wsFeed struct {
+	ep      endpoint
+	bases   []string
+	batch   bool
+	sio     bool
+	writers []*httpConn
+}
+
+func (f *wsFeed) Connect(n int) error {
+	for len(f.writers) < n {
+		f.writers = append(f.writers, newHTTPConn(f.ep))
+	}
+	return nil
+}
+
+func (f *wsFeed) Put(_ context.Context, w int, key string, value []byte) error {
+	return f.writers[w].expect(http.StatusOK, http.MethodPut, keyPath(nsFanout, key), value)
+}
+
+func (f *wsFeed) closeWriters() {
+	for _, c := range f.writers {
+		_ = c.Close()
+	}
+}
+
+func (f *wsFeed) Subscribe(ctx context.Context, n int, prefix string) ([]FanoutSubscriber, error) {
+	q := url.Values{"ns": {nsFanout}, "prefix": {prefix}}
+	if f.batch {
+		q.Set("batch", "true")
+	}
+	var sioAuth any
+	if f.sio {
+		sioAuth = map[string]string{"ns": nsFanout, "prefix": prefix}
+	}
+	var subs []FanoutSubscriber
+	for i, base := range f.bases {
+		u := "ws" + strings.TrimPrefix(base, "http") + "/v1/watch?" + q.Encode()
+		if f.sio {
+			u = socketIOURL(base)
+		}
+		k := n / len(f.bases)
+		if i < n%len(f.bases) {
+			k++
+		}
+		more, err := connectSubscribers(ctx, f.ep, u, k, sioAuth)
+		if err != nil {
+			for _, sub := range subs {
+				_ = sub.Close()
+			}
+			return nil, err
+		}
+		for _, sub := range more {
+			subs = append(subs, sub)
+		}
+	}
+	return subs, nil
+}
+
+// subscriber is one WebSocket client of ctxd's fan-out: of /v1/watch, or
+// of the Socket.IO door (sio).
+type subscriber struct {
+	conn   *websocket.Conn
+	sio    bool
+	buf    bytes.Buffer
+	closed atomic.Bool
+}
+
+func (sub *subscriber) Close() error {
+	sub.closed.Store(true)
+	return sub.conn.Close()
+}
+
+var (
+	revField   = []byte(`"rev":`)
+	keyField   = []byte(`"key":"`)
+	errorFrame = []byte(`"type":"error"`)
+)
+
+// Receive reads one frame. Frames are scanned, not decoded: the
+// subscribers share the CPU with the server, so they stay lean. The only
+// changes that come are the run's (its key prefix), whose values hold no
+// "rev" field.
+func (sub *subscriber) Receive(change func(rev uint64, key []byte)) error {
+	sub.buf.Reset()
+	_, r, err := sub.conn.NextReader()
+	if err == nil {
+		_, err = sub.buf.ReadFrom(r)
+	}
+	if err != nil {
+		if sub.closed.Load() {
+			return errSubscriberClosed
+		}
+		return err
+	}
+	data := sub.buf.Bytes()
+	if sub.sio {
+		isChange, err := sub.sioFrame(data)
+		if err != nil {
+			return err
+		}
+		if isChange {
+			if key, rev, ok := sioChange(data); ok {
+				change(rev, key)
+			}
+		}
+		return nil
+	}
+	if bytes.Contains(data, errorFrame) {
+		return fmt.Errorf("server sent %.300s", data)
+	}
+	for rest := data; ; {
+		i := bytes.Index(rest, revField)
+		if i < 0 {
+			return nil
+		}
+		rest = rest[i+len(revField):]
+		rev, n := parseUint(rest)
+		rest = rest[n:]
+		j := bytes.Index(rest, keyField)
+		if j < 0 {
+			return nil
+		}
+		rest = rest[j+len(keyField):]
+		change(rev, rest)
+	}
 }
 
 // connectSubscribers opens n WebSocket connections to wsURL, a few at a
@@ -365,111 +664,6 @@ func connectSubscribers(ctx context.Context, ep endpoint, wsURL string, n int, s
 		return nil, firstErr
 	}
 	return subs, nil
-}
-
-var (
-	revField   = []byte(`"rev":`)
-	keyField   = []byte(`"key":"`)
-	errorFrame = []byte(`"type":"error"`)
-)
-
-// read receives frames until the connection is closed, recording for each
-// change of the run the time since its acknowledgement and since its
-// intended send time. Frames are scanned, not decoded: the subscribers
-// share the CPU with the server, so they stay lean. The only changes that
-// come are the run's (its key prefix), whose values hold no "rev" field.
-func (sub *subscriber) read(shard *latencyShard, keyPrefix string, start time.Time, interval float64, acks []atomic.Int64, errs *errorLog) {
-	var buf bytes.Buffer
-	type arrival struct {
-		fromAck, fromTx time.Duration
-		part            int // which tenth of the writes
-	}
-	var batch []arrival
-	var now time.Duration // when the frame being read arrived, since start
-	// accept records the change of revision rev whose key starts rest.
-	accept := func(rev uint64, rest []byte) {
-		if !bytes.HasPrefix(rest, []byte(keyPrefix)) {
-			return
-		}
-		idx, n := parseUint(rest[len(keyPrefix):])
-		if n == 0 || idx >= uint64(len(acks)) {
-			return
-		}
-		if sub.delivered == nil {
-			sub.delivered = make([]uint64, (len(acks)+63)/64)
-		}
-		word, bit := idx/64, uint64(1)<<(idx%64)
-		if rev < sub.lastRev || sub.delivered[word]&bit != 0 {
-			sub.duplicates++
-			return
-		}
-		sub.delivered[word] |= bit
-		sub.lastRev = rev
-		a := arrival{fromTx: now - time.Duration(float64(idx)*interval), part: int(idx) * intervals / len(acks)}
-		if ack := acks[idx].Load(); ack != 0 {
-			a.fromAck = now - time.Duration(ack) // negative (arrived first) records as 0
-		}
-		batch = append(batch, a)
-	}
-	for {
-		buf.Reset()
-		_, r, err := sub.conn.NextReader()
-		if err == nil {
-			_, err = buf.ReadFrom(r)
-		}
-		if err != nil {
-			sub.err = err
-			return
-		}
-		now = time.Since(start)
-		data := buf.Bytes()
-		batch = batch[:0]
-		if sub.sio {
-			change, err := sub.sioFrame(data)
-			if err != nil {
-				sub.err = err
-				errs.add(err)
-				return
-			}
-			if change {
-				if key, rev, ok := sioChange(data); ok {
-					accept(rev, key)
-				}
-			}
-		} else if bytes.Contains(data, errorFrame) {
-			sub.err = fmt.Errorf("server sent %.300s", data)
-			errs.add(sub.err)
-			return
-		}
-		for rest := data; !sub.sio; {
-			i := bytes.Index(rest, revField)
-			if i < 0 {
-				break
-			}
-			rest = rest[i+len(revField):]
-			rev, n := parseUint(rest)
-			rest = rest[n:]
-			j := bytes.Index(rest, keyField)
-			if j < 0 {
-				break
-			}
-			rest = rest[j+len(keyField):]
-			accept(rev, rest)
-		}
-		if len(batch) == 0 {
-			continue
-		}
-		shard.mu.Lock()
-		for _, a := range batch {
-			shard.fromAck.record(a.fromAck)
-			shard.fromTx.record(a.fromTx)
-			shard.parts[a.part].fromAck.record(a.fromAck)
-			shard.parts[a.part].fromTx.record(a.fromTx)
-		}
-		shard.mu.Unlock()
-		sub.got.Add(int64(len(batch)))
-		sub.frames++
-	}
 }
 
 // parseUint reads the decimal number at the start of b and the number of

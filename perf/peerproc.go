@@ -21,7 +21,9 @@ import (
 // line: {"memory": true} with {"memory": MemorySample} (its own, after a
 // garbage collection), {"prepare": {...}} with {"ok": true} once it has
 // written the keys the reads read, {"run": PeerRun} with {"measurement":
-// Measurement}; a failure with {"error": "..."}. End of input stops it.
+// Measurement}, {"fanout": FanoutSpec} with {"fanout": FanoutRun} (a peer
+// with a change feed, PeerWatcher); a failure with {"error": "..."}. End
+// of input stops it.
 //
 // Two commands serve it: ctxd-etcd-peer (an embedded etcd and etcd's
 // client, which the ctxd binary does not link), and `ctxd perf serve`
@@ -31,6 +33,7 @@ type peerRequest struct {
 	Memory  bool         `json:"memory,omitempty"`
 	Prepare *peerPrepare `json:"prepare,omitempty"`
 	Run     *PeerRun     `json:"run,omitempty"`
+	Fanout  *FanoutSpec  `json:"fanout,omitempty"`
 }
 
 // peerPrepare asks for the read keys: key-000000... in perf-read, each
@@ -45,6 +48,7 @@ type peerResponse struct {
 	OK          bool          `json:"ok,omitempty"`
 	Memory      *MemorySample `json:"memory,omitempty"`
 	Measurement *Measurement  `json:"measurement,omitempty"`
+	Fanout      *FanoutRun    `json:"fanout,omitempty"`
 	Error       string        `json:"error,omitempty"`
 }
 
@@ -57,6 +61,18 @@ type PeerClient interface {
 	// Put writes value at key; Get reads key, which must exist.
 	Put(ctx context.Context, worker int, key string, value []byte) error
 	Get(ctx context.Context, worker int, key string) error
+}
+
+// PeerWatcher is a PeerClient whose server has a change feed (etcd's
+// watch): `ctxd perf --compare etcd fanout` measures its fan-out beside
+// ctxd's, with the same writes and the same measurement (measureFanout).
+type PeerWatcher interface {
+	PeerClient
+	// Watch opens n subscribers of the keys that start with prefix (a
+	// PeerKey), each a client of its own, as ctxd's subscribers each have
+	// a connection of their own. Each one receives every change written
+	// after Watch returns; the keys it gives Receive are PeerKeys.
+	Watch(ctx context.Context, n int, prefix string) ([]FanoutSubscriber, error)
 }
 
 // PeerKey is the key a PeerClient is given for key of namespace ns: the
@@ -89,6 +105,16 @@ func ServePeer(ctx context.Context, in io.Reader, out io.Writer, hello PeerInfo,
 		case req.Prepare != nil:
 			err = preparePeer(ctx, client, *req.Prepare)
 			resp.OK = err == nil
+		case req.Fanout != nil:
+			w, ok := client.(PeerWatcher)
+			if !ok {
+				err = errors.New("this peer has no change feed")
+				break
+			}
+			var fr FanoutRun
+			if fr, err = runPeerFanout(ctx, w, *req.Fanout); err == nil {
+				resp.Fanout = &fr
+			}
 		case req.Run != nil:
 			var m Measurement
 			if m, err = runPeerClient(ctx, client, *req.Run); err == nil {
@@ -170,6 +196,51 @@ func runPeerClient(ctx context.Context, client PeerClient, r PeerRun) (Measureme
 	})
 	l.noConn = true
 	return peerMeasurement(ctx, endpoint{}, r, l)
+}
+
+// runPeerFanout measures spec's fan-out on w's feed, as the suite
+// measures ctxd's.
+func runPeerFanout(ctx context.Context, w PeerWatcher, spec FanoutSpec) (FanoutRun, error) {
+	if spec.Subscribers <= 0 || spec.Rate <= 0 || spec.Writers <= 0 || spec.Duration <= 0 {
+		return FanoutRun{}, fmt.Errorf("bad fan-out run %+v", spec)
+	}
+	fr := FanoutRun{Protocol: protocolPeerWatch}
+	errs := &errorLog{}
+	if err := measureFanout(ctx, peerFeed{w}, spec, makeValue(spec.ValueSize), &fr, errs, nil); err != nil {
+		return FanoutRun{}, err
+	}
+	fr.RunErrors = errs.result()
+	return fr, nil
+}
+
+// peerFeed is a PeerWatcher as a FanoutFeed: the run's keys in namespace
+// perf-fanout.
+type peerFeed struct{ w PeerWatcher }
+
+func (f peerFeed) Connect(n int) error { return f.w.Connect(n) }
+
+func (f peerFeed) Put(ctx context.Context, w int, key string, value []byte) error {
+	return f.w.Put(ctx, w, PeerKey(nsFanout, key), value)
+}
+
+func (f peerFeed) Subscribe(ctx context.Context, n int, prefix string) ([]FanoutSubscriber, error) {
+	subs, err := f.w.Watch(ctx, n, PeerKey(nsFanout, prefix))
+	for i, sub := range subs {
+		subs[i] = peerSubscriber{sub}
+	}
+	return subs, err
+}
+
+// peerSubscriber gives the run its keys without the namespace.
+type peerSubscriber struct{ FanoutSubscriber }
+
+func (s peerSubscriber) Receive(change func(rev uint64, key []byte)) error {
+	ns := len(PeerKey(nsFanout, ""))
+	return s.FanoutSubscriber.Receive(func(rev uint64, key []byte) {
+		if len(key) >= ns {
+			change(rev, key[ns:])
+		}
+	})
 }
 
 // PeerProcess is a server running as a child process (the parent's side of
@@ -280,6 +351,21 @@ func (p *PeerProcess) run(ctx context.Context, r PeerRun) (Measurement, error) {
 		return Measurement{}, errors.New("no measurement in the answer")
 	}
 	return *resp.Measurement, nil
+}
+
+// fanout measures spec's fan-out on the peer's change feed.
+func (p *PeerProcess) fanout(ctx context.Context, spec FanoutSpec) (FanoutRun, error) {
+	connect := time.Duration(spec.Subscribers) * 10 * time.Millisecond
+	ctx, cancel := context.WithTimeout(ctx, peerAnswerSlack+connect+spec.Duration+fanoutDrain)
+	defer cancel()
+	resp, err := p.request(ctx, peerRequest{Fanout: &spec})
+	if err != nil {
+		return FanoutRun{}, err
+	}
+	if resp.Fanout == nil {
+		return FanoutRun{}, errors.New("no fan-out run in the answer")
+	}
+	return *resp.Fanout, nil
 }
 
 func (p *PeerProcess) close() error { return p.Close() }

@@ -209,7 +209,11 @@ type FanoutRun struct {
 	Name string `json:"name"`
 	// Protocol is the subscribers': "watch" (/v1/watch) or "socketio"
 	// (Socket.IO over WebSocket); empty in reports older than it (watch).
+	// "peer-watch" is a peer's own feed (--compare etcd: etcd's watch,
+	// each subscriber a client of its own), measured with the same writes
+	// beside ctxd's; Peer names the peer (empty: ctxd).
 	Protocol    string `json:"protocol"`
+	Peer        string `json:"peer,omitempty"`
 	Subscribers int    `json:"subscribers"`
 	// Instances is how many servers the subscribers were spread over
 	// (the target and Config.MoreTargets; 0 in older reports: 1).

@@ -312,6 +312,11 @@ func TestConfigValidate(t *testing.T) {
 	c.Compare, c.EtcdEndpoints = []string{PeerNetHTTP}, []string{"http://127.0.0.1:2379"}
 	require.ErrorContains(t, c.Validate(), "etcd endpoints are for the etcd peer")
 	c.EtcdEndpoints = nil
+	c.Compare, c.Scenarios = []string{PeerNetHTTP}, []string{"write-latency"}
+	require.ErrorContains(t, c.Validate(), "peers (--compare) are compared in the peers and fanout scenarios")
+	c.Scenarios = []string{"write-latency", scenarioFanout}
+	require.NoError(t, c.Validate())
+	c.Scenarios = []string{scenarioPeers}
 	c.Compare, c.Rounds = []string{PeerNetHTTP}, 0
 	require.ErrorContains(t, c.Validate(), "rounds must be > 0")
 

@@ -23,6 +23,9 @@ import (
 const (
 	protocolWatch    = "watch"
 	protocolSocketIO = "socketio"
+	// protocolPeerWatch: a peer's own change feed (etcd's watch, over
+	// gRPC), FanoutRun.Peer names the peer.
+	protocolPeerWatch = "peer-watch"
 )
 
 var (

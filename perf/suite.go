@@ -74,7 +74,9 @@ type Config struct {
 	// database.
 	Destructive bool
 	// Compare names the peers of the peers scenario (PeerNames; nethttp,
-	// the HTTP floor, is always one); Rounds is how many times each of
+	// the HTTP floor, is always one); with etcd among them, the fanout
+	// scenario also measures etcd's watch beside ctxd's feed (each
+	// subscriber count once); Rounds is how many times each of
 	// its runs is measured on each server, in turn; CompareClients the
 	// concurrency of its runs (besides one client).
 	Compare        []string
@@ -220,6 +222,10 @@ func (c Config) Validate() error {
 	if slices.Contains(c.Scenarios, scenarioPeers) && len(c.Compare) == 0 {
 		bad("the %s scenario needs peers to compare with (--compare %s)", scenarioPeers, strings.Join(PeerNames(), ","))
 	}
+	if len(c.Compare) > 0 && len(c.Scenarios) > 0 && !slices.Contains(c.Scenarios, scenarioPeers) && !slices.Contains(c.Scenarios, scenarioFanout) {
+		bad("peers (--compare) are compared in the %s and %s scenarios: name one of them, or no scenario (the %s scenario alone)",
+			scenarioPeers, scenarioFanout, scenarioPeers)
+	}
 	if slices.Contains(c.Compare, PeerEtcd) && c.EtcdPeer == "" {
 		bad("the etcd peer needs the ctxd-etcd-peer command")
 	}
@@ -350,15 +356,20 @@ var scenarios = []scenario{
 	{name: scenarioReadInstances, about: "with --more-targets: GETs by 64 clients on the target alone, then spread over it and the other instances, in alternating rounds", steps: (*suite).readInstancesSteps},
 	{name: "mixed", about: "90% reads / 10% writes and 50/50 by 64 clients", steps: (*suite).mixedSteps},
 	{name: "cas-contention", about: "compare-and-swap increments by 64 clients on 1 and 16 keys, counters checked", steps: (*suite).casSteps},
-	{name: "fanout", about: "WebSocket subscribers (/v1/watch, then Socket.IO) while writers write at a fixed rate: delivery latency, missed events", steps: (*suite).fanoutSteps},
+	{name: scenarioFanout, about: "WebSocket subscribers (/v1/watch, then Socket.IO) while writers write at a fixed rate: delivery latency, missed events", steps: (*suite).fanoutSteps},
 	{name: "disk-growth", about: "file size as keys get versions, before and after compaction and defrag", ownDatabase: true, steps: (*suite).diskGrowthSteps},
 	{name: "snapshot", about: "snapshot, dump, export and restore times as the database grows", ownDatabase: true, steps: (*suite).snapshotSteps},
 	{name: scenarioPeers, about: "puts, gets and mixes against ctxd and the peers of --compare (etcd; nethttp, a bare net/http handler) in alternating rounds", steps: (*suite).peersSteps},
 }
 
 // scenarioPeers is the comparison with other servers: it runs when peers
-// are given (Config.Compare), and is not part of the standard set.
-const scenarioPeers = "peers"
+// are given (Config.Compare) and no scenario is named, or when it is
+// named; it is not part of the standard set. scenarioFanout, given the
+// etcd peer, measures etcd's watch beside ctxd's feed.
+const (
+	scenarioPeers  = "peers"
+	scenarioFanout = "fanout"
+)
 
 // defaultScenarios is what runs when no scenario is named: the
 // comparison alone when peers are given, else the standard set, with
@@ -454,8 +465,6 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 	}()
 	if len(s.report.Settings.Scenarios) == 0 {
 		s.report.Settings.Scenarios = defaultScenarios(cfg)
-	} else if len(cfg.Compare) > 0 && !slices.Contains(s.report.Settings.Scenarios, scenarioPeers) {
-		s.report.Settings.Scenarios = append(slices.Clone(s.report.Settings.Scenarios), scenarioPeers)
 	}
 	url := target.URL
 	s.report.Target.Mode = "remote"

@@ -91,6 +91,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 			return err
 		}
 		for _, f := range r.Fanout {
+			// A peer's run beside ctxd's with the same subscribers and rate.
+			if mine := findFanout(r, f.Subscribers, f.Rate); f.Peer != "" && mine != nil && mine.AckToArrival.P99 > 0 && f.AckToArrival.P99 > 0 {
+				fmt.Fprintf(w, "  %s vs %s's feed: ack→arrival p99 %s vs %s (%.2fx), writes/s %s vs %s\n",
+					mine.Name, f.Peer, ms(mine.AckToArrival.P99), ms(f.AckToArrival.P99), mine.AckToArrival.P99/f.AckToArrival.P99,
+					formatValue(mine.WritesPerSec, ""), formatValue(f.WritesPerSec, ""))
+			}
+		}
+		for _, f := range r.Fanout {
 			if m := f.Memory; m != nil {
 				fmt.Fprintf(w, "  %s: server memory %s RSS, %s heap per 1,000 subscribers (%s RSS, %s heap with them; %s)\n",
 					f.Name, signedBytes(m.RSSPer), signedBytes(m.HeapPer), byteSize(m.After.RSSBytes), byteSize(m.After.HeapBytes), processAbout(m.Process))

@@ -61,7 +61,7 @@ func findRun(r *Report, name string) *Measurement {
 
 func findFanout(r *Report, subscribers, rate int) *FanoutRun {
 	for i := range r.Fanout {
-		if f := &r.Fanout[i]; f.Subscribers == subscribers && f.Rate == rate && f.Protocol != protocolSocketIO {
+		if f := &r.Fanout[i]; f.Subscribers == subscribers && f.Rate == rate && f.Peer == "" && f.Protocol != protocolSocketIO {
 			return f
 		}
 	}

@@ -25,6 +25,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -225,4 +226,117 @@ func (c *client) close() {
 		_ = cli.Close()
 	}
 	c.conns = nil
+}
+
+// The fan-out comparison's feed.
+var _ perf.PeerWatcher = (*client)(nil)
+
+// watchParallel is how many subscribers Watch connects at once.
+const watchParallel = 16
+
+// Watch opens n subscribers of the keys under prefix for the fan-out
+// comparison, each an etcd client of its own (a gRPC connection, as each
+// of ctxd's subscribers has its own WebSocket) holding one watch, and
+// returns once etcd has created every watch.
+func (c *client) Watch(ctx context.Context, n int, prefix string) ([]perf.FanoutSubscriber, error) {
+	subs := make([]perf.FanoutSubscriber, n)
+	var next atomic.Int64
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for range min(watchParallel, n) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				w, err := c.watch(ctx, prefix)
+				if err != nil {
+					mu.Lock()
+					first = cmp.Or(first, fmt.Errorf("watcher %d of %d: %w", i+1, n, err))
+					mu.Unlock()
+					next.Store(int64(n)) // stop the others
+					return
+				}
+				subs[i] = w
+			}
+		})
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	if first != nil {
+		for _, s := range subs {
+			if s != nil {
+				_ = s.Close()
+			}
+		}
+		return nil, first
+	}
+	return subs, nil
+}
+
+func (c *client) watch(ctx context.Context, prefix string) (*watcher, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	w := &watcher{cli: cli, cancel: cancel}
+	w.ch = cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	wait, stop := context.WithTimeout(ctx, 10*time.Second)
+	defer stop()
+	select {
+	case resp, ok := <-w.ch:
+		switch {
+		case !ok:
+			err = errors.New("watch ended before it was created")
+		case resp.Err() != nil:
+			err = resp.Err()
+		case !resp.Created:
+			err = errors.New("the watch's first answer is not its creation")
+		}
+	case <-wait.Done():
+		err = fmt.Errorf("watch not created: %w", wait.Err())
+	}
+	if err != nil {
+		return nil, errors.Join(err, w.Close())
+	}
+	return w, nil
+}
+
+// watcher is one subscriber of the fan-out comparison: an etcd watch.
+type watcher struct {
+	cli    *clientv3.Client
+	ch     clientv3.WatchChan
+	cancel context.CancelFunc
+	closed atomic.Bool
+}
+
+// Receive takes the watch's next response: each put it carries is a change.
+func (w *watcher) Receive(change func(rev uint64, key []byte)) error {
+	resp, ok := <-w.ch
+	if w.closed.Load() {
+		return perf.ErrSubscriberClosed
+	}
+	if !ok {
+		return errors.New("etcd ended the watch")
+	}
+	if err := resp.Err(); err != nil {
+		return err
+	}
+	for _, ev := range resp.Events {
+		if ev.Type == clientv3.EventTypePut {
+			change(uint64(ev.Kv.ModRevision), ev.Kv.Key)
+		}
+	}
+	return nil
+}
+
+func (w *watcher) Close() error {
+	w.closed.Store(true)
+	w.cancel()
+	return w.cli.Close()
 }

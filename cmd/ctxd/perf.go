@@ -59,7 +59,10 @@ flags given explicitly override it.
 an embedded single-member etcd (the ` + etcdPeerCommand + ` command, beside this
 binary: 'make build' builds both), in alternating rounds, with a bare Go
 net/http handler over an in-memory map as the HTTP floor; the report gives
-ctxd's numbers as ratios of theirs. Alone it runs only that comparison.
+ctxd's numbers as ratios of theirs. Alone it runs only that comparison (the
+peers scenario); with fanout named, fanout also measures etcd's watch with
+the same subscribers and writes (each subscriber an etcd client of its own).
+Named scenarios run as named: --compare goes with peers or fanout.
 
 The servers of disk-growth and fanout run alone in a child process
 ('ctxd perf serve'), so that the memory they report is the server's own.
@@ -103,7 +106,7 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	f.IntSliceVar(&cfg.SnapshotKeys, "snapshot-keys", def.SnapshotKeys, "database sizes (keys) of snapshot")
 	f.IntVar(&cfg.SnapshotRepeats, "snapshot-repeats", def.SnapshotRepeats, "times each snapshot operation is timed (the median is reported)")
 	f.BoolVar(&pf.destructive, "destructive", false, "with --target, also run disk-growth and snapshot (they compact history and restore the whole database)")
-	f.StringSliceVar(&cfg.Compare, "compare", nil, "compare with these `peers`: "+strings.Join(perf.PeerNames(), ", ")+" (nethttp, the HTTP floor, is always one); alone, runs only the comparison")
+	f.StringSliceVar(&cfg.Compare, "compare", nil, "compare with these `peers`: "+strings.Join(perf.PeerNames(), ", ")+" (nethttp, the HTTP floor, is always one); alone, runs only the comparison; with etcd, fanout also measures etcd's watch")
 	f.IntVar(&cfg.Rounds, "rounds", def.Rounds, "with --compare: rounds of each run on each server, in turn (medians are reported)")
 	f.IntVar(&cfg.CompareClients, "compare-clients", def.CompareClients, "with --compare: clients of the comparison's runs (besides one client); also read-instances' clients")
 	f.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "with --compare etcd: load this existing etcd (client `URLs`, the one a ctxd-on-etcd --target uses) instead of an embedded one")

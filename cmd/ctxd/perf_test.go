@@ -31,7 +31,7 @@ func TestPerfQuick(t *testing.T) {
 	defer cancel()
 	// Every scenario, named, and the comparison with the bare net/http
 	// handler (in process; the etcd peer has its own test).
-	scenarios := []string{"write-latency", "write-throughput", "read-latency", "read-throughput", "mixed", "cas-contention", "fanout", "disk-growth", "snapshot"}
+	scenarios := []string{"write-latency", "write-throughput", "read-latency", "read-throughput", "mixed", "cas-contention", "fanout", "disk-growth", "snapshot", "peers"}
 	cmd := exec.CommandContext(ctx, bin, append(append([]string{"perf"}, scenarios...), "--quick", "--out", out,
 		"--compare", "nethttp", "--compare-clients", "4",
 		"--duration", "400ms", "--warmup", "100ms", "--clients", "1,4",
@@ -271,12 +271,14 @@ var etcdPeer = sync.OnceValues(func() (string, error) {
 	return testkit.BuildCommand(filepath.Dir(bin), "ctxd-etcd-peer", "cmd/ctxd-etcd-peer")
 })
 
-// TestPerfCompareEtcd runs `ctxd perf --compare etcd` with short windows
-// (long enough for a durable put on a busy machine to start in each):
-// the peer command is found beside the ctxd binary and starts a real
-// embedded etcd; the report holds ctxd's, etcd's and the bare handler's
-// numbers side by side, the ratios and the targets checked on them; the
-// etcd data folder was beside ctxd's and is gone.
+// TestPerfCompareEtcd runs `ctxd perf fanout peers --compare etcd` with short
+// windows (long enough for a durable put on a busy machine to start in
+// each): the peer command is found beside the ctxd binary and starts a
+// real embedded etcd; the report holds ctxd's, etcd's and the bare
+// handler's numbers side by side, the ratios and the targets checked on
+// them; the fan-out ran on ctxd's feed and on etcd's watch, every change
+// reaching every subscriber of both once; the etcd data folder was beside
+// ctxd's and is gone.
 func TestPerfCompareEtcd(t *testing.T) {
 	if _, err := etcdPeer(); err != nil {
 		t.Fatalf("build the etcd peer: %v", err)
@@ -284,13 +286,15 @@ func TestPerfCompareEtcd(t *testing.T) {
 	out, parent := t.TempDir(), t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "perf", "--compare", "etcd", "--out", out, "--data-parent", parent,
-		"--duration", "400ms", "--warmup", "50ms", "--rounds", "1", "--read-keys", "200")
+	cmd := exec.CommandContext(ctx, bin, "perf", "fanout", "peers", "--compare", "etcd", "--out", out, "--data-parent", parent,
+		"--duration", "400ms", "--warmup", "50ms", "--rounds", "1", "--read-keys", "200",
+		"--fanout-subscribers", "20", "--fanout-rate", "200", "--fanout-socketio-subscribers", "0")
 	cmd.Env = testEnv()
 	output, err := cmd.CombinedOutput()
 	require.NoError(t, err, "ctxd perf --compare etcd:\n%s", output)
 	require.Contains(t, string(output), "PEERS")
 	require.Contains(t, string(output), "vs etcd: durable put, 1 client: p50")
+	require.Contains(t, string(output), "fanout/subs=20/rate=200 vs etcd's feed: ack→arrival p99")
 
 	reports, err := filepath.Glob(filepath.Join(out, "*", "report.json"))
 	require.NoError(t, err)
@@ -301,7 +305,14 @@ func TestPerfCompareEtcd(t *testing.T) {
 		Errors   int64
 		Settings struct{ Scenarios []string }
 		Runs     []json.RawMessage
-		Peers    []struct {
+		Fanout   []struct {
+			Name, Protocol, Peer                 string
+			Subscribers, Rate                    int
+			Writes, Deliveries, Expected, Missed int64
+			Duplicates, Frames, Errors           int64
+			AckToArrival                         struct{ P50, P99 float64 } `json:"ack_to_arrival"`
+		}
+		Peers []struct {
 			Name, Version, Process string
 			DataDir                string `json:"data_dir"`
 			Durable                bool
@@ -325,8 +336,25 @@ func TestPerfCompareEtcd(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(raw, &r))
 	require.Zero(t, r.Errors)
-	require.Equal(t, []string{"peers"}, r.Settings.Scenarios, "--compare alone runs the comparison only")
+	require.Equal(t, []string{"fanout", "peers"}, r.Settings.Scenarios, "the scenarios named")
 	require.Empty(t, r.Runs)
+
+	// The fan-out on ctxd's feed, then on etcd's watch: the same writes,
+	// every one at every subscriber once.
+	require.Len(t, r.Fanout, 2)
+	for i, f := range r.Fanout {
+		require.Equal(t, []string{"fanout/subs=20/rate=200", "fanout/etcd/subs=20/rate=200"}[i], f.Name)
+		require.Equal(t, []string{"watch", "peer-watch"}[i], f.Protocol)
+		require.Equal(t, []string{"", "etcd"}[i], f.Peer)
+		require.Equal(t, 20, f.Subscribers, f.Name)
+		require.Equal(t, 200, f.Rate, f.Name)
+		require.EqualValues(t, 80, f.Writes, f.Name)
+		require.Equal(t, f.Writes*20, f.Expected, f.Name)
+		require.Equal(t, f.Expected, f.Deliveries, f.Name)
+		require.Zero(t, f.Missed+f.Duplicates+f.Errors, f.Name)
+		require.Positive(t, f.Frames, f.Name)
+		require.Positive(t, f.AckToArrival.P99, f.Name)
+	}
 
 	require.Len(t, r.Peers, 3)
 	require.Equal(t, "ctxd", r.Peers[0].Name)
