@@ -509,9 +509,7 @@ func (f *wsFeed) Subscribe(ctx context.Context, n int, prefix string) ([]FanoutS
 			}
 			return nil, err
 		}
-		for _, sub := range more {
-			subs = append(subs, sub)
-		}
+		subs = append(subs, more...)
 	}
 	return subs, nil
 }
@@ -585,59 +583,23 @@ func (sub *subscriber) Receive(change func(rev uint64, key []byte)) error {
 	}
 }
 
-// connectSubscribers opens n WebSocket connections to wsURL, a few at a
-// time, with ep's credentials, and reads each one's "subscribed" frame;
-// with sioAuth, they are Socket.IO clients connected with that auth
-// payload, up to their context_snapshot.
-func connectSubscribers(ctx context.Context, ep endpoint, wsURL string, n int, sioAuth any) ([]*subscriber, error) {
-	const parallel = 32
-	subs := make([]*subscriber, n)
-	dialer := &websocket.Dialer{HandshakeTimeout: dialTimeout, ReadBufferSize: 16 << 10, WriteBufferSize: 1 << 10, TLSClientConfig: ep.tlsConfig}
-	var header http.Header
-	if ep.authorization != "" {
-		header = http.Header{"Authorization": {ep.authorization}}
-	}
+// ConnectSubscribers opens n subscribers with open (i: which one),
+// parallel at a time, and returns them in order. On the first error it
+// stops opening, closes those it opened and returns the error.
+func ConnectSubscribers(ctx context.Context, n, parallel int, open func(ctx context.Context, i int) (FanoutSubscriber, error)) ([]FanoutSubscriber, error) {
+	subs := make([]FanoutSubscriber, n)
 	var next atomic.Int64
 	var firstErr error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range min(parallel, n) {
 		wg.Go(func() {
-			for {
+			for ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
+				if i >= n {
 					return
 				}
-				if sioAuth != nil {
-					conn, err := dialSocketIO(ctx, dialer, wsURL, header, sioAuth)
-					if err == nil {
-						subs[i] = &subscriber{conn: conn, sio: true}
-						continue
-					}
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("connect Socket.IO subscriber %d of %d: %w", i+1, n, err)
-					}
-					mu.Unlock()
-					next.Store(int64(n))
-					return
-				}
-				conn, resp, err := dialer.DialContext(ctx, wsURL, header)
-				if resp != nil && resp.Body != nil {
-					resp.Body.Close()
-				}
-				if err == nil {
-					_ = conn.SetReadDeadline(time.Now().Add(dialTimeout))
-					var frame []byte
-					_, frame, err = conn.ReadMessage()
-					if err == nil && !bytes.Contains(frame, []byte(`"type":"subscribed"`)) {
-						err = fmt.Errorf("first frame is not subscribed: %.200s", frame)
-					}
-					_ = conn.SetReadDeadline(time.Time{})
-					if err != nil {
-						conn.Close()
-					}
-				}
+				sub, err := open(ctx, i)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -647,7 +609,7 @@ func connectSubscribers(ctx context.Context, ep endpoint, wsURL string, n int, s
 					next.Store(int64(n)) // stop the others
 					return
 				}
-				subs[i] = &subscriber{conn: conn}
+				subs[i] = sub
 			}
 		})
 	}
@@ -658,12 +620,51 @@ func connectSubscribers(ctx context.Context, ep endpoint, wsURL string, n int, s
 	if firstErr != nil {
 		for _, s := range subs {
 			if s != nil {
-				s.conn.Close()
+				_ = s.Close()
 			}
 		}
 		return nil, firstErr
 	}
 	return subs, nil
+}
+
+// connectSubscribers opens n WebSocket connections to wsURL, 32 at a
+// time, with ep's credentials, and reads each one's "subscribed" frame;
+// with sioAuth, they are Socket.IO clients connected with that auth
+// payload, up to their context_snapshot.
+func connectSubscribers(ctx context.Context, ep endpoint, wsURL string, n int, sioAuth any) ([]FanoutSubscriber, error) {
+	dialer := &websocket.Dialer{HandshakeTimeout: dialTimeout, ReadBufferSize: 16 << 10, WriteBufferSize: 1 << 10, TLSClientConfig: ep.tlsConfig}
+	var header http.Header
+	if ep.authorization != "" {
+		header = http.Header{"Authorization": {ep.authorization}}
+	}
+	return ConnectSubscribers(ctx, n, 32, func(ctx context.Context, _ int) (FanoutSubscriber, error) {
+		if sioAuth != nil {
+			conn, err := dialSocketIO(ctx, dialer, wsURL, header, sioAuth)
+			if err != nil {
+				return nil, fmt.Errorf("over Socket.IO: %w", err)
+			}
+			return &subscriber{conn: conn, sio: true}, nil
+		}
+		conn, resp, err := dialer.DialContext(ctx, wsURL, header)
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		if err != nil {
+			return nil, err
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(dialTimeout))
+		_, frame, err := conn.ReadMessage()
+		if err == nil && !bytes.Contains(frame, []byte(`"type":"subscribed"`)) {
+			err = fmt.Errorf("first frame is not subscribed: %.200s", frame)
+		}
+		_ = conn.SetReadDeadline(time.Time{})
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return &subscriber{conn: conn}, nil
+	})
 }
 
 // parseUint reads the decimal number at the start of b and the number of

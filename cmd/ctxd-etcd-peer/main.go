@@ -25,7 +25,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -239,43 +238,13 @@ const watchParallel = 16
 // of ctxd's subscribers has its own WebSocket) holding one watch, and
 // returns once etcd has created every watch.
 func (c *client) Watch(ctx context.Context, n int, prefix string) ([]perf.FanoutSubscriber, error) {
-	subs := make([]perf.FanoutSubscriber, n)
-	var next atomic.Int64
-	var mu sync.Mutex
-	var first error
-	var wg sync.WaitGroup
-	for range min(watchParallel, n) {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				w, err := c.watch(ctx, prefix)
-				if err != nil {
-					mu.Lock()
-					first = cmp.Or(first, fmt.Errorf("watcher %d of %d: %w", i+1, n, err))
-					mu.Unlock()
-					next.Store(int64(n)) // stop the others
-					return
-				}
-				subs[i] = w
-			}
-		})
-	}
-	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
-	}
-	if first != nil {
-		for _, s := range subs {
-			if s != nil {
-				_ = s.Close()
-			}
+	return perf.ConnectSubscribers(ctx, n, watchParallel, func(ctx context.Context, _ int) (perf.FanoutSubscriber, error) {
+		w, err := c.watch(ctx, prefix)
+		if err != nil {
+			return nil, err
 		}
-		return nil, first
-	}
-	return subs, nil
+		return w, nil
+	})
 }
 
 func (c *client) watch(ctx context.Context, prefix string) (*watcher, error) {
