@@ -139,10 +139,13 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	gen := s.keys.gen()
+	// expired: the lease the key was last seen with had ended (a key
+	// gone when read next expired, and the answer says so).
+	expired := false
 	if s.cache != nil {
 		if e, ok := s.cache.leaseOf(ns, key); ok && e.ttlSeconds == leaseTTL(ttl) && (expect == nil || *expect == uint64(e.version)) {
 			if rec, err := e.record(ns); err == nil {
-				at, held, _, err := s.renew(ctx, gen, ns, key, clientv3.LeaseID(e.lease), e.ttlSeconds, e.md)
+				at, held, ended, err := s.renew(ctx, gen, ns, key, clientv3.LeaseID(e.lease), e.ttlSeconds, e.md)
 				switch {
 				case err != nil:
 					return ctxd.Record{}, err
@@ -151,6 +154,7 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 					rec.ExpiresAt = at
 					return rec, nil
 				}
+				expired = ended
 			}
 		}
 		s.cache.misses.Add(1)
@@ -159,7 +163,7 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	// that finds it written, deleted or its lease ended since (another
 	// writer got there first) reads again, so the answer is about the key
 	// as it is then: never a conflict the request did not ask about.
-	for expired := false; ; {
+	for {
 		// The generation now: a round that failed because a full
 		// restore replaced the data caught the instance up with it.
 		rec, held, ended, err := s.keepAliveRound(ctx, s.keys.gen(), ns, key, ttl, expect, expired)

@@ -3,6 +3,7 @@ package etcd_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -394,6 +395,33 @@ func TestKeepAliveFromTheReadCache(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, k2.ExpiresAt, r.ExpiresAt, "the current key's deadline moved")
 	assert.Equal(t, second.ModRev, r.ModRev, "a keepalive is no new version")
+}
+
+// TestKeepAliveFromTheReadCacheOfAnExpiredKey: with the read cache
+// behind (held back) when the key's lease ends, the cache still has the
+// key and its lease; the keepalive's renewal finds the lease ended and
+// the read of etcd after it finds the key gone: not found, and the
+// answer says it expired, as when the lease ends between a read of etcd
+// and the renewal.
+func TestKeepAliveFromTheReadCacheOfAnExpiredKey(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	s := open(t, etcd.Options{Prefix: prefix})
+	other := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
+	putTTL(t, s, "hb", `1`, time.Second)
+	_, err := s.Get("default", "hb") // the cache has caught up with the put
+	require.NoError(t, err)
+	release := etcd.HoldReadCache(s)
+	t.Cleanup(release)
+	require.Eventually(t, func() bool {
+		_, err := other.Get("default", "hb")
+		return errors.Is(err, ctxd.ErrNotFound)
+	}, 10*time.Second, 50*time.Millisecond, "the key expires in etcd")
+
+	before := s.ReadCache()
+	_, err = s.KeepAlive(t.Context(), "default", "hb", time.Second, nil)
+	require.ErrorIs(t, err, ctxd.ErrNotFound)
+	assert.ErrorContains(t, err, "(it expired)")
+	assert.Equal(t, before.Misses+1, s.ReadCache().Misses, "the cache's lease had ended")
 }
 
 // TestPatchFromTheReadCache: a patch is applied to the value the read
