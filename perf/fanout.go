@@ -93,8 +93,9 @@ type FanoutSubscriber interface {
 	// Receive waits for the next message the server sends and calls
 	// change for each change it carries, in order: rev is the change's
 	// revision and key starts with its key (more bytes may follow). A
-	// message without changes calls nothing. It returns an error once the
-	// subscriber is closed, or when the server refused or dropped it.
+	// message without changes calls nothing. It returns
+	// ErrSubscriberClosed once the subscriber is closed, another error
+	// when the server refused or dropped it.
 	Receive(change func(rev uint64, key []byte)) error
 	// Close ends the subscriber; a Receive waiting returns.
 	Close() error
@@ -426,7 +427,7 @@ func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Ti
 		batch, now = batch[:0], 0
 		if err := r.sub.Receive(accept); err != nil {
 			r.err = err
-			if !errors.Is(err, errSubscriberClosed) {
+			if !errors.Is(err, ErrSubscriberClosed) {
 				errs.add(err)
 			}
 			return
@@ -447,13 +448,9 @@ func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Ti
 	}
 }
 
-// errSubscriberClosed is what Receive answers once the run closed the
-// subscriber: the end of a run, not an error of it.
-var errSubscriberClosed = errors.New("subscriber closed")
-
-// ErrSubscriberClosed is errSubscriberClosed, for feeds of other
-// packages (the etcd peer's).
-var ErrSubscriberClosed = errSubscriberClosed
+// ErrSubscriberClosed is what a FanoutSubscriber's Receive answers once
+// the run closed it: the end of a run, not an error of it.
+var ErrSubscriberClosed = errors.New("subscriber closed")
 
 // wsFeed is ctxd's feed: PUTs over HTTP/1.1 (one connection per writer),
 // subscribers over WebSocket spread over bases (servers' base URLs), of
@@ -546,7 +543,7 @@ func (sub *subscriber) Receive(change func(rev uint64, key []byte)) error {
 	}
 	if err != nil {
 		if sub.closed.Load() {
-			return errSubscriberClosed
+			return ErrSubscriberClosed
 		}
 		return err
 	}
