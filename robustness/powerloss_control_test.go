@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -320,4 +321,33 @@ func (s *toyServer) Kill() {
 	s.mu.Lock()
 	_ = s.f.Close() // fails after a power cut: nothing to do about it
 	s.mu.Unlock()
+}
+
+// TestQuitIfStuckLeavesTheStacks: a request to ctxd that timed out ends
+// the server with every goroutine's stack in its log, so that a trial
+// that failed because the server stopped answering says where it waited;
+// any other error leaves the server running.
+func TestQuitIfStuckLeavesTheStacks(t *testing.T) {
+	srv, err := ctxdProgram.start(t, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quitIfStuck(srv, fmt.Errorf("setup: %w", io.ErrUnexpectedEOF))
+	if why := srv.Exited(); why != "" {
+		t.Fatalf("an error other than a timeout ended the server: %s", why)
+	}
+	_, err = (&http.Client{Timeout: time.Nanosecond}).Get(srv.URL() + "/healthz")
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("want a timeout, got %v", err)
+	}
+	quitIfStuck(srv, fmt.Errorf("setup snapshot: %w", err))
+	if srv.Exited() == "" {
+		t.Fatal("the server still runs after a timed-out request")
+	}
+	for _, want := range []string{"SIGQUIT", "goroutine ", "net/http.(*Server).Serve"} {
+		if !strings.Contains(srv.Log(), want) {
+			t.Errorf("the server's log has no %q: %.2000s", want, srv.Log())
+		}
+	}
 }

@@ -2,9 +2,11 @@ package robustness_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -139,6 +141,9 @@ func (s ctxdServer) URL() string { return s.p.URL }
 func (s ctxdServer) Kill()       { s.p.Kill() }
 func (s ctxdServer) Log() string { return s.p.Stderr.String() }
 
+// Quit ends ctxd with its goroutines' stacks in its log (quitIfStuck).
+func (s ctxdServer) Quit() { s.p.Quit(10 * time.Second) }
+
 func (s ctxdServer) Exited() string {
 	select {
 	case <-s.p.Done():
@@ -168,6 +173,17 @@ func (s ctxdServer) Stop() error {
 		return fmt.Errorf("ctxd did not stop within 30s of SIGTERM")
 	}
 	return s.p.Err()
+}
+
+// quitIfStuck ends srv with its goroutines' stacks in its log (printed as
+// the test fails) when err is a request that timed out: a server that
+// stopped answering says where it waited. (A setup snapshot once took
+// over the client's 30 s in CI, and nothing told why.)
+func quitIfStuck(srv server, err error) {
+	var ne net.Error
+	if q, ok := srv.(interface{ Quit() }); ok && errors.As(err, &ne) && ne.Timeout() {
+		q.Quit()
+	}
 }
 
 // trialResult is what one trial checked and found.
@@ -555,7 +571,9 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 
 	t0 := time.Now()
 	if tr.prog.full {
-		require.NoError(t, setup(ctx, c, phase, scenario, log))
+		err := setup(ctx, c, phase, scenario, log)
+		quitIfStuck(srv, err)
+		require.NoError(t, err)
 	}
 	if scenario == cutDirect {
 		tr.checkDirect(ctx, hc, srv.URL(), c, phase, log)

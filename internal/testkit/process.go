@@ -186,6 +186,24 @@ func (p *Process) Kill() {
 	}
 }
 
+// Quit sends SIGQUIT, on which a Go program writes the stack of every
+// goroutine to stderr and exits, and waits up to timeout for it to exit:
+// what a test that found the server stuck leaves in its log (Stderr,
+// printed when the test fails). It does nothing when the process has
+// exited.
+func (p *Process) Quit(timeout time.Duration) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.Cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+	}
+}
+
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
