@@ -357,6 +357,10 @@ func TestSnapshots(t *testing.T) {
 
 	s.put("default", "keep", `"v2"`, "bob")
 	s.put("default", "extra", `1`, "bob")
+	// The key list above gets a row for extra: once it has, the buttons
+	// stay where the click aims (a click lands at the coordinates the
+	// button had; a row added in between moved it, and the click was lost).
+	p.waitFor(`#key-rows tr[data-key="extra"]`)
 	p.click(row + ` button[aria-label^="Dry run"]`)
 	p.waitText("#snap-dry", "Nothing was changed")
 	p.waitText("#snap-dry tbody", "default", "1", "1") // one removed, one changed
