@@ -226,14 +226,14 @@ func (s *suite) fanoutSpec(name string, subs int) FanoutSpec {
 	}
 }
 
-// measureFanout runs spec on feed and fills fr: it connects the
-// subscribers, writes at the fixed rate, waits (up to fanoutDrain) for
+// measureFanout runs spec on feed and fills fr, which the caller
+// described (fr.describe(spec)): it connects the subscribers, writes at
+// the fixed rate, waits (up to fanoutDrain) for
 // every subscriber to have every acknowledged change, calls connected
 // (nil: nothing) while they are still connected, and measures when each
 // change reached each subscriber.
 func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value []byte, fr *FanoutRun, errs *errorLog, connected func()) error {
 	writes := max(int(float64(spec.Rate)*spec.Duration.Seconds()), 1)
-	fr.describe(spec)
 	if fr.Instances == 0 {
 		fr.Instances = 1
 	}

@@ -205,6 +205,7 @@ func runPeerFanout(ctx context.Context, w PeerWatcher, spec FanoutSpec) (FanoutR
 		return FanoutRun{}, fmt.Errorf("bad fan-out run %+v", spec)
 	}
 	fr := FanoutRun{Protocol: protocolPeerWatch}
+	fr.describe(spec)
 	errs := &errorLog{}
 	if err := measureFanout(ctx, peerFeed{w}, spec, makeValue(spec.ValueSize), &fr, errs, nil); err != nil {
 		return FanoutRun{}, err

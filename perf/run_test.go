@@ -225,6 +225,24 @@ func TestRunPeersNetHTTP(t *testing.T) {
 	require.Contains(t, string(page), "Peers: ops/s")
 }
 
+// TestRunCompareWithNamedScenarios: named scenarios run as named, with
+// --compare too: fanout alone runs no comparison, and nethttp (which has
+// no change feed) adds no fan-out run of its own.
+func TestRunCompareWithNamedScenarios(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Compare = []string{PeerNetHTTP}
+	cfg.Scenarios = []string{scenarioFanout}
+	cfg.FanoutSocketIOSubscribers = []int{0}
+	r, err := Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
+	require.NoError(t, err)
+	require.Zero(t, r.Errors, "failures %v, runs %v", r.Failures, r.errorSamples())
+	require.Equal(t, []string{scenarioFanout}, r.Settings.Scenarios)
+	require.Empty(t, r.Comparisons)
+	require.Len(t, r.Fanout, 1)
+	require.Empty(t, r.Fanout[0].Peer)
+	require.Equal(t, r.Fanout[0].Expected, r.Fanout[0].Deliveries)
+}
+
 // TestPeerTargets checks issue 14's ratio targets on made-up medians.
 func TestPeerTargets(t *testing.T) {
 	res := func(peer string, ops, p50, p99 float64) PeerResult {
