@@ -36,6 +36,14 @@ var (
 	// KeyRestoredFrom is the revision of the snapshot a full restore
 	// installed; revisions after it and up to the floor are not in history.
 	KeyRestoredFrom = []byte("restored_from")
+	// KeySourceRevision is set in a snapshot built from a store that gives
+	// the changes of one transaction one revision (etcd), where the file,
+	// one change per revision, numbered them apart and so reached a
+	// revision above the source's: it is the source's revision the
+	// snapshot was taken at (the file holds exactly the source's changes
+	// up to it). Absent: the file's revision is the source's. A store's
+	// own file never has it (a full restore removes it).
+	KeySourceRevision = []byte("source_revision")
 	// KeyWALSeq is the sequence number of the last write-ahead log record
 	// whose changes the file holds (since schema 4; absent means 0): at
 	// open, the store replays the records after it.

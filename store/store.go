@@ -196,6 +196,13 @@ type Snapshot interface {
 	Verify() error
 	// SchemaVersion is the layout version the snapshot was written with.
 	SchemaVersion() int
+	// Revision is the revision of the store the snapshot was taken of
+	// (ctxd.SnapshotInfo.Revision when it was written): the snapshot
+	// holds every change of that store up to it and none after. It is
+	// the view's revision, except in a snapshot of etcd whose
+	// transactions' changes the file numbered apart (one per revision):
+	// the view's revision is then above it.
+	Revision() (uint64, error)
 	Close() error
 }
 

@@ -161,8 +161,9 @@ func keptName(path string, t time.Time) (string, error) {
 // on after the snapshot's plus bump.
 func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool, bump uint64) (FolderRestore, error) {
 	out.DryRun = dryRun
+	var own uint64 // the file's revision: above the snapshot's in one of etcd with transactions
 	err := snap.readView(func(v *View) error {
-		out.SnapshotRevision = v.Revision()
+		out.SnapshotRevision, own = snapshotRevision(v.tx), v.Revision()
 		for _, ns := range v.Namespaces() {
 			out.Namespaces = append(out.Namespaces, ctxd.NamespaceDiff{Namespace: ns.Name, Added: int(ns.Keys)})
 		}
@@ -171,10 +172,10 @@ func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool, bump uint64) (Fo
 	if err != nil {
 		return out, fmt.Errorf("restore: read snapshot: %w", err)
 	}
-	if bump > math.MaxInt64-out.SnapshotRevision {
-		return out, ctxd.Invalidf("--bump-revision %d: the snapshot is at revision %d, and revisions stay below 2^63", bump, out.SnapshotRevision)
+	if bump > math.MaxInt64-own {
+		return out, ctxd.Invalidf("--bump-revision %d: the snapshot is at revision %d, and revisions stay below 2^63", bump, own)
 	}
-	out.Revision = out.SnapshotRevision + bump
+	out.Revision = own + bump
 	dir := filepath.Dir(out.Database)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		out.CreatedFolder = true
@@ -246,6 +247,9 @@ func newStore(path string, rev uint64) error {
 		meta := tx.Bucket(migrations.BucketMeta)
 		if err := meta.Delete(migrations.KeyWALSeq); err != nil {
 			return err
+		}
+		if err := meta.Delete(migrations.KeySourceRevision); err != nil {
+			return err // its revisions are its own now
 		}
 		if err := meta.Put(migrations.KeyStoreID, id); err != nil {
 			return err

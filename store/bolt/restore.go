@@ -52,7 +52,7 @@ func (s *Store) restore(ctx context.Context, snap *Snapshot, opts ctxd.RestoreOp
 	res := ctxd.RestoreResult{DryRun: opts.DryRun, Partial: opts.IsPartial()}
 	var writes []ctxd.Write
 	err := snap.readView(func(sv *View) error {
-		res.SnapshotRevision = sv.Revision()
+		res.SnapshotRevision = snapshotRevision(sv.tx)
 		return s.readView(func(lv *View) error {
 			var err error
 			res.Namespaces, writes, err = store.RestoreDiff(sv, lv, opts, !opts.DryRun && opts.IsPartial())
@@ -161,6 +161,11 @@ func setFloor(path string, live, walSeq uint64, id []byte) error {
 			return err
 		}
 		if err := meta.Put(migrations.KeyStoreID, id); err != nil {
+			return err
+		}
+		// The file's revisions are the live store's from now on, even
+		// where they numbered an etcd transaction's changes apart.
+		if err := meta.Delete(migrations.KeySourceRevision); err != nil {
 			return err
 		}
 		if live <= snapRev {

@@ -175,18 +175,26 @@ func (b *SnapshotBuilder) KeepAlive(ns, key string, expiresAt time.Time) error {
 	return nil
 }
 
-// WriteTo finishes the file and writes it to w as a snapshot at revision
-// rev (raised to the last change's, when renumbering moved it above),
-// whose history below compacted is gone.
+// WriteTo finishes the file and writes it to w as a snapshot of the
+// source at revision rev, whose history below compacted is gone. The
+// answer's revision is rev. Where renumbering moved the last change above
+// rev, the file's own revision is the last change's and the file records
+// rev as its source's (migrations.KeySourceRevision; Snapshot.Revision
+// reads it): the snapshot still says which of the source's changes it
+// holds, so that a follower of the source that resumes after it misses
+// none.
 func (b *SnapshotBuilder) WriteTo(w io.Writer, rev, compacted uint64) (ctxd.SnapshotInfo, error) {
 	if b.tx == nil {
 		return ctxd.SnapshotInfo{}, fmt.Errorf("snapshot builder: %w", ctxd.ErrClosed)
 	}
-	rev = max(rev, b.last)
+	fileRev := max(rev, b.last)
 	meta := b.tx.Bucket(migrations.BucketMeta)
-	err := meta.Put(migrations.KeyFloor, encodeRevision(rev))
+	err := meta.Put(migrations.KeyFloor, encodeRevision(fileRev))
+	if err == nil && fileRev > rev {
+		err = meta.Put(migrations.KeySourceRevision, encodeRevision(rev))
+	}
 	if err == nil && compacted > 0 {
-		err = meta.Put(migrations.KeyCompacted, encodeRevision(min(compacted, rev)))
+		err = meta.Put(migrations.KeyCompacted, encodeRevision(min(compacted, fileRev)))
 	}
 	if err != nil {
 		_ = b.tx.Rollback()

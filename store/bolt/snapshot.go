@@ -128,6 +128,29 @@ func safeView(db *bbolt.DB, fn func(tx *bbolt.Tx) error) (err error) {
 // SchemaVersion is the schema the snapshot file was written with.
 func (s *Snapshot) SchemaVersion() int { return s.schema }
 
+// Revision is the revision of the store the snapshot was taken of: the
+// file's own (its view's), or, for a file built from etcd whose
+// transactions' changes it numbered apart, etcd's (SnapshotBuilder).
+func (s *Snapshot) Revision() (uint64, error) {
+	var rev uint64
+	err := safeView(s.db, func(tx *bbolt.Tx) error {
+		rev = snapshotRevision(tx)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %w", ctxd.ErrBadSnapshot, s.path, err)
+	}
+	return rev, nil
+}
+
+// snapshotRevision is Snapshot.Revision in the snapshot's transaction tx.
+func snapshotRevision(tx *bbolt.Tx) uint64 {
+	if src := metaUint(tx, migrations.KeySourceRevision); src > 0 {
+		return src
+	}
+	return lastRevision(tx)
+}
+
 // View calls fn with a consistent view of the snapshot.
 func (s *Snapshot) View(fn func(v store.View) error) error {
 	return s.readView(func(v *View) error { return fn(v) })
@@ -167,6 +190,9 @@ func verifyTx(tx *bbolt.Tx) error {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("bucket %s is missing", name)
 		}
+	}
+	if src, own := metaUint(tx, migrations.KeySourceRevision), lastRevision(tx); src > own {
+		return fmt.Errorf("its source's revision %d is above its own, %d", src, own)
 	}
 	logb := tx.Bucket(migrations.BucketLog)
 	var prev uint64

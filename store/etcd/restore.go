@@ -56,9 +56,11 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 		return ctxd.RestoreResult{}, err
 	}
 	res := ctxd.RestoreResult{DryRun: opts.DryRun, Partial: opts.IsPartial()}
+	if res.SnapshotRevision, err = snap.Revision(); err != nil {
+		return ctxd.RestoreResult{}, err
+	}
 	var writes []ctxd.Write
 	err = snap.View(func(sv store.View) error {
-		res.SnapshotRevision = sv.Revision()
 		return s.View(func(lv store.View) error {
 			var err error
 			res.Namespaces, writes, err = store.RestoreDiff(sv, lv, opts, !opts.DryRun && opts.IsPartial())

@@ -122,7 +122,7 @@ func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
 	fillHistory(t, src)
 
 	path, info := testkit.WriteSnapshot(t, src)
-	assert.GreaterOrEqual(t, info.Revision, src.Revision())
+	assert.Equal(t, src.Revision(), info.Revision, "the snapshot is at etcd's revision")
 	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 3}, {Name: "other", Keys: 1}}, info.Namespaces)
 
 	// etcd kept a's change in effect at the compaction and the one after.
@@ -131,7 +131,27 @@ func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
 	snap, err := src.OpenSnapshot(path)
 	require.NoError(t, err)
 	require.NoError(t, snap.Verify())
+	snapRev, err := snap.Revision()
+	require.NoError(t, err)
+	assert.Equal(t, info.Revision, snapRev, "the opened snapshot's revision is etcd's")
+	var fileRev uint64
+	require.NoError(t, snap.View(func(v store.View) error { fileRev = v.Revision(); return nil }))
+	// The transaction's three changes took three revisions of the file's,
+	// and the changes after it followed: the file's numbering is ahead.
+	assert.Greater(t, fileRev, info.Revision, "the file numbered the transaction's changes apart")
 	require.NoError(t, snap.Close())
+
+	// ownRevision: a restored bolt store's snapshots are at its own
+	// revisions, not the etcd revision its data came from.
+	ownRevision := func(t *testing.T, dst store.Backend) {
+		again, _ := testkit.WriteSnapshot(t, dst)
+		snap, err := dst.OpenSnapshot(again)
+		require.NoError(t, err)
+		defer snap.Close()
+		rev, err := snap.Revision()
+		require.NoError(t, err)
+		assert.Equal(t, dst.Revision(), rev, "a snapshot of the restored store")
+	}
 
 	t.Run("online", func(t *testing.T) {
 		dst := testkit.OpenBolt(t, bolt.Options{})
@@ -143,17 +163,22 @@ func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
 		sameData(t, src, dst)
 		_, err = dst.Get("default", "gone")
 		assert.ErrorIs(t, err, ctxd.ErrNotFound)
+		assert.Equal(t, fileRev, dst.Revision(), "the restored store goes on from the file's revisions")
+		ownRevision(t, dst)
 	})
 	t.Run("offline into a new folder", func(t *testing.T) {
 		db := filepath.Join(t.TempDir(), "new", "ctxd.db")
-		_, err := bolt.RestoreFolder(context.Background(), db, path, bolt.FolderRestoreOptions{})
+		res, err := bolt.RestoreFolder(context.Background(), db, path, bolt.FolderRestoreOptions{})
 		require.NoError(t, err)
+		assert.Equal(t, info.Revision, res.SnapshotRevision)
+		assert.Equal(t, fileRev, res.Revision)
 		dst := testkit.OpenBoltAt(t, db, bolt.Options{})
 		sameData(t, src, dst)
-		// Revisions continue after the snapshot's.
+		// Revisions continue after the file's.
 		r, err := dst.Put(context.Background(), "default", "after", json.RawMessage(`1`), nil, "t")
 		require.NoError(t, err)
-		assert.Greater(t, r.ModRev, info.Revision)
+		assert.Equal(t, fileRev+1, r.ModRev)
+		ownRevision(t, dst)
 	})
 	t.Run("negative control: same value, other history", func(t *testing.T) {
 		// A store whose a has the same last value and author differs in

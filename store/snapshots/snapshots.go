@@ -231,11 +231,13 @@ func (m *Manager) upload(tmp *fsutil.Temp, r io.Reader, wantSHA256 string) (ctxd
 		return ctxd.SnapshotMeta{}, err
 	}
 	meta := ctxd.SnapshotMeta{Size: size, SHA256: sum, SchemaVersion: snap.SchemaVersion(), Origin: "upload"}
-	err = snap.View(func(v store.View) error {
-		meta.Revision = v.Revision()
-		meta.Namespaces = v.Namespaces()
-		return nil
-	})
+	meta.Revision, err = snap.Revision()
+	if err == nil {
+		err = snap.View(func(v store.View) error {
+			meta.Namespaces = v.Namespaces()
+			return nil
+		})
+	}
 	_ = snap.Close()
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("%w: %w", ctxd.ErrBadSnapshot, err)

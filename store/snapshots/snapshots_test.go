@@ -18,6 +18,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
@@ -145,6 +146,42 @@ func TestUpload(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, list, 1, "refused uploads are not kept")
 	assert.Len(t, snapshotFiles(t, m), 2, "and leave no file behind")
+}
+
+// TestUploadOfASnapshotOfEtcdListsEtcdsRevision: a snapshot file built
+// from a store whose transactions share a revision (etcd) numbers their
+// changes apart, so its own revision runs ahead; uploaded, it is listed
+// at the revision of the store it was taken of.
+func TestUploadOfASnapshotOfEtcdListsEtcdsRevision(t *testing.T) {
+	_, m := setup(t)
+	b, err := bolt.NewSnapshotBuilder(t.TempDir())
+	require.NoError(t, err)
+	defer b.Close()
+	at := time.Now()
+	for i, c := range []struct {
+		rev uint64
+		key string
+	}{{5, "a"}, {5, "b"}, {5, "c"}, {6, "d"}} {
+		require.NoError(t, b.Add(ctxd.Change{Revision: c.rev, Namespace: "default", Key: c.key, Op: ctxd.OpPut,
+			Value: json.RawMessage(fmt.Sprint(i)), Version: 1, Who: "t", Time: at}, 0))
+	}
+	var buf bytes.Buffer
+	info, err := b.WriteTo(&buf, 6, 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(6), info.Revision, "the snapshot is at the source's revision")
+
+	meta, err := m.Upload(ctx, bytes.NewReader(buf.Bytes()), "")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(6), meta.Revision, "listed at the source's revision")
+	snap, _, err := m.Open(meta.ID)
+	require.NoError(t, err)
+	defer snap.Close()
+	rev, err := snap.Revision()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(6), rev)
+	var fileRev uint64
+	require.NoError(t, snap.View(func(v store.View) error { fileRev = v.Revision(); return nil }))
+	assert.Equal(t, uint64(8), fileRev, "the file's own revisions: 5, 6, 7 and 8")
 }
 
 func TestPruneKeepsNewest(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +21,14 @@ import (
 // A snapshot written while writers keep writing is consistent at its
 // revision: opened, verified and viewed, it holds exactly what the live
 // backend held at that revision, and opening it does not change the file.
+//
+// The file is bolt's, one change per revision. Under RevisionPerTxn the
+// changes that share a live revision get consecutive revisions of the
+// file's own, so the file's numbering runs ahead of the live one: the
+// snapshot's revision (its answer's, Snapshot.Revision) stays the live
+// revision it was taken at, and the file holds every change up to it and
+// none after, in the live order, with revisions that only grow and never
+// fall below the live ones.
 func checkSnapshot(t testing.TB, h Harness) {
 	if !h.Snapshots {
 		checkNoSnapshots(t, h)
@@ -64,16 +71,22 @@ func checkSnapshot(t testing.TB, h Harness) {
 	require.NoError(t, err)
 	require.NoError(t, snap.Verify())
 	assert.Equal(t, info.SchemaVersion, snap.SchemaVersion())
-	var got map[string]string
+	snapRev, err := snap.Revision()
+	require.NoError(t, err)
+	assert.Equal(t, info.Revision, snapRev, "the snapshot's revision, opened")
+	var got []ctxd.Record
 	var snapChanges []ctxd.Change
+	var fileRev uint64
 	require.NoError(t, snap.View(func(v store.View) error {
-		assert.Equal(t, info.Revision, v.Revision())
+		fileRev = v.Revision()
 		assert.Equal(t, info.Namespaces, v.Namespaces(), "the namespaces the snapshot reported")
-		got = viewState(t, v)
+		for _, ns := range v.Namespaces() {
+			require.NoError(t, v.ForEach(ns.Name, "", func(r ctxd.Record) error { got = append(got, r); return nil }))
+		}
 		require.NoError(t, v.ForEachChange("", func(c ctxd.Change) error { snapChanges = append(snapChanges, c); return nil }))
-		c, err := v.Change(info.Revision)
+		c, err := v.Change(fileRev)
 		if assert.NoError(t, err) {
-			assert.Equal(t, info.Revision, c.Revision)
+			assert.Equal(t, fileRev, c.Revision)
 		}
 		return nil
 	}))
@@ -81,21 +94,40 @@ func checkSnapshot(t testing.TB, h Harness) {
 	assert.Equal(t, original, fileBytes(t, path), "opening a snapshot does not change it")
 
 	log := b.log(0)
-	assert.Equal(t, replay(log, info.Revision), got, "the snapshot is the live data at its revision")
 	var upTo []ctxd.Change
 	for _, c := range log {
 		if c.Revision <= info.Revision {
 			upTo = append(upTo, c)
 		}
 	}
-	assert.Equal(t, changeLines(upTo), changeLines(snapChanges), "the snapshot holds the history up to its revision")
-	for id, line := range got {
-		ns, key, _ := strings.Cut(id, "/")
-		r, err := b.GetAt(ns, key, info.Revision)
-		if assert.NoError(t, err, id) {
-			assert.Equal(t, line, recordLine(r), "live read at the snapshot's revision of %s", id)
+	if !b.perTxn() {
+		assert.Equal(t, info.Revision, fileRev, "the file's revision is the snapshot's")
+		assert.Equal(t, replay(log, info.Revision), recordLines(got), "the snapshot is the live data at its revision")
+		assert.Equal(t, changeLines(upTo), changeLines(snapChanges), "the snapshot holds the history up to its revision")
+	} else {
+		assert.GreaterOrEqual(t, fileRev, info.Revision, "the file's own revision")
+		assert.Equal(t, contentLines(upTo), contentLines(snapChanges), "the snapshot holds the history up to its revision, in order")
+		for i, c := range snapChanges {
+			if i < len(upTo) {
+				assert.GreaterOrEqual(t, c.Revision, upTo[i].Revision, "a file revision is never below the live one: %s", changeLine(c))
+			}
+			if i > 0 {
+				assert.Greater(t, c.Revision, snapChanges[i-1].Revision, "file revisions grow: %s", changeLine(c))
+			}
 		}
 	}
+	// The values at the snapshot's revision, read live: what the file holds.
+	for _, r := range got {
+		live, err := b.GetAt(r.Namespace, r.Key, info.Revision)
+		if assert.NoError(t, err, r.Namespace+"/"+r.Key) {
+			if b.perTxn() {
+				assert.Equal(t, recordContent(live), recordContent(r), "live read at the snapshot's revision")
+			} else {
+				assert.Equal(t, recordLine(live), recordLine(r), "live read at the snapshot's revision")
+			}
+		}
+	}
+	assert.Len(t, got, len(replay(log, info.Revision)), "the keys live at the snapshot's revision")
 }
 
 // A file that is not a whole snapshot is ctxd.ErrBadSnapshot, to open and

@@ -489,6 +489,29 @@ func changeLine(c ctxd.Change) string {
 		c.Revision, c.Op, c.Namespace, c.Key, c.Value, c.Version, c.PrevRev, c.Who, c.Time.UnixNano())
 }
 
+// recordContent renders a record without its revisions: what a snapshot
+// of etcd keeps of it when it numbered a transaction's changes apart.
+func recordContent(r ctxd.Record) string {
+	return fmt.Sprintf("%s/%s=%s v%d who=%q t=%d", r.Namespace, r.Key, r.Value, r.Version, r.Who, r.UpdatedAt.UnixNano())
+}
+
+func recordLines(rs []ctxd.Record) map[string]string {
+	out := make(map[string]string, len(rs))
+	for _, r := range rs {
+		out[r.Namespace+"/"+r.Key] = recordLine(r)
+	}
+	return out
+}
+
+// contentLines renders changes without their revisions (see recordContent).
+func contentLines(cs []ctxd.Change) []string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, fmt.Sprintf("%s %s/%s=%s v%d who=%q t=%d", c.Op, c.Namespace, c.Key, c.Value, c.Version, c.Who, c.Time.UnixNano()))
+	}
+	return out
+}
+
 func changeLines(cs []ctxd.Change) []string {
 	out := make([]string, 0, len(cs))
 	for _, c := range cs {
