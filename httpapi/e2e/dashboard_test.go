@@ -289,6 +289,9 @@ func TestCASConflict(t *testing.T) {
 	p.waitJS(`document.querySelector("#set-version").value === "1"`, "the editor to expect version 1")
 
 	s.put("default", "counter", `2`, "bob") // someone else, meanwhile
+	// The page shows it (the editor still expects the version it was
+	// opened with): once it has, nothing re-renders under the click.
+	p.waitTextIs("#d-version", "2")
 	p.fill("#set-value", "3")
 	p.click("#set-form button[type=submit]")
 	p.waitText("#set-conflict", "Conflict", "default/counter is at version 2, not version 1", "Nothing was saved")
@@ -309,7 +312,7 @@ func TestCASConflict(t *testing.T) {
 	p.waitTextIs("#d-version", "3")
 	s.ws.cut()
 	p.waitFor(`#conn[data-state="reconnecting"]`)
-	s.put("default", "counter", `4`, "bob")
+	bob := s.put("default", "counter", `4`, "bob")
 	p.click("#delete-btn")
 	p.waitFor("#confirm-dialog[open]")
 	p.waitText("#confirm-body", "only if it is still at version 3")
@@ -322,6 +325,8 @@ func TestCASConflict(t *testing.T) {
 
 	// Deleting the version shown now works.
 	s.ws.allow()
+	// Back live, with bob's change resumed: nothing re-renders under the click.
+	p.waitFor(fmt.Sprintf(`#live-list li[data-rev="%d"]`, bob.ModRev))
 	p.click("#delete-btn")
 	p.waitFor("#confirm-dialog[open]")
 	p.click("#confirm-ok")
