@@ -82,7 +82,8 @@ type Change struct {
 	// PrevRev is the revision of the change this one replaced while the key
 	// was live: the previous put for an update, the removed value's put for
 	// a delete. It is 0 when the key did not exist before (a create, also
-	// after a delete), so "the value before" is always the log at PrevRev.
+	// after a delete), so "the value before" is always the key's change at
+	// PrevRev (on etcd other keys' changes may share that revision).
 	PrevRev uint64    `json:"prev_revision,omitempty"`
 	Who     string    `json:"who"`
 	Time    time.Time `json:"time"`

@@ -133,4 +133,6 @@ func (m *memSource) ForEach(_, _ string, fn func(ctxd.Record) error) error {
 
 func (m *memSource) ForEachChange(string, func(ctxd.Change) error) error { return nil }
 
-func (m *memSource) Change(uint64) (ctxd.Change, error) { return ctxd.Change{}, ctxd.ErrNotFound }
+func (m *memSource) Change(string, string, uint64) (ctxd.Change, error) {
+	return ctxd.Change{}, ctxd.ErrNotFound
+}

@@ -21,9 +21,10 @@ type Source interface {
 	ForEach(ns, prefix string, fn func(ctxd.Record) error) error
 	// ForEachChange calls fn for every retained change of ns, oldest first.
 	ForEachChange(ns string, fn func(ctxd.Change) error) error
-	// Change returns the change logged at rev, or an error matching
-	// ctxd.ErrNotFound if history no longer holds it.
-	Change(rev uint64) (ctxd.Change, error)
+	// Change returns the change of ns/key logged at rev, or an error
+	// matching ctxd.ErrNotFound if history no longer holds it (on etcd
+	// several keys' changes share a revision: the key says which).
+	Change(ns, key string, rev uint64) (ctxd.Change, error)
 }
 
 // errStop ends an iteration early; it never leaves this package.
@@ -62,11 +63,11 @@ type atRevision struct {
 
 func (a *atRevision) Revision() uint64 { return a.rev }
 
-func (a *atRevision) Change(rev uint64) (ctxd.Change, error) {
+func (a *atRevision) Change(ns, key string, rev uint64) (ctxd.Change, error) {
 	if rev > a.rev {
-		return ctxd.Change{}, fmt.Errorf("revision %d: %w", rev, ctxd.ErrNotFound)
+		return ctxd.Change{}, fmt.Errorf("%s/%s at revision %d: %w", ns, key, rev, ctxd.ErrNotFound)
 	}
-	return a.src.Change(rev)
+	return a.src.Change(ns, key, rev)
 }
 
 func (a *atRevision) ForEachChange(ns string, fn func(ctxd.Change) error) error {
@@ -91,7 +92,7 @@ func (a *atRevision) ForEach(ns, prefix string, fn func(ctxd.Record) error) erro
 		if c.Revision <= a.rev || c.Op != ctxd.OpDelete || !strings.HasPrefix(c.Key, prefix) {
 			return nil
 		}
-		r, ok, err := a.inEffect(c.PrevRev)
+		r, ok, err := a.inEffect(ns, c.Key, c.PrevRev)
 		if err != nil || !ok {
 			return err
 		}
@@ -112,7 +113,7 @@ func (a *atRevision) ForEach(ns, prefix string, fn func(ctxd.Record) error) erro
 		if r.ModRev <= a.rev {
 			return fn(r)
 		}
-		old, ok, err := a.inEffect(r.ModRev)
+		old, ok, err := a.inEffect(ns, r.Key, r.ModRev)
 		if err != nil || !ok {
 			return err
 		}
@@ -129,11 +130,11 @@ func (a *atRevision) ForEach(ns, prefix string, fn func(ctxd.Record) error) erro
 	return nil
 }
 
-// inEffect walks a key's life back from the put at revision from to the
+// inEffect walks the life of ns/key back from its put at revision from to the
 // first put at or below a.rev. ok is false when the life started after rev.
-func (a *atRevision) inEffect(from uint64) (ctxd.Record, bool, error) {
+func (a *atRevision) inEffect(ns, key string, from uint64) (ctxd.Record, bool, error) {
 	for rev := from; rev != 0; {
-		c, err := a.src.Change(rev)
+		c, err := a.src.Change(ns, key, rev)
 		if err != nil {
 			if errors.Is(err, ctxd.ErrNotFound) {
 				return ctxd.Record{}, false, fmt.Errorf("read at revision %d: the history it needs is gone: %w", a.rev, ctxd.ErrCompacted)

@@ -130,7 +130,7 @@ func ForEachEntry(src Source, ns string, fn func(e *Entry) error) error {
 	return src.ForEachChange(ns, func(c ctxd.Change) error {
 		e = Entry{Change: c}
 		if c.PrevRev != 0 {
-			prev, err := src.Change(c.PrevRev)
+			prev, err := src.Change(c.Namespace, c.Key, c.PrevRev)
 			if err == nil && prev.Op == ctxd.OpPut {
 				e.Before = prev.Value
 			}

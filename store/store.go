@@ -168,9 +168,11 @@ type View interface {
 	// ForEachChange calls fn for every retained change of ns (every
 	// namespace when ns is ""), oldest first.
 	ForEachChange(ns string, fn func(ctxd.Change) error) error
-	// Change returns the change at revision rev, or ctxd.ErrNotFound when
-	// history no longer holds it.
-	Change(rev uint64) (ctxd.Change, error)
+	// Change returns the change of ns/key at revision rev, or
+	// ctxd.ErrNotFound when history no longer holds it (or ns/key has no
+	// change there). It names the key because on etcd the changes of one
+	// transaction share its revision: a revision alone does not say which.
+	Change(ns, key string, rev uint64) (ctxd.Change, error)
 }
 
 // Snapshotter writes, opens and restores whole-data snapshot files.

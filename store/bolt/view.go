@@ -110,16 +110,20 @@ func (v *View) ForEachChange(ns string, fn func(ctxd.Change) error) error {
 	return nil
 }
 
-// Change returns the change recorded at revision rev, or ErrNotFound if
-// history no longer holds it.
-func (v *View) Change(rev uint64) (ctxd.Change, error) {
+// Change returns the change of ns/key recorded at revision rev, or
+// ErrNotFound if history no longer holds it (or the revision's change is
+// another key's).
+func (v *View) Change(ns, key string, rev uint64) (ctxd.Change, error) {
 	val := v.log.Get(encodeRevision(rev))
 	if val == nil {
-		return ctxd.Change{}, fmt.Errorf("revision %d: %w", rev, ctxd.ErrNotFound)
+		return ctxd.Change{}, fmt.Errorf("%s/%s at revision %d: %w", ns, key, rev, ctxd.ErrNotFound)
 	}
 	e, err := decodeChange(rev, val)
 	if err != nil {
 		return ctxd.Change{}, fmt.Errorf("log revision %d: %w", rev, err)
+	}
+	if e.Namespace != ns || e.Key != key {
+		return ctxd.Change{}, fmt.Errorf("%s/%s at revision %d: %w (the revision changed %s/%s)", ns, key, rev, ctxd.ErrNotFound, e.Namespace, e.Key)
 	}
 	return e.Change, nil
 }

@@ -133,16 +133,23 @@ func (v *view) ForEachChange(ns string, fn func(ctxd.Change) error) error {
 
 // Change returns the change at revision rev. When several changes share
 // the revision (one transaction), it is the first of them.
-func (v *view) Change(rev uint64) (ctxd.Change, error) {
+func (v *view) Change(ns, key string, rev uint64) (ctxd.Change, error) {
 	if rev == 0 || rev > v.rev {
-		return ctxd.Change{}, fmt.Errorf("change at revision %d: %w", rev, ctxd.ErrNotFound)
+		return ctxd.Change{}, fmt.Errorf("%s/%s at revision %d: %w", ns, key, rev, ctxd.ErrNotFound)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), v.s.opts.RequestTimeout)
 	defer cancel()
 	var found *ctxd.Change
 	err := v.s.eachRevision(ctx, rev-1, v.rev, func(rc revisionChanges) bool {
-		if rc.rev == rev && len(rc.changes) > 0 {
-			found = &rc.changes[0]
+		if rc.rev != rev {
+			return false
+		}
+		// A transaction's changes share its revision: the key's own.
+		for i, c := range rc.changes {
+			if c.Namespace == ns && c.Key == key {
+				found = &rc.changes[i]
+				break
+			}
 		}
 		return false
 	})
@@ -150,7 +157,7 @@ func (v *view) Change(rev uint64) (ctxd.Change, error) {
 		return ctxd.Change{}, readError(err)
 	}
 	if found == nil {
-		return ctxd.Change{}, fmt.Errorf("change at revision %d: %w", rev, ctxd.ErrNotFound)
+		return ctxd.Change{}, fmt.Errorf("%s/%s at revision %d: %w", ns, key, rev, ctxd.ErrNotFound)
 	}
 	return *found, nil
 }

@@ -78,7 +78,7 @@ func checkCompaction(t testing.TB, h Harness) {
 	assertBelowMark("after compaction")
 
 	require.NoError(t, b.View(func(v store.View) error {
-		_, err := v.Change(r1)
+		_, err := v.Change("default", "k", r1)
 		assert.ErrorIs(t, err, ctxd.ErrNotFound, "the view does not hold a compacted change")
 		var revs []uint64
 		require.NoError(t, v.ForEachChange("", func(c ctxd.Change) error { revs = append(revs, c.Revision); return nil }))

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -358,11 +359,12 @@ func checkViewConsistent(t testing.TB, h Harness) {
 		seen = viewState(t, v)
 		require.NoError(t, v.ForEachChange("", func(c ctxd.Change) error { changes = append(changes, c); return nil }))
 		require.NoError(t, v.ForEachChange("team", func(c ctxd.Change) error { teamChanges = append(teamChanges, c); return nil }))
-		last, err := v.Change(viewRev)
+		newest := changes[len(changes)-1]
+		last, err := v.Change(newest.Namespace, newest.Key, viewRev)
 		if assert.NoError(t, err, "the change at the view's revision") {
-			assert.Equal(t, viewRev, last.Revision)
+			assert.Equal(t, newest, last)
 		}
-		_, err = v.Change(viewRev + 1)
+		_, err = v.Change(newest.Namespace, newest.Key, viewRev+1)
 		assert.ErrorIs(t, err, ctxd.ErrNotFound, "a change after the view's revision, committed or not")
 		var prefixed []string
 		require.NoError(t, v.ForEach("team", "t1", func(r ctxd.Record) error { prefixed = append(prefixed, r.Key); return nil }))
@@ -404,4 +406,61 @@ func checkViewConsistent(t testing.TB, h Harness) {
 	for _, n := range counts {
 		assert.Equal(t, perNS[n.Name], n.Keys, "the view's count of %s", n.Name)
 	}
+}
+
+// A view reads a key's change by key and revision: under RevisionPerTxn
+// a transaction's changes share its revision, and the one asked for is
+// the key's own, never the first of the revision. What reads a key's
+// life back through its previous revisions depends on it: a dump at a
+// past revision (export.AtRevision) and the value before each change of
+// a history dump.
+func checkViewChangeOfEachKey(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	res, err := b.Txn(t.Context(), []ctxd.Write{
+		{Namespace: "default", Key: "a", Op: ctxd.OpPut, Value: []byte(`"a1"`), Who: "test"},
+		{Namespace: "default", Key: "b", Op: ctxd.OpPut, Value: []byte(`"b1"`), Who: "test"},
+		{Namespace: "default", Key: "c", Op: ctxd.OpPut, Value: []byte(`"c1"`), Who: "test"},
+	})
+	require.NoError(t, err)
+	a2 := b.put("default", "a", `"a2"`)
+	b.put("default", "b", `"b2"`)
+	b.del("default", "c")
+	b.put("default", "c", `"c2"`)
+
+	require.NoError(t, b.View(func(v store.View) error {
+		for _, r := range res.Records {
+			c, err := v.Change(r.Namespace, r.Key, r.ModRev)
+			if assert.NoError(t, err, r.Key) {
+				assert.Equal(t, r.Key, c.Key, "the change of the key asked for")
+				assert.Equal(t, string(r.Value), string(c.Value), r.Key)
+			}
+		}
+		_, err := v.Change("default", "b", a2.ModRev)
+		assert.ErrorIs(t, err, ctxd.ErrNotFound, "a revision without a change of the key")
+
+		// The dump at the transaction's revision: each key once, as the
+		// transaction left it.
+		past, err := export.AtRevision(v, res.Revision)
+		require.NoError(t, err)
+		got := map[string]string{}
+		require.NoError(t, past.ForEach("default", "", func(r ctxd.Record) error {
+			assert.NotContains(t, got, r.Key, "a key listed twice at the past revision")
+			got[r.Key] = string(r.Value)
+			return nil
+		}))
+		assert.Equal(t, map[string]string{"a": `"a1"`, "b": `"b1"`, "c": `"c1"`}, got, "the keys at the transaction's revision")
+
+		// Each change of the history dump with the key's own value before it.
+		var before []string
+		require.NoError(t, export.ForEachEntry(v, "default", func(e *export.Entry) error {
+			before = append(before, fmt.Sprintf("%s %s/%s %s<-%s", e.Op, e.Namespace, e.Key, e.After(), e.Before))
+			return nil
+		}))
+		assert.Equal(t, []string{
+			`put default/a "a1"<-`, `put default/b "b1"<-`, `put default/c "c1"<-`,
+			`put default/a "a2"<-"a1"`, `put default/b "b2"<-"b1"`,
+			`delete default/c <-"c1"`, `put default/c "c2"<-`,
+		}, before)
+		return nil
+	}))
 }

@@ -84,9 +84,12 @@ func checkSnapshot(t testing.TB, h Harness) {
 			require.NoError(t, v.ForEach(ns.Name, "", func(r ctxd.Record) error { got = append(got, r); return nil }))
 		}
 		require.NoError(t, v.ForEachChange("", func(c ctxd.Change) error { snapChanges = append(snapChanges, c); return nil }))
-		c, err := v.Change(fileRev)
-		if assert.NoError(t, err) {
-			assert.Equal(t, fileRev, c.Revision)
+		if assert.NotEmpty(t, snapChanges) {
+			newest := snapChanges[len(snapChanges)-1]
+			c, err := v.Change(newest.Namespace, newest.Key, fileRev)
+			if assert.NoError(t, err) {
+				assert.Equal(t, newest, c, "the change at the file's revision")
+			}
 		}
 		return nil
 	}))

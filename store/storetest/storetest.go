@@ -249,6 +249,7 @@ var checks = []check{
 	{"HistoryPagesNewestFirst", checkHistoryPaging},
 	{"PointInTimeReads", checkPointInTimeReads},
 	{"ViewIsConsistentWhileWritesContinue", checkViewConsistent},
+	{"ViewReadsEachKeysOwnChange", checkViewChangeOfEachKey},
 	// Feed.
 	{"CommittedMarkWakesFollowers", checkCommittedMark},
 	{"ReadLogInOrderWithoutGaps", checkReadLog},
