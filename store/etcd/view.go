@@ -131,8 +131,9 @@ func (v *view) ForEachChange(ns string, fn func(ctxd.Change) error) error {
 	return readError(err)
 }
 
-// Change returns the change at revision rev. When several changes share
-// the revision (one transaction), it is the first of them.
+// Change returns the change of ns/key at revision rev, which other keys'
+// changes may share (one transaction): one read of etcd's history from
+// rev.
 func (v *view) Change(ns, key string, rev uint64) (ctxd.Change, error) {
 	if rev == 0 || rev > v.rev {
 		return ctxd.Change{}, fmt.Errorf("%s/%s at revision %d: %w", ns, key, rev, ctxd.ErrNotFound)
