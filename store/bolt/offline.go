@@ -158,7 +158,8 @@ func keptName(path string, t time.Time) (string, error) {
 
 // restoreNew writes the verified snapshot as the database out.Database,
 // which does not exist, creating its folder if needed; its revisions go
-// on after the snapshot's plus bump.
+// on after the file's plus bump (the file's revision is the snapshot's,
+// except in a snapshot of etcd that numbered a transaction apart).
 func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool, bump uint64) (FolderRestore, error) {
 	out.DryRun = dryRun
 	var own uint64 // the file's revision: above the snapshot's in one of etcd with transactions
