@@ -775,6 +775,26 @@ func TestClusterCommand(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, `"kill"`, string(got.Value))
 
+	// An import of 2,000 keys is one etcd transaction of 2,000 operations:
+	// the members take it (etcd's default --max-txn-ops, 128, would not).
+	var dump strings.Builder
+	dump.WriteString(`{"context":{`)
+	for i := range 2000 {
+		if i > 0 {
+			dump.WriteByte(',')
+		}
+		fmt.Fprintf(&dump, `"bulk/%04d":%d`, i, i)
+	}
+	dump.WriteString(`}}`)
+	resp, err := hc.Post(urls[1]+"/v1/ns/imported/import", "application/json", strings.NewReader(dump.String()))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "import of 2,000 keys: %s", body)
+	got, err = tryGet(hc, urls[2], "imported", "bulk/1999")
+	require.NoError(t, err)
+	require.Equal(t, `1999`, string(got.Value))
+
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	select {
 	case err := <-exited:

@@ -138,6 +138,18 @@ const ReadyLine = "ready"
 // member is ready only when a quorum has started.
 const startTimeout = 2 * time.Minute
 
+// MaxTxnOps and MaxRequestBytes are the members' --max-txn-ops and
+// --max-request-bytes. An import into ctxd is one etcd transaction of
+// about one operation per key, and a ctxd transaction of n writes up to
+// 3n (a delete is a compare, the delete and its tombstone): etcd's
+// defaults (128 operations, 1.5 MiB) refuse an import of 128 keys and a
+// transaction of 43 deletes. These take any import of ctxd's largest
+// request body (http.max_body_bytes, 2 MiB) and any ctxd transaction.
+const (
+	MaxTxnOps       = 16384
+	MaxRequestBytes = 32 << 20
+)
+
 // RunMember runs member m of cluster until ctx ends, then stops it
 // gracefully. ready is called once the member serves clients. A member
 // whose data folder holds a write-ahead log restarts from it (and rejoins
@@ -163,6 +175,7 @@ func RunMember(ctx context.Context, m Member, cluster []Member, logLevel string,
 	cfg.LogLevel = logLevel
 	cfg.LogOutputs = []string{"stderr"}
 	cfg.UnsafeNoFsync = m.UnsafeNoFsync // false but in the power-loss control: every commit is fsynced
+	cfg.MaxTxnOps, cfg.MaxRequestBytes = MaxTxnOps, MaxRequestBytes
 	if m.SnapshotCount > 0 {
 		cfg.SnapshotCount = m.SnapshotCount
 	}
