@@ -124,10 +124,15 @@ func (e *Entry) After() json.RawMessage {
 }
 
 // ForEachEntry calls fn for every retained change of ns in src, oldest
-// first, with the value before it. The Entry is reused between calls.
-func ForEachEntry(src Source, ns string, fn func(e *Entry) error) error {
+// first, with the value before it; with keep, only for the changes keep
+// accepts (the value before costs a read of the key's previous change:
+// on etcd two range reads). The Entry is reused between calls.
+func ForEachEntry(src Source, ns string, keep func(*ctxd.Change) bool, fn func(e *Entry) error) error {
 	var e Entry
 	return src.ForEachChange(ns, func(c ctxd.Change) error {
+		if keep != nil && !keep(&c) {
+			return nil
+		}
 		e = Entry{Change: c}
 		if c.PrevRev != 0 {
 			prev, err := src.Change(c.Namespace, c.Key, c.PrevRev)
@@ -153,7 +158,7 @@ func (d *dumper) forEachKey(line func(r ctxd.Record)) error {
 // oldest first: line appends the entry's to d.line (d.res.Changes counts
 // the entries up to this one).
 func (d *dumper) forEachEntry(line func(e *Entry)) error {
-	return ForEachEntry(d.src, d.opts.Namespace, func(e *Entry) error {
+	return ForEachEntry(d.src, d.opts.Namespace, nil, func(e *Entry) error {
 		d.res.Changes++
 		line(e)
 		return d.flushLine()

@@ -283,11 +283,11 @@ func (s *Server) compatHistory(c echo.Context) error {
 		bw.b = append(bw.b, `{"history":[`...)
 		total, kept := 0, 0
 		err := s.st.View(func(v store.View) error {
-			return export.ForEachEntry(v, ns, func(e *export.Entry) error {
+			keep := func(c *ctxd.Change) bool {
 				total++
-				if keyFilter != "" && e.Key != keyFilter || whoFilter != "" && e.Who != whoFilter {
-					return nil
-				}
+				return (keyFilter == "" || c.Key == keyFilter) && (whoFilter == "" || c.Who == whoFilter)
+			}
+			return export.ForEachEntry(v, ns, keep, func(e *export.Entry) error {
 				if kept > 0 {
 					bw.b = append(bw.b, ',')
 				}

@@ -465,7 +465,7 @@ func checkViewChangeOfEachKey(t testing.TB, h Harness) {
 
 		// Each change of the history dump with the key's own value before it.
 		var before []string
-		require.NoError(t, export.ForEachEntry(v, "default", func(e *export.Entry) error {
+		require.NoError(t, export.ForEachEntry(v, "default", nil, func(e *export.Entry) error {
 			before = append(before, fmt.Sprintf("%s %s/%s %s<-%s", e.Op, e.Namespace, e.Key, e.After(), e.Before))
 			return nil
 		}))
