@@ -172,18 +172,26 @@ func (s *Server) writeDump(w io.Writer, r dumpRequest) (ctxd.DumpInfo, error) {
 		}
 	}
 	var res export.Result
-	err := s.st.View(func(v store.View) error {
-		var src export.Source = v
-		if r.rev != 0 {
-			var err error
-			if src, err = export.AtRevision(v, r.rev); err != nil {
-				return err
-			}
-		}
+	write := func(src export.Source) error {
 		var err error
 		res, err = export.Write(w, r.format, src, export.Options{Namespace: r.ns, Who: r.who, History: r.history})
 		return err
-	})
+	}
+	var err error
+	if past, ok := s.st.(store.PastViewer); ok && r.rev != 0 {
+		err = past.ViewAt(r.rev, func(v store.View) error { return write(v) })
+	} else {
+		err = s.st.View(func(v store.View) error {
+			if r.rev == 0 {
+				return write(v)
+			}
+			past, err := export.AtRevision(v, r.rev)
+			if err != nil {
+				return err
+			}
+			return write(past)
+		})
+	}
 	if err != nil {
 		return ctxd.DumpInfo{}, err
 	}

@@ -302,3 +302,55 @@ func TestEtcdCompactedByEtcd(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, after.ModRev, lws.Expect(ctxd.TypeContextUpdated).Rev)
 }
+
+// A dump at a past revision on etcd is etcd's reads at that revision
+// (store.PastViewer): each key once with its value then, and the history
+// with each key's own value before, after a transaction whose writes
+// share one revision.
+func TestEtcdDumpAtAPastRevision(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Store.Backend = configs.BackendEtcd
+		c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
+		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
+	}))
+	hc := &http.Client{}
+	resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPost, srv.URL+"/v1/txn",
+		`{"ops":[{"op":"put","key":"a","value":"a1"},{"op":"put","key":"b","value":"b1"}]}`))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	var txn struct{ Revision uint64 }
+	require.NoError(t, json.Unmarshal(body, &txn))
+	for _, kv := range [][2]string{{"a", `"a2"`}, {"b", `"b2"`}, {"c", `1`}} {
+		resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/"+kv[0], kv[1]))
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	}
+
+	resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet,
+		srv.URL+"/v1/ns/default/export?history=true&rev="+strconv.FormatUint(txn.Revision, 10), ""))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	assert.Equal(t, strconv.FormatUint(txn.Revision, 10), resp.Header.Get("X-Ctxd-Revision"))
+	var dump struct {
+		Revision uint64                     `json:"revision"`
+		Context  map[string]json.RawMessage `json:"context"`
+		History  []struct {
+			Key    string          `json:"key"`
+			Before json.RawMessage `json:"before"`
+			After  json.RawMessage `json:"after"`
+		} `json:"history"`
+	}
+	require.NoError(t, json.Unmarshal(body, &dump))
+	assert.Equal(t, txn.Revision, dump.Revision)
+	assert.Equal(t, map[string]json.RawMessage{"a": json.RawMessage(`"a1"`), "b": json.RawMessage(`"b1"`)}, dump.Context)
+	require.Len(t, dump.History, 2, "the history up to the revision")
+	assert.Equal(t, "a", dump.History[0].Key)
+	assert.Equal(t, "b", dump.History[1].Key)
+
+	// Now, with history: each key's own value before.
+	resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/v1/ns/default/export?history=true", ""))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.NoError(t, json.Unmarshal(body, &dump))
+	var before []string
+	for _, h := range dump.History {
+		before = append(before, h.Key+":"+string(h.Before)+"->"+string(h.After))
+	}
+	assert.Equal(t, []string{`a:null->"a1"`, `b:null->"b1"`, `a:"a1"->"a2"`, `b:"b1"->"b2"`, `c:null->1`}, before)
+}

@@ -190,6 +190,17 @@ type Snapshotter interface {
 	Restore(ctx context.Context, path string, opts ctxd.RestoreOptions) (ctxd.RestoreResult, error)
 }
 
+// PastViewer is a backend that reads an earlier revision directly, as
+// it reads the current one (etcd: its MVCC keeps every revision since its
+// compaction). A dump at a revision uses it where it exists; otherwise it
+// reads each key back through its history (export.AtRevision), which on
+// etcd would cost reads per change.
+type PastViewer interface {
+	// ViewAt calls fn with a view at revision rev, which CheckRevision
+	// accepts: the same errors where it does not.
+	ViewAt(rev uint64, fn func(v View) error) error
+}
+
 // Snapshot is a snapshot file opened for reading.
 type Snapshot interface {
 	// View calls fn with a consistent view of the snapshot's content.

@@ -361,7 +361,8 @@ func eachWriter(b *testing.B, writers int, op func(w, n int) error) {
 
 // Dumps read a key's puts back one at a time (view.Change): the value
 // before each change of a history dump, and each key's value at a past
-// revision. 20 keys put 10 times each.
+// revision through its history (export.AtRevision, bolt's way), against
+// etcd's reads at that revision (ViewAt). 20 keys put 10 times each.
 //
 //	go test ./store/etcd -run '^$' -bench Dump -benchtime 5x
 func BenchmarkDump(b *testing.B) {
@@ -389,6 +390,15 @@ func BenchmarkDump(b *testing.B) {
 				past, err := export.AtRevision(v, mid)
 				require.NoError(b, err)
 				res, err := export.Write(io.Discard, export.JSON, past, export.Options{Namespace: "default"})
+				require.Equal(b, 20, res.Keys)
+				return err
+			}))
+		}
+	})
+	b.Run("view-at", func(b *testing.B) { // what /v1/export?rev= does on etcd
+		for b.Loop() {
+			require.NoError(b, s.ViewAt(mid, func(v store.View) error {
+				res, err := export.Write(io.Discard, export.JSON, v, export.Options{Namespace: "default"})
 				require.Equal(b, 20, res.Keys)
 				return err
 			}))

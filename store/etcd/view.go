@@ -31,17 +31,52 @@ func (s *Store) View(fn func(v store.View) error) error {
 	if err != nil {
 		return err
 	}
-	v := &view{s: s, rev: mark}
 	// A full restore may switch the generation between the two loads:
 	// the view is never below the switch of the generation it reads.
-	v.rev = max(v.rev, uint64(s.keys.gen().rev))
+	return s.viewAt(max(mark, uint64(s.keys.gen().rev)), fn)
+}
+
+// ViewAt calls fn with a view of the prefix at revision rev, at most the
+// current one: etcd reads at rev, paged, as View's at its mark. A
+// revision below etcd's compaction or a full restore's switch answers a
+// *ctxd.CompactedError, one above the current revision
+// ctxd.ErrFutureRevision (CheckRevision's errors).
+func (s *Store) ViewAt(rev uint64, fn func(v store.View) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	if rev == 0 {
+		return ctxd.Invalidf("there is no revision 0")
+	}
+	if err := s.restoredError(rev); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	mark, err := s.currentMark(ctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if rev > mark {
+		return fmt.Errorf("revision %d, current revision is %d: %w", rev, mark, ctxd.ErrFutureRevision)
+	}
+	return s.viewAt(rev, fn)
+}
+
+// viewAt calls fn with the view at rev.
+func (s *Store) viewAt(rev uint64, fn func(v store.View) error) error {
+	v := &view{s: s, rev: rev}
 	if v.rev > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 		var err error
 		v.namespaces, err = s.namespacesAt(ctx, v.rev)
+		if err != nil {
+			err = readError(s.revisionError(ctx, err, v.rev)) // which reads the compaction mark
+		}
 		cancel()
 		if err != nil {
-			return readError(s.revisionError(ctx, err, v.rev))
+			return err
 		}
 	} else {
 		v.namespaces = []ctxd.Namespace{{Name: ctxd.DefaultNamespace}}

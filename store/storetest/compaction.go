@@ -77,6 +77,10 @@ func checkCompaction(t testing.TB, h Harness) {
 	}
 	assertBelowMark("after compaction")
 
+	if past, ok := b.Backend.(store.PastViewer); ok {
+		err := past.ViewAt(r1, func(store.View) error { return nil })
+		assertCompacted(t, err, "a view below the mark")
+	}
 	require.NoError(t, b.View(func(v store.View) error {
 		_, err := v.Change("default", "k", r1)
 		assert.ErrorIs(t, err, ctxd.ErrNotFound, "the view does not hold a compacted change")

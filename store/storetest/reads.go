@@ -455,13 +455,7 @@ func checkViewChangeOfEachKey(t testing.TB, h Harness) {
 		// transaction left it.
 		past, err := export.AtRevision(v, res.Revision)
 		require.NoError(t, err)
-		got := map[string]string{}
-		require.NoError(t, past.ForEach("default", "", func(r ctxd.Record) error {
-			assert.NotContains(t, got, r.Key, "a key listed twice at the past revision")
-			got[r.Key] = string(r.Value)
-			return nil
-		}))
-		assert.Equal(t, map[string]string{"a": `"a1"`, "b": `"b1"`, "c": `"c1"`}, got, "the keys at the transaction's revision")
+		assert.Equal(t, map[string]string{"a": `"a1"`, "b": `"b1"`, "c": `"c1"`}, keysOnce(t, past), "the keys at the transaction's revision")
 
 		// Each change of the history dump with the key's own value before it.
 		var before []string
@@ -476,4 +470,36 @@ func checkViewChangeOfEachKey(t testing.TB, h Harness) {
 		}, before)
 		return nil
 	}))
+
+	// A backend that views a past revision directly gives the same.
+	past, ok := b.Backend.(store.PastViewer)
+	if !ok {
+		return
+	}
+	require.NoError(t, past.ViewAt(res.Revision, func(v store.View) error {
+		assert.Equal(t, res.Revision, v.Revision())
+		assert.Equal(t, map[string]string{"a": `"a1"`, "b": `"b1"`, "c": `"c1"`}, keysOnce(t, v), "ViewAt the transaction's revision")
+		var changes []string
+		require.NoError(t, v.ForEachChange("default", func(c ctxd.Change) error { changes = append(changes, c.Key); return nil }))
+		assert.Equal(t, []string{"a", "b", "c"}, changes, "the history up to the view's revision")
+		_, err := v.Change("default", "a", a2.ModRev)
+		assert.ErrorIs(t, err, ctxd.ErrNotFound, "a change after the view's revision")
+		return nil
+	}))
+	err = past.ViewAt(0, func(store.View) error { return nil })
+	assert.ErrorIs(t, err, ctxd.ErrInvalid)
+	err = past.ViewAt(b.Revision()+1000, func(store.View) error { return nil })
+	assert.ErrorIs(t, err, ctxd.ErrFutureRevision)
+}
+
+// keysOnce is the keys of namespace default in src with their values,
+// each of which must come once.
+func keysOnce(t testing.TB, src export.Source) map[string]string {
+	got := map[string]string{}
+	require.NoError(t, src.ForEach("default", "", func(r ctxd.Record) error {
+		assert.NotContains(t, got, r.Key, "a key listed twice at the past revision")
+		got[r.Key] = string(r.Value)
+		return nil
+	}))
+	return got
 }
