@@ -66,11 +66,7 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 // deadline, and one with another ttl is a 400 JSON error that changes
 // nothing (etcd renews a lease for the ttl it was granted).
 func TestEtcdBackendExpiringKeys(t *testing.T) {
-	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
-		c.Store.Backend = configs.BackendEtcd
-		c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
-		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
-	}))
+	srv := testkit.StartServer(t, onEtcd(t, etcdkit.Name(t)))
 	hc := &http.Client{}
 	key := srv.URL + "/v1/ns/default/keys/lock"
 	resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, key+"?ttl=1s", `"held"`))
@@ -308,11 +304,7 @@ func TestEtcdCompactedByEtcd(t *testing.T) {
 // with each key's own value before, after a transaction whose writes
 // share one revision.
 func TestEtcdDumpAtAPastRevision(t *testing.T) {
-	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
-		c.Store.Backend = configs.BackendEtcd
-		c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
-		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
-	}))
+	srv := testkit.StartServer(t, onEtcd(t, etcdkit.Name(t)))
 	hc := &http.Client{}
 	resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPost, srv.URL+"/v1/txn",
 		`{"ops":[{"op":"put","key":"a","value":"a1"},{"op":"put","key":"b","value":"b1"}]}`))
