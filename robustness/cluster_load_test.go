@@ -257,7 +257,9 @@ func firstFrames(u string, n int) string {
 		return err.Error()
 	}
 	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	// Long enough to tell a stuck instance from a slow read of etcd's
+	// history (a watch from an old revision waits for etcd's resync).
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	ws := &testkit.WS{Conn: conn}
 	var out []string
 	for range n {
@@ -266,7 +268,7 @@ func firstFrames(u string, n int) string {
 			out = append(out, err.Error())
 			break
 		}
-		out = append(out, fmt.Sprintf("%+v", f))
+		out = append(out, fmt.Sprintf("%s rev %d index %d/%d %s/%s %s %s", f.Type, f.Rev, f.Index, f.Count, f.NS, f.Key, f.Code, f.Message))
 	}
 	return strings.Join(out, "; ")
 }
