@@ -220,8 +220,18 @@ func (l *clusterLoad) finish(live string) {
 				probes = append(probes, u+": "+firstFrames(u, 5))
 			}
 			w.mu.Unlock()
-			t.Fatalf("a watcher did not see the last write (rev %d) within %v; it is at %d, waiting on %s after %d reconnections and %d cuts; its last session ended with %v; what each instance sends it now:\n%s",
-				end.Rev, testkit.Deadline, w.position(), w.watchURL(), reconnects, cuts, lastEnd, strings.Join(probes, "\n"))
+			// The instance it waits on writes every goroutine's stack to
+			// its log (printed with the failure): a read or a wait that
+			// never ends shows there.
+			stuck := ""
+			for _, p := range l.c.instances {
+				if strings.Contains(w.watchURL(), strings.TrimPrefix(p.URL, "http://")) {
+					p.Quit(5 * time.Second)
+					stuck = " (its goroutines are in " + p.URL + "'s log below)"
+				}
+			}
+			t.Fatalf("a watcher did not see the last write (rev %d) within %v; it is at %d, waiting on %s%s after %d reconnections and %d cuts; its last session ended with %v; what each instance sends it now:\n%s",
+				end.Rev, testkit.Deadline, w.position(), w.watchURL(), stuck, reconnects, cuts, lastEnd, strings.Join(probes, "\n"))
 		}
 	}
 	t.Logf("%d acknowledged writes, failed: %v; %d watchers, reconnections %v; all seen at %v",
