@@ -140,10 +140,10 @@ const startTimeout = 2 * time.Minute
 
 // MaxTxnOps and MaxRequestBytes are the members' --max-txn-ops and
 // --max-request-bytes. An import into ctxd is one etcd transaction of
-// about one operation per key, and a ctxd transaction of n writes up to
-// 3n (a delete is a compare, the delete and its tombstone): etcd's
-// defaults (128 operations, 1.5 MiB) refuse an import of 128 keys and a
-// transaction of 43 deletes. These take any import of ctxd's largest
+// one operation per key, and a ctxd transaction of n writes up to 2n (a
+// delete also writes its tombstone): etcd's defaults (128 operations,
+// 1.5 MiB) refuse an import of 128 keys and a transaction of 65 deletes
+// (measured). These take any import of ctxd's largest
 // request body (http.max_body_bytes, 2 MiB) and any ctxd transaction.
 const (
 	MaxTxnOps       = 16384
