@@ -25,9 +25,10 @@
 // therefore never relies on that buffer: it counts each session's frames in
 // flight (given to melody, not yet written, learnt from melody's sent
 // handler) and gives a session nothing more while its window is full. A
-// session that falls further than Options.MaxLag changes behind is closed
-// with an "error" frame of code "lagged" that names the revision to resume
-// from. The commit path never waits for a socket. See DESIGN.md.
+// session that stays further than Options.MaxLag changes behind for
+// Options.LagGrace is closed with an "error" frame of code "lagged" that
+// names the revision to resume from. The commit path never waits for a
+// socket. See DESIGN.md.
 //
 // Every message a client sends goes through its session's rate limit
 // (Options.RateLimit) first: past it the message is refused

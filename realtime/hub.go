@@ -47,6 +47,14 @@ type Options struct {
 	// exactly; past that the distance stands in for the older ones.
 	// Default 10000.
 	MaxLag uint64
+	// LagGrace is how long a client may stay more than MaxLag changes
+	// behind before it is closed: one that reads at full speed drains a
+	// burst larger than MaxLag (an import, a large transaction) within it
+	// and is never cut, while one that cannot keep up stays behind and is
+	// cut when it runs out. The clock restarts whenever the client is back
+	// within MaxLag. 0, the default here, closes it at once (the server's
+	// websocket.lag_grace is 10s by default).
+	LagGrace time.Duration
 
 	// Window is how many frames one client may have in flight (given to
 	// melody, not yet written to its socket) in the default
@@ -175,9 +183,11 @@ type Hub struct {
 	gen  uint64
 	// reading holds the positions a log read is running for.
 	reading map[uint64]bool
-	// paceAt is when the first batch session held back by BatchInterval
-	// may have its next frame (zero: none is held back).
-	paceAt time.Time
+	// wakeAt is when the loop must next pass over every session, whatever
+	// else happens (zero: never): when the first batch session held back
+	// by BatchInterval may have its next frame, or the first LagGrace of a
+	// lagging session runs out.
+	wakeAt time.Time
 }
 
 // New starts a hub over st. log receives connection, lag and error events.
@@ -440,14 +450,15 @@ func (h *Hub) run() {
 		force  = true // serve every session regardless (start, retry)
 		retry  <-chan time.Time
 		idle   bool // no session at the last look: commits were not followed
-		// paced fires at h.paceAt: the batch sessions held back get
-		// their frames then, whether or not anything else happens.
-		paceTimer = time.NewTimer(time.Hour)
-		paced     <-chan time.Time
-		armedAt   time.Time // when paced fires (zero: it does not)
+		// due fires at h.wakeAt: the batch sessions held back get their
+		// frames then, and lagging sessions out of grace are closed,
+		// whether or not anything else happens.
+		wakeTimer = time.NewTimer(time.Hour)
+		due       <-chan time.Time
+		armedAt   time.Time // when due fires (zero: it does not)
 	)
-	paceTimer.Stop()
-	defer paceTimer.Stop()
+	wakeTimer.Stop()
+	defer wakeTimer.Stop()
 	for {
 		h.stats.wakes.Add(1)
 		rev, changed := h.st.Committed()
@@ -486,7 +497,7 @@ func (h *Hub) run() {
 			targets = h.all()
 			h.takeKicked()
 			served, force = rev, false
-			h.paceAt = time.Time{} // this pass sees every session
+			h.wakeAt = time.Time{} // this pass sees every session
 		} else {
 			targets = h.takeKicked()
 		}
@@ -494,12 +505,12 @@ func (h *Hub) run() {
 		if !ok {
 			retry = time.After(retryDelay)
 		}
-		if !h.paceAt.Equal(armedAt) {
-			paceTimer.Stop()
-			paced, armedAt = nil, h.paceAt
+		if !h.wakeAt.Equal(armedAt) {
+			wakeTimer.Stop()
+			due, armedAt = nil, h.wakeAt
 			if !armedAt.IsZero() {
-				paceTimer.Reset(time.Until(armedAt))
-				paced = paceTimer.C
+				wakeTimer.Reset(time.Until(armedAt))
+				due = wakeTimer.C
 			}
 		}
 		if retry == nil && h.Clients() == 0 {
@@ -517,8 +528,8 @@ func (h *Hub) run() {
 		case <-retry:
 			retry = nil
 			force = true
-		case <-paced:
-			paced, armedAt = nil, time.Time{}
+		case <-due:
+			due, armedAt = nil, time.Time{}
 			force = true
 		case r := <-h.reads:
 			if !h.landRead(r) {
@@ -639,7 +650,7 @@ func (h *Hub) pass(targets []*session, rev uint64) {
 // its last one went less than BatchInterval ago and no full frame is
 // ready (changes after its position, matching or not, count: on etcd,
 // whose revisions a transaction's changes share, and with subscriptions,
-// this errs towards sending). It moves h.paceAt to when s may go.
+// this errs towards sending). It moves h.wakeAt to when s may go.
 func (h *Hub) pacedLocked(s *session, now time.Time) bool {
 	if !s.batch || h.opts.BatchInterval <= 0 {
 		return false
@@ -648,10 +659,15 @@ func (h *Hub) pacedLocked(s *session, now time.Time) bool {
 	if !now.Before(due) || h.ring.countAfter(s.pos) >= uint64(h.opts.MaxBatch) {
 		return false
 	}
-	if h.paceAt.IsZero() || due.Before(h.paceAt) {
-		h.paceAt = due
-	}
+	h.wakeBy(due)
 	return true
+}
+
+// wakeBy makes the loop pass over every session at t at the latest.
+func (h *Hub) wakeBy(t time.Time) {
+	if h.wakeAt.IsZero() || t.Before(h.wakeAt) {
+		h.wakeAt = t
+	}
 }
 
 // checkLagLocked closes s if it lags too far, and reports whether it can
@@ -660,16 +676,45 @@ func (h *Hub) checkLagLocked(s *session) bool {
 	if s.closing {
 		return false
 	}
-	// A session inside a revision (s.part > 0) finishes it first: the
-	// from_rev of "lagged" must be a revision it has every change of.
-	if lag := h.lagLocked(s); lag > h.opts.MaxLag && s.part == 0 {
-		s.closeLaggedLocked(uitoa(lag) + " changes behind, more than max_lag " + uitoa(h.opts.MaxLag))
+	if h.cutLaggingLocked(s) {
 		return false
 	}
 	if len(s.out) > 0 || s.inflight >= s.window {
 		s.wantKick = true
 		return false
 	}
+	return true
+}
+
+// cutLaggingLocked closes s, and reports whether it did, when it has been
+// more than MaxLag changes behind for LagGrace. While it is within grace
+// the loop is woken when the grace runs out, to look again even if
+// nothing else happens then.
+func (h *Hub) cutLaggingLocked(s *session) bool {
+	lag := h.lagLocked(s)
+	if lag <= h.opts.MaxLag {
+		s.lagSince = time.Time{}
+		return false
+	}
+	now := time.Now()
+	if s.lagSince.IsZero() {
+		s.lagSince = now
+	}
+	if end := s.lagSince.Add(h.opts.LagGrace); now.Before(end) {
+		h.wakeBy(end)
+		return false
+	}
+	if s.part > 0 {
+		// Inside a revision it finishes it first: the from_rev of
+		// "lagged" must be a revision it has every change of. The pass
+		// after its window drains looks again.
+		return false
+	}
+	why := uitoa(lag) + " changes behind, more than max_lag " + uitoa(h.opts.MaxLag)
+	if h.opts.LagGrace > 0 {
+		why += " for " + h.opts.LagGrace.String() + " (lag_grace)"
+	}
+	s.closeLaggedLocked(why)
 	return true
 }
 

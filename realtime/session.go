@@ -64,6 +64,9 @@ type session struct {
 	// for a slow client.
 	base     uint64
 	inflight int
+	// lagSince is when the session last went more than MaxLag changes
+	// behind (zero: it is within MaxLag), for Options.LagGrace.
+	lagSince time.Time
 	// lastFrame is when the loop last handed a batch session a frame of
 	// changes from the ring (Options.BatchInterval).
 	lastFrame time.Time

@@ -17,6 +17,7 @@ func realtimeOptions(c configs.WebSocket) realtime.Options {
 		AllowedOrigins:  c.AllowedOrigins,
 		MaxClients:      c.MaxClients,
 		MaxLag:          c.MaxLag,
+		LagGrace:        c.LagGrace,
 		BatchInterval:   c.BatchInterval,
 		RateLimit:       c.RateLimit,
 		RateBurst:       c.RateBurst,
@@ -25,7 +26,7 @@ func realtimeOptions(c configs.WebSocket) realtime.Options {
 }
 
 // socketioOptions maps the websocket.* settings to the Socket.IO door's:
-// the same origins, limits, lag and rate limit; Engine.IO's pings at
+// the same origins, limits, lag (and its grace) and rate limit; Engine.IO's pings at
 // ping_interval.
 func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Authorizer) socketio.Options {
 	return socketio.Options{
@@ -34,6 +35,7 @@ func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Author
 		MaxPayload:    c.MaxMessageBytes,
 		WriteTimeout:  c.WriteTimeout,
 		MaxLag:        c.MaxLag,
+		LagGrace:      c.LagGrace,
 		MaxClients:    c.MaxClients,
 		OriginAllowed: hub.OriginAllowed,
 		OtherClients:  hub.Clients,

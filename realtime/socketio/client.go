@@ -55,9 +55,12 @@ type client struct {
 	gen     uint64
 	pending map[uint64][]string // the client's own writes: what replaces their context_updated
 
-	// lag counts the changes after max(pos, base) for behind. Only the
-	// feed goroutine uses it (feed, behind, step, reset).
-	lag lagCount
+	// lag counts the changes after max(pos, base) for behind, and
+	// lagSince is when the client last went more than MaxLag of them
+	// behind (zero: it is within MaxLag), for LagGrace. Only the feed
+	// goroutine uses them (feed, lagging, behind, step, reset).
+	lag      lagCount
+	lagSince time.Time
 
 	mu         sync.Mutex
 	clientType string
@@ -487,6 +490,12 @@ func (cl *client) matches(ch *ctxd.Change) bool {
 func (cl *client) feed() {
 	s, c := cl.c.srv, cl.c
 	defer s.wg.Done()
+	// graceOver fires when a lagging client's LagGrace runs out: it is
+	// looked at again then, even if nothing else happens.
+	graceTimer := time.NewTimer(time.Hour)
+	graceTimer.Stop()
+	defer graceTimer.Stop()
+	var graceOver <-chan time.Time
 	for {
 		rev, changed := s.st.Committed()
 		if g := s.st.Generation(); g != cl.gen {
@@ -495,8 +504,21 @@ func (cl *client) feed() {
 			}
 			continue
 		}
-		if from := max(cl.pos, cl.base); rev > from && cl.mayLag(rev-from) && cl.lagging(from, rev) {
-			return
+		if from := max(cl.pos, cl.base); rev > from && cl.mayLag(rev-from) {
+			wasLagging := !cl.lagSince.IsZero()
+			if cl.lagging(from, rev) {
+				return
+			}
+			if !wasLagging && !cl.lagSince.IsZero() {
+				graceTimer.Reset(time.Until(cl.lagSince.Add(s.opts.LagGrace)))
+				graceOver = graceTimer.C
+			}
+		} else {
+			cl.lagSince = time.Time{}
+		}
+		if cl.lagSince.IsZero() && graceOver != nil {
+			graceTimer.Stop()
+			graceOver = nil
 		}
 		room := s.opts.Window - c.queued()
 		if rev > cl.pos && room > 0 {
@@ -512,6 +534,8 @@ func (cl *client) feed() {
 		select {
 		case <-changed:
 		case <-space:
+		case <-graceOver:
+			graceOver = nil
 		case <-c.done:
 			return
 		}
@@ -529,10 +553,20 @@ func (cl *client) mayLag(revs uint64) bool {
 }
 
 // lagging disconnects the client ("lagged") when more than MaxLag
-// changes are after from, and reports whether it did.
+// changes have been after its position for LagGrace, and reports whether
+// it did.
 func (cl *client) lagging(from, rev uint64) bool {
 	s := cl.c.srv
-	cut := cl.behind(from, rev) > s.opts.MaxLag
+	cut := false
+	if cl.behind(from, rev) <= s.opts.MaxLag {
+		cl.lagSince = time.Time{}
+	} else {
+		now := time.Now()
+		if cl.lagSince.IsZero() {
+			cl.lagSince = now
+		}
+		cut = !now.Before(cl.lagSince.Add(s.opts.LagGrace))
+	}
 	if cut {
 		cl.lagged(rev)
 	}
@@ -676,9 +710,12 @@ func (cl *client) lagged(rev uint64) {
 	if index > 0 {
 		resume += " and from_index=" + strconv.Itoa(index)
 	}
+	why := "this client fell more than websocket.max_lag (" + strconv.FormatUint(s.opts.MaxLag, 10) + ") changes behind"
+	if s.opts.LagGrace > 0 {
+		why += " for websocket.lag_grace (" + s.opts.LagGrace.String() + ")"
+	}
 	c.send(event(ctxd.TypeError, errorPayload{Code: ctxd.CodeLagged, FromRev: &from, FromIndex: index,
-		Message: "this client fell more than websocket.max_lag (" + strconv.FormatUint(s.opts.MaxLag, 10) +
-			") changes behind: reconnect with " + resume + " to resume without a gap"}), sioDisconnect)
+		Message: why + ": reconnect with " + resume + " to resume without a gap"}), sioDisconnect)
 	c.close("lagged")
 }
 

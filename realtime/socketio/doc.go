@@ -7,8 +7,8 @@
 // Each client follows the store's committed mark with its own position in
 // the log, as /v1/watch's sessions do (realtime/DESIGN.md): every change it
 // matches, in revision order, no gap and no duplicate; a client more than
-// max_lag changes behind gets an "error" event of code "lagged" with the
-// from_rev to resume from, and is disconnected. Phase 1 runs one goroutine
+// max_lag changes behind for lag_grace gets an "error" event of code
+// "lagged" with the from_rev to resume from, and is disconnected. Phase 1 runs one goroutine
 // per client reading the log (the hub shares one read and a ring between
 // its sessions); see README.md "Framework0 clients".
 //

@@ -115,6 +115,7 @@ func TestEtcdSlowClientLagCountReadsEachChangeOnce(t *testing.T) {
 	const maxLag = 100
 	srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(etcdkit.Name(t))), testkit.WithConfig(func(c *configs.Config) {
 		c.WebSocket.MaxLag = maxLag
+		c.WebSocket.LagGrace = 0                    // cut at the first check past max_lag
 		c.WebSocket.PingInterval = 10 * time.Minute // cut for its lag, not for missing pings
 		// One change per revision, as every write here is: the feed then
 		// counts only past max_lag revisions (ChangesPerRevision), which
@@ -205,6 +206,7 @@ func TestEtcdTransactionChangesCountTowardLag(t *testing.T) {
 	const maxLag, perTxn, txns = 50, 20, 6
 	srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(etcdkit.Name(t))), testkit.WithConfig(func(c *configs.Config) {
 		c.WebSocket.MaxLag = maxLag
+		c.WebSocket.LagGrace = 0                    // cut at the first check past max_lag
 		c.WebSocket.PingInterval = 10 * time.Minute // cut for its lag, not for missing pings
 	}))
 	sio := srv.Server().SocketIO()

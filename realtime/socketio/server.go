@@ -34,6 +34,11 @@ type Options struct {
 	// etcd, revisions skip the numbers of other prefixes of the cluster).
 	// Default 10000.
 	MaxLag uint64
+	// LagGrace is how long a client may stay more than MaxLag changes
+	// behind before it is disconnected: one that reads at full speed
+	// drains a burst larger than MaxLag within it. 0, the default here,
+	// disconnects it at once (as realtime.Options.LagGrace).
+	LagGrace time.Duration
 	// MaxClients caps the sessions, counted together with OtherClients.
 	// Default 10000.
 	MaxClients int

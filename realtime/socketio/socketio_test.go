@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
@@ -184,15 +185,24 @@ func TestOrderUnderConcurrentWriters(t *testing.T) {
 }
 
 func TestResumeFromRevAndLagged(t *testing.T) {
-	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.MaxLag = 20 }))
+	const grace = 300 * time.Millisecond
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.WebSocket.MaxLag = 20
+		c.WebSocket.LagGrace = grace
+	}))
 	start := put(t, srv, "x", `0`)
-	// A polling client that stops polling falls behind and is cut.
+	// A polling client that stops polling falls behind and is cut once it
+	// has been more than max_lag behind for lag_grace, though no change
+	// comes after the 200 (negative control: without the feed's timer
+	// for the grace, it is never cut and the Eventually fails).
 	slow := dial(t, srv, sioOpts{noPoll: true})
 	slow.sendPacket("40")
+	wrote := time.Now()
 	for range 200 {
 		put(t, srv, "x", `1`)
 	}
 	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Lagged() == 1 })
+	assert.GreaterOrEqual(t, time.Since(wrote), grace, "cut before its grace ran out")
 	updates, from := slow.untilLagged()
 	var got []uint64
 	for _, u := range updates {
