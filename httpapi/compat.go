@@ -44,17 +44,17 @@ const compatWho = "api_client"
 
 func (s *Server) compatRoutes() {
 	e := s.e
-	e.GET("/ctx", s.compat(s.compatGetQuery))
-	e.POST("/ctx", s.compat(s.compatSet))
-	e.GET("/ctx/all", s.compat(s.compatAll))
-	e.GET("/ctx/history", s.compat(s.compatHistory))
-	e.GET("/ctx/status", s.compat(s.compatStatus))
-	e.POST("/ctx/dump", s.compat(s.compatDump))
-	e.GET("/ctx/dump/list", s.compat(s.compatDumpList))
-	e.GET("/ctx/dump/*", s.compat(s.compatDumpDownload))
+	e.GET("/ctx", s.compatGetQuery)
+	e.POST("/ctx", s.compatSet)
+	e.GET("/ctx/all", s.compatAll)
+	e.GET("/ctx/history", s.compatHistory)
+	e.GET("/ctx/status", s.compatStatus)
+	e.POST("/ctx/dump", s.compatDump)
+	e.GET("/ctx/dump/list", s.compatDumpList)
+	e.GET("/ctx/dump/*", s.compatDumpDownload)
 	// The key is taken from the escaped path, as on the v1 routes.
-	e.GET("/ctx/*", s.compat(s.compatGetPath))
-	e.DELETE("/ctx/*", s.compat(s.compatDelete))
+	e.GET("/ctx/*", s.compatGetPath)
+	e.DELETE("/ctx/*", s.compatDelete)
 }
 
 // compatNS is the namespace of the /ctx API.
@@ -65,27 +65,12 @@ func (s *Server) compatNS() string {
 	return s.cfg.CompatNamespace
 }
 
-// compat answers a /ctx handler's error as Framework0 clients expect it: the
-// status and error object from the one error table, plus "status":"error".
-func (s *Server) compat(h echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		err := h(c)
-		if err == nil {
-			return nil
-		}
-		var he *echo.HTTPError
-		if errors.As(err, &he) || c.Response().Committed {
-			return err
-		}
-		ae, known := toAPIError(err, c)
-		if !known {
-			return err // logged and answered as internal by handleError
-		}
-		return respond(c, ae.status, func(b []byte) []byte {
-			b = appendError(b, &ae)
-			return append(b[:len(b)-1], `,"status":"error"}`...)
-		})
-	}
+// isCompat reports whether the request is one of Framework0's /ctx routes,
+// whose errors carry Framework0's "status":"error" beside the error object
+// (handleError): every one, from a handler, the gate or the router.
+func isCompat(c echo.Context) bool {
+	p := c.Request().URL.Path
+	return p == "/ctx" || strings.HasPrefix(p, "/ctx/")
 }
 
 // compatKeyPath reads the key from the escaped path after "/ctx/".

@@ -572,3 +572,24 @@ func TestDumpsDisabled(t *testing.T) {
 	r := e.do(http.MethodGet, "/v1/ns/default/export", "")
 	assert.Equal(t, http.StatusOK, r.status, "exports need no dump folder")
 }
+
+// Every error of a /ctx route carries Framework0's "status":"error", from
+// the router (405) and the body limit as from the handlers; the v1 routes'
+// errors do not. (The router's 405 and the body limit's 413 went out
+// without it: the compat handlers added it to their own errors only.)
+func TestCompatErrorsFromTheRouterAndLimits(t *testing.T) {
+	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxBodyBytes: 64}})
+	rev := e.revision()
+	for _, r := range []struct{ method, path string }{
+		{http.MethodPut, "/ctx/w1"}, {http.MethodPost, "/ctx/status"}, {http.MethodPut, "/ctx"},
+		{http.MethodPost, "/ctx/history"},
+	} {
+		requireCtxError(t, e.do(r.method, r.path, `1`), http.StatusMethodNotAllowed, "method_not_allowed")
+	}
+	big := `{"key":"a","value":"` + strings.Repeat("x", 100) + `"}`
+	requireCtxError(t, e.do(http.MethodPost, "/ctx", big, "Content-Type", "application/json"), http.StatusRequestEntityTooLarge, "too_large")
+	assert.Equal(t, rev, e.revision(), "the refused requests wrote nothing")
+
+	v1 := requireErrorAnswer[ctxError](t, e.do(http.MethodPost, "/v1/status", ``), http.StatusMethodNotAllowed, "method_not_allowed")
+	assert.Empty(t, v1.Status, "a v1 error has no Framework0 status")
+}

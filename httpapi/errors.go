@@ -238,7 +238,8 @@ func appendError(b []byte, ae *apiError) []byte {
 }
 
 // handleError is the Echo HTTPErrorHandler: every error, from a handler,
-// middleware or the router, is answered in the JSON error format.
+// middleware or the router, is answered in the JSON error format, with
+// Framework0's "status":"error" beside it on the /ctx routes.
 func (s *Server) handleError(err error, c echo.Context) {
 	res := c.Response()
 	ae, known := toAPIError(err, c)
@@ -252,7 +253,14 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if res.Committed {
 		return
 	}
-	if err := respond(c, ae.status, func(b []byte) []byte { return appendError(b, &ae) }); err != nil {
+	compat := isCompat(c)
+	if err := respond(c, ae.status, func(b []byte) []byte {
+		b = appendError(b, &ae)
+		if compat {
+			b = append(b[:len(b)-1], `,"status":"error"}`...)
+		}
+		return b
+	}); err != nil {
 		s.log.Debug().Err(err).Msg("write error response")
 	}
 }

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"io"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -34,13 +33,13 @@ func newGate(s *Server) *gate {
 }
 
 // check runs before the handler. done reports that the handler must not
-// run: the request was answered here (a CORS preflight, a refusal of a /ctx
-// route), or err is the refusal to answer.
+// run: the request was answered here (a CORS preflight), or err is the
+// refusal, for the error handler to answer.
 func (g *gate) check(c echo.Context) (done bool, err error) {
 	g.s.requireUTF8Body(c) // utf8body.go
 	if g.cors != nil {
 		if done, err := g.cors.apply(c); done || err != nil {
-			return g.refuse(c, err)
+			return true, err
 		}
 	}
 	if g.access == nil && g.limiter == nil {
@@ -56,17 +55,17 @@ func (g *gate) check(c echo.Context) (done bool, err error) {
 	}
 	if g.limiter != nil && !exemptFromLimit(c) {
 		if err := g.limiter.allow(c, t); err != nil {
-			return g.refuse(c, err)
+			return true, err
 		}
 	}
 	if g.access == nil || r.public {
 		return false, nil
 	}
 	if authErr != nil {
-		return g.refuse(c, authErr)
+		return true, authErr
 	}
 	if err := g.authorize(c, r, t); err != nil {
-		return g.refuse(c, err)
+		return true, err
 	}
 	if t != nil {
 		c.SetRequest(c.Request().WithContext(auth.NewContext(c.Request().Context(), t)))
@@ -78,19 +77,6 @@ func (g *gate) check(c echo.Context) (done bool, err error) {
 func exemptFromLimit(c echo.Context) bool {
 	p := c.Path()
 	return p == "/healthz" || p == "/readyz"
-}
-
-// refuse ends a request at the gate. A /ctx route's refusal is answered
-// here as the compat handlers answer errors (with Framework0's
-// "status":"error"); the others are returned for the error handler.
-func (g *gate) refuse(c echo.Context, err error) (bool, error) {
-	if err == nil {
-		return true, nil
-	}
-	if p := c.Path(); p == "/ctx" || strings.HasPrefix(p, "/ctx/") {
-		return true, g.s.compat(func(echo.Context) error { return err })(c)
-	}
-	return true, err
 }
 
 // peekBody reads the request body (within the body limit) for an access
