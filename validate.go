@@ -79,10 +79,66 @@ func (l Limits) CanonicalValue(value []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkSurrogates(value); err != nil {
+		return nil, err
+	}
 	if len(value) > l.MaxValueBytes {
 		return nil, TooLargef("value is %d bytes, at most %d allowed", len(value), l.MaxValueBytes)
 	}
 	return value, nil
+}
+
+// checkSurrogates refuses a string of v, valid JSON, that escapes half of
+// a UTF-16 surrogate pair alone ("\ud800"): JSON's grammar allows it, but
+// it names no Unicode character (RFC 8259 section 8.2; I-JSON, RFC 7493,
+// forbids it). Stored, it broke every reader that decodes strings: jq
+// refused GET /ctx/all whole, and CSV and TXT dumps wrote U+FFFD, so the
+// value was not the same in every answer and dump.
+func checkSurrogates(v []byte) error {
+	lone := func(at int) error {
+		return Invalidf("value has a lone surrogate %s in a string: it is not a Unicode character", v[at:at+6])
+	}
+	// In valid JSON a backslash is always inside a string and starts an
+	// escape: each is looked at once, the character it escapes skipped.
+	for i := bytes.IndexByte(v, '\\'); i >= 0; {
+		if v[i+1] == 'u' {
+			switch r := hex4(v[i+2 : i+6]); {
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return lone(i)
+			case r >= 0xD800 && r <= 0xDBFF:
+				if len(v) < i+12 || v[i+6] != '\\' || v[i+7] != 'u' {
+					return lone(i)
+				}
+				if low := hex4(v[i+8 : i+12]); low < 0xDC00 || low > 0xDFFF {
+					return lone(i)
+				}
+				i += 6 // the pair's second half
+			}
+		}
+		next := bytes.IndexByte(v[i+2:], '\\')
+		if next < 0 {
+			break
+		}
+		i += 2 + next
+	}
+	return nil
+}
+
+// hex4 is the value of 4 hex digits (valid JSON's \u escape has them).
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
 }
 
 // CompactJSON returns v, one JSON value, without the whitespace outside

@@ -183,6 +183,7 @@ func TestCompatSet(t *testing.T) {
 		{"who not a string", `{"key":"a","value":1,"who":5}`},
 		{"control character in key", `{"key":"a\u0001b","value":1}`},
 		{"two objects", `{"key":"a","value":1} {"key":"b","value":2}`},
+		{"lone surrogate in the value", `{"key":"a","value":"\ud800"}`},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

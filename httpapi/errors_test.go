@@ -38,6 +38,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"not JSON at all", http.MethodPut, okKey, `hello`, nil, 400, "bad_request"},
 		{"two JSON values", http.MethodPut, okKey, `1 2`, nil, 400, "bad_request"},
 		{"empty body", http.MethodPut, okKey, ``, nil, 400, "bad_request"},
+		{"lone surrogate in a string", http.MethodPut, okKey, `{"a":"\ud800"}`, nil, 400, "bad_request"},
 		{"value over the store limit", http.MethodPut, okKey, `"` + strings.Repeat("v", 100) + `"`, nil, 413, "too_large"},
 		{"body over the body limit", http.MethodPut, okKey, `"` + strings.Repeat("v", 2000) + `"`, nil, 413, "too_large"},
 
@@ -101,6 +102,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"txn control char in key", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a\u0001","value":1}]}`, nil, 400, "bad_request"},
 		{"txn negative if_version", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1,"if_version":-1}]}`, nil, 400, "bad_request"},
 		{"txn duplicate key", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1},{"op":"delete","key":"a"}]}`, nil, 400, "bad_request"},
+		{"txn lone surrogate in a value", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":"\udc00"}]}`, nil, 400, "bad_request"},
 		{"txn trailing data", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1}]} {}`, nil, 400, "bad_request"},
 		{"txn value over the store limit", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":"` + strings.Repeat("v", 100) + `"}]}`, nil, 413, "too_large"},
 		{"txn too many ops", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1},{"op":"put","key":"b","value":1},{"op":"put","key":"c","value":1},{"op":"put","key":"d","value":1},{"op":"put","key":"e","value":1}]}`, nil, 413, "too_large"},
