@@ -108,7 +108,7 @@ func TestCLIAgainstServer(t *testing.T) {
 	assert.Equal(t, 4, r.code, r.stderr)
 	assert.Equal(t, "", r.stdout)
 	assert.Equal(t, 4, cli(t, env, "", "del", "n").code)
-	assert.Contains(t, run(t, "", "history", "n"), "delete")
+	assert.Regexp(t, `(?m)^\d+\s+delete\s+2\s+.*\(deleted\)$`, run(t, "", "history", "n"), "a delete's VALUE, as del and watch print it")
 
 	// Namespaces.
 	run(t, "", "put", "-n", "team", "k", "v")

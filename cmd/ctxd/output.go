@@ -121,16 +121,9 @@ func (c *common) printHistory(page client.HistoryPage) error {
 	page.Changes = orEmpty(page.Changes)
 	err := printAs(c, page, page.Changes, func(ch client.Change) string { return valueText(ch.Value) },
 		"REVISION\tOP\tVERSION\tWHO\tTIME\tVALUE", func(ch client.Change) string {
-			value := cell(ch.Value)
-			if ch.Op == ctxd.OpDelete {
-				value = "-"
-				if ch.Expired {
-					value = "(expired)"
-				}
-			}
 			return strings.Join([]string{
 				strconv.FormatUint(ch.Revision, 10), ch.Op.String(), strconv.FormatUint(ch.Version, 10),
-				ch.Who, timeText(ch.Time), value,
+				ch.Who, timeText(ch.Time), changeCell(ch.Value, ch.Op == ctxd.OpDelete, ch.Expired),
 			}, "\t")
 		})
 	if err != nil || c.output == outJSON {
@@ -210,6 +203,19 @@ func valueText(v json.RawMessage) string {
 }
 
 // cell is a value as a table shows it: compact JSON on one line, cut short.
+// changeCell is the VALUE cell of a change, as history and watch print
+// it: "(deleted)", or "(expired)" for a delete by its deadline, as del
+// prints a deleted key.
+func changeCell(v json.RawMessage, deleted, expired bool) string {
+	switch {
+	case deleted && expired:
+		return "(expired)"
+	case deleted:
+		return "(deleted)"
+	}
+	return cell(v)
+}
+
 func cell(v json.RawMessage) string {
 	if len(v) == 0 {
 		return "null"

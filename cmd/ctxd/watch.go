@@ -129,15 +129,8 @@ func (c *common) watchPrinter() (func(client.WatchEvent) error, func(uint64)) {
 			_, err := fmt.Fprintf(c.out(), "-- reset: the database was restored; changes continue after revision %d\n", ev.Rev)
 			return err
 		}
-		value := cell(ev.Value)
-		if ev.Op == "delete" {
-			value = "(deleted)"
-			if ev.Expired {
-				value = "(expired)"
-			}
-		}
 		_, err := fmt.Fprintf(c.out(), watchRow, strconv.FormatUint(ev.Rev, 10), ev.Namespace, ev.Key, ev.Op,
-			strconv.FormatUint(ev.Version, 10), ev.Who, timeText(ev.Timestamp), value)
+			strconv.FormatUint(ev.Version, 10), ev.Who, timeText(ev.Timestamp), changeCell(ev.Value, ev.Op == "delete", ev.Expired))
 		return err
 	}, connected
 }
