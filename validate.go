@@ -79,7 +79,7 @@ func (l Limits) CanonicalValue(value []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSurrogates(value); err != nil {
+	if err := CheckSurrogates(value); err != nil {
 		return nil, err
 	}
 	if len(value) > l.MaxValueBytes {
@@ -88,57 +88,119 @@ func (l Limits) CanonicalValue(value []byte) ([]byte, error) {
 	return value, nil
 }
 
-// checkSurrogates refuses a string of v, valid JSON, that escapes half of
-// a UTF-16 surrogate pair alone ("\ud800"): JSON's grammar allows it, but
-// it names no Unicode character (RFC 8259 section 8.2; I-JSON, RFC 7493,
-// forbids it). Stored, it broke every reader that decodes strings: jq
-// refused GET /ctx/all whole, and CSV and TXT dumps wrote U+FFFD, so the
-// value was not the same in every answer and dump.
-func checkSurrogates(v []byte) error {
-	lone := func(at int) error {
-		return Invalidf("value has a lone surrogate %s in a string: it is not a Unicode character", v[at:at+6])
+// CheckSurrogates refuses JSON text with a string that escapes half of a
+// UTF-16 surrogate pair alone ("\ud800"), as SurrogateCheck does.
+func CheckSurrogates(text []byte) error {
+	var c SurrogateCheck
+	if err := c.Write(text); err != nil {
+		return err
 	}
-	// In valid JSON a backslash is always inside a string and starts an
-	// escape: each is looked at once, the character it escapes skipped.
-	for i := bytes.IndexByte(v, '\\'); i >= 0; {
-		if v[i+1] == 'u' {
-			switch r := hex4(v[i+2 : i+6]); {
-			case r >= 0xDC00 && r <= 0xDFFF:
-				return lone(i)
-			case r >= 0xD800 && r <= 0xDBFF:
-				if len(v) < i+12 || v[i+6] != '\\' || v[i+7] != 'u' {
-					return lone(i)
-				}
-				if low := hex4(v[i+8 : i+12]); low < 0xDC00 || low > 0xDFFF {
-					return lone(i)
-				}
-				i += 6 // the pair's second half
+	return c.End()
+}
+
+// SurrogateCheck finds, in JSON text given to Write in pieces, a string
+// escape of half a UTF-16 surrogate pair alone ("\ud800", or a high half
+// not followed by a low one). JSON's grammar allows it, but it names no
+// Unicode character (RFC 8259 section 8.2; I-JSON, RFC 7493, forbids it),
+// and readers differ on it: encoding/json decodes it as U+FFFD, so that a
+// key sent as "\ud800" would be stored under a name the client never
+// sent; stored in a value it broke jq on GET /ctx/all, and CSV and TXT
+// dumps wrote U+FFFD. The zero value is ready; text that is not JSON may
+// pass or fail, to be refused by its decoder.
+type SurrogateCheck struct {
+	state  uint8 // one of the surrogate* states
+	digits int   // hex digits read of the escape being read
+	r      rune  // its value so far
+	high   rune  // the high half waiting for its low half
+}
+
+const (
+	surrogateText    = iota // outside any escape
+	surrogateEscape         // after a backslash
+	surrogateHex            // in the hex digits of a \u escape
+	surrogateWantEsc        // after a high half: a backslash must follow
+	surrogateWantU          // after its backslash: a u must follow
+	surrogateLowHex         // in the hex digits of the escape after a high half
+)
+
+// Write checks the next piece of the text.
+func (c *SurrogateCheck) Write(p []byte) error {
+	for i := 0; i < len(p); i++ {
+		b := p[i]
+		switch c.state {
+		case surrogateText:
+			// In valid JSON a backslash is always in a string and starts an
+			// escape: skip to the next one.
+			j := bytes.IndexByte(p[i:], '\\')
+			if j < 0 {
+				return nil
 			}
+			i += j
+			c.state = surrogateEscape
+		case surrogateEscape:
+			c.state = surrogateText // the escaped character
+			if b == 'u' {
+				c.state, c.digits, c.r = surrogateHex, 0, 0
+			}
+		case surrogateHex, surrogateLowHex:
+			c.r = c.r<<4 | hexDigit(b)
+			if c.digits++; c.digits < 4 {
+				continue
+			}
+			if c.state == surrogateLowHex {
+				if c.r < 0xDC00 || c.r > 0xDFFF {
+					return loneSurrogate(c.high)
+				}
+				c.state = surrogateText
+				continue
+			}
+			switch {
+			case c.r >= 0xDC00 && c.r <= 0xDFFF:
+				return loneSurrogate(c.r)
+			case c.r >= 0xD800 && c.r <= 0xDBFF:
+				c.state, c.high = surrogateWantEsc, c.r
+			default:
+				c.state = surrogateText
+			}
+		case surrogateWantEsc:
+			if b != '\\' {
+				return loneSurrogate(c.high)
+			}
+			c.state = surrogateWantU
+		case surrogateWantU:
+			if b != 'u' {
+				return loneSurrogate(c.high)
+			}
+			c.state, c.digits, c.r = surrogateLowHex, 0, 0
 		}
-		next := bytes.IndexByte(v[i+2:], '\\')
-		if next < 0 {
-			break
-		}
-		i += 2 + next
 	}
 	return nil
 }
 
-// hex4 is the value of 4 hex digits (valid JSON's \u escape has them).
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		}
+// End reports a high half that the text ended after.
+func (c *SurrogateCheck) End() error {
+	if c.state >= surrogateWantEsc {
+		return loneSurrogate(c.high)
 	}
-	return r
+	return nil
+}
+
+func loneSurrogate(r rune) error {
+	return Invalidf("a string escapes a lone surrogate \\u%04x: it is not a Unicode character (escape a pair, or send the character as UTF-8)", r)
+}
+
+// hexDigit is the value of a hex digit (0 for anything else: text that is
+// not JSON is refused by its decoder).
+func hexDigit(c byte) rune {
+	switch {
+	case c >= '0' && c <= '9':
+		return rune(c - '0')
+	case c >= 'a' && c <= 'f':
+		return rune(c - 'a' + 10)
+	case c >= 'A' && c <= 'F':
+		return rune(c - 'A' + 10)
+	}
+	return 0
 }
 
 // CompactJSON returns v, one JSON value, without the whitespace outside

@@ -9,11 +9,22 @@ import (
 	"github.com/framework0/ctxd"
 )
 
-// A value's strings must name Unicode characters: a surrogate pair's
+// JSON text's strings must name Unicode characters: a surrogate pair's
 // escapes are one character, half of one alone is refused (anywhere: a
 // string, a member name, after other escapes), and what only looks like
-// an escape (an escaped backslash before "ud800") is text.
-func TestCanonicalValueRefusesLoneSurrogates(t *testing.T) {
+// an escape (an escaped backslash before "ud800") is text. The same
+// verdict whole (a value, CanonicalValue) and in pieces cut anywhere (a
+// request body as it is read, SurrogateCheck).
+func TestLoneSurrogatesAreRefused(t *testing.T) {
+	pieces := func(v string, cut int) error {
+		var c ctxd.SurrogateCheck
+		for _, p := range []string{v[:cut], v[cut:]} {
+			if err := c.Write([]byte(p)); err != nil {
+				return err
+			}
+		}
+		return c.End()
+	}
 	for _, v := range []string{
 		`"\ud83c\udf89"`, `"\uD83C\uDF89"`, `{"\ud83c\udf89":[1,"\u00e9"]}`, `"\\ud800"`, `"\\\ud83c\udf89"`,
 		`"a\"\\\/\b\f\n\r\t\u0000z"`, `"é🎉"`, `1`, `null`, `"\\"`,
@@ -21,6 +32,9 @@ func TestCanonicalValueRefusesLoneSurrogates(t *testing.T) {
 		got, err := ctxd.DefaultLimits.CanonicalValue([]byte(v))
 		require.NoError(t, err, "%s", v)
 		assert.Equal(t, v, string(got))
+		for cut := range len(v) + 1 {
+			require.NoError(t, pieces(v, cut), "%s cut at %d", v, cut)
+		}
 	}
 	for _, v := range []string{
 		`"\ud800"`, `"\udc00"`, `"\uDBFF"`, `"x\udfffy"`, `"\ud800\u0041"`, `"\ud800\ud800"`, `"\ud800\n"`,
@@ -29,5 +43,10 @@ func TestCanonicalValueRefusesLoneSurrogates(t *testing.T) {
 		_, err := ctxd.DefaultLimits.CanonicalValue([]byte(v))
 		require.ErrorIs(t, err, ctxd.ErrInvalid, "%s", v)
 		assert.Contains(t, err.Error(), "lone surrogate", "%s", v)
+		for cut := range len(v) + 1 {
+			require.ErrorIs(t, pieces(v, cut), ctxd.ErrInvalid, "%s cut at %d", v, cut)
+		}
 	}
+	// A body that ends after a high half (not JSON either).
+	assert.ErrorIs(t, ctxd.CheckSurrogates([]byte(`"\ud800`)), ctxd.ErrInvalid)
 }

@@ -184,6 +184,7 @@ func TestCompatSet(t *testing.T) {
 		{"control character in key", `{"key":"a\u0001b","value":1}`},
 		{"two objects", `{"key":"a","value":1} {"key":"b","value":2}`},
 		{"lone surrogate in the value", `{"key":"a","value":"\ud800"}`},
+		{"lone surrogate in the key", `{"key":"a\udc00","value":1}`},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

@@ -102,6 +102,8 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"txn control char in key", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a\u0001","value":1}]}`, nil, 400, "bad_request"},
 		{"txn negative if_version", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1,"if_version":-1}]}`, nil, 400, "bad_request"},
 		{"txn duplicate key", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1},{"op":"delete","key":"a"}]}`, nil, 400, "bad_request"},
+		{"txn lone surrogate in a key", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a\ud800","value":1}]}`, nil, 400, "bad_request"},
+		{"txn lone surrogate in who", http.MethodPost, "/v1/txn", `{"who":"\udfff","ops":[{"op":"put","key":"a","value":1}]}`, nil, 400, "bad_request"},
 		{"txn lone surrogate in a value", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":"\udc00"}]}`, nil, 400, "bad_request"},
 		{"txn trailing data", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1}]} {}`, nil, 400, "bad_request"},
 		{"txn value over the store limit", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":"` + strings.Repeat("v", 100) + `"}]}`, nil, 413, "too_large"},

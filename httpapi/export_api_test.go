@@ -239,6 +239,7 @@ func TestImportRoute(t *testing.T) {
 			{"duplicate key", "bad", `{"context":{"a":1,"a":2}}`, 400, "bad_request"},
 			{"empty key", "bad", `{"context":{"a":1,"":2}}`, 400, "bad_request"},
 			{"control character in key", "bad", `{"context":{"a":1,"b\u0001":2}}`, 400, "bad_request"},
+			{"lone surrogate in a key", "bad", `{"context":{"a":1,"b\ud800":2}}`, 400, "bad_request"},
 			{"bad namespace", "bad%20ns", `{"context":{"a":1}}`, 400, "bad_request"},
 			{"empty body", "bad", ``, 400, "bad_request"},
 		}

@@ -7,13 +7,17 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/framework0/ctxd"
 )
 
 // Request bodies are JSON text, which must be UTF-8 (RFC 8259), except a
 // snapshot upload (a database file). encoding/json would quietly turn the
 // invalid bytes of a string into U+FFFD, so that a key sent as "\xff" would
 // be stored as "\uFFFD", a key the client never named: such a body is
-// refused with 400 instead, before anything is decoded.
+// refused with 400 instead, before anything is decoded. So is a string
+// that escapes a lone surrogate ("\ud800"), which encoding/json decodes
+// the same way (ctxd.SurrogateCheck).
 
 // errNotUTF8 is the read error of a body that is not valid UTF-8.
 var errNotUTF8 = errors.New("the request body is not valid UTF-8 (JSON text must be UTF-8)")
@@ -42,6 +46,7 @@ type utf8Reader struct {
 	off     int
 	partial []byte // the start of a sequence cut by the last read
 	err     error  // returned once buf is drained
+	escapes ctxd.SurrogateCheck
 }
 
 func (u *utf8Reader) Read(p []byte) (int, error) {
@@ -81,11 +86,17 @@ func (u *utf8Reader) fill() {
 		u.err = errNotUTF8
 		return
 	}
+	if e := u.escapes.Write(chunk[:end]); e != nil {
+		u.err = e
+		return
+	}
 	u.partial = append(u.partial[:0], chunk[end:n]...)
 	u.buf = chunk[:end]
 	if err != nil {
 		if len(u.partial) > 0 && errors.Is(err, io.EOF) {
 			err = errNotUTF8
+		} else if e := u.escapes.End(); e != nil && errors.Is(err, io.EOF) {
+			err = e
 		}
 		u.err = err
 	}

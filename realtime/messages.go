@@ -31,6 +31,12 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 			" bytes, more than websocket.max_message_bytes ("+strconv.FormatInt(h.opts.MaxMessageBytes, 10)+")"))
 		return
 	}
+	if err := ctxd.CheckSurrogates(data); err != nil {
+		// encoding/json would decode it as U+FFFD: a key the client never
+		// named.
+		s.send(errorFrame(recoverID(data), ctxd.CodeBadRequest, "message: "+err.Error()))
+		return
+	}
 	var m inMessage
 	if err := json.Unmarshal(data, &m); err != nil {
 		s.send(errorFrame(recoverID(data), ctxd.CodeBadRequest, "message is not a valid JSON object: "+err.Error()))

@@ -66,7 +66,8 @@ func TestContextSet(t *testing.T) {
 	w.SendJSON(map[string]any{"type": "context_set", "key": "new", "value": 1, "if_version": 0})
 	assert.Equal(t, uint64(1), w.Expect(ctxd.TypeContextSetConfirmed).Version)
 
-	// Validation: as REST.
+	// Validation: as REST. A refused message writes nothing.
+	rev := ts.st.Revision()
 	for _, tc := range []struct {
 		msg  string
 		code string
@@ -75,6 +76,8 @@ func TestContextSet(t *testing.T) {
 		{`{"type":"context_set","key":"k"}`, "bad_request"},
 		{`{"type":"context_set","key":"k","value":1,"ns":"bad ns"}`, "bad_request"},
 		{`{"type":"context_set","key":"a\u0001b","value":1}`, "bad_request"},
+		{`{"type":"context_set","key":"a\ud800","value":1}`, "bad_request"}, // not stored as "a\ufffd"
+		{`{"type":"context_set","key":"k","value":"\udc00"}`, "bad_request"},
 		{`{"type":"context_set","key":"` + strings.Repeat("k", 1025) + `","value":1}`, "too_large"},
 		{`{"type":"context_set","key":"k","value":1,"ns":["a","b"]}`, "bad_request"},
 	} {
@@ -83,6 +86,7 @@ func TestContextSet(t *testing.T) {
 		assert.Equal(t, tc.code, m.Code, tc.msg)
 		assert.NotEmpty(t, m.Message)
 	}
+	assert.Equal(t, rev, ts.st.Revision(), "the refused messages wrote nothing")
 
 	// The registered name is the default who.
 	w.SendJSON(map[string]any{"type": "client_register", "client_type": "dashboard", "name": "ops-board"})

@@ -193,6 +193,10 @@ func (s *Server) handleMessage(c *conn, p string) {
 		if cl == nil {
 			return
 		}
+		if err := ctxd.CheckSurrogates([]byte(data)); err != nil {
+			c.sendError(ctxd.CodeBadRequest, "the event: "+err.Error())
+			return
+		}
 		var args []json.RawMessage
 		if err := json.Unmarshal([]byte(data), &args); err != nil || len(args) == 0 {
 			c.sendError(ctxd.CodeBadRequest, "an event is a JSON array [name, data]")
@@ -223,6 +227,10 @@ func (s *Server) handleMessage(c *conn, p string) {
 func (s *Server) connect(c *conn, data string) {
 	var o connectOptions
 	if strings.TrimSpace(data) != "" {
+		if err := ctxd.CheckSurrogates([]byte(data)); err != nil {
+			s.connectError(c, ctxd.CodeBadRequest, "the auth payload: "+err.Error())
+			return
+		}
 		if err := json.Unmarshal([]byte(data), &o); err != nil {
 			s.connectError(c, ctxd.CodeBadRequest, "the auth payload must be a JSON object: "+err.Error())
 			return

@@ -2,6 +2,7 @@ package socketio_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -27,4 +28,29 @@ func TestJSONPAndBinaryRefused(t *testing.T) {
 	assert.Contains(t, e.Data["message"], "binary")
 	c.emit("client_register", map[string]any{"type": "agent", "name": "after"})
 	assert.Equal(t, "after", c.waitEvent("registration_confirmed").Data["name"], "still connected")
+}
+
+// A string that escapes a lone surrogate is refused wherever it is, in an
+// event or in the CONNECT's auth payload, and writes nothing: decoded, a
+// key "a\ud800" would have been stored as "a\ufffd".
+func TestLoneSurrogateRefused(t *testing.T) {
+	srv := testkit.StartServer(t)
+	rev := srv.Backend().Revision()
+	c := dial(t, srv, sioOpts{websocket: true})
+	connected(t, c, nil)
+	for _, p := range []string{`42["context_set",{"key":"a\ud800","value":1}]`, `42["context_set",{"key":"k","value":"\udc00"}]`} {
+		c.sendPacket(p)
+		e := c.waitEvent("error")
+		assert.Equal(t, ctxd.CodeBadRequest, e.Data["code"], p)
+		assert.Contains(t, e.Data["message"], "lone surrogate", p)
+	}
+	c.emit("client_register", map[string]any{"type": "agent", "name": "after"})
+	assert.Equal(t, "after", c.waitEvent("registration_confirmed").Data["name"], "still connected")
+	assert.Equal(t, rev, srv.Backend().Revision(), "nothing written")
+
+	bad := dial(t, srv, sioOpts{websocket: true})
+	bad.sendPacket(`40{"ns":"default","prefix":"p\udc00"}`)
+	ans := bad.next()
+	assert.True(t, strings.HasPrefix(ans, "4{"), "a CONNECT_ERROR: %s", ans)
+	assert.Contains(t, ans, "lone surrogate")
 }
