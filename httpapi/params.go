@@ -205,6 +205,20 @@ func readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
+// bodyReader passes a request body through, turning a failed read (a body
+// cut short, over its limit, not UTF-8) into the API error bodyError makes
+// of it, for a handler that streams the body into a store call: the
+// store's error then answers 4xx, not 500.
+type bodyReader struct{ r io.Reader }
+
+func (b bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = bodyError(err)
+	}
+	return n, err
+}
+
 // oversized maps a failed read of a body over its limit (anywhere in err's
 // chain) to 413 too_large, and leaves any other error alone.
 func oversized(err error) error {

@@ -95,9 +95,9 @@ func (s *Server) uploadSnapshot(c echo.Context) error {
 	if ct := req.Header.Get(echo.HeaderContentType); ct != "" && ct != echo.MIMEOctetStream {
 		return badRequest("send the snapshot file as the raw body with Content-Type: application/octet-stream")
 	}
-	meta, err := s.cfg.Snapshots.Upload(req.Context(), req.Body, req.Header.Get(headerSHA256))
+	meta, err := s.cfg.Snapshots.Upload(req.Context(), bodyReader{req.Body}, req.Header.Get(headerSHA256))
 	if err != nil {
-		return oversized(err)
+		return err
 	}
 	s.log.Info().Str("id", meta.ID).Uint64("revision", meta.Revision).Int64("bytes", meta.Size).Msg("snapshot uploaded")
 	return sendJSON(c, http.StatusCreated, meta)

@@ -1,11 +1,15 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -192,4 +196,33 @@ func mustGet(t *testing.T, e *env, key string) json.RawMessage {
 	r := e.do(http.MethodGet, keyPath("default", key), "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	return decode[ctxd.Record](t, r).Value
+}
+
+// An upload whose body ends before its Content-Length (the client went
+// away mid-upload) is answered 400 and stores nothing; it was 500
+// internal, the store's "unexpected EOF".
+func TestUploadCutShort(t *testing.T) {
+	e, m := newSnapshotEnv(t)
+	e.put("k", `1`)
+	meta, err := m.Create(bg, "api")
+	require.NoError(t, err)
+	file, err := os.ReadFile(filepath.Join(m.Dir(), meta.ID+".db"))
+	require.NoError(t, err)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "POST /v1/snapshots/upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", len(file))
+	require.NoError(t, err)
+	_, err = conn.Write(file[:len(file)/2])
+	require.NoError(t, err)
+	require.NoError(t, conn.(*net.TCPConn).CloseWrite())
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	requireError(t, response{status: res.StatusCode, header: res.Header, body: body}, http.StatusBadRequest, "bad_request")
+	list, err := m.List()
+	require.NoError(t, err)
+	assert.Len(t, list, 1, "nothing stored")
 }
