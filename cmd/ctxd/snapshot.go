@@ -141,9 +141,32 @@ func (a *app) snapshotRmCmd() *cobra.Command {
 }
 
 func (a *app) snapshotUploadCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "upload FILE", Short: "Send a snapshot file to the server, which verifies and keeps it", Args: exactArgs("FILE")}
+	var sum string
+	cmd := &cobra.Command{
+		Use:   "upload FILE",
+		Short: "Send a snapshot file to the server, which verifies and keeps it",
+		Long: `Send a snapshot file to the server, which verifies every page and record
+before it keeps it. The file's sha256 is checked first, here, against
+--sha256 and against the metadata file beside it (FILE without .db + .json,
+as 'ctxd snapshot get' writes it) when there is one: a file damaged since
+(even inside a value's text, which no structural check can see) is refused
+before it is sent.`,
+		Example: "  ctxd snapshot upload backup.db\n  ctxd snapshot upload backup.db --sha256 9f2c...",
+		Args:    exactArgs("FILE"),
+	}
+	cmd.Flags().StringVar(&sum, "sha256", "", "the file's expected sha256 (`hex`, as 'ctxd snapshot ls -o json' shows it)")
 	c := a.clientFlags(cmd, outTable, false)
 	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		if sum != "" && !isSHA256(sum) {
+			return usagef("--sha256: want 64 hexadecimal digits, got %q", sum)
+		}
+		checked, err := snapshots.CheckFile(args[0], sum)
+		if err != nil {
+			return err
+		}
+		if checked == 0 {
+			fmt.Fprintf(a.stderr, "sha256 not checked: no --sha256 and no %s beside the file (the server checks pages and records)\n", snapshots.MetaPath(args[0]))
+		}
 		stop := a.spinner("uploading " + args[0])
 		meta, err := cl.UploadSnapshot(ctx, args[0])
 		stop()

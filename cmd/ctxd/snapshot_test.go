@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/store/snapshots"
 )
 
 // fill writes keys k00000..k(n-1) with a ~1 KB value tagged tag, in
@@ -103,6 +105,26 @@ func TestSnapshotCommands(t *testing.T) {
 	r = cli(t, env, "", "snapshot", "upload", bad)
 	assert.Equal(t, 1, r.code, r.stdout)
 	assert.Contains(t, r.stderr, "bad_snapshot")
+	assert.Contains(t, r.stderr, "sha256 not checked", "no metadata beside it: said so")
+
+	// A value changed inside its text is still valid JSON, which no check
+	// of the file's structure can tell: the sha256 recorded beside the
+	// file (by snapshot get) does, and the upload is refused before it is
+	// sent. (It was uploaded, and a restore served the changed value.)
+	damaged := filepath.Join(t.TempDir(), "damaged.db")
+	good := readFile(t, file)
+	require.Contains(t, string(good), `"tag":"A"`)
+	require.NoError(t, os.WriteFile(damaged, bytes.Replace(good, []byte(`"tag":"A"`), []byte(`"tag":"Z"`), 1), 0o600))
+	require.NoError(t, os.WriteFile(snapshots.MetaPath(damaged), readFile(t, snapshots.MetaPath(file)), 0o600))
+	before := cli(t, env, "", "snapshot", "ls", "-o", "json").stdout
+	r = cli(t, env, "", "snapshot", "upload", damaged)
+	assert.Equal(t, 1, r.code, r.stdout)
+	assert.Contains(t, r.stderr, "sha256")
+	r = cli(t, env, "", "snapshot", "upload", file, "--sha256", strings.Repeat("0", 64))
+	assert.Equal(t, 1, r.code, r.stdout)
+	assert.Contains(t, r.stderr, "was given")
+	assert.Equal(t, 2, cli(t, env, "", "snapshot", "upload", file, "--sha256", "xyz").code, "a malformed --sha256 is a usage error")
+	assert.Equal(t, before, cli(t, env, "", "snapshot", "ls", "-o", "json").stdout, "nothing uploaded")
 
 	r = cli(t, env, "", "defrag")
 	require.Equal(t, 0, r.code, r.stderr)

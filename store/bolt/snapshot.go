@@ -3,11 +3,13 @@ package bolt
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
+	"unicode/utf8"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -173,7 +175,7 @@ func (s *Snapshot) readView(fn func(v *View) error) error {
 }
 
 // Verify reads every page of the snapshot and every record in it, and
-// checks that they agree: each current record's change is in the log, each
+// checks that they agree and that every value is JSON: each current record's change is in the log, each
 // history entry points at a logged change of its key, and the key counts
 // match. It never panics on a corrupt file (bbolt's own tx.Check may, in a
 // goroutine of its own, which would take the process down with it).
@@ -205,8 +207,19 @@ func verifyTx(tx *bbolt.Tx) error {
 			return fmt.Errorf("log revision %d out of order", rev)
 		}
 		prev = rev
-		_, err := decodeChange(rev, v)
-		return err
+		c, err := decodeChange(rev, v)
+		if err != nil {
+			return err
+		}
+		// A value is read back as stored: one damaged into text that is
+		// not JSON would be served as such, in every answer, after a
+		// restore. (Bytes changed inside a string stay valid JSON: the
+		// file has no checksum of its own; the sha256 beside it is
+		// checked where it is given.)
+		if c.Op == ctxd.OpPut && (!utf8.Valid(c.Value) || !json.Valid(c.Value)) {
+			return fmt.Errorf("%s/%s: the value of revision %d is not valid JSON", c.Namespace, c.Key, rev)
+		}
+		return nil
 	})
 	if err != nil {
 		return err

@@ -31,14 +31,17 @@ func writeSnapshot(t testing.TB, s *testStore) (string, ctxd.SnapshotInfo) {
 	return path, info
 }
 
-// A snapshot with damaged data pages, or written by a newer ctxd, is
-// refused by every kind of restore, and the live database file is not
-// touched, byte for byte.
+// A snapshot with damaged data pages, a value damaged into text that is
+// not JSON (which every record's cross-checks let through: a restore then
+// served it in every answer), or written by a newer ctxd, is refused by
+// every kind of restore, and the live database file is not touched, byte
+// for byte.
 func TestDamagedSnapshotsAreRefusedAndTheLiveFileUntouched(t *testing.T) {
 	s := openStore(t, bolt.Options{})
 	for i := 0; i < 200; i++ {
 		s.put("default", fmt.Sprintf("k%03d", i), `"`+string(bytes.Repeat([]byte("v"), 100))+`"`)
 	}
+	s.put("default", "damaged", `{"n":12345}`)
 	good, _ := writeSnapshot(t, s)
 	goodBytes, err := os.ReadFile(good)
 	require.NoError(t, err)
@@ -52,6 +55,10 @@ func TestDamagedSnapshotsAreRefusedAndTheLiveFileUntouched(t *testing.T) {
 	bitflip := filepath.Join(dir, "bitflip.db")
 	require.NoError(t, os.WriteFile(bitflip, flipped, 0o600))
 
+	value := filepath.Join(dir, "value.db")
+	require.Equal(t, 1, bytes.Count(goodBytes, []byte(`{"n":12345}`)))
+	require.NoError(t, os.WriteFile(value, bytes.Replace(goodBytes, []byte(`{"n":12345}`), []byte(`{"n"712345}`), 1), 0o600))
+
 	newer := filepath.Join(dir, "newer.db")
 	require.NoError(t, os.WriteFile(newer, goodBytes, 0o600))
 	setSchema(t, newer, 99)
@@ -59,7 +66,7 @@ func TestDamagedSnapshotsAreRefusedAndTheLiveFileUntouched(t *testing.T) {
 	liveBefore, err := os.ReadFile(s.Path())
 	require.NoError(t, err)
 	revBefore := s.Revision()
-	for name, path := range map[string]string{"bit-flipped": bitflip, "newer schema": newer} {
+	for name, path := range map[string]string{"bit-flipped": bitflip, "value not JSON": value, "newer schema": newer} {
 		t.Run(name, func(t *testing.T) {
 			for _, opts := range []ctxd.RestoreOptions{{}, {DryRun: true}, {Namespaces: []string{"default"}}} {
 				_, err := s.Restore(ctx, path, opts)
