@@ -133,15 +133,26 @@ func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last .
 	return true
 }
 
-// take empties the queue for a writer.
-func (c *conn) takeLocked() []string {
+// takeLocked takes the queued packets for a writer: at most most of them
+// (0: all), the rest stay for its next turn.
+func (c *conn) takeLocked(most int) []string {
 	q := c.queue
 	c.queue = nil
+	if most > 0 && len(q) > most {
+		q, c.queue = q[:most:most], q[most:]
+	}
 	if len(q) > 0 {
 		signal(c.space)
 	}
 	return q
 }
+
+// maxPollPackets bounds the packets of one polling answer: the Python
+// Engine.IO client (python-engineio 4, which python-socketio's clients,
+// Framework0's among them, run on) refuses a payload of more than 16
+// ("Too many packets in payload"), drops the session and reconnects
+// without the changes it held. A client that gets 16 polls again at once.
+const maxPollPackets = 16
 
 // heartbeat pings the client every PingInterval; a client that does not
 // answer within PingTimeout is disconnected (the Engine.IO v4 rule).
@@ -331,8 +342,8 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if len(c.queue) > 0 || c.closed {
-			packets = c.takeLocked()
-			if c.closed {
+			packets = c.takeLocked(maxPollPackets)
+			if c.closed && len(c.queue) == 0 {
 				packets = append(packets, string(pClose))
 			}
 			break
@@ -353,7 +364,7 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 	}
 	c.polling = false
-	closed := c.closed
+	closed := c.closed && len(c.queue) == 0 // the close packet went in this answer
 	c.mu.Unlock()
 	if closed {
 		c.srv.forget(c)
@@ -568,7 +579,7 @@ func (c *conn) writeLoop(ws *websocket.Conn, readDone <-chan struct{}) {
 	bc, _ := ws.NetConn().(*batchConn)
 	for {
 		c.mu.Lock()
-		packets := c.takeLocked()
+		packets := c.takeLocked(0)
 		closed := c.closed
 		code, text := c.closeCode, c.closeText
 		c.mu.Unlock()

@@ -31,9 +31,11 @@ func TestPythonAsyncClient(t *testing.T) {
 	if python == "" {
 		t.Fatal("python3 with socketio and aiohttp is missing: make test-tools installs python3-socketio and python3-aiohttp (CTXD_PYTHON names another interpreter)")
 	}
-	// default: Framework0's (polling, then the upgrade); websocket: a
-	// client configured with transports=['websocket'].
-	for _, transports := range []string{"default", "websocket"} {
+	// default: Framework0's (polling, then the upgrade); websocket and
+	// polling: a client configured with transports=['websocket'] or
+	// ['polling'] (whose burst of 100 changes python-engineio refused,
+	// and dropped, in poll answers of more than 16 packets).
+	for _, transports := range []string{"default", "websocket", "polling"} {
 		t.Run(transports, func(t *testing.T) {
 			srv := testkit.StartServer(t)
 			_, err := srv.Backend().Put(context.Background(), "default", "seed", json.RawMessage(`{"n":1}`), nil, "seed")

@@ -3,7 +3,9 @@
 
 python-socketio's AsyncClient with its default transports (polling, then
 the upgrade to websocket): connect, context_snapshot, context_updated after a
-REST write, context_set with its confirmation, client_register. Run by
+REST write, a burst of 100 changes in one transaction (each once, in order:
+over polling, more than python-engineio's 16 packets per poll answer),
+context_set with its confirmation, client_register. Run by
 TestPythonAsyncClient (socketio_test.go) with the server's URL; exits 0 and
 prints OK when every step passed.
 """
@@ -16,8 +18,9 @@ import socketio
 
 URL = sys.argv[1]
 # The transports to use: "default" (polling, then the upgrade) or a
-# comma-separated list ("websocket").
+# comma-separated list ("websocket", "polling").
 TRANSPORTS = None if len(sys.argv) < 3 or sys.argv[2] == "default" else sys.argv[2].split(",")
+BURST = 100
 EVENTS = ["context_snapshot", "context_updated", "context_set_confirmed",
           "registration_confirmed", "client_stats", "error"]
 
@@ -54,8 +57,9 @@ async def main():
     for field in ("timestamp", "client_id"):
         if field not in snap:
             fail("context_snapshot has no %s: %r" % (field, snap))
-    if sio.transport() != "websocket":
-        fail("the client did not upgrade to websocket: %s" % sio.transport())
+    want = "polling" if TRANSPORTS == ["polling"] else "websocket"
+    if sio.transport() != want:
+        fail("the client's transport is %s, not %s" % (sio.transport(), want))
 
     def rest_put():
         req = urllib.request.Request(URL + "/v1/ns/default/keys/from_rest?who=rest",
@@ -69,6 +73,20 @@ async def main():
     upd = await expect("context_updated")
     if (upd.get("key"), upd.get("value"), upd.get("who")) != ("from_rest", "hello", "rest") or "timestamp" not in upd:
         fail("context_updated: %r" % upd)
+
+    def rest_txn():
+        ops = [{"op": "put", "key": "burst/%03d" % i, "value": i} for i in range(BURST)]
+        req = urllib.request.Request(URL + "/v1/txn", data=json.dumps({"ops": ops}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    status = await asyncio.get_running_loop().run_in_executor(None, rest_txn)
+    if status != 200:
+        fail("REST txn: %s" % status)
+    for i in range(BURST):
+        upd = await expect("context_updated")
+        if upd.get("key") != "burst/%03d" % i:
+            fail("change %d of the burst: %r" % (i, upd))
 
     await sio.emit("client_register", {"type": "python", "name": "f0-async"})
     reg = await expect("registration_confirmed")
