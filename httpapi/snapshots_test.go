@@ -83,9 +83,15 @@ func TestSnapshotLifecycle(t *testing.T) {
 
 	r = e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	var restored ctxd.RestoreResult
+	require.NoError(t, json.Unmarshal(r.body, &restored))
+	assert.Equal(t, uint64(4), restored.Revision, "the restored state takes a revision of its own, above the 3 before")
 	assert.Equal(t, `"before"`, string(mustGet(t, e, "name")))
+	// Revision 3 named the replaced state: a read at it is refused, not
+	// answered with the restored one.
+	requireError(t, e.do(http.MethodGet, keyPath("default", "name")+"?rev=3", ""), http.StatusGone, "compacted")
 	next := e.put("x", `1`)
-	assert.Equal(t, uint64(4), next.ModRev, "the revision never goes back")
+	assert.Equal(t, uint64(5), next.ModRev, "the revision never goes back")
 
 	// Upload what was downloaded: verified and listed.
 	r = e.do(http.MethodPost, "/v1/snapshots/upload", string(downloaded), "Content-Type", "application/octet-stream", "X-Ctxd-Sha256", meta.SHA256)

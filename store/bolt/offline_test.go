@@ -241,7 +241,7 @@ func TestRestoreFolderKeepsTheReplacedFileForAnUndo(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, res.New)
 	assert.Equal(t, path+".before-restore-20261201T101500Z", res.Kept)
-	assert.Equal(t, before.Revision, res.Revision, "the revision never goes back")
+	assert.Equal(t, before.Revision+1, res.Revision, "the restored state takes a revision of its own, above every one before")
 	assert.FileExists(t, res.Kept)
 
 	b := testkit.OpenBoltAt(t, path, bolt.Options{})

@@ -140,8 +140,10 @@ func (s *Store) Ready() error {
 	return nil
 }
 
-// setFloor makes the prepared file's revision at least live, so revisions
-// never go back, records which revisions the restore discarded, and makes
+// setFloor makes the prepared file's revision live+1 (or the snapshot's,
+// when that is higher), so revisions never go back and the restored state
+// has a revision no earlier state had, records which revisions the
+// restore discarded, and makes
 // the file the live store's in the eyes of its write-ahead log: its store
 // id is id, and walSeq the last record it holds (the records of the log
 // were applied to the file it replaces, and must never be replayed onto
@@ -168,10 +170,16 @@ func setFloor(path string, live, walSeq uint64, id []byte) error {
 		if err := meta.Delete(migrations.KeySourceRevision); err != nil {
 			return err
 		}
-		if live <= snapRev {
+		if live < snapRev {
 			return meta.Put(migrations.KeyFloor, encodeRevision(snapRev))
 		}
-		if err := meta.Put(migrations.KeyFloor, encodeRevision(live)); err != nil {
+		// The restored state takes a revision of its own, above every
+		// one seen before: revision live named the replaced state, and a
+		// read at it, or a watcher that had it, must not be given the
+		// restored state under that number (a read at live answered the
+		// replaced value before the restore and the restored one after;
+		// a watcher resuming from live went on past the restore unaware).
+		if err := meta.Put(migrations.KeyFloor, encodeRevision(live+1)); err != nil {
 			return err
 		}
 		return meta.Put(migrations.KeyRestoredFrom, encodeRevision(snapRev))
