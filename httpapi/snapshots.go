@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"os"
@@ -95,7 +97,11 @@ func (s *Server) uploadSnapshot(c echo.Context) error {
 	if ct := req.Header.Get(echo.HeaderContentType); ct != "" && ct != echo.MIMEOctetStream {
 		return badRequest("send the snapshot file as the raw body with Content-Type: application/octet-stream")
 	}
-	meta, err := s.cfg.Snapshots.Upload(req.Context(), bodyReader{req.Body}, req.Header.Get(headerSHA256))
+	sum := req.Header.Get(headerSHA256)
+	if b, err := hex.DecodeString(sum); sum != "" && (err != nil || len(b) != sha256.Size) {
+		return badRequest(headerSHA256 + ": want the file's sha256 as 64 hexadecimal digits, got " + strconv.Quote(sum))
+	}
+	meta, err := s.cfg.Snapshots.Upload(req.Context(), bodyReader{req.Body}, sum)
 	if err != nil {
 		return err
 	}
