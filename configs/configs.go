@@ -165,6 +165,11 @@ type WebSocket struct {
 	// MaxMessageBytes (websocket.max_message_bytes) bounds a message from a
 	// client (a context_set carries a value).
 	MaxMessageBytes int64
+	// MaxSnapshotBytes (websocket.max_snapshot_bytes) bounds the state a
+	// client gets at connect (snapshot=true on /v1/watch, Socket.IO's
+	// context_snapshot): a larger one is refused with too_large, rather
+	// than held in memory whole for each client that asks.
+	MaxSnapshotBytes int64
 	// AllowedOrigins (websocket.allowed_origins, comma-separated) are the
 	// browser origins allowed besides the server's own and localhost; "*"
 	// allows any.
@@ -408,7 +413,7 @@ func Defaults() Config {
 		History:   History{KeepVersions: DefaultKeepVersions, KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
 		Storage:   Storage{QuotaBytes: QuotaAuto},
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
-			MaxMessageBytes: 2 << 20, MaxClients: 10000, MaxLag: 10000, LagGrace: DefaultLagGrace,
+			MaxMessageBytes: 2 << 20, MaxSnapshotBytes: 64 << 20, MaxClients: 10000, MaxLag: 10000, LagGrace: DefaultLagGrace,
 			BatchInterval: DefaultBatchInterval, RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
 		Store: Store{Backend: BackendBolt, ReadCacheBytes: bolt.DefaultGetCacheBytes},
 		Etcd: Etcd{Prefix: "/ctxd/", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second,
@@ -740,6 +745,7 @@ var settings = []setting{
 	durationSetting("websocket.ping_interval", false, func(c *Config) *time.Duration { return &c.WebSocket.PingInterval }),
 	durationSetting("websocket.write_timeout", false, func(c *Config) *time.Duration { return &c.WebSocket.WriteTimeout }),
 	sizeSetting("websocket.max_message_bytes", 1<<40, func(c *Config) *int64 { return &c.WebSocket.MaxMessageBytes }),
+	sizeSetting("websocket.max_snapshot_bytes", 1<<40, func(c *Config) *int64 { return &c.WebSocket.MaxSnapshotBytes }),
 	originsSetting("websocket.allowed_origins", func(c *Config) *[]string { return &c.WebSocket.AllowedOrigins }),
 	countSetting("websocket.max_clients", true, func(c *Config) *int { return &c.WebSocket.MaxClients }),
 	countSetting("websocket.max_lag", true, func(c *Config) *uint64 { return &c.WebSocket.MaxLag }),

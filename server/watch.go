@@ -11,17 +11,18 @@ import (
 // realtimeOptions maps the websocket.* settings to the hub's options.
 func realtimeOptions(c configs.WebSocket) realtime.Options {
 	return realtime.Options{
-		PingInterval:    c.PingInterval,
-		WriteTimeout:    c.WriteTimeout,
-		MaxMessageBytes: c.MaxMessageBytes,
-		AllowedOrigins:  c.AllowedOrigins,
-		MaxClients:      c.MaxClients,
-		MaxLag:          c.MaxLag,
-		LagGrace:        c.LagGrace,
-		BatchInterval:   c.BatchInterval,
-		RateLimit:       c.RateLimit,
-		RateBurst:       c.RateBurst,
-		MaxRefused:      c.RateLimitMaxRefused,
+		PingInterval:     c.PingInterval,
+		WriteTimeout:     c.WriteTimeout,
+		MaxMessageBytes:  c.MaxMessageBytes,
+		MaxSnapshotBytes: int(c.MaxSnapshotBytes),
+		AllowedOrigins:   c.AllowedOrigins,
+		MaxClients:       c.MaxClients,
+		MaxLag:           c.MaxLag,
+		LagGrace:         c.LagGrace,
+		BatchInterval:    c.BatchInterval,
+		RateLimit:        c.RateLimit,
+		RateBurst:        c.RateBurst,
+		MaxRefused:       c.RateLimitMaxRefused,
 	}
 }
 
@@ -30,19 +31,20 @@ func realtimeOptions(c configs.WebSocket) realtime.Options {
 // ping_interval.
 func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Authorizer) socketio.Options {
 	return socketio.Options{
-		PingInterval:  c.PingInterval,
-		PingTimeout:   c.PingInterval,
-		MaxPayload:    c.MaxMessageBytes,
-		WriteTimeout:  c.WriteTimeout,
-		MaxLag:        c.MaxLag,
-		LagGrace:      c.LagGrace,
-		MaxClients:    c.MaxClients,
-		OriginAllowed: hub.OriginAllowed,
-		OtherClients:  hub.Clients,
-		Access:        access,
-		RateLimit:     c.RateLimit,
-		RateBurst:     c.RateBurst,
-		MaxRefused:    c.RateLimitMaxRefused,
+		PingInterval:     c.PingInterval,
+		PingTimeout:      c.PingInterval,
+		MaxPayload:       c.MaxMessageBytes,
+		MaxSnapshotBytes: int(c.MaxSnapshotBytes),
+		WriteTimeout:     c.WriteTimeout,
+		MaxLag:           c.MaxLag,
+		LagGrace:         c.LagGrace,
+		MaxClients:       c.MaxClients,
+		OriginAllowed:    hub.OriginAllowed,
+		OtherClients:     hub.Clients,
+		Access:           access,
+		RateLimit:        c.RateLimit,
+		RateBurst:        c.RateBurst,
+		MaxRefused:       c.RateLimitMaxRefused,
 	}
 }
 

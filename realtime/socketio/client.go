@@ -325,7 +325,11 @@ func (s *Server) connect(c *conn, data string) {
 	} else {
 		snap, rev, err := s.snapshot(cl)
 		if err != nil {
-			s.connectError(c, ctxd.CodeInternal, "snapshot: "+err.Error())
+			code := ctxd.CodeInternal
+			if errors.Is(err, ctxd.ErrTooLarge) {
+				code = ctxd.CodeTooLarge
+			}
+			s.connectError(c, code, "snapshot: "+err.Error())
 			return
 		}
 		cl.pos = rev
@@ -395,12 +399,18 @@ type snapshotPayload struct {
 // snapshot reads the client's namespace (and prefix) at one revision.
 func (s *Server) snapshot(cl *client) (string, uint64, error) {
 	p := snapshotPayload{Context: map[string]json.RawMessage{}, ClientID: cl.id, NS: cl.ns, Prefix: cl.prefix}
+	total := 0
 	err := s.st.View(func(v store.View) error {
 		p.Rev = v.Revision()
 		return v.ForEach(cl.ns, cl.prefix, func(r ctxd.Record) error {
-			if cl.token.CanRead(r.Namespace, r.Key) {
-				p.Context[r.Key] = r.Value
+			if !cl.token.CanRead(r.Namespace, r.Key) {
+				return nil
 			}
+			if total += len(r.Key) + len(r.Value); total > s.opts.MaxSnapshotBytes {
+				return ctxd.TooLargef("the context of namespace %s is more than websocket.max_snapshot_bytes (%d bytes): "+
+					"connect with a prefix, or read the keys over REST and resume with from_rev", cl.ns, s.opts.MaxSnapshotBytes)
+			}
+			p.Context[r.Key] = r.Value
 			return nil
 		})
 	})
@@ -752,7 +762,11 @@ func (cl *client) reset(gen uint64) bool {
 	clear(cl.pending)
 	snap, rev, err := s.snapshot(cl)
 	if err != nil {
-		c.sendError(ctxd.CodeInternal, "snapshot after a restore: "+err.Error())
+		code := ctxd.CodeInternal
+		if errors.Is(err, ctxd.ErrTooLarge) {
+			code = ctxd.CodeTooLarge
+		}
+		c.sendError(code, "snapshot after a restore: "+err.Error())
 		c.close("reset failed")
 		return false
 	}

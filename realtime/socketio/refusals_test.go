@@ -2,12 +2,14 @@ package socketio_test
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -53,4 +55,31 @@ func TestLoneSurrogateRefused(t *testing.T) {
 	ans := bad.next()
 	assert.True(t, strings.HasPrefix(ans, "4{"), "a CONNECT_ERROR: %s", ans)
 	assert.Contains(t, ans, "lone surrogate")
+}
+
+// A context_snapshot over websocket.max_snapshot_bytes is refused with a
+// CONNECT error of code too_large (it was built whole, 68 MB for a
+// namespace of 66 values of 1 MB, for each client that connected), as
+// /v1/watch refuses snapshot=true with 413; a prefix that fits connects.
+func TestSnapshotOverTheLimitRefused(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.MaxSnapshotBytes = 4 << 10 }))
+	big := `"` + strings.Repeat("v", 1<<10) + `"`
+	for i := range 10 {
+		put(t, srv, "big/"+strconv.Itoa(i), big)
+	}
+	put(t, srv, "small/k", `1`)
+
+	c := dial(t, srv, sioOpts{websocket: true})
+	ans := c.connect(nil)
+	assert.True(t, strings.HasPrefix(ans, "4{"), "a CONNECT_ERROR: %s", ans)
+	assert.Contains(t, ans, ctxd.CodeTooLarge)
+	assert.Contains(t, ans, "websocket.max_snapshot_bytes")
+
+	ok := dial(t, srv, sioOpts{websocket: true})
+	snap := connected(t, ok, map[string]any{"prefix": "small/"})
+	assert.Equal(t, map[string]any{"small/k": 1.0}, snap.Data["context"])
+
+	resp, _ := testkit.Send(t, http.DefaultClient, testkit.NewRequest(t, http.MethodGet, srv.URL+"/v1/watch?snapshot=true", "",
+		"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "/v1/watch: the same setting")
 }

@@ -39,6 +39,11 @@ type Options struct {
 	// drains a burst larger than MaxLag within it. 0, the default here,
 	// disconnects it at once (as realtime.Options.LagGrace).
 	LagGrace time.Duration
+	// MaxSnapshotBytes bounds the values of a context_snapshot: a larger
+	// one is refused (a CONNECT error, or an error event after a reset) of
+	// code too_large, rather than built whole in memory for each client.
+	// Default 64 MiB, as /v1/watch's.
+	MaxSnapshotBytes int
 	// MaxClients caps the sessions, counted together with OtherClients.
 	// Default 10000.
 	MaxClients int
@@ -85,6 +90,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxClients <= 0 {
 		o.MaxClients = 10000
+	}
+	if o.MaxSnapshotBytes <= 0 {
+		o.MaxSnapshotBytes = 64 << 20
 	}
 	if o.Window <= 0 {
 		o.Window = 64
