@@ -464,8 +464,11 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 	c := Defaults()
 	// Unset until a source sets it: its default depends on the backend.
 	c.History.KeepVersions = keepVersionsUnset
+	// sources records where each setting given came from, for the errors
+	// of checks across settings (validate).
+	sources := map[string]string{}
 	if path != "" {
-		if err := applyFile(&c, path); err != nil {
+		if err := applyFile(&c, path, sources); err != nil {
 			return Config{}, err
 		}
 	}
@@ -480,6 +483,7 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 			if err := s.set(&c, v); err != nil {
 				return Config{}, &Error{Field: s.path, Source: "env " + s.env(), Err: err}
 			}
+			sources[s.path] = "env " + s.env()
 		}
 	}
 	for p := range flags {
@@ -492,6 +496,7 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 			if err := s.set(&c, v); err != nil {
 				return Config{}, &Error{Field: s.path, Source: "flag", Err: err}
 			}
+			sources[s.path] = "flag"
 		}
 	}
 	if c.History.KeepVersions == keepVersionsUnset {
@@ -502,7 +507,13 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 			c.History.KeepVersions = 1
 		}
 	}
-	if err := c.Validate(); err != nil {
+	from := func(field string) string {
+		if s, ok := sources[field]; ok {
+			return s
+		}
+		return "default"
+	}
+	if err := c.validate(from); err != nil {
 		return Config{}, err
 	}
 	return c, nil
@@ -515,25 +526,46 @@ const keepVersionsUnset = -1
 // Validate checks every setting, as Load does, and returns an [*Error] for
 // the first bad one.
 func (c Config) Validate() error {
+	return c.validate(func(string) string { return "" })
+}
+
+// validate is Validate, with from saying where a setting's value came
+// from ("env CTXD_...", "file ..., line 3", "flag", "default"; "" when
+// unknown): a check across two settings names both, and where each came
+// from, so that the one the user set is named even when the other is the
+// one said to be wrong.
+func (c Config) validate(from func(field string) string) error {
 	for _, s := range settings {
 		var scratch Config
 		if err := s.set(&scratch, s.get(&c)); err != nil {
-			return &Error{Field: s.path, Err: err}
+			return &Error{Field: s.path, Source: from(s.path), Err: err}
 		}
 	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return &Error{Field: "tls.key_file", Err: errors.New("give both tls.cert_file and tls.key_file, or neither")}
+	// other names a setting in a message, with where its value came from.
+	other := func(field, value string) string {
+		if src := from(field); src != "" {
+			return field + " (" + value + ", " + src + ")"
+		}
+		return field + " (" + value + ")"
 	}
-	if err := c.validateEtcd(); err != nil {
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		missing, given, value := "tls.key_file", "tls.cert_file", c.TLS.CertFile
+		if c.TLS.KeyFile != "" {
+			missing, given, value = given, missing, c.TLS.KeyFile
+		}
+		return &Error{Field: missing, Err: fmt.Errorf("give both tls.cert_file and tls.key_file, or neither: %s is set", other(given, value))}
+	}
+	if err := c.validateEtcd(from); err != nil {
 		return err
 	}
 	if c.Limits.MaxTTL < c.Limits.MinTTL {
-		return &Error{Field: "limits.max_ttl", Err: fmt.Errorf("must be at least limits.min_ttl (%s)", c.Limits.MinTTL)}
+		return &Error{Field: "limits.max_ttl", Source: from("limits.max_ttl"), Err: fmt.Errorf("must be at least %s",
+			other("limits.min_ttl", c.Limits.MinTTL.String()))}
 	}
 	if c.HTTP.MaxBodyBytes < int64(c.Limits.MaxValueBytes) {
-		return &Error{Field: "http.max_body_bytes", Err: fmt.Errorf(
-			"must be at least limits.max_value_bytes (%d), or no value of the largest allowed size could be sent",
-			c.Limits.MaxValueBytes)}
+		return &Error{Field: "http.max_body_bytes", Source: from("http.max_body_bytes"), Err: fmt.Errorf(
+			"must be at least %s, or no value of the largest allowed size could be sent",
+			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)))}
 	}
 	return nil
 }
@@ -541,11 +573,11 @@ func (c Config) Validate() error {
 // validateEtcd checks what store.backend etcd needs, and refuses the
 // settings etcd's backend cannot honour (store/etcd/DESIGN.md), naming
 // each.
-func (c Config) validateEtcd() error {
+func (c Config) validateEtcd(from func(string) string) error {
 	if c.Store.Backend != BackendEtcd {
 		return nil
 	}
-	refuse := func(field, why string) error { return &Error{Field: field, Err: errors.New(why)} }
+	refuse := func(field, why string) error { return &Error{Field: field, Source: from(field), Err: errors.New(why)} }
 	switch {
 	case len(c.Etcd.Endpoints) == 0:
 		return refuse("etcd.endpoints", "store.backend is etcd: give at least one endpoint, such as http://127.0.0.1:2379")
@@ -561,7 +593,7 @@ func (c Config) validateEtcd() error {
 	return nil
 }
 
-func applyFile(c *Config, path string) error {
+func applyFile(c *Config, path string, sources map[string]string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return &Error{Err: err}
@@ -573,11 +605,12 @@ func applyFile(c *Config, path string) error {
 	if len(doc.Content) == 0 { // empty file
 		return nil
 	}
-	return applyNode(c, path, doc.Content[0], "")
+	return applyNode(c, path, doc.Content[0], "", sources)
 }
 
-// applyNode applies the mapping n, found at YAML path prefix, to c.
-func applyNode(c *Config, file string, n *yaml.Node, prefix string) error {
+// applyNode applies the mapping n, found at YAML path prefix, to c, and
+// records where each setting came from in sources.
+func applyNode(c *Config, file string, n *yaml.Node, prefix string, sources map[string]string) error {
 	where := func(n *yaml.Node) string { return fmt.Sprintf("file %s, line %d", file, n.Line) }
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" { // an empty section
 		return nil
@@ -598,10 +631,11 @@ func applyNode(c *Config, file string, n *yaml.Node, prefix string) error {
 			if err := s.set(c, v.Value); err != nil {
 				return &Error{Field: p, Source: where(v), Err: err}
 			}
+			sources[p] = where(v)
 			continue
 		}
 		if isSection(p) {
-			if err := applyNode(c, file, v, p); err != nil {
+			if err := applyNode(c, file, v, p, sources); err != nil {
 				return err
 			}
 			continue

@@ -280,7 +280,7 @@ func TestErrors(t *testing.T) {
 		{name: "bad size unit", file: "http:\n  max_body_bytes: 2MB\n", field: "http.max_body_bytes", want: `invalid size "2MB"`},
 		{name: "zero min ttl", file: "limits:\n  min_ttl: 0s\n", field: "limits.min_ttl", want: "must be > 0"},
 		{name: "bad max ttl", file: "limits:\n  max_ttl: forever\n", field: "limits.max_ttl", want: `invalid duration "forever"`},
-		{name: "max ttl below min ttl", file: "limits:\n  min_ttl: 1m\n  max_ttl: 30s\n", field: "limits.max_ttl", want: "must be at least limits.min_ttl (1m0s)"},
+		{name: "max ttl below min ttl", file: "limits:\n  min_ttl: 1m\n  max_ttl: 30s\n", field: "limits.max_ttl", want: "limits.max_ttl (file "},
 		{name: "txn ops not a number", file: "limits:\n  max_txn_ops: many\n", field: "limits.max_txn_ops", want: `invalid number "many"`},
 		{name: "bad log level", file: "log:\n  level: loud\n", field: "log.level", want: `invalid level "loud"`},
 		{name: "bad log format", file: "log:\n  format: xml\n", field: "log.format", want: `invalid format "xml"`},
@@ -352,8 +352,15 @@ func TestErrors(t *testing.T) {
 		{name: "unknown flag setting", flags: map[string]string{"port": "1"}, field: "port", want: "unknown setting"},
 		{
 			name: "body limit below value limit", env: []string{"CTXD_LIMITS_MAX_VALUE_BYTES=4MiB"},
-			field: "http.max_body_bytes", want: "must be at least limits.max_value_bytes (4194304)",
+			field: "http.max_body_bytes", want: "config: http.max_body_bytes (default): must be at least limits.max_value_bytes (4194304, env CTXD_LIMITS_MAX_VALUE_BYTES)",
 		},
+		// Checks across two settings name where each value came from.
+		{name: "max ttl below min ttl, from env", env: []string{"CTXD_LIMITS_MIN_TTL=9000h"}, field: "limits.max_ttl",
+			want: "config: limits.max_ttl (default): must be at least limits.min_ttl (9000h0m0s, env CTXD_LIMITS_MIN_TTL)"},
+		{name: "key without cert, from a flag", flags: map[string]string{"tls.key_file": "/k.pem"}, field: "tls.cert_file",
+			want: "tls.key_file (/k.pem, flag) is set"},
+		{name: "etcd check, from a file", file: "store:\n  backend: etcd\netcd:\n  endpoints: http://e:2379\n  password: x\n", field: "etcd.username",
+			want: "etcd.username (default)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
