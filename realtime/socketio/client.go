@@ -216,8 +216,12 @@ func (s *Server) handleMessage(c *conn, p string) {
 			b, _ := json.Marshal([]any{reply})
 			c.send(sioAck + ack + string(b))
 		}
+	case '3': // an ACK: the server sends no event that asks for one
 	case '5', '6':
 		c.sendError(ctxd.CodeBadRequest, "binary Socket.IO packets are not supported: send JSON")
+	default:
+		c.sendError(ctxd.CodeBadRequest, "unknown Socket.IO packet type "+strconv.Quote(string(typ))+
+			": send CONNECT (0), DISCONNECT (1) or EVENT (2)")
 	}
 }
 

@@ -28,6 +28,14 @@ func TestJSONPAndBinaryRefused(t *testing.T) {
 	e := c.waitEvent("error")
 	assert.Equal(t, ctxd.CodeBadRequest, e.Data["code"])
 	assert.Contains(t, e.Data["message"], "binary")
+	// A packet of an unknown Socket.IO type is answered too (it was
+	// dropped without a word).
+	for _, p := range []string{"49", "4x", "47[1]"} {
+		c.sendPacket(p)
+		e := c.waitEvent("error")
+		assert.Equal(t, ctxd.CodeBadRequest, e.Data["code"], p)
+		assert.Contains(t, e.Data["message"], "unknown Socket.IO packet type", p)
+	}
 	c.emit("client_register", map[string]any{"type": "agent", "name": "after"})
 	assert.Equal(t, "after", c.waitEvent("registration_confirmed").Data["name"], "still connected")
 }
