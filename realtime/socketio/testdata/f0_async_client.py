@@ -61,28 +61,24 @@ async def main():
     if sio.transport() != want:
         fail("the client's transport is %s, not %s" % (sio.transport(), want))
 
-    def rest_put():
-        req = urllib.request.Request(URL + "/v1/ns/default/keys/from_rest?who=rest",
-                                     data=b'"hello"', method="PUT",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status
-    status = await asyncio.get_running_loop().run_in_executor(None, rest_put)
-    if status != 200:
-        fail("REST PUT: %s" % status)
+    async def rest(method, path, body):
+        """Sends a REST request from a thread (urllib blocks) and fails unless it answers 200."""
+        def send():
+            req = urllib.request.Request(URL + path, data=body, method=method,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status
+        status = await asyncio.get_running_loop().run_in_executor(None, send)
+        if status != 200:
+            fail("REST %s %s: %s" % (method, path, status))
+
+    await rest("PUT", "/v1/ns/default/keys/from_rest?who=rest", b'"hello"')
     upd = await expect("context_updated")
     if (upd.get("key"), upd.get("value"), upd.get("who")) != ("from_rest", "hello", "rest") or "timestamp" not in upd:
         fail("context_updated: %r" % upd)
 
-    def rest_txn():
-        ops = [{"op": "put", "key": "burst/%03d" % i, "value": i} for i in range(BURST)]
-        req = urllib.request.Request(URL + "/v1/txn", data=json.dumps({"ops": ops}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status
-    status = await asyncio.get_running_loop().run_in_executor(None, rest_txn)
-    if status != 200:
-        fail("REST txn: %s" % status)
+    ops = [{"op": "put", "key": "burst/%03d" % i, "value": i} for i in range(BURST)]
+    await rest("POST", "/v1/txn", json.dumps({"ops": ops}).encode())
     for i in range(BURST):
         upd = await expect("context_updated")
         if upd.get("key") != "burst/%03d" % i:
