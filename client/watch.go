@@ -57,6 +57,21 @@ type WatchEvent struct {
 	Message string `json:"message,omitempty"`
 }
 
+// MarshalJSON writes the event as the server's frames have it: index
+// whenever count is there, 0 included (omitempty alone dropped the first
+// change of every transaction's index).
+func (e WatchEvent) MarshalJSON() ([]byte, error) {
+	type plain WatchEvent // without this method
+	var index *int
+	if e.Count > 0 {
+		index = &e.Index
+	}
+	return json.Marshal(struct {
+		plain
+		Index *int `json:"index,omitempty"` // the shallower field wins
+	}{plain(e), index})
+}
+
 // WatchOptions select what Watch follows and how it reconnects.
 type WatchOptions struct {
 	// Namespaces to watch; none means "default", "*" means every namespace.

@@ -282,3 +282,22 @@ func TestWatchLaggedResume(t *testing.T) {
 	assert.Equal(t, []string{"", "9"}, froms)
 	assert.True(t, strings.HasPrefix(srv.URL, "http://"))
 }
+
+// An event of a revision of several changes encodes its index, 0
+// included, as the server's frames do (ctxd watch -o json printed the
+// first change of every transaction without it); a lone change has
+// neither index nor count.
+func TestWatchEventJSONKeepsIndexZero(t *testing.T) {
+	b, err := json.Marshal(WatchEvent{Type: EventChange, Rev: 7, Index: 0, Count: 3, Key: "a"})
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"index":0`)
+	assert.Contains(t, string(b), `"count":3`)
+	var back WatchEvent
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, WatchEvent{Type: EventChange, Rev: 7, Index: 0, Count: 3, Key: "a"}, back)
+
+	b, err = json.Marshal(WatchEvent{Type: EventChange, Rev: 8, Key: "b"})
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), `"index"`)
+	assert.NotContains(t, string(b), `"count"`)
+}
