@@ -221,10 +221,11 @@ type ReadCacheStatus struct {
 	// GETs that missed it and read the database.
 	Hits      uint64 `json:"hits"`
 	Fallbacks uint64 `json:"fallbacks"`
-	// Confirmations (etcd only) are the requests that confirmed etcd's
-	// current revision before cached reads: one serves every read
-	// waiting when it is sent.
-	Confirmations uint64 `json:"confirmations,omitempty"`
+	// Confirmations (etcd only: nil on bolt) are the requests that
+	// confirmed etcd's current revision before cached reads: one serves
+	// every read waiting when it is sent. A pointer, so that 0 shows on
+	// etcd and bolt shows none.
+	Confirmations *uint64 `json:"confirmations,omitempty"`
 }
 
 // Alarm values of ServerStatus.

@@ -179,7 +179,9 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descCacheFillTime, rc.LastFillSeconds)
 			counter(descCacheHits, float64(rc.Hits))
 			counter(descCacheFallback, float64(rc.Fallbacks))
-			counter(descCacheConfirms, float64(rc.Confirmations))
+			if rc.Confirmations != nil {
+				counter(descCacheConfirms, float64(*rc.Confirmations))
+			}
 		}
 	}
 	ws := c.st.Stats()

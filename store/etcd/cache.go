@@ -154,7 +154,7 @@ func (st ReadCacheStats) status(direct bool) *ctxd.ReadCacheStatus {
 	}
 	return &ctxd.ReadCacheStatus{State: state, Reason: st.Disabled, Keys: st.Keys, Bytes: st.Bytes, MaxBytes: st.MaxBytes,
 		FillKeys: st.FillKeys, Fills: st.Fills, LastFillSeconds: st.LastFill.Seconds(), Hits: st.Hits, Fallbacks: st.Misses,
-		Confirmations: st.Confirmations}
+		Confirmations: &st.Confirmations}
 }
 
 // ReadCache reports the instance's read cache.
