@@ -272,6 +272,20 @@ func ErrorCodes() []string {
 	return codes
 }
 
+// ErrorsOf returns the data model's errors that code answers, the reverse
+// of Classify: what a client may match an answer of that code against.
+// The context's errors, which the table answers as unavailable, are not
+// among them: a server's answer is not the client's own cancellation.
+func ErrorsOf(code string) []error {
+	var errs []error
+	for _, c := range errorClasses {
+		if c.code == code && c.err != context.Canceled && c.err != context.DeadlineExceeded {
+			errs = append(errs, c.err)
+		}
+	}
+	return errs
+}
+
 // Classify returns the HTTP status and error code of err when it is one of
 // the data model's errors (or wraps one), and ok false otherwise.
 func Classify(err error) (status int, code string, ok bool) {

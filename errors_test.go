@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
@@ -91,4 +92,21 @@ func TestParsePatchType(t *testing.T) {
 	if _, err := ctxd.ParsePatchType("xml", []byte(`{}`)); !errors.Is(err, ctxd.ErrInvalid) {
 		t.Errorf("an unknown type: %v", err)
 	}
+}
+
+// ErrorsOf is Classify's reverse: every code of the table names errors
+// that Classify answers with that code, and none of the context's.
+func TestErrorsOfIsClassifysReverse(t *testing.T) {
+	for _, code := range ctxd.ErrorCodes() {
+		errs := ctxd.ErrorsOf(code)
+		require.NotEmpty(t, errs, code)
+		for _, err := range errs {
+			_, got, ok := ctxd.Classify(err)
+			assert.True(t, ok)
+			assert.Equal(t, code, got, "%v", err)
+			assert.NotErrorIs(t, err, context.Canceled)
+			assert.NotErrorIs(t, err, context.DeadlineExceeded)
+		}
+	}
+	assert.Empty(t, ctxd.ErrorsOf("no_such_code"))
 }

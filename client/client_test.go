@@ -261,6 +261,16 @@ func TestErrors(t *testing.T) {
 			name: "bad request", status: 400, body: `{"error":{"code":"bad_request","message":"m"}}`,
 			want: APIError{Status: 400, Code: "bad_request", Message: "m"}, is: ctxd.ErrInvalid,
 		},
+		// Every code of the server's error table matches its errors: the
+		// client had a copy of the table, without these two.
+		{
+			name: "bad snapshot", status: 422, body: `{"error":{"code":"bad_snapshot","message":"m"}}`,
+			want: APIError{Status: 422, Code: "bad_snapshot", Message: "m"}, is: ctxd.ErrBadSnapshot,
+		},
+		{
+			name: "not supported", status: 501, body: `{"error":{"code":"not_supported","message":"m"}}`,
+			want: APIError{Status: 501, Code: "not_supported", Message: "m"}, is: ctxd.ErrNotSupported,
+		},
 		{
 			name: "not a ctxd answer", status: 502, body: "<html>Bad Gateway</html>",
 			want: APIError{Status: 502, Message: "<html>Bad Gateway</html>"},
@@ -284,6 +294,7 @@ func TestErrors(t *testing.T) {
 			if tt.is != nil {
 				assert.ErrorIs(t, err, tt.is)
 			}
+			assert.NotErrorIs(t, err, context.Canceled, "a server's answer is not the client's own cancellation")
 			assert.Contains(t, err.Error(), tt.want.Message)
 			assert.Contains(t, err.Error(), strconv.Itoa(tt.status))
 		})

@@ -40,6 +40,10 @@ const (
 	// was written; APIError.OpIndex and Pointer say where.
 	CodePatchTestFailed = ctxd.CodePatchTestFailed
 	CodePatchFailed     = ctxd.CodePatchFailed
+	// CodeBadSnapshot: a snapshot failed verification (422); CodeNotSupported:
+	// the server's backend cannot do this (501, e.g. defrag on etcd).
+	CodeBadSnapshot  = ctxd.CodeBadSnapshot
+	CodeNotSupported = ctxd.CodeNotSupported
 )
 
 // APIError is an error answer from the server: any status outside 2xx.
@@ -75,27 +79,13 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, code)
 }
 
-// codeErrors are the store's errors each code matches (APIError.Is).
-// CodeUnavailable matches ctxd.ErrClosed too, as it always did;
-// CodeOutcomeUnknown matches ctxd.ErrOutcomeUnknown only.
-var codeErrors = map[string][]error{
-	CodeNotFound:            {ctxd.ErrNotFound},
-	CodeConflict:            {ctxd.ErrConflict},
-	CodeCompacted:           {ctxd.ErrCompacted},
-	CodeTooLarge:            {ctxd.ErrTooLarge},
-	CodeBadRequest:          {ctxd.ErrInvalid},
-	CodeFutureRevision:      {ctxd.ErrFutureRevision},
-	CodeUnavailable:         {ctxd.ErrUnavailable, ctxd.ErrClosed},
-	CodeOutcomeUnknown:      {ctxd.ErrOutcomeUnknown},
-	CodeInsufficientStorage: {ctxd.ErrInsufficientStorage},
-	CodePatchTestFailed:     {ctxd.ErrPatchTestFailed},
-	CodePatchFailed:         {ctxd.ErrPatchFailed},
-}
-
 // Is lets errors.Is match an *APIError against the store's errors, such as
-// ctxd.ErrNotFound or ctxd.ErrConflict (codeErrors).
+// ctxd.ErrNotFound or ctxd.ErrConflict: those its code answers, from the
+// server's one error table (ctxd.ErrorsOf), so that client and server
+// cannot disagree (unavailable matches ctxd.ErrUnavailable and
+// ctxd.ErrClosed; outcome_unknown ctxd.ErrOutcomeUnknown only).
 func (e *APIError) Is(target error) bool {
-	return slices.Contains(codeErrors[e.Code], target)
+	return slices.Contains(ctxd.ErrorsOf(e.Code), target)
 }
 
 // IsNotFound reports whether err is the server saying the key (or the key
