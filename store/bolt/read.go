@@ -150,8 +150,9 @@ func (s *Store) checkRevision(tx *bbolt.Tx, rev, last uint64) error {
 	if rev > last {
 		return fmt.Errorf("%w: revision %d, current revision is %d", ctxd.ErrFutureRevision, rev, last)
 	}
-	if from := metaUint(tx, migrations.KeyRestoredFrom); from > 0 && rev > from && rev < metaUint(tx, migrations.KeyFloor) {
-		return &ctxd.CompactedError{Requested: rev, Compacted: last, RestoredFrom: from}
+	if from, floor := metaUint(tx, migrations.KeyRestoredFrom), metaUint(tx, migrations.KeyFloor); from > 0 && rev > from && rev < floor {
+		// History answers again from the restore's own revision on.
+		return &ctxd.CompactedError{Requested: rev, Compacted: floor, RestoredFrom: from}
 	}
 	return nil
 }
@@ -565,8 +566,8 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 		// (a read at it answers it, as at the floor: the log holds nothing
 		// between them), so it continues with the changes after the floor,
 		// as the keys' histories do.
-		if from := metaUint(tx, migrations.KeyRestoredFrom); from > 0 && after > from && after < metaUint(tx, migrations.KeyFloor) {
-			return &ctxd.CompactedError{Requested: after + 1, Compacted: lastRevision(tx), RestoredFrom: from}
+		if from, floor := metaUint(tx, migrations.KeyRestoredFrom), metaUint(tx, migrations.KeyFloor); from > 0 && after > from && after < floor {
+			return &ctxd.CompactedError{Requested: after + 1, Compacted: floor, RestoredFrom: from}
 		}
 		cur := tx.Bucket(migrations.BucketLog).Cursor()
 		for k, v := cur.Seek(encodeRevision(after + 1)); k != nil && len(out) < limit; k, v = cur.Next() {

@@ -240,7 +240,7 @@ func checkFullRestore(t testing.TB, h Harness) {
 	// that it is gone (compacted, below), not go on past the restore
 	// unaware. (bolt gave the restored state revision seen itself.)
 	assert.Greater(t, res.Revision, seen, "the restore's revision is above every one before")
-	replaced := seen
+	replaced, restoredAt := seen, res.Revision
 	seen = res.Revision
 	assert.Equal(t, seen, b.Revision())
 	assert.NotEqual(t, gen, b.Generation(), "a full restore changes the generation")
@@ -287,6 +287,7 @@ func checkFullRestore(t testing.TB, h Harness) {
 		for r := info.Revision + 1; r < seen; r++ {
 			if ce := assertCompacted(t, b.CheckRevision(r), "revision %d, discarded by the restore, %s", r, when); ce != nil {
 				assert.Equal(t, info.Revision, ce.RestoredFrom, "the error names the snapshot's revision, %s", when)
+				assert.Equal(t, restoredAt, ce.Compacted, "and the restore's, where history answers again, %s", when)
 			}
 			_, err := b.GetAt("default", "a", r)
 			assertCompacted(t, err, "get at discarded revision %d, %s", r, when)
