@@ -272,6 +272,15 @@ func ErrorCodes() []string {
 	return codes
 }
 
+// KeyNotFound is the error of a read of a key that does not exist (at
+// revision rev, when it is not 0), worded alike on every backend.
+func KeyNotFound(ns, key string, rev uint64) error {
+	if rev == 0 {
+		return fmt.Errorf("get %s/%s: %w", ns, key, ErrNotFound)
+	}
+	return fmt.Errorf("get %s/%s at revision %d: %w", ns, key, rev, ErrNotFound)
+}
+
 // ErrorsOf returns the data model's errors that code answers, the reverse
 // of Classify: what a client may match an answer of that code against.
 // The context's errors, which the table answers as unavailable, are not

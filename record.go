@@ -74,7 +74,8 @@ type Change struct {
 	Namespace string `json:"ns"`
 	Key       string `json:"key"`
 	Op        Op     `json:"op"`
-	// Value is the value after the change; nil for a delete.
+	// Value is the value after the change; nil for a delete (JSON null
+	// over the API: a client decodes json.RawMessage("null")).
 	Value json.RawMessage `json:"value"`
 	// Version is the key's version after a put, or the version that was
 	// deleted for a delete.
@@ -271,7 +272,8 @@ type TxnResult struct {
 	// store's revision right after it committed).
 	Revision uint64 `json:"revision"`
 	// Records holds, per write and in order, the key's new state; for a
-	// delete it holds the deleted key's last version with a nil value.
+	// delete it holds the deleted key's last version with a nil value
+	// (JSON null over the API).
 	Records []Record `json:"results"`
 }
 

@@ -6,8 +6,10 @@
 // method takes a context and maps to one route:
 //
 //	Put, Get, Delete    PUT, GET, DELETE /v1/ns/{ns}/keys/{key}
+//	Patch               PATCH /v1/ns/{ns}/keys/{key}
 //	KeepAlive           POST /v1/ns/{ns}/keys/{key}/keepalive?ttl=
 //	List, ListAll       GET  /v1/ns/{ns}/keys?prefix=&after=&limit=
+//	Count               GET  /v1/ns/{ns}/keys?prefix=&count=true
 //	History             GET  /v1/ns/{ns}/keys/{key}/history?limit=&before=
 //	Namespaces          GET  /v1/ns
 //	Txn                 POST /v1/txn
@@ -17,6 +19,11 @@
 //	Import              POST /v1/ns/{ns}/import
 //	Dump, Dumps         POST /v1/ns/{ns}/dumps, GET /v1/dumps
 //	DownloadDump        GET  /v1/dumps/{filename}
+//	CreateSnapshot, Snapshots, DownloadSnapshot, DeleteSnapshot,
+//	UploadSnapshot, ExportSnapshot, RestoreSnapshot
+//	                    /v1/snapshots... (snapshots.go)
+//	Compact, Defrag     POST /v1/compact, /v1/defrag
+//	Watch               GET  /v1/watch (WebSocket; watch.go)
 //
 // Keys may hold any character the server accepts, "/" included: the client
 // path-escapes them.

@@ -62,7 +62,7 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 		var c *change
 		if c, x = s.ov.latest(ns, key); c != nil {
 			if c.Op == ctxd.OpDelete {
-				return ctxd.Record{}, fmt.Errorf("get %s/%s: %w", ns, key, ctxd.ErrNotFound)
+				return ctxd.Record{}, ctxd.KeyNotFound(ns, key, 0)
 			}
 			rec := c.record()
 			x.moveDeadline(&rec, 0)
@@ -78,11 +78,11 @@ func (s *Store) Get(ns, key string) (ctxd.Record, error) {
 	err := s.view(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(migrations.KVBucket(ns))
 		if b == nil {
-			return fmt.Errorf("get %s/%s: %w", ns, key, ctxd.ErrNotFound)
+			return ctxd.KeyNotFound(ns, key, 0)
 		}
 		v := b.Get([]byte(key))
 		if v == nil {
-			return fmt.Errorf("get %s/%s: %w", ns, key, ctxd.ErrNotFound)
+			return ctxd.KeyNotFound(ns, key, 0)
 		}
 		var err error
 		rec, err = currentRecord(tx.Bucket(migrations.BucketLog).Cursor(), ns, key, v, true)
@@ -193,7 +193,7 @@ func (s *Store) GetAt(ns, key string, rev uint64) (ctxd.Record, error) {
 		if err := s.checkRevision(tx, rev, top); err != nil {
 			return err
 		}
-		notFound := fmt.Errorf("get %s/%s at revision %d: %w", ns, key, rev, ctxd.ErrNotFound)
+		notFound := ctxd.KeyNotFound(ns, key, rev)
 		for i := len(cs) - 1; i >= 0; i-- {
 			if c := cs[i]; c.Revision <= rev {
 				if c.Op == ctxd.OpDelete {

@@ -478,7 +478,7 @@ func (c *readCache) get(ns, key string) (r ctxd.Record, ok bool, err error) {
 	e, found, _ := c.entry(ns, key)
 	c.hits.Add(1)
 	if !found {
-		return r, true, fmt.Errorf("%s/%s: %w", ns, key, ctxd.ErrNotFound)
+		return r, true, ctxd.KeyNotFound(ns, key, 0)
 	}
 	r, err = e.record(ns)
 	return r, true, err

@@ -81,7 +81,7 @@ func (s *Store) getAt(ns, key string, rev uint64) (ctxd.Record, error) {
 			return s.revisionError(ctx, err, rev)
 		}
 		if len(resp.Kvs) == 0 {
-			return fmt.Errorf("%s/%s: %w", ns, key, ctxd.ErrNotFound)
+			return ctxd.KeyNotFound(ns, key, rev)
 		}
 		if r, err = record(ns, key, resp.Kvs[0]); err != nil {
 			return err

@@ -298,6 +298,10 @@ func checkPointInTimeReads(t testing.TB, h Harness) {
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "deleted at the delete's revision")
 	_, err = b.GetAt("default", "x", r1)
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "x did not exist yet")
+	// The answers' messages are worded alike on every backend.
+	assert.EqualError(t, err, ctxd.KeyNotFound("default", "x", r1).Error())
+	_, err = b.Get("default", "nope")
+	assert.EqualError(t, err, ctxd.KeyNotFound("default", "nope", 0).Error())
 	_, err = b.GetAt("nowhere", "x", r1)
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a namespace that does not exist")
 	_, err = b.GetAt("default", "k", r5+1)
