@@ -411,23 +411,24 @@ func OpenEtcd(cfg configs.Config) (*etcd.Store, error) {
 }
 
 // etcdTLS is the client TLS configuration of etcd.ca_file, cert_file and
-// key_file.
+// key_file. A file it cannot use is a configuration error (exit 2), as
+// tls.cert_file's is.
 func etcdTLS(e configs.Etcd) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if e.CAFile != "" {
 		pem, err := os.ReadFile(e.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("etcd.ca_file: %w", err)
+			return nil, &configs.Error{Field: "etcd.ca_file", Err: err}
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("etcd.ca_file %s: no PEM certificate in it", e.CAFile)
+			return nil, &configs.Error{Field: "etcd.ca_file", Err: fmt.Errorf("%s: no PEM certificate in it", e.CAFile)}
 		}
 	}
 	if e.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(e.CertFile, e.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("etcd.cert_file, etcd.key_file: %w", err)
+			return nil, &configs.Error{Field: "etcd.cert_file", Err: fmt.Errorf("with etcd.key_file: %w", err)}
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}

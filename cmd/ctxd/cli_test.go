@@ -180,6 +180,12 @@ func TestExitCodes(t *testing.T) {
 		{name: "server listed twice", args: []string{"get", "k", "--server", closed + "," + closed}, code: 2, stderr: "listed twice"},
 		{name: "serve with unknown config field", args: []string{"serve", "--config", badConfig, "--data", t.TempDir()}, code: 2, stderr: "limits.max_keys"},
 		{name: "serve with missing config file", args: []string{"serve", "--config", badConfig + ".nope"}, code: 2, stderr: "no such file"},
+		// etcd's TLS files are settings too: one that cannot be read is a
+		// configuration error, as tls.cert_file's (it was exit 1).
+		{name: "serve with a missing etcd CA file", args: []string{"serve", "--data", t.TempDir()},
+			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closed, "CTXD_ETCD_CA_FILE=/nonexistent/ca.pem"}, code: 2, stderr: "config: etcd.ca_file"},
+		{name: "serve with a missing etcd client certificate", args: []string{"serve", "--data", t.TempDir()},
+			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closed, "CTXD_ETCD_CERT_FILE=/nonexistent/c.pem", "CTXD_ETCD_KEY_FILE=/nonexistent/k.pem"}, code: 2, stderr: "config: etcd.cert_file"},
 		{name: "serve with bad env", env: []string{"CTXD_LOG_LEVEL=loud"}, args: []string{"serve", "--data", t.TempDir()}, code: 2, stderr: "log.level (env CTXD_LOG_LEVEL)"},
 		{name: "serve with bad flag value", args: []string{"serve", "--addr", "nowhere", "--data", t.TempDir()}, code: 2, stderr: "config: addr (flag)"},
 		{name: "serve with a negative quota", args: []string{"serve", "--storage-quota", "-1", "--data", t.TempDir()}, code: 2, stderr: `config: storage.quota_bytes (flag): invalid quota "-1"`},
