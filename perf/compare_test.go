@@ -91,3 +91,26 @@ func TestComparabilityNotes(t *testing.T) {
 	require.Contains(t, notes[0], "cores differs: 2 (old) vs 8 (new)")
 	require.Contains(t, notes[1], "errors")
 }
+
+// A run in which no request was answered (every one refused, say) measured
+// no latency: its latency targets are "not measured", not met by a p50 of
+// 0, and it has no latency metric for compare to call "better".
+func TestRunWithoutAnswersMeasuresNoLatency(t *testing.T) {
+	r := &Report{Runs: []Measurement{
+		{Name: "write-latency", Ops: 0},
+		{Name: "read-latency", Ops: 10, Latency: Latency{P50: 0.05, P99: 0.2}},
+	}}
+	met := map[string]string{}
+	for _, tc := range checkTargets(r) {
+		met[tc.Name] = tc.Met
+	}
+	require.Equal(t, "n/a", met["durable writes, 1 client: p50"])
+	require.Equal(t, "yes", met["reads, 1 client: p50"])
+	names := map[string]bool{}
+	for _, m := range metricsOf(r) {
+		names[m.Name] = true
+	}
+	require.True(t, names["write-latency ops/s"])
+	require.False(t, names["write-latency p50"])
+	require.True(t, names["read-latency p50"])
+}
