@@ -302,7 +302,8 @@ func (s *Store) land(fs []*flight) {
 	for _, f := range fs {
 		need = max(need, f.lastSeq)
 	}
-	if need > s.wal.LastSeq() {
+	synced := need > s.wal.LastSeq()
+	if synced {
 		if s.hooks.beforeSync != nil {
 			s.hooks.beforeSync()
 		}
@@ -311,7 +312,10 @@ func (s *Store) land(fs []*flight) {
 		}
 	}
 	// The stats and OnCommit count one commit per fdatasync: every group
-	// it made durable.
+	// it made durable. Groups that wrote nothing (every request refused,
+	// a CAS that lost, say) took no fdatasync and are not a commit: they
+	// were counted, and under CAS contention 'commits' was ten times the
+	// fdatasyncs, each 'taking' 0.03 ms.
 	var requests int
 	var changes uint64
 	var start time.Time
@@ -359,7 +363,7 @@ func (s *Store) land(fs []*flight) {
 		}
 	}
 	// OnCommit runs before the answers (the outcome tests rely on it).
-	if requests > 0 {
+	if requests > 0 && synced {
 		s.count(requests, changes, time.Since(start))
 	}
 	answered := 0
