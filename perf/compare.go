@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -152,9 +154,17 @@ func comparability(old, new *Report) []string {
 	diff("CPU", old.Machine.CPU, new.Machine.CPU)
 	diff("Go version", old.Machine.GoVersion, new.Machine.GoVersion)
 	diff("target mode", old.Target.Mode, new.Target.Mode)
-	diff("duration", old.Settings.DurationSeconds, new.Settings.DurationSeconds)
-	diff("value size", old.Settings.ValueSize, new.Settings.ValueSize)
-	diff("quick", old.Settings.Quick, new.Settings.Quick)
+	// Every setting, by its name in the report (clients, warm-up, key
+	// order, peers, ...): the scenarios aside, whose difference shows as
+	// metrics added and removed. Named one by one, only duration, value
+	// size and quick were.
+	ov, nv := reflect.ValueOf(old.Settings), reflect.ValueOf(new.Settings)
+	for i := range ov.NumField() {
+		name, _, _ := strings.Cut(ov.Type().Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" && name != "scenarios" {
+			diff(name, ov.Field(i).Interface(), nv.Field(i).Interface())
+		}
+	}
 	if old.Errors > 0 || new.Errors > 0 {
 		out = append(out, fmt.Sprintf("errors: %d (old), %d (new): numbers of runs with errors are suspect", old.Errors, new.Errors))
 	}

@@ -90,6 +90,13 @@ func TestComparabilityNotes(t *testing.T) {
 	require.Len(t, notes, 2)
 	require.Contains(t, notes[0], "cores differs: 2 (old) vs 8 (new)")
 	require.Contains(t, notes[1], "errors")
+
+	// Every setting is compared but the scenarios (clients, key order, ...:
+	// only duration, value size and quick were).
+	a.Settings = Settings{Scenarios: []string{"read-latency"}, Clients: []int{1, 64}, KeyOrder: "sequential", ValueSize: 100}
+	b = &Report{Machine: a.Machine, Settings: Settings{Scenarios: []string{"write-latency"}, Clients: []int{1, 16}, KeyOrder: "random", ValueSize: 100}}
+	notes = comparability(a, b)
+	require.Equal(t, []string{"clients differs: [1 64] (old) vs [1 16] (new)", "key_order differs: sequential (old) vs random (new)"}, notes)
 }
 
 // A run in which no request was answered (every one refused, say) measured

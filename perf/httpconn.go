@@ -27,6 +27,14 @@ type endpoint struct {
 	authorization string
 }
 
+// CheckURL reports whether raw is a server URL the suite can load
+// (http or https, a host, no query): the command checks --target and
+// --more-targets with it before anything runs.
+func CheckURL(raw string) error {
+	_, err := parseEndpoint(raw)
+	return err
+}
+
 func parseEndpoint(raw string) (endpoint, error) {
 	u, err := url.Parse(raw)
 	if err != nil {

@@ -143,6 +143,17 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 		if err := cfg.Validate(); err != nil {
 			return &usageError{fmt.Errorf("perf: %w", err)}
 		}
+		if pf.target == "" && len(cfg.MoreTargets) > 0 {
+			return usagef("--more-targets are instances of --target's deployment: give --target")
+		}
+		if pf.target == "" && pf.destructive {
+			return usagef("--destructive applies to a --target (the in-process server always runs disk-growth and snapshot)")
+		}
+		for _, u := range append([]string{pf.target}, cfg.MoreTargets...) {
+			if err := perf.CheckURL(u); u != "" && err != nil {
+				return usagef("%v", err)
+			}
+		}
 		return a.runPerf(cmd.Context(), cfg, pf)
 	})
 	cmd.AddCommand(a.perfCompareCmd(), a.perfServeCmd())
