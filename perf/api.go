@@ -19,6 +19,9 @@ type serverStatus struct {
 	DBSizeBytes   int64  `json:"db_size_bytes"`
 	FileSizeBytes int64  `json:"file_size_bytes"`
 	InUseBytes    int64  `json:"in_use_bytes"`
+	// UsedBytes is InUseBytes plus the acknowledged writes the committer
+	// has not put in the database file yet (bolt's write-ahead log).
+	UsedBytes int64 `json:"used_bytes"`
 }
 
 // call sends a request, expects status want, and decodes the answer into
