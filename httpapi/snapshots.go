@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
+	"github.com/framework0/ctxd/store/snapshots"
 )
 
 // Snapshots is what the snapshot routes need; *snapshots.Manager has it.
@@ -98,7 +97,7 @@ func (s *Server) uploadSnapshot(c echo.Context) error {
 		return badRequest("send the snapshot file as the raw body with Content-Type: application/octet-stream")
 	}
 	sum := req.Header.Get(headerSHA256)
-	if b, err := hex.DecodeString(sum); sum != "" && (err != nil || len(b) != sha256.Size) {
+	if sum != "" && !snapshots.IsSHA256(sum) {
 		return badRequest(headerSHA256 + ": want the file's sha256 as 64 hexadecimal digits, got " + strconv.Quote(sum))
 	}
 	meta, err := s.cfg.Snapshots.Upload(req.Context(), bodyReader{req.Body}, sum)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -157,7 +156,7 @@ before it is sent.`,
 	cmd.Flags().StringVar(&sum, "sha256", "", "the file's expected sha256 (`hex`, as 'ctxd snapshot ls -o json' shows it)")
 	c := a.clientFlags(cmd, outTable, false)
 	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
-		if sum != "" && !isSHA256(sum) {
+		if sum != "" && !snapshots.IsSHA256(sum) {
 			return usagef("--sha256: want 64 hexadecimal digits, got %q", sum)
 		}
 		checked, err := snapshots.CheckFile(args[0], sum)
@@ -267,7 +266,7 @@ data is refused unless --force.`,
 		if from == "" {
 			return usagef("restore needs --from FILE")
 		}
-		if sum != "" && !isSHA256(sum) {
+		if sum != "" && !snapshots.IsSHA256(sum) {
 			return usagef("--sha256: want 64 hexadecimal digits, got %q", sum)
 		}
 		cfg, err := etcdFlags.load(cmd, a, configPath, dataDir)
@@ -306,15 +305,6 @@ data is refused unless --force.`,
 		return a.printFolderRestore(res, from, checked)
 	})
 	return cmd
-}
-
-// isSHA256 reports whether s is a sha256 in hexadecimal.
-func isSHA256(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(s)
-	return err == nil
 }
 
 // printFolderRestore reports an offline restore, and how to undo it.

@@ -329,11 +329,7 @@ func (s *Server) connect(c *conn, data string) {
 	} else {
 		snap, rev, err := s.snapshot(cl)
 		if err != nil {
-			code := ctxd.CodeInternal
-			if errors.Is(err, ctxd.ErrTooLarge) {
-				code = ctxd.CodeTooLarge
-			}
-			s.connectError(c, code, "snapshot: "+err.Error())
+			s.connectError(c, errorCode(err), "snapshot: "+err.Error())
 			return
 		}
 		cl.pos = rev
@@ -398,6 +394,15 @@ type snapshotPayload struct {
 	NS        string                     `json:"ns"`
 	Prefix    string                     `json:"prefix,omitempty"`
 	Rev       uint64                     `json:"rev"`
+}
+
+// errorCode is err's code in the one error table, internal when it is
+// none of the data model's errors.
+func errorCode(err error) string {
+	if _, code, ok := ctxd.Classify(err); ok {
+		return code
+	}
+	return ctxd.CodeInternal
 }
 
 // snapshot reads the client's namespace (and prefix) at one revision.
@@ -766,11 +771,7 @@ func (cl *client) reset(gen uint64) bool {
 	clear(cl.pending)
 	snap, rev, err := s.snapshot(cl)
 	if err != nil {
-		code := ctxd.CodeInternal
-		if errors.Is(err, ctxd.ErrTooLarge) {
-			code = ctxd.CodeTooLarge
-		}
-		c.sendError(code, "snapshot after a restore: "+err.Error())
+		c.sendError(errorCode(err), "snapshot after a restore: "+err.Error())
 		c.close("reset failed")
 		return false
 	}

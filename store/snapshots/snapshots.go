@@ -393,6 +393,13 @@ func MetaPath(path string) string {
 	return strings.TrimSuffix(path, ".db") + ".json"
 }
 
+// IsSHA256 reports whether s is a sha256 in hexadecimal (64 digits), as
+// X-Ctxd-Sha256 and --sha256 must be.
+func IsSHA256(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size
+}
+
 // CheckFile checks the sha256 of a snapshot file kept outside a snapshots
 // folder (downloaded, or copied from another machine) against want, when
 // given, and against the metadata file beside it (MetaPath), when there is
