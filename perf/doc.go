@@ -49,9 +49,12 @@
 // requests that start inside the window count, and only successful ones
 // (failures are counted as errors, and a run with errors says so).
 // Fixed-rate work (fanout's writers, and the latency scenarios with --rate)
-// is timed from each request's intended send time, not from when it was
-// actually sent, so a stalled server shows up in the percentiles instead of
-// silently lowering the load (coordinated omission). Latencies go into HDR histograms (three
+// is timed from each request's intended send time whenever the sender was
+// late for it (every worker busy), so a stalled server shows up in the
+// percentiles instead of silently lowering the load (coordinated
+// omission); a sender that was early sleeps and is timed from when it
+// woke, so the sleep's overshoot (the generator's timer, not the server)
+// is not counted. Latencies go into HDR histograms (three
 // significant digits). Each window is cut into ten intervals; the spread of
 // the per-interval values is what [Compare] treats as noise.
 //

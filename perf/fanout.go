@@ -258,8 +258,9 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 		}
 	}()
 
-	// acks[i] is when write i was acknowledged, in ns after start (0: not yet).
-	acks := make([]atomic.Int64, writes)
+	// acks[i] is when write i was acknowledged, in ns after start (0: not
+	// yet); sends[i] when it was sent (paced), stored before it is sent.
+	acks, sends := make([]atomic.Int64, writes), make([]atomic.Int64, writes)
 	interval := float64(time.Second) / float64(spec.Rate)
 	var shards [fanoutShards]*latencyShard
 	for i := range shards {
@@ -269,11 +270,11 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 	var reading sync.WaitGroup
 	for i, r := range readers {
 		reading.Go(func() {
-			r.read(shards[i%fanoutShards], spec.KeyPrefix, start, interval, acks, errs)
+			r.read(shards[i%fanoutShards], spec.KeyPrefix, start, sends, acks, errs)
 		})
 	}
 
-	// Writers: fixed rate, each write timed from its intended send time.
+	// Writers: fixed rate, each write timed from when it was sent (paced).
 	writeHist := newHistogram()
 	var writeMu sync.Mutex
 	var next, acked atomic.Int64
@@ -286,8 +287,8 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 				if i >= writes {
 					break
 				}
-				intended := start.Add(time.Duration(float64(i) * interval))
-				time.Sleep(time.Until(intended))
+				sent := paced(start.Add(time.Duration(float64(i) * interval)))
+				sends[i].Store(int64(sent.Sub(start)))
 				err := feed.Put(ctx, w, spec.KeyPrefix+strconv.Itoa(i), value)
 				now := time.Now()
 				if err != nil {
@@ -296,7 +297,7 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 				}
 				acks[i].Store(int64(now.Sub(start)))
 				acked.Add(1)
-				local.record(now.Sub(intended))
+				local.record(now.Sub(sent))
 			}
 			writeMu.Lock()
 			writeHist.merge(local)
@@ -387,8 +388,8 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 
 // read receives the subscriber's messages until it is closed, recording
 // for each change of the run the time since its acknowledgement and since
-// its intended send time.
-func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Time, interval float64, acks []atomic.Int64, errs *errorLog) {
+// it was sent (paced: its intended send time when the writer was late).
+func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Time, sends, acks []atomic.Int64, errs *errorLog) {
 	type arrival struct {
 		fromAck, fromTx time.Duration
 		part            int // which tenth of the writes
@@ -417,7 +418,7 @@ func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Ti
 		}
 		r.delivered[word] |= bit
 		r.lastRev = rev
-		a := arrival{fromTx: now - time.Duration(float64(idx)*interval), part: int(idx) * intervals / len(acks)}
+		a := arrival{fromTx: now - time.Duration(sends[idx].Load()), part: int(idx) * intervals / len(acks)}
 		if ack := acks[idx].Load(); ack != 0 {
 			a.fromAck = now - time.Duration(ack) // negative (arrived first) records as 0
 		}

@@ -182,7 +182,7 @@ func fanoutCharts(r *Report) []chartBlock {
 		return nil
 	}
 	ack := chart{title: "Fan-out: write acknowledged → arrival, by percentile", xLabel: "percentile", yLabel: "latency (ms)", x: axisNines, y: axisLog}
-	send := chart{title: "Fan-out: intended send → arrival, by percentile", xLabel: "percentile", yLabel: "latency (ms)", x: axisNines, y: axisLog}
+	send := chart{title: "Fan-out: send → arrival, by percentile", xLabel: "percentile", yLabel: "latency (ms)", x: axisNines, y: axisLog}
 	for _, f := range r.Fanout {
 		name := fmt.Sprintf("%s subscribers", commas(int64(f.Subscribers)))
 		ack.series = append(ack.series, series{name: name, points: distributionPoints(f.Distribution)})

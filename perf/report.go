@@ -241,15 +241,16 @@ type FanoutRun struct {
 	// AckToArrival: from a write's acknowledgement (its PUT answered) to
 	// its arrival at a subscriber; 0 when it arrived first.
 	AckToArrival Latency `json:"ack_to_arrival"`
-	// SendToArrival: from the write's intended send time (fixed rate) to
-	// its arrival: coordinated-omission-free end-to-end latency.
+	// SendToArrival: from when the write was sent (its intended send time
+	// when the writer was late: see paced) to its arrival: end-to-end
+	// latency free of coordinated omission.
 	SendToArrival Latency `json:"send_to_arrival"`
 	// AckP50Spread, AckP99Spread and SendP99Spread are the standard
 	// deviations of those percentiles over the tenths of the writes.
 	AckP50Spread  float64 `json:"ack_p50_spread"`
 	AckP99Spread  float64 `json:"ack_p99_spread"`
 	SendP99Spread float64 `json:"send_p99_spread"`
-	// WriteLatency: the PUTs, from their intended send time.
+	// WriteLatency: the PUTs, from when they were sent (paced).
 	WriteLatency     Latency    `json:"write_latency"`
 	Distribution     []Quantile `json:"distribution"`
 	SendDistribution []Quantile `json:"send_distribution"`

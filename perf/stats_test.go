@@ -132,3 +132,18 @@ func TestMeanStddevMedian(t *testing.T) {
 	require.Equal(t, 3.0, median([]float64{5, 1, 3}))
 	require.Equal(t, 2.5, median([]float64{4, 1, 3, 2}))
 }
+
+// A paced sender is timed from the intended send time only when it is late
+// for it; an early one from when its sleep ended, so that the sleep's
+// overshoot is not counted as the server's latency.
+func TestPaced(t *testing.T) {
+	late := time.Now().Add(-time.Millisecond)
+	require.True(t, paced(late).Equal(late), "a late sender is timed from the intended time")
+
+	early := time.Now().Add(2 * time.Millisecond)
+	got := paced(early)
+	after := time.Now()
+	require.False(t, got.Before(early), "paced returned before the intended time")
+	require.False(t, got.After(after))
+	require.False(t, got.Equal(early), "an early sender is timed from when it woke, not from the intended time")
+}

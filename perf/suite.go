@@ -30,7 +30,7 @@ type Config struct {
 	// Quick marks the short smoke run (DefaultConfig(true)).
 	Quick bool
 	// Rate, when > 0, runs write-latency and read-latency at that fixed
-	// rate (ops/s), timed from each request's intended send time.
+	// rate (ops/s), timed as paced says.
 	Rate int
 	// HotKeys is the number of keys of write-throughput's hot-key runs.
 	HotKeys int
