@@ -152,6 +152,12 @@ type HistoryPage struct {
 	Changes []Change `json:"changes"`
 	// Next is the Before value for the next page (0 when this is the last).
 	Next uint64 `json:"next,omitempty"`
+	// Truncated, on the last page (Next 0), says that the change before
+	// the key's oldest kept one was discarded (compaction or retention):
+	// that change is an update or a delete whose predecessor is gone. Not
+	// set, the page ends at a create. A key deleted and created again
+	// whose earlier lives were discarded whole shows no sign of them.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // Namespace describes one namespace.

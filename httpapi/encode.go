@@ -192,6 +192,9 @@ func appendHistoryPage(b []byte, p *ctxd.HistoryPage) []byte {
 		b = append(b, `,"next":`...)
 		b = strconv.AppendUint(b, p.Next, 10)
 	}
+	if p.Truncated {
+		b = append(b, `,"truncated":true`...)
+	}
 	return append(b, '}')
 }
 

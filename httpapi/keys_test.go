@@ -389,6 +389,19 @@ func TestPointInTime(t *testing.T) {
 
 	r = e.do(http.MethodGet, "/v1/status", "")
 	assert.Equal(t, r2, decode[ctxd.ServerStatus](t, r).CompactedRevision)
+
+	// The history says that it was cut: the first put is gone.
+	r = e.do(http.MethodGet, keyPath("default", "k")+"/history", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	p := decode[ctxd.HistoryPage](t, r)
+	assert.Len(t, p.Changes, 2, "the put in effect at the mark and the delete")
+	assert.True(t, p.Truncated, string(r.body))
+	r = e.do(http.MethodGet, fmt.Sprintf("%s/history?before=%d", keyPath("default", "k"), r2), "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.JSONEq(t, `{"changes":[],"truncated":true}`, string(r.body), "below the oldest change kept")
+	r = e.do(http.MethodGet, keyPath("default", "other")+"/history", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.False(t, hasField(t, r, "truncated"), "a history that starts with its create: %s", r.body)
 }
 
 func TestCompareAndSwap(t *testing.T) {

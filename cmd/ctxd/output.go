@@ -132,6 +132,9 @@ func (c *common) printHistory(page client.HistoryPage) error {
 	if page.Next != 0 {
 		fmt.Fprintf(c.a.stderr, "older changes: continue with --before %d\n", page.Next)
 	}
+	if page.Truncated {
+		fmt.Fprintln(c.a.stderr, "older changes were discarded by compaction")
+	}
 	return nil
 }
 

@@ -441,10 +441,11 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 	err := s.view(func(tx *bbolt.Tx) error {
 		hist := tx.Bucket(migrations.HistBucket(ns))
 		if hist == nil {
-			if len(cs) > 0 {
-				return nil
+			if len(cs) == 0 {
+				return fmt.Errorf("history of %s/%s: %w", ns, key, ctxd.ErrNotFound)
 			}
-			return fmt.Errorf("history of %s/%s: %w", ns, key, ctxd.ErrNotFound)
+			page.Truncated = cs[0].PrevRev != 0 // the overlay holds it all
+			return nil
 		}
 		prefix := histPrefix(key)
 		c := hist.Cursor()
@@ -468,13 +469,25 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 			}
 			page.Changes = append(page.Changes, e.Change)
 		}
-		if len(page.Changes) == 0 && len(cs) == 0 {
-			// An empty page past the oldest change is a valid end; a key
-			// that never had any change is not found, whatever the cursor.
-			if k, _ := c.Seek(prefix); k == nil || !bytes.HasPrefix(k, prefix) {
-				return fmt.Errorf("history of %s/%s: %w", ns, key, ctxd.ErrNotFound)
-			}
+		if len(page.Changes) > 0 {
+			page.Truncated = page.Changes[len(page.Changes)-1].PrevRev != 0
+			return nil
 		}
+		// An empty page past the oldest change is a valid end, truncated
+		// as the oldest change kept says; a key that never had any change
+		// is not found, whatever the cursor.
+		if k, _ := c.Seek(prefix); isHistOf(k, prefix) {
+			e, err := readLog(logb, binary.BigEndian.Uint64(k[len(prefix):]))
+			if err != nil {
+				return err
+			}
+			page.Truncated = e.PrevRev != 0
+			return nil
+		}
+		if len(cs) == 0 {
+			return fmt.Errorf("history of %s/%s: %w", ns, key, ctxd.ErrNotFound)
+		}
+		page.Truncated = cs[0].PrevRev != 0
 		return nil
 	})
 	return page, err

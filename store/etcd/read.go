@@ -332,7 +332,12 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 		var at uint64 // 0: the head
 		if opts.Before > 0 {
 			if opts.Before == 1 {
-				return s.knownKey(ctx, ns, key)
+				if err := s.knownKey(ctx, ns, key); err != nil {
+					return err
+				}
+				var err error
+				page.Truncated, err = s.oldestKeptTruncated(ctx, ns, key, 0)
+				return err
 			}
 			at = opts.Before - 1
 		}
@@ -344,7 +349,11 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 			return err
 		}
 		if len(steps) == 0 {
-			return s.knownKey(ctx, ns, key)
+			if err := s.knownKey(ctx, ns, key); err != nil {
+				return err
+			}
+			page.Truncated, err = s.oldestKeptTruncated(ctx, ns, key, at)
+			return err
 		}
 		for i := range min(limit, len(steps)) {
 			c := steps[i].change
@@ -362,6 +371,8 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 		}
 		if len(steps) > limit {
 			page.Next = page.Changes[limit-1].Revision
+		} else {
+			page.Truncated = truncatedAfter(steps[len(steps)-1].change)
 		}
 		return nil
 	})
@@ -384,6 +395,74 @@ func (s *Store) knownKey(ctx context.Context, ns, key string) error {
 	return nil
 }
 
+// stateAt reads a key and its tombstone as they were at revision at (0:
+// the head). Below etcd's compaction mark a read fails, but the mark still
+// holds each key's change in effect there: a change at or below at is in
+// effect at at as well, when the other one did not change after at either
+// (a delete after at writes the tombstone; tombstones are never removed).
+// ok is false where the state at at is gone.
+func (s *Store) stateAt(ctx context.Context, live, tomb string, at uint64) (kv, tkv *mvccpb.KeyValue, ok bool, err error) {
+	kv, tkv, err = s.readPair(ctx, live, tomb, at)
+	if !errors.Is(err, rpctypes.ErrCompacted) {
+		return kv, tkv, err == nil, err
+	}
+	mark, err := s.compactedRevision(ctx)
+	if err != nil || mark <= at {
+		return nil, nil, false, err
+	}
+	kv, tkv, err = s.readPair(ctx, live, tomb, mark)
+	switch {
+	case errors.Is(err, rpctypes.ErrCompacted):
+		return nil, nil, false, nil // compacted further meanwhile
+	case err != nil:
+		return nil, nil, false, err
+	case kv != nil && uint64(kv.ModRevision) > at, tkv != nil && uint64(tkv.ModRevision) > at:
+		return nil, nil, false, nil
+	}
+	return kv, tkv, true, nil
+}
+
+// readPair reads a key and its tombstone at revision rev (0: the head).
+func (s *Store) readPair(ctx context.Context, live, tomb string, rev uint64) (kv, tkv *mvccpb.KeyValue, err error) {
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(live, clientv3.WithRev(int64(rev))),
+		clientv3.OpGet(tomb, clientv3.WithRev(int64(rev))),
+	).Commit()
+	if err != nil {
+		return nil, nil, err
+	}
+	return firstKV(resp.Responses[0].GetResponseRange().GetKvs()), firstKV(resp.Responses[1].GetResponseRange().GetKvs()), nil
+}
+
+// oldestKeptTruncated tells, for a page of a key's history that is empty
+// below revision at+1 (at 0: below 1), whether the key's oldest kept change
+// lost its predecessor to compaction: that change is the one in effect at
+// etcd's mark, when the mark is above at (else the key did not exist at
+// at, and its history starts with a create).
+func (s *Store) oldestKeptTruncated(ctx context.Context, ns, key string, at uint64) (bool, error) {
+	mark, err := s.compactedRevision(ctx)
+	if err != nil || mark == 0 || at >= mark {
+		return false, err
+	}
+	kv, tkv, err := s.readPair(ctx, s.keys.live(ns, key), s.keys.tomb(ns, key), mark)
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		return s.oldestKeptTruncated(ctx, ns, key, at) // the mark moved
+	}
+	switch {
+	case err != nil:
+		return false, err
+	case kv != nil:
+		return kv.Version > 1, nil // live at the mark: its life's earlier puts are gone
+	}
+	return tkv != nil, nil // deleted at the mark: the put it removed is gone
+}
+
+// truncatedAfter tells whether the oldest change of a key's history that
+// was kept lost its predecessor: a delete's put, an update's create.
+func truncatedAfter(c ctxd.Change) bool {
+	return c.Op == ctxd.OpDelete || c.Version > 1
+}
+
 // step is one change found walking a key's history back.
 type step struct{ change ctxd.Change }
 
@@ -393,18 +472,13 @@ func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) ([]s
 	var out []step
 	live, tomb := s.keys.live(ns, key), s.keys.tomb(ns, key)
 	for len(out) < n {
-		resp, err := s.cli.Txn(ctx).Then(
-			clientv3.OpGet(live, clientv3.WithRev(int64(at))),
-			clientv3.OpGet(tomb, clientv3.WithRev(int64(at))),
-		).Commit()
-		if errors.Is(err, rpctypes.ErrCompacted) {
-			break // history ends at the compaction
-		}
+		kv, tkv, ok, err := s.stateAt(ctx, live, tomb, at)
 		if err != nil {
 			return nil, err
 		}
-		kv := firstKV(resp.Responses[0].GetResponseRange().GetKvs())
-		tkv := firstKV(resp.Responses[1].GetResponseRange().GetKvs())
+		if !ok {
+			break // history ends at the compaction
+		}
 		var c ctxd.Change
 		switch {
 		case kv != nil:

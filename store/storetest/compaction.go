@@ -241,3 +241,65 @@ func checkRetentionByAge(t testing.TB, h Harness) {
 	require.NoError(t, err, "the change in effect at the cut-off is kept")
 	assert.Equal(t, "21", string(r.Value))
 }
+
+// History says where compaction cut it: the last page of a key whose
+// oldest kept change lost its predecessor is Truncated (that change is an
+// update, or a delete); a page that has a next one is not, nor is a key
+// whose history starts with its create. A page below the oldest kept
+// change is empty and says the same. The change in effect at the mark is
+// listed below a bound above it, as GetAt at the mark reads it.
+func checkHistoryTruncated(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	early := b.put("default", "early", `1`).ModRev // never changed again
+	k1 := b.put("default", "k", `1`).ModRev
+	k2 := b.put("default", "k", `2`).ModRev
+	y1 := b.put("default", "y", `1`).ModRev
+	y2 := b.del("default", "y").ModRev
+	mark := b.put("default", "filler", `1`).ModRev
+	k3 := b.put("default", "k", `3`).ModRev
+	y3 := b.put("default", "y", `2`).ModRev
+	fresh := b.put("default", "fresh", `1`).ModRev
+
+	type want struct {
+		revs      []uint64
+		next      uint64
+		truncated bool
+	}
+	check := func(key string, opts ctxd.HistoryOptions, w want, what string) {
+		t.Helper()
+		p, err := b.History("default", key, opts)
+		if !assert.NoError(t, err, what) {
+			return
+		}
+		revs := []uint64{}
+		for _, c := range p.Changes {
+			revs = append(revs, c.Revision)
+		}
+		assert.Equal(t, w.revs, revs, what)
+		assert.Equal(t, w.next, p.Next, what)
+		assert.Equal(t, w.truncated, p.Truncated, what)
+	}
+	check("k", ctxd.HistoryOptions{}, want{revs: []uint64{k3, k2, k1}}, "whole history before compaction")
+	check("y", ctxd.HistoryOptions{Before: y3}, want{revs: []uint64{y2, y1}}, "an earlier life before compaction")
+
+	_, err := b.CompactKeep(t.Context(), mark, 1)
+	require.NoError(t, err)
+
+	check("k", ctxd.HistoryOptions{}, want{revs: []uint64{k3, k2}, truncated: true}, "k's create is gone")
+	check("k", ctxd.HistoryOptions{Limit: 1}, want{revs: []uint64{k3}, next: k3}, "a page with a next one")
+	check("k", ctxd.HistoryOptions{Before: k3}, want{revs: []uint64{k2}, truncated: true}, "the last page")
+	check("k", ctxd.HistoryOptions{Before: k2}, want{revs: []uint64{}, truncated: true}, "below the oldest kept change")
+	check("k", ctxd.HistoryOptions{Before: 1}, want{revs: []uint64{}, truncated: true}, "below revision 1")
+	check("early", ctxd.HistoryOptions{}, want{revs: []uint64{early}}, "a key that starts with its create")
+	check("early", ctxd.HistoryOptions{Before: early + 1}, want{revs: []uint64{early}}, "the change in effect at the mark, below a bound under the mark")
+	check("early", ctxd.HistoryOptions{Before: early}, want{revs: []uint64{}}, "below a create")
+	check("fresh", ctxd.HistoryOptions{Before: fresh}, want{revs: []uint64{}}, "below a create after the mark")
+	// The delete in effect at the mark may go or stay (as in
+	// checkCompaction): kept, it is the oldest change and its put is gone;
+	// gone, the earlier life left no trace (HistoryPage.Truncated).
+	if h.Compaction == CompactAtMark {
+		check("y", ctxd.HistoryOptions{}, want{revs: []uint64{y3, y2}, truncated: true}, "the delete in effect at the mark is kept")
+	} else {
+		check("y", ctxd.HistoryOptions{}, want{revs: []uint64{y3}}, "the delete in effect at the mark went with the life it ended")
+	}
+}

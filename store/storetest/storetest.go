@@ -256,6 +256,7 @@ var checks = []check{
 	// Compaction and retention.
 	{"CompactionHidesHistoryBelowTheMark", checkCompaction},
 	{"CompactKeepKeepsNewestChangesPerKey", checkCompactKeep},
+	{"HistorySaysWhereCompactionCutIt", checkHistoryTruncated},
 	{"RetentionByVersions", checkRetentionByVersions},
 	{"RetentionByAge", checkRetentionByAge},
 	// Snapshots and restore.
