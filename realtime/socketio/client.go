@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,7 +55,7 @@ type client struct {
 	skip    int
 	base    uint64 // committed revision when the current replay started
 	gen     uint64
-	pending map[uint64][]string // the client's own writes: what replaces their context_updated
+	pending map[uint64][]ownWrite // the client's own writes, by revision: what replaces their context_updated
 
 	// lag counts the changes after max(pos, base) for behind, and
 	// lagSince is when the client last went more than MaxLag of them
@@ -250,7 +252,7 @@ func (s *Server) connect(c *conn, data string) {
 	q("ns", &o.NS)
 	q("prefix", &o.Prefix)
 	fromRev, fromIndex := c.option(o.FromRev, "from_rev"), c.option(o.FromIndex, "from_index")
-	cl := &client{c: c, id: "s" + strconv.FormatUint(s.nextID.Add(1), 10), ns: o.NS, prefix: o.Prefix, pending: map[uint64][]string{}}
+	cl := &client{c: c, id: "s" + strconv.FormatUint(s.nextID.Add(1), 10), ns: o.NS, prefix: o.Prefix, pending: map[uint64][]ownWrite{}}
 	if cl.ns == "" {
 		cl.ns = ctxd.DefaultNamespace
 	}
@@ -701,9 +703,8 @@ func (cl *client) step(rev uint64, n int) bool {
 		}
 		for i := first + skip; i < end; i++ {
 			ch := &changes[i]
-			if own, ok := cl.pending[ch.Revision]; ok {
-				out = append(out, own...)
-				delete(cl.pending, ch.Revision)
+			if confirm, ok := cl.takeOwn(ch, i-first, end-first); ok {
+				out = append(out, confirm)
 			} else if cl.matches(ch) {
 				out = append(out, updateEvent(ch, i-first, end-first))
 			}
@@ -719,6 +720,44 @@ func (cl *client) step(rev uint64, n int) bool {
 		return c.send(out...)
 	}
 	return true
+}
+
+// ownWrite is a context_set of the client that the feed has not reached:
+// its confirmation takes the place of that key's change in its revision.
+type ownWrite struct {
+	ns, key string
+	payload map[string]any // also the ack's: read only
+}
+
+// confirm is the context_set_confirmed event of w, the change at index idx
+// of a revision of count changes (with index and count when count > 1,
+// as context_updated).
+func (w ownWrite) confirm(idx, count int) string {
+	p := w.payload
+	if count > 1 {
+		p = maps.Clone(p)
+		p["index"], p["count"] = idx, count
+	}
+	return event(ctxd.TypeContextSetConfirmed, p)
+}
+
+// takeOwn returns the confirmation that replaces ch, the change at index
+// idx of its revision of count changes, when ch is the client's own
+// write. Other changes of the same revision (other writers' context_set
+// committed with it) are not: they go as context_updated.
+func (cl *client) takeOwn(ch *ctxd.Change, idx, count int) (string, bool) {
+	ws := cl.pending[ch.Revision]
+	for i, w := range ws {
+		if w.ns == ch.Namespace && w.key == ch.Key {
+			if len(ws) == 1 {
+				delete(cl.pending, ch.Revision)
+			} else {
+				cl.pending[ch.Revision] = slices.Delete(ws, i, i+1)
+			}
+			return w.confirm(idx, count), true
+		}
+	}
+	return "", false
 }
 
 // lagged disconnects a client that fell more than MaxLag changes behind:
@@ -765,8 +804,10 @@ func (cl *client) reset(gen uint64) bool {
 	cl.feedMu.Lock()
 	defer cl.feedMu.Unlock()
 	var own []string
-	for _, p := range cl.pending { // writes before the restore: confirmed now
-		own = append(own, p...)
+	for _, ws := range cl.pending { // writes before the restore: confirmed now
+		for _, w := range ws {
+			own = append(own, w.confirm(0, 1))
+		}
 	}
 	clear(cl.pending)
 	snap, rev, err := s.snapshot(cl)
@@ -885,11 +926,11 @@ func (s *Server) contextSet(cl *client, arg json.RawMessage) any {
 	}
 	p := map[string]any{"key": rec.Key, "value": rec.Value, "status": "success",
 		"ns": rec.Namespace, "who": rec.Who, "version": rec.Version, "rev": rec.ModRev, "timestamp": rec.UpdatedAt.UTC()}
-	confirm := event(ctxd.TypeContextSetConfirmed, p)
+	own := ownWrite{ns: rec.Namespace, key: rec.Key, payload: p}
 	if rec.ModRev > cl.pos {
-		cl.pending[rec.ModRev] = append(cl.pending[rec.ModRev], confirm)
+		cl.pending[rec.ModRev] = append(cl.pending[rec.ModRev], own)
 	} else {
-		cl.c.send(confirm)
+		cl.c.send(own.confirm(0, 1))
 	}
 	return p
 }
