@@ -304,10 +304,9 @@ func (s *Server) connect(c *conn, data string) {
 			}
 			index = &i
 		}
-		if rev, _ := s.st.Committed(); n > rev {
-			s.connectError(c, ctxd.CodeFutureRevision, "from_rev "+fromRev+" is after the current revision "+strconv.FormatUint(rev, 10))
-			return
-		}
+		// A from_rev after this instance's revision is accepted, as on
+		// /v1/watch: on etcd another instance may have served it (the
+		// changes after it come as they are committed).
 		cl.pos, cl.skip, err = store.ResumeFrom(s.st, n, index)
 		if err != nil {
 			var ce *ctxd.CompactedError
