@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -99,6 +100,11 @@ type groupWrite struct {
 	// generation gen. Not a change: no record, no feed.
 	renewal *deadline
 	gen     *generation
+	// expires is when the write must be answered, etcd.request_timeout
+	// after it queued: a write still queued then is answered unavailable
+	// (never sent), and a group is sent with its oldest write's time left,
+	// so that no write waits longer than the request timeout in all.
+	expires time.Time
 	done    chan struct{}
 	// set before done is closed
 	rec ctxd.Record
@@ -118,6 +124,10 @@ func (p *groupWrite) finished() bool {
 		return false
 	}
 }
+
+// errQueuedTooLong answers a write that waited its whole request timeout
+// behind groups etcd did not answer: it was never sent.
+var errQueuedTooLong = fmt.Errorf("%w: not sent: etcd did not answer the writes queued before it within etcd.request_timeout", ctxd.ErrUnavailable)
 
 // errGoAlone: etcd refused a group, as too large for one transaction or
 // because a lease ended while it waited: each of its writes goes again
@@ -213,6 +223,10 @@ func (g *grouper) takeLocked() []*groupWrite {
 			p.finish(ctxd.Record{}, err)
 			continue
 		}
+		if !p.expires.IsZero() && !time.Now().Before(p.expires) {
+			p.finish(ctxd.Record{}, errQueuedTooLong)
+			continue
+		}
 		k := nsKey{p.w.Namespace, p.w.Key}
 		size := len(p.w.Namespace) + len(p.w.Key) + len(p.w.Value)
 		n := p.txnOps()
@@ -266,7 +280,7 @@ func (s *Store) commitGrouped(ctx context.Context, w ctxd.Write, seen int64, kep
 		return ctxd.TxnResult{}, err
 	}
 	defer s.inflight.Done()
-	p := &groupWrite{ctx: ctx, w: w, seen: seen, kept: kept, done: make(chan struct{})}
+	p := &groupWrite{ctx: ctx, w: w, seen: seen, kept: kept, done: make(chan struct{}), expires: time.Now().Add(s.opts.RequestTimeout)}
 	if w.TTL > 0 {
 		p.leasedAt = s.opts.Now().UTC()
 		granted, err := s.grantLeases(ctx, []ctxd.Write{w})
@@ -373,9 +387,10 @@ func (s *Store) commitGroup(all []*groupWrite) (again []*groupWrite) {
 		t.elseGets = append(t.elseGets, clientv3.OpGet(gen.keys.live(p.w.Namespace, p.w.Key), clientv3.WithKeysOnly()))
 	}
 	// The group's transaction is no one write's: it is bounded by the
-	// request timeout alone, and a write whose client went away is
-	// answered all the same (its outcome is the group's).
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	// time its oldest write has left of the request timeout alone, and a
+	// write whose client went away is answered all the same (its outcome
+	// is the group's).
+	ctx, cancel := context.WithDeadline(context.Background(), groupDeadline(time.Now().Add(s.opts.RequestTimeout), group, renewals))
 	defer cancel()
 	started := time.Now()
 	resp, err := s.cli.Txn(ctx).If(t.cmps...).Then(t.ops...).Else(t.elseGets...).Commit()
@@ -455,7 +470,7 @@ var errKeyMoved = errors.New("the key moved since it was read")
 // held is false when it was not. errGoAlone: the record must be written
 // alone.
 func (s *Store) renewGrouped(ctx context.Context, gen *generation, ns, key string, d deadline, modRev int64) (held bool, err error) {
-	p := &groupWrite{ctx: ctx, w: ctxd.Write{Namespace: ns, Key: key}, seen: modRev, renewal: &d, gen: gen, done: make(chan struct{})}
+	p := &groupWrite{ctx: ctx, w: ctxd.Write{Namespace: ns, Key: key}, seen: modRev, renewal: &d, gen: gen, done: make(chan struct{}), expires: time.Now().Add(s.opts.RequestTimeout)}
 	s.groups.do(p)
 	switch {
 	case p.err == nil:
@@ -469,4 +484,16 @@ func (s *Store) renewGrouped(ctx context.Context, gen *generation, ns, key strin
 		return false, writeError(p.err, false)
 	}
 	return false, p.err
+}
+
+// groupDeadline is the earliest of limit and the writes' expiry times.
+func groupDeadline(limit time.Time, groups ...[]*groupWrite) time.Time {
+	for _, g := range groups {
+		for _, p := range g {
+			if !p.expires.IsZero() && p.expires.Before(limit) {
+				limit = p.expires
+			}
+		}
+	}
+	return limit
 }

@@ -677,3 +677,25 @@ func leaseOfKey(t *testing.T, cli *clientv3.Client, key string) clientv3.LeaseID
 	require.Len(t, resp.Kvs, 1)
 	return clientv3.LeaseID(resp.Kvs[0].Lease)
 }
+
+// A write held in the queue past etcd.request_timeout (behind groups etcd
+// did not answer) is answered unavailable and never sent: no write waits
+// longer than the request timeout in all. One queued for less is sent, with
+// the time it has left.
+func TestQueuedPastTheRequestTimeoutIsNotSent(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t)), RequestTimeout: timeout})
+	queued, release := etcd.HoldGroups(s)
+	done := make(chan error, 1)
+	go func() { _, err := s.Put(t.Context(), "default", "late", json.RawMessage(`1`), nil, "t"); done <- err }()
+	testkit.Eventually(t, func() bool { return queued() == 1 }, "the write queued")
+	time.Sleep(timeout + 100*time.Millisecond) // its whole request timeout, and more
+	release()
+	err := <-done
+	require.ErrorIs(t, err, ctxd.ErrUnavailable, "never sent: unavailable, not outcome_unknown")
+	_, err = s.Get("default", "late")
+	require.ErrorIs(t, err, ctxd.ErrNotFound, "it was not sent")
+
+	got := queue(t, s, putOf(t, s, "soon", `1`, nil))
+	require.NoError(t, got[0].err, "a write queued for less than the timeout is sent")
+}
