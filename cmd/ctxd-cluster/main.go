@@ -51,7 +51,10 @@ func main() {
 	} else {
 		err = run(os.Args[1:], os.Stdout)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		// The usage is printed.
+	case err != nil:
 		fmt.Fprintf(os.Stderr, "ctxd-cluster: %v\n", err)
 		os.Exit(1)
 	}
@@ -128,6 +131,13 @@ func parse(args []string) (options, error) {
 	}
 	if _, err := os.Stat(o.ctxd); err != nil {
 		return o, fmt.Errorf("the ctxd binary: %w (run make build, or give --ctxd)", err)
+	}
+	if etcdDir := filepath.Join(o.data, "etcd"); o.etcdPort == 0 {
+		// Members keep the URLs they were born with: on new ports they
+		// would never find each other again.
+		if entries, err := os.ReadDir(etcdDir); err == nil && len(entries) > 0 {
+			return o, fmt.Errorf("--etcd-port 0 picks new ports at each run, but %s holds members born on other ports: remove it (rm -rf %s) or give the ports they were born with", etcdDir, etcdDir)
+		}
 	}
 	return o, nil
 }
