@@ -58,6 +58,12 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 	resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/app", `2`))
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	assert.Contains(t, string(body), `"code":"unavailable"`, "a write etcd never received is unavailable, not outcome_unknown")
+	// /readyz as well says so at once while the client has no connection,
+	// rather than after the request timeout.
+	testkit.Eventually(t, func() bool {
+		resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/readyz", ""))
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "is unreachable (connection")
+	}, "/readyz answers 503 from the connection's state")
 }
 
 // Expiring keys on store.backend etcd, over HTTP: a put with ?ttl= shows

@@ -29,6 +29,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -179,8 +180,20 @@ func (c *cluster) stop(out io.Writer) {
 
 func stopChild(out io.Writer, p *localcluster.Process) {
 	if err := p.Stop(stopTimeout); err != nil {
-		fmt.Fprintf(out, "stop %s: %v\n", strings.Join(p.Cmd.Args[:2], " "), err)
+		fmt.Fprintf(out, "stop %s: %v\n", childName(p.Cmd.Args), err)
 	}
+}
+
+// childName names a child by its command and its --name (a member's).
+func childName(args []string) string {
+	name := filepath.Base(args[0])
+	if len(args) > 1 {
+		name += " " + args[1]
+	}
+	if i := slices.Index(args, "--name"); i >= 0 && i+1 < len(args) {
+		name += " " + args[i+1]
+	}
+	return name
 }
 
 func run(args []string, out io.Writer) error {

@@ -455,6 +455,9 @@ func isTransport(err error) bool {
 // Ready is nil while etcd answers a linearizable read within the request
 // timeout; otherwise an error matching ctxd.ErrUnavailable says why.
 func (s *Store) Ready() error {
+	if err := s.unreachable(); err != nil {
+		return err // at once, as writes
+	}
 	return s.read(func(ctx context.Context) error {
 		_, err := s.cli.Get(ctx, s.opts.Prefix+"ready", clientv3.WithCountOnly())
 		if err != nil {

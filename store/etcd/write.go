@@ -309,13 +309,23 @@ func (s *Store) beginWrite(ctx context.Context) error {
 		return err
 	}
 	err := ctx.Err()
-	if state := s.cli.ActiveConnection().GetState(); err == nil && (state == connectivity.TransientFailure || state == connectivity.Shutdown) {
-		err = fmt.Errorf("%w: etcd at %v is unreachable (connection %s)", ctxd.ErrUnavailable, s.opts.Endpoints, state)
+	if err == nil {
+		err = s.unreachable()
 	}
 	if err != nil {
 		s.inflight.Done()
 	}
 	return err
+}
+
+// unreachable is an error matching ctxd.ErrUnavailable while the etcd
+// client has no connection to send on (it failed to connect, or is shut
+// down): a request would wait for the request timeout to fail.
+func (s *Store) unreachable() error {
+	if state := s.cli.ActiveConnection().GetState(); state == connectivity.TransientFailure || state == connectivity.Shutdown {
+		return fmt.Errorf("%w: etcd at %v is unreachable (connection %s)", ctxd.ErrUnavailable, s.opts.Endpoints, state)
+	}
+	return nil
 }
 
 // txnOps is one etcd transaction of writes:
