@@ -46,6 +46,12 @@ func TestFirstLoad(t *testing.T) {
 	p.fill("#ns-select", "team")
 	p.waitText("#key-rows", "deploy/version")
 	assert.Equal(t, 1, p.count("#key-rows tr"))
+
+	// A transaction that moves a key between namespaces leaves the totals
+	// as they were: the counts per namespace are read again all the same.
+	code, body := s.do(http.MethodPost, "/v1/txn", `{"ops":[{"op":"delete","key":"app.status"},{"op":"put","ns":"team","key":"status","value":"running"}]}`)
+	require.Equal(t, http.StatusOK, code, string(body))
+	p.waitText("#ns-select", "default (1 key)", "team (2 keys)")
 }
 
 // TestSetKeyThroughForm: a key written with the form is in the list, stored
@@ -69,6 +75,38 @@ func TestSetKeyThroughForm(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, "dashboard", r.Who)
 	assert.Contains(t, string(r.Value), "12345678901234567890", "the number is stored as typed")
+
+	// Saved again: the page's own change, which the feed may bring before
+	// the PUT's answer, is not a change "after you loaded it".
+	p.fill("#set-value", `{"hello": "again"}`)
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-result", "Saved default/greeting: version 2")
+	p.waitFor(`#live-list li[data-rev="2"]`)
+	assert.False(t, eval[bool](p, `!document.querySelector("#set-stale").hidden`), "no stale warning for the page's own save: %s", p.text("#set-stale"))
+	// Someone else's change after it is one.
+	s.put("default", "greeting", `"bob's"`, "bob")
+	p.waitText("#set-stale", "changed after you loaded it: now version 3, by bob")
+
+	// An expected version that is not a number is refused (a number field
+	// reads it as empty: it would have been an unconditional write).
+	p.fill("#set-version", "")
+	p.do(chromedp.SendKeys("#set-version", "-"))
+	p.fill("#set-value", `"no"`)
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-error", "Expected version: empty, 0 or a version number")
+	r, _ = s.get("default", "greeting")
+	assert.Equal(t, uint64(3), r.Version, "nothing written")
+
+	// Keys named "." and "..": a browser cannot send them in a URL path
+	// (they read as folder steps); the page says so and what to use.
+	s.put("default", "..", `1`, "alice")
+	p.fill("#set-key", "..")
+	p.fill("#set-version", "")
+	p.fill("#set-value", `2`)
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-error", `a key named ".." cannot be sent in a URL from a browser`, "ctxd get/put/del/history")
+	r, _ = s.get("default", "..")
+	assert.Equal(t, `1`, string(r.Value), "nothing written")
 
 	// Bad JSON is refused in the page, and nothing is written.
 	p.fill("#set-key", "broken")
@@ -127,6 +165,28 @@ func TestEditOneField(t *testing.T) {
 	p.waitText("#field-error", "not valid JSON")
 	r, _ = s.get("default", "cfg")
 	assert.Equal(t, uint64(4), r.Version, "refused fields wrote nothing")
+
+	// An array element is set in place (replace), not inserted before the
+	// one shown; "-" appends.
+	s.put("default", "arr", `{"list":[1,2,3]}`, "alice")
+	p.click(`#key-rows tr[data-key="arr"] th button`)
+	p.waitTextIs("#d-key", "arr")
+	p.waitFor("#field-form:not([hidden])")
+	p.fill("#field-path", "/list/0")
+	p.waitJS(`document.querySelector("#field-value").value === "1"`, "the element's value filled in")
+	p.fill("#field-value", "99")
+	p.click("#field-form button[type=submit]")
+	p.waitText("#field-result", "Saved /list/0 of default/arr: version 2")
+	r, _ = s.get("default", "arr")
+	assert.Equal(t, `{"list":[99,2,3]}`, string(r.Value))
+	p.waitText("#d-value", "99")
+	p.fill("#field-path", "/list/-")
+	p.waitJS(`document.querySelector("#field-value").value === ""`, "a new field starts empty")
+	p.fill("#field-value", "4")
+	p.click("#field-form button[type=submit]")
+	p.waitText("#field-result", "Saved /list/- of default/arr: version 3")
+	r, _ = s.get("default", "arr")
+	assert.Equal(t, `{"list":[99,2,3,4]}`, string(r.Value))
 }
 
 // TestLiveUpdate: a change made through the REST API appears in the event
@@ -423,6 +483,17 @@ func TestToken(t *testing.T) {
 	p.waitFor("#token-dialog[open]")
 	p.waitText("#token-why", "asks for an access token")
 
+	// Cancel sticks: the next 401 (any panel's) fails without asking again.
+	p.click(`#token-form button[value="cancel"]`)
+	p.waitJS(`!document.querySelector("#token-dialog").open`, "the dialog closed")
+	p.click("#snap-refresh")
+	p.waitText("#snap-error", "access token")
+	assert.False(t, eval[bool](p, `document.querySelector("#token-dialog").open`), "a 401 after Cancel does not ask again")
+
+	// The button asks again; a refused token is asked for again by the
+	// next 401, and the one entered there re-reads every panel.
+	p.click("#token-button")
+	p.waitFor("#token-dialog[open]")
 	p.fill("#token-input", "wrong")
 	p.click(`#token-form button[value="ok"]`)
 	p.waitText("#token-why", "refused the token")
@@ -433,6 +504,7 @@ func TestToken(t *testing.T) {
 	p.waitReady()
 	p.waitTextIs("#st-revision", "1")
 	p.waitText("#key-rows", "guarded")
+	p.waitJS(`document.querySelector("#snap-error").hidden`, "the snapshots panel re-read with the token")
 	p.waitFor(`#conn[data-state="live"]`)
 	assert.Equal(t, secret, eval[string](p, `sessionStorage.getItem("ctxd.token")`))
 	assert.True(t, eval[bool](p, `localStorage.getItem("ctxd.token") === null && document.cookie === ""`),
@@ -450,11 +522,13 @@ func TestToken(t *testing.T) {
 func TestPhoneAndKeyboard(t *testing.T) {
 	s := newServer(t, serverOptions{})
 	s.put("default", "app.a-rather-long-key-name-that-could-overflow-a-narrow-screen", `{"nested":{"deep":[1,2,3]}}`, "alice")
+	// A second version: its history has rows with actions, wider than the screen.
+	s.put("default", "app.a-rather-long-key-name-that-could-overflow-a-narrow-screen", `{"nested":{"deep":[1,2,3,4]}}`, "alice")
 	s.put("default", "b", `2`, "alice")
 	p := openPage(t, s, "/", pageOptions{width: 390, height: 844})
 	p.waitText("#key-rows", "b")
-	assert.True(t, eval[bool](p, `document.documentElement.scrollWidth <= window.innerWidth`),
-		"the page is %d px wide on a %d px screen", eval[int](p, `document.documentElement.scrollWidth`), eval[int](p, `window.innerWidth`))
+	assert.True(t, eval[bool](p, `document.documentElement.scrollWidth <= document.documentElement.clientWidth`),
+		"the page is %d px wide on a %d px screen: %v", eval[int](p, `document.documentElement.scrollWidth`), eval[int](p, `document.documentElement.clientWidth`), overflowing(p))
 
 	unlabelled := eval[[]string](p, `[...document.querySelectorAll("input, select, textarea")]
 		.filter((e) => e.labels.length === 0 && !e.getAttribute("aria-label")).map((e) => e.id || e.outerHTML)`)
@@ -477,7 +551,17 @@ func TestPhoneAndKeyboard(t *testing.T) {
 	p.do(chromedp.KeyEvent(kb.Enter))
 	p.waitText("#d-value", `"deep"`)
 	p.waitJS(`document.activeElement.id === "detail-h"`, "the focus to move to the key")
-	assert.True(t, eval[bool](p, `document.documentElement.scrollWidth <= window.innerWidth`), "the open key fits too")
+	p.waitFor("#history-rows tr") // its table's hidden header once overflowed the page
+	assert.True(t, eval[bool](p, `document.documentElement.scrollWidth <= document.documentElement.clientWidth`),
+		"the open key fits too: the page is %d px wide: %v", eval[int](p, `document.documentElement.scrollWidth`), overflowing(p))
+}
+
+// overflowing names the elements that reach past the right edge of the
+// page's screen, with how far they reach.
+func overflowing(p *page) []string {
+	return eval[[]string](p, `[...document.querySelectorAll("body *")]
+		.filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5 || (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX === "visible"))
+		.map((e) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : "") + " to " + Math.round(e.getBoundingClientRect().right) + " sw " + e.scrollWidth + "/" + e.clientWidth)`)
 }
 
 // requireToken is a stand-in for ctxd's coming access control: /v1/ wants

@@ -34,6 +34,13 @@ export class APIError extends Error {
 
 let askToken = null; // async (reason) => token, or '' when the user gives none
 let prompting = null; // the prompt in progress, shared by concurrent 401s
+// declined is set when the user cancelled the prompt: 401s then fail
+// without asking again, until the user asks for the dialog (askedToken).
+let declined = false;
+
+// askedToken says that the user opened the token dialog: a later 401 may
+// ask again.
+export function askedToken() { declined = false; }
 
 // onTokenNeeded sets what asks the user for a token when the API answers
 // 401: an async function of the reason, returning the token or ''.
@@ -41,10 +48,13 @@ export function onTokenNeeded(fn) { askToken = fn; }
 
 async function tokenAfter401(sent) {
   if (token() !== sent) return token(); // another request got a new one meanwhile
-  if (!askToken) return '';
+  if (!askToken || declined) return '';
   if (!prompting) {
     const reason = sent ? 'The server refused the token. Enter another one.' : 'The server asks for an access token.';
-    prompting = askToken(reason).finally(() => { prompting = null; });
+    prompting = askToken(reason).then((t) => {
+      declined = !t;
+      return t;
+    }).finally(() => { prompting = null; });
   }
   return prompting;
 }
@@ -86,8 +96,16 @@ export async function request(method, path, { query, body, headers, raw } = {}) 
 }
 
 // keyPath is the path of a key: the key is escaped whole ("/" as %2F), as
-// the API expects.
-export const keyPath = (ns, key) => `/v1/ns/${encodeURIComponent(ns)}/keys/${encodeURIComponent(key)}`;
+// the API expects. A key named "." or ".." cannot be sent from a browser:
+// URL parsing takes it for a folder step, escaped (%2E) or not, and the
+// request would name another resource; it is refused here, with a way
+// around it.
+export function keyPath(ns, key) {
+  if (key === '.' || key === '..') {
+    throw new APIError(400, 'bad_request', `a key named "${key}" cannot be sent in a URL from a browser (it reads as a folder step): use the CLI (ctxd get/put/del/history '${key}') or curl --path-as-is`);
+  }
+  return `/v1/ns/${encodeURIComponent(ns)}/keys/${encodeURIComponent(key)}`;
+}
 
 // watchURL is the WebSocket URL of the change feed with these parameters,
 // and the token as ?token= (browsers cannot set headers on a WebSocket).

@@ -4,7 +4,7 @@
 // function (REST) and a render function, and the live feed patches what is
 // on screen. README.md "Dashboard" describes it.
 
-import { APIError, download, keyPath, onTokenNeeded, request, setToken, token } from './api.js';
+import { APIError, askedToken, download, keyPath, onTokenNeeded, request, setToken, token } from './api.js';
 import { JSONNumber, parse, pretty, preview, stringify } from './json.js';
 import { LiveFeed } from './live.js';
 import { diffLines, hunks } from './diff.js';
@@ -31,7 +31,9 @@ const state = {
   pit: null, // the record at a revision (point-in-time view), with atRev
   history: [],
   historyNext: null,
+  historyTruncated: false, // compaction discarded what is before the oldest change
   editing: null, // {ns, key} the editor was loaded from
+  saving: null, // {changes}: a save of the editor in flight, and the feed's changes of its key meanwhile
   status: null,
   lastRev: 0, // newest revision seen (status or live feed)
   events: [], // live changes, newest first
@@ -112,6 +114,7 @@ function askToken(reason) {
   $('token-why').textContent = reason;
   input.value = '';
   $('token-forget').hidden = !token();
+  const had = token();
   tokenPrompt = new Promise((resolve) => {
     d.addEventListener('close', () => {
       tokenPrompt = null;
@@ -120,6 +123,9 @@ function askToken(reason) {
       else if (v === 'forget') setToken('');
       input.value = '';
       if (v === 'ok' || v === 'forget') state.feed.reconnect();
+      // Whoever asked (the button, or a 401 of any panel), every panel is
+      // read again with the new token.
+      if (token() !== had) reloadAll();
       resolve(v === 'ok' ? token() : '');
     }, { once: true });
   });
@@ -154,7 +160,8 @@ const loadStatus = latest(async (current) => {
     state.lastRev = Math.max(state.lastRev, Number(s.revision));
     show($('st-error'), '');
     renderStatus();
-    const counts = `${s.keys}/${s.namespaces}`;
+    // Any write may move keys between namespaces with the totals unchanged.
+    const counts = `${s.keys}/${s.namespaces}/${s.revision}`;
     if (counts !== lastCounts) {
       lastCounts = counts;
       loadNamespaces();
@@ -224,7 +231,11 @@ const loadKeys = latest(async (current) => {
     show($('keys-error'), '');
     renderKeys();
   } catch (e) {
-    if (current()) show($('keys-error'), 'Cannot list the keys: ' + errorText(e));
+    if (!current()) return;
+    show($('keys-error'), 'Cannot list the keys: ' + errorText(e));
+    state.keys = []; // not the rows of what was listed before
+    state.next = '';
+    renderKeys();
   }
 });
 const keysSoon = throttled(() => loadKeys(), 500);
@@ -382,6 +393,7 @@ async function selectKey(ns, key, focus) {
   state.deleted = null;
   state.pit = null;
   state.history = [];
+  state.historyTruncated = false;
   state.historyNext = null;
   setHash();
   for (const row of $('key-rows').children) {
@@ -450,12 +462,25 @@ function detailOnChange(m) {
   renderDetail();
   historySoon();
   const ed = state.editing;
-  const expected = $('set-version').value.trim();
-  if (ed && ed.ns === m.ns && ed.key === m.key && expected !== '' && String(m.version) !== expected) {
-    show($('set-stale'), m.op === 'delete'
-      ? `${m.ns}/${m.key} was deleted by ${m.who} after you loaded it: saving will report a conflict.`
-      : `${m.ns}/${m.key} changed after you loaded it: now version ${m.version}, by ${m.who}. Saving will report a conflict.`);
+  if (!ed || ed.ns !== m.ns || ed.key !== m.key) return;
+  if (state.saving) {
+    // This tab's save is in flight, and the feed may bring its change
+    // before the answer: saveKey judges the changes after it once it
+    // knows its revision.
+    state.saving.changes.push(m);
+    return;
   }
+  warnStale(m);
+}
+
+// warnStale says that the key being edited changed after it was loaded,
+// when m is not the version the next save expects.
+function warnStale(m) {
+  const expected = $('set-version').value.trim();
+  if (expected === '' || String(m.version) === expected) return;
+  show($('set-stale'), m.op === 'delete'
+    ? `${m.ns}/${m.key} was deleted by ${m.who} after you loaded it: saving will report a conflict.`
+    : `${m.ns}/${m.key} changed after you loaded it: now version ${m.version}, by ${m.who}. Saving will report a conflict.`);
 }
 
 async function showAt(rev) {
@@ -490,6 +515,7 @@ const loadHistory = latest(async (current, reset) => {
     const changes = r.changes || [];
     state.history = reset ? changes : state.history.concat(changes);
     state.historyNext = r.next ?? null;
+    state.historyTruncated = !!r.truncated;
   } catch (e) {
     if (!current() || !isSelected(sel.ns, sel.key)) return;
     if (e.status !== 404) show($('detail-error'), 'Cannot read the history: ' + errorText(e));
@@ -522,6 +548,7 @@ function renderHistory() {
     $('history-rows').append(h('tr', null, h('td', { colspan: 7, class: 'muted' }, state.selected ? 'No history.' : '')));
   }
   $('history-more').hidden = state.historyNext === null;
+  show($('history-cut'), state.historyNext === null && state.historyTruncated ? 'Older changes were discarded by compaction.' : '');
   for (const [id, def] of [['diff-from', 1], ['diff-to', 0]]) {
     const sel = $(id);
     const keep = sel.value;
@@ -595,7 +622,7 @@ function fieldChosen() {
   const r = state.record;
   if (!r || !$('field-path').value) return;
   const v = lookup(r.value, fieldPointer());
-  if (v !== undefined) $('field-value').value = stringify(v);
+  $('field-value').value = v === undefined ? '' : stringify(v); // a new field starts empty
 }
 
 // saveField changes one field of the value with a JSON Patch: the server
@@ -619,8 +646,12 @@ async function saveField(ev) {
     return;
   }
   const pointer = fieldPointer();
-  // The value's text goes in as typed: its numbers keep every digit.
-  const body = `[{"op":"add","path":${JSON.stringify(pointer)},"value":${text}}]`;
+  // Set the field: replace one that exists (add would insert into an
+  // array, before the element shown), add one that does not (a new
+  // member, or "-" to append to an array). The value's text goes in as
+  // typed: its numbers keep every digit.
+  const op = state.record && lookup(state.record.value, pointer) !== undefined ? 'replace' : 'add';
+  const body = `[{"op":"${op}","path":${JSON.stringify(pointer)},"value":${text}}]`;
   const button = ev.submitter || $('field-form').querySelector('button[type=submit]');
   button.disabled = true;
   try {
@@ -707,7 +738,8 @@ async function saveKey(ev) {
     }
   }
   const expected = $('set-version').value.trim();
-  if (expected !== '' && !/^\d+$/.test(expected)) {
+  // A number field reads '' for what is not a number: badInput tells.
+  if ($('set-version').validity.badInput || (expected !== '' && !/^\d+$/.test(expected))) {
     show($('set-error'), 'Expected version: empty, 0 or a version number.');
     $('set-version').focus();
     return;
@@ -715,12 +747,19 @@ async function saveKey(ev) {
   const headers = expected === '' ? {} : { 'If-Match': expected };
   const button = ev.submitter || $('set-form').querySelector('button[type=submit]');
   button.disabled = true;
+  const saving = { changes: [] };
+  state.saving = saving;
   try {
     const r = await request('PUT', keyPath(ns, key), { body, headers, query: { who: who() } });
     show($('set-result'), `Saved ${ns}/${key}: version ${r.version} at revision ${r.revision}.`);
     remember(r);
     $('set-version').value = String(r.version); // the next save is a CAS on this one
     state.editing = { ns, key };
+    // Changes the feed brought during the save: only those after it are
+    // someone else's since.
+    for (const m of saving.changes) {
+      if (m.ns === ns && m.key === key && Number(m.rev) > Number(r.revision)) warnStale(m);
+    }
     state.lastRev = Math.max(state.lastRev, Number(r.revision));
     if (ns !== state.ns) listFrom(ns, '');
     else loadKeys();
@@ -728,8 +767,12 @@ async function saveKey(ev) {
     selectKey(ns, key, false);
   } catch (e) {
     if (e.code === 'conflict') showConflict(ns, key, Number(expected), Number(e.detail.current_version ?? 0));
-    else show($('set-error'), `Not saved: ${errorText(e)}`);
+    else {
+      show($('set-error'), `Not saved: ${errorText(e)}`);
+      for (const m of saving.changes) warnStale(m); // none of them is this tab's
+    }
   } finally {
+    if (state.saving === saving) state.saving = null;
     button.disabled = false;
   }
 }
@@ -791,7 +834,7 @@ function eventItem(m) {
     h('span', { class: 'ver' }, 'v' + m.version), ' ',
     h('span', { class: 'who' }, m.who), ' ',
     time(m.timestamp), ' ',
-    m.op === 'delete' ? h('span', { class: 'val muted' }, '(deleted)') : h('code', { class: 'val' }, preview(m.value, 160)));
+    m.op === 'delete' ? h('span', { class: 'val muted' }, m.expired ? '(expired)' : '(deleted)') : h('code', { class: 'val' }, preview(m.value, 160)));
 }
 
 let pendingEvents = [];
@@ -921,6 +964,7 @@ const loadSnapshots = latest(async (current) => {
     renderSnapshots(r.snapshots || []);
   } catch (e) {
     if (!current()) return;
+    renderSnapshots([]); // not the list read with another token
     if (e.status === 404 || e.status === 405) {
       snapshotsEnabled = false;
       show($('snap-error'), 'Snapshots are not enabled on this server.');
@@ -1068,7 +1112,9 @@ const loadDumps = latest(async (current) => {
     show($('dump-empty'), list.length ? '' : 'No dump files yet.');
     $('dump-dir').textContent = r.dump_directory ? `Folder on the server: ${r.dump_directory}` : '';
   } catch (e) {
-    if (current()) show($('dump-error'), (e.code === 'unavailable' ? 'Dumps are not available: ' : 'Cannot list the dumps: ') + errorText(e));
+    if (!current()) return;
+    $('dump-rows').replaceChildren(); // not the list read with another token
+    show($('dump-error'), (e.code === 'unavailable' ? 'Dumps are not available: ' : 'Cannot list the dumps: ') + errorText(e));
   }
 });
 
@@ -1100,10 +1146,9 @@ async function createDump(ev) {
 
 function wire() {
   onTokenNeeded(askToken);
-  $('token-button').addEventListener('click', async () => {
-    const had = token();
-    await askToken(had ? 'Replace or forget the access token of this tab.' : 'Enter the access token for this server.');
-    if (token() !== had) reloadAll();
+  $('token-button').addEventListener('click', () => {
+    askedToken(); // a 401 may ask again, even after a Cancel
+    askToken(token() ? 'Replace or forget the access token of this tab.' : 'Enter the access token for this server.');
   });
 
   $('ns-select').addEventListener('change', (ev) => listFrom(ev.target.value, state.prefix));
@@ -1221,6 +1266,23 @@ async function main() {
     selectKey(NS_RE.test(kns || '') ? kns : state.ns, key, false);
   }
   await first;
+  // The page writes its hash with replaceState (no event): a hashchange
+  // is a link followed or an address edited in this tab.
+  window.addEventListener('hashchange', () => {
+    const q = new URLSearchParams(location.hash.slice(1));
+    const ns = NS_RE.test(q.get('ns') || '') ? q.get('ns') : 'default';
+    const prefix = q.get('prefix') || '';
+    if (ns !== state.ns || prefix !== state.prefix) {
+      $('prefix').value = prefix;
+      listFrom(ns, prefix);
+    }
+    const key = q.get('key');
+    if (key) {
+      const kns = q.get('kns');
+      const at = NS_RE.test(kns || '') ? kns : ns;
+      if (!isSelected(at, key)) selectKey(at, key, true);
+    }
+  });
   setInterval(() => { if (!document.hidden) loadStatus(); }, STATUS_EVERY);
   setInterval(() => { if (!document.hidden) tickExpiries(); }, 1000);
   document.documentElement.dataset.ready = 'true';
