@@ -41,6 +41,11 @@ func TestFirstLoad(t *testing.T) {
 	assert.NotContains(t, p.text("#key-rows"), "deploy/version")
 	p.waitFor(`#conn[data-state="live"]`)
 	p.waitText("#ns-select", "default (2 keys)", "team (1 key)")
+	// The feed starts after the revision the status read, before the
+	// lists are: nothing written while the page loads falls between them.
+	conns := s.ws.connections()
+	require.NotEmpty(t, conns)
+	assert.Equal(t, "3", conns[0].Get("from_rev"), "the first connection resumes after the status's revision")
 
 	// Another namespace, chosen in the list.
 	p.fill("#ns-select", "team")
@@ -258,7 +263,7 @@ func TestLiveResume(t *testing.T) {
 	conns := s.ws.connections()
 	last := conns[len(conns)-1]
 	assert.Equal(t, "2", last.Get("from_rev"), "the reconnection resumes after the last revision")
-	assert.Empty(t, conns[0].Get("from_rev"), "the first connection starts from now")
+	assert.Equal(t, "1", conns[0].Get("from_rev"), "the first connection starts after the status's revision")
 }
 
 // TestLiveTransactionOnEtcd: on etcd the changes of a transaction share

@@ -916,7 +916,8 @@ function reloadAll() {
   }
 }
 
-function startFeed() {
+// startFeed connects the live feed: from now, or after revision from.
+function startFeed(from) {
   state.feed = new LiveFeed({
     change(m) {
       state.lastRev = Math.max(state.lastRev, Number(m.rev));
@@ -948,6 +949,7 @@ function startFeed() {
       loadStatus(); // a 401 there asks for the token; the feed uses it next
     },
   });
+  if (from !== undefined && from !== null) state.feed.at(from, 0);
   state.feed.start();
 }
 
@@ -1258,8 +1260,12 @@ async function main() {
   $('prefix').value = state.prefix;
   $('dump-ns').value = state.ns;
   renderNamespaces();
-  startFeed();
-  const first = Promise.all([loadStatus(), loadNamespaces(), loadKeys(), loadSnapshots(), loadDumps()]);
+  // The feed resumes after the revision the status read, and the lists are
+  // read after it: a change made while the page loads is in one or the
+  // other (or both: applying it again is harmless), never lost between them.
+  await loadStatus();
+  startFeed(state.status ? state.status.revision : null);
+  const first = Promise.all([loadNamespaces(), loadKeys(), loadSnapshots(), loadDumps()]);
   const key = p.get('key');
   if (key) {
     const kns = p.get('kns');
