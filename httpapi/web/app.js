@@ -160,8 +160,9 @@ const loadStatus = latest(async (current) => {
     state.lastRev = Math.max(state.lastRev, Number(s.revision));
     show($('st-error'), '');
     renderStatus();
-    // Any write may move keys between namespaces with the totals unchanged.
-    const counts = `${s.keys}/${s.namespaces}/${s.revision}`;
+    // The live feed re-reads them on creates and deletes; this catches
+    // what it missed (while it reconnects).
+    const counts = `${s.keys}/${s.namespaces}`;
     if (counts !== lastCounts) {
       lastCounts = counts;
       loadNamespaces();
@@ -769,7 +770,9 @@ async function saveKey(ev) {
     if (e.code === 'conflict') showConflict(ns, key, Number(expected), Number(e.detail.current_version ?? 0));
     else {
       show($('set-error'), `Not saved: ${errorText(e)}`);
-      for (const m of saving.changes) warnStale(m); // none of them is this tab's
+      // Refused: none of them is this tab's. (Unknown outcome, or no
+      // answer: one may be; the error says to read the key.)
+      if (e.status !== 0 && e.code !== 'outcome_unknown') for (const m of saving.changes) warnStale(m);
     }
   } finally {
     if (state.saving === saving) state.saving = null;
@@ -924,7 +927,8 @@ function startFeed(from) {
       if (state.status) renderStatus();
       keysOnChange(m);
       detailOnChange(m);
-      if (!state.namespaces.some((n) => n.name === m.ns)) namespacesSoon();
+      // A create or a delete changes a namespace's count (or the list).
+      if (m.op === 'delete' || Number(m.version) === 1 || !state.namespaces.some((n) => n.name === m.ns)) namespacesSoon();
       addEvent(m);
       statusSoon();
     },

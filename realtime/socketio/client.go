@@ -641,8 +641,9 @@ func (l *lagCount) advance(from uint64, read []ctxd.Change) {
 // behind counts the changes after from (the committed revision is rev),
 // up to MaxLag+1, reading only those after what it counted before. The
 // changes of revision pos+1 the client had before it connected (skip)
-// are never counted: while skip > 0, pos+1 <= base (from_rev is at most
-// the committed revision at connect), so from is base. A read that fails
+// are not counted when from_rev was at most the committed revision at
+// connect (then pos+1 <= base, so from is base); after it (another etcd
+// instance served it), they are: at most from_index too many. A read that fails
 // counts as too far behind (the client is cut and resumes).
 func (cl *client) behind(from, rev uint64) uint64 {
 	s, l := cl.c.srv, &cl.lag
@@ -699,6 +700,14 @@ func (cl *client) step(rev uint64, n int) bool {
 		skip := 0
 		if changes[first].Revision == cl.pos+1 {
 			skip = cl.skip // had before it connected (from_index)
+		}
+		for i := first; i < first+skip && i < end; i++ {
+			// Had before it connected, but its own write's confirmation
+			// is still owed (it claimed a revision no instance had
+			// served, and wrote into it).
+			if confirm, ok := cl.takeOwn(&changes[i], i-first, end-first); ok {
+				out = append(out, confirm)
+			}
 		}
 		for i := first + skip; i < end; i++ {
 			ch := &changes[i]

@@ -125,6 +125,17 @@ func TestResumeFromAFutureRevision(t *testing.T) {
 	assert.Equal(t, "d", e.Data["key"], "the first change after from_rev")
 	assert.Equal(t, float64(after), e.Data["rev"])
 	c.close()
+
+	// One that claims part of the next revision (from_index) and writes
+	// into it still gets its confirmation.
+	c = dial(t, srv, sioOpts{websocket: true})
+	ans = c.connect(map[string]any{"from_rev": after + 1, "from_index": 1})
+	require.True(t, strings.HasPrefix(ans, `0{"sid":`), ans)
+	c.emit("context_set", map[string]any{"key": "own", "value": 1})
+	conf := c.waitEvent("context_set_confirmed")
+	assert.Equal(t, "own", conf.Data["key"])
+	assert.Equal(t, float64(after+1), conf.Data["rev"])
+	c.close()
 }
 
 // A key that expires reaches Socket.IO clients as a context_updated of a

@@ -125,9 +125,13 @@ func (p *groupWrite) finished() bool {
 	}
 }
 
-// errQueuedTooLong answers a write that waited its whole request timeout
-// behind groups etcd did not answer: it was never sent.
+// errQueuedTooLong answers a write that waited most of its request
+// timeout behind groups etcd did not answer in time: it was never sent.
 var errQueuedTooLong = fmt.Errorf("%w: not sent: etcd did not answer the writes queued before it within etcd.request_timeout", ctxd.ErrUnavailable)
+
+// minSendFraction of the request timeout is the least a write must have
+// left to be sent (grouper.minLeft).
+const minSendFraction = 4
 
 // errGoAlone: etcd refused a group, as too large for one transaction or
 // because a lease ended while it waited: each of its writes goes again
@@ -141,6 +145,11 @@ type grouper struct {
 	running int // groups being committed, at most inFlight
 
 	inFlight, maxWrites int
+	// minLeft is the least time a write must have left of its request
+	// timeout to be sent: one with less is answered unavailable (never
+	// sent) rather than sent with a deadline etcd could not meet even
+	// when it is only busy.
+	minLeft time.Duration
 	// commit commits a group and answers its writes, but for those it
 	// returns: they did not apply through no fault of their own, and go
 	// again, first in the queue.
@@ -223,7 +232,7 @@ func (g *grouper) takeLocked() []*groupWrite {
 			p.finish(ctxd.Record{}, err)
 			continue
 		}
-		if !p.expires.IsZero() && !time.Now().Before(p.expires) {
+		if !p.expires.IsZero() && time.Until(p.expires) < g.minLeft {
 			p.finish(ctxd.Record{}, errQueuedTooLong)
 			continue
 		}
@@ -479,14 +488,16 @@ func (s *Store) renewGrouped(ctx context.Context, gen *generation, ns, key strin
 		return false, nil
 	case errors.Is(p.err, errGenerationMoved):
 		return false, errGoAlone
-	case errors.Is(p.err, context.Canceled), errors.Is(p.err, context.DeadlineExceeded):
-		// Its context ended while it was queued: never sent.
-		return false, writeError(p.err, false)
+	case errors.Is(p.err, context.Canceled), errors.Is(p.err, context.DeadlineExceeded), errors.Is(p.err, errQueuedTooLong):
+		// Never sent, but the lease was renewed (renew): the key may
+		// live past the deadline its record says.
+		return false, fmt.Errorf("%w: the key's lease was renewed, its deadline record not moved (%v): renew it again", ctxd.ErrOutcomeUnknown, p.err)
 	}
 	return false, p.err
 }
 
-// groupDeadline is the earliest of limit and the writes' expiry times.
+// groupDeadline is the earliest of limit and the writes' expiry times:
+// at least grouper.minLeft away when the group was taken.
 func groupDeadline(limit time.Time, groups ...[]*groupWrite) time.Time {
 	for _, g := range groups {
 		for _, p := range g {

@@ -344,13 +344,17 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 		// One change more than the page: it tells whether there is a
 		// next page, and the version and prev revision of the page's
 		// oldest change when that is a delete or an update.
-		steps, err := s.walk(ctx, ns, key, at, limit+1)
+		steps, cut, err := s.walk(ctx, ns, key, at, limit+1)
 		if err != nil {
 			return err
 		}
 		if len(steps) == 0 {
 			if err := s.knownKey(ctx, ns, key); err != nil {
 				return err
+			}
+			if cut {
+				page.Truncated = true // the key's state at the bound is gone
+				return nil
 			}
 			page.Truncated, err = s.oldestKeptTruncated(ctx, ns, key, at)
 			return err
@@ -372,7 +376,7 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 		if len(steps) > limit {
 			page.Next = page.Changes[limit-1].Revision
 		} else {
-			page.Truncated = truncatedAfter(steps[len(steps)-1].change)
+			page.Truncated = cut || truncatedAfter(steps[len(steps)-1].change)
 		}
 		return nil
 	})
@@ -416,8 +420,14 @@ func (s *Store) stateAt(ctx context.Context, live, tomb string, at uint64) (kv, 
 		return nil, nil, false, nil // compacted further meanwhile
 	case err != nil:
 		return nil, nil, false, err
-	case kv != nil && uint64(kv.ModRevision) > at, tkv != nil && uint64(tkv.ModRevision) > at:
-		return nil, nil, false, nil
+	case tkv != nil && uint64(tkv.ModRevision) > at:
+		return nil, nil, false, nil // deleted after at: what it was at at is gone
+	case kv != nil && uint64(kv.CreateRevision) > at:
+		// Its life began after at, and no delete came after at: it
+		// did not exist at at.
+		return nil, tkv, true, nil
+	case kv != nil && uint64(kv.ModRevision) > at:
+		return nil, nil, false, nil // changed after at, in the same life
 	}
 	return kv, tkv, true, nil
 }
@@ -467,17 +477,18 @@ func truncatedAfter(c ctxd.Change) bool {
 type step struct{ change ctxd.Change }
 
 // walk reads up to n changes of a key, newest first, from revision at
-// (0: the head) down, until etcd's compaction.
-func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) ([]step, error) {
-	var out []step
+// (0: the head) down, until etcd's compaction or the key's first change.
+// cut is true when compaction ended it: the key had a state there that is
+// gone.
+func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) (out []step, cut bool, err error) {
 	live, tomb := s.keys.live(ns, key), s.keys.tomb(ns, key)
 	for len(out) < n {
 		kv, tkv, ok, err := s.stateAt(ctx, live, tomb, at)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if !ok {
-			break // history ends at the compaction
+			return out, true, nil // history ends at the compaction
 		}
 		var c ctxd.Change
 		switch {
@@ -485,14 +496,14 @@ func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) ([]s
 			// Live at R: its life began after its last delete.
 			env, err := decodeEnvelope(kv.Value)
 			if err != nil {
-				return nil, fmt.Errorf("history of %s/%s: %w", ns, key, err)
+				return nil, false, fmt.Errorf("history of %s/%s: %w", ns, key, err)
 			}
 			c = ctxd.Change{Revision: uint64(kv.ModRevision), Namespace: ns, Key: key, Op: ctxd.OpPut,
 				Value: env.value, Version: uint64(kv.Version), Who: env.who, Time: env.time, ExpiresAt: env.expiresAt}
 		case tkv != nil:
 			env, err := decodeEnvelope(tkv.Value)
 			if err != nil {
-				return nil, fmt.Errorf("history of %s/%s: %w", ns, key, err)
+				return nil, false, fmt.Errorf("history of %s/%s: %w", ns, key, err)
 			}
 			c = ctxd.Change{Revision: uint64(tkv.ModRevision), Namespace: ns, Key: key, Op: ctxd.OpDelete, Who: env.who, Time: env.time}
 			if !env.expiresAt.IsZero() {
@@ -502,14 +513,14 @@ func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) ([]s
 				c, err = s.expiryAfter(ctx, ns, key, tkv.ModRevision)
 				var compacted *ctxd.CompactedError
 				if errors.As(err, &compacted) {
-					return out, nil // history ends at the compaction
+					return out, true, nil // history ends at the compaction
 				}
 				if err != nil {
-					return nil, err
+					return nil, false, err
 				}
 			}
 		default:
-			return out, nil
+			return out, false, nil // before the key's first change
 		}
 		out = append(out, step{change: c})
 		at = c.Revision - 1
@@ -517,5 +528,5 @@ func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) ([]s
 			break
 		}
 	}
-	return out, nil
+	return out, false, nil
 }

@@ -178,7 +178,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{cli: cli, opts: opts, watchDone: make(chan struct{})}
 	if opts.MaxGroupWrites > 1 {
-		s.groups = &grouper{inFlight: opts.GroupsInFlight, maxWrites: opts.MaxGroupWrites, commit: s.commitGroup}
+		s.groups = &grouper{inFlight: opts.GroupsInFlight, maxWrites: opts.MaxGroupWrites, minLeft: opts.RequestTimeout / minSendFraction, commit: s.commitGroup}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout)
 	s.born, err = s.birth(ctx)

@@ -286,6 +286,20 @@ func TestHistoryFindsAnExpiryAcrossACompaction(t *testing.T) {
 	assert.Equal(t, exp[0].Revision, hist.Changes[0].Revision)
 	assert.True(t, hist.Changes[0].Expired, "the expiry above the compaction is in history")
 	assert.Equal(t, k.ExpiresAt, hist.Changes[0].Time)
+	assert.True(t, hist.Truncated, "the put the expiry ended was compacted")
+
+	// Compacted past the expiry too: the key's history is gone, and every
+	// page says so, whatever its bound.
+	y, err := s.Put(t.Context(), "default", "y", json.RawMessage(`1`), nil, "test")
+	require.NoError(t, err)
+	_, err = s.CompactKeep(t.Context(), y.ModRev, 1)
+	require.NoError(t, err)
+	for _, before := range []uint64{0, y.ModRev, y.ModRev + 1} {
+		hist, err := s.History("default", "k", ctxd.HistoryOptions{Before: before})
+		require.NoError(t, err, "before=%d", before)
+		assert.Empty(t, hist.Changes, "before=%d", before)
+		assert.True(t, hist.Truncated, "before=%d: the expired life was compacted", before)
+	}
 }
 
 // An import's remaining ttl below etcd's minimum lease ttl is raised to
