@@ -81,12 +81,15 @@ func TestSetKeyThroughForm(t *testing.T) {
 	assert.Equal(t, "dashboard", r.Who)
 	assert.Contains(t, string(r.Value), "12345678901234567890", "the number is stored as typed")
 
-	// Saved again: the page's own change, which the feed may bring before
-	// the PUT's answer, is not a change "after you loaded it".
+	// Saved again: the page's own change, which the feed brings before the
+	// PUT's answer (held here until the page has shown it), is not a
+	// change "after you loaded it".
+	release := s.ws.holdPutAnswers()
 	p.fill("#set-value", `{"hello": "again"}`)
 	p.click("#set-form button[type=submit]")
-	p.waitText("#set-result", "Saved default/greeting: version 2")
 	p.waitFor(`#live-list li[data-rev="2"]`)
+	release()
+	p.waitText("#set-result", "Saved default/greeting: version 2")
 	assert.False(t, eval[bool](p, `!document.querySelector("#set-stale").hidden`), "no stale warning for the page's own save: %s", p.text("#set-stale"))
 	// Someone else's change after it is one.
 	s.put("default", "greeting", `"bob's"`, "bob")

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -205,14 +207,32 @@ func keyPath(ns, key string) string {
 // client) on the server's own origin, in front of the API.
 const fixturesPath = "/e2e-fixtures/"
 
-// watchControl sits in front of GET /v1/watch: it records each connection's
-// query and can cut every open connection and refuse new ones, as a network
-// failure or a server restart would.
+// watchControl sits in front of the server: it records each GET
+// /v1/watch connection's query and can cut every open connection and
+// refuse new ones, as a network failure or a server restart would; and it
+// can hold the answers of PUTs (applied, not yet answered).
 type watchControl struct {
 	mu      sync.Mutex
 	refuse  bool
 	conns   []net.Conn
 	queries []url.Values
+	held    chan struct{} // PUT answers wait for it to close (nil: none held)
+}
+
+// holdPutAnswers makes PUTs apply but wait for release to answer: what a
+// slow network does to the answer of a write whose change the feed has
+// already brought.
+func (c *watchControl) holdPutAnswers() (release func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held := make(chan struct{})
+	c.held = held
+	return func() {
+		c.mu.Lock()
+		c.held = nil
+		c.mu.Unlock()
+		close(held)
+	}
 }
 
 func (c *watchControl) wrap(next http.Handler) http.Handler {
@@ -220,6 +240,18 @@ func (c *watchControl) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, fixturesPath) {
 			fixtures.ServeHTTP(w, r) // test pages, on the server's origin
+			return
+		}
+		c.mu.Lock()
+		held := c.held
+		c.mu.Unlock()
+		if held != nil && r.Method == http.MethodPut {
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			<-held
+			maps.Copy(w.Header(), rec.Header())
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
 			return
 		}
 		if r.URL.Path != "/v1/watch" {
