@@ -692,16 +692,11 @@ func (h *Hub) checkLagLocked(s *session) bool {
 // nothing else happens then.
 func (h *Hub) cutLaggingLocked(s *session) bool {
 	lag := h.lagLocked(s)
-	if lag <= h.opts.MaxLag {
-		s.lagSince = time.Time{}
-		return false
-	}
-	now := time.Now()
-	if s.lagSince.IsZero() {
-		s.lagSince = now
-	}
-	if end := s.lagSince.Add(h.opts.LagGrace); now.Before(end) {
-		h.wakeBy(end)
+	end, cut := s.lagClock.Check(lag > h.opts.MaxLag, time.Now(), h.opts.LagGrace)
+	if !cut {
+		if !end.IsZero() {
+			h.wakeBy(end)
+		}
 		return false
 	}
 	if s.part > 0 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/internal/laggrace"
 	"github.com/framework0/ctxd/internal/msglimit"
 )
 
@@ -64,9 +65,9 @@ type session struct {
 	// for a slow client.
 	base     uint64
 	inflight int
-	// lagSince is when the session last went more than MaxLag changes
-	// behind (zero: it is within MaxLag), for Options.LagGrace.
-	lagSince time.Time
+	// lagClock follows how long the session has been more than MaxLag
+	// changes behind, for Options.LagGrace.
+	lagClock laggrace.Clock
 	// lastFrame is when the loop last handed a batch session a frame of
 	// changes from the ring (Options.BatchInterval).
 	lastFrame time.Time

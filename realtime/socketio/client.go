@@ -17,6 +17,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/internal/jsontext"
+	"github.com/framework0/ctxd/internal/laggrace"
 	"github.com/framework0/ctxd/internal/msglimit"
 	"github.com/framework0/ctxd/store"
 )
@@ -58,11 +59,11 @@ type client struct {
 	pending map[uint64][]ownWrite // the client's own writes, by revision: what replaces their context_updated
 
 	// lag counts the changes after max(pos, base) for behind, and
-	// lagSince is when the client last went more than MaxLag of them
-	// behind (zero: it is within MaxLag), for LagGrace. Only the feed
-	// goroutine uses them (feed, lagging, behind, step, reset).
+	// lagClock follows how long the client has been more than MaxLag of
+	// them behind, for LagGrace. Only the feed goroutine uses them (feed,
+	// lagging, behind, step, reset).
 	lag      lagCount
-	lagSince time.Time
+	lagClock laggrace.Clock
 
 	mu         sync.Mutex
 	clientType string
@@ -533,18 +534,19 @@ func (cl *client) feed() {
 			continue
 		}
 		if from := max(cl.pos, cl.base); rev > from && cl.mayLag(rev-from) {
-			wasLagging := !cl.lagSince.IsZero()
-			if cl.lagging(from, rev) {
+			wasBehind := cl.lagClock.Behind()
+			end, cut := cl.lagging(from, rev)
+			if cut {
 				return
 			}
-			if !wasLagging && !cl.lagSince.IsZero() {
-				graceTimer.Reset(time.Until(cl.lagSince.Add(s.opts.LagGrace)))
+			if !wasBehind && !end.IsZero() {
+				graceTimer.Reset(time.Until(end))
 				graceOver = graceTimer.C
 			}
 		} else {
-			cl.lagSince = time.Time{}
+			cl.lagClock.Reset()
 		}
-		if cl.lagSince.IsZero() && graceOver != nil {
+		if !cl.lagClock.Behind() && graceOver != nil {
 			graceTimer.Stop()
 			graceOver = nil
 		}
@@ -582,24 +584,15 @@ func (cl *client) mayLag(revs uint64) bool {
 
 // lagging disconnects the client ("lagged") when more than MaxLag
 // changes have been after its position for LagGrace, and reports whether
-// it did.
-func (cl *client) lagging(from, rev uint64) bool {
+// it did; end is when the grace of a client behind ends (laggrace.Clock).
+func (cl *client) lagging(from, rev uint64) (end time.Time, cut bool) {
 	s := cl.c.srv
-	cut := false
-	if cl.behind(from, rev) <= s.opts.MaxLag {
-		cl.lagSince = time.Time{}
-	} else {
-		now := time.Now()
-		if cl.lagSince.IsZero() {
-			cl.lagSince = now
-		}
-		cut = !now.Before(cl.lagSince.Add(s.opts.LagGrace))
-	}
+	end, cut = cl.lagClock.Check(cl.behind(from, rev) > s.opts.MaxLag, time.Now(), s.opts.LagGrace)
 	if cut {
 		cl.lagged(rev)
 	}
 	s.lagChecks.Add(1) // after lagged: a test that sees the check sees its verdict
-	return cut
+	return end, cut
 }
 
 // lagCount is how many changes are after a client's position, counted
