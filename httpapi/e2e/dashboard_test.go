@@ -179,6 +179,7 @@ func TestEditOneField(t *testing.T) {
 	s.put("default", "arr", `{"list":[1,2,3]}`, "alice")
 	p.click(`#key-rows tr[data-key="arr"] th button`)
 	p.waitTextIs("#d-key", "arr")
+	p.waitText("#d-value", `"list"`) // its value read: the field form is arr's, not cfg's
 	p.waitFor("#field-form:not([hidden])")
 	p.fill("#field-path", "/list/0")
 	p.waitJS(`document.querySelector("#field-value").value === "1"`, "the element's value filled in")
