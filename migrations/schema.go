@@ -34,8 +34,13 @@ var (
 	// revisions never go back. Absent means 0.
 	KeyFloor = []byte("floor")
 	// KeyRestoredFrom is the revision of the snapshot a full restore
-	// installed; revisions after it and up to the floor are not in history.
+	// installed; revisions after it and below the floor are not in history.
 	KeyRestoredFrom = []byte("restored_from")
+	// KeyDiscardedFrom is the first revision the last full restore
+	// discarded (absent, in files restored before it was written:
+	// restored_from+1); the last is floor-1. It is 1 when the snapshot was
+	// another store's: its revisions had named other states here.
+	KeyDiscardedFrom = []byte("discarded_from")
 	// KeySourceRevision is set in a snapshot built from a store that gives
 	// the changes of one transaction one revision (etcd), where the file,
 	// one change per revision, numbered them apart and so reached a

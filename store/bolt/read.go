@@ -150,11 +150,30 @@ func (s *Store) checkRevision(tx *bbolt.Tx, rev, last uint64) error {
 	if rev > last {
 		return fmt.Errorf("%w: revision %d, current revision is %d", ctxd.ErrFutureRevision, rev, last)
 	}
-	if from, floor := metaUint(tx, migrations.KeyRestoredFrom), metaUint(tx, migrations.KeyFloor); from > 0 && rev > from && rev < floor {
-		// History answers again from the restore's own revision on.
-		return &ctxd.CompactedError{Requested: rev, Compacted: floor, RestoredFrom: from}
+	if err := discardedByRestore(tx, rev); err != nil {
+		err.Requested = rev
+		return err
 	}
 	return nil
+}
+
+// discardedByRestore says whether the last full restore discarded
+// revision rev (see setFloor): the error to answer, without Requested.
+func discardedByRestore(tx *bbolt.Tx, rev uint64) *ctxd.CompactedError {
+	meta := tx.Bucket(migrations.BucketMeta)
+	if meta.Get(migrations.KeyRestoredFrom) == nil {
+		return nil // never restored whole
+	}
+	snap := metaUint(tx, migrations.KeyRestoredFrom)
+	first, floor := snap+1, metaUint(tx, migrations.KeyFloor)
+	if meta.Get(migrations.KeyDiscardedFrom) != nil {
+		first = metaUint(tx, migrations.KeyDiscardedFrom)
+	}
+	if rev < first || rev >= floor {
+		return nil
+	}
+	// History answers again from the restored state's revision on.
+	return &ctxd.CompactedError{Compacted: floor, RestoredFrom: max(snap, 1)}
 }
 
 // lastRevision is the current revision as of tx: the last change logged,
@@ -579,8 +598,9 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 		// (a read at it answers it, as at the floor: the log holds nothing
 		// between them), so it continues with the changes after the floor,
 		// as the keys' histories do.
-		if from, floor := metaUint(tx, migrations.KeyRestoredFrom), metaUint(tx, migrations.KeyFloor); from > 0 && after > from && after < floor {
-			return &ctxd.CompactedError{Requested: after + 1, Compacted: floor, RestoredFrom: from}
+		if err := discardedByRestore(tx, after); err != nil {
+			err.Requested = after + 1
+			return err
 		}
 		cur := tx.Bucket(migrations.BucketLog).Cursor()
 		for k, v := cur.Seek(encodeRevision(after + 1)); k != nil && len(out) < limit; k, v = cur.Next() {

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -140,14 +141,23 @@ func (s *Store) Ready() error {
 	return nil
 }
 
-// setFloor makes the prepared file's revision live+1 (or the snapshot's,
-// when that is higher), so revisions never go back and the restored state
-// has a revision no earlier state had, records which revisions the
-// restore discarded, and makes
-// the file the live store's in the eyes of its write-ahead log: its store
-// id is id, and walSeq the last record it holds (the records of the log
-// were applied to the file it replaces, and must never be replayed onto
-// this one).
+// setFloor makes the prepared file the live store's after a full
+// restore: its revision above every one the live store had (live), so
+// revisions never go back and the restored state has a revision no
+// earlier state had here; the revisions the restore discarded recorded;
+// and the file the live store's in the eyes of its write-ahead log: its
+// store id is id, and walSeq the last record it holds (the records of the
+// log were applied to the file it replaces, and must never be replayed
+// onto this one).
+//
+// A snapshot of this store (its store id is id) shares the live store's
+// history up to its revision: the restored state takes live+1, and only
+// the revisions after the snapshot's are discarded. Any other snapshot (of
+// another server, of etcd, of this data before an offline restore gave it
+// a new id) shares none of it, as far as this store can tell: every
+// revision below the restored state's answers compacted, as after an
+// offline restore into a new folder (newStore), and the restored state
+// takes the snapshot's own revision when that is above live.
 //
 // It always commits, through openCopy, so that the file carries a freelist
 // and opening it during the swap does not walk every page.
@@ -159,30 +169,41 @@ func setFloor(path string, live, walSeq uint64, id []byte) error {
 	err = db.Update(func(tx *bbolt.Tx) error {
 		snapRev := lastRevision(tx)
 		meta := tx.Bucket(migrations.BucketMeta)
-		if err := meta.Put(migrations.KeyWALSeq, encodeRevision(walSeq)); err != nil {
-			return err
+		// A snapshot built from etcd numbered its changes itself
+		// (source_revision), and one above live cannot be this store's
+		// (its revision never goes back).
+		ours := bytes.Equal(meta.Get(migrations.KeyStoreID), id) &&
+			meta.Get(migrations.KeySourceRevision) == nil && snapRev <= live
+		floor, discardFrom := live+1, snapRev+1
+		if !ours {
+			floor, discardFrom = max(live+1, snapRev), 1
+		}
+		// The discarded revisions end below the floor, the restored
+		// state's revision, which is above live: revision live named
+		// the replaced state, and a read at it, or a watcher that had it,
+		// must not be given the restored state under that number (a read
+		// at live answered the replaced value before the restore and the
+		// restored one after; a watcher resuming from live went on past
+		// the restore unaware).
+		for _, kv := range []struct {
+			key []byte
+			rev uint64
+		}{
+			{migrations.KeyWALSeq, walSeq},
+			{migrations.KeyFloor, floor},
+			{migrations.KeyRestoredFrom, snapRev},
+			{migrations.KeyDiscardedFrom, discardFrom},
+		} {
+			if err := meta.Put(kv.key, encodeRevision(kv.rev)); err != nil {
+				return err
+			}
 		}
 		if err := meta.Put(migrations.KeyStoreID, id); err != nil {
 			return err
 		}
 		// The file's revisions are the live store's from now on, even
 		// where they numbered an etcd transaction's changes apart.
-		if err := meta.Delete(migrations.KeySourceRevision); err != nil {
-			return err
-		}
-		if live < snapRev {
-			return meta.Put(migrations.KeyFloor, encodeRevision(snapRev))
-		}
-		// The restored state takes a revision of its own, above every
-		// one seen before: revision live named the replaced state, and a
-		// read at it, or a watcher that had it, must not be given the
-		// restored state under that number (a read at live answered the
-		// replaced value before the restore and the restored one after;
-		// a watcher resuming from live went on past the restore unaware).
-		if err := meta.Put(migrations.KeyFloor, encodeRevision(live+1)); err != nil {
-			return err
-		}
-		return meta.Put(migrations.KeyRestoredFrom, encodeRevision(snapRev))
+		return meta.Delete(migrations.KeySourceRevision)
 	})
 	if cerr := db.Close(); err == nil {
 		err = cerr

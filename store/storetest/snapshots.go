@@ -472,3 +472,64 @@ func withoutRevisions(state map[string]string) map[string]string {
 }
 
 var revisionsInLine = regexp.MustCompile(` created@[0-9]+ mod@[0-9]+`)
+
+// A full restore of another store's snapshot (another server's, or this
+// data's before it was moved): its revisions numbered states of that
+// store, which this one cannot tell from its own, so no revision below the
+// restored state's may answer (a read at one answered this store's state
+// before the restore) or let a follower that had one go on past the
+// restore unaware: all are discarded, as after an offline restore into a
+// new folder. Checked with the snapshot's revision below the live one,
+// above it, and on a store that had none.
+func checkFullRestoreOfAnotherStore(t testing.TB, h Harness) {
+	if !h.Snapshots {
+		return // checkFullRestore checks that restores are refused
+	}
+	ctx := t.Context()
+	other := open(t, h, Config{})
+	other.put("default", "k", `"theirs"`)
+	low, lowInfo := other.writeSnapshot()
+	for i := range 12 {
+		other.put("default", "k", fmt.Sprintf(`"theirs %d"`, i))
+	}
+	high, highInfo := other.writeSnapshot()
+
+	for _, c := range []struct {
+		name string
+		path string
+		info ctxd.SnapshotInfo
+		own  int    // writes of the restored store before the restore
+		want string // the restored value
+	}{
+		{"snapshot below the live revision", low, lowInfo, 6, `"theirs"`},
+		{"snapshot above the live revision", high, highInfo, 2, `"theirs 11"`},
+		{"store that had no revision", high, highInfo, 0, `"theirs 11"`},
+	} {
+		b := open(t, h, Config{})
+		for i := range c.own {
+			b.put("default", "k", fmt.Sprintf(`"mine %d"`, i))
+		}
+		seen := b.Revision()
+		res, err := b.Restore(ctx, c.path, ctxd.RestoreOptions{})
+		require.NoError(t, err, c.name)
+		assert.Greater(t, res.Revision, seen, "%s: the restored state's revision is above every one the store had", c.name)
+		assert.GreaterOrEqual(t, res.Revision, c.info.Revision, "%s: and not below the snapshot's", c.name)
+		assertDiscarded := func(when string) {
+			t.Helper()
+			r, err := b.GetAt("default", "k", res.Revision)
+			if assert.NoError(t, err, "%s: a read at the restore's revision, %s", c.name, when) {
+				assert.Equal(t, c.want, string(r.Value), "%s: the snapshot's state, %s", c.name, when)
+			}
+			for rev := uint64(1); rev < res.Revision; rev++ {
+				_, err := b.GetAt("default", "k", rev)
+				assertCompacted(t, err, "%s: a read at revision %d, %s", c.name, rev, when)
+				_, err = b.ReadLog(rev, 10)
+				assertCompacted(t, err, "%s: a follower at revision %d, %s", c.name, rev, when)
+			}
+		}
+		assertDiscarded("after the restore")
+		b.restart()
+		assert.Equal(t, res.Revision, b.Revision(), "%s: the restored revision after a restart", c.name)
+		assertDiscarded("after a restart")
+	}
+}

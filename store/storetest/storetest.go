@@ -151,9 +151,12 @@ type RestoreRule int
 
 const (
 	// RestoreKeepsRevisions: the restored data keeps the snapshot's
-	// revisions, and its history is readable at them; the restore takes
-	// no revision (the current one stays), and the revisions between the
-	// snapshot's and it are discarded (bolt).
+	// revisions, and its history is readable at them; the restored state
+	// takes the revision after the current one, and the revisions between
+	// the snapshot's and it are discarded. A snapshot of another store
+	// shares no history with this one: every revision this one had is
+	// discarded, and the restored state takes the snapshot's revision when
+	// that is above them (bolt).
 	RestoreKeepsRevisions RestoreRule = iota
 	// RestoreRewrites: the snapshot's changes are written again at new
 	// revisions, above every revision before the restore, and the
@@ -263,6 +266,7 @@ var checks = []check{
 	{"SnapshotIsConsistentAtItsRevision", checkSnapshot},
 	{"BadSnapshotsAreRefused", checkBadSnapshots},
 	{"FullRestore", checkFullRestore},
+	{"FullRestoreOfAnotherStore", checkFullRestoreOfAnotherStore},
 	{"PartialRestore", checkPartialRestore},
 	// Maintenance, readiness, shutdown.
 	{"Defrag", checkDefrag},
