@@ -132,6 +132,12 @@ func (e *CompactedError) Error() string {
 // Is makes errors.Is(err, ErrCompacted) true.
 func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
 
+// FutureRevision is the error of a read, a view or a compaction at rev,
+// above the current revision cur: one message on every backend.
+func FutureRevision(rev, cur uint64) error {
+	return fmt.Errorf("%w: revision %d, current revision is %d", ErrFutureRevision, rev, cur)
+}
+
 // QuotaError reports a write refused because of the storage quota; its
 // message, which says what to do, is also /v1/status's alarm_message. It
 // matches ErrInsufficientStorage with errors.Is.

@@ -48,7 +48,7 @@ func AtRevision(src Source, rev uint64) (Source, error) {
 		return nil, fmt.Errorf("revision must be at least 1: %w", ctxd.ErrInvalid)
 	}
 	if cur := src.Revision(); rev > cur {
-		return nil, fmt.Errorf("%w: revision %d, current revision is %d", ctxd.ErrFutureRevision, rev, cur)
+		return nil, ctxd.FutureRevision(rev, cur)
 	}
 	if rev == src.Revision() {
 		return src, nil

@@ -45,7 +45,7 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.Com
 		keep = 1
 	}
 	if cur := s.Revision(); rev > cur {
-		return ctxd.CompactResult{}, fmt.Errorf("%w: compact to revision %d, current revision is %d", ctxd.ErrFutureRevision, rev, cur)
+		return ctxd.CompactResult{}, ctxd.FutureRevision(rev, cur)
 	}
 	s.maint.Lock()
 	defer s.maint.Unlock()

@@ -148,7 +148,7 @@ func (s *Store) checkRevision(tx *bbolt.Tx, rev, last uint64) error {
 		return &ctxd.CompactedError{Requested: rev, Compacted: c}
 	}
 	if rev > last {
-		return fmt.Errorf("%w: revision %d, current revision is %d", ctxd.ErrFutureRevision, rev, last)
+		return ctxd.FutureRevision(rev, last)
 	}
 	if err := discardedByRestore(tx, rev); err != nil {
 		err.Requested = rev

@@ -96,7 +96,7 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.Com
 func (s *Store) compact(ctx context.Context, rev uint64) (ctxd.CompactResult, error) {
 	mark := s.Revision()
 	if rev > mark {
-		return ctxd.CompactResult{}, fmt.Errorf("compact at %d, above revision %d: %w", rev, mark, ctxd.ErrFutureRevision)
+		return ctxd.CompactResult{}, ctxd.FutureRevision(rev, mark)
 	}
 	old, err := s.compactedRevisionNow(ctx)
 	if err != nil {

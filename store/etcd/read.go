@@ -102,7 +102,11 @@ func (s *Store) getAt(ns, key string, rev uint64) (ctxd.Record, error) {
 func (s *Store) revisionError(ctx context.Context, err error, rev uint64) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrFutureRev):
-		return fmt.Errorf("revision %d: %w", rev, ctxd.ErrFutureRevision)
+		head, herr := s.headRevision(ctx)
+		if herr != nil {
+			return herr
+		}
+		return ctxd.FutureRevision(rev, head)
 	case errors.Is(err, rpctypes.ErrCompacted):
 		compacted, cerr := s.compactedRevision(ctx)
 		if cerr != nil {
@@ -345,6 +349,16 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 		// next page, and the version and prev revision of the page's
 		// oldest change when that is a delete or an update.
 		steps, cut, err := s.walk(ctx, ns, key, at, limit+1)
+		if errors.Is(err, rpctypes.ErrFutureRev) {
+			// A bound above the head lists the history up to the head,
+			// as on bolt: walk from etcd's revision now, which is below
+			// the bound (the read above it failed).
+			var head uint64
+			if head, err = s.headRevision(ctx); err == nil {
+				at = min(at, head)
+				steps, cut, err = s.walk(ctx, ns, key, at, limit+1)
+			}
+		}
 		if err != nil {
 			return err
 		}

@@ -59,7 +59,7 @@ func (s *Store) ViewAt(rev uint64, fn func(v store.View) error) error {
 		return err
 	}
 	if rev > mark {
-		return fmt.Errorf("revision %d, current revision is %d: %w", rev, mark, ctxd.ErrFutureRevision)
+		return ctxd.FutureRevision(rev, mark)
 	}
 	return s.viewAt(rev, fn)
 }

@@ -258,6 +258,9 @@ func checkHistoryPaging(t testing.TB, h Harness) {
 	for i := 1; i < len(revs); i++ {
 		assert.Greater(t, revs[i-1], revs[i], "strictly newest first")
 	}
+	beyond, err := b.History("default", "k", ctxd.HistoryOptions{Before: revs[0] + 1000})
+	require.NoError(t, err, "a cursor above the current revision")
+	assert.Equal(t, revisions(all.Changes), revisions(beyond.Changes), "a cursor above the current revision lists the whole history")
 
 	_, err = b.History("default", "never", ctxd.HistoryOptions{})
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a key that never existed")
@@ -306,6 +309,8 @@ func checkPointInTimeReads(t testing.TB, h Harness) {
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a namespace that does not exist")
 	_, err = b.GetAt("default", "k", r5+1)
 	assert.ErrorIs(t, err, ctxd.ErrFutureRevision)
+	assert.Regexp(t, fmt.Sprintf(`^revision not yet committed: revision %d, current revision is \d+$`, r5+1), err.Error(),
+		"worded alike on every backend")
 	_, err = b.GetAt("default", "k", 0)
 	assert.ErrorIs(t, err, ctxd.ErrInvalid, "there is no revision 0")
 
