@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -150,6 +151,11 @@ func (v *view) ForEachChange(ns string, fn func(ctxd.Change) error) error {
 	if c, err := v.s.compactedRevisionNow(ctx); err == nil {
 		from = c
 	}
+	if from > 1 && from <= v.rev {
+		if err := v.keptAtMark(ctx, ns, from, fn); err != nil {
+			return err
+		}
+	}
 	err := v.s.eachRevision(ctx, max(from, 1)-1, v.rev, func(rc revisionChanges) bool {
 		for _, c := range rc.changes {
 			if ns != "" && c.Namespace != ns {
@@ -165,6 +171,52 @@ func (v *view) ForEachChange(ns string, fn func(ctxd.Change) error) error {
 		return ferr
 	}
 	return readError(err)
+}
+
+// keptAtMark calls fn with the change that made each key of ns (""
+// every namespace) what it is at the compaction mark, oldest first, for
+// the keys live at the mark whose change is below it. Compaction keeps
+// their outcome (a read at the mark answers it) but not in the history a
+// watch replays; bolt's compaction keeps such a change in the key's
+// history (the newest of each key live at its mark), and so a dump's
+// history and /ctx/history list them on both backends (they listed
+// nothing after etcd's default retention had run). The changes are held
+// in memory to be sorted: the values of the keys unchanged since the mark.
+func (v *view) keptAtMark(ctx context.Context, ns string, mark uint64, fn func(ctxd.Change) error) error {
+	k := v.s.keys.gen().keys // one generation for every page
+	base := k.prefix + liveDir
+	if ns != "" {
+		base = k.nsLive(ns)
+	}
+	var kept []ctxd.Change
+	_, err := v.s.eachPage(ctx, base, prefixEnd(base), int64(mark), viewPage, func(resp *clientv3.GetResponse) error {
+		for _, kv := range resp.Kvs {
+			if uint64(kv.ModRevision) >= mark {
+				continue // in the history from the mark on
+			}
+			_, kns, key, ok := k.parse(kv.Key)
+			if !ok {
+				continue
+			}
+			env, err := decodeEnvelope(kv.Value)
+			if err != nil {
+				return fmt.Errorf("%s/%s at revision %d: %w", kns, key, mark, err)
+			}
+			kept = append(kept, ctxd.Change{Revision: uint64(kv.ModRevision), Namespace: kns, Key: key, Op: ctxd.OpPut,
+				Value: env.value, Version: uint64(kv.Version), Who: env.who, Time: env.time, ExpiresAt: env.expiresAt})
+		}
+		return nil
+	})
+	if err != nil {
+		return readError(v.s.revisionError(ctx, err, mark))
+	}
+	sort.SliceStable(kept, func(i, j int) bool { return kept[i].Revision < kept[j].Revision })
+	for _, c := range kept {
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Change returns the change of ns/key at revision rev, which other keys'
