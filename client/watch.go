@@ -79,7 +79,8 @@ type WatchOptions struct {
 	// Prefix keeps only keys that start with it.
 	Prefix string
 	// FromRev, when set, starts with every change after that revision (0:
-	// the whole retained history); nil starts with the changes from now.
+	// the whole retained history, from the oldest change compaction kept);
+	// nil starts with the changes from now.
 	FromRev *uint64
 	// FromIndex, with FromRev, resumes inside that revision: the changes
 	// of it with an Index below FromIndex were handled already (pass the

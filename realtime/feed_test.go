@@ -233,7 +233,7 @@ func TestResume(t *testing.T) {
 
 // A from_rev below the compacted revision gets "compacted" with the oldest
 // available revision, then the server closes; from the compacted revision
-// on, replay works.
+// on, replay works, and from_rev=0 starts there.
 func TestCompactedFromRev(t *testing.T) {
 	ts := startServer(t, realtime.Options{}) // the ring holds the old changes: the store's answer wins
 	for i := range 100 {
@@ -257,6 +257,12 @@ func TestCompactedFromRev(t *testing.T) {
 	c.Expect(ctxd.TypeSubscribed)
 	got := c.Changes(101)
 	assert.Equal(t, seq(60, 101), revs(got))
+
+	// from_rev=0 is every change history still holds: from the mark.
+	c0 := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"0"}}), nil)
+	sub := c0.Expect(ctxd.TypeSubscribed)
+	assert.Equal(t, uint64(59), sub.Rev, "the changes after the one below the mark follow")
+	assert.Equal(t, seq(60, 101), revs(c0.Changes(101)))
 
 	// The same from_rev in a subscribe: refused with "compacted", and the
 	// connection goes on.

@@ -24,14 +24,23 @@ import (
 // (another etcd instance that has not caught up with rev), the skip
 // stands: it leaves out the first changes of rev when they come, and
 // nothing if rev has none. A *ctxd.CompactedError says the changes after
-// rev are gone, as ReadLog(rev, 1) would.
+// rev are gone, as ReadLog(rev, 1) would; rev 0, "every change history
+// still holds", is never refused so: it starts at the oldest one.
 // maxSkip bounds a skip taken on trust (the revision is not in the log
 // yet): more than any revision holds.
 const maxSkip = 1 << 30
 
 func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err error) {
 	if _, err := f.ReadLog(rev, 1); err != nil {
-		return 0, 0, err
+		var ce *ctxd.CompactedError
+		if rev != 0 || !errors.As(err, &ce) || ce.Compacted == 0 {
+			return 0, 0, err
+		}
+		// From 0 is every change history still holds: the oldest on.
+		if _, err := f.ReadLog(ce.Compacted-1, 1); err != nil {
+			return 0, 0, err
+		}
+		return ce.Compacted - 1, 0, nil
 	}
 	if index == nil || rev == 0 {
 		return rev, 0, nil
