@@ -54,7 +54,7 @@ func RestoreDiff(sv, lv View, opts ctxd.RestoreOptions, collect bool) ([]ctxd.Na
 				i++
 			}
 			if i < len(snapKeys) && snapKeys[i].Key == live.Key {
-				if bytes.Equal(snapKeys[i].Value, live.Value) {
+				if bytes.Equal(snapKeys[i].Value, live.Value) && sameDeadline(snapKeys[i].ExpiresAt, live.ExpiresAt) {
 					d.Unchanged++
 				} else {
 					d.Changed++
@@ -83,6 +83,18 @@ func RestoreDiff(sv, lv View, opts ctxd.RestoreOptions, collect bool) ([]ctxd.Na
 		out = append(out, d)
 	}
 	return out, writes, nil
+}
+
+// sameDeadline says whether two records expire alike: neither, or both
+// within a second of each other. A restored deadline is the time left
+// when the restore's write is made, so it lands a few milliseconds off
+// the snapshot's (on etcd, a lease of whole seconds): a second apart is
+// still the snapshot's, and a restore again changes nothing.
+func sameDeadline(a, b time.Time) bool {
+	if a.IsZero() || b.IsZero() {
+		return a.IsZero() == b.IsZero()
+	}
+	return a.Sub(b).Abs() < time.Second
 }
 
 // collectRecords reads the keys and values of one namespace of a view.

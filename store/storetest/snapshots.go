@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -532,4 +533,39 @@ func checkFullRestoreOfAnotherStore(t testing.TB, h Harness) {
 		assert.Equal(t, res.Revision, b.Revision(), "%s: the restored revision after a restart", c.name)
 		assertDiscarded("after a restart")
 	}
+}
+
+// A partial restore gives keys back their snapshot's deadline, or none:
+// a key whose value is the snapshot's but whose expiry is not (a ttl put
+// since, or one made permanent) is changed, in the dry run's counts too.
+// Restored again, nothing changes.
+func checkPartialRestoreOfDeadlines(t testing.TB, h Harness) {
+	if !h.Snapshots || !h.Expiry {
+		return
+	}
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	b.put("default", "permanent", `1`)
+	snapDeadline := b.putTTL("default", "expiring", `1`, time.Hour).ExpiresAt
+	path, _ := b.writeSnapshot()
+	b.putTTL("default", "permanent", `1`, time.Hour)
+	b.put("default", "expiring", `1`)
+
+	opts := ctxd.RestoreOptions{Namespaces: []string{"default"}}
+	dry := opts
+	dry.DryRun = true
+	want := []ctxd.NamespaceDiff{{Namespace: "default", Changed: 2}}
+	res, err := b.Restore(ctx, path, dry)
+	require.NoError(t, err)
+	assert.Equal(t, want, res.Namespaces, "the dry run counts a changed deadline")
+	res, err = b.Restore(ctx, path, opts)
+	require.NoError(t, err)
+	assert.Equal(t, want, res.Namespaces)
+	assert.True(t, b.get("default", "permanent").ExpiresAt.IsZero(), "permanent again, as in the snapshot")
+	got := b.get("default", "expiring").ExpiresAt
+	assert.WithinDuration(t, snapDeadline, got, 2*time.Second, "the snapshot's deadline is back")
+
+	res, err = b.Restore(ctx, path, opts)
+	require.NoError(t, err)
+	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "default", Unchanged: 2}}, res.Namespaces, "restored again: nothing to change")
 }

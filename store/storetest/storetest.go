@@ -268,6 +268,7 @@ var checks = []check{
 	{"FullRestore", checkFullRestore},
 	{"FullRestoreOfAnotherStore", checkFullRestoreOfAnotherStore},
 	{"PartialRestore", checkPartialRestore},
+	{"PartialRestoreOfDeadlines", checkPartialRestoreOfDeadlines},
 	// Maintenance, readiness, shutdown.
 	{"Defrag", checkDefrag},
 	{"ReadyWhileServing", checkReady},
