@@ -169,7 +169,9 @@ type PutOptions struct {
 	Who string
 	// TTL, when set, makes the key expire that long after the put (the
 	// server rounds nothing: it must be within its limits.min_ttl and
-	// limits.max_ttl); a put without TTL makes the key permanent.
+	// limits.max_ttl); a put without TTL (0) makes the key permanent. A
+	// negative TTL is refused like any out of range (ctxd.ErrInvalid),
+	// never taken for none.
 	TTL time.Duration
 }
 
@@ -239,9 +241,12 @@ func (c *Client) KeepAlive(ctx context.Context, ns, key string, ttl time.Duratio
 	})
 }
 
-// ttlParam is a TTL as a query value, "" (left out) when not above 0.
+// ttlParam is a TTL as a query value, "" (left out) when 0. A negative
+// one is sent as it is, for the server to refuse (400): left out, it
+// would make the key permanent (a deadline computed as
+// deadline.Sub(now) that has passed).
 func ttlParam(ttl time.Duration) string {
-	if ttl <= 0 {
+	if ttl == 0 {
 		return ""
 	}
 	return ttl.String()

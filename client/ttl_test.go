@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
 )
 
 // Expiring keys over the wire, through the OpenAPI validator: a put with a
@@ -68,4 +71,13 @@ func TestExpiringKeys(t *testing.T) {
 	perm, err := c.Put(ctx, "", "run/lock", json.RawMessage(`"w8"`), PutOptions{})
 	require.NoError(t, err)
 	assert.True(t, perm.ExpiresAt.IsZero())
+
+	// A TTL that is negative (a deadline already passed, minus now) is
+	// refused, not taken for none: the key would never expire.
+	_, err = c.Put(ctx, "", "run/late", json.RawMessage(`1`), PutOptions{TTL: -time.Second})
+	assert.True(t, errors.Is(err, ctxd.ErrInvalid), "%v", err)
+	_, err = c.Get(ctx, "", "run/late", GetOptions{})
+	assert.True(t, IsNotFound(err), "nothing written: %v", err)
+	_, err = c.KeepAlive(ctx, "", "run/lock", -time.Second, KeepAliveOptions{})
+	assert.True(t, errors.Is(err, ctxd.ErrInvalid), "%v", err)
 }
