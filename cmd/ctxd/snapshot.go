@@ -49,7 +49,7 @@ func (a *app) snapshotCreateCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return c.printSnapshots(meta)
+		return c.printSnapshot(meta)
 	})
 	return cmd
 }
@@ -62,7 +62,7 @@ func (a *app) snapshotLsCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return c.printSnapshots(list...)
+		return c.printSnapshots(list)
 	})
 	return cmd
 }
@@ -172,7 +172,7 @@ before it is sent.`,
 		if err != nil {
 			return err
 		}
-		return c.printSnapshots(meta)
+		return c.printSnapshot(meta)
 	})
 	return cmd
 }
@@ -472,13 +472,27 @@ func (a *app) dataPath(cmd *cobra.Command, configPath, dataDir string) (string, 
 	return filepath.Join(cfg.DataDir, dbFile), nil
 }
 
-func (c *common) printSnapshots(list ...client.SnapshotMeta) error {
+// printSnapshot prints one snapshot's metadata; in JSON, the API's answer
+// to a create or an upload.
+func (c *common) printSnapshot(m client.SnapshotMeta) error {
 	if c.output == outJSON {
-		if len(list) == 1 {
-			return c.printJSON(list[0])
-		}
-		return c.printJSON(orEmpty(list))
+		return c.printJSON(m)
 	}
+	return c.snapshotTable([]client.SnapshotMeta{m})
+}
+
+// printSnapshots prints a list of snapshots; in JSON, the API's answer
+// ({"snapshots":[...]}), whatever their number.
+func (c *common) printSnapshots(list []client.SnapshotMeta) error {
+	if c.output == outJSON {
+		return c.printJSON(struct {
+			Snapshots []client.SnapshotMeta `json:"snapshots"`
+		}{orEmpty(list)})
+	}
+	return c.snapshotTable(list)
+}
+
+func (c *common) snapshotTable(list []client.SnapshotMeta) error {
 	rows := make([]string, 0, len(list))
 	for _, m := range list {
 		var keys uint64

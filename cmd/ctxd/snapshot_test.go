@@ -69,6 +69,13 @@ func TestSnapshotCommands(t *testing.T) {
 	r = cli(t, env, "", "snapshot", "ls")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, meta.ID)
+	// In JSON, the API's answer, with one snapshot as with several.
+	r = cli(t, env, "", "snapshot", "ls", "-o", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var list struct{ Snapshots []client.SnapshotMeta }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list), r.stdout)
+	require.Len(t, list.Snapshots, 1)
+	assert.Equal(t, meta.ID, list.Snapshots[0].ID)
 
 	file := filepath.Join(t.TempDir(), "backup.db")
 	r = cli(t, env, "", "snapshot", "get", meta.ID, "-o", file)
