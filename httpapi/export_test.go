@@ -8,10 +8,18 @@ var (
 	AppendChange = appendChange
 	AppendString = jsontext.AppendString
 	AppendMillis = appendMillis
-	// RouteQueryParams maps "METHOD pattern" to the query parameters the
-	// route takes (queryparams.go).
-	RouteQueryParams = routeQueryParams
 )
+
+// RouteQueryParams maps "METHOD pattern" to the query parameters the
+// route takes (queryparams.go).
+func RouteQueryParams() (map[string][]string, error) {
+	routes, err := routeQueryParams()
+	out := make(map[string][]string, len(routes))
+	for route, q := range routes {
+		out[route] = q.names
+	}
+	return out, err
+}
 
 // The answers built from a struct of this package, for the tests to
 // decode into.

@@ -24,13 +24,21 @@ import (
 // anything, as before.
 
 // routeQueryParams maps "METHOD pattern" (Echo's route pattern, as
-// c.Path() gives it) to the query parameters the route takes.
-var routeQueryParams = sync.OnceValues(func() (map[string][]string, error) {
+// c.Path() gives it, followed by what the documented path has after a
+// key: "/history") to the query parameters the route takes.
+var routeQueryParams = sync.OnceValues(func() (map[string]queryParams, error) {
 	return queryParamsOf(openapiYAML)
 })
 
+// queryParams are the query parameters of one operation: the names it
+// takes, and those of them it takes more than once (an array).
+type queryParams struct {
+	names, repeatable []string
+}
+
 // refuseUnknownQuery returns a bad request naming the first query
-// parameter c's route does not take, or nil.
+// parameter c's route does not take, or one given twice that it takes
+// once (the first would have won, silently), or nil.
 func refuseUnknownQuery(c echo.Context) error {
 	req := c.Request()
 	if req.URL.RawQuery == "" {
@@ -41,34 +49,57 @@ func refuseUnknownQuery(c echo.Context) error {
 		return nil // a broken openapi.yaml: its test fails first
 	}
 	method := req.Method
-	known, ok := routes[method+" "+c.Path()]
-	if !ok && method == http.MethodHead {
-		method = http.MethodGet
-		known, ok = routes[method+" "+c.Path()]
+	if method == http.MethodHead {
+		method = http.MethodGet // a HEAD is its GET's
 	}
+	route := c.Path() + keyRouteSuffix(c.Path(), method, req.URL.EscapedPath())
+	known, ok := routes[method+" "+route]
 	if !ok {
 		return nil
 	}
-	var names []string // allocated only for a request that is refused
-	for name := range c.QueryParams() {
-		if !slices.Contains(known, name) {
+	var names, twice []string // allocated only for a request that is refused
+	for name, values := range c.QueryParams() {
+		switch {
+		case !slices.Contains(known.names, name):
 			names = append(names, name)
+		case len(values) > 1 && !slices.Contains(known.repeatable, name):
+			twice = append(twice, name)
 		}
 	}
-	if len(names) == 0 {
-		return nil
+	if len(names) > 0 {
+		slices.Sort(names)
+		takes := "takes no query parameter"
+		if len(known.names) > 0 {
+			takes = "takes " + strings.Join(known.names, ", ")
+		}
+		return badRequest(fmt.Sprintf("unknown query parameter %s: %s %s %s", strconv.Quote(names[0]), method, route, takes))
 	}
-	slices.Sort(names)
-	takes := "takes no query parameter"
-	if len(known) > 0 {
-		takes = "takes " + strings.Join(known, ", ")
+	if len(twice) > 0 {
+		slices.Sort(twice)
+		return badRequest(fmt.Sprintf("query parameter %s given more than once: %s %s takes one", strconv.Quote(twice[0]), method, route))
 	}
-	return badRequest(fmt.Sprintf("unknown query parameter %s: %s %s %s", strconv.Quote(names[0]), method, c.Path(), takes))
+	return nil
+}
+
+// keyRouteSuffix is what the documented path of a request to a key route
+// (pattern) has after the key: the key route serves a key's history on
+// GET and its keepalive on POST, by their raw suffix (parseKeyPath).
+func keyRouteSuffix(pattern, method, escapedPath string) string {
+	if !strings.HasPrefix(pattern, keysPrefix) || !strings.HasSuffix(pattern, "*") {
+		return ""
+	}
+	switch {
+	case method == http.MethodGet && strings.HasSuffix(escapedPath, historySuffix):
+		return historySuffix
+	case method == http.MethodPost && strings.HasSuffix(escapedPath, keepaliveSuffix):
+		return keepaliveSuffix
+	}
+	return ""
 }
 
 // queryParamsOf reads the query parameters of each /v1/ operation of the
 // OpenAPI document src, keyed as routeQueryParams is.
-func queryParamsOf(src []byte) (map[string][]string, error) {
+func queryParamsOf(src []byte) (map[string]queryParams, error) {
 	var doc struct {
 		Paths      map[string]map[string]yaml.Node `yaml:"paths"`
 		Components struct {
@@ -78,34 +109,37 @@ func queryParamsOf(src []byte) (map[string][]string, error) {
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, fmt.Errorf("openapi.yaml: %w", err)
 	}
-	resolve := func(node yaml.Node) ([]string, error) {
+	resolve := func(node yaml.Node) (queryParams, error) {
 		var params []openapiParam
 		if err := node.Decode(&params); err != nil {
-			return nil, err
+			return queryParams{}, err
 		}
-		var names []string
+		var q queryParams
 		for _, p := range params {
 			if p.Ref != "" {
 				name, ok := strings.CutPrefix(p.Ref, "#/components/parameters/")
 				target, found := doc.Components.Parameters[name]
 				if !ok || !found {
-					return nil, fmt.Errorf("parameter reference %q: no such parameter", p.Ref)
+					return queryParams{}, fmt.Errorf("parameter reference %q: no such parameter", p.Ref)
 				}
 				p = target
 			}
 			if p.In == "query" {
-				names = append(names, p.Name)
+				q.names = append(q.names, p.Name)
+				if p.Schema.Type == "array" {
+					q.repeatable = append(q.repeatable, p.Name)
+				}
 			}
 		}
-		return names, nil
+		return q, nil
 	}
-	out := map[string][]string{}
+	out := map[string]queryParams{}
 	for path, item := range doc.Paths {
 		pattern, ok := echoPattern(path)
 		if !ok {
 			continue
 		}
-		var shared []string
+		var shared queryParams
 		if node, ok := item["parameters"]; ok {
 			var err error
 			if shared, err = resolve(node); err != nil {
@@ -122,20 +156,16 @@ func queryParamsOf(src []byte) (map[string][]string, error) {
 			if err := op.Decode(&o); err != nil {
 				return nil, fmt.Errorf("openapi.yaml %s %s: %w", method, path, err)
 			}
-			names := slices.Clone(shared)
+			q := queryParams{names: slices.Clone(shared.names), repeatable: slices.Clone(shared.repeatable)}
 			if o.Parameters.Kind != 0 {
 				own, err := resolve(o.Parameters)
 				if err != nil {
 					return nil, fmt.Errorf("openapi.yaml %s %s: %w", method, path, err)
 				}
-				names = append(names, own...)
+				q.names, q.repeatable = append(q.names, own.names...), append(q.repeatable, own.repeatable...)
 			}
-			// Several documented paths share one route (a key's GET and
-			// its history): the route takes what any of them takes.
-			key := strings.ToUpper(method) + " " + pattern
-			names = append(out[key], names...)
-			slices.Sort(names)
-			out[key] = slices.Compact(names)
+			slices.Sort(q.names)
+			out[strings.ToUpper(method)+" "+pattern] = q
 		}
 	}
 	return out, nil
@@ -145,15 +175,20 @@ func queryParamsOf(src []byte) (map[string][]string, error) {
 var httpMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 type openapiParam struct {
-	Ref  string `yaml:"$ref"`
-	Name string `yaml:"name"`
-	In   string `yaml:"in"`
+	Ref    string `yaml:"$ref"`
+	Name   string `yaml:"name"`
+	In     string `yaml:"in"`
+	Schema struct {
+		Type string `yaml:"type"`
+	} `yaml:"schema"`
 }
 
 // echoPattern is the Echo route pattern serving the documented /v1/ path
 // p: {x} becomes :x, except a key or a file name, which may hold slashes
-// and is the route's trailing *; ok is false for a path that keeps its
-// query open (not under /v1/, or the WebSocket handshake).
+// and is the route's trailing *, followed by what p has after it (a key's
+// "/history", which the key route serves: keyRouteSuffix); ok is false for
+// a path that keeps its query open (not under /v1/, or the WebSocket
+// handshake).
 func echoPattern(p string) (string, bool) {
 	if !strings.HasPrefix(p, "/v1/") || p == "/v1/watch" {
 		return "", false
@@ -162,7 +197,11 @@ func echoPattern(p string) (string, bool) {
 	for i, s := range segs {
 		switch {
 		case s == "{key}" || s == "{filename}":
-			return strings.Join(append(segs[:i:i], "*"), "/"), true
+			rest := ""
+			if i+1 < len(segs) {
+				rest = "/" + strings.Join(segs[i+1:], "/")
+			}
+			return strings.Join(append(segs[:i:i], "*"), "/") + rest, true
 		case strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}"):
 			segs[i] = ":" + s[1:len(s)-1]
 		}

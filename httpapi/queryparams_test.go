@@ -34,6 +34,14 @@ func TestUnknownQueryParametersRefused(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, e.do(http.MethodHead, keyPath("default", "k")+"?limit=1&x=1", "").status, "HEAD takes GET's rev only")
 	ae = requireError(t, e.do(http.MethodPost, "/v1/defrag?now=1", ""), http.StatusBadRequest, "bad_request")
 	assert.Contains(t, ae.Error.Message, "takes no query parameter")
+	// A key's GET and its history share a route, not their parameters.
+	ae = requireError(t, e.do(http.MethodGet, keyPath("default", "k")+"/history?rev=1", ""), http.StatusBadRequest, "bad_request")
+	assert.Contains(t, ae.Error.Message, `unknown query parameter "rev": GET /v1/ns/:ns/keys/*/history takes before, limit`)
+	requireError(t, e.do(http.MethodGet, keyPath("default", "k")+"?before=2", ""), http.StatusBadRequest, "bad_request")
+	// A parameter given twice, where the first would have won silently.
+	ae = requireError(t, e.do(http.MethodPut, keyPath("default", "k")+"?ttl=5s&ttl=6s", `3`), http.StatusBadRequest, "bad_request")
+	assert.Contains(t, ae.Error.Message, `query parameter "ttl" given more than once`)
+	requireError(t, e.do(http.MethodGet, keyPath("default", "k")+"?rev=1&rev=2", ""), http.StatusBadRequest, "bad_request")
 	got := decode[ctxd.Record](t, e.do(http.MethodGet, keyPath("default", "k"), ""))
 	assert.JSONEq(t, `2`, string(got.Value), "nothing was restored or written")
 	assert.Equal(t, rev, e.revision(), "refused requests change nothing")
@@ -43,6 +51,9 @@ func TestUnknownQueryParametersRefused(t *testing.T) {
 	assert.JSONEq(t, `1`, string(got.Value))
 	assert.Equal(t, http.StatusOK, e.do(http.MethodHead, keyPath("default", "k")+"?rev=1", "").status)
 	assert.Equal(t, http.StatusOK, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?dry_run=true", "").status)
+	assert.Equal(t, http.StatusOK, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?dry_run=true&ns=default&ns=other", "").status,
+		"ns is repeatable")
+	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, keyPath("default", "k")+"/history?limit=1", "").status)
 	assert.Equal(t, rev, e.revision())
 	// Framework0's clients may send what they like (a cache buster), which
 	// the document does not describe.
@@ -63,9 +74,14 @@ func TestQueryParametersCoverEveryV1Route(t *testing.T) {
 		if !strings.HasPrefix(rt.Path, "/v1/") || rt.Path == "/v1/watch" {
 			continue
 		}
-		_, ok := routes[rt.Method+" "+rt.Path]
-		if !ok && rt.Method == http.MethodHead {
-			_, ok = routes[http.MethodGet+" "+rt.Path]
+		method := rt.Method
+		if method == http.MethodHead {
+			method = http.MethodGet
+		}
+		ok := false
+		for _, suffix := range []string{"", "/history", "/keepalive"} { // what the key route serves
+			_, found := routes[method+" "+rt.Path+suffix]
+			ok = ok || found
 		}
 		if !ok {
 			missing = append(missing, rt.Method+" "+rt.Path)
@@ -74,5 +90,6 @@ func TestQueryParametersCoverEveryV1Route(t *testing.T) {
 	sort.Strings(missing)
 	assert.Empty(t, missing, "v1 routes whose query parameters openapi.yaml does not give")
 	assert.Equal(t, []string{"dry_run", "ns", "prefix", "who"}, routes["POST /v1/snapshots/:id/restore"])
-	assert.Equal(t, []string{"before", "limit", "rev"}, routes["GET /v1/ns/:ns/keys/*"], "a key's GET and its history share a route")
+	assert.Equal(t, []string{"rev"}, routes["GET /v1/ns/:ns/keys/*"], "a key's GET")
+	assert.Equal(t, []string{"before", "limit"}, routes["GET /v1/ns/:ns/keys/*/history"], "its history, which the key route serves")
 }
