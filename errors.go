@@ -301,6 +301,17 @@ func ErrorsOf(code string) []error {
 	return errs
 }
 
+// StatusOf returns the HTTP status the table answers code with, 0 for a
+// code that is not in it (a transport's own).
+func StatusOf(code string) int {
+	for _, c := range errorClasses {
+		if c.code == code {
+			return c.status
+		}
+	}
+	return 0
+}
+
 // Classify returns the HTTP status and error code of err when it is one of
 // the data model's errors (or wraps one), and ok false otherwise.
 func Classify(err error) (status int, code string, ok bool) {

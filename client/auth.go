@@ -77,7 +77,8 @@ func (c *Client) tlsConfig() *tls.Config {
 }
 
 // IsUnauthorized reports whether err is the server's 401: no token, or one
-// it does not know.
+// it does not know, or (ending a Watch) one a reload of the server's
+// tokens file revoked.
 func IsUnauthorized(err error) bool { return hasStatus(err, http.StatusUnauthorized) }
 
 // IsForbidden reports whether err is the server's 403: the token lacks the

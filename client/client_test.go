@@ -275,9 +275,16 @@ func TestErrors(t *testing.T) {
 			name: "not a ctxd answer", status: 502, body: "<html>Bad Gateway</html>",
 			want: APIError{Status: 502, Message: "<html>Bad Gateway</html>"},
 		},
+		// A 404 that is not ctxd's (another server on that port, a wrong
+		// path prefix behind a proxy) is not "no such key": a script that
+		// creates the key when get says not found must not be fooled.
 		{
 			name: "plain 404", status: 404, body: "404 page not found",
-			want: APIError{Status: 404, Message: "404 page not found"}, notFound: true,
+			want: APIError{Status: 404, Message: "404 page not found"},
+		},
+		{
+			name: "plain 409", status: 409, body: "<html>Conflict</html>",
+			want: APIError{Status: 409, Message: "<html>Conflict</html>"},
 		},
 	}
 	for _, tt := range tests {

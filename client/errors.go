@@ -66,6 +66,10 @@ type APIError struct {
 	OpIndex int
 	Op      string
 	Pointer string
+
+	// bodiless is an answer to HEAD, which has no body to say its code:
+	// its status alone is the server's.
+	bodiless bool
 }
 
 func (e *APIError) Error() string {
@@ -92,7 +96,7 @@ func (e *APIError) Is(target error) bool {
 // at the asked revision) does not exist.
 func IsNotFound(err error) bool {
 	var ae *APIError
-	return errors.As(err, &ae) && (ae.Code == CodeNotFound || ae.Code == "" && ae.Status == http.StatusNotFound)
+	return errors.As(err, &ae) && (ae.Code == CodeNotFound || ae.bodiless && ae.Status == http.StatusNotFound)
 }
 
 // IsConflict reports whether err is a failed compare-and-swap: the key's
@@ -100,7 +104,7 @@ func IsNotFound(err error) bool {
 // CurrentVersion holds the version now.
 func IsConflict(err error) bool {
 	var ae *APIError
-	return errors.As(err, &ae) && (ae.Code == CodeConflict || ae.Code == "" && ae.Status == http.StatusConflict)
+	return errors.As(err, &ae) && (ae.Code == CodeConflict || ae.bodiless && ae.Status == http.StatusConflict)
 }
 
 // IsOutcomeUnknown reports whether err is a write whose outcome is not
@@ -127,8 +131,13 @@ type errorBody struct {
 	CompactedRevision uint64 `json:"compacted_revision"`
 }
 
+// decodeError reads an error answer. One that is not ctxd's JSON error (a
+// proxy's page, another server at that address) has no Code, and does not
+// match IsNotFound or IsConflict whatever its status: a 404 from the wrong
+// port is not "no such key". An answer to HEAD, which has no body, is
+// judged by its status.
 func decodeError(resp *http.Response) error {
-	ae := &APIError{Status: resp.StatusCode}
+	ae := &APIError{Status: resp.StatusCode, bodiless: resp.Request != nil && resp.Request.Method == http.MethodHead}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var b errorBody
 	if err := json.Unmarshal(data, &b); err == nil && b.Error != nil {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/framework0/ctxd"
 )
 
 // Watch event types.
@@ -369,10 +371,20 @@ func (w *watcher) handle(f *watchFrame) error {
 			w.resumeNow = true
 			return fmt.Errorf("watch: the server closed the connection: %s", f.Message)
 		}
-		return &fatalError{&APIError{Code: f.Code, Message: f.Message}}
+		return &fatalError{&APIError{Status: frameStatus(f.Code), Code: f.Code, Message: f.Message}}
 	}
 	// Other messages (context_dumped, answers) do not concern Watch.
 	return nil
+}
+
+// frameStatus is the HTTP status an error frame's code stands for, so that
+// IsUnauthorized and the like judge the frame as the answer it is: a
+// revoked token is a 401, as the same token's next request gets.
+func frameStatus(code string) int {
+	if code == ctxd.CodeTokenRevoked {
+		return http.StatusUnauthorized
+	}
+	return ctxd.StatusOf(code)
 }
 
 // url is the WebSocket URL of the instance at base for the current

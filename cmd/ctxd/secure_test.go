@@ -219,9 +219,28 @@ func TestRevokedTokenClosesRealtimeOnSIGHUP(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, p, "context_snapshot")
 
+	// The Go client's watch too: its error is the 401 it is.
+	cl, err := client.New(srv.URL, client.WithToken(board))
+	require.NoError(t, err)
+	connected, clientDone := make(chan uint64, 1), make(chan error, 1)
+	go func() {
+		clientDone <- cl.Watch(t.Context(), client.WatchOptions{OnConnect: func(rev uint64) { connected <- rev }}, func(client.WatchEvent) error { return nil })
+	}()
+	select {
+	case <-connected:
+	case err := <-clientDone:
+		t.Fatalf("the client's watch ended before the reload: %v", err)
+	}
+
 	writeFile(t, tokensPath, tokensYAML([3]string{"ops", admin, "admin"}))
 	srv.Signal(syscall.SIGHUP)
 
+	select {
+	case err := <-clientDone:
+		assert.True(t, client.IsUnauthorized(err), "the client's watch ends unauthorized: %v", err)
+	case <-time.After(testkit.Deadline):
+		t.Fatal("the client's watch goes on with a revoked token")
+	}
 	m := watch.Expect("error")
 	assert.Equal(t, "token_revoked", m.Code)
 	_, err = watch.NextErr()
