@@ -153,8 +153,17 @@ func (c *common) client(ctx context.Context) (cl *client.Client, _ context.Conte
 		return nil, nil, nil, err
 	}
 	if len(servers) > 1 {
-		// A silent instance (its machine gone) costs this, not --timeout.
-		opts = append(opts, client.WithConnectTimeout(client.DefaultConnectTimeout),
+		// A silent instance (its machine gone) costs this, not --timeout,
+		// and a hung one costs a read this: each a share of a --timeout
+		// shorter than the defaults, so that the others are tried within it.
+		try := func(d time.Duration) time.Duration {
+			if c.timeout > 0 {
+				return min(d, c.timeout/time.Duration(len(servers)))
+			}
+			return d
+		}
+		opts = append(opts, client.WithConnectTimeout(try(client.DefaultConnectTimeout)),
+			client.WithReadTryTimeout(try(client.DefaultReadTryTimeout)),
 			client.WithPreferred(loadPreferred(list)))
 	}
 	if cl, err = client.New(list, opts...); err != nil {

@@ -52,3 +52,16 @@ func TestCLIRemembersTheInstanceThatAnswered(t *testing.T) {
 	r = cli(t, []string{cache}, "", "put", "k", "4", "--server", servers, "--timeout", "1s")
 	assert.Equal(t, 6, r.code, "a lapsed memory: the first instance again: %s", r.stderr)
 }
+
+// A read given several instances moves on from a hung one within a
+// --timeout shorter than the client's 10 s per instance: each instance
+// gets a share of it.
+func TestCLIReadMovesOnWithinAShortTimeout(t *testing.T) {
+	t.Parallel()
+	live := startServer(t, t.TempDir())
+	cliOK(t, nil, "", "put", "k", "1", "--server", live.URL)
+	hung, _ := testkit.SilentAfterRequest(t, true)
+	r := cli(t, []string{"XDG_CACHE_HOME=" + t.TempDir()}, "", "get", "k", "--server", hung+","+live.URL, "--timeout", "4s")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "1", strings.TrimSpace(r.stdout))
+}
