@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -446,7 +447,11 @@ func applyDeadlines(writes []ctxd.Write, deadlines map[string]time.Time, now tim
 			continue
 		}
 		delete(deadlines, w.Key)
-		if left := at.Sub(now); left > 0 {
+		left := at.Sub(now)
+		if left == math.MaxInt64 { // Sub saturates: centuries ahead
+			return nil, 0, badRequest("the dump's expires_at for key " + strconv.Quote(w.Key) + ", " + at.Format(time.RFC3339) + ", is too far ahead")
+		}
+		if left > 0 {
 			w.TTL = left
 			kept = append(kept, w)
 		}

@@ -98,12 +98,16 @@ func TestImportDeadlines(t *testing.T) {
 		"not an object":      `{"context":{"a":1},"expires_at":"` + far + `"}`,
 		"beyond max_ttl":     `{"context":{"a":1},"expires_at":{"a":"` + far + `"}}`,
 		"twice":              `{"context":{"a":1},"expires_at":{"a":"` + far + `","a":"` + far + `"}}`,
+		"centuries ahead":    `{"context":{"a":1},"expires_at":{"a":"2999-01-01T00:00:00Z"}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := e.do(http.MethodPost, "/v1/ns/bad/import", body)
 			requireError(t, r, http.StatusBadRequest, "bad_request")
 			if name == "key not in context" {
 				assert.True(t, strings.Contains(string(r.body), `\"b\"`), "%s", r.body)
+			}
+			if name == "centuries ahead" {
+				assert.Contains(t, string(r.body), "2999-01-01T00:00:00Z, is too far ahead", "a deadline, not an overflowed ttl")
 			}
 		})
 	}

@@ -236,7 +236,7 @@ func bodyError(err error) error {
 	}
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return badRequest("request body is shorter than its Content-Length")
+		return badRequest("request body ended early (shorter than its Content-Length, or its chunks cut short)")
 	}
 	return badRequest("reading request body: " + err.Error())
 }

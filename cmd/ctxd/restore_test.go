@@ -296,6 +296,18 @@ func TestRestoreBadSnapshotLeavesNothing(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	out := cliOK(t, nil, "", "restore", "--data", data, "--from", good, "--sha256", sum)
 	assert.Contains(t, out, "in a new folder")
+
+	// A file beside it that is not its metadata (a dump named like it):
+	// refused without --sha256, which then stands alone.
+	odd := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(odd, "x.db"), content, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(odd, "x.json"), []byte(`{"context":{"k":1}}`), 0o600))
+	r = cli(t, nil, "", "restore", "--data", filepath.Join(t.TempDir(), "new"), "--from", filepath.Join(odd, "x.db"))
+	assert.Equal(t, 1, r.code, r.stdout)
+	assert.Contains(t, r.stderr, "--sha256")
+	cliOK(t, nil, "", "restore", "--data", filepath.Join(t.TempDir(), "new"), "--from", filepath.Join(odd, "x.db"), "--sha256", sum)
+	r = cli(t, nil, "", "restore", "--data", filepath.Join(t.TempDir(), "new"), "--from", filepath.Join(odd, "x.db"), "--sha256", wrongSum)
+	assert.Equal(t, 1, r.code, "the sum given is checked: %s", r.stdout)
 }
 
 // The schema-1 fixture of package migrations, restored into a new folder

@@ -404,7 +404,9 @@ func IsSHA256(s string) bool {
 // folder (downloaded, or copied from another machine) against want, when
 // given, and against the metadata file beside it (MetaPath), when there is
 // one. It returns how many sums it checked (0: neither was there). A
-// mismatch is ErrChecksum.
+// mismatch is ErrChecksum. A file beside it that is not snapshot metadata
+// (a dump named like the snapshot) is refused, unless want is given: the
+// sum given is then the one checked.
 func CheckFile(path, want string) (int, error) {
 	type expected struct{ sum, from string }
 	var expect []expected
@@ -416,13 +418,16 @@ func CheckFile(path, want string) (int, error) {
 	switch {
 	case err == nil:
 		var meta ctxd.SnapshotMeta
-		if err := json.Unmarshal(b, &meta); err != nil {
-			return 0, fmt.Errorf("%w: %s, the metadata beside %s: %w", ctxd.ErrBadSnapshot, metaPath, path, err)
+		switch err := json.Unmarshal(b, &meta); {
+		case (err != nil || meta.SHA256 == "") && want != "":
+			// Not the snapshot's metadata: the sum given stands alone.
+		case err != nil:
+			return 0, fmt.Errorf("%w: %s, the metadata beside %s: %w (give the sum with --sha256 to check against it alone)", ctxd.ErrBadSnapshot, metaPath, path, err)
+		case meta.SHA256 == "":
+			return 0, fmt.Errorf("%w: %s, the metadata beside %s, holds no sha256 (give the sum with --sha256 to check against it alone)", ctxd.ErrBadSnapshot, metaPath, path)
+		default:
+			expect = append(expect, expected{strings.ToLower(meta.SHA256), "is recorded in " + metaPath})
 		}
-		if meta.SHA256 == "" {
-			return 0, fmt.Errorf("%w: %s, the metadata beside %s, holds no sha256", ctxd.ErrBadSnapshot, metaPath, path)
-		}
-		expect = append(expect, expected{strings.ToLower(meta.SHA256), "is recorded in " + metaPath})
 	case !errors.Is(err, os.ErrNotExist):
 		return 0, fmt.Errorf("snapshot metadata: %w", err)
 	}
