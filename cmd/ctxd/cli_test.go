@@ -178,6 +178,8 @@ func TestExitCodes(t *testing.T) {
 		{name: "bad server URL", args: []string{"get", "k", "--server", "ftp://x"}, code: 2},
 		{name: "bad server URL in a list", args: []string{"get", "k", "--server", closed + ",ftp://x"}, code: 2, stderr: "ftp://x"},
 		{name: "server listed twice", args: []string{"get", "k", "--server", closed + "," + closed}, code: 2, stderr: "listed twice"},
+		{name: "empty server in a list", args: []string{"get", "k", "--server", closed + ","}, code: 2, stderr: "an empty address in the list"},
+		{name: "negative timeout", env: env, args: []string{"get", "k", "--timeout", "-1s"}, code: 2, stderr: "--timeout -1s"},
 		{name: "serve with unknown config field", args: []string{"serve", "--config", badConfig, "--data", t.TempDir()}, code: 2, stderr: "limits.max_keys"},
 		{name: "serve with missing config file", args: []string{"serve", "--config", badConfig + ".nope"}, code: 2, stderr: "no such file"},
 		// perf's flags are checked before anything runs (these exited 1

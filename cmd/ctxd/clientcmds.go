@@ -141,9 +141,16 @@ func (c *common) expect(cmd *cobra.Command) *uint64 {
 // remembers the one the client ended on for the next command
 // (preferred.go).
 func (c *common) client(ctx context.Context) (cl *client.Client, _ context.Context, done func(), err error) {
+	if c.timeout < 0 {
+		return nil, nil, nil, usagef("--timeout %s: must not be negative (0: wait forever)", c.timeout)
+	}
 	servers := strings.Split(c.server, ",")
 	for i, s := range servers {
-		if s = strings.TrimSpace(s); !strings.Contains(s, "://") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return nil, nil, nil, usagef("--server %q: an empty address in the list", c.server)
+		}
+		if !strings.Contains(s, "://") {
 			servers[i] = "http://" + s
 		}
 	}
