@@ -194,6 +194,19 @@ type Status struct {
 	// its prefix, or bolt's cache of the keys GETs read (nil: a backend
 	// without one).
 	ReadCache *ReadCacheStatus `json:"read_cache,omitempty"`
+	// LastRestore is the last whole restore, whose discarded revisions
+	// answer compacted although they are above CompactedRevision (nil:
+	// none).
+	LastRestore *RestoreMark `json:"last_restore,omitempty"`
+}
+
+// RestoreMark says which revisions a whole restore discarded: those from
+// DiscardedFrom up to Revision, the restored state's, excluded. A read at
+// one answers compacted, as a follower that had one is told.
+type RestoreMark struct {
+	Revision         uint64 `json:"revision"`
+	SnapshotRevision uint64 `json:"snapshot_revision"`
+	DiscardedFrom    uint64 `json:"discarded_from"`
 }
 
 // States of a read cache (ReadCacheStatus.State).
@@ -270,6 +283,8 @@ type ServerStatus struct {
 	StartedAt     time.Time `json:"started_at"`
 	// ReadCache is the store's read cache (Status.ReadCache).
 	ReadCache *ReadCacheStatus `json:"read_cache,omitempty"`
+	// LastRestore is the last whole restore (Status.LastRestore).
+	LastRestore *RestoreMark `json:"last_restore,omitempty"`
 }
 
 // TxnResult is the outcome of a committed write or transaction.

@@ -90,6 +90,11 @@ func TestSnapshotLifecycle(t *testing.T) {
 	// Revision 3 named the replaced state: a read at it is refused, not
 	// answered with the restored one.
 	requireError(t, e.do(http.MethodGet, keyPath("default", "name")+"?rev=3", ""), http.StatusGone, "compacted")
+	// The status says so (compacted_revision, 0, does not).
+	st := decode[ctxd.ServerStatus](t, e.do(http.MethodGet, "/v1/status", ""))
+	if assert.NotNil(t, st.LastRestore) {
+		assert.Equal(t, ctxd.RestoreMark{Revision: 4, SnapshotRevision: 2, DiscardedFrom: 3}, *st.LastRestore)
+	}
 	next := e.put("x", `1`)
 	assert.Equal(t, uint64(5), next.ModRev, "the revision never goes back")
 

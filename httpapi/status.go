@@ -51,6 +51,7 @@ func (s *Server) status(c echo.Context) error {
 		UptimeSeconds:     int64(time.Since(s.started) / time.Second),
 		StartedAt:         s.started.UTC().Truncate(time.Second),
 		ReadCache:         st.ReadCache,
+		LastRestore:       st.LastRestore,
 	})
 }
 

@@ -169,10 +169,16 @@ func (c *common) printStatus(st client.Status) error {
 		return c.printJSON(st)
 	}
 	tw := tabwriter.NewWriter(c.out(), 0, 8, 2, ' ', 0)
-	for _, kv := range [][2]string{
+	rows := [][2]string{
 		{"version", st.Version},
 		{"revision", strconv.FormatUint(st.Revision, 10)},
 		{"compacted revision", strconv.FormatUint(st.CompactedRevision, 10)},
+	}
+	if m := st.LastRestore; m != nil && m.DiscardedFrom < m.Revision {
+		rows = append(rows, [2]string{"discarded by a restore", fmt.Sprintf("revisions %d to %d (restored from a snapshot at %d)",
+			m.DiscardedFrom, m.Revision-1, m.SnapshotRevision)})
+	}
+	for _, kv := range append(rows, [][2]string{
 		{"keys", strconv.FormatUint(st.Keys, 10)},
 		{"namespaces", strconv.Itoa(st.Namespaces)},
 		{"db size", ctxd.FormatBytes(st.DBSizeBytes)},
@@ -180,7 +186,7 @@ func (c *common) printStatus(st client.Status) error {
 		{"clients", strconv.Itoa(st.Clients)},
 		{"uptime", (time.Duration(st.UptimeSeconds) * time.Second).String()},
 		{"started at", timeText(st.StartedAt)},
-	} {
+	}...) {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 	}
 	return tw.Flush()

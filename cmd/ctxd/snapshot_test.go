@@ -103,6 +103,11 @@ func TestSnapshotCommands(t *testing.T) {
 	r = cli(t, env, "", "snapshot", "restore", meta.ID)
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, map[string]int{"A": 50}, tags(t, srv.URL))
+	// ctxd status says which revisions the restore discarded.
+	st := fromJSON[client.Status](t, cliOK(t, env, "", "status", "-o", "json"))
+	require.NotNil(t, st.LastRestore)
+	assert.Contains(t, cliOK(t, env, "", "status"),
+		fmt.Sprintf("revisions %d to %d (restored from a snapshot at %d)", meta.Revision+1, st.LastRestore.Revision-1, meta.Revision))
 
 	r = cli(t, env, "", "snapshot", "upload", file)
 	require.Equal(t, 0, r.code, r.stderr)

@@ -160,20 +160,26 @@ func (s *Store) checkRevision(tx *bbolt.Tx, rev, last uint64) error {
 // discardedByRestore says whether the last full restore discarded
 // revision rev (see setFloor): the error to answer, without Requested.
 func discardedByRestore(tx *bbolt.Tx, rev uint64) *ctxd.CompactedError {
+	m := lastRestore(tx)
+	if m == nil || rev < m.DiscardedFrom || rev >= m.Revision {
+		return nil
+	}
+	// History answers again from the restored state's revision on.
+	return &ctxd.CompactedError{Compacted: m.Revision, RestoredFrom: max(m.SnapshotRevision, 1)}
+}
+
+// lastRestore is the last full restore's mark (setFloor), nil if none.
+func lastRestore(tx *bbolt.Tx) *ctxd.RestoreMark {
 	meta := tx.Bucket(migrations.BucketMeta)
 	if meta.Get(migrations.KeyRestoredFrom) == nil {
 		return nil // never restored whole
 	}
-	snap := metaUint(tx, migrations.KeyRestoredFrom)
-	first, floor := snap+1, metaUint(tx, migrations.KeyFloor)
+	m := &ctxd.RestoreMark{Revision: metaUint(tx, migrations.KeyFloor), SnapshotRevision: metaUint(tx, migrations.KeyRestoredFrom)}
+	m.DiscardedFrom = m.SnapshotRevision + 1
 	if meta.Get(migrations.KeyDiscardedFrom) != nil {
-		first = metaUint(tx, migrations.KeyDiscardedFrom)
+		m.DiscardedFrom = metaUint(tx, migrations.KeyDiscardedFrom)
 	}
-	if rev < first || rev >= floor {
-		return nil
-	}
-	// History answers again from the restored state's revision on.
-	return &ctxd.CompactedError{Compacted: floor, RestoredFrom: max(snap, 1)}
+	return m
 }
 
 // lastRevision is the current revision as of tx: the last change logged,
@@ -562,6 +568,7 @@ func (s *Store) Status() (ctxd.Status, error) {
 		st.UsedBytes = st.InUseBytes + s.ov.sizeBytes.Load()
 		st.QuotaAlarm = s.quotaAlarm(st.UsedBytes)
 		st.ReadCache = s.cache.status()
+		st.LastRestore = lastRestore(tx)
 		for _, ns := range namespaces(tx, counts, top) {
 			st.Namespaces++
 			st.Keys += ns.Keys

@@ -32,6 +32,10 @@ func (s *Store) Status() (ctxd.Status, error) {
 	st := ctxd.Status{Revision: s.Revision(), SchemaVersion: envelopeFormat,
 		Path:      "etcd://" + strings.Join(s.opts.Endpoints, ",") + s.opts.Prefix,
 		ReadCache: s.ReadCache().status(s.cache == nil)}
+	if g := s.keys.gen(); g.id != 0 {
+		// Every revision below the switch is discarded (restoredError).
+		st.LastRestore = &ctxd.RestoreMark{Revision: uint64(g.rev), SnapshotRevision: g.from, DiscardedFrom: 1}
+	}
 	err := s.read(func(ctx context.Context) error {
 		var err error
 		if st.CompactedRevision, err = s.compactedRevision(ctx); err != nil {

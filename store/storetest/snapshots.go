@@ -229,6 +229,9 @@ func checkFullRestore(t testing.TB, h Harness) {
 	assert.Equal(t, live, afterDry, "a dry run changes nothing")
 	assert.Equal(t, gen, b.Generation())
 
+	st, err := b.Status()
+	require.NoError(t, err)
+	assert.Nil(t, st.LastRestore, "no whole restore yet")
 	_, changed := b.Committed()
 	res, err := b.Restore(ctx, path, ctxd.RestoreOptions{})
 	require.NoError(t, err)
@@ -285,6 +288,24 @@ func checkFullRestore(t testing.TB, h Harness) {
 		t.Helper()
 		_, err := b.GetAt("default", "a", replaced)
 		assertCompacted(t, err, "get at the replaced state's revision, %s", when)
+		// The status says which revisions are gone, and they are.
+		st, err := b.Status()
+		if assert.NoError(t, err, when) && assert.NotNil(t, st.LastRestore, "the status names the restore, %s", when) {
+			m := st.LastRestore
+			assert.Equal(t, restoredAt, m.Revision, "the restored state's revision, %s", when)
+			assert.Equal(t, info.Revision, m.SnapshotRevision, when)
+			if rewrites {
+				assert.Equal(t, uint64(1), m.DiscardedFrom, "every revision before the restore's, %s", when)
+			} else {
+				assert.Equal(t, info.Revision+1, m.DiscardedFrom, "the revisions after the snapshot's, %s", when)
+			}
+			for r := max(m.DiscardedFrom, 1); r < m.Revision; r++ {
+				assertCompacted(t, b.CheckRevision(r), "revision %d, in the status's discarded range, %s", r, when)
+			}
+			if m.DiscardedFrom > 1 {
+				assert.NoError(t, b.CheckRevision(m.DiscardedFrom-1), "below the discarded range, %s", when)
+			}
+		}
 		for r := info.Revision + 1; r < seen; r++ {
 			if ce := assertCompacted(t, b.CheckRevision(r), "revision %d, discarded by the restore, %s", r, when); ce != nil {
 				assert.Equal(t, info.Revision, ce.RestoredFrom, "the error names the snapshot's revision, %s", when)
@@ -526,6 +547,11 @@ func checkFullRestoreOfAnotherStore(t testing.TB, h Harness) {
 				assertCompacted(t, err, "%s: a read at revision %d, %s", c.name, rev, when)
 				_, err = b.ReadLog(rev, 10)
 				assertCompacted(t, err, "%s: a follower at revision %d, %s", c.name, rev, when)
+			}
+			st, err := b.Status()
+			if assert.NoError(t, err) && assert.NotNil(t, st.LastRestore, "%s: the status names the restore, %s", c.name, when) {
+				assert.Equal(t, ctxd.RestoreMark{Revision: res.Revision, SnapshotRevision: c.info.Revision, DiscardedFrom: 1}, *st.LastRestore,
+					"%s: every revision below the restored state's is discarded, %s", c.name, when)
 			}
 		}
 		assertDiscarded("after the restore")
