@@ -346,8 +346,8 @@ type HTTP struct {
 
 // Auth configures access control (see README, "Access control").
 type Auth struct {
-	// Mode (auth.mode) is auto (on unless the server listens on a
-	// loopback address only), on or off.
+	// Mode (auth.mode) is auto (on when a tokens file is given or the
+	// server listens on more than a loopback address), on or off.
 	Mode string
 	// TokensFile (auth.tokens_file) is the YAML file of the tokens' hashes
 	// and rights, read at start and on SIGHUP.
@@ -371,7 +371,10 @@ const (
 )
 
 // AuthEnabled reports whether access control is on: auth.mode on, or auto
-// and the listen address is not a loopback one.
+// and either a tokens file is given or the listen address is not a
+// loopback one. A tokens file on a loopback address is access control
+// asked for: behind a proxy on the same machine (as Running in production
+// advises), loopback is not a trust boundary.
 func (c Config) AuthEnabled() bool {
 	switch c.Auth.Mode {
 	case AuthOn:
@@ -379,7 +382,7 @@ func (c Config) AuthEnabled() bool {
 	case AuthOff:
 		return false
 	}
-	return !IsLoopback(c.Addr)
+	return c.Auth.TokensFile != "" || !IsLoopback(c.Addr)
 }
 
 // IsLoopback reports whether addr (host:port) listens on a loopback address

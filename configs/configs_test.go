@@ -396,28 +396,34 @@ func TestValidate(t *testing.T) {
 }
 
 // auth.mode auto turns access control on unless the server listens on a
-// loopback address only; on and off are what they say.
+// loopback address only and has no tokens file; on and off are what they
+// say.
 func TestAuthEnabled(t *testing.T) {
 	for _, tc := range []struct {
 		mode, addr string
 		want       bool
+		tokens     string
 	}{
-		{AuthAuto, "127.0.0.1:8080", false},
-		{AuthAuto, "127.1.2.3:8080", false},
-		{AuthAuto, "[::1]:8080", false},
-		{AuthAuto, "localhost:8080", false},
-		{AuthAuto, "LOCALHOST:0", false},
-		{AuthAuto, ":8080", true},
-		{AuthAuto, "0.0.0.0:8080", true},
-		{AuthAuto, "[::]:8080", true},
-		{AuthAuto, "10.0.0.5:8080", true},
-		{AuthAuto, "ctxd.internal:8080", true},
-		{AuthOn, "127.0.0.1:8080", true},
-		{AuthOff, "0.0.0.0:8080", false},
+		// A tokens file is access control asked for, on loopback too (a
+		// server behind a proxy on the same machine was left open).
+		{AuthAuto, "127.0.0.1:8080", true, "/etc/ctxd/tokens.yaml"},
+		{AuthOff, "127.0.0.1:8080", false, "/etc/ctxd/tokens.yaml"},
+		{AuthAuto, "127.0.0.1:8080", false, ""},
+		{AuthAuto, "127.1.2.3:8080", false, ""},
+		{AuthAuto, "[::1]:8080", false, ""},
+		{AuthAuto, "localhost:8080", false, ""},
+		{AuthAuto, "LOCALHOST:0", false, ""},
+		{AuthAuto, ":8080", true, ""},
+		{AuthAuto, "0.0.0.0:8080", true, ""},
+		{AuthAuto, "[::]:8080", true, ""},
+		{AuthAuto, "10.0.0.5:8080", true, ""},
+		{AuthAuto, "ctxd.internal:8080", true, ""},
+		{AuthOn, "127.0.0.1:8080", true, ""},
+		{AuthOff, "0.0.0.0:8080", false, ""},
 	} {
 		c := Defaults()
-		c.Auth.Mode, c.Addr = tc.mode, tc.addr
-		assert.Equal(t, tc.want, c.AuthEnabled(), "mode %s addr %s", tc.mode, tc.addr)
+		c.Auth.Mode, c.Addr, c.Auth.TokensFile = tc.mode, tc.addr, tc.tokens
+		assert.Equal(t, tc.want, c.AuthEnabled(), "mode %s addr %s tokens %q", tc.mode, tc.addr, tc.tokens)
 	}
 }
 
