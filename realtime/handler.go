@@ -110,6 +110,9 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		connectedAt: time.Now().UTC(),
 		access:      p.access,
 		limit:       msglimit.New(msglimit.Config{PerSecond: h.opts.RateLimit, Burst: h.opts.RateBurst, MaxRefused: h.opts.MaxRefused}),
+		// Before the position is taken: a restore between the two
+		// resets the session (conservative), one before it does not.
+		gen: h.st.Generation(),
 	}
 	if p.batch {
 		s.window = h.opts.BatchWindow

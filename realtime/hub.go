@@ -541,14 +541,23 @@ func (h *Hub) run() {
 	}
 }
 
-// reset follows an online restore: every client gets "reset" and continues
-// from the new revision.
+// reset follows an online restore (the hub's generation is the new one):
+// every client that was there before it gets "reset" and continues from
+// the new revision. A client that came after it (while the loop slept,
+// with no one to serve) had its position checked against the restored
+// store, and goes on from it: a reset would skip the changes between
+// its position and rev.
 func (h *Hub) reset(rev uint64) {
 	h.ring.reset(rev)
 	frame := encode(resetMsg{Type: ctxd.TypeReset, Rev: rev,
 		Message: "the database was replaced by a restore: re-read state; changes continue after revision " + uitoa(rev)})
 	for _, s := range h.all() {
 		s.mu.Lock()
+		if s.gen == h.gen {
+			s.mu.Unlock()
+			continue
+		}
+		s.gen = h.gen
 		s.pos, s.part, s.base = rev, 0, rev
 		for i := range s.subs {
 			s.subs[i].since = min(s.subs[i].since, rev)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -491,4 +492,38 @@ func TestRealRestoreSendsReset(t *testing.T) {
 	c := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"3"}}), nil)
 	c.Expect(ctxd.TypeSubscribed)
 	assert.Equal(t, []uint64{4, 5, rev}, revs(c.Changes(rev)))
+}
+
+// A restore made while no client is connected (the hub's loop sleeps):
+// the next client, whose position was checked against the restored
+// store, gets no "reset", which would have moved it past the changes
+// after its from_rev.
+func TestRestoreWhileNoClientIsNoResetForTheNext(t *testing.T) {
+	ts := startServer(t, realtime.Options{})
+	ts.put("default", "k", "1")
+	snap := filepath.Join(t.TempDir(), "snap.db")
+	f, err := os.Create(snap)
+	require.NoError(t, err)
+	_, err = ts.st.WriteSnapshot(f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	ts.put("default", "k", "2")
+	c := testkit.DialWatch(t, ts.wsURL(nil), nil) // the loop follows commits, then sleeps again
+	c.Expect(ctxd.TypeSubscribed)
+	require.NoError(t, c.Conn.Close())
+	require.Eventually(t, func() bool { return ts.hub.Clients() == 0 }, testkit.Deadline, 10*time.Millisecond)
+	// A write with no one to serve: the loop passes over it, finds no
+	// session and stops following commits (the restore will not wake it).
+	ts.put("default", "k", "5")
+	time.Sleep(100 * time.Millisecond)
+
+	res, err := ts.st.Restore(context.Background(), snap, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	first := ts.put("default", "k", "3")
+	last := ts.put("default", "k", "4")
+
+	w := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {strconv.FormatUint(res.Revision, 10)}}), nil)
+	w.Expect(ctxd.TypeSubscribed)
+	got := w.Changes(last)
+	assert.Equal(t, []uint64{first, last}, revs(got), "the changes after from_rev, no reset")
 }

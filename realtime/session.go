@@ -42,6 +42,11 @@ type session struct {
 	access *auth.Token
 	// limit is the rate limit of the messages it sends (nil: none).
 	limit *msglimit.Limiter
+	// gen is the store's generation when the session's position was
+	// taken (newSession), then the hub's after each reset: a restore
+	// made before the session came needs no reset for it (its position
+	// was checked against the restored store).
+	gen uint64
 
 	ms *melody.Session // set once by the connect handler, before any write
 
