@@ -100,11 +100,13 @@ func (s *Store) restore(ctx context.Context, snap *Snapshot, opts ctxd.RestoreOp
 	if keep != "" {
 		backup = keep
 	}
+	var floor uint64
 	err = s.exclusive(func() error {
 		// Everything is in the live file (the writer checkpoints before
 		// an exclusive request): the restored file holds every record of
 		// the log, as far as the replay at the next Open is concerned.
-		if err := setFloor(next, s.rev, s.wal.LastSeq(), s.id); err != nil {
+		var err error
+		if floor, err = setFloor(next, s.rev, s.wal.LastSeq(), s.id); err != nil {
 			return err
 		}
 		return s.replaceFile(next, backup, swapRestore)
@@ -115,7 +117,10 @@ func (s *Store) restore(ctx context.Context, snap *Snapshot, opts ctxd.RestoreOp
 	if err != nil {
 		return ctxd.RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}
-	res.Revision = s.Revision()
+	// The restored state's revision, not the current one: writes made
+	// since the swap may have moved it on (from_rev = the answer's
+	// revision must not skip them).
+	res.Revision = floor
 	return res, nil
 }
 
@@ -161,10 +166,10 @@ func (s *Store) Ready() error {
 //
 // It always commits, through openCopy, so that the file carries a freelist
 // and opening it during the swap does not walk every page.
-func setFloor(path string, live, walSeq uint64, id []byte) error {
+func setFloor(path string, live, walSeq uint64, id []byte) (floor uint64, err error) {
 	db, err := openCopy(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		snapRev := lastRevision(tx)
@@ -174,7 +179,8 @@ func setFloor(path string, live, walSeq uint64, id []byte) error {
 		// (its revision never goes back).
 		ours := bytes.Equal(meta.Get(migrations.KeyStoreID), id) &&
 			meta.Get(migrations.KeySourceRevision) == nil && snapRev <= live
-		floor, discardFrom := live+1, snapRev+1
+		var discardFrom uint64
+		floor, discardFrom = live+1, snapRev+1
 		if !ours {
 			floor, discardFrom = max(live+1, snapRev), 1
 		}
@@ -208,5 +214,5 @@ func setFloor(path string, live, walSeq uint64, id []byte) error {
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	return floor, err
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -594,4 +595,58 @@ func checkPartialRestoreOfDeadlines(t testing.TB, h Harness) {
 	res, err = b.Restore(ctx, path, opts)
 	require.NoError(t, err)
 	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "default", Unchanged: 2}}, res.Namespaces, "restored again: nothing to change")
+}
+
+// A whole restore answers the restored state's revision even while writes
+// go on: one made right after the swap must not move the answer past it
+// (a watcher resuming from the answer would skip that write).
+func checkFullRestoreUnderWrites(t testing.TB, h Harness) {
+	if !h.Snapshots {
+		return
+	}
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	b.put("default", "a", `"snap"`)
+	path, _ := b.writeSnapshot()
+	b.put("default", "a", `"later"`)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var writes atomic.Int64
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := b.Txn(ctx, []ctxd.Write{{Namespace: "default", Key: fmt.Sprintf("w%d", w), Op: ctxd.OpPut, Value: json.RawMessage(fmt.Sprint(i)), Who: "test"}})
+				if err == nil {
+					writes.Add(1)
+				}
+			}
+		}()
+	}
+	for writes.Load() < 20 {
+		time.Sleep(time.Millisecond)
+	}
+	res, err := b.Restore(ctx, path, ctxd.RestoreOptions{})
+	for n := writes.Load(); writes.Load() < n+20; {
+		time.Sleep(time.Millisecond) // writes after the swap
+	}
+	close(stop)
+	wg.Wait()
+	require.NoError(t, err)
+	st, err := b.Status()
+	require.NoError(t, err)
+	require.NotNil(t, st.LastRestore)
+	assert.Equal(t, st.LastRestore.Revision, res.Revision, "the answer is the restored state's revision")
+	r, err := b.GetAt("default", "a", res.Revision)
+	if assert.NoError(t, err) {
+		assert.Equal(t, `"snap"`, string(r.Value))
+	}
+	assert.Greater(t, b.Revision(), res.Revision, "writes went on after the restore")
 }

@@ -267,6 +267,7 @@ var checks = []check{
 	{"BadSnapshotsAreRefused", checkBadSnapshots},
 	{"FullRestore", checkFullRestore},
 	{"FullRestoreOfAnotherStore", checkFullRestoreOfAnotherStore},
+	{"FullRestoreAnswersItsRevisionUnderWrites", checkFullRestoreUnderWrites},
 	{"PartialRestore", checkPartialRestore},
 	{"PartialRestoreOfDeadlines", checkPartialRestoreOfDeadlines},
 	// Maintenance, readiness, shutdown.
