@@ -2,9 +2,11 @@ package realtime
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -230,11 +232,25 @@ func (h *Hub) onError(ms *melody.Session, err error) {
 	}
 }
 
+// watchParams are the handshake's query parameters (token is the access
+// token, read by the access check); ns alone may be given more than once.
+var watchParams = []string{"batch", "from_index", "from_rev", "ns", "prefix", "snapshot", "token"}
+
 // parseConnect reads ns (repeatable, or comma-separated; default
 // "default"; "*" for all), prefix, from_rev, from_index, snapshot and
-// batch.
+// batch. Any other parameter, or one of them given twice, is refused, as
+// on the v1 routes: ?from_ref=5000 (a typo) gave a feed from now, a gap
+// where the client asked for none.
 func parseConnect(q url.Values) (connectParams, error) {
 	var p connectParams
+	for name, values := range q {
+		switch {
+		case !slices.Contains(watchParams, name):
+			return p, fmt.Errorf("unknown query parameter %q: /v1/watch takes %s", name, strings.Join(watchParams, ", "))
+		case len(values) > 1 && name != "ns":
+			return p, fmt.Errorf("query parameter %q given more than once: /v1/watch takes one", name)
+		}
+	}
 	var nss []string
 	for _, v := range q["ns"] {
 		nss = append(nss, strings.Split(v, ",")...)

@@ -310,7 +310,10 @@ func TestRefusals(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	assert.Contains(t, string(body), `"code":"bad_request"`)
 
-	for _, q := range []string{"ns=bad%20ns", "from_rev=-1", "snapshot=maybe", "batch=2x", "snapshot=1&from_rev=3"} {
+	// A typo (from_ref) or a parameter given twice is refused, not ignored:
+	// from_ref=5 gave a feed from now, a gap where none was asked for.
+	for _, q := range []string{"ns=bad%20ns", "from_rev=-1", "snapshot=maybe", "batch=2x", "snapshot=1&from_rev=3",
+		"from_ref=5", "from_rev=1&from_rev=2", "prefix=a&prefix=c", "batch=true&batch=false"} {
 		_, resp, err := testkit.DialWatchErr(ts.WatchURL(nil)+"?"+q, nil)
 		require.Error(t, err, q)
 		require.NotNil(t, resp, q)
