@@ -80,20 +80,26 @@ func TestRolesAndLimits(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	h := HashSecret(secretAdmin)
 	for name, tc := range map[string]struct{ file, want string }{
-		"empty":          {"", "no tokens"},
-		"no tokens":      {"tokens: []\n", "no tokens"},
-		"unknown field":  {"tokens:\n  - name: a\n    hash: " + h + "\n    roles: [read]\n    role: x\n", "field role not found"},
-		"bad hash":       {"tokens:\n  - name: a\n    hash: abc\n    roles: [read]\n", "64 hex digits"},
-		"no roles":       {"tokens:\n  - name: a\n    hash: " + h + "\n", "at least one"},
-		"bad role":       {tokensFile(entry("a", secretAdmin, "root")), "unknown role"},
-		"bad ns":         {tokensFile(entry("a", secretAdmin, "read", "namespaces: [a/b]")), "not a namespace"},
-		"empty prefix":   {tokensFile(entry("a", secretAdmin, "read", `prefixes: [""]`)), "empty prefix"},
-		"limited admin":  {tokensFile(entry("a", secretAdmin, "admin", "namespaces: [x]")), "cannot be limited"},
-		"dup name":       {tokensFile(entry("a", secretAdmin, "read"), entry("a", secretRead, "read")), "used twice"},
-		"dup hash":       {tokensFile(entry("a", secretAdmin, "read"), entry("b", secretAdmin, "read")), "same hash"},
-		"name w/ space":  {tokensFile(entry("'a b'", secretAdmin, "read")), "printable"},
-		"not a mapping":  {"- a\n", "cannot unmarshal"},
-		"tokens not seq": {"tokens: 3\n", "cannot unmarshal"},
+		"empty":         {"", "no tokens"},
+		"no tokens":     {"tokens: []\n", "no tokens"},
+		"unknown field": {"tokens:\n  - name: a\n    hash: " + h + "\n    roles: [read]\n    role: x\n", "field role not found"},
+		"bad hash":      {"tokens:\n  - name: a\n    hash: abc\n    roles: [read]\n", "64 hex digits"},
+		"no roles":      {"tokens:\n  - name: a\n    hash: " + h + "\n", "at least one"},
+		"bad role":      {tokensFile(entry("a", secretAdmin, "root")), "unknown role"},
+		"bad ns":        {tokensFile(entry("a", secretAdmin, "read", "namespaces: [a/b]")), "not a namespace"},
+		"empty prefix":  {tokensFile(entry("a", secretAdmin, "read", `prefixes: [""]`)), "empty prefix"},
+		// An emptied list (to revoke, or from an empty template variable)
+		// would allow everything: refused, where it granted all.
+		"no namespaces":   {tokensFile(entry("a", secretAdmin, "write", "namespaces: []")), `an empty list would allow every namespace: leave "namespaces" out`},
+		"null namespaces": {tokensFile(entry("a", secretAdmin, "write", "namespaces:")), "an empty list would allow every namespace"},
+		"no prefixes":     {tokensFile(entry("a", secretAdmin, "write", "prefixes: []")), `an empty list would allow every key: leave "prefixes" out`},
+		"bad prefixes":    {tokensFile(entry("a", secretAdmin, "write", "prefixes: {a: 1}")), "prefixes: "},
+		"limited admin":   {tokensFile(entry("a", secretAdmin, "admin", "namespaces: [x]")), "cannot be limited"},
+		"dup name":        {tokensFile(entry("a", secretAdmin, "read"), entry("a", secretRead, "read")), "used twice"},
+		"dup hash":        {tokensFile(entry("a", secretAdmin, "read"), entry("b", secretAdmin, "read")), "same hash"},
+		"name w/ space":   {tokensFile(entry("'a b'", secretAdmin, "read")), "printable"},
+		"not a mapping":   {"- a\n", "cannot unmarshal"},
+		"tokens not seq":  {"tokens: 3\n", "cannot unmarshal"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseTokens([]byte(tc.file))

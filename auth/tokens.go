@@ -28,8 +28,30 @@ type fileEntry struct {
 	Name       string   `yaml:"name"`
 	Hash       string   `yaml:"hash"`
 	Roles      []string `yaml:"roles"`
-	Namespaces []string `yaml:"namespaces"`
-	Prefixes   []string `yaml:"prefixes"`
+	// Namespaces and Prefixes are nodes, so that an empty list (or none:
+	// "namespaces:" with nothing after it, a template's empty variable)
+	// is told from the field left out: it would allow everything.
+	Namespaces yaml.Node `yaml:"namespaces"`
+	Prefixes   yaml.Node `yaml:"prefixes"`
+}
+
+// limits reads a token's namespaces or prefixes (field): nil when the
+// field is left out (no limit); an empty list is an error, since it would
+// allow every one of them, where whoever emptied it meant to allow none.
+func limits(n yaml.Node, field, what string) ([]string, error) {
+	if n.Kind == 0 {
+		return nil, nil
+	}
+	var items []string
+	if n.ShortTag() != "!!null" {
+		if err := n.Decode(&items); err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+	}
+	if len(items) == 0 {
+		return nil, fmt.Errorf("%s: an empty list would allow every %s: leave %q out to allow all, or name at least one", field, what, field)
+	}
+	return items, nil
 }
 
 // maxNameLen bounds a token's name.
@@ -98,7 +120,15 @@ func (e fileEntry) token() (*Token, error) {
 		t.roles |= r
 	}
 	t.rights = t.roles.expand()
-	for _, ns := range e.Namespaces {
+	namespaces, err := limits(e.Namespaces, "namespaces", "namespace")
+	if err != nil {
+		return nil, err
+	}
+	prefixes, err := limits(e.Prefixes, "prefixes", "key")
+	if err != nil {
+		return nil, err
+	}
+	for _, ns := range namespaces {
 		if err := ctxd.ValidateNamespace(ns); err != nil {
 			return nil, fmt.Errorf("namespaces: %q is not a namespace name (1 to 64 of A-Z a-z 0-9 . _ -)", ns)
 		}
@@ -106,7 +136,7 @@ func (e fileEntry) token() (*Token, error) {
 			t.Namespaces = append(t.Namespaces, ns)
 		}
 	}
-	for _, p := range e.Prefixes {
+	for _, p := range prefixes {
 		if p == "" {
 			return nil, errors.New(`prefixes: an empty prefix would allow every key: leave "prefixes" out instead`)
 		}
