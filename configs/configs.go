@@ -621,12 +621,20 @@ func applyNode(c *Config, file string, n *yaml.Node, prefix string, sources map[
 	if n.Kind != yaml.MappingNode {
 		return &Error{Field: prefix, Source: where(n), Err: errors.New("expected a mapping of settings")}
 	}
+	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		p := k.Value
 		if prefix != "" {
 			p = prefix + "." + k.Value
 		}
+		// A key given twice in one mapping (a section pasted into the
+		// example file beside its own) would let the last one win
+		// silently: tls: given with files, then tls: empty, was no TLS.
+		if first, ok := seen[k.Value]; ok {
+			return &Error{Field: p, Source: where(k), Err: fmt.Errorf("given twice (first at line %d): keep one", first.Line)}
+		}
+		seen[k.Value] = k
 		if s, ok := lookup(p); ok {
 			if v.Kind != yaml.ScalarNode {
 				return &Error{Field: p, Source: where(v), Err: errors.New("expected a single value")}

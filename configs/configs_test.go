@@ -270,6 +270,10 @@ func TestErrors(t *testing.T) {
 		{name: "section given a value", file: "log: debug\n", field: "log", want: "expected a mapping"},
 		{name: "setting given a mapping", file: "addr:\n  host: x\n", field: "addr", want: "expected a single value"},
 		{name: "setting given a list", file: "data_dir: [a, b]\n", field: "data_dir", want: "expected a single value"},
+		// A section pasted beside the example's own: the last one won, and
+		// an empty tls: after one with files turned TLS off without a word.
+		{name: "section given twice", file: "tls:\n  cert_file: a.pem\n  key_file: a.key\naddr: :1\ntls:\n  cert_file: \"\"\n", field: "tls", want: "line 5): given twice (first at line 1)"},
+		{name: "setting given twice", file: "log:\n  level: debug\n  level: info\n", field: "log.level", want: "given twice (first at line 2)"},
 		{name: "bad yaml", file: "addr: [\n", want: "config: file "},
 		{name: "bad duration in file", file: "shutdown_timeout: 10\n", field: "shutdown_timeout", want: `invalid duration "10"`},
 		{name: "zero duration", file: "shutdown_timeout: 0s\n", field: "shutdown_timeout", want: "must be > 0"},
