@@ -311,8 +311,22 @@ func TestTokenCommands(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	admin := strings.TrimSpace(r.stdout)
 	require.True(t, strings.HasPrefix(admin, auth.SecretPrefix), admin)
+	// The file keeps the mode and owner it had (a server running as
+	// another user must still read it after an append as root).
+	require.NoError(t, os.Chmod(tokensPath, 0o640))
+	asRoot := os.Geteuid() == 0
+	if asRoot {
+		require.NoError(t, os.Chown(tokensPath, 65534, 65534))
+	}
 	r = cli(t, nil, "", "token", "new", "--name", "team", "--role", "write", "--ns", "team", "--prefix", "app.", "--append", tokensPath)
 	require.Equal(t, 0, r.code, r.stderr)
+	fi, err := os.Stat(tokensPath)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm(), "the mode is kept")
+	if asRoot {
+		st := fi.Sys().(*syscall.Stat_t)
+		assert.Equal(t, [2]uint32{65534, 65534}, [2]uint32{st.Uid, st.Gid}, "the owner is kept")
+	}
 	team := strings.TrimSpace(r.stdout)
 	r = cli(t, nil, "", "token", "new", "--name", "team", "--role", "read", "--append", tokensPath)
 	assert.Equal(t, 1, r.code, "a second token of the same name: %s", r.stderr)

@@ -108,11 +108,17 @@ func tokenEntry(name, hash string, roles, nss, prefixes []string) string {
 
 // appendTokenEntry adds entry to the tokens file at path (creating it),
 // checks the result as the server would read it, and replaces the file
-// atomically and durably (fsutil.WriteFileBytes).
+// atomically and durably (fsutil.WriteFileBytes), with the mode and owner
+// the file had: the server (a systemd unit's User=ctxd) must still read
+// it after `ctxd token new --append` run as root.
 func appendTokenEntry(path, entry string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
+	}
+	perm, before := os.FileMode(0o600), fs.FileInfo(nil)
+	if fi, err := os.Stat(path); err == nil {
+		perm, before = fi.Mode().Perm(), fi
 	}
 	text := string(old)
 	switch {
@@ -125,7 +131,13 @@ func appendTokenEntry(path, entry string) error {
 	if _, err := auth.ParseTokens([]byte(text)); err != nil {
 		return fmt.Errorf("%s: the entry cannot be added: %w", path, err)
 	}
-	return fsutil.WriteFileBytes(path, 0o600, []byte(text))
+	if err := fsutil.WriteFileBytes(path, perm, []byte(text)); err != nil {
+		return err
+	}
+	if before != nil {
+		return keepOwner(path, before)
+	}
+	return nil
 }
 
 func (a *app) tokenHashCmd() *cobra.Command {
