@@ -36,11 +36,17 @@ func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err 
 		if rev != 0 || !errors.As(err, &ce) || ce.Compacted == 0 {
 			return 0, 0, err
 		}
-		// From 0 is every change history still holds: the oldest on.
-		if _, err := f.ReadLog(ce.Compacted-1, 1); err != nil {
+		// From 0 is every change history still holds: the oldest on (a
+		// compaction keeps the change at its mark; a whole restore's
+		// revision holds no change to send).
+		start := ce.Compacted - 1
+		if ce.RestoredFrom != 0 {
+			start = ce.Compacted
+		}
+		if _, err := f.ReadLog(start, 1); err != nil {
 			return 0, 0, err
 		}
-		return ce.Compacted - 1, 0, nil
+		return start, 0, nil
 	}
 	if index == nil || rev == 0 {
 		return rev, 0, nil

@@ -337,6 +337,12 @@ func checkFullRestore(t testing.TB, h Harness) {
 		assert.NoError(t, b.CheckRevision(seen), "the current revision is readable, %s", when)
 	}
 	assertDiscarded("after the restore")
+	// A follower from 0 (every change history holds) is served, on etcd
+	// from the restore's revision.
+	start, _, err := store.ResumeFrom(b, 0, nil)
+	if assert.NoError(t, err, "a follower from revision 0 after the restore") && rewrites {
+		assert.Equal(t, restoredAt, start)
+	}
 	changes, err := b.ReadLog(seen, 10)
 	require.NoError(t, err, "from the restore's revision on, the log is whole")
 	assert.Empty(t, changes)
