@@ -60,6 +60,8 @@ with --from-rev set to the revision read.`,
 		},
 	}
 	c := a.clientFlags(cmd, outTable, false)
+	// A watch runs until stopped: --timeout bounds each connection attempt.
+	cmd.Flags().Lookup("timeout").Usage = "give up on one connection attempt after this long (the watch reconnects until stopped; 0: wait forever)"
 	cmd.Flags().Uint64Var(&fromRev, "from-rev", 0, "first print every change after this `revision` (0: all history)")
 	cmd.Flags().IntVar(&fromIndex, "from-index", 0, "with --from-rev: the changes of that revision with an index below this `number` were printed already")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
