@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -138,6 +139,11 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		dumpDir = filepath.Join(cfg.DataDir, DumpsDir)
 	}
 	snaps, err := snapshots.Open(snapDir, st)
+	if errors.Is(err, fs.ErrPermission) {
+		// The folder the settings name cannot be used: a configuration
+		// error (exit 2), which restarting will not fix.
+		err = &configs.Error{Field: "snapshots.dir", Err: fmt.Errorf("%s: %w (the server's user must be able to write it)", snapDir, err)}
+	}
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -354,4 +355,35 @@ func TestTokenCommands(t *testing.T) {
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
 	assert.Equal(t, http.StatusOK, res.StatusCode)
+}
+
+// A snapshots folder the server's user cannot write is a configuration
+// error (exit 2, naming snapshots.dir), not a failure a restart may fix
+// (exit 1: systemd's Restart=on-failure started it again every 2 s).
+// As root the server runs as nobody, for whom the folder is read-only.
+func TestServeWithAnUnwritableSnapshotsFolder(t *testing.T) {
+	t.Parallel()
+	base, err := os.MkdirTemp("", "ctxd-perm-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	require.NoError(t, os.Chmod(base, 0o755))
+	snaps, data := filepath.Join(base, "snapshots"), filepath.Join(base, "data")
+	require.NoError(t, os.Mkdir(snaps, 0o555))
+	require.NoError(t, os.Mkdir(data, 0o777))
+	require.NoError(t, os.Chmod(data, 0o777)) // past the umask
+	exe := filepath.Join(base, "ctxd")
+	require.NoError(t, os.WriteFile(exe, readFile(t, bin), 0o755))
+
+	cmd := exec.Command(exe, "serve", "--addr", "127.0.0.1:0", "--data", data)
+	cmd.Env = testEnv("CTXD_SNAPSHOTS_DIR=" + snaps)
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, stderr.String())
+	assert.Equal(t, 2, ee.ExitCode(), stderr.String())
+	assert.Contains(t, stderr.String(), "config: snapshots.dir")
 }
