@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -149,6 +151,18 @@ func (ts *testServer) wsURL(q url.Values) string {
 		u += "?" + q.Encode()
 	}
 	return u
+}
+
+// snapshot writes a snapshot of the store to a file and returns its path.
+func (ts *testServer) snapshot() string {
+	ts.t.Helper()
+	path := filepath.Join(ts.t.TempDir(), "snap.db")
+	f, err := os.Create(path)
+	require.NoError(ts.t, err)
+	_, err = ts.st.WriteSnapshot(f)
+	require.NoError(ts.t, err)
+	require.NoError(ts.t, f.Close())
+	return path
 }
 
 // put writes through the store and returns the change's revision.

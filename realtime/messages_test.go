@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -458,12 +456,7 @@ func TestRealRestoreSendsReset(t *testing.T) {
 	for i := range 5 {
 		ts.put("default", fmt.Sprintf("k%d", i), "1")
 	}
-	snap := filepath.Join(t.TempDir(), "snap.db")
-	f, err := os.Create(snap)
-	require.NoError(t, err)
-	_, err = ts.st.WriteSnapshot(f)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
+	snap := ts.snapshot()
 	for i := range 5 {
 		ts.put("default", fmt.Sprintf("later%d", i), "2") // 6..10, undone by the restore
 	}
@@ -504,12 +497,7 @@ func TestRealRestoreSendsReset(t *testing.T) {
 func TestRestoreWhileNoClientIsNoResetForTheNext(t *testing.T) {
 	ts := startServer(t, realtime.Options{})
 	ts.put("default", "k", "1")
-	snap := filepath.Join(t.TempDir(), "snap.db")
-	f, err := os.Create(snap)
-	require.NoError(t, err)
-	_, err = ts.st.WriteSnapshot(f)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
+	snap := ts.snapshot()
 	ts.put("default", "k", "2")
 	c := testkit.DialWatch(t, ts.wsURL(nil), nil) // the loop follows commits, then sleeps again
 	c.Expect(ctxd.TypeSubscribed)
