@@ -25,9 +25,9 @@ type Tokens struct {
 
 // fileEntry is one token of the tokens file.
 type fileEntry struct {
-	Name       string   `yaml:"name"`
-	Hash       string   `yaml:"hash"`
-	Roles      []string `yaml:"roles"`
+	Name  string   `yaml:"name"`
+	Hash  string   `yaml:"hash"`
+	Roles []string `yaml:"roles"`
 	// Namespaces and Prefixes are nodes, so that an empty list (or none:
 	// "namespaces:" with nothing after it, a template's empty variable)
 	// is told from the field left out: it would allow everything.
