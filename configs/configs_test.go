@@ -533,3 +533,21 @@ func TestPasswordIsNeverPrinted(t *testing.T) {
 	}
 	assert.Equal(t, "s3cret", c.Etcd.Password.Reveal())
 }
+
+func TestUnknownEnv(t *testing.T) {
+	environ := []string{
+		"CTXD_LIMTS_MAX_TTL=1h",     // a letter short
+		"CTXD_LIMITS_MAX_TTL=1h",    // a setting
+		"CTXD_HTTP_RATELIMIT=5",     // an underscore short
+		"CTXD_SERVER=http://x:8080", // the client's, given in others
+		"CTXD_FROBNICATE=1",         // near nothing
+		"CTXD_FROBNICATE=2",         // listed once
+		"HOME=/root", "ctxd_addr=:1",
+	}
+	assert.Equal(t, []UnknownVar{
+		{Name: "CTXD_FROBNICATE"},
+		{Name: "CTXD_HTTP_RATELIMIT", Nearest: "CTXD_HTTP_RATE_LIMIT"},
+		{Name: "CTXD_LIMTS_MAX_TTL", Nearest: "CTXD_LIMITS_MAX_TTL"},
+	}, UnknownEnv(environ, "CTXD_SERVER"))
+	assert.Empty(t, UnknownEnv([]string{"CTXD_ADDR=:1", "CTXD_ETCD_PASSWORD=x"}))
+}

@@ -23,5 +23,6 @@
 // An environment variable set to the empty string counts as unset.
 // CTXD_SERVER and CTXD_TOKEN belong to the client side (the CLI); they are not
 // server settings and Load ignores them, as it ignores every CTXD_* variable
-// that names no setting.
+// that names no setting; [UnknownEnv] lists the others, for serve to warn
+// about (a misspelling would leave a setting at its default unseen).
 package configs

@@ -55,6 +55,15 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
 }
 
+// The environment variables ctxd's client commands read. With
+// failpoint.EnvVar they are the CTXD_* variables that are not settings
+// (configs), which serve does not warn about.
+const (
+	envServer = "CTXD_SERVER"
+	envToken  = "CTXD_TOKEN"
+	envCACert = "CTXD_CACERT"
+)
+
 // getenv returns the variable's value from the app's environment.
 func (a *app) getenv(name string) string {
 	for _, kv := range a.environ {

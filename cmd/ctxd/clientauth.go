@@ -16,9 +16,9 @@ import (
 // CTXD_CACERT) on a client command.
 func (c *common) credentialFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&c.token, "token", c.a.getenv("CTXD_TOKEN"),
+	f.StringVar(&c.token, "token", c.a.getenv(envToken),
 		"access `token` for a server with access control (env CTXD_TOKEN, which other users cannot see in the process list)")
-	f.StringVar(&c.caCert, "cacert", c.a.getenv("CTXD_CACERT"),
+	f.StringVar(&c.caCert, "cacert", c.a.getenv(envCACert),
 		"PEM `file` of the CA (or self-signed certificate) that signed an https server's certificate (env CTXD_CACERT)")
 }
 

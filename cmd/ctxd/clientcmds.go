@@ -76,7 +76,7 @@ type common struct {
 // -o.
 func (a *app) connFlags(cmd *cobra.Command, whoUsage string, timeout time.Duration) *common {
 	c := &common{a: a, output: outTable}
-	server := a.getenv("CTXD_SERVER")
+	server := a.getenv(envServer)
 	if server == "" {
 		server = defaultServer
 	}

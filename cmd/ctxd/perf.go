@@ -79,8 +79,8 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&pf.target, "target", "", "measure the running server at `URL` instead of an in-process one")
-	f.StringVar(&pf.token, "token", a.getenv("CTXD_TOKEN"), "access `token` for a server with access control: --target, or --config with auth.* (env CTXD_TOKEN)")
-	f.StringVar(&pf.caCert, "cacert", a.getenv("CTXD_CACERT"), "with --target: PEM `file` of the CA that signed an https server's certificate (env CTXD_CACERT)")
+	f.StringVar(&pf.token, "token", a.getenv(envToken), "access `token` for a server with access control: --target, or --config with auth.* (env CTXD_TOKEN)")
+	f.StringVar(&pf.caCert, "cacert", a.getenv(envCACert), "with --target: PEM `file` of the CA that signed an https server's certificate (env CTXD_CACERT)")
 	f.BoolVar(&pf.quick, "quick", false, "the short smoke run of the whole set")
 	f.DurationVar(&cfg.Duration, "duration", def.Duration, "measured window of each run")
 	f.DurationVar(&cfg.Warmup, "warmup", def.Warmup, "warm-up before each measured window")

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -301,6 +302,22 @@ func TestServeNeedsTokensOffLoopback(t *testing.T) {
 	r = cli(t, []string{"CTXD_TLS_CERT_FILE=" + bad, "CTXD_TLS_KEY_FILE=" + bad}, "", "serve", "--data", filepath.Join(dir, "data"))
 	assert.Equal(t, 2, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "tls.cert_file")
+}
+
+// A CTXD_* variable that names no setting (a misspelling, which would
+// leave the setting at its default) is named in a warning at start, with
+// the setting meant; the client's own variables are not.
+func TestServeWarnsOfUnknownEnv(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	// The port is taken: serve stops after its first log lines.
+	r := cli(t, []string{"CTXD_LIMITS_MAX_TLL=1h", "CTXD_TOKEN=x", "CTXD_SERVER=http://x"}, "",
+		"serve", "--addr", busy.Addr().String(), "--data", filepath.Join(t.TempDir(), "data"))
+	assert.Equal(t, 1, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `"variable":"CTXD_LIMITS_MAX_TLL","did_you_mean":"CTXD_LIMITS_MAX_TTL"`)
+	assert.NotContains(t, r.stderr, "CTXD_TOKEN")
+	assert.NotContains(t, r.stderr, "CTXD_SERVER")
 }
 
 // ctxd token new --append builds a tokens file the server loads; the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/asynclog"
+	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/server"
 )
 
@@ -70,6 +71,14 @@ On SIGHUP it reloads the TLS certificate (tls.*) and the tokens file
 		}
 		log, logw := newLogger(a.stderr, cfg.Log)
 		defer logw.Close() // every line logged is written before ctxd exits
+		for _, v := range configs.UnknownEnv(a.environ, envServer, envToken, envCACert, failpoint.EnvVar) {
+			// A misspelled setting would otherwise stay at its default unseen.
+			ev := log.Warn().Str("variable", v.Name)
+			if v.Nearest != "" {
+				ev = ev.Str("did_you_mean", v.Nearest)
+			}
+			ev.Msg("environment variable names no setting: ignored")
+		}
 		return serve(cmd.Context(), cfg, log, server.LogDropped(logw.Dropped))
 	})
 	return cmd
