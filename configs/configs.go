@@ -61,6 +61,12 @@ type Config struct {
 	Etcd Etcd
 	// WAL (wal.*) tunes the write-ahead log of the embedded store.
 	WAL WAL
+
+	// Warnings are what Load accepted but found questionable: a setting
+	// given that has no effect with the others (the etcd settings under
+	// the bolt backend, a burst with no rate), or settings that work
+	// against each other. serve logs each at start.
+	Warnings []string
 }
 
 // Storage backends (store.backend).
@@ -519,7 +525,51 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 	if err := c.validate(from); err != nil {
 		return Config{}, err
 	}
+	defaults := Defaults()
+	c.Warnings = c.warnings(func(field string) bool {
+		// Given, with a value other than its default (the example
+		// file gives every setting, at its default).
+		s, _ := lookup(field)
+		_, ok := sources[field]
+		return ok && s.get(&c) != s.get(&defaults)
+	})
 	return c, nil
+}
+
+// warnings returns what Load accepts but a user most likely did not mean,
+// given says whether a setting was given (not left at its default).
+func (c Config) warnings(given func(field string) bool) []string {
+	var out []string
+	ignored := func(prefixes []string, why string) {
+		var names []string
+		for _, s := range settings {
+			for _, p := range prefixes {
+				if (s.path == p || strings.HasPrefix(s.path, p+".")) && given(s.path) {
+					names = append(names, s.path)
+				}
+			}
+		}
+		if len(names) > 0 {
+			out = append(out, strings.Join(names, ", ")+" ignored: "+why)
+		}
+	}
+	if c.Store.Backend == BackendEtcd {
+		ignored([]string{"store.read_cache_bytes", "wal"}, "they tune the bolt backend, and store.backend is etcd")
+	} else {
+		ignored([]string{"etcd"}, "store.backend is bolt (set store.backend: etcd to run on etcd)")
+	}
+	if c.HTTP.RateLimit == 0 {
+		ignored([]string{"http.rate_burst"}, "http.rate_limit is 0 (off)")
+	}
+	if c.WebSocket.RateLimit == 0 {
+		ignored([]string{"websocket.rate_burst", "websocket.rate_limit_max_refused"}, "websocket.rate_limit is 0 (off)")
+	}
+	if c.WebSocket.MaxLag > c.History.KeepRevisions && (given("websocket.max_lag") || given("history.keep_revisions")) {
+		out = append(out, fmt.Sprintf("websocket.max_lag (%d) is above history.keep_revisions (%d): a client that far behind "+
+			"may find its position compacted (it gets compacted, not lagged, and must read the state again)",
+			c.WebSocket.MaxLag, c.History.KeepRevisions))
+	}
+	return out
 }
 
 // keepVersionsUnset marks history.keep_versions as not given while Load

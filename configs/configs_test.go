@@ -216,6 +216,13 @@ limits:
 						CertFile: "/c.pem", KeyFile: "/k.pem", Username: "ctxd", Password: "s3cret",
 						DialTimeout: 2 * time.Second, RequestTimeout: time.Second, ReadCache: false, ReadCacheMaxBytes: 64 << 20},
 					WAL: WAL{SegmentBytes: 64 << 10, CommitInterval: time.Hour, CommitChanges: 100000, DirectBytes: 8 << 10},
+					Warnings: []string{
+						"etcd.endpoints, etcd.prefix, etcd.ca_file, etcd.cert_file, etcd.key_file, etcd.username, etcd.password, " +
+							"etcd.dial_timeout, etcd.request_timeout, etcd.read_cache, etcd.read_cache_max_bytes ignored: " +
+							"store.backend is bolt (set store.backend: etcd to run on etcd)",
+						"websocket.max_lag (100) is above history.keep_revisions (0): a client that far behind may find " +
+							"its position compacted (it gets compacted, not lagged, and must read the state again)",
+					},
 				}
 			},
 		},
@@ -550,4 +557,36 @@ func TestUnknownEnv(t *testing.T) {
 		{Name: "CTXD_LIMTS_MAX_TTL", Nearest: "CTXD_LIMITS_MAX_TTL"},
 	}, UnknownEnv(environ, "CTXD_SERVER"))
 	assert.Empty(t, UnknownEnv([]string{"CTXD_ADDR=:1", "CTXD_ETCD_PASSWORD=x"}))
+}
+
+// Settings given that have no effect with the others, or that work
+// against each other, are accepted with a warning each; values left at
+// their defaults warn of nothing.
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{name: "defaults", want: nil},
+		{name: "defaults given", env: []string{"CTXD_HTTP_RATE_BURST=0", "CTXD_ETCD_PREFIX=/ctxd/", "CTXD_WEBSOCKET_MAX_LAG=10000"}},
+		{name: "etcd settings on bolt", env: []string{"CTXD_ETCD_ENDPOINTS=http://e:2379"},
+			want: []string{"etcd.endpoints ignored: store.backend is bolt (set store.backend: etcd to run on etcd)"}},
+		{name: "bolt settings on etcd", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://e:2379", "CTXD_STORE_READ_CACHE_BYTES=1MiB", "CTXD_WAL_COMMIT_INTERVAL=1s"},
+			want: []string{"store.read_cache_bytes, wal.commit_interval ignored: they tune the bolt backend, and store.backend is etcd"}},
+		{name: "a burst without a rate", env: []string{"CTXD_HTTP_RATE_BURST=50", "CTXD_WEBSOCKET_RATE_LIMIT=0"},
+			want: []string{"http.rate_burst ignored: http.rate_limit is 0 (off)"}},
+		{name: "websocket limits without a rate", env: []string{"CTXD_WEBSOCKET_RATE_LIMIT=0", "CTXD_WEBSOCKET_RATE_BURST=5", "CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED=3"},
+			want: []string{"websocket.rate_burst, websocket.rate_limit_max_refused ignored: websocket.rate_limit is 0 (off)"}},
+		{name: "a lag beyond the revisions kept", env: []string{"CTXD_HISTORY_KEEP_REVISIONS=500"},
+			want: []string{"websocket.max_lag (10000) is above history.keep_revisions (500): a client that far behind may find " +
+				"its position compacted (it gets compacted, not lagged, and must read the state again)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load("", tt.env, nil)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, c.Warnings)
+		})
+	}
 }

@@ -390,8 +390,14 @@ func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
 	log.Info().Strs("endpoints", e.Endpoints).Str("prefix", e.Prefix).Uint64("revision", st.Revision()).Msg("store opened on etcd")
 	if limits := cfg.Limits.WithDefaults(); limits.MinTTL < st.MinTTL() {
 		// Not an error: ttls from limits.min_ttl up to etcd's minimum are
-		// refused (400) one by one, and everything else works.
-		log.Warn().Dur("min_ttl", limits.MinTTL).Dur("etcd_min_lease_ttl", st.MinTTL()).
+		// refused (400) one by one, and everything else works. A warning
+		// only when min_ttl was set: the default (1s) is below etcd's
+		// default minimum (2s), and would warn at every start.
+		ev := log.Warn()
+		if limits.MinTTL == ctxd.DefaultLimits.MinTTL {
+			ev = log.Info()
+		}
+		ev.Dur("min_ttl", limits.MinTTL).Dur("etcd_min_lease_ttl", st.MinTTL()).
 			Msg("limits.min_ttl is below etcd's minimum lease TTL: shorter ttls are refused; set limits.min_ttl to etcd's minimum")
 	}
 	return st, nil

@@ -306,16 +306,18 @@ func TestServeNeedsTokensOffLoopback(t *testing.T) {
 
 // A CTXD_* variable that names no setting (a misspelling, which would
 // leave the setting at its default) is named in a warning at start, with
-// the setting meant; the client's own variables are not.
+// the setting meant; the client's own variables are not. A setting that
+// has no effect with the others is warned of too.
 func TestServeWarnsOfUnknownEnv(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
 	// The port is taken: serve stops after its first log lines.
-	r := cli(t, []string{"CTXD_LIMITS_MAX_TLL=1h", "CTXD_TOKEN=x", "CTXD_SERVER=http://x"}, "",
+	r := cli(t, []string{"CTXD_LIMITS_MAX_TLL=1h", "CTXD_TOKEN=x", "CTXD_SERVER=http://x", "CTXD_HTTP_RATE_BURST=9"}, "",
 		"serve", "--addr", busy.Addr().String(), "--data", filepath.Join(t.TempDir(), "data"))
 	assert.Equal(t, 1, r.code, r.stderr)
 	assert.Contains(t, r.stderr, `"variable":"CTXD_LIMITS_MAX_TLL","did_you_mean":"CTXD_LIMITS_MAX_TTL"`)
+	assert.Contains(t, r.stderr, `"config: http.rate_burst ignored: http.rate_limit is 0 (off)"`)
 	assert.NotContains(t, r.stderr, "CTXD_TOKEN")
 	assert.NotContains(t, r.stderr, "CTXD_SERVER")
 }

@@ -79,6 +79,9 @@ On SIGHUP it reloads the TLS certificate (tls.*) and the tokens file
 			}
 			ev.Msg("environment variable names no setting: ignored")
 		}
+		for _, w := range cfg.Warnings {
+			log.Warn().Msg("config: " + w)
+		}
 		return serve(cmd.Context(), cfg, log, server.LogDropped(logw.Dropped))
 	})
 	return cmd
