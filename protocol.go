@@ -1,5 +1,13 @@
 package ctxd
 
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
 // The WebSocket protocol of GET /v1/watch: every frame is one JSON object
 // whose "type" is one of these; with batch=true a frame of type "batch"
 // carries several of them. Framework0's names are used where they exist.
@@ -42,3 +50,45 @@ const AllNamespaces = "*"
 // gracefully (shutdown_drain): the answer is good, and the client should
 // send its next requests to another instance (a client of several does).
 const HeaderDraining = "X-Ctxd-Draining"
+
+// DecodeErrorMessage describes err, from encoding/json decoding a message
+// into a struct, in the protocol's words: `"if_version" must be a whole
+// number, 0 or more (not a string)` where encoding/json says "cannot
+// unmarshal string into Go struct field .if_version of type uint64".
+// Other errors (bad JSON) are described as encoding/json describes them.
+func DecodeErrorMessage(err error) string {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return err.Error()
+	}
+	var want string
+	switch te.Type.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		want = "a whole number, 0 or more"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		want = "a whole number"
+	case reflect.Float32, reflect.Float64:
+		want = "a number"
+	case reflect.String:
+		want = "a string"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Slice, reflect.Array:
+		want = "an array"
+	default:
+		want = "an object"
+	}
+	got := te.Value // "string", "number -1", "array", ...
+	switch {
+	case strings.HasPrefix(got, "number "):
+		got = strings.TrimPrefix(got, "number ")
+	case got == "array" || got == "object":
+		got = "an " + got
+	default:
+		got = "a " + got
+	}
+	if te.Field == "" {
+		return "must be " + want + ", not " + got
+	}
+	return strconv.Quote(te.Field) + " must be " + want + ", not " + got
+}

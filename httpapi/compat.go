@@ -189,7 +189,7 @@ func decodeObject(body []byte, v any) error {
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	if err := dec.Decode(v); err != nil {
-		return badRequest("the body is not a valid JSON object: " + err.Error())
+		return badRequest("the body is not a valid JSON object: " + ctxd.DecodeErrorMessage(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("the body has data after the JSON object")

@@ -201,3 +201,15 @@ func TestDefaultBodyLimit(t *testing.T) {
 	r := e.do(http.MethodPut, keyPath("default", "big"), ok)
 	require.Equal(t, http.StatusOK, r.status, "a body of exactly the limit is accepted")
 }
+
+// A field of the wrong type is named in the protocol's words, not in Go's
+// ("cannot unmarshal string into Go struct field ... of type uint64").
+func TestWrongTypeNamesTheField(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.do(http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1,"if_version":"3"}]}`)
+	ae := requireError(t, r, http.StatusBadRequest, ctxd.CodeBadRequest)
+	assert.Equal(t, `transaction body is not valid: "ops.if_version" must be a whole number, 0 or more, not a string`, ae.Error.Message)
+	r = e.do(http.MethodPost, "/ctx", `{"key":5,"value":1}`)
+	ce := requireErrorAnswer[ctxError](t, r, http.StatusBadRequest, ctxd.CodeBadRequest)
+	assert.Equal(t, `the body is not a valid JSON object: "key" must be a string, not a number`, ce.Error.Message)
+}

@@ -38,7 +38,7 @@ func decodeTxn(body []byte, defaultWho string) ([]ctxd.Write, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&tr); err != nil {
-		return nil, badRequest("transaction body is not valid: " + err.Error())
+		return nil, badRequest("transaction body is not valid: " + ctxd.DecodeErrorMessage(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, badRequest("transaction body has data after the JSON object")

@@ -39,7 +39,7 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 	}
 	var m inMessage
 	if err := json.Unmarshal(data, &m); err != nil {
-		s.send(errorFrame(recoverID(data), ctxd.CodeBadRequest, "message is not a valid JSON object: "+err.Error()))
+		s.send(errorFrame(recoverID(data), ctxd.CodeBadRequest, "message is not a valid JSON object: "+ctxd.DecodeErrorMessage(err)))
 		return
 	}
 	if !validID(m.ID) {

@@ -215,6 +215,11 @@ func TestBadMessages(t *testing.T) {
 	}
 	bad.SendRaw([]byte(`{"type":"context_set","key":5,"id":"k5"}`))
 	assert.JSONEq(t, `"k5"`, string(bad.Expect(ctxd.TypeError).ID), "the id is recovered from a message that failed to decode")
+	// A field of the wrong type is named in the protocol's words, not Go's.
+	bad.SendRaw([]byte(`{"type":"context_set","key":"k","value":1,"if_version":"3","id":5}`))
+	m := bad.Expect(ctxd.TypeError)
+	assert.Equal(t, `message is not a valid JSON object: "if_version" must be a whole number, 0 or more, not a string`, m.Message)
+	assert.JSONEq(t, `5`, string(m.ID))
 	require.NoError(t, bad.Conn.WriteMessage(websocket.BinaryMessage, []byte{1, 2}))
 	assert.Equal(t, ctxd.CodeBadRequest, bad.Expect(ctxd.TypeError).Code)
 

@@ -33,7 +33,8 @@ func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Author
 	return socketio.Options{
 		PingInterval:     c.PingInterval,
 		PingTimeout:      c.PingInterval,
-		MaxPayload:       c.MaxMessageBytes,
+		MaxPayload:       2 * c.MaxMessageBytes, // as /v1/watch: over twice the limit closes the connection
+		MaxMessageBytes:  c.MaxMessageBytes,
 		MaxSnapshotBytes: int(c.MaxSnapshotBytes),
 		WriteTimeout:     c.WriteTimeout,
 		MaxLag:           c.MaxLag,

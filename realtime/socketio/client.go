@@ -148,20 +148,13 @@ func (s *Server) admit(c *conn, p string) msglimit.Verdict {
 	e := errorPayload{Code: ctxd.CodeRateLimited, RetryAfterMS: msglimit.RetryAfterMillis(wait)}
 	if v == msglimit.Disconnect {
 		e.Message = c.limit.DisconnectMessage()
-		if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeRateLimited, &s.rateLimitClosed, event(ctxd.TypeError, e), sioDisconnect) {
+		if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeRateLimited, &s.rateLimitClosed, append(refusal(p, e), sioDisconnect)...) {
 			s.log.Warn().Str("sid", c.sid).Str("remote", c.remote).Msg("Socket.IO client disconnected: it kept sending past its rate limit")
 		}
 		return v
 	}
 	e.Message = c.limit.RefusedMessage(wait)
-	out := []string{event(ctxd.TypeError, e)}
-	if p != "" {
-		if typ, _, ack, _ := parsePacket(p); typ == '2' && ack != "" {
-			b, _ := json.Marshal([]any{e})
-			out = append(out, sioAck+ack+string(b))
-		}
-	}
-	c.send(out...)
+	c.send(refusal(p, e)...)
 	// This runs in the transport's reader (the WebSocket's, or the
 	// polling POST's handler): the next packet is read once the bucket
 	// holds one again.
@@ -169,9 +162,33 @@ func (s *Server) admit(c *conn, p string) msglimit.Verdict {
 	return v
 }
 
+// refusal is what answers a Socket.IO packet p that is not applied: an
+// error event of payload e, and e as the ack when p is an event that asked
+// for one (its callback would otherwise wait forever).
+func refusal(p string, e errorPayload) []string {
+	out := []string{event(ctxd.TypeError, e)}
+	if p != "" {
+		if typ, _, ack, _ := parsePacket(p); typ == '2' && ack != "" {
+			b, _ := json.Marshal([]any{e})
+			out = append(out, sioAck+ack+string(b))
+		}
+	}
+	return out
+}
+
 // handleMessage handles one Socket.IO packet from the client.
 func (s *Server) handleMessage(c *conn, p string) {
 	if p == "" {
+		return
+	}
+	if int64(len(p)) > s.opts.MaxMessageBytes {
+		msg := "message is " + strconv.Itoa(len(p)) + " bytes, more than websocket.max_message_bytes (" +
+			strconv.FormatInt(s.opts.MaxMessageBytes, 10) + ")"
+		if p[0] == '0' {
+			s.connectError(c, ctxd.CodeTooLarge, msg)
+			return
+		}
+		c.send(refusal(p, errorPayload{Code: ctxd.CodeTooLarge, Message: msg})...)
 		return
 	}
 	typ, nsp, ack, data := parsePacket(p)
@@ -196,18 +213,19 @@ func (s *Server) handleMessage(c *conn, p string) {
 		if cl == nil {
 			return
 		}
+		refuse := func(msg string) { c.send(refusal(p, errorPayload{Code: ctxd.CodeBadRequest, Message: msg})...) }
 		if err := ctxd.CheckSurrogates([]byte(data)); err != nil {
-			c.sendError(ctxd.CodeBadRequest, "the event: "+err.Error())
+			refuse("the event: " + err.Error())
 			return
 		}
 		var args []json.RawMessage
 		if err := json.Unmarshal([]byte(data), &args); err != nil || len(args) == 0 {
-			c.sendError(ctxd.CodeBadRequest, "an event is a JSON array [name, data]")
+			refuse("an event is a JSON array [name, data]")
 			return
 		}
 		var name string
 		if err := json.Unmarshal(args[0], &name); err != nil {
-			c.sendError(ctxd.CodeBadRequest, "an event's name must be a string")
+			refuse("an event's name must be a string")
 			return
 		}
 		var arg json.RawMessage
@@ -239,7 +257,7 @@ func (s *Server) connect(c *conn, data string) {
 			return
 		}
 		if err := json.Unmarshal([]byte(data), &o); err != nil {
-			s.connectError(c, ctxd.CodeBadRequest, "the auth payload must be a JSON object: "+err.Error())
+			s.connectError(c, ctxd.CodeBadRequest, "the auth payload must be a JSON object: "+ctxd.DecodeErrorMessage(err))
 			return
 		}
 	}
@@ -835,8 +853,10 @@ func (s *Server) onEvent(cl *client, name string, arg json.RawMessage) any {
 			ClientType string `json:"client_type"`
 			Name       string `json:"name"`
 		}
-		if len(arg) > 0 && json.Unmarshal(arg, &m) != nil {
-			return cl.fail(ctxd.CodeBadRequest, "client_register: the data must be an object {type, name}")
+		if len(arg) > 0 {
+			if err := json.Unmarshal(arg, &m); err != nil {
+				return cl.fail(ctxd.CodeBadRequest, "client_register: the data must be an object {type, name}: "+ctxd.DecodeErrorMessage(err))
+			}
 		}
 		if m.Type == "" {
 			m.Type = m.ClientType
@@ -881,8 +901,11 @@ func (s *Server) contextSet(cl *client, arg json.RawMessage) any {
 		Who       string          `json:"who"`
 		IfVersion *uint64         `json:"if_version"`
 	}
-	if len(arg) == 0 || json.Unmarshal(arg, &m) != nil {
+	if len(arg) == 0 {
 		return cl.fail(ctxd.CodeBadRequest, "context_set: the data must be an object {key, value, who}")
+	}
+	if err := json.Unmarshal(arg, &m); err != nil {
+		return cl.fail(ctxd.CodeBadRequest, "context_set: the data must be an object {key, value, who}: "+ctxd.DecodeErrorMessage(err))
 	}
 	if m.NS == "" {
 		m.NS = cl.ns

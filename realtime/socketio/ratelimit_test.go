@@ -19,8 +19,8 @@ import (
 // A Socket.IO client flooding context_set (with acks, over WebSocket) gets
 // its burst applied (the CONNECT counts too), then for each packet past
 // its limit an error event of code rate_limited with retry_after_ms and
-// the same as the ack, none of them applied; past 20 refusals an error, a
-// DISCONNECT, and close 1008 with reason rate_limited. The store holds
+// the same as the ack, none of them applied; past 20 refusals an error
+// (and its ack), a DISCONNECT, and close 1008 with reason rate_limited. The store holds
 // exactly the writes whose ack said they were applied (the
 // context_set_confirmed of the last ones may not have come before the
 // disconnect: it goes at its change's place in the feed). A polling client
@@ -84,7 +84,7 @@ func TestRateLimitSocketIO(t *testing.T) {
 	assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
 	assert.Equal(t, ctxd.CodeRateLimited, ce.Text)
 	assert.Len(t, errs, 21, "20 refusals, then the one that disconnects")
-	assert.Equal(t, 20, acks, "each refused event with an ack id gets the error as its ack")
+	assert.Equal(t, 21, acks, "each refused event with an ack id gets the error as its ack, the one that disconnects too")
 	assert.GreaterOrEqual(t, len(applied), 9, "the burst (less the CONNECT) is applied")
 	assert.LessOrEqual(t, float64(len(applied)), 9+50*elapsed.Seconds()+1, "no more than the burst and the rate")
 	sio := srv.Server().SocketIO()

@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/configs"
@@ -90,4 +92,50 @@ func TestSnapshotOverTheLimitRefused(t *testing.T) {
 	resp, _ := testkit.Send(t, http.DefaultClient, testkit.NewRequest(t, http.MethodGet, srv.URL+"/v1/watch?snapshot=true", "",
 		"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="))
 	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "/v1/watch: the same setting")
+}
+
+// A packet over websocket.max_message_bytes is answered too_large (an
+// error event, and the same as its ack), is not applied, and the session
+// stays up, as /v1/watch answers such a message; over twice the limit the
+// session is closed (1009 on a WebSocket, 413 to a polling POST), as the
+// reference server does. An event the server cannot read gets its ack
+// too, and a field of the wrong type is named in the protocol's words.
+func TestOversizeAndMalformedEvents(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.MaxMessageBytes = 4 << 10 }))
+	rev := srv.Backend().Revision()
+	setOf := func(ack int, valueBytes int) string {
+		return `42` + strconv.Itoa(ack) + `["context_set",{"key":"big","value":"` + strings.Repeat("v", valueBytes) + `"}]`
+	}
+	refusedWithAck := func(c *sio, ack int, code, message string) {
+		t.Helper()
+		e := c.waitEvent("error")
+		assert.Equal(t, code, e.Data["code"])
+		assert.Contains(t, e.Data["message"], message)
+		p := c.next()
+		require.True(t, strings.HasPrefix(p, "3"+strconv.Itoa(ack)+"["), "the ack: %s", p)
+		assert.Contains(t, p, `"code":"`+code+`"`)
+	}
+	for _, transport := range []string{"websocket", "polling"} {
+		t.Run(transport, func(t *testing.T) {
+			c := dial(t, srv, sioOpts{websocket: transport == "websocket"})
+			connected(t, c, nil)
+			c.sendPacket(setOf(1, 5<<10))
+			refusedWithAck(c, 1, ctxd.CodeTooLarge, "more than websocket.max_message_bytes (4096)")
+			c.sendPacket(`422["context_set",{"key":"k","value":1,"if_version":"3"}]`)
+			refusedWithAck(c, 2, ctxd.CodeBadRequest, `"if_version" must be a whole number, 0 or more, not a string`)
+			c.sendPacket(`423"not an array"`)
+			refusedWithAck(c, 3, ctxd.CodeBadRequest, "an event is a JSON array [name, data]")
+			c.emit("client_register", map[string]any{"type": "agent", "name": "after"})
+			assert.Equal(t, "after", c.waitEvent("registration_confirmed").Data["name"], "still connected")
+			assert.Equal(t, rev, srv.Backend().Revision(), "nothing written")
+
+			c.sendPacket(setOf(4, 9<<10)) // over twice the limit
+			if transport == "websocket" {
+				assert.Equal(t, websocket.CloseMessageTooBig, c.closeError().Code)
+			} else {
+				<-c.pollDone // the session is gone: its poll ends
+			}
+			assert.Equal(t, rev, srv.Backend().Revision(), "nothing written")
+		})
+	}
 }

@@ -23,8 +23,15 @@ type Options struct {
 	PingInterval time.Duration
 	PingTimeout  time.Duration
 	// MaxPayload bounds what a client sends at once (a polling POST, a
-	// WebSocket frame). Default 1 MB.
+	// WebSocket frame): past it the session is closed (413 to the POST,
+	// 1009 on the WebSocket), as the reference server does. Default 1 MB.
 	MaxPayload int64
+	// MaxMessageBytes bounds one Socket.IO packet (an event, a CONNECT): a
+	// larger one within MaxPayload is not applied and is answered with an
+	// error of code too_large (and its ack), the session staying up, as
+	// /v1/watch answers a message over websocket.max_message_bytes (ctxd
+	// gives MaxPayload twice this). Default (0): MaxPayload.
+	MaxMessageBytes int64
 	// WriteTimeout bounds one WebSocket frame's write and a context_set's
 	// write to the store. Default 10s.
 	WriteTimeout time.Duration
@@ -81,6 +88,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = 1_000_000
+	}
+	if o.MaxMessageBytes <= 0 || o.MaxMessageBytes > o.MaxPayload {
+		o.MaxMessageBytes = o.MaxPayload
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
