@@ -75,6 +75,14 @@ func TestRolesAndLimits(t *testing.T) {
 
 	var none *Token // no access control
 	assert.True(t, none.CanWrite("a", "b") && none.Has(RoleAdmin) && none.Unlimited())
+
+	// What counts may count: prefixes none inside another.
+	assert.Equal(t, []string{""}, none.ReadablePrefixes("a"))
+	assert.Equal(t, []string{""}, read.ReadablePrefixes("a"))
+	assert.Equal(t, []string{"app.", "deploy/"}, lim.ReadablePrefixes("prod"))
+	assert.Empty(t, lim.ReadablePrefixes("default"))
+	nested := &Token{Name: "n", Prefixes: []string{"a/b/", "a/", "c", "a/c"}, rights: RoleRead}
+	assert.Equal(t, []string{"a/", "c"}, nested.ReadablePrefixes("x"))
 }
 
 func TestParseErrors(t *testing.T) {

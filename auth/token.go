@@ -171,6 +171,27 @@ func (t *Token) SeesNamespace(ns string) bool {
 	return t == nil || t.Has(RoleRead) && t.namespaceAllowed(ns)
 }
 
+// ReadablePrefixes returns the key prefixes of ns the token may read, none
+// inside another (so that counts under them add up), sorted; [""] when it
+// may read the whole namespace, none when it may read nothing of ns.
+func (t *Token) ReadablePrefixes(ns string) []string {
+	if !t.SeesNamespace(ns) {
+		return nil
+	}
+	if t == nil || len(t.Prefixes) == 0 {
+		return []string{""}
+	}
+	ps := slices.Clone(t.Prefixes)
+	slices.Sort(ps) // a prefix sorts before every key that extends it
+	out := ps[:0]
+	for _, p := range ps {
+		if len(out) == 0 || !strings.HasPrefix(p, out[len(out)-1]) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Describe says what the token may do, for error messages to its holder:
 // `token "ci" (roles write; namespaces staging; key prefixes deploy/)`.
 func (t *Token) Describe() string {

@@ -132,7 +132,7 @@ func (s *Server) accessRules() map[string]rule {
 		"POST /ctx":          {check: checkCompatSet},
 		"GET /ctx/all":       {check: checkCompatAll},
 		"GET /ctx/history":   {check: checkCompatHistory},
-		"GET /ctx/status":    read,
+		"GET /ctx/status":    {check: checkCompatStatus},
 		"POST /ctx/dump":     admin,
 		"GET /ctx/dump/list": admin,
 		"GET /ctx/dump/*":    admin,
@@ -284,6 +284,15 @@ func checkCompatSet(s *Server, c echo.Context, t *auth.Token) error {
 	return checkOne(t, s.compatNS(), *in.Key, true)
 }
 
+// checkCompatStatus checks GET /ctx/status, which counts the keys of the
+// compat namespace the token may read.
+func checkCompatStatus(s *Server, _ echo.Context, t *auth.Token) error {
+	if !t.SeesNamespace(s.compatNS()) {
+		return forbidden(t, "it may not read namespace "+s.compatNS())
+	}
+	return nil
+}
+
 func checkCompatAll(s *Server, _ echo.Context, t *auth.Token) error {
 	if !t.CanReadPrefix(s.compatNS(), "") {
 		return forbidden(t, "GET /ctx/all needs read rights on the whole namespace "+s.compatNS())
@@ -301,19 +310,33 @@ func checkCompatHistory(s *Server, c echo.Context, t *auth.Token) error {
 	return nil
 }
 
-// visibleNamespaces keeps the namespaces the request's token may read.
-func visibleNamespaces(c echo.Context, nss []ctxd.Namespace) []ctxd.Namespace {
+// visibleNamespaces keeps the namespaces the request's token may read,
+// each with the number of its keys the token may read: a token limited
+// to prefixes is told no more of other keys than a listing would (GET
+// /v1/ns, /v1/status, /ctx/status).
+func (s *Server) visibleNamespaces(c echo.Context, nss []ctxd.Namespace) ([]ctxd.Namespace, error) {
 	t := tokenOf(c)
 	if t.Unlimited() {
-		return nss
+		return nss, nil
 	}
 	out := nss[:0:0]
 	for _, n := range nss {
-		if t.SeesNamespace(n.Name) {
-			out = append(out, n)
+		if !t.SeesNamespace(n.Name) {
+			continue
 		}
+		if ps := t.ReadablePrefixes(n.Name); len(ps) != 1 || ps[0] != "" {
+			n.Keys = 0
+			for _, p := range ps {
+				k, err := s.st.Count(n.Name, p)
+				if err != nil {
+					return nil, err
+				}
+				n.Keys += k
+			}
+		}
+		out = append(out, n)
 	}
-	return out
+	return out, nil
 }
 
 // credentials returns the request's secret: the bearer token of the

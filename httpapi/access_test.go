@@ -31,6 +31,7 @@ var (
 	tokRead    = auth.NewSecret()
 	tokLimited = auth.NewSecret()
 	tokMetrics = auth.NewSecret()
+	tokOther   = auth.NewSecret() // reads namespace other only
 )
 
 // testTokensYAML is the tokens file of the access tests.
@@ -43,7 +44,8 @@ func testTokensYAML() string {
 		entry("writer", tokWrite, "    roles: [write]\n") +
 		entry("reader", tokRead, "    roles: [read]\n") +
 		entry("team-app", tokLimited, "    roles: [write]\n    namespaces: [team]\n    prefixes: [app.]\n") +
-		entry("prometheus", tokMetrics, "    roles: [metrics]\n")
+		entry("prometheus", tokMetrics, "    roles: [metrics]\n") +
+		entry("other-reader", tokOther, "    roles: [read]\n    namespaces: [other]\n")
 }
 
 // newFullEnv is an env whose server is the whole server
@@ -335,6 +337,61 @@ func TestAccessNamespacesFiltered(t *testing.T) {
 	}
 	assert.Equal(t, []string{"default", "other", "team"}, names(tokRead))
 	assert.Equal(t, []string{"team"}, names(tokLimited))
+}
+
+// Every count a token is given counts only the keys (and changes) it may
+// read: GET /v1/ns, /v1/status, /ctx/status and /ctx/history told a token
+// limited to team's app.* keys how many others there were, and how often
+// they changed.
+func TestAccessCountsOnlyWhatTheTokenReads(t *testing.T) {
+	e := newFullEnv(t, true)
+	put := func(ns, key string) {
+		_, err := e.store.Put(bg, ns, key, []byte(`1`), nil, "test")
+		require.NoError(t, err)
+	}
+	put("team", "app.a")
+	put("team", "app.b")
+	put("team", "app.a")
+	for range 3 {
+		put("team", "secret")
+	}
+	put("other", "app.c")
+	get := func(secret, path string, out any) int {
+		r := e.do("GET", path, "", "Authorization", "Bearer "+secret)
+		if r.status == http.StatusOK {
+			require.NoError(t, json.Unmarshal(r.body, out), string(r.body))
+		}
+		return r.status
+	}
+	var nss struct{ Namespaces []ctxd.Namespace }
+	require.Equal(t, http.StatusOK, get(tokLimited, "/v1/ns", &nss))
+	assert.Equal(t, []ctxd.Namespace{{Name: "team", Keys: 2}}, nss.Namespaces)
+	require.Equal(t, http.StatusOK, get(tokRead, "/v1/ns", &nss))
+	assert.Equal(t, []ctxd.Namespace{{Name: "default"}, {Name: "other", Keys: 1}, {Name: "team", Keys: 3}}, nss.Namespaces)
+
+	var st ctxd.ServerStatus
+	require.Equal(t, http.StatusOK, get(tokLimited, "/v1/status", &st))
+	assert.Equal(t, [2]any{uint64(2), 1}, [2]any{st.Keys, st.Namespaces})
+	require.Equal(t, http.StatusOK, get(tokOther, "/v1/status", &st))
+	assert.Equal(t, [2]any{uint64(1), 1}, [2]any{st.Keys, st.Namespaces})
+	require.Equal(t, http.StatusOK, get(tokRead, "/v1/status", &st))
+	assert.Equal(t, [2]any{uint64(4), 3}, [2]any{st.Keys, st.Namespaces}, "as GET /v1/ns lists them")
+
+	var cs struct{ Keys uint64 }
+	require.Equal(t, http.StatusOK, get(tokLimited, "/ctx/status", &cs))
+	assert.Equal(t, uint64(2), cs.Keys)
+	require.Equal(t, http.StatusOK, get(tokRead, "/ctx/status", &cs))
+	assert.Equal(t, uint64(3), cs.Keys)
+	assert.Equal(t, http.StatusForbidden, get(tokOther, "/ctx/status", &cs), "namespace team is not its to read")
+
+	var h struct {
+		Total    int `json:"total_entries"`
+		Filtered int `json:"filtered_entries"`
+	}
+	require.Equal(t, http.StatusOK, get(tokLimited, "/ctx/history?key=app.a", &h))
+	assert.Equal(t, [2]int{3, 2}, [2]int{h.Total, h.Filtered}, "app.a twice, app.b once; secret's changes not counted")
+	require.Equal(t, http.StatusOK, get(tokRead, "/ctx/history?key=app.a", &h))
+	assert.Equal(t, [2]int{6, 2}, [2]int{h.Total, h.Filtered})
 }
 
 // Without access control (the default on loopback), nothing needs a token.

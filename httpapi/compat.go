@@ -267,8 +267,14 @@ func (s *Server) compatHistory(c echo.Context) error {
 		bw := &lineWriter{w: w}
 		bw.b = append(bw.b, `{"history":[`...)
 		total, kept := 0, 0
+		token := tokenOf(c)
 		err := s.st.View(func(v store.View) error {
 			keep := func(c *ctxd.Change) bool {
+				if !token.CanRead(ns, c.Key) {
+					// Not counted either: a token limited to some keys
+					// learns nothing of the others' changes.
+					return false
+				}
 				total++
 				return (keyFilter == "" || c.Key == keyFilter) && (whoFilter == "" || c.Who == whoFilter)
 			}
@@ -358,6 +364,9 @@ func (s *Server) compatStatus(c echo.Context) error {
 		Status: "running", Version: s.cfg.Version, Namespace: ns, Revision: st.Revision,
 		ConnectedClients: s.clients(), UptimeSeconds: int64(time.Since(s.started) / time.Second),
 		Timestamp: time.Now().UTC(),
+	}
+	if nss, err = s.visibleNamespaces(c, nss); err != nil { // the keys the token may read
+		return err
 	}
 	for _, n := range nss {
 		if n.Name == ns {

@@ -26,6 +26,21 @@ func (s *Server) status(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if !tokenOf(c).Unlimited() {
+		// The keys and namespaces a limited token may read, as GET /v1/ns
+		// lists them: the others' counts are not its to see.
+		nss, err := s.st.Namespaces()
+		if err != nil {
+			return err
+		}
+		if nss, err = s.visibleNamespaces(c, nss); err != nil {
+			return err
+		}
+		st.Keys, st.Namespaces = 0, len(nss)
+		for _, n := range nss {
+			st.Keys += n.Keys
+		}
+	}
 	alarm, alarmMessage := ctxd.AlarmNone, ""
 	if st.QuotaAlarm != "" {
 		// Reads still work, so /readyz stays ready: the status says why
@@ -69,7 +84,9 @@ func (s *Server) namespaces(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	nss = visibleNamespaces(c, nss) // access.go: those the token may read
+	if nss, err = s.visibleNamespaces(c, nss); err != nil { // access.go: those the token may read
+		return err
+	}
 	if nss == nil {
 		nss = []ctxd.Namespace{}
 	}
