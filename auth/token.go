@@ -219,6 +219,13 @@ func (t *Token) sameRights(u *Token) bool {
 		slices.Equal(t.Namespaces, u.Namespaces) && slices.Equal(t.Prefixes, u.Prefixes)
 }
 
+// Challenge is the WWW-Authenticate challenge of a 401 (RFC 6750);
+// ChallengeScope that of a 403, whichever part of the server refuses.
+const (
+	Challenge      = `Bearer realm="ctxd"`
+	ChallengeScope = Challenge + `, error="insufficient_scope"`
+)
+
 // SecretPrefix starts every token made by NewSecret, so that secret
 // scanners and people recognize one.
 const SecretPrefix = "ctxd_"

@@ -42,7 +42,7 @@ func (e *accessError) Error() string        { return e.msg }
 func (e *accessError) Is(target error) bool { return target == e.kind }
 
 // wwwAuthenticate is the challenge of a 401 and 403 (RFC 6750).
-const wwwAuthenticate = `Bearer realm="ctxd"`
+const wwwAuthenticate = auth.Challenge
 
 // tokenOf returns the token of a request that passed access control, or nil
 // when access control is off (nil may do everything: see auth.Token).
@@ -388,7 +388,7 @@ func (g *gate) authorize(c echo.Context, r rule, t *auth.Token) error {
 	}
 	err := r.check(g.s, c, t)
 	if errors.Is(err, errForbidden) {
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, wwwAuthenticate+`, error="insufficient_scope"`)
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, auth.ChallengeScope)
 	}
 	return err
 }

@@ -146,6 +146,9 @@ func TestWatchUpgradeChecks(t *testing.T) {
 		require.Error(t, err, tc.name)
 		require.NotNil(t, resp, tc.name)
 		assert.Equal(t, tc.status, resp.StatusCode, tc.name)
+		if tc.status == http.StatusForbidden {
+			assert.Equal(t, auth.ChallengeScope, resp.Header.Get("WWW-Authenticate"), "%s: the challenge of every 403", tc.name)
+		}
 		resp.Body.Close()
 	}
 

@@ -58,6 +58,7 @@ func (h *Hub) Serve(c echo.Context) error {
 	}
 	p.access = auth.FromContext(r.Context()) // checked by the API's gate
 	if ns := forbiddenNamespace(p.subs, p.access); ns != "" {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, auth.ChallengeScope)
 		return echo.NewHTTPError(http.StatusForbidden, forbiddenMessage(ns, p.access))
 	}
 	if n := h.clients.Add(1); n > int64(h.opts.MaxClients) {
