@@ -101,13 +101,15 @@ func TestParseErrors(t *testing.T) {
 		"no namespaces":   {tokensFile(entry("a", secretAdmin, "write", "namespaces: []")), `an empty list would allow every namespace: leave "namespaces" out`},
 		"null namespaces": {tokensFile(entry("a", secretAdmin, "write", "namespaces:")), "an empty list would allow every namespace"},
 		"no prefixes":     {tokensFile(entry("a", secretAdmin, "write", "prefixes: []")), `an empty list would allow every key: leave "prefixes" out`},
-		"bad prefixes":    {tokensFile(entry("a", secretAdmin, "write", "prefixes: {a: 1}")), "prefixes: "},
+		"bad prefixes":    {tokensFile(entry("a", secretAdmin, "write", "prefixes: {a: 1}")), "prefixes: line 5: cannot unmarshal !!map into a list, such as [read]"},
+		"roles not a seq": {"tokens:\n  - name: a\n    hash: " + h + "\n    roles: read\n", "line 4: cannot unmarshal !!str `read` into a list, such as [read]"},
+		"entry not a map": {"tokens:\n  - a\n", "line 2: cannot unmarshal !!str `a` into a token (name, hash, roles, namespaces, prefixes)"},
 		"limited admin":   {tokensFile(entry("a", secretAdmin, "admin", "namespaces: [x]")), "cannot be limited"},
 		"dup name":        {tokensFile(entry("a", secretAdmin, "read"), entry("a", secretRead, "read")), "used twice"},
 		"dup hash":        {tokensFile(entry("a", secretAdmin, "read"), entry("b", secretAdmin, "read")), "same hash"},
 		"name w/ space":   {tokensFile(entry("'a b'", secretAdmin, "read")), "printable"},
-		"not a mapping":   {"- a\n", "cannot unmarshal"},
-		"tokens not seq":  {"tokens: 3\n", "cannot unmarshal"},
+		"not a mapping":   {"- a\n", "line 1: cannot unmarshal !!seq into a mapping with \"tokens:\""},
+		"tokens not seq":  {"tokens: 3\n", "line 1: cannot unmarshal !!int `3` into a list of tokens (- name: ...)"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseTokens([]byte(tc.file))

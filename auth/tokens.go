@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"os"
 	"slices"
 	"strings"
@@ -45,13 +46,42 @@ func limits(n yaml.Node, field, what string) ([]string, error) {
 	var items []string
 	if n.ShortTag() != "!!null" {
 		if err := n.Decode(&items); err != nil {
-			return nil, fmt.Errorf("%s: %w", field, err)
+			return nil, fmt.Errorf("%s: %w", field, describeYAMLError(err))
 		}
 	}
 	if len(items) == 0 {
 		return nil, fmt.Errorf("%s: an empty list would allow every %s: leave %q out to allow all, or name at least one", field, what, field)
 	}
 	return items, nil
+}
+
+// tokensDoc is the whole tokens file.
+type tokensDoc struct {
+	Tokens []fileEntry `yaml:"tokens"`
+}
+
+// yamlTypeWords says what each type the tokens file decodes into is, in
+// the file's words: yaml's errors name Go types ("cannot unmarshal !!int
+// `3` into []auth.fileEntry").
+var yamlTypeWords = strings.NewReplacer(
+	reflect.TypeFor[tokensDoc]().String(), `a mapping with "tokens:"`,
+	reflect.TypeFor[[]fileEntry]().String(), "a list of tokens (- name: ...)",
+	reflect.TypeFor[fileEntry]().String(), "a token (name, hash, roles, namespaces, prefixes)",
+	reflect.TypeFor[[]string]().String(), "a list, such as [read]",
+	reflect.TypeFor[string]().String(), "a string",
+)
+
+// describeYAMLError rewrites the Go types a yaml.TypeError names.
+func describeYAMLError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	lines := make([]string, len(te.Errors))
+	for i, l := range te.Errors {
+		lines[i] = yamlTypeWords.Replace(l)
+	}
+	return errors.New(strings.Join(lines, "; "))
 }
 
 // maxNameLen bounds a token's name.
@@ -69,13 +99,11 @@ const maxNameLen = 64
 // Unknown fields, duplicate names or hashes, unknown roles, bad namespace
 // names, and limits on an admin or metrics token are errors.
 func ParseTokens(data []byte) (*Tokens, error) {
-	var doc struct {
-		Tokens []fileEntry `yaml:"tokens"`
-	}
+	var doc tokensDoc
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("tokens file: %w", err)
+		return nil, fmt.Errorf("tokens file: %w", describeYAMLError(err))
 	}
 	if len(doc.Tokens) == 0 {
 		return nil, errors.New(`tokens file: no tokens: add entries under "tokens:" (ctxd token new prints one)`)
