@@ -264,6 +264,45 @@ func (g *group) apply(r *request) (made, error) {
 	return g.applyWrites(r.writes, false)
 }
 
+// expireTouched deletes, as expiries (who ctxd:ttl, each its own
+// revision), the keys r touches whose deadline has passed but that the
+// expirer has not deleted yet: r then meets them gone (a patch, a delete
+// or a keepalive is 404, an expected version sees 0, a put makes version
+// 1), and the feed and history show the expiry before r's change. The
+// expirer runs apart from writes, so without this a write in that window
+// met the old key: a patch kept it, with no deadline at all (a key that
+// never expired). made is empty when r touches no such key.
+func (g *group) expireTouched(r *request) (made, error) {
+	var due []ctxd.Write
+	check := func(ns, key string) error {
+		st, err := g.state(ns, key)
+		if err != nil || !st.live || st.expiresAt.IsZero() || st.expiresAt.After(g.now) {
+			return err
+		}
+		if !slices.ContainsFunc(due, func(w ctxd.Write) bool { return w.Namespace == ns && w.Key == key }) {
+			due = append(due, ctxd.Write{Namespace: ns, Key: key, Op: ctxd.OpDelete, Who: ctxd.WhoTTL})
+		}
+		return nil
+	}
+	switch {
+	case r.expire || r.exclusive != nil:
+	case r.keepAlive != nil:
+		if err := check(r.keepAlive.ns, r.keepAlive.key); err != nil {
+			return made{}, err
+		}
+	default:
+		for i := range r.writes {
+			if err := check(r.writes[i].Namespace, r.writes[i].Key); err != nil {
+				return made{}, err
+			}
+		}
+	}
+	if len(due) == 0 {
+		return made{}, nil
+	}
+	return g.applyWrites(due, true)
+}
+
 // applyWrites checks every write's expected version against the state so
 // far, applies each patch to the value current now, and only if all hold,
 // makes the changes (deletes marked as expiries when expired is set). A

@@ -193,6 +193,14 @@ func (s *Store) commit(batch []*request) *flight {
 	s.dbMu.RLock()
 	g := s.newGroup()
 	for i, r := range batch {
+		expired, err := g.expireTouched(r)
+		if err != nil {
+			f.results[i] = result{err: err}
+			continue
+		}
+		if expired.record != nil {
+			ok = append(ok, expired)
+		}
 		m, err := g.apply(r)
 		if err != nil {
 			f.results[i] = result{err: err}
@@ -521,9 +529,15 @@ func (s *Store) commitDirect(r *request) {
 	s.applyMu.Lock()
 	s.dbMu.RLock()
 	g := s.newGroup()
-	m, err := g.applyWrites(r.writes, false)
+	expired, err := g.expireTouched(r)
+	var m made
+	if err == nil {
+		m, err = g.applyWrites(r.writes, false)
+	}
 	g.close()
 	if err == nil {
+		// The expiries before the request's changes, in one transaction.
+		m.changes = append(expired.changes, m.changes...)
 		// It bypasses the overlay: readers see it as it commits.
 		s.cache.hold()
 		err = applyChanges(s.db, batch{changes: m.changes})
