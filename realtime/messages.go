@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"github.com/olahol/melody"
@@ -29,6 +30,12 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 	if int64(len(data)) > h.opts.MaxMessageBytes {
 		s.send(errorFrame(nil, ctxd.CodeTooLarge, "message is "+strconv.Itoa(len(data))+
 			" bytes, more than websocket.max_message_bytes ("+strconv.FormatInt(h.opts.MaxMessageBytes, 10)+")"))
+		return
+	}
+	if !utf8.Valid(data) {
+		// encoding/json would decode a bad byte as U+FFFD: a key (or a
+		// who) the client never named.
+		s.send(errorFrame(recoverID(data), ctxd.CodeBadRequest, "message is not valid UTF-8"))
 		return
 	}
 	if err := ctxd.CheckSurrogates(data); err != nil {

@@ -207,6 +207,9 @@ func TestBadMessages(t *testing.T) {
 		{`{"type":"unsubscribe","ns":"never"}`, ctxd.CodeBadRequest},
 		{`{"type":"subscribe","snapshot":true,"from_rev":1}`, ctxd.CodeBadRequest},
 		{`{"type":"ping","pad":"` + strings.Repeat("x", 1200) + `"}`, ctxd.CodeTooLarge},
+		// Not UTF-8: decoded anyway, the key would be "ws\ufffd".
+		{"{\"type\":\"context_set\",\"id\":\"u\",\"key\":\"ws\xff\",\"value\":1}", ctxd.CodeBadRequest},
+		{"{\"type\":\"context_set\",\"id\":\"u\",\"key\":\"k\",\"value\":1,\"who\":\"\xfe\"}", ctxd.CodeBadRequest},
 	} {
 		bad.SendRaw([]byte(tc.msg))
 		m := bad.Expect(ctxd.TypeError)

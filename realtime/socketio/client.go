@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -189,6 +190,17 @@ func (s *Server) handleMessage(c *conn, p string) {
 			return
 		}
 		c.send(refusal(p, errorPayload{Code: ctxd.CodeTooLarge, Message: msg})...)
+		return
+	}
+	if !utf8.ValidString(p) {
+		// encoding/json would decode a bad byte as U+FFFD: a key the
+		// client never named.
+		msg := "the packet is not valid UTF-8"
+		if p[0] == '0' {
+			s.connectError(c, ctxd.CodeBadRequest, msg)
+			return
+		}
+		c.send(refusal(p, errorPayload{Code: ctxd.CodeBadRequest, Message: msg})...)
 		return
 	}
 	typ, nsp, ack, data := parsePacket(p)

@@ -56,6 +56,13 @@ func TestLoneSurrogateRefused(t *testing.T) {
 		assert.Equal(t, ctxd.CodeBadRequest, e.Data["code"], p)
 		assert.Contains(t, e.Data["message"], "lone surrogate", p)
 	}
+	// Bytes that are not UTF-8 would be decoded as U+FFFD: refused too.
+	for _, p := range []string{"42[\"context_set\",{\"key\":\"sio\xff\",\"value\":1}]", "42[\"context_set\",{\"key\":\"k\",\"value\":1,\"who\":\"\xfe\"}]"} {
+		c.sendPacket(p)
+		e := c.waitEvent("error")
+		assert.Equal(t, ctxd.CodeBadRequest, e.Data["code"], p)
+		assert.Contains(t, e.Data["message"], "not valid UTF-8", p)
+	}
 	c.emit("client_register", map[string]any{"type": "agent", "name": "after"})
 	assert.Equal(t, "after", c.waitEvent("registration_confirmed").Data["name"], "still connected")
 	assert.Equal(t, rev, srv.Backend().Revision(), "nothing written")
