@@ -36,6 +36,22 @@ func (l Limits) ValidateKey(key string) error {
 	return validateText("key", key)
 }
 
+// maxWhoBytes bounds a change's who.
+const maxWhoBytes = 256
+
+func whoTooLong(who string) error {
+	return TooLargef("who is %d bytes, at most %d allowed", len(who), maxWhoBytes)
+}
+
+// ValidateWho checks a change's author: at most 256 bytes of UTF-8
+// without control characters (validateText).
+func ValidateWho(who string) error {
+	if len(who) > maxWhoBytes {
+		return whoTooLong(who)
+	}
+	return validateText("who", who)
+}
+
 // validateText checks that s (a key, a who) is UTF-8 without control
 // characters (C0, DEL, C1): they would travel raw into CSV exports and
 // the CLI's tables on a terminal, and invalid UTF-8 is not JSON text.
@@ -327,13 +343,12 @@ func (l Limits) PrepareWrites(writes []Write) error {
 		default:
 			return Invalidf("unknown op %d", w.Op)
 		}
-		if len(w.Who) > 256 {
-			return TooLargef("who is %d bytes, at most 256 allowed", len(w.Who))
-		}
-		if !l.importing {
-			if err := validateText("who", w.Who); err != nil {
-				return err
+		if l.importing {
+			if len(w.Who) > maxWhoBytes {
+				return whoTooLong(w.Who)
 			}
+		} else if err := ValidateWho(w.Who); err != nil {
+			return err
 		}
 		if seen != nil {
 			k := nsKey{w.Namespace, w.Key}

@@ -112,6 +112,13 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"txn conflict", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1},{"op":"put","key":"exists","value":2,"if_version":5}]}`, nil, 409, "conflict"},
 		{"txn delete missing", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1},{"op":"delete","key":"missing"}]}`, nil, 404, "not_found"},
 
+		// The author, on every route alike: an import keeps the who a dump
+		// recorded, but not one the request gives.
+		{"import who with a control character", http.MethodPost, "/v1/ns/imp/import?who=%00", `{"context":{"a":1}}`, nil, 400, "bad_request"},
+		{"import who not UTF-8", http.MethodPost, "/v1/ns/imp/import?who=%FF", `{"context":{"a":1}}`, nil, 400, "bad_request"},
+		{"import X-Ctxd-Who with a tab", http.MethodPost, "/v1/ns/imp/import", `{"context":{"a":1}}`, []string{"X-Ctxd-Who", "a\tb"}, 400, "bad_request"},
+		{"who too long", http.MethodPut, okKey + "?who=" + strings.Repeat("w", 257), `1`, nil, 413, "too_large"},
+
 		// Routing.
 		{"unknown route", http.MethodGet, "/v1/nope", ``, nil, 404, "not_found"},
 		{"unknown root route", http.MethodGet, "/nope", ``, nil, 404, "not_found"}, // GET / is the index page (compat.go)

@@ -215,6 +215,9 @@ func (s *Server) callSafely(next echo.HandlerFunc, c echo.Context) (err error) {
 	if err := refuseUnknownQuery(c); err != nil {
 		return err
 	}
+	if err := refuseBadWho(c); err != nil {
+		return err
+	}
 	return next(c)
 }
 

@@ -10,6 +10,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/framework0/ctxd"
 )
 
 // A v1 route refuses a query parameter it does not take (400 bad_request
@@ -83,18 +85,33 @@ func refuseUnknownQuery(c echo.Context) error {
 
 // keyRouteSuffix is what the documented path of a request to a key route
 // (pattern) has after the key: the key route serves a key's history on
-// GET and its keepalive on POST, by their raw suffix (parseKeyPath).
+// GET, by its raw suffix (parseKeyPath), documented as a path of its own.
+// (Its keepalive, the key route's only POST, is documented as the key
+// path's post.)
 func keyRouteSuffix(pattern, method, escapedPath string) string {
-	if !strings.HasPrefix(pattern, keysPrefix) || !strings.HasSuffix(pattern, "*") {
-		return ""
-	}
-	switch {
-	case method == http.MethodGet && strings.HasSuffix(escapedPath, historySuffix):
+	if method == http.MethodGet && strings.HasPrefix(pattern, keysPrefix) && strings.HasSuffix(pattern, "*") &&
+		strings.HasSuffix(escapedPath, historySuffix) {
 		return historySuffix
-	case method == http.MethodPost && strings.HasSuffix(escapedPath, keepaliveSuffix):
-		return keepaliveSuffix
 	}
 	return ""
+}
+
+// refuseBadWho refuses a request whose author (?who=, X-Ctxd-Who) is not
+// text a change may record, before it does anything: every route checks
+// it alike, an import's and a restore's too, whose writes keep the who a
+// dump recorded unchecked.
+func refuseBadWho(c echo.Context) error {
+	if w, _ := queryParam(c, "who"); w != "" {
+		if err := ctxd.ValidateWho(w); err != nil {
+			return err
+		}
+	}
+	if w := c.Request().Header.Get(headerWho); w != "" {
+		if err := ctxd.ValidateWho(w); err != nil {
+			return fmt.Errorf("%s: %w", headerWho, err)
+		}
+	}
+	return nil
 }
 
 // queryParamsOf reads the query parameters of each /v1/ operation of the
