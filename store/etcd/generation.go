@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -138,6 +139,17 @@ func (s *Store) reloadGeneration(ctx context.Context) error {
 		s.switchGeneration(g)
 	}
 	return nil
+}
+
+// readableAt is the error of a read at rev that etcd cannot be asked:
+// one past etcd's revisions (int64: a larger one would wrap to a negative
+// revision, which etcd reads as its head) is in the future; one below a
+// full restore's switch, restoredError's.
+func (s *Store) readableAt(rev uint64) error {
+	if rev > math.MaxInt64 {
+		return ctxd.FutureRevision(rev, s.Revision())
+	}
+	return s.restoredError(rev)
 }
 
 // restoredError is the error of a read at rev, or of a follower that

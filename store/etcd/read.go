@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -71,7 +72,7 @@ func (s *Store) getAt(ns, key string, rev uint64) (ctxd.Record, error) {
 	if err := s.checkKey(ns, key); err != nil {
 		return ctxd.Record{}, err
 	}
-	if err := s.restoredError(rev); rev > 0 && err != nil {
+	if err := s.readableAt(rev); rev > 0 && err != nil {
 		return ctxd.Record{}, err
 	}
 	var r ctxd.Record
@@ -122,7 +123,7 @@ func (s *Store) CheckRevision(rev uint64) error {
 	if rev == 0 {
 		return ctxd.Invalidf("there is no revision 0")
 	}
-	if err := s.restoredError(rev); err != nil {
+	if err := s.readableAt(rev); err != nil {
 		return err
 	}
 	return s.read(func(ctx context.Context) error {
@@ -343,7 +344,8 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 				page.Truncated, err = s.oldestKeptTruncated(ctx, ns, key, 0)
 				return err
 			}
-			at = opts.Before - 1
+			// A bound past etcd's revisions (int64) is above the head.
+			at = min(opts.Before-1, math.MaxInt64)
 		}
 		// One change more than the page: it tells whether there is a
 		// next page, and the version and prev revision of the page's

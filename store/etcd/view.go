@@ -50,7 +50,7 @@ func (s *Store) ViewAt(rev uint64, fn func(v store.View) error) error {
 	if rev == 0 {
 		return ctxd.Invalidf("there is no revision 0")
 	}
-	if err := s.restoredError(rev); err != nil {
+	if err := s.readableAt(rev); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)

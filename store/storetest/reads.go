@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -313,6 +314,18 @@ func checkPointInTimeReads(t testing.TB, h Harness) {
 		"worded alike on every backend")
 	_, err = b.GetAt("default", "k", 0)
 	assert.ErrorIs(t, err, ctxd.ErrInvalid, "there is no revision 0")
+	// Past etcd's int64 revisions too: not wrapped to a revision a
+	// backend reads as its head.
+	for _, far := range []uint64{1 << 63, math.MaxUint64} {
+		_, err = b.GetAt("default", "k", far)
+		assert.ErrorIs(t, err, ctxd.ErrFutureRevision, "revision %d", far)
+		_, err = b.GetAt("default", "nope", far)
+		assert.ErrorIs(t, err, ctxd.ErrFutureRevision, "revision %d of a key that never was", far)
+		assert.ErrorIs(t, b.CheckRevision(far), ctxd.ErrFutureRevision, "revision %d", far)
+		h, err := b.History("default", "k", ctxd.HistoryOptions{Before: far})
+		require.NoError(t, err, "a history bound past the head lists from the newest")
+		assert.Len(t, h.Changes, 4, "history before %d", far)
+	}
 
 	for rev := r1; rev <= r5; rev++ {
 		assert.NoError(t, b.CheckRevision(rev), "revision %d", rev)
@@ -499,6 +512,8 @@ func checkViewChangeOfEachKey(t testing.TB, h Harness) {
 	assert.ErrorIs(t, err, ctxd.ErrInvalid)
 	err = past.ViewAt(b.Revision()+1000, func(store.View) error { return nil })
 	assert.ErrorIs(t, err, ctxd.ErrFutureRevision)
+	err = past.ViewAt(1<<63, func(store.View) error { return nil })
+	assert.ErrorIs(t, err, ctxd.ErrFutureRevision, "past etcd's int64 revisions")
 }
 
 // keysOnce is the keys of namespace default in src with their values,
