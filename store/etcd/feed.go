@@ -97,9 +97,19 @@ func (s *Store) Revision() uint64 {
 // snapshot, a view for dumps and exports) starts from it: the instance's
 // own mark alone may be behind a write another instance acknowledged.
 func (s *Store) currentMark(ctx context.Context) (uint64, error) {
+	mark, _, err := s.currentMarkSeen(ctx)
+	return mark, err
+}
+
+// currentMarkSeen is currentMark, with the revision up to which the
+// instance's watch has seen the prefix: at least mark, above it only by
+// writes that are no change (a keepalive's deadline record; an expiry or
+// a write would have moved the mark). Deadlines read at seen are those
+// of the keys as they are at mark, with every keepalive made so far.
+func (s *Store) currentMarkSeen(ctx context.Context) (mark, seen uint64, err error) {
 	head, err := s.headRevision(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for {
 		s.feed.mu.Lock()
@@ -107,12 +117,14 @@ func (s *Store) currentMark(ctx context.Context) (uint64, error) {
 		s.feed.mu.Unlock()
 		switch {
 		case closed:
-			return 0, ctxd.ErrClosed
-		case mark >= head || synced >= head:
-			return mark, nil
+			return 0, 0, ctxd.ErrClosed
+		case mark >= head:
+			return mark, mark, nil
+		case synced >= head:
+			return mark, head, nil
 		}
 		if !s.waitForWatch(ctx, changed, progress) {
-			return 0, fmt.Errorf("%w: the instance's watch did not reach etcd's revision %d in time (it is at %d)", ctxd.ErrUnavailable, head, mark)
+			return 0, 0, fmt.Errorf("%w: the instance's watch did not reach etcd's revision %d in time (it is at %d)", ctxd.ErrUnavailable, head, mark)
 		}
 	}
 }

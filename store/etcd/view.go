@@ -27,14 +27,15 @@ func (s *Store) View(fn func(v store.View) error) error {
 	}
 	defer s.inflight.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
-	mark, err := s.currentMark(ctx)
+	mark, seen, err := s.currentMarkSeen(ctx)
 	cancel()
 	if err != nil {
 		return err
 	}
 	// A full restore may switch the generation between the two loads:
 	// the view is never below the switch of the generation it reads.
-	return s.viewAt(max(mark, uint64(s.keys.gen().rev)), fn)
+	rev := max(mark, uint64(s.keys.gen().rev))
+	return s.viewAt(rev, max(seen, rev), fn)
 }
 
 // ViewAt calls fn with a view of the prefix at revision rev, at most the
@@ -62,12 +63,14 @@ func (s *Store) ViewAt(rev uint64, fn func(v store.View) error) error {
 	if rev > mark {
 		return ctxd.FutureRevision(rev, mark)
 	}
-	return s.viewAt(rev, fn)
+	return s.viewAt(rev, rev, fn)
 }
 
-// viewAt calls fn with the view at rev.
-func (s *Store) viewAt(rev uint64, fn func(v store.View) error) error {
-	v := &view{s: s, rev: rev}
+// viewAt calls fn with the view at rev, whose keys' deadlines are read at
+// deadlinesAt (at least rev): a keepalive is no change, and moves a
+// deadline after the revision of the last change.
+func (s *Store) viewAt(rev, deadlinesAt uint64, fn func(v store.View) error) error {
+	v := &view{s: s, rev: rev, deadlinesAt: deadlinesAt}
 	if v.rev > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 		var err error
@@ -86,9 +89,10 @@ func (s *Store) viewAt(rev uint64, fn func(v store.View) error) error {
 }
 
 type view struct {
-	s          *Store
-	rev        uint64
-	namespaces []ctxd.Namespace
+	s           *Store
+	rev         uint64
+	deadlinesAt uint64
+	namespaces  []ctxd.Namespace
 }
 
 func (v *view) Revision() uint64             { return v.rev }
@@ -120,8 +124,9 @@ func (v *view) ForEach(ns, prefix string, fn func(ctxd.Record) error) error {
 			}
 			records, leased = append(records, r), append(leased, kv.Lease != 0)
 		}
-		// Deadlines as keepalives left them at the view's revision.
-		err = v.s.deadlinesOf(ctx, ns, records, leased, v.rev)
+		// Deadlines as keepalives left them: for a view of the current
+		// state, now (its keys' states are those at v.rev).
+		err = v.s.deadlinesOf(ctx, ns, records, leased, v.deadlinesAt)
 		cancel()
 		if err != nil {
 			return readError(err)

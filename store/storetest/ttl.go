@@ -164,6 +164,15 @@ func checkKeepAlive(t testing.TB, h Harness) {
 	require.NoError(t, err)
 	require.Len(t, page.Records, 1)
 	assert.Equal(t, got.ExpiresAt, page.Records[0].ExpiresAt, "a listing shows the moved deadline")
+	viewed := 0
+	require.NoError(t, b.View(func(v store.View) error {
+		return v.ForEach("default", "hb", func(r ctxd.Record) error {
+			viewed++
+			assert.Equal(t, got.ExpiresAt, r.ExpiresAt, "a view (exports, dumps, a watch's snapshot) shows the moved deadline")
+			return nil
+		})
+	}))
+	assert.Equal(t, 1, viewed)
 
 	// The move survives a restart: a key put after it with a deadline past
 	// hb's first one expires, and hb does not.
