@@ -97,11 +97,19 @@ func sameDeadline(a, b time.Time) bool {
 	return a.Sub(b).Abs() < time.Second
 }
 
-// collectRecords reads the keys and values of one namespace of a view.
-// (A restore holds the diff in memory anyway; the live side is streamed.)
+// collectRecords reads the keys and values of one namespace of a
+// snapshot's view, but for the keys whose deadline has passed: they would
+// be gone now had the snapshot been live, so a restore neither puts them
+// back (a dead lock holder back for a moment, then expired a second
+// time) nor counts them, as an import skips them. (A restore holds the
+// diff in memory anyway; the live side is streamed.)
 func collectRecords(v View, ns, prefix string) ([]ctxd.Record, error) {
 	var out []ctxd.Record
+	now := time.Now()
 	err := v.ForEach(ns, prefix, func(r ctxd.Record) error {
+		if !r.ExpiresAt.IsZero() && !r.ExpiresAt.After(now) {
+			return nil
+		}
 		out = append(out, ctxd.Record{Key: r.Key, Value: r.Value, ExpiresAt: r.ExpiresAt})
 		return nil
 	})
@@ -109,7 +117,8 @@ func collectRecords(v View, ns, prefix string) ([]ctxd.Record, error) {
 }
 
 // restorePut is the put that gives a key back its snapshot value, and its
-// snapshot deadline: a deadline already passed makes it expire at once.
+// snapshot deadline (still ahead: collectRecords left out the others; a
+// nanosecond at least if it passed since).
 func restorePut(ns string, r *ctxd.Record, who string) ctxd.Write {
 	w := ctxd.Write{Namespace: ns, Key: r.Key, Op: ctxd.OpPut, Value: r.Value, Who: who}
 	if !r.ExpiresAt.IsZero() {

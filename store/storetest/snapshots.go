@@ -601,6 +601,34 @@ func checkPartialRestoreOfDeadlines(t testing.TB, h Harness) {
 	res, err = b.Restore(ctx, path, opts)
 	require.NoError(t, err)
 	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "default", Unchanged: 2}}, res.Namespaces, "restored again: nothing to change")
+
+	// A key whose snapshot deadline has passed is not in the snapshot's
+	// present: not put back (it came back, then expired a second time),
+	// and a key of its name made since is removed, as for any key the
+	// snapshot does not have.
+	lock := b.putTTL("locks", "lock", `"w1"`, 2*time.Second)
+	b.put("locks", "other", `1`)
+	path, _ = b.writeSnapshot()
+	b.waitExpiry(lock.ModRev, "locks", "lock")
+	opts = ctxd.RestoreOptions{Namespaces: []string{"locks"}}
+	dry = opts
+	dry.DryRun = true
+	res, err = b.Restore(ctx, path, dry)
+	require.NoError(t, err)
+	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "locks", Unchanged: 1}}, res.Namespaces, "an expired key is not added")
+	rev := b.Revision()
+	res, err = b.Restore(ctx, path, opts)
+	require.NoError(t, err)
+	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "locks", Unchanged: 1}}, res.Namespaces)
+	assert.Equal(t, rev, b.Revision(), "nothing written")
+	_, err = b.Get("locks", "lock")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+	b.put("locks", "lock", `"w2"`)
+	res, err = b.Restore(ctx, path, opts)
+	require.NoError(t, err)
+	assert.Equal(t, []ctxd.NamespaceDiff{{Namespace: "locks", Removed: 1, Unchanged: 1}}, res.Namespaces)
+	_, err = b.Get("locks", "lock")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "as in the snapshot's present")
 }
 
 // A whole restore answers the restored state's revision even while writes
