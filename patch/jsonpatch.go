@@ -30,6 +30,9 @@ func checkOps(doc []byte) ([]operation, error) {
 	if err := json.Unmarshal(doc, &raw); err != nil {
 		return nil, ctxd.Invalidf("a JSON Patch is an array of operation objects: %v", err)
 	}
+	if raw == nil { // null decodes without an error
+		return nil, ctxd.Invalidf("a JSON Patch is an array of operation objects, not null")
+	}
 	ops := make([]operation, len(raw))
 	str := func(i int, m map[string]json.RawMessage, name string, dst *string) (bool, error) {
 		v, ok := m[name]
@@ -165,6 +168,10 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits) ([]byte, error) {
 		}
 		var next []byte
 		switch {
+		case o.op == "move" && o.from == o.path:
+			// A move to where it is changes nothing (the library removes
+			// and adds it again: a member would move to the end).
+			next = cur
 		case o.path == "" && (o.op == "add" || o.op == "replace"):
 			// The whole value (RFC 6902: "" names the document), of any
 			// type: the library takes only an object or an array there.

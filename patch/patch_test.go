@@ -142,6 +142,11 @@ func TestUntouchedPartsKeepTheirBytes(t *testing.T) {
 	assert.Equal(t, `1.50`, string(got["f"]))
 	assert.Equal(t, `1e400`, string(got["n"]), "a number of the patch keeps its text")
 	assert.Contains(t, string(out), `"html":"<a href=\"x\">&</a>"`, "nothing is HTML-escaped")
+	// A move to where it is changes nothing (RFC 6902); the library
+	// removed and added the member again, at the end.
+	out, err = patch.Apply([]byte(`{"a":1,"b":2}`), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"move","from":"/a","path":"/a"}]`)}, ctxd.DefaultLimits)
+	require.NoError(t, err)
+	assert.Equal(t, `{"a":1,"b":2}`, string(out))
 }
 
 // A failing operation is named with its index and pointer; a test that
@@ -189,6 +194,7 @@ func TestBadPatchesAndLimits(t *testing.T) {
 		{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"move","path":"/b"}]`)},
 		{Type: ctxd.JSONPatch, Doc: raw(`[{"path":"/b"}]`)},
 		{Type: ctxd.JSONPatch, Doc: raw(`[1]`)},
+		{Type: ctxd.JSONPatch, Doc: raw(`null`)}, // decoded without an error: was a patch of no operation
 		{Type: ctxd.MergePatch, Doc: raw(`{"a":`)},
 		{Type: "application/json", Doc: raw(`{}`)},
 	}
