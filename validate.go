@@ -36,6 +36,17 @@ func (l Limits) ValidateKey(key string) error {
 	return validateText("key", key)
 }
 
+// ValidatePrefix checks a key prefix (of a listing, a watch, a restore):
+// empty (every key), or what could start a key: at most MaxKeyBytes bytes
+// of UTF-8 without control characters. Another would match no key, and
+// a watch would echo it back altered (U+FFFD).
+func ValidatePrefix(prefix string) error {
+	if len(prefix) > MaxKeyBytes {
+		return Invalidf("prefix is %d bytes, longer than a key can be (%d bytes)", len(prefix), MaxKeyBytes)
+	}
+	return validateText("prefix", prefix)
+}
+
 // maxWhoBytes bounds a change's who.
 const maxWhoBytes = 256
 

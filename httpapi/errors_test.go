@@ -87,6 +87,8 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"bad limit on history", http.MethodGet, keyPath("default", "exists") + "/history?limit=x", ``, nil, 400, "bad_request"},
 		{"bad before on history", http.MethodGet, keyPath("default", "exists") + "/history?before=-1", ``, nil, 400, "bad_request"},
 		{"bad rev", http.MethodGet, keyPath("default", "exists") + "?rev=x", ``, nil, 400, "bad_request"},
+		{"list prefix not UTF-8", http.MethodGet, "/v1/ns/default/keys?prefix=%FF", ``, nil, 400, "bad_request"},
+		{"list prefix with a control character", http.MethodGet, "/v1/ns/default/keys?prefix=a%00&count=true", ``, nil, 400, "bad_request"},
 
 		// Transactions.
 		{"txn invalid JSON", http.MethodPost, "/v1/txn", `{"ops":[`, nil, 400, "bad_request"},

@@ -182,6 +182,9 @@ func (s *Server) listKeys(c echo.Context) error {
 		return err
 	}
 	prefix, _ := queryParam(c, "prefix")
+	if err := ctxd.ValidatePrefix(prefix); err != nil {
+		return err
+	}
 	after, _ := queryParam(c, "after")
 	if count {
 		if after != "" {

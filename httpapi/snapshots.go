@@ -158,6 +158,9 @@ func (s *Server) restoreSnapshot(c echo.Context) error {
 		opts.Namespaces = append(opts.Namespaces, ns)
 	}
 	opts.Prefix, _ = queryParam(c, "prefix")
+	if err := ctxd.ValidatePrefix(opts.Prefix); err != nil {
+		return err
+	}
 	opts.Who = who(c)
 	id := c.Param("id")
 	start := time.Now()

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -47,6 +48,16 @@ func (h *Hub) Serve(c echo.Context) error {
 	if !websocket.IsWebSocketUpgrade(r) {
 		return echo.NewHTTPError(http.StatusBadRequest,
 			"GET /v1/watch is a WebSocket endpoint: connect with a WebSocket client (Connection: Upgrade, Upgrade: websocket)")
+	}
+	// What the upgrader would refuse in plain text, refused here in the
+	// API's JSON, as every other refusal before the upgrade.
+	if r.Header.Get("Sec-Websocket-Version") != "13" {
+		c.Response().Header().Set("Sec-Websocket-Version", "13")
+		return echo.NewHTTPError(http.StatusBadRequest, "unsupported WebSocket version "+
+			strconv.Quote(r.Header.Get("Sec-Websocket-Version"))+": send Sec-WebSocket-Version: 13")
+	}
+	if k, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key")); err != nil || len(k) != 16 {
+		return echo.NewHTTPError(http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64")
 	}
 	if !h.originAllowed(r) {
 		return echo.NewHTTPError(http.StatusForbidden,
@@ -311,8 +322,8 @@ func makeSubs(nss []string, prefix string) ([]ctxd.Subscription, error) {
 	if len(nss) > maxSubscriptions {
 		return nil, errors.New("too many namespaces: at most " + strconv.Itoa(maxSubscriptions))
 	}
-	if len(prefix) > ctxd.MaxKeyBytes {
-		return nil, errors.New("prefix is longer than a key can be (" + strconv.Itoa(ctxd.MaxKeyBytes) + " bytes)")
+	if err := ctxd.ValidatePrefix(prefix); err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), ctxd.ErrInvalid.Error()+": "))
 	}
 	subs := make([]ctxd.Subscription, 0, len(nss))
 	for _, ns := range nss {

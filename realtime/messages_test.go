@@ -149,6 +149,27 @@ func TestContextPatch(t *testing.T) {
 
 func TestRegisterAndStats(t *testing.T) {
 	ts := testkit.StartServer(t) // the whole server: /v1/status counts the clients
+	// What gorilla's upgrader refuses in plain text is refused in JSON.
+	for name, hdr := range map[string]http.Header{
+		"version 99": {"Sec-Websocket-Version": {"99"}},
+		"no key":     {"Sec-Websocket-Key": {""}},
+		"short key":  {"Sec-Websocket-Key": {"c2hvcnQ="}},
+	} {
+		req, err := http.NewRequest(http.MethodGet, ts.URL+"/v1/watch", nil)
+		require.NoError(t, err)
+		req.Header = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"},
+			"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err, name)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, name)
+		assert.Contains(t, string(body), `"code":"bad_request"`, name)
+	}
+
 	a := testkit.DialWatch(t, ts.WatchURL(nil), nil)
 	a.Expect(ctxd.TypeSubscribed)
 	b := testkit.DialWatch(t, ts.WatchURL(nil), nil)
@@ -319,7 +340,9 @@ func TestRefusals(t *testing.T) {
 	// A typo (from_ref) or a parameter given twice is refused, not ignored:
 	// from_ref=5 gave a feed from now, a gap where none was asked for.
 	for _, q := range []string{"ns=bad%20ns", "from_rev=-1", "snapshot=maybe", "batch=2x", "snapshot=1&from_rev=3",
-		"from_ref=5", "from_rev=1&from_rev=2", "prefix=a&prefix=c", "batch=true&batch=false"} {
+		"from_ref=5", "from_rev=1&from_rev=2", "prefix=a&prefix=c", "batch=true&batch=false",
+		"prefix=%FF", "prefix=a%00"} { // no key starts so: echoed back as U+FFFD
+
 		_, resp, err := testkit.DialWatchErr(ts.WatchURL(nil)+"?"+q, nil)
 		require.Error(t, err, q)
 		require.NotNil(t, resp, q)

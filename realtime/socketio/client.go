@@ -291,8 +291,8 @@ func (s *Server) connect(c *conn, data string) {
 		s.connectError(c, ctxd.CodeBadRequest, "ns: "+err.Error())
 		return
 	}
-	if len(cl.prefix) > ctxd.MaxKeyBytes {
-		s.connectError(c, ctxd.CodeBadRequest, "prefix is longer than a key can be")
+	if err := ctxd.ValidatePrefix(cl.prefix); err != nil {
+		s.connectError(c, ctxd.CodeBadRequest, err.Error())
 		return
 	}
 	if s.opts.Access != nil {

@@ -72,6 +72,11 @@ func TestLoneSurrogateRefused(t *testing.T) {
 	ans := bad.next()
 	assert.True(t, strings.HasPrefix(ans, "4{"), "a CONNECT_ERROR: %s", ans)
 	assert.Contains(t, ans, "lone surrogate")
+	bad = dial(t, srv, sioOpts{websocket: true})
+	bad.sendPacket(`40{"ns":"default","prefix":"p\u0000"}`)
+	ans = bad.next()
+	assert.True(t, strings.HasPrefix(ans, "4{"), "a CONNECT_ERROR: %s", ans)
+	assert.Contains(t, ans, "prefix contains control character")
 }
 
 // A context_snapshot over websocket.max_snapshot_bytes is refused with a
