@@ -59,7 +59,7 @@ const HeaderDraining = "X-Ctxd-Draining"
 func DecodeErrorMessage(err error) string {
 	var te *json.UnmarshalTypeError
 	if !errors.As(err, &te) {
-		return err.Error()
+		return strings.TrimPrefix(err.Error(), "json: ") // json: unknown field "x"
 	}
 	var want string
 	switch te.Type.Kind() {

@@ -45,7 +45,15 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 		return
 	}
 	var m inMessage
-	if err := json.Unmarshal(data, &m); err != nil {
+	// Unknown fields are refused, as the REST API's bodies: a misspelt
+	// "if_version" must not turn a compare-and-swap into a plain write.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&m)
+	if err == nil && dec.More() {
+		err = errors.New("data after the JSON object")
+	}
+	if err != nil {
 		s.send(errorFrame(recoverID(data), ctxd.CodeBadRequest, "message is not a valid JSON object: "+ctxd.DecodeErrorMessage(err)))
 		return
 	}

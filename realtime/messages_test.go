@@ -239,6 +239,12 @@ func TestBadMessages(t *testing.T) {
 	}
 	bad.SendRaw([]byte(`{"type":"context_set","key":5,"id":"k5"}`))
 	assert.JSONEq(t, `"k5"`, string(bad.Expect(ctxd.TypeError).ID), "the id is recovered from a message that failed to decode")
+	// An unknown field is refused: a misspelt if_version would have made
+	// a compare-and-swap a plain write.
+	bad.SendRaw([]byte(`{"type":"context_set","key":"k","value":1,"if_verison":3,"id":6}`))
+	m0 := bad.Expect(ctxd.TypeError)
+	assert.Equal(t, `message is not a valid JSON object: unknown field "if_verison"`, m0.Message)
+	assert.JSONEq(t, `6`, string(m0.ID))
 	// A field of the wrong type is named in the protocol's words, not Go's.
 	bad.SendRaw([]byte(`{"type":"context_set","key":"k","value":1,"if_version":"3","id":5}`))
 	m := bad.Expect(ctxd.TypeError)
