@@ -189,14 +189,16 @@ func (s *Store) keepAliveRound(ctx context.Context, gen *generation, ns, key str
 	if kv != nil {
 		have = uint64(kv.Version)
 	}
-	if expect != nil && *expect != have {
-		return ctxd.Record{}, false, false, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: *expect, Current: have}
-	}
+	// A missing key is not found, whatever version was expected (as on
+	// bolt: there is nothing to keep alive).
 	if kv == nil && expired {
 		return ctxd.Record{}, false, false, fmt.Errorf("keepalive %s/%s: %w (it expired)", ns, key, ctxd.ErrNotFound)
 	}
 	if kv == nil {
 		return ctxd.Record{}, false, false, fmt.Errorf("keepalive %s/%s: %w", ns, key, ctxd.ErrNotFound)
+	}
+	if expect != nil && *expect != have {
+		return ctxd.Record{}, false, false, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: *expect, Current: have}
 	}
 	rec, err = record(ns, key, kv)
 	if err != nil {

@@ -135,6 +135,8 @@ func checkKeepAlive(t testing.TB, h Harness) {
 	assert.Equal(t, k.Version, ce.Current)
 	_, err = b.KeepAlive(t.Context(), "default", "missing", hbTTL, nil)
 	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+	_, err = b.KeepAlive(t.Context(), "default", "missing", hbTTL, u64(1))
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a missing key, whatever version was expected")
 	_, err = b.KeepAlive(t.Context(), "default", "forever", hbTTL, nil)
 	assert.ErrorIs(t, err, ctxd.ErrInvalid, "a key without a deadline has nothing to extend")
 	_, err = b.KeepAlive(t.Context(), "default", "hb", time.Nanosecond, nil)
