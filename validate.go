@@ -230,6 +230,34 @@ func hexDigit(c byte) rune {
 	return 0
 }
 
+// maxJSONDepth is how deep encoding/json (json.Valid, json.Compact)
+// lets arrays and objects nest: deeper, it calls the text not JSON.
+const maxJSONDepth = 10000
+
+// notJSON is the error of text that json.Valid refused, named what: it
+// says when the text is JSON nested too deep, rather than not JSON.
+func notJSON(what string, v []byte) error {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	if deepest > maxJSONDepth {
+		return Invalidf("%s nests arrays and objects %d deep, more than %d", what, deepest, maxJSONDepth)
+	}
+	return Invalidf("%s is not valid JSON", what)
+}
+
 // CompactJSON returns v, one JSON value, without the whitespace outside
 // strings (json.Compact): v itself when it is already compact, a copy
 // otherwise. Anything but one JSON value is ErrInvalid.
@@ -238,14 +266,14 @@ func CompactJSON(v []byte) ([]byte, error) {
 		// No whitespace at all: already compact (JSON strings hold no raw
 		// tab or line break, and a space may only be inside one).
 		if !json.Valid(v) {
-			return nil, Invalidf("value is not valid JSON")
+			return nil, notJSON("value", v)
 		}
 		return v, nil
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(v))
 	if err := json.Compact(&buf, v); err != nil {
-		return nil, Invalidf("value is not valid JSON")
+		return nil, notJSON("value", v)
 	}
 	if buf.Len() == len(v) {
 		return v, nil
@@ -263,8 +291,11 @@ func (l Limits) ValidatePatch(p Patch) error {
 	if len(p.Doc) > l.MaxValueBytes {
 		return TooLargef("patch is %d bytes, at most %d allowed", len(p.Doc), l.MaxValueBytes)
 	}
-	if len(p.Doc) == 0 || !json.Valid(p.Doc) || !utf8.Valid(p.Doc) {
+	if len(p.Doc) == 0 || !utf8.Valid(p.Doc) {
 		return Invalidf("patch is not valid JSON")
+	}
+	if !json.Valid(p.Doc) {
+		return notJSON("patch", p.Doc)
 	}
 	return nil
 }

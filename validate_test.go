@@ -1,6 +1,7 @@
 package ctxd_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -49,4 +50,19 @@ func TestLoneSurrogatesAreRefused(t *testing.T) {
 	}
 	// A body that ends after a high half (not JSON either).
 	assert.ErrorIs(t, ctxd.CheckSurrogates([]byte(`"\ud800`)), ctxd.ErrInvalid)
+}
+
+// Text json.Valid refuses only for its depth is named as such, not "not
+// valid JSON".
+func TestTooDeepIsNamed(t *testing.T) {
+	const depth = 10000 // encoding/json's
+	deep := []byte(strings.Repeat("[", depth+1) + strings.Repeat("]", depth+1))
+	_, err := ctxd.CompactJSON(deep)
+	require.ErrorIs(t, err, ctxd.ErrInvalid)
+	assert.Contains(t, err.Error(), "value nests arrays and objects 10001 deep, more than 10000")
+	_, err = ctxd.CompactJSON([]byte(`["[[[", {"a":"\"{{"}`))
+	assert.Contains(t, err.Error(), "value is not valid JSON", "brackets in strings do not count")
+	ok := []byte(strings.Repeat("[", depth) + strings.Repeat("]", depth))
+	_, err = ctxd.CompactJSON(ok)
+	assert.NoError(t, err)
 }
