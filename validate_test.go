@@ -66,3 +66,28 @@ func TestTooDeepIsNamed(t *testing.T) {
 	_, err = ctxd.CompactJSON(ok)
 	assert.NoError(t, err)
 }
+
+// An object that names a member twice is refused, but not inside the
+// members named opaque (values are stored as sent).
+func TestCheckDuplicateMembers(t *testing.T) {
+	for doc, dup := range map[string]string{
+		`{"key":"a","value":1,"key":"b"}`:                     "key",
+		`{"ops":[{"op":"put","key":"a","op":"delete"}]}`:      "op",
+		`[{"op":"add","path":"/n","op":"remove"}]`:            "op",
+		`{"a":{"b":1,"b":2}}`:                                 "b",
+		`{"ops":[],"ops":[{"op":"put","key":"k","value":1}]}`: "ops",
+	} {
+		err := ctxd.CheckDuplicateMembers([]byte(doc), "value")
+		assert.ErrorIs(t, err, ctxd.ErrInvalid, doc)
+		assert.ErrorContains(t, err, `member "`+dup+`" is given twice`, doc)
+	}
+	for _, doc := range []string{
+		`{"key":"a","value":{"x":1,"x":2}}`, // a value as sent
+		`{"key":"a","value":[{"x":1,"x":2}],"who":"w"}`,
+		`[{"a":1},{"a":2}]`, // one each
+		`{"a":"a","b":"a"}`,
+		`not JSON`, // left to its decoder
+	} {
+		assert.NoError(t, ctxd.CheckDuplicateMembers([]byte(doc), "value"), doc)
+	}
+}

@@ -194,6 +194,9 @@ func decodeObject(body []byte, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("the body has data after the JSON object")
 	}
+	if err := ctxd.CheckDuplicateMembers(trimmed, "value"); err != nil {
+		return err
+	}
 	return nil
 }
 

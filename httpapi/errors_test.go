@@ -107,6 +107,8 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"txn lone surrogate in a key", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a\ud800","value":1}]}`, nil, 400, "bad_request"},
 		{"txn lone surrogate in who", http.MethodPost, "/v1/txn", `{"who":"\udfff","ops":[{"op":"put","key":"a","value":1}]}`, nil, 400, "bad_request"},
 		{"txn lone surrogate in a value", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":"\udc00"}]}`, nil, 400, "bad_request"},
+		{"txn key given twice in an op", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"d1","value":1,"key":"d2"}]}`, nil, 400, "bad_request"},
+		{"txn ops given twice", http.MethodPost, "/v1/txn", `{"ops":[],"ops":[{"op":"put","key":"d1","value":1}]}`, nil, 400, "bad_request"},
 		{"txn trailing data", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1}]} {}`, nil, 400, "bad_request"},
 		{"txn value over the store limit", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":"` + strings.Repeat("v", 100) + `"}]}`, nil, 413, "too_large"},
 		{"txn too many ops", http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1},{"op":"put","key":"b","value":1},{"op":"put","key":"c","value":1},{"op":"put","key":"d","value":1},{"op":"put","key":"e","value":1}]}`, nil, 413, "too_large"},
@@ -221,4 +223,11 @@ func TestWrongTypeNamesTheField(t *testing.T) {
 	r = e.do(http.MethodPost, "/ctx", `{"key":5,"value":1}`)
 	ce := requireErrorAnswer[ctxError](t, r, http.StatusBadRequest, ctxd.CodeBadRequest)
 	assert.Equal(t, `the body is not a valid JSON object: "key" must be a string, not a number`, ce.Error.Message)
+	// A member given twice: the last would have won, a key the client
+	// may not have meant.
+	rev := e.revision()
+	r = e.do(http.MethodPost, "/ctx", `{"key":"c1","value":1,"key":"c2"}`)
+	ce = requireErrorAnswer[ctxError](t, r, http.StatusBadRequest, ctxd.CodeBadRequest)
+	assert.Contains(t, ce.Error.Message, `member "key" is given twice`)
+	assert.Equal(t, rev, e.revision())
 }

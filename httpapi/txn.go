@@ -43,6 +43,9 @@ func decodeTxn(body []byte, defaultWho string) ([]ctxd.Write, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, badRequest("transaction body has data after the JSON object")
 	}
+	if err := ctxd.CheckDuplicateMembers(body, "value", "patch"); err != nil {
+		return nil, err
+	}
 	if len(tr.Ops) == 0 {
 		return nil, badRequest(`transaction has no ops: give "ops": [{"op":"put",...}]`)
 	}

@@ -33,6 +33,9 @@ func checkOps(doc []byte) ([]operation, error) {
 	if raw == nil { // null decodes without an error
 		return nil, ctxd.Invalidf("a JSON Patch is an array of operation objects, not null")
 	}
+	if err := ctxd.CheckDuplicateMembers(doc, "value"); err != nil {
+		return nil, err // {"op":"add","op":"remove"} removed
+	}
 	ops := make([]operation, len(raw))
 	str := func(i int, m map[string]json.RawMessage, name string, dst *string) (bool, error) {
 		v, ok := m[name]

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -55,6 +56,10 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 	}
 	if err != nil {
 		s.send(errorFrame(recoverID(data), ctxd.CodeBadRequest, "message is not a valid JSON object: "+ctxd.DecodeErrorMessage(err)))
+		return
+	}
+	if err := ctxd.CheckDuplicateMembers(data, "value", "patch"); err != nil {
+		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "message: "+strings.TrimPrefix(err.Error(), ctxd.ErrInvalid.Error()+": ")))
 		return
 	}
 	if !validID(m.ID) {

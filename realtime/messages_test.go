@@ -245,6 +245,11 @@ func TestBadMessages(t *testing.T) {
 	m0 := bad.Expect(ctxd.TypeError)
 	assert.Equal(t, `message is not a valid JSON object: unknown field "if_verison"`, m0.Message)
 	assert.JSONEq(t, `6`, string(m0.ID))
+	// A member given twice is refused: the last would have won.
+	bad.SendRaw([]byte(`{"type":"context_set","key":"k1","value":{"a":1,"a":2},"key":"k2","id":7}`))
+	m1 := bad.Expect(ctxd.TypeError)
+	assert.Equal(t, `message: member "key" is given twice in one object: give each once`, m1.Message)
+	assert.JSONEq(t, `7`, string(m1.ID))
 	// A field of the wrong type is named in the protocol's words, not Go's.
 	bad.SendRaw([]byte(`{"type":"context_set","key":"k","value":1,"if_version":"3","id":5}`))
 	m := bad.Expect(ctxd.TypeError)

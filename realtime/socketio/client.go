@@ -919,6 +919,9 @@ func (s *Server) contextSet(cl *client, arg json.RawMessage) any {
 	if err := json.Unmarshal(arg, &m); err != nil {
 		return cl.fail(ctxd.CodeBadRequest, "context_set: the data must be an object {key, value, who}: "+ctxd.DecodeErrorMessage(err))
 	}
+	if err := ctxd.CheckDuplicateMembers(arg, "value"); err != nil {
+		return cl.fail(ctxd.CodeBadRequest, "context_set: "+strings.TrimPrefix(err.Error(), ctxd.ErrInvalid.Error()+": "))
+	}
 	if m.NS == "" {
 		m.NS = cl.ns
 	}

@@ -135,6 +135,8 @@ func TestOversizeAndMalformedEvents(t *testing.T) {
 			refusedWithAck(c, 1, ctxd.CodeTooLarge, "more than websocket.max_message_bytes (4096)")
 			c.sendPacket(`422["context_set",{"key":"k","value":1,"if_version":"3"}]`)
 			refusedWithAck(c, 2, ctxd.CodeBadRequest, `"if_version" must be a whole number, 0 or more, not a string`)
+			c.sendPacket(`425["context_set",{"key":"a","value":1,"key":"b"}]`)
+			refusedWithAck(c, 5, ctxd.CodeBadRequest, `member "key" is given twice`)
 			c.sendPacket(`423"not an array"`)
 			refusedWithAck(c, 3, ctxd.CodeBadRequest, "an event is a JSON array [name, data]")
 			c.emit("client_register", map[string]any{"type": "agent", "name": "after"})
