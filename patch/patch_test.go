@@ -194,7 +194,7 @@ func TestBadPatchesAndLimits(t *testing.T) {
 		{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"move","path":"/b"}]`)},
 		{Type: ctxd.JSONPatch, Doc: raw(`[{"path":"/b"}]`)},
 		{Type: ctxd.JSONPatch, Doc: raw(`[1]`)},
-		{Type: ctxd.JSONPatch, Doc: raw(`null`)}, // decoded without an error: was a patch of no operation
+		{Type: ctxd.JSONPatch, Doc: raw(`null`)},                                     // decoded without an error: was a patch of no operation
 		{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"add","op":"remove","path":"/a"}]`)}, // the last op won
 		{Type: ctxd.MergePatch, Doc: raw(`{"a":`)},
 		{Type: "application/json", Doc: raw(`{}`)},
