@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -148,6 +149,10 @@ var _ store.Backend = (*Store)(nil)
 
 // Open connects to etcd and starts the instance's watch on the prefix.
 // It fails when etcd does not answer within the dial timeout.
+// reconnectMaxDelay bounds the wait between two attempts to reach an etcd
+// member that could not be reached.
+const reconnectMaxDelay = 2 * time.Second
+
 func Open(opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	if len(opts.Endpoints) == 0 {
@@ -171,7 +176,18 @@ func Open(opts Options) (*Store, error) {
 		// timing out on it for as long as it is away (TestClusterPausedProcesses).
 		DialKeepAliveTime:    keepAliveTime,
 		DialKeepAliveTimeout: opts.RequestTimeout,
-		DialOptions:          []grpc.DialOption{grpc.WithChainUnaryInterceptor(requireLeader(len(opts.Endpoints)))},
+		DialOptions: []grpc.DialOption{
+			grpc.WithChainUnaryInterceptor(requireLeader(len(opts.Endpoints))),
+			// gRPC's reconnect backoff grows to 120 s: after a 2-minute
+			// outage of etcd an instance stayed unready about 80 s more.
+			// Bounded, a member that comes back is found within
+			// reconnectMaxDelay (the cost: a dial that often while it is
+			// down).
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMaxDelay},
+				MinConnectTimeout: opts.DialTimeout,
+			}),
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connect to %v: %w%s", opts.Endpoints, err, connectHint(opts, err))

@@ -38,6 +38,8 @@ type Server struct {
 	e        *embed.Etcd
 	dir      string
 	options  []func(*embed.Config)
+	// client and peer are the URLs of a server Stop stopped.
+	client, peer url.URL
 }
 
 // MaxTxnOps is the etcd server's --max-txn-ops here: ctxd's own limit on
@@ -119,10 +121,21 @@ func WithClientTLS(caFile, certFile, keyFile string) func(*embed.Config) {
 // same data and ports: a real restart, which clients connected to
 // Endpoint ride through by reconnecting.
 func (s *Server) Restart() error {
-	client := url.URL{Scheme: "http", Host: s.e.Clients[0].Addr().String()}
-	peer := url.URL{Scheme: "http", Host: s.e.Peers[0].Listener.Addr().String()}
+	s.Stop()
+	return s.Start()
+}
+
+// Stop stops the server, keeping its data and its ports for Start: an
+// outage, which lasts until Start.
+func (s *Server) Stop() {
+	s.client = url.URL{Scheme: "http", Host: s.e.Clients[0].Addr().String()}
+	s.peer = url.URL{Scheme: "http", Host: s.e.Peers[0].Listener.Addr().String()}
 	s.e.Close()
-	restarted, err := start(s.dir, client, peer, s.options...)
+}
+
+// Start starts the server Stop stopped, on its data and ports.
+func (s *Server) Start() error {
+	restarted, err := start(s.dir, s.client, s.peer, s.options...)
 	if err != nil {
 		return err
 	}
