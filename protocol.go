@@ -59,6 +59,11 @@ const HeaderDraining = "X-Ctxd-Draining"
 func DecodeErrorMessage(err error) string {
 	var te *json.UnmarshalTypeError
 	if !errors.As(err, &te) {
+		if strings.Contains(err.Error(), "exceeded max depth") {
+			// The document's own levels count: a value inside it has
+			// fewer left than a value sent alone (PUT).
+			return "arrays and objects nest more than 10000 deep (encoding/json's limit, counting the request document's own levels)"
+		}
 		return strings.TrimPrefix(err.Error(), "json: ") // json: unknown field "x"
 	}
 	var want string

@@ -2,6 +2,7 @@ package ctxd
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -24,6 +25,7 @@ func TestDecodeErrorMessage(t *testing.T) {
 		`{"nested":{"flag":"yes"}}`: `"nested.flag" must be true or false, not a string`,
 		`[1]`:                       `must be an object, not an array`,
 		`{"key":`:                   `unexpected end of JSON input`,
+		`{"nested":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`: "arrays and objects nest more than 10000 deep (encoding/json's limit, counting the request document's own levels)",
 	} {
 		assert.Equal(t, want, DecodeErrorMessage(json.Unmarshal([]byte(in), &m)), in)
 	}

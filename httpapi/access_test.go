@@ -372,10 +372,13 @@ func TestAccessCountsOnlyWhatTheTokenReads(t *testing.T) {
 	var st ctxd.ServerStatus
 	require.Equal(t, http.StatusOK, get(tokLimited, "/v1/status", &st))
 	assert.Equal(t, [2]any{uint64(2), 1}, [2]any{st.Keys, st.Namespaces})
+	assert.Nil(t, st.ReadCache, "the read cache counts others' keys")
 	require.Equal(t, http.StatusOK, get(tokOther, "/v1/status", &st))
 	assert.Equal(t, [2]any{uint64(1), 1}, [2]any{st.Keys, st.Namespaces})
+	st = ctxd.ServerStatus{}
 	require.Equal(t, http.StatusOK, get(tokRead, "/v1/status", &st))
 	assert.Equal(t, [2]any{uint64(4), 3}, [2]any{st.Keys, st.Namespaces}, "as GET /v1/ns lists them")
+	assert.NotNil(t, st.ReadCache, "a token that reads everything sees the cache")
 
 	var cs struct{ Keys uint64 }
 	require.Equal(t, http.StatusOK, get(tokLimited, "/ctx/status", &cs))

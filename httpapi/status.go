@@ -40,6 +40,9 @@ func (s *Server) status(c echo.Context) error {
 		for _, n := range nss {
 			st.Keys += n.Keys
 		}
+		// The read cache counts every key of the prefix (etcd) or every
+		// key read (bolt): not a limited token's to see.
+		st.ReadCache = nil
 	}
 	alarm, alarmMessage := ctxd.AlarmNone, ""
 	if st.QuotaAlarm != "" {

@@ -231,7 +231,11 @@ func (s *Server) handleMessage(c *conn, p string) {
 			return
 		}
 		var args []json.RawMessage
-		if err := json.Unmarshal([]byte(data), &args); err != nil || len(args) == 0 {
+		if err := json.Unmarshal([]byte(data), &args); err != nil {
+			refuse("an event is a JSON array [name, data]: " + ctxd.DecodeErrorMessage(err))
+			return
+		}
+		if len(args) == 0 {
 			refuse("an event is a JSON array [name, data]")
 			return
 		}
