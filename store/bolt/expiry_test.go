@@ -2,7 +2,7 @@ package bolt_test
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,19 +13,6 @@ import (
 	"github.com/framework0/ctxd/store/bolt"
 )
 
-// manualClock is a clock the test moves.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *manualClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // A write that meets a key whose deadline has passed, before the expirer
 // deleted it, meets it gone: the key is expired first (who ctxd:ttl, its
 // own revision), then the write applies. A patch in that window made the
@@ -33,8 +20,9 @@ func (c *manualClock) Advance(d time.Duration) {
 // clock jumps past the deadline, so the expirer sleeps on the old
 // deadline and every write below lands in the window.
 func TestWritesInTheExpiryWindowMeetTheKeyGone(t *testing.T) {
-	clock := &manualClock{t: time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)}
-	s := openStore(t, bolt.Options{Now: clock.Now})
+	start := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	var moved atomic.Int64 // what the test moved the store's clock by
+	s := openStore(t, bolt.Options{Now: func() time.Time { return start.Add(time.Duration(moved.Load())) }})
 	ctx := context.Background()
 	put := func(key string) ctxd.Record {
 		res, err := s.Txn(ctx, []ctxd.Write{{Namespace: "ns", Key: key, Op: ctxd.OpPut, Value: []byte(`{"a":1}`), TTL: time.Hour, Who: "test"}})
@@ -44,7 +32,7 @@ func TestWritesInTheExpiryWindowMeetTheKeyGone(t *testing.T) {
 	for _, k := range []string{"patched", "txn-patched", "kept-alive", "expected", "put", "deleted"} {
 		put(k)
 	}
-	clock.Advance(time.Hour + time.Second)
+	moved.Add(int64(time.Hour + time.Second))
 
 	_, err := s.Patch(ctx, "ns", "patched", ctxd.Patch{Type: ctxd.MergePatch, Doc: []byte(`{"b":2}`)}, nil, "test")
 	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a patch after the deadline")
