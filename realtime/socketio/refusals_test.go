@@ -24,6 +24,16 @@ func TestJSONPAndBinaryRefused(t *testing.T) {
 		testkit.NewRequest(t, http.MethodGet, srv.URL+"/socket.io/?EIO=4&transport=polling&j=0", ""))
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 
+	// A WebSocket handshake the upgrader refuses: Engine.IO's JSON, not
+	// gorilla's plain text.
+	req := testkit.NewRequest(t, http.MethodGet, srv.URL+"/socket.io/?EIO=4&transport=websocket", "")
+	req.Header = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"99"},
+		"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
+	resp, body := testkit.Send(t, http.DefaultClient, req)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	assert.Contains(t, string(body), `"code":3`)
+
 	c := dial(t, srv, sioOpts{websocket: true})
 	connected(t, c, nil)
 	c.sendPacket(`451-["context_set",{"_placeholder":true,"num":0}]`)

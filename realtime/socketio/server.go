@@ -157,6 +157,12 @@ func New(st store.Backend, opts Options, log zerolog.Logger) *Server {
 		// ServeHTTP has already applied OriginAllowed to every request,
 		// the upgrade included: the upgrader does not check it again.
 		CheckOrigin: func(*http.Request) bool { return true },
+		// A handshake the upgrader refuses (a WebSocket version other
+		// than 13, no key) is answered in Engine.IO's JSON, as every
+		// other refusal, not in gorilla's plain text.
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			engineError(w, status, errBadRequest, reason.Error())
+		},
 	}
 	return s
 }
