@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -53,7 +54,7 @@ func (m *requestMetrics) observe(c echo.Context, took time.Duration) {
 	if route == "" {
 		route = "unmatched"
 	}
-	key := seriesKey{route: route, method: c.Request().Method, code: c.Response().Status}
+	key := seriesKey{route: route, method: methodLabel(c.Request().Method), code: c.Response().Status}
 	v, ok := m.series.Load(key)
 	if !ok {
 		v, _ = m.series.LoadOrStore(key, &series{
@@ -64,6 +65,19 @@ func (m *requestMetrics) observe(c echo.Context, took time.Duration) {
 	ser := v.(*series)
 	ser.requests.Inc()
 	ser.latency.Observe(took.Seconds())
+}
+
+// methodLabel is a request method as a metric label: a method HTTP
+// defines, else "other". Any client may send any token as its method
+// (no route takes it): each would be a new series of the counter and the
+// histogram, without bound.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 // metricsHandler serves GET /metrics from gatherer.

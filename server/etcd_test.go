@@ -48,6 +48,7 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 	assert.Contains(t, string(body), `"value":{"on":true}`)
 	resp, _ = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/readyz", ""))
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, 1.0, testkit.Scrape(t, srv.URL)["ctxd_store_up"])
 
 	e.Close()
 	stopped = true
@@ -64,6 +65,12 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 		resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/readyz", ""))
 		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "is unreachable (connection")
 	}, "/readyz answers 503 from the connection's state")
+	// The store's gauges are absent from the scrape: ctxd_store_up says
+	// why, rather than leave alerts to notice an absence.
+	m := testkit.Scrape(t, srv.URL)
+	assert.Equal(t, 0.0, m["ctxd_store_up"])
+	assert.Contains(t, m, "ctxd_store_up")
+	assert.NotContains(t, m, "ctxd_store_revision")
 }
 
 // Expiring keys on store.backend etcd, over HTTP: a put with ?ttl= shows

@@ -95,6 +95,7 @@ type storeCollector struct {
 }
 
 var (
+	descUp         = prometheus.NewDesc("ctxd_store_up", "1 while the store answers its status; 0 while it does not (etcd unreachable, a restore swapping the database): the store's other gauges are then absent from the scrape.", nil, nil)
 	descRevision   = prometheus.NewDesc("ctxd_store_revision", "Current revision.", nil, nil)
 	descCompacted  = prometheus.NewDesc("ctxd_store_compacted_revision", "History below this revision is compacted.", nil, nil)
 	descKeys       = prometheus.NewDesc("ctxd_store_keys", "Live keys, all namespaces.", nil, nil)
@@ -139,7 +140,7 @@ var (
 var readCacheStates = []string{ctxd.ReadCacheOff, ctxd.ReadCacheFilling, ctxd.ReadCacheReady, ctxd.ReadCacheDisabled}
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	describe(ch, descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
+	describe(ch, descUp, descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
 		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descApplies, descApplied, descApplyTime,
 		descPageWrite, descPending, descCompactRun, descCompacted2, descExamined, descDefrags, descDefragWait, descSnapshots,
 		descQuota, descUsed, descExceeded, descRefused, descCacheState, descCacheKeys, descCacheBytes, descCacheMax,
@@ -148,7 +149,13 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge, counter := senders(ch)
-	if st, err := c.st.Status(); err == nil {
+	st, err := c.st.Status()
+	up := 0.0
+	if err == nil {
+		up = 1
+	}
+	gauge(descUp, up) // always: an alert on the others' absence is too easy to get wrong
+	if err == nil {
 		gauge(descRevision, float64(st.Revision))
 		gauge(descCompacted, float64(st.CompactedRevision))
 		gauge(descKeys, float64(st.Keys))

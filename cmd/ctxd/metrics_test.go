@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,7 +33,22 @@ func TestMetrics(t *testing.T) {
 	_, err = cl.CreateSnapshot(ctx)
 	require.NoError(t, err)
 
+	// A method HTTP does not define is "other": a client could add
+	// series without bound otherwise.
+	for _, method := range []string{"FOO1", "BAR2"} {
+		req, err := http.NewRequest(method, srv.URL+"/v1/status", nil)
+		require.NoError(t, err)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+	}
+
 	m := testkit.Scrape(t, srv.URL)
+	assert.Equal(t, 1.0, m["ctxd_store_up"])
+	assert.Equal(t, 2.0, m[`ctxd_http_requests_total{code="405",method="other",route="/v1/status"}`])
+	for name := range m {
+		assert.NotContains(t, name, "FOO1", "a method no one defines is not a label value")
+	}
 	assert.Equal(t, 5.0, m[`ctxd_http_requests_total{code="200",method="PUT",route="/v1/ns/:ns/keys/*"}`])
 	assert.Equal(t, 1.0, m[`ctxd_http_requests_total{code="404",method="GET",route="/v1/ns/:ns/keys/*"}`])
 	assert.Equal(t, 5.0, m[`ctxd_http_request_duration_seconds_count{method="PUT",route="/v1/ns/:ns/keys/*"}`])
