@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
 
@@ -168,7 +169,15 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		Access: access, CORSOrigins: cfg.HTTP.CORSOrigins, RateLimit: cfg.HTTP.RateLimit, RateBurst: cfg.HTTP.RateBurst,
 	}, log)
 	api.Echo().GET("/v1/watch", hub.Serve)
-	api.Echo().GET("/socket.io/", echo.WrapHandler(sio))
+	api.Echo().GET("/socket.io/", func(c echo.Context) error {
+		sio.ServeHTTP(c.Response(), c.Request())
+		if !c.Response().Committed && websocket.IsWebSocketUpgrade(c.Request()) {
+			// Upgraded (a refusal writes its status): the access log
+			// and the metrics show 101, as for /v1/watch.
+			c.Response().Status = http.StatusSwitchingProtocols
+		}
+		return nil
+	})
 	api.Echo().POST("/socket.io/", echo.WrapHandler(sio))
 	if cfg.HTTP.Pprof {
 		api.Echo().Any("/debug/pprof/*", echo.WrapHandler(pprofHandler())) // pprof.go

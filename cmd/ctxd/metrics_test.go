@@ -101,9 +101,10 @@ func TestMetricsSocketIO(t *testing.T) {
 	require.Equal(t, 0.0, m[`ctxd_ws_clients{protocol="socketio"}`])
 
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/socket.io/?EIO=4&transport=websocket"
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	ws, resp, err := websocket.DefaultDialer.Dial(url, nil)
 	require.NoError(t, err)
 	defer ws.Close()
+	assert.NotEmpty(t, resp.Header.Get("X-Request-Id"), "the 101 carries the request's id, as every answer")
 	read := func() string {
 		t.Helper()
 		require.NoError(t, ws.SetReadDeadline(time.Now().Add(10*time.Second)))
@@ -129,4 +130,7 @@ func TestMetricsSocketIO(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return testkit.Scrape(t, srv.URL)[`ctxd_ws_clients{protocol="socketio"}`] == 0
 	}, 10*time.Second, 20*time.Millisecond, "the client is no longer counted after it disconnects")
+	testkit.Eventually(t, func() bool {
+		return testkit.Scrape(t, srv.URL)[`ctxd_http_requests_total{code="101",method="GET",route="/socket.io/"}`] == 1
+	}, "the upgraded request is counted (and logged) as 101, not 200")
 }

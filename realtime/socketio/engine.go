@@ -298,7 +298,8 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, transport string) 
 		c.poll(w, r)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(batchWriter{w, &s.socketWrites}, r, nil)
+	// The headers set so far (the request's X-Request-Id) go with the 101.
+	ws, err := s.upgrader.Upgrade(batchWriter{w, &s.socketWrites}, r, w.Header())
 	if err != nil {
 		c.close("websocket upgrade failed")
 		return
@@ -441,7 +442,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *conn) {
 		engineError(w, http.StatusBadRequest, errBadRequest, "Bad request: already upgraded")
 		return
 	}
-	ws, err := s.upgrader.Upgrade(batchWriter{w, &s.socketWrites}, r, nil)
+	ws, err := s.upgrader.Upgrade(batchWriter{w, &s.socketWrites}, r, w.Header())
 	if err != nil {
 		return // answered by the upgrader
 	}
