@@ -120,7 +120,7 @@ var (
 	descSnapshots  = prometheus.NewDesc("ctxd_snapshots_stored", "Snapshots kept in the snapshots folder.", nil, nil)
 	descQuota      = prometheus.NewDesc("ctxd_storage_quota_bytes", "The storage quota, storage.quota_bytes (0: none).", nil, nil)
 	descUsed       = prometheus.NewDesc("ctxd_storage_used_bytes", "Bytes counted against the storage quota: the database file's bytes in use plus acknowledged writes not yet in it.", nil, nil)
-	descExceeded   = prometheus.NewDesc("ctxd_storage_quota_exceeded", "1 while the storage quota is reached: writes that add data answer 507 insufficient_storage.", nil, nil)
+	descExceeded   = prometheus.NewDesc("ctxd_storage_quota_exceeded", "1 since a write that adds data was refused for the storage quota (507 insufficient_storage), until the bytes in use fall back: smaller writes may still fit.", nil, nil)
 	descRefused    = prometheus.NewDesc("ctxd_storage_quota_refused_writes_total", "Writes refused with 507 insufficient_storage by the storage quota.", nil, nil)
 
 	// The etcd instance's read cache (absent on bolt).

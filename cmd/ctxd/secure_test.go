@@ -320,6 +320,13 @@ func TestServeWarnsOfUnknownEnv(t *testing.T) {
 	assert.Contains(t, r.stderr, `"config: http.rate_burst ignored: http.rate_limit is 0 (off)"`)
 	assert.NotContains(t, r.stderr, "CTXD_TOKEN")
 	assert.NotContains(t, r.stderr, "CTXD_SERVER")
+
+	// The console format colours only a terminal: here a pipe.
+	r = cli(t, []string{"CTXD_LOG_FORMAT=console", "CTXD_HTTP_RATE_BURST=9"}, "",
+		"serve", "--addr", busy.Addr().String(), "--data", filepath.Join(t.TempDir(), "data"))
+	assert.Equal(t, 1, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "config: http.rate_burst ignored")
+	assert.NotContains(t, r.stderr, "\x1b[", "no colour escapes in a file or a pipe")
 }
 
 // ctxd token new --append builds a tokens file the server loads; the

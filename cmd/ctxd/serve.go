@@ -104,10 +104,22 @@ func newLogger(w io.Writer, cfg configs.Log) (zerolog.Logger, *asynclog.Writer) 
 	}})
 	out := io.Writer(logw)
 	if cfg.Format == "console" {
-		out = zerolog.ConsoleWriter{Out: logw, TimeFormat: time.RFC3339}
+		// Colours only on a terminal: in a file or the journal they are
+		// escape sequences on every line.
+		out = zerolog.ConsoleWriter{Out: logw, TimeFormat: time.RFC3339, NoColor: !isTerminal(w)}
 	}
 	log = zerolog.New(out).Level(level).With().Timestamp().Logger()
 	return log, logw
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // serve runs the server described by cfg until ctx is canceled or the

@@ -806,7 +806,7 @@ func (cl *client) lagged(rev uint64) {
 	}
 	cl.feedMu.Unlock()
 	s.lagged.Add(1)
-	s.log.Info().Str("client_id", cl.id).Uint64("from_rev", from).Int("from_index", index).Uint64("rev", rev).Msg("Socket.IO client lagged: disconnected")
+	s.log.Warn().Str("client_id", cl.id).Uint64("from_rev", from).Int("from_index", index).Uint64("rev", rev).Msg("Socket.IO client lagged: disconnected")
 	resume := "from_rev=" + strconv.FormatUint(from, 10)
 	if index > 0 {
 		resume += " and from_index=" + strconv.Itoa(index)

@@ -203,6 +203,8 @@ func TestResumeFromRevAndLagged(t *testing.T) {
 	}
 	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Lagged() == 1 })
 	assert.GreaterOrEqual(t, time.Since(wrote), grace, "cut before its grace ran out")
+	assert.Regexp(t, `"level":"warn".*Socket.IO client lagged: disconnected`, srv.Logs.String(),
+		"a warning, as /v1/watch's: log.level warn must not hide it")
 	updates, from := slow.untilLagged()
 	var got []uint64
 	for _, u := range updates {
