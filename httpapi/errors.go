@@ -250,6 +250,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 			Str("path", c.Request().URL.EscapedPath()).
 			Msg("request failed")
 	}
+	// The access log names what went wrong: the code, and for a 5xx
+	// (etcd unreachable, an outcome unknown) the message too.
+	c.Set(errorCodeKey, ae.code)
+	if ae.status >= http.StatusInternalServerError {
+		c.Set(errorMessageKey, ae.message)
+	}
 	if res.Committed {
 		return
 	}
@@ -264,6 +270,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Debug().Err(err).Msg("write error response")
 	}
 }
+
+// The keys under which handleError leaves, for the access log, the code
+// and (5xx) the message of the error it answered.
+const (
+	errorCodeKey    = "ctxd.error_code"
+	errorMessageKey = "ctxd.error_message"
+)
 
 // statusCode derives a snake_case error code from an HTTP status text, for
 // the statuses the table does not name ("Too Many Requests" ->

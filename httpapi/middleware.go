@@ -147,8 +147,14 @@ func (s *Server) logAccess(c echo.Context, id string, took time.Duration) {
 		Str("request_id", id).
 		Int64("bytes_in", req.ContentLength).
 		Int64("bytes", res.Size).
-		Str("remote", req.RemoteAddr).
-		Msg("request")
+		Str("remote", req.RemoteAddr)
+	if code, ok := c.Get(errorCodeKey).(string); ok {
+		ev.Str("error", code)
+	}
+	if msg, ok := c.Get(errorMessageKey).(string); ok {
+		ev.Str("error_message", msg)
+	}
+	ev.Msg("request")
 }
 
 // loggedPath is the request's path as the client sent it: the request

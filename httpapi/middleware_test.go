@@ -87,6 +87,9 @@ func TestAccessLog(t *testing.T) {
 	require.NotNil(t, nf)
 	assert.EqualValues(t, 404, nf["status"], "the status logged is the one sent for errors")
 	assert.Greater(t, nf["bytes"], float64(10))
+	assert.Equal(t, "not_found", nf["error"], "the error's code")
+	assert.NotContains(t, nf, "error_message", "a 4xx's message is the client's to read")
+	assert.NotContains(t, put, "error")
 }
 
 // TestAppendMillis: the access log's latency_ms is written as zerolog's

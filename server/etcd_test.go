@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,6 +60,10 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 	resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/app", `2`))
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	assert.Contains(t, string(body), `"code":"unavailable"`, "a write etcd never received is unavailable, not outcome_unknown")
+	testkit.Eventually(t, func() bool {
+		return strings.Contains(srv.Logs.String(), `"status":503,`) &&
+			regexp.MustCompile(`"method":"PUT".*"status":503.*"error":"unavailable","error_message":"unavailable: `).MatchString(srv.Logs.String())
+	}, "the 503's access log line says why")
 	// /readyz as well says so at once while the client has no connection,
 	// rather than after the request timeout.
 	testkit.Eventually(t, func() bool {
