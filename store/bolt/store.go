@@ -111,6 +111,11 @@ type Store struct {
 		defrags                    atomic.Uint64
 		defragPauseNanos           atomic.Int64
 		quotaRefused               atomic.Uint64
+		// What the database files closed so far (a defrag or a restore
+		// swaps the file) had written: bbolt's own counters start again
+		// with each file, Prometheus counters must not.
+		closedPageWrites atomic.Uint64
+		closedWriteNanos atomic.Int64
 	}
 	onCommit func(store.CommitInfo)
 	recovery Recovery
@@ -638,8 +643,17 @@ func (s *Store) Stats() store.Stats {
 	}
 	s.dbMu.RLock()
 	dbStats := s.db.Stats()
-	ws.DiskWrite = dbStats.TxStats.GetWriteTime()
-	ws.PageWrites = uint64(dbStats.TxStats.GetWrite())
+	ws.DiskWrite = dbStats.TxStats.GetWriteTime() + time.Duration(s.stats.closedWriteNanos.Load())
+	ws.PageWrites = uint64(dbStats.TxStats.GetWrite()) + s.stats.closedPageWrites.Load()
 	s.dbMu.RUnlock()
 	return ws
+}
+
+// closeFile closes the database file the store is swapping for another,
+// keeping what bbolt counted on it (Stats).
+func (s *Store) closeFile() error {
+	st := s.db.Stats()
+	s.stats.closedPageWrites.Add(uint64(st.TxStats.GetWrite()))
+	s.stats.closedWriteNanos.Add(int64(st.TxStats.GetWriteTime()))
+	return s.db.Close()
 }

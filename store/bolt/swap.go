@@ -58,7 +58,7 @@ func (s *Store) replaceFile(next, backup string, kind swapKind) error {
 	// has forgotten the old one.
 	s.cache.hold()
 	defer s.cache.release()
-	if err := s.db.Close(); err != nil {
+	if err := s.closeFile(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
 	if backup == s.path+suffixBackup {
