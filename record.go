@@ -230,7 +230,8 @@ type ReadCacheStatus struct {
 	Keys     int64 `json:"keys"`
 	Bytes    int64 `json:"bytes"`
 	MaxBytes int64 `json:"max_bytes"`
-	// FillKeys is how many keys the fill in progress has read so far.
+	// FillKeys is how many keys the fill in progress has read so far;
+	// once it is done, how many the last fill read.
 	FillKeys int64 `json:"fill_keys"`
 	// Fills counts the completed fills; LastFillSeconds is how long the
 	// last one took.
