@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"sync"
 	"strings"
 	"testing"
 	"time"
@@ -363,4 +364,38 @@ func TestEtcdDumpAtAPastRevision(t *testing.T) {
 		before = append(before, h.Key+":"+string(h.Before)+"->"+string(h.After))
 	}
 	assert.Equal(t, []string{`a:null->"a1"`, `b:null->"b1"`, `a:"a1"->"a2"`, `b:"b1"->"b2"`, `c:null->1`}, before)
+}
+
+// On etcd the writer's metrics count what they say: ctxd_store_writes_total
+// every request (a group of concurrent writes is one etcd transaction of
+// several), and each committed transaction in ctxd_store_commits_total,
+// ctxd_store_writes_per_commit and ctxd_store_commit_duration_seconds
+// (both stayed empty on etcd; writes counted transactions).
+func TestEtcdWriterMetrics(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Store.Backend = configs.BackendEtcd
+		c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
+		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
+	}))
+	before := testkit.Scrape(t, srv.URL)
+	const puts = 40
+	var wg sync.WaitGroup
+	for i := range puts {
+		wg.Go(func() {
+			resp, body := testkit.Send(t, http.DefaultClient, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/k"+strconv.Itoa(i), `1`))
+			assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		})
+	}
+	wg.Wait()
+	m := testkit.Scrape(t, srv.URL)
+	delta := func(name string) float64 { return m[name] - before[name] }
+	assert.Equal(t, float64(puts), delta("ctxd_store_writes_total"), "every request")
+	assert.Equal(t, float64(puts), delta("ctxd_store_changes_total"))
+	assert.Equal(t, float64(puts), delta("ctxd_store_writes_per_commit_sum"), "the requests of each commit add up")
+	commits := delta("ctxd_store_commits_total")
+	assert.Positive(t, commits)
+	assert.LessOrEqual(t, commits, float64(puts))
+	assert.Equal(t, commits, delta("ctxd_store_writes_per_commit_count"))
+	assert.Equal(t, commits, delta("ctxd_store_commit_duration_seconds_count"))
+	assert.Positive(t, delta("ctxd_store_commit_duration_seconds_sum"))
 }

@@ -29,12 +29,12 @@ func newMetrics() *metrics {
 		reg: prometheus.NewRegistry(),
 		commitSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ctxd_store_writes_per_commit",
-			Help:    "Requests grouped into one fsynced commit by the writer.",
+			Help:    "Requests grouped into one durable commit by the writer (bolt: one write-ahead log append and fdatasync; etcd: one transaction).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
 		}),
 		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ctxd_store_commit_duration_seconds",
-			Help:    "Duration of one commit of the writer: its group's append to the write-ahead log and the fdatasync, from the group's start to its answers.",
+			Help:    "Duration of one commit of the writer (bolt: its group's append to the write-ahead log and the fdatasync, from the group's start to its answers; etcd: the transaction's round trip).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}),
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -103,9 +103,9 @@ var (
 	descFileSize   = prometheus.NewDesc("ctxd_store_file_size_bytes", "Size of the database file.", nil, nil)
 	descInUse      = prometheus.NewDesc("ctxd_store_in_use_bytes", "Bytes of the database file holding data.", nil, nil)
 	descFreePages  = prometheus.NewDesc("ctxd_store_free_pages", "Free pages in the database file (a defrag gives them back).", nil, nil)
-	descCommits    = prometheus.NewDesc("ctxd_store_commits_total", "Durable commits of the writer (write-ahead log appends, one fdatasync each).", nil, nil)
-	descWrites     = prometheus.NewDesc("ctxd_store_writes_total", "Write requests answered by the writer.", nil, nil)
-	descChanges    = prometheus.NewDesc("ctxd_store_changes_total", "Revisions written.", nil, nil)
+	descCommits    = prometheus.NewDesc("ctxd_store_commits_total", "Durable commits of the writer (bolt: write-ahead log appends, one fdatasync each; etcd: transactions that committed).", nil, nil)
+	descWrites     = prometheus.NewDesc("ctxd_store_writes_total", "Write requests (and keepalives) the writer committed or refused.", nil, nil)
+	descChanges    = prometheus.NewDesc("ctxd_store_changes_total", "Changes written (bolt: one revision each; etcd: the changes of one transaction share its revision).", nil, nil)
 	descDiskWrite  = prometheus.NewDesc("ctxd_store_fsync_write_seconds_total", "Time bbolt spent writing and fsyncing pages: the committer's applies, off the acknowledgement path.", nil, nil)
 	descApplies    = prometheus.NewDesc("ctxd_store_applies_total", "Transactions in which acknowledged writes were applied to the database file.", nil, nil)
 	descApplied    = prometheus.NewDesc("ctxd_store_applied_changes_total", "Changes applied to the database file after their acknowledgement.", nil, nil)

@@ -211,7 +211,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 // (ctxd perf's measurements); the recovery is bbolt's (none on etcd).
 func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), tune func(*bolt.Options), log zerolog.Logger) (store.Backend, bolt.Recovery, error) {
 	if cfg.Store.Backend == configs.BackendEtcd {
-		st, err := openEtcd(cfg, log)
+		st, err := openEtcd(cfg, onCommit, log)
 		return st, bolt.Recovery{}, err
 	}
 	if err := fsutil.MkdirAll(cfg.DataDir, 0o750); err != nil {
@@ -390,8 +390,8 @@ func (w logWriter) Write(p []byte) (int, error) {
 }
 
 // openEtcd connects to the etcd cluster of cfg.Etcd.
-func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
-	st, err := OpenEtcd(cfg)
+func openEtcd(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.Logger) (store.Backend, error) {
+	st, err := openEtcdWith(cfg, onCommit)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +415,10 @@ func openEtcd(cfg configs.Config, log zerolog.Logger) (store.Backend, error) {
 // OpenEtcd opens the etcd backend of cfg.Etcd as `ctxd serve` opens it
 // (endpoints, prefix, TLS, user, timeouts, limits): also for the commands
 // that work on an etcd prefix without serving it (ctxd restore).
-func OpenEtcd(cfg configs.Config) (*etcd.Store, error) {
+func OpenEtcd(cfg configs.Config) (*etcd.Store, error) { return openEtcdWith(cfg, nil) }
+
+// openEtcdWith is OpenEtcd, with onCommit told of each commit (metrics).
+func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo)) (*etcd.Store, error) {
 	e := cfg.Etcd
 	var tlsConfig *tls.Config
 	if e.CAFile != "" || e.CertFile != "" {
@@ -427,7 +430,7 @@ func OpenEtcd(cfg configs.Config) (*etcd.Store, error) {
 	return etcd.Open(etcd.Options{
 		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password.Reveal(),
 		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
-		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes,
+		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes, OnCommit: onCommit,
 	})
 }
 

@@ -403,7 +403,7 @@ func (s *Store) commitGroup(all []*groupWrite) (again []*groupWrite) {
 	defer cancel()
 	started := time.Now()
 	resp, err := s.cli.Txn(ctx).If(t.cmps...).Then(t.ops...).Else(t.elseGets...).Commit()
-	s.stats.requests.Add(1)
+	s.stats.requests.Add(uint64(len(group) + len(renewals))) // each client request it carries
 	answerAll := func(err error) {
 		for _, p := range group {
 			p.finish(ctxd.Record{}, err)
@@ -457,9 +457,7 @@ func (s *Store) commitGroup(all []*groupWrite) (again []*groupWrite) {
 		return again
 	default:
 		rev := uint64(resp.Header.Revision)
-		if len(writes) > 0 {
-			s.stats.committed(len(writes), started)
-		}
+		s.committed(len(group)+len(renewals), len(writes), started)
 		for i, rec := range s.records(writes, t, resp, rev, now) {
 			group[i].finish(rec, nil)
 		}

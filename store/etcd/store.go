@@ -42,6 +42,10 @@ type Options struct {
 	Limits                      ctxd.Limits
 	// Now returns the time recorded on changes (default time.Now).
 	Now func() time.Time
+	// OnCommit, when set, is told of each etcd transaction that
+	// committed writes (or keepalives): the requests it carried, the
+	// changes it made, how long it took. It must be quick (metrics).
+	OnCommit func(store.CommitInfo)
 	// RingChanges and RingBytes bound the recent changes the instance
 	// keeps in memory for the change feed (default 8192 changes and
 	// 64 MiB: a prefix of large values keeps fewer; older positions are
@@ -498,10 +502,17 @@ type stats struct {
 
 // committed counts a transaction of changes writes, sent at started,
 // that etcd applied.
-func (st *stats) committed(changes int, started time.Time) {
-	st.commits.Add(1)
-	st.changes.Add(uint64(changes))
-	st.commit.Add(int64(time.Since(started)))
+// committed counts an etcd transaction, begun at started, that
+// committed the writes (or keepalives) of requests requests, which made
+// changes changes, and tells Options.OnCommit.
+func (s *Store) committed(requests, changes int, started time.Time) {
+	took := time.Since(started)
+	s.stats.commits.Add(1)
+	s.stats.changes.Add(uint64(changes))
+	s.stats.commit.Add(int64(took))
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(store.CommitInfo{Requests: requests, Changes: changes, Duration: took})
+	}
 }
 
 func (st *stats) get() store.Stats {

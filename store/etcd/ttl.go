@@ -264,6 +264,7 @@ again:
 		}
 	}
 	cmp, op := renewalOps(gen, ns, key, d, modRev)
+	started := time.Now()
 	put, err := s.cli.Txn(ctx).If(cmp, s.genCompare(gen)).Then(op).
 		Else(clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly())).Commit()
 	s.stats.requests.Add(1)
@@ -283,6 +284,7 @@ again:
 		}
 		return time.Time{}, false, false, nil
 	}
+	s.committed(1, 0, started)
 	return d.at, true, false, nil
 }
 

@@ -286,7 +286,7 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 		return ctxd.TxnResult{}, failedCheck(writes, seen, t, resp.Responses)
 	}
 	rev := uint64(resp.Header.Revision)
-	s.stats.committed(len(writes), started)
+	s.committed(1, len(writes), started)
 	res := ctxd.TxnResult{Revision: rev, Records: s.records(writes, t, resp, rev, now)}
 	// The write is committed: waiting for the watch is for read-your-writes
 	// on the feed, within the request timeout (wctx). A watch stalled on
