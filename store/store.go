@@ -259,6 +259,9 @@ type Stats struct {
 	Requests uint64        // requests answered by those commits (including failed checks)
 	Changes  uint64        // revisions written
 	Commit   time.Duration // total time spent in commits, fsync included
+	// Transactions counts the write transactions sent to etcd (etcd
+	// only), failed ones included: several requests may share one.
+	Transactions uint64
 	// Applies counts the transactions in which a backend with a
 	// write-ahead log applied acknowledged changes to its database
 	// afterwards, Applied the changes they held, Apply their total time.

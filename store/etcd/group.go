@@ -403,7 +403,7 @@ func (s *Store) commitGroup(all []*groupWrite) (again []*groupWrite) {
 	defer cancel()
 	started := time.Now()
 	resp, err := s.cli.Txn(ctx).If(t.cmps...).Then(t.ops...).Else(t.elseGets...).Commit()
-	s.stats.requests.Add(uint64(len(group) + len(renewals))) // each client request it carries
+	s.stats.transactions.Add(1)
 	answerAll := func(err error) {
 		for _, p := range group {
 			p.finish(ctxd.Record{}, err)

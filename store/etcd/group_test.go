@@ -92,7 +92,7 @@ func TestGroupedWritesShareATransaction(t *testing.T) {
 	after := s.Stats()
 	assert.Equal(t, uint64(3), after.Changes-before.Changes)
 	assert.Equal(t, uint64(2), after.Commits-before.Commits, "a1 and d2 in one transaction, a2 in another")
-	assert.Equal(t, uint64(3), after.Requests-before.Requests, "the group that failed its checks, then the two")
+	assert.Equal(t, uint64(3), after.Transactions-before.Transactions, "the group that failed its checks, then the two")
 
 	for key, want := range map[string]string{"a": `"a2"`, "b": `"b1"`, "d": `"d2"`} {
 		r, err := s.Get("default", key)
@@ -255,7 +255,7 @@ func TestGroupsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
 		require.NoError(t, d.err, "delete %d", i)
 	}
 	after := s.Stats()
-	assert.Equal(t, uint64(2), after.Requests-before.Requests, "63 deletes, then 37, each group accepted")
+	assert.Equal(t, uint64(2), after.Transactions-before.Transactions, "63 deletes, then 37, each group accepted")
 	assert.Equal(t, uint64(n), after.Changes-before.Changes)
 }
 
@@ -385,7 +385,7 @@ func TestGroupsOfTTLPutsFitEtcdsDefaultMaxTxnOps(t *testing.T) {
 		require.NoError(t, p.err, "put %d", i)
 	}
 	after := s.Stats()
-	assert.Equal(t, uint64(2), after.Requests-before.Requests, "42 puts, then 18, each group accepted")
+	assert.Equal(t, uint64(2), after.Transactions-before.Transactions, "42 puts, then 18, each group accepted")
 	assert.Equal(t, uint64(n), after.Changes-before.Changes)
 }
 
@@ -416,7 +416,7 @@ func TestGroupsOfExpiringPatchesFitEtcdsDefaultMaxTxnOps(t *testing.T) {
 	}
 	after := s.Stats()
 	assert.Equal(t, cache.Hits+n, s.ReadCache().Hits, "each read from the cache")
-	assert.Equal(t, uint64(2), after.Requests-before.Requests, "42 patches, then 18, each group accepted")
+	assert.Equal(t, uint64(2), after.Transactions-before.Transactions, "42 patches, then 18, each group accepted")
 	assert.Equal(t, uint64(n), after.Changes-before.Changes)
 }
 
@@ -582,7 +582,7 @@ func TestGroupedKeepAlives(t *testing.T) {
 		require.NoError(t, w.err, "write %d", i)
 	}
 	after := s.Stats()
-	assert.Equal(t, uint64(1), after.Requests-before.Requests, "one transaction")
+	assert.Equal(t, uint64(1), after.Transactions-before.Transactions, "one transaction")
 	assert.Equal(t, uint64(1), after.Changes-before.Changes, "the put alone is a change")
 	for i, first := range []ctxd.Record{a, b} {
 		k := got[i].rec

@@ -496,6 +496,7 @@ type stats struct {
 	// started (replay).
 	historyReads               atomic.Uint64
 	commits, requests, changes atomic.Uint64
+	transactions               atomic.Uint64 // write transactions sent to etcd, failed ones included
 	commit                     atomic.Int64
 	compactions, compacted     atomic.Uint64
 }
@@ -518,8 +519,9 @@ func (s *Store) committed(requests, changes int, started time.Time) {
 func (st *stats) get() store.Stats {
 	return store.Stats{
 		Commits: st.commits.Load(), Requests: st.requests.Load(), Changes: st.changes.Load(),
-		Commit:      time.Duration(st.commit.Load()),
-		Compactions: st.compactions.Load(), Compacted: st.compacted.Load(),
+		Transactions: st.transactions.Load(),
+		Commit:       time.Duration(st.commit.Load()),
+		Compactions:  st.compactions.Load(), Compacted: st.compacted.Load(),
 	}
 }
 

@@ -136,6 +136,7 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 		return ctxd.Record{}, err
 	}
 	defer s.inflight.Done()
+	s.stats.requests.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	gen := s.keys.gen()
@@ -267,7 +268,7 @@ again:
 	started := time.Now()
 	put, err := s.cli.Txn(ctx).If(cmp, s.genCompare(gen)).Then(op).
 		Else(clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly())).Commit()
-	s.stats.requests.Add(1)
+	s.stats.transactions.Add(1)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return time.Time{}, false, true, nil

@@ -95,6 +95,7 @@ func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 // after this instance's watch has seen it, so that the instance's feed
 // and committed mark include every write it acknowledged.
 func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
+	s.stats.requests.Add(1) // once, however many transactions it takes
 	if s.groups != nil && groupable(writes) {
 		for {
 			res, err := s.commitGrouped(ctx, writes[0], 0, deadline{})
@@ -261,7 +262,7 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 	defer cancel()
 	started := time.Now()
 	resp, err := s.cli.Txn(wctx).If(t.cmps...).Then(t.ops...).Else(t.elseGets...).Commit()
-	s.stats.requests.Add(1)
+	s.stats.transactions.Add(1)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			// A patched key's lease ended (the key expired) since it
