@@ -61,16 +61,29 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.Com
 	var p compactPass
 	if rev == s.compacted.Load() {
 		// Asked again: resume the pass a crash interrupted, if it was this
-		// one; else it is done.
-		var resume bool
+		// one (keeping no more than asked now); else it is done if the
+		// last finished pass was at rev and kept no more than asked now.
+		// A pass keeping fewer at the same revision still has work: that
+		// is the remedy for a full quota (compact keep_versions=1), which
+		// did nothing when asked right after a compaction that kept 10.
+		var resume, finished bool
 		if err := s.view(func(tx *bbolt.Tx) error {
-			p, resume = decodePass(tx.Bucket(migrations.BucketMeta).Get(migrations.KeyPruning))
+			meta := tx.Bucket(migrations.BucketMeta)
+			p, resume = decodePass(meta.Get(migrations.KeyPruning))
+			if v := meta.Get(migrations.KeyPruned); len(v) == 16 {
+				finished = binary.BigEndian.Uint64(v) == rev && binary.BigEndian.Uint64(v[8:]) <= uint64(keep)
+			}
 			return nil
 		}); err != nil {
 			return res, fmt.Errorf("compact: %w", err)
 		}
-		if !resume || p.limit != rev {
+		switch {
+		case resume && p.limit == rev && p.keep <= uint64(keep):
+			// Resume the interrupted pass (p.limit == rev: no new one).
+		case finished:
 			return res, nil
+		default:
+			p = compactPass{} // a new pass at rev (below: p.limit != rev)
 		}
 	}
 	// Raise the mark first, so no reader is answered from half-compacted
