@@ -155,12 +155,43 @@ func (s *Server) history(c echo.Context, kp keyPath) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.st.History(kp.ns, kp.key, ctxd.HistoryOptions{Before: before, Limit: limit})
-	if err != nil {
-		return err
+	var page ctxd.HistoryPage
+	opts := ctxd.HistoryOptions{Before: before}
+	for size := 0; ; {
+		opts.Limit = min(pageChunk, limit-len(page.Changes))
+		chunk, err := s.st.History(kp.ns, kp.key, opts)
+		if err != nil {
+			return err
+		}
+		page.Next, page.Truncated = chunk.Next, chunk.Truncated
+		for i := range chunk.Changes {
+			if size >= pageBytes {
+				// Full: the next page starts below the last change here.
+				page.Next, page.Truncated = page.Changes[len(page.Changes)-1].Revision, false
+				break
+			}
+			page.Changes = append(page.Changes, chunk.Changes[i])
+			size += len(chunk.Changes[i].Value)
+		}
+		if page.Next == 0 || len(page.Changes) >= limit || size >= pageBytes {
+			break
+		}
+		opts.Before = chunk.Next
+	}
+	if page.Changes == nil {
+		page.Changes = []ctxd.Change{}
 	}
 	return respond(c, http.StatusOK, func(b []byte) []byte { return appendHistoryPage(b, &page) })
 }
+
+// A page of a listing or a history is read from the store pageChunk
+// entries at a time, and ends early, with its cursor to go on, once its
+// values pass pageBytes: 1000 values of 1 MiB were one answer of 1 GiB,
+// built in memory (about 5 GB of it), for a request any reader may send.
+const (
+	pageChunk = 100
+	pageBytes = 16 << 20
+)
 
 // listKeys serves GET /v1/ns/{ns}/keys?prefix=&after=&limit=&values=,
 // and ?count=true: {"count":N}, the number of keys under the prefix.
@@ -200,9 +231,34 @@ func (s *Server) listKeys(c echo.Context) error {
 			return append(b, '}')
 		})
 	}
-	page, err := s.st.List(ns, ctxd.ListOptions{Prefix: prefix, After: after, Limit: limit, NoValues: !values})
-	if err != nil {
-		return err
+	var page ctxd.ListPage
+	opts := ctxd.ListOptions{Prefix: prefix, After: after, NoValues: !values}
+	for size := 0; ; {
+		opts.Limit = limit - len(page.Records)
+		if values {
+			opts.Limit = min(opts.Limit, pageChunk)
+		}
+		chunk, err := s.st.List(ns, opts)
+		if err != nil {
+			return err
+		}
+		page.Next = chunk.Next
+		for i := range chunk.Records {
+			if size >= pageBytes {
+				// Full: the next page starts after the last key here.
+				page.Next = page.Records[len(page.Records)-1].Key
+				break
+			}
+			page.Records = append(page.Records, chunk.Records[i])
+			size += len(chunk.Records[i].Value)
+		}
+		if page.Next == "" || len(page.Records) >= limit || size >= pageBytes {
+			break
+		}
+		opts.After = chunk.Next
+	}
+	if page.Records == nil {
+		page.Records = []ctxd.Record{}
 	}
 	return respond(c, http.StatusOK, func(b []byte) []byte { return appendListPage(b, &page, values) })
 }
