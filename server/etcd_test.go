@@ -7,8 +7,8 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
