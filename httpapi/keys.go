@@ -165,7 +165,7 @@ func (s *Server) history(c echo.Context, kp keyPath) error {
 		}
 		page.Next, page.Truncated = chunk.Next, chunk.Truncated
 		for i := range chunk.Changes {
-			if size >= pageBytes {
+			if size >= s.cfg.MaxPageBytes {
 				// Full: the next page starts below the last change here.
 				page.Next, page.Truncated = page.Changes[len(page.Changes)-1].Revision, false
 				break
@@ -173,7 +173,7 @@ func (s *Server) history(c echo.Context, kp keyPath) error {
 			page.Changes = append(page.Changes, chunk.Changes[i])
 			size += len(chunk.Changes[i].Value)
 		}
-		if page.Next == 0 || len(page.Changes) >= limit || size >= pageBytes {
+		if page.Next == 0 || len(page.Changes) >= limit || size >= s.cfg.MaxPageBytes {
 			break
 		}
 		opts.Before = chunk.Next
@@ -186,11 +186,12 @@ func (s *Server) history(c echo.Context, kp keyPath) error {
 
 // A page of a listing or a history is read from the store pageChunk
 // entries at a time, and ends early, with its cursor to go on, once its
-// values pass pageBytes: 1000 values of 1 MiB were one answer of 1 GiB,
-// built in memory (about 5 GB of it), for a request any reader may send.
+// values pass Config.MaxPageBytes: 1000 values of 1 MiB were one answer
+// of 1 GiB, built in memory (about 5 GB of it), for a request any reader
+// may send.
 const (
-	pageChunk = 100
-	pageBytes = 16 << 20
+	pageChunk           = 100
+	DefaultMaxPageBytes = 16 << 20
 )
 
 // listKeys serves GET /v1/ns/{ns}/keys?prefix=&after=&limit=&values=,
@@ -244,7 +245,7 @@ func (s *Server) listKeys(c echo.Context) error {
 		}
 		page.Next = chunk.Next
 		for i := range chunk.Records {
-			if size >= pageBytes {
+			if size >= s.cfg.MaxPageBytes {
 				// Full: the next page starts after the last key here.
 				page.Next = page.Records[len(page.Records)-1].Key
 				break
@@ -252,7 +253,7 @@ func (s *Server) listKeys(c echo.Context) error {
 			page.Records = append(page.Records, chunk.Records[i])
 			size += len(chunk.Records[i].Value)
 		}
-		if page.Next == "" || len(page.Records) >= limit || size >= pageBytes {
+		if page.Next == "" || len(page.Records) >= limit || size >= s.cfg.MaxPageBytes {
 			break
 		}
 		opts.After = chunk.Next

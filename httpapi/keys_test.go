@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/httpapi"
 )
 
 func TestPutGetDelete(t *testing.T) {
@@ -446,12 +447,13 @@ func TestCompareAndSwap(t *testing.T) {
 }
 
 // A page of large values ends early, with its cursor, once its values
-// pass 16 MiB: limit=1000 of 1 MiB values was one answer of 1 GiB built in
-// memory. Following the cursor gives every key (or change) once.
+// pass Config.MaxPageBytes (16 MiB; 64 KiB here): limit=1000 of 1 MiB
+// values was one answer of 1 GiB built in memory. Following the cursor
+// gives every key (or change) once.
 func TestPagesOfLargeValuesAreBounded(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	big := `"` + strings.Repeat("v", 1<<20-16) + `"`
-	const n = 20 // 20 MiB of values
+	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxPageBytes: 64 << 10}})
+	big := `"` + strings.Repeat("v", 4<<10-2) + `"`
+	const n = 20 // 80 KiB of values: two pages
 	for i := range n {
 		e.put(fmt.Sprintf("big/%02d", i), big)
 		e.put("hot", big)
@@ -462,7 +464,7 @@ func TestPagesOfLargeValuesAreBounded(t *testing.T) {
 		r := e.do(http.MethodGet, "/v1/ns/default/keys?prefix=big/&limit=1000&after="+url.QueryEscape(after), "")
 		require.Equal(t, http.StatusOK, r.status)
 		p := decode[ctxd.ListPage](t, r)
-		assert.Less(t, len(r.body), 18<<20, "a page stops after 16 MiB of values")
+		assert.Less(t, len(r.body), 72<<10, "a page stops after 64 KiB of values")
 		for _, rec := range p.Records {
 			keys = append(keys, rec.Key)
 		}
@@ -485,7 +487,7 @@ func TestPagesOfLargeValuesAreBounded(t *testing.T) {
 		}
 		r := e.do(http.MethodGet, path, "")
 		require.Equal(t, http.StatusOK, r.status)
-		assert.Less(t, len(r.body), 18<<20)
+		assert.Less(t, len(r.body), 72<<10)
 		p := decode[ctxd.HistoryPage](t, r)
 		for _, c := range p.Changes {
 			revs = append(revs, c.Revision)

@@ -24,6 +24,9 @@ type Config struct {
 	// MaxBodyBytes caps a request body; larger bodies get 413 too_large.
 	// 0 (or negative) means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MaxPageBytes ends a list or history page once its values pass it
+	// (keys.go); 0 means DefaultMaxPageBytes. Tests make it small.
+	MaxPageBytes int
 	// Clients, when set, reports the connected WebSocket clients for
 	// /v1/status (the realtime hub's Clients).
 	Clients func() int
@@ -87,6 +90,9 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // New returns a Server over st. log receives the access log (one line per
 // request at info level) and errors; its format is the caller's choice.
 func New(st store.Backend, cfg Config, log zerolog.Logger) *Server {
+	if cfg.MaxPageBytes <= 0 {
+		cfg.MaxPageBytes = DefaultMaxPageBytes
+	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
