@@ -329,6 +329,7 @@ func (g *group) keepAlive(ka *keepAlive) (made, error) {
 	}
 	x := &extend{ns: ka.ns, key: ka.key, modRev: st.modRev, expiresAt: g.now.Add(ka.ttl)}
 	st.expiresAt = x.expiresAt
+	g.noteDeadline(x.expiresAt)
 	g.keys[nsKeyName{ka.ns, ka.key}] = st
 	rec.ExpiresAt = x.expiresAt
 	return made{

@@ -49,6 +49,32 @@ type group struct {
 	// no group keeps older ones alive.
 	id   uint64
 	prev []*group
+	// earliest is the earliest deadline the group's changes and
+	// keepalives set (zero: none), until the deadline index has them.
+	earliest time.Time
+}
+
+// noteDeadline records a deadline the group set (earliest).
+func (g *group) noteDeadline(at time.Time) {
+	if g.earliest.IsZero() || at.Before(g.earliest) {
+		g.earliest = at
+	}
+}
+
+// anyDue reports whether a deadline may have passed at g.now: the
+// deadline index's earliest (published ones; it may be stale, never
+// late), or one set by this group or an unpublished one before it. Nearly
+// always none is, and expireTouched need not look up the request's keys.
+func (g *group) anyDue() bool {
+	if at, ok := g.store.ttl.next(); ok && !at.After(g.now) {
+		return true
+	}
+	for _, p := range append(g.prev[:len(g.prev):len(g.prev)], g) {
+		if !p.earliest.IsZero() && !p.earliest.After(g.now) {
+			return true
+		}
+	}
+	return false
 }
 
 type nsKeyName struct{ ns, key string }
@@ -273,6 +299,9 @@ func (g *group) apply(r *request) (made, error) {
 // met the old key: a patch kept it, with no deadline at all (a key that
 // never expired). made is empty when r touches no such key.
 func (g *group) expireTouched(r *request) (made, error) {
+	if !g.anyDue() {
+		return made{}, nil // no lookup on the write path but in the rare window
+	}
 	var due []ctxd.Write
 	check := func(ns, key string) error {
 		st, err := g.state(ns, key)
@@ -410,6 +439,7 @@ func (g *group) write(w *ctxd.Write, cur *kvRecord, c *change, rec *walRecord, e
 		c.Version = next.version
 		if w.TTL > 0 {
 			c.ExpiresAt = g.now.Add(w.TTL)
+			g.noteDeadline(c.ExpiresAt)
 			next.expiresAt = c.ExpiresAt
 		}
 		g.keys[name] = keyState{kvRecord: next, live: true, value: w.Value}
