@@ -398,7 +398,12 @@ func TestServeWithAnUnwritableSnapshotsFolder(t *testing.T) {
 	require.NoError(t, os.Mkdir(data, 0o777))
 	require.NoError(t, os.Chmod(data, 0o777)) // past the umask
 	exe := filepath.Join(base, "ctxd")
-	require.NoError(t, os.WriteFile(exe, readFile(t, bin), 0o755))
+	// A hard link, not a copy: a file this process held open for writing
+	// could be inherited by a child another parallel test forks meanwhile,
+	// and exec would fail "text file busy" (golang/go#22315).
+	if err := os.Link(bin, exe); err != nil {
+		require.NoError(t, os.WriteFile(exe, readFile(t, bin), 0o755), "no link (%v): a copy", err)
+	}
 
 	cmd := exec.Command(exe, "serve", "--addr", "127.0.0.1:0", "--data", data)
 	cmd.Env = testEnv("CTXD_SNAPSHOTS_DIR=" + snaps)
