@@ -176,6 +176,12 @@ type WebSocket struct {
 	// context_snapshot): a larger one is refused with too_large, rather
 	// than held in memory whole for each client that asks.
 	MaxSnapshotBytes int64
+	// SnapshotMemoryBytes (websocket.snapshot_memory_bytes) bounds the
+	// memory the snapshots of both feeds hold together, from when one is
+	// built until it is written to its client: past it, a client's
+	// snapshot waits for room (after a restart every client reconnects
+	// and asks for one at once).
+	SnapshotMemoryBytes int64
 	// AllowedOrigins (websocket.allowed_origins, comma-separated) are the
 	// browser origins allowed besides the server's own and localhost; "*"
 	// allows any.
@@ -422,7 +428,7 @@ func Defaults() Config {
 		History:   History{KeepVersions: DefaultKeepVersions, KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
 		Storage:   Storage{QuotaBytes: QuotaAuto},
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
-			MaxMessageBytes: 2 << 20, MaxSnapshotBytes: 64 << 20, MaxClients: 10000, MaxLag: 10000, LagGrace: DefaultLagGrace,
+			MaxMessageBytes: 2 << 20, MaxSnapshotBytes: 64 << 20, SnapshotMemoryBytes: 256 << 20, MaxClients: 10000, MaxLag: 10000, LagGrace: DefaultLagGrace,
 			BatchInterval: DefaultBatchInterval, RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
 		Store: Store{Backend: BackendBolt, ReadCacheBytes: bolt.DefaultGetCacheBytes},
 		Etcd: Etcd{Prefix: "/ctxd/", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second,
@@ -841,6 +847,7 @@ var settings = []setting{
 	durationSetting("websocket.write_timeout", false, func(c *Config) *time.Duration { return &c.WebSocket.WriteTimeout }),
 	sizeSetting("websocket.max_message_bytes", 1<<40, func(c *Config) *int64 { return &c.WebSocket.MaxMessageBytes }),
 	sizeSetting("websocket.max_snapshot_bytes", 1<<40, func(c *Config) *int64 { return &c.WebSocket.MaxSnapshotBytes }),
+	sizeSetting("websocket.snapshot_memory_bytes", 1<<40, func(c *Config) *int64 { return &c.WebSocket.SnapshotMemoryBytes }),
 	originsSetting("websocket.allowed_origins", func(c *Config) *[]string { return &c.WebSocket.AllowedOrigins }),
 	countSetting("websocket.max_clients", true, func(c *Config) *int { return &c.WebSocket.MaxClients }),
 	countSetting("websocket.max_lag", true, func(c *Config) *uint64 { return &c.WebSocket.MaxLag }),

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/internal/msglimit"
 	"github.com/framework0/ctxd/internal/query"
+	"github.com/framework0/ctxd/internal/snapbudget"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -85,8 +87,13 @@ func (h *Hub) Serve(c echo.Context) error {
 		if errors.Is(err, ctxd.ErrTooLarge) {
 			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, err.Error())
 		}
+		if errors.Is(err, context.Canceled) { // gone while its snapshot waited for room
+			c.Response().Header().Set("Retry-After", "1")
+			return echo.NewHTTPError(http.StatusServiceUnavailable, err.Error())
+		}
 		return err
 	}
+	defer s.releaseHeld() // its snapshot, if not written by the end
 	// The access log shows 101 for a connection that was upgraded; a failed
 	// upgrade writes its own status over it.
 	c.Response().Status = http.StatusSwitchingProtocols
@@ -132,8 +139,9 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		s.window = h.opts.BatchWindow
 	}
 	var (
-		snap [][]byte
-		skip int
+		snap  [][]byte
+		skip  int
+		grant *snapbudget.Grant
 	)
 	switch {
 	case p.fromRev != nil:
@@ -149,11 +157,11 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		}
 		s.pos, skip = after, n
 	case p.snapshot:
-		frames, rev, err := h.snapshot(p.subs, nil, p.access)
+		frames, rev, g, err := h.snapshot(r.Context(), p.subs, nil, p.access)
 		if err != nil {
 			return nil, err
 		}
-		snap, s.pos = frames, rev
+		snap, s.pos, grant = frames, rev, g
 	default:
 		s.pos, _ = h.st.Committed()
 	}
@@ -174,6 +182,7 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		Type: ctxd.TypeSubscribed, ClientID: s.id, Rev: rev, Index: index, Subscriptions: p.subs, Batch: p.batch,
 	}))
 	s.out = append(s.out, snap...)
+	s.holdLocked(grant)
 	return s, nil
 }
 
@@ -371,13 +380,20 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 // snapshot reads the current state of subs at one revision, as
 // context_snapshot frames of SnapshotChunk keys, the last one complete.
 // Overlapping subscriptions give each key once; keys access may not read
-// are left out.
-func (h *Hub) snapshot(subs []ctxd.Subscription, id []byte, access *auth.Token) ([][]byte, uint64, error) {
+// are left out. It first waits (until ctx ends) for room in the snapshot
+// budget; the grant it returns holds the frames' size, for the caller to
+// release once they are written (session.holdLocked).
+func (h *Hub) snapshot(ctx context.Context, subs []ctxd.Subscription, id []byte, access *auth.Token) ([][]byte, uint64, *snapbudget.Grant, error) {
+	g, err := h.opts.SnapshotBudget.Acquire(ctx, int64(h.opts.MaxSnapshotBytes))
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("waiting for room to build the snapshot: %w", err)
+	}
 	var (
 		frames [][]byte
 		rev    uint64
+		size   int
 	)
-	err := h.st.View(func(v store.View) error {
+	err = h.st.View(func(v store.View) error {
 		rev = v.Revision()
 		var (
 			recs  []ctxd.Record
@@ -387,7 +403,9 @@ func (h *Hub) snapshot(subs []ctxd.Subscription, id []byte, access *auth.Token) 
 			if recs == nil {
 				recs = []ctxd.Record{}
 			}
-			frames = append(frames, encode(snapshotMsg{Type: ctxd.TypeContextSnapshot, ID: id, Rev: rev, Keys: recs, Complete: complete}))
+			f := encode(snapshotMsg{Type: ctxd.TypeContextSnapshot, ID: id, Rev: rev, Keys: recs, Complete: complete})
+			frames = append(frames, f)
+			size += len(f)
 			recs = nil
 		}
 		for _, u := range snapshotRanges(subs, v) {
@@ -413,7 +431,12 @@ func (h *Hub) snapshot(subs []ctxd.Subscription, id []byte, access *auth.Token) 
 		flush(true)
 		return nil
 	})
-	return frames, rev, err
+	if err != nil {
+		g.Release()
+		return nil, 0, nil, err
+	}
+	g.Shrink(int64(size))
+	return frames, rev, g, nil
 }
 
 // snapshotRanges turns subscriptions into disjoint (namespace, prefix)

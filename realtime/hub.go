@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/snapbudget"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -90,6 +91,12 @@ type Options struct {
 	// 64 MiB): a larger one is refused with too_large.
 	SnapshotChunk    int
 	MaxSnapshotBytes int
+	// SnapshotBudget bounds the memory the snapshots in progress (built,
+	// not yet written to their sockets) hold together: a client whose
+	// snapshot does not fit waits for room (internal/snapbudget). The
+	// server shares one with the Socket.IO door. nil: a budget of the
+	// hub's own, of 4 x MaxSnapshotBytes.
+	SnapshotBudget *snapbudget.Budget
 
 	// RateLimit is how many messages per second one client may send, in
 	// bursts of up to RateBurst (0: RateLimit rounded up). A message past
@@ -132,6 +139,9 @@ func (o Options) withDefaults() Options {
 	def(&o.CatchupRead, 512)
 	def(&o.SnapshotChunk, 1000)
 	def(&o.MaxSnapshotBytes, 64<<20)
+	if o.SnapshotBudget == nil {
+		o.SnapshotBudget = snapbudget.New(4 * int64(o.MaxSnapshotBytes))
+	}
 	return o
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/msglimit"
+	"github.com/framework0/ctxd/internal/snapbudget"
 )
 
 // defaultWho is recorded for a context_set that names no author, from a
@@ -192,6 +193,7 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 	var (
 		snap    [][]byte
 		snapRev uint64
+		grant   *snapbudget.Grant
 	)
 	if m.FromIndex != nil && m.FromRev == nil {
 		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "subscribe: from_index needs from_rev: it counts changes of that revision"))
@@ -215,7 +217,9 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 		}
 	}
 	if m.Snapshot {
-		snap, snapRev, err = h.snapshot(subs, m.ID, s.access)
+		// The session's reader waits here for room in the budget: its
+		// next messages come after the snapshot, as they would anyway.
+		snap, snapRev, grant, err = h.snapshot(context.Background(), subs, m.ID, s.access)
 		if err != nil {
 			s.send(h.storeError(m.ID, "subscribe", err))
 			return
@@ -255,6 +259,7 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 		// MaxSnapshotBytes instead.
 		s.out = append(s.out, f)
 	}
+	s.holdLocked(grant)
 	s.pumpLocked()
 	s.mu.Unlock()
 	h.kickSession(s)

@@ -14,6 +14,7 @@ import (
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/internal/laggrace"
 	"github.com/framework0/ctxd/internal/msglimit"
+	"github.com/framework0/ctxd/internal/snapbudget"
 )
 
 // maxQueued bounds the frames other than changes (answers, notices) queued
@@ -96,8 +97,43 @@ type session struct {
 	// sent once the frames in flight are written.
 	closeMsg []byte
 
+	// held are the snapshot budget's grants of snapshots queued for the
+	// client, each released once the frames up to its last are written.
+	held []heldGrant
+
 	// kickQueued is guarded by h.mu: the session is in h.kicked.
 	kickQueued bool
+}
+
+// heldGrant is a snapshot's grant and how many frames are still to be
+// written before its last one is.
+type heldGrant struct {
+	g    *snapbudget.Grant
+	left int
+}
+
+// holdLocked keeps g until every frame queued or in flight now is
+// written: call it right after queuing a snapshot's frames.
+func (s *session) holdLocked(g *snapbudget.Grant) {
+	if g == nil {
+		return
+	}
+	if s.closing {
+		g.Release()
+		return
+	}
+	s.held = append(s.held, heldGrant{g: g, left: s.inflight + len(s.out)})
+}
+
+// releaseHeld releases every grant the session holds: it is closed.
+func (s *session) releaseHeld() {
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, h := range held {
+		h.g.Release()
+	}
 }
 
 // sub is a subscription and the revision after which it applies. When it
@@ -346,6 +382,7 @@ func (s *session) send(frame []byte) {
 func (s *session) sent() {
 	s.mu.Lock()
 	s.inflight--
+	s.countWrittenLocked()
 	s.pumpLocked()
 	kick := s.wantKick && len(s.out) == 0 && s.inflight <= s.window/2 && !s.closing
 	if kick {
@@ -359,6 +396,21 @@ func (s *session) sent() {
 	if closeNow != nil {
 		closeNow()
 	}
+}
+
+// countWrittenLocked counts a written frame against the held grants and
+// releases those whose snapshot is now written.
+func (s *session) countWrittenLocked() {
+	kept := s.held[:0]
+	for _, h := range s.held {
+		if h.left--; h.left <= 0 {
+			h.g.Release()
+			continue
+		}
+		kept = append(kept, h)
+	}
+	clear(s.held[len(kept):])
+	s.held = kept
 }
 
 // closeLocked closes the session after a last frame (if any). The frame and

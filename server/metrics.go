@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/snapbudget"
 	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/realtime/socketio"
 	"github.com/framework0/ctxd/store"
@@ -84,8 +85,8 @@ func (m *metrics) registerStore(st store.Backend, snaps *snapshots.Manager) {
 
 // registerHub adds the collector that reads the /v1/watch hub and the
 // Socket.IO door at each scrape.
-func (m *metrics) registerHub(hub *realtime.Hub, sio *socketio.Server) {
-	m.reg.MustRegister(hubCollector{stats: hub.Stats, sio: sio})
+func (m *metrics) registerHub(hub *realtime.Hub, sio *socketio.Server, snapshots *snapbudget.Budget) {
+	m.reg.MustRegister(hubCollector{stats: hub.Stats, sio: sio, snapshots: snapshots})
 }
 
 // storeCollector reads the store's status and counters once per scrape.
@@ -218,8 +219,9 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 // hub's lagging_clients and frames_dropped (each client has its own
 // queue), so those two are exported for protocol="watch" only.
 type hubCollector struct {
-	stats func() realtime.Stats
-	sio   *socketio.Server
+	stats     func() realtime.Stats
+	sio       *socketio.Server
+	snapshots *snapbudget.Budget // both doors'
 }
 
 // Values of the protocol label of the ctxd_ws_* series.
@@ -238,10 +240,15 @@ var (
 	descWSLimited = prometheus.NewDesc("ctxd_ws_rate_limited_messages_total", "Client messages refused with 'rate_limited' (not applied) because the client sent more than websocket.rate_limit, by protocol (socketio: Socket.IO packets).", wsLabels, nil)
 	descWSFlooded = prometheus.NewDesc("ctxd_ws_rate_limited_clients_total", "Realtime clients disconnected (1008, rate_limited) for sending past their rate limit, by protocol.", wsLabels, nil)
 	descWSRevoked = prometheus.NewDesc("ctxd_ws_revoked_clients_total", "Realtime clients disconnected (1008, token_revoked) because a reload of the tokens file revoked their token, by protocol.", wsLabels, nil)
+
+	descSnapshotHeld    = prometheus.NewDesc("ctxd_ws_snapshot_bytes", "Bytes the snapshots of both feeds hold now, from when one is built until it is written to its client (at most websocket.snapshot_memory_bytes).", nil, nil)
+	descSnapshotWaiting = prometheus.NewDesc("ctxd_ws_snapshots_waiting", "Clients whose snapshot waits now for room under websocket.snapshot_memory_bytes.", nil, nil)
+	descSnapshotWaits   = prometheus.NewDesc("ctxd_ws_snapshot_waits_total", "Snapshots that had to wait for room under websocket.snapshot_memory_bytes.", nil, nil)
 )
 
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	describe(ch, descWSClients, descWSBehind, descWSLagged, descWSFrames, descWSDropped, descWSLimited, descWSFlooded, descWSRevoked)
+	describe(ch, descWSClients, descWSBehind, descWSLagged, descWSFrames, descWSDropped, descWSLimited, descWSFlooded, descWSRevoked,
+		descSnapshotHeld, descSnapshotWaiting, descSnapshotWaits)
 }
 
 func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
@@ -265,6 +272,11 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 		send(descWSFlooded, prometheus.CounterValue, float64(c.sio.RateLimitClosed()), protocolSocketIO)
 		send(descWSRevoked, prometheus.CounterValue, float64(c.sio.Revoked()), protocolSocketIO)
 	}
+	gauge, counter := senders(ch)
+	snaps := c.snapshots.Stats()
+	gauge(descSnapshotHeld, float64(snaps.Held))
+	gauge(descSnapshotWaiting, float64(snaps.Waiting))
+	counter(descSnapshotWaits, float64(snaps.Waited))
 }
 
 // describe sends descs, for a collector's Describe.

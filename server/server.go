@@ -26,6 +26,7 @@ import (
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/internal/fsutil"
+	"github.com/framework0/ctxd/internal/snapbudget"
 	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/realtime/socketio"
 	"github.com/framework0/ctxd/store"
@@ -152,8 +153,9 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	metrics.registerStore(st, snaps)
 	stopMaintenance := startMaintenance(cfg, st, snaps, log) // maintenance.go
 
-	hub := realtime.New(st, realtimeOptions(cfg.WebSocket), log.With().Str("component", "realtime").Logger()) // watch.go
-	sio := socketio.New(st, socketioOptions(cfg.WebSocket, hub, access), log.With().Str("component", "socketio").Logger())
+	snapshotBudget := snapbudget.New(cfg.WebSocket.SnapshotMemoryBytes)
+	hub := realtime.New(st, realtimeOptions(cfg.WebSocket, snapshotBudget), log.With().Str("component", "realtime").Logger()) // watch.go
+	sio := socketio.New(st, socketioOptions(cfg.WebSocket, hub, access, snapshotBudget), log.With().Str("component", "socketio").Logger())
 	if access != nil {
 		// A reload (SIGHUP) that revokes tokens closes the realtime
 		// connections opened with them (1008, token_revoked).
@@ -182,7 +184,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	if cfg.HTTP.Pprof {
 		api.Echo().Any("/debug/pprof/*", echo.WrapHandler(pprofHandler())) // pprof.go
 	}
-	metrics.registerHub(hub, sio)
+	metrics.registerHub(hub, sio, snapshotBudget)
 	handler := api.Handler()
 	if o.wrap != nil {
 		handler = o.wrap(handler)

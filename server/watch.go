@@ -4,13 +4,16 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/snapbudget"
 	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/realtime/socketio"
 )
 
 // realtimeOptions maps the websocket.* settings to the hub's options.
-func realtimeOptions(c configs.WebSocket) realtime.Options {
+// budget is the snapshot budget both doors share.
+func realtimeOptions(c configs.WebSocket, budget *snapbudget.Budget) realtime.Options {
 	return realtime.Options{
+		SnapshotBudget:   budget,
 		PingInterval:     c.PingInterval,
 		WriteTimeout:     c.WriteTimeout,
 		MaxMessageBytes:  c.MaxMessageBytes,
@@ -29,8 +32,9 @@ func realtimeOptions(c configs.WebSocket) realtime.Options {
 // socketioOptions maps the websocket.* settings to the Socket.IO door's:
 // the same origins, limits, lag (and its grace) and rate limit; Engine.IO's pings at
 // ping_interval.
-func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Authorizer) socketio.Options {
+func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Authorizer, budget *snapbudget.Budget) socketio.Options {
 	return socketio.Options{
+		SnapshotBudget:   budget,
 		PingInterval:     c.PingInterval,
 		PingTimeout:      c.PingInterval,
 		MaxPayload:       2 * c.MaxMessageBytes, // as /v1/watch: over twice the limit closes the connection

@@ -35,13 +35,16 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	if !b.held {
 		return b.writeLocked(p)
 	}
-	b.buf = append(b.buf, p...)
-	if len(b.buf) >= maxHeldBytes {
-		if err := b.flushLocked(); err != nil {
-			return 0, err
-		}
+	if len(b.buf)+len(p) < maxHeldBytes {
+		b.buf = append(b.buf, p...)
+		return len(p), nil
 	}
-	return len(p), nil
+	// Full: what is held goes, then p, straight (not copied: a snapshot
+	// packet may be tens of megabytes).
+	if err := b.flushLocked(); err != nil {
+		return 0, err
+	}
+	return b.writeLocked(p)
 }
 
 func (b *batchConn) writeLocked(p []byte) (int, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/framework0/ctxd/internal/jsontext"
 	"github.com/framework0/ctxd/internal/laggrace"
 	"github.com/framework0/ctxd/internal/msglimit"
+	"github.com/framework0/ctxd/internal/snapbudget"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -319,7 +321,11 @@ func (s *Server) connect(c *conn, data string) {
 		cl.token = t
 	}
 	cl.gen = s.st.Generation()
-	var first []string
+	var (
+		first []string
+		grant *snapbudget.Grant // the snapshot's, until queued with it
+	)
+	defer func() { grant.Release() }()
 	if fromIndex != "" && fromRev == "" {
 		s.connectError(c, ctxd.CodeBadRequest, "from_index needs from_rev: it counts changes of that revision")
 		return
@@ -363,12 +369,12 @@ func (s *Server) connect(c *conn, data string) {
 			return
 		}
 	} else {
-		snap, rev, err := s.snapshot(cl)
+		snap, rev, g, err := s.snapshot(cl)
 		if err != nil {
 			s.connectError(c, errorCode(err), "snapshot: "+err.Error())
 			return
 		}
-		cl.pos = rev
+		cl.pos, grant = rev, g
 		first = append(first, snap)
 	}
 	cl.base, _ = s.st.Committed()
@@ -392,7 +398,8 @@ func (s *Server) connect(c *conn, data string) {
 	}
 	c.cl = cl
 	c.mu.Unlock()
-	c.send(append([]string{sioConnect + `{"sid":"` + cl.id + `"}`}, first...)...)
+	c.sendHeld(grant, append([]string{sioConnect + `{"sid":"` + cl.id + `"}`}, first...)...)
+	grant = nil
 	pos := cl.pos
 	go cl.feed()
 	if cl.token.Revoked() { // revoked by a reload that did not see cl
@@ -421,17 +428,6 @@ func (s *Server) connectError(c *conn, code, msg string) {
 	c.send(sioConnectError + string(b))
 }
 
-// snapshotPayload is context_snapshot: Framework0's {context, timestamp,
-// client_id}, plus ns, prefix and the revision it is at.
-type snapshotPayload struct {
-	Context   map[string]json.RawMessage `json:"context"`
-	Timestamp time.Time                  `json:"timestamp"`
-	ClientID  string                     `json:"client_id"`
-	NS        string                     `json:"ns"`
-	Prefix    string                     `json:"prefix,omitempty"`
-	Rev       uint64                     `json:"rev"`
-}
-
 // errorCode is err's code in the one error table, internal when it is
 // none of the data model's errors.
 func errorCode(err error) string {
@@ -441,12 +437,40 @@ func errorCode(err error) string {
 	return ctxd.CodeInternal
 }
 
-// snapshot reads the client's namespace (and prefix) at one revision.
-func (s *Server) snapshot(cl *client) (string, uint64, error) {
-	p := snapshotPayload{Context: map[string]json.RawMessage{}, ClientID: cl.id, NS: cl.ns, Prefix: cl.prefix}
-	total := 0
-	err := s.st.View(func(v store.View) error {
-		p.Rev = v.Revision()
+// snapshot reads the client's namespace (and prefix) at one revision, as
+// the context_snapshot event: Framework0's {context, timestamp,
+// client_id}, plus ns, prefix (when given) and the revision it is at. It
+// first waits (until the session ends) for room in the snapshot budget;
+// the grant it returns holds the event's size, for the caller to queue
+// with it (conn.sendHeld).
+//
+// The event is written straight into one buffer as the store gives the
+// keys, in their order: a map of the values marshalled by encoding/json
+// cost 8 to 11 times the context's size at its peak (the values, the
+// map, the encoder's growing buffer, its copy, the string, the packet).
+func (s *Server) snapshot(cl *client) (string, uint64, *snapbudget.Grant, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-cl.c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	g, err := s.opts.SnapshotBudget.Acquire(ctx, int64(s.opts.MaxSnapshotBytes))
+	if err != nil {
+		return "", 0, nil, fmt.Errorf("%w: the session ended while its snapshot waited for room: %w", ctxd.ErrUnavailable, err)
+	}
+	var (
+		rev   uint64
+		total int
+		b     chunks
+	)
+	b.append(sioEvent + `["` + ctxd.TypeContextSnapshot + `",{"context":{`)
+	first := true
+	err = s.st.View(func(v store.View) error {
+		rev = v.Revision()
 		return v.ForEach(cl.ns, cl.prefix, func(r ctxd.Record) error {
 			if !cl.token.CanRead(r.Namespace, r.Key) {
 				return nil
@@ -455,12 +479,84 @@ func (s *Server) snapshot(cl *client) (string, uint64, error) {
 				return ctxd.TooLargef("the context of namespace %s is more than websocket.max_snapshot_bytes (%d bytes): "+
 					"connect with a prefix, or read the keys over REST and resume with from_rev", cl.ns, s.opts.MaxSnapshotBytes)
 			}
-			p.Context[r.Key] = r.Value
+			c := b.room(len(r.Key) + len(r.Value) + 16)
+			if !first {
+				c = append(c, ',')
+			}
+			first = false
+			c = jsontext.AppendString(c, r.Key)
+			c = append(c, ':')
+			if len(r.Value) == 0 {
+				c = append(c, "null"...)
+			} else {
+				c = append(c, r.Value...)
+			}
+			b.done(c)
 			return nil
 		})
 	})
-	p.Timestamp = time.Now().UTC()
-	return event(ctxd.TypeContextSnapshot, p), p.Rev, err
+	if err != nil {
+		g.Release()
+		return "", 0, nil, err
+	}
+	c := b.room(256 + len(cl.id) + len(cl.ns) + len(cl.prefix))
+	c = append(c, `},"timestamp":`...)
+	c = jsontext.AppendTime(c, time.Now().UTC())
+	c = append(c, `,"client_id":`...)
+	c = jsontext.AppendString(c, cl.id)
+	c = append(c, `,"ns":`...)
+	c = jsontext.AppendString(c, cl.ns)
+	if cl.prefix != "" {
+		c = append(c, `,"prefix":`...)
+		c = jsontext.AppendString(c, cl.prefix)
+	}
+	c = append(c, `,"rev":`...)
+	c = strconv.AppendUint(c, rev, 10)
+	c = append(c, "}]"...)
+	b.done(c)
+	p := b.String()
+	g.Shrink(int64(len(p)))
+	return p, rev, g, nil
+}
+
+// chunks builds a large string without regrowing it: a slice that grows
+// by append reallocates and copies at every step (by a quarter, for large
+// ones), in all about five times its final size; chunks of chunkBytes
+// are filled in turn and copied once, into the string, at the end.
+type chunks struct {
+	full [][]byte
+	cur  []byte
+	n    int
+}
+
+const chunkBytes = 256 << 10
+
+// room returns the current chunk with room for about n more bytes (an
+// estimate: going past it only grows the chunk); the caller appends to it
+// and hands it back to done.
+func (b *chunks) room(n int) []byte {
+	if cap(b.cur)-len(b.cur) < n {
+		if len(b.cur) > 0 {
+			b.full = append(b.full, b.cur)
+		}
+		b.cur = make([]byte, 0, max(chunkBytes, n))
+	}
+	return b.cur
+}
+
+func (b *chunks) done(c []byte) { b.n += len(c) - len(b.cur); b.cur = c }
+
+func (b *chunks) append(s string) { b.done(append(b.room(len(s)), s...)) }
+
+// String is everything appended, in one string.
+func (b *chunks) String() string {
+	var out strings.Builder
+	out.Grow(b.n)
+	for _, c := range b.full {
+		out.Write(c)
+	}
+	out.Write(b.cur)
+	return out.String()
 }
 
 // statsPayload is client_stats: Framework0's {count}, both doors together.
@@ -845,7 +941,7 @@ func (cl *client) reset(gen uint64) bool {
 		}
 	}
 	clear(cl.pending)
-	snap, rev, err := s.snapshot(cl)
+	snap, rev, g, err := s.snapshot(cl)
 	if err != nil {
 		c.sendError(errorCode(err), "snapshot after a restore: "+err.Error())
 		c.close("reset failed")
@@ -855,7 +951,7 @@ func (cl *client) reset(gen uint64) bool {
 	cl.lag.restart(rev) // the log before rev is another one now
 	own = append(own, event(ctxd.TypeReset, map[string]any{"rev": rev,
 		"message": "the data was restored from a snapshot: the context_snapshot that follows is the new state"}), snap)
-	return c.send(own...)
+	return c.sendHeld(g, own...)
 }
 
 // onEvent handles an event; its result (when not nil) answers an ack.

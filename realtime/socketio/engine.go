@@ -12,10 +12,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/framework0/ctxd/internal/msglimit"
+	"github.com/framework0/ctxd/internal/snapbudget"
 )
 
 // Engine.IO v4 packet types (the first character of a packet).
@@ -43,8 +45,12 @@ type conn struct {
 	secret string              // the token of the handshake request (header or ?token=)
 	limit  *msglimit.Limiter   // the rate limit of its Socket.IO packets (nil: none)
 
-	mu      sync.Mutex
-	queue   []string
+	mu    sync.Mutex
+	queue []string
+	// held are the snapshot budget's grants of packets in queue: a writer
+	// that empties the queue takes them, and releases them once it has
+	// written what it took (closeWith releases those left).
+	held    []*snapbudget.Grant
 	polling bool            // a GET is waiting for packets
 	probing bool            // a WebSocket answered the upgrade probe: polls end with a noop
 	ws      *websocket.Conn // set when the WebSocket transport took over
@@ -87,6 +93,32 @@ func (c *conn) send(packets ...string) bool {
 	return true
 }
 
+// sendHeld is send for packets that hold g (a snapshot's grant): g is
+// released once they are written, or the session closes.
+func (c *conn) sendHeld(g *snapbudget.Grant, packets ...string) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		g.Release()
+		return false
+	}
+	c.queue = append(c.queue, packets...)
+	if g != nil {
+		c.held = append(c.held, g)
+	}
+	c.mu.Unlock()
+	signal(c.wake)
+	return true
+}
+
+// release releases grants a writer took (takeLocked) once it has written
+// their packets, or failed to.
+func release(grants []*snapbudget.Grant) {
+	for _, g := range grants {
+		g.Release()
+	}
+}
+
 // queued is how many packets wait for the transport.
 func (c *conn) queued() int {
 	c.mu.Lock()
@@ -119,10 +151,13 @@ func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last .
 		c.closeCode, c.closeText = code, reason
 	}
 	cl := c.cl
+	held := c.held
+	c.held = nil
 	// A polling client gets what is queued (a lagged error, say) at its
 	// next poll: the session lingers until then, or PingTimeout.
 	linger := c.ws == nil && len(c.queue) > 0 && !c.polling
 	c.mu.Unlock()
+	release(held) // what is left in the queue goes out, or is dropped, soon
 	close(c.done)
 	signal(c.wake)
 	c.srv.remove(c, cl, !linger)
@@ -134,8 +169,10 @@ func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last .
 }
 
 // takeLocked takes the queued packets for a writer: at most most of them
-// (0: all), the rest stay for its next turn.
-func (c *conn) takeLocked(most int) []string {
+// (0: all), the rest stay for its next turn. When it takes the last ones,
+// it takes the grants they hold too, for the writer to release once it
+// has written them.
+func (c *conn) takeLocked(most int) ([]string, []*snapbudget.Grant) {
 	q := c.queue
 	c.queue = nil
 	if most > 0 && len(q) > most {
@@ -144,7 +181,11 @@ func (c *conn) takeLocked(most int) []string {
 	if len(q) > 0 {
 		signal(c.space)
 	}
-	return q
+	var held []*snapbudget.Grant
+	if len(c.queue) == 0 {
+		held, c.held = c.held, nil
+	}
+	return q, held
 }
 
 // maxPollPackets bounds the packets of one polling answer: the Python
@@ -336,14 +377,18 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.polling = true
-	var packets []string
+	var (
+		packets []string
+		held    []*snapbudget.Grant
+	)
+	defer func() { release(held) }()
 	for {
 		if c.ws != nil { // upgraded while waiting: end this poll with a noop
 			packets = []string{string(pNoop)}
 			break
 		}
 		if len(c.queue) > 0 || c.closed {
-			packets = c.takeLocked(maxPollPackets)
+			packets, held = c.takeLocked(maxPollPackets)
 			if c.closed && len(c.queue) == 0 {
 				packets = append(packets, string(pClose))
 			}
@@ -372,10 +417,32 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if _, err := io.WriteString(w, strings.Join(packets, separator)); err == nil {
+	if writePayload(w, packets) == nil {
 		c.srv.sent.Add(uint64(len(packets)))
 	}
 	signal(c.wake) // another writer may be waiting for its turn
+}
+
+// writePayload writes packets as one long-polling body, joined by the
+// separator, without joining them in memory first (a snapshot packet may
+// be tens of megabytes).
+func writePayload(w http.ResponseWriter, packets []string) error {
+	size := len(separator) * (len(packets) - 1)
+	for _, p := range packets {
+		size += len(p)
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(size))
+	for i, p := range packets {
+		if i > 0 {
+			if _, err := io.WriteString(w, separator); err != nil {
+				return err
+			}
+		}
+		if _, err := io.WriteString(w, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // post reads the packets of a polling POST.
@@ -580,23 +647,28 @@ func (c *conn) writeLoop(ws *websocket.Conn, readDone <-chan struct{}) {
 	bc, _ := ws.NetConn().(*batchConn)
 	for {
 		c.mu.Lock()
-		packets := c.takeLocked(0)
+		packets, held := c.takeLocked(0)
 		closed := c.closed
 		code, text := c.closeCode, c.closeText
 		c.mu.Unlock()
-		held := bc != nil && len(packets) > 1
-		if held {
+		batched := bc != nil && len(packets) > 1
+		if batched {
 			bc.hold()
 		}
 		for _, p := range packets {
 			_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-			if err := ws.WriteMessage(websocket.TextMessage, []byte(p)); err != nil {
+			// The packet's bytes, not a copy: a server's gorilla writer
+			// only reads them (it masks only a client's frames), and a
+			// snapshot packet may be tens of megabytes.
+			if err := ws.WriteMessage(websocket.TextMessage, unsafe.Slice(unsafe.StringData(p), len(p))); err != nil {
+				release(held)
 				c.close("write failed")
 				return
 			}
 			c.srv.sent.Add(1)
 		}
-		if held && bc.release() != nil {
+		release(held)
+		if batched && bc.release() != nil {
 			c.close("write failed")
 			return
 		}

@@ -20,3 +20,13 @@ func FullWindows(s *Server) int {
 	}
 	return n
 }
+
+// BuildSnapshot builds the context_snapshot packet a client of namespace
+// ns would get at connect (its budget grant released at once).
+func BuildSnapshot(s *Server, ns string) (string, error) {
+	cl := &client{c: &conn{done: make(chan struct{})}, id: "test", ns: ns}
+	p, _, g, err := s.snapshot(cl)
+	g.Release()
+	close(cl.c.done)
+	return p, err
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/internal/snapbudget"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -51,6 +52,11 @@ type Options struct {
 	// code too_large, rather than built whole in memory for each client.
 	// Default 64 MiB, as /v1/watch's.
 	MaxSnapshotBytes int
+	// SnapshotBudget bounds the memory the snapshots in progress (built,
+	// not yet written to their transports) hold together; the server
+	// shares /v1/watch's (realtime.Options.SnapshotBudget). nil: one of
+	// the door's own, of 4 x MaxSnapshotBytes.
+	SnapshotBudget *snapbudget.Budget
 	// MaxClients caps the sessions, counted together with OtherClients.
 	// Default 10000.
 	MaxClients int
@@ -103,6 +109,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxSnapshotBytes <= 0 {
 		o.MaxSnapshotBytes = 64 << 20
+	}
+	if o.SnapshotBudget == nil {
+		o.SnapshotBudget = snapbudget.New(4 * int64(o.MaxSnapshotBytes))
 	}
 	if o.Window <= 0 {
 		o.Window = 64

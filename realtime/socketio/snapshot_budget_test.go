@@ -1,0 +1,88 @@
+package socketio_test
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+// Both feeds share websocket.snapshot_memory_bytes: a snapshot not yet
+// written to its client holds its bytes, and a snapshot that does not fit
+// waits for room. Here the budget holds one snapshot: a Socket.IO client
+// that does not poll keeps its context_snapshot queued, and a /v1/watch
+// client asking for a snapshot waits until that one is written.
+func TestSnapshotsShareOneMemoryBudget(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.WebSocket.MaxSnapshotBytes = 1 << 20
+		c.WebSocket.SnapshotMemoryBytes = 1 << 20
+	}))
+	restPut(t, srv, "quote", `"<a & b>"`)
+	restPut(t, srv, `k"\é`, `{"n":[1,2]}`)
+	held := func() float64 { return testkit.Scrape(t, srv.URL)["ctxd_ws_snapshot_bytes"] }
+	waiting := func() float64 { return testkit.Scrape(t, srv.URL)["ctxd_ws_snapshots_waiting"] }
+
+	// A polling client that sends CONNECT and does not poll: its
+	// snapshot is built and queued, not written.
+	idle := dial(t, srv, sioOpts{noPoll: true})
+	idle.sendPacket("40")
+	testkit.Eventually(t, func() bool { return held() > 0 }, "the queued snapshot holds its bytes")
+
+	type dialed struct {
+		ws  *websocket.Conn
+		err error
+	}
+	watched := make(chan dialed, 1)
+	go func() {
+		ws, res, err := testkit.DialWatchErr(srv.WatchURL(url.Values{"snapshot": {"true"}}), nil)
+		if res != nil {
+			_ = res.Body.Close()
+		}
+		watched <- dialed{ws, err}
+	}()
+	testkit.Eventually(t, func() bool { return waiting() == 1 }, "the /v1/watch snapshot waits for room")
+	select {
+	case <-watched:
+		t.Fatal("a snapshot was built past the budget")
+	default:
+	}
+
+	// The idle client polls: its snapshot is written, and the waiting
+	// one goes ahead.
+	require.True(t, idle.pollOnce())
+	require.True(t, strings.HasPrefix(idle.next(), "0"), "the CONNECT's answer")
+	var snap struct {
+		Context map[string]json.RawMessage `json:"context"`
+		NS      string                     `json:"ns"`
+		Rev     uint64                     `json:"rev"`
+	}
+	require.NoError(t, json.Unmarshal(idle.waitEvent("context_snapshot").Raw, &snap))
+	assert.Equal(t, map[string]json.RawMessage{"quote": json.RawMessage(`"<a & b>"`), `k"\é`: json.RawMessage(`{"n":[1,2]}`)}, snap.Context,
+		"the snapshot event, written by hand, decodes as the keys and values stored")
+	assert.Equal(t, "default", snap.NS)
+	assert.NotZero(t, snap.Rev)
+
+	d := <-watched
+	require.NoError(t, d.err)
+	defer d.ws.Close()
+	for {
+		var f struct {
+			Type string            `json:"type"`
+			Keys []json.RawMessage `json:"keys"`
+		}
+		require.NoError(t, d.ws.ReadJSON(&f))
+		if f.Type == "context_snapshot" {
+			assert.Len(t, f.Keys, 2)
+			break
+		}
+	}
+	testkit.Eventually(t, func() bool { return held() == 0 && waiting() == 0 }, "every snapshot written gave its bytes back")
+	assert.Equal(t, 1.0, testkit.Scrape(t, srv.URL)["ctxd_ws_snapshot_waits_total"])
+}
