@@ -26,16 +26,12 @@ import (
 
 // store.backend etcd: the server serves from a real etcd, /readyz says
 // 503 once etcd is gone, and writes then fail fast with "unavailable"
-// (nothing was sent) rather than wait for the request timeout.
+// (nothing was sent) rather than wait for the request timeout. The log
+// says when etcd is lost and found again.
 func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 	e, err := etcdkit.Start()
 	require.NoError(t, err)
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			e.Close()
-		}
-	})
+	t.Cleanup(e.Close)
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.Store.Backend = configs.BackendEtcd
 		c.Etcd.Endpoints = []string{e.Endpoint}
@@ -52,8 +48,7 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, 1.0, testkit.Scrape(t, srv.URL)["ctxd_store_up"])
 
-	e.Close()
-	stopped = true
+	e.Stop()
 	testkit.Eventually(t, func() bool {
 		resp, _ := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/readyz", ""))
 		return resp.StatusCode == http.StatusServiceUnavailable
@@ -77,6 +72,20 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 	assert.Equal(t, 0.0, m["ctxd_store_up"])
 	assert.Contains(t, m, "ctxd_store_up")
 	assert.NotContains(t, m, "ctxd_store_revision")
+	lost := regexp.MustCompile(`"level":"error".*"message":"etcd is unreachable: `)
+	assert.Equal(t, 1, len(lost.FindAllString(srv.Logs.String(), -1)), "one line when etcd is lost:\n%s", srv.Logs.String())
+
+	require.NoError(t, e.Start())
+	testkit.Eventually(t, func() bool {
+		resp, _ := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/readyz", ""))
+		return resp.StatusCode == http.StatusOK
+	}, "/readyz answers 200 once etcd is back")
+	testkit.Eventually(t, func() bool {
+		return regexp.MustCompile(`"level":"info".*"unreachable_for":[0-9.]+.*"message":"etcd is reachable again"`).MatchString(srv.Logs.String())
+	}, "a line when etcd is found again, with how long it was away")
+	resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/app", `3`))
+	assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	assert.Equal(t, 1, len(lost.FindAllString(srv.Logs.String(), -1)), "lost once, however many reconnect attempts failed")
 }
 
 // Expiring keys on store.backend etcd, over HTTP: a put with ?ttl= shows

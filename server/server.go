@@ -393,7 +393,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 
 // openEtcd connects to the etcd cluster of cfg.Etcd.
 func openEtcd(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.Logger) (store.Backend, error) {
-	st, err := openEtcdWith(cfg, onCommit)
+	st, err := openEtcdWith(cfg, onCommit, connectionLog(cfg.Etcd.Endpoints, log))
 	if err != nil {
 		return nil, err
 	}
@@ -417,10 +417,27 @@ func openEtcd(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.L
 // OpenEtcd opens the etcd backend of cfg.Etcd as `ctxd serve` opens it
 // (endpoints, prefix, TLS, user, timeouts, limits): also for the commands
 // that work on an etcd prefix without serving it (ctxd restore).
-func OpenEtcd(cfg configs.Config) (*etcd.Store, error) { return openEtcdWith(cfg, nil) }
+func OpenEtcd(cfg configs.Config) (*etcd.Store, error) { return openEtcdWith(cfg, nil, nil) }
 
-// openEtcdWith is OpenEtcd, with onCommit told of each commit (metrics).
-func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo)) (*etcd.Store, error) {
+// connectionLog is the etcd store's OnConnection of a server: a line when
+// the instance loses etcd (error: it serves nothing until etcd is back)
+// and when it finds it again, with how long it was without.
+func connectionLog(endpoints []string, log zerolog.Logger) func(ok bool) {
+	var lost time.Time
+	return func(ok bool) {
+		if !ok {
+			lost = time.Now()
+			log.Error().Strs("endpoints", endpoints).
+				Msg("etcd is unreachable: writes answer 503 unavailable, and /readyz 503, until it is back")
+			return
+		}
+		log.Info().Strs("endpoints", endpoints).Dur("unreachable_for", time.Since(lost)).Msg("etcd is reachable again")
+	}
+}
+
+// openEtcdWith is OpenEtcd, with onCommit told of each commit (metrics)
+// and onConnection of the connection's losses and returns (logs).
+func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo), onConnection func(ok bool)) (*etcd.Store, error) {
 	e := cfg.Etcd
 	var tlsConfig *tls.Config
 	if e.CAFile != "" || e.CertFile != "" {
@@ -432,7 +449,7 @@ func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo)) (*etcd.St
 	return etcd.Open(etcd.Options{
 		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password.Reveal(),
 		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
-		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes, OnCommit: onCommit,
+		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes, OnCommit: onCommit, OnConnection: onConnection,
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/framework0/ctxd"
@@ -46,6 +47,11 @@ type Options struct {
 	// committed writes (or keepalives): the requests it carried, the
 	// changes it made, how long it took. It must be quick (metrics).
 	OnCommit func(store.CommitInfo)
+	// OnConnection, when set, is told when the client loses its
+	// connection to etcd (ok false: no endpoint answers, writes fail
+	// fast, Ready fails) and when it has one again (ok true), once per
+	// change; not at Open. It must be quick (a log line).
+	OnConnection func(ok bool)
 	// RingChanges and RingBytes bound the recent changes the instance
 	// keeps in memory for the change feed (default 8192 changes and
 	// 64 MiB: a prefix of large values keeps fewer; older positions are
@@ -236,7 +242,33 @@ func Open(opts Options) (*Store, error) {
 	go s.watch(wctx, max(start, s.born-1))
 	s.background.Go(func() { s.backfill(wctx, start) })
 	s.cleanLater(wctx)
+	if opts.OnConnection != nil {
+		s.background.Go(func() { s.followConnection(wctx) })
+	}
 	return s, nil
+}
+
+// followConnection tells Options.OnConnection when the client's
+// connection goes to TransientFailure (every endpoint failed; between
+// attempts gRPC goes back to Connecting, which is not news) and when it
+// is Ready again.
+func (s *Store) followConnection(ctx context.Context) {
+	conn := s.cli.ActiveConnection()
+	lost := false
+	for {
+		state := conn.GetState()
+		switch {
+		case state == connectivity.TransientFailure && !lost:
+			lost = true
+			s.opts.OnConnection(false)
+		case state == connectivity.Ready && lost:
+			lost = false
+			s.opts.OnConnection(true)
+		}
+		if !conn.WaitForStateChange(ctx, state) {
+			return
+		}
+	}
 }
 
 // birth returns the create revision of the prefix's birth key, writing it
