@@ -96,7 +96,7 @@ type dumper struct {
 	opts Options
 	res  Result
 	line []byte       // the line being built
-	val  bytes.Buffer // a value compacted or indented
+	val  bytes.Buffer // a value compacted
 }
 
 // Entry is one history entry: a change, with the value it replaced.
@@ -183,16 +183,22 @@ func (d *dumper) compact(b []byte, v []byte) []byte {
 	return append(b, d.val.Bytes()...)
 }
 
-// indent appends v as indented JSON, continuing at the current indentation.
-func (d *dumper) indent(b []byte, v []byte, prefix string) []byte {
+// indent writes v as indented JSON after what d.line holds (flushed
+// first), streamed (jsontext.Indent): the indented text of a value nested
+// deep is many times its size, and is never held. A write error stays in
+// d.bw for the next flushLine to return.
+func (d *dumper) indent(v []byte) {
 	if len(v) == 0 {
-		return append(b, "null"...)
+		d.line = append(d.line, "null"...)
+		return
 	}
-	d.val.Reset()
-	if err := json.Indent(&d.val, v, prefix, "  "); err != nil {
-		return append(b, v...)
+	if !json.Valid(v) {
+		d.line = append(d.line, v...) // the store validated it; keep it as is
+		return
 	}
-	return append(b, bytes.TrimSpace(d.val.Bytes())...)
+	if d.flushLine() == nil {
+		_ = jsontext.Indent(d.bw, v, "", "  ")
+	}
 }
 
 func appendTime(b []byte, t time.Time) []byte {
@@ -361,7 +367,7 @@ func (d *dumper) pretty() error {
 	err := d.forEachKey(func(r ctxd.Record) {
 		d.line = append(d.line, r.Key...)
 		d.line = append(d.line, ": "...)
-		d.line = d.indent(d.line, r.Value, "")
+		d.indent(r.Value)
 		if !r.ExpiresAt.IsZero() {
 			d.line = append(d.line, "\n  (expires at "...)
 			d.line = appendTime(d.line, r.ExpiresAt)

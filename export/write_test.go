@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -348,3 +349,30 @@ func TestParseFormat(t *testing.T) {
 func isString(v []byte) bool {
 	return strings.HasPrefix(strings.TrimSpace(string(v)), `"`)
 }
+
+// A pretty dump streams each value's indented text: a value nested deep,
+// whose indented text is many times its size (here 4,000 levels: 16 MB),
+// is never held whole in memory (allocations are counted, not time).
+func TestPrettyDumpOfADeepValueIsStreamed(t *testing.T) {
+	st := openStore(t, bolt.Options{})
+	const depth = 4000
+	deep := strings.Repeat(`{"a":`, depth) + "1" + strings.Repeat("}", depth)
+	_, err := st.Put(t.Context(), "default", "deep", json.RawMessage(deep), nil, "t")
+	require.NoError(t, err)
+
+	var out countingWriter
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	require.NoError(t, st.View(func(v store.View) error {
+		_, err := export.Write(&out, export.Pretty, v, export.Options{Namespace: "default"})
+		return err
+	}))
+	runtime.ReadMemStats(&after)
+	require.Greater(t, int(out), depth*depth, "the indented text")
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(out)/8, "allocated while writing %d bytes", int(out))
+}
+
+type countingWriter int
+
+func (c *countingWriter) Write(p []byte) (int, error) { *c += countingWriter(len(p)); return len(p), nil }
