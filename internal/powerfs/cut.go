@@ -91,7 +91,7 @@ func (s *fsys) cutOn(t *Trigger) error {
 // (locked): the power is cut when it is the armed trigger's (FS.CutOn).
 func (s *fsys) applied(op string, n *inode, name string) {
 	t := s.trigger
-	if t == nil || s.cut || op != t.Op {
+	if t == nil || s.cut || op != t.Op || t.Fail {
 		return
 	}
 	if name == "" {
@@ -104,6 +104,20 @@ func (s *fsys) applied(op string, n *inode, name string) {
 	if s.triggered == t.Count {
 		s.cutLocked()
 	}
+}
+
+// failing reports whether the fsync of n is the one an armed FailOn
+// trigger names (locked), counting it.
+func (s *fsys) failing(n *inode) bool {
+	t := s.trigger
+	if t == nil || !t.Fail || t.Op != OpFsync {
+		return false
+	}
+	if ok, _ := path.Match(t.Name, n.name); !ok {
+		return false
+	}
+	s.triggered++
+	return s.triggered == t.Count
 }
 
 // surviving returns the surviving tree, nil before the power cut.

@@ -61,6 +61,9 @@ type Trigger struct {
 	Op    string // OpWrite, OpFsync, OpCreate, OpRename or OpUnlink
 	Name  string
 	Count int
+	// Fail (set by FS.FailOn) makes that request fail rather than cut
+	// the power.
+	Fail bool
 }
 
 // The kinds of request a Trigger counts. OpFsync counts fsync and
@@ -178,6 +181,22 @@ func (f *FS) CutOn(t Trigger) error {
 	defer f.mu.Unlock()
 	_, err := f.call(request{Op: "cutOn", Trigger: &t})
 	return err
+}
+
+// FailOn arms t as CutOn does, but the request it names (an fsync: Op
+// must be OpFsync) fails with EIO instead of cutting the power: what it
+// should have synced stays unsynced, and readable, as a kernel's page
+// cache keeps the pages of a failed writeback (the "fsyncgate" case), and
+// everything else goes on. A later Cut loses those writes, unless a later
+// fsync of the file succeeded: here it syncs them, where Linux marks the
+// pages of a failed writeback clean and never writes them (a test that
+// passes here may still lose them there; none that fails here is wrong).
+func (f *FS) FailOn(t Trigger) error {
+	if t.Op != OpFsync {
+		return fmt.Errorf("powerfs: fail on %v: only an fsync can be made to fail", t)
+	}
+	t.Fail = true
+	return f.CutOn(t)
 }
 
 // PowerCut reports whether the power is cut already: by Cut, CutOn or

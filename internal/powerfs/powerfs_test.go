@@ -210,6 +210,36 @@ func TestCutOn(t *testing.T) {
 	assert.Equal(t, map[string]string{"a.wal": "a.tmp", "b.tmp": "b.tmp", "c.wal": "c.tmp"}, tree(t, survivors(t, fs)))
 }
 
+// FailOn fails the n-th fsync of a file with EIO: the data written stays
+// readable, the file system goes on, and a power cut loses the data.
+func TestFailOn(t *testing.T) {
+	fs := powerfs.MountT(t, powerfs.Options{})
+	p := filepath.Join(fs.Dir(), "f")
+	create(t, p, "old", true)
+	syncDir(t, fs.Dir())
+	require.Error(t, fs.FailOn(powerfs.Trigger{Op: powerfs.OpRename, Name: "f", Count: 1}), "only an fsync fails")
+	require.NoError(t, fs.FailOn(powerfs.Trigger{Op: powerfs.OpFsync, Name: "f", Count: 1}))
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.WriteAt([]byte("new"), 0)
+	require.NoError(t, err)
+	assert.ErrorIs(t, f.Sync(), syscall.EIO, "the armed fsync fails")
+	b := make([]byte, 3)
+	_, err = f.ReadAt(b, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(b), "what it did not sync is still read")
+	cut, err := fs.PowerCut()
+	require.NoError(t, err)
+	assert.False(t, cut, "a failed fsync does not cut the power")
+	create(t, filepath.Join(fs.Dir(), "g"), "g", true) // everything else goes on
+	syncDir(t, fs.Dir())
+
+	_, err = fs.Cut()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"f": "old", "g": "g"}, tree(t, survivors(t, fs)), "the power cut loses what the failed fsync did not sync")
+}
+
 func TestUnlinkedOpenFileKeepsWorking(t *testing.T) {
 	fs := powerfs.MountT(t, powerfs.Options{})
 	p := filepath.Join(fs.Dir(), "f")

@@ -357,6 +357,9 @@ func (s *fsys) Fsync(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if !st.Ok() {
 		return st
 	}
+	if s.failing(n) {
+		return fuse.EIO
+	}
 	n.sync()
 	s.applied(OpFsync, n, "")
 	return fuse.OK

@@ -3,8 +3,11 @@ package bolt_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -95,4 +98,27 @@ func mustStatus(t testing.TB, s *testStore) ctxd.Status {
 	st, err := s.Status()
 	require.NoError(t, err)
 	return st
+}
+
+// An Open refused because a server holds the folder leaves that server's
+// files alone: the file a restore or defrag is preparing next to the
+// database is removed only by an Open that holds the folder (leftovers of
+// a crash). Before, the refused Open removed it, and the running server
+// crashed on the empty file it reopened.
+func TestARefusedOpenLeavesTheServersFilesAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctxd.db")
+	running, err := bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	preparing := path + ".restore.tmp"
+	require.NoError(t, os.WriteFile(preparing, []byte("being prepared"), 0o600))
+
+	_, err = bolt.Open(path, bolt.Options{OpenTimeout: 100 * time.Millisecond})
+	require.ErrorIs(t, err, bolt.ErrLocked)
+	assert.FileExists(t, preparing, "the running server's file")
+
+	require.NoError(t, running.Close())
+	s, err := bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	assert.NoFileExists(t, preparing, "a leftover of a crash, removed by an Open that holds the folder")
 }

@@ -76,8 +76,19 @@ func (s *Store) openWAL(opts Options) error {
 	}
 	s.recovery.Revision = s.rev
 	s.wal, s.walLock = log, lock
-	// The log may still hold records the database has: release them.
-	_ = log.ReleaseBefore(log.LastSeq() + 1)
+	// The log may still hold records the database has. They are released
+	// only after a commit of this process (the replay's, or the
+	// committer's next one), never on the word of the file alone: a
+	// process before this one, in the same boot, may have failed at the
+	// fdatasync of bbolt's meta page, which then stays in the page cache
+	// (read as committed) without being on the disk; a power cut would
+	// take it back, and the records with it. A successful commit makes
+	// the disk hold all the page cache showed: the failed commit's data
+	// pages were synced before its meta page, and the new meta page
+	// replaces it.
+	if s.recovery.Records > 0 {
+		_ = log.ReleaseBefore(log.LastSeq() + 1)
+	}
 	return nil
 }
 

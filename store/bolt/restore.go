@@ -172,8 +172,14 @@ func setFloor(path string, live, walSeq uint64, id []byte) (floor uint64, err er
 		return 0, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		snapRev := lastRevision(tx)
 		meta := tx.Bucket(migrations.BucketMeta)
+		if meta == nil || tx.Bucket(migrations.BucketLog) == nil {
+			// openCopy creates a file that is gone: removed while it was
+			// prepared (by hand; Open removes such files only in a folder
+			// no server holds).
+			return fmt.Errorf("the restored copy %s is not a ctxd database any more: was it removed while it was prepared?", path)
+		}
+		snapRev := lastRevision(tx)
 		// A snapshot built from etcd numbered its changes itself
 		// (source_revision), and one above live cannot be this store's
 		// (its revision never goes back).

@@ -218,7 +218,6 @@ func Open(path string, opts Options) (*Store, error) {
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
-	removeLeftovers(path)
 	fi, statErr := os.Stat(path)
 	if statErr == nil && fi.Size() > 0 {
 		// A file in use by a server is left to bbolt.Open, which answers
@@ -277,6 +276,13 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	// The files a swap left (a crash in a restore or a defrag) go only
+	// now that this process holds the folder: bbolt's lock on the file,
+	// and the log's on its folder, which a running server keeps through
+	// its swaps. An Open refused as locked (ctxd restore --data on the
+	// folder of a running server) removed the file the server was
+	// preparing, and the server crashed on the empty one it reopened.
+	removeLeftovers(path)
 	go s.writer()
 	go s.syncer()
 	go s.committer()

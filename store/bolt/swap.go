@@ -97,7 +97,12 @@ func (s *Store) rollBack(backup string, cause error) error {
 	if err := os.Rename(backup, s.path); err != nil {
 		return fmt.Errorf("replace database: %w; and restoring the old file failed: %w", cause, err)
 	}
-	_ = fsutil.SyncDir(filepath.Dir(s.path))
+	if err := fsutil.SyncDir(filepath.Dir(s.path)); err != nil {
+		// After a power cut the name could still be the new file's, and
+		// Open would remove the old one with every write committed from
+		// now on: take no more writes.
+		s.fail(fmt.Errorf("the old database file was put back after a failed swap, but its folder could not be synced: %w", err))
+	}
 	return s.reopenAfterFailure(cause)
 }
 

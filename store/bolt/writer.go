@@ -513,8 +513,13 @@ func (s *Store) waitRoom() error {
 
 // commitDirect commits a request too large for the write-ahead log to
 // bbolt in one transaction (two fdatasyncs), after a checkpoint: the
-// database then holds every change before it. A failed transaction
-// changes nothing and fails this request alone.
+// database then holds every change before it. A request refused before
+// the commit (a version that does not match, a patch that does not apply)
+// fails alone. A failed commit fails the store, as the committer's does:
+// bbolt writes its meta page before the last fdatasync, and when that
+// fdatasync fails it rolls back, but the page stays in the page cache and
+// the memory map, from where bbolt reads the transaction as committed
+// (not durable, and its revision then taken again by the next write).
 func (s *Store) commitDirect(r *request) {
 	if err := s.failure.Load(); err != nil {
 		r.done <- result{err: *err}
@@ -543,7 +548,10 @@ func (s *Store) commitDirect(r *request) {
 		err = applyChanges(s.db, batch{changes: m.changes})
 		s.cache.release()
 		if err != nil {
-			err = fmt.Errorf("commit: %w", err)
+			s.fail(fmt.Errorf("a commit to the database failed: %w", err))
+			err = fmt.Errorf("%w: the database commit of this write failed (%w); it may or may not have been applied: "+
+				"the store takes no more writes until it is restarted; read the key (or the revision) after the restart to learn whether it was",
+				ctxd.ErrOutcomeUnknown, err)
 		} else {
 			s.measure()
 		}
