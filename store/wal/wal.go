@@ -523,7 +523,7 @@ func (l *Log) Write(recs ...[]byte) (uint64, error) {
 					return 0, err
 				}
 			}
-			if err := l.rotate(seq, i > 0); err != nil {
+			if err := l.rotate(seq); err != nil {
 				return 0, err
 			}
 			buf, start = buf[:0], 0
@@ -594,21 +594,18 @@ func (l *Log) fail(err error) error {
 
 // rotate makes the spare segment the current one, named for its first
 // record seq, once the current one is durable: it waits for a Sync in
-// progress and fdatasyncs the current segment itself. partial says that
-// part of this Write was written: an error then fails the log, as a
-// failed write does.
-func (l *Log) rotate(seq uint64, partial bool) error {
+// progress and fdatasyncs the current segment itself. Any error fails the
+// log, also when nothing of this Write was written: its owner has given
+// the records their place (the store numbered their changes), and a later
+// Write that succeeded would leave a hole that the next Open refuses.
+func (l *Log) rotate(seq uint64) error {
 	if l.spare == nil {
 		l.startSpare()
 	}
 	r := <-l.spare
 	l.spare = nil
 	if r.err != nil {
-		err := fmt.Errorf("wal: prepare the next segment: %w", r.err)
-		if partial {
-			return l.fail(err)
-		}
-		return err
+		return l.fail(fmt.Errorf("wal: prepare the next segment: %w", r.err))
 	}
 	l.smu.Lock()
 	defer l.smu.Unlock()

@@ -717,3 +717,24 @@ func TestWriteThenSync(t *testing.T) {
 	l = openLog(t, dir, wal.Options{SegmentSize: small})
 	assert.Equal(t, want(1, 200), replayAll(t, l, 0))
 }
+
+// A Write that cannot prepare the next segment (a full disk) fails the
+// log, even when it wrote nothing: its owner has taken the records' place
+// (the store numbered their changes), so a later Write that succeeded
+// would leave a hole in what the records say, and the next Open would
+// refuse the log. Before, a Write that wrote nothing left the log open.
+func TestAFailedRotationFailsTheLog(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, wal.Options{SegmentSize: small})
+	blocker := filepath.Join(dir, "spare.tmp")
+	require.NoError(t, os.MkdirAll(filepath.Join(blocker, "x"), 0o700)) // the spare cannot be created
+	var err error
+	for i := 1; err == nil; i++ {
+		require.Less(t, i, 100, "a segment holds 14 records")
+		_, err = l.Append(payload(i))
+	}
+	require.ErrorContains(t, err, "prepare the next segment")
+	require.NoError(t, os.RemoveAll(blocker)) // the disk has room again
+	_, err = l.Append(payload(99))
+	require.Error(t, err, "the log takes no more appends until it is reopened")
+}
