@@ -154,9 +154,9 @@ func boolParamOr(c echo.Context, name string, def bool) (bool, error) {
 	if !ok {
 		return def, nil
 	}
-	b, ok := query.ParseBool(s)
-	if !ok {
-		return false, badRequest(name + " must be true or false; got " + strconv.Quote(s))
+	b, err := query.BoolParam(name, s)
+	if err != nil {
+		return false, badRequest(err.Error())
 	}
 	return b, nil
 }

@@ -315,11 +315,7 @@ func boolParam(q url.Values, name string) (bool, error) {
 	if v == "" {
 		return false, nil
 	}
-	b, ok := query.ParseBool(v)
-	if !ok {
-		return false, errors.New(name + " must be true or false; got " + strconv.Quote(v))
-	}
-	return b, nil
+	return query.BoolParam(name, v)
 }
 
 // makeSubs checks namespaces and a prefix and makes one subscription per

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -110,7 +111,12 @@ func (a *app) exitCode(err error) int {
 		fmt.Fprintln(a.stderr, "The write may or may not have been applied. Read the key ('ctxd get KEY') to check before retrying.")
 		return exitOutcomeUnknown
 	case client.IsConnectionError(err):
-		fmt.Fprintln(a.stderr, "Is the server running? Point --server or CTXD_SERVER at it.")
+		var untrusted *tls.CertificateVerificationError
+		if errors.As(err, &untrusted) {
+			fmt.Fprintln(a.stderr, "The server's certificate is not trusted: give the CA that signed it (or the self-signed certificate) with --cacert or CTXD_CACERT.")
+		} else {
+			fmt.Fprintln(a.stderr, "Is the server running? Point --server or CTXD_SERVER at it.")
+		}
 		return exitUnreachable
 	case client.IsNotFound(err):
 		return exitNotFound

@@ -124,8 +124,12 @@ func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) 
 
 // ifVersionFlag registers --if-version.
 func (c *common) ifVersionFlag(cmd *cobra.Command, what string) {
+	zero := "" // only a write can be made on a key that does not exist
+	if what == "write" {
+		zero = " (0: only if it does not exist)"
+	}
 	cmd.Flags().Uint64Var(&c.ifVersion, "if-version", 0,
-		what+" only if the key is at this `version` (0: only if it does not exist); exit code 5 otherwise")
+		what+" only if the key is at this `version`"+zero+"; exit code 5 otherwise")
 }
 
 // expect returns --if-version as a pointer, nil when it was not given.

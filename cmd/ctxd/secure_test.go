@@ -102,7 +102,8 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "hello\n", r.stdout)
 	r = cli(t, []string{"CTXD_SERVER=" + base, "CTXD_TOKEN=" + admin}, "", "get", "greeting")
-	assert.NotEqual(t, 0, r.code, "an unknown CA must be refused")
+	assert.Equal(t, 3, r.code, "an unknown CA must be refused")
+	assert.Contains(t, r.stderr, "certificate is not trusted: give the CA that signed it", "and the hint names the cause")
 	// A list of instances whose first is down: the CA and the token go
 	// with the request to the next, a watch included.
 	down := "https://" + testkit.FreeAddr(t)

@@ -3,7 +3,10 @@
 // so that a parameter reads the same everywhere.
 package query
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // ParseBool reads a boolean parameter value, in any case: "true", "t", "1",
 // "yes" and "on" are true; "false", "f", "0", "no", "off" and "" (the
@@ -18,4 +21,14 @@ func ParseBool(s string) (v, ok bool) {
 		return false, true
 	}
 	return false, false
+}
+
+// BoolParam is ParseBool for the parameter name, with the message of the
+// 400 that refuses anything else.
+func BoolParam(name, s string) (bool, error) {
+	v, ok := ParseBool(s)
+	if !ok {
+		return false, fmt.Errorf("%s must be true or false (or 1/0, yes/no, on/off); got %q", name, s)
+	}
+	return v, nil
 }
