@@ -51,7 +51,7 @@ func TestPowerLoss(t *testing.T) {
 		writeReport(t, "power-loss: skipped: "+err.Error())
 		t.Skip("power-loss trials need FUSE: " + err.Error())
 	}
-	trials := envInt(t, envTrials, 10)
+	trials := envInt(t, envTrials, 6)
 	base := int64(envInt(t, envSeed, int(time.Now().UnixNano()%1_000_000)))
 	start := time.Now()
 	var sum summary
