@@ -358,6 +358,9 @@ func TestSlowClient(t *testing.T) {
 
 	t.Run("slow client lagged then resumes", func(t *testing.T) {
 		ts, c := run(t, realtime.Options{MaxLag: 10000}, true, true)
+		// Cut while its socket is full: its connection lasts until it
+		// reads (or WriteTimeout), but it is no longer a client.
+		testkit.Eventually(t, func() bool { return ts.hub.Stats().Clients == others }, "the cut client is not counted")
 		got, lagged, err := changeRevs(c, changes)
 		require.NoError(t, err)
 		require.NotNil(t, lagged, "the slow client got every change: it was never behind")

@@ -265,8 +265,24 @@ func sessionOf(ms *melody.Session) *session {
 	return s
 }
 
-// Clients returns the number of connected WebSocket clients.
+// Clients returns the number of connected WebSocket clients. A client the
+// hub has closed (lagged, revoked, rate limited) is not one any more,
+// although its connection may last until it reads its close frame or
+// WriteTimeout.
 func (h *Hub) Clients() int {
+	n := 0
+	for _, s := range h.all() {
+		s.mu.Lock()
+		if !s.closing {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// sessionCount is how many sessions the hub serves, closing ones too.
+func (h *Hub) sessionCount() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.sessions)
@@ -523,7 +539,7 @@ func (h *Hub) run() {
 				due = wakeTimer.C
 			}
 		}
-		if retry == nil && h.Clients() == 0 {
+		if retry == nil && h.sessionCount() == 0 {
 			// No one to serve: do not follow commits. Each would wake this
 			// loop, and the wake is on the path of every write (a lone
 			// write closes the mark's channel before it returns): with no

@@ -232,7 +232,7 @@ const (
 
 var (
 	wsLabels      = []string{"protocol"}
-	descWSClients = prometheus.NewDesc("ctxd_ws_clients", "Connected realtime clients, by protocol (watch: /v1/watch, socketio: Socket.IO past CONNECT, either transport).", wsLabels, nil)
+	descWSClients = prometheus.NewDesc("ctxd_ws_clients", "Connected realtime clients, by protocol (watch: /v1/watch, socketio: Socket.IO past CONNECT, either transport); a client the server closed (lagged, revoked, rate limited) is not counted, though its connection may last until it reads the close.", wsLabels, nil)
 	descWSBehind  = prometheus.NewDesc("ctxd_ws_lagging_clients", "/v1/watch clients held back right now because their socket has not drained.", wsLabels, nil)
 	descWSLagged  = prometheus.NewDesc("ctxd_ws_lagged_clients_total", "Realtime clients disconnected with 'lagged' because they fell too far behind, by protocol.", wsLabels, nil)
 	descWSFrames  = prometheus.NewDesc("ctxd_ws_events_sent_total", "Frames written to realtime clients, by protocol (socketio: Engine.IO packets, pings included).", wsLabels, nil)
