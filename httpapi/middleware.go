@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -67,6 +68,13 @@ func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		id := s.setRequestID(c)
+		var chunked *countingBody
+		if req := c.Request(); req.ContentLength < 0 && req.Body != nil && req.Body != http.NoBody {
+			// A body of unknown length (chunked): the access log counts
+			// what was read of it.
+			chunked = &countingBody{ReadCloser: req.Body}
+			req.Body = chunked
+		}
 		if s.draining.Load() && c.Request().Header.Get("Upgrade") == "" {
 			// Drain: the answer closes its connection and tells the
 			// client to go to another instance (a WebSocket upgrade
@@ -86,7 +94,7 @@ func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		took := time.Since(start)
 		sendWhole(c)
-		s.logAccess(c, id, took)
+		s.logAccess(c, id, took, chunked)
 		if s.metrics != nil {
 			s.metrics.observe(c, took)
 		}
@@ -127,9 +135,22 @@ func (s *Server) setRequestID(c echo.Context) string {
 	return id
 }
 
+// countingBody counts the bytes read of a request body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
 // logAccess writes one line per request: method, path, status, latency,
-// request id, bytes in and out. 5xx answers are logged at error level.
-func (s *Server) logAccess(c echo.Context, id string, took time.Duration) {
+// request id, bytes in (the Content-Length, or what was read of a body of
+// unknown length: chunked) and out. 5xx answers are logged at error level.
+func (s *Server) logAccess(c echo.Context, id string, took time.Duration, chunked *countingBody) {
 	res := c.Response()
 	ev := s.log.Info()
 	if res.Status >= http.StatusInternalServerError {
@@ -139,13 +160,17 @@ func (s *Server) logAccess(c echo.Context, id string, took time.Duration) {
 		return
 	}
 	req := c.Request()
+	bytesIn := max(req.ContentLength, 0)
+	if chunked != nil {
+		bytesIn = chunked.n
+	}
 	var ms [24]byte
 	ev.Str("method", req.Method).
 		Str("path", loggedPath(req)).
 		Int("status", res.Status).
 		RawJSON("latency_ms", appendMillis(ms[:0], took)).
 		Str("request_id", id).
-		Int64("bytes_in", req.ContentLength).
+		Int64("bytes_in", bytesIn).
 		Int64("bytes", res.Size).
 		Str("remote", req.RemoteAddr)
 	if code, ok := c.Get(errorCodeKey).(string); ok {

@@ -55,6 +55,9 @@ func TestAccessLog(t *testing.T) {
 	e.do(http.MethodPut, keyPath("default", "a/b"), `"hello"`, "X-Request-Id", "log-put")
 	e.do(http.MethodGet, keyPath("default", "missing"), "", "X-Request-Id", "log-404")
 	e.do(http.MethodGet, keyPath("default", "a/b")+"?rev=1", "", "X-Request-Id", "log-query")
+	chunked := testkit.NewRequest(t, http.MethodPut, e.url+keyPath("default", "c"), "", "X-Request-Id", "log-chunked")
+	chunked.Body, chunked.ContentLength = io.NopCloser(strings.NewReader(`"chunked body"`)), -1 // sent chunked
+	e.send(chunked)
 
 	// A line is written after its answer was sent (sendWhole): the last
 	// one may still be on its way when the client has the answer.
@@ -66,8 +69,8 @@ func TestAccessLog(t *testing.T) {
 				byID[id] = l
 			}
 		}
-		return byID["log-put"] != nil && byID["log-404"] != nil && byID["log-query"] != nil
-	}, "the three requests' access log lines")
+		return byID["log-put"] != nil && byID["log-404"] != nil && byID["log-query"] != nil && byID["log-chunked"] != nil
+	}, "the requests' access log lines")
 	put := byID["log-put"]
 	require.NotNil(t, put, "one access log line per request")
 	assert.Equal(t, "info", put["level"])
@@ -78,6 +81,9 @@ func TestAccessLog(t *testing.T) {
 	assert.Greater(t, put["bytes"], float64(50))
 	assert.Contains(t, put, "latency_ms")
 	assert.Contains(t, put, "remote")
+
+	assert.EqualValues(t, 14, byID["log-chunked"]["bytes_in"], "a chunked body: the bytes read")
+	assert.EqualValues(t, 0, byID["log-404"]["bytes_in"])
 
 	q := byID["log-query"]
 	require.NotNil(t, q)
