@@ -577,12 +577,14 @@ func (h *Hub) reset(rev uint64) {
 	h.ring.reset(rev)
 	frame := encode(resetMsg{Type: ctxd.TypeReset, Rev: rev,
 		Message: "the database was replaced by a restore: re-read state; changes continue after revision " + uitoa(rev)})
+	told := 0
 	for _, s := range h.all() {
 		s.mu.Lock()
 		if s.gen == h.gen {
 			s.mu.Unlock()
 			continue
 		}
+		told++
 		s.gen = h.gen
 		s.pos, s.part, s.base = rev, 0, rev
 		for i := range s.subs {
@@ -593,7 +595,11 @@ func (h *Hub) reset(rev uint64) {
 		s.sendLocked(frame)
 		s.mu.Unlock()
 	}
-	h.log.Info().Uint64("revision", rev).Msg("database restored: clients told to reset")
+	if told > 0 {
+		// Only then: a hub with no client notices a restore when the
+		// next one connects, and has no one to tell.
+		h.log.Info().Uint64("revision", rev).Int("clients", told).Msg("database restored: clients told to reset")
+	}
 }
 
 // fillRead is how many changes one log read of the loop asks for.
