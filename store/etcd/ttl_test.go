@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	"github.com/framework0/ctxd/store/etcd"
 )
@@ -536,4 +538,35 @@ func TestPatchOfAnExpiringKeyFromTheReadCache(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, h.Changes, 1)
 	assert.Equal(t, k.ExpiresAt, h.Changes[0].ExpiresAt, "the patch's change records the deadline it kept")
+}
+
+// A transaction etcd refuses (here too large for its --max-request-bytes)
+// applied nothing: the leases granted for its puts with a TTL are revoked,
+// not left to live out their TTL. Before, a client retrying it added a
+// lease of up to limits.max_ttl each time.
+func TestARefusedTransactionGivesItsLeasesBack(t *testing.T) {
+	srv, err := etcdkit.Start(func(c *embed.Config) { c.MaxRequestBytes = embed.DefaultMaxRequestBytes })
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: "/refused/"})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cli.Close() })
+	leases := func() int {
+		resp, err := cli.Leases(t.Context())
+		require.NoError(t, err)
+		return len(resp.Leases)
+	}
+	before := leases()
+	big := json.RawMessage(`"` + strings.Repeat("x", 900<<10) + `"`)
+	for i := range 5 {
+		_, err := s.Txn(t.Context(), []ctxd.Write{
+			{Namespace: "default", Key: "lock" + strconv.Itoa(i), Op: ctxd.OpPut, Value: big, Who: "t", TTL: 24 * time.Hour},
+			{Namespace: "default", Key: "big" + strconv.Itoa(i), Op: ctxd.OpPut, Value: big, Who: "t"},
+		})
+		require.ErrorIs(t, err, ctxd.ErrTooLarge)
+	}
+	testkit.Eventually(t, func() bool { return leases() == before }, "the refused transactions' leases are revoked (in the background)")
 }

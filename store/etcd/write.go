@@ -270,9 +270,16 @@ func (s *Store) commitOnce(ctx context.Context, writes []ctxd.Write, seen []int6
 			s.revokeGranted(granted)
 			return ctxd.TxnResult{}, errPatchRaced
 		}
-		// The transaction may have applied: its leases stay (they end
-		// at their TTL when it did not).
-		return ctxd.TxnResult{}, writeError(err, true)
+		// A transaction that may have applied keeps its leases (they
+		// end at their TTL when it did not); one etcd refused (too
+		// large, no space, no leader, ...) gives them back: a client
+		// retrying it would otherwise add a lease each time, held up to
+		// limits.max_ttl.
+		err = writeError(err, true)
+		if !errors.Is(err, ctxd.ErrOutcomeUnknown) {
+			s.revokeGranted(granted)
+		}
+		return ctxd.TxnResult{}, err
 	}
 	if !resp.Succeeded {
 		s.revokeGranted(granted)
