@@ -36,7 +36,7 @@ func MarkRestore(s *Store, id uint64) (unmark func(), err error) {
 // EachDeadline is Snapshot's walk of the deadlines of the keys on a lease
 // that no write changed after rev.
 func EachDeadline(s *Store, rev uint64, fn func(ns, key string, at time.Time) error) error {
-	return s.eachDeadline(context.Background(), rev, fn)
+	return s.eachDeadline(context.Background(), s.keys.gen(), rev, fn)
 }
 
 // HoldGroups keeps the store's grouped writes queued until release, so

@@ -41,7 +41,7 @@ func (s *Store) Status() (ctxd.Status, error) {
 		if st.CompactedRevision, err = s.compactedRevision(ctx); err != nil {
 			return err
 		}
-		ns, err := s.namespacesAt(ctx, 0)
+		ns, err := s.namespacesAt(ctx, s.keys.gen().keys, 0)
 		if err != nil {
 			return err
 		}

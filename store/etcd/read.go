@@ -77,7 +77,8 @@ func (s *Store) getAt(ns, key string, rev uint64) (ctxd.Record, error) {
 	}
 	var r ctxd.Record
 	err := s.read(func(ctx context.Context) error {
-		resp, err := s.cli.Get(ctx, s.keys.live(ns, key), clientv3.WithRev(int64(rev)))
+		k := s.keys.gen().keys
+		resp, err := s.cli.Get(ctx, k.live(ns, key), clientv3.WithRev(int64(rev)))
 		if err != nil {
 			return s.revisionError(ctx, err, rev)
 		}
@@ -90,7 +91,7 @@ func (s *Store) getAt(ns, key string, rev uint64) (ctxd.Record, error) {
 		if rev == 0 && resp.Kvs[0].Lease != 0 {
 			// A keepalive may have moved the deadline since the put.
 			one := []ctxd.Record{r}
-			err = s.deadlinesOf(ctx, ns, one, []bool{true}, 0)
+			err = s.deadlinesOf(ctx, k, ns, one, []bool{true}, 0)
 			r = one[0]
 			return err
 		}
@@ -211,7 +212,8 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 	limit := pageSize(opts.Limit)
 	page = ctxd.ListPage{Records: []ctxd.Record{}}
 	err := s.read(func(ctx context.Context) error {
-		base := s.keys.nsLive(ns)
+		k := s.keys.gen().keys
+		base := k.nsLive(ns)
 		from := base + opts.Prefix
 		if opts.After >= opts.Prefix {
 			from = base + opts.After + "\x00"
@@ -238,7 +240,7 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 			page.Records = append(page.Records, r)
 			leased = append(leased, kv.Lease != 0)
 		}
-		return s.deadlinesOf(ctx, ns, page.Records, leased, 0)
+		return s.deadlinesOf(ctx, k, ns, page.Records, leased, 0)
 	})
 	return page, err
 }
@@ -280,7 +282,7 @@ func (s *Store) Namespaces() ([]ctxd.Namespace, error) {
 	}
 	err := s.read(func(ctx context.Context) error {
 		var err error
-		out, err = s.namespacesAt(ctx, 0)
+		out, err = s.namespacesAt(ctx, s.keys.gen().keys, 0)
 		return err
 	})
 	return out, err
@@ -288,9 +290,10 @@ func (s *Store) Namespaces() ([]ctxd.Namespace, error) {
 
 // namespacesAt finds the namespaces by skipping from one to the next
 // (one read of one key each) and counts each one's keys (a count-only
-// read): 2 reads per namespace, at revision rev (0: the head).
-func (s *Store) namespacesAt(ctx context.Context, rev uint64) ([]ctxd.Namespace, error) {
-	base := s.keys.dir(liveDir)
+// read): 2 reads per namespace, at revision rev (0: the head), in the
+// keys of generation k.
+func (s *Store) namespacesAt(ctx context.Context, k dataKeys, rev uint64) ([]ctxd.Namespace, error) {
+	base := k.prefix + liveDir
 	end := prefixEnd(base)
 	var out []ctxd.Namespace
 	hasDefault := false
@@ -302,18 +305,18 @@ func (s *Store) namespacesAt(ctx context.Context, rev uint64) ([]ctxd.Namespace,
 		if len(resp.Kvs) == 0 {
 			break
 		}
-		_, ns, _, ok := s.keys.parse(resp.Kvs[0].Key)
+		_, ns, _, ok := k.parse(resp.Kvs[0].Key)
 		if !ok {
 			from = string(resp.Kvs[0].Key) + "\x00"
 			continue
 		}
-		count, err := s.cli.Get(ctx, s.keys.nsLive(ns), clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(int64(rev)))
+		count, err := s.cli.Get(ctx, k.nsLive(ns), clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(int64(rev)))
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, ctxd.Namespace{Name: ns, Keys: uint64(count.Count)})
 		hasDefault = hasDefault || ns == ctxd.DefaultNamespace
-		from = prefixEnd(s.keys.nsLive(ns))
+		from = prefixEnd(k.nsLive(ns))
 	}
 	if !hasDefault {
 		out = append(out, ctxd.Namespace{Name: ctxd.DefaultNamespace})

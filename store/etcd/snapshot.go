@@ -58,15 +58,18 @@ func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotIn
 		return ctxd.SnapshotInfo{}, err
 	}
 	// The current generation's history starts after its restore's claim
-	// (generation.go): nothing of it is older.
-	base := max(compacted, s.born, s.keys.gen().id)
+	// (generation.go): nothing of it is older. Its keys are read to the
+	// end, whatever switch comes meanwhile (a newer one's keys do not
+	// exist at base: the snapshot would skip them).
+	g := s.keys.gen()
+	base := max(compacted, s.born, g.id)
 	rev = max(rev, base)
 	b, err := bolt.NewSnapshotBuilder("")
 	if err != nil {
 		return ctxd.SnapshotInfo{}, err
 	}
 	defer b.Close()
-	err = s.eachLiveByModRev(ctx, base, func(r ctxd.Record) error {
+	err = s.eachLiveByModRev(ctx, g.keys, base, func(r ctxd.Record) error {
 		c := ctxd.Change{Revision: r.ModRev, Namespace: r.Namespace, Key: r.Key, Op: ctxd.OpPut,
 			Value: r.Value, Version: r.Version, Who: r.Who, Time: r.UpdatedAt, ExpiresAt: r.ExpiresAt}
 		return b.Add(c, r.CreateRev)
@@ -98,7 +101,7 @@ func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotIn
 	// Keepalives move deadline records, not the keys, and take no
 	// revision of the feed's: the file's deadlines are the records' now,
 	// for the keys not written since rev.
-	if err := s.eachDeadline(ctx, rev, b.KeepAlive); err != nil {
+	if err := s.eachDeadline(ctx, g, rev, b.KeepAlive); err != nil {
 		return ctxd.SnapshotInfo{}, err
 	}
 	return b.WriteTo(w, rev, fileCompacted)
@@ -110,8 +113,7 @@ func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotIn
 // page of records at a time. The keys of a page are read back in etcd
 // transactions of deadlineReads gets each, not one request per key: a
 // snapshot of many expiring keys would otherwise make as many round trips.
-func (s *Store) eachDeadline(ctx context.Context, rev uint64, fn func(ns, key string, at time.Time) error) error {
-	gen := s.keys.gen()
+func (s *Store) eachDeadline(ctx context.Context, gen *generation, rev uint64, fn func(ns, key string, at time.Time) error) error {
 	base := gen.keys.prefix + deadDir
 	type leased struct {
 		ns, key string
@@ -162,11 +164,11 @@ const deadlineReads = 64
 // rev, oldest change first (mod revision order, the order a snapshot
 // file's log needs), reading viewPage keys at a time. etcd sorts the
 // range for each page; a revision is never split between two pages.
-func (s *Store) eachLiveByModRev(ctx context.Context, rev uint64, fn func(ctxd.Record) error) error {
+func (s *Store) eachLiveByModRev(ctx context.Context, k dataKeys, rev uint64, fn func(ctxd.Record) error) error {
 	if rev == 0 {
 		return nil
 	}
-	dir := s.keys.dir(liveDir)
+	dir := k.prefix + liveDir
 	read := func(opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
 		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 		defer cancel()
@@ -180,7 +182,7 @@ func (s *Store) eachLiveByModRev(ctx context.Context, rev uint64, fn func(ctxd.R
 	}
 	emit := func(kvs []*mvccpb.KeyValue) error {
 		for _, kv := range kvs {
-			_, ns, key, ok := s.keys.parse(kv.Key)
+			_, ns, key, ok := k.parse(kv.Key)
 			if !ok {
 				continue
 			}

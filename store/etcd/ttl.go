@@ -301,8 +301,9 @@ func renewalOps(gen *generation, ns, key string, d deadline, modRev int64) (clie
 // (leased[i] true) to their deadline record's at revision rev (0: the
 // head): one range read over the records' keys, which are in key order
 // in one namespace. A keepalive moves the deadline record only, so that
-// it, not the put's envelope, has the current deadline.
-func (s *Store) deadlinesOf(ctx context.Context, ns string, records []ctxd.Record, leased []bool, rev uint64) error {
+// it, not the put's envelope, has the current deadline. The records are
+// of generation k.
+func (s *Store) deadlinesOf(ctx context.Context, k dataKeys, ns string, records []ctxd.Record, leased []bool, rev uint64) error {
 	first, last := -1, -1
 	for i, l := range leased {
 		if l {
@@ -315,13 +316,13 @@ func (s *Store) deadlinesOf(ctx context.Context, ns string, records []ctxd.Recor
 	if first < 0 {
 		return nil
 	}
-	from, to := s.keys.dead(ns, records[first].Key), s.keys.dead(ns, records[last].Key)+"\x00"
+	from, to := k.dead(ns, records[first].Key), k.dead(ns, records[last].Key)+"\x00"
 	resp, err := s.cli.Get(ctx, from, clientv3.WithRange(to), clientv3.WithRev(int64(rev)))
 	if err != nil {
 		return s.revisionError(ctx, err, rev)
 	}
 	at := make(map[string]time.Time, len(resp.Kvs))
-	base := len(s.keys.nsDead(ns))
+	base := len(k.nsDead(ns))
 	for _, kv := range resp.Kvs {
 		if d, err := decodeDeadline(kv.Value); err == nil {
 			at[string(kv.Key[base:])] = d.at

@@ -33,9 +33,13 @@ func (s *Store) View(fn func(v store.View) error) error {
 		return err
 	}
 	// A full restore may switch the generation between the two loads:
-	// the view is never below the switch of the generation it reads.
-	rev := max(mark, uint64(s.keys.gen().rev))
-	return s.viewAt(rev, max(seen, rev), fn)
+	// the view is never below the switch of the generation it reads, and
+	// reads that generation's keys to its end, whatever switch comes
+	// while fn runs (the keys of a newer one do not exist at rev: the
+	// view's reads found nothing, and a dump or snapshot was partial).
+	g := s.keys.gen()
+	rev := max(mark, uint64(g.rev))
+	return s.viewAt(rev, max(seen, rev), g.keys, fn)
 }
 
 // ViewAt calls fn with a view of the prefix at revision rev, at most the
@@ -51,6 +55,7 @@ func (s *Store) ViewAt(rev uint64, fn func(v store.View) error) error {
 	if rev == 0 {
 		return ctxd.Invalidf("there is no revision 0")
 	}
+	g := s.keys.gen() // before readableAt: rev is not below its switch
 	if err := s.readableAt(rev); err != nil {
 		return err
 	}
@@ -63,18 +68,18 @@ func (s *Store) ViewAt(rev uint64, fn func(v store.View) error) error {
 	if rev > mark {
 		return ctxd.FutureRevision(rev, mark)
 	}
-	return s.viewAt(rev, rev, fn)
+	return s.viewAt(rev, rev, g.keys, fn)
 }
 
 // viewAt calls fn with the view at rev, whose keys' deadlines are read at
 // deadlinesAt (at least rev): a keepalive is no change, and moves a
 // deadline after the revision of the last change.
-func (s *Store) viewAt(rev, deadlinesAt uint64, fn func(v store.View) error) error {
-	v := &view{s: s, rev: rev, deadlinesAt: deadlinesAt}
+func (s *Store) viewAt(rev, deadlinesAt uint64, k dataKeys, fn func(v store.View) error) error {
+	v := &view{s: s, rev: rev, deadlinesAt: deadlinesAt, keys: k}
 	if v.rev > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 		var err error
-		v.namespaces, err = s.namespacesAt(ctx, v.rev)
+		v.namespaces, err = s.namespacesAt(ctx, k, v.rev)
 		if err != nil {
 			err = readError(s.revisionError(ctx, err, v.rev)) // which reads the compaction mark
 		}
@@ -92,6 +97,7 @@ type view struct {
 	s           *Store
 	rev         uint64
 	deadlinesAt uint64
+	keys        dataKeys // of the generation at rev
 	namespaces  []ctxd.Namespace
 }
 
@@ -104,7 +110,7 @@ func (v *view) ForEach(ns, prefix string, fn func(ctxd.Record) error) error {
 	if v.rev == 0 {
 		return nil
 	}
-	base := v.s.keys.nsLive(ns)
+	base := v.keys.nsLive(ns)
 	end := prefixEnd(base + prefix)
 	for from := base + prefix; ; {
 		ctx, cancel := context.WithTimeout(context.Background(), v.s.opts.RequestTimeout)
@@ -126,7 +132,7 @@ func (v *view) ForEach(ns, prefix string, fn func(ctxd.Record) error) error {
 		}
 		// Deadlines as keepalives left them: for a view of the current
 		// state, now (its keys' states are those at v.rev).
-		err = v.s.deadlinesOf(ctx, ns, records, leased, v.deadlinesAt)
+		err = v.s.deadlinesOf(ctx, v.keys, ns, records, leased, v.deadlinesAt)
 		cancel()
 		if err != nil {
 			return readError(err)
@@ -188,7 +194,7 @@ func (v *view) ForEachChange(ns string, fn func(ctxd.Change) error) error {
 // nothing after etcd's default retention had run). The changes are held
 // in memory to be sorted: the values of the keys unchanged since the mark.
 func (v *view) keptAtMark(ctx context.Context, ns string, mark uint64, fn func(ctxd.Change) error) error {
-	k := v.s.keys.gen().keys // one generation for every page
+	k := v.keys
 	base := k.prefix + liveDir
 	if ns != "" {
 		base = k.nsLive(ns)
@@ -272,7 +278,7 @@ func (v *view) Change(ns, key string, rev uint64) (ctxd.Change, error) {
 // one). ok is false when rev is not a put of the key, or the reads fail
 // (the caller reads history then, which says why).
 func (v *view) putAt(ns, key string, rev uint64) (c ctxd.Change, ok bool) {
-	k := v.s.keys.gen().keys
+	k := v.keys
 	get := func(at uint64) *mvccpb.KeyValue {
 		ctx, cancel := context.WithTimeout(context.Background(), v.s.opts.RequestTimeout)
 		defer cancel()
