@@ -168,3 +168,28 @@ func (s *Store) restoredError(rev uint64) error {
 func (s *Store) genCompare(g *generation) clientv3.Cmp {
 	return clientv3.Compare(clientv3.ModRevision(s.opts.Prefix+genKey), "=", g.rev)
 }
+
+// getCurrent reads at the head the range op builds in the keys of the
+// current generation, with the generation's pointer beside it in one etcd
+// transaction (read-only: a linearizable read). When the pointer moved
+// past the instance's generation (a full restore through another instance,
+// whose switch this instance's watch has not delivered yet), the instance
+// moves to it and reads again: a direct read with the instance's
+// generation alone read the replaced generation's keys, which the restore
+// deletes, and keys acknowledged before the read read as missing.
+func (s *Store) getCurrent(ctx context.Context, op func(k dataKeys) clientv3.Op) (*clientv3.GetResponse, dataKeys, error) {
+	for range 3 {
+		g := s.keys.gen()
+		resp, err := s.cli.Txn(ctx).Then(op(g.keys), clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly())).Commit()
+		if err != nil {
+			return nil, dataKeys{}, err
+		}
+		if ptr := firstKV(resp.Responses[1].GetResponseRange().GetKvs()); ptr == nil || ptr.ModRevision <= g.rev {
+			return (*clientv3.GetResponse)(resp.Responses[0].GetResponseRange()), g.keys, nil
+		}
+		if err := s.reloadGeneration(ctx); err != nil {
+			return nil, dataKeys{}, err
+		}
+	}
+	return nil, dataKeys{}, fmt.Errorf("%w: the data's generation keeps changing (full restores one after the other): try again", ctxd.ErrUnavailable)
+}

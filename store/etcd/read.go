@@ -77,8 +77,18 @@ func (s *Store) getAt(ns, key string, rev uint64) (ctxd.Record, error) {
 	}
 	var r ctxd.Record
 	err := s.read(func(ctx context.Context) error {
-		k := s.keys.gen().keys
-		resp, err := s.cli.Get(ctx, k.live(ns, key), clientv3.WithRev(int64(rev)))
+		var (
+			resp *clientv3.GetResponse
+			k    dataKeys
+			err  error
+		)
+		if rev == 0 {
+			resp, k, err = s.getCurrent(ctx, func(k dataKeys) clientv3.Op { return clientv3.OpGet(k.live(ns, key)) })
+		} else {
+			// readableAt: rev is not below the generation's switch.
+			k = s.keys.gen().keys
+			resp, err = s.cli.Get(ctx, k.live(ns, key), clientv3.WithRev(int64(rev)))
+		}
 		if err != nil {
 			return s.revisionError(ctx, err, rev)
 		}
@@ -212,16 +222,18 @@ func (s *Store) List(ns string, opts ctxd.ListOptions) (ctxd.ListPage, error) {
 	limit := pageSize(opts.Limit)
 	page = ctxd.ListPage{Records: []ctxd.Record{}}
 	err := s.read(func(ctx context.Context) error {
-		k := s.keys.gen().keys
-		base := k.nsLive(ns)
-		from := base + opts.Prefix
-		if opts.After >= opts.Prefix {
-			from = base + opts.After + "\x00"
-		}
-		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(prefixEnd(base+opts.Prefix)), clientv3.WithLimit(int64(limit)+1))
+		resp, k, err := s.getCurrent(ctx, func(k dataKeys) clientv3.Op {
+			base := k.nsLive(ns)
+			from := base + opts.Prefix
+			if opts.After >= opts.Prefix {
+				from = base + opts.After + "\x00"
+			}
+			return clientv3.OpGet(from, clientv3.WithRange(prefixEnd(base+opts.Prefix)), clientv3.WithLimit(int64(limit)+1))
+		})
 		if err != nil {
 			return err
 		}
+		base := k.nsLive(ns)
 		var leased []bool
 		for i, kv := range resp.Kvs {
 			if i == limit {
