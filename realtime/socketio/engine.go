@@ -427,7 +427,7 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 // separator, without joining them in memory first (a snapshot packet may
 // be tens of megabytes).
 func writePayload(w http.ResponseWriter, packets []string) error {
-	size := len(separator) * (len(packets) - 1)
+	size := len(separator) * max(len(packets)-1, 0)
 	for _, p := range packets {
 		size += len(p)
 	}
