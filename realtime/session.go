@@ -123,6 +123,7 @@ func (s *session) holdLocked(g *snapbudget.Grant) {
 		return
 	}
 	s.held = append(s.held, heldGrant{g: g, left: s.inflight + len(s.out)})
+	g.ReleaseAfter(s.h.opts.WriteTimeout) // a client that does not read holds no longer
 }
 
 // releaseHeld releases every grant the session holds: it is closed.

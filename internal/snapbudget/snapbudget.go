@@ -9,7 +9,8 @@
 // [Budget] (websocket.snapshot_memory_bytes) is shared by both feeds: a
 // snapshot reserves the most it may take before it is built, gives back
 // what it did not use once built, and the rest once written (or when its
-// client goes). A client whose reservation does not fit waits its turn, in
+// client goes, or after the write timeout: a client that does not read
+// cannot keep others waiting). A client whose reservation does not fit waits its turn, in
 // order of arrival (golang.org/x/sync/semaphore is first-in first-out, so
 // a large snapshot is not starved by small ones).
 package snapbudget
@@ -18,6 +19,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 )
@@ -95,6 +97,17 @@ func (g *Grant) Shrink(size int64) {
 	if size = max(size, 0); size < g.n {
 		g.giveLocked(g.n - size)
 	}
+}
+
+// ReleaseAfter releases the grant d from now, if it is not released by
+// then: a client that does not read its snapshot holds the budget no
+// longer than that (the memory stays its until its connection ends: the
+// feeds close a client that reads nothing for websocket.write_timeout).
+func (g *Grant) ReleaseAfter(d time.Duration) {
+	if g == nil {
+		return
+	}
+	time.AfterFunc(d, g.Release)
 }
 
 // Release gives back all the grant holds: the snapshot is written, or its

@@ -64,6 +64,19 @@ func TestAWaitEndsWithItsContext(t *testing.T) {
 	g2.Release()
 }
 
+func TestReleaseAfter(t *testing.T) {
+	b := New(10)
+	g, err := b.Acquire(context.Background(), 10)
+	require.NoError(t, err)
+	g.ReleaseAfter(10 * time.Millisecond)
+	require.Eventually(t, func() bool { return b.Stats().Held == 0 }, 5*time.Second, time.Millisecond)
+	g.Release() // already released: nothing more
+	g2, err := b.Acquire(context.Background(), 10)
+	require.NoError(t, err)
+	assert.Equal(t, int64(10), b.Stats().Held, "one release, not two")
+	g2.Release()
+}
+
 func TestANilBudgetGrantsEverything(t *testing.T) {
 	var b *Budget
 	g, err := b.Acquire(context.Background(), 1<<40)

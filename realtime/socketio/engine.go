@@ -105,6 +105,7 @@ func (c *conn) sendHeld(g *snapbudget.Grant, packets ...string) bool {
 	c.queue = append(c.queue, packets...)
 	if g != nil {
 		c.held = append(c.held, g)
+		g.ReleaseAfter(c.srv.opts.WriteTimeout) // a client that does not read (or poll) holds no longer
 	}
 	c.mu.Unlock()
 	signal(c.wake)

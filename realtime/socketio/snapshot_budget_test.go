@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
@@ -23,6 +24,7 @@ func TestSnapshotsShareOneMemoryBudget(t *testing.T) {
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.WebSocket.MaxSnapshotBytes = 1 << 20
 		c.WebSocket.SnapshotMemoryBytes = 1 << 20
+		c.WebSocket.WriteTimeout = 5 * time.Minute // the idle client holds its snapshot until it polls
 	}))
 	restPut(t, srv, "quote", `"<a & b>"`)
 	restPut(t, srv, `k"\é`, `{"n":[1,2]}`)
@@ -85,4 +87,21 @@ func TestSnapshotsShareOneMemoryBudget(t *testing.T) {
 	}
 	testkit.Eventually(t, func() bool { return held() == 0 && waiting() == 0 }, "every snapshot written gave its bytes back")
 	assert.Equal(t, 1.0, testkit.Scrape(t, srv.URL)["ctxd_ws_snapshot_waits_total"])
+}
+
+// A client that does not read its snapshot holds the budget no longer
+// than websocket.write_timeout: then others may go, though its connection
+// (and its memory) may last until the server closes it.
+func TestAClientThatDoesNotReadHoldsTheBudgetAtMostTheWriteTimeout(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.WebSocket.SnapshotMemoryBytes = 1 << 20
+		c.WebSocket.WriteTimeout = 300 * time.Millisecond
+		c.WebSocket.PingInterval = 5 * time.Minute // no heartbeat ends the idle session meanwhile
+	}))
+	restPut(t, srv, "k", `1`)
+	idle := dial(t, srv, sioOpts{noPoll: true})
+	idle.sendPacket("40")
+	testkit.Eventually(t, func() bool {
+		return testkit.Scrape(t, srv.URL)["ctxd_ws_snapshot_bytes"] == 0 && testkit.Scrape(t, srv.URL)["ctxd_ws_clients{protocol=\"socketio\"}"] == 1
+	}, "the unread snapshot gave its bytes back after the write timeout, the client still connected")
 }
