@@ -135,6 +135,7 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		// resets the session (conservative), one before it does not.
 		gen: h.st.Generation(),
 	}
+	s.ctx, s.stop = context.WithCancel(context.Background())
 	if p.batch {
 		s.window = h.opts.BatchWindow
 	}
@@ -178,10 +179,10 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 	}
 	s.setSubsLocked(subs)
 	rev, index := s.resumePointLocked()
-	s.out = append(s.out, encode(subscribedMsg{
+	s.queueLocked(encode(subscribedMsg{
 		Type: ctxd.TypeSubscribed, ClientID: s.id, Rev: rev, Index: index, Subscriptions: p.subs, Batch: p.batch,
 	}))
-	s.out = append(s.out, snap...)
+	s.queueSnapshotLocked(snap)
 	s.holdLocked(grant)
 	return s, nil
 }
@@ -238,6 +239,7 @@ func (h *Hub) onError(ms *melody.Session, err error) {
 	id := ""
 	if s != nil {
 		id = s.id
+		s.stop() // the connection is failing: a wait of its reader ends
 	}
 	switch {
 	case errors.Is(err, melody.ErrMessageBufferFull):

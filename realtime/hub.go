@@ -423,7 +423,8 @@ func (h *Hub) register(s *session) bool {
 func (h *Hub) unregister(s *session) {
 	s.mu.Lock()
 	s.closing = true
-	s.out = nil
+	s.stop()
+	s.dropOutLocked()
 	s.mu.Unlock()
 	h.mu.Lock()
 	if _, ok := h.sessions[s]; ok {

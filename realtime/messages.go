@@ -216,20 +216,43 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 			return
 		}
 	}
-	if m.Snapshot {
-		// The session's reader waits here for room in the budget: its
-		// next messages come after the snapshot, as they would anyway.
-		snap, snapRev, grant, err = h.snapshot(context.Background(), subs, m.ID, s.access)
-		if err != nil {
-			s.send(h.storeError(m.ID, "subscribe", err))
-			return
+	tooMany := func() bool { return len(s.subs)+len(subs) > maxSubscriptions }
+	tooManyFrame := errorFrame(m.ID, ctxd.CodeBadRequest, "subscribe: at most "+strconv.Itoa(maxSubscriptions)+" subscriptions per client")
+	var committed uint64
+	for attempt := 1; ; attempt++ {
+		gen := h.st.Generation()
+		if m.Snapshot {
+			s.mu.Lock()
+			full := tooMany()
+			s.mu.Unlock()
+			if full { // before the snapshot is built: none is for nothing
+				s.send(tooManyFrame)
+				return
+			}
+			// The session's reader waits here for room in the budget
+			// (until the session closes): its next messages come after
+			// the snapshot, as they would anyway.
+			snap, snapRev, grant, err = h.snapshot(s.ctx, subs, m.ID, s.access)
+			if err != nil {
+				s.send(h.storeError(m.ID, "subscribe", err))
+				return
+			}
 		}
-	}
-	committed, _ := h.st.Committed()
-	s.mu.Lock()
-	if len(s.subs)+len(subs) > maxSubscriptions {
-		s.sendLocked(errorFrame(m.ID, ctxd.CodeBadRequest, "subscribe: at most "+strconv.Itoa(maxSubscriptions)+" subscriptions per client"))
+		committed, _ = h.st.Committed()
+		s.mu.Lock()
+		if !m.Snapshot || h.st.Generation() == gen || attempt == 3 {
+			break // with s.mu held
+		}
+		// A restore replaced the data while the snapshot was read: it
+		// may be the replaced data's, and the session may have been
+		// told "reset" already, after which it must not come. Again.
 		s.mu.Unlock()
+		grant.Release()
+	}
+	if tooMany() {
+		s.sendLocked(tooManyFrame)
+		s.mu.Unlock()
+		grant.Release()
 		return
 	}
 	var since uint64
@@ -251,13 +274,8 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 	}
 	s.sendLocked(encode(subscribedMsg{Type: ctxd.TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: rev, Index: index,
 		Subscriptions: s.subscriptionsLocked(), Batch: s.batch}))
-	for _, f := range snap {
-		if s.closing {
-			break
-		}
-		// Snapshot frames may exceed maxQueued: they are bounded by
-		// MaxSnapshotBytes instead.
-		s.out = append(s.out, f)
+	if !s.closing {
+		s.queueSnapshotLocked(snap)
 	}
 	s.holdLocked(grant)
 	s.pumpLocked()

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"context"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,6 +52,13 @@ type session struct {
 
 	ms *melody.Session // set once by the connect handler, before any write
 
+	// ctx ends when the session closes (stop): a subscribe's snapshot
+	// waiting for room in the budget stops waiting. Its reader waits
+	// there, so nothing else would end the wait: not the end of the
+	// connection, nor Hub.Close, which would wait for it forever.
+	ctx  context.Context
+	stop context.CancelFunc
+
 	mu sync.Mutex
 	// subs are the subscriptions; a change matches if any of them matches.
 	subs []sub
@@ -78,7 +86,14 @@ type session struct {
 	// changes from the ring (Options.BatchInterval).
 	lastFrame time.Time
 	out       [][]byte
-	closing   bool
+	// queued and popped count the frames ever put in out and taken from
+	// it; snapBlocks are the snapshot frames' places in that count
+	// ([from, to)): they do not count against maxQueued, which bounds
+	// the answers of a client that does not read them (MaxSnapshotBytes
+	// bounds a snapshot).
+	queued, popped int
+	snapBlocks     [][2]int
+	closing        bool
 	// wantKick is set when the hub left the session behind for lack of
 	// window; sent asks the hub to come back once the window drains.
 	wantKick bool
@@ -110,6 +125,32 @@ type session struct {
 type heldGrant struct {
 	g    *snapbudget.Grant
 	left int
+}
+
+// queueLocked puts frames at the end of out.
+func (s *session) queueLocked(frames ...[]byte) {
+	s.out = append(s.out, frames...)
+	s.queued += len(frames)
+}
+
+// queueSnapshotLocked puts a snapshot's frames at the end of out.
+func (s *session) queueSnapshotLocked(frames [][]byte) {
+	s.snapBlocks = append(s.snapBlocks, [2]int{s.queued, s.queued + len(frames)})
+	s.queueLocked(frames...)
+}
+
+// answersQueuedLocked is how many frames in out are not a snapshot's.
+func (s *session) answersQueuedLocked() int {
+	n := len(s.out)
+	for _, b := range s.snapBlocks {
+		n -= b[1] - max(b[0], s.popped)
+	}
+	return n
+}
+
+// dropOutLocked empties out: the session is closing.
+func (s *session) dropOutLocked() {
+	s.out, s.popped, s.snapBlocks = nil, s.queued, nil
 }
 
 // holdLocked keeps g until every frame queued or in flight now is
@@ -341,6 +382,7 @@ func containsSub(list []ctxd.Subscription, x ctxd.Subscription) bool {
 func (s *session) writeLocked(frame []byte) {
 	if err := s.ms.Write(frame); err != nil {
 		s.closing = true // melody has closed the session already
+		s.stop()
 		return
 	}
 	s.inflight++
@@ -352,6 +394,10 @@ func (s *session) pumpLocked() {
 		s.writeLocked(s.out[0])
 		s.out[0] = nil
 		s.out = s.out[1:]
+		s.popped++
+	}
+	for len(s.snapBlocks) > 0 && s.snapBlocks[0][1] <= s.popped {
+		s.snapBlocks = s.snapBlocks[1:]
 	}
 	if len(s.out) == 0 {
 		s.out = nil
@@ -364,11 +410,11 @@ func (s *session) sendLocked(frame []byte) {
 	if s.closing {
 		return
 	}
-	if len(s.out) >= maxQueued {
+	if s.answersQueuedLocked() >= maxQueued {
 		s.closeLaggedLocked("the client does not read its answers")
 		return
 	}
-	s.out = append(s.out, frame)
+	s.queueLocked(frame)
 	s.pumpLocked()
 }
 
@@ -424,7 +470,8 @@ func (s *session) closeLocked(last []byte, code int, reason string) {
 		s.writeLocked(last)
 	}
 	s.closing = true
-	s.out = nil
+	s.stop()
+	s.dropOutLocked()
 	_ = s.ms.CloseWithMsg(melody.FormatCloseMessage(code, reason))
 }
 
@@ -449,7 +496,8 @@ func (s *session) closePolicyLocked(last []byte, code int, reason string) func()
 		s.writeLocked(last)
 	}
 	s.closing = true
-	s.out = nil
+	s.stop()
+	s.dropOutLocked()
 	s.closeMsg = websocket.FormatCloseMessage(code, reason)
 	return s.takeCloseLocked()
 }
