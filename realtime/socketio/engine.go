@@ -47,10 +47,14 @@ type conn struct {
 
 	mu    sync.Mutex
 	queue []string
-	// held are the snapshot budget's grants of packets in queue: a writer
-	// that empties the queue takes them, and releases them once it has
+	// put and taken count the packets ever put in queue and taken from
+	// it by a writer.
+	put, taken int
+	// held are the snapshot budget's grants of packets in queue, each
+	// with the count put reaches at its last packet: the writer that
+	// takes that packet takes the grant, and releases it once it has
 	// written what it took (closeWith releases those left).
-	held    []*snapbudget.Grant
+	held    []heldGrant
 	polling bool            // a GET is waiting for packets
 	probing bool            // a WebSocket answered the upgrade probe: polls end with a noop
 	ws      *websocket.Conn // set when the WebSocket transport took over
@@ -88,9 +92,16 @@ func (c *conn) send(packets ...string) bool {
 		return false
 	}
 	c.queue = append(c.queue, packets...)
+	c.put += len(packets)
 	c.mu.Unlock()
 	signal(c.wake)
 	return true
+}
+
+// heldGrant is a grant and the count of packets put at its last one.
+type heldGrant struct {
+	g     *snapbudget.Grant
+	until int
 }
 
 // sendHeld is send for packets that hold g (a snapshot's grant): g is
@@ -103,8 +114,9 @@ func (c *conn) sendHeld(g *snapbudget.Grant, packets ...string) bool {
 		return false
 	}
 	c.queue = append(c.queue, packets...)
+	c.put += len(packets)
 	if g != nil {
-		c.held = append(c.held, g)
+		c.held = append(c.held, heldGrant{g: g, until: c.put})
 		g.ReleaseAfter(c.srv.opts.WriteTimeout) // a client that does not read (or poll) holds no longer
 	}
 	c.mu.Unlock()
@@ -114,9 +126,9 @@ func (c *conn) sendHeld(g *snapbudget.Grant, packets ...string) bool {
 
 // release releases grants a writer took (takeLocked) once it has written
 // their packets, or failed to.
-func release(grants []*snapbudget.Grant) {
-	for _, g := range grants {
-		g.Release()
+func release(grants []heldGrant) {
+	for _, h := range grants {
+		h.g.Release()
 	}
 }
 
@@ -148,6 +160,7 @@ func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last .
 		counted.Add(1)
 	}
 	c.queue = append(c.queue, last...)
+	c.put += len(last)
 	if code != 0 {
 		c.closeCode, c.closeText = code, reason
 	}
@@ -170,10 +183,10 @@ func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last .
 }
 
 // takeLocked takes the queued packets for a writer: at most most of them
-// (0: all), the rest stay for its next turn. When it takes the last ones,
-// it takes the grants they hold too, for the writer to release once it
-// has written them.
-func (c *conn) takeLocked(most int) ([]string, []*snapbudget.Grant) {
+// (0: all), the rest stay for its next turn. With them it takes the
+// grants whose last packet is among them, for the writer to release once
+// it has written them.
+func (c *conn) takeLocked(most int) ([]string, []heldGrant) {
 	q := c.queue
 	c.queue = nil
 	if most > 0 && len(q) > most {
@@ -182,10 +195,13 @@ func (c *conn) takeLocked(most int) ([]string, []*snapbudget.Grant) {
 	if len(q) > 0 {
 		signal(c.space)
 	}
-	var held []*snapbudget.Grant
-	if len(c.queue) == 0 {
-		held, c.held = c.held, nil
+	c.taken += len(q)
+	n := 0
+	for n < len(c.held) && c.held[n].until <= c.taken {
+		n++
 	}
+	held := c.held[:n:n]
+	c.held = c.held[n:]
 	return q, held
 }
 
@@ -348,6 +364,10 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, transport string) 
 	}
 	c.mu.Lock()
 	c.queue = append([]string{c.openPacket([]string{})}, c.queue...)
+	c.put++
+	for i := range c.held { // one packet more before each
+		c.held[i].until++
+	}
 	c.ws = ws
 	c.mu.Unlock()
 	c.serveWebSocket(ws)
@@ -380,7 +400,7 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 	c.polling = true
 	var (
 		packets []string
-		held    []*snapbudget.Grant
+		held    []heldGrant
 	)
 	defer func() { release(held) }()
 	for {

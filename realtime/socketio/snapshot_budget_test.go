@@ -3,6 +3,7 @@ package socketio_test
 import (
 	"encoding/json"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +12,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/realtime/socketio"
 )
 
 // Both feeds share websocket.snapshot_memory_bytes: a snapshot not yet
@@ -104,4 +107,36 @@ func TestAClientThatDoesNotReadHoldsTheBudgetAtMostTheWriteTimeout(t *testing.T)
 	testkit.Eventually(t, func() bool {
 		return testkit.Scrape(t, srv.URL)["ctxd_ws_snapshot_bytes"] == 0 && testkit.Scrape(t, srv.URL)["ctxd_ws_clients{protocol=\"socketio\"}"] == 1
 	}, "the unread snapshot gave its bytes back after the write timeout, the client still connected")
+}
+
+// A polling client behind by many changes gets its snapshot in its first
+// poll, whose writer gives the snapshot's bytes back although the queue
+// stays full of changes. Before, a grant went back only with a poll that
+// emptied the queue: under a steady load, never.
+func TestAPolledSnapshotGivesItsBytesBackWithABacklog(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.WebSocket.SnapshotMemoryBytes = 1 << 20
+		c.WebSocket.WriteTimeout = 5 * time.Minute // no release by the clock here
+		c.WebSocket.PingInterval = 5 * time.Minute // nor by the heartbeat ending the session
+	}))
+	restPut(t, srv, "a", `1`)
+	held := func() float64 { return testkit.Scrape(t, srv.URL)["ctxd_ws_snapshot_bytes"] }
+	c := dial(t, srv, sioOpts{noPoll: true})
+	c.sendPacket("40")
+	testkit.Eventually(t, func() bool { return held() > 0 }, "the queued snapshot holds its bytes")
+	var writes []ctxd.Write
+	for i := range 2000 {
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: "k" + strconv.Itoa(i), Op: ctxd.OpPut, Value: []byte(`1`), Who: "t"})
+		if len(writes) == 50 {
+			_, err := srv.Backend().Txn(t.Context(), writes)
+			require.NoError(t, err)
+			writes = nil
+		}
+	}
+	testkit.Eventually(t, func() bool { return socketio.FullWindows(srv.Server().SocketIO()) == 1 }, "the feed filled the client's window")
+	require.True(t, c.pollOnce())
+	require.True(t, strings.HasPrefix(c.next(), "0"))
+	c.waitEvent("context_snapshot")
+	// One poll takes 16 packets: the changes fill the window again.
+	testkit.Eventually(t, func() bool { return held() == 0 }, "the written snapshot gave its bytes back")
 }
