@@ -386,14 +386,16 @@ func (s *Store) commitGroup(all []*groupWrite) (again []*groupWrite) {
 		}
 	}
 	t := s.buildTxn(gen, writes, now, granted, seen, kept)
-	// The renewals after the writes: each its key's compare, its record's
-	// put, and its key's read in the else branch (renewalGets[j]).
+	// The renewals after the writes: each its key's and its record's
+	// compares, its record's put, and its key's and record's reads in the
+	// else branch (from renewalGets[j]).
 	renewalGets := make([]int, len(renewals))
 	for j, p := range renewals {
-		cmp, put := renewalOps(gen, p.w.Namespace, p.w.Key, *p.renewal, p.seen)
-		t.cmps, t.ops = append(t.cmps, cmp), append(t.ops, put)
+		cmps, put := renewalOps(gen, p.w.Namespace, p.w.Key, *p.renewal, p.seen)
+		t.cmps, t.ops = append(t.cmps, cmps...), append(t.ops, put)
 		renewalGets[j] = len(t.elseGets)
-		t.elseGets = append(t.elseGets, clientv3.OpGet(gen.keys.live(p.w.Namespace, p.w.Key), clientv3.WithKeysOnly()))
+		t.elseGets = append(t.elseGets, clientv3.OpGet(gen.keys.live(p.w.Namespace, p.w.Key), clientv3.WithKeysOnly()),
+			clientv3.OpGet(gen.keys.dead(p.w.Namespace, p.w.Key), clientv3.WithKeysOnly()))
 	}
 	// The group's transaction is no one write's: it is bounded by the
 	// time its oldest write has left of the request timeout alone, and a
@@ -444,7 +446,9 @@ func (s *Store) commitGroup(all []*groupWrite) (again []*groupWrite) {
 			}
 		}
 		for j, p := range renewals {
-			if kv := firstKV(resp.Responses[renewalGets[j]].GetResponseRange().GetKvs()); kv == nil || kv.ModRevision != p.seen {
+			kv := firstKV(resp.Responses[renewalGets[j]].GetResponseRange().GetKvs())
+			rec := firstKV(resp.Responses[renewalGets[j]+1].GetResponseRange().GetKvs())
+			if kv == nil || kv.ModRevision != p.seen || (p.renewal.recordRev > 0 && (rec == nil || rec.ModRevision != p.renewal.recordRev)) {
 				p.finish(ctxd.Record{}, errKeyMoved)
 			} else {
 				again = append(again, p)

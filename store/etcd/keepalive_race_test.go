@@ -2,6 +2,8 @@ package etcd_test
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,4 +60,44 @@ func TestKeepAliveAfterAFullRestoreThroughAnotherInstance(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, k.ExpiresAt, r.ExpiresAt, "the restored key's deadline moved")
 	assert.Equal(t, other.Generation(), s.Generation())
+}
+
+// Two keepalives of one key through two instances, the first slow between
+// taking the time and writing the key's deadline record: the record never
+// goes back below the deadline the second one acknowledged (the first
+// finds the record moved, and renews again). Before, the first wrote its
+// earlier deadline over the second's.
+func TestAKeepAliveNeverMovesTheDeadlineBack(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	var trap atomic.Bool
+	entered, proceed := make(chan struct{}, 1), make(chan struct{})
+	now := func() time.Time {
+		n := time.Now()
+		if trap.CompareAndSwap(true, false) {
+			entered <- struct{}{}
+			<-proceed // the slow keepalive's renewal reaches etcd late
+		}
+		return n
+	}
+	a := open(t, etcd.Options{Prefix: prefix, Now: now})
+	b := open(t, etcd.Options{Prefix: prefix})
+	putTTL(t, b, "hb", `1`, time.Hour)
+	var (
+		wg    sync.WaitGroup
+		slow  ctxd.Record
+		slowE error
+	)
+	trap.Store(true)
+	wg.Go(func() { slow, slowE = a.KeepAlive(t.Context(), "default", "hb", time.Hour, nil) })
+	<-entered
+	time.Sleep(1500 * time.Millisecond)
+	fast, err := b.KeepAlive(t.Context(), "default", "hb", time.Hour, nil)
+	require.NoError(t, err)
+	close(proceed)
+	wg.Wait()
+	require.NoError(t, slowE)
+	r, err := b.Get("default", "hb")
+	require.NoError(t, err)
+	assert.False(t, r.ExpiresAt.Before(fast.ExpiresAt), "read %s, acknowledged %s", r.ExpiresAt, fast.ExpiresAt)
+	assert.False(t, slow.ExpiresAt.Before(fast.ExpiresAt), "the slow keepalive answers the deadline it wrote")
 }

@@ -146,7 +146,7 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	if s.cache != nil {
 		if e, ok := s.cache.leaseOf(ns, key); ok && e.ttlSeconds == leaseTTL(ttl) && (expect == nil || *expect == uint64(e.version)) {
 			if rec, err := e.record(ns); err == nil {
-				at, held, ended, err := s.renew(ctx, gen, ns, key, clientv3.LeaseID(e.lease), e.ttlSeconds, e.md)
+				at, held, ended, err := s.renew(ctx, gen, ns, key, clientv3.LeaseID(e.lease), e.ttlSeconds, e.md, e.deadlineRev)
 				switch {
 				case err != nil:
 					return ctxd.Record{}, err
@@ -217,7 +217,7 @@ func (s *Store) keepAliveRound(ctx context.Context, gen *generation, ns, key str
 		return ctxd.Record{}, false, false, ctxd.Invalidf("keepalive %s/%s: ttl %s: on etcd a keepalive renews the key's lease for the ttl it was put with (%ds); to change the ttl, put the key again",
 			ns, key, ttl, d.ttlSeconds)
 	}
-	at, held, ended, err := s.renew(ctx, gen, ns, key, d.lease, d.ttlSeconds, kv.ModRevision)
+	at, held, ended, err := s.renew(ctx, gen, ns, key, d.lease, d.ttlSeconds, kv.ModRevision, dkv.ModRevision)
 	if err != nil || !held {
 		return ctxd.Record{}, false, ended, err
 	}
@@ -228,14 +228,16 @@ func (s *Store) keepAliveRound(ctx context.Context, gen *generation, ns, key str
 // renew renews the key's lease, read with the key at modRev, and moves
 // its deadline record to ttlSeconds from now, on condition that the key
 // is still at modRev (a write since would have given it a deadline of
-// its own, or none) and that no full restore replaced the data
-// (generation.go). held is false when the lease had ended (expired) or
+// its own, or none), that its record is still at recordRev (another
+// keepalive since may have moved it later: written over with this one's,
+// taken earlier, the deadline would go back) and that no full restore
+// replaced the data (generation.go). held is false when the lease had ended (expired) or
 // either condition failed: nothing was written (and when the data was
 // replaced, the instance has caught up with the restore). The record's
 // transaction is a group's when the store groups writes (renewGrouped);
 // a group etcd refuses because the lease ended meanwhile sends it again
 // alone, which tells.
-func (s *Store) renew(ctx context.Context, gen *generation, ns, key string, lease clientv3.LeaseID, ttlSeconds, modRev int64) (at time.Time, held, expired bool, err error) {
+func (s *Store) renew(ctx context.Context, gen *generation, ns, key string, lease clientv3.LeaseID, ttlSeconds, modRev, recordRev int64) (at time.Time, held, expired bool, err error) {
 	grouped := s.groups != nil
 again:
 	now := s.opts.Now().UTC()
@@ -245,7 +247,7 @@ again:
 		}
 		return time.Time{}, false, false, writeError(err, true)
 	}
-	d := deadline{lease: lease, ttlSeconds: ttlSeconds, at: now.Add(time.Duration(ttlSeconds) * time.Second)}
+	d := deadline{lease: lease, ttlSeconds: ttlSeconds, at: now.Add(time.Duration(ttlSeconds) * time.Second), recordRev: recordRev}
 	if grouped {
 		// With other writes and keepalives in one transaction.
 		held, err := s.renewGrouped(ctx, gen, ns, key, d, modRev)
@@ -264,9 +266,9 @@ again:
 			return time.Time{}, false, false, nil
 		}
 	}
-	cmp, op := renewalOps(gen, ns, key, d, modRev)
+	cmps, op := renewalOps(gen, ns, key, d, modRev)
 	started := time.Now()
-	put, err := s.cli.Txn(ctx).If(cmp, s.genCompare(gen)).Then(op).
+	put, err := s.cli.Txn(ctx).If(append(cmps, s.genCompare(gen))...).Then(op).
 		Else(clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly())).Commit()
 	s.stats.transactions.Add(1)
 	if err != nil {
@@ -289,12 +291,16 @@ again:
 	return d.at, true, false, nil
 }
 
-// renewalOps are the compare and the put of a keepalive's rewrite of its
+// renewalOps are the compares and the put of a keepalive's rewrite of its
 // key's deadline record to d, alone or in a group: only while the key is
-// still at modRev, the revision the keepalive read it at.
-func renewalOps(gen *generation, ns, key string, d deadline, modRev int64) (clientv3.Cmp, clientv3.Op) {
-	return clientv3.Compare(clientv3.ModRevision(gen.keys.live(ns, key)), "=", modRev),
-		clientv3.OpPut(gen.keys.dead(ns, key), string(d.encode()), clientv3.WithLease(d.lease))
+// still at modRev, the revision the keepalive read it at, and its record
+// at d.recordRev (when known).
+func renewalOps(gen *generation, ns, key string, d deadline, modRev int64) ([]clientv3.Cmp, clientv3.Op) {
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(gen.keys.live(ns, key)), "=", modRev)}
+	if d.recordRev > 0 {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(gen.keys.dead(ns, key)), "=", d.recordRev))
+	}
+	return cmps, clientv3.OpPut(gen.keys.dead(ns, key), string(d.encode()), clientv3.WithLease(d.lease))
 }
 
 // deadlinesOf sets ExpiresAt of the records whose key is on a lease
