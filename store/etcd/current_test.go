@@ -74,5 +74,8 @@ func TestAReadBehindARestoreSwitchReadsTheRestoredData(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, page.Records, 1, "other was written after the snapshot")
 	assert.Equal(t, "k", page.Records[0].Key)
+	n, err := c.Count("default", "")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), n)
 	etcd.LagReadCache(c, 0)
 }

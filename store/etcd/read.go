@@ -271,8 +271,10 @@ func (s *Store) Count(ns, prefix string) (uint64, error) {
 		return n, err
 	}
 	err := s.read(func(ctx context.Context) error {
-		from := s.keys.nsLive(ns) + prefix
-		resp, err := s.cli.Get(ctx, from, clientv3.WithRange(prefixEnd(from)), clientv3.WithCountOnly())
+		resp, _, err := s.getCurrent(ctx, func(k dataKeys) clientv3.Op {
+			from := k.nsLive(ns) + prefix
+			return clientv3.OpGet(from, clientv3.WithRange(prefixEnd(from)), clientv3.WithCountOnly())
+		})
 		if err != nil {
 			return err
 		}
@@ -294,7 +296,15 @@ func (s *Store) Namespaces() ([]ctxd.Namespace, error) {
 	}
 	err := s.read(func(ctx context.Context) error {
 		var err error
-		out, err = s.namespacesAt(ctx, s.keys.gen().keys, 0)
+		// Several reads: the generation is checked (and caught up with)
+		// by the first one, not each.
+		_, k, err := s.getCurrent(ctx, func(k dataKeys) clientv3.Op {
+			return clientv3.OpGet(k.prefix+liveDir, clientv3.WithCountOnly())
+		})
+		if err != nil {
+			return err
+		}
+		out, err = s.namespacesAt(ctx, k, 0)
 		return err
 	})
 	return out, err
