@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -189,4 +190,33 @@ func TestPowerCutWhilePipelined(t *testing.T) {
 	rb, err := st.Put(ctx, "p", "b", json.RawMessage(`"again"`), nil, "t")
 	require.NoError(t, err)
 	assert.Equal(t, revA+1, rb.ModRev, "the revisions continue after the last durable change")
+}
+
+// A patch of a key, in the group after one that keeps it alive and waits
+// for its fdatasync: the key is in bbolt only, the keepalive's state says
+// so, and the patch's group had read nothing of bbolt yet. Before, the
+// patch failed with "corrupt record".
+func TestAPatchAfterAPipelinedKeepAlive(t *testing.T) {
+	gate := newSyncGate()
+	s := openStore(t, gate.options(bolt.Options{}))
+	t.Cleanup(gate.open)
+	_, err := s.Txn(ctx, []ctxd.Write{{Namespace: "p", Key: "k", Op: ctxd.OpPut, Value: json.RawMessage(`{"a":1}`), TTL: time.Hour, Who: "t"}})
+	require.NoError(t, err)
+	require.NoError(t, s.Check()) // k is in bbolt only
+
+	gate.watching.Store(true)
+	gate.armed.Store(true)
+	kept := make(chan error, 1)
+	go func() { _, err := s.KeepAlive(ctx, "p", "k", time.Hour, nil); kept <- err }()
+	<-gate.wrote
+	<-gate.held
+	patched := goTxn(s.Store, ctxd.Write{Namespace: "p", Key: "k", Op: ctxd.OpPatch, Patch: ctxd.Patch{Type: ctxd.MergePatch, Doc: []byte(`{"b":2}`)}, Who: "t"})
+	<-gate.wrote
+	gate.watching.Store(false)
+	gate.open()
+	require.NoError(t, <-kept)
+	require.NoError(t, (<-patched).err)
+	r, err := s.Get("p", "k")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"a":1,"b":2}`, string(r.Value))
 }

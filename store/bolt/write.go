@@ -233,7 +233,12 @@ func (g *group) valueOf(st keyState) ([]byte, error) {
 		return st.value, nil
 	}
 	if g.tx == nil {
-		return nil, fmt.Errorf("value at revision %d: not in the group, the overlay or a read: %w", st.modRev, errCorrupt)
+		// The state came through an earlier group, unpublished, that
+		// read it from bbolt (a keepalive keeps the value there, at its
+		// mod revision): this group has read nothing of bbolt yet.
+		if err := g.begin(); err != nil {
+			return nil, err
+		}
 	}
 	e, err := readLog(g.tx.Bucket(migrations.BucketLog), st.modRev)
 	if err != nil {
