@@ -227,6 +227,10 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), tune func(
 		CommitChanges: cfg.WAL.CommitChanges, DirectBytes: cfg.WAL.DirectBytes,
 		GetCacheBytes: cmp.Or(cfg.Store.ReadCacheBytes, -1), // 0 in the config: off
 	}
+	opts.OnSchemaUpgrade = func(from, to int) {
+		log.Info().Str("path", path).Int("from", from).Int("to", to).
+			Msg("upgrading the database file to this version's schema: one transaction over the whole file, which a large one takes a while to make")
+	}
 	if tune != nil {
 		tune(&opts)
 	}
@@ -245,6 +249,9 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), tune func(
 		Float64("wal_replay_ms", float64(rec.Took.Microseconds())/1000)
 	if rec.Changes > 0 && rec.Took > 0 {
 		ev = ev.Float64("wal_replay_changes_per_second", float64(rec.Changes)/rec.Took.Seconds())
+	}
+	if rec.SchemaFrom != 0 {
+		ev = ev.Int("schema_upgraded_from", rec.SchemaFrom).Float64("schema_upgrade_ms", float64(rec.SchemaUpgradeTook.Microseconds())/1000)
 	}
 	ev.Msg("store opened")
 	return st, rec, nil

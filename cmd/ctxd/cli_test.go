@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -281,6 +282,23 @@ func TestMigrateSchema1Fixture(t *testing.T) {
 	r = cli(t, []string{"CTXD_SERVER=" + checkedURL(t, srv)}, "", "status", "-o", "json")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, fmt.Sprintf(`"schema_version": %d`, cur))
+}
+
+// ctxd serve on the schema-1 fixture, without ctxd migrate: the server
+// says that it upgrades the file before it does (a large one takes a
+// while, and the server does not listen meanwhile), and how long it took.
+func TestServeUpgradesAnOlderSchemaAndSaysSo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fixture, err := os.ReadFile(filepath.Join("..", "..", "migrations", "testdata", "schema1.db"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, dbFile), fixture, 0o600))
+	srv := startServer(t, dir)
+	logs := srv.Stderr.String()
+	upgrading := regexp.MustCompile(fmt.Sprintf(`"from":1,"to":%d,.*"message":"upgrading the database file`, migrations.Current)).FindStringIndex(logs)
+	opened := strings.Index(logs, `"schema_upgraded_from":1,"schema_upgrade_ms":`)
+	require.NotNil(t, upgrading, logs)
+	require.Greater(t, opened, upgrading[0], "the upgrade is announced, then the store opened says it was done: %s", logs)
 }
 
 // ctxd patch: a merge patch for an object, a JSON Patch for an array, --type,

@@ -23,6 +23,12 @@ type Options struct {
 	// durable and readable, its callers not yet answered), one commit at
 	// a time, in order: it must be quick (metrics).
 	OnCommit func(store.CommitInfo)
+	// OnSchemaUpgrade, when set, is told before Open (or a restore of an
+	// older snapshot) upgrades a database of an older schema, from and to
+	// which version: one write transaction over the whole file, which a
+	// large database takes a while to make (a log line, so that a server
+	// that does not listen yet says why).
+	OnSchemaUpgrade func(from, to int)
 
 	// WALSegmentSize is the size of the write-ahead log's segment files
 	// (default wal.DefaultSegmentSize, 64 MiB). Tests make it small so

@@ -58,7 +58,7 @@ func (s *Store) openWAL(opts Options) error {
 			"the server will not start on them", dir, last, applied))
 	}
 	start := time.Now()
-	s.recovery = Recovery{Log: log.Recovery()}
+	s.recovery = Recovery{Log: log.Recovery(), SchemaFrom: s.upgradedFrom, SchemaUpgradeTook: s.upgradeTook}
 	if err := s.replay(log, applied); err != nil {
 		if errors.Is(err, wal.ErrReleased) {
 			err = fmt.Errorf("the write-ahead log in %s no longer holds record %d, the first the database does not have "+

@@ -118,6 +118,11 @@ type Store struct {
 		closedWriteNanos atomic.Int64
 	}
 	onCommit func(store.CommitInfo)
+	// onUpgrade is Options.OnSchemaUpgrade; upgradedFrom and upgradeTook
+	// what Open's upgrade did (Recovery).
+	onUpgrade    func(from, to int)
+	upgradedFrom int
+	upgradeTook  time.Duration
 	recovery Recovery
 	// afterCompactChunk is Options.afterCompactChunk.
 	afterCompactChunk func()
@@ -198,6 +203,10 @@ type Recovery struct {
 	Took time.Duration
 	// Revision is the revision after the replay.
 	Revision uint64
+	// SchemaFrom is the schema version Open upgraded the database from
+	// (0: it was current, or new), in SchemaUpgradeTook.
+	SchemaFrom        int
+	SchemaUpgradeTook time.Duration
 }
 
 // WALDir is the folder of the write-ahead log of the database at path:
@@ -264,6 +273,7 @@ func Open(path string, opts Options) (*Store, error) {
 		flights:        make(chan *flight, flightsQueued),
 		syncerDone:     make(chan struct{}),
 		hooks:          opts.hooks,
+		onUpgrade:      opts.OnSchemaUpgrade,
 		cache:          opts.getCache(),
 
 		afterCompactChunk: opts.afterCompactChunk,
@@ -358,12 +368,19 @@ func (s *Store) load() error {
 	}
 	if schema != migrations.Current {
 		// A new file or an older schema: one write transaction, all or nothing.
+		if schema != 0 && s.onUpgrade != nil {
+			s.onUpgrade(schema, migrations.Current)
+		}
+		start := time.Now()
 		err := s.db.Update(func(tx *bbolt.Tx) error {
 			_, err := migrations.Migrate(tx)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("open store %s: %w", s.path, err)
+		}
+		if schema != 0 {
+			s.upgradedFrom, s.upgradeTook = schema, time.Since(start)
 		}
 	}
 	err = s.db.View(func(tx *bbolt.Tx) error {
