@@ -123,7 +123,7 @@ type Store struct {
 	onUpgrade    func(from, to int)
 	upgradedFrom int
 	upgradeTook  time.Duration
-	recovery Recovery
+	recovery     Recovery
 	// afterCompactChunk is Options.afterCompactChunk.
 	afterCompactChunk func()
 
