@@ -261,7 +261,11 @@ func CompactFile(path string) (before, after int64, err error) {
 		}
 	}()
 	if err := src.View(func(tx *bbolt.Tx) error {
-		_, err := migrations.SchemaVersion(tx)
+		schema, err := migrations.SchemaVersion(tx)
+		if err == nil && schema > migrations.Current {
+			// Its layout may hold what this binary does not know to copy.
+			return &migrations.TooNewError{Found: schema, Supported: migrations.Current}
+		}
 		return err
 	}); err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)

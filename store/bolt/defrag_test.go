@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -68,6 +69,23 @@ func TestCompactFileOffline(t *testing.T) {
 	v, err := s.Get("default", "big/0001999")
 	require.NoError(t, err)
 	assert.Equal(t, string(bigValue), string(v.Value))
+}
+
+// A file of a newer schema is refused and left alone: its layout may hold
+// what this binary does not know to copy.
+func TestCompactFileRefusesANewerSchema(t *testing.T) {
+	s := openStore(t, bolt.Options{})
+	require.NoError(t, s.Close())
+	setSchema(t, s.path, 99)
+	before, err := os.ReadFile(s.path)
+	require.NoError(t, err)
+	_, _, err = bolt.CompactFile(s.path)
+	require.ErrorIs(t, err, migrations.ErrTooNew)
+	after, err := os.ReadFile(s.path)
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+	setSchema(t, s.path, migrations.Current)
+	s.open()
 }
 
 func TestCompactFileRefusesAnOpenDatabase(t *testing.T) {
