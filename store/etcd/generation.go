@@ -89,9 +89,7 @@ func newKeys(g *generation) keys {
 func (k keys) gen() *generation                              { return k.cur.Load() }
 func (k keys) live(ns, key string) string                    { return k.gen().keys.live(ns, key) }
 func (k keys) tomb(ns, key string) string                    { return k.gen().keys.tomb(ns, key) }
-func (k keys) nsLive(ns string) string                       { return k.gen().keys.nsLive(ns) }
 func (k keys) dead(ns, key string) string                    { return k.gen().keys.dead(ns, key) }
-func (k keys) nsDead(ns string) string                       { return k.gen().keys.nsDead(ns) }
 func (k keys) dir(dir string) string                         { return k.gen().keys.prefix + dir }
 func (k keys) parse(b []byte) (string, string, string, bool) { return k.gen().keys.parse(b) }
 
