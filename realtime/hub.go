@@ -172,7 +172,10 @@ type Hub struct {
 	once sync.Once
 
 	clients atomic.Int64 // reserved client slots: connected and connecting
-	nextID  atomic.Uint64
+	// closingSessions counts the sessions marked closing and not yet
+	// unregistered (session.setClosingLocked).
+	closingSessions atomic.Int64
+	nextID          atomic.Uint64
 	// served counts the connections being served, for Close to wait on.
 	served sync.WaitGroup
 
@@ -270,15 +273,11 @@ func sessionOf(ms *melody.Session) *session {
 // although its connection may last until it reads its close frame or
 // WriteTimeout.
 func (h *Hub) Clients() int {
-	n := 0
-	for _, s := range h.all() {
-		s.mu.Lock()
-		if !s.closing {
-			n++
-		}
-		s.mu.Unlock()
-	}
-	return n
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// A session closed before it registered (refused at connect) counts
+	// as closing until it unregisters, a moment later.
+	return max(len(h.sessions)-int(h.closingSessions.Load()), 0)
 }
 
 // sessionCount is how many sessions the hub serves, closing ones too.
@@ -422,6 +421,7 @@ func (h *Hub) register(s *session) bool {
 
 func (h *Hub) unregister(s *session) {
 	s.mu.Lock()
+	counted := s.closing // in h.closingSessions
 	s.closing = true
 	s.stop()
 	s.dropOutLocked()
@@ -430,6 +430,9 @@ func (h *Hub) unregister(s *session) {
 	if _, ok := h.sessions[s]; ok {
 		delete(h.sessions, s)
 		h.list = nil
+	}
+	if counted {
+		h.closingSessions.Add(-1)
 	}
 	h.mu.Unlock()
 }

@@ -127,6 +127,16 @@ type heldGrant struct {
 	left int
 }
 
+// setClosingLocked marks the session closing: the hub gives it nothing
+// more, and counts it out of its clients at once (Hub.Clients), although
+// its connection may last until the client reads its close frame.
+func (s *session) setClosingLocked() {
+	if !s.closing {
+		s.closing = true
+		s.h.closingSessions.Add(1)
+	}
+}
+
 // queueLocked puts frames at the end of out.
 func (s *session) queueLocked(frames ...[]byte) {
 	s.out = append(s.out, frames...)
@@ -381,7 +391,7 @@ func containsSub(list []ctxd.Subscription, x ctxd.Subscription) bool {
 // only way frames reach melody.
 func (s *session) writeLocked(frame []byte) {
 	if err := s.ms.Write(frame); err != nil {
-		s.closing = true // melody has closed the session already
+		s.setClosingLocked() // melody has closed the session already
 		s.stop()
 		return
 	}
@@ -469,7 +479,7 @@ func (s *session) closeLocked(last []byte, code int, reason string) {
 	if last != nil {
 		s.writeLocked(last)
 	}
-	s.closing = true
+	s.setClosingLocked()
 	s.stop()
 	s.dropOutLocked()
 	_ = s.ms.CloseWithMsg(melody.FormatCloseMessage(code, reason))
@@ -495,7 +505,7 @@ func (s *session) closePolicyLocked(last []byte, code int, reason string) func()
 	if last != nil {
 		s.writeLocked(last)
 	}
-	s.closing = true
+	s.setClosingLocked()
 	s.stop()
 	s.dropOutLocked()
 	s.closeMsg = websocket.FormatCloseMessage(code, reason)
