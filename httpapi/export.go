@@ -296,15 +296,36 @@ func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header
 	}
 	res.Header().Set(echo.HeaderContentLength, strconv.FormatInt(sp.size, 10))
 	res.WriteHeader(http.StatusOK)
+	// A client that reads nothing would hold the temp file (and its
+	// descriptor) as long as it keeps the connection: each write must
+	// make progress within StallTimeout (the server has no write timeout:
+	// a large export takes its time). The deadline goes with the answer.
+	w := stallWriter{w: res, rc: http.NewResponseController(res), stall: s.cfg.StallTimeout}
+	defer func() { _ = w.rc.SetWriteDeadline(time.Time{}) }()
 	if sp.f == nil {
-		_, err = res.Write(sp.mem.Bytes())
+		_, err = w.Write(sp.mem.Bytes())
 	} else if _, err = sp.f.Seek(0, io.SeekStart); err == nil {
-		_, err = io.Copy(res, sp.f)
+		_, err = io.Copy(w, sp.f)
 	}
 	if err != nil {
 		s.log.Debug().Err(err).Msg("send response")
 	}
 	return nil
+}
+
+// DefaultStallTimeout is Config.StallTimeout by default.
+const DefaultStallTimeout = time.Minute
+
+// stallWriter gives each write to the client stall to complete.
+type stallWriter struct {
+	w     io.Writer
+	rc    *http.ResponseController
+	stall time.Duration
+}
+
+func (s stallWriter) Write(p []byte) (int, error) {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
+	return s.w.Write(p)
 }
 
 // spool is an io.Writer that keeps up to spoolMemBytes in memory and the

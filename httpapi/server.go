@@ -27,6 +27,11 @@ type Config struct {
 	// MaxPageBytes ends a list or history page once its values pass it
 	// (keys.go); 0 means DefaultMaxPageBytes. Tests make it small.
 	MaxPageBytes int
+	// StallTimeout ends the answer of an export or dump (spooled to a
+	// temp file first) to a client that reads none of it for that long:
+	// the file and its descriptor are held meanwhile. 0 means
+	// DefaultStallTimeout. Tests make it small.
+	StallTimeout time.Duration
 	// Clients, when set, reports the connected WebSocket clients for
 	// /v1/status (the realtime hub's Clients).
 	Clients func() int
@@ -92,6 +97,9 @@ func (s *Server) Drain() { s.draining.Store(true) }
 func New(st store.Backend, cfg Config, log zerolog.Logger) *Server {
 	if cfg.MaxPageBytes <= 0 {
 		cfg.MaxPageBytes = DefaultMaxPageBytes
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
