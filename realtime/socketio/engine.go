@@ -64,6 +64,8 @@ type conn struct {
 	// close frame's (closeWith); else 1001 (going away).
 	closeCode int
 	closeText string
+	// connectTimer closes the session if no CONNECT comes in time.
+	connectTimer *time.Timer
 
 	wake  chan struct{} // cap 1: the queue grew, or the transport or state changed
 	space chan struct{} // cap 1: the writer took packets from the queue
@@ -84,11 +86,25 @@ func signal(ch chan struct{}) {
 	}
 }
 
+// maxQueuedPackets bounds a session's queue. Changes take at most Window
+// of it (the feed waits for room), a snapshot one packet; the rest is
+// answers (acks, pongs) to a client that sends without reading them: past
+// it the session is closed, or it would grow without end (a polling
+// client that posts pings and never polls).
+const maxQueuedPackets = 1024
+
 // send queues packets for the client; false when the session is closed.
 func (c *conn) send(packets ...string) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue)+len(packets) > maxQueuedPackets {
+		c.mu.Unlock()
+		c.srv.log.Info().Str("sid", c.sid).Str("remote", c.remote).Int("queued", maxQueuedPackets).
+			Msg("Socket.IO client does not read what it is sent: closed")
+		c.close("the client does not read what it is sent")
 		return false
 	}
 	c.queue = append(c.queue, packets...)
@@ -167,6 +183,9 @@ func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last .
 	cl := c.cl
 	held := c.held
 	c.held = nil
+	if c.connectTimer != nil {
+		c.connectTimer.Stop()
+	}
 	// A polling client gets what is queued (a lagged error, say) at its
 	// next poll: the session lingers until then, or PingTimeout.
 	linger := c.ws == nil && len(c.queue) > 0 && !c.polling
@@ -351,6 +370,19 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, transport string) 
 	if s.track() {
 		go c.heartbeat()
 	}
+	// A session that never CONNECTs holds one of max_clients' places
+	// (and a goroutine or three) for as long as it answers pings: it has
+	// ConnectTimeout to connect, as the reference server's connectTimeout.
+	c.mu.Lock()
+	c.connectTimer = time.AfterFunc(s.opts.ConnectTimeout, func() {
+		c.mu.Lock()
+		idle := c.cl == nil
+		c.mu.Unlock()
+		if idle {
+			c.close("no Socket.IO CONNECT within the connect timeout")
+		}
+	})
+	c.mu.Unlock()
 	if transport == "polling" {
 		c.send(c.openPacket([]string{"websocket"}))
 		c.poll(w, r)
@@ -498,7 +530,10 @@ func (c *conn) handlePacket(p string) bool {
 	case pClose:
 		c.close("client closed")
 		return false
-	case pPing: // clients ping only to probe; answer anyway
+	case pPing: // clients ping only to probe; answer anyway, echoing no more than a probe's data
+		if len(p) > 1+len("probe") {
+			p = p[:1]
+		}
 		c.send(string(pPong) + p[1:])
 	case pPong:
 		signal(c.pong)

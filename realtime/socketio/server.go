@@ -57,6 +57,10 @@ type Options struct {
 	// shares /v1/watch's (realtime.Options.SnapshotBudget). nil: one of
 	// the door's own, of 4 x MaxSnapshotBytes.
 	SnapshotBudget *snapbudget.Budget
+	// ConnectTimeout is how long an Engine.IO session may stay without a
+	// Socket.IO CONNECT before it is closed (it holds a place of
+	// MaxClients meanwhile). Default 45s, as the reference server's.
+	ConnectTimeout time.Duration
 	// MaxClients caps the sessions, counted together with OtherClients.
 	// Default 10000.
 	MaxClients int
@@ -106,6 +110,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxClients <= 0 {
 		o.MaxClients = 10000
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 45 * time.Second
 	}
 	if o.MaxSnapshotBytes <= 0 {
 		o.MaxSnapshotBytes = 64 << 20

@@ -1,0 +1,113 @@
+package socketio_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/realtime/socketio"
+	"github.com/framework0/ctxd/store/bolt"
+)
+
+// engine is a bare Engine.IO polling session against the Socket.IO door
+// alone, for the tests of its own limits.
+type engine struct {
+	t    *testing.T
+	base string // .../socket.io/?EIO=4&transport=polling&sid=...
+}
+
+func startEngine(t *testing.T, opts socketio.Options) *engine {
+	t.Helper()
+	st := testkit.OpenBolt(t, bolt.Options{})
+	s := socketio.New(st.Store, opts, zerolog.Nop())
+	hs := httptest.NewServer(s)
+	t.Cleanup(func() { _ = s.Close(); hs.Close() })
+	res, err := http.Get(hs.URL + "/socket.io/?EIO=4&transport=polling")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", body)
+	var open struct {
+		SID string `json:"sid"`
+	}
+	require.NoError(t, json.Unmarshal(body[1:], &open), "%s", body)
+	return &engine{t: t, base: hs.URL + "/socket.io/?EIO=4&transport=polling&sid=" + open.SID}
+}
+
+// post sends packets in one polling POST.
+func (e *engine) post(packets ...string) {
+	e.t.Helper()
+	res, err := http.Post(e.base, "text/plain", strings.NewReader(strings.Join(packets, "\x1e")))
+	require.NoError(e.t, err)
+	_ = res.Body.Close()
+}
+
+// poll does one polling GET: its packets, or nil once the session is gone.
+func (e *engine) poll() []string {
+	e.t.Helper()
+	res, err := http.Get(e.base)
+	require.NoError(e.t, err)
+	body, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil
+	}
+	return strings.Split(string(body), "\x1e")
+}
+
+// A polling client that posts pings and never polls does not grow its
+// queue without end: past 1,024 packets waiting the session is closed.
+// Before, 20 posts of 1 MB of pings took the server from 31 to 454 MB.
+func TestAClientThatPostsAndNeverPollsIsClosed(t *testing.T) {
+	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
+	pings := make([]string, 2000)
+	for i := range pings {
+		pings[i] = "2x"
+	}
+	e.post(pings...)
+	pongs, closed := 0, false
+	for !closed && pongs < len(pings) {
+		packets := e.poll()
+		if packets == nil {
+			break // forgotten: closed
+		}
+		for _, p := range packets {
+			switch p {
+			case "3x":
+				pongs++
+			case "1":
+				closed = true
+			}
+		}
+	}
+	assert.True(t, closed || pongs < len(pings), "closed")
+	assert.LessOrEqual(t, pongs, 1024)
+}
+
+// A ping's data is echoed only up to a probe's: a ping of 100 KB is
+// not 100 KB queued.
+func TestALargePingIsNotEchoed(t *testing.T) {
+	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
+	e.post("2" + strings.Repeat("x", 100<<10))
+	e.post("2probe")
+	assert.Equal(t, []string{"3", "3probe"}, e.poll())
+}
+
+// A session that sends no Socket.IO CONNECT within the connect timeout is
+// closed: it held a place of max_clients for as long as it answered pings.
+func TestASessionWithoutConnectIsClosed(t *testing.T) {
+	e := startEngine(t, socketio.Options{ConnectTimeout: 200 * time.Millisecond, PingInterval: time.Hour, PingTimeout: time.Hour})
+	testkit.Eventually(t, func() bool {
+		packets := e.poll()
+		return packets == nil || packets[len(packets)-1] == "1"
+	}, "the session is closed")
+}
