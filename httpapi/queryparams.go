@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,7 +24,8 @@ import (
 // it), so the code and the document cannot drift apart. Routes outside
 // /v1/ (Framework0's /ctx, the dashboard, health and metrics) and the
 // WebSocket handshake (/v1/watch, which parses its own options) accept
-// anything, as before.
+// any name, as before; but no route takes a query string that does not
+// parse (refuseMalformedQuery).
 
 // routeQueryParams maps "METHOD pattern" (Echo's route pattern, as
 // c.Path() gives it, followed by what the documented path has after a
@@ -38,6 +40,23 @@ type queryParams struct {
 	names, repeatable []string
 }
 
+// refuseMalformedQuery refuses, on every route, a query string that does
+// not parse: net/url (and Echo's QueryParams on it) drops a pair with a
+// ";" or a bad %-escape and keeps the rest, so that
+// "?dry_run=true;&ns=default" ran a real restore and "?rev=1;" read the
+// current value, each answered as if the client had asked for it.
+func refuseMalformedQuery(c echo.Context) error {
+	raw := c.Request().URL.RawQuery
+	if raw == "" || !strings.ContainsAny(raw, ";%") {
+		return nil // nothing url.ParseQuery could refuse
+	}
+	if _, err := url.ParseQuery(raw); err != nil {
+		return badRequest("malformed query string: " + err.Error() +
+			` (a ";" must be sent as %3B, a "%" as %25)`)
+	}
+	return nil
+}
+
 // refuseUnknownQuery returns a bad request naming the first query
 // parameter c's route does not take, or one given twice that it takes
 // once (the first would have won, silently), or nil.
@@ -45,6 +64,9 @@ func refuseUnknownQuery(c echo.Context) error {
 	req := c.Request()
 	if req.URL.RawQuery == "" {
 		return nil
+	}
+	if err := refuseMalformedQuery(c); err != nil {
+		return err
 	}
 	routes, err := routeQueryParams()
 	if err != nil {

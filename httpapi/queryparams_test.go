@@ -65,6 +65,40 @@ func TestUnknownQueryParametersRefused(t *testing.T) {
 	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "/ctx?key=k&_=1733150000", "").status)
 }
 
+// A query string that does not parse is refused on every route, before
+// anything is done: net/url drops a pair with a ";" or a bad escape and
+// keeps the rest, so that "?dry_run=true;" ran a real restore, "?rev=1;"
+// read the current value and "?ttl=5m;" stored a key that never expires.
+func TestMalformedQueryStringsRefused(t *testing.T) {
+	e, m := newSnapshotEnv(t)
+	e.put("k", `1`)
+	meta, err := m.Create(bg, "api")
+	require.NoError(t, err)
+	e.put("k", `2`)
+	rev := e.revision()
+
+	ae := requireError(t, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?dry_run=true;&ns=default", ""), http.StatusBadRequest, "bad_request")
+	assert.Contains(t, ae.Error.Message, "malformed query string: invalid semicolon separator in query")
+	ae = requireError(t, e.do(http.MethodGet, keyPath("default", "k")+"?rev=1;", ""), http.StatusBadRequest, "bad_request")
+	assert.Contains(t, ae.Error.Message, "malformed query string")
+	requireError(t, e.do(http.MethodPut, keyPath("default", "t")+"?ttl=5m;", `1`), http.StatusBadRequest, "bad_request")
+	ae = requireError(t, e.do(http.MethodPut, keyPath("default", "t")+"?%ZZ=1", `1`), http.StatusBadRequest, "bad_request")
+	assert.Contains(t, ae.Error.Message, `invalid URL escape "%ZZ"`)
+	requireError(t, e.do(http.MethodPut, keyPath("default", "t")+"?who=a%2", `1`), http.StatusBadRequest, "bad_request")
+	e.api.Skip("/ctx")
+	res := e.do(http.MethodGet, "/ctx?key=k;", "")
+	assert.Equal(t, http.StatusBadRequest, res.status)
+	assert.Contains(t, string(res.body), `"code":"bad_request"`)
+	assert.Contains(t, string(res.body), `"status":"error"`, "in Framework0's shape on /ctx")
+
+	got := decode[ctxd.Record](t, e.do(http.MethodGet, keyPath("default", "k"), ""))
+	assert.JSONEq(t, `2`, string(got.Value), "nothing was restored")
+	requireError(t, e.do(http.MethodGet, keyPath("default", "t"), ""), http.StatusNotFound, "not_found")
+	assert.Equal(t, rev, e.revision(), "refused requests change nothing")
+	// Escaped, both characters are fine.
+	assert.Equal(t, http.StatusOK, e.do(http.MethodPut, keyPath("default", "t")+"?who=a%3Bb%25", `1`).status)
+}
+
 // Every v1 route the server registers has its query parameters in
 // openapi.yaml (the only source of what a route takes), except the
 // WebSocket handshake, which reads its own options: a route added without

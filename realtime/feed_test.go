@@ -421,4 +421,10 @@ func TestSnapshotAtConnect(t *testing.T) {
 	require.Error(t, err)
 	require.NotNil(t, resp)
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	// So is a query string that does not parse: "from_rev=1;" must not
+	// subscribe from now, as if no from_rev had been given.
+	_, resp, err = testkit.DialWatchErr(ts.wsURL(nil)+"?from_rev=1;&ns=default", nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 }

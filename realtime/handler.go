@@ -65,7 +65,13 @@ func (h *Hub) Serve(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusForbidden,
 			"origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed: add it to websocket.allowed_origins")
 	}
-	p, err := parseConnect(r.URL.Query())
+	// The API refuses a query string that does not parse before this;
+	// parsed again here, a served hub never takes part of one.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "malformed query string: "+err.Error())
+	}
+	p, err := parseConnect(q)
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
