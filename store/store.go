@@ -248,7 +248,8 @@ type RetentionPolicy struct {
 	KeepVersions  int
 	KeepRevisions uint64
 	// KeepFor drops changes older than this (0: no age limit); the change
-	// in effect at the cut-off is kept.
+	// in effect at the cut-off is kept, and so are the newest
+	// KeepRevisions revisions, however old.
 	KeepFor time.Duration
 }
 

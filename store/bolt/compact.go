@@ -324,7 +324,7 @@ func (s *Store) ApplyRetention(ctx context.Context, p store.RetentionPolicy) (ct
 	if p.KeepFor > 0 {
 		if rev, err := s.firstRevisionAfter(s.now().Add(-p.KeepFor)); err != nil {
 			return total, err
-		} else if rev > 1 {
+		} else if rev = min(rev, belowKeptWhole(cur, p.KeepRevisions)); rev > 1 {
 			res, err := s.CompactKeep(ctx, rev, 1)
 			total.Removed += res.Removed
 			if err != nil {
@@ -332,8 +332,8 @@ func (s *Store) ApplyRetention(ctx context.Context, p store.RetentionPolicy) (ct
 			}
 		}
 	}
-	if p.KeepVersions > 0 && cur > p.KeepRevisions {
-		res, err := s.CompactKeep(ctx, cur-p.KeepRevisions, p.KeepVersions)
+	if rev := belowKeptWhole(cur, p.KeepRevisions); p.KeepVersions > 0 && rev > 0 {
+		res, err := s.CompactKeep(ctx, rev, p.KeepVersions)
 		total.Removed += res.Removed
 		if err != nil {
 			return total, err
@@ -341,6 +341,18 @@ func (s *Store) ApplyRetention(ctx context.Context, p store.RetentionPolicy) (ct
 	}
 	total.Revision = s.compacted.Load()
 	return total, nil
+}
+
+// belowKeptWhole returns the highest revision ApplyRetention may compact
+// at: it keeps the newest keep revisions whole, by age as by count, so
+// that watchers can resume and recent point-in-time reads work (a quiet
+// server with a short keep_for, or a clock stepped forward, lost every
+// revision older than keep_for). 0: none.
+func belowKeptWhole(cur, keep uint64) uint64 {
+	if cur <= keep {
+		return 0
+	}
+	return cur - keep
 }
 
 // firstRevisionAfter returns the first logged revision recorded at or after

@@ -237,6 +237,15 @@ func checkRetentionByAge(t testing.TB, h Harness) {
 	r, err = b.GetAt("default", "k0", 26)
 	require.NoError(t, err, "the change in effect at the cut-off is kept")
 	assert.Equal(t, "21", string(r.Value))
+
+	// The newest KeepRevisions revisions stay whole, by age as by count:
+	// a quiet server with a short KeepFor (or a clock stepped forward)
+	// keeps what watchers resume from and ?rev= reads.
+	res, err = b.ApplyRetention(ctx, store.RetentionPolicy{KeepFor: time.Second, KeepRevisions: 10})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(30), res.Revision, "revisions 31-40 are the newest 10, and 30 their base")
+	_, err = b.GetAt("default", "k2", 30)
+	require.NoError(t, err)
 }
 
 // History says where compaction cut it: the last page of a key whose
