@@ -85,6 +85,9 @@ type pipelineHooks struct {
 	// skipCacheInvalidation makes the Get cache ignore every
 	// invalidation and hold: the negative control of its tests.
 	skipCacheInvalidation bool
+	// elapsed replaces the monotonic clock the TTL clock moves on
+	// (elapsedOn(Now)): a test steps Now apart from it.
+	elapsed func() time.Duration
 }
 
 // flightsQueued bounds the groups written to the log and waiting for the
@@ -107,6 +110,14 @@ func (o Options) getCache() *getCache {
 	c := newGetCache(cmp.Or(o.GetCacheBytes, DefaultGetCacheBytes))
 	c.skipInvalidation = o.hooks.skipCacheInvalidation
 	return c
+}
+
+// elapsed is what the TTL clock moves on (Store.ttlClock).
+func (o Options) elapsed() func() time.Duration {
+	if o.hooks.elapsed != nil {
+		return o.hooks.elapsed
+	}
+	return elapsedOn(o.Now)
 }
 
 func (o Options) withDefaults() Options {

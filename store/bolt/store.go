@@ -34,6 +34,13 @@ type Store struct {
 	path   string
 	limits ctxd.Limits
 	now    func() time.Time
+	// ttlClock is now as it stood at Open, moved on by the monotonic
+	// clock since (steadyClock): deadlines are set and compared on it, so
+	// that a step of the system clock (NTP, a VM resumed) neither expires
+	// every expiring key at once nor keeps them past their time. They are
+	// stored as wall-clock times, measured against the clock of the next
+	// Open.
+	ttlClock func() time.Time
 
 	// wal is the write-ahead log in <folder>/wal: a write is acknowledged
 	// once it is there; the committer applies it to db later (DESIGN.md).
@@ -252,6 +259,7 @@ func Open(path string, opts Options) (*Store, error) {
 		path:           path,
 		limits:         opts.Limits.WithDefaults(),
 		now:            opts.Now,
+		ttlClock:       steadyClock(opts.Now, opts.elapsed()),
 		queue:          make(chan *request, 4096),
 		maxBatch:       opts.MaxBatch,
 		stop:           make(chan struct{}),

@@ -225,7 +225,7 @@ func (s *Store) expirer() {
 	defer timer.Stop()
 	for {
 		if at, ok := s.ttl.next(); ok {
-			if wait := at.Sub(s.now()); wait > 0 {
+			if wait := at.Sub(s.ttlClock()); wait > 0 {
 				timer.Reset(wait)
 			} else {
 				n, err := s.expireDue()
@@ -265,12 +265,12 @@ func (s *Store) expireDue() (int, error) {
 // state so far.
 func (g *group) expire() (made, error) {
 	var writes []ctxd.Write
-	for _, name := range g.store.ttl.due(g.now, expireBatch) {
+	for _, name := range g.store.ttl.due(g.ttlNow, expireBatch) {
 		st, err := g.state(name.ns, name.key)
 		if err != nil {
 			return made{}, err
 		}
-		if !st.live || st.expiresAt.IsZero() || st.expiresAt.After(g.now) {
+		if !st.live || st.expiresAt.IsZero() || st.expiresAt.After(g.ttlNow) {
 			continue
 		}
 		writes = append(writes, ctxd.Write{Namespace: name.ns, Key: name.key, Op: ctxd.OpDelete, Who: ctxd.WhoTTL})
@@ -327,7 +327,7 @@ func (g *group) keepAlive(ka *keepAlive) (made, error) {
 	if err != nil {
 		return made{}, err
 	}
-	x := &extend{ns: ka.ns, key: ka.key, modRev: st.modRev, expiresAt: g.now.Add(ka.ttl)}
+	x := &extend{ns: ka.ns, key: ka.key, modRev: st.modRev, expiresAt: g.ttlNow.Add(ka.ttl)}
 	st.expiresAt = x.expiresAt
 	g.noteDeadline(x.expiresAt)
 	g.keys[nsKeyName{ka.ns, ka.key}] = st
@@ -366,4 +366,20 @@ func (g *group) record(ns, key string, st keyState) (ctxd.Record, error) {
 		return ctxd.Record{}, fmt.Errorf("read %s/%s: %w", ns, key, errCorrupt)
 	}
 	return currentRecord(g.tx.Bucket(migrations.BucketLog).Cursor(), ns, key, v, true)
+}
+
+// steadyClock returns a clock that reads wall() when made and then moves
+// by what elapsed() measures since, in UTC.
+func steadyClock(wall func() time.Time, elapsed func() time.Duration) func() time.Time {
+	base, at := wall(), elapsed()
+	return func() time.Time { return base.Add(elapsed() - at).UTC() }
+}
+
+// elapsedOn returns what now has moved since the call: time.Now's readings
+// carry a monotonic reading, which their Sub measures on (a step of the
+// wall clock does not move it); a test's fake clock's do not, and it then
+// measures what the fake clock moved.
+func elapsedOn(now func() time.Time) func() time.Duration {
+	start := now()
+	return func() time.Duration { return now().Sub(start) }
 }

@@ -23,7 +23,9 @@ import (
 type group struct {
 	store *Store
 	rev   uint64
-	now   time.Time
+	// now is the time the group's changes record; ttlNow the store's
+	// ttlClock then, which deadlines are set and compared on.
+	now, ttlNow time.Time
 	// keys is the state of each key this group changed, after its changes,
 	// and changed the last change it made to each.
 	keys    map[nsKeyName]keyState
@@ -61,16 +63,16 @@ func (g *group) noteDeadline(at time.Time) {
 	}
 }
 
-// anyDue reports whether a deadline may have passed at g.now: the
+// anyDue reports whether a deadline may have passed at g.ttlNow: the
 // deadline index's earliest (published ones; it may be stale, never
 // late), or one set by this group or an unpublished one before it. Nearly
 // always none is, and expireTouched need not look up the request's keys.
 func (g *group) anyDue() bool {
-	if at, ok := g.store.ttl.next(); ok && !at.After(g.now) {
+	if at, ok := g.store.ttl.next(); ok && !at.After(g.ttlNow) {
 		return true
 	}
 	for _, p := range append(g.prev[:len(g.prev):len(g.prev)], g) {
-		if !p.earliest.IsZero() && !p.earliest.After(g.now) {
+		if !p.earliest.IsZero() && !p.earliest.After(g.ttlNow) {
 			return true
 		}
 	}
@@ -94,7 +96,14 @@ type keyState struct {
 func (s *Store) newGroup() *group {
 	s.prune()
 	s.groups++
-	return &group{store: s, id: s.groups, prev: s.inflight, first: s.rev, rev: s.rev, now: s.now().UTC(), keys: make(map[nsKeyName]keyState), changed: make(map[nsKeyName]*change), nsKeys: make(map[string]uint64)}
+	now, ttlNow := s.now().UTC(), s.ttlClock()
+	if d := now.Sub(ttlNow); d > -time.Second && d < time.Second {
+		// The clocks agree (the wall clock has not stepped since Open):
+		// one reading, so that a key's expires_at is its updated_at
+		// plus its ttl exactly.
+		now = ttlNow
+	}
+	return &group{store: s, id: s.groups, prev: s.inflight, first: s.rev, rev: s.rev, now: now, ttlNow: ttlNow, keys: make(map[nsKeyName]keyState), changed: make(map[nsKeyName]*change), nsKeys: make(map[string]uint64)}
 }
 
 // prune drops from s.inflight the groups the syncer has answered.
@@ -310,7 +319,7 @@ func (g *group) expireTouched(r *request) (made, error) {
 	var due []ctxd.Write
 	check := func(ns, key string) error {
 		st, err := g.state(ns, key)
-		if err != nil || !st.live || st.expiresAt.IsZero() || st.expiresAt.After(g.now) {
+		if err != nil || !st.live || st.expiresAt.IsZero() || st.expiresAt.After(g.ttlNow) {
 			return err
 		}
 		if !slices.ContainsFunc(due, func(w ctxd.Write) bool { return w.Namespace == ns && w.Key == key }) {
@@ -415,7 +424,7 @@ func (g *group) patch(w *ctxd.Write, st keyState) error {
 	// A patch changes part of the value, not the key's life: an expiring
 	// key keeps its deadline (a put without a TTL would make it permanent).
 	if !st.expiresAt.IsZero() {
-		if left := st.expiresAt.Sub(g.now); left > 0 {
+		if left := st.expiresAt.Sub(g.ttlNow); left > 0 {
 			w.TTL = left
 		}
 	}
@@ -443,7 +452,7 @@ func (g *group) write(w *ctxd.Write, cur *kvRecord, c *change, rec *walRecord, e
 		c.Value = w.Value
 		c.Version = next.version
 		if w.TTL > 0 {
-			c.ExpiresAt = g.now.Add(w.TTL)
+			c.ExpiresAt = g.ttlNow.Add(w.TTL)
 			g.noteDeadline(c.ExpiresAt)
 			next.expiresAt = c.ExpiresAt
 		}
