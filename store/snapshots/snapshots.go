@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -469,7 +470,8 @@ func (m *Manager) Restore(ctx context.Context, id string, opts ctxd.RestoreOptio
 }
 
 // Delete removes a snapshot, its metadata first so it is never listed
-// half-removed.
+// half-removed (not even after a power cut: the folder is synced between
+// the two), and is durable when it returns.
 func (m *Manager) Delete(id string) error {
 	if _, err := m.Get(id); err != nil {
 		return err
@@ -479,15 +481,22 @@ func (m *Manager) Delete(id string) error {
 	} else if err != nil {
 		return fmt.Errorf("delete snapshot %s: %w", id, err)
 	}
-	_ = fsutil.SyncDir(m.dir)
+	if err := fsutil.SyncDir(m.dir); err != nil {
+		return fmt.Errorf("delete snapshot %s: %w", id, err)
+	}
 	if err := os.Remove(m.dbPath(id)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("delete snapshot %s: %w", id, err)
+	}
+	if err := fsutil.SyncDir(m.dir); err != nil {
 		return fmt.Errorf("delete snapshot %s: %w", id, err)
 	}
 	return nil
 }
 
-// Prune removes the oldest snapshots beyond the keep newest.
-func (m *Manager) Prune(keep int) ([]string, error) {
+// Prune removes the oldest snapshots beyond the keep newest, never those
+// named in spare (a snapshot just taken: one dated before others by a
+// clock that stepped back is still the newest there is).
+func (m *Manager) Prune(keep int, spare ...string) ([]string, error) {
 	if keep <= 0 {
 		return nil, nil
 	}
@@ -498,7 +507,8 @@ func (m *Manager) Prune(keep int) ([]string, error) {
 		return nil, err
 	}
 	var removed []string
-	for _, meta := range all[min(keep, len(all)):] {
+	all = slices.DeleteFunc(all, func(meta ctxd.SnapshotMeta) bool { return slices.Contains(spare, meta.ID) })
+	for _, meta := range all[min(max(keep-len(spare), 0), len(all)):] {
 		err := m.Delete(meta.ID)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -542,7 +552,7 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 			continue
 		}
 		own[meta.ID] = true
-		removed, err := m.Prune(keep)
+		removed, err := m.Prune(keep, meta.ID)
 		for _, id := range removed {
 			delete(own, id)
 		}
@@ -553,7 +563,11 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 }
 
 // scheduledElsewhere reports whether the folder holds a scheduled
-// snapshot less than within old that is not one of own.
+// snapshot less than within old that is not one of own. One dated more
+// than within after now is not counted: it says only that a clock was
+// ahead when it was taken (this one's since stepped back, or another
+// instance's), and would hold every tick back until the clock caught up
+// with it.
 func (m *Manager) scheduledElsewhere(within time.Duration, own map[string]bool) bool {
 	list, err := m.List()
 	if err != nil {
@@ -561,7 +575,7 @@ func (m *Manager) scheduledElsewhere(within time.Duration, own map[string]bool) 
 	}
 	now := m.now()
 	for _, s := range list {
-		if s.Origin == "schedule" && !own[s.ID] && now.Sub(s.Created) < within {
+		if age := now.Sub(s.Created); s.Origin == "schedule" && !own[s.ID] && age < within && age > -within {
 			return true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"slices"
 	"testing"
 	"time"
 
@@ -349,4 +350,48 @@ func TestScheduleSharedFolderTakesOnePerInterval(t *testing.T) {
 		require.NoError(t, err)
 		return len(list) >= 3
 	}, "b takes the schedule over, and its own snapshots do not hold it back")
+}
+
+// Scheduled snapshots taken while the clock was a day ahead, then a
+// restart on a clock stepped back: the schedule goes on (they are not
+// "taken less than half an interval ago", which held every tick back
+// until the clock caught up with them), and pruning keeps the snapshot
+// just taken (they sort newer, and Prune removed each new one at once).
+func TestScheduleAfterTheClockSteppedBack(t *testing.T) {
+	st, ahead := setup(t)
+	put(t, st, "k", `1`)
+	now := time.Now().UTC()
+	for i := range 2 {
+		snapshots.SetNow(ahead, func() time.Time { return now.Add(24*time.Hour + time.Duration(i)*time.Minute) })
+		_, err := ahead.Create(ctx, "schedule")
+		require.NoError(t, err)
+	}
+
+	m, err := snapshots.Open(ahead.Dir(), st) // the restart, on the right clock
+	require.NoError(t, err)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) })
+	}()
+	defer func() { cancel(); <-done }()
+	var taken []string
+	testkit.Eventually(t, func() bool {
+		list, err := m.List()
+		require.NoError(t, err)
+		for _, s := range list {
+			if s.Created.Before(now.Add(time.Hour)) && !slices.Contains(taken, s.ID) {
+				taken = append(taken, s.ID)
+			}
+		}
+		return len(taken) >= 3
+	}, "the schedule takes snapshots again, and each survives its own pruning")
+	cancel()
+	<-done
+	list, err := m.List()
+	require.NoError(t, err)
+	assert.Len(t, list, 2, "pruned to keep")
+	assert.True(t, slices.ContainsFunc(list, func(s ctxd.SnapshotMeta) bool { return s.ID == taken[len(taken)-1] }),
+		"the last snapshot taken is kept: %v", list)
 }
