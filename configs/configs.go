@@ -1,8 +1,10 @@
 package configs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/netip"
@@ -626,6 +628,11 @@ func (c Config) validate(from func(field string) string) error {
 			"must be at least %s, or no value of the largest allowed size could be sent",
 			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)))}
 	}
+	if c.WebSocket.MaxMessageBytes < int64(c.Limits.MaxValueBytes) {
+		return &Error{Field: "websocket.max_message_bytes", Source: from("websocket.max_message_bytes"), Err: fmt.Errorf(
+			"must be at least %s, or a value the REST API takes could not be set over /v1/watch or Socket.IO",
+			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)))}
+	}
 	return nil
 }
 
@@ -658,10 +665,21 @@ func applyFile(c *Config, path string, sources map[string]string) error {
 		return &Error{Err: err}
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) { // empty file
+		return nil
+	} else if err != nil {
 		return &Error{Source: "file " + path, Err: err}
 	}
-	if len(doc.Content) == 0 { // empty file
+	// A second document ("---") would be ignored, its settings with it.
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = fmt.Errorf("line %d: a second YAML document (after ---): put every setting in one", more.Line)
+		}
+		return &Error{Source: "file " + path, Err: err}
+	}
+	if len(doc.Content) == 0 {
 		return nil
 	}
 	return applyNode(c, path, doc.Content[0], "", sources)
@@ -695,7 +713,13 @@ func applyNode(c *Config, file string, n *yaml.Node, prefix string, sources map[
 			if v.Kind != yaml.ScalarNode {
 				return &Error{Field: p, Source: where(v), Err: errors.New("expected a single value")}
 			}
-			if err := s.set(c, v.Value); err != nil {
+			value := v.Value
+			if v.Tag == "!!null" {
+				// "~" and "null" are YAML's empty value, as "key:" alone
+				// is: not a folder named "~" or a password "null".
+				value = ""
+			}
+			if err := s.set(c, value); err != nil {
 				return &Error{Field: p, Source: where(v), Err: err}
 			}
 			sources[p] = where(v)
@@ -1195,9 +1219,19 @@ func setDuration(d *time.Duration, v string, zeroOK bool) error {
 		}
 		return errors.New("must be > 0")
 	}
+	if parsed > maxDuration {
+		// Past it, a deadline (limits.max_ttl) or a sum of two settings
+		// (shutdown_timeout + shutdown_drain) overflows: a ttl of 2.5M
+		// hours was stored as a deadline in 1727, and the key expired
+		// at the next start.
+		return fmt.Errorf("must be at most %s (100 years)", maxDuration)
+	}
 	*d = parsed
 	return nil
 }
+
+// maxDuration bounds every duration setting.
+const maxDuration = 100 * 365 * 24 * time.Hour
 
 // setCount parses a whole number >= 0.
 func setCount(n *int, v string) error {

@@ -301,6 +301,14 @@ func TestErrors(t *testing.T) {
 		{name: "empty data dir", file: "data_dir: ''\n", field: "data_dir", want: "must not be empty"},
 		{name: "bad compat namespace", file: "compat:\n  namespace: a/b\n", field: "compat.namespace", want: "must be 1 to 64 of"},
 		{name: "null data dir", file: "data_dir:\n", field: "data_dir", want: "must not be empty"},
+		// YAML's ~ and null are the empty value, not a folder named "~".
+		{name: "null data dir spelled ~", file: "data_dir: ~\n", field: "data_dir", want: "must not be empty"},
+		{name: "null namespace spelled null", file: "compat:\n  namespace: null\n", field: "compat.namespace", want: "must be 1 to 64"},
+		// A second document's settings were ignored without a word.
+		{name: "second document", file: "addr: 127.0.0.1:1\n---\nhttp:\n  rate_limit: 5\n", want: "a second YAML document"},
+		{name: "ttl past 100 years", file: "limits:\n  max_ttl: 2562047h\n", field: "limits.max_ttl", want: "must be at most 876000h0m0s (100 years)"},
+		{name: "drain past 100 years", env: []string{"CTXD_SHUTDOWN_DRAIN=2562047h"}, field: "shutdown_drain", want: "at most"},
+		{name: "message smaller than a value", file: "websocket:\n  max_message_bytes: 10\n", field: "websocket.max_message_bytes", want: "must be at least limits.max_value_bytes"},
 		{name: "bad origin", file: "websocket:\n  allowed_origins: dash.example.com\n", field: "websocket.allowed_origins", want: `invalid origin "dash.example.com"`},
 		{name: "origin with a path", env: []string{"CTXD_WEBSOCKET_ALLOWED_ORIGINS=https://a.example/app"}, field: "websocket.allowed_origins", want: "invalid origin"},
 		{name: "zero max clients", file: "websocket:\n  max_clients: 0\n", field: "websocket.max_clients", want: "must be > 0"},

@@ -161,10 +161,16 @@ func (s *Store) headRevision(ctx context.Context) (uint64, error) {
 	return uint64(resp.Header.Revision), nil
 }
 
+// processStart is the origin of the monotonic times the store keeps.
+var processStart = time.Now()
+
 // requestProgress asks etcd for a progress notification on the watch's
 // stream, at most once per progressEvery.
 func (s *Store) requestProgress() {
-	now := time.Now().UnixNano()
+	// On the monotonic clock: after a step back of the wall clock, no
+	// request went out until it caught up, and every read that waits for
+	// the watch waited its whole second (a snapshot gave up).
+	now := int64(time.Since(processStart) + progressEvery) // the first goes out
 	last := s.lastProgress.Load()
 	if now-last < int64(progressEvery) || !s.lastProgress.CompareAndSwap(last, now) {
 		return

@@ -136,7 +136,8 @@ type Store struct {
 	// cache serves reads (nil with Options.DirectReads).
 	cache *readCache
 	// lastProgress is when a progress notification was last asked for
-	// (UnixNano): at most one request per progressEvery.
+	// (monotonic nanoseconds, see requestProgress): at most one request
+	// per progressEvery.
 	lastProgress atomic.Int64
 	// born is the revision the prefix was first opened at: it has no
 	// change at or below it.
