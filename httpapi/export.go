@@ -328,6 +328,18 @@ func (s stallWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+// stallReader gives each read of a request body stall to complete.
+type stallReader struct {
+	r     io.Reader
+	rc    *http.ResponseController
+	stall time.Duration
+}
+
+func (s stallReader) Read(p []byte) (int, error) {
+	_ = s.rc.SetReadDeadline(time.Now().Add(s.stall))
+	return s.r.Read(p)
+}
+
 // spool is an io.Writer that keeps up to spoolMemBytes in memory and the
 // rest in a temp file that is already unlinked.
 type spool struct {

@@ -29,8 +29,10 @@ type Config struct {
 	MaxPageBytes int
 	// StallTimeout ends the answer of an export or dump (spooled to a
 	// temp file first) to a client that reads none of it for that long:
-	// the file and its descriptor are held meanwhile. 0 means
-	// DefaultStallTimeout. Tests make it small.
+	// the file and its descriptor are held meanwhile; and a snapshot
+	// upload that sends nothing for that long (an upload is not held to
+	// the server's read timeout). 0 means DefaultStallTimeout. Tests make
+	// it small.
 	StallTimeout time.Duration
 	// Clients, when set, reports the connected WebSocket clients for
 	// /v1/status (the realtime hub's Clients).

@@ -6,10 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -41,4 +43,56 @@ func TestAnExportToAClientThatDoesNotReadEnds(t *testing.T) {
 	n, err := io.Copy(io.Discard, res.Body)
 	assert.Error(t, err, "the connection ended before the body (%d of %d bytes)", n, res.ContentLength)
 	assert.Less(t, n, res.ContentLength)
+}
+
+// A snapshot upload may take longer than the server's read timeout (1 min
+// by default: a GiB upload needed 18 MB/s) as long as it keeps coming;
+// one that stops for StallTimeout ends.
+func TestASlowUploadOutlastsTheReadTimeout(t *testing.T) {
+	e, m := newSnapshotEnv(t)
+	e.put("k", `1`)
+	meta, err := m.Create(bg, "api")
+	require.NoError(t, err)
+	file := e.do(http.MethodGet, "/v1/snapshots/"+meta.ID, "")
+	require.Equal(t, http.StatusOK, file.status)
+	srv := httpapi.New(e.store, httpapi.Config{Version: "test", Snapshots: m, MaxUploadBytes: 1 << 20, StallTimeout: time.Second}, zerolog.Nop())
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	ts.Config.ReadTimeout = 300 * time.Millisecond
+	ts.Start()
+	defer ts.Close()
+
+	// upload sends the file in 8 parts, pause apart, and returns the status.
+	upload := func(pause time.Duration) (int, error) {
+		pr, pw := io.Pipe()
+		sent := make(chan struct{})
+		defer func() { pr.Close(); <-sent }() // the sender's next write fails
+		go func() {
+			defer close(sent)
+			part := (len(file.body) + 7) / 8
+			for b := file.body; len(b) > 0; b = b[min(part, len(b)):] {
+				if _, err := pw.Write(b[:min(part, len(b))]); err != nil {
+					return
+				}
+				time.Sleep(pause)
+			}
+			pw.Close()
+		}()
+		req, err := http.NewRequest(http.MethodPost, ts.URL+"/v1/snapshots/upload", pr)
+		require.NoError(t, err)
+		req.ContentLength = int64(len(file.body))
+		req.Header.Set("Content-Type", "application/octet-stream")
+		res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer res.Body.Close()
+		return res.StatusCode, nil
+	}
+	status, err := upload(100 * time.Millisecond) // 800 ms in all
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusCreated, status, "an upload that keeps coming outlasts the read timeout")
+	status, err = upload(1500 * time.Millisecond)
+	if err == nil {
+		assert.GreaterOrEqual(t, status, 400, "an upload that stops for StallTimeout ends")
+	}
 }
