@@ -145,7 +145,7 @@ func parseExportQuery(c echo.Context, rawNS string) (dumpRequest, error) {
 }
 
 // boolParam reads an optional boolean query parameter (see query.ParseBool:
-// true/1/yes/on, false/0/no/off or empty, in any case); absent is false.
+// true/1/yes/on or no value, false/0/no/off, in any case); absent is false.
 func boolParam(c echo.Context, name string) (bool, error) { return boolParamOr(c, name, false) }
 
 // boolParamOr is boolParam with def when the parameter is absent.

@@ -106,6 +106,19 @@ func TestWho(t *testing.T) {
 		assert.Contains(t, ae.Error.Message, "who ", q)
 	}
 	assert.Equal(t, rev, e.revision(), "refused writes change nothing")
+
+	// Where no author is taken, none is checked: the probes (a load
+	// balancer's header must not fail them), and /ctx/history, whose who
+	// is a filter.
+	long := strings.Repeat("w", 300)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		assert.Equal(t, http.StatusOK, e.do(http.MethodGet, path, "", "X-Ctxd-Who", long).status, path)
+	}
+	e.api.Skip("/ctx")
+	r := e.do(http.MethodGet, "/ctx/history?who="+long, "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Contains(t, string(r.body), `"filtered_entries":0`)
+	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "/ctx/history?who=%01", "").status)
 }
 
 func TestKeysRoundTrip(t *testing.T) {

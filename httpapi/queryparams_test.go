@@ -58,6 +58,9 @@ func TestUnknownQueryParametersRefused(t *testing.T) {
 	assert.Equal(t, http.StatusOK, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?dry_run=true&ns=default&ns=other", "").status,
 		"ns is repeatable")
 	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, keyPath("default", "k")+"/history?limit=1", "").status)
+	// A flag given without a value is set: "?dry_run" ran a real restore.
+	res := decode[ctxd.RestoreResult](t, e.do(http.MethodPost, "/v1/snapshots/"+meta.ID+"/restore?dry_run", ""))
+	assert.True(t, res.DryRun)
 	assert.Equal(t, rev, e.revision())
 	// Framework0's clients may send what they like (a cache buster), which
 	// the document does not describe.

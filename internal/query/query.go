@@ -9,15 +9,16 @@ import (
 )
 
 // ParseBool reads a boolean parameter value, in any case: "true", "t", "1",
-// "yes" and "on" are true; "false", "f", "0", "no", "off" and "" (the
-// parameter given without a value) are false. ok is false for anything
-// else. It accepts everything either former parser did (strconv.ParseBool's
-// "t" and "f" included), so no client's URL stopped working.
+// "yes", "on" and "" (the parameter given without a value: "?dry_run" asks
+// for a dry run, where it ran a real restore) are true; "false", "f", "0",
+// "no" and "off" are false. ok is false for anything else. It accepts
+// everything either former parser did (strconv.ParseBool's "t" and "f"
+// included), so no client's URL stopped working.
 func ParseBool(s string) (v, ok bool) {
 	switch strings.ToLower(s) {
-	case "true", "t", "1", "yes", "on":
+	case "true", "t", "1", "yes", "on", "":
 		return true, true
-	case "false", "f", "0", "no", "off", "":
+	case "false", "f", "0", "no", "off":
 		return false, true
 	}
 	return false, false

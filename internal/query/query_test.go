@@ -26,7 +26,7 @@ func TestParseBool(t *testing.T) {
 		{"NO", false, true},
 		{"off", false, true},
 		{"Off", false, true},
-		{"", false, true},
+		{"", true, true}, // ?dry_run alone is a dry run
 		// Refused.
 		{"maybe", false, false},
 		{"2", false, false},
