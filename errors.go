@@ -222,6 +222,12 @@ const (
 	// CodeUnsupportedMediaType: a PATCH whose Content-Type is neither
 	// application/merge-patch+json nor application/json-patch+json (415).
 	CodeUnsupportedMediaType = "unsupported_media_type"
+	// CodePreconditionFailed: a file download's If-Match or
+	// If-Unmodified-Since does not hold (412).
+	CodePreconditionFailed = "precondition_failed"
+	// CodeRangeNotSatisfiable: a file download's Range lies outside the
+	// file (416; Content-Range gives its size).
+	CodeRangeNotSatisfiable = "range_not_satisfiable"
 
 	// WebSocket only.
 

@@ -31,6 +31,10 @@ var (
 	// errUnsupportedMediaType is a body of a type the route does not take
 	// (a PATCH that is not a merge patch or a JSON Patch).
 	errUnsupportedMediaType = errors.New("unsupported media type")
+	// errPreconditionFailed and errRangeNotSatisfiable are a file
+	// download's conditions that do not hold (serveFile).
+	errPreconditionFailed  = errors.New("the download's precondition (If-Match or If-Unmodified-Since) does not hold")
+	errRangeNotSatisfiable = errors.New("the download's Range lies outside the file (Content-Range gives its size)")
 )
 
 // errorMapping is one row of the error table.
@@ -48,6 +52,8 @@ var errorTable = [...]errorMapping{
 	{errBodyTooLarge, http.StatusRequestEntityTooLarge, ctxd.CodeTooLarge},
 	{errBadRequest, http.StatusBadRequest, ctxd.CodeBadRequest},
 	{errUnsupportedMediaType, http.StatusUnsupportedMediaType, ctxd.CodeUnsupportedMediaType},
+	{errPreconditionFailed, http.StatusPreconditionFailed, ctxd.CodePreconditionFailed},
+	{errRangeNotSatisfiable, http.StatusRequestedRangeNotSatisfiable, ctxd.CodeRangeNotSatisfiable},
 	{errNotReady, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
 	{errPanic, http.StatusInternalServerError, ctxd.CodeInternal},
 	{export.ErrUnknownFormat, http.StatusBadRequest, ctxd.CodeBadRequest},

@@ -328,6 +328,49 @@ func (s stallWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+// serveFile serves a file download with http.ServeContent (ranges and
+// conditional requests: a large snapshot's download resumes with Range),
+// but answers its refusals in the API's JSON, as every error: ServeContent
+// writes a 412 with no body and a 416 as plain text.
+func serveFile(c echo.Context, name string, modified time.Time, f io.ReadSeeker) error {
+	w := &fileAnswer{ResponseWriter: c.Response()}
+	http.ServeContent(w, c.Request(), name, modified, f)
+	switch w.refused {
+	case http.StatusPreconditionFailed:
+		return errPreconditionFailed
+	case http.StatusRequestedRangeNotSatisfiable:
+		return errRangeNotSatisfiable
+	}
+	return nil
+}
+
+// fileAnswer passes ServeContent's answer on, except a refusal (412,
+// 416), which it keeps back for the API's error answer.
+type fileAnswer struct {
+	http.ResponseWriter
+	refused int
+}
+
+func (w *fileAnswer) WriteHeader(code int) {
+	if code == http.StatusPreconditionFailed || code == http.StatusRequestedRangeNotSatisfiable {
+		w.refused = code
+		h := w.Header()
+		h.Del("X-Content-Type-Options") // http.Error's, with its text/plain
+		h.Del(echo.HeaderContentDisposition)
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *fileAnswer) Write(p []byte) (int, error) {
+	if w.refused != 0 {
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *fileAnswer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // stallReader gives each read of a request body stall to complete.
 type stallReader struct {
 	r     io.Reader
@@ -560,6 +603,5 @@ func (s *Server) sendDumpFile(c echo.Context, prefix string) error {
 	}
 	res.Header().Set(echo.HeaderContentType, ct)
 	res.Header().Set(echo.HeaderContentDisposition, attachment(name))
-	http.ServeContent(res, c.Request(), name, fi.Modified, f)
-	return nil
+	return serveFile(c, name, fi.Modified, f)
 }

@@ -79,8 +79,7 @@ func (s *Server) downloadSnapshot(c echo.Context) error {
 	h.Set(headerSHA256, meta.SHA256)
 	h.Set("X-Ctxd-Revision", strconv.FormatUint(meta.Revision, 10))
 	h.Set(echo.HeaderContentDisposition, attachment(meta.ID+".db"))
-	http.ServeContent(c.Response(), c.Request(), meta.ID+".db", meta.Created, f)
-	return nil
+	return serveFile(c, meta.ID+".db", meta.Created, f)
 }
 
 func (s *Server) deleteSnapshot(c echo.Context) error {

@@ -241,3 +241,34 @@ func TestUploadCutShort(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, list, 1, "nothing stored")
 }
+
+// File downloads (snapshots, dumps) take Range and conditional requests
+// (a large download resumes), and answer their refusals in the API's
+// JSON: http.ServeContent wrote a 412 with no body and a 416 as text.
+func TestFileDownloadsTakeRangesAndAnswerRefusalsInJSON(t *testing.T) {
+	e, m := newSnapshotEnv(t)
+	e.put("k", `1`)
+	meta, err := m.Create(bg, "api")
+	require.NoError(t, err)
+	path := "/v1/snapshots/" + meta.ID
+	whole := e.do(http.MethodGet, path, "")
+	require.Equal(t, http.StatusOK, whole.status)
+
+	part := e.do(http.MethodGet, path, "", "Range", "bytes=10-19")
+	require.Equal(t, http.StatusPartialContent, part.status)
+	assert.Equal(t, whole.body[10:20], part.body)
+
+	r := e.do(http.MethodGet, path, "", "Range", "bytes=99999999-")
+	requireError(t, r, http.StatusRequestedRangeNotSatisfiable, ctxd.CodeRangeNotSatisfiable)
+	assert.Equal(t, fmt.Sprintf("bytes */%d", len(whole.body)), r.header.Get("Content-Range"))
+	assert.Empty(t, r.header.Get("Content-Disposition"), "an error is not an attachment")
+	r = e.do(http.MethodGet, path, "", "If-Match", `"x"`)
+	requireError(t, r, http.StatusPreconditionFailed, ctxd.CodePreconditionFailed)
+
+	d := newDumpEnv(t, httpapi.Config{})
+	d.do(http.MethodPost, "/ctx/dump", `{"filename":"nightly","format":"csv"}`)
+	d.api.Skip("/ctx")
+	ce := requireCtxError(t, d.do(http.MethodGet, "/ctx/dump/nightly.csv", "", "If-Match", `"x"`), http.StatusPreconditionFailed, ctxd.CodePreconditionFailed)
+	assert.Contains(t, ce.Error.Message, "If-Match")
+	assert.Equal(t, http.StatusPartialContent, d.do(http.MethodGet, "/v1/dumps/nightly.csv", "", "Range", "bytes=0-3").status)
+}
