@@ -457,6 +457,16 @@ func TestCompareAndSwap(t *testing.T) {
 	r = e.do(http.MethodDelete, path, ``, "If-Match", `"4"`)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	requireError(t, e.do(http.MethodGet, path, ""), http.StatusNotFound, "not_found")
+
+	// If-None-Match: * is HTTP's create-only, If-Match: 0 (it was ignored,
+	// and the put overwrote the key); any other on a write is refused.
+	once := keyPath("default", "once")
+	require.Equal(t, http.StatusOK, e.do(http.MethodPut, once, `1`, "If-None-Match", "*").status)
+	ae = requireError(t, e.do(http.MethodPut, once, `2`, "If-None-Match", "*"), http.StatusConflict, "conflict")
+	assert.Equal(t, uint64(1), *ae.Error.CurrentVersion)
+	requireError(t, e.do(http.MethodPut, once, `2`, "If-None-Match", `"1"`), http.StatusBadRequest, "bad_request")
+	requireError(t, e.do(http.MethodPut, once, `2`, "If-None-Match", "*", "If-Match", "1"), http.StatusBadRequest, "bad_request")
+	assert.Equal(t, `1`, string(decode[ctxd.Record](t, e.do(http.MethodGet, once, "")).Value))
 }
 
 // A page of large values ends early, with its cursor, once its values

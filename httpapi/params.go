@@ -102,8 +102,22 @@ func unescapeName(raw, what string) (string, error) {
 // bare or in double quotes ("3"). 0 means "the key must not exist". Weak
 // validators (W/"3"), "*" and lists are refused: a compare-and-swap needs one
 // exact version. It returns nil when the header is absent.
+//
+// If-None-Match: * (HTTP's "create only", as a generic client sends it) is
+// If-Match: 0; it was ignored, and the put overwrote the key. Another
+// If-None-Match on a write is refused, not ignored.
 func parseIfMatch(r *http.Request) (*uint64, error) {
 	hs := r.Header["If-Match"]
+	if none, ok := r.Header["If-None-Match"]; ok {
+		if len(none) != 1 || strings.TrimSpace(none[0]) != "*" {
+			return nil, badRequest("If-None-Match on a write takes only * (the key must not exist, as If-Match: 0); got " + strconv.Quote(strings.Join(none, ", ")))
+		}
+		if len(hs) > 0 {
+			return nil, badRequest("give If-Match or If-None-Match: *, not both")
+		}
+		var zero uint64
+		return &zero, nil
+	}
 	if len(hs) == 0 {
 		return nil, nil
 	}
