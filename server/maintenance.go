@@ -27,6 +27,9 @@ func startMaintenance(cfg configs.Config, st store.Backend, snaps *snapshots.Man
 			log.Info().Dur("interval", cfg.Snapshots.Interval).Int("keep", cfg.Snapshots.Keep).Msg("scheduled snapshots on")
 			snaps.Schedule(ctx, cfg.Snapshots.Interval, cfg.Snapshots.Keep, func(err error) {
 				log.Error().Err(err).Msg("scheduled snapshot failed")
+			}, func(taken ctxd.SnapshotMeta, pruned []string) {
+				log.Info().Str("id", taken.ID).Uint64("revision", taken.Revision).Int64("bytes", taken.Size).
+					Strs("pruned", pruned).Msg("scheduled snapshot taken")
 			})
 		}()
 	}

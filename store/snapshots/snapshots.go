@@ -493,9 +493,12 @@ func (m *Manager) Delete(id string) error {
 	return nil
 }
 
-// Prune removes the oldest snapshots beyond the keep newest, never those
-// named in spare (a snapshot just taken: one dated before others by a
-// clock that stepped back is still the newest there is).
+// Prune removes the oldest scheduled snapshots beyond the keep newest,
+// never those named in spare (a snapshot just taken: one dated before
+// others by a clock that stepped back is still the newest there is).
+// Snapshots taken through the API or uploaded are the operator's to
+// delete: a schedule removed the one taken before an upgrade, or uploaded
+// to restore, seven intervals later.
 func (m *Manager) Prune(keep int, spare ...string) ([]string, error) {
 	if keep <= 0 {
 		return nil, nil
@@ -507,7 +510,9 @@ func (m *Manager) Prune(keep int, spare ...string) ([]string, error) {
 		return nil, err
 	}
 	var removed []string
-	all = slices.DeleteFunc(all, func(meta ctxd.SnapshotMeta) bool { return slices.Contains(spare, meta.ID) })
+	all = slices.DeleteFunc(all, func(meta ctxd.SnapshotMeta) bool {
+		return meta.Origin != originSchedule || slices.Contains(spare, meta.ID)
+	})
 	for _, meta := range all[min(max(keep-len(spare), 0), len(all)):] {
 		err := m.Delete(meta.ID)
 		switch {
@@ -531,7 +536,12 @@ func (m *Manager) Prune(keep int, spare ...string) ([]string, error) {
 // is less than half the interval old. The instance whose tick comes first
 // after that keeps the schedule; when it stops, another takes over within
 // an interval.
-func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int, onError func(error)) {
+//
+// A tick is skipped, too, when the newest scheduled snapshot already
+// holds the store's revision (an idle server's keep slots filled with
+// copies of one state). onTaken, when set, hears of each snapshot taken
+// and the ones pruned after it.
+func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int, onError func(error), onTaken func(taken ctxd.SnapshotMeta, pruned []string)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	own := map[string]bool{} // the scheduled snapshots this process took
@@ -541,10 +551,10 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 			return
 		case <-t.C:
 		}
-		if m.scheduledElsewhere(interval/2, own) {
+		if m.scheduledElsewhere(interval/2, own) || m.unchangedSinceScheduled() {
 			continue
 		}
-		meta, err := m.Create(ctx, "schedule")
+		meta, err := m.Create(ctx, originSchedule)
 		if err != nil {
 			if ctx.Err() == nil {
 				onError(err)
@@ -556,10 +566,36 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 		for _, id := range removed {
 			delete(own, id)
 		}
+		if onTaken != nil {
+			onTaken(meta, removed)
+		}
 		if err != nil {
 			onError(err)
 		}
 	}
+}
+
+// originSchedule is the Origin of a scheduled snapshot.
+const originSchedule = "schedule"
+
+// unchangedSinceScheduled reports whether the newest scheduled snapshot
+// in the folder holds the store's current revision.
+func (m *Manager) unchangedSinceScheduled() bool {
+	list, err := m.List()
+	if err != nil {
+		return false // the snapshot's own error says more
+	}
+	st, ok := m.st.(interface{ Revision() uint64 })
+	if !ok {
+		return false
+	}
+	rev := st.Revision()
+	for _, s := range list { // newest first
+		if s.Origin == originSchedule {
+			return s.Revision == rev
+		}
+	}
+	return false
 }
 
 // scheduledElsewhere reports whether the folder holds a scheduled
@@ -575,7 +611,7 @@ func (m *Manager) scheduledElsewhere(within time.Duration, own map[string]bool) 
 	}
 	now := m.now()
 	for _, s := range list {
-		if age := now.Sub(s.Created); s.Origin == "schedule" && !own[s.ID] && age < within && age > -within {
+		if age := now.Sub(s.Created); s.Origin == originSchedule && !own[s.ID] && age < within && age > -within {
 			return true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -190,66 +191,81 @@ func TestPruneKeepsNewest(t *testing.T) {
 	var ids []string
 	for i := 0; i < 4; i++ {
 		put(t, st, "k", fmt.Sprint(i))
-		meta, err := m.Create(ctx, "api")
+		meta, err := m.Create(ctx, "schedule")
 		require.NoError(t, err)
 		ids = append(ids, meta.ID)
 	}
+	// Snapshots taken by hand or uploaded are not the schedule's to prune,
+	// however old.
+	manual, err := m.Create(ctx, "api")
+	require.NoError(t, err)
+	snapshots.SetNow(m, func() time.Time { return time.Now().Add(-24 * time.Hour) })
+	old, err := m.Create(ctx, "upload")
+	require.NoError(t, err)
+
 	removed, err := m.Prune(2)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, ids[:2], removed)
 	list, err := m.List()
 	require.NoError(t, err)
-	require.Len(t, list, 2)
-	assert.Equal(t, ids[3], list[0].ID)
-}
-
-func TestLeftoversAreRemovedAndNeverListed(t *testing.T) {
-	st, m := setup(t)
-	put(t, st, "k", `1`)
-	meta, err := m.Create(ctx, "api")
-	require.NoError(t, err)
-	require.Len(t, snapshotFiles(t, m), 2, "a snapshot leaves its file and its metadata, no temp file")
-	// What a crash can leave: a temp file, and a .db whose metadata was
-	// never written.
-	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), "create-123.tmp"), []byte("partial"), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), ".tmp-create-456"), []byte("partial"), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), ".tmp-"+meta.ID+".json-789"), []byte("{"), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(m.Dir(), "20260101T000000Z-r9.db"), []byte("partial"), 0o600))
-	list, err := m.List()
-	require.NoError(t, err)
-	assert.Len(t, list, 1)
-
-	m2, err := snapshots.Open(m.Dir(), st)
-	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{meta.ID + ".db", meta.ID + ".json"}, snapshotFiles(t, m2))
+	var kept []string
+	for _, s := range list {
+		kept = append(kept, s.ID)
+	}
+	assert.ElementsMatch(t, []string{ids[2], ids[3], manual.ID, old.ID}, kept)
 }
 
 func TestSchedule(t *testing.T) {
 	st, m := setup(t)
-	put(t, st, "k", `1`)
+	put(t, st, "k", `0`)
+	manual, err := m.Create(ctx, "api")
+	require.NoError(t, err)
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
+	var mu sync.Mutex
+	var taken []ctxd.SnapshotMeta
+	var pruned []string
 	go func() {
 		defer close(done)
-		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) })
+		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) }, func(meta ctxd.SnapshotMeta, removed []string) {
+			mu.Lock()
+			defer mu.Unlock()
+			taken = append(taken, meta)
+			pruned = append(pruned, removed...)
+		})
 	}()
-	wrote := false
-	testkit.Eventually(t, func() bool {
+	scheduled := func() []ctxd.SnapshotMeta {
 		list, err := m.List()
 		require.NoError(t, err)
-		if len(list) > 0 && !wrote {
-			put(t, st, "k", `2`) // later snapshots see revision 2
-			wrote = true
-		}
-		// At least three taken: two at revision 2, the first pruned.
-		return len(list) == 2 && list[1].Revision == 2
+		return slices.DeleteFunc(list, func(s ctxd.SnapshotMeta) bool { return s.Origin != "schedule" })
+	}
+	i := 1
+	testkit.Eventually(t, func() bool {
+		put(t, st, "k", fmt.Sprint(i)) // each snapshot sees a new revision
+		i++
+		mu.Lock()
+		defer mu.Unlock()
+		return len(taken) >= 4
 	}, "scheduled snapshots did not appear")
+	list := scheduled()
+	assert.Len(t, list, 2, "pruned to keep")
+	mu.Lock()
+	assert.Len(t, pruned, len(taken)-2, "onTaken hears of each pruned")
+	mu.Unlock()
+
+	// Idle: no snapshot of a revision the newest already holds.
+	rev := st.Revision()
+	testkit.Eventually(t, func() bool { return scheduled()[0].Revision == rev }, "the last write's snapshot")
+	idle := scheduled()[0].ID
+	time.Sleep(200 * time.Millisecond) // about 10 ticks
+	assert.Equal(t, idle, scheduled()[0].ID, "an idle server takes no copies of one state")
 	cancel()
 	<-done
-	list, err := m.List()
-	require.NoError(t, err)
-	assert.LessOrEqual(t, len(list), 2, "pruned to keep")
-	for _, s := range list {
+
+	// The snapshot taken through the API is the operator's: never pruned.
+	_, err = m.Get(manual.ID)
+	assert.NoError(t, err, "the schedule keeps snapshots taken by hand")
+	for _, s := range scheduled() {
 		assert.Equal(t, "schedule", s.Origin)
 	}
 }
@@ -334,10 +350,11 @@ func TestScheduleSharedFolderTakesOnePerInterval(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.Schedule(sctx, 20*time.Millisecond, 0, func(err error) { t.Error(err) })
+		b.Schedule(sctx, 20*time.Millisecond, 0, func(err error) { t.Error(err) }, nil)
 	}()
 	defer func() { cancel(); <-done }()
 
+	put(t, st, "k", `2`)               // b would have a new revision to take
 	time.Sleep(300 * time.Millisecond) // about 15 ticks
 	list, err := b.List()
 	require.NoError(t, err)
@@ -345,7 +362,10 @@ func TestScheduleSharedFolderTakesOnePerInterval(t *testing.T) {
 	assert.Equal(t, first.ID, list[0].ID)
 
 	clock.Store(at.Add(time.Hour).UnixNano()) // a stopped an hour ago
+	i := 3
 	testkit.Eventually(t, func() bool {
+		put(t, st, "k", fmt.Sprint(i))
+		i++
 		list, err := b.List()
 		require.NoError(t, err)
 		return len(list) >= 3
@@ -373,11 +393,14 @@ func TestScheduleAfterTheClockSteppedBack(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) })
+		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) }, nil)
 	}()
 	defer func() { cancel(); <-done }()
 	var taken []string
+	i := 2
 	testkit.Eventually(t, func() bool {
+		put(t, st, "k", fmt.Sprint(i)) // a new revision for each
+		i++
 		list, err := m.List()
 		require.NoError(t, err)
 		for _, s := range list {
