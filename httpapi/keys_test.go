@@ -525,3 +525,21 @@ func TestPagesOfLargeValuesAreBounded(t *testing.T) {
 		assert.Greater(t, revs[i-1], revs[i], "newest first, none twice")
 	}
 }
+
+// A history page longer than one store chunk (100) lists every change once
+// (a chunk's cursor one off listed a change twice: no test read two).
+func TestHistoryPagesLongerThanAChunkListEachChangeOnce(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for i := 0; i < 250; i++ {
+		e.put("k", strconv.Itoa(i))
+	}
+	r := e.do(http.MethodGet, keyPath("default", "k")+"/history?limit=250", "")
+	require.Equal(t, http.StatusOK, r.status)
+	page := decode[ctxd.HistoryPage](t, r)
+	seen := map[uint64]bool{}
+	for _, c := range page.Changes {
+		require.False(t, seen[c.Revision], "revision %d listed twice", c.Revision)
+		seen[c.Revision] = true
+	}
+	require.Len(t, page.Changes, 250)
+}

@@ -2,6 +2,8 @@ package etcd_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -45,4 +47,29 @@ func TestResumeInsideACompactedRevision(t *testing.T) {
 	require.NoError(t, err, "a follower with all of the revision goes on")
 	assert.Equal(t, r, after)
 	assert.Zero(t, skip)
+}
+
+// After a full restore, a follower from revision 0 ("every change history
+// still holds") starts at the restored state's revision, with no error.
+func TestResumeFromZeroAfterAFullRestore(t *testing.T) {
+	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	ctx := t.Context()
+	_, err := s.Put(ctx, "default", "a", []byte(`1`), nil, "test")
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "snap")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	_, err = s.WriteSnapshot(f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	_, err = s.Put(ctx, "default", "b", []byte(`2`), nil, "test")
+	require.NoError(t, err)
+	res, err := s.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	after, skip, err := store.ResumeFrom(s, 0, nil)
+	require.NoError(t, err, "from 0 after a full restore")
+	require.Zero(t, skip)
+	require.LessOrEqual(t, after, res.Revision)
+	_, err = s.ReadLog(after, 10)
+	require.NoError(t, err, "the log reads from there")
 }

@@ -738,3 +738,18 @@ func TestAFailedRotationFailsTheLog(t *testing.T) {
 	_, err = l.Append(payload(99))
 	require.Error(t, err, "the log takes no more appends until it is reopened")
 }
+
+// Releasing before a segment's last record keeps that segment: the record is
+// still needed.
+func TestReleaseBeforeASegmentsLastRecordKeepsIt(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, wal.Options{SegmentSize: small})
+	appendEach(t, l, 1, 70)
+	names := segments(t, dir)
+	require.GreaterOrEqual(t, len(names), 3)
+	firsts := segmentFirsts(t, names)
+	last := firsts[1] - 1 // the first segment's last record
+	require.NoError(t, l.ReleaseBefore(last))
+	assert.Equal(t, names, segments(t, dir), "record %d is still needed", last)
+	assert.Equal(t, want(int(last), 70), replayAll(t, l, last-1))
+}
