@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -86,13 +87,11 @@ func (s *Server) accessRules() map[string]rule {
 	keyRead := rule{check: checkKey(false)}
 	keyWrite := rule{check: checkKey(true)}
 	r := map[string]rule{
-		"GET /healthz":                        publicRule,
-		"GET /readyz":                         publicRule,
-		"GET /v1/openapi.json":                publicRule, // a description, no data
-		"GET /":                               publicRule,
-		"HEAD /":                              publicRule,
-		"GET " + assetsPrefix + ":version/*":  publicRule,
-		"HEAD " + assetsPrefix + ":version/*": publicRule,
+		"GET /healthz":                       publicRule,
+		"GET /readyz":                        publicRule,
+		"GET /v1/openapi.json":               publicRule, // a description, no data
+		"GET /":                              publicRule,
+		"GET " + assetsPrefix + ":version/*": publicRule,
 
 		"GET /metrics":   needRole(auth.RoleMetrics, "GET /metrics"),
 		"GET /v1/status": read,
@@ -105,7 +104,6 @@ func (s *Server) accessRules() map[string]rule {
 
 		"GET /v1/ns/:ns/keys":      {check: checkList},
 		"GET /v1/ns/:ns/keys/*":    keyRead,
-		"HEAD /v1/ns/:ns/keys/*":   keyRead,
 		"PUT /v1/ns/:ns/keys/*":    keyWrite,
 		"PATCH /v1/ns/:ns/keys/*":  keyWrite,
 		"DELETE /v1/ns/:ns/keys/*": keyWrite,
@@ -147,6 +145,12 @@ func (g *gate) ruleFor(c echo.Context) rule {
 	key := c.Request().Method + " " + c.Path()
 	if r, ok := g.rules[key]; ok {
 		return r
+	}
+	if c.Request().Method == http.MethodHead {
+		// A HEAD is its GET without the body: it needs what the GET does.
+		if r, ok := g.rules["GET "+c.Path()]; ok {
+			return r
+		}
 	}
 	for _, rt := range g.s.e.Routes() {
 		if rt.Method+" "+rt.Path == key {

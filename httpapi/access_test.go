@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -96,7 +97,7 @@ func accessCases() []accessCase {
 		return accessCase{method, path, body, route, n, limitedOK}
 	}
 	const keys = "/v1/ns/:ns/keys/*"
-	return []accessCase{
+	cases := []accessCase{
 		c("GET", "/healthz", "", "/healthz", public, true),
 		c("GET", "/readyz", "", "/readyz", public, true),
 		c("GET", "/v1/openapi.json", "", "/v1/openapi.json", public, true),
@@ -178,6 +179,19 @@ func accessCases() []accessCase {
 		c("GET", "/v1/nope", "", "", anyToken, true),
 		c("POST", "/v1/ns/team/keys/app.x", "", "", anyToken, true),
 	}
+	// Every GET route answers HEAD, with the GET's rule: each GET case
+	// again as a HEAD (but the WebSocket and Engine.IO handshakes').
+	for _, tc := range slices.Clone(cases) {
+		switch tc.route {
+		case "", "/", "/ui/:version/*", keys, "/v1/watch", "/socket.io/":
+			continue // no route, HEAD cases of their own, or no HEAD
+		}
+		if tc.method == "GET" {
+			tc.method = "HEAD"
+			cases = append(cases, tc)
+		}
+	}
+	return cases
 }
 
 // allowed says whether the holder of secret may make a request that needs n.

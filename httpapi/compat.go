@@ -44,16 +44,16 @@ const compatWho = "api_client"
 
 func (s *Server) compatRoutes() {
 	e := s.e
-	e.GET("/ctx", s.compatGetQuery)
+	getAndHead(e, "/ctx", s.compatGetQuery)
 	e.POST("/ctx", s.compatSet)
-	e.GET("/ctx/all", s.compatAll)
-	e.GET("/ctx/history", s.compatHistory)
-	e.GET("/ctx/status", s.compatStatus)
+	getAndHead(e, "/ctx/all", s.compatAll)
+	getAndHead(e, "/ctx/history", s.compatHistory)
+	getAndHead(e, "/ctx/status", s.compatStatus)
 	e.POST("/ctx/dump", s.compatDump)
-	e.GET("/ctx/dump/list", s.compatDumpList)
-	e.GET("/ctx/dump/*", s.compatDumpDownload)
+	getAndHead(e, "/ctx/dump/list", s.compatDumpList)
+	getAndHead(e, "/ctx/dump/*", s.compatDumpDownload)
 	// The key is taken from the escaped path, as on the v1 routes.
-	e.GET("/ctx/*", s.compatGetPath)
+	getAndHead(e, "/ctx/*", s.compatGetPath)
 	e.DELETE("/ctx/*", s.compatDelete)
 }
 

@@ -103,11 +103,11 @@ func (d *dumps) history() []ctxd.DumpInfo {
 
 func (s *Server) exportRoutes() {
 	e := s.e
-	e.GET("/v1/ns/:ns/export", s.exportNS)
+	getAndHead(e, "/v1/ns/:ns/export", s.exportNS)
 	e.POST("/v1/ns/:ns/import", s.importNS)
 	e.POST("/v1/ns/:ns/dumps", s.createDump)
-	e.GET("/v1/dumps", s.listDumps)
-	e.GET("/v1/dumps/*", s.downloadDump)
+	getAndHead(e, "/v1/dumps", s.listDumps)
+	getAndHead(e, "/v1/dumps/*", s.downloadDump)
 }
 
 // dumpRequest is what a dump or an export asks for.

@@ -85,6 +85,9 @@ func buildOpenAPI(src []byte, codes []string) ([]byte, error) {
 			return nil, fmt.Errorf("openapi.yaml: paths.%s is not a mapping", path)
 		}
 		ops["options"] = preflight()
+		if get, ok := ops["get"].(map[string]any); ok && ops["head"] == nil && !upgradeRoutes[path] {
+			ops["head"] = headOf(get)
+		}
 		for method, op := range ops {
 			if method == "parameters" || method == "summary" || method == "description" {
 				continue
@@ -96,6 +99,44 @@ func buildOpenAPI(src []byte, codes []string) ([]byte, error) {
 		}
 	}
 	return json.MarshalIndent(doc, "", "  ")
+}
+
+// upgradeRoutes are the GET routes that upgrade to a WebSocket (or answer
+// Engine.IO): they take no HEAD.
+var upgradeRoutes = map[string]bool{"/v1/watch": true, "/socket.io/": true}
+
+// headOf is the HEAD operation of a GET route (getAndHead): its answers'
+// statuses and headers, without their bodies.
+func headOf(get map[string]any) map[string]any {
+	head := map[string]any{}
+	for k, v := range get {
+		switch k {
+		case "operationId":
+			head[k] = fmt.Sprint(v) + "Head"
+		case "summary":
+			head[k] = "The headers of: " + fmt.Sprint(v)
+		case "requestBody", "description":
+		case "responses":
+			responses := map[string]any{}
+			for status, r := range v.(map[string]any) {
+				resp, _ := r.(map[string]any)
+				if ref, ok := resp["$ref"]; ok {
+					name := strings.TrimPrefix(fmt.Sprint(ref), "#/components/responses/")
+					responses[status] = map[string]any{"description": "the headers of " + name}
+					continue
+				}
+				bodiless := map[string]any{"description": resp["description"]}
+				if h, ok := resp["headers"]; ok {
+					bodiless["headers"] = h
+				}
+				responses[status] = bodiless
+			}
+			head[k] = responses
+		default:
+			head[k] = v
+		}
+	}
+	return head
 }
 
 // preflight is the OPTIONS operation of every path: a browser's CORS

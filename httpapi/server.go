@@ -135,10 +135,17 @@ func (s *Server) Handler() http.Handler { return s.e }
 // Add them before serving.
 func (s *Server) Echo() *echo.Echo { return s.e }
 
+// getAndHead registers h for GET and HEAD at path: every GET route answers
+// HEAD with its headers (a load balancer's probe, a download's size), as
+// HTTP asks of a general-purpose server; net/http drops the body.
+func getAndHead(e *echo.Echo, path string, h echo.HandlerFunc) {
+	e.Match([]string{http.MethodGet, http.MethodHead}, path, h)
+}
+
 func (s *Server) routes() {
 	e := s.e
-	e.GET("/v1/ns", s.namespaces)
-	e.GET("/v1/ns/:ns/keys", s.listKeys)
+	getAndHead(e, "/v1/ns", s.namespaces)
+	getAndHead(e, "/v1/ns/:ns/keys", s.listKeys)
 	// The key is taken from the escaped path, not from the wildcard
 	// parameter: see parseKeyPath.
 	e.GET("/v1/ns/:ns/keys/*", s.getKey)
@@ -148,16 +155,16 @@ func (s *Server) routes() {
 	e.DELETE("/v1/ns/:ns/keys/*", s.deleteKey)
 	e.POST("/v1/ns/:ns/keys/*", s.keepAlive) // .../keys/{key}/keepalive
 	e.POST("/v1/txn", s.txn)
-	e.GET("/v1/status", s.status)
-	e.GET("/v1/openapi.json", s.serveOpenAPI) // openapi.go
-	e.GET("/healthz", s.healthz)
-	e.GET("/readyz", s.readyz)
+	getAndHead(e, "/v1/status", s.status)
+	getAndHead(e, "/v1/openapi.json", s.serveOpenAPI) // openapi.go
+	getAndHead(e, "/healthz", s.healthz)
+	getAndHead(e, "/readyz", s.readyz)
 	s.exportRoutes()   // export.go
 	s.compatRoutes()   // compat.go
 	s.snapshotRoutes() // snapshots.go
 	// GET / and /ui/: the dashboard (dashboard.go)
 	s.dashboardRoutes()
 	if s.cfg.Gatherer != nil {
-		e.GET("/metrics", metricsHandler(s.cfg.Gatherer))
+		getAndHead(e, "/metrics", metricsHandler(s.cfg.Gatherer))
 	}
 }

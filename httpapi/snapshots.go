@@ -40,11 +40,11 @@ func (s *Server) snapshotRoutes() {
 	if s.cfg.Snapshots != nil {
 		e := s.e
 		e.POST("/v1/snapshots", s.createSnapshot)
-		e.GET("/v1/snapshots", s.listSnapshots)
+		getAndHead(e, "/v1/snapshots", s.listSnapshots)
 		e.POST(uploadPath, s.uploadSnapshot)
-		e.GET("/v1/snapshots/:id", s.downloadSnapshot)
+		getAndHead(e, "/v1/snapshots/:id", s.downloadSnapshot)
 		e.DELETE("/v1/snapshots/:id", s.deleteSnapshot)
-		e.GET("/v1/snapshots/:id/export", s.exportSnapshot)
+		getAndHead(e, "/v1/snapshots/:id/export", s.exportSnapshot)
 		e.POST("/v1/snapshots/:id/restore", s.restoreSnapshot)
 	}
 	s.e.POST("/v1/compact", s.compact)

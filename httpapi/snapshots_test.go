@@ -272,3 +272,25 @@ func TestFileDownloadsTakeRangesAndAnswerRefusalsInJSON(t *testing.T) {
 	assert.Contains(t, ce.Error.Message, "If-Match")
 	assert.Equal(t, http.StatusPartialContent, d.do(http.MethodGet, "/v1/dumps/nightly.csv", "", "Range", "bytes=0-3").status)
 }
+
+// Every GET route answers HEAD with the GET's status and headers and no
+// body (a load balancer's probe, a download's size); it was 405 on all
+// but a key's route.
+func TestGetRoutesAnswerHead(t *testing.T) {
+	e, m := newSnapshotEnv(t)
+	e.put("k", `1`)
+	meta, err := m.Create(bg, "api")
+	require.NoError(t, err)
+	e.api.Skip("/ctx")
+	for _, path := range []string{"/healthz", "/readyz", "/v1/status", "/v1/ns", "/v1/ns/default/keys", "/v1/openapi.json",
+		"/v1/snapshots", "/v1/snapshots/" + meta.ID, "/v1/ns/default/export", "/ctx/all", "/ctx/k"} {
+		get := e.do(http.MethodGet, path, "")
+		head := e.do(http.MethodHead, path, "")
+		require.Equal(t, get.status, head.status, path)
+		assert.Empty(t, head.body, path)
+		assert.Equal(t, get.header.Get("Content-Type"), head.header.Get("Content-Type"), path)
+		if n := get.header.Get("Content-Length"); n != "" && path != "/v1/status" && path != "/ctx/all" { // these carry times
+			assert.Equal(t, n, head.header.Get("Content-Length"), path)
+		}
+	}
+}
