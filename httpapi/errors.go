@@ -195,6 +195,9 @@ func fromHTTPError(he *echo.HTTPError, c echo.Context) (apiError, bool) {
 	case he.Code == http.StatusMethodNotAllowed:
 		ae.code = code
 		ae.message = "method " + req.Method + " is not allowed on " + req.URL.EscapedPath()
+		if msg, ok := he.Message.(string); ok && msg != http.StatusText(he.Code) {
+			ae.message += " (" + msg + ")" // a handler's, saying what to send instead
+		}
 		return ae, true
 	case named:
 		ae.code = code

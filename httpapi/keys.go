@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -64,6 +65,11 @@ func (s *Server) putKey(c echo.Context) error {
 // deadline moves to ttl from now, with no new version (If-Match works).
 func (s *Server) keepAlive(c echo.Context) error {
 	req := c.Request()
+	if !strings.HasSuffix(req.URL.EscapedPath(), keepaliveSuffix) {
+		// A key itself takes no POST: its keepalive is a path of its own.
+		c.Response().Header().Set(echo.HeaderAllow, "OPTIONS, GET, HEAD, PUT, PATCH, DELETE")
+		return echo.NewHTTPError(http.StatusMethodNotAllowed, "POST on a key is a keepalive: "+keysPrefix+"{ns}/keys/{key}"+keepaliveSuffix+"?ttl=")
+	}
 	kp, expect, err := parseKeyWrite(req)
 	if err != nil {
 		return err

@@ -107,13 +107,17 @@ func refuseUnknownQuery(c echo.Context) error {
 
 // keyRouteSuffix is what the documented path of a request to a key route
 // (pattern) has after the key: the key route serves a key's history on
-// GET, by its raw suffix (parseKeyPath), documented as a path of its own.
-// (Its keepalive, the key route's only POST, is documented as the key
-// path's post.)
+// GET and its keepalive on POST, by their raw suffixes (parseKeyPath),
+// each documented as a path of its own.
 func keyRouteSuffix(pattern, method, escapedPath string) string {
-	if method == http.MethodGet && strings.HasPrefix(pattern, keysPrefix) && strings.HasSuffix(pattern, "*") &&
-		strings.HasSuffix(escapedPath, historySuffix) {
+	if !strings.HasPrefix(pattern, keysPrefix) || !strings.HasSuffix(pattern, "*") {
+		return ""
+	}
+	switch {
+	case method == http.MethodGet && strings.HasSuffix(escapedPath, historySuffix):
 		return historySuffix
+	case method == http.MethodPost && strings.HasSuffix(escapedPath, keepaliveSuffix):
+		return keepaliveSuffix
 	}
 	return ""
 }

@@ -44,7 +44,7 @@ func TestUnknownQueryParametersRefused(t *testing.T) {
 	requireError(t, e.do(http.MethodGet, keyPath("default", "k")+"?rev=1&rev=2", ""), http.StatusBadRequest, "bad_request")
 	// The keepalive (the key route's POST) is checked as every route.
 	ae = requireError(t, e.do(http.MethodPost, keyPath("default", "k")+"/keepalive?ttl=10s&bogus=1", ""), http.StatusBadRequest, "bad_request")
-	assert.Contains(t, ae.Error.Message, `unknown query parameter "bogus": POST /v1/ns/:ns/keys/* takes ttl`)
+	assert.Contains(t, ae.Error.Message, `unknown query parameter "bogus": POST /v1/ns/:ns/keys/*/keepalive takes ttl`)
 	requireError(t, e.do(http.MethodPost, keyPath("default", "k")+"/keepalive?ttl=5s&ttl=60s", ""), http.StatusBadRequest, "bad_request")
 	got := decode[ctxd.Record](t, e.do(http.MethodGet, keyPath("default", "k"), ""))
 	assert.JSONEq(t, `2`, string(got.Value), "nothing was restored or written")

@@ -111,7 +111,8 @@ func TestKeepAliveEndpoint(t *testing.T) {
 	requireError(t, e.do(http.MethodPost, ka, ""), http.StatusBadRequest, "bad_request")
 	requireError(t, e.do(http.MethodPost, keyPath("default", "nope")+"/keepalive?ttl=1h", ""), http.StatusNotFound, "not_found")
 	requireError(t, e.do(http.MethodPost, keyPath("default", "forever")+"/keepalive?ttl=1h", ""), http.StatusBadRequest, "bad_request")
-	requireError(t, e.do(http.MethodPost, keyPath("default", "hb"), ""), http.StatusBadRequest, "bad_request")
+	ae := requireError(t, e.do(http.MethodPost, keyPath("default", "hb"), ""), http.StatusMethodNotAllowed, "method_not_allowed")
+	assert.Contains(t, ae.Error.Message, "/keepalive", "the answer says where a keepalive goes")
 
 	r = e.do(http.MethodPost, ka+"?ttl=1h", "", "If-Match", `"1"`)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
