@@ -543,3 +543,17 @@ func TestHistoryPagesLongerThanAChunkListEachChangeOnce(t *testing.T) {
 	}
 	require.Len(t, page.Changes, 250)
 }
+
+// A compressed body is refused with 415, not taken as it came (gzip was a
+// misleading "not valid UTF-8", br bytes that happened to be JSON were
+// stored as sent).
+func TestACompressedBodyIsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	rev := e.revision()
+	for _, enc := range []string{"gzip", "br", "deflate"} {
+		ae := requireError(t, e.do(http.MethodPut, keyPath("default", "z"), `1`, "Content-Encoding", enc), http.StatusUnsupportedMediaType, ctxd.CodeUnsupportedMediaType)
+		assert.Contains(t, ae.Error.Message, "send the body uncompressed")
+	}
+	assert.Equal(t, rev, e.revision(), "nothing written")
+	assert.Equal(t, http.StatusOK, e.do(http.MethodPut, keyPath("default", "z"), `1`, "Content-Encoding", "identity").status)
+}

@@ -243,6 +243,12 @@ func (s *Server) callSafely(next echo.HandlerFunc, c echo.Context) (err error) {
 	if err := s.limitBody(c); err != nil {
 		return err
 	}
+	if enc := c.Request().Header.Get(echo.HeaderContentEncoding); enc != "" && !strings.EqualFold(enc, "identity") {
+		// The body would be taken as it came: a gzip body refused as
+		// "not valid UTF-8", a br one whose bytes happened to be JSON
+		// stored as sent.
+		return &mediaTypeError{msg: "Content-Encoding " + strconv.Quote(enc) + " is not supported: send the body uncompressed"}
+	}
 	if err := refuseUnknownQuery(c); err != nil {
 		return err
 	}
