@@ -57,7 +57,7 @@ func (s *Server) createSnapshot(c echo.Context) error {
 		return err
 	}
 	s.log.Info().Str("id", meta.ID).Uint64("revision", meta.Revision).Int64("bytes", meta.Size).Msg("snapshot created")
-	return sendJSON(c, http.StatusCreated, meta)
+	return sendCreated(c, meta)
 }
 
 func (s *Server) listSnapshots(c echo.Context) error {
@@ -108,7 +108,7 @@ func (s *Server) uploadSnapshot(c echo.Context) error {
 		return err
 	}
 	s.log.Info().Str("id", meta.ID).Uint64("revision", meta.Revision).Int64("bytes", meta.Size).Msg("snapshot uploaded")
-	return sendJSON(c, http.StatusCreated, meta)
+	return sendCreated(c, meta)
 }
 
 // exportSnapshot serves GET /v1/snapshots/{id}/export: the same dump as the
@@ -216,4 +216,11 @@ func (s *Server) defrag(c echo.Context) error {
 		"size_before": res.SizeBefore, "size_after": res.SizeAfter, "revision": res.Revision,
 		"pause_ms": float64(res.Pause.Microseconds()) / 1000,
 	})
+}
+
+// sendCreated answers 201 with a new snapshot's metadata and, in
+// Location, where it is downloaded.
+func sendCreated(c echo.Context, meta ctxd.SnapshotMeta) error {
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/snapshots/"+meta.ID)
+	return sendJSON(c, http.StatusCreated, meta)
 }

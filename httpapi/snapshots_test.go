@@ -47,6 +47,7 @@ func TestSnapshotLifecycle(t *testing.T) {
 	require.Equal(t, http.StatusCreated, r.status, string(r.body))
 	var meta ctxd.SnapshotMeta
 	require.NoError(t, json.Unmarshal(r.body, &meta))
+	assert.Equal(t, "/v1/snapshots/"+meta.ID, r.header.Get("Location"))
 	assert.Equal(t, uint64(2), meta.Revision)
 	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 2}}, meta.Namespaces)
 
@@ -104,6 +105,7 @@ func TestSnapshotLifecycle(t *testing.T) {
 	var up ctxd.SnapshotMeta
 	require.NoError(t, json.Unmarshal(r.body, &up))
 	assert.Equal(t, "upload", up.Origin)
+	assert.Equal(t, "/v1/snapshots/"+up.ID, r.header.Get("Location"))
 
 	r = e.do(http.MethodDelete, "/v1/snapshots/"+meta.ID, "")
 	require.Equal(t, http.StatusOK, r.status)
