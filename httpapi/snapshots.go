@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -69,7 +70,7 @@ func (s *Server) listSnapshots(c echo.Context) error {
 }
 
 func (s *Server) downloadSnapshot(c echo.Context) error {
-	f, meta, err := s.cfg.Snapshots.OpenFile(c.Param("id"))
+	f, meta, err := s.cfg.Snapshots.OpenFile(snapshotID(c))
 	if err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func (s *Server) downloadSnapshot(c echo.Context) error {
 }
 
 func (s *Server) deleteSnapshot(c echo.Context) error {
-	id := c.Param("id")
+	id := snapshotID(c)
 	if err := s.cfg.Snapshots.Delete(id); err != nil {
 		return err
 	}
@@ -125,7 +126,7 @@ func (s *Server) exportSnapshot(c echo.Context) error {
 	if r.rev != 0 {
 		return badRequest("rev is not supported on a snapshot export: a snapshot is one revision")
 	}
-	snap, meta, err := s.cfg.Snapshots.Open(c.Param("id"))
+	snap, meta, err := s.cfg.Snapshots.Open(snapshotID(c))
 	if err != nil {
 		return err
 	}
@@ -165,7 +166,7 @@ func (s *Server) restoreSnapshot(c echo.Context) error {
 		return err
 	}
 	opts.Who = who(c)
-	id := c.Param("id")
+	id := snapshotID(c)
 	start := time.Now()
 	res, err := s.cfg.Snapshots.Restore(c.Request().Context(), id, opts)
 	if err != nil {
@@ -223,4 +224,16 @@ func (s *Server) defrag(c echo.Context) error {
 func sendCreated(c echo.Context, meta ctxd.SnapshotMeta) error {
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/snapshots/"+meta.ID)
 	return sendJSON(c, http.StatusCreated, meta)
+}
+
+// snapshotID is the route's snapshot id, unescaped as a namespace is (a
+// client that escapes every path segment sent "%2D" for its "-", and got
+// 404). One that does not unescape is left as it came: no snapshot has
+// that id, and the answer is 404 naming it.
+func snapshotID(c echo.Context) string {
+	id := c.Param("id")
+	if u, err := url.PathUnescape(id); err == nil {
+		return u
+	}
+	return id
 }

@@ -48,6 +48,8 @@ func TestSnapshotLifecycle(t *testing.T) {
 	var meta ctxd.SnapshotMeta
 	require.NoError(t, json.Unmarshal(r.body, &meta))
 	assert.Equal(t, "/v1/snapshots/"+meta.ID, r.header.Get("Location"))
+	escaped := strings.ReplaceAll(meta.ID, "-", "%2D") // a client escaping every segment
+	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "/v1/snapshots/"+escaped, "").status)
 	assert.Equal(t, uint64(2), meta.Revision)
 	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 2}}, meta.Namespaces)
 
