@@ -765,7 +765,7 @@ var settings = []setting{
 	{
 		path: "data_dir",
 		set: func(c *Config, v string) error {
-			if strings.TrimSpace(v) == "" {
+			if v = strings.TrimSpace(v); v == "" { // trimmed, as every path
 				return errors.New("must not be empty")
 			}
 			c.DataDir = v

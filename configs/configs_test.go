@@ -113,7 +113,7 @@ func TestEnvNames(t *testing.T) {
 func TestPrecedence(t *testing.T) {
 	file := `
 addr: 10.0.0.1:9000
-data_dir: /var/lib/ctxd
+data_dir: " /var/lib/ctxd "
 shutdown_timeout: 30s
 log:
   level: debug
