@@ -353,6 +353,11 @@ type HTTP struct {
 	// MaxHeaderBytes (http.max_header_bytes) bounds a request's headers;
 	// larger ones get 431 from Go's HTTP server, which closes the connection.
 	MaxHeaderBytes int64
+	// MaxSpoolBytes (http.max_spool_bytes) bounds the temp files that
+	// answers being sent hold at once (an export is written to one before
+	// it is sent); past it a new one is refused with 503, unless it is the
+	// only one.
+	MaxSpoolBytes int64
 	// Pprof (http.pprof) serves Go's profiles of the running server at
 	// /debug/pprof/ (admins only when access control is on). Off by default.
 	Pprof bool
@@ -422,7 +427,7 @@ func Defaults() Config {
 		ShutdownTimeout: 10 * time.Second,
 		Log:             Log{Level: "info", Format: "json"},
 		HTTP: HTTP{MaxBodyBytes: 2 << 20, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-			MaxHeaderBytes: 64 << 10},
+			MaxHeaderBytes: 64 << 10, MaxSpoolBytes: 1 << 30},
 		Auth:      Auth{Mode: AuthAuto},
 		Limits:    ctxd.DefaultLimits,
 		Compat:    Compat{Namespace: ctxd.DefaultNamespace},
@@ -798,6 +803,7 @@ var settings = []setting{
 	durationSetting("http.read_header_timeout", false, func(c *Config) *time.Duration { return &c.HTTP.ReadHeaderTimeout }),
 	durationSetting("http.read_timeout", false, func(c *Config) *time.Duration { return &c.HTTP.ReadTimeout }),
 	sizeSetting("http.max_header_bytes", 1<<30, func(c *Config) *int64 { return &c.HTTP.MaxHeaderBytes }),
+	sizeSetting("http.max_spool_bytes", 1<<62, func(c *Config) *int64 { return &c.HTTP.MaxSpoolBytes }),
 	boolSetting("http.pprof", func(c *Config) *bool { return &c.HTTP.Pprof }),
 	choiceSetting("auth.mode", "mode", func(c *Config) *string { return &c.Auth.Mode }, AuthAuto, AuthOn, AuthOff),
 	pathSetting("auth.tokens_file", func(c *Config) *string { return &c.Auth.TokensFile }),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -284,9 +286,12 @@ func attachment(name string) string {
 // slow client is served, an error while writing is still a clean error
 // answer, and the answer has a Content-Length.
 func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header, error)) error {
-	sp := &spool{dir: s.dumps.dir}
+	sp := &spool{dir: s.dumps.dir, held: &s.spooled, max: s.cfg.MaxSpoolBytes}
 	defer sp.close()
 	h, err := fill(sp)
+	if errors.Is(err, errSpoolFull) {
+		c.Response().Header().Set("Retry-After", "5")
+	}
 	if err != nil {
 		return err
 	}
@@ -383,6 +388,14 @@ func (s stallReader) Read(p []byte) (int, error) {
 	return s.r.Read(p)
 }
 
+// DefaultMaxSpoolBytes is Config.MaxSpoolBytes by default.
+const DefaultMaxSpoolBytes = 1 << 30
+
+// errSpoolFull refuses an answer whose temp file would take the spooled
+// bytes past Config.MaxSpoolBytes while others hold some: clients that
+// read slowly (each held up to StallTimeout) must not fill the disk.
+var errSpoolFull = fmt.Errorf("%w: answers being sent hold http.max_spool_bytes of temp files: try again shortly", ctxd.ErrUnavailable)
+
 // spool is an io.Writer that keeps up to spoolMemBytes in memory and the
 // rest in a temp file that is already unlinked.
 type spool struct {
@@ -390,12 +403,35 @@ type spool struct {
 	mem  bytes.Buffer
 	f    *os.File
 	size int64
+	// held counts the file bytes of every spool being sent, up to max;
+	// mine is this one's part.
+	held *atomic.Int64
+	max  int64
+	mine int64
+}
+
+// reserve counts n more file bytes, or refuses them (errSpoolFull) when
+// they take the total past max while other answers hold some: one answer,
+// of any size, always goes.
+func (sp *spool) reserve(n int64) error {
+	if sp.held == nil {
+		return nil
+	}
+	total := sp.held.Add(n)
+	sp.mine += n
+	if total > sp.max && total > sp.mine {
+		return errSpoolFull
+	}
+	return nil
 }
 
 func (sp *spool) Write(p []byte) (int, error) {
 	if sp.f == nil && sp.mem.Len()+len(p) <= spoolMemBytes {
 		sp.size += int64(len(p))
 		return sp.mem.Write(p)
+	}
+	if err := sp.reserve(int64(sp.mem.Len() + len(p))); err != nil {
+		return 0, err
 	}
 	if sp.f == nil {
 		var err error
@@ -420,6 +456,9 @@ func (sp *spool) Write(p []byte) (int, error) {
 func (sp *spool) close() {
 	if sp.f != nil {
 		_ = sp.f.Close()
+	}
+	if sp.held != nil {
+		sp.held.Add(-sp.mine)
 	}
 }
 

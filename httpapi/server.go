@@ -27,6 +27,9 @@ type Config struct {
 	// MaxPageBytes ends a list or history page once its values pass it
 	// (keys.go); 0 means DefaultMaxPageBytes. Tests make it small.
 	MaxPageBytes int
+	// MaxSpoolBytes bounds the temp files that answers being sent hold at
+	// once (sendSpooled); 0 means DefaultMaxSpoolBytes.
+	MaxSpoolBytes int64
 	// StallTimeout ends the answer of an export or dump (spooled to a
 	// temp file first) to a client that reads none of it for that long:
 	// the file and its descriptor are held meanwhile; and a snapshot
@@ -85,6 +88,8 @@ type Server struct {
 	gate    *gate // gate.go: CORS, access control, rate limit
 	// draining is set by Drain.
 	draining atomic.Bool
+	// spooled is what the answers being sent hold of temp files.
+	spooled atomic.Int64
 }
 
 // Drain starts the server's shutdown_drain: from now on /readyz answers
@@ -99,6 +104,9 @@ func (s *Server) Drain() { s.draining.Store(true) }
 func New(st store.Backend, cfg Config, log zerolog.Logger) *Server {
 	if cfg.MaxPageBytes <= 0 {
 		cfg.MaxPageBytes = DefaultMaxPageBytes
+	}
+	if cfg.MaxSpoolBytes <= 0 {
+		cfg.MaxSpoolBytes = DefaultMaxSpoolBytes
 	}
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = DefaultStallTimeout

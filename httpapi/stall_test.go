@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/httpapi"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // An export to a client that reads none of it ends after StallTimeout:
@@ -95,4 +96,35 @@ func TestASlowUploadOutlastsTheReadTimeout(t *testing.T) {
 	if err == nil {
 		assert.GreaterOrEqual(t, status, 400, "an upload that stops for StallTimeout ends")
 	}
+}
+
+// Answers being sent share Config.MaxSpoolBytes of temp files: past it a
+// new one is refused with 503 and Retry-After (clients that read slowly
+// held a copy of the namespace each, without bound), but one answer of
+// any size always goes; the bytes come back when an answer ends.
+func TestSpooledAnswersShareATempFileBudget(t *testing.T) {
+	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxSpoolBytes: 1 << 20, StallTimeout: time.Second}})
+	value := `"` + strings.Repeat("x", 512<<10) + `"`
+	for i := range 48 { // 24 MB: past the budget and the sockets' buffers
+		e.put(fmt.Sprintf("k%03d", i), value)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "GET /v1/ns/default/export HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode, "alone, an answer past the budget goes")
+
+	r := e.do(http.MethodGet, "/v1/ns/default/export", "")
+	requireError(t, r, http.StatusServiceUnavailable, "unavailable")
+	assert.Equal(t, "5", r.header.Get("Retry-After"))
+	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "/v1/ns/default/keys?limit=1", "").status, "a small answer still goes")
+
+	// The first client reads nothing: its answer ends at the stall
+	// timeout, and gives its bytes back.
+	testkit.Eventually(t, func() bool {
+		return e.do(http.MethodGet, "/v1/ns/default/export", "").status == http.StatusOK
+	}, "the budget came back")
 }

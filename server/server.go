@@ -166,8 +166,8 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		Clients:         func() int { return hub.Clients() + sio.Clients() },
 		CompatNamespace: cfg.Compat.Namespace, DumpDir: dumpDir,
 		Snapshots: snaps, KeepVersions: cfg.History.KeepVersions,
-		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes,
-		Metrics:        metrics.reg, Gatherer: metrics.reg,
+		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes, MaxSpoolBytes: cfg.HTTP.MaxSpoolBytes,
+		Metrics: metrics.reg, Gatherer: metrics.reg,
 		Access: access, CORSOrigins: cfg.HTTP.CORSOrigins, RateLimit: cfg.HTTP.RateLimit, RateBurst: cfg.HTTP.RateBurst,
 	}, log)
 	api.Echo().GET("/v1/watch", hub.Serve)
