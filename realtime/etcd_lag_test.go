@@ -213,3 +213,92 @@ func TestEtcdSlowSubscriberLagged(t *testing.T) {
 	resumed.Expect(ctxd.TypeSubscribed)
 	assert.NoError(t, checkGot(resumed.Changes(last), want[upTo:]), "the resumed client gets the rest")
 }
+
+// A subscriber replaying from before a transaction of 50 changes (one
+// etcd revision) that stops reading inside it, while more than max_lag
+// changes come after it, is closed "lagged" only once it has the whole
+// revision: with lag_grace 0 the check runs on every pass, and a cut
+// between two changes of the transaction would name a position inside it
+// (from_index), where "lagged" names whole revisions (README, "The change
+// feed"). Its from_index is absent, the subscriber has each change up to
+// from_rev once before the error, and a resume from from_rev alone gets
+// the rest: no gap, no duplicate. The replay does not count as lag (the
+// session's base is the committed mark when it connected), so the
+// session enters the transaction; the puts after it make it lag while it
+// is inside. Run without the guard in cutLaggingLocked, it is cut inside
+// the transaction and the error carries from_index.
+func TestEtcdLaggedInsideRevisionFinishesIt(t *testing.T) {
+	ctx := context.Background()
+	st := openEtcd(t, etcdkit.Name(t))
+	const (
+		maxLag  = 2
+		window  = 2
+		txnSize = 50
+		// After the transaction, more than max_lag changes even when the
+		// session is fed a window of them before the next check.
+		after   = 5 * maxLag
+		sockBuf = 16 << 10 // kernel buffers: the socket fills a few changes into the transaction
+	)
+	hub, wsURL := etcdHub(t, st, realtime.Options{
+		MaxLag: maxLag, LagGrace: 0, Window: window,
+		// The slow client must not be cut for not reading.
+		WriteTimeout: 5 * time.Minute, PingInterval: 5 * time.Minute,
+	}, sockBuf)
+
+	value := json.RawMessage(`"` + strings.Repeat("v", 4<<10) + `"`)
+	var txn []ctxd.Write
+	for i := range txnSize {
+		txn = append(txn, ctxd.Write{Namespace: "default", Key: "t" + strconv.Itoa(i), Op: ctxd.OpPut, Value: value, Who: "t"})
+	}
+	res, err := st.Txn(ctx, txn)
+	require.NoError(t, err)
+	rev := res.Revision
+	var want []written
+	for _, w := range txn {
+		want = append(want, written{rev, w.Key})
+	}
+
+	slow := dialSmall(t, wsURL(url.Values{"from_rev": {strconv.FormatUint(rev-1, 10)}}), sockBuf)
+	slow.Expect(ctxd.TypeSubscribed)
+	// Held back with its window full: it is inside the transaction (its
+	// 200 KiB do not fit in the socket's buffers) and stays there until it
+	// reads.
+	require.Eventually(t, func() bool { return hub.Stats().Behind == 1 }, 10*time.Second, time.Millisecond,
+		"the slow subscriber is held back inside the transaction")
+	for i := range after {
+		rec, err := st.Put(ctx, "default", "k"+strconv.Itoa(i), json.RawMessage(`1`), nil, "t")
+		require.NoError(t, err)
+		want = append(want, written{rec.ModRev, "k" + strconv.Itoa(i)})
+	}
+	last := want[len(want)-1].rev
+
+	var got []testkit.Frame
+	var lagged testkit.Frame
+	for {
+		f := slow.Next()
+		if f.Type != ctxd.TypeContextUpdated {
+			lagged = f
+			break
+		}
+		got = append(got, f)
+		require.Less(t, f.Rev, last, "the slow client got every change: it was never cut")
+	}
+	require.Equal(t, ctxd.CodeLagged, lagged.Code, "%+v", lagged)
+	require.NotNil(t, lagged.FromRev)
+	from := *lagged.FromRev
+	t.Logf("lagged at from_rev %d (transaction at %d) from_index %d after %d changes: %q", from, rev, lagged.FromIndex, len(got), lagged.Message)
+	assert.Zero(t, lagged.FromIndex, "lagged names a whole revision")
+	assert.GreaterOrEqual(t, from, rev, "the transaction was finished before the cut")
+	upTo := 0
+	for upTo < len(want) && want[upTo].rev <= from {
+		upTo++
+	}
+	require.NoError(t, checkGot(got, want[:upTo]), "every change up to from_rev, once, before the error")
+	_, err = slow.NextErr()
+	assert.True(t, isClose(err), "closed after the error: %v", err)
+	assert.Equal(t, uint64(1), hub.Stats().Lagged)
+
+	resumed := testkit.DialWatch(t, wsURL(url.Values{"from_rev": {strconv.FormatUint(from, 10)}}), nil)
+	resumed.Expect(ctxd.TypeSubscribed)
+	assert.NoError(t, checkGot(resumed.Changes(last), want[upTo:]), "the resumed client gets the rest, once")
+}
