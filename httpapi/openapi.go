@@ -23,13 +23,15 @@ import (
 var openapiYAML []byte
 
 // commonResponses are the answers any route may give, whatever it does:
-// access control's 401 and 403, a compressed body's 415, the rate limit's
-// 429, a bug's 500, and 503 from a store that is closed or a write whose
-// outcome is unknown. Each is added to every operation that does not list
-// that status itself.
+// access control's 401 and 403, 413 for an author (X-Ctxd-Who) or a key
+// past its limit, a compressed body's 415, the rate limit's 429, a bug's
+// 500, and 503 from a store that is closed or a write whose outcome is
+// unknown. Each is added to every operation that does not list that
+// status itself.
 var commonResponses = map[string]string{
 	"401": "Unauthorized",
 	"403": "Forbidden",
+	"413": "TooLarge",
 	"415": "UnsupportedEncoding",
 	"429": "RateLimited",
 	"500": "Internal",
