@@ -24,14 +24,18 @@ type Report struct {
 	TornOps int
 	// LostEntries is the number of folder changes (a name added, removed
 	// or pointed at another file or folder) not made durable by an fsync
-	// of their folder, and so undone.
+	// of their folder, and undone (not kept by KeepUnsyncedNames).
 	LostEntries int
+	// KeptNames is the number of requests (a create, a rename, ...) whose
+	// folder changes survived without an fsync of their folder: the
+	// first KeptNames of them (Options.KeepUnsyncedNames).
+	KeptNames int
 	// Pending names, by path from the root and sorted, what was not
 	// durable at the cut, so that a test can tell which operation the cut
 	// fell inside: each file whose contents had changes since its last
 	// sync ("data/ctxd.db"), and each folder entry the folder's last fsync
 	// did not cover, "+path" when added (or pointed at another file or
-	// folder) and "-path" when removed.
+	// folder) and "-path" when removed, kept by KeepUnsyncedNames or not.
 	Pending []string
 	// Cut is set in the answer to FS.PowerCut when the power is cut.
 	Cut bool `json:",omitempty"`
@@ -39,8 +43,12 @@ type Report struct {
 
 // String is the report on one line.
 func (r Report) String() string {
-	return fmt.Sprintf("power cut: %d files survived, %d unsynced operations (%d dropped, %d torn), %d folder entries lost",
+	s := fmt.Sprintf("power cut: %d files survived, %d unsynced operations (%d dropped, %d torn), %d folder entries lost",
 		r.Files, r.UnsyncedOps, r.DroppedOps, r.TornOps, r.LostEntries)
+	if r.KeptNames > 0 {
+		s += fmt.Sprintf(", %d unsynced folder changes kept", r.KeptNames)
+	}
+	return s
 }
 
 // survivor is a file or folder that survived the power cut.
@@ -136,13 +144,15 @@ func (s *fsys) cutLocked() {
 		files: make(map[*inode]*contents),
 		seen:  make(map[*inode]bool),
 	}
+	// Pending is what the fsyncs left unsynced, whether or not it survives.
+	c.rep.Pending = pending(s.root, "")
+	c.keepNames(s.names)
 	s.survivors = c.dir("", s.root)
 	for _, n := range s.inodes {
 		if n.isDir() && n.links > 0 {
 			c.rep.LostEntries += lostEntries(n)
 		}
 	}
-	c.rep.Pending = pending(s.root, "")
 	s.report = c.rep
 }
 
@@ -200,6 +210,26 @@ type cutter struct {
 	rep   Report
 	files map[*inode]*contents // each file's fate is drawn once, whatever its names
 	seen  map[*inode]bool      // folders already placed
+}
+
+// keepNames makes a random prefix of log durable (Options.KeepUnsyncedNames;
+// the log is empty otherwise): it writes those changes into their folders'
+// durable entries, which hold what survives from now on.
+func (c *cutter) keepNames(log []nameChange) {
+	if len(log) == 0 {
+		return
+	}
+	k := c.rng.IntN(len(log) + 1)
+	for _, req := range log[:k] {
+		for _, e := range req {
+			if e.to == nil {
+				delete(e.dir.durEntries, e.name)
+			} else {
+				e.dir.durEntries[e.name] = e.to
+			}
+		}
+	}
+	c.rep.KeptNames = k
 }
 
 // dir is the surviving folder d: its durable entries, recursively, in name

@@ -25,6 +25,17 @@
 // folder start durable. A file unlinked while open keeps working until it
 // is closed.
 //
+// That is what a file system that commits folders only when they are
+// synced would keep. A journaling one (ext4, xfs) commits folder changes
+// to its journal in the order they were made, every few seconds or for
+// any fsync, so that a prefix of them survives without an fsync of their
+// folder. [Options].KeepUnsyncedNames models that: a cut keeps a random
+// prefix of the requests' folder changes not covered by an fsync of
+// their folder (a rename's two names together), a later one never without
+// the earlier ones. A rename then survives with whatever its file's data
+// durably is: a file written, renamed over another and not synced comes
+// back empty (or, in Torn mode, in part) under the new name.
+//
 // [FS.Cut] cuts the power: at once every later operation on the mount
 // fails with EIO (a process still writing cannot change the outcome), and
 // the surviving tree is computed from the root's durable entries,
@@ -32,7 +43,7 @@
 // Torn mode, its durable contents plus a random subset of its unsynced
 // changes, applied in a random order, each write keeping a random subset
 // of its 512-byte sectors: a disk may persist any of what it was given,
-// in any order, one sector at a time. [Options].Seed makes the draw
+// in any order, one sector at a time. [Options].Seed makes the draws
 // repeatable. [Options].CutAfter cuts the power by itself at an exact
 // point instead (just before the n-th change), to land inside a commit;
 // [FS.CutOn] right after the n-th request of a kind on a name from now

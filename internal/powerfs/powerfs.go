@@ -38,8 +38,17 @@ func (m Mode) String() string {
 type Options struct {
 	// Mode is what survives a power cut of the unsynced changes.
 	Mode Mode
-	// Seed makes the random choices of Torn mode repeatable: the same
-	// changes cut with the same seed leave the same files.
+	// KeepUnsyncedNames makes a power cut keep a random prefix, in the
+	// order they were made, of the folder changes (creates, links,
+	// unlinks, renames, mkdirs, rmdirs) not covered by an fsync of their
+	// folder, as a journaling file system (ext4, xfs) may: it commits
+	// them to its journal in order, every few seconds or for any fsync.
+	// So a rename can survive without an fsync of its folder, pointing
+	// at data that was never synced. Off: they are all lost.
+	KeepUnsyncedNames bool
+	// Seed makes the random choices of Torn mode and KeepUnsyncedNames
+	// repeatable: the same changes cut with the same seed leave the same
+	// files.
 	Seed int64
 	// From, when set, is a real folder whose files and folders become the
 	// initial contents, all durable (only regular files and folders).

@@ -1,6 +1,7 @@
 package powerfs
 
 import (
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +35,11 @@ type fsys struct {
 	dirs    map[uint64][]fuse.DirEntry // open folder listings by handle
 	nextFh  uint64
 	now     func() time.Time
+
+	// names holds, with Options.KeepUnsyncedNames, the requests' folder
+	// changes not yet covered by an fsync of their folder, in order: a
+	// power cut keeps a prefix of them.
+	names []nameChange
 
 	// trigger is FS.CutOn's; triggered counts the requests that matched it.
 	trigger   *Trigger
@@ -234,6 +240,40 @@ func (s *fsys) addEntry(d *inode, name string, c *inode) {
 	d.change(s.now(), true)
 }
 
+// nameChange is what one request did to folder entries: a rename changes
+// two names (in one folder or two), the other requests one. A journal
+// commits them together.
+type nameChange []entryChange
+
+// entryChange is a name of a folder and what it pointed to after the
+// request (nil: removed).
+type entryChange struct {
+	dir  *inode
+	name string
+	to   *inode
+}
+
+// logNames records, with Options.KeepUnsyncedNames, that a request has
+// just changed these names (locked; the changes' to is filled in here).
+func (s *fsys) logNames(changes ...entryChange) {
+	if !s.opts.KeepUnsyncedNames {
+		return
+	}
+	for i := range changes {
+		changes[i].to = changes[i].dir.entries[changes[i].name]
+	}
+	s.names = append(s.names, changes)
+}
+
+// syncedNames drops folder d's changes from the log: its fsync has made
+// them durable (locked).
+func (s *fsys) syncedNames(d *inode) {
+	for i, req := range s.names {
+		s.names[i] = slices.DeleteFunc(req, func(e entryChange) bool { return e.dir == d })
+	}
+	s.names = slices.DeleteFunc(s.names, func(req nameChange) bool { return len(req) == 0 })
+}
+
 func (s *fsys) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	defer s.mu.Unlock()
 	if st := s.lockChange(); !st.Ok() {
@@ -256,6 +296,7 @@ func (s *fsys) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fu
 	default:
 		n = s.newInode(syscall.S_IFREG|in.Mode&0o7777, in.Uid, in.Gid)
 		s.addEntry(d, name, n)
+		s.logNames(entryChange{dir: d, name: name})
 		s.applied(OpCreate, n, name)
 	}
 	s.entry(n, &out.EntryOut)
@@ -361,6 +402,9 @@ func (s *fsys) Fsync(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 		return fuse.EIO
 	}
 	n.sync()
+	if n.isDir() {
+		s.syncedNames(n)
+	}
 	s.applied(OpFsync, n, "")
 	return fuse.OK
 }
@@ -383,6 +427,7 @@ func (s *fsys) Mkdir(_ <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse
 	}
 	n := s.newInode(syscall.S_IFDIR|in.Mode&0o7777, in.Uid, in.Gid)
 	s.addEntry(d, name, n)
+	s.logNames(entryChange{dir: d, name: name})
 	s.entry(n, out)
 	return fuse.OK
 }
@@ -415,6 +460,7 @@ func (s *fsys) Unlink(_ <-chan struct{}, h *fuse.InHeader, name string) fuse.Sta
 		return fuse.EISDIR
 	}
 	s.remove(d, name)
+	s.logNames(entryChange{dir: d, name: name})
 	s.applied(OpUnlink, nil, name)
 	return fuse.OK
 }
@@ -437,6 +483,7 @@ func (s *fsys) Rmdir(_ <-chan struct{}, h *fuse.InHeader, name string) fuse.Stat
 		return fuse.Status(syscall.ENOTEMPTY)
 	}
 	s.remove(d, name)
+	s.logNames(entryChange{dir: d, name: name})
 	return fuse.OK
 }
 
@@ -478,6 +525,7 @@ func (s *fsys) Link(_ <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.E
 		return fuse.Status(syscall.EEXIST)
 	}
 	s.addEntry(d, name, n)
+	s.logNames(entryChange{dir: d, name: name})
 	n.change(s.now(), false)
 	s.entry(n, out)
 	return fuse.OK
@@ -525,6 +573,7 @@ func (s *fsys) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName str
 		dst.change(now, false)
 		od.change(now, true)
 		nd.change(now, true)
+		s.logNames(entryChange{dir: od, name: oldName}, entryChange{dir: nd, name: newName})
 		return fuse.OK
 	}
 	if dst != nil {
@@ -546,6 +595,7 @@ func (s *fsys) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName str
 	od.change(now, true)
 	s.addEntry(nd, newName, src)
 	src.change(now, false)
+	s.logNames(entryChange{dir: od, name: oldName}, entryChange{dir: nd, name: newName})
 	s.applied(OpRename, src, newName)
 	return fuse.OK
 }
