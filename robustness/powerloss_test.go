@@ -42,8 +42,10 @@ const (
 // watchers and one maintenance operation (the cut point), cuts the power,
 // restarts ctxd on what survived and checks that nothing acknowledged was
 // lost, that the server opens, that history and the change feed have no
-// gap, and that no file is half-written. Some trials restart on a new
-// mount and cut the power a second time. A failing trial prints how to run
+// gap, and that no file is half-written. Each mount draws its mode
+// (Strict or Torn) and whether the cut keeps a prefix of the folder
+// changes not synced (KeepUnsyncedNames), as ext4 and xfs may. Some trials
+// restart on a new mount and cut the power a second time. A failing trial prints how to run
 // it again (make powerloss TRIALS=1 SEED=<seed>: the same cut point, modes
 // and draws; the timing is the machine's).
 func TestPowerLoss(t *testing.T) {
@@ -293,7 +295,8 @@ const (
 
 // trialOptions change a trial for a test of the harness itself.
 type trialOptions struct {
-	mode *powerfs.Mode // the mount's mode; nil: drawn
+	mode      *powerfs.Mode // the mount's mode; nil: drawn
+	keepNames *bool         // the mount's KeepUnsyncedNames; nil: drawn
 }
 
 func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *trialResult {
@@ -308,17 +311,21 @@ func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *tri
 	for phase := 0; phase <= cuts; phase++ {
 		root := survivors // the last restart is on the plain folder
 		var fsys *powerfs.FS
-		mode := powerfs.Strict
+		fsOpts := powerfs.Options{Mode: powerfs.Strict, Seed: seed*16 + int64(phase), From: survivors}
 		if rng.IntN(2) == 0 {
-			mode = powerfs.Torn
+			fsOpts.Mode = powerfs.Torn
 		}
+		fsOpts.KeepUnsyncedNames = rng.IntN(2) == 0
 		if len(opts) > 0 && opts[0].mode != nil {
-			mode = *opts[0].mode
+			fsOpts.Mode = *opts[0].mode
+		}
+		if len(opts) > 0 && opts[0].keepNames != nil {
+			fsOpts.KeepUnsyncedNames = *opts[0].keepNames
 		}
 		if phase < cuts {
 			mnt := filepath.Join(t.TempDir(), "mnt")
 			var err error
-			fsys, err = powerfs.Mount(mnt, powerfs.Options{Mode: mode, Seed: seed*16 + int64(phase), From: survivors})
+			fsys, err = powerfs.Mount(mnt, fsOpts)
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = fsys.Unmount() })
 			root = mnt
@@ -347,7 +354,7 @@ func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *tri
 			tr.finish(srv, root)
 			return tr.res
 		}
-		tr.runPhase(srv, fsys, root, phase, scenario, mode)
+		tr.runPhase(srv, fsys, root, phase, scenario, fsOpts)
 		survivors = t.TempDir()
 		require.NoError(t, fsys.WriteSurvivors(survivors))
 		require.NoError(t, fsys.Unmount())
@@ -364,7 +371,7 @@ func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *tri
 			}
 		}
 		if scenario == cutReplay {
-			survivors = tr.replayCut(survivors, applied, mode)
+			survivors = tr.replayCut(survivors, applied, fsOpts)
 		}
 	}
 	return tr.res
@@ -378,10 +385,12 @@ func runTrial(t *testing.T, prog program, seed int64, opts ...trialOptions) *tri
 // restart that checks. The cut fell inside the replay when the trigger
 // fired, or the database had a batch written and not synced, or holds
 // more records than before while the server had not finished opening.
-func (tr *trial) replayCut(survivors string, applied uint64, mode powerfs.Mode) string {
+// The mount has the last phase's mode and KeepUnsyncedNames (fsOpts).
+func (tr *trial) replayCut(survivors string, applied uint64, fsOpts powerfs.Options) string {
 	t := tr.t
 	mnt := filepath.Join(t.TempDir(), "mnt")
-	fsys, err := powerfs.Mount(mnt, powerfs.Options{Mode: mode, Seed: tr.seed*16 + 15, From: survivors})
+	fsOpts.Seed, fsOpts.From = tr.seed*16+15, survivors
+	fsys, err := powerfs.Mount(mnt, fsOpts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = fsys.Unmount() })
 	trig := tr.drawTrigger(cutReplay)
@@ -421,9 +430,19 @@ func (tr *trial) replayCut(survivors string, applied uint64, mode powerfs.Mode) 
 	if !fired {
 		when = "after the start (the " + trig.String() + " was not reached)"
 	}
-	t.Logf("replay: %s, %s mode, cut %s, %v after the start: the database holds record %d before, %d after, finished opening: %v; %v",
-		point, mode, when, took.Round(time.Millisecond), applied, after, finished, report)
+	t.Logf("replay: %s, %s, cut %s, %v after the start: the database holds record %d before, %d after, finished opening: %v; %v",
+		point, fsMode(fsOpts), when, took.Round(time.Millisecond), applied, after, finished, report)
 	return out
+}
+
+// fsMode is what a trial line says of a mount's options: "torn mode,
+// unsynced names kept in part".
+func fsMode(o powerfs.Options) string {
+	names := "unsynced names lost"
+	if o.KeepUnsyncedNames {
+		names = "unsynced names kept in part"
+	}
+	return fmt.Sprintf("%s mode, %s", o.Mode, names)
 }
 
 // checkDirect proves that the direct cut point takes the direct path: one
@@ -558,7 +577,7 @@ func internalOp(scenario string, pending []string) string {
 }
 
 // runPhase runs the workload on srv until the power cut, then kills srv.
-func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, scenario string, mode powerfs.Mode) {
+func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, scenario string, fsOpts powerfs.Options) {
 	t := tr.t
 	hc := newHTTPClient()
 	defer hc.CloseIdleConnections()
@@ -673,8 +692,8 @@ func (tr *trial) runPhase(srv server, fsys *powerfs.FS, root string, phase int, 
 		}
 		ops += ")"
 	}
-	t.Logf("phase %d: %s, %s mode, cut %s: %d writes acknowledged%s; %v; setup %v",
-		phase+1, point, mode, when, len(log.acked), ops, report, tSetup.Round(time.Millisecond))
+	t.Logf("phase %d: %s, %s, cut %s: %d writes acknowledged%s; %v; setup %v",
+		phase+1, point, fsMode(fsOpts), when, len(log.acked), ops, report, tSetup.Round(time.Millisecond))
 }
 
 // verify checks the program restarted on what the last cut left. It
