@@ -544,14 +544,17 @@ func (m *Manager) Prune(keep int, spare ...string) ([]string, error) {
 func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int, onError func(error), onTaken func(taken ctxd.SnapshotMeta, pruned []string)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	own := map[string]bool{} // the scheduled snapshots this process took
+	// last is the scheduled snapshot this process took last: the only one
+	// of its own that can be less than an interval old (a set of every one
+	// grew by an id per interval with keep 0).
+	var last string
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if m.scheduledElsewhere(interval/2, own) || m.unchangedSinceScheduled() {
+		if m.scheduledElsewhere(interval/2, last) || m.unchangedSinceScheduled() {
 			continue
 		}
 		meta, err := m.Create(ctx, originSchedule)
@@ -561,11 +564,8 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 			}
 			continue
 		}
-		own[meta.ID] = true
+		last = meta.ID
 		removed, err := m.Prune(keep, meta.ID)
-		for _, id := range removed {
-			delete(own, id)
-		}
 		if onTaken != nil {
 			onTaken(meta, removed)
 		}
@@ -599,19 +599,19 @@ func (m *Manager) unchangedSinceScheduled() bool {
 }
 
 // scheduledElsewhere reports whether the folder holds a scheduled
-// snapshot less than within old that is not one of own. One dated more
+// snapshot less than within old that is not mine. One dated more
 // than within after now is not counted: it says only that a clock was
 // ahead when it was taken (this one's since stepped back, or another
 // instance's), and would hold every tick back until the clock caught up
 // with it.
-func (m *Manager) scheduledElsewhere(within time.Duration, own map[string]bool) bool {
+func (m *Manager) scheduledElsewhere(within time.Duration, mine string) bool {
 	list, err := m.List()
 	if err != nil {
 		return false // the snapshot's own error says more
 	}
 	now := m.now()
 	for _, s := range list {
-		if age := now.Sub(s.Created); s.Origin == originSchedule && !own[s.ID] && age < within && age > -within {
+		if age := now.Sub(s.Created); s.Origin == originSchedule && s.ID != mine && age < within && age > -within {
 			return true
 		}
 	}
