@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -286,6 +287,9 @@ func TestGetRoutesAnswerHead(t *testing.T) {
 	meta, err := m.Create(bg, "api")
 	require.NoError(t, err)
 	e.api.Skip("/ctx")
+	// timed are answers that carry the time they were made: their length
+	// may differ by a digit between two requests.
+	timed := []string{"/v1/status", "/v1/ns/default/export", "/ctx/all", "/ctx/k"}
 	for _, path := range []string{"/healthz", "/readyz", "/v1/status", "/v1/ns", "/v1/ns/default/keys", "/v1/openapi.json",
 		"/v1/snapshots", "/v1/snapshots/" + meta.ID, "/v1/ns/default/export", "/ctx/all", "/ctx/k"} {
 		get := e.do(http.MethodGet, path, "")
@@ -293,7 +297,7 @@ func TestGetRoutesAnswerHead(t *testing.T) {
 		require.Equal(t, get.status, head.status, path)
 		assert.Empty(t, head.body, path)
 		assert.Equal(t, get.header.Get("Content-Type"), head.header.Get("Content-Type"), path)
-		if n := get.header.Get("Content-Length"); n != "" && path != "/v1/status" && path != "/ctx/all" { // these carry times
+		if n := get.header.Get("Content-Length"); n != "" && !slices.Contains(timed, path) {
 			assert.Equal(t, n, head.header.Get("Content-Length"), path)
 		}
 	}
