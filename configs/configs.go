@@ -677,17 +677,29 @@ func applyFile(c *Config, path string, sources map[string]string) error {
 		return &Error{Source: "file " + path, Err: err}
 	}
 	// A second document ("---") would be ignored, its settings with it.
-	var more yaml.Node
-	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
-		if err == nil {
+	// (An empty one, a trailing "---" as templating tools leave, is fine.)
+	for {
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil && !emptyDocument(&more) {
 			err = fmt.Errorf("line %d: a second YAML document (after ---): put every setting in one", more.Line)
 		}
-		return &Error{Source: "file " + path, Err: err}
+		if err != nil {
+			return &Error{Source: "file " + path, Err: err}
+		}
 	}
 	if len(doc.Content) == 0 {
 		return nil
 	}
 	return applyNode(c, path, doc.Content[0], "", sources)
+}
+
+// emptyDocument reports whether doc holds nothing: no node, or a null.
+func emptyDocument(doc *yaml.Node) bool {
+	return len(doc.Content) == 0 || doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null"
 }
 
 // applyNode applies the mapping n, found at YAML path prefix, to c, and

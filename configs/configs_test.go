@@ -42,6 +42,17 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, c, loaded)
 }
 
+// An empty document after the settings (a trailing "---", as templating
+// tools leave, or one with only a comment) is no second document: the
+// file loads.
+func TestATrailingEmptyDocumentLoads(t *testing.T) {
+	for _, file := range []string{"addr: 127.0.0.1:1\n---\n", "addr: 127.0.0.1:1\n---\n# the end\n", "---\naddr: 127.0.0.1:1\n...\n"} {
+		c, err := Load(writeFile(t, file), nil, nil)
+		require.NoError(t, err, "%q", file)
+		assert.Equal(t, "127.0.0.1:1", c.Addr)
+	}
+}
+
 // The example file documents every setting with its default: loading it must
 // give the defaults, and it must mention every setting.
 func TestExampleFileIsDefaults(t *testing.T) {
@@ -306,6 +317,7 @@ func TestErrors(t *testing.T) {
 		{name: "null namespace spelled null", file: "compat:\n  namespace: null\n", field: "compat.namespace", want: "must be 1 to 64"},
 		// A second document's settings were ignored without a word.
 		{name: "second document", file: "addr: 127.0.0.1:1\n---\nhttp:\n  rate_limit: 5\n", want: "a second YAML document"},
+		{name: "third document", file: "addr: 127.0.0.1:1\n---\n---\nhttp:\n  rate_limit: 5\n", want: "a second YAML document"},
 		{name: "ttl past 100 years", file: "limits:\n  max_ttl: 2562047h\n", field: "limits.max_ttl", want: "must be at most 876000h0m0s (100 years)"},
 		{name: "drain past 100 years", env: []string{"CTXD_SHUTDOWN_DRAIN=2562047h"}, field: "shutdown_drain", want: "at most"},
 		{name: "message smaller than a value", file: "websocket:\n  max_message_bytes: 10\n", field: "websocket.max_message_bytes", want: "must be at least limits.max_value_bytes"},

@@ -98,6 +98,9 @@ func TestMalformedQueryStringsRefused(t *testing.T) {
 	assert.JSONEq(t, `2`, string(got.Value), "nothing was restored")
 	requireError(t, e.do(http.MethodGet, keyPath("default", "t"), ""), http.StatusNotFound, "not_found")
 	assert.Equal(t, rev, e.revision(), "refused requests change nothing")
+	// Past 10,000 parameters ParseQuery refuses the string, and Query()
+	// gave none at all: ?rev=1 read the current value.
+	requireError(t, e.do(http.MethodGet, keyPath("default", "k")+"?rev=1"+strings.Repeat("&", 10000), ""), http.StatusBadRequest, "bad_request")
 	// Escaped, both characters are fine.
 	assert.Equal(t, http.StatusOK, e.do(http.MethodPut, keyPath("default", "t")+"?who=a%3Bb%25", `1`).status)
 }

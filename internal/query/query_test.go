@@ -3,6 +3,9 @@ package query_test
 import (
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/framework0/ctxd/internal/query"
 )
 
@@ -26,7 +29,7 @@ func TestParseBool(t *testing.T) {
 		{"NO", false, true},
 		{"off", false, true},
 		{"Off", false, true},
-		{"", true, true}, // ?dry_run alone is a dry run
+		{"", false, true},
 		// Refused.
 		{"maybe", false, false},
 		{"2", false, false},
@@ -48,4 +51,16 @@ func TestParseBool(t *testing.T) {
 			t.Errorf("ParseBool(%q) = %v, %v; want %v, %v", tt.in, v, ok, tt.v, tt.ok)
 		}
 	}
+}
+
+// A query parameter given without a value is true ("?dry_run" asks for a
+// dry run); a value is read as ParseBool reads it.
+func TestBoolParam(t *testing.T) {
+	for s, want := range map[string]bool{"": true, "true": true, "0": false, "off": false} {
+		got, err := query.BoolParam("dry_run", s)
+		require.NoError(t, err, "%q", s)
+		assert.Equal(t, want, got, "%q", s)
+	}
+	_, err := query.BoolParam("dry_run", "maybe")
+	assert.ErrorContains(t, err, `dry_run must be true or false`)
 }
