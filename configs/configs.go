@@ -354,9 +354,9 @@ type HTTP struct {
 	// larger ones get 431 from Go's HTTP server, which closes the connection.
 	MaxHeaderBytes int64
 	// MaxSpoolBytes (http.max_spool_bytes) bounds the temp files that
-	// answers being sent hold at once (an export is written to one before
-	// it is sent); past it a new one is refused with 503, unless it is the
-	// only one.
+	// answers hold at once (an export is written to one before it is
+	// sent): one that would pass it while others hold some is refused with
+	// 503; one answer of any size always goes.
 	MaxSpoolBytes int64
 	// Pprof (http.pprof) serves Go's profiles of the running server at
 	// /debug/pprof/ (admins only when access control is on). Off by default.

@@ -403,25 +403,28 @@ type spool struct {
 	mem  bytes.Buffer
 	f    *os.File
 	size int64
-	// held counts the file bytes of every spool being sent, up to max;
-	// mine is this one's part.
+	// held counts the file bytes of every spool being built or sent,
+	// against max (reserve); mine is this one's part.
 	held *atomic.Int64
 	max  int64
 	mine int64
 }
 
-// reserve counts n more file bytes, or refuses them (errSpoolFull) when
-// they take the total past max while other answers hold some: one answer,
-// of any size, always goes.
+// reserve counts n more file bytes. A spool's first bytes on disk are
+// refused (errSpoolFull) when they take the total past max while other
+// answers hold some, and given back at once: of several answers that
+// spill together, the first is always let in. Once in, a spool grows as
+// its answer needs: refusing it then would waste what it built.
 func (sp *spool) reserve(n int64) error {
 	if sp.held == nil {
 		return nil
 	}
 	total := sp.held.Add(n)
-	sp.mine += n
-	if total > sp.max && total > sp.mine {
+	if sp.mine == 0 && total > sp.max && total > n {
+		sp.held.Add(-n)
 		return errSpoolFull
 	}
+	sp.mine += n
 	return nil
 }
 
@@ -459,6 +462,7 @@ func (sp *spool) close() {
 	}
 	if sp.held != nil {
 		sp.held.Add(-sp.mine)
+		sp.mine = 0
 	}
 }
 

@@ -128,3 +128,34 @@ func TestSpooledAnswersShareATempFileBudget(t *testing.T) {
 		return e.do(http.MethodGet, "/v1/ns/default/export", "").status == http.StatusOK
 	}, "the budget came back")
 }
+
+// Of two exports that spill to disk together past the budget, one always
+// goes: a refused spool gave its bytes back only when its answer ended,
+// and both could be refused.
+func TestOfTwoSpooledAnswersOneGoes(t *testing.T) {
+	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxSpoolBytes: 1 << 20}})
+	value := `"` + strings.Repeat("x", 512<<10) + `"`
+	for i := range 24 { // 12 MB each
+		e.put(fmt.Sprintf("k%03d", i), value)
+	}
+	for round := range 30 {
+		statuses := make(chan int, 2)
+		start := make(chan struct{})
+		for range 2 {
+			go func() {
+				<-start
+				res, err := http.Get(e.url + "/v1/ns/default/export")
+				if err != nil {
+					statuses <- 0
+					return
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				statuses <- res.StatusCode
+			}()
+		}
+		close(start)
+		a, b := <-statuses, <-statuses
+		require.True(t, a == http.StatusOK || b == http.StatusOK, "round %d: %d and %d", round, a, b)
+	}
+}
