@@ -231,6 +231,10 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), tune func(
 		log.Info().Str("path", path).Int("from", from).Int("to", to).
 			Msg("upgrading the database file to this version's schema: one transaction over the whole file, which a large one takes a while to make")
 	}
+	opts.OnClockStep = func(step time.Duration, moved int) {
+		log.Warn().Dur("step", step).Int("deadlines_moved", moved).
+			Msg("the system clock stepped: each expiring key keeps the time it had left (its deadline moved by the step)")
+	}
 	if tune != nil {
 		tune(&opts)
 	}

@@ -47,44 +47,69 @@ func (c *steppedClocks) step(d time.Duration) {
 	c.wall = c.wall.Add(d)
 }
 
-// A step of the system clock moves no deadline: a key put with a 30 s
+// A step of the system clock changes no key's life: a key put with a 30 s
 // ttl lives 30 s of the monotonic clock, whichever way the wall clock
-// steps meanwhile. Before, deadlines were set and compared on the wall
+// steps meanwhile, and the next write moves its stored deadline by the
+// step, so that a restart (which measures deadlines against the wall
+// clock) keeps it too. Before, deadlines were set and compared on the wall
 // clock: a step forward of a day expired every expiring key at once (live
 // clients' locks and registrations), a step back of an hour kept a dead
-// client's 1 s lock for an hour.
+// client's 1 s lock for an hour; and on the clock of Open alone, a restart
+// after a step forward expired every key set since.
 func TestAClockStepMovesNoDeadline(t *testing.T) {
 	clocks := &steppedClocks{wall: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
-	opts := Options{Now: clocks.now}
+	var steps []time.Duration
+	opts := Options{Now: clocks.now, OnClockStep: func(step time.Duration, _ int) { steps = append(steps, step) }}
 	opts.hooks.elapsed = clocks.elapsed
-	s, err := Open(filepath.Join(t.TempDir(), "ctxd.db"), opts)
+	path := filepath.Join(t.TempDir(), "ctxd.db")
+	s, err := Open(path, opts)
 	require.NoError(t, err)
-	defer s.Close()
+	defer func() { s.Close() }()
 	ctx := context.Background()
 	put := func(key string, ttl time.Duration) ctxd.Record {
 		res, err := s.Txn(ctx, []ctxd.Write{{Namespace: "default", Key: key, Op: ctxd.OpPut, Value: json.RawMessage(`1`), TTL: ttl, Who: "t"}})
 		require.NoError(t, err)
 		return res.Records[0]
 	}
+	// expired runs two expiries, as the expirer would: the group that
+	// moves the deadlines after a step publishes them for the next one.
 	expired := func() int {
-		n, err := s.expireDue()
-		require.NoError(t, err)
-		return n
+		total := 0
+		for range 2 {
+			n, err := s.expireDue()
+			require.NoError(t, err)
+			total += n
+		}
+		return total
 	}
 
 	lock := put("lock", 30*time.Second)
+	assert.Equal(t, lock.UpdatedAt.Add(30*time.Second), lock.ExpiresAt)
 	clocks.pass(time.Second)
 	clocks.step(24 * time.Hour)
 	assert.Zero(t, expired(), "a day's step forward expires nothing")
-	_, err = s.Get("default", "lock")
+	assert.Equal(t, []time.Duration{24 * time.Hour}, steps, "the writer found the step")
+	got, err := s.Get("default", "lock")
 	require.NoError(t, err)
-	kept, err := s.KeepAlive(ctx, "default", "lock", 30*time.Second, nil)
-	require.NoError(t, err, "the client's keepalive finds its key")
-	assert.Equal(t, lock.ExpiresAt.Add(time.Second), kept.ExpiresAt, "30 s from now on the monotonic clock")
-	clocks.pass(29 * time.Second)
-	assert.Zero(t, expired())
-	clocks.pass(2 * time.Second)
-	assert.Equal(t, 1, expired(), "30 s after its keepalive")
+	assert.Equal(t, lock.ExpiresAt.Add(24*time.Hour), got.ExpiresAt, "the deadline moved by the step: 29 s left")
+
+	// A put after the step: its deadline is on the wall clock, as its time.
+	fresh := put("fresh", time.Minute)
+	assert.Equal(t, fresh.UpdatedAt.Add(time.Minute), fresh.ExpiresAt)
+	assert.Equal(t, clocks.now(), fresh.UpdatedAt)
+
+	// A restart measures the stored deadlines against the wall clock.
+	require.NoError(t, s.Close())
+	clocks.pass(10 * time.Second)
+	s, err = Open(path, opts)
+	require.NoError(t, err)
+	assert.Zero(t, expired(), "the restart after the step expires nothing")
+	for _, key := range []string{"lock", "fresh"} {
+		_, err := s.Get("default", key)
+		require.NoError(t, err, key)
+	}
+	clocks.pass(20 * time.Second)
+	assert.Equal(t, 1, expired(), "the lock, 30 s after it was put")
 
 	put("short", time.Second)
 	clocks.step(-time.Hour)
@@ -92,4 +117,7 @@ func TestAClockStepMovesNoDeadline(t *testing.T) {
 	assert.Equal(t, 1, expired(), "a step back of an hour keeps a 1 s key 1 s")
 	_, err = s.Get("default", "short")
 	require.ErrorIs(t, err, ctxd.ErrNotFound)
+	assert.Len(t, steps, 2)
+	_, err = s.Get("default", "fresh")
+	require.NoError(t, err, "fresh still has 28 s")
 }

@@ -93,7 +93,7 @@ func TestExpiryRechecksDeadlinesNotPublishedYet(t *testing.T) {
 		n, err := s.expireDue()
 		require.NoError(t, err)
 		assert.Zero(t, n, "not due yet")
-		clocks.pass(deadline.Sub(s.ttlClock()))
+		clocks.pass(deadline.Sub(s.ttlClock.now()))
 		n, err = s.expireDue()
 		require.NoError(t, err)
 		assert.Equal(t, 1, n, "it expires at its new deadline")
@@ -112,7 +112,7 @@ func TestExpiryRechecksDeadlinesNotPublishedYet(t *testing.T) {
 		ka := &request{keepAlive: &keepAlive{ns: "default", key: "k", ttl: 2 * time.Hour}, done: make(chan result, 1)}
 		h.commit(t, ka) // before the first deadline: it holds
 		clocks.pass(time.Hour)
-		require.True(t, s.ttlClock().After(first), "the index's deadline has passed")
+		require.True(t, s.ttlClock.now().After(first), "the index's deadline has passed")
 		exp := expire()
 		h.commit(t, exp)
 		h.land()
@@ -131,7 +131,7 @@ func TestExpiryRechecksDeadlinesNotPublishedYet(t *testing.T) {
 
 		h := holdGroups(s)
 		clocks.pass(2 * time.Hour)
-		require.True(t, s.ttlClock().After(first), "the index's deadline has passed")
+		require.True(t, s.ttlClock.now().After(first), "the index's deadline has passed")
 		again, exp := put("k", time.Hour), expire()
 		// The put meets k expired (expireTouched) and makes it again.
 		h.commit(t, again, exp)

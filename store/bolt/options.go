@@ -29,6 +29,11 @@ type Options struct {
 	// large database takes a while to make (a log line, so that a server
 	// that does not listen yet says why).
 	OnSchemaUpgrade func(from, to int)
+	// OnClockStep, when set, is told when the writer found that the wall
+	// clock stepped (Now moved apart from the monotonic clock) and moved
+	// the deadlines of moved expiring keys by step: a log line. It runs on
+	// the writer: it must be quick.
+	OnClockStep func(step time.Duration, moved int)
 
 	// WALSegmentSize is the size of the write-ahead log's segment files
 	// (default wal.DefaultSegmentSize, 64 MiB). Tests make it small so

@@ -34,13 +34,14 @@ type Store struct {
 	path   string
 	limits ctxd.Limits
 	now    func() time.Time
-	// ttlClock is now as it stood at Open, moved on by the monotonic
-	// clock since (steadyClock): deadlines are set and compared on it, so
-	// that a step of the system clock (NTP, a VM resumed) neither expires
-	// every expiring key at once nor keeps them past their time. They are
-	// stored as wall-clock times, measured against the clock of the next
-	// Open.
-	ttlClock func() time.Time
+	// ttlClock is the clock deadlines are set and compared on: the wall
+	// clock as it stood at its base (Open, or the last step the writer
+	// found), moved on by the monotonic clock since, so that a step of the
+	// system clock (NTP, a VM resumed) neither expires every expiring key
+	// at once nor keeps them past their time; the writer then moves every
+	// deadline by the step and takes the wall clock as the new base
+	// (rebaseDeadlines), so that deadlines are stored as wall times.
+	ttlClock *steadyClock
 
 	// wal is the write-ahead log in <folder>/wal: a write is acknowledged
 	// once it is there; the committer applies it to db later (DESIGN.md).
@@ -128,6 +129,7 @@ type Store struct {
 	// onUpgrade is Options.OnSchemaUpgrade; upgradedFrom and upgradeTook
 	// what Open's upgrade did (Recovery).
 	onUpgrade    func(from, to int)
+	onClockStep  func(step time.Duration, moved int)
 	upgradedFrom int
 	upgradeTook  time.Duration
 	recovery     Recovery
@@ -259,7 +261,7 @@ func Open(path string, opts Options) (*Store, error) {
 		path:           path,
 		limits:         opts.Limits.WithDefaults(),
 		now:            opts.Now,
-		ttlClock:       steadyClock(opts.Now, opts.elapsed()),
+		ttlClock:       newSteadyClock(opts.Now, opts.elapsed()),
 		queue:          make(chan *request, 4096),
 		maxBatch:       opts.MaxBatch,
 		stop:           make(chan struct{}),
@@ -282,6 +284,7 @@ func Open(path string, opts Options) (*Store, error) {
 		syncerDone:     make(chan struct{}),
 		hooks:          opts.hooks,
 		onUpgrade:      opts.OnSchemaUpgrade,
+		onClockStep:    opts.OnClockStep,
 		cache:          opts.getCache(),
 
 		afterCompactChunk: opts.afterCompactChunk,

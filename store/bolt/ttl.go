@@ -1,10 +1,13 @@
 package bolt
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -76,6 +79,17 @@ func (d *deadlines) get(name nsKeyName, modRev uint64) time.Time {
 		return e.at
 	}
 	return time.Time{}
+}
+
+// names returns every key with a deadline.
+func (d *deadlines) names() []nsKeyName {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]nsKeyName, 0, len(d.byKey))
+	for name := range d.byKey {
+		out = append(out, name)
+	}
+	return out
 }
 
 // next returns the earliest deadline, if any key expires.
@@ -225,7 +239,7 @@ func (s *Store) expirer() {
 	defer timer.Stop()
 	for {
 		if at, ok := s.ttl.next(); ok {
-			if wait := at.Sub(s.ttlClock()); wait > 0 {
+			if wait := at.Sub(s.ttlClock.now()); wait > 0 {
 				timer.Reset(wait)
 			} else {
 				n, err := s.expireDue()
@@ -368,11 +382,90 @@ func (g *group) record(ns, key string, st keyState) (ctxd.Record, error) {
 	return currentRecord(g.tx.Bucket(migrations.BucketLog).Cursor(), ns, key, v, true)
 }
 
-// steadyClock returns a clock that reads wall() when made and then moves
-// by what elapsed() measures since, in UTC.
-func steadyClock(wall func() time.Time, elapsed func() time.Duration) func() time.Time {
-	base, at := wall(), elapsed()
-	return func() time.Time { return base.Add(elapsed() - at).UTC() }
+// clockStep is how far the wall clock may move apart from the TTL clock
+// before the writer takes it for a step (NTP slews smaller offsets away).
+const clockStep = time.Second
+
+// rebaseDeadlines is the group's first part when the wall clock stepped
+// since the TTL clock's base: every expiring key's deadline moves by the
+// step (a keepalive record of the store's own: no version, no event), so
+// that each keeps the time it had left, and the TTL clock takes the wall
+// clock as its new base. Deadlines are so stored as wall times, whatever
+// the steps: a restart, an export or a restore measures them against the
+// wall clock (they stayed on the clock of Open, and after a step forward
+// a restart expired every key set since).
+func (g *group) rebaseDeadlines() (made, error) {
+	step := g.now.Sub(g.ttlNow)
+	if step > -clockStep && step < clockStep {
+		return made{}, nil
+	}
+	names := g.store.ttl.names()
+	for _, p := range g.prev { // deadlines set by groups not published yet
+		for name, st := range p.keys {
+			if !st.expiresAt.IsZero() {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.SortFunc(names, func(a, b nsKeyName) int { return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.key, b.key)) })
+	names = slices.Compact(names)
+	var xs []*extend
+	states := make([]keyState, 0, len(names))
+	for _, name := range names { // read all first: an error changes nothing
+		st, err := g.state(name.ns, name.key)
+		if err != nil {
+			return made{}, err
+		}
+		if st.live && !st.expiresAt.IsZero() {
+			xs = append(xs, &extend{ns: name.ns, key: name.key, modRev: st.modRev, expiresAt: st.expiresAt.Add(step)})
+			states = append(states, st)
+		}
+	}
+	for i, x := range xs {
+		st := states[i]
+		st.expiresAt = x.expiresAt
+		g.noteDeadline(x.expiresAt)
+		g.keys[nsKeyName{x.ns, x.key}] = st
+	}
+	g.store.ttlClock.rebase()
+	g.ttlNow = g.store.ttlClock.now()
+	g.now = g.ttlNow
+	if g.store.onClockStep != nil {
+		g.store.onClockStep(step, len(xs))
+	}
+	if len(xs) == 0 {
+		return made{}, nil
+	}
+	return made{extends: xs, record: encodeKeepAlive(g.store.id, xs)}, nil
+}
+
+// steadyClock reads the wall clock as it stood at its base, moved on by
+// what elapsed measures since, in UTC.
+type steadyClock struct {
+	wall    func() time.Time
+	elapsed func() time.Duration
+	base    atomic.Pointer[clockBase]
+}
+
+type clockBase struct {
+	wall time.Time
+	at   time.Duration
+}
+
+func newSteadyClock(wall func() time.Time, elapsed func() time.Duration) *steadyClock {
+	c := &steadyClock{wall: wall, elapsed: elapsed}
+	c.rebase()
+	return c
+}
+
+func (c *steadyClock) now() time.Time {
+	b := c.base.Load()
+	return b.wall.Add(c.elapsed() - b.at).UTC()
+}
+
+// rebase makes the wall clock's reading now the clock's base.
+func (c *steadyClock) rebase() {
+	c.base.Store(&clockBase{wall: c.wall(), at: c.elapsed()})
 }
 
 // elapsedOn returns what now has moved since the call: time.Now's readings

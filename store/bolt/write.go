@@ -96,11 +96,11 @@ type keyState struct {
 func (s *Store) newGroup() *group {
 	s.prune()
 	s.groups++
-	now, ttlNow := s.now().UTC(), s.ttlClock()
-	if d := now.Sub(ttlNow); d > -time.Second && d < time.Second {
-		// The clocks agree (the wall clock has not stepped since Open):
-		// one reading, so that a key's expires_at is its updated_at
-		// plus its ttl exactly.
+	now, ttlNow := s.now().UTC(), s.ttlClock.now()
+	if d := now.Sub(ttlNow); d > -clockStep && d < clockStep {
+		// The clocks agree (the wall clock has not stepped since the
+		// TTL clock's base): one reading, so that a key's expires_at is
+		// its updated_at plus its ttl exactly.
 		now = ttlNow
 	}
 	return &group{store: s, id: s.groups, prev: s.inflight, first: s.rev, rev: s.rev, now: now, ttlNow: ttlNow, keys: make(map[nsKeyName]keyState), changed: make(map[nsKeyName]*change), nsKeys: make(map[string]uint64)}

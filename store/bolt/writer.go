@@ -192,6 +192,10 @@ func (s *Store) commit(batch []*request) *flight {
 	var ok []made
 	s.dbMu.RLock()
 	g := s.newGroup()
+	// A read error leaves the deadlines as they were, for the next group.
+	if m, err := g.rebaseDeadlines(); err == nil && m.record != nil {
+		ok = append(ok, m)
+	}
 	for i, r := range batch {
 		expired, err := g.expireTouched(r)
 		if err != nil {
