@@ -556,4 +556,5 @@ func TestACompressedBodyIsRefused(t *testing.T) {
 	}
 	assert.Equal(t, rev, e.revision(), "nothing written")
 	assert.Equal(t, http.StatusOK, e.do(http.MethodPut, keyPath("default", "z"), `1`, "Content-Encoding", "identity").status)
+	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "/healthz", "", "Content-Encoding", "gzip").status, "no body, nothing to refuse")
 }

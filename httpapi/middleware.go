@@ -243,11 +243,8 @@ func (s *Server) callSafely(next echo.HandlerFunc, c echo.Context) (err error) {
 	if err := s.limitBody(c); err != nil {
 		return err
 	}
-	if enc := c.Request().Header.Get(echo.HeaderContentEncoding); enc != "" && !strings.EqualFold(enc, "identity") {
-		// The body would be taken as it came: a gzip body refused as
-		// "not valid UTF-8", a br one whose bytes happened to be JSON
-		// stored as sent.
-		return &mediaTypeError{msg: "Content-Encoding " + strconv.Quote(enc) + " is not supported: send the body uncompressed"}
+	if err := refuseEncodedBody(c.Request()); err != nil {
+		return err
 	}
 	if err := refuseUnknownQuery(c); err != nil {
 		return err
@@ -256,6 +253,18 @@ func (s *Server) callSafely(next echo.HandlerFunc, c echo.Context) (err error) {
 		return err
 	}
 	return next(c)
+}
+
+// refuseEncodedBody refuses a body with a Content-Encoding (but identity):
+// it would be taken as it came, a gzip body refused as "not valid UTF-8",
+// a br one whose bytes happened to be JSON stored as sent. A request
+// without a body is left alone, whatever its headers.
+func refuseEncodedBody(req *http.Request) error {
+	enc := req.Header.Get(echo.HeaderContentEncoding)
+	if enc == "" || strings.EqualFold(enc, "identity") || req.Body == nil || req.Body == http.NoBody {
+		return nil
+	}
+	return &mediaTypeError{msg: "Content-Encoding " + strconv.Quote(enc) + " is not supported: send the body uncompressed"}
 }
 
 // limitBody refuses a body announced larger than Config.MaxBodyBytes and caps
