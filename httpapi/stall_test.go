@@ -25,20 +25,7 @@ import (
 // connection open.
 func TestAnExportToAClientThatDoesNotReadEnds(t *testing.T) {
 	e := newEnv(t, envOptions{cfg: httpapi.Config{StallTimeout: 300 * time.Millisecond}})
-	value := `"` + strings.Repeat("x", 512<<10) + `"`
-	for i := range 48 { // 24 MB: past the spool's memory and the sockets' buffers
-		e.put(fmt.Sprintf("k%03d", i), value)
-	}
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = io.WriteString(conn, "GET /v1/ns/default/export HTTP/1.1\r\nHost: x\r\n\r\n")
-	require.NoError(t, err)
-	// The headers come once the export is spooled and its sending began
-	// (under load that takes seconds): from then on, read nothing for a
-	// while, and the server's writes stall.
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	require.NoError(t, err)
+	res := stalledExport(t, e)
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	time.Sleep(3 * time.Second)
 	n, err := io.Copy(io.Discard, res.Body)
@@ -104,17 +91,7 @@ func TestASlowUploadOutlastsTheReadTimeout(t *testing.T) {
 // any size always goes; the bytes come back when an answer ends.
 func TestSpooledAnswersShareATempFileBudget(t *testing.T) {
 	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxSpoolBytes: 1 << 20, StallTimeout: time.Second}})
-	value := `"` + strings.Repeat("x", 512<<10) + `"`
-	for i := range 48 { // 24 MB: past the budget and the sockets' buffers
-		e.put(fmt.Sprintf("k%03d", i), value)
-	}
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = io.WriteString(conn, "GET /v1/ns/default/export HTTP/1.1\r\nHost: x\r\n\r\n")
-	require.NoError(t, err)
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	require.NoError(t, err)
+	res := stalledExport(t, e)
 	require.Equal(t, http.StatusOK, res.StatusCode, "alone, an answer past the budget goes")
 
 	r := e.do(http.MethodGet, "/v1/ns/default/export", "")
@@ -158,4 +135,25 @@ func TestOfTwoSpooledAnswersOneGoes(t *testing.T) {
 		a, b := <-statuses, <-statuses
 		require.True(t, a == http.StatusOK || b == http.StatusOK, "round %d: %d and %d", round, a, b)
 	}
+}
+
+// stalledExport puts 24 MB in namespace default (past the spool's memory
+// and the sockets' buffers) and asks for its export on a connection that
+// then reads nothing past the answer's headers: they come once the export
+// is spooled and its sending began (under load that takes seconds), and
+// from then on the server's writes stall.
+func stalledExport(t *testing.T, e *env) *http.Response {
+	t.Helper()
+	value := `"` + strings.Repeat("x", 512<<10) + `"`
+	for i := range 48 {
+		e.put(fmt.Sprintf("k%03d", i), value)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	_, err = io.WriteString(conn, "GET /v1/ns/default/export HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	return res
 }

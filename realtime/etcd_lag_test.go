@@ -177,26 +177,9 @@ func TestEtcdSlowSubscriberLagged(t *testing.T) {
 	}
 	last := want[len(want)-1].rev
 
-	var got []testkit.Frame
-	var lagged testkit.Frame
-	for {
-		f := slow.Next()
-		if f.Type != ctxd.TypeContextUpdated {
-			lagged = f
-			break
-		}
-		got = append(got, f)
-		require.Less(t, f.Rev, last, "the slow client got every change: it was never behind")
-	}
-	require.Equal(t, ctxd.CodeLagged, lagged.Code, "%+v", lagged)
-	require.NotNil(t, lagged.FromRev)
-	from := *lagged.FromRev
+	got, lagged, from, upTo := readUntilLagged(t, slow, want)
 	assert.Zero(t, lagged.FromIndex, "one change per revision: whole revisions")
 	require.Less(t, from, last, "closed while behind")
-	upTo := 0
-	for upTo < len(want) && want[upTo].rev <= from {
-		upTo++
-	}
 	require.NoError(t, checkGot(got, want[:upTo]), "every change up to from_rev, before the error")
 	m := lagCount.FindStringSubmatch(lagged.Message)
 	require.NotNil(t, m, "the message says how far behind: %q", lagged.Message)
@@ -205,13 +188,7 @@ func TestEtcdSlowSubscriberLagged(t *testing.T) {
 	t.Logf("lagged at from_rev %d after %d of %d changes: %q", from, upTo, len(want), lagged.Message)
 	assert.Greater(t, n, maxLag)
 	assert.LessOrEqual(t, n, len(want)-upTo, "no more changes behind than the prefix had after from_rev")
-	_, err = slow.NextErr()
-	assert.True(t, isClose(err), "closed after the error: %v", err)
-	assert.Equal(t, uint64(1), hub.Stats().Lagged)
-
-	resumed := testkit.DialWatch(t, wsURL(url.Values{"from_rev": {strconv.FormatUint(from, 10)}}), nil)
-	resumed.Expect(ctxd.TypeSubscribed)
-	assert.NoError(t, checkGot(resumed.Changes(last), want[upTo:]), "the resumed client gets the rest")
+	closedThenResumes(t, slow, hub, wsURL, from, want[upTo:])
 }
 
 // A subscriber replaying from before a transaction of 50 changes (one
@@ -270,10 +247,22 @@ func TestEtcdLaggedInsideRevisionFinishesIt(t *testing.T) {
 		require.NoError(t, err)
 		want = append(want, written{rec.ModRev, "k" + strconv.Itoa(i)})
 	}
-	last := want[len(want)-1].rev
 
-	var got []testkit.Frame
-	var lagged testkit.Frame
+	got, lagged, from, upTo := readUntilLagged(t, slow, want)
+	t.Logf("lagged at from_rev %d (transaction at %d) from_index %d after %d changes: %q", from, rev, lagged.FromIndex, len(got), lagged.Message)
+	assert.Zero(t, lagged.FromIndex, "lagged names a whole revision")
+	assert.GreaterOrEqual(t, from, rev, "the transaction was finished before the cut")
+	require.NoError(t, checkGot(got, want[:upTo]), "every change up to from_rev, once, before the error")
+	closedThenResumes(t, slow, hub, wsURL, from, want[upTo:])
+}
+
+// readUntilLagged reads the slow client's changes until its lagged error,
+// and returns them, the error, its from_rev and how many of want are at
+// or before it. Every change it got is before the last of want: the
+// client was cut while behind.
+func readUntilLagged(t *testing.T, slow *wsClient, want []written) (got []testkit.Frame, lagged testkit.Frame, from uint64, upTo int) {
+	t.Helper()
+	last := want[len(want)-1].rev
 	for {
 		f := slow.Next()
 		if f.Type != ctxd.TypeContextUpdated {
@@ -285,20 +274,22 @@ func TestEtcdLaggedInsideRevisionFinishesIt(t *testing.T) {
 	}
 	require.Equal(t, ctxd.CodeLagged, lagged.Code, "%+v", lagged)
 	require.NotNil(t, lagged.FromRev)
-	from := *lagged.FromRev
-	t.Logf("lagged at from_rev %d (transaction at %d) from_index %d after %d changes: %q", from, rev, lagged.FromIndex, len(got), lagged.Message)
-	assert.Zero(t, lagged.FromIndex, "lagged names a whole revision")
-	assert.GreaterOrEqual(t, from, rev, "the transaction was finished before the cut")
-	upTo := 0
+	from = *lagged.FromRev
 	for upTo < len(want) && want[upTo].rev <= from {
 		upTo++
 	}
-	require.NoError(t, checkGot(got, want[:upTo]), "every change up to from_rev, once, before the error")
-	_, err = slow.NextErr()
+	return got, lagged, from, upTo
+}
+
+// closedThenResumes checks that the lagged client's connection closes, the
+// hub counts it, and a client resuming from from gets rest, each once.
+func closedThenResumes(t *testing.T, slow *wsClient, hub *realtime.Hub, wsURL func(url.Values) string, from uint64, rest []written) {
+	t.Helper()
+	_, err := slow.NextErr()
 	assert.True(t, isClose(err), "closed after the error: %v", err)
 	assert.Equal(t, uint64(1), hub.Stats().Lagged)
-
+	require.NotEmpty(t, rest, "cut while behind: changes after from_rev")
 	resumed := testkit.DialWatch(t, wsURL(url.Values{"from_rev": {strconv.FormatUint(from, 10)}}), nil)
 	resumed.Expect(ctxd.TypeSubscribed)
-	assert.NoError(t, checkGot(resumed.Changes(last), want[upTo:]), "the resumed client gets the rest, once")
+	assert.NoError(t, checkGot(resumed.Changes(rest[len(rest)-1].rev), rest), "the resumed client gets the rest, once")
 }
