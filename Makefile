@@ -98,7 +98,7 @@ perf: build
 load:
 	CTXD_LONG_LOAD=1 $(GO) test -race -run '^TestLoadMixedClients$$' -v -timeout 15m ./cmd/ctxd/
 
-## powerloss: TRIALS power-loss trials (default 50; make test runs 10) of the built server on powerfs, a FUSE file system
+## powerloss: TRIALS power-loss trials (default 50; make test runs 6) of the built server on powerfs, a FUSE file system
 ## that forgets unsynced writes (needs /dev/fuse and root); each trial's line as it ends, then one summary line, and
 ## exit 0 only when nothing acknowledged was lost, nothing is unopenable or torn. Full log: bin/powerloss.log.
 ## A failing trial names its seed: make powerloss TRIALS=1 SEED=<seed> runs it again. Then the store's own power-cut

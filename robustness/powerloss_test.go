@@ -31,7 +31,7 @@ import (
 // Settings of TestPowerLoss, from the environment (make powerloss sets
 // them).
 const (
-	envTrials = "CTXD_POWERLOSS_TRIALS"   // number of trials (default 10)
+	envTrials = "CTXD_POWERLOSS_TRIALS"   // number of trials (default 6, as make test runs)
 	envSeed   = "CTXD_POWERLOSS_SEED"     // seed of the first trial (default: from the clock); trial i has seed+i
 	envReport = "CTXD_POWERLOSS_REPORT"   // file that gets the two summary lines
 	envCut    = "CTXD_POWERLOSS_CUTPOINT" // run only this cut point (default: each in turn)
