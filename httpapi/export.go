@@ -305,7 +305,7 @@ func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header
 	// descriptor) as long as it keeps the connection: each write must
 	// make progress within StallTimeout (the server has no write timeout:
 	// a large export takes its time). The deadline goes with the answer.
-	w := stallWriter{w: res, rc: http.NewResponseController(res), stall: s.cfg.StallTimeout}
+	w := stalling{w: res, rc: http.NewResponseController(res), stall: s.cfg.StallTimeout}
 	defer func() { _ = w.rc.SetWriteDeadline(time.Time{}) }()
 	if sp.f == nil {
 		_, err = w.Write(sp.mem.Bytes())
@@ -321,14 +321,22 @@ func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header
 // DefaultStallTimeout is Config.StallTimeout by default.
 const DefaultStallTimeout = time.Minute
 
-// stallWriter gives each write to the client stall to complete.
-type stallWriter struct {
+// stalling gives each read of a request's body (r) and each write of its
+// answer (w) stall to complete: the connection's deadline moves with the
+// progress, instead of the server's read timeout bounding the whole.
+type stalling struct {
+	r     io.Reader
 	w     io.Writer
 	rc    *http.ResponseController
 	stall time.Duration
 }
 
-func (s stallWriter) Write(p []byte) (int, error) {
+func (s stalling) Read(p []byte) (int, error) {
+	_ = s.rc.SetReadDeadline(time.Now().Add(s.stall))
+	return s.r.Read(p)
+}
+
+func (s stalling) Write(p []byte) (int, error) {
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
 	return s.w.Write(p)
 }
@@ -375,18 +383,6 @@ func (w *fileAnswer) Write(p []byte) (int, error) {
 }
 
 func (w *fileAnswer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// stallReader gives each read of a request body stall to complete.
-type stallReader struct {
-	r     io.Reader
-	rc    *http.ResponseController
-	stall time.Duration
-}
-
-func (s stallReader) Read(p []byte) (int, error) {
-	_ = s.rc.SetReadDeadline(time.Now().Add(s.stall))
-	return s.r.Read(p)
-}
 
 // DefaultMaxSpoolBytes is Config.MaxSpoolBytes by default.
 const DefaultMaxSpoolBytes = 1 << 30

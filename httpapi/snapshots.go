@@ -103,7 +103,7 @@ func (s *Server) uploadSnapshot(c echo.Context) error {
 	// A database file of up to MaxUploadBytes may take longer to come than
 	// the server's read timeout (a GiB over a slow link): each read must
 	// progress within StallTimeout instead, as an export's writes do.
-	body := stallReader{r: bodyReader{req.Body}, rc: http.NewResponseController(c.Response()), stall: s.cfg.StallTimeout}
+	body := stalling{r: bodyReader{req.Body}, rc: http.NewResponseController(c.Response()), stall: s.cfg.StallTimeout}
 	meta, err := s.cfg.Snapshots.Upload(req.Context(), body, sum)
 	if err != nil {
 		return err

@@ -554,7 +554,9 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 			return
 		case <-t.C:
 		}
-		if m.scheduledElsewhere(interval/2, last) || m.unchangedSinceScheduled() {
+		// One listing for both checks (each reads every snapshot's
+		// metadata); a failed one is the snapshot's to report.
+		if list, err := m.List(); err == nil && (m.scheduledElsewhere(list, interval/2, last) || m.unchangedSinceScheduled(list)) {
 			continue
 		}
 		meta, err := m.Create(ctx, originSchedule)
@@ -579,12 +581,8 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 const originSchedule = "schedule"
 
 // unchangedSinceScheduled reports whether the newest scheduled snapshot
-// in the folder holds the store's current revision.
-func (m *Manager) unchangedSinceScheduled() bool {
-	list, err := m.List()
-	if err != nil {
-		return false // the snapshot's own error says more
-	}
+// of list (newest first) holds the store's current revision.
+func (m *Manager) unchangedSinceScheduled(list []ctxd.SnapshotMeta) bool {
 	st, ok := m.st.(interface{ Revision() uint64 })
 	if !ok {
 		return false
@@ -598,17 +596,13 @@ func (m *Manager) unchangedSinceScheduled() bool {
 	return false
 }
 
-// scheduledElsewhere reports whether the folder holds a scheduled
-// snapshot less than within old that is not mine. One dated more
+// scheduledElsewhere reports whether list holds a scheduled snapshot less
+// than within old that is not mine. One dated more
 // than within after now is not counted: it says only that a clock was
 // ahead when it was taken (this one's since stepped back, or another
 // instance's), and would hold every tick back until the clock caught up
 // with it.
-func (m *Manager) scheduledElsewhere(within time.Duration, mine string) bool {
-	list, err := m.List()
-	if err != nil {
-		return false // the snapshot's own error says more
-	}
+func (m *Manager) scheduledElsewhere(list []ctxd.SnapshotMeta, within time.Duration, mine string) bool {
 	now := m.now()
 	for _, s := range list {
 		if age := now.Sub(s.Created); s.Origin == originSchedule && s.ID != mine && age < within && age > -within {
