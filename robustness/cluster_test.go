@@ -110,9 +110,7 @@ func startClusterOf(t *testing.T, n int, o clusterOptions) *testCluster {
 			if p != nil {
 				p.Kill()
 			}
-			if t.Failed() {
-				t.Logf("etcd member %s log:\n%s", ms[i].Name, c.logs[i].String())
-			}
+			testkit.LogOnFailure(t, "etcd member "+ms[i].Name+" log", c.logs[i].String())
 		}
 	})
 	for i := range ms {
@@ -724,9 +722,7 @@ func TestClusterCommand(t *testing.T) {
 	exited := make(chan error, 1)
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill() // its children get SIGTERM (Linux) when it dies
-		if t.Failed() {
-			t.Logf("ctxd-cluster stderr:\n%s", stderr.String())
-		}
+		testkit.LogOnFailure(t, "ctxd-cluster stderr", stderr.String())
 	})
 
 	// "  m1  http://...  pid N  log ..." and "  ctxd1  http://...  pid N  log ..."

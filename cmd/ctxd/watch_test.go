@@ -80,9 +80,7 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 	go func() { exited <- watch.Wait() }()
 	t.Cleanup(func() {
 		_ = watch.Process.Kill()
-		if t.Failed() {
-			t.Logf("watch stderr:\n%s", errOut.String())
-		}
+		testkit.LogOnFailure(t, "watch stderr", errOut.String())
 	})
 	c, err := client.New(srv.URL)
 	require.NoError(t, err)

@@ -7,6 +7,8 @@
 // ([NewRequest], [Send]), WebSocket clients of /v1/watch ([DialWatch]), a
 // wait for a condition instead of a sleep ([Eventually]), and the
 // goroutine-leak check every package's TestMain runs ([VerifyNoLeaks]),
+// a failed test's child-process and server logs kept in files when long
+// ([LogOnFailure]: the failure stays at the end of the output),
 // and the real binary: built once ([BuildCtxd]) and run as a child process
 // that tests signal and kill ([StartServe], [Process]).
 //

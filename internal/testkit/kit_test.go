@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -240,4 +241,36 @@ func TestTCPProxyBlackholesOneSender(t *testing.T) {
 	}
 	p.Heal()
 	require.Equal(t, "a", <-held, "the held request after Heal")
+}
+
+// loggingTB is a test that failed or passed, recording what it logs.
+type loggingTB struct {
+	testing.TB
+	failed bool
+	logs   []string
+}
+
+func (l *loggingTB) Failed() bool                 { return l.failed }
+func (l *loggingTB) Helper()                      {}
+func (l *loggingTB) Logf(format string, a ...any) { l.logs = append(l.logs, fmt.Sprintf(format, a...)) }
+
+// LogOnFailure writes a short log inline and keeps a long one in a file,
+// logging its path; a test that passed logs nothing.
+func TestLogOnFailure(t *testing.T) {
+	t.Setenv("CTXD_TEST_LOGS", t.TempDir())
+	failed := &loggingTB{TB: t, failed: true}
+	testkit.LogOnFailure(failed, "short", "one\ntwo\n")
+	long := strings.Repeat("a line of an etcd member's log\n", 500)
+	testkit.LogOnFailure(failed, "etcd member m1 log", long)
+	require.Len(t, failed.logs, 2)
+	assert.Equal(t, "short:\none\ntwo\n", failed.logs[0])
+	path, ok := strings.CutPrefix(failed.logs[1], "etcd member m1 log: 500 lines, kept in ")
+	require.True(t, ok, failed.logs[1])
+	kept, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, long, string(kept))
+
+	passed := &loggingTB{TB: t}
+	testkit.LogOnFailure(passed, "short", "one\n")
+	assert.Empty(t, passed.logs)
 }

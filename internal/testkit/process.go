@@ -150,9 +150,7 @@ func StartServeErr(t testing.TB, bin, dataDir string, o ServeOptions) (*Process,
 	}()
 	t.Cleanup(func() {
 		p.Kill()
-		if t.Failed() {
-			t.Logf("server %s stderr:\n%s", p.Addr, p.Stderr.String())
-		}
+		LogOnFailure(t, "server "+p.Addr+" stderr", p.Stderr.String())
 	})
 
 	select {

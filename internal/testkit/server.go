@@ -87,9 +87,7 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Cleanup(func() {
 		s.Stop()
 		CheckBoltFile(t, filepath.Join(cfg.DataDir, server.DBFile))
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.Logs.String())
-		}
+		LogOnFailure(t, "server log", s.Logs.String())
 	})
 	return s
 }
