@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -423,12 +424,15 @@ func accessHint(err error) string {
 // it handles the request (etcd's gRPC interceptor: nothing applied, so a
 // write may go again), and the client's balancer picks another member for
 // the next attempt. Without a quorum every member refuses: the request
-// fails fast, unavailable. Only the key-value and lease requests carry
-// the mark: a maintenance request (Status, for /v1/status and /readyz)
-// asks one member about itself, which it answers without a leader.
+// fails fast, unavailable. The key-value and lease requests carry the
+// mark, and the alarm list (/v1/status and /readyz read it), which etcd
+// answers through raft too (a CI run's log showed alarm lists held 2 s
+// each by a cut-off member). The other maintenance requests (Status,
+// Defragment) ask one member about itself, which it answers without a
+// leader, and must not go to another.
 func requireLeader(endpoints int) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if !strings.HasPrefix(method, "/etcdserverpb.KV/") && !strings.HasPrefix(method, "/etcdserverpb.Lease/") {
+		if !needsLeader(method) {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
 		ctx = clientv3.WithRequireLeader(ctx)
@@ -441,6 +445,14 @@ func requireLeader(endpoints int) grpc.UnaryClientInterceptor {
 		}
 		return err
 	}
+}
+
+// needsLeader reports the etcd requests that a member answers through
+// raft, or from state a member without a leader may hold stale: those
+// requireLeader marks.
+func needsLeader(method string) bool {
+	return strings.HasPrefix(method, "/etcdserverpb.KV/") || strings.HasPrefix(method, "/etcdserverpb.Lease/") ||
+		method == etcdserverpb.Maintenance_Alarm_FullMethodName
 }
 
 // writeError turns an etcd client error of a write into ctxd's. A write
