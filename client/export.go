@@ -72,6 +72,12 @@ func (c *Client) Dumps(ctx context.Context) (DumpList, error) {
 	return call[DumpList](ctx, c, "list dumps", request{method: http.MethodGet, path: "/v1/dumps"})
 }
 
+// DeleteDump removes the server's dump file name.
+func (c *Client) DeleteDump(ctx context.Context, name string) error {
+	err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/dumps/" + url.PathEscape(name)})
+	return wrap("delete dump "+name, err)
+}
+
 // DownloadDump copies the server's dump file name to w.
 func (c *Client) DownloadDump(ctx context.Context, name string, w io.Writer) error {
 	resp, err := c.stream(ctx, http.MethodGet, "/v1/dumps/"+url.PathEscape(name), nil, nil)

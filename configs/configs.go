@@ -223,6 +223,14 @@ type Dumps struct {
 	// instances of an etcd deployment may share one (a shared volume), so
 	// that each lists and serves every dump.
 	Dir string
+	// Keep (dumps.keep) is how many dump files the folder keeps: after
+	// each server-side dump the oldest beyond it are removed. 0 keeps
+	// all.
+	Keep int
+	// MaxBytes (dumps.max_bytes) bounds the dump files' total size: after
+	// each server-side dump the oldest are removed until the rest fit
+	// (the new dump stays, however large). 0: no bound.
+	MaxBytes int64
 }
 
 // Snapshots configures snapshots, kept in DataDir/snapshots unless Dir
@@ -852,6 +860,8 @@ var settings = []setting{
 		get: func(c *Config) string { return c.Compat.Namespace },
 	},
 	pathSetting("dumps.dir", func(c *Config) *string { return &c.Dumps.Dir }),
+	countSetting("dumps.keep", false, func(c *Config) *int { return &c.Dumps.Keep }),
+	sizeOrZeroSetting("dumps.max_bytes", 1<<62, "no bound", func(c *Config) *int64 { return &c.Dumps.MaxBytes }),
 	pathSetting("snapshots.dir", func(c *Config) *string { return &c.Snapshots.Dir }),
 	durationSetting("snapshots.interval", true, func(c *Config) *time.Duration { return &c.Snapshots.Interval }),
 	countSetting("snapshots.keep", false, func(c *Config) *int { return &c.Snapshots.Keep }),
@@ -913,22 +923,7 @@ var settings = []setting{
 	countSetting("websocket.rate_burst", false, func(c *Config) *int { return &c.WebSocket.RateBurst }),
 	countSetting("websocket.rate_limit_max_refused", false, func(c *Config) *int { return &c.WebSocket.RateLimitMaxRefused }),
 	choiceSetting("store.backend", "backend", func(c *Config) *string { return &c.Store.Backend }, BackendBolt, BackendEtcd),
-	{
-		path: "store.read_cache_bytes",
-		set: func(c *Config, v string) error {
-			if strings.TrimSpace(v) == "0" {
-				c.Store.ReadCacheBytes = 0
-				return nil
-			}
-			n, err := parseSize(v, 1<<40)
-			if err != nil {
-				return fmt.Errorf("%w (or 0: no cache)", err)
-			}
-			c.Store.ReadCacheBytes = n
-			return nil
-		},
-		get: func(c *Config) string { return strconv.FormatInt(c.Store.ReadCacheBytes, 10) },
-	},
+	sizeOrZeroSetting("store.read_cache_bytes", 1<<40, "no cache", func(c *Config) *int64 { return &c.Store.ReadCacheBytes }),
 	{
 		path: "etcd.endpoints",
 		set: func(c *Config, v string) error {
@@ -1057,6 +1052,27 @@ func sizeSetting[T int | int64](path string, max int64, field func(*Config) *T) 
 			return nil
 		},
 		get: func(c *Config) string { return strconv.FormatInt(int64(*field(c)), 10) },
+	}
+}
+
+// sizeOrZeroSetting is a byte count in 1..max (parseSize), or 0, which
+// zero says the meaning of ("no cache").
+func sizeOrZeroSetting(path string, max int64, zero string, field func(*Config) *int64) setting {
+	return setting{
+		path: path,
+		set: func(c *Config, v string) error {
+			if strings.TrimSpace(v) == "0" {
+				*field(c) = 0
+				return nil
+			}
+			n, err := parseSize(v, max)
+			if err != nil {
+				return fmt.Errorf("%w (or 0: %s)", err, zero)
+			}
+			*field(c) = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatInt(*field(c), 10) },
 	}
 }
 

@@ -238,6 +238,69 @@ func (d *Dir) List() ([]FileInfo, error) {
 	return out, nil
 }
 
+// Remove deletes the dump file name (checked by CheckName) and syncs the
+// folder, so that the removal survives a crash; a missing file is an
+// error matching ErrNoDump.
+func (d *Dir) Remove(name string) error {
+	info, err := d.Stat(name)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(info.Path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s", ErrNoDump, name) // removed meanwhile
+		}
+		return fmt.Errorf("remove dump %s: %w", name, err)
+	}
+	if err := fsutil.SyncDir(d.path); err != nil {
+		return fmt.Errorf("remove dump %s: %w", name, err)
+	}
+	return nil
+}
+
+// Retention bounds a dump folder: the newest Keep files (0: any number)
+// whose sizes add up to at most MaxBytes (0: any size).
+type Retention struct {
+	Keep     int
+	MaxBytes int64
+}
+
+// Prune removes the dump files beyond r: the folder keeps its newest
+// files as long as they number at most r.Keep and add up to at most
+// r.MaxBytes, and every older one goes. The file named keep (the dump
+// just written) counts but is never removed: a dump larger than MaxBytes
+// is kept, alone. It returns the files removed; a file another process
+// removed first is not an error.
+func (d *Dir) Prune(r Retention, keep string) ([]string, error) {
+	if r.Keep <= 0 && r.MaxBytes <= 0 {
+		return nil, nil
+	}
+	files, err := d.List()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	count, bytes, full := 0, int64(0), false
+	for _, f := range files { // newest first
+		count++
+		bytes += f.Size
+		full = full || r.Keep > 0 && count > r.Keep || r.MaxBytes > 0 && bytes > r.MaxBytes
+		if !full || f.Name == keep {
+			continue
+		}
+		if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return removed, fmt.Errorf("prune dumps: %w", err)
+		}
+		removed = append(removed, f.Name)
+	}
+	if len(removed) > 0 {
+		if err := fsutil.SyncDir(d.path); err != nil {
+			return removed, fmt.Errorf("prune dumps: %w", err)
+		}
+	}
+	return removed, nil
+}
+
 // Spool returns a new temp file in the folder, already removed from it: it
 // holds data only while open and never survives a crash or shows in List.
 func (d *Dir) Spool() (*os.File, error) {

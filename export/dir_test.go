@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -228,4 +229,85 @@ func TestDumpName(t *testing.T) {
 		require.ErrorIs(t, err, export.ErrBadName, "%q", in)
 	}
 	assert.Equal(t, "context_dump_20260304_050607.csv", export.DefaultName(export.CSV, dumpTime))
+}
+
+// dumpsAged writes dumps of the given sizes into d, the first the oldest
+// (an hour apart), and returns their names, oldest first.
+func dumpsAged(t *testing.T, d *export.Dir, sizes ...int) []string {
+	t.Helper()
+	var out []string
+	for i, size := range sizes {
+		name := "d" + strconv.Itoa(i) + ".json"
+		fi, err := d.Create(name, true, func(w io.Writer) error {
+			_, err := io.WriteString(w, strings.Repeat("x", size))
+			return err
+		})
+		require.NoError(t, err)
+		at := time.Now().Add(time.Duration(i-len(sizes)) * time.Hour)
+		require.NoError(t, os.Chtimes(fi.Path, at, at))
+		out = append(out, name)
+	}
+	return out
+}
+
+// Remove deletes one dump; a missing one is ErrNoDump, a bad name
+// ErrBadName, and nothing else in the folder is touched.
+func TestDirRemove(t *testing.T) {
+	path := t.TempDir()
+	d, err := export.OpenDir(path)
+	require.NoError(t, err)
+	n := dumpsAged(t, d, 1, 1)
+	require.NoError(t, d.Remove(n[0]))
+	require.ErrorIs(t, d.Remove(n[0]), export.ErrNoDump)
+	require.ErrorIs(t, d.Remove("../"+n[1]), export.ErrBadName)
+	require.ErrorIs(t, d.Remove(".writers.lock"), export.ErrBadName)
+	list, err := d.List()
+	require.NoError(t, err)
+	assert.Equal(t, []string{n[1]}, names(list))
+}
+
+// Prune keeps the newest dumps within the count and the size, removes
+// every older one, and never the dump just written, even when it alone
+// is over the size; temp and hidden files are not dumps and stay.
+func TestDirPrune(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		sizes     []int
+		r         export.Retention
+		just      int // index of the dump just written
+		remaining []int
+	}{
+		{"no bound keeps all", []int{5, 5, 5}, export.Retention{}, 2, []int{0, 1, 2}},
+		{"count", []int{5, 5, 5, 5}, export.Retention{Keep: 2}, 3, []int{2, 3}},
+		{"count of one", []int{5, 5, 5}, export.Retention{Keep: 1}, 2, []int{2}},
+		{"bytes", []int{5, 5, 5, 5}, export.Retention{MaxBytes: 10}, 3, []int{2, 3}},
+		{"bytes: an older small one goes too", []int{1, 9, 5}, export.Retention{MaxBytes: 10}, 2, []int{2}},
+		{"both: the tighter wins", []int{5, 5, 5, 5}, export.Retention{Keep: 3, MaxBytes: 10}, 3, []int{2, 3}},
+		{"the dump just written is kept alone when over the size", []int{5, 5, 50}, export.Retention{MaxBytes: 10}, 2, []int{2}},
+		{"the dump just written is kept even when not the newest", []int{5, 5, 5}, export.Retention{Keep: 1}, 0, []int{0, 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := t.TempDir()
+			d, err := export.OpenDir(path)
+			require.NoError(t, err)
+			n := dumpsAged(t, d, c.sizes...)
+			require.NoError(t, os.WriteFile(filepath.Join(path, export.TempPrefix+"x.json-1"), []byte("partial"), 0o600))
+			require.NoError(t, os.WriteFile(filepath.Join(path, ".hidden"), nil, 0o600))
+			removed, err := d.Prune(c.r, n[c.just])
+			require.NoError(t, err)
+			var want, gone []string
+			for i := range n {
+				if slices.Contains(c.remaining, i) {
+					want = append(want, n[i])
+				} else {
+					gone = append(gone, n[i])
+				}
+			}
+			list, err := d.List()
+			require.NoError(t, err)
+			assert.ElementsMatch(t, want, names(list))
+			assert.ElementsMatch(t, gone, removed)
+			assert.Subset(t, testkit.DirNames(t, path), []string{export.TempPrefix + "x.json-1", ".hidden"})
+		})
+	}
 }

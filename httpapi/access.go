@@ -115,6 +115,7 @@ func (s *Server) accessRules() map[string]rule {
 		"POST /v1/ns/:ns/dumps":  admin,
 		"GET /v1/dumps":          admin,
 		"GET /v1/dumps/*":        admin,
+		"DELETE /v1/dumps/*":     admin,
 
 		"POST /v1/snapshots":             admin,
 		"GET /v1/snapshots":              admin,

@@ -149,6 +149,7 @@ func accessCases() []accessCase {
 		c("POST", "/v1/ns/team/dumps?format=json", "", "/v1/ns/:ns/dumps", admin, false),
 		c("GET", "/v1/dumps", "", "/v1/dumps", admin, false),
 		c("GET", "/v1/dumps/nope.json", "", "/v1/dumps/*", admin, false),
+		c("DELETE", "/v1/dumps/nope.json", "", "/v1/dumps/*", admin, false),
 
 		c("POST", "/v1/snapshots", "", "/v1/snapshots", admin, false),
 		c("GET", "/v1/snapshots", "", "/v1/snapshots", admin, false),

@@ -34,6 +34,7 @@ import (
 //	POST /v1/ns/{ns}/dumps?format=&filename=&history=&rev=   a dump written to the dump folder
 //	GET  /v1/dumps                                   the dump files
 //	GET  /v1/dumps/{filename}                        download one
+//	DELETE /v1/dumps/{filename}                      remove one
 
 // errNoDumpDir answers dump requests when Config.DumpDir is empty.
 var errNoDumpDir = errors.New("server-side dumps are disabled: the server has no dump folder")
@@ -110,6 +111,7 @@ func (s *Server) exportRoutes() {
 	e.POST("/v1/ns/:ns/dumps", s.createDump)
 	getAndHead(e, "/v1/dumps", s.listDumps)
 	getAndHead(e, "/v1/dumps/*", s.downloadDump)
+	e.DELETE("/v1/dumps/*", s.deleteDump)
 }
 
 // dumpRequest is what a dump or an export asks for.
@@ -245,7 +247,22 @@ func (s *Server) dumpToFile(r dumpRequest) (ctxd.DumpInfo, error) {
 		Uint64("revision", info.Revision).Int("keys", info.KeyCount).Int64("bytes", fi.Size).
 		Str("who", r.who).Msg("dump written")
 	s.dumps.dumped(info)
+	s.pruneDumps(dir, fi.Name)
 	return info, nil
+}
+
+// pruneDumps applies the dump folder's retention (dumps.keep,
+// dumps.max_bytes) after the dump just written. A failure is logged, not
+// returned: the dump itself was written.
+func (s *Server) pruneDumps(dir *export.Dir, just string) {
+	removed, err := dir.Prune(s.cfg.DumpRetention, just)
+	if len(removed) > 0 {
+		s.log.Info().Strs("removed", removed).Int("keep", s.cfg.DumpRetention.Keep).
+			Int64("max_bytes", s.cfg.DumpRetention.MaxBytes).Msg("dumps pruned")
+	}
+	if err != nil {
+		s.log.Error().Err(err).Msg("pruning the dump folder failed")
+	}
 }
 
 // exportNS serves GET /v1/ns/{ns}/export: the dump, sent as an attachment
@@ -614,21 +631,45 @@ func (s *Server) downloadDump(c echo.Context) error {
 	return s.sendDumpFile(c, "/v1/dumps/")
 }
 
+// dumpInPath returns the dump folder and the dump filename the rest of
+// the escaped path after prefix names (unescaped, not checked yet: the
+// folder's methods check it before anything is opened).
+func (s *Server) dumpInPath(c echo.Context, prefix string) (*export.Dir, string, error) {
+	dir := s.dumps.dir
+	if dir == nil {
+		return nil, "", errNoDumpDir
+	}
+	raw, ok := strings.CutPrefix(c.Request().URL.EscapedPath(), prefix)
+	if !ok {
+		return nil, "", badRequest("malformed dump path")
+	}
+	name, err := url.PathUnescape(raw)
+	if err != nil {
+		return nil, "", badRequest("dump filename is not a valid path-escaped string: " + err.Error())
+	}
+	return dir, name, nil
+}
+
+// deleteDump serves DELETE /v1/dumps/{filename}.
+func (s *Server) deleteDump(c echo.Context) error {
+	dir, name, err := s.dumpInPath(c, "/v1/dumps/")
+	if err != nil {
+		return err
+	}
+	if err := dir.Remove(name); err != nil {
+		return err
+	}
+	s.log.Info().Str("file", name).Str("who", who(c)).Msg("dump deleted")
+	return sendJSON(c, http.StatusOK, map[string]string{"deleted": name})
+}
+
 // sendDumpFile sends the dump file named by the rest of the escaped path
 // after prefix. A name that breaks the filename rule (a slash, "..", an
 // encoded one, ...) is a 400, before anything is opened.
 func (s *Server) sendDumpFile(c echo.Context, prefix string) error {
-	dir := s.dumps.dir
-	if dir == nil {
-		return errNoDumpDir
-	}
-	raw, ok := strings.CutPrefix(c.Request().URL.EscapedPath(), prefix)
-	if !ok {
-		return badRequest("malformed dump path")
-	}
-	name, err := url.PathUnescape(raw)
+	dir, name, err := s.dumpInPath(c, prefix)
 	if err != nil {
-		return badRequest("dump filename is not a valid path-escaped string: " + err.Error())
+		return err
 	}
 	f, fi, err := dir.Open(name)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -307,6 +308,61 @@ func TestDumpsV1(t *testing.T) {
 	requireError(t, e.do(http.MethodPost, "/v1/ns/default/dumps?format=xml", ""), 400, "bad_request")
 	requireError(t, e.do(http.MethodGet, "/v1/dumps/nope.json", ""), 404, "not_found")
 	assert.Len(t, e.hookCalls(), 2)
+}
+
+// dumps.keep and dumps.max_bytes prune the oldest dump files after each
+// server-side dump (v1's and /ctx's alike), never the one just written,
+// and log what went; DELETE /v1/dumps/{filename} removes one.
+func TestDumpRetentionAndDelete(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{DumpRetention: export.Retention{Keep: 2, MaxBytes: 4096}})
+	e.put("a", `1`)
+	dumpNames := func() []string {
+		r := e.do(http.MethodGet, "/v1/dumps", "")
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		var out []string
+		for _, d := range decode[ctxd.DumpList](t, r).Dumps {
+			out = append(out, d.Filename)
+		}
+		return out
+	}
+	// Each dump is dated a minute after the one before (file times may
+	// not tell dumps a few milliseconds apart).
+	dated := time.Now().Add(-time.Hour)
+	dump := func(method, path, body string) {
+		t.Helper()
+		r := e.do(method, path, body)
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		dated = dated.Add(time.Minute)
+		var written struct{ Path string } // v1's DumpInfo or /ctx's answer
+		require.NoError(t, json.Unmarshal(r.body, &written))
+		require.NoError(t, os.Chtimes(written.Path, dated, dated))
+	}
+	dump(http.MethodPost, "/v1/ns/default/dumps?filename=one", "")
+	dump(http.MethodPost, "/v1/ns/default/dumps?filename=two", "")
+	dump(http.MethodPost, "/v1/ns/default/dumps?filename=three", "")
+	assert.Equal(t, []string{"three.json", "two.json"}, dumpNames(), "the newest 2 are kept")
+	dump(http.MethodPost, "/ctx/dump", `{"filename":"four"}`)
+	assert.Equal(t, []string{"four.json", "three.json"}, dumpNames(), "/ctx/dump prunes too")
+	var pruned [][]any
+	for _, l := range e.logs.Lines(t) {
+		if l["message"] == "dumps pruned" {
+			pruned = append(pruned, l["removed"].([]any))
+		}
+	}
+	assert.Equal(t, [][]any{{"one.json"}, {"two.json"}}, pruned)
+
+	// A dump over max_bytes is kept, alone.
+	e.put("big", `"`+strings.Repeat("x", 5000)+`"`)
+	dump(http.MethodPost, "/v1/ns/default/dumps?filename=big", "")
+	assert.Equal(t, []string{"big.json"}, dumpNames())
+
+	r := e.do(http.MethodDelete, "/v1/dumps/big.json", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.JSONEq(t, `{"deleted":"big.json"}`, string(r.body))
+	assert.Empty(t, dumpNames())
+	requireError(t, e.do(http.MethodDelete, "/v1/dumps/big.json", ""), 404, "not_found")
+	requireError(t, e.do(http.MethodDelete, "/v1/dumps/..%2Fctxd.db", ""), 400, "bad_request")
+	requireError(t, e.do(http.MethodDelete, "/v1/dumps/.writers.lock", ""), 400, "bad_request")
 }
 
 // Server-side dumps taken while 8 writers keep writing hold exactly what

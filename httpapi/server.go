@@ -11,6 +11,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	// DumpDir is the folder of server-side dumps (export.go); "" disables
 	// them. New removes the temp files a crash left in it.
 	DumpDir string
+	// DumpRetention bounds the dump folder after each server-side dump
+	// (dumps.keep, dumps.max_bytes); zero keeps every file.
+	DumpRetention export.Retention
 	// OnDump, when set, is called after every successful dump: a file
 	// written by POST /ctx/dump or POST /v1/ns/{ns}/dumps, or an export
 	// sent by GET /v1/ns/{ns}/export (Filename empty). It runs in the

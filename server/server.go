@@ -24,6 +24,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/internal/snapbudget"
@@ -165,6 +166,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		Version: o.version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, OnDump: notifyDumped(hub, sio),
 		Clients:         func() int { return hub.Clients() + sio.Clients() },
 		CompatNamespace: cfg.Compat.Namespace, DumpDir: dumpDir,
+		DumpRetention: export.Retention{Keep: cfg.Dumps.Keep, MaxBytes: cfg.Dumps.MaxBytes},
 		Snapshots: snaps, KeepVersions: cfg.History.KeepVersions,
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes, MaxSpoolBytes: cfg.HTTP.MaxSpoolBytes,
 		Metrics: metrics.reg, Gatherer: metrics.reg,

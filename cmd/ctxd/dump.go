@@ -117,9 +117,11 @@ func (a *app) dumpsCmd() *cobra.Command {
 		Short: "List the dump files on the server, newest first",
 		Long: `List the dump files in the server's dump folder, newest first.
 -o value prints the filenames only. Download one with
-curl $CTXD_SERVER/v1/dumps/NAME (or /ctx/dump/NAME).`,
+curl $CTXD_SERVER/v1/dumps/NAME (or /ctx/dump/NAME); remove one with
+'ctxd dumps rm NAME'.`,
 		Args: cobra.NoArgs,
 	}
+	cmd.AddCommand(a.dumpsRmCmd())
 	c := a.clientFlags(cmd, outTable, true)
 	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
 		list, err := cl.Dumps(ctx)
@@ -127,6 +129,19 @@ curl $CTXD_SERVER/v1/dumps/NAME (or /ctx/dump/NAME).`,
 			return err
 		}
 		return c.printDumps(list)
+	})
+	return cmd
+}
+
+func (a *app) dumpsRmCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "rm NAME", Aliases: []string{"delete"}, Short: "Remove a dump file from the server", Args: exactArgs("NAME")}
+	c := a.clientFlags(cmd, outTable, false)
+	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
+		if err := cl.DeleteDump(ctx, args[0]); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(a.stdout, "removed %s\n", args[0])
+		return err
 	})
 	return cmd
 }

@@ -98,6 +98,8 @@ func TestDumpImportCLI(t *testing.T) {
 	assert.Equal(t, filepath.Join(data, "dumps"), list.Directory)
 	assert.Len(t, list.Dumps, 2)
 	assert.Contains(t, run(t, "", "dumps"), "FILENAME")
+	assert.Equal(t, "removed nightly.csv\n", run(t, "", "dumps", "rm", "nightly.csv"))
+	assert.NotContains(t, run(t, "", "dumps", "-o", "value"), "nightly.csv")
 
 	// Import: a dump file into another namespace gives it the same keys.
 	jsonFile := filepath.Join(dir, "ctx.json")
