@@ -167,7 +167,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		Clients:         func() int { return hub.Clients() + sio.Clients() },
 		CompatNamespace: cfg.Compat.Namespace, DumpDir: dumpDir,
 		DumpRetention: export.Retention{Keep: cfg.Dumps.Keep, MaxBytes: cfg.Dumps.MaxBytes},
-		Snapshots: snaps, KeepVersions: cfg.History.KeepVersions,
+		Snapshots:     snaps, KeepVersions: cfg.History.KeepVersions,
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes, MaxSpoolBytes: cfg.HTTP.MaxSpoolBytes,
 		Metrics: metrics.reg, Gatherer: metrics.reg,
 		Access: access, CORSOrigins: cfg.HTTP.CORSOrigins, RateLimit: cfg.HTTP.RateLimit, RateBurst: cfg.HTTP.RateBurst,
