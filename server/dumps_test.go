@@ -3,14 +3,17 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // Two instances of an etcd deployment with one dumps folder (dumps.dir, a
@@ -70,4 +73,36 @@ func TestInstancesShareADumpsFolder(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, listed.Dumps, "the control: an instance with a folder of its own")
 	require.True(t, client.IsNotFound(oc.DownloadDump(ctx, nightly.Filename, &file)))
+}
+
+// dumps.keep reaches the server: after each server-side dump the oldest
+// beyond it go. Each dump is dated a minute after the one before (file
+// times may not tell dumps a few milliseconds apart). The client deletes
+// one too (DeleteDump).
+func TestDumpsKeep(t *testing.T) {
+	s := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.Dumps.Keep = 2 }))
+	c := instanceClient(t, s.URL)
+	ctx := t.Context()
+	_, err := c.Put(ctx, "default", "k", json.RawMessage(`1`), client.PutOptions{})
+	require.NoError(t, err)
+	dated := time.Now().Add(-time.Hour)
+	for _, name := range []string{"one", "two", "three"} {
+		info, err := c.Dump(ctx, "default", name, client.ExportOptions{})
+		require.NoError(t, err)
+		dated = dated.Add(time.Minute)
+		require.NoError(t, os.Chtimes(info.Path, dated, dated))
+	}
+	listed, err := c.Dumps(ctx)
+	require.NoError(t, err)
+	var names []string
+	for _, d := range listed.Dumps {
+		names = append(names, d.Filename)
+	}
+	assert.Equal(t, []string{"three.json", "two.json"}, names)
+
+	require.NoError(t, c.DeleteDump(ctx, "two.json"))
+	require.True(t, client.IsNotFound(c.DeleteDump(ctx, "two.json")))
+	listed, err = c.Dumps(ctx)
+	require.NoError(t, err)
+	require.Len(t, listed.Dumps, 1)
 }
