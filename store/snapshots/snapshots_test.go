@@ -247,6 +247,16 @@ func TestSchedule(t *testing.T) {
 		defer mu.Unlock()
 		return len(taken) >= 4
 	}, "scheduled snapshots did not appear")
+	// No more writes: once the schedule has reported the snapshot of the
+	// last one (after pruning for it), it takes no other, and the folder
+	// holds what it pruned to. (Counted earlier, a snapshot being taken
+	// meanwhile, listed before its pruning, made 3.)
+	rev := st.Revision()
+	testkit.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return taken[len(taken)-1].Revision == rev
+	}, "the last write's snapshot")
 	list := scheduled()
 	assert.Len(t, list, 2, "pruned to keep")
 	mu.Lock()
@@ -254,9 +264,8 @@ func TestSchedule(t *testing.T) {
 	mu.Unlock()
 
 	// Idle: no snapshot of a revision the newest already holds.
-	rev := st.Revision()
-	testkit.Eventually(t, func() bool { return scheduled()[0].Revision == rev }, "the last write's snapshot")
-	idle := scheduled()[0].ID
+	idle := list[0].ID
+	assert.Equal(t, rev, list[0].Revision)
 	time.Sleep(200 * time.Millisecond) // about 10 ticks
 	assert.Equal(t, idle, scheduled()[0].ID, "an idle server takes no copies of one state")
 	cancel()
