@@ -400,30 +400,30 @@ func TestScheduleAfterTheClockSteppedBack(t *testing.T) {
 	require.NoError(t, err)
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
+	var mu sync.Mutex
+	var taken []string // as the schedule reports them, after each one's pruning
 	go func() {
 		defer close(done)
-		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) }, nil)
+		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) }, func(meta ctxd.SnapshotMeta, _ []string) {
+			mu.Lock()
+			defer mu.Unlock()
+			taken = append(taken, meta.ID)
+		})
 	}()
 	defer func() { cancel(); <-done }()
-	var taken []string
 	i := 2
 	testkit.Eventually(t, func() bool {
 		put(t, st, "k", fmt.Sprint(i)) // a new revision for each
 		i++
-		list, err := m.List()
-		require.NoError(t, err)
-		for _, s := range list {
-			if s.Created.Before(now.Add(time.Hour)) && !slices.Contains(taken, s.ID) {
-				taken = append(taken, s.ID)
-			}
-		}
+		mu.Lock()
+		defer mu.Unlock()
 		return len(taken) >= 3
-	}, "the schedule takes snapshots again, and each survives its own pruning")
+	}, "the schedule takes snapshots again")
 	cancel()
-	<-done
+	<-done // its last snapshot reported: the folder is what it left
 	list, err := m.List()
 	require.NoError(t, err)
 	assert.Len(t, list, 2, "pruned to keep")
 	assert.True(t, slices.ContainsFunc(list, func(s ctxd.SnapshotMeta) bool { return s.ID == taken[len(taken)-1] }),
-		"the last snapshot taken is kept: %v", list)
+		"the last snapshot taken survives its own pruning: %v", list)
 }
