@@ -43,9 +43,12 @@ func TestASlowUploadOutlastsTheReadTimeout(t *testing.T) {
 	require.NoError(t, err)
 	file := e.do(http.MethodGet, "/v1/snapshots/"+meta.ID, "")
 	require.Equal(t, http.StatusOK, file.status)
-	srv := httpapi.New(e.store, httpapi.Config{Version: "test", Snapshots: m, MaxUploadBytes: 1 << 20, StallTimeout: time.Second}, zerolog.Nop())
+	// Margins for a loaded machine: the handler's first read may come
+	// well after the request's (the read timeout holds until then), and a
+	// pause between two parts must stay well under the stall timeout.
+	srv := httpapi.New(e.store, httpapi.Config{Version: "test", Snapshots: m, MaxUploadBytes: 1 << 20, StallTimeout: 2 * time.Second}, zerolog.Nop())
 	ts := httptest.NewUnstartedServer(srv.Handler())
-	ts.Config.ReadTimeout = 300 * time.Millisecond
+	ts.Config.ReadTimeout = time.Second
 	ts.Start()
 	defer ts.Close()
 
@@ -76,10 +79,10 @@ func TestASlowUploadOutlastsTheReadTimeout(t *testing.T) {
 		defer res.Body.Close()
 		return res.StatusCode, nil
 	}
-	status, err := upload(100 * time.Millisecond) // 800 ms in all
+	status, err := upload(250 * time.Millisecond) // 2 s in all
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusCreated, status, "an upload that keeps coming outlasts the read timeout")
-	status, err = upload(1500 * time.Millisecond)
+	status, err = upload(3 * time.Second)
 	if err == nil {
 		assert.GreaterOrEqual(t, status, 400, "an upload that stops for StallTimeout ends")
 	}
@@ -90,7 +93,9 @@ func TestASlowUploadOutlastsTheReadTimeout(t *testing.T) {
 // held a copy of the namespace each, without bound), but one answer of
 // any size always goes; the bytes come back when an answer ends.
 func TestSpooledAnswersShareATempFileBudget(t *testing.T) {
-	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxSpoolBytes: 1 << 20, StallTimeout: time.Second}})
+	// The stall timeout gives the second export time to spill (seconds
+	// on a loaded machine) before the first one's bytes come back.
+	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxSpoolBytes: 1 << 20, StallTimeout: 5 * time.Second}})
 	res := stalledExport(t, e)
 	require.Equal(t, http.StatusOK, res.StatusCode, "alone, an answer past the budget goes")
 
