@@ -243,13 +243,13 @@ func (l *clusterLoad) finish(live string) {
 		require.Equal(t, l.watchers[0].seen, w.seen, "watcher %d saw another sequence than watcher 0", i)
 	}
 	for _, key := range l.absent {
-		_, err := tryGet(l.hc, live, l.ns, key)
+		_, err := untilAvailable(func() (wireRecord, error) { return tryGet(l.hc, live, l.ns, key) })
 		require.Equal(t, "404 not_found", failedAnswer(err), "%s was answered unavailable, then applied", key)
 	}
 	// Every acknowledged write is still there, as acknowledged (each key
 	// is written once).
 	for _, a := range l.acked {
-		rec, err := tryGet(l.hc, live, l.ns, a.Key)
+		rec, err := untilAvailable(func() (wireRecord, error) { return tryGet(l.hc, live, l.ns, a.Key) })
 		require.NoError(t, err, "acknowledged %s", a.Key)
 		require.Equal(t, a.Value, string(rec.Value), "acknowledged %s", a.Key)
 		require.Equal(t, a.Rev, rec.Rev, "acknowledged %s", a.Key)

@@ -602,9 +602,25 @@ func (e *answerError) Error() string { return fmt.Sprintf("%s: %d %s", e.what, e
 // returns the change it made.
 func putValue(t *testing.T, hc *http.Client, base, ns, key, value string) clusterChange {
 	t.Helper()
-	rec, err := tryPut(hc, base, ns, key, value)
+	rec, err := untilAvailable(func() (wireRecord, error) { return tryPut(hc, base, ns, key, value) })
 	require.NoError(t, err)
 	return clusterChange{Rev: rec.Rev, Key: key, Op: ctxd.OpPut.String(), Value: value}
+}
+
+// untilAvailable repeats req while it is answered 503 unavailable (etcd
+// without a leader for longer than the request timeout, as a loaded
+// machine may see outside any fault: nothing was applied, so a write
+// may go again), for up to testkit.Deadline, and returns its last
+// answer. Any other answer, outcome_unknown included, ends it.
+func untilAvailable(req func() (wireRecord, error)) (wireRecord, error) {
+	deadline := time.Now().Add(testkit.Deadline)
+	for {
+		rec, err := req()
+		if err == nil || failedAnswer(err) != "503 unavailable" || time.Now().After(deadline) {
+			return rec, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestClusterLinearizable: concurrent clients spread over 3 ctxd
