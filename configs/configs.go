@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -646,7 +647,55 @@ func (c Config) validate(from func(field string) string) error {
 			"must be at least %s, or a value the REST API takes could not be set over /v1/watch or Socket.IO",
 			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)))}
 	}
+	// The dump folder is ctxd's to delete in (DELETE /v1/dumps/...,
+	// dumps.keep): never the database's folder nor the snapshots'.
+	dumps := absPath(c.DumpsFolder())
+	for _, o := range []struct{ field, folder string }{{"data_dir", c.DataDir}, {"snapshots.dir", c.SnapshotsFolder()}} {
+		if dumps != absPath(o.folder) {
+			continue
+		}
+		field, with := "dumps.dir", o.field
+		if c.Dumps.Dir == "" {
+			field, with = o.field, "dumps.dir"
+		}
+		return &Error{Field: field, Source: from(field), Err: fmt.Errorf(
+			"the dump folder (%s) must be a folder of its own, not the one of %s: dumps are deleted there (DELETE /v1/dumps/{filename}, dumps.keep)",
+			dumps, other(with, o.folder))}
+	}
 	return nil
+}
+
+// Default folders inside data_dir.
+const (
+	SnapshotsSubdir = "snapshots" // snapshots, unless snapshots.dir names another
+	DumpsSubdir     = "dumps"     // server-side dumps, unless dumps.dir names another
+)
+
+// SnapshotsFolder is the snapshots folder: snapshots.dir, or the data
+// folder's snapshots.
+func (c Config) SnapshotsFolder() string {
+	if c.Snapshots.Dir != "" {
+		return c.Snapshots.Dir
+	}
+	return filepath.Join(c.DataDir, SnapshotsSubdir)
+}
+
+// DumpsFolder is the folder of server-side dumps: dumps.dir, or the data
+// folder's dumps.
+func (c Config) DumpsFolder() string {
+	if c.Dumps.Dir != "" {
+		return c.Dumps.Dir
+	}
+	return filepath.Join(c.DataDir, DumpsSubdir)
+}
+
+// absPath is path absolute and clean, to compare folders (as given:
+// symbolic links are not followed, the folders may not exist yet).
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return filepath.Clean(path)
 }
 
 // validateEtcd checks what store.backend etcd needs, and refuses the

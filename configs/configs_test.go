@@ -321,6 +321,13 @@ func TestErrors(t *testing.T) {
 		{name: "ttl past 100 years", file: "limits:\n  max_ttl: 2562047h\n", field: "limits.max_ttl", want: "must be at most 876000h0m0s (100 years)"},
 		{name: "drain past 100 years", env: []string{"CTXD_SHUTDOWN_DRAIN=2562047h"}, field: "shutdown_drain", want: "at most"},
 		{name: "message smaller than a value", file: "websocket:\n  max_message_bytes: 10\n", field: "websocket.max_message_bytes", want: "must be at least limits.max_value_bytes"},
+		// Dumps are deleted in their folder (DELETE, dumps.keep): never the
+		// database's or the snapshots'.
+		{name: "dumps in the data folder", env: []string{"CTXD_DATA_DIR=/srv/ctxd", "CTXD_DUMPS_DIR=/srv/ctxd/"}, field: "dumps.dir", want: "must be a folder of its own, not the one of data_dir (/srv/ctxd, env CTXD_DATA_DIR)"},
+		{name: "dumps in the snapshots folder", file: "dumps:\n  dir: /backup\nsnapshots:\n  dir: /backup/.\n", field: "dumps.dir", want: "not the one of snapshots.dir (/backup/."},
+		{name: "snapshots in the default dumps folder", env: []string{"CTXD_DATA_DIR=/srv/ctxd", "CTXD_SNAPSHOTS_DIR=/srv/ctxd/dumps"}, field: "snapshots.dir", want: "not the one of dumps.dir"},
+		{name: "negative dumps keep", env: []string{"CTXD_DUMPS_KEEP=-1"}, field: "dumps.keep", want: "dumps.keep"},
+		{name: "bad dumps max bytes", file: "dumps:\n  max_bytes: lots\n", field: "dumps.max_bytes", want: "(or 0: no bound)"},
 		{name: "bad origin", file: "websocket:\n  allowed_origins: dash.example.com\n", field: "websocket.allowed_origins", want: `invalid origin "dash.example.com"`},
 		{name: "origin with a path", env: []string{"CTXD_WEBSOCKET_ALLOWED_ORIGINS=https://a.example/app"}, field: "websocket.allowed_origins", want: "invalid origin"},
 		{name: "zero max clients", file: "websocket:\n  max_clients: 0\n", field: "websocket.max_clients", want: "must be > 0"},

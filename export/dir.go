@@ -238,10 +238,18 @@ func (d *Dir) List() ([]FileInfo, error) {
 	return out, nil
 }
 
-// Remove deletes the dump file name (checked by CheckName) and syncs the
-// folder, so that the removal survives a crash; a missing file is an
-// error matching ErrNoDump.
+// Remove deletes the dump file name (checked by CheckName, and named
+// with a dump format's extension: a folder shared by mistake with other
+// files never loses one through it) and syncs the folder, so that the
+// removal survives a crash; a missing file is an error matching
+// ErrNoDump.
 func (d *Dir) Remove(name string) error {
+	if _, ok := FormatOfName(name); !ok {
+		if err := CheckName(name); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %q is not a dump file (%s)", ErrBadName, name, dumpExtensions())
+	}
 	info, err := d.Stat(name)
 	if err != nil {
 		return err
@@ -258,6 +266,14 @@ func (d *Dir) Remove(name string) error {
 	return nil
 }
 
+func dumpExtensions() string {
+	var exts []string
+	for _, f := range Formats {
+		exts = append(exts, f.Ext())
+	}
+	return strings.Join(exts, " ")
+}
+
 // Retention bounds a dump folder: the newest Keep files (0: any number)
 // whose sizes add up to at most MaxBytes (0: any size).
 type Retention struct {
@@ -265,40 +281,81 @@ type Retention struct {
 	MaxBytes int64
 }
 
+// futureSlack is how far ahead of the clock a dump may be dated and still
+// count as recent: a file dated further ahead (written while the clock
+// was ahead) counts as the oldest, or it would outlive every dump
+// written after the clock was set right.
+const futureSlack = time.Minute
+
 // Prune removes the dump files beyond r: the folder keeps its newest
 // files as long as they number at most r.Keep and add up to at most
-// r.MaxBytes, and every older one goes. The file named keep (the dump
-// just written) counts but is never removed: a dump larger than MaxBytes
-// is kept, alone. It returns the files removed; a file another process
-// removed first is not an error.
-func (d *Dir) Prune(r Retention, keep string) ([]string, error) {
+// r.MaxBytes, and every older one goes. Only files named with a dump
+// format's extension are dumps (a folder shared by mistake with a
+// database or snapshots loses none of them). The file named keep (the
+// dump just written) counts but is never removed, nor any file as new
+// as it (another instance's dump, written meanwhile): a dump larger than
+// MaxBytes is kept, alone. Pruning runs only while no dump is being
+// written into the folder (it holds the folder's writers lock
+// exclusively, so that no file it lists is replaced under its name
+// before it removes it); otherwise it removes nothing and reports
+// ran false, and the next dump prunes. It returns the files removed; a
+// file that cannot be removed does not stop the others.
+func (d *Dir) Prune(r Retention, keep string) (removed []string, ran bool, err error) {
 	if r.Keep <= 0 && r.MaxBytes <= 0 {
-		return nil, nil
+		return nil, true, nil
 	}
-	files, err := d.List()
+	ran, err = fsutil.WhenIdle(d.path, func() error {
+		removed, err = d.prune(r, keep, time.Now())
+		return err
+	})
+	return removed, ran, err
+}
+
+func (d *Dir) prune(r Retention, keep string, now time.Time) ([]string, error) {
+	all, err := d.List()
 	if err != nil {
 		return nil, err
 	}
+	var files []FileInfo // newest first, those dated ahead of the clock last
+	var ahead []FileInfo
+	var keptAt time.Time
+	for _, f := range all {
+		if _, ok := FormatOfName(f.Name); !ok {
+			continue
+		}
+		if f.Name == keep {
+			keptAt = f.Modified
+		}
+		if f.Modified.After(now.Add(futureSlack)) && f.Name != keep {
+			ahead = append(ahead, f)
+			continue
+		}
+		files = append(files, f)
+	}
+	files = append(files, ahead...)
 	var removed []string
+	var errs []error
 	count, bytes, full := 0, int64(0), false
-	for _, f := range files { // newest first
+	for _, f := range files {
 		count++
 		bytes += f.Size
 		full = full || r.Keep > 0 && count > r.Keep || r.MaxBytes > 0 && bytes > r.MaxBytes
-		if !full || f.Name == keep {
+		recent := !keptAt.IsZero() && !f.Modified.Before(keptAt) && !f.Modified.After(now.Add(futureSlack))
+		if !full || f.Name == keep || recent {
 			continue
 		}
 		if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return removed, fmt.Errorf("prune dumps: %w", err)
+			errs = append(errs, fmt.Errorf("prune dumps: %w", err))
+			continue
 		}
 		removed = append(removed, f.Name)
 	}
 	if len(removed) > 0 {
 		if err := fsutil.SyncDir(d.path); err != nil {
-			return removed, fmt.Errorf("prune dumps: %w", err)
+			errs = append(errs, fmt.Errorf("prune dumps: %w", err))
 		}
 	}
-	return removed, nil
+	return removed, errors.Join(errs...)
 }
 
 // Spool returns a new temp file in the folder, already removed from it: it

@@ -261,9 +261,12 @@ func TestDirRemove(t *testing.T) {
 	require.ErrorIs(t, d.Remove(n[0]), export.ErrNoDump)
 	require.ErrorIs(t, d.Remove("../"+n[1]), export.ErrBadName)
 	require.ErrorIs(t, d.Remove(".writers.lock"), export.ErrBadName)
+	require.NoError(t, os.WriteFile(filepath.Join(path, "ctxd.db"), nil, 0o600))
+	require.ErrorIs(t, d.Remove("ctxd.db"), export.ErrBadName, "only dump files are removed")
+	assert.FileExists(t, filepath.Join(path, "ctxd.db"))
 	list, err := d.List()
 	require.NoError(t, err)
-	assert.Equal(t, []string{n[1]}, names(list))
+	assert.ElementsMatch(t, []string{n[1], "ctxd.db"}, names(list))
 }
 
 // Prune keeps the newest dumps within the count and the size, removes
@@ -284,17 +287,25 @@ func TestDirPrune(t *testing.T) {
 		{"bytes: an older small one goes too", []int{1, 9, 5}, export.Retention{MaxBytes: 10}, 2, []int{2}},
 		{"both: the tighter wins", []int{5, 5, 5, 5}, export.Retention{Keep: 3, MaxBytes: 10}, 3, []int{2, 3}},
 		{"the dump just written is kept alone when over the size", []int{5, 5, 50}, export.Retention{MaxBytes: 10}, 2, []int{2}},
-		{"the dump just written is kept even when not the newest", []int{5, 5, 5}, export.Retention{Keep: 1}, 0, []int{0, 2}},
+		{"the dump just written is kept, and a newer one (another instance's)", []int{5, 5, 5}, export.Retention{Keep: 1}, 1, []int{1, 2}},
+		{"another instance's newer dump is kept, alone over the size", []int{5, 5, 50}, export.Retention{MaxBytes: 10}, 1, []int{1, 2}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := t.TempDir()
 			d, err := export.OpenDir(path)
 			require.NoError(t, err)
 			n := dumpsAged(t, d, c.sizes...)
+			// Not dumps: never removed, nor counted.
 			require.NoError(t, os.WriteFile(filepath.Join(path, export.TempPrefix+"x.json-1"), []byte("partial"), 0o600))
 			require.NoError(t, os.WriteFile(filepath.Join(path, ".hidden"), nil, 0o600))
-			removed, err := d.Prune(c.r, n[c.just])
+			old := time.Now().Add(-48 * time.Hour)
+			for _, other := range []string{"ctxd.db", "notes.md"} {
+				require.NoError(t, os.WriteFile(filepath.Join(path, other), []byte("not a dump"), 0o600))
+				require.NoError(t, os.Chtimes(filepath.Join(path, other), old, old))
+			}
+			removed, ran, err := d.Prune(c.r, n[c.just])
 			require.NoError(t, err)
+			require.True(t, ran)
 			var want, gone []string
 			for i := range n {
 				if slices.Contains(c.remaining, i) {
@@ -305,9 +316,64 @@ func TestDirPrune(t *testing.T) {
 			}
 			list, err := d.List()
 			require.NoError(t, err)
-			assert.ElementsMatch(t, want, names(list))
+			assert.ElementsMatch(t, append(want, "ctxd.db", "notes.md"), names(list))
 			assert.ElementsMatch(t, gone, removed)
 			assert.Subset(t, testkit.DirNames(t, path), []string{export.TempPrefix + "x.json-1", ".hidden"})
 		})
 	}
+}
+
+// Dumps dated ahead of the clock (written while it was ahead) count as
+// the oldest: they would otherwise outlive every dump written after the
+// clock was set right, each new one pruning the one before.
+func TestDirPruneDumpsDatedAhead(t *testing.T) {
+	path := t.TempDir()
+	d, err := export.OpenDir(path)
+	require.NoError(t, err)
+	ahead := dumpsAged(t, d, 5, 5)
+	for i, name := range ahead {
+		at := time.Now().Add(24*time.Hour + time.Duration(i)*time.Minute)
+		require.NoError(t, os.Chtimes(filepath.Join(path, name), at, at))
+	}
+	var removed []string
+	for _, name := range []string{"now1.json", "now2.json"} {
+		_, err := d.Create(name, true, func(w io.Writer) error { _, err := io.WriteString(w, "x"); return err })
+		require.NoError(t, err)
+		r, ran, err := d.Prune(export.Retention{Keep: 2}, name)
+		require.NoError(t, err)
+		require.True(t, ran)
+		removed = append(removed, r...)
+	}
+	assert.ElementsMatch(t, ahead, removed, "the dumps dated ahead go first")
+	list, err := d.List()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"now1.json", "now2.json"}, names(list))
+}
+
+// Pruning waits for no dump being written into the folder: while one is
+// (it holds the folder's lock shared), Prune removes nothing and says it
+// did not run; the next one does.
+func TestDirPruneSkipsWhileADumpIsWritten(t *testing.T) {
+	path := t.TempDir()
+	d, err := export.OpenDir(path)
+	require.NoError(t, err)
+	n := dumpsAged(t, d, 5, 5, 5)
+	writing := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Create("slow.json", true, func(w io.Writer) error { close(writing); <-release; return nil })
+		done <- err
+	}()
+	<-writing
+	removed, ran, err := d.Prune(export.Retention{Keep: 1}, n[2])
+	require.NoError(t, err)
+	assert.False(t, ran)
+	assert.Empty(t, removed)
+	close(release)
+	require.NoError(t, <-done)
+	removed, ran, err = d.Prune(export.Retention{Keep: 1}, "slow.json")
+	require.NoError(t, err)
+	assert.True(t, ran)
+	assert.ElementsMatch(t, n, removed)
 }

@@ -253,9 +253,13 @@ func (s *Server) dumpToFile(r dumpRequest) (ctxd.DumpInfo, error) {
 
 // pruneDumps applies the dump folder's retention (dumps.keep,
 // dumps.max_bytes) after the dump just written. A failure is logged, not
-// returned: the dump itself was written.
+// returned: the dump itself was written. While another dump is being
+// written into the folder, the next dump prunes instead.
 func (s *Server) pruneDumps(dir *export.Dir, just string) {
-	removed, err := dir.Prune(s.cfg.DumpRetention, just)
+	removed, ran, err := dir.Prune(s.cfg.DumpRetention, just)
+	if !ran && err == nil {
+		s.log.Debug().Msg("dumps not pruned: another dump is being written into the folder; the next dump prunes")
+	}
 	if len(removed) > 0 {
 		s.log.Info().Strs("removed", removed).Int("keep", s.cfg.DumpRetention.Keep).
 			Int64("max_bytes", s.cfg.DumpRetention.MaxBytes).Msg("dumps pruned")

@@ -363,6 +363,7 @@ func TestDumpRetentionAndDelete(t *testing.T) {
 	requireError(t, e.do(http.MethodDelete, "/v1/dumps/big.json", ""), 404, "not_found")
 	requireError(t, e.do(http.MethodDelete, "/v1/dumps/..%2Fctxd.db", ""), 400, "bad_request")
 	requireError(t, e.do(http.MethodDelete, "/v1/dumps/.writers.lock", ""), 400, "bad_request")
+	requireError(t, e.do(http.MethodDelete, "/v1/dumps/ctxd.db", ""), 400, "bad_request") // not a dump's name
 }
 
 // Server-side dumps taken while 8 writers keep writing hold exactly what

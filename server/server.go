@@ -38,9 +38,9 @@ import (
 
 // Names inside the data folder.
 const (
-	DBFile       = "ctxd.db"   // the database
-	SnapshotsDir = "snapshots" // snapshots (store/snapshots)
-	DumpsDir     = "dumps"     // dump files written through the API
+	DBFile       = "ctxd.db"               // the database
+	SnapshotsDir = configs.SnapshotsSubdir // snapshots (store/snapshots)
+	DumpsDir     = configs.DumpsSubdir     // dump files written through the API
 )
 
 // idleTimeout is how long a keep-alive connection may wait for its next
@@ -133,14 +133,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	if err != nil {
 		return nil, err
 	}
-	snapDir := cfg.Snapshots.Dir
-	if snapDir == "" {
-		snapDir = filepath.Join(cfg.DataDir, SnapshotsDir)
-	}
-	dumpDir := cfg.Dumps.Dir
-	if dumpDir == "" {
-		dumpDir = filepath.Join(cfg.DataDir, DumpsDir)
-	}
+	snapDir, dumpDir := cfg.SnapshotsFolder(), cfg.DumpsFolder()
 	snaps, err := snapshots.Open(snapDir, st)
 	if errors.Is(err, fs.ErrPermission) {
 		// The folder the settings name cannot be used: a configuration
