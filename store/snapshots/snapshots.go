@@ -496,6 +496,8 @@ func (m *Manager) Delete(id string) error {
 // Prune removes the oldest scheduled snapshots beyond the keep newest,
 // never those named in spare (a snapshot just taken: one dated before
 // others by a clock that stepped back is still the newest there is).
+// Snapshots dated more than aheadSlack ahead of the clock count as the
+// oldest.
 // Snapshots taken through the API or uploaded are the operator's to
 // delete: a schedule removed the one taken before an upgrade, or uploaded
 // to restore, seven intervals later.
@@ -512,6 +514,13 @@ func (m *Manager) Prune(keep int, spare ...string) ([]string, error) {
 	var removed []string
 	all = slices.DeleteFunc(all, func(meta ctxd.SnapshotMeta) bool {
 		return meta.Origin != originSchedule || slices.Contains(spare, meta.ID)
+	})
+	// Dated ahead of the clock (taken while it was ahead), they count as
+	// the oldest: newest first, they held keep's slots, and each new
+	// snapshot removed the one before, until the clock passed them.
+	now := m.now()
+	slices.SortStableFunc(all, func(a, b ctxd.SnapshotMeta) int {
+		return cmpBool(datedAhead(a, now), datedAhead(b, now))
 	})
 	for _, meta := range all[min(max(keep-len(spare), 0), len(all)):] {
 		err := m.Delete(meta.ID)
@@ -577,19 +586,42 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 	}
 }
 
+// aheadSlack is how far ahead of the clock a snapshot may be dated and
+// still count as recent (the clocks of instances sharing a folder differ
+// a little).
+const aheadSlack = time.Minute
+
+// datedAhead reports a snapshot dated more than aheadSlack after now:
+// taken while the clock was ahead.
+func datedAhead(s ctxd.SnapshotMeta, now time.Time) bool { return s.Created.After(now.Add(aheadSlack)) }
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
+}
+
 // originSchedule is the Origin of a scheduled snapshot.
 const originSchedule = "schedule"
 
 // unchangedSinceScheduled reports whether the newest scheduled snapshot
-// of list (newest first) holds the store's current revision.
+// of list (newest first) holds the store's current revision; one dated
+// ahead of the clock is not the newest (taken while the clock was ahead,
+// it held every tick after a step back: an idle server took a snapshot
+// each).
 func (m *Manager) unchangedSinceScheduled(list []ctxd.SnapshotMeta) bool {
 	st, ok := m.st.(interface{ Revision() uint64 })
 	if !ok {
 		return false
 	}
-	rev := st.Revision()
+	rev, now := st.Revision(), m.now()
 	for _, s := range list { // newest first
-		if s.Origin == originSchedule {
+		if s.Origin == originSchedule && !datedAhead(s, now) {
 			return s.Revision == rev
 		}
 	}

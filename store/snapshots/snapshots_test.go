@@ -384,8 +384,10 @@ func TestScheduleSharedFolderTakesOnePerInterval(t *testing.T) {
 // Scheduled snapshots taken while the clock was a day ahead, then a
 // restart on a clock stepped back: the schedule goes on (they are not
 // "taken less than half an interval ago", which held every tick back
-// until the clock caught up with them), and pruning keeps the snapshot
-// just taken (they sort newer, and Prune removed each new one at once).
+// until the clock caught up with them), pruning keeps the snapshot just
+// taken (they sort newer, and Prune removed each new one at once) and
+// removes them first (they held keep's slots, and each new snapshot
+// removed the one before).
 func TestScheduleAfterTheClockSteppedBack(t *testing.T) {
 	st, ahead := setup(t)
 	put(t, st, "k", `1`)
@@ -404,7 +406,7 @@ func TestScheduleAfterTheClockSteppedBack(t *testing.T) {
 	var taken []string // as the schedule reports them, after each one's pruning
 	go func() {
 		defer close(done)
-		m.Schedule(sctx, 20*time.Millisecond, 2, func(err error) { t.Error(err) }, func(meta ctxd.SnapshotMeta, _ []string) {
+		m.Schedule(sctx, 20*time.Millisecond, 4, func(err error) { t.Error(err) }, func(meta ctxd.SnapshotMeta, _ []string) {
 			mu.Lock()
 			defer mu.Unlock()
 			taken = append(taken, meta.ID)
@@ -421,9 +423,48 @@ func TestScheduleAfterTheClockSteppedBack(t *testing.T) {
 	}, "the schedule takes snapshots again")
 	cancel()
 	<-done // its last snapshot reported: the folder is what it left
+	// The snapshots dated ahead count as the oldest: pruned first, they
+	// do not hold keep's slots while the recent ones go.
 	list, err := m.List()
 	require.NoError(t, err)
-	assert.Len(t, list, 2, "pruned to keep")
-	assert.True(t, slices.ContainsFunc(list, func(s ctxd.SnapshotMeta) bool { return s.ID == taken[len(taken)-1] }),
-		"the last snapshot taken survives its own pruning: %v", list)
+	require.Len(t, list, 4, "pruned to keep")
+	var recent []string // newest first
+	for _, s := range list {
+		if s.Created.Before(now.Add(time.Hour)) {
+			recent = append(recent, s.ID)
+		}
+	}
+	last := slices.Clone(taken[len(taken)-3:])
+	slices.Reverse(last)
+	require.GreaterOrEqual(t, len(recent), 3, "kept: %v", list)
+	assert.Equal(t, last, recent[:3], "the last three taken are kept")
+}
+
+// An idle server whose folder holds scheduled snapshots dated ahead of a
+// clock stepped back takes one snapshot of its state, then none: the
+// newest by date, dated ahead, is not the newest taken (it never held
+// the current revision, and every tick took a snapshot).
+func TestIdleScheduleAfterTheClockSteppedBack(t *testing.T) {
+	st, ahead := setup(t)
+	put(t, st, "k", `1`)
+	now := time.Now().UTC()
+	snapshots.SetNow(ahead, func() time.Time { return now.Add(24 * time.Hour) })
+	_, err := ahead.Create(ctx, "schedule")
+	require.NoError(t, err)
+	put(t, st, "k", `2`)
+
+	m, err := snapshots.Open(ahead.Dir(), st) // the restart, on the right clock
+	require.NoError(t, err)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var taken atomic.Int64
+	go func() {
+		defer close(done)
+		m.Schedule(sctx, 20*time.Millisecond, 10, func(err error) { t.Error(err) }, func(ctxd.SnapshotMeta, []string) { taken.Add(1) })
+	}()
+	testkit.Eventually(t, func() bool { return taken.Load() >= 1 }, "a snapshot of the current state")
+	time.Sleep(200 * time.Millisecond) // about 10 ticks
+	cancel()
+	<-done
+	assert.Equal(t, int64(1), taken.Load(), "an idle server takes one snapshot of its state, then none")
 }
