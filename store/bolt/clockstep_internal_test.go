@@ -108,15 +108,20 @@ func TestAClockStepMovesNoDeadline(t *testing.T) {
 		_, err := s.Get("default", key)
 		require.NoError(t, err, key)
 	}
+	// The keys that are due are checked by their absence, not by what
+	// expired() counts: the store's own expirer wakes on a real timer,
+	// and on a loaded machine it may take them first.
 	clocks.pass(20 * time.Second)
-	assert.Equal(t, 1, expired(), "the lock, 30 s after it was put")
+	expired()
+	_, err = s.Get("default", "lock")
+	require.ErrorIs(t, err, ctxd.ErrNotFound, "the lock, 30 s after it was put")
 
 	put("short", time.Second)
 	clocks.step(-time.Hour)
 	clocks.pass(2 * time.Second)
-	assert.Equal(t, 1, expired(), "a step back of an hour keeps a 1 s key 1 s")
+	expired()
 	_, err = s.Get("default", "short")
-	require.ErrorIs(t, err, ctxd.ErrNotFound)
+	require.ErrorIs(t, err, ctxd.ErrNotFound, "a step back of an hour keeps a 1 s key 1 s")
 	assert.Len(t, steps, 2)
 	_, err = s.Get("default", "fresh")
 	require.NoError(t, err, "fresh still has 28 s")

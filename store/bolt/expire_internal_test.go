@@ -94,11 +94,12 @@ func TestExpiryRechecksDeadlinesNotPublishedYet(t *testing.T) {
 		require.NoError(t, err)
 		assert.Zero(t, n, "not due yet")
 		clocks.pass(deadline.Sub(s.ttlClock.now()))
-		n, err = s.expireDue()
+		// By its absence, not by what expireDue counts: the store's own
+		// expirer wakes on a real timer, and may take it first.
+		_, err = s.expireDue()
 		require.NoError(t, err)
-		assert.Equal(t, 1, n, "it expires at its new deadline")
 		_, err = s.Get("default", key)
-		require.ErrorIs(t, err, ctxd.ErrNotFound)
+		require.ErrorIs(t, err, ctxd.ErrNotFound, "it expires at its new deadline")
 	}
 
 	t.Run("keepalive in an unpublished group before", func(t *testing.T) {
