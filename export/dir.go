@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -281,12 +282,6 @@ type Retention struct {
 	MaxBytes int64
 }
 
-// futureSlack is how far ahead of the clock a dump may be dated and still
-// count as recent: a file dated further ahead (written while the clock
-// was ahead) counts as the oldest, or it would outlive every dump
-// written after the clock was set right.
-const futureSlack = time.Minute
-
 // Prune removes the dump files beyond r: the folder keeps its newest
 // files as long as they number at most r.Keep and add up to at most
 // r.MaxBytes, and every older one goes. Only files named with a dump
@@ -316,23 +311,16 @@ func (d *Dir) prune(r Retention, keep string, now time.Time) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var files []FileInfo // newest first, those dated ahead of the clock last
-	var ahead []FileInfo
 	var keptAt time.Time
-	for _, f := range all {
-		if _, ok := FormatOfName(f.Name); !ok {
-			continue
-		}
+	files := slices.DeleteFunc(all, func(f FileInfo) bool {
 		if f.Name == keep {
 			keptAt = f.Modified
 		}
-		if f.Modified.After(now.Add(futureSlack)) && f.Name != keep {
-			ahead = append(ahead, f)
-			continue
-		}
-		files = append(files, f)
-	}
-	files = append(files, ahead...)
+		_, dump := FormatOfName(f.Name)
+		return !dump
+	})
+	// Newest first, those dated ahead of the clock last.
+	fsutil.AheadLast(files, func(f FileInfo) time.Time { return f.Modified }, now)
 	var removed []string
 	var errs []error
 	count, bytes, full := 0, int64(0), false
@@ -340,7 +328,7 @@ func (d *Dir) prune(r Retention, keep string, now time.Time) ([]string, error) {
 		count++
 		bytes += f.Size
 		full = full || r.Keep > 0 && count > r.Keep || r.MaxBytes > 0 && bytes > r.MaxBytes
-		recent := !keptAt.IsZero() && !f.Modified.Before(keptAt) && !f.Modified.After(now.Add(futureSlack))
+		recent := !keptAt.IsZero() && !f.Modified.Before(keptAt) && !fsutil.DatedAhead(f.Modified, now)
 		if !full || f.Name == keep || recent {
 			continue
 		}

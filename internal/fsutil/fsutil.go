@@ -12,6 +12,9 @@
 // Temp files are named TempPrefix + the final name + "-" + random digits
 // (see IsTemp); a folder's owner removes those a crash left with
 // RemoveTemps.
+//
+// The folders' retention (dumps, scheduled snapshots) shares one rule for
+// files dated ahead of the clock: AheadLast.
 package fsutil
 
 import (

@@ -496,7 +496,7 @@ func (m *Manager) Delete(id string) error {
 // Prune removes the oldest scheduled snapshots beyond the keep newest,
 // never those named in spare (a snapshot just taken: one dated before
 // others by a clock that stepped back is still the newest there is).
-// Snapshots dated more than aheadSlack ahead of the clock count as the
+// Snapshots dated ahead of the clock (fsutil.AheadLast) count as the
 // oldest.
 // Snapshots taken through the API or uploaded are the operator's to
 // delete: a schedule removed the one taken before an upgrade, or uploaded
@@ -518,10 +518,7 @@ func (m *Manager) Prune(keep int, spare ...string) ([]string, error) {
 	// Dated ahead of the clock (taken while it was ahead), they count as
 	// the oldest: newest first, they held keep's slots, and each new
 	// snapshot removed the one before, until the clock passed them.
-	now := m.now()
-	slices.SortStableFunc(all, func(a, b ctxd.SnapshotMeta) int {
-		return cmpBool(datedAhead(a, now), datedAhead(b, now))
-	})
+	fsutil.AheadLast(all, func(s ctxd.SnapshotMeta) time.Time { return s.Created }, m.now())
 	for _, meta := range all[min(max(keep-len(spare), 0), len(all)):] {
 		err := m.Delete(meta.ID)
 		switch {
@@ -586,26 +583,6 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 	}
 }
 
-// aheadSlack is how far ahead of the clock a snapshot may be dated and
-// still count as recent (the clocks of instances sharing a folder differ
-// a little).
-const aheadSlack = time.Minute
-
-// datedAhead reports a snapshot dated more than aheadSlack after now:
-// taken while the clock was ahead.
-func datedAhead(s ctxd.SnapshotMeta, now time.Time) bool { return s.Created.After(now.Add(aheadSlack)) }
-
-// cmpBool orders false before true.
-func cmpBool(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case !a:
-		return -1
-	}
-	return 1
-}
-
 // originSchedule is the Origin of a scheduled snapshot.
 const originSchedule = "schedule"
 
@@ -621,7 +598,7 @@ func (m *Manager) unchangedSinceScheduled(list []ctxd.SnapshotMeta) bool {
 	}
 	rev, now := st.Revision(), m.now()
 	for _, s := range list { // newest first
-		if s.Origin == originSchedule && !datedAhead(s, now) {
+		if s.Origin == originSchedule && !fsutil.DatedAhead(s.Created, now) {
 			return s.Revision == rev
 		}
 	}
