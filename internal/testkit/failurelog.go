@@ -6,11 +6,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // inlineLogLines is the longest log LogOnFailure writes into the test's
 // own output.
 const inlineLogLines = 20
+
+// keptLogAge is how long a kept log stays: each log kept removes those
+// older, so that the folder of a machine that runs the tests often does
+// not grow without end.
+const keptLogAge = 7 * 24 * time.Hour
 
 // LogOnFailure, called from a cleanup, reports a child process's or a
 // server's log when the test failed. A short log goes into the test's
@@ -18,7 +24,8 @@ const inlineLogLines = 20
 // file under $CTXD_TEST_LOGS (default: the temp folder's ctxd-test-logs)
 // and only its path is logged: the failure's own message must stay at
 // the end of the output, which is all a CI summary shows. A log that
-// cannot be kept is written inline.
+// cannot be kept is written inline. Kept logs older than a week are
+// removed when another is kept.
 func LogOnFailure(t testing.TB, what, log string) {
 	t.Helper()
 	if !t.Failed() {
@@ -45,6 +52,7 @@ func keepLog(test, what, log string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
+	removeOldLogs(dir)
 	name := strings.Map(func(r rune) rune {
 		if r == '/' || r == ' ' || r == ':' || r == '\\' {
 			return '_'
@@ -63,4 +71,15 @@ func keepLog(test, what, log string) (string, error) {
 		return "", fmt.Errorf("writing %s: %w", f.Name(), err)
 	}
 	return f.Name(), nil
+}
+
+// removeOldLogs removes the logs in dir kept more than keptLogAge ago, and
+// nothing else.
+func removeOldLogs(dir string) {
+	old, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, path := range old {
+		if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > keptLogAge {
+			_ = os.Remove(path)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -257,7 +258,17 @@ func (l *loggingTB) Logf(format string, a ...any) { l.logs = append(l.logs, fmt.
 // LogOnFailure writes a short log inline and keeps a long one in a file,
 // logging its path; a test that passed logs nothing.
 func TestLogOnFailure(t *testing.T) {
-	t.Setenv("CTXD_TEST_LOGS", t.TempDir())
+	dir := t.TempDir()
+	t.Setenv("CTXD_TEST_LOGS", dir)
+	// Kept logs older than a week go when another is kept; newer ones and
+	// other files stay.
+	weekOld, dayOld, notALog := filepath.Join(dir, "old.log"), filepath.Join(dir, "recent.log"), filepath.Join(dir, "old.txt")
+	for _, p := range []string{weekOld, dayOld, notALog} {
+		require.NoError(t, os.WriteFile(p, []byte("x\n"), 0o644))
+	}
+	for p, age := range map[string]time.Duration{weekOld: 8 * 24 * time.Hour, dayOld: 24 * time.Hour, notALog: 30 * 24 * time.Hour} {
+		require.NoError(t, os.Chtimes(p, time.Now().Add(-age), time.Now().Add(-age)))
+	}
 	failed := &loggingTB{TB: t, failed: true}
 	testkit.LogOnFailure(failed, "short", "one\ntwo\n")
 	long := strings.Repeat("a line of an etcd member's log\n", 500)
@@ -269,6 +280,9 @@ func TestLogOnFailure(t *testing.T) {
 	kept, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, long, string(kept))
+	assert.NoFileExists(t, weekOld)
+	assert.FileExists(t, dayOld)
+	assert.FileExists(t, notALog)
 
 	passed := &loggingTB{TB: t}
 	testkit.LogOnFailure(passed, "short", "one\n")
