@@ -72,9 +72,10 @@ func (c *Client) Dumps(ctx context.Context) (DumpList, error) {
 	return call[DumpList](ctx, c, "list dumps", request{method: http.MethodGet, path: "/v1/dumps"})
 }
 
-// DeleteDump removes the server's dump file name.
+// DeleteDump removes the server's dump file name; the server logs the
+// client's who (WithWho) with it.
 func (c *Client) DeleteDump(ctx context.Context, name string) error {
-	err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/dumps/" + url.PathEscape(name)})
+	err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/dumps/" + url.PathEscape(name), query: params("who", c.who)})
 	return wrap("delete dump "+name, err)
 }
 

@@ -65,9 +65,10 @@ func (c *Client) DownloadSnapshot(ctx context.Context, id string, w io.Writer) (
 	return meta, nil
 }
 
-// DeleteSnapshot removes a snapshot from the server.
+// DeleteSnapshot removes a snapshot from the server; the server logs the
+// client's who (WithWho) with it.
 func (c *Client) DeleteSnapshot(ctx context.Context, id string) error {
-	err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/snapshots/" + escapeSegment(id)})
+	err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/snapshots/" + escapeSegment(id), query: params("who", c.who)})
 	return wrap("delete snapshot "+id, err)
 }
 

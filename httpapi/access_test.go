@@ -284,6 +284,38 @@ func TestAccessRefusalWritesNothing(t *testing.T) {
 	assert.Equal(t, rev, e.store.Revision(), "a refused request wrote something")
 }
 
+// The access log names the token a request came with (never its secret),
+// allowed or refused; a request without a valid token has no name.
+func TestAccessLogNamesTheToken(t *testing.T) {
+	e := newFullEnv(t, true)
+	e.do("GET", "/v1/status", "", "Authorization", "Bearer "+tokRead, "X-Request-Id", "by-reader")
+	e.do("PUT", "/v1/ns/team/keys/app.x", "1", "Authorization", "Bearer "+tokRead, "X-Request-Id", "refused-reader")
+	e.do("DELETE", "/v1/snapshots/none", "", "Authorization", "Bearer "+tokAdmin, "X-Request-Id", "by-ops")
+	e.do("GET", "/v1/status", "", "Authorization", "Bearer "+auth.NewSecret(), "X-Request-Id", "bad-token")
+	e.do("GET", "/healthz", "", "Authorization", "Bearer "+tokRead, "X-Request-Id", "public")
+
+	byID := map[string]map[string]any{}
+	testkit.Eventually(t, func() bool {
+		for _, l := range e.logs.Lines(t) {
+			if id, _ := l["request_id"].(string); l["message"] == "request" {
+				byID[id] = l
+			}
+		}
+		return len(byID) >= 5 && byID["public"] != nil
+	}, "the requests' access log lines")
+	for id, want := range map[string]string{"by-reader": "reader", "refused-reader": "reader", "by-ops": "ops"} {
+		require.NotNil(t, byID[id], id)
+		assert.Equal(t, want, byID[id]["token"], id)
+	}
+	assert.EqualValues(t, http.StatusForbidden, byID["refused-reader"]["status"])
+	assert.EqualValues(t, http.StatusNotFound, byID["by-ops"]["status"])
+	for _, id := range []string{"bad-token", "public"} {
+		require.NotNil(t, byID[id], id)
+		assert.NotContains(t, byID[id], "token", id)
+	}
+	assert.NotContains(t, e.logs.String(), tokRead, "a secret in the log")
+}
+
 // requireAccessError checks a refusal: status, JSON error code, and for the
 // /ctx routes Framework0's "status":"error".
 func requireAccessError(t *testing.T, r response, status int, code, name string) {

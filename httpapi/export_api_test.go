@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -356,10 +357,13 @@ func TestDumpRetentionAndDelete(t *testing.T) {
 	dump(http.MethodPost, "/v1/ns/default/dumps?filename=big", "")
 	assert.Equal(t, []string{"big.json"}, dumpNames())
 
-	r := e.do(http.MethodDelete, "/v1/dumps/big.json", "")
+	r := e.do(http.MethodDelete, "/v1/dumps/big.json?who=cleanup.sh", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	assert.JSONEq(t, `{"deleted":"big.json"}`, string(r.body))
 	assert.Empty(t, dumpNames())
+	assert.True(t, slices.ContainsFunc(e.logs.Lines(t), func(l map[string]any) bool {
+		return l["message"] == "dump deleted" && l["file"] == "big.json" && l["who"] == "cleanup.sh"
+	}), "the deletion is logged, with who")
 	requireError(t, e.do(http.MethodDelete, "/v1/dumps/big.json", ""), 404, "not_found")
 	requireError(t, e.do(http.MethodDelete, "/v1/dumps/..%2Fctxd.db", ""), 400, "bad_request")
 	requireError(t, e.do(http.MethodDelete, "/v1/dumps/.writers.lock", ""), 400, "bad_request")

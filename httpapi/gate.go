@@ -64,11 +64,13 @@ func (g *gate) check(c echo.Context) (done bool, err error) {
 	if authErr != nil {
 		return true, authErr
 	}
+	if t != nil {
+		// Before the check: the access log names the token of a refused
+		// request too.
+		c.SetRequest(c.Request().WithContext(auth.NewContext(c.Request().Context(), t)))
+	}
 	if err := g.authorize(c, r, t); err != nil {
 		return true, err
-	}
-	if t != nil {
-		c.SetRequest(c.Request().WithContext(auth.NewContext(c.Request().Context(), t)))
 	}
 	return false, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/auth"
 )
 
 // errPanic is what a recovered panic answers (500 internal); the panic
@@ -149,7 +150,8 @@ func (b *countingBody) Read(p []byte) (int, error) {
 
 // logAccess writes one line per request: method, path, status, latency,
 // request id, bytes in (the Content-Length, or what was read of a body of
-// unknown length: chunked) and out. 5xx answers are logged at error level.
+// unknown length: chunked) and out, and the name of the token it passed
+// access control with. 5xx answers are logged at error level.
 func (s *Server) logAccess(c echo.Context, id string, took time.Duration, chunked *countingBody) {
 	res := c.Response()
 	ev := s.log.Info()
@@ -173,6 +175,9 @@ func (s *Server) logAccess(c echo.Context, id string, took time.Duration, chunke
 		Int64("bytes_in", bytesIn).
 		Int64("bytes", res.Size).
 		Str("remote", req.RemoteAddr)
+	if t := auth.FromContext(req.Context()); t != nil {
+		ev.Str("token", t.Name)
+	}
 	if code, ok := c.Get(errorCodeKey).(string); ok {
 		ev.Str("error", code)
 	}

@@ -88,6 +88,7 @@ func (s *Server) deleteSnapshot(c echo.Context) error {
 	if err := s.cfg.Snapshots.Delete(id); err != nil {
 		return err
 	}
+	s.log.Info().Str("id", id).Str("who", who(c)).Msg("snapshot deleted")
 	return sendJSON(c, http.StatusOK, map[string]string{"deleted": id})
 }
 

@@ -33,7 +33,7 @@ func newSnapshotEnv(t *testing.T) (*env, *snapshots.Manager) {
 	e := newEnv(t, envOptions{})
 	m, err := snapshots.Open(filepath.Join(filepath.Dir(e.st.Path()), "snapshots"), e.store)
 	require.NoError(t, err)
-	srv := httpapi.New(e.store, httpapi.Config{Version: "test", Snapshots: m, MaxUploadBytes: 1 << 20}, zerolog.Nop())
+	srv := httpapi.New(e.store, httpapi.Config{Version: "test", Snapshots: m, MaxUploadBytes: 1 << 20}, zerolog.New(e.logs))
 	e.ts.Config.Handler = srv.Handler()
 	e.srv = srv
 	return e, m
@@ -110,8 +110,11 @@ func TestSnapshotLifecycle(t *testing.T) {
 	assert.Equal(t, "upload", up.Origin)
 	assert.Equal(t, "/v1/snapshots/"+up.ID, r.header.Get("Location"))
 
-	r = e.do(http.MethodDelete, "/v1/snapshots/"+meta.ID, "")
+	r = e.do(http.MethodDelete, "/v1/snapshots/"+meta.ID, "", "X-Ctxd-Who", "cleanup.sh")
 	require.Equal(t, http.StatusOK, r.status)
+	assert.True(t, slices.ContainsFunc(e.logs.Lines(t), func(l map[string]any) bool {
+		return l["message"] == "snapshot deleted" && l["id"] == meta.ID && l["who"] == "cleanup.sh"
+	}), "the deletion is logged, with who")
 	requireError(t, e.do(http.MethodGet, "/v1/snapshots/"+meta.ID, ""), http.StatusNotFound, "not_found")
 	list.Snapshots = nil
 	require.NoError(t, json.Unmarshal(e.do(http.MethodGet, "/v1/snapshots", "").body, &list))

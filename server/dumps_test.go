@@ -100,7 +100,10 @@ func TestDumpsKeep(t *testing.T) {
 	}
 	assert.Equal(t, []string{"three.json", "two.json"}, names)
 
-	require.NoError(t, c.DeleteDump(ctx, "two.json"))
+	ops, err := client.New(s.URL, client.WithWho("ops"))
+	require.NoError(t, err)
+	require.NoError(t, ops.DeleteDump(ctx, "two.json"))
+	assert.Contains(t, s.Logs.String(), `"file":"two.json","who":"ops","time"`, "the client's who is logged")
 	require.True(t, client.IsNotFound(c.DeleteDump(ctx, "two.json")))
 	listed, err = c.Dumps(ctx)
 	require.NoError(t, err)
