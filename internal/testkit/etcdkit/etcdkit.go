@@ -26,10 +26,12 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/logutil"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Server is a running embedded etcd.
@@ -72,6 +74,9 @@ func start(dir string, client, peer url.URL, options ...func(*embed.Config)) (*S
 	cfg.Dir = dir
 	cfg.LogLevel = "error"
 	cfg.LogOutputs = []string{"stderr"}
+	if lg, err := quietLogger(); err == nil {
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
+	}
 	cfg.MaxTxnOps = MaxTxnOps
 	cfg.MaxRequestBytes = 32 << 20
 	// etcd's minimum lease TTL is 1.5 election timeouts rounded up to
@@ -257,4 +262,32 @@ func EnableAuth(cfg clientv3.Config, rootPassword, name, password, prefix string
 		}
 	}
 	return nil
+}
+
+// quietLogger is etcd's own logger (errors, to stderr) without the lines
+// every stop writes: "setting up serving from embedded etcd failed." with
+// "http: Server closed" and the like, one per listener. A test's output
+// keeps the errors that say something; CI shows only its end.
+func quietLogger() (*zap.Logger, error) {
+	cfg := logutil.DefaultZapLoggerConfig
+	cfg.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
+	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	return cfg.Build(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return withoutStopNoise{c} }))
+}
+
+// stopNoise is the message etcd logs when one of its listeners ends,
+// which every stop does.
+const stopNoise = "setting up serving from embedded etcd failed."
+
+type withoutStopNoise struct{ zapcore.Core }
+
+func (c withoutStopNoise) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if e.Message == stopNoise {
+		return ce
+	}
+	return c.Core.Check(e, ce)
+}
+
+func (c withoutStopNoise) With(fields []zapcore.Field) zapcore.Core {
+	return withoutStopNoise{c.Core.With(fields)}
 }
