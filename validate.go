@@ -36,6 +36,16 @@ func (l Limits) ValidateKey(key string) error {
 	return validateText("key", key)
 }
 
+// ValidateKeyName checks a key that a read, a delete or a keepalive names:
+// as ValidateKey under the largest limit any configuration allows
+// (MaxKeyBytes). limits.max_key_bytes bounds the keys written: a key
+// written under a larger limit (by another instance on the same etcd
+// prefix, or before the setting was lowered) stays readable and
+// deletable.
+func ValidateKeyName(key string) error {
+	return Limits{MaxKeyBytes: MaxKeyBytes}.ValidateKey(key)
+}
+
 // ValidatePrefix checks a key prefix (of a listing, a watch, a restore):
 // empty (every key), or what could start a key: at most MaxKeyBytes bytes
 // of UTF-8 without control characters. Another would match no key, and
@@ -356,7 +366,11 @@ func (l Limits) PrepareWrites(writes []Write) error {
 		if err := ValidateNamespace(w.Namespace); err != nil {
 			return err
 		}
-		if err := l.ValidateKey(w.Key); err != nil {
+		checkKey := l.ValidateKey
+		if w.Op == OpDelete {
+			checkKey = ValidateKeyName
+		}
+		if err := checkKey(w.Key); err != nil {
 			return err
 		}
 		switch w.Op {

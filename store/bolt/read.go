@@ -38,11 +38,13 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 	return err
 }
 
+// checkKey checks the key a read or a keepalive names (any a ctxd could
+// have written: not only under this instance's limits).
 func (s *Store) checkKey(ns, key string) error {
 	if err := ctxd.ValidateNamespace(ns); err != nil {
 		return err
 	}
-	return s.limits.ValidateKey(key)
+	return ctxd.ValidateKeyName(key)
 }
 
 // Get returns a key's current state.

@@ -26,11 +26,13 @@ func pageSize(limit int) int {
 	return limit
 }
 
+// checkKey checks the key a read or a keepalive names (any a ctxd could
+// have written: not only under this instance's limits).
 func (s *Store) checkKey(ns, key string) error {
 	if err := ctxd.ValidateNamespace(ns); err != nil {
 		return err
 	}
-	return s.opts.Limits.ValidateKey(key)
+	return ctxd.ValidateKeyName(key)
 }
 
 // record decodes a live etcd key's value into a record.

@@ -227,6 +227,7 @@ var checks = []check{
 	{"TxnAllOrNothing", checkTxnAllOrNothing},
 	{"TxnLimitsAndImport", checkTxnLimitsAndImport},
 	{"BadInputIsRefusedAndChangesNothing", checkBadInput},
+	{"KeysOverALoweredKeyLimitStayReadable", expiring(checkKeysOverALoweredKeyLimit)},
 	{"ConcurrentWritersLoseNothing", checkConcurrentWriters},
 	{"ConcurrentCompareAndSwapIsExact", checkConcurrentCAS},
 	{"RestartKeepsEverything", checkRestartKeepsEverything},

@@ -406,6 +406,41 @@ func checkBadInput(t testing.TB, h Harness) {
 	b.after(kept.ModRev, r.ModRev, "a key and a value exactly at the limits")
 }
 
+// limits.max_key_bytes bounds the keys written, not those read: a key
+// written under a larger limit (another instance's, on one etcd prefix, or
+// before the setting was lowered) can still be read, at a revision too,
+// listed, kept alive and deleted; a put of it is refused.
+func checkKeysOverALoweredKeyLimit(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	long := strings.Repeat("k", 40)
+	res, err := b.Txn(ctx, []ctxd.Write{{Namespace: "default", Key: long, Op: ctxd.OpPut, Value: json.RawMessage(`1`), TTL: time.Hour}})
+	require.NoError(t, err)
+	put := res.Records[0]
+
+	b.cfg.Limits = ctxd.Limits{MaxKeyBytes: 16}
+	b.restart()
+	_, err = b.Put(ctx, "default", long, json.RawMessage(`2`), nil, "t")
+	require.ErrorIs(t, err, ctxd.ErrTooLarge, "a put of the key is a write under the new limit")
+	r, err := b.Get("default", long)
+	require.NoError(t, err, "get")
+	assert.Equal(t, put.ModRev, r.ModRev)
+	_, err = b.GetAt("default", long, put.ModRev)
+	require.NoError(t, err, "get at a revision")
+	hist, err := b.History("default", long, ctxd.HistoryOptions{})
+	require.NoError(t, err, "history")
+	assert.Len(t, hist.Changes, 1)
+	page, err := b.List("default", ctxd.ListOptions{})
+	require.NoError(t, err, "list")
+	assert.Len(t, page.Records, 1)
+	_, err = b.KeepAlive(ctx, "default", long, time.Hour, nil)
+	require.NoError(t, err, "keepalive")
+	_, err = b.Delete(ctx, "default", long, nil, "t")
+	require.NoError(t, err, "delete")
+	_, err = b.Get("default", long)
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+}
+
 // Writers in many goroutines: every acknowledged write is readable at the
 // revision it was answered with and is in the log once, in revision order.
 // Under RevisionPerChange each write has a revision of its own, with no
