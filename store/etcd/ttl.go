@@ -126,8 +126,11 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	if err := s.checkKey(ns, key); err != nil {
 		return ctxd.Record{}, err
 	}
-	if err := s.opts.Limits.ValidateTTL(ttl); err != nil {
-		return ctxd.Record{}, err
+	// Not limits.min_ttl and max_ttl: the TTL must be the key's own, which
+	// the put was checked for (by whichever instance took it); another
+	// instance's narrower limits would refuse one heartbeat in N.
+	if ttl <= 0 {
+		return ctxd.Record{}, ctxd.Invalidf("ttl must be positive")
 	}
 	if err := s.checkTTL(ns, key, ttl); err != nil {
 		return ctxd.Record{}, err

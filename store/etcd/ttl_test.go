@@ -95,6 +95,28 @@ func TestExpiryIsOneChangeOnEveryInstance(t *testing.T) {
 // TestHistoryOfExpiredLives: history walks back across several lives of
 // a key that ended by expiry and by delete, with each expiry's deadline
 // as a keepalive left it.
+// A keepalive repeats the TTL the key was put with, so an instance whose
+// limits.min_ttl or max_ttl would refuse that TTL still renews the key:
+// behind a load balancer, one heartbeat in N would fail otherwise.
+func TestKeepAliveThroughAnInstanceWithNarrowerTTLLimits(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	wide := open(t, etcd.Options{Prefix: prefix})
+	narrow := open(t, etcd.Options{Prefix: prefix, Limits: ctxd.Limits{MinTTL: 10 * time.Second, MaxTTL: time.Hour}})
+	putTTL(t, wide, "short", `1`, 3*time.Second)
+	putTTL(t, wide, "long", `1`, 2*time.Hour)
+	for key, ttl := range map[string]time.Duration{"short": 3 * time.Second, "long": 2 * time.Hour} {
+		rec, err := narrow.KeepAlive(t.Context(), "default", key, ttl, nil)
+		require.NoError(t, err, key)
+		assert.WithinDuration(t, time.Now().Add(ttl), rec.ExpiresAt, 2*time.Second, key)
+	}
+	_, err := narrow.KeepAlive(t.Context(), "default", "short", 0, nil)
+	require.ErrorIs(t, err, ctxd.ErrInvalid, "a TTL of 0")
+	_, err = narrow.KeepAlive(t.Context(), "default", "short", 5*time.Second, nil)
+	require.ErrorIs(t, err, ctxd.ErrInvalid, "a TTL other than the key's")
+	_, err = narrow.Txn(t.Context(), []ctxd.Write{{Namespace: "default", Key: "new", Op: ctxd.OpPut, Value: json.RawMessage(`1`), TTL: 3 * time.Second}})
+	require.ErrorIs(t, err, ctxd.ErrInvalid, "a put is checked against the instance's limits")
+}
+
 func TestHistoryOfExpiredLives(t *testing.T) {
 	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	first := putTTL(t, s, "k", `1`, time.Second)
