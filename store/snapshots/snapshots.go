@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -539,9 +540,11 @@ func (m *Manager) Prune(keep int, spare ...string) ([]string, error) {
 // Instances that share the folder (snapshots.dir) and have the same
 // schedule take one snapshot per interval between them, not one each: a
 // tick is skipped when another process's scheduled snapshot in the folder
-// is less than half the interval old. The instance whose tick comes first
-// after that keeps the schedule; when it stops, another takes over within
-// an interval.
+// is less than half the interval old, or another process claimed a tick
+// less than half the interval ago (claimTick: ticks that come together
+// find no snapshot yet). The instance whose tick comes first after that
+// keeps the schedule; when it stops, another takes over within an
+// interval.
 //
 // A tick is skipped, too, when the newest scheduled snapshot already
 // holds the store's revision (an idle server's keep slots filled with
@@ -554,6 +557,8 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 	// of its own that can be less than an interval old (a set of every one
 	// grew by an id per interval with keep 0).
 	var last string
+	// claimed is the number of this process's last claim (claimTick).
+	var claimed int64
 	for {
 		select {
 		case <-ctx.Done():
@@ -565,8 +570,16 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 		if list, err := m.List(); err == nil && (m.scheduledElsewhere(list, interval/2, last) || m.unchangedSinceScheduled(list)) {
 			continue
 		}
+		n, claim, ok := m.claimTick(interval, claimed)
+		if !ok {
+			continue
+		}
+		claimed = n
 		meta, err := m.Create(ctx, originSchedule)
 		if err != nil {
+			if claim != "" {
+				_ = os.Remove(claim) // another instance may take this interval's
+			}
 			if ctx.Err() == nil {
 				onError(err)
 			}
@@ -585,6 +598,73 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 
 // originSchedule is the Origin of a scheduled snapshot.
 const originSchedule = "schedule"
+
+// claimTick claims this tick's scheduled snapshot for this process among
+// those sharing the folder. Claims are files numbered in order, each
+// holding the time it was made: a tick is claimed by creating the file
+// after the newest, which fails when another process created it first,
+// and only when the newest is this process's own (mine) or was made at
+// least half an interval ago (or more than that ahead of the clock: one
+// made before the clock stepped back). Without it, instances whose ticks
+// came together both found no recent snapshot (one is listed only once
+// written) and both took one, every interval. Older claims are removed.
+// A folder where no claim can be made takes the snapshot anyway: its
+// error is the snapshot's to report. Claims are this folder's, whatever
+// each instance's interval, as scheduledElsewhere counts every
+// instance's snapshots.
+func (m *Manager) claimTick(interval time.Duration, mine int64) (n int64, path string, ok bool) {
+	names, _ := filepath.Glob(filepath.Join(m.dir, claimPrefix+"*"+claimSuffix))
+	newest, numbers := int64(0), []int64{}
+	for _, p := range names {
+		k, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), claimPrefix), claimSuffix), 10, 64)
+		if err == nil && k > 0 {
+			numbers = append(numbers, k)
+			newest = max(newest, k)
+		}
+	}
+	now := m.now()
+	if newest > 0 && newest != mine {
+		b, err := os.ReadFile(m.claimPath(newest))
+		var at time.Time
+		if err == nil && at.UnmarshalText(b) == nil {
+			if age := now.Sub(at); age < interval/2 && age > -interval/2 {
+				return 0, "", false
+			}
+		}
+	}
+	n, path = newest+1, m.claimPath(newest+1)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return 0, "", false
+	}
+	if err == nil {
+		stamp, _ := now.UTC().MarshalText()
+		_, err = f.Write(stamp)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return 0, "", true
+	}
+	for _, k := range numbers {
+		if k < n {
+			_ = os.Remove(m.claimPath(k))
+		}
+	}
+	return n, path, true
+}
+
+// The names of claimTick's claims: .schedule-<n>.claim.
+const (
+	claimPrefix = ".schedule-"
+	claimSuffix = ".claim"
+)
+
+func (m *Manager) claimPath(n int64) string {
+	return filepath.Join(m.dir, claimPrefix+strconv.FormatInt(n, 10)+claimSuffix)
+}
 
 // unchangedSinceScheduled reports whether the newest scheduled snapshot
 // of list (newest first) holds the store's current revision; one dated
