@@ -64,3 +64,7 @@ func OnGroupRunner(s *Store, f func()) { s.groups.joined = f }
 
 // BeforeCompact runs fn right before each compaction's etcd request.
 func BeforeCompact(s *Store, fn func()) { s.beforeCompact = fn }
+
+// BeforeSnapshotRead runs fn in each snapshot once it has chosen the
+// revision it reads the state at, before it reads it.
+func BeforeSnapshotRead(s *Store, fn func()) { s.beforeSnapshotRead = fn }

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -41,12 +42,24 @@ func (s *Store) WriteSnapshot(w io.Writer) (ctxd.SnapshotInfo, error) {
 	defer s.inflight.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.snapshotTimeout())
 	defer cancel()
-	info, err := s.writeSnapshot(ctx, w)
-	if err != nil {
-		return ctxd.SnapshotInfo{}, fmt.Errorf("snapshot of %s: %w", s.opts.Prefix, readError(err))
+	for attempt := 1; ; attempt++ {
+		// A compaction (by any instance, or by etcd) that passes the
+		// revision a snapshot reads the state at fails its reads with
+		// compacted: the snapshot of now starts again from the new mark.
+		// Nothing was written to w yet (the file is built aside first).
+		info, err := s.writeSnapshot(ctx, w)
+		if err = readError(err); err == nil {
+			return info, nil
+		}
+		if !errors.Is(err, ctxd.ErrCompacted) || attempt == snapshotAttempts || ctx.Err() != nil {
+			return ctxd.SnapshotInfo{}, fmt.Errorf("snapshot of %s: %w", s.opts.Prefix, err)
+		}
 	}
-	return info, nil
 }
+
+// snapshotAttempts is how many times a snapshot starts again when a
+// compaction passed the revision it read at.
+const snapshotAttempts = 5
 
 func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotInfo, error) {
 	rev, err := s.currentMark(ctx)
@@ -64,6 +77,9 @@ func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotIn
 	g := s.keys.gen()
 	base := max(compacted, s.born, g.id)
 	rev = max(rev, base)
+	if s.beforeSnapshotRead != nil {
+		s.beforeSnapshotRead()
+	}
 	b, err := bolt.NewSnapshotBuilder("")
 	if err != nil {
 		return ctxd.SnapshotInfo{}, err

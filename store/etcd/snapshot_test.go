@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
@@ -193,6 +195,46 @@ func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
 
 // TestBadSnapshotIsRefusedByEtcd: a file that is not a snapshot, or a
 // truncated one, does not open.
+// A compaction (by another instance, or by etcd itself) that passes the
+// revision a snapshot reads the state at, after the snapshot chose it,
+// does not fail the snapshot: it starts again from the new mark. Before,
+// it failed with compacted (scheduled snapshots failed so while another
+// instance compacted often).
+func TestASnapshotOutlivesACompactionDuringIt(t *testing.T) {
+	src := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	for i := range 10 {
+		_, err := src.Put(t.Context(), "default", fmt.Sprint("k", i%3), json.RawMessage(fmt.Sprint(i)), nil, "t")
+		require.NoError(t, err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	defer cli.Close()
+	compactions := 0
+	etcd.BeforeSnapshotRead(src, func() {
+		if compactions < 2 { // the first two tries
+			compactions++
+			_, err := src.Put(t.Context(), "default", "k0", json.RawMessage(`"moved"`), nil, "t")
+			require.NoError(t, err)
+			head, err := cli.Get(t.Context(), "any")
+			require.NoError(t, err)
+			_, err = cli.Compact(t.Context(), head.Header.Revision)
+			require.NoError(t, err)
+		}
+	})
+	path, info := testkit.WriteSnapshot(t, src)
+	assert.Equal(t, 2, compactions)
+	assert.Equal(t, src.Revision(), info.Revision, "the snapshot is of the state after the compactions")
+	snap, err := src.OpenSnapshot(path)
+	require.NoError(t, err)
+	defer snap.Close()
+	require.NoError(t, snap.Verify())
+	values := map[string]string{}
+	require.NoError(t, snap.View(func(v store.View) error {
+		return v.ForEach("default", "", func(r ctxd.Record) error { values[r.Key] = string(r.Value); return nil })
+	}))
+	assert.Equal(t, map[string]string{"k0": `"moved"`, "k1": "7", "k2": "8"}, values)
+}
+
 func TestBadSnapshotIsRefusedByEtcd(t *testing.T) {
 	st := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	dir := t.TempDir()

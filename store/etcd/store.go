@@ -155,6 +155,9 @@ type Store struct {
 	switching atomic.Uint64
 	// beforeCompact, test only, runs right before compact's etcd request.
 	beforeCompact func()
+	// beforeSnapshotRead, test only, runs when a snapshot has chosen the
+	// revision it reads the state at, before it reads it.
+	beforeSnapshotRead func()
 }
 
 var _ store.Backend = (*Store)(nil)
