@@ -624,12 +624,11 @@ func (m *Manager) claimTick(interval time.Duration, mine int64) (n int64, path s
 	}
 	now := m.now()
 	if newest > 0 && newest != mine {
-		b, err := os.ReadFile(m.claimPath(newest))
-		var at time.Time
-		if err == nil && at.UnmarshalText(b) == nil {
-			if age := now.Sub(at); age < interval/2 && age > -interval/2 {
-				return 0, "", false
-			}
+		// A claim read between its creation and its time's write is
+		// empty: its file's time stands in for it.
+		at, ok := claimTime(m.claimPath(newest))
+		if age := now.Sub(at); ok && age < interval/2 && age > -interval/2 {
+			return 0, "", false
 		}
 	}
 	n, path = newest+1, m.claimPath(newest+1)
@@ -661,6 +660,20 @@ const (
 	claimPrefix = ".schedule-"
 	claimSuffix = ".claim"
 )
+
+// claimTime is when the claim at path was made: the time it holds, else
+// its file's modification time; ok is false when it is gone.
+func claimTime(path string) (at time.Time, ok bool) {
+	b, err := os.ReadFile(path)
+	if err == nil && at.UnmarshalText(b) == nil {
+		return at, true
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return fi.ModTime(), true
+}
 
 func (m *Manager) claimPath(n int64) string {
 	return filepath.Join(m.dir, claimPrefix+strconv.FormatInt(n, 10)+claimSuffix)

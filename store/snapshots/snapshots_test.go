@@ -417,6 +417,37 @@ func TestScheduleInstancesTickingTogetherTakeOnePerInterval(t *testing.T) {
 	assert.LessOrEqual(t, len(claims), 1, "older claims are removed (the last is too when the stop cut its snapshot short)")
 }
 
+// A tick's claim: refused while another process's newest claim is less
+// than half an interval old (by the time it holds, or, while it is still
+// empty, by its file's time), taken when that claim is older, this
+// process's own, or dated ahead of a clock that stepped back; taking one
+// removes the older claims.
+func TestClaimTick(t *testing.T) {
+	_, m := setup(t)
+	claim := func(n int) string { return filepath.Join(m.Dir(), fmt.Sprintf(".schedule-%d.claim", n)) }
+	require.NoError(t, os.WriteFile(claim(3), nil, 0o600)) // created, its time not yet written
+	_, ok := snapshots.ClaimTick(m, time.Hour, 0)
+	assert.False(t, ok, "an empty claim made now")
+	old := time.Now().Add(-2 * time.Hour)
+	require.NoError(t, os.Chtimes(claim(3), old, old))
+	n, ok := snapshots.ClaimTick(m, time.Hour, 0)
+	require.True(t, ok, "an empty claim of two hours ago: a writer that stopped")
+	assert.Equal(t, int64(4), n)
+	assert.NoFileExists(t, claim(3))
+	_, ok = snapshots.ClaimTick(m, time.Hour, 0)
+	assert.False(t, ok, "another process's claim of now")
+	n, ok = snapshots.ClaimTick(m, time.Hour, 4)
+	require.True(t, ok, "its own")
+	assert.Equal(t, int64(5), n)
+	snapshots.SetNow(m, func() time.Time { return time.Now().Add(-24 * time.Hour) })
+	n, ok = snapshots.ClaimTick(m, time.Hour, 0)
+	require.True(t, ok, "a claim dated ahead of a clock stepped back")
+	assert.Equal(t, int64(6), n)
+	left, err := filepath.Glob(filepath.Join(m.Dir(), ".schedule-*.claim"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{claim(6)}, left)
+}
+
 // Scheduled snapshots taken while the clock was a day ahead, then a
 // restart on a clock stepped back: the schedule goes on (they are not
 // "taken less than half an interval ago", which held every tick back
