@@ -231,14 +231,23 @@ func (s *Server) dumpToFile(r dumpRequest) (ctxd.DumpInfo, error) {
 			return ctxd.DumpInfo{}, err
 		}
 	}
-	var info ctxd.DumpInfo
-	fi, err := dir.Create(name, replace, func(w io.Writer) error {
-		var err error
-		if info, err = s.writeDump(w, r); err == nil {
-			failpoint.Hit(failpoint.DumpBeforeRename)
+	var (
+		info ctxd.DumpInfo
+		fi   export.FileInfo
+		err  error
+	)
+	for attempt := 1; ; attempt++ {
+		fi, err = dir.Create(name, replace, func(w io.Writer) error {
+			var err error
+			if info, err = s.writeDump(w, r); err == nil {
+				failpoint.Hit(failpoint.DumpBeforeRename)
+			}
+			return err
+		})
+		if !buildAgain(err, r.rev != 0, attempt) {
+			break
 		}
-		return err
-	})
+	}
 	if err != nil {
 		return ctxd.DumpInfo{}, err
 	}
@@ -307,9 +316,21 @@ func attachment(name string) string {
 // slow client is served, an error while writing is still a clean error
 // answer, and the answer has a Content-Length.
 func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header, error)) error {
-	sp := &spool{dir: s.dumps.dir, held: &s.spooled, max: s.cfg.MaxSpoolBytes}
+	var (
+		sp  *spool
+		h   http.Header
+		err error
+	)
+	_, atRev := queryParam(c, "rev")
+	for attempt := 1; ; attempt++ {
+		sp = &spool{dir: s.dumps.dir, held: &s.spooled, max: s.cfg.MaxSpoolBytes}
+		h, err = fill(sp)
+		if !buildAgain(err, atRev, attempt) {
+			break
+		}
+		sp.close()
+	}
 	defer sp.close()
-	h, err := fill(sp)
 	if errors.Is(err, errSpoolFull) {
 		c.Response().Header().Set("Retry-After", "5")
 	}
@@ -338,6 +359,19 @@ func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header
 	}
 	return nil
 }
+
+// buildAgain reports whether an answer or a dump of now whose attempt-th
+// build failed with err is built again: a compaction that passed the
+// revision it read at (on etcd: by any instance, or by etcd itself) fails
+// its reads, and nothing was sent or kept yet. One at a revision the
+// request asked for (atRev) would fail again.
+func buildAgain(err error, atRev bool, attempt int) bool {
+	return errors.Is(err, ctxd.ErrCompacted) && !atRev && attempt < buildAttempts
+}
+
+// buildAttempts is how many times an answer or a dump that a compaction
+// overtook is built.
+const buildAttempts = 3
 
 // DefaultStallTimeout is Config.StallTimeout by default.
 const DefaultStallTimeout = time.Minute

@@ -201,12 +201,15 @@ func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
 // it failed with compacted (scheduled snapshots failed so while another
 // instance compacted often).
 func TestASnapshotOutlivesACompactionDuringIt(t *testing.T) {
-	src := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	srv := ownEtcd(t) // a compaction is the cluster's
+	src, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, src.Close()) })
 	for i := range 10 {
 		_, err := src.Put(t.Context(), "default", fmt.Sprint("k", i%3), json.RawMessage(fmt.Sprint(i)), nil, "t")
 		require.NoError(t, err)
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdkit.Shared(t).Endpoint}, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}, Logger: zap.NewNop()})
 	require.NoError(t, err)
 	defer cli.Close()
 	compactions := 0

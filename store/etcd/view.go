@@ -162,7 +162,12 @@ func (v *view) ForEachChange(ns string, fn func(ctxd.Change) error) error {
 	if c, err := v.s.compactedRevisionNow(ctx); err == nil {
 		from = c
 	}
-	if from > 1 && from <= v.rev {
+	if from > v.rev {
+		// A compaction passed the view's revision since it was taken:
+		// its history is gone (it read as none at all).
+		return &ctxd.CompactedError{Requested: v.rev, Compacted: from}
+	}
+	if from > 1 {
 		if err := v.keptAtMark(ctx, ns, from, fn); err != nil {
 			return err
 		}
