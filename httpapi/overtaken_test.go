@@ -54,9 +54,7 @@ func (s *overtakenStore) View(fn func(store.View) error) error {
 // another instance compacted during them. An export at a revision asked
 // for still answers 410.
 func TestAnswersOvertakenByACompactionAreBuiltAgain(t *testing.T) {
-	etcdSrv, err := etcdkit.Start() // its own: a compaction is the cluster's
-	require.NoError(t, err)
-	t.Cleanup(etcdSrv.Close)
+	etcdSrv := etcdkit.Own(t) // a compaction is the cluster's
 	st, err := etcd.Open(etcd.Options{Endpoints: []string{etcdSrv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, st.Close()) })

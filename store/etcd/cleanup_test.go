@@ -85,7 +85,7 @@ func TestStaleGenerationsRemoved(t *testing.T) {
 // data and write there.
 func TestMissedSwitchCatchesUp(t *testing.T) {
 	ctx := context.Background()
-	srv := ownEtcd(t)
+	srv := etcdkit.Own(t)
 	proxy := testkit.StartTCPProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
 	a := openOn(t, srv.Endpoint, "/missed/")
 	b := openOn(t, "http://"+proxy.Addr(), "/missed/")

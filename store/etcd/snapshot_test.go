@@ -21,16 +21,6 @@ import (
 	"github.com/framework0/ctxd/store/etcd"
 )
 
-// ownEtcd starts an etcd server of the test's own: the tests that compact
-// it would otherwise compact the history of every test of the package.
-func ownEtcd(t *testing.T) *etcdkit.Server {
-	t.Helper()
-	srv, err := etcdkit.Start()
-	require.NoError(t, err)
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 // fillHistory writes a history with every kind of change into st, and
 // compacts it in the middle: a key updated across the mark, a
 // transaction (several changes of one etcd revision), a delete and a
@@ -118,7 +108,7 @@ func history(t *testing.T, st store.Backend, ns, key string) []historyStep {
 // folder give back the same keys, values, versions, who, time and the
 // history etcd still held.
 func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
-	srv := ownEtcd(t)
+	srv := etcdkit.Own(t)
 	src, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: "/snap/"})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, src.Close()) })
@@ -201,7 +191,7 @@ func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
 // it failed with compacted (scheduled snapshots failed so while another
 // instance compacted often).
 func TestASnapshotOutlivesACompactionDuringIt(t *testing.T) {
-	srv := ownEtcd(t) // a compaction is the cluster's
+	srv := etcdkit.Own(t) // a compaction is the cluster's
 	src, err := etcd.Open(etcd.Options{Endpoints: []string{srv.Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, src.Close()) })

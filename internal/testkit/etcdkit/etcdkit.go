@@ -67,6 +67,19 @@ func Start(options ...func(*embed.Config)) (*Server, error) {
 	return s, nil
 }
 
+// Own starts a server of the test's own (Start), stopped when the test
+// ends: for a test whose compactions, which are the cluster's, must not
+// reach the tests sharing one.
+func Own(t testing.TB) *Server {
+	t.Helper()
+	s, err := Start()
+	if err != nil {
+		t.Fatalf("etcd: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
 // start starts the member whose data is in dir, on the client and peer
 // URLs given (port 0: one the system picks).
 func start(dir string, client, peer url.URL, options ...func(*embed.Config)) (*Server, error) {
