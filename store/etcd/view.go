@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -39,7 +40,22 @@ func (s *Store) View(fn func(v store.View) error) error {
 	// view's reads found nothing, and a dump or snapshot was partial).
 	g := s.keys.gen()
 	rev := max(mark, uint64(g.rev))
-	return s.viewAt(rev, max(seen, rev), g.keys, fn)
+	v, err := s.openView(rev, max(seen, rev), g.keys)
+	var compacted *ctxd.CompactedError
+	if errors.As(err, &compacted) && compacted.Compacted > rev && compacted.Compacted <= seen {
+		// etcd's compaction passed the prefix's last change (a prefix
+		// idle while others wrote and were compacted): nothing of the
+		// prefix changed up to seen, so its state is the same at the
+		// compaction mark, where it can still be read. Without this, it
+		// could not be exported or dumped until it was written again.
+		if v, err = s.openView(compacted.Compacted, seen, g.keys); err == nil {
+			v.historyTo = rev // no change of the prefix after it
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return fn(v)
 }
 
 // ViewAt calls fn with a view of the prefix at revision rev, at most the
@@ -68,34 +84,40 @@ func (s *Store) ViewAt(rev uint64, fn func(v store.View) error) error {
 	if rev > mark {
 		return ctxd.FutureRevision(rev, mark)
 	}
-	return s.viewAt(rev, rev, g.keys, fn)
-}
-
-// viewAt calls fn with the view at rev, whose keys' deadlines are read at
-// deadlinesAt (at least rev): a keepalive is no change, and moves a
-// deadline after the revision of the last change.
-func (s *Store) viewAt(rev, deadlinesAt uint64, k dataKeys, fn func(v store.View) error) error {
-	v := &view{s: s, rev: rev, deadlinesAt: deadlinesAt, keys: k}
-	if v.rev > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
-		var err error
-		v.namespaces, err = s.namespacesAt(ctx, k, v.rev)
-		if err != nil {
-			err = readError(s.revisionError(ctx, err, v.rev)) // which reads the compaction mark
-		}
-		cancel()
-		if err != nil {
-			return err
-		}
-	} else {
-		v.namespaces = []ctxd.Namespace{{Name: ctxd.DefaultNamespace}}
+	v, err := s.openView(rev, rev, g.keys)
+	if err != nil {
+		return err
 	}
 	return fn(v)
 }
 
+// openView opens the view at rev, whose keys' deadlines are read at
+// deadlinesAt (at least rev): a keepalive is no change, and moves a
+// deadline after the revision of the last change. It reads the
+// namespaces at rev: a revision compacted away is a *ctxd.CompactedError
+// with etcd's mark.
+func (s *Store) openView(rev, deadlinesAt uint64, k dataKeys) (*view, error) {
+	v := &view{s: s, rev: rev, historyTo: rev, deadlinesAt: deadlinesAt, keys: k}
+	if v.rev == 0 {
+		v.namespaces = []ctxd.Namespace{{Name: ctxd.DefaultNamespace}}
+		return v, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	defer cancel()
+	var err error
+	if v.namespaces, err = s.namespacesAt(ctx, k, v.rev); err != nil {
+		return nil, readError(s.revisionError(ctx, err, v.rev)) // which reads the compaction mark
+	}
+	return v, nil
+}
+
 type view struct {
-	s           *Store
-	rev         uint64
+	s   *Store
+	rev uint64
+	// historyTo is the revision of the prefix's last change at rev (rev,
+	// unless View read at the compaction mark, above it): a replay of
+	// the history ends there, as a watch stops only at a change.
+	historyTo   uint64
 	deadlinesAt uint64
 	keys        dataKeys // of the generation at rev
 	namespaces  []ctxd.Namespace
@@ -172,7 +194,7 @@ func (v *view) ForEachChange(ns string, fn func(ctxd.Change) error) error {
 			return err
 		}
 	}
-	err := v.s.eachRevision(ctx, max(from, 1)-1, v.rev, func(rc revisionChanges) bool {
+	err := v.s.eachRevision(ctx, max(from, 1)-1, v.historyTo, func(rc revisionChanges) bool {
 		for _, c := range rc.changes {
 			if ns != "" && c.Namespace != ns {
 				continue
