@@ -314,6 +314,22 @@ func TestAccessLogNamesTheToken(t *testing.T) {
 		assert.NotContains(t, byID[id], "token", id)
 	}
 	assert.NotContains(t, e.logs.String(), tokRead, "a secret in the log")
+
+	// A request the rate limit refuses names its token too.
+	limited := newFullEnv(t, true, func(c *configs.Config) { c.HTTP.RateLimit, c.HTTP.RateBurst = 0.001, 1 })
+	limited.do("GET", "/v1/status", "", "Authorization", "Bearer "+tokRead)
+	r := limited.do("GET", "/v1/status", "", "Authorization", "Bearer "+tokRead, "X-Request-Id", "too-fast")
+	require.Equal(t, http.StatusTooManyRequests, r.status, string(r.body))
+	var line map[string]any
+	testkit.Eventually(t, func() bool {
+		for _, l := range limited.logs.Lines(t) {
+			if l["request_id"] == "too-fast" && l["message"] == "request" {
+				line = l
+			}
+		}
+		return line != nil
+	}, "the 429's access log line")
+	assert.Equal(t, "reader", line["token"])
 }
 
 // requireAccessError checks a refusal: status, JSON error code, and for the

@@ -52,6 +52,11 @@ func (g *gate) check(c echo.Context) (done bool, err error) {
 	)
 	if g.access != nil && !r.public {
 		t, authErr = g.authenticate(c, r)
+		if t != nil {
+			// Before the rate limit and the check: the access log names
+			// the token of a refused request too.
+			c.SetRequest(c.Request().WithContext(auth.NewContext(c.Request().Context(), t)))
+		}
 	}
 	if g.limiter != nil && !exemptFromLimit(c) {
 		if err := g.limiter.allow(c, t); err != nil {
@@ -63,11 +68,6 @@ func (g *gate) check(c echo.Context) (done bool, err error) {
 	}
 	if authErr != nil {
 		return true, authErr
-	}
-	if t != nil {
-		// Before the check: the access log names the token of a refused
-		// request too.
-		c.SetRequest(c.Request().WithContext(auth.NewContext(c.Request().Context(), t)))
 	}
 	if err := g.authorize(c, r, t); err != nil {
 		return true, err

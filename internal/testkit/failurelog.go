@@ -18,6 +18,10 @@ const inlineLogLines = 20
 // not grow without end.
 const keptLogAge = 7 * 24 * time.Hour
 
+// keptLogPrefix starts the name of every log kept: $CTXD_TEST_LOGS may be
+// a folder shared with other files.
+const keptLogPrefix = "ctxd-"
+
 // LogOnFailure, called from a cleanup, reports a child process's or a
 // server's log when the test failed. A short log goes into the test's
 // output; a longer one (an etcd member's, a busy server's) is kept in a
@@ -59,7 +63,7 @@ func keepLog(test, what, log string) (string, error) {
 		}
 		return r
 	}, test+"-"+what)
-	f, err := os.CreateTemp(dir, name+"-*.log")
+	f, err := os.CreateTemp(dir, keptLogPrefix+name+"-*.log")
 	if err != nil {
 		return "", err
 	}
@@ -73,10 +77,10 @@ func keepLog(test, what, log string) (string, error) {
 	return f.Name(), nil
 }
 
-// removeOldLogs removes the logs in dir kept more than keptLogAge ago, and
-// nothing else.
+// removeOldLogs removes the logs in dir kept more than keptLogAge ago (by
+// keepLog: their names start with keptLogPrefix), and nothing else.
 func removeOldLogs(dir string) {
-	old, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	old, _ := filepath.Glob(filepath.Join(dir, keptLogPrefix+"*.log"))
 	for _, path := range old {
 		if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > keptLogAge {
 			_ = os.Remove(path)

@@ -262,11 +262,12 @@ func TestLogOnFailure(t *testing.T) {
 	t.Setenv("CTXD_TEST_LOGS", dir)
 	// Kept logs older than a week go when another is kept; newer ones and
 	// other files stay.
-	weekOld, dayOld, notALog := filepath.Join(dir, "old.log"), filepath.Join(dir, "recent.log"), filepath.Join(dir, "old.txt")
-	for _, p := range []string{weekOld, dayOld, notALog} {
+	weekOld, dayOld := filepath.Join(dir, "ctxd-old.log"), filepath.Join(dir, "ctxd-recent.log")
+	notALog, notOurs := filepath.Join(dir, "ctxd-old.txt"), filepath.Join(dir, "other.log")
+	for _, p := range []string{weekOld, dayOld, notALog, notOurs} {
 		require.NoError(t, os.WriteFile(p, []byte("x\n"), 0o644))
 	}
-	for p, age := range map[string]time.Duration{weekOld: 8 * 24 * time.Hour, dayOld: 24 * time.Hour, notALog: 30 * 24 * time.Hour} {
+	for p, age := range map[string]time.Duration{weekOld: 8 * 24 * time.Hour, dayOld: 24 * time.Hour, notALog: 30 * 24 * time.Hour, notOurs: 30 * 24 * time.Hour} {
 		require.NoError(t, os.Chtimes(p, time.Now().Add(-age), time.Now().Add(-age)))
 	}
 	failed := &loggingTB{TB: t, failed: true}
@@ -283,6 +284,7 @@ func TestLogOnFailure(t *testing.T) {
 	assert.NoFileExists(t, weekOld)
 	assert.FileExists(t, dayOld)
 	assert.FileExists(t, notALog)
+	assert.FileExists(t, notOurs, "a log another program keeps in the folder")
 
 	passed := &loggingTB{TB: t}
 	testkit.LogOnFailure(passed, "short", "one\n")

@@ -183,8 +183,6 @@ func TestSnapshotOfEtcdRestoresIntoBolt(t *testing.T) {
 	})
 }
 
-// TestBadSnapshotIsRefusedByEtcd: a file that is not a snapshot, or a
-// truncated one, does not open.
 // A compaction (by another instance, or by etcd itself) that passes the
 // revision a snapshot reads the state at, after the snapshot chose it,
 // does not fail the snapshot: it starts again from the new mark. Before,
@@ -228,6 +226,8 @@ func TestASnapshotOutlivesACompactionDuringIt(t *testing.T) {
 	assert.Equal(t, map[string]string{"k0": `"moved"`, "k1": "7", "k2": "8"}, values)
 }
 
+// TestBadSnapshotIsRefusedByEtcd: a file that is not a snapshot, or a
+// truncated one, does not open.
 func TestBadSnapshotIsRefusedByEtcd(t *testing.T) {
 	st := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	dir := t.TempDir()

@@ -92,9 +92,6 @@ func TestExpiryIsOneChangeOnEveryInstance(t *testing.T) {
 	assert.Equal(t, exp, hist.Changes[0])
 }
 
-// TestHistoryOfExpiredLives: history walks back across several lives of
-// a key that ended by expiry and by delete, with each expiry's deadline
-// as a keepalive left it.
 // A keepalive repeats the TTL the key was put with, so an instance whose
 // limits.min_ttl or max_ttl would refuse that TTL still renews the key:
 // behind a load balancer, one heartbeat in N would fail otherwise.
@@ -117,6 +114,9 @@ func TestKeepAliveThroughAnInstanceWithNarrowerTTLLimits(t *testing.T) {
 	require.ErrorIs(t, err, ctxd.ErrInvalid, "a put is checked against the instance's limits")
 }
 
+// TestHistoryOfExpiredLives: history walks back across several lives of
+// a key that ended by expiry and by delete, with each expiry's deadline
+// as a keepalive left it.
 func TestHistoryOfExpiredLives(t *testing.T) {
 	s := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
 	first := putTTL(t, s, "k", `1`, time.Second)

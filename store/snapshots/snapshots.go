@@ -579,6 +579,9 @@ func (m *Manager) Schedule(ctx context.Context, interval time.Duration, keep int
 		if err != nil {
 			if claim != "" {
 				_ = os.Remove(claim) // another instance may take this interval's
+				// Numbers start again from the claims left: a later one
+				// of this number is another process's.
+				claimed = 0
 			}
 			if ctx.Err() == nil {
 				onError(err)

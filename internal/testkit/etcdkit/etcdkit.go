@@ -18,9 +18,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -279,8 +283,9 @@ func EnableAuth(cfg clientv3.Config, rootPassword, name, password, prefix string
 
 // quietLogger is etcd's own logger (errors, to stderr) without the lines
 // every stop writes: "setting up serving from embedded etcd failed." with
-// "http: Server closed" and the like, one per listener. A test's output
-// keeps the errors that say something; CI shows only its end.
+// "http: Server closed" and the like, one per listener; the same message
+// with another error (a listener that could not serve) stays. A test's
+// output keeps the errors that say something; CI shows only its end.
 func quietLogger() (*zap.Logger, error) {
 	cfg := logutil.DefaultZapLoggerConfig
 	cfg.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
@@ -295,10 +300,28 @@ const stopNoise = "setting up serving from embedded etcd failed."
 type withoutStopNoise struct{ zapcore.Core }
 
 func (c withoutStopNoise) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if e.Message == stopNoise {
-		return ce
+	if e.Message == stopNoise && c.Enabled(e.Level) {
+		return ce.AddCore(e, c) // Write sees its error
 	}
 	return c.Core.Check(e, ce)
+}
+
+func (c withoutStopNoise) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	if e.Message == stopNoise {
+		for _, f := range fields {
+			if err, ok := f.Interface.(error); ok && f.Type == zapcore.ErrorType && closedOnStop(err) {
+				return nil
+			}
+		}
+	}
+	return c.Core.Write(e, fields)
+}
+
+// closedOnStop reports whether err is how a listener ends when etcd stops.
+func closedOnStop(err error) bool {
+	msg := err.Error()
+	return errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) ||
+		strings.Contains(msg, "server closed") || strings.Contains(msg, "use of closed network connection")
 }
 
 func (c withoutStopNoise) With(fields []zapcore.Field) zapcore.Core {
