@@ -234,9 +234,8 @@ func (s *Server) dumpToFile(r dumpRequest) (ctxd.DumpInfo, error) {
 	var (
 		info ctxd.DumpInfo
 		fi   export.FileInfo
-		err  error
 	)
-	for attempt := 1; ; attempt++ {
+	err := buildOvertaken(r.rev != 0, func() (err error) {
 		fi, err = dir.Create(name, replace, func(w io.Writer) error {
 			var err error
 			if info, err = s.writeDump(w, r); err == nil {
@@ -244,10 +243,8 @@ func (s *Server) dumpToFile(r dumpRequest) (ctxd.DumpInfo, error) {
 			}
 			return err
 		})
-		if !buildAgain(err, r.rev != 0, attempt) {
-			break
-		}
-	}
+		return err
+	})
 	if err != nil {
 		return ctxd.DumpInfo{}, err
 	}
@@ -317,19 +314,18 @@ func attachment(name string) string {
 // answer, and the answer has a Content-Length.
 func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header, error)) error {
 	var (
-		sp  *spool
-		h   http.Header
-		err error
+		sp *spool
+		h  http.Header
 	)
 	_, atRev := queryParam(c, "rev")
-	for attempt := 1; ; attempt++ {
+	err := buildOvertaken(atRev, func() (err error) {
+		if sp != nil {
+			sp.close() // an attempt a compaction overtook
+		}
 		sp = &spool{dir: s.dumps.dir, held: &s.spooled, max: s.cfg.MaxSpoolBytes}
 		h, err = fill(sp)
-		if !buildAgain(err, atRev, attempt) {
-			break
-		}
-		sp.close()
-	}
+		return err
+	})
 	defer sp.close()
 	if errors.Is(err, errSpoolFull) {
 		c.Response().Header().Set("Retry-After", "5")
@@ -360,13 +356,19 @@ func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header
 	return nil
 }
 
-// buildAgain reports whether an answer or a dump of now whose attempt-th
-// build failed with err is built again: a compaction that passed the
-// revision it read at (on etcd: by any instance, or by etcd itself) fails
-// its reads, and nothing was sent or kept yet. One at a revision the
-// request asked for (atRev) would fail again.
-func buildAgain(err error, atRev bool, attempt int) bool {
-	return errors.Is(err, ctxd.ErrCompacted) && !atRev && attempt < buildAttempts
+// buildOvertaken runs build, the build of an answer or a dump, and runs
+// it again, up to buildAttempts in all, while it fails with compacted: a
+// compaction that passed the revision it read at (on etcd: by any
+// instance, or by etcd itself) fails its reads, and nothing was sent or
+// kept yet. One at a revision the request asked for (atRev) would fail
+// again: it runs once.
+func buildOvertaken(atRev bool, build func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := build()
+		if !errors.Is(err, ctxd.ErrCompacted) || atRev || attempt == buildAttempts {
+			return err
+		}
+	}
 }
 
 // buildAttempts is how many times an answer or a dump that a compaction

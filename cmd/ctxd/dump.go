@@ -134,16 +134,7 @@ curl $CTXD_SERVER/v1/dumps/NAME (or /ctx/dump/NAME); remove one with
 }
 
 func (a *app) dumpsRmCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "rm NAME", Aliases: []string{"delete"}, Short: "Remove a dump file from the server", Args: exactArgs("NAME")}
-	c := a.clientFlags(cmd, outTable, false)
-	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
-		if err := cl.DeleteDump(ctx, args[0]); err != nil {
-			return err
-		}
-		_, err := fmt.Fprintf(a.stdout, "removed %s\n", args[0])
-		return err
-	})
-	return cmd
+	return a.rmCmd("NAME", "Remove a dump file from the server", (*client.Client).DeleteDump)
 }
 
 func (a *app) importCmd() *cobra.Command {

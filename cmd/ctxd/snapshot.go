@@ -127,10 +127,16 @@ sha256, ...) is written beside it, FILE without .db + .json, so that
 }
 
 func (a *app) snapshotRmCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "rm ID", Aliases: []string{"delete"}, Short: "Remove a snapshot", Args: exactArgs("ID")}
+	return a.rmCmd("ID", "Remove a snapshot", (*client.Client).DeleteSnapshot)
+}
+
+// rmCmd is "rm ARG" (alias "delete"): remove, on the server, the one
+// thing ARG names, and say so.
+func (a *app) rmCmd(arg, short string, remove func(*client.Client, context.Context, string) error) *cobra.Command {
+	cmd := &cobra.Command{Use: "rm " + arg, Aliases: []string{"delete"}, Short: short, Args: exactArgs(arg)}
 	c := a.clientFlags(cmd, outTable, false)
 	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
-		if err := cl.DeleteSnapshot(ctx, args[0]); err != nil {
+		if err := remove(cl, ctx, args[0]); err != nil {
 			return err
 		}
 		_, err := fmt.Fprintf(a.stdout, "removed %s\n", args[0])

@@ -129,8 +129,8 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	// Not limits.min_ttl and max_ttl: the TTL must be the key's own, which
 	// the put was checked for (by whichever instance took it); another
 	// instance's narrower limits would refuse one heartbeat in N.
-	if ttl <= 0 {
-		return ctxd.Record{}, ctxd.Invalidf("ttl must be positive")
+	if err := (ctxd.Limits{}).ValidateTTL(ttl); err != nil { // positive
+		return ctxd.Record{}, err
 	}
 	if err := s.checkTTL(ns, key, ttl); err != nil {
 		return ctxd.Record{}, err

@@ -629,8 +629,7 @@ func (m *Manager) claimTick(interval time.Duration, mine int64) (n int64, path s
 	if newest > 0 && newest != mine {
 		// A claim read between its creation and its time's write is
 		// empty: its file's time stands in for it.
-		at, ok := claimTime(m.claimPath(newest))
-		if age := now.Sub(at); ok && age < interval/2 && age > -interval/2 {
+		if at, ok := claimTime(m.claimPath(newest)); ok && within(at, now, interval/2) {
 			return 0, "", false
 		}
 	}
@@ -702,17 +701,25 @@ func (m *Manager) unchangedSinceScheduled(list []ctxd.SnapshotMeta) bool {
 }
 
 // scheduledElsewhere reports whether list holds a scheduled snapshot less
-// than within old that is not mine. One dated more
-// than within after now is not counted: it says only that a clock was
+// than d old that is not mine. One dated more
+// than d after now is not counted: it says only that a clock was
 // ahead when it was taken (this one's since stepped back, or another
 // instance's), and would hold every tick back until the clock caught up
 // with it.
-func (m *Manager) scheduledElsewhere(list []ctxd.SnapshotMeta, within time.Duration, mine string) bool {
+func (m *Manager) scheduledElsewhere(list []ctxd.SnapshotMeta, d time.Duration, mine string) bool {
 	now := m.now()
 	for _, s := range list {
-		if age := now.Sub(s.Created); s.Origin == originSchedule && s.ID != mine && age < within && age > -within {
+		if s.Origin == originSchedule && s.ID != mine && within(s.Created, now, d) {
 			return true
 		}
 	}
 	return false
+}
+
+// within reports whether at is less than d from now, before or after it:
+// a scheduled snapshot or a claim of the current interval. One dated
+// further ahead says only that a clock was ahead when it was made.
+func within(at, now time.Time, d time.Duration) bool {
+	age := now.Sub(at)
+	return age < d && age > -d
 }
