@@ -637,15 +637,18 @@ func (c Config) validate(from func(field string) string) error {
 		return &Error{Field: "limits.max_ttl", Source: from("limits.max_ttl"), Err: fmt.Errorf("must be at least %s",
 			other("limits.min_ttl", c.Limits.MinTTL.String()))}
 	}
-	if c.HTTP.MaxBodyBytes < int64(c.Limits.MaxValueBytes) {
+	// A value travels inside a request or a message, with its key, who and
+	// the other fields around it: equal sizes refused a value of the
+	// largest size in a transaction or a context_set.
+	if c.HTTP.MaxBodyBytes < int64(c.Limits.MaxValueBytes)+EnvelopeBytes {
 		return &Error{Field: "http.max_body_bytes", Source: from("http.max_body_bytes"), Err: fmt.Errorf(
-			"must be at least %s, or no value of the largest allowed size could be sent",
-			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)))}
+			"must be at least %s plus %d bytes for the fields around a value, or no value of the largest allowed size could be sent",
+			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)), EnvelopeBytes)}
 	}
-	if c.WebSocket.MaxMessageBytes < int64(c.Limits.MaxValueBytes) {
+	if c.WebSocket.MaxMessageBytes < int64(c.Limits.MaxValueBytes)+EnvelopeBytes {
 		return &Error{Field: "websocket.max_message_bytes", Source: from("websocket.max_message_bytes"), Err: fmt.Errorf(
-			"must be at least %s, or a value the REST API takes could not be set over /v1/watch or Socket.IO",
-			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)))}
+			"must be at least %s plus %d bytes for the fields around a value, or a value the REST API takes could not be set over /v1/watch or Socket.IO",
+			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)), EnvelopeBytes)}
 	}
 	// The dump folder is ctxd's to delete in (DELETE /v1/dumps/...,
 	// dumps.keep): never the database's folder nor the snapshots'.
@@ -847,21 +850,7 @@ var settings = []setting{
 		},
 		get: func(c *Config) string { return c.DataDir },
 	},
-	{
-		path: "shutdown_timeout",
-		set: func(c *Config, v string) error {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				return fmt.Errorf("invalid duration %q (use a number with a unit, such as 10s or 1m30s)", v)
-			}
-			if d <= 0 {
-				return errors.New("must be > 0")
-			}
-			c.ShutdownTimeout = d
-			return nil
-		},
-		get: func(c *Config) string { return c.ShutdownTimeout.String() },
-	},
+	durationSetting("shutdown_timeout", false, func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 	durationSetting("shutdown_drain", true, func(c *Config) *time.Duration { return &c.ShutdownDrain }),
 	choiceSetting("log.level", "level", func(c *Config) *string { return &c.Log.Level }, "trace", "debug", "info", "warn", "error"),
 	choiceSetting("log.format", "format", func(c *Config) *string { return &c.Log.Format }, "json", "console"),
@@ -869,8 +858,8 @@ var settings = []setting{
 	originsSetting("http.cors_origins", func(c *Config) *[]string { return &c.HTTP.CORSOrigins }),
 	rateSetting("http.rate_limit", "requests", func(c *Config) *float64 { return &c.HTTP.RateLimit }),
 	countSetting("http.rate_burst", false, func(c *Config) *int { return &c.HTTP.RateBurst }),
-	durationSetting("http.read_header_timeout", false, func(c *Config) *time.Duration { return &c.HTTP.ReadHeaderTimeout }),
-	durationSetting("http.read_timeout", false, func(c *Config) *time.Duration { return &c.HTTP.ReadTimeout }),
+	durationIn("http.read_header_timeout", false, time.Second, maxDuration, networkFloor, func(c *Config) *time.Duration { return &c.HTTP.ReadHeaderTimeout }),
+	durationIn("http.read_timeout", false, time.Second, maxDuration, networkFloor, func(c *Config) *time.Duration { return &c.HTTP.ReadTimeout }),
 	sizeSetting("http.max_header_bytes", 1<<30, func(c *Config) *int64 { return &c.HTTP.MaxHeaderBytes }),
 	sizeSetting("http.max_spool_bytes", 1<<62, func(c *Config) *int64 { return &c.HTTP.MaxSpoolBytes }),
 	boolSetting("http.pprof", func(c *Config) *bool { return &c.HTTP.Pprof }),
@@ -912,13 +901,13 @@ var settings = []setting{
 	countSetting("dumps.keep", false, func(c *Config) *int { return &c.Dumps.Keep }),
 	sizeOrZeroSetting("dumps.max_bytes", 1<<62, "no bound", func(c *Config) *int64 { return &c.Dumps.MaxBytes }),
 	pathSetting("snapshots.dir", func(c *Config) *string { return &c.Snapshots.Dir }),
-	durationSetting("snapshots.interval", true, func(c *Config) *time.Duration { return &c.Snapshots.Interval }),
+	durationIn("snapshots.interval", true, time.Second, maxDuration, "shorter takes snapshots without pause", func(c *Config) *time.Duration { return &c.Snapshots.Interval }),
 	countSetting("snapshots.keep", false, func(c *Config) *int { return &c.Snapshots.Keep }),
 	sizeSetting("snapshots.max_upload_bytes", 1<<62, func(c *Config) *int64 { return &c.Snapshots.MaxUploadBytes }),
 	countSetting("history.keep_versions", false, func(c *Config) *int { return &c.History.KeepVersions }),
 	countSetting("history.keep_revisions", false, func(c *Config) *uint64 { return &c.History.KeepRevisions }),
 	durationSetting("history.keep_for", true, func(c *Config) *time.Duration { return &c.History.KeepFor }),
-	durationSetting("history.compact_interval", false, func(c *Config) *time.Duration { return &c.History.CompactInterval }),
+	durationIn("history.compact_interval", false, time.Second, maxDuration, "shorter runs the cleanup without pause", func(c *Config) *time.Duration { return &c.History.CompactInterval }),
 	{
 		path: "storage.quota_bytes",
 		set: func(c *Config, v string) error {
@@ -934,6 +923,11 @@ var settings = []setting{
 			if err != nil {
 				return fmt.Errorf("invalid quota %q (use a size such as 8GiB or 500MiB, auto: a quarter of the disk, at most 8 GiB, or 0: no quota)", v)
 			}
+			if n < minQuota {
+				// An empty database takes 16 KiB: a smaller quota refuses
+				// every write, for ever.
+				return fmt.Errorf("must be at least %s (or auto, or 0: no quota); a smaller one leaves no room for any write", ctxd.FormatBytes(minQuota))
+			}
 			c.Storage.QuotaBytes = n
 			return nil
 		},
@@ -944,8 +938,9 @@ var settings = []setting{
 			return strconv.FormatInt(c.Storage.QuotaBytes, 10)
 		},
 	},
-	durationSetting("websocket.ping_interval", false, func(c *Config) *time.Duration { return &c.WebSocket.PingInterval }),
-	durationSetting("websocket.write_timeout", false, func(c *Config) *time.Duration { return &c.WebSocket.WriteTimeout }),
+	durationIn("websocket.ping_interval", false, time.Second, 24*time.Hour,
+		"shorter drops every client before it can answer; longer overflows the timers of Socket.IO's JavaScript client, which then drops itself", func(c *Config) *time.Duration { return &c.WebSocket.PingInterval }),
+	durationIn("websocket.write_timeout", false, time.Second, maxDuration, networkFloor, func(c *Config) *time.Duration { return &c.WebSocket.WriteTimeout }),
 	sizeSetting("websocket.max_message_bytes", 1<<40, func(c *Config) *int64 { return &c.WebSocket.MaxMessageBytes }),
 	sizeSetting("websocket.max_snapshot_bytes", 1<<40, func(c *Config) *int64 { return &c.WebSocket.MaxSnapshotBytes }),
 	sizeSetting("websocket.snapshot_memory_bytes", 1<<40, func(c *Config) *int64 { return &c.WebSocket.SnapshotMemoryBytes }),
@@ -1014,7 +1009,8 @@ var settings = []setting{
 	{
 		path: "wal.segment_bytes",
 		set: func(c *Config, v string) error {
-			n, err := parseSize(v, 1<<40)
+			// Segments are allocated whole, two at a time at least.
+			n, err := parseSize(v, 1<<30)
 			if err != nil {
 				return err
 			}
@@ -1027,7 +1023,23 @@ var settings = []setting{
 		get: func(c *Config) string { return strconv.FormatInt(c.WAL.SegmentBytes, 10) },
 	},
 	durationSetting("wal.commit_interval", false, func(c *Config) *time.Duration { return &c.WAL.CommitInterval }),
-	countSetting("wal.commit_changes", true, func(c *Config) *int { return &c.WAL.CommitChanges }),
+	{
+		path: "wal.commit_changes",
+		set: func(c *Config, v string) error {
+			var n int
+			if err := setCount(&n, v); err != nil {
+				return err
+			}
+			if n == 0 || n > bolt.DefaultMaxPending {
+				// More could never wait: the writer waits for the
+				// committer at DefaultMaxPending.
+				return fmt.Errorf("must be 1 to %d (no more changes can wait to be applied)", bolt.DefaultMaxPending)
+			}
+			c.WAL.CommitChanges = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.Itoa(c.WAL.CommitChanges) },
+	},
 	sizeSetting("wal.direct_bytes", 1<<31-1, func(c *Config) *int { return &c.WAL.DirectBytes }),
 }
 
@@ -1154,8 +1166,10 @@ func rateSetting(path, what string, field func(*Config) *float64) setting {
 			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 				return fmt.Errorf("invalid number %q (%s per second, such as 50 or 0.5; 0 turns the limit off)", v, what)
 			}
-			if f < 0 {
-				return errors.New("must be >= 0 (0 turns the limit off)")
+			if f < 0 || f > 0 && (f < minRate || f > maxRate) {
+				// Past these, a retry's wait or a burst overflows: a
+				// client was told "retry after 1s" for ever.
+				return fmt.Errorf("must be 0 (no limit) or %g to %g", minRate, maxRate)
 			}
 			*field(c) = f
 			return nil
@@ -1166,12 +1180,39 @@ func rateSetting(path, what string, field func(*Config) *float64) setting {
 
 // durationSetting is a duration (setDuration); zeroOK allows 0 ("off").
 func durationSetting(path string, zeroOK bool, field func(*Config) *time.Duration) setting {
+	return durationIn(path, zeroOK, 0, maxDuration, "", field)
+}
+
+// durationIn is a duration in least..most (setDuration), or 0 when
+// zeroOK; why says what a value outside breaks. Without a floor, 1ns
+// passed for a timeout or an interval: the server then dropped every
+// client, or took snapshots in a loop that held a core.
+func durationIn(path string, zeroOK bool, least, most time.Duration, why string, field func(*Config) *time.Duration) setting {
 	return setting{
 		path: path,
-		set:  func(c *Config, v string) error { return setDuration(field(c), v, zeroOK) },
-		get:  func(c *Config) string { return field(c).String() },
+		set: func(c *Config, v string) error {
+			var d time.Duration
+			if err := setDuration(&d, v, zeroOK); err != nil {
+				return err
+			}
+			switch {
+			case d == 0:
+			case d < least && zeroOK:
+				return fmt.Errorf("must be at least %s, or 0 to turn it off (%s)", least, why)
+			case d < least:
+				return fmt.Errorf("must be at least %s (%s)", least, why)
+			case d > most:
+				return fmt.Errorf("must be at most %s (%s)", most, why)
+			}
+			*field(c) = d
+			return nil
+		},
+		get: func(c *Config) string { return field(c).String() },
 	}
 }
+
+// networkFloor is why a network timeout is at least a second.
+const networkFloor = "shorter cuts off clients on any real network"
 
 // originsSetting is a comma-separated list of origins (parseOrigins).
 func originsSetting(path string, field func(*Config) *[]string) setting {
@@ -1312,6 +1353,18 @@ func setDuration(d *time.Duration, v string, zeroOK bool) error {
 	*d = parsed
 	return nil
 }
+
+// EnvelopeBytes is the room a request or a message needs besides its
+// value: a key of the largest size escaped (\u0000 is 6 bytes each), a
+// namespace, a who and the names of the fields.
+const EnvelopeBytes = 8 << 10
+
+// Bounds of storage.quota_bytes and of the rate limits.
+const (
+	minQuota = 1 << 20
+	minRate  = 0.001 // one per 1,000 s
+	maxRate  = 1e9
+)
 
 // maxDuration bounds every duration setting.
 const maxDuration = 100 * 365 * 24 * time.Hour

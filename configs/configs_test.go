@@ -131,6 +131,8 @@ log:
   format: console
 http:
   max_body_bytes: 4MiB
+websocket:
+  max_message_bytes: 4MiB
 limits:
   max_key_bytes: 512
   max_value_bytes: 2097152
@@ -143,6 +145,7 @@ limits:
 		c.ShutdownTimeout = 30 * time.Second
 		c.Log = Log{Level: "debug", Format: "console"}
 		c.HTTP.MaxBodyBytes = 4 << 20
+		c.WebSocket.MaxMessageBytes = 4 << 20
 		c.Limits = ctxd.Limits{MaxKeyBytes: 512, MaxValueBytes: 2 << 20, MaxTxnOps: 64, MinTTL: time.Second, MaxTTL: 365 * 24 * time.Hour}
 	}
 	tests := []struct {
@@ -169,7 +172,7 @@ limits:
 			file: file,
 			env: []string{
 				"CTXD_ADDR=:7000", "CTXD_LOG_LEVEL=warn", "CTXD_LIMITS_MAX_TXN_OPS=10",
-				"CTXD_SHUTDOWN_TIMEOUT=1m", "CTXD_HTTP_MAX_BODY_BYTES=3145728",
+				"CTXD_SHUTDOWN_TIMEOUT= 1m", "CTXD_HTTP_MAX_BODY_BYTES=3145728", // trimmed, as every duration
 			},
 			want: func(c *Config) {
 				fromFile(c)
@@ -184,7 +187,7 @@ limits:
 			name: "every env variable",
 			env: []string{
 				"CTXD_ADDR=0.0.0.0:1", "CTXD_DATA_DIR=/d", "CTXD_SHUTDOWN_TIMEOUT=2s",
-				"CTXD_LOG_LEVEL=error", "CTXD_LOG_FORMAT=console", "CTXD_HTTP_MAX_BODY_BYTES=8KiB",
+				"CTXD_LOG_LEVEL=error", "CTXD_LOG_FORMAT=console", "CTXD_HTTP_MAX_BODY_BYTES=16KiB",
 				"CTXD_LIMITS_MAX_KEY_BYTES=16", "CTXD_LIMITS_MAX_VALUE_BYTES=1KiB", "CTXD_LIMITS_MAX_TXN_OPS=2", "CTXD_LIMITS_MIN_TTL=2s", "CTXD_LIMITS_MAX_TTL=1h",
 				"CTXD_COMPAT_NAMESPACE=legacy",
 				"CTXD_DUMPS_DIR=/shared/dumps", "CTXD_SNAPSHOTS_DIR=/shared/snapshots", "CTXD_SNAPSHOTS_INTERVAL=1h", "CTXD_SNAPSHOTS_KEEP=3", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES=1MiB",
@@ -202,14 +205,14 @@ limits:
 				"CTXD_ETCD_CA_FILE=/ca.pem", "CTXD_ETCD_CERT_FILE=/c.pem", "CTXD_ETCD_KEY_FILE=/k.pem",
 				"CTXD_ETCD_USERNAME=ctxd", "CTXD_ETCD_PASSWORD=s3cret", "CTXD_ETCD_DIAL_TIMEOUT=2s", "CTXD_ETCD_REQUEST_TIMEOUT=1s",
 				"CTXD_ETCD_READ_CACHE=false", "CTXD_ETCD_READ_CACHE_MAX_BYTES=64MiB",
-				"CTXD_WAL_SEGMENT_BYTES=64KiB", "CTXD_WAL_COMMIT_INTERVAL=1h", "CTXD_WAL_COMMIT_CHANGES=100000",
+				"CTXD_WAL_SEGMENT_BYTES=64KiB", "CTXD_WAL_COMMIT_INTERVAL=1h", "CTXD_WAL_COMMIT_CHANGES=65536",
 				"CTXD_WAL_DIRECT_BYTES=8KiB",
 			},
 			want: func(c *Config) {
 				*c = Config{
 					Addr: "0.0.0.0:1", DataDir: "/d", ShutdownTimeout: 2 * time.Second,
 					Log: Log{Level: "error", Format: "console"},
-					HTTP: HTTP{MaxBodyBytes: 8 << 10, CORSOrigins: []string{"https://app.example"}, RateLimit: 12.5, RateBurst: 40,
+					HTTP: HTTP{MaxBodyBytes: 16 << 10, CORSOrigins: []string{"https://app.example"}, RateLimit: 12.5, RateBurst: 40,
 						ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 20 * time.Second, MaxHeaderBytes: 16 << 10, MaxSpoolBytes: 5 << 20},
 					Auth:      Auth{Mode: AuthOn, TokensFile: "/etc/ctxd/tokens.yaml"},
 					TLS:       TLS{CertFile: "/etc/ctxd/cert.pem", KeyFile: "/etc/ctxd/key.pem"},
@@ -226,7 +229,7 @@ limits:
 					Etcd: Etcd{Endpoints: []string{"http://e1:2379", "https://e2:2379"}, Prefix: "/team/", CAFile: "/ca.pem",
 						CertFile: "/c.pem", KeyFile: "/k.pem", Username: "ctxd", Password: "s3cret",
 						DialTimeout: 2 * time.Second, RequestTimeout: time.Second, ReadCache: false, ReadCacheMaxBytes: 64 << 20},
-					WAL: WAL{SegmentBytes: 64 << 10, CommitInterval: time.Hour, CommitChanges: 100000, DirectBytes: 8 << 10},
+					WAL: WAL{SegmentBytes: 64 << 10, CommitInterval: time.Hour, CommitChanges: 65536, DirectBytes: 8 << 10},
 					Warnings: []string{
 						"etcd.endpoints, etcd.prefix, etcd.ca_file, etcd.cert_file, etcd.key_file, etcd.username, etcd.password, " +
 							"etcd.dial_timeout, etcd.request_timeout, etcd.read_cache, etcd.read_cache_max_bytes ignored: " +
@@ -320,6 +323,22 @@ func TestErrors(t *testing.T) {
 		{name: "third document", file: "addr: 127.0.0.1:1\n---\n---\nhttp:\n  rate_limit: 5\n", want: "a second YAML document"},
 		{name: "ttl past 100 years", file: "limits:\n  max_ttl: 2562047h\n", field: "limits.max_ttl", want: "must be at most 876000h0m0s (100 years)"},
 		{name: "drain past 100 years", env: []string{"CTXD_SHUTDOWN_DRAIN=2562047h"}, field: "shutdown_drain", want: "at most"},
+		// Bounds past which a setting broke the server while it ran.
+		{name: "shutdown timeout past 100 years", env: []string{"CTXD_SHUTDOWN_TIMEOUT=2562047h"}, field: "shutdown_timeout", want: "must be at most 876000h0m0s (100 years)"},
+		{name: "ping interval of 1ns", file: "websocket:\n  ping_interval: 1ns\n", field: "websocket.ping_interval", want: "must be at least 1s (shorter drops every client"},
+		{name: "ping interval past a day", env: []string{"CTXD_WEBSOCKET_PING_INTERVAL=300h"}, field: "websocket.ping_interval", want: "must be at most 24h0m0s"},
+		{name: "write timeout of 1ms", env: []string{"CTXD_WEBSOCKET_WRITE_TIMEOUT=1ms"}, field: "websocket.write_timeout", want: "must be at least 1s (shorter cuts off clients"},
+		{name: "header timeout of 1us", env: []string{"CTXD_HTTP_READ_HEADER_TIMEOUT=1us"}, field: "http.read_header_timeout", want: "must be at least 1s"},
+		{name: "read timeout of 1ns", file: "http:\n  read_timeout: 1ns\n", field: "http.read_timeout", want: "must be at least 1s"},
+		{name: "snapshots every 1ns", env: []string{"CTXD_SNAPSHOTS_INTERVAL=1ns"}, field: "snapshots.interval", want: "must be at least 1s, or 0 to turn it off"},
+		{name: "compaction every 1ms", env: []string{"CTXD_HISTORY_COMPACT_INTERVAL=1ms"}, field: "history.compact_interval", want: "must be at least 1s (shorter runs the cleanup"},
+		{name: "rate limit too small to wait for", env: []string{"CTXD_HTTP_RATE_LIMIT=1e-10"}, field: "http.rate_limit", want: "0.001 to"},
+		{name: "rate limit too large to burst", file: "websocket:\n  rate_limit: 1e300\n", field: "websocket.rate_limit", want: "0.001 to 1e+09"},
+		{name: "quota below an empty database", env: []string{"CTXD_STORAGE_QUOTA_BYTES=1"}, field: "storage.quota_bytes", want: "must be at least 1.0 MiB"},
+		{name: "commit changes that overflow", env: []string{"CTXD_WAL_COMMIT_CHANGES=9223372036854775807"}, field: "wal.commit_changes", want: "must be 1 to 65536"},
+		{name: "segment of 1 TiB", env: []string{"CTXD_WAL_SEGMENT_BYTES=1099511627776"}, field: "wal.segment_bytes", want: "must be at most 1073741824 bytes"},
+		{name: "body of exactly a value", env: []string{"CTXD_HTTP_MAX_BODY_BYTES=1MiB"}, field: "http.max_body_bytes", want: "plus 8192 bytes for the fields around a value"},
+		{name: "message of exactly a value", file: "websocket:\n  max_message_bytes: 1MiB\n", field: "websocket.max_message_bytes", want: "plus 8192 bytes"},
 		{name: "message smaller than a value", file: "websocket:\n  max_message_bytes: 10\n", field: "websocket.max_message_bytes", want: "must be at least limits.max_value_bytes"},
 		// Dumps are deleted in their folder (DELETE, dumps.keep): never the
 		// database's or the snapshots'.
@@ -337,9 +356,9 @@ func TestErrors(t *testing.T) {
 		{name: "negative batch interval", env: []string{"CTXD_WEBSOCKET_BATCH_INTERVAL=-1ms"}, field: "websocket.batch_interval", want: "must be >= 0"},
 		{name: "batch interval too long", file: "websocket:\n  batch_interval: 2s\n", field: "websocket.batch_interval", want: "must be at most 1s"},
 		{name: "bad auth mode", file: "auth:\n  mode: maybe\n", field: "auth.mode", want: `invalid mode "maybe"`},
-		{name: "negative rate limit", env: []string{"CTXD_HTTP_RATE_LIMIT=-1"}, field: "http.rate_limit", want: "must be >= 0"},
+		{name: "negative rate limit", env: []string{"CTXD_HTTP_RATE_LIMIT=-1"}, field: "http.rate_limit", want: "must be 0 (no limit) or 0.001 to 1e+09"},
 		{name: "rate limit not a number", env: []string{"CTXD_HTTP_RATE_LIMIT=fast"}, field: "http.rate_limit", want: `invalid number "fast"`},
-		{name: "negative websocket rate limit", file: "websocket:\n  rate_limit: -5\n", field: "websocket.rate_limit", want: "must be >= 0"},
+		{name: "negative websocket rate limit", file: "websocket:\n  rate_limit: -5\n", field: "websocket.rate_limit", want: "must be 0 (no limit) or 0.001 to 1e+09"},
 		{name: "websocket rate limit not a number", env: []string{"CTXD_WEBSOCKET_RATE_LIMIT=lots"}, field: "websocket.rate_limit", want: `invalid number "lots" (messages per second`},
 		{name: "negative websocket burst", env: []string{"CTXD_WEBSOCKET_RATE_BURST=-1"}, field: "websocket.rate_burst", want: "must be >= 0"},
 		{name: "bad max refused", flags: map[string]string{"websocket.rate_limit_max_refused": "ten"}, field: "websocket.rate_limit_max_refused", want: `invalid number "ten"`},
@@ -379,7 +398,7 @@ func TestErrors(t *testing.T) {
 		{name: "wal segment too small", env: []string{"CTXD_WAL_SEGMENT_BYTES=1KiB"}, field: "wal.segment_bytes", want: "must be a multiple of 8 and at least 4096"},
 		{name: "wal segment not aligned", file: "wal:\n  segment_bytes: 4100\n", field: "wal.segment_bytes", want: "must be a multiple of 8"},
 		{name: "zero commit interval", flags: map[string]string{"wal.commit_interval": "0s"}, field: "wal.commit_interval", want: "must be > 0"},
-		{name: "zero commit changes", env: []string{"CTXD_WAL_COMMIT_CHANGES=0"}, field: "wal.commit_changes", want: "must be > 0"},
+		{name: "zero commit changes", env: []string{"CTXD_WAL_COMMIT_CHANGES=0"}, field: "wal.commit_changes", want: "must be 1 to 65536"},
 		{
 			name: "bad env names the variable", env: []string{"CTXD_LIMITS_MAX_VALUE_BYTES=0"},
 			field: "limits.max_value_bytes",
@@ -469,7 +488,7 @@ func TestAuthEnabled(t *testing.T) {
 // 0 (no quota), through the file, the environment and flags alike.
 func TestQuotaSetting(t *testing.T) {
 	assert.Equal(t, int64(QuotaAuto), Defaults().Storage.QuotaBytes)
-	for v, want := range map[string]int64{"auto": QuotaAuto, "0": 0, "512MiB": 512 << 20, "12345": 12345, " 2GiB ": 2 << 30} {
+	for v, want := range map[string]int64{"auto": QuotaAuto, "0": 0, "512MiB": 512 << 20, "12345678": 12345678, " 2GiB ": 2 << 30} {
 		c, err := Load(writeFile(t, "storage:\n  quota_bytes: "+v+"\n"), nil, nil)
 		require.NoError(t, err, v)
 		assert.Equal(t, want, c.Storage.QuotaBytes, "file %q", v)

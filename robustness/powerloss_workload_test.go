@@ -68,7 +68,7 @@ func scenarioSettings(scenario string) []string {
 	case cutReplay:
 		// The committer applies nothing until the overlay is full (65,536
 		// changes or 64 MiB, more than a phase writes).
-		return []string{"CTXD_WAL_COMMIT_INTERVAL=1h", "CTXD_WAL_COMMIT_CHANGES=1000000", "CTXD_WAL_SEGMENT_BYTES=1MiB"}
+		return []string{"CTXD_WAL_COMMIT_INTERVAL=1h", "CTXD_WAL_COMMIT_CHANGES=65536", "CTXD_WAL_SEGMENT_BYTES=1MiB"}
 	case cutDirect:
 		return []string{fmt.Sprintf("CTXD_WAL_DIRECT_BYTES=%d", directBytes)}
 	}

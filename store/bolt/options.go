@@ -105,6 +105,7 @@ const (
 	DefaultCommitInterval = 50 * time.Millisecond
 	DefaultCommitChanges  = 4096
 	DefaultDirectBytes    = 16 << 20
+	DefaultMaxPending     = 65536
 )
 
 // getCache is the Get cache Options ask for (nil: off).
@@ -142,8 +143,11 @@ func (o Options) withDefaults() Options {
 		o.CommitChanges = DefaultCommitChanges
 	}
 	if o.MaxPending <= 0 {
-		o.MaxPending = 65536
+		o.MaxPending = DefaultMaxPending
 	}
+	// More never wait (and 4 times a huge count overflowed, so that the
+	// committer applied nothing and spun).
+	o.CommitChanges = min(o.CommitChanges, o.MaxPending)
 	if o.MaxPendingBytes <= 0 {
 		o.MaxPendingBytes = 64 << 20
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -495,4 +496,33 @@ func TestSnapshotHoldsPendingChanges(t *testing.T) {
 	info, err := s.WriteSnapshot(io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(27), info.Revision)
+}
+
+// A CommitChanges past MaxPending means "never by count": the committer
+// still applies what checkpoints ask. (4 times a huge one overflowed: the
+// committer then applied nothing, held a core, and a snapshot never came.)
+func TestHugeCommitChangesStillCheckpoints(t *testing.T) {
+	// Not testkit's store: its Close, at cleanup, would wait for ever on
+	// the committer this test finds broken.
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "ctxd.db"), bolt.Options{CommitInterval: time.Hour, CommitChanges: math.MaxInt})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		for i := range 20 {
+			if _, err := st.Put(ctx, "n", fmt.Sprint("k", i), json.RawMessage(`1`), nil, "t"); err != nil {
+				done <- err
+				return
+			}
+		}
+		_, err := st.WriteSnapshot(io.Discard)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the snapshot's checkpoint did not finish: the committer applies nothing")
+	}
+	assert.Zero(t, st.Stats().Pending)
+	require.NoError(t, st.Close())
 }
