@@ -157,12 +157,12 @@ func TestRequests(t *testing.T) {
 			out:  DumpInfo{Filename: "nightly.csv"},
 		},
 		{
-			name: "export of a snapshot names the namespace",
+			name: "export of a snapshot names the namespace and who",
 			body: `{}`,
 			call: func(c *Client) (any, error) {
 				return c.ExportSnapshot(ctx, "s1", "", ExportOptions{Format: "txt"}, io.Discard)
 			},
-			want: seen{Method: "GET", EscapedPath: "/v1/snapshots/s1/export", Query: "format=txt&ns=default"},
+			want: seen{Method: "GET", EscapedPath: "/v1/snapshots/s1/export", Query: "format=txt&ns=default&who=tester"},
 		},
 		{
 			name: "restore: who, dry run, namespaces in order, prefix",

@@ -41,19 +41,24 @@ func (o ExportOptions) query(extra ...string) url.Values {
 // read, to w, and returns the revision it is consistent at.
 func (c *Client) Export(ctx context.Context, ns string, opts ExportOptions, w io.Writer) (uint64, error) {
 	ns = orDefault(ns)
-	q := opts.query("who", c.whoOr(""))
-	resp, err := c.stream(ctx, http.MethodGet, nsPath(ns)+"/export", q, nil)
+	return c.export(ctx, "export "+ns, nsPath(ns)+"/export", opts.query("who", c.whoOr("")), w)
+}
+
+// export streams the dump at path to w, and returns the revision it is
+// consistent at; what names it in errors.
+func (c *Client) export(ctx context.Context, what, path string, q url.Values, w io.Writer) (uint64, error) {
+	resp, err := c.stream(ctx, http.MethodGet, path, q, nil)
 	if err != nil {
-		return 0, wrap("export "+ns, err)
+		return 0, wrap(what, err)
 	}
 	defer resp.Body.Close()
 	rev, _ := strconv.ParseUint(resp.Header.Get("X-Ctxd-Revision"), 10, 64)
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
-		return 0, fmt.Errorf("export %s: %w", ns, err)
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
-		return 0, fmt.Errorf("export %s: got %d of %d bytes", ns, n, resp.ContentLength)
+		return 0, fmt.Errorf("%s: got %d of %d bytes", what, n, resp.ContentLength)
 	}
 	return rev, nil
 }

@@ -139,17 +139,8 @@ func (c *Client) RestoreSnapshot(ctx context.Context, id string, opts RestoreOpt
 // ExportSnapshot writes a dump of one namespace read from a stored
 // snapshot (Rev is not allowed: a snapshot is one revision).
 func (c *Client) ExportSnapshot(ctx context.Context, id, ns string, opts ExportOptions, w io.Writer) (uint64, error) {
-	q := opts.query("ns", orDefault(ns))
-	resp, err := c.stream(ctx, http.MethodGet, "/v1/snapshots/"+escapeSegment(id)+"/export", q, nil)
-	if err != nil {
-		return 0, wrap("export snapshot "+id, err)
-	}
-	defer resp.Body.Close()
-	rev, _ := strconv.ParseUint(resp.Header.Get("X-Ctxd-Revision"), 10, 64)
-	if _, err := io.Copy(w, resp.Body); err != nil {
-		return 0, fmt.Errorf("export snapshot %s: %w", id, err)
-	}
-	return rev, nil
+	q := opts.query("ns", orDefault(ns), "who", c.whoOr(""))
+	return c.export(ctx, "export snapshot "+id, "/v1/snapshots/"+escapeSegment(id)+"/export", q, w)
 }
 
 // Compact discards history below rev (0: the current revision), keeping

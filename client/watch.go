@@ -50,7 +50,7 @@ type WatchEvent struct {
 	Version uint64          `json:"version,omitempty"`
 	Who     string          `json:"who,omitempty"`
 	// Timestamp is when the change was committed.
-	Timestamp time.Time `json:"timestamp"`
+	Timestamp time.Time `json:"timestamp,omitzero"` // a reset has none
 	// ExpiresAt is the deadline a put set (zero: none); Expired marks the
 	// delete that expired a key (its Who is "ctxd:ttl").
 	ExpiresAt time.Time `json:"expires_at,omitzero"`

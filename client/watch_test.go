@@ -301,3 +301,11 @@ func TestWatchEventJSONKeepsIndexZero(t *testing.T) {
 	assert.NotContains(t, string(b), `"index"`)
 	assert.NotContains(t, string(b), `"count"`)
 }
+
+// A reset has no timestamp: its JSON has none either (ctxd watch -o json
+// printed "0001-01-01T00:00:00Z"), as the server's reset frame.
+func TestWatchEventJSONOfAReset(t *testing.T) {
+	b, err := json.Marshal(WatchEvent{Type: EventReset, Rev: 9, Message: "restored"})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"type":"reset","rev":9,"message":"restored"}`, string(b))
+}
