@@ -177,6 +177,8 @@ func (s *Server) logAccess(c echo.Context, id string, took time.Duration, chunke
 		Str("remote", req.RemoteAddr)
 	if t := auth.FromContext(req.Context()); t != nil {
 		ev.Str("token", t.Name)
+	} else if t := auth.Noted(req.Context()); t != nil {
+		ev.Str("token", t.Name)
 	}
 	if code, ok := c.Get(errorCodeKey).(string); ok {
 		ev.Str("error", code)

@@ -166,7 +166,10 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		Access: access, CORSOrigins: cfg.HTTP.CORSOrigins, RateLimit: cfg.HTTP.RateLimit, RateBurst: cfg.HTTP.RateBurst,
 	}, log)
 	api.Echo().GET("/v1/watch", hub.Serve)
-	api.Echo().GET("/socket.io/", func(c echo.Context) error {
+	serveSocketIO := func(c echo.Context) error {
+		// A Socket.IO client's token comes in its CONNECT packet: the
+		// server notes it, for the access log.
+		c.SetRequest(c.Request().WithContext(auth.WithNote(c.Request().Context())))
 		sio.ServeHTTP(c.Response(), c.Request())
 		if !c.Response().Committed && websocket.IsWebSocketUpgrade(c.Request()) {
 			// Upgraded (a refusal writes its status): the access log
@@ -174,8 +177,9 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 			c.Response().Status = http.StatusSwitchingProtocols
 		}
 		return nil
-	})
-	api.Echo().POST("/socket.io/", echo.WrapHandler(sio))
+	}
+	api.Echo().GET("/socket.io/", serveSocketIO)
+	api.Echo().POST("/socket.io/", serveSocketIO)
 	if cfg.HTTP.Pprof {
 		api.Echo().Any("/debug/pprof/*", echo.WrapHandler(pprofHandler())) // pprof.go
 	}

@@ -3,6 +3,7 @@ package socketio_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -107,4 +108,56 @@ func TestRevokedTokenDisconnects(t *testing.T) {
 
 	put(t, srv, "after", `1`)
 	assert.Equal(t, "after", keep.waitEvent("context_updated").Data["key"], "an unchanged token goes on")
+}
+
+// A Socket.IO client's token comes in its CONNECT packet, not with the
+// request: the access log still names it (never its secret) on the
+// requests of its session, a refused CONNECT's included, and on the line
+// of a WebSocket session, written when it ends.
+func TestAccessLogNamesTheSocketIOToken(t *testing.T) {
+	team, elsewhere := auth.NewSecret(), auth.NewSecret()
+	entry := func(name, secret, rest string) string {
+		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
+	}
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
+		entry("team-app", team, "    roles: [read]\n    namespaces: [team]\n")+
+		entry("elsewhere", elsewhere, "    roles: [read]\n    namespaces: [other]\n")), 0o600))
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, tokens
+	}))
+
+	polling := dial(t, srv, sioOpts{})
+	connected(t, polling, map[string]any{"ns": "team", "token": team})
+	polling.close()
+	refused := dial(t, srv, sioOpts{})
+	assert.Contains(t, refused.connect(map[string]any{"ns": "team", "token": elsewhere}), `"code":"forbidden"`)
+	refused.close()
+	ws := dial(t, srv, sioOpts{websocket: true})
+	connected(t, ws, map[string]any{"ns": "team", "token": team})
+	ws.close()
+
+	// token names seen on each kind of request line
+	seen := map[string]map[string]bool{}
+	testkit.Eventually(t, func() bool {
+		clear(seen)
+		for _, l := range srv.Logs.Lines(t) {
+			if l["message"] != "request" || l["path"] != "/socket.io/" {
+				continue
+			}
+			kind := fmt.Sprint(l["method"], " ", l["status"])
+			if seen[kind] == nil {
+				seen[kind] = map[string]bool{}
+			}
+			name, _ := l["token"].(string)
+			seen[kind][name] = true
+		}
+		return seen["GET 101"]["team-app"]
+	}, "the WebSocket session's access log line")
+	assert.True(t, seen["POST 200"]["team-app"], "the polling CONNECT's line: %v", seen)
+	assert.True(t, seen["POST 200"]["elsewhere"], "the refused CONNECT's line: %v", seen)
+	assert.True(t, seen["GET 200"][""], "the handshakes' lines, before any CONNECT: %v", seen)
+	for _, secret := range []string{team, elsewhere} {
+		assert.NotContains(t, srv.Logs.String(), secret, "a secret in the log")
+	}
 }

@@ -307,6 +307,11 @@ func (s *Server) connect(c *conn, data string) {
 			secret = c.secret
 		}
 		t := s.opts.Access.Authenticate(secret)
+		if t != nil {
+			c.mu.Lock()
+			c.token = t
+			c.mu.Unlock()
+		}
 		switch {
 		case t == nil && secret == "":
 			s.connectError(c, ctxd.CodeUnauthorized, "this server needs an access token: pass it as auth={'token': ...}, Authorization: Bearer, or ?token=")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/internal/msglimit"
 	"github.com/framework0/ctxd/internal/snapbudget"
 )
@@ -60,6 +61,9 @@ type conn struct {
 	ws      *websocket.Conn // set when the WebSocket transport took over
 	closed  bool
 	cl      *client // set by the Socket.IO CONNECT
+	// token is the valid token its CONNECT gave, refused or not (nil:
+	// none yet, or access control off), for the access log.
+	token *auth.Token
 	// closeCode and closeText, when closeCode is not 0, are the WebSocket
 	// close frame's (closeWith); else 1001 (going away).
 	closeCode int
@@ -343,6 +347,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		engineError(w, http.StatusBadRequest, errUnknownSID, "Session ID unknown")
 		return
 	}
+	defer c.noteToken(r)
 	switch {
 	case transport == "websocket":
 		s.upgrade(w, r, c)
@@ -353,6 +358,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		engineError(w, http.StatusBadRequest, errBadRequest, "Bad request")
 	}
+}
+
+// noteToken notes the session's token in r's context (auth.Note), for the
+// access log line of r.
+func (c *conn) noteToken(r *http.Request) {
+	c.mu.Lock()
+	t := c.token
+	c.mu.Unlock()
+	auth.Note(r.Context(), t)
 }
 
 // open starts a session (the handshake).
@@ -383,6 +397,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, transport string) 
 		}
 	})
 	c.mu.Unlock()
+	defer c.noteToken(r)
 	if transport == "polling" {
 		c.send(c.openPacket([]string{"websocket"}))
 		c.poll(w, r)
