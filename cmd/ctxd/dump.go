@@ -14,7 +14,6 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/internal/fsutil"
 )
 
 // transferTimeout is the default --timeout of dump and import, which move
@@ -85,23 +84,27 @@ the server's stored snapshots instead of the live data.`,
 					strconv.Itoa(info.KeyCount), ctxd.FormatBytes(info.FileSize), info.Path,
 				}, "\t")})
 			}
-			send := func(w io.Writer) (uint64, error) {
+			send := func(ctx context.Context, w io.Writer) (uint64, error) {
 				if snapshot != "" {
 					return cl.ExportSnapshot(ctx, snapshot, c.namespace, opts, w)
 				}
 				return cl.Export(ctx, c.namespace, opts, w)
 			}
 			if outFile == "" || outFile == "-" {
-				_, err := send(a.stdout)
+				_, err := send(ctx, a.stdout)
 				return err
 			}
 			var got uint64
-			size, err := fsutil.WriteFile(outFile, 0o644, func(w io.Writer) error {
+			size, regular, err := writeOutFile(ctx, outFile, 0o644, func(ctx context.Context, w io.Writer) error {
 				var err error
-				got, err = send(w)
+				got, err = send(ctx, w)
 				return err
 			})
 			if err != nil {
+				return err
+			}
+			if !regular {
+				_, err = fmt.Fprintf(a.stdout, "%s: %s of %s at revision %d\n", outFile, fm, c.namespace, got)
 				return err
 			}
 			_, err = fmt.Fprintf(a.stdout, "%s: %s of %s at revision %d, %s\n", outFile, fm, c.namespace, got, ctxd.FormatBytes(size))

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -215,4 +217,78 @@ func TestDumpKilledMidway(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
 	assert.Equal(t, 0, list.DumpCount)
 	assert.Empty(t, testkit.DirNames(t, dumps), "the temp file was removed at start")
+}
+
+// -o FILE replaces a regular file whole, writes through a symbolic link to
+// its target, and writes straight into anything else: the rename of the
+// whole-file write replaced a named pipe (or, as root, /dev/null) with a
+// regular file. A folder is refused.
+func TestDumpToLinksPipesAndFolders(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
+	cliOK(t, env, "", "put", "k", "1")
+	dir := t.TempDir()
+
+	target := filepath.Join(dir, "target.json")
+	require.NoError(t, os.WriteFile(target, []byte("old"), 0o644))
+	link := filepath.Join(dir, "link.json")
+	require.NoError(t, os.Symlink("target.json", link))
+	cliOK(t, env, "", "dump", "-o", link)
+	fi, err := os.Lstat(link)
+	require.NoError(t, err)
+	assert.NotZero(t, fi.Mode()&os.ModeSymlink, "the link is still a link")
+	assert.JSONEq(t, `1`, string(fromJSON[jsonDump](t, string(readFile(t, target))).Context["k"]), "the link's target has the dump")
+
+	pipe := filepath.Join(dir, "pipe")
+	require.NoError(t, syscall.Mkfifo(pipe, 0o644))
+	got := make(chan string, 1)
+	go func() {
+		b, _ := os.ReadFile(pipe) // opens once the dump does, reads to its end
+		got <- string(b)
+	}()
+	r := cli(t, env, "", "dump", "-o", pipe)
+	require.Equal(t, 0, r.code, r.stderr)
+	select {
+	case s := <-got:
+		assert.JSONEq(t, `1`, string(fromJSON[jsonDump](t, s).Context["k"]))
+	case <-time.After(testkit.Deadline):
+		t.Fatal("nothing came through the pipe")
+	}
+	fi, err = os.Lstat(pipe)
+	require.NoError(t, err)
+	assert.NotZero(t, fi.Mode()&os.ModeNamedPipe, "the pipe is still a pipe, not a file")
+	es, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, es, 3, "no temp file left: %v", es)
+
+	r = cli(t, env, "", "dump", "-o", dir)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, dir+" is a folder: give a file name")
+}
+
+// Ctrl-C during -o FILE stops the write and takes its temp file away.
+func TestWriteOutFileInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dump.json")
+	_, _, err := writeOutFile(context.Background(), path, 0o644, func(ctx context.Context, w io.Writer) error {
+		if _, err := w.Write(make([]byte, 1<<20)); err != nil {
+			return err
+		}
+		// Caught while it writes (without writeOutFile's handler it would
+		// end the test binary).
+		if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(testkit.Deadline):
+			return errors.New("the signal did not stop the write")
+		}
+	})
+	require.EqualError(t, err, "interrupted: "+path+" not written")
+	es, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, es, "the temp file is gone")
 }

@@ -92,7 +92,7 @@ sha256, ...) is written beside it, FILE without .db + .json, so that
 			return err
 		}
 		var meta client.SnapshotMeta
-		written, err := fsutil.WriteFile(out, 0o600, func(w io.Writer) error {
+		written, regular, err := writeOutFile(ctx, out, 0o600, func(ctx context.Context, w io.Writer) error {
 			pw := a.progress("downloading", w)
 			defer pw.done()
 			var err error
@@ -100,6 +100,10 @@ sha256, ...) is written beside it, FILE without .db + .json, so that
 			return err
 		})
 		if err != nil {
+			return err
+		}
+		if !regular { // no metadata beside /dev/null or a pipe
+			_, err = fmt.Fprintf(a.stdout, "wrote %s (revision %d, sha256 %s)\n", out, meta.Revision, meta.SHA256)
 			return err
 		}
 		// The metadata beside the file, written after it as the server
