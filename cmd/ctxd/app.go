@@ -170,6 +170,20 @@ have been applied: read the key to check).`,
 	return root
 }
 
+// group makes cmd, a group of subcommands, refuse an unknown one (exit 2),
+// as the root does: cobra printed the group's help and exited 0 for
+// "ctxd snapshot bogus".
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+		}
+		return cmd.Help()
+	}
+	return cmd
+}
+
 func (a *app) versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

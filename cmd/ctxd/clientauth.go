@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -39,6 +41,10 @@ func (c *common) clientOptions() ([]client.Option, error) {
 		hc.Transport = tr
 	}
 	opts := []client.Option{client.WithWho(c.who), client.WithHTTPClient(hc)}
+	if strings.ContainsFunc(c.token, unicode.IsControl) {
+		// Go's HTTP client refused to send it, which read as a server down.
+		return nil, usagef("--token (or CTXD_TOKEN) holds a control character: a trailing newline or carriage return from the file it came from?")
+	}
 	if c.token != "" {
 		opts = append(opts, client.WithToken(c.token))
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -96,6 +97,18 @@ func (a *app) connFlags(cmd *cobra.Command, whoUsage string, timeout time.Durati
 // clientFlags registers the client flags on cmd: connFlags, and -o.
 // defOutput is the command's default -o; withValue says whether it
 // supports -o value.
+// defaultTimeout gives the command a --timeout default of its own, in its
+// help too (defrag's help said 30s, while it waited for ever). 0: wait
+// however long it takes.
+func (c *common) defaultTimeout(cmd *cobra.Command, d time.Duration) {
+	c.timeout = d
+	f := cmd.Flags().Lookup("timeout")
+	f.DefValue = d.String()
+	if d == 0 {
+		f.Usage = "give up on the server after this long (default 0: wait however long it takes)"
+	}
+}
+
 func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) *common {
 	c := a.connFlags(cmd, "who is making the change, recorded with it", 30*time.Second)
 	formats := "json or table"
@@ -198,6 +211,10 @@ func (c *common) client(ctx context.Context) (cl *client.Client, _ context.Conte
 // withClient runs fn with a client for the command's flags and a context
 // bounded by --timeout.
 func (c *common) withClient(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client) error) error {
+	if f := cmd.Flags().Lookup("namespace"); f != nil && f.Changed && strings.TrimSpace(c.namespace) == "" {
+		// -n "$UNSET" wrote to default.
+		return usagef("-n: an empty namespace (an unset variable?); leave -n out for %s", ctxd.DefaultNamespace)
+	}
 	cl, ctx, done, err := c.client(cmd.Context())
 	if err != nil {
 		return err
@@ -327,6 +344,10 @@ func parseValue(arg string, asString bool, stdin io.Reader) (json.RawMessage, er
 		if raw, err = io.ReadAll(stdin); err != nil {
 			return nil, fmt.Errorf("read value from stdin: %w", err)
 		}
+		if len(raw) == 0 {
+			// A closed or empty stdin stored "" without a word.
+			return nil, usagef(`VALUE -: standard input is empty (for an empty string, give '""')`)
+		}
 		if !asString && json.Valid(raw) {
 			return bytes.TrimSpace(raw), nil
 		}
@@ -335,6 +356,10 @@ func parseValue(arg string, asString bool, stdin io.Reader) (json.RawMessage, er
 		raw = bytes.TrimSuffix(raw, []byte("\r"))
 	} else if !asString && json.Valid(raw) {
 		return bytes.TrimSpace(raw), nil
+	}
+	if !utf8.Valid(raw) {
+		// As a JSON string, each bad byte became U+FFFD: stored, not as given.
+		return nil, usagef("VALUE is not UTF-8 text, which JSON values are (encode binary data, in base64 say)")
 	}
 	b, err := json.Marshal(string(raw))
 	if err != nil {

@@ -156,20 +156,24 @@ server's http.max_body_bytes.`,
 		Args: exactArgs("FILE"),
 	}
 	c := a.clientFlags(cmd, outTable, false)
-	cmd.Flags().Lookup("timeout").DefValue = transferTimeout.String()
-	c.timeout = transferTimeout
+	c.defaultTimeout(cmd, transferTimeout)
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		var in io.Reader = a.stdin
+		in := &readErrs{r: a.stdin}
 		if args[0] != "-" {
 			f, err := os.Open(args[0])
 			if err != nil {
 				return fmt.Errorf("import: %w", err)
 			}
 			defer f.Close()
-			in = f
+			in.r = f
 		}
 		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
 			res, err := cl.Import(ctx, c.namespace, in)
+			if in.err != nil {
+				// Not the server's: the request failed because the
+				// dump could not be read (a folder, say).
+				return fmt.Errorf("import: %w", in.err)
+			}
 			if err != nil {
 				return err
 			}
@@ -182,4 +186,19 @@ server's http.max_body_bytes.`,
 		})
 	})
 	return cmd
+}
+
+// readErrs remembers the error of a read of r other than io.EOF: a failed
+// read of a request's body fails the request like a lost connection.
+type readErrs struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrs) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
 }

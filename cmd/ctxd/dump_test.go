@@ -132,6 +132,8 @@ func TestDumpImportCLI(t *testing.T) {
 		{"bad filename", []string{"dump", "--server-side", "--filename", "../x"}, 2, "bad dump filename"},
 		{"future revision", []string{"dump", "--rev", "999"}, 1, "future_revision"},
 		{"import needs a file", []string{"import"}, 2, "FILE"},
+		// Its failed read failed the request: "Is the server running?", exit 3.
+		{"import of a folder", []string{"import", dir}, 1, "import: read " + dir + ": is a directory"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := cli(t, env, "", tt.args...)

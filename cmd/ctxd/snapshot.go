@@ -36,7 +36,7 @@ func (a *app) snapshotCmd() *cobra.Command {
 	}
 	cmd.AddCommand(a.snapshotCreateCmd(), a.snapshotLsCmd(), a.snapshotGetCmd(), a.snapshotRmCmd(),
 		a.snapshotRestoreCmd(), a.snapshotUploadCmd())
-	return cmd
+	return group(cmd)
 }
 
 func (a *app) snapshotCreateCmd() *cobra.Command {
@@ -387,7 +387,7 @@ first, use POST /v1/compact or the history.* settings.`,
 func (a *app) defragCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "defrag", Short: "Rewrite a running server's database file compactly, online", Args: cobra.NoArgs}
 	c := a.clientFlags(cmd, outTable, false)
-	c.timeout = 0
+	c.defaultTimeout(cmd, 0)
 	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
 		stop := a.spinner("defragmenting")
 		res, err := cl.Defrag(ctx)
@@ -424,7 +424,7 @@ file.) The server's history.* settings do the same on a schedule.`,
 		Args: cobra.MaximumNArgs(1),
 	}
 	c := a.clientFlags(cmd, outTable, false)
-	c.timeout = 0
+	c.defaultTimeout(cmd, 0)
 	cmd.Flags().IntVar(&keep, "keep-versions", 0, "versions of each key to keep (at least 1; default: the server's history.keep_versions)")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
 		var rev uint64

@@ -27,7 +27,7 @@ given to its holder, who sends it as "Authorization: Bearer <token>"
 SIGHUP (systemctl reload ctxd) to load it.`,
 	}
 	cmd.AddCommand(a.tokenNewCmd(), a.tokenHashCmd())
-	return cmd
+	return group(cmd)
 }
 
 func (a *app) tokenNewCmd() *cobra.Command {

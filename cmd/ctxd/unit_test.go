@@ -135,6 +135,10 @@ func TestUsageErrorsInProcess(t *testing.T) {
 	for _, args := range [][]string{
 		{"nope"}, {"get"}, {"get", "--nope", "k"}, {"ls", "a", "b"}, {"ls", "--all", "--limit", "3"},
 		{"ls", "--limit", "0"}, {"get", "k", "-o", "yaml"}, {"version", "extra"},
+		// Found by a review: exit 0 with the group's help; a write to
+		// default; a value stored mangled, or empty; a server said down.
+		{"snapshot", "bogus"}, {"token", "bogus"}, {"put", "k", "v", "-n", ""}, {"ls", "-n", " "},
+		{"put", "k", "\xff\xfe"}, {"put", "k", "-"}, {"status", "--token", "tok\r"},
 	} {
 		stderr, err := run(args...)
 		var ue *usageError
