@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -306,6 +307,28 @@ func TestErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), strconv.Itoa(tt.status))
 		})
 	}
+}
+
+// A proxy's 502 or 504 to a write leaves its outcome unknown (the write may
+// have reached ctxd, and the answer been lost behind the proxy), as a lost
+// answer does: ctxd put exits 6 on it, not 1. To a read, or as ctxd's own
+// error, it is an error like any other.
+func TestProxyGatewayErrorsLeaveWritesUncertain(t *testing.T) {
+	ctx := context.Background()
+	for _, status := range []int{http.StatusBadGateway, http.StatusGatewayTimeout} {
+		c, _ := fake(t, status, "<html>gateway</html>")
+		_, err := c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+		assert.True(t, IsOutcomeUnknown(err), "put, %d: %v", status, err)
+		_, err = c.Txn(ctx, []TxnOp{{Op: "delete", Key: "k"}}, TxnOptions{})
+		assert.True(t, IsOutcomeUnknown(err), "txn, %d: %v", status, err)
+		_, err = c.Import(ctx, "", strings.NewReader(`{"context":{}}`))
+		assert.True(t, IsOutcomeUnknown(err), "import, %d: %v", status, err)
+		_, err = c.Get(ctx, "", "k", GetOptions{})
+		assert.False(t, IsOutcomeUnknown(err), "get, %d: %v", status, err)
+	}
+	c, _ := fake(t, http.StatusBadGateway, `{"error":{"code":"bad_request","message":"m"}}`)
+	_, err := c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+	assert.False(t, IsOutcomeUnknown(err), "ctxd's own error says what happened: %v", err)
 }
 
 // noServer returns a client of a loopback port nobody listens on.

@@ -70,6 +70,8 @@ type APIError struct {
 	// bodiless is an answer to HEAD, which has no body to say its code:
 	// its status alone is the server's.
 	bodiless bool
+	// uncertain marks a proxy's 502 or 504 to a write (answerError).
+	uncertain bool
 }
 
 func (e *APIError) Error() string {
@@ -89,7 +91,21 @@ func (e *APIError) Error() string {
 // cannot disagree (unavailable matches ctxd.ErrUnavailable and
 // ctxd.ErrClosed; outcome_unknown ctxd.ErrOutcomeUnknown only).
 func (e *APIError) Is(target error) bool {
-	return slices.Contains(ctxd.ErrorsOf(e.Code), target)
+	return e.uncertain && target == ctxd.ErrOutcomeUnknown || slices.Contains(ctxd.ErrorsOf(e.Code), target)
+}
+
+// answerError is decodeError for the answer to a request; for a write, a
+// 502 or 504 that is not ctxd's own error (a proxy's: the write may have
+// reached ctxd, and its answer have been lost behind it) also matches
+// ctxd.ErrOutcomeUnknown, as an answer that never came does.
+func answerError(resp *http.Response, write bool) error {
+	err := decodeError(resp)
+	var ae *APIError
+	if write && errors.As(err, &ae) && ae.Code == "" &&
+		(resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout) {
+		ae.uncertain = true
+	}
+	return err
 }
 
 // IsNotFound reports whether err is the server saying the key (or the key
