@@ -780,7 +780,7 @@ func TestClusterCommand(t *testing.T) {
 	require.Equal(t, "CTXD_SERVER="+strings.Join(urls, ","), cliEnv)
 	require.NoError(t, syscall.Kill(pids[3], syscall.SIGKILL)) // ctxd1
 	cli := exec.Command(ctxdBin, "put", "after", `"kill"`)
-	cli.Env = testkit.CleanEnv(cliEnv)
+	cli.Env = testkit.CleanEnv(cliEnv, "XDG_CACHE_HOME="+t.TempDir()) // not the user's cache of the instance it used
 	outPut, err := cli.CombinedOutput()
 	require.NoError(t, err, "ctxd put with ctxd1 killed: %s", outPut)
 	got, err = tryGet(hc, urls[1], "default", "after")
