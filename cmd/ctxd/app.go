@@ -112,9 +112,14 @@ func (a *app) exitCode(err error) int {
 		return exitOutcomeUnknown
 	case client.IsConnectionError(err):
 		var untrusted *tls.CertificateVerificationError
-		if errors.As(err, &untrusted) {
+		switch {
+		case errors.As(err, &untrusted):
 			fmt.Fprintln(a.stderr, "The server's certificate is not trusted: give the CA that signed it (or the self-signed certificate) with --cacert or CTXD_CACERT.")
-		} else {
+		case errors.Is(err, context.DeadlineExceeded):
+			// A server that took the connection and did not answer: "is it
+			// running?" misled.
+			fmt.Fprintln(a.stderr, "No answer within --timeout: the server is busy, hung, or slow to reach (a longer --timeout, or 0, waits longer).")
+		default:
 			fmt.Fprintln(a.stderr, "Is the server running? Point --server or CTXD_SERVER at it.")
 		}
 		return exitUnreachable

@@ -17,6 +17,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 func TestParseValue(t *testing.T) {
@@ -180,4 +181,15 @@ func TestPerfFanoutTargetsAlias(t *testing.T) {
 			assert.Contains(t, out, "use --more-targets", "the deprecation notice")
 		}
 	}
+}
+
+// A server that takes the request and never answers is not "not running":
+// past --timeout the CLI says it did not answer (exit 3 still).
+func TestNoAnswerWithinTimeout(t *testing.T) {
+	hung, _ := testkit.SilentAfterRequest(t, true)
+	var stdout, stderr bytes.Buffer
+	a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, environ: []string{"CTXD_SERVER=" + hung}}
+	assert.Equal(t, exitUnreachable, a.exitCode(a.run(context.Background(), []string{"get", "k", "--timeout", "300ms"})))
+	assert.Contains(t, stderr.String(), "No answer within --timeout")
+	assert.NotContains(t, stderr.String(), "Is the server running?")
 }
