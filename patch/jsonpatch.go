@@ -28,7 +28,7 @@ type operation struct {
 func checkOps(doc []byte) ([]operation, error) {
 	var raw []map[string]json.RawMessage
 	if err := json.Unmarshal(doc, &raw); err != nil {
-		return nil, ctxd.Invalidf("a JSON Patch is an array of operation objects: %v", err)
+		return nil, ctxd.Invalidf("a JSON Patch is an array of operation objects: %s", ctxd.DecodeErrorMessage(err))
 	}
 	if raw == nil { // null decodes without an error
 		return nil, ctxd.Invalidf("a JSON Patch is an array of operation objects, not null")

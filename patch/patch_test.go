@@ -202,9 +202,12 @@ func TestBadPatchesAndLimits(t *testing.T) {
 	for _, p := range bad {
 		_, err := patch.Apply(value, p, ctxd.DefaultLimits)
 		assert.ErrorIs(t, err, ctxd.ErrInvalid, "%s %s", p.Type, p.Doc)
+		assert.NotContains(t, err.Error(), "Go value", "in JSON's words, not Go's types: %s", p.Doc)
 	}
+	_, err := patch.Apply(value, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`{"op":"add"}`)}, ctxd.DefaultLimits)
+	assert.EqualError(t, err, "invalid input: a JSON Patch is an array of operation objects: must be an array, not an object")
 	small := ctxd.Limits{MaxValueBytes: 64}.WithDefaults()
-	_, err := patch.Apply(value, ctxd.Patch{Type: ctxd.MergePatch, Doc: raw(`{"b":"` + strings.Repeat("x", 64) + `"}`)}, small)
+	_, err = patch.Apply(value, ctxd.Patch{Type: ctxd.MergePatch, Doc: raw(`{"b":"` + strings.Repeat("x", 64) + `"}`)}, small)
 	assert.ErrorIs(t, err, ctxd.ErrTooLarge)
 	doubling := `[{"op":"copy","from":"/a","path":"/b"},{"op":"copy","from":"/a","path":"/c"},{"op":"copy","from":"/a","path":"/d"},{"op":"copy","from":"/a","path":"/e"}]`
 	_, err = patch.Apply(value, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(doubling)}, small)

@@ -151,7 +151,7 @@ func decodeStrict(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return err
+		return errors.New(ctxd.DecodeErrorMessage(err)) // in JSON's words, not Go's types
 	}
 	if dec.More() {
 		return errors.New("more than one JSON value")

@@ -82,6 +82,10 @@ func TestCLITxn(t *testing.T) {
 	assert.Equal(t, 2, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "op 2")
 	assert.Equal(t, 4, cli(t, env, "", "get", "x").code, "nothing written")
+	r = cli(t, env, `{"ops":"x"}`, "txn")
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `"ops" must be an array, not a string`, "in JSON's words")
+	assert.NotContains(t, r.stderr, "Go struct field", "not Go's types")
 	assert.Equal(t, before, get("cfg", "-o", "json"), "cfg untouched by every refused txn")
 
 	// stdin: ops one per line, an array (with -), a whole request whose
