@@ -407,8 +407,9 @@ type request struct {
 	// contentType is the body's type (default application/json).
 	contentType string
 	out         any // decoded from a 2xx body when non-nil
-	// write marks a request that changes keys: an error after it was
-	// sent in full is "outcome unknown" (send, outcome.go).
+	// write marks a request that changes the server (keys, snapshots,
+	// dumps, a restore): an error after it was sent in full is "outcome
+	// unknown" (send, outcome.go), and no other instance is tried.
 	write bool
 }
 

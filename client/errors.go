@@ -128,7 +128,11 @@ func IsConflict(err error) bool {
 // (an *APIError with CodeOutcomeUnknown: it took the write, then the
 // request's time ran out), or the client sent the whole request and then
 // got no answer (the connection broke, ctx ended; see Put). Read the key
-// to learn whether the write applied before deciding to retry it.
+// to learn whether the write applied before deciding to retry it. The
+// server's other changes (a snapshot taken or removed, a restore, a dump
+// written, a compaction or defrag) are writes too: list them, or read the
+// status, before sending one again (a restore sent again discards what
+// was written since the first).
 func IsOutcomeUnknown(err error) bool { return errors.Is(err, ctxd.ErrOutcomeUnknown) }
 
 // errorBody is the JSON of an error answer. The extra fields are read both

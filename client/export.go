@@ -69,7 +69,7 @@ func (c *Client) export(ctx context.Context, what, path string, q url.Values, w 
 func (c *Client) Dump(ctx context.Context, ns, filename string, opts ExportOptions) (DumpInfo, error) {
 	ns = orDefault(ns)
 	q := opts.query("filename", filename, "who", c.whoOr(""))
-	return call[DumpInfo](ctx, c, "dump "+ns, request{method: http.MethodPost, path: nsPath(ns) + "/dumps", query: q})
+	return call[DumpInfo](ctx, c, "dump "+ns, request{method: http.MethodPost, path: nsPath(ns) + "/dumps", query: q, write: true})
 }
 
 // Dumps lists the dump files on the server.
@@ -80,7 +80,7 @@ func (c *Client) Dumps(ctx context.Context) (DumpList, error) {
 // DeleteDump removes the server's dump file name; the server logs the
 // client's who (WithWho) with it.
 func (c *Client) DeleteDump(ctx context.Context, name string) error {
-	err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/dumps/" + url.PathEscape(name), query: params("who", c.who)})
+	err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/dumps/" + url.PathEscape(name), query: params("who", c.who), write: true})
 	return wrap("delete dump "+name, err)
 }
 

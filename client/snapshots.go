@@ -33,7 +33,7 @@ type DefragResult struct {
 
 // CreateSnapshot takes a snapshot on the server.
 func (c *Client) CreateSnapshot(ctx context.Context) (SnapshotMeta, error) {
-	return call[SnapshotMeta](ctx, c, "create snapshot", request{method: http.MethodPost, path: "/v1/snapshots"})
+	return call[SnapshotMeta](ctx, c, "create snapshot", request{method: http.MethodPost, path: "/v1/snapshots", write: true})
 }
 
 // Snapshots lists the server's snapshots, newest first.
@@ -68,7 +68,7 @@ func (c *Client) DownloadSnapshot(ctx context.Context, id string, w io.Writer) (
 // DeleteSnapshot removes a snapshot from the server; the server logs the
 // client's who (WithWho) with it.
 func (c *Client) DeleteSnapshot(ctx context.Context, id string) error {
-	err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/snapshots/" + escapeSegment(id), query: params("who", c.who)})
+	err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/snapshots/" + escapeSegment(id), query: params("who", c.who), write: true})
 	return wrap("delete snapshot "+id, err)
 }
 
@@ -133,7 +133,7 @@ func (c *Client) RestoreSnapshot(ctx context.Context, id string, opts RestoreOpt
 	for _, ns := range opts.Namespaces {
 		q.Add("ns", ns)
 	}
-	return call[RestoreResult](ctx, c, "restore snapshot "+id, request{method: http.MethodPost, path: "/v1/snapshots/" + escapeSegment(id) + "/restore", query: q})
+	return call[RestoreResult](ctx, c, "restore snapshot "+id, request{method: http.MethodPost, path: "/v1/snapshots/" + escapeSegment(id) + "/restore", query: q, write: true})
 }
 
 // ExportSnapshot writes a dump of one namespace read from a stored
@@ -147,10 +147,10 @@ func (c *Client) ExportSnapshot(ctx context.Context, id, ns string, opts ExportO
 // keepVersions per key (0: the server's setting).
 func (c *Client) Compact(ctx context.Context, rev uint64, keepVersions int) (CompactResult, error) {
 	q := params("rev", numParam(rev), "keep_versions", numParam(keepVersions))
-	return call[CompactResult](ctx, c, "compact", request{method: http.MethodPost, path: "/v1/compact", query: q})
+	return call[CompactResult](ctx, c, "compact", request{method: http.MethodPost, path: "/v1/compact", query: q, write: true})
 }
 
 // Defrag rewrites the server's database file compactly, online.
 func (c *Client) Defrag(ctx context.Context) (DefragResult, error) {
-	return call[DefragResult](ctx, c, "defrag", request{method: http.MethodPost, path: "/v1/defrag"})
+	return call[DefragResult](ctx, c, "defrag", request{method: http.MethodPost, path: "/v1/defrag", write: true})
 }

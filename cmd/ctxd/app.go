@@ -108,7 +108,12 @@ func (a *app) exitCode(err error) int {
 	case errors.As(err, &ce):
 		return exitUsage
 	case client.IsOutcomeUnknown(err): // before IsConnectionError: no answer to a write sent is this
-		fmt.Fprintln(a.stderr, "The write may or may not have been applied. Read the key ('ctxd get KEY') to check before retrying.")
+		if a.cmd != nil && keyWrites[a.cmd.Name()] {
+			fmt.Fprintln(a.stderr, "The write may or may not have been applied. Read the key ('ctxd get KEY') to check before retrying.")
+		} else {
+			// A restore sent twice discards what was written between them.
+			fmt.Fprintln(a.stderr, "The request may or may not have taken effect on the server. Check ('ctxd snapshot ls', 'ctxd dumps', 'ctxd status') before sending it again.")
+		}
 		return exitOutcomeUnknown
 	case client.IsConnectionError(err):
 		var untrusted *tls.CertificateVerificationError
@@ -174,6 +179,10 @@ have been applied: read the key to check).`,
 	)
 	return root
 }
+
+// keyWrites are the commands that change keys: an outcome unknown is
+// checked by reading the key.
+var keyWrites = map[string]bool{"put": true, "patch": true, "txn": true, "keepalive": true, "del": true, "import": true}
 
 // group makes cmd, a group of subcommands, refuse an unknown one (exit 2),
 // as the root does: cobra printed the group's help and exited 0 for

@@ -193,3 +193,20 @@ func TestNoAnswerWithinTimeout(t *testing.T) {
 	assert.Contains(t, stderr.String(), "No answer within --timeout")
 	assert.NotContains(t, stderr.String(), "Is the server running?")
 }
+
+// A change of the server other than a key's (a restore, a snapshot, a
+// dump) that was sent and got no answer is outcome unknown too (exit 6),
+// not "cannot connect" (3): a restore sent again discards what was
+// written since the first.
+func TestAdminWritesWithoutAnswerAreOutcomeUnknown(t *testing.T) {
+	hung, _ := testkit.SilentAfterRequest(t, true)
+	for _, args := range [][]string{
+		{"snapshot", "restore", "20261127T101500Z-r42"}, {"snapshot", "create"}, {"snapshot", "rm", "20261127T101500Z-r42"},
+		{"dump", "--server-side"}, {"dumps", "rm", "x.json"}, {"compaction"}, {"defrag"},
+	} {
+		var stdout, stderr bytes.Buffer
+		a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, environ: []string{"CTXD_SERVER=" + hung}}
+		assert.Equal(t, exitOutcomeUnknown, a.exitCode(a.run(context.Background(), append(args, "--timeout", "300ms"))), "%v: %s", args, stderr.String())
+		assert.Contains(t, stderr.String(), "may or may not have taken effect", args)
+	}
+}
