@@ -305,6 +305,7 @@ func TestErrors(t *testing.T) {
 			assert.NotErrorIs(t, err, context.Canceled, "a server's answer is not the client's own cancellation")
 			assert.Contains(t, err.Error(), tt.want.Message)
 			assert.Contains(t, err.Error(), strconv.Itoa(tt.status))
+			assert.Equal(t, tt.want.Code == "", strings.Contains(err.Error(), "not a ctxd answer"), "says whose answer it is: %v", err)
 		})
 	}
 }

@@ -78,6 +78,11 @@ func (e *APIError) Error() string {
 	code := e.Code
 	if code == "" {
 		code = strings.ToLower(http.StatusText(e.Status))
+		if e.Message != "" {
+			// Another server's page (a wrong port, a proxy's): say so
+			// before its text, instead of printing it as if ctxd said it.
+			return fmt.Sprintf("HTTP %d %s, not a ctxd answer: %s", e.Status, http.StatusText(e.Status), e.Message)
+		}
 	}
 	if e.Message == "" {
 		return fmt.Sprintf("%s (%d)", code, e.Status)
