@@ -47,7 +47,7 @@ func fake(t *testing.T, status int, body string) (*Client, *seen) {
 
 func TestNew(t *testing.T) {
 	for _, bad := range []string{"", "127.0.0.1:8080", "ftp://h", "http://", "http://h/?x=1", "::",
-		"http://a:1,", "http://a:1,127.0.0.1:2", "http://a:1,http://a:1/"} {
+		"http://a:1,", "http://a:1,127.0.0.1:2", "http://a:1,http://a:1/", "http://h:99999", "http://h:0"} {
 		_, err := New(bad)
 		assert.Error(t, err, bad)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,12 @@ func parseServers(list string) ([]string, error) {
 		}
 		if u.RawQuery != "" || u.Fragment != "" {
 			return nil, fmt.Errorf("client: bad server URL %q: it must not have a query or fragment", s)
+		}
+		if p := u.Port(); p != "" {
+			// Else a port of 99999 failed each request as if no server ran.
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return nil, fmt.Errorf("client: bad server URL %q: port %s is not 1 to 65535", s, p)
+			}
 		}
 		base := strings.TrimRight(u.String(), "/")
 		for _, seen := range servers {
