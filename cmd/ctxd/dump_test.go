@@ -102,6 +102,9 @@ func TestDumpImportCLI(t *testing.T) {
 	assert.Contains(t, run(t, "", "dumps"), "FILENAME")
 	assert.Equal(t, "removed nightly.csv\n", run(t, "", "dumps", "rm", "nightly.csv"))
 	assert.NotContains(t, run(t, "", "dumps", "-o", "value"), "nightly.csv")
+	others := fromJSON[ctxd.DumpList](t, run(t, "", "dumps", "-o", "json")).Dumps
+	require.NotEmpty(t, others)
+	assert.JSONEq(t, `{"removed":"`+others[0].Filename+`"}`, run(t, "", "dumps", "rm", others[0].Filename, "-o", "json"), "-o json is JSON")
 
 	// Import: a dump file into another namespace gives it the same keys.
 	jsonFile := filepath.Join(dir, "ctx.json")

@@ -143,6 +143,9 @@ func (a *app) rmCmd(arg, short string, remove func(*client.Client, context.Conte
 		if err := remove(cl, ctx, args[0]); err != nil {
 			return err
 		}
+		if c.output == outJSON { // -o json printed the table's words
+			return c.printJSON(map[string]string{"removed": args[0]})
+		}
 		_, err := fmt.Fprintf(a.stdout, "removed %s\n", args[0])
 		return err
 	})
