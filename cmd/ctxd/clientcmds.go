@@ -122,7 +122,7 @@ func (a *app) clientFlags(cmd *cobra.Command, defOutput string, withValue bool) 
 		case outJSON, outTable:
 		case outValue:
 			if !withValue {
-				return usagef("-o value is not supported by %s (use json or table)", cmd.Name())
+				return usagef("-o value is not supported by %s (use json or table)", strings.TrimPrefix(cmd.CommandPath(), "ctxd "))
 			}
 		default:
 			return usagef("unknown output format %q (use %s)", c.output, formats)

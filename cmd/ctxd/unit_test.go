@@ -150,6 +150,8 @@ func TestUsageErrorsInProcess(t *testing.T) {
 		assert.True(t, errors.As(err, &ue), "%v: %v", args, err)
 		assert.Contains(t, stderr, "--help' for usage", args)
 	}
+	stderr, _ := run("snapshot", "create", "-o", "value")
+	assert.Contains(t, stderr, "-o value is not supported by snapshot create", "the command's whole name")
 	_, err := run("get", "k", "--timeout", "1s")
 	assert.True(t, client.IsConnectionError(err), "%v", err)
 	var ue *usageError
