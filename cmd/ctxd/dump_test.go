@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -270,13 +271,31 @@ func TestDumpToLinksPipesAndFolders(t *testing.T) {
 	r = cli(t, env, "", "dump", "-o", dir)
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, dir+" is a folder: give a file name")
+
+	// A pipe nobody reads blocks its writer where no context reaches:
+	// Ctrl-C still ends it (it was caught, and the process hung).
+	lonely := filepath.Join(dir, "lonely")
+	require.NoError(t, syscall.Mkfifo(lonely, 0o644))
+	cmd := exec.Command(bin, "dump", "-o", lonely)
+	cmd.Env = testEnv(env...)
+	require.NoError(t, cmd.Start())
+	time.Sleep(300 * time.Millisecond) // in its open of the pipe
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	ended := make(chan error, 1)
+	go func() { ended <- cmd.Wait() }()
+	select {
+	case <-ended:
+	case <-time.After(testkit.Deadline):
+		_ = cmd.Process.Kill()
+		t.Fatal("Ctrl-C did not end a dump into a pipe nobody reads")
+	}
 }
 
 // Ctrl-C during -o FILE stops the write and takes its temp file away.
 func TestWriteOutFileInterrupted(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "dump.json")
-	_, _, err := writeOutFile(context.Background(), path, 0o644, func(ctx context.Context, w io.Writer) error {
+	_, _, _, err := writeOutFile(context.Background(), path, 0o644, func(ctx context.Context, w io.Writer) error {
 		if _, err := w.Write(make([]byte, 1<<20)); err != nil {
 			return err
 		}

@@ -92,7 +92,7 @@ sha256, ...) is written beside it, FILE without .db + .json, so that
 			return err
 		}
 		var meta client.SnapshotMeta
-		written, regular, err := writeOutFile(ctx, out, 0o600, func(ctx context.Context, w io.Writer) error {
+		written, regular, target, err := writeOutFile(ctx, out, 0o600, func(ctx context.Context, w io.Writer) error {
 			pw := a.progress("downloading", w)
 			defer pw.done()
 			var err error
@@ -109,7 +109,7 @@ sha256, ...) is written beside it, FILE without .db + .json, so that
 		// The metadata beside the file, written after it as the server
 		// does: ctxd restore checks the file's sha256 against it on the
 		// machine it is copied to.
-		metaPath := snapshots.MetaPath(out)
+		metaPath := snapshots.MetaPath(target) // beside the file, not a link to it
 		if list, err := cl.Snapshots(ctx); err == nil {
 			for _, m := range list {
 				if m.ID == meta.ID && m.SHA256 == meta.SHA256 {
