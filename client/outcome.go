@@ -62,6 +62,6 @@ func (c *Client) send(req *http.Request, write bool) (*http.Response, sendState,
 // sentWithoutAnswer is the error of a write that was sent and got no answer.
 func sentWithoutAnswer(err error) error {
 	return fmt.Errorf("%w: the request was sent but no answer came (%w); "+
-		"the write may or may not have been applied: read the key to learn whether it was",
+		"the write may or may not have been applied: read the key (or list the snapshots or dumps, or the status) to learn whether it was",
 		ctxd.ErrOutcomeUnknown, err)
 }

@@ -99,13 +99,13 @@ func (c *Client) UploadSnapshot(ctx context.Context, path string) (SnapshotMeta,
 		req.Header.Set("Content-Type", "application/octet-stream")
 		req.Header.Set("X-Ctxd-Sha256", sum)
 		return req, nil
-	}, false, true)
+	}, true, true) // a write: it adds a snapshot
 	if err != nil {
 		return SnapshotMeta{}, wrap("upload snapshot", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return SnapshotMeta{}, decodeError(resp)
+		return SnapshotMeta{}, answerError(resp, true)
 	}
 	var meta SnapshotMeta
 	if err := json.NewDecoder(resp.Body).Decode(&meta); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
 	"strings"
 
@@ -117,12 +118,13 @@ func (a *app) exitCode(err error) int {
 		return exitOutcomeUnknown
 	case client.IsConnectionError(err):
 		var untrusted *tls.CertificateVerificationError
+		var netErr *net.OpError
 		switch {
 		case errors.As(err, &untrusted):
 			fmt.Fprintln(a.stderr, "The server's certificate is not trusted: give the CA that signed it (or the self-signed certificate) with --cacert or CTXD_CACERT.")
-		case errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &netErr) && netErr.Op == "dial"):
 			// A server that took the connection and did not answer: "is it
-			// running?" misled.
+			// running?" misled. (A connection that timed out is that.)
 			fmt.Fprintln(a.stderr, "No answer within --timeout: the server is busy, hung, or slow to reach (a longer --timeout, or 0, waits longer).")
 		default:
 			fmt.Fprintln(a.stderr, "Is the server running? Point --server or CTXD_SERVER at it.")

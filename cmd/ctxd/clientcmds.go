@@ -348,18 +348,19 @@ func parseValue(arg string, asString bool, stdin io.Reader) (json.RawMessage, er
 			// A closed or empty stdin stored "" without a word.
 			return nil, usagef(`VALUE -: standard input is empty (for an empty string, give '""')`)
 		}
-		if !asString && json.Valid(raw) {
-			return bytes.TrimSpace(raw), nil
-		}
+	}
+	if !utf8.Valid(raw) {
+		// As a JSON string, each bad byte became U+FFFD: stored, not as
+		// given (and as JSON, the server's 400).
+		return nil, usagef("VALUE is not UTF-8 text, which JSON values are (encode binary data, in base64 say)")
+	}
+	if !asString && json.Valid(raw) {
+		return bytes.TrimSpace(raw), nil
+	}
+	if arg == "-" {
 		// A string from stdin loses the newline that ends its last line.
 		raw = bytes.TrimSuffix(raw, []byte("\n"))
 		raw = bytes.TrimSuffix(raw, []byte("\r"))
-	} else if !asString && json.Valid(raw) {
-		return bytes.TrimSpace(raw), nil
-	}
-	if !utf8.Valid(raw) {
-		// As a JSON string, each bad byte became U+FFFD: stored, not as given.
-		return nil, usagef("VALUE is not UTF-8 text, which JSON values are (encode binary data, in base64 say)")
 	}
 	b, err := json.Marshal(string(raw))
 	if err != nil {

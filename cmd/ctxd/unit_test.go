@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -143,7 +145,8 @@ func TestUsageErrorsInProcess(t *testing.T) {
 		// Found by a review: exit 0 with the group's help; a write to
 		// default; a value stored mangled, or empty; a server said down.
 		{"snapshot", "bogus"}, {"token", "bogus"}, {"put", "k", "v", "-n", ""}, {"ls", "-n", " "},
-		{"put", "k", "\xff\xfe"}, {"put", "k", "-"}, {"status", "--token", "tok\r"},
+		{"put", "k", "\xff\xfe"}, {"put", "k", "\"\xff\""}, {"put", "k", "-"}, {"status", "--token", "tok\r"},
+		{"watch", "-n", " , "},
 	} {
 		stderr, err := run(args...)
 		var ue *usageError
@@ -202,8 +205,11 @@ func TestNoAnswerWithinTimeout(t *testing.T) {
 // written since the first.
 func TestAdminWritesWithoutAnswerAreOutcomeUnknown(t *testing.T) {
 	hung, _ := testkit.SilentAfterRequest(t, true)
+	upload := filepath.Join(t.TempDir(), "backup.db")
+	require.NoError(t, os.WriteFile(upload, []byte("a snapshot file, or not: sent all the same"), 0o600))
 	for _, args := range [][]string{
 		{"snapshot", "restore", "20261127T101500Z-r42"}, {"snapshot", "create"}, {"snapshot", "rm", "20261127T101500Z-r42"},
+		{"snapshot", "upload", upload},
 		{"dump", "--server-side"}, {"dumps", "rm", "x.json"}, {"compaction"}, {"defrag"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -78,6 +78,9 @@ with --from-rev set to the revision read.`,
 				opts.Namespaces = append(opts.Namespaces, ns)
 			}
 		}
+		if len(opts.Namespaces) == 0 { // -n "$UNSET" watched default
+			return usagef("-n: no namespace (an unset variable?); leave -n out for default")
+		}
 		if cmd.Flags().Changed("from-rev") {
 			opts.FromRev, opts.FromIndex = &fromRev, fromIndex
 		}
