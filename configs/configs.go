@@ -586,6 +586,24 @@ func (c Config) warnings(given func(field string) bool) []string {
 	if c.WebSocket.RateLimit == 0 {
 		ignored([]string{"websocket.rate_burst", "websocket.rate_limit_max_refused"}, "websocket.rate_limit is 0 (off)")
 	}
+	// A value travels inside a request or a message, with its key, who and
+	// the other fields around it: with less room than that, a value of the
+	// largest size goes by PUT but not in a transaction or a context_set.
+	// A warning, not a refusal: such settings started before, and PUT works.
+	for _, room := range []struct {
+		field string
+		size  int64
+		what  string
+	}{
+		{"http.max_body_bytes", c.HTTP.MaxBodyBytes, "a transaction (POST /v1/txn) or an import"},
+		{"websocket.max_message_bytes", c.WebSocket.MaxMessageBytes, "a context_set over /v1/watch or Socket.IO"},
+	} {
+		if room.size < int64(c.Limits.MaxValueBytes)+EnvelopeBytes {
+			out = append(out, fmt.Sprintf("%s (%d) leaves less than %d bytes beside a value of limits.max_value_bytes (%d): "+
+				"%s holding a value that large is refused (give it at least %d)",
+				room.field, room.size, EnvelopeBytes, c.Limits.MaxValueBytes, room.what, int64(c.Limits.MaxValueBytes)+EnvelopeBytes))
+		}
+	}
 	if c.WebSocket.MaxLag > c.History.KeepRevisions && (given("websocket.max_lag") || given("history.keep_revisions")) {
 		out = append(out, fmt.Sprintf("websocket.max_lag (%d) is above history.keep_revisions (%d): a client that far behind "+
 			"may find its position compacted (it gets compacted, not lagged, and must read the state again)",
@@ -637,18 +655,15 @@ func (c Config) validate(from func(field string) string) error {
 		return &Error{Field: "limits.max_ttl", Source: from("limits.max_ttl"), Err: fmt.Errorf("must be at least %s",
 			other("limits.min_ttl", c.Limits.MinTTL.String()))}
 	}
-	// A value travels inside a request or a message, with its key, who and
-	// the other fields around it: equal sizes refused a value of the
-	// largest size in a transaction or a context_set.
-	if c.HTTP.MaxBodyBytes < int64(c.Limits.MaxValueBytes)+EnvelopeBytes {
+	if c.HTTP.MaxBodyBytes < int64(c.Limits.MaxValueBytes) {
 		return &Error{Field: "http.max_body_bytes", Source: from("http.max_body_bytes"), Err: fmt.Errorf(
-			"must be at least %s plus %d bytes for the fields around a value, or no value of the largest allowed size could be sent",
-			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)), EnvelopeBytes)}
+			"must be at least %s, or no value of the largest allowed size could be sent",
+			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)))}
 	}
-	if c.WebSocket.MaxMessageBytes < int64(c.Limits.MaxValueBytes)+EnvelopeBytes {
+	if c.WebSocket.MaxMessageBytes < int64(c.Limits.MaxValueBytes) {
 		return &Error{Field: "websocket.max_message_bytes", Source: from("websocket.max_message_bytes"), Err: fmt.Errorf(
-			"must be at least %s plus %d bytes for the fields around a value, or a value the REST API takes could not be set over /v1/watch or Socket.IO",
-			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)), EnvelopeBytes)}
+			"must be at least %s, or a value the REST API takes could not be set over /v1/watch or Socket.IO",
+			other("limits.max_value_bytes", strconv.Itoa(c.Limits.MaxValueBytes)))}
 	}
 	// The dump folder is ctxd's to delete in (DELETE /v1/dumps/...,
 	// dumps.keep): never the database's folder nor the snapshots'.

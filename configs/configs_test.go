@@ -337,8 +337,6 @@ func TestErrors(t *testing.T) {
 		{name: "quota below an empty database", env: []string{"CTXD_STORAGE_QUOTA_BYTES=1"}, field: "storage.quota_bytes", want: "must be at least 1.0 MiB"},
 		{name: "commit changes that overflow", env: []string{"CTXD_WAL_COMMIT_CHANGES=9223372036854775807"}, field: "wal.commit_changes", want: "must be 1 to 65536"},
 		{name: "segment of 1 TiB", env: []string{"CTXD_WAL_SEGMENT_BYTES=1099511627776"}, field: "wal.segment_bytes", want: "must be at most 1073741824 bytes"},
-		{name: "body of exactly a value", env: []string{"CTXD_HTTP_MAX_BODY_BYTES=1MiB"}, field: "http.max_body_bytes", want: "plus 8192 bytes for the fields around a value"},
-		{name: "message of exactly a value", file: "websocket:\n  max_message_bytes: 1MiB\n", field: "websocket.max_message_bytes", want: "plus 8192 bytes"},
 		{name: "message smaller than a value", file: "websocket:\n  max_message_bytes: 10\n", field: "websocket.max_message_bytes", want: "must be at least limits.max_value_bytes"},
 		// Dumps are deleted in their folder (DELETE, dumps.keep): never the
 		// database's or the snapshots'.
@@ -624,6 +622,14 @@ func TestWarnings(t *testing.T) {
 			want: []string{"http.rate_burst ignored: http.rate_limit is 0 (off)"}},
 		{name: "websocket limits without a rate", env: []string{"CTXD_WEBSOCKET_RATE_LIMIT=0", "CTXD_WEBSOCKET_RATE_BURST=5", "CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED=3"},
 			want: []string{"websocket.rate_burst, websocket.rate_limit_max_refused ignored: websocket.rate_limit is 0 (off)"}},
+		// Less room than a value and its fields: a transaction or a
+		// context_set of a value that large is refused (PUT works).
+		{name: "a body of exactly a value", env: []string{"CTXD_LIMITS_MAX_VALUE_BYTES=2MiB", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES=4MiB"},
+			want: []string{"http.max_body_bytes (2097152) leaves less than 8192 bytes beside a value of limits.max_value_bytes (2097152): " +
+				"a transaction (POST /v1/txn) or an import holding a value that large is refused (give it at least 2105344)"}},
+		{name: "a message of exactly a value", env: []string{"CTXD_WEBSOCKET_MAX_MESSAGE_BYTES=1MiB"},
+			want: []string{"websocket.max_message_bytes (1048576) leaves less than 8192 bytes beside a value of limits.max_value_bytes (1048576): " +
+				"a context_set over /v1/watch or Socket.IO holding a value that large is refused (give it at least 1056768)"}},
 		{name: "a lag beyond the revisions kept", env: []string{"CTXD_HISTORY_KEEP_REVISIONS=500"},
 			want: []string{"websocket.max_lag (10000) is above history.keep_revisions (500): a client that far behind may find " +
 				"its position compacted (it gets compacted, not lagged, and must read the state again)"}},
