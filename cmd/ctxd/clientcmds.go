@@ -208,12 +208,17 @@ func (c *common) client(ctx context.Context) (cl *client.Client, _ context.Conte
 	}, nil
 }
 
+// errNoNamespace refuses an empty -n: -n "$UNSET" wrote to (or watched)
+// the default namespace.
+func errNoNamespace() error {
+	return usagef("-n: no namespace (an unset variable?); leave -n out for %s", ctxd.DefaultNamespace)
+}
+
 // withClient runs fn with a client for the command's flags and a context
 // bounded by --timeout.
 func (c *common) withClient(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client) error) error {
 	if f := cmd.Flags().Lookup("namespace"); f != nil && f.Changed && strings.TrimSpace(c.namespace) == "" {
-		// -n "$UNSET" wrote to default.
-		return usagef("-n: an empty namespace (an unset variable?); leave -n out for %s", ctxd.DefaultNamespace)
+		return errNoNamespace()
 	}
 	cl, ctx, done, err := c.client(cmd.Context())
 	if err != nil {

@@ -79,7 +79,7 @@ with --from-rev set to the revision read.`,
 			}
 		}
 		if len(opts.Namespaces) == 0 { // -n "$UNSET" watched default
-			return usagef("-n: no namespace (an unset variable?); leave -n out for default")
+			return errNoNamespace()
 		}
 		if cmd.Flags().Changed("from-rev") {
 			opts.FromRev, opts.FromIndex = &fromRev, fromIndex
