@@ -242,15 +242,7 @@ func NewAuthorizer(path string) (*Authorizer, error) {
 	return a, nil
 }
 
-// NewStaticAuthorizer serves a fixed set of tokens (tests, embedding):
-// Reload keeps them.
-func NewStaticAuthorizer(ts *Tokens) *Authorizer {
-	a := &Authorizer{}
-	a.tokens.Store(ts)
-	return a
-}
-
-// Path is the tokens file ("" for a static authorizer).
+// Path is the tokens file.
 func (a *Authorizer) Path() string { return a.path }
 
 // Tokens returns the current set.
@@ -291,9 +283,6 @@ func (a *Authorizer) reload() (loaded, revoked int, hooks []func(), err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.tokens.Load()
-	if a.path == "" {
-		return old.Len(), 0, nil, nil
-	}
 	next, err := LoadTokens(a.path)
 	if err != nil {
 		return old.Len(), 0, nil, err
