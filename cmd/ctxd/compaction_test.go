@@ -46,6 +46,8 @@ func TestCLICompaction(t *testing.T) {
 	out := cliOK(t, env, "", "compaction", "--keep-versions", "1")
 	assert.True(t, strings.HasPrefix(out, "history compacted below revision 5: 1 change removed"), out)
 	assert.Len(t, history(), 1)
+	out = cliOK(t, env, "", "compaction", "2")
+	assert.Equal(t, "history was already compacted below revision 5 (above 2): nothing removed\n", out, "says why nothing went")
 
 	for _, args := range [][]string{{"abc"}, {"0"}, {"--keep-versions", "0"}, {"1", "2"}} {
 		r := cli(t, env, "", append([]string{"compaction"}, args...)...)

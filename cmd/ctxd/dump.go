@@ -61,6 +61,9 @@ the server's stored snapshots instead of the live data.`,
 	cmd.MarkFlagsMutuallyExclusive("rev", "snapshot")
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		fm, err := export.ParseFormat(format)
+		if format == "" { // the server's default when none is given; here an unset variable
+			err = export.ErrUnknownFormat
+		}
 		if err != nil {
 			return usagef("--format: %v", err)
 		}

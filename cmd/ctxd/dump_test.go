@@ -131,6 +131,7 @@ func TestDumpImportCLI(t *testing.T) {
 		{"malformed import", []string{"import", bad}, 1, "not a JSON dump"},
 		{"missing import file", []string{"import", filepath.Join(dir, "nope.json")}, 1, "no such file"},
 		{"unknown format", []string{"dump", "--format", "xml"}, 2, "unknown dump format"},
+		{"empty format", []string{"dump", "--format", ""}, 2, "unknown dump format"},
 		{"filename without server-side", []string{"dump", "--filename", "x"}, 2, "--server-side"},
 		{"output and server-side", []string{"dump", "--server-side", "-o", "x"}, 2, "none of the others"},
 		{"bad filename", []string{"dump", "--server-side", "--filename", "../x"}, 2, "bad dump filename"},

@@ -275,6 +275,8 @@ func TestRestoreBadSnapshotLeavesNothing(t *testing.T) {
 		{"corrupt byte, no metadata", []string{"--from", filepath.Join(bare, "corrupt.db")}, "bad snapshot"},
 		{"wrong --sha256", []string{"--from", good, "--sha256", wrongSum}, "was given"},
 		{"wrong --sha256, dry run", []string{"--from", good, "--sha256", wrongSum, "--dry-run"}, "was given"},
+		{"a folder", []string{"--from", bare}, "is a folder"},
+		{"no such file", []string{"--from", filepath.Join(bare, "missing.db")}, "no such file"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "new", "data")

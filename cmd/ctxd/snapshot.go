@@ -448,6 +448,10 @@ file.) The server's history.* settings do the same on a schedule.`,
 			if c.output == outJSON {
 				return c.printJSON(res)
 			}
+			if rev != 0 && res.Revision > rev && res.Removed == 0 {
+				_, err = fmt.Fprintf(a.stdout, "history was already compacted below revision %d (above %d): nothing removed\n", res.Revision, rev)
+				return err
+			}
 			changes := "changes"
 			if res.Removed == 1 {
 				changes = "change"

@@ -139,6 +139,10 @@ func TestSnapshotCommands(t *testing.T) {
 	assert.Equal(t, 1, r.code, r.stdout)
 	assert.Contains(t, r.stderr, "was given")
 	assert.Equal(t, 2, cli(t, env, "", "snapshot", "upload", file, "--sha256", "xyz").code, "a malformed --sha256 is a usage error")
+	r = cli(t, env, "", "snapshot", "upload", file+".missing")
+	assert.Equal(t, 1, r.code, r.stdout)
+	assert.Contains(t, r.stderr, "no such file")
+	assert.NotContains(t, r.stderr, "sha256 not checked", "the missing file first")
 	assert.Equal(t, before, cli(t, env, "", "snapshot", "ls", "-o", "json").stdout, "nothing uploaded")
 
 	r = cli(t, env, "", "defrag")

@@ -89,7 +89,7 @@ func txnOps(args []string, stdin io.Reader) (who string, ops []client.TxnOp, err
 	} else {
 		for i, arg := range args {
 			var op client.TxnOp
-			if err := decodeStrict([]byte(arg), &op); err != nil {
+			if err := decodeOp([]byte(arg), &op); err != nil {
 				return "", nil, usagef("OP %d (%s): %v", i+1, arg, err)
 			}
 			ops = append(ops, op)
@@ -119,27 +119,37 @@ func parseTxnStream(raw []byte) (who string, ops []client.TxnOp, err error) {
 		var fields map[string]json.RawMessage
 		switch {
 		case values[0][0] == '[':
-			err = decodeStrict(values[0], &ops)
+			var elems []json.RawMessage
+			err = decodeStrict(values[0], &elems)
+			values = elems
 		case json.Unmarshal(values[0], &fields) == nil && fields["ops"] != nil: // a whole request
-			var req ctxd.TxnRequest
+			var req struct {
+				Who string            `json:"who,omitempty"`
+				Ops []json.RawMessage `json:"ops"`
+			}
 			err = decodeStrict(values[0], &req)
-			who, ops = req.Who, req.Ops
-		default:
-			ops = make([]client.TxnOp, 1)
-			err = decodeStrict(values[0], &ops[0])
+			who, values = req.Who, req.Ops
 		}
 		if err != nil {
 			return "", nil, usagef("stdin: %v", err)
 		}
-		return who, ops, nil
 	}
 	ops = make([]client.TxnOp, len(values))
 	for i, v := range values {
-		if err := decodeStrict(v, &ops[i]); err != nil {
+		if err := decodeOp(v, &ops[i]); err != nil {
 			return "", nil, usagef("stdin, op %d: %v", i+1, err)
 		}
 	}
-	return "", ops, nil
+	return who, ops, nil
+}
+
+// decodeOp decodes one op strictly (decodeStrict). A null would decode as
+// an op with nothing in it, refused only by the server.
+func decodeOp(raw []byte, op *client.TxnOp) error {
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return errors.New("an op is a JSON object, not null")
+	}
+	return decodeStrict(raw, op)
 }
 
 // decodeStrict decodes one JSON value into v, refusing fields v does not

@@ -73,10 +73,18 @@ func TestCLITxn(t *testing.T) {
 		{`{"op":"put","key":"x","value":1,"if_verison":3}`},
 		{`{"op":"put","key":"x","value":1} {"op":"delete","key":"y"}`},
 		{`not json`},
+		{`null`},
 		{},
 	} {
 		r := cli(t, env, "", append([]string{"txn"}, args...)...)
 		assert.Equal(t, 2, r.code, "txn %v: %s", args, r.stderr)
+	}
+	// A null op decodes as an op with nothing in it: refused here, not by
+	// the server (exit 1), however stdin holds it.
+	for _, in := range []string{`null`, `[null]`, `{"ops":[null]}`, `{"op":"put","key":"x","value":1} null`} {
+		r := cli(t, env, in, "txn")
+		assert.Equal(t, 2, r.code, "txn <<< %s: %s", in, r.stderr)
+		assert.Contains(t, r.stderr, "not null", in)
 	}
 	r = cli(t, env, `{"op":"put","key":"x","value":1}`+"\n"+`{"op":"put","key":"y","value":2,"iff_version":0}`, "txn")
 	assert.Equal(t, 2, r.code, r.stderr)

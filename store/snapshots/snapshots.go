@@ -408,8 +408,15 @@ func IsSHA256(s string) bool {
 // one. It returns how many sums it checked (0: neither was there). A
 // mismatch is ErrChecksum. A file beside it that is not snapshot metadata
 // (a dump named like the snapshot) is refused, unless want is given: the
-// sum given is then the one checked.
+// sum given is then the one checked. A path that is missing or a folder is
+// an error first: before anything is said about sums.
 func CheckFile(path, want string) (int, error) {
+	switch fi, err := os.Stat(path); {
+	case err != nil:
+		return 0, fmt.Errorf("snapshot %w", err)
+	case fi.IsDir():
+		return 0, fmt.Errorf("snapshot %s: is a folder; give the snapshot file (a .db)", path)
+	}
 	type expected struct{ sum, from string }
 	var expect []expected
 	if want != "" {
