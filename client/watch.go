@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -135,7 +136,7 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 	refused := 0
 	for everConnected := false; ; {
 		connected, err := w.session(ctx)
-		if ctx.Err() != nil {
+		if done(ctx) {
 			return nil
 		}
 		var fatal *fatalError
@@ -198,6 +199,17 @@ func jitter(d time.Duration) time.Duration {
 	return d + time.Duration((rand.Float64()-0.5)*0.4*float64(d))
 }
 
+// done reports whether ctx is done or past its deadline: a connection
+// bounded by the deadline can time out a moment before ctx's own timer
+// marks it done, and Watch ending at its deadline returns nil, not that.
+func done(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
 // fatalError ends Watch: retrying cannot help.
 type fatalError struct{ err error }
 
@@ -247,13 +259,31 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 	if err != nil {
 		return false, &fatalError{err}
 	}
+	dctx, cancel := context.WithTimeout(ctx, w.opts.DialTimeout)
+	defer cancel()
 	d := websocket.Dialer{HandshakeTimeout: w.opts.DialTimeout, Proxy: http.ProxyFromEnvironment,
 		TLSClientConfig: w.c.tlsConfig()} // auth.go: the token and TLS settings of the REST calls
+	dial := (&net.Dialer{}).DialContext
 	if tr := w.c.transport(); w.c.connectTimeout > 0 && tr != nil {
-		d.NetDialContext = tr.DialContext // the REST calls' dial, bounded by the connection timeout
+		dial = tr.DialContext // the REST calls' dial, bounded by the connection timeout
 	}
-	dctx, cancel := context.WithTimeout(ctx, w.opts.DialTimeout)
+	// The websocket library honours only dctx's deadline once the TCP
+	// connection is up: a cancel during the TLS or HTTP handshake (a
+	// server that accepts and does not answer) waited out DialTimeout.
+	// Closing the connection when dctx ends stops the handshake at once.
+	var keep func() bool
+	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := dial(ctx, network, addr)
+		if err == nil {
+			keep = context.AfterFunc(dctx, func() { nc.Close() })
+		}
+		return nc, err
+	}
 	conn, resp, err := d.DialContext(dctx, u, w.c.authHeader())
+	if keep != nil && !keep() && err == nil {
+		conn.Close() // dctx ended as the handshake did: closed already
+		err = dctx.Err()
+	}
 	cancel()
 	if err != nil {
 		if resp != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -229,6 +230,56 @@ func TestWatchErrors(t *testing.T) {
 	err = c.Watch(ctx, WatchOptions{DialTimeout: 5 * time.Second}, noop)
 	require.Error(t, err)
 	assert.True(t, IsConnectionError(err), "%v", err)
+}
+
+// A server that takes the connection and never answers the handshake (a
+// stopped process, a hung proxy): Watch ends when its context does, with
+// nil, cancelled or past its deadline. It waited out DialTimeout on a
+// cancel (the websocket library honours only a deadline once connected),
+// and at a deadline the connection's own timeout sometimes won the race
+// and was returned as an error.
+func TestWatchEndsWhileConnecting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn // accepted, never answered
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	c, err := New("http://" + ln.Addr().String())
+	require.NoError(t, err)
+	opts := WatchOptions{DialTimeout: time.Hour}
+	noop := func(WatchEvent) error { return nil }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan error, 1)
+	go func() { ended <- c.Watch(ctx, opts, noop) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-ended:
+		assert.NoError(t, err, "a cancelled Watch returns nil")
+	case <-time.After(watchDeadline):
+		t.Fatal("Watch went on connecting after its context was cancelled")
+	}
+
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(10+i)*time.Millisecond)
+		err := c.Watch(ctx, opts, noop)
+		cancel()
+		require.NoError(t, err, "Watch at its deadline, try %d", i)
+	}
 }
 
 // A server that closes the client with "lagged" names where to resume: the
