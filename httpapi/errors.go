@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/jsontext"
@@ -66,6 +67,9 @@ var errorTable = [...]errorMapping{
 	{errUnauthorized, http.StatusUnauthorized, ctxd.CodeUnauthorized},
 	{errForbidden, http.StatusForbidden, ctxd.CodeForbidden},
 	{errRateLimited, http.StatusTooManyRequests, ctxd.CodeRateLimited},
+	// A full disk under a snapshot or a dump written here (the store's own
+	// writes fail it first: unavailable). Its text names the file.
+	{syscall.ENOSPC, http.StatusInsufficientStorage, ctxd.CodeInsufficientStorage},
 }
 
 // echoErrorCodes are the codes of the errors Echo itself raises (its

@@ -207,7 +207,7 @@ func (b *SnapshotBuilder) WriteTo(w io.Writer, rev, compacted uint64) (ctxd.Snap
 	info := ctxd.SnapshotInfo{Revision: rev, SchemaVersion: migrations.Current}
 	err = b.db.View(func(tx *bbolt.Tx) error {
 		info.Namespaces = newView(tx).Namespaces()
-		n, err := tx.WriteTo(w)
+		n, err := writeTx(tx, w)
 		info.Size = n
 		return err
 	})

@@ -26,7 +26,7 @@ func (s *Store) WriteSnapshot(w io.Writer) (ctxd.SnapshotInfo, error) {
 		info.Revision = v.Revision()
 		info.Namespaces = v.Namespaces()
 		info.SchemaVersion = migrations.Current
-		n, err := v.tx.WriteTo(w)
+		n, err := writeTx(v.tx, w)
 		info.Size = n
 		return err
 	})
@@ -34,6 +34,47 @@ func (s *Store) WriteSnapshot(w io.Writer) (ctxd.SnapshotInfo, error) {
 		return ctxd.SnapshotInfo{}, fmt.Errorf("write snapshot: %w", err)
 	}
 	return info, nil
+}
+
+// writeTx writes the database as tx sees it to w. bbolt's WriteTo keeps
+// only the text of w's error; the error itself is returned here, so that
+// a full disk (ENOSPC) stays recognizable to the callers (the API's 507).
+func writeTx(tx *bbolt.Tx, w io.Writer) (int64, error) {
+	ew := &errWriter{w: w}
+	n, err := tx.WriteTo(ew)
+	if err != nil && ew.err != nil {
+		err = ew.err
+	}
+	return n, err
+}
+
+// errWriter keeps the first error of its writer.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	e.keep(err)
+	return n, err
+}
+
+// ReadFrom keeps w's own (a file's copy_file_range, a response's sendfile)
+// for bbolt's copy of the data pages.
+func (e *errWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := e.w.(io.ReaderFrom); ok {
+		n, err := rf.ReadFrom(r)
+		e.keep(err)
+		return n, err
+	}
+	return io.Copy(struct{ io.Writer }{e}, r)
+}
+
+func (e *errWriter) keep(err error) {
+	if err != nil && e.err == nil {
+		e.err = err
+	}
 }
 
 // Snapshot is a snapshot file opened for reading: its content can be

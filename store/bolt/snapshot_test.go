@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -78,4 +79,19 @@ func TestDamagedSnapshotsAreRefusedAndTheLiveFileUntouched(t *testing.T) {
 	liveAfter, err := os.ReadFile(s.Path())
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(liveBefore, liveAfter), "the live file is byte-for-byte unchanged")
+}
+
+// A snapshot that cannot be written for want of space says so in a way
+// callers recognize (the API answers 507, not 500): bbolt's WriteTo keeps
+// only the text of its writer's error. /dev/full is a real device whose
+// every write fails with ENOSPC.
+func TestSnapshotOnAFullDiskIsENOSPC(t *testing.T) {
+	s := openStore(t, bolt.Options{})
+	s.put("default", "k", `"v"`)
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer full.Close()
+	_, err = s.WriteSnapshot(full)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, syscall.ENOSPC, "%v", err)
 }
