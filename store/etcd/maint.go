@@ -41,6 +41,11 @@ func (s *Store) Status() (ctxd.Status, error) {
 		if st.CompactedRevision, err = s.compactedRevision(ctx); err != nil {
 			return err
 		}
+		if g := s.keys.gen(); g.id != 0 {
+			// History starts at the restore (restoredError), whatever
+			// etcd's own mark.
+			st.CompactedRevision = max(st.CompactedRevision, uint64(g.rev))
+		}
 		ns, err := s.namespacesAt(ctx, s.keys.gen().keys, 0)
 		if err != nil {
 			return err

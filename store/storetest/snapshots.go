@@ -297,6 +297,9 @@ func checkFullRestore(t testing.TB, h Harness) {
 			assert.Equal(t, info.Revision, m.SnapshotRevision, when)
 			if rewrites {
 				assert.Equal(t, uint64(1), m.DiscardedFrom, "every revision before the restore's, %s", when)
+				// Nothing below the restore answers: history starts there,
+				// as the reads' compacted errors say (etcd's status said 0).
+				assert.GreaterOrEqual(t, st.CompactedRevision, m.Revision, "the status's compaction mark, %s", when)
 			} else {
 				assert.Equal(t, info.Revision+1, m.DiscardedFrom, "the revisions after the snapshot's, %s", when)
 			}
