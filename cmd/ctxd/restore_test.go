@@ -108,6 +108,7 @@ func TestReadmeRebuildOnANewMachine(t *testing.T) {
 	atSnapshot := stateOfServer(t, a.URL)
 
 	home, env := "", []string(nil)
+	var seenOnA uint64 // the last revision a watcher of the old server saw
 	var b *serverProcess
 	var outputs []string
 	for _, line := range block {
@@ -119,6 +120,7 @@ func TestReadmeRebuildOnANewMachine(t *testing.T) {
 			// The old server goes on after the snapshot: none of it
 			// reaches the new machine.
 			put("default", "after-snapshot", `1`)
+			seenOnA = stateOfServer(t, a.URL).Revision
 			home, env = newHome, nil
 			continue
 		case strings.HasPrefix(line, "#"):
@@ -152,20 +154,30 @@ scp() { local n=$#; [ "${!n}" = new-host: ] || { echo "scp: only new-host: is kn
 	assert.FileExists(t, filepath.Join(newHome, "backup.json"))
 	assert.NotContains(t, strings.Join(outputs, ""), "sha256 not checked", "backup.json was beside the file")
 
-	assert.Equal(t, atSnapshot, stateOfServer(t, b.URL), "keys, values, versions, history and revision of the snapshot")
+	bumped := atSnapshot.Revision + defaultBumpRevision
+	got := stateOfServer(t, b.URL)
+	assert.Equal(t, atSnapshot.Keys, got.Keys, "keys, values, versions and revisions of the snapshot")
+	assert.Equal(t, atSnapshot.History, got.History)
+	assert.Equal(t, bumped, got.Revision, "revisions go on far after the snapshot's (--bump-revision's default)")
 	bcl, err := client.New(b.URL)
 	require.NoError(t, err)
 	r, err := bcl.Put(ctx, "default", "on-b", json.RawMessage(`1`), client.PutOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, atSnapshot.Revision+1, r.ModRev, "revisions go on after the snapshot's")
+	assert.Equal(t, bumped+1, r.ModRev)
 
-	ws := testkit.DialWatch(t, strings.Replace(b.URL, "http://", "ws://", 1)+"/v1/watch?from_rev=1", nil)
-	f := ws.Expect("compacted")
-	assert.Equal(t, atSnapshot.Revision, f.CompactedRevision, "a resume from before the snapshot re-reads")
-	ws = testkit.DialWatch(t, strings.Replace(b.URL, "http://", "ws://", 1)+fmt.Sprintf("/v1/watch?from_rev=%d", atSnapshot.Revision), nil)
+	// A watcher of the old server, which saw a change the snapshot does
+	// not have, is told to re-read: it did not resume into the new
+	// server's different changes under revisions it had seen (on-b took
+	// the after-snapshot change's revision without the bump).
+	for _, from := range []uint64{1, atSnapshot.Revision, seenOnA} {
+		ws := testkit.DialWatch(t, strings.Replace(b.URL, "http://", "ws://", 1)+fmt.Sprintf("/v1/watch?from_rev=%d", from), nil)
+		f := ws.Expect("compacted")
+		assert.Equal(t, bumped, f.CompactedRevision, "a resume from %d re-reads", from)
+	}
+	ws := testkit.DialWatch(t, strings.Replace(b.URL, "http://", "ws://", 1)+fmt.Sprintf("/v1/watch?from_rev=%d", bumped), nil)
 	ws.Expect("subscribed")
-	f = ws.Expect("context_updated")
-	assert.Equal(t, "on-b", f.Key, "from the snapshot's revision on, the new server's changes")
+	f := ws.Expect("context_updated")
+	assert.Equal(t, "on-b", f.Key, "from the bumped revision on, the new server's changes")
 }
 
 // Over a stopped server's database: the restore replaces it and keeps it
@@ -239,6 +251,15 @@ func TestRestoreBumpRevision(t *testing.T) {
 	ws := testkit.DialWatch(t, strings.Replace(b.URL, "http://", "ws://", 1)+fmt.Sprintf("/v1/watch?from_rev=%d", seen), nil)
 	f := ws.Expect("compacted")
 	assert.Equal(t, atSnapshot+1000, f.CompactedRevision)
+
+	// --bump-revision 0: right after the snapshot's (its last state), and
+	// a resume from the snapshot's revision goes on.
+	data = filepath.Join(t.TempDir(), "new")
+	cliOK(t, nil, "", "restore", "--data", data, "--from", backup, "--bump-revision", "0")
+	c := startServer(t, data)
+	assert.Equal(t, atSnapshot, stateOfServer(t, c.URL).Revision)
+	ws = testkit.DialWatch(t, strings.Replace(c.URL, "http://", "ws://", 1)+fmt.Sprintf("/v1/watch?from_rev=%d", atSnapshot), nil)
+	ws.Expect("subscribed")
 }
 
 // A bad snapshot into a new folder (a byte changed, with or without the
@@ -329,7 +350,7 @@ func TestRestoreSchema1FixtureIntoANewFolder(t *testing.T) {
 	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 	st := fromJSON[client.Status](t, cliOK(t, env, "", "status", "-o", "json"))
 	assert.Equal(t, migrations.Current, st.SchemaVersion)
-	assert.Equal(t, uint64(7), st.Revision)
+	assert.Equal(t, 7+defaultBumpRevision, st.Revision, "revisions go on far after the snapshot's")
 	assert.Equal(t, `["alice","bob","carol"]`+"\n", cliOK(t, env, "", "get", "members", "-n", "team"))
 	state := stateOfServer(t, srv.URL)
 	assert.Equal(t, []string{"put false @3", "put true @1"}, state.History["default/app.config.debug"])

@@ -226,6 +226,12 @@ func restoreFlags(cmd *cobra.Command, opts *ctxd.RestoreOptions) {
 // restoreCmd restores a stopped server's data folder, or a new one, from a
 // snapshot file; or, with store.backend etcd (--etcd-endpoints or the
 // configuration), an etcd prefix (restore_etcd.go).
+// defaultBumpRevision is how far after a snapshot's revision a new folder's
+// revisions start: past any number of changes a lost server may have made
+// after its snapshot, and still far below 2^53 (a JavaScript client's
+// exact integers) after millions of restores.
+const defaultBumpRevision uint64 = 1_000_000_000
+
 func (a *app) restoreCmd() *cobra.Command {
 	var (
 		configPath, dataDir, from, sum string
@@ -245,7 +251,8 @@ nothing.
 
 A missing or empty folder (no ctxd.db) is created and gets the snapshot as
 its database: keys, values, versions, history and revision; revisions go on
-after the snapshot's, and older ones answer 'compacted'. Over the database
+1,000,000,000 after the snapshot's (--bump-revision), and older ones answer
+'compacted'. Over the database
 of a stopped server, the snapshot replaces it (whole, or --ns/--prefix
 only), and a whole restore keeps the replaced file as
 ctxd.db.before-restore-<time>: restore from that file to undo it.
@@ -254,8 +261,11 @@ Clients of the old server may have seen revisions after the snapshot's. For
 a new folder, --bump-revision N starts the new server's revisions N after the
 snapshot's and marks those compacted, so that such a client resuming here is
 told 'compacted' (and re-reads) instead of getting the new server's different
-changes under revisions it has seen: pick N larger than the changes the old
-server made after the snapshot (as etcdutl snapshot restore --bump-revision).
+changes under revisions it has seen: N must be larger than the changes the
+old server made after the snapshot, which a lost server no longer tells, so
+the default is 1,000,000,000 (as etcdutl snapshot restore --bump-revision
+1000000000 in Kubernetes' guide). --bump-revision 0 goes on right after the
+snapshot's revision: only when the snapshot is the old server's last state.
 
 With --etcd-endpoints (or store.backend etcd in --config or CTXD_*), the
 target is an etcd prefix (--etcd-prefix, default /ctxd/): the snapshot of
@@ -272,7 +282,7 @@ data is refused unless --force.`,
 	cmd.Flags().StringVar(&dataDir, "data", "", "data `folder` (default from config: ./data)")
 	cmd.Flags().StringVar(&from, "from", "", "snapshot `file` to restore from")
 	cmd.Flags().StringVar(&sum, "sha256", "", "the snapshot file's expected sha256 (`hex`, as 'ctxd snapshot ls -o json' shows it)")
-	cmd.Flags().Uint64Var(&bump, "bump-revision", 0, "new folder only: start revisions this `many` after the snapshot's, all below compacted")
+	cmd.Flags().Uint64Var(&bump, "bump-revision", defaultBumpRevision, "new folder only: start revisions this `many` after the snapshot's, all below compacted (0: right after it)")
 	restoreFlags(cmd, &opts)
 	etcdFlags.register(cmd)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
@@ -286,8 +296,9 @@ data is refused unless --force.`,
 		if err != nil {
 			return err
 		}
+		explicitBump := cmd.Flags().Changed("bump-revision")
 		if cfg.Store.Backend == configs.BackendEtcd {
-			if bump > 0 {
+			if explicitBump && bump > 0 {
 				return usagef("--bump-revision applies to a new data folder: on etcd, revisions are etcd's")
 			}
 			return a.restoreEtcd(cmd.Context(), cfg, from, sum, opts, etcdFlags.force)
@@ -301,8 +312,11 @@ data is refused unless --force.`,
 			return usagef("--ns and --prefix restore part of a snapshot into an existing database; there is none at %s "+
 				"(a new data folder gets the whole snapshot)", path)
 		}
-		if statErr == nil && bump > 0 {
-			return usagef("--bump-revision applies to a new data folder: there is a database at %s, whose revisions go on from its own", path)
+		if statErr == nil {
+			if explicitBump && bump > 0 {
+				return usagef("--bump-revision applies to a new data folder: there is a database at %s, whose revisions go on from its own", path)
+			}
+			bump = 0
 		}
 		checked, err := snapshots.CheckFile(from, sum)
 		if err != nil {
