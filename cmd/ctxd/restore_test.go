@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,9 +79,10 @@ func readmeBlock(t *testing.T, marker string) []string {
 // differ from a real run: the new machine's data folder (/var/lib/ctxd)
 // is a temp folder, scp copies into the new machine's home folder, and
 // `ctxd serve` is started by the test (on a free port). Then the new
-// server must have what the old one had at the snapshot, keys, versions,
-// history and revision, not what came after, go on after the snapshot's
-// revision, and answer compacted to a watcher resuming from before it.
+// server must have what the old one had at the snapshot, keys, versions
+// and history, not what came after, go on far after the snapshot's
+// revision, and answer compacted to a watcher resuming from before it or
+// from a change the old server made after it.
 func TestReadmeRebuildOnANewMachine(t *testing.T) {
 	t.Parallel()
 	block := readmeBlock(t, "**Rebuild on a new machine.**")
@@ -228,6 +230,45 @@ func TestRestoreOverAStoppedServerAndUndo(t *testing.T) {
 // snapshot's, a watcher of the old server resuming from a revision it saw
 // after the snapshot is told compacted; over an existing database the
 // flag is refused and nothing changes.
+// The README's "undo a mistake" recipe, run as written (KEY and R filled
+// in): keys the mistake deleted or overwrote come back, a key written
+// since that the old state lacks stays, one expired since is skipped.
+func TestReadmeUndoAMistake(t *testing.T) {
+	t.Parallel()
+	block := readmeBlock(t, "**Undo a mistake.**")
+	pathDir := t.TempDir()
+	require.NoError(t, os.Symlink(bin, filepath.Join(pathDir, "ctxd")))
+	srv := startServer(t, t.TempDir())
+	env := []string{"CTXD_SERVER=" + srv.URL}
+	cliOK(t, env, "", "put", "-n", "team", "lead", `"ann"`)
+	cliOK(t, env, "", "put", "-n", "team", "size", "4")
+	cliOK(t, env, "", "put", "-n", "team", "lock", `"x"`, "--ttl", "1s")
+	// The mistake, then a legitimate write.
+	mistake := fromJSON[client.Record](t, cliOK(t, env, "", "del", "-n", "team", "lead", "-o", "json")).ModRev
+	cliOK(t, env, "", "put", "-n", "team", "size", "40")
+	cliOK(t, env, "", "put", "-n", "team", "added", "true")
+	time.Sleep(1100 * time.Millisecond) // the lock's deadline passes
+
+	home := t.TempDir()
+	for _, line := range block {
+		line = strings.ReplaceAll(line, "KEY", "lead")
+		line = strings.ReplaceAll(line, "--rev R", "--rev "+strconv.FormatUint(mistake-1, 10))
+		cmd := exec.Command("bash", "-c", "set -euo pipefail\n"+line)
+		cmd.Dir = home
+		cmd.Env = testEnv(append(env, "PATH="+pathDir+":"+os.Getenv("PATH"))...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s\n%s", line, out)
+		if strings.HasPrefix(line, "ctxd history") {
+			assert.Contains(t, string(out), "(deleted)", "the history shows the mistake")
+		}
+	}
+	get := func(key string) string { return cliOK(t, env, "", "get", "-n", "team", key) }
+	assert.Equal(t, "ann\n", get("lead"), "deleted by mistake: back")
+	assert.Equal(t, "4\n", get("size"), "the old value back, the later write's too (as the README says)")
+	assert.Equal(t, "true\n", get("added"), "written since, not in the dump: stays")
+	assert.Equal(t, 4, cli(t, env, "", "get", "-n", "team", "lock").code, "expired since: skipped")
+}
+
 func TestRestoreBumpRevision(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
