@@ -3,7 +3,9 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -90,4 +92,41 @@ func instanceClient(t *testing.T, url string) *client.Client {
 	c, err := client.New(url)
 	require.NoError(t, err)
 	return c
+}
+
+// A full disk under the snapshots and dumps folders (a real tmpfs): taking
+// or uploading a snapshot and a server-side dump answer 507
+// insufficient_storage naming the file, and leave nothing in the folder
+// (they answered 500 "internal server error", the cause only in the log).
+func TestAFullSnapshotsDiskIs507(t *testing.T) {
+	disk := testkit.SmallDisk(t, 256<<10)
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Snapshots.Dir = filepath.Join(disk, "snapshots")
+		c.Dumps.Dir = filepath.Join(disk, "dumps")
+	}))
+	cl, err := client.New(srv.URL)
+	require.NoError(t, err)
+	big := json.RawMessage(`"` + strings.Repeat("x", 20<<10) + `"`)
+	for i := range 30 { // 600 KiB of values: no copy fits
+		_, err := cl.Put(t.Context(), "default", fmt.Sprint("k", i), big, client.PutOptions{})
+		require.NoError(t, err)
+	}
+	upload, _ := testkit.WriteSnapshot(t, srv.Backend())
+
+	full := func(what string, err error) {
+		t.Helper()
+		var ae *client.APIError
+		require.ErrorAs(t, err, &ae, what)
+		assert.Equal(t, 507, ae.Status, "%s: %v", what, err)
+		assert.Equal(t, ctxd.CodeInsufficientStorage, ae.Code, what)
+		assert.Contains(t, ae.Message, "no space left on device", what)
+	}
+	_, err = cl.CreateSnapshot(t.Context())
+	full("create a snapshot", err)
+	_, err = cl.UploadSnapshot(t.Context(), upload)
+	full("upload a snapshot", err)
+	_, err = cl.Dump(t.Context(), "default", "nightly", client.ExportOptions{})
+	full("a server-side dump", err)
+	assert.Equal(t, []string{}, testkit.DirNames(t, filepath.Join(disk, "snapshots")), "nothing kept")
+	assert.Equal(t, []string{}, testkit.DirNames(t, filepath.Join(disk, "dumps")), "nothing kept")
 }

@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -52,4 +56,21 @@ func TestOneBadRequestDoesNotFailItsGroup(t *testing.T) {
 		}
 	}
 	assert.Equal(t, uint64(1+n/2), s.Revision())
+}
+
+// A disk without room for the write-ahead log's next segment, at start:
+// the error says so and what to do, not that acknowledged writes could be
+// missing (a fresh folder on a small disk said that); the smaller segment
+// it advises then opens.
+func TestNoRoomForTheLogAtOpenSaysSo(t *testing.T) {
+	dir := testkit.SmallDisk(t, 24<<20) // the 64 MiB segment does not fit
+	path := filepath.Join(dir, "ctxd.db")
+	_, err := bolt.Open(path, bolt.Options{})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, syscall.ENOSPC)
+	assert.Contains(t, err.Error(), "no space on the disk for the write-ahead log's next segment (64.0 MiB, wal.segment_bytes")
+	assert.NotContains(t, err.Error(), "could be missing")
+	st, err := bolt.Open(path, bolt.Options{WALSegmentSize: 1 << 20})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
 }
