@@ -14,7 +14,8 @@ var (
 	// does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict is returned when a write carried an expected version that
-	// differs from the key's current version. The error is a *ConflictError.
+	// differs from the key's current version. A store returns a *ConflictError; the
+	// Go client a *client.APIError (CurrentVersion).
 	ErrConflict = errors.New("version conflict")
 	// ErrCompacted is returned when a read asks for a revision older than the
 	// oldest one history still holds.

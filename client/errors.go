@@ -47,6 +47,10 @@ const (
 )
 
 // APIError is an error answer from the server: any status outside 2xx.
+// It is the one error type of a server's answer: the store's own types
+// (*ctxd.ConflictError, *ctxd.CompactedError, *ctxd.PatchError) do not
+// travel, so errors.As with them fails; errors.Is(err, ctxd.ErrConflict)
+// and the like work, and the fields below carry what those types hold.
 type APIError struct {
 	// Status is the HTTP status code.
 	Status int
