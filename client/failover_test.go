@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 )
@@ -454,4 +455,46 @@ func TestFailoverLeavesADrainingInstance(t *testing.T) {
 	one, err := New(a.URL)
 	require.NoError(t, err)
 	assert.Equal(t, http.DefaultTransport.(*http.Transport).IdleConnTimeout, one.transport().IdleConnTimeout)
+}
+
+// A watch whose instance goes silent (paused, or a network that holds its
+// packets: a blackholed proxy here) reconnects to the next instance after
+// IdleTimeout and resumes there with nothing lost. It tried the silent
+// one first again, and waited DialTimeout there (10 minutes here) before
+// moving on.
+func TestWatchLeavesASilentInstance(t *testing.T) {
+	// The server does not end a connection the blackholed proxy opens to
+	// it and holds silent (its header timeout would, after 10 s).
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.HTTP.ReadHeaderTimeout = 10 * time.Minute }))
+	proxy := testkit.StartTCPProxy(t, srv.Addr)
+	c, err := New("http://"+proxy.Addr()+","+srv.URL, WithConnectTimeout(time.Minute))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	evs := newEvents()
+	connected := make(chan uint64, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Watch(ctx, WatchOptions{IdleTimeout: 300 * time.Millisecond, DialTimeout: 10 * time.Minute,
+			OnConnect: func(rev uint64) { connected <- rev }}, evs.add)
+	}()
+	waitConnected(t, connected, done)
+	assert.Equal(t, "http://"+proxy.Addr(), c.Servers()[0], "the first instance, through the proxy")
+
+	direct, err := New(srv.URL)
+	require.NoError(t, err)
+	put := func(v string) uint64 {
+		rec, err := direct.Put(ctx, "", "k", json.RawMessage(v), PutOptions{})
+		require.NoError(t, err)
+		return rec.ModRev
+	}
+	first := put("1")
+	evs.waitRev(t, first)
+	proxy.Blackhole()
+	last := put("2")
+	got := evs.waitRev(t, last)
+	assert.Equal(t, []uint64{first, last}, eventRevs(got), "resumed on the next instance, nothing lost or twice")
+	assert.Equal(t, srv.URL, c.Servers()[0], "the silent instance was left")
+	cancel()
+	require.NoError(t, <-done)
 }

@@ -93,7 +93,9 @@ type WatchOptions struct {
 	// doubles from MinBackoff after each failed attempt. Defaults 100ms, 5s.
 	MinBackoff, MaxBackoff time.Duration
 	// IdleTimeout is how long a connection may stay silent (no frame and
-	// no ping from the server) before it is taken for dead. Default 2m.
+	// no ping from the server) before it is taken for dead: Watch then
+	// reconnects, to the next instance of a client of several. Default
+	// 2m; keep it above the server's websocket.ping_interval (30s).
 	IdleTimeout time.Duration
 	// DialTimeout bounds each connection attempt, the WebSocket handshake
 	// included (the server may read the changes to resume from first).
@@ -199,6 +201,13 @@ func jitter(d time.Duration) time.Duration {
 	return d + time.Duration((rand.Float64()-0.5)*0.4*float64(d))
 }
 
+// wentSilent reports whether a session ended because nothing came for
+// IdleTimeout, not even the server's pings: the read's deadline passed.
+func wentSilent(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // done reports whether ctx is done or past its deadline: a connection
 // bounded by the deadline can time out a moment before ctx's own timer
 // marks it done, and Watch ending at its deadline returns nil, not that.
@@ -251,8 +260,12 @@ type watchFrame struct {
 func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 	idx, base := w.c.server()
 	defer func() {
-		if !connected && watchFailover(err) {
-			w.c.leave(idx) // the next instance, for this watch and the client's requests
+		// An instance that could not be reached or refused, or that went
+		// silent past IdleTimeout (paused, or a network that holds its
+		// packets): the next instance, for this watch and the client's
+		// requests. Trying the silent one first again cost DialTimeout.
+		if (!connected && watchFailover(err)) || wentSilent(err) {
+			w.c.leave(idx)
 		}
 	}()
 	u, err := w.url(base)
