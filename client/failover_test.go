@@ -463,9 +463,14 @@ func TestFailoverLeavesADrainingInstance(t *testing.T) {
 // one first again, and waited DialTimeout there (10 minutes here) before
 // moving on.
 func TestWatchLeavesASilentInstance(t *testing.T) {
-	// The server does not end a connection the blackholed proxy opens to
-	// it and holds silent (its header timeout would, after 10 s).
-	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.HTTP.ReadHeaderTimeout = 10 * time.Minute }))
+	// The server pings five times a second, so that only the blackhole makes the
+	// watch silent for IdleTimeout; and it does not end a connection the
+	// blackholed proxy opens to it and holds silent (its header timeout
+	// would, after 10 s).
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.WebSocket.PingInterval = 200 * time.Millisecond
+		c.HTTP.ReadHeaderTimeout = 10 * time.Minute
+	}))
 	proxy := testkit.StartTCPProxy(t, srv.Addr)
 	c, err := New("http://"+proxy.Addr()+","+srv.URL, WithConnectTimeout(time.Minute))
 	require.NoError(t, err)
@@ -475,7 +480,7 @@ func TestWatchLeavesASilentInstance(t *testing.T) {
 	connected := make(chan uint64, 4)
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Watch(ctx, WatchOptions{IdleTimeout: 300 * time.Millisecond, DialTimeout: 10 * time.Minute,
+		done <- c.Watch(ctx, WatchOptions{IdleTimeout: time.Second, DialTimeout: 10 * time.Minute,
 			OnConnect: func(rev uint64) { connected <- rev }}, evs.add)
 	}()
 	waitConnected(t, connected, done)
@@ -490,6 +495,8 @@ func TestWatchLeavesASilentInstance(t *testing.T) {
 	}
 	first := put("1")
 	evs.waitRev(t, first)
+	time.Sleep(1500 * time.Millisecond) // past IdleTimeout: the pings keep it
+	assert.Equal(t, "http://"+proxy.Addr(), c.Servers()[0], "a watch that gets pings stays")
 	proxy.Blackhole()
 	last := put("2")
 	got := evs.waitRev(t, last)

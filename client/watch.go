@@ -264,6 +264,10 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 		// silent past IdleTimeout (paused, or a network that holds its
 		// packets): the next instance, for this watch and the client's
 		// requests. Trying the silent one first again cost DialTimeout.
+		// A watch its caller ended says nothing of the instance.
+		if done(ctx) {
+			return
+		}
 		if (!connected && watchFailover(err)) || wentSilent(err) {
 			w.c.leave(idx)
 		}
@@ -293,9 +297,16 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 		return nc, err
 	}
 	conn, resp, err := d.DialContext(dctx, u, w.c.authHeader())
-	if keep != nil && !keep() && err == nil {
-		conn.Close() // dctx ended as the handshake did: closed already
-		err = dctx.Err()
+	if keep != nil && !keep() {
+		// dctx ended (the caller, or DialTimeout) and closed the
+		// connection: say that, not the closed connection's error.
+		if conn != nil {
+			conn.Close()
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+		resp, err = nil, dctx.Err()
 	}
 	cancel()
 	if err != nil {

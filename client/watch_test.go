@@ -360,3 +360,45 @@ func TestWatchEventJSONOfAReset(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"type":"reset","rev":9,"message":"restored"}`, string(b))
 }
+
+// A Watch its caller cancels while a healthy but slow instance upgrades
+// the connection leaves the client's preferred instance where it was:
+// the cancel closed the connection, whose error read as the instance's
+// failure and moved every later request and watch to the next one.
+func TestWatchCancelledWhileConnectingKeepsTheInstance(t *testing.T) {
+	var up websocket.Upgrader
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.WriteJSON(map[string]any{"type": "subscribed", "rev": 1})
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(slow.Close)
+	other := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(other.Close)
+	c, err := New(slow.URL + "," + other.URL)
+	require.NoError(t, err)
+	for _, end := range []string{"cancel", "deadline"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		if end == "deadline" {
+			ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+		}
+		ended := make(chan error, 1)
+		go func() { ended <- c.Watch(ctx, WatchOptions{}, func(WatchEvent) error { return nil }) }()
+		if end == "cancel" {
+			time.Sleep(100 * time.Millisecond)
+			cancel()
+		}
+		require.NoError(t, <-ended, end)
+		cancel()
+		assert.Equal(t, slow.URL, c.Servers()[0], "the preferred instance after a %s while connecting", end)
+	}
+}
