@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -83,12 +84,11 @@ func TestDamagedSnapshotsAreRefusedAndTheLiveFileUntouched(t *testing.T) {
 
 // A snapshot that cannot be written for want of space says so in a way
 // callers recognize (the API answers 507, not 500): bbolt's WriteTo keeps
-// only the text of its writer's error. /dev/full is a real device whose
-// every write fails with ENOSPC.
+// only the text of its writer's error. The file is on a real 8 KiB tmpfs.
 func TestSnapshotOnAFullDiskIsENOSPC(t *testing.T) {
 	s := openStore(t, bolt.Options{})
 	s.put("default", "k", `"v"`)
-	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	full, err := os.Create(filepath.Join(testkit.SmallDisk(t, 8<<10), "snapshot.db"))
 	require.NoError(t, err)
 	defer full.Close()
 	_, err = s.WriteSnapshot(full)
