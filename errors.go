@@ -47,7 +47,8 @@ var (
 	// ErrInsufficientStorage is returned when a write that adds data would
 	// take the database past its storage quota. Nothing was applied; reads,
 	// deletes, compaction, defrag and snapshots still work. The error is a
-	// *QuotaError.
+	// *QuotaError. (The API answers a full disk under a snapshot, a dump,
+	// a defrag or a restore's copy with its code too.)
 	ErrInsufficientStorage = errors.New("insufficient storage")
 	// ErrPatchTestFailed is returned when a JSON Patch "test" operation
 	// found another value at its path than the one it names: the patch

@@ -32,7 +32,9 @@ const (
 	CodeOutcomeUnknown = ctxd.CodeOutcomeUnknown
 	// CodeInsufficientStorage: the server is at its storage quota (507)
 	// and refused a write that adds data; nothing was applied. Deletes
-	// still work; the message says how to free space.
+	// still work; the message says how to free space. Also a full disk
+	// under a snapshot, a server-side dump, a defrag or a restore's copy
+	// (the message names the file; nothing changed).
 	CodeInsufficientStorage = ctxd.CodeInsufficientStorage
 	CodeInternal            = ctxd.CodeInternal
 	// CodePatchTestFailed: a JSON Patch "test" did not hold (409);

@@ -56,25 +56,10 @@ type errWriter struct {
 
 func (e *errWriter) Write(p []byte) (int, error) {
 	n, err := e.w.Write(p)
-	e.keep(err)
-	return n, err
-}
-
-// ReadFrom keeps w's own (a file's copy_file_range, a response's sendfile)
-// for bbolt's copy of the data pages.
-func (e *errWriter) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := e.w.(io.ReaderFrom); ok {
-		n, err := rf.ReadFrom(r)
-		e.keep(err)
-		return n, err
-	}
-	return io.Copy(struct{ io.Writer }{e}, r)
-}
-
-func (e *errWriter) keep(err error) {
 	if err != nil && e.err == nil {
 		e.err = err
 	}
+	return n, err
 }
 
 // Snapshot is a snapshot file opened for reading: its content can be

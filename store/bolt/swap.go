@@ -101,7 +101,10 @@ func (s *Store) rollBack(backup string, cause error) error {
 		// After a power cut the name could still be the new file's, and
 		// Open would remove the old one with every write committed from
 		// now on: take no more writes.
-		s.fail(fmt.Errorf("the old database file was put back after a failed swap, but its folder could not be synced: %w", err))
+		failure := s.fail(fmt.Errorf("the old database file was put back after a failed swap, but its folder could not be synced: %w", err))
+		// The store's failure is the answer (503), not the swap's cause
+		// (a full disk's would read as 507, as if only space were short).
+		return fmt.Errorf("%w (replace database: %v)", failure, s.reopenAfterFailure(cause))
 	}
 	return s.reopenAfterFailure(cause)
 }
