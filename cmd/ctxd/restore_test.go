@@ -226,10 +226,6 @@ func TestRestoreOverAStoppedServerAndUndo(t *testing.T) {
 	assert.Greater(t, undone.Revision, restored.Revision)
 }
 
-// --bump-revision: the new server's revisions start that far after the
-// snapshot's, a watcher of the old server resuming from a revision it saw
-// after the snapshot is told compacted; over an existing database the
-// flag is refused and nothing changes.
 // The README's "undo a mistake" recipe, run as written (KEY and R filled
 // in): keys the mistake deleted or overwrote come back, a key written
 // since that the old state lacks stays, one expired since is skipped.
@@ -269,6 +265,11 @@ func TestReadmeUndoAMistake(t *testing.T) {
 	assert.Equal(t, 4, cli(t, env, "", "get", "-n", "team", "lock").code, "expired since: skipped")
 }
 
+// --bump-revision: the new server's revisions start that far after the
+// snapshot's, a watcher of the old server resuming from a revision it saw
+// after the snapshot is told compacted; over an existing database the
+// flag is refused and nothing changes; 0 goes on right after the
+// snapshot's revision.
 func TestRestoreBumpRevision(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())

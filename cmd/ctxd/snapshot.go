@@ -250,9 +250,9 @@ against --sha256 and against the metadata file beside it (FILE without .db +
 nothing.
 
 A missing or empty folder (no ctxd.db) is created and gets the snapshot as
-its database: keys, values, versions, history and revision; revisions go on
-1,000,000,000 after the snapshot's (--bump-revision), and older ones answer
-'compacted'. Over the database
+its database: keys, values, versions and history, each change at its
+revision; revisions go on 1,000,000,000 after the snapshot's
+(--bump-revision), and older ones answer 'compacted'. Over the database
 of a stopped server, the snapshot replaces it (whole, or --ns/--prefix
 only), and a whole restore keeps the replaced file as
 ctxd.db.before-restore-<time>: restore from that file to undo it.
