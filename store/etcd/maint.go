@@ -32,7 +32,8 @@ func (s *Store) Status() (ctxd.Status, error) {
 	st := ctxd.Status{Revision: s.Revision(), SchemaVersion: envelopeFormat,
 		Path:      "etcd://" + strings.Join(s.opts.Endpoints, ",") + s.opts.Prefix,
 		ReadCache: s.ReadCache().status(s.cache == nil)}
-	if g := s.keys.gen(); g.id != 0 {
+	g := s.keys.gen() // one generation for every field, though a restore may switch it meanwhile
+	if g.id != 0 {
 		// Every revision below the switch is discarded (restoredError).
 		st.LastRestore = &ctxd.RestoreMark{Revision: uint64(g.rev), SnapshotRevision: g.from, DiscardedFrom: 1}
 	}
@@ -41,12 +42,12 @@ func (s *Store) Status() (ctxd.Status, error) {
 		if st.CompactedRevision, err = s.compactedRevision(ctx); err != nil {
 			return err
 		}
-		if g := s.keys.gen(); g.id != 0 {
+		if g.id != 0 {
 			// History starts at the restore (restoredError), whatever
 			// etcd's own mark.
 			st.CompactedRevision = max(st.CompactedRevision, uint64(g.rev))
 		}
-		ns, err := s.namespacesAt(ctx, s.keys.gen().keys, 0)
+		ns, err := s.namespacesAt(ctx, g.keys, 0)
 		if err != nil {
 			return err
 		}
