@@ -67,9 +67,12 @@ var errorTable = [...]errorMapping{
 	{errUnauthorized, http.StatusUnauthorized, ctxd.CodeUnauthorized},
 	{errForbidden, http.StatusForbidden, ctxd.CodeForbidden},
 	{errRateLimited, http.StatusTooManyRequests, ctxd.CodeRateLimited},
-	// A full disk under a snapshot or a dump written here (the store's own
-	// writes fail it first: unavailable). Its text names the file.
+	// A full disk, or a user's disk quota spent, under a file written here
+	// beside the store: a snapshot, a dump, a defrag's or a restore's copy
+	// (the store's own writes fail it first: unavailable). Its text names
+	// the file.
 	{syscall.ENOSPC, http.StatusInsufficientStorage, ctxd.CodeInsufficientStorage},
+	{syscall.EDQUOT, http.StatusInsufficientStorage, ctxd.CodeInsufficientStorage},
 }
 
 // echoErrorCodes are the codes of the errors Echo itself raises (its
