@@ -43,16 +43,15 @@ func (s *Store) openWAL(opts Options) error {
 		return err
 	}
 	log, err := wal.Open(dir, wal.Options{SegmentSize: opts.WALSegmentSize, FirstSeq: applied + 1})
-	if errors.Is(err, syscall.ENOSPC) {
-		// Nothing is wrong with the log but room: its next segment is
-		// reserved whole, ahead of the writes.
-		unlockDir(lock)
-		return fmt.Errorf("open store %s: no space on the disk for the write-ahead log's next segment "+
-			"(%s, wal.segment_bytes, reserved ahead of the writes): free space on the disk, or give a smaller wal.segment_bytes: %w",
-			s.path, ctxd.FormatBytes(opts.WALSegmentSize), err)
-	}
 	if err != nil {
 		unlockDir(lock)
+		if errors.Is(err, syscall.ENOSPC) {
+			// Nothing is wrong with the log but room: its next segment
+			// is reserved whole, ahead of the writes.
+			return fmt.Errorf("open store %s: no space on the disk for the write-ahead log's next segment "+
+				"(%s, wal.segment_bytes, reserved ahead of the writes): free space on the disk, or give a smaller wal.segment_bytes: %w",
+				s.path, ctxd.FormatBytes(opts.WALSegmentSize), err)
+		}
 		return fmt.Errorf("open store %s: the write-ahead log does not open, so acknowledged writes could be missing: "+
 			"the server will not start on it (keep the folder for investigation): %w", s.path, err)
 	}
