@@ -3,7 +3,9 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -129,4 +131,45 @@ func TestAFullSnapshotsDiskIs507(t *testing.T) {
 	full("a server-side dump", err)
 	assert.Equal(t, []string{}, testkit.DirNames(t, filepath.Join(disk, "snapshots")), "nothing kept")
 	assert.Equal(t, []string{}, testkit.DirNames(t, filepath.Join(disk, "dumps")), "nothing kept")
+}
+
+// A full data disk (a real tmpfs) fails the store: writes answer 503, reads
+// of keys go on, and snapshots, server-side dumps and exports are refused
+// too (503), even into a folder on another disk, as the README says:
+// a view of the whole database first applies the log's writes to the file.
+func TestAFullDataDiskRefusesSnapshotsAndDumps(t *testing.T) {
+	disk := testkit.SmallDisk(t, 6<<20)
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.DataDir = filepath.Join(disk, "data")
+		c.Snapshots.Dir = filepath.Join(t.TempDir(), "snapshots") // another disk
+		c.Dumps.Dir = filepath.Join(t.TempDir(), "dumps")
+		c.WAL.SegmentBytes = 1 << 20
+		c.Storage.QuotaBytes = 0 // the disk fills, not the quota
+	}))
+	cl, err := client.New(srv.URL)
+	require.NoError(t, err)
+	big := json.RawMessage(`"` + strings.Repeat("x", 20<<10) + `"`)
+	for i := 0; ; i++ {
+		require.Less(t, i, 1000, "6 MiB hold fewer than 1,000 values of 20 KiB")
+		_, err = cl.Put(t.Context(), "default", fmt.Sprint("k", i), big, client.PutOptions{})
+		if err != nil {
+			break
+		}
+	}
+	// The write that met the full disk is unavailable or, when its log
+	// record was being written, outcome unknown; the store has failed.
+	require.True(t, errors.Is(err, ctxd.ErrUnavailable) || errors.Is(err, ctxd.ErrOutcomeUnknown), "%v", err)
+	_, err = cl.Put(t.Context(), "default", "after", json.RawMessage(`1`), client.PutOptions{})
+	require.ErrorIs(t, err, ctxd.ErrUnavailable, "the full disk failed the store: %v", err)
+	_, err = cl.Get(t.Context(), "default", "k0", client.GetOptions{})
+	require.NoError(t, err, "reads of keys go on")
+	_, err = cl.CreateSnapshot(t.Context())
+	assert.ErrorIs(t, err, ctxd.ErrUnavailable, "a snapshot: %v", err)
+	_, err = cl.Dump(t.Context(), "default", "nightly", client.ExportOptions{})
+	assert.ErrorIs(t, err, ctxd.ErrUnavailable, "a server-side dump: %v", err)
+	_, err = cl.Export(t.Context(), "default", client.ExportOptions{}, io.Discard)
+	assert.ErrorIs(t, err, ctxd.ErrUnavailable, "an export: %v", err)
+	srv.StopFailed(ctxd.ErrUnavailable)
+	// Room again: the cleanup's check opens the folder (replaying its log).
+	testkit.GrowSmallDisk(t, disk, 128<<20)
 }

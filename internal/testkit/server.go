@@ -119,6 +119,18 @@ func (s *Server) Start() {
 // Stop shuts the server down gracefully, as SIGTERM does; the store is
 // closed. It does nothing when the server is stopped.
 func (s *Server) Stop() {
+	s.t.Helper()
+	s.stop(func(err error) { require.NoError(s.t, err) })
+}
+
+// StopFailed stops a server whose store failed (a full disk, say): its
+// shutdown reports the store's failure, which must match want.
+func (s *Server) StopFailed(want error) {
+	s.t.Helper()
+	s.stop(func(err error) { require.ErrorIs(s.t, err, want) })
+}
+
+func (s *Server) stop(check func(shutdown error)) {
 	t := s.t
 	t.Helper()
 	if s.srv == nil {
@@ -128,7 +140,7 @@ func (s *Server) Stop() {
 	s.srv = nil
 	ctx, cancel := context.WithTimeout(context.Background(), Deadline)
 	defer cancel()
-	require.NoError(t, srv.Shutdown(ctx))
+	check(srv.Shutdown(ctx))
 	if err := <-s.served; !errors.Is(err, http.ErrServerClosed) {
 		t.Errorf("serve: %v", err)
 	}

@@ -26,3 +26,10 @@ func SmallDisk(t testing.TB, size int64) string {
 	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
 	return dir
 }
+
+// GrowSmallDisk gives a SmallDisk size bytes: the disk has room again.
+func GrowSmallDisk(t testing.TB, dir string, size int64) {
+	t.Helper()
+	err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", size))
+	require.NoError(t, err, "grow the tmpfs on %s to %d bytes", dir, size)
+}
