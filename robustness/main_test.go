@@ -25,6 +25,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
 	if path := os.Getenv(boltCheckEnv); path != "" {
 		os.Exit(boltCheckChild(path)) // a child of checkBoltRaw (powerloss_check_test.go)
 	}

@@ -25,7 +25,10 @@ import (
 	"github.com/framework0/ctxd/server"
 )
 
-func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m, etcdkit.Stop) }
+func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
+	testkit.VerifyNoLeaks(m, etcdkit.Stop)
+}
 
 func testConfig(t *testing.T) configs.Config {
 	cfg := configs.Defaults()

@@ -22,6 +22,7 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
 	dir, err := os.MkdirTemp("", "ctxd-cli-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -49,6 +49,7 @@ var browser struct {
 }
 
 func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
 	testkit.VerifyNoLeaks(m, func() {
 		if browser.cleanup != nil {
 			browser.cleanup()

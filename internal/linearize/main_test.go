@@ -11,7 +11,10 @@ import (
 )
 
 // TestMain fails the run when a test leaves a goroutine running.
-func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
+	testkit.VerifyNoLeaks(m)
+}
 
 // The server binary links neither this package nor porcupine: both are for
 // tests only.

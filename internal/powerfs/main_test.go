@@ -11,6 +11,7 @@ import (
 // TestBoltPowerCutDuringCommits), and otherwise the tests, failing the run
 // when one leaves a goroutine running.
 func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
 	if path := os.Getenv(boltChildEnv); path != "" {
 		os.Exit(boltChild(path))
 	}

@@ -26,7 +26,10 @@ import (
 	"github.com/framework0/ctxd/store/bolt"
 )
 
-func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
+	testkit.VerifyNoLeaks(m)
+}
 
 // blockedLeak is the goroutine the negative control leaks on purpose.
 func blockedLeak(release <-chan struct{}) { <-release }

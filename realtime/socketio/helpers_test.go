@@ -19,7 +19,10 @@ import (
 )
 
 // TestMain fails the run when a test leaves a goroutine running.
-func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m, etcdkit.Stop) }
+func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
+	testkit.VerifyNoLeaks(m, etcdkit.Stop)
+}
 
 // sio is a minimal Engine.IO v4 / Socket.IO v5 client for the tests:
 // polling (a goroutine long-polls), WebSocket, and the upgrade. Every

@@ -11,6 +11,7 @@ import (
 // TestPowerCutKeepsAcknowledgedWrites), and otherwise the tests, failing
 // the run when one leaves a goroutine running.
 func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
 	if path := os.Getenv(powerChildEnv); path != "" {
 		os.Exit(powerChild(path, os.Getenv(powerEarlyEnv) != ""))
 	}

@@ -65,7 +65,7 @@ func TestOneBadRequestDoesNotFailItsGroup(t *testing.T) {
 func TestNoRoomForTheLogAtOpenSaysSo(t *testing.T) {
 	dir := testkit.SmallDisk(t, 24<<20) // the 64 MiB segment does not fit
 	path := filepath.Join(dir, "ctxd.db")
-	_, err := bolt.Open(path, bolt.Options{})
+	_, err := bolt.Open(path, bolt.Options{WALSegmentSize: 64 << 20}) // the default outside tests
 	require.Error(t, err)
 	assert.ErrorIs(t, err, syscall.ENOSPC)
 	assert.Contains(t, err.Error(), "no space on the disk for the write-ahead log's next segment (64.0 MiB, wal.segment_bytes")

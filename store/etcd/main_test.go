@@ -9,4 +9,7 @@ import (
 
 // TestMain fails the run when a test leaves a goroutine running, after
 // stopping the package's embedded etcd.
-func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m, etcdkit.Stop) }
+func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
+	testkit.VerifyNoLeaks(m, etcdkit.Stop)
+}

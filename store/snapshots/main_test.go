@@ -7,4 +7,7 @@ import (
 )
 
 // TestMain fails the run when a test leaves a goroutine running.
-func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+func TestMain(m *testing.M) {
+	testkit.SmallLogSegments()
+	testkit.VerifyNoLeaks(m)
+}

@@ -16,14 +16,16 @@ import (
 	"github.com/framework0/ctxd/internal/fsutil"
 )
 
-// Segment sizes.
-const (
-	// DefaultSegmentSize is the size of a segment file when
-	// Options.SegmentSize is 0.
-	DefaultSegmentSize = 64 << 20
-	// MinSegmentSize is the smallest Options.SegmentSize.
-	MinSegmentSize = 4096
-)
+// DefaultSegmentSize is the size of a segment file when
+// Options.SegmentSize is 0, and the default of wal.segment_bytes: 64 MiB.
+// It is a variable, as etcd's wal.SegmentSizeBytes is, only so that a test
+// package can lower it for the stores it opens in its own process
+// (testkit.SmallLogSegments): opening a log reads its last segment whole,
+// and under the race detector every byte read is costly.
+var DefaultSegmentSize int64 = 64 << 20
+
+// MinSegmentSize is the smallest Options.SegmentSize.
+const MinSegmentSize = 4096
 
 // Options configure Open.
 type Options struct {
