@@ -112,6 +112,12 @@ func (s *Store) compact(ctx context.Context, rev uint64) (ctxd.CompactResult, er
 	if err != nil {
 		return ctxd.CompactResult{}, readError(err)
 	}
+	if g := s.keys.gen(); g.id != 0 {
+		// History starts at the last restore (restoredError), as Status
+		// says: below it there is nothing of this prefix to remove, though
+		// etcd's own history goes further down.
+		old = max(old, uint64(g.rev))
+	}
 	if rev <= old {
 		return ctxd.CompactResult{Revision: old}, nil
 	}

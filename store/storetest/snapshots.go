@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -369,6 +370,16 @@ func checkFullRestore(t testing.TB, h Harness) {
 	assert.Equal(t, r.ModRev, b.Revision())
 	assert.Equal(t, `"next"`, b.value("default", "a"))
 	assertDiscarded("after a restart")
+	if rewrites {
+		// History starts at the restore: a compaction below it has nothing
+		// left to remove, and says where history starts, as the status does
+		// (etcd's answered the changes of its own history below the switch).
+		st, err := b.Status()
+		require.NoError(t, err)
+		res, err := b.CompactKeep(context.Background(), restoredAt-1, 1)
+		require.NoError(t, err, "a compaction below the restore")
+		assert.Equal(t, ctxd.CompactResult{Revision: st.CompactedRevision}, res, "a compaction below the restore")
+	}
 }
 
 // A partial restore (some namespaces, a prefix) is one ordinary
