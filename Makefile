@@ -24,7 +24,7 @@ build:
 	cd $(ETCD_PEER_DIR) && $(GO) build -o $(CURDIR)/$(ETCD_PEER) .
 	cd $(CLUSTER_DIR) && $(GO) build -o $(CURDIR)/$(CLUSTER) .
 
-## run: build, then serve on 127.0.0.1:8080 with data in ./data and readable logs (extra flags: make run ARGS='--addr :9090')
+## run: build, then serve on 127.0.0.1:8080 with data in ./data and readable logs (extra flags: make run ARGS='--addr 127.0.0.1:9090')
 run: build
 	./$(BIN) serve --data ./data --log-format console $(ARGS)
 
