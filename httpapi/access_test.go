@@ -567,3 +567,47 @@ func TestReadyzWhileRestoring(t *testing.T) {
 	assert.Contains(t, string(r.body), "restore")
 	assert.Equal(t, http.StatusOK, e.do("GET", "/healthz", "").status)
 }
+
+// A browser page of another site cannot change data: its simple requests
+// (text/plain POSTs, no-cors fetches, forms) reach the server without a
+// preflight, and access control is off on loopback by default. Reads,
+// programs (no Origin, no Sec-Fetch-Site), the server's own pages and the
+// origins of http.cors_origins go on.
+func TestCrossSiteWritesAreRefused(t *testing.T) {
+	e := newFullEnv(t, false)
+	self := "http://" + strings.TrimPrefix(e.url, "http://")
+	txn := `{"ops":[{"op":"put","ns":"default","key":"owned","value":1}]}`
+	for _, hdr := range [][]string{
+		{"Origin", "http://evil.example", "Content-Type", "text/plain"},
+		{"Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site"},
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Sec-Fetch-Site", "same-site", "Origin", "http://other.localhost"},
+	} {
+		r := requireError(t, e.do("POST", "/v1/txn", txn, hdr...), http.StatusForbidden, "forbidden")
+		assert.Contains(t, r.Error.Message, "cross-origin request refused", "%v", hdr)
+		requireError(t, e.do("PUT", "/v1/ns/default/keys/owned", "1", hdr...), http.StatusForbidden, "forbidden")
+		requireError(t, e.do("DELETE", "/v1/ns/default/keys/kept", "", hdr...), http.StatusForbidden, "forbidden")
+	}
+	requireError(t, e.do("GET", "/v1/ns/default/keys/owned", ""), http.StatusNotFound, "not_found")
+
+	for _, hdr := range [][]string{
+		nil,                               // curl, the CLI, the Go client
+		{"Origin", self},                  // the dashboard
+		{"Sec-Fetch-Site", "same-origin"}, // the dashboard
+		{"Sec-Fetch-Site", "none"},        // typed by the user
+	} {
+		r := e.do("PUT", "/v1/ns/default/keys/mine", "1", hdr...)
+		require.Equal(t, http.StatusOK, r.status, "%v: %s", hdr, r.body)
+	}
+	r := e.do("GET", "/v1/ns/default/keys/mine", "", "Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site")
+	require.Equal(t, http.StatusOK, r.status, "reads are not refused (the browser hides the answer): %s", r.body)
+
+	// The origins of http.cors_origins may write; "*" lets every origin.
+	allowed := newFullEnv(t, false, func(c *configs.Config) { c.HTTP.CORSOrigins = []string{"https://App.example.com"} })
+	r = allowed.do("PUT", "/v1/ns/default/keys/a", "1", "Origin", "https://app.example.com", "Sec-Fetch-Site", "cross-site")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	requireError(t, allowed.do("PUT", "/v1/ns/default/keys/a", "1", "Origin", "https://evil.example"), http.StatusForbidden, "forbidden")
+	any := newFullEnv(t, false, func(c *configs.Config) { c.HTTP.CORSOrigins = []string{"*"} })
+	r = any.do("PUT", "/v1/ns/default/keys/a", "1", "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"io"
+	"net/http"
 
 	"github.com/labstack/echo/v4"
 
@@ -11,7 +12,7 @@ import (
 
 // gate is what every request passes before its handler, in this order:
 // the UTF-8 check of its body (utf8body.go), CORS (cors.go; a preflight is
-// answered here), access control
+// answered here), the refusal of cross-site writes (crossorigin.go), access control
 // (access.go: who is asking, may they), and the per-client rate limit
 // (ratelimit.go). Each part is off when its configuration is empty.
 type gate struct {
@@ -19,6 +20,7 @@ type gate struct {
 	access  *auth.Authorizer
 	rules   map[string]rule
 	cors    *corsPolicy
+	csrf    *http.CrossOriginProtection
 	limiter *limiter
 }
 
@@ -28,6 +30,7 @@ func newGate(s *Server) *gate {
 		access:  s.cfg.Access,
 		rules:   s.accessRules(),
 		cors:    newCORSPolicy(s.cfg.CORSOrigins),
+		csrf:    newCrossOriginCheck(s.cfg.CORSOrigins),
 		limiter: newLimiter(s.cfg.RateLimit, s.cfg.RateBurst),
 	}
 }
@@ -41,6 +44,9 @@ func (g *gate) check(c echo.Context) (done bool, err error) {
 		if done, err := g.cors.apply(c); done || err != nil {
 			return true, err
 		}
+	}
+	if err := g.crossOrigin(c); err != nil {
+		return true, err
 	}
 	if g.access == nil && g.limiter == nil {
 		return false, nil
