@@ -362,6 +362,11 @@ type HTTP struct {
 	// MaxHeaderBytes (http.max_header_bytes) bounds a request's headers;
 	// larger ones get 431 from Go's HTTP server, which closes the connection.
 	MaxHeaderBytes int64
+	// MaxConnections (http.max_connections) caps the connections the
+	// server holds at once (WebSockets included); more wait in the
+	// kernel's queue until one closes. 0: three quarters of the process's
+	// open-file limit, so that the store always has files left to open.
+	MaxConnections int
 	// MaxSpoolBytes (http.max_spool_bytes) bounds the temp files that
 	// answers hold at once (an export is written to one before it is
 	// sent): one that would pass it while others hold some is refused with
@@ -876,6 +881,7 @@ var settings = []setting{
 	durationIn("http.read_header_timeout", false, time.Second, maxDuration, networkFloor, func(c *Config) *time.Duration { return &c.HTTP.ReadHeaderTimeout }),
 	durationIn("http.read_timeout", false, time.Second, maxDuration, networkFloor, func(c *Config) *time.Duration { return &c.HTTP.ReadTimeout }),
 	sizeSetting("http.max_header_bytes", 1<<30, func(c *Config) *int64 { return &c.HTTP.MaxHeaderBytes }),
+	countSetting("http.max_connections", false, func(c *Config) *int { return &c.HTTP.MaxConnections }),
 	sizeSetting("http.max_spool_bytes", 1<<62, func(c *Config) *int64 { return &c.HTTP.MaxSpoolBytes }),
 	boolSetting("http.pprof", func(c *Config) *bool { return &c.HTTP.Pprof }),
 	choiceSetting("auth.mode", "mode", func(c *Config) *string { return &c.Auth.Mode }, AuthAuto, AuthOn, AuthOff),

@@ -285,6 +285,7 @@ func storageQuota(cfg configs.Config, log zerolog.Logger) int64 {
 // Serve serves on ln, over TLS when tls.cert_file is set, until Shutdown
 // or Close; it then returns http.ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {
+	ln = newLimitListener(ln, connectionLimit(s.cfg.HTTP.MaxConnections), s.log)
 	if s.certs != nil {
 		return s.hs.ServeTLS(ln, "", "")
 	}

@@ -1,0 +1,88 @@
+package server
+
+import (
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Connections are capped below the process's open-file limit: every
+// connection holds a file descriptor, and one client that opened
+// thousands of idle keep-alive connections (no token needed) took them
+// all, so that the write-ahead log could not open its next segment and
+// the store refused writes until a restart. At the cap, Accept waits for
+// a connection to close; new clients wait in the kernel's listen queue.
+
+// connectionLimit is http.max_connections, or when 0, three quarters of
+// the open-file limit (Go raises the soft limit to the hard one at start),
+// at least 64.
+func connectionLimit(configured int) int {
+	if configured > 0 {
+		return configured
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return 1 << 20
+	}
+	return max(64, int(lim.Cur/4*3))
+}
+
+// limitListener is a net.Listener that holds at most cap connections open
+// at once (golang.org/x/net/netutil's LimitListener, with a log line when
+// the cap is reached: an operator needs to know why clients wait).
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+	log   zerolog.Logger
+	// warned is when the last "connection limit reached" was logged:
+	// at most one line a minute.
+	mu     sync.Mutex
+	warned time.Time
+}
+
+func newLimitListener(ln net.Listener, n int, log zerolog.Logger) *limitListener {
+	return &limitListener{Listener: ln, slots: make(chan struct{}, n), log: log}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	default:
+		l.warnFull()
+		l.slots <- struct{}{}
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+func (l *limitListener) warnFull() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.warned) < time.Minute {
+		return
+	}
+	l.warned = time.Now()
+	l.log.Warn().Int("max_connections", cap(l.slots)).
+		Msg("connection limit reached: new clients wait until a connection closes (http.max_connections)")
+}
+
+// limitedConn gives its slot back once, on its first Close (a WebSocket's
+// connection is closed by the hub after the HTTP server hijacked it).
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}

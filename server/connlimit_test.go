@@ -1,0 +1,63 @@
+package server_test
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+// At http.max_connections, a new client waits until a connection closes
+// (the log says why), and is then served: idle keep-alive connections,
+// which anyone may open, cannot take the files the store needs.
+func TestConnectionLimit(t *testing.T) {
+	s := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.HTTP.MaxConnections = 3 }))
+	addr := strings.TrimPrefix(s.URL, "http://")
+	var idle []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		// One request answered: the connection is accepted and kept alive.
+		_, err = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+		require.NoError(t, err)
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		idle = append(idle, c)
+	}
+
+	answered := make(chan int, 1)
+	go func() {
+		hc := &http.Client{Timeout: testkit.Deadline}
+		res, err := hc.Get(s.URL + "/healthz")
+		if err != nil {
+			answered <- 0
+			return
+		}
+		res.Body.Close()
+		answered <- res.StatusCode
+	}()
+	select {
+	case code := <-answered:
+		t.Fatalf("a fourth connection was served (%d) while 3 of http.max_connections 3 were open", code)
+	case <-time.After(300 * time.Millisecond):
+	}
+	testkit.Eventually(t, func() bool { return strings.Contains(s.Logs.String(), "connection limit reached") }, "the log says why clients wait")
+	idle[0].Close()
+	select {
+	case code := <-answered:
+		assert.Equal(t, http.StatusOK, code, "served once a connection closed")
+	case <-time.After(testkit.Deadline):
+		t.Fatal("the waiting client was not served after a connection closed")
+	}
+}
