@@ -311,7 +311,10 @@ func attachment(name string) string {
 // fill's output is kept in memory up to spoolMemBytes and in an unlinked
 // temp file beyond, then sent: the store's read transaction ends before a
 // slow client is served, an error while writing is still a clean error
-// answer, and the answer has a Content-Length.
+// answer, and the answer has a Content-Length. The temp files of all the
+// answers together stay within Config.MaxSpoolBytes (spool.reserve): one
+// that would pass it is a 503 instead, with Retry-After when the others'
+// bytes are what it lacked.
 func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header, error)) error {
 	var (
 		sp *spool
@@ -446,8 +449,16 @@ const DefaultMaxSpoolBytes = 1 << 30
 
 // errSpoolFull refuses an answer whose temp file would take the spooled
 // bytes past Config.MaxSpoolBytes while others hold some: clients that
-// read slowly (each held up to StallTimeout) must not fill the disk.
+// read slowly (each held up to StallTimeout) must not fill the disk. The
+// others' bytes come back when their answers end: a retry may fit.
 var errSpoolFull = fmt.Errorf("%w: answers being sent hold http.max_spool_bytes of temp files: try again shortly", ctxd.ErrUnavailable)
+
+// errSpoolTooLarge refuses an answer whose temp file alone would pass
+// Config.MaxSpoolBytes: a retry would be refused again. Without it one
+// answer could fill the disk the store writes to (a pretty export of a
+// value nested 10,000 levels deep is 200 MB), and the store's own writes
+// would then fail.
+var errSpoolTooLarge = fmt.Errorf("%w: the answer is larger than http.max_spool_bytes", ctxd.ErrUnavailable)
 
 // spool is an io.Writer that keeps up to spoolMemBytes in memory and the
 // rest in a temp file that is already unlinked.
@@ -461,27 +472,57 @@ type spool struct {
 	held *atomic.Int64
 	max  int64
 	mine int64
+	// err is the refusal that ended the spool: every later write
+	// returns it.
+	err error
 }
 
-// reserve counts n more file bytes. A spool's first bytes on disk are
-// refused (errSpoolFull) when they take the total past max while other
-// answers hold some, and given back at once: of several answers that
-// spill together, the first is always let in. Once in, a spool grows as
-// its answer needs: refusing it then would waste what it built.
+// reserve counts n more file bytes against max, which every spool
+// shares: the total never passes it, not even for a moment. Bytes that
+// would take it past are refused, errSpoolTooLarge when this spool alone
+// would pass it, else errSpoolFull, and the spool ends at once (refuse):
+// its file is closed and its bytes given back before the refusal
+// returns, so that the others go on. Of several answers that spill
+// together, one therefore always goes if it fits alone: that is what
+// admitting the first one whatever its size used to ensure, but letting
+// it grow as it needed let one answer fill the disk the store writes to.
+// The price: a spool already in is refused mid-way, and what it built is
+// lost, when others took the room (errSpoolFull, which an answer larger
+// than max may also get before it learns it is).
 func (sp *spool) reserve(n int64) error {
 	if sp.held == nil {
 		return nil
 	}
-	total := sp.held.Add(n)
-	if sp.mine == 0 && total > sp.max && total > n {
-		sp.held.Add(-n)
-		return errSpoolFull
+	for {
+		total := sp.held.Load()
+		if total+n > sp.max {
+			break
+		}
+		if sp.held.CompareAndSwap(total, total+n) {
+			sp.mine += n
+			return nil
+		}
 	}
-	sp.mine += n
-	return nil
+	if sp.mine+n > sp.max {
+		sp.refuse(fmt.Errorf("%w (%d bytes) on its own: a retry would be refused again; ask for less (without history; in a format other than pretty, which indents every level of a value) or raise the setting", errSpoolTooLarge, sp.max))
+	} else {
+		sp.refuse(errSpoolFull)
+	}
+	return sp.err
+}
+
+// refuse ends the spool with err: its file (already unlinked) is closed,
+// which frees its space, and its bytes are given back.
+func (sp *spool) refuse(err error) {
+	sp.err = err
+	sp.mem = bytes.Buffer{}
+	sp.close()
 }
 
 func (sp *spool) Write(p []byte) (int, error) {
+	if sp.err != nil {
+		return 0, sp.err
+	}
 	if sp.f == nil && sp.mem.Len()+len(p) <= spoolMemBytes {
 		sp.size += int64(len(p))
 		return sp.mem.Write(p)
@@ -509,9 +550,11 @@ func (sp *spool) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// close ends the spool: it may be called more than once.
 func (sp *spool) close() {
 	if sp.f != nil {
 		_ = sp.f.Close()
+		sp.f = nil
 	}
 	if sp.held != nil {
 		sp.held.Add(-sp.mine)

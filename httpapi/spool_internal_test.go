@@ -9,38 +9,76 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Spools share a budget of file bytes: the first to spill is let in and
-// grows as its answer needs; another that spills while it holds bytes
-// past the budget is refused and gives its bytes back at once; all come
-// back when the answers end. Before, a spool already in was refused at its
-// next write once another held bytes, and two answers spilling together
-// were both refused.
+// Spools share a budget of file bytes that none passes, alone or
+// together: a spool that would take the total past it is refused
+// (errSpoolFull while others hold the room, errSpoolTooLarge when it
+// would pass it alone), ends at once (its file closed, its bytes given
+// back) and refuses every later write; all bytes come back when the
+// answers end. Before, a spool already in grew without bound.
 func TestSpoolsShareTheBudget(t *testing.T) {
 	var held atomic.Int64
-	newSpool := func() *spool { return &spool{held: &held, max: 2 << 20} }
+	newSpool := func() *spool { return &spool{held: &held, max: 3 << 20} }
 	chunk := bytes.Repeat([]byte("x"), 1<<20)
 
 	a, b := newSpool(), newSpool()
 	defer a.close()
 	defer b.close()
-	for range 3 { // 3 MiB: past the memory part and the budget, alone
+	for range 2 { // 2 MiB: past the memory part, within the budget
 		_, err := a.Write(chunk)
 		require.NoError(t, err)
 	}
 	_, err := b.Write(chunk) // in memory
 	require.NoError(t, err)
-	_, err = b.Write(chunk) // its first bytes on disk
+	_, err = b.Write(chunk) // 2 MiB on disk: past the budget with a's
 	require.ErrorIs(t, err, errSpoolFull)
 	assert.Equal(t, a.mine, held.Load(), "the refused spool gave its bytes back")
-	_, err = a.Write(chunk)
-	require.NoError(t, err, "a spool already in grows as its answer needs")
+	_, err = b.Write([]byte("x"))
+	require.ErrorIs(t, err, errSpoolFull, "a refused spool stays refused")
 
-	a.close()
-	assert.Zero(t, held.Load(), "an answer's end gives its bytes back")
+	_, err = a.Write(chunk)
+	require.NoError(t, err, "a spool grows up to the budget")
+	_, err = a.Write([]byte("x"))
+	require.ErrorIs(t, err, errSpoolTooLarge, "not one byte past it, even alone")
+	assert.Zero(t, held.Load(), "the refused spool gave its bytes back at once")
+	assert.Nil(t, a.f, "and closed its file")
+
 	c := newSpool()
 	defer c.close()
 	for range 3 {
 		_, err = c.Write(chunk)
 		require.NoError(t, err, "room again")
 	}
+	c.close()
+	assert.Zero(t, held.Load(), "an answer's end gives its bytes back")
+}
+
+// Of two spools that grow together, in turns, past the budget, the one
+// whose bytes would pass it is refused and gives them back at once, and
+// the other goes to its end: the total never passes the budget. Before,
+// both were in once they had spilled, and both grew past it.
+func TestOfTwoSpoolsGrowingTogetherOneGoes(t *testing.T) {
+	const max = 4 << 20
+	var held atomic.Int64
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	a, b := &spool{held: &held, max: max}, &spool{held: &held, max: max}
+	defer a.close()
+	defer b.close()
+	var errA, errB error
+	for range 48 { // 3 MiB each: one fits, not two
+		if errA == nil {
+			_, errA = a.Write(chunk)
+		}
+		if errB == nil {
+			_, errB = b.Write(chunk)
+		}
+		require.LessOrEqual(t, held.Load(), int64(max))
+	}
+	require.True(t, (errA == nil) != (errB == nil), "one goes, one is refused: %v, %v", errA, errB)
+	refused, went := errA, b
+	if refused == nil {
+		refused, went = errB, a
+	}
+	require.ErrorIs(t, refused, errSpoolFull, "the other held the room")
+	assert.Equal(t, went.mine, held.Load(), "the refused spool gave its bytes back")
+	assert.Equal(t, int64(48*len(chunk)), went.size)
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/internal/testkit"
 )
@@ -88,16 +92,17 @@ func TestASlowUploadOutlastsTheReadTimeout(t *testing.T) {
 	}
 }
 
-// Answers being sent share Config.MaxSpoolBytes of temp files: past it a
-// new one is refused with 503 and Retry-After (clients that read slowly
-// held a copy of the namespace each, without bound), but one answer of
-// any size always goes; the bytes come back when an answer ends.
+// Answers being sent share Config.MaxSpoolBytes of temp files: past it
+// another one is refused with 503 and Retry-After (clients that read
+// slowly held a copy of the namespace each, without bound); the bytes
+// come back when an answer ends.
 func TestSpooledAnswersShareATempFileBudget(t *testing.T) {
 	// The stall timeout gives the second export time to spill (seconds
-	// on a loaded machine) before the first one's bytes come back.
-	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxSpoolBytes: 1 << 20, StallTimeout: 5 * time.Second}})
+	// on a loaded machine) before the first one's bytes come back. The
+	// budget holds one export (24 MB), not two.
+	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxSpoolBytes: 32 << 20, StallTimeout: 5 * time.Second}})
 	res := stalledExport(t, e)
-	require.Equal(t, http.StatusOK, res.StatusCode, "alone, an answer past the budget goes")
+	require.Equal(t, http.StatusOK, res.StatusCode, "an answer within the budget goes")
 
 	r := e.do(http.MethodGet, "/v1/ns/default/export", "")
 	requireError(t, r, http.StatusServiceUnavailable, "unavailable")
@@ -114,12 +119,12 @@ func TestSpooledAnswersShareATempFileBudget(t *testing.T) {
 // Of two exports that spill to disk together past the budget, one always
 // goes, end to end. (A refused spool gave its bytes back only when its
 // answer ended, and both could be refused: the window is too narrow for
-// this test to find it often; TestSpoolsShareTheBudget, internal, builds
-// it exactly.)
+// this test to find it often; TestSpoolsShareTheBudget and
+// TestOfTwoSpoolsGrowingTogetherOneGoes, internal, build it exactly.)
 func TestOfTwoSpooledAnswersOneGoes(t *testing.T) {
-	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxSpoolBytes: 1 << 20}})
+	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxSpoolBytes: 4 << 20}})
 	value := `"` + strings.Repeat("x", 512<<10) + `"`
-	for i := range 6 { // 3 MB each: 2 MB past the spool's memory
+	for i := range 6 { // 3 MB each, all on disk once past the spool's memory: one fits, not two
 		e.put(fmt.Sprintf("k%03d", i), value)
 	}
 	for round := range 10 {
@@ -142,6 +147,60 @@ func TestOfTwoSpooledAnswersOneGoes(t *testing.T) {
 		a, b := <-statuses, <-statuses
 		require.True(t, a == http.StatusOK || b == http.StatusOK, "round %d: %d and %d", round, a, b)
 	}
+}
+
+// One answer's temp file is bounded too, not only several together. A
+// value nested 2,000 levels deep (12 KB) is 8 MB as a pretty export (its
+// indentation grows with the square of the depth): the export stops at
+// http.max_spool_bytes, its temp file is closed (its space freed) and the
+// answer is 503 without Retry-After (a retry would be refused again);
+// other exports and the store go on. The first answer to spill used to be
+// admitted whatever its size: a write token's value nested 10,000 levels
+// deep made a 200 MB temp file, held by a client reading slowly, which
+// filled the data disk, and the store's own writes failed.
+func TestAnAnswerLargerThanTheSpoolBudgetIsRefused(t *testing.T) {
+	const budget = 2 << 20
+	s := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.HTTP.MaxSpoolBytes = budget }))
+	api := testkit.NewOpenAPI(t)
+	e := &env{t: t, store: s.Backend(), srv: s.Server().API(), url: s.URL,
+		hc: &http.Client{Transport: api.Transport(t, nil)}, logs: s.Logs, api: api}
+	const depth = 2000
+	deep := strings.Repeat(`{"a":`, depth) + "1" + strings.Repeat("}", depth)
+	require.Equal(t, http.StatusOK, e.do(http.MethodPut, keyPath("team", "d0"), deep).status)
+
+	r := e.do(http.MethodGet, "/v1/ns/team/export?format=pretty", "")
+	ae := requireError(t, r, http.StatusServiceUnavailable, "unavailable")
+	assert.Contains(t, ae.Error.Message, "larger than http.max_spool_bytes")
+	assert.Empty(t, r.header.Get("Retry-After"), "a retry would be refused again")
+	assert.Empty(t, spoolFiles(t, s.DataDir()), "the refused export's temp file is closed")
+
+	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "/v1/ns/team/export", "").status,
+		"the same namespace as json, 12 KB, goes")
+	value := `"` + strings.Repeat("x", 512<<10) + `"`
+	for i := range 3 {
+		require.Equal(t, http.StatusOK, e.do(http.MethodPut, keyPath("big", fmt.Sprintf("k%d", i)), value).status,
+			"the store takes writes")
+	}
+	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "/v1/ns/big/export", "").status,
+		"an export that spills 1.5 MB goes: the refused one gave its bytes back")
+}
+
+// spoolFiles returns the temp files of answers (already unlinked) under
+// dir that this process holds open; nil where /proc is missing.
+func spoolFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil
+	}
+	var open []string
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, dir) && strings.Contains(target, export.TempPrefix+"spool-") {
+			open = append(open, target)
+		}
+	}
+	return open
 }
 
 // stalledExport puts 24 MB in namespace default (past the spool's memory
