@@ -325,7 +325,7 @@ func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header
 		if sp != nil {
 			sp.close() // an attempt a compaction overtook
 		}
-		sp = &spool{dir: s.dumps.dir, held: &s.spooled, max: s.cfg.MaxSpoolBytes}
+		sp = &spool{dir: s.dumps.dir, held: &s.spooled, leader: &s.spoolLeader, max: s.cfg.MaxSpoolBytes}
 		h, err = fill(sp)
 		return err
 	})
@@ -472,26 +472,35 @@ type spool struct {
 	held *atomic.Int64
 	max  int64
 	mine int64
+	// leader is the spool that goes on past max while it fits alone
+	// (reserve); shared like held (nil: none, every spool may be refused).
+	leader *atomic.Pointer[spool]
 	// err is the refusal that ended the spool: every later write
 	// returns it.
 	err error
 }
 
 // reserve counts n more file bytes against max, which every spool
-// shares: the total never passes it, not even for a moment. Bytes that
-// would take it past are refused, errSpoolTooLarge when this spool alone
-// would pass it, else errSpoolFull, and the spool ends at once (refuse):
-// its file is closed and its bytes given back before the refusal
-// returns, so that the others go on. Of several answers that spill
-// together, one therefore always goes if it fits alone: that is what
-// admitting the first one whatever its size used to ensure, but letting
-// it grow as it needed let one answer fill the disk the store writes to.
-// The price: a spool already in is refused mid-way, and what it built is
+// shares. Bytes that would take the total past it are refused,
+// errSpoolTooLarge when this spool alone would pass it, else errSpoolFull,
+// and the spool ends at once (refuse): its file is closed and its bytes
+// given back, so that the others go on. One answer is never refused for
+// the others' sake: the oldest spool that spills (or, once it ended, the
+// first to meet the bound) is the leader, goes on while it fits alone,
+// and hands the role on when it ends; so of several answers that spill together one always goes if it
+// fits alone (two that met the bound at the same moment were both
+// refused), and the total passes max by at most the leader's part: at
+// most twice max. No answer's temp file passes max: letting one grow as
+// it needed let a single export fill the disk the store writes to. The
+// price: a spool already in is refused mid-way, and what it built is
 // lost, when others took the room (errSpoolFull, which an answer larger
 // than max may also get before it learns it is).
 func (sp *spool) reserve(n int64) error {
 	if sp.held == nil {
 		return nil
+	}
+	if sp.leader != nil && sp.mine == 0 {
+		sp.leader.CompareAndSwap(nil, sp) // the oldest spool that spills leads
 	}
 	for {
 		total := sp.held.Load()
@@ -505,9 +514,14 @@ func (sp *spool) reserve(n int64) error {
 	}
 	if sp.mine+n > sp.max {
 		sp.refuse(fmt.Errorf("%w (%d bytes) on its own: a retry would be refused again; ask for less (without history; in a format other than pretty, which indents every level of a value) or raise the setting", errSpoolTooLarge, sp.max))
-	} else {
-		sp.refuse(errSpoolFull)
+		return sp.err
 	}
+	if sp.leader != nil && (sp.leader.Load() == sp || sp.leader.CompareAndSwap(nil, sp)) {
+		sp.held.Add(n)
+		sp.mine += n
+		return nil
+	}
+	sp.refuse(errSpoolFull)
 	return sp.err
 }
 
@@ -555,6 +569,9 @@ func (sp *spool) close() {
 	if sp.f != nil {
 		_ = sp.f.Close()
 		sp.f = nil
+	}
+	if sp.leader != nil {
+		sp.leader.CompareAndSwap(sp, nil)
 	}
 	if sp.held != nil {
 		sp.held.Add(-sp.mine)

@@ -94,6 +94,9 @@ type Server struct {
 	draining atomic.Bool
 	// spooled is what the answers being sent hold of temp files.
 	spooled atomic.Int64
+	// spoolLeader is the answer that may take spooled past the bound
+	// (spool.reserve).
+	spoolLeader atomic.Pointer[spool]
 }
 
 // Drain starts the server's shutdown_drain: from now on /readyz answers
