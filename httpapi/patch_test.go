@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/patch"
 )
 
 const (
@@ -171,4 +172,29 @@ func TestTxnPatch(t *testing.T) {
 	}
 	r = e.do(http.MethodGet, keyPath("default", "flag"), "")
 	assert.Equal(t, `true`, string(decode[ctxd.Record](t, r).Value), "the failed transaction wrote nothing")
+}
+
+// The patch ops of one transaction share one budget of work
+// (patch.WorkBytes): two JSON Patches that each fit alone are 413
+// too_large together, name the key of the one past it, and write
+// nothing (a transaction of 128 such patches held the writer 92 s).
+func TestTxnPatchesShareOneWorkBudget(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	big := `{"n":0,"s":"` + strings.Repeat("x", 100_000) + `"}`
+	e.put("a", big)
+	e.put("b", big)
+	rev := e.revision()
+	// 100 operations on a value of 100 KB: three fifths of the budget.
+	doc := "[" + strings.Repeat(`{"op":"test","path":"/n","value":0},`, 99) + `{"op":"replace","path":"/n","value":1}]`
+	require.Less(t, 100*(len(big)+len(doc)), patch.WorkBytes)
+	require.Greater(t, 2*100*(len(big)+len(doc)), patch.WorkBytes)
+
+	r := e.do(http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"new","value":1},
+		{"op":"patch","key":"a","patch":`+doc+`},{"op":"patch","key":"b","patch":`+doc+`}]}`)
+	ae := requireError(t, r, http.StatusRequestEntityTooLarge, ctxd.CodeTooLarge)
+	assert.Contains(t, ae.Error.Message, "default/b")
+	assert.Equal(t, rev, e.revision(), "the transaction wrote nothing")
+
+	r = e.do(http.MethodPatch, keyPath("default", "b"), doc, "Content-Type", jsonType)
+	require.Equal(t, http.StatusOK, r.status, "one of them alone: %.200s", r.body)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"strconv"
 	"strings"
@@ -106,14 +107,6 @@ func tokens(pointer string) []string {
 	return ts
 }
 
-// WorkBytes bounds the work of one JSON Patch: its operations times the
-// bytes of the value and the patch. Each operation parses and writes the
-// whole value again, in the store's writer, which every other write waits
-// for: 16 MiB is a few tens of milliseconds (16 operations on a 1 MiB
-// value, 256 on 64 KiB, thousands on a small one). A patch over it is
-// refused as too large before anything is applied.
-const WorkBytes = 16 << 20
-
 // jsonPatch applies a JSON Patch (RFC 6902) one operation at a time.
 // add, remove, replace, move and copy are github.com/evanphx/json-patch/v5's,
 // set to the RFC (no negative array indexes, no HTML escaping); before
@@ -123,21 +116,29 @@ const WorkBytes = 16 << 20
 // null pass where there is no value, and reads a member named "" as the
 // whole object. Applying operations one at a time names the failing one
 // at once and bounds each intermediate value by the size limit.
-func jsonPatch(value, doc []byte, limits ctxd.Limits) ([]byte, error) {
+//
+// work is the patch's (WorkBytes), refused before anything is applied
+// when it is more than budget has left.
+func jsonPatch(value, doc []byte, limits ctxd.Limits, budget *Budget) (out []byte, work int, err error) {
 	ops, err := checkOps(doc)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	p, err := jsonpatch.DecodePatch(doc)
 	if err != nil {
-		return nil, ctxd.Invalidf("JSON Patch: %v", err)
+		return nil, 0, ctxd.Invalidf("JSON Patch: %v", err)
+	}
+	work = len(ops) * (len(value) + len(doc))
+	if len(ops) == 0 {
+		// Nothing to apply, but the value is checked and written again
+		// all the same: one pass, counted as a merge patch's (Apply).
+		work = min(len(value)+len(doc), WorkBytes)
+	}
+	if err := budget.check(work, fmt.Sprintf("a JSON Patch of %d operations", len(ops)), len(value)); err != nil {
+		return nil, 0, err
 	}
 	if len(ops) == 0 {
-		return value, nil
-	}
-	if work := len(ops) * (len(value) + len(doc)); work > WorkBytes {
-		return nil, ctxd.TooLargef("a JSON Patch of %d operations on a value of %d bytes is too much work for one write (at most %d operations x bytes): send fewer operations, or a merge patch, or PUT the value",
-			len(ops), len(value), WorkBytes)
+		return value, work, nil
 	}
 	opts := jsonpatch.NewApplyOptions()
 	opts.SupportNegativeIndices = false
@@ -149,24 +150,24 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits) ([]byte, error) {
 			return &ctxd.PatchError{Index: i, Op: o.op, Pointer: pointer, Test: o.op == "test", Reason: reason}
 		}
 		if reason := checkIndexes(cur, o.path, o.op == "add"); reason != "" {
-			return nil, fail(o.path, reason)
+			return nil, 0, fail(o.path, reason)
 		}
 		if o.op == "test" {
 			v, ok := lookup(cur, o.path)
 			if !ok {
-				return nil, fail(o.path, "there is no value there")
+				return nil, 0, fail(o.path, "there is no value there")
 			}
 			if !equalJSON(v, o.value) {
-				return nil, fail(o.path, "the value there is not the one the test names")
+				return nil, 0, fail(o.path, "the value there is not the one the test names")
 			}
 			continue
 		}
 		if o.hasFrom {
 			if reason := checkIndexes(cur, o.from, false); reason != "" {
-				return nil, fail(o.from, reason)
+				return nil, 0, fail(o.from, reason)
 			}
 			if _, ok := lookup(cur, o.from); !ok {
-				return nil, fail(o.from, "there is no value there to "+o.op)
+				return nil, 0, fail(o.from, "there is no value there to "+o.op)
 			}
 		}
 		var next []byte
@@ -182,23 +183,23 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits) ([]byte, error) {
 		case o.path == "" && o.hasFrom:
 			next, _ = lookup(cur, o.from)
 		case !isContainer(cur):
-			return nil, fail(o.path, "a JSON Patch operation below the top applies to an object or an array; this value is neither (replace it with path \"\", PUT, or a merge patch)")
+			return nil, 0, fail(o.path, "a JSON Patch operation below the top applies to an object or an array; this value is neither (replace it with path \"\", PUT, or a merge patch)")
 		default:
 			next, err = jsonpatch.Patch{p[i]}.ApplyWithOptions(cur, opts)
 			var tooLarge *jsonpatch.AccumulatedCopySizeError
 			if errors.As(err, &tooLarge) {
-				return nil, ctxd.TooLargef("operation %d (%s): %v", i, o.op, tooLarge)
+				return nil, 0, ctxd.TooLargef("operation %d (%s): %v", i, o.op, tooLarge)
 			}
 			if err != nil {
-				return nil, fail(o.path, err.Error())
+				return nil, 0, fail(o.path, err.Error())
 			}
 		}
 		if len(next) > limits.MaxValueBytes {
-			return nil, ctxd.TooLargef("operation %d (%s) makes the value %d bytes, at most %d allowed", i, o.op, len(next), limits.MaxValueBytes)
+			return nil, 0, ctxd.TooLargef("operation %d (%s) makes the value %d bytes, at most %d allowed", i, o.op, len(next), limits.MaxValueBytes)
 		}
 		cur = next
 	}
-	return cur, nil
+	return cur, work, nil
 }
 
 // isContainer reports whether v is a JSON object or array.

@@ -223,6 +223,78 @@ func TestBadPatchesAndLimits(t *testing.T) {
 	assert.NotContains(t, err.Error(), "%!", "the reason is ours, not a library's misformatted one")
 }
 
+// The patches of one request share WorkBytes (Budget): a transaction of
+// 128 JSON Patches, each under a bound of its own, held bolt's writer for
+// 92 s. Each patch alone is within the budget, together they are not,
+// and the one that would pass it is refused before it is applied. A patch
+// that fails counts nothing; a merge patch counts its value and patch
+// once, and one alone applies to any value (as before the budget).
+func TestPatchesOfARequestShareTheWorkBudget(t *testing.T) {
+	limits := ctxd.Limits{MaxValueBytes: 64 << 20}.WithDefaults()
+	value := []byte(`{"n":0,"s":"` + strings.Repeat("x", 100_000) + `"}`)
+	p, work := workPatch(len(value), patch.WorkBytes*3/5, "0")
+
+	_, err := patch.Apply(value, p, limits)
+	require.NoError(t, err, "a patch alone")
+	var b patch.Budget
+	_, err = b.Apply(value, p, limits)
+	require.NoError(t, err, "the first patch of a request")
+	_, err = b.Apply(value, p, limits)
+	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "the second, past what the first left")
+	assert.ErrorContains(t, err, "after the request's patches before it")
+	small, smallWork := workPatch(len(value), patch.WorkBytes-work, "0")
+	_, err = b.Apply(value, small, limits)
+	require.NoError(t, err, "a refused patch counts nothing: the rest of the budget is left")
+	_, err = b.Apply(value, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"replace","path":"/n","value":3}]`)}, limits)
+	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "%d of %d used: one operation on the value is over", work+smallWork, patch.WorkBytes)
+
+	var failed patch.Budget
+	failing, _ := workPatch(len(value), patch.WorkBytes*3/5, "1")
+	_, err = failed.Apply(value, failing, limits)
+	require.ErrorIs(t, err, ctxd.ErrPatchTestFailed)
+	_, err = failed.Apply(value, p, limits)
+	assert.NoError(t, err, "a patch that failed counts nothing")
+
+	// Merge patches count their value and patch once.
+	merge := ctxd.Patch{Type: ctxd.MergePatch, Doc: raw(`{"n":1}`)}
+	var m patch.Budget
+	_, err = m.Apply(value, p, limits)
+	require.NoError(t, err)
+	merges := 0
+	for ; merges <= patch.WorkBytes/len(value); merges++ {
+		if _, err = m.Apply(value, merge, limits); err != nil {
+			break
+		}
+	}
+	assert.ErrorIs(t, err, ctxd.ErrTooLarge)
+	assert.Equal(t, (patch.WorkBytes-work)/(len(value)+len(merge.Doc)), merges, "merge patches after the JSON Patch, within what it left")
+	_, err = m.Apply(value, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[]`)}, limits)
+	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "an empty JSON Patch writes its value again: it counts as a merge patch")
+
+	huge := []byte(`{"n":0,"s":"` + strings.Repeat("x", patch.WorkBytes+1) + `"}`)
+	var h patch.Budget
+	_, err = h.Apply(huge, merge, limits)
+	require.NoError(t, err, "a merge patch alone, of a value over WorkBytes")
+	_, err = h.Apply([]byte(`{}`), merge, limits)
+	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "it took the whole budget")
+}
+
+// workPatch is the JSON Patch with the most operations whose work on a
+// value of size bytes is at most target, and that work: tests that
+// member "n" of the value is want, and a replace of it.
+func workPatch(size, target int, want string) (ctxd.Patch, int) {
+	test := `{"op":"test","path":"/n","value":` + want + `},`
+	doc := func(ops int) string {
+		return "[" + strings.Repeat(test, ops-1) + `{"op":"replace","path":"/n","value":2}]`
+	}
+	ops := target / size
+	for ops > 1 && ops*(size+len(doc(ops))) > target {
+		ops--
+	}
+	d := doc(ops)
+	return ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(d)}, ops * (size + len(d))
+}
+
 // TestJSONPatchOfTheWholeValue: RFC 6902's path "" names the whole value,
 // whatever its type: add and replace set it, move and copy put a part of
 // it there, test compares it. (The library takes only an object or an

@@ -66,13 +66,16 @@ type Writer interface {
 	// no change is ever a patch. A key that is not live is
 	// ctxd.ErrNotFound; a patch that does not apply is a *ctxd.PatchError
 	// (or ctxd.ErrInvalid for a malformed one, ctxd.ErrTooLarge for a
-	// result over the limit), and nothing is written.
+	// result over the limit or a patch over its work bound), and nothing
+	// is written.
 	Patch(ctx context.Context, ns, key string, p ctxd.Patch, expect *uint64, who string) (ctxd.Record, error)
 	// Txn applies writes all or nothing, within the limits' MaxTxnOps.
 	// Each change gets its own consecutive revision (bolt), or all share
 	// the transaction's one revision (etcd): storetest.RevisionRule. A
 	// write may be a patch (ctxd.OpPatch), applied as Patch applies it,
-	// after the writes before it in the transaction.
+	// after the writes before it in the transaction; the transaction's
+	// patches share one work bound (a patch.Budget), and a transaction
+	// over it is ctxd.ErrTooLarge and writes nothing.
 	//
 	// Every write goes through ctxd.Limits.PrepareWrites first: a put's
 	// value is stored in canonical (compact) form, the same bytes on

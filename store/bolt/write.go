@@ -350,12 +350,15 @@ func (g *group) expireTouched(r *request) (made, error) {
 // far, applies each patch to the value current now, and only if all hold,
 // makes the changes (deletes marked as expiries when expired is set). A
 // patch becomes a put of its result: that is what the write-ahead log and
-// the history record, so nothing replays a patch. A failed check or patch
-// returns a request error and changes nothing.
+// the history record, so nothing replays a patch. The request's patches
+// share one patch.Budget: their work together is what one patch may do,
+// however many the transaction holds. A failed check or patch returns a
+// request error and changes nothing.
 func (g *group) applyWrites(writes []ctxd.Write, expired bool) (made, error) {
 	current := make([]keyState, len(writes))
 	size := 0
 	patched := false
+	var budget patch.Budget
 	for i := range writes {
 		if writes[i].Op == ctxd.OpPatch && !patched {
 			// The caller's writes stay as they were.
@@ -379,7 +382,7 @@ func (g *group) applyWrites(writes []ctxd.Write, expired bool) (made, error) {
 			return made{}, fmt.Errorf("delete %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
 		}
 		if w.Op == ctxd.OpPatch {
-			if err := g.patch(w, st); err != nil {
+			if err := g.patch(w, st, &budget); err != nil {
 				return made{}, err
 			}
 		}
@@ -407,8 +410,9 @@ func (g *group) applyWrites(writes []ctxd.Write, expired bool) (made, error) {
 	return m, nil
 }
 
-// patch turns a patch of a key in state st into the put of its result.
-func (g *group) patch(w *ctxd.Write, st keyState) error {
+// patch turns a patch of a key in state st into the put of its result,
+// within what budget, its request's, has left.
+func (g *group) patch(w *ctxd.Write, st keyState, budget *patch.Budget) error {
 	if !st.live {
 		return fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, ctxd.ErrNotFound)
 	}
@@ -416,7 +420,7 @@ func (g *group) patch(w *ctxd.Write, st keyState) error {
 	if err != nil {
 		return err
 	}
-	v, err := patch.Apply(cur, w.Patch, g.store.limits)
+	v, err := budget.Apply(cur, w.Patch, g.store.limits)
 	if err != nil {
 		return fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
 	}

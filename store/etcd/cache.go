@@ -513,8 +513,9 @@ func (c *readCache) entry(ns, key string) (e *cacheEntry, found, ready bool) {
 // revision, which the commit compares too. ok is false when the cache
 // cannot serve it (not ready, the key not cached, or on a lease without
 // its deadline record) or any check fails on the cached value: the caller
-// reads etcd then.
-func (c *readCache) patched(w ctxd.Write, limits ctxd.Limits) (v json.RawMessage, md int64, kept deadline, ok bool) {
+// reads etcd then. The patch's work counts against budget only when it
+// applies here (patch.Budget.Apply).
+func (c *readCache) patched(w ctxd.Write, limits ctxd.Limits, budget *patch.Budget) (v json.RawMessage, md int64, kept deadline, ok bool) {
 	e, found, ready := c.entry(w.Namespace, w.Key)
 	if !ready || !found || e.lease != 0 && e.deadlineRev == 0 || w.Expect != nil && *w.Expect != uint64(e.version) {
 		c.misses.Add(1)
@@ -522,7 +523,7 @@ func (c *readCache) patched(w ctxd.Write, limits ctxd.Limits) (v json.RawMessage
 	}
 	env, err := decodeEnvelope(e.envelope)
 	if err == nil {
-		v, err = patch.Apply(env.value, w.Patch, limits)
+		v, err = budget.Apply(env.value, w.Patch, limits)
 	}
 	if err != nil {
 		c.misses.Add(1)

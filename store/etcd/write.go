@@ -172,10 +172,14 @@ var errGenerationMoved = errors.New("a full restore replaced the data before the
 // Only a patch that applies to the cached value is taken from it: any
 // check that fails there is made again on etcd's value, whose answer is
 // exact.
+//
+// The patches share one patch.Budget, new for each round: their work
+// together is what one patch may do, however many the transaction holds.
 func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write, fromCache bool) ([]ctxd.Write, []int64, []deadline, error) {
 	out := slices.Clone(writes)
 	seen := make([]int64, len(writes))
 	kept := make([]deadline, len(writes))
+	var budget patch.Budget
 	for i := range out {
 		w := &out[i]
 		if w.Op != ctxd.OpPatch {
@@ -185,7 +189,7 @@ func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write, fromCache
 			return nil, nil, nil, err
 		}
 		if fromCache && s.cache != nil {
-			if v, md, d, ok := s.cache.patched(*w, s.opts.Limits); ok {
+			if v, md, d, ok := s.cache.patched(*w, s.opts.Limits, &budget); ok {
 				w.Op, w.Value, w.Patch = ctxd.OpPut, v, ctxd.Patch{}
 				seen[i], kept[i] = md, d
 				continue
@@ -212,7 +216,7 @@ func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write, fromCache
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
 		}
-		v, err := patch.Apply(env.value, w.Patch, s.opts.Limits)
+		v, err := budget.Apply(env.value, w.Patch, s.opts.Limits)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("patch %s/%s: %w", w.Namespace, w.Key, err)
 		}

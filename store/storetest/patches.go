@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/patch"
 )
 
 func mergePatch(doc string) ctxd.Patch {
@@ -140,6 +142,59 @@ func checkFailedPatchWritesNothing(t testing.TB, h Harness) {
 	_, err = small.Patch(ctx, "default", "k", mergePatch(`{"b":"0123456789012345678901234567"}`), nil, "t")
 	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "a result over the value limit")
 	assert.Equal(t, `{"a":"x"}`, small.value("default", "k"))
+}
+
+// The patches of one request share one budget of work (patch.WorkBytes),
+// on every backend: a transaction of patches each within it, but not
+// together, is refused whole as too large and changes nothing (128 JSON
+// Patches of a transaction, each just under a bound of its own, held
+// bolt's writer for 92 s); each alone applies, and so does a transaction
+// whose patches stay within it. A merge patch counts too, its value once.
+func checkPatchesShareOneBudget(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	big := `{"n":0,"s":"` + strings.Repeat("x", 30_000) + `"}`
+	for _, k := range []string{"a", "b", "c", "d"} {
+		b.put("default", k, big)
+	}
+	patchOf := func(key string, p ctxd.Patch) ctxd.Write {
+		return ctxd.Write{Namespace: "default", Key: key, Op: ctxd.OpPatch, Patch: p, Who: "t"}
+	}
+	unchanged := b.checkpoint()
+
+	threeFifths := workPatch(len(big), patch.WorkBytes*3/5)
+	_, err := b.Txn(ctx, []ctxd.Write{put("default", "new", `1`), patchOf("a", threeFifths), patchOf("b", threeFifths)})
+	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "two patches of three fifths of the budget each, in one transaction")
+	merge := mergePatch(`{"n":1}`)
+	// It leaves room for one merge patch of a value of big's size, and
+	// less than three (an operation is about one merge patch's work).
+	nearlyAll := workPatch(len(big), patch.WorkBytes-len(big)-len(merge.Doc))
+	_, err = b.Txn(ctx, []ctxd.Write{patchOf("a", nearlyAll), patchOf("b", merge), patchOf("c", merge), patchOf("d", merge)})
+	assert.ErrorIs(t, err, ctxd.ErrTooLarge, "merge patches after a JSON Patch that took nearly all the budget")
+	unchanged("a transaction whose patches together are over the budget")
+
+	r, err := b.Patch(ctx, "default", "b", threeFifths, nil, "t")
+	require.NoError(t, err, "one of them alone")
+	assert.Equal(t, uint64(2), r.Version)
+	res, err := b.Txn(ctx, []ctxd.Write{patchOf("a", nearlyAll), patchOf("c", merge)})
+	require.NoError(t, err, "a transaction whose patches stay within the budget")
+	assert.True(t, strings.HasPrefix(string(res.Records[0].Value), `{"n":2,`), "the JSON Patch applied")
+	assert.True(t, strings.HasPrefix(string(res.Records[1].Value), `{"n":1,`), "the merge patch applied")
+}
+
+// workPatch is a JSON Patch whose work (patch.WorkBytes) on a value of
+// size bytes with member "n" 0 is at most target, and within one
+// operation of it: tests of "n", then a replace of it by 2.
+func workPatch(size, target int) ctxd.Patch {
+	const test = `{"op":"test","path":"/n","value":0},`
+	doc := func(ops int) string {
+		return "[" + strings.Repeat(test, ops-1) + `{"op":"replace","path":"/n","value":2}]`
+	}
+	ops := target / size
+	for ops > 1 && ops*(size+len(doc(ops))) > target {
+		ops--
+	}
+	return jsonPatch(doc(ops))
 }
 
 // Many writers patching their own member of one value at once: every

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/patch"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
@@ -36,6 +38,7 @@ func TestChecksFailOnBrokenBackends(t *testing.T) {
 		{"loses a change from the log", "ReadLogInOrderWithoutGaps", func(b store.Backend) store.Backend { return &logGap{Backend: b, missing: 3} }},
 		{"applies half a transaction", "TxnAllOrNothing", func(b store.Backend) store.Backend { return &halfTxn{Backend: b} }},
 		{"ignores a patch's expected version", "PatchCompareAndSwap", func(b store.Backend) store.Backend { return &patchIgnoresExpect{Backend: b} }},
+		{"gives each patch of a transaction a budget of its own", "PatchesOfARequestShareOneBudget", func(b store.Backend) store.Backend { return &budgetPerPatch{Backend: b} }},
 		{"lists values when asked not to", "ListWithoutValuesAndCount", func(b store.Backend) store.Backend { return &listsValues{Backend: b} }},
 		{"makes a keepalive a put", "KeepAliveMovesTheDeadlineWithoutAVersion", func(b store.Backend) store.Backend { return &keepAliveAsPut{Backend: b} }},
 	}
@@ -261,6 +264,32 @@ type patchIgnoresExpect struct{ store.Backend }
 
 func (b *patchIgnoresExpect) Patch(ctx context.Context, ns, key string, p ctxd.Patch, _ *uint64, who string) (ctxd.Record, error) {
 	return b.Backend.Patch(ctx, ns, key, p, nil, who)
+}
+
+// budgetPerPatch applies each patch of a transaction itself, alone
+// (patch.Apply: a budget of its own), and commits the results as puts on
+// condition of the versions it read: all or nothing still, but each patch
+// may do all of patch.WorkBytes.
+type budgetPerPatch struct{ store.Backend }
+
+func (b *budgetPerPatch) Txn(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
+	writes = slices.Clone(writes)
+	for i := range writes {
+		w := &writes[i]
+		if w.Op != ctxd.OpPatch {
+			continue
+		}
+		r, err := b.Backend.Get(w.Namespace, w.Key)
+		if err != nil {
+			return ctxd.TxnResult{}, err
+		}
+		v, err := patch.Apply(r.Value, w.Patch, ctxd.DefaultLimits)
+		if err != nil {
+			return ctxd.TxnResult{}, err
+		}
+		w.Op, w.Value, w.Patch, w.Expect = ctxd.OpPut, v, ctxd.Patch{}, u64(r.Version)
+	}
+	return b.Backend.Txn(ctx, writes)
 }
 
 // listsValues reads the values of a listing without values.
