@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -610,4 +611,40 @@ func TestCrossSiteWritesAreRefused(t *testing.T) {
 	any := newFullEnv(t, false, func(c *configs.Config) { c.HTTP.CORSOrigins = []string{"*"} })
 	r = any.do("PUT", "/v1/ns/default/keys/a", "1", "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
+}
+
+// DNS rebinding: with access control off because the address is a
+// loopback one (the default), a request that names the server by another
+// host name (a page whose name now points at 127.0.0.1) is refused,
+// reads and the WebSocket feed too; localhost and IP addresses go on, and
+// auth.mode off answers any name.
+func TestRebindingHostsAreRefused(t *testing.T) {
+	s := testkit.StartServer(t) // auth.mode auto on 127.0.0.1: off
+	hc := &http.Client{}
+	get := func(host, path string) *http.Response {
+		req, err := http.NewRequest(http.MethodGet, s.URL+path, nil)
+		require.NoError(t, err)
+		req.Host = host
+		res, err := hc.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res
+	}
+	port := s.URL[strings.LastIndex(s.URL, ":")+1:]
+	for _, host := range []string{"attacker.example:" + port, "attacker.example", "127.0.0.1.nip.io:" + port} {
+		assert.Equal(t, http.StatusForbidden, get(host, "/v1/ns/default/keys").StatusCode, host)
+		assert.Equal(t, http.StatusForbidden, get(host, "/v1/watch").StatusCode, "%s: the feed's handshake", host)
+	}
+	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "LOCALHOST", "app.localhost:" + port, "[::1]:" + port, "10.1.2.3"} {
+		assert.Equal(t, http.StatusOK, get(host, "/v1/ns/default/keys").StatusCode, host)
+	}
+	off := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.Auth.Mode = configs.AuthOff }))
+	req, err := http.NewRequest(http.MethodGet, off.URL+"/v1/ns/default/keys", nil)
+	require.NoError(t, err)
+	req.Host = "ctxd.internal.example"
+	res, err := hc.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode, "auth.mode off answers any name")
 }

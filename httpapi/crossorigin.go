@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,4 +61,36 @@ func (g *gate) crossOrigin(c echo.Context) error {
 			msg: "cross-origin request refused: a browser page of " + from + " may not change data here (add its origin to http.cors_origins to allow it)"}
 	}
 	return nil
+}
+
+// DNS rebinding. A page of attacker.example whose name its DNS server then
+// points at 127.0.0.1 is same-origin with the server in its visitor's
+// browser: it reads and writes everything a loopback server with access
+// control off holds, the WebSocket feed included (its Origin equals the
+// Host). Its requests carry Host: attacker.example. So while access
+// control is off because the address is a loopback one (auth.mode auto),
+// a request must name the server by an IP address or as localhost
+// (Config.LocalHostsOnly); auth.mode off keeps any Host, for a proxy on
+// the same machine that passes its own.
+
+// foreignHost refuses a request whose Host is a name other than localhost.
+func (g *gate) foreignHost(c echo.Context) error {
+	if !g.s.cfg.LocalHostsOnly || exemptFromLimit(c) { // probes tell nothing
+		return nil
+	}
+	host := c.Request().Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "" || strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	return &accessError{kind: errForbidden, msg: "host " + strconv.Quote(c.Request().Host) +
+		" refused: with access control off on a loopback address, the server answers only to localhost or an IP address " +
+		"(a web page whose name points at this machine could otherwise read and change its data); " +
+		"set auth.mode: off to answer any name (behind a proxy that passes its own), or turn access control on"}
 }

@@ -40,6 +40,9 @@ func newGate(s *Server) *gate {
 // refusal, for the error handler to answer.
 func (g *gate) check(c echo.Context) (done bool, err error) {
 	g.s.requireUTF8Body(c) // utf8body.go
+	if err := g.foreignHost(c); err != nil {
+		return true, err
+	}
 	if g.cors != nil {
 		if done, err := g.cors.apply(c); done || err != nil {
 			return true, err

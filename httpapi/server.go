@@ -77,6 +77,11 @@ type Config struct {
 	// RateBurst (ratelimit.go); 0: no limit.
 	RateLimit float64
 	RateBurst int
+	// LocalHostsOnly refuses a request whose Host names a host other than
+	// localhost (an IP address is fine): set while access control is off
+	// because the server listens on loopback (crossorigin.go, DNS
+	// rebinding).
+	LocalHostsOnly bool
 }
 
 // Server serves the v1 API over a Store.

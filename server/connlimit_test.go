@@ -27,7 +27,7 @@ func TestConnectionLimit(t *testing.T) {
 		require.NoError(t, err)
 		defer c.Close()
 		// One request answered: the connection is accepted and kept alive.
-		_, err = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+		_, err = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
 		require.NoError(t, err)
 		res, err := http.ReadResponse(bufio.NewReader(c), nil)
 		require.NoError(t, err)

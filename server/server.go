@@ -164,6 +164,8 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes, MaxSpoolBytes: cfg.HTTP.MaxSpoolBytes,
 		Metrics: metrics.reg, Gatherer: metrics.reg,
 		Access: access, CORSOrigins: cfg.HTTP.CORSOrigins, RateLimit: cfg.HTTP.RateLimit, RateBurst: cfg.HTTP.RateBurst,
+		// Off by auto on loopback: nothing guards the data but the address.
+		LocalHostsOnly: cfg.Auth.Mode == configs.AuthAuto && !cfg.AuthEnabled(),
 	}, log)
 	api.Echo().GET("/v1/watch", hub.Serve)
 	serveSocketIO := func(c echo.Context) error {
