@@ -365,12 +365,11 @@ func (s *Server) connect(c *conn, data string) {
 			c.cl = cl
 			c.mu.Unlock()
 			from := n
-			c.send(sioConnect+`{"sid":"`+cl.id+`"}`, event(ctxd.TypeError, errorPayload{
+			c.closeComeBack("compacted", sioConnect+`{"sid":"`+cl.id+`"}`, event(ctxd.TypeError, errorPayload{
 				Code: ctxd.CodeCompacted, FromRev: &from, CompactedRevision: ce.Compacted,
 				Message: "the changes after from_rev " + fromRev + " are no longer in history (compacted up to " +
 					strconv.FormatUint(ce.Compacted, 10) + "): reconnect without from_rev to get the current state",
-			}), sioDisconnect)
-			c.close("compacted")
+			}))
 			return
 		}
 	} else {
@@ -813,8 +812,7 @@ func (cl *client) step(rev uint64, n int) bool {
 			p.Code, p.CompactedRevision = ctxd.CodeCompacted, ce.Compacted
 			p.Message = "the changes after revision " + strconv.FormatUint(from, 10) + " are no longer in history: reconnect without from_rev"
 		}
-		c.send(event(ctxd.TypeError, p), sioDisconnect)
-		c.close(p.Code)
+		c.closeComeBack(p.Code, event(ctxd.TypeError, p))
 		return false
 	}
 	out := make([]string, 0, len(changes))
@@ -897,7 +895,8 @@ func (cl *client) takeOwn(ch *ctxd.Change, idx, count int) (string, bool) {
 }
 
 // lagged disconnects a client that fell more than MaxLag changes behind:
-// everything it matched up to its position is queued before the error.
+// everything it matched up to its position is queued before the error,
+// then its transport ends.
 func (cl *client) lagged(rev uint64) {
 	s, c := cl.c.srv, cl.c
 	cl.feedMu.Lock()
@@ -916,9 +915,10 @@ func (cl *client) lagged(rev uint64) {
 	if s.opts.LagGrace > 0 {
 		why += " for websocket.lag_grace (" + s.opts.LagGrace.String() + ")"
 	}
-	c.send(event(ctxd.TypeError, errorPayload{Code: ctxd.CodeLagged, FromRev: &from, FromIndex: index,
-		Message: why + ": reconnect with " + resume + " to resume without a gap"}), sioDisconnect)
-	c.close("lagged")
+	// No DISCONNECT: the transport ends (closeComeBack), so that a client
+	// with reconnection on comes back by itself, with a new snapshot.
+	c.closeComeBack("lagged", event(ctxd.TypeError, errorPayload{Code: ctxd.CodeLagged, FromRev: &from, FromIndex: index,
+		Message: why + ": reconnect with " + resume + " to resume without a gap"}))
 }
 
 // revoke disconnects a client whose token was revoked: an error event of

@@ -68,6 +68,14 @@ type conn struct {
 	// close frame's (closeWith); else 1001 (going away).
 	closeCode int
 	closeText string
+	// comeBack marks a close the client should recover from by
+	// reconnecting (shutdown, lagged, compacted; closeComeBack): a poll
+	// then ends with a noop, not the Engine.IO close packet, and the next
+	// one fails. python-engineio takes a close packet, as a Socket.IO
+	// DISCONNECT, for "the server does not want you back" and never
+	// reconnects; a failed poll or a closed WebSocket it takes for a
+	// dropped transport, and reconnects (as the JavaScript client does).
+	comeBack bool
 	// connectTimer closes the session if no CONNECT comes in time.
 	connectTimer *time.Timer
 
@@ -170,12 +178,26 @@ func (c *conn) close(reason string) { c.closeWith(0, reason, nil) }
 // counted, when not nil, is incremented when this call closes the session,
 // before anything goes out: a client that sees the close sees it counted.
 func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last ...string) bool {
+	return c.end(code, reason, counted, false, last...)
+}
+
+// closeComeBack ends the session as close does, after the packets last,
+// and ends the transport without telling the client not to come back: no
+// Socket.IO DISCONNECT (callers send none) and no Engine.IO close packet
+// (comeBack). Clients with reconnection on (python-socketio's and the
+// JavaScript client's default) reconnect and get a new snapshot.
+func (c *conn) closeComeBack(reason string, last ...string) bool {
+	return c.end(0, reason, nil, true, last...)
+}
+
+func (c *conn) end(code int, reason string, counted *atomic.Uint64, comeBack bool, last ...string) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
 	c.closed = true
+	c.comeBack = comeBack
 	if counted != nil {
 		counted.Add(1)
 	}
@@ -458,7 +480,11 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 		if len(c.queue) > 0 || c.closed {
 			packets, held = c.takeLocked(maxPollPackets)
 			if c.closed && len(c.queue) == 0 {
-				packets = append(packets, string(pClose))
+				if c.comeBack { // the next poll fails: see comeBack
+					packets = append(packets, string(pNoop))
+				} else {
+					packets = append(packets, string(pClose))
+				}
 			}
 			break
 		}

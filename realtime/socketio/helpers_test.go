@@ -326,17 +326,24 @@ func (c *sio) close() {
 
 // untilLagged polls a client that was cut "lagged" until its session
 // ends, and returns the context_updated events it got (since its first
-// packet) and the error's from_rev.
+// packet) and the error's from_rev. The session ends with its transport,
+// not a Socket.IO DISCONNECT (which would tell the client not to come
+// back): the last poll answers the error and a noop, the next one fails.
 func (c *sio) untilLagged() (updates []event, from uint64) {
 	c.t.Helper()
 	for c.pollOnce() {
 	}
 	for {
-		p := c.next()
-		switch {
-		case strings.HasPrefix(p, "1"): // DISCONNECT, after the error
-			require.NotZero(c.t, from, "a lagged error before the DISCONNECT")
+		var p string
+		select {
+		case p = <-c.pkts:
+		default:
+			require.NotZero(c.t, from, "a lagged error, then the end of the transport")
 			return updates, from
+		}
+		switch {
+		case strings.HasPrefix(p, "1"):
+			c.t.Fatalf("a Socket.IO DISCONNECT: a client would not reconnect")
 		case strings.HasPrefix(p, "0"): // the CONNECT's answer
 			continue
 		}
@@ -347,6 +354,26 @@ func (c *sio) untilLagged() (updates []event, from uint64) {
 		case ctxd.TypeError:
 			require.Equal(c.t, ctxd.CodeLagged, e.Data["code"], "%s", e.Raw)
 			from = uint64(e.Data["from_rev"].(float64))
+		}
+	}
+}
+
+// noDisconnect reads what the client has left once its transport ended,
+// and fails at a Socket.IO DISCONNECT or an Engine.IO close packet: with
+// either python-socketio does not reconnect.
+func (c *sio) noDisconnect() {
+	c.t.Helper()
+	c.wg.Wait()
+	c.mu.Lock()
+	ended := c.ended
+	c.mu.Unlock()
+	require.False(c.t, ended, "an Engine.IO close packet")
+	for {
+		select {
+		case p := <-c.pkts:
+			require.NotEqual(c.t, "1", p, "a Socket.IO DISCONNECT")
+		default:
+			return
 		}
 	}
 }

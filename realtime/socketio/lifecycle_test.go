@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -54,8 +55,10 @@ func TestContextDumped(t *testing.T) {
 	assert.Equal(t, "json", d.Data["format"])
 }
 
-// Shutdown disconnects every client (Socket.IO disconnect, then the
-// transport's end) and leaves no goroutine behind (TestMain checks).
+// Shutdown ends every client's transport, without a Socket.IO DISCONNECT
+// or an Engine.IO close packet (either tells python-socketio not to
+// reconnect: TestPythonReconnects), and leaves no goroutine behind
+// (TestMain checks).
 func TestShutdownDisconnectsClients(t *testing.T) {
 	srv := testkit.StartServer(t)
 	polling := dial(t, srv, sioOpts{})
@@ -76,21 +79,17 @@ func TestShutdownDisconnectsClients(t *testing.T) {
 
 	srv.Stop()
 	for _, c := range []*sio{polling, ws, upgraded} {
-		for {
-			p := c.next()
-			if p == "1" { // Socket.IO DISCONNECT
-				break
-			}
-			var args []json.RawMessage
-			require.NoError(t, json.Unmarshal([]byte(p[1:]), &args), p)
-		}
-		c.wg.Wait() // the transport ended too
+		c.noDisconnect() // waits for the transport's end
 	}
 	<-polling.pollDone
+	for _, c := range []*sio{ws, upgraded} {
+		assert.Equal(t, websocket.CloseGoingAway, c.closeError().Code)
+	}
 }
 
 // A from_rev below the compacted revision: an error event of code
-// compacted, then a disconnect.
+// compacted, then the end of the transport (no DISCONNECT: a client that
+// reconnects by itself is let back).
 func TestResumeCompacted(t *testing.T) {
 	srv := testkit.StartServer(t)
 	for range 5 {
@@ -105,7 +104,7 @@ func TestResumeCompacted(t *testing.T) {
 	e := c.waitEvent("error")
 	assert.Equal(t, "compacted", e.Data["code"])
 	assert.Equal(t, 1.0, e.Data["from_rev"])
-	assert.Equal(t, "1", c.next(), "then a Socket.IO disconnect")
+	c.noDisconnect()
 	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
 }
 

@@ -1,16 +1,20 @@
 package socketio_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -21,16 +25,7 @@ import (
 // python3-aiohttp; without them the test fails, saying how to install them
 // (as the dashboard tests do without Chromium): a skipped test proves nothing.
 func TestPythonAsyncClient(t *testing.T) {
-	python := ""
-	for _, p := range []string{os.Getenv("CTXD_PYTHON"), "python3", "/usr/bin/python3"} {
-		if p != "" && exec.Command(p, "-c", "import socketio, aiohttp").Run() == nil {
-			python = p
-			break
-		}
-	}
-	if python == "" {
-		t.Fatal("python3 with socketio and aiohttp is missing: make test-tools installs python3-socketio and python3-aiohttp (CTXD_PYTHON names another interpreter)")
-	}
+	python := findPython(t)
 	// default: Framework0's (polling, then the upgrade); websocket and
 	// polling: a client configured with transports=['websocket'] or
 	// ['polling'] (whose burst of 100 changes python-engineio refused,
@@ -51,5 +46,80 @@ func TestPythonAsyncClient(t *testing.T) {
 			assert.Equal(t, "python", rec.Who)
 			testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
 		})
+	}
+}
+
+// findPython returns the first of $CTXD_PYTHON, python3 and
+// /usr/bin/python3 that has socketio and aiohttp, or fails the test.
+func findPython(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("CTXD_PYTHON"), "python3", "/usr/bin/python3"} {
+		if p != "" && exec.Command(p, "-c", "import socketio, aiohttp").Run() == nil {
+			return p
+		}
+	}
+	t.Fatal("python3 with socketio and aiohttp is missing: make test-tools installs python3-socketio and python3-aiohttp (CTXD_PYTHON names another interpreter)")
+	return ""
+}
+
+// TestPythonReconnects: Framework0's client, python-socketio's AsyncClient
+// with reconnection on, comes back by itself with a new snapshot and gets
+// the later changes after a graceful restart (SIGTERM: Shutdown, then a
+// new server on the same port) and after it was cut as lagged
+// (testdata/f0_reconnect.py). A Socket.IO DISCONNECT from the server, or
+// an Engine.IO close packet, tells it not to come back (negative control:
+// with Close and lagged sending "41", as they did, no case comes BACK).
+func TestPythonReconnects(t *testing.T) {
+	python := findPython(t)
+	for _, cut := range []string{"restart", "lagged"} {
+		for _, transports := range []string{"default", "websocket", "polling"} {
+			t.Run(cut+"/"+transports, func(t *testing.T) {
+				const maxLag, burst = 10, 300
+				srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+					c.WebSocket.MaxLag = maxLag
+					c.WebSocket.LagGrace = 0
+					c.Limits.MaxTxnOps = burst
+				}))
+				ctx, cancel := context.WithTimeout(context.Background(), 2*testkit.Deadline)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, python, "testdata/f0_reconnect.py", srv.URL, transports)
+				var stderr strings.Builder
+				cmd.Stderr = &stderr
+				stdout, err := cmd.StdoutPipe()
+				require.NoError(t, err)
+				require.NoError(t, cmd.Start())
+				lines := bufio.NewScanner(stdout)
+				var out []string
+				expect := func(prefix string) {
+					t.Helper()
+					for lines.Scan() {
+						out = append(out, lines.Text())
+						if strings.HasPrefix(lines.Text(), prefix) {
+							return
+						}
+					}
+					_ = cmd.Wait()
+					t.Fatalf("python client: no %s:\n%s\n%s", prefix, strings.Join(out, "\n"), stderr.String())
+				}
+				expect("READY")
+				if cut == "restart" {
+					srv.Restart() // the same port
+				} else {
+					ops := make([]ctxd.Write, burst)
+					for i := range ops {
+						ops[i] = ctxd.Write{Namespace: "default", Key: "burst/" + strconv.Itoa(i), Op: ctxd.OpPut, Value: []byte(strconv.Itoa(i)), Who: "t"}
+					}
+					_, err := srv.Backend().Txn(context.Background(), ops)
+					require.NoError(t, err)
+					testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Lagged() == 1 }, "the burst cuts the client")
+				}
+				expect("BACK")
+				_, err = srv.Backend().Put(context.Background(), "default", "after", json.RawMessage(`1`), nil, "t")
+				require.NoError(t, err)
+				expect("OK")
+				require.NoError(t, cmd.Wait(), "python client:\n%s\n%s", strings.Join(out, "\n"), stderr.String())
+				testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
+			})
+		}
 	}
 }

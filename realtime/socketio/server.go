@@ -291,11 +291,14 @@ func (s *Server) allClients() []*client {
 	return out
 }
 
-// Close disconnects every client (a Socket.IO disconnect, then the
-// Engine.IO close), lets polling clients poll once more for them, and
-// waits for the sessions' goroutines: up to two seconds in all before it
-// cuts WebSocket connections. Call it before the HTTP server's Shutdown.
-// Later calls do nothing.
+// Close disconnects every client (it ends the transport: WebSocket close
+// 1001, or a last poll answered with a noop, after which the session is
+// unknown; no Socket.IO DISCONNECT, which clients take for "do not come
+// back": see conn.comeBack), lets polling clients poll once more for what
+// is queued, and waits for the sessions' goroutines: up to two seconds in
+// all before it cuts WebSocket connections. Clients reconnect, to this
+// server once restarted, and get a new snapshot. Call it before the HTTP
+// server's Shutdown. Later calls do nothing.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -309,16 +312,11 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.mu.Lock()
-		connected := c.cl != nil
-		c.mu.Unlock()
-		if connected {
-			c.send(sioDisconnect)
-		}
-		c.close("server shutting down")
+		c.closeComeBack("server shutting down")
 	}
-	// A polling client whose poll was not pending gets its DISCONNECT at
-	// its next poll: the HTTP server still serves until Close returns.
+	// A polling client whose poll was not pending gets what was queued
+	// for it at its next poll: the HTTP server still serves until Close
+	// returns.
 	deadline := time.NewTimer(closeWait)
 	defer deadline.Stop()
 	for waiting := true; waiting; {

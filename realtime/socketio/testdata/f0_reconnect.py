@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Framework0's async client comes back by itself when the server ends its
+session: python-socketio's AsyncClient with reconnection on (its default,
+as Framework0 uses it). Run by TestPythonReconnects (python_test.go) with
+the server's URL, the transports ("default", "websocket", "polling") and
+what the test does to the session ("restart" or "lagged").
+
+It prints READY once connected with its snapshot, and the test then ends
+the session; it prints BACK once it has reconnected by itself and got a
+new snapshot, and the test then writes the key "after"; it prints OK
+once that change came, and exits 0. python-socketio reconnects only when
+the transport drops: a Socket.IO DISCONNECT or an Engine.IO close packet
+from the server tells it not to come back.
+"""
+import asyncio
+import sys
+
+import socketio
+
+URL = sys.argv[1]
+TRANSPORTS = None if sys.argv[2] == "default" else sys.argv[2].split(",")
+WAIT = 30
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+def fail(msg):
+    say("FAIL: " + msg)
+    sys.exit(1)
+
+
+async def main():
+    sio = socketio.AsyncClient()  # reconnection=True: the default
+    snapshots = asyncio.Queue()
+    updates = asyncio.Queue()
+    errors = []
+
+    @sio.on("context_snapshot")
+    async def on_snapshot(data):
+        await snapshots.put(data)
+
+    @sio.on("context_updated")
+    async def on_updated(data):
+        await updates.put(data)
+
+    @sio.on("error")
+    async def on_error(data):
+        errors.append(data)
+
+    await sio.connect(URL, transports=TRANSPORTS, wait_timeout=10)
+    await asyncio.wait_for(snapshots.get(), 10)
+    say("READY")
+    try:
+        snap = await asyncio.wait_for(snapshots.get(), WAIT)
+    except asyncio.TimeoutError:
+        fail("no new context_snapshot within %ds: the client did not reconnect (errors: %r)" % (WAIT, errors))
+    say("BACK " + str(snap.get("rev")))
+    while True:
+        try:
+            upd = await asyncio.wait_for(updates.get(), 10)
+        except asyncio.TimeoutError:
+            fail("no context_updated for the key after")
+        if upd.get("key") == "after":
+            break
+    await sio.disconnect()
+    say("OK errors=%r" % [e.get("code") for e in errors])
+
+
+asyncio.run(main())
