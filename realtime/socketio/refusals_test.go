@@ -121,7 +121,8 @@ func TestSnapshotOverTheLimitRefused(t *testing.T) {
 // stays up, as /v1/watch answers such a message; over twice the limit the
 // session is closed (1009 on a WebSocket, 413 to a polling POST), as the
 // reference server does. An event the server cannot read gets its ack
-// too, and a field of the wrong type is named in the protocol's words.
+// too, a field of the wrong type is named in the protocol's words, and an
+// unknown field is refused.
 func TestOversizeAndMalformedEvents(t *testing.T) {
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.MaxMessageBytes = 4 << 10 }))
 	rev := srv.Backend().Revision()
@@ -147,6 +148,10 @@ func TestOversizeAndMalformedEvents(t *testing.T) {
 			refusedWithAck(c, 2, ctxd.CodeBadRequest, `"if_version" must be a whole number, 0 or more, not a string`)
 			c.sendPacket(`425["context_set",{"key":"a","value":1,"key":"b"}]`)
 			refusedWithAck(c, 5, ctxd.CodeBadRequest, `member "key" is given twice`)
+			// A misspelt field is refused, as on /v1/watch: "iff_version"
+			// ignored was a compare-and-swap turned into a plain write.
+			c.sendPacket(`426["context_set",{"key":"cas.k","value":"X","iff_version":99}]`)
+			refusedWithAck(c, 6, ctxd.CodeBadRequest, `"iff_version"`)
 			c.sendPacket(`423"not an array"`)
 			refusedWithAck(c, 3, ctxd.CodeBadRequest, "an event is a JSON array [name, data]")
 			c.emit("client_register", map[string]any{"type": "agent", "name": "after"})
