@@ -168,3 +168,28 @@ func TestOversizeAndMalformedEvents(t *testing.T) {
 		})
 	}
 }
+
+// Over polling, an event between http.max_body_bytes (2 MiB) and the
+// engine's maxPayload (twice websocket.max_message_bytes: 4 MiB) reaches
+// the engine, as over WebSocket: too_large (error event and ack), not
+// applied, and the session goes on. The HTTP layer's body limit answered
+// it with a bare 413 (negative control: without the exemption of
+// /socket.io/ POSTs in httpapi's limitBody, no error event comes).
+func TestPollingEventOverTheBodyLimit(t *testing.T) {
+	srv := testkit.StartServer(t)
+	require.Greater(t, srv.Config.WebSocket.MaxMessageBytes, int64(0))
+	require.Less(t, srv.Config.HTTP.MaxBodyBytes, int64(3<<20))
+	require.Greater(t, 2*srv.Config.WebSocket.MaxMessageBytes, int64(3<<20))
+	rev := srv.Backend().Revision()
+	c := dial(t, srv, sioOpts{})
+	connected(t, c, nil)
+	c.sendPacket(`421["context_set",{"key":"big","value":"` + strings.Repeat("v", 3<<20) + `"}]`)
+	e := c.waitEvent("error")
+	assert.Equal(t, ctxd.CodeTooLarge, e.Data["code"])
+	p := c.next()
+	require.True(t, strings.HasPrefix(p, "31["), "the ack: %s", p)
+	assert.Contains(t, p, `"code":"too_large"`)
+	c.emit("client_register", map[string]any{"type": "agent", "name": "after"})
+	assert.Equal(t, "after", c.waitEvent("registration_confirmed").Data["name"], "still connected")
+	assert.Equal(t, rev, srv.Backend().Revision(), "nothing written")
+}
