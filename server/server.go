@@ -149,7 +149,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 
 	snapshotBudget := snapbudget.New(cfg.WebSocket.SnapshotMemoryBytes)
 	hub := realtime.New(st, realtimeOptions(cfg.WebSocket, snapshotBudget), log.With().Str("component", "realtime").Logger()) // watch.go
-	sio := socketio.New(st, socketioOptions(cfg.WebSocket, hub, access, snapshotBudget), log.With().Str("component", "socketio").Logger())
+	sio := socketio.New(st, socketioOptions(cfg.WebSocket, cfg.Compat.Namespace, hub, access, snapshotBudget), log.With().Str("component", "socketio").Logger())
 	if access != nil {
 		// A reload (SIGHUP) that revokes tokens closes the realtime
 		// connections opened with them (1008, token_revoked).

@@ -31,8 +31,9 @@ func realtimeOptions(c configs.WebSocket, budget *snapbudget.Budget) realtime.Op
 
 // socketioOptions maps the websocket.* settings to the Socket.IO door's:
 // the same origins, limits, lag (and its grace) and rate limit; Engine.IO's pings at
-// ping_interval.
-func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Authorizer, budget *snapbudget.Budget) socketio.Options {
+// ping_interval. A client that names no namespace gets compatNS
+// (compat.namespace), as /ctx does: Framework0's two APIs share one context.
+func socketioOptions(c configs.WebSocket, compatNS string, hub *realtime.Hub, access *auth.Authorizer, budget *snapbudget.Budget) socketio.Options {
 	return socketio.Options{
 		SnapshotBudget:   budget,
 		PingInterval:     c.PingInterval,
@@ -50,6 +51,7 @@ func socketioOptions(c configs.WebSocket, hub *realtime.Hub, access *auth.Author
 		RateLimit:        c.RateLimit,
 		RateBurst:        c.RateBurst,
 		MaxRefused:       c.RateLimitMaxRefused,
+		Namespace:        compatNS,
 	}
 }
 

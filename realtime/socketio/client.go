@@ -291,7 +291,7 @@ func (s *Server) connect(c *conn, data string) {
 	fromRev, fromIndex := c.option(o.FromRev, "from_rev"), c.option(o.FromIndex, "from_index")
 	cl := &client{c: c, id: "s" + strconv.FormatUint(s.nextID.Add(1), 10), ns: o.NS, prefix: o.Prefix, pending: map[uint64][]ownWrite{}}
 	if cl.ns == "" {
-		cl.ns = ctxd.DefaultNamespace
+		cl.ns = s.opts.Namespace // compat.namespace: /ctx's
 	}
 	if err := ctxd.ValidateNamespace(cl.ns); err != nil {
 		s.connectError(c, ctxd.CodeBadRequest, "ns: "+err.Error())

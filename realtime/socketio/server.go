@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/internal/snapbudget"
 	"github.com/framework0/ctxd/store"
@@ -87,6 +88,10 @@ type Options struct {
 	RateLimit  float64
 	RateBurst  int
 	MaxRefused int
+	// Namespace is a client's namespace when its CONNECT names none (no
+	// "ns"): compat.namespace, the /ctx API's, so that Framework0's REST
+	// and Socket.IO clients share one context. Default ctxd.DefaultNamespace.
+	Namespace string
 }
 
 func (o Options) withDefaults() Options {
@@ -125,6 +130,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.OtherClients == nil {
 		o.OtherClients = func() int { return 0 }
+	}
+	if o.Namespace == "" {
+		o.Namespace = ctxd.DefaultNamespace
 	}
 	return o
 }

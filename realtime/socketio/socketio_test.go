@@ -279,3 +279,35 @@ func TestAck(t *testing.T) {
 		break
 	}
 }
+
+// With compat.namespace set, a client that names no namespace uses it, as
+// /ctx does: Framework0's REST and Socket.IO clients share one context
+// (they used "default" while /ctx wrote to compat.namespace). Its
+// context_set lands there too; one that names ns still gets it.
+func TestCompatNamespaceIsTheDefault(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.Compat.Namespace = "fw0" }))
+	_, err := srv.Backend().Put(context.Background(), "default", "other", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	req := testkit.NewRequest(t, http.MethodPost, srv.URL+"/ctx", `{"key":"k","value":"rest","who":"rest"}`, "Content-Type", "application/json")
+	resp, body := testkit.Send(t, http.DefaultClient, req)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+
+	c := dial(t, srv, sioOpts{websocket: true})
+	snap := connected(t, c, nil)
+	assert.Equal(t, "fw0", snap.Data["ns"])
+	assert.Equal(t, map[string]any{"k": "rest"}, snap.Data["context"], "/ctx's context, not default's")
+	req = testkit.NewRequest(t, http.MethodPost, srv.URL+"/ctx", `{"key":"k2","value":2}`, "Content-Type", "application/json")
+	resp, body = testkit.Send(t, http.DefaultClient, req)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	u := c.waitEvent("context_updated")
+	assert.Equal(t, "k2", u.Data["key"])
+	assert.Equal(t, "fw0", u.Data["ns"])
+	c.emit("context_set", map[string]any{"key": "from_sio", "value": 3})
+	assert.Equal(t, "fw0", c.waitEvent("context_set_confirmed").Data["ns"])
+	rec, err := srv.Backend().Get("fw0", "from_sio")
+	require.NoError(t, err)
+	assert.Equal(t, `3`, string(rec.Value))
+
+	d := dial(t, srv, sioOpts{websocket: true})
+	assert.Equal(t, "default", connected(t, d, map[string]any{"ns": "default"}).Data["ns"])
+}
