@@ -365,11 +365,15 @@ func (s *Server) connect(c *conn, data string) {
 			c.cl = cl
 			c.mu.Unlock()
 			from := n
-			c.closeComeBack("compacted", sioConnect+`{"sid":"`+cl.id+`"}`, event(ctxd.TypeError, errorPayload{
+			// With the DISCONNECT (do not come back): a client that
+			// reconnected with the same from_rev would be cut again, and
+			// again, at its backoff's pace.
+			c.send(sioConnect+`{"sid":"`+cl.id+`"}`, event(ctxd.TypeError, errorPayload{
 				Code: ctxd.CodeCompacted, FromRev: &from, CompactedRevision: ce.Compacted,
 				Message: "the changes after from_rev " + fromRev + " are no longer in history (compacted up to " +
 					strconv.FormatUint(ce.Compacted, 10) + "): reconnect without from_rev to get the current state",
-			}))
+			}), sioDisconnect)
+			c.close("compacted")
 			return
 		}
 	} else {
