@@ -406,6 +406,7 @@ func (s *Server) connect(c *conn, data string) {
 	}
 	c.cl = cl
 	c.mu.Unlock()
+	s.connected(c)
 	c.sendHeld(grant, append([]string{sioConnect + `{"sid":"` + cl.id + `"}`}, first...)...)
 	grant = nil
 	pos := cl.pos

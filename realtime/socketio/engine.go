@@ -78,6 +78,9 @@ type conn struct {
 	comeBack bool
 	// connectTimer closes the session if no CONNECT comes in time.
 	connectTimer *time.Timer
+	// waitingFrom is the address the session counts against until it
+	// CONNECTs (Server.add; guarded by the Server's mu).
+	waitingFrom string
 
 	wake  chan struct{} // cap 1: the queue grew, or the transport or state changed
 	space chan struct{} // cap 1: the writer took packets from the queue

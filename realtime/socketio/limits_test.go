@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -116,4 +117,52 @@ func TestASessionWithoutConnectIsClosed(t *testing.T) {
 		packets := e.poll()
 		return packets == nil || (len(packets) > 0 && packets[len(packets)-1] == "1")
 	}, "the session is closed")
+}
+
+// Sessions that have not CONNECTed yet are capped per client address (a
+// tenth of max_clients, at least 32): a client with no token that opened
+// thousands of handshakes kept every other client out until the connect
+// timeout closed them. Others (another address) still get in, and a
+// session that CONNECTs gives its address's place back.
+func TestWaitingSessionsAreCappedPerAddress(t *testing.T) {
+	st := testkit.OpenBolt(t, bolt.Options{})
+	s := socketio.New(st.Store, socketio.Options{MaxClients: 100, PingInterval: time.Hour, PingTimeout: time.Hour}, zerolog.Nop())
+	hs := httptest.NewServer(s)
+	t.Cleanup(func() { _ = s.Close(); hs.Close() })
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Timeout: testkit.Deadline, Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	handshake := func(hc *http.Client) (int, string) {
+		res, err := hc.Get(hs.URL + "/socket.io/?EIO=4&transport=polling")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		var open struct {
+			SID string `json:"sid"`
+		}
+		if res.StatusCode == http.StatusOK {
+			require.NoError(t, json.Unmarshal(body[1:], &open), "%s", body)
+		}
+		return res.StatusCode, open.SID
+	}
+	flood := from("127.0.0.1")
+	var first string
+	for i := range 32 {
+		code, sid := handshake(flood)
+		require.Equal(t, http.StatusOK, code, "handshake %d", i)
+		if i == 0 {
+			first = sid
+		}
+	}
+	code, _ := handshake(flood)
+	assert.Equal(t, http.StatusServiceUnavailable, code, "a 33rd session waiting to CONNECT from one address")
+	code, _ = handshake(from("127.0.0.2"))
+	assert.Equal(t, http.StatusOK, code, "another address gets in")
+
+	// The first session CONNECTs: one place of its address is free again.
+	res, err := flood.Post(hs.URL+"/socket.io/?EIO=4&transport=polling&sid="+first, "text/plain", strings.NewReader("40"))
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	testkit.Eventually(t, func() bool { c, _ := handshake(flood); return c == http.StatusOK }, "a place again once one CONNECTed")
 }

@@ -2,6 +2,7 @@ package socketio
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -148,6 +149,9 @@ type Server struct {
 	mu      sync.Mutex
 	conns   map[string]*conn
 	clients map[*client]struct{}
+	// waiting counts, per client address, the sessions that have not
+	// CONNECTed yet (add, connected).
+	waiting map[string]int
 	closed  bool
 	// wg counts the goroutines of every session (heartbeat, feed,
 	// WebSocket reader and writer), for Close to wait on.
@@ -172,7 +176,7 @@ func New(st store.Backend, opts Options, log zerolog.Logger) *Server {
 	opts = opts.withDefaults()
 	s := &Server{
 		st: st, opts: opts, log: log,
-		conns:     map[string]*conn{},
+		conns: map[string]*conn{}, waiting: map[string]int{},
 		clients:   map[*client]struct{}{},
 		forgotten: make(chan struct{}, 1),
 	}
@@ -193,7 +197,11 @@ func New(st store.Backend, opts Options, log zerolog.Logger) *Server {
 
 var errShuttingDown = errors.New("the server is shutting down")
 
-// add registers a new session, within MaxClients.
+// add registers a new session, within MaxClients, and within a tenth of
+// them (at least 32) waiting to CONNECT from one address: a session holds
+// its place for ConnectTimeout (45 s) before it must CONNECT, and a client
+// with no token that opened 10,000 of them in two seconds kept every
+// other one out (admins included) for over a minute.
 func (s *Server) add(c *conn) error {
 	n := s.opts.OtherClients()
 	s.mu.Lock()
@@ -204,8 +212,36 @@ func (s *Server) add(c *conn) error {
 	if n+len(s.conns) >= s.opts.MaxClients {
 		return errors.New("the server already has max_clients (" + strconv.Itoa(s.opts.MaxClients) + ") clients: try again later")
 	}
+	from := addressOf(c.remote)
+	if most := max(32, s.opts.MaxClients/10); s.waiting[from] >= most {
+		return errors.New(strconv.Itoa(most) + " sessions from this address are waiting to CONNECT (a tenth of max_clients): try again later")
+	}
+	s.waiting[from]++
+	c.waitingFrom = from
 	s.conns[c.sid] = c
 	return nil
+}
+
+// connected notes that c CONNECTed or ended: it no longer counts as
+// waiting. It may be called more than once.
+func (s *Server) connected(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.waitingFrom == "" {
+		return
+	}
+	if s.waiting[c.waitingFrom]--; s.waiting[c.waitingFrom] <= 0 {
+		delete(s.waiting, c.waitingFrom)
+	}
+	c.waitingFrom = ""
+}
+
+// addressOf is the host of a request's RemoteAddr.
+func addressOf(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
 }
 
 // track counts one more goroutine unless the server is closing.
@@ -221,6 +257,7 @@ func (s *Server) track() bool {
 
 // remove forgets a closed session and tells the others the new count.
 func (s *Server) remove(c *conn, cl *client, forget bool) {
+	s.connected(c)
 	s.mu.Lock()
 	if forget {
 		delete(s.conns, c.sid)
@@ -237,6 +274,7 @@ func (s *Server) remove(c *conn, cl *client, forget bool) {
 
 // forget drops a closed session's id.
 func (s *Server) forget(c *conn) {
+	s.connected(c)
 	s.mu.Lock()
 	if s.conns[c.sid] == c {
 		delete(s.conns, c.sid)
