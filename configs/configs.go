@@ -368,10 +368,11 @@ type HTTP struct {
 	// open-file limit, so that the store always has files left to open.
 	MaxConnections int
 	// MaxSpoolBytes (http.max_spool_bytes) bounds the temp files that
-	// answers hold at once, all together (an export is written to one
-	// before it is sent): one that would pass it is refused with 503,
-	// with Retry-After while others hold some, without when it is larger
-	// on its own.
+	// answers hold at once (an export is written to one before it is
+	// sent): no answer's passes it, all together pass it by at most the
+	// oldest spilling answer's part; one that would pass it is refused
+	// with 503, with Retry-After while others hold some, without when it
+	// is larger on its own.
 	MaxSpoolBytes int64
 	// Pprof (http.pprof) serves Go's profiles of the running server at
 	// /debug/pprof/ (admins only when access control is on). Off by default.

@@ -636,7 +636,7 @@ func TestRebindingHostsAreRefused(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, get(host, "/v1/ns/default/keys").StatusCode, host)
 		assert.Equal(t, http.StatusForbidden, get(host, "/v1/watch").StatusCode, "%s: the feed's handshake", host)
 	}
-	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "LOCALHOST", "app.localhost:" + port, "[::1]:" + port, "10.1.2.3"} {
+	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "LOCALHOST", "app.localhost:" + port, "[::1]:" + port, "10.1.2.3", "localhost.:" + port, "127.0.0.1."} {
 		assert.Equal(t, http.StatusOK, get(host, "/v1/ns/default/keys").StatusCode, host)
 	}
 	off := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.Auth.Mode = configs.AuthOff }))

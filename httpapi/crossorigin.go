@@ -83,6 +83,7 @@ func (g *gate) foreignHost(c echo.Context) error {
 		host = h
 	}
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	host = strings.TrimSuffix(host, ".") // "localhost.", "127.0.0.1." name the same
 	if host == "" || strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
 		return nil
 	}

@@ -311,16 +311,24 @@ func attachment(name string) string {
 // fill's output is kept in memory up to spoolMemBytes and in an unlinked
 // temp file beyond, then sent: the store's read transaction ends before a
 // slow client is served, an error while writing is still a clean error
-// answer, and the answer has a Content-Length. The temp files of all the
-// answers together stay within Config.MaxSpoolBytes (spool.reserve): one
-// that would pass it is a 503 instead, with Retry-After when the others'
-// bytes are what it lacked.
+// answer, and the answer has a Content-Length. No answer's temp file
+// passes Config.MaxSpoolBytes, and all of them together pass it by at most
+// the leader's part (spool.reserve): one that would pass it is a 503
+// instead, with Retry-After when the others' bytes are what it lacked.
 func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header, error)) error {
 	var (
 		sp *spool
 		h  http.Header
 	)
 	_, atRev := queryParam(c, "rev")
+	// Closed however fill ends, a panic included (callSafely recovers it):
+	// a spool left open would keep its bytes, its file and, as the leader,
+	// the role for good.
+	defer func() {
+		if sp != nil {
+			sp.close()
+		}
+	}()
 	err := buildOvertaken(atRev, func() (err error) {
 		if sp != nil {
 			sp.close() // an attempt a compaction overtook
@@ -329,7 +337,6 @@ func (s *Server) sendSpooled(c echo.Context, fill func(w io.Writer) (http.Header
 		h, err = fill(sp)
 		return err
 	})
-	defer sp.close()
 	if errors.Is(err, errSpoolFull) {
 		c.Response().Header().Set("Retry-After", "5")
 	}

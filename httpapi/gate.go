@@ -11,8 +11,9 @@ import (
 )
 
 // gate is what every request passes before its handler, in this order:
-// the UTF-8 check of its body (utf8body.go), CORS (cors.go; a preflight is
-// answered here), the refusal of cross-site writes (crossorigin.go), access control
+// the UTF-8 check of its body (utf8body.go), the Host check against DNS
+// rebinding (crossorigin.go), CORS (cors.go; a preflight is answered
+// here), the refusal of cross-site writes (crossorigin.go), access control
 // (access.go: who is asking, may they), and the per-client rate limit
 // (ratelimit.go). Each part is off when its configuration is empty.
 type gate struct {

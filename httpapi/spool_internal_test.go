@@ -82,3 +82,41 @@ func TestOfTwoSpoolsGrowingTogetherOneGoes(t *testing.T) {
 	assert.Equal(t, went.mine, held.Load(), "the refused spool gave its bytes back")
 	assert.Equal(t, int64(48*len(chunk)), went.size)
 }
+
+// With a leader (as the server's spools have): the oldest spool that
+// spills leads, goes on past the shared budget while it fits alone (the
+// total then passes it by at most the leader's part), and the others are
+// refused; once the leader ends, the role passes to the next that spills.
+func TestTheOldestSpoolLeads(t *testing.T) {
+	const max = 4 << 20
+	var held atomic.Int64
+	var leader atomic.Pointer[spool]
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	newSpool := func() *spool { return &spool{held: &held, leader: &leader, max: max} }
+	write := func(sp *spool, chunks int) error {
+		for range chunks {
+			if _, err := sp.Write(chunk); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	a, b := newSpool(), newSpool()
+	defer b.close()
+	// (Past the first MiB, kept in memory, a spool's whole size counts.)
+	require.NoError(t, write(a, 24)) // 1.5 MiB
+	require.Same(t, a, leader.Load(), "the first to spill leads")
+	require.NoError(t, write(b, 24)) // 3 MiB in all
+	require.NoError(t, write(a, 32), "the leader goes on past the budget while it fits alone")
+	assert.Greater(t, held.Load(), int64(max), "the total passed the budget by the leader's part")
+	assert.LessOrEqual(t, held.Load(), int64(2*max))
+	require.ErrorIs(t, write(b, 1), errSpoolFull, "a younger spool is refused")
+	require.ErrorIs(t, write(a, 16), errSpoolTooLarge, "not past the budget alone")
+	assert.Nil(t, leader.Load(), "a refused leader hands the role on")
+	assert.Zero(t, held.Load(), "and both gave their bytes back")
+
+	c := newSpool()
+	defer c.close()
+	require.NoError(t, write(c, 40))
+	assert.Same(t, c, leader.Load(), "the next spool to spill leads")
+}

@@ -36,7 +36,13 @@ func connectionLimit(configured int) int {
 type limitListener struct {
 	net.Listener
 	slots chan struct{}
-	log   zerolog.Logger
+	// done is closed by Close: an Accept waiting for a slot returns, so
+	// that a shutdown at the cap does not wait for idle connections to
+	// time out (http.Server waits for Serve to return before it closes
+	// them).
+	done      chan struct{}
+	closeOnce sync.Once
+	log       zerolog.Logger
 	// warned is when the last "connection limit reached" was logged:
 	// at most one line a minute.
 	mu     sync.Mutex
@@ -44,7 +50,7 @@ type limitListener struct {
 }
 
 func newLimitListener(ln net.Listener, n int, log zerolog.Logger) *limitListener {
-	return &limitListener{Listener: ln, slots: make(chan struct{}, n), log: log}
+	return &limitListener{Listener: ln, slots: make(chan struct{}, n), done: make(chan struct{}), log: log}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -52,7 +58,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	case l.slots <- struct{}{}:
 	default:
 		l.warnFull()
-		l.slots <- struct{}{}
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.done:
+			return nil, net.ErrClosed
+		}
 	}
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -60,6 +70,13 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+// Close closes the listener and ends an Accept waiting for a slot.
+func (l *limitListener) Close() error {
+	err := l.Listener.Close()
+	l.closeOnce.Do(func() { close(l.done) })
+	return err
 }
 
 func (l *limitListener) warnFull() {
@@ -79,6 +96,15 @@ type limitedConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
+}
+
+// CloseWrite half-closes a TCP connection, as net/http does after it
+// refused a request body (the wrapper would hide it).
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 func (c *limitedConn) Close() error {

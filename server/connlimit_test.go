@@ -2,17 +2,20 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/server"
 )
 
 // At http.max_connections, a new client waits until a connection closes
@@ -60,4 +63,42 @@ func TestConnectionLimit(t *testing.T) {
 	case <-time.After(testkit.Deadline):
 		t.Fatal("the waiting client was not served after a connection closed")
 	}
+}
+
+// A shutdown at the cap ends within its deadline: Accept, waiting for a
+// slot, returns when the listener closes (http.Server waits for Serve to
+// return before it closes idle connections, which would otherwise hold
+// their slots until their idle timeout, 2 minutes).
+func TestShutdownAtTheConnectionLimit(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.HTTP.MaxConnections = 1
+	srv, err := server.New(cfg, zerolog.Nop())
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+	require.NoError(t, err)
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	res.Body.Close()
+	// Serve now waits in Accept for the one slot, which the idle
+	// connection holds.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Shutdown(ctx) }()
+	select {
+	case err := <-stopped:
+		require.NoError(t, err, "Shutdown ended before its deadline, closing the idle connection")
+	case <-time.After(testkit.Deadline):
+		// Without the fix it returns after the idle connection's
+		// timeout (2 minutes), whatever its context.
+		t.Fatal("Shutdown at the connection limit did not return")
+	}
+	assert.ErrorIs(t, <-served, http.ErrServerClosed)
 }
