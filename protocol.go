@@ -1,6 +1,7 @@
 package ctxd
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -96,4 +97,20 @@ func DecodeErrorMessage(err error) string {
 		return "must be " + want + ", not " + got
 	}
 	return strconv.Quote(te.Field) + " must be " + want + ", not " + got
+}
+
+// DecodeStrict decodes the one JSON value of data into v, refusing members
+// v does not have (a misspelt "if_version" must not turn a
+// compare-and-swap into a plain write) and anything after the value; the
+// error is in JSON's words (DecodeErrorMessage).
+func DecodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errors.New(DecodeErrorMessage(err))
+	}
+	if dec.More() {
+		return errors.New("data after the JSON object")
+	}
+	return nil
 }

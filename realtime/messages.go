@@ -49,14 +49,8 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 	var m inMessage
 	// Unknown fields are refused, as the REST API's bodies: a misspelt
 	// "if_version" must not turn a compare-and-swap into a plain write.
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&m)
-	if err == nil && dec.More() {
-		err = errors.New("data after the JSON object")
-	}
-	if err != nil {
-		s.send(errorFrame(recoverID(data), ctxd.CodeBadRequest, "message is not a valid JSON object: "+ctxd.DecodeErrorMessage(err)))
+	if err := ctxd.DecodeStrict(data, &m); err != nil {
+		s.send(errorFrame(recoverID(data), ctxd.CodeBadRequest, "message is not a valid JSON object: "+err.Error()))
 		return
 	}
 	if err := ctxd.CheckDuplicateMembers(data, "value", "patch"); err != nil {

@@ -26,17 +26,7 @@ func TestConnectionLimit(t *testing.T) {
 	addr := strings.TrimPrefix(s.URL, "http://")
 	var idle []net.Conn
 	for range 3 {
-		c, err := net.Dial("tcp", addr)
-		require.NoError(t, err)
-		defer c.Close()
-		// One request answered: the connection is accepted and kept alive.
-		_, err = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
-		require.NoError(t, err)
-		res, err := http.ReadResponse(bufio.NewReader(c), nil)
-		require.NoError(t, err)
-		res.Body.Close()
-		require.Equal(t, http.StatusOK, res.StatusCode)
-		idle = append(idle, c)
+		idle = append(idle, idleConnection(t, addr))
 	}
 
 	answered := make(chan int, 1)
@@ -78,14 +68,7 @@ func TestShutdownAtTheConnectionLimit(t *testing.T) {
 	require.NoError(t, err)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
-	require.NoError(t, err)
-	res, err := http.ReadResponse(bufio.NewReader(c), nil)
-	require.NoError(t, err)
-	res.Body.Close()
+	idleConnection(t, ln.Addr().String())
 	// Serve now waits in Accept for the one slot, which the idle
 	// connection holds.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -101,4 +84,21 @@ func TestShutdownAtTheConnectionLimit(t *testing.T) {
 		t.Fatal("Shutdown at the connection limit did not return")
 	}
 	assert.ErrorIs(t, <-served, http.ErrServerClosed)
+}
+
+// idleConnection opens a connection to addr that one request was answered
+// on, so that the server accepted it and keeps it alive, idle; closed when
+// the test ends.
+func idleConnection(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	_, err = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+	require.NoError(t, err)
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	return c
 }

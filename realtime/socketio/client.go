@@ -1029,14 +1029,8 @@ func (s *Server) contextSet(cl *client, arg json.RawMessage) any {
 	// Unknown fields are refused, as on /v1/watch and in the REST API's
 	// bodies: a misspelt "if_version" must not turn a compare-and-swap
 	// into a plain write.
-	dec := json.NewDecoder(bytes.NewReader(arg))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&m)
-	if err == nil && dec.More() {
-		err = errors.New("data after the JSON object")
-	}
-	if err != nil {
-		return cl.fail(ctxd.CodeBadRequest, "context_set: the data must be an object {key, value, who}: "+ctxd.DecodeErrorMessage(err))
+	if err := ctxd.DecodeStrict(arg, &m); err != nil {
+		return cl.fail(ctxd.CodeBadRequest, "context_set: the data must be an object {key, value, who}: "+err.Error())
 	}
 	if err := ctxd.CheckDuplicateMembers(arg, "value"); err != nil {
 		return cl.fail(ctxd.CodeBadRequest, "context_set: "+strings.TrimPrefix(err.Error(), ctxd.ErrInvalid.Error()+": "))
