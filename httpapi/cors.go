@@ -41,10 +41,15 @@ func newCORSPolicy(origins []string) *corsPolicy {
 		if o == "*" {
 			p.any = true
 		}
-		p.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
+		p.origins[normalOrigin(o)] = true
 	}
 	return p
 }
+
+// normalOrigin is a configured origin as browsers send it: lower case,
+// without a trailing slash (the CORS policy and the cross-site write
+// check compare the same form).
+func normalOrigin(o string) string { return strings.ToLower(strings.TrimRight(o, "/")) }
 
 func (p *corsPolicy) allows(origin string) bool {
 	return p.any || p.origins[strings.ToLower(origin)]

@@ -37,7 +37,7 @@ func newCrossOriginCheck(corsOrigins []string) *http.CrossOriginProtection {
 	}
 	p := http.NewCrossOriginProtection()
 	for _, o := range corsOrigins {
-		_ = p.AddTrustedOrigin(strings.ToLower(strings.TrimRight(o, "/")))
+		_ = p.AddTrustedOrigin(normalOrigin(o))
 	}
 	return p
 }
@@ -75,7 +75,7 @@ func (g *gate) crossOrigin(c echo.Context) error {
 
 // foreignHost refuses a request whose Host is a name other than localhost.
 func (g *gate) foreignHost(c echo.Context) error {
-	if !g.s.cfg.LocalHostsOnly || exemptFromLimit(c) { // probes tell nothing
+	if !g.s.cfg.LocalHostsOnly || isProbe(c) {
 		return nil
 	}
 	host := c.Request().Host

@@ -68,7 +68,7 @@ func (g *gate) check(c echo.Context) (done bool, err error) {
 			c.SetRequest(c.Request().WithContext(auth.NewContext(c.Request().Context(), t)))
 		}
 	}
-	if g.limiter != nil && !exemptFromLimit(c) {
+	if g.limiter != nil && !isProbe(c) { // probes are never rate limited
 		if err := g.limiter.allow(c, t); err != nil {
 			return true, err
 		}
@@ -85,8 +85,9 @@ func (g *gate) check(c echo.Context) (done bool, err error) {
 	return false, nil
 }
 
-// exemptFromLimit: health and readiness probes are never rate limited.
-func exemptFromLimit(c echo.Context) bool {
+// isProbe reports a health or readiness probe: never rate limited, and
+// answered whatever Host names the server (they tell nothing).
+func isProbe(c echo.Context) bool {
 	p := c.Path()
 	return p == "/healthz" || p == "/readyz"
 }
