@@ -98,7 +98,10 @@
 // store, whose database file is locked) makes sure. After a failed write
 // or fdatasync, Append fails until the log is reopened: the kernel may have
 // dropped the pages it could not write, so nothing written since can be
-// trusted as durable.
+// trusted as durable. A want of file descriptors or disk space while the
+// next segment is prepared (before it belongs to the log) is different:
+// those come back, so a rotation tries again for up to
+// Options.ResourceWait before it fails the log.
 //
 // A payload is opaque, and a crafted one could contain bytes that look
 // like a record of a later Append; if such a payload is torn by a power

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/internal/fsutil"
@@ -43,7 +45,19 @@ type Options struct {
 	// (see DESIGN.md). Where fallocate is not available, zeros are
 	// written anyway.
 	FallocateOnly bool
+	// ResourceWait bounds how long a rotation waits, retrying, for a
+	// next segment that could not be prepared for want of a resource
+	// that comes back (file descriptors, disk space; see
+	// resourceExhausted) before it fails the log (default
+	// DefaultResourceWait; negative: no wait).
+	ResourceWait time.Duration
 }
+
+// DefaultResourceWait is Options.ResourceWait when that is 0: long enough
+// for a burst of connections or a large temporary file to go, short
+// enough that the writes waiting behind the rotation answer within a
+// client's usual timeout.
+const DefaultResourceWait = 5 * time.Second
 
 var (
 	// ErrClosed is returned by every method but Close once the log is closed.
@@ -151,6 +165,7 @@ type current struct {
 type spareResult struct {
 	f   *os.File
 	err error
+	at  time.Time // when it was ready
 }
 
 const (
@@ -415,10 +430,25 @@ func (l *Log) recoverLast(f *os.File, sg segment, size int64, e end, sc *scanner
 
 // maybeStartSpare starts preparing the next segment once the current one
 // is half full, so that it is ready before the current one fills, and a
-// log that is opened and closed with few appends makes none.
+// log that is opened and closed with few appends makes none. A
+// preparation that failed for want of a resource that comes back is
+// started again (at most once a second) while the current segment still
+// has room, so that a passing shortage does not reach the rotation.
 func (l *Log) maybeStartSpare() {
-	if l.spare == nil && l.cur.off >= l.cur.size/2 {
-		l.startSpare()
+	if l.spare == nil {
+		if l.cur.off >= l.cur.size/2 {
+			l.startSpare()
+		}
+		return
+	}
+	select {
+	case r := <-l.spare:
+		if r.err != nil && resourceExhausted(r.err) && time.Since(r.at) >= time.Second {
+			l.startSpare()
+			return
+		}
+		l.spare <- r // the channel has room for its one result
+	default:
 	}
 }
 
@@ -428,8 +458,62 @@ func (l *Log) startSpare() {
 	l.spare = ch
 	go func() {
 		f, err := l.createFile(l.sparePath(), !l.opts.FallocateOnly)
-		ch <- spareResult{f: f, err: err}
+		ch <- spareResult{f: f, err: err, at: time.Now()}
 	}()
+}
+
+// nextSegment is the prepared next segment: the spare when it is ready,
+// or, when its preparation failed for want of a resource that comes back
+// (resourceExhausted), a new one prepared again (waitForResources). The
+// log fails only when that does not help: before the spare is renamed
+// into place nothing of it belongs to the log, so a new attempt can start
+// from scratch.
+func (l *Log) nextSegment() (*os.File, error) {
+	if l.spare == nil {
+		l.startSpare()
+	}
+	r := <-l.spare
+	l.spare = nil
+	if r.err == nil || !resourceExhausted(r.err) {
+		return r.f, r.err
+	}
+	err := l.waitForResources(r.err, resourceExhausted, func() error {
+		r.f, r.err = l.createFile(l.sparePath(), !l.opts.FallocateOnly)
+		return r.err
+	})
+	return r.f, err
+}
+
+// waitForResources calls try again and again, with pauses of 10 ms
+// doubling to 1 s, while its error is one that again accepts, for up to
+// Options.ResourceWait in all, and returns the last error (err, the
+// first one's, when there is no time for a second try).
+func (l *Log) waitForResources(err error, again func(error) bool, try func() error) error {
+	wait := l.opts.ResourceWait
+	if wait == 0 {
+		wait = DefaultResourceWait
+	}
+	deadline := time.Now().Add(wait)
+	for pause := 10 * time.Millisecond; err != nil && again(err) && time.Now().Add(pause).Before(deadline); pause = min(2*pause, time.Second) {
+		time.Sleep(pause)
+		err = try()
+	}
+	return err
+}
+
+// resourceExhausted reports whether err is the want of a resource that
+// other work may give back: disk space, or file descriptors (of the
+// process or of the system). Only preparing a spare segment retries
+// them; an I/O error is never retried.
+func resourceExhausted(err error) bool {
+	return outOfDescriptors(err) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// outOfDescriptors reports whether err is the want of a file descriptor:
+// an open that failed, which can be tried again (an fsync that failed
+// cannot, so a rotation retries opening the folder and nothing else).
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // Dir is the log's folder.
@@ -597,45 +681,44 @@ func (l *Log) fail(err error) error {
 // rotate makes the spare segment the current one, named for its first
 // record seq, once the current one is durable: it waits for a Sync in
 // progress and fdatasyncs the current segment itself. Any error fails the
-// log, also when nothing of this Write was written: its owner has given
+// log (once a want of file descriptors or disk space, which comes back,
+// has been waited out for up to Options.ResourceWait: see nextSegment),
+// also when nothing of this Write was written: its owner has given
 // the records their place (the store numbered their changes), and a later
 // Write that succeeded would leave a hole that the next Open refuses.
 func (l *Log) rotate(seq uint64) error {
-	if l.spare == nil {
-		l.startSpare()
-	}
-	r := <-l.spare
-	l.spare = nil
-	if r.err != nil {
-		return l.fail(fmt.Errorf("wal: prepare the next segment: %w", r.err))
+	next, err := l.nextSegment()
+	if err != nil {
+		return l.fail(fmt.Errorf("wal: prepare the next segment: %w", err))
 	}
 	l.smu.Lock()
 	defer l.smu.Unlock()
 	if err := l.failed.Load(); err != nil {
-		r.f.Close()
+		next.Close()
 		os.Remove(l.sparePath())
 		return *err
 	}
 	if upTo := l.written.Load(); upTo > l.last.Load() {
 		if err := l.syncData(l.cur.f); err != nil {
-			r.f.Close()
+			next.Close()
 			return l.fail(fmt.Errorf("fdatasync %s: %w", l.cur.path, err))
 		}
 		l.last.Store(upTo)
 	}
 	path := filepath.Join(l.dir, segmentName(seq))
 	if err := os.Rename(l.sparePath(), path); err != nil {
-		r.f.Close()
+		next.Close()
 		return l.fail(err)
 	}
 	failpoint.Hit(failpoint.WALRotate)
-	if err := fsutil.SyncDir(l.dir); err != nil {
-		r.f.Close()
+	syncDir := func() error { return fsutil.SyncDir(l.dir) }
+	if err := l.waitForResources(syncDir(), outOfDescriptors, syncDir); err != nil {
+		next.Close()
 		return l.fail(err)
 	}
 	old := l.cur
-	l.cur = current{f: r.f, path: path, first: seq, size: l.opts.SegmentSize}
-	l.syncFile = r.f
+	l.cur = current{f: next, path: path, first: seq, size: l.opts.SegmentSize}
+	l.syncFile = next
 	l.mu.Lock()
 	l.segs = append(l.segs, segment{first: seq, path: path})
 	l.mu.Unlock()

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -752,4 +754,71 @@ func TestReleaseBeforeASegmentsLastRecordKeepsIt(t *testing.T) {
 	require.NoError(t, l.ReleaseBefore(last))
 	assert.Equal(t, names, segments(t, dir), "record %d is still needed", last)
 	assert.Equal(t, want(int(last), 70), replayAll(t, l, last-1))
+}
+
+// A rotation that finds the process out of file descriptors (a flood of
+// connections took them) waits for some to come back, up to
+// Options.ResourceWait, and the log carries on; without the wait the same
+// rotation fails the log for good, which shows the descriptors really ran
+// out. Before, the store then refused every write until a restart.
+func TestARotationWaitsForFileDescriptors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wait time.Duration
+	}{{"waits", time.Minute}, {"no wait", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openLog(t, dir, wal.Options{SegmentSize: small, ResourceWait: tc.wait})
+			release := useUpFileDescriptors(t)
+			timer := time.AfterFunc(200*time.Millisecond, release)
+			t.Cleanup(func() { timer.Stop() })
+			var err error
+			i := 1
+			for ; i <= 20 && err == nil; i++ { // a segment holds 14 records
+				_, err = l.Append(payload(i))
+			}
+			if tc.wait < 0 {
+				require.ErrorIs(t, err, syscall.EMFILE)
+				require.ErrorContains(t, err, "prepare the next segment")
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, l.Close())
+			l = openLog(t, dir, wal.Options{SegmentSize: small})
+			assert.Equal(t, want(1, 20), replayAll(t, l, 0))
+		})
+	}
+}
+
+// useUpFileDescriptors lowers the process's soft limit of open files to a
+// few more than it has open, opens files until the next open fails with
+// EMFILE, and returns a function that closes them and restores the limit
+// (also called when the test ends).
+func useUpFileDescriptors(t *testing.T) (release func()) {
+	var orig syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig))
+	open, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	lower := orig
+	lower.Cur = uint64(len(open) + 16)
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lower))
+	var hogs []*os.File
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			for _, f := range hogs {
+				f.Close()
+			}
+			assert.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig))
+		})
+	}
+	t.Cleanup(release)
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			require.ErrorIs(t, err, syscall.EMFILE)
+			return release
+		}
+		hogs = append(hogs, f)
+	}
 }
