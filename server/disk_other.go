@@ -9,3 +9,8 @@ import "errors"
 func fileSystemSize(string) (int64, error) {
 	return 0, errors.New("the file system's size is not known on this system")
 }
+
+// fileSystemFree is not known here: no warning about the spool's room.
+func fileSystemFree(string) (int64, error) {
+	return 0, errors.New("the file system's free space is not known on this system")
+}

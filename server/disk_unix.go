@@ -12,3 +12,13 @@ func fileSystemSize(dir string) (int64, error) {
 	}
 	return int64(st.Blocks) * int64(st.Bsize), nil
 }
+
+// fileSystemFree is the space in bytes that an unprivileged process may
+// still write on the file system holding dir.
+func fileSystemFree(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}

@@ -134,6 +134,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		return nil, err
 	}
 	snapDir, dumpDir := cfg.SnapshotsFolder(), cfg.DumpsFolder()
+	warnOfSpoolRoom(cfg, dumpDir, log)
 	snaps, err := snapshots.Open(snapDir, st)
 	if errors.Is(err, fs.ErrPermission) {
 		// The folder the settings name cannot be used: a configuration
@@ -282,6 +283,33 @@ func storageQuota(cfg configs.Config, log zerolog.Logger) int64 {
 	}
 	ev.Int64("quota_bytes", quota).Str("quota", ctxd.FormatBytes(quota)).Msg("storage quota")
 	return quota
+}
+
+// warnOfSpoolRoom logs a warning when the answers' temp files, which may
+// take up to twice http.max_spool_bytes (see httpapi's spool), would not
+// fit in the free space of the file system that holds them, the dumps
+// folder (or the nearest folder above it that exists yet): on the data
+// disk, the default, they could take the room the store needs to go on
+// writing.
+func warnOfSpoolRoom(cfg configs.Config, dumpDir string, log zerolog.Logger) {
+	spool := cfg.HTTP.MaxSpoolBytes
+	if spool <= 0 {
+		return
+	}
+	dir := dumpDir
+	for {
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	free, err := fileSystemFree(dir)
+	if err != nil || free >= 2*spool {
+		return
+	}
+	log.Warn().Str("folder", dir).Int64("free_bytes", free).Int64("max_spool_bytes", spool).
+		Msgf("http.max_spool_bytes lets answers' temp files take up to %s, and the file system of %s has %s free: lower it (or move dumps.dir), or a few slow clients of large exports can fill the disk",
+			ctxd.FormatBytes(2*spool), dir, ctxd.FormatBytes(free))
 }
 
 // Serve serves on ln, over TLS when tls.cert_file is set, until Shutdown

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -167,4 +168,29 @@ func TestShutdownDrain(t *testing.T) {
 	default:
 	}
 	<-stopped
+}
+
+// A server whose answers' temp files could take more than the free space
+// of their file system (http.max_spool_bytes, twice over) says so when it
+// starts, naming the setting; one whose temp files fit says nothing of it.
+func TestStartupWarnsOfASpoolLargerThanTheDisk(t *testing.T) {
+	for _, tc := range []struct {
+		spool int64
+		warns bool
+	}{{1 << 44, true}, {1 << 20, false}} {
+		cfg := testConfig(t)
+		cfg.Dumps.Dir = filepath.Join(cfg.DataDir, "not", "yet")
+		cfg.HTTP.MaxSpoolBytes = tc.spool
+		var logged bytes.Buffer
+		srv, err := server.New(cfg, zerolog.New(&logged))
+		require.NoError(t, err)
+		require.NoError(t, srv.Close())
+		if tc.warns {
+			assert.Contains(t, logged.String(), `"level":"warn"`)
+			assert.Contains(t, logged.String(), "http.max_spool_bytes lets answers' temp files take up to 32768.0 GiB")
+			assert.Contains(t, logged.String(), `"folder":"`+cfg.DataDir+`"`, "the nearest folder that exists")
+		} else {
+			assert.NotContains(t, logged.String(), "max_spool_bytes")
+		}
+	}
 }
