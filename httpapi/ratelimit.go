@@ -3,8 +3,6 @@ package httpapi
 import (
 	"hash/maphash"
 	"math"
-	"net"
-	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/internal/clientaddr"
 )
 
 // The per-client rate limit (Config.RateLimit, http.rate_limit): each
@@ -129,13 +128,5 @@ func clientKey(c echo.Context, t *auth.Token) string {
 	if t != nil {
 		return "token " + t.Name
 	}
-	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
-	if err != nil {
-		host = c.Request().RemoteAddr
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
-		p, _ := ip.Prefix(64)
-		return "address " + p.String()
-	}
-	return "address " + host
+	return "address " + clientaddr.Of(c.Request().RemoteAddr)
 }

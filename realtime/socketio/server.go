@@ -2,7 +2,6 @@ package socketio
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
+	"github.com/framework0/ctxd/internal/clientaddr"
 	"github.com/framework0/ctxd/internal/snapbudget"
 	"github.com/framework0/ctxd/store"
 )
@@ -212,7 +212,7 @@ func (s *Server) add(c *conn) error {
 	if n+len(s.conns) >= s.opts.MaxClients {
 		return errors.New("the server already has max_clients (" + strconv.Itoa(s.opts.MaxClients) + ") clients: try again later")
 	}
-	from := addressOf(c.remote)
+	from := clientaddr.Of(c.remote)
 	if most := max(32, s.opts.MaxClients/10); s.waiting[from] >= most {
 		return errors.New(strconv.Itoa(most) + " sessions from this address are waiting to CONNECT (a tenth of max_clients): try again later")
 	}
@@ -234,14 +234,6 @@ func (s *Server) connected(c *conn) {
 		delete(s.waiting, c.waitingFrom)
 	}
 	c.waitingFrom = ""
-}
-
-// addressOf is the host of a request's RemoteAddr.
-func addressOf(remote string) string {
-	if host, _, err := net.SplitHostPort(remote); err == nil {
-		return host
-	}
-	return remote
 }
 
 // track counts one more goroutine unless the server is closing.
