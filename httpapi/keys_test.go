@@ -180,6 +180,28 @@ func TestRawSlashesInKey(t *testing.T) {
 	requireError(t, e.do(http.MethodGet, "/v1/ns/default/keys/deploy%2Fprod%2Fversion", ""), http.StatusNotFound, "not_found")
 }
 
+// Every route unescapes its path segments once, as the client sent them:
+// "%2564efault" is the namespace "%64efault" (refused: '%' is not allowed
+// in a namespace), never "default" (snapshot ids: TestSnapshotLifecycle).
+// Before, Echo routed on the unescaped path when the client's was
+// in the default escaping, and the namespace and snapshot routes that
+// unescape their parameter unescaped it a second time.
+func TestPathSegmentsAreUnescapedOnce(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.put("a", `1`)
+	require.Equal(t, http.StatusOK, e.do(http.MethodGet, "/v1/ns/%64efault/keys", "").status, "escaped once")
+	for _, path := range []string{
+		"/v1/ns/%2564efault/keys",
+		"/v1/ns/%2564efault/keys?count=true",
+		"/v1/ns/%2564efault/export",
+		"/v1/ns/%2564efault/keys/a",
+	} {
+		r := e.do(http.MethodGet, path, "")
+		requireError(t, r, http.StatusBadRequest, "bad_request")
+		assert.Contains(t, string(r.body), `namespace \"%64efault\"`, path)
+	}
+}
+
 func TestHistorySuffix(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.put("a", `"a1"`)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -141,10 +142,27 @@ func New(st store.Backend, cfg Config, log zerolog.Logger) *Server {
 	s.e.HideBanner = true
 	s.e.HidePort = true
 	s.e.HTTPErrorHandler = s.handleError
+	s.e.Pre(routeOnTheRawPath)
 	s.e.Use(s.middleware)
 	s.routes()
 	s.gate = newGate(s)
 	return s
+}
+
+// routeOnTheRawPath makes Echo route on the path as the client sent it,
+// so that a route's parameters are always the raw segments that the
+// handlers unescape once (parseNamespace, snapshotID). Echo routes on
+// URL.RawPath, which net/http leaves empty when the path was sent in its
+// default escaping: it then routed on the unescaped path, and a
+// namespace or snapshot id sent as "%2541" was unescaped twice ("A").
+// Only a path holding '%' once unescaped can be unescaped again.
+func routeOnTheRawPath(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if u := c.Request().URL; u.RawPath == "" && strings.IndexByte(u.Path, '%') >= 0 {
+			u.RawPath = u.EscapedPath()
+		}
+		return next(c)
+	}
 }
 
 // Handler returns the http.Handler that serves every route.

@@ -51,6 +51,10 @@ func TestSnapshotLifecycle(t *testing.T) {
 	assert.Equal(t, "/v1/snapshots/"+meta.ID, r.header.Get("Location"))
 	escaped := strings.ReplaceAll(meta.ID, "-", "%2D") // a client escaping every segment
 	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "/v1/snapshots/"+escaped, "").status)
+	twice := strings.ReplaceAll(meta.ID, "-", "%252D") // the id holds "%2D": unescaped once, no such snapshot
+	r = e.do(http.MethodGet, "/v1/snapshots/"+twice, "")
+	requireError(t, r, http.StatusNotFound, "not_found")
+	assert.Contains(t, string(r.body), strings.ReplaceAll(meta.ID, "-", "%2D"))
 	assert.Equal(t, uint64(2), meta.Revision)
 	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 2}}, meta.Namespaces)
 
