@@ -149,8 +149,14 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		snap  [][]byte
 		skip  int
 		grant *snapbudget.Grant
+		reset []byte
 	)
 	switch {
+	case p.fromRev != nil && store.Ahead(h.st, *p.fromRev):
+		s.pos, _ = h.st.Committed()
+		reason := store.AheadReason(*p.fromRev, s.pos)
+		reset = encode(resetMsg{Type: ctxd.TypeReset, Rev: s.pos, Message: reason + ": re-read state; changes continue after revision " + uitoa(s.pos)})
+		h.log.Warn().Str("client_id", s.id).Str("remote", s.remote).Msg(reason + ": client told to reset")
 	case p.fromRev != nil:
 		after, n, ce, err := h.resumeFrom(*p.fromRev, p.fromIndex)
 		if err != nil {
@@ -189,6 +195,9 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		Type: ctxd.TypeSubscribed, ClientID: s.id, Rev: rev, Index: index, Subscriptions: p.subs, Batch: p.batch,
 	}))
 	s.queueSnapshotLocked(snap)
+	if reset != nil {
+		s.queueLocked(reset)
+	}
 	s.holdLocked(grant)
 	return s, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/framework0/ctxd"
 )
@@ -77,4 +78,29 @@ func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err 
 		return rev, 0, nil
 	}
 	return rev - 1, int(*index), nil
+}
+
+// Ahead reports whether rev is past every revision the backend has: a
+// follower that has seen it followed another database (this one was
+// replaced by an older backup, or lost and started empty, or it is
+// another deployment). Such a resume point would wait, silent, until the
+// revisions caught up with it, and then skip the changes before it; a
+// feed tells the follower to re-read the state instead (reset). It asks
+// the backend only when rev is past this instance's committed mark, and
+// asks the authority then (on etcd the cluster, which an instance's mark
+// may trail): a resume point an instance has not caught up with yet is
+// not ahead. An error of the backend's (etcd unreachable) is not ahead
+// either: the resume goes on as before.
+func Ahead(b Backend, rev uint64) bool {
+	if committed, _ := b.Committed(); rev <= committed {
+		return false
+	}
+	return errors.Is(b.CheckRevision(rev), ctxd.ErrFutureRevision)
+}
+
+// AheadReason says why a follower whose resume point fromRev is Ahead of
+// rev, the database's last revision, is told to reset.
+func AheadReason(fromRev, rev uint64) string {
+	return "from_rev " + strconv.FormatUint(fromRev, 10) + " is past this database's last revision (" + strconv.FormatUint(rev, 10) +
+		"): it was replaced by an older backup or lost, or this is another deployment"
 }

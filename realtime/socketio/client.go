@@ -335,13 +335,16 @@ func (s *Server) connect(c *conn, data string) {
 		s.connectError(c, ctxd.CodeBadRequest, "from_index needs from_rev: it counts changes of that revision")
 		return
 	}
+	var (
+		n     uint64  // from_rev
+		index *uint64 // from_index
+	)
 	if fromRev != "" {
-		n, err := strconv.ParseUint(fromRev, 10, 64)
-		if err != nil {
+		var err error
+		if n, err = strconv.ParseUint(fromRev, 10, 64); err != nil {
 			s.connectError(c, ctxd.CodeBadRequest, "from_rev must be a revision number; got "+strconv.Quote(fromRev))
 			return
 		}
-		var index *uint64
 		if fromIndex != "" {
 			i, err := strconv.ParseUint(fromIndex, 10, 64)
 			if err != nil {
@@ -350,6 +353,15 @@ func (s *Server) connect(c *conn, data string) {
 			}
 			index = &i
 		}
+	}
+	// A database that never had from_rev: the client gets the state (its
+	// context_snapshot), told why, as after a restore.
+	ahead := fromRev != "" && store.Ahead(s.st, n)
+	if ahead {
+		fromRev = ""
+	}
+	if fromRev != "" {
+		var err error
 		// A from_rev after this instance's revision is accepted, as on
 		// /v1/watch: on etcd another instance may have served it (the
 		// changes after it come as they are committed).
@@ -383,6 +395,12 @@ func (s *Server) connect(c *conn, data string) {
 			return
 		}
 		cl.pos, grant = rev, g
+		if ahead {
+			reason := store.AheadReason(n, rev)
+			s.log.Warn().Str("client_id", cl.id).Str("remote", c.remote).Msg(reason + ": Socket.IO client told to reset")
+			first = append(first, event(ctxd.TypeReset, map[string]any{"rev": rev,
+				"message": reason + ": the context_snapshot that follows is the state"}))
+		}
 		first = append(first, snap)
 	}
 	cl.base, _ = s.st.Committed()

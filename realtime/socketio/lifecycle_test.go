@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -110,35 +109,6 @@ func TestResumeCompacted(t *testing.T) {
 	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
 }
 
-// A from_rev after the server's revision is accepted, as on /v1/watch (an
-// etcd instance may be behind the one that served it): the changes after
-// it come as they are committed, and none before.
-func TestResumeFromAFutureRevision(t *testing.T) {
-	srv := testkit.StartServer(t)
-	rev := put(t, srv, "a", `1`)
-	c := dial(t, srv, sioOpts{websocket: true})
-	ans := c.connect(map[string]any{"from_rev": rev + 2})
-	require.True(t, strings.HasPrefix(ans, `0{"sid":`), ans)
-	put(t, srv, "b", `1`)
-	put(t, srv, "c", `1`)
-	after := put(t, srv, "d", `1`)
-	e := c.waitEvent("context_updated")
-	assert.Equal(t, "d", e.Data["key"], "the first change after from_rev")
-	assert.Equal(t, float64(after), e.Data["rev"])
-	c.close()
-
-	// One that claims part of the next revision (from_index) and writes
-	// into it still gets its confirmation.
-	c = dial(t, srv, sioOpts{websocket: true})
-	ans = c.connect(map[string]any{"from_rev": after + 1, "from_index": 1})
-	require.True(t, strings.HasPrefix(ans, `0{"sid":`), ans)
-	c.emit("context_set", map[string]any{"key": "own", "value": 1})
-	conf := c.waitEvent("context_set_confirmed")
-	assert.Equal(t, "own", conf.Data["key"])
-	assert.Equal(t, float64(after+1), conf.Data["rev"])
-	c.close()
-}
-
 // A key that expires reaches Socket.IO clients as a context_updated of a
 // delete by ctxd:ttl marked expired, with its own revision, like every
 // other feed; the put before it carried the deadline.
@@ -159,4 +129,44 @@ func TestExpiryReachesSocketIOClients(t *testing.T) {
 	assert.Equal(t, ctxd.WhoTTL, exp.Data["who"])
 	assert.Equal(t, true, exp.Data["expired"])
 	assert.Greater(t, exp.Data["rev"].(float64), float64(res.Revision))
+}
+
+// A client that connects with a from_rev past every revision of the
+// database (it was replaced by an older backup, or lost, or the client
+// followed another deployment) gets reset and the state (a
+// context_snapshot), then every change; one whose from_rev the database
+// has gets the replay and no snapshot, as ever. Before, the first waited
+// in silence until the revisions passed its from_rev.
+func TestConnectFromARevisionTheDatabaseNeverHad(t *testing.T) {
+	srv := testkit.StartServer(t)
+	ctx := context.Background()
+	rec, err := srv.Backend().Put(ctx, "default", "k", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+
+	ahead := dial(t, srv, sioOpts{websocket: true})
+	require.Contains(t, ahead.connect(map[string]any{"from_rev": 99}), `"sid"`)
+	reset := ahead.waitEvent(ctxd.TypeReset)
+	assert.Equal(t, float64(rec.ModRev), reset.Data["rev"])
+	assert.Contains(t, reset.Data["message"], "from_rev 99 is past this database's last revision (1)")
+	snap := ahead.waitEvent(ctxd.TypeContextSnapshot)
+	assert.Equal(t, map[string]any{"k": float64(1)}, snap.Data["context"])
+
+	current := dial(t, srv, sioOpts{websocket: true})
+	require.Contains(t, current.connect(map[string]any{"from_rev": rec.ModRev}), `"sid"`)
+	next, err := srv.Backend().Put(ctx, "default", "next", json.RawMessage(`2`), nil, "t")
+	require.NoError(t, err)
+	for _, c := range []*sio{ahead, current} {
+		e := c.waitEvent(ctxd.TypeContextUpdated) // for current: no reset or snapshot first
+		assert.Equal(t, []any{float64(next.ModRev), "next"}, []any{e.Data["rev"], e.Data["key"]})
+	}
+
+	// One that claims part of the next revision (from_index) is reset
+	// too, and its own write into that revision is confirmed.
+	c := dial(t, srv, sioOpts{websocket: true})
+	require.Contains(t, c.connect(map[string]any{"from_rev": next.ModRev + 1, "from_index": 1}), `"sid"`)
+	c.waitEvent(ctxd.TypeReset)
+	c.waitEvent(ctxd.TypeContextSnapshot)
+	c.emit("context_set", map[string]any{"key": "own", "value": 1})
+	conf := c.waitEvent("context_set_confirmed")
+	assert.Equal(t, []any{"own", float64(next.ModRev + 1)}, []any{conf.Data["key"], conf.Data["rev"]})
 }

@@ -1,0 +1,69 @@
+package realtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/realtime"
+)
+
+// A client that resumes with a from_rev this database never had (it was
+// replaced by an older backup, or lost and started empty, or the client
+// followed another deployment) is told to re-read the state (reset at the
+// database's revision) and then gets every change. Before, it waited in
+// silence until the revisions passed its from_rev, and the changes before
+// that never came. A from_rev the database has is resumed as ever.
+func TestResumeFromARevisionTheDatabaseNeverHad(t *testing.T) {
+	ts := startServer(t, realtime.Options{})
+	for i := range 3 {
+		ts.put("default", "k"+strconv.Itoa(i), `1`)
+	}
+	ahead := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"50"}}), nil)
+	require.Equal(t, uint64(3), ahead.Expect(ctxd.TypeSubscribed).Rev)
+	reset := ahead.Expect(ctxd.TypeReset)
+	assert.Equal(t, uint64(3), reset.Rev)
+	assert.Contains(t, reset.Message, "from_rev 50 is past this database's last revision (3)")
+
+	current := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"3"}}), nil)
+	current.Expect(ctxd.TypeSubscribed)
+	rev := ts.put("default", "after", `2`)
+	for _, w := range []*wsClient{ahead, current} {
+		f := w.Expect(ctxd.TypeContextUpdated) // for current: no reset first
+		assert.Equal(t, [2]any{rev, "after"}, [2]any{f.Rev, f.Key})
+	}
+}
+
+// On etcd the question goes to the cluster, not to the instance's own
+// view: a from_rev written through another instance is resumed (never
+// reset), one past etcd's revision is reset.
+func TestEtcdResumeFromARevisionTheClusterNeverHad(t *testing.T) {
+	ctx := context.Background()
+	name := etcdkit.Name(t)
+	a, b := openEtcd(t, name), openEtcd(t, name)
+	urlB := watchServer(t, b)
+	written, err := a.Put(ctx, "default", "k", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+
+	resumed := testkit.DialWatch(t, urlB(url.Values{"from_rev": {strconv.FormatUint(written.ModRev, 10)}}), nil)
+	resumed.Expect(ctxd.TypeSubscribed)
+	ahead := testkit.DialWatch(t, urlB(url.Values{"from_rev": {strconv.FormatUint(written.ModRev+1000, 10)}}), nil)
+	ahead.Expect(ctxd.TypeSubscribed)
+	reset := ahead.Expect(ctxd.TypeReset)
+	assert.Contains(t, reset.Message, "from_rev "+strconv.FormatUint(written.ModRev+1000, 10)+" is past this database's last revision")
+
+	next, err := a.Put(ctx, "default", "next", json.RawMessage(`2`), nil, "t")
+	require.NoError(t, err)
+	for _, w := range []*wsClient{resumed, ahead} {
+		f := w.Expect(ctxd.TypeContextUpdated)
+		assert.Equal(t, [2]any{next.ModRev, "next"}, [2]any{f.Rev, f.Key})
+	}
+}
