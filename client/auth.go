@@ -4,39 +4,64 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 )
 
 // WithToken makes the client send token as "Authorization: Bearer <token>"
-// on every request, the WebSocket of Watch included: what a server with
-// access control (auth.mode) asks for. Without a token such a server
-// answers 401 (see IsUnauthorized); a token without the rights a call needs
-// gets 403.
+// on every request to the servers given to New, the WebSocket of Watch
+// included: what a server with access control (auth.mode) asks for.
+// Without a token such a server answers 401 (see IsUnauthorized); a token
+// without the rights a call needs gets 403. A redirect to any other
+// origin (scheme, host and port) is followed without the token.
 func WithToken(token string) Option {
 	return func(c *Client) { c.token = token }
 }
 
-// bearerTransport adds the Authorization header to every request.
+// bearerTransport adds the Authorization header to the requests for the
+// client's own servers (origins), and to no other. net/http drops the
+// header of a request it redirects to another host, but follows the
+// redirect through the transport again: a header the transport added to
+// every request went to wherever a server, or anything on the way,
+// redirected.
 type bearerTransport struct {
-	token string
-	base  http.RoundTripper
+	token   string
+	origins []string
+	base    http.RoundTripper
 }
 
 func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !slices.Contains(t.origins, origin(r.URL)) {
+		return t.base.RoundTrip(r)
+	}
 	// A RoundTripper must not change the request it is given.
 	r2 := r.Clone(r.Context())
 	r2.Header.Set("Authorization", "Bearer "+t.token)
 	return t.base.RoundTrip(r2)
 }
 
-// withBearer returns a copy of hc that sends token on every request.
-func withBearer(hc *http.Client, token string) *http.Client {
+// withBearer returns a copy of hc that sends token on every request to
+// one of servers (base URLs, as parseServers returns them).
+func withBearer(hc *http.Client, token string, servers []string) *http.Client {
 	base := hc.Transport
 	if base == nil {
 		base = http.DefaultTransport
 	}
+	var origins []string
+	for _, s := range servers {
+		u, _ := url.Parse(s) // parseServers parsed it already
+		origins = append(origins, origin(u))
+	}
 	cp := *hc
-	cp.Transport = &bearerTransport{token: token, base: base}
+	cp.Transport = &bearerTransport{token: token, origins: origins, base: base}
 	return &cp
+}
+
+// origin is a URL's scheme and host (with the port, when given), the
+// host lower-cased: what a token is sent to.
+func origin(u *url.URL) string {
+	return u.Scheme + "://" + strings.ToLower(u.Host)
 }
 
 // authHeader is the header of the WebSocket handshake: the token, if any.

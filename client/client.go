@@ -150,7 +150,7 @@ func New(serverURL string, opts ...Option) (*Client, error) {
 		}
 	}
 	if c.token != "" {
-		c.hc = withBearer(c.hc, c.token)
+		c.hc = withBearer(c.hc, c.token, servers)
 	}
 	return c, nil
 }
