@@ -65,9 +65,15 @@ type Client struct {
 type Option func(*Client)
 
 // WithHTTPClient makes the client send its requests through hc (for
-// timeouts, TLS, or a test transport). The default is http.DefaultClient.
+// timeouts, TLS, or a test transport). The default, and what a nil hc
+// means, is http.DefaultClient.
 func WithHTTPClient(hc *http.Client) Option {
-	return func(c *Client) { c.hc = hc }
+	return func(c *Client) {
+		if hc == nil {
+			hc = http.DefaultClient
+		}
+		c.hc = hc
+	}
 }
 
 // WithWho sets the "who" recorded on changes made through the client when a

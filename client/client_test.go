@@ -392,3 +392,16 @@ func TestListAllFollowsCursor(t *testing.T) {
 	assert.Equal(t, []string{"a", "b", "c"}, keys)
 	assert.Equal(t, []string{"", "b"}, afters)
 }
+
+// WithHTTPClient(nil) is the default client: it panicked at the first call.
+func TestWithNilHTTPClientIsTheDefault(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"ns":"default","key":"k","value":1,"version":1}`)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(srv.URL, WithHTTPClient(nil))
+	require.NoError(t, err)
+	rec, err := c.Get(context.Background(), "", "k", GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), rec.Version)
+}
