@@ -86,19 +86,24 @@ func (c *Client) transport() *http.Transport {
 	return t
 }
 
-// tlsConfig is the TLS configuration of the client's HTTP transport (a
-// custom CA, for example), for the WebSocket of Watch to use too, without
-// its ALPN protocols; nil means the system's defaults.
-func (c *Client) tlsConfig() *tls.Config {
-	if t := c.transport(); t != nil && t.TLSClientConfig != nil {
-		cfg := t.TLSClientConfig.Clone()
-		// The WebSocket speaks HTTP/1.1 only, and net/http adds "h2" to
-		// its transport's config once it sets HTTP/2 up (on first use,
-		// or Clone): the handshake would then fail.
-		cfg.NextProtos = nil
-		return cfg
+// watchTLSConfig is the TLS configuration of Watch's WebSocket:
+// WithTLSConfig's, else that of the client's HTTP transport when it is an
+// *http.Transport (a custom CA, for example), without its ALPN protocols;
+// nil means the system's defaults.
+func (c *Client) watchTLSConfig() *tls.Config {
+	cfg := c.tlsConfig
+	if t := c.transport(); cfg == nil && t != nil {
+		cfg = t.TLSClientConfig
 	}
-	return nil
+	if cfg == nil {
+		return nil
+	}
+	cfg = cfg.Clone()
+	// The WebSocket speaks HTTP/1.1 only, and net/http adds "h2" to its
+	// transport's config once it sets HTTP/2 up (on first use, or
+	// Clone): the handshake would then fail.
+	cfg.NextProtos = nil
+	return cfg
 }
 
 // IsUnauthorized reports whether err is the server's 401: no token, or one

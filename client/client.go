@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +60,14 @@ type Client struct {
 	who          string
 	// token is sent as a bearer token (WithToken, auth.go).
 	token string
+	// tlsConfig is WithTLSConfig's: the REST calls' (in ownTransport)
+	// and Watch's.
+	tlsConfig *tls.Config
+	// ownTransport is the copy of the HTTP client's transport that the
+	// client made for itself (WithConnectTimeout, WithTLSConfig); nil
+	// when it sends through the one it was given or net/http's default.
+	// CloseIdleConnections closes its idle connections.
+	ownTransport *http.Transport
 }
 
 // Option configures a Client.
@@ -67,6 +76,16 @@ type Option func(*Client)
 // WithHTTPClient makes the client send its requests through hc (for
 // timeouts, TLS, or a test transport). The default, and what a nil hc
 // means, is http.DefaultClient.
+//
+// Watch cannot send through hc: a WebSocket needs the connection itself.
+// When hc's transport is an *http.Transport, Watch uses its
+// TLSClientConfig, DialContext and Proxy (nil: no proxy), and nothing
+// else of hc (its Timeout, CheckRedirect, Jar, DialTLSContext...). When it
+// is another RoundTripper (a wrapper such as otelhttp's or a logger), Watch
+// sees none of its settings: it dials directly, with the proxy of the
+// environment (http.ProxyFromEnvironment) and the TLS configuration of
+// WithTLSConfig, or the system's. Give a private CA or a client
+// certificate with WithTLSConfig then, for Watch as for your transport.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) {
 		if hc == nil {
@@ -74,6 +93,17 @@ func WithHTTPClient(hc *http.Client) Option {
 		}
 		c.hc = hc
 	}
+}
+
+// WithTLSConfig sets the TLS configuration (a private CA's RootCAs, a
+// client certificate) of the client's connections, REST and Watch alike.
+// The REST calls use a copy of the HTTP client's transport with it, when
+// that is an *http.Transport (http.DefaultClient's included); through
+// another RoundTripper (see WithHTTPClient), which the client cannot
+// change, they use that RoundTripper's own settings, and cfg is Watch's
+// only. The client keeps a copy of cfg.
+func WithTLSConfig(cfg *tls.Config) Option {
+	return func(c *Client) { c.tlsConfig = cfg.Clone() }
 }
 
 // WithWho sets the "who" recorded on changes made through the client when a
@@ -150,8 +180,8 @@ func New(serverURL string, opts ...Option) (*Client, error) {
 	if c.connectTimeout == 0 && len(servers) > 1 && c.hc == http.DefaultClient {
 		c.connectTimeout = DefaultConnectTimeout
 	}
-	if c.connectTimeout > 0 {
-		if c.hc, err = withConnectTimeout(c.hc, c.connectTimeout, len(servers) > 1); err != nil {
+	if c.connectTimeout > 0 || c.tlsConfig != nil && c.transport() != nil {
+		if err := c.makeOwnTransport(len(servers) > 1); err != nil {
 			return nil, err
 		}
 	}
@@ -159,6 +189,24 @@ func New(serverURL string, opts ...Option) (*Client, error) {
 		c.hc = withBearer(c.hc, c.token, servers)
 	}
 	return c, nil
+}
+
+// CloseIdleConnections closes the idle connections of the transport the
+// client made for itself: a copy of its HTTP client's transport, made for
+// WithConnectTimeout (which a client of several instances has by default)
+// or WithTLSConfig. Such a connection, and the goroutines that serve it,
+// otherwise stays until its idle timeout (90s in a copy of
+// http.DefaultTransport; IdleConnTimeout with several instances). Call it
+// when done with the client, as a program that makes clients one after
+// another must; calling it twice, or using the client after it (which
+// connects again), is fine. It never closes the connections of the
+// transport it was given (WithHTTPClient's, which you close) or of
+// http.DefaultTransport, which others share; nor a Watch's connection,
+// which is not idle and not the transport's.
+func (c *Client) CloseIdleConnections() {
+	if c.ownTransport != nil {
+		c.ownTransport.CloseIdleConnections()
+	}
 }
 
 // Expect returns a pointer to v, for the IfVersion fields: Expect(0) means

@@ -28,6 +28,11 @@
 // Keys may hold any character the server accepts, "/" included: the client
 // path-escapes them.
 //
+// A client that made a transport of its own (WithConnectTimeout, which a
+// client of several instances has by default, or WithTLSConfig) keeps its
+// idle connections until they time out: call CloseIdleConnections when
+// done with it.
+//
 // # Several instances
 //
 // New also takes several instances of one deployment (ctxd instances on one

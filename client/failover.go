@@ -72,43 +72,52 @@ func parseServers(list string) ([]string, error) {
 
 // IdleConnTimeout is how long a client of several instances keeps an
 // idle connection, when it uses its own copy of the transport (it has a
-// connection timeout: by default). An instance that stops gracefully
-// serves on for its shutdown_drain, closing each connection after an
-// answer; a connection the client closes itself within that time is
-// never closed by the server under a request the client is sending on
-// it, which would leave a write's outcome unknown.
+// connection timeout, by default, or WithTLSConfig). An instance that
+// stops gracefully serves on for its shutdown_drain, closing each
+// connection after an answer; a connection the client closes itself
+// within that time is never closed by the server under a request the
+// client is sending on it, which would leave a write's outcome unknown.
 const IdleConnTimeout = time.Second
 
-// withConnectTimeout returns a copy of hc whose transport gives each
-// connection attempt at most d (WithConnectTimeout); for a client of
-// several instances (several) it keeps idle connections at most
-// IdleConnTimeout.
-func withConnectTimeout(hc *http.Client, d time.Duration, several bool) (*http.Client, error) {
-	rt := hc.Transport
+// makeOwnTransport makes the client send through a copy of its HTTP
+// client and transport, set up with its options: each connection attempt
+// given at most connectTimeout (WithConnectTimeout, when set), the TLS
+// configuration of WithTLSConfig, and for a client of several instances
+// (several) idle connections kept at most IdleConnTimeout.
+func (c *Client) makeOwnTransport(several bool) error {
+	rt := c.hc.Transport
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
 	tr, ok := rt.(*http.Transport)
 	if !ok {
-		return nil, fmt.Errorf("client: WithConnectTimeout needs an *http.Transport, not %T", rt)
+		return fmt.Errorf("client: WithConnectTimeout needs an *http.Transport, not %T", rt)
 	}
 	tr = tr.Clone()
 	if several && (tr.IdleConnTimeout <= 0 || tr.IdleConnTimeout > IdleConnTimeout) {
 		tr.IdleConnTimeout = IdleConnTimeout
 	}
-	dial := tr.DialContext
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
+	if c.tlsConfig != nil {
+		// A copy: net/http adds "h2" to its transport's config, which
+		// Watch's must not have (tlsConfig, auth.go).
+		tr.TLSClientConfig = c.tlsConfig.Clone()
 	}
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		// The dial's own deadline: a connection once made outlives it.
-		ctx, cancel := context.WithTimeout(ctx, d)
-		defer cancel()
-		return dial(ctx, network, addr)
+	if d := c.connectTimeout; d > 0 {
+		dial := tr.DialContext
+		if dial == nil {
+			dial = (&net.Dialer{}).DialContext
+		}
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// The dial's own deadline: a connection once made outlives it.
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return dial(ctx, network, addr)
+		}
 	}
-	cp := *hc
-	cp.Transport = tr
-	return &cp, nil
+	hc := *c.hc
+	hc.Transport = tr
+	c.hc, c.ownTransport = &hc, tr
+	return nil
 }
 
 // Servers returns the base URLs of the instances the client knows, the

@@ -278,11 +278,17 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, w.opts.DialTimeout)
 	defer cancel()
+	// What Watch takes of the client's HTTP transport (WithHTTPClient):
+	// its TLS configuration, dial (bounded by WithConnectTimeout) and
+	// proxy, when it is net/http's; the token is authHeader's.
 	d := websocket.Dialer{HandshakeTimeout: w.opts.DialTimeout, Proxy: http.ProxyFromEnvironment,
-		TLSClientConfig: w.c.tlsConfig()} // auth.go: the token and TLS settings of the REST calls
+		TLSClientConfig: w.c.watchTLSConfig()}
 	dial := (&net.Dialer{}).DialContext
-	if tr := w.c.transport(); w.c.connectTimeout > 0 && tr != nil {
-		dial = tr.DialContext // the REST calls' dial, bounded by the connection timeout
+	if tr := w.c.transport(); tr != nil {
+		d.Proxy = tr.Proxy // nil included: no proxy, as for the REST calls
+		if tr.DialContext != nil {
+			dial = tr.DialContext
+		}
 	}
 	// The websocket library honours only dctx's deadline once the TCP
 	// connection is up: a cancel during the TLS or HTTP handshake (a
