@@ -112,7 +112,7 @@ type WatchOptions struct {
 
 // Watch streams the changes selected by opts to fn, in revision order,
 // until ctx is done (it then returns nil), fn returns an error (returned
-// as is), or the server answers something that a retry cannot fix: a
+// as is, even when fn ended ctx too), or the server answers something that a retry cannot fix: a
 // refusal (an *APIError, e.g. 400 or 403), or changes that were compacted
 // away (an *APIError with CodeCompacted, which errors.Is matches with
 // ctxd.ErrCompacted: re-read the state and watch again from there).
@@ -138,12 +138,14 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 	refused := 0
 	for everConnected := false; ; {
 		connected, err := w.session(ctx)
-		if done(ctx) {
-			return nil
-		}
+		// Before done: fn may have ended ctx itself, and its error is
+		// returned as is all the same.
 		var fatal *fatalError
 		if errors.As(err, &fatal) {
 			return fatal.err
+		}
+		if done(ctx) {
+			return nil
 		}
 		wait := backoff
 		switch {

@@ -402,3 +402,22 @@ func TestWatchCancelledWhileConnectingKeepsTheInstance(t *testing.T) {
 		assert.Equal(t, slow.URL, c.Servers()[0], "the preferred instance after a %s while connecting", end)
 	}
 }
+
+// fn's error is returned as is when fn also ends ctx (a callback that
+// cancels its watch and says why): Watch returned nil, taking it for its
+// caller's cancel.
+func TestWatchReturnsFnsErrorWhenFnEndsCtx(t *testing.T) {
+	s := startLive(t)
+	s.put("k", "1")
+	c, err := New(s.url())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := errors.New("enough")
+	err = c.Watch(ctx, WatchOptions{FromRev: Expect(0)}, func(WatchEvent) error {
+		cancel()
+		return stop
+	})
+	assert.Same(t, stop, err)
+}
+
