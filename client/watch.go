@@ -87,7 +87,8 @@ type WatchOptions struct {
 	FromRev *uint64
 	// FromIndex, with FromRev, resumes inside that revision: the changes
 	// of it with an Index below FromIndex were handled already (pass the
-	// last one's Index+1). 0: the whole revision was.
+	// last one's Index+1). 0: the whole revision was. Without FromRev,
+	// Watch refuses it at once (an error matching ctxd.ErrInvalid).
 	FromIndex int
 	// MinBackoff and MaxBackoff bound the wait before a reconnection; it
 	// doubles from MinBackoff after each failed attempt. Defaults 100ms, 5s.
@@ -126,6 +127,10 @@ type WatchOptions struct {
 // connection is not retried: if it fails (on every instance), Watch
 // returns the error (IsConnectionError tells a server that is not there).
 func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEvent) error) error {
+	if opts.FromIndex != 0 && opts.FromRev == nil {
+		// The server refuses it (400): say so before connecting.
+		return fmt.Errorf("watch: %w", ctxd.Invalidf("FromIndex needs FromRev: it is a place inside that revision"))
+	}
 	opts = opts.withDefaults()
 	w := &watcher{c: c, opts: opts, fn: fn}
 	if opts.FromRev != nil {

@@ -421,3 +421,12 @@ func TestWatchReturnsFnsErrorWhenFnEndsCtx(t *testing.T) {
 	assert.Same(t, stop, err)
 }
 
+// FromIndex without FromRev, which the server refuses (400), is refused at
+// once, before connecting: it was dropped without a word.
+func TestWatchFromIndexNeedsFromRev(t *testing.T) {
+	c := noServer(t)
+	err := c.Watch(context.Background(), WatchOptions{FromIndex: 2}, func(WatchEvent) error { return nil })
+	require.ErrorIs(t, err, ctxd.ErrInvalid)
+	assert.False(t, IsConnectionError(err), "not even tried: %v", err)
+	assert.Contains(t, err.Error(), "FromIndex needs FromRev")
+}
