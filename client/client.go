@@ -237,8 +237,10 @@ type PutOptions struct {
 // time ran out), or the request was sent in full and no answer came (the
 // connection broke, ctx ended). The error then matches
 // ctxd.ErrOutcomeUnknown (IsOutcomeUnknown): the write may or may not have
-// applied; read the key to learn which before retrying. A write that was
-// refused or never sent is not outcome unknown, and was not applied.
+// applied; read the key to learn which before retrying. So does a write
+// the server answered with success whose answer was then lost (cut off
+// mid-body): it applied, but what it returned is not known. A write that
+// was refused or never sent is not outcome unknown, and was not applied.
 func (c *Client) Put(ctx context.Context, ns, key string, value json.RawMessage, opts PutOptions) (Record, error) {
 	ns = orDefault(ns)
 	return call[Record](ctx, c, fmt.Sprintf("put %s/%s", ns, key), request{
@@ -506,8 +508,18 @@ func (c *Client) do(ctx context.Context, r request) error {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(r.out); err != nil {
-		return fmt.Errorf("decode %d answer: %w", resp.StatusCode, err)
+	return decodeAnswer(resp, r.out, r.write)
+}
+
+// decodeAnswer decodes a 2xx answer's JSON body into out. For a write, an
+// answer cut off or garbled is successLost's: the write applied.
+func decodeAnswer(resp *http.Response, out any, write bool) error {
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		err = fmt.Errorf("decode %d answer: %w", resp.StatusCode, err)
+		if write {
+			err = successLost(resp.StatusCode, err)
+		}
+		return err
 	}
 	return nil
 }

@@ -138,7 +138,9 @@ func IsConflict(err error) bool {
 // known: it may or may not have been applied. Either the server said so
 // (an *APIError with CodeOutcomeUnknown: it took the write, then the
 // request's time ran out), or the client sent the whole request and then
-// got no answer (the connection broke, ctx ended; see Put). Read the key
+// got no answer (the connection broke, ctx ended; see Put), or an answer
+// of success that was cut off (the write applied; what it returned is
+// lost). Read the key
 // to learn whether the write applied before deciding to retry it. The
 // server's other changes (a snapshot taken or removed, a restore, a dump
 // written, a compaction or defrag) are writes too: list them, or read the

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -120,8 +119,8 @@ func (c *Client) Import(ctx context.Context, ns string, r io.Reader) (ImportResu
 	}
 	defer resp.Body.Close()
 	var out ImportResult
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return ImportResult{}, fmt.Errorf("import into %s: decode answer: %w", ns, err)
+	if err := decodeAnswer(resp, &out, true); err != nil {
+		return ImportResult{}, fmt.Errorf("import into %s: %w", ns, err)
 	}
 	return out, nil
 }

@@ -65,3 +65,15 @@ func sentWithoutAnswer(err error) error {
 		"the write may or may not have been applied: read the key (or list the snapshots or dumps, or the status) to learn whether it was",
 		ctxd.ErrOutcomeUnknown, err)
 }
+
+// successLost is the error of a write the server answered with a success
+// status whose body could not be read or decoded (the connection broke
+// mid-body). The write applied, but what it returned (its record, its
+// revision) is lost. It matches ctxd.ErrOutcomeUnknown all the same: an
+// error that does not is a write that was not applied, which a caller
+// sends again.
+func successLost(status int, err error) error {
+	return fmt.Errorf("%w: the server answered %d (success) but its answer was lost (%w); "+
+		"the write applied: read the key (or list the snapshots or dumps, or the status) for what it returned",
+		ctxd.ErrOutcomeUnknown, status, err)
+}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -163,4 +165,55 @@ func TestOutcomeUnknownThenReadTheKey(t *testing.T) {
 	rec, err := c.Get(context.Background(), "", "k", GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, `1`, string(rec.Value), "it did apply")
+}
+
+// A write answered with success whose answer is cut off mid-body (here
+// 200 announcing 100 bytes, the connection closed after a few) applied:
+// its error is outcome unknown, never the plain error of a write that was
+// not applied, which a caller sends again. A read cut off so is not.
+func TestSuccessAnswerLostIsOutcomeUnknown(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"ns":"def`)
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // closes the connection mid-body
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(srv.URL)
+	require.NoError(t, err)
+	ctx := context.Background()
+	snapshot := filepath.Join(t.TempDir(), "snap.db")
+	require.NoError(t, os.WriteFile(snapshot, []byte("not a snapshot: the server's answer is all that matters"), 0o600))
+
+	writes := map[string]func() error{
+		"put": func() error {
+			_, err := c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+			return err
+		},
+		"txn": func() error {
+			_, err := c.Txn(ctx, []TxnOp{{Op: "delete", Key: "k"}}, TxnOptions{})
+			return err
+		},
+		"import": func() error {
+			_, err := c.Import(ctx, "", strings.NewReader(`{"context":{}}`))
+			return err
+		},
+		"upload snapshot": func() error {
+			_, err := c.UploadSnapshot(ctx, snapshot)
+			return err
+		},
+	}
+	for name, write := range writes {
+		err := write()
+		require.Error(t, err, name)
+		assert.True(t, IsOutcomeUnknown(err), "%s: %v", name, err)
+		assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "%s: the cause stays in the chain", name)
+		assert.Contains(t, err.Error(), "answered 200 (success) but its answer was lost", name)
+	}
+	_, err = c.Get(ctx, "", "k", GetOptions{})
+	require.Error(t, err)
+	assert.False(t, IsOutcomeUnknown(err), "a read: %v", err)
 }

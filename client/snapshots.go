@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -108,8 +107,8 @@ func (c *Client) UploadSnapshot(ctx context.Context, path string) (SnapshotMeta,
 		return SnapshotMeta{}, answerError(resp, true)
 	}
 	var meta SnapshotMeta
-	if err := json.NewDecoder(resp.Body).Decode(&meta); err != nil {
-		return SnapshotMeta{}, fmt.Errorf("upload snapshot: decode answer: %w", err)
+	if err := decodeAnswer(resp, &meta, true); err != nil {
+		return SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
 	}
 	return meta, nil
 }
