@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -404,4 +405,39 @@ func TestWithNilHTTPClientIsTheDefault(t *testing.T) {
 	rec, err := c.Get(context.Background(), "", "k", GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), rec.Version)
+}
+
+// closeCounter is a reader that counts its Close calls.
+type closeCounter struct {
+	io.Reader
+	closed int
+}
+
+func (c *closeCounter) Close() error { c.closed++; return nil }
+
+// Import never closes the caller's reader: net/http closed it on a client
+// of one server (a request's body that is an io.Closer), and a file the
+// caller went on reading failed.
+func TestImportLeavesTheReaderOpen(t *testing.T) {
+	c, s := fake(t, http.StatusOK, `{"ns":"default","imported":0,"skipped_expired":0,"revision":1}`)
+	r := &closeCounter{Reader: strings.NewReader(`{"context":{}}`)}
+	_, err := c.Import(context.Background(), "", r)
+	require.NoError(t, err)
+	assert.Equal(t, `{"context":{}}`, s.Body)
+	assert.Zero(t, r.closed, "Import closed the caller's reader")
+
+	f, err := os.CreateTemp(t.TempDir(), "dump")
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.WriteString(`{"context":{}}`)
+	require.NoError(t, err)
+	_, err = f.Seek(0, io.SeekStart)
+	require.NoError(t, err)
+	_, err = c.Import(context.Background(), "", f)
+	require.NoError(t, err)
+	_, err = f.Seek(0, io.SeekStart)
+	require.NoError(t, err, "the file is still open")
+	got, err := io.ReadAll(f)
+	require.NoError(t, err)
+	assert.Equal(t, `{"context":{}}`, string(got))
 }

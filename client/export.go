@@ -110,7 +110,8 @@ type ImportResult struct {
 }
 
 // Import sends a JSON dump (ctxd's, or Framework0's) read from r; the
-// server puts every key of it into ns in one transaction, or none.
+// server puts every key of it into ns in one transaction, or none. Import
+// never closes r, even when it is an io.Closer: that is the caller's.
 func (c *Client) Import(ctx context.Context, ns string, r io.Reader) (ImportResult, error) {
 	ns = orDefault(ns)
 	resp, err := c.stream(ctx, http.MethodPost, nsPath(ns)+"/import", params("who", c.whoOr("")), r)
@@ -130,10 +131,11 @@ func (c *Client) Import(ctx context.Context, ns string, r io.Reader) (ImportResu
 func (c *Client) stream(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
 	// The one stream that is not a GET is Import: a write, whose body is
 	// read once (a connection that took it cannot hand it to another).
-	if body != nil && len(c.servers) > 1 {
-		// Hide a Close (an *os.File's): net/http closes a request's body
-		// when the request fails, and the next instance needs it. (Hidden
-		// too: the length of a *bytes.Reader, so it is sent chunked.)
+	if body != nil {
+		// Hide a Close (an *os.File's): net/http closes a request's body,
+		// and the reader is the caller's, who may go on using it (the next
+		// instance too, after a request that failed). (Hidden too: the
+		// length of a *bytes.Reader, so it is sent chunked.)
 		body = struct{ io.Reader }{body}
 	}
 	resp, err := c.exchange(func(base string) (*http.Request, error) {
