@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/framework0/ctxd"
 )
@@ -72,6 +74,10 @@ type APIError struct {
 	OpIndex int
 	Op      string
 	Pointer string
+	// RetryAfter is, for a 429 (too many requests: http.rate_limit) or a
+	// 503, the wait the server asked for before trying again (its
+	// Retry-After header, in whole seconds); 0 when it named none.
+	RetryAfter time.Duration
 
 	// bodiless is an answer to HEAD, which has no body to say its code:
 	// its status alone is the server's.
@@ -164,13 +170,27 @@ type errorBody struct {
 	CompactedRevision uint64 `json:"compacted_revision"`
 }
 
+// retryAfter is the Retry-After of a 429 or 503 answer, which ctxd sends
+// in whole seconds; 0 for another status, or none.
+func retryAfter(resp *http.Response) time.Duration {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return 0
+	}
+	secs, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After")))
+	if err != nil || secs < 0 {
+		return 0
+	}
+	return time.Duration(secs) * time.Second
+}
+
 // decodeError reads an error answer. One that is not ctxd's JSON error (a
 // proxy's page, another server at that address) has no Code, and does not
 // match IsNotFound or IsConflict whatever its status: a 404 from the wrong
 // port is not "no such key". An answer to HEAD, which has no body, is
 // judged by its status.
 func decodeError(resp *http.Response) error {
-	ae := &APIError{Status: resp.StatusCode, bodiless: resp.Request != nil && resp.Request.Method == http.MethodHead}
+	ae := &APIError{Status: resp.StatusCode, RetryAfter: retryAfter(resp),
+		bodiless: resp.Request != nil && resp.Request.Method == http.MethodHead}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var b errorBody
 	if err := json.Unmarshal(data, &b); err == nil && b.Error != nil {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -262,4 +264,22 @@ func TestPatchCountAndListWithoutValues(t *testing.T) {
 	require.Len(t, page.Records, 1)
 	assert.Nil(t, page.Records[0].Value)
 	assert.Equal(t, got.Version, page.Records[0].Version)
+}
+
+// A 429 of the server's rate limit (http.rate_limit) carries its
+// Retry-After in APIError.RetryAfter.
+func TestRateLimitedRetryAfter(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.HTTP.RateLimit, c.HTTP.RateBurst = 0.01, 1 // one request, then a wait of 100 s
+	}))
+	c, err := New(srv.URL, checked(t))
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = c.Status(ctx)
+	require.NoError(t, err)
+	_, err = c.Status(ctx)
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, http.StatusTooManyRequests, ae.Status)
+	assert.Equal(t, 100*time.Second, ae.RetryAfter)
 }
