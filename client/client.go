@@ -272,9 +272,13 @@ type PatchOptions struct {
 // patches of different parts never lose each other's changes. A JSON
 // Patch whose "test" fails is an *APIError with CodePatchTestFailed, one
 // that cannot apply CodePatchFailed; both name the operation and its
-// pointer (APIError.OpIndex, Pointer) and change nothing.
+// pointer (APIError.OpIndex, Pointer) and change nothing. An empty typ
+// is MergePatch (sent as application/json, the server refused it with 415).
 func (c *Client) Patch(ctx context.Context, ns, key string, typ PatchType, doc json.RawMessage, opts PatchOptions) (Record, error) {
 	ns = orDefault(ns)
+	if typ == "" {
+		typ = MergePatch
+	}
 	return call[Record](ctx, c, fmt.Sprintf("patch %s/%s", ns, key), request{
 		method: http.MethodPatch, path: keyPath(ns, key), query: params("who", c.whoOr(opts.Who)),
 		ifVersion: opts.IfVersion, body: doc, contentType: string(typ), write: true,

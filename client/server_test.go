@@ -283,3 +283,15 @@ func TestRateLimitedRetryAfter(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, ae.Status)
 	assert.Equal(t, 100*time.Second, ae.RetryAfter)
 }
+
+// Patch with no PatchType sends a merge patch: it sent application/json,
+// which the server refuses (415).
+func TestPatchWithoutTypeIsAMergePatch(t *testing.T) {
+	ctx := context.Background()
+	c := realServer(t)
+	_, err := c.Put(ctx, "", "doc", json.RawMessage(`{"state":"idle"}`), PutOptions{})
+	require.NoError(t, err)
+	r, err := c.Patch(ctx, "", "doc", "", json.RawMessage(`{"owner":"ann"}`), PatchOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"state":"idle","owner":"ann"}`, string(r.Value))
+}
