@@ -99,7 +99,7 @@ func (c *Client) makeOwnTransport(several bool) error {
 	}
 	if c.tlsConfig != nil {
 		// A copy: net/http adds "h2" to its transport's config, which
-		// Watch's must not have (tlsConfig, auth.go).
+		// Watch's must not have (watchTLSConfig, auth.go).
 		tr.TLSClientConfig = c.tlsConfig.Clone()
 	}
 	if d := c.connectTimeout; d > 0 {
