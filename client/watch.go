@@ -113,10 +113,11 @@ type WatchOptions struct {
 
 // Watch streams the changes selected by opts to fn, in revision order,
 // until ctx is done (it then returns nil), fn returns an error (returned
-// as is, even when fn ended ctx too), or the server answers something that a retry cannot fix: a
-// refusal (an *APIError, e.g. 400 or 403), or changes that were compacted
-// away (an *APIError with CodeCompacted, which errors.Is matches with
-// ctxd.ErrCompacted: re-read the state and watch again from there).
+// as is, even when fn ended ctx too), or the server answers something
+// that a retry cannot fix: a refusal (an *APIError, e.g. 400 or 403), or
+// changes that were compacted away (an *APIError with CodeCompacted,
+// which errors.Is matches with ctxd.ErrCompacted: re-read the state and
+// watch again from there).
 //
 // When the connection drops (a server restart, a network failure, the
 // server closing a client that fell behind), Watch reconnects with backoff
