@@ -273,7 +273,7 @@ type PatchOptions struct {
 // Patch whose "test" fails is an *APIError with CodePatchTestFailed, one
 // that cannot apply CodePatchFailed; both name the operation and its
 // pointer (APIError.OpIndex, Pointer) and change nothing. An empty typ
-// is MergePatch (sent as application/json, the server refused it with 415).
+// is MergePatch.
 func (c *Client) Patch(ctx context.Context, ns, key string, typ PatchType, doc json.RawMessage, opts PatchOptions) (Record, error) {
 	ns = orDefault(ns)
 	if typ == "" {
