@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -136,8 +137,10 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	snapDir, dumpDir := cfg.SnapshotsFolder(), cfg.DumpsFolder()
 	warnOfSpoolRoom(cfg, dumpDir, log)
 	snaps, err := snapshots.Open(snapDir, st)
-	if errors.Is(err, fs.ErrPermission) {
-		// The folder the settings name cannot be used: a configuration
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		// The folder the settings name cannot be used (not the user's, or
+		// on a read-only file system: systemd's ProtectSystem=strict
+		// makes every path outside ReadWritePaths one): a configuration
 		// error (exit 2), which restarting will not fix.
 		err = &configs.Error{Field: "snapshots.dir", Err: fmt.Errorf("%s: %w (the server's user must be able to write it)", snapDir, err)}
 	}

@@ -98,7 +98,7 @@ the server's stored snapshots instead of the live data.`,
 				return err
 			}
 			var got uint64
-			size, regular, _, err := writeOutFile(ctx, outFile, 0o644, func(ctx context.Context, w io.Writer) error {
+			size, regular, _, err := writeOutFile(ctx, outFile, 0o600, func(ctx context.Context, w io.Writer) error {
 				var err error
 				got, err = send(ctx, w)
 				return err

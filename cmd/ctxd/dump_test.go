@@ -76,6 +76,9 @@ func TestDumpImportCLI(t *testing.T) {
 		assert.Contains(t, msg, "at revision 4")
 		b, err := os.ReadFile(out)
 		require.NoError(t, err)
+		fi, err := os.Stat(out)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "a dump holds every value: its owner's alone, as snapshot get's file")
 		switch f {
 		case export.CSV:
 			rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()

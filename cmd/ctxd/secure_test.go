@@ -419,3 +419,42 @@ func TestServeWithAnUnwritableSnapshotsFolder(t *testing.T) {
 	assert.Equal(t, 2, ee.ExitCode(), stderr.String())
 	assert.Contains(t, stderr.String(), "config: snapshots.dir")
 }
+
+// A snapshots folder on a read-only file system (what systemd's
+// ProtectSystem=strict makes of every path the unit does not list in
+// ReadWritePaths) is a configuration error too (exit 2): it was exit 1,
+// which systemd restarted every 2 s.
+func TestServeWithASnapshotsFolderOnAReadOnlyFileSystem(t *testing.T) {
+	t.Parallel()
+	ro := t.TempDir()
+	require.NoError(t, syscall.Mount("tmpfs", ro, "tmpfs", syscall.MS_RDONLY, "size=1m"), "the test needs root to mount a read-only file system")
+	t.Cleanup(func() { _ = syscall.Unmount(ro, 0) })
+	r := cli(t, []string{"CTXD_SNAPSHOTS_DIR=" + filepath.Join(ro, "snapshots")}, "", "serve", "--addr", "127.0.0.1:0", "--data", t.TempDir())
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "config: snapshots.dir")
+	assert.Contains(t, r.stderr, "read-only file system")
+}
+
+// A SIGHUP (systemctl reload) while the server is still starting (here,
+// waiting for the lock of a folder another server holds) does not end
+// it: SIGHUP's default action is to end the process, which systemd does
+// not restart. It goes on and ends as it would have (exit 1: the folder
+// is in use).
+func TestSIGHUPWhileStarting(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	startServer(t, dir) // holds the folder's lock
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", dir)
+	cmd.Env = testEnv()
+	var stderr testkit.SyncBuffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	waitFor(t, "the second server's first log line", func() bool { return stderr.String() != "" })
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, stderr.String())
+	assert.Equal(t, 1, ee.ExitCode(), "%v: %s", ee, stderr.String())
+	assert.Contains(t, stderr.String(), "in use by another process")
+	assert.Contains(t, stderr.String(), `"level":"error"`, "the failure is a log line too")
+}

@@ -82,7 +82,15 @@ On SIGHUP it reloads the TLS certificate (tls.*) and the tokens file
 		for _, w := range cfg.Warnings {
 			log.Warn().Msg("config: " + w)
 		}
-		return serve(cmd.Context(), cfg, log, server.LogDropped(logw.Dropped))
+		err = serve(cmd.Context(), cfg, log, server.LogDropped(logw.Dropped))
+		if ce := (*configs.Error)(nil); err != nil && !errors.As(err, &ce) {
+			// In the log too, not only on stderr as plain text (exitCode):
+			// a pipeline that reads JSON lines would drop that one. A
+			// configuration error, found before the server started, is
+			// the plain line alone, as one found while reading the config.
+			log.Error().Err(err).Msg("ctxd serve failed")
+		}
+		return err
 	})
 	return cmd
 }
@@ -128,6 +136,14 @@ func isTerminal(w io.Writer) bool {
 func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger, opts ...server.Option) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is caught from the start: its default action ends the
+	// process, and a reload (systemctl reload) while the store opens
+	// (a log replay, the wait for a lock) must not stop the service, which
+	// systemd would not restart. One that comes then is served once the
+	// server is up.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	srv, err := server.New(cfg, log, append(opts, server.Version(version))...)
 	if err != nil {
@@ -139,7 +155,7 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger, opts ...
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	stopReload := reloadOnSIGHUP(srv, cfg, log)
+	stopReload := reloadOnSIGHUP(hup, srv, cfg, log)
 	defer stopReload()
 	log.Info().Str("addr", ln.Addr().String()).Str("data_dir", cfg.DataDir).Str("version", version).
 		Bool("tls", srv.TLS()).Bool("auth", srv.Access() != nil).Msg("listening")
@@ -161,12 +177,9 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger, opts ...
 }
 
 // reloadOnSIGHUP reloads the TLS certificate and the tokens file on each
-// SIGHUP, logging the outcome; a failed reload keeps what was loaded. It
-// returns the function that stops it. Without it SIGHUP would end the
-// process.
-func reloadOnSIGHUP(srv *server.Server, cfg configs.Config, log zerolog.Logger) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// SIGHUP that hup delivers, logging the outcome; a failed reload keeps
+// what was loaded. It returns the function that stops it.
+func reloadOnSIGHUP(hup <-chan os.Signal, srv *server.Server, cfg configs.Config, log zerolog.Logger) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -178,10 +191,7 @@ func reloadOnSIGHUP(srv *server.Server, cfg configs.Config, log zerolog.Logger) 
 			}
 		}
 	}()
-	return func() {
-		signal.Stop(hup)
-		close(done)
-	}
+	return func() { close(done) }
 }
 
 // reloadAll reloads the certificate and the tokens.
@@ -205,4 +215,7 @@ func reloadAll(srv *server.Server, cfg configs.Config, log zerolog.Logger) {
 	if !srv.TLS() && access == nil {
 		log.Info().Msg("SIGHUP: nothing to reload (no TLS certificate, no tokens file)")
 	}
+	// An operator who edited the config file and reloaded must learn
+	// that it was not read again.
+	log.Info().Msg("SIGHUP: the config file and environment were not read again: other settings change at a restart")
 }
