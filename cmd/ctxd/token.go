@@ -134,8 +134,11 @@ func appendTokenEntry(path, entry string) error {
 	if err := fsutil.WriteFileBytes(path, perm, []byte(text)); err != nil {
 		return err
 	}
-	if before != nil {
-		return keepOwner(path, before)
+	if before == nil {
+		return nil
+	}
+	if err := fsutil.KeepOwner(path, before); err != nil {
+		return fmt.Errorf("%s: written, but its owner could not be kept: %w", path, err)
 	}
 	return nil
 }
