@@ -390,30 +390,20 @@ func TestTokenCommands(t *testing.T) {
 // As root the server runs as nobody, for whom the folder is read-only.
 func TestServeWithAnUnwritableSnapshotsFolder(t *testing.T) {
 	t.Parallel()
-	base, err := os.MkdirTemp("", "ctxd-perm-")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(base) })
-	require.NoError(t, os.Chmod(base, 0o755))
+	base, exe := openFolder(t)
 	snaps, data := filepath.Join(base, "snapshots"), filepath.Join(base, "data")
 	require.NoError(t, os.Mkdir(snaps, 0o555))
 	require.NoError(t, os.Mkdir(data, 0o777))
 	require.NoError(t, os.Chmod(data, 0o777)) // past the umask
-	exe := filepath.Join(base, "ctxd")
-	// A hard link, not a copy: a file this process held open for writing
-	// could be inherited by a child another parallel test forks meanwhile,
-	// and exec would fail "text file busy" (golang/go#22315).
-	if err := os.Link(bin, exe); err != nil {
-		require.NoError(t, os.WriteFile(exe, readFile(t, bin), 0o755), "no link (%v): a copy", err)
-	}
 
 	cmd := exec.Command(exe, "serve", "--addr", "127.0.0.1:0", "--data", data)
 	cmd.Env = testEnv("CTXD_SNAPSHOTS_DIR=" + snaps)
 	if os.Geteuid() == 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.SysProcAttr = asServiceUser
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee, stderr.String())
 	assert.Equal(t, 2, ee.ExitCode(), stderr.String())

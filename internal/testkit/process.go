@@ -87,6 +87,9 @@ type ServeOptions struct {
 	// Addr is the listen address; empty: 127.0.0.1:0 (the log line gives
 	// the port).
 	Addr string
+	// SysProcAttr, when set, is the process's (a Credential runs it as
+	// another user, as systemd's User= does).
+	SysProcAttr *syscall.SysProcAttr
 }
 
 // StartServe runs `bin serve --addr ADDR --data dataDir args...` and waits
@@ -112,6 +115,7 @@ func StartServeErr(t testing.TB, bin, dataDir string, o ServeOptions) (*Process,
 	if cmd.Env == nil {
 		cmd.Env = CleanEnv()
 	}
+	cmd.SysProcAttr = o.SysProcAttr
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

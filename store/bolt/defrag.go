@@ -41,6 +41,9 @@ func (s *Store) Defrag(ctx context.Context) (ctxd.DefragResult, error) {
 		}
 		_ = removeIfExists(next)
 	}()
+	if err := s.owner.Give(next); err != nil {
+		return res, fmt.Errorf("defrag: %w", err)
+	}
 	gen := s.generation.Load()
 	var copied uint64
 	err = s.view(func(tx *bbolt.Tx) error {
@@ -248,9 +251,14 @@ func replay(tx *bbolt.Tx, e *logEntry, raw []byte) error {
 
 // CompactFile rewrites the database file at path into a compact copy and
 // replaces it, for a stopped server (`ctxd compact`). The file is locked
-// while this runs: it fails if a server has it open.
+// while this runs: it fails if a server has it open. The copy gets the
+// data folder's owner (dataOwner).
 func CompactFile(path string) (before, after int64, err error) {
 	before = fileSize(path)
+	owner, err := dataOwner(filepath.Dir(path))
+	if err != nil {
+		return before, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
 	src, err := openBolt(path, time.Second)
 	if err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
@@ -275,6 +283,10 @@ func CompactFile(path string) (before, after int64, err error) {
 	defer func() { _ = removeIfExists(next) }()
 	dst, err := openCopy(next)
 	if err != nil {
+		return before, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	if err := owner.Give(next); err != nil {
+		_ = dst.Close()
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
 	if err := src.View(func(tx *bbolt.Tx) error { return copyAll(dst, tx) }); err != nil {

@@ -187,7 +187,11 @@ func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool, bump uint64) (Fo
 	if err := fsutil.MkdirAll(dir, 0o750); err != nil {
 		return out, fmt.Errorf("restore: %w", err)
 	}
-	if err := writeNew(snap.file(), out.Database, out.Revision); err != nil {
+	owner, err := dataOwner(dir)
+	if err != nil {
+		return out, fmt.Errorf("restore: %w", err)
+	}
+	if err := writeNew(snap.file(), out.Database, out.Revision, owner); err != nil {
 		if out.CreatedFolder {
 			_ = os.Remove(dir) // only if empty: nothing of ours is left in it
 		}
@@ -198,13 +202,16 @@ func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool, bump uint64) (Fo
 
 // writeNew copies the database file src to path, which must not exist
 // (fsutil's CommitNew: a server started there meanwhile is never
-// overwritten), as a new store at revision rev.
-func writeNew(src, path string, rev uint64) error {
+// overwritten), as a new store at revision rev, owned by owner.
+func writeNew(src, path string, rev uint64, owner fsutil.Owner) error {
 	tmp, err := fsutil.CreateTemp(filepath.Dir(path), filepath.Base(path), 0o600)
 	if err != nil {
 		return err
 	}
 	defer tmp.Discard()
+	if err := owner.Give(tmp.Name()); err != nil {
+		return err
+	}
 	in, err := os.Open(src)
 	if err != nil {
 		return err

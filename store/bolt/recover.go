@@ -30,6 +30,9 @@ func (s *Store) openWAL(opts Options) error {
 	if err := fsutil.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("open store %s: write-ahead log: %w", s.path, err)
 	}
+	if err := s.owner.Give(dir); err != nil {
+		return fmt.Errorf("open store %s: write-ahead log: %w", s.path, err)
+	}
 	lock, err := lockDir(dir)
 	if err != nil {
 		return fmt.Errorf("open store %s: write-ahead log %s: %w", s.path, dir, err)
@@ -42,7 +45,7 @@ func (s *Store) openWAL(opts Options) error {
 		unlockDir(lock)
 		return err
 	}
-	log, err := wal.Open(dir, wal.Options{SegmentSize: opts.WALSegmentSize, FirstSeq: applied + 1})
+	log, err := wal.Open(dir, wal.Options{SegmentSize: opts.WALSegmentSize, FirstSeq: applied + 1, Owner: s.owner})
 	if err != nil {
 		unlockDir(lock)
 		if errors.Is(err, syscall.ENOSPC) {

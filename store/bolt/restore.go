@@ -95,6 +95,9 @@ func (s *Store) restore(ctx context.Context, snap *Snapshot, opts ctxd.RestoreOp
 		return ctxd.RestoreResult{}, fmt.Errorf("restore: copy snapshot: %w", err)
 	}
 	defer func() { _ = removeIfExists(next) }()
+	if err := s.owner.Give(next); err != nil {
+		return ctxd.RestoreResult{}, fmt.Errorf("restore: %w", err)
+	}
 	failpoint.Hit(failpoint.RestoreAfterCopy)
 	backup := s.path + suffixBackup
 	if keep != "" {

@@ -80,6 +80,10 @@ type Store struct {
 	// directly instead of through the write-ahead log.
 	direct int
 
+	// owner is given every file the store creates in the data folder
+	// (dataOwner).
+	owner fsutil.Owner
+
 	// quota is the storage quota in bytes (0: none); inUse the bytes of
 	// the database file holding data, measured after each change of the
 	// file; refused the size of the last write the quota refused, 0 once
@@ -222,15 +226,35 @@ type Recovery struct {
 // wal, next to it.
 func WALDir(path string) string { return filepath.Join(filepath.Dir(path), "wal") }
 
+// dataOwner is the owner given to every file the store creates in the
+// data folder dir (the database, a copy swapped in for it, the
+// write-ahead log): the folder's, when the process runs as root and the
+// folder is another user's (fsutil.FolderOwner). That is an offline
+// command (ctxd restore, compact, migrate) run as root in the folder of
+// the service user the server runs as, which could not open a file left
+// to root. The folder's owner, not the replaced file's: a new folder
+// (install -d -o ctxd) has no file yet, the log's new segments replace
+// none, and a file left to root by an older release is not copied.
+func dataOwner(dir string) (fsutil.Owner, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fsutil.Owner{}, err
+	}
+	return fsutil.FolderOwner(fi), nil
+}
+
 // Open opens (creating if needed) the database at path and its
 // write-ahead log (WALDir), upgrades an older schema, replays the log
 // records the database does not have yet, and starts the writer and the
 // committer.
 func Open(path string, opts Options) (*Store, error) {
-	if dir := filepath.Dir(path); dir != "" {
-		if err := fsutil.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("open store: create folder: %w", err)
-		}
+	dir := filepath.Dir(path)
+	if err := fsutil.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open store: create folder: %w", err)
+	}
+	owner, err := dataOwner(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	timeout := opts.OpenTimeout
 	if timeout == 0 {
@@ -250,8 +274,11 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	if errors.Is(statErr, fs.ErrNotExist) {
+		if err := owner.Give(path); err != nil {
+			return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
+		}
 		// A new file's name is durable only once its folder is synced.
-		if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
 		}
 	}
@@ -259,6 +286,7 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{
 		db:             db,
 		path:           path,
+		owner:          owner,
 		limits:         opts.Limits.WithDefaults(),
 		now:            opts.Now,
 		ttlClock:       newSteadyClock(opts.Now, opts.elapsed()),

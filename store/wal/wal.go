@@ -51,6 +51,10 @@ type Options struct {
 	// resourceExhausted) before it fails the log (default
 	// DefaultResourceWait; negative: no wait).
 	ResourceWait time.Duration
+	// Owner is given every file and folder the log creates: the data
+	// folder's user when root opens a service user's log (an offline
+	// command), whose server must still open them.
+	Owner fsutil.Owner
 }
 
 // DefaultResourceWait is Options.ResourceWait when that is 0: long enough
@@ -204,7 +208,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.FirstSeq == 0 {
 		opts.FirstSeq = 1
 	}
-	if err := makeDir(dir); err != nil {
+	if err := makeDir(dir, opts.Owner); err != nil {
 		return nil, err
 	}
 	l := &Log{dir: dir, opts: opts, syncData: fdatasync}
@@ -243,15 +247,18 @@ func CheckSegmentSize(n int64) error {
 	return nil
 }
 
-// makeDir creates dir when it does not exist, and then fsyncs its parent
-// so that the new folder survives a power cut.
-func makeDir(dir string) error {
+// makeDir creates dir when it does not exist, gives it owner, and then
+// fsyncs its parent so that the new folder survives a power cut.
+func makeDir(dir string, owner fsutil.Owner) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("wal: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	if err := owner.Give(dir); err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
 	return fsutil.SyncDir(filepath.Dir(filepath.Clean(dir)))
@@ -274,8 +281,8 @@ func listSegments(dir string) ([]segment, error) {
 func (l *Log) sparePath() string { return filepath.Join(l.dir, spareName) }
 
 // createFile creates the file at path, preallocated to the segment size
-// (with zeros written over it when zeros is set), and makes it and its
-// name durable.
+// (with zeros written over it when zeros is set), gives it Options.Owner,
+// and makes it and its name durable.
 func (l *Log) createFile(path string, zeros bool) (f *os.File, err error) {
 	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -289,6 +296,9 @@ func (l *Log) createFile(path string, zeros bool) (f *os.File, err error) {
 	}()
 	if err := preallocate(f, 0, l.opts.SegmentSize, zeros); err != nil {
 		return nil, err
+	}
+	if err := l.opts.Owner.Give(path); err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("wal: fsync %s: %w", path, err)

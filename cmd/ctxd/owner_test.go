@@ -1,0 +1,133 @@
+package main
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
+)
+
+// serviceUser stands for the user a systemd unit runs the server as
+// (User=ctxd): nobody, who owns nothing on a test machine.
+const serviceUser = 65534
+
+// openFolder is a temp folder every user may enter (the test's own are
+// root's alone), holding the ctxd binary, for a server run as
+// serviceUser.
+func openFolder(t *testing.T) (base, exe string) {
+	t.Helper()
+	base, err := os.MkdirTemp("", "ctxd-perm-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	require.NoError(t, os.Chmod(base, 0o755))
+	exe = filepath.Join(base, "ctxd")
+	// A hard link, not a copy: a file this process held open for writing
+	// could be inherited by a child another parallel test forks meanwhile,
+	// and exec would fail "text file busy" (golang/go#22315).
+	if err := os.Link(bin, exe); err != nil {
+		require.NoError(t, os.WriteFile(exe, readFile(t, bin), 0o755), "no link (%v): a copy", err)
+	}
+	return base, exe
+}
+
+// asServiceUser runs a process as serviceUser.
+var asServiceUser = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: serviceUser, Gid: serviceUser}}
+
+// serviceFolder makes the folder dir as `install -d -m 0750 -o ctxd -g
+// ctxd` does for the systemd unit.
+func serviceFolder(t *testing.T, dir string) string {
+	t.Helper()
+	require.NoError(t, os.Mkdir(dir, 0o750))
+	require.NoError(t, os.Chown(dir, serviceUser, serviceUser))
+	return dir
+}
+
+// The offline commands an operator runs as root on the data folder of a
+// server that runs as a service user (ctxd compact, restore whole or in
+// part, into a new folder, migrate) give every file they create there to
+// the folder's owner, and the server, as that user, starts on the folder
+// after each. They left ctxd.db (and migrate the write-ahead log) to
+// root, and the server refused to start.
+func TestOfflineCommandsKeepTheDataFolderOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the commands run as root, the server as another user")
+	}
+	t.Parallel()
+	base, exe := openFolder(t)
+	data := serviceFolder(t, filepath.Join(base, "data"))
+	backup := filepath.Join(base, "backup.db")
+
+	// serve runs the server as the service user on dir, checks that key a
+	// holds want, runs then, and stops it.
+	serve := func(dir, want string, then ...string) {
+		t.Helper()
+		p := testkit.StartServe(t, exe, dir, testkit.ServeOptions{SysProcAttr: asServiceUser})
+		env := []string{"CTXD_SERVER=" + p.URL}
+		if want != "" {
+			assert.Equal(t, want, strings.TrimSpace(cliOK(t, env, "", "get", "a")))
+		}
+		if len(then) > 0 {
+			cliOK(t, env, "", then...)
+		}
+		p.Signal(syscall.SIGTERM)
+		require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+	}
+	// ownedByServiceUser checks every file and folder under dir.
+	ownedByServiceUser := func(dir, after string) {
+		t.Helper()
+		require.NoError(t, filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			fi, err := os.Lstat(path)
+			if err != nil {
+				return err
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			assert.Equal(t, [2]uint32{serviceUser, serviceUser}, [2]uint32{st.Uid, st.Gid}, "%s: the owner of %s", after, path)
+			return nil
+		}))
+	}
+
+	p := testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
+	env := []string{"CTXD_SERVER=" + p.URL}
+	cliOK(t, env, "", "put", "a", "1")
+	id := fromJSON[struct{ ID string }](t, cliOK(t, env, "", "snapshot", "create", "-o", "json")).ID
+	cliOK(t, env, "", "snapshot", "get", id, "-o", backup)
+	cliOK(t, env, "", "put", "a", "2")
+	p.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+
+	cliOK(t, nil, "", "compact", "--data", data)
+	ownedByServiceUser(data, "compact")
+	serve(data, "2")
+
+	cliOK(t, nil, "", "restore", "--data", data, "--from", backup, "--ns", "default")
+	ownedByServiceUser(data, "a partial restore")
+	serve(data, "1", "put", "a", "3")
+
+	cliOK(t, nil, "", "restore", "--data", data, "--from", backup)
+	ownedByServiceUser(data, "a whole restore")
+	serve(data, "1")
+
+	fresh := serviceFolder(t, filepath.Join(base, "fresh"))
+	cliOK(t, nil, "", "restore", "--data", fresh, "--from", backup)
+	ownedByServiceUser(fresh, "a restore into a new folder")
+	serve(fresh, "1")
+
+	old := serviceFolder(t, filepath.Join(base, "old"))
+	dbPath := filepath.Join(old, dbFile)
+	require.NoError(t, os.WriteFile(dbPath, readFile(t, filepath.Join("..", "..", "migrations", "testdata", "schema1.db")), 0o600))
+	require.NoError(t, os.Chown(dbPath, serviceUser, serviceUser))
+	cliOK(t, nil, "", "migrate", "--data", old)
+	ownedByServiceUser(old, "migrate")
+	serve(old, "")
+}
