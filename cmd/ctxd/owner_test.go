@@ -131,3 +131,42 @@ func TestOfflineCommandsKeepTheDataFolderOwner(t *testing.T) {
 	ownedByServiceUser(old, "migrate")
 	serve(old, "")
 }
+
+// A database the server's user may not open (left to root by an offline
+// command of an older release) is reported as such, with the owner to
+// fix, not as a damaged file to restore or move away: the file is
+// intact. The same for its write-ahead log.
+func TestServeOnFilesItsUserCannotOpen(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the files are root's, the server runs as another user")
+	}
+	t.Parallel()
+	base, exe := openFolder(t)
+	for _, c := range []struct{ name, rootOwns string }{
+		{"database", dbFile},
+		{"write-ahead log", "wal"},
+	} {
+		data := serviceFolder(t, filepath.Join(base, strings.ReplaceAll(c.name, " ", "-")))
+		p := testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
+		cliOK(t, []string{"CTXD_SERVER=" + p.URL}, "", "put", "a", "1")
+		p.Signal(syscall.SIGTERM)
+		require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+		require.NoError(t, os.Chown(filepath.Join(data, c.rootOwns), 0, 0))
+
+		_, err := testkit.StartServeErr(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
+		require.Error(t, err, c.name)
+		msg := err.Error()
+		assert.Contains(t, msg, "permission denied", c.name)
+		assert.Contains(t, msg, "chown -R ctxd: "+data, c.name)
+		assert.NotContains(t, msg, "damaged", c.name)
+		assert.NotContains(t, msg, "acknowledged writes could be missing", c.name)
+		assert.Contains(t, msg, "exit status 1", c.name)
+
+		// As the advice says: the data are all there.
+		require.NoError(t, os.Chown(filepath.Join(data, c.rootOwns), serviceUser, serviceUser))
+		p = testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
+		assert.Equal(t, "1", strings.TrimSpace(cliOK(t, []string{"CTXD_SERVER=" + p.URL}, "", "get", "a")), c.name)
+		p.Signal(syscall.SIGTERM)
+		require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"syscall"
 	"time"
 
@@ -34,6 +35,9 @@ func (s *Store) openWAL(opts Options) error {
 		return fmt.Errorf("open store %s: write-ahead log: %w", s.path, err)
 	}
 	lock, err := lockDir(dir)
+	if errors.Is(err, fs.ErrPermission) {
+		return openDenied(s.path, err)
+	}
 	if err != nil {
 		return fmt.Errorf("open store %s: write-ahead log %s: %w", s.path, dir, err)
 	}
@@ -48,6 +52,9 @@ func (s *Store) openWAL(opts Options) error {
 	log, err := wal.Open(dir, wal.Options{SegmentSize: opts.WALSegmentSize, FirstSeq: applied + 1, Owner: s.owner})
 	if err != nil {
 		unlockDir(lock)
+		if errors.Is(err, fs.ErrPermission) {
+			return openDenied(s.path, err)
+		}
 		if errors.Is(err, syscall.ENOSPC) {
 			// Nothing is wrong with the log but room: its next segment
 			// is reserved whole, ahead of the writes.

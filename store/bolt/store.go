@@ -264,12 +264,19 @@ func Open(path string, opts Options) (*Store, error) {
 	if statErr == nil && fi.Size() > 0 {
 		// A file in use by a server is left to bbolt.Open, which answers
 		// ErrLocked after the timeout without reading its pages.
-		if err := checkOpenable(path); err != nil && !lockedByOther(path) {
+		err := checkOpenable(path)
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			return nil, openDenied(path, err)
+		case err != nil && !lockedByOther(path):
 			return nil, fmt.Errorf("open store %s: %w: %v: the file is damaged; restore it from a snapshot "+
 				"(ctxd restore --data DIR --from FILE) or move it away", path, ErrDamaged, err)
 		}
 	}
 	db, err := openBoltWith(path, timeout, opts.freelist)
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, openDenied(path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -337,6 +344,15 @@ func Open(path string, opts Options) (*Store, error) {
 	go s.committer()
 	go s.expirer()
 	return s, nil
+}
+
+// openDenied is Open's error for err, a permission error on the
+// database file at path or its write-ahead log: it says nothing of what
+// the files hold, and is usually an owner that is not the server's user
+// (an offline command run as root by an older release).
+func openDenied(path string, err error) error {
+	return fmt.Errorf("open store %s: %w: this process (uid %d) may not use it, which says nothing of its content: "+
+		"the server's user must own the data folder and its files, e.g. chown -R ctxd: %s", path, err, os.Geteuid(), filepath.Dir(path))
 }
 
 // openBolt opens a database file the way the store always does. A file
