@@ -241,6 +241,13 @@ func writeNew(src, path string, rev uint64, owner fsutil.Owner) error {
 // and no record of another store's log is ever replayed onto it; the
 // snapshot's revision rev as its floor (revisions continue after it even
 // when compaction removed the last change) and its compacted revision.
+// Its last restore (status last_restore) is this one: the restored state
+// at rev, from the snapshot file's revision, discarding nothing above the
+// compacted revision (discarded_from = rev: every revision below answers
+// compacted as compacted). The marks the snapshot carries are those of
+// its server's last online restore, of revisions this store never had:
+// kept, they named that restore with this floor, and a watcher resuming
+// from 0 was told the revisions below the floor were discarded by it.
 // It commits through openCopy, so the file carries a freelist.
 func newStore(path string, rev uint64) error {
 	id, err := migrations.NewStoreID()
@@ -253,6 +260,7 @@ func newStore(path string, rev uint64) error {
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(migrations.BucketMeta)
+		snapRev := lastRevision(tx)
 		if err := meta.Delete(migrations.KeyWALSeq); err != nil {
 			return err
 		}
@@ -262,10 +270,20 @@ func newStore(path string, rev uint64) error {
 		if err := meta.Put(migrations.KeyStoreID, id); err != nil {
 			return err
 		}
-		if err := meta.Put(migrations.KeyFloor, encodeRevision(rev)); err != nil {
-			return err
+		for _, kv := range []struct {
+			key []byte
+			rev uint64
+		}{
+			{migrations.KeyFloor, rev},
+			{migrations.KeyCompacted, rev},
+			{migrations.KeyRestoredFrom, snapRev},
+			{migrations.KeyDiscardedFrom, rev},
+		} {
+			if err := meta.Put(kv.key, encodeRevision(kv.rev)); err != nil {
+				return err
+			}
 		}
-		return meta.Put(migrations.KeyCompacted, encodeRevision(rev))
+		return nil
 	})
 	if cerr := db.Close(); err == nil {
 		err = cerr

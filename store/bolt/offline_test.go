@@ -15,6 +15,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/migrations"
+	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -156,6 +157,47 @@ func TestRestoreFolderBumpRevision(t *testing.T) {
 
 	_, err = bolt.RestoreFolder(ctx, path, snapPath, bolt.FolderRestoreOptions{BumpRevision: bump})
 	require.ErrorIs(t, err, ctxd.ErrInvalid, "a bump over an existing database")
+}
+
+// A new folder's last restore (status last_restore) is the offline
+// restore itself: the restored state at the floor, from the snapshot's
+// revision, and nothing discarded above the compacted revision (the
+// floor). A snapshot of a server that had itself restored online carries
+// that restore's marks: they were kept, so the status named the old
+// restore (its snapshot, its discarded revisions, with the new floor),
+// and a watcher resuming from 0 was told the revisions below the floor
+// were discarded by it.
+func TestRestoreFolderLastRestoreIsTheOfflineOne(t *testing.T) {
+	s := openStore(t, lazy)
+	writeTwoPhases(t, s.Store)
+	early, _ := writeSnapshot(t, s)
+	_, err := s.Put(ctx, "n", "undone", []byte(`1`), nil, "t")
+	require.NoError(t, err)
+	_, err = s.Restore(ctx, early, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	old, err := s.Status()
+	require.NoError(t, err)
+	require.NotNil(t, old.LastRestore, "the old server restored online")
+	_, err = s.Put(ctx, "n", "after", []byte(`1`), nil, "t")
+	require.NoError(t, err)
+	snapPath, info := writeSnapshot(t, s)
+
+	for _, bump := range []uint64{0, 1000} {
+		path := filepath.Join(t.TempDir(), "ctxd.db")
+		res, err := bolt.RestoreFolder(ctx, path, snapPath, bolt.FolderRestoreOptions{BumpRevision: bump})
+		require.NoError(t, err)
+		b := testkit.OpenBoltAt(t, path, bolt.Options{})
+		st, err := b.Status()
+		require.NoError(t, err)
+		floor := info.Revision + bump
+		require.Equal(t, floor, res.Revision)
+		assert.Equal(t, floor, st.CompactedRevision, "bump %d", bump)
+		assert.Equal(t, &ctxd.RestoreMark{Revision: floor, SnapshotRevision: info.Revision, DiscardedFrom: floor}, st.LastRestore,
+			"bump %d: the offline restore, not the old server's online one", bump)
+		after, _, err := store.ResumeFrom(b.Store, 0, nil)
+		require.NoError(t, err, "bump %d: a watcher from 0 gets what history holds", bump)
+		assert.Equal(t, floor-1, after, "bump %d: from the change at the compacted revision", bump)
+	}
 }
 
 // An existing empty folder is used as it is; a folder with a log but no
