@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"time"
 
@@ -236,12 +237,27 @@ type Maintainer interface {
 	// ctxd.ErrNotSupported where the backend has no such thing.
 	Defrag(ctx context.Context) (ctxd.DefragResult, error)
 	// Ready is nil when the backend serves requests, and otherwise says
-	// why not (an error matching ctxd.ErrUnavailable while a restore
-	// replaces the data): /readyz answers 503 with it.
+	// why not, with an error matching ctxd.ErrUnavailable (and
+	// ErrRestoring while a restore replaces the data, ErrFailed once the
+	// backend failed): /readyz answers 503 with it.
 	Ready() error
 	// Stats counts the backend's work since it was opened.
 	Stats() Stats
 }
+
+// What Ready's error matches, besides ctxd.ErrUnavailable, when the
+// backend is not ready for one of the two reasons an operator must tell
+// apart: a restore passes by itself, a failed backend needs a restart.
+var (
+	// ErrFailed: the backend's storage failed under it (bolt: an append to
+	// its write-ahead log, or a commit to its database, returned an error)
+	// and it takes no more writes until it is restarted; its writes are
+	// refused with it too.
+	ErrFailed = errors.New("the store takes no more writes until it is restarted")
+	// ErrRestoring: a full restore is replacing the data; the backend is
+	// ready again when it is done.
+	ErrRestoring = errors.New("a restore is replacing the database")
+)
 
 // RetentionPolicy is the history kept by ApplyRetention.
 type RetentionPolicy struct {

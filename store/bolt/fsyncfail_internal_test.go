@@ -14,6 +14,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/powerfs"
+	"github.com/framework0/ctxd/store"
 )
 
 // bbolt's commit fdatasyncs the file twice: after the data pages, then
@@ -26,10 +27,12 @@ const metaSync = 2
 // disk. The write is answered outcome_unknown and the store takes no
 // more writes: before, it answered a plain error and went on, the next
 // write took the same revision, and the key read back as corrupt.
+// OnFail is told once, with Ready's error (the server's one log line).
 func TestAFailedDirectCommitFailsTheStore(t *testing.T) {
 	fs := powerfs.MountT(t, powerfs.Options{})
 	path := filepath.Join(fs.Dir(), "ctxd.db")
-	s, err := Open(path, Options{DirectBytes: 1 << 10})
+	var told []error
+	s, err := Open(path, Options{DirectBytes: 1 << 10, OnFail: func(err error) { told = append(told, err) }})
 	require.NoError(t, err)
 	ctx := context.Background()
 	_, err = s.Put(ctx, "default", "a", json.RawMessage(`1`), nil, "t")
@@ -41,8 +44,16 @@ func TestAFailedDirectCommitFailsTheStore(t *testing.T) {
 	_, err = s.Put(ctx, "default", "big", big, nil, "t")
 	require.ErrorIs(t, err, ctxd.ErrOutcomeUnknown)
 	require.ErrorIs(t, s.Ready(), ctxd.ErrUnavailable, "the store is failed")
+	require.ErrorIs(t, s.Ready(), store.ErrFailed, "until a restart")
 	_, err = s.Put(ctx, "default", "c", json.RawMessage(`3`), nil, "t")
 	require.ErrorIs(t, err, ctxd.ErrUnavailable, "no write after it")
+	require.ErrorIs(t, err, store.ErrFailed)
+	_, err = s.Put(ctx, "default", "d", json.RawMessage(`4`), nil, "t")
+	require.ErrorIs(t, err, store.ErrFailed)
+	if assert.Len(t, told, 1, "OnFail is told once, whatever the writes after") {
+		assert.Equal(t, s.Ready(), told[0])
+		assert.ErrorContains(t, told[0], "a commit to the database failed", "with the cause")
+	}
 	require.ErrorIs(t, s.Close(), ctxd.ErrUnavailable, "Close says the store failed")
 
 	// The restart (same boot: the page cache shows the commit) reads a

@@ -34,6 +34,13 @@ type Options struct {
 	// the deadlines of moved expiring keys by step: a log line. It runs on
 	// the writer: it must be quick.
 	OnClockStep func(step time.Duration, moved int)
+	// OnFail, when set, is told once, when the store fails (its disk
+	// failed under it: see Ready), with the error its writes and Ready
+	// answer from then on, which says why: a log line, since the store
+	// stays failed until it is restarted. It runs on the goroutine that
+	// met the failure (the writer, the committer, a restore): it must be
+	// quick.
+	OnFail func(err error)
 
 	// WALSegmentSize is the size of the write-ahead log's segment files
 	// (default wal.DefaultSegmentSize, 64 MiB). Tests make it small so

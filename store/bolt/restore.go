@@ -128,12 +128,13 @@ func (s *Store) restore(ctx context.Context, snap *Snapshot, opts ctxd.RestoreOp
 }
 
 // errRestoring is why the store is not ready while a restore runs.
-var errRestoring = fmt.Errorf("%w: a restore is replacing the database", ctxd.ErrUnavailable)
+var errRestoring = fmt.Errorf("%w: %w", ctxd.ErrUnavailable, store.ErrRestoring)
 
 // Ready is nil unless a full restore is replacing the database (from the
-// copy of the snapshot to the swap), or the store failed (its write-ahead
-// log or a commit to its database failed: it takes no more writes until
-// a restart): /readyz answers 503 then.
+// copy of the snapshot to the swap: store.ErrRestoring), or the store
+// failed (its write-ahead log or a commit to its database failed: it
+// takes no more writes until a restart, store.ErrFailed): /readyz answers
+// 503 then.
 func (s *Store) Ready() error {
 	select {
 	case <-s.stop:

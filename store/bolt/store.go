@@ -134,6 +134,7 @@ type Store struct {
 	// what Open's upgrade did (Recovery).
 	onUpgrade    func(from, to int)
 	onClockStep  func(step time.Duration, moved int)
+	onFail       func(err error) // Options.OnFail
 	upgradedFrom int
 	upgradeTook  time.Duration
 	recovery     Recovery
@@ -320,6 +321,7 @@ func Open(path string, opts Options) (*Store, error) {
 		hooks:          opts.hooks,
 		onUpgrade:      opts.OnSchemaUpgrade,
 		onClockStep:    opts.OnClockStep,
+		onFail:         opts.OnFail,
 		cache:          opts.getCache(),
 
 		afterCompactChunk: opts.afterCompactChunk,

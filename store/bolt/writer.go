@@ -581,12 +581,16 @@ func (s *Store) commitDirect(r *request) {
 }
 
 // fail makes the store refuse writes from now on, with an error matching
-// ctxd.ErrUnavailable that says why (the first failure), which it returns.
+// ctxd.ErrUnavailable and store.ErrFailed that says why (the first
+// failure), which it returns; Options.OnFail is told once.
 func (s *Store) fail(cause error) error {
 	s.failOnce.Do(func() {
-		err := fmt.Errorf("%w: the store takes no more writes until it is restarted: %w", ctxd.ErrUnavailable, cause)
+		err := fmt.Errorf("%w: %w: %w", ctxd.ErrUnavailable, store.ErrFailed, cause)
 		s.failure.Store(&err)
 		close(s.failed)
+		if s.onFail != nil {
+			s.onFail(err)
+		}
 	})
 	return *s.failure.Load()
 }
