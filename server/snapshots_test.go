@@ -137,29 +137,9 @@ func TestAFullSnapshotsDiskIs507(t *testing.T) {
 // too (503), even into a folder on another disk, as the README says:
 // a view of the whole database first applies the log's writes to the file.
 func TestAFullDataDiskRefusesSnapshotsAndDumps(t *testing.T) {
-	disk := testkit.SmallDisk(t, 6<<20)
-	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
-		c.DataDir = filepath.Join(disk, "data")
-		c.Snapshots.Dir = filepath.Join(t.TempDir(), "snapshots") // another disk
-		c.Dumps.Dir = filepath.Join(t.TempDir(), "dumps")
-		c.WAL.SegmentBytes = 1 << 20
-		c.Storage.QuotaBytes = 0 // the disk fills, not the quota
-	}))
-	cl, err := client.New(srv.URL)
-	require.NoError(t, err)
-	big := json.RawMessage(`"` + strings.Repeat("x", 20<<10) + `"`)
-	acked := 0 // k0 .. k(acked-1)
-	for ; ; acked++ {
-		require.Less(t, acked, 1000, "6 MiB hold fewer than 1,000 values of 20 KiB")
-		_, err = cl.Put(t.Context(), "default", fmt.Sprint("k", acked), big, client.PutOptions{})
-		if err != nil {
-			break
-		}
-	}
-	// The write that met the full disk is unavailable or, when its log
-	// record was being written, outcome unknown; the store has failed.
-	require.True(t, errors.Is(err, ctxd.ErrUnavailable) || errors.Is(err, ctxd.ErrOutcomeUnknown), "%v", err)
-	_, err = cl.Put(t.Context(), "default", "after", json.RawMessage(`1`), client.PutOptions{})
+	full := fillDataDisk(t)
+	srv, cl, acked := full.srv, full.cl, full.acked
+	_, err := cl.Put(t.Context(), "default", "after", json.RawMessage(`1`), client.PutOptions{})
 	require.ErrorIs(t, err, ctxd.ErrUnavailable, "the full disk failed the store: %v", err)
 	_, err = cl.Get(t.Context(), "default", "k0", client.GetOptions{})
 	require.NoError(t, err, "reads of keys go on")
@@ -188,5 +168,47 @@ func TestAFullDataDiskRefusesSnapshotsAndDumps(t *testing.T) {
 	}
 	srv.StopFailed(ctxd.ErrUnavailable)
 	// Room again: the cleanup's check opens the folder (replaying its log).
-	testkit.GrowSmallDisk(t, disk, 128<<20)
+	testkit.GrowSmallDisk(t, full.disk, 128<<20)
+}
+
+// fullDataDisk is a server whose store failed because its data disk
+// filled, made by fillDataDisk.
+type fullDataDisk struct {
+	srv  *testkit.Server
+	cl   *client.Client
+	disk string // the data disk, a tmpfs: GrowSmallDisk gives it room again
+	// acked are the keys written, k0 .. k(acked-1); k(acked) met the
+	// full disk.
+	acked int
+}
+
+// fillDataDisk starts a server whose data folder is on a 6 MiB disk (a
+// real tmpfs) and writes values of 20 KiB until one fails: the disk is
+// full, and the store failed. The test stops the server (StopFailed) and
+// gives the disk room again (the cleanup's check opens the folder).
+func fillDataDisk(t *testing.T) fullDataDisk {
+	t.Helper()
+	disk := testkit.SmallDisk(t, 6<<20)
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.DataDir = filepath.Join(disk, "data")
+		c.Snapshots.Dir = filepath.Join(t.TempDir(), "snapshots") // another disk
+		c.Dumps.Dir = filepath.Join(t.TempDir(), "dumps")
+		c.WAL.SegmentBytes = 1 << 20
+		c.Storage.QuotaBytes = 0 // the disk fills, not the quota
+	}))
+	cl, err := client.New(srv.URL)
+	require.NoError(t, err)
+	big := json.RawMessage(`"` + strings.Repeat("x", 20<<10) + `"`)
+	acked := 0
+	for ; ; acked++ {
+		require.Less(t, acked, 1000, "6 MiB hold fewer than 1,000 values of 20 KiB")
+		_, err = cl.Put(t.Context(), "default", fmt.Sprint("k", acked), big, client.PutOptions{})
+		if err != nil {
+			break
+		}
+	}
+	// The write that met the full disk is unavailable or, when its log
+	// record was being written, outcome unknown; the store has failed.
+	require.True(t, errors.Is(err, ctxd.ErrUnavailable) || errors.Is(err, ctxd.ErrOutcomeUnknown), "%v", err)
+	return fullDataDisk{srv: srv, cl: cl, disk: disk, acked: acked}
 }
