@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,7 +97,7 @@ type storeCollector struct {
 }
 
 var (
-	descUp         = prometheus.NewDesc("ctxd_store_up", "1 while the store answers its status; 0 while it does not (etcd unreachable, a restore swapping the database): the store's other gauges are then absent from the scrape.", nil, nil)
+	descUp         = prometheus.NewDesc("ctxd_store_up", "1 while the store answers its status and is ready (a restore in progress counts as ready); 0 while it is not: it failed (a full or failing data disk: until a restart), etcd does not answer, a restore swaps the database. While it does not answer its status, the store's other gauges are absent from the scrape.", nil, nil)
 	descRevision   = prometheus.NewDesc("ctxd_store_revision", "Current revision.", nil, nil)
 	descCompacted  = prometheus.NewDesc("ctxd_store_compacted_revision", "History below this revision is compacted.", nil, nil)
 	descKeys       = prometheus.NewDesc("ctxd_store_keys", "Live keys, all namespaces.", nil, nil)
@@ -137,6 +138,15 @@ var (
 	descCacheFallback = prometheus.NewDesc("ctxd_read_cache_fallbacks_total", "Reads the read cache did not serve: on etcd, reads that went to etcd because it was not ready or not caught up within a second; on bolt, GETs that missed it and read the database.", nil, nil)
 )
 
+// storeUp is whether the store's readiness, ready (Backend.Ready), makes
+// ctxd_store_up 1. A failed store still answers its status, so the status
+// alone kept the gauge at 1 while every write was refused until a
+// restart. A restore in progress is not ready either, but it is routine
+// and passes by itself: an alert on the gauge must not fire for it.
+func storeUp(ready error) bool {
+	return ready == nil || errors.Is(ready, store.ErrRestoring)
+}
+
 // readCacheStates are the values of ctxd_read_cache_state's label.
 var readCacheStates = []string{ctxd.ReadCacheOff, ctxd.ReadCacheFilling, ctxd.ReadCacheReady, ctxd.ReadCacheDisabled}
 
@@ -152,7 +162,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge, counter := senders(ch)
 	st, err := c.st.Status()
 	up := 0.0
-	if err == nil {
+	if err == nil && storeUp(c.st.Ready()) {
 		up = 1
 	}
 	gauge(descUp, up) // always: an alert on the others' absence is too easy to get wrong
