@@ -256,6 +256,10 @@ const (
 	// AlarmInsufficientStorage: the storage quota is reached; writes that
 	// add data answer 507 insufficient_storage.
 	AlarmInsufficientStorage = CodeInsufficientStorage
+	// AlarmStoreFailed: the store failed (its data disk filled or failed
+	// under the running server): every write answers 503 unavailable, and
+	// /readyz 503, until the server is restarted.
+	AlarmStoreFailed = "store_failed"
 )
 
 // ServerStatus is the server's summary, the body of GET /v1/status: the
@@ -272,9 +276,10 @@ type ServerStatus struct {
 	FreePages         int    `json:"free_pages"`
 	SchemaVersion     int    `json:"schema_version"`
 	// QuotaBytes and UsedBytes are the storage quota (0: none) and what
-	// counts against it (Status); Alarm is AlarmInsufficientStorage while
-	// the quota is reached, with AlarmMessage saying what to do, and
-	// AlarmNone ("") otherwise.
+	// counts against it (Status); Alarm is AlarmStoreFailed once the store
+	// failed, with AlarmMessage saying why, AlarmInsufficientStorage
+	// while the quota is reached, with AlarmMessage saying what to do,
+	// and AlarmNone ("") otherwise.
 	QuotaBytes    int64     `json:"quota_bytes"`
 	UsedBytes     int64     `json:"used_bytes"`
 	Alarm         string    `json:"alarm"`

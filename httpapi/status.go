@@ -2,12 +2,14 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store"
 )
 
 // namespacesResponse is the body of GET /v1/ns.
@@ -49,6 +51,12 @@ func (s *Server) status(c echo.Context) error {
 		// Reads still work, so /readyz stays ready: the status says why
 		// writes are refused.
 		alarm, alarmMessage = ctxd.AlarmInsufficientStorage, st.QuotaAlarm
+	}
+	if err := s.st.Ready(); errors.Is(err, store.ErrFailed) {
+		// Before the quota's: no write at all is taken, until a restart.
+		// A failed store still answers its status, which without this
+		// said nothing of it.
+		alarm, alarmMessage = ctxd.AlarmStoreFailed, err.Error()
 	}
 	return sendJSON(c, http.StatusOK, ctxd.ServerStatus{
 		Version:           s.cfg.Version,
