@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/snapshots"
 )
 
@@ -271,6 +272,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 	c.Set(errorCodeKey, ae.code)
 	if ae.status >= http.StatusInternalServerError {
 		c.Set(errorMessageKey, ae.message)
+		if errors.Is(err, errNotReady) || errors.Is(err, store.ErrFailed) {
+			// Logged once where it happens (readinessLog, the failed
+			// store's line): one error line per refused write or per
+			// probe, until a restart, would bury that line.
+			c.Set(loggedOnceKey, true)
+		}
 	}
 	if res.Committed {
 		return
@@ -288,10 +295,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 }
 
 // The keys under which handleError leaves, for the access log, the code
-// and (5xx) the message of the error it answered.
+// and (5xx) the message of the error it answered, and whether that 5xx
+// is logged once elsewhere (its access line is then at info).
 const (
 	errorCodeKey    = "ctxd.error_code"
 	errorMessageKey = "ctxd.error_message"
+	loggedOnceKey   = "ctxd.logged_once"
 )
 
 // statusCode derives a snake_case error code from an HTTP status text, for

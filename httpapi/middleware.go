@@ -151,11 +151,13 @@ func (b *countingBody) Read(p []byte) (int, error) {
 // logAccess writes one line per request: method, path, status, latency,
 // request id, bytes in (the Content-Length, or what was read of a body of
 // unknown length: chunked) and out, and the name of the token it passed
-// access control with. 5xx answers are logged at error level.
+// access control with. 5xx answers are logged at error level, but those
+// whose cause is logged once elsewhere (loggedOnceKey: a failed store, a
+// server not ready) at info.
 func (s *Server) logAccess(c echo.Context, id string, took time.Duration, chunked *countingBody) {
 	res := c.Response()
 	ev := s.log.Info()
-	if res.Status >= http.StatusInternalServerError {
+	if res.Status >= http.StatusInternalServerError && c.Get(loggedOnceKey) == nil {
 		ev = s.log.Error()
 	}
 	if ev == nil {

@@ -98,6 +98,8 @@ type Server struct {
 	gate    *gate // gate.go: CORS, access control, rate limit
 	// draining is set by Drain.
 	draining atomic.Bool
+	// readiness logs /readyz's answer when it changes (status.go).
+	readiness readinessLog
 	// spooled is what the answers being sent hold of temp files.
 	spooled atomic.Int64
 	// spoolLeader is the answer that may take spooled past the bound

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/rs/zerolog"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/store"
@@ -113,17 +115,54 @@ func (s *Server) healthz(c echo.Context) error {
 // (closed, failing, or replacing its database with a restore), and 503
 // while the server drains before it stops (Drain).
 func (s *Server) readyz(c echo.Context) error {
-	if s.draining.Load() {
-		return &notReadyError{err: errShuttingDown}
-	}
-	if err := s.st.Ready(); err != nil {
-		return &notReadyError{err: err}
-	}
-	if _, err := s.st.Status(); err != nil {
-		s.log.Warn().Err(err).Msg("not ready")
+	err := s.notReady()
+	s.readiness.note(s.log, err)
+	if err != nil {
 		return &notReadyError{err: err}
 	}
 	return writeJSON(c, http.StatusOK, bodyReady)
+}
+
+// notReady is why the server is not ready, nil when it is.
+func (s *Server) notReady() error {
+	if s.draining.Load() {
+		return errShuttingDown
+	}
+	if err := s.st.Ready(); err != nil {
+		return err
+	}
+	_, err := s.st.Status()
+	return err
+}
+
+// readinessLog logs /readyz's answer when it changes. A probe comes every
+// few seconds: one line each, while the server is not ready, would bury
+// the line that said why (a failed store's, say) under its copies. Every
+// probe still has its access log line, at info.
+type readinessLog struct {
+	mu   sync.Mutex
+	last string // why the last probe was not ready; "" when it was ready
+}
+
+// note logs why the server is not ready (a warning), or that it is ready
+// again, unless the last probe found the same.
+func (r *readinessLog) note(log zerolog.Logger, notReady error) {
+	why := ""
+	if notReady != nil {
+		why = notReady.Error()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if why == r.last {
+		return
+	}
+	was := r.last
+	r.last = why
+	if why == "" {
+		log.Info().Str("was", was).Msg("ready again")
+		return
+	}
+	log.Warn().Str("reason", why).Msg("not ready")
 }
 
 // sendJSON encodes v with encoding/json, for the bodies that are not on a

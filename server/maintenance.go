@@ -26,7 +26,7 @@ func startMaintenance(cfg configs.Config, st store.Backend, snaps *snapshots.Man
 			defer wg.Done()
 			log.Info().Dur("interval", cfg.Snapshots.Interval).Int("keep", cfg.Snapshots.Keep).Msg("scheduled snapshots on")
 			snaps.Schedule(ctx, cfg.Snapshots.Interval, cfg.Snapshots.Keep, func(err error) {
-				log.Error().Err(err).Msg("scheduled snapshot failed")
+				failedStoreLevel(log, err).Err(err).Msg("scheduled snapshot failed")
 			}, func(taken ctxd.SnapshotMeta, pruned []string) {
 				log.Info().Str("id", taken.ID).Uint64("revision", taken.Revision).Int64("bytes", taken.Size).
 					Strs("pruned", pruned).Msg("scheduled snapshot taken")
@@ -55,7 +55,7 @@ func startMaintenance(cfg configs.Config, st store.Backend, snaps *snapshots.Man
 					log.Warn().Err(err).Msg("history retention is off")
 					return
 				case err != nil && ctx.Err() == nil:
-					log.Error().Err(err).Msg("history retention failed")
+					failedStoreLevel(log, err).Err(err).Msg("history retention failed")
 				case res.Removed > 0:
 					log.Info().Int("removed", res.Removed).Uint64("compacted_revision", res.Revision).Msg("history retention applied")
 				}
@@ -63,4 +63,15 @@ func startMaintenance(cfg configs.Config, st store.Backend, snaps *snapshots.Man
 		}()
 	}
 	return func() { cancel(); wg.Wait() }
+}
+
+// failedStoreLevel is the level of a maintenance task's failure err: error,
+// but info when the task was refused because the store failed, which the
+// store's own line said once at error (every tick until the restart
+// would repeat it).
+func failedStoreLevel(log zerolog.Logger, err error) *zerolog.Event {
+	if errors.Is(err, store.ErrFailed) {
+		return log.Info()
+	}
+	return log.Error()
 }

@@ -240,6 +240,12 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), tune func(
 		log.Warn().Dur("step", step).Int("deadlines_moved", moved).
 			Msg("the system clock stepped: each expiring key keeps the time it had left (its deadline moved by the step)")
 	}
+	opts.OnFail = func(err error) {
+		// The one line at error: the writes and /readyz probes refused
+		// from now on log theirs below it.
+		log.Error().Err(err).Str("path", path).
+			Msg("the store failed: writes answer 503 unavailable, and /readyz 503, until the server is restarted")
+	}
 	if tune != nil {
 		tune(&opts)
 	}

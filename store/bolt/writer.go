@@ -586,11 +586,11 @@ func (s *Store) commitDirect(r *request) {
 func (s *Store) fail(cause error) error {
 	s.failOnce.Do(func() {
 		err := fmt.Errorf("%w: %w: %w", ctxd.ErrUnavailable, store.ErrFailed, cause)
+		if s.onFail != nil {
+			s.onFail(err) // first: its log line comes before any refusal's
+		}
 		s.failure.Store(&err)
 		close(s.failed)
-		if s.onFail != nil {
-			s.onFail(err)
-		}
 	})
 	return *s.failure.Load()
 }
