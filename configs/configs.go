@@ -584,6 +584,7 @@ func (c Config) warnings(given func(field string) bool) []string {
 	}
 	if c.Store.Backend == BackendEtcd {
 		ignored([]string{"store.read_cache_bytes", "wal"}, "they tune the bolt backend, and store.backend is etcd")
+		ignored([]string{"storage"}, "store.backend is etcd, whose own quota (etcd's --quota-backend-bytes) applies")
 	} else {
 		ignored([]string{"etcd"}, "store.backend is bolt (set store.backend: etcd to run on etcd)")
 	}
@@ -1025,8 +1026,8 @@ var settings = []setting{
 		set:  func(c *Config, v string) error { c.Etcd.Password = Secret(v); return nil },
 		get:  func(c *Config) string { return c.Etcd.Password.Reveal() },
 	},
-	durationSetting("etcd.dial_timeout", false, func(c *Config) *time.Duration { return &c.Etcd.DialTimeout }),
-	durationSetting("etcd.request_timeout", false, func(c *Config) *time.Duration { return &c.Etcd.RequestTimeout }),
+	durationIn("etcd.dial_timeout", false, time.Second, maxDuration, etcdFloor, func(c *Config) *time.Duration { return &c.Etcd.DialTimeout }),
+	durationIn("etcd.request_timeout", false, time.Second, maxDuration, etcdFloor, func(c *Config) *time.Duration { return &c.Etcd.RequestTimeout }),
 	boolSetting("etcd.read_cache", func(c *Config) *bool { return &c.Etcd.ReadCache }),
 	sizeSetting("etcd.read_cache_max_bytes", 1<<40, func(c *Config) *int64 { return &c.Etcd.ReadCacheMaxBytes }),
 	{
@@ -1236,6 +1237,10 @@ func durationIn(path string, zeroOK bool, least, most time.Duration, why string,
 
 // networkFloor is why a network timeout is at least a second.
 const networkFloor = "shorter cuts off clients on any real network"
+
+// etcdFloor is why an etcd timeout is at least a second: with 1ns an
+// instance started and was never ready, saying etcd did not answer.
+const etcdFloor = "shorter fails requests a healthy etcd answers: a write waits for a quorum of members to sync their disks"
 
 // originsSetting is a comma-separated list of origins (parseOrigins).
 func originsSetting(path string, field func(*Config) *[]string) setting {

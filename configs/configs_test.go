@@ -377,6 +377,8 @@ func TestErrors(t *testing.T) {
 		{name: "etcd endpoint without port", env: []string{"CTXD_ETCD_ENDPOINTS=https://etcd.example"}, field: "etcd.endpoints", want: "invalid endpoint"},
 		{name: "bad etcd prefix", env: []string{"CTXD_ETCD_PREFIX=ctxd"}, field: "etcd.prefix", want: `invalid prefix "ctxd"`},
 		{name: "zero etcd request timeout", file: "etcd:\n  request_timeout: 0s\n", field: "etcd.request_timeout", want: "must be > 0"},
+		{name: "etcd request timeout of 1ns", env: []string{"CTXD_ETCD_REQUEST_TIMEOUT=1ns"}, field: "etcd.request_timeout", want: "must be at least 1s (shorter fails requests"},
+		{name: "etcd dial timeout of 1ms", file: "etcd:\n  dial_timeout: 1ms\n", field: "etcd.dial_timeout", want: "must be at least 1s (shorter fails requests"},
 		{
 			name: "etcd client cert without key", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://127.0.0.1:2379", "CTXD_ETCD_CERT_FILE=/c.pem"},
 			field: "etcd.key_file", want: "give both",
@@ -618,6 +620,8 @@ func TestWarnings(t *testing.T) {
 			want: []string{"etcd.endpoints ignored: store.backend is bolt (set store.backend: etcd to run on etcd)"}},
 		{name: "bolt settings on etcd", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://e:2379", "CTXD_STORE_READ_CACHE_BYTES=1MiB", "CTXD_WAL_COMMIT_INTERVAL=1s"},
 			want: []string{"store.read_cache_bytes, wal.commit_interval ignored: they tune the bolt backend, and store.backend is etcd"}},
+		{name: "a storage quota on etcd", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://e:2379", "CTXD_STORAGE_QUOTA_BYTES=1GiB"},
+			want: []string{"storage.quota_bytes ignored: store.backend is etcd, whose own quota (etcd's --quota-backend-bytes) applies"}},
 		{name: "a burst without a rate", env: []string{"CTXD_HTTP_RATE_BURST=50", "CTXD_WEBSOCKET_RATE_LIMIT=0"},
 			want: []string{"http.rate_burst ignored: http.rate_limit is 0 (off)"}},
 		{name: "websocket limits without a rate", env: []string{"CTXD_WEBSOCKET_RATE_LIMIT=0", "CTXD_WEBSOCKET_RATE_BURST=5", "CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED=3"},
