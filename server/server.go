@@ -496,11 +496,15 @@ func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo), onConnect
 			return nil, err
 		}
 	}
-	return etcd.Open(etcd.Options{
+	st, err := etcd.Open(etcd.Options{
 		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password.Reveal(),
 		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
 		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes, OnCommit: onCommit, OnConnection: onConnection,
 	})
+	if errors.Is(err, etcd.ErrPrefixOverlap) { // the prefix to change: exit 2
+		return nil, &configs.Error{Field: "etcd.prefix", Err: err}
+	}
+	return st, err
 }
 
 // etcdTLS is the client TLS configuration of etcd.ca_file, cert_file and

@@ -16,7 +16,9 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	"github.com/framework0/ctxd/migrations"
+	"github.com/framework0/ctxd/store/etcd"
 )
 
 func TestCLIAgainstServer(t *testing.T) {
@@ -145,6 +147,14 @@ func TestExitCodes(t *testing.T) {
 	badConfig := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(badConfig, []byte("addr: 127.0.0.1:0\nlimits:\n  max_keys: 3\n"), 0o600))
 
+	// An etcd deployment, whose prefix another may not lie inside.
+	endpoint := etcdkit.Shared(t).Endpoint
+	outer := etcdkit.Prefix(etcdkit.Name(t))
+	deployment, err := etcd.Open(etcd.Options{Endpoints: []string{endpoint}, Prefix: outer})
+	require.NoError(t, err)
+	require.NoError(t, deployment.Close())
+	onEtcd := []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + endpoint}
+
 	tests := []struct {
 		name   string
 		env    []string
@@ -194,6 +204,8 @@ func TestExitCodes(t *testing.T) {
 			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closed, "CTXD_ETCD_CA_FILE=/nonexistent/ca.pem"}, code: 2, stderr: "config: etcd.ca_file"},
 		{name: "serve with a missing etcd client certificate", args: []string{"serve", "--data", t.TempDir()},
 			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closed, "CTXD_ETCD_CERT_FILE=/nonexistent/c.pem", "CTXD_ETCD_KEY_FILE=/nonexistent/k.pem"}, code: 2, stderr: "config: etcd.cert_file"},
+		{name: "serve inside another deployment's etcd prefix", args: []string{"serve", "--data", t.TempDir()},
+			env: append(onEtcd, "CTXD_ETCD_PREFIX="+outer+"k/default/"), code: 2, stderr: "config: etcd.prefix: prefix " + outer + "k/default/ lies inside the prefix of another deployment, " + outer},
 		{name: "serve with bad env", env: []string{"CTXD_LOG_LEVEL=loud"}, args: []string{"serve", "--data", t.TempDir()}, code: 2, stderr: "log.level (env CTXD_LOG_LEVEL)"},
 		{name: "serve with bad flag value", args: []string{"serve", "--addr", "nowhere", "--data", t.TempDir()}, code: 2, stderr: "config: addr (flag)"},
 		{name: "serve with a negative quota", args: []string{"serve", "--storage-quota", "-1", "--data", t.TempDir()}, code: 2, stderr: `config: storage.quota_bytes (flag): invalid quota "-1"`},

@@ -229,6 +229,10 @@ func Open(opts Options) (*Store, error) {
 		s.minLeaseTTL, err = s.probeMinLeaseTTL(ctx)
 	}
 	cancel()
+	if errors.Is(err, ErrPrefixOverlap) {
+		_ = cli.Close()
+		return nil, err
+	}
 	if err != nil {
 		_ = cli.Close()
 		return nil, fmt.Errorf("etcd: read %s at %v: %w%s", opts.Prefix, opts.Endpoints, err, connectHint(opts, err))
@@ -277,20 +281,38 @@ func (s *Store) followConnection(ctx context.Context) {
 }
 
 // birth returns the create revision of the prefix's birth key, writing it
-// if this is the prefix's first Open.
+// if this is the prefix's first Open. It refuses a prefix that contains
+// another deployment's or lies inside one (ErrPrefixOverlap, overlap.go).
 func (s *Store) birth(ctx context.Context) (uint64, error) {
-	k := s.opts.Prefix + bornKey
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+	if err := s.refuseOuterDeployment(ctx); err != nil {
+		return 0, err
+	}
+	p := s.opts.Prefix
+	k := p + bornKey
+	// etcd stops at the first compare that fails: on every Open but the
+	// first, the birth key's, before the range compare reads the prefix.
+	first := []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(k), "=", 0),
+		clientv3.Compare(clientv3.CreateRevision(p), "=", 0).WithPrefix(),
+	}
+	resp, err := s.cli.Txn(ctx).If(first...).
 		Then(clientv3.OpPut(k, ""), clientv3.OpGet(k, clientv3.WithKeysOnly())).
-		Else(clientv3.OpGet(k, clientv3.WithKeysOnly())).Commit()
+		Else(clientv3.OpGet(k, clientv3.WithKeysOnly()),
+			clientv3.OpGet(p, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1))).Commit()
 	if err != nil {
 		return 0, err
 	}
-	get := resp.Responses[len(resp.Responses)-1].GetResponseRange()
-	if kv := firstKV(get.GetKvs()); kv != nil {
-		return uint64(kv.CreateRevision), nil
+	if resp.Succeeded {
+		return uint64(resp.Responses[1].GetResponseRange().GetKvs()[0].CreateRevision), nil
 	}
-	return 0, errors.New("the birth key is missing")
+	born := firstKV(resp.Responses[0].GetResponseRange().GetKvs())
+	if born == nil { // keys under the prefix, and no birth key
+		return 0, s.holdsForeignKey(resp.Responses[1].GetResponseRange().GetKvs()[0].Key)
+	}
+	if err := s.refuseForeignKeys(ctx); err != nil {
+		return 0, err
+	}
+	return uint64(born.CreateRevision), nil
 }
 
 // lastChange is the revision of the prefix's newest change (0 when it has
