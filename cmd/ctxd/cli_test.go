@@ -206,6 +206,8 @@ func TestExitCodes(t *testing.T) {
 			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closed, "CTXD_ETCD_CERT_FILE=/nonexistent/c.pem", "CTXD_ETCD_KEY_FILE=/nonexistent/k.pem"}, code: 2, stderr: "config: etcd.cert_file"},
 		{name: "serve inside another deployment's etcd prefix", args: []string{"serve", "--data", t.TempDir()},
 			env: append(onEtcd, "CTXD_ETCD_PREFIX="+outer+"k/default/"), code: 2, stderr: "config: etcd.prefix: prefix " + outer + "k/default/ lies inside the prefix of another deployment, " + outer},
+		{name: "serve with an etcd request timeout of 1ns", args: []string{"serve", "--data", t.TempDir()},
+			env: append(onEtcd, "CTXD_ETCD_REQUEST_TIMEOUT=1ns"), code: 2, stderr: "config: etcd.request_timeout (env CTXD_ETCD_REQUEST_TIMEOUT): must be at least 1s"},
 		{name: "serve with bad env", env: []string{"CTXD_LOG_LEVEL=loud"}, args: []string{"serve", "--data", t.TempDir()}, code: 2, stderr: "log.level (env CTXD_LOG_LEVEL)"},
 		{name: "serve with bad flag value", args: []string{"serve", "--addr", "nowhere", "--data", t.TempDir()}, code: 2, stderr: "config: addr (flag)"},
 		{name: "serve with a negative quota", args: []string{"serve", "--storage-quota", "-1", "--data", t.TempDir()}, code: 2, stderr: `config: storage.quota_bytes (flag): invalid quota "-1"`},
