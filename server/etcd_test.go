@@ -224,6 +224,7 @@ func TestEtcdSpaceQuota(t *testing.T) {
 		require.ErrorAs(t, err, &full, "the alarm refuses every write")
 		assert.Equal(t, ctxd.CodeInsufficientStorage, full.Code, "%v", err)
 	}
+	assert.Equal(t, 3.0, testkit.Scrape(t, srv.URL)["ctxd_storage_quota_refused_writes_total"], "each refused write counted")
 	rec, err := c.Get(ctx, "default", "big", client.GetOptions{})
 	require.NoError(t, err, "reads work")
 	st, err := c.Status(ctx)

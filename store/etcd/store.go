@@ -569,6 +569,9 @@ type stats struct {
 	transactions               atomic.Uint64 // write transactions sent to etcd, failed ones included
 	commit                     atomic.Int64
 	compactions, compacted     atomic.Uint64
+	// quotaRefused counts the write requests etcd refused for its space
+	// quota (its NOSPACE alarm): 507, as bolt's storage quota.
+	quotaRefused atomic.Uint64
 }
 
 // committed counts a transaction of changes writes, sent at started,
@@ -592,6 +595,7 @@ func (st *stats) get() store.Stats {
 		Transactions: st.transactions.Load(),
 		Commit:       time.Duration(st.commit.Load()),
 		Compactions:  st.compactions.Load(), Compacted: st.compacted.Load(),
+		QuotaRefused: st.quotaRefused.Load(),
 	}
 }
 

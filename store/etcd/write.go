@@ -96,6 +96,15 @@ func (s *Store) Import(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult
 // and committed mark include every write it acknowledged.
 func (s *Store) commit(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
 	s.stats.requests.Add(1) // once, however many transactions it takes
+	res, err := s.commitWrites(ctx, writes)
+	if errors.Is(err, ctxd.ErrInsufficientStorage) { // etcd's NOSPACE alarm (writeError)
+		s.stats.quotaRefused.Add(1)
+	}
+	return res, err
+}
+
+// commitWrites is commit's work: grouped, alone, or patches applied first.
+func (s *Store) commitWrites(ctx context.Context, writes []ctxd.Write) (ctxd.TxnResult, error) {
 	if s.groups != nil && groupable(writes) {
 		for {
 			res, err := s.commitGrouped(ctx, writes[0], 0, deadline{})
