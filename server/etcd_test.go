@@ -81,7 +81,7 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	}, "/readyz answers 200 once etcd is back")
 	testkit.Eventually(t, func() bool {
-		return regexp.MustCompile(`"level":"info".*"unreachable_for":[0-9.]+.*"message":"etcd is reachable again"`).MatchString(srv.Logs.String())
+		return regexp.MustCompile(`"level":"info".*"unreachable_for":"[0-9.hms]+".*"message":"etcd is reachable again"`).MatchString(srv.Logs.String())
 	}, "a line when etcd is found again, with how long it was away")
 	resp, body = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/app", `3`))
 	assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))

@@ -481,7 +481,7 @@ func connectionLog(endpoints []string, log zerolog.Logger) func(ok bool) {
 				Msg("etcd is unreachable: writes answer 503 unavailable, and /readyz 503, until it is back")
 			return
 		}
-		log.Info().Strs("endpoints", endpoints).Dur("unreachable_for", time.Since(lost)).Msg("etcd is reachable again")
+		log.Info().Strs("endpoints", endpoints).Str("unreachable_for", time.Since(lost).Round(time.Millisecond).String()).Msg("etcd is reachable again")
 	}
 }
 
