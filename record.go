@@ -224,6 +224,10 @@ type ReadCacheStatus struct {
 	State string `json:"state"`
 	// Reason says why the cache is disabled.
 	Reason string `json:"reason,omitempty"`
+	// Revision (etcd only: 0, absent, on bolt) is the revision the cache
+	// reflects: while it is ready, the status's keys and namespaces are
+	// its counts, at this revision.
+	Revision uint64 `json:"revision,omitempty"`
 	// Keys and Bytes are what it holds (Bytes counts keys, values and a
 	// fixed overhead per entry); MaxBytes is its bound,
 	// etcd.read_cache_max_bytes.

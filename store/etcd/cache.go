@@ -127,6 +127,10 @@ type ReadCacheStats struct {
 	// Keys and Bytes are what it holds; Bytes counts keys, values and a
 	// fixed overhead per entry, and stays under MaxBytes.
 	Keys, Bytes, MaxBytes int64
+	// Namespaces is how many namespaces have keys in it, "default"
+	// counted always (as Namespaces lists it): with Keys, the status's
+	// counts at Revision while Ready.
+	Namespaces int
 	// Hits are reads served by the cache; Misses reads that went to etcd
 	// because the cache was not ready or did not catch up in time.
 	Hits, Misses uint64
@@ -152,7 +156,7 @@ func (st ReadCacheStats) status(direct bool) *ctxd.ReadCacheStatus {
 	case st.Ready:
 		state = ctxd.ReadCacheReady
 	}
-	return &ctxd.ReadCacheStatus{State: state, Reason: st.Disabled, Keys: st.Keys, Bytes: st.Bytes, MaxBytes: st.MaxBytes,
+	return &ctxd.ReadCacheStatus{State: state, Reason: st.Disabled, Revision: st.Revision, Keys: st.Keys, Bytes: st.Bytes, MaxBytes: st.MaxBytes,
 		FillKeys: st.FillKeys, Fills: st.Fills, LastFillSeconds: st.LastFill.Seconds(), Hits: st.Hits, Fallbacks: st.Misses,
 		Confirmations: &st.Confirmations}
 }
@@ -165,8 +169,12 @@ func (s *Store) ReadCache() ReadCacheStats {
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	namespaces := len(c.nss)
+	if c.nss[ctxd.DefaultNamespace] == nil {
+		namespaces++
+	}
 	return ReadCacheStats{Enabled: c.disabled == "", Disabled: c.disabled, Ready: c.ready, Revision: c.rev,
-		Keys: c.keys, Bytes: c.bytes, MaxBytes: c.maxBytes, Hits: c.hits.Load(), Misses: c.misses.Load(),
+		Keys: c.keys, Namespaces: namespaces, Bytes: c.bytes, MaxBytes: c.maxBytes, Hits: c.hits.Load(), Misses: c.misses.Load(),
 		Confirmations: c.barrier.sent.Load(),
 		FillKeys:      c.fillKeys.Load(), Fills: c.fills.Load(), LastFill: time.Duration(c.lastFill.Load())}
 }

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/framework0/ctxd"
@@ -68,3 +69,12 @@ func BeforeCompact(s *Store, fn func()) { s.beforeCompact = fn }
 // BeforeSnapshotRead runs fn in each snapshot once it has chosen the
 // revision it reads the state at, before it reads it.
 func BeforeSnapshotRead(s *Store, fn func()) { s.beforeSnapshotRead = fn }
+
+// CountRequests makes a store opened with o count the unary etcd
+// requests its client sends (each retry of requireLeader's too); count
+// tells how many so far.
+func CountRequests(o *Options) (count func() int64) {
+	var n atomic.Int64
+	o.onRequest = func(string) { n.Add(1) }
+	return n.Load
+}

@@ -73,6 +73,9 @@ type Options struct {
 	// many such transactions may be out at once (default
 	// DefaultGroupsInFlight).
 	MaxGroupWrites, GroupsInFlight int
+	// onRequest, test only, is told of every unary etcd request the
+	// client sends (CountRequests).
+	onRequest func(method string)
 }
 
 func (o Options) withDefaults() Options {
@@ -176,6 +179,13 @@ func Open(opts Options) (*Store, error) {
 	if !strings.HasSuffix(opts.Prefix, "/") {
 		return nil, fmt.Errorf("etcd: prefix %q must end with /", opts.Prefix)
 	}
+	interceptors := []grpc.UnaryClientInterceptor{requireLeader(len(opts.Endpoints))}
+	if opts.onRequest != nil {
+		interceptors = append(interceptors, func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+			opts.onRequest(method)
+			return invoker(ctx, method, req, reply, cc, callOpts...)
+		})
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   opts.Endpoints,
 		DialTimeout: opts.DialTimeout,
@@ -192,7 +202,7 @@ func Open(opts Options) (*Store, error) {
 		DialKeepAliveTime:    keepAliveTime,
 		DialKeepAliveTimeout: opts.RequestTimeout,
 		DialOptions: []grpc.DialOption{
-			grpc.WithChainUnaryInterceptor(requireLeader(len(opts.Endpoints))),
+			grpc.WithChainUnaryInterceptor(interceptors...),
 			// gRPC's reconnect backoff grows to 120 s: after a 2-minute
 			// outage of etcd an instance stayed unready about 80 s more.
 			// Bounded, a member that comes back is found within

@@ -1,0 +1,73 @@
+package etcd_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/store/etcd"
+)
+
+// A status costs the same etcd requests at 3,000 namespaces as at 10:
+// its keys and namespaces are the read cache's counts, at its revision.
+// Counted from etcd, with 2 requests per namespace, /readyz and every
+// /metrics scrape took seconds at a thousand namespaces and failed at
+// 5,000. With the cache not ready (etcd.read_cache false) they are still
+// counted from etcd, and right.
+func TestStatusRequestsDoNotGrowWithNamespaces(t *testing.T) {
+	opts := etcd.Options{Endpoints: []string{etcdkit.Shared(t).Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))}
+	requests := etcd.CountRequests(&opts)
+	s, err := etcd.Open(opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	direct, err := etcd.Open(etcd.Options{Endpoints: opts.Endpoints, Prefix: opts.Prefix, DirectReads: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, direct.Close()) })
+
+	statusAt := func(namespaces int) (requestsMade int64) {
+		testkit.Eventually(t, func() bool {
+			rc := s.ReadCache()
+			return rc.Ready && rc.Keys == int64(namespaces)
+		}, "the cache holds the %d keys", namespaces)
+		before := requests()
+		st, err := s.Status()
+		require.NoError(t, err)
+		requestsMade = requests() - before
+		require.Equal(t, uint64(namespaces), st.Keys)
+		require.Equal(t, namespaces+1, st.Namespaces, "with default, which has no key")
+		require.Equal(t, s.ReadCache().Revision, st.ReadCache.Revision, "counted at the cache's revision")
+		fromEtcd, err := direct.Status()
+		require.NoError(t, err)
+		require.Equal(t, st.Keys, fromEtcd.Keys)
+		require.Equal(t, st.Namespaces, fromEtcd.Namespaces)
+		return requestsMade
+	}
+
+	put := func(from, to int) {
+		var writes []ctxd.Write
+		flush := func() {
+			_, err := s.Txn(context.Background(), writes)
+			require.NoError(t, err)
+			writes = writes[:0]
+		}
+		for i := from; i < to; i++ {
+			writes = append(writes, ctxd.Write{Namespace: fmt.Sprintf("ns%05d", i), Key: "k", Op: ctxd.OpPut, Value: []byte(`1`)})
+			if len(writes) == 100 {
+				flush()
+			}
+		}
+		if len(writes) > 0 {
+			flush()
+		}
+	}
+	put(0, 10)
+	few := statusAt(10)
+	put(10, 3000)
+	many := statusAt(3000)
+	require.Equal(t, few, many, "etcd requests of one status at 10 namespaces, then at 3,000")
+}
