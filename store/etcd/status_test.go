@@ -18,7 +18,7 @@ import (
 // Counted from etcd, with 2 requests per namespace, /readyz and every
 // /metrics scrape took seconds at a thousand namespaces and failed at
 // 5,000. With the cache not ready (etcd.read_cache false) they are still
-// counted from etcd, and right.
+// counted from etcd (a page of keys a request), and right.
 func TestStatusRequestsDoNotGrowWithNamespaces(t *testing.T) {
 	opts := etcd.Options{Endpoints: []string{etcdkit.Shared(t).Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))}
 	requests := etcd.CountRequests(&opts)
@@ -30,6 +30,7 @@ func TestStatusRequestsDoNotGrowWithNamespaces(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, direct.Close()) })
 
 	statusAt := func(namespaces int) (requestsMade int64) {
+		t.Helper()
 		testkit.Eventually(t, func() bool {
 			rc := s.ReadCache()
 			return rc.Ready && rc.Keys == int64(namespaces)
@@ -66,8 +67,10 @@ func TestStatusRequestsDoNotGrowWithNamespaces(t *testing.T) {
 		}
 	}
 	put(0, 10)
-	few := statusAt(10)
+	statusAt(10)
 	put(10, 3000)
-	many := statusAt(3000)
-	require.Equal(t, few, many, "etcd requests of one status at 10 namespaces, then at 3,000")
+	// The count takes in the instance's own requests meanwhile (its
+	// watch's and cache's upkeep): a bound, far below one request per
+	// namespace, rather than equality with the status at 10.
+	require.Less(t, statusAt(3000), int64(100), "etcd requests of one status at 3,000 namespaces")
 }
