@@ -61,7 +61,14 @@ func withBearer(hc *http.Client, token string, servers []string) *http.Client {
 // origin is a URL's scheme and host (with the port, when given), the
 // host lower-cased: what a token is sent to.
 func origin(u *url.URL) string {
-	return u.Scheme + "://" + strings.ToLower(u.Host)
+	host := strings.ToLower(u.Host)
+	// The scheme's default port is the same origin written two ways: a
+	// redirect from one form to the other keeps the token.
+	switch {
+	case u.Scheme == "http" && strings.HasSuffix(host, ":80"), u.Scheme == "https" && strings.HasSuffix(host, ":443"):
+		host = host[:strings.LastIndexByte(host, ':')]
+	}
+	return u.Scheme + "://" + host
 }
 
 // authHeader is the header of the WebSocket handshake: the token, if any.

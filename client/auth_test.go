@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -54,4 +55,32 @@ func TestTokenIsNotSentOnARedirectToAnotherHost(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"Bearer secret"}, own.got(), "the client's own server gets the token")
 	assert.Equal(t, []string{""}, elsewhere.got(), "the host redirected to does not")
+}
+
+// A URL with its scheme's default port is the same origin as one
+// without: the token follows a redirect between the two forms, and no
+// other.
+func TestOriginNamesTheDefaultPortOnce(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"https://Ctxd.example:443/v1", "https://ctxd.example/x"},
+		{"http://ctxd.example:80", "http://ctxd.example"},
+		{"http://[::1]:80/", "http://[::1]"},
+	} {
+		a, b := mustParse(t, tc.a), mustParse(t, tc.b)
+		assert.Equal(t, origin(a), origin(b), "%s and %s", tc.a, tc.b)
+	}
+	for _, tc := range []struct{ a, b string }{
+		{"https://ctxd.example:8443", "https://ctxd.example"},
+		{"http://ctxd.example:443", "https://ctxd.example"},
+		{"https://ctxd.example:80", "http://ctxd.example"},
+	} {
+		assert.NotEqual(t, origin(mustParse(t, tc.a)), origin(mustParse(t, tc.b)), "%s and %s", tc.a, tc.b)
+	}
+}
+
+func mustParse(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	require.NoError(t, err)
+	return u
 }

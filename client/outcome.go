@@ -68,12 +68,13 @@ func sentWithoutAnswer(err error) error {
 
 // successLost is the error of a write the server answered with a success
 // status whose body could not be read or decoded (the connection broke
-// mid-body). The write applied, but what it returned (its record, its
-// revision) is lost. It matches ctxd.ErrOutcomeUnknown all the same: an
-// error that does not is a write that was not applied, which a caller
+// mid-body). The write most likely applied (unless the answer was not
+// ctxd's: a proxy's or a captive portal's page), but what it returned
+// (its record, its revision) is lost. It matches ctxd.ErrOutcomeUnknown:
+// an error that does not is a write that was not applied, which a caller
 // sends again.
 func successLost(status int, err error) error {
 	return fmt.Errorf("%w: the server answered %d (success) but its answer was lost (%w); "+
-		"the write applied: read the key (or list the snapshots or dumps, or the status) for what it returned",
+		"the write most likely applied: read the key (or list the snapshots or dumps, or the status) to learn whether it did and what it returned",
 		ctxd.ErrOutcomeUnknown, status, err)
 }

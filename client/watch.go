@@ -23,8 +23,12 @@ import (
 const (
 	// EventChange is one committed change (the server's context_updated).
 	EventChange = "context_updated"
-	// EventReset says the database was replaced by a restore: state read
-	// before it is stale; changes continue after Rev.
+	// EventReset says that state read before it is stale: the database
+	// was replaced by a restore, or it never had the revision Watch
+	// resumed from (FromRev, or the last change before a reconnection:
+	// the server was restored from an older backup, or lost its data, or
+	// is another deployment). Re-read the state; changes continue after
+	// Rev.
 	EventReset = "reset"
 )
 

@@ -35,8 +35,19 @@ func TestResumeFromARevisionTheDatabaseNeverHad(t *testing.T) {
 
 	current := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"3"}}), nil)
 	current.Expect(ctxd.TypeSubscribed)
+
+	// A subscribe with such a from_rev, in a session that connected
+	// without one: subscribed, then a reset answering it.
+	later := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"other"}}), nil)
+	later.Expect(ctxd.TypeSubscribed)
+	later.SendJSON(map[string]any{"type": "subscribe", "id": 7, "ns": "default", "from_rev": 60})
+	require.Equal(t, `7`, string(later.Expect(ctxd.TypeSubscribed).ID))
+	reset = later.Expect(ctxd.TypeReset)
+	assert.Equal(t, [2]any{`7`, uint64(3)}, [2]any{string(reset.ID), reset.Rev})
+	assert.Contains(t, reset.Message, "from_rev 60 is past this database's last revision (3)")
+
 	rev := ts.put("default", "after", `2`)
-	for _, w := range []*wsClient{ahead, current} {
+	for _, w := range []*wsClient{ahead, current, later} {
 		f := w.Expect(ctxd.TypeContextUpdated) // for current: no reset first
 		assert.Equal(t, [2]any{rev, "after"}, [2]any{f.Rev, f.Key})
 	}
@@ -62,8 +73,16 @@ func TestEtcdResumeFromARevisionTheClusterNeverHad(t *testing.T) {
 
 	next, err := a.Put(ctx, "default", "next", json.RawMessage(`2`), nil, "t")
 	require.NoError(t, err)
-	for _, w := range []*wsClient{resumed, ahead} {
-		f := w.Expect(ctxd.TypeContextUpdated)
-		assert.Equal(t, [2]any{next.ModRev, "next"}, [2]any{f.Rev, f.Key})
+	f := resumed.Expect(ctxd.TypeContextUpdated)
+	assert.Equal(t, [2]any{next.ModRev, "next"}, [2]any{f.Rev, f.Key}, "resumed after k, never reset")
+	// The reset is at b's own mark, which may trail the cluster: every
+	// change after it follows (k too, when b had not seen it yet).
+	want := [][2]any{{next.ModRev, "next"}}
+	if reset.Rev < written.ModRev {
+		want = append([][2]any{{written.ModRev, "k"}}, want...)
+	}
+	for _, w := range want {
+		f := ahead.Expect(ctxd.TypeContextUpdated)
+		assert.Equal(t, w, [2]any{f.Rev, f.Key}, "after the reset at %d", reset.Rev)
 	}
 }

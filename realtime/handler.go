@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -154,9 +155,7 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 	switch {
 	case p.fromRev != nil && store.Ahead(h.st, *p.fromRev):
 		s.pos, _ = h.st.Committed()
-		reason := store.AheadReason(*p.fromRev, s.pos)
-		reset = encode(resetMsg{Type: ctxd.TypeReset, Rev: s.pos, Message: reason + ": re-read state; changes continue after revision " + uitoa(s.pos)})
-		h.log.Warn().Str("client_id", s.id).Str("remote", s.remote).Msg(reason + ": client told to reset")
+		reset = h.aheadReset(s, nil, *p.fromRev, s.pos)
 	case p.fromRev != nil:
 		after, n, ce, err := h.resumeFrom(*p.fromRev, p.fromIndex)
 		if err != nil {
@@ -231,6 +230,16 @@ func (h *Hub) onConnect(ms *melody.Session) {
 		return
 	}
 	h.log.Debug().Str("client_id", s.id).Str("remote", s.remote).Uint64("from_rev", pos).Bool("batch", s.batch).Msg("WebSocket client connected")
+}
+
+// aheadReset is the reset frame of a session that asked for the changes
+// after fromRev, past every revision of the database (store.Ahead), and
+// now follows them after rev; id is its subscribe's, if any. It logs it:
+// an operator should know that a client saw a database this one is not.
+func (h *Hub) aheadReset(s *session, id json.RawMessage, fromRev, rev uint64) []byte {
+	reason := store.AheadReason(fromRev, rev)
+	h.log.Warn().Str("client_id", s.id).Str("remote", s.remote).Msg(reason + ": client told to reset")
+	return encode(resetMsg{Type: ctxd.TypeReset, ID: id, Rev: rev, Message: reason + ": re-read state; changes continue after revision " + uitoa(rev)})
 }
 
 // resumeFrom turns a resume point (from_rev, from_index) into a position

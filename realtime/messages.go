@@ -16,6 +16,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/msglimit"
 	"github.com/framework0/ctxd/internal/snapbudget"
+	"github.com/framework0/ctxd/store"
 )
 
 // defaultWho is recorded for a context_set that names no author, from a
@@ -196,8 +197,13 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 	var (
 		after uint64
 		skip  int
+		reset []byte // the subscribe's from_rev is past the database
 	)
-	if m.FromRev != nil {
+	switch {
+	case m.FromRev != nil && store.Ahead(h.st, *m.FromRev):
+		after, _ = h.st.Committed()
+		reset = h.aheadReset(s, m.ID, *m.FromRev, after)
+	case m.FromRev != nil:
 		var ce *ctxd.CompactedError
 		after, skip, ce, err = h.resumeFrom(*m.FromRev, m.FromIndex)
 		if err != nil {
@@ -268,6 +274,9 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 	}
 	s.sendLocked(encode(subscribedMsg{Type: ctxd.TypeSubscribed, ID: m.ID, ClientID: s.id, Rev: rev, Index: index,
 		Subscriptions: s.subscriptionsLocked(), Batch: s.batch}))
+	if reset != nil {
+		s.sendLocked(reset)
+	}
 	if !s.closing {
 		s.queueSnapshotLocked(snap)
 	}

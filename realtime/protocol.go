@@ -151,9 +151,10 @@ type (
 		Message           string          `json:"message"`
 	}
 	resetMsg struct {
-		Type    string `json:"type"`
-		Rev     uint64 `json:"rev"`
-		Message string `json:"message"`
+		Type    string          `json:"type"`
+		ID      json.RawMessage `json:"id,omitempty"` // of a subscribe whose from_rev is ahead
+		Rev     uint64          `json:"rev"`
+		Message string          `json:"message"`
 	}
 	pongMsg struct {
 		Type string          `json:"type"`

@@ -307,8 +307,7 @@ func (s *Store) birth(ctx context.Context) (uint64, error) {
 	}
 	resp, err := s.cli.Txn(ctx).If(first...).
 		Then(clientv3.OpPut(k, ""), clientv3.OpGet(k, clientv3.WithKeysOnly())).
-		Else(clientv3.OpGet(k, clientv3.WithKeysOnly()),
-			clientv3.OpGet(p, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1))).Commit()
+		Else(clientv3.OpGet(k, clientv3.WithKeysOnly())).Commit()
 	if err != nil {
 		return 0, err
 	}
@@ -316,8 +315,20 @@ func (s *Store) birth(ctx context.Context) (uint64, error) {
 		return uint64(resp.Responses[1].GetResponseRange().GetKvs()[0].CreateRevision), nil
 	}
 	born := firstKV(resp.Responses[0].GetResponseRange().GetKvs())
-	if born == nil { // keys under the prefix, and no birth key
-		return 0, s.holdsForeignKey(resp.Responses[1].GetResponseRange().GetKvs()[0].Key)
+	if born == nil {
+		// Keys under the prefix, and no birth key: name one. Not read in
+		// the transaction's Else, which runs at every Open: etcd counts
+		// every key of a range read (the limit bounds only what it
+		// returns), and in a transaction that writes it does so in its
+		// apply loop, holding up every write of the cluster.
+		resp, err := s.cli.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
+		if err != nil {
+			return 0, err
+		}
+		if kv := firstKV(resp.Kvs); kv != nil {
+			return 0, s.holdsForeignKey(kv.Key)
+		}
+		return 0, fmt.Errorf("prefix %s: no birth key, and the keys under it are gone: open it again", p)
 	}
 	if err := s.refuseForeignKeys(ctx); err != nil {
 		return 0, err

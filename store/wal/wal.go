@@ -514,7 +514,9 @@ func (l *Log) waitForResources(err error, again func(error) bool, try func() err
 // resourceExhausted reports whether err is the want of a resource that
 // other work may give back: disk space, or file descriptors (of the
 // process or of the system). Only preparing a spare segment retries
-// them; an I/O error is never retried.
+// them, also when an fsync of the spare returned ENOSPC: a retry makes a
+// new file from scratch (the failed one is removed), so nothing of the
+// failed fsync is trusted. An I/O error is never retried.
 func resourceExhausted(err error) bool {
 	return outOfDescriptors(err) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
