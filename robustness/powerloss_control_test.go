@@ -336,6 +336,14 @@ func TestQuitIfStuckLeavesTheStacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The "listening" line comes once the goroutine that serves is
+	// started, not once it runs: an answer says it is in Serve, whose
+	// frame the stacks must show.
+	res, err := http.Get(srv.URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
 	quitIfStuck(srv, fmt.Errorf("setup: %w", io.ErrUnexpectedEOF))
 	if why := srv.Exited(); why != "" {
 		t.Fatalf("an error other than a timeout ended the server: %s", why)
