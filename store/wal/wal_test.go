@@ -822,3 +822,29 @@ func useUpFileDescriptors(t *testing.T) (release func()) {
 		hogs = append(hogs, f)
 	}
 }
+
+// A spare segment that could not be prepared for want of file
+// descriptors is prepared again, once they are back, while the current
+// segment still has room: the rotation then finds it ready and does not
+// have to wait (ResourceWait -1 here: a rotation that found the failed
+// spare would fail the log, which is what happens without the retry).
+func TestAFailedSpareIsPreparedAgainBeforeTheRotation(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, wal.Options{SegmentSize: small, ResourceWait: -1})
+	release := useUpFileDescriptors(t)
+	for i := 1; i <= 8; i++ { // past half of the segment: the spare is started, and fails
+		_, err := l.Append(payload(i))
+		require.NoError(t, err)
+	}
+	release()
+	// A failed spare is prepared again at most once a second: let one
+	// pass, so that the next append starts it again.
+	time.Sleep(1100 * time.Millisecond)
+	for i := 9; i <= 20; i++ {
+		_, err := l.Append(payload(i))
+		require.NoError(t, err, "record %d", i)
+	}
+	require.NoError(t, l.Close())
+	l = openLog(t, dir, wal.Options{SegmentSize: small})
+	assert.Equal(t, want(1, 20), replayAll(t, l, 0))
+}
