@@ -86,6 +86,13 @@ type connectOptions struct {
 }
 
 // event encodes a Socket.IO EVENT packet with one argument.
+// resetEvent is the reset that goes before a context_snapshot: state read
+// before it is stale, for the reason why, and the snapshot that follows,
+// at rev, is the state.
+func resetEvent(rev uint64, why string) string {
+	return event(ctxd.TypeReset, map[string]any{"rev": rev, "message": why + ": the context_snapshot that follows is the new state"})
+}
+
 func event(name string, v any) string {
 	b, err := json.Marshal([]any{name, v})
 	if err != nil {
@@ -398,8 +405,7 @@ func (s *Server) connect(c *conn, data string) {
 		if ahead {
 			reason := store.AheadReason(n, rev)
 			s.log.Warn().Str("client_id", cl.id).Str("remote", c.remote).Msg(reason + ": Socket.IO client told to reset")
-			first = append(first, event(ctxd.TypeReset, map[string]any{"rev": rev,
-				"message": reason + ": the context_snapshot that follows is the state"}))
+			first = append(first, resetEvent(rev, reason))
 		}
 		first = append(first, snap)
 	}
@@ -977,8 +983,7 @@ func (cl *client) reset(gen uint64) bool {
 	}
 	cl.gen, cl.pos, cl.skip, cl.base = gen, rev, 0, rev
 	cl.lag.restart(rev) // the log before rev is another one now
-	own = append(own, event(ctxd.TypeReset, map[string]any{"rev": rev,
-		"message": "the data was restored from a snapshot: the context_snapshot that follows is the new state"}), snap)
+	own = append(own, resetEvent(rev, "the data was restored from a snapshot"), snap)
 	return c.sendHeld(g, own...)
 }
 
