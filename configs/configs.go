@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/wal"
 )
@@ -301,6 +302,12 @@ type Storage struct {
 	// off; QuotaAuto ("auto", the default) is decided at start by
 	// DefaultQuota from the data folder's file system.
 	QuotaBytes int64
+	// ReserveBytes (storage.reserve_bytes) is the disk space that files
+	// written beside the store (snapshots, dumps, a defrag's or a
+	// restore's copy) leave free on their file system: they stop (507)
+	// rather than take it. 0 checks nothing; fsutil.ReserveAuto ("auto",
+	// the default) is a twentieth of each file system, at most 1 GiB.
+	ReserveBytes fsutil.Reserve
 }
 
 // QuotaAuto is Storage.QuotaBytes when the quota is decided at start
@@ -449,7 +456,7 @@ func Defaults() Config {
 		Compat:    Compat{Namespace: ctxd.DefaultNamespace},
 		Snapshots: Snapshots{Interval: 0, Keep: 7, MaxUploadBytes: 1 << 30},
 		History:   History{KeepVersions: DefaultKeepVersions, KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
-		Storage:   Storage{QuotaBytes: QuotaAuto},
+		Storage:   Storage{QuotaBytes: QuotaAuto, ReserveBytes: fsutil.ReserveAuto},
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
 			MaxMessageBytes: 2 << 20, MaxSnapshotBytes: 64 << 20, SnapshotMemoryBytes: 256 << 20, MaxClients: 10000, MaxLag: 10000, LagGrace: DefaultLagGrace,
 			BatchInterval: DefaultBatchInterval, RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
@@ -584,7 +591,7 @@ func (c Config) warnings(given func(field string) bool) []string {
 	}
 	if c.Store.Backend == BackendEtcd {
 		ignored([]string{"store.read_cache_bytes", "wal"}, "they tune the bolt backend, and store.backend is etcd")
-		ignored([]string{"storage"}, "store.backend is etcd, whose own quota (etcd's --quota-backend-bytes) applies")
+		ignored([]string{"storage.quota_bytes"}, "store.backend is etcd, whose own quota (etcd's --quota-backend-bytes) applies")
 	} else {
 		ignored([]string{"etcd"}, "store.backend is bolt (set store.backend: etcd to run on etcd)")
 	}
@@ -960,6 +967,31 @@ var settings = []setting{
 				return "auto"
 			}
 			return strconv.FormatInt(c.Storage.QuotaBytes, 10)
+		},
+	},
+	{
+		path: "storage.reserve_bytes",
+		set: func(c *Config, v string) error {
+			switch strings.TrimSpace(v) {
+			case "auto":
+				c.Storage.ReserveBytes = fsutil.ReserveAuto
+				return nil
+			case "0":
+				c.Storage.ReserveBytes = 0
+				return nil
+			}
+			n, err := parseSize(v, 1<<62)
+			if err != nil {
+				return fmt.Errorf("invalid reserve %q (use a size such as 1GiB or 500MiB, auto: a twentieth of the disk, at most 1 GiB, or 0: none)", v)
+			}
+			c.Storage.ReserveBytes = fsutil.Reserve(n)
+			return nil
+		},
+		get: func(c *Config) string {
+			if c.Storage.ReserveBytes == fsutil.ReserveAuto {
+				return "auto"
+			}
+			return strconv.FormatInt(int64(c.Storage.ReserveBytes), 10)
 		},
 	},
 	durationIn("websocket.ping_interval", false, time.Second, 24*time.Hour,

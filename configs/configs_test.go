@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 )
 
 func writeFile(t *testing.T, content string) string {
@@ -110,7 +111,7 @@ func TestEnvNames(t *testing.T) {
 		"CTXD_LIMITS_MAX_TXN_OPS", "CTXD_LIMITS_MIN_TTL", "CTXD_LIMITS_MAX_TTL", "CTXD_COMPAT_NAMESPACE",
 		"CTXD_DUMPS_DIR", "CTXD_DUMPS_KEEP", "CTXD_DUMPS_MAX_BYTES", "CTXD_SNAPSHOTS_DIR", "CTXD_SNAPSHOTS_INTERVAL", "CTXD_SNAPSHOTS_KEEP", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES",
 		"CTXD_HISTORY_KEEP_VERSIONS", "CTXD_HISTORY_KEEP_REVISIONS", "CTXD_HISTORY_KEEP_FOR", "CTXD_HISTORY_COMPACT_INTERVAL",
-		"CTXD_STORAGE_QUOTA_BYTES",
+		"CTXD_STORAGE_QUOTA_BYTES", "CTXD_STORAGE_RESERVE_BYTES",
 		"CTXD_WEBSOCKET_PING_INTERVAL", "CTXD_WEBSOCKET_WRITE_TIMEOUT", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES", "CTXD_WEBSOCKET_MAX_SNAPSHOT_BYTES", "CTXD_WEBSOCKET_SNAPSHOT_MEMORY_BYTES",
 		"CTXD_WEBSOCKET_ALLOWED_ORIGINS", "CTXD_WEBSOCKET_MAX_CLIENTS", "CTXD_WEBSOCKET_MAX_LAG",
 		"CTXD_WEBSOCKET_LAG_GRACE", "CTXD_WEBSOCKET_BATCH_INTERVAL", "CTXD_WEBSOCKET_RATE_LIMIT", "CTXD_WEBSOCKET_RATE_BURST", "CTXD_WEBSOCKET_RATE_LIMIT_MAX_REFUSED",
@@ -192,7 +193,7 @@ limits:
 				"CTXD_COMPAT_NAMESPACE=legacy",
 				"CTXD_DUMPS_DIR=/shared/dumps", "CTXD_SNAPSHOTS_DIR=/shared/snapshots", "CTXD_SNAPSHOTS_INTERVAL=1h", "CTXD_SNAPSHOTS_KEEP=3", "CTXD_SNAPSHOTS_MAX_UPLOAD_BYTES=1MiB",
 				"CTXD_HISTORY_KEEP_VERSIONS=5", "CTXD_HISTORY_KEEP_REVISIONS=0", "CTXD_HISTORY_KEEP_FOR=720h",
-				"CTXD_HISTORY_COMPACT_INTERVAL=30s", "CTXD_STORAGE_QUOTA_BYTES=3GiB",
+				"CTXD_HISTORY_COMPACT_INTERVAL=30s", "CTXD_STORAGE_QUOTA_BYTES=3GiB", "CTXD_STORAGE_RESERVE_BYTES=0",
 				"CTXD_WEBSOCKET_PING_INTERVAL=5s", "CTXD_WEBSOCKET_WRITE_TIMEOUT=3s", "CTXD_WEBSOCKET_MAX_MESSAGE_BYTES=64KiB", "CTXD_WEBSOCKET_MAX_SNAPSHOT_BYTES=1MiB", "CTXD_WEBSOCKET_SNAPSHOT_MEMORY_BYTES=8MiB",
 				"CTXD_WEBSOCKET_ALLOWED_ORIGINS=https://a.example, http://b.example:8080/", "CTXD_WEBSOCKET_MAX_CLIENTS=7",
 				"CTXD_WEBSOCKET_MAX_LAG=100", "CTXD_WEBSOCKET_LAG_GRACE=0", "CTXD_WEBSOCKET_BATCH_INTERVAL=0", "CTXD_WEBSOCKET_RATE_LIMIT=2.5", "CTXD_WEBSOCKET_RATE_BURST=0",
@@ -504,6 +505,30 @@ func TestQuotaSetting(t *testing.T) {
 	c, err := Load(writeFile(t, "storage:\n  quota_bytes: 1GiB\n"), []string{"CTXD_STORAGE_QUOTA_BYTES=2GiB"}, map[string]string{"storage.quota_bytes": "0"})
 	require.NoError(t, err)
 	assert.Equal(t, int64(0), c.Storage.QuotaBytes)
+}
+
+// storage.reserve_bytes is a size, auto (the default) or 0 (none),
+// through the file, the environment and flags alike; a bad value names
+// the field and what is allowed.
+func TestReserveSetting(t *testing.T) {
+	assert.Equal(t, fsutil.ReserveAuto, Defaults().Storage.ReserveBytes)
+	for v, want := range map[string]fsutil.Reserve{"auto": fsutil.ReserveAuto, "0": 0, "512MiB": 512 << 20, " 2GiB ": 2 << 30} {
+		c, err := Load(writeFile(t, "storage:\n  reserve_bytes: "+v+"\n"), nil, nil)
+		require.NoError(t, err, v)
+		assert.Equal(t, want, c.Storage.ReserveBytes, "file %q", v)
+		c, err = Load("", []string{"CTXD_STORAGE_RESERVE_BYTES=" + v}, nil)
+		require.NoError(t, err, v)
+		assert.Equal(t, want, c.Storage.ReserveBytes, "env %q", v)
+		c, err = Load("", nil, map[string]string{"storage.reserve_bytes": v})
+		require.NoError(t, err, v)
+		assert.Equal(t, want, c.Storage.ReserveBytes, "flag %q", v)
+		require.NoError(t, c.Validate(), "a loaded reserve validates again: %q", v)
+	}
+	for _, v := range []string{"-1", "lots", "2GB"} {
+		_, err := Load("", []string{"CTXD_STORAGE_RESERVE_BYTES=" + v}, nil)
+		require.Error(t, err, v)
+		assert.Contains(t, err.Error(), "storage.reserve_bytes (env CTXD_STORAGE_RESERVE_BYTES): invalid reserve", v)
+	}
 }
 
 // "auto" is a quarter of the file system, at most 8 GiB; 2 GiB when the

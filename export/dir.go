@@ -101,6 +101,10 @@ type FileInfo struct {
 // under it, which fails when the name is taken.
 type Dir struct {
 	path string
+	// Reserve, when set before use, is the disk space that dumps leave
+	// free on the folder's file system: a dump that would take it fails
+	// with a *fsutil.ReserveError, and nothing is kept.
+	Reserve fsutil.Reserve
 }
 
 // OpenDir opens the dump folder at path, creating it if needed, and removes
@@ -137,6 +141,7 @@ func (d *Dir) Create(name string, replace bool, fn func(w io.Writer) error) (Fil
 	}
 	defer release()
 	defer tmp.Discard()
+	tmp.KeepFree(d.Reserve)
 	if err := fn(tmp); err != nil {
 		return FileInfo{}, fmt.Errorf("write dump %s: %w", name, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/internal/jsontext"
 
 	"github.com/labstack/echo/v4"
@@ -74,6 +75,8 @@ var errorTable = [...]errorMapping{
 	// the file.
 	{syscall.ENOSPC, http.StatusInsufficientStorage, ctxd.CodeInsufficientStorage},
 	{syscall.EDQUOT, http.StatusInsufficientStorage, ctxd.CodeInsufficientStorage},
+	// Such a file would have left less free than storage.reserve_bytes.
+	{fsutil.ErrReserve, http.StatusInsufficientStorage, ctxd.CodeInsufficientStorage},
 }
 
 // echoErrorCodes are the codes of the errors Echo itself raises (its

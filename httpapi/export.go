@@ -65,6 +65,7 @@ func newDumps(cfg Config, log zerolog.Logger) *dumps {
 		log.Error().Err(err).Str("dump_dir", cfg.DumpDir).Msg("dump folder unusable: server-side dumps are disabled")
 		return d
 	}
+	dir.Reserve = cfg.DumpReserve
 	d.dir = dir
 	return d
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -52,6 +53,10 @@ type Config struct {
 	// DumpRetention bounds the dump folder after each server-side dump
 	// (dumps.keep, dumps.max_bytes); zero keeps every file.
 	DumpRetention export.Retention
+	// DumpReserve is the disk space dumps leave free on the dump folder's
+	// file system (storage.reserve_bytes): a dump that would take it is
+	// 507 insufficient_storage, and nothing is kept.
+	DumpReserve fsutil.Reserve
 	// OnDump, when set, is called after every successful dump: a file
 	// written by POST /ctx/dump or POST /v1/ns/{ns}/dumps, or an export
 	// sent by GET /v1/ns/{ns}/export (Filename empty). It runs in the

@@ -148,6 +148,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		return nil, errors.Join(err, st.Close())
 	}
 	snaps.OnCreate = metrics.onSnapshot
+	snaps.Reserve = cfg.Storage.ReserveBytes
 	metrics.registerStore(st, snaps)
 	stopMaintenance := startMaintenance(cfg, st, snaps, log) // maintenance.go
 
@@ -164,6 +165,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		Clients:         func() int { return hub.Clients() + sio.Clients() },
 		CompatNamespace: cfg.Compat.Namespace, DumpDir: dumpDir,
 		DumpRetention: export.Retention{Keep: cfg.Dumps.Keep, MaxBytes: cfg.Dumps.MaxBytes},
+		DumpReserve:   cfg.Storage.ReserveBytes,
 		Snapshots:     snaps, KeepVersions: cfg.History.KeepVersions,
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes, MaxSpoolBytes: cfg.HTTP.MaxSpoolBytes,
 		Metrics: metrics.reg, Gatherer: metrics.reg,
@@ -227,7 +229,7 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), tune func(
 	path := filepath.Join(cfg.DataDir, DBFile)
 	quota := storageQuota(cfg, log)
 	opts := bolt.Options{
-		Limits: cfg.Limits, OnCommit: onCommit, QuotaBytes: quota,
+		Limits: cfg.Limits, OnCommit: onCommit, QuotaBytes: quota, Reserve: cfg.Storage.ReserveBytes,
 		WALSegmentSize: cfg.WAL.SegmentBytes, CommitInterval: cfg.WAL.CommitInterval,
 		CommitChanges: cfg.WAL.CommitChanges, DirectBytes: cfg.WAL.DirectBytes,
 		GetCacheBytes: cmp.Or(cfg.Store.ReadCacheBytes, -1), // 0 in the config: off

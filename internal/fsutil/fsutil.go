@@ -145,6 +145,7 @@ type Temp struct {
 	closed    bool
 	closeErr  error
 	committed bool
+	room      *room
 }
 
 // CreateTemp creates a temp file in dir for a file that will be committed
@@ -167,8 +168,15 @@ func (t *Temp) Name() string { return t.f.Name() }
 // Size is the number of bytes written so far.
 func (t *Temp) Size() int64 { return t.size }
 
+// KeepFree makes the writes that follow refuse, with a *ReserveError,
+// to leave less than r free on the temp file's file system.
+func (t *Temp) KeepFree(r Reserve) { t.room = &room{reserve: r} }
+
 // Write writes to the temp file.
 func (t *Temp) Write(p []byte) (int, error) {
+	if err := t.room.take(t.f, len(p)); err != nil {
+		return 0, err
+	}
 	n, err := t.f.Write(p)
 	t.size += int64(n)
 	return n, err

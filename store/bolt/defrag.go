@@ -28,6 +28,9 @@ func (s *Store) Defrag(ctx context.Context) (ctxd.DefragResult, error) {
 	defer s.maint.Unlock()
 	var res ctxd.DefragResult
 	res.SizeBefore = fileSize(s.path)
+	if err := s.copyFits(s.inUse.Load()); err != nil {
+		return res, fmt.Errorf("defrag: %w", err)
+	}
 	next := s.path + suffixDefrag
 	_ = os.Remove(next)
 	dst, err := openCopy(next)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/wal"
 )
@@ -71,6 +72,11 @@ type Options struct {
 	// *ctxd.QuotaError when the bytes in use (quota.go) plus what it adds
 	// would pass it. Deletes, maintenance and restores are never refused.
 	QuotaBytes int64
+	// Reserve is the disk space that a defrag's and an online restore's
+	// copy of the database leave free on the data folder's file system:
+	// one that would take it is refused (a *fsutil.ReserveError) before
+	// it starts.
+	Reserve fsutil.Reserve
 	// GetCacheBytes bounds the cache of current key state that Get serves
 	// from (getcache.go): 0 is DefaultGetCacheBytes, a negative size turns
 	// it off. It counts keys, values and a fixed overhead per entry.

@@ -1,6 +1,8 @@
 package bolt
 
 import (
+	"path/filepath"
+
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/framework0/ctxd"
@@ -80,4 +82,12 @@ func addsData(writes []ctxd.Write) bool {
 		}
 	}
 	return false
+}
+
+// copyFits refuses a copy of the database of about need bytes (a
+// defrag's, an online restore's) that would leave less than the reserve
+// free on the data folder's file system: the copy would take the room
+// the store's own writes need, and a full disk fails the store.
+func (s *Store) copyFits(need int64) error {
+	return s.reserve.Fits(filepath.Dir(s.path), need)
 }

@@ -91,6 +91,9 @@ func (s *Store) restore(ctx context.Context, snap *Snapshot, opts ctxd.RestoreOp
 	s.restoring.Store(true)
 	defer s.restoring.Store(false)
 	next := s.path + suffixRestore
+	if err := s.copyFits(fileSize(snap.file())); err != nil {
+		return ctxd.RestoreResult{}, fmt.Errorf("restore: %w", err)
+	}
 	if err := copyFile(next, snap.file()); err != nil {
 		return ctxd.RestoreResult{}, fmt.Errorf("restore: copy snapshot: %w", err)
 	}

@@ -88,7 +88,10 @@ type Store struct {
 	// the database file holding data, measured after each change of the
 	// file; refused the size of the last write the quota refused, 0 once
 	// one that adds data is accepted (quota.go).
-	quota   int64
+	quota int64
+	// reserve is the disk space a defrag's or a restore's copy of the
+	// database leaves free (Options.Reserve, copyFits).
+	reserve fsutil.Reserve
 	inUse   atomic.Int64
 	refused atomic.Int64
 
@@ -311,6 +314,7 @@ func Open(path string, opts Options) (*Store, error) {
 		maxPendingB:    opts.MaxPendingBytes,
 		direct:         opts.DirectBytes,
 		quota:          max(opts.QuotaBytes, 0),
+		reserve:        opts.Reserve,
 		failed:         make(chan struct{}),
 		changed:        make(chan struct{}),
 		onCommit:       opts.OnCommit,

@@ -46,6 +46,10 @@ type Manager struct {
 	// OnCreate, when set before use, is told of every snapshot creation:
 	// its metadata (when it succeeded), how long it took and its error.
 	OnCreate func(meta ctxd.SnapshotMeta, took time.Duration, err error)
+	// Reserve, when set before use, is the disk space that snapshots
+	// written here (taken or uploaded) leave free on the folder's file
+	// system: one that would take it fails with a *fsutil.ReserveError.
+	Reserve fsutil.Reserve
 }
 
 var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}(\.[0-9]{1,9})?Z-r[0-9]+$`)
@@ -99,7 +103,11 @@ func (m *Manager) RemoveLeftovers() (removed bool, err error) {
 // its lock shared (see RemoveLeftovers); release gives the lock back, once
 // the snapshot's metadata is written or the temp file discarded.
 func (m *Manager) createTemp(name string) (tmp *fsutil.Temp, release func(), err error) {
-	return fsutil.CreateSharedTemp(m.dir, name, 0o600)
+	tmp, release, err = fsutil.CreateSharedTemp(m.dir, name, 0o600)
+	if err == nil {
+		tmp.KeepFree(m.Reserve)
+	}
+	return tmp, release, err
 }
 
 // Dir is the snapshots folder.
