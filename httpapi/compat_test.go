@@ -99,7 +99,9 @@ type dumpEnv struct {
 func newDumpEnv(t *testing.T, cfg httpapi.Config) *dumpEnv {
 	t.Helper()
 	d := &dumpEnv{dir: filepath.Join(t.TempDir(), "dumps")}
-	cfg.DumpDir = d.dir
+	dumps, err := export.OpenDir(d.dir)
+	require.NoError(t, err)
+	cfg.Dumps = dumps
 	cfg.OnDump = func(info ctxd.DumpInfo) {
 		d.mu.Lock()
 		d.hooks = append(d.hooks, info)

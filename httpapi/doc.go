@@ -16,7 +16,7 @@
 //	GET    /v1/status, /healthz, /readyz
 //	GET    /v1/ns/{ns}/export               a dump sent to the client (export.go)
 //	POST   /v1/ns/{ns}/import               a JSON dump applied in one transaction
-//	POST   /v1/ns/{ns}/dumps, GET /v1/dumps[/{file}]   dumps in Config.DumpDir
+//	POST   /v1/ns/{ns}/dumps, GET /v1/dumps[/{file}]   dumps in Config.Dumps
 //	/ctx, /ctx/...                          the Framework0-compatible API (compat.go)
 //	GET /, /ui/{version}/{file}             the web dashboard, embedded (dashboard.go)
 //

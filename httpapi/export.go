@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/rs/zerolog"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
@@ -36,7 +35,7 @@ import (
 //	GET  /v1/dumps/{filename}                        download one
 //	DELETE /v1/dumps/{filename}                      remove one
 
-// errNoDumpDir answers dump requests when Config.DumpDir is empty.
+// errNoDumpDir answers dump requests when Config.Dumps is nil.
 var errNoDumpDir = errors.New("server-side dumps are disabled: the server has no dump folder")
 
 // maxDumpHistory is how many recent dumps /ctx/dump/list reports.
@@ -48,27 +47,14 @@ const spoolMemBytes = 1 << 20
 
 // dumps is the dump side of a Server.
 type dumps struct {
-	dir    *export.Dir // nil when Config.DumpDir is ""
+	dir    *export.Dir // Config.Dumps
 	onDump func(ctxd.DumpInfo)
 
 	mu     sync.Mutex
 	recent []ctxd.DumpInfo // the last maxDumpHistory server-side dumps, oldest first
 }
 
-func newDumps(cfg Config, log zerolog.Logger) *dumps {
-	d := &dumps{onDump: cfg.OnDump}
-	if cfg.DumpDir == "" {
-		return d
-	}
-	dir, err := export.OpenDir(cfg.DumpDir)
-	if err != nil {
-		log.Error().Err(err).Str("dump_dir", cfg.DumpDir).Msg("dump folder unusable: server-side dumps are disabled")
-		return d
-	}
-	dir.Reserve = cfg.DumpReserve
-	d.dir = dir
-	return d
-}
+func newDumps(cfg Config) *dumps { return &dumps{dir: cfg.Dumps, onDump: cfg.OnDump} }
 
 // dumped records a finished dump and calls the hook.
 func (d *dumps) dumped(info ctxd.DumpInfo) {

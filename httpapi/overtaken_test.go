@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
@@ -63,7 +64,9 @@ func TestAnswersOvertakenByACompactionAreBuiltAgain(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = cli.Close() })
 	ov := &overtakenStore{Backend: st, cli: cli, t: t}
-	srv := httpapi.New(ov, httpapi.Config{Version: "test", DumpDir: filepath.Join(t.TempDir(), "dumps")}, zerolog.Nop())
+	dumps, err := export.OpenDir(filepath.Join(t.TempDir(), "dumps"))
+	require.NoError(t, err)
+	srv := httpapi.New(ov, httpapi.Config{Version: "test", Dumps: dumps}, zerolog.Nop())
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	for i := range 5 {

@@ -14,7 +14,6 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -47,16 +46,12 @@ type Config struct {
 	// CompatNamespace is the namespace of the Framework0-compatible /ctx
 	// API (compat.go); "" means "default".
 	CompatNamespace string
-	// DumpDir is the folder of server-side dumps (export.go); "" disables
-	// them. New removes the temp files a crash left in it.
-	DumpDir string
+	// Dumps is the folder of server-side dumps (export.go), opened by
+	// export.OpenDir (with its Reserve); nil disables them.
+	Dumps *export.Dir
 	// DumpRetention bounds the dump folder after each server-side dump
 	// (dumps.keep, dumps.max_bytes); zero keeps every file.
 	DumpRetention export.Retention
-	// DumpReserve is the disk space dumps leave free on the dump folder's
-	// file system (storage.reserve_bytes): a dump that would take it is
-	// 507 insufficient_storage, and nothing is kept.
-	DumpReserve fsutil.Reserve
 	// OnDump, when set, is called after every successful dump: a file
 	// written by POST /ctx/dump or POST /v1/ns/{ns}/dumps, or an export
 	// sent by GET /v1/ns/{ns}/export (Filename empty). It runs in the
@@ -142,7 +137,7 @@ func New(st store.Backend, cfg Config, log zerolog.Logger) *Server {
 		log:     log,
 		started: time.Now(),
 		ids:     newRequestIDs(),
-		dumps:   newDumps(cfg, log),
+		dumps:   newDumps(cfg),
 	}
 	if cfg.Metrics != nil {
 		s.metrics = newRequestMetrics(cfg.Metrics)

@@ -149,6 +149,16 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	}
 	snaps.OnCreate = metrics.onSnapshot
 	snaps.Reserve = cfg.Storage.ReserveBytes
+	dumps, err := export.OpenDir(dumpDir)
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		// As for the snapshots folder: a configuration error (exit 2).
+		// A server that started without it answered every dump 503.
+		err = &configs.Error{Field: "dumps.dir", Err: fmt.Errorf("%s: %w (the server's user must be able to write it)", dumpDir, err)}
+	}
+	if err != nil {
+		return nil, errors.Join(err, st.Close())
+	}
+	dumps.Reserve = cfg.Storage.ReserveBytes
 	metrics.registerStore(st, snaps)
 	stopMaintenance := startMaintenance(cfg, st, snaps, log) // maintenance.go
 
@@ -163,9 +173,8 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	api := httpapi.New(st, httpapi.Config{
 		Version: o.version, MaxBodyBytes: cfg.HTTP.MaxBodyBytes, OnDump: notifyDumped(hub, sio),
 		Clients:         func() int { return hub.Clients() + sio.Clients() },
-		CompatNamespace: cfg.Compat.Namespace, DumpDir: dumpDir,
+		CompatNamespace: cfg.Compat.Namespace, Dumps: dumps,
 		DumpRetention: export.Retention{Keep: cfg.Dumps.Keep, MaxBytes: cfg.Dumps.MaxBytes},
-		DumpReserve:   cfg.Storage.ReserveBytes,
 		Snapshots:     snaps, KeepVersions: cfg.History.KeepVersions,
 		MaxUploadBytes: cfg.Snapshots.MaxUploadBytes, MaxSpoolBytes: cfg.HTTP.MaxSpoolBytes,
 		Metrics: metrics.reg, Gatherer: metrics.reg,

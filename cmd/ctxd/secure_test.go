@@ -410,19 +410,23 @@ func TestServeWithAnUnwritableSnapshotsFolder(t *testing.T) {
 	assert.Contains(t, stderr.String(), "config: snapshots.dir")
 }
 
-// A snapshots folder on a read-only file system (what systemd's
+// A snapshots or dumps folder on a read-only file system (what systemd's
 // ProtectSystem=strict makes of every path the unit does not list in
 // ReadWritePaths) is a configuration error too (exit 2): it was exit 1,
-// which systemd restarted every 2 s.
+// which systemd restarted every 2 s, for the snapshots folder, and a
+// server that answered every dump 503 for the dumps folder.
 func TestServeWithASnapshotsFolderOnAReadOnlyFileSystem(t *testing.T) {
 	t.Parallel()
 	ro := t.TempDir()
 	require.NoError(t, syscall.Mount("tmpfs", ro, "tmpfs", syscall.MS_RDONLY, "size=1m"), "the test needs root to mount a read-only file system")
 	t.Cleanup(func() { _ = syscall.Unmount(ro, 0) })
-	r := cli(t, []string{"CTXD_SNAPSHOTS_DIR=" + filepath.Join(ro, "snapshots")}, "", "serve", "--addr", "127.0.0.1:0", "--data", t.TempDir())
-	assert.Equal(t, 2, r.code, r.stderr)
-	assert.Contains(t, r.stderr, "config: snapshots.dir")
-	assert.Contains(t, r.stderr, "read-only file system")
+	for _, setting := range []string{"snapshots.dir", "dumps.dir"} {
+		env := "CTXD_" + strings.ToUpper(strings.ReplaceAll(setting, ".", "_"))
+		r := cli(t, []string{env + "=" + filepath.Join(ro, "folder")}, "", "serve", "--addr", "127.0.0.1:0", "--data", t.TempDir())
+		assert.Equal(t, 2, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "config: "+setting)
+		assert.Contains(t, r.stderr, "read-only file system")
+	}
 }
 
 // A SIGHUP (systemctl reload) while the server is still starting (here,
