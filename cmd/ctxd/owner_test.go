@@ -132,6 +132,46 @@ func TestOfflineCommandsKeepTheDataFolderOwner(t *testing.T) {
 	serve(old, "")
 }
 
+// A server run by hand as root on a service user's data folder gives
+// what it creates there (the snapshots and dumps folders, their files,
+// lock and claim files) to the folder's owner, and the service, as that
+// user, then takes snapshots and dumps there. They were root's: the
+// service could not write either folder, and refused to start.
+func TestARootServerLeavesTheDataFolderToItsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the server runs as root, then as another user")
+	}
+	t.Parallel()
+	base, exe := openFolder(t)
+	data := serviceFolder(t, filepath.Join(base, "data"))
+	p := testkit.StartServe(t, exe, data, testkit.ServeOptions{Env: append(testkit.CleanEnv(), "CTXD_SNAPSHOTS_INTERVAL=1h")})
+	env := []string{"CTXD_SERVER=" + p.URL}
+	cliOK(t, env, "", "put", "a", "1")
+	cliOK(t, env, "", "snapshot", "create")
+	cliOK(t, env, "", "dump", "--server-side", "--filename", "by-root")
+	p.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+	require.NoError(t, filepath.WalkDir(data, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		assert.Equal(t, [2]uint32{serviceUser, serviceUser}, [2]uint32{st.Uid, st.Gid}, "the owner of %s", path)
+		return nil
+	}))
+
+	p = testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
+	env = []string{"CTXD_SERVER=" + p.URL}
+	cliOK(t, env, "", "snapshot", "create")
+	cliOK(t, env, "", "dump", "--server-side", "--filename", "by-service")
+	p.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+}
+
 // A database the server's user may not open (left to root by an offline
 // command of an older release) is reported as such, with the owner to
 // fix, not as a damaged file to restore or move away: the file is

@@ -106,6 +106,10 @@ func MkdirAll(dir string, perm os.FileMode) error {
 	}
 	if err := os.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create folder %s: %w", dir, err)
+	} else if err == nil {
+		if err := GiveFolderOwner(dir); err != nil {
+			return fmt.Errorf("create folder %s: %w", dir, err)
+		}
 	}
 	return SyncDir(filepath.Dir(dir))
 }
@@ -157,6 +161,11 @@ func CreateTemp(dir, name string, perm os.FileMode) (*Temp, error) {
 	}
 	f, err := os.CreateTemp(dir, TempPrefix+name+"-*")
 	if err != nil {
+		return nil, fmt.Errorf("create temp file: %w", err)
+	}
+	if err := GiveFolderOwner(f.Name()); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
 		return nil, fmt.Errorf("create temp file: %w", err)
 	}
 	return &Temp{f: f, dir: filepath.Clean(dir), perm: perm}, nil

@@ -69,6 +69,10 @@ func lock(path string, shared, wait bool) (func(), bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("lock %s: %w", path, err)
 	}
+	if err := giveIfNew(f, path); err != nil {
+		_ = f.Close()
+		return nil, false, fmt.Errorf("lock %s: %w", path, err)
+	}
 	held, err := lockFile(f, shared, wait)
 	if err != nil || !held {
 		_ = f.Close()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // Owner is the user and group a file is given by a process that writes
@@ -40,8 +41,42 @@ func (o Owner) Give(path string) error {
 	return nil
 }
 
+// GiveFolderOwner gives the file or folder at path, which this process
+// just created, the owner of the folder holding it (FolderOwner): a
+// server or a command run as root in a service user's folder leaves
+// files that user can open (snapshots, dumps, their folders, lock and
+// claim files), where root's would stop the service at its next start.
+func GiveFolderOwner(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	return FolderOwner(fi).Give(path)
+}
+
 // KeepOwner gives the file at path the owner of before, the file it
 // replaced, when that is not the process's own. Unlike a new file in a
 // folder, a replaced file was someone's: a process that may not give it
 // back (not root) gets an error, since its user may no longer read it.
 func KeepOwner(path string, before fs.FileInfo) error { return ownerOf(before).Give(path) }
+
+// giveIfNew gives the file f at path, opened with O_CREATE, the owner of
+// its folder (GiveFolderOwner) when it is root's own: a file root made
+// now, or earlier (a lock file left by a root-run server before this
+// rule), which the folder's owner could not open.
+func giveIfNew(f *os.File, path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if ownerOf(fi).set {
+		return nil // someone's already
+	}
+	return GiveFolderOwner(path)
+}

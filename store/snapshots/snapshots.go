@@ -659,6 +659,9 @@ func (m *Manager) claimTick(interval time.Duration, mine int64) (n int64, path s
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
+		if err == nil {
+			err = fsutil.GiveFolderOwner(path)
+		}
 	}
 	if err != nil {
 		_ = os.Remove(path)
