@@ -111,6 +111,15 @@ func (a *atRevision) ForEach(ns, prefix string, fn func(ctxd.Record) error) erro
 			ended = ended[1:]
 		}
 		if r.ModRev <= a.rev {
+			if !r.ExpiresAt.IsZero() {
+				// The deadline at rev is the put's: a keepalive since
+				// moved the record's, and is not in history.
+				c, err := a.src.Change(ns, r.Key, r.ModRev)
+				if err != nil {
+					return err
+				}
+				r.ExpiresAt = c.ExpiresAt
+			}
 			return fn(r)
 		}
 		old, ok, err := a.inEffect(ns, r.Key, r.ModRev)

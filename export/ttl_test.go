@@ -109,6 +109,43 @@ func TestDumpsCarryDeadlines(t *testing.T) {
 	assert.True(t, lock.ExpiresAt.Equal(d.ExpiresAt["run/lock"]))
 }
 
+// A dump at an earlier revision shows the deadline of the put in effect
+// then, also when that put is still the key's current one and a keepalive
+// moved its deadline since (a keepalive is not in history): the export
+// agrees with GET ?rev=. It showed the keepalive's.
+func TestDumpAtARevisionBeforeAKeepalive(t *testing.T) {
+	st := openStore(t, bolt.Options{})
+	lease := putTTL(t, st, "lease", `1`, time.Hour)
+	at := st.Revision()
+	putTTL(t, st, "other", `2`, 0) // a later revision
+	renewed, err := st.KeepAlive(bg, "default", "lease", 3*time.Hour, nil)
+	require.NoError(t, err)
+	require.True(t, renewed.ExpiresAt.After(lease.ExpiresAt.Add(time.Hour)))
+
+	var buf bytes.Buffer
+	require.NoError(t, st.View(func(v store.View) error {
+		src, err := export.AtRevision(v, at)
+		if err != nil {
+			return err
+		}
+		_, err = export.Write(&buf, export.JSON, src, export.Options{Namespace: "default"})
+		return err
+	}))
+	d := decodeStrict[jsonDump](t, buf.Bytes())
+	assert.True(t, lease.ExpiresAt.Equal(d.ExpiresAt["lease"]), "the put's deadline at its revision, not the keepalive's: %s", buf.Bytes())
+	old, err := st.GetAt("default", "lease", at)
+	require.NoError(t, err)
+	assert.True(t, old.ExpiresAt.Equal(d.ExpiresAt["lease"]), "as GET ?rev= reads it")
+
+	buf.Reset()
+	require.NoError(t, st.View(func(v store.View) error {
+		_, err := export.Write(&buf, export.JSON, v, export.Options{Namespace: "default"})
+		return err
+	}))
+	d = decodeStrict[jsonDump](t, buf.Bytes())
+	assert.True(t, renewed.ExpiresAt.Equal(d.ExpiresAt["lease"]), "now: the keepalive's deadline")
+}
+
 func TestReadJSONBadDeadlines(t *testing.T) {
 	for name, in := range map[string]string{
 		"not an object": `{"context":{"a":1},"expires_at":[1]}`,
