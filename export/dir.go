@@ -183,10 +183,22 @@ func (d *Dir) commitNew(tmp *fsutil.Temp, name string) (string, error) {
 	return name, fmt.Errorf("no free name after %d tries", maxNameTries)
 }
 
-// Stat describes the dump file name, or returns an error matching ErrNoDump.
+// isDumpName reports a name CheckName accepts that a dump format's
+// extension ends: the folder's other files (shared by mistake, or copied
+// in by hand) are never listed, served or removed.
+func isDumpName(name string) bool {
+	_, ok := FormatOfName(name)
+	return ok && CheckName(name) == nil
+}
+
+// Stat describes the dump file name, or returns an error matching
+// ErrNoDump (also for a file that is not a dump: isDumpName).
 func (d *Dir) Stat(name string) (FileInfo, error) {
 	if err := CheckName(name); err != nil {
 		return FileInfo{}, err
+	}
+	if !isDumpName(name) {
+		return FileInfo{}, fmt.Errorf("%w: %s is not a dump file (%s)", ErrNoDump, name, dumpExtensions())
 	}
 	path := filepath.Join(d.path, name)
 	fi, err := os.Lstat(path)
@@ -216,7 +228,7 @@ func (d *Dir) Open(name string) (*os.File, FileInfo, error) {
 }
 
 // List returns the dump files, newest first (then by name). Temp files,
-// folders and any name CheckName refuses are never listed.
+// folders and any file that is not a dump (isDumpName) are never listed.
 func (d *Dir) List() ([]FileInfo, error) {
 	entries, err := os.ReadDir(d.path)
 	if err != nil {
@@ -224,7 +236,7 @@ func (d *Dir) List() ([]FileInfo, error) {
 	}
 	out := []FileInfo{}
 	for _, e := range entries {
-		if !e.Type().IsRegular() || CheckName(e.Name()) != nil {
+		if !e.Type().IsRegular() || !isDumpName(e.Name()) {
 			continue
 		}
 		fi, err := e.Info()

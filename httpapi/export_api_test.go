@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -368,6 +369,12 @@ func TestDumpRetentionAndDelete(t *testing.T) {
 	requireError(t, e.do(http.MethodDelete, "/v1/dumps/..%2Fctxd.db", ""), 400, "bad_request")
 	requireError(t, e.do(http.MethodDelete, "/v1/dumps/.writers.lock", ""), 400, "bad_request")
 	requireError(t, e.do(http.MethodDelete, "/v1/dumps/ctxd.db", ""), 400, "bad_request") // not a dump's name
+	// A file copied into the folder that is not a dump is neither listed
+	// nor served (it was both, and DELETE refused it).
+	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "notes.md"), []byte("not a dump"), 0o600))
+	assert.Empty(t, dumpNames())
+	requireError(t, e.do(http.MethodGet, "/v1/dumps/notes.md", ""), 404, "not_found")
+	assert.Equal(t, http.StatusNotFound, e.do(http.MethodGet, "/ctx/dump/notes.md", "").status)
 }
 
 // Server-side dumps taken while 8 writers keep writing hold exactly what
