@@ -437,8 +437,7 @@ func (h *Hub) snapshot(ctx context.Context, subs []ctxd.Subscription, id []byte,
 				}
 				total += len(r.Key) + len(r.Value) + len(r.Who) + 160
 				if total > h.opts.MaxSnapshotBytes {
-					return errors.Join(ctxd.ErrTooLarge, errors.New("the snapshot is larger than "+
-						strconv.Itoa(h.opts.MaxSnapshotBytes)+" bytes: list the keys over REST and watch with from_rev instead"))
+					return ctxd.TooLargef("the snapshot is larger than %d bytes: list the keys over REST and watch with from_rev instead", h.opts.MaxSnapshotBytes)
 				}
 				recs = append(recs, r)
 				if len(recs) >= h.opts.SnapshotChunk {

@@ -111,9 +111,10 @@ func TestSnapshotOverTheLimitRefused(t *testing.T) {
 	snap := connected(t, ok, map[string]any{"prefix": "small/"})
 	assert.Equal(t, map[string]any{"small/k": 1.0}, snap.Data["context"])
 
-	resp, _ := testkit.Send(t, http.DefaultClient, testkit.NewRequest(t, http.MethodGet, srv.URL+"/v1/watch?snapshot=true", "",
+	resp, body := testkit.Send(t, http.DefaultClient, testkit.NewRequest(t, http.MethodGet, srv.URL+"/v1/watch?snapshot=true", "",
 		"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="))
 	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "/v1/watch: the same setting")
+	assert.Contains(t, string(body), `"message":"too large: the snapshot is larger than 4096 bytes`, "one line (it had a raw newline)")
 }
 
 // A packet over websocket.max_message_bytes is answered too_large (an
