@@ -48,6 +48,26 @@ const (
 	// the server's backend cannot do this (501, e.g. defrag on etcd).
 	CodeBadSnapshot  = ctxd.CodeBadSnapshot
 	CodeNotSupported = ctxd.CodeNotSupported
+	// CodeUnauthorized: no token, or an unknown one (401);
+	// CodeForbidden: the token may not do this (403); CodeRateLimited:
+	// past the server's rate limit (429; APIError.RetryAfter says when to
+	// try again). CodeTokenRevoked ends a Watch whose token was revoked.
+	CodeUnauthorized = ctxd.CodeUnauthorized
+	CodeForbidden    = ctxd.CodeForbidden
+	CodeRateLimited  = ctxd.CodeRateLimited
+	CodeTokenRevoked = ctxd.CodeTokenRevoked
+	// CodeMethodNotAllowed (405), CodeUnsupportedMediaType (415),
+	// CodePreconditionFailed (412) and CodeRangeNotSatisfiable (416):
+	// requests this client does not send, for callers of other routes.
+	CodeMethodNotAllowed     = ctxd.CodeMethodNotAllowed
+	CodeUnsupportedMediaType = ctxd.CodeUnsupportedMediaType
+	CodePreconditionFailed   = ctxd.CodePreconditionFailed
+	CodeRangeNotSatisfiable  = ctxd.CodeRangeNotSatisfiable
+	// CodeLagged and CodeUnknownType are the WebSocket feed's: a watcher
+	// that fell too far behind (Watch reconnects by itself), a message
+	// type the server does not know.
+	CodeLagged      = ctxd.CodeLagged
+	CodeUnknownType = ctxd.CodeUnknownType
 )
 
 // APIError is an error answer from the server: any status outside 2xx.
