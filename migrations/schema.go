@@ -92,8 +92,11 @@ func NamespaceOf(bucket []byte) (string, bool) {
 	return name[len(kvPrefix):], true
 }
 
-// openTimeout bounds PlanFile's wait for the file lock held by a running server.
-const openTimeout = 2 * time.Second
+// LockTimeout bounds every wait for the lock of a database file that a
+// running server (or another command) holds: `ctxd serve`, and the
+// offline commands (compact, restore, migrate), wait as long, then fail
+// ("in use by another process").
+const LockTimeout = 5 * time.Second
 
 // ErrTooNew is returned when the database was written by a newer ctxd.
 var ErrTooNew = errors.New("database schema is newer than this binary supports")
@@ -238,7 +241,7 @@ func upgrade1to2(tx *bolt.Tx) error {
 // PlanFile opens the database at path read-only and reports its schema
 // version, the version this binary would bring it to, and the steps.
 func PlanFile(path string) (from, to int, plan []Step, err error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: openTimeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: LockTimeout})
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("open %s: %w", path, err)
 	}

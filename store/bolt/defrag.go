@@ -262,7 +262,7 @@ func CompactFile(path string) (before, after int64, err error) {
 	if err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
-	src, err := openBolt(path, time.Second)
+	src, err := openBolt(path, migrations.LockTimeout)
 	if err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}

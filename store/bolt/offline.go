@@ -30,7 +30,7 @@ func PlanMigration(path string) (from, to int, steps []migrations.Step, err erro
 type FolderRestoreOptions struct {
 	ctxd.RestoreOptions
 	// OpenTimeout bounds the wait for the lock of an existing database
-	// (default 1s): a running server holds it.
+	// (default migrations.LockTimeout): a running server holds it.
 	OpenTimeout time.Duration
 	// Now names the kept file (default time.Now).
 	Now func() time.Time
@@ -88,7 +88,7 @@ func RestoreFolder(ctx context.Context, path, snapshotPath string, opts FolderRe
 		opts.Now = time.Now
 	}
 	if opts.OpenTimeout == 0 {
-		opts.OpenTimeout = time.Second
+		opts.OpenTimeout = migrations.LockTimeout
 	}
 	out := FolderRestore{Database: path}
 	_, err := os.Stat(path)

@@ -14,7 +14,8 @@ import (
 // Options configure Open.
 type Options struct {
 	Limits ctxd.Limits
-	// OpenTimeout bounds the wait for the file lock (default 5s).
+	// OpenTimeout bounds the wait for the file lock (default
+	// migrations.LockTimeout).
 	OpenTimeout time.Duration
 	// MaxBatch caps how many queued requests one commit takes (default 1024).
 	MaxBatch int

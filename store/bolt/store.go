@@ -262,7 +262,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	timeout := opts.OpenTimeout
 	if timeout == 0 {
-		timeout = 5 * time.Second
+		timeout = migrations.LockTimeout
 	}
 	fi, statErr := os.Stat(path)
 	if statErr == nil && fi.Size() > 0 {
