@@ -78,6 +78,10 @@ func (s *Server) downloadSnapshot(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, echo.MIMEOctetStream)
 	h.Set(headerSHA256, meta.SHA256)
+	// A strong validator: the file's own hash, which a client resuming a
+	// download (If-Range) or checking it is the one it has (If-Match)
+	// compares with. Without it only If-Match: * could ever hold.
+	h.Set("ETag", `"`+meta.SHA256+`"`)
 	h.Set("X-Ctxd-Revision", strconv.FormatUint(meta.Revision, 10))
 	h.Set(echo.HeaderContentDisposition, attachment(meta.ID+".db"))
 	return serveFile(c, meta.ID+".db", meta.Created, f)

@@ -276,6 +276,16 @@ func TestFileDownloadsTakeRangesAndAnswerRefusalsInJSON(t *testing.T) {
 	assert.Empty(t, r.header.Get("Content-Disposition"), "an error is not an attachment")
 	r = e.do(http.MethodGet, path, "", "If-Match", `"x"`)
 	requireError(t, r, http.StatusPreconditionFailed, ctxd.CodePreconditionFailed)
+	// The ETag is the file's sha256: If-Match with it holds (only
+	// If-Match: * could, without an ETag), If-None-Match gives 304, and
+	// a resumed download (If-Range) gets its part.
+	etag := `"` + meta.SHA256 + `"`
+	assert.Equal(t, etag, whole.header.Get("ETag"))
+	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, path, "", "If-Match", etag).status)
+	assert.Equal(t, http.StatusNotModified, e.do(http.MethodGet, path, "", "If-None-Match", etag).status)
+	part = e.do(http.MethodGet, path, "", "Range", "bytes=10-19", "If-Range", etag)
+	require.Equal(t, http.StatusPartialContent, part.status)
+	assert.Equal(t, whole.body[10:20], part.body)
 
 	d := newDumpEnv(t, httpapi.Config{})
 	d.do(http.MethodPost, "/ctx/dump", `{"filename":"nightly","format":"csv"}`)
