@@ -165,6 +165,7 @@ func comparability(old, new *Report) []string {
 			diff(name, ov.Field(i).Interface(), nv.Field(i).Interface())
 		}
 	}
+	diff("interrupted (Ctrl-C: its unfinished runs are missing)", old.Interrupted, new.Interrupted)
 	if old.Errors > 0 || new.Errors > 0 {
 		out = append(out, fmt.Sprintf("errors: %d (old), %d (new): numbers of runs with errors are suspect", old.Errors, new.Errors))
 	}

@@ -24,6 +24,10 @@ type Report struct {
 	Machine        Machine    `json:"machine"`
 	Target         TargetInfo `json:"target"`
 	Settings       Settings   `json:"settings"`
+	// Interrupted is set when the run was stopped before its end
+	// (Ctrl-C): what it holds is what finished, and what did not is
+	// missing or partial.
+	Interrupted bool `json:"interrupted,omitempty"`
 	// Errors counts every failed request and failed step of the run.
 	Errors     int64           `json:"errors"`
 	Failures   []Failure       `json:"failures"`

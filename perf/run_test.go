@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -389,3 +390,28 @@ func TestWriteHTMLSelfContained(t *testing.T) {
 }
 
 func jsonValid(b []byte) bool { return json.Valid(b) }
+
+// A run stopped mid-fan-out (Ctrl-C) says so, and leaves the unfinished
+// fan-out run out of its report: it was kept with no deliveries counted
+// (expected 0, missed 0), and its targets read as met.
+func TestInterruptedFanoutIsLeftOut(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Scenarios = []string{scenarioFanout}
+	cfg.Duration = 5 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var once sync.Once
+	cfg.OnStep = func(Step) { once.Do(func() { time.AfterFunc(time.Second, cancel) }) }
+	r, err := Run(ctx, cfg, Target{Fresh: freshServer(t)})
+	require.ErrorIs(t, err, context.Canceled)
+	require.True(t, r.Interrupted)
+	require.Empty(t, r.Fanout, "the run cut short is not kept")
+	var table strings.Builder
+	require.NoError(t, r.WriteTable(&table))
+	require.Contains(t, table.String(), "INTERRUPTED")
+	for _, c := range r.Targets {
+		if strings.Contains(c.Name, "fan-out") {
+			require.NotEqual(t, "yes", c.Met, "no target is met by a run cut short: %+v", c)
+		}
+	}
+}

@@ -504,6 +504,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 		}
 		if err := p.run(ctx); err != nil {
 			if ctx.Err() != nil {
+				s.report.Interrupted = true
 				s.finish(start)
 				return s.report, ctx.Err()
 			}

@@ -32,6 +32,9 @@ func (r *Report) Summary() string {
 // result, the targets, and a loud line when there were errors.
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "ctxd perf: %s\n", r.Summary())
+	if r.Interrupted {
+		fmt.Fprintln(w, "INTERRUPTED: the run was stopped before its end; what did not finish is missing or partial")
+	}
 	if r.Machine.LoadAverage > float64(r.Machine.Cores)/2 {
 		fmt.Fprintf(w, "note: the machine was busy with other work when the run started (load average %.1f, %d cores): numbers are lower than on a quiet machine\n",
 			r.Machine.LoadAverage, r.Machine.Cores)
