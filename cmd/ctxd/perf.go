@@ -6,12 +6,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -222,8 +224,8 @@ func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	started := time.Now().UTC()
-	outDir := filepath.Join(pf.out, started.Format("20060102T150405Z"))
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
+	outDir, err := newResultsFolder(pf.out, started)
+	if err != nil {
 		return fmt.Errorf("create results folder: %w", err)
 	}
 	cfg.Command = "ctxd " + strings.Join(os.Args[1:], " ")
@@ -372,4 +374,23 @@ func parseLevel(s string) (string, error) {
 		return s, nil
 	}
 	return "", errNoLevel
+}
+
+// newResultsFolder creates the folder of a run started at started in
+// parent: named by the time to the second, with -2, -3, ... added when a
+// run that started in the same second has it (two runs wrote into one
+// folder, the later report over the earlier one).
+func newResultsFolder(parent string, started time.Time) (string, error) {
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	base := filepath.Join(parent, started.Format("20060102T150405Z"))
+	dir := base
+	for n := 2; ; n++ {
+		err := os.Mkdir(dir, 0o755)
+		if err == nil || !errors.Is(err, fs.ErrExist) || n > 1000 {
+			return dir, err
+		}
+		dir = base + "-" + strconv.Itoa(n)
+	}
 }

@@ -404,3 +404,17 @@ func TestPerfCompareEtcd(t *testing.T) {
 	require.Equal(t, 2, missing.code)
 	require.Contains(t, missing.stderr, "--etcd-peer")
 }
+
+// Runs started in the same second get folders of their own: the later
+// report was written over the earlier one.
+func TestResultsFoldersOfRunsInTheSameSecond(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "results")
+	at := time.Date(2026, 12, 6, 7, 25, 28, 0, time.UTC)
+	var dirs []string
+	for range 3 {
+		dir, err := newResultsFolder(parent, at)
+		require.NoError(t, err)
+		dirs = append(dirs, filepath.Base(dir))
+	}
+	require.Equal(t, []string{"20261206T072528Z", "20261206T072528Z-2", "20261206T072528Z-3"}, dirs)
+}
