@@ -86,23 +86,9 @@ func (s *suite) diskGrowthRun(ctx context.Context, name string) error {
 		keyLen = len(key)
 	}
 	point := func(stage string, keys, perKey int, versions int64) (DiskPoint, error) {
-		// The writes are acknowledged once in the write-ahead log; the
-		// committer puts them in the database file a moment later. Read
-		// the file once it holds them all (nothing is pending: used is in
-		// use), or its in-use bytes lag the writes (16 KiB after 750 keys
-		// written, and more after compaction than before).
-		var (
-			st  serverStatus
-			err error
-		)
-		for settle := time.Now().Add(5 * time.Second); ; {
-			if st, err = getStatus(c); err != nil {
-				return DiskPoint{}, err
-			}
-			if st.UsedBytes <= st.InUseBytes || time.Now().After(settle) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+		st, err := settledStatus(c)
+		if err != nil {
+			return DiskPoint{}, err
 		}
 		p := DiskPoint{
 			Stage: stage, Keys: keys, VersionsPerKey: perKey, Versions: versions,

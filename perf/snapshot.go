@@ -62,7 +62,7 @@ func (s *suite) snapshotRun(ctx context.Context, ep endpoint, name string, prev,
 		return err
 	}
 	sr.LoadSeconds = round6(time.Since(t).Seconds())
-	st, err := getStatus(c)
+	st, err := settledStatus(c)
 	if err != nil {
 		errs.add(err)
 		return err
