@@ -51,6 +51,11 @@ type PreloadResult struct {
 // batch appends at the end of its namespace's trees.
 func preloadKey(i int64) string { return fmt.Sprintf("pre-%010d", i) }
 
+// MinPreload is the smallest Config.Preload: the file of a new database
+// is 16 MiB already, and a smaller size measured an empty database as
+// the large one.
+const MinPreload = 20 << 20
+
 // Preload fills a store with keys of PreloadValueSize-byte values until
 // fileSize reports at least size bytes, one import per namespace in turn.
 func Preload(ctx context.Context, st Importer, size int64, fileSize func() (int64, error)) (PreloadResult, error) {

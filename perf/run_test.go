@@ -318,6 +318,14 @@ func TestConfigValidate(t *testing.T) {
 	require.ErrorContains(t, err, `unknown scenario "nope"`)
 	require.ErrorContains(t, err, "clients must be > 0")
 	require.ErrorContains(t, err, "duration must be > 0")
+	c.Clients = []int{2, 2}
+	require.ErrorContains(t, c.Validate(), "clients: 2 given twice")
+	c = DefaultConfig(false)
+	c.Preload = 8 << 20
+	require.ErrorContains(t, c.Validate(), "preload must be at least 20.0MiB")
+	c.Preload = MinPreload
+	require.NoError(t, c.Validate())
+	c.Scenarios = []string{"write-latency", "nope"}
 	_, err = Run(context.Background(), c, Target{URL: "http://127.0.0.1:1"})
 	require.Error(t, err)
 

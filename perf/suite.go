@@ -173,9 +173,13 @@ func (c Config) Validate() error {
 		if len(vs) == 0 {
 			bad("%s: give at least one value", name)
 		}
-		for _, v := range vs {
+		for i, v := range vs {
 			if v <= 0 {
 				bad("%s must be > 0, not %d", name, v)
+			}
+			if slices.Contains(vs[:i], v) {
+				// Its runs would be made twice, under one name.
+				bad("%s: %d given twice", name, v)
 			}
 		}
 	}
@@ -232,8 +236,8 @@ func (c Config) Validate() error {
 	if len(c.EtcdEndpoints) > 0 && !slices.Contains(c.Compare, PeerEtcd) {
 		bad("etcd endpoints are for the etcd peer (--compare etcd)")
 	}
-	if c.Preload < 0 {
-		bad("preload must be >= 0")
+	if c.Preload < 0 || c.Preload > 0 && c.Preload < MinPreload {
+		bad("preload must be at least %s (a new database's file is 16 MiB already: a smaller size loads nothing)", formatBytes(MinPreload))
 	}
 	positive("rounds", c.Rounds)
 	positive("compare clients", c.CompareClients)

@@ -113,7 +113,7 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 	f.IntVar(&cfg.CompareClients, "compare-clients", def.CompareClients, "with --compare: clients of the comparison's runs (besides one client); also read-instances' clients")
 	f.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "with --compare etcd: load this existing etcd (client `URLs`, the one a ctxd-on-etcd --target uses) instead of an embedded one")
 	f.StringVar(&pf.etcdPeer, "etcd-peer", "", "with --compare etcd: path of the "+etcdPeerCommand+" command (default: beside this binary, else on PATH)")
-	f.StringVar(&pf.preload, "preload", "", "also run the request-loop scenarios on a database filled to `SIZE` (e.g. 1GiB, 200MiB) by a direct bulk load, side by side with the fresh one, and time its open (cold page cache when root), its memory after, and a restart after a crash")
+	f.StringVar(&pf.preload, "preload", "", "also run the request-loop scenarios on a database filled to `SIZE` (e.g. 1GiB, 200MiB) (at least 20MiB) by a direct bulk load, side by side with the fresh one, and time its open (cold page cache when root), its memory after, and a restart after a crash")
 	f.StringVar(&pf.out, "out", "perf-results", "results `folder`: each run writes into OUT/<time>/")
 	f.StringVar(&pf.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (load and in-process server; not the servers in their own process) to `FILE` (go tool pprof FILE)")
 	f.StringVar(&pf.configPath, "config", "", "in-process server: YAML configuration `file` (as for serve; its addr and data_dir are ignored)")
