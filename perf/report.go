@@ -152,8 +152,13 @@ type Measurement struct {
 	Rate            int     `json:"rate"`
 	WarmupSeconds   float64 `json:"warmup_seconds"`
 	DurationSeconds float64 `json:"duration_seconds"`
-	// Ops were measured in the window; OpsPerSec is their rate, and
-	// OpsPerSecSpread its standard deviation over the window's intervals.
+	// ElapsedSeconds is how long the window took: DurationSeconds, or
+	// longer at a fixed rate the server could not sustain (until the last
+	// operation intended inside the window was answered).
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// Ops were measured in the window; OpsPerSec is their rate over
+	// ElapsedSeconds, and OpsPerSecSpread its standard deviation over the
+	// window's intervals.
 	Ops             int64   `json:"ops"`
 	OpsPerSec       float64 `json:"ops_per_sec"`
 	OpsPerSecSpread float64 `json:"ops_per_sec_spread"`

@@ -423,3 +423,23 @@ func TestInterruptedFanoutIsLeftOut(t *testing.T) {
 		}
 	}
 }
+
+// A fixed rate the server cannot sustain: the window takes longer than
+// asked, elapsed_seconds says how long, ops/s is what was sustained, and
+// the table says the run fell behind (the report said 2 s and ops over
+// it, and nothing else, for a run of 10.9 s).
+func TestARateThatFallsBehindSaysSo(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Scenarios = []string{"write-latency"}
+	cfg.Rate = 20_000 // more than one client's durable puts get answered
+	cfg.Duration = 50 * time.Millisecond
+	r, err := Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
+	require.NoError(t, err)
+	x := findRun(r, "write-latency")
+	require.NotNil(t, x)
+	require.Greater(t, x.ElapsedSeconds, x.DurationSeconds)
+	require.InDelta(t, float64(x.Ops)/x.ElapsedSeconds, x.OpsPerSec, 1+x.OpsPerSec/100)
+	var table strings.Builder
+	require.NoError(t, r.WriteTable(&table))
+	require.Contains(t, table.String(), "write-latency fell behind its fixed rate: 20000/s offered")
+}

@@ -73,6 +73,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "  (!) other processes kept %.2f cores or more busy during the run: its numbers are lower than this machine can do\n", busyElsewhere)
 	}
 	for _, x := range r.Runs {
+		if x.Rate > 0 && x.ElapsedSeconds > x.DurationSeconds*1.1 {
+			fmt.Fprintf(w, "note: %s fell behind its fixed rate: %d/s offered, %s/s sustained (its %gs window took %.1fs; latencies count the wait from each intended send time)\n",
+				x.Name, x.Rate, formatValue(x.OpsPerSec, ""), x.DurationSeconds, x.ElapsedSeconds)
+		}
+	}
+	for _, x := range r.Runs {
 		if x.Reads != nil && x.Writes != nil {
 			fmt.Fprintf(w, "  %s: reads p50 %s p99 %s, writes p50 %s p99 %s\n", x.Name, ms(x.Reads.P50), ms(x.Reads.P99), ms(x.Writes.P50), ms(x.Writes.P99))
 		}

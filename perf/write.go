@@ -84,6 +84,7 @@ func fillMeasurement(r *Measurement, l load, res *loadResult) loadStats {
 	m := measure(res.samples, l.duration, res.elapsed)
 	r.Clients, r.Rate = l.clients, l.rate
 	r.WarmupSeconds, r.DurationSeconds = l.warmup.Seconds(), l.duration.Seconds()
+	r.ElapsedSeconds = round3(res.elapsed.Seconds())
 	r.Ops = int64(len(res.samples))
 	r.OpsPerSec = round1(m.opsPerSec)
 	r.Latency = m.all.summary()
