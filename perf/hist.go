@@ -98,7 +98,7 @@ var distributionPercentiles = []float64{0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.
 // distribution returns the latency at each of distributionPercentiles.
 func (h *histogram) distribution() []Quantile {
 	if h.count() == 0 {
-		return nil
+		return []Quantile{} // a list is [] when empty, never null (REPORT.md)
 	}
 	out := make([]Quantile, len(distributionPercentiles))
 	for i, p := range distributionPercentiles {

@@ -2,6 +2,7 @@ package perf
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -248,7 +249,7 @@ func (s *suite) startEtcdPeer(ctx context.Context) (peer, error) {
 			return nil, err
 		}
 		if err := p.prepare(ctx, s.cfg.ReadKeys, s.cfg.ValueSize); err != nil {
-			return nil, fmt.Errorf("write the read keys: %w (%v)", err, p.close())
+			return nil, errors.Join(fmt.Errorf("write the read keys: %w", err), p.close())
 		}
 		return p, nil
 	}
@@ -258,13 +259,13 @@ func (s *suite) startEtcdPeer(ctx context.Context) (peer, error) {
 	}
 	p, err := StartPeerProcess(ctx, s.cfg.EtcdPeer, []string{"--data", dir}, nil, s.cfg.PeerLog)
 	if err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, os.RemoveAll(dir))
+		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
 	p.removeDir = dir
 	p.about.DataDir = dir
 	p.about.Filesystem = filesystemType(dir)
 	if err := p.prepare(ctx, s.cfg.ReadKeys, s.cfg.ValueSize); err != nil {
-		return nil, fmt.Errorf("write the read keys: %w (%v)", err, p.close())
+		return nil, errors.Join(fmt.Errorf("write the read keys: %w", err), p.close())
 	}
 	return p, nil
 }

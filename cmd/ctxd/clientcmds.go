@@ -157,6 +157,15 @@ func (c *common) expect(cmd *cobra.Command) *uint64 {
 // --timeout. done ends the context and, for a list of instances,
 // remembers the one the client ended on for the next command
 // (preferred.go).
+// serverURL is a server's address as a URL: host:port (as --server,
+// CTXD_SERVER and --target take it) is http://host:port.
+func serverURL(s string) string {
+	if !strings.Contains(s, "://") {
+		return "http://" + s
+	}
+	return s
+}
+
 func (c *common) client(ctx context.Context) (cl *client.Client, _ context.Context, done func(), err error) {
 	if c.timeout < 0 {
 		return nil, nil, nil, usagef("--timeout %s: must not be negative (0: wait forever)", c.timeout)
@@ -167,9 +176,7 @@ func (c *common) client(ctx context.Context) (cl *client.Client, _ context.Conte
 		if s == "" {
 			return nil, nil, nil, usagef("--server %q: an empty address in the list", c.server)
 		}
-		if !strings.Contains(s, "://") {
-			servers[i] = "http://" + s
-		}
+		servers[i] = serverURL(s)
 	}
 	list := strings.Join(servers, ",")
 	opts, err := c.clientOptions()

@@ -80,10 +80,10 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	f := cmd.Flags()
-	f.StringVar(&pf.target, "target", "", "measure the running server at `URL` instead of an in-process one")
+	f.StringVar(&pf.target, "target", "", "measure the running server at `URL` (or host:port) instead of an in-process one")
 	f.StringVar(&pf.token, "token", a.getenv(envToken), "access `token` for a server with access control: --target, or --config with auth.* (env CTXD_TOKEN)")
 	f.StringVar(&pf.caCert, "cacert", a.getenv(envCACert), "with --target: PEM `file` of the CA that signed an https server's certificate (env CTXD_CACERT)")
-	f.BoolVar(&pf.quick, "quick", false, "the short smoke run of the whole set")
+	f.BoolVar(&pf.quick, "quick", false, "the short smoke run of the whole set: windows of 0.4s after 0.1s of warm-up, 2,000 read keys, disk-growth on 1,000 keys to 10 versions, snapshots of 1,000 and 10,000 keys once each, 1 round (a flag given beside it wins)")
 	f.DurationVar(&cfg.Duration, "duration", def.Duration, "measured window of each run")
 	f.DurationVar(&cfg.Warmup, "warmup", def.Warmup, "warm-up before each measured window")
 	f.IntSliceVar(&cfg.Clients, "clients", def.Clients, "concurrency levels of write-throughput and read-throughput")
@@ -150,6 +150,12 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 		}
 		if pf.target == "" && pf.destructive {
 			return usagef("--destructive applies to a --target (the in-process server always runs disk-growth and snapshot)")
+		}
+		if pf.target != "" {
+			pf.target = serverURL(pf.target)
+		}
+		for i, u := range cfg.MoreTargets {
+			cfg.MoreTargets[i] = serverURL(strings.TrimSpace(u))
 		}
 		for _, u := range append([]string{pf.target}, cfg.MoreTargets...) {
 			if err := perf.CheckURL(u); u != "" && err != nil {
@@ -294,17 +300,21 @@ func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error 
 		}
 	}
 	if report == nil {
+		removeIfEmpty(outDir)
 		return runErr
+	}
+	// The table first: a results folder that cannot take the report
+	// (a full disk) then loses the files, not the numbers of a run that
+	// may have taken minutes.
+	if err := report.WriteTable(a.stdout); err != nil {
+		return err
 	}
 	jsonPath, htmlPath := filepath.Join(outDir, "report.json"), filepath.Join(outDir, "report.html")
 	if err := report.WriteJSON(jsonPath); err != nil {
-		return err
+		return fmt.Errorf("the results above were not saved: %w", err)
 	}
 	if err := report.WriteHTML(htmlPath); err != nil {
-		return err
-	}
-	if err := report.WriteTable(a.stdout); err != nil {
-		return err
+		return fmt.Errorf("the results above were not saved whole: %w", err)
 	}
 	fmt.Fprintf(a.stdout, "\nreports: %s\n         %s\n", jsonPath, htmlPath)
 	if pf.cpuProfile != "" {
@@ -393,4 +403,21 @@ func newResultsFolder(parent string, started time.Time) (string, error) {
 		}
 		dir = base + "-" + strconv.Itoa(n)
 	}
+}
+
+// removeIfEmpty removes the results folder of a run that failed before
+// it measured anything, when it holds nothing but empty files (the
+// server's log of a server that logged nothing): an unreachable target
+// left an empty folder per attempt.
+func removeIfEmpty(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fi, err := e.Info(); err != nil || !fi.Mode().IsRegular() || fi.Size() > 0 {
+			return
+		}
+	}
+	_ = os.RemoveAll(dir)
 }

@@ -418,3 +418,14 @@ func TestResultsFoldersOfRunsInTheSameSecond(t *testing.T) {
 	}
 	require.Equal(t, []string{"20261206T072528Z", "20261206T072528Z-2", "20261206T072528Z-3"}, dirs)
 }
+
+// --target takes host:port, as --server does: it was refused with url's
+// parse error ("first path segment in URL cannot contain colon").
+func TestPerfTargetTakesHostPort(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	r := cli(t, nil, "", "perf", "--target", "127.0.0.1:1", "--out", out, "write-latency")
+	require.Equal(t, 1, r.code, r.stderr)
+	require.Contains(t, r.stderr, "server at http://127.0.0.1:1: connect")
+	require.Empty(t, testkit.DirNames(t, out), "a run that measured nothing leaves no empty results folder")
+}
