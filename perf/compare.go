@@ -154,6 +154,7 @@ func comparability(old, new *Report) []string {
 	diff("CPU", old.Machine.CPU, new.Machine.CPU)
 	diff("Go version", old.Machine.GoVersion, new.Machine.GoVersion)
 	diff("target mode", old.Target.Mode, new.Target.Mode)
+	diff("server log level (an access log line per request costs about a tenth of GET throughput)", old.Target.ServerLogLevel, new.Target.ServerLogLevel)
 	// Every setting, by its name in the report (clients, warm-up, key
 	// order, peers, ...): the scenarios aside, whose difference shows as
 	// metrics added and removed. Named one by one, only duration, value

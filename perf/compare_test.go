@@ -97,6 +97,13 @@ func TestComparabilityNotes(t *testing.T) {
 	b = &Report{Machine: a.Machine, Settings: Settings{Scenarios: []string{"write-latency"}, Clients: []int{1, 16}, KeyOrder: "random", ValueSize: 100}}
 	notes = comparability(a, b)
 	require.Equal(t, []string{"clients differs: [1 64] (old) vs [1 16] (new)", "key_order differs: sequential (old) vs random (new)"}, notes)
+
+	// The server's log level: at info an access log line per request.
+	b = &Report{Machine: a.Machine, Settings: a.Settings, Target: TargetInfo{ServerLogLevel: "info"}}
+	a.Target.ServerLogLevel = "warn"
+	notes = comparability(a, b)
+	require.Len(t, notes, 1)
+	require.Contains(t, notes[0], "server log level")
 }
 
 // A run in which no request was answered (every one refused, say) measured

@@ -39,6 +39,12 @@ func TestFanoutOverInstances(t *testing.T) {
 	// Fan-out targets belong to a target given by URL.
 	_, err = Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
 	require.ErrorContains(t, err, "more targets are instances of the target's deployment")
+
+	// One that does not answer is found before anything runs.
+	cfg.MoreTargets = []string{urls[1], "http://127.0.0.1:1"}
+	r, err = Run(context.Background(), cfg, Target{URL: urls[0]})
+	require.ErrorContains(t, err, "more target http://127.0.0.1:1")
+	require.Nil(t, r)
 }
 
 // Reads over several instances (read-instances): GETs on the target

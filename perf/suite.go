@@ -495,6 +495,17 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 		return nil, fmt.Errorf("perf: server at %s: %w", url, err)
 	}
 	s.report.Target.ServerVersion = st.Version
+	// The other instances too, before anything runs: one that does not
+	// answer failed read-instances halfway, after its first half ran.
+	for _, more := range s.cfg.MoreTargets {
+		mep, err := s.endpoint(more)
+		if err == nil {
+			_, err = s.status(mep)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("perf: more target %s: %w", more, err)
+		}
+	}
 
 	plan := s.plan()
 	var total, done time.Duration
