@@ -27,7 +27,7 @@ type Report struct {
 	// Interrupted is set when the run was stopped before its end
 	// (Ctrl-C): what it holds is what finished, and what did not is
 	// missing or partial.
-	Interrupted bool `json:"interrupted,omitempty"`
+	Interrupted bool `json:"interrupted"`
 	// Errors counts every failed request and failed step of the run.
 	Errors     int64           `json:"errors"`
 	Failures   []Failure       `json:"failures"`

@@ -195,7 +195,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "serve with missing config file", args: []string{"serve", "--config", badConfig + ".nope"}, code: 2, stderr: "no such file"},
 		// perf's flags are checked before anything runs (these exited 1
 		// once the run began, or were accepted).
-		{name: "perf with a bad target URL", args: []string{"perf", "write-latency", "--target", "notaurl"}, code: 2, stderr: "bad server URL"},
+		{name: "perf with a bad target URL", args: []string{"perf", "write-latency", "--target", "ftp://host:21"}, code: 2, stderr: "bad server URL"},
 		{name: "perf with more targets and no target", args: []string{"perf", "write-latency", "--more-targets", closed}, code: 2, stderr: "give --target"},
 		{name: "perf destructive without a target", args: []string{"perf", "write-latency", "--destructive"}, code: 2, stderr: "--destructive"},
 		// etcd's TLS files are settings too: one that cannot be read is a
