@@ -443,6 +443,15 @@ func (w *watcher) handle(f *watchFrame) error {
 			w.resumeNow = true
 			return fmt.Errorf("watch: the server closed the connection: %s", f.Message)
 		}
+		if f.Code == ctxd.CodeTokenRevoked {
+			// A reload of the tokens file removed the token, or changed
+			// its rights: reconnect at once with it. A removed token's
+			// handshake is then refused (401, which ends Watch), a
+			// changed one goes on with its new rights, as the README
+			// says, where Watch ended for both.
+			w.resumeNow = true
+			return fmt.Errorf("watch: %w", &APIError{Status: frameStatus(f.Code), Code: f.Code, Message: f.Message})
+		}
 		return &fatalError{&APIError{Status: frameStatus(f.Code), Code: f.Code, Message: f.Message}}
 	}
 	// Other messages (context_dumped, answers) do not concern Watch.

@@ -277,6 +277,67 @@ func TestRevokedTokenClosesRealtimeOnSIGHUP(t *testing.T) {
 	assert.Equal(t, 0, srv.Wait(20*time.Second), srv.Stderr.String())
 }
 
+// A token whose rights a reload changed (here a grant: read to write)
+// has its connections closed too, but the Go client's Watch reconnects
+// at once with it and goes on with the new rights; it ended with 401
+// although the token was valid (a removed token's still ends: above).
+func TestAChangedTokensWatchGoesOn(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	admin, board := auth.NewSecret(), auth.NewSecret()
+	tokensPath := writeFile(t, filepath.Join(dir, "tokens.yaml"), tokensYAML([3]string{"ops", admin, "admin"}, [3]string{"board", board, "read"}))
+	srv := startServer(t, filepath.Join(dir, "data"), "--config",
+		writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokensPath+"\n"))
+	cl, err := client.New(srv.URL, client.WithToken(board))
+	require.NoError(t, err)
+	writer, err := client.New(srv.URL, client.WithToken(admin))
+	require.NoError(t, err)
+	connected, reconnected, got := make(chan uint64, 4), make(chan error, 4), make(chan string, 4)
+	clientDone := make(chan error, 1)
+	go func() {
+		clientDone <- cl.Watch(t.Context(), client.WatchOptions{
+			OnConnect:   func(rev uint64) { connected <- rev },
+			OnReconnect: func(err error, _ time.Duration) { reconnected <- err },
+		}, func(ev client.WatchEvent) error {
+			if ev.Type == client.EventChange {
+				got <- ev.Key
+			}
+			return nil
+		})
+	}()
+	select {
+	case <-connected:
+	case err := <-clientDone:
+		t.Fatalf("the client's watch ended before the reload: %v", err)
+	}
+
+	writeFile(t, tokensPath, tokensYAML([3]string{"ops", admin, "admin"}, [3]string{"board", board, "write"}))
+	srv.Signal(syscall.SIGHUP)
+	select {
+	case err := <-reconnected:
+		assert.ErrorContains(t, err, "token_revoked")
+	case err := <-clientDone:
+		t.Fatalf("the watch of a changed token ended: %v", err)
+	}
+	select {
+	case <-connected:
+	case err := <-clientDone:
+		t.Fatalf("the watch of a changed token ended: %v", err)
+	}
+	_, err = writer.Put(t.Context(), "default", "after-reload", json.RawMessage(`1`), client.PutOptions{})
+	require.NoError(t, err)
+	select {
+	case k := <-got:
+		assert.Equal(t, "after-reload", k)
+	case err := <-clientDone:
+		t.Fatalf("the watch ended: %v", err)
+	case <-time.After(testkit.Deadline):
+		t.Fatal("no change after the reconnection")
+	}
+	srv.Signal(syscall.SIGTERM)
+	assert.Equal(t, 0, srv.Wait(20*time.Second), srv.Stderr.String())
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testkit.Eventually(t, cond, "waiting for %s", what)
