@@ -30,6 +30,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -133,15 +134,29 @@ func parse(args []string) (options, error) {
 	if _, err := os.Stat(o.ctxd); err != nil {
 		return o, fmt.Errorf("the ctxd binary: %w (run make build, or give --ctxd)", err)
 	}
-	if etcdDir := filepath.Join(o.data, "etcd"); o.etcdPort == 0 {
-		// Members keep the URLs they were born with: on new ports they
-		// would never find each other again.
+	// Members keep the URLs they were born with: on other ports they
+	// would never find each other again (the members waited 2 minutes
+	// for a quorum, then failed).
+	etcdDir := filepath.Join(o.data, "etcd")
+	born, err := os.ReadFile(filepath.Join(etcdDir, bornPortFile))
+	switch {
+	case err == nil && strings.TrimSpace(string(born)) == "0":
+		return o, fmt.Errorf("%s holds members born on free ports (--etcd-port 0), which no run can give them again: remove it (rm -rf %s)", etcdDir, etcdDir)
+	case err == nil && strings.TrimSpace(string(born)) != strconv.Itoa(o.etcdPort):
+		return o, fmt.Errorf("%s holds members born with --etcd-port %s: give that, or remove it (rm -rf %s) for new members", etcdDir, strings.TrimSpace(string(born)), etcdDir)
+	case o.etcdPort == 0:
+		// A folder of an older ctxd-cluster, which did not record its
+		// members' ports.
 		if entries, err := os.ReadDir(etcdDir); err == nil && len(entries) > 0 {
 			return o, fmt.Errorf("--etcd-port 0 picks new ports at each run, but %s holds members born on other ports: remove it (rm -rf %s) or give the ports they were born with", etcdDir, etcdDir)
 		}
 	}
 	return o, nil
 }
+
+// bornPortFile, in the members' folder, records the --etcd-port they
+// were born with.
+const bornPortFile = "born-etcd-port"
 
 // ports returns n ports from first on, step apart, or n free ones when
 // first is 0.
@@ -223,6 +238,14 @@ func run(args []string, out io.Writer) error {
 	ms, err := localcluster.Plan(filepath.Join(o.data, "etcd"), clientPorts, peerPorts)
 	if err != nil {
 		return err
+	}
+	if born := filepath.Join(o.data, "etcd", bornPortFile); !exists(born) {
+		if err := os.MkdirAll(filepath.Dir(born), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(born, []byte(strconv.Itoa(o.etcdPort)+"\n"), 0o644); err != nil {
+			return err
+		}
 	}
 
 	self, err := os.Executable() // runs the members: `ctxd-cluster member`
@@ -339,4 +362,9 @@ func waitServing(ctx context.Context, p *localcluster.Process, url string) error
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -32,6 +32,32 @@ func TestFreeEtcdPortsNeedAFreshDataFolder(t *testing.T) {
 	if _, err := parse(append(args[:4], "--etcd-port", "2379")); err != nil {
 		t.Fatalf("fixed ports with kept data: %v", err)
 	}
+
+	// A folder whose members' ports are recorded: only those ports.
+	fixed := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(fixed, "etcd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fixed, "etcd", bornPortFile), []byte("2379\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--ctxd", self, "--data", fixed}
+	if _, err := parse(append(base, "--etcd-port", "2379")); err != nil {
+		t.Fatalf("the ports the members were born with: %v", err)
+	}
+	for _, port := range []string{"18260", "0"} {
+		_, err := parse(append(base, "--etcd-port", port))
+		if err == nil || !strings.Contains(err.Error(), "born with --etcd-port 2379") {
+			t.Fatalf("--etcd-port %s on members born with 2379: want a refusal naming it, got %v", port, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(fixed, "etcd", bornPortFile), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parse(append(base, "--etcd-port", "2379")); err == nil || !strings.Contains(err.Error(), "born on free ports") {
+		t.Fatalf("members born on free ports: want a refusal, got %v", err)
+	}
+
 	if _, err := parse([]string{"--help"}); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: want flag.ErrHelp (exit 0), got %v", err)
 	}
