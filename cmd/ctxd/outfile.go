@@ -33,6 +33,7 @@ func writeOutFile(ctx context.Context, path string, perm os.FileMode, write func
 		}
 	}
 	fi, err := os.Stat(target)
+	replaced := err == nil
 	switch {
 	case err == nil && fi.IsDir():
 		return 0, false, target, fmt.Errorf("%s is a folder: give a file name", path)
@@ -50,6 +51,11 @@ func writeOutFile(ctx context.Context, path string, perm os.FileMode, write func
 	size, err = fsutil.WriteFile(target, perm, func(w io.Writer) error { return write(sctx, w) })
 	if err != nil && sctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("interrupted: %s not written", path)
+	}
+	if err == nil && replaced {
+		// The file it replaced was someone's: as root, its owner stays
+		// (the new file was the folder owner's, fsutil.CreateTemp).
+		err = fsutil.KeepOwner(target, fi)
 	}
 	return size, true, target, err
 }

@@ -107,7 +107,7 @@ func MkdirAll(dir string, perm os.FileMode) error {
 	if err := os.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create folder %s: %w", dir, err)
 	} else if err == nil {
-		if err := GiveFolderOwner(dir); err != nil {
+		if err := giveFolderOwner(dir); err != nil {
 			return fmt.Errorf("create folder %s: %w", dir, err)
 		}
 	}
@@ -163,7 +163,7 @@ func CreateTemp(dir, name string, perm os.FileMode) (*Temp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create temp file: %w", err)
 	}
-	if err := GiveFolderOwner(f.Name()); err != nil {
+	if err := GiveFile(f); err != nil {
 		_ = f.Close()
 		_ = os.Remove(f.Name())
 		return nil, fmt.Errorf("create temp file: %w", err)

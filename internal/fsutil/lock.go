@@ -64,12 +64,15 @@ func TryLockExclusive(path string) (unlock func(), held bool, err error) {
 }
 
 func lock(path string, shared, wait bool) (func(), bool, error) {
-	// Open for writing: NFS emulates flock with locks that need it.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// Open for writing: NFS emulates flock with locks that need it. Never
+	// through a symbolic link: the folder's owner (the service user) may
+	// put one there, and a root-run server would then open, and give the
+	// user, whatever file it names.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return nil, false, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := giveIfNew(f, path); err != nil {
+	if err := giveLockFile(f); err != nil {
 		_ = f.Close()
 		return nil, false, fmt.Errorf("lock %s: %w", path, err)
 	}

@@ -29,8 +29,9 @@ func FolderOwner(dir fs.FileInfo) Owner {
 	return ownerOf(dir)
 }
 
-// Give makes o the owner of the file or folder at path. It does nothing
-// for the zero Owner.
+// Give makes o the owner of the file or folder at path (the link itself,
+// if it is a symbolic link: never what it names). It does nothing for the
+// zero Owner.
 func (o Owner) Give(path string) error {
 	if !o.set {
 		return nil
@@ -41,12 +42,17 @@ func (o Owner) Give(path string) error {
 	return nil
 }
 
-// GiveFolderOwner gives the file or folder at path, which this process
+// giveFolderOwner gives the file or folder at path, which this process
 // just created, the owner of the folder holding it (FolderOwner): a
 // server or a command run as root in a service user's folder leaves
 // files that user can open (snapshots, dumps, their folders, lock and
 // claim files), where root's would stop the service at its next start.
-func GiveFolderOwner(path string) error {
+// The path is not followed if it is a symbolic link (the folder's owner
+// may have swapped one in since the creation: only the link is given).
+// It is best-effort: where root may not give files away (NFS's
+// root_squash, an unmapped owner in a user namespace) the file stays
+// root's, as before this rule, rather than fail the write.
+func giveFolderOwner(path string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
@@ -54,29 +60,54 @@ func GiveFolderOwner(path string) error {
 	if err != nil {
 		return err
 	}
-	return FolderOwner(fi).Give(path)
+	return bestEffort(FolderOwner(fi).Give(path))
 }
 
-// KeepOwner gives the file at path the owner of before, the file it
-// replaced, when that is not the process's own. Unlike a new file in a
-// folder, a replaced file was someone's: a process that may not give it
-// back (not root) gets an error, since its user may no longer read it.
-func KeepOwner(path string, before fs.FileInfo) error { return ownerOf(before).Give(path) }
-
-// giveIfNew gives the file f at path, opened with O_CREATE, the owner of
-// its folder (GiveFolderOwner) when it is root's own: a file root made
-// now, or earlier (a lock file left by a root-run server before this
-// rule), which the folder's owner could not open.
-func giveIfNew(f *os.File, path string) error {
+// GiveFile is giveFolderOwner of the open file f, through its descriptor:
+// the file itself, whatever its name has become since it was created.
+func GiveFile(f *os.File) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
+	fi, err := os.Stat(filepath.Dir(f.Name()))
+	if err != nil {
+		return err
+	}
+	o := FolderOwner(fi)
+	if !o.set {
+		return nil
+	}
+	return bestEffort(f.Chown(o.uid, o.gid))
+}
+
+// giveLockFile gives a lock file opened (or created) by root the folder's
+// owner (giveFile), unless it is someone else's already. It must be a
+// regular file with one link: not another file of the system linked into
+// the folder by its owner.
+func giveLockFile(f *os.File) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	if ownerOf(fi).set {
+	if !fi.Mode().IsRegular() || linkCount(fi) > 1 {
+		return fmt.Errorf("%s is not a lock file (not a regular file of one link): remove it", f.Name())
+	}
+	if os.Geteuid() != 0 || ownerOf(fi).set {
 		return nil // someone's already
 	}
-	return GiveFolderOwner(path)
+	return GiveFile(f)
+}
+
+// KeepOwner gives the file at path the owner of before, the file it
+// replaced, when that is not the process's own, or, as root, whoever's
+// it was (root's too: the new file may have been given the folder's
+// owner). Unlike a new file in a folder, a replaced file was someone's: a
+// process that may not give it back (not root) gets an error, since its
+// user may no longer read it.
+func KeepOwner(path string, before fs.FileInfo) error {
+	o := ownerOf(before)
+	if os.Geteuid() == 0 {
+		o = exactOwner(before)
+	}
+	return o.Give(path)
 }

@@ -3,10 +3,14 @@
 package fsutil
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"syscall"
 )
+
+// noFollow makes an open fail on a symbolic link.
+const noFollow = syscall.O_NOFOLLOW
 
 // ownerOf is the owner of fi when it is not the process's own, else the
 // zero Owner.
@@ -18,4 +22,34 @@ func ownerOf(fi fs.FileInfo) Owner {
 	return Owner{uid: int(st.Uid), gid: int(st.Gid), set: true}
 }
 
-func chown(path string, uid, gid int) error { return os.Chown(path, uid, gid) }
+// exactOwner is the owner of fi, the process's own included.
+func exactOwner(fi fs.FileInfo) Owner {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return Owner{}
+	}
+	return Owner{uid: int(st.Uid), gid: int(st.Gid), set: true}
+}
+
+// linkCount is how many names the file of fi has.
+func linkCount(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
+}
+
+// chown changes the owner of path itself, never following a symbolic
+// link: a link the folder's owner put where a file of ours was gets
+// nothing but its own owner changed.
+func chown(path string, uid, gid int) error { return os.Lchown(path, uid, gid) }
+
+// bestEffort drops the errors of a process that may not give files away
+// although it is root: NFS's root_squash (EPERM), an owner a user
+// namespace does not map (EINVAL).
+func bestEffort(err error) error {
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) {
+		return nil
+	}
+	return err
+}

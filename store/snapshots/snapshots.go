@@ -656,11 +656,11 @@ func (m *Manager) claimTick(interval time.Duration, mine int64) (n int64, path s
 	if err == nil {
 		stamp, _ := now.UTC().MarshalText()
 		_, err = f.Write(stamp)
+		if err == nil {
+			err = fsutil.GiveFile(f)
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
-		}
-		if err == nil {
-			err = fsutil.GiveFolderOwner(path)
 		}
 	}
 	if err != nil {
