@@ -51,7 +51,9 @@ const (
 	// CodeUnauthorized: no token, or an unknown one (401);
 	// CodeForbidden: the token may not do this (403); CodeRateLimited:
 	// past the server's rate limit (429; APIError.RetryAfter says when to
-	// try again). CodeTokenRevoked ends a Watch whose token was revoked.
+	// try again). CodeTokenRevoked: a reload of the tokens file removed or
+	// changed the token of a Watch, which then reconnects at once (and
+	// ends with 401 if it was removed).
 	CodeUnauthorized = ctxd.CodeUnauthorized
 	CodeForbidden    = ctxd.CodeForbidden
 	CodeRateLimited  = ctxd.CodeRateLimited

@@ -115,6 +115,9 @@ func (a *atRevision) ForEach(ns, prefix string, fn func(ctxd.Record) error) erro
 				// The deadline at rev is the put's: a keepalive since
 				// moved the record's, and is not in history.
 				c, err := a.src.Change(ns, r.Key, r.ModRev)
+				if errors.Is(err, ctxd.ErrNotFound) {
+					return a.historyGone()
+				}
 				if err != nil {
 					return err
 				}
@@ -139,6 +142,12 @@ func (a *atRevision) ForEach(ns, prefix string, fn func(ctxd.Record) error) erro
 	return nil
 }
 
+// historyGone is the error of a read at a.rev whose history was compacted
+// away meanwhile.
+func (a *atRevision) historyGone() error {
+	return fmt.Errorf("read at revision %d: the history it needs is gone: %w", a.rev, ctxd.ErrCompacted)
+}
+
 // inEffect walks the life of ns/key back from its put at revision from to the
 // first put at or below a.rev. ok is false when the life started after rev.
 func (a *atRevision) inEffect(ns, key string, from uint64) (ctxd.Record, bool, error) {
@@ -146,7 +155,7 @@ func (a *atRevision) inEffect(ns, key string, from uint64) (ctxd.Record, bool, e
 		c, err := a.src.Change(ns, key, rev)
 		if err != nil {
 			if errors.Is(err, ctxd.ErrNotFound) {
-				return ctxd.Record{}, false, fmt.Errorf("read at revision %d: the history it needs is gone: %w", a.rev, ctxd.ErrCompacted)
+				return ctxd.Record{}, false, a.historyGone()
 			}
 			return ctxd.Record{}, false, err
 		}

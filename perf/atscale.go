@@ -312,6 +312,9 @@ func (s *suite) burst(ctx context.Context, ep endpoint, n int) (int64, error) {
 		}()
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return acked.Load(), err // interrupted: fewer than n
+	}
 	return acked.Load(), firstErr
 }
 

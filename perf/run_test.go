@@ -320,6 +320,8 @@ func TestConfigValidate(t *testing.T) {
 	require.ErrorContains(t, err, "duration must be > 0")
 	c.Clients = []int{2, 2}
 	require.ErrorContains(t, c.Validate(), "clients: 2 given twice")
+	c.ReadOps = []string{"get", "get"}
+	require.ErrorContains(t, c.Validate(), "read ops: get given twice")
 	c = DefaultConfig(false)
 	c.Preload = 8 << 20
 	require.ErrorContains(t, c.Validate(), "preload must be at least 20.0MiB")

@@ -187,9 +187,12 @@ func (c Config) Validate() error {
 	if len(c.ReadOps) == 0 {
 		bad("read ops: give at least one of get, list, history")
 	}
-	for _, op := range c.ReadOps {
+	for i, op := range c.ReadOps {
 		if op != "get" && op != "list" && op != "history" {
 			bad("unknown read op %q: want get, list or history", op)
+		}
+		if slices.Contains(c.ReadOps[:i], op) {
+			bad("read ops: %s given twice", op)
 		}
 	}
 	positive("hot keys", c.HotKeys)
@@ -528,6 +531,12 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 		done += p.estimate
 	}
 	s.finish(start)
+	if err := ctx.Err(); err != nil {
+		// A step that ended early without saying so (it returned what it
+		// had): the run is still an interrupted one.
+		s.report.Interrupted = true
+		return s.report, err
+	}
 	return s.report, nil
 }
 

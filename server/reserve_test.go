@@ -52,6 +52,8 @@ func TestFilesBesideTheStoreKeepTheReserveFree(t *testing.T) {
 	srv.Stop()
 	srv.Config.Storage.ReserveBytes = fsutil.Reserve(free - 2<<20)
 	srv.Start()
+	cl, err = client.New(srv.URL) // no connection kept from before the restart
+	require.NoError(t, err)
 
 	_, err = cl.Dump(ctx, "big", "big", client.ExportOptions{})
 	require.ErrorIs(t, err, ctxd.ErrInsufficientStorage, "a 4 MiB dump with 2 MiB to spare: %v", err)
@@ -77,6 +79,8 @@ func TestFilesBesideTheStoreKeepTheReserveFree(t *testing.T) {
 	srv.Stop()
 	srv.Config.Storage.ReserveBytes = 0
 	srv.Start()
+	cl, err = client.New(srv.URL)
+	require.NoError(t, err)
 	info, err = cl.Dump(ctx, "big", "big", client.ExportOptions{})
 	require.NoError(t, err, "without the reserve the dump fits on the disk")
 	assert.Equal(t, 40, info.KeyCount)

@@ -290,7 +290,7 @@ func storageQuota(cfg configs.Config, log zerolog.Logger) int64 {
 	quota := cfg.Storage.QuotaBytes
 	ev := log.Info()
 	if quota == configs.QuotaAuto {
-		size, err := fileSystemSize(cfg.DataDir)
+		size, _, err := fsutil.StatFS(cfg.DataDir)
 		if err != nil {
 			ev = log.Warn().AnErr("file_system_error", err)
 		}
@@ -323,7 +323,7 @@ func warnOfSpoolRoom(cfg configs.Config, dumpDir string, log zerolog.Logger) {
 		}
 		dir = filepath.Dir(dir)
 	}
-	free, err := fileSystemFree(dir)
+	_, free, err := fsutil.StatFS(dir)
 	if err != nil || free >= 2*spool {
 		return
 	}

@@ -153,10 +153,6 @@ func (c *common) expect(cmd *cobra.Command) *uint64 {
 	return client.Expect(c.ifVersion)
 }
 
-// client returns a client for --server and a context bounded by
-// --timeout. done ends the context and, for a list of instances,
-// remembers the one the client ended on for the next command
-// (preferred.go).
 // serverURL is a server's address as a URL: host:port (as --server,
 // CTXD_SERVER and --target take it) is http://host:port.
 func serverURL(s string) string {
@@ -166,6 +162,10 @@ func serverURL(s string) string {
 	return s
 }
 
+// client returns a client for --server and a context bounded by
+// --timeout. done ends the context and, for a list of instances,
+// remembers the one the client ended on for the next command
+// (preferred.go).
 func (c *common) client(ctx context.Context) (cl *client.Client, _ context.Context, done func(), err error) {
 	if c.timeout < 0 {
 		return nil, nil, nil, usagef("--timeout %s: must not be negative (0: wait forever)", c.timeout)

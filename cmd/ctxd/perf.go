@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -234,6 +235,16 @@ func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error 
 	if err != nil {
 		return fmt.Errorf("create results folder: %w", err)
 	}
+	// A run that ends before it has a report (a bad flag found later, a
+	// server that does not start, an unreachable target) leaves no empty
+	// folder. Deferred first, it runs last: after the servers, whose log
+	// is in the folder, are stopped.
+	reported := false
+	defer func() {
+		if !reported {
+			removeIfEmpty(outDir)
+		}
+	}()
 	cfg.Command = "ctxd " + strings.Join(os.Args[1:], " ")
 	cfg.CtxdVersion = version
 
@@ -300,21 +311,28 @@ func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error 
 		}
 	}
 	if report == nil {
-		removeIfEmpty(outDir)
 		return runErr
 	}
-	// The table first: a results folder that cannot take the report
-	// (a full disk) then loses the files, not the numbers of a run that
-	// may have taken minutes.
-	if err := report.WriteTable(a.stdout); err != nil {
+	reported = true
+	// The table is made first and printed after the files are written,
+	// whatever became of them: a results folder that cannot take the
+	// report (a full disk) loses the files, not the numbers of a run that
+	// may have taken minutes, and a standard output that is a closed pipe
+	// (SIGPIPE ends the process) loses the table, not the files.
+	var table bytes.Buffer
+	if err := report.WriteTable(&table); err != nil {
 		return err
 	}
 	jsonPath, htmlPath := filepath.Join(outDir, "report.json"), filepath.Join(outDir, "report.html")
-	if err := report.WriteJSON(jsonPath); err != nil {
-		return fmt.Errorf("the results above were not saved: %w", err)
+	saveErr := report.WriteJSON(jsonPath)
+	if saveErr == nil {
+		saveErr = report.WriteHTML(htmlPath)
 	}
-	if err := report.WriteHTML(htmlPath); err != nil {
-		return fmt.Errorf("the results above were not saved whole: %w", err)
+	if _, err := a.stdout.Write(table.Bytes()); err != nil {
+		return errors.Join(err, saveErr)
+	}
+	if saveErr != nil {
+		return fmt.Errorf("the results above were not saved: %w", saveErr)
 	}
 	fmt.Fprintf(a.stdout, "\nreports: %s\n         %s\n", jsonPath, htmlPath)
 	if pf.cpuProfile != "" {

@@ -144,6 +144,7 @@ func RemoveTemps(dir string) error {
 type Temp struct {
 	f         *os.File
 	dir       string
+	name      string // what it is to be, for messages
 	perm      os.FileMode
 	size      int64
 	closed    bool
@@ -168,7 +169,7 @@ func CreateTemp(dir, name string, perm os.FileMode) (*Temp, error) {
 		_ = os.Remove(f.Name())
 		return nil, fmt.Errorf("create temp file: %w", err)
 	}
-	return &Temp{f: f, dir: filepath.Clean(dir), perm: perm}, nil
+	return &Temp{f: f, dir: filepath.Clean(dir), name: name, perm: perm}, nil
 }
 
 // Name is the temp file's path.
@@ -179,7 +180,7 @@ func (t *Temp) Size() int64 { return t.size }
 
 // KeepFree makes the writes that follow refuse, with a *ReserveError,
 // to leave less than r free on the temp file's file system.
-func (t *Temp) KeepFree(r Reserve) { t.room = &room{reserve: r} }
+func (t *Temp) KeepFree(r Reserve) { t.room = &room{reserve: r, what: t.name} }
 
 // Write writes to the temp file.
 func (t *Temp) Write(p []byte) (int, error) {

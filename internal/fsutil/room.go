@@ -38,7 +38,7 @@ var ErrReserve = errors.New("the disk space kept free for the store")
 
 // ReserveError is a file that did not fit beside the store's reserve.
 type ReserveError struct {
-	Path    string // the file, or the folder it was to be written in
+	What    string // the file: its name, never its folder's path (the message reaches clients)
 	Free    int64  // the file system's free space when it was checked
 	Need    int64  // what was still to be written (a lower bound)
 	Reserve int64  // the space kept free
@@ -46,28 +46,28 @@ type ReserveError struct {
 
 func (e *ReserveError) Error() string {
 	return fmt.Sprintf("not enough disk space for %s: writing %s more would leave less than the %s kept free for the store (storage.reserve_bytes) on its file system, which has %s free; nothing was kept",
-		e.Path, ctxd.FormatBytes(e.Need), ctxd.FormatBytes(e.Reserve), ctxd.FormatBytes(e.Free))
+		e.What, ctxd.FormatBytes(e.Need), ctxd.FormatBytes(e.Reserve), ctxd.FormatBytes(e.Free))
 }
 
 // Is makes a ReserveError match ErrReserve.
 func (e *ReserveError) Is(target error) bool { return target == ErrReserve }
 
-// Fits returns a *ReserveError when writing need more bytes in the folder
-// dir would leave less than r free on its file system. A file system whose
-// free space cannot be read is not checked (the write itself then meets
-// whatever is wrong with it).
-func (r Reserve) Fits(dir string, need int64) error {
+// Fits returns a *ReserveError naming what when writing need more bytes
+// in the folder dir would leave less than r free on its file system. A
+// file system whose free space cannot be read is not checked (the write
+// itself then meets whatever is wrong with it).
+func (r Reserve) Fits(dir, what string, need int64) error {
 	if r == 0 {
 		return nil
 	}
-	size, free, err := statFS(dir)
+	size, free, err := StatFS(dir)
 	if err != nil {
 		return nil
 	}
-	return r.fits(dir, size, free, need)
+	return r.fits(what, size, free, need)
 }
 
-func (r Reserve) fits(path string, size, free, need int64) error {
+func (r Reserve) fits(what string, size, free, need int64) error {
 	keep := int64(r)
 	if r == ReserveAuto {
 		keep = AutoReserve(size)
@@ -75,7 +75,7 @@ func (r Reserve) fits(path string, size, free, need int64) error {
 	if keep <= 0 || free-need >= keep {
 		return nil
 	}
-	return &ReserveError{Path: path, Free: free, Need: need, Reserve: keep}
+	return &ReserveError{What: what, Free: free, Need: need, Reserve: keep}
 }
 
 // roomCheckEvery is how many bytes a Temp writes between two looks at
@@ -85,6 +85,7 @@ const roomCheckEvery = 1 << 20
 // room checks a Temp's writes against a Reserve.
 type room struct {
 	reserve Reserve
+	what    string // the file, for the error
 	free    int64 // free bytes at the last look
 	size    int64 // the file system's size
 	since   int64 // bytes written since the last look
@@ -103,7 +104,7 @@ func (r *room) take(f *os.File, n int) error {
 		}
 		r.size, r.free, r.since, r.looked = size, free, 0, true
 	}
-	if err := r.reserve.fits(f.Name(), r.size, r.free-r.since, int64(n)); err != nil {
+	if err := r.reserve.fits(r.what, r.size, r.free-r.since, int64(n)); err != nil {
 		return err
 	}
 	r.since += int64(n)

@@ -9,7 +9,7 @@ import (
 
 var errNoStatFS = errors.New("the free space of a file system is not known here")
 
-// statFS and fstatFS are unknown where statfs is not available: nothing
+// StatFS and fstatFS are unknown where statfs is not available: nothing
 // is checked against a Reserve.
-func statFS(string) (size, free int64, err error)    { return 0, 0, errNoStatFS }
+func StatFS(string) (size, free int64, err error)    { return 0, 0, errNoStatFS }
 func fstatFS(*os.File) (size, free int64, err error) { return 0, 0, errNoStatFS }

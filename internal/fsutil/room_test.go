@@ -31,7 +31,7 @@ func TestTempKeepsTheReserveFree(t *testing.T) {
 	var re *fsutil.ReserveError
 	require.ErrorAs(t, err, &re)
 	assert.True(t, errors.Is(err, fsutil.ErrReserve))
-	assert.Equal(t, tmp.Name(), re.Path)
+	assert.Equal(t, "x", re.What, "the file's name, not its path")
 	assert.Equal(t, int64(4), re.Need)
 	assert.Contains(t, err.Error(), "storage.reserve_bytes")
 	tmp.Discard()
@@ -45,7 +45,7 @@ func TestTempKeepsTheReserveFree(t *testing.T) {
 	_, err = tmp.Write([]byte("data"))
 	require.NoError(t, err, "no reserve: nothing checked")
 
-	require.ErrorIs(t, fsutil.Reserve(1<<62).Fits(dir, 0), fsutil.ErrReserve)
-	require.NoError(t, fsutil.Reserve(0).Fits(dir, 1<<62), "0 checks nothing")
-	require.NoError(t, fsutil.Reserve(1).Fits(filepath.Join(dir, "missing"), 1<<62), "a folder that cannot be looked at is not checked")
+	require.ErrorIs(t, fsutil.Reserve(1<<62).Fits(dir, "a copy", 0), fsutil.ErrReserve)
+	require.NoError(t, fsutil.Reserve(0).Fits(dir, "a copy", 1<<62), "0 checks nothing")
+	require.NoError(t, fsutil.Reserve(1).Fits(filepath.Join(dir, "missing"), "a copy", 1<<62), "a folder that cannot be looked at is not checked")
 }

@@ -8,9 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// statFS returns the size of the file system holding path, and the
+// StatFS returns the size in bytes of the file system holding path, and the
 // space an unprivileged process may still write on it.
-func statFS(path string) (size, free int64, err error) {
+func StatFS(path string) (size, free int64, err error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
 		return 0, 0, err
@@ -18,7 +18,7 @@ func statFS(path string) (size, free int64, err error) {
 	return int64(st.Blocks) * int64(st.Bsize), int64(st.Bavail) * int64(st.Bsize), nil
 }
 
-// fstatFS is statFS of the file system holding the open file f.
+// fstatFS is StatFS of the file system holding the open file f.
 func fstatFS(f *os.File) (size, free int64, err error) {
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {

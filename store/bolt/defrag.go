@@ -28,7 +28,7 @@ func (s *Store) Defrag(ctx context.Context) (ctxd.DefragResult, error) {
 	defer s.maint.Unlock()
 	var res ctxd.DefragResult
 	res.SizeBefore = fileSize(s.path)
-	if err := s.copyFits(s.inUse.Load()); err != nil {
+	if err := s.copyFits("the defrag's copy of the database", s.inUse.Load()); err != nil {
 		return res, fmt.Errorf("defrag: %w", err)
 	}
 	next := s.path + suffixDefrag

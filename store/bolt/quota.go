@@ -88,6 +88,6 @@ func addsData(writes []ctxd.Write) bool {
 // defrag's, an online restore's) that would leave less than the reserve
 // free on the data folder's file system: the copy would take the room
 // the store's own writes need, and a full disk fails the store.
-func (s *Store) copyFits(need int64) error {
-	return s.reserve.Fits(filepath.Dir(s.path), need)
+func (s *Store) copyFits(what string, need int64) error {
+	return s.reserve.Fits(filepath.Dir(s.path), what, need)
 }

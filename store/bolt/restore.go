@@ -91,7 +91,7 @@ func (s *Store) restore(ctx context.Context, snap *Snapshot, opts ctxd.RestoreOp
 	s.restoring.Store(true)
 	defer s.restoring.Store(false)
 	next := s.path + suffixRestore
-	if err := s.copyFits(fileSize(snap.file())); err != nil {
+	if err := s.copyFits("the restore's copy of the snapshot", fileSize(snap.file())); err != nil {
 		return ctxd.RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}
 	if err := copyFile(next, snap.file()); err != nil {

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 	"unicode/utf8"
 
 	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/migrations"
@@ -116,7 +116,10 @@ func openSnapshotFile(path string) (*bbolt.DB, int, error) {
 	if err := checkFileStructure(path); err != nil {
 		return nil, 0, fmt.Errorf("%w: %s: %w", ctxd.ErrBadSnapshot, path, err)
 	}
-	db, err := bbolt.Open(path, 0o400, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	db, err := bbolt.Open(path, 0o400, &bbolt.Options{ReadOnly: true, Timeout: migrations.LockTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, 0, fmt.Errorf("snapshot %s is in use by another process (a running server's database?): %w", path, err)
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %s does not open as a database: %w", ctxd.ErrBadSnapshot, path, err)
 	}

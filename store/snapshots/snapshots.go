@@ -125,7 +125,7 @@ func (m *Manager) Create(ctx context.Context, origin string) (meta ctxd.Snapshot
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	tmp, release, err := m.createTemp("create")
+	tmp, release, err := m.createTemp("snapshot")
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("create snapshot: %w", err)
 	}
@@ -213,7 +213,7 @@ func (m *Manager) install(tmp *fsutil.Temp, meta *ctxd.SnapshotMeta) error {
 // Upload stores a snapshot file made elsewhere, read from r, after
 // checking it against wantSHA256 (when given) and verifying it.
 func (m *Manager) Upload(ctx context.Context, r io.Reader, wantSHA256 string) (ctxd.SnapshotMeta, error) {
-	tmp, release, err := m.createTemp("upload")
+	tmp, release, err := m.createTemp("uploaded-snapshot")
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("upload snapshot: %w", err)
 	}
