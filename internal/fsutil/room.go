@@ -86,9 +86,9 @@ const roomCheckEvery = 1 << 20
 type room struct {
 	reserve Reserve
 	what    string // the file, for the error
-	free    int64 // free bytes at the last look
-	size    int64 // the file system's size
-	since   int64 // bytes written since the last look
+	free    int64  // free bytes at the last look
+	size    int64  // the file system's size
+	since   int64  // bytes written since the last look
 	looked  bool
 }
 
