@@ -38,6 +38,24 @@ func openFolder(t *testing.T) (base, exe string) {
 	return base, exe
 }
 
+// ownedByServiceUser checks that every file and folder under dir is
+// serviceUser's; after says what ran before.
+func ownedByServiceUser(t *testing.T, dir, after string) {
+	t.Helper()
+	require.NoError(t, filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		assert.Equal(t, [2]uint32{serviceUser, serviceUser}, [2]uint32{st.Uid, st.Gid}, "%s: the owner of %s", after, path)
+		return nil
+	}))
+}
+
 // asServiceUser runs a process as serviceUser.
 var asServiceUser = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: serviceUser, Gid: serviceUser}}
 
@@ -80,22 +98,6 @@ func TestOfflineCommandsKeepTheDataFolderOwner(t *testing.T) {
 		p.Signal(syscall.SIGTERM)
 		require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
 	}
-	// ownedByServiceUser checks every file and folder under dir.
-	ownedByServiceUser := func(dir, after string) {
-		t.Helper()
-		require.NoError(t, filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			fi, err := os.Lstat(path)
-			if err != nil {
-				return err
-			}
-			st := fi.Sys().(*syscall.Stat_t)
-			assert.Equal(t, [2]uint32{serviceUser, serviceUser}, [2]uint32{st.Uid, st.Gid}, "%s: the owner of %s", after, path)
-			return nil
-		}))
-	}
 
 	p := testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
 	env := []string{"CTXD_SERVER=" + p.URL}
@@ -107,20 +109,20 @@ func TestOfflineCommandsKeepTheDataFolderOwner(t *testing.T) {
 	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
 
 	cliOK(t, nil, "", "compact", "--data", data)
-	ownedByServiceUser(data, "compact")
+	ownedByServiceUser(t, data, "compact")
 	serve(data, "2")
 
 	cliOK(t, nil, "", "restore", "--data", data, "--from", backup, "--ns", "default")
-	ownedByServiceUser(data, "a partial restore")
+	ownedByServiceUser(t, data, "a partial restore")
 	serve(data, "1", "put", "a", "3")
 
 	cliOK(t, nil, "", "restore", "--data", data, "--from", backup)
-	ownedByServiceUser(data, "a whole restore")
+	ownedByServiceUser(t, data, "a whole restore")
 	serve(data, "1")
 
 	fresh := serviceFolder(t, filepath.Join(base, "fresh"))
 	cliOK(t, nil, "", "restore", "--data", fresh, "--from", backup)
-	ownedByServiceUser(fresh, "a restore into a new folder")
+	ownedByServiceUser(t, fresh, "a restore into a new folder")
 	serve(fresh, "1")
 
 	old := serviceFolder(t, filepath.Join(base, "old"))
@@ -128,7 +130,7 @@ func TestOfflineCommandsKeepTheDataFolderOwner(t *testing.T) {
 	require.NoError(t, os.WriteFile(dbPath, readFile(t, filepath.Join("..", "..", "migrations", "testdata", "schema1.db")), 0o600))
 	require.NoError(t, os.Chown(dbPath, serviceUser, serviceUser))
 	cliOK(t, nil, "", "migrate", "--data", old)
-	ownedByServiceUser(old, "migrate")
+	ownedByServiceUser(t, old, "migrate")
 	serve(old, "")
 }
 
@@ -151,18 +153,7 @@ func TestARootServerLeavesTheDataFolderToItsOwner(t *testing.T) {
 	cliOK(t, env, "", "dump", "--server-side", "--filename", "by-root")
 	p.Signal(syscall.SIGTERM)
 	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
-	require.NoError(t, filepath.WalkDir(data, func(path string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(path)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		assert.Equal(t, [2]uint32{serviceUser, serviceUser}, [2]uint32{st.Uid, st.Gid}, "the owner of %s", path)
-		return nil
-	}))
+	ownedByServiceUser(t, data, "a root-run server")
 
 	p = testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
 	env = []string{"CTXD_SERVER=" + p.URL}
