@@ -55,7 +55,7 @@ func (s *session) closeRevoked() {
 	s.h.stats.revoked.Add(1)
 	s.h.log.Info().Str("client_id", s.id).Str("remote", s.remote).Str("token", s.access.Name).Msg("closing WebSocket client: its token was revoked")
 	closeNow := s.closePolicyLocked(errorFrame(nil, ctxd.CodeTokenRevoked, "token "+strconv.Quote(s.access.Name)+
-		" was removed or its rights changed by a reload of the tokens file: reconnect (with it, for its new rights; a removed token is refused)"), websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked)
+		" was revoked by a reload of the tokens file (removed, or its rights changed): reconnect with it for its new rights (a removed token is refused)"), websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked)
 	s.mu.Unlock()
 	if closeNow != nil {
 		closeNow()

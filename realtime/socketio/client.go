@@ -956,7 +956,7 @@ func (cl *client) lagged(rev uint64) {
 func (cl *client) revoke() {
 	s, c := cl.c.srv, cl.c
 	last := []string{event(ctxd.TypeError, errorPayload{Code: ctxd.CodeTokenRevoked,
-		Message: "token " + strconv.Quote(cl.token.Name) + " was removed or its rights changed by a reload of the tokens file: reconnect (with it, for its new rights; a removed token is refused)"}), sioDisconnect}
+		Message: "token " + strconv.Quote(cl.token.Name) + " was revoked by a reload of the tokens file (removed, or its rights changed): reconnect with it for its new rights (a removed token is refused)"}), sioDisconnect}
 	if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked, &s.revoked, last...) {
 		s.log.Info().Str("client_id", cl.id).Str("remote", c.remote).Str("token", cl.token.Name).Msg("Socket.IO client disconnected: its token was revoked")
 	}
