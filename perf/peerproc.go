@@ -304,7 +304,10 @@ func StartPeerProcess(ctx context.Context, path string, args, env []string, log 
 		err = fmt.Errorf("first line is not ready: %+v", resp)
 	}
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("start %s: %w", path, err), p.Close())
+		// Close's own error (the exit status, the same last output) would
+		// say it all again.
+		_ = p.Close()
+		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
 	p.about = *resp.Ready
 	return p, nil

@@ -244,9 +244,10 @@ func (s *suite) startEtcdPeer(ctx context.Context) (peer, error) {
 		return nil, fmt.Errorf("no etcd peer command (Config.EtcdPeer)")
 	}
 	if len(s.cfg.EtcdEndpoints) > 0 {
-		p, err := StartPeerProcess(ctx, s.cfg.EtcdPeer, []string{"--endpoints", strings.Join(s.cfg.EtcdEndpoints, ",")}, nil, s.cfg.PeerLog)
+		endpoints := strings.Join(s.cfg.EtcdEndpoints, ",")
+		p, err := StartPeerProcess(ctx, s.cfg.EtcdPeer, []string{"--endpoints", endpoints}, nil, s.cfg.PeerLog)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("etcd at %s (--etcd-endpoints): %w", endpoints, err)
 		}
 		if err := p.prepare(ctx, s.cfg.ReadKeys, s.cfg.ValueSize); err != nil {
 			return nil, errors.Join(fmt.Errorf("write the read keys: %w", err), p.close())

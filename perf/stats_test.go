@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -147,4 +148,14 @@ func TestPaced(t *testing.T) {
 	require.False(t, got.Before(early), "paced returned before the intended time")
 	require.False(t, got.After(after))
 	require.False(t, got.Equal(early), "an early sender is timed from when it woke, not from the intended time")
+}
+
+// A peer that ends before it is ready: one clear error, no (%!s(<nil>))
+// and no second copy of it under an empty peer name.
+func TestAPeerThatEndsAtOnce(t *testing.T) {
+	_, err := StartPeerProcess(context.Background(), "/bin/false", nil, nil, nil)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "start /bin/false: the process ended")
+	require.NotContains(t, err.Error(), "%!")
+	require.NotContains(t, err.Error(), "peer :")
 }
