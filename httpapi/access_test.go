@@ -558,7 +558,8 @@ func (restoringStore) Ready() error {
 	return fmt.Errorf("%w: a restore is replacing the database", ctxd.ErrUnavailable)
 }
 
-// /readyz is 503 while a full restore replaces the database.
+// /readyz is 503 while a full restore replaces the database. It says why
+// only with access control off: it answers without a token.
 func TestReadyzWhileRestoring(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	assert.Equal(t, http.StatusOK, e.do("GET", "/readyz", "").status)
@@ -567,6 +568,16 @@ func TestReadyzWhileRestoring(t *testing.T) {
 	requireError(t, r, http.StatusServiceUnavailable, "unavailable")
 	assert.Contains(t, string(r.body), "restore")
 	assert.Equal(t, http.StatusOK, e.do("GET", "/healthz", "").status)
+
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(tokens, []byte(testTokensYAML()), 0o600))
+	access, err := auth.NewAuthorizer(tokens)
+	require.NoError(t, err)
+	e.ts.Config.Handler = httpapi.New(restoringStore{e.st.Store}, httpapi.Config{Access: access}, zerolog.Nop()).Handler()
+	r = e.do("GET", "/readyz", "")
+	requireError(t, r, http.StatusServiceUnavailable, "unavailable")
+	assert.NotContains(t, string(r.body), "restore", "with access control on, why is not told to anyone")
+	assert.Contains(t, string(r.body), "server's log")
 }
 
 // A browser page of another site cannot change data: its simple requests

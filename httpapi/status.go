@@ -117,11 +117,21 @@ func (s *Server) healthz(c echo.Context) error {
 func (s *Server) readyz(c echo.Context) error {
 	err := s.notReady()
 	s.readiness.note(s.log, err)
+	if err != nil && s.cfg.Access != nil {
+		// /readyz answers without a token: with access control on, why
+		// (a failed disk's error, with the data folder's paths) is for
+		// the log and /v1/status, which need one.
+		err = errNotReadyWhy
+	}
 	if err != nil {
 		return &notReadyError{err: err}
 	}
 	return writeJSON(c, http.StatusOK, bodyReady)
 }
+
+// errNotReadyWhy stands for why the server is not ready in /readyz's
+// answer when access control is on.
+var errNotReadyWhy = errors.New("why is in the server's log, and in /v1/status (alarm_message) for a token that may read it")
 
 // notReady is why the server is not ready, nil when it is: the store's
 // Ready alone. The full status is not readiness: on etcd it asks a member
