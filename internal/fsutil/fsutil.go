@@ -15,6 +15,14 @@
 //
 // The folders' retention (dumps, scheduled snapshots) shares one rule for
 // files dated ahead of the clock: AheadLast.
+//
+// Two rules keep a file from hurting what it sits beside. A Reserve keeps
+// disk space free for the store (Temp.KeepFree, Reserve.Fits): a snapshot
+// or a dump stops rather than fill the data disk. And a process run as
+// root in another user's folder gives what it creates there that user
+// (CreateTemp, MkdirAll, lock files: GiveFile), never through a link, so
+// that the service finds its files openable and no planted link makes
+// root give away a file of the system.
 package fsutil
 
 import (
