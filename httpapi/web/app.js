@@ -380,10 +380,18 @@ const loadRecord = latest(async (current, ns, key) => {
     if (!current() || !isSelected(ns, key)) return;
     state.record = r;
     state.deleted = null;
+    state.recordError = null;
   } catch (e) {
     if (!current() || !isSelected(ns, key)) return;
-    state.record = null;
-    if (e.status !== 404) show($('detail-error'), `Cannot read ${ns}/${key}: ${errorText(e)}`);
+    if (e.status === 404) {
+      state.record = null;
+      state.recordError = null;
+    } else {
+      // No answer about the key (the server unreachable, a token
+      // refused, ...): it is not "deleted". What was read stays, marked
+      // unknown, and the key is read again once the feed is back.
+      state.recordError = errorText(e);
+    }
   }
   renderDetail();
 });
@@ -391,6 +399,7 @@ const loadRecord = latest(async (current, ns, key) => {
 async function selectKey(ns, key, focus) {
   state.selected = { ns, key };
   state.record = null;
+  state.recordError = null;
   state.deleted = null;
   state.pit = null;
   state.history = [];
@@ -424,6 +433,9 @@ function renderDetail() {
   if (state.pit) {
     const now = state.record ? `version ${state.record.version}` : 'deleted';
     show(banner, `Value at revision ${state.pit.atRev}: version ${r.version}, written at revision ${r.revision} by ${r.who}. Now: ${now}.`);
+  } else if (state.recordError) {
+    show(banner, `Cannot read ${sel.ns}/${sel.key} now (${state.recordError}): ` +
+      (r ? 'shown as last read' : 'whether it exists is not known') + '. It is read again when the live feed is connected.');
   } else if (!r) {
     const d = state.deleted;
     show(banner, !d ? 'This key does not exist now. Its history, if any, is below.'
@@ -444,6 +456,7 @@ function renderDetail() {
   $('delete-btn').disabled = !state.record || !!state.pit;
   renderFieldEditor();
   $('edit-btn').textContent = state.pit ? 'Edit from this value' : state.record ? 'Edit' : 'Create it again';
+  $('edit-btn').disabled = !state.record && !state.pit && !!state.recordError;
 }
 
 // detailOnChange applies a live change to the key shown.
@@ -686,6 +699,14 @@ function loadEditor() {
   // CAS against what is current, even when starting from an older value.
   $('set-version').value = state.record ? String(state.record.version) : '0';
   state.editing = { ns: sel.ns, key: sel.key };
+  // An expiring key keeps its deadline through a save from here unless
+  // unticked: a put without a ttl makes a key permanent, which an edit of
+  // its value did silently.
+  const at = !state.pit && state.record && state.record.expires_at;
+  state.editDeadline = at ? { ns: sel.ns, key: sel.key, at } : null;
+  $('set-ttl-row').hidden = !at;
+  $('set-keep-ttl').checked = true;
+  $('set-ttl-at').replaceChildren(at ? time(at) : '');
   clearEditorMessages();
   $('editor').scrollIntoView({ block: 'nearest' });
   $('set-value').focus();
@@ -746,12 +767,18 @@ async function saveKey(ev) {
     return;
   }
   const headers = expected === '' ? {} : { 'If-Match': expected };
+  const query = { who: who() };
+  const dl = state.editDeadline;
+  if (dl && !$('set-ttl-row').hidden && $('set-keep-ttl').checked && dl.ns === ns && dl.key === key) {
+    // What is left of it (a ttl is at least a second).
+    query.ttl = Math.max(Date.parse(dl.at) - Date.now(), 1000) + 'ms';
+  }
   const button = ev.submitter || $('set-form').querySelector('button[type=submit]');
   button.disabled = true;
   const saving = { changes: [] };
   state.saving = saving;
   try {
-    const r = await request('PUT', keyPath(ns, key), { body, headers, query: { who: who() } });
+    const r = await request('PUT', keyPath(ns, key), { body, headers, query });
     show($('set-result'), `Saved ${ns}/${key}: version ${r.version} at revision ${r.revision}.`);
     remember(r);
     $('set-version').value = String(r.version); // the next save is a CAS on this one
@@ -935,6 +962,10 @@ function startFeed(from) {
     state(s) {
       feedState = s;
       renderLiveState();
+      // A key that could not be read (the server was away) is read
+      // again once the server answers the feed.
+      const sel = state.selected;
+      if (s.state === 'live' && sel && state.recordError) loadRecord(sel.ns, sel.key);
     },
     reset(m) {
       notify('The database was restored from a snapshot: everything shown has been re-read.');
@@ -1218,6 +1249,7 @@ function wire() {
         state.editing = null;
         $('set-version').value = '';
         show($('set-stale'), '');
+        $('set-ttl-row').hidden = true; // another key: no deadline to keep
       }
     });
   }
@@ -1226,6 +1258,7 @@ function wire() {
     $('set-value').value = '';
     $('set-version').value = '';
     $('set-as-string').checked = false;
+    $('set-ttl-row').hidden = true;
     state.editing = null;
     clearEditorMessages();
     $('set-key').focus();
