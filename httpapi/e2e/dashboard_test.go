@@ -230,6 +230,11 @@ func TestLiveUpdate(t *testing.T) {
 	p.waitText("#live-state", "Paused: 1 new change held")
 	assert.Zero(t, p.count(`#live-list li[data-rev="4"]`), "nothing is added while paused")
 	p.waitText("#d-value", `"debug": "paused"`) // the key itself stays current
+	// A filter changed while paused shows no held change (it showed them).
+	p.fill("#live-prefix", "app.c")
+	p.waitJS(`document.querySelectorAll("#live-list li").length === 1`, "the filter applied to the changes shown")
+	assert.Zero(t, p.count(`#live-list li[data-rev="4"]`), "still held after a filter change")
+	p.fill("#live-prefix", "")
 	p.click("#live-pause")
 	p.waitFor(`#live-list li[data-rev="4"]`)
 

@@ -897,7 +897,10 @@ function addEvent(m) {
 
 function renderEvents() {
   pendingEvents = [];
-  $('live-list').replaceChildren(...state.events.filter(eventMatches).map(eventItem));
+  // While paused, the newest state.held events are held: not shown, also
+  // when a filter changes meanwhile (they appeared then).
+  const shown = state.paused ? state.events.slice(state.held) : state.events;
+  $('live-list').replaceChildren(...shown.filter(eventMatches).map(eventItem));
 }
 
 let feedState = { state: 'connecting' };
