@@ -416,6 +416,8 @@ func TestSnapshots(t *testing.T) {
 	s.put("default", "keep", `"v1"`, "alice")
 	p := openPage(t, s, "/")
 	p.waitText("#snap-empty", "No snapshots yet")
+	p.click(`#key-rows tr[data-key="keep"] th button`) // shown through the restore
+	p.waitText("#d-value", `"v1"`)
 
 	p.click("#snap-create")
 	p.waitText("#snap-result", "created at revision 1")
@@ -440,6 +442,7 @@ func TestSnapshots(t *testing.T) {
 	// stay where the click aims (a click lands at the coordinates the
 	// button had; a row added in between moved it, and the click was lost).
 	p.waitFor(`#key-rows tr[data-key="extra"]`)
+	p.waitText("#d-value", `"v2"`)
 	p.click(row + ` button[aria-label^="Dry run"]`)
 	p.waitText("#snap-dry", "Nothing was changed")
 	p.waitText("#snap-dry tbody", "default", "1", "1") // one removed, one changed
@@ -461,6 +464,9 @@ func TestSnapshots(t *testing.T) {
 	p.waitText("#snap-result", "Restored "+id)
 	r, _ = s.get("default", "keep")
 	assert.Equal(t, `"v1"`, string(r.Value))
+	// The key shown is read again after the reset, though the restored
+	// record's revision is older than the one it showed.
+	p.waitText("#d-value", `"v1"`)
 	_, ok := s.get("default", "extra")
 	assert.False(t, ok)
 	p.waitFor("#live-list li.reset")

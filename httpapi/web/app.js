@@ -222,6 +222,9 @@ function renderNamespaces() {
 
 const loadKeys = latest(async (current) => {
   const after = state.pages[state.pages.length - 1];
+  // Changes the feed applies to the list while the page is read may be
+  // newer than the answer, which would then overwrite them: read again.
+  const changesBefore = state.listChanges;
   try {
     // Without values: a page of keys with large values stays small; a
     // row's value is read when asked for (showValue) or pushed by the feed.
@@ -231,6 +234,7 @@ const loadKeys = latest(async (current) => {
     state.next = r.next || '';
     show($('keys-error'), '');
     renderKeys();
+    if (state.listChanges !== changesBefore) keysSoon();
   } catch (e) {
     if (!current()) return;
     show($('keys-error'), 'Cannot list the keys: ' + errorText(e));
@@ -364,6 +368,7 @@ function listFrom(ns, prefix) {
 function keysOnChange(m) {
   if (m.op === 'put') remember({ ns: m.ns, key: m.key, revision: m.rev, value: m.value });
   if (m.ns !== state.ns || !m.key.startsWith(state.prefix)) return;
+  state.listChanges = (state.listChanges || 0) + 1;
   const i = state.keys.findIndex((r) => r.key === m.key);
   if (i >= 0 && m.op === 'put') {
     replaceRow({ ...state.keys[i], value: m.value, version: m.version, revision: m.rev, who: m.who, updated_at: m.timestamp, expires_at: m.expires_at });
@@ -378,8 +383,13 @@ const loadRecord = latest(async (current, ns, key) => {
   try {
     const r = await request('GET', keyPath(ns, key));
     if (!current() || !isSelected(ns, key)) return;
-    state.record = r;
-    state.deleted = null;
+    // The feed may have brought a newer change while this was read: an
+    // answer older than what is shown does not replace it.
+    const shown = state.record ? Number(state.record.revision) : state.deleted ? Number(state.deleted.revision) : 0;
+    if (Number(r.revision) >= shown) {
+      state.record = r;
+      state.deleted = null;
+    }
     state.recordError = null;
   } catch (e) {
     if (!current() || !isSelected(ns, key)) return;
@@ -944,6 +954,10 @@ function reloadAll() {
   loadSnapshots();
   loadDumps();
   if (state.selected) {
+    // Whatever was shown is no longer a bound for what is read (a restore
+    // can bring a key back at an older revision).
+    state.record = null;
+    state.deleted = null;
     loadRecord(state.selected.ns, state.selected.key);
     loadHistory(true);
   }
