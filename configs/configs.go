@@ -939,61 +939,18 @@ var settings = []setting{
 	countSetting("history.keep_revisions", false, func(c *Config) *uint64 { return &c.History.KeepRevisions }),
 	durationSetting("history.keep_for", true, func(c *Config) *time.Duration { return &c.History.KeepFor }),
 	durationIn("history.compact_interval", false, time.Second, maxDuration, "shorter runs the cleanup without pause", func(c *Config) *time.Duration { return &c.History.CompactInterval }),
-	{
-		path: "storage.quota_bytes",
-		set: func(c *Config, v string) error {
-			switch strings.TrimSpace(v) {
-			case "auto":
-				c.Storage.QuotaBytes = QuotaAuto
-				return nil
-			case "0":
-				c.Storage.QuotaBytes = 0
-				return nil
-			}
-			n, err := parseSize(v, 1<<62)
-			if err != nil {
-				return fmt.Errorf("invalid quota %q (use a size such as 8GiB or 500MiB, auto: a quarter of the disk, at most 8 GiB, or 0: no quota)", v)
-			}
+	autoSizeSetting("storage.quota_bytes", "quota", "8GiB or 500MiB, auto: a quarter of the disk, at most 8 GiB, or 0: no quota",
+		func(n int64) error {
 			if n < minQuota {
 				// An empty database takes 16 KiB: a smaller quota refuses
 				// every write, for ever.
 				return fmt.Errorf("must be at least %s (or auto, or 0: no quota); a smaller one leaves no room for any write", ctxd.FormatBytes(minQuota))
 			}
-			c.Storage.QuotaBytes = n
 			return nil
 		},
-		get: func(c *Config) string {
-			if c.Storage.QuotaBytes == QuotaAuto {
-				return "auto"
-			}
-			return strconv.FormatInt(c.Storage.QuotaBytes, 10)
-		},
-	},
-	{
-		path: "storage.reserve_bytes",
-		set: func(c *Config, v string) error {
-			switch strings.TrimSpace(v) {
-			case "auto":
-				c.Storage.ReserveBytes = fsutil.ReserveAuto
-				return nil
-			case "0":
-				c.Storage.ReserveBytes = 0
-				return nil
-			}
-			n, err := parseSize(v, 1<<62)
-			if err != nil {
-				return fmt.Errorf("invalid reserve %q (use a size such as 1GiB or 500MiB, auto: a twentieth of the disk, at most 1 GiB, or 0: none)", v)
-			}
-			c.Storage.ReserveBytes = fsutil.Reserve(n)
-			return nil
-		},
-		get: func(c *Config) string {
-			if c.Storage.ReserveBytes == fsutil.ReserveAuto {
-				return "auto"
-			}
-			return strconv.FormatInt(int64(c.Storage.ReserveBytes), 10)
-		},
-	},
+		func(c *Config) *int64 { return &c.Storage.QuotaBytes }),
+	autoSizeSetting("storage.reserve_bytes", "reserve", "1GiB or 500MiB, auto: a twentieth of the disk, at most 1 GiB, or 0: none", nil,
+		func(c *Config) *fsutil.Reserve { return &c.Storage.ReserveBytes }),
 	durationIn("websocket.ping_interval", false, time.Second, 24*time.Hour,
 		"shorter drops every client before it can answer; longer overflows the timers of Socket.IO's JavaScript client, which then drops itself", func(c *Config) *time.Duration { return &c.WebSocket.PingInterval }),
 	durationIn("websocket.write_timeout", false, time.Second, maxDuration, networkFloor, func(c *Config) *time.Duration { return &c.WebSocket.WriteTimeout }),
@@ -1169,6 +1126,43 @@ func sizeSetting[T int | int64](path string, max int64, field func(*Config) *T) 
 			return nil
 		},
 		get: func(c *Config) string { return strconv.FormatInt(int64(*field(c)), 10) },
+	}
+}
+
+// autoSizeSetting is a size that may also be "auto" (stored as -1,
+// decided at start or use: QuotaAuto, fsutil.ReserveAuto) or 0 (off):
+// storage.quota_bytes and storage.reserve_bytes. what names it in the
+// error, which gives examples; check, when set, refuses a size.
+func autoSizeSetting[T ~int64](path, what, examples string, check func(n int64) error, field func(*Config) *T) setting {
+	return setting{
+		path: path,
+		set: func(c *Config, v string) error {
+			switch strings.TrimSpace(v) {
+			case "auto":
+				*field(c) = -1
+				return nil
+			case "0":
+				*field(c) = 0
+				return nil
+			}
+			n, err := parseSize(v, 1<<62)
+			if err != nil {
+				return fmt.Errorf("invalid %s %q (use a size such as %s)", what, v, examples)
+			}
+			if check != nil {
+				if err := check(n); err != nil {
+					return err
+				}
+			}
+			*field(c) = T(n)
+			return nil
+		},
+		get: func(c *Config) string {
+			if *field(c) == -1 {
+				return "auto"
+			}
+			return strconv.FormatInt(int64(*field(c)), 10)
+		},
 	}
 }
 
