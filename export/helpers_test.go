@@ -42,12 +42,25 @@ func del(t testing.TB, st *bolt.Store, ns, key, who string) ctxd.Record {
 
 // dump writes a dump of the store's current state.
 func dump(t testing.TB, st *bolt.Store, f export.Format, opts export.Options) ([]byte, export.Result) {
+	return dumpAt(t, st, 0, f, opts)
+}
+
+// dumpAt is dump of the store as it was at revision rev (0: now), through
+// export.AtRevision.
+func dumpAt(t testing.TB, st *bolt.Store, rev uint64, f export.Format, opts export.Options) ([]byte, export.Result) {
 	t.Helper()
 	var buf bytes.Buffer
 	var res export.Result
 	require.NoError(t, st.View(func(v store.View) error {
+		var src export.Source = v
+		if rev != 0 {
+			var err error
+			if src, err = export.AtRevision(v, rev); err != nil {
+				return err
+			}
+		}
 		var err error
-		res, err = export.Write(&buf, f, v, opts)
+		res, err = export.Write(&buf, f, src, opts)
 		return err
 	}))
 	require.Equal(t, int64(buf.Len()), res.Bytes)

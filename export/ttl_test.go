@@ -13,7 +13,6 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/export"
-	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
 )
 
@@ -95,17 +94,9 @@ func TestDumpsCarryDeadlines(t *testing.T) {
 
 	// At the earlier revision the deadlines are back (AtRevision reads
 	// the deadline of the put in effect then).
-	var buf bytes.Buffer
-	require.NoError(t, st.View(func(v store.View) error {
-		src, err := export.AtRevision(v, before)
-		if err != nil {
-			return err
-		}
-		_, err = export.Write(&buf, export.JSON, src, export.Options{Namespace: "default"})
-		return err
-	}))
-	d = decodeStrict[jsonDump](t, buf.Bytes())
-	require.Len(t, d.ExpiresAt, 2, "%s", buf.Bytes())
+	out, _ = dumpAt(t, st, before, export.JSON, export.Options{Namespace: "default"})
+	d = decodeStrict[jsonDump](t, out)
+	require.Len(t, d.ExpiresAt, 2, "%s", out)
 	assert.True(t, lock.ExpiresAt.Equal(d.ExpiresAt["run/lock"]))
 }
 
@@ -122,27 +113,15 @@ func TestDumpAtARevisionBeforeAKeepalive(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, renewed.ExpiresAt.After(lease.ExpiresAt.Add(time.Hour)))
 
-	var buf bytes.Buffer
-	require.NoError(t, st.View(func(v store.View) error {
-		src, err := export.AtRevision(v, at)
-		if err != nil {
-			return err
-		}
-		_, err = export.Write(&buf, export.JSON, src, export.Options{Namespace: "default"})
-		return err
-	}))
-	d := decodeStrict[jsonDump](t, buf.Bytes())
-	assert.True(t, lease.ExpiresAt.Equal(d.ExpiresAt["lease"]), "the put's deadline at its revision, not the keepalive's: %s", buf.Bytes())
+	out, _ := dumpAt(t, st, at, export.JSON, export.Options{Namespace: "default"})
+	d := decodeStrict[jsonDump](t, out)
+	assert.True(t, lease.ExpiresAt.Equal(d.ExpiresAt["lease"]), "the put's deadline at its revision, not the keepalive's: %s", out)
 	old, err := st.GetAt("default", "lease", at)
 	require.NoError(t, err)
 	assert.True(t, old.ExpiresAt.Equal(d.ExpiresAt["lease"]), "as GET ?rev= reads it")
 
-	buf.Reset()
-	require.NoError(t, st.View(func(v store.View) error {
-		_, err := export.Write(&buf, export.JSON, v, export.Options{Namespace: "default"})
-		return err
-	}))
-	d = decodeStrict[jsonDump](t, buf.Bytes())
+	out, _ = dump(t, st, export.JSON, export.Options{Namespace: "default"})
+	d = decodeStrict[jsonDump](t, out)
 	assert.True(t, renewed.ExpiresAt.Equal(d.ExpiresAt["lease"]), "now: the keepalive's deadline")
 }
 
