@@ -191,11 +191,7 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 // token_revoked. A connection whose token is still there stays open.
 func TestRevokedTokenClosesRealtimeOnSIGHUP(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	admin, board := auth.NewSecret(), auth.NewSecret()
-	tokensPath := writeFile(t, filepath.Join(dir, "tokens.yaml"), tokensYAML([3]string{"ops", admin, "admin"}, [3]string{"board", board, "read"}))
-	srv := startServer(t, filepath.Join(dir, "data"), "--config",
-		writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokensPath+"\n"))
+	srv, tokensPath, admin, board := startWithOpsAndBoard(t)
 	wsBase := "ws" + strings.TrimPrefix(srv.URL, "http")
 	hdr := func(secret string) http.Header { return http.Header{"Authorization": {"Bearer " + secret}} }
 	kept := testkit.DialWatch(t, wsBase+"/v1/watch", hdr(admin))
@@ -283,11 +279,7 @@ func TestRevokedTokenClosesRealtimeOnSIGHUP(t *testing.T) {
 // although the token was valid (a removed token's still ends: above).
 func TestAChangedTokensWatchGoesOn(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	admin, board := auth.NewSecret(), auth.NewSecret()
-	tokensPath := writeFile(t, filepath.Join(dir, "tokens.yaml"), tokensYAML([3]string{"ops", admin, "admin"}, [3]string{"board", board, "read"}))
-	srv := startServer(t, filepath.Join(dir, "data"), "--config",
-		writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokensPath+"\n"))
+	srv, tokensPath, admin, board := startWithOpsAndBoard(t)
 	cl, err := client.New(srv.URL, client.WithToken(board))
 	require.NoError(t, err)
 	writer, err := client.New(srv.URL, client.WithToken(admin))
@@ -336,6 +328,19 @@ func TestAChangedTokensWatchGoesOn(t *testing.T) {
 	}
 	srv.Signal(syscall.SIGTERM)
 	assert.Equal(t, 0, srv.Wait(20*time.Second), srv.Stderr.String())
+}
+
+// startWithOpsAndBoard starts a server with access control on and two
+// tokens, ops (admin) and board (read), in the tokens file at tokensPath
+// (a test rewrites it and sends SIGHUP).
+func startWithOpsAndBoard(t *testing.T) (srv *serverProcess, tokensPath, admin, board string) {
+	t.Helper()
+	dir := t.TempDir()
+	admin, board = auth.NewSecret(), auth.NewSecret()
+	tokensPath = writeFile(t, filepath.Join(dir, "tokens.yaml"), tokensYAML([3]string{"ops", admin, "admin"}, [3]string{"board", board, "read"}))
+	srv = startServer(t, filepath.Join(dir, "data"), "--config",
+		writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokensPath+"\n"))
+	return srv, tokensPath, admin, board
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
