@@ -52,9 +52,11 @@ func writeOutFile(ctx context.Context, path string, perm os.FileMode, write func
 	if err != nil && sctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("interrupted: %s not written", path)
 	}
-	if err == nil && replaced {
-		// The file it replaced was someone's: as root, its owner stays
-		// (the new file was the folder owner's, fsutil.CreateTemp).
+	if err == nil && replaced && os.Geteuid() == 0 {
+		// As root, the file it replaced keeps its owner (the new file was
+		// the folder owner's, fsutil.CreateTemp). Another user's file
+		// replaced by a user who may write the folder becomes theirs, as
+		// any rename makes it: that user may not give it back.
 		err = fsutil.KeepOwner(target, fi)
 	}
 	return size, true, target, err

@@ -3,6 +3,7 @@ package main
 import (
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -200,4 +201,40 @@ func TestServeOnFilesItsUserCannotOpen(t *testing.T) {
 		p.Signal(syscall.SIGTERM)
 		require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
 	}
+}
+
+// ctxd dump -o over an existing file: run as root, the file keeps its
+// owner (root's here, in a folder of the service user's, where a new file
+// is the user's); run as the user over a file of root's in the user's
+// folder, it succeeds and the file is the user's, as a rename makes it
+// (giving it back, which only root may, failed the dump).
+func TestDumpOutputKeepsTheReplacedFilesOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: files of two users")
+	}
+	t.Parallel()
+	base, exe := openFolder(t)
+	srv := startServer(t, t.TempDir())
+	out := serviceFolder(t, filepath.Join(base, "out"))
+	path := filepath.Join(out, "ctx.json")
+	require.NoError(t, os.WriteFile(path, []byte("old"), 0o644)) // root's
+	env := []string{"CTXD_SERVER=" + srv.URL}
+	cliOK(t, env, "", "dump", "-o", path)
+	st := mustStat(t, path)
+	assert.Equal(t, [2]uint32{0, 0}, [2]uint32{st.Uid, st.Gid}, "as root: the replaced file's owner stays")
+
+	cmd := exec.Command(exe, "dump", "-o", path)
+	cmd.Env = append(testEnv(), env...)
+	cmd.SysProcAttr = asServiceUser
+	output, err := cmd.CombinedOutput()
+	require.NoError(t, err, "as the folder's user: %s", output)
+	st = mustStat(t, path)
+	assert.Equal(t, [2]uint32{serviceUser, serviceUser}, [2]uint32{st.Uid, st.Gid}, "as the user: the user's")
+}
+
+func mustStat(t *testing.T, path string) *syscall.Stat_t {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	require.NoError(t, err)
+	return fi.Sys().(*syscall.Stat_t)
 }
