@@ -121,7 +121,8 @@ func TestParseErrors(t *testing.T) {
 
 // A reload keeps unchanged tokens (same object: connections go on) and
 // revokes removed or changed ones, then tells the OnRevoke functions
-// (once the revoked tokens' checks fail); a bad file, or a reload that
+// (once the revoked tokens' checks fail); Successor tells a changed token
+// (its secret opens the new one) from a removed one; a bad file, or a reload that
 // revokes nothing, changes nothing and tells no one.
 func TestReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.yaml")
@@ -160,6 +161,9 @@ func TestReload(t *testing.T) {
 	assert.True(t, ci2.CanRead("default", "x"))
 	assert.False(t, ci2.CanWrite("default", "x"))
 	assert.NotEqual(t, ci.Key(), ci2.Key())
+	assert.Same(t, ops, a.Successor(ops), "kept: itself")
+	assert.Same(t, ci2, a.Successor(ci), "changed: the token of its secret, with the new rights")
+	assert.Nil(t, a.Successor(board), "removed: none")
 
 	write("tokens: [")
 	_, _, err = a.Reload()

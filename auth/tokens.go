@@ -253,6 +253,24 @@ func (a *Authorizer) Authenticate(secret string) *Token {
 	return a.tokens.Load().Lookup(secret)
 }
 
+// Successor returns the token of the current file that opens with t's
+// secret: t itself while no reload revoked it, the token with t's new
+// rights after a reload that changed them, nil when a reload removed the
+// secret (a connection opened again with it is refused). The realtime
+// doors tell by it whether the clients they close for a revoked token
+// may come back.
+func (a *Authorizer) Successor(t *Token) *Token {
+	if t == nil {
+		return nil
+	}
+	for _, u := range a.tokens.Load().list {
+		if u.hash == t.hash { // hashes are unique in a file (ParseTokens)
+			return u
+		}
+	}
+	return nil
+}
+
 // OnRevoke has f called after every reload that revoked tokens, once
 // their checks fail (Token.Revoked is true): the realtime doors close the
 // connections opened with them. f runs in the goroutine that called
