@@ -80,28 +80,8 @@ func TestPythonReconnects(t *testing.T) {
 					c.WebSocket.LagGrace = 0
 					c.Limits.MaxTxnOps = burst
 				}))
-				ctx, cancel := context.WithTimeout(context.Background(), 2*testkit.Deadline)
-				defer cancel()
-				cmd := exec.CommandContext(ctx, python, "testdata/f0_reconnect.py", srv.URL, transports)
-				var stderr strings.Builder
-				cmd.Stderr = &stderr
-				stdout, err := cmd.StdoutPipe()
-				require.NoError(t, err)
-				require.NoError(t, cmd.Start())
-				lines := bufio.NewScanner(stdout)
-				var out []string
-				expect := func(prefix string) {
-					t.Helper()
-					for lines.Scan() {
-						out = append(out, lines.Text())
-						if strings.HasPrefix(lines.Text(), prefix) {
-							return
-						}
-					}
-					_ = cmd.Wait()
-					t.Fatalf("python client: no %s:\n%s\n%s", prefix, strings.Join(out, "\n"), stderr.String())
-				}
-				expect("READY")
+				py := startPython(t, python, "testdata/f0_reconnect.py", srv.URL, transports)
+				py.expect("READY")
 				if cut == "restart" {
 					srv.Restart() // the same port
 				} else {
@@ -113,13 +93,60 @@ func TestPythonReconnects(t *testing.T) {
 					require.NoError(t, err)
 					testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Lagged() == 1 }, "the burst cuts the client")
 				}
-				expect("BACK")
-				_, err = srv.Backend().Put(context.Background(), "default", "after", json.RawMessage(`1`), nil, "t")
+				py.expect("BACK")
+				_, err := srv.Backend().Put(context.Background(), "default", "after", json.RawMessage(`1`), nil, "t")
 				require.NoError(t, err)
-				expect("OK")
-				require.NoError(t, cmd.Wait(), "python client:\n%s\n%s", strings.Join(out, "\n"), stderr.String())
+				py.expect("OK")
+				py.wait()
 				testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
 			})
 		}
 	}
+}
+
+// pythonClient is a python script run by a test, which prints a line at
+// each step it reaches.
+type pythonClient struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	lines  *bufio.Scanner
+	out    []string
+	stderr strings.Builder
+}
+
+// startPython runs script with python and args, for at most twice
+// testkit.Deadline.
+func startPython(t *testing.T, python, script string, args ...string) *pythonClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testkit.Deadline)
+	t.Cleanup(cancel)
+	p := &pythonClient{t: t, cmd: exec.CommandContext(ctx, python, append([]string{script}, args...)...)}
+	p.cmd.Stderr = &p.stderr
+	stdout, err := p.cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, p.cmd.Start())
+	p.lines = bufio.NewScanner(stdout)
+	return p
+}
+
+// expect reads the script's lines until one starting with prefix, and
+// returns the rest of it; the test fails if the script ends first.
+func (p *pythonClient) expect(prefix string) string {
+	p.t.Helper()
+	for p.lines.Scan() {
+		p.out = append(p.out, p.lines.Text())
+		if rest, ok := strings.CutPrefix(p.lines.Text(), prefix); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	_ = p.cmd.Wait()
+	p.t.Fatalf("python client: no %s:\n%s\n%s", prefix, strings.Join(p.out, "\n"), p.stderr.String())
+	return ""
+}
+
+// wait waits for the script to exit, and fails the test unless it
+// succeeded.
+func (p *pythonClient) wait() {
+	p.t.Helper()
+	require.NoError(p.t, p.cmd.Wait(), "python client:\n%s\n%s", strings.Join(p.out, "\n"), p.stderr.String())
 }
