@@ -65,49 +65,88 @@ func TestAccessControl(t *testing.T) {
 
 // A reload of the tokens file (what SIGHUP does) that revokes a token
 // disconnects the clients connected with it, on either transport: an
-// error event of code token_revoked, a Socket.IO DISCONNECT, then close
-// 1008 with reason token_revoked on a WebSocket (an Engine.IO close packet
-// when polling). A client whose token is unchanged stays connected.
+// error event of code token_revoked, then close 1008 with reason
+// token_revoked on a WebSocket. A client whose reconnection would be
+// refused (its token removed, or no longer allowed its namespace) gets a
+// Socket.IO DISCONNECT first (an Engine.IO close packet when polling),
+// which tells python-socketio and the JavaScript client not to come back;
+// one whose token's rights changed otherwise gets neither (they reconnect
+// by themselves), and connects again with the new rights. A client whose
+// token is unchanged stays connected.
 func TestRevokedTokenDisconnects(t *testing.T) {
-	admin, reader := auth.NewSecret(), auth.NewSecret()
+	admin, reader, changed, cut := auth.NewSecret(), auth.NewSecret(), auth.NewSecret(), auth.NewSecret()
 	entry := func(name, secret, roles string) string {
 		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n    roles: [" + roles + "]\n"
 	}
 	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
-	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("ops", admin, "admin")+entry("board", reader, "read")), 0o600))
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("ops", admin, "admin")+entry("board", reader, "read")+
+		entry("ci", changed, "read")+entry("cut", cut, "read")), 0o600))
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, tokens
 	}))
 
 	keep := dial(t, srv, sioOpts{websocket: true})
 	connected(t, keep, map[string]any{"token": admin})
-	ws := dial(t, srv, sioOpts{websocket: true})
-	connected(t, ws, map[string]any{"token": reader})
-	poll := dial(t, srv, sioOpts{})
-	connected(t, poll, map[string]any{"token": reader})
+	type client struct {
+		token, transport string
+		c                *sio
+	}
+	var clients []client
+	for _, token := range []string{"board", "ci", "cut"} {
+		secret := map[string]string{"board": reader, "ci": changed, "cut": cut}[token]
+		for _, transport := range []string{"websocket", "polling"} {
+			c := dial(t, srv, sioOpts{websocket: transport == "websocket"})
+			connected(t, c, map[string]any{"token": secret})
+			clients = append(clients, client{token, transport, c})
+		}
+	}
 
-	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("ops", admin, "admin")), 0o600))
+	// board removed; ci given the write role; cut limited to another
+	// namespace than its clients' (default).
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("ops", admin, "admin")+entry("ci", changed, "write")+
+		entry("cut", cut, "read")+"    namespaces: [other]\n"), 0o600))
 	_, revoked, err := srv.Server().Access().Reload()
 	require.NoError(t, err)
-	require.Equal(t, 1, revoked)
+	require.Equal(t, 3, revoked)
 
-	for name, c := range map[string]*sio{"websocket": ws, "polling": poll} {
+	for _, cl := range clients {
+		name, c := cl.token+"/"+cl.transport, cl.c
 		e := c.waitEvent("error")
 		assert.Equal(t, "token_revoked", e.Data["code"], name)
 		assert.Contains(t, e.Data["message"], "revoked", name)
-		assert.Equal(t, "1", c.next(), "%s: a Socket.IO DISCONNECT", name)
+		switch cl.token {
+		case "ci":
+			assert.Contains(t, e.Data["message"], "reconnect with it for its new rights", name)
+			c.noDisconnect()
+		case "board":
+			assert.Contains(t, e.Data["message"], "removed", name)
+			assert.Equal(t, "1", c.next(), "%s: a Socket.IO DISCONNECT", name)
+		case "cut":
+			assert.Contains(t, e.Data["message"], `namespace "default" may not be watched`, name)
+			assert.Equal(t, "1", c.next(), "%s: a Socket.IO DISCONNECT", name)
+		}
+		if cl.transport == "websocket" {
+			ce := c.closeError()
+			assert.Equal(t, websocket.ClosePolicyViolation, ce.Code, name)
+			assert.Equal(t, "token_revoked", ce.Text, name)
+			continue
+		}
+		<-c.pollDone
+		c.mu.Lock()
+		assert.Equal(t, cl.token != "ci", c.ended, "%s: an Engine.IO close packet", name)
+		c.mu.Unlock()
 	}
-	ce := ws.closeError()
-	assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
-	assert.Equal(t, "token_revoked", ce.Text)
-	<-poll.pollDone
-	poll.mu.Lock()
-	assert.True(t, poll.ended, "the polling client got the Engine.IO close packet")
-	poll.mu.Unlock()
-	assert.Equal(t, uint64(2), srv.Server().SocketIO().Revoked())
+	assert.Equal(t, uint64(6), srv.Server().SocketIO().Revoked())
 
 	put(t, srv, "after", `1`)
 	assert.Equal(t, "after", keep.waitEvent("context_updated").Data["key"], "an unchanged token goes on")
+
+	// What a client of ci does by itself: connect again, with the same
+	// auth; it gets the new rights (the write role).
+	again := dial(t, srv, sioOpts{websocket: true})
+	connected(t, again, map[string]any{"token": changed})
+	again.emit("context_set", map[string]any{"key": "by-ci", "value": 1, "who": "ci"})
+	assert.Equal(t, "by-ci", again.waitEvent("context_set_confirmed").Data["key"])
 }
 
 // A Socket.IO client's token comes in its CONNECT packet, not with the

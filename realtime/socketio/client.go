@@ -319,15 +319,12 @@ func (s *Server) connect(c *conn, data string) {
 			c.token = t
 			c.mu.Unlock()
 		}
-		switch {
-		case t == nil && secret == "":
+		if t == nil && secret == "" {
 			s.connectError(c, ctxd.CodeUnauthorized, "this server needs an access token: pass it as auth={'token': ...}, Authorization: Bearer, or ?token=")
 			return
-		case t == nil:
-			s.connectError(c, ctxd.CodeUnauthorized, "the access token is not valid (unknown or revoked)")
-			return
-		case !t.Has(auth.RoleRead) || !t.SeesNamespace(cl.ns):
-			s.connectError(c, ctxd.CodeForbidden, "namespace "+strconv.Quote(cl.ns)+" may not be watched with "+t.Describe())
+		}
+		if code, msg := connectRefusal(t, cl.ns); code != "" {
+			s.connectError(c, code, msg)
 			return
 		}
 		cl.token = t
@@ -454,6 +451,20 @@ func (c *conn) option(raw json.RawMessage, name string) string {
 		return vs[0]
 	}
 	return ""
+}
+
+// connectRefusal is the code and message of the CONNECT_ERROR that
+// refuses a client of namespace ns with token t (nil: a secret no token
+// has), "" when t may connect. A revoked token's clients are told to come
+// back only when its successor would not be refused (revoke).
+func connectRefusal(t *auth.Token, ns string) (code, msg string) {
+	switch {
+	case t == nil:
+		return ctxd.CodeUnauthorized, "the access token is not valid (unknown or revoked)"
+	case !t.Has(auth.RoleRead) || !t.SeesNamespace(ns):
+		return ctxd.CodeForbidden, "namespace " + strconv.Quote(ns) + " may not be watched with " + t.Describe()
+	}
+	return "", ""
 }
 
 func (s *Server) connectError(c *conn, code, msg string) {
@@ -950,15 +961,38 @@ func (cl *client) lagged(rev uint64) {
 		Message: why + ": reconnect with " + resume + " to resume without a gap"}))
 }
 
-// revoke disconnects a client whose token was revoked: an error event of
-// code token_revoked, a DISCONNECT, then close 1008 on a WebSocket.
+// revoke disconnects a client whose token was revoked by a reload: an
+// error event of code token_revoked, then close 1008 on a WebSocket.
 // Changes it may no longer read were not queued (matches).
+//
+// Whether the client should come back depends on what its CONNECT would
+// get now. When the token's secret still opens a token that may watch
+// the client's namespace (its rights changed), the transport just ends
+// (comeBack, as for lagged): python-socketio and the JavaScript client
+// reconnect by themselves, with the same auth, and get the new rights
+// and a new snapshot. When it would be refused (the token was removed,
+// or may no longer watch the namespace), a Socket.IO DISCONNECT comes
+// before the close: it tells those clients not to come back, where
+// python-socketio 5 would retry a refused CONNECT for good.
 func (cl *client) revoke() {
 	s, c := cl.c.srv, cl.c
-	last := []string{event(ctxd.TypeError, errorPayload{Code: ctxd.CodeTokenRevoked,
-		Message: "token " + strconv.Quote(cl.token.Name) + " was revoked by a reload of the tokens file (removed, or its rights changed): reconnect with it for its new rights (a removed token is refused)"}), sioDisconnect}
-	if c.closeWith(websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked, &s.revoked, last...) {
-		s.log.Info().Str("client_id", cl.id).Str("remote", c.remote).Str("token", cl.token.Name).Msg("Socket.IO client disconnected: its token was revoked")
+	msg := "token " + strconv.Quote(cl.token.Name) + " was revoked by a reload of the tokens file: "
+	code, refused := connectRefusal(s.opts.Access.Successor(cl.token), cl.ns)
+	comeBack := code == ""
+	switch {
+	case comeBack:
+		msg += "its rights changed; reconnect with it for its new rights (without from_rev, a new context_snapshot)"
+	case code == ctxd.CodeUnauthorized:
+		msg += "it was removed, and is refused from now on"
+	default:
+		msg += "its rights changed, and a reconnection is refused: " + refused
+	}
+	last := []string{event(ctxd.TypeError, errorPayload{Code: ctxd.CodeTokenRevoked, Message: msg})}
+	if !comeBack {
+		last = append(last, sioDisconnect)
+	}
+	if c.end(websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked, &s.revoked, comeBack, last...) {
+		s.log.Info().Str("client_id", cl.id).Str("remote", c.remote).Str("token", cl.token.Name).Bool("come_back", comeBack).Msg("Socket.IO client disconnected: its token was revoked")
 	}
 }
 

@@ -69,12 +69,13 @@ type conn struct {
 	closeCode int
 	closeText string
 	// comeBack marks a close the client should recover from by
-	// reconnecting (shutdown, lagged, compacted; closeComeBack): a poll
-	// then ends with a noop, not the Engine.IO close packet, and the next
-	// one fails. python-engineio takes a close packet, as a Socket.IO
-	// DISCONNECT, for "the server does not want you back" and never
-	// reconnects; a failed poll or a closed WebSocket it takes for a
-	// dropped transport, and reconnects (as the JavaScript client does).
+	// reconnecting (shutdown, lagged, compacted: closeComeBack; a token
+	// whose rights changed: client.revoke): a poll then ends with a noop,
+	// not the Engine.IO close packet, and the next one fails.
+	// python-engineio takes a close packet, as a Socket.IO DISCONNECT,
+	// for "the server does not want you back" and never reconnects; a
+	// failed poll or a closed WebSocket it takes for a dropped transport,
+	// and reconnects (as the JavaScript client does).
 	comeBack bool
 	// connectTimer closes the session if no CONNECT comes in time.
 	connectTimer *time.Timer

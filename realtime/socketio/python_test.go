@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
@@ -99,6 +101,65 @@ func TestPythonReconnects(t *testing.T) {
 				py.expect("OK")
 				py.wait()
 				testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
+			})
+		}
+	}
+}
+
+// TestPythonRevokedToken: Framework0's client, python-socketio's
+// AsyncClient with reconnection on, connected to namespace x with a token
+// that a reload of the tokens file (SIGHUP) revokes (testdata/f0_revoked.py).
+// changed: the token is given namespace y and key prefix b/ besides a/;
+// the client must come back by itself, see b/ in its new snapshot and get
+// the next change under b/ (a Socket.IO DISCONNECT, as every revocation
+// sent, tells it not to come back: no case comes BACK). removed, and cut
+// (the token no longer allowed namespace x): the client must end, without
+// retrying a reconnection the server would refuse (python-socketio 5.7
+// retries a refused CONNECT for good: sent without the DISCONNECT, no case
+// ENDS).
+func TestPythonRevokedToken(t *testing.T) {
+	python := findPython(t)
+	entry := func(name, secret, namespaces, prefixes string) string {
+		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n    roles: [read]\n" +
+			"    namespaces: [" + namespaces + "]\n    prefixes: [" + prefixes + "]\n"
+	}
+	for _, change := range []string{"changed", "removed", "cut"} {
+		for _, transports := range []string{"default", "websocket", "polling"} {
+			t.Run(change+"/"+transports, func(t *testing.T) {
+				secret := auth.NewSecret()
+				tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+				require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("f0", secret, "x", "a/")), 0o600))
+				srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+					c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, tokens
+				}))
+				for _, key := range []string{"a/seed", "b/seed"} {
+					_, err := srv.Backend().Put(context.Background(), "x", key, json.RawMessage(`1`), nil, "t")
+					require.NoError(t, err)
+				}
+				py := startPython(t, python, "testdata/f0_revoked.py", srv.URL, transports, secret, change)
+				assert.Equal(t, "a/seed", py.expect("READY"), "the snapshot: what the token may read")
+
+				next := map[string]string{
+					"changed": entry("f0", secret, "x, y", "a/, b/"),
+					"removed": entry("ops", auth.NewSecret(), "x", "a/"),
+					"cut":     entry("f0", secret, "y", "a/"),
+				}[change]
+				require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+next), 0o600))
+				_, revoked, err := srv.Server().Access().Reload()
+				require.NoError(t, err)
+				require.Equal(t, 1, revoked)
+
+				if change == "changed" {
+					assert.Equal(t, "a/seed,b/seed", py.expect("BACK"), "the new snapshot: the new rights")
+					_, err = srv.Backend().Put(context.Background(), "x", "b/after", json.RawMessage(`1`), nil, "t")
+					require.NoError(t, err)
+					py.expect("OK")
+				} else {
+					py.expect("ENDED")
+				}
+				py.wait()
+				testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
+				assert.Equal(t, uint64(1), srv.Server().SocketIO().Revoked(), "one session revoked: none came back to be revoked again")
 			})
 		}
 	}

@@ -277,9 +277,12 @@ func (s *Server) forget(c *conn) {
 
 // CloseRevoked disconnects every client whose token was revoked by a
 // reload of the tokens file (auth.Authorizer.OnRevoke): an error event of
-// code token_revoked and a Socket.IO DISCONNECT, then the transport closes
-// (WebSocket: close 1008, reason token_revoked). It never blocks on a
-// client.
+// code token_revoked, then the transport closes (WebSocket: close 1008,
+// reason token_revoked). A client whose reconnection would be refused
+// (its token removed, or no longer allowed its namespace) gets a
+// Socket.IO DISCONNECT before the close, which tells it not to come
+// back; the others reconnect by themselves with the token's new rights
+// (client.revoke). It never blocks on a client.
 func (s *Server) CloseRevoked() {
 	for _, cl := range s.allClients() {
 		if cl.token.Revoked() {
