@@ -133,6 +133,79 @@ func TestSetKeyThroughForm(t *testing.T) {
 	assert.Equal(t, `"plain text"`, string(r.Value))
 }
 
+// TestValueShownAsStored: a value is shown, diffed and edited as the text
+// ctxd stores, indented: members in their stored order (JavaScript would
+// put integer-like names first), a member named twice kept twice, strings
+// with their escapes, numbers with their digits. Edit then Save without a
+// change writes the same bytes back; a change elsewhere changes only that.
+func TestValueShownAsStored(t *testing.T) {
+	const stored = `{"b":1,"10":2,"a":3,"2":4,"a":5,"o":{"z":true,"1":null},"s":"\u00e9<&>\"","n":12345678901234567890,"e":{},"l":[[]]}`
+	const shown = `{
+  "b": 1,
+  "10": 2,
+  "a": 3,
+  "2": 4,
+  "a": 5,
+  "o": {
+    "z": true,
+    "1": null
+  },
+  "s": "\u00e9<&>\"",
+  "n": 12345678901234567890,
+  "e": {},
+  "l": [
+    []
+  ]
+}`
+	s := newServer(t, serverOptions{})
+	// Sent with spaces: the server stores it compact, nothing else changed.
+	s.put("default", "order", strings.ReplaceAll(stored, `,"`, `, "`), "alice")
+	r, ok := s.get("default", "order")
+	require.True(t, ok)
+	require.Equal(t, stored, string(r.Value), "the server keeps the member order, both a members and the escapes")
+
+	p := openPage(t, s, "/#key=order")
+	p.waitTextIs("#d-key", "order")
+	p.waitJS(`document.querySelector("#d-value").textContent === `+jsString(shown), "the value shown as stored, indented")
+	p.click(`#key-rows tr[data-key="order"] .show-value`)
+	p.waitText(`#key-rows tr[data-key="order"]`, `{"b":1,"10":2,"a":3,"2":4,"a":5`)
+	p.waitText(`#history-rows tr[data-rev="1"]`, `{"b":1,"10":2,"a":3,"2":4,"a":5`)
+	// A field's value starts as its stored text too.
+	p.fill("#field-path", "o")
+	p.waitJS(`document.querySelector("#field-value").value === '{"z":true,"1":null}'`, "the field's stored text")
+
+	// Edit, then Save without a change: the same bytes.
+	p.click("#edit-btn")
+	p.waitJS(`document.querySelector("#set-value").value === `+jsString(shown), "the editor to start from the text shown")
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-result", "Saved default/order: version 2")
+	r, _ = s.get("default", "order")
+	assert.Equal(t, stored, string(r.Value), "an unedited value is saved as it was")
+
+	// A change of one member changes only that member.
+	p.waitFor(`#history-rows tr[data-rev="2"]`) // the history re-read: the diff below has both
+	p.fill("#set-value", strings.Replace(shown, `"b": 1`, `"b": 7`, 1))
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-result", "Saved default/order: version 3")
+	r, _ = s.get("default", "order")
+	assert.Equal(t, strings.Replace(stored, `"b":1`, `"b":7`, 1), string(r.Value))
+
+	// The diff and the value at a revision are the stored text too.
+	p.waitFor(`#history-rows tr[data-rev="3"]`)
+	p.click(`#history-rows tr[data-rev="3"] button[aria-label^="Diff"]`)
+	p.waitText("#diff-summary", "1 line removed, 1 added")
+	assert.Contains(t, p.text("#diff"), "-   \"b\": 1,\n+   \"b\": 7,\n    \"10\": 2,\n    \"a\": 3,\n    \"2\": 4,\n")
+	p.click(`#history-rows tr[data-rev="1"] button[aria-label^="View"]`)
+	p.waitText("#d-state", "Value at revision 1")
+	p.waitJS(`document.querySelector("#d-value").textContent === `+jsString(shown), "the value at revision 1 as stored")
+
+	// A value the live feed brings is shown as stored as well.
+	p.click("#pit-current")
+	s.put("default", "order", `{"z":1,"1":2}`, "bob")
+	p.waitJS(`document.querySelector("#d-value").textContent === '{\n  "z": 1,\n  "1": 2\n}'`, "the value from the feed as stored")
+	p.waitText(`#live-list li[data-rev="4"]`, `{"z":1,"1":2}`)
+}
+
 // TestEditOneField: the field form changes one member of an object with a
 // JSON Patch; a change another client made to another member meanwhile is
 // kept, a number keeps its digits, and a refusal names the pointer.

@@ -9,7 +9,8 @@ import (
 )
 
 // TestModules runs the dashboard's pure modules in the browser: the
-// lossless JSON parser and writer, and the line diff.
+// lossless JSON parser and writer, the reading of a value's text, and the
+// line diff.
 func TestModules(t *testing.T) {
 	s := newServer(t, serverOptions{})
 	p := openPage(t, s, "/")
@@ -21,10 +22,18 @@ func TestModules(t *testing.T) {
 		Diff       []string `json:"diff"`
 		Hunks      []string `json:"hunks"`
 		Inexact    bool     `json:"inexact"`
+		Text       struct {
+			Kept    bool     `json:"kept"`
+			Pretty  string   `json:"pretty"`
+			Compact string   `json:"compact"`
+			At      []string `json:"at"`
+			Names   []string `json:"names"`
+			NotObj  bool     `json:"notObject"`
+		} `json:"text"`
 	}
 	r, err := chromedp.Run(p.ctx, chromedp.Evaluate[result](`(async () => {
 		const base = document.querySelector('script[type=module]').src.replace(/app\.js$/, '');
-		const { parse, stringify, pretty } = await import(base + 'json.js');
+		const { parse, stringify, pretty, JSONText, textAt, memberNames } = await import(base + 'json.js');
 		const { diffLines, hunks } = await import(base + 'diff.js');
 		const texts = ['12345678901234567890', '-0', '1.0', '1e3', '0.1', '[1,2.50,{"a":null}]', '"\\u00e9\\n"', '{"__proto__":1}', 'true', '{}', '[]'];
 		const roundTrips = texts.map((t) => stringify(parse(t)));
@@ -37,8 +46,18 @@ func TestModules(t *testing.T) {
 		const changed = long.slice(); changed[15] = 'changed';
 		const h = hunks(diffLines(long.join('\n'), changed.join('\n')).lines, 2);
 		const inexact = !diffLines('x\ny\nz', 'p\nq\nr', 4).exact;
+		const rec = parse('{"value": {"2":1, "b":[ ],"b":"x,\\"]}","1":{"a":{}}},"version":3}', { keepText: ['value'] });
+		const vt = rec.value.text;
+		const text = {
+			kept: rec.value instanceof JSONText && rec.version === 3,
+			pretty: pretty(rec.value),
+			compact: stringify(rec.value),
+			at: ['/b', '/1/a', '/2', '/x', '/b/0'].map((p) => String(textAt(vt, p))),
+			names: memberNames(vt),
+			notObject: memberNames('[1]') === null,
+		};
 		return {
-			roundTrips, errors, proto, inexact,
+			roundTrips, errors, proto, inexact, text,
 			pretty: pretty(parse('{"a":[1,{"b":12345678901234567890}],"c":{}}')),
 			diff: d.lines.map((l) => l.op + l.line),
 			hunks: h.map((l) => l.op === '…' ? '…' + l.skipped : l.op + l.line),
@@ -55,4 +74,11 @@ func TestModules(t *testing.T) {
 	assert.Equal(t, []string{" a", "-b", " c", " d", "+e"}, r.Diff)
 	assert.Equal(t, []string{"…13", " line 13", " line 14", "-line 15", "+changed", " line 16", " line 17", "…12"}, r.Hunks)
 	assert.True(t, r.Inexact, "too large for the table: shown whole")
+	// A value kept as its text: written in its order, duplicates and all.
+	assert.True(t, r.Text.Kept, "the value member is a JSONText, the others parsed")
+	assert.Equal(t, "{\n  \"2\": 1,\n  \"b\": [],\n  \"b\": \"x,\\\"]}\",\n  \"1\": {\n    \"a\": {}\n  }\n}", r.Text.Pretty)
+	assert.Equal(t, `{"2":1,"b":[],"b":"x,\"]}","1":{"a":{}}}`, r.Text.Compact)
+	assert.Equal(t, []string{`"x,\"]}"`, "{}", "1", "undefined", "undefined"}, r.Text.At, "the last of a name given twice")
+	assert.Equal(t, []string{"2", "b", "1"}, r.Text.Names)
+	assert.True(t, r.Text.NotObj)
 }

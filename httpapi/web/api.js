@@ -1,5 +1,6 @@
 // The REST API client of the dashboard: fetch with the access token, JSON
-// answers parsed losslessly, errors as APIError with ctxd's error code.
+// answers parsed losslessly (a key's value kept as its text: json.js),
+// errors as APIError with ctxd's error code.
 
 import { parse } from './json.js';
 
@@ -59,8 +60,9 @@ async function tokenAfter401(sent) {
   return prompting;
 }
 
-// request sends one API request and answers the parsed JSON body (or, with
-// raw, the Response itself). path is the escaped path; query an object of
+// request sends one API request and answers the parsed JSON body, its
+// "value" members (keys' values) as JSONText (or, with raw, the Response
+// itself). path is the escaped path; query an object of
 // parameters (undefined and '' values left out); body a string sent as is.
 export async function request(method, path, { query, body, headers, raw } = {}) {
   const url = new URL(path, location.href);
@@ -85,7 +87,7 @@ export async function request(method, path, { query, body, headers, raw } = {}) 
     }
     if (res.ok && raw) return res;
     const text = await res.text();
-    if (res.ok) return text ? parse(text) : null;
+    if (res.ok) return text ? parse(text, { keepText: ['value'] }) : null;
     let err = null;
     try { err = parse(text).error; } catch { /* not ctxd's error format */ }
     if (err && typeof err === 'object') {

@@ -5,7 +5,7 @@
 // on screen. README.md "Dashboard" describes it.
 
 import { APIError, askedToken, download, keyPath, onTokenNeeded, request, setToken, token } from './api.js';
-import { JSONNumber, parse, pretty, preview, stringify } from './json.js';
+import { memberNames, parse, pretty, preview, textAt } from './json.js';
 import { LiveFeed } from './live.js';
 import { diffLines, hunks } from './diff.js';
 import { $, fmtBytes, fmtDuration, h, show, time } from './util.js';
@@ -608,17 +608,17 @@ function showDiff(fromRev, toRev) {
 
 // ---------------------------------------------------------------- one field
 
-// isObject: a JSON object as parse returns it (not an array, not a number).
-const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof JSONNumber);
+// textOf is the text of a record's value: answers and the feed carry it
+// as a JSONText (its text as stored), which json.js reads into.
+const textOf = (r) => (r && r.value ? r.value.text : '');
 
 // renderFieldEditor offers the field form for the current value of an
 // object key, with its members as suggestions.
 function renderFieldEditor() {
-  const r = state.record;
-  const on = !!r && !state.pit && isObject(r.value);
-  $('field-form').hidden = !on;
-  if (!on) return;
-  $('field-paths').replaceChildren(...Object.keys(r.value).map((k) => h('option', { value: pointerOf(k) })));
+  const names = state.record && !state.pit ? memberNames(textOf(state.record)) : null;
+  $('field-form').hidden = !names;
+  if (!names) return;
+  $('field-paths').replaceChildren(...names.map((k) => h('option', { value: pointerOf(k) })));
 }
 
 // pointerOf is the JSON pointer of a top-level member.
@@ -631,22 +631,13 @@ function fieldPointer() {
   return f.startsWith('/') ? f : pointerOf(f);
 }
 
-// lookup returns the value at a JSON pointer, or undefined.
-function lookup(v, pointer) {
-  for (const raw of pointer.split('/').slice(1)) {
-    const t = raw.replaceAll('~1', '/').replaceAll('~0', '~');
-    if (v === null || typeof v !== 'object' || v instanceof JSONNumber || !Object.hasOwn(v, t)) return undefined;
-    v = v[t];
-  }
-  return v;
-}
-
-// fieldChosen fills the value input with the field's current value.
+// fieldChosen fills the value input with the field's current value, its
+// text as stored.
 function fieldChosen() {
   const r = state.record;
   if (!r || !$('field-path').value) return;
-  const v = lookup(r.value, fieldPointer());
-  $('field-value').value = v === undefined ? '' : stringify(v); // a new field starts empty
+  const v = textAt(textOf(r), fieldPointer());
+  $('field-value').value = v === undefined ? '' : v; // a new field starts empty
 }
 
 // saveField changes one field of the value with a JSON Patch: the server
@@ -674,7 +665,7 @@ async function saveField(ev) {
   // array, before the element shown), add one that does not (a new
   // member, or "-" to append to an array). The value's text goes in as
   // typed: its numbers keep every digit.
-  const op = state.record && lookup(state.record.value, pointer) !== undefined ? 'replace' : 'add';
+  const op = state.record && textAt(textOf(state.record), pointer) !== undefined ? 'replace' : 'add';
   const body = `[{"op":"${op}","path":${JSON.stringify(pointer)},"value":${text}}]`;
   const button = ev.submitter || $('field-form').querySelector('button[type=submit]');
   button.disabled = true;

@@ -85,7 +85,7 @@ export class LiveFeed {
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
       let msg;
-      try { msg = parse(ev.data); } catch { return; }
+      try { msg = parse(ev.data, { keepText: ['value'] }); } catch { return; } // values as stored
       this.attempts = 0; // a working connection resets the backoff
       this.handle(msg);
     };
