@@ -610,6 +610,24 @@ func TestToken(t *testing.T) {
 	p.waitText(`#live-list li[data-rev="2"]`, "bob")
 }
 
+// TestTokenAtFirstPrompt: a token entered at the prompt of the first load
+// is used by that load, and the feed starts after the status's revision.
+func TestTokenAtFirstPrompt(t *testing.T) {
+	const secret = "s3cret-token"
+	s := newServer(t, serverOptions{token: secret})
+	s.put("default", "guarded", `true`, "alice")
+	p := openPage(t, s, "/", pageOptions{noWait: true})
+	p.waitFor("#token-dialog[open]")
+	p.fill("#token-input", secret)
+	p.click(`#token-form button[value="ok"]`)
+	p.waitReady()
+	p.waitText("#key-rows", "guarded")
+	p.waitFor(`#conn[data-state="live"]`)
+	conns := s.ws.connections()
+	require.NotEmpty(t, conns)
+	assert.Equal(t, "1", conns[0].Get("from_rev"))
+}
+
 // TestPhoneAndKeyboard: at a phone's width nothing overflows the screen;
 // every control has a label or a name, and a key opens from the keyboard.
 func TestPhoneAndKeyboard(t *testing.T) {

@@ -122,11 +122,15 @@ function askToken(reason) {
       if (v === 'ok' && input.value.trim()) setToken(input.value.trim());
       else if (v === 'forget') setToken('');
       input.value = '';
+      resolve(v === 'ok' ? token() : '');
+      // The first load asks before it starts the feed and reads the
+      // panels: the status read that asked goes on with the token, and
+      // the first load after it. Nothing is to be read again yet.
+      if (!state.feed) return;
       if (v === 'ok' || v === 'forget') state.feed.reconnect();
       // Whoever asked (the button, or a 401 of any panel), every panel is
       // read again with the new token.
       if (token() !== had) reloadAll();
-      resolve(v === 'ok' ? token() : '');
     }, { once: true });
   });
   d.returnValue = '';
