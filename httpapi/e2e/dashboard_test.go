@@ -628,6 +628,37 @@ func TestTokenAtFirstPrompt(t *testing.T) {
 	assert.Equal(t, "1", conns[0].Get("from_rev"))
 }
 
+// TestTokenNeeded: after Cancel on the token prompt, the live panel and
+// the keys panel say that a token is needed and offer to enter one; the
+// live feed does not try to connect while no token is given. A token
+// entered there reads every panel and connects the feed.
+func TestTokenNeeded(t *testing.T) {
+	const secret = "s3cret-token"
+	s := newServer(t, serverOptions{token: secret})
+	s.put("default", "guarded", `true`, "alice")
+	p := openPage(t, s, "/", pageOptions{noWait: true})
+	p.waitFor("#token-dialog[open]")
+	p.click(`#token-form button[value="cancel"]`)
+	p.waitReady()
+
+	p.waitText("#live-state", "The live feed needs an access token", "Enter the access token")
+	p.waitFor(`#conn[data-state="token"]`)
+	p.waitText("#keys-error", "needs an access token", "Enter the access token")
+	assert.NotContains(t, p.text("#keys-error"), "namespaces", "the error names what is missing, not what failed")
+	assert.Empty(t, s.ws.connections(), "no WebSocket without a token")
+
+	// The panel's own button asks for the token.
+	p.click("#live-state button")
+	p.waitFor("#token-dialog[open]")
+	p.fill("#token-input", secret)
+	p.click(`#token-form button[value="ok"]`)
+	p.waitText("#key-rows", "guarded")
+	p.waitFor(`#conn[data-state="live"]`)
+	p.waitJS(`document.querySelector("#keys-error").hidden`, "the keys panel's error gone")
+	s.put("default", "guarded", `false`, "bob")
+	p.waitText(`#live-list li[data-rev="2"]`, "bob")
+}
+
 // TestPhoneAndKeyboard: at a phone's width nothing overflows the screen;
 // every control has a label or a name, and a key opens from the keyboard.
 func TestPhoneAndKeyboard(t *testing.T) {

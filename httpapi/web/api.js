@@ -47,6 +47,12 @@ export function askedToken() { declined = false; }
 // 401: an async function of the reason, returning the token or ''.
 export function onTokenNeeded(fn) { askToken = fn; }
 
+let noToken = null; // () => void
+
+// onNoToken sets what runs when a request fails for want of a token: the
+// user gave none (cancelled the prompt, which then stays closed).
+export function onNoToken(fn) { noToken = fn; }
+
 async function tokenAfter401(sent) {
   if (token() !== sent) return token(); // another request got a new one meanwhile
   if (!askToken || declined) return '';
@@ -83,6 +89,7 @@ export async function request(method, path, { query, body, headers, raw } = {}) 
     if (res.status === 401 && attempt < 5) {
       const next = await tokenAfter401(sent);
       if (next) continue;
+      if (noToken) noToken();
       throw new APIError(401, 'unauthorized', 'the server needs an access token: use the "Access token" button');
     }
     if (res.ok && raw) return res;

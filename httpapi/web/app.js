@@ -4,7 +4,7 @@
 // function (REST) and a render function, and the live feed patches what is
 // on screen. README.md "Dashboard" describes it.
 
-import { APIError, askedToken, download, keyPath, onTokenNeeded, request, setToken, token } from './api.js';
+import { APIError, askedToken, download, keyPath, onNoToken, onTokenNeeded, request, setToken, token } from './api.js';
 import { memberNames, parse, pretty, preview, textAt } from './json.js';
 import { LiveFeed } from './live.js';
 import { diffLines, hunks } from './diff.js';
@@ -40,6 +40,10 @@ const state = {
   paused: false,
   held: 0, // changes received while paused
   feed: null,
+  // needToken: a request failed for want of an access token, and the user
+  // gave none. Until one is given the feed is stopped and the status not
+  // polled: every try would be refused.
+  needToken: false,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -127,16 +131,43 @@ function askToken(reason) {
       // panels: the status read that asked goes on with the token, and
       // the first load after it. Nothing is to be read again yet.
       if (!state.feed) return;
-      if (v === 'ok' || v === 'forget') state.feed.reconnect();
       // Whoever asked (the button, or a 401 of any panel), every panel is
-      // read again with the new token.
-      if (token() !== had) reloadAll();
+      // read again with the new token, and the feed connects with it. The
+      // same token given again is tried again where it was missing.
+      if (token() === had && !(v === 'ok' && state.needToken)) return;
+      state.needToken = false;
+      state.feed.restart();
+      reloadAll();
     }, { once: true });
   });
   d.returnValue = '';
   d.showModal();
   input.focus();
   return tokenPrompt;
+}
+
+// enterToken opens the token dialog at the user's request (the "Access
+// token" button, or a panel's "Enter the access token").
+function enterToken() {
+  askedToken(); // a 401 may ask again, even after a Cancel
+  askToken(token() ? 'Replace or forget the access token of this tab.' : 'Enter the access token for this server.');
+}
+
+// tokenMissing runs when a request failed for want of a token that the
+// user did not give (Cancel): the feed stops trying to connect, and the
+// live panel says why, until a token is given (askToken).
+function tokenMissing() {
+  state.needToken = true;
+  if (state.feed) state.feed.stop();
+  renderLiveState();
+}
+
+// showTokenNeeded says in the panel line el that what cannot be done
+// without an access token, with a button that asks for one.
+function showTokenNeeded(el, what, more = '') {
+  el.replaceChildren(`${what} needs an access token${more}. `,
+    h('button', { type: 'button', class: 'link', onclick: enterToken }, 'Enter the access token'));
+  el.hidden = false;
 }
 
 // confirmDialog asks a yes/no question; Cancel has the focus.
@@ -172,7 +203,9 @@ const loadStatus = latest(async (current) => {
       loadNamespaces();
     }
   } catch (e) {
-    if (current()) show($('st-error'), 'Cannot read the status: ' + errorText(e));
+    if (!current()) return;
+    if (e.status === 401) showTokenNeeded($('st-error'), 'Reading the status');
+    else show($('st-error'), 'Cannot read the status: ' + errorText(e));
   }
 });
 const statusSoon = throttled(() => loadStatus(), 1000);
@@ -208,7 +241,9 @@ const loadNamespaces = latest(async (current) => {
     state.namespaces = r.namespaces || [];
     renderNamespaces();
   } catch (e) {
-    if (current()) show($('keys-error'), 'Cannot list the namespaces: ' + errorText(e));
+    if (!current()) return;
+    if (e.status === 401) showTokenNeeded($('keys-error'), 'Listing the keys');
+    else show($('keys-error'), 'Cannot list the namespaces: ' + errorText(e));
   }
 });
 const namespacesSoon = throttled(() => loadNamespaces(), 1000);
@@ -241,7 +276,8 @@ const loadKeys = latest(async (current) => {
     if (state.listChanges !== changesBefore) keysSoon();
   } catch (e) {
     if (!current()) return;
-    show($('keys-error'), 'Cannot list the keys: ' + errorText(e));
+    if (e.status === 401) showTokenNeeded($('keys-error'), 'Listing the keys');
+    else show($('keys-error'), 'Cannot list the keys: ' + errorText(e));
     state.keys = []; // not the rows of what was listed before
     state.next = '';
     renderKeys();
@@ -913,6 +949,12 @@ let feedState = { state: 'connecting' };
 function renderLiveState() {
   const s = feedState;
   const conn = $('conn');
+  if (state.needToken) {
+    conn.dataset.state = 'token';
+    conn.textContent = 'Live feed: needs an access token';
+    showTokenNeeded($('live-state'), 'The live feed', ': it is not connected, and does not try to connect while there is none');
+    return;
+  }
   conn.dataset.state = s.state;
   const names = { connecting: 'connecting', live: 'connected', reconnecting: 'reconnecting', stopped: 'stopped' };
   conn.textContent = 'Live feed: ' + (names[s.state] || s.state);
@@ -997,7 +1039,10 @@ function startFeed(from) {
     },
   });
   if (from !== undefined && from !== null) state.feed.at(from, 0);
-  state.feed.start();
+  // Without a token the first status read asked for, it would only be
+  // refused: it starts when one is given (askToken).
+  if (state.needToken) renderLiveState();
+  else state.feed.start();
 }
 
 // ---------------------------------------------------------------- snapshots
@@ -1017,6 +1062,8 @@ const loadSnapshots = latest(async (current) => {
     if (e.status === 404 || e.status === 405) {
       snapshotsEnabled = false;
       show($('snap-error'), 'Snapshots are not enabled on this server.');
+    } else if (e.status === 401) {
+      showTokenNeeded($('snap-error'), 'Listing the snapshots');
     } else {
       show($('snap-error'), 'Cannot list the snapshots: ' + errorText(e));
     }
@@ -1163,7 +1210,8 @@ const loadDumps = latest(async (current) => {
   } catch (e) {
     if (!current()) return;
     $('dump-rows').replaceChildren(); // not the list read with another token
-    show($('dump-error'), (e.code === 'unavailable' ? 'Dumps are not available: ' : 'Cannot list the dumps: ') + errorText(e));
+    if (e.status === 401) showTokenNeeded($('dump-error'), 'Listing the dumps');
+    else show($('dump-error'), (e.code === 'unavailable' ? 'Dumps are not available: ' : 'Cannot list the dumps: ') + errorText(e));
   }
 });
 
@@ -1195,10 +1243,8 @@ async function createDump(ev) {
 
 function wire() {
   onTokenNeeded(askToken);
-  $('token-button').addEventListener('click', () => {
-    askedToken(); // a 401 may ask again, even after a Cancel
-    askToken(token() ? 'Replace or forget the access token of this tab.' : 'Enter the access token for this server.');
-  });
+  onNoToken(tokenMissing);
+  $('token-button').addEventListener('click', enterToken);
 
   $('ns-select').addEventListener('change', (ev) => listFrom(ev.target.value, state.prefix));
   $('key-search').addEventListener('submit', (ev) => {
@@ -1338,7 +1384,7 @@ async function main() {
       if (!isSelected(at, key)) selectKey(at, key, true);
     }
   });
-  setInterval(() => { if (!document.hidden) loadStatus(); }, STATUS_EVERY);
+  setInterval(() => { if (!document.hidden && !state.needToken) loadStatus(); }, STATUS_EVERY);
   setInterval(() => { if (!document.hidden) tickExpiries(); }, 1000);
   document.documentElement.dataset.ready = 'true';
 }

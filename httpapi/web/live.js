@@ -45,8 +45,17 @@ export class LiveFeed {
     this.setState('stopped');
   }
 
+  // restart connects again at once, stopped or not (after a new token,
+  // for example), resuming after the last change handled.
+  restart() {
+    this.stopped = false;
+    this.attempts = 0;
+    this.failedOpens = 0;
+    this.reconnect();
+  }
+
   // reconnect drops the connection and connects again at once, resuming
-  // from the last revision (after a new token, for example).
+  // from the last revision, unless stopped.
   reconnect() {
     clearTimeout(this.timer);
     if (this.ws) {
