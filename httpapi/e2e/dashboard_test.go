@@ -348,6 +348,36 @@ func TestLiveResume(t *testing.T) {
 	assert.Equal(t, "1", conns[0].Get("from_rev"), "the first connection starts after the status's revision")
 }
 
+// TestLiveCompactedRestartsAfterTheStatus: when the changes the feed
+// would resume from were compacted away, the page reads the status, then
+// restarts the feed after its revision, then re-reads the panels (as the
+// first load does), rather than reconnecting from whenever it connects.
+func TestLiveCompactedRestartsAfterTheStatus(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.put("default", "k", `1`, "alice")
+	p := openPage(t, s, "/#key=k")
+	p.waitFor(`#conn[data-state="live"]`)
+	p.waitText("#d-value", "1")
+
+	s.ws.cut()
+	p.waitFor(`#conn[data-state="reconnecting"]`)
+	s.put("default", "k", `2`, "bob")
+	last := s.put("default", "k", `3`, "bob")
+	status, body := s.do(http.MethodPost, "/v1/compact?keep_versions=1", "")
+	require.Equal(t, http.StatusOK, status, "%s", body)
+	s.ws.allow()
+
+	p.waitText("#notice", "missed changes that history no longer holds")
+	p.waitTextIs("#d-version", "3")
+	p.waitFor(`#conn[data-state="live"]`)
+	conns := s.ws.connections()
+	require.GreaterOrEqual(t, len(conns), 2)
+	assert.Equal(t, strconv.FormatUint(last.ModRev, 10), conns[len(conns)-1].Get("from_rev"),
+		"the feed restarts after the revision of the status read before the panels")
+	s.put("default", "k", `4`, "carol")
+	p.waitText(`#live-list li[data-rev="4"]`, "carol")
+}
+
 // TestLiveTransactionOnEtcd: on etcd the changes of a transaction share
 // its revision (issue #16). The live feed shows every one of them, not
 // only the first (each carries its place, index of count), and after a
@@ -657,6 +687,39 @@ func TestTokenNeeded(t *testing.T) {
 	p.waitJS(`document.querySelector("#keys-error").hidden`, "the keys panel's error gone")
 	s.put("default", "guarded", `false`, "bob")
 	p.waitText(`#live-list li[data-rev="2"]`, "bob")
+}
+
+// TestTokenLaterLosesNoChange: a token entered after a Cancel reads the
+// status first and starts the feed after its revision, then reads the
+// panels (as the first load does): a change made after the panels were
+// read, while the feed could not connect yet, shows up once.
+func TestTokenLaterLosesNoChange(t *testing.T) {
+	const secret = "s3cret-token"
+	s := newServer(t, serverOptions{token: secret})
+	s.put("default", "before", `1`, "alice")
+	p := openPage(t, s, "/", pageOptions{noWait: true})
+	p.waitFor("#token-dialog[open]")
+	p.click(`#token-form button[value="cancel"]`)
+	p.waitReady()
+
+	s.ws.cut() // the feed cannot connect until allow
+	p.click("#token-button")
+	p.waitFor("#token-dialog[open]")
+	p.fill("#token-input", secret)
+	p.click(`#token-form button[value="ok"]`)
+	p.waitText("#key-rows", "before")
+	p.waitTextIs("#st-revision", "1")
+	s.put("default", "during", `2`, "bob") // after the panels were read
+	s.ws.allow()
+
+	p.waitFor(`#key-rows tr[data-key="during"]`)
+	p.waitText(`#live-list li[data-rev="2"]`, "bob")
+	p.waitFor(`#conn[data-state="live"]`)
+	assert.Equal(t, 1, p.count(`#live-list li[data-rev="2"]`), "no change twice")
+	assert.Zero(t, p.count(`#live-list li[data-rev="1"]`), "the change before the status is no event")
+	conns := s.ws.connections()
+	require.NotEmpty(t, conns)
+	assert.Equal(t, "1", conns[len(conns)-1].Get("from_rev"), "the feed starts after the status's revision")
 }
 
 // TestPhoneAndKeyboard: at a phone's width nothing overflows the screen;

@@ -135,9 +135,7 @@ function askToken(reason) {
       // read again with the new token, and the feed connects with it. The
       // same token given again is tried again where it was missing.
       if (token() === had && !(v === 'ok' && state.needToken)) return;
-      state.needToken = false;
-      state.feed.restart();
-      reloadAll();
+      resync();
     }, { once: true });
   });
   d.returnValue = '';
@@ -202,6 +200,7 @@ const loadStatus = latest(async (current) => {
       lastCounts = counts;
       loadNamespaces();
     }
+    return s;
   } catch (e) {
     if (!current()) return;
     if (e.status === 401) showTokenNeeded($('st-error'), 'Reading the status');
@@ -982,10 +981,32 @@ function togglePause() {
   renderLiveState();
 }
 
-// reloadAll re-reads everything shown: after a token, a restore, or
-// compacted history.
+// reloadAll re-reads everything shown, the live feed going on as it is
+// (after a restore, whose reset it brings first).
 function reloadAll() {
   loadStatus();
+  reloadPanels();
+}
+
+// resync re-reads everything shown and restarts the feed (after a new
+// token, or when the feed's history was compacted away), in the order of
+// the first load: the status first, then the feed, resuming after the
+// last change it handled or, when it handled none, after the status's
+// revision, then the other panels. A change made meanwhile is then in a
+// panel or on the feed (or both: applying it again is harmless), never
+// in neither, and is listed once in the live events.
+const resync = latest(async (current) => {
+  state.needToken = false;
+  const s = await loadStatus();
+  if (!current()) return;
+  // Without a token (refused, and the prompt cancelled) the feed would
+  // only be refused; the panels say so.
+  if (!state.needToken) state.feed.restart(s ? s.revision : null);
+  reloadPanels();
+});
+
+// reloadPanels re-reads every panel but the status.
+function reloadPanels() {
   loadNamespaces();
   loadKeys();
   loadSnapshots();
@@ -1028,7 +1049,7 @@ function startFeed(from) {
     },
     compacted() {
       notify('The live feed missed changes that history no longer holds: everything shown has been re-read.');
-      reloadAll();
+      resync();
     },
     notice(m) {
       if (m.type === 'context_dumped') loadDumps();

@@ -14,7 +14,8 @@ const MAX_BACKOFF = 8000;
 // revision order, and handlers.state({state, detail}) when the connection
 // changes: "connecting", "live", "reconnecting" (detail: the wait in ms and
 // why), "stopped". handlers.reset(msg) after a restore, handlers.compacted(msg)
-// when the changes to resume from are gone (the page must re-read),
+// when the changes to resume from are gone (the page must re-read, and
+// restart the feed: it waits for that),
 // handlers.notice(msg) for the other messages (context_dumped, error),
 // handlers.failing(n) after n connection attempts in a row that never
 // opened (a refused token shows up that way: browsers hide the HTTP status).
@@ -46,8 +47,12 @@ export class LiveFeed {
   }
 
   // restart connects again at once, stopped or not (after a new token,
-  // for example), resuming after the last change handled.
-  restart() {
+  // or compacted history), resuming after the last change handled; when
+  // none was, after revision from: a status the page read before it
+  // re-reads its panels, so that a change made meanwhile is in one or the
+  // other. Without either, from now.
+  restart(from) {
+    if (this.lastRev === null && from !== undefined && from !== null) this.at(from, 0);
     this.stopped = false;
     this.attempts = 0;
     this.failedOpens = 0;
@@ -132,9 +137,14 @@ export class LiveFeed {
         if (this.h.reset) this.h.reset(msg);
         break;
       case 'compacted':
-        // The server closes next; reconnect from now and re-read.
+        // The server closes next. The page re-reads and restarts the
+        // feed after the revision of its status read: reconnected by
+        // itself from now, the feed could start after a change that the
+        // page's reads came too early for.
         this.lastRev = null;
         this.lastIndex = 0;
+        this.stopped = true;
+        clearTimeout(this.timer);
         if (this.h.compacted) this.h.compacted(msg);
         break;
       case 'error':
