@@ -185,10 +185,12 @@ function confirmDialog({ title, body, ok }) {
 
 let lastCounts = '';
 
+// loadStatus answers the status it read (undefined when it could not),
+// newer or not than another read's: resync starts the feed after it.
 const loadStatus = latest(async (current) => {
   try {
     const s = await request('GET', '/v1/status');
-    if (!current()) return;
+    if (!current()) return s;
     state.status = s;
     state.lastRev = Math.max(state.lastRev, Number(s.revision));
     show($('st-error'), '');
