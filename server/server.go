@@ -511,6 +511,10 @@ func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo), onConnect
 		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password.Reveal(),
 		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
 		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes, OnCommit: onCommit, OnConnection: onConnection,
+		// A snapshot is built beside the file it becomes, under the
+		// same reserve (not in the system's temporary folder: often a
+		// small tmpfs, and not bound by the reserve).
+		SnapshotScratchDir: cfg.SnapshotsFolder(), SnapshotReserve: cfg.Storage.ReserveBytes,
 	})
 	if errors.Is(err, etcd.ErrPrefixOverlap) { // the prefix to change: exit 2
 		return nil, &configs.Error{Field: "etcd.prefix", Err: err}

@@ -4,25 +4,33 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/migrations"
 )
 
-// buildCommitEvery is how many changes a SnapshotBuilder writes per bbolt
-// transaction: memory stays bounded (bbolt holds a transaction's dirty
-// pages in memory) while the fsyncs of the scratch file stay few.
-const buildCommitEvery = 10000
+// buildCommitEvery and buildCommitBytes bound what a SnapshotBuilder
+// writes per bbolt transaction (changes, and their bytes as the file will
+// hold them): memory stays bounded (bbolt holds a transaction's dirty
+// pages in memory), the reserve is checked before each step of the file's
+// growth, and the fsyncs of the scratch file stay few.
+const (
+	buildCommitEvery = 10000
+	buildCommitBytes = 16 << 20
+)
 
 // SnapshotBuilder writes a snapshot file in this package's format (the
 // same file the bolt store's WriteSnapshot writes, so either backend
 // restores it) from a stream of changes, for a backend whose data lives
 // elsewhere (etcd). It fills a scratch bbolt file with the store's own
 // applier, then copies it out with Tx.WriteTo; Close removes the scratch
-// file.
+// file. The scratch file is about the size of the data: its commits keep
+// the reserve given to NewSnapshotBuilder free on its file system.
 //
 // Changes are added oldest first. The builder keeps the file consistent
 // whatever the source's numbering: several changes sharing a revision
@@ -33,22 +41,27 @@ const buildCommitEvery = 10000
 // the file holds. A delete of a key the file does not hold (its put was
 // compacted away) is left out: history does not hold what it deleted.
 type SnapshotBuilder struct {
-	path string
-	db   *bbolt.DB
-	tx   *bbolt.Tx
-	a    *applier
-	n    int    // changes in tx
-	last uint64 // the last revision given to a change
+	path    string
+	reserve fsutil.Reserve
+	pending int64 // what the open transaction adds to the file (an estimate)
+	db      *bbolt.DB
+	tx      *bbolt.Tx
+	a       *applier
+	n       int    // changes in tx
+	last    uint64 // the last revision given to a change
 }
 
 // NewSnapshotBuilder starts a snapshot in a scratch file in dir (the
-// system's temporary folder when empty).
-func NewSnapshotBuilder(dir string) (*SnapshotBuilder, error) {
-	f, err := os.CreateTemp(dir, "ctxd-snapshot-build-*.db")
+// system's temporary folder when empty), a temp file by its name
+// (fsutil.IsTemp: the snapshots folder's leftovers after a crash are
+// removed), whose commits refuse, with a *fsutil.ReserveError, to leave
+// less than reserve free on dir's file system.
+func NewSnapshotBuilder(dir string, reserve fsutil.Reserve) (*SnapshotBuilder, error) {
+	f, err := os.CreateTemp(dir, fsutil.TempPrefix+"snapshot-build-*.db")
 	if err != nil {
 		return nil, fmt.Errorf("snapshot builder: %w", err)
 	}
-	b := &SnapshotBuilder{path: f.Name()}
+	b := &SnapshotBuilder{path: f.Name(), reserve: reserve}
 	_ = f.Close()
 	if b.db, err = openCopy(b.path); err == nil {
 		err = b.db.Update(func(tx *bbolt.Tx) error {
@@ -71,11 +84,12 @@ func (b *SnapshotBuilder) begin() error {
 	if err != nil {
 		return err
 	}
-	b.tx, b.a, b.n = tx, newApplier(tx), 0
+	b.tx, b.a, b.n, b.pending = tx, newApplier(tx), 0, 0
 	return nil
 }
 
-// commit writes the key counts and commits the open transaction.
+// commit writes the key counts and commits the open transaction, unless
+// the pages it adds to the file would eat into the reserve.
 func (b *SnapshotBuilder) commit() error {
 	tx := b.tx
 	b.tx = nil
@@ -83,7 +97,16 @@ func (b *SnapshotBuilder) commit() error {
 		_ = tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	// bbolt gives a transaction's pages their place in the file only as
+	// it commits: what it adds is estimated from the changes' bytes.
+	if err := b.reserve.Fits(filepath.Dir(b.path), "the snapshot's scratch file", b.pending); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	return nil
 }
 
 // LastRevision is the revision given to the last change added (0 before
@@ -135,7 +158,10 @@ func (b *SnapshotBuilder) Add(c ctxd.Change, createRev uint64) error {
 	if err := b.a.apply(ch); err != nil {
 		return fmt.Errorf("snapshot builder: %w", err)
 	}
-	if b.n++; b.n >= buildCommitEvery {
+	// A change is held twice: in the log and, as the key's record, in
+	// its namespace (the record is smaller than the change's encoding).
+	b.pending += 2 * int64(len(ch.raw))
+	if b.n++; b.n >= buildCommitEvery || b.pending >= buildCommitBytes {
 		if err := b.commit(); err != nil {
 			return fmt.Errorf("snapshot builder: %w", err)
 		}

@@ -28,8 +28,9 @@ func (s *Store) snapshotTimeout() time.Duration {
 // its compaction mark (or the prefix's birth), read at that revision a
 // page at a time in mod revision order, then every change after it up to
 // the instance's committed mark, replayed from etcd's history. Writers
-// keep writing meanwhile; the file is built in a scratch file of the
-// system's temporary folder, removed afterwards.
+// keep writing meanwhile; the file is built in a scratch file
+// (Options.SnapshotScratchDir, under Options.SnapshotReserve), removed
+// afterwards.
 //
 // Revisions are etcd's, except where several changes share one (an etcd
 // transaction): the file gives each its own, consecutive from there on
@@ -80,7 +81,7 @@ func (s *Store) writeSnapshot(ctx context.Context, w io.Writer) (ctxd.SnapshotIn
 	if s.beforeSnapshotRead != nil {
 		s.beforeSnapshotRead()
 	}
-	b, err := bolt.NewSnapshotBuilder("")
+	b, err := bolt.NewSnapshotBuilder(s.opts.SnapshotScratchDir, s.opts.SnapshotReserve)
 	if err != nil {
 		return ctxd.SnapshotInfo{}, err
 	}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/store"
 )
 
@@ -73,6 +74,13 @@ type Options struct {
 	// many such transactions may be out at once (default
 	// DefaultGroupsInFlight).
 	MaxGroupWrites, GroupsInFlight int
+	// SnapshotScratchDir is where a snapshot is built before it is
+	// written out (snapshot.go; default the system's temporary folder),
+	// and SnapshotReserve what the scratch file leaves free on its file
+	// system (0: not checked). The server builds it in the snapshots
+	// folder, under storage.reserve_bytes, beside the file it becomes.
+	SnapshotScratchDir string
+	SnapshotReserve    fsutil.Reserve
 	// onRequest, test only, is told of every unary etcd request the
 	// client sends (CountRequests).
 	onRequest func(method string)

@@ -156,7 +156,7 @@ func TestUpload(t *testing.T) {
 // at the revision of the store it was taken of.
 func TestUploadOfASnapshotOfEtcdListsEtcdsRevision(t *testing.T) {
 	_, m := setup(t)
-	b, err := bolt.NewSnapshotBuilder(t.TempDir())
+	b, err := bolt.NewSnapshotBuilder(t.TempDir(), 0)
 	require.NoError(t, err)
 	defer b.Close()
 	at := time.Now()
@@ -184,6 +184,56 @@ func TestUploadOfASnapshotOfEtcdListsEtcdsRevision(t *testing.T) {
 	var fileRev uint64
 	require.NoError(t, snap.View(func(v store.View) error { fileRev = v.Revision(); return nil }))
 	assert.Equal(t, uint64(8), fileRev, "the file's own revisions: 5, 6, 7 and 8")
+}
+
+// A builder of large values commits every few of them (its bytes bound,
+// not only its count): the file holds every change once, in order, with
+// its value; and a builder whose scratch file would eat into the reserve
+// refuses it.
+func TestSnapshotBuilderOfLargeValues(t *testing.T) {
+	_, m := setup(t)
+	b, err := bolt.NewSnapshotBuilder(t.TempDir(), 0)
+	require.NoError(t, err)
+	defer b.Close()
+	big := json.RawMessage(`"` + strings.Repeat("v", 1<<20) + `"`)
+	const n = 20 // 40 MiB as the file holds them: three commits
+	for i := range n {
+		require.NoError(t, b.Add(ctxd.Change{Revision: uint64(i + 1), Namespace: "default", Key: fmt.Sprint("k", i), Op: ctxd.OpPut,
+			Value: big, Version: 1, Who: "t", Time: time.Now()}, 0))
+	}
+	var buf bytes.Buffer
+	_, err = b.WriteTo(&buf, n, 0)
+	require.NoError(t, err)
+	meta, err := m.Upload(ctx, bytes.NewReader(buf.Bytes()), "")
+	require.NoError(t, err)
+	snap, _, err := m.Open(meta.ID)
+	require.NoError(t, err)
+	defer snap.Close()
+	require.NoError(t, snap.Verify())
+	var revs []uint64
+	require.NoError(t, snap.View(func(v store.View) error {
+		return v.ForEachChange("default", func(c ctxd.Change) error {
+			assert.Equal(t, len(big), len(c.Value))
+			revs = append(revs, c.Revision)
+			return nil
+		})
+	}))
+	require.Len(t, revs, n, "every change once")
+	for i, r := range revs {
+		assert.Equal(t, uint64(i+1), r, "in order")
+	}
+
+	refused, err := bolt.NewSnapshotBuilder(t.TempDir(), fsutil.Reserve(1<<62))
+	require.NoError(t, err)
+	defer refused.Close()
+	for i := range n {
+		if err = refused.Add(ctxd.Change{Revision: uint64(i + 1), Namespace: "default", Key: fmt.Sprint("k", i), Op: ctxd.OpPut,
+			Value: big, Version: 1, Who: "t", Time: time.Now()}, 0); err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, fsutil.ErrReserve, "a scratch file that would eat into the reserve")
+	assert.Contains(t, err.Error(), "scratch file")
 }
 
 func TestPruneKeepsNewest(t *testing.T) {
