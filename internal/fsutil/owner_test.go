@@ -64,6 +64,48 @@ func TestRootGivesTheFolderOwnerItsFilesAndNothingElse(t *testing.T) {
 	}
 }
 
+// Giving a file away gives that very file: a hard link of another user's
+// file (root's) put in place of a file of ours, on a system without
+// fs.protected_hardlinks, is refused and keeps its owner; a symbolic link
+// gets only its own owner changed; a file of one name is given.
+func TestGiveRefusesAHardLinkedFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root gives files away")
+	}
+	const user = 65534
+	base := t.TempDir()
+	dir := filepath.Join(base, "shared")
+	require.NoError(t, os.Mkdir(dir, 0o750))
+	require.NoError(t, os.Chown(dir, user, user))
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	o := fsutil.FolderOwner(fi)
+
+	victim := filepath.Join(base, "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("root's"), 0o600))
+	linked := filepath.Join(dir, "linked.db")
+	require.NoError(t, os.Link(victim, linked))
+	err = o.Give(linked)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "hard links")
+	assert.Equal(t, [2]uint32{0, 0}, owner(t, victim), "the linked file keeps its owner")
+
+	symlink := filepath.Join(dir, "symlink.db")
+	require.NoError(t, os.Symlink(victim, symlink))
+	require.NoError(t, o.Give(symlink))
+	assert.Equal(t, [2]uint32{0, 0}, owner(t, victim), "what the link names keeps its owner")
+	var st syscall.Stat_t
+	require.NoError(t, syscall.Lstat(symlink, &st))
+	assert.Equal(t, [2]uint32{user, user}, [2]uint32{st.Uid, st.Gid}, "the link is given")
+
+	own := filepath.Join(dir, "own.db")
+	require.NoError(t, os.WriteFile(own, nil, 0o600))
+	require.NoError(t, o.Give(own))
+	assert.Equal(t, [2]uint32{user, user}, owner(t, own))
+	require.NoError(t, o.Give(dir))
+	assert.Equal(t, [2]uint32{user, user}, owner(t, dir), "a folder is given")
+}
+
 // A file root replaces keeps its owner, root's too: the new file was made
 // the folder owner's (a tokens file root:root in a folder of the service
 // user's went to that user).

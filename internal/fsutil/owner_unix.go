@@ -39,11 +39,6 @@ func linkCount(fi fs.FileInfo) uint64 {
 	return 1
 }
 
-// chown changes the owner of path itself, never following a symbolic
-// link: a link the folder's owner put where a file of ours was gets
-// nothing but its own owner changed.
-func chown(path string, uid, gid int) error { return os.Lchown(path, uid, gid) }
-
 // bestEffort drops the errors of a process that may not give files away
 // although it is root: NFS's root_squash (EPERM), an owner a user
 // namespace does not map (EINVAL).

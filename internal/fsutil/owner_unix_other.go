@@ -1,0 +1,24 @@
+//go:build unix && !linux
+
+package fsutil
+
+import (
+	"fmt"
+	"os"
+)
+
+// chown changes the owner of path itself, never following a symbolic
+// link: a link the folder's owner put where a file of ours was gets
+// nothing but its own owner changed. A regular file with other names
+// (hard links) is refused, as on Linux (owner_linux.go), though here
+// between a look and the change (no O_PATH).
+func chown(path string, uid, gid int) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().IsRegular() && linkCount(fi) > 1 {
+		return fmt.Errorf("%s has %d names (hard links): not given away (remove the other names, or the file)", path, linkCount(fi))
+	}
+	return os.Lchown(path, uid, gid)
+}
