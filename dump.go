@@ -21,6 +21,9 @@ type DumpInfo struct {
 	// and HistoryCount how many changes.
 	IncludeHistory bool `json:"include_history"`
 	HistoryCount   int  `json:"history_count"`
+	// SpreadsheetSafe says whether a CSV dump's text cells that a
+	// spreadsheet would take for a formula were prefixed with a quote.
+	SpreadsheetSafe bool `json:"spreadsheet_safe,omitempty"`
 	// FileSize is the dump's size in bytes.
 	FileSize int64 `json:"file_size"`
 	// Who asked for the dump.

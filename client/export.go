@@ -28,12 +28,17 @@ type ExportOptions struct {
 	Rev uint64
 	// History adds the namespace's changes.
 	History bool
+	// SpreadsheetSafe, for csv only, prefixes with a single quote the text
+	// cells a spreadsheet would take for a formula (CSV injection; see
+	// the README's dump formats).
+	SpreadsheetSafe bool
 }
 
 // query is the query of an export or a dump: the options, then the name,
 // value pairs of extra (see params).
 func (o ExportOptions) query(extra ...string) url.Values {
-	return params(append([]string{"format", o.Format, "rev", numParam(o.Rev), "history", boolParam(o.History)}, extra...)...)
+	return params(append([]string{"format", o.Format, "rev", numParam(o.Rev), "history", boolParam(o.History),
+		"spreadsheet_safe", boolParam(o.SpreadsheetSafe)}, extra...)...)
 }
 
 // Export streams a dump of ns, taken by the server from one consistent

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -23,6 +24,13 @@ type Options struct {
 	History bool
 	// Time is the dump's timestamp; zero means now.
 	Time time.Time
+	// SpreadsheetSafe, for CSV only, prefixes with a single quote every
+	// text cell (a key, a string value, who) that a spreadsheet would take
+	// for a formula: one that starts with =, +, -, @, a tab or a carriage
+	// return (CSV injection: anyone who can write a key can put one
+	// there). Such cells then no longer hold the value exactly as stored:
+	// it is an opt-in, for dumps meant for a spreadsheet.
+	SpreadsheetSafe bool
 }
 
 // Result describes a dump that was written.
@@ -39,10 +47,25 @@ type Result struct {
 	Time time.Time
 }
 
+// ErrSpreadsheetSafe refuses Options.SpreadsheetSafe with a format other
+// than CSV, rather than ignore it.
+var ErrSpreadsheetSafe = errors.New("spreadsheet_safe is for csv dumps only (format=csv)")
+
+// Check reports whether opts can go with format f.
+func (opts Options) Check(f Format) error {
+	if opts.SpreadsheetSafe && f != CSV {
+		return ErrSpreadsheetSafe
+	}
+	return nil
+}
+
 // Write writes a dump of opts.Namespace, read from src, to w in format f. It
 // streams: memory use does not depend on the number of keys or changes. The
 // output is buffered; Write flushes it before returning.
 func Write(w io.Writer, f Format, src Source, opts Options) (Result, error) {
+	if err := opts.Check(f); err != nil {
+		return Result{}, err
+	}
 	if opts.Time.IsZero() {
 		opts.Time = time.Now()
 	}
@@ -451,13 +474,13 @@ func (d *dumper) csv() error {
 }
 
 func (d *dumper) csvRow(key string, value []byte, version, rev uint64, who string, t, expires time.Time, action string) {
-	b := appendCSV(d.line, key)
+	b := d.appendCSVText(d.line, key)
 	b = append(b, ',')
 	typ := jsonType(value)
 	if typ == "string" {
 		var s string
 		if json.Unmarshal(value, &s) == nil {
-			b = appendCSV(b, s)
+			b = d.appendCSVText(b, s)
 		} else {
 			b = appendCSV(b, string(value))
 		}
@@ -478,7 +501,7 @@ func (d *dumper) csvRow(key string, value []byte, version, rev uint64, who strin
 	b = append(b, ',')
 	b = strconv.AppendUint(b, rev, 10)
 	b = append(b, ',')
-	b = appendCSV(b, who)
+	b = d.appendCSVText(b, who)
 	b = append(b, ',')
 	b = appendTime(b, t)
 	b = append(b, ',')
@@ -490,6 +513,22 @@ func (d *dumper) csvRow(key string, value []byte, version, rev uint64, who strin
 		b = append(b, action...)
 	}
 	d.line = append(b, "\r\n"...)
+}
+
+// appendCSVText appends the text cell s (a key, a string value, who):
+// with Options.SpreadsheetSafe, one a spreadsheet would take for a formula
+// gets a leading single quote, which makes it text there. Numbers, objects
+// and arrays (their compact JSON starts with a digit, "-" followed by a
+// digit, "{" or "[") are JSON's, and spreadsheets read them as numbers
+// and text already.
+func (d *dumper) appendCSVText(b []byte, s string) []byte {
+	if d.opts.SpreadsheetSafe && len(s) > 0 {
+		switch s[0] {
+		case '=', '+', '-', '@', '\t', '\r':
+			return appendCSV(b, "'"+s)
+		}
+	}
+	return appendCSV(b, s)
 }
 
 // appendCSV appends s as one CSV field, quoted when it holds a comma, a

@@ -152,6 +152,62 @@ func TestEmptyDumps(t *testing.T) {
 	assert.Empty(t, d.History)
 }
 
+// SpreadsheetSafe quotes the text cells a spreadsheet would take for a
+// formula (a key, a string value, who starting with = + - @, a tab or a
+// carriage return) and nothing else: numbers, objects and the other
+// columns are as without it, which keeps every cell as stored. Other
+// formats refuse it.
+func TestCSVDumpSpreadsheetSafe(t *testing.T) {
+	st := openStore(t, bolt.Options{})
+	put(t, st, "default", "=cmd", `"=1+2"`, "@who")
+	put(t, st, "default", "a", `"+x"`, "w")
+	put(t, st, "default", "b", `"-2+3"`, "w")
+	put(t, st, "default", "c", `"\tx"`, "w")
+	put(t, st, "default", "d", `"\rx"`, "w")
+	put(t, st, "default", "e", `-5`, "w")
+	put(t, st, "default", "f", `{"k":"=1"}`, "w")
+	put(t, st, "default", "g", `"plain = text"`, "w")
+	rows := func(safe bool) map[string][]string {
+		out, _ := dump(t, st, export.CSV, export.Options{Namespace: "default", SpreadsheetSafe: safe})
+		all, err := csv.NewReader(bytes.NewReader(out)).ReadAll()
+		require.NoError(t, err)
+		byKey := map[string][]string{}
+		for _, r := range all[1:] {
+			byKey[strings.TrimPrefix(r[0], "'")] = r // no key here starts with a quote
+		}
+		return byKey
+	}
+	safe, raw := rows(true), rows(false)
+	want := map[string][3]string{ // key cell, value cell, who cell
+		"=cmd": {"'=cmd", "'=1+2", "'@who"},
+		"a":    {"a", "'+x", "w"},
+		"b":    {"b", "'-2+3", "w"},
+		"c":    {"c", "'\tx", "w"},
+		"d":    {"d", "'\rx", "w"},
+		"e":    {"e", "-5", "w"},
+		"f":    {"f", `{"k":"=1"}`, "w"},
+		"g":    {"g", "plain = text", "w"},
+	}
+	require.Len(t, safe, len(want))
+	for key, w := range want {
+		row := safe[key]
+		require.NotNil(t, row, key)
+		assert.Equal(t, w, [3]string{row[0], row[1], row[5]}, key)
+		assert.Equal(t, raw[key][2:5], row[2:5], "%s: the other columns are unchanged", key)
+		assert.Equal(t, strings.TrimPrefix(w[1], "'"), raw[key][1], "%s: without it the value is as stored", key)
+	}
+
+	for _, f := range []export.Format{export.JSON, export.Pretty, export.TXT} {
+		var buf bytes.Buffer
+		require.NoError(t, st.View(func(v store.View) error {
+			_, err := export.Write(&buf, f, v, export.Options{Namespace: "default", SpreadsheetSafe: true})
+			assert.ErrorIs(t, err, export.ErrSpreadsheetSafe, f)
+			return nil
+		}))
+		assert.Zero(t, buf.Len(), "%s: nothing written", f)
+	}
+}
+
 func TestCSVDump(t *testing.T) {
 	st, live := populated(t)
 

@@ -60,6 +60,7 @@ var errorTable = [...]errorMapping{
 	{errNotReady, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
 	{errPanic, http.StatusInternalServerError, ctxd.CodeInternal},
 	{export.ErrUnknownFormat, http.StatusBadRequest, ctxd.CodeBadRequest},
+	{export.ErrSpreadsheetSafe, http.StatusBadRequest, ctxd.CodeBadRequest},
 	{export.ErrBadName, http.StatusBadRequest, ctxd.CodeBadRequest},
 	{export.ErrBadDump, http.StatusBadRequest, ctxd.CodeBadRequest},
 	{export.ErrNoDump, http.StatusNotFound, ctxd.CodeNotFound},

@@ -106,8 +106,10 @@ type dumpRequest struct {
 	ns      string
 	format  export.Format
 	history bool
-	rev     uint64 // 0: now
-	who     string
+	// spreadsheetSafe is export.Options.SpreadsheetSafe (csv only).
+	spreadsheetSafe bool
+	rev             uint64 // 0: now
+	who             string
 	// filename is the dump file's name as asked ("" for a default name).
 	filename string
 }
@@ -129,10 +131,21 @@ func parseExportQuery(c echo.Context, rawNS string) (dumpRequest, error) {
 	if r.history, err = boolParam(c, "history"); err != nil {
 		return r, err
 	}
+	if r.spreadsheetSafe, err = boolParam(c, "spreadsheet_safe"); err != nil {
+		return r, err
+	}
+	if err := r.options().Check(r.format); err != nil {
+		return r, err
+	}
 	if r.rev, err = positiveParam(c, "rev"); err != nil {
 		return r, err
 	}
 	return r, nil
+}
+
+// options are the export options of r.
+func (r dumpRequest) options() export.Options {
+	return export.Options{Namespace: r.ns, Who: r.who, History: r.history, SpreadsheetSafe: r.spreadsheetSafe}
 }
 
 // boolParam reads an optional boolean query parameter (see query.ParseBool:
@@ -166,7 +179,7 @@ func (s *Server) writeDump(w io.Writer, r dumpRequest) (ctxd.DumpInfo, error) {
 	var res export.Result
 	write := func(src export.Source) error {
 		var err error
-		res, err = export.Write(w, r.format, src, export.Options{Namespace: r.ns, Who: r.who, History: r.history})
+		res, err = export.Write(w, r.format, src, r.options())
 		return err
 	}
 	var err error
@@ -196,7 +209,7 @@ func (s *Server) writeDump(w io.Writer, r dumpRequest) (ctxd.DumpInfo, error) {
 	}
 	return ctxd.DumpInfo{
 		Format: string(r.format), Namespace: r.ns, Revision: res.Revision, KeyCount: res.Keys,
-		IncludeHistory: r.history, HistoryCount: res.Changes, FileSize: res.Bytes,
+		IncludeHistory: r.history, HistoryCount: res.Changes, SpreadsheetSafe: r.spreadsheetSafe, FileSize: res.Bytes,
 		Who: r.who, Timestamp: res.Time,
 	}, nil
 }

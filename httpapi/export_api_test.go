@@ -312,6 +312,53 @@ func TestDumpsV1(t *testing.T) {
 	assert.Len(t, e.hookCalls(), 2)
 }
 
+// spreadsheet_safe=true: the export and a server-side dump
+// quote the CSV cells a spreadsheet would take for a formula, and
+// say so; with another format it is refused (400), nothing written.
+func TestSpreadsheetSafeDumps(t *testing.T) {
+	e := newDumpEnv(t, httpapi.Config{})
+	e.put("=k", `"=HYPERLINK(1)"`)
+	valueCell := func(body []byte) []string {
+		rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+		require.NoError(t, err)
+		require.Len(t, rows, 2)
+		return rows[1][:2]
+	}
+	r := e.do(http.MethodGet, "/v1/ns/default/export?format=csv&spreadsheet_safe=true", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, []string{"'=k", "'=HYPERLINK(1)"}, valueCell(r.body))
+	r = e.do(http.MethodGet, "/v1/ns/default/export?format=csv", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, []string{"=k", "=HYPERLINK(1)"}, valueCell(r.body), "off by default: as stored")
+
+	r = e.do(http.MethodPost, "/v1/ns/default/dumps?format=csv&spreadsheet_safe=1&filename=sheet", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Contains(t, string(r.body), `"spreadsheet_safe":true`)
+	info := decode[ctxd.DumpInfo](t, r)
+	b, err := os.ReadFile(info.Path)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"'=k", "'=HYPERLINK(1)"}, valueCell(b))
+	r = e.do(http.MethodPost, "/v1/ns/default/dumps?format=csv&filename=plain", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.NotContains(t, string(r.body), "spreadsheet_safe")
+
+	for _, path := range []string{
+		"/v1/ns/default/export?format=json&spreadsheet_safe=true",
+		"/v1/ns/default/export?spreadsheet_safe=true",
+		"/v1/ns/default/dumps?format=txt&spreadsheet_safe=true&filename=no",
+	} {
+		method := http.MethodGet
+		if strings.Contains(path, "/dumps") {
+			method = http.MethodPost
+		}
+		r := e.do(method, path, "")
+		requireError(t, r, 400, "bad_request")
+		assert.Contains(t, string(r.body), "spreadsheet_safe is for csv dumps only", path)
+	}
+	_, err = os.Stat(filepath.Join(e.dir, "no.txt"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "nothing written")
+}
+
 // dumps.keep and dumps.max_bytes prune the oldest dump files after each
 // server-side dump (v1's and /ctx's alike), never the one just written,
 // and log what went; DELETE /v1/dumps/{filename} removes one.

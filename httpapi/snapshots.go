@@ -140,7 +140,7 @@ func (s *Server) exportSnapshot(c echo.Context) error {
 	return s.sendSpooled(c, func(w io.Writer) (http.Header, error) {
 		err := snap.View(func(v store.View) error {
 			var err error
-			res, err = export.Write(w, r.format, v, export.Options{Namespace: r.ns, Who: r.who, History: r.history})
+			res, err = export.Write(w, r.format, v, r.options())
 			return err
 		})
 		if err != nil {

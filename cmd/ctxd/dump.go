@@ -24,7 +24,7 @@ func (a *app) dumpCmd() *cobra.Command {
 	var (
 		format, outFile, filename string
 		snapshot                  string
-		serverSide, history       bool
+		serverSide, history, safe bool
 		rev                       uint64
 	)
 	cmd := &cobra.Command{
@@ -39,9 +39,13 @@ instead, named --filename (the format's extension is added when missing; a
 dump of that name is replaced) or context_dump_<time>.<format>; list them
 with 'ctxd dumps'. --rev dumps the namespace as it was at that revision;
 --history adds its changes. --snapshot ID dumps the namespace from one of
-the server's stored snapshots instead of the live data.`,
+the server's stored snapshots instead of the live data. --spreadsheet-safe
+(csv only) prefixes with a single quote the text cells a spreadsheet would
+take for a formula (those starting with = + - @, a tab or a carriage
+return): for a dump meant for a spreadsheet, not for a backup.`,
 		Example: `  ctxd dump > ctx.json
   ctxd dump --format csv -o ctx.csv
+  ctxd dump --format csv --spreadsheet-safe -o for-excel.csv
   ctxd dump -n prod --format pretty --history --rev 1200
   ctxd dump --server-side --filename nightly --format json
   ctxd dump --snapshot 20261127T101500Z-r42 --format csv -o backup.csv`,
@@ -54,6 +58,7 @@ the server's stored snapshots instead of the live data.`,
 	f.BoolVar(&serverSide, "server-side", false, "have the server write the dump into its dump folder")
 	f.StringVar(&filename, "filename", "", "with --server-side: the dump's `name` in the dump folder")
 	f.BoolVar(&history, "history", false, "add the namespace's changes")
+	f.BoolVar(&safe, "spreadsheet-safe", false, "csv only: quote the text cells a spreadsheet would take for a formula")
 	revisionVar(f, &rev, "rev", "dump the namespace as it was at this `revision`")
 	f.StringVar(&snapshot, "snapshot", "", "dump from the server's stored snapshot `ID` instead of the live data")
 	cmd.MarkFlagsMutuallyExclusive("server-side", "output")
@@ -67,6 +72,9 @@ the server's stored snapshots instead of the live data.`,
 		if err != nil {
 			return usagef("--format: %v", err)
 		}
+		if err := (export.Options{SpreadsheetSafe: safe}).Check(fm); err != nil {
+			return usagef("--spreadsheet-safe: %v", err)
+		}
 		if filename != "" && !serverSide {
 			return usagef("--filename names a server-side dump: add --server-side, or use -o FILE")
 		}
@@ -76,7 +84,7 @@ the server's stored snapshots instead of the live data.`,
 			}
 		}
 		return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-			opts := client.ExportOptions{Format: string(fm), Rev: rev, History: history}
+			opts := client.ExportOptions{Format: string(fm), Rev: rev, History: history, SpreadsheetSafe: safe}
 			if serverSide {
 				info, err := cl.Dump(ctx, c.namespace, filename, opts)
 				if err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,6 +95,25 @@ func TestDumpImportCLI(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, entries, 4, "no temp file is left next to the output")
 
+	// For a spreadsheet: the text cells it would take for a formula
+	// quoted (the run's "=x" value), to stdout and server-side.
+	run(t, "", "put", "formula", `"=x"`)
+	for _, args := range [][]string{
+		{"dump", "--format", "csv", "--spreadsheet-safe"},
+		{"dump", "--format", "csv", "--spreadsheet-safe", "--server-side", "--filename", "sheet"},
+	} {
+		out := run(t, "", args...)
+		if slices.Contains(args, "--server-side") {
+			b, err := os.ReadFile(filepath.Join(data, "dumps", "sheet.csv"))
+			require.NoError(t, err)
+			out = string(b)
+		}
+		assert.Contains(t, out, "\r\nformula,'=x,string,", args)
+	}
+	assert.Contains(t, run(t, "", "dump", "--format", "csv"), "\r\nformula,=x,string,", "as stored without it")
+	run(t, "", "dumps", "rm", "sheet.csv")
+	run(t, "", "del", "formula")
+
 	// Server-side, then listed and downloaded.
 	out := run(t, "", "dump", "--server-side", "--filename", "nightly", "--format", "csv")
 	assert.Contains(t, out, "nightly.csv")
@@ -135,6 +155,7 @@ func TestDumpImportCLI(t *testing.T) {
 		{"missing import file", []string{"import", filepath.Join(dir, "nope.json")}, 1, "no such file"},
 		{"unknown format", []string{"dump", "--format", "xml"}, 2, "unknown dump format"},
 		{"empty format", []string{"dump", "--format", ""}, 2, "unknown dump format"},
+		{"spreadsheet-safe json", []string{"dump", "--spreadsheet-safe"}, 2, "--spreadsheet-safe: spreadsheet_safe is for csv dumps only"},
 		{"filename without server-side", []string{"dump", "--filename", "x"}, 2, "--server-side"},
 		{"output and server-side", []string{"dump", "--server-side", "-o", "x"}, 2, "none of the others"},
 		{"bad filename", []string{"dump", "--server-side", "--filename", "../x"}, 2, "bad dump filename"},
