@@ -23,20 +23,30 @@ func owner(t *testing.T, path string) [2]uint32 {
 	return [2]uint32{st.Uid, st.Gid}
 }
 
+// user is the other user whose folder root writes in (nobody).
+const user = 65534
+
+// sharedFolder makes a folder "shared" of user's in a temp folder base,
+// for a test run as root (skipped otherwise: only root gives files away).
+func sharedFolder(t *testing.T) (base, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root gives files away")
+	}
+	base = t.TempDir()
+	dir = filepath.Join(base, "shared")
+	require.NoError(t, os.Mkdir(dir, 0o750))
+	require.NoError(t, os.Chown(dir, user, user))
+	return base, dir
+}
+
 // Run as root in a folder another user owns, the files and folders made
 // there are that user's; a lock file the user replaced by a symbolic link
 // or a hard link to a file of root's is refused, and that file keeps its
 // owner (root chowned what the link named: the user could take any file
 // of the system).
 func TestRootGivesTheFolderOwnerItsFilesAndNothingElse(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: only root gives files away")
-	}
-	const user = 65534
-	base := t.TempDir()
-	dir := filepath.Join(base, "shared")
-	require.NoError(t, os.Mkdir(dir, 0o750))
-	require.NoError(t, os.Chown(dir, user, user))
+	base, dir := sharedFolder(t)
 
 	tmp, release, err := fsutil.CreateSharedTemp(dir, "x.json", 0o600)
 	require.NoError(t, err)
@@ -69,14 +79,7 @@ func TestRootGivesTheFolderOwnerItsFilesAndNothingElse(t *testing.T) {
 // fs.protected_hardlinks, is refused and keeps its owner; a symbolic link
 // gets only its own owner changed; a file of one name is given.
 func TestGiveRefusesAHardLinkedFile(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: only root gives files away")
-	}
-	const user = 65534
-	base := t.TempDir()
-	dir := filepath.Join(base, "shared")
-	require.NoError(t, os.Mkdir(dir, 0o750))
-	require.NoError(t, os.Chown(dir, user, user))
+	base, dir := sharedFolder(t)
 	fi, err := os.Stat(dir)
 	require.NoError(t, err)
 	o := fsutil.FolderOwner(fi)
@@ -110,13 +113,7 @@ func TestGiveRefusesAHardLinkedFile(t *testing.T) {
 // the folder owner's (a tokens file root:root in a folder of the service
 // user's went to that user).
 func TestKeepOwnerAsRootKeepsRootsFile(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: only root gives files away")
-	}
-	const user = 65534
-	dir := filepath.Join(t.TempDir(), "shared")
-	require.NoError(t, os.Mkdir(dir, 0o750))
-	require.NoError(t, os.Chown(dir, user, user))
+	_, dir := sharedFolder(t)
 	path := filepath.Join(dir, "tokens.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("old"), 0o600))
 	before, err := os.Stat(path)
