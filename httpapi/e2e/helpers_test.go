@@ -138,6 +138,10 @@ type serverOptions struct {
 	// token, when set, turns on a stand-in for access control (see
 	// requireToken): the API answers 401 without this bearer token.
 	token string
+	// tokensFile, when set, turns on ctxd's own access control (auth.mode
+	// on) with this tokens file; reloadTokens reads it again. The API then
+	// wants a token of the file (put and get send none).
+	tokensFile string
 	// quota is storage.quota_bytes (0: the default).
 	quota int64
 	// etcd runs the server on the etcd backend (the package's shared
@@ -160,6 +164,9 @@ func newServer(t *testing.T, opts serverOptions) *server {
 			if opts.quota != 0 {
 				c.Storage.QuotaBytes = opts.quota
 			}
+			if opts.tokensFile != "" {
+				c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, opts.tokensFile
+			}
 		})}
 	if opts.etcd {
 		settings = append(settings, testkit.WithEtcd(etcdkit.Shared(t).Endpoint, etcdkit.Prefix(etcdkit.Name(t))))
@@ -176,6 +183,15 @@ func (s *server) do(method, path, body string, hdr ...string) (int, []byte) {
 	}
 	res, b := testkit.Send(s.t, http.DefaultClient, testkit.NewRequest(s.t, method, s.url+path, body, hdr...))
 	return res.StatusCode, b
+}
+
+// reloadTokens reads the tokens file again, as SIGHUP does, and returns
+// how many tokens the reload revoked.
+func (s *server) reloadTokens() int {
+	s.t.Helper()
+	_, revoked, err := s.ks.Server().Access().Reload()
+	require.NoError(s.t, err)
+	return revoked
 }
 
 // put writes a key through the REST API, as another client would.
