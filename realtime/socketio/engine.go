@@ -172,7 +172,8 @@ func (c *conn) queued() int {
 }
 
 // close ends the session: what is queued still goes out, followed by an
-// Engine.IO close packet (polling) or a close frame (WebSocket, 1001).
+// Engine.IO close packet (polling: in the answer to the next poll, when
+// packets were queued; see poll) or a close frame (WebSocket, 1001).
 func (c *conn) close(reason string) { c.closeWith(0, reason, nil) }
 
 // closeWith ends the session as close does, after the packets last,
@@ -217,8 +218,10 @@ func (c *conn) end(code int, reason string, counted *atomic.Uint64, comeBack boo
 		c.connectTimer.Stop()
 	}
 	// A polling client gets what is queued (a lagged error, say) at its
-	// next poll: the session lingers until then, or PingTimeout.
-	linger := c.ws == nil && len(c.queue) > 0 && !c.polling
+	// next poll: the session lingers until then, or PingTimeout. So does
+	// one told not to come back whose poll is pending: the close packet
+	// goes in the answer after the one with the last packets (poll).
+	linger := c.ws == nil && len(c.queue) > 0 && (!c.polling || !comeBack)
 	c.mu.Unlock()
 	release(held) // what is left in the queue goes out, or is dropped, soon
 	close(c.done)
@@ -474,6 +477,7 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 	var (
 		packets []string
 		held    []heldGrant
+		last    bool // the session's last packets, without the close packet
 	)
 	defer func() { release(held) }()
 	for {
@@ -484,10 +488,21 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 		if len(c.queue) > 0 || c.closed {
 			packets, held = c.takeLocked(maxPollPackets)
 			if c.closed && len(c.queue) == 0 {
-				if c.comeBack { // the next poll fails: see comeBack
+				switch {
+				case c.comeBack: // the next poll fails: see comeBack
 					packets = append(packets, string(pNoop))
-				} else {
+				case len(packets) == 0:
 					packets = append(packets, string(pClose))
+				default:
+					// The close packet comes in the next answer, not
+					// after the last packets (an error event and a
+					// DISCONNECT, say): the JavaScript client handles a
+					// payload's close packet at once and its Socket.IO
+					// packets a tick later, so it would end with a
+					// disconnect "transport close" and keep the error
+					// event unseen in its buffer. It handles a
+					// DISCONNECT by closing the session itself.
+					last = true
 				}
 			}
 			break
@@ -508,7 +523,7 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 	}
 	c.polling = false
-	closed := c.closed && len(c.queue) == 0 // the close packet went in this answer
+	closed := c.closed && len(c.queue) == 0 && !last // the close packet went in this answer
 	c.mu.Unlock()
 	if closed {
 		c.srv.forget(c)
