@@ -42,6 +42,27 @@ func (o Owner) Give(path string) error {
 	return nil
 }
 
+// GiveOpen makes o the owner of the open file f, through its descriptor:
+// the file itself, whatever its name has become since it was opened. It
+// does nothing for the zero Owner.
+func (o Owner) GiveOpen(f *os.File) error {
+	if !o.set {
+		return nil
+	}
+	if err := f.Chown(o.uid, o.gid); err != nil {
+		return fmt.Errorf("give %s the owner %d:%d: %w", f.Name(), o.uid, o.gid, err)
+	}
+	return nil
+}
+
+// OpenNoFollow is os.OpenFile that fails on a symbolic link at name (where
+// the system can tell): for files a process running as root opens in a
+// folder another user may write, who could have put a link to any file
+// of the system there.
+func OpenNoFollow(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(name, flag|noFollow, perm)
+}
+
 // giveFolderOwner gives the file or folder at path, which this process
 // just created, the owner of the folder holding it (FolderOwner): a
 // server or a command run as root in a service user's folder leaves

@@ -14,7 +14,9 @@ import (
 // file checked is the file given: a regular file with other names (hard
 // links) is refused, since on a system without fs.protected_hardlinks
 // the folder's owner could have linked another user's file (root's) in
-// place of ours between its creation and this call.
+// place of ours between its creation and this call; so is anything but a
+// regular file, a folder or a symbolic link (a device node or a FIFO of
+// root's linked in the same way).
 func chown(path string, uid, gid int) error {
 	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -25,12 +27,17 @@ func chown(path string, uid, gid int) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
-		return fmt.Errorf("%s has %d names (hard links): not given away (remove the other names, or the file)", path, st.Nlink)
-	}
 	flags := unix.AT_EMPTY_PATH
-	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+	case unix.S_IFLNK:
 		flags |= unix.AT_SYMLINK_NOFOLLOW
+	case unix.S_IFREG:
+		if st.Nlink > 1 {
+			return fmt.Errorf("%s has %d names (hard links): not given away (remove the other names, or the file)", path, st.Nlink)
+		}
+	default: // what ctxd never makes: a device node or a FIFO linked in
+		return fmt.Errorf("%s is not a file, a folder or a symbolic link: not given away", path)
 	}
 	if err := unix.Fchownat(fd, "", uid, gid, flags); err != nil {
 		return &fs.PathError{Op: "chown", Path: path, Err: err}

@@ -76,7 +76,8 @@ func TestRootGivesTheFolderOwnerItsFilesAndNothingElse(t *testing.T) {
 
 // Giving a file away gives that very file: a hard link of another user's
 // file (root's) put in place of a file of ours, on a system without
-// fs.protected_hardlinks, is refused and keeps its owner; a symbolic link
+// fs.protected_hardlinks, is refused and keeps its owner, as is a FIFO of
+// root's linked in; a symbolic link
 // gets only its own owner changed; a file of one name is given.
 func TestGiveRefusesAHardLinkedFile(t *testing.T) {
 	base, dir := sharedFolder(t)
@@ -100,6 +101,14 @@ func TestGiveRefusesAHardLinkedFile(t *testing.T) {
 	var st syscall.Stat_t
 	require.NoError(t, syscall.Lstat(symlink, &st))
 	assert.Equal(t, [2]uint32{user, user}, [2]uint32{st.Uid, st.Gid}, "the link is given")
+
+	fifo := filepath.Join(base, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	linkedFifo := filepath.Join(dir, "fifo")
+	require.NoError(t, os.Link(fifo, linkedFifo))
+	err = o.Give(linkedFifo)
+	require.Error(t, err, "a FIFO of root's linked in")
+	assert.Equal(t, [2]uint32{0, 0}, owner(t, fifo), "the linked FIFO keeps its owner")
 
 	own := filepath.Join(dir, "own.db")
 	require.NoError(t, os.WriteFile(own, nil, 0o600))

@@ -17,7 +17,11 @@ func chown(path string, uid, gid int) error {
 	if err != nil {
 		return err
 	}
-	if fi.Mode().IsRegular() && linkCount(fi) > 1 {
+	switch {
+	case fi.IsDir(), fi.Mode()&os.ModeSymlink != 0:
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a file, a folder or a symbolic link: not given away", path)
+	case linkCount(fi) > 1:
 		return fmt.Errorf("%s has %d names (hard links): not given away (remove the other names, or the file)", path, linkCount(fi))
 	}
 	return os.Lchown(path, uid, gid)

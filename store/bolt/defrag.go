@@ -337,7 +337,12 @@ func closeTight(db *bbolt.DB, path string) error {
 // openCopy opens a new file to copy a database into. As the live file, it
 // writes its freelist at commit: opening it then reads that one page
 // instead of walking every page to rebuild the freelist, which keeps the
-// swap at the end of a defrag short.
-func openCopy(path string) (*bbolt.DB, error) {
-	return bbolt.Open(path, 0o600, &bbolt.Options{FreelistType: bbolt.FreelistMapType})
+// swap at the end of a defrag short. A symbolic link at path is refused
+// (fsutil.OpenNoFollow: the folder may be another user's, the process
+// root's).
+func openCopy(path string) (*bbolt.DB, error) { return bbolt.Open(path, 0o600, copyOptions()) }
+
+// copyOptions are openCopy's bbolt options.
+func copyOptions() *bbolt.Options {
+	return &bbolt.Options{FreelistType: bbolt.FreelistMapType, OpenFile: fsutil.OpenNoFollow}
 }

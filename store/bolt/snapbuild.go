@@ -22,6 +22,7 @@ import (
 const (
 	buildCommitEvery = 10000
 	buildCommitBytes = 16 << 20
+	changeOverhead   = 128 // bytes of a file's pages per change, beyond its data
 )
 
 // SnapshotBuilder writes a snapshot file in this package's format (the
@@ -62,8 +63,13 @@ func NewSnapshotBuilder(dir string, reserve fsutil.Reserve) (*SnapshotBuilder, e
 		return nil, fmt.Errorf("snapshot builder: %w", err)
 	}
 	b := &SnapshotBuilder{path: f.Name(), reserve: reserve}
-	_ = f.Close()
-	if b.db, err = openCopy(b.path); err == nil {
+	// bbolt opens the file just created, not whatever is at its name by
+	// then: the folder may be another user's, and this process root's.
+	opts := copyOptions()
+	opts.OpenFile = func(string, int, os.FileMode) (*os.File, error) { return f, nil }
+	if b.db, err = bbolt.Open(b.path, 0o600, opts); err != nil {
+		_ = f.Close() // closed by bbolt too, unless it failed before taking it
+	} else {
 		err = b.db.Update(func(tx *bbolt.Tx) error {
 			_, err := migrations.Migrate(tx)
 			return err
@@ -159,8 +165,10 @@ func (b *SnapshotBuilder) Add(c ctxd.Change, createRev uint64) error {
 		return fmt.Errorf("snapshot builder: %w", err)
 	}
 	// A change is held twice: in the log and, as the key's record, in
-	// its namespace (the record is smaller than the change's encoding).
-	b.pending += 2 * int64(len(ch.raw))
+	// its namespace (the record is smaller than the change's encoding),
+	// each with its share of a page's header and of the branch pages
+	// above (measured: 10-byte values take 2.5 times their encoding).
+	b.pending += 2*int64(len(ch.raw)) + changeOverhead
 	if b.n++; b.n >= buildCommitEvery || b.pending >= buildCommitBytes {
 		if err := b.commit(); err != nil {
 			return fmt.Errorf("snapshot builder: %w", err)

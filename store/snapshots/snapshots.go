@@ -125,6 +125,10 @@ func (m *Manager) Create(ctx context.Context, origin string) (meta ctxd.Snapshot
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// After this snapshot, once its lock is given back: a crash's leftovers
+	// (a temp file as large as the data) that Open could not remove while
+	// another process sharing the folder was writing one.
+	defer func() { _, _ = m.RemoveLeftovers() }()
 	tmp, release, err := m.createTemp("snapshot")
 	if err != nil {
 		return ctxd.SnapshotMeta{}, fmt.Errorf("create snapshot: %w", err)

@@ -344,7 +344,12 @@ func TestSharedFolderNeverReusesAnIdInProgress(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, m.Delete(first.ID))
 	// Another process's snapshot of the same revision, in the same
-	// second, in place but not listed yet.
+	// second, in place but not listed yet (that process holds the
+	// folder's lock shared until it is: a second open in this process
+	// stands for it).
+	unlock, err := fsutil.LockShared(filepath.Join(m.Dir(), fsutil.WritersLock))
+	require.NoError(t, err)
+	defer unlock()
 	inProgress := filepath.Join(m.Dir(), first.ID+".db")
 	require.NoError(t, os.WriteFile(inProgress, []byte("another process's snapshot"), 0o600))
 
@@ -362,7 +367,8 @@ func TestSharedFolderNeverReusesAnIdInProgress(t *testing.T) {
 // A process that opens a shared snapshots folder while another writes a
 // snapshot there (holding the folder's lock shared) leaves that one's
 // files alone; the leftovers of a crash are removed once no process
-// writes.
+// writes: after the next snapshot taken there (an etcd snapshot's scratch
+// file is as large as the data), or by RemoveLeftovers.
 func TestLeftoversOfAWriterAtWorkStay(t *testing.T) {
 	st, m := setup(t)
 	// Another writer at work: the lock is per open file, so a second
@@ -380,10 +386,14 @@ func TestLeftoversOfAWriterAtWorkStay(t *testing.T) {
 	assert.False(t, removed)
 
 	unlock()
+	_, err = other.Create(ctx, "api")
+	require.NoError(t, err)
+	assert.NoFileExists(t, inProgress, "the writer is gone: a leftover, removed after the next snapshot")
+	require.NoError(t, os.WriteFile(inProgress, []byte("a crash's"), 0o600))
 	removed, err = other.RemoveLeftovers()
 	require.NoError(t, err)
 	assert.True(t, removed)
-	assert.NoFileExists(t, inProgress, "the writer is gone: a leftover")
+	assert.NoFileExists(t, inProgress)
 }
 
 // Instances that share a folder and a schedule take one snapshot per

@@ -282,9 +282,16 @@ func (l *Log) sparePath() string { return filepath.Join(l.dir, spareName) }
 
 // createFile creates the file at path, preallocated to the segment size
 // (with zeros written over it when zeros is set), gives it Options.Owner,
-// and makes it and its name durable.
+// and makes it and its name durable. A file already there (a leftover:
+// nothing the log holds) is removed first, and the new one is created
+// exclusively, never through a link: a process running as root in another
+// user's folder would otherwise truncate and fill whatever file of the
+// system that user linked there.
 func (l *Log) createFile(path string, zeros bool) (f *os.File, err error) {
-	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	f, err = fsutil.OpenNoFollow(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
@@ -297,7 +304,7 @@ func (l *Log) createFile(path string, zeros bool) (f *os.File, err error) {
 	if err := preallocate(f, 0, l.opts.SegmentSize, zeros); err != nil {
 		return nil, err
 	}
-	if err := l.opts.Owner.Give(path); err != nil {
+	if err := l.opts.Owner.GiveOpen(f); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	if err := f.Sync(); err != nil {

@@ -180,6 +180,26 @@ func TestReplayStopsOnCallbackError(t *testing.T) {
 	assert.Equal(t, uint64(20), seen[len(seen)-1])
 }
 
+// A new log's first segment (and each spare) is created afresh, never
+// through what is at its name: a symbolic link planted there, by the owner
+// of a folder a root-run process writes in, is replaced, and the file it
+// names is neither truncated nor filled.
+func TestNewSegmentIsNotWrittenThroughALink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("precious"), 0o600))
+	require.NoError(t, os.Symlink(victim, filepath.Join(dir, segName(1))))
+	l := openLog(t, dir, wal.Options{SegmentSize: small})
+	_, err := l.Append([]byte("a"))
+	require.NoError(t, err)
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "precious", string(b), "the linked file is untouched")
+	fi, err := os.Lstat(filepath.Join(dir, segName(1)))
+	require.NoError(t, err)
+	assert.True(t, fi.Mode().IsRegular(), "the segment is a file of its own: %v", fi.Mode())
+}
+
 func TestFirstSeq(t *testing.T) {
 	dir := t.TempDir()
 	l := openLog(t, dir, wal.Options{FirstSeq: 1000, SegmentSize: small})
