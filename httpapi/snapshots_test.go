@@ -39,6 +39,25 @@ func newSnapshotEnv(t *testing.T) (*env, *snapshots.Manager) {
 	return e, m
 }
 
+// A snapshot's export takes spreadsheet_safe as the live export does:
+// csv quotes the cells a spreadsheet would take for a formula, another
+// format refuses it.
+func TestSnapshotExportSpreadsheetSafe(t *testing.T) {
+	e, _ := newSnapshotEnv(t)
+	e.put("=f", `"@x"`)
+	r := e.do(http.MethodPost, "/v1/snapshots", "")
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	var meta ctxd.SnapshotMeta
+	require.NoError(t, json.Unmarshal(r.body, &meta))
+	r = e.do(http.MethodGet, "/v1/snapshots/"+meta.ID+"/export?format=csv&spreadsheet_safe=true", "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	rows, err := csv.NewReader(bytes.NewReader(r.body)).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, rows, 2)
+	assert.Equal(t, []string{"'=f", "'@x"}, rows[1][:2])
+	requireError(t, e.do(http.MethodGet, "/v1/snapshots/"+meta.ID+"/export?format=json&spreadsheet_safe=true", ""), http.StatusBadRequest, "bad_request")
+}
+
 func TestSnapshotLifecycle(t *testing.T) {
 	e, _ := newSnapshotEnv(t)
 	e.put("app.config", `{"debug":true}`)
