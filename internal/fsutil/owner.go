@@ -55,6 +55,26 @@ func (o Owner) GiveOpen(f *os.File) error {
 	return nil
 }
 
+// SoleNameForRoot refuses, for a process running as root, a regular file
+// open as f that has other names (hard links): root is about to write
+// into a file of a folder another user may write (the log's last
+// segment), who could have linked one of the system's files there on a
+// system without fs.protected_hardlinks. Other processes, and files of one
+// name, pass.
+func SoleNameForRoot(f *os.File) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Mode().IsRegular() && linkCount(fi) > 1 {
+		return fmt.Errorf("%s has %d names (hard links): root does not write into it (remove the other names, or run as the folder's owner)", f.Name(), linkCount(fi))
+	}
+	return nil
+}
+
 // OpenNoFollow is os.OpenFile that fails on a symbolic link at name (where
 // the system can tell): for files a process running as root opens in a
 // folder another user may write, who could have put a link to any file

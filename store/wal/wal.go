@@ -365,9 +365,16 @@ func (l *Log) recover(segs []segment) error {
 		if last {
 			flag = os.O_RDWR
 		}
-		f, err := os.OpenFile(sg.path, flag, 0)
+		f, err := fsutil.OpenNoFollow(sg.path, flag, 0)
 		if err != nil {
 			return fmt.Errorf("wal: %w", err)
+		}
+		if last {
+			// Its torn tail is zeroed and appends go on in it.
+			if err := fsutil.SoleNameForRoot(f); err != nil {
+				f.Close()
+				return fmt.Errorf("wal: %w", err)
+			}
 		}
 		size, e, sc, err := scanAll(f, sg)
 		l.recovery.Segments++

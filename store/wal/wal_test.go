@@ -200,6 +200,25 @@ func TestNewSegmentIsNotWrittenThroughALink(t *testing.T) {
 	assert.True(t, fi.Mode().IsRegular(), "the segment is a file of its own: %v", fi.Mode())
 }
 
+// Run as root, the log does not write into a last segment that has other
+// names: a folder's owner could have linked a file of root's there, whose
+// bytes (not records) would be zeroed as a torn tail.
+func TestRootDoesNotWriteIntoAHardLinkedSegment(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the check is root's")
+	}
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("root's precious data"), 0o600))
+	require.NoError(t, os.Link(victim, filepath.Join(dir, segName(1))))
+	_, err := wal.Open(dir, wal.Options{SegmentSize: small})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "hard links")
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "root's precious data", string(b), "the linked file is untouched")
+}
+
 func TestFirstSeq(t *testing.T) {
 	dir := t.TempDir()
 	l := openLog(t, dir, wal.Options{FirstSeq: 1000, SegmentSize: small})
