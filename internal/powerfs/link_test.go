@@ -51,3 +51,21 @@ func TestHardLinks(t *testing.T) {
 	assert.Equal(t, map[string]string{"a": "new", "synced": "new"}, tree(t, survivors(t, fs)),
 		"the unlink of a and the link unsynced were not synced; the write was")
 }
+
+// A rename moves a name: the file keeps its count of names (ctxd's log
+// renames its spare segment into place, and refuses, as root, a segment
+// with other names).
+func TestRenameKeepsTheLinkCount(t *testing.T) {
+	fs := powerfs.MountT(t, powerfs.Options{})
+	p := func(name string) string { return filepath.Join(fs.Dir(), name) }
+	create(t, p("spare"), "x", true)
+	require.NoError(t, os.Rename(p("spare"), p("segment")))
+	st, err := os.Stat(p("segment"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), st.Sys().(*syscall.Stat_t).Nlink)
+	require.NoError(t, os.Link(p("segment"), p("other")))
+	require.NoError(t, os.Rename(p("other"), p("moved")))
+	st, err = os.Stat(p("segment"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), st.Sys().(*syscall.Stat_t).Nlink)
+}

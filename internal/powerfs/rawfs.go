@@ -592,6 +592,7 @@ func (s *fsys) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName str
 		s.remove(nd, newName)
 	}
 	delete(od.entries, oldName)
+	src.links-- // addEntry counts the new name: a rename keeps the count
 	od.change(now, true)
 	s.addEntry(nd, newName, src)
 	src.change(now, false)
