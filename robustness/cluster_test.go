@@ -739,6 +739,13 @@ func TestClusterCommand(t *testing.T) {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill() // its children get SIGTERM (Linux) when it dies
 		testkit.LogOnFailure(t, "ctxd-cluster stderr", stderr.String())
+		// The members' and instances' own logs say why one exited (a
+		// free port taken meanwhile, say): kept, since the folder goes.
+		logs, _ := filepath.Glob(filepath.Join(data, "*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			testkit.LogOnFailure(t, filepath.Base(l), string(b))
+		}
 	})
 
 	// "  m1  http://...  pid N  log ..." and "  ctxd1  http://...  pid N  log ..."
