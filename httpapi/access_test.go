@@ -38,9 +38,7 @@ var (
 
 // testTokensYAML is the tokens file of the access tests.
 func testTokensYAML() string {
-	entry := func(name, secret, rest string) string {
-		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
-	}
+	entry := testkit.TokenEntry
 	return "tokens:\n" +
 		entry("ops", tokAdmin, "    roles: [admin]\n") +
 		entry("writer", tokWrite, "    roles: [write]\n") +

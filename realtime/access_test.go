@@ -46,9 +46,7 @@ func startAuthServer(t *testing.T) *authServer {
 }
 
 // tokenEntry is one token of a tokens file.
-func tokenEntry(name, secret, rest string) string {
-	return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
-}
+var tokenEntry = testkit.TokenEntry
 
 func (s *authServer) url(q url.Values) string { return s.WatchURL(q) }
 

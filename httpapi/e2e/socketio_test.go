@@ -56,8 +56,7 @@ func TestSocketIOJavaScriptClient(t *testing.T) {
 // "transport close" first and never emitted the error event.
 func TestSocketIOJavaScriptRevokedToken(t *testing.T) {
 	entry := func(name, secret, namespaces, prefixes string) string {
-		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n    roles: [read]\n" +
-			"    namespaces: [" + namespaces + "]\n    prefixes: [" + prefixes + "]\n"
+		return testkit.TokenEntry(name, secret, "    roles: [read]\n    namespaces: ["+namespaces+"]\n    prefixes: ["+prefixes+"]\n")
 	}
 	for _, change := range []string{"changed", "removed", "cut"} {
 		for _, transports := range []string{"default", "websocket", "polling"} {

@@ -24,9 +24,7 @@ import (
 // context_set only what it may write.
 func TestAccessControl(t *testing.T) {
 	team := auth.NewSecret() // write, namespace team, keys app.*
-	entry := func(name, secret, rest string) string {
-		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
-	}
+	entry := testkit.TokenEntry
 	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
 	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
 		entry("team-app", team, "    roles: [write]\n    namespaces: [team]\n    prefixes: [app.]\n")), 0o600))
@@ -155,9 +153,7 @@ func TestRevokedTokenDisconnects(t *testing.T) {
 // of a WebSocket session, written when it ends.
 func TestAccessLogNamesTheSocketIOToken(t *testing.T) {
 	team, elsewhere := auth.NewSecret(), auth.NewSecret()
-	entry := func(name, secret, rest string) string {
-		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
-	}
+	entry := testkit.TokenEntry
 	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
 	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
 		entry("team-app", team, "    roles: [read]\n    namespaces: [team]\n")+

@@ -120,8 +120,7 @@ func TestPythonReconnects(t *testing.T) {
 func TestPythonRevokedToken(t *testing.T) {
 	python := findPython(t)
 	entry := func(name, secret, namespaces, prefixes string) string {
-		return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n    roles: [read]\n" +
-			"    namespaces: [" + namespaces + "]\n    prefixes: [" + prefixes + "]\n"
+		return testkit.TokenEntry(name, secret, "    roles: [read]\n    namespaces: ["+namespaces+"]\n    prefixes: ["+prefixes+"]\n")
 	}
 	for _, change := range []string{"changed", "removed", "cut"} {
 		for _, transports := range []string{"default", "websocket", "polling"} {

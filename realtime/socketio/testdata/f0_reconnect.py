@@ -15,39 +15,15 @@ from the server tells it not to come back.
 import asyncio
 import sys
 
-import socketio
+from f0_common import WAIT, Client, fail, say
 
 URL = sys.argv[1]
 TRANSPORTS = None if sys.argv[2] == "default" else sys.argv[2].split(",")
-WAIT = 30
-
-
-def say(msg):
-    print(msg, flush=True)
-
-
-def fail(msg):
-    say("FAIL: " + msg)
-    sys.exit(1)
 
 
 async def main():
-    sio = socketio.AsyncClient()  # reconnection=True: the default
-    snapshots = asyncio.Queue()
-    updates = asyncio.Queue()
-    errors = []
-
-    @sio.on("context_snapshot")
-    async def on_snapshot(data):
-        await snapshots.put(data)
-
-    @sio.on("context_updated")
-    async def on_updated(data):
-        await updates.put(data)
-
-    @sio.on("error")
-    async def on_error(data):
-        errors.append(data)
+    c = Client()
+    sio, snapshots, updates = c.sio, c.snapshots, c.updates
 
     await sio.connect(URL, transports=TRANSPORTS, wait_timeout=10)
     await asyncio.wait_for(snapshots.get(), 10)
@@ -55,7 +31,7 @@ async def main():
     try:
         snap = await asyncio.wait_for(snapshots.get(), WAIT)
     except asyncio.TimeoutError:
-        fail("no new context_snapshot within %ds: the client did not reconnect (errors: %r)" % (WAIT, errors))
+        fail("no new context_snapshot within %ds: the client did not reconnect (errors: %r)" % (WAIT, c.error_codes()))
     say("BACK " + str(snap.get("rev")))
     while True:
         try:
@@ -65,7 +41,7 @@ async def main():
         if upd.get("key") == "after":
             break
     await sio.disconnect()
-    say("OK errors=%r" % [e.get("code") for e in errors])
+    say("OK errors=%r" % c.error_codes())
 
 
 asyncio.run(main())

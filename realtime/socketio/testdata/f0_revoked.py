@@ -20,44 +20,15 @@ import asyncio
 import os
 import sys
 
-import socketio
+from f0_common import WAIT, Client, fail, say
 
 URL, TRANSPORTS, TOKEN, CASE = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 TRANSPORTS = None if TRANSPORTS == "default" else TRANSPORTS.split(",")
-WAIT = 30
-
-
-def say(msg):
-    print(msg, flush=True)
-
-
-def fail(msg):
-    say("FAIL: " + msg)
-    sys.exit(1)
 
 
 async def main():
-    sio = socketio.AsyncClient()  # reconnection=True: the default
-    snapshots = asyncio.Queue()
-    updates = asyncio.Queue()
-    errors = asyncio.Queue()
-    connect_errors = []
-
-    @sio.on("context_snapshot")
-    async def on_snapshot(data):
-        await snapshots.put(data)
-
-    @sio.on("context_updated")
-    async def on_updated(data):
-        await updates.put(data)
-
-    @sio.on("error")
-    async def on_error(data):
-        await errors.put(data)
-
-    @sio.on("connect_error")
-    async def on_connect_error(data):
-        connect_errors.append(data)
+    c = Client()
+    sio, snapshots, updates, errors, connect_errors = c.sio, c.snapshots, c.updates, c.errors, c.connect_errors
 
     await sio.connect(URL, transports=TRANSPORTS, auth={"ns": "x", "token": TOKEN}, wait_timeout=10)
     snap = await asyncio.wait_for(snapshots.get(), 10)

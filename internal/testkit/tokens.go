@@ -1,0 +1,10 @@
+package testkit
+
+import "github.com/framework0/ctxd/auth"
+
+// TokenEntry is one token of a tokens file (under "tokens:"): its name,
+// the hash of secret, then rest, the entry's other lines as YAML indented
+// by four spaces ("    roles: [read]\n").
+func TokenEntry(name, secret, rest string) string {
+	return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
+}
