@@ -45,8 +45,15 @@ func (h *Hub) CloseRevoked() {
 	}
 }
 
-// closeRevoked closes a session whose token was revoked.
+// closeRevoked closes a session whose token was revoked, saying whether a
+// reconnection with it would be refused: the token its secret opens now
+// (Options.Access's Successor) is nil when it was removed, and may no
+// longer read what the session watches.
 func (s *session) closeRevoked() {
+	var now *auth.Token
+	if s.h.opts.Access != nil {
+		now = s.h.opts.Access.Successor(s.access)
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -54,8 +61,16 @@ func (s *session) closeRevoked() {
 	}
 	s.h.stats.revoked.Add(1)
 	s.h.log.Info().Str("client_id", s.id).Str("remote", s.remote).Str("token", s.access.Name).Msg("closing WebSocket client: its token was revoked")
-	closeNow := s.closePolicyLocked(errorFrame(nil, ctxd.CodeTokenRevoked, "token "+strconv.Quote(s.access.Name)+
-		" was revoked by a reload of the tokens file (removed, or its rights changed): reconnect with it for its new rights (a removed token is refused)"), websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked)
+	msg := "token " + strconv.Quote(s.access.Name)
+	if now == nil {
+		msg += " was removed by a reload of the tokens file: a connection with it is refused (401)"
+	} else if ns := forbiddenNamespace(s.subscriptionsLocked(), now); ns != "" {
+		msg += "'s rights were changed by a reload of the tokens file: it may no longer watch namespace " + strconv.Quote(ns) +
+			" (a connection asking for it is refused, 403)"
+	} else {
+		msg += "'s rights were changed by a reload of the tokens file: reconnect with it for its new rights"
+	}
+	closeNow := s.closePolicyLocked(errorFrame(nil, ctxd.CodeTokenRevoked, msg), websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked)
 	s.mu.Unlock()
 	if closeNow != nil {
 		closeNow()

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/internal/snapbudget"
 	"github.com/framework0/ctxd/store"
 )
@@ -97,6 +98,10 @@ type Options struct {
 	// server shares one with the Socket.IO door. nil: a budget of the
 	// hub's own, of 4 x MaxSnapshotBytes.
 	SnapshotBudget *snapbudget.Budget
+	// Access, with access control on, is the server's tokens: a session
+	// closed for a revoked token is told whether a reconnection with it
+	// would be refused (Authorizer.Successor). nil: access control off.
+	Access *auth.Authorizer
 
 	// RateLimit is how many messages per second one client may send, in
 	// bursts of up to RateBurst (0: RateLimit rounded up). A message past

@@ -163,7 +163,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	stopMaintenance := startMaintenance(cfg, st, snaps, log) // maintenance.go
 
 	snapshotBudget := snapbudget.New(cfg.WebSocket.SnapshotMemoryBytes)
-	hub := realtime.New(st, realtimeOptions(cfg.WebSocket, snapshotBudget), log.With().Str("component", "realtime").Logger()) // watch.go
+	hub := realtime.New(st, realtimeOptions(cfg.WebSocket, access, snapshotBudget), log.With().Str("component", "realtime").Logger()) // watch.go
 	sio := socketio.New(st, socketioOptions(cfg.WebSocket, cfg.Compat.Namespace, hub, access, snapshotBudget), log.With().Str("component", "socketio").Logger())
 	if access != nil {
 		// A reload (SIGHUP) that revokes tokens closes the realtime

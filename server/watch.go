@@ -11,9 +11,10 @@ import (
 
 // realtimeOptions maps the websocket.* settings to the hub's options.
 // budget is the snapshot budget both doors share.
-func realtimeOptions(c configs.WebSocket, budget *snapbudget.Budget) realtime.Options {
+func realtimeOptions(c configs.WebSocket, access *auth.Authorizer, budget *snapbudget.Budget) realtime.Options {
 	return realtime.Options{
 		SnapshotBudget:   budget,
+		Access:           access,
 		PingInterval:     c.PingInterval,
 		WriteTimeout:     c.WriteTimeout,
 		MaxMessageBytes:  c.MaxMessageBytes,
