@@ -55,9 +55,7 @@ func TestSocketIOJavaScriptClient(t *testing.T) {
 // answer as the DISCONNECT failed this: the client disconnected with
 // "transport close" first and never emitted the error event.
 func TestSocketIOJavaScriptRevokedToken(t *testing.T) {
-	entry := func(name, secret, namespaces, prefixes string) string {
-		return testkit.TokenEntry(name, secret, "    roles: [read]\n    namespaces: ["+namespaces+"]\n    prefixes: ["+prefixes+"]\n")
-	}
+	entry := testkit.ReaderEntry
 	for _, change := range []string{"changed", "removed", "cut"} {
 		for _, transports := range []string{"default", "websocket", "polling"} {
 			t.Run(change+"/"+transports, func(t *testing.T) {

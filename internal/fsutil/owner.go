@@ -70,9 +70,21 @@ func SoleNameForRoot(f *os.File) error {
 		return err
 	}
 	if fi.Mode().IsRegular() && linkCount(fi) > 1 {
-		return fmt.Errorf("%s has %d names (hard links): root does not write into it (remove the other names, or run as the folder's owner)", f.Name(), linkCount(fi))
+		return hardLinked(f.Name(), linkCount(fi), "root does not write into it")
 	}
 	return nil
+}
+
+// hardLinked is the refusal of a file at path with links names, which may
+// be another user's file linked there: what says what root refuses.
+func hardLinked(path string, links uint64, what string) error {
+	return fmt.Errorf("%s has %d names (hard links): %s (remove the other names, or the file)", path, links, what)
+}
+
+// notGivable refuses to give away what ctxd never makes: a device node or
+// a FIFO linked in.
+func notGivable(path string) error {
+	return fmt.Errorf("%s is not a file, a folder or a symbolic link: not given away", path)
 }
 
 // OpenNoFollow is os.OpenFile that fails on a symbolic link at name (where
@@ -114,11 +126,7 @@ func GiveFile(f *os.File) error {
 	if err != nil {
 		return err
 	}
-	o := FolderOwner(fi)
-	if !o.set {
-		return nil
-	}
-	return bestEffort(f.Chown(o.uid, o.gid))
+	return bestEffort(FolderOwner(fi).GiveOpen(f))
 }
 
 // giveLockFile gives a lock file opened (or created) by root the folder's

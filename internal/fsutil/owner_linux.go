@@ -1,7 +1,6 @@
 package fsutil
 
 import (
-	"fmt"
 	"io/fs"
 
 	"golang.org/x/sys/unix"
@@ -34,10 +33,10 @@ func chown(path string, uid, gid int) error {
 		flags |= unix.AT_SYMLINK_NOFOLLOW
 	case unix.S_IFREG:
 		if st.Nlink > 1 {
-			return fmt.Errorf("%s has %d names (hard links): not given away (remove the other names, or the file)", path, st.Nlink)
+			return hardLinked(path, uint64(st.Nlink), "not given away")
 		}
-	default: // what ctxd never makes: a device node or a FIFO linked in
-		return fmt.Errorf("%s is not a file, a folder or a symbolic link: not given away", path)
+	default:
+		return notGivable(path)
 	}
 	if err := unix.Fchownat(fd, "", uid, gid, flags); err != nil {
 		return &fs.PathError{Op: "chown", Path: path, Err: err}

@@ -2,10 +2,7 @@
 
 package fsutil
 
-import (
-	"fmt"
-	"os"
-)
+import "os"
 
 // chown changes the owner of path itself, never following a symbolic
 // link: a link the folder's owner put where a file of ours was gets
@@ -20,9 +17,9 @@ func chown(path string, uid, gid int) error {
 	switch {
 	case fi.IsDir(), fi.Mode()&os.ModeSymlink != 0:
 	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%s is not a file, a folder or a symbolic link: not given away", path)
+		return notGivable(path)
 	case linkCount(fi) > 1:
-		return fmt.Errorf("%s has %d names (hard links): not given away (remove the other names, or the file)", path, linkCount(fi))
+		return hardLinked(path, linkCount(fi), "not given away")
 	}
 	return os.Lchown(path, uid, gid)
 }

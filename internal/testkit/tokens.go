@@ -8,3 +8,9 @@ import "github.com/framework0/ctxd/auth"
 func TokenEntry(name, secret, rest string) string {
 	return "  - name: " + name + "\n    hash: " + auth.HashSecret(secret) + "\n" + rest
 }
+
+// ReaderEntry is the TokenEntry of a token with the read role on
+// namespaces and key prefixes (YAML flow lists' contents: "x, y").
+func ReaderEntry(name, secret, namespaces, prefixes string) string {
+	return TokenEntry(name, secret, "    roles: [read]\n    namespaces: ["+namespaces+"]\n    prefixes: ["+prefixes+"]\n")
+}

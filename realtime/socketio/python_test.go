@@ -119,9 +119,7 @@ func TestPythonReconnects(t *testing.T) {
 // ENDS).
 func TestPythonRevokedToken(t *testing.T) {
 	python := findPython(t)
-	entry := func(name, secret, namespaces, prefixes string) string {
-		return testkit.TokenEntry(name, secret, "    roles: [read]\n    namespaces: ["+namespaces+"]\n    prefixes: ["+prefixes+"]\n")
-	}
+	entry := testkit.ReaderEntry
 	for _, change := range []string{"changed", "removed", "cut"} {
 		for _, transports := range []string{"default", "websocket", "polling"} {
 			t.Run(change+"/"+transports, func(t *testing.T) {

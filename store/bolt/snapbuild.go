@@ -109,10 +109,7 @@ func (b *SnapshotBuilder) commit() error {
 		_ = tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	return nil
+	return tx.Commit()
 }
 
 // LastRevision is the revision given to the last change added (0 before
