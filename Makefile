@@ -51,10 +51,15 @@ test: test-tools
 	cd $(CLUSTER_DIR) && $(GO) vet ./... && $(GO) test ./...
 	$(GO) test -race -p 3 $(SLOW_PKGS) ./...
 
-## test-tools: the Framework0 shell test runs curl and jq, the dashboard tests (httpapi/e2e) Chromium, the
-## Socket.IO test (realtime/socketio) Python's socketio.AsyncClient: install jq, chromium, python3-socketio and
-## python3-aiohttp when they are missing (apt-get, as root in CI; CTXD_CHROMIUM names another browser)
+## test-tools: the Framework0 shell test and the README's examples (cmd/ctxd) run curl and jq, the dashboard tests
+## (httpapi/e2e) Chromium, the Socket.IO test (realtime/socketio) Python's socketio.AsyncClient: install curl, jq,
+## chromium, python3-socketio and python3-aiohttp when they are missing (apt-get, as root in CI; CTXD_CHROMIUM names
+## another browser)
 test-tools:
+	@command -v curl >/dev/null 2>&1 || { \
+		echo "curl is missing: installing it with apt-get" >&2; \
+		{ apt-get update -qq && apt-get install -y -qq curl >/dev/null; } || \
+		{ echo "could not install curl: install it (apt-get install curl) and run make test again" >&2; exit 1; }; }
 	@command -v jq >/dev/null 2>&1 || { \
 		echo "jq is missing: installing it with apt-get" >&2; \
 		{ apt-get update -qq && apt-get install -y -qq jq >/dev/null; } || \

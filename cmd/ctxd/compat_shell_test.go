@@ -17,7 +17,7 @@ func TestFramework0ShellScript(t *testing.T) {
 	for _, tool := range []string{"bash", "curl", "jq"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed: the Framework0 shell test needs bash, curl and jq "+
-				"(`make test` installs jq when it is missing; or run apt-get install jq)", tool)
+				"(`make test` installs curl and jq when they are missing; or run apt-get install curl jq)", tool)
 		}
 	}
 	srv := startServer(t, t.TempDir())
