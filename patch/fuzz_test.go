@@ -20,6 +20,8 @@ func FuzzApply(f *testing.F) {
 	f.Add(`[1,2,3]`, `[{"op":"copy","from":"/0","path":"/-"},{"op":"remove","path":"/00"}]`, true)
 	f.Add(`{"":{"":1}}`, `[{"op":"replace","path":"//","value":2}]`, true)
 	f.Add(`"s"`, `{"k\u0065y":1}`, false)
+	f.Add(`{"a":1,"a":2,"b":{"c":1}}`, `[{"op":"replace","path":"/b/c","value":3}]`, true)
+	f.Add(`{"a":1,"a":2,"b":{"c":1}}`, `{"b":{"c":3},"a":4}`, false)
 	f.Fuzz(func(t *testing.T, value, doc string, isJSONPatch bool) {
 		if !json.Valid([]byte(value)) {
 			return

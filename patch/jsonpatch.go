@@ -112,10 +112,12 @@ func tokens(pointer string) []string {
 // set to the RFC (no negative array indexes, no HTML escaping); before
 // each, the pointers are checked against the value as it is then, for
 // what that library lets through (array indexes with leading zeros, a
-// member named "" on the way). test is ours: the library lets a test for
-// null pass where there is no value, and reads a member named "" as the
-// whole object. Applying operations one at a time names the failing one
-// at once and bounds each intermediate value by the size limit.
+// member named "" on the way) and for what it would rewrite (an object
+// on the way that names a member twice: checkPath). test is ours: the
+// library lets a test for null pass where there is no value, and reads a
+// member named "" as the whole object. Applying operations one at a time
+// names the failing one at once and bounds each intermediate value by the
+// size limit.
 //
 // work is the patch's (WorkBytes), refused before anything is applied
 // when it is more than budget has left.
@@ -146,11 +148,15 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits, budget *Budget) (out []byt
 	opts.AccumulatedCopySizeLimit = int64(limits.MaxValueBytes)
 	cur := value
 	for i, o := range ops {
-		fail := func(pointer, reason string) error {
+		fail := func(pointer, reason string) *ctxd.PatchError {
 			return &ctxd.PatchError{Index: i, Op: o.op, Pointer: pointer, Test: o.op == "test", Reason: reason}
 		}
-		if reason := checkIndexes(cur, o.path, o.op == "add"); reason != "" {
-			return nil, 0, fail(o.path, reason)
+		if reason, repeats := checkPath(cur, o.path, o.op == "add"); reason != "" {
+			pe := fail(o.path, reason)
+			// A member named twice on the way is the value's fault, not
+			// a test that does not hold.
+			pe.Test = pe.Test && !repeats
+			return nil, 0, pe
 		}
 		if o.op == "test" {
 			v, ok := lookup(cur, o.path)
@@ -163,7 +169,7 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits, budget *Budget) (out []byt
 			continue
 		}
 		if o.hasFrom {
-			if reason := checkIndexes(cur, o.from, false); reason != "" {
+			if reason, _ := checkPath(cur, o.from, false); reason != "" {
 				return nil, 0, fail(o.from, reason)
 			}
 			if _, ok := lookup(cur, o.from); !ok {
@@ -205,12 +211,22 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits, budget *Budget) (out []byt
 // isContainer reports whether v is a JSON object or array.
 func isContainer(v []byte) bool { return len(v) > 0 && (v[0] == '{' || v[0] == '[') }
 
-// checkIndexes walks pointer through doc as far as it exists, and returns
+// checkPath walks pointer through doc as far as it exists, and returns
 // why it cannot be used: a token that is not an array index (digits
 // without leading zeros, or "-" last for an add) where the value is an
-// array, or a member named "" before the last token, which the library
-// cannot reach. "" when neither.
-func checkIndexes(doc []byte, pointer string, add bool) string {
+// array, a member named "" before the last token, which the library
+// cannot reach, or an object on the way (doc itself when it is one, and
+// the object the last token names a member of) that names a member
+// twice (repeats). "" when none.
+//
+// A value is stored as sent, a member named twice in one object too, but
+// the library reads each object on an operation's way into a map and
+// writes it back with the last copy's value for every copy:
+// {"a":1,"a":2,"b":0} with /b replaced became {"a":2,"a":2,"b":5}, and
+// with /a removed {"a":null,"b":0}. A patch must not change what it does
+// not name, so such an operation is refused. The objects off its way
+// are written back as they were, byte for byte.
+func checkPath(doc []byte, pointer string, add bool) (reason string, repeats bool) {
 	ts := tokens(pointer)
 	cur := json.RawMessage(doc)
 	for i, t := range ts {
@@ -218,25 +234,38 @@ func checkIndexes(doc []byte, pointer string, add bool) string {
 		switch {
 		case len(cur) > 0 && cur[0] == '[':
 			if t == "-" && last && add {
-				return ""
+				return "", false
 			}
 			if !isIndex(t) {
-				return strconv.Quote(t) + " is not an array index (digits without leading zeros)"
+				return strconv.Quote(t) + " is not an array index (digits without leading zeros)", false
 			}
+			next, ok := child(cur, t)
+			if !ok {
+				return "", false
+			}
+			cur = next
 		case len(cur) > 0 && cur[0] == '{':
 			if t == "" && !last {
-				return "a member named \"\" inside the value cannot be reached by JSON Patch here; use a merge patch"
+				return "a member named \"\" inside the value cannot be reached by JSON Patch here; use a merge patch", false
 			}
+			ms, err := members(cur)
+			if err != nil {
+				return "", false
+			}
+			if name, ok := repeated(ms); ok {
+				return repeatedMember(ts[:i], name, "JSON Patch cannot tell them apart (it would write the object back with one value for both)") +
+					" (a merge patch that does not set " + strconv.Quote(name) + " keeps both)", true
+			}
+			j := find(ms, t)
+			if j < 0 {
+				return "", false
+			}
+			cur = ms[j].value
 		default:
-			return ""
+			return "", false
 		}
-		next, ok := child(cur, t)
-		if !ok {
-			return ""
-		}
-		cur = next
 	}
-	return ""
+	return "", false
 }
 
 func isIndex(t string) bool {

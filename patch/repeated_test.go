@@ -1,0 +1,74 @@
+package patch_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/patch"
+)
+
+// A value whose object names a member twice is stored as sent. A JSON
+// Patch operation through that object is refused, naming the member and
+// where it is: the library wrote the object back with the last copy's
+// value for both ({"a":1,"a":2,"b":0} with /b replaced became
+// {"a":2,"a":2,"b":5}; with /a removed, {"a":null,"b":0}). Operations
+// that do not go through it leave it byte for byte; one that replaces or
+// copies it whole keeps both copies.
+func TestJSONPatchKeepsRepeatedMembers(t *testing.T) {
+	refused := []struct {
+		value, doc string
+		index      int
+		pointer    string // the operation's path or from
+		at         string // the member named twice
+	}{
+		{`{"a":1,"a":2,"b":0}`, `[{"op":"replace","path":"/b","value":5}]`, 0, "/b", "/a"},
+		{`{"a":1,"a":2,"b":0}`, `[{"op":"add","path":"/c","value":5}]`, 0, "/c", "/a"},
+		{`{"a":1,"a":2,"b":0}`, `[{"op":"remove","path":"/b"}]`, 0, "/b", "/a"},
+		{`{"a":1,"a":2,"b":0}`, `[{"op":"replace","path":"/a","value":5}]`, 0, "/a", "/a"},
+		{`{"a":1,"a":2,"b":0}`, `[{"op":"remove","path":"/a"}]`, 0, "/a", "/a"},
+		{`{"a":1,"a":2,"b":0}`, `[{"op":"test","path":"/a","value":2}]`, 0, "/a", "/a"},
+		{`{"a":1,"a":2,"b":0}`, `[{"op":"copy","from":"/b","path":"/c"}]`, 0, "/c", "/a"},
+		{`{"a":1,"\u0061":2,"b":0}`, `[{"op":"replace","path":"/b","value":5}]`, 0, "/b", "/a"},
+		{`{"x":{"k":1,"k":2,"c":{}},"b":0}`, `[{"op":"add","path":"/x/d","value":5}]`, 0, "/x/d", "/x/k"},
+		{`{"x":{"k":1,"k":2,"c":{}},"b":0}`, `[{"op":"copy","from":"/x/c","path":"/y"}]`, 0, "/x/c", "/x/k"},
+		{`{"x":{"k":1,"k":2,"c":{}},"b":0}`, `[{"op":"move","from":"/x/c","path":"/y"}]`, 0, "/x/c", "/x/k"},
+		{`{"a/b":{"~":1,"~":2}}`, `[{"op":"add","path":"/a~1b/z","value":5}]`, 0, "/a~1b/z", "/a~1b/~0"},
+		{`[{"a":1,"a":2},{"b":0}]`, `[{"op":"add","path":"/0/c","value":5}]`, 0, "/0/c", "/0/a"},
+		// Named twice by the patch itself, then patched through.
+		{`{"b":0}`, `[{"op":"add","path":"/c","value":{"q":1,"q":2}},{"op":"add","path":"/c/r","value":3}]`, 1, "/c/r", "/c/q"},
+	}
+	for _, c := range refused {
+		_, err := patch.Apply([]byte(c.value), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(c.doc)}, ctxd.DefaultLimits)
+		var pe *ctxd.PatchError
+		if !assert.ErrorAs(t, err, &pe, "%s on %s", c.doc, c.value) {
+			continue
+		}
+		assert.ErrorIs(t, err, ctxd.ErrPatchFailed)
+		assert.Equal(t, c.index, pe.Index, "%s on %s", c.doc, c.value)
+		assert.Equal(t, c.pointer, pe.Pointer, "%s on %s", c.doc, c.value)
+		assert.Contains(t, pe.Reason, `twice (at "`+c.at+`"`, "%s on %s", c.doc, c.value)
+		assert.Contains(t, pe.Reason, "PUT the whole value", "%s on %s", c.doc, c.value)
+	}
+	_, err := patch.Apply([]byte(`{"x":{"k":1,"k":2},"b":0}`), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"add","path":"/x/d","value":5}]`)}, ctxd.DefaultLimits)
+	assert.EqualError(t, err, `patch cannot be applied: operation 0 (add) at "/x/d": the object at "/x" names member "k" twice (at "/x/k"; a value is stored as sent): `+
+		`JSON Patch cannot tell them apart (it would write the object back with one value for both), so it is not patched: PUT the whole value, with each member once (a merge patch that does not set "k" keeps both)`)
+
+	applied := []struct{ value, doc, want string }{
+		{`{"x":{"k":1,"k":2,"c":{}},"b":{"c":1}}`, `[{"op":"replace","path":"/b/c","value":5}]`, `{"x":{"k":1,"k":2,"c":{}},"b":{"c":5}}`},
+		{`{"x":{"k":1,"k":2,"c":{}},"b":0}`, `[{"op":"remove","path":"/b"}]`, `{"x":{"k":1,"k":2,"c":{}}}`},
+		{`{"x":{"k":1,"k":2,"c":{}},"b":0}`, `[{"op":"copy","from":"/x","path":"/y"}]`, `{"x":{"k":1,"k":2,"c":{}},"b":0,"y":{"k":1,"k":2,"c":{}}}`},
+		{`{"x":{"k":1,"k":2,"c":{}},"b":0}`, `[{"op":"move","from":"/x","path":"/y"}]`, `{"b":0,"y":{"k":1,"k":2,"c":{}}}`},
+		{`{"x":{"k":1,"k":2,"c":{}},"b":0}`, `[{"op":"replace","path":"/x","value":{"k":3}}]`, `{"x":{"k":3},"b":0}`},
+		{`[{"a":1,"a":2},{"b":0}]`, `[{"op":"replace","path":"/1/b","value":5}]`, `[{"a":1,"a":2},{"b":5}]`},
+		{`{"a":1,"a":2,"b":0}`, `[{"op":"replace","path":"","value":{"a":2,"b":5}}]`, `{"a":2,"b":5}`},
+		{`{"b":0}`, `[{"op":"add","path":"/c","value":{"q":1,"q":2}},{"op":"add","path":"/d","value":3}]`, `{"b":0,"c":{"q":1,"q":2},"d":3}`},
+	}
+	for _, c := range applied {
+		out, err := patch.Apply([]byte(c.value), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(c.doc)}, ctxd.DefaultLimits)
+		require.NoError(t, err, "%s on %s", c.doc, c.value)
+		assert.Equal(t, c.want, string(out), "%s on %s", c.doc, c.value)
+	}
+}
