@@ -3,6 +3,9 @@ package patch
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
 
 	"github.com/framework0/ctxd"
 )
@@ -26,8 +29,10 @@ import (
 // It is ours rather than github.com/evanphx/json-patch's MergePatch, which
 // escapes <, > and & in the whole result with no option to stop it: a
 // merge would rewrite bytes of members it did not touch. Members keep
-// their order and their text (keys and values as written); new members
-// go at the end.
+// their order and their text (keys and values as written), a member an
+// object names twice too; new members go at the end. A patch that sets
+// (or merges into) a member its object names twice is refused: it cannot
+// tell which one it names. null removes every copy.
 func mergePatch(target, patch []byte) ([]byte, error) {
 	// Apply has checked the patch (ValidatePatch); the target is a stored
 	// value, valid JSON by construction, which members reads with its
@@ -40,8 +45,25 @@ func mergePatch(target, patch []byte) ([]byte, error) {
 		}
 		patch = buf.Bytes()
 	}
-	return merge(target, patch)
+	out, err := merge(target, patch)
+	var r *repeatedError
+	if errors.As(err, &r) {
+		slices.Reverse(r.object)
+		return nil, &ctxd.PatchError{Op: "merge", Pointer: pointerOf(append(r.object, r.name)),
+			Reason: repeatedMember(r.object, r.name, "a merge patch cannot tell which one it sets") +
+				" (a null for " + strconv.Quote(r.name) + " removes both)"}
+	}
+	return out, err
 }
+
+// repeatedError is a merge patch that sets member name of an object that
+// names it twice.
+type repeatedError struct {
+	name   string
+	object []string // the object's reference tokens, innermost first
+}
+
+func (e *repeatedError) Error() string { return "member " + strconv.Quote(e.name) + " named twice" }
 
 // merge is MergePatch of two JSON values, the patch compact.
 func merge(target, patch []byte) ([]byte, error) {
@@ -67,12 +89,19 @@ func merge(target, patch []byte) ([]byte, error) {
 			}
 			continue
 		}
+		if i > 0 && find(doc[:i], c.name) >= 0 {
+			return nil, &repeatedError{name: c.name}
+		}
 		var cur []byte
 		if i >= 0 {
 			cur = doc[i].value
 		}
 		v, err := merge(cur, c.value)
 		if err != nil {
+			var r *repeatedError
+			if errors.As(err, &r) {
+				r.object = append(r.object, c.name)
+			}
 			return nil, err
 		}
 		if i >= 0 {

@@ -11,6 +11,12 @@
 // (member order, number text, string escapes), and nothing escaped that
 // was not (no HTML escaping of <, > and &).
 //
+// A value is stored as sent, an object that names a member twice
+// ({"a":1,"a":2}) too, and a patch keeps both copies: one that would
+// have to write that object back (a JSON Patch operation through it) or
+// cannot tell which copy it names (a merge patch that sets it) does not
+// apply, and says which member, where, and to PUT the whole value.
+//
 // A patch that does not apply returns a *ctxd.PatchError naming the
 // operation and the JSON pointer that failed; a malformed patch document
 // returns an error matching ctxd.ErrInvalid; a result over the size

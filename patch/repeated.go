@@ -10,7 +10,7 @@ import (
 // ({"a":1,"a":2}) too: refusing it would refuse values accepted so far.
 // A patch never changes what it does not name, so it is refused where it
 // could not keep both copies (or could not tell which one it names):
-// checkPath for a JSON Patch.
+// checkPath for a JSON Patch, merge for a merge patch.
 
 // smallObject is the most members repeated compares pairwise; a larger
 // object's names go through a map.

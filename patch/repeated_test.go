@@ -72,3 +72,40 @@ func TestJSONPatchKeepsRepeatedMembers(t *testing.T) {
 		assert.Equal(t, c.want, string(out), "%s on %s", c.doc, c.value)
 	}
 }
+
+// A merge patch keeps both copies of a member named twice, whatever else
+// it changes; one that sets that member, or merges into it, is refused
+// (which copy would it set?), naming it; null removes both.
+func TestMergePatchKeepsRepeatedMembers(t *testing.T) {
+	value := `{"a":1,"a":2,"b":0,"x":{"k":{"p":1},"k":{"q":2}}}`
+	applied := []struct{ patch, want string }{
+		{`{"b":5}`, `{"a":1,"a":2,"b":5,"x":{"k":{"p":1},"k":{"q":2}}}`},
+		{`{"x":{"c":5},"n":1}`, `{"a":1,"a":2,"b":0,"x":{"k":{"p":1},"k":{"q":2},"c":5},"n":1}`},
+		{`{"a":null}`, `{"b":0,"x":{"k":{"p":1},"k":{"q":2}}}`},
+		{`{"x":{"k":null}}`, `{"a":1,"a":2,"b":0,"x":{}}`},
+		{`{"x":7}`, `{"a":1,"a":2,"b":0,"x":7}`},
+	}
+	for _, c := range applied {
+		out, err := patch.Apply([]byte(value), ctxd.Patch{Type: ctxd.MergePatch, Doc: raw(c.patch)}, ctxd.DefaultLimits)
+		require.NoError(t, err, c.patch)
+		assert.Equal(t, c.want, string(out), c.patch)
+	}
+	refused := []struct{ patch, pointer string }{
+		{`{"a":5}`, "/a"},
+		{`{"b":5,"a":{"c":1}}`, "/a"},
+		{`{"x":{"k":{"r":5}}}`, "/x/k"},
+		{`{"x":{"c":1,"k":{"p":null}}}`, "/x/k"},
+	}
+	for _, c := range refused {
+		_, err := patch.Apply([]byte(value), ctxd.Patch{Type: ctxd.MergePatch, Doc: raw(c.patch)}, ctxd.DefaultLimits)
+		var pe *ctxd.PatchError
+		if !assert.ErrorAs(t, err, &pe, c.patch) {
+			continue
+		}
+		assert.ErrorIs(t, err, ctxd.ErrPatchFailed)
+		assert.Equal(t, ctxd.PatchError{Op: "merge", Pointer: c.pointer, Reason: pe.Reason}, *pe, c.patch)
+	}
+	_, err := patch.Apply([]byte(value), ctxd.Patch{Type: ctxd.MergePatch, Doc: raw(`{"x":{"k":{"r":5}}}`)}, ctxd.DefaultLimits)
+	assert.EqualError(t, err, `patch cannot be applied: operation 0 (merge) at "/x/k": the object at "/x" names member "k" twice (at "/x/k"; a value is stored as sent): `+
+		`a merge patch cannot tell which one it sets, so it is not patched: PUT the whole value, with each member once (a null for "k" removes both)`)
+}
