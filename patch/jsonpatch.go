@@ -188,6 +188,10 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits, budget *Budget) (out []byt
 			next = o.value
 		case o.path == "" && o.hasFrom:
 			next, _ = lookup(cur, o.from)
+		case o.path == "" && o.op == "remove":
+			// The library removed the member named "" ("/"), and wrote
+			// the object back (checkPath).
+			return nil, 0, fail(o.path, "the path \"\" is the whole value, which a remove cannot take away: replace it (with null, for example), or delete the key")
 		case !isContainer(cur):
 			return nil, 0, fail(o.path, "a JSON Patch operation below the top applies to an object or an array; this value is neither (replace it with path \"\", PUT, or a merge patch)")
 		default:

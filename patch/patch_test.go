@@ -297,7 +297,7 @@ func workPatch(size, target int, want string) (ctxd.Patch, int) {
 
 // TestJSONPatchOfTheWholeValue: RFC 6902's path "" names the whole value,
 // whatever its type: add and replace set it, move and copy put a part of
-// it there, test compares it. (The library takes only an object or an
+// it there, test compares it, remove cannot take it away. (The library takes only an object or an
 // array there, and answered replacing an object with 1 with "replace
 // operation value must be object or array: %!w(<nil>)".)
 func TestJSONPatchOfTheWholeValue(t *testing.T) {
@@ -313,5 +313,14 @@ func TestJSONPatchOfTheWholeValue(t *testing.T) {
 		out, err := patch.Apply([]byte(c.value), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(c.doc)}, ctxd.DefaultLimits)
 		require.NoError(t, err, "%s on %s", c.doc, c.value)
 		assert.Equal(t, c.want, string(out), "%s on %s", c.doc, c.value)
+	}
+	// A remove of "" is refused: the library removed the member named ""
+	// (whose pointer is "/"), and {"":1,"a":1,"a":2} became {"a":2,"a":2}.
+	for _, value := range []string{`{"":1,"a":1}`, `{"":1,"a":1,"a":2}`, `[1]`, `{"a":1}`} {
+		_, err := patch.Apply([]byte(value), ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"remove","path":""}]`)}, ctxd.DefaultLimits)
+		var pe *ctxd.PatchError
+		require.ErrorAs(t, err, &pe, value)
+		assert.Equal(t, ctxd.PatchError{Index: 0, Op: "remove", Pointer: "", Reason: pe.Reason}, *pe, value)
+		assert.Contains(t, pe.Reason, "the whole value", value)
 	}
 }
