@@ -80,6 +80,42 @@ func TestPatchRefusals(t *testing.T) {
 	assert.Equal(t, `{"state":"idle","list":[1]}`, string(decode[ctxd.Record](t, r).Value))
 }
 
+// A value whose object names a member twice is stored as sent; a patch
+// that would rewrite that object (a JSON Patch through it) or set that
+// member (a merge patch) answers 422 patch_failed naming the member and
+// where it is, and writes nothing; a merge patch of other members keeps
+// both copies. (A JSON Patch replacing /b wrote {"a":2,"a":2,"b":5}.)
+func TestPatchOfAValueNamingAMemberTwice(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	const value = `{"a":1,"a":2,"b":0}`
+	assert.Equal(t, value, string(e.put("dup", value).Value), "stored as sent")
+	rev := e.revision()
+	path := keyPath("default", "dup")
+
+	ae := requireError(t, e.do(http.MethodPatch, path, `[{"op":"replace","path":"/b","value":5}]`, "Content-Type", jsonType),
+		http.StatusUnprocessableEntity, ctxd.CodePatchFailed)
+	require.NotNil(t, ae.Error.OpIndex)
+	assert.Equal(t, 0, *ae.Error.OpIndex)
+	assert.Equal(t, "replace", ae.Error.Op)
+	require.NotNil(t, ae.Error.Pointer)
+	assert.Equal(t, "/b", *ae.Error.Pointer)
+	assert.Contains(t, ae.Error.Message, `the value names member "a" twice (at "/a"`)
+	assert.Contains(t, ae.Error.Message, "PUT the whole value")
+
+	ae = requireError(t, e.do(http.MethodPatch, path, `{"a":5}`, "Content-Type", mergeType),
+		http.StatusUnprocessableEntity, ctxd.CodePatchFailed)
+	assert.Equal(t, "merge", ae.Error.Op)
+	require.NotNil(t, ae.Error.Pointer)
+	assert.Equal(t, "/a", *ae.Error.Pointer)
+	assert.Contains(t, ae.Error.Message, `names member "a" twice`)
+	assert.Equal(t, rev, e.revision(), "no refused patch took a revision")
+	assert.Equal(t, value, string(decode[ctxd.Record](t, e.do(http.MethodGet, path, "")).Value))
+
+	r := e.do(http.MethodPatch, path, `{"b":5}`, "Content-Type", mergeType)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, `{"a":1,"a":2,"b":5}`, string(decode[ctxd.Record](t, r).Value))
+}
+
 // A value sent with whitespace is stored and answered compact, numbers
 // and strings as sent.
 func TestValuesAreAnsweredCompact(t *testing.T) {

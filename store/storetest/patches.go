@@ -144,6 +144,52 @@ func checkFailedPatchWritesNothing(t testing.TB, h Harness) {
 	assert.Equal(t, `{"a":"x"}`, small.value("default", "k"))
 }
 
+// A value that names a member twice in one object is stored as sent, and
+// a patch never rewrites that object: a JSON Patch through it, or a merge
+// patch that sets the member, is refused with a patch error naming it
+// and writes nothing, alone or in a transaction (the library wrote both
+// copies with the last one's value: /b replaced in {"a":1,"a":2,"b":0}
+// gave {"a":2,"a":2,"b":5}). A patch elsewhere keeps both copies.
+func checkPatchKeepsRepeatedMembers(t testing.TB, h Harness) {
+	b := open(t, h, Config{})
+	ctx := t.Context()
+	const value = `{"a":1,"a":2,"b":0,"x":{"k":1,"k":2},"y":{"n":0}}`
+	b.put("default", "doc", value)
+	unchanged := b.checkpoint()
+	for _, c := range []struct {
+		p       ctxd.Patch
+		pointer string
+	}{
+		{jsonPatch(`[{"op":"replace","path":"/b","value":5}]`), "/b"},
+		{jsonPatch(`[{"op":"add","path":"/x/c","value":5}]`), "/x/c"},
+		{mergePatch(`{"a":5}`), "/a"},
+	} {
+		_, err := b.Patch(ctx, "default", "doc", c.p, nil, "t")
+		var pe *ctxd.PatchError
+		if assert.ErrorAs(t, err, &pe, "%s", c.p.Doc) {
+			assert.ErrorIs(t, err, ctxd.ErrPatchFailed)
+			assert.Equal(t, c.pointer, pe.Pointer, "%s", c.p.Doc)
+			assert.Contains(t, pe.Reason, "twice", "%s", c.p.Doc)
+		}
+		_, err = b.Txn(ctx, []ctxd.Write{put("default", "new", `1`), {Namespace: "default", Key: "doc", Op: ctxd.OpPatch, Patch: c.p, Who: "t"}})
+		assert.ErrorIs(t, err, ctxd.ErrPatchFailed, "in a transaction: %s", c.p.Doc)
+	}
+	unchanged("patches through an object that names a member twice")
+	assert.Equal(t, value, b.value("default", "doc"))
+
+	r, err := b.Patch(ctx, "default", "doc", mergePatch(`{"b":5,"x":{"c":1}}`), nil, "t")
+	require.NoError(t, err)
+	want := `{"a":1,"a":2,"b":5,"x":{"k":1,"k":2,"c":1},"y":{"n":0}}`
+	assert.Equal(t, want, string(r.Value), "a merge patch of other members")
+	assert.Equal(t, want, b.value("default", "doc"))
+	b.put("default", "nested", `{"x":{"k":1,"k":2},"y":{"n":0}}`)
+	r, err = b.Patch(ctx, "default", "nested", jsonPatch(`[{"op":"replace","path":"/y/n","value":5},{"op":"add","path":"/z","value":1}]`), nil, "t")
+	require.NoError(t, err)
+	want = `{"x":{"k":1,"k":2},"y":{"n":5},"z":1}`
+	assert.Equal(t, want, string(r.Value), "a JSON Patch that does not go through the object")
+	assert.Equal(t, want, b.value("default", "nested"))
+}
+
 // The patches of one request share one budget of work (patch.WorkBytes),
 // on every backend: a transaction of patches each within it, but not
 // together, is refused whole as too large and changes nothing (128 JSON

@@ -235,6 +235,7 @@ var checks = []check{
 	{"PatchAppliesToTheCurrentValue", checkPatchApplies},
 	{"PatchCompareAndSwap", checkPatchCompareAndSwap},
 	{"FailedPatchWritesNothing", checkFailedPatchWritesNothing},
+	{"PatchKeepsRepeatedMembers", checkPatchKeepsRepeatedMembers},
 	{"PatchesOfARequestShareOneBudget", checkPatchesShareOneBudget},
 	{"ConcurrentPatchesLoseNothing", checkConcurrentPatches},
 	{"ConcurrentPatchesOfSeveralKeysLoseNothing", checkConcurrentPatchesOfSeveralKeys},
