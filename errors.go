@@ -57,8 +57,9 @@ var (
 	ErrPatchTestFailed = errors.New("patch test failed")
 	// ErrPatchFailed is returned when a patch cannot be applied to the
 	// key's current value: a path that does not exist, an array index out
-	// of range, an object member on an array. Nothing was written. The
-	// error is a *PatchError.
+	// of range, an object member on an array, or a member the value names
+	// twice in one object that the patch would change (package patch).
+	// Nothing was written. The error is a *PatchError.
 	ErrPatchFailed = errors.New("patch cannot be applied")
 )
 
