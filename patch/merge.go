@@ -46,14 +46,22 @@ func mergePatch(target, patch []byte) ([]byte, error) {
 		patch = buf.Bytes()
 	}
 	out, err := merge(target, patch)
-	var r *repeatedError
-	if errors.As(err, &r) {
-		slices.Reverse(r.object)
-		return nil, &ctxd.PatchError{Op: "merge", Pointer: pointerOf(append(r.object, r.name)),
-			Reason: repeatedMember(r.object, r.name, "a merge patch cannot tell which one it sets") +
-				" (a null for " + strconv.Quote(r.name) + " removes both)"}
+	if err != nil {
+		return nil, mergeError(err)
 	}
-	return out, err
+	return out, nil
+}
+
+// mergeError is err, of merge, as Apply returns it.
+func mergeError(err error) error {
+	var r *repeatedError
+	if !errors.As(err, &r) {
+		return err
+	}
+	slices.Reverse(r.object)
+	return &ctxd.PatchError{Op: "merge", Pointer: pointerOf(append(r.object, r.name)),
+		Reason: repeatedMember(r.object, r.name, "a merge patch cannot tell which one it sets") +
+			" (a null for " + strconv.Quote(r.name) + " removes both)"}
 }
 
 // repeatedError is a merge patch that sets member name of an object that
