@@ -59,16 +59,23 @@ func mergeError(err error) error {
 		return err
 	}
 	slices.Reverse(r.object)
+	if r.inPatch {
+		return ctxd.Invalidf("the merge patch names member %q twice in one object (at %q): a patch names each member once",
+			r.name, pointerOf(append(r.object, r.name)))
+	}
 	return &ctxd.PatchError{Op: "merge", Pointer: pointerOf(append(r.object, r.name)),
 		Reason: repeatedMember(r.object, r.name, "a merge patch cannot tell which one it sets") +
 			" (a null for " + strconv.Quote(r.name) + " removes both)"}
 }
 
 // repeatedError is a merge patch that sets member name of an object that
-// names it twice.
+// names it twice, or (inPatch) a merge patch whose own object names it
+// twice: {"c":{"q":1,"q":2}} would set whichever came last, where a JSON
+// Patch document naming a member twice is refused (400) as well.
 type repeatedError struct {
-	name   string
-	object []string // the object's reference tokens, innermost first
+	name    string
+	object  []string // the object's reference tokens, innermost first
+	inPatch bool
 }
 
 func (e *repeatedError) Error() string { return "member " + strconv.Quote(e.name) + " named twice" }
@@ -88,6 +95,9 @@ func merge(target, patch []byte) ([]byte, error) {
 	changes, err := members(patch)
 	if err != nil {
 		return nil, err
+	}
+	if name, ok := repeated(changes); ok {
+		return nil, &repeatedError{name: name, inPatch: true}
 	}
 	for _, c := range changes {
 		i := find(doc, c.name)

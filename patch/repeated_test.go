@@ -113,6 +113,26 @@ func TestMergePatchKeepsRepeatedMembers(t *testing.T) {
 		`a merge patch cannot tell which one it sets, so it is not patched: PUT the whole value, with each member once (a null for "k" removes both)`)
 }
 
+// A merge patch that names a member twice in one of its own objects is
+// refused as a malformed patch (400), as a JSON Patch document naming one
+// twice is: it set whichever came last.
+func TestMergePatchNamingAMemberTwiceIsRefused(t *testing.T) {
+	for _, c := range []struct{ value, patch, pointer string }{
+		{`{"b":0}`, `{"c":{"q":1,"q":2}}`, "/c/q"},
+		{`{"b":0}`, `{"b":1,"b":2}`, "/b"},
+		{`{"b":0}`, `{"b":null,"b":null}`, "/b"},
+		{`7`, `{"c":{"d":{"q":1,"q":2}}}`, "/c/d/q"},
+	} {
+		_, err := patch.Apply([]byte(c.value), ctxd.Patch{Type: ctxd.MergePatch, Doc: raw(c.patch)}, ctxd.DefaultLimits)
+		require.ErrorIs(t, err, ctxd.ErrInvalid, c.patch)
+		assert.Contains(t, err.Error(), `names member "`, c.patch)
+		assert.Contains(t, err.Error(), `(at "`+c.pointer+`")`, c.patch)
+	}
+	out, err := patch.Apply([]byte(`{"b":0}`), ctxd.Patch{Type: ctxd.MergePatch, Doc: raw(`{"c":{"q":1},"d":{"q":2}}`)}, ctxd.DefaultLimits)
+	require.NoError(t, err)
+	assert.Equal(t, `{"b":0,"c":{"q":1},"d":{"q":2}}`, string(out))
+}
+
 // A member named twice is found in an object of any size (up to 128
 // members a table on the stack, beyond a map), and an object without one
 // is patched.
