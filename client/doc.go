@@ -67,7 +67,8 @@
 // write but the request's time ran out before the commit was confirmed),
 // or a Put, Delete, Txn or Import was sent in full and its answer never
 // came, or came with a success status and was then cut off (it applied, but
-// what it returned is lost). It may or may not have been applied: read the
+// what it returned is lost), or came as a 503 cut off before its code
+// (outcome_unknown as well as unavailable). It may or may not have been applied: read the
 // key (its version or revision shows whether the write is there) before
 // retrying. Such an error is also a connection error when no answer came:
 // test IsOutcomeUnknown first. 503 unavailable, by contrast, means nothing

@@ -104,14 +104,22 @@ type APIError struct {
 	// bodiless is an answer to HEAD, which has no body to say its code:
 	// its status alone is the server's.
 	bodiless bool
-	// uncertain marks a proxy's 502 or 504 to a write (answerError).
+	// uncertain marks a proxy's 502 or 504 to a write, or a 503 to a
+	// write whose body was cut off (answerError).
 	uncertain bool
+	// cutOff is why the body could not be read in full (the connection
+	// broke mid-body): nil when it was.
+	cutOff error
 }
 
 func (e *APIError) Error() string {
 	code := e.Code
 	if code == "" {
 		code = strings.ToLower(http.StatusText(e.Status))
+		if e.cutOff != nil {
+			// Whose answer it was, and what it said, went with the rest.
+			return fmt.Sprintf("HTTP %d %s, its answer cut off (%v): %s", e.Status, http.StatusText(e.Status), e.cutOff, e.Message)
+		}
 		if e.Message != "" {
 			// Another server's page (a wrong port, a proxy's): say so
 			// before its text, instead of printing it as if ctxd said it.
@@ -136,12 +144,15 @@ func (e *APIError) Is(target error) bool {
 // answerError is decodeError for the answer to a request; for a write, a
 // 502 or 504 that is not ctxd's own error (a proxy's: the write may have
 // reached ctxd, and its answer have been lost behind it) also matches
-// ctxd.ErrOutcomeUnknown, as an answer that never came does.
+// ctxd.ErrOutcomeUnknown, as an answer that never came does; so does a
+// 503 whose body was cut off before its code (ctxd's outcome_unknown as
+// well as its unavailable: no telling which).
 func answerError(resp *http.Response, write bool) error {
 	err := decodeError(resp)
 	var ae *APIError
 	if write && errors.As(err, &ae) && ae.Code == "" &&
-		(resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout) {
+		(resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout ||
+			resp.StatusCode == http.StatusServiceUnavailable && ae.cutOff != nil) {
 		ae.uncertain = true
 	}
 	return err
@@ -209,11 +220,12 @@ func retryAfter(resp *http.Response) time.Duration {
 // proxy's page, another server at that address) has no Code, and does not
 // match IsNotFound or IsConflict whatever its status: a 404 from the wrong
 // port is not "no such key". An answer to HEAD, which has no body, is
-// judged by its status.
+// judged by its status. One whose body was cut off before a whole JSON
+// error came has no Code either, and says so (APIError.cutOff).
 func decodeError(resp *http.Response) error {
 	ae := &APIError{Status: resp.StatusCode, RetryAfter: retryAfter(resp),
 		bodiless: resp.Request != nil && resp.Request.Method == http.MethodHead}
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	data, readErr := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var b errorBody
 	if err := json.Unmarshal(data, &b); err == nil && b.Error != nil {
 		ae.Code = b.Error.Code
@@ -223,7 +235,8 @@ func decodeError(resp *http.Response) error {
 		ae.OpIndex, ae.Op, ae.Pointer = b.Error.OpIndex, b.Error.Op, b.Error.Pointer
 		return ae
 	}
-	// Not a ctxd error: keep the start of whatever came back.
+	// Not a ctxd error, or cut off: keep the start of whatever came back.
+	ae.cutOff = readErr
 	msg := strings.TrimSpace(string(data))
 	if len(msg) > 200 {
 		msg = msg[:200] + "..."

@@ -217,3 +217,43 @@ func TestSuccessAnswerLostIsOutcomeUnknown(t *testing.T) {
 	require.Error(t, err)
 	assert.False(t, IsOutcomeUnknown(err), "a read: %v", err)
 }
+
+// A write answered 503 whose body is cut off (here announcing 100 bytes,
+// the connection closed after a few) may be ctxd's outcome_unknown as
+// well as its unavailable: no telling which, so it is outcome unknown,
+// never the plain 503 of a write that was not applied, which a caller
+// sends again. Its message says the answer was cut off, not that it was
+// someone else's. A read cut off so is not outcome unknown.
+func TestErrorAnswerCutOffLeavesAWriteUncertain(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error":{"code":"outc`)
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // closes the connection mid-body
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(srv.URL)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	_, err = c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+	require.Error(t, err)
+	assert.True(t, IsOutcomeUnknown(err), "%v", err)
+	assert.NotErrorIs(t, err, ctxd.ErrUnavailable)
+	assert.Contains(t, err.Error(), "cut off")
+	assert.NotContains(t, err.Error(), "not a ctxd answer")
+	var ae *APIError
+	require.True(t, errors.As(err, &ae))
+	assert.Equal(t, http.StatusServiceUnavailable, ae.Status)
+
+	_, err = c.Import(ctx, "", strings.NewReader(`{"context":{}}`))
+	assert.True(t, IsOutcomeUnknown(err), "import: %v", err)
+
+	_, err = c.Get(ctx, "", "k", GetOptions{})
+	require.Error(t, err)
+	assert.False(t, IsOutcomeUnknown(err), "a read: %v", err)
+	assert.Contains(t, err.Error(), "cut off")
+}
