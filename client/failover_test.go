@@ -207,6 +207,24 @@ func TestFailoverErrorNamesEveryInstance(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF, "errors.Is sees the last instance's error (it closed without answering)")
 }
 
+// A Watch whose first connection fails on every instance says why each
+// one failed, as a request does: it said the last one's alone, and the
+// first may be the one to fix.
+func TestWatchErrorNamesEveryInstance(t *testing.T) {
+	refused := "http://" + testkit.FreeAddr(t)
+	mute, _ := muteServer(t)
+	c, err := New(refused+","+mute, WithConnectTimeout(time.Second))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = c.Watch(ctx, WatchOptions{}, func(WatchEvent) error { return nil })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), strings.TrimPrefix(refused, "http://"), "the first instance's failure")
+	assert.Contains(t, err.Error(), "connection refused")
+	assert.Contains(t, err.Error(), strings.TrimPrefix(mute, "http://"), "the last one's")
+	assert.True(t, IsConnectionError(err), "errors.As sees the last instance's error: %v", err)
+}
+
 // A 503 unavailable (the instance refused before applying anything: it
 // is closing, or cannot reach etcd) moves the request to the next
 // instance; a 503 outcome_unknown (it took the write) does not.

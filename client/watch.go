@@ -130,7 +130,9 @@ type WatchOptions struct {
 // reconnects to the next one when its instance cannot be reached or
 // refuses the connection, and resumes there the same way. The first
 // connection is not retried: if it fails (on every instance), Watch
-// returns the error (IsConnectionError tells a server that is not there).
+// returns the error, the last instance's, its message naming why each one
+// before it failed too (IsConnectionError tells a server that is not
+// there).
 func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEvent) error) error {
 	if opts.FromIndex != 0 && opts.FromRev == nil {
 		// The server refuses it (400): say so before connecting.
@@ -144,8 +146,10 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 	backoff := opts.MinBackoff
 	// refused counts the instances in a row that could not be reached or
 	// refused the connection; the next one is tried at once, until each
-	// has been.
+	// has been. tried says why each of them failed, for the error of a
+	// first connection that fails on every instance (movedOn).
 	refused := 0
+	var tried []string
 	for everConnected := false; ; {
 		connected, err := w.session(ctx)
 		// Before done: fn may have ended ctx itself, and its error is
@@ -160,15 +164,16 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 		wait := backoff
 		switch {
 		case connected:
-			everConnected, refused = true, 0
+			everConnected, refused, tried = true, 0, nil
 			backoff, wait = opts.MinBackoff, opts.MinBackoff
 		case refused+1 < len(w.c.servers) && watchFailover(err):
 			refused++
+			tried = append(tried, err.Error())
 			wait = 0
 		case !everConnected:
-			return err
+			return movedOn(err, tried)
 		default:
-			refused = 0
+			refused, tried = 0, nil
 		}
 		if w.resumeNow {
 			wait, w.resumeNow = 0, false
