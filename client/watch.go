@@ -66,17 +66,26 @@ type WatchEvent struct {
 
 // MarshalJSON writes the event as the server's frames have it: index
 // whenever count is there, 0 included (omitempty alone dropped the first
-// change of every transaction's index).
+// change of every transaction's index). It leaves <, > and & as they are
+// (the encoder that calls it escapes them if it is set to: json.Marshal
+// does, an Encoder with SetEscapeHTML(false) does not); escaped here, no
+// encoder could print the value as stored.
 func (e WatchEvent) MarshalJSON() ([]byte, error) {
 	type plain WatchEvent // without this method
 	var index *int
 	if e.Count > 0 {
 		index = &e.Index
 	}
-	return json.Marshal(struct {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(struct {
 		plain
 		Index *int `json:"index,omitempty"` // the shallower field wins
-	}{plain(e), index})
+	}{plain(e), index}); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // WatchOptions select what Watch follows and how it reconnects.

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -359,6 +360,21 @@ func TestWatchEventJSONOfAReset(t *testing.T) {
 	b, err := json.Marshal(WatchEvent{Type: EventReset, Rev: 9, Message: "restored"})
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"type":"reset","rev":9,"message":"restored"}`, string(b))
+}
+
+// An event's JSON leaves HTML's characters to the encoder: an Encoder
+// with SetEscapeHTML(false) (ctxd watch -o json) prints the value as
+// stored; json.Marshal escapes them, as it does everywhere.
+func TestWatchEventJSONEscapesOnlyWhenItsEncoderDoes(t *testing.T) {
+	ev := WatchEvent{Type: EventChange, Rev: 1, Key: "a&b", Op: "put", Value: json.RawMessage(`"<p>&</p>"`)}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	require.NoError(t, enc.Encode(ev))
+	assert.Equal(t, `{"type":"context_updated","rev":1,"key":"a&b","op":"put","value":"<p>&</p>"}`+"\n", b.String())
+	m, err := json.Marshal(ev)
+	require.NoError(t, err)
+	assert.Equal(t, `{"type":"context_updated","rev":1,"key":"a\u0026b","op":"put","value":"\u003cp\u003e\u0026\u003c/p\u003e"}`, string(m))
 }
 
 // A Watch its caller cancels while a healthy but slow instance upgrades

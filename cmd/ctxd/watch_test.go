@@ -183,6 +183,46 @@ func TestWatchTableAndErrors(t *testing.T) {
 	assert.Equal(t, exitUnreachable, r.code, r.stderr)
 }
 
+// `ctxd watch -o json` prints each value, key and who as the server has
+// them, as `ctxd get -o json` does: <, > and & stay themselves (they came
+// out as \u003c, \u003e and \u0026, the HTML escapes of encoding/json
+// that the printer turned off), large numbers keep every digit.
+func TestWatchJSONPrintsValuesAsStored(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	c, err := client.New(srv.URL)
+	require.NoError(t, err)
+	values := map[string]string{
+		"a<b>&c":  `{"html":"<p>a & b</p>","url":"https://x.example/?a=1&b=2","snow":"☃"}`,
+		"big":     `123456789012345678901234567890.5e400`,
+		"unicode": `"héllo \u2028 <&>"`,
+	}
+	for k, v := range values {
+		_, err := c.Put(context.Background(), "", k, json.RawMessage(v), client.PutOptions{Who: "a&b"})
+		require.NoError(t, err)
+	}
+	watch := exec.Command(bin, "watch", "--from-rev", "0", "-o", "json", "--server", srv.URL)
+	watch.Env = testEnv()
+	var out testkit.SyncBuffer
+	watch.Stdout = &out
+	require.NoError(t, watch.Start())
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= len(values) }, time.Minute, 10*time.Millisecond)
+	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
+	require.NoError(t, watch.Wait())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, len(values))
+	for _, line := range lines {
+		var ev struct {
+			Key   string          `json:"key"`
+			Value json.RawMessage `json:"value"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &ev), line)
+		assert.Equal(t, values[ev.Key], string(ev.Value), "the value of %s, as stored", ev.Key)
+		assert.NotContains(t, line, `\u00`, "no HTML escapes")
+		assert.Contains(t, line, `"who":"a&b"`)
+	}
+}
+
 // The serve wiring: a dump written through POST /ctx/dump is announced to
 // WebSocket clients as context_dumped, and /v1/status counts the clients.
 func TestServeWiresDumpsAndClients(t *testing.T) {
