@@ -42,6 +42,7 @@ func (a *app) snapshotCmd() *cobra.Command {
 func (a *app) snapshotCreateCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "create", Short: "Take a snapshot of the whole database", Args: cobra.NoArgs}
 	c := a.clientFlags(cmd, outTable, false)
+	c.defaultTimeout(cmd, 0) // the whole database: as long as its size makes it
 	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
 		stop := a.spinner("taking snapshot")
 		meta, err := cl.CreateSnapshot(ctx)
@@ -78,6 +79,7 @@ sha256, ...) is written beside it, FILE without .db + .json, so that
 		Args: exactArgs("ID"),
 	}
 	c := a.clientFlags(cmd, outTable, false)
+	c.defaultTimeout(cmd, 0)
 	cmd.Flags().Lookup("output").Usage = "`file` to write the snapshot to (- for standard output)"
 	cmd.PreRunE = func(*cobra.Command, []string) error {
 		if c.output == outTable || c.output == "" {
@@ -168,6 +170,7 @@ before it is sent.`,
 	}
 	cmd.Flags().StringVar(&sum, "sha256", "", "the file's expected sha256 (`hex`, as 'ctxd snapshot ls -o json' shows it)")
 	c := a.clientFlags(cmd, outTable, false)
+	c.defaultTimeout(cmd, 0)
 	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
 		if sum != "" && !snapshots.IsSHA256(sum) {
 			return usagef("--sha256: want 64 hexadecimal digits, got %q", sum)
@@ -202,6 +205,7 @@ transaction recorded in history. --dry-run reports what would change.`,
 		Args: exactArgs("ID"),
 	}
 	c := a.clientFlags(cmd, outTable, false)
+	c.defaultTimeout(cmd, 0)
 	restoreFlags(cmd, &opts)
 	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
 		opts.Who = c.who

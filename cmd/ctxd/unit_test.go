@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -159,6 +160,32 @@ func TestUsageErrorsInProcess(t *testing.T) {
 	assert.True(t, client.IsConnectionError(err), "%v", err)
 	var ue *usageError
 	assert.False(t, errors.As(err, &ue))
+}
+
+// The commands that work on the whole database wait as long as it
+// takes by default (--timeout 0), as defrag and compaction do: a
+// snapshot of a few GB taken, downloaded, uploaded or restored within
+// the client commands' 30s was luck (a download cut off, an upload or a
+// restore ended outcome unknown while the server carried on). dump and
+// import, which move one namespace, wait 10m. (The default, not a run:
+// a test of it would wait past 30s.)
+func TestWholeDatabaseCommandsWaitAsLongAsTheyTake(t *testing.T) {
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}
+	root := a.rootCmd()
+	for path, want := range map[string]time.Duration{
+		"snapshot create": 0, "snapshot get": 0, "snapshot upload": 0, "snapshot restore": 0,
+		"defrag": 0, "compaction": 0,
+		"dump": transferTimeout, "import": transferTimeout,
+		"get": 30 * time.Second, "snapshot ls": 30 * time.Second,
+	} {
+		cmd, _, err := root.Find(strings.Fields(path))
+		require.NoError(t, err, path)
+		require.NoError(t, cmd.ParseFlags(nil), path)
+		got, err := cmd.Flags().GetDuration("timeout")
+		require.NoError(t, err, path)
+		assert.Equal(t, want, got, "%s --timeout", path)
+		assert.Equal(t, want.String(), cmd.Flags().Lookup("timeout").DefValue, "%s --help", path)
+	}
 }
 
 // `ctxd perf --fanout-targets`, the deprecated name of --more-targets,
