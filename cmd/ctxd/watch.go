@@ -44,9 +44,11 @@ stderr.
 
 -n takes one namespace, several separated by commas, or '*' for every
 namespace. -o json prints one JSON object per line; -o table (the default)
-prints a header, then one row per change. If the server restored a backup,
-a reset line says from which revision changes continue (in -o json, an
-object with "type":"reset"). If the changes to resume from were compacted
+prints a header, then one row per change. If the server restored a backup
+(or --from-rev is past every revision it has: another deployment's, or it
+was restored from an older backup), a reset line says from which revision
+changes continue, and stderr why (in -o json, an object with
+"type":"reset"). If the changes to resume from were compacted
 away, watch stops with an error: re-read the state (ctxd ls) and watch again
 with --from-rev set to the revision read.`,
 		Example: `  ctxd watch
@@ -130,8 +132,10 @@ func (c *common) watchPrinter() (func(client.WatchEvent) error, func(uint64)) {
 	}
 	return func(ev client.WatchEvent) error {
 		if ev.Type == client.EventReset {
+			// Why goes to stderr: a restore, or a --from-rev past every
+			// revision of this database (another one's, or an older backup).
 			fmt.Fprintf(c.a.stderr, "ctxd watch: %s\n", ev.Message)
-			_, err := fmt.Fprintf(c.out(), "-- reset: the database was restored; changes continue after revision %d\n", ev.Rev)
+			_, err := fmt.Fprintf(c.out(), "-- reset: what was read before is stale; changes continue after revision %d\n", ev.Rev)
 			return err
 		}
 		_, err := fmt.Fprintf(c.out(), watchRow, strconv.FormatUint(ev.Rev, 10), ev.Namespace, ev.Key, ev.Op,

@@ -223,6 +223,30 @@ func TestWatchJSONPrintsValuesAsStored(t *testing.T) {
 	}
 }
 
+// A reset prints a line that says what it means, whatever caused it: a
+// --from-rev past every revision of the database (another deployment's,
+// one restored from an older backup) is no restore, which the line said.
+func TestWatchResetLineSaysWhatItMeans(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	c, err := client.New(srv.URL)
+	require.NoError(t, err)
+	_, err = c.Put(context.Background(), "", "k", json.RawMessage(`1`), client.PutOptions{})
+	require.NoError(t, err)
+	watch := exec.Command(bin, "watch", "--from-rev", "999", "--server", srv.URL)
+	watch.Env = testEnv()
+	var out, stderr testkit.SyncBuffer
+	watch.Stdout, watch.Stderr = &out, &stderr
+	require.NoError(t, watch.Start())
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= 2 }, time.Minute, 10*time.Millisecond)
+	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
+	require.NoError(t, watch.Wait())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 2)
+	assert.Equal(t, "-- reset: what was read before is stale; changes continue after revision 1", lines[1])
+	assert.Contains(t, stderr.String(), "past this database's last revision (1)", "why, on stderr")
+}
+
 // The serve wiring: a dump written through POST /ctx/dump is announced to
 // WebSocket clients as context_dumped, and /v1/status counts the clients.
 func TestServeWiresDumpsAndClients(t *testing.T) {
