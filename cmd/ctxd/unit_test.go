@@ -245,3 +245,25 @@ func TestAdminWritesWithoutAnswerAreOutcomeUnknown(t *testing.T) {
 		assert.Contains(t, stderr.String(), "may or may not have taken effect", args)
 	}
 }
+
+// ctxd watch --timeout bounds each connection attempt: 0 waits forever,
+// as its help says (it was WatchOptions' default, 10s), except over
+// several instances, where a silent one costs the connection timeout
+// before the next is tried.
+func TestWatchDialTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		timeout time.Duration
+		several bool
+		want    time.Duration
+	}{
+		{30 * time.Second, false, 30 * time.Second},
+		{time.Second, false, time.Second},
+		{0, false, forever},
+		{0, true, client.DefaultConnectTimeout},
+		{30 * time.Second, true, client.DefaultConnectTimeout},
+		{time.Second, true, time.Second},
+	} {
+		assert.Equal(t, tc.want, watchDialTimeout(tc.timeout, tc.several), "--timeout %v, several %v", tc.timeout, tc.several)
+	}
+	assert.Greater(t, forever, 100*365*24*time.Hour, "forever is long enough")
+}

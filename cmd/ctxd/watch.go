@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -63,15 +64,11 @@ with --from-rev set to the revision read.`,
 	}
 	c := a.clientFlags(cmd, outTable, false)
 	// A watch runs until stopped: --timeout bounds each connection attempt.
-	cmd.Flags().Lookup("timeout").Usage = "give up on one connection attempt after this long (the watch reconnects until stopped; 0: wait forever)"
+	cmd.Flags().Lookup("timeout").Usage = "give up on one connection attempt after this long (the watch reconnects until stopped; 0: wait forever, or over several instances 5s, then the next)"
 	cmd.Flags().Uint64Var(&fromRev, "from-rev", 0, "first print every change after this `revision` (0: all history)")
 	cmd.Flags().IntVar(&fromIndex, "from-index", 0, "with --from-rev: the changes of that revision with an index below this `number` were printed already")
 	cmd.RunE = a.action(func(cmd *cobra.Command, args []string) error {
-		opts := client.WatchOptions{DialTimeout: c.timeout}
-		if strings.Contains(c.server, ",") && (c.timeout <= 0 || c.timeout > client.DefaultConnectTimeout) {
-			// Several instances: a silent one costs this, then the next.
-			opts.DialTimeout = client.DefaultConnectTimeout
-		}
+		opts := client.WatchOptions{DialTimeout: watchDialTimeout(c.timeout, strings.Contains(c.server, ","))}
 		if len(args) == 1 {
 			opts.Prefix = args[0]
 		}
@@ -107,6 +104,23 @@ with --from-rev set to the revision read.`,
 		return cl.Watch(ctx, opts, printEvent)
 	})
 	return cmd
+}
+
+// forever is a connection attempt's bound when there is none: 0 is
+// WatchOptions' default (10s).
+const forever = time.Duration(math.MaxInt64)
+
+// watchDialTimeout is the bound of each connection attempt of ctxd watch
+// --timeout: timeout, 0 none; over several instances (several) at most
+// the connection timeout: a silent one costs this, then the next.
+func watchDialTimeout(timeout time.Duration, several bool) time.Duration {
+	switch {
+	case several && (timeout <= 0 || timeout > client.DefaultConnectTimeout):
+		return client.DefaultConnectTimeout
+	case timeout <= 0:
+		return forever
+	}
+	return timeout
 }
 
 // watchPrinter returns the function that prints each event of a watch, and
