@@ -244,7 +244,7 @@ func TestErrors(t *testing.T) {
 		{
 			name: "conflict, current version inside error", status: 409,
 			body: `{"error":{"code":"conflict","message":"version conflict","current_version":4,"key":"k","ns":"default"}}`,
-			want: APIError{Status: 409, Code: "conflict", Message: "version conflict", CurrentVersion: 4}, conflict: true, is: ctxd.ErrConflict,
+			want: APIError{Status: 409, Code: "conflict", Message: "version conflict", Namespace: "default", Key: "k", CurrentVersion: 4}, conflict: true, is: ctxd.ErrConflict,
 		},
 		{
 			name: "conflict, current version beside error", status: 409,

@@ -85,6 +85,10 @@ type APIError struct {
 	Code string
 	// Message is the server's explanation.
 	Message string
+	// Namespace and Key are, for a conflict, the key whose version was
+	// not the one expected: in a transaction, the op that failed.
+	Namespace string
+	Key       string
 	// CurrentVersion is, for a conflict, the key's version now (0: it does
 	// not exist).
 	CurrentVersion uint64
@@ -193,6 +197,8 @@ type errorBody struct {
 	Error *struct {
 		Code              string `json:"code"`
 		Message           string `json:"message"`
+		Namespace         string `json:"ns"`
+		Key               string `json:"key"`
 		CurrentVersion    uint64 `json:"current_version"`
 		CompactedRevision uint64 `json:"compacted_revision"`
 		OpIndex           int    `json:"op_index"`
@@ -230,6 +236,7 @@ func decodeError(resp *http.Response) error {
 	if err := json.Unmarshal(data, &b); err == nil && b.Error != nil {
 		ae.Code = b.Error.Code
 		ae.Message = b.Error.Message
+		ae.Namespace, ae.Key = b.Error.Namespace, b.Error.Key
 		ae.CurrentVersion = max(b.Error.CurrentVersion, b.CurrentVersion)
 		ae.CompactedRevision = max(b.Error.CompactedRevision, b.CompactedRevision)
 		ae.OpIndex, ae.Op, ae.Pointer = b.Error.OpIndex, b.Error.Op, b.Error.Pointer

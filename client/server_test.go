@@ -153,6 +153,11 @@ func TestAgainstRealServer(t *testing.T) {
 		{Op: "put", Key: "t1", Value: json.RawMessage(`3`), IfVersion: Expect(5)},
 	}, TxnOptions{})
 	assert.True(t, IsConflict(err), "%v", err)
+	var conflict *APIError
+	require.ErrorAs(t, err, &conflict)
+	assert.Equal(t, "default", conflict.Namespace, "the key that conflicted, among the transaction's")
+	assert.Equal(t, "t1", conflict.Key)
+	assert.Equal(t, uint64(1), conflict.CurrentVersion)
 	_, err = c.Get(ctx, "", "t2", GetOptions{})
 	assert.True(t, IsNotFound(err), "a failed transaction writes nothing")
 
