@@ -55,7 +55,8 @@
 // # Errors
 //
 // An error answer from the server is an [*APIError] carrying the HTTP status,
-// the JSON error code and, for a version conflict, the key's current version;
+// the JSON error code and, for a version conflict, the key (a
+// transaction's op that failed) and its current version;
 // [IsNotFound] and [IsConflict] test for the common ones, and an *APIError
 // also matches the store's sentinel errors (ctxd.ErrNotFound,
 // ctxd.ErrConflict, ...) with errors.Is. A request that got no answer at all

@@ -95,8 +95,13 @@ type APIError struct {
 	// CompactedRevision is, for CodeCompacted, the oldest revision history
 	// still answers for.
 	CompactedRevision uint64
-	// OpIndex, Op and Pointer are, for a patch that failed, the failing
-	// operation (from 0), its name, and the JSON pointer that failed.
+	// OpIndex, Op and Pointer are, for a patch that failed
+	// (CodePatchTestFailed, CodePatchFailed), the failing operation of the
+	// JSON Patch (from 0), its name, and the JSON pointer that failed. An
+	// OpIndex of 0 names the first operation only when Op is set: for
+	// another error it says nothing. (In a transaction it is the place
+	// inside that op's patch, not the op's place in the transaction: the
+	// Message names the key.)
 	OpIndex int
 	Op      string
 	Pointer string
