@@ -35,7 +35,7 @@ type (
 	HistoryPage = ctxd.HistoryPage
 	// Status is the server's summary, from GET /v1/status.
 	Status = ctxd.ServerStatus
-	// TxnOp is one write of a transaction.
+	// TxnOp is one write of a transaction; a put's TTL is TxnTTL's.
 	TxnOp = ctxd.TxnOp
 )
 
@@ -426,8 +426,19 @@ type TxnOptions struct {
 	Who string
 }
 
+// TxnTTL is d as a put op's TTL (TxnOp.TTL, the wire's JSON: "1m30s"):
+// the key expires that long after the transaction. 0 gives nil, no TTL:
+// the put makes the key permanent. A negative d is sent as it is, for
+// the server to refuse (ctxd.ErrInvalid), never taken for none.
+func TxnTTL(d time.Duration) json.RawMessage {
+	if d == 0 {
+		return nil
+	}
+	return json.RawMessage(strconv.Quote(d.String()))
+}
+
 // Txn applies ops all or nothing: if one fails (a conflict, a bad key),
-// nothing is written and the error says which.
+// nothing is written and the error says which. A put's TTL is TxnTTL's.
 func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts TxnOptions) (TxnResult, error) {
 	body, err := json.Marshal(ctxd.TxnRequest{Who: c.whoOr(opts.Who), Ops: ops})
 	if err != nil {

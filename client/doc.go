@@ -46,7 +46,7 @@
 // (failover.go).
 //
 // Expiring keys: PutOptions.TTL makes a key expire (a put without it makes
-// the key permanent again), KeepAlive moves its deadline without a new
+// the key permanent again), as TxnTTL does a transaction's put, KeepAlive moves its deadline without a new
 // version, and a Record's ExpiresAt is its deadline (zero: never). An
 // expiry comes on the feed as a delete with WatchEvent.Expired set. An
 // export carries the deadlines, and Import gives each key the time left

@@ -81,3 +81,25 @@ func TestExpiringKeys(t *testing.T) {
 	_, err = c.KeepAlive(ctx, "", "run/lock", -time.Second, KeepAliveOptions{})
 	assert.True(t, errors.Is(err, ctxd.ErrInvalid), "%v", err)
 }
+
+// TxnTTL gives a transaction's put a TTL as a time.Duration, as
+// PutOptions.TTL does (TxnOp.TTL is the wire's JSON): the key expires
+// that long after the transaction; 0 is none; a negative one is refused,
+// never taken for none.
+func TestTxnTTL(t *testing.T) {
+	ctx := context.Background()
+	c := realServer(t)
+	res, err := c.Txn(ctx, []TxnOp{
+		{Op: "put", Key: "lease", Value: json.RawMessage(`1`), TTL: TxnTTL(90 * time.Minute)},
+		{Op: "put", Key: "short", Value: json.RawMessage(`1`), TTL: TxnTTL(1500 * time.Millisecond)},
+		{Op: "put", Key: "perm", Value: json.RawMessage(`1`), TTL: TxnTTL(0)},
+	}, TxnOptions{})
+	require.NoError(t, err)
+	require.Len(t, res.Records, 3)
+	assert.True(t, res.Records[0].UpdatedAt.Add(90*time.Minute).Equal(res.Records[0].ExpiresAt), "%s", res.Records[0].ExpiresAt)
+	assert.True(t, res.Records[1].UpdatedAt.Add(1500*time.Millisecond).Equal(res.Records[1].ExpiresAt), "%s", res.Records[1].ExpiresAt)
+	assert.True(t, res.Records[2].ExpiresAt.IsZero())
+
+	_, err = c.Txn(ctx, []TxnOp{{Op: "put", Key: "late", Value: json.RawMessage(`1`), TTL: TxnTTL(-time.Second)}}, TxnOptions{})
+	assert.True(t, errors.Is(err, ctxd.ErrInvalid), "%v", err)
+}
