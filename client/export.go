@@ -114,12 +114,28 @@ type ImportResult struct {
 	Revision uint64 `json:"revision"`
 }
 
+// ImportOptions are the optional parts of an import.
+type ImportOptions struct {
+	// Who overrides the client's default who.
+	Who string
+}
+
 // Import sends a JSON dump (ctxd's, or Framework0's) read from r; the
 // server puts every key of it into ns in one transaction, or none. Import
 // never closes r, even when it is an io.Closer: that is the caller's.
-func (c *Client) Import(ctx context.Context, ns string, r io.Reader) (ImportResult, error) {
+// opts is at most one ImportOptions (variadic, so that calls written
+// before it had options stay as they are; more than one is an error).
+func (c *Client) Import(ctx context.Context, ns string, r io.Reader, opts ...ImportOptions) (ImportResult, error) {
 	ns = orDefault(ns)
-	resp, err := c.stream(ctx, http.MethodPost, nsPath(ns)+"/import", params("who", c.whoOr("")), r)
+	var o ImportOptions
+	switch len(opts) {
+	case 0:
+	case 1:
+		o = opts[0]
+	default:
+		return ImportResult{}, fmt.Errorf("import into %s: %w", ns, ctxd.Invalidf("give at most one ImportOptions, not %d", len(opts)))
+	}
+	resp, err := c.stream(ctx, http.MethodPost, nsPath(ns)+"/import", params("who", c.whoOr(o.Who)), r)
 	if err != nil {
 		return ImportResult{}, wrap("import into "+ns, err)
 	}

@@ -103,3 +103,20 @@ func TestTxnTTL(t *testing.T) {
 	_, err = c.Txn(ctx, []TxnOp{{Op: "put", Key: "late", Value: json.RawMessage(`1`), TTL: TxnTTL(-time.Second)}}, TxnOptions{})
 	assert.True(t, errors.Is(err, ctxd.ErrInvalid), "%v", err)
 }
+
+// Import records the who its options give, as every other write does;
+// without, the client's (WithWho).
+func TestImportWho(t *testing.T) {
+	ctx := context.Background()
+	c := realServer(t)
+	_, err := c.Import(ctx, "a", strings.NewReader(`{"context":{"k":1}}`), ImportOptions{Who: "restore-job"})
+	require.NoError(t, err)
+	rec, err := c.Get(ctx, "a", "k", GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "restore-job", rec.Who)
+	_, err = c.Import(ctx, "b", strings.NewReader(`{"context":{"k":1}}`))
+	require.NoError(t, err)
+	rec, err = c.Get(ctx, "b", "k", GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "client-test", rec.Who)
+}
