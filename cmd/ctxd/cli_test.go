@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -86,7 +87,7 @@ func TestCLIAgainstServer(t *testing.T) {
 	r = cli(t, env, "", "ls", "--limit", "2", "-o", "value")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "app/config\nfresh\n", r.stdout)
-	assert.Contains(t, r.stderr, `--after "fresh"`)
+	assert.Contains(t, r.stderr, `--after fresh,`)
 	assert.Equal(t, "greeting\nlist\n", run(t, "", "ls", "--limit", "2", "--after", "fresh", "-o", "value"))
 	page := fromJSON[ctxd.ListPage](t, run(t, "", "ls", "--all", "-o", "json"))
 	assert.Len(t, page.Records, 8)
@@ -348,4 +349,39 @@ func TestCLIPatch(t *testing.T) {
 	assert.Equal(t, 2, cli(t, env, "", "patch", "cfg", `not json`).code)
 	assert.Equal(t, 2, cli(t, env, "", "patch", "cfg", `{}`, "--type", "xml").code)
 	assert.Equal(t, `["replaced"]`+"\n", cliOK(t, env, "", "get", "cfg"), "refused patches changed nothing")
+}
+
+// ls says how to go on to the next page, in words a shell takes as they
+// are: a key with $, a backtick, a quote or a backslash, pasted from a
+// Go-quoted "..." into sh, named another key (--after "x$HOME" went on
+// after x/root: a page of keys skipped). Following the hint page after
+// page, through sh, lists every key once.
+func TestLsHintContinuesInAShell(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	env := []string{"CTXD_SERVER=" + srv.URL}
+	keys := []string{`a b`, `x"d`, `x$HOME`, `x'q`, `x\b`, "x`id`", `x!1`, `y`, `é-ü`}
+	for _, k := range keys {
+		cliOK(t, env, "", "put", "-n", "sh", "--", k, "1")
+	}
+	var listed []string
+	hint := regexp.MustCompile(`^more keys: continue with (--after .*), or use --all\n$`)
+	args := ""
+	for page := 0; ; page++ {
+		require.Less(t, page, len(keys), "the hints go round: %q", listed)
+		cmd := exec.Command("sh", "-c", `"$0" ls -n sh --limit 2 -o value `+args, bin)
+		cmd.Env = testEnv(env...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		require.NoError(t, cmd.Run(), stderr.String())
+		listed = append(listed, strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")...)
+		if stderr.Len() == 0 {
+			break
+		}
+		m := hint.FindStringSubmatch(stderr.String())
+		require.NotNil(t, m, stderr.String())
+		args = m[1]
+	}
+	assert.ElementsMatch(t, keys, listed)
+	assert.Len(t, listed, len(keys), "each once: %q", listed)
 }

@@ -110,9 +110,22 @@ func (c *common) printList(page client.ListPage) error {
 		return err
 	}
 	if page.Next != "" {
-		fmt.Fprintf(c.a.stderr, "more keys: continue with --after %s, or use --all\n", strconv.Quote(page.Next))
+		fmt.Fprintf(c.a.stderr, "more keys: continue with --after %s, or use --all\n", shellQuote(page.Next))
 	}
 	return nil
+}
+
+// shellQuote is s as a POSIX shell word: as it is when it holds only
+// characters no shell reads, else in single quotes (each ' written '\”).
+// A hint to paste: in Go's "..." a $, a backtick or a ! in a key was the
+// shell's, and named another key.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-./:@%+=,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // printHistory prints a page of history. The revision to continue from goes
