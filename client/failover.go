@@ -183,15 +183,24 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 			tried = append(tried, err.Error())
 		case resp.StatusCode == http.StatusServiceUnavailable && !last && replayable:
 			if resp, err = refusedBeforeApplying(resp, write); resp != nil || err != nil {
+				// Not sent on (outcome_unknown: it may have applied),
+				// but the next request goes to the next instance, as
+				// after a write sent without answer: one whose every
+				// write waits out its store's timeout would otherwise
+				// cost every write that.
+				c.prefer(first, idx+1)
 				return resp, movedOn(err, tried)
 			}
 			tried = append(tried, c.servers[idx]+": 503 unavailable")
 		default:
 			next := idx
-			if resp.Header.Get(ctxd.HeaderDraining) != "" {
+			if resp.Header.Get(ctxd.HeaderDraining) != "" || resp.StatusCode == http.StatusServiceUnavailable {
 				// A good answer from an instance that is stopping: the
 				// next requests go to the next instance before it
-				// closes its connections (and resets new ones).
+				// closes its connections (and resets new ones). A 503
+				// (outcome_unknown to an import, whose body is read
+				// once and not sent on): the next request goes to the
+				// next instance, as above.
 				next = idx + 1
 			}
 			c.prefer(first, next)

@@ -262,6 +262,54 @@ func TestFailoverOnUnavailableOnly(t *testing.T) {
 	assert.JSONEq(t, `1`, string(rec.Value), "the write whose outcome is unknown was not sent on")
 }
 
+// An instance that answered a write outcome_unknown (its etcd member cut
+// off from the quorum, say, where each write waits out
+// etcd.request_timeout) is left for the next request, as one that sent
+// no answer is: it kept the preference, and every write after it paid
+// the same wait and ended outcome unknown while the next instance was
+// well. The write itself is not sent on.
+func TestOutcomeUnknownAnswerMovesTheNextRequest(t *testing.T) {
+	live := testkit.StartServer(t)
+	var n atomic.Int64
+	unknown := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		n.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error":{"code":"outcome_unknown","message":"etcd did not answer in time"}}`)
+	}))
+	t.Cleanup(unknown.Close)
+	ctx := context.Background()
+
+	writes := map[string]func(c *Client) error{
+		"put": func(c *Client) error {
+			_, err := c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+			return err
+		},
+		"import": func(c *Client) error { // a body read once: the other path
+			_, err := c.Import(ctx, "", strings.NewReader(`{"context":{"k":1}}`))
+			return err
+		},
+	}
+	for name, write := range writes {
+		n.Store(0)
+		c, err := New(unknown.URL+","+live.URL, WithWho("failover"))
+		require.NoError(t, err)
+		require.True(t, IsOutcomeUnknown(write(c)), name)
+		assert.EqualValues(t, 1, n.Load(), "%s: not sent on", name)
+		assert.Equal(t, live.URL, c.Servers()[0], "%s: the next request goes to the next instance", name)
+		require.NoError(t, write(c), name)
+		assert.EqualValues(t, 1, n.Load(), "%s: the next write went to the next instance", name)
+	}
+
+	// The last instance of the list too: the next request goes round to
+	// the first.
+	c, err := New(live.URL+","+unknown.URL, WithPreferred(unknown.URL))
+	require.NoError(t, err)
+	require.True(t, IsOutcomeUnknown(writes["put"](c)))
+	assert.Equal(t, live.URL, c.Servers()[0])
+}
+
 // waitConnected waits for a Watch's OnConnect (connected), failing if the
 // Watch ended (done) or nothing came within watchDeadline.
 func waitConnected(t *testing.T, connected <-chan uint64, done <-chan error) {
