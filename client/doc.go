@@ -46,11 +46,12 @@
 // (failover.go).
 //
 // Expiring keys: PutOptions.TTL makes a key expire (a put without it makes
-// the key permanent again), as TxnTTL does a transaction's put, KeepAlive moves its deadline without a new
-// version, and a Record's ExpiresAt is its deadline (zero: never). An
-// expiry comes on the feed as a delete with WatchEvent.Expired set. An
-// export carries the deadlines, and Import gives each key the time left
-// (ImportResult.SkippedExpired counts the keys whose deadline had passed).
+// the key permanent again), as TxnTTL does a transaction's put, KeepAlive
+// moves its deadline without a new version, and a Record's ExpiresAt is
+// its deadline (zero: never). An expiry comes on the feed as a delete
+// with WatchEvent.Expired set. An export carries the deadlines, and
+// Import gives each key the time left (ImportResult.SkippedExpired counts
+// the keys whose deadline had passed).
 //
 // # Errors
 //
@@ -69,9 +70,9 @@
 // or a Put, Delete, Txn or Import was sent in full and its answer never
 // came, or came with a success status and was then cut off (it applied, but
 // what it returned is lost), or came as a 503 cut off before its code
-// (outcome_unknown as well as unavailable). It may or may not have been applied: read the
-// key (its version or revision shows whether the write is there) before
-// retrying. Such an error is also a connection error when no answer came:
-// test IsOutcomeUnknown first. 503 unavailable, by contrast, means nothing
-// was applied.
+// (outcome_unknown as well as unavailable). It may or may not have been
+// applied: read the key (its version or revision shows whether the write
+// is there) before retrying. Such an error is also a connection error
+// when no answer came: test IsOutcomeUnknown first. 503 unavailable, by
+// contrast, means nothing was applied.
 package client
