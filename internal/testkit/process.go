@@ -90,6 +90,9 @@ type ServeOptions struct {
 	// SysProcAttr, when set, is the process's (a Credential runs it as
 	// another user, as systemd's User= does).
 	SysProcAttr *syscall.SysProcAttr
+	// Dir is the folder it runs in (relative paths of its flags and
+	// variables are read from there); empty: the test's.
+	Dir string
 }
 
 // StartServe runs `bin serve --addr ADDR --data dataDir args...` and waits
@@ -115,7 +118,7 @@ func StartServeErr(t testing.TB, bin, dataDir string, o ServeOptions) (*Process,
 	if cmd.Env == nil {
 		cmd.Env = CleanEnv()
 	}
-	cmd.SysProcAttr = o.SysProcAttr
+	cmd.SysProcAttr, cmd.Dir = o.SysProcAttr, o.Dir
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
