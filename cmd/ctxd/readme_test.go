@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,49 +16,69 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
-// The README's examples of the REST API and of /ctx are run with curl,
-// one after the other, against a new `ctxd serve` (this package's binary,
-// a new data folder), and what the server answers is compared with what
-// the README shows (TestReadmeExamples).
+// The README's examples that show answers are run, one after the other,
+// against a new `ctxd serve` (this package's binary, a new data folder),
+// and what they answer is compared with what the README shows
+// (TestReadmeExamples).
 //
 // How README.md is read:
 //
-//   - A run is a section of README.md (readmeRuns): its ```sh blocks run
-//     in order on one new server, but for those of the subsections it
-//     names in without (they say they ran on a server of their own: they
-//     are runs of their own).
-//   - The ```json and plain ``` blocks right after a ```sh block (nothing
-//     but a line break between them) are its answers: each JSON value is
-//     one answer, a plain block that is not JSON is one answer (an HTTP
-//     answer when it starts with "HTTP/": curl -i). They answer the block's
-//     last commands, in order; the commands before those are steps whose
-//     answer is not shown, and must succeed.
+//   - A run is a section of README.md (readmeRuns): its ```sh and
+//     ```console blocks run in order on one new server, but for those of
+//     the subsections it names in without (they say they ran on a server
+//     of their own: they are runs of their own).
+//   - In a ```sh block, the ```json and plain ``` blocks right after it
+//     (nothing but a line break between them) are its answers: each JSON
+//     value is one answer, a plain block that is not JSON is one answer
+//     (an HTTP answer when it starts with "HTTP/": curl -i). They answer
+//     the block's last commands, in order; the commands before those are
+//     steps whose answer is not shown, and must succeed.
+//   - In a ```console block, a line starting with "$ " is a command (with
+//     the lines of its here-document, or after a backslash), and the
+//     lines up to the next command are what it writes, stdout and stderr
+//     together as a terminal shows them; it must exit 0 (the README shows
+//     `; echo "exit $?"` after a command that fails).
 //   - Every command runs with sh -c, B set to the server's URL and ctxd
 //     (this package's binary) on PATH with CTXD_SERVER set, in a folder
-//     of its own. curl is the real one, told -q (no ~/.curlrc), -sS (no
-//     progress meter) and to write the HTTP status on stderr (stdout is
-//     left as the README shows it): every request must answer 2xx,
-//     unless the command's comment starts with a status (`# 409`), which
-//     is then the one it must answer; a JSON value after that status
-//     (`# 200 {"status":"ok"} ...`) is the command's answer.
+//     of the run's own, with what the section says it assumes
+//     (readmeRun.env). The variables a command sets are set for the
+//     commands after it, as in one terminal (TOKEN=$(ctxd token new ...)).
+//     curl is the real one, told -q (no ~/.curlrc), -sS (no progress
+//     meter) and, in a ```sh block, to write the HTTP status on stderr
+//     (stdout is left as the README shows it): every request must answer
+//     2xx, unless the command's comment starts with a status (`# 409`),
+//     which is then the one it must answer; a JSON value after that status
+//     (`# 200 {"status":"ok"} ...`) is the command's answer. A comment
+//     `# saves NAME` says the command writes the file NAME in its folder.
+//   - A `ctxd serve` command (its variables, and --data) is started by
+//     the test, on a port of its own, in the run's folder; B and
+//     CTXD_SERVER then name it. A run that has one gets no server at its
+//     start.
+//   - The README's paths are read as the test's (readmePaths): the data
+//     folder /srv/ctxd/data is the server's, /etc/ctxd a folder of the
+//     run.
 //   - Answers are compared as JSON, member by member, exactly, but for
 //     what varies from run to run (readmeVarying): times must be RFC 3339
 //     times (and an expires_at as far after its updated_at as the README
-//     shows), a build's version a string. A dump's path is compared with
-//     the README's data folder, /srv/ctxd/data, read as the server's. An
-//     HTTP answer's status line and the headers shown must match, and the
-//     server may send only the headers the README says it left out
+//     shows), a build's version a string, and so on. An HTTP answer's
+//     status line and the headers shown must match, and the server may
+//     send only the headers the README says it left out
 //     (readmeShortenedHeaders). A text answer is compared line by line,
-//     with RFC 3339 times masked and CRLF read as LF.
-//   - A command is not run only when readmeSkips names it, with why; each
-//     skip is logged. A ```json block of a run that answers no command is
-//     an illustration, which readmeIllustrations must name, with why.
+//     with what varies masked (readmeTextVarying: RFC 3339 times, sizes,
+//     ...) and CRLF read as LF.
+//   - A command is not run only when readmeSkips names it, or
+//     readmeSkipBlocks its block, with why; each skip is logged. A ```json
+//     block of a run that answers no command is an illustration, which
+//     readmeIllustrations must name, with why.
 
 // readmeRun is a section of README.md whose examples run one after the
 // other on a new server.
@@ -65,6 +86,7 @@ type readmeRun struct {
 	name    string
 	heading string   // the section's heading line, exactly
 	without []string // headings of subsections that are runs of their own
+	env     []string // what the section says its examples assume
 }
 
 var readmeRuns = []readmeRun{
@@ -81,9 +103,25 @@ var readmeRuns = []readmeRun{
 		heading: readmePatchHeading,
 	},
 	{
+		// "The examples of this section run one after the other on a
+		// new server".
+		name:    "dumps",
+		heading: "## Dumps, export and import",
+	},
+	{
 		// One sequence: POST twice, read, history, dump, download.
 		name:    "ctx",
 		heading: "## Framework0-compatible API (`/ctx`)",
+	},
+	{
+		// "The examples of this section run one after the other on a
+		// new server".
+		name:    "snapshots",
+		heading: "## Snapshots, restore and disk space",
+	},
+	{
+		name:    "errors",
+		heading: "## Errors",
 	},
 }
 
@@ -94,12 +132,24 @@ var readmeSkips = map[string]string{
 	"B=http://127.0.0.1:8080": "the test sets B to its own server's URL",
 }
 
+// readmeSkipBlocks are the blocks of the runs that are not run, each
+// named by its first line, and why.
+var readmeSkipBlocks = map[string]string{
+	"ctxd history KEY -n team                        # a key the mistake changed: R is the mistake's revision - 1": "" +
+		"a recipe for a key and a revision of yours: TestReadmeUndoAMistake runs it with them filled in",
+	"# on the old machine (CTXD_SERVER points at its server)": "two machines: TestReadmeRebuildOnANewMachine runs it " +
+		"with a data folder for each",
+	"ctxd restore --from backup.db --etcd-endpoints http://10.0.0.1:2379 --etcd-prefix /ctxd/ --dry-run": "" +
+		"an etcd cluster at 10.0.0.1: TestRestoreIntoEtcdPrefixAndBack restores into etcd",
+}
+
 // readmeIllustrations are the JSON blocks of the runs that answer no
 // command: each is named by how it starts, and why it is not compared.
 var readmeIllustrations = map[string]string{
 	`{"ns":"default","key":"app.config","value":{"debug":true},"version":1,`: "what a record looks like: the first put's answer, compared there",
 	`"last_restore":`: "a member of /v1/status after a whole restore, which the walkthrough does not make",
 	`"read_cache":{"state":"ready","revision":42,`: "/v1/status's read_cache on etcd",
+	`{"error":{"code":"insufficient_storage",`:     "a write past the storage quota, which needs a server with a small quota and data to fill it",
 }
 
 // readmeVarying are the members whose values change from run to run,
@@ -111,6 +161,7 @@ var readmeVarying = map[string]func(want, got any) (handled bool, err error){
 	"time":           isTime,
 	"timestamp":      isTime,
 	"started_at":     isTime,
+	"created":        isTime,
 	"uptime_seconds": isNumber,
 	// A dump's size: its times are RFC 3339 with the nanoseconds' trailing
 	// zeros dropped, so its length varies; it must be the size of the
@@ -130,6 +181,23 @@ var readmeVarying = map[string]func(want, got any) (handled bool, err error){
 	"used_bytes":      isNumber,
 	"free_pages":      isNumber,
 	"version":         isBuildVersion,
+	// A snapshot: its file is a copy of the database file (whose size
+	// depends on how the store batched its writes, as above), its id
+	// starts with the time it was taken.
+	"size":   isNumber,
+	"sha256": isSHA256,
+	"id":     isSnapshotID,
+}
+
+// readmeTextVarying are what text answers show that changes from run to
+// run: each is masked, in the README's answer and in the one compared
+// with it.
+var readmeTextVarying = []struct {
+	re   *regexp.Regexp
+	mask string
+}{
+	// RFC 3339 times.
+	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`), "<time>"},
 }
 
 // readmeShortenedHeaders are the headers a curl -i answer of the README
@@ -137,8 +205,13 @@ var readmeVarying = map[string]func(want, got any) (handled bool, err error){
 // come too.)"
 var readmeShortenedHeaders = []string{"Content-Length", "Date", "X-Request-Id"}
 
-// readmeDataDir is the data folder the README's answers show.
-const readmeDataDir = "/srv/ctxd/data"
+// readmePaths are the README's paths the test reads as its own: the data
+// folder its answers show (the server's), and the configuration folder of
+// its examples (a folder of the run: /etc/ctxd/tokens.yaml).
+const (
+	readmeDataDir   = "/srv/ctxd/data"
+	readmeConfigDir = "/etc/ctxd"
+)
 
 func TestReadmeExamples(t *testing.T) {
 	t.Parallel()
@@ -150,11 +223,25 @@ func TestReadmeExamples(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
 	doc := parseReadme(string(readme))
-	illustrations := map[string]int{}
+	illustrations, skips, skipBlocks := map[string]int{}, map[string]int{}, map[string]int{}
 	for _, run := range readmeRuns {
 		blocks, err := doc.runBlocks(run)
 		require.NoError(t, err)
 		for i, b := range blocks {
+			switch b.info {
+			case "sh", "console":
+				if _, ok := readmeSkipBlocks[b.firstLine()]; ok {
+					skipBlocks[b.firstLine()]++
+					continue
+				}
+				cmds, _, err := b.commands()
+				require.NoError(t, err)
+				for _, c := range cmds {
+					if _, ok := readmeSkips[c.text]; ok {
+						skips[c.text]++
+					}
+				}
+			}
 			if b.info != "json" || i > 0 && b.follows && (blocks[i-1].info == "sh" || blocks[i-1].info == "json") {
 				continue
 			}
@@ -172,7 +259,7 @@ func TestReadmeExamples(t *testing.T) {
 		}
 		t.Run(run.name, func(t *testing.T) {
 			t.Parallel()
-			runReadmeBlocks(t, blocks)
+			runReadmeBlocks(t, run, blocks)
 		})
 	}
 	for prefix := range readmeIllustrations {
@@ -180,83 +267,188 @@ func TestReadmeExamples(t *testing.T) {
 			t.Errorf("readmeIllustrations: %q starts %d JSON blocks of the runs, not 1", prefix, illustrations[prefix])
 		}
 	}
+	for text := range readmeSkips {
+		if skips[text] == 0 {
+			t.Errorf("readmeSkips: %q is no command of the runs", text)
+		}
+	}
+	for first := range readmeSkipBlocks {
+		if skipBlocks[first] != 1 {
+			t.Errorf("readmeSkipBlocks: %q starts %d blocks of the runs, not 1", first, skipBlocks[first])
+		}
+	}
+}
+
+// readmeSession is a run under way: its server, its folder, the
+// variables its commands set.
+type readmeSession struct {
+	t        *testing.T
+	run      readmeRun
+	work     string            // the commands' folder
+	vars     map[string]string // set by the commands so far
+	varsFile string            // where a command writes its environment
+	srv      *serverProcess
+	dataDir  string
+	compared int
 }
 
 // runReadmeBlocks runs the commands of blocks on a new server and
 // compares their answers with the README's.
-func runReadmeBlocks(t *testing.T, blocks []readmeFence) {
-	dataDir := t.TempDir()
-	srv := startServer(t, dataDir)
-	work := t.TempDir()
-	env := testEnv("B="+srv.URL, "CTXD_SERVER="+srv.URL, "NO_PROXY=127.0.0.1", "no_proxy=127.0.0.1",
-		"PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
-	compared := 0
-	for i, b := range blocks {
-		if b.info != "sh" {
+func runReadmeBlocks(t *testing.T, section readmeRun, blocks []readmeFence) {
+	s := &readmeSession{t: t, run: section, work: t.TempDir(), vars: map[string]string{},
+		varsFile: filepath.Join(t.TempDir(), "env")}
+	require.NoError(t, os.MkdirAll(filepath.Join(s.work, "etc", "ctxd"), 0o700))
+	serves := false
+	for _, b := range blocks {
+		if _, ok := readmeSkipBlocks[b.firstLine()]; ok {
 			continue
 		}
-		cmds, err := splitCommands(b)
+		cmds, _, err := b.commands()
 		require.NoError(t, err)
-		var answers []readmeAnswer
-		for _, a := range blocks[i+1:] {
-			if a.info != "json" && a.info != "" || !a.follows {
-				break
-			}
-			as, err := a.answers(dataDir)
-			require.NoError(t, err)
-			answers = append(answers, as...)
-		}
-		var run []readmeCommand
 		for _, c := range cmds {
+			_, skipped := readmeSkips[c.text]
+			serves = serves || !skipped && serveCommand.MatchString(c.text)
+		}
+	}
+	if !serves {
+		s.dataDir = t.TempDir()
+		s.srv = startServer(t, s.dataDir)
+	}
+	for i, b := range blocks {
+		if b.info != "sh" && b.info != "console" {
+			continue
+		}
+		if why, ok := readmeSkipBlocks[b.firstLine()]; ok {
+			t.Logf("README.md:%d: block not run: %s", b.line, why)
+			continue
+		}
+		cmds, outputs, err := b.commands()
+		require.NoError(t, err)
+		var run []readmeCommand
+		var shown []readmeAnswer
+		for j, c := range cmds {
 			if why, ok := readmeSkips[c.text]; ok {
 				t.Logf("README.md:%d: not run: %s (%s)", c.line, c.text, why)
 				continue
 			}
 			run = append(run, c)
+			if b.info == "console" {
+				shown = append(shown, outputs[j])
+			}
 		}
-		if len(answers) > len(run) {
-			t.Fatalf("README.md:%d: %d answers follow %d commands", b.line, len(answers), len(run))
-		}
-		first := len(run) - len(answers)
+		outs := make([][]byte, len(run))
 		for j, c := range run {
-			out := runReadmeCommand(t, c, env, work)
-			if out == nil {
+			outs[j] = s.runCommand(c, b.info == "console")
+		}
+		if b.info == "sh" {
+			// The answers, read once the commands ran (a ctxd serve
+			// among them names the data folder).
+			for _, a := range blocks[i+1:] {
+				if a.info != "json" && a.info != "" || !a.follows {
+					break
+				}
+				as, err := a.answers(s.paths())
+				require.NoError(t, err)
+				shown = append(shown, as...)
+			}
+			if len(shown) > len(run) {
+				t.Fatalf("README.md:%d: %d answers follow %d commands", b.line, len(shown), len(run))
+			}
+		}
+		first := len(run) - len(shown)
+		for j, c := range run {
+			if outs[j] == nil {
 				continue
 			}
 			if c.answer != nil {
-				compared++
-				checkReadmeAnswer(t, c, *c.answer, out)
+				s.compared++
+				checkReadmeAnswer(t, c, *c.answer, outs[j])
 			}
 			if j >= first {
-				compared++
-				checkReadmeAnswer(t, c, answers[j-first], out)
+				s.compared++
+				want := shown[j-first]
+				if b.info == "console" {
+					want.text = s.paths().Replace(want.text)
+				}
+				checkReadmeAnswer(t, c, want, outs[j])
 			}
 		}
 	}
-	t.Logf("%d answers compared", compared)
-	if compared == 0 {
+	t.Logf("%d answers compared", s.compared)
+	if s.compared == 0 {
 		t.Error("no answer was compared: has the README's section changed?")
 	}
 }
 
-// runReadmeCommand runs c and checks its exit status and HTTP statuses;
-// it returns what it wrote on stdout, nil when it failed (the test has
-// been told).
-func runReadmeCommand(t *testing.T, c readmeCommand, env []string, dir string) []byte {
+// paths reads the README's paths as the run's (readmePaths).
+func (s *readmeSession) paths() *strings.Replacer {
+	return strings.NewReplacer(readmeDataDir+"/", s.dataDir+"/", readmeConfigDir+"/", filepath.Join(s.work, "etc", "ctxd")+"/")
+}
+
+// environ is the environment of the run's next command.
+func (s *readmeSession) environ() []string {
+	env := append([]string{"NO_PROXY=127.0.0.1", "no_proxy=127.0.0.1", "READMEVARS=" + s.varsFile,
+		"PATH=" + filepath.Dir(bin) + string(os.PathListSeparator) + os.Getenv("PATH")}, s.run.env...)
+	if s.srv != nil {
+		env = append(env, "B="+s.srv.URL, "CTXD_SERVER="+s.srv.URL)
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.vars)) {
+		env = append(env, k+"="+s.vars[k])
+	}
+	return testEnv(env...)
+}
+
+// serveCommand is a `ctxd serve` command the test starts itself: its
+// variables, and its data folder.
+var serveCommand = regexp.MustCompile(`^((?:[A-Z][A-Z0-9_]*=\S+ +)*)ctxd serve --data (\S+)(?: +#.*)?$`)
+
+// runCommand runs c and checks its exit status and HTTP statuses; it
+// returns what it wrote on stdout (on stdout and stderr, for a console
+// command), nil when it failed (the test has been told).
+func (s *readmeSession) runCommand(c readmeCommand, console bool) []byte {
+	t := s.t
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	text := s.paths().Replace(c.text)
+	if m := serveCommand.FindStringSubmatch(text); m != nil {
+		s.serve(m[1], m[2])
+		return []byte{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	// The README's curl, but that -q leaves out any ~/.curlrc, -sS hides
-	// the progress meter, and the status goes to stderr: stdout is what
-	// the README shows.
-	sh := `curl() { command curl -q -sS -w '%{stderr}%{http_code}\n' "$@"; }` + "\n" + c.text
+	// The variables the command sets are the next commands' (set -a
+	// exports them; env writes them out).
+	sh := "set -a\n" + text + "\nreadme_rc=$?\nenv -0 >\"$READMEVARS\"\nexit $readme_rc\n"
+	if !console {
+		// The README's curl, but that -q leaves out any ~/.curlrc, -sS
+		// hides the progress meter, and the status goes to stderr:
+		// stdout is what the README shows.
+		sh = `curl() { command curl -q -sS -w '%{stderr}%{http_code}\n' "$@"; }` + "\n" + sh
+	}
 	cmd := exec.CommandContext(ctx, "sh", "-c", sh)
-	cmd.Env, cmd.Dir = env, dir
+	env := s.environ()
+	cmd.Env, cmd.Dir = env, s.work
+	// A command that does not end (ctxd watch, not skipped) is killed
+	// with what it started, and the test told.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if console {
+		cmd.Stderr = &stdout // one pipe: the order a terminal shows
+	}
 	if err := cmd.Run(); err != nil {
-		t.Errorf("README.md:%d: %s: %v\nstderr: %s", c.line, c.text, err, stderr.String())
+		t.Errorf("README.md:%d: %s: %v\noutput: %s%s", c.line, c.text, err, stdout.String(), stderr.String())
 		return nil
+	}
+	s.keepVariables(env)
+	if c.saves != "" {
+		if _, err := os.Stat(filepath.Join(s.work, c.saves)); err != nil {
+			t.Errorf("README.md:%d: %s: it says it saves %s: %v", c.line, c.text, c.saves, err)
+		}
+	}
+	if console {
+		return stdout.Bytes()
 	}
 	var statuses []int
 	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
@@ -285,6 +477,38 @@ func runReadmeCommand(t *testing.T, c readmeCommand, env []string, dir string) [
 		}
 	}
 	return stdout.Bytes()
+}
+
+// keepVariables keeps the variables the last command set (those of its
+// environment that env did not give it) for the next commands.
+func (s *readmeSession) keepVariables(env []string) {
+	data, err := os.ReadFile(s.varsFile)
+	require.NoError(s.t, err)
+	given := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		given[k] = v
+	}
+	for _, kv := range strings.Split(string(data), "\x00") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || slices.Contains([]string{"PWD", "OLDPWD", "SHLVL", "_"}, k) {
+			continue
+		}
+		if old, ok := given[k]; !ok || old != v {
+			s.vars[k] = v
+		}
+	}
+}
+
+// serve starts the server of a `ctxd serve` command: vars are its
+// variables (NAME=value, separated by spaces), data its data folder.
+func (s *readmeSession) serve(vars, data string) {
+	if !filepath.IsAbs(data) {
+		data = filepath.Join(s.work, data)
+	}
+	env := testEnv(strings.Fields(vars)...)
+	s.srv = testkit.StartServe(s.t, bin, data, testkit.ServeOptions{Env: env, Dir: s.work})
+	s.dataDir = data
 }
 
 // checkReadmeAnswer compares the answer out of c with want.
@@ -405,6 +629,69 @@ type readmeCommand struct {
 	text   string // as written, its comment included
 	status int    // the status its comment names, 0 for none
 	answer *readmeAnswer
+	saves  string // the file its comment says it writes
+}
+
+// firstLine is b's first line, its spaces trimmed.
+func (b readmeFence) firstLine() string {
+	first, _, _ := strings.Cut(b.text, "\n")
+	return strings.TrimSpace(first)
+}
+
+// commands are the commands of an sh or console block, and for a console
+// block what each writes (nil for an sh block).
+func (b readmeFence) commands() ([]readmeCommand, []readmeAnswer, error) {
+	switch b.info {
+	case "sh":
+		cmds, err := splitCommands(b)
+		return cmds, nil, err
+	case "console":
+		return splitConsole(b)
+	}
+	return nil, nil, nil
+}
+
+var hereDoc = regexp.MustCompile(`<<-?\s*['"]?(\w+)['"]?`)
+
+// splitConsole cuts a console block into its commands ("$ " lines, with
+// the lines of a here-document, or after a backslash) and what each
+// writes (the lines up to the next command).
+func splitConsole(b readmeFence) ([]readmeCommand, []readmeAnswer, error) {
+	var cmds []readmeCommand
+	var outs []readmeAnswer
+	lines := strings.Split(b.text, "\n")
+	for i := 0; i < len(lines); {
+		text, ok := strings.CutPrefix(lines[i], "$ ")
+		if !ok {
+			return nil, nil, fmt.Errorf("README.md:%d: a console block starts with a command (\"$ \")", b.line+i)
+		}
+		c := readmeCommand{line: b.line + i, text: text}
+		i++
+		for strings.HasSuffix(c.text, "\\") && i < len(lines) {
+			c.text += "\n" + lines[i]
+			i++
+		}
+		if m := hereDoc.FindStringSubmatch(c.text); m != nil {
+			for {
+				if i == len(lines) {
+					return nil, nil, fmt.Errorf("README.md:%d: the here-document does not end with %s", c.line, m[1])
+				}
+				c.text += "\n" + lines[i]
+				i++
+				if lines[i-1] == m[1] {
+					break
+				}
+			}
+		}
+		out := readmeAnswer{line: b.line + i}
+		var written []string
+		for ; i < len(lines) && !strings.HasPrefix(lines[i], "$ "); i++ {
+			written = append(written, lines[i])
+		}
+		out.text = strings.Join(written, "\n")
+		cmds, outs = append(cmds, c), append(outs, out)
+	}
+	return cmds, outs, nil
 }
 
 // splitCommands cuts an sh block into its commands: a line break ends one
@@ -475,9 +762,16 @@ func splitCommands(b readmeFence) ([]readmeCommand, error) {
 	return cmds, nil
 }
 
-var statusComment = regexp.MustCompile(`^\s*([1-5][0-9][0-9])\b\s*(.*)$`)
+var (
+	statusComment = regexp.MustCompile(`^\s*([1-5][0-9][0-9])\b\s*(.*)$`)
+	savesComment  = regexp.MustCompile(`^saves (\S+)$`)
+)
 
 func (c *readmeCommand) parseComment(comment string) error {
+	if m := savesComment.FindStringSubmatch(comment); m != nil {
+		c.saves = m[1]
+		return nil
+	}
 	m := statusComment.FindStringSubmatch(comment)
 	if m == nil {
 		return nil
@@ -511,9 +805,9 @@ type readmeHTTP struct {
 	body    any
 }
 
-// answers are the answers block b shows, its data folder read as dataDir.
-func (b readmeFence) answers(dataDir string) ([]readmeAnswer, error) {
-	text := strings.ReplaceAll(b.text, readmeDataDir+"/", dataDir+"/")
+// answers are the answers block b shows, its paths read as the run's.
+func (b readmeFence) answers(paths *strings.Replacer) ([]readmeAnswer, error) {
+	text := paths.Replace(b.text)
 	if strings.HasPrefix(text, "HTTP/") {
 		head, body, ok := strings.Cut(text, "\n\n")
 		if !ok {
@@ -731,6 +1025,33 @@ func isBuildVersion(want, got any) (bool, error) {
 	return true, nil
 }
 
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func isSHA256(_, got any) (bool, error) {
+	if s, _ := got.(string); !sha256Hex.MatchString(s) {
+		return true, errors.New("not a sha256 (64 hex digits)")
+	}
+	return true, nil
+}
+
+var snapshotID = regexp.MustCompile(`^\d{8}T\d{6}(\.\d+)?Z(-r\d+)$`)
+
+// isSnapshotID: a snapshot's id is the time it was taken, then its
+// revision, which must be the README's; another id is compared exactly.
+func isSnapshotID(want, got any) (bool, error) {
+	w, _ := want.(string)
+	wm := snapshotID.FindStringSubmatch(w)
+	if wm == nil {
+		return false, nil
+	}
+	g, _ := got.(string)
+	gm := snapshotID.FindStringSubmatch(g)
+	if gm == nil || gm[2] != wm[2] {
+		return true, fmt.Errorf("not a snapshot id ending in %s", wm[2])
+	}
+	return true, nil
+}
+
 func compact(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -775,13 +1096,14 @@ func diffHTTP(want readmeHTTP, got []byte) []string {
 	return append(diffs, diffJSONText(want.body, []byte(body))...)
 }
 
-var rfc3339 = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`)
-
-// diffText compares text answers line by line, times masked.
+// diffText compares text answers line by line, what varies masked
+// (readmeTextVarying).
 func diffText(want, got string) []string {
 	norm := func(s string) []string {
 		s = strings.ReplaceAll(s, "\r\n", "\n")
-		s = rfc3339.ReplaceAllString(s, "<time>")
+		for _, v := range readmeTextVarying {
+			s = v.re.ReplaceAllString(s, v.mask)
+		}
 		return strings.Split(strings.TrimRight(s, "\n"), "\n")
 	}
 	w, g := norm(want), norm(got)
@@ -840,11 +1162,39 @@ func TestReadmeComparison(t *testing.T) {
 	require.Empty(t, diffText("a,2026-11-27T06:35:35.26Z\nb", "a,2030-01-01T00:00:00Z\r\nb\r\n"))
 	require.Len(t, diffText("a,1\nb", "a,2\r\nb\r\n"), 1)
 
-	cmds, err := splitCommands(readmeFence{line: 10, text: "curl $B/a -d '{\"x\":\n1}'   # 409 if taken\n" +
+	for got, err := range map[string]bool{"20261206T122644Z-r3": false, "20261206T122644.2Z-r3": false,
+		"20261206T122644Z-r4": true, "r3": true} {
+		handled, e := isSnapshotID("20261127T064501Z-r3", got)
+		require.True(t, handled)
+		require.Equal(t, err, e != nil, got)
+	}
+	handled, _ := isSnapshotID("c1", "c2")
+	require.False(t, handled, "an id that is no snapshot's is compared exactly")
+	_, err := isSHA256("", "9f2c...")
+	require.Error(t, err)
+
+	m := serveCommand.FindStringSubmatch("CTXD_AUTH_TOKENS_FILE=tokens.yaml ctxd serve --data ./data-auth   # in a terminal")
+	require.Equal(t, []string{"CTXD_AUTH_TOKENS_FILE=tokens.yaml ", "./data-auth"}, m[1:])
+	require.False(t, serveCommand.MatchString("ctxd serve [--config FILE] [--addr HOST:PORT]"))
+
+	cmds, outs, err := splitConsole(readmeFence{line: 20, text: "$ ctxd put n 44; echo \"exit $?\"\nctxd: conflict\nexit 5\n" +
+		"$ ctxd txn <<'EOF'\n{\"op\":\"put\"}\n$ x\nEOF\nOP  KEY\n$ ctxd get a \\\n  -n b\n$ true"})
+	require.NoError(t, err)
+	require.Len(t, cmds, 4)
+	require.Equal(t, []int{20, 23, 28, 30}, []int{cmds[0].line, cmds[1].line, cmds[2].line, cmds[3].line})
+	require.Equal(t, "ctxd txn <<'EOF'\n{\"op\":\"put\"}\n$ x\nEOF", cmds[1].text, "a here-document is the command's")
+	require.Equal(t, "ctxd get a \\\n  -n b", cmds[2].text)
+	require.Equal(t, []string{"ctxd: conflict\nexit 5", "OP  KEY", "", ""}, []string{outs[0].text, outs[1].text, outs[2].text, outs[3].text})
+	require.Equal(t, 21, outs[0].line)
+
+	cmds, err = splitCommands(readmeFence{line: 10, text: "curl $B/a -d '{\"x\":\n1}'   # 409 if taken\n" +
 		"curl $B/b \\\n  -H 'X: #1'\ncurl $B/healthz   # 200 {\"status\":\"ok\"} while up"})
 	require.NoError(t, err)
 	require.Len(t, cmds, 3)
 	require.Equal(t, []int{10, 12, 14}, []int{cmds[0].line, cmds[1].line, cmds[2].line})
 	require.Equal(t, []int{409, 0, 200}, []int{cmds[0].status, cmds[1].status, cmds[2].status})
 	require.Equal(t, map[string]any{"status": "ok"}, cmds[2].answer.json)
+	cmds, err = splitCommands(readmeFence{line: 1, text: `curl -OJ "$B/x"   # saves default-r4.csv`})
+	require.NoError(t, err)
+	require.Equal(t, "default-r4.csv", cmds[0].saves)
 }
