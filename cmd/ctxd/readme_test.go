@@ -120,6 +120,11 @@ var readmeRuns = []readmeRun{
 		heading: "## Snapshots, restore and disk space",
 	},
 	{
+		// Tokens into a tokens file, then a new server on it.
+		name:    "access",
+		heading: "## Access control",
+	},
+	{
 		name:    "errors",
 		heading: "## Errors",
 	},
@@ -130,6 +135,8 @@ const readmePatchHeading = "### Change part of a value: `PATCH /v1/ns/{ns}/keys/
 // readmeSkips are the commands of the runs that are not run, and why.
 var readmeSkips = map[string]string{
 	"B=http://127.0.0.1:8080": "the test sets B to its own server's URL",
+	"systemctl reload ctxd        # or: kill -HUP <pid>": "a systemd unit's reload; the section's next " +
+		"examples start a server of their own on a tokens file",
 }
 
 // readmeSkipBlocks are the blocks of the runs that are not run, each
@@ -198,6 +205,8 @@ var readmeTextVarying = []struct {
 }{
 	// RFC 3339 times.
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`), "<time>"},
+	// A new token (ctxd token new) is random.
+	{regexp.MustCompile(`\bctxd_[A-Za-z0-9_-]{43}\b`), "<token>"},
 }
 
 // readmeShortenedHeaders are the headers a curl -i answer of the README
@@ -1161,6 +1170,9 @@ func TestReadmeComparison(t *testing.T) {
 
 	require.Empty(t, diffText("a,2026-11-27T06:35:35.26Z\nb", "a,2030-01-01T00:00:00Z\r\nb\r\n"))
 	require.Len(t, diffText("a,1\nb", "a,2\r\nb\r\n"), 1)
+
+	require.Empty(t, diffText("ctxd_6dN3v0tA0mUeR2w8pGQ3cXj2l5iYxL1sZqK7bH4eF9o", "ctxd_Qm8xT2vN5bR1cW7yL0kJ3hF6gD9sA4pZeU1iO2tY5rE"),
+		"a new token is random")
 
 	for got, err := range map[string]bool{"20261206T122644Z-r3": false, "20261206T122644.2Z-r3": false,
 		"20261206T122644Z-r4": true, "r3": true} {
