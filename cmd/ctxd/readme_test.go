@@ -128,6 +128,13 @@ var readmeRuns = []readmeRun{
 		name:    "errors",
 		heading: "## Errors",
 	},
+	{
+		// "The examples run one after the other on a new server, as the
+		// user alice (`--who` defaults to `$USER`)".
+		name:    "CLI",
+		heading: "## Command line",
+		env:     []string{"USER=alice"},
+	},
 }
 
 const readmePatchHeading = "### Change part of a value: `PATCH /v1/ns/{ns}/keys/{key}`"
@@ -137,6 +144,8 @@ var readmeSkips = map[string]string{
 	"B=http://127.0.0.1:8080": "the test sets B to its own server's URL",
 	"systemctl reload ctxd        # or: kill -HUP <pid>": "a systemd unit's reload; the section's next " +
 		"examples start a server of their own on a tokens file",
+	"ctxd watch -n '*' --from-rev 3":           "runs until Ctrl-C (TestWatch* in watch_test.go run ctxd watch)",
+	"ctxd watch deploy/ --from-rev 11 -o json": "runs until Ctrl-C (TestWatch* in watch_test.go run ctxd watch)",
 }
 
 // readmeSkipBlocks are the blocks of the runs that are not run, each
@@ -207,6 +216,14 @@ var readmeTextVarying = []struct {
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`), "<time>"},
 	// A new token (ctxd token new) is random.
 	{regexp.MustCompile(`\bctxd_[A-Za-z0-9_-]{43}\b`), "<token>"},
+	// The time an expiring key has left (the CLI's EXPIRES column), to
+	// the second.
+	{regexp.MustCompile(`\bin (\d+h)?(\d+m)?\d+s\b`), "in <time left>"},
+	// Sizes of files: a dump's (its times' trailing zeros are dropped),
+	// the database file's (ctxd status's db size).
+	{regexp.MustCompile(`\b\d+(\.\d)? (B|KiB|MiB)\b`), "<size>"},
+	// ctxd status: the build's version, the time since the start.
+	{regexp.MustCompile(`(?m)^(version|uptime):( +)\S+$`), "$1:$2<varies>"},
 }
 
 // readmeShortenedHeaders are the headers a curl -i answer of the README
@@ -1171,8 +1188,13 @@ func TestReadmeComparison(t *testing.T) {
 	require.Empty(t, diffText("a,2026-11-27T06:35:35.26Z\nb", "a,2030-01-01T00:00:00Z\r\nb\r\n"))
 	require.Len(t, diffText("a,1\nb", "a,2\r\nb\r\n"), 1)
 
-	require.Empty(t, diffText("ctxd_6dN3v0tA0mUeR2w8pGQ3cXj2l5iYxL1sZqK7bH4eF9o", "ctxd_Qm8xT2vN5bR1cW7yL0kJ3hF6gD9sA4pZeU1iO2tY5rE"),
-		"a new token is random")
+	// What varies is masked; what does not still differs.
+	require.Empty(t, diffText("ctxd_6dN3v0tA0mUeR2w8pGQ3cXj2l5iYxL1sZqK7bH4eF9o\nrun/lock  6  in 21s   x\nctx.csv: 199 B\n"+
+		"version:             3682f8b\nuptime:              3s\ndb size:             20.0 KiB",
+		"ctxd_Qm8xT2vN5bR1cW7yL0kJ3hF6gD9sA4pZeU1iO2tY5rE\nrun/lock  6  in 30s   x\nctx.csv: 644 B\n"+
+			"version:             test\nuptime:              0s\ndb size:             24.0 KiB"))
+	require.Len(t, diffText("run/lock  6  in 21s   x\nctx.csv: csv of default at revision 7, 199 B",
+		"run/lock  7  in 21s   x\nctx.csv: csv of default at revision 8, 199 B"), 2)
 
 	for got, err := range map[string]bool{"20261206T122644Z-r3": false, "20261206T122644.2Z-r3": false,
 		"20261206T122644Z-r4": true, "r3": true} {
