@@ -117,9 +117,10 @@ func (c *common) printList(page client.ListPage) error {
 
 // shellQuote is s as a POSIX shell word: as it is when it holds only
 // characters no shell reads, else in single quotes (a single quote in it
-// ends them, is escaped, and opens them again). A hint to paste: in Go's
-// "..." a $, a backtick or a ! in a key was the shell's, and named
-// another key.
+// ends them, is escaped, and opens them again). For the hints to paste
+// (ls's next page, restore's undo): in Go's "..." a $, a backtick or a !
+// in a key was the shell's, and named another key; a path with a space,
+// unquoted, was two words.
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-./:@%+=,", r))

@@ -185,10 +185,11 @@ scp() { local n=$#; [ "${!n}" = new-host: ] || { echo "scp: only new-host: is kn
 // Over a stopped server's database: the restore replaces it and keeps it
 // as ctxd.db.before-restore-<time>; the command it prints undoes it, with
 // the writes the server made after the snapshot, its killed last one
-// included; revisions never go back.
+// included; revisions never go back. The command is run through a shell,
+// as pasted: the data folder's name has a space and a $ in it.
 func TestRestoreOverAStoppedServerAndUndo(t *testing.T) {
 	t.Parallel()
-	data := t.TempDir()
+	data := filepath.Join(t.TempDir(), "ctx data $HOME")
 	srv := startServer(t, data)
 	env := []string{"CTXD_SERVER=" + srv.URL}
 	fill(t, srv.URL, 20, "A")
@@ -203,11 +204,11 @@ func TestRestoreOverAStoppedServerAndUndo(t *testing.T) {
 
 	out := cliOK(t, nil, "", "restore", "--data", data, "--from", backup)
 	assert.Contains(t, out, "restored (whole database)")
-	m := regexp.MustCompile(`kept as (\S+); to undo: (ctxd restore .+)\n`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`kept as (.+); to undo: ctxd (restore .+)\n`).FindStringSubmatch(out)
 	require.NotNil(t, m, out)
 	kept := m[1]
 	assert.Equal(t, filepath.Join(data, "ctxd.db.before-restore-"), kept[:len(kept)-len("20261201T101500Z")])
-	assert.Equal(t, "ctxd restore --data "+data+" --from "+kept, m[2])
+	assert.Equal(t, "restore --data '"+data+"' --from '"+kept+"'", m[2])
 
 	srv = startServer(t, data)
 	assert.Equal(t, map[string]int{"A": 20}, tags(t, srv.URL))
@@ -216,8 +217,11 @@ func TestRestoreOverAStoppedServerAndUndo(t *testing.T) {
 	srv.Signal(syscall.SIGTERM)
 	require.Equal(t, 0, srv.Wait(30*time.Second))
 
-	out = cliOK(t, nil, "", strings.Fields(strings.TrimPrefix(m[2], "ctxd "))...)
-	assert.Contains(t, out, "restored (whole database)")
+	undo := exec.Command("sh", "-c", `"$0" `+m[2], bin)
+	undo.Env = testEnv()
+	outb, err := undo.CombinedOutput()
+	require.NoError(t, err, "%s", outb)
+	assert.Contains(t, string(outb), "restored (whole database)")
 	srv = startServer(t, data)
 	undone := stateOfServer(t, srv.URL)
 	assert.Equal(t, before.Keys, undone.Keys, "every key as it was, at its version and revisions")

@@ -349,8 +349,10 @@ func (a *app) printFolderRestore(res bolt.FolderRestore, from string, checked in
 			return err
 		}
 		if res.Kept != "" {
+			// A command to paste: its paths quoted for a shell (a folder
+			// with a space split into two arguments there).
 			_, err := fmt.Fprintf(a.stdout, "the replaced database is kept as %s; to undo: ctxd restore --data %s --from %s\n",
-				res.Kept, filepath.Dir(res.Database), res.Kept)
+				res.Kept, shellQuote(filepath.Dir(res.Database)), shellQuote(res.Kept))
 			return err
 		}
 		return nil
