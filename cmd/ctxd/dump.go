@@ -54,7 +54,7 @@ return): for a dump meant for a spreadsheet, not for a backup.`,
 	c := a.connFlags(cmd, "who asks, recorded in the dump", transferTimeout) // without -o, which is dump's output file
 	f := cmd.Flags()
 	f.StringVarP(&format, "format", "f", "json", "dump `format`: json, pretty, csv or txt")
-	f.StringVarP(&outFile, "output", "o", "", "write the dump to `FILE` instead of standard output")
+	f.StringVarP(&outFile, "output", "o", "", "write the dump to `FILE` instead of standard output (not a format: that is --format)")
 	f.BoolVar(&serverSide, "server-side", false, "have the server write the dump into its dump folder")
 	f.StringVar(&filename, "filename", "", "with --server-side: the dump's `name` in the dump folder")
 	f.BoolVar(&history, "history", false, "add the namespace's changes")
@@ -74,6 +74,9 @@ return): for a dump meant for a spreadsheet, not for a backup.`,
 		}
 		if err := (export.Options{SpreadsheetSafe: safe}).Check(fm); err != nil {
 			return usagef("--spreadsheet-safe: %v", err)
+		}
+		if err := checkOutFile(outFile, "the dump", "its format is --format"); err != nil {
+			return err
 		}
 		if filename != "" && !serverSide {
 			return usagef("--filename names a server-side dump: add --server-side, or use -o FILE")

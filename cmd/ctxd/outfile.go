@@ -8,10 +8,28 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 
+	"github.com/framework0/ctxd/export"
 	"github.com/framework0/ctxd/internal/fsutil"
 )
+
+// checkOutFile refuses a -o FILE of dump or snapshot get (what says what
+// is written to it; hint, when set, where the format is chosen) that is
+// the name of an output format: every other command's -o is one, and
+// 'ctxd snapshot get ID -o json' wrote the snapshot to a file named json
+// where -o json was meant. A file of that name is given as ./json.
+func checkOutFile(file, what, hint string) error {
+	if !slices.Contains([]string{outJSON, outTable, outValue}, file) && !slices.Contains(export.Formats, export.Format(file)) {
+		return nil
+	}
+	if hint != "" {
+		hint = " (" + hint + ")"
+	}
+	return usagef("-o %s: here -o is the FILE to write %s to, not an output format%s; for a file named %s, give ./%s",
+		file, what, hint, file, file)
+}
 
 // writeOutFile writes the file a command's -o names (FILE of dump and
 // snapshot get). A regular file, or one not there yet, is written whole or

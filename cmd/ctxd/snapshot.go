@@ -80,13 +80,13 @@ sha256, ...) is written beside it, FILE without .db + .json, so that
 	}
 	c := a.clientFlags(cmd, outTable, false)
 	c.defaultTimeout(cmd, 0)
-	cmd.Flags().Lookup("output").Usage = "`file` to write the snapshot to (- for standard output)"
-	cmd.PreRunE = func(*cobra.Command, []string) error {
-		if c.output == outTable || c.output == "" {
+	cmd.Flags().Lookup("output").Usage = "`file` to write the snapshot to (- for standard output); not an output format"
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if !cmd.Flags().Changed("output") || c.output == "" {
 			return usagef("snapshot get needs -o FILE")
 		}
 		out = c.output
-		return nil
+		return checkOutFile(out, "the snapshot", "")
 	}
 	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
 		if out == "-" {

@@ -162,6 +162,47 @@ func TestUsageErrorsInProcess(t *testing.T) {
 	assert.False(t, errors.As(err, &ue))
 }
 
+// dump's and snapshot get's -o is the FILE they write, as the README
+// documents; a format's name there (-o json, as every other command takes
+// it) is refused before anything is asked of the server: it wrote the
+// snapshot or the dump to a file named json. ./json is a file of that
+// name (here, the connection refused: no server at the address).
+func TestOutputFileIsNotAFormat(t *testing.T) {
+	run := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, environ: []string{"CTXD_SERVER=http://127.0.0.1:1"}}
+		err := a.run(context.Background(), args)
+		a.exitCode(err)
+		return stderr.String(), err
+	}
+	t.Chdir(t.TempDir()) // nothing is written; if it were, here
+	for _, args := range [][]string{
+		{"snapshot", "get", "ID", "-o", "json"}, {"snapshot", "get", "ID", "-o", "value"},
+		{"snapshot", "get", "ID", "-o", "table"}, {"snapshot", "get", "ID", "--output=json"},
+		{"dump", "-o", "json"}, {"dump", "-o", "csv"}, {"dump", "--format", "csv", "-o", "value"},
+	} {
+		stderr, err := run(args...)
+		var ue *usageError
+		require.True(t, errors.As(err, &ue), "%v: %v", args, err)
+		assert.Contains(t, stderr, "is the FILE to write", args)
+		assert.Contains(t, stderr, "give ./"+args[len(args)-1][strings.LastIndex(args[len(args)-1], "=")+1:], args)
+	}
+	stderr, _ := run("dump", "-o", "pretty")
+	assert.Contains(t, stderr, "its format is --format")
+	stderr, err := run("snapshot", "get", "ID")
+	assert.Contains(t, stderr, "needs -o FILE", "%v", err)
+	for _, args := range [][]string{
+		{"snapshot", "get", "ID", "-o", "./json"}, {"snapshot", "get", "ID", "-o", "backup.db"},
+		{"dump", "-o", "./csv"}, {"dump", "-o", "ctx.json"}, {"dump", "-o", "-"},
+	} {
+		_, err := run(args...)
+		assert.True(t, client.IsConnectionError(err), "%v: %v", args, err)
+	}
+	entries, err := os.ReadDir(".")
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+}
+
 // The commands that work on the whole database wait as long as it
 // takes by default (--timeout 0), as defrag and compaction do: a
 // snapshot of a few GB taken, downloaded, uploaded or restored within
