@@ -39,11 +39,14 @@
 // etcd prefix), separated by commas. A request goes to the instance that
 // took the last one, and moves to the next only when it provably had no
 // effect: no connection was made (WithConnectTimeout bounds the attempt),
-// it was a read (WithReadTryTimeout bounds its wait for an answer) or was
-// not written in full, or the instance answered 503 unavailable. A write that was sent and not answered is never sent again
-// (outcome unknown, below). Watch resumes on the next instance when its own
-// cannot be reached. Servers lists them, the preferred one first
-// (failover.go).
+// it was a read (WithReadTryTimeout bounds its wait for an answer; a read
+// answered 502, 503 or 504 moves too) or was not written in full, or the
+// instance answered 503 unavailable. A write that was sent and not
+// answered, or answered outcome_unknown or a proxy's 502 or 504, is never
+// sent again (outcome unknown, below); the next request goes to the next
+// instance. Watch resumes on the next instance when its own cannot be
+// reached or refuses (503, 429; a proxy's 502, 504). Servers lists them,
+// the preferred one first (failover.go).
 //
 // Expiring keys: PutOptions.TTL makes a key expire (a put without it makes
 // the key permanent again), as TxnTTL does a transaction's put, KeepAlive
@@ -70,7 +73,8 @@
 // or a Put, Delete, Txn or Import was sent in full and its answer never
 // came, or came with a success status and was then cut off (it applied, but
 // what it returned is lost), or came as a 503 cut off before its code
-// (outcome_unknown as well as unavailable). It may or may not have been
+// (outcome_unknown as well as unavailable), or as a proxy's 502 or 504
+// (the proxy may have forwarded it). It may or may not have been
 // applied: read the key (its version or revision shows whether the write
 // is there) before retrying. Such an error is also a connection error
 // when no answer came: test IsOutcomeUnknown first. 503 unavailable, by

@@ -27,13 +27,17 @@ import (
 //     waited the read try timeout for an answer moves too (sendTry);
 //   - the instance answered 503 unavailable: ctxd refuses a write with it
 //     before the store applies anything (an instance closing, or one that
-//     cannot reach etcd).
+//     cannot reach etcd);
+//   - a read was answered 502, 503 or 504 (ctxd's, or a proxy's in front
+//     of the instance), whatever the answer's body, or however much of it
+//     came.
 //
 // A write that was sent and got no answer, or that the server answered
-// outcome_unknown, is never sent again: it may have been applied, and
-// only the caller can tell whether to retry (IsOutcomeUnknown); the next
-// request goes to the next instance, so that a hung one costs one write
-// its deadline, not every write. The instance that took a request stays
+// outcome_unknown, or a proxy 502 or 504 (answerError), is never sent
+// again: it may have been applied, and only the caller can tell whether
+// to retry (IsOutcomeUnknown); the next request goes to the next
+// instance, so that a hung one costs one write its deadline, not every
+// write. The instance that took a request stays
 // preferred, so a dead one costs one failed connection, not one per
 // request.
 
@@ -156,7 +160,8 @@ func (c *Client) prefer(from, to int) {
 // the request again with its whole body (a stream read once cannot be
 // sent again once a connection took it). The answer may have any status:
 // the caller decodes it; an error is the last instance's, with what the
-// instances tried before it answered (movedOn).
+// instances tried before it answered (movedOn), an answer of the last
+// that could not take the request too (its *APIError, answerError).
 func (c *Client) exchange(build func(base string) (*http.Request, error), write, replayable bool) (*http.Response, error) {
 	first := int(c.preferred.Load())
 	var tried []string // why each instance before this one did not take it
@@ -181,6 +186,12 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 				return nil, movedOn(err, tried)
 			}
 			tried = append(tried, err.Error())
+		case !last && replayable && isRead(req.Method) && couldNotAnswer(resp.StatusCode):
+			// A read the instance, or a proxy in front of it, could not
+			// answer (whatever its body says, or however much of it
+			// came): sent again, it changes nothing.
+			tried = append(tried, c.servers[idx]+": "+decodeError(resp).Error())
+			resp.Body.Close()
 		case resp.StatusCode == http.StatusServiceUnavailable && !last && replayable:
 			if resp, err = refusedBeforeApplying(resp, write); resp != nil || err != nil {
 				// Not sent on (outcome_unknown: it may have applied),
@@ -194,16 +205,25 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 			tried = append(tried, c.servers[idx]+": 503 unavailable")
 		default:
 			next := idx
-			if resp.Header.Get(ctxd.HeaderDraining) != "" || resp.StatusCode == http.StatusServiceUnavailable {
+			if resp.Header.Get(ctxd.HeaderDraining) != "" || couldNotAnswer(resp.StatusCode) {
 				// A good answer from an instance that is stopping: the
 				// next requests go to the next instance before it
 				// closes its connections (and resets new ones). A 503
 				// (outcome_unknown to an import, whose body is read
-				// once and not sent on): the next request goes to the
-				// next instance, as above.
+				// once and not sent on), or a proxy's 502 or 504 to a
+				// write (its outcome unknown, answerError): the next
+				// request goes to the next instance, as above; a proxy
+				// whose instance is gone would otherwise answer every
+				// write so.
 				next = idx + 1
 			}
 			c.prefer(first, next)
+			if len(tried) > 0 && couldNotAnswer(resp.StatusCode) {
+				// No instance took it: the last one's answer, naming
+				// why each one before did not (it named none).
+				defer resp.Body.Close()
+				return nil, movedOn(answerError(resp, write), tried)
+			}
 			return resp, nil
 		}
 	}
@@ -250,6 +270,13 @@ func (b *cancelOnClose) Close() error {
 	err := b.ReadCloser.Close()
 	b.cancel()
 	return err
+}
+
+// couldNotAnswer reports whether an answer of this status says the
+// instance could not take the request: ctxd's 503, or a proxy's 502 Bad
+// Gateway or 504 Gateway Timeout in front of it (ctxd sends neither).
+func couldNotAnswer(status int) bool {
+	return status == http.StatusServiceUnavailable || status == http.StatusBadGateway || status == http.StatusGatewayTimeout
 }
 
 // isRead reports whether a request of this method changes nothing on the
@@ -302,12 +329,13 @@ func (e *triedError) Error() string {
 func (e *triedError) Unwrap() error { return e.err }
 
 // watchFailover reports whether a watch connection that failed with err
-// before the server accepted it may be tried on the next instance: the
-// server could not be reached, or refused it for now (503, 429).
+// before the server accepted it may be tried again, on the next instance
+// of several: the server could not be reached, or refused it for now
+// (503, 429), or a proxy in front of it could not reach it (502, 504).
 func watchFailover(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
-		return ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusTooManyRequests
+		return couldNotAnswer(ae.Status) || ae.Status == http.StatusTooManyRequests
 	}
 	return IsConnectionError(err)
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -570,4 +572,124 @@ func TestWatchLeavesASilentInstance(t *testing.T) {
 	assert.Equal(t, srv.URL, c.Servers()[0], "the silent instance was left")
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// A proxy in front of an instance that answers 502 (its instance gone:
+// here a real reverse proxy to an address where nothing listens) or 504
+// (nginx's page when its instance did not answer in time): a read is
+// sent to the next instance, as a read that got no answer is; a write is
+// outcome unknown and not sent on (the proxy may have forwarded it), and
+// the next request goes to the next instance, as after an
+// outcome_unknown. A read stopped at the first instance, and every write
+// after the first went to the same proxy and ended outcome unknown.
+func TestProxyGatewayErrorsMoveToTheNextInstance(t *testing.T) {
+	live := testkit.StartServer(t)
+	ctx := context.Background()
+	_, err := live.Backend().Put(ctx, "default", "k", json.RawMessage(`"live"`), nil, "t")
+	require.NoError(t, err)
+	gone, err := url.Parse("http://" + testkit.FreeAddr(t))
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(gone)
+	rp.ErrorLog = log.New(io.Discard, "", 0) // its "proxy error" lines
+	proxies := map[string]http.Handler{
+		"502": rp,
+		"504": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusGatewayTimeout)
+			_, _ = io.WriteString(w, "<html><body><h1>504 Gateway Time-out</h1></body></html>")
+		}),
+	}
+	for name, h := range proxies {
+		var n atomic.Int64
+		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(proxy.Close)
+
+		c, err := New(proxy.URL+","+live.URL, WithWho("failover"))
+		require.NoError(t, err)
+		rec, err := c.Get(ctx, "", "k", GetOptions{})
+		require.NoError(t, err, "%s: the read goes to the next instance", name)
+		assert.JSONEq(t, `"live"`, string(rec.Value), name)
+		assert.EqualValues(t, 1, n.Load(), name)
+		assert.Equal(t, live.URL, c.Servers()[0], name)
+
+		c, err = New(proxy.URL+","+live.URL, WithWho("failover"))
+		require.NoError(t, err)
+		_, err = c.Put(ctx, "", "w"+name, json.RawMessage(`1`), PutOptions{})
+		require.True(t, IsOutcomeUnknown(err), "%s: %v", name, err)
+		_, err = live.Backend().Get("default", "w"+name)
+		require.ErrorIs(t, err, ctxd.ErrNotFound, "%s: the write was not sent on", name)
+		assert.Equal(t, live.URL, c.Servers()[0], "%s: the next request goes to the next instance", name)
+		_, err = c.Put(ctx, "", "w"+name, json.RawMessage(`2`), PutOptions{})
+		require.NoError(t, err, name)
+		assert.EqualValues(t, 2, n.Load(), "%s: the proxy got the first put alone", name)
+
+		// A watch passes it too (a load balancer's 502 while its
+		// instance restarts ended a Watch, as a refusal would).
+		wc, err := New(proxy.URL + "," + live.URL)
+		require.NoError(t, err)
+		wctx, cancel := context.WithTimeout(ctx, watchDeadline)
+		connected := make(chan uint64, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- wc.Watch(wctx, WatchOptions{OnConnect: func(rev uint64) { connected <- rev }}, newEvents().add)
+		}()
+		waitConnected(t, connected, done)
+		assert.Equal(t, live.URL, wc.Servers()[0], name)
+		cancel()
+		require.NoError(t, <-done, name)
+	}
+}
+
+// A read answered 503 by an instance that is not the last, however the
+// answer ends (its body cut off before its code; a proxy's page rather
+// than ctxd's JSON), goes to the next instance: it returned the first
+// instance's error.
+func TestReadAnswered503GoesToTheNextInstance(t *testing.T) {
+	live := testkit.StartServer(t)
+	ctx := context.Background()
+	_, err := live.Backend().Put(ctx, "default", "k", json.RawMessage(`"live"`), nil, "t")
+	require.NoError(t, err)
+	answers := map[string]http.HandlerFunc{
+		"cut off": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error":{"code":"unav`)
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler) // closes the connection mid-body
+		},
+		"a proxy's page": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "<html>no healthy upstream</html>")
+		},
+	}
+	for name, h := range answers {
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		c, err := New(srv.URL+","+live.URL, WithWho("failover"))
+		require.NoError(t, err)
+		rec, err := c.Get(ctx, "", "k", GetOptions{})
+		require.NoError(t, err, name)
+		assert.JSONEq(t, `"live"`, string(rec.Value), name)
+		var dump bytes.Buffer
+		c, err = New(srv.URL+","+live.URL, WithWho("failover"))
+		require.NoError(t, err)
+		_, err = c.Export(ctx, "", ExportOptions{}, &dump)
+		require.NoError(t, err, "%s: an export, a stream", name)
+		assert.Contains(t, dump.String(), `"live"`, name)
+
+		// The last instance's answer is the error, naming the first's.
+		c, err = New(srv.URL+","+srv.URL+"/other", WithWho("failover"))
+		require.NoError(t, err)
+		_, err = c.Get(ctx, "", "k", GetOptions{})
+		var ae *APIError
+		require.True(t, errors.As(err, &ae), "%s: %v", name, err)
+		assert.Equal(t, http.StatusServiceUnavailable, ae.Status, name)
+		assert.Contains(t, err.Error(), "before it: "+srv.URL+": HTTP 503", name)
+	}
 }

@@ -346,8 +346,11 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 			defer resp.Body.Close()
 			if resp.StatusCode != http.StatusSwitchingProtocols {
 				ae := decodeError(resp)
-				// Too many clients or shutting down: try again later.
-				if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
+				// Too many clients or shutting down, or a proxy in
+				// front of the instance that could not reach it (a
+				// load balancer's 502 while the instance restarts):
+				// try again later, or the next instance.
+				if watchFailover(ae) {
 					return false, ae
 				}
 				return false, &fatalError{ae}
