@@ -105,6 +105,11 @@ type WatchOptions struct {
 	FromIndex int
 	// MinBackoff and MaxBackoff bound the wait before a reconnection; it
 	// doubles from MinBackoff after each failed attempt. Defaults 100ms, 5s.
+	// An instance that refused the connection and named a wait (429 or
+	// 503 with Retry-After: a rate limit, websocket.max_clients) is not
+	// tried again before that wait has passed, up to maxRetryAfter (a
+	// minute) or MaxBackoff when longer: a header asking for hours costs
+	// a minute. (The next instance of several is tried at once.)
 	MinBackoff, MaxBackoff time.Duration
 	// IdleTimeout is how long a connection may stay silent (no frame and
 	// no ping from the server) before it is taken for dead: Watch then
@@ -188,6 +193,11 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 			wait, w.resumeNow = 0, false
 		}
 		wait = jitter(wait)
+		if wait > 0 {
+			// Not earlier than the refusal asked (jitter included),
+			// within bounds.
+			wait = max(wait, min(asked(err), max(opts.MaxBackoff, maxRetryAfter)))
+		}
 		if opts.OnReconnect != nil {
 			opts.OnReconnect(err, wait)
 		}
@@ -217,6 +227,23 @@ func (o WatchOptions) withDefaults() WatchOptions {
 		o.DialTimeout = 10 * time.Second
 	}
 	return o
+}
+
+// maxRetryAfter bounds the wait a refusal's Retry-After asks of a Watch
+// (WatchOptions.MinBackoff): ctxd asks for seconds (5 at
+// websocket.max_clients; http.rate_limit's wait for a token, which a very
+// low limit makes long), and a proxy's header, or a hostile one, asking
+// for hours would stall the watch that long. Trying again after a minute
+// costs one refused handshake a minute.
+const maxRetryAfter = time.Minute
+
+// asked is the wait err's refusal named (APIError.RetryAfter), 0 for none.
+func asked(err error) time.Duration {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.RetryAfter
+	}
+	return 0
 }
 
 // jitter spreads reconnections of many clients: d ± 20%.

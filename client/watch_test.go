@@ -9,9 +9,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/server"
 	"github.com/framework0/ctxd/store/bolt"
@@ -445,4 +449,108 @@ func TestWatchFromIndexNeedsFromRev(t *testing.T) {
 	require.ErrorIs(t, err, ctxd.ErrInvalid)
 	assert.False(t, IsConnectionError(err), "not even tried: %v", err)
 	assert.Contains(t, err.Error(), "FromIndex needs FromRev")
+}
+
+// A reconnection refused with a wait named (ctxd's 429 past
+// http.rate_limit, with Retry-After) waits that long before it tries
+// again: it tried every MaxBackoff (here 100ms), each attempt refused
+// again, until the limit let one through.
+func TestWatchHonoursRetryAfter(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.HTTP.RateLimit, c.HTTP.RateBurst = 0.5, 1 // a token every 2s
+	}))
+	proxy := testkit.StartTCPProxy(t, srv.Addr) // to cut the watch's connection
+	c, err := New("http://" + proxy.Addr())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), watchDeadline)
+	defer cancel()
+	type retry struct {
+		err  error
+		wait time.Duration
+	}
+	retries := make(chan retry, 100)
+	connected := make(chan uint64, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Watch(ctx, WatchOptions{MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+			OnConnect:   func(rev uint64) { connected <- rev },
+			OnReconnect: func(err error, wait time.Duration) { retries <- retry{err, wait} },
+		}, newEvents().add)
+	}()
+	waitConnected(t, connected, done) // the token of the next 2s
+	proxy.Cut()
+	proxy.Heal()
+	waitConnected(t, connected, done)
+	cancel()
+	require.NoError(t, <-done)
+	close(retries)
+	refused := 0
+	for r := range retries {
+		var ae *APIError
+		if !errors.As(r.err, &ae) {
+			continue // the cut connection
+		}
+		refused++
+		require.Equal(t, http.StatusTooManyRequests, ae.Status, "%v", r.err)
+		require.Positive(t, ae.RetryAfter)
+		assert.GreaterOrEqual(t, r.wait, ae.RetryAfter, "the wait the server asked for: %v", r.err)
+	}
+	assert.Equal(t, 1, refused, "one refusal, then the wait it named")
+}
+
+// A Retry-After asking for hours (a proxy's, or a hostile one) is
+// waited at most maxRetryAfter, or MaxBackoff when longer.
+func TestWatchBoundsRetryAfter(t *testing.T) {
+	live := startLive(t)
+	target, err := url.Parse(live.URL)
+	require.NoError(t, err)
+	forward := httputil.NewSingleHostReverseProxy(target)
+	var n atomic.Int64
+	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			forward.ServeHTTP(w, r) // the first connection, upgraded
+			return
+		}
+		w.Header().Set("Retry-After", "86400")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(hostile.Close)
+	proxy := testkit.StartTCPProxy(t, strings.TrimPrefix(hostile.URL, "http://"))
+
+	for _, tt := range []struct {
+		maxBackoff, want time.Duration
+	}{
+		{0, maxRetryAfter},
+		{10 * time.Minute, 10 * time.Minute},
+	} {
+		n.Store(0)
+		c, err := New("http://" + proxy.Addr())
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), watchDeadline)
+		connected := make(chan uint64, 1)
+		waits := make(chan time.Duration, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- c.Watch(ctx, WatchOptions{MaxBackoff: tt.maxBackoff,
+				OnConnect: func(rev uint64) { connected <- rev },
+				OnReconnect: func(err error, wait time.Duration) {
+					if asked(err) > 0 {
+						waits <- wait
+						cancel() // not waited here
+					}
+				},
+			}, newEvents().add)
+		}()
+		waitConnected(t, connected, done)
+		proxy.Cut()
+		proxy.Heal()
+		select {
+		case wait := <-waits:
+			assert.Equal(t, tt.want, wait, "MaxBackoff %v", tt.maxBackoff)
+		case <-time.After(watchDeadline):
+			t.Fatal("no refusal")
+		}
+		require.NoError(t, <-done)
+		cancel()
+	}
 }
