@@ -137,9 +137,15 @@ func WithPreferred(url string) Option {
 // a paused or hung instance, whose kernel still takes connections, then
 // costs d, not the whole request's time. Default DefaultReadTryTimeout; 0
 // or less turns it off. It bounds the wait for the answer's start, not
-// the reading of a long one (an export), and never a write, which is
-// never sent twice. Set it above the servers' slowest answer to a read:
-// on etcd, etcd.request_timeout (5s by default).
+// the reading of a long one, and never a write, which is never sent
+// twice. An export or a download (Export, ExportSnapshot,
+// DownloadSnapshot, DownloadDump), whose answer starts only once the
+// server has written the whole export (a large namespace takes longer
+// than d), is not abandoned while its instance answers /healthz, asked
+// after d/2 and again every d/2: only an instance that answers neither
+// within d is passed, so the next one does not export it all again. Set
+// d above the servers' slowest answer to another read: on etcd,
+// etcd.request_timeout (5s by default).
 func WithReadTryTimeout(d time.Duration) Option {
 	return func(c *Client) { c.readTryTimeout = max(d, 0); c.readTrySet = true }
 }
@@ -511,7 +517,7 @@ func (c *Client) do(ctx context.Context, r request) error {
 			req.Header.Set("If-Match", strconv.Quote(strconv.FormatUint(*r.ifVersion, 10)))
 		}
 		return req, nil
-	}, r.write, true)
+	}, r.write, true, false)
 	if err != nil {
 		return err // a *url.Error: no answer (for a write sent in full, outcome unknown)
 	}

@@ -172,7 +172,7 @@ func (c *Client) stream(ctx context.Context, method, path string, query url.Valu
 			req.Header.Set("Content-Type", "application/json")
 		}
 		return req, nil
-	}, method != http.MethodGet, body == nil)
+	}, method != http.MethodGet, body == nil, method == http.MethodGet) // a GET: an export, a download
 	if err != nil {
 		return nil, err // a *url.Error: no answer (for Import sent in full, outcome unknown)
 	}

@@ -158,11 +158,12 @@ func (c *Client) prefer(from, to int) {
 // the preferred instance, then to the next ones while the request did not
 // take effect (see the top of this file). replayable says build can make
 // the request again with its whole body (a stream read once cannot be
-// sent again once a connection took it). The answer may have any status:
+// sent again once a connection took it); long, that it is a read whose
+// answer may take long to start, an export's (sendTry). The answer may have any status:
 // the caller decodes it; an error is the last instance's, with what the
 // instances tried before it answered (movedOn), an answer of the last
 // that could not take the request too (its *APIError, answerError).
-func (c *Client) exchange(build func(base string) (*http.Request, error), write, replayable bool) (*http.Response, error) {
+func (c *Client) exchange(build func(base string) (*http.Request, error), write, replayable, long bool) (*http.Response, error) {
 	first := int(c.preferred.Load())
 	var tried []string // why each instance before this one did not take it
 	for i := 0; ; i++ {
@@ -172,7 +173,7 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 			return nil, err
 		}
 		last := i == len(c.servers)-1
-		resp, sent, err := c.sendTry(req, write, !last && replayable && isRead(req.Method))
+		resp, sent, err := c.sendTry(req, c.servers[idx], write, !last && replayable && isRead(req.Method), long)
 		last = last || req.Context().Err() != nil
 		switch {
 		case err != nil:
@@ -235,29 +236,99 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 // takes connections) then costs that long, not the caller's whole
 // deadline. A body being read is not bounded: the deadline ends with the
 // answer's headers.
-func (c *Client) sendTry(req *http.Request, write, bounded bool) (*http.Response, sendState, error) {
+//
+// A long read (an export or a download, long set) is not abandoned while
+// its instance is at work on it: ctxd writes a whole export to its spool
+// before it sends the headers, which a large namespace makes take longer
+// than the timeout, and the next instance would do it all again. When its
+// answer has not started within half the timeout, sendTry asks the
+// instance's /healthz (alive), within the other half, and again each half
+// timeout while it waits: an instance that answers is alive, and the read
+// waits on; one that does not (paused, hung) is passed, as a plain read's
+// is, within the timeout.
+func (c *Client) sendTry(req *http.Request, base string, write, bounded, long bool) (*http.Response, sendState, error) {
 	if !bounded || c.readTryTimeout <= 0 {
 		return c.send(req, write)
 	}
 	ctx, cancel := context.WithCancel(req.Context())
-	timer := time.AfterFunc(c.readTryTimeout, cancel)
-	resp, sent, err := c.send(req.WithContext(ctx), write)
-	if !timer.Stop() {
-		// Too late, even if the answer came as the timer fired (its body
+	type answer struct {
+		resp *http.Response
+		sent sendState
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, sent, err := c.send(req.WithContext(ctx), write)
+		answered <- answer{resp, sent, err}
+	}()
+	step := c.readTryTimeout
+	if long {
+		step /= 2
+	}
+	start := time.Now()
+	timer := time.NewTimer(step)
+	defer timer.Stop()
+	var probe <-chan bool // the answer of a probe under way
+	for {
+		select {
+		case a := <-answered:
+			if a.err != nil {
+				cancel()
+				return nil, a.sent, a.err
+			}
+			a.resp.Body = &cancelOnClose{ReadCloser: a.resp.Body, cancel: cancel}
+			return a.resp, a.sent, nil
+		case <-timer.C:
+			if long && probe == nil {
+				probe = c.alive(ctx, base, step)
+				timer.Reset(step)
+				continue
+			}
+		case ok := <-probe:
+			probe = nil
+			if ok {
+				continue // at work: the timer asks again
+			}
+		}
+		// Too late, even if the answer comes as the timer fires (its body
 		// can no longer be read): the next instance.
 		cancel()
-		if resp != nil {
-			resp.Body.Close()
+		if a := <-answered; a.resp != nil {
+			a.resp.Body.Close()
 		}
-		return nil, notConnected, &url.Error{Op: req.Method, URL: req.URL.String(),
-			Err: fmt.Errorf("no answer within %v (client.WithReadTryTimeout)", c.readTryTimeout)}
+		why := fmt.Errorf("no answer within %v (client.WithReadTryTimeout)", c.readTryTimeout)
+		if long {
+			why = fmt.Errorf("no answer after %v, and none from its /healthz within %v (client.WithReadTryTimeout)",
+				time.Since(start).Round(time.Millisecond), step)
+		}
+		return nil, notConnected, &url.Error{Op: req.Method, URL: req.URL.String(), Err: why}
 	}
-	if err != nil {
-		cancel()
-		return nil, sent, err
-	}
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	return resp, sent, nil
+}
+
+// alive asks the instance at base for /healthz (its process serves: it
+// does not touch the store), within d. The channel gets true when it
+// answered 2xx, false when it did not within d, or answered otherwise (a
+// proxy's 502 for an instance that is gone).
+func (c *Client) alive(ctx context.Context, base string, d time.Duration) <-chan bool {
+	out := make(chan bool, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+		if err != nil {
+			out <- false
+			return
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			out <- false
+			return
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		out <- resp.StatusCode >= 200 && resp.StatusCode <= 299
+	}()
+	return out
 }
 
 // cancelOnClose ends a request's context when its body is closed.

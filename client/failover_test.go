@@ -693,3 +693,72 @@ func TestReadAnswered503GoesToTheNextInstance(t *testing.T) {
 		assert.Contains(t, err.Error(), "before it: "+srv.URL+": HTTP 503", name)
 	}
 }
+
+// An export whose answer starts late (the server writes the whole dump
+// to its spool before it sends the headers: a large namespace, on etcd
+// slower still; here a proxy holds a real instance's answer) stays on its
+// instance while that instance answers /healthz: it was abandoned at the
+// read try timeout and the next instance did the whole export again (and
+// over three, the third once more). A hung instance, which answers no
+// probe, is still passed within the read try timeout.
+func TestSlowExportStaysOnALiveInstance(t *testing.T) {
+	a, b := testkit.StartServer(t), testkit.StartServer(t)
+	ctx := context.Background()
+	for _, s := range []*testkit.Server{a, b} {
+		_, err := s.Backend().Put(ctx, "default", "k", json.RawMessage(`"`+s.URL+`"`), nil, "t")
+		require.NoError(t, err)
+	}
+	const hold = 1500 * time.Millisecond
+	slow := func(s *testkit.Server) (string, *atomic.Int64, *atomic.Int64) {
+		target, err := url.Parse(s.URL)
+		require.NoError(t, err)
+		rp := httputil.NewSingleHostReverseProxy(target)
+		rp.ErrorLog = log.New(io.Discard, "", 0)
+		rp.ModifyResponse = func(r *http.Response) error {
+			if strings.HasSuffix(r.Request.URL.Path, "/export") {
+				select { // the answer, held as a long spool holds it
+				case <-time.After(hold):
+				case <-r.Request.Context().Done():
+				}
+			}
+			return nil
+		}
+		var exports, probes atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case strings.HasSuffix(r.URL.Path, "/export"):
+				exports.Add(1)
+			case r.URL.Path == "/healthz":
+				probes.Add(1)
+			}
+			rp.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL, &exports, &probes
+	}
+	pa, exportsA, probesA := slow(a)
+	pb, exportsB, _ := slow(b)
+
+	const try = 400 * time.Millisecond
+	c, err := New(pa+","+pb, WithReadTryTimeout(try))
+	require.NoError(t, err)
+	var dump bytes.Buffer
+	_, err = c.Export(ctx, "", ExportOptions{}, &dump)
+	require.NoError(t, err)
+	assert.Contains(t, dump.String(), a.URL, "the first instance's export")
+	assert.EqualValues(t, 1, exportsA.Load())
+	assert.EqualValues(t, 0, exportsB.Load(), "the next instance did not export again")
+	assert.GreaterOrEqual(t, probesA.Load(), int64(2), "asked again while it waited")
+	assert.Equal(t, pa, c.Servers()[0])
+
+	// A hung instance answers no probe: the export goes on to the next
+	// within the read try timeout (and its probe's).
+	c, err = New(hungServer(t)+","+a.URL, WithReadTryTimeout(try))
+	require.NoError(t, err)
+	dump.Reset()
+	start := time.Now()
+	_, err = c.Export(ctx, "", ExportOptions{}, &dump)
+	require.NoError(t, err)
+	assert.Contains(t, dump.String(), a.URL)
+	assert.Less(t, time.Since(start), try+time.Second, "the hung instance cost the read try timeout")
+}

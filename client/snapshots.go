@@ -98,7 +98,7 @@ func (c *Client) UploadSnapshot(ctx context.Context, path string) (SnapshotMeta,
 		req.Header.Set("Content-Type", "application/octet-stream")
 		req.Header.Set("X-Ctxd-Sha256", sum)
 		return req, nil
-	}, true, true) // a write: it adds a snapshot
+	}, true, true, false) // a write: it adds a snapshot
 	if err != nil {
 		return SnapshotMeta{}, wrap("upload snapshot", err)
 	}
