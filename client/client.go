@@ -519,7 +519,7 @@ func (c *Client) do(ctx context.Context, r request) error {
 		return req, nil
 	}, r.write, true, false)
 	if err != nil {
-		return err // a *url.Error: no answer (for a write sent in full, outcome unknown)
+		return err // a *url.Error: no answer (for a write sent in full, outcome unknown); or, after other instances, the last one's refusal
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {

@@ -174,7 +174,7 @@ func (c *Client) stream(ctx context.Context, method, path string, query url.Valu
 		return req, nil
 	}, method != http.MethodGet, body == nil, method == http.MethodGet) // a GET: an export, a download
 	if err != nil {
-		return nil, err // a *url.Error: no answer (for Import sent in full, outcome unknown)
+		return nil, err // a *url.Error: no answer (for Import sent in full, outcome unknown); or, after other instances, the last one's refusal
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
