@@ -238,3 +238,48 @@ func mustStat(t *testing.T, path string) *syscall.Stat_t {
 	require.NoError(t, err)
 	return fi.Sys().(*syscall.Stat_t)
 }
+
+// ctxd token new --append, run as root as README shows it, makes a new
+// tokens file in the service's configuration folder (/etc/ctxd: root's,
+// of the service's group, 0750, as the unit's install steps make it)
+// that the server, as the service user, reads at its start and at a
+// reload: root's, of the folder's group, 0640. It was 0600, which the
+// group may not read: the server stopped at its start (exit 2,
+// permission denied). In a folder of root's own group a new file stays
+// 0600.
+func TestANewTokensFileIsReadByTheService(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the command runs as root, the server as another user")
+	}
+	t.Parallel()
+	base, exe := openFolder(t)
+	etc := filepath.Join(base, "etc")
+	require.NoError(t, os.Mkdir(etc, 0o750))
+	require.NoError(t, os.Chown(etc, 0, serviceUser))
+	tokens := filepath.Join(etc, "tokens.yaml")
+	admin := strings.TrimSpace(cliOK(t, nil, "", "token", "new", "--name", "ops", "--role", "admin", "--append", tokens))
+	st := mustStat(t, tokens)
+	assert.Equal(t, [2]uint32{0, serviceUser}, [2]uint32{st.Uid, st.Gid}, "root's, of the folder's group")
+	assert.Equal(t, os.FileMode(0o640), os.FileMode(st.Mode).Perm())
+
+	config := writeFile(t, filepath.Join(etc, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokens+"\n")
+	require.NoError(t, os.Chown(config, 0, serviceUser))
+	require.NoError(t, os.Chmod(config, 0o640))
+	data := serviceFolder(t, filepath.Join(base, "data"))
+	p := testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser, Args: []string{"--config", config}})
+	env := []string{"CTXD_SERVER=" + p.URL}
+	cliOK(t, append(env, "CTXD_TOKEN="+admin), "", "put", "a", "1")
+
+	// A token appended while it serves is read at the reload.
+	board := strings.TrimSpace(cliOK(t, nil, "", "token", "new", "--name", "board", "--role", "read", "--append", tokens))
+	p.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", func() bool {
+		return cli(t, append(env, "CTXD_TOKEN="+board), "", "get", "a").stdout == "1\n"
+	})
+	p.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+
+	own := filepath.Join(t.TempDir(), "tokens.yaml")
+	cliOK(t, nil, "", "token", "new", "--name", "ops", "--role", "admin", "--append", own)
+	assert.Equal(t, os.FileMode(0o600), os.FileMode(mustStat(t, own).Mode).Perm(), "in root's own folder")
+}

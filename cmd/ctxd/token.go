@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -110,7 +111,11 @@ func tokenEntry(name, hash string, roles, nss, prefixes []string) string {
 // checks the result as the server would read it, and replaces the file
 // atomically and durably (fsutil.WriteFileBytes), with the mode and owner
 // the file had: the server (a systemd unit's User=ctxd) must still read
-// it after `ctxd token new --append` run as root.
+// it after `ctxd token new --append` run as root. A new file is 0600, and
+// 0640 when root makes it in a folder of another group (the unit's
+// /etc/ctxd, root:ctxd), whose group it is given: the server, of that
+// group, reads it as it reads ctxd.yaml there. At 0600 it could not, and
+// stopped at its start (exit 2, permission denied).
 func appendTokenEntry(path, entry string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -119,6 +124,8 @@ func appendTokenEntry(path, entry string) error {
 	perm, before := os.FileMode(0o600), fs.FileInfo(nil)
 	if fi, err := os.Stat(path); err == nil {
 		perm, before = fi.Mode().Perm(), fi
+	} else if dir, err := os.Stat(filepath.Dir(path)); err == nil && fsutil.FolderOwner(dir).OtherGroup() {
+		perm = 0o640
 	}
 	text := string(old)
 	switch {

@@ -29,6 +29,11 @@ func FolderOwner(dir fs.FileInfo) Owner {
 	return ownerOf(dir)
 }
 
+// OtherGroup reports whether o gives files a group other than the
+// process's: root writing in a folder of the service's group (/etc/ctxd,
+// root:ctxd), whose files that group must be able to read.
+func (o Owner) OtherGroup() bool { return o.set && o.gid != os.Getegid() }
+
 // Give makes o the owner of the file or folder at path (the link itself,
 // if it is a symbolic link: never what it names). It does nothing for the
 // zero Owner.
