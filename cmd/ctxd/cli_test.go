@@ -138,6 +138,25 @@ func TestCLIAgainstServer(t *testing.T) {
 	assert.Contains(t, r.stderr, "bad_request")
 }
 
+// ctxd status says when the server has an alarm, with its message: the
+// table showed none, so an operator asking why writes answered 507 (or
+// 503, and /readyz 503, for a failed store) saw a status like any other.
+func TestStatusShowsTheAlarm(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir(), "--storage-quota", "1MiB")
+	env := []string{"CTXD_SERVER=" + srv.URL}
+	assert.NotContains(t, cliOK(t, env, "", "status"), "alarm")
+	value := `"` + strings.Repeat("x", 256<<10) + `"`
+	for i := 0; ; i++ {
+		require.Less(t, i, 16, "the quota was never reached")
+		if r := cli(t, env, value, "put", fmt.Sprintf("k%d", i), "-"); r.code != 0 {
+			require.Contains(t, r.stderr, "insufficient_storage")
+			break
+		}
+	}
+	assert.Regexp(t, `(?m)^alarm:\s+insufficient_storage: storage quota exceeded: `, cliOK(t, env, "", "status"))
+}
+
 func TestExitCodes(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())

@@ -184,11 +184,16 @@ func (c *common) printStatus(st client.Status) error {
 		return c.printJSON(st)
 	}
 	tw := tabwriter.NewWriter(c.out(), 0, 8, 2, ' ', 0)
-	rows := [][2]string{
-		{"version", st.Version},
+	rows := [][2]string{{"version", st.Version}}
+	// The alarm first, when there is one: a server whose store failed or
+	// whose quota is reached answers its status as any other.
+	if st.Alarm != ctxd.AlarmNone {
+		rows = append(rows, [2]string{"alarm", st.Alarm + ": " + st.AlarmMessage})
+	}
+	rows = append(rows, [][2]string{
 		{"revision", strconv.FormatUint(st.Revision, 10)},
 		{"compacted revision", strconv.FormatUint(st.CompactedRevision, 10)},
-	}
+	}...)
 	if m := st.LastRestore; m != nil && m.DiscardedFrom < m.Revision {
 		rows = append(rows, [2]string{"discarded by a restore", fmt.Sprintf("revisions %d to %d (restored from a snapshot at %d)",
 			m.DiscardedFrom, m.Revision-1, m.SnapshotRevision)})
