@@ -217,7 +217,7 @@ func (s *Server) defrag(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info().Int64("before", res.SizeBefore).Int64("after", res.SizeAfter).Dur("pause", res.Pause).Msg("defragmented")
+	s.log.Info().Int64("before", res.SizeBefore).Int64("after", res.SizeAfter).Str("pause", res.Pause.String()).Msg("defragmented")
 	return sendJSON(c, http.StatusOK, map[string]any{
 		"size_before": res.SizeBefore, "size_after": res.SizeAfter, "revision": res.Revision,
 		"pause_ms": float64(res.Pause.Microseconds()) / 1000,

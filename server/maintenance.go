@@ -24,7 +24,7 @@ func startMaintenance(cfg configs.Config, st store.Backend, snaps *snapshots.Man
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			log.Info().Dur("interval", cfg.Snapshots.Interval).Int("keep", cfg.Snapshots.Keep).Msg("scheduled snapshots on")
+			log.Info().Str("interval", cfg.Snapshots.Interval.String()).Int("keep", cfg.Snapshots.Keep).Msg("scheduled snapshots on")
 			snaps.Schedule(ctx, cfg.Snapshots.Interval, cfg.Snapshots.Keep, func(err error) {
 				failedStoreLevel(log, err).Err(err).Msg("scheduled snapshot failed")
 			}, func(taken ctxd.SnapshotMeta, pruned []string) {

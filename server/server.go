@@ -248,7 +248,7 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), tune func(
 			Msg("upgrading the database file to this version's schema: one transaction over the whole file, which a large one takes a while to make")
 	}
 	opts.OnClockStep = func(step time.Duration, moved int) {
-		log.Warn().Dur("step", step).Int("deadlines_moved", moved).
+		log.Warn().Str("step", step.String()).Int("deadlines_moved", moved).
 			Msg("the system clock stepped: each expiring key keeps the time it had left (its deadline moved by the step)")
 	}
 	opts.OnFail = func(err error) {
@@ -469,7 +469,7 @@ func openEtcd(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.L
 		if limits.MinTTL == ctxd.DefaultLimits.MinTTL {
 			ev = log.Info()
 		}
-		ev.Dur("min_ttl", limits.MinTTL).Dur("etcd_min_lease_ttl", st.MinTTL()).
+		ev.Str("min_ttl", limits.MinTTL.String()).Str("etcd_min_lease_ttl", st.MinTTL().String()).
 			Msg("limits.min_ttl is below etcd's minimum lease TTL: shorter ttls are refused; set limits.min_ttl to etcd's minimum")
 	}
 	return st, nil

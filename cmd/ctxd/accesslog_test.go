@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // TestAccessLogWrittenOnShutdown: the access log is buffered and written
@@ -91,4 +93,20 @@ func getBody(t *testing.T, url string) string {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, res.StatusCode, string(b))
 	return string(b)
+}
+
+// The log gives a duration as text, with its unit ("interval":"1h0m0s"),
+// as "shutting down" gives its timeout ("10s"): the lines of scheduled
+// snapshots and of a defrag gave a bare number of milliseconds
+// ("interval":3600000), which a reader took for seconds or for nothing.
+func TestLogLinesGiveDurationsAsText(t *testing.T) {
+	t.Parallel()
+	srv := testkit.StartServe(t, bin, t.TempDir(), testkit.ServeOptions{Env: testkit.CleanEnv("CTXD_SNAPSHOTS_INTERVAL=1h")})
+	cliOK(t, []string{"CTXD_SERVER=" + srv.URL}, "", "defrag")
+	srv.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.Wait(10*time.Second))
+	log := srv.Stderr.String()
+	assert.Contains(t, log, `"interval":"1h0m0s","keep":7`)
+	assert.Regexp(t, `"pause":"[0-9.]+[µnm]?s","time":"[^"]+","message":"defragmented"`, log)
+	assert.Contains(t, log, `"timeout":"10s"`)
 }
