@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/fsutil"
 )
 
 // Tokens is a set of configured tokens, as a tokens file defines them.
@@ -195,7 +196,7 @@ func contains(list []string, s string) bool {
 func LoadTokens(path string) (*Tokens, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fsutil.ReadDenied(err)
 	}
 	return ParseTokens(data)
 }

@@ -757,7 +757,7 @@ func (c Config) validateEtcd(from func(string) string) error {
 func applyFile(c *Config, path string, sources map[string]string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return &Error{Err: err}
+		return &Error{Err: fsutil.ReadDenied(err)}
 	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))

@@ -530,7 +530,7 @@ func etcdTLS(e configs.Etcd) (*tls.Config, error) {
 	if e.CAFile != "" {
 		pem, err := os.ReadFile(e.CAFile)
 		if err != nil {
-			return nil, &configs.Error{Field: "etcd.ca_file", Err: err}
+			return nil, &configs.Error{Field: "etcd.ca_file", Err: fsutil.ReadDenied(err)}
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
@@ -540,7 +540,7 @@ func etcdTLS(e configs.Etcd) (*tls.Config, error) {
 	if e.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(e.CertFile, e.KeyFile)
 		if err != nil {
-			return nil, &configs.Error{Field: "etcd.cert_file", Err: fmt.Errorf("with etcd.key_file: %w", err)}
+			return nil, &configs.Error{Field: "etcd.cert_file", Err: fmt.Errorf("with etcd.key_file: %w", fsutil.ReadDenied(err))}
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}

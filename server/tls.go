@@ -9,6 +9,7 @@ import (
 
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/configs"
+	"github.com/framework0/ctxd/internal/fsutil"
 )
 
 // newAccess returns the tokens of cfg's access control, or nil when it is
@@ -64,7 +65,7 @@ func newCertReloader(c configs.TLS) (*certReloader, error) {
 func (r *certReloader) reload() error {
 	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
 	if err != nil {
-		return fmt.Errorf("load TLS certificate %s and key %s: %w", r.certFile, r.keyFile, err)
+		return fmt.Errorf("load TLS certificate %s and key %s: %w", r.certFile, r.keyFile, fsutil.ReadDenied(err))
 	}
 	r.cert.Store(&cert)
 	return nil

@@ -283,3 +283,43 @@ func TestANewTokensFileIsReadByTheService(t *testing.T) {
 	cliOK(t, nil, "", "token", "new", "--name", "ops", "--role", "admin", "--append", own)
 	assert.Equal(t, os.FileMode(0o600), os.FileMode(mustStat(t, own).Mode).Perm(), "in root's own folder")
 }
+
+// A file of the configuration that the service's user may not read (a
+// tokens file, the config file, a TLS key: root's, 0600) stops the
+// server at its start with what to do, naming the file, as the database's
+// owner error does: it said only "permission denied".
+func TestUnreadableConfigFilesNameTheFix(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the files are root's, the server runs as another user")
+	}
+	t.Parallel()
+	base, exe := openFolder(t)
+	etc := filepath.Join(base, "etc")
+	require.NoError(t, os.Mkdir(etc, 0o755))
+	tokens := writeFile(t, filepath.Join(etc, "tokens.yaml"), "tokens: []\n") // 0600, root's
+	cert, key := filepath.Join(etc, "cert.pem"), filepath.Join(etc, "key.pem")
+	testkit.SelfSignedCert(t, cert, key, "127.0.0.1")
+	require.NoError(t, os.Chmod(cert, 0o644))
+	require.NoError(t, os.Chmod(key, 0o600))
+	readable := func(name, content string) string {
+		path := writeFile(t, filepath.Join(etc, name), content)
+		require.NoError(t, os.Chmod(path, 0o644))
+		return path
+	}
+	for _, c := range []struct {
+		name, config, denied string
+	}{
+		{"tokens file", readable("tokens.config.yaml", "auth:\n  mode: on\n  tokens_file: "+tokens+"\n"), tokens},
+		{"config file", writeFile(t, filepath.Join(etc, "ctxd.yaml"), "addr: 127.0.0.1:0\n"), filepath.Join(etc, "ctxd.yaml")},
+		{"TLS key", readable("tls.config.yaml", "tls:\n  cert_file: "+cert+"\n  key_file: "+key+"\n"), key},
+	} {
+		data := serviceFolder(t, filepath.Join(base, strings.ReplaceAll(c.name, " ", "-")))
+		_, err := testkit.StartServeErr(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser, Args: []string{"--config", c.config}})
+		require.Error(t, err, c.name)
+		msg := err.Error()
+		assert.Contains(t, msg, "permission denied", c.name)
+		assert.Contains(t, msg, "this process (uid 65534, gid 65534) may not read it", c.name)
+		assert.Contains(t, msg, "chgrp ctxd "+c.denied+" && chmod g+r "+c.denied, c.name)
+		assert.Contains(t, msg, "exit status 2", c.name)
+	}
+}

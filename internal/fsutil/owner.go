@@ -1,6 +1,7 @@
 package fsutil
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -164,4 +165,23 @@ func KeepOwner(path string, before fs.FileInfo) error {
 		o = exactOwner(before)
 	}
 	return o.Give(path)
+}
+
+// ReadDenied is err, from reading a file of the configuration (the config
+// file, the tokens file, a TLS or etcd certificate or key), with what to
+// do when this process may not read it. Such files are root's and
+// readable by the service's group (the systemd unit's /etc/ctxd): one
+// made without the group's read said only "permission denied", where the
+// database's owner error names the process and the fix.
+func ReadDenied(err error) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	file := "FILE"
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		file = pe.Path
+	}
+	return fmt.Errorf("%w: this process (uid %d, gid %d) may not read it: the server's user or group must be able to, e.g. chgrp ctxd %s && chmod g+r %s",
+		err, os.Geteuid(), os.Getegid(), file, file)
 }
