@@ -363,7 +363,7 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 			txP99 = append(txP99, p.fromTx.at(99))
 		}
 	}
-	fr.AckP50Spread, fr.AckP99Spread, fr.SendP99Spread = round3(stddev(ackP50)), round3(stddev(ackP99)), round3(stddev(txP99))
+	fr.AckP50Spread, fr.AckP99Spread, fr.SendP99Spread = round6(stddev(ackP50)), round6(stddev(ackP99)), round6(stddev(txP99))
 	fr.Expected = fr.Writes * int64(len(readers))
 	for _, r := range readers {
 		got := r.got.Load()

@@ -267,7 +267,7 @@ func spreads(ivs []Interval) (ops, p50, p99 float64) {
 			b = append(b, iv.P99)
 		}
 	}
-	return round1(stddev(o)), round3(stddev(a)), round3(stddev(b))
+	return round1(stddev(o)), round6(stddev(a)), round6(stddev(b))
 }
 
 func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }

@@ -322,8 +322,8 @@ func peerResult(name string, rounds []Measurement) PeerResult {
 			ops, p50, p99 = append(ops, m.OpsPerSec), append(p50, m.Latency.P50), append(p99, m.Latency.P99)
 		}
 	}
-	pr.OpsPerSec, pr.P50, pr.P99 = round1(median(ops)), round3(median(p50)), round3(median(p99))
-	pr.OpsPerSecSpread, pr.P50Spread, pr.P99Spread = round1(stddev(ops)), round3(stddev(p50)), round3(stddev(p99))
+	pr.OpsPerSec, pr.P50, pr.P99 = round1(median(ops)), round6(median(p50)), round6(median(p99))
+	pr.OpsPerSecSpread, pr.P50Spread, pr.P99Spread = round1(stddev(ops)), round6(stddev(p50)), round6(stddev(p99))
 	// The curve of the round whose ops/s is closest to the median.
 	best := math.Inf(1)
 	for _, m := range rounds {
