@@ -196,6 +196,9 @@ func (s *suite) peerFanoutRun(ctx context.Context, name string, subs int, peerNa
 	err := s.startPeers(ctx)
 	if err == nil {
 		err = fmt.Errorf("peer %s is not running", peerName)
+		if why := s.peerError(peerName); why != "" {
+			err = fmt.Errorf("peer %s did not start: %s", peerName, why)
+		}
 		for _, p := range s.peers {
 			if pp, ok := p.(*PeerProcess); ok && p.info().Name == peerName {
 				var got FanoutRun

@@ -248,7 +248,9 @@ func peerCharts(r *Report) []chartBlock {
 	}
 	bars := barChart{title: "Peers: ops/s (medians of the rounds)", yLabel: "ops/s", unit: ""}
 	for _, p := range r.Peers {
-		bars.series = append(bars.series, p.Name)
+		if p.Error == "" { // a peer that did not start has no bars
+			bars.series = append(bars.series, p.Name)
+		}
 	}
 	bars.values = make([][]float64, len(bars.series))
 	for _, c := range r.Comparisons {

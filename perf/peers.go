@@ -64,6 +64,10 @@ type PeerInfo struct {
 	// crash restart).
 	ReplayedChanges int64   `json:"replayed_changes,omitempty"`
 	ReplaySeconds   float64 `json:"replay_seconds,omitempty"`
+	// Error is why the peer did not start (empty: it ran). A peer that
+	// did not start has no results in comparisons; its start is a failed
+	// step of the run.
+	Error string `json:"error"`
 }
 
 // PeerRun is one measured run of the comparison, as every peer performs it.
@@ -186,9 +190,13 @@ func (s *suite) peersSteps() []step {
 }
 
 // startPeers starts the peers and writes the keys the reads read into
-// each (ctxd's were written by the prepare step).
+// each (ctxd's were written by the prepare step). A peer that does not
+// start is left out of the comparisons, and said so in the report (its
+// PeerInfo's Error) and as a failed step of its own ("peers: start
+// etcd"), which makes the run one with errors; the others are compared.
+// It returns an error only when the run is canceled.
 func (s *suite) startPeers(ctx context.Context) error {
-	if len(s.peers) > 0 {
+	if s.peersStarted {
 		return nil
 	}
 	ctxdInfo := PeerInfo{
@@ -201,6 +209,7 @@ func (s *suite) startPeers(ctx context.Context) error {
 	}
 	s.peers = []peer{&httpPeer{ep: s.ep, about: ctxdInfo}}
 	s.cleanups = append(s.cleanups, s.closePeers)
+	s.report.Peers = append(s.report.Peers[:0], ctxdInfo)
 	value := makeValue(s.cfg.ValueSize)
 	for _, name := range comparePeers(s.cfg.Compare) {
 		var p peer
@@ -216,16 +225,34 @@ func (s *suite) startPeers(ctx context.Context) error {
 			err = fmt.Errorf("unknown peer %q", name)
 		}
 		if err != nil {
-			s.closePeers() // no comparison without every peer
-			return fmt.Errorf("start peer %s: %w", name, err)
+			if ctx.Err() != nil {
+				s.closePeers()
+				return ctx.Err()
+			}
+			// The others are compared without it (they were all dropped:
+			// a missing ctxd-etcd-peer lost the nethttp numbers too).
+			step := "peers: start " + name
+			s.report.Failures = append(s.report.Failures, Failure{Step: step, Error: err.Error()})
+			s.report.Peers = append(s.report.Peers, PeerInfo{Name: name, Error: err.Error()})
+			s.notef("%s failed, the comparison goes on without it: %v", step, err)
+			continue
 		}
 		s.peers = append(s.peers, p)
-	}
-	s.report.Peers = s.report.Peers[:0]
-	for _, p := range s.peers {
 		s.report.Peers = append(s.report.Peers, p.info())
 	}
+	s.peersStarted = true
 	return nil
+}
+
+// peerError is why the named peer did not start ("" when it did, or was
+// not asked for).
+func (s *suite) peerError(name string) string {
+	for _, p := range s.report.Peers {
+		if p.Name == name {
+			return p.Error
+		}
+	}
+	return ""
 }
 
 func (s *suite) closePeers() {
@@ -275,7 +302,7 @@ func (s *suite) startEtcdPeer(ctx context.Context) (peer, error) {
 // the comparison to the report.
 func (s *suite) compareRun(ctx context.Context, index int, spec PeerRun) error {
 	if len(s.peers) == 0 {
-		return fmt.Errorf("no peers: their start failed (see the step before)")
+		return fmt.Errorf("no servers: the run was stopped while they started")
 	}
 	rounds := make([][]Measurement, len(s.peers))
 	for round := range s.cfg.Rounds {

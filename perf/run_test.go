@@ -226,6 +226,54 @@ func TestRunPeersNetHTTP(t *testing.T) {
 	require.Contains(t, string(page), "Peers: ops/s")
 }
 
+// TestRunPeersWithOneThatDoesNotStart: a peer that does not start (an
+// etcd peer command that ends at once) does not take the others' numbers
+// with it: ctxd and nethttp are compared, and the run says, in the
+// report, its table and its HTML, that etcd did not start and why; the
+// start counts as a failed step, so the run has an error (ctxd perf
+// exits 1). Its fan-out run on etcd says why there is none.
+func TestRunPeersWithOneThatDoesNotStart(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Compare = []string{PeerEtcd, PeerNetHTTP}
+	cfg.Scenarios = []string{scenarioPeers, scenarioFanout}
+	cfg.FanoutSocketIOSubscribers = []int{0}
+	cfg.EtcdPeer = "/bin/false"
+	cfg.CompareClients = 3
+	r, err := Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
+	require.NoError(t, err)
+
+	require.Len(t, r.Failures, 1, "%v", r.Failures)
+	require.Equal(t, "peers: start etcd", r.Failures[0].Step)
+	require.Contains(t, r.Failures[0].Error, "/bin/false")
+	require.Len(t, r.Peers, 3)
+	require.Equal(t, []string{peerCtxd, PeerEtcd, PeerNetHTTP}, []string{r.Peers[0].Name, r.Peers[1].Name, r.Peers[2].Name})
+	require.Contains(t, r.Peers[1].Error, "/bin/false", "the failed peer is in the report, with why")
+	require.Empty(t, r.Peers[2].Error)
+	require.Len(t, r.Comparisons, 5, "the comparison ran with the peers that started")
+	for _, c := range r.Comparisons {
+		require.Len(t, c.Results, 2, c.Name)
+		require.Equal(t, PeerNetHTTP, c.Results[1].Peer)
+		require.Positive(t, c.Results[1].OpsPerSec, c.Name)
+		require.Len(t, c.Ratios, 1, c.Name)
+	}
+	require.Len(t, r.Fanout, 2)
+	require.Equal(t, PeerEtcd, r.Fanout[1].Peer)
+	require.EqualValues(t, 1, r.Fanout[1].Errors)
+	require.Contains(t, r.Fanout[1].ErrorSamples[0], "did not start")
+	require.EqualValues(t, 2, r.Errors, "the start and the fan-out run on etcd")
+
+	var table strings.Builder
+	require.NoError(t, r.WriteTable(&table))
+	require.Contains(t, table.String(), "etcd: DID NOT START")
+	require.Contains(t, table.String(), "step peers: start etcd failed")
+	require.Contains(t, table.String(), "peers/get/c=3")
+	path := filepath.Join(t.TempDir(), "report.html")
+	require.NoError(t, r.WriteHTML(path))
+	page, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Contains(t, string(page), "did not start")
+}
+
 // TestRunCompareWithNamedScenarios: named scenarios run as named, with
 // --compare too: fanout alone runs no comparison, and nethttp (which has
 // no change feed) adds no fan-out run of its own.

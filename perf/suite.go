@@ -427,10 +427,12 @@ type suite struct {
 	value  []byte // ValueSize bytes of JSON
 	report *Report
 
-	readsReady bool     // read scenarios' keys are written
-	large      bool     // the runs are on the large database (--preload)
-	peers      []peer   // of the peers scenario, ctxd first, once started
-	cleanups   []func() // run when Run returns: servers started by steps
+	readsReady bool   // read scenarios' keys are written
+	large      bool   // the runs are on the large database (--preload)
+	peers      []peer // of the peers scenario that started, ctxd first
+	// peersStarted: startPeers ran (report.Peers says which did not start).
+	peersStarted bool
+	cleanups     []func() // run when Run returns: servers started by steps
 }
 
 // Run runs the scenarios of cfg against target and returns the report. A

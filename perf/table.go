@@ -210,6 +210,10 @@ func (r *Report) writePeersTable(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "\nPEERS: the same runs against each server, %d round(s) in turn, medians\n", r.Settings.Rounds)
 	for _, p := range r.Peers {
+		if p.Error != "" {
+			fmt.Fprintf(w, "  %s: DID NOT START, not compared: %s\n", p.Name, p.Error)
+			continue
+		}
 		durable := "durable"
 		if !p.Durable {
 			durable = "NOT durable"
