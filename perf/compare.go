@@ -59,12 +59,12 @@ func Verdict(old, new Metric, minChange float64) (string, float64) {
 // report's order, then those only the old one has.
 func Compare(old, new *Report, minChange float64) []Delta {
 	olds := map[string]Metric{}
-	for _, m := range old.Metrics {
+	for _, m := range withErrorsMetric(old) {
 		olds[m.Name] = m
 	}
 	seen := map[string]bool{}
 	var out []Delta
-	for _, n := range new.Metrics {
+	for _, n := range withErrorsMetric(new) {
 		seen[n.Name] = true
 		o, ok := olds[n.Name]
 		d := Delta{Name: n.Name, Unit: n.Unit, Old: o, New: n, Change: math.NaN()}
@@ -79,12 +79,24 @@ func Compare(old, new *Report, minChange float64) []Delta {
 		d.Verdict, d.Threshold = Verdict(o, n, minChange)
 		out = append(out, d)
 	}
-	for _, o := range old.Metrics {
+	for _, o := range withErrorsMetric(old) {
 		if !seen[o.Name] {
 			out = append(out, Delta{Name: o.Name, Unit: o.Unit, Old: o, Change: math.NaN(), Verdict: VerdictRemoved})
 		}
 	}
 	return out
+}
+
+// withErrorsMetric returns r's metrics, led by the run's error count:
+// reports from before it was a metric (2026-12-06) get it from their
+// errors field.
+func withErrorsMetric(r *Report) []Metric {
+	for _, m := range r.Metrics {
+		if m.Name == metricErrors {
+			return r.Metrics
+		}
+	}
+	return append([]Metric{{Name: metricErrors, Value: float64(r.Errors), Better: "lower", Errors: r.Errors}}, r.Metrics...)
 }
 
 // CountWorse returns how many deltas are worse.
@@ -105,8 +117,20 @@ func WriteComparison(w io.Writer, old, new *Report, ds []Delta) error {
 	for _, warn := range comparability(old, new) {
 		fmt.Fprintf(w, "note: %s\n", warn)
 	}
+	// The errors of the runs the metrics come from, when there are any:
+	// their numbers are suspect.
+	withErrors := 0
+	for _, d := range ds {
+		if d.Name != metricErrors && (d.Old.Errors > 0 || d.New.Errors > 0) {
+			withErrors++
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "METRIC\tOLD\tNEW\tCHANGE\tNOISE BAND\tVERDICT")
+	header := "METRIC\tOLD\tNEW\tCHANGE (NEW VS OLD)\tNOISE BAND\tVERDICT"
+	if withErrors > 0 {
+		header += "\tRUN ERRORS (OLD → NEW)"
+	}
+	fmt.Fprintln(tw, header)
 	counts := map[string]int{}
 	for _, d := range ds {
 		counts[d.Verdict]++
@@ -123,14 +147,29 @@ func WriteComparison(w io.Writer, old, new *Report, ds []Delta) error {
 		if d.Threshold > 0 {
 			band = "±" + formatValue(d.Threshold, d.Unit)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, oldS, newS, change, band, d.Verdict)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", d.Name, oldS, newS, change, band, d.Verdict)
+		if withErrors > 0 && d.Name != metricErrors && (d.Old.Errors > 0 || d.New.Errors > 0) {
+			line += fmt.Sprintf("\t%s → %s", errorCount(d.Old, d.Verdict == VerdictAdded), errorCount(d.New, d.Verdict == VerdictRemoved))
+		}
+		fmt.Fprintln(tw, line)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(w, "%d metrics: %d worse, %d better, %d noise, %d added, %d removed\n",
 		len(ds), counts[VerdictWorse], counts[VerdictBetter], counts[VerdictNoise], counts[VerdictAdded], counts[VerdictRemoved])
+	if err == nil && withErrors > 0 {
+		_, err = fmt.Fprintf(w, "%d metrics of runs with errors (RUN ERRORS): their numbers are of the requests that succeeded, and suspect\n", withErrors)
+	}
 	return err
+}
+
+// errorCount prints a metric's run errors ("-" when the side is missing).
+func errorCount(m Metric, missing bool) string {
+	if missing {
+		return "-"
+	}
+	return fmt.Sprint(m.Errors)
 }
 
 func formatWithSpread(m Metric) string {

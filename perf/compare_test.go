@@ -58,7 +58,10 @@ func TestCompare(t *testing.T) {
 		{Name: "new", Unit: "ms", Value: 1, Better: "lower"},
 	}}
 	ds := Compare(old, cur, DefaultMinChange)
-	require.Len(t, ds, 4)
+	require.Len(t, ds, 5)
+	require.Equal(t, "errors", ds[0].Name, "the error count first, from the reports' errors")
+	require.Equal(t, VerdictNoise, ds[0].Verdict)
+	ds = ds[1:]
 	require.Equal(t, "a ops/s", ds[0].Name)
 	require.Equal(t, VerdictWorse, ds[0].Verdict)
 	require.InDelta(t, -0.5, ds[0].Change, 1e-12)
@@ -69,11 +72,12 @@ func TestCompare(t *testing.T) {
 	require.Equal(t, 1, CountWorse(ds))
 
 	var out bytes.Buffer
-	require.NoError(t, WriteComparison(&out, old, cur, ds))
+	require.NoError(t, WriteComparison(&out, old, cur, Compare(old, cur, DefaultMinChange)))
 	require.Contains(t, out.String(), "a ops/s")
 	require.Contains(t, out.String(), "-50.0%")
 	require.Contains(t, out.String(), "WORSE")
-	require.Contains(t, out.String(), "4 metrics: 1 worse, 0 better, 1 noise, 1 added, 1 removed")
+	require.Contains(t, out.String(), "5 metrics: 1 worse, 0 better, 2 noise, 1 added, 1 removed")
+	require.NotContains(t, out.String(), "RUN ERRORS", "no column of errors when there are none")
 
 	// The same report against itself: all noise.
 	same := Compare(old, old, DefaultMinChange)
@@ -127,4 +131,85 @@ func TestRunWithoutAnswersMeasuresNoLatency(t *testing.T) {
 	require.True(t, names["write-latency ops/s"])
 	require.False(t, names["write-latency p50"])
 	require.True(t, names["read-latency p50"])
+}
+
+// TestCompareMarksErrorsAndMissing: a metric of a run with errors carries
+// them, and compare shows them beside it; the run's error count is a
+// metric of its own, so errors that appear are WORSE (--fail-on-worse
+// fails); a number a run could not measure (a peer with no answered
+// round, a fan-out run with no delivery) is missing, not a 0 that
+// compares better.
+func TestCompareMarksErrorsAndMissing(t *testing.T) {
+	good := PeerResult{Peer: PeerEtcd, OpsPerSec: 1000, P50: 1, P99: 3}
+	mine := PeerResult{Peer: peerCtxd, OpsPerSec: 2000, P50: 0.5, P99: 2}
+	old := &Report{
+		Runs:        []Measurement{{Name: "write-latency", Ops: 100, OpsPerSec: 1000, Latency: Latency{P50: 1, P99: 2}}},
+		Fanout:      []FanoutRun{{Name: "fanout/subs=5/rate=100", WritesPerSec: 100, AckToArrival: Latency{Count: 500, P50: 1, P99: 2}, SendToArrival: Latency{Count: 500, P50: 2, P99: 3}}},
+		Comparisons: []Comparison{{Name: "peers/put/c=1", Results: []PeerResult{mine, good}, Ratios: []Ratio{ratioOf(mine, good)}}},
+	}
+	old.Metrics = metricsOf(old)
+	// The new run: write-latency had 3 failed requests; etcd answered
+	// nothing (its ratios are 0: unknown); the fan-out delivered nothing.
+	failed := PeerResult{Peer: PeerEtcd, RunErrors: RunErrors{Errors: 3}}
+	cur := &Report{
+		Errors:      7,
+		Runs:        []Measurement{{Name: "write-latency", Ops: 100, OpsPerSec: 1000, Latency: Latency{P50: 1, P99: 2}, RunErrors: RunErrors{Errors: 3}}},
+		Fanout:      []FanoutRun{{Name: "fanout/subs=5/rate=100", RunErrors: RunErrors{Errors: 1}}},
+		Comparisons: []Comparison{{Name: "peers/put/c=1", Results: []PeerResult{mine, failed}, Ratios: []Ratio{ratioOf(mine, failed)}}},
+	}
+	cur.Metrics = metricsOf(cur)
+	ds := Compare(old, cur, DefaultMinChange)
+	byName := map[string]Delta{}
+	for _, d := range ds {
+		byName[d.Name] = d
+	}
+	require.Equal(t, VerdictWorse, byName["errors"].Verdict, "errors that appear are worse")
+	require.EqualValues(t, 3, byName["write-latency p50"].New.Errors)
+	require.EqualValues(t, 0, byName["write-latency p50"].Old.Errors)
+	require.Equal(t, VerdictNoise, byName["write-latency p50"].Verdict)
+	for _, name := range []string{"peers/put/c=1 ctxd/etcd p50", "peers/put/c=1 ctxd/etcd ops/s", "peers/put/c=1 etcd p50",
+		"fanout/subs=5/rate=100 ack-to-arrival p99", "fanout/subs=5/rate=100 send-to-arrival p99"} {
+		require.Equal(t, VerdictRemoved, byName[name].Verdict, "%s: not measured in the new run, not better", name)
+	}
+	require.EqualValues(t, 3, byName["peers/put/c=1 etcd ops/s"].New.Errors)
+	require.EqualValues(t, 1, byName["fanout/subs=5/rate=100 writes/s"].New.Errors)
+
+	var out bytes.Buffer
+	require.NoError(t, WriteComparison(&out, old, cur, ds))
+	require.Regexp(t, `write-latency p50 .* noise +0 → 3\n`, out.String())
+	require.Contains(t, out.String(), "RUN ERRORS")
+	require.Contains(t, out.String(), "metrics of runs with errors")
+	require.Positive(t, CountWorse(ds))
+
+	// An old report without the errors metric (before 2026-12-06): its
+	// errors count is compared all the same.
+	old.Metrics = old.Metrics[1:]
+	require.Equal(t, "errors", metricsOf(old)[0].Name)
+	ds = Compare(old, cur, DefaultMinChange)
+	require.Equal(t, "errors", ds[0].Name)
+	require.Equal(t, VerdictWorse, ds[0].Verdict)
+}
+
+// TestTableMarksErrors: every part with errors is marked where it is
+// printed, and its errors are listed under the run's ERRORS line: the
+// comparisons' (a peer's failed requests) were counted in the total but
+// listed nowhere, and the fan-out and snapshot tables had no column.
+func TestTableMarksErrors(t *testing.T) {
+	r := &Report{
+		Fanout:   []FanoutRun{{Name: "fanout/subs=5/rate=100", Subscribers: 5, RunErrors: RunErrors{Errors: 2, ErrorSamples: []string{"put: 503"}}}},
+		Snapshot: []SnapshotRun{{Name: "snapshot/keys=50", RunErrors: RunErrors{Errors: 1, ErrorSamples: []string{"restore: 500"}}}},
+		Comparisons: []Comparison{{Name: "peers/put/c=1", Results: []PeerResult{
+			{Peer: peerCtxd, OpsPerSec: 10},
+			{Peer: PeerEtcd, OpsPerSec: 5, RunErrors: RunErrors{Errors: 3, ErrorSamples: []string{"etcd: deadline exceeded"}}},
+		}}},
+	}
+	r.Errors = 6
+	var out bytes.Buffer
+	require.NoError(t, r.WriteTable(&out))
+	table := out.String()
+	require.Contains(t, table, "!!! 6 ERRORS")
+	require.Contains(t, table, "peers/put/c=1 etcd: 3 errors, e.g. etcd: deadline exceeded")
+	require.Contains(t, table, "fanout/subs=5/rate=100: 2 errors, e.g. put: 503")
+	require.Regexp(t, `FANOUT .* ERRORS`, table)
+	require.Regexp(t, `SNAPSHOT .* ERRORS`, table)
 }

@@ -368,6 +368,9 @@ type Metric struct {
 	Spread float64 `json:"spread"`
 	// Better is "higher" or "lower".
 	Better string `json:"better"`
+	// Errors are those of the run the metric comes from (its requests
+	// that failed, its missed deliveries...): its value is then suspect.
+	Errors int64 `json:"errors"`
 }
 
 // WriteJSON writes the report, indented, to path through a temp file.

@@ -89,12 +89,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if len(r.Fanout) > 0 {
 		fmt.Fprintln(tw)
-		row("FANOUT", "SUBSCRIBERS", "WRITES/S", "ACK→ARRIVAL P50", "P99", "MAX", "SEND→ARRIVAL P50", "P99", "DELIVERED", "MISSED", "DUPLICATES", "CHANGES/FRAME", "CONNECT")
+		row("FANOUT", "SUBSCRIBERS", "WRITES/S", "ACK→ARRIVAL P50", "P99", "MAX", "SEND→ARRIVAL P50", "P99", "DELIVERED", "MISSED", "DUPLICATES", "ERRORS", "CHANGES/FRAME", "CONNECT")
 		for _, f := range r.Fanout {
 			row(f.Name, commas(int64(f.Subscribers)), formatValue(f.WritesPerSec, ""),
 				ms(f.AckToArrival.P50), ms(f.AckToArrival.P99), ms(f.AckToArrival.Max),
 				ms(f.SendToArrival.P50), ms(f.SendToArrival.P99),
-				commas(f.Deliveries), commas(f.Missed), commas(f.Duplicates), fmt.Sprintf("%.2f", f.ChangesPerFrame), fmt.Sprintf("%.2f s", f.ConnectSeconds))
+				commas(f.Deliveries), commas(f.Missed), commas(f.Duplicates), commas(f.Errors), fmt.Sprintf("%.2f", f.ChangesPerFrame), fmt.Sprintf("%.2f s", f.ConnectSeconds))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -127,6 +127,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "  writes %.1f s, compaction %.2f s, defrag %.2f s (writes paused %s)\n",
 			d.WriteSeconds, d.CompactSeconds, d.DefragSeconds, ms(d.DefragPauseMs))
+		if d.Errors > 0 {
+			fmt.Fprintf(w, "  %d ERRORS in %s: its numbers are suspect\n", d.Errors, d.Name)
+		}
 		if m := d.Memory; m != nil {
 			fmt.Fprintf(w, "  server memory %s RSS, %s heap per 10,000 keys (%s RSS, %s heap at the end; %s)\n",
 				signedBytes(m.RSSPer), signedBytes(m.HeapPer), byteSize(m.After.RSSBytes), byteSize(m.After.HeapBytes), processAbout(m.Process))
@@ -140,9 +143,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if len(r.Snapshot) > 0 {
 		fmt.Fprintln(tw)
-		row("SNAPSHOT", "FILE", "SNAPSHOT", "DUMP (JSON)", "EXPORT (JSON)", "RESTORE")
+		row("SNAPSHOT", "FILE", "SNAPSHOT", "DUMP (JSON)", "EXPORT (JSON)", "RESTORE", "ERRORS")
 		for _, s := range r.Snapshot {
-			row(s.Name, byteSize(s.FileBytes), secs(s.SnapshotSeconds), secs(s.DumpSeconds), secs(s.ExportSeconds), secs(s.RestoreSeconds))
+			row(s.Name, byteSize(s.FileBytes), secs(s.SnapshotSeconds), secs(s.DumpSeconds), secs(s.ExportSeconds), secs(s.RestoreSeconds), commas(s.Errors))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -198,6 +201,11 @@ func (r *Report) errorSamples() []string {
 	}
 	for _, x := range r.Snapshot {
 		add(x.Name, x.RunErrors)
+	}
+	for _, c := range r.Comparisons {
+		for _, x := range c.Results {
+			add(c.Name+" "+x.Peer, x.RunErrors)
+		}
 	}
 	return out
 }

@@ -178,13 +178,21 @@ func opsPerSecOf(x *Measurement) float64 { return x.OpsPerSec }
 func p50Of(x *Measurement) float64       { return x.Latency.P50 }
 func p99Of(x *Measurement) float64       { return x.Latency.P99 }
 
-// metricsOf flattens the report's numbers for Compare.
+// metricsOf flattens the report's numbers for Compare: first the run's
+// error count, then each part's numbers, each with its part's errors. A
+// number the part could not measure (a latency with no answer, a ratio to
+// a peer that answered nothing) is left out, not given as a 0 that would
+// compare better.
 func metricsOf(r *Report) []Metric {
 	out := []Metric{}
+	var errs int64 // of the part whose metrics are being added
 	add := func(name, unit string, value, spread float64, better string) {
-		out = append(out, Metric{Name: name, Unit: unit, Value: value, Spread: spread, Better: better})
+		out = append(out, Metric{Name: name, Unit: unit, Value: value, Spread: spread, Better: better, Errors: errs})
 	}
+	errs = r.Errors
+	add(metricErrors, "", float64(r.Errors), 0, "lower")
 	for _, x := range r.Runs {
+		errs = x.Errors
 		add(x.Name+" ops/s", "ops/s", x.OpsPerSec, x.OpsPerSecSpread, "higher")
 		if x.Ops > 0 { // no answered request, no latency: not a 0 that compares better
 			add(x.Name+" p50", "ms", x.Latency.P50, x.P50Spread, "lower")
@@ -194,49 +202,85 @@ func metricsOf(r *Report) []Metric {
 			add(x.Name+" conflicts/s", "ops/s", x.CAS.ConflictsPerSec, x.CAS.ConflictsPerSecSpread, "lower")
 		}
 	}
+	runErrors := map[string]int64{}
 	for _, f := range r.Fanout {
+		errs = f.Errors + f.Missed + f.Duplicates
+		runErrors[f.Name] = errs
 		add(f.Name+" writes/s", "ops/s", f.WritesPerSec, 0, "higher")
-		add(f.Name+" ack-to-arrival p50", "ms", f.AckToArrival.P50, f.AckP50Spread, "lower")
-		add(f.Name+" ack-to-arrival p99", "ms", f.AckToArrival.P99, f.AckP99Spread, "lower")
-		add(f.Name+" send-to-arrival p99", "ms", f.SendToArrival.P99, f.SendP99Spread, "lower")
+		if f.AckToArrival.Count > 0 { // no delivery, no latency
+			add(f.Name+" ack-to-arrival p50", "ms", f.AckToArrival.P50, f.AckP50Spread, "lower")
+			add(f.Name+" ack-to-arrival p99", "ms", f.AckToArrival.P99, f.AckP99Spread, "lower")
+		}
+		if f.SendToArrival.Count > 0 {
+			add(f.Name+" send-to-arrival p99", "ms", f.SendToArrival.P99, f.SendP99Spread, "lower")
+		}
 		add(f.Name+" missed", "", float64(f.Missed), 0, "lower")
 	}
 	for _, d := range r.DiskGrowth {
+		errs = d.Errors
+		runErrors[d.Name] = errs
 		if n := len(d.Points); n > 0 {
 			add(d.Name+" bytes/version", "B", d.Points[n-1].BytesPerVersion, 0, "lower")
 		}
-		add(d.Name+" file after compaction+defrag", "B", float64(d.AfterDefrag.FileBytes), 0, "lower")
-		add(d.Name+" defrag pause", "ms", d.DefragPauseMs, 0, "lower")
+		if d.AfterDefrag.FileBytes > 0 { // 0: the run ended before its defrag
+			add(d.Name+" file after compaction+defrag", "B", float64(d.AfterDefrag.FileBytes), 0, "lower")
+			add(d.Name+" defrag pause", "ms", d.DefragPauseMs, 0, "lower")
+		}
 	}
 	if m := r.Memory; m.KeysRun != "" {
+		errs = runErrors[m.KeysRun]
 		add("memory rss per 10k keys", "B", float64(m.RSSPer10kKeys), 0, "lower")
 		add("memory heap per 10k keys", "B", float64(m.HeapPer10kKeys), 0, "lower")
 	}
 	if m := r.Memory; m.SubscribersRun != "" {
+		errs = runErrors[m.SubscribersRun]
 		add("memory rss per 1k subscribers", "B", float64(m.RSSPer1kSubscribers), 0, "lower")
 		add("memory heap per 1k subscribers", "B", float64(m.HeapPer1kSubscribers), 0, "lower")
 	}
 	for _, c := range r.Comparisons {
+		byPeer := map[string]int64{}
 		for _, x := range c.Results {
+			errs = x.Errors
+			byPeer[x.Peer] = x.Errors
 			add(c.Name+" "+x.Peer+" ops/s", "ops/s", x.OpsPerSec, x.OpsPerSecSpread, "higher")
-			add(c.Name+" "+x.Peer+" p50", "ms", x.P50, x.P50Spread, "lower")
-			add(c.Name+" "+x.Peer+" p99", "ms", x.P99, x.P99Spread, "lower")
+			if x.OpsPerSec > 0 { // no round answered: no latency
+				add(c.Name+" "+x.Peer+" p50", "ms", x.P50, x.P50Spread, "lower")
+				add(c.Name+" "+x.Peer+" p99", "ms", x.P99, x.P99Spread, "lower")
+			}
 		}
 		for _, x := range c.Ratios {
-			add(c.Name+" ctxd/"+x.Peer+" ops/s", "x", x.OpsPerSec, 0, "higher")
-			add(c.Name+" ctxd/"+x.Peer+" p50", "x", x.P50, 0, "lower")
-			add(c.Name+" ctxd/"+x.Peer+" p99", "x", x.P99, 0, "lower")
+			errs = byPeer[peerCtxd] + byPeer[x.Peer]
+			// A ratio is 0 when a side measured nothing (ratioOf).
+			for _, q := range []struct {
+				what   string
+				v      float64
+				better string
+			}{{"ops/s", x.OpsPerSec, "higher"}, {"p50", x.P50, "lower"}, {"p99", x.P99, "lower"}} {
+				if q.v > 0 {
+					add(c.Name+" ctxd/"+x.Peer+" "+q.what, "x", q.v, 0, q.better)
+				}
+			}
 		}
 	}
 	for _, sn := range r.Snapshot {
-		add(sn.Name+" snapshot", "s", sn.SnapshotSeconds, sn.Spread.SnapshotSeconds, "lower")
-		add(sn.Name+" dump", "s", sn.DumpSeconds, sn.Spread.DumpSeconds, "lower")
-		add(sn.Name+" export", "s", sn.ExportSeconds, sn.Spread.ExportSeconds, "lower")
-		add(sn.Name+" restore", "s", sn.RestoreSeconds, sn.Spread.RestoreSeconds, "lower")
+		errs = sn.Errors
+		for _, q := range []struct {
+			what          string
+			value, spread float64
+		}{{"snapshot", sn.SnapshotSeconds, sn.Spread.SnapshotSeconds}, {"dump", sn.DumpSeconds, sn.Spread.DumpSeconds},
+			{"export", sn.ExportSeconds, sn.Spread.ExportSeconds}, {"restore", sn.RestoreSeconds, sn.Spread.RestoreSeconds}} {
+			if q.value > 0 { // 0: not timed (the run failed before)
+				add(sn.Name+" "+q.what, "s", q.value, q.spread, "lower")
+			}
+		}
 	}
+	errs = 0
 	atScaleMetrics(r, add)
 	return out
 }
+
+// metricErrors is the metric of the run's error count.
+const metricErrors = "errors"
 
 // formatValue prints a number with its unit, readable in a table.
 func formatValue(v float64, unit string) string {

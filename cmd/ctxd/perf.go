@@ -357,7 +357,11 @@ func (a *app) perfCompareCmd() *cobra.Command {
 by metric. A difference within twice the runs' combined spread (each metric's
 standard deviation over its run's intervals or repeats), or within
 --min-change percent, is marked noise; beyond it the metric is better or
-WORSE. Differences between the two machines or settings are noted first.`,
+WORSE. The change is the new value against the old, in percent of the old.
+The first metric is each run's error count: errors that appear are WORSE.
+A metric whose run had errors shows them (RUN ERRORS, old → new); one
+that a run did not measure is added or removed. Differences between the
+two machines or settings are noted first.`,
 		Args: cobra.ExactArgs(2),
 	}
 	cmd.Flags().Float64Var(&minChange, "min-change", perf.DefaultMinChange*100, "smallest change, in `percent`, that is more than noise")
