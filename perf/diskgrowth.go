@@ -2,9 +2,13 @@ package perf
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,6 +98,11 @@ func (s *suite) diskGrowthRun(ctx context.Context, name string) error {
 			Stage: stage, Keys: keys, VersionsPerKey: perKey, Versions: versions,
 			LogicalBytes: versions * int64(keyLen+len(s.value)), FileBytes: st.FileSizeBytes, InUseBytes: st.InUseBytes,
 		}
+		if srv != nil && srv.DataDir != "" {
+			if p.DiskBytes, p.WALBytes, err = folderUsage(srv.DataDir); err != nil {
+				return DiskPoint{}, err
+			}
+		}
 		if versions > 0 {
 			p.BytesPerVersion = round1(float64(p.FileBytes) / float64(versions))
 			p.InUseBytesPerVersion = round1(float64(p.InUseBytes) / float64(versions))
@@ -162,6 +171,45 @@ func (s *suite) diskGrowthRun(ctx context.Context, name string) error {
 		}
 	}
 	return nil
+}
+
+// walFolder is the write-ahead log's folder in a data folder (beside the
+// database file, store/bolt.WALDir).
+const walFolder = "wal"
+
+// folderUsage returns what a server's data folder takes on disk, every
+// file's allocated blocks (the database file, the write-ahead log, any
+// other), and of that the write-ahead log's.
+func folderUsage(dir string) (total, wal int64, err error) {
+	walDir := filepath.Join(dir, walFolder)
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) { // a file removed as we walked (a released log segment)
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		n := allocatedBytes(fi)
+		total += n
+		if strings.HasPrefix(path, walDir+string(filepath.Separator)) {
+			wal += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("disk use of %s: %w", dir, err)
+	}
+	return total, wal, nil
 }
 
 // putAll puts the configured value at every path, with diskWriters clients.

@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -39,4 +40,14 @@ func filesystemType(path string) string {
 func DropPageCache() error {
 	syscall.Sync()
 	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0o200)
+}
+
+// allocatedBytes is what a file takes on disk: its allocated blocks, not
+// its size (a preallocated write-ahead log segment takes its whole size
+// before a record is in it; a sparse file less than its size).
+func allocatedBytes(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
 }

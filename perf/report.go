@@ -302,6 +302,14 @@ type DiskPoint struct {
 	LogicalBytes int64 `json:"logical_bytes"`
 	FileBytes    int64 `json:"file_bytes"`
 	InUseBytes   int64 `json:"in_use_bytes"`
+	// DiskBytes is what the server's data folder takes on disk (every
+	// file's allocated blocks: the database file, the write-ahead log),
+	// and WALBytes the write-ahead log's part: the log's segments are
+	// preallocated (64 MiB each by default, and the next one once the
+	// current is half full), so it takes its size before any record.
+	// Both 0 against a running server (its folder is not known here).
+	DiskBytes int64 `json:"disk_bytes"`
+	WALBytes  int64 `json:"wal_bytes"`
 	// BytesPerVersion is FileBytes / Versions; InUseBytesPerVersion
 	// InUseBytes / Versions.
 	BytesPerVersion      float64 `json:"bytes_per_version"`

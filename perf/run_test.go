@@ -274,6 +274,29 @@ func TestRunPeersWithOneThatDoesNotStart(t *testing.T) {
 	require.Contains(t, string(page), "did not start")
 }
 
+// TestDiskGrowthCountsTheFolderOnDisk: disk-growth says what the data
+// folder takes on disk, the write-ahead log's preallocated segments
+// included; the database file's size alone hid them (and, sparse, was
+// more than the file took).
+func TestDiskGrowthCountsTheFolderOnDisk(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Scenarios = []string{"disk-growth"}
+	r, err := Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
+	require.NoError(t, err)
+	require.Zero(t, r.Errors, "failures %v, runs %v", r.Failures, r.errorSamples())
+	require.Len(t, r.DiskGrowth, 1)
+	d := r.DiskGrowth[0]
+	for _, p := range append(append([]DiskPoint{}, d.Points...), d.AfterCompaction, d.AfterDefrag) {
+		// A segment is preallocated before the first record goes in.
+		require.GreaterOrEqual(t, p.WALBytes, int64(testkit.SmallLogSegmentSize), "%s %d", p.Stage, p.VersionsPerKey)
+		require.Greater(t, p.DiskBytes, p.WALBytes, "%s %d: the database file too", p.Stage, p.VersionsPerKey)
+	}
+	var table strings.Builder
+	require.NoError(t, r.WriteTable(&table))
+	require.Contains(t, table.String(), "OF WHICH WAL")
+	require.Contains(t, table.String(), byteSize(d.AfterDefrag.WALBytes))
+}
+
 // TestRunCompareWithNamedScenarios: named scenarios run as named, with
 // --compare too: fanout alone runs no comparison, and nethttp (which has
 // no change feed) adds no fan-out run of its own.

@@ -116,11 +116,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	for _, d := range r.DiskGrowth {
 		fmt.Fprintln(tw)
-		row(strings.ToUpper(d.Name), "VERSIONS/KEY", "VERSIONS", "LOGICAL", "FILE", "IN USE", "FILE B/VERSION")
+		row(strings.ToUpper(d.Name), "VERSIONS/KEY", "VERSIONS", "LOGICAL", "FILE", "IN USE", "FILE B/VERSION", "FOLDER ON DISK", "OF WHICH WAL")
 		points := append(append([]DiskPoint{}, d.Points...), d.AfterCompaction, d.AfterDefrag)
 		for _, p := range points {
+			onDisk, wal := "", ""
+			if p.DiskBytes > 0 {
+				onDisk, wal = byteSize(p.DiskBytes), byteSize(p.WALBytes)
+			}
 			row(fmt.Sprintf("%s, %s keys", p.Stage, commas(int64(p.Keys))), fmt.Sprint(p.VersionsPerKey), commas(p.Versions),
-				byteSize(p.LogicalBytes), byteSize(p.FileBytes), byteSize(p.InUseBytes), formatValue(p.BytesPerVersion, ""))
+				byteSize(p.LogicalBytes), byteSize(p.FileBytes), byteSize(p.InUseBytes), formatValue(p.BytesPerVersion, ""), onDisk, wal)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
