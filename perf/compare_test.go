@@ -213,3 +213,13 @@ func TestTableMarksErrors(t *testing.T) {
 	require.Regexp(t, `FANOUT .* ERRORS`, table)
 	require.Regexp(t, `SNAPSHOT .* ERRORS`, table)
 }
+
+// TestSummarySaysTheLoad: the first line of the table and of report.html
+// gives the machine's load at the start and at the end; the table said it
+// only when the start's was high, never the end's.
+func TestSummarySaysTheLoad(t *testing.T) {
+	r := &Report{Machine: Machine{Cores: 2, LoadAverage: 0.4, LoadAverageEnd: 2.6}, Settings: Settings{DurationSeconds: 5, WarmupSeconds: 1, ValueSize: 256}}
+	require.Contains(t, r.Summary(), "2 cores")
+	require.Contains(t, r.Summary(), "load average 0.4 at the start and 2.6 at the end")
+	require.Contains(t, r.Summary(), "5s windows after 1s warm-up, 256-byte values")
+}

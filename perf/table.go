@@ -24,8 +24,8 @@ func (r *Report) Summary() string {
 	} else if r.Target.Filesystem != "" {
 		target += " (data on " + r.Target.Filesystem + ")"
 	}
-	return fmt.Sprintf("%s, %d cores (%s), %s %s/%s; %gs windows after %gs warm-up, %d-byte values",
-		target, m.Cores, cpu, m.GoVersion, m.OS, m.Arch, r.Settings.DurationSeconds, r.Settings.WarmupSeconds, r.Settings.ValueSize)
+	return fmt.Sprintf("%s, %d cores (%s), %s %s/%s, load average %.1f at the start and %.1f at the end (this run's own load included); %gs windows after %gs warm-up, %d-byte values",
+		target, m.Cores, cpu, m.GoVersion, m.OS, m.Arch, m.LoadAverage, m.LoadAverageEnd, r.Settings.DurationSeconds, r.Settings.WarmupSeconds, r.Settings.ValueSize)
 }
 
 // WriteTable prints the report for a terminal: one table per kind of
