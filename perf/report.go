@@ -16,14 +16,17 @@ const ReportFormat = "ctxd-perf/1"
 // Report is one run of the suite: report.json. Its fields are documented
 // in REPORT.md; their names are stable within ReportFormat.
 type Report struct {
-	Format         string     `json:"format"`
-	StartedAt      time.Time  `json:"started_at"`
-	FinishedAt     time.Time  `json:"finished_at"`
-	ElapsedSeconds float64    `json:"elapsed_seconds"`
-	Command        string     `json:"command"`
-	Machine        Machine    `json:"machine"`
-	Target         TargetInfo `json:"target"`
-	Settings       Settings   `json:"settings"`
+	Format         string    `json:"format"`
+	StartedAt      time.Time `json:"started_at"`
+	FinishedAt     time.Time `json:"finished_at"`
+	ElapsedSeconds float64   `json:"elapsed_seconds"`
+	Command        string    `json:"command"`
+	// Units says the units of the numbers below, for a reader of the file
+	// alone (REPORT.md has them too).
+	Units    Units      `json:"units"`
+	Machine  Machine    `json:"machine"`
+	Target   TargetInfo `json:"target"`
+	Settings Settings   `json:"settings"`
 	// Interrupted is set when the run was stopped before its end
 	// (Ctrl-C): what it holds is what finished, and what did not is
 	// missing or partial.
@@ -46,6 +49,29 @@ type Report struct {
 	Skipped []Skip        `json:"skipped"`
 	Targets []TargetCheck `json:"targets"`
 	Metrics []Metric      `json:"metrics"`
+}
+
+// Units are the units of report.json's numbers, by kind (ReportUnits).
+type Units struct {
+	// Latency: every latency and percentile (p50, ms, commit_ms...).
+	Latency string `json:"latency"`
+	// Duration: every *_seconds field.
+	Duration string `json:"duration"`
+	// Size: every *_bytes field.
+	Size string `json:"size"`
+	// Rate: every *_per_sec field.
+	Rate string `json:"rate"`
+	// Percentile: the percentile of a distribution point (0 to 100).
+	Percentile string `json:"percentile"`
+}
+
+// ReportUnits are the units of every report.json of ReportFormat.
+var ReportUnits = Units{
+	Latency:    "milliseconds, to the nanosecond (nearest-rank percentiles, within +0.1% of the exact value)",
+	Duration:   "seconds",
+	Size:       "bytes",
+	Rate:       "per second",
+	Percentile: "percent",
 }
 
 // Machine is where the suite ran. Client and server share it.

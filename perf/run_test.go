@@ -53,6 +53,8 @@ func TestRunEveryScenario(t *testing.T) {
 	require.Zero(t, r.Errors, "failures %v, runs %v", r.Failures, r.errorSamples())
 	require.Equal(t, "in-process", r.Target.Mode)
 	require.Equal(t, "test", r.Target.ServerVersion)
+	require.True(t, strings.HasPrefix(r.Units.Latency, "milliseconds"), "report.json says its units: %+v", r.Units)
+	require.Equal(t, "seconds", r.Units.Duration)
 	require.Equal(t, defaultScenarios(Config{}), r.Settings.Scenarios)
 	require.NotContains(t, r.Settings.Scenarios, scenarioPeers, "the comparison runs only when asked")
 	require.NotEmpty(t, steps)

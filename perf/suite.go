@@ -458,6 +458,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 			Format:    ReportFormat,
 			StartedAt: time.Now().UTC(),
 			Command:   cfg.Command,
+			Units:     ReportUnits,
 			Machine:   machineInfo(cfg.CtxdVersion),
 			Target:    target.Info,
 			Settings:  cfg.settings(),
