@@ -311,13 +311,16 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// A proxy's 502 or 504 to a write leaves its outcome unknown (the write may
-// have reached ctxd, and the answer been lost behind the proxy), as a lost
-// answer does: ctxd put exits 6 on it, not 1. To a read, or as ctxd's own
-// error, it is an error like any other.
+// A proxy's 502, 503 or 504 to a write leaves its outcome unknown (the
+// write may have reached ctxd, and the answer been lost behind the proxy:
+// Envoy, Istio's proxy, answers 503 "upstream connect error or
+// disconnect/reset before headers" when the instance's connection broke
+// after the request went out), as a lost answer does: ctxd put exits 6
+// on it, not 1. To a read, or as ctxd's own error, it is an error like
+// any other.
 func TestProxyGatewayErrorsLeaveWritesUncertain(t *testing.T) {
 	ctx := context.Background()
-	for _, status := range []int{http.StatusBadGateway, http.StatusGatewayTimeout} {
+	for _, status := range []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout} {
 		c, _ := fake(t, status, "<html>gateway</html>")
 		_, err := c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
 		assert.True(t, IsOutcomeUnknown(err), "put, %d: %v", status, err)
@@ -331,6 +334,9 @@ func TestProxyGatewayErrorsLeaveWritesUncertain(t *testing.T) {
 	c, _ := fake(t, http.StatusBadGateway, `{"error":{"code":"bad_request","message":"m"}}`)
 	_, err := c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
 	assert.False(t, IsOutcomeUnknown(err), "ctxd's own error says what happened: %v", err)
+	c, _ = fake(t, http.StatusServiceUnavailable, `{"error":{"code":"unavailable","message":"store closed"}}`)
+	_, err = c.Put(ctx, "", "k", json.RawMessage(`1`), PutOptions{})
+	assert.False(t, IsOutcomeUnknown(err), "ctxd's unavailable: nothing applied: %v", err)
 }
 
 // noServer returns a client of a loopback port nobody listens on.

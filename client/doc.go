@@ -42,7 +42,7 @@
 // it was a read (WithReadTryTimeout bounds its wait for an answer; a read
 // answered 502, 503 or 504 moves too) or was not written in full, or the
 // instance answered 503 unavailable. A write that was sent and not
-// answered, or answered outcome_unknown or a proxy's 502 or 504, is never
+// answered, or answered outcome_unknown or a proxy's 502, 503 or 504, is never
 // sent again (outcome unknown, below); the next request goes to the next
 // instance. Watch resumes on the next instance when its own cannot be
 // reached or refuses (503, 429; a proxy's 502, 504). Servers lists them,
@@ -73,10 +73,10 @@
 // or a Put, Delete, Txn or Import was sent in full and its answer never
 // came, or came with a success status and was then cut off (it applied, but
 // what it returned is lost), or came as a 503 cut off before its code
-// (outcome_unknown as well as unavailable), or as a proxy's 502 or 504
-// (the proxy may have forwarded it). It may or may not have been
+// (outcome_unknown as well as unavailable), or as a proxy's 502, 503 or
+// 504 (the proxy may have forwarded it). It may or may not have been
 // applied: read the key (its version or revision shows whether the write
 // is there) before retrying. Such an error is also a connection error
 // when no answer came: test IsOutcomeUnknown first. 503 unavailable, by
-// contrast, means nothing was applied.
+// contrast (ctxd's, its code unavailable), means nothing was applied.
 package client

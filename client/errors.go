@@ -113,8 +113,8 @@ type APIError struct {
 	// bodiless is an answer to HEAD, which has no body to say its code:
 	// its status alone is the server's.
 	bodiless bool
-	// uncertain marks a proxy's 502 or 504 to a write, or a 503 to a
-	// write whose body was cut off (answerError).
+	// uncertain marks a proxy's 502, 503 or 504 to a write, or a 503 to
+	// a write whose body was cut off (answerError).
 	uncertain bool
 	// cutOff is why the body could not be read in full (the connection
 	// broke mid-body): nil when it was.
@@ -151,17 +151,17 @@ func (e *APIError) Is(target error) bool {
 }
 
 // answerError is decodeError for the answer to a request; for a write, a
-// 502 or 504 that is not ctxd's own error (a proxy's: the write may have
-// reached ctxd, and its answer have been lost behind it) also matches
-// ctxd.ErrOutcomeUnknown, as an answer that never came does; so does a
-// 503 whose body was cut off before its code (ctxd's outcome_unknown as
-// well as its unavailable: no telling which).
+// 502, 503 or 504 that is not ctxd's own error (a proxy's: the write may
+// have reached ctxd, and its answer have been lost behind it; Envoy
+// answers 503 when the instance's connection broke after the request
+// went out) also matches ctxd.ErrOutcomeUnknown, as an answer that never
+// came does; so does a 503 whose body was cut off before its code
+// (ctxd's outcome_unknown as well as its unavailable: no telling which).
+// ctxd's own 503 always has its code: unavailable, nothing applied.
 func answerError(resp *http.Response, write bool) error {
 	err := decodeError(resp)
 	var ae *APIError
-	if write && errors.As(err, &ae) && ae.Code == "" &&
-		(resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout ||
-			resp.StatusCode == http.StatusServiceUnavailable && ae.cutOff != nil) {
+	if write && errors.As(err, &ae) && ae.Code == "" && couldNotAnswer(resp.StatusCode) {
 		ae.uncertain = true
 	}
 	return err

@@ -33,7 +33,7 @@ import (
 //     came.
 //
 // A write that was sent and got no answer, or that the server answered
-// outcome_unknown, or a proxy 502 or 504 (answerError), is never sent
+// outcome_unknown, or a proxy 502, 503 or 504 (answerError), is never sent
 // again: it may have been applied, and only the caller can tell whether
 // to retry (IsOutcomeUnknown); the next request goes to the next
 // instance, so that a hung one costs one write its deadline, not every
