@@ -404,3 +404,27 @@ func TestLsHintContinuesInAShell(t *testing.T) {
 	assert.ElementsMatch(t, keys, listed)
 	assert.Len(t, listed, len(keys), "each once: %q", listed)
 }
+
+// shellQuote leaves a word as it is only when no shell reads any of its
+// characters: not zsh either, the default shell of macOS, whose EQUALS
+// option (on by default) takes a word that starts with = for a command's
+// path ('ctxd ls --after =x' there: "zsh: x not found"). Each word, as
+// quoted, is itself again through sh.
+func TestShellQuote(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"plain/key-1.v2": "plain/key-1.v2",
+		"=x":             "'=x'",
+		"a=b":            "'a=b'",
+		"":               "''",
+		"x'q":            `'x'\''q'`,
+		"~user":          "'~user'",
+		"a b":            "'a b'",
+	} {
+		got := shellQuote(in)
+		assert.Equal(t, want, got, "%q", in)
+		out, err := exec.Command("sh", "-c", `printf %s `+got).Output()
+		require.NoError(t, err, got)
+		assert.Equal(t, in, string(out), "%q through sh", got)
+	}
+}

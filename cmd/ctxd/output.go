@@ -120,10 +120,11 @@ func (c *common) printList(page client.ListPage) error {
 // ends them, is escaped, and opens them again). For the hints to paste
 // (ls's next page, restore's undo): in Go's "..." a $, a backtick or a !
 // in a key was the shell's, and named another key; a path with a space,
-// unquoted, was two words.
+// unquoted, was two words. = is quoted too: zsh (EQUALS, on by default)
+// takes a word that starts with it for a command's path.
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-./:@%+=,", r))
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-./:@%+,", r))
 	}) < 0 {
 		return s
 	}
