@@ -151,7 +151,10 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits, budget *Budget) (out []byt
 		fail := func(pointer, reason string) *ctxd.PatchError {
 			return &ctxd.PatchError{Index: i, Op: o.op, Pointer: pointer, Test: o.op == "test", Reason: reason}
 		}
-		if reason, repeats := checkPath(cur, o.path, o.op == "add"); reason != "" {
+		// A move and a copy add at their path, "-" (the end of an array)
+		// too (RFC 6902, 4.4 and 4.5).
+		adds := o.op == "add" || o.op == "move" || o.op == "copy"
+		if reason, repeats := checkPath(cur, o.path, adds); reason != "" {
 			pe := fail(o.path, reason)
 			// A member named twice on the way is the value's fault, not
 			// a test that does not hold.

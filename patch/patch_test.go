@@ -183,6 +183,24 @@ func TestFailuresNameTheOperationAndPointer(t *testing.T) {
 	}
 }
 
+// A move or a copy to "/list/-" appends, as an add there does: RFC 6902
+// makes each an add at its path ("-" is past the array's last element).
+// It was refused as "not an array index".
+func TestMoveAndCopyToTheEndOfAnArray(t *testing.T) {
+	value := []byte(`{"a":0,"list":[1,2]}`)
+	for doc, want := range map[string]string{
+		`[{"op":"copy","from":"/a","path":"/list/-"}]`:      `{"a":0,"list":[1,2,0]}`,
+		`[{"op":"move","from":"/a","path":"/list/-"}]`:      `{"list":[1,2,0]}`,
+		`[{"op":"move","from":"/list/0","path":"/list/-"}]`: `{"a":0,"list":[2,1]}`,
+	} {
+		out, err := patch.Apply(value, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(doc)}, ctxd.DefaultLimits)
+		require.NoError(t, err, doc)
+		assert.JSONEq(t, want, string(out), doc)
+	}
+	_, err := patch.Apply(value, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"copy","from":"/list/-","path":"/b"}]`)}, ctxd.DefaultLimits)
+	assert.ErrorIs(t, err, ctxd.ErrPatchFailed, `"-" as from names no element`)
+}
+
 // A malformed patch is bad input whatever the value; a result over the
 // size limit is too large; neither is a patch error.
 func TestBadPatchesAndLimits(t *testing.T) {
