@@ -654,14 +654,7 @@ func TestReadAnswered503GoesToTheNextInstance(t *testing.T) {
 	_, err := live.Backend().Put(ctx, "default", "k", json.RawMessage(`"live"`), nil, "t")
 	require.NoError(t, err)
 	answers := map[string]http.HandlerFunc{
-		"cut off": func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Content-Length", "100")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, `{"error":{"code":"unav`)
-			w.(http.Flusher).Flush()
-			panic(http.ErrAbortHandler) // closes the connection mid-body
-		},
+		"cut off": cutOffAnswer(http.StatusServiceUnavailable, `{"error":{"code":"unav`),
 		"a proxy's page": func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(http.StatusServiceUnavailable)

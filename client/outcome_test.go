@@ -45,6 +45,21 @@ func TestOutcomeUnknownAnswer(t *testing.T) {
 	assert.ErrorIs(t, err, ctxd.ErrClosed)
 }
 
+// cutOffAnswer reads each request in full and answers status, announcing
+// a body of 100 bytes, of which it sends partial alone before it closes
+// the connection.
+func cutOffAnswer(status int, partial string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, partial)
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // closes the connection mid-body
+	}
+}
+
 // hangingServer receives each request in full, then never answers: it
 // waits until the client has gone.
 func hangingServer(t *testing.T) (c *Client, received <-chan struct{}) {
@@ -172,15 +187,7 @@ func TestOutcomeUnknownThenReadTheKey(t *testing.T) {
 // its error is outcome unknown, never the plain error of a write that was
 // not applied, which a caller sends again. A read cut off so is not.
 func TestSuccessAnswerLostIsOutcomeUnknown(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.ReadAll(r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", "100")
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, `{"ns":"def`)
-		w.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler) // closes the connection mid-body
-	}))
+	srv := httptest.NewServer(cutOffAnswer(http.StatusOK, `{"ns":"def`))
 	t.Cleanup(srv.Close)
 	c, err := New(srv.URL)
 	require.NoError(t, err)
@@ -225,15 +232,7 @@ func TestSuccessAnswerLostIsOutcomeUnknown(t *testing.T) {
 // sends again. Its message says the answer was cut off, not that it was
 // someone else's. A read cut off so is not outcome unknown.
 func TestErrorAnswerCutOffLeavesAWriteUncertain(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.ReadAll(r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", "100")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, `{"error":{"code":"outc`)
-		w.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler) // closes the connection mid-body
-	}))
+	srv := httptest.NewServer(cutOffAnswer(http.StatusServiceUnavailable, `{"error":{"code":"outc`))
 	t.Cleanup(srv.Close)
 	c, err := New(srv.URL)
 	require.NoError(t, err)
