@@ -130,16 +130,19 @@ func TestExitCodeTable(t *testing.T) {
 	}
 }
 
+// runNoServer runs the command line args in this process, against an
+// address where no server listens, and returns what it wrote to stderr.
+func runNoServer(args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, environ: []string{"CTXD_SERVER=http://127.0.0.1:1"}}
+	err := a.run(context.Background(), args)
+	a.exitCode(err)
+	return stderr.String(), err
+}
+
 // Errors raised while cobra parses the command line are usage errors; errors
 // from a command's own code are not.
 func TestUsageErrorsInProcess(t *testing.T) {
-	run := func(args ...string) (string, error) {
-		var stdout, stderr bytes.Buffer
-		a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, environ: []string{"CTXD_SERVER=http://127.0.0.1:1"}}
-		err := a.run(context.Background(), args)
-		a.exitCode(err)
-		return stderr.String(), err
-	}
 	for _, args := range [][]string{
 		{"nope"}, {"get"}, {"get", "--nope", "k"}, {"ls", "a", "b"}, {"ls", "--all", "--limit", "3"},
 		{"ls", "--limit", "0"}, {"get", "k", "-o", "yaml"}, {"version", "extra"},
@@ -149,14 +152,14 @@ func TestUsageErrorsInProcess(t *testing.T) {
 		{"put", "k", "\xff\xfe"}, {"put", "k", "\"\xff\""}, {"put", "k", "-"}, {"status", "--token", "tok\r"},
 		{"watch", "-n", " , "},
 	} {
-		stderr, err := run(args...)
+		stderr, err := runNoServer(args...)
 		var ue *usageError
 		assert.True(t, errors.As(err, &ue), "%v: %v", args, err)
 		assert.Contains(t, stderr, "--help' for usage", args)
 	}
-	stderr, _ := run("snapshot", "create", "-o", "value")
+	stderr, _ := runNoServer("snapshot", "create", "-o", "value")
 	assert.Contains(t, stderr, "-o value is not supported by snapshot create", "the command's whole name")
-	_, err := run("get", "k", "--timeout", "1s")
+	_, err := runNoServer("get", "k", "--timeout", "1s")
 	assert.True(t, client.IsConnectionError(err), "%v", err)
 	var ue *usageError
 	assert.False(t, errors.As(err, &ue))
@@ -168,34 +171,27 @@ func TestUsageErrorsInProcess(t *testing.T) {
 // snapshot or the dump to a file named json. ./json is a file of that
 // name (here, the connection refused: no server at the address).
 func TestOutputFileIsNotAFormat(t *testing.T) {
-	run := func(args ...string) (string, error) {
-		var stdout, stderr bytes.Buffer
-		a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, environ: []string{"CTXD_SERVER=http://127.0.0.1:1"}}
-		err := a.run(context.Background(), args)
-		a.exitCode(err)
-		return stderr.String(), err
-	}
 	t.Chdir(t.TempDir()) // nothing is written; if it were, here
 	for _, args := range [][]string{
 		{"snapshot", "get", "ID", "-o", "json"}, {"snapshot", "get", "ID", "-o", "value"},
 		{"snapshot", "get", "ID", "-o", "table"}, {"snapshot", "get", "ID", "--output=json"},
 		{"dump", "-o", "json"}, {"dump", "-o", "csv"}, {"dump", "--format", "csv", "-o", "value"},
 	} {
-		stderr, err := run(args...)
+		stderr, err := runNoServer(args...)
 		var ue *usageError
 		require.True(t, errors.As(err, &ue), "%v: %v", args, err)
 		assert.Contains(t, stderr, "is the FILE to write", args)
 		assert.Contains(t, stderr, "give ./"+args[len(args)-1][strings.LastIndex(args[len(args)-1], "=")+1:], args)
 	}
-	stderr, _ := run("dump", "-o", "pretty")
+	stderr, _ := runNoServer("dump", "-o", "pretty")
 	assert.Contains(t, stderr, "its format is --format")
-	stderr, err := run("snapshot", "get", "ID")
+	stderr, err := runNoServer("snapshot", "get", "ID")
 	assert.Contains(t, stderr, "needs -o FILE", "%v", err)
 	for _, args := range [][]string{
 		{"snapshot", "get", "ID", "-o", "./json"}, {"snapshot", "get", "ID", "-o", "backup.db"},
 		{"dump", "-o", "./csv"}, {"dump", "-o", "ctx.json"}, {"dump", "-o", "-"},
 	} {
-		_, err := run(args...)
+		_, err := runNoServer(args...)
 		assert.True(t, client.IsConnectionError(err), "%v: %v", args, err)
 	}
 	entries, err := os.ReadDir(".")
