@@ -1,6 +1,12 @@
 package httpapi
 
-import "github.com/framework0/ctxd/internal/jsontext"
+import (
+	"net/http"
+	"slices"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/jsontext"
+)
 
 // Exported for the tests in package httpapi_test.
 var (
@@ -29,3 +35,29 @@ type (
 	CompatDumpList = compatDumpListResponse
 	ImportResult   = importResponse
 )
+
+// ErrorStatus returns the status the error tables send an answer of
+// code with, and false for a code that is not among those an answer may
+// carry (the OpenAPI document's enum).
+func ErrorStatus(code string) (int, bool) {
+	if !slices.Contains(errorCodes(), code) {
+		return 0, false
+	}
+	if status := ctxd.StatusOf(code); status != 0 {
+		return status, true
+	}
+	for _, row := range errorTable {
+		if row.code == code {
+			return row.status, true
+		}
+	}
+	for status, c := range echoErrorCodes {
+		if c == code {
+			return status, true
+		}
+	}
+	if code == ctxd.CodeInternal {
+		return http.StatusInternalServerError, true
+	}
+	return 0, false
+}

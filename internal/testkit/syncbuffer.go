@@ -30,6 +30,17 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
+// Take returns everything written so far and empties the buffer: a
+// long run (a fuzz target's server, answering thousands of requests a
+// second) reads its log piece by piece and keeps it small.
+func (s *SyncBuffer) Take() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.b.String()
+	s.b.Reset()
+	return out
+}
+
 // Lines decodes what was written so far as JSON lines (zerolog's output),
 // failing the test on a line that is not JSON.
 func (s *SyncBuffer) Lines(t testing.TB) []map[string]any {
