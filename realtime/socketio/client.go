@@ -179,11 +179,23 @@ func refusal(p string, e errorPayload) []string {
 	out := []string{event(ctxd.TypeError, e)}
 	if p != "" {
 		if typ, _, ack, _ := parsePacket(p); typ == '2' && ack != "" {
-			b, _ := json.Marshal([]any{e})
-			out = append(out, sioAck+ack+string(b))
+			out = append(out, ackPacket(ack, e))
 		}
 	}
 	return out
+}
+
+// ackPacket is the ACK packet of id ack (an event's), its one argument reply.
+func ackPacket(ack string, reply any) string {
+	b, _ := json.Marshal([]any{reply})
+	return sioAck + ack + string(b)
+}
+
+// namespaceRefusal is the CONNECT_ERROR that answers a CONNECT to namespace
+// nsp (not "/").
+func namespaceRefusal(nsp string) string {
+	b, _ := json.Marshal(map[string]string{"message": "Invalid namespace: ctxd serves the main namespace \"/\" (choose ctxd namespaces with the ns option)"})
+	return sioConnectError + nsp + "," + string(b)
 }
 
 // handleMessage handles one Socket.IO packet from the client.
@@ -215,8 +227,7 @@ func (s *Server) handleMessage(c *conn, p string) {
 	typ, nsp, ack, data := parsePacket(p)
 	if nsp != "/" {
 		if typ == '0' {
-			b, _ := json.Marshal(map[string]string{"message": "Invalid namespace: ctxd serves the main namespace \"/\" (choose ctxd namespaces with the ns option)"})
-			c.send(sioConnectError + nsp + "," + string(b))
+			c.send(namespaceRefusal(nsp))
 		}
 		return
 	}
@@ -259,8 +270,7 @@ func (s *Server) handleMessage(c *conn, p string) {
 		}
 		reply := s.onEvent(cl, name, arg)
 		if ack != "" && reply != nil {
-			b, _ := json.Marshal([]any{reply})
-			c.send(sioAck + ack + string(b))
+			c.send(ackPacket(ack, reply))
 		}
 	case '3': // an ACK: the server sends no event that asks for one
 	case '5', '6':

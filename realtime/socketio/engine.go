@@ -558,6 +558,10 @@ func writePayload(w http.ResponseWriter, packets []string) error {
 	return nil
 }
 
+// decodePayload splits a long-polling body into its packets (writePayload
+// joins them).
+func decodePayload(body string) []string { return strings.Split(body, separator) }
+
 // post reads the packets of a polling POST.
 func (c *conn) post(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, c.srv.opts.MaxPayload))
@@ -571,7 +575,7 @@ func (c *conn) post(w http.ResponseWriter, r *http.Request) {
 		engineError(w, http.StatusBadRequest, errBadRequest, "could not read the body")
 		return
 	}
-	for _, p := range strings.Split(string(body), separator) {
+	for _, p := range decodePayload(string(body)) {
 		if !c.handlePacket(p) {
 			break
 		}
@@ -590,11 +594,8 @@ func (c *conn) handlePacket(p string) bool {
 	case pClose:
 		c.close("client closed")
 		return false
-	case pPing: // clients ping only to probe; answer anyway, echoing no more than a probe's data
-		if len(p) > 1+len("probe") {
-			p = p[:1]
-		}
-		c.send(string(pPong) + p[1:])
+	case pPing:
+		c.send(pong(p))
 	case pPong:
 		signal(c.pong)
 	case pMessage:
@@ -612,6 +613,15 @@ func (c *conn) handlePacket(p string) bool {
 		return false
 	}
 	return true
+}
+
+// pong answers ping p: clients ping only to probe; answer anyway, echoing
+// no more than a probe's data.
+func pong(p string) string {
+	if len(p) > 1+len("probe") {
+		p = p[:1]
+	}
+	return string(pPong) + p[1:]
 }
 
 // upgrade takes a polling session over to a WebSocket: the client probes

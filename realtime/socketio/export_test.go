@@ -30,3 +30,19 @@ func BuildSnapshot(s *Server, ns string) (string, error) {
 	close(cl.c.done)
 	return p, err
 }
+
+// The wire's decoders and the encoders of what answers them, for
+// FuzzDecode.
+var (
+	ParsePacket      = parsePacket
+	DecodePayload    = decodePayload
+	WritePayload     = writePayload
+	NamespaceRefusal = namespaceRefusal
+	Pong             = pong
+)
+
+// Refusal is what answers Socket.IO packet p when it is refused with an
+// error of code and msg.
+func Refusal(p, code, msg string) []string {
+	return refusal(p, errorPayload{Code: code, Message: msg})
+}
