@@ -191,9 +191,16 @@ func ackPacket(ack string, reply any) string {
 	return sioAck + ack + string(b)
 }
 
-// namespaceRefusal is the CONNECT_ERROR that answers a CONNECT to namespace
-// nsp (not "/").
+// namespaceRefusal answers a CONNECT to namespace nsp (not "/"): its
+// CONNECT_ERROR, which names nsp; one longer than maxNameBytes gets an
+// error event instead, which does not. Echoed whole, a namespace as long
+// as a packet made each answer as large, and a client that sent them and
+// never read held 1,024 of them before the session was closed.
 func namespaceRefusal(nsp string) string {
+	if len(nsp) > maxNameBytes {
+		return event(ctxd.TypeError, errorPayload{Code: ctxd.CodeBadRequest, Message: "a CONNECT to a namespace of " + strconv.Itoa(len(nsp)) +
+			" bytes: ctxd serves the main namespace \"/\" (choose ctxd namespaces with the ns option)"})
+	}
 	b, _ := json.Marshal(map[string]string{"message": "Invalid namespace: ctxd serves the main namespace \"/\" (choose ctxd namespaces with the ns option)"})
 	return sioConnectError + nsp + "," + string(b)
 }
