@@ -293,7 +293,8 @@ func (s *fuzzSession) send(p string) {
 }
 
 // post sends a polling payload; a refused one (400, 413) must be
-// Engine.IO's JSON error.
+// Engine.IO's JSON error. The session may go on (a body that is not
+// UTF-8, refused by the server's gate): the next poll tells.
 func (s *fuzzSession) post(payload string) {
 	resp, err := s.hc.Post(s.url, "text/plain;charset=UTF-8", strings.NewReader(payload))
 	if err != nil {
@@ -313,8 +314,7 @@ func (s *fuzzSession) post(payload string) {
 	}
 }
 
-// engineError checks a refused request's answer, {"code","message"}; the
-// session is taken as ended (a later request says so).
+// engineError checks a refused request's answer, {"code","message"}.
 func (s *fuzzSession) engineError(status int, b []byte) {
 	var e struct {
 		Code    *int   `json:"code"`
@@ -323,7 +323,6 @@ func (s *fuzzSession) engineError(status int, b []byte) {
 	if json.Unmarshal(b, &e) != nil || e.Code == nil || e.Message == "" {
 		s.t.Fatalf("a %d answered %.200q: not Engine.IO's error", status, b)
 	}
-	s.ended = true
 }
 
 // readUntil reads packets until done accepts one (each checked), or the
@@ -366,8 +365,9 @@ func (s *fuzzSession) fill() {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode != http.StatusOK { // the session is gone
 			s.engineError(resp.StatusCode, b)
+			s.ended = true
 			return
 		}
 		packets = strings.Split(string(b), "\x1e")
@@ -447,12 +447,18 @@ func (s *fuzzSession) check(p string) {
 	}
 }
 
-// close ends the session from the client's side.
+// close ends the session from the client's side (polling: it reads what
+// is left, for the server to forget the session at once).
 func (s *fuzzSession) close() {
+	if s.ws != nil {
+		s.send("1")
+		_ = s.ws.Close()
+		return
+	}
 	if !s.ended {
 		s.send("1")
 	}
-	if s.ws != nil {
-		_ = s.ws.Close()
+	for !s.ended {
+		s.fill()
 	}
 }
