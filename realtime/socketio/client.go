@@ -38,6 +38,11 @@ const (
 	defaultWho   = "socketio"
 	readChunk    = 512
 	maxNameBytes = 256
+	// maxAckDigits bounds an event's ack id (clients count them up from
+	// 0; 20 digits hold any uint64). A longer one is refused and not
+	// echoed: an ack that repeated it was as large as the packet, and a
+	// client that never read its answers held 1,024 of them.
+	maxAckDigits = 20
 )
 
 // client is a Socket.IO client connected to the main namespace "/": its
@@ -178,7 +183,7 @@ func (s *Server) admit(c *conn, p string) msglimit.Verdict {
 func refusal(p string, e errorPayload) []string {
 	out := []string{event(ctxd.TypeError, e)}
 	if p != "" {
-		if typ, _, ack, _ := parsePacket(p); typ == '2' && ack != "" {
+		if typ, _, ack, _ := parsePacket(p); typ == '2' && ack != "" && len(ack) <= maxAckDigits {
 			out = append(out, ackPacket(ack, e))
 		}
 	}
@@ -250,6 +255,10 @@ func (s *Server) handleMessage(c *conn, p string) {
 		c.close("client disconnected")
 	case '2':
 		if cl == nil {
+			return
+		}
+		if len(ack) > maxAckDigits {
+			c.sendError(ctxd.CodeBadRequest, "an event's ack id is a number of at most "+strconv.Itoa(maxAckDigits)+" digits, not "+strconv.Itoa(len(ack)))
 			return
 		}
 		refuse := func(msg string) { c.send(refusal(p, errorPayload{Code: ctxd.CodeBadRequest, Message: msg})...) }

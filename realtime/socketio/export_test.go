@@ -41,6 +41,9 @@ var (
 	Pong             = pong
 )
 
+// MaxAckDigits bounds the ack ids the server answers.
+const MaxAckDigits = maxAckDigits
+
 // Refusal is what answers Socket.IO packet p when it is refused with an
 // error of code and msg.
 func Refusal(p, code, msg string) []string {

@@ -107,7 +107,7 @@ func decodeSocketIO(t *testing.T, p string) {
 			t.Fatalf("packet %.80q (ack id %.40q) answered %.80q: not its ack", p, ack, a)
 		}
 	}
-	if len(answers) != 1+btoi(typ == '2' && ack != "") {
+	if len(answers) != 1+btoi(typ == '2' && ack != "" && len(ack) <= socketio.MaxAckDigits) {
 		t.Fatalf("packet %.80q answered %d packets", p, len(answers))
 	}
 	if typ == '0' && nsp != "/" {
@@ -422,6 +422,9 @@ func (s *fuzzSession) check(p string) {
 		if json.Unmarshal([]byte(data), &args) != nil || typ == '2' && (ack != "" || len(args) < 1 || json.Unmarshal(args[0], &name) != nil) ||
 			typ == '3' && (ack == "" || len(args) != 1) {
 			t.Fatalf("not an event or an ack: %.200q", p)
+		}
+		if len(ack) > socketio.MaxAckDigits {
+			t.Fatalf("an ack id of %d digits: %.200q", len(ack), p)
 		}
 		if name == ctxd.TypeContextSetConfirmed {
 			s.confirmed++
