@@ -33,7 +33,13 @@ func startEngine(t *testing.T, opts socketio.Options) *engine {
 	s := socketio.New(st.Store, opts, zerolog.Nop())
 	hs := httptest.NewServer(s)
 	t.Cleanup(func() { _ = s.Close(); hs.Close() })
-	res, err := http.Get(hs.URL + "/socket.io/?EIO=4&transport=polling")
+	return newEngine(t, hs.URL)
+}
+
+// newEngine opens a polling session on the server at url.
+func newEngine(t *testing.T, url string) *engine {
+	t.Helper()
+	res, err := http.Get(url + "/socket.io/?EIO=4&transport=polling")
 	require.NoError(t, err)
 	body, _ := io.ReadAll(res.Body)
 	_ = res.Body.Close()
@@ -42,7 +48,7 @@ func startEngine(t *testing.T, opts socketio.Options) *engine {
 		SID string `json:"sid"`
 	}
 	require.NoError(t, json.Unmarshal(body[1:], &open), "%s", body)
-	return &engine{t: t, base: hs.URL + "/socket.io/?EIO=4&transport=polling&sid=" + open.SID}
+	return &engine{t: t, base: url + "/socket.io/?EIO=4&transport=polling&sid=" + open.SID}
 }
 
 // post sends packets in one polling POST.
