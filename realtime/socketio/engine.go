@@ -740,7 +740,11 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *conn) {
 	}
 	_ = ws.SetReadDeadline(time.Time{})
 	c.mu.Lock()
-	if c.closed {
+	// Of two probes that both confirm, the second is closed: each became
+	// the transport, with a reader and a writer, for as long as the
+	// session lived (one session, counted once against MaxClients, held
+	// any number of WebSockets).
+	if c.closed || c.ws != nil {
 		c.mu.Unlock()
 		_ = ws.Close()
 		return

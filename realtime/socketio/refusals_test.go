@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
@@ -233,4 +234,42 @@ func TestOverlappingPostsConnectOneClient(t *testing.T) {
 	}
 	t.Logf("%d of 50 second POSTs overlapped the first and were refused", refused)
 	testkit.Eventually(t, func() bool { return sio.Clients() == 0 }, "no client left once every session closed")
+}
+
+// A session takes one WebSocket: of two probes that both confirm the
+// upgrade, the second is closed. Before, each became the session's
+// transport, with a reader and a writer of its own, for as long as the
+// session lived: one session, counted once against max_clients, could
+// hold any number of WebSocket connections.
+func TestASecondUpgradeIsRefused(t *testing.T) {
+	srv := testkit.StartServer(t)
+	e := newEngine(t, srv.URL)
+	wsURL := "ws" + strings.TrimPrefix(e.base, "http") + "&transport=websocket"
+	wsURL = strings.Replace(wsURL, "transport=polling&", "", 1)
+	probes := make([]*websocket.Conn, 2)
+	for i := range probes {
+		ws, resp, err := websocket.DefaultDialer.Dial(wsURL, nil)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		t.Cleanup(func() { _ = ws.Close() })
+		require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("2probe")))
+		_, msg, err := ws.ReadMessage()
+		require.NoError(t, err)
+		require.Equal(t, "3probe", string(msg))
+		probes[i] = ws
+	}
+	// Each confirms the upgrade, then pings: only the session's
+	// transport answers (a probing connection closes at a ping).
+	for i, ws := range probes {
+		require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("5")))
+		require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("2x")))
+		require.NoError(t, ws.SetReadDeadline(time.Now().Add(testkit.Deadline)))
+		_, msg, err := ws.ReadMessage()
+		if i == 0 {
+			require.NoError(t, err)
+			assert.Equal(t, "3x", string(msg), "the first is the session's transport")
+		} else {
+			assert.Error(t, err, "the second is closed, not answered (%q)", msg)
+		}
+	}
 }
