@@ -58,14 +58,3 @@ func (s *SyncBuffer) Lines(t testing.TB) []map[string]any {
 	}
 	return out
 }
-
-// Take returns what was written since the last Take (everything, the
-// first time) and forgets it: a long run, a fuzz target's, checks its
-// server's log piece by piece instead of keeping it all.
-func (s *SyncBuffer) Take() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.b.String()
-	s.b.Reset()
-	return out
-}
