@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/gorilla/websocket"
@@ -616,9 +617,10 @@ func (c *conn) handlePacket(p string) bool {
 }
 
 // pong answers ping p: clients ping only to probe; answer anyway, echoing
-// no more than a probe's data.
+// no more than a probe's data, and none that is not UTF-8 (a WebSocket
+// text frame must be: a browser fails the connection at one that is not).
 func pong(p string) string {
-	if len(p) > 1+len("probe") {
+	if len(p) > 1+len("probe") || !utf8.ValidString(p) {
 		p = p[:1]
 	}
 	return string(pPong) + p[1:]

@@ -41,7 +41,7 @@ func FuzzDecode(f *testing.F) {
 		`421234["client_register",{"type":"agent"}]`, `42/admin,3["x"]`, `40/admin,{"token":"t"}`, "40/admin",
 		"42/,1[1]", "4/", "41/x,", `451-["context_set",{"_placeholder":true,"num":0}]`, "43" + "12[]",
 		"42" + strings.Repeat("9", 20) + "[", "40/" + strings.Repeat("n", 64) + ",{}",
-		"2" + strings.Repeat("x", 100), "\x1e\x1e4\x1e", "4" + strings.Repeat("[", 1000),
+		"2" + strings.Repeat("x", 100), "2\xff", "\x1e\x1e4\x1e", "4" + strings.Repeat("[", 1000),
 	} {
 		f.Add(seed)
 	}
@@ -110,7 +110,7 @@ func decodeSocketIO(t *testing.T, p string) {
 	if len(answers) != 1+btoi(typ == '2' && ack != "" && len(ack) <= socketio.MaxAckDigits) {
 		t.Fatalf("packet %.80q answered %d packets", p, len(answers))
 	}
-	if typ == '0' && nsp != "/" {
+	if typ == '0' && nsp != "/" && utf8.ValidString(p) { // the server refuses a packet that is not UTF-8 first
 		a := socketio.NamespaceRefusal(nsp)
 		checkAnswer(t, p, a)
 		var m map[string]any
@@ -125,13 +125,14 @@ func decodeSocketIO(t *testing.T, p string) {
 }
 
 // checkAnswer checks that a, an answer to packet p, is an Engine.IO
-// packet within maxAnswerBytes that a polling answer can carry.
+// packet within maxAnswerBytes that a polling answer, or a WebSocket text
+// frame, can carry.
 func checkAnswer(t *testing.T, p, a string) {
 	t.Helper()
 	if len(a) > maxAnswerBytes {
 		t.Fatalf("packet of %d bytes (%.80q) answered with %d bytes (%.80q...): more than %d", len(p), p, len(a), a, maxAnswerBytes)
 	}
-	if a == "" || a[0] < '0' || a[0] > '6' || strings.Contains(a, "\x1e") {
+	if a == "" || a[0] < '0' || a[0] > '6' || strings.Contains(a, "\x1e") || !utf8.ValidString(a) {
 		t.Fatalf("packet %.80q answered %.80q: not an Engine.IO packet", p, a)
 	}
 }
