@@ -587,6 +587,12 @@ func (c *conn) post(w http.ResponseWriter, r *http.Request) {
 
 // handlePacket handles one packet from the client; false: the session ended.
 func (c *conn) handlePacket(p string) bool {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed { // nothing would answer it: a write would be applied unconfirmed
+		return false
+	}
 	if p == "" {
 		c.close("empty packet")
 		return false
@@ -647,8 +653,11 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *conn) {
 	}
 	defer s.wg.Done()
 	// Until the upgrade completes, the probing connection is the
-	// session's to close: closing the session (Close, a ping timeout)
-	// ends the probe too.
+	// session's to end: closing the session (Close, a ping timeout, a
+	// revoked token) ends the probe too, closeLinger later. A client
+	// takes the WebSocket for its transport once it sent 5: one that
+	// sent it before the session closed, and whose 5 is read within
+	// that time, gets the session's last packets over it (see below).
 	stop := make(chan struct{})
 	defer close(stop)
 	s.wg.Add(1)
@@ -656,12 +665,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *conn) {
 		defer s.wg.Done()
 		select {
 		case <-c.done:
-			c.mu.Lock()
-			upgraded := c.ws == ws
-			c.mu.Unlock()
-			if !upgraded {
-				_ = ws.Close()
-			}
+			_ = ws.SetReadDeadline(time.Now().Add(closeLinger))
 		case <-stop:
 		}
 	}()
@@ -711,11 +715,16 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, c *conn) {
 	// the transport, with a reader and a writer, for as long as the
 	// session lived (one session, counted once against MaxClients, held
 	// any number of WebSockets).
-	if c.closed || c.ws != nil {
+	if c.ws != nil {
 		c.mu.Unlock()
 		_ = ws.Close()
 		return
 	}
+	// A session closed meanwhile is still the WebSocket's: its writer
+	// sends what the close left queued (a revoked token's error and
+	// DISCONNECT, a lagged client's error) and the close frame. Closed
+	// at once, the client saw only "transport close", and a client told
+	// not to come back reconnected.
 	c.ws = ws
 	c.mu.Unlock()
 	signal(c.wake) // a pending poll ends with a noop
@@ -805,6 +814,7 @@ func (c *conn) writeLoop(ws *websocket.Conn, readDone <-chan struct{}) {
 			return
 		}
 		if closed && len(packets) == 0 {
+			c.srv.forget(c) // a session closed while it upgraded lingered for a transport: this one took what was left
 			if code == 0 {
 				code, text = websocket.CloseGoingAway, ""
 			}
