@@ -58,6 +58,7 @@ type conn struct {
 	// written what it took (closeWith releases those left).
 	held    []heldGrant
 	polling bool            // a GET is waiting for packets
+	posting bool            // a POST is being read and handled
 	probing bool            // a WebSocket answered the upgrade probe: polls end with a noop
 	ws      *websocket.Conn // set when the WebSocket transport took over
 	closed  bool
@@ -88,6 +89,13 @@ type conn struct {
 	space chan struct{} // cap 1: the writer took packets from the queue
 	pong  chan struct{} // cap 1: a pong arrived
 	done  chan struct{} // closed by close
+
+	// handling is held while a transport handles the client's packets
+	// (post, serveWebSocketTracked): one at a time, whichever transport
+	// they came by. A POST still in flight when a WebSocket took over
+	// would otherwise run beside its reader, two CONNECTs at once
+	// connecting two clients (see post).
+	handling sync.Mutex
 }
 
 func newSID() string {
@@ -563,8 +571,33 @@ func writePayload(w http.ResponseWriter, packets []string) error {
 // joins them).
 func decodePayload(body string) []string { return strings.Split(body, separator) }
 
-// post reads the packets of a polling POST.
+// post reads the packets of a polling POST. A POST while another is in
+// flight is refused, and the session closed, as the reference server
+// refuses a "data request overlap" (a client waits for its POST's answer
+// before it sends the next): two ran their CONNECTs at once and connected
+// two clients, the first left in the server's clients for good; and each
+// read a body of up to MaxPayload beside the others. So is one after the
+// session moved to a WebSocket (as a poll then is).
 func (c *conn) post(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	switch {
+	case c.ws != nil:
+		c.mu.Unlock()
+		engineError(w, http.StatusBadRequest, errBadRequest, "Bad request: the session was upgraded to websocket")
+		return
+	case c.posting:
+		c.mu.Unlock()
+		engineError(w, http.StatusBadRequest, errBadRequest, "Bad request: overlapping polling POST")
+		c.close("overlapping post")
+		return
+	}
+	c.posting = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.posting = false
+		c.mu.Unlock()
+	}()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, c.srv.opts.MaxPayload))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -576,11 +609,13 @@ func (c *conn) post(w http.ResponseWriter, r *http.Request) {
 		engineError(w, http.StatusBadRequest, errBadRequest, "could not read the body")
 		return
 	}
+	c.handling.Lock()
 	for _, p := range decodePayload(string(body)) {
 		if !c.handlePacket(p) {
 			break
 		}
 	}
+	c.handling.Unlock()
 	w.Header().Set("Content-Type", "text/html")
 	_, _ = io.WriteString(w, "ok")
 }
@@ -756,7 +791,10 @@ func (c *conn) serveWebSocketTracked(ws *websocket.Conn) {
 			_ = ws.Close()
 			return
 		}
-		if !c.handlePacket(string(msg)) {
+		c.handling.Lock()
+		ok := c.handlePacket(string(msg))
+		c.handling.Unlock()
+		if !ok {
 			// The session is closed: read and drop what the client still
 			// sends until its answering close frame, for closeLinger at
 			// most (see writeLoop).

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,4 +233,43 @@ func TestASecondUpgradeIsRefused(t *testing.T) {
 			assert.Error(t, err, "the second is closed, not answered (%q)", msg)
 		}
 	}
+}
+
+// One session's packets are handled one at a time: two polling POSTs at
+// once (the second is refused, as the reference server refuses "data
+// request overlap", and the session closed) never CONNECT two clients.
+// Before, each POST ran its CONNECT: 9 sessions of 100 connected two
+// clients, and the first stayed in the server's clients for good,
+// counted in client_stats and holding its session's queue (a snapshot of
+// up to max_snapshot_bytes), its feed long gone.
+func TestOverlappingPostsConnectOneClient(t *testing.T) {
+	srv := testkit.StartServer(t)
+	sio := srv.Server().SocketIO()
+	refused := 0
+	for range 50 {
+		e := newEngine(t, srv.URL)
+		var wg sync.WaitGroup
+		codes := make([]int, 2)
+		for i := range codes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := http.Post(e.base, "text/plain", strings.NewReader("40"))
+				require.NoError(t, err)
+				_ = res.Body.Close()
+				codes[i] = res.StatusCode
+			}()
+		}
+		wg.Wait()
+		for _, code := range codes {
+			if code == http.StatusBadRequest {
+				refused++
+			}
+		}
+		e.post("1")
+		for e.poll() != nil {
+		}
+	}
+	t.Logf("%d of 50 second POSTs overlapped the first and were refused", refused)
+	testkit.Eventually(t, func() bool { return sio.Clients() == 0 }, "no client left once every session closed")
 }
