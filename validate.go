@@ -57,17 +57,17 @@ func ValidatePrefix(prefix string) error {
 	return validateText("prefix", prefix)
 }
 
-// maxWhoBytes bounds a change's who.
-const maxWhoBytes = 256
+// MaxWhoBytes bounds a change's who.
+const MaxWhoBytes = 256
 
 func whoTooLong(who string) error {
-	return TooLargef("who is %d bytes, at most %d allowed", len(who), maxWhoBytes)
+	return TooLargef("who is %d bytes, at most %d allowed", len(who), MaxWhoBytes)
 }
 
 // ValidateWho checks a change's author: at most 256 bytes of UTF-8
 // without control characters (validateText).
 func ValidateWho(who string) error {
-	if len(who) > maxWhoBytes {
+	if len(who) > MaxWhoBytes {
 		return whoTooLong(who)
 	}
 	return validateText("who", who)
@@ -400,7 +400,7 @@ func (l Limits) PrepareWrites(writes []Write) error {
 			return Invalidf("unknown op %d", w.Op)
 		}
 		if l.importing {
-			if len(w.Who) > maxWhoBytes {
+			if len(w.Who) > MaxWhoBytes {
 				return whoTooLong(w.Who)
 			}
 		} else if err := ValidateWho(w.Who); err != nil {

@@ -128,7 +128,7 @@ func TestReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.yaml")
 	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
 	write(tokensFile(entry("ops", secretAdmin, "admin"), entry("board", secretRead, "read"), entry("ci", secretLim, "write")))
-	a, err := NewAuthorizer(path)
+	a, err := NewAuthorizer(path, Options{})
 	require.NoError(t, err)
 	ops, board, ci := a.Authenticate(secretAdmin), a.Authenticate(secretRead), a.Authenticate(secretLim)
 	require.NotNil(t, ops)

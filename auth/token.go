@@ -85,6 +85,32 @@ type Token struct {
 	hash    [sha256.Size]byte
 	id      uint64
 	revoked atomic.Bool
+	// signs: the changes made with the token are recorded under its
+	// name (auth.who: token; set by the Authorizer before the token is
+	// in use, never changed after).
+	signs bool
+}
+
+// Author returns who a change made with t is recorded as. declared is the
+// who its request gave ("" for none), fallback what a change that gives
+// none is recorded as. A server whose auth.who is token records the
+// token's name, so that a change's who says which credential made it
+// whatever its request claims: the name alone when the request gave no
+// who or the name itself, else the name, a space and the given who in
+// parentheses ("deployer (ci-job-42)": a token's name has no space, so
+// the first space ends it). Otherwise, and for a nil token (access
+// control off), the request's who, as Framework0 records it.
+func (t *Token) Author(declared, fallback string) string {
+	switch {
+	case t == nil || !t.signs:
+		if declared == "" {
+			return fallback
+		}
+		return declared
+	case declared == "" || declared == t.Name:
+		return t.Name
+	}
+	return t.Name + " (" + declared + ")"
 }
 
 // nextID numbers every Token made, so that two tokens are never taken for

@@ -226,21 +226,38 @@ func (ts *Tokens) Lookup(secret string) *Token {
 // concurrent use.
 type Authorizer struct {
 	path   string
+	opts   Options
 	tokens atomic.Pointer[Tokens]
 	mu     sync.Mutex // serialises reloads; guards onRevoke
 	// onRevoke are told after a reload that revoked tokens (OnRevoke).
 	onRevoke []func()
 }
 
+// Options are the server's settings of access control beyond its tokens.
+type Options struct {
+	// SignChanges records every change made with a token under the
+	// token's name (auth.who: token; see Token.Author).
+	SignChanges bool
+}
+
 // NewAuthorizer loads the tokens file at path.
-func NewAuthorizer(path string) (*Authorizer, error) {
+func NewAuthorizer(path string, opts Options) (*Authorizer, error) {
 	ts, err := LoadTokens(path)
 	if err != nil {
 		return nil, err
 	}
-	a := &Authorizer{path: path}
+	a := &Authorizer{path: path, opts: opts}
+	a.apply(ts)
 	a.tokens.Store(ts)
 	return a, nil
+}
+
+// apply gives the tokens of a newly read file the server's options,
+// before any request uses them.
+func (a *Authorizer) apply(ts *Tokens) {
+	for _, t := range ts.list {
+		t.signs = a.opts.SignChanges
+	}
 }
 
 // Path is the tokens file.
@@ -306,6 +323,7 @@ func (a *Authorizer) reload() (loaded, revoked int, hooks []func(), err error) {
 	if err != nil {
 		return old.Len(), 0, nil, err
 	}
+	a.apply(next)
 	kept := map[*Token]bool{}
 	for i, t := range next.list {
 		for _, o := range old.list {

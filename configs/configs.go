@@ -394,6 +394,10 @@ type Auth struct {
 	// TokensFile (auth.tokens_file) is the YAML file of the tokens' hashes
 	// and rights, read at start and on SIGHUP.
 	TokensFile string
+	// Who (auth.who) is what a change made with a token is recorded as:
+	// declared (the who its request gives, as Framework0 records it) or
+	// token (the token's name, then the given who in parentheses).
+	Who string
 }
 
 // TLS configures HTTPS. Both files or neither must be given.
@@ -410,6 +414,12 @@ const (
 	AuthAuto = "auto"
 	AuthOn   = "on"
 	AuthOff  = "off"
+)
+
+// Authors of changes (auth.who).
+const (
+	WhoDeclared = "declared"
+	WhoToken    = "token"
 )
 
 // AuthEnabled reports whether access control is on: auth.mode on, or auto
@@ -451,7 +461,7 @@ func Defaults() Config {
 		Log:             Log{Level: "info", Format: "json"},
 		HTTP: HTTP{MaxBodyBytes: 2 << 20, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 			MaxHeaderBytes: 64 << 10, MaxSpoolBytes: 1 << 30},
-		Auth:      Auth{Mode: AuthAuto},
+		Auth:      Auth{Mode: AuthAuto, Who: WhoDeclared},
 		Limits:    ctxd.DefaultLimits,
 		Compat:    Compat{Namespace: ctxd.DefaultNamespace},
 		Snapshots: Snapshots{Interval: 0, Keep: 7, MaxUploadBytes: 1 << 30},
@@ -896,6 +906,7 @@ var settings = []setting{
 	boolSetting("http.pprof", func(c *Config) *bool { return &c.HTTP.Pprof }),
 	choiceSetting("auth.mode", "mode", func(c *Config) *string { return &c.Auth.Mode }, AuthAuto, AuthOn, AuthOff),
 	pathSetting("auth.tokens_file", func(c *Config) *string { return &c.Auth.TokensFile }),
+	choiceSetting("auth.who", "who", func(c *Config) *string { return &c.Auth.Who }, WhoDeclared, WhoToken),
 	pathSetting("tls.cert_file", func(c *Config) *string { return &c.TLS.CertFile }),
 	pathSetting("tls.key_file", func(c *Config) *string { return &c.TLS.KeyFile }),
 	sizeSetting("limits.max_key_bytes", ctxd.MaxKeyBytes, func(c *Config) *int { return &c.Limits.MaxKeyBytes }),

@@ -236,7 +236,7 @@ func checkTxn(s *Server, c echo.Context, t *auth.Token) error {
 	if err != nil {
 		return err
 	}
-	writes, err := decodeTxn(body, defaultWho)
+	writes, _, err := decodeTxn(body)
 	if err != nil {
 		return nil
 	}

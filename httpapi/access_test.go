@@ -569,7 +569,7 @@ func TestReadyzWhileRestoring(t *testing.T) {
 
 	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
 	require.NoError(t, os.WriteFile(tokens, []byte(testTokensYAML()), 0o600))
-	access, err := auth.NewAuthorizer(tokens)
+	access, err := auth.NewAuthorizer(tokens, auth.Options{})
 	require.NoError(t, err)
 	e.ts.Config.Handler = httpapi.New(restoringStore{e.st.Store}, httpapi.Config{Access: access}, zerolog.Nop()).Handler()
 	r = e.do("GET", "/readyz", "")

@@ -82,8 +82,14 @@ func compatKeyPath(r *http.Request) (string, error) {
 	return parseKey(raw)
 }
 
-// compatWhoOf returns ?who=, else X-Ctxd-Who, else "api_client".
-func compatWhoOf(c echo.Context) string { return whoOr(c, compatWho) }
+// compatWhoOf is who a /ctx change is recorded as (authorOf):
+// "api_client" when the request gives no one.
+func compatWhoOf(c echo.Context, bodyWho *string) string {
+	if bodyWho != nil {
+		return authorOf(c, *bodyWho, compatWho)
+	}
+	return authorOf(c, "", compatWho)
+}
 
 // appendValueAnswer appends {"key","value","timestamp","status":"success"}.
 func appendValueAnswer(b []byte, key string, value []byte, now time.Time) []byte {
@@ -154,10 +160,7 @@ func (s *Server) compatSet(c echo.Context) error {
 	if len(in.Value) == 0 || string(in.Value) == "null" {
 		return badRequest(`missing "value" (null is not a value here): send {"key": "name", "value": ...}`)
 	}
-	author := compatWhoOf(c)
-	if in.Who != nil && *in.Who != "" {
-		author = *in.Who
-	}
+	author := compatWhoOf(c, in.Who)
 	res, err := s.st.Txn(req.Context(), []ctxd.Write{{Namespace: s.compatNS(), Key: *in.Key, Op: ctxd.OpPut, Value: in.Value, Who: author, TTL: ttl}})
 	if err != nil {
 		return err
@@ -206,7 +209,7 @@ func (s *Server) compatDelete(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rec, err := s.st.Delete(c.Request().Context(), s.compatNS(), key, nil, compatWhoOf(c))
+	rec, err := s.st.Delete(c.Request().Context(), s.compatNS(), key, nil, compatWhoOf(c, nil))
 	if err != nil {
 		return err
 	}
@@ -409,7 +412,7 @@ type compatDumpResponse struct {
 // filename the dump is named context_dump_YYYYMMDD_HHMMSS.<format>; with
 // one, a file of that name is replaced.
 func (s *Server) compatDump(c echo.Context) error {
-	r := dumpRequest{ns: s.compatNS(), who: compatWhoOf(c)}
+	r := dumpRequest{ns: s.compatNS(), who: compatWhoOf(c, nil)}
 	formatName, _ := queryParam(c, "format")
 	r.filename, _ = queryParam(c, "filename")
 	var err error
@@ -432,7 +435,7 @@ func (s *Server) compatDump(c echo.Context) error {
 			r.filename = *in.Filename
 		}
 		if in.Who != nil && *in.Who != "" {
-			r.who = *in.Who
+			r.who = compatWhoOf(c, in.Who)
 		}
 		if len(in.IncludeHistory) > 0 {
 			if r.history, err = jsonBool(in.IncludeHistory); err != nil {

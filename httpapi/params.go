@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"github.com/framework0/ctxd/auth"
 	"io"
 	"net/http"
 	"net/url"
@@ -185,19 +186,23 @@ func limitParam(c echo.Context) (int, error) {
 	return int(n), nil
 }
 
-// who returns the author of a change: ?who=, else the X-Ctxd-Who header,
-// else "api".
-func who(c echo.Context) string { return whoOr(c, defaultWho) }
+// who returns who a change the request makes is recorded as (authorOf,
+// for a request whose body names no one), "api" when it gives none.
+func who(c echo.Context) string { return authorOf(c, "", defaultWho) }
 
-// whoOr returns ?who=, else the X-Ctxd-Who header, else fallback.
-func whoOr(c echo.Context, fallback string) string {
-	if w, _ := queryParam(c, "who"); w != "" {
-		return w
+// authorOf returns who a change the request makes is recorded as
+// (auth.Token.Author): the who its body gives (bodyWho), else ?who=, else
+// the X-Ctxd-Who header, else fallback; under its token's name on a
+// server whose auth.who is token.
+func authorOf(c echo.Context, bodyWho, fallback string) string {
+	declared := bodyWho
+	if declared == "" {
+		declared, _ = queryParam(c, "who")
 	}
-	if w := c.Request().Header.Get(headerWho); w != "" {
-		return w
+	if declared == "" {
+		declared = c.Request().Header.Get(headerWho)
 	}
-	return fallback
+	return auth.FromContext(c.Request().Context()).Author(declared, fallback)
 }
 
 // readBody reads the whole request body once. The body limit middleware has

@@ -145,6 +145,12 @@ func refuseBadWho(c echo.Context) error {
 			return fmt.Errorf("%s: %w", headerWho, err)
 		}
 	}
+	// Under a token's name (auth.who: token) a who that fits alone may
+	// not: say so here, where the store would name only the sum.
+	if signed := who(c); len(signed) > ctxd.MaxWhoBytes {
+		return ctxd.TooLargef("who is recorded as %q: %d bytes with the token's name before it, at most %d allowed: give a shorter who",
+			signed[:min(len(signed), 80)]+"...", len(signed), ctxd.MaxWhoBytes)
+	}
 	return nil
 }
 

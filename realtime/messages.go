@@ -392,10 +392,7 @@ func (h *Hub) writeTarget(s *session, m *inMessage, op string) (ns, who string, 
 		who = s.name
 		s.mu.Unlock()
 	}
-	if who == "" {
-		who = defaultWho
-	}
-	return ns, who, true
+	return ns, s.access.Author(who, defaultWho), true
 }
 
 // storeError turns a store error into an "error" frame with the REST API's

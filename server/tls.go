@@ -16,6 +16,13 @@ import (
 // off. Access control on without a usable tokens file is a configuration
 // error (exit code 2).
 func newAccess(cfg configs.Config, log zerolog.Logger) (*auth.Authorizer, error) {
+	if !cfg.AuthEnabled() && cfg.Auth.Who == configs.WhoToken {
+		// Without tokens every change would go on being recorded with
+		// the who its request claims: not what was asked for.
+		return nil, &configs.Error{Field: "auth.who", Err: fmt.Errorf(
+			"auth.who is token, but access control is off (%s): changes would be recorded with the who their requests give; "+
+				"turn access control on (auth.tokens_file, auth.mode: on) or set auth.who: declared", accessOffWhy(cfg))}
+	}
 	if !cfg.AuthEnabled() {
 		if !configs.IsLoopback(cfg.Addr) {
 			log.Warn().Str("addr", cfg.Addr).Msg("access control is off (auth.mode: off) on an address other machines can reach: " +
@@ -32,12 +39,20 @@ func newAccess(cfg configs.Config, log zerolog.Logger) (*auth.Authorizer, error)
 			"access control is on (%s) but no tokens file is set: make one with `ctxd token new` "+
 				"(README, \"Access control\"), or set auth.mode: off to serve without access control", why)}
 	}
-	a, err := auth.NewAuthorizer(cfg.Auth.TokensFile)
+	a, err := auth.NewAuthorizer(cfg.Auth.TokensFile, auth.Options{SignChanges: cfg.Auth.Who == configs.WhoToken})
 	if err != nil {
 		return nil, &configs.Error{Field: "auth.tokens_file", Source: "file " + cfg.Auth.TokensFile, Err: err}
 	}
-	log.Info().Str("tokens_file", cfg.Auth.TokensFile).Int("tokens", a.Tokens().Len()).Msg("access control on")
+	log.Info().Str("tokens_file", cfg.Auth.TokensFile).Int("tokens", a.Tokens().Len()).Str("who", cfg.Auth.Who).Msg("access control on")
 	return a, nil
+}
+
+// accessOffWhy says why access control is off.
+func accessOffWhy(cfg configs.Config) string {
+	if cfg.Auth.Mode == configs.AuthOff {
+		return "auth.mode is off"
+	}
+	return fmt.Sprintf("addr %s is a loopback address, no auth.tokens_file is set and auth.mode is auto", cfg.Addr)
 }
 
 // certReloader serves the TLS certificate of tls.cert_file and

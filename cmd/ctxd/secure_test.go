@@ -348,6 +348,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	testkit.Eventually(t, cond, "waiting for %s", what)
 }
 
+// auth.who: token signs changes with the token that made them: without
+// access control there is none, and the server refuses to start (exit
+// code 2) rather than record the who requests claim; a value that is
+// neither declared nor token is refused too.
+func TestServeRefusesSigningWithoutTokens(t *testing.T) {
+	dir := t.TempDir()
+	r := cli(t, []string{"CTXD_AUTH_WHO=token"}, "", "serve", "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "auth.who")
+	assert.Contains(t, r.stderr, "access control is off")
+
+	r = cli(t, []string{"CTXD_AUTH_WHO=tokens"}, "", "serve", "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `invalid who "tokens" (use declared or token)`)
+}
+
 // Access control is on by default on an address other machines can reach:
 // without a tokens file the server refuses to start (exit code 2); with
 // auth.mode: off it starts, with a warning.

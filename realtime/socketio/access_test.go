@@ -253,3 +253,40 @@ func TestRevokedWhileUpgrading(t *testing.T) {
 	assert.Contains(t, got[0], `"code":"token_revoked"`)
 	assert.Equal(t, "41", got[1], "the DISCONNECT: the client does not come back")
 }
+
+// With auth.who: token, a Socket.IO client's context_set is recorded under
+// its token's name, the who it gives after it, on a token of the file the
+// server started with and on one a reload added.
+func TestContextSetIsSignedByItsToken(t *testing.T) {
+	ci, later := auth.NewSecret(), auth.NewSecret()
+	entry := testkit.TokenEntry
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("ci", ci, "    roles: [write]\n")), 0o600))
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Auth.Mode, c.Auth.TokensFile, c.Auth.Who = configs.AuthOn, tokens, configs.WhoToken
+	}))
+	whoOf := func(key string) string {
+		t.Helper()
+		rec, err := srv.Backend().Get("default", key)
+		require.NoError(t, err)
+		return rec.Who
+	}
+
+	c := dial(t, srv, sioOpts{websocket: true})
+	connected(t, c, map[string]any{"token": ci})
+	c.emit("context_set", map[string]any{"key": "a", "value": 1, "who": "build-7"})
+	c.waitEvent("context_set_confirmed")
+	assert.Equal(t, "ci (build-7)", whoOf("a"))
+	c.emit("context_set", map[string]any{"key": "b", "value": 1})
+	c.waitEvent("context_set_confirmed")
+	assert.Equal(t, "ci", whoOf("b"), "no who given: the token's name, not the default")
+
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("ci", ci, "    roles: [write]\n")+entry("later", later, "    roles: [write]\n")), 0o600))
+	_, _, err := srv.Server().Access().Reload()
+	require.NoError(t, err)
+	d := dial(t, srv, sioOpts{})
+	connected(t, d, map[string]any{"token": later})
+	d.emit("context_set", map[string]any{"key": "c", "value": 1, "who": "ci"})
+	d.waitEvent("context_set_confirmed")
+	assert.Equal(t, "later (ci)", whoOf("c"), "a token the reload added signs too")
+}

@@ -1157,9 +1157,7 @@ func (s *Server) contextSet(cl *client, arg json.RawMessage) any {
 		m.Who = cl.name
 		cl.mu.Unlock()
 	}
-	if m.Who == "" {
-		m.Who = defaultWho
-	}
+	m.Who = cl.token.Author(m.Who, defaultWho)
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
 	cl.feedMu.Lock()
