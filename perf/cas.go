@@ -71,7 +71,7 @@ func (s *suite) casRun(ctx context.Context, name string, keys int) error {
 	return s.measured(ctx, r, l, func(res *loadResult, _ loadStats, r *Measurement) error {
 		cr := &CASResult{Keys: keys}
 		var perPart [intervals]float64
-		partLen := max(int64(s.cfg.Duration)/intervals, 1)
+		partLen := max(int64(res.window)/intervals, 1)
 		for _, sm := range res.samples {
 			switch sm.kind {
 			case kindWrite:

@@ -111,11 +111,13 @@ func TestComparabilityNotes(t *testing.T) {
 }
 
 // A run in which no request was answered (every one refused, say) measured
-// no latency: its latency targets are "not measured", not met by a p50 of
-// 0, and it has no latency metric for compare to call "better".
+// no latency and no rate: its latency targets are "not measured", not met
+// by a p50 of 0; it has no latency metric for compare to call "better"
+// and no ops/s metric (a 0 that looked like a measurement); the table
+// says "no op completed" where it said 0 ops/s and 0 µs.
 func TestRunWithoutAnswersMeasuresNoLatency(t *testing.T) {
 	r := &Report{Runs: []Measurement{
-		{Name: "write-latency", Ops: 0},
+		{Name: "write-latency", Ops: 0, RunErrors: RunErrors{Errors: 7}},
 		{Name: "read-latency", Ops: 10, Latency: Latency{P50: 0.05, P99: 0.2}},
 	}}
 	met := map[string]string{}
@@ -128,9 +130,13 @@ func TestRunWithoutAnswersMeasuresNoLatency(t *testing.T) {
 	for _, m := range metricsOf(r) {
 		names[m.Name] = true
 	}
-	require.True(t, names["write-latency ops/s"])
+	require.False(t, names["write-latency ops/s"])
 	require.False(t, names["write-latency p50"])
+	require.True(t, names["read-latency ops/s"])
 	require.True(t, names["read-latency p50"])
+	var table bytes.Buffer
+	require.NoError(t, r.WriteTable(&table))
+	require.Regexp(t, `write-latency +no op completed +7 `, table.String())
 }
 
 // TestCompareMarksErrorsAndMissing: a metric of a run with errors carries

@@ -47,7 +47,9 @@
 // Closed-loop scenarios run N clients, each one request at a time on its own
 // keep-alive connection, for a warm-up and then a measured window; only
 // requests that start inside the window count, and only successful ones
-// (failures are counted as errors, and a run with errors says so).
+// (failures are counted as errors, and a run with errors says so). A
+// window ends only once a request started in it was answered: one that
+// none was by its end is extended until one is, and says so.
 // Fixed-rate work (fanout's writers, and the latency scenarios with --rate)
 // is timed from each request's intended send time whenever the sender was
 // late for it (every worker busy), so a stalled server shows up in the

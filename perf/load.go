@@ -2,6 +2,7 @@ package perf
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -41,7 +42,9 @@ type worker struct {
 // for a fixed rate), relative to the window's start, and how long it took.
 type sample struct {
 	at, dur int64 // nanoseconds
-	kind    uint8
+	// began is when it was sent, relative to the window's start.
+	began int64
+	kind  uint8
 }
 
 // load describes one measured run of a request loop.
@@ -65,8 +68,13 @@ type load struct {
 // loadResult is what runLoad measured.
 type loadResult struct {
 	samples []sample
-	// elapsed is the window, or longer for a fixed rate that fell behind:
-	// until the last operation intended inside the window completed.
+	// window is the measured window: l.duration, or longer when no
+	// operation started in it had been answered by its end (extended).
+	window   time.Duration
+	extended bool
+	// elapsed is what the ops per second are computed over: the window,
+	// or, for a fixed rate that fell behind, how long its operations took
+	// to be sent (see sendSpan).
 	elapsed time.Duration
 	errs    *errorLog
 	workers []*worker
@@ -75,6 +83,12 @@ type loadResult struct {
 // runLoad runs l: a warm-up, then the measured window. Operations that
 // start (or, at a fixed rate, are intended to start) inside the window are
 // measured; errors are counted throughout.
+//
+// The window ends only once an operation started in it was answered
+// (or failed): one whose every operation outlasted it (a server slower
+// than the window is long, or a fixed rate slower than it) measured
+// nothing, and said 0 ops/s. It is then extended until the first such
+// answer, and the operations started before that count.
 func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 	res := &loadResult{errs: &errorLog{}}
 	workers := make([]*worker, l.clients)
@@ -116,11 +130,30 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 	start := time.Now()
 	windowStart := start.Add(l.warmup)
 	windowEnd := windowStart.Add(l.duration)
-	var lastDone atomic.Int64 // for a fixed rate: when the last measured op completed
-	var next atomic.Int64     // for a fixed rate: the next operation's index
+	// firstDone: when the first operation started in the window was
+	// answered, from the window's start; a closed loop's window lasts
+	// until then at least.
+	var firstDone atomic.Int64
+	firstDone.Store(math.MaxInt64)
+	var next atomic.Int64 // for a fixed rate: the next operation's index
 	interval := float64(0)
+	// onlyOne is, for a fixed rate whose window holds no intended send
+	// (a rate below one per window), the first operation intended after
+	// the window's start: sent, it extends the window. -1: none.
+	onlyOne := int64(-1)
+	intended := func(i int64) time.Time { return start.Add(time.Duration(float64(i) * interval)) }
 	if l.rate > 0 {
 		interval = float64(time.Second) / float64(l.rate)
+		i := int64(float64(l.warmup) / interval)
+		for i > 0 && !intended(i-1).Before(windowStart) {
+			i--
+		}
+		for intended(i).Before(windowStart) {
+			i++
+		}
+		if !intended(i).Before(windowEnd) {
+			onlyOne = i
+		}
 	}
 	var wg sync.WaitGroup
 	for _, w := range workers {
@@ -128,35 +161,40 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 			for !stop.Load() {
 				var t0, sent time.Time // intended (the window's clock), timed from
 				if l.rate > 0 {
+					// The operations intended in the window, however
+					// late the sender is for them.
 					i := next.Add(1) - 1
-					t0 = start.Add(time.Duration(float64(i) * interval))
-					if !t0.Before(windowEnd) {
+					if t0 = intended(i); !t0.Before(windowEnd) && i != onlyOne {
 						return
 					}
 					sent = paced(t0)
 				} else {
+					// Until the window's end, and past it until an
+					// operation started in it was answered.
 					t0 = time.Now()
-					if !t0.Before(windowEnd) {
+					if !t0.Before(windowEnd) && int64(t0.Sub(windowStart)) >= firstDone.Load() {
 						return
 					}
 					sent = t0
 				}
 				w.n++
+				began := time.Now()
 				kind, err := l.op(w)
 				t1 := time.Now()
+				inWindow := !t0.Before(windowStart)
+				if inWindow {
+					atomicMin(&firstDone, int64(t1.Sub(windowStart)))
+				}
 				if err != nil {
 					// Counted, not measured: ops/s and latencies are of
 					// the requests that succeeded.
 					res.errs.add(err)
 					continue
 				}
-				if t0.Before(windowStart) {
+				if !inWindow {
 					continue
 				}
-				w.samples = append(w.samples, sample{at: int64(t0.Sub(windowStart)), dur: int64(t1.Sub(sent)), kind: kind})
-				if l.rate > 0 {
-					atomicMax(&lastDone, int64(t1.Sub(windowStart)))
-				}
+				w.samples = append(w.samples, sample{at: int64(t0.Sub(windowStart)), dur: int64(t1.Sub(sent)), began: int64(began.Sub(windowStart)), kind: kind})
 			}
 		})
 	}
@@ -164,9 +202,9 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res.elapsed = l.duration
-	if l.rate > 0 {
-		res.elapsed = max(res.elapsed, time.Duration(lastDone.Load()))
+	res.window = l.duration
+	if fd := time.Duration(firstDone.Load()); fd != math.MaxInt64 && fd > l.duration && (l.rate == 0 || onlyOne >= 0) {
+		res.window, res.extended = fd, true
 	}
 	n := 0
 	for _, w := range workers {
@@ -174,10 +212,41 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 	}
 	res.samples = make([]sample, 0, n)
 	for _, w := range workers {
-		res.samples = append(res.samples, w.samples...)
+		for _, sm := range w.samples {
+			// One that started after the window's end, as the first
+			// answer came, is not of the window.
+			if sm.at < int64(res.window) {
+				res.samples = append(res.samples, sm)
+			}
+		}
 		w.samples = nil
 	}
+	res.elapsed = res.window
+	if l.rate > 0 {
+		res.elapsed = max(res.elapsed, sendSpan(res.samples))
+	}
 	return res, nil
+}
+
+// sendSpan is how long a fixed rate's measured operations took to be
+// sent: from the first one's send to the last one's, plus the mean gap
+// between two (n sends span n-1 gaps), so that sends made at the
+// intended rate span the window. Less than the window when the sender
+// kept up; longer when it fell behind, and then the rate sustained is n
+// over it. Neither the last answer's latency (the wait for it is not a
+// send) nor the backlog the warm-up left (the window's first sends come
+// late) counts, and both did: until 2026-12-06 this was until the last
+// answer, from the window's start.
+func sendSpan(samples []sample) time.Duration {
+	if len(samples) < 2 {
+		return 0
+	}
+	first, last := samples[0].began, samples[0].began
+	for _, sm := range samples[1:] {
+		first, last = min(first, sm.began), max(last, sm.began)
+	}
+	n := int64(len(samples))
+	return time.Duration((last - first) * n / (n - 1))
 }
 
 // paced waits for an operation's intended send time and returns the time
@@ -204,10 +273,10 @@ func closeWorkers(ws []*worker) {
 	}
 }
 
-func atomicMax(a *atomic.Int64, v int64) {
+func atomicMin(a *atomic.Int64, v int64) {
 	for {
 		cur := a.Load()
-		if v <= cur || a.CompareAndSwap(cur, v) {
+		if v >= cur || a.CompareAndSwap(cur, v) {
 			return
 		}
 	}

@@ -178,12 +178,18 @@ type Measurement struct {
 	Rate            int     `json:"rate"`
 	WarmupSeconds   float64 `json:"warmup_seconds"`
 	DurationSeconds float64 `json:"duration_seconds"`
-	// ElapsedSeconds is how long the window took: DurationSeconds, or
-	// longer at a fixed rate the server could not sustain (until the last
-	// operation intended inside the window was answered).
+	// ElapsedSeconds is what OpsPerSec is over: the window,
+	// DurationSeconds (longer when extended); at a fixed rate the server
+	// could not sustain, longer: the time its operations took to be sent
+	// (from the first's send to the last's, plus one mean gap).
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// WindowExtended is set when no operation started in the window had
+	// been answered (or had failed) by its end: the window was extended
+	// until one was, and its numbers rest on the few that started before.
+	WindowExtended bool `json:"window_extended"`
 	// Ops were measured in the window; OpsPerSec is their rate over
-	// ElapsedSeconds, and OpsPerSecSpread its standard deviation over the
+	// ElapsedSeconds (0 when no op succeeded: "no op completed", not a
+	// measurement), and OpsPerSecSpread its standard deviation over the
 	// window's intervals.
 	Ops             int64   `json:"ops"`
 	OpsPerSec       float64 `json:"ops_per_sec"`

@@ -5,7 +5,12 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
+
+// noOpCompleted stands for the numbers of a run in which no request
+// succeeded: there is no rate or latency to give.
+const noOpCompleted = "no op completed"
 
 // busyElsewhere is the CPU, in cores, other processes may use during a run
 // before the table flags it.
@@ -62,6 +67,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 				name += " (!)"
 				disturbed = true
 			}
+			if x.Ops == 0 { // not a 0 that reads as a measurement
+				row(name, noOpCompleted, "", "", "", "", "", "", fmt.Sprint(x.Errors), perCommit, commit)
+				continue
+			}
 			row(name, formatValue(x.OpsPerSec, ""), formatValue(x.OpsPerSecSpread, ""),
 				ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max), fmt.Sprint(x.Errors), perCommit, commit)
 		}
@@ -73,7 +82,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "  (!) other processes kept %.2f cores or more busy during the run: its numbers are lower than this machine can do\n", busyElsewhere)
 	}
 	for _, x := range r.Runs {
-		if x.Rate > 0 && x.ElapsedSeconds > x.DurationSeconds*1.1 {
+		if x.WindowExtended {
+			fmt.Fprintf(w, "note: %s: no request started in its %s window was answered by its end; the window was extended to %s, until one was: its numbers rest on %d (a longer --duration measures more)\n",
+				x.Name, duration(x.DurationSeconds), duration(x.ElapsedSeconds), x.Ops)
+		}
+		if x.Rate > 0 && !x.WindowExtended && x.ElapsedSeconds > x.DurationSeconds*1.1 {
 			fmt.Fprintf(w, "note: %s fell behind its fixed rate: %d/s offered, %s/s sustained (its %gs window took %.1fs; latencies count the wait from each intended send time)\n",
 				x.Name, x.Rate, formatValue(x.OpsPerSec, ""), x.DurationSeconds, x.ElapsedSeconds)
 		}
@@ -283,6 +296,16 @@ func processAbout(process string) string {
 }
 
 func ms(v float64) string { return formatValue(v, "ms") }
+
+// duration prints seconds as a Go duration, to the microsecond below a
+// second and to the millisecond above: 1µs, 312µs, 1.25s.
+func duration(v float64) string {
+	d := time.Duration(v * float64(time.Second))
+	if d >= time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Microsecond).String()
+}
 
 func secs(v float64) string {
 	if v < 1 {

@@ -193,8 +193,8 @@ func metricsOf(r *Report) []Metric {
 	add(metricErrors, "", float64(r.Errors), 0, "lower")
 	for _, x := range r.Runs {
 		errs = x.Errors
-		add(x.Name+" ops/s", "ops/s", x.OpsPerSec, x.OpsPerSecSpread, "higher")
-		if x.Ops > 0 { // no answered request, no latency: not a 0 that compares better
+		if x.Ops > 0 { // no answered request, no rate or latency: not a 0 that compares better or worse
+			add(x.Name+" ops/s", "ops/s", x.OpsPerSec, x.OpsPerSecSpread, "higher")
 			add(x.Name+" p50", "ms", x.Latency.P50, x.P50Spread, "lower")
 			add(x.Name+" p99", "ms", x.Latency.P99, x.P99Spread, "lower")
 		}

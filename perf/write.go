@@ -81,10 +81,11 @@ func (s *suite) measured(ctx context.Context, r Measurement, l load, after func(
 // fillMeasurement puts what res measured of l into r: rates, latencies,
 // intervals and spreads, errors.
 func fillMeasurement(r *Measurement, l load, res *loadResult) loadStats {
-	m := measure(res.samples, l.duration, res.elapsed)
+	m := measure(res.samples, res.window, res.elapsed)
 	r.Clients, r.Rate = l.clients, l.rate
 	r.WarmupSeconds, r.DurationSeconds = l.warmup.Seconds(), l.duration.Seconds()
-	r.ElapsedSeconds = round3(res.elapsed.Seconds())
+	r.ElapsedSeconds = round6(res.elapsed.Seconds())
+	r.WindowExtended = res.extended
 	r.Ops = int64(len(res.samples))
 	r.OpsPerSec = round1(m.opsPerSec)
 	r.Latency = m.all.summary()

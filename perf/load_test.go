@@ -1,0 +1,126 @@
+package perf
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// sleepOp is an operation that takes d (a server that answers in d).
+func sleepOp(d time.Duration) opFunc {
+	return func(*worker) (uint8, error) {
+		time.Sleep(d)
+		return kindWrite, nil
+	}
+}
+
+// A window shorter than a request: the request that started in the
+// warm-up ended after the window, and the window measured nothing (0 ops,
+// "0 ops/s"; TestRunEveryScenario's write-throughput/distinct/c=1 on a
+// loaded machine). The window now lasts until a request started in it
+// was answered, and says it was extended.
+func TestAWindowNoRequestFitsInIsExtended(t *testing.T) {
+	l := load{clients: 1, warmup: 20 * time.Millisecond, duration: 10 * time.Millisecond, op: sleepOp(50 * time.Millisecond), noConn: true}
+	res, err := runLoad(context.Background(), endpoint{}, l)
+	require.NoError(t, err)
+	require.Len(t, res.samples, 1, "the request that started after the warm-up's")
+	s := res.samples[0]
+	require.True(t, res.extended)
+	require.Equal(t, time.Duration(s.at+s.dur), res.window, "the window ends at its answer")
+	require.Equal(t, res.window, res.elapsed)
+	require.Greater(t, res.window, l.duration)
+
+	// The same at a fixed rate with no send intended inside the window
+	// (10/s: one every 100 ms, a 50 ms window 10 ms after the first): the
+	// first one after it is sent, and its answer ends the window.
+	l = load{clients: 2, rate: 10, warmup: 10 * time.Millisecond, duration: 50 * time.Millisecond, op: sleepOp(5 * time.Millisecond), noConn: true}
+	res, err = runLoad(context.Background(), endpoint{}, l)
+	require.NoError(t, err)
+	require.Len(t, res.samples, 1)
+	require.True(t, res.extended)
+	require.EqualValues(t, 90*time.Millisecond, res.samples[0].at, "intended 100 ms after the start")
+	require.GreaterOrEqual(t, res.window, time.Duration(res.samples[0].at+res.samples[0].dur))
+
+	// A window in which requests are answered is not extended.
+	l = load{clients: 2, warmup: 5 * time.Millisecond, duration: 30 * time.Millisecond, op: sleepOp(time.Millisecond), noConn: true}
+	res, err = runLoad(context.Background(), endpoint{}, l)
+	require.NoError(t, err)
+	require.False(t, res.extended)
+	require.Equal(t, l.duration, res.window)
+}
+
+// The suite with a window far shorter than any request (1 µs): every run
+// measured at least one request, with a rate and a latency, and the table
+// says its window was extended. Before, such runs had 0 ops and said
+// 0 ops/s, as write-throughput/distinct/c=1 did once in CI on a loaded
+// machine with the tiny config's 100 ms windows.
+func TestRunWithAWindowShorterThanARequest(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Scenarios = []string{"write-latency", "write-throughput", "read-latency"}
+	cfg.Clients = []int{1, 3}
+	cfg.Warmup, cfg.Duration = 5*time.Millisecond, time.Microsecond
+	r, err := Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
+	require.NoError(t, err)
+	require.Zero(t, r.Errors, "failures %v, runs %v", r.Failures, r.errorSamples())
+	require.Len(t, r.Runs, 6)
+	for _, x := range r.Runs {
+		require.Positive(t, x.Ops, x.Name)
+		require.Positive(t, x.OpsPerSec, x.Name)
+		require.Positive(t, x.Latency.P50, x.Name)
+		require.True(t, x.WindowExtended, x.Name)
+		require.Greater(t, x.ElapsedSeconds, x.DurationSeconds, x.Name)
+	}
+	var table strings.Builder
+	require.NoError(t, r.WriteTable(&table))
+	require.Contains(t, table.String(), "write-throughput/distinct/c=1: no request started in its 1µs window was answered by its end; the window was extended")
+}
+
+// A fixed rate the sender keeps up with, of requests longer than the
+// interval (100 ms at 50/s, 8 clients): ops/s is the rate. The window
+// used to run until the last answer, 100 ms after the last send, and
+// said 10 ops in 0.28 s: 36/s.
+func TestAFixedRateIsNotLoweredByTheLastLatency(t *testing.T) {
+	const latency = 100 * time.Millisecond
+	l := load{clients: 8, rate: 50, duration: 200 * time.Millisecond, op: sleepOp(latency), noConn: true}
+	res, err := runLoad(context.Background(), endpoint{}, l)
+	require.NoError(t, err)
+	require.Len(t, res.samples, 10, "one intended every 20 ms of the window")
+	require.False(t, res.extended)
+	require.GreaterOrEqual(t, res.elapsed, l.duration)
+	require.Less(t, res.elapsed, l.duration+latency/2, "the last answer's latency is not part of the window")
+}
+
+// A fixed rate the server cannot sustain: ops/s is the rate it sustained
+// while the window's requests were sent. It was the window's requests
+// over the time from the window's start to the last answer, which
+// counted the backlog the warm-up left before the first of them (here
+// twice as long as their own sending) and said a third of it.
+func TestAFixedRateThatFallsBehindSaysWhatWasSustained(t *testing.T) {
+	var took []time.Duration // each request's time, in the order sent (one client)
+	l := load{clients: 1, rate: 2000, warmup: 50 * time.Millisecond, duration: 25 * time.Millisecond, noConn: true}
+	l.op = func(*worker) (uint8, error) {
+		t0 := time.Now()
+		time.Sleep(2 * time.Millisecond)
+		took = append(took, time.Since(t0))
+		return kindWrite, nil
+	}
+	res, err := runLoad(context.Background(), endpoint{}, l)
+	require.NoError(t, err)
+	n := len(res.samples)
+	require.Equal(t, 50, n, "one intended every 0.5 ms of the window")
+	require.Greater(t, res.elapsed, l.duration, "it fell behind")
+	// The window's requests are the last n sent, back to back: the
+	// server's rate is n-1 of them over their time (the n-1 gaps between
+	// the n sends, less what the client did between two).
+	var busy time.Duration
+	for _, d := range took[len(took)-n : len(took)-1] {
+		busy += d
+	}
+	sustained := float64(n-1) / busy.Seconds()
+	got := measure(res.samples, res.window, res.elapsed).opsPerSec
+	require.Greater(t, got, 0.8*sustained, "ops/s %.0f, the server's rate %.0f", got, sustained)
+	require.LessOrEqual(t, got, sustained*1.000001)
+}
