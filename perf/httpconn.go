@@ -72,6 +72,8 @@ type httpConn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	body bytes.Buffer // the last answer's body
+	// dialFailures counts the connection attempts that failed in a row.
+	dialFailures int
 }
 
 // dialTimeout bounds a connection attempt; ioTimeout one request.
@@ -80,9 +82,30 @@ const (
 	ioTimeout   = 60 * time.Second
 )
 
+// After a connection attempt failed (refused: the server stopped, or is
+// restarting), the next waits redialMin, then twice as long after each
+// further failure, up to redialMax: a client whose every request fails
+// at once no longer spins on the refusals (tens of thousands a second,
+// each an error, all of a core the server shares). The first connection
+// made ends the waits.
+const (
+	redialMin = time.Millisecond
+	redialMax = 100 * time.Millisecond
+)
+
+// redialWait is the wait before a connection attempt after failures
+// failed ones in a row.
+func redialWait(failures int) time.Duration {
+	if failures <= 0 {
+		return 0
+	}
+	return min(redialMin<<min(failures-1, 20), redialMax)
+}
+
 func newHTTPConn(ep endpoint) *httpConn { return &httpConn{ep: ep} }
 
 func (h *httpConn) connect() error {
+	time.Sleep(redialWait(h.dialFailures))
 	var c net.Conn
 	var err error
 	if h.ep.tls {
@@ -95,8 +118,10 @@ func (h *httpConn) connect() error {
 		c, err = net.DialTimeout("tcp", h.ep.addr, dialTimeout)
 	}
 	if err != nil {
+		h.dialFailures++
 		return fmt.Errorf("connect to %s: %w", h.ep.addr, err)
 	}
+	h.dialFailures = 0
 	h.c = c
 	if h.br == nil {
 		h.br = bufio.NewReaderSize(c, 32<<10)

@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -94,4 +96,55 @@ func TestParseEndpoint(t *testing.T) {
 		_, err := parseEndpoint(bad)
 		require.Error(t, err, bad)
 	}
+}
+
+// A server that refuses connections (stopped, restarting): its clients
+// wait before each new attempt, from 1 ms doubling up to 100 ms, instead
+// of redialing at once in a loop (tens of thousands of refusals a second
+// on loopback, each an error, a core taken from the machine the server
+// shares); each failed request is still counted as an error.
+func TestRefusedConnectionsAreRetriedAfterAWait(t *testing.T) {
+	require.Zero(t, redialWait(0))
+	require.Equal(t, time.Millisecond, redialWait(1))
+	require.Equal(t, 8*time.Millisecond, redialWait(4))
+	require.Equal(t, redialMax, redialWait(8))
+	require.Equal(t, redialMax, redialWait(1000))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ep, err := parseEndpoint("http://" + ln.Addr().String())
+	require.NoError(t, err)
+	l := load{clients: 2, duration: 300 * time.Millisecond}
+	// Each client connected (the kernel accepted); then the server goes
+	// away: every request after fails, every connection is refused.
+	l.setup = func(w *worker) error {
+		if w.id == l.clients-1 {
+			return ln.Close()
+		}
+		return nil
+	}
+	l.op = func(w *worker) (uint8, error) {
+		return kindRead, w.conn.expect(http.StatusOK, http.MethodGet, "/", nil)
+	}
+	res, err := runLoad(context.Background(), ep, l)
+	require.NoError(t, err)
+	require.Empty(t, res.samples)
+	e := res.errs.result()
+	var sent int64
+	for _, w := range res.workers {
+		sent += w.n
+	}
+	require.Equal(t, sent, e.Errors, "every failed request is an error")
+	require.GreaterOrEqual(t, e.Errors, int64(2*2), "a first failure and a refusal each")
+	// 300 ms of waits of 1, 2, 4 ... 100 ms is ten attempts a client: a
+	// busy machine makes fewer, not more; without the waits, thousands.
+	require.Less(t, e.Errors, int64(100), "%d attempts in 300 ms", e.Errors)
+	require.Condition(t, func() bool {
+		for _, s := range e.ErrorSamples {
+			if strings.Contains(s, "connection refused") {
+				return true
+			}
+		}
+		return false
+	}, "%v", e.ErrorSamples)
 }
