@@ -361,13 +361,10 @@ func atScaleTargets(r *Report) []TargetCheck {
 		return nil
 	}
 	var out []TargetCheck
-	check := func(name, want, got string, measured, met bool) {
-		tc := TargetCheck{Name: name, Want: want, Got: "not measured", Met: "n/a"}
+	check := func(name, want, got string, measured, met bool, errs int64) {
+		tc := TargetCheck{Name: name, Want: want, Got: "not measured", Met: metNA}
 		if measured {
-			tc.Got, tc.Met = got, "no"
-			if met {
-				tc.Met = "yes"
-			}
+			tc.Got, tc.Met, tc.Errors = got, verdict(met, errs), errs
 		}
 		out = append(out, tc)
 	}
@@ -378,14 +375,14 @@ func atScaleTargets(r *Report) []TargetCheck {
 	}
 	open := a.Large.OpenToReadySeconds
 	check(fmt.Sprintf("at scale (%s): open to ready, %s", size, cache), fmt.Sprintf("<= %g s", targetLargeOpenSeconds),
-		secs(open), open > 0, open <= targetLargeOpenSeconds)
+		secs(open), open > 0, open <= targetLargeOpenSeconds, 0)
 	rss := a.Large.RSSAfterOpenBytes
 	check(fmt.Sprintf("at scale (%s): RSS right after open", size), "<= "+byteSize(targetLargeRSSBytes),
-		byteSize(rss), rss > 0, rss <= targetLargeRSSBytes)
+		byteSize(rss), rss > 0, rss <= targetLargeRSSBytes, 0)
 	crash := a.Crash.OpenToReadySeconds - a.Crash.ReplaySeconds
 	check(fmt.Sprintf("at scale (%s): crash restart, less the log replay", size), fmt.Sprintf("<= %g s", targetCrashOpenSeconds),
 		fmt.Sprintf("%s (+ %s replaying %s changes, %s/s)", secs(crash), secs(a.Crash.ReplaySeconds), commas(a.Crash.ReplayedChanges),
-			formatValue(a.Crash.ReplayChangesPerSec, "")), a.Crash.OpenToReadySeconds > 0, crash <= targetCrashOpenSeconds)
+			formatValue(a.Crash.ReplayChangesPerSec, "")), a.Crash.OpenToReadySeconds > 0, crash <= targetCrashOpenSeconds, 0)
 	versus := func(name, run string, of func(*Measurement) float64, unit string, atMost bool, factor float64) {
 		fresh, large := findRun(r, run), findRun(r, largePrefix+run)
 		want := fmt.Sprintf(">= %gx fresh", factor)
@@ -393,21 +390,22 @@ func atScaleTargets(r *Report) []TargetCheck {
 			want = fmt.Sprintf("<= %gx fresh", factor)
 		}
 		if fresh == nil || large == nil || of(fresh) <= 0 || of(large) <= 0 {
-			check(name, want, "", false, false)
+			check(name, want, "", false, false, 0)
 			return
 		}
 		x := of(large) / of(fresh)
 		check(name, want, fmt.Sprintf("%.2fx (%s vs %s)", x, formatValue(of(large), unit), formatValue(of(fresh), unit)), true,
-			(atMost && x <= factor) || (!atMost && x >= factor))
+			(atMost && x <= factor) || (!atMost && x >= factor), fresh.Errors+large.Errors)
 	}
 	versus("at scale: durable puts, 64 clients: throughput", "write-throughput/distinct/c=64", opsPerSecOf, "/s", false, targetLargePut64Ratio)
+	var p99got string
+	var p99errs int64
 	p99 := findRun(r, largePrefix+"write-throughput/distinct/c=64")
-	check("at scale: durable puts, 64 clients: p99", fmt.Sprintf("<= %d ms", targetLargePut64P99Ms), func() string {
-		if p99 == nil {
-			return ""
-		}
-		return ms(p99.Latency.P99)
-	}(), p99 != nil, p99 != nil && p99.Latency.P99 <= targetLargePut64P99Ms)
+	if p99 != nil {
+		p99got, p99errs = ms(p99.Latency.P99), p99.Errors
+	}
+	check("at scale: durable puts, 64 clients: p99", fmt.Sprintf("<= %d ms", targetLargePut64P99Ms), p99got,
+		p99 != nil, p99 != nil && p99.Latency.P99 <= targetLargePut64P99Ms, p99errs)
 	versus("at scale: durable put, 1 client: p50", "write-latency", p50Of, "ms", true, targetLargePut1P50Ratio)
 	versus("at scale: gets, 64 clients: throughput", "read-throughput/get/c=64", opsPerSecOf, "/s", false, targetLargeGet64Ratio)
 	return out

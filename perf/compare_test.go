@@ -139,6 +139,50 @@ func TestRunWithoutAnswersMeasuresNoLatency(t *testing.T) {
 	require.Regexp(t, `write-latency +no op completed +7 `, table.String())
 }
 
+// A target met by the numbers of a run with errors is not a plain "yes":
+// its numbers are of the requests that succeeded (a run whose slow
+// requests failed has a fine p99). It says "yes, with errors" and how
+// many, in report.json and the table; a plain yes for runs without, and
+// "no" stays no.
+func TestATargetMetByARunWithErrorsIsNotAPlainYes(t *testing.T) {
+	failed := RunErrors{Errors: 3, ErrorSamples: []string{"PUT: status 503"}}
+	r := &Report{
+		Runs: []Measurement{
+			{Name: "write-latency", Ops: 100, Latency: Latency{P50: 0.2}, RunErrors: failed},
+			{Name: "read-latency", Ops: 100, Latency: Latency{P50: 0.05}},
+			{Name: "read-throughput/get/c=64", Ops: 100, OpsPerSec: 1000, Latency: Latency{P99: 9}, RunErrors: failed},
+		},
+		Fanout: []FanoutRun{{Name: "fanout/subs=1000/rate=1000", Subscribers: 1000, Rate: 1000, Protocol: "watch",
+			AckToArrival: Latency{Count: 10, P99: 20}, RunErrors: RunErrors{Errors: 1}}},
+		Comparisons: []Comparison{{Name: "peers/put/c=1", Results: []PeerResult{
+			{Peer: peerCtxd, OpsPerSec: 2000, P50: 0.25, P99: 1},
+			{Peer: PeerEtcd, OpsPerSec: 1500, P50: 0.5, P99: 2, RunErrors: RunErrors{Errors: 2}},
+		}}},
+	}
+	r.Errors = 9
+	r.Targets = checkTargets(r)
+	got := map[string]TargetCheck{}
+	for _, tc := range r.Targets {
+		got[tc.Name] = tc
+	}
+	require.Equal(t, TargetCheck{Name: "durable writes, 1 client: p50", Want: "<= 0.3 ms", Got: "200 µs", Met: "yes, with errors", Errors: 3},
+		got["durable writes, 1 client: p50"])
+	require.Equal(t, "yes", got["reads, 1 client: p50"].Met)
+	require.Zero(t, got["reads, 1 client: p50"].Errors)
+	require.Equal(t, "no", got["reads, 64 clients: p99"].Met, "a miss is a miss")
+	require.Equal(t, "no", got["reads, 64 clients: throughput"].Met)
+	require.Equal(t, "yes, with errors", got["fan-out, 1,000 subscribers at 1,000 writes/s: ack-to-arrival p99"].Met)
+	require.Equal(t, "yes, with errors", got["fan-out, 1,000 subscribers at 1,000 writes/s: missed"].Met)
+	vsEtcd := got["vs etcd: durable put, 1 client: p50"]
+	require.Equal(t, "yes, with errors", vsEtcd.Met, "etcd's errors make the ratio suspect too")
+	require.EqualValues(t, 2, vsEtcd.Errors)
+
+	var table bytes.Buffer
+	require.NoError(t, r.WriteTable(&table))
+	require.Regexp(t, `durable writes, 1 client: p50 +<= 0.3 ms +200 µs +yes, with 3 errors\n`, table.String())
+	require.Regexp(t, `reads, 1 client: p50 +<= 0.1 ms +50 µs +yes\n`, table.String())
+}
+
 // TestCompareMarksErrorsAndMissing: a metric of a run with errors carries
 // them, and compare shows them beside it; the run's error count is a
 // metric of its own, so errors that appear are WORSE (--fail-on-worse

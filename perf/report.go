@@ -395,8 +395,13 @@ type TargetCheck struct {
 	Name string `json:"name"`
 	Want string `json:"want"`
 	Got  string `json:"got"`
-	// Met is "yes", "no", or "n/a" when the run did not measure it.
+	// Met is "yes", "no", "n/a" when the run did not measure it, or
+	// "yes, with errors" when the numbers meet it but the runs they come
+	// from had errors (Errors of them): a target is not shown met by
+	// the requests that happened to succeed.
 	Met string `json:"met"`
+	// Errors are those of the runs the check's numbers come from.
+	Errors int64 `json:"errors"`
 }
 
 // Metric is one number of the report in a flat list, for Compare: its

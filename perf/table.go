@@ -176,7 +176,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(tt)
 		fmt.Fprintln(tt, "TARGET\tWANT\tGOT\tMET")
 		for _, t := range r.Targets {
-			fmt.Fprintf(tt, "%s\t%s\t%s\t%s\n", t.Name, t.Want, t.Got, t.Met)
+			met := t.Met
+			if t.Met == metYesWithErrors {
+				met = fmt.Sprintf("yes, with %d errors", t.Errors)
+			}
+			fmt.Fprintf(tt, "%s\t%s\t%s\t%s\n", t.Name, t.Want, t.Got, met)
 		}
 		if err := tt.Flush(); err != nil {
 			return err

@@ -68,18 +68,38 @@ func findFanout(r *Report, subscribers, rate int) *FanoutRun {
 	return nil
 }
 
+// The values of TargetCheck.Met.
+const (
+	metYes = "yes"
+	metNo  = "no"
+	metNA  = "n/a"
+	// metYesWithErrors: the numbers meet the target, but the runs they
+	// come from had errors (TargetCheck.Errors): they are of the requests
+	// that succeeded, which does not show the target met.
+	metYesWithErrors = "yes, with errors"
+)
+
+// verdict is the Met of a measured target: whether its numbers meet it,
+// given the errors of the runs they come from.
+func verdict(met bool, errs int64) string {
+	switch {
+	case !met:
+		return metNo
+	case errs > 0:
+		return metYesWithErrors
+	}
+	return metYes
+}
+
 // checkTargets compares the run's numbers with the targets; a target the
 // run did not measure is "n/a".
 func checkTargets(r *Report) []TargetCheck {
 	var out []TargetCheck
-	add := func(name, want string, measured bool, got float64, unit string, met bool) {
-		tc := TargetCheck{Name: name, Want: want, Got: "not measured", Met: "n/a"}
+	add := func(name, want string, measured bool, got float64, unit string, met bool, errs int64) {
+		tc := TargetCheck{Name: name, Want: want, Got: "not measured", Met: metNA}
 		if measured {
 			tc.Got = formatValue(got, unit)
-			tc.Met = "no"
-			if met {
-				tc.Met = "yes"
-			}
+			tc.Met, tc.Errors = verdict(met, errs), errs
 		}
 		out = append(out, tc)
 	}
@@ -109,23 +129,25 @@ func checkTargets(r *Report) []TargetCheck {
 	} {
 		x := closedLoop(t.run)
 		var v float64
+		var errs int64
 		if x != nil {
-			v = t.value(x)
+			v, errs = t.value(x), x.Errors
 		}
 		if t.atLeast {
-			add(t.name, fmt.Sprintf(">= %d/s", int(t.target)), x != nil, v, "ops/s", x != nil && v >= t.target)
+			add(t.name, fmt.Sprintf(">= %d/s", int(t.target)), x != nil, v, "ops/s", x != nil && v >= t.target, errs)
 		} else {
-			add(t.name, fmt.Sprintf("<= %g ms", t.target), x != nil, v, "ms", x != nil && v <= t.target)
+			add(t.name, fmt.Sprintf("<= %g ms", t.target), x != nil, v, "ms", x != nil && v <= t.target, errs)
 		}
 	}
 	f := findFanout(r, 1000, 1000)
 	var fp99, fmissed float64
+	var ferrs int64
 	if f != nil {
-		fp99, fmissed = f.AckToArrival.P99, float64(f.Missed)
+		fp99, fmissed, ferrs = f.AckToArrival.P99, float64(f.Missed), f.Errors+f.Missed+f.Duplicates
 	}
 	add("fan-out, 1,000 subscribers at 1,000 writes/s: ack-to-arrival p99", fmt.Sprintf("<= %g ms", float64(targetFanoutP99Ms)), f != nil,
-		fp99, "ms", f != nil && f.AckToArrival.P99 <= targetFanoutP99Ms)
-	add("fan-out, 1,000 subscribers at 1,000 writes/s: missed", "0", f != nil, fmissed, "", f != nil && f.Missed == 0 && f.Duplicates == 0)
+		fp99, "ms", f != nil && f.AckToArrival.P99 <= targetFanoutP99Ms, ferrs)
+	add("fan-out, 1,000 subscribers at 1,000 writes/s: missed", "0", f != nil, fmissed, "", f != nil && f.Missed == 0 && f.Duplicates == 0, ferrs)
 	out = append(out, instanceTargets(r)...)
 	out = append(out, peerTargets(r)...)
 	return append(out, atScaleTargets(r)...)
@@ -140,7 +162,7 @@ func peerTargets(r *Report) []TargetCheck {
 	get := findComparison(r, fmt.Sprintf("peers/get/c=%d", targetPeerClients))
 	// ratio checks ctxd's value (of) against factor times the peer's.
 	ratio := func(name string, c *Comparison, peer string, of func(*PeerResult) float64, unit string, atMost bool, factor float64) {
-		tc := TargetCheck{Name: name, Got: "not measured", Met: "n/a"}
+		tc := TargetCheck{Name: name, Got: "not measured", Met: metNA}
 		if atMost {
 			tc.Want = fmt.Sprintf("<= %gx %s", factor, peer)
 		} else {
@@ -150,10 +172,8 @@ func peerTargets(r *Report) []TargetCheck {
 		if mine != nil && theirs != nil && of(mine) > 0 && of(theirs) > 0 {
 			x := of(mine) / of(theirs)
 			tc.Got = fmt.Sprintf("%.2fx (%s vs %s)", x, formatValue(of(mine), unit), formatValue(of(theirs), unit))
-			tc.Met = "no"
-			if (atMost && x <= factor) || (!atMost && x >= factor) {
-				tc.Met = "yes"
-			}
+			tc.Errors = mine.Errors + theirs.Errors
+			tc.Met = verdict((atMost && x <= factor) || (!atMost && x >= factor), tc.Errors)
 		}
 		out = append(out, tc)
 	}
@@ -162,12 +182,10 @@ func peerTargets(r *Report) []TargetCheck {
 	ratio("vs etcd: durable put, 1 client: p50", c1, PeerEtcd, p50, "ms", true, targetPut1P50VsEtcd)
 	ratio("vs etcd: durable puts, "+targetPeerClientsName+": throughput", put, PeerEtcd, ops, "/s", false, targetPut64VsEtcd)
 	ratio("vs nethttp: durable puts, "+targetPeerClientsName+": throughput", put, PeerNetHTTP, ops, "/s", false, targetPut64VsBare)
-	tc := TargetCheck{Name: "vs peers: durable puts, " + targetPeerClientsName + ": ctxd's p99", Want: fmt.Sprintf("<= %g ms", float64(targetPut64P99Ms)), Got: "not measured", Met: "n/a"}
+	tc := TargetCheck{Name: "vs peers: durable puts, " + targetPeerClientsName + ": ctxd's p99", Want: fmt.Sprintf("<= %g ms", float64(targetPut64P99Ms)), Got: "not measured", Met: metNA}
 	if mine := put.result(peerCtxd); mine != nil && mine.P99 > 0 {
-		tc.Got, tc.Met = ms(mine.P99), "no"
-		if mine.P99 <= targetPut64P99Ms {
-			tc.Met = "yes"
-		}
+		tc.Got, tc.Errors = ms(mine.P99), mine.Errors
+		tc.Met = verdict(mine.P99 <= targetPut64P99Ms, tc.Errors)
 	}
 	out = append(out, tc)
 	ratio("vs nethttp: gets, "+targetPeerClientsName+": throughput", get, PeerNetHTTP, ops, "/s", false, targetGet64VsBare)
@@ -346,10 +364,12 @@ func byteSize(n int64) string {
 func instanceTargets(r *Report) []TargetCheck {
 	var one, all []float64
 	n := 0
+	var errs int64
 	for _, x := range r.Runs {
 		if x.Scenario != scenarioReadInstances || x.Ops == 0 {
 			continue
 		}
+		errs += x.Errors
 		if x.Instances == 1 {
 			one = append(one, x.OpsPerSec)
 		} else {
@@ -360,10 +380,7 @@ func instanceTargets(r *Report) []TargetCheck {
 		return nil
 	}
 	a, b := median(all), median(one)
-	tc := TargetCheck{Name: fmt.Sprintf("reads grow with instances: gets on %d instances vs 1", n), Want: "> 1x", Met: "no",
-		Got: fmt.Sprintf("%.2fx (%s vs %s)", a/b, formatValue(a, "/s"), formatValue(b, "/s"))}
-	if a > b {
-		tc.Met = "yes"
-	}
+	tc := TargetCheck{Name: fmt.Sprintf("reads grow with instances: gets on %d instances vs 1", n), Want: "> 1x", Met: verdict(a > b, errs),
+		Got: fmt.Sprintf("%.2fx (%s vs %s)", a/b, formatValue(a, "/s"), formatValue(b, "/s")), Errors: errs}
 	return []TargetCheck{tc}
 }
