@@ -58,17 +58,33 @@ func getStatus(c *httpConn) (serverStatus, error) {
 	return decoded[serverStatus](c, http.StatusOK, http.MethodGet, "/v1/status")
 }
 
+// defaultSettleTimeout is how long settledStatus waits by default
+// (Config.SettleTimeout).
+const defaultSettleTimeout = 5 * time.Second
+
 // settledStatus is /v1/status once the database file holds every write
-// acknowledged so far (nothing pending: used is in use), or after 5 s.
-// The writes are acknowledged once in the write-ahead log; the committer
-// puts them in the file a moment later, and until then the file's sizes
-// lag them (16 KiB after 750 keys written; a snapshot table showed the
-// size the file had before an import of 10,000 keys).
-func settledStatus(c *httpConn) (serverStatus, error) {
-	for settle := time.Now().Add(5 * time.Second); ; {
-		st, err := getStatus(c)
-		if err != nil || st.UsedBytes <= st.InUseBytes || time.Now().After(settle) {
-			return st, err
+// acknowledged so far, or after wait; settled says which (false: the
+// sizes lag the writes, and the report must say so). The writes are
+// acknowledged once in the write-ahead log; the committer puts them in
+// the file a moment later, and until then the file's sizes lag them
+// (16 KiB after 750 keys written; a snapshot table showed the size the
+// file had before an import of 10,000 keys). Nothing is pending when the
+// server's /metrics says so (ctxd_store_pending_changes: 0 on etcd,
+// which has no committer), or, when it cannot be read, when used is in
+// use (bolt's used bytes count the pending writes; etcd's are its file,
+// and never settle by this).
+func settledStatus(c *httpConn, wait time.Duration) (st serverStatus, settled bool, err error) {
+	for deadline := time.Now().Add(wait); ; {
+		cc, haveMetrics := scrapeCommits(c) // before the status: what it read applied is in the status
+		if st, err = getStatus(c); err != nil {
+			return st, false, err
+		}
+		settled = st.UsedBytes <= st.InUseBytes
+		if haveMetrics {
+			settled = cc.pending == 0
+		}
+		if settled || time.Now().After(deadline) {
+			return st, settled, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -90,13 +90,14 @@ func (s *suite) diskGrowthRun(ctx context.Context, name string) error {
 		keyLen = len(key)
 	}
 	point := func(stage string, keys, perKey int, versions int64) (DiskPoint, error) {
-		st, err := settledStatus(c)
+		st, settled, err := settledStatus(c, s.settleTimeout())
 		if err != nil {
 			return DiskPoint{}, err
 		}
 		p := DiskPoint{
 			Stage: stage, Keys: keys, VersionsPerKey: perKey, Versions: versions,
 			LogicalBytes: versions * int64(keyLen+len(s.value)), FileBytes: st.FileSizeBytes, InUseBytes: st.InUseBytes,
+			Unsettled: !settled,
 		}
 		if srv != nil && srv.DataDir != "" {
 			if p.DiskBytes, p.WALBytes, err = folderUsage(srv.DataDir); err != nil {

@@ -342,6 +342,11 @@ type DiskPoint struct {
 	// Both 0 against a running server (its folder is not known here).
 	DiskBytes int64 `json:"disk_bytes"`
 	WALBytes  int64 `json:"wal_bytes"`
+	// Unsettled is set when the server had not applied every write it
+	// acknowledged to its database file when the sizes were read (after
+	// Config.SettleTimeout, 5 s): FileBytes, InUseBytes and DiskBytes lag
+	// the writes.
+	Unsettled bool `json:"unsettled"`
 	// BytesPerVersion is FileBytes / Versions; InUseBytesPerVersion
 	// InUseBytes / Versions.
 	BytesPerVersion      float64 `json:"bytes_per_version"`
@@ -360,6 +365,8 @@ type SnapshotRun struct {
 	SnapshotBytes int64   `json:"snapshot_bytes"`
 	DumpBytes     int64   `json:"dump_bytes"`
 	LoadSeconds   float64 `json:"load_seconds"`
+	// Unsettled: as DiskPoint's, for FileBytes.
+	Unsettled bool `json:"unsettled"`
 	// SnapshotSeconds: POST /v1/snapshots (write, fsync, verify).
 	SnapshotSeconds float64 `json:"snapshot_seconds"`
 	// DumpSeconds: POST /v1/ns/{ns}/dumps?format=json (a file on the server).

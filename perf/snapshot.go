@@ -62,12 +62,12 @@ func (s *suite) snapshotRun(ctx context.Context, ep endpoint, name string, prev,
 		return err
 	}
 	sr.LoadSeconds = round6(time.Since(t).Seconds())
-	st, err := settledStatus(c)
+	st, settled, err := settledStatus(c, s.settleTimeout())
 	if err != nil {
 		errs.add(err)
 		return err
 	}
-	sr.FileBytes = st.FileSizeBytes
+	sr.FileBytes, sr.Unsettled = st.FileSizeBytes, !settled
 
 	var snap, dump, export, restore []float64
 	timed := func(into *[]float64, fn func() error) error {

@@ -90,6 +90,12 @@ type Config struct {
 	// (the one a ctxd-on-etcd target uses) instead of an embedded one.
 	EtcdEndpoints []string
 
+	// SettleTimeout is how long disk-growth and snapshot wait for the
+	// server to apply the writes it acknowledged to its database file
+	// before they read its sizes (0: 5 s); a reading taken without is
+	// marked unsettled.
+	SettleTimeout time.Duration
+
 	// Preload, when > 0, runs the request-loop scenarios again on a
 	// database filled to that many bytes (--preload; atscale.go), and
 	// measures its opens; it needs Target.Preload and Target.OnFolder.
@@ -163,6 +169,9 @@ func (c Config) Validate() error {
 	}
 	if c.Warmup < 0 {
 		bad("warmup must be >= 0")
+	}
+	if c.SettleTimeout < 0 {
+		bad("settle timeout must be >= 0")
 	}
 	for _, name := range c.Scenarios {
 		if findScenario(name) == nil {
@@ -572,6 +581,14 @@ func (s *suite) plan() []step {
 		plan = append(plan, sc.steps(s)...)
 	}
 	return append(plan, s.atScaleSteps()...)
+}
+
+// settleTimeout is Config.SettleTimeout, or its default.
+func (s *suite) settleTimeout() time.Duration {
+	if s.cfg.SettleTimeout > 0 {
+		return s.cfg.SettleTimeout
+	}
+	return defaultSettleTimeout
 }
 
 func (s *suite) notef(format string, args ...any) {

@@ -12,6 +12,13 @@ import (
 // succeeded: there is no rate or latency to give.
 const noOpCompleted = "no op completed"
 
+// unsettledMark and unsettledWarning flag sizes read before the server
+// applied every write it acknowledged (DiskPoint.Unsettled).
+const (
+	unsettledMark    = "(unsettled)"
+	unsettledWarning = "the server had not applied every write it acknowledged to its database file when the sizes were read, after waiting for it: they lag the writes (marked " + unsettledMark + ")"
+)
+
 // busyElsewhere is the CPU, in cores, other processes may use during a run
 // before the table flags it.
 const busyElsewhere = 0.2
@@ -131,12 +138,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(tw)
 		row(strings.ToUpper(d.Name), "VERSIONS/KEY", "VERSIONS", "LOGICAL", "FILE", "IN USE", "FILE B/VERSION", "FOLDER ON DISK", "OF WHICH WAL")
 		points := append(append([]DiskPoint{}, d.Points...), d.AfterCompaction, d.AfterDefrag)
+		unsettled := 0
 		for _, p := range points {
 			onDisk, wal := "", ""
 			if p.DiskBytes > 0 {
 				onDisk, wal = byteSize(p.DiskBytes), byteSize(p.WALBytes)
 			}
-			row(fmt.Sprintf("%s, %s keys", p.Stage, commas(int64(p.Keys))), fmt.Sprint(p.VersionsPerKey), commas(p.Versions),
+			label := fmt.Sprintf("%s, %s keys", p.Stage, commas(int64(p.Keys)))
+			if p.Unsettled {
+				label += " " + unsettledMark
+				unsettled++
+			}
+			row(label, fmt.Sprint(p.VersionsPerKey), commas(p.Versions),
 				byteSize(p.LogicalBytes), byteSize(p.FileBytes), byteSize(p.InUseBytes), formatValue(p.BytesPerVersion, ""), onDisk, wal)
 		}
 		if err := tw.Flush(); err != nil {
@@ -144,6 +157,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "  writes %.1f s, compaction %.2f s, defrag %.2f s (writes paused %s)\n",
 			d.WriteSeconds, d.CompactSeconds, d.DefragSeconds, ms(d.DefragPauseMs))
+		if unsettled > 0 {
+			fmt.Fprintf(w, "  WARNING: %s: at %d of its points %s\n", d.Name, unsettled, unsettledWarning)
+		}
 		if d.Errors > 0 {
 			fmt.Fprintf(w, "  %d ERRORS in %s: its numbers are suspect\n", d.Errors, d.Name)
 		}
@@ -162,10 +178,19 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(tw)
 		row("SNAPSHOT", "FILE", "SNAPSHOT", "DUMP (JSON)", "EXPORT (JSON)", "RESTORE", "ERRORS")
 		for _, s := range r.Snapshot {
-			row(s.Name, byteSize(s.FileBytes), secs(s.SnapshotSeconds), secs(s.DumpSeconds), secs(s.ExportSeconds), secs(s.RestoreSeconds), commas(s.Errors))
+			file := byteSize(s.FileBytes)
+			if s.Unsettled {
+				file += " " + unsettledMark
+			}
+			row(s.Name, file, secs(s.SnapshotSeconds), secs(s.DumpSeconds), secs(s.ExportSeconds), secs(s.RestoreSeconds), commas(s.Errors))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		for _, s := range r.Snapshot {
+			if s.Unsettled {
+				fmt.Fprintf(w, "  WARNING: %s: %s\n", s.Name, unsettledWarning)
+			}
 		}
 	}
 	for _, s := range r.Skipped {
