@@ -14,20 +14,28 @@ import (
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
+// importSettleKeys connects to the server at url and imports n keys of
+// 200-byte values into the namespace settle; the connection closes when
+// the test ends.
+func importSettleKeys(t *testing.T, url string, n int) (*httpConn, []string) {
+	ep, err := parseEndpoint(url)
+	require.NoError(t, err)
+	c := newHTTPConn(ep)
+	t.Cleanup(func() { _ = c.Close() })
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%05d", i)
+	}
+	require.NoError(t, importKeys(c, "settle", keys, makeValue(200)))
+	return c, keys
+}
+
 // settledStatus waits for the committer: right after an import the
 // database file does not hold the acknowledged writes yet (here the
 // committer waits a second between commits), and its sizes lag them.
 func TestSettledStatusWaitsForTheCommitter(t *testing.T) {
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WAL.CommitInterval = time.Second }))
-	ep, err := parseEndpoint(srv.URL)
-	require.NoError(t, err)
-	c := newHTTPConn(ep)
-	defer c.Close()
-	keys := make([]string, 2000)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("k%05d", i)
-	}
-	require.NoError(t, importKeys(c, "settle", keys, makeValue(200)))
+	c, _ := importSettleKeys(t, srv.URL, 2000)
 	st, err := getStatus(c)
 	require.NoError(t, err)
 	require.Greater(t, st.UsedBytes, st.InUseBytes, "the file lags the writes (the case settledStatus is for)")
@@ -91,16 +99,7 @@ func TestSizesReadBeforeTheWritesAppliedAreMarked(t *testing.T) {
 // would have been marked unsettled. The server's pending changes (0)
 // settle it at once.
 func TestSettledStatusOnEtcd(t *testing.T) {
-	urls := startInstances(t, 1)
-	ep, err := parseEndpoint(urls[0])
-	require.NoError(t, err)
-	c := newHTTPConn(ep)
-	defer c.Close()
-	keys := make([]string, 300)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("k%05d", i)
-	}
-	require.NoError(t, importKeys(c, "settle", keys, makeValue(200)))
+	c, keys := importSettleKeys(t, startInstances(t, 1)[0], 300)
 	// Versions compacted away leave free pages in etcd's file, which
 	// count in its used bytes, not in use (once etcd's next commit says).
 	for i := range 100 {
