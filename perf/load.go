@@ -222,31 +222,30 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 		w.samples = nil
 	}
 	res.elapsed = res.window
-	if l.rate > 0 {
-		res.elapsed = max(res.elapsed, sendSpan(res.samples))
+	if l.rate > 0 && len(res.samples) > 0 {
+		first, last := res.samples[0].began, res.samples[0].began
+		for _, sm := range res.samples[1:] {
+			first, last = min(first, sm.began), max(last, sm.began)
+		}
+		res.elapsed = max(res.elapsed, sendSpan(time.Duration(first), time.Duration(last), len(res.samples)))
 	}
 	return res, nil
 }
 
-// sendSpan is how long a fixed rate's measured operations took to be
-// sent: from the first one's send to the last one's, plus the mean gap
-// between two (n sends span n-1 gaps), so that sends made at the
+// sendSpan is how long n operations of a fixed rate, sent first to
+// last, took to be sent: from the first send to the last, plus the mean
+// gap between two (n sends span n-1 gaps), so that sends made at the
 // intended rate span the window. Less than the window when the sender
 // kept up; longer when it fell behind, and then the rate sustained is n
 // over it. Neither the last answer's latency (the wait for it is not a
-// send) nor the backlog the warm-up left (the window's first sends come
+// send) nor the backlog a warm-up left (the window's first sends come
 // late) counts, and both did: until 2026-12-06 this was until the last
 // answer, from the window's start.
-func sendSpan(samples []sample) time.Duration {
-	if len(samples) < 2 {
+func sendSpan(first, last time.Duration, n int) time.Duration {
+	if n < 2 {
 		return 0
 	}
-	first, last := samples[0].began, samples[0].began
-	for _, sm := range samples[1:] {
-		first, last = min(first, sm.began), max(last, sm.began)
-	}
-	n := int64(len(samples))
-	return time.Duration((last - first) * n / (n - 1))
+	return (last - first) * time.Duration(n) / time.Duration(n-1)
 }
 
 // paced waits for an operation's intended send time and returns the time
@@ -277,6 +276,15 @@ func atomicMin(a *atomic.Int64, v int64) {
 	for {
 		cur := a.Load()
 		if v >= cur || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
+func atomicMax(a *atomic.Int64, v int64) {
+	for {
+		cur := a.Load()
+		if v <= cur || a.CompareAndSwap(cur, v) {
 			return
 		}
 	}

@@ -124,3 +124,21 @@ func TestAFixedRateThatFallsBehindSaysWhatWasSustained(t *testing.T) {
 	require.Greater(t, got, 0.8*sustained, "ops/s %.0f, the server's rate %.0f", got, sustained)
 	require.LessOrEqual(t, got, sustained*1.000001)
 }
+
+// Fan-out's writers at a fixed rate they keep up with (20/s for 500 ms:
+// a write every 50 ms, each answered in a few): writes/s is the rate. It
+// was the writes over the time to the last acknowledgement, 450 ms and
+// a latency, and said 22/s.
+func TestFanoutWritesPerSecIsTheRateKept(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Scenarios = []string{scenarioFanout}
+	cfg.FanoutSubscribers, cfg.FanoutSocketIOSubscribers = []int{3}, []int{0}
+	cfg.FanoutRate, cfg.FanoutWriters, cfg.Duration = 20, 2, 500*time.Millisecond
+	r, err := Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
+	require.NoError(t, err)
+	require.Zero(t, r.Errors, "failures %v, runs %v", r.Failures, r.errorSamples())
+	require.Len(t, r.Fanout, 1)
+	f := r.Fanout[0]
+	require.EqualValues(t, 10, f.Writes)
+	require.InDelta(t, 20, f.WritesPerSec, 1.5, "%+v", f.WriteLatency)
+}

@@ -259,7 +259,9 @@ type FanoutRun struct {
 	// Instances is how many servers the subscribers were spread over
 	// (the target and Config.MoreTargets; 0 in older reports: 1).
 	Instances int `json:"instances,omitempty"`
-	// Rate is the offered rate of writes; WritesPerSec what was sustained.
+	// Rate is the offered rate of writes; WritesPerSec what was sustained
+	// (the writes acknowledged over the time they were meant to take, or
+	// longer, the time they took to be sent: see sendSpan).
 	Rate            int     `json:"rate"`
 	Batch           bool    `json:"batch"`
 	Writers         int     `json:"writers"`
