@@ -135,12 +135,6 @@ func (c *Client) Servers() []string {
 	return out
 }
 
-// server returns the preferred instance: its index and base URL.
-func (c *Client) server() (int, string) {
-	i := int(c.preferred.Load())
-	return i, c.servers[i]
-}
-
 // leave makes the instance after failed the preferred one, unless another
 // request moved the preference already.
 func (c *Client) leave(failed int) { c.prefer(failed, failed+1) }

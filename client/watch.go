@@ -103,13 +103,18 @@ type WatchOptions struct {
 	// last one's Index+1). 0: the whole revision was. Without FromRev,
 	// Watch refuses it at once (an error matching ctxd.ErrInvalid).
 	FromIndex int
-	// MinBackoff and MaxBackoff bound the wait before a reconnection; it
-	// doubles from MinBackoff after each failed attempt. Defaults 100ms, 5s.
-	// An instance that refused the connection and named a wait (429 or
-	// 503 with Retry-After: a rate limit, websocket.max_clients) is not
-	// tried again before that wait has passed, up to maxRetryAfter (a
-	// minute) or MaxBackoff when longer: a header asking for hours costs
-	// a minute. (The next instance of several is tried at once.)
+	// MinBackoff and MaxBackoff bound the wait before a reconnection to
+	// an instance; it doubles from MinBackoff after each failed attempt
+	// on it. Defaults 100ms, 5s. An instance that refused the connection
+	// and named a wait (429 or 503 with Retry-After, in seconds or as an
+	// HTTP date: a rate limit, websocket.max_clients) is not tried again
+	// before that wait has passed, up to maxRetryAfter (a minute) or
+	// MaxBackoff when longer: a header asking for hours costs a minute.
+	// With several instances, each has its own wait: the next one is
+	// tried at once when its own wait is over (or it has none), and when
+	// every one is waited for, the one due first is tried then (an
+	// unreachable instance after its backoff, while another's Retry-After
+	// runs; with every one refusing, after the shortest Retry-After).
 	MinBackoff, MaxBackoff time.Duration
 	// IdleTimeout is how long a connection may stay silent (no frame and
 	// no ping from the server) before it is taken for dead: Watch then
@@ -153,19 +158,19 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 		return fmt.Errorf("watch: %w", ctxd.Invalidf("FromIndex needs FromRev: it is a place inside that revision"))
 	}
 	opts = opts.withDefaults()
-	w := &watcher{c: c, opts: opts, fn: fn}
+	w := &watcher{c: c, opts: opts, fn: fn, retry: make([]instanceRetry, len(c.servers))}
 	if opts.FromRev != nil {
 		w.pos, w.part, w.havePos = *opts.FromRev, max(opts.FromIndex, 0), true
 	}
-	backoff := opts.MinBackoff
 	// refused counts the instances in a row that could not be reached or
-	// refused the connection; the next one is tried at once, until each
-	// has been. tried says why each of them failed, for the error of a
-	// first connection that fails on every instance (movedOn).
+	// refused the first connection; tried says why each of them failed,
+	// for the error of a first connection that fails on every instance
+	// (movedOn).
 	refused := 0
 	var tried []string
+	idx := int(c.preferred.Load())
 	for everConnected := false; ; {
-		connected, err := w.session(ctx)
+		connected, err := w.session(ctx, idx)
 		// Before done: fn may have ended ctx itself, and its error is
 		// returned as is all the same.
 		var fatal *fatalError
@@ -175,28 +180,26 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 		if done(ctx) {
 			return nil
 		}
-		wait := backoff
-		switch {
-		case connected:
+		if connected {
 			everConnected, refused, tried = true, 0, nil
-			backoff, wait = opts.MinBackoff, opts.MinBackoff
-		case refused+1 < len(w.c.servers) && watchFailover(err):
-			refused++
+		} else if !everConnected {
+			if refused++; refused == len(c.servers) || !watchFailover(err) {
+				return movedOn(err, tried)
+			}
 			tried = append(tried, err.Error())
-			wait = 0
-		case !everConnected:
-			return movedOn(err, tried)
-		default:
-			refused, tried = 0, nil
 		}
-		if w.resumeNow {
-			wait, w.resumeNow = 0, false
-		}
-		wait = jitter(wait)
-		if wait > 0 {
-			// Not earlier than the refusal asked (jitter included),
-			// within bounds.
-			wait = max(wait, min(asked(err), max(opts.MaxBackoff, maxRetryAfter)))
+		now := time.Now()
+		w.failed(idx, now, connected, err)
+		var wait time.Duration
+		if connected || w.resumeNow {
+			// It served: again, once its wait is over (none for a
+			// resume the server asked for), unless the session moved
+			// the preference on (the instance went silent).
+			idx = int(c.preferred.Load())
+			wait = max(w.retry[idx].due.Sub(now), 0)
+			w.resumeNow = false
+		} else {
+			idx, wait = w.next(now)
 		}
 		if opts.OnReconnect != nil {
 			opts.OnReconnect(err, wait)
@@ -206,10 +209,63 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 			return nil
 		case <-time.After(wait):
 		}
-		if wait > 0 && !connected {
-			backoff = min(2*backoff, opts.MaxBackoff)
+	}
+}
+
+// instanceRetry is when a Watch may connect to an instance again.
+type instanceRetry struct {
+	// due is the time of the next attempt: zero while it has not failed.
+	due time.Time
+	// backoff is its wait after its next failure, doubling from
+	// MinBackoff with each failure in a row (0: MinBackoff).
+	backoff time.Duration
+}
+
+// failed sets when instance idx, whose session ended at now with err
+// (connected: after the server accepted it), may be tried again: after
+// MinBackoff once it served (none for a resume the server asked for);
+// else after its backoff, which doubles, and not before the wait its
+// refusal named (Retry-After), up to maxRetryAfter or MaxBackoff when
+// longer.
+func (w *watcher) failed(idx int, now time.Time, connected bool, err error) {
+	r := &w.retry[idx]
+	if connected || r.backoff == 0 {
+		r.backoff = w.opts.MinBackoff
+	}
+	var wait time.Duration
+	switch {
+	case w.resumeNow:
+	case connected:
+		wait = jitter(r.backoff)
+	default:
+		wait = max(jitter(r.backoff), min(asked(err), max(w.opts.MaxBackoff, maxRetryAfter)))
+		r.backoff = min(2*r.backoff, w.opts.MaxBackoff)
+	}
+	r.due = now.Add(wait)
+}
+
+// next is the instance to try after one failed to connect, and the wait
+// before: the one due first, from the preferred instance on (the one
+// after the instance that failed), so that each is tried in turn and at
+// once while it is due, and a wait for one that named it (Retry-After)
+// does not hold back the others. With every instance waited for, the
+// wait is the shortest: an unreachable instance's backoff, or the
+// shortest Retry-After.
+func (w *watcher) next(now time.Time) (int, time.Duration) {
+	at := func(idx int) time.Time { // a time passed is now: due
+		if d := w.retry[idx].due; d.After(now) {
+			return d
+		}
+		return now
+	}
+	first := int(w.c.preferred.Load())
+	best := first
+	for i := range w.retry {
+		if idx := (first + i) % len(w.retry); at(idx).Before(at(best)) {
+			best = idx
 		}
 	}
+	return best, at(best).Sub(now)
 }
 
 func (o WatchOptions) withDefaults() WatchOptions {
@@ -296,6 +352,9 @@ type watcher struct {
 	// resumeNow skips the backoff: the server closed the connection on
 	// purpose (lagged) and named where to resume.
 	resumeNow bool
+	// retry is, for each instance of the client (by index), when it may
+	// be tried again.
+	retry []instanceRetry
 }
 
 // watchFrame is any frame from the server, decoded loosely.
@@ -308,10 +367,10 @@ type watchFrame struct {
 	Messages          []json.RawMessage `json:"messages"`
 }
 
-// session runs one connection. connected reports whether the server
-// accepted it.
-func (w *watcher) session(ctx context.Context) (connected bool, err error) {
-	idx, base := w.c.server()
+// session runs one connection, to the instance of index idx. connected
+// reports whether the server accepted it.
+func (w *watcher) session(ctx context.Context, idx int) (connected bool, err error) {
+	base := w.c.servers[idx]
 	defer func() {
 		// An instance that could not be reached or refused, or that went
 		// silent past IdleTimeout (paused, or a network that holds its

@@ -554,3 +554,93 @@ func TestWatchBoundsRetryAfter(t *testing.T) {
 		cancel()
 	}
 }
+
+// rateLimited is a server that takes one request, then refuses the next
+// ones (429) with a Retry-After of about 1/perSecond seconds, behind a
+// proxy that can cut a watch's connection.
+func rateLimited(t *testing.T, perSecond float64) *testkit.TCPProxy {
+	t.Helper()
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.HTTP.RateLimit, c.HTTP.RateBurst = perSecond, 1
+	}))
+	return testkit.StartTCPProxy(t, srv.Addr)
+}
+
+// watchRetries runs a Watch on c until stop, given each reconnection's
+// error and wait, says it is done; the Watch must connect once first,
+// and is then cut off by proxy.
+func watchRetries(t *testing.T, c *Client, proxy *testkit.TCPProxy, stop func(err error, wait time.Duration) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), watchDeadline)
+	defer cancel()
+	connected := make(chan uint64, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Watch(ctx, WatchOptions{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+			OnConnect: func(rev uint64) { connected <- rev },
+			OnReconnect: func(err error, wait time.Duration) {
+				if stop(err, wait) {
+					cancel() // not waited here
+				}
+			},
+		}, newEvents().add)
+	}()
+	waitConnected(t, connected, done)
+	proxy.Cut()
+	proxy.Heal()
+	require.NoError(t, <-done)
+	require.NotErrorIs(t, ctx.Err(), context.DeadlineExceeded, "the watch did not get there")
+}
+
+// Issue: Watch honoured only the last refused instance's Retry-After. With
+// instance A asking 30s and B unreachable, B's failure ended the round
+// with B's backoff, and A was tried again at once (and refused again,
+// each time): a rate-limited instance taken for longer than it asked.
+// Now each instance has its own wait: A is not tried again before its
+// Retry-After, B with its backoff meanwhile.
+func TestWatchWaitsOutEachInstancesRetryAfter(t *testing.T) {
+	a := rateLimited(t, 1.0/30) // the watch's connection, then 30 s
+	c, err := New("http://" + a.Addr() + ",http://" + testkit.FreeAddr(t))
+	require.NoError(t, err)
+	refusals, unreachable := 0, 0
+	watchRetries(t, c, a, func(err error, wait time.Duration) bool {
+		if asked(err) > 0 {
+			refusals++
+			assert.Zero(t, wait, "B is tried at once: %v", err)
+		} else if IsConnectionError(err) && strings.Contains(err.Error(), "refused") {
+			unreachable++
+			assert.Less(t, wait, time.Second, "B's backoff, not A's Retry-After: %v", err)
+		}
+		return unreachable == 5
+	})
+	assert.Equal(t, 1, refusals, "A asked for 30 s: not tried again meanwhile")
+}
+
+// With every instance refusing with a wait, the next attempt is after the
+// shortest, on the instance that asked for it: the last refusal's wait
+// was taken, here B's 50 s where A asked 20 s.
+func TestWatchWaitsTheShortestRetryAfter(t *testing.T) {
+	a := rateLimited(t, 1.0/20) // the watch's connection, then 20 s
+	b := rateLimited(t, 1.0/50)
+	resp, err := http.Get("http://" + b.Addr() + "/v1/status") // B's one request: it refuses the watch
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	c, err := New("http://" + a.Addr() + ",http://" + b.Addr())
+	require.NoError(t, err)
+	var waitA time.Duration
+	watchRetries(t, c, a, func(err error, wait time.Duration) bool {
+		switch {
+		case asked(err) == 0: // the cut connection
+			return false
+		case waitA == 0:
+			waitA = asked(err)
+			assert.Zero(t, wait, "B is tried at once: %v", err)
+			return false
+		}
+		require.Greater(t, asked(err), waitA, "B asks for longer")
+		// What is left of A's Retry-After, the shortest, not B's.
+		assert.LessOrEqual(t, wait, waitA, "%v", err)
+		assert.Greater(t, wait, waitA/2, "%v", err)
+		return true
+	})
+}
