@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -106,8 +107,10 @@ type APIError struct {
 	Op      string
 	Pointer string
 	// RetryAfter is, for a 429 (too many requests: http.rate_limit) or a
-	// 503, the wait the server asked for before trying again (its
-	// Retry-After header, in whole seconds); 0 when it named none.
+	// 503, the wait the server asked for before trying again: its
+	// Retry-After header, whole seconds (ctxd's) or an HTTP date (a
+	// proxy's, counted from the answer's Date header when it has one);
+	// 0 when it named none, or a date passed.
 	RetryAfter time.Duration
 
 	// bodiless is an answer to HEAD, which has no body to say its code:
@@ -214,17 +217,31 @@ type errorBody struct {
 	CompactedRevision uint64 `json:"compacted_revision"`
 }
 
-// retryAfter is the Retry-After of a 429 or 503 answer, which ctxd sends
-// in whole seconds; 0 for another status, or none.
+// retryAfter is the Retry-After of a 429 or 503 answer; 0 for another
+// status, none, or one that is neither of RFC 9110's forms. ctxd sends
+// whole seconds; a proxy in front of it may send an HTTP date, whose
+// wait is counted from the answer's Date when it has one (the clock that
+// wrote both: a client whose clock is off by minutes would otherwise
+// wait that much more or less), else from now; a date passed is 0.
 func retryAfter(resp *http.Response) time.Duration {
 	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
 		return 0
 	}
-	secs, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After")))
-	if err != nil || secs < 0 {
+	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		// Far beyond any wait a caller takes, and no overflow to a
+		// negative wait.
+		return time.Duration(min(secs, uint64(math.MaxInt64/time.Second))) * time.Second
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
 		return 0
 	}
-	return time.Duration(secs) * time.Second
+	from := time.Now()
+	if date, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		from = date
+	}
+	return max(at.Sub(from), 0)
 }
 
 // decodeError reads an error answer. One that is not ctxd's JSON error (a

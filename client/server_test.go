@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -286,6 +290,45 @@ func TestRateLimitedRetryAfter(t *testing.T) {
 	var ae *APIError
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, http.StatusTooManyRequests, ae.Status)
+	assert.Equal(t, 100*time.Second, ae.RetryAfter)
+}
+
+// A Retry-After given as an HTTP date (RFC 9110's other form: a proxy's)
+// is the wait until that date, counted from the answer's Date (the
+// proxy's clock, here an hour ahead of the client's), for the REST calls
+// and Watch alike: it was read as none.
+func TestRetryAfterAsADate(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.HTTP.RateLimit, c.HTTP.RateBurst = 0.01, 1 // one request, then a wait of 100 s
+	}))
+	target, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if err != nil {
+			return nil
+		}
+		date := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+		resp.Header.Set("Date", date.Format(http.TimeFormat))
+		resp.Header.Set("Retry-After", date.Add(time.Duration(secs)*time.Second).Format(http.TimeFormat))
+		return nil
+	}
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close)
+	c, err := New(front.URL)
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = c.Status(ctx)
+	require.NoError(t, err)
+	_, err = c.Status(ctx)
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, http.StatusTooManyRequests, ae.Status)
+	assert.Equal(t, 100*time.Second, ae.RetryAfter)
+
+	err = c.Watch(ctx, WatchOptions{}, func(WatchEvent) error { return nil })
+	require.ErrorAs(t, err, &ae, "the first connection, refused")
 	assert.Equal(t, 100*time.Second, ae.RetryAfter)
 }
 
