@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -458,7 +459,11 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return call[Status](ctx, c, "status", request{method: http.MethodGet, path: "/v1/status"})
 }
 
-// Health returns nil when the server answers /healthz with 200.
+// Health returns nil when the server answers /healthz with 200: its
+// process serves. With several instances (New), nil when one of them
+// does: they are asked as any read is, from the preferred one on, until
+// one answers 200; the error, when none does, names each instance's
+// answer. Instances tells each instance's state.
 func (c *Client) Health(ctx context.Context) error {
 	if err := c.do(ctx, request{method: http.MethodGet, path: "/healthz"}); err != nil {
 		return wrap("health", err)
@@ -467,11 +472,64 @@ func (c *Client) Health(ctx context.Context) error {
 }
 
 // Ready returns nil when the server answers /readyz with 200 (it is ready to
-// serve requests), and an *APIError with status 503 when it is not.
+// serve requests), and an *APIError with status 503 when it is not. With
+// several instances (New), nil when one of them is ready: the client can
+// serve requests, through that one. They are asked as any read is, from
+// the preferred one on, until one answers 200; when none does, the error
+// is the last one's, its message naming each instance's answer. A
+// deployment with some instances down is ready: Instances says which.
 func (c *Client) Ready(ctx context.Context) error {
 	if err := c.do(ctx, request{method: http.MethodGet, path: "/readyz"}); err != nil {
 		return wrap("ready", err)
 	}
+	return nil
+}
+
+// InstanceState is one instance's readiness, as Instances found it.
+type InstanceState struct {
+	// URL is the instance's base URL, as the client holds it (New).
+	URL string
+	// Err is nil when the instance answered /readyz with 200: it serves
+	// requests. Otherwise it says why not: an *APIError of status 503
+	// (its message says why: a failed store, a restore, an unreachable
+	// etcd, a graceful stop under way), or no answer (IsConnectionError:
+	// not running, unreachable, or no answer within the read try
+	// timeout, WithReadTryTimeout).
+	Err error
+}
+
+// Instances asks every instance of the client for /readyz, all at once,
+// and returns their states in the order New was given them: what
+// Health and Ready, which need one instance alone, do not tell. Each
+// answer is bounded by ctx and, when set, the read try timeout
+// (WithReadTryTimeout). It moves no preference.
+func (c *Client) Instances(ctx context.Context) []InstanceState {
+	out := make([]InstanceState, len(c.servers))
+	var wg sync.WaitGroup
+	for i, base := range c.servers {
+		out[i].URL = base
+		wg.Go(func() { out[i].Err = c.readyAt(ctx, base) })
+	}
+	wg.Wait()
+	return out
+}
+
+// readyAt asks the instance at base for /readyz: nil for a 200.
+func (c *Client) readyAt(ctx context.Context, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+	if err != nil {
+		return fmt.Errorf("build request: %v", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, _, err := c.sendTry(req, base, false, true, false)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return decodeError(resp)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	return nil
 }
 

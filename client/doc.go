@@ -46,7 +46,9 @@
 // sent again (outcome unknown, below); the next request goes to the next
 // instance. Watch resumes on the next instance when its own cannot be
 // reached or refuses (503, 429; a proxy's 502, 504). Servers lists them,
-// the preferred one first (failover.go).
+// the preferred one first (failover.go). Health and Ready are nil when
+// one instance is healthy or ready (the client can serve requests);
+// Instances tells each instance's readiness.
 //
 // Expiring keys: PutOptions.TTL makes a key expire (a put without it makes
 // the key permanent again), as TxnTTL does a transaction's put, KeepAlive

@@ -178,14 +178,14 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 				c.prefer(first, idx+1)
 			}
 			if last || !(sent == notConnected || replayable && (sent == notWritten || isRead(req.Method))) {
-				return nil, movedOn(err, tried)
+				return nil, movedOn(err, c.servers[idx], tried)
 			}
-			tried = append(tried, err.Error())
+			tried = append(tried, named(c.servers[idx], err))
 		case !last && replayable && isRead(req.Method) && couldNotAnswer(resp.StatusCode):
 			// A read the instance, or a proxy in front of it, could not
 			// answer (whatever its body says, or however much of it
 			// came): sent again, it changes nothing.
-			tried = append(tried, c.servers[idx]+": "+decodeError(resp).Error())
+			tried = append(tried, named(c.servers[idx], decodeError(resp)))
 			resp.Body.Close()
 		case resp.StatusCode == http.StatusServiceUnavailable && !last && replayable:
 			if resp, err = refusedBeforeApplying(resp, write); resp != nil || err != nil {
@@ -195,7 +195,7 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 				// write waits out its store's timeout would otherwise
 				// cost every write that.
 				c.prefer(first, idx+1)
-				return resp, movedOn(err, tried)
+				return resp, movedOn(err, c.servers[idx], tried)
 			}
 			tried = append(tried, c.servers[idx]+": 503 unavailable")
 		default:
@@ -217,7 +217,7 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 				// No instance took it: the last one's answer, naming
 				// why each one before did not (it named none).
 				defer resp.Body.Close()
-				return nil, movedOn(answerError(resp, write), tried)
+				return nil, movedOn(answerError(resp, write), c.servers[idx], tried)
 			}
 			return resp, nil
 		}
@@ -370,28 +370,39 @@ func refusedBeforeApplying(resp *http.Response, write bool) (*http.Response, err
 	return resp, nil
 }
 
-// movedOn is err, the error of the last instance a request was sent to,
-// with why the ones before did not take it (tried), so that a message
-// names every instance's failure: the first may be the one to fix (a
-// certificate it refused, say), not the last one's refused connection.
-// errors.Is and errors.As see err alone.
-func movedOn(err error, tried []string) error {
+// movedOn is err, the error of the last instance a request was sent to
+// (at base), with why the ones before did not take it (tried), so that a
+// message names every instance's failure: the first may be the one to
+// fix (a certificate it refused, say), not the last one's refused
+// connection. errors.Is and errors.As see err alone.
+func movedOn(err error, base string, tried []string) error {
 	if err == nil || len(tried) == 0 {
 		return err
 	}
-	return &triedError{err: err, tried: tried}
+	return &triedError{err: err, base: base, tried: tried}
 }
 
 type triedError struct {
 	err   error
+	base  string
 	tried []string
 }
 
 func (e *triedError) Error() string {
-	return e.err.Error() + " (before it: " + strings.Join(e.tried, "; ") + ")"
+	return named(e.base, e.err) + " (before it: " + strings.Join(e.tried, "; ") + ")"
 }
 
 func (e *triedError) Unwrap() error { return e.err }
+
+// named is err's message naming the instance at base, which a network
+// error (a *url.Error) does already, and an answer's (an *APIError, a
+// body cut off) does not: with several instances, which one said what.
+func named(base string, err error) string {
+	if _, ok := errors.AsType[*url.Error](err); ok {
+		return err.Error()
+	}
+	return base + ": " + err.Error()
+}
 
 // watchFailover reports whether a watch connection that failed with err
 // before the server accepted it may be tried again, on the next instance

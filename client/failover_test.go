@@ -755,3 +755,40 @@ func TestSlowExportStaysOnALiveInstance(t *testing.T) {
 	assert.Contains(t, dump.String(), a.URL)
 	assert.Less(t, time.Since(start), try+time.Second, "the hung instance cost the read try timeout")
 }
+
+// Over several instances, Ready and Health are the client's: nil when one
+// instance is ready (the client can serve requests), whichever; when none
+// is, the error names each instance's answer, the last one's included (a
+// 503 named none: "shutting down" from which?). Instances tells each
+// instance's state, in New's order, and moves no preference.
+func TestReadinessOfSeveralInstances(t *testing.T) {
+	ready, draining := testkit.StartServer(t), testkit.StartServer(t)
+	draining.Server().API().Drain() // /readyz 503 while it serves on
+	down := "http://" + testkit.FreeAddr(t)
+	ctx := context.Background()
+
+	c, err := New(draining.URL + "," + down + "," + ready.URL)
+	require.NoError(t, err)
+	require.NoError(t, c.Ready(ctx), "one instance is ready")
+	require.NoError(t, c.Health(ctx))
+
+	c, err = New(draining.URL + "," + down + "," + ready.URL)
+	require.NoError(t, err)
+	states := c.Instances(ctx)
+	require.Len(t, states, 3)
+	assert.Equal(t, []string{draining.URL, down, ready.URL}, []string{states[0].URL, states[1].URL, states[2].URL})
+	var ae *APIError
+	require.ErrorAs(t, states[0].Err, &ae)
+	assert.Equal(t, http.StatusServiceUnavailable, ae.Status)
+	assert.True(t, IsConnectionError(states[1].Err), "%v", states[1].Err)
+	assert.NoError(t, states[2].Err)
+	assert.Equal(t, draining.URL, c.Servers()[0], "no preference moved")
+
+	none, err := New(down + "," + draining.URL)
+	require.NoError(t, err)
+	err = none.Ready(ctx)
+	require.ErrorAs(t, err, &ae, "the last instance's answer")
+	assert.Equal(t, http.StatusServiceUnavailable, ae.Status)
+	assert.Contains(t, err.Error(), strings.TrimPrefix(down, "http://"))
+	assert.Contains(t, err.Error(), draining.URL+": ", "the last one named too: %v", err)
+}

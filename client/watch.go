@@ -184,9 +184,9 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 			everConnected, refused, tried = true, 0, nil
 		} else if !everConnected {
 			if refused++; refused == len(c.servers) || !watchFailover(err) {
-				return movedOn(err, tried)
+				return movedOn(err, c.servers[idx], tried)
 			}
-			tried = append(tried, err.Error())
+			tried = append(tried, named(c.servers[idx], err))
 		}
 		now := time.Now()
 		w.failed(idx, now, connected, err)
