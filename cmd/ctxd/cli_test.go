@@ -428,3 +428,40 @@ func TestShellQuote(t *testing.T) {
 		assert.Equal(t, in, string(out), "%q through sh", got)
 	}
 }
+
+// ctxd status over several instances prints the status of the one that
+// answered and, below it, each instance's readiness (/readyz), in the
+// list's order: it printed one instance's status alone, with no word of
+// the others (here one down). With -o json, the status's fields as for
+// one server, and "instances".
+func TestStatusOfSeveralInstances(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	down := "http://" + testkit.FreeAddr(t)
+	list := []string{"--server", down + "," + srv.URL}
+
+	out := cliOK(t, nil, "", append([]string{"status"}, list...)...)
+	assert.Contains(t, out, "revision:")
+	assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(down)+`:\s+not ready: .*connection refused\n`+regexp.QuoteMeta(srv.URL)+`:\s+ready\n\z`, out)
+
+	type statusOut struct {
+		ctxd.ServerStatus
+		Instances []struct {
+			URL   string `json:"url"`
+			Ready bool   `json:"ready"`
+			Error string `json:"error"`
+		} `json:"instances"`
+	}
+	st := fromJSON[statusOut](t, cliOK(t, nil, "", append([]string{"status", "-o", "json"}, list...)...))
+	assert.Equal(t, "test", st.Version)
+	require.Len(t, st.Instances, 2)
+	assert.Equal(t, down, st.Instances[0].URL)
+	assert.False(t, st.Instances[0].Ready)
+	assert.Contains(t, st.Instances[0].Error, "connection refused")
+	assert.Equal(t, srv.URL, st.Instances[1].URL)
+	assert.True(t, st.Instances[1].Ready)
+	assert.Empty(t, st.Instances[1].Error)
+
+	one := cliOK(t, nil, "", "status", "-o", "json", "--server", srv.URL)
+	assert.NotContains(t, one, "instances", "one server: its status as it was")
+}

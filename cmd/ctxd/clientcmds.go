@@ -573,7 +573,13 @@ func (a *app) statusCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return c.printStatus(st)
+		var instances []client.InstanceState
+		if len(cl.Servers()) > 1 {
+			// Which instances serve: the status is the one's that
+			// answered, and says nothing of the others.
+			instances = cl.Instances(ctx)
+		}
+		return c.printStatus(st, instances)
 	})
 	return cmd
 }

@@ -179,10 +179,27 @@ func (c *common) printDumps(list client.DumpList) error {
 	return err
 }
 
-// printStatus prints the server's status.
-func (c *common) printStatus(st client.Status) error {
+// printStatus prints the server's status and, for a list of instances,
+// each one's readiness (instances: none for one server).
+func (c *common) printStatus(st client.Status, instances []client.InstanceState) error {
 	if c.output == outJSON {
-		return c.printJSON(st)
+		type instance struct {
+			URL   string `json:"url"`
+			Ready bool   `json:"ready"`
+			Error string `json:"error,omitempty"`
+		}
+		out := struct {
+			client.Status
+			Instances []instance `json:"instances,omitempty"`
+		}{Status: st}
+		for _, in := range instances {
+			i := instance{URL: in.URL, Ready: in.Err == nil}
+			if in.Err != nil {
+				i.Error = in.Err.Error()
+			}
+			out.Instances = append(out.Instances, i)
+		}
+		return c.printJSON(out)
 	}
 	tw := tabwriter.NewWriter(c.out(), 0, 8, 2, ' ', 0)
 	rows := [][2]string{{"version", st.Version}}
@@ -209,6 +226,16 @@ func (c *common) printStatus(st client.Status) error {
 		{"started at", timeText(st.StartedAt)},
 	}...) {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	}
+	if len(instances) > 0 {
+		fmt.Fprintln(tw) // a column of its own: the URLs are long
+	}
+	for _, in := range instances {
+		state := "ready"
+		if in.Err != nil {
+			state = "not ready: " + in.Err.Error()
+		}
+		fmt.Fprintf(tw, "%s:\t%s\n", in.URL, state)
 	}
 	return tw.Flush()
 }
