@@ -382,6 +382,8 @@ func movedOn(err error, base string, tried []string) error {
 	return &triedError{err: err, base: base, tried: tried}
 }
 
+// triedError is the error of the instance at base, named, with why the
+// ones tried before it failed (tried, none: that instance's alone).
 type triedError struct {
 	err   error
 	base  string
@@ -389,6 +391,9 @@ type triedError struct {
 }
 
 func (e *triedError) Error() string {
+	if len(e.tried) == 0 {
+		return named(e.base, e.err)
+	}
 	return named(e.base, e.err) + " (before it: " + strings.Join(e.tried, "; ") + ")"
 }
 

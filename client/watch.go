@@ -127,7 +127,8 @@ type WatchOptions struct {
 	// bounds the TCP connection within it, as for the REST calls.
 	DialTimeout time.Duration
 	// OnReconnect, when set, is called before each wait to reconnect,
-	// with why the connection ended and how long the wait is.
+	// with why the connection ended (for a client of several instances,
+	// its message names the instance) and how long the wait is.
 	OnReconnect func(err error, wait time.Duration)
 	// OnConnect, when set, is called each time the server accepted a
 	// connection, with the revision the changes that follow come after.
@@ -191,17 +192,20 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 		now := time.Now()
 		w.failed(idx, now, connected, err)
 		var wait time.Duration
-		if connected || w.resumeNow {
-			// It served: again, once its wait is over (none for a
-			// resume the server asked for), unless the session moved
-			// the preference on (the instance went silent).
-			idx = int(c.preferred.Load())
+		ended := idx
+		if (connected || w.resumeNow) && !wentSilent(err) {
+			// It served: the same instance again, once its wait is over
+			// (none for a resume the server asked for).
 			wait = max(w.retry[idx].due.Sub(now), 0)
-			w.resumeNow = false
 		} else {
 			idx, wait = w.next(now)
 		}
+		w.resumeNow = false
 		if opts.OnReconnect != nil {
+			if len(c.servers) > 1 {
+				// Which instance ended it, or refused.
+				err = &triedError{err: err, base: c.servers[ended]}
+			}
 			opts.OnReconnect(err, wait)
 		}
 		select {

@@ -607,6 +607,7 @@ func TestWatchWaitsOutEachInstancesRetryAfter(t *testing.T) {
 		if asked(err) > 0 {
 			refusals++
 			assert.Zero(t, wait, "B is tried at once: %v", err)
+			assert.Contains(t, err.Error(), a.Addr(), "which instance refused")
 		} else if IsConnectionError(err) && strings.Contains(err.Error(), "refused") {
 			unreachable++
 			assert.Less(t, wait, time.Second, "B's backoff, not A's Retry-After: %v", err)
@@ -643,4 +644,43 @@ func TestWatchWaitsTheShortestRetryAfter(t *testing.T) {
 		assert.Greater(t, wait, waitA/2, "%v", err)
 		return true
 	})
+}
+
+// A watch that connected to the next instance while the first one's
+// Retry-After runs, and is then cut off, reconnects to the instance that
+// served it after MinBackoff, not to the client's preferred one (moved
+// back to the first by another request) once that one's wait is over.
+func TestWatchCutOffReconnectsToItsInstance(t *testing.T) {
+	a := rateLimited(t, 1.0/30)
+	resp, err := http.Get("http://" + a.Addr() + "/v1/status") // A's one request: it refuses the watch
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	b := testkit.StartTCPProxy(t, testkit.StartServer(t).Addr)
+	c, err := New("http://" + a.Addr() + ",http://" + b.Addr())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), watchDeadline)
+	defer cancel()
+	connected := make(chan uint64, 4)
+	waits := make(chan time.Duration, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Watch(ctx, WatchOptions{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+			OnConnect: func(rev uint64) { connected <- rev },
+			OnReconnect: func(err error, wait time.Duration) {
+				if asked(err) == 0 {
+					waits <- wait
+				}
+			},
+		}, newEvents().add)
+	}()
+	waitConnected(t, connected, done) // on B
+	// Another request of the client moved its preference back to A (B
+	// answered it 503, say).
+	c.preferred.Store(0)
+	b.Cut()
+	b.Heal()
+	assert.Less(t, <-waits, time.Second, "B's MinBackoff, not A's Retry-After")
+	waitConnected(t, connected, done)
+	cancel()
+	require.NoError(t, <-done)
 }
