@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -432,17 +433,30 @@ func TestShellQuote(t *testing.T) {
 // ctxd status over several instances prints the status of the one that
 // answered and, below it, each instance's readiness (/readyz), in the
 // list's order: it printed one instance's status alone, with no word of
-// the others (here one down). With -o json, the status's fields as for
-// one server, and "instances".
+// the others (here one down, one stopping). With -o json, the status's
+// fields as for one server, and "instances".
 func TestStatusOfSeveralInstances(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
 	down := "http://" + testkit.FreeAddr(t)
-	list := []string{"--server", down + "," + srv.URL}
+	stopping := testkit.StartServe(t, bin, t.TempDir(), testkit.ServeOptions{Env: testEnv("CTXD_SHUTDOWN_DRAIN=10m")})
+	defer stopping.Kill()
+	stopping.Signal(syscall.SIGTERM) // it drains: /readyz 503, while it serves on
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(stopping.URL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	}, testkit.Deadline, 10*time.Millisecond, "the stopping instance's /readyz")
+	list := []string{"--server", down + "," + srv.URL + "," + stopping.URL}
 
 	out := cliOK(t, nil, "", append([]string{"status"}, list...)...)
 	assert.Contains(t, out, "revision:")
-	assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(down)+`:\s+not ready: .*connection refused\n`+regexp.QuoteMeta(srv.URL)+`:\s+ready\n\z`, out)
+	assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(down)+`:\s+not ready: .*connection refused\n`+
+		regexp.QuoteMeta(srv.URL)+`:\s+ready\n`+
+		regexp.QuoteMeta(stopping.URL)+`:\s+not ready: shutting down \(shutdown_drain\).*\(503 unavailable\)\n\z`, out)
 
 	type statusOut struct {
 		ctxd.ServerStatus
@@ -454,13 +468,15 @@ func TestStatusOfSeveralInstances(t *testing.T) {
 	}
 	st := fromJSON[statusOut](t, cliOK(t, nil, "", append([]string{"status", "-o", "json"}, list...)...))
 	assert.Equal(t, "test", st.Version)
-	require.Len(t, st.Instances, 2)
+	require.Len(t, st.Instances, 3)
 	assert.Equal(t, down, st.Instances[0].URL)
 	assert.False(t, st.Instances[0].Ready)
 	assert.Contains(t, st.Instances[0].Error, "connection refused")
 	assert.Equal(t, srv.URL, st.Instances[1].URL)
 	assert.True(t, st.Instances[1].Ready)
 	assert.Empty(t, st.Instances[1].Error)
+	assert.False(t, st.Instances[2].Ready)
+	assert.Contains(t, st.Instances[2].Error, "shutting down")
 
 	one := cliOK(t, nil, "", "status", "-o", "json", "--server", srv.URL)
 	assert.NotContains(t, one, "instances", "one server: its status as it was")

@@ -233,7 +233,8 @@ func (c *common) printStatus(st client.Status, instances []client.InstanceState)
 	for _, in := range instances {
 		state := "ready"
 		if in.Err != nil {
-			state = "not ready: " + in.Err.Error()
+			// ctxd's 503 says "not ready: why" itself.
+			state = "not ready: " + strings.TrimPrefix(in.Err.Error(), "not ready: ")
 		}
 		fmt.Fprintf(tw, "%s:\t%s\n", in.URL, state)
 	}
