@@ -276,35 +276,12 @@ func TestPatchCountAndListWithoutValues(t *testing.T) {
 }
 
 // A 429 of the server's rate limit (http.rate_limit) carries its
-// Retry-After in APIError.RetryAfter.
+// Retry-After in APIError.RetryAfter, for the REST calls and Watch alike.
+// So does a Retry-After given as an HTTP date (RFC 9110's other form: a
+// proxy's), the wait until that date counted from the answer's Date (the
+// proxy's clock, here an hour ahead of the client's): it was read as none.
 func TestRateLimitedRetryAfter(t *testing.T) {
-	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
-		c.HTTP.RateLimit, c.HTTP.RateBurst = 0.01, 1 // one request, then a wait of 100 s
-	}))
-	c, err := New(srv.URL, checked(t))
-	require.NoError(t, err)
-	ctx := context.Background()
-	_, err = c.Status(ctx)
-	require.NoError(t, err)
-	_, err = c.Status(ctx)
-	var ae *APIError
-	require.ErrorAs(t, err, &ae)
-	assert.Equal(t, http.StatusTooManyRequests, ae.Status)
-	assert.Equal(t, 100*time.Second, ae.RetryAfter)
-}
-
-// A Retry-After given as an HTTP date (RFC 9110's other form: a proxy's)
-// is the wait until that date, counted from the answer's Date (the
-// proxy's clock, here an hour ahead of the client's), for the REST calls
-// and Watch alike: it was read as none.
-func TestRetryAfterAsADate(t *testing.T) {
-	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
-		c.HTTP.RateLimit, c.HTTP.RateBurst = 0.01, 1 // one request, then a wait of 100 s
-	}))
-	target, err := url.Parse(srv.URL)
-	require.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.ModifyResponse = func(resp *http.Response) error {
+	asDate := func(resp *http.Response) error {
 		secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
 		if err != nil {
 			return nil
@@ -314,22 +291,36 @@ func TestRetryAfterAsADate(t *testing.T) {
 		resp.Header.Set("Retry-After", date.Add(time.Duration(secs)*time.Second).Format(http.TimeFormat))
 		return nil
 	}
-	front := httptest.NewServer(proxy)
-	t.Cleanup(front.Close)
-	c, err := New(front.URL)
-	require.NoError(t, err)
-	ctx := context.Background()
-	_, err = c.Status(ctx)
-	require.NoError(t, err)
-	_, err = c.Status(ctx)
-	var ae *APIError
-	require.ErrorAs(t, err, &ae)
-	assert.Equal(t, http.StatusTooManyRequests, ae.Status)
-	assert.Equal(t, 100*time.Second, ae.RetryAfter)
+	for _, form := range []string{"seconds", "date"} {
+		t.Run(form, func(t *testing.T) {
+			srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+				c.HTTP.RateLimit, c.HTTP.RateBurst = 0.01, 1 // one request, then a wait of 100 s
+			}))
+			c, err := New(srv.URL, checked(t))
+			if form == "date" {
+				target, err := url.Parse(srv.URL)
+				require.NoError(t, err)
+				proxy := httputil.NewSingleHostReverseProxy(target)
+				proxy.ModifyResponse = asDate
+				front := httptest.NewServer(proxy)
+				t.Cleanup(front.Close)
+				c, err = New(front.URL)
+			}
+			require.NoError(t, err)
+			ctx := context.Background()
+			_, err = c.Status(ctx)
+			require.NoError(t, err)
+			_, err = c.Status(ctx)
+			var ae *APIError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, http.StatusTooManyRequests, ae.Status)
+			assert.Equal(t, 100*time.Second, ae.RetryAfter)
 
-	err = c.Watch(ctx, WatchOptions{}, func(WatchEvent) error { return nil })
-	require.ErrorAs(t, err, &ae, "the first connection, refused")
-	assert.Equal(t, 100*time.Second, ae.RetryAfter)
+			err = c.Watch(ctx, WatchOptions{}, func(WatchEvent) error { return nil })
+			require.ErrorAs(t, err, &ae, "the first connection, refused")
+			assert.Equal(t, 100*time.Second, ae.RetryAfter)
+		})
+	}
 }
 
 // Patch with no PatchType sends a merge patch: it sent application/json,
