@@ -40,7 +40,8 @@
 // took the last one, and moves to the next only when it provably had no
 // effect: no connection was made (WithConnectTimeout bounds the attempt),
 // it was a read (WithReadTryTimeout bounds its wait for an answer; a read
-// answered 502, 503 or 504 moves too) or was not written in full, or the
+// answered 502, 503 or 504, or whose answer of success was cut off, moves
+// too) or was not written in full, or the
 // instance answered 503 unavailable. A write that was sent and not
 // answered, or answered outcome_unknown or a proxy's 502, 503 or 504, is never
 // sent again (outcome unknown, below); the next request goes to the next

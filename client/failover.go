@@ -30,7 +30,9 @@ import (
 //     cannot reach etcd);
 //   - a read was answered 502, 503 or 504 (ctxd's, or a proxy's in front
 //     of the instance), whatever the answer's body, or however much of it
-//     came.
+//     came;
+//   - a read's 2xx answer was cut off (its instance died mid-answer),
+//     but an export's or a download's, which is streamed to its writer.
 //
 // A write that was sent and got no answer, or that the server answered
 // outcome_unknown, or a proxy 502, 503 or 504 (answerError), is never sent
@@ -167,7 +169,17 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 			return nil, err
 		}
 		last := i == len(c.servers)-1
-		resp, sent, err := c.sendTry(req, c.servers[idx], write, !last && replayable && isRead(req.Method), long)
+		moves := !last && replayable && isRead(req.Method)
+		resp, sent, err := c.sendTry(req, c.servers[idx], write, moves, long)
+		if err == nil && replayable && isRead(req.Method) && !long && (moves || len(tried) > 0) &&
+			resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+			// Read here in full: an answer cut off (its instance died
+			// mid-answer) moves to the next instance, as one that never
+			// came does, and the last one's error names the others'.
+			// (An export's, long, is streamed to its writer; an error
+			// answer cut off is an *APIError that says so, decodeError.)
+			resp, err = readWhole(resp)
+		}
 		last = last || req.Context().Err() != nil
 		switch {
 		case err != nil:
@@ -222,6 +234,18 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 			return resp, nil
 		}
 	}
+}
+
+// readWhole reads resp's body into memory: resp with that body, or the
+// error of a body cut off.
+func readWhole(resp *http.Response) (*http.Response, error) {
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("its answer (%d) was cut off: %w", resp.StatusCode, err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
 }
 
 // sendTry is send; for a read that another instance could take

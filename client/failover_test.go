@@ -792,3 +792,41 @@ func TestReadinessOfSeveralInstances(t *testing.T) {
 	assert.Contains(t, err.Error(), strings.TrimPrefix(down, "http://"))
 	assert.Contains(t, err.Error(), draining.URL+": ", "the last one named too: %v", err)
 }
+
+// A read whose answer is cut off mid-body (its instance died while it
+// answered: here one that announces 100 bytes and closes the connection
+// after a few) goes to the next instance, as one that got no answer at
+// all does: it failed with "unexpected EOF" while the next instance could
+// answer it. Its error, when no instance answers in full, names each.
+func TestReadCutOffGoesToTheNextInstance(t *testing.T) {
+	cut := httptest.NewServer(cutOffAnswer(http.StatusOK, `{"ns":"def`))
+	t.Cleanup(cut.Close)
+	live := testkit.StartServer(t)
+	ctx := context.Background()
+	_, err := live.Backend().Put(ctx, "default", "k", json.RawMessage(`"live"`), nil, "t")
+	require.NoError(t, err)
+
+	c, err := New(cut.URL + "," + live.URL)
+	require.NoError(t, err)
+	rec, err := c.Get(ctx, "", "k", GetOptions{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `"live"`, string(rec.Value))
+	assert.Equal(t, live.URL, c.Servers()[0], "the instance that answered in full stays preferred")
+
+	c, err = New(cut.URL + "," + live.URL)
+	require.NoError(t, err)
+	page, err := c.List(ctx, "", ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, page.Records, 1)
+	_, err = c.Status(ctx)
+	require.NoError(t, err)
+
+	other := httptest.NewServer(cutOffAnswer(http.StatusOK, `{"ns":"def`))
+	t.Cleanup(other.Close)
+	c, err = New(cut.URL + "," + other.URL)
+	require.NoError(t, err)
+	_, err = c.Get(ctx, "", "k", GetOptions{})
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.Contains(t, err.Error(), other.URL+": its answer (200) was cut off")
+	assert.Contains(t, err.Error(), cut.URL+": its answer (200) was cut off")
+}
