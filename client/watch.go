@@ -202,7 +202,7 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, fn func(WatchEven
 		}
 		w.resumeNow = false
 		if opts.OnReconnect != nil {
-			if len(c.servers) > 1 {
+			if len(c.servers) > 1 && err != nil {
 				// Which instance ended it, or refused.
 				err = &triedError{err: err, base: c.servers[ended]}
 			}
