@@ -296,7 +296,7 @@ func TestRateLimitedRetryAfter(t *testing.T) {
 			srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 				c.HTTP.RateLimit, c.HTTP.RateBurst = 0.01, 1 // one request, then a wait of 100 s
 			}))
-			c, err := New(srv.URL, checked(t))
+			base, opts := srv.URL, []Option{checked(t)}
 			if form == "date" {
 				target, err := url.Parse(srv.URL)
 				require.NoError(t, err)
@@ -304,8 +304,9 @@ func TestRateLimitedRetryAfter(t *testing.T) {
 				proxy.ModifyResponse = asDate
 				front := httptest.NewServer(proxy)
 				t.Cleanup(front.Close)
-				c, err = New(front.URL)
+				base, opts = front.URL, nil
 			}
+			c, err := New(base, opts...)
 			require.NoError(t, err)
 			ctx := context.Background()
 			_, err = c.Status(ctx)
