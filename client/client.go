@@ -581,7 +581,7 @@ func (c *Client) do(ctx context.Context, r request) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return answerError(resp, r.write)
+		return c.answerError(resp, r.write)
 	}
 	if r.out == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))

@@ -47,7 +47,8 @@
 // sent again (outcome unknown, below); the next request goes to the next
 // instance. Watch resumes on the next instance when its own cannot be
 // reached or refuses (503, 429; a proxy's 502, 504). Servers lists them,
-// the preferred one first (failover.go). Health and Ready are nil when
+// the preferred one first (failover.go). A server error (5xx) names its
+// instance (APIError.Instance). Health and Ready are nil when
 // one instance is healthy or ready (the client can serve requests);
 // Instances tells each instance's readiness.
 //

@@ -112,6 +112,11 @@ type APIError struct {
 	// proxy's, counted from the answer's Date header when it has one);
 	// 0 when it named none, or a date passed.
 	RetryAfter time.Duration
+	// Instance is, for a client of several instances (New), the base URL
+	// of the instance whose answer a server error (5xx) is: the one whose
+	// log says more. The message then starts with it. Empty for a client
+	// of one, and for other answers.
+	Instance string
 
 	// bodiless is an answer to HEAD, which has no body to say its code:
 	// its status alone is the server's.
@@ -125,6 +130,13 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
+	if e.Instance != "" {
+		return e.Instance + ": " + e.message()
+	}
+	return e.message()
+}
+
+func (e *APIError) message() string {
 	code := e.Code
 	if code == "" {
 		code = strings.ToLower(http.StatusText(e.Status))
@@ -161,11 +173,24 @@ func (e *APIError) Is(target error) bool {
 // came does; so does a 503 whose body was cut off before its code
 // (ctxd's outcome_unknown as well as its unavailable: no telling which).
 // ctxd's own 503 always has its code: unavailable, nothing applied.
-func answerError(resp *http.Response, write bool) error {
+// A server error's names its instance, for a client of several
+// (APIError.Instance).
+func (c *Client) answerError(resp *http.Response, write bool) error {
 	err := decodeError(resp)
 	var ae *APIError
-	if write && errors.As(err, &ae) && ae.Code == "" && couldNotAnswer(resp.StatusCode) {
+	if !errors.As(err, &ae) {
+		return err
+	}
+	if write && ae.Code == "" && couldNotAnswer(resp.StatusCode) {
 		ae.uncertain = true
+	}
+	if len(c.servers) > 1 && resp.StatusCode >= 500 && resp.Request != nil {
+		u := resp.Request.URL.String()
+		for _, base := range c.servers {
+			if strings.HasPrefix(u, base+"/") {
+				ae.Instance = base
+			}
+		}
 	}
 	return err
 }

@@ -178,7 +178,7 @@ func (c *Client) stream(ctx context.Context, method, path string, query url.Valu
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
-		return nil, answerError(resp, method != http.MethodGet)
+		return nil, c.answerError(resp, method != http.MethodGet)
 	}
 	return resp, nil
 }

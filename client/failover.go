@@ -229,7 +229,7 @@ func (c *Client) exchange(build func(base string) (*http.Request, error), write,
 				// No instance took it: the last one's answer, naming
 				// why each one before did not (it named none).
 				defer resp.Body.Close()
-				return nil, movedOn(answerError(resp, write), c.servers[idx], tried)
+				return nil, movedOn(c.answerError(resp, write), c.servers[idx], tried)
 			}
 			return resp, nil
 		}
@@ -428,6 +428,9 @@ func (e *triedError) Unwrap() error { return e.err }
 // body cut off) does not: with several instances, which one said what.
 func named(base string, err error) string {
 	if _, ok := errors.AsType[*url.Error](err); ok {
+		return err.Error()
+	}
+	if ae, ok := errors.AsType[*APIError](err); ok && ae.Instance != "" {
 		return err.Error()
 	}
 	return base + ": " + err.Error()

@@ -830,3 +830,38 @@ func TestReadCutOffGoesToTheNextInstance(t *testing.T) {
 	assert.Contains(t, err.Error(), other.URL+": its answer (200) was cut off")
 	assert.Contains(t, err.Error(), cut.URL+": its answer (200) was cut off")
 }
+
+// A server error (5xx) from one instance of several names that instance
+// (APIError.Instance, and the message): "storage quota exceeded (507
+// ...)" did not say which instance's disk or log to look at. Other
+// answers, and a client of one instance, name none.
+func TestServerErrorNamesItsInstance(t *testing.T) {
+	full := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.Storage.QuotaBytes = 256 << 10 }))
+	other := "http://" + testkit.FreeAddr(t)
+	ctx := context.Background()
+	c, err := New(full.URL + "," + other)
+	require.NoError(t, err)
+	one, err := New(full.URL)
+	require.NoError(t, err)
+	value := json.RawMessage(`"` + strings.Repeat("v", 32<<10) + `"`)
+	for i := 0; ; i++ {
+		require.Less(t, i, 100, "the quota never refused a write")
+		if _, err = c.Put(ctx, "", fmt.Sprint("k", i), value, PutOptions{}); err != nil {
+			break
+		}
+	}
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, http.StatusInsufficientStorage, ae.Status)
+	assert.Equal(t, full.URL, ae.Instance)
+	assert.True(t, strings.HasPrefix(err.Error(), full.URL+": "), "%v", err)
+
+	_, err = one.Put(ctx, "", "more", value, PutOptions{})
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, http.StatusInsufficientStorage, ae.Status)
+	assert.Empty(t, ae.Instance, "one instance: no need")
+	_, err = c.Get(ctx, "", "missing", GetOptions{})
+	require.ErrorAs(t, err, &ae)
+	assert.Empty(t, ae.Instance, "a 404 is not the instance's trouble")
+	assert.NotContains(t, err.Error(), full.URL)
+}

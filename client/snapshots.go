@@ -104,7 +104,7 @@ func (c *Client) UploadSnapshot(ctx context.Context, path string) (SnapshotMeta,
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return SnapshotMeta{}, answerError(resp, true)
+		return SnapshotMeta{}, c.answerError(resp, true)
 	}
 	var meta SnapshotMeta
 	if err := decodeAnswer(resp, &meta, true); err != nil {
