@@ -38,6 +38,9 @@ var (
 	// download's conditions that do not hold (serveFile).
 	errPreconditionFailed  = errors.New("the download's precondition (If-Match or If-Unmodified-Since) does not hold")
 	errRangeNotSatisfiable = errors.New("the download's Range lies outside the file (Content-Range gives its size)")
+	// errConnect is a CONNECT host:port: a tunnel, which a proxy makes
+	// and ctxd is not (notAPath).
+	errConnect = errors.New("method CONNECT is not allowed: it asks for a tunnel to host:port, and ctxd is not a proxy")
 )
 
 // errorMapping is one row of the error table.
@@ -57,6 +60,7 @@ var errorTable = [...]errorMapping{
 	{errUnsupportedMediaType, http.StatusUnsupportedMediaType, ctxd.CodeUnsupportedMediaType},
 	{errPreconditionFailed, http.StatusPreconditionFailed, ctxd.CodePreconditionFailed},
 	{errRangeNotSatisfiable, http.StatusRequestedRangeNotSatisfiable, ctxd.CodeRangeNotSatisfiable},
+	{errConnect, http.StatusMethodNotAllowed, ctxd.CodeMethodNotAllowed},
 	{errNotReady, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
 	{errPanic, http.StatusInternalServerError, ctxd.CodeInternal},
 	{export.ErrUnknownFormat, http.StatusBadRequest, ctxd.CodeBadRequest},

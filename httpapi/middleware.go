@@ -89,6 +89,8 @@ func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			if err != nil {
 				c.Error(err)
 			}
+		} else if err := notAPath(c); err != nil {
+			c.Error(err)
 		} else if err := s.callSafely(next, c); err != nil {
 			// Render the error here, so that the status logged is the one sent.
 			c.Error(err)
@@ -101,6 +103,25 @@ func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return nil
 	}
+}
+
+// notAPath refuses a request whose target is not a path, which no route
+// serves (the router answered 404 "no route for CONNECT " with an empty
+// path): CONNECT host:port asks for a tunnel, and ctxd is not a proxy (405,
+// with an empty Allow: that target takes no method); the asterisk of
+// OPTIONS * names the server as a whole, not a resource (400). net/http
+// answered OPTIONS * itself, with an empty 200, until the server set
+// http.Server.DisableGeneralOptionsHandler (server.go).
+func notAPath(c echo.Context) error {
+	req := c.Request()
+	switch {
+	case req.Method == http.MethodConnect && !strings.HasPrefix(req.URL.Path, "/"):
+		c.Response().Header()[echo.HeaderAllow] = []string{""}
+		return errConnect
+	case req.URL.Path == "*":
+		return badRequest("the request target * names no resource: send " + req.Method + " to a path (OPTIONS /v1/status answers its methods in Allow)")
+	}
+	return nil
 }
 
 // sendWhole sends an answer whose body is complete (as long as its

@@ -212,7 +212,10 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		ReadTimeout:       cfg.HTTP.ReadTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
-		ErrorLog:          stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
+		// OPTIONS * reaches the handler, which answers it as any
+		// request (a JSON 400, the access log), not net/http's bare 200.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
 	}
 	if certs != nil { // TLS 1.2 or later; HTTP/2 is offered, WebSockets use HTTP/1.1
 		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate}

@@ -109,6 +109,9 @@ func hostileRequests() []hostileReq {
 	add(jsonError, "who not UTF-8, bad body", req("PUT", "/v1/ns/default/keys/h", "{", "X-Ctxd-Who", "\xff\xfe"))
 	add(httpLevel, "raw byte in path", req("GET", "/v1/ns/default/keys/\xff", ""))
 	add(httpLevel, "raw space in path", "GET /v1/ns/default/keys/a b HTTP/1.1\r\nHost: ctxd\r\n\r\n")
+	add(httpLevel, "invalid percent-encoding", req("GET", "/ctx/%zz", ""))
+	add(jsonError, "OPTIONS *", req("OPTIONS", "*", ""))
+	add(jsonError, "CONNECT host:port", req("CONNECT", "127.0.0.1:443", ""))
 
 	// Path tricks.
 	for _, p := range []string{
