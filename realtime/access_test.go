@@ -124,6 +124,42 @@ func TestWatchFilteredByToken(t *testing.T) {
 	assert.Equal(t, "team/app.f", got[len(got)-1].NS+"/"+got[len(got)-1].Key, "the admin client sees the limited client's write")
 }
 
+// client_stats tells a client whose token is limited (to namespaces or
+// prefixes) the types of its own token's clients only: it listed every
+// client's registered type, an admin's service included. The count is the
+// server's, as /v1/status's; an unlimited token sees every type.
+func TestClientStatsOfALimitedToken(t *testing.T) {
+	s := startAuthServer(t)
+	q := url.Values{"ns": {"team"}}
+	dial := func(secret, clientType string) *testkit.WS {
+		c := testkit.DialWatch(t, s.url(q), bearer(secret))
+		c.Expect(ctxd.TypeSubscribed)
+		if clientType != "" {
+			c.SendJSON(map[string]any{"type": "client_register", "client_type": clientType})
+			c.Expect(ctxd.TypeRegistrationConfirmed)
+		}
+		return c
+	}
+	admin := dial(wsAdmin, "billing-worker")
+	dial(wsTeam, "agent")
+	teamToo := dial(wsTeam, "")
+	reader := dial(wsReader, "")
+	stats := func(c *testkit.WS) (int, map[string]int) {
+		c.SendJSON(map[string]any{"type": "client_stats"})
+		m := c.Expect(ctxd.TypeClientStats)
+		return m.ConnectedClients, m.ClientsByType
+	}
+	n, byType := stats(admin)
+	assert.Equal(t, 4, n)
+	assert.Equal(t, map[string]int{"billing-worker": 1, "agent": 1, "unregistered": 2}, byType)
+	n, byType = stats(teamToo)
+	assert.Equal(t, 4, n)
+	assert.Equal(t, map[string]int{"agent": 1, "unregistered": 1}, byType, "its own token's clients only")
+	n, byType = stats(reader)
+	assert.Equal(t, 4, n)
+	assert.Equal(t, map[string]int{"unregistered": 1}, byType, "itself only")
+}
+
 // A read-only token may watch but not write; the upgrade is refused with
 // 401 without a valid token and 403 for a namespace the token cannot read.
 func TestWatchUpgradeChecks(t *testing.T) {

@@ -74,7 +74,7 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 	case ctxd.TypeClientRegister:
 		h.clientRegister(s, &m)
 	case ctxd.TypeClientStats:
-		s.send(encode(h.clientStats(m.ID)))
+		s.send(encode(h.clientStats(s, m.ID)))
 	case ctxd.TypePing:
 		rev, _ := h.st.Committed()
 		s.send(encode(pongMsg{Type: ctxd.TypePong, ID: m.ID, Rev: rev}))
@@ -442,11 +442,19 @@ func (h *Hub) clientRegister(s *session, m *inMessage) {
 }
 
 // clientStats counts the connected clients, by registered type
-// ("unregistered" for the others).
-func (h *Hub) clientStats(id json.RawMessage) statsMsg {
+// ("unregistered" for the others), for the client asking: one whose token
+// is limited to namespaces or prefixes is told the types of its own
+// token's clients only (a type names what another token's client is, and
+// a limited token is told only of what it may read, README "Access
+// control"); connected_clients counts every client, as /v1/status does.
+func (h *Hub) clientStats(asking *session, id json.RawMessage) statsMsg {
 	byType := map[string]int{}
 	sessions := h.all()
+	own := asking.access
 	for _, s := range sessions {
+		if !own.Unlimited() && (s.access == nil || s.access.Name != own.Name) {
+			continue
+		}
 		s.mu.Lock()
 		t := s.clientType
 		s.mu.Unlock()
