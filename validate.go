@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"time"
 	"unicode/utf8"
+
+	"github.com/framework0/ctxd/internal/jsontext"
 )
 
 // ValidateNamespace checks a namespace name: 1..64 of [A-Za-z0-9._-].
@@ -247,21 +249,7 @@ const maxJSONDepth = 10000
 // notJSON is the error of text that json.Valid refused, named what: it
 // says when the text is JSON nested too deep, rather than not JSON.
 func notJSON(what string, v []byte) error {
-	depth, deepest, inString := 0, 0, false
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case inString && c == '\\':
-			i++
-		case c == '"':
-			inString = !inString
-		case inString:
-		case c == '[' || c == '{':
-			depth++
-			deepest = max(deepest, depth)
-		case c == ']' || c == '}':
-			depth--
-		}
-	}
+	deepest := jsontext.Depth(v)
 	if deepest > maxJSONDepth {
 		return Invalidf("%s nests arrays and objects %d deep, more than %d", what, deepest, maxJSONDepth)
 	}

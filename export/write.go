@@ -206,10 +206,20 @@ func (d *dumper) compact(b []byte, v []byte) []byte {
 	return append(b, d.val.Bytes()...)
 }
 
-// indent writes v as indented JSON after what d.line holds (flushed
-// first), streamed (jsontext.Indent): the indented text of a value nested
-// deep is many times its size, and is never held. A write error stays in
-// d.bw for the next flushLine to return.
+// PrettyDepth is how many levels of a value the pretty format indents:
+// deeper, the value is written compact on the line of the member or
+// element that holds it. Indented to every level, a value's text grew with
+// the square of its depth (a 60 KB value nested 10,000 levels deep, the
+// deepest a value may be, was a 200 MB dump); so bounded it is 62 KB, and
+// any value's text is its size and, per element and closing bracket, at
+// most a line break and PrettyDepth indents (jsontext.Indent). Values
+// people read are far shallower.
+const PrettyDepth = 32
+
+// indent writes v as indented JSON (down to PrettyDepth) after what
+// d.line holds (flushed first), streamed (jsontext.Indent): the indented
+// text of a value is several times its size, and is never held. A write
+// error stays in d.bw for the next flushLine to return.
 func (d *dumper) indent(v []byte) {
 	if len(v) == 0 {
 		d.line = append(d.line, "null"...)
@@ -220,7 +230,7 @@ func (d *dumper) indent(v []byte) {
 		return
 	}
 	if d.flushLine() == nil {
-		_ = jsontext.Indent(d.bw, v, "", "  ")
+		_ = jsontext.Indent(d.bw, v, "", "  ", PrettyDepth)
 	}
 }
 

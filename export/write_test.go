@@ -406,27 +406,40 @@ func isString(v []byte) bool {
 	return strings.HasPrefix(strings.TrimSpace(string(v)), `"`)
 }
 
-// A pretty dump streams each value's indented text: a value nested deep,
-// whose indented text is many times its size (here 4,000 levels: 16 MB),
-// is never held whole in memory (allocations are counted, not time).
-func TestPrettyDumpOfADeepValueIsStreamed(t *testing.T) {
+// A pretty dump indents a value down to export.PrettyDepth levels: a
+// value nested 10,000 levels deep (the deepest a value may be, 60 KB) was
+// a 200 MB dump, its indentation growing with the square of its depth; it
+// is now its size and a few KB (bytes counted, not time). What it writes
+// is streamed: a value whose indented text is many times its size (a wide
+// one, PrettyDepth levels down) is never held whole in memory
+// (allocations are counted).
+func TestPrettyDumpIsBoundedAndStreamed(t *testing.T) {
 	st := openStore(t, bolt.Options{})
-	const depth = 4000
+	const depth = 10000
 	deep := strings.Repeat(`{"a":`, depth) + "1" + strings.Repeat("}", depth)
 	_, err := st.Put(t.Context(), "default", "deep", json.RawMessage(deep), nil, "t")
 	require.NoError(t, err)
+	dump := func() (out countingWriter, allocated uint64) {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		require.NoError(t, st.View(func(v store.View) error {
+			_, err := export.Write(&out, export.Pretty, v, export.Options{Namespace: "default"})
+			return err
+		}))
+		runtime.ReadMemStats(&after)
+		return out, after.TotalAlloc - before.TotalAlloc
+	}
+	out, _ := dump()
+	t.Logf("a value of %d bytes nested %d deep: a pretty dump of %d bytes", len(deep), depth, out)
+	assert.Less(t, int(out), len(deep)+16<<10, "the pretty dump of a deep value")
 
-	var out countingWriter
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	require.NoError(t, st.View(func(v store.View) error {
-		_, err := export.Write(&out, export.Pretty, v, export.Options{Namespace: "default"})
-		return err
-	}))
-	runtime.ReadMemStats(&after)
-	require.Greater(t, int(out), depth*depth, "the indented text")
-	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(out)/8, "allocated while writing %d bytes", int(out))
+	wide := strings.Repeat("[", export.PrettyDepth) + strings.Repeat("0,", 100_000) + "0" + strings.Repeat("]", export.PrettyDepth)
+	_, err = st.Put(t.Context(), "default", "deep", json.RawMessage(wide), nil, "t")
+	require.NoError(t, err)
+	out, allocated := dump()
+	require.Greater(t, int(out), 30*len(wide), "the indented text of a wide value %d levels down", export.PrettyDepth)
+	assert.Less(t, allocated, uint64(out)/8, "allocated while writing %d bytes", int(out))
 }
 
 type countingWriter int

@@ -462,9 +462,10 @@ var errSpoolFull = fmt.Errorf("%w: answers being sent hold http.max_spool_bytes 
 
 // errSpoolTooLarge refuses an answer whose temp file alone would pass
 // Config.MaxSpoolBytes: a retry would be refused again. Without it one
-// answer could fill the disk the store writes to (a pretty export of a
-// value nested 10,000 levels deep is 200 MB), and the store's own writes
-// would then fail.
+// answer could fill the disk the store writes to (a namespace of large
+// values, with history; a pretty export, whose lines of up to 32 indents
+// make a value of small elements many times its size), and the store's
+// own writes would then fail.
 var errSpoolTooLarge = fmt.Errorf("%w: the answer is larger than http.max_spool_bytes", ctxd.ErrUnavailable)
 
 // spool is an io.Writer that keeps up to spoolMemBytes in memory and the
@@ -520,7 +521,7 @@ func (sp *spool) reserve(n int64) error {
 		}
 	}
 	if sp.mine+n > sp.max {
-		sp.refuse(fmt.Errorf("%w (%d bytes) on its own: a retry would be refused again; ask for less (without history; in a format other than pretty, which indents every level of a value) or raise the setting", errSpoolTooLarge, sp.max))
+		sp.refuse(fmt.Errorf("%w (%d bytes) on its own: a retry would be refused again; ask for less (without history; in a format other than pretty, which puts each element of a value on a line of its own) or raise the setting", errSpoolTooLarge, sp.max))
 		return sp.err
 	}
 	if sp.leader != nil && (sp.leader.Load() == sp || sp.leader.CompareAndSwap(nil, sp)) {

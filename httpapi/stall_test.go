@@ -150,8 +150,8 @@ func TestOfTwoSpooledAnswersOneGoes(t *testing.T) {
 }
 
 // One answer's temp file is bounded too, not only several together. A
-// value nested 2,000 levels deep (12 KB) is 8 MB as a pretty export (its
-// indentation grows with the square of the depth): the export stops at
+// value of 60,000 numbers 32 levels down (120 KB) is 4 MB as a pretty
+// export (each number on a line of 32 indents): the export stops at
 // http.max_spool_bytes, its temp file is closed (its space freed) and the
 // answer is 503 without Retry-After (a retry would be refused again);
 // other exports and the store go on. The first answer to spill used to be
@@ -164,9 +164,8 @@ func TestAnAnswerLargerThanTheSpoolBudgetIsRefused(t *testing.T) {
 	api := testkit.NewOpenAPI(t)
 	e := &env{t: t, store: s.Backend(), srv: s.Server().API(), url: s.URL,
 		hc: &http.Client{Transport: api.Transport(t, nil)}, logs: s.Logs, api: api}
-	const depth = 2000
-	deep := strings.Repeat(`{"a":`, depth) + "1" + strings.Repeat("}", depth)
-	require.Equal(t, http.StatusOK, e.do(http.MethodPut, keyPath("team", "d0"), deep).status)
+	wide := strings.Repeat("[", export.PrettyDepth) + strings.Repeat("0,", 60_000) + "0" + strings.Repeat("]", export.PrettyDepth)
+	require.Equal(t, http.StatusOK, e.do(http.MethodPut, keyPath("team", "d0"), wide).status)
 
 	r := e.do(http.MethodGet, "/v1/ns/team/export?format=pretty", "")
 	ae := requireError(t, r, http.StatusServiceUnavailable, "unavailable")
@@ -175,7 +174,7 @@ func TestAnAnswerLargerThanTheSpoolBudgetIsRefused(t *testing.T) {
 	assert.Empty(t, spoolFiles(t, s.DataDir()), "the refused export's temp file is closed")
 
 	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "/v1/ns/team/export", "").status,
-		"the same namespace as json, 12 KB, goes")
+		"the same namespace as json, 120 KB, goes")
 	value := `"` + strings.Repeat("x", 512<<10) + `"`
 	for i := range 3 {
 		require.Equal(t, http.StatusOK, e.do(http.MethodPut, keyPath("big", fmt.Sprintf("k%d", i)), value).status,

@@ -1,7 +1,8 @@
 // Package jsontext appends JSON text to byte slices without reflection,
 // for the hot paths that write records, changes and dumps by hand. Its
 // output matches encoding/json's, except that it does not HTML-escape.
-// Indent formats JSON as json.Indent does, written as it goes.
+// Indent formats JSON as json.Indent does, down to a depth, written as it
+// goes.
 package jsontext
 
 import (
@@ -85,11 +86,17 @@ type Writer interface {
 // Indent writes src, which must be valid JSON (json.Valid), to w as
 // json.Indent formats it: each element of an object or array on a line
 // of its own, beginning with prefix and indent once per level of nesting,
-// without the leading and trailing spaces json.Indent keeps. Unlike
-// json.Indent it holds nothing: the text of a deeply nested value grows
-// with the square of its depth (a 60 KB value nested 10,000 levels is
-// 200 MB indented), and is written as it is made.
-func Indent(w Writer, src []byte, prefix, indent string) error {
+// without the leading and trailing spaces json.Indent keeps; but only down
+// to maxDepth levels: what is nested deeper is written compact (as
+// json.Compact writes it) on the line of the member or element holding it.
+// Indented to any depth, the text of a deeply nested value grows with the
+// square of its depth (a 60 KB value nested 10,000 levels is 200 MB). So
+// bounded, only the elements within maxDepth levels get a line, which
+// begins with at most maxDepth indents: the text is the value's and at
+// most that much per such element (a 60 KB value nested 10,000 levels,
+// indented to 32: 62 KB; TestIndentIsBoundedByItsDepth). It holds
+// nothing, and writes the text as it is made.
+func Indent(w Writer, src []byte, prefix, indent string, maxDepth int) error {
 	var (
 		depth int
 		// open: the last token opened an object or array, whose first
@@ -97,7 +104,12 @@ func Indent(w Writer, src []byte, prefix, indent string) error {
 		open bool
 		err  error
 	)
+	// newline starts the line of an element at depth, when it is shallow
+	// enough to have lines.
 	newline := func() {
+		if depth > maxDepth {
+			return
+		}
 		_ = w.WriteByte('\n')
 		_, _ = w.WriteString(prefix)
 		for range depth {
@@ -133,18 +145,48 @@ func Indent(w Writer, src []byte, prefix, indent string) error {
 			if open {
 				open = false
 			} else {
+				// The closing bracket goes on a line of its own when
+				// the elements it closes had theirs.
+				inner := depth
 				depth--
-				newline()
+				if inner <= maxDepth {
+					newline()
+				}
 			}
 			err = w.WriteByte(c)
 		case ',':
 			err = w.WriteByte(c)
 			newline()
 		case ':':
-			_, err = w.WriteString(": ")
+			if depth > maxDepth {
+				err = w.WriteByte(c)
+			} else {
+				_, err = w.WriteString(": ")
+			}
 		default: // numbers, true, false, null
 			err = w.WriteByte(c)
 		}
 	}
 	return err
+}
+
+// Depth returns how deep src nests arrays and objects (0 for a scalar),
+// reading brackets outside strings only; src need not be valid JSON.
+func Depth(src []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(src); i++ {
+		switch c := src[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
