@@ -75,6 +75,18 @@ func ValidateWho(who string) error {
 	return validateText("who", who)
 }
 
+// ValidateRecordedWho checks a who as a dump or a snapshot recorded it:
+// at most 256 bytes, as every write has been held to. Its text is kept as
+// recorded, even one from before a who had to be UTF-8 without control
+// characters (ValidateWho, since 2026-12-02): dumps and snapshots of data
+// written before still import and restore.
+func ValidateRecordedWho(who string) error {
+	if len(who) > MaxWhoBytes {
+		return whoTooLong(who)
+	}
+	return nil
+}
+
 // validateText checks that s (a key, a who) is UTF-8 without control
 // characters (C0, DEL, C1): they would travel raw into CSV exports and
 // the CLI's tables on a terminal, and invalid UTF-8 is not JSON text.
@@ -388,8 +400,8 @@ func (l Limits) PrepareWrites(writes []Write) error {
 			return Invalidf("unknown op %d", w.Op)
 		}
 		if l.importing {
-			if len(w.Who) > MaxWhoBytes {
-				return whoTooLong(w.Who)
+			if err := ValidateRecordedWho(w.Who); err != nil {
+				return err
 			}
 		} else if err := ValidateWho(w.Who); err != nil {
 			return err

@@ -204,7 +204,9 @@ func (s *Snapshot) readView(fn func(v *View) error) error {
 }
 
 // Verify reads every page of the snapshot and every record in it, and
-// checks that they agree and that every value is JSON: each current record's change is in the log, each
+// checks that they agree, that every value is JSON and every key and
+// namespace one a write takes (a who at most 256 bytes, as imports keep
+// it): each current record's change is in the log, each
 // history entry points at a logged change of its key, and the key counts
 // match. It never panics on a corrupt file (bbolt's own tx.Check may, in a
 // goroutine of its own, which would take the process down with it).
@@ -239,6 +241,21 @@ func verifyTx(tx *bbolt.Tx) error {
 		c, err := decodeChange(rev, v)
 		if err != nil {
 			return err
+		}
+		// Names as every write is held to them (the kv and history
+		// records' keys are checked against their changes below): a
+		// key no write takes (not UTF-8, a control character) would be
+		// served, exported and watched as is after a restore, and a
+		// client could neither name it back nor delete it. A who is kept
+		// as recorded, as an import keeps it, but for its length.
+		if err := ctxd.ValidateNamespace(c.Namespace); err != nil {
+			return fmt.Errorf("the change of revision %d names a namespace no write takes: %v", rev, err)
+		}
+		if err := ctxd.ValidateKeyName(c.Key); err != nil {
+			return fmt.Errorf("the change of revision %d names a key no write takes, %s/%q: %v", rev, c.Namespace, c.Key, err)
+		}
+		if err := ctxd.ValidateRecordedWho(c.Who); err != nil {
+			return fmt.Errorf("%s/%q: the who of revision %d: %v", c.Namespace, c.Key, rev, err)
 		}
 		// A value is read back as stored: one damaged into text that is
 		// not JSON would be served as such, in every answer, after a

@@ -82,6 +82,53 @@ func TestDamagedSnapshotsAreRefusedAndTheLiveFileUntouched(t *testing.T) {
 	assert.True(t, bytes.Equal(liveBefore, liveAfter), "the live file is byte-for-byte unchanged")
 }
 
+// A snapshot holding a key no write takes (not UTF-8, a control
+// character) is refused by Verify, naming the change's revision and the
+// key, and so by every kind of restore, the live file untouched. It was
+// restored: the key was then served and exported as is, and a client
+// could not name it to delete it. The key is changed everywhere it is
+// (its record, its history, its change), so the records still agree.
+func TestSnapshotWithAKeyNoWriteTakesIsRefused(t *testing.T) {
+	s := openStore(t, bolt.Options{})
+	for i := range 50 {
+		s.put("default", fmt.Sprintf("k%03d", i), `1`)
+	}
+	rec := s.put("default", "zz-key-A", `2`) // last in key order, as its changed self
+	good, _ := writeSnapshot(t, s)
+	goodBytes, err := os.ReadFile(good)
+	require.NoError(t, err)
+	require.Equal(t, 3, bytes.Count(goodBytes, []byte("zz-key-A")), "the record, the history and the change")
+	liveBefore, err := os.ReadFile(s.Path())
+	require.NoError(t, err)
+	for _, tt := range []struct{ name, key, reason string }{
+		{"not UTF-8", "zz-key-\xff", "not valid UTF-8"},
+		{"control character", "zz-key-\x1b", "control character U+001B"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "snap.db")
+			require.NoError(t, os.WriteFile(path, bytes.ReplaceAll(goodBytes, []byte("zz-key-A"), []byte(tt.key)), 0o600))
+			snap, err := bolt.OpenSnapshot(path)
+			require.NoError(t, err)
+			err = snap.Verify()
+			require.NoError(t, snap.Close())
+			require.ErrorIs(t, err, ctxd.ErrBadSnapshot)
+			assert.NotErrorIs(t, err, ctxd.ErrInvalid, "a bad snapshot (422), not a bad request")
+			assert.Contains(t, err.Error(), fmt.Sprintf("revision %d", rec.ModRev))
+			assert.Contains(t, err.Error(), fmt.Sprintf("default/%q", tt.key))
+			assert.Contains(t, err.Error(), tt.reason)
+			for _, opts := range []ctxd.RestoreOptions{{}, {DryRun: true}, {Namespaces: []string{"default"}}} {
+				_, err := s.Restore(ctx, path, opts)
+				assert.ErrorIs(t, err, ctxd.ErrBadSnapshot, "%+v", opts)
+			}
+		})
+	}
+	liveAfter, err := os.ReadFile(s.Path())
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(liveBefore, liveAfter), "the live file is byte-for-byte unchanged")
+	_, err = s.Restore(ctx, good, ctxd.RestoreOptions{DryRun: true})
+	assert.NoError(t, err, "the snapshot as written")
+}
+
 // A snapshot that cannot be written for want of space says so in a way
 // callers recognize (the API answers 507, not 500): bbolt's WriteTo keeps
 // only the text of its writer's error. The file is on a real 8 KiB tmpfs.
