@@ -133,6 +133,24 @@ func TestSetKeyThroughForm(t *testing.T) {
 	assert.Equal(t, `"plain text"`, string(r.Value))
 }
 
+// TestDeeplyNestedValue: a value nested almost as deep as ctxd allows
+// is shown in the key panel, its row and on the live feed, where its change
+// was dropped (the page's JSON reader exhausted the stack) and the key
+// panel could not read it.
+func TestDeeplyNestedValue(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	deep := strings.Repeat("[", 9990) + "1" + strings.Repeat("]", 9990) // 10,000 is too deep for s.put to decode
+	s.put("default", "deep", deep, "alice")
+	p := openPage(t, s, "/#key=deep")
+	p.waitText("#d-value", "[[[[[[1]]]]]]")
+	assert.Empty(t, p.text("#d-state"))
+	p.waitFor(`#conn[data-state="live"]`)
+	s.put("default", "deep", "["+deep+"]", "bob")
+	p.waitText(`#live-list li[data-rev="2"]`, "bob", "[[[[")
+	p.waitTextIs("#d-version", "2")
+	p.waitText(`#key-rows tr[data-key="deep"] .value`, "[[[[")
+}
+
 // TestValueShownAsStored: a value is shown, diffed and edited as the text
 // ctxd stores, indented: members in their stored order (JavaScript would
 // put integer-like names first), a member named twice kept twice, strings

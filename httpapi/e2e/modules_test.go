@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -30,6 +31,13 @@ func TestModules(t *testing.T) {
 			Names   []string `json:"names"`
 			NotObj  bool     `json:"notObject"`
 		} `json:"text"`
+		Deep struct {
+			Kept      bool     `json:"kept"`
+			Depth     int      `json:"depth"`
+			PrettyLen int      `json:"prettyLen"`
+			Same      bool     `json:"same"`
+			Lines     []string `json:"lines"`
+		} `json:"deep"`
 	}
 	r, err := chromedp.Run(p.ctx, chromedp.Evaluate[result](`(async () => {
 		const base = document.querySelector('script[type=module]').src.replace(/app\.js$/, '');
@@ -56,8 +64,16 @@ func TestModules(t *testing.T) {
 			names: memberNames(vt),
 			notObject: memberNames('[1]') === null,
 		};
+		// As deep as ctxd stores (10,000): read without exhausting the
+		// stack, indented 32 levels down, the rest on one line.
+		const dt = '['.repeat(10000) + '1' + ']'.repeat(10000);
+		const drec = parse('{"value":' + dt + '}', { keepText: ['value'] });
+		let depth = 0;
+		for (let a = parse(dt); Array.isArray(a); a = a[0]) depth++;
+		const dp = pretty(drec.value);
+		const deep = { kept: drec.value.text === dt, depth, prettyLen: dp.length, same: dp.replace(/\s/g, '') === dt, lines: dp.split('\n').slice(31, 34).map((l) => l.slice(0, 70)) };
 		return {
-			roundTrips, errors, proto, inexact, text,
+			roundTrips, errors, proto, inexact, text, deep,
 			pretty: pretty(parse('{"a":[1,{"b":12345678901234567890}],"c":{}}')),
 			diff: d.lines.map((l) => l.op + l.line),
 			hunks: h.map((l) => l.op === '…' ? '…' + l.skipped : l.op + l.line),
@@ -81,4 +97,12 @@ func TestModules(t *testing.T) {
 	assert.Equal(t, []string{`"x,\"]}"`, "{}", "1", "undefined", "undefined"}, r.Text.At, "the last of a name given twice")
 	assert.Equal(t, []string{"2", "b", "1"}, r.Text.Names)
 	assert.True(t, r.Text.NotObj)
+	// A value nested 10,000 deep (ctxd's limit): parsed, not a stack
+	// overflow, and indented 32 levels down only (every level would be
+	// 200 MB of spaces).
+	assert.True(t, r.Deep.Kept)
+	assert.Equal(t, 10000, r.Deep.Depth)
+	assert.True(t, r.Deep.Same, "only whitespace added")
+	assert.Less(t, r.Deep.PrettyLen, 30000)
+	assert.Equal(t, []string{strings.Repeat(" ", 62) + "[", strings.Repeat(" ", 64) + strings.Repeat("[", 70-64), strings.Repeat(" ", 62) + "]"}, r.Deep.Lines)
 }

@@ -56,51 +56,8 @@ export function parse(text, { keepText = [] } = {}) {
     i++;
     return JSON.parse(text.slice(start, i)); // unescapes, and checks the escapes
   };
-  const value = () => {
-    ws();
+  const scalar = () => {
     const c = text[i];
-    if (c === '{') {
-      i++;
-      const obj = {};
-      ws();
-      if (text[i] === '}') { i++; return obj; }
-      for (;;) {
-        ws();
-        if (text[i] !== '"') fail('expected a member name');
-        const k = string();
-        ws();
-        if (text[i] !== ':') fail('expected ":"');
-        i++;
-        let v;
-        if (keepText.includes(k)) {
-          ws();
-          const start = i;
-          value();
-          v = new JSONText(text.slice(start, i));
-        } else {
-          v = value();
-        }
-        // A member named __proto__ is an ordinary member, as with JSON.parse.
-        Object.defineProperty(obj, k, { value: v, enumerable: true, writable: true, configurable: true });
-        ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === '}') { i++; return obj; }
-        fail('expected "," or "}"');
-      }
-    }
-    if (c === '[') {
-      i++;
-      const arr = [];
-      ws();
-      if (text[i] === ']') { i++; return arr; }
-      for (;;) {
-        arr.push(value());
-        ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === ']') { i++; return arr; }
-        fail('expected "," or "]"');
-      }
-    }
     if (c === '"') return string();
     if (text.startsWith('true', i)) { i += 4; return true; }
     if (text.startsWith('false', i)) { i += 5; return false; }
@@ -112,10 +69,73 @@ export function parse(text, { keepText = [] } = {}) {
     const n = Number(m[0]);
     return String(n) === m[0] ? n : new JSONNumber(m[0]);
   };
-  const v = value();
-  ws();
-  if (i < text.length) fail('unexpected text after the value');
-  return v;
+  // member reads the name and the ":" of the next member of the object
+  // being read (frame f); its value starts where this leaves i.
+  const member = (f) => {
+    ws();
+    if (text[i] !== '"') fail('expected a member name');
+    f.key = string();
+    ws();
+    if (text[i] !== ':') fail('expected ":"');
+    i++;
+    ws();
+    f.start = i;
+  };
+  // Without recursion: the arrays and objects being read are a stack, so
+  // that a value nested as deep as ctxd allows (10,000) does not exhaust
+  // the call stack.
+  const stack = []; // {v: the array or object, key and start: of the member being read}
+  for (;;) {
+    ws();
+    const c = text[i];
+    let v;
+    if (c === '{' || c === '[') {
+      i++;
+      ws();
+      if (text[i] === (c === '{' ? '}' : ']')) {
+        i++;
+        v = c === '{' ? {} : [];
+      } else {
+        const f = { v: c === '{' ? {} : [], key: '', start: i };
+        stack.push(f);
+        if (c === '{') member(f);
+        continue;
+      }
+    } else {
+      v = scalar();
+    }
+    // v is whole: it goes into the array or object it is in, which may
+    // end there, and so on outwards.
+    for (;;) {
+      const f = stack[stack.length - 1];
+      if (!f) {
+        ws();
+        if (i < text.length) fail('unexpected text after the value');
+        return v;
+      }
+      const array = Array.isArray(f.v);
+      if (array) {
+        f.v.push(v);
+      } else {
+        if (keepText.includes(f.key)) v = new JSONText(text.slice(f.start, i));
+        // A member named __proto__ is an ordinary member, as with JSON.parse.
+        Object.defineProperty(f.v, f.key, { value: v, enumerable: true, writable: true, configurable: true });
+      }
+      ws();
+      if (text[i] === ',') {
+        i++;
+        if (!array) member(f);
+        break;
+      }
+      if (text[i] === (array ? ']' : '}')) {
+        i++;
+        stack.pop();
+        v = f.v;
+        continue;
+      }
+      fail(array ? 'expected "," or "]"' : 'expected "," or "}"');
+    }
+  }
 }
 
 // stringify writes v as JSON: compact without indent, else one member or
@@ -193,9 +213,14 @@ function valueEnd(text, i) {
   return i;
 }
 
+// MAX_INDENTED is how many levels format indents: an array or object
+// deeper is written on one line. Indenting each of 10,000 levels (as deep
+// as ctxd allows) would write 200 MB of spaces.
+const MAX_INDENTED = 32;
+
 // format writes JSON text compact without indent, else one member or
-// element per line (as stringify does), starting at the indent cur. Only
-// the whitespace between tokens changes.
+// element per line (as stringify does), starting at the indent cur, down
+// to MAX_INDENTED levels. Only the whitespace between tokens changes.
 function format(text, indent = '', cur = '') {
   const out = [];
   let pad = cur;
@@ -207,6 +232,10 @@ function format(text, indent = '', cur = '') {
       if (text[j] === (c === '{' ? '}' : ']')) { // empty: {} or []
         out.push(c, text[j]);
         i = j + 1;
+      } else if (indent && pad.length >= cur.length + MAX_INDENTED * indent.length) {
+        const end = valueEnd(text, i);
+        out.push(format(text.slice(i, end)));
+        i = skipSpace(text, end);
       } else {
         pad += indent;
         out.push(c, indent ? '\n' + pad : '');
