@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
+	ctxdserver "github.com/framework0/ctxd/server"
 )
 
 // TestFirstLoad: without a click, the page shows the status and the keys of
@@ -364,6 +367,33 @@ func TestLiveResume(t *testing.T) {
 	last := conns[len(conns)-1]
 	assert.Equal(t, "2", last.Get("from_rev"), "the reconnection resumes after the last revision")
 	assert.Equal(t, "1", conns[0].Get("from_rev"), "the first connection starts after the status's revision")
+}
+
+// TestLiveResetToALowerRevision: a server restarted on data whose
+// revision is below what the page saw (an older backup, or none: here the
+// data is gone) says reset when the page reconnects; the status then
+// shows the server's revision, not the higher one seen before.
+func TestLiveResetToALowerRevision(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	for i := range 3 {
+		s.put("default", "old", strconv.Itoa(i), "alice")
+	}
+	p := openPage(t, s, "/")
+	p.waitFor(`#conn[data-state="live"]`)
+	p.waitTextIs("#st-revision", "3")
+
+	s.ks.Stop()
+	require.NoError(t, os.Remove(filepath.Join(s.ks.DataDir(), ctxdserver.DBFile)))
+	require.NoError(t, os.RemoveAll(filepath.Join(s.ks.DataDir(), "wal")))
+	s.ks.Start()
+	s.put("default", "new", `1`, "bob")
+
+	p.waitFor(`#live-list li.reset`)
+	p.waitTextIs("#st-revision", "1")
+	p.waitJS(`[...document.querySelectorAll("#key-rows tr")].map((r) => r.dataset.key).join() === "new"`, "the keys read again")
+	s.put("default", "new", `2`, "bob")
+	p.waitText(`#live-list li[data-rev="2"]`, "bob")
+	p.waitTextIs("#st-revision", "2")
 }
 
 // TestLiveCompactedRestartsAfterTheStatus: when the changes the feed

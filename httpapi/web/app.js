@@ -1045,7 +1045,16 @@ function startFeed(from) {
       if (s.state === 'live' && sel && state.recordError) loadRecord(sel.ns, sel.key);
     },
     reset(m) {
-      notify('The database was restored from a snapshot: everything shown has been re-read.');
+      // The revision may have gone back (a server started on an older
+      // backup, or empty): what was seen before is no bound any more,
+      // for the revision shown nor for the values kept by revision.
+      state.lastRev = Number(m.rev);
+      state.values.clear();
+      if (state.status) {
+        state.status.revision = m.rev;
+        renderStatus();
+      }
+      notify('The database was replaced (a restore, or a server started on other data): everything shown has been re-read.');
       addEvent({ ...m, type: 'reset' });
       reloadAll();
     },
