@@ -688,6 +688,33 @@ func TestToken(t *testing.T) {
 	p.waitText(`#live-list li[data-rev="2"]`, "bob")
 }
 
+// TestTokenOfOtherNamespaces: a token limited to namespaces other than
+// default (ctxd's access control, a tokens file) lists the first one it
+// may read, rather than default's refusal; writes outside its rights are
+// refused with the server's reason.
+func TestTokenOfOtherNamespaces(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
+		testkit.TokenEntry("teamw", "team-secret", "    roles: [write]\n    namespaces: [team]\n")), 0o600))
+	s := newServer(t, serverOptions{tokensFile: tokens})
+	_, err := s.ks.Backend().Put(context.Background(), "team", "t", json.RawMessage(`1`), nil, "alice")
+	require.NoError(t, err)
+	p := openPage(t, s, "/", pageOptions{noWait: true})
+	p.waitFor("#token-dialog[open]")
+	p.fill("#token-input", "team-secret")
+	p.click(`#token-form button[value="ok"]`)
+	p.waitReady()
+	p.waitFor(`#key-rows tr[data-key="t"]`)
+	assert.Equal(t, "team", eval[string](p, `document.querySelector("#ns-select").value`))
+	assert.True(t, eval[bool](p, `document.querySelector("#keys-error").hidden`), "no refusal shown: %s", p.text("#keys-error"))
+
+	p.fill("#set-ns", "default")
+	p.fill("#set-key", "k")
+	p.fill("#set-value", "1")
+	p.click("#set-form button[type=submit]")
+	p.waitText("#set-error", "Not saved: it may not write default", "(403 forbidden)")
+}
+
 // TestTokenAtFirstPrompt: a token entered at the prompt of the first load
 // is used by that load, and the feed starts after the status's revision.
 func TestTokenAtFirstPrompt(t *testing.T) {

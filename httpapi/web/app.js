@@ -23,6 +23,7 @@ const state = {
   pages: [''], // the "after" cursor of each page visited; the last is the page shown
   next: '', // cursor of the next page; '' when there is none
   keys: [], // records of the page shown
+  keysForbidden: false, // the last listing was refused (403: the token may not)
   values: new Map(), // "ns\0key" -> {revision, value}: values read or pushed, for the list
   namespaces: [],
   selected: null, // {ns, key} shown in the key panel
@@ -275,8 +276,10 @@ const loadKeys = latest(async (current) => {
     show($('keys-error'), '');
     renderKeys();
     if (state.listChanges !== changesBefore) keysSoon();
+    state.keysForbidden = false;
   } catch (e) {
     if (!current()) return;
+    state.keysForbidden = e.status === 403;
     if (e.status === 401) showTokenNeeded($('keys-error'), 'Listing the keys');
     else show($('keys-error'), 'Cannot list the keys: ' + errorText(e));
     state.keys = []; // not the rows of what was listed before
@@ -401,7 +404,7 @@ function listFrom(ns, prefix) {
   $('prefix').value = prefix;
   renderNamespaces();
   setHash();
-  loadKeys();
+  return loadKeys();
 }
 
 // keysOnChange applies a live change to the page of keys: a row on the page
@@ -1399,6 +1402,12 @@ async function main() {
     selectKey(NS_RE.test(kns || '') ? kns : state.ns, key, false);
   }
   await first;
+  // A token limited to other namespaces may not read default, which
+  // GET /v1/ns then does not list: the page lists the first namespace it
+  // may read instead (unless the address named one).
+  if (!p.get('ns') && state.keysForbidden && state.namespaces.length && !state.namespaces.some((n) => n.name === state.ns)) {
+    await listFrom(state.namespaces[0].name, state.prefix);
+  }
   // The page writes its hash with replaceState (no event): a hashchange
   // is a link followed or an address edited in this tab.
   window.addEventListener('hashchange', () => {
