@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/heapprofiler"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
@@ -367,6 +370,27 @@ func TestLiveResume(t *testing.T) {
 	last := conns[len(conns)-1]
 	assert.Equal(t, "2", last.Get("from_rev"), "the reconnection resumes after the last revision")
 	assert.Equal(t, "1", conns[0].Get("from_rev"), "the first connection starts after the status's revision")
+}
+
+// TestLiveFeedKeepsNoLargeValues: a page left open sees every change of
+// every namespace; it keeps the newest 500 on the live feed and values
+// for the key list, but not every value: 48 changes of a 1 MB value held
+// 48 MB (100 MB after 100, and so on up to 500 MB and more).
+func TestLiveFeedKeepsNoLargeValues(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	p := openPage(t, s, "/")
+	p.waitFor(`#conn[data-state="live"]`)
+	big := `"` + strings.Repeat("a", 1<<20-2) + `"`
+	var last ctxd.Record
+	for i := range 48 {
+		last = s.put("bulk", fmt.Sprintf("k%d", i), big, "load")
+	}
+	p.waitText(fmt.Sprintf(`#live-list li[data-rev="%d"]`, last.ModRev), "bulk/k47", `"aaaa`)
+	_, err := chromedp.Call(p.ctx, heapprofiler.CollectGarbage, cdp.Empty{})
+	require.NoError(t, err)
+	heap, err := chromedp.Call(p.ctx, cdpruntime.GetHeapUsage, cdp.Empty{})
+	require.NoError(t, err)
+	assert.Less(t, (heap.UsedSize+heap.BackingStorageSize)/(1<<20), 32.0, "MiB of JavaScript heap")
 }
 
 // TestLiveResetToALowerRevision: a server restarted on data whose

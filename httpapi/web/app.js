@@ -11,7 +11,8 @@ import { diffLines, hunks } from './diff.js';
 import { $, fmtBytes, fmtDuration, h, show, time } from './util.js';
 
 const WHO_KEY = 'ctxd.who'; // who the dashboard's writes name (localStorage: not a secret)
-const MAX_EVENTS = 500; // live events kept in memory
+const MAX_EVENTS = 500; // live events kept in memory (without their values: a preview)
+const MAX_KEPT_VALUES = 16 << 20; // characters of values kept for the list (state.values)
 const HISTORY_PAGE = 20;
 const STATUS_EVERY = 5000; // ms between status polls
 const NS_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -25,6 +26,7 @@ const state = {
   keys: [], // records of the page shown
   keysForbidden: false, // the last listing was refused (403: the token may not)
   values: new Map(), // "ns\0key" -> {revision, value}: values read or pushed, for the list
+  valuesSize: 0, // characters of their text
   namespaces: [],
   selected: null, // {ns, key} shown in the key panel
   record: null, // its current record; null when it does not exist
@@ -353,9 +355,20 @@ function tickExpiries() {
 const valueKey = (ns, key) => ns + '\0' + key;
 
 // remember keeps a record's value for the list, at its revision.
+// They are bounded, 10,000 values and MAX_KEPT_VALUES of text: a page
+// left open all day sees every change of every namespace.
 function remember(r) {
-  if (state.values.size > 10000) state.values.clear();
-  state.values.set(valueKey(r.ns, r.key), { revision: r.revision, value: r.value });
+  const size = textOf(r).length;
+  if (size > MAX_KEPT_VALUES) return;
+  if (state.values.size >= 10000 || state.valuesSize + size > MAX_KEPT_VALUES) forgetValues();
+  const k = valueKey(r.ns, r.key);
+  state.valuesSize += size - textOf(state.values.get(k));
+  state.values.set(k, { revision: r.revision, value: r.value });
+}
+
+function forgetValues() {
+  state.values.clear();
+  state.valuesSize = 0;
 }
 
 // withKnownValue gives a listed record the value already read for it, if
@@ -909,7 +922,7 @@ function eventItem(m) {
     h('span', { class: 'ver' }, 'v' + m.version), ' ',
     h('span', { class: 'who' }, m.who), ' ',
     time(m.timestamp), ' ',
-    m.op === 'delete' ? h('span', { class: 'val muted' }, m.expired ? '(expired)' : '(deleted)') : h('code', { class: 'val' }, preview(m.value, 160)));
+    m.op === 'delete' ? h('span', { class: 'val muted' }, m.expired ? '(expired)' : '(deleted)') : h('code', { class: 'val' }, m.preview));
 }
 
 let pendingEvents = [];
@@ -927,7 +940,12 @@ function flushEvents() {
   renderLiveState(); // the last revision
 }
 
-function addEvent(m) {
+// addEvent lists a change (or a reset) on the live feed. It is kept with
+// a preview of its value, not the value: 500 changes of a 1 MB value
+// would hold 500 MB.
+function addEvent(change) {
+  const { value, ...m } = change;
+  if (m.op === 'put') m.preview = preview(value, 160);
   state.events.unshift(m);
   if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
   if (state.paused) {
@@ -1052,7 +1070,7 @@ function startFeed(from) {
       // backup, or empty): what was seen before is no bound any more,
       // for the revision shown nor for the values kept by revision.
       state.lastRev = Number(m.rev);
-      state.values.clear();
+      forgetValues();
       if (state.status) {
         state.status.revision = m.rev;
         renderStatus();

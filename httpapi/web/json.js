@@ -164,10 +164,12 @@ export function stringify(v, indent = '', cur = '') {
 // pretty is stringify with two spaces of indent.
 export const pretty = (v) => stringify(v, '  ');
 
-// preview is the compact JSON of v cut to max characters.
+// preview is the compact JSON of v cut to max characters. It is a copy:
+// a slice would keep alive the whole text it was cut from (a value of a
+// megabyte, or the feed's frame that brought it).
 export function preview(v, max = 80) {
-  const s = stringify(v);
-  return s.length > max ? s.slice(0, max - 1) + '…' : s;
+  const s = v instanceof JSONText ? format(v.text, '', '', max) : stringify(v);
+  return [...(s.length > max ? s.slice(0, max - 1) + '…' : s)].join('');
 }
 
 // The functions below read JSON text that is valid (a JSONText's), token
@@ -221,11 +223,12 @@ const MAX_INDENTED = 32;
 // format writes JSON text compact without indent, else one member or
 // element per line (as stringify does), starting at the indent cur, down
 // to MAX_INDENTED levels. Only the whitespace between tokens changes.
-function format(text, indent = '', cur = '') {
+// With a limit, it may stop once it has written that many characters.
+function format(text, indent = '', cur = '', limit = 0) {
   const out = [];
   let pad = cur;
   let i = skipSpace(text, 0);
-  while (i < text.length) {
+  while (i < text.length && !(limit && out.length > limit)) {
     const c = text[i];
     if (c === '{' || c === '[') {
       const j = skipSpace(text, i + 1);
