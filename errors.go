@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 var (
@@ -190,6 +191,28 @@ func Invalidf(format string, args ...any) error {
 // TooLargef returns an error matching ErrTooLarge.
 func TooLargef(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrTooLarge, fmt.Sprintf(format, args...))
+}
+
+// MaxMessageText bounds the message of an error the WebSocket doors
+// (/v1/watch and Socket.IO) send: ClipMessage cuts a longer one.
+const MaxMessageText = 1024
+
+// ClipMessage cuts msg to MaxMessageText bytes (at a character's start),
+// marking the cut with "...". A message may quote what the client sent
+// (an unknown message type or event name, a member it does not know, a
+// from_rev that is not a number): quoted whole, the answer was as large
+// as the message, up to five times larger once strconv.Quote and JSON had
+// escaped it (2 MB of DEL characters were answered with 10 MB), and a
+// client that never read its answers had hundreds of them queued.
+func ClipMessage(msg string) string {
+	if len(msg) <= MaxMessageText {
+		return msg
+	}
+	cut := MaxMessageText
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "..."
 }
 
 // Error codes: the "code" of a JSON error answer and of a WebSocket

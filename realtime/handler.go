@@ -56,15 +56,15 @@ func (h *Hub) Serve(c echo.Context) error {
 	// API's JSON, as every other refusal before the upgrade.
 	if r.Header.Get("Sec-Websocket-Version") != "13" {
 		c.Response().Header().Set("Sec-Websocket-Version", "13")
-		return echo.NewHTTPError(http.StatusBadRequest, "unsupported WebSocket version "+
-			strconv.Quote(r.Header.Get("Sec-Websocket-Version"))+": send Sec-WebSocket-Version: 13")
+		return echo.NewHTTPError(http.StatusBadRequest, ctxd.ClipMessage("unsupported WebSocket version "+
+			strconv.Quote(r.Header.Get("Sec-Websocket-Version"))+": send Sec-WebSocket-Version: 13"))
 	}
 	if k, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key")); err != nil || len(k) != 16 {
 		return echo.NewHTTPError(http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64")
 	}
 	if !h.originAllowed(r) {
-		return echo.NewHTTPError(http.StatusForbidden,
-			"origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed: add it to websocket.allowed_origins")
+		return echo.NewHTTPError(http.StatusForbidden, ctxd.ClipMessage(
+			"origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed: add it to websocket.allowed_origins"))
 	}
 	// The API refuses a query string that does not parse before this;
 	// parsed again here, a served hub never takes part of one.
@@ -73,8 +73,8 @@ func (h *Hub) Serve(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "malformed query string: "+err.Error())
 	}
 	p, err := parseConnect(q)
-	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	if err != nil { // it may quote a parameter: cut, as the error frames are
+		return echo.NewHTTPError(http.StatusBadRequest, ctxd.ClipMessage(err.Error()))
 	}
 	p.access = auth.FromContext(r.Context()) // checked by the API's gate
 	if ns := forbiddenNamespace(p.subs, p.access); ns != "" {

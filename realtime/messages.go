@@ -59,7 +59,7 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 		return
 	}
 	if !validID(m.ID) {
-		s.send(errorFrame(nil, ctxd.CodeBadRequest, `"id" must be a string or a number`))
+		s.send(errorFrame(nil, ctxd.CodeBadRequest, `"id" must be a string or a number, of at most `+strconv.Itoa(maxIDBytes)+" bytes"))
 		return
 	}
 	switch m.Type {
@@ -137,14 +137,25 @@ func (h *Hub) admit(s *session, data []byte) bool {
 	return false
 }
 
+// errorFrame is an error frame; its message is cut to
+// ctxd.MaxMessageText bytes (it may quote what the client sent).
 func errorFrame(id json.RawMessage, code, msg string) []byte {
-	return encode(errorMsg{Type: ctxd.TypeError, ID: id, Code: code, Message: msg})
+	return encode(errorMsg{Type: ctxd.TypeError, ID: id, Code: code, Message: ctxd.ClipMessage(msg)})
 }
 
-// validID accepts no id, a string or a number.
+// maxIDBytes bounds a message's id (its JSON text), which every answer
+// to the message repeats: an id as long as the message made each answer
+// as large, and a client that did not read had up to maxQueued of them
+// queued.
+const maxIDBytes = 256
+
+// validID accepts no id, a string or a number, of at most maxIDBytes.
 func validID(id json.RawMessage) bool {
 	if len(id) == 0 {
 		return true
+	}
+	if len(id) > maxIDBytes {
+		return false
 	}
 	var v any
 	if json.Unmarshal(id, &v) != nil {
@@ -399,7 +410,7 @@ func (h *Hub) writeTarget(s *session, m *inMessage, op string) (ns, who string, 
 // code and details.
 func (h *Hub) storeError(id json.RawMessage, op string, err error) []byte {
 	_, code, known := ctxd.Classify(err)
-	msg := errorMsg{Type: ctxd.TypeError, ID: id, Code: code, Message: err.Error()}
+	msg := errorMsg{Type: ctxd.TypeError, ID: id, Code: code, Message: ctxd.ClipMessage(err.Error())}
 	if !known {
 		msg.Code = ctxd.CodeInternal
 		h.log.Error().Err(err).Str("op", op).Msg("WebSocket request failed")

@@ -117,28 +117,7 @@ type errorPayload struct {
 }
 
 func (c *conn) sendError(code, msg string) {
-	c.send(event(ctxd.TypeError, errorPayload{Message: clip(msg), Code: code}))
-}
-
-// maxErrorText bounds the message of an error the door sends.
-const maxErrorText = 1024
-
-// clip cuts msg to maxErrorText bytes. A message may quote what the
-// client sent (an unknown event's name, a from_rev that is not a number,
-// a member context_set does not know): quoted whole, the answer was as
-// large as the packet, up to five times larger once strconv.Quote and
-// JSON had escaped it (a from_rev of 2 MB of DEL characters was answered
-// with 10 MB), and a client that never read its answers held 1,024 of
-// them before its session was closed.
-func clip(msg string) string {
-	if len(msg) <= maxErrorText {
-		return msg
-	}
-	cut := maxErrorText
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
-		cut--
-	}
-	return msg[:cut] + "..."
+	c.send(event(ctxd.TypeError, errorPayload{Message: ctxd.ClipMessage(msg), Code: code}))
 }
 
 // parsePacket splits a Socket.IO packet (not empty) into its type, its
@@ -202,7 +181,7 @@ func (s *Server) admit(c *conn, p string) msglimit.Verdict {
 // error event of payload e, and e as the ack when p is an event that asked
 // for one (its callback would otherwise wait forever).
 func refusal(p string, e errorPayload) []string {
-	e.Message = clip(e.Message)
+	e.Message = ctxd.ClipMessage(e.Message)
 	out := []string{event(ctxd.TypeError, e)}
 	if p != "" {
 		if typ, _, ack, _ := parsePacket(p); typ == '2' && ack != "" && len(ack) <= maxAckDigits {
@@ -516,7 +495,7 @@ func connectRefusal(t *auth.Token, ns string) (code, msg string) {
 }
 
 func (s *Server) connectError(c *conn, code, msg string) {
-	b, _ := json.Marshal(map[string]any{"message": clip(msg), "data": map[string]string{"code": code}})
+	b, _ := json.Marshal(map[string]any{"message": ctxd.ClipMessage(msg), "data": map[string]string{"code": code}})
 	c.send(sioConnectError + string(b))
 }
 
@@ -1110,7 +1089,7 @@ func (s *Server) onEvent(cl *client, name string, arg json.RawMessage) any {
 }
 
 func (cl *client) fail(code, msg string) any {
-	p := errorPayload{Message: clip(msg), Code: code}
+	p := errorPayload{Message: ctxd.ClipMessage(msg), Code: code}
 	cl.c.send(event(ctxd.TypeError, p))
 	return p
 }
@@ -1170,7 +1149,7 @@ func (s *Server) contextSet(cl *client, arg json.RawMessage) any {
 			code, msg = ctxd.CodeInternal, "context_set: internal error"
 			s.log.Error().Err(err).Msg("Socket.IO context_set failed")
 		}
-		p := errorPayload{Message: clip(msg), Code: code}
+		p := errorPayload{Message: ctxd.ClipMessage(msg), Code: code}
 		var ce *ctxd.ConflictError
 		if errors.As(err, &ce) {
 			cur := ce.Current
