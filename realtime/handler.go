@@ -137,6 +137,7 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		remote:      r.RemoteAddr,
 		connectedAt: time.Now().UTC(),
 		access:      p.access,
+		drained:     make(chan struct{}, 1),
 		limit:       msglimit.New(msglimit.Config{PerSecond: h.opts.RateLimit, Burst: h.opts.RateBurst, MaxRefused: h.opts.MaxRefused}),
 		// Before the position is taken: a restore between the two
 		// resets the session (conservative), one before it does not.

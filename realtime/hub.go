@@ -309,6 +309,13 @@ type Stats struct {
 	// Revoked counts clients closed because their token was revoked
 	// (CloseRevoked).
 	Revoked uint64
+	// Stalled counts the clients whose next message waits, right now,
+	// until the answers they have not read yet drain (backpressure:
+	// session.awaitRoom); AnswerBytes is the size of the answers (and
+	// notices, snapshots) queued for the clients or in flight, not yet
+	// written to their sockets.
+	Stalled     int
+	AnswerBytes int
 	// RateLimited counts client messages refused with rate_limited (not
 	// applied); RateLimitClosed the clients closed for sending past their
 	// limit (Options.MaxRefused).
@@ -318,21 +325,27 @@ type Stats struct {
 
 // Stats returns the hub's counters.
 func (h *Hub) Stats() Stats {
-	behind := 0
+	behind, stalled, answerBytes := 0, 0, 0
 	for _, s := range h.all() {
 		s.mu.Lock()
 		if s.wantKick {
 			behind++
 		}
+		if s.awaiting {
+			stalled++
+		}
+		answerBytes += s.answerBytes
 		s.mu.Unlock()
 	}
 	return Stats{
-		Clients:    h.Clients(),
-		Behind:     behind,
-		Lagged:     h.stats.lagged.Load(),
-		BufferFull: h.stats.bufferFull.Load(),
-		Frames:     h.stats.frames.Load(),
-		Revoked:    h.stats.revoked.Load(),
+		Clients:     h.Clients(),
+		Behind:      behind,
+		Stalled:     stalled,
+		AnswerBytes: answerBytes,
+		Lagged:      h.stats.lagged.Load(),
+		BufferFull:  h.stats.bufferFull.Load(),
+		Frames:      h.stats.frames.Load(),
+		Revoked:     h.stats.revoked.Load(),
 
 		RateLimited:     h.stats.rateLimited.Load(),
 		RateLimitClosed: h.stats.rateLimitClosed.Load(),

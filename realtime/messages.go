@@ -86,14 +86,16 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 	}
 }
 
-// admit applies the session's rate limit to a message it sent, before
-// anything else is done with it. A message past the limit is answered
+// admit waits until the answers the session has not read yet leave room
+// (session.awaitRoom), then applies its rate limit to a message it sent,
+// before anything else is done with it. A message past the limit is answered
 // with rate_limited and retry_after_ms (and its id, when it has one) and
 // not applied, and the session's next message is read only after that
 // wait (internal/msglimit); one from a client that kept sending past it
 // closes the session (1008, rate_limited). It reports whether to handle
 // the message.
 func (h *Hub) admit(s *session, data []byte) bool {
+	s.awaitRoom()
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()

@@ -19,9 +19,19 @@ import (
 )
 
 // maxQueued bounds the frames other than changes (answers, notices) queued
-// for a session whose window is full. A client that sends requests but does
-// not read the answers is closed with "lagged" past it.
+// for a session whose window is full. A client's messages wait before
+// maxQueued/2 of them (awaitRoom), so only the hub's own notices could
+// reach it: the session is then closed with "lagged".
 const maxQueued = 256
+
+// maxAnswerBytes bounds the bytes of the frames other than changes
+// (answers, notices, snapshots) a session holds, queued or in flight, not
+// yet written to its socket, before its next message is read: a client
+// that sends and does not read stalls itself (awaitRoom). One message's
+// answers may take it past the bound: a context_patch_confirmed carries
+// a value of up to limits.max_value_bytes (1 MiB), a snapshot up to
+// max_snapshot_bytes (bounded together by the snapshot budget).
+const maxAnswerBytes = 1 << 20
 
 // session is one WebSocket client: its subscriptions, its position in the
 // change log, and the frames it has in flight.
@@ -93,7 +103,18 @@ type session struct {
 	// bounds a snapshot).
 	queued, popped int
 	snapBlocks     [][2]int
-	closing        bool
+	// answerBytes is the size of the frames put in out and not yet
+	// written to the socket: those in out, and those in flight, whose
+	// places among the frames handed to melody are in outFlight (handed
+	// and written count the frames handed to melody and written by it).
+	answerBytes     int
+	outFlight       []flightMark
+	handed, written uint64
+	// awaiting is set while the session's reader waits for answerBytes
+	// to drain (awaitRoom); sent then signals drained.
+	awaiting bool
+	drained  chan struct{}
+	closing  bool
 	// wantKick is set when the hub left the session behind for lack of
 	// window; sent asks the hub to come back once the window drains.
 	wantKick bool
@@ -120,6 +141,13 @@ type session struct {
 	kickQueued bool
 }
 
+// flightMark is a frame of out handed to melody: handed reached at when
+// it was, and its size.
+type flightMark struct {
+	at   uint64
+	size int
+}
+
 // heldGrant is a snapshot's grant and how many frames are still to be
 // written before its last one is.
 type heldGrant struct {
@@ -141,6 +169,9 @@ func (s *session) setClosingLocked() {
 func (s *session) queueLocked(frames ...[]byte) {
 	s.out = append(s.out, frames...)
 	s.queued += len(frames)
+	for _, f := range frames {
+		s.answerBytes += len(f)
+	}
 }
 
 // queueSnapshotLocked puts a snapshot's frames at the end of out.
@@ -160,7 +191,41 @@ func (s *session) answersQueuedLocked() int {
 
 // dropOutLocked empties out: the session is closing.
 func (s *session) dropOutLocked() {
+	for _, f := range s.out {
+		s.answerBytes -= len(f)
+	}
 	s.out, s.popped, s.snapBlocks = nil, s.queued, nil
+}
+
+// awaitRoom holds the session's reader (melody's readPump, which calls
+// it before handling a message) while the answers not yet written to
+// the client hold more than maxAnswerBytes, or maxQueued/2 of them wait
+// beyond the window, until they drain or the session ends: backpressure.
+// A client that sends requests and does not read their answers stalls
+// itself (TCP holds back what it sends), as the rate limit does; it is
+// cut by the write timeout, as any client that does not read, or, if its
+// socket takes frames too slowly, by the ping timeout (its pongs are not
+// read meanwhile). Before, it was closed with "lagged" after 256 answers,
+// and held them all: 256 context_patch_confirmed of 1 MiB values were
+// 256 MiB.
+func (s *session) awaitRoom() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.lacksRoomLocked() {
+		s.awaiting = true
+		s.mu.Unlock()
+		select {
+		case <-s.drained:
+		case <-s.ctx.Done():
+		}
+		s.mu.Lock()
+	}
+	s.awaiting = false
+}
+
+func (s *session) lacksRoomLocked() bool {
+	return !s.closing && s.ctx.Err() == nil &&
+		(s.answerBytes > maxAnswerBytes || s.answersQueuedLocked() >= maxQueued/2)
 }
 
 // holdLocked keeps g until every frame queued or in flight now is
@@ -396,12 +461,16 @@ func (s *session) writeLocked(frame []byte) {
 		return
 	}
 	s.inflight++
+	s.handed++
 }
 
 // pumpLocked moves queued frames to melody while the window allows.
 func (s *session) pumpLocked() {
 	for len(s.out) > 0 && s.inflight < s.window && !s.closing {
 		s.writeLocked(s.out[0])
+		if !s.closing {
+			s.outFlight = append(s.outFlight, flightMark{at: s.handed, size: len(s.out[0])})
+		}
 		s.out[0] = nil
 		s.out = s.out[1:]
 		s.popped++
@@ -439,8 +508,23 @@ func (s *session) send(frame []byte) {
 func (s *session) sent() {
 	s.mu.Lock()
 	s.inflight--
+	s.written++
+	for len(s.outFlight) > 0 && s.outFlight[0].at <= s.written {
+		s.answerBytes -= s.outFlight[0].size
+		s.outFlight = s.outFlight[1:]
+	}
+	if len(s.outFlight) == 0 {
+		s.outFlight = nil
+	}
 	s.countWrittenLocked()
 	s.pumpLocked()
+	if s.awaiting && !s.lacksRoomLocked() {
+		s.awaiting = false
+		select {
+		case s.drained <- struct{}{}:
+		default:
+		}
+	}
 	kick := s.wantKick && len(s.out) == 0 && s.inflight <= s.window/2 && !s.closing
 	if kick {
 		s.wantKick = false

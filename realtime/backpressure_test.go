@@ -1,0 +1,46 @@
+package realtime_test
+
+import (
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/realtime"
+)
+
+// A client that sends requests and reads none of their answers stalls
+// its own session: the server reads its next message once the answers
+// drain, and holds about maxAnswerBytes (1 MiB) of them, not all of them.
+// Before, the 60 patches below were all applied and their answers, each
+// carrying the 64 KiB value, queued: 3.75 MiB for one connection (and up
+// to 256 + 64 answers of up to 1 MiB each before the session was cut with
+// "lagged").
+func TestClientThatDoesNotReadStallsItself(t *testing.T) {
+	ts := startServerBuf(t, realtime.Options{}, 64<<10)
+	base := ts.put(ctxd.DefaultNamespace, "big", `{"pad":"`+strings.Repeat("x", 64<<10)+`"}`)
+	c := dialSmall(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), 64<<10) // answers only
+	c.Expect(ctxd.TypeSubscribed)
+	const n = 60
+	for i := range n {
+		c.SendJSON(map[string]any{"type": ctxd.TypeContextPatch, "id": i, "key": "big", "patch": map[string]int{"n": i}})
+	}
+	applied := func() uint64 { rev, _ := ts.st.Committed(); return rev - base }
+	testkit.Eventually(t, func() bool { return ts.hub.Stats().Stalled == 1 || applied() == n })
+	st := ts.hub.Stats()
+	require.Less(t, st.AnswerBytes, 1<<20+2*(64<<10), "answers held for the client: 1 MiB, and the last message's")
+	require.Equal(t, 1, st.Stalled, "the client's messages wait for its answers to drain")
+	require.Less(t, applied(), uint64(n))
+
+	// Once it reads, it gets every answer, in order.
+	for i := range n {
+		f := c.Expect(ctxd.TypeContextPatchConfirmed)
+		require.Equal(t, strconv.Itoa(i), string(f.ID))
+	}
+	require.Equal(t, uint64(n), applied())
+	testkit.Eventually(t, func() bool { st := ts.hub.Stats(); return st.Stalled == 0 && st.AnswerBytes == 0 })
+}
