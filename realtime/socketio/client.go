@@ -918,7 +918,7 @@ func (cl *client) step(rev uint64, n int) bool {
 	}
 	cl.lag.advance(max(cl.pos, cl.base), changes)
 	if len(out) > 0 {
-		return c.send(out...)
+		return c.sendChanges(out...)
 	}
 	return true
 }

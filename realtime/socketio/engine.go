@@ -49,6 +49,16 @@ type conn struct {
 
 	mu    sync.Mutex
 	queue []string
+	// answerSize is, for each packet of queue, its size if it is not a
+	// change of the feed (an answer, an ack, a notice, a snapshot), else
+	// 0; answerBytes is their sum: the bytes awaitRoom bounds. The
+	// feed's packets are bounded by Window (it waits for room).
+	answerSize  []int
+	answerBytes int
+	// awaiting is set while a transport's reader waits in awaitRoom;
+	// takeLocked then signals drained.
+	awaiting bool
+	drained  chan struct{} // cap 1
 	// put and taken count the packets ever put in queue and taken from
 	// it by a writer.
 	put, taken int
@@ -118,8 +128,23 @@ func signal(ch chan struct{}) {
 // client that posts pings and never polls).
 const maxQueuedPackets = 1024
 
-// send queues packets for the client; false when the session is closed.
-func (c *conn) send(packets ...string) bool {
+// maxAnswerBytes bounds the bytes of the packets other than changes
+// (answers, acks, notices, snapshots) queued for a session before the
+// next packet the client sends is handled (awaitRoom): a client that
+// sends and does not read stalls itself. One packet's answers may take
+// it past the bound: a context_set's ack carries the value, of up to
+// limits.max_value_bytes (1 MiB).
+const maxAnswerBytes = 1 << 20
+
+// send queues packets for the client (answers, notices); false when
+// the session is closed.
+func (c *conn) send(packets ...string) bool { return c.enqueue(true, packets) }
+
+// sendChanges queues the feed's packets (changes, and the confirmations
+// of the client's own writes among them).
+func (c *conn) sendChanges(packets ...string) bool { return c.enqueue(false, packets) }
+
+func (c *conn) enqueue(answers bool, packets []string) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -132,11 +157,53 @@ func (c *conn) send(packets ...string) bool {
 		c.close("the client does not read what it is sent")
 		return false
 	}
-	c.queue = append(c.queue, packets...)
-	c.put += len(packets)
+	c.appendLocked(answers, packets...)
 	c.mu.Unlock()
 	signal(c.wake)
 	return true
+}
+
+// appendLocked puts packets at the end of the queue.
+func (c *conn) appendLocked(answers bool, packets ...string) {
+	c.queue = append(c.queue, packets...)
+	c.put += len(packets)
+	for _, p := range packets {
+		n := 0
+		if answers {
+			n = len(p)
+		}
+		c.answerSize = append(c.answerSize, n)
+		c.answerBytes += n
+	}
+}
+
+// awaitRoom holds the caller, the reader of the client's packets (a
+// WebSocket's, or a polling POST), while the answers queued for the
+// client hold more than maxAnswerBytes, or maxQueuedPackets/2 packets
+// wait, until they drain or the session ends: backpressure. A client that
+// sends and reads nothing stalls itself (TCP, or its POST that does not
+// end, holds back what it sends); with the WebSocket it is cut by the
+// write timeout, as any client that does not read, or by the ping timeout
+// (its pongs are not read meanwhile). Before, its answers piled up to
+// 1,024 packets, each context_set's value twice (its confirmation and its
+// ack): 2 GB with values of 1 MB.
+func (c *conn) awaitRoom() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.lacksRoomLocked() {
+		c.awaiting = true
+		c.mu.Unlock()
+		select {
+		case <-c.drained:
+		case <-c.done:
+		}
+		c.mu.Lock()
+	}
+	c.awaiting = false
+}
+
+func (c *conn) lacksRoomLocked() bool {
+	return !c.closed && (c.answerBytes > maxAnswerBytes || len(c.queue) >= maxQueuedPackets/2)
 }
 
 // heldGrant is a grant and the count of packets put at its last one.
@@ -154,8 +221,7 @@ func (c *conn) sendHeld(g *snapbudget.Grant, packets ...string) bool {
 		g.Release()
 		return false
 	}
-	c.queue = append(c.queue, packets...)
-	c.put += len(packets)
+	c.appendLocked(true, packets...)
 	if g != nil {
 		c.held = append(c.held, heldGrant{g: g, until: c.put})
 		g.ReleaseAfter(c.srv.opts.WriteTimeout) // a client that does not read (or poll) holds no longer
@@ -215,8 +281,7 @@ func (c *conn) end(code int, reason string, counted *atomic.Uint64, comeBack boo
 	if counted != nil {
 		counted.Add(1)
 	}
-	c.queue = append(c.queue, last...)
-	c.put += len(last)
+	c.appendLocked(true, last...)
 	if code != 0 {
 		c.closeCode, c.closeText = code, reason
 	}
@@ -248,13 +313,21 @@ func (c *conn) end(code int, reason string, counted *atomic.Uint64, comeBack boo
 // grants whose last packet is among them, for the writer to release once
 // it has written them.
 func (c *conn) takeLocked(most int) ([]string, []heldGrant) {
-	q := c.queue
-	c.queue = nil
+	q, sizes := c.queue, c.answerSize
+	c.queue, c.answerSize = nil, nil
 	if most > 0 && len(q) > most {
 		q, c.queue = q[:most:most], q[most:]
+		sizes, c.answerSize = sizes[:most], sizes[most:]
+	}
+	for _, n := range sizes {
+		c.answerBytes -= n
 	}
 	if len(q) > 0 {
 		signal(c.space)
+	}
+	if c.awaiting && !c.lacksRoomLocked() {
+		c.awaiting = false
+		signal(c.drained)
 	}
 	c.taken += len(q)
 	n := 0
@@ -412,7 +485,8 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, transport string) 
 	c := &conn{
 		srv: s, sid: newSID(), remote: r.RemoteAddr, query: r.URL.Query(), secret: requestSecret(r),
 		limit: msglimit.New(msglimit.Config{PerSecond: s.opts.RateLimit, Burst: s.opts.RateBurst, MaxRefused: s.opts.MaxRefused}),
-		wake:  make(chan struct{}, 1), space: make(chan struct{}, 1), pong: make(chan struct{}, 1), done: make(chan struct{}),
+		wake:  make(chan struct{}, 1), space: make(chan struct{}, 1), pong: make(chan struct{}, 1), drained: make(chan struct{}, 1),
+		done: make(chan struct{}),
 	}
 	if err := s.add(c); err != nil {
 		w.Header().Set("Retry-After", "5")
@@ -448,7 +522,10 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, transport string) 
 		return
 	}
 	c.mu.Lock()
-	c.queue = append([]string{c.openPacket([]string{})}, c.queue...)
+	open := c.openPacket([]string{})
+	c.queue = append([]string{open}, c.queue...)
+	c.answerSize = append([]int{len(open)}, c.answerSize...)
+	c.answerBytes += len(open)
 	c.put++
 	for i := range c.held { // one packet more before each
 		c.held[i].until++
@@ -637,10 +714,12 @@ func (c *conn) handlePacket(p string) bool {
 		c.close("client closed")
 		return false
 	case pPing:
+		c.awaitRoom()
 		c.send(pong(p))
 	case pPong:
 		signal(c.pong)
 	case pMessage:
+		c.awaitRoom()
 		switch c.srv.admit(c, p[1:]) {
 		case msglimit.Accept:
 			c.srv.handleMessage(c, p[1:])

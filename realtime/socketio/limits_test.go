@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,9 @@ import (
 type engine struct {
 	t    *testing.T
 	base string // .../socket.io/?EIO=4&transport=polling&sid=...
+	// srv and st are the server and its store (startEngine's).
+	srv *socketio.Server
+	st  *testkit.Bolt
 }
 
 func startEngine(t *testing.T, opts socketio.Options) *engine {
@@ -33,7 +37,9 @@ func startEngine(t *testing.T, opts socketio.Options) *engine {
 	s := socketio.New(st.Store, opts, zerolog.Nop())
 	hs := httptest.NewServer(s)
 	t.Cleanup(func() { _ = s.Close(); hs.Close() })
-	return newEngine(t, hs.URL)
+	e := newEngine(t, hs.URL)
+	e.srv, e.st = s, st
+	return e
 }
 
 // newEngine opens a polling session on the server at url.
@@ -59,6 +65,20 @@ func (e *engine) post(packets ...string) {
 	_ = res.Body.Close()
 }
 
+// postAsync sends packets in one polling POST from a goroutine of its
+// own, for a POST the server may hold: its error comes once it ends.
+func (e *engine) postAsync(packets ...string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		res, err := http.Post(e.base, "text/plain", strings.NewReader(strings.Join(packets, "\x1e")))
+		if err == nil {
+			_ = res.Body.Close()
+		}
+		done <- err
+	}()
+	return done
+}
+
 // poll does one polling GET: its packets, none when nothing came within
 // a second, or nil once the session is gone.
 func (e *engine) poll() []string {
@@ -77,33 +97,82 @@ func (e *engine) poll() []string {
 	return strings.Split(string(body), "\x1e")
 }
 
-// A polling client that posts pings and never polls does not grow its
-// queue without end: past 1,024 packets waiting the session is closed.
-// Before, 20 posts of 1 MB of pings took the server from 31 to 454 MB.
-func TestAClientThatPostsAndNeverPollsIsClosed(t *testing.T) {
+// A polling client that posts pings and never polls stalls itself: the
+// server handles its packets while fewer than 512 wait for it, then holds
+// its POST until it polls. Before, 20 posts of 1 MB of pings took the
+// server from 31 to 454 MB; then the session was closed past 1,024
+// packets waiting.
+func TestAClientThatPostsAndNeverPollsStallsItself(t *testing.T) {
 	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
 	pings := make([]string, 2000)
 	for i := range pings {
 		pings[i] = "2x"
 	}
-	e.post(pings...)
-	pongs, closed := 0, false
-	for !closed && pongs < len(pings) {
+	posted := e.postAsync(pings...)
+	testkit.Eventually(t, func() bool { stalled, _, _ := socketio.Backlog(e.srv); return stalled == 1 })
+	_, packets, _ := socketio.Backlog(e.srv)
+	assert.LessOrEqual(t, packets, 512, "packets waiting for the client")
+	pongs := 0
+	for pongs < len(pings) {
 		packets := e.poll()
-		if packets == nil {
-			break // forgotten: closed
-		}
+		require.NotNil(t, packets, "the session is gone after %d pongs", pongs)
 		for _, p := range packets {
-			switch p {
-			case "3x":
+			if p == "3x" {
 				pongs++
-			case "1":
-				closed = true
 			}
 		}
 	}
-	assert.True(t, closed || pongs < len(pings), "closed")
-	assert.LessOrEqual(t, pongs, 1024)
+	require.NoError(t, <-posted)
+}
+
+// A client that sends context_set events with large values and reads
+// nothing stalls itself: the server holds about 1 MiB of its answers
+// (each ack carries the value, as does the confirmation), not all of
+// them. Before, 40 sets of 64 KiB values had their 40 acks queued, 2.6
+// MB (and up to 1,024 packets before the session was closed: 2 GB with
+// values of 1 MB).
+func TestAClientThatSetsAndNeverReadsStallsItself(t *testing.T) {
+	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
+	e.post("40")
+	value := `"` + strings.Repeat("v", 64<<10) + `"`
+	// 4 POSTs of 10 sets (a POST is at most 1 MB), one after the other.
+	const posts, perPost = 4, 10
+	posted := make(chan error, 1)
+	go func() {
+		for i := range posts {
+			sets := make([]string, perPost)
+			for j := range sets {
+				sets[j] = `42` + strconv.Itoa(i*perPost+j) + `["context_set",{"key":"k` + strconv.Itoa(j) + `","value":` + value + `}]`
+			}
+			if err := <-e.postAsync(sets...); err != nil {
+				posted <- err
+				return
+			}
+		}
+		posted <- nil
+	}()
+	testkit.Eventually(t, func() bool {
+		stalled, _, _ := socketio.Backlog(e.srv)
+		return stalled == 1 || e.st.Revision() == posts*perPost
+	})
+	stalled, _, answerBytes := socketio.Backlog(e.srv)
+	assert.Less(t, answerBytes, 1<<20+2*(64<<10+100), "answer bytes queued for the client")
+	assert.Equal(t, 1, stalled, "the client's packets wait for its answers to drain")
+	assert.Less(t, e.st.Revision(), uint64(posts*perPost), "writes applied")
+
+	// Once it polls, every set is applied and acknowledged.
+	acks := map[string]bool{}
+	for len(acks) < posts*perPost {
+		packets := e.poll()
+		require.NotNil(t, packets, "the session is gone after %d acks", len(acks))
+		for _, p := range packets {
+			if strings.HasPrefix(p, "43") {
+				acks[p[2:strings.IndexByte(p, '[')]] = true
+			}
+		}
+	}
+	require.NoError(t, <-posted)
+	assert.Equal(t, uint64(posts*perPost), e.st.Revision())
 }
 
 // A ping's data is echoed only up to a probe's: a ping of 100 KB is
