@@ -244,6 +244,8 @@ var (
 	wsLabels      = []string{"protocol"}
 	descWSClients = prometheus.NewDesc("ctxd_ws_clients", "Connected realtime clients, by protocol (watch: /v1/watch, socketio: Socket.IO past CONNECT, either transport); a client the server closed (lagged, revoked, rate limited) is not counted, though its connection may last until it reads the close.", wsLabels, nil)
 	descWSBehind  = prometheus.NewDesc("ctxd_ws_lagging_clients", "/v1/watch clients held back right now because their socket has not drained.", wsLabels, nil)
+	descWSStalled = prometheus.NewDesc("ctxd_ws_stalled_clients", "Realtime clients whose next message waits right now until the answers they have not read drain (more than 1 MiB, or too many, queued), by protocol.", wsLabels, nil)
+	descWSAnswers = prometheus.NewDesc("ctxd_ws_answer_bytes", "Bytes of answers (and notices, snapshots; not changes) queued for realtime clients and not yet written to their sockets, by protocol.", wsLabels, nil)
 	descWSLagged  = prometheus.NewDesc("ctxd_ws_lagged_clients_total", "Realtime clients disconnected with 'lagged' because they fell too far behind, by protocol.", wsLabels, nil)
 	descWSFrames  = prometheus.NewDesc("ctxd_ws_events_sent_total", "Frames written to realtime clients, by protocol (socketio: Engine.IO packets, pings included).", wsLabels, nil)
 	descWSDropped = prometheus.NewDesc("ctxd_ws_frames_dropped_total", "Frames the WebSocket library dropped for /v1/watch clients (always 0 unless there is a bug).", wsLabels, nil)
@@ -257,7 +259,7 @@ var (
 )
 
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	describe(ch, descWSClients, descWSBehind, descWSLagged, descWSFrames, descWSDropped, descWSLimited, descWSFlooded, descWSRevoked,
+	describe(ch, descWSClients, descWSBehind, descWSStalled, descWSAnswers, descWSLagged, descWSFrames, descWSDropped, descWSLimited, descWSFlooded, descWSRevoked,
 		descSnapshotHeld, descSnapshotWaiting, descSnapshotWaits)
 }
 
@@ -268,6 +270,8 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.stats()
 	send(descWSClients, prometheus.GaugeValue, float64(st.Clients), protocolWatch)
 	send(descWSBehind, prometheus.GaugeValue, float64(st.Behind), protocolWatch)
+	send(descWSStalled, prometheus.GaugeValue, float64(st.Stalled), protocolWatch)
+	send(descWSAnswers, prometheus.GaugeValue, float64(st.AnswerBytes), protocolWatch)
 	send(descWSLagged, prometheus.CounterValue, float64(st.Lagged), protocolWatch)
 	send(descWSFrames, prometheus.CounterValue, float64(st.Frames), protocolWatch)
 	send(descWSDropped, prometheus.CounterValue, float64(st.BufferFull), protocolWatch)
@@ -276,6 +280,9 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	send(descWSRevoked, prometheus.CounterValue, float64(st.Revoked), protocolWatch)
 	if c.sio != nil {
 		send(descWSClients, prometheus.GaugeValue, float64(c.sio.Clients()), protocolSocketIO)
+		b := c.sio.Backlog()
+		send(descWSStalled, prometheus.GaugeValue, float64(b.Stalled), protocolSocketIO)
+		send(descWSAnswers, prometheus.GaugeValue, float64(b.AnswerBytes), protocolSocketIO)
 		send(descWSLagged, prometheus.CounterValue, float64(c.sio.Lagged()), protocolSocketIO)
 		send(descWSFrames, prometheus.CounterValue, float64(c.sio.Sent()), protocolSocketIO)
 		send(descWSLimited, prometheus.CounterValue, float64(c.sio.RateLimited()), protocolSocketIO)

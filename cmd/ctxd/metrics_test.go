@@ -71,7 +71,7 @@ func TestMetrics(t *testing.T) {
 	assert.Positive(t, m["ctxd_store_file_size_bytes"])
 	assert.Equal(t, 1.0, m[`ctxd_snapshots_total{result="ok"}`])
 	assert.Equal(t, 1.0, m["ctxd_snapshots_stored"])
-	both := []string{"ctxd_ws_clients", "ctxd_ws_lagged_clients_total", "ctxd_ws_events_sent_total",
+	both := []string{"ctxd_ws_clients", "ctxd_ws_stalled_clients", "ctxd_ws_answer_bytes", "ctxd_ws_lagged_clients_total", "ctxd_ws_events_sent_total",
 		"ctxd_ws_rate_limited_messages_total", "ctxd_ws_rate_limited_clients_total", "ctxd_ws_revoked_clients_total"}
 	for _, name := range append([]string{"ctxd_ws_lagging_clients", "ctxd_ws_frames_dropped_total"}, both...) {
 		assert.Contains(t, m, name+`{protocol="watch"}`)

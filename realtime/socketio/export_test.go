@@ -49,25 +49,3 @@ const MaxAckDigits = maxAckDigits
 func Refusal(p, code, msg string) []string {
 	return refusal(p, errorPayload{Code: code, Message: msg})
 }
-
-// Backlog is, over every session, how many of them have a reader waiting
-// for their answers to drain (conn.awaitRoom), and the packets and the
-// answers' bytes queued for them.
-func Backlog(s *Server) (stalled, packets, answerBytes int) {
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for _, c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.mu.Lock()
-		if c.awaiting {
-			stalled++
-		}
-		packets += len(c.queue)
-		answerBytes += c.answerBytes
-		c.mu.Unlock()
-	}
-	return stalled, packets, answerBytes
-}

@@ -109,9 +109,8 @@ func TestAClientThatPostsAndNeverPollsStallsItself(t *testing.T) {
 		pings[i] = "2x"
 	}
 	posted := e.postAsync(pings...)
-	testkit.Eventually(t, func() bool { stalled, _, _ := socketio.Backlog(e.srv); return stalled == 1 })
-	_, packets, _ := socketio.Backlog(e.srv)
-	assert.LessOrEqual(t, packets, 512, "packets waiting for the client")
+	testkit.Eventually(t, func() bool { return e.srv.Backlog().Stalled == 1 })
+	assert.LessOrEqual(t, e.srv.Backlog().Packets, 512, "packets waiting for the client")
 	pongs := 0
 	for pongs < len(pings) {
 		packets := e.poll()
@@ -151,13 +150,10 @@ func TestAClientThatSetsAndNeverReadsStallsItself(t *testing.T) {
 		}
 		posted <- nil
 	}()
-	testkit.Eventually(t, func() bool {
-		stalled, _, _ := socketio.Backlog(e.srv)
-		return stalled == 1 || e.st.Revision() == posts*perPost
-	})
-	stalled, _, answerBytes := socketio.Backlog(e.srv)
-	assert.Less(t, answerBytes, 1<<20+2*(64<<10+100), "answer bytes queued for the client")
-	assert.Equal(t, 1, stalled, "the client's packets wait for its answers to drain")
+	testkit.Eventually(t, func() bool { return e.srv.Backlog().Stalled == 1 || e.st.Revision() == posts*perPost })
+	b := e.srv.Backlog()
+	assert.Less(t, b.AnswerBytes, 1<<20+2*(64<<10+100), "answer bytes queued for the client")
+	assert.Equal(t, 1, b.Stalled, "the client's packets wait for its answers to drain")
 	assert.Less(t, e.st.Revision(), uint64(posts*perPost), "writes applied")
 
 	// Once it polls, every set is applied and acknowledged.

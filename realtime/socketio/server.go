@@ -302,6 +302,38 @@ func (s *Server) Clients() int {
 	return len(s.clients)
 }
 
+// Backlog is what the sessions hold for their clients now.
+type Backlog struct {
+	// Stalled counts the sessions whose reader waits until the answers
+	// their client has not read drain (backpressure: conn.awaitRoom).
+	Stalled int
+	// Packets counts the packets queued for the clients, changes
+	// included; AnswerBytes is the size of those that are not changes
+	// (answers, acks, notices, snapshots).
+	Packets, AnswerBytes int
+}
+
+// Backlog sums what every session holds for its client now.
+func (s *Server) Backlog() Backlog {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	var b Backlog
+	for _, c := range conns {
+		c.mu.Lock()
+		if c.awaiting {
+			b.Stalled++
+		}
+		b.Packets += len(c.queue)
+		b.AnswerBytes += c.answerBytes
+		c.mu.Unlock()
+	}
+	return b
+}
+
 // Lagged counts the clients disconnected with "lagged".
 func (s *Server) Lagged() uint64 { return s.lagged.Load() }
 
