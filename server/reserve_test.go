@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,7 +94,11 @@ func restartWithReserve(t *testing.T, srv *testkit.Server, r fsutil.Reserve) *cl
 	srv.Stop()
 	srv.Config.Storage.ReserveBytes = r
 	srv.Start()
-	cl, err := client.New(srv.URL)
+	// A transport of its own: http.DefaultTransport's pool may still hold
+	// a connection the stopped server closed, not yet seen closed, and a
+	// POST sent on it ends in EOF (outcome unknown; net/http resends only
+	// idempotent requests).
+	cl, err := client.New(srv.URL, client.WithHTTPClient(&http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}))
 	require.NoError(t, err)
 	return cl
 }
