@@ -481,3 +481,29 @@ func TestStatusOfSeveralInstances(t *testing.T) {
 	one := cliOK(t, nil, "", "status", "-o", "json", "--server", srv.URL)
 	assert.NotContains(t, one, "instances", "one server: its status as it was")
 }
+
+// -o json indents as the pretty format does: down to 32 levels, a value
+// nested deeper written compact on one line. Indented to every level, its
+// text grew with the square of its depth (a value 2,000 levels deep, 4 KB,
+// printed 8 MB; 10,000 levels, 200 MB), held in memory before a byte was
+// printed. What -o json prints is still the record, value included, and
+// a shallow value is indented as before.
+func TestJSONOutputIsBoundedByItsDepth(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
+	deep := strings.Repeat("[", 2000) + strings.Repeat("]", 2000)
+	cliOK(t, env, "", "put", "deep", deep)
+	out := cliOK(t, env, "", "get", "deep", "-o", "json")
+	assert.Less(t, len(out), 16<<10, "the text of a 4 KB value")
+	rec := fromJSON[ctxd.Record](t, out)
+	assert.Equal(t, deep, compact(rec.Value))
+	hist := fromJSON[ctxd.HistoryPage](t, cliOK(t, env, "", "history", "deep", "-o", "json"))
+	require.Len(t, hist.Changes, 1)
+	assert.Equal(t, deep, compact(hist.Changes[0].Value))
+
+	cliOK(t, env, "", "put", "shallow", `{"a":[1,{"b":null}]}`)
+	out = cliOK(t, env, "", "get", "shallow", "-o", "json")
+	assert.Contains(t, out, "  \"value\": {\n    \"a\": [\n      1,\n      {\n        \"b\": null\n      }\n    ]\n  },\n")
+	assert.True(t, strings.HasSuffix(out, "}\n"), "one line break after the object: %q", out)
+}

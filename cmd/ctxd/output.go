@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/client"
+	"github.com/framework0/ctxd/export"
+	"github.com/framework0/ctxd/internal/jsontext"
 )
 
 // maxCell bounds a value shown in a table cell.
@@ -20,12 +23,22 @@ const maxCell = 60
 
 func (c *common) out() io.Writer { return c.a.stdout }
 
-// printJSON writes v as indented JSON.
+// printJSON writes v as indented JSON, as the pretty format indents a
+// value: down to export.PrettyDepth levels, what is nested deeper compact
+// on one line (jsontext.Indent). json.Encoder's indent went to every
+// level, in memory: a key's value nested 10,000 levels deep (60 KB) made
+// `ctxd get -o json` build and print 200 MB.
 func (c *common) printJSON(v any) error {
-	enc := json.NewEncoder(c.out())
-	enc.SetIndent("", "  ")
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(c.out())
+	_ = jsontext.Indent(bw, bytes.TrimSuffix(b.Bytes(), []byte("\n")), "", "  ", export.PrettyDepth)
+	_ = bw.WriteByte('\n')
+	return bw.Flush()
 }
 
 // table writes rows of tab-separated cells as aligned columns.
