@@ -70,9 +70,10 @@ const defaultSettleTimeout = 5 * time.Second
 // (16 KiB after 750 keys written; a snapshot table showed the size the
 // file had before an import of 10,000 keys). Nothing is pending when the
 // server's /metrics says so (ctxd_store_pending_changes: 0 on etcd,
-// which has no committer), or, when it cannot be read, when used is in
-// use (bolt's used bytes count the pending writes; etcd's are its file,
-// and never settle by this).
+// which has no committer), or, when it cannot be read or has no such
+// metric (a server older than it), when used is in use (bolt's used
+// bytes count the pending writes; etcd's are its file, and never settle
+// by this).
 func settledStatus(c *httpConn, wait time.Duration) (st serverStatus, settled bool, err error) {
 	for deadline := time.Now().Add(wait); ; {
 		cc, haveMetrics := scrapeCommits(c) // before the status: what it read applied is in the status
@@ -80,7 +81,7 @@ func settledStatus(c *httpConn, wait time.Duration) (st serverStatus, settled bo
 			return st, false, err
 		}
 		settled = st.UsedBytes <= st.InUseBytes
-		if haveMetrics {
+		if haveMetrics && cc.hasPending {
 			settled = cc.pending == 0
 		}
 		if settled || time.Now().After(deadline) {

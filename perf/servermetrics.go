@@ -43,8 +43,11 @@ type commitCounters struct {
 	// optional: not every server has them
 	applies, applied, applySecs, pages float64
 	// pending is the acknowledged changes not yet applied to the
-	// database file (0 on a store without a committer: etcd).
-	pending float64
+	// database file (0 on a store without a committer: etcd);
+	// hasPending, that the server gave it (a server older than the
+	// metric has the commit counters without it).
+	pending    float64
+	hasPending bool
 }
 
 var commitMetrics = map[string]func(*commitCounters, float64){
@@ -61,7 +64,7 @@ var applyMetrics = map[string]func(*commitCounters, float64){
 	"ctxd_store_applied_changes_total": func(c *commitCounters, v float64) { c.applied = v },
 	"ctxd_store_apply_seconds_total":   func(c *commitCounters, v float64) { c.applySecs = v },
 	"ctxd_store_page_writes_total":     func(c *commitCounters, v float64) { c.pages = v },
-	"ctxd_store_pending_changes":       func(c *commitCounters, v float64) { c.pending = v },
+	"ctxd_store_pending_changes":       func(c *commitCounters, v float64) { c.pending, c.hasPending = v, true },
 }
 
 // scrapeCommits reads the writer's counters; ok is false when the server

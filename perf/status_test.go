@@ -1,9 +1,15 @@
 package perf
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +124,50 @@ func TestSettledStatusOnEtcd(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, settled)
 	require.Greater(t, st.UsedBytes, st.InUseBytes)
+}
+
+// A server older than ctxd_store_pending_changes has the commit counters
+// without it (here: a real server, its committer held back, behind a
+// proxy that drops the metric from /metrics): its pending changes are
+// not known, and the status's used and in-use bytes say whether the file
+// holds the writes. They were taken for 0 pending: sizes read before the
+// writes were applied counted as settled, unmarked.
+func TestSettledStatusWithoutThePendingMetric(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.WAL.CommitInterval, c.WAL.CommitChanges = time.Hour, 1<<20
+	}))
+	target, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.URL.Path != "/metrics" {
+			return nil
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		var kept []byte
+		for line := range bytes.Lines(body) {
+			if !bytes.Contains(line, []byte("ctxd_store_pending_changes")) {
+				kept = append(kept, line...)
+			}
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(kept))
+		resp.ContentLength = int64(len(kept))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(kept)))
+		return nil
+	}
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close)
+
+	c, _ := importSettleKeys(t, front.URL, 500)
+	cc, ok := scrapeCommits(c)
+	require.True(t, ok, "the commit counters, as an older server has them")
+	require.False(t, cc.hasPending)
+	st, settled, err := settledStatus(c, 50*time.Millisecond)
+	require.NoError(t, err)
+	require.Greater(t, st.UsedBytes, st.InUseBytes, "the file lags the writes")
+	require.False(t, settled)
 }
