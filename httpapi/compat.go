@@ -435,7 +435,13 @@ func (s *Server) compatDump(c echo.Context) error {
 			r.filename = *in.Filename
 		}
 		if in.Who != nil && *in.Who != "" {
+			// Held to a change's rules, as ?who= and X-Ctxd-Who are
+			// (refuseBadWho): it goes as given into the file's header
+			// and the context_dumped message.
 			r.who = compatWhoOf(c, in.Who)
+			if err := ctxd.ValidateWho(r.who); err != nil {
+				return err
+			}
 		}
 		if len(in.IncludeHistory) > 0 {
 			if r.history, err = jsonBool(in.IncludeHistory); err != nil {

@@ -486,12 +486,18 @@ func TestCompatDump(t *testing.T) {
 		{"invalid JSON", "", `{"format":`},
 		{"bad include_history", "", `{"include_history":"maybe"}`},
 		{"bad include_history in query", "?include_history=2", ``},
+		// A body's who is held to a change's rules, as ?who= is: it
+		// was written as given into the file's header and the
+		// context_dumped message (an escape sequence, for a terminal).
+		{"control character in who", "", `{"who":"a\u001b[31mb"}`},
 	}
 	for _, tt := range badBodies {
 		t.Run(tt.name, func(t *testing.T) {
 			requireCtxError(t, e.do(http.MethodPost, "/ctx/dump"+tt.query, tt.body), http.StatusBadRequest, "bad_request")
 		})
 	}
+	requireCtxError(t, e.do(http.MethodPost, "/ctx/dump", `{"who":"`+strings.Repeat("w", ctxd.MaxWhoBytes+1)+`"}`),
+		http.StatusRequestEntityTooLarge, "too_large")
 	assert.Equal(t, files, testkit.DirNames(t, e.dir), "refused dumps wrote nothing")
 	assert.Len(t, e.hookCalls(), hooks, "refused dumps called no hook")
 	assert.NoFileExists(t, filepath.Join(filepath.Dir(e.dir), "ctxd.db.json"))
