@@ -149,7 +149,7 @@ func refuseBadWho(c echo.Context) error {
 	// not: say so here, where the store would name only the sum.
 	if signed := who(c); len(signed) > ctxd.MaxWhoBytes {
 		return ctxd.TooLargef("who is recorded as %q: %d bytes with the token's name before it, at most %d allowed: give a shorter who",
-			signed[:min(len(signed), 80)]+"...", len(signed), ctxd.MaxWhoBytes)
+			strings.ToValidUTF8(signed[:min(len(signed), 80)], "")+"...", len(signed), ctxd.MaxWhoBytes)
 	}
 	return nil
 }
