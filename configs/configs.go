@@ -673,7 +673,7 @@ func (c Config) validate(from func(field string) string) error {
 		}
 		return &Error{Field: missing, Err: fmt.Errorf("give both tls.cert_file and tls.key_file, or neither: %s is set", other(given, value))}
 	}
-	if err := c.validateEtcd(from); err != nil {
+	if err := c.validateEtcd(from, other); err != nil {
 		return err
 	}
 	if c.Limits.MaxTTL < c.Limits.MinTTL {
@@ -744,7 +744,9 @@ func absPath(path string) string {
 // validateEtcd checks what store.backend etcd needs, and refuses the
 // settings etcd's backend cannot honour (store/etcd/DESIGN.md), naming
 // each.
-func (c Config) validateEtcd(from func(string) string) error {
+// other names a setting in a message with its value and where it came
+// from.
+func (c Config) validateEtcd(from func(string) string, other func(field, value string) string) error {
 	if c.Store.Backend != BackendEtcd {
 		return nil
 	}
@@ -752,10 +754,28 @@ func (c Config) validateEtcd(from func(string) string) error {
 	switch {
 	case len(c.Etcd.Endpoints) == 0:
 		return refuse("etcd.endpoints", "store.backend is etcd: give at least one endpoint, such as http://127.0.0.1:2379")
-	case (c.Etcd.CertFile == "") != (c.Etcd.KeyFile == ""):
-		return refuse("etcd.key_file", "give both etcd.cert_file and etcd.key_file, or neither")
+	case c.Etcd.CertFile != "" && c.Etcd.KeyFile == "":
+		return refuse("etcd.key_file", "give both etcd.cert_file and etcd.key_file, or neither: "+other("etcd.cert_file", c.Etcd.CertFile)+" is set")
+	case c.Etcd.KeyFile != "" && c.Etcd.CertFile == "":
+		return refuse("etcd.cert_file", "give both etcd.cert_file and etcd.key_file, or neither: "+other("etcd.key_file", c.Etcd.KeyFile)+" is set")
 	case c.Etcd.Password != "" && c.Etcd.Username == "":
 		return refuse("etcd.username", "etcd.password is set: give the user it belongs to")
+	}
+	// etcd's client speaks TLS to https:// endpoints only: to an http://
+	// one it drops the TLS settings and talks plain text, the password
+	// in the clear, without a word.
+	if tlsFile, tlsField := c.Etcd.CAFile, "etcd.ca_file"; tlsFile != "" || c.Etcd.CertFile != "" {
+		if tlsFile == "" {
+			tlsFile, tlsField = c.Etcd.CertFile, "etcd.cert_file"
+		}
+		for _, ep := range c.Etcd.Endpoints {
+			if strings.HasPrefix(strings.ToLower(ep), "http://") {
+				return refuse("etcd.endpoints", fmt.Sprintf("%s is an http:// endpoint, which etcd's client reaches in plain text, "+
+					"without TLS, although %s is set: write it https://", ep, other(tlsField, tlsFile)))
+			}
+		}
+	}
+	switch {
 	case c.History.KeepVersions > 1:
 		return refuse("history.keep_versions", "on etcd, compaction keeps exactly the change in effect per key: use 0 or 1")
 	case c.History.KeepFor > 0:

@@ -382,7 +382,23 @@ func TestErrors(t *testing.T) {
 		{name: "etcd dial timeout of 1ms", file: "etcd:\n  dial_timeout: 1ms\n", field: "etcd.dial_timeout", want: "must be at least 1s (shorter fails requests"},
 		{
 			name: "etcd client cert without key", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://127.0.0.1:2379", "CTXD_ETCD_CERT_FILE=/c.pem"},
-			field: "etcd.key_file", want: "give both",
+			field: "etcd.key_file", want: "give both etcd.cert_file and etcd.key_file, or neither: etcd.cert_file (/c.pem, env CTXD_ETCD_CERT_FILE) is set",
+		},
+		// The one missing is named, and the one given with where it came from.
+		{
+			name: "etcd client key without cert", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=https://127.0.0.1:2379", "CTXD_ETCD_KEY_FILE=/k.pem"},
+			field: "etcd.cert_file", want: "etcd.key_file (/k.pem, env CTXD_ETCD_KEY_FILE) is set",
+		},
+		// etcd's client drops the TLS settings for an http:// endpoint and
+		// talks plain text: the CA, the certificate and the password's
+		// privacy were lost without a word.
+		{
+			name: "etcd CA with an http endpoint", file: "store:\n  backend: etcd\netcd:\n  endpoints: https://e1:2379,HTTP://e2:2379\n  ca_file: /ca.pem\n",
+			field: "etcd.endpoints", want: "HTTP://e2:2379 is an http:// endpoint, which etcd's client reaches in plain text, without TLS, although etcd.ca_file (/ca.pem, file ",
+		},
+		{
+			name: "etcd client cert with an http endpoint", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://127.0.0.1:2379", "CTXD_ETCD_CERT_FILE=/c.pem", "CTXD_ETCD_KEY_FILE=/k.pem"},
+			field: "etcd.endpoints", want: "although etcd.cert_file (/c.pem, env CTXD_ETCD_CERT_FILE) is set: write it https://",
 		},
 		{
 			name: "etcd password without user", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://127.0.0.1:2379", "CTXD_ETCD_PASSWORD=x"},

@@ -164,6 +164,7 @@ func TestExitCodes(t *testing.T) {
 	env := []string{"CTXD_SERVER=" + checkedURL(t, srv)}
 
 	closed := "http://" + testkit.FreeAddr(t)
+	closedTLS := "https://" + strings.TrimPrefix(closed, "http://")
 
 	badConfig := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(badConfig, []byte("addr: 127.0.0.1:0\nlimits:\n  max_keys: 3\n"), 0o600))
@@ -222,9 +223,14 @@ func TestExitCodes(t *testing.T) {
 		// etcd's TLS files are settings too: one that cannot be read is a
 		// configuration error, as tls.cert_file's (it was exit 1).
 		{name: "serve with a missing etcd CA file", args: []string{"serve", "--data", t.TempDir()},
-			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closed, "CTXD_ETCD_CA_FILE=/nonexistent/ca.pem"}, code: 2, stderr: "config: etcd.ca_file"},
+			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closedTLS, "CTXD_ETCD_CA_FILE=/nonexistent/ca.pem"}, code: 2, stderr: "config: etcd.ca_file"},
 		{name: "serve with a missing etcd client certificate", args: []string{"serve", "--data", t.TempDir()},
-			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closed, "CTXD_ETCD_CERT_FILE=/nonexistent/c.pem", "CTXD_ETCD_KEY_FILE=/nonexistent/k.pem"}, code: 2, stderr: "config: etcd.cert_file"},
+			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closedTLS, "CTXD_ETCD_CERT_FILE=/nonexistent/c.pem", "CTXD_ETCD_KEY_FILE=/nonexistent/k.pem"}, code: 2, stderr: "config: etcd.cert_file"},
+		// etcd's client reaches an http:// endpoint in plain text whatever
+		// the TLS settings: it started, and sent the password in the clear.
+		{name: "serve with an etcd CA and an http endpoint", args: []string{"serve", "--data", t.TempDir()},
+			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closed, "CTXD_ETCD_CA_FILE=/nonexistent/ca.pem"}, code: 2,
+			stderr: "config: etcd.endpoints (env CTXD_ETCD_ENDPOINTS): " + closed + " is an http:// endpoint"},
 		{name: "serve inside another deployment's etcd prefix", args: []string{"serve", "--data", t.TempDir()},
 			env: append(onEtcd, "CTXD_ETCD_PREFIX="+outer+"k/default/"), code: 2, stderr: "config: etcd.prefix: prefix " + outer + "k/default/ lies inside the prefix of another deployment, " + outer},
 		{name: "serve with an etcd request timeout of 1ns", args: []string{"serve", "--data", t.TempDir()},
