@@ -47,6 +47,9 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 	resp, _ = testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/readyz", ""))
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, 1.0, testkit.Scrape(t, srv.URL)["ctxd_store_up"])
+	// The start's log names etcd's version, and warns only below 3.5.
+	assert.Regexp(t, `"etcd_version":"3\.[0-9]+\.[0-9]+".*"message":"store opened on etcd"`, srv.Logs.String())
+	assert.NotContains(t, srv.Logs.String(), "etcd is older than ctxd supports")
 
 	e.Stop()
 	testkit.Eventually(t, func() bool {

@@ -462,7 +462,14 @@ func openEtcd(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.L
 		return nil, err
 	}
 	e := cfg.Etcd
-	log.Info().Strs("endpoints", e.Endpoints).Str("prefix", e.Prefix).Uint64("revision", st.Revision()).Msg("store opened on etcd")
+	log.Info().Strs("endpoints", e.Endpoints).Str("prefix", e.Prefix).Uint64("revision", st.Revision()).
+		Str("etcd_version", st.ServerVersion()).Msg("store opened on etcd")
+	if v := st.ServerVersion(); etcd.VersionBefore(v, etcd.MinServerVersion) {
+		// Not refused: nothing was seen to fail on one (3.4), but nothing
+		// is tested there either.
+		log.Warn().Str("etcd_version", v).Str("supported", etcd.MinServerVersion+" or later").
+			Msg("etcd is older than ctxd supports: upgrade it; meanwhile /v1/status's quota_bytes is 0 (etcd reports its quota from 3.6 on), and what else differs is untested")
+	}
 	if limits := cfg.Limits.WithDefaults(); limits.MinTTL < st.MinTTL() {
 		// Not an error: ttls from limits.min_ttl up to etcd's minimum are
 		// refused (400) one by one, and everything else works. A warning

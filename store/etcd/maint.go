@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -246,6 +247,36 @@ func (s *Store) ApplyRetention(ctx context.Context, p store.RetentionPolicy) (ct
 // Defrag is etcd's operator's: `etcdctl defrag`, member by member.
 func (s *Store) Defrag(context.Context) (ctxd.DefragResult, error) {
 	return ctxd.DefragResult{}, fmt.Errorf("defrag on etcd: %w (run etcdctl defrag on each member)", ctxd.ErrNotSupported)
+}
+
+// MinServerVersion is the oldest etcd release ctxd supports (README,
+// "Running on etcd"). (etcd reports its --quota-backend-bytes in a
+// member's status, StatusResponse.DbSizeQuota, from 3.6 on: before, Status's
+// QuotaBytes is 0.)
+const MinServerVersion = "3.5"
+
+// ServerVersion is the etcd version a member reported when the store
+// opened ("3.7.3"), or "" when none answered its status then.
+func (s *Store) ServerVersion() string { return s.serverVersion }
+
+// VersionBefore reports whether the etcd version v ("3.4.23") is older
+// than the release want ("3.5"); false when v cannot be read.
+func VersionBefore(v, want string) bool {
+	parse := func(v string) (major, minor int, ok bool) {
+		parts := strings.SplitN(v, ".", 3)
+		if len(parts) < 2 {
+			return 0, 0, false
+		}
+		major, err1 := strconv.Atoi(parts[0])
+		minor, err2 := strconv.Atoi(parts[1])
+		return major, minor, err1 == nil && err2 == nil
+	}
+	hm, hn, ok1 := parse(v)
+	wm, wn, ok2 := parse(want)
+	if !ok1 || !ok2 {
+		return false
+	}
+	return hm < wm || (hm == wm && hn < wn)
 }
 
 // memberStatus asks every member for its status at once and returns

@@ -74,3 +74,24 @@ func TestStatusRequestsDoNotGrowWithNamespaces(t *testing.T) {
 	// namespace, rather than equality with the status at 10.
 	require.Less(t, statusAt(3000), int64(100), "etcd requests of one status at 3,000 namespaces")
 }
+
+// The store learns etcd's version at Open, for the start's log and its
+// warning when etcd is older than ctxd supports (README: v3.5 or later).
+// An etcd 3.4 (Debian's etcd-server) was taken without a word before.
+func TestServerVersionIsLearntAtOpen(t *testing.T) {
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{etcdkit.Shared(t).Endpoint}, Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	require.Regexp(t, `^3\.[0-9]+\.[0-9]+`, s.ServerVersion())
+	require.False(t, etcd.VersionBefore(s.ServerVersion(), etcd.MinServerVersion), "the test kit's etcd %s is supported", s.ServerVersion())
+
+	for _, tc := range []struct {
+		v    string
+		want bool
+	}{
+		{"3.4.23", true}, {"2.3.8", true}, {"3.5.0", false}, {"3.5.17", false}, {"3.7.3", false}, {"3.10.0", false}, {"4.0.0", false},
+		{"", false}, {"3", false}, {"x.y.z", false}, // unreadable: not warned of
+	} {
+		require.Equal(t, tc.want, etcd.VersionBefore(tc.v, etcd.MinServerVersion), tc.v)
+	}
+}

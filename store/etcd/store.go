@@ -160,6 +160,9 @@ type Store struct {
 	// minLeaseTTL is etcd's minimum lease TTL in seconds, learnt at Open:
 	// a shorter TTL is refused (checkTTL).
 	minLeaseTTL int64
+	// serverVersion is the version a member gave at Open ("" when none
+	// answered its status then): ServerVersion.
+	serverVersion string
 	// switching is the id of the generation this instance's full restore
 	// is switching to (0: none). Its watch leaves the replaced generation
 	// to the restore, which removes it itself right after the switch.
@@ -245,6 +248,13 @@ func Open(opts Options) (*Store, error) {
 	}
 	if err == nil {
 		s.minLeaseTTL, err = s.probeMinLeaseTTL(ctx)
+	}
+	if err == nil {
+		// For the start's log only: a member that does not answer its
+		// status (one of several down) does not stop the start.
+		if ms, serr := s.memberStatus(ctx); serr == nil {
+			s.serverVersion = ms.Version
+		}
 	}
 	cancel()
 	if errors.Is(err, ErrPrefixOverlap) {
