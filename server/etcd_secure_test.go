@@ -161,6 +161,11 @@ func TestSecuredEtcd(t *testing.T) {
 	require.ErrorAs(t, err, &refused)
 	assert.Equal(t, ctxd.CodeUnavailable, refused.Code, "%v", err)
 	assert.Contains(t, refused.Message, "needs a role with readwrite on etcd.prefix")
+	// /readyz says so too, not that etcd "does not answer".
+	err = c.Ready(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refuses ctxd's etcd user: etcdserver: permission denied (ctxd's etcd user, etcd.username, needs a role with readwrite on etcd.prefix)")
+	assert.NotContains(t, err.Error(), "does not answer")
 	// Given back, the prefix serves again, f was never written, and the
 	// feed goes on.
 	_, err = rootCli.RoleGrantPermission(ctx, "ctxd", prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))

@@ -589,6 +589,9 @@ func (s *Store) Ready() error {
 	}
 	return s.read(func(ctx context.Context) error {
 		_, err := s.cli.Get(ctx, s.opts.Prefix+"ready", clientv3.WithCountOnly())
+		if refusedAccess(err) { // it answered: no
+			return fmt.Errorf("%w: etcd at %v refuses ctxd's etcd user: %v%s", ctxd.ErrUnavailable, s.opts.Endpoints, err, accessHint(err))
+		}
 		if err != nil {
 			return fmt.Errorf("%w: etcd at %v does not answer: %v", ctxd.ErrUnavailable, s.opts.Endpoints, err)
 		}
