@@ -4,8 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -22,29 +26,52 @@ func connectHint(opts Options, err error) string {
 	if !errors.Is(err, context.DeadlineExceeded) && status.Code(err) != codes.DeadlineExceeded && status.Code(err) != codes.Unavailable {
 		return ""
 	}
-	if why := tlsTrouble(opts.Endpoints, opts.TLS, opts.DialTimeout); why != "" {
+	if why := connectTrouble(opts.Endpoints, opts.TLS, opts.DialTimeout); why != "" {
 		return " (" + why + ")"
 	}
 	return ""
 }
 
-// tlsTrouble says why TLS to the https endpoints fails, or "" when it
-// works or none is https. The etcd client retries a connection whose
-// handshake fails until its dial timeout and answers only "context
-// deadline exceeded"; an operator needs the reason (an untrusted
-// certificate, a client certificate missing or refused), so Open asks
-// once more, directly, when it could not connect.
-func tlsTrouble(endpoints []string, cfg *tls.Config, timeout time.Duration) string {
-	for _, ep := range endpoints {
+// connectTrouble says why connecting to the endpoints fails, each one
+// that does ("" when each connects). The etcd client retries a
+// connection that fails until its dial timeout and answers only
+// "context deadline exceeded"; an operator needs the reason (nothing
+// listens at an endpoint, an untrusted certificate, a client certificate
+// missing or refused), so Open asks once more, directly, when it could
+// not connect. The endpoints are tried at once: a start that failed
+// waits for the slowest, not for each in turn.
+func connectTrouble(endpoints []string, cfg *tls.Config, timeout time.Duration) string {
+	troubles := make([]string, len(endpoints))
+	var wg sync.WaitGroup
+	for i, ep := range endpoints {
 		u, err := url.Parse(ep)
-		if err != nil || u.Scheme != "https" {
+		if err != nil {
 			continue
 		}
-		if err := tlsHello(u.Host, cfg, timeout); err != nil {
-			return "TLS to " + u.Host + ": " + err.Error()
-		}
+		wg.Go(func() {
+			if err := hello(u, cfg, timeout); err != nil {
+				troubles[i] = err.Error()
+			}
+		})
 	}
-	return ""
+	wg.Wait()
+	return strings.Join(slices.DeleteFunc(troubles, func(s string) bool { return s == "" }), "; ")
+}
+
+// hello connects to the endpoint u as the etcd client does: over TLS to
+// an https one (tlsHello), else plain TCP.
+func hello(u *url.URL, cfg *tls.Config, timeout time.Duration) error {
+	if u.Scheme == "https" {
+		if err := tlsHello(u.Host, cfg, timeout); err != nil {
+			return fmt.Errorf("TLS to %s: %w", u.Host, err)
+		}
+		return nil
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, timeout)
+	if err != nil {
+		return err // "dial tcp HOST:PORT: connect: connection refused"
+	}
+	return conn.Close()
 }
 
 // tlsHello connects to addr over TLS as the etcd client does and reads
@@ -66,10 +93,6 @@ func tlsHello(addr string, cfg *tls.Config, timeout time.Duration) error {
 	}
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", addr, c)
 	if err != nil {
-		var opErr *net.OpError
-		if errors.As(err, &opErr) && opErr.Op == "dial" {
-			return nil // not a TLS matter: the client's error says it
-		}
 		return err
 	}
 	defer conn.Close()
