@@ -69,6 +69,14 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 		resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+"/readyz", ""))
 		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "is unreachable (connection")
 	}, "/readyz answers 503 from the connection's state")
+	// And reads: a get, a listing and the status answered 503 only after
+	// etcd.request_timeout (the cache's confirmation, then etcd), saying
+	// "context deadline exceeded" instead of why.
+	for _, path := range []string{"/v1/ns/default/keys/app", "/v1/ns/default/keys", "/v1/status"} {
+		resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+path, ""))
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, path)
+		assert.Contains(t, string(body), "is unreachable (connection", path)
+	}
 	// The store's gauges are absent from the scrape: ctxd_store_up says
 	// why, rather than leave alerts to notice an absence.
 	m := testkit.Scrape(t, srv.URL)

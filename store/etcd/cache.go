@@ -712,5 +712,10 @@ func (s *Store) cached(read func(c *readCache) (served bool, err error)) (served
 		return true, err
 	}
 	defer s.inflight.Done()
+	if err := s.unreachable(); err != nil {
+		// A cached read waits for etcd's revision (linearizable), then
+		// for etcd itself: unavailable at once, as writes.
+		return true, err
+	}
 	return read(s.cache)
 }

@@ -407,12 +407,16 @@ func (s *Store) enter() error {
 }
 
 // read runs fn with a context bounded by the request timeout, refusing
-// it once the store is closed.
+// it once the store is closed, and while the client has no connection
+// to etcd (unreachable).
 func (s *Store) read(fn func(ctx context.Context) error) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.inflight.Done()
+	if err := s.unreachable(); err != nil {
+		return err // at once, as writes: it would wait out the timeout
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 	defer cancel()
 	if err := fn(ctx); err != nil {
