@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"slices"
@@ -62,7 +63,14 @@ func connectTrouble(endpoints []string, cfg *tls.Config, timeout time.Duration) 
 // an https one (tlsHello), else plain TCP.
 func hello(u *url.URL, cfg *tls.Config, timeout time.Duration) error {
 	if u.Scheme == "https" {
-		if err := tlsHello(u.Host, cfg, timeout); err != nil {
+		err := tlsHello(u.Host, cfg, timeout)
+		var notTLS tls.RecordHeaderError
+		if errors.Is(err, io.EOF) || errors.As(err, &notTLS) {
+			// A plain-text server closes the connection on a ClientHello,
+			// or answers it in plain text.
+			return fmt.Errorf("TLS to %s: %w: is etcd serving TLS there? one without TLS takes http://", u.Host, err)
+		}
+		if err != nil {
 			return fmt.Errorf("TLS to %s: %w", u.Host, err)
 		}
 		return nil
