@@ -189,6 +189,13 @@ func TestSecuredEtcd(t *testing.T) {
 		{"wrong password", "authentication failed", time.Minute, func(c *configs.Config) { c.Etcd.Password = "wrong" }},
 		{"no client certificate", "tls: certificate required", 2 * time.Second, func(c *configs.Config) { c.Etcd.CertFile, c.Etcd.KeyFile = "", "" }},
 		{"etcd's CA not trusted", "certificate signed by unknown authority", 2 * time.Second, func(c *configs.Config) { c.Etcd.CAFile = "" }},
+		// http:// for an etcd serving TLS: it closes the connection on
+		// gRPC's plain-text start, and the client said only "context
+		// deadline exceeded".
+		{"http:// for a TLS etcd", "closed the connection on gRPC's plain-text start: is etcd serving TLS there? then write https://", 2 * time.Second, func(c *configs.Config) {
+			c.Etcd.Endpoints = []string{"http://" + strings.TrimPrefix(e.Endpoint, "https://")}
+			c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = "", "", ""
+		}},
 		{"another prefix", "permission denied", time.Minute, func(c *configs.Config) { c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t) + "/other") }},
 	} {
 		cfg := configs.Defaults()

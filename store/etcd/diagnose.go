@@ -79,8 +79,26 @@ func hello(u *url.URL, cfg *tls.Config, timeout time.Duration) error {
 	if err != nil {
 		return err // "dial tcp HOST:PORT: connect: connection refused"
 	}
-	return conn.Close()
+	defer conn.Close()
+	// gRPC's plain-text start: an etcd serving TLS closes the connection
+	// on it; a plain one answers with its settings, a silent one not at
+	// all (the client's error says enough then).
+	if err := conn.SetDeadline(time.Now().Add(min(timeout, time.Second))); err != nil {
+		return nil
+	}
+	if _, err := conn.Write([]byte(http2Preface)); err != nil {
+		return nil
+	}
+	var b [1]byte
+	if _, err := conn.Read(b[:]); errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s closed the connection on gRPC's plain-text start: is etcd serving TLS there? then write https:// (with etcd.ca_file)", u.Host)
+	}
+	return nil
 }
+
+// http2Preface is the client connection preface of HTTP/2 (RFC 9113,
+// 3.4), then an empty SETTINGS frame: what gRPC sends first.
+const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + "\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 // tlsHello connects to addr over TLS as the etcd client does and reads
 // the server's first bytes (gRPC's HTTP/2 settings): a server that
