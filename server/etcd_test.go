@@ -195,6 +195,29 @@ func TestEtcdReadCacheInStatusAndMetrics(t *testing.T) {
 	}
 }
 
+// A prefix that outgrows etcd.read_cache_max_bytes turns the instance's
+// read cache off until a restart: the log says so once, at warn, with
+// the reason and the setting to raise. Only /v1/status and /metrics
+// said it before, and reads went to etcd without a word.
+func TestEtcdReadCacheGivingUpIsLogged(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Store.Backend = configs.BackendEtcd
+		c.Etcd.Endpoints = []string{etcdkit.Shared(t).Endpoint}
+		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
+		c.Etcd.ReadCacheMaxBytes = 1000
+	}))
+	hc := &http.Client{}
+	for i := range 10 {
+		resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/k"+strconv.Itoa(i), `"`+strings.Repeat("x", 200)+`"`))
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	}
+	testkit.Eventually(t, func() bool { return readCacheStatus(t, hc, srv.URL).State == ctxd.ReadCacheDisabled }, "the cache gives up")
+	gaveUp := regexp.MustCompile(`"level":"warn","reason":"the prefix needs more than 1000 bytes \([0-9]+ counted\): etcd.read_cache_max_bytes",.*` +
+		`"message":"the read cache gave up: reads go to etcd until the instance restarts \(raise etcd.read_cache_max_bytes\)"`)
+	testkit.Eventually(t, func() bool { return gaveUp.MatchString(srv.Logs.String()) }, "the log says so:\n%s", srv.Logs.String())
+	assert.Len(t, gaveUp.FindAllString(srv.Logs.String(), -1), 1, "once")
+}
+
 // etcd's space quota (--quota-backend-bytes), the classic full etcd:
 // once a write passes it, etcd raises its NOSPACE alarm and refuses every
 // write. ctxd answers 507 insufficient_storage saying what to do (never

@@ -457,7 +457,9 @@ func (w logWriter) Write(p []byte) (int, error) {
 
 // openEtcd connects to the etcd cluster of cfg.Etcd.
 func openEtcd(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.Logger) (store.Backend, error) {
-	st, err := openEtcdWith(cfg, onCommit, connectionLog(cfg.Etcd.Endpoints, log))
+	st, err := openEtcdWith(cfg, onCommit, connectionLog(cfg.Etcd.Endpoints, log), func(reason string) {
+		log.Warn().Str("reason", reason).Msg("the read cache gave up: reads go to etcd until the instance restarts (raise etcd.read_cache_max_bytes)")
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -488,7 +490,7 @@ func openEtcd(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.L
 // OpenEtcd opens the etcd backend of cfg.Etcd as `ctxd serve` opens it
 // (endpoints, prefix, TLS, user, timeouts, limits): also for the commands
 // that work on an etcd prefix without serving it (ctxd restore).
-func OpenEtcd(cfg configs.Config) (*etcd.Store, error) { return openEtcdWith(cfg, nil, nil) }
+func OpenEtcd(cfg configs.Config) (*etcd.Store, error) { return openEtcdWith(cfg, nil, nil, nil) }
 
 // connectionLog is the etcd store's OnConnection of a server: a line when
 // the instance loses etcd (error: it serves nothing until etcd is back)
@@ -507,8 +509,9 @@ func connectionLog(endpoints []string, log zerolog.Logger) func(ok bool) {
 }
 
 // openEtcdWith is OpenEtcd, with onCommit told of each commit (metrics)
-// and onConnection of the connection's losses and returns (logs).
-func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo), onConnection func(ok bool)) (*etcd.Store, error) {
+// and onConnection of the connection's losses and returns, onCacheDisabled
+// of the read cache giving up (logs).
+func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo), onConnection func(ok bool), onCacheDisabled func(reason string)) (*etcd.Store, error) {
 	e := cfg.Etcd
 	var tlsConfig *tls.Config
 	if e.CAFile != "" || e.CertFile != "" {
@@ -521,6 +524,7 @@ func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo), onConnect
 		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password.Reveal(),
 		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
 		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes, OnCommit: onCommit, OnConnection: onConnection,
+		OnReadCacheDisabled: onCacheDisabled,
 		// A snapshot is built beside the file it becomes, under the
 		// same reserve (not in the system's temporary folder: often a
 		// small tmpfs, and not bound by the reserve).

@@ -302,6 +302,9 @@ func (c *readCache) giveUp(bytes int64) {
 	c.disabled = fmt.Sprintf("the prefix needs more than %d bytes (%d counted): etcd.read_cache_max_bytes", c.maxBytes, bytes)
 	c.ready = false
 	c.nss, c.bytes, c.keys = map[string]*btree.BTreeG[*cacheEntry]{}, 0, 0
+	if on := c.s.opts.OnReadCacheDisabled; on != nil {
+		on(c.disabled)
+	}
 }
 
 // invalidate stops serving until the next fill: the watch missed events

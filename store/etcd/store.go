@@ -54,6 +54,11 @@ type Options struct {
 	// fast, Ready fails) and when it has one again (ok true), once per
 	// change; not at Open. It must be quick (a log line).
 	OnConnection func(ok bool)
+	// OnReadCacheDisabled, when set, is told once why the read cache
+	// gave up (the prefix outgrew ReadCacheMaxBytes): reads go to etcd
+	// from then on, until the instance restarts. It must be quick (a
+	// log line).
+	OnReadCacheDisabled func(reason string)
 	// RingChanges and RingBytes bound the recent changes the instance
 	// keeps in memory for the change feed (default 8192 changes and
 	// 64 MiB: a prefix of large values keeps fewer; older positions are
