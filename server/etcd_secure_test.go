@@ -219,3 +219,57 @@ func keysOf(changes []testkit.Frame) []string {
 	}
 	return keys
 }
+
+// ctxd's client certificate for etcd renewed in place (cert-manager,
+// Vault, a cron job rewrite the files before the old one expires) is
+// used from the next connection on, without a restart: it was read once,
+// at start, and the instance failed every request once the old one
+// expired. Shown with etcd's common-name users (--client-cert-auth with
+// authentication on and no etcd.username): the certificate first names
+// the user rot-a, the renewed one rot-b; rot-a is then deleted and etcd
+// restarted, so that only a connection made with the renewed certificate
+// can write.
+func TestEtcdClientCertificateRenewedInPlace(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name string) string { return filepath.Join(dir, name) }
+	ca := testkit.NewCA(t, dir)
+	ca.Issue(t, file("etcd.pem"), file("etcd-key.pem"), "etcd")
+	ca.Issue(t, file("admin.pem"), file("admin-key.pem"), "admin-client")
+	ca.Issue(t, file("client.pem"), file("client-key.pem"), "rot-a")
+	e, err := etcdkit.Start(etcdkit.WithClientTLS(ca.File, file("etcd.pem"), file("etcd-key.pem")))
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	adminTLS, err := transport.TLSInfo{CertFile: file("admin.pem"), KeyFile: file("admin-key.pem"), TrustedCAFile: ca.File}.ClientConfig()
+	require.NoError(t, err)
+	rootCfg := clientv3.Config{Endpoints: []string{e.Endpoint}, TLS: adminTLS, DialTimeout: 10 * time.Second}
+	require.NoError(t, etcdkit.EnableAuth(rootCfg, "root-secret", "rot-a", "unused", prefix))
+	rootCfg.Username, rootCfg.Password = "root", "root-secret"
+	root, err := clientv3.New(rootCfg)
+	require.NoError(t, err)
+	defer root.Close()
+	ctx := t.Context()
+	_, err = root.UserAdd(ctx, "rot-b", "unused")
+	require.NoError(t, err)
+	_, err = root.UserGrantRole(ctx, "rot-b", "rot-a") // EnableAuth's role, named after its user
+	require.NoError(t, err)
+
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Store.Backend = configs.BackendEtcd
+		c.Etcd.Endpoints = []string{e.Endpoint}
+		c.Etcd.Prefix = prefix
+		c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = ca.File, file("client.pem"), file("client-key.pem")
+	}))
+	c := instanceClient(t, srv.URL)
+	_, err = c.Put(ctx, "default", "a", json.RawMessage(`1`), client.PutOptions{})
+	require.NoError(t, err, "as rot-a")
+
+	ca.Issue(t, file("client.pem"), file("client-key.pem"), "rot-b") // the renewal
+	_, err = root.UserDelete(ctx, "rot-a")
+	require.NoError(t, err)
+	require.NoError(t, e.Restart()) // every connection made again
+	testkit.Eventually(t, func() bool {
+		_, err := c.Put(ctx, "default", "b", json.RawMessage(`2`), client.PutOptions{})
+		return err == nil
+	}, "a write as rot-b, the renewed certificate's user")
+}

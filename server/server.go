@@ -556,7 +556,18 @@ func etcdTLS(e configs.Etcd) (*tls.Config, error) {
 		if err != nil {
 			return nil, &configs.Error{Field: "etcd.cert_file", Err: fmt.Errorf("with etcd.key_file: %w", fsutil.ReadDenied(err))}
 		}
-		c.Certificates = []tls.Certificate{cert}
+		// Read again at each handshake with etcd (a connection, a
+		// reconnection): a certificate renewed in place (cert-manager,
+		// Vault, a cron job) is used from the next connection on, before
+		// the old one expires, without a restart. Files that do not load
+		// (caught between the two writes of a renewal) leave the last
+		// pair that did.
+		r := &certReloader{certFile: e.CertFile, keyFile: e.KeyFile}
+		r.cert.Store(&cert)
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			_ = r.reload()
+			return r.cert.Load(), nil
+		}
 	}
 	return c, nil
 }
