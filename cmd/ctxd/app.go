@@ -130,7 +130,10 @@ func (a *app) exitCode(err error) int {
 			fmt.Fprintln(a.stderr, "Is the server running? Point --server or CTXD_SERVER at it.")
 		}
 		return exitUnreachable
-	case client.IsNotFound(err):
+	case client.IsNotFound(err), errors.Is(err, ctxd.ErrCompacted):
+		// A revision compaction discarded is one not found any more
+		// (get --rev, dump --rev, watch --from-rev): the table's "not
+		// found (key, revision, or history)".
 		return exitNotFound
 	case client.IsConflict(err), errors.Is(err, ctxd.ErrPatchTestFailed):
 		return exitConflict
@@ -158,7 +161,7 @@ Start a server with 'ctxd serve'; the other commands talk to a running server
 CTXD_TOKEN when the server has access control ('ctxd token' makes tokens).
 
 Exit codes: 0 ok, 1 error, 2 bad usage or configuration, 3 cannot connect,
-4 not found, 5 version conflict (or a patch whose test failed), 6 outcome unknown (a write may or may not
+4 not found (or a revision compaction discarded), 5 version conflict (or a patch whose test failed), 6 outcome unknown (a write may or may not
 have been applied: read the key to check).`,
 		Version:       version,
 		SilenceErrors: true,

@@ -13,8 +13,9 @@ import (
 
 // ctxd compaction discards a running server's history below a revision
 // (default: the current one), keeping --keep-versions per key: history
-// shrinks to what is kept, a read below the mark exits 1 with compacted,
-// and bad arguments exit 2 without reaching the server.
+// shrinks to what is kept, a read below the mark exits 4 (the exit code
+// table's "not found": a revision discarded) with compacted, and bad
+// arguments exit 2 without reaching the server.
 func TestCLICompaction(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
@@ -38,9 +39,16 @@ func TestCLICompaction(t *testing.T) {
 	assert.Equal(t, uint64(3), res.Revision)
 	assert.Equal(t, 2, res.Removed)
 	assert.Len(t, history(), 2)
-	r := cli(t, env, "", "get", "k", "--rev", strconv.FormatUint(first.ModRev, 10))
-	assert.Equal(t, 1, r.code, r.stderr)
-	assert.Contains(t, r.stderr, "compacted")
+	below := strconv.FormatUint(first.ModRev, 10)
+	for _, args := range [][]string{
+		{"get", "k", "--rev", below},
+		{"dump", "--rev", below},
+		{"watch", "--from-rev", below},
+	} {
+		r := cli(t, env, "", args...)
+		assert.Equal(t, 4, r.code, "%v: %s", args, r.stderr)
+		assert.Contains(t, r.stderr, "compacted", "%v", args)
+	}
 
 	// Up to now (the table's line): one version of each key left.
 	out := cliOK(t, env, "", "compaction", "--keep-versions", "1")
@@ -53,7 +61,7 @@ func TestCLICompaction(t *testing.T) {
 		r := cli(t, env, "", append([]string{"compaction"}, args...)...)
 		assert.Equal(t, 2, r.code, "compaction %v: %s", args, r.stderr)
 	}
-	r = cli(t, env, "", "compaction", "99")
+	r := cli(t, env, "", "compaction", "99")
 	assert.Equal(t, 1, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "future_revision")
 	assert.Len(t, history(), 1)
