@@ -1046,7 +1046,7 @@ var settings = []setting{
 		set:  func(c *Config, v string) error { c.Etcd.Password = Secret(v); return nil },
 		get:  func(c *Config) string { return c.Etcd.Password.Reveal() },
 	},
-	durationIn("etcd.dial_timeout", false, time.Second, maxDuration, etcdFloor, func(c *Config) *time.Duration { return &c.Etcd.DialTimeout }),
+	durationIn("etcd.dial_timeout", false, time.Second, maxDuration, etcdDialFloor, func(c *Config) *time.Duration { return &c.Etcd.DialTimeout }),
 	durationIn("etcd.request_timeout", false, time.Second, maxDuration, etcdFloor, func(c *Config) *time.Duration { return &c.Etcd.RequestTimeout }),
 	boolSetting("etcd.read_cache", func(c *Config) *bool { return &c.Etcd.ReadCache }),
 	sizeSetting("etcd.read_cache_max_bytes", 1<<40, func(c *Config) *int64 { return &c.Etcd.ReadCacheMaxBytes }),
@@ -1295,9 +1295,13 @@ func durationIn(path string, zeroOK bool, least, most time.Duration, why string,
 // networkFloor is why a network timeout is at least a second.
 const networkFloor = "shorter cuts off clients on any real network"
 
-// etcdFloor is why an etcd timeout is at least a second: with 1ns an
+// etcdFloor is why etcd.request_timeout is at least a second: with 1ns an
 // instance started and was never ready, saying etcd did not answer.
 const etcdFloor = "shorter fails requests a healthy etcd answers: a write waits for a quorum of members to sync their disks"
+
+// etcdDialFloor is why etcd.dial_timeout is at least a second: it bounds
+// the start's first reads and each reconnection's TCP and TLS handshake.
+const etcdDialFloor = "shorter gives up on a healthy etcd: the start's first reads, and each connection's TCP and TLS handshake, must end within it"
 
 // originsSetting is a comma-separated list of origins (parseOrigins).
 func originsSetting(path string, field func(*Config) *[]string) setting {

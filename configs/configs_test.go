@@ -379,7 +379,7 @@ func TestErrors(t *testing.T) {
 		{name: "bad etcd prefix", env: []string{"CTXD_ETCD_PREFIX=ctxd"}, field: "etcd.prefix", want: `invalid prefix "ctxd"`},
 		{name: "zero etcd request timeout", file: "etcd:\n  request_timeout: 0s\n", field: "etcd.request_timeout", want: "must be > 0"},
 		{name: "etcd request timeout of 1ns", env: []string{"CTXD_ETCD_REQUEST_TIMEOUT=1ns"}, field: "etcd.request_timeout", want: "must be at least 1s (shorter fails requests"},
-		{name: "etcd dial timeout of 1ms", file: "etcd:\n  dial_timeout: 1ms\n", field: "etcd.dial_timeout", want: "must be at least 1s (shorter fails requests"},
+		{name: "etcd dial timeout of 1ms", file: "etcd:\n  dial_timeout: 1ms\n", field: "etcd.dial_timeout", want: "must be at least 1s (shorter gives up on a healthy etcd: the start's first reads, and each connection's TCP and TLS handshake"},
 		{
 			name: "etcd client cert without key", env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://127.0.0.1:2379", "CTXD_ETCD_CERT_FILE=/c.pem"},
 			field: "etcd.key_file", want: "give both etcd.cert_file and etcd.key_file, or neither: etcd.cert_file (/c.pem, env CTXD_ETCD_CERT_FILE) is set",
