@@ -71,7 +71,17 @@ type Config struct {
 	// the bolt backend, a burst with no rate), or settings that work
 	// against each other. serve logs each at start.
 	Warnings []string
+
+	// sources is where Load took each setting given from (Source).
+	sources map[string]string
 }
+
+// Source says where Load took the setting at path (a YAML path such as
+// "etcd.ca_file") from: "file ctxd.yaml, line 3", "env CTXD_ETCD_CA_FILE",
+// "flag"; "" for one left at its default. It is the Source of an [*Error]
+// about that setting's value found after Load (a file it names that does
+// not open).
+func (c Config) Source(path string) string { return c.sources[path] }
 
 // Storage backends (store.backend).
 const (
@@ -570,6 +580,9 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 	}
 	if err := c.validate(from); err != nil {
 		return Config{}, err
+	}
+	if len(sources) > 0 {
+		c.sources = sources
 	}
 	defaults := Defaults()
 	c.Warnings = c.warnings(func(field string) bool {

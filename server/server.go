@@ -114,7 +114,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	for _, opt := range opts {
 		opt(&o)
 	}
-	certs, err := newCertReloader(cfg.TLS) // tls.go
+	certs, err := newCertReloader(cfg) // tls.go
 	if err != nil {
 		return nil, err
 	}
@@ -516,7 +516,7 @@ func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo), onConnect
 	var tlsConfig *tls.Config
 	if e.CAFile != "" || e.CertFile != "" {
 		var err error
-		if tlsConfig, err = etcdTLS(e); err != nil {
+		if tlsConfig, err = etcdTLS(cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -531,30 +531,35 @@ func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo), onConnect
 		SnapshotScratchDir: cfg.SnapshotsFolder(), SnapshotReserve: cfg.Storage.ReserveBytes,
 	})
 	if errors.Is(err, etcd.ErrPrefixOverlap) { // the prefix to change: exit 2
-		return nil, &configs.Error{Field: "etcd.prefix", Err: err}
+		return nil, &configs.Error{Field: "etcd.prefix", Source: cfg.Source("etcd.prefix"), Err: err}
 	}
 	return st, err
 }
 
 // etcdTLS is the client TLS configuration of etcd.ca_file, cert_file and
 // key_file. A file it cannot use is a configuration error (exit 2), as
-// tls.cert_file's is.
-func etcdTLS(e configs.Etcd) (*tls.Config, error) {
+// tls.cert_file's is, saying where the setting came from.
+func etcdTLS(cfg configs.Config) (*tls.Config, error) {
+	e := cfg.Etcd
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if e.CAFile != "" {
 		pem, err := os.ReadFile(e.CAFile)
 		if err != nil {
-			return nil, &configs.Error{Field: "etcd.ca_file", Err: fsutil.ReadDenied(err)}
+			return nil, &configs.Error{Field: "etcd.ca_file", Source: cfg.Source("etcd.ca_file"), Err: fsutil.ReadDenied(err)}
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, &configs.Error{Field: "etcd.ca_file", Err: fmt.Errorf("%s: no PEM certificate in it", e.CAFile)}
+			return nil, &configs.Error{Field: "etcd.ca_file", Source: cfg.Source("etcd.ca_file"), Err: fmt.Errorf("%s: no PEM certificate in it", e.CAFile)}
 		}
 	}
 	if e.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(e.CertFile, e.KeyFile)
 		if err != nil {
-			return nil, &configs.Error{Field: "etcd.cert_file", Err: fmt.Errorf("with etcd.key_file: %w", fsutil.ReadDenied(err))}
+			key := "etcd.key_file"
+			if src := cfg.Source(key); src != "" {
+				key += " (" + src + ")"
+			}
+			return nil, &configs.Error{Field: "etcd.cert_file", Source: cfg.Source("etcd.cert_file"), Err: fmt.Errorf("with %s: %w", key, fsutil.ReadDenied(err))}
 		}
 		// Read again at each handshake with etcd (a connection, a
 		// reconnection): a certificate renewed in place (cert-manager,

@@ -63,16 +63,17 @@ type certReloader struct {
 	cert              atomic.Pointer[tls.Certificate]
 }
 
-// newCertReloader loads the certificate of c, or returns nil when TLS is
-// not configured. A certificate that does not load is a configuration
-// error.
-func newCertReloader(c configs.TLS) (*certReloader, error) {
+// newCertReloader loads the certificate of cfg's tls.*, or returns nil
+// when TLS is not configured. A certificate that does not load is a
+// configuration error.
+func newCertReloader(cfg configs.Config) (*certReloader, error) {
+	c := cfg.TLS
 	if c.CertFile == "" {
 		return nil, nil
 	}
 	r := &certReloader{certFile: c.CertFile, keyFile: c.KeyFile}
 	if err := r.reload(); err != nil {
-		return nil, &configs.Error{Field: "tls.cert_file", Err: err}
+		return nil, &configs.Error{Field: "tls.cert_file", Source: cfg.Source("tls.cert_file"), Err: err}
 	}
 	return r, nil
 }

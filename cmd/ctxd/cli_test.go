@@ -168,6 +168,11 @@ func TestExitCodes(t *testing.T) {
 
 	badConfig := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(badConfig, []byte("addr: 127.0.0.1:0\nlimits:\n  max_keys: 3\n"), 0o600))
+	// etcd.ca_file naming a file with no certificate in it, on line 5.
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600))
+	badCAConfig := filepath.Join(t.TempDir(), "ca.yaml")
+	require.NoError(t, os.WriteFile(badCAConfig, []byte("store:\n  backend: etcd\netcd:\n  endpoints: "+closedTLS+"\n  ca_file: "+notPEM+"\n"), 0o600))
 
 	// An etcd deployment, whose prefix another may not lie inside.
 	endpoint := etcdkit.Shared(t).Endpoint
@@ -221,18 +226,24 @@ func TestExitCodes(t *testing.T) {
 		{name: "perf with more targets and no target", args: []string{"perf", "write-latency", "--more-targets", closed}, code: 2, stderr: "give --target"},
 		{name: "perf destructive without a target", args: []string{"perf", "write-latency", "--destructive"}, code: 2, stderr: "--destructive"},
 		// etcd's TLS files are settings too: one that cannot be read is a
-		// configuration error, as tls.cert_file's (it was exit 1).
+		// configuration error, as tls.cert_file's (it was exit 1), and
+		// says where the setting came from, as every other one does.
 		{name: "serve with a missing etcd CA file", args: []string{"serve", "--data", t.TempDir()},
-			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closedTLS, "CTXD_ETCD_CA_FILE=/nonexistent/ca.pem"}, code: 2, stderr: "config: etcd.ca_file"},
+			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closedTLS, "CTXD_ETCD_CA_FILE=/nonexistent/ca.pem"}, code: 2, stderr: "config: etcd.ca_file (env CTXD_ETCD_CA_FILE): "},
+		{name: "serve with an etcd CA file of no certificate", args: []string{"serve", "--config", badCAConfig, "--data", t.TempDir()}, code: 2,
+			stderr: "config: etcd.ca_file (file " + badCAConfig + ", line 5): " + notPEM + ": no PEM certificate in it"},
 		{name: "serve with a missing etcd client certificate", args: []string{"serve", "--data", t.TempDir()},
-			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closedTLS, "CTXD_ETCD_CERT_FILE=/nonexistent/c.pem", "CTXD_ETCD_KEY_FILE=/nonexistent/k.pem"}, code: 2, stderr: "config: etcd.cert_file"},
+			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closedTLS, "CTXD_ETCD_CERT_FILE=/nonexistent/c.pem", "CTXD_ETCD_KEY_FILE=/nonexistent/k.pem"}, code: 2,
+			stderr: "config: etcd.cert_file (env CTXD_ETCD_CERT_FILE): with etcd.key_file (env CTXD_ETCD_KEY_FILE): "},
+		{name: "serve with a missing TLS certificate", args: []string{"serve", "--data", t.TempDir()},
+			env: []string{"CTXD_TLS_CERT_FILE=/nonexistent/c.pem", "CTXD_TLS_KEY_FILE=/nonexistent/k.pem"}, code: 2, stderr: "config: tls.cert_file (env CTXD_TLS_CERT_FILE): "},
 		// etcd's client reaches an http:// endpoint in plain text whatever
 		// the TLS settings: it started, and sent the password in the clear.
 		{name: "serve with an etcd CA and an http endpoint", args: []string{"serve", "--data", t.TempDir()},
 			env: []string{"CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=" + closed, "CTXD_ETCD_CA_FILE=/nonexistent/ca.pem"}, code: 2,
 			stderr: "config: etcd.endpoints (env CTXD_ETCD_ENDPOINTS): " + closed + " is an http:// endpoint"},
 		{name: "serve inside another deployment's etcd prefix", args: []string{"serve", "--data", t.TempDir()},
-			env: append(onEtcd, "CTXD_ETCD_PREFIX="+outer+"k/default/"), code: 2, stderr: "config: etcd.prefix: prefix " + outer + "k/default/ lies inside the prefix of another deployment, " + outer},
+			env: append(onEtcd, "CTXD_ETCD_PREFIX="+outer+"k/default/"), code: 2, stderr: "config: etcd.prefix (env CTXD_ETCD_PREFIX): prefix " + outer + "k/default/ lies inside the prefix of another deployment, " + outer},
 		{name: "serve with an etcd request timeout of 1ns", args: []string{"serve", "--data", t.TempDir()},
 			env: append(onEtcd, "CTXD_ETCD_REQUEST_TIMEOUT=1ns"), code: 2, stderr: "config: etcd.request_timeout (env CTXD_ETCD_REQUEST_TIMEOUT): must be at least 1s"},
 		{name: "serve with bad env", env: []string{"CTXD_LOG_LEVEL=loud"}, args: []string{"serve", "--data", t.TempDir()}, code: 2, stderr: "log.level (env CTXD_LOG_LEVEL)"},
