@@ -59,6 +59,8 @@ func TestATrailingEmptyDocumentLoads(t *testing.T) {
 func TestExampleFileIsDefaults(t *testing.T) {
 	c, err := Load("ctxd.example.yaml", nil, nil)
 	require.NoError(t, err)
+	assert.Equal(t, "file ctxd.example.yaml, line 14", c.Source("addr"))
+	c.sources = nil // where the values came from, not what they are
 	assert.Equal(t, Defaults(), c)
 
 	data, err := os.ReadFile("ctxd.example.yaml")
@@ -272,6 +274,7 @@ limits:
 			require.NoError(t, err)
 			want := Defaults()
 			tt.want(&want)
+			got.sources = nil // where the values came from (Source), not what they are
 			assert.Equal(t, want, got)
 		})
 	}
