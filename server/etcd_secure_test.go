@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -272,4 +273,48 @@ func TestEtcdClientCertificateRenewedInPlace(t *testing.T) {
 		_, err := c.Put(ctx, "default", "b", json.RawMessage(`2`), client.PutOptions{})
 		return err == nil
 	}, "a write as rot-b, the renewed certificate's user")
+}
+
+// etcd.ca_file is read once, at start, unlike the client certificate: a
+// CA rewritten in place (a rotation) is not used until a restart, and
+// SIGHUP does not read it again (README, etcd.ca_file). So an instance
+// goes on reconnecting, with the CA it started with, after the file is
+// rewritten with another CA and every connection to etcd is made again.
+// (Reading the CA at each connection would need crypto/tls's verification
+// done by hand, without the name gRPC dials when it is an IP address:
+// not as safe, so not done.)
+func TestEtcdCAFileIsReadOnceAtStart(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name string) string { return filepath.Join(dir, name) }
+	ca := testkit.NewCA(t, dir)
+	ca.Issue(t, file("etcd.pem"), file("etcd-key.pem"), "etcd")
+	ca.Issue(t, file("client.pem"), file("client-key.pem"), "ctxd") // etcd asks for one
+	e, err := etcdkit.Start(etcdkit.WithClientTLS(ca.File, file("etcd.pem"), file("etcd-key.pem")))
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	caFile := file("ctxd-etcd-ca.pem")
+	pem, err := os.ReadFile(ca.File)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(caFile, pem, 0o600))
+
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Store.Backend = configs.BackendEtcd
+		c.Etcd.Endpoints = []string{e.Endpoint}
+		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
+		c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = caFile, file("client.pem"), file("client-key.pem")
+	}))
+	c := instanceClient(t, srv.URL)
+	ctx := t.Context()
+	_, err = c.Put(ctx, "default", "a", json.RawMessage(`1`), client.PutOptions{})
+	require.NoError(t, err)
+
+	other := testkit.NewCA(t, t.TempDir()) // did not sign etcd's certificate
+	pem, err = os.ReadFile(other.File)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(caFile, pem, 0o600))
+	require.NoError(t, e.Restart()) // every connection made again
+	testkit.Eventually(t, func() bool {
+		_, err := c.Put(ctx, "default", "b", json.RawMessage(`2`), client.PutOptions{})
+		return err == nil
+	}, "a write after the reconnection, trusting the CA read at start")
 }
