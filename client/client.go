@@ -456,7 +456,17 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts TxnOptions) (TxnResu
 
 // Status returns the server's summary.
 func (c *Client) Status(ctx context.Context) (Status, error) {
-	return call[Status](ctx, c, "status", request{method: http.MethodGet, path: "/v1/status"})
+	st, _, err := c.StatusFrom(ctx)
+	return st, err
+}
+
+// StatusFrom is Status, with the base URL of the instance that answered
+// it (one of Servers): with several instances (New), the status is that
+// one's alone (its uptime, its clients, its read cache).
+func (c *Client) StatusFrom(ctx context.Context) (Status, string, error) {
+	var server string
+	st, err := call[Status](ctx, c, "status", request{method: http.MethodGet, path: "/v1/status", answeredBy: &server})
+	return st, server, err
 }
 
 // Health returns nil when the server answers /healthz with 200: its
@@ -546,10 +556,15 @@ type request struct {
 	// dumps, a restore): an error after it was sent in full is "outcome
 	// unknown" (send, outcome.go), and no other instance is tried.
 	write bool
+	// answeredBy, when non-nil, is set to the base URL of the instance
+	// whose 2xx answer was decoded.
+	answeredBy *string
 }
 
 func (c *Client) do(ctx context.Context, r request) error {
+	var server string // the instance of the last request built: the one that answered
 	resp, err := c.exchange(func(base string) (*http.Request, error) {
+		server = base
 		u := base + r.path
 		if len(r.query) > 0 {
 			u += "?" + r.query.Encode()
@@ -587,7 +602,13 @@ func (c *Client) do(ctx context.Context, r request) error {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 		return nil
 	}
-	return decodeAnswer(resp, r.out, r.write)
+	if err := decodeAnswer(resp, r.out, r.write); err != nil {
+		return err
+	}
+	if r.answeredBy != nil {
+		*r.answeredBy = server
+	}
+	return nil
 }
 
 // decodeAnswer decodes a 2xx answer's JSON body into out. For a write, an

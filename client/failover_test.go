@@ -865,3 +865,32 @@ func TestServerErrorNamesItsInstance(t *testing.T) {
 	assert.Empty(t, ae.Instance, "a 404 is not the instance's trouble")
 	assert.NotContains(t, err.Error(), full.URL)
 }
+
+// StatusFrom names the instance whose status it returns: the first that
+// could answer (one down before it: the next), and with a preference
+// given, that one. The status of one instance says nothing of which one
+// it is, and a CLI over several printed it without saying.
+func TestStatusFromNamesTheInstance(t *testing.T) {
+	a, b := testkit.StartServer(t), testkit.StartServer(t)
+	down := "http://" + testkit.FreeAddr(t)
+	ctx := context.Background()
+
+	c, err := New(down + "," + a.URL + "," + b.URL)
+	require.NoError(t, err)
+	st, server, err := c.StatusFrom(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, a.URL, server, "down did not answer")
+	assert.NotEmpty(t, st.Version)
+
+	c, err = New(down+","+a.URL+","+b.URL, WithPreferred(b.URL))
+	require.NoError(t, err)
+	_, server, err = c.StatusFrom(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, b.URL, server)
+
+	none, err := New(down)
+	require.NoError(t, err)
+	_, server, err = none.StatusFrom(ctx)
+	require.Error(t, err)
+	assert.Empty(t, server, "no instance answered")
+}

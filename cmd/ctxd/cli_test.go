@@ -451,7 +451,9 @@ func TestShellQuote(t *testing.T) {
 // answered and, below it, each instance's readiness (/readyz), in the
 // list's order: it printed one instance's status alone, with no word of
 // the others (here one down, one stopping). With -o json, the status's
-// fields as for one server, and "instances".
+// fields as for one server, and "instances". Its first line, "server:"
+// ("server" in JSON), names the instance whose status it is: nothing
+// said which one had answered.
 func TestStatusOfSeveralInstances(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir())
@@ -470,6 +472,7 @@ func TestStatusOfSeveralInstances(t *testing.T) {
 	list := []string{"--server", down + "," + srv.URL + "," + stopping.URL}
 
 	out := cliOK(t, nil, "", append([]string{"status"}, list...)...)
+	assert.Regexp(t, `\Aserver:\s+`+regexp.QuoteMeta(srv.URL)+`\nversion:`, out, "the instance that answered, first")
 	assert.Contains(t, out, "revision:")
 	assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(down)+`:\s+not ready: .*connection refused\n`+
 		regexp.QuoteMeta(srv.URL)+`:\s+ready\n`+
@@ -477,6 +480,7 @@ func TestStatusOfSeveralInstances(t *testing.T) {
 
 	type statusOut struct {
 		ctxd.ServerStatus
+		Server    string `json:"server"`
 		Instances []struct {
 			URL   string `json:"url"`
 			Ready bool   `json:"ready"`
@@ -485,6 +489,7 @@ func TestStatusOfSeveralInstances(t *testing.T) {
 	}
 	st := fromJSON[statusOut](t, cliOK(t, nil, "", append([]string{"status", "-o", "json"}, list...)...))
 	assert.Equal(t, "test", st.Version)
+	assert.Equal(t, srv.URL, st.Server)
 	require.Len(t, st.Instances, 3)
 	assert.Equal(t, down, st.Instances[0].URL)
 	assert.False(t, st.Instances[0].Ready)
@@ -497,6 +502,8 @@ func TestStatusOfSeveralInstances(t *testing.T) {
 
 	one := cliOK(t, nil, "", "status", "-o", "json", "--server", srv.URL)
 	assert.NotContains(t, one, "instances", "one server: its status as it was")
+	assert.NotContains(t, one, `"server"`, "one server: its status as it was")
+	assert.NotContains(t, cliOK(t, nil, "", "status", "--server", srv.URL), "server:", "one server: its status as it was")
 }
 
 // -o json indents as the pretty format does: down to 32 levels, a value

@@ -569,17 +569,19 @@ func (a *app) statusCmd() *cobra.Command {
 	}
 	c := a.clientFlags(cmd, outTable, false)
 	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
-		st, err := cl.Status(ctx)
+		st, server, err := cl.StatusFrom(ctx)
 		if err != nil {
 			return err
 		}
 		var instances []client.InstanceState
 		if len(cl.Servers()) > 1 {
 			// Which instances serve: the status is the one's that
-			// answered, and says nothing of the others.
+			// answered (server), and says nothing of the others.
 			instances = cl.Instances(ctx)
+		} else {
+			server = "" // the only one: as it was
 		}
-		return c.printStatus(st, instances)
+		return c.printStatus(st, server, instances)
 	})
 	return cmd
 }

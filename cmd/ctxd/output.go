@@ -193,8 +193,9 @@ func (c *common) printDumps(list client.DumpList) error {
 }
 
 // printStatus prints the server's status and, for a list of instances,
-// each one's readiness (instances: none for one server).
-func (c *common) printStatus(st client.Status, instances []client.InstanceState) error {
+// the one that answered it (server) and each one's readiness (server ""
+// and no instances for one server).
+func (c *common) printStatus(st client.Status, server string, instances []client.InstanceState) error {
 	if c.output == outJSON {
 		type instance struct {
 			URL   string `json:"url"`
@@ -203,8 +204,9 @@ func (c *common) printStatus(st client.Status, instances []client.InstanceState)
 		}
 		out := struct {
 			client.Status
+			Server    string     `json:"server,omitempty"`
 			Instances []instance `json:"instances,omitempty"`
-		}{Status: st}
+		}{Status: st, Server: server}
 		for _, in := range instances {
 			i := instance{URL: in.URL, Ready: in.Err == nil}
 			if in.Err != nil {
@@ -215,7 +217,11 @@ func (c *common) printStatus(st client.Status, instances []client.InstanceState)
 		return c.printJSON(out)
 	}
 	tw := tabwriter.NewWriter(c.out(), 0, 8, 2, ' ', 0)
-	rows := [][2]string{{"version", st.Version}}
+	var rows [][2]string
+	if server != "" {
+		rows = append(rows, [2]string{"server", server})
+	}
+	rows = append(rows, [2]string{"version", st.Version})
 	// The alarm first, when there is one: a server whose store failed or
 	// whose quota is reached answers its status as any other.
 	if st.Alarm != ctxd.AlarmNone {
