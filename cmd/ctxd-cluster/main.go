@@ -51,7 +51,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "member" {
 		err = runMember(os.Args[2:])
 	} else {
-		err = run(os.Args[1:], os.Stdout)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = run(ctx, os.Args[1:], os.Stdout)
+		stop()
 	}
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -158,19 +160,6 @@ func parse(args []string) (options, error) {
 // were born with.
 const bornPortFile = "born-etcd-port"
 
-// ports returns n ports from first on, step apart, or n free ones when
-// first is 0.
-func ports(first, n, step int) ([]int, error) {
-	if first == 0 {
-		return localcluster.FreePorts(n)
-	}
-	ps := make([]int, n)
-	for i := range ps {
-		ps[i] = first + i*step
-	}
-	return ps, nil
-}
-
 // cluster is what run started.
 type cluster struct {
 	members   []*localcluster.Process
@@ -211,32 +200,18 @@ func childName(args []string) string {
 	return name
 }
 
-func run(args []string, out io.Writer) error {
+// beforeStart, when set (a test's seam), is called with the ports of
+// each start on free ports, before the children are started: "etcd"
+// (the members' client ports, then their peer ports) or "ctxd1", ...
+var beforeStart func(what string, ports []int)
+
+// run starts the cluster, prints where it is and runs until ctx ends.
+func run(ctx context.Context, args []string, out io.Writer) error {
 	o, err := parse(args)
 	if err != nil {
 		return err
 	}
-	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
 	if err := os.MkdirAll(o.data, 0o755); err != nil {
-		return err
-	}
-	clientPorts, err := ports(o.etcdPort, o.members, 10000)
-	if err != nil {
-		return err
-	}
-	peerPorts := make([]int, len(clientPorts))
-	if o.etcdPort == 0 {
-		if peerPorts, err = localcluster.FreePorts(o.members); err != nil {
-			return err
-		}
-	} else {
-		for i, p := range clientPorts {
-			peerPorts[i] = p + 1
-		}
-	}
-	ms, err := localcluster.Plan(filepath.Join(o.data, "etcd"), clientPorts, peerPorts)
-	if err != nil {
 		return err
 	}
 	if born := filepath.Join(o.data, "etcd", bornPortFile); !exists(born) {
@@ -247,48 +222,61 @@ func run(args []string, out io.Writer) error {
 			return err
 		}
 	}
-
-	self, err := os.Executable() // runs the members: `ctxd-cluster member`
-	if err != nil {
-		return err
-	}
 	var c cluster
 	defer c.stop(out)
-	// Every member at once: a new cluster's member is ready only when a
-	// quorum has started.
-	for _, m := range ms {
-		p, err := startLogged(localcluster.MemberCommand(self, m, ms, o.logLevel), filepath.Join(o.data, m.Name+".log"))
-		if err != nil {
-			return fmt.Errorf("start etcd member %s: %w", m.Name, err)
-		}
-		c.members = append(c.members, p)
+	// A port picked free that another process took before the child
+	// bound it: new free ports (the members all new ones, since each
+	// knows the others' peer URLs).
+	retrying := func(err error) {
+		fmt.Fprintf(out, "%v (taken since it was picked): starting again on other free ports\n", err)
 	}
-	for i, p := range c.members {
-		if err := waitReady(ctx, p, ms[i].Name, filepath.Join(o.data, ms[i].Name+".log")); err != nil {
-			return err
+	var ms []localcluster.Member
+	if o.etcdPort == 0 {
+		err = localcluster.OnFreePorts(2*o.members, func(ports []int) error {
+			if beforeStart != nil {
+				beforeStart("etcd", ports)
+			}
+			var startErr error
+			ms, startErr = c.startMembers(ctx, o, ports[:o.members], ports[o.members:])
+			var inUse *localcluster.PortInUseError
+			if errors.As(startErr, &inUse) {
+				if err := c.discardMembers(ms); err != nil {
+					return errors.Join(startErr, err)
+				}
+			}
+			return startErr
+		}, retrying)
+	} else {
+		clientPorts, peerPorts := make([]int, o.members), make([]int, o.members)
+		for i := range clientPorts {
+			clientPorts[i] = o.etcdPort + 10000*i
+			peerPorts[i] = clientPorts[i] + 1
 		}
+		ms, err = c.startMembers(ctx, o, clientPorts, peerPorts)
+		err = fixedPortInUse(err, "--etcd-port")
 	}
-
-	instancePorts, err := ports(o.ctxdPort, o.instances, 1)
 	if err != nil {
 		return err
 	}
+
 	urls := make([]string, o.instances)
-	for i, port := range instancePorts {
+	for i := range urls {
 		name := fmt.Sprintf("ctxd%d", i+1)
-		urls[i] = fmt.Sprintf("http://127.0.0.1:%d", port)
-		cmd := exec.Command(o.ctxd, "serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", filepath.Join(o.data, name))
-		// A rolling restart (SIGTERM, then start it again) leaves no
-		// write outcome unknown: shutdown_drain, unless set already.
-		cmd.Env = append(append([]string{"CTXD_SHUTDOWN_DRAIN=1500ms"}, os.Environ()...), "CTXD_STORE_BACKEND=etcd",
-			"CTXD_ETCD_ENDPOINTS="+strings.Join(localcluster.Endpoints(ms), ","), "CTXD_ETCD_PREFIX="+o.prefix)
-		p, err := startLogged(cmd, filepath.Join(o.data, name+".log"))
-		if err != nil {
-			return fmt.Errorf("start %s: %w", name, err)
+		if o.ctxdPort == 0 {
+			err = localcluster.OnFreePorts(1, func(ports []int) error {
+				if beforeStart != nil {
+					beforeStart(name, ports)
+				}
+				var startErr error
+				urls[i], startErr = c.startInstance(ctx, o, ms, name, ports[0])
+				return startErr
+			}, retrying)
+		} else {
+			urls[i], err = c.startInstance(ctx, o, ms, name, o.ctxdPort+i)
+			err = fixedPortInUse(err, "--ctxd-port")
 		}
-		c.instances = append(c.instances, p)
-		if err := waitServing(ctx, p, urls[i]); err != nil {
-			return fmt.Errorf("%s: %w (its log: %s)", name, err, filepath.Join(o.data, name+".log"))
+		if err != nil {
+			return err
 		}
 	}
 
@@ -313,6 +301,128 @@ func run(args []string, out io.Writer) error {
 	return nil
 }
 
+// fixedPortInUse turns a port given with flag and found in use into the
+// advice to give another.
+func fixedPortInUse(err error, flag string) error {
+	var inUse *localcluster.PortInUseError
+	if errors.As(err, &inUse) {
+		return fmt.Errorf("%v (another process listens on it: a ctxd-cluster still running?): pass %s with other ports, or %s 0 for free ones", err, flag, flag)
+	}
+	return err
+}
+
+// startMembers starts the members on the given ports, every one at once
+// (a new cluster's member is ready only when a quorum has started), and
+// waits until each is ready or one fails: a member that could not
+// listen on its ports fails with a *localcluster.PortInUseError.
+func (c *cluster) startMembers(ctx context.Context, o options, clientPorts, peerPorts []int) ([]localcluster.Member, error) {
+	ms, err := localcluster.Plan(filepath.Join(o.data, "etcd"), clientPorts, peerPorts)
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable() // runs the members: `ctxd-cluster member`
+	if err != nil {
+		return nil, err
+	}
+	logs := make([]childLog, len(ms))
+	for i, m := range ms {
+		logs[i] = newChildLog(filepath.Join(o.data, m.Name+".log"))
+		p, err := startLogged(localcluster.MemberCommand(self, m, ms, o.logLevel), logs[i].path)
+		if err != nil {
+			return nil, fmt.Errorf("start etcd member %s: %w", m.Name, err)
+		}
+		c.members = append(c.members, p)
+	}
+	if i, err := localcluster.WaitAllReady(ctx, c.members, readyTimeout); err != nil {
+		if i < 0 {
+			return nil, err
+		}
+		m := ms[i]
+		if inUse := localcluster.PortInUse(logs[i].since(), hostPort(m.ClientURL), hostPort(m.PeerURL)); inUse != nil {
+			return ms, fmt.Errorf("etcd member %s: %w", m.Name, inUse)
+		}
+		return ms, fmt.Errorf("etcd member %s %v (its log: %s)", m.Name, err, logs[i].path)
+	}
+	return ms, nil
+}
+
+// discardMembers kills the members of a new cluster that could not
+// start and removes their data folders: members born with these URLs
+// must not come back with others. Never for members that may hold data
+// of earlier runs (fixed ports).
+func (c *cluster) discardMembers(ms []localcluster.Member) error {
+	for _, p := range c.members {
+		p.Kill()
+	}
+	c.members = nil
+	for _, m := range ms {
+		if err := os.RemoveAll(m.Dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startInstance starts ctxd instance name on port and waits until it
+// serves; it returns its URL. An instance that could not listen on its
+// port fails with a *localcluster.PortInUseError.
+func (c *cluster) startInstance(ctx context.Context, o options, ms []localcluster.Member, name string, port int) (string, error) {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(o.ctxd, "serve", "--addr", addr, "--data", filepath.Join(o.data, name))
+	// A rolling restart (SIGTERM, then start it again) leaves no
+	// write outcome unknown: shutdown_drain, unless set already.
+	cmd.Env = append(append([]string{"CTXD_SHUTDOWN_DRAIN=1500ms"}, os.Environ()...), "CTXD_STORE_BACKEND=etcd",
+		"CTXD_ETCD_ENDPOINTS="+strings.Join(localcluster.Endpoints(ms), ","), "CTXD_ETCD_PREFIX="+o.prefix)
+	log := newChildLog(filepath.Join(o.data, name+".log"))
+	p, err := startLogged(cmd, log.path)
+	if err != nil {
+		return "", fmt.Errorf("start %s: %w", name, err)
+	}
+	c.instances = append(c.instances, p)
+	url := "http://" + addr
+	if err := waitServing(ctx, p, url); err != nil {
+		select {
+		case <-p.Done():
+			if inUse := localcluster.PortInUse(log.since(), addr); inUse != nil {
+				c.instances = c.instances[:len(c.instances)-1]
+				return "", fmt.Errorf("%s: %w", name, inUse)
+			}
+		default:
+		}
+		return "", fmt.Errorf("%s: %w (its log: %s)", name, err, log.path)
+	}
+	return url, nil
+}
+
+// childLog is a child's log file, appended to across runs, and its size
+// before this start: what the child wrote is after it.
+type childLog struct {
+	path   string
+	offset int64
+}
+
+func newChildLog(path string) childLog {
+	l := childLog{path: path}
+	if fi, err := os.Stat(path); err == nil {
+		l.offset = fi.Size()
+	}
+	return l
+}
+
+// since is what was written to the log since newChildLog.
+func (l childLog) since() string {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.NewSectionReader(f, l.offset, 1<<62))
+	return string(b)
+}
+
+// hostPort is a URL's host:port.
+func hostPort(u string) string { return strings.TrimPrefix(u, "http://") }
+
 // startLogged starts cmd with its standard error appended to logPath.
 func startLogged(cmd *exec.Cmd, logPath string) (*localcluster.Process, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -322,20 +432,6 @@ func startLogged(cmd *exec.Cmd, logPath string) (*localcluster.Process, error) {
 	defer f.Close() // the child holds its own descriptor
 	cmd.Stderr = f
 	return localcluster.Start(cmd)
-}
-
-// waitReady waits for a member to serve, or ctx to end.
-func waitReady(ctx context.Context, p *localcluster.Process, name, logPath string) error {
-	select {
-	case <-p.Ready():
-		return nil
-	case <-p.Done():
-		return fmt.Errorf("etcd member %s exited: %v (its log: %s)", name, p.Err(), logPath)
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(readyTimeout):
-		return fmt.Errorf("etcd member %s not ready after %v (its log: %s)", name, readyTimeout, logPath)
-	}
 }
 
 // waitServing polls url's /readyz until it answers 200, the process

@@ -20,7 +20,9 @@
 // Free ports ([FreePorts]) are found by listening and closing, below the
 // kernel's ephemeral range where it is known: another process may still
 // take one before the member binds it (the member then fails to start,
-// with etcd's error), but no outgoing connection will. A member restarted from its
+// with Go's bind error in its log: [PortInUse] finds it, and
+// [OnFreePorts] starts again on new free ports), but no outgoing
+// connection will. A member restarted from its
 // folder ignores the initial cluster and rejoins the one it belongs to:
 // its URLs must not change.
 //

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -109,6 +110,61 @@ func FreePorts(n int) ([]int, error) {
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// FreePortTries is how many times in all [OnFreePorts] starts something
+// on free ports when another process takes one of them first.
+const FreePortTries = 3
+
+// PortInUseError says a child could not listen on Addr (host:port): the
+// port is another process's.
+type PortInUseError struct{ Addr string }
+
+func (e *PortInUseError) Error() string { return "port " + e.Port() + " is in use" }
+
+// Port is the error's port.
+func (e *PortInUseError) Port() string {
+	_, port, _ := net.SplitHostPort(e.Addr)
+	return port
+}
+
+// PortInUse returns a *PortInUseError when log, what a child wrote on its
+// standard error, says it could not listen on one of addrs because the
+// port is taken: Go's bind error, "listen tcp ADDR: bind: address already
+// in use" (what an etcd member and `ctxd serve` write then). Any other
+// failure, or a bind error on another address: nil.
+func PortInUse(log string, addrs ...string) error {
+	for _, addr := range addrs {
+		if strings.Contains(log, "listen tcp "+addr+": bind: "+syscall.EADDRINUSE.Error()) {
+			return &PortInUseError{Addr: addr}
+		}
+	}
+	return nil
+}
+
+// OnFreePorts calls start with n ports from FreePorts. When start fails
+// with a *PortInUseError (another process took a port between FreePorts
+// and the child's bind: the package's caveat), having undone what it
+// started, OnFreePorts calls retrying (if not nil) with that error, then
+// start again with n new ports, FreePortTries times in all. Any other
+// error of start is returned at once.
+func OnFreePorts(n int, start func(ports []int) error, retrying func(error)) error {
+	var err error
+	for try := 1; try <= FreePortTries; try++ {
+		var ports []int
+		if ports, err = FreePorts(n); err != nil {
+			return err
+		}
+		err = start(ports)
+		var inUse *PortInUseError
+		if !errors.As(err, &inUse) {
+			return err
+		}
+		if try < FreePortTries && retrying != nil {
+			retrying(err)
+		}
+	}
+	return fmt.Errorf("%w (a port taken at each of %d starts on free ports)", err, FreePortTries)
 }
 
 // belowEphemeral is the range of ports [low, high) FreePorts draws from:

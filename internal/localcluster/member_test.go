@@ -1,8 +1,11 @@
 package localcluster_test
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -53,4 +56,36 @@ func TestPlanAndInitialCluster(t *testing.T) {
 			require.Less(t, p, low, "port %d is in the ephemeral range %d-%d", p, low, high)
 		}
 	}
+}
+
+// PortInUse knows Go's real bind error for the address it is given, and
+// nothing else: OnFreePorts starts again on new ports after that error
+// alone, and gives up after FreePortTries.
+func TestPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	addr := ln.Addr().String()
+	_, err = net.Listen("tcp", addr)
+	require.Error(t, err)
+	log := "ctxd: listen: " + err.Error() + "\n"
+	var inUse *localcluster.PortInUseError
+	require.ErrorAs(t, localcluster.PortInUse(log, "127.0.0.1:1", addr), &inUse)
+	require.Equal(t, addr, inUse.Addr)
+	require.Equal(t, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), inUse.Port())
+	require.NoError(t, localcluster.PortInUse(log, "127.0.0.1:1"))
+	require.NoError(t, localcluster.PortInUse("listen tcp "+addr+": bind: permission denied", addr))
+
+	var tries [][]int
+	err = localcluster.OnFreePorts(2, func(ports []int) error {
+		tries = append(tries, ports)
+		return fmt.Errorf("member m1: %w", &localcluster.PortInUseError{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0])})
+	}, nil)
+	require.ErrorAs(t, err, &inUse)
+	require.Len(t, tries, localcluster.FreePortTries)
+	tries = nil
+	other := errors.New("member m1 exited")
+	err = localcluster.OnFreePorts(2, func(ports []int) error { tries = append(tries, ports); return other }, nil)
+	require.ErrorIs(t, err, other)
+	require.Len(t, tries, 1, "another error: no new try")
 }

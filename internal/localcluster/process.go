@@ -77,6 +77,41 @@ func (p *Process) WaitReady(timeout time.Duration) error {
 	}
 }
 
+// WaitAllReady waits until every process of ps is ready (the members
+// of a new cluster, started at once). When one exits first, timeout
+// passes or ctx ends, it returns an error and the index in ps of the
+// process it is about: the one that exited, the first one not ready, or
+// -1 (ctx).
+func WaitAllReady(ctx context.Context, ps []*Process, timeout time.Duration) (int, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	exited := make(chan int, len(ps))
+	stop := make(chan struct{})
+	defer close(stop)
+	for i, p := range ps {
+		go func() {
+			select {
+			case <-p.ready:
+			case <-p.done:
+				exited <- i
+			case <-stop:
+			}
+		}()
+	}
+	for i, p := range ps {
+		select {
+		case <-p.ready:
+		case j := <-exited:
+			return j, fmt.Errorf("exited before it was ready: %v", ps[j].err)
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		case <-deadline.C:
+			return i, fmt.Errorf("not ready after %v", timeout)
+		}
+	}
+	return -1, nil
+}
+
 // Kill sends SIGKILL (when the process still runs) and waits for it to
 // exit: a crash, nothing flushed or closed.
 func (p *Process) Kill() {

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestMain runs `member` as main does: run starts its members with
+// os.Executable(), which is this test binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "member" {
+		main()
+		os.Exit(0)
+	}
+	code := m.Run()
+	if ctxdDir != "" {
+		_ = os.RemoveAll(ctxdDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	ctxdOnce sync.Once
+	ctxdDir  string
+	ctxdBin  string
+	ctxdErr  error
+)
+
+// buildCtxd builds cmd/ctxd once, for the instances.
+func buildCtxd(t *testing.T) string {
+	t.Helper()
+	ctxdOnce.Do(func() {
+		if ctxdDir, ctxdErr = os.MkdirTemp("", "ctxd-cluster-test"); ctxdErr != nil {
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		ctxdBin = filepath.Join(ctxdDir, "ctxd")
+		build := exec.Command("go", "build", "-o", ctxdBin, ".")
+		build.Dir = filepath.Join(filepath.Dir(file), "..", "ctxd")
+		if out, err := build.CombinedOutput(); err != nil {
+			ctxdErr = fmt.Errorf("go build cmd/ctxd: %v: %s", err, out)
+		}
+	})
+	if ctxdErr != nil {
+		t.Fatal(ctxdErr)
+	}
+	return ctxdBin
+}
+
+// lockedBuffer is run's output, read by the test while run writes it
+// (testkit.SyncBuffer's twin: testkit would bring the test kit's modules,
+// testify and others, into this module's go.mod).
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// holdPorts makes beforeStart take, with a real listener, the first port
+// of the first start of each of whats: another process that took it
+// between FreePorts and the child's bind. It returns the ports taken.
+func holdPorts(t *testing.T, whats ...string) func() []int {
+	var mu sync.Mutex
+	var taken []int
+	done := map[string]bool{}
+	beforeStart = func(what string, ports []int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done[what] || !strings.Contains(" "+strings.Join(whats, " ")+" ", " "+what+" ") {
+			return
+		}
+		done[what] = true
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])))
+		if err != nil {
+			t.Errorf("take port %d: %v", ports[0], err)
+			return
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+		taken = append(taken, ports[0])
+	}
+	t.Cleanup(func() { beforeStart = nil })
+	return func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int(nil), taken...)
+	}
+}
+
+// A free port another process takes before the member or instance binds
+// it: the members' whole cluster starts again on new free ports (their
+// first data folders removed), the instance alone on a new one, and the
+// cluster comes up and prints where it is.
+func TestFreePortTakenBeforeTheStart(t *testing.T) {
+	ctxd := buildCtxd(t)
+	taken := holdPorts(t, "etcd", "ctxd2")
+	data := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--data", data, "--ctxd", ctxd, "--etcd-port", "0", "--ctxd-port", "0", "--instances", "2"}, &out)
+	}()
+	deadline := time.After(5 * time.Minute)
+	for !strings.Contains(out.String(), "Ctrl-C stops them all.") {
+		select {
+		case err := <-done:
+			t.Fatalf("ctxd-cluster ended before it was up: %v\n%s", err, out.String())
+		case <-deadline:
+			t.Fatalf("ctxd-cluster not up after 5 minutes:\n%s", out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	printed := out.String()
+	t.Log(printed)
+	ports := taken()
+	if len(ports) != 2 {
+		t.Fatalf("ports taken: %v, want the first member's and ctxd2's", ports)
+	}
+	for i, want := range []string{"etcd member m1: port " + strconv.Itoa(ports[0]) + " is in use",
+		"ctxd2: port " + strconv.Itoa(ports[1]) + " is in use"} {
+		if !strings.Contains(printed, want+" (taken since it was picked): starting again on other free ports") {
+			t.Errorf("port %d taken: want %q said, got\n%s", ports[i], want, printed)
+		}
+	}
+	var urls []string
+	for line := range strings.Lines(printed) {
+		f := strings.Fields(line)
+		if len(f) >= 4 && f[2] == "pid" {
+			urls = append(urls, f[1])
+			for _, p := range ports {
+				if strings.HasSuffix(f[1], ":"+strconv.Itoa(p)) {
+					t.Errorf("%s printed on port %d, the one taken", f[0], p)
+				}
+			}
+		}
+	}
+	if len(urls) != 5 {
+		t.Fatalf("want 3 members and 2 instances printed, got %v", urls)
+	}
+	for _, u := range urls[3:] { // the instances serve, so the members do
+		resp, err := http.Get(u + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s/readyz: %d", u, resp.StatusCode)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after its context ended: %v", err)
+	}
+}
+
+// Ports given with --etcd-port or --ctxd-port that another process holds
+// fail at once, naming the port and the flag, and the members' data of
+// an earlier run stays.
+func TestFixedPortInUse(t *testing.T) {
+	ctxd := buildCtxd(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	for _, c := range []struct{ flag, other string }{{"--etcd-port", "--ctxd-port"}, {"--ctxd-port", "--etcd-port"}} {
+		data := t.TempDir()
+		kept := filepath.Join(data, "etcd", "m1", "member", "kept")
+		if err := os.MkdirAll(filepath.Dir(kept), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(kept, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if c.flag == "--ctxd-port" {
+			// Members born on free ports: a new folder.
+			if err := os.RemoveAll(filepath.Join(data, "etcd")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		args := []string{"--data", data, "--ctxd", ctxd, "--members", "1", "--instances", "1", c.flag, port, c.other, "0"}
+		var out lockedBuffer
+		err := run(context.Background(), args, &out)
+		want := "port " + port + " is in use (another process listens on it: a ctxd-cluster still running?): pass " + c.flag + " with other ports, or " + c.flag + " 0 for free ones"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s %s in use: want an error saying %q, got %v\n%s", c.flag, port, want, err, out.String())
+		}
+		if _, err := os.Stat(kept); c.flag == "--etcd-port" && err != nil {
+			t.Errorf("the members' data of an earlier run: %v", err)
+		}
+	}
+}
