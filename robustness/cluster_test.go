@@ -2,6 +2,7 @@ package robustness_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,51 +82,83 @@ func startClusterOf(t *testing.T, n int, o clusterOptions) *testCluster {
 	t.Helper()
 	clusterBinOnce.Do(func() { clusterBin, clusterBinErr = testkit.BuildCommand(buildDir, "ctxd-cluster", "cmd/ctxd-cluster") })
 	require.NoError(t, clusterBinErr)
-	ports, err := localcluster.FreePorts(6)
-	require.NoError(t, err)
 	if o.dir == "" {
 		o.dir = filepath.Join(t.TempDir(), "etcd")
 	}
-	ms, err := localcluster.Plan(o.dir, ports[:3], ports[3:])
+	c := &testCluster{t: t}
+	t.Cleanup(func() {
+		for i, p := range c.procs {
+			if p != nil {
+				p.Kill()
+			}
+			testkit.LogOnFailure(t, "etcd member "+c.members[i].Name+" log", c.logs[i].String())
+		}
+	})
+	// A port picked free that another process took before the member
+	// bound it: the cluster starts again on new free ports.
+	err := localcluster.OnFreePorts(6, func(ports []int) error {
+		return c.startNewMembers(o, ports[:3], ports[3:])
+	}, func(err error) { t.Logf("%v: the cluster starts again on other free ports", err) })
 	require.NoError(t, err)
+	c.env = testkit.CleanEnv("CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_PREFIX=/ctxd-cluster-test/",
+		"CTXD_ETCD_ENDPOINTS="+strings.Join(localcluster.Endpoints(c.members), ","), "CTXD_ETCD_REQUEST_TIMEOUT="+clusterRequestTimeout.String())
+	for range n {
+		c.instances = append(c.instances, testkit.StartServe(t, ctxdBin, t.TempDir(), testkit.ServeOptions{Env: c.env}))
+	}
+	return c
+}
+
+// startNewMembers starts the members of a new cluster on the given
+// ports and waits until each is ready. When one could not listen on its
+// ports (a *localcluster.PortInUseError), it kills them all and removes
+// their data folders: members born with these URLs must not come back
+// with others.
+func (c *testCluster) startNewMembers(o clusterOptions, clientPorts, peerPorts []int) error {
+	c.t.Helper()
+	ms, err := localcluster.Plan(o.dir, clientPorts, peerPorts)
+	if err != nil {
+		return err
+	}
 	for i := range ms {
 		ms[i].UnsafeNoFsync = o.unsafeNoFsync
 		ms[i].SnapshotCount = o.snapshotCount
 	}
-	c := &testCluster{t: t, procs: make([]*localcluster.Process, len(ms)), logs: make([]*testkit.SyncBuffer, len(ms))}
+	c.peerProxies = nil
 	if o.peerProxies {
 		// Each member listens on its planned port and is reached by its
 		// peers through a proxy that names the sender of each connection
 		// by the peer URL etcd's raft transport sends with every request.
 		for i := range ms {
 			ms[i].ListenPeerURL = ms[i].PeerURL
-			p := testkit.StartLabellingTCPProxy(t, strings.TrimPrefix(ms[i].PeerURL, "http://"), testkit.HTTPHeaderLabel("X-PeerURLs"))
+			p := testkit.StartLabellingTCPProxy(c.t, strings.TrimPrefix(ms[i].PeerURL, "http://"), testkit.HTTPHeaderLabel("X-PeerURLs"))
 			ms[i].PeerURL = "http://" + p.Addr()
 			c.peerProxies = append(c.peerProxies, p)
 		}
 	}
-	c.members = ms
-	t.Cleanup(func() {
-		for i, p := range c.procs {
-			if p != nil {
-				p.Kill()
-			}
-			testkit.LogOnFailure(t, "etcd member "+ms[i].Name+" log", c.logs[i].String())
-		}
-	})
+	c.members, c.procs, c.logs = ms, make([]*localcluster.Process, len(ms)), make([]*testkit.SyncBuffer, len(ms))
 	for i := range ms {
 		c.logs[i] = &testkit.SyncBuffer{}
 		c.startMember(i)
 	}
-	for i := range ms {
-		c.waitMember(i)
+	i, err := localcluster.WaitAllReady(context.Background(), c.procs, testkit.Deadline)
+	if err == nil {
+		return nil
 	}
-	c.env = testkit.CleanEnv("CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_PREFIX=/ctxd-cluster-test/",
-		"CTXD_ETCD_ENDPOINTS="+strings.Join(localcluster.Endpoints(ms), ","), "CTXD_ETCD_REQUEST_TIMEOUT="+clusterRequestTimeout.String())
-	for range n {
-		c.instances = append(c.instances, testkit.StartServe(t, ctxdBin, t.TempDir(), testkit.ServeOptions{Env: c.env}))
+	m := ms[i]
+	listenPeer := cmp.Or(m.ListenPeerURL, m.PeerURL)
+	inUse := localcluster.PortInUse(c.logs[i].String(), strings.TrimPrefix(m.ClientURL, "http://"), strings.TrimPrefix(listenPeer, "http://"))
+	if inUse == nil {
+		return fmt.Errorf("etcd member %s: %w", m.Name, err)
 	}
-	return c
+	for j, p := range c.procs {
+		p.Kill()
+		c.procs[j] = nil
+		testkit.LogOnFailure(c.t, "etcd member "+ms[j].Name+" log (a start on a port taken)", c.logs[j].String())
+		if err := os.RemoveAll(ms[j].Dir); err != nil {
+			return errors.Join(inUse, err)
+		}
+	}
+	return fmt.Errorf("etcd member %s: %w", m.Name, inUse)
 }
 
 func (c *testCluster) startMember(i int) {
