@@ -305,10 +305,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 // advice to give another.
 func fixedPortInUse(err error, flag string) error {
 	var inUse *localcluster.PortInUseError
-	if errors.As(err, &inUse) {
-		return fmt.Errorf("%v (another process listens on it: a ctxd-cluster still running?): pass %s with other ports, or %s 0 for free ones", err, flag, flag)
+	if !errors.As(err, &inUse) {
+		return err
 	}
-	return err
+	holder := "another process listens on it: a ctxd-cluster still running?"
+	if port, convErr := strconv.Atoi(inUse.Port()); convErr == nil && portHolder(port) != "" {
+		holder = "held by " + portHolder(port)
+	}
+	return fmt.Errorf("%v (%s): pass %s with other ports, or %s 0 for free ones", err, holder, flag, flag)
 }
 
 // startMembers starts the members on the given ports, every one at once

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// portHolder cannot tell who holds a port outside Linux.
+func portHolder(int) string { return "" }
