@@ -41,6 +41,7 @@ func socketioOptions(c configs.WebSocket, compatNS string, hub *realtime.Hub, ac
 		PingTimeout:      c.PingInterval,
 		MaxPayload:       2 * c.MaxMessageBytes, // as /v1/watch: over twice the limit closes the connection
 		MaxMessageBytes:  c.MaxMessageBytes,
+		WindowBytes:      int(2 * c.MaxMessageBytes), // the changes a client has not read: the largest one fits twice
 		MaxSnapshotBytes: int(c.MaxSnapshotBytes),
 		WriteTimeout:     c.WriteTimeout,
 		MaxLag:           c.MaxLag,

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -72,6 +73,10 @@ type client struct {
 	// lagging, behind, step, reset).
 	lag      lagCount
 	lagClock laggrace.Clock
+	// held is set while the feed waits with changes after its position
+	// because the client's window (Window packets or WindowBytes) is
+	// full: Backlog's Held.
+	held atomic.Bool
 
 	mu         sync.Mutex
 	clientType string
@@ -714,9 +719,10 @@ func (cl *client) matches(ch *ctxd.Change) bool {
 
 // feed follows the store's committed mark: it reads the changes after the
 // client's position, in revision order, and queues those the client
-// matches, at most Window packets ahead of its transport. The one
-// mechanism of /v1/watch (positions over the log), with one goroutine per
-// client instead of the hub's shared loop and ring.
+// matches, at most Window packets and WindowBytes ahead of its
+// transport. The one mechanism of /v1/watch (positions over the log),
+// with one goroutine per client instead of the hub's shared loop and
+// ring.
 func (cl *client) feed() {
 	s, c := cl.c.srv, cl.c
 	defer s.wg.Done()
@@ -751,9 +757,10 @@ func (cl *client) feed() {
 			graceTimer.Stop()
 			graceOver = nil
 		}
-		room := s.opts.Window - c.queued()
-		if rev > cl.pos && room > 0 {
-			if !cl.step(rev, min(room, readChunk)) {
+		room, roomBytes := c.room()
+		if rev > cl.pos && room > 0 && roomBytes > 0 {
+			cl.held.Store(false)
+			if !cl.step(rev, min(room, readChunk), roomBytes) {
 				return
 			}
 			continue
@@ -762,6 +769,7 @@ func (cl *client) feed() {
 		if rev > cl.pos {
 			space = c.space
 		}
+		cl.held.Store(space != nil)
 		select {
 		case <-changed:
 		case <-space:
@@ -864,9 +872,11 @@ func (cl *client) behind(from, rev uint64) uint64 {
 	return l.n
 }
 
-// step queues the changes after the position, up to n; false: the
-// client was disconnected.
-func (cl *client) step(rev uint64, n int) bool {
+// step queues the changes after the position, up to n, and stops after
+// the one that brings their packets to roomBytes (inside a revision, if
+// need be: the cursor is then (revision-1, skip)); false: the client was
+// disconnected.
+func (cl *client) step(rev uint64, n, roomBytes int) bool {
 	s, c := cl.c.srv, cl.c
 	cl.feedMu.Lock()
 	defer cl.feedMu.Unlock()
@@ -883,37 +893,54 @@ func (cl *client) step(rev uint64, n int) bool {
 		return false
 	}
 	out := make([]string, 0, len(changes))
+	size := 0 // of out
+	add := func(p string) { out, size = append(out, p), size+len(p) }
 	// A page holds whole revisions: each change's place and the size of
 	// its revision are known.
-	for first := 0; first < len(changes); {
+	full := false // out reached roomBytes: the rest waits for room
+	for first := 0; first < len(changes) && !full; {
 		end := first + 1
 		for end < len(changes) && changes[end].Revision == changes[first].Revision {
 			end++
 		}
 		skip := 0
 		if changes[first].Revision == cl.pos+1 {
-			skip = cl.skip // had before it connected (from_index)
+			// Had before it connected (from_index), or queued before the
+			// window's bytes ran out inside this revision.
+			skip = cl.skip
 		}
 		for i := first; i < first+skip && i < end; i++ {
 			// Had before it connected, but its own write's confirmation
 			// is still owed (it claimed a revision no instance had
 			// served, and wrote into it).
 			if confirm, ok := cl.takeOwn(&changes[i], i-first, end-first); ok {
-				out = append(out, confirm)
+				add(confirm)
 			}
 		}
+		done := end // the changes of this revision gone through
 		for i := first + skip; i < end; i++ {
 			ch := &changes[i]
 			if confirm, ok := cl.takeOwn(ch, i-first, end-first); ok {
-				out = append(out, confirm)
+				add(confirm)
 			} else if cl.matches(ch) {
-				out = append(out, updateEvent(ch, i-first, end-first))
+				add(updateEvent(ch, i-first, end-first))
+			}
+			if size >= roomBytes {
+				full, done = true, i+1
+				break
 			}
 		}
-		cl.pos, cl.skip = changes[first].Revision, 0
+		if done < end {
+			// Inside the revision: every change before it is queued (the
+			// log has none between the last revision and it), and the
+			// first done of its own.
+			cl.pos, cl.skip = changes[first].Revision-1, done-first
+		} else {
+			cl.pos, cl.skip = changes[first].Revision, 0
+		}
 		first = end
 	}
-	if len(changes) < n && cl.pos < rev {
+	if !full && len(changes) < n && cl.pos < rev {
 		cl.pos, cl.skip = rev, 0 // revisions the log never had (a restore's floor)
 	}
 	cl.lag.advance(max(cl.pos, cl.base), changes)

@@ -52,9 +52,17 @@ type conn struct {
 	// answerSize is, for each packet of queue, its size if it is not a
 	// change of the feed (an answer, an ack, a notice, a snapshot), else
 	// 0; answerBytes is their sum: the bytes awaitRoom bounds. The
-	// feed's packets are bounded by Window (it waits for room).
+	// feed's packets are bounded by Window and WindowBytes (it waits for
+	// room).
 	answerSize  []int
 	answerBytes int
+	// changeBytes is the size of the feed's packets (changes, and the
+	// confirmations of the client's own writes among them) in queue, and
+	// of those a writer took and has not written yet (wrote): what the
+	// feed's WindowBytes bounds. Taken packets still count: a writer
+	// blocked on the socket of a client that does not read holds them,
+	// and the feed would otherwise queue another window beside them.
+	changeBytes int
 	// awaiting is set while a transport's reader waits in awaitRoom;
 	// takeLocked then signals drained.
 	awaiting bool
@@ -171,6 +179,8 @@ func (c *conn) appendLocked(answers bool, packets ...string) {
 		n := 0
 		if answers {
 			n = len(p)
+		} else {
+			c.changeBytes += len(p)
 		}
 		c.answerSize = append(c.answerSize, n)
 		c.answerBytes += n
@@ -246,6 +256,28 @@ func (c *conn) queued() int {
 	return len(c.queue)
 }
 
+// room is how many more of the feed's packets, and how many more of
+// their bytes, the client may be given now: the feed queues changes only
+// while both are positive (its window, by count and by bytes).
+func (c *conn) room() (packets, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.srv.opts.Window - len(c.queue), c.srv.opts.WindowBytes - c.changeBytes
+}
+
+// wrote tells that a writer has written (or failed to write) the feed's
+// packets of feed bytes it took (takeLocked): they leave changeBytes, and
+// the feed may queue more.
+func (c *conn) wrote(feed int) {
+	if feed == 0 {
+		return
+	}
+	c.mu.Lock()
+	c.changeBytes -= feed
+	c.mu.Unlock()
+	signal(c.space)
+}
+
 // close ends the session: what is queued still goes out, followed by an
 // Engine.IO close packet (polling: in the answer to the next poll, when
 // packets were queued; see poll) or a close frame (WebSocket, 1001).
@@ -311,16 +343,20 @@ func (c *conn) end(code int, reason string, counted *atomic.Uint64, comeBack boo
 // takeLocked takes the queued packets for a writer: at most most of them
 // (0: all), the rest stay for its next turn. With them it takes the
 // grants whose last packet is among them, for the writer to release once
-// it has written them.
-func (c *conn) takeLocked(most int) ([]string, []heldGrant) {
+// it has written them, and the size of the feed's packets among them
+// (feed), for the writer to hand to wrote once it has written them.
+func (c *conn) takeLocked(most int) (packets []string, grants []heldGrant, feed int) {
 	q, sizes := c.queue, c.answerSize
 	c.queue, c.answerSize = nil, nil
 	if most > 0 && len(q) > most {
 		q, c.queue = q[:most:most], q[most:]
 		sizes, c.answerSize = sizes[:most], sizes[most:]
 	}
-	for _, n := range sizes {
+	for i, n := range sizes {
 		c.answerBytes -= n
+		if n == 0 { // a packet of the feed (an answer is never empty)
+			feed += len(q[i])
+		}
 	}
 	if len(q) > 0 {
 		signal(c.space)
@@ -336,7 +372,7 @@ func (c *conn) takeLocked(most int) ([]string, []heldGrant) {
 	}
 	held := c.held[:n:n]
 	c.held = c.held[n:]
-	return q, held
+	return q, held, feed
 }
 
 // maxPollPackets bounds the packets of one polling answer: the Python
@@ -563,16 +599,17 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 	var (
 		packets []string
 		held    []heldGrant
+		feed    int  // the bytes of the feed's packets among them
 		last    bool // the session's last packets, without the close packet
 	)
-	defer func() { release(held) }()
+	defer func() { release(held); c.wrote(feed) }()
 	for {
 		if c.ws != nil { // upgraded while waiting: end this poll with a noop
 			packets = []string{string(pNoop)}
 			break
 		}
 		if len(c.queue) > 0 || c.closed {
-			packets, held = c.takeLocked(maxPollPackets)
+			packets, held, feed = c.takeLocked(maxPollPackets)
 			if c.closed && len(c.queue) == 0 {
 				switch {
 				case c.comeBack: // the next poll fails: see comeBack
@@ -905,7 +942,7 @@ func (c *conn) writeLoop(ws *websocket.Conn, readDone <-chan struct{}) {
 	bc, _ := ws.NetConn().(*batchConn)
 	for {
 		c.mu.Lock()
-		packets, held := c.takeLocked(0)
+		packets, held, feed := c.takeLocked(0)
 		closed := c.closed
 		code, text := c.closeCode, c.closeText
 		c.mu.Unlock()
@@ -920,13 +957,19 @@ func (c *conn) writeLoop(ws *websocket.Conn, readDone <-chan struct{}) {
 			// snapshot packet may be tens of megabytes.
 			if err := ws.WriteMessage(websocket.TextMessage, unsafe.Slice(unsafe.StringData(p), len(p))); err != nil {
 				release(held)
+				c.wrote(feed)
 				c.close("write failed")
 				return
 			}
 			c.srv.sent.Add(1)
 		}
 		release(held)
-		if batched && bc.release() != nil {
+		var err error
+		if batched {
+			err = bc.release()
+		}
+		c.wrote(feed) // written into the socket (held until bc.release)
+		if err != nil {
 			c.close("write failed")
 			return
 		}

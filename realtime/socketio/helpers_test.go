@@ -52,6 +52,7 @@ type sioOpts struct {
 	query     url.Values
 	websocket bool // connect over WebSocket directly
 	noPoll    bool // do not start the polling goroutine (a client that stops reading)
+	noRead    bool // with websocket: do not read the WebSocket until read is called
 }
 
 func dial(t testing.TB, srv *testkit.Server, o sioOpts) *sio {
@@ -72,8 +73,9 @@ func dial(t testing.TB, srv *testkit.Server, o sioOpts) *sio {
 		c.handshake(string(msg))
 		c.ws, c.upgraded = ws, true
 		c.base += "sid=" + c.sid + "&"
-		c.wg.Add(1)
-		go c.readWS()
+		if !o.noRead {
+			c.read()
+		}
 	} else {
 		q.Set("transport", "polling")
 		resp, err := c.hc.Get(c.base + q.Encode())
@@ -146,6 +148,12 @@ func (c *sio) pollLoop() {
 			return
 		}
 	}
+}
+
+// read starts reading the WebSocket (dial does, unless noRead).
+func (c *sio) read() {
+	c.wg.Add(1)
+	go c.readWS()
 }
 
 func (c *sio) readWS() {

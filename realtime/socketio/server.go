@@ -70,6 +70,14 @@ type Options struct {
 	// its feed stops reading the log (it resumes from its position when
 	// they drain). Default 64.
 	Window int
+	// WindowBytes is the same bound in bytes: the feed stops reading the
+	// log while the changes queued for the client, or taken by its
+	// transport and not yet written, hold WindowBytes (one change may
+	// take them past it). Without it a client behind a busy namespace
+	// of large values held Window of them (64 MiB of 1 MiB values).
+	// Default (0): MaxPayload (ctxd gives twice websocket.max_message_bytes,
+	// so that the largest change fits twice).
+	WindowBytes int
 	// OriginAllowed decides a browser's Origin (nil: any).
 	OriginAllowed func(*http.Request) bool
 	// Access turns access control on (nil: off): the token comes from the
@@ -128,6 +136,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Window <= 0 {
 		o.Window = 64
+	}
+	if o.WindowBytes <= 0 {
+		o.WindowBytes = int(o.MaxPayload)
 	}
 	if o.OtherClients == nil {
 		o.OtherClients = func() int { return 0 }
@@ -311,6 +322,12 @@ type Backlog struct {
 	// included; AnswerBytes is the size of those that are not changes
 	// (answers, acks, notices, snapshots).
 	Packets, AnswerBytes int
+	// ChangeBytes is the size of the changes queued for the clients, or
+	// taken by their transports and not yet written (each client's at
+	// most about Options.WindowBytes); Held counts the clients whose
+	// feed waits right now, with changes to send, for their window (by
+	// count or by bytes) to drain.
+	ChangeBytes, Held int
 }
 
 // Backlog sums what every session holds for its client now.
@@ -329,6 +346,10 @@ func (s *Server) Backlog() Backlog {
 		}
 		b.Packets += len(c.queue)
 		b.AnswerBytes += c.answerBytes
+		b.ChangeBytes += c.changeBytes
+		if c.cl != nil && c.cl.held.Load() {
+			b.Held++
+		}
 		c.mu.Unlock()
 	}
 	return b
