@@ -226,8 +226,10 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 // hubCollector reads the /v1/watch hub's and the Socket.IO door's
 // counters once per scrape: the ctxd_ws_* series carry a protocol label,
 // "watch" or "socketio". The Socket.IO door has no equivalent of the
-// hub's lagging_clients and frames_dropped (each client has its own
-// queue), so those two are exported for protocol="watch" only.
+// hub's frames_dropped (it writes its own queue), exported for
+// protocol="watch" only; /v1/watch's changes are the ring's frames,
+// shared by its clients, so change_bytes (each Socket.IO client's own
+// copies) is exported for protocol="socketio" only.
 type hubCollector struct {
 	stats     func() realtime.Stats
 	sio       *socketio.Server
@@ -243,7 +245,8 @@ const (
 var (
 	wsLabels      = []string{"protocol"}
 	descWSClients = prometheus.NewDesc("ctxd_ws_clients", "Connected realtime clients, by protocol (watch: /v1/watch, socketio: Socket.IO past CONNECT, either transport); a client the server closed (lagged, revoked, rate limited) is not counted, though its connection may last until it reads the close.", wsLabels, nil)
-	descWSBehind  = prometheus.NewDesc("ctxd_ws_lagging_clients", "/v1/watch clients held back right now because their socket has not drained.", wsLabels, nil)
+	descWSBehind  = prometheus.NewDesc("ctxd_ws_lagging_clients", "Realtime clients held back right now because their socket has not drained (their window of changes, by count or, for socketio, by bytes, is full), by protocol.", wsLabels, nil)
+	descWSChanges = prometheus.NewDesc("ctxd_ws_change_bytes", "Bytes of changes queued for Socket.IO clients and not yet written to their sockets (each client's at most about twice websocket.max_message_bytes; /v1/watch's clients share the ring's frames).", wsLabels, nil)
 	descWSStalled = prometheus.NewDesc("ctxd_ws_stalled_clients", "Realtime clients whose next message waits right now until the answers they have not read drain (more than 1 MiB, or too many, queued), by protocol.", wsLabels, nil)
 	descWSAnswers = prometheus.NewDesc("ctxd_ws_answer_bytes", "Bytes of answers (and notices, snapshots; not changes) queued for realtime clients and not yet written to their sockets, by protocol.", wsLabels, nil)
 	descWSLagged  = prometheus.NewDesc("ctxd_ws_lagged_clients_total", "Realtime clients disconnected with 'lagged' because they fell too far behind, by protocol.", wsLabels, nil)
@@ -259,7 +262,7 @@ var (
 )
 
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	describe(ch, descWSClients, descWSBehind, descWSStalled, descWSAnswers, descWSLagged, descWSFrames, descWSDropped, descWSLimited, descWSFlooded, descWSRevoked,
+	describe(ch, descWSClients, descWSBehind, descWSChanges, descWSStalled, descWSAnswers, descWSLagged, descWSFrames, descWSDropped, descWSLimited, descWSFlooded, descWSRevoked,
 		descSnapshotHeld, descSnapshotWaiting, descSnapshotWaits)
 }
 
@@ -281,6 +284,8 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.sio != nil {
 		send(descWSClients, prometheus.GaugeValue, float64(c.sio.Clients()), protocolSocketIO)
 		b := c.sio.Backlog()
+		send(descWSBehind, prometheus.GaugeValue, float64(b.Held), protocolSocketIO)
+		send(descWSChanges, prometheus.GaugeValue, float64(b.ChangeBytes), protocolSocketIO)
 		send(descWSStalled, prometheus.GaugeValue, float64(b.Stalled), protocolSocketIO)
 		send(descWSAnswers, prometheus.GaugeValue, float64(b.AnswerBytes), protocolSocketIO)
 		send(descWSLagged, prometheus.CounterValue, float64(c.sio.Lagged()), protocolSocketIO)

@@ -71,18 +71,17 @@ func TestMetrics(t *testing.T) {
 	assert.Positive(t, m["ctxd_store_file_size_bytes"])
 	assert.Equal(t, 1.0, m[`ctxd_snapshots_total{result="ok"}`])
 	assert.Equal(t, 1.0, m["ctxd_snapshots_stored"])
-	both := []string{"ctxd_ws_clients", "ctxd_ws_stalled_clients", "ctxd_ws_answer_bytes", "ctxd_ws_lagged_clients_total", "ctxd_ws_events_sent_total",
+	both := []string{"ctxd_ws_clients", "ctxd_ws_lagging_clients", "ctxd_ws_stalled_clients", "ctxd_ws_answer_bytes", "ctxd_ws_lagged_clients_total", "ctxd_ws_events_sent_total",
 		"ctxd_ws_rate_limited_messages_total", "ctxd_ws_rate_limited_clients_total", "ctxd_ws_revoked_clients_total"}
-	for _, name := range append([]string{"ctxd_ws_lagging_clients", "ctxd_ws_frames_dropped_total"}, both...) {
+	for _, name := range append([]string{"ctxd_ws_frames_dropped_total"}, both...) {
 		assert.Contains(t, m, name+`{protocol="watch"}`)
 		assert.NotContains(t, m, name, "the ctxd_ws_* series carry a protocol label")
 	}
-	for _, name := range both {
+	for _, name := range append([]string{"ctxd_ws_change_bytes"}, both...) {
 		assert.Contains(t, m, name+`{protocol="socketio"}`)
 	}
-	for _, name := range []string{"ctxd_ws_lagging_clients", "ctxd_ws_frames_dropped_total"} {
-		assert.NotContains(t, m, name+`{protocol="socketio"}`, "exists for watch only (README, Metrics)")
-	}
+	assert.NotContains(t, m, `ctxd_ws_frames_dropped_total{protocol="socketio"}`, "exists for watch only (README, Metrics)")
+	assert.NotContains(t, m, `ctxd_ws_change_bytes{protocol="watch"}`, "exists for socketio only (README, Metrics)")
 	assert.Contains(t, m, "ctxd_compactions_total")
 	for name := range m {
 		base := name
@@ -139,4 +138,38 @@ func TestMetricsSocketIO(t *testing.T) {
 	testkit.Eventually(t, func() bool {
 		return testkit.Scrape(t, srv.URL)[`ctxd_http_requests_total{code="101",method="GET",route="/socket.io/"}`] == 1
 	}, "the upgraded request is counted (and logged) as 101, not 200")
+}
+
+// A Socket.IO client that does not read, behind large values, shows in
+// ctxd_ws_lagging_clients{protocol="socketio"} once its feed waits for
+// its window, and the changes held for it in ctxd_ws_change_bytes: at
+// most twice websocket.max_message_bytes (4 MiB) and one change.
+func TestMetricsSocketIOClientHeldBack(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir())
+	cl, err := client.New(srv.URL)
+	require.NoError(t, err)
+	ws, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/socket.io/?EIO=4&transport=websocket", nil)
+	require.NoError(t, err)
+	defer ws.Close()
+	_ = resp.Body.Close()
+	require.NoError(t, ws.NetConn().(interface{ SetReadBuffer(int) error }).SetReadBuffer(16<<10))
+	_, open, err := ws.ReadMessage()
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(open), "0{"), "the Engine.IO open packet")
+	require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("40")))
+	testkit.Eventually(t, func() bool { return testkit.Scrape(t, srv.URL)[`ctxd_ws_clients{protocol="socketio"}`] == 1 }, "connected")
+
+	value := json.RawMessage(`"` + strings.Repeat("v", 512<<10) + `"`)
+	var m map[string]float64
+	for i := 0; ; i++ {
+		require.Less(t, i, 300, "the client that does not read is held back")
+		_, err := cl.Put(context.Background(), "default", "big"+strconv.Itoa(i), value, client.PutOptions{})
+		require.NoError(t, err)
+		if m = testkit.Scrape(t, srv.URL); m[`ctxd_ws_lagging_clients{protocol="socketio"}`] == 1 {
+			break
+		}
+	}
+	assert.Positive(t, m[`ctxd_ws_change_bytes{protocol="socketio"}`])
+	assert.LessOrEqual(t, m[`ctxd_ws_change_bytes{protocol="socketio"}`], float64(4<<20+len(value)+512))
 }
