@@ -137,6 +137,18 @@ func (c *sio) pollOnce() bool {
 	return true
 }
 
+// pollInBackground starts polling a client dialled with noPoll, until
+// its session ends, pausing for pause after each answer (0: none).
+func (c *sio) pollInBackground(pause time.Duration) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for c.pollOnce() {
+			time.Sleep(pause)
+		}
+	}()
+}
+
 func (c *sio) pollLoop() {
 	defer c.wg.Done()
 	defer close(c.pollDone)

@@ -77,12 +77,7 @@ func TestAClientThatDoesNotReadHoldsAWindowOfBytes(t *testing.T) {
 			if transport == "websocket" {
 				c.read()
 			} else {
-				c.wg.Add(1)
-				go func() {
-					defer c.wg.Done()
-					for c.pollOnce() {
-					}
-				}()
+				c.pollInBackground(0)
 			}
 			require.True(t, strings.HasPrefix(c.next(), `0{"sid"`))
 			c.waitEvent(ctxd.TypeContextSnapshot)
@@ -155,13 +150,7 @@ func TestABurstOfLargeValuesPassesClientsThatRead(t *testing.T) {
 	fast := dial(t, srv, sioOpts{websocket: true})
 	connected(t, fast, nil)
 	slow := dial(t, srv, sioOpts{noPoll: true})
-	slow.wg.Add(1)
-	go func() {
-		defer slow.wg.Done()
-		for slow.pollOnce() {
-			time.Sleep(10 * time.Millisecond) // reads slowly
-		}
-	}()
+	slow.pollInBackground(10 * time.Millisecond) // reads slowly
 	connected(t, slow, nil)
 	testkit.Eventually(t, func() bool { return door.Clients() == 2 }, "connected")
 	ops := make([]ctxd.Write, burst)
@@ -223,12 +212,7 @@ func TestEtcdAWindowOfBytesEndsInsideARevision(t *testing.T) {
 				want = append(want, written{put(t, srv, key, `1`), key})
 			}
 			if !cut {
-				slow.wg.Add(1)
-				go func() {
-					defer slow.wg.Done()
-					for slow.pollOnce() {
-					}
-				}()
+				slow.pollInBackground(0)
 				require.True(t, strings.HasPrefix(slow.next(), `0{"sid"`))
 				slow.waitEvent(ctxd.TypeContextSnapshot)
 				for i, w := range want {
