@@ -182,12 +182,26 @@ func TestFreePortTakenBeforeTheStart(t *testing.T) {
 // an earlier run stays.
 func TestFixedPortInUse(t *testing.T) {
 	ctxd := buildCtxd(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// The test holds a port and the next one (a member's peer port,
+	// which etcd binds first): another process holding the next one
+	// would be named instead of this test.
+	var port string
+	for port == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		p := ln.Addr().(*net.TCPAddr).Port
+		next, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
+		if err != nil {
+			continue
+		}
+		defer next.Close()
+		port = strconv.Itoa(p)
 	}
-	defer ln.Close()
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	p, _ := strconv.Atoi(port)
+	nextPort := strconv.Itoa(p + 1)
 	for _, c := range []struct{ flag, other string }{{"--etcd-port", "--ctxd-port"}, {"--ctxd-port", "--etcd-port"}} {
 		data := t.TempDir()
 		kept := filepath.Join(data, "etcd", "m1", "member", "kept")
@@ -212,6 +226,9 @@ func TestFixedPortInUse(t *testing.T) {
 			holder = fmt.Sprintf(", pid %d", os.Getpid())
 		}
 		want := "port " + port + " is in use ("
+		if c.flag == "--etcd-port" && err != nil && strings.Contains(err.Error(), "port "+nextPort+" is in use (") {
+			want = "port " + nextPort + " is in use (" // the peer port, bound first
+		}
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), holder) ||
 			!strings.Contains(err.Error(), "): pass "+c.flag+" with other ports, or "+c.flag+" 0 for free ones") {
 			t.Errorf("%s %s in use: want an error saying %q and the flag, got %v\n%s", c.flag, port, want, err, out.String())
