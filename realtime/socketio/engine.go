@@ -197,7 +197,11 @@ func (c *conn) appendLocked(answers bool, packets ...string) {
 // (its pongs are not read meanwhile). Before, its answers piled up to
 // 1,024 packets, each context_set's value twice (its confirmation and its
 // ack): 2 GB with values of 1 MB.
-func (c *conn) awaitRoom() {
+//
+// It reports false when the session was closed meanwhile: the packet is
+// then dropped, as one read after the close (handlePacket), not handled
+// with nothing to answer it.
+func (c *conn) awaitRoom() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.lacksRoomLocked() {
@@ -210,6 +214,7 @@ func (c *conn) awaitRoom() {
 		c.mu.Lock()
 	}
 	c.awaiting = false
+	return !c.closed
 }
 
 func (c *conn) lacksRoomLocked() bool {
@@ -751,12 +756,16 @@ func (c *conn) handlePacket(p string) bool {
 		c.close("client closed")
 		return false
 	case pPing:
-		c.awaitRoom()
+		if !c.awaitRoom() {
+			return false
+		}
 		c.send(pong(p))
 	case pPong:
 		signal(c.pong)
 	case pMessage:
-		c.awaitRoom()
+		if !c.awaitRoom() {
+			return false // closed while it waited: dropped, as above
+		}
 		switch c.srv.admit(c, p[1:]) {
 		case msglimit.Accept:
 			c.srv.handleMessage(c, p[1:])

@@ -171,6 +171,37 @@ func TestAClientThatSetsAndNeverReadsStallsItself(t *testing.T) {
 	assert.Equal(t, uint64(posts*perPost), e.st.Revision())
 }
 
+// A packet that waited for room (awaitRoom) while its session was
+// closed is dropped, as one read after the close is: the session can no
+// longer answer it. Before, the context_set held back was applied once
+// the close woke its reader, unacknowledged, and a client that sent it
+// again on its new session (the outcome unknown to it) had it applied
+// twice.
+func TestAPacketHeldBackIsDroppedWhenItsSessionCloses(t *testing.T) {
+	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
+	e.post("40")
+	value := `"` + strings.Repeat("v", 64<<10) + `"`
+	posted := make(chan error, 1)
+	go func() { // 3 POSTs of 10 sets, one after the other: the second stalls
+		for i := range 3 {
+			sets := make([]string, 10)
+			for j := range sets {
+				sets[j] = `42` + strconv.Itoa(i*10+j) + `["context_set",{"key":"k` + strconv.Itoa(j) + `","value":` + value + `}]`
+			}
+			if err := <-e.postAsync(sets...); err != nil {
+				posted <- err
+				return
+			}
+		}
+		posted <- nil
+	}()
+	testkit.Eventually(t, func() bool { return e.srv.Backlog().Stalled == 1 })
+	applied := e.st.Revision()
+	require.NoError(t, e.srv.Close())
+	require.NoError(t, <-posted)
+	assert.Equal(t, applied, e.st.Revision(), "a set applied after its session closed")
+}
+
 // A ping's data is echoed only up to a probe's: a ping of 100 KB is
 // not 100 KB queued.
 func TestALargePingIsNotEchoed(t *testing.T) {
