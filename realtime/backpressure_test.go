@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -43,4 +44,30 @@ func TestClientThatDoesNotReadStallsItself(t *testing.T) {
 	}
 	require.Equal(t, uint64(n), applied())
 	testkit.Eventually(t, func() bool { st := ts.hub.Stats(); return st.Stalled == 0 && st.AnswerBytes == 0 })
+}
+
+// A message held back by awaitRoom while its session's connection fails
+// (the write timeout cuts a client that does not read) is dropped, as
+// one read while the session closes is: nothing could answer it. Before,
+// the patch held back was applied once the failure woke the reader,
+// unacknowledged, and a client that sent it again after reconnecting
+// (its outcome unknown) had it applied twice.
+func TestAMessageHeldBackIsDroppedWhenItsConnectionFails(t *testing.T) {
+	ts := startServerBuf(t, realtime.Options{WriteTimeout: 2 * time.Second}, 64<<10)
+	// Each answer carries the value, larger than the sockets' buffers:
+	// the server's writer stays inside the first, and the third patch
+	// waits for room until the connection fails.
+	ts.put(ctxd.DefaultNamespace, "big", `{"pad":"`+strings.Repeat("x", 600<<10)+`"}`)
+	c := dialSmall(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), 64<<10) // answers only
+	c.Expect(ctxd.TypeSubscribed)
+	for i := range 10 {
+		c.SendJSON(map[string]any{"type": ctxd.TypeContextPatch, "id": i, "key": "big", "patch": map[string]int{"n": i}})
+	}
+	testkit.Eventually(t, func() bool { return ts.hub.Stats().Stalled == 1 })
+	applied, _ := ts.st.Committed()
+	// The client reads nothing: the write timeout cuts it, and its
+	// session ends once its reader has.
+	testkit.Eventually(t, func() bool { return ts.hub.Clients() == 0 })
+	rev, _ := ts.st.Committed()
+	require.Equal(t, applied, rev, "a patch applied after its connection failed")
 }

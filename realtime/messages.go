@@ -97,7 +97,10 @@ func (h *Hub) onMessage(ms *melody.Session, data []byte) {
 func (h *Hub) admit(s *session, data []byte) bool {
 	s.awaitRoom()
 	s.mu.Lock()
-	closing := s.closing
+	// Stopped without closing: its connection failed (onError), during
+	// awaitRoom's wait or before; melody still reads what the client had
+	// sent. Nothing could answer it: dropped, not applied unconfirmed.
+	closing := s.closing || s.ctx.Err() != nil
 	s.mu.Unlock()
 	if closing { // read while the session closes (closePolicyLocked): dropped
 		return false
