@@ -71,3 +71,30 @@ func TestAMessageHeldBackIsDroppedWhenItsConnectionFails(t *testing.T) {
 	rev, _ := ts.st.Committed()
 	require.Equal(t, applied, rev, "a patch applied after its connection failed")
 }
+
+// A client that reads its answers, slowly, while its next messages wait
+// for room is not cut by the ping timeout: its pongs come behind those
+// messages, which the server reads only as the answers drain, and the
+// wait is the server's, not a sign that the client is gone. Before, once
+// the waits added up to more than the pong wait, the reader's next read
+// of the socket failed ("i/o timeout") and the session was closed under
+// a client that was reading all along.
+func TestASlowReaderIsNotCutWhileItsMessagesWait(t *testing.T) {
+	ts := startServerBuf(t, realtime.Options{PingInterval: 500 * time.Millisecond, WriteTimeout: time.Minute}, 64<<10)
+	ts.put(ctxd.DefaultNamespace, "big", `{"pad":"`+strings.Repeat("x", 64<<10)+`"}`)
+	c := dialSmall(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), 64<<10) // answers only
+	c.Expect(ctxd.TypeSubscribed)
+	const n = 150 // about 2.7 s of waits in all at one answer read per 20 ms: past the pong wait (1 s)
+	for i := range n {
+		c.SendJSON(map[string]any{"type": ctxd.TypeContextPatch, "id": i, "key": "big", "patch": map[string]int{"n": i}})
+	}
+	testkit.Eventually(t, func() bool { return ts.hub.Stats().Stalled == 1 })
+	for i := range n {
+		time.Sleep(20 * time.Millisecond) // a slow link
+		f := c.Expect(ctxd.TypeContextPatchConfirmed)
+		require.Equal(t, strconv.Itoa(i), string(f.ID))
+	}
+	c.SendJSON(map[string]any{"type": ctxd.TypeContextPatch, "id": "after", "key": "big", "patch": map[string]int{"n": n}})
+	f := c.Expect(ctxd.TypeContextPatchConfirmed)
+	require.Equal(t, `"after"`, string(f.ID))
+}

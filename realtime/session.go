@@ -203,15 +203,19 @@ func (s *session) dropOutLocked() {
 // beyond the window, until they drain or the session ends: backpressure.
 // A client that sends requests and does not read their answers stalls
 // itself (TCP holds back what it sends), as the rate limit does; it is
-// cut by the write timeout, as any client that does not read, or, if its
-// socket takes frames too slowly, by the ping timeout (its pongs are not
-// read meanwhile). Before, it was closed with "lagged" after 256 answers,
+// cut by the write timeout, as any client that does not read. Before, it was closed with "lagged" after 256 answers,
 // and held them all: 256 context_patch_confirmed of 1 MiB values were
 // 256 MiB.
+//
+// The client's pongs come behind the messages held back, and melody's
+// read deadline (the pong wait) runs meanwhile: after a wait it starts
+// again, as at a pong. The client read what drained the answers: it is
+// there (one that does not read is cut by the write timeout).
 func (s *session) awaitRoom() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	waited := false
 	for s.lacksRoomLocked() {
+		waited = true
 		s.awaiting = true
 		s.mu.Unlock()
 		select {
@@ -221,6 +225,10 @@ func (s *session) awaitRoom() {
 		s.mu.Lock()
 	}
 	s.awaiting = false
+	s.mu.Unlock()
+	if waited {
+		_ = s.ms.WebsocketConnection().SetReadDeadline(time.Now().Add(s.h.m.Config.PongWait))
+	}
 }
 
 func (s *session) lacksRoomLocked() bool {
