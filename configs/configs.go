@@ -1112,7 +1112,14 @@ func parseEndpoints(v string) ([]string, error) {
 		u, err := url.Parse(e)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" ||
 			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-			return nil, fmt.Errorf("invalid endpoint %q (use http://host:port or https://host:port, such as http://127.0.0.1:2379)", e)
+			if err == nil && u.User != nil {
+				// Not quoted whole: it holds a password (use
+				// etcd.username and etcd.password).
+				e = u.Redacted() + " (credentials in it: give etcd.username and etcd.password instead)"
+			} else {
+				e = strconv.Quote(e)
+			}
+			return nil, fmt.Errorf("invalid endpoint %s (use http://host:port or https://host:port, such as http://127.0.0.1:2379)", e)
 		}
 		out = append(out, strings.TrimSuffix(e, "/"))
 	}

@@ -690,3 +690,13 @@ func TestWarnings(t *testing.T) {
 		})
 	}
 }
+
+// An etcd endpoint with credentials in it is refused without echoing its
+// password: the error goes to stderr and the logs. Before, it was quoted
+// whole ("invalid endpoint \"https://root:s3cret@...\"").
+func TestEtcdEndpointWithCredentialsIsNotEchoed(t *testing.T) {
+	_, err := Load("", nil, map[string]string{"etcd.endpoints": "https://root:s3cret@etcd.example:2379"})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cret")
+	assert.Contains(t, err.Error(), "invalid endpoint https://root:xxxxx@etcd.example:2379 (credentials in it: give etcd.username and etcd.password instead)")
+}
