@@ -362,7 +362,7 @@ function remember(r) {
   if (size > MAX_KEPT_VALUES) return;
   if (state.values.size >= 10000 || state.valuesSize + size > MAX_KEPT_VALUES) forgetValues();
   const k = valueKey(r.ns, r.key);
-  state.valuesSize += size - textOf(state.values.get(k));
+  state.valuesSize += size - textOf(state.values.get(k)).length;
   state.values.set(k, { revision: r.revision, value: r.value });
 }
 
