@@ -98,3 +98,36 @@ func TestASlowReaderIsNotCutWhileItsMessagesWait(t *testing.T) {
 	f := c.Expect(ctxd.TypeContextPatchConfirmed)
 	require.Equal(t, `"after"`, string(f.ID))
 }
+
+// The answers' count bounds them too (README: "or 128 of them wait
+// beyond the window"): a client that sends many small messages and reads
+// none stalls itself once 128 answers wait beyond its window, long
+// before they reach 1 MiB. Without the count, its 2,000 pings' pongs
+// (600 KB) were all queued.
+func TestClientThatDoesNotReadStallsItselfByCount(t *testing.T) {
+	ts := startServerBuf(t, realtime.Options{}, 64<<10)
+	c := dialSmall(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), 64<<10) // answers only
+	c.Expect(ctxd.TypeSubscribed)
+	const n = 2000
+	id := func(i int) string { return strings.Repeat("p", 240) + strconv.Itoa(i) } // each pong about 300 bytes
+	sent := make(chan error, 1)
+	go func() { // the server stops reading: sends block in TCP
+		for i := range n {
+			if err := c.Conn.WriteJSON(map[string]any{"type": ctxd.TypePing, "id": id(i)}); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	testkit.Eventually(t, func() bool { return ts.hub.Stats().Stalled == 1 }, "the client's pings wait for its pongs to drain")
+	require.Less(t, ts.hub.Stats().AnswerBytes, 1<<19, "stalled by the answers' count, not their bytes")
+
+	// Once it reads, it gets every answer, in order.
+	for i := range n {
+		f := c.Expect(ctxd.TypePong)
+		require.Equal(t, strconv.Quote(id(i)), string(f.ID))
+	}
+	require.NoError(t, <-sent)
+	testkit.Eventually(t, func() bool { st := ts.hub.Stats(); return st.Stalled == 0 && st.AnswerBytes == 0 })
+}
