@@ -33,18 +33,27 @@ import (
 // expired and etcd restarted. The controls: a wrong password, no client
 // certificate, and a user whose role holds another prefix each keep the
 // server from starting, with an error that says why.
-func TestSecuredEtcd(t *testing.T) {
+// startTLSEtcd starts an etcd that serves clients over TLS only, with a
+// certificate of a new CA, and asks them for one of that CA (options
+// configure it further). file names a file in the test's directory of
+// certificates, where the CA issues the clients' (ca.Issue).
+func startTLSEtcd(t *testing.T, options ...func(*embed.Config)) (file func(name string) string, ca *testkit.CA, e *etcdkit.Server) {
+	t.Helper()
 	dir := t.TempDir()
-	file := func(name string) string { return filepath.Join(dir, name) }
-	ca := testkit.NewCA(t, dir)
+	file = func(name string) string { return filepath.Join(dir, name) }
+	ca = testkit.NewCA(t, dir)
 	ca.Issue(t, file("etcd.pem"), file("etcd-key.pem"), "etcd")
+	e, err := etcdkit.Start(append([]func(*embed.Config){etcdkit.WithClientTLS(ca.File, file("etcd.pem"), file("etcd-key.pem"))}, options...)...)
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	return file, ca, e
+}
+
+func TestSecuredEtcd(t *testing.T) {
+	file, ca, e := startTLSEtcd(t, func(c *embed.Config) { c.AuthTokenTTL = 1 })
 	// Not the name of an etcd user: etcd would take a client
 	// certificate's name as the user when a request carries no token.
 	ca.Issue(t, file("ctxd.pem"), file("ctxd-key.pem"), "ctxd-client")
-	e, err := etcdkit.Start(etcdkit.WithClientTLS(ca.File, file("etcd.pem"), file("etcd-key.pem")),
-		func(c *embed.Config) { c.AuthTokenTTL = 1 })
-	require.NoError(t, err)
-	t.Cleanup(e.Close)
 	require.Contains(t, e.Endpoint, "https://")
 
 	prefix := etcdkit.Prefix(etcdkit.Name(t))
@@ -231,15 +240,9 @@ func keysOf(changes []testkit.Frame) []string {
 // restarted, so that only a connection made with the renewed certificate
 // can write.
 func TestEtcdClientCertificateRenewedInPlace(t *testing.T) {
-	dir := t.TempDir()
-	file := func(name string) string { return filepath.Join(dir, name) }
-	ca := testkit.NewCA(t, dir)
-	ca.Issue(t, file("etcd.pem"), file("etcd-key.pem"), "etcd")
+	file, ca, e := startTLSEtcd(t)
 	ca.Issue(t, file("admin.pem"), file("admin-key.pem"), "admin-client")
 	ca.Issue(t, file("client.pem"), file("client-key.pem"), "rot-a")
-	e, err := etcdkit.Start(etcdkit.WithClientTLS(ca.File, file("etcd.pem"), file("etcd-key.pem")))
-	require.NoError(t, err)
-	t.Cleanup(e.Close)
 	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	adminTLS, err := transport.TLSInfo{CertFile: file("admin.pem"), KeyFile: file("admin-key.pem"), TrustedCAFile: ca.File}.ClientConfig()
 	require.NoError(t, err)
@@ -284,14 +287,8 @@ func TestEtcdClientCertificateRenewedInPlace(t *testing.T) {
 // done by hand, without the name gRPC dials when it is an IP address:
 // not as safe, so not done.)
 func TestEtcdCAFileIsReadOnceAtStart(t *testing.T) {
-	dir := t.TempDir()
-	file := func(name string) string { return filepath.Join(dir, name) }
-	ca := testkit.NewCA(t, dir)
-	ca.Issue(t, file("etcd.pem"), file("etcd-key.pem"), "etcd")
+	file, ca, e := startTLSEtcd(t)
 	ca.Issue(t, file("client.pem"), file("client-key.pem"), "ctxd") // etcd asks for one
-	e, err := etcdkit.Start(etcdkit.WithClientTLS(ca.File, file("etcd.pem"), file("etcd-key.pem")))
-	require.NoError(t, err)
-	t.Cleanup(e.Close)
 	caFile := file("ctxd-etcd-ca.pem")
 	pem, err := os.ReadFile(ca.File)
 	require.NoError(t, err)
