@@ -85,10 +85,11 @@ func compatKeyPath(r *http.Request) (string, error) {
 // compatWhoOf is who a /ctx change is recorded as (authorOf):
 // "api_client" when the request gives no one.
 func compatWhoOf(c echo.Context, bodyWho *string) string {
+	declared := ""
 	if bodyWho != nil {
-		return authorOf(c, *bodyWho, compatWho)
+		declared = *bodyWho
 	}
-	return authorOf(c, "", compatWho)
+	return authorOf(c, declared, compatWho)
 }
 
 // appendValueAnswer appends {"key","value","timestamp","status":"success"}.

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"errors"
-	"github.com/framework0/ctxd/auth"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/auth"
 )
 
 const (
