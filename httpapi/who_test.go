@@ -83,6 +83,20 @@ func TestChangesAreSignedByTheirToken(t *testing.T) {
 	requireError(t, e.do("POST", "/v1/txn", `{"who":"`+long+`","ops":[{"op":"put","key":"long","value":1}]}`, w...), http.StatusRequestEntityTooLarge, "too_large")
 	requireError(t, e.do("GET", keyPath("default", "long"), "", w...), http.StatusNotFound, "not_found")
 
+	// A /ctx/dump's who (its file's header, its answer, the
+	// context_dumped message) is signed as a change's is, and held to
+	// the same 256 bytes once after the token's name (README, /ctx/dump).
+	o := []string{"Authorization", "Bearer " + tokAdmin} // token "ops"
+	var dump struct {
+		Who string `json:"who"`
+	}
+	dr := e.do("POST", "/ctx/dump", `{"who":"nightly"}`, o...)
+	ok(dr)
+	require.NoError(t, json.Unmarshal(dr.body, &dump))
+	assert.Equal(t, "ops (nightly)", dump.Who)
+	long = strings.Repeat("x", ctxd.MaxWhoBytes-len("ops")) // fits alone
+	assert.Equal(t, http.StatusRequestEntityTooLarge, e.do("POST", "/ctx/dump", `{"who":"`+long+`"}`, o...).status)
+
 	// The default: the request's who as given (Framework0's way).
 	d := newFullEnv(t, true)
 	require.Equal(t, http.StatusOK, d.do("PUT", keyPath("default", "claimed"), "1", append(w, "X-Ctxd-Who", "ops")...).status)
