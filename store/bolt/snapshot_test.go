@@ -142,3 +142,32 @@ func TestSnapshotOnAFullDiskIsENOSPC(t *testing.T) {
 	require.Error(t, err)
 	assert.ErrorIs(t, err, syscall.ENOSPC, "%v", err)
 }
+
+// A snapshot holding a namespace no write takes (a control character) is
+// refused by Verify as a key no write takes is, naming the change's
+// revision, and so by a restore, the live file untouched. The namespace
+// is changed everywhere it is (its bucket, its records, its change).
+func TestSnapshotWithANamespaceNoWriteTakesIsRefused(t *testing.T) {
+	s := openStore(t, bolt.Options{})
+	s.put("default", "k", `1`)
+	rec := s.put("zz-ns-A", "k", `2`) // the last namespace, as its changed self
+	good, _ := writeSnapshot(t, s)
+	goodBytes, err := os.ReadFile(good)
+	require.NoError(t, err)
+	require.Positive(t, bytes.Count(goodBytes, []byte("zz-ns-A")))
+	liveBefore, err := os.ReadFile(s.Path())
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "snap.db")
+	require.NoError(t, os.WriteFile(path, bytes.ReplaceAll(goodBytes, []byte("zz-ns-A"), []byte("zz-ns-\x1b")), 0o600))
+	snap, err := bolt.OpenSnapshot(path)
+	require.NoError(t, err)
+	err = snap.Verify()
+	require.NoError(t, snap.Close())
+	require.ErrorIs(t, err, ctxd.ErrBadSnapshot)
+	assert.Contains(t, err.Error(), fmt.Sprintf("the change of revision %d names a namespace no write takes", rec.ModRev))
+	_, err = s.Restore(ctx, path, ctxd.RestoreOptions{})
+	assert.ErrorIs(t, err, ctxd.ErrBadSnapshot)
+	liveAfter, err := os.ReadFile(s.Path())
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(liveBefore, liveAfter), "the live file is byte-for-byte unchanged")
+}
