@@ -62,15 +62,11 @@ func ValidatePrefix(prefix string) error {
 // MaxWhoBytes bounds a change's who.
 const MaxWhoBytes = 256
 
-func whoTooLong(who string) error {
-	return TooLargef("who is %d bytes, at most %d allowed", len(who), MaxWhoBytes)
-}
-
 // ValidateWho checks a change's author: at most 256 bytes of UTF-8
 // without control characters (validateText).
 func ValidateWho(who string) error {
-	if len(who) > MaxWhoBytes {
-		return whoTooLong(who)
+	if err := ValidateRecordedWho(who); err != nil {
+		return err
 	}
 	return validateText("who", who)
 }
@@ -82,7 +78,7 @@ func ValidateWho(who string) error {
 // written before still import and restore.
 func ValidateRecordedWho(who string) error {
 	if len(who) > MaxWhoBytes {
-		return whoTooLong(who)
+		return TooLargef("who is %d bytes, at most %d allowed", len(who), MaxWhoBytes)
 	}
 	return nil
 }
