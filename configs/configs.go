@@ -736,6 +736,19 @@ func (c Config) SnapshotsFolder() string {
 	return filepath.Join(c.DataDir, SnapshotsSubdir)
 }
 
+// FolderSource is where the folder of setting field (snapshots.dir,
+// dumps.dir) came from, for an error about it: the setting's own source,
+// or, when it is not set (the folder is inside data_dir), data_dir's.
+func (c Config) FolderSource(field string) string {
+	if src := c.Source(field); src != "" {
+		return src
+	}
+	if src := c.Source("data_dir"); src != "" {
+		return "not set; data_dir from " + src
+	}
+	return "not set; data_dir " + c.DataDir + " by default"
+}
+
 // DumpsFolder is the folder of server-side dumps: dumps.dir, or the data
 // folder's dumps.
 func (c Config) DumpsFolder() string {

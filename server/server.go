@@ -131,6 +131,11 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		onCommit = func(c store.CommitInfo) { metrics.onCommit(c); o.onCommit(c) }
 	}
 	st, recovery, err := openBackend(cfg, onCommit, o.storeOpts, log)
+	if errors.Is(err, syscall.EROFS) {
+		// As for the snapshots folder below: no restart makes the file
+		// system writable (exit 2, not 1, which systemd restarts).
+		err = &configs.Error{Field: "data_dir", Source: cfg.Source("data_dir"), Err: err}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +147,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 		// on a read-only file system: systemd's ProtectSystem=strict
 		// makes every path outside ReadWritePaths one): a configuration
 		// error (exit 2), which restarting will not fix.
-		err = &configs.Error{Field: "snapshots.dir", Err: fmt.Errorf("%s: %w (the server's user must be able to write it)", snapDir, err)}
+		err = &configs.Error{Field: "snapshots.dir", Source: cfg.FolderSource("snapshots.dir"), Err: fmt.Errorf("%s: %w (the server's user must be able to write it)", snapDir, err)}
 	}
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
@@ -153,7 +158,7 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
 		// As for the snapshots folder: a configuration error (exit 2).
 		// A server that started without it answered every dump 503.
-		err = &configs.Error{Field: "dumps.dir", Err: fmt.Errorf("%s: %w (the server's user must be able to write it)", dumpDir, err)}
+		err = &configs.Error{Field: "dumps.dir", Source: cfg.FolderSource("dumps.dir"), Err: fmt.Errorf("%s: %w (the server's user must be able to write it)", dumpDir, err)}
 	}
 	if err != nil {
 		return nil, errors.Join(err, st.Close())

@@ -19,8 +19,8 @@ func newAccess(cfg configs.Config, log zerolog.Logger) (*auth.Authorizer, error)
 	if !cfg.AuthEnabled() && cfg.Auth.Who == configs.WhoToken {
 		// Without tokens every change would go on being recorded with
 		// the who its request claims: not what was asked for.
-		return nil, &configs.Error{Field: "auth.who", Err: fmt.Errorf(
-			"auth.who is token, but access control is off (%s): changes would be recorded with the who their requests give; "+
+		return nil, &configs.Error{Field: "auth.who", Source: cfg.Source("auth.who"), Err: fmt.Errorf(
+			"auth.who is token, but access control is off: %s; changes would be recorded with the who their requests give; "+
 				"turn access control on (auth.tokens_file, auth.mode: on) or set auth.who: declared", accessOffWhy(cfg))}
 	}
 	if !cfg.AuthEnabled() {
@@ -31,12 +31,12 @@ func newAccess(cfg configs.Config, log zerolog.Logger) (*auth.Authorizer, error)
 		return nil, nil
 	}
 	if cfg.Auth.TokensFile == "" {
-		why := "auth.mode is on"
+		why := "auth.mode is on" + setBy(cfg, "auth.mode")
 		if cfg.Auth.Mode != configs.AuthOn {
-			why = fmt.Sprintf("addr %s is not a loopback address and auth.mode is auto", cfg.Addr)
+			why = fmt.Sprintf("addr %s%s is not a loopback address and auth.mode is auto", cfg.Addr, setBy(cfg, "addr"))
 		}
 		return nil, &configs.Error{Field: "auth.tokens_file", Err: fmt.Errorf(
-			"access control is on (%s) but no tokens file is set: make one with `ctxd token new` "+
+			"access control is on: %s; but no tokens file is set: make one with `ctxd token new` "+
 				"(README, \"Access control\"), or set auth.mode: off to serve without access control", why)}
 	}
 	a, err := auth.NewAuthorizer(cfg.Auth.TokensFile, auth.Options{SignChanges: cfg.Auth.Who == configs.WhoToken})
@@ -50,9 +50,18 @@ func newAccess(cfg configs.Config, log zerolog.Logger) (*auth.Authorizer, error)
 // accessOffWhy says why access control is off.
 func accessOffWhy(cfg configs.Config) string {
 	if cfg.Auth.Mode == configs.AuthOff {
-		return "auth.mode is off"
+		return "auth.mode is off" + setBy(cfg, "auth.mode")
 	}
-	return fmt.Sprintf("addr %s is a loopback address, no auth.tokens_file is set and auth.mode is auto", cfg.Addr)
+	return fmt.Sprintf("addr %s%s is a loopback address, no auth.tokens_file is set and auth.mode is auto", cfg.Addr, setBy(cfg, "addr"))
+}
+
+// setBy says where setting field was set, " (set by env CTXD_...)",
+// for a message about another setting that it decides; "" at its default.
+func setBy(cfg configs.Config, field string) string {
+	if src := cfg.Source(field); src != "" {
+		return " (set by " + src + ")"
+	}
+	return ""
 }
 
 // certReloader serves the TLS certificate of tls.cert_file and

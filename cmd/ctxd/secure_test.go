@@ -356,8 +356,12 @@ func TestServeRefusesSigningWithoutTokens(t *testing.T) {
 	dir := t.TempDir()
 	r := cli(t, []string{"CTXD_AUTH_WHO=token"}, "", "serve", "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
 	assert.Equal(t, 2, r.code, r.stderr)
-	assert.Contains(t, r.stderr, "auth.who")
+	assert.Contains(t, r.stderr, "auth.who (env CTXD_AUTH_WHO)")
 	assert.Contains(t, r.stderr, "access control is off")
+
+	r = cli(t, []string{"CTXD_AUTH_WHO=token", "CTXD_AUTH_MODE=off"}, "", "serve", "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "auth.mode is off (set by env CTXD_AUTH_MODE)")
 
 	r = cli(t, []string{"CTXD_AUTH_WHO=tokens"}, "", "serve", "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
 	assert.Equal(t, 2, r.code, r.stderr)
@@ -376,6 +380,7 @@ func TestServeNeedsTokensOffLoopback(t *testing.T) {
 
 	r = cli(t, []string{"CTXD_AUTH_MODE=on"}, "", "serve", "--data", filepath.Join(dir, "data"))
 	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "auth.mode is on (set by env CTXD_AUTH_MODE)")
 
 	bad := writeFile(t, filepath.Join(dir, "tokens.yaml"), "tokens:\n  - name: x\n    hash: nope\n    roles: [read]\n")
 	r = cli(t, []string{"CTXD_AUTH_MODE=on", "CTXD_AUTH_TOKENS_FILE=" + bad}, "", "serve", "--data", filepath.Join(dir, "data"))
@@ -489,7 +494,7 @@ func TestServeWithAnUnwritableSnapshotsFolder(t *testing.T) {
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee, stderr.String())
 	assert.Equal(t, 2, ee.ExitCode(), stderr.String())
-	assert.Contains(t, stderr.String(), "config: snapshots.dir")
+	assert.Contains(t, stderr.String(), "config: snapshots.dir (env CTXD_SNAPSHOTS_DIR)")
 }
 
 // A snapshots or dumps folder on a read-only file system (what systemd's
@@ -506,9 +511,24 @@ func TestServeWithASnapshotsFolderOnAReadOnlyFileSystem(t *testing.T) {
 		env := "CTXD_" + strings.ToUpper(strings.ReplaceAll(setting, ".", "_"))
 		r := cli(t, []string{env + "=" + filepath.Join(ro, "folder")}, "", "serve", "--addr", "127.0.0.1:0", "--data", t.TempDir())
 		assert.Equal(t, 2, r.code, r.stderr)
-		assert.Contains(t, r.stderr, "config: "+setting)
+		assert.Contains(t, r.stderr, "config: "+setting+" (env "+env+")")
 		assert.Contains(t, r.stderr, "read-only file system")
 	}
+	// Not set, the folder is inside data_dir: the error says where that
+	// came from.
+	data := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(data, "snapshots"), 0o750))
+	require.NoError(t, syscall.Mount("tmpfs", filepath.Join(data, "snapshots"), "tmpfs", syscall.MS_RDONLY, "size=1m"))
+	t.Cleanup(func() { _ = syscall.Unmount(filepath.Join(data, "snapshots"), 0) })
+	r := cli(t, nil, "", "serve", "--addr", "127.0.0.1:0", "--data", data)
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "config: snapshots.dir (not set; data_dir from flag)")
+
+	// The data folder itself too: no restart makes it writable.
+	r = cli(t, nil, "", "serve", "--addr", "127.0.0.1:0", "--data", filepath.Join(ro, "data"))
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "config: data_dir (flag)")
+	assert.Contains(t, r.stderr, "read-only file system")
 }
 
 // A SIGHUP (systemctl reload) while the server is still starting (here,
