@@ -2,6 +2,7 @@ package ctxd
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -296,6 +297,30 @@ type ServerStatus struct {
 	// LastRestore is the last whole restore (Status.LastRestore).
 	LastRestore *RestoreMark `json:"last_restore,omitempty"`
 }
+
+// TokenInfo is what the token of a request may do, the body of GET
+// /v1/auth/self (auth.Token.Info): what a client asks before it offers
+// what its token may not do. Never the token's secret or hash.
+type TokenInfo struct {
+	// AccessControl is false on a server without access control: then
+	// every request may do everything (Roles admin, every right, no
+	// limits) and Name is empty.
+	AccessControl bool   `json:"access_control"`
+	Name          string `json:"name,omitempty"`
+	// Roles are the roles the tokens file gives the token (read, write,
+	// metrics, admin); Rights the same with what they imply (write
+	// includes read, admin everything), in that order: what to test.
+	Roles  []string `json:"roles"`
+	Rights []string `json:"rights"`
+	// Namespaces and Prefixes, when present, are the only namespaces and
+	// key prefixes the token may use; absent, it is not limited.
+	Namespaces []string `json:"namespaces,omitempty"`
+	Prefixes   []string `json:"prefixes,omitempty"`
+}
+
+// May reports whether the token has the right named role ("read",
+// "write", "metrics" or "admin"), given or implied.
+func (i TokenInfo) May(role string) bool { return slices.Contains(i.Rights, role) }
 
 // TxnResult is the outcome of a committed write or transaction.
 type TxnResult struct {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+
+	"github.com/framework0/ctxd"
 )
 
 // Role is a set of rights; the roles of a token are or-ed together.
@@ -58,16 +60,20 @@ func (r Role) expand() Role {
 	return r
 }
 
-// String lists the roles given (not the implied ones), comma-separated.
-func (r Role) String() string {
-	var names []string
+// Names returns the names of the roles in r (not those they imply), as
+// the tokens file spells them, in a fixed order; an empty list for none.
+func (r Role) Names() []string {
+	names := []string{}
 	for _, rn := range roleNames {
 		if r&rn.role != 0 {
 			names = append(names, rn.name)
 		}
 	}
-	return strings.Join(names, ",")
+	return names
 }
+
+// String lists the roles given (not the implied ones), comma-separated.
+func (r Role) String() string { return strings.Join(r.Names(), ",") }
 
 // Token is one configured token: who holds it (Name) and what it may do.
 // A nil *Token is the access of a server without access control: every
@@ -237,6 +243,26 @@ func (t *Token) Describe() string {
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+// Info says what the token may do, for its holder (GET /v1/auth/self):
+// its name, the roles given, the roles it has with what they imply
+// (none once revoked), and its limits (none: unlimited). Never its
+// secret or hash. A nil token (access control off) may do everything:
+// no name, the admin role, every right, no limits.
+func (t *Token) Info() ctxd.TokenInfo {
+	info := ctxd.TokenInfo{AccessControl: t != nil, Roles: t.Roles().Names(), Rights: []string{}}
+	for _, rn := range roleNames {
+		if t.Has(rn.role) {
+			info.Rights = append(info.Rights, rn.name)
+		}
+	}
+	if t != nil {
+		info.Name = t.Name
+		info.Namespaces = slices.Clone(t.Namespaces)
+		info.Prefixes = slices.Clone(t.Prefixes)
+	}
+	return info
 }
 
 // sameRights reports whether u has the same hash, name and rights as t.

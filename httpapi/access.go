@@ -49,6 +49,13 @@ const wwwAuthenticate = auth.Challenge
 // when access control is off (nil may do everything: see auth.Token).
 func tokenOf(c echo.Context) *auth.Token { return auth.FromContext(c.Request().Context()) }
 
+// authSelf serves GET /v1/auth/self: what the request's token may do
+// (auth.Token.Info), so that a client offers only that; access control
+// off: everything.
+func (s *Server) authSelf(c echo.Context) error {
+	return sendJSON(c, http.StatusOK, tokenOf(c).Info())
+}
+
 // rule is what one route needs.
 type rule struct {
 	// public routes need no token.
@@ -93,10 +100,11 @@ func (s *Server) accessRules() map[string]rule {
 		"GET /":                              publicRule,
 		"GET " + assetsPrefix + ":version/*": publicRule,
 
-		"GET /metrics":   needRole(auth.RoleMetrics, "GET /metrics"),
-		"GET /v1/status": read,
-		"GET /v1/ns":     read, // the answer lists only the namespaces the token sees
-		"GET /v1/watch":  {queryToken: true, check: read.check},
+		"GET /metrics":      needRole(auth.RoleMetrics, "GET /metrics"),
+		"GET /v1/auth/self": {}, // any valid token, a metrics one too: what it may do
+		"GET /v1/status":    read,
+		"GET /v1/ns":        read, // the answer lists only the namespaces the token sees
+		"GET /v1/watch":     {queryToken: true, check: read.check},
 		// Socket.IO (realtime/socketio) checks the token itself at its
 		// CONNECT: it may come in the auth payload, after the handshake.
 		"GET /socket.io/":  publicRule,

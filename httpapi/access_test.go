@@ -69,7 +69,7 @@ func newFullEnv(t *testing.T, access bool, mutate ...func(*configs.Config)) *env
 	}))
 	api := testkit.NewOpenAPI(t)
 	hc := &http.Client{Transport: api.Transport(t, nil)}
-	return &env{t: t, store: s.Backend(), srv: s.Server().API(), url: s.URL, hc: hc, logs: s.Logs, api: api}
+	return &env{t: t, store: s.Backend(), srv: s.Server().API(), url: s.URL, hc: hc, logs: s.Logs, api: api, access: s.Server().Access()}
 }
 
 // need is what a request needs.
@@ -107,6 +107,7 @@ func accessCases() []accessCase {
 
 		c("GET", "/metrics", "", "/metrics", metrics, false),
 		c("GET", "/v1/status", "", "/v1/status", read, true),
+		c("GET", "/v1/auth/self", "", "/v1/auth/self", anyToken, true),
 		c("GET", "/v1/ns", "", "/v1/ns", read, true),
 		c("GET", "/v1/watch", "", "/v1/watch", read, true),
 		// Socket.IO checks the token itself, at its CONNECT (the auth

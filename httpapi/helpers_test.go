@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/store"
@@ -30,6 +31,9 @@ type env struct {
 	hc    *http.Client     // checks every exchange against the OpenAPI document
 	logs  *testkit.SyncBuffer
 	api   *testkit.OpenAPI
+	// access is the full env's access control (nil without): its Reload
+	// reads the tokens file again, as SIGHUP does.
+	access *auth.Authorizer
 }
 
 type envOptions struct {

@@ -201,6 +201,7 @@ func (s *Server) routes() {
 	e.POST("/v1/ns/:ns/keys/*", s.keepAlive) // .../keys/{key}/keepalive
 	e.POST("/v1/txn", s.txn)
 	getAndHead(e, "/v1/status", s.status)
+	getAndHead(e, "/v1/auth/self", s.authSelf)        // access.go
 	getAndHead(e, "/v1/openapi.json", s.serveOpenAPI) // openapi.go
 	getAndHead(e, "/healthz", s.healthz)
 	getAndHead(e, "/readyz", s.readyz)
