@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net/http"
@@ -17,6 +18,14 @@ import (
 // origin (scheme, host and port) is followed without the token.
 func WithToken(token string) Option {
 	return func(c *Client) { c.token = token }
+}
+
+// AuthSelf returns what the client's token may do (GET /v1/auth/self):
+// its name, roles, rights and limits; on a server without access control,
+// AccessControl false and every right. An unknown or revoked token gets
+// an error that IsUnauthorized reports. Test a right with TokenInfo.May.
+func (c *Client) AuthSelf(ctx context.Context) (TokenInfo, error) {
+	return call[TokenInfo](ctx, c, "auth self", request{method: http.MethodGet, path: "/v1/auth/self"})
 }
 
 // bearerTransport adds the Authorization header to the requests for the

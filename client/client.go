@@ -38,6 +38,8 @@ type (
 	Status = ctxd.ServerStatus
 	// TxnOp is one write of a transaction; a put's TTL is TxnTTL's.
 	TxnOp = ctxd.TxnOp
+	// TokenInfo is what the client's token may do, from GET /v1/auth/self.
+	TokenInfo = ctxd.TokenInfo
 )
 
 // Client talks to a ctxd server, or to several instances of one deployment

@@ -173,7 +173,7 @@ have been applied: read the key to check).`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(
 		a.serveCmd(),
-		a.putCmd(), a.patchCmd(), a.txnCmd(), a.keepaliveCmd(), a.getCmd(), a.delCmd(), a.lsCmd(), a.historyCmd(), a.nsCmd(), a.statusCmd(),
+		a.putCmd(), a.patchCmd(), a.txnCmd(), a.keepaliveCmd(), a.getCmd(), a.delCmd(), a.lsCmd(), a.historyCmd(), a.nsCmd(), a.statusCmd(), a.whoamiCmd(),
 		a.watchCmd(),
 		a.dumpCmd(), a.dumpsCmd(), a.importCmd(),
 		a.migrateCmd(),

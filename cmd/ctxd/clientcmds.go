@@ -561,6 +561,28 @@ func (a *app) nsCmd() *cobra.Command {
 	return cmd
 }
 
+func (a *app) whoamiCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "whoami",
+		Short: "Show what the access token may do: its name, roles and limits",
+		Long: `Show what the access token (--token, CTXD_TOKEN) may do, as the server
+says (GET /v1/auth/self): its name, the roles the tokens file gives it, what
+they allow, and the namespaces and key prefixes it is limited to ("all": not
+limited). On a server without access control, everything is allowed.
+An unknown or revoked token exits 1, as every command.`,
+		Args: cobra.NoArgs,
+	}
+	c := a.clientFlags(cmd, outTable, false)
+	c.run(cmd, func(ctx context.Context, cl *client.Client, _ []string) error {
+		info, err := cl.AuthSelf(ctx)
+		if err != nil {
+			return err
+		}
+		return c.printTokenInfo(info)
+	})
+	return cmd
+}
+
 func (a *app) statusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",

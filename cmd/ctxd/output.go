@@ -260,6 +260,39 @@ func (c *common) printStatus(st client.Status, server string, instances []client
 	return tw.Flush()
 }
 
+// printTokenInfo prints what the token may do (ctxd whoami): its name,
+// roles, rights and limits ("all" where it has none), or that the server
+// has no access control.
+func (c *common) printTokenInfo(info client.TokenInfo) error {
+	if c.output == outJSON {
+		return c.printJSON(info)
+	}
+	tw := tabwriter.NewWriter(c.out(), 0, 8, 2, ' ', 0)
+	rows := [][2]string{{"token", info.Name}}
+	if !info.AccessControl {
+		rows = [][2]string{{"token", "none needed: the server has no access control, everything is allowed"}}
+	}
+	limits := func(l []string) string {
+		if len(l) == 0 {
+			return "all"
+		}
+		q := make([]string, len(l))
+		for i, s := range l {
+			q[i] = shellQuote(s)
+		}
+		return strings.Join(q, " ")
+	}
+	for _, kv := range append(rows, [][2]string{
+		{"roles", strings.Join(info.Roles, ", ")},
+		{"may", strings.Join(info.Rights, ", ")},
+		{"namespaces", limits(info.Namespaces)},
+		{"key prefixes", limits(info.Prefixes)},
+	}...) {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	}
+	return tw.Flush()
+}
+
 // valueText is a value as -o value prints it: a string as is, anything else
 // as compact JSON. A missing value (a delete) prints as null.
 func valueText(v json.RawMessage) string {
