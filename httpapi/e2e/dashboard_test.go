@@ -744,6 +744,88 @@ func TestTokenOfOtherNamespaces(t *testing.T) {
 	p.waitText("#set-error", "Not saved: it may not write default", "(403 forbidden)")
 }
 
+// TestReadOnlyTokenIsOfferedNoWrite: the page asks what its token may do
+// (GET /v1/auth/self): for a read token the editor, a field's save, Edit
+// and Delete are disabled, saying why (a notice, and their tooltip),
+// rather than met with a 403 on save. A reload that gives the token the
+// write role (token_revoked on the feed) enables them; another read
+// token entered with the button disables them again.
+func TestReadOnlyTokenIsOfferedNoWrite(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	viewer := testkit.TokenEntry("viewer", "viewer-secret", "    roles: [read]\n")
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
+		testkit.TokenEntry("board", "board-secret", "    roles: [read]\n")+viewer), 0o600))
+	s := newServer(t, serverOptions{tokensFile: tokens})
+	_, err := s.ks.Backend().Put(context.Background(), "default", "cfg", json.RawMessage(`{"debug":true}`), nil, "alice")
+	require.NoError(t, err)
+	p := openPage(t, s, "/#key=cfg", pageOptions{noWait: true})
+	p.waitFor("#token-dialog[open]")
+	p.fill("#token-input", "board-secret")
+	p.click(`#token-form button[value="ok"]`)
+	p.waitReady()
+	p.waitFor(`#key-rows tr[data-key="cfg"]`)
+	p.waitTextIs("#d-version", "1")
+
+	p.waitJS(`document.querySelector("#set-fields").disabled`, "the editor disabled")
+	p.waitText("#set-readonly", `The access token "board" (roles read) may not write`)
+	assert.False(t, eval[bool](p, `document.querySelector("#set-readonly").hidden`))
+	assert.True(t, eval[bool](p, `document.querySelector("#set-form button[type=submit]").matches(":disabled")`), "Save is off")
+	assert.True(t, eval[bool](p, `document.querySelector("#field-form button[type=submit]").matches(":disabled")`), "a field's save is off")
+	for _, id := range []string{"#edit-btn", "#delete-btn"} {
+		assert.True(t, eval[bool](p, `document.querySelector("`+id+`").disabled`), id)
+		assert.Contains(t, eval[string](p, `document.querySelector("`+id+`").title`), "may not write", id)
+	}
+	assert.Contains(t, eval[string](p, `document.querySelector("#set-fields").title`), "may not write")
+
+	// A reload gives board the write role: the feed is told token_revoked,
+	// and the page asks again.
+	p.waitFor(`#conn[data-state="live"]`)
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
+		testkit.TokenEntry("board", "board-secret", "    roles: [write]\n")+viewer), 0o600))
+	require.Equal(t, 1, s.reloadTokens())
+	p.waitJS(`!document.querySelector("#set-fields").disabled`, "the editor enabled for the token's new rights")
+	p.waitJS(`!document.querySelector("#delete-btn").disabled`, "Delete enabled")
+	assert.True(t, eval[bool](p, `document.querySelector("#set-readonly").hidden`))
+	assert.Empty(t, eval[string](p, `document.querySelector("#edit-btn").title`))
+
+	// Another token, entered with the button: read only again.
+	p.click("#token-button")
+	p.waitFor("#token-dialog[open]")
+	p.fill("#token-input", "viewer-secret")
+	p.click(`#token-form button[value="ok"]`)
+	p.waitText("#set-readonly", `The access token "viewer" (roles read) may not write`)
+	p.waitJS(`document.querySelector("#set-fields").disabled && document.querySelector("#delete-btn").disabled`, "the write controls disabled again")
+}
+
+// TestPrefixTokenListsItsPrefix: a token limited to a namespace and a key
+// prefix lists under its prefix, in its namespace, from the first load
+// (rather than the server's "add ?prefix=" refusal), is offered only its
+// namespace, and is told its limits.
+func TestPrefixTokenListsItsPrefix(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
+		testkit.TokenEntry("deployer", "deploy-secret", "    roles: [write]\n    namespaces: [team, staging]\n    prefixes: [deploy/, app.]\n")), 0o600))
+	s := newServer(t, serverOptions{tokensFile: tokens})
+	for _, kv := range [][2]string{{"team", "deploy/web"}, {"team", "secret"}, {"team", "app.x"}, {"default", "deploy/db"}, {"other", "deploy/z"}} {
+		_, err := s.ks.Backend().Put(context.Background(), kv[0], kv[1], json.RawMessage(`1`), nil, "alice")
+		require.NoError(t, err)
+	}
+	p := openPage(t, s, "/", pageOptions{noWait: true})
+	p.waitFor("#token-dialog[open]")
+	p.fill("#token-input", "deploy-secret")
+	p.click(`#token-form button[value="ok"]`)
+	p.waitReady()
+	p.waitFor(`#key-rows tr[data-key="deploy/web"]`)
+	assert.Equal(t, 1, p.count("#key-rows tr"), "only its prefix: %s", p.text("#key-rows"))
+	assert.True(t, eval[bool](p, `document.querySelector("#keys-error").hidden`), "no refusal shown: %s", p.text("#keys-error"))
+	assert.Equal(t, "team", eval[string](p, `document.querySelector("#ns-select").value`))
+	assert.Equal(t, "deploy/", eval[string](p, `document.querySelector("#prefix").value`))
+	assert.Equal(t, []string{"staging", "team"}, eval[[]string](p, `[...document.querySelectorAll("#ns-select option")].map((o) => o.value)`),
+		"its namespaces only (staging holds no key yet)")
+	p.waitText("#keys-limits", `"deployer"`, "namespaces team, staging", `"deploy/", "app."`)
+	assert.False(t, eval[bool](p, `document.querySelector("#set-fields").disabled`), "it may write")
+}
+
 // TestTokenAtFirstPrompt: a token entered at the prompt of the first load
 // is used by that load, and the feed starts after the status's revision.
 func TestTokenAtFirstPrompt(t *testing.T) {

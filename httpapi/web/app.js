@@ -24,7 +24,6 @@ const state = {
   pages: [''], // the "after" cursor of each page visited; the last is the page shown
   next: '', // cursor of the next page; '' when there is none
   keys: [], // records of the page shown
-  keysForbidden: false, // the last listing was refused (403: the token may not)
   values: new Map(), // "ns\0key" -> {revision, value}: values read or pushed, for the list
   valuesSize: 0, // characters of their text
   namespaces: [],
@@ -38,6 +37,10 @@ const state = {
   editing: null, // {ns, key} the editor was loaded from
   saving: null, // {changes}: a save of the editor in flight, and the feed's changes of its key meanwhile
   status: null,
+  // self: what the tab's token may do (GET /v1/auth/self: access_control,
+  // name, roles, rights, namespaces, prefixes); null until known, when
+  // the page offers everything and the server refuses what it must.
+  self: null,
   lastRev: 0, // newest revision seen (status or live feed)
   events: [], // live changes, newest first
   paused: false,
@@ -236,6 +239,71 @@ function renderStatus() {
   $('st-compacted').textContent = Number(s.compacted_revision) ? 'below r' + s.compacted_revision : 'none';
 }
 
+// ---------------------------------------------------------------- what the token may do
+
+// loadSelf asks what the tab's token may do and shows it (renderSelf).
+// Without an answer (no token given, the server away) it is not known,
+// and the page offers everything, as before.
+const loadSelf = latest(async (current) => {
+  let s = null;
+  try {
+    s = await request('GET', '/v1/auth/self');
+  } catch { /* a 401 asked for the token; the panels say what failed */ }
+  if (!current()) return;
+  state.self = s;
+  renderSelf();
+});
+
+// may reports whether the token has the right (read, write, metrics,
+// admin), given or implied; true while that is not known.
+function may(right) {
+  return !state.self || state.self.rights.includes(right);
+}
+
+// tokenText names the token and its roles, for the messages that say why
+// a control is off.
+function tokenText() {
+  const s = state.self;
+  return `The access token "${s.name}" (roles ${s.roles.join(', ')})`;
+}
+
+// renderSelf disables the write controls (the editor, a field's save,
+// Edit and Delete) for a token that may not write, saying why in the
+// editor and as their tooltip, and says which namespaces and key prefixes
+// a limited token may read.
+function renderSelf() {
+  const write = may('write');
+  const why = write ? '' : `${tokenText()} may not write: saving and deleting keys are off.`;
+  for (const id of ['set-fields', 'field-fields']) {
+    $(id).disabled = !write;
+    $(id).title = why;
+  }
+  show($('set-readonly'), why);
+  const s = state.self;
+  const limits = [];
+  if (s && s.namespaces) limits.push(`namespaces ${s.namespaces.join(', ')}`);
+  if (s && s.prefixes) limits.push(`keys starting with ${s.prefixes.map((p) => `"${p}"`).join(', ')}`);
+  show($('keys-limits'), limits.length ? `${tokenText()} may read only ${limits.join(' and ')}.` : '');
+  renderNamespaces();
+  renderDetail();
+}
+
+// fitToToken moves the list to what the token may read: the first of its
+// namespaces when it may not read the one shown, the first of its key
+// prefixes when it may list only under them (the server refuses a list
+// outside them), but for what the address named (keepNs, keepPrefix).
+function fitToToken(keepNs, keepPrefix) {
+  const s = state.self;
+  if (!s) return;
+  if (!keepNs && s.namespaces && !s.namespaces.includes(state.ns)) state.ns = s.namespaces[0];
+  if (!keepPrefix && s.prefixes && !s.prefixes.some((p) => state.prefix.startsWith(p))) state.prefix = s.prefixes[0];
+  state.pages = [''];
+  $('prefix').value = state.prefix;
+  if (!$('dump-ns').value || (s.namespaces && !s.namespaces.includes($('dump-ns').value))) $('dump-ns').value = state.ns;
+  renderNamespaces();
+  setHash();
+}
+
 // ---------------------------------------------------------------- namespaces and keys
 
 const loadNamespaces = latest(async (current) => {
@@ -253,10 +321,18 @@ const loadNamespaces = latest(async (current) => {
 const namespacesSoon = throttled(() => loadNamespaces(), 1000);
 
 function renderNamespaces() {
+  // A token limited to namespaces is offered those (GET /v1/ns lists only
+  // the ones that hold keys), no other.
+  const allowed = state.self && state.self.namespaces;
+  const listed = state.namespaces.filter((n) => !allowed || allowed.includes(n.name));
+  for (const n of allowed || []) {
+    if (!listed.some((l) => l.name === n)) listed.push({ name: n, keys: 0 });
+  }
+  listed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const [id, selected] of [['ns-select', state.ns], ['dump-ns', $('dump-ns').value || state.ns]]) {
     const sel = $(id);
-    const names = state.namespaces.map((n) => n.name);
-    const opts = state.namespaces.map((n) => h('option', { value: n.name }, `${n.name} (${n.keys} ${n.keys === 1 ? 'key' : 'keys'})`));
+    const names = listed.map((n) => n.name);
+    const opts = listed.map((n) => h('option', { value: n.name }, `${n.name} (${n.keys} ${n.keys === 1 ? 'key' : 'keys'})`));
     if (!names.includes(selected)) opts.unshift(h('option', { value: selected }, `${selected} (no keys)`));
     sel.replaceChildren(...opts);
     sel.value = selected;
@@ -278,10 +354,8 @@ const loadKeys = latest(async (current) => {
     show($('keys-error'), '');
     renderKeys();
     if (state.listChanges !== changesBefore) keysSoon();
-    state.keysForbidden = false;
   } catch (e) {
     if (!current()) return;
-    state.keysForbidden = e.status === 403;
     if (e.status === 401) showTokenNeeded($('keys-error'), 'Listing the keys');
     else show($('keys-error'), 'Cannot list the keys: ' + errorText(e));
     state.keys = []; // not the rows of what was listed before
@@ -520,10 +594,13 @@ function renderDetail() {
   $('d-value').textContent = r ? pretty(r.value) : '';
   $('d-value').hidden = !r;
   $('pit-current').hidden = !state.pit;
-  $('delete-btn').disabled = !state.record || !!state.pit;
+  const why = may('write') ? '' : `${tokenText()} may not write.`;
+  $('delete-btn').disabled = !!why || !state.record || !!state.pit;
+  $('delete-btn').title = why;
   renderFieldEditor();
   $('edit-btn').textContent = state.pit ? 'Edit from this value' : state.record ? 'Edit' : 'Create it again';
-  $('edit-btn').disabled = !state.record && !state.pit && !!state.recordError;
+  $('edit-btn').disabled = !!why || (!state.record && !state.pit && !!state.recordError);
+  $('edit-btn').title = why;
 }
 
 // detailOnChange applies a live change to the key shown.
@@ -1022,6 +1099,11 @@ const resync = latest(async (current) => {
   state.needToken = false;
   const s = await loadStatus();
   if (!current()) return;
+  // What the new token may do, before the panels are read: the list
+  // moves to what it may read.
+  await loadSelf();
+  if (!current()) return;
+  fitToToken(false, false);
   // Without a token (refused, and the prompt cancelled) the feed would
   // only be refused; the panels say so.
   if (!state.needToken) state.feed.restart(s ? s.revision : null);
@@ -1085,7 +1167,11 @@ function startFeed(from) {
     },
     notice(m) {
       if (m.type === 'context_dumped') loadDumps();
-      else if (m.type === 'error') notify(`Live feed: ${m.message || m.code}`);
+      else if (m.type === 'error') {
+        notify(`Live feed: ${m.message || m.code}`);
+        // A reload changed or removed the token: what it may do now.
+        if (m.code === 'token_revoked') loadSelf();
+      }
     },
     failing() {
       loadStatus(); // a 401 there asks for the token; the feed uses it next
@@ -1412,6 +1498,11 @@ async function main() {
   // read after it: a change made while the page loads is in one or the
   // other (or both: applying it again is harmless), never lost between them.
   await loadStatus();
+  // What the token may do, before the lists are read: a token limited to
+  // namespaces or key prefixes lists what it may read (unless the address
+  // names what to list), and one that may not write is offered no write.
+  await loadSelf();
+  fitToToken(NS_RE.test(p.get('ns') || ''), p.has('prefix'));
   startFeed(state.status ? state.status.revision : null);
   const first = Promise.all([loadNamespaces(), loadKeys(), loadSnapshots(), loadDumps()]);
   const key = p.get('key');
@@ -1420,12 +1511,6 @@ async function main() {
     selectKey(NS_RE.test(kns || '') ? kns : state.ns, key, false);
   }
   await first;
-  // A token limited to other namespaces may not read default, which
-  // GET /v1/ns then does not list: the page lists the first namespace it
-  // may read instead (unless the address named one).
-  if (!p.get('ns') && state.keysForbidden && state.namespaces.length && !state.namespaces.some((n) => n.name === state.ns)) {
-    await listFrom(state.namespaces[0].name, state.prefix);
-  }
   // The page writes its hash with replaceState (no event): a hashchange
   // is a link followed or an address edited in this tab.
   window.addEventListener('hashchange', () => {
