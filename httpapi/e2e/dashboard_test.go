@@ -693,9 +693,7 @@ func TestToken(t *testing.T) {
 	// The button asks again; a refused token is asked for again by the
 	// next 401, and the one entered there re-reads every panel.
 	p.click("#token-button")
-	p.waitFor("#token-dialog[open]")
-	p.fill("#token-input", "wrong")
-	p.click(`#token-form button[value="ok"]`)
+	p.enterToken("wrong")
 	p.waitText("#token-why", "refused the token")
 	p.waitFor("#token-dialog[open]")
 
@@ -722,17 +720,10 @@ func TestToken(t *testing.T) {
 // may read, rather than default's refusal; writes outside its rights are
 // refused with the server's reason.
 func TestTokenOfOtherNamespaces(t *testing.T) {
-	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
-	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
-		testkit.TokenEntry("teamw", "team-secret", "    roles: [write]\n    namespaces: [team]\n")), 0o600))
-	s := newServer(t, serverOptions{tokensFile: tokens})
+	s, _ := newTokensServer(t, testkit.TokenEntry("teamw", "team-secret", "    roles: [write]\n    namespaces: [team]\n"))
 	_, err := s.ks.Backend().Put(context.Background(), "team", "t", json.RawMessage(`1`), nil, "alice")
 	require.NoError(t, err)
-	p := openPage(t, s, "/", pageOptions{noWait: true})
-	p.waitFor("#token-dialog[open]")
-	p.fill("#token-input", "team-secret")
-	p.click(`#token-form button[value="ok"]`)
-	p.waitReady()
+	p := openWithToken(t, s, "/", "team-secret")
 	p.waitFor(`#key-rows tr[data-key="t"]`)
 	assert.Equal(t, "team", eval[string](p, `document.querySelector("#ns-select").value`))
 	assert.True(t, eval[bool](p, `document.querySelector("#keys-error").hidden`), "no refusal shown: %s", p.text("#keys-error"))
@@ -751,18 +742,11 @@ func TestTokenOfOtherNamespaces(t *testing.T) {
 // write role (token_revoked on the feed) enables them; another read
 // token entered with the button disables them again.
 func TestReadOnlyTokenIsOfferedNoWrite(t *testing.T) {
-	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
 	viewer := testkit.TokenEntry("viewer", "viewer-secret", "    roles: [read]\n")
-	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
-		testkit.TokenEntry("board", "board-secret", "    roles: [read]\n")+viewer), 0o600))
-	s := newServer(t, serverOptions{tokensFile: tokens})
+	s, tokens := newTokensServer(t, testkit.TokenEntry("board", "board-secret", "    roles: [read]\n"), viewer)
 	_, err := s.ks.Backend().Put(context.Background(), "default", "cfg", json.RawMessage(`{"debug":true}`), nil, "alice")
 	require.NoError(t, err)
-	p := openPage(t, s, "/#key=cfg", pageOptions{noWait: true})
-	p.waitFor("#token-dialog[open]")
-	p.fill("#token-input", "board-secret")
-	p.click(`#token-form button[value="ok"]`)
-	p.waitReady()
+	p := openWithToken(t, s, "/#key=cfg", "board-secret")
 	p.waitFor(`#key-rows tr[data-key="cfg"]`)
 	p.waitTextIs("#d-version", "1")
 
@@ -780,8 +764,7 @@ func TestReadOnlyTokenIsOfferedNoWrite(t *testing.T) {
 	// A reload gives board the write role: the feed is told token_revoked,
 	// and the page asks again.
 	p.waitFor(`#conn[data-state="live"]`)
-	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
-		testkit.TokenEntry("board", "board-secret", "    roles: [write]\n")+viewer), 0o600))
+	writeTokens(t, tokens, testkit.TokenEntry("board", "board-secret", "    roles: [write]\n"), viewer)
 	require.Equal(t, 1, s.reloadTokens())
 	p.waitJS(`!document.querySelector("#set-fields").disabled`, "the editor enabled for the token's new rights")
 	p.waitJS(`!document.querySelector("#delete-btn").disabled`, "Delete enabled")
@@ -790,9 +773,7 @@ func TestReadOnlyTokenIsOfferedNoWrite(t *testing.T) {
 
 	// Another token, entered with the button: read only again.
 	p.click("#token-button")
-	p.waitFor("#token-dialog[open]")
-	p.fill("#token-input", "viewer-secret")
-	p.click(`#token-form button[value="ok"]`)
+	p.enterToken("viewer-secret")
 	p.waitText("#set-readonly", `The access token "viewer" (roles read) may not write`)
 	p.waitJS(`document.querySelector("#set-fields").disabled && document.querySelector("#delete-btn").disabled`, "the write controls disabled again")
 }
@@ -802,19 +783,12 @@ func TestReadOnlyTokenIsOfferedNoWrite(t *testing.T) {
 // (rather than the server's "add ?prefix=" refusal), is offered only its
 // namespace, and is told its limits.
 func TestPrefixTokenListsItsPrefix(t *testing.T) {
-	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
-	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+
-		testkit.TokenEntry("deployer", "deploy-secret", "    roles: [write]\n    namespaces: [team, staging]\n    prefixes: [deploy/, app.]\n")), 0o600))
-	s := newServer(t, serverOptions{tokensFile: tokens})
+	s, _ := newTokensServer(t, testkit.TokenEntry("deployer", "deploy-secret", "    roles: [write]\n    namespaces: [team, staging]\n    prefixes: [deploy/, app.]\n"))
 	for _, kv := range [][2]string{{"team", "deploy/web"}, {"team", "secret"}, {"team", "app.x"}, {"default", "deploy/db"}, {"other", "deploy/z"}} {
 		_, err := s.ks.Backend().Put(context.Background(), kv[0], kv[1], json.RawMessage(`1`), nil, "alice")
 		require.NoError(t, err)
 	}
-	p := openPage(t, s, "/", pageOptions{noWait: true})
-	p.waitFor("#token-dialog[open]")
-	p.fill("#token-input", "deploy-secret")
-	p.click(`#token-form button[value="ok"]`)
-	p.waitReady()
+	p := openWithToken(t, s, "/", "deploy-secret")
 	p.waitFor(`#key-rows tr[data-key="deploy/web"]`)
 	assert.Equal(t, 1, p.count("#key-rows tr"), "only its prefix: %s", p.text("#key-rows"))
 	assert.True(t, eval[bool](p, `document.querySelector("#keys-error").hidden`), "no refusal shown: %s", p.text("#keys-error"))
@@ -832,11 +806,7 @@ func TestTokenAtFirstPrompt(t *testing.T) {
 	const secret = "s3cret-token"
 	s := newServer(t, serverOptions{token: secret})
 	s.put("default", "guarded", `true`, "alice")
-	p := openPage(t, s, "/", pageOptions{noWait: true})
-	p.waitFor("#token-dialog[open]")
-	p.fill("#token-input", secret)
-	p.click(`#token-form button[value="ok"]`)
-	p.waitReady()
+	p := openWithToken(t, s, "/", secret)
 	p.waitText("#key-rows", "guarded")
 	p.waitFor(`#conn[data-state="live"]`)
 	conns := s.ws.connections()
@@ -865,9 +835,7 @@ func TestTokenNeeded(t *testing.T) {
 
 	// The panel's own button asks for the token.
 	p.click("#live-state button")
-	p.waitFor("#token-dialog[open]")
-	p.fill("#token-input", secret)
-	p.click(`#token-form button[value="ok"]`)
+	p.enterToken(secret)
 	p.waitText("#key-rows", "guarded")
 	p.waitFor(`#conn[data-state="live"]`)
 	p.waitJS(`document.querySelector("#keys-error").hidden`, "the keys panel's error gone")
@@ -890,9 +858,7 @@ func TestTokenLaterLosesNoChange(t *testing.T) {
 
 	s.ws.cut() // the feed cannot connect until allow
 	p.click("#token-button")
-	p.waitFor("#token-dialog[open]")
-	p.fill("#token-input", secret)
-	p.click(`#token-form button[value="ok"]`)
+	p.enterToken(secret)
 	p.waitText("#key-rows", "before")
 	p.waitTextIs("#st-revision", "1")
 	s.put("default", "during", `2`, "bob") // after the panels were read

@@ -175,6 +175,22 @@ func newServer(t *testing.T, opts serverOptions) *server {
 	return &server{t: t, ks: ks, url: ks.URL, ws: ws, token: opts.token}
 }
 
+// newTokensServer starts a server with ctxd's access control on a tokens
+// file of these entries (testkit.TokenEntry), and returns the file's path:
+// writeTokens rewrites it, reloadTokens reads it again.
+func newTokensServer(t *testing.T, entries ...string) (*server, string) {
+	t.Helper()
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	writeTokens(t, tokens, entries...)
+	return newServer(t, serverOptions{tokensFile: tokens}), tokens
+}
+
+// writeTokens writes a tokens file of these entries (testkit.TokenEntry).
+func writeTokens(t *testing.T, path string, entries ...string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, []byte("tokens:\n"+strings.Join(entries, "")), 0o600))
+}
+
 // do sends one API request and returns the status and body.
 func (s *server) do(method, path, body string, hdr ...string) (int, []byte) {
 	s.t.Helper()
@@ -381,6 +397,25 @@ func openPage(t *testing.T, s *server, path string, opts ...pageOptions) *page {
 		p.waitReady()
 	}
 	return p
+}
+
+// openWithToken opens the dashboard at path on a server that asks for a
+// token, enters secret at the first load's prompt, and waits until the
+// first loads are done.
+func openWithToken(t *testing.T, s *server, path, secret string) *page {
+	t.Helper()
+	p := openPage(t, s, path, pageOptions{noWait: true})
+	p.enterToken(secret)
+	p.waitReady()
+	return p
+}
+
+// enterToken waits for the token dialog and enters secret.
+func (p *page) enterToken(secret string) {
+	p.t.Helper()
+	p.waitFor("#token-dialog[open]")
+	p.fill("#token-input", secret)
+	p.click(`#token-form button[value="ok"]`)
 }
 
 // waitReady waits until the dashboard's first loads are done.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -60,9 +58,7 @@ func TestSocketIOJavaScriptRevokedToken(t *testing.T) {
 		for _, transports := range []string{"default", "websocket", "polling"} {
 			t.Run(change+"/"+transports, func(t *testing.T) {
 				secret := auth.NewSecret()
-				tokens := filepath.Join(t.TempDir(), "tokens.yaml")
-				require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("f0", secret, "x", "a/")), 0o600))
-				s := newServer(t, serverOptions{tokensFile: tokens})
+				s, tokens := newTokensServer(t, entry("f0", secret, "x", "a/"))
 				put := func(key string) { // the API wants a token: straight to the store
 					t.Helper()
 					_, err := s.ks.Backend().Put(context.Background(), "x", key, json.RawMessage(`1`), nil, "t")
@@ -86,7 +82,7 @@ func TestSocketIOJavaScriptRevokedToken(t *testing.T) {
 					"removed": entry("ops", auth.NewSecret(), "x", "a/"),
 					"cut":     entry("f0", secret, "y", "a/"),
 				}[change]
-				require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+next), 0o600))
+				writeTokens(t, tokens, next)
 				require.Equal(t, 1, s.reloadTokens())
 
 				p.waitJS(`window.events.some(e => e.name === "disconnect")`, "the disconnection")
