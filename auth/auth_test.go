@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd"
 )
 
 func tokensFile(entries ...string) string {
@@ -124,6 +126,29 @@ func TestParseErrors(t *testing.T) {
 // (once the revoked tokens' checks fail); Successor tells a changed token
 // (its secret opens the new one) from a removed one; a bad file, or a reload that
 // revokes nothing, changes nothing and tells no one.
+// Info says what a token may do: the roles given, the rights they
+// imply, its limits (copies); a nil token (access control off) may do
+// everything.
+func TestInfo(t *testing.T) {
+	ts, err := ParseTokens([]byte(tokensFile(
+		entry("ops", secretAdmin, "admin"),
+		entry("ci", secretLim, "write", "namespaces: [staging]", "prefixes: [deploy/]"),
+	)))
+	require.NoError(t, err)
+	all := []string{"read", "write", "metrics", "admin"}
+	assert.Equal(t, ctxd.TokenInfo{AccessControl: true, Name: "ops", Roles: []string{"admin"}, Rights: all}, ts.Lookup(secretAdmin).Info())
+	ci := ts.Lookup(secretLim)
+	info := ci.Info()
+	assert.Equal(t, ctxd.TokenInfo{AccessControl: true, Name: "ci", Roles: []string{"write"}, Rights: []string{"read", "write"},
+		Namespaces: []string{"staging"}, Prefixes: []string{"deploy/"}}, info)
+	info.Prefixes[0] = "x"
+	assert.Equal(t, []string{"deploy/"}, ci.Prefixes, "a copy: the token's limits stay")
+	var none *Token
+	assert.Equal(t, ctxd.TokenInfo{Roles: []string{"admin"}, Rights: all}, none.Info())
+	assert.True(t, none.Info().May("write"))
+	assert.False(t, info.May("admin"))
+}
+
 func TestReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.yaml")
 	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
@@ -164,6 +189,8 @@ func TestReload(t *testing.T) {
 	assert.Same(t, ops, a.Successor(ops), "kept: itself")
 	assert.Same(t, ci2, a.Successor(ci), "changed: the token of its secret, with the new rights")
 	assert.Nil(t, a.Successor(board), "removed: none")
+	assert.Equal(t, []string{}, board.Info().Rights, "a revoked token may do nothing")
+	assert.Equal(t, []string{"read"}, board.Info().Roles, "what the file gave it")
 
 	write("tokens: [")
 	_, _, err = a.Reload()

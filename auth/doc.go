@@ -14,7 +14,8 @@
 // plus put, delete, transactions, import, WebSocket context_set), admin
 // (everything: snapshots, restore, compaction, defrag, dump files on the
 // server's disk, metrics) and metrics (GET /metrics only, for a
-// Prometheus scraper). A read or write token may be limited to namespaces
+// Prometheus scraper). Every token may ask what it may do ([Token.Info],
+// GET /v1/auth/self). A read or write token may be limited to namespaces
 // and/or key prefixes; an admin or metrics token may not (what they reach
 // is server-wide).
 //

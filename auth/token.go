@@ -26,7 +26,8 @@ const (
 	// RoleWrite is read plus put, delete, transactions, import and
 	// WebSocket context_set.
 	RoleWrite
-	// RoleMetrics reads GET /metrics, nothing else.
+	// RoleMetrics reads GET /metrics, nothing else (but what it may do,
+	// GET /v1/auth/self, which every token may ask).
 	RoleMetrics
 	// RoleAdmin may do everything: snapshots, restore, compaction, defrag,
 	// dump files on the server's disk, metrics.
