@@ -299,7 +299,10 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 				if i >= writes {
 					break
 				}
-				sent := paced(start.Add(time.Duration(float64(i) * interval)))
+				sent, ok := paced(ctx, start.Add(time.Duration(float64(i)*interval)))
+				if !ok {
+					break
+				}
 				sends[i].Store(int64(sent.Sub(start)))
 				began := int64(time.Since(start))
 				err := feed.Put(ctx, w, spec.KeyPrefix+strconv.Itoa(i), value)

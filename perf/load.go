@@ -167,7 +167,10 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 					if t0 = intended(i); !t0.Before(windowEnd) && i != onlyOne {
 						return
 					}
-					sent = paced(t0)
+					var ok bool
+					if sent, ok = paced(ctx, t0); !ok {
+						return
+					}
 				} else {
 					// Until the window's end, and past it until an
 					// operation started in it was answered.
@@ -254,14 +257,22 @@ func sendSpan(first, last time.Duration, n int) time.Duration {
 // server caused counts (no coordinated omission). A sender that is early
 // sleeps, and measures from when it woke: the sleep's own overshoot (about
 // 0.65 ms on a shared VM, more than a GET takes) is the load generator's,
-// not the server's.
-func paced(intended time.Time) time.Time {
+// not the server's. It returns false, at once, when ctx ends first
+// (Ctrl-C): the operation is then not to be sent. A plain sleep held the
+// sender up to an interval (1 s at a rate of 1/s) after the cancel.
+func paced(ctx context.Context, intended time.Time) (time.Time, bool) {
 	d := time.Until(intended)
 	if d <= 0 {
-		return intended
+		return intended, ctx.Err() == nil
 	}
-	time.Sleep(d)
-	return time.Now()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return time.Now(), true
+	case <-ctx.Done():
+		return time.Now(), false
+	}
 }
 
 func closeWorkers(ws []*worker) {

@@ -3,6 +3,7 @@ package perf
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,4 +142,26 @@ func TestFanoutWritesPerSecIsTheRateKept(t *testing.T) {
 	f := r.Fanout[0]
 	require.EqualValues(t, 10, f.Writes)
 	require.InDelta(t, 20, f.WritesPerSec, 1.5, "%+v", f.WriteLatency)
+}
+
+// Ctrl-C during a fixed rate's wait for the next send: the wait ends at
+// once and the operation is not sent. At 1/s, the second client slept
+// until its send time (1 s after the cancel) and then sent its request
+// to a run already stopped.
+func TestAPacedWaitEndsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	sent := 0
+	l := load{clients: 2, rate: 1, duration: time.Hour, noConn: true}
+	l.op = func(*worker) (uint8, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent++
+		cancel() // the first request, sent at once: the other client waits for its second
+		return kindWrite, nil
+	}
+	_, err := runLoad(ctx, endpoint{}, l)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 1, sent, "no request is sent after the cancel")
 }

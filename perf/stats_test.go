@@ -150,12 +150,16 @@ func TestMeanStddevMedian(t *testing.T) {
 // for it; an early one from when its sleep ended, so that the sleep's
 // overshoot is not counted as the server's latency.
 func TestPaced(t *testing.T) {
+	ctx := context.Background()
 	late := time.Now().Add(-time.Millisecond)
-	require.True(t, paced(late).Equal(late), "a late sender is timed from the intended time")
+	got, ok := paced(ctx, late)
+	require.True(t, ok)
+	require.True(t, got.Equal(late), "a late sender is timed from the intended time")
 
 	early := time.Now().Add(2 * time.Millisecond)
-	got := paced(early)
+	got, ok = paced(ctx, early)
 	after := time.Now()
+	require.True(t, ok)
 	require.False(t, got.Before(early), "paced returned before the intended time")
 	require.False(t, got.After(after))
 	require.False(t, got.Equal(early), "an early sender is timed from when it woke, not from the intended time")
