@@ -3,6 +3,10 @@ package perf
 import (
 	"bytes"
 	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -218,11 +222,11 @@ func TestCompareMarksErrorsAndMissing(t *testing.T) {
 	require.EqualValues(t, 0, byName["write-latency p50"].Old.Errors)
 	require.Equal(t, VerdictNoise, byName["write-latency p50"].Verdict)
 	for _, name := range []string{"peers/put/c=1 ctxd/etcd p50", "peers/put/c=1 ctxd/etcd ops/s", "peers/put/c=1 etcd p50",
-		"fanout/subs=5/rate=100 ack-to-arrival p99", "fanout/subs=5/rate=100 send-to-arrival p99"} {
+		"fanout/subs=5/rate=100 ack-to-arrival p99", "fanout/subs=5/rate=100 send-to-arrival p99", "fanout/subs=5/rate=100 writes/s"} {
 		require.Equal(t, VerdictRemoved, byName[name].Verdict, "%s: not measured in the new run, not better", name)
 	}
 	require.EqualValues(t, 3, byName["peers/put/c=1 etcd ops/s"].New.Errors)
-	require.EqualValues(t, 1, byName["fanout/subs=5/rate=100 writes/s"].New.Errors)
+	require.EqualValues(t, 1, byName["fanout/subs=5/rate=100 missed"].New.Errors)
 
 	var out bytes.Buffer
 	require.NoError(t, WriteComparison(&out, old, cur, ds))
@@ -272,4 +276,68 @@ func TestSummarySaysTheLoad(t *testing.T) {
 	require.Contains(t, r.Summary(), "2 cores")
 	require.Contains(t, r.Summary(), "load average 0.4 at the start and 2.6 at the end")
 	require.Contains(t, r.Summary(), "5s windows after 1s warm-up, 256-byte values")
+}
+
+// A run in which no operation completed has no rate or latency: the
+// at-scale table, the peers' and the fan-out's, report.html's tables and
+// charts, the targets and the metrics say so or leave it out, not a 0
+// that reads as a measurement (the main table and perf compare already
+// did; the at-scale table said 0 ops/s and 0 ms, and its p99 target was
+// met by the 0).
+func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
+	ok := func(name string) Measurement {
+		return Measurement{Name: name, Clients: 1, Ops: 100, OpsPerSec: 1000, Latency: Latency{Count: 100, P50: 1, P99: 2}, Distribution: []Quantile{{50, 1}, {99, 2}}}
+	}
+	none := func(name string) Measurement {
+		return Measurement{Name: name, Clients: 64, RunErrors: RunErrors{Errors: 3, ErrorSamples: []string{"put: 503"}}, Distribution: []Quantile{}}
+	}
+	r := &Report{
+		Runs: []Measurement{ok("write-throughput/distinct/c=1"), none("write-throughput/distinct/c=64"),
+			ok(largePrefix + "write-throughput/distinct/c=1"), none(largePrefix + "write-throughput/distinct/c=64")},
+		AtScale: &AtScale{FileBytes: 1 << 30},
+		Comparisons: []Comparison{{Name: "peers/put/c=1", Results: []PeerResult{
+			{Peer: peerCtxd, OpsPerSec: 10, P50: 1, P99: 2},
+			{Peer: PeerEtcd, RunErrors: RunErrors{Errors: 3}},
+		}}},
+		Fanout: []FanoutRun{{Name: "fanout/subs=5/rate=100", Subscribers: 5, RunErrors: RunErrors{Errors: 500}}},
+	}
+	for i := range r.Runs[2:] {
+		r.Runs[2+i].Database = "large"
+	}
+	var out bytes.Buffer
+	require.NoError(t, r.WriteTable(&out))
+	table := out.String()
+	require.Regexp(t, `(?m)^ *write-throughput/distinct/c=64 +no op completed +no op completed +- +$`, table, "the at-scale row")
+	require.Regexp(t, `(?m)^ +etcd +no op completed +3 +$`, table, "the peer that answered nothing")
+	require.Regexp(t, `(?m)^ *fanout/subs=5/rate=100 +5 +no write acknowledged +0 +0 +0 +500 +0.00 +0.00 s *$`, table)
+
+	for _, tc := range atScaleTargets(r) {
+		if tc.Name == "at scale: durable puts, 64 clients: p99" {
+			require.Equal(t, metNA, tc.Met, "no p99 to meet the target with: %+v", tc)
+		}
+	}
+	for _, m := range metricsOf(r) {
+		require.NotContains(t, m.Name, "at-scale", "a step that did not run has no metric")
+		require.NotEqual(t, "fanout/subs=5/rate=100 writes/s", m.Name, "no write acknowledged, no rate")
+	}
+
+	path := filepath.Join(t.TempDir(), "report.html")
+	require.NoError(t, r.WriteHTML(path))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	page := string(b)
+	rows := regexp.MustCompile(`(?s)<tr><td>(large/)?write-throughput/distinct/c=64</td>.*?</tr>`).FindAllString(page, -1)
+	require.Len(t, rows, 3, "the two runs and the at-scale pair")
+	for _, row := range rows {
+		require.Contains(t, row, "no op completed")
+		require.NotRegexp(t, ` (ms|µs)<`, row, "no latency")
+		require.NotContains(t, row, "<td>0</td><td>0</td>", "no 0 ops/s ± 0: %s", row)
+	}
+	require.Regexp(t, `<tr><td></td><td>etcd</td><td>no op completed</td>`, page)
+	require.Contains(t, page, "<td>no write acknowledged</td>")
+	// The throughput chart has a point for each run that completed
+	// operations (the two c=1), none at 0 for the others.
+	charts := throughputCharts(r)
+	require.NotEmpty(t, charts)
+	require.Equal(t, 2, strings.Count(string(charts[0].SVG), "<circle"), "%s", charts[0].SVG)
 }

@@ -18,15 +18,19 @@ import (
 var reportTemplate string
 
 var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
-	"ms":     ms,
-	"secs":   secs,
-	"bytes":  byteSize,
-	"commas": commas,
-	"num":    func(v float64) string { return formatValue(v, "") },
-	"signed": signedBytes,
-	"ratio":  ratio,
-	"div":    func(a, b float64) float64 { return a / max(b, 1e-9) },
-	"where":  processAbout,
+	"ms":       ms,
+	"secs":     secs,
+	"bytes":    byteSize,
+	"commas":   commas,
+	"num":      func(v float64) string { return formatValue(v, "") },
+	"signed":   signedBytes,
+	"ratio":    ratio,
+	"ops":      opsCell,
+	"latency":  latencyCell,
+	"opsRatio": opsRatio,
+	"lat":      latencyOf,
+	"writes":   writesCell,
+	"where":    processAbout,
 	"ratioOf": func(c Comparison, peer string) *Ratio {
 		for i := range c.Ratios {
 			if c.Ratios[i].Peer == peer {
@@ -138,6 +142,9 @@ func latencyCharts(r *Report) []chartBlock {
 			if x.Clients == 1 {
 				name = "1 client"
 			}
+			if x.Ops == 0 {
+				name += ": " + noOpCompleted
+			}
 			c.series = append(c.series, series{name: name, points: distributionPoints(x.Distribution)})
 		}
 		out = append(out, chartBlock{Title: c.title, SVG: c.svg("", "ms")})
@@ -164,6 +171,9 @@ func throughputCharts(r *Report) []chartBlock {
 		}
 		var a, b []xy
 		for _, x := range g.runs {
+			if x.Ops == 0 {
+				continue // no point: a 0 would read as a measurement
+			}
 			a = append(a, xy{float64(x.Clients), x.OpsPerSec})
 			b = append(b, xy{float64(x.Clients), x.Latency.P99})
 		}

@@ -111,9 +111,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(tw)
 		row("FANOUT", "SUBSCRIBERS", "WRITES/S", "ACK→ARRIVAL P50", "P99", "MAX", "SEND→ARRIVAL P50", "P99", "DELIVERED", "MISSED", "DUPLICATES", "ERRORS", "CHANGES/FRAME", "CONNECT")
 		for _, f := range r.Fanout {
-			row(f.Name, commas(int64(f.Subscribers)), formatValue(f.WritesPerSec, ""),
-				ms(f.AckToArrival.P50), ms(f.AckToArrival.P99), ms(f.AckToArrival.Max),
-				ms(f.SendToArrival.P50), ms(f.SendToArrival.P99),
+			ack, send := f.AckToArrival, f.SendToArrival
+			row(f.Name, commas(int64(f.Subscribers)), writesCell(f),
+				latencyOf(ack, ack.P50), latencyOf(ack, ack.P99), latencyOf(ack, ack.Max),
+				latencyOf(send, send.P50), latencyOf(send, send.P99),
 				commas(f.Deliveries), commas(f.Missed), commas(f.Duplicates), commas(f.Errors), fmt.Sprintf("%.2f", f.ChangesPerFrame), fmt.Sprintf("%.2f s", f.ConnectSeconds))
 		}
 		if err := tw.Flush(); err != nil {
@@ -285,6 +286,9 @@ func (r *Report) writePeersTable(w io.Writer) error {
 				name = c.Name
 			}
 			cells := []string{name, x.Peer, formatValue(x.OpsPerSec, ""), formatValue(x.OpsPerSecSpread, ""), ms(x.P50), ms(x.P99), fmt.Sprint(x.Errors), "", "", ""}
+			if x.OpsPerSec == 0 { // no round answered a request
+				cells[2], cells[3], cells[4], cells[5] = noOpCompleted, "", "", ""
+			}
 			for _, q := range c.Ratios {
 				if q.Peer == x.Peer {
 					cells[7], cells[8], cells[9] = ratio(q.OpsPerSec), ratio(q.P50), ratio(q.P99)
@@ -294,6 +298,28 @@ func (r *Report) writePeersTable(w io.Writer) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// noWriteAcknowledged stands for the write rate of a fan-out run none of
+// whose writes was acknowledged.
+const noWriteAcknowledged = "no write acknowledged"
+
+// writesCell is a fan-out run's writes/s for a table: "no write
+// acknowledged" rather than a 0.
+func writesCell(f FanoutRun) string {
+	if f.Writes == 0 {
+		return noWriteAcknowledged
+	}
+	return formatValue(f.WritesPerSec, "")
+}
+
+// latencyOf is one of l's latencies for a table: empty when it recorded
+// none (a fan-out run with no delivery), not a 0.
+func latencyOf(l Latency, v float64) string {
+	if l.Count == 0 {
+		return ""
+	}
+	return ms(v)
 }
 
 // ratio prints a ratio of two numbers ("-" when one was missing).

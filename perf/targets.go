@@ -224,7 +224,9 @@ func metricsOf(r *Report) []Metric {
 	for _, f := range r.Fanout {
 		errs = f.Errors + f.Missed + f.Duplicates
 		runErrors[f.Name] = errs
-		add(f.Name+" writes/s", "ops/s", f.WritesPerSec, 0, "higher")
+		if f.WritesPerSec > 0 { // 0: no write acknowledged, no rate
+			add(f.Name+" writes/s", "ops/s", f.WritesPerSec, 0, "higher")
+		}
 		if f.AckToArrival.Count > 0 { // no delivery, no latency
 			add(f.Name+" ack-to-arrival p50", "ms", f.AckToArrival.P50, f.AckP50Spread, "lower")
 			add(f.Name+" ack-to-arrival p99", "ms", f.AckToArrival.P99, f.AckP99Spread, "lower")
