@@ -287,7 +287,7 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 	// Writers: fixed rate, each write timed from when it was sent (paced).
 	writeHist := newHistogram()
 	var writeMu sync.Mutex
-	var next, acked atomic.Int64
+	var next, acked, failed atomic.Int64
 	var firstSend, lastSend atomic.Int64 // of the acknowledged writes, in ns after start
 	firstSend.Store(math.MaxInt64)
 	var writers sync.WaitGroup
@@ -308,6 +308,9 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 				err := feed.Put(ctx, w, spec.KeyPrefix+strconv.Itoa(i), value)
 				now := time.Now()
 				if err != nil {
+					if ctx.Err() == nil { // not a write cut short by Ctrl-C
+						failed.Add(1)
+					}
 					errs.add(err)
 					continue
 				}
@@ -326,7 +329,8 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 	// Over the time the writes were meant to take at the rate, or, when
 	// the writers fell behind, the time they took to be sent (sendSpan):
 	// not until the last acknowledgement, which added its latency.
-	fr.Writes = acked.Load()
+	// Only the acknowledged writes count; the failed ones are said beside.
+	fr.Writes, fr.FailedWrites = acked.Load(), failed.Load()
 	if fr.Writes > 0 {
 		took := max(time.Duration(float64(writes)*interval), sendSpan(time.Duration(firstSend.Load()), time.Duration(lastSend.Load()), int(fr.Writes)))
 		fr.WritesPerSec = round1(float64(fr.Writes) / took.Seconds())

@@ -2,12 +2,18 @@ package perf
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // sleepOp is an operation that takes d (a server that answers in d).
@@ -164,4 +170,52 @@ func TestAPacedWaitEndsOnCancel(t *testing.T) {
 	_, err := runLoad(ctx, endpoint{}, l)
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, 1, sent, "no request is sent after the cancel")
+}
+
+// halfFailingFeed is ctxd's feed whose odd writes put a value that is
+// not JSON: the server refuses them (400).
+type halfFailingFeed struct{ *wsFeed }
+
+func (f halfFailingFeed) Put(ctx context.Context, w int, key string, value []byte) error {
+	if i, _ := strconv.Atoi(key[strings.LastIndexByte(key, '-')+1:]); i%2 == 1 {
+		value = []byte("not json")
+	}
+	return f.wsFeed.Put(ctx, w, key, value)
+}
+
+// A fan-out run some of whose writes failed: writes/s counts only the
+// acknowledged ones, and the run says how many failed, in report.json
+// (failed_writes) and beside the rate in the tables. It gave the rate
+// alone, which read as the server's pace with nothing failing.
+func TestFanoutSaysHowManyWritesFailed(t *testing.T) {
+	srv := testkit.StartServer(t)
+	ep, err := parseEndpoint(srv.URL)
+	require.NoError(t, err)
+	feed := &wsFeed{ep: ep, bases: []string{ep.base}}
+	defer feed.closeWriters()
+	spec := FanoutSpec{Name: "fanout/subs=2/rate=200", Subscribers: 2, Rate: 200, Writers: 2, Duration: 200 * time.Millisecond, KeyPrefix: "half-"}
+	var fr FanoutRun
+	fr.describe(spec)
+	errs := &errorLog{}
+	require.NoError(t, measureFanout(context.Background(), halfFailingFeed{feed}, spec, makeValue(64), &fr, errs, nil))
+	fr.RunErrors = errs.result()
+	require.EqualValues(t, 20, fr.Writes, "the even writes of 40")
+	require.EqualValues(t, 20, fr.FailedWrites)
+	require.EqualValues(t, 20, fr.Errors)
+	require.EqualValues(t, 40, fr.Deliveries, "each acknowledged write to each subscriber")
+	require.Zero(t, fr.Missed)
+	require.LessOrEqual(t, fr.WritesPerSec, 100.0, "20 acknowledged over the 0.2 s they were meant to take, at most")
+
+	r := &Report{Fanout: []FanoutRun{fr}}
+	var table strings.Builder
+	require.NoError(t, r.WriteTable(&table))
+	require.Regexp(t, `fanout/subs=2/rate=200 +2 +[0-9.]+ \(20 failed\) `, table.String())
+	path := filepath.Join(t.TempDir(), "report.html")
+	require.NoError(t, r.WriteHTML(path))
+	page, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Regexp(t, `<td>[0-9.]+ \(20 failed\)</td>`, string(page))
+	raw, err := json.Marshal(fr)
+	require.NoError(t, err)
+	require.Contains(t, string(raw), `"failed_writes":20`)
 }

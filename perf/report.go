@@ -269,6 +269,10 @@ type FanoutRun struct {
 	ConnectSeconds  float64 `json:"connect_seconds"`
 	Writes          int64   `json:"writes"`
 	WritesPerSec    float64 `json:"writes_per_sec"`
+	// FailedWrites counts the writes that failed (counted in Errors too):
+	// WritesPerSec counts only the acknowledged ones, and the tables give
+	// this beside it.
+	FailedWrites int64 `json:"failed_writes"`
 	// Deliveries counts (change, subscriber) arrivals; Expected is
 	// Writes x Subscribers; Missed and Duplicates must be 0.
 	Deliveries int64 `json:"deliveries"`

@@ -305,12 +305,17 @@ func (r *Report) writePeersTable(w io.Writer) error {
 const noWriteAcknowledged = "no write acknowledged"
 
 // writesCell is a fan-out run's writes/s for a table: "no write
-// acknowledged" rather than a 0.
+// acknowledged" rather than a 0, and how many writes failed beside it
+// (the rate counts only the acknowledged ones).
 func writesCell(f FanoutRun) string {
+	cell := formatValue(f.WritesPerSec, "")
 	if f.Writes == 0 {
-		return noWriteAcknowledged
+		cell = noWriteAcknowledged
 	}
-	return formatValue(f.WritesPerSec, "")
+	if f.FailedWrites > 0 {
+		cell += fmt.Sprintf(" (%s failed)", commas(f.FailedWrites))
+	}
+	return cell
 }
 
 // latencyOf is one of l's latencies for a table: empty when it recorded
