@@ -341,3 +341,68 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	require.NotEmpty(t, charts)
 	require.Equal(t, 2, strings.Count(string(charts[0].SVG), "<circle"), "%s", charts[0].SVG)
 }
+
+// A growth per 1,000 subscribers is not scaled up from one subscriber,
+// and a shrink or a growth within the noise is not a cost: seen with one
+// Socket.IO subscriber on a remote server whose baseline still held the
+// previous run's memory, "-16.9 GiB RSS, -13.3 GiB heap per 1,000
+// subscribers". The memory itself is given, the growth is "not
+// measurable" and why, in the table, report.html and report.json, and
+// perf compare has no metric of it; the headline takes the run closest
+// to 1,000 whose growth was measurable.
+func TestMemoryGrowthFromTooLittleIsNotMeasurable(t *testing.T) {
+	const mib = 1 << 20
+	before := MemorySample{RSSBytes: 92*mib + mib/2, HeapBytes: 37*mib + mib/2}
+	after := MemorySample{RSSBytes: 75*mib + mib/2, HeapBytes: 24*mib + mib/5}
+
+	one := memoryUse(processRemote, before, after, 1, 1000, "subscribers")
+	require.Zero(t, one.RSSPer)
+	require.Zero(t, one.HeapPer)
+	require.Equal(t, "1 subscriber, too few to scale to 1,000 (100 or more)", one.Unmeasured)
+
+	shrunk := memoryUse(processRemote, before, after, 1000, 1000, "subscribers")
+	require.Zero(t, shrunk.RSSPer)
+	require.Zero(t, shrunk.HeapPer)
+	require.Contains(t, shrunk.Unmeasured, "RSS -17.0 MiB, heap -13.3 MiB in all: no growth above the noise")
+
+	// 100 subscribers, +4.5 MiB RSS (x10: +45 MiB), heap +0.5 MiB (noise).
+	grown := memoryUse(processOwn, MemorySample{RSSBytes: 20 * mib, HeapBytes: 4 * mib},
+		MemorySample{RSSBytes: 24*mib + mib/2, HeapBytes: 4*mib + mib/2}, 100, 1000, "subscribers")
+	require.EqualValues(t, 45*mib, grown.RSSPer)
+	require.Zero(t, grown.HeapPer)
+	require.Equal(t, "heap +512.0 KiB in all: no growth above the noise (1 MiB, or 5% of the memory before)", grown.Unmeasured)
+
+	r := &Report{Fanout: []FanoutRun{
+		{Name: "fanout/subs=100/rate=1000", Protocol: protocolWatch, Subscribers: 100, Memory: grown},
+		{Name: "fanout/subs=1000/rate=1000", Protocol: protocolWatch, Subscribers: 1000, Memory: shrunk},
+		{Name: "fanout/socketio/subs=1/rate=1000", Protocol: protocolSocketIO, Subscribers: 1, Memory: one},
+	}}
+	r.Memory = memorySummary(r)
+	require.Equal(t, "fanout/subs=100/rate=1000", r.Memory.SubscribersRun, "the closest to 1,000 of the runs measured")
+	require.EqualValues(t, 45*mib, r.Memory.RSSPer1kSubscribers)
+	require.Zero(t, r.Memory.HeapPer1kSubscribers)
+	names := map[string]float64{}
+	for _, m := range metricsOf(r) {
+		names[m.Name] = m.Value
+	}
+	require.EqualValues(t, 45*mib, names["memory rss per 1k subscribers"])
+	require.NotContains(t, names, "memory heap per 1k subscribers", "not measured: no metric")
+
+	var out bytes.Buffer
+	require.NoError(t, r.WriteTable(&out))
+	table := out.String()
+	require.NotContains(t, table, "GiB")
+	require.Contains(t, table, "fanout/socketio/subs=1/rate=1000: server memory per 1,000 subscribers: RSS not measurable, heap not measurable (75.5 MiB RSS, 24.2 MiB heap with them; 92.5 MiB RSS, 37.5 MiB heap before;")
+	require.Contains(t, table, "    not measurable: 1 subscriber, too few to scale to 1,000 (100 or more)\n")
+	require.Contains(t, table, "fanout/subs=100/rate=1000: server memory per 1,000 subscribers: RSS +45.0 MiB, heap not measurable (")
+
+	path := filepath.Join(t.TempDir(), "report.html")
+	require.NoError(t, r.WriteHTML(path))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	page := string(b)
+	require.NotContains(t, page, "GiB")
+	require.Contains(t, page, "<tr><td>1,000 subscribers</td><td>&#43;45.0 MiB</td><td>not measurable</td></tr>")
+	require.Contains(t, page, "fanout/socketio/subs=1/rate=1000: server memory 75.5 MiB RSS, 24.2 MiB Go heap with the subscribers (92.5 MiB and 37.5 MiB before;")
+	require.Contains(t, page, "per 1,000 subscribers not measurable: 1 subscriber, too few to scale to 1,000 (100 or more).")
+}

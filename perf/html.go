@@ -23,7 +23,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 	"bytes":    byteSize,
 	"commas":   commas,
 	"num":      func(v float64) string { return formatValue(v, "") },
-	"signed":   signedBytes,
+	"per":      perBytes,
 	"ratio":    ratio,
 	"ops":      opsCell,
 	"latency":  latencyCell,

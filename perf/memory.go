@@ -50,15 +50,18 @@ type MemoryUse struct {
 	Before  MemorySample `json:"before"`
 	After   MemorySample `json:"after"`
 	// Per names the unit, e.g. "10000 keys"; RSSPer and HeapPer are
-	// (After - Before) per that unit (negative when the memory shrank).
-	Per     string `json:"per"`
-	RSSPer  int64  `json:"rss_bytes_per"`
-	HeapPer int64  `json:"heap_bytes_per"`
+	// (After - Before) per that unit, or 0 when that is not measurable
+	// (see memoryUse): Unmeasured then says why.
+	Per        string `json:"per"`
+	RSSPer     int64  `json:"rss_bytes_per"`
+	HeapPer    int64  `json:"heap_bytes_per"`
+	Unmeasured string `json:"unmeasured"`
 }
 
 // MemorySummary is the memory category's headline: growth per 10,000 keys
 // (from disk-growth) and per 1,000 WebSocket subscribers (from the
-// /v1/watch fan-out run closest to 1,000 subscribers).
+// /v1/watch fan-out run closest to 1,000 subscribers whose growth was
+// measurable). A growth that was not measurable is 0.
 type MemorySummary struct {
 	Process              string `json:"process"`
 	KeysRun              string `json:"keys_run"`
@@ -69,36 +72,73 @@ type MemorySummary struct {
 	HeapPer1kSubscribers int64  `json:"heap_bytes_per_1k_subscribers"`
 }
 
+// A growth per unit is scaled up from at least 1/memoryMinShare of the
+// unit (100 subscribers for "per 1,000", 1,000 keys for "per 10,000"):
+// from fewer, what does not grow with them (the first connection's
+// buffers, the runtime's own growth) is scaled too, and the noise with
+// it (one Socket.IO subscriber gave -16.9 GiB "per 1,000").
+const memoryMinShare = 10
+
+// memoryNoise is the least growth that counts as one: 1 MiB, or 1/20 of
+// the memory before when that is more (a remote server's heap includes
+// garbage not yet collected, and its baseline what earlier runs left).
+// A smaller growth, or a shrink, is not a cost of what was added.
+func memoryNoise(before int64) int64 { return max(1<<20, before/20) }
+
 // memoryUse returns the growth from before to after per `per` units, when
-// n units were added.
+// n units were added: each of RSS and heap only when n is at least
+// per/memoryMinShare and the growth is above memoryNoise, else 0 and
+// Unmeasured says why.
 func memoryUse(process string, before, after MemorySample, n, per int, unit string) *MemoryUse {
 	m := &MemoryUse{Process: process, Before: before, After: after, Per: fmt.Sprintf("%d %s", per, unit)}
-	if n > 0 {
-		scale := float64(per) / float64(n)
-		m.RSSPer = int64(math.Round(float64(after.RSSBytes-before.RSSBytes) * scale))
-		m.HeapPer = int64(math.Round(float64(after.HeapBytes-before.HeapBytes) * scale))
+	if least := per / memoryMinShare; n < least {
+		noun := unit
+		if n == 1 {
+			noun = strings.TrimSuffix(unit, "s")
+		}
+		m.Unmeasured = fmt.Sprintf("%s %s, too few to scale to %s (%s or more)", commas(int64(n)), noun, commas(int64(per)), commas(int64(least)))
+		return m
+	}
+	scale := float64(per) / float64(n)
+	var why []string
+	growth := func(what string, before, after int64) int64 {
+		d := after - before
+		if d < memoryNoise(before) {
+			why = append(why, fmt.Sprintf("%s %s", what, signedBytes(d)))
+			return 0
+		}
+		return int64(math.Round(float64(d) * scale))
+	}
+	m.RSSPer = growth("RSS", before.RSSBytes, after.RSSBytes)
+	m.HeapPer = growth("heap", before.HeapBytes, after.HeapBytes)
+	if len(why) > 0 {
+		m.Unmeasured = strings.Join(why, ", ") + " in all: no growth above the noise (1 MiB, or 5% of the memory before)"
 	}
 	return m
 }
+
+// measured says whether m has a growth per unit.
+func (m *MemoryUse) measured() bool { return m != nil && (m.RSSPer != 0 || m.HeapPer != 0) }
 
 // memorySummary picks the headline numbers of the report's runs.
 func memorySummary(r *Report) MemorySummary {
 	var ms MemorySummary
 	for _, d := range r.DiskGrowth {
-		if d.Memory != nil {
+		if d.Memory != nil && (ms.KeysRun == "" || d.Memory.measured()) {
 			ms.Process, ms.KeysRun = d.Memory.Process, d.Name
 			ms.RSSPer10kKeys, ms.HeapPer10kKeys = d.Memory.RSSPer, d.Memory.HeapPer
 		}
 	}
-	best := -1.0
+	best, bestMeasured := -1.0, false
 	for _, f := range r.Fanout {
 		if f.Memory == nil || f.Protocol == protocolSocketIO || f.Subscribers <= 0 {
 			continue
 		}
-		// Closest to 1,000 subscribers on a log scale.
-		d := math.Abs(math.Log(float64(f.Subscribers) / 1000))
-		if best < 0 || d < best {
-			best = d
+		// Closest to 1,000 subscribers on a log scale, of the runs whose
+		// growth was measurable if any was.
+		d, measured := math.Abs(math.Log(float64(f.Subscribers)/1000)), f.Memory.measured()
+		if best < 0 || measured && !bestMeasured || measured == bestMeasured && d < best {
+			best, bestMeasured = d, measured
 			ms.SubscribersRun = f.Name
 			ms.RSSPer1kSubscribers, ms.HeapPer1kSubscribers = f.Memory.RSSPer, f.Memory.HeapPer
 			if ms.Process == "" {

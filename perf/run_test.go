@@ -127,10 +127,18 @@ func TestRunEveryScenario(t *testing.T) {
 	require.Equal(t, "10000 keys", d.Memory.Per)
 	require.Positive(t, d.Memory.Before.RSSBytes)
 	require.Positive(t, d.Memory.After.HeapBytes)
+	// 40 keys and 4 or 5 subscribers are too few to scale to 10,000 keys
+	// and 1,000 subscribers: the memory is given, not a growth per unit.
+	require.Zero(t, d.Memory.RSSPer)
+	require.Zero(t, d.Memory.HeapPer)
+	require.Equal(t, "40 keys, too few to scale to 10,000 (1,000 or more)", d.Memory.Unmeasured)
 	for _, f := range r.Fanout {
 		require.NotNil(t, f.Memory, f.Name)
 		require.Equal(t, "1000 subscribers", f.Memory.Per, f.Name)
 		require.Positive(t, f.Memory.After.RSSBytes, f.Name)
+		require.Zero(t, f.Memory.RSSPer, f.Name)
+		require.Zero(t, f.Memory.HeapPer, f.Name)
+		require.Contains(t, f.Memory.Unmeasured, "subscribers, too few to scale to 1,000 (100 or more)", f.Name)
 	}
 	require.Equal(t, processShared, r.Memory.Process)
 	require.Equal(t, d.Name, r.Memory.KeysRun)

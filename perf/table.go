@@ -130,8 +130,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		for _, f := range r.Fanout {
 			if m := f.Memory; m != nil {
-				fmt.Fprintf(w, "  %s: server memory %s RSS, %s heap per 1,000 subscribers (%s RSS, %s heap with them; %s)\n",
-					f.Name, signedBytes(m.RSSPer), signedBytes(m.HeapPer), byteSize(m.After.RSSBytes), byteSize(m.After.HeapBytes), processAbout(m.Process))
+				fmt.Fprintf(w, "  %s: server memory per 1,000 subscribers: %s (%s RSS, %s heap with them; %s)\n%s",
+					f.Name, m.perUnit(), byteSize(m.After.RSSBytes), byteSize(m.After.HeapBytes), m.beforeAndWhere(), m.unmeasuredLine())
 			}
 		}
 	}
@@ -165,8 +165,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "  %d ERRORS in %s: its numbers are suspect\n", d.Errors, d.Name)
 		}
 		if m := d.Memory; m != nil {
-			fmt.Fprintf(w, "  server memory %s RSS, %s heap per 10,000 keys (%s RSS, %s heap at the end; %s)\n",
-				signedBytes(m.RSSPer), signedBytes(m.HeapPer), byteSize(m.After.RSSBytes), byteSize(m.After.HeapBytes), processAbout(m.Process))
+			fmt.Fprintf(w, "  server memory per 10,000 keys: %s (%s RSS, %s heap at the end; %s)\n%s",
+				m.perUnit(), byteSize(m.After.RSSBytes), byteSize(m.After.HeapBytes), m.beforeAndWhere(), m.unmeasuredLine())
 		}
 	}
 	if err := r.writeAtScaleTable(w); err != nil {
@@ -341,6 +341,35 @@ func signedBytes(n int64) string {
 		return "-" + byteSize(-n)
 	}
 	return "+" + byteSize(n)
+}
+
+// perBytes prints a growth per unit with its sign, or "not measurable"
+// for 0 (see memoryUse).
+func perBytes(n int64) string {
+	if n == 0 {
+		return "not measurable"
+	}
+	return signedBytes(n)
+}
+
+// perUnit is m's growth per unit for the table: "RSS +45.0 MiB, heap
+// +30.1 MiB", either "not measurable".
+func (m *MemoryUse) perUnit() string {
+	return fmt.Sprintf("RSS %s, heap %s", perBytes(m.RSSPer), perBytes(m.HeapPer))
+}
+
+// beforeAndWhere is the memory before and where it was read, for the table.
+func (m *MemoryUse) beforeAndWhere() string {
+	return fmt.Sprintf("%s RSS, %s heap before; %s", byteSize(m.Before.RSSBytes), byteSize(m.Before.HeapBytes), processAbout(m.Process))
+}
+
+// unmeasuredLine says, on a line of its own, why a growth was not
+// measurable; empty when both were.
+func (m *MemoryUse) unmeasuredLine() string {
+	if m.Unmeasured == "" {
+		return ""
+	}
+	return "    not measurable: " + m.Unmeasured + "\n"
 }
 
 // processAbout says where a measured server's memory came from.

@@ -247,15 +247,21 @@ func metricsOf(r *Report) []Metric {
 			add(d.Name+" defrag pause", "ms", d.DefragPauseMs, 0, "lower")
 		}
 	}
+	// A growth that was not measurable is 0 (memoryUse): left out.
+	memory := func(name string, v int64) {
+		if v != 0 {
+			add(name, "B", float64(v), 0, "lower")
+		}
+	}
 	if m := r.Memory; m.KeysRun != "" {
 		errs = runErrors[m.KeysRun]
-		add("memory rss per 10k keys", "B", float64(m.RSSPer10kKeys), 0, "lower")
-		add("memory heap per 10k keys", "B", float64(m.HeapPer10kKeys), 0, "lower")
+		memory("memory rss per 10k keys", m.RSSPer10kKeys)
+		memory("memory heap per 10k keys", m.HeapPer10kKeys)
 	}
 	if m := r.Memory; m.SubscribersRun != "" {
 		errs = runErrors[m.SubscribersRun]
-		add("memory rss per 1k subscribers", "B", float64(m.RSSPer1kSubscribers), 0, "lower")
-		add("memory heap per 1k subscribers", "B", float64(m.HeapPer1kSubscribers), 0, "lower")
+		memory("memory rss per 1k subscribers", m.RSSPer1kSubscribers)
+		memory("memory heap per 1k subscribers", m.HeapPer1kSubscribers)
 	}
 	for _, c := range r.Comparisons {
 		byPeer := map[string]int64{}
