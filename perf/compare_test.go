@@ -156,7 +156,7 @@ func TestATargetMetByARunWithErrorsIsNotAPlainYes(t *testing.T) {
 			{Name: "read-latency", Ops: 100, Latency: Latency{P50: 0.05}},
 			{Name: "read-throughput/get/c=64", Ops: 100, OpsPerSec: 1000, Latency: Latency{P99: 9}, RunErrors: failed},
 		},
-		Fanout: []FanoutRun{{Name: "fanout/subs=1000/rate=1000", Subscribers: 1000, Rate: 1000, Protocol: "watch",
+		Fanout: []FanoutRun{{Name: "fanout/subs=1000/rate=1000", Subscribers: 1000, Rate: 1000, Protocol: "watch", Writes: 10,
 			AckToArrival: Latency{Count: 10, P99: 20}, RunErrors: RunErrors{Errors: 1}}},
 		Comparisons: []Comparison{{Name: "peers/put/c=1", Results: []PeerResult{
 			{Peer: peerCtxd, OpsPerSec: 2000, P50: 0.25, P99: 1},
@@ -316,6 +316,19 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 			require.Equal(t, metNA, tc.Met, "no p99 to meet the target with: %+v", tc)
 		}
 	}
+	// The fan-out targets of a run none of whose writes was acknowledged:
+	// no p99 and nothing to miss, not met by 0s.
+	r.Fanout = append(r.Fanout, FanoutRun{Name: "fanout/subs=1000/rate=1000", Subscribers: 1000, Rate: 1000, FailedWrites: 5000, RunErrors: RunErrors{Errors: 5000}})
+	fanoutTargets := 0
+	for _, tc := range checkTargets(r) {
+		if strings.HasPrefix(tc.Name, "fan-out, 1,000 subscribers") {
+			fanoutTargets++
+			require.Equal(t, metNA, tc.Met, "%+v", tc)
+			require.Equal(t, "not measured", tc.Got)
+		}
+	}
+	require.Equal(t, 2, fanoutTargets)
+	r.Fanout = r.Fanout[:1]
 	for _, m := range metricsOf(r) {
 		require.NotContains(t, m.Name, "at-scale", "a step that did not run has no metric")
 		require.NotEqual(t, "fanout/subs=5/rate=100 writes/s", m.Name, "no write acknowledged, no rate")
