@@ -293,7 +293,8 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	}
 	r := &Report{
 		Runs: []Measurement{ok("write-throughput/distinct/c=1"), none("write-throughput/distinct/c=64"),
-			ok(largePrefix + "write-throughput/distinct/c=1"), none(largePrefix + "write-throughput/distinct/c=64")},
+			ok(largePrefix + "write-throughput/distinct/c=1"), none(largePrefix + "write-throughput/distinct/c=64"),
+			{Name: "cas-contention/keys=1/c=64", Clients: 64, CAS: &CASResult{Keys: 1, CounterCheck: "ok"}, RunErrors: RunErrors{Errors: 9}}},
 		AtScale: &AtScale{FileBytes: 1 << 30},
 		Comparisons: []Comparison{{Name: "peers/put/c=1", Results: []PeerResult{
 			{Peer: peerCtxd, OpsPerSec: 10, P50: 1, P99: 2},
@@ -301,14 +302,13 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 		}}},
 		Fanout: []FanoutRun{{Name: "fanout/subs=5/rate=100", Subscribers: 5, RunErrors: RunErrors{Errors: 500}}},
 	}
-	for i := range r.Runs[2:] {
-		r.Runs[2+i].Database = "large"
-	}
+	r.Runs[2].Database, r.Runs[3].Database = "large", "large"
 	var out bytes.Buffer
 	require.NoError(t, r.WriteTable(&out))
 	table := out.String()
 	require.Regexp(t, `(?m)^ *write-throughput/distinct/c=64 +no op completed +no op completed +- +$`, table, "the at-scale row")
 	require.Regexp(t, `(?m)^ +etcd +no op completed +3 +$`, table, "the peer that answered nothing")
+	require.Contains(t, table, "  cas-contention/keys=1/c=64: no op completed; counters add up to 0 of 0 increments: ok\n")
 	require.Regexp(t, `(?m)^ *fanout/subs=5/rate=100 +5 +no write acknowledged +0 +0 +0 +500 +0.00 +0.00 s *$`, table)
 
 	for _, tc := range atScaleTargets(r) {
@@ -332,6 +332,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	for _, m := range metricsOf(r) {
 		require.NotContains(t, m.Name, "at-scale", "a step that did not run has no metric")
 		require.NotEqual(t, "fanout/subs=5/rate=100 writes/s", m.Name, "no write acknowledged, no rate")
+		require.NotContains(t, m.Name, "cas-contention", "no CAS completed: no conflicts/s")
 	}
 
 	path := filepath.Join(t.TempDir(), "report.html")
@@ -348,6 +349,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	}
 	require.Regexp(t, `<tr><td></td><td>etcd</td><td>no op completed</td>`, page)
 	require.Contains(t, page, "<td>no write acknowledged</td>")
+	require.Contains(t, page, "CAS on 1 key(s): no op completed; counters")
 	// The throughput chart has a point for each run that completed
 	// operations (the two c=1), none at 0 for the others.
 	charts := throughputCharts(r)

@@ -103,8 +103,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "  %s: reads p50 %s p99 %s, writes p50 %s p99 %s\n", x.Name, ms(x.Reads.P50), ms(x.Reads.P99), ms(x.Writes.P50), ms(x.Writes.P99))
 		}
 		if c := x.CAS; c != nil {
-			fmt.Fprintf(w, "  %s: %s increments/s, %s conflicts/s; counters add up to %d of %d increments: %s\n",
-				x.Name, formatValue(c.SuccessesPerSec, ""), formatValue(c.ConflictsPerSec, ""), c.CounterSum, c.TotalSuccesses, c.CounterCheck)
+			rates := noOpCompleted
+			if x.Ops > 0 {
+				rates = fmt.Sprintf("%s increments/s, %s conflicts/s", formatValue(c.SuccessesPerSec, ""), formatValue(c.ConflictsPerSec, ""))
+			}
+			fmt.Fprintf(w, "  %s: %s; counters add up to %d of %d increments: %s\n", x.Name, rates, c.CounterSum, c.TotalSuccesses, c.CounterCheck)
 		}
 	}
 	if len(r.Fanout) > 0 {

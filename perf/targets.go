@@ -219,7 +219,7 @@ func metricsOf(r *Report) []Metric {
 			add(x.Name+" p50", "ms", x.Latency.P50, x.P50Spread, "lower")
 			add(x.Name+" p99", "ms", x.Latency.P99, x.P99Spread, "lower")
 		}
-		if x.CAS != nil {
+		if x.CAS != nil && x.Ops > 0 { // no CAS completed: 0 conflicts/s is not a measurement either
 			add(x.Name+" conflicts/s", "ops/s", x.CAS.ConflictsPerSec, x.CAS.ConflictsPerSecSpread, "lower")
 		}
 	}
