@@ -362,7 +362,7 @@ func atScaleTargets(r *Report) []TargetCheck {
 	}
 	var out []TargetCheck
 	check := func(name, want, got string, measured, met bool, errs int64) {
-		tc := TargetCheck{Name: name, Want: want, Got: "not measured", Met: metNA}
+		tc := TargetCheck{Name: name, Want: want, Got: notMeasured, Met: metNA}
 		if measured {
 			tc.Got, tc.Met, tc.Errors = got, verdict(met, errs), errs
 		}
@@ -505,9 +505,33 @@ func (r *Report) writeAtScaleTable(w io.Writer) error {
 		cache = "warm page cache: " + a.ColdCacheNote
 	}
 	fmt.Fprintf(w, "  open to /readyz (%s): fresh %s, large %s; RSS right after open: fresh %s, large %s\n",
-		cache, secs(a.Fresh.OpenToReadySeconds), secs(a.Large.OpenToReadySeconds), byteSize(a.Fresh.RSSAfterOpenBytes), byteSize(a.Large.RSSAfterOpenBytes))
+		cache, openSecs(a.Fresh.OpenToReadySeconds), openSecs(a.Large.OpenToReadySeconds), openBytes(a.Fresh.RSSAfterOpenBytes), openBytes(a.Large.RSSAfterOpenBytes))
 	c := a.Crash
+	if c.OpenToReadySeconds <= 0 {
+		fmt.Fprintf(w, "  crash restart (killed with %s acknowledged writes in the log alone): %s\n", commas(c.Writes), notMeasured)
+		return nil
+	}
 	fmt.Fprintf(w, "  crash restart (killed with %s acknowledged writes in the log alone): open to /readyz %s, of which replaying %s changes %s (%s changes/s); RSS %s\n",
-		commas(c.Writes), secs(c.OpenToReadySeconds), commas(c.ReplayedChanges), secs(c.ReplaySeconds), formatValue(c.ReplayChangesPerSec, ""), byteSize(c.RSSAfterOpenBytes))
+		commas(c.Writes), secs(c.OpenToReadySeconds), commas(c.ReplayedChanges), secs(c.ReplaySeconds), formatValue(c.ReplayChangesPerSec, ""), openBytes(c.RSSAfterOpenBytes))
 	return nil
+}
+
+// notMeasured stands for a number of a step that did not run (its 0).
+const notMeasured = "not measured"
+
+// openSecs is an open's time for the at-scale lines: "not measured" for
+// the 0 of a start that did not happen.
+func openSecs(v float64) string {
+	if v <= 0 {
+		return notMeasured
+	}
+	return secs(v)
+}
+
+// openBytes is a memory size for the at-scale lines, as openSecs.
+func openBytes(n int64) string {
+	if n <= 0 {
+		return notMeasured
+	}
+	return byteSize(n)
 }

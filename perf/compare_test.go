@@ -309,6 +309,9 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	require.Regexp(t, `(?m)^ *write-throughput/distinct/c=64 +no op completed +no op completed +- +$`, table, "the at-scale row")
 	require.Regexp(t, `(?m)^ +etcd +no op completed +3 +$`, table, "the peer that answered nothing")
 	require.Contains(t, table, "  cas-contention/keys=1/c=64: no op completed; counters add up to 0 of 0 increments: ok\n")
+	// The at-scale starts that did not happen (all 0 here).
+	require.Contains(t, table, "fresh not measured, large not measured; RSS right after open: fresh not measured, large not measured\n")
+	require.Contains(t, table, "  crash restart (killed with 0 acknowledged writes in the log alone): not measured\n")
 	require.Regexp(t, `(?m)^ *fanout/subs=5/rate=100 +5 +no write acknowledged +0 +0 +0 +500 +0.00 +0.00 s *$`, table)
 
 	for _, tc := range atScaleTargets(r) {
@@ -350,6 +353,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	require.Regexp(t, `<tr><td></td><td>etcd</td><td>no op completed</td>`, page)
 	require.Contains(t, page, "<td>no write acknowledged</td>")
 	require.Contains(t, page, "CAS on 1 key(s): no op completed; counters")
+	require.Contains(t, page, "<tr><td>large database, after a crash</td><td>not measured</td><td>not measured</td><td>not measured</td><td></td><td></td><td></td></tr>")
 	// The throughput chart has a point for each run that completed
 	// operations (the two c=1), none at 0 for the others.
 	charts := throughputCharts(r)

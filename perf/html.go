@@ -18,19 +18,21 @@ import (
 var reportTemplate string
 
 var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
-	"ms":       ms,
-	"secs":     secs,
-	"bytes":    byteSize,
-	"commas":   commas,
-	"num":      func(v float64) string { return formatValue(v, "") },
-	"per":      perBytes,
-	"ratio":    ratio,
-	"ops":      opsCell,
-	"latency":  latencyCell,
-	"opsRatio": opsRatio,
-	"lat":      latencyOf,
-	"writes":   writesCell,
-	"where":    processAbout,
+	"ms":        ms,
+	"secs":      secs,
+	"bytes":     byteSize,
+	"commas":    commas,
+	"num":       func(v float64) string { return formatValue(v, "") },
+	"per":       perBytes,
+	"ratio":     ratio,
+	"ops":       opsCell,
+	"latency":   latencyCell,
+	"opsRatio":  opsRatio,
+	"lat":       latencyOf,
+	"writes":    writesCell,
+	"openSecs":  openSecs,
+	"openBytes": openBytes,
+	"where":     processAbout,
 	"ratioOf": func(c Comparison, peer string) *Ratio {
 		for i := range c.Ratios {
 			if c.Ratios[i].Peer == peer {

@@ -96,7 +96,7 @@ func verdict(met bool, errs int64) string {
 func checkTargets(r *Report) []TargetCheck {
 	var out []TargetCheck
 	add := func(name, want string, measured bool, got float64, unit string, met bool, errs int64) {
-		tc := TargetCheck{Name: name, Want: want, Got: "not measured", Met: metNA}
+		tc := TargetCheck{Name: name, Want: want, Got: notMeasured, Met: metNA}
 		if measured {
 			tc.Got = formatValue(got, unit)
 			tc.Met, tc.Errors = verdict(met, errs), errs
@@ -165,7 +165,7 @@ func peerTargets(r *Report) []TargetCheck {
 	get := findComparison(r, fmt.Sprintf("peers/get/c=%d", targetPeerClients))
 	// ratio checks ctxd's value (of) against factor times the peer's.
 	ratio := func(name string, c *Comparison, peer string, of func(*PeerResult) float64, unit string, atMost bool, factor float64) {
-		tc := TargetCheck{Name: name, Got: "not measured", Met: metNA}
+		tc := TargetCheck{Name: name, Got: notMeasured, Met: metNA}
 		if atMost {
 			tc.Want = fmt.Sprintf("<= %gx %s", factor, peer)
 		} else {
@@ -185,7 +185,7 @@ func peerTargets(r *Report) []TargetCheck {
 	ratio("vs etcd: durable put, 1 client: p50", c1, PeerEtcd, p50, "ms", true, targetPut1P50VsEtcd)
 	ratio("vs etcd: durable puts, "+targetPeerClientsName+": throughput", put, PeerEtcd, ops, "/s", false, targetPut64VsEtcd)
 	ratio("vs nethttp: durable puts, "+targetPeerClientsName+": throughput", put, PeerNetHTTP, ops, "/s", false, targetPut64VsBare)
-	tc := TargetCheck{Name: "vs peers: durable puts, " + targetPeerClientsName + ": ctxd's p99", Want: fmt.Sprintf("<= %g ms", float64(targetPut64P99Ms)), Got: "not measured", Met: metNA}
+	tc := TargetCheck{Name: "vs peers: durable puts, " + targetPeerClientsName + ": ctxd's p99", Want: fmt.Sprintf("<= %g ms", float64(targetPut64P99Ms)), Got: notMeasured, Met: metNA}
 	if mine := put.result(peerCtxd); mine != nil && mine.P99 > 0 {
 		tc.Got, tc.Errors = ms(mine.P99), mine.Errors
 		tc.Met = verdict(mine.P99 <= targetPut64P99Ms, tc.Errors)
