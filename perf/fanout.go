@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"net/http"
 	"net/url"
 	"slices"
@@ -113,6 +114,17 @@ type FanoutSpec struct {
 	Duration    time.Duration `json:"duration"`
 	ValueSize   int           `json:"value_size"`
 	KeyPrefix   string        `json:"key_prefix"`
+	// Drain bounds the wait for every change after the last write (0:
+	// fanoutDrain).
+	Drain time.Duration `json:"drain,omitempty"`
+}
+
+// drain is how long the run waits for every change after the last write.
+func (spec FanoutSpec) drain() time.Duration {
+	if spec.Drain > 0 {
+		return spec.Drain
+	}
+	return fanoutDrain
 }
 
 // fanoutReader is what a run knows of one subscriber.
@@ -124,8 +136,8 @@ type fanoutReader struct {
 	lastRev    uint64
 	// delivered has a bit per write of the run: concurrent writes may
 	// share a revision (etcd), so a change is known by its write, not
-	// its revision.
-	delivered []uint64
+	// its revision. Atomic: the wait for every change reads it.
+	delivered []atomic.Uint64
 	err       error // why it stopped reading early, if it did
 }
 
@@ -238,7 +250,7 @@ func (s *suite) fanoutSpec(name string, subs int) FanoutSpec {
 
 // measureFanout runs spec on feed and fills fr, which the caller
 // described (fr.describe(spec)): it connects the subscribers, writes at
-// the fixed rate, waits (up to fanoutDrain) for
+// the fixed rate, waits (up to spec.drain()) for
 // every subscriber to have every acknowledged change, calls connected
 // (nil: nothing) while they are still connected, and measures when each
 // change reached each subscriber.
@@ -260,7 +272,7 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 	fr.ConnectSeconds = round6(time.Since(connectStart).Seconds())
 	readers := make([]*fanoutReader, len(subs))
 	for i, sub := range subs {
-		readers[i] = &fanoutReader{sub: sub}
+		readers[i] = &fanoutReader{sub: sub, delivered: make([]atomic.Uint64, (writes+63)/64)}
 	}
 	defer func() {
 		for _, sub := range subs {
@@ -336,13 +348,21 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 		fr.WritesPerSec = round1(float64(fr.Writes) / took.Seconds())
 	}
 	fr.WriteLatency = writeHist.summary()
+	ackedBits := make([]uint64, (writes+63)/64)
+	for i := range acks {
+		if acks[i].Load() != 0 {
+			ackedBits[i/64] |= 1 << (i % 64)
+		}
+	}
 
-	// Wait until every subscriber has every acknowledged change, or give up.
-	deadline := time.Now().Add(fanoutDrain)
+	// Wait until every subscriber has every acknowledged change, or give
+	// up. Write by write: a count of changes received would also count
+	// the change of a write that failed after the server applied it.
+	deadline := time.Now().Add(spec.drain())
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		all := true
 		for _, r := range readers {
-			if r.got.Load() < fr.Writes {
+			if r.missing(ackedBits) > 0 {
 				all = false
 				break
 			}
@@ -386,10 +406,14 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 	}
 	fr.AckP50Spread, fr.AckP99Spread, fr.SendP99Spread = round6(stddev(ackP50)), round6(stddev(ackP99)), round6(stddev(txP99))
 	fr.Expected = fr.Writes * int64(len(readers))
-	for _, r := range readers {
-		got := r.got.Load()
-		fr.Deliveries += got
-		fr.Missed += max(fr.Writes-got, 0)
+	// Missed: the acknowledged writes a subscriber did not get, write by
+	// write. Its count of changes less the writes hid a missed one behind
+	// the change of a write that failed after the server applied it.
+	missing := make([]int64, len(readers))
+	for i, r := range readers {
+		missing[i] = r.missing(ackedBits)
+		fr.Deliveries += r.got.Load()
+		fr.Missed += missing[i]
 		fr.Duplicates += r.duplicates
 		fr.Frames += r.frames
 	}
@@ -402,13 +426,13 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 	fr.SendDistribution = fromTx.distribution()
 	if fr.Missed > 0 {
 		reason := ""
-		for _, r := range readers {
-			if r.err != nil && r.got.Load() < fr.Writes {
+		for i, r := range readers {
+			if r.err != nil && missing[i] > 0 {
 				reason = ": " + r.err.Error()
 				break
 			}
 		}
-		errs.add(fmt.Errorf("%d deliveries missed after waiting %s%s", fr.Missed, fanoutDrain, reason))
+		errs.add(fmt.Errorf("%d deliveries missed after waiting %s%s", fr.Missed, spec.drain(), reason))
 	}
 	return nil
 }
@@ -435,15 +459,12 @@ func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Ti
 		if n == 0 || idx >= uint64(len(acks)) {
 			return
 		}
-		if r.delivered == nil {
-			r.delivered = make([]uint64, (len(acks)+63)/64)
-		}
 		word, bit := idx/64, uint64(1)<<(idx%64)
-		if rev < r.lastRev || r.delivered[word]&bit != 0 {
+		if rev < r.lastRev || r.delivered[word].Load()&bit != 0 {
 			r.duplicates++
 			return
 		}
-		r.delivered[word] |= bit
+		r.delivered[word].Or(bit)
 		r.lastRev = rev
 		a := arrival{fromTx: now - time.Duration(sends[idx].Load()), part: int(idx) * intervals / len(acks)}
 		if ack := acks[idx].Load(); ack != 0 {
@@ -474,6 +495,16 @@ func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Ti
 		r.got.Add(int64(len(batch)))
 		r.frames++
 	}
+}
+
+// missing counts the writes of acked (a bit per write) the subscriber
+// has not received.
+func (r *fanoutReader) missing(acked []uint64) int64 {
+	var n int64
+	for w, a := range acked {
+		n += int64(bits.OnesCount64(a &^ r.delivered[w].Load()))
+	}
+	return n
 }
 
 // ErrSubscriberClosed is what a FanoutSubscriber's Receive answers once

@@ -3,6 +3,7 @@ package perf
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -218,4 +219,61 @@ func TestFanoutSaysHowManyWritesFailed(t *testing.T) {
 	raw, err := json.Marshal(fr)
 	require.NoError(t, err)
 	require.Contains(t, string(raw), `"failed_writes":20`)
+}
+
+// lossyFeed is ctxd's feed where write 3's answer is lost after the
+// server applied it (the write fails, its change is delivered), and the
+// first subscriber loses the change of write 5 (a frame lost on the way).
+type lossyFeed struct{ *wsFeed }
+
+func (f lossyFeed) Put(ctx context.Context, w int, key string, value []byte) error {
+	err := f.wsFeed.Put(ctx, w, key, value)
+	if err == nil && strings.HasSuffix(key, "-3") {
+		return errors.New("answer lost after the server applied the write")
+	}
+	return err
+}
+
+func (f lossyFeed) Subscribe(ctx context.Context, n int, prefix string) ([]FanoutSubscriber, error) {
+	subs, err := f.wsFeed.Subscribe(ctx, n, prefix)
+	if err == nil {
+		subs[0] = droppingSubscriber{subs[0], prefix + `5"`}
+	}
+	return subs, err
+}
+
+type droppingSubscriber struct {
+	FanoutSubscriber
+	drop string // the key, and its closing quote, of the change lost
+}
+
+func (d droppingSubscriber) Receive(change func(rev uint64, key []byte)) error {
+	return d.FanoutSubscriber.Receive(func(rev uint64, key []byte) {
+		if !strings.HasPrefix(string(key), d.drop) {
+			change(rev, key)
+		}
+	})
+}
+
+// A change that did not reach a subscriber is missed even when the
+// change of a failed write reached it: missed deliveries were counted as
+// the acknowledged writes less the changes received, and the failed
+// write's change made up for the lost one (0 missed).
+func TestFanoutMissedIsCountedWriteByWrite(t *testing.T) {
+	srv := testkit.StartServer(t)
+	ep, err := parseEndpoint(srv.URL)
+	require.NoError(t, err)
+	feed := &wsFeed{ep: ep, bases: []string{ep.base}}
+	defer feed.closeWriters()
+	// The lost change never comes: the wait for it is cut to a second.
+	spec := FanoutSpec{Name: "fanout/subs=2/rate=100", Subscribers: 2, Rate: 100, Writers: 1, Duration: 100 * time.Millisecond, KeyPrefix: "lossy-", Drain: time.Second}
+	var fr FanoutRun
+	fr.describe(spec)
+	errs := &errorLog{}
+	require.NoError(t, measureFanout(context.Background(), lossyFeed{feed}, spec, makeValue(64), &fr, errs, nil))
+	require.EqualValues(t, 9, fr.Writes, "10 writes, the 4th failed")
+	require.EqualValues(t, 1, fr.FailedWrites)
+	require.EqualValues(t, 18, fr.Expected)
+	require.EqualValues(t, 19, fr.Deliveries, "10 changes to the second subscriber, 9 to the first (the wait is for every acknowledged change)")
+	require.EqualValues(t, 1, fr.Missed, "write 5's change to the first subscriber")
 }

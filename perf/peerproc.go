@@ -360,7 +360,7 @@ func (p *PeerProcess) run(ctx context.Context, r PeerRun) (Measurement, error) {
 // fanout measures spec's fan-out on the peer's change feed.
 func (p *PeerProcess) fanout(ctx context.Context, spec FanoutSpec) (FanoutRun, error) {
 	connect := time.Duration(spec.Subscribers) * 10 * time.Millisecond
-	ctx, cancel := context.WithTimeout(ctx, peerAnswerSlack+connect+spec.Duration+fanoutDrain)
+	ctx, cancel := context.WithTimeout(ctx, peerAnswerSlack+connect+spec.Duration+spec.drain())
 	defer cancel()
 	resp, err := p.request(ctx, peerRequest{Fanout: &spec})
 	if err != nil {
