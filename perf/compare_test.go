@@ -303,9 +303,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 		Fanout: []FanoutRun{{Name: "fanout/subs=5/rate=100", Subscribers: 5, RunErrors: RunErrors{Errors: 500}}},
 	}
 	r.Runs[2].Database, r.Runs[3].Database = "large", "large"
-	var out bytes.Buffer
-	require.NoError(t, r.WriteTable(&out))
-	table := out.String()
+	table := tableOf(t, r)
 	require.Regexp(t, `(?m)^ *write-throughput/distinct/c=64 +no op completed +no op completed +- +$`, table, "the at-scale row")
 	require.Regexp(t, `(?m)^ +etcd +no op completed +3 +$`, table, "the peer that answered nothing")
 	require.Contains(t, table, "  cas-contention/keys=1/c=64: no op completed; counters add up to 0 of 0 increments: ok\n")
@@ -338,11 +336,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 		require.NotContains(t, m.Name, "cas-contention", "no CAS completed: no conflicts/s")
 	}
 
-	path := filepath.Join(t.TempDir(), "report.html")
-	require.NoError(t, r.WriteHTML(path))
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	page := string(b)
+	page := htmlOf(t, r)
 	rows := regexp.MustCompile(`(?s)<tr><td>(large/)?write-throughput/distinct/c=64</td>.*?</tr>`).FindAllString(page, -1)
 	require.Len(t, rows, 3, "the two runs and the at-scale pair")
 	for _, row := range rows {
@@ -407,21 +401,31 @@ func TestMemoryGrowthFromTooLittleIsNotMeasurable(t *testing.T) {
 	require.EqualValues(t, 45*mib, names["memory rss per 1k subscribers"])
 	require.NotContains(t, names, "memory heap per 1k subscribers", "not measured: no metric")
 
-	var out bytes.Buffer
-	require.NoError(t, r.WriteTable(&out))
-	table := out.String()
+	table := tableOf(t, r)
 	require.NotContains(t, table, "GiB")
 	require.Contains(t, table, "fanout/socketio/subs=1/rate=1000: server memory per 1,000 subscribers: RSS not measurable, heap not measurable (75.5 MiB RSS, 24.2 MiB heap with them; 92.5 MiB RSS, 37.5 MiB heap before;")
 	require.Contains(t, table, "    not measurable: 1 subscriber, too few to scale to 1,000 (100 or more)\n")
 	require.Contains(t, table, "fanout/subs=100/rate=1000: server memory per 1,000 subscribers: RSS +45.0 MiB, heap not measurable (")
 
-	path := filepath.Join(t.TempDir(), "report.html")
-	require.NoError(t, r.WriteHTML(path))
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	page := string(b)
+	page := htmlOf(t, r)
 	require.NotContains(t, page, "GiB")
 	require.Contains(t, page, "<tr><td>1,000 subscribers</td><td>&#43;45.0 MiB</td><td>not measurable</td></tr>")
 	require.Contains(t, page, "fanout/socketio/subs=1/rate=1000: server memory 75.5 MiB RSS, 24.2 MiB Go heap with the subscribers (92.5 MiB and 37.5 MiB before;")
 	require.Contains(t, page, "per 1,000 subscribers not measurable: 1 subscriber, too few to scale to 1,000 (100 or more).")
+}
+
+// tableOf is r's table, as `ctxd perf` prints it.
+func tableOf(t *testing.T, r *Report) string {
+	var out bytes.Buffer
+	require.NoError(t, r.WriteTable(&out))
+	return out.String()
+}
+
+// htmlOf is r's report.html, written to a file and read back.
+func htmlOf(t *testing.T, r *Report) string {
+	path := filepath.Join(t.TempDir(), "report.html")
+	require.NoError(t, r.WriteHTML(path))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,6 +171,26 @@ func TestAPacedWaitEndsOnCancel(t *testing.T) {
 	require.Equal(t, 1, sent, "no request is sent after the cancel")
 }
 
+// serverFeed is ctxd's feed to a server of its own.
+func serverFeed(t *testing.T) *wsFeed {
+	srv := testkit.StartServer(t)
+	ep, err := parseEndpoint(srv.URL)
+	require.NoError(t, err)
+	feed := &wsFeed{ep: ep, bases: []string{ep.base}}
+	t.Cleanup(feed.closeWriters)
+	return feed
+}
+
+// runFanout measures spec on feed, its errors in the result.
+func runFanout(t *testing.T, feed FanoutFeed, spec FanoutSpec) FanoutRun {
+	var fr FanoutRun
+	fr.describe(spec)
+	errs := &errorLog{}
+	require.NoError(t, measureFanout(context.Background(), feed, spec, makeValue(64), &fr, errs, nil))
+	fr.RunErrors = errs.result()
+	return fr
+}
+
 // halfFailingFeed is ctxd's feed whose odd writes put a value that is
 // not JSON: the server refuses them (400).
 type halfFailingFeed struct{ *wsFeed }
@@ -189,17 +207,9 @@ func (f halfFailingFeed) Put(ctx context.Context, w int, key string, value []byt
 // (failed_writes) and beside the rate in the tables. It gave the rate
 // alone, which read as the server's pace with nothing failing.
 func TestFanoutSaysHowManyWritesFailed(t *testing.T) {
-	srv := testkit.StartServer(t)
-	ep, err := parseEndpoint(srv.URL)
-	require.NoError(t, err)
-	feed := &wsFeed{ep: ep, bases: []string{ep.base}}
-	defer feed.closeWriters()
+	feed := serverFeed(t)
 	spec := FanoutSpec{Name: "fanout/subs=2/rate=200", Subscribers: 2, Rate: 200, Writers: 2, Duration: 200 * time.Millisecond, KeyPrefix: "half-"}
-	var fr FanoutRun
-	fr.describe(spec)
-	errs := &errorLog{}
-	require.NoError(t, measureFanout(context.Background(), halfFailingFeed{feed}, spec, makeValue(64), &fr, errs, nil))
-	fr.RunErrors = errs.result()
+	fr := runFanout(t, halfFailingFeed{feed}, spec)
 	require.EqualValues(t, 20, fr.Writes, "the even writes of 40")
 	require.EqualValues(t, 20, fr.FailedWrites)
 	require.EqualValues(t, 20, fr.Errors)
@@ -208,14 +218,8 @@ func TestFanoutSaysHowManyWritesFailed(t *testing.T) {
 	require.LessOrEqual(t, fr.WritesPerSec, 100.0, "20 acknowledged over the 0.2 s they were meant to take, at most")
 
 	r := &Report{Fanout: []FanoutRun{fr}}
-	var table strings.Builder
-	require.NoError(t, r.WriteTable(&table))
-	require.Regexp(t, `fanout/subs=2/rate=200 +2 +[0-9.]+ \(20 failed\) `, table.String())
-	path := filepath.Join(t.TempDir(), "report.html")
-	require.NoError(t, r.WriteHTML(path))
-	page, err := os.ReadFile(path)
-	require.NoError(t, err)
-	require.Regexp(t, `<td>[0-9.]+ \(20 failed\)</td>`, string(page))
+	require.Regexp(t, `fanout/subs=2/rate=200 +2 +[0-9.]+ \(20 failed\) `, tableOf(t, r))
+	require.Regexp(t, `<td>[0-9.]+ \(20 failed\)</td>`, htmlOf(t, r))
 	raw, err := json.Marshal(fr)
 	require.NoError(t, err)
 	require.Contains(t, string(raw), `"failed_writes":20`)
@@ -260,17 +264,10 @@ func (d droppingSubscriber) Receive(change func(rev uint64, key []byte)) error {
 // the acknowledged writes less the changes received, and the failed
 // write's change made up for the lost one (0 missed).
 func TestFanoutMissedIsCountedWriteByWrite(t *testing.T) {
-	srv := testkit.StartServer(t)
-	ep, err := parseEndpoint(srv.URL)
-	require.NoError(t, err)
-	feed := &wsFeed{ep: ep, bases: []string{ep.base}}
-	defer feed.closeWriters()
+	feed := serverFeed(t)
 	// The lost change never comes: the wait for it is cut to a second.
 	spec := FanoutSpec{Name: "fanout/subs=2/rate=100", Subscribers: 2, Rate: 100, Writers: 1, Duration: 100 * time.Millisecond, KeyPrefix: "lossy-", Drain: time.Second}
-	var fr FanoutRun
-	fr.describe(spec)
-	errs := &errorLog{}
-	require.NoError(t, measureFanout(context.Background(), lossyFeed{feed}, spec, makeValue(64), &fr, errs, nil))
+	fr := runFanout(t, lossyFeed{feed}, spec)
 	require.EqualValues(t, 9, fr.Writes, "10 writes, the 4th failed")
 	require.EqualValues(t, 1, fr.FailedWrites)
 	require.EqualValues(t, 18, fr.Expected)

@@ -465,11 +465,7 @@ func TestWriteHTMLSelfContained(t *testing.T) {
 		Errors:     2,
 		Failures:   []Failure{{Step: "fanout", Error: "boom <script>"}},
 	}
-	path := filepath.Join(t.TempDir(), "report.html")
-	require.NoError(t, r.WriteHTML(path))
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	page := string(b)
+	page := htmlOf(t, r)
 	require.Contains(t, page, "<svg")
 	require.Contains(t, page, "Throughput vs clients")
 	require.Contains(t, page, "2 ERRORS in this run")
