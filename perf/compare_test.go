@@ -177,6 +177,14 @@ func TestATargetMetByARunWithErrorsIsNotAPlainYes(t *testing.T) {
 	require.Equal(t, "no", got["reads, 64 clients: throughput"].Met)
 	require.Equal(t, "yes, with errors", got["fan-out, 1,000 subscribers at 1,000 writes/s: ack-to-arrival p99"].Met)
 	require.Equal(t, "yes, with errors", got["fan-out, 1,000 subscribers at 1,000 writes/s: missed"].Met)
+	// Its 10 writes in 1 s are not 1,000 writes/s: the p99 and "none
+	// missed" are of a run that did not keep the rate.
+	require.Equal(t, "no", got["fan-out, 1,000 subscribers at 1,000 writes/s: writes/s sustained"].Met)
+	r.Fanout[0].WritesPerSec = 951
+	require.Equal(t, "yes, with errors", fanoutRateTarget(t, r).Met)
+	r.Fanout[0].WritesPerSec = 949
+	require.Equal(t, "no", fanoutRateTarget(t, r).Met)
+	r.Fanout[0].WritesPerSec = 0
 	vsEtcd := got["vs etcd: durable put, 1 client: p50"]
 	require.Equal(t, "yes, with errors", vsEtcd.Met, "etcd's errors make the ratio suspect too")
 	require.EqualValues(t, 2, vsEtcd.Errors)
@@ -328,7 +336,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 			require.Equal(t, "not measured", tc.Got)
 		}
 	}
-	require.Equal(t, 2, fanoutTargets)
+	require.Equal(t, 3, fanoutTargets)
 	r.Fanout = r.Fanout[:1]
 	for _, m := range metricsOf(r) {
 		require.NotContains(t, m.Name, "at-scale", "a step that did not run has no metric")
@@ -428,4 +436,16 @@ func htmlOf(t *testing.T, r *Report) string {
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// fanoutRateTarget is r's target check of the fan-out's sustained rate.
+func fanoutRateTarget(t *testing.T, r *Report) TargetCheck {
+	t.Helper()
+	for _, tc := range checkTargets(r) {
+		if tc.Name == "fan-out, 1,000 subscribers at 1,000 writes/s: writes/s sustained" {
+			return tc
+		}
+	}
+	t.Fatal("no target of the fan-out's sustained rate")
+	return TargetCheck{}
 }
