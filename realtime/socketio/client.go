@@ -892,61 +892,76 @@ func (cl *client) step(rev uint64, n, roomBytes int) bool {
 		c.closeComeBack(p.Code, event(ctxd.TypeError, p))
 		return false
 	}
-	out := make([]string, 0, len(changes))
-	size := 0 // of out
-	add := func(p string) { out, size = append(out, p), size+len(p) }
+	out := packets{list: make([]string, 0, len(changes))}
 	// A page holds whole revisions: each change's place and the size of
 	// its revision are known.
 	full := false // out reached roomBytes: the rest waits for room
 	for first := 0; first < len(changes) && !full; {
-		end := first + 1
-		for end < len(changes) && changes[end].Revision == changes[first].Revision {
-			end++
-		}
-		skip := 0
-		if changes[first].Revision == cl.pos+1 {
-			// Had before it connected (from_index), or queued before the
-			// window's bytes ran out inside this revision.
-			skip = cl.skip
-		}
-		for i := first; i < first+skip && i < end; i++ {
-			// Had before it connected, but its own write's confirmation
-			// is still owed (it claimed a revision no instance had
-			// served, and wrote into it).
-			if confirm, ok := cl.takeOwn(&changes[i], i-first, end-first); ok {
-				add(confirm)
-			}
-		}
-		done := end // the changes of this revision gone through
-		for i := first + skip; i < end; i++ {
-			ch := &changes[i]
-			if confirm, ok := cl.takeOwn(ch, i-first, end-first); ok {
-				add(confirm)
-			} else if cl.matches(ch) {
-				add(updateEvent(ch, i-first, end-first))
-			}
-			if size >= roomBytes {
-				full, done = true, i+1
-				break
-			}
-		}
-		if done < end {
-			// Inside the revision: every change before it is queued (the
-			// log has none between the last revision and it), and the
-			// first done of its own.
-			cl.pos, cl.skip = changes[first].Revision-1, done-first
-		} else {
-			cl.pos, cl.skip = changes[first].Revision, 0
-		}
+		end := revisionEnd(changes, first)
+		full = !cl.queueRevision(changes[first:end], &out, roomBytes)
 		first = end
 	}
 	if !full && len(changes) < n && cl.pos < rev {
 		cl.pos, cl.skip = rev, 0 // revisions the log never had (a restore's floor)
 	}
 	cl.lag.advance(max(cl.pos, cl.base), changes)
-	if len(out) > 0 {
-		return c.sendChanges(out...)
+	if len(out.list) > 0 {
+		return c.sendChanges(out.list...)
 	}
+	return true
+}
+
+// packets are what the feed queues for a client in one go, and their
+// size in bytes.
+type packets struct {
+	list []string
+	size int
+}
+
+func (p *packets) add(s string) { p.list, p.size = append(p.list, s), p.size+len(s) }
+
+// queueRevision adds to out the packets of revision, every change of
+// one revision (the next after the position), from the cursor on, and
+// moves the cursor past them. It stops after the change that brings out
+// to roomBytes (roomBytes < 0: never), and then reports false: the
+// cursor is inside the revision, (revision-1, skip), unless that change
+// was its last.
+func (cl *client) queueRevision(revision []ctxd.Change, out *packets, roomBytes int) bool {
+	count, r := len(revision), revision[0].Revision
+	skip := 0
+	if r == cl.pos+1 {
+		// Had before it connected (from_index), or queued before the
+		// window's bytes ran out inside this revision.
+		skip = min(cl.skip, count)
+	}
+	for i := range skip {
+		// Had before it connected, but its own write's confirmation is
+		// still owed (it claimed a revision no instance had served, and
+		// wrote into it).
+		if confirm, ok := cl.takeOwn(&revision[i], i, count); ok {
+			out.add(confirm)
+		}
+	}
+	for i := skip; i < count; i++ {
+		ch := &revision[i]
+		if confirm, ok := cl.takeOwn(ch, i, count); ok {
+			out.add(confirm)
+		} else if cl.matches(ch) {
+			out.add(updateEvent(ch, i, count))
+		}
+		if roomBytes >= 0 && out.size >= roomBytes {
+			if i+1 < count {
+				// Inside the revision: every change before it is queued
+				// (the log has none between the last revision and it),
+				// and the first i+1 of its own.
+				cl.pos, cl.skip = r-1, i+1
+			} else {
+				cl.pos, cl.skip = r, 0
+			}
+			return false
+		}
+	}
+	cl.pos, cl.skip = r, 0
 	return true
 }
 
@@ -1013,6 +1028,16 @@ func (cl *client) lagged(rev uint64) {
 	// with reconnection on comes back by itself, with a new snapshot.
 	c.closeComeBack("lagged", event(ctxd.TypeError, errorPayload{Code: ctxd.CodeLagged, FromRev: &from, FromIndex: index,
 		Message: why + ": reconnect with " + resume + " to resume without a gap"}))
+}
+
+// revisionEnd is the end of the revision of changes[first] in changes:
+// the index after its last change.
+func revisionEnd(changes []ctxd.Change, first int) int {
+	end := first + 1
+	for end < len(changes) && changes[end].Revision == changes[first].Revision {
+		end++
+	}
+	return end
 }
 
 // revoke disconnects a client whose token was revoked by a reload: an
