@@ -1005,17 +1005,23 @@ func (cl *client) takeOwn(ch *ctxd.Change, idx, count int) (string, bool) {
 
 // lagged disconnects a client that fell more than MaxLag changes behind:
 // everything it matched up to its position is queued before the error,
-// then its transport ends.
+// then its transport ends. The position is a revision's end, as on
+// /v1/watch, so that from_rev alone resumes the client exactly
+// (Framework0's clients know nothing of from_index): a client inside a
+// revision (its window in bytes ran out there, or it resumed there with
+// from_index) gets the rest of that revision first, past its window
+// (finishRevision).
 func (cl *client) lagged(rev uint64) {
 	s, c := cl.c.srv, cl.c
 	cl.feedMu.Lock()
+	defer cl.feedMu.Unlock()
+	last := cl.finishRevision()
 	from, index := cl.pos, 0
-	if cl.skip > 0 { // still before the rest of the revision it resumed inside
+	if cl.skip > 0 { // finishRevision could not read the revision
 		from, index = cl.pos+1, cl.skip
 	}
-	cl.feedMu.Unlock()
 	s.lagged.Add(1)
-	s.log.Warn().Str("client_id", cl.id).Uint64("from_rev", from).Int("from_index", index).Uint64("rev", rev).Msg("Socket.IO client lagged: disconnected")
+	s.log.Warn().Str("client_id", cl.id).Uint64("from_rev", from).Int("from_index", index).Int("finished", len(last)).Uint64("rev", rev).Msg("Socket.IO client lagged: disconnected")
 	resume := "from_rev=" + strconv.FormatUint(from, 10)
 	if index > 0 {
 		resume += " and from_index=" + strconv.Itoa(index)
@@ -1026,8 +1032,30 @@ func (cl *client) lagged(rev uint64) {
 	}
 	// No DISCONNECT: the transport ends (closeComeBack), so that a client
 	// with reconnection on comes back by itself, with a new snapshot.
-	c.closeComeBack("lagged", event(ctxd.TypeError, errorPayload{Code: ctxd.CodeLagged, FromRev: &from, FromIndex: index,
+	last = append(last, event(ctxd.TypeError, errorPayload{Code: ctxd.CodeLagged, FromRev: &from, FromIndex: index,
 		Message: why + ": reconnect with " + resume + " to resume without a gap"}))
+	c.closeComeBack("lagged", last...)
+}
+
+// finishRevision returns the packets of the rest of the revision the
+// cursor is inside, (pos, skip > 0), and moves the cursor to its end.
+// They go with the lagged error, past the window: the session ends, and
+// what they hold is at most the rest of one revision, which the
+// transaction's bounds bound (realtime/DESIGN.md, "The Socket.IO door").
+// When the log does not show that revision (an etcd instance that has not
+// seen the revision a client resumed inside yet) or the read fails, the
+// cursor stays, and lagged names it with from_index.
+func (cl *client) finishRevision() []string {
+	if cl.skip == 0 {
+		return nil
+	}
+	changes, err := cl.c.srv.st.ReadLog(cl.pos, 1) // one revision: a page never ends inside one
+	if err != nil || len(changes) == 0 {
+		return nil
+	}
+	var out packets
+	cl.queueRevision(changes[:revisionEnd(changes, 0)], &out, -1)
+	return out.list
 }
 
 // revisionEnd is the end of the revision of changes[first] in changes:

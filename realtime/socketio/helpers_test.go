@@ -346,7 +346,7 @@ func (c *sio) close() {
 
 // untilLagged polls a client that was cut "lagged" until its session
 // ends, and returns the context_updated events it got (since its first
-// packet) and the error's from_rev. The session ends with its transport,
+// packet) and the error's from_rev, which has no from_index. The session ends with its transport,
 // not a Socket.IO DISCONNECT (which would tell the client not to come
 // back): the last poll answers the error and a noop, the next one fails.
 func (c *sio) untilLagged() (updates []event, from uint64) {
@@ -373,6 +373,7 @@ func (c *sio) untilLagged() (updates []event, from uint64) {
 			updates = append(updates, e)
 		case ctxd.TypeError:
 			require.Equal(c.t, ctxd.CodeLagged, e.Data["code"], "%s", e.Raw)
+			require.NotContains(c.t, e.Data, "from_index", "a lagged cut names a revision's end, for clients that resume with from_rev alone")
 			from = uint64(e.Data["from_rev"].(float64))
 		}
 	}

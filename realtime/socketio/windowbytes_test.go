@@ -97,7 +97,9 @@ func TestAClientThatDoesNotReadHoldsAWindowOfBytes(t *testing.T) {
 // lag_grace 0) it is cut with lagged and the from_rev it has every change
 // up to, and a resume from there gets the rest. 30 changes of 512 KiB
 // with max_lag 10: without the byte bound the window of 64 took them all
-// and the client was never behind (checked: the Eventually fails).
+// and the client was never behind (checked: the Eventually fails). On
+// bolt, where each change is its own revision, the cut finishes no
+// revision: what came before the error is the window's.
 func TestAClientHeldByBytesIsCutLaggedAndResumes(t *testing.T) {
 	const size, writes, maxLag = 512 << 10, 30, 10
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
@@ -123,6 +125,11 @@ func TestAClientHeldByBytesIsCutLaggedAndResumes(t *testing.T) {
 	}
 	assert.Equal(t, want, got, "every change up to from_rev, none after")
 	assert.Less(t, from, start+writes, "held back by bytes")
+	held := 0 // before the change that reached the window
+	for _, u := range updates[:len(updates)-1] {
+		held += len(u.Raw)
+	}
+	assert.Less(t, held, windowBytes, "on bolt each change is a revision: the cut queues nothing past the window")
 
 	resumed := dial(t, srv, sioOpts{websocket: true})
 	require.Contains(t, resumed.connect(map[string]any{"from_rev": from}), `"sid"`)
@@ -173,17 +180,26 @@ func TestABurstOfLargeValuesPassesClientsThatRead(t *testing.T) {
 // On etcd a transaction's changes share one revision, and one of large
 // values may hold several windows of bytes: the feed stops inside it, at
 // (revision, index). A client held there gets the rest of the revision,
-// each change once and in order, once it reads; one cut there meanwhile
-// (more than max_lag behind, lag_grace 0) is told from_rev and
-// from_index, and a resume from them gets exactly the rest. 24 changes
-// of 256 KiB, 6 MiB, in one revision.
+// each change once and in order, once it reads. One cut there meanwhile
+// (more than max_lag behind, lag_grace 0) gets the rest of the revision
+// before the lagged error, past its window, and a from_rev at the
+// revision's end, without from_index: a resume with that from_rev alone
+// (as Framework0's clients, which know nothing of from_index) gets every
+// later change exactly once. So does a client that resumed inside the
+// revision with from_index and is cut there again. 24 changes of 256 KiB,
+// 6 MiB, in one revision. Before, both cuts named (revision, index) and a
+// resume with from_rev alone lost the rest of the revision (checked: the
+// cut cases fail with lagged's from_index, and without it lose changes).
 func TestEtcdAWindowOfBytesEndsInsideARevision(t *testing.T) {
-	const size, perTxn, after, maxLag = 256 << 10, 24, 10, 30
+	const size, perTxn, after, maxLag, had = 256 << 10, 24, 40, 30, 3
 	endpoint := etcdkit.Shared(t).Endpoint
-	for _, cut := range []bool{false, true} {
-		t.Run("cut="+strconv.FormatBool(cut), func(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		cut, resumed bool // cut lagged; connected with from_rev and from_index inside the revision
+	}{{"read", false, false}, {"cut", true, false}, {"resumedAndCut", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
 			srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(etcdkit.Name(t))), testkit.WithConfig(func(c *configs.Config) {
-				if cut {
+				if tc.cut {
 					c.WebSocket.MaxLag = maxLag
 					c.WebSocket.LagGrace = 0
 				}
@@ -191,27 +207,41 @@ func TestEtcdAWindowOfBytesEndsInsideARevision(t *testing.T) {
 			}))
 			door := srv.Server().SocketIO()
 			slow := dial(t, srv, sioOpts{noPoll: true})
-			slow.sendPacket("40")
-			testkit.Eventually(t, func() bool { return door.Clients() == 1 }, "connected")
 			writes := make([]ctxd.Write, perTxn)
-			var want []written
 			for i := range writes {
 				writes[i] = ctxd.Write{Namespace: "default", Key: "t" + strconv.Itoa(i), Op: ctxd.OpPut, Value: json.RawMessage(bigValue(size)), Who: "t"}
 			}
-			res, err := srv.Backend().Txn(context.Background(), writes)
-			require.NoError(t, err)
-			for _, w := range writes {
-				want = append(want, written{res.Revision, w.Key})
+			txn := func() uint64 {
+				res, err := srv.Backend().Txn(context.Background(), writes)
+				require.NoError(t, err)
+				return res.Revision
+			}
+			var rev uint64 // the transaction's
+			first := 0     // the first change of it the client is sent
+			if tc.resumed {
+				rev, first = txn(), had
+				b, err := json.Marshal(map[string]any{"from_rev": rev, "from_index": had})
+				require.NoError(t, err)
+				slow.sendPacket("40" + string(b))
+				testkit.Eventually(t, func() bool { return door.Clients() == 1 }, "connected")
+			} else {
+				slow.sendPacket("40")
+				testkit.Eventually(t, func() bool { return door.Clients() == 1 }, "connected")
+				rev = txn()
+			}
+			var want []written
+			for _, w := range writes[first:] {
+				want = append(want, written{rev, w.Key})
 			}
 			testkit.Eventually(t, func() bool { return door.Backlog().Held == 1 }, "the feed waits inside the revision")
 			b := door.Backlog()
 			assert.LessOrEqual(t, b.ChangeBytes, windowBytes+size+512)
-			assert.Less(t, b.Packets, 1+perTxn, "packets queued: the snapshot's, and part of the revision")
+			assert.Less(t, b.Packets, 1+perTxn-first, "packets queued: the CONNECT's answer, the snapshot's, and part of the revision")
 			for i := range after {
 				key := "after" + strconv.Itoa(i)
 				want = append(want, written{put(t, srv, key, `1`), key})
 			}
-			if !cut {
+			if !tc.cut {
 				slow.pollInBackground(0)
 				require.True(t, strings.HasPrefix(slow.next(), `0{"sid"`))
 				slow.waitEvent(ctxd.TypeContextSnapshot)
@@ -226,17 +256,15 @@ func TestEtcdAWindowOfBytesEndsInsideARevision(t *testing.T) {
 				return
 			}
 			testkit.Eventually(t, func() bool { return door.Lagged() == 1 }, "cut, more than max_lag behind")
-			updates, from := slow.untilLagged()
-			require.Equal(t, res.Revision, from, "cut inside the revision")
-			index := len(updates)
-			require.Positive(t, index)
-			require.Less(t, index, perTxn)
-			for i, u := range updates {
-				require.Equal(t, []any{float64(res.Revision), want[i].key, float64(i)}, []any{u.Data["rev"], u.Data["key"], u.Data["index"]})
-			}
+			upTo, from := receivedUntilLagged(t, slow, want)
+			require.Equal(t, rev, from, "cut at the end of the revision it was held inside")
+			require.Equal(t, perTxn-first, upTo, "the rest of the revision, before the error")
+
+			// From from_rev alone: every later change, once, and nothing else.
 			resumed := dial(t, srv, sioOpts{websocket: true})
-			require.Contains(t, resumed.connect(map[string]any{"from_rev": from, "from_index": index}), `"sid"`)
-			for i, w := range want[index:] {
+			require.Contains(t, resumed.connect(map[string]any{"from_rev": from}), `"sid"`)
+			want = append(want, written{put(t, srv, "last", `1`), "last"})
+			for i, w := range want[upTo:] {
 				u := resumed.waitEvent(ctxd.TypeContextUpdated)
 				require.Equal(t, []any{float64(w.rev), w.key}, []any{u.Data["rev"], u.Data["key"]}, "resumed change %d", i)
 			}
