@@ -329,10 +329,14 @@ func (c *conn) end(code int, reason string, counted *atomic.Uint64, comeBack boo
 		c.connectTimer.Stop()
 	}
 	// A polling client gets what is queued (a lagged error, say) at its
-	// next poll: the session lingers until then, or PingTimeout. So does
+	// next polls: the session lingers until then, or PingTimeout. So does
 	// one told not to come back whose poll is pending: the close packet
-	// goes in the answer after the one with the last packets (poll).
-	linger := c.ws == nil && len(c.queue) > 0 && (!c.polling || !comeBack)
+	// goes in the answer after the one with the last packets (poll). A
+	// pending poll of one told to come back takes the last packets and
+	// the noop, when one answer holds them (maxPollPackets): a lagged
+	// cut may queue more (the rest of a revision), which the next polls
+	// take.
+	linger := c.ws == nil && len(c.queue) > 0 && (!c.polling || !comeBack || len(c.queue) >= maxPollPackets)
 	c.mu.Unlock()
 	release(held) // what is left in the queue goes out, or is dropped, soon
 	close(c.done)
@@ -617,8 +621,10 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 			packets, held, feed = c.takeLocked(maxPollPackets)
 			if c.closed && len(c.queue) == 0 {
 				switch {
-				case c.comeBack: // the next poll fails: see comeBack
+				case c.comeBack && len(packets) < maxPollPackets: // the next poll fails: see comeBack
 					packets = append(packets, string(pNoop))
+				case c.comeBack: // the noop in the next answer: one holds at most maxPollPackets
+					last = true
 				case len(packets) == 0:
 					packets = append(packets, string(pClose))
 				default:

@@ -49,3 +49,17 @@ const MaxAckDigits = maxAckDigits
 func Refusal(p, code, msg string) []string {
 	return refusal(p, errorPayload{Code: code, Message: msg})
 }
+
+// WaitingPolls is how many sessions have a polling GET waiting for
+// packets.
+func WaitingPolls(s *Server) int {
+	n := 0
+	for _, cl := range s.allClients() {
+		cl.c.mu.Lock()
+		if cl.c.polling {
+			n++
+		}
+		cl.c.mu.Unlock()
+	}
+	return n
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
@@ -121,7 +122,7 @@ func (c *sio) pollOnce() bool {
 	c.mu.Lock()
 	c.polls++
 	c.mu.Unlock()
-	for _, p := range strings.Split(string(body), "\x1e") {
+	for _, p := range c.payload(string(body)) {
 		if !c.handle(p) {
 			return false
 		}
@@ -135,6 +136,15 @@ func (c *sio) pollOnce() bool {
 		}
 	}
 	return true
+}
+
+// payload splits a polling answer into its packets, at most 16:
+// python-engineio refuses more ("Too many packets in payload") and drops
+// the session.
+func (c *sio) payload(body string) []string {
+	packets := strings.Split(body, "\x1e")
+	assert.LessOrEqual(c.t, len(packets), 16, "packets in one polling answer")
+	return packets
 }
 
 // pollInBackground starts polling a client dialled with noPoll, until

@@ -3,7 +3,9 @@ package socketio_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/realtime/socketio"
 )
 
 // bigValue is a JSON string value of n bytes.
@@ -267,6 +270,91 @@ func TestEtcdAWindowOfBytesEndsInsideARevision(t *testing.T) {
 			for i, w := range want[upTo:] {
 				u := resumed.waitEvent(ctxd.TypeContextUpdated)
 				require.Equal(t, []any{float64(w.rev), w.key}, []any{u.Data["rev"], u.Data["key"]}, "resumed change %d", i)
+			}
+		})
+	}
+}
+
+// A polling client cut lagged while one of its polls waits for packets
+// gets everything queued with the error over its next polls, though it
+// is more than that poll's answer holds: here the rest of an etcd
+// revision held back by its window (values of 1 MB, a window of 8 MiB:
+// 9 of them), past the 16 packets a poll answers. The first poll's
+// answer is not read (a small receive buffer), so that its 9 changes
+// hold the window while the second poll waits with nothing queued.
+// Before, the session was dropped at the cut as if the waiting poll
+// would take all of it: that poll got 16 packets and the next one 400
+// (unknown session), the rest of the revision and the error lost
+// (checked: 30 changes, untilLagged sees no error). With 24, the waiting
+// poll's answer is 15 changes and the error: the noop that ends the
+// session goes in the next one, not as a 17th packet (checked:
+// payload's bound fails with it there).
+func TestEtcdALaggedPollingClientGetsTheRestOverSeveralPolls(t *testing.T) {
+	const size, maxLag = 1_000_000, 35
+	endpoint := etcdkit.Shared(t).Endpoint
+	for _, perTxn := range []int{30, 24} {
+		t.Run(strconv.Itoa(perTxn), func(t *testing.T) {
+			srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(etcdkit.Name(t))), testkit.WithConfig(func(c *configs.Config) {
+				c.WebSocket.MaxLag = maxLag
+				c.WebSocket.LagGrace = 0
+				c.WebSocket.MaxMessageBytes = 4 << 20 // a window of 8 MiB: one poll's answer holds it
+				c.WebSocket.PingInterval = 10 * time.Minute
+				c.Limits.MaxTxnOps = perTxn
+			}))
+			door := srv.Server().SocketIO()
+			slow := dial(t, srv, sioOpts{noPoll: true})
+			slow.sendPacket("40")
+			testkit.Eventually(t, func() bool { return door.Clients() == 1 }, "connected")
+			writes := make([]ctxd.Write, perTxn)
+			for i := range writes {
+				writes[i] = ctxd.Write{Namespace: "default", Key: "t" + strconv.Itoa(i), Op: ctxd.OpPut, Value: json.RawMessage(bigValue(size)), Who: "t"}
+			}
+			res, err := srv.Backend().Txn(context.Background(), writes)
+			require.NoError(t, err)
+			testkit.Eventually(t, func() bool { return door.Backlog().Held == 1 }, "the feed waits inside the revision")
+
+			// The first poll takes every packet queued and is not read.
+			unread := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				if tc, ok := conn.(*net.TCPConn); ok {
+					_ = tc.SetReadBuffer(16 << 10)
+				}
+				return conn, err
+			}}}
+			t.Cleanup(unread.CloseIdleConnections)
+			first, err := unread.Get(slow.base + "EIO=4&transport=polling")
+			require.NoError(t, err)
+			defer first.Body.Close()
+			testkit.Eventually(t, func() bool { b := door.Backlog(); return b.Packets == 0 && b.Held == 1 }, "the first poll took the queue")
+			// The second waits for packets.
+			second := make(chan string, 1)
+			go func() {
+				body := ""
+				if resp, err := slow.hc.Get(slow.base + "EIO=4&transport=polling"); err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					_ = resp.Body.Close()
+					body = string(b)
+				}
+				second <- body
+			}()
+			testkit.Eventually(t, func() bool { return socketio.WaitingPolls(door) == 1 }, "the second poll waits")
+
+			for i := range maxLag + 1 - perTxn { // then more than max_lag changes after its position
+				put(t, srv, "after"+strconv.Itoa(i), `1`)
+			}
+			testkit.Eventually(t, func() bool { return door.Lagged() == 1 }, "cut lagged")
+			b, err := io.ReadAll(first.Body)
+			require.NoError(t, err)
+			for _, body := range []string{string(b), <-second} {
+				for _, p := range slow.payload(body) {
+					slow.handle(p)
+				}
+			}
+			updates, from := slow.untilLagged()
+			require.Equal(t, res.Revision, from)
+			require.Len(t, updates, perTxn, "the whole revision before the error")
+			for i, u := range updates {
+				require.Equal(t, []any{float64(res.Revision), writes[i].Key}, []any{u.Data["rev"], u.Data["key"]}, "change %d", i)
 			}
 		})
 	}
