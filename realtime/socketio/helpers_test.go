@@ -356,9 +356,10 @@ func (c *sio) close() {
 
 // untilLagged polls a client that was cut "lagged" until its session
 // ends, and returns the context_updated events it got (since its first
-// packet) and the error's from_rev, which has no from_index. The session ends with its transport,
-// not a Socket.IO DISCONNECT (which would tell the client not to come
-// back): the last poll answers the error and a noop, the next one fails.
+// packet) and the error's from_rev, which has no from_index. The session
+// ends with its transport, not a Socket.IO DISCONNECT (which would tell
+// the client not to come back): the last poll answers the error and a
+// noop, the next one fails.
 func (c *sio) untilLagged() (updates []event, from uint64) {
 	c.t.Helper()
 	for c.pollOnce() {
