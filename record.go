@@ -97,6 +97,17 @@ type Change struct {
 	Expired bool `json:"expired,omitempty"`
 }
 
+// RevisionEnd is the end of the revision of changes[first]: the index
+// after its last change in changes (on etcd a transaction's changes share
+// one revision; on bolt each change has its own).
+func RevisionEnd(changes []Change, first int) int {
+	end := first + 1
+	for end < len(changes) && changes[end].Revision == changes[first].Revision {
+		end++
+	}
+	return end
+}
+
 // WhoTTL is the author of the delete that expires a key.
 const WhoTTL = "ctxd:ttl"
 

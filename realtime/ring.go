@@ -28,10 +28,7 @@ type entry struct {
 func newEntries(changes []ctxd.Change) []entry {
 	out := make([]entry, len(changes))
 	for first := 0; first < len(changes); {
-		end := first + 1
-		for end < len(changes) && changes[end].Revision == changes[first].Revision {
-			end++
-		}
+		end := ctxd.RevisionEnd(changes, first)
 		for i := first; i < end; i++ {
 			c := &changes[i]
 			out[i] = entry{rev: c.Revision, idx: i - first, last: i == end-1, ns: c.Namespace, key: c.Key,

@@ -897,7 +897,7 @@ func (cl *client) step(rev uint64, n, roomBytes int) bool {
 	// its revision are known.
 	full := false // out reached roomBytes: the rest waits for room
 	for first := 0; first < len(changes) && !full; {
-		end := revisionEnd(changes, first)
+		end := ctxd.RevisionEnd(changes, first)
 		full = !cl.queueRevision(changes[first:end], &out, roomBytes)
 		first = end
 	}
@@ -1054,18 +1054,8 @@ func (cl *client) finishRevision() []string {
 		return nil
 	}
 	var out packets
-	cl.queueRevision(changes[:revisionEnd(changes, 0)], &out, -1)
+	cl.queueRevision(changes[:ctxd.RevisionEnd(changes, 0)], &out, -1)
 	return out.list
-}
-
-// revisionEnd is the end of the revision of changes[first] in changes:
-// the index after its last change.
-func revisionEnd(changes []ctxd.Change, first int) int {
-	end := first + 1
-	for end < len(changes) && changes[end].Revision == changes[first].Revision {
-		end++
-	}
-	return end
 }
 
 // revoke disconnects a client whose token was revoked by a reload: an

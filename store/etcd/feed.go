@@ -226,10 +226,7 @@ func (f *feed) prepend(after, to uint64, changes []ctxd.Change) {
 		floor = after
 	}
 	for i := drop; i < len(changes); {
-		j := i
-		for j < len(changes) && changes[j].Revision == changes[i].Revision {
-			j++
-		}
+		j := ctxd.RevisionEnd(changes, i)
 		if n := uint64(j - i); n > f.widest.Load() {
 			f.widest.Store(n)
 		}
