@@ -778,6 +778,41 @@ func TestReadOnlyTokenIsOfferedNoWrite(t *testing.T) {
 	p.waitJS(`document.querySelector("#set-fields").disabled && document.querySelector("#delete-btn").disabled`, "the write controls disabled again")
 }
 
+// TestNonAdminTokenIsOfferedNoSnapshots: the snapshot and dump routes
+// need the admin role. A token without it finds their controls disabled,
+// saying why (a notice above each, and their tooltip), and no 403 in
+// their panels, rather than meeting the 403 only on a click. A reload
+// that gives the token the admin role (token_revoked on the feed) enables
+// them and lists the snapshots and the dumps.
+func TestNonAdminTokenIsOfferedNoSnapshots(t *testing.T) {
+	s, tokens := newTokensServer(t, testkit.TokenEntry("board", "board-secret", "    roles: [write]\n"))
+	p := openWithToken(t, s, "/", "board-secret")
+	p.waitFor(`#conn[data-state="live"]`)
+
+	p.waitText("#snap-admin", `The access token "board" (roles write) may not list, create or restore snapshots`, "admin role")
+	p.waitText("#dump-admin", `The access token "board" (roles write) may not list or write dumps`, "admin role")
+	for _, id := range []string{"#snap-create", "#snap-refresh", "#dump-fields"} {
+		assert.True(t, eval[bool](p, `document.querySelector("`+id+`").disabled`), id)
+		assert.Contains(t, eval[string](p, `document.querySelector("`+id+`").title`), "needs the admin role", id)
+	}
+	assert.True(t, eval[bool](p, `document.querySelector("#dump-form button[type=submit]").matches(":disabled")`), "Create dump is off")
+	for _, id := range []string{"#snap-error", "#dump-error"} {
+		assert.True(t, eval[bool](p, `document.querySelector("`+id+`").hidden`), "no refusal in %s: %s", id, p.text(id))
+	}
+	assert.False(t, eval[bool](p, `document.querySelector("#set-fields").disabled`), "it may write")
+
+	// A reload gives board the admin role: enabled, and the lists read.
+	writeTokens(t, tokens, testkit.TokenEntry("board", "board-secret", "    roles: [admin]\n"))
+	require.Equal(t, 1, s.reloadTokens())
+	p.waitJS(`!document.querySelector("#snap-create").disabled && !document.querySelector("#dump-fields").disabled`, "the snapshot and dump controls enabled")
+	p.waitText("#snap-empty", "No snapshots yet")
+	p.waitText("#dump-empty", "No dump files yet")
+	assert.True(t, eval[bool](p, `document.querySelector("#snap-admin").hidden && document.querySelector("#dump-admin").hidden`), "no notice")
+	assert.Empty(t, eval[string](p, `document.querySelector("#snap-create").title`))
+	p.click("#snap-create")
+	p.waitText("#snap-result", "created at revision")
+}
+
 // TestPrefixTokenListsItsPrefix: a token limited to a namespace and a key
 // prefix lists under its prefix, in its namespace, from the first load
 // (rather than the server's "add ?prefix=" refusal), is offered only its

@@ -243,16 +243,26 @@ function renderStatus() {
 
 // loadSelf asks what the tab's token may do and shows it (renderSelf).
 // Without an answer (no token given, the server away) it is not known,
-// and the page offers everything, as before.
+// and the page offers everything, as before. It answers whether that
+// changed (false when a newer call superseded it).
 const loadSelf = latest(async (current) => {
   let s = null;
   try {
     s = await request('GET', '/v1/auth/self');
   } catch { /* a 401 asked for the token; the panels say what failed */ }
-  if (!current()) return;
+  if (!current()) return false;
+  const changed = JSON.stringify(s) !== JSON.stringify(state.self);
   state.self = s;
   renderSelf();
+  return changed;
 });
+
+// recheckSelf asks again what the token may do (a reload of the tokens
+// file may have changed it) and, when that changed, re-reads everything
+// for the new rights, as after a token change.
+async function recheckSelf() {
+  if (await loadSelf()) resync();
+}
 
 // may reports whether the token has the right (read, write, metrics,
 // admin), given or implied; true while that is not known.
@@ -268,9 +278,10 @@ function tokenText() {
 }
 
 // renderSelf disables the write controls (the editor, a field's save,
-// Edit and Delete) for a token that may not write, saying why in the
-// editor and as their tooltip, and says which namespaces and key prefixes
-// a limited token may read.
+// Edit and Delete) for a token that may not write, and the snapshot and
+// dump controls for one without the admin right, saying why above them
+// and as their tooltip, and says which namespaces and key prefixes a
+// limited token may read.
 function renderSelf() {
   const write = may('write');
   const why = write ? '' : `${tokenText()} may not write: saving and deleting keys are off.`;
@@ -279,6 +290,7 @@ function renderSelf() {
     $(id).title = why;
   }
   show($('set-readonly'), why);
+  renderAdmin();
   const s = state.self;
   const limits = [];
   if (s && s.namespaces) limits.push(`namespaces ${s.namespaces.join(', ')}`);
@@ -286,6 +298,24 @@ function renderSelf() {
   show($('keys-limits'), limits.length ? `${tokenText()} may read only ${limits.join(' and ')}.` : '');
   renderNamespaces();
   renderDetail();
+}
+
+// renderAdmin disables the snapshot and dump controls for a token without
+// the admin right (their routes need it: the server would answer 403),
+// saying why above them and as their tooltip. Their lists are not read
+// then (loadSnapshots, loadDumps).
+function renderAdmin() {
+  const admin = may('admin');
+  const why = (what) => (admin ? '' : `${tokenText()} may not ${what}: that needs the admin role.`);
+  const snap = why('list, create or restore snapshots');
+  $('snap-create').disabled = !admin || !snapshotsEnabled;
+  $('snap-refresh').disabled = !admin;
+  for (const id of ['snap-create', 'snap-refresh']) $(id).title = snap;
+  show($('snap-admin'), snap);
+  const dump = why('list or write dumps');
+  $('dump-fields').disabled = !admin;
+  $('dump-fields').title = dump;
+  show($('dump-admin'), dump);
 }
 
 // fitToToken moves the list to what the token may read: the first of its
@@ -1170,7 +1200,7 @@ function startFeed(from) {
       else if (m.type === 'error') {
         notify(`Live feed: ${m.message || m.code}`);
         // A reload changed or removed the token: what it may do now.
-        if (m.code === 'token_revoked') loadSelf();
+        if (m.code === 'token_revoked') recheckSelf();
       }
     },
     failing() {
@@ -1189,6 +1219,13 @@ function startFeed(from) {
 let snapshotsEnabled = true;
 
 const loadSnapshots = latest(async (current) => {
+  if (!may('admin')) {
+    // Refused (403) for such a token: renderAdmin says why.
+    $('snap-rows').replaceChildren();
+    show($('snap-empty'), '');
+    show($('snap-error'), '');
+    return;
+  }
   try {
     const r = await request('GET', '/v1/snapshots');
     if (!current()) return;
@@ -1207,7 +1244,7 @@ const loadSnapshots = latest(async (current) => {
       show($('snap-error'), 'Cannot list the snapshots: ' + errorText(e));
     }
   }
-  $('snap-create').disabled = !snapshotsEnabled;
+  $('snap-create').disabled = !snapshotsEnabled || !may('admin');
 });
 
 function renderSnapshots(list) {
@@ -1250,7 +1287,7 @@ async function createSnapshot() {
   } catch (e) {
     show($('snap-error'), 'Snapshot not created: ' + errorText(e));
   } finally {
-    b.disabled = !snapshotsEnabled;
+    b.disabled = !snapshotsEnabled || !may('admin');
     b.textContent = 'Create snapshot';
   }
 }
@@ -1330,6 +1367,14 @@ async function deleteSnapshot(m) {
 // ---------------------------------------------------------------- dumps
 
 const loadDumps = latest(async (current) => {
+  if (!may('admin')) {
+    // Refused (403) for such a token: renderAdmin says why.
+    $('dump-rows').replaceChildren();
+    show($('dump-empty'), '');
+    show($('dump-error'), '');
+    $('dump-dir').textContent = '';
+    return;
+  }
   try {
     const r = await request('GET', '/v1/dumps');
     if (!current()) return;
