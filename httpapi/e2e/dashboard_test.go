@@ -813,6 +813,39 @@ func TestNonAdminTokenIsOfferedNoSnapshots(t *testing.T) {
 	p.waitText("#snap-result", "created at revision")
 }
 
+// TestMetricsTokenIsToldItMayNotRead: a metrics token (no read right)
+// saw every panel fail with 403. It gets one notice instead, saying what
+// the token is and that it may not read; the data panels are hidden, and
+// nothing is asked that would be refused (no 403 in the server's log, no
+// WebSocket). A reload that gives it the read role is found by itself
+// (no feed tells it: the page asks /v1/auth/self instead of the status)
+// and the page reads everything.
+func TestMetricsTokenIsToldItMayNotRead(t *testing.T) {
+	s, tokens := newTokensServer(t, testkit.TokenEntry("prom", "prom-secret", "    roles: [metrics]\n"))
+	_, err := s.ks.Backend().Put(context.Background(), "default", "cfg", json.RawMessage(`1`), nil, "alice")
+	require.NoError(t, err)
+	p := openWithToken(t, s, "/#key=cfg", "prom-secret")
+
+	p.waitText("#noread", `The access token "prom" (roles metrics) may not read`, "GET /metrics", "Access token")
+	p.waitFor(`#conn[data-state="noread"]`)
+	for _, id := range []string{"#status", "#keys", "#detail", "#editor", "#live", "#snapshots", "#dumps"} {
+		assert.True(t, eval[bool](p, `document.querySelector("`+id+`").hidden`), "%s hidden", id)
+	}
+	assert.Empty(t, eval[string](p, `[...document.querySelectorAll(".error")].filter((e) => !e.hidden).map((e) => e.textContent).join()`), "no failing panel")
+	assert.NotContains(t, s.ks.Logs.String(), `"status":403`, "nothing refused was asked")
+	assert.Empty(t, s.ws.connections(), "no WebSocket for a token that may not read")
+
+	writeTokens(t, tokens, testkit.TokenEntry("prom", "prom-secret", "    roles: [metrics, read]\n"))
+	require.Equal(t, 1, s.reloadTokens())
+	p.waitJS(`document.querySelector("#noread").hidden && !document.querySelector("#keys").hidden`, "the notice gone, the panels shown")
+	p.waitFor(`#key-rows tr[data-key="cfg"]`)
+	p.waitTextIs("#st-revision", "1")
+	p.waitFor(`#conn[data-state="live"]`)
+	_, err = s.ks.Backend().Put(context.Background(), "default", "cfg", json.RawMessage(`2`), nil, "bob")
+	require.NoError(t, err)
+	p.waitText(`#live-list li[data-rev="2"]`, "bob")
+}
+
 // TestPrefixTokenListsItsPrefix: a token limited to a namespace and a key
 // prefix lists under its prefix, in its namespace, from the first load
 // (rather than the server's "add ?prefix=" refusal), is offered only its

@@ -16,6 +16,8 @@ const MAX_KEPT_VALUES = 16 << 20; // characters of values kept for the list (sta
 const HISTORY_PAGE = 20;
 const STATUS_EVERY = 5000; // ms between status polls
 const NS_RE = /^[A-Za-z0-9._-]{1,64}$/;
+// The panels of data: hidden for a token that may not read (renderSelf).
+const DATA_PANELS = ['status', 'keys', 'detail', 'editor', 'live', 'snapshots', 'dumps'];
 
 const state = {
   ns: 'default',
@@ -194,6 +196,7 @@ let lastCounts = '';
 // loadStatus answers the status it read (undefined when it could not),
 // newer or not than another read's: resync starts the feed after it.
 const loadStatus = latest(async (current) => {
+  if (!may('read')) return undefined; // refused (403): renderSelf says why
   try {
     const s = await request('GET', '/v1/status');
     if (!current()) return s;
@@ -283,6 +286,15 @@ function tokenText() {
 // and as their tooltip, and says which namespaces and key prefixes a
 // limited token may read.
 function renderSelf() {
+  // A token that may not read (a metrics one) would see every panel
+  // refused: one notice says so instead, and the panels are hidden (and
+  // not read: the loaders ask may('read')).
+  const read = may('read');
+  show($('noread'), read ? '' : `${tokenText()} may not read keys or the status: ` +
+    (may('metrics') ? 'it may only scrape the metrics (GET /metrics). ' : '') +
+    'Enter a token that may read with the "Access token" button.');
+  for (const id of DATA_PANELS) $(id).hidden = !read;
+  renderLiveState();
   const write = may('write');
   const why = write ? '' : `${tokenText()} may not write: saving and deleting keys are off.`;
   for (const id of ['set-fields', 'field-fields']) {
@@ -337,6 +349,7 @@ function fitToToken(keepNs, keepPrefix) {
 // ---------------------------------------------------------------- namespaces and keys
 
 const loadNamespaces = latest(async (current) => {
+  if (!may('read')) return; // refused (403): renderSelf says why
   try {
     const r = await request('GET', '/v1/ns');
     if (!current()) return;
@@ -370,6 +383,7 @@ function renderNamespaces() {
 }
 
 const loadKeys = latest(async (current) => {
+  if (!may('read')) return; // refused (403): renderSelf says why
   const after = state.pages[state.pages.length - 1];
   // Changes the feed applies to the list while the page is read may be
   // newer than the answer, which would then overwrite them: read again.
@@ -568,6 +582,7 @@ const loadRecord = latest(async (current, ns, key) => {
 });
 
 async function selectKey(ns, key, focus) {
+  if (!may('read')) return; // refused (403): renderSelf says why
   state.selected = { ns, key };
   state.record = null;
   state.recordError = null;
@@ -1084,6 +1099,11 @@ function renderLiveState() {
     showTokenNeeded($('live-state'), 'The live feed', ': it is not connected, and does not try to connect while there is none');
     return;
   }
+  if (!may('read')) {
+    conn.dataset.state = 'noread';
+    conn.textContent = 'Live feed: off (the token may not read)';
+    return;
+  }
   conn.dataset.state = s.state;
   const names = { connecting: 'connecting', live: 'connected', reconnecting: 'reconnecting', stopped: 'stopped' };
   conn.textContent = 'Live feed: ' + (names[s.state] || s.state);
@@ -1127,16 +1147,18 @@ function reloadAll() {
 // in neither, and is listed once in the live events.
 const resync = latest(async (current) => {
   state.needToken = false;
-  const s = await loadStatus();
-  if (!current()) return;
   // What the new token may do, before the panels are read: the list
-  // moves to what it may read.
+  // moves to what it may read, and a token that may not read reads none.
   await loadSelf();
+  if (!current()) return;
+  const s = await loadStatus();
   if (!current()) return;
   fitToToken(false, false);
   // Without a token (refused, and the prompt cancelled) the feed would
-  // only be refused; the panels say so.
-  if (!state.needToken) state.feed.restart(s ? s.revision : null);
+  // only be refused; the panels say so. So would it for a token that
+  // may not read.
+  if (!may('read')) state.feed.stop();
+  else if (!state.needToken) state.feed.restart(s ? s.revision : null);
   reloadPanels();
 });
 
@@ -1146,7 +1168,7 @@ function reloadPanels() {
   loadKeys();
   loadSnapshots();
   loadDumps();
-  if (state.selected) {
+  if (state.selected && may('read')) {
     // Whatever was shown is no longer a bound for what is read (a restore
     // can bring a key back at an older revision).
     state.record = null;
@@ -1210,7 +1232,7 @@ function startFeed(from) {
   if (from !== undefined && from !== null) state.feed.at(from, 0);
   // Without a token the first status read asked for, it would only be
   // refused: it starts when one is given (askToken).
-  if (state.needToken) renderLiveState();
+  if (state.needToken || !may('read')) renderLiveState();
   else state.feed.start();
 }
 
@@ -1539,14 +1561,15 @@ async function main() {
   $('prefix').value = state.prefix;
   $('dump-ns').value = state.ns;
   renderNamespaces();
+  // What the token may do, before anything is read: a token limited to
+  // namespaces or key prefixes lists what it may read (unless the address
+  // names what to list), one that may not write is offered no write, and
+  // one that may not read reads nothing.
+  await loadSelf();
   // The feed resumes after the revision the status read, and the lists are
   // read after it: a change made while the page loads is in one or the
   // other (or both: applying it again is harmless), never lost between them.
   await loadStatus();
-  // What the token may do, before the lists are read: a token limited to
-  // namespaces or key prefixes lists what it may read (unless the address
-  // names what to list), and one that may not write is offered no write.
-  await loadSelf();
   fitToToken(NS_RE.test(p.get('ns') || ''), p.has('prefix'));
   startFeed(state.status ? state.status.revision : null);
   const first = Promise.all([loadNamespaces(), loadKeys(), loadSnapshots(), loadDumps()]);
@@ -1573,7 +1596,13 @@ async function main() {
       if (!isSelected(at, key)) selectKey(at, key, true);
     }
   });
-  setInterval(() => { if (!document.hidden && !state.needToken) loadStatus(); }, STATUS_EVERY);
+  setInterval(() => {
+    if (document.hidden || state.needToken) return;
+    // A token that may not read asks, instead, whether a reload of the
+    // tokens file gave it the right (no feed tells it then).
+    if (may('read')) loadStatus();
+    else recheckSelf();
+  }, STATUS_EVERY);
   setInterval(() => { if (!document.hidden) tickExpiries(); }, 1000);
   document.documentElement.dataset.ready = 'true';
 }
