@@ -813,6 +813,27 @@ func TestNonAdminTokenIsOfferedNoSnapshots(t *testing.T) {
 	p.waitText("#snap-result", "created at revision")
 }
 
+// TestRightsChangedWhileTheFeedWasAway: a reload of the tokens file while
+// the live feed is disconnected sends token_revoked nowhere; the page
+// learns what its token may now do when the feed reconnects (it asks
+// /v1/auth/self then), not at the next token prompt or page load.
+func TestRightsChangedWhileTheFeedWasAway(t *testing.T) {
+	s, tokens := newTokensServer(t, testkit.TokenEntry("board", "board-secret", "    roles: [read]\n"))
+	p := openWithToken(t, s, "/", "board-secret")
+	p.waitFor(`#conn[data-state="live"]`)
+	p.waitJS(`document.querySelector("#set-fields").disabled`, "the editor disabled for a read token")
+
+	s.ws.cut()
+	p.waitFor(`#conn[data-state="reconnecting"]`)
+	writeTokens(t, tokens, testkit.TokenEntry("board", "board-secret", "    roles: [write]\n"))
+	require.Equal(t, 1, s.reloadTokens())
+	s.ws.allow()
+
+	p.waitFor(`#conn[data-state="live"]`)
+	p.waitJS(`!document.querySelector("#set-fields").disabled`, "the editor enabled once the feed reconnected")
+	assert.True(t, eval[bool](p, `document.querySelector("#set-readonly").hidden`))
+}
+
 // TestMetricsTokenIsToldItMayNotRead: a metrics token (no read right)
 // saw every panel fail with 403. It gets one notice instead, saying what
 // the token is and that it may not read; the data panels are hidden, and

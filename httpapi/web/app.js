@@ -1192,8 +1192,13 @@ function startFeed(from) {
       statusSoon();
     },
     state(s) {
+      const was = feedState.state;
       feedState = s;
       renderLiveState();
+      // A reload of the tokens file while the feed was away (its
+      // token_revoked went nowhere) may have changed what the token may
+      // do: ask again at every (re)connection.
+      if (s.state === 'live' && was !== 'live') recheckSelf();
       // A key that could not be read (the server was away) is read
       // again once the server answers the feed.
       const sel = state.selected;
