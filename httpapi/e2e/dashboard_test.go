@@ -21,6 +21,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
+	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	ctxdserver "github.com/framework0/ctxd/server"
 )
 
@@ -1025,6 +1026,33 @@ func requireToken(token string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// TestNotReadyBanner: while the store is unavailable (etcd down: /readyz
+// answers 503) the live feed may stay connected to ctxd while every read
+// fails. The badge and a banner say that the server is up but not ready,
+// with /readyz's reason, and clear themselves once it is ready again,
+// when the panels are read again.
+func TestNotReadyBanner(t *testing.T) {
+	e := etcdkit.Own(t)
+	s := newServer(t, serverOptions{etcdEndpoint: e.Endpoint})
+	s.put("default", "k", `1`, "alice")
+	p := openPage(t, s, "/")
+	p.waitFor(`#conn[data-state="live"]`)
+	p.waitFor(`#key-rows tr[data-key="k"]`)
+	assert.True(t, eval[bool](p, `document.querySelector("#ready-alarm").hidden`))
+
+	e.Stop()
+	p.waitText("#ready-alarm", "The server is up but not ready (", "unreachable", "goes by itself")
+	p.waitTextIs("#conn", "Live feed: connected, server not ready")
+	assert.Contains(t, eval[string](p, `document.querySelector("#conn").title`), "unreachable", "the badge's tooltip: the reason")
+
+	require.NoError(t, e.Start())
+	p.waitJS(`document.querySelector("#ready-alarm").hidden`, "the banner gone once ready")
+	p.waitJS(`document.querySelector("#st-error").hidden`, "the status read again")
+	p.waitFor(`#conn[data-state="live"]`)
+	s.put("default", "k", `2`, "bob")
+	p.waitText(`#key-rows tr[data-key="k"]`, "2")
 }
 
 // TestQuotaBanner: while the storage quota refuses writes, a banner at the

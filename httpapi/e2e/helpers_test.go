@@ -147,6 +147,9 @@ type serverOptions struct {
 	// etcd runs the server on the etcd backend (the package's shared
 	// embedded etcd, a prefix of the test's own).
 	etcd bool
+	// etcdEndpoint, when set, runs it on this etcd instead: a test's own
+	// (etcdkit.Own), which it may stop and start.
+	etcdEndpoint string
 }
 
 func newServer(t *testing.T, opts serverOptions) *server {
@@ -168,8 +171,12 @@ func newServer(t *testing.T, opts serverOptions) *server {
 				c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, opts.tokensFile
 			}
 		})}
-	if opts.etcd {
-		settings = append(settings, testkit.WithEtcd(etcdkit.Shared(t).Endpoint, etcdkit.Prefix(etcdkit.Name(t))))
+	endpoint := opts.etcdEndpoint
+	if opts.etcd && endpoint == "" {
+		endpoint = etcdkit.Shared(t).Endpoint
+	}
+	if endpoint != "" {
+		settings = append(settings, testkit.WithEtcd(endpoint, etcdkit.Prefix(etcdkit.Name(t))))
 	}
 	ks := testkit.StartServer(t, settings...)
 	return &server{t: t, ks: ks, url: ks.URL, ws: ws, token: opts.token}

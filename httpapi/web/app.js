@@ -15,6 +15,7 @@ const MAX_EVENTS = 500; // live events kept in memory (without their values: a p
 const MAX_KEPT_VALUES = 16 << 20; // characters of values kept for the list (state.values)
 const HISTORY_PAGE = 20;
 const STATUS_EVERY = 5000; // ms between status polls
+const READY_EVERY = 3000; // ms between /readyz polls, only while the server is not ready
 const NS_RE = /^[A-Za-z0-9._-]{1,64}$/;
 // The panels of data: hidden for a token that may not read (renderSelf).
 const DATA_PANELS = ['status', 'keys', 'detail', 'editor', 'live', 'snapshots', 'dumps'];
@@ -39,6 +40,9 @@ const state = {
   editing: null, // {ns, key} the editor was loaded from
   saving: null, // {changes}: a save of the editor in flight, and the feed's changes of its key meanwhile
   status: null,
+  // notReady: why GET /readyz answered 503 (the store unavailable: etcd
+  // down, a failed disk); '' while ready or not known (checkReady).
+  notReady: '',
   // self: what the tab's token may do (GET /v1/auth/self: access_control,
   // name, roles, rights, namespaces, prefixes); null until known, when
   // the page offers everything and the server refuses what it must.
@@ -216,9 +220,53 @@ const loadStatus = latest(async (current) => {
     if (!current()) return;
     if (e.status === 401) showTokenNeeded($('st-error'), 'Reading the status');
     else show($('st-error'), 'Cannot read the status: ' + errorText(e));
+    suspectNotReady(e);
   }
 });
 const statusSoon = throttled(() => loadStatus(), 1000);
+
+// ---------------------------------------------------------------- readiness
+
+let readyTimer = 0;
+let readyAsking = false;
+
+// suspectNotReady asks /readyz after a request failed with a 5xx: the
+// live feed may be connected (the server is up) while the store behind it
+// is not (etcd down), and every read fails.
+function suspectNotReady(e) {
+  if (e.status >= 500 && !readyTimer && !readyAsking) checkReady();
+}
+
+// checkReady asks GET /readyz whether the server is ready. While it is
+// not, the badge and a banner say so with the reason it gives, and it asks
+// again every READY_EVERY ms; once it is, the banner goes and everything
+// shown is read again (those reads failed meanwhile). Without an answer
+// (the server away: the live feed says so) what was known stays.
+async function checkReady() {
+  clearTimeout(readyTimer);
+  readyTimer = 0;
+  readyAsking = true;
+  const was = state.notReady;
+  try {
+    await request('GET', '/readyz');
+    state.notReady = '';
+  } catch (e) {
+    if (e.status === 503) state.notReady = (e.message || 'no reason given').replace(/^not ready: /, '');
+    else if (e.status !== 0) state.notReady = '';
+  } finally {
+    readyAsking = false;
+  }
+  renderReady();
+  if (state.notReady) readyTimer = setTimeout(checkReady, READY_EVERY);
+  else if (was) reloadAll();
+}
+
+function renderReady() {
+  show($('ready-alarm'), state.notReady
+    ? `The server is up but not ready (${state.notReady}): reads and writes fail until it is. This notice goes by itself once it is ready.`
+    : '');
+  renderLiveState();
+}
 
 function renderStatus() {
   const s = state.status;
@@ -402,6 +450,7 @@ const loadKeys = latest(async (current) => {
     if (!current()) return;
     if (e.status === 401) showTokenNeeded($('keys-error'), 'Listing the keys');
     else show($('keys-error'), 'Cannot list the keys: ' + errorText(e));
+    suspectNotReady(e);
     state.keys = []; // not the rows of what was listed before
     state.next = '';
     renderKeys();
@@ -1107,6 +1156,13 @@ function renderLiveState() {
   conn.dataset.state = s.state;
   const names = { connecting: 'connecting', live: 'connected', reconnecting: 'reconnecting', stopped: 'stopped' };
   conn.textContent = 'Live feed: ' + (names[s.state] || s.state);
+  conn.title = '';
+  if (state.notReady && s.state === 'live') {
+    // Connected to ctxd, whose store is unavailable: reads fail.
+    conn.dataset.state = 'notready';
+    conn.textContent = 'Live feed: connected, server not ready';
+    conn.title = state.notReady;
+  }
   const resumeAt = state.feed && state.feed.lastRev !== null ? state.feed.lastRev : null;
   let text;
   if (s.state === 'live') text = 'Connected: changes appear as they are committed' + (resumeAt !== null ? ` (last revision ${resumeAt}).` : '.');
