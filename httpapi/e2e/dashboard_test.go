@@ -399,6 +399,35 @@ func TestLiveFeedKeepsNoLargeValues(t *testing.T) {
 	assert.Less(t, (heap.UsedSize+heap.BackingStorageSize)/(1<<20), 32.0, "MiB of JavaScript heap")
 }
 
+// TestLiveLaggedResumes: a feed the server closes for falling behind
+// ("lagged", with the from_rev to resume from) reconnects and resumes by
+// itself. The notice says that it fell behind and resumed, and after which
+// revision, not the server's advice to "reconnect with from_rev", which
+// is the page's business; no change is missed.
+func TestLiveLaggedResumes(t *testing.T) {
+	s := newServer(t, serverOptions{maxLag: 2})
+	p := openPage(t, s, "/")
+	p.waitFor(`#conn[data-state="live"]`)
+	// Bursts of 50 changes in one commit, each more than max_lag ahead of
+	// the feed, until the server has closed it for lagging once.
+	var last ctxd.TxnResult
+	for i := 0; !strings.Contains(s.ks.Logs.String(), "closing lagging WebSocket client"); i++ {
+		require.Less(t, i, 50, "the feed never lagged")
+		var writes []ctxd.Write
+		for j := range 50 {
+			writes = append(writes, ctxd.Write{Namespace: "default", Key: fmt.Sprintf("k%d", j), Op: ctxd.OpPut, Value: []byte(strconv.Itoa(i)), Who: "burst"})
+		}
+		var err error
+		last, err = s.ks.Backend().Txn(context.Background(), writes)
+		require.NoError(t, err)
+	}
+	p.waitText("#notice", "The live feed fell behind", "it reconnected and resumed after revision ", "no change is missed")
+	assert.Regexp(t, `resumed after revision [0-9]+:`, p.text("#notice"))
+	assert.NotContains(t, p.text("#notice"), "reconnect with", "not the server's advice to a client")
+	p.waitFor(fmt.Sprintf(`#live-list li[data-rev="%d"]`, last.Revision))
+	p.waitFor(`#conn[data-state="live"]`)
+}
+
 // TestLiveResetToALowerRevision: a server restarted on data whose
 // revision is below what the page saw (an older backup, or none: here the
 // data is gone) says reset when the page reconnects; the status then

@@ -144,6 +144,9 @@ type serverOptions struct {
 	tokensFile string
 	// quota is storage.quota_bytes (0: the default).
 	quota int64
+	// maxLag, when set, is websocket.max_lag, with no lag_grace: a feed
+	// more changes behind is closed at once ("lagged").
+	maxLag uint64
 	// etcd runs the server on the etcd backend (the package's shared
 	// embedded etcd, a prefix of the test's own).
 	etcd bool
@@ -166,6 +169,9 @@ func newServer(t *testing.T, opts serverOptions) *server {
 		testkit.WithConfig(func(c *configs.Config) {
 			if opts.quota != 0 {
 				c.Storage.QuotaBytes = opts.quota
+			}
+			if opts.maxLag != 0 {
+				c.WebSocket.MaxLag, c.WebSocket.LagGrace = opts.maxLag, 0
 			}
 			if opts.tokensFile != "" {
 				c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, opts.tokensFile

@@ -1138,6 +1138,9 @@ function renderEvents() {
 }
 
 let feedState = { state: 'connecting' };
+// laggedAt: the revision the feed resumes after when the server closed
+// it for falling behind ('' when not given), until it is live again; else null.
+let laggedAt = null;
 
 function renderLiveState() {
   const s = feedState;
@@ -1254,7 +1257,14 @@ function startFeed(from) {
       // A reload of the tokens file while the feed was away (its
       // token_revoked went nowhere) may have changed what the token may
       // do: ask again at every (re)connection.
-      if (s.state === 'live' && was !== 'live') recheckSelf();
+      if (s.state === 'live' && was !== 'live') {
+        recheckSelf();
+        if (laggedAt !== null) {
+          notify('The live feed fell behind the changes and was closed by the server; it reconnected and resumed ' +
+            (laggedAt !== '' ? `after revision ${laggedAt}` : 'after the last change it had') + ': no change is missed.');
+          laggedAt = null;
+        }
+      }
       // A key that could not be read (the server was away) is read
       // again once the server answers the feed.
       const sel = state.selected;
@@ -1280,7 +1290,13 @@ function startFeed(from) {
     },
     notice(m) {
       if (m.type === 'context_dumped') loadDumps();
-      else if (m.type === 'error') {
+      else if (m.type === 'error' && m.code === 'lagged') {
+        // The server closes a feed that fell behind, telling it where to
+        // resume (its message advises a client to reconnect with
+        // from_rev): the feed does that by itself; the page says so once
+        // it has.
+        laggedAt = m.from_rev ?? '';
+      } else if (m.type === 'error') {
         notify(`Live feed: ${m.message || m.code}`);
         // A reload changed or removed the token: what it may do now.
         if (m.code === 'token_revoked') recheckSelf();
