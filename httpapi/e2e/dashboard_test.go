@@ -886,6 +886,14 @@ func TestMetricsTokenIsToldItMayNotRead(t *testing.T) {
 	assert.NotContains(t, s.ks.Logs.String(), `"status":403`, "nothing refused was asked")
 	assert.Empty(t, s.ws.connections(), "no WebSocket for a token that may not read")
 
+	// The server away while the page asks again: not knowing the token's
+	// rights then is no reason to show the panels (and their errors).
+	s.ks.Stop()
+	testkit.Eventually(t, func() bool { return p.logged("/v1/auth/self", "ERR_CONNECTION_REFUSED") }, "the page asked while the server was away")
+	assert.False(t, eval[bool](p, `document.querySelector("#noread").hidden`), "the notice stays")
+	assert.True(t, eval[bool](p, `document.querySelector("#keys").hidden`), "the panels stay hidden")
+	s.ks.Start()
+
 	writeTokens(t, tokens, testkit.TokenEntry("prom", "prom-secret", "    roles: [metrics, read]\n"))
 	require.Equal(t, 1, s.reloadTokens())
 	p.waitJS(`document.querySelector("#noread").hidden && !document.querySelector("#keys").hidden`, "the notice gone, the panels shown")

@@ -505,6 +505,28 @@ func (p *page) afterTest() {
 	}
 }
 
+// logged reports whether a line of the tab's console so far contains
+// each of want.
+func (p *page) logged(want ...string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, line := range p.console {
+		if containsAll(line, want) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsAll(s string, want []string) bool {
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			return false
+		}
+	}
+	return true
+}
+
 // do runs actions in the tab.
 func (p *page) do(steps ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()

@@ -293,14 +293,18 @@ function renderStatus() {
 // ---------------------------------------------------------------- what the token may do
 
 // loadSelf asks what the tab's token may do and shows it (renderSelf).
-// Without an answer (no token given, the server away) it is not known,
-// and the page offers everything, as before. It answers whether that
-// changed (false when a newer call superseded it).
+// Without a token (a 401, the prompt cancelled) it is not known, and the
+// page offers everything, as before; without an answer (the server away,
+// a 5xx) what was known stays. It answers whether that changed (false
+// when a newer call superseded it).
 const loadSelf = latest(async (current) => {
   let s = null;
   try {
     s = await request('GET', '/v1/auth/self');
-  } catch { /* a 401 asked for the token; the panels say what failed */ }
+  } catch (e) {
+    // A 401 asked for the token; the panels say what failed.
+    if (e.status !== 401) s = state.self;
+  }
   if (!current()) return false;
   const changed = JSON.stringify(s) !== JSON.stringify(state.self);
   state.self = s;
