@@ -1202,10 +1202,11 @@ function reloadAll() {
 }
 
 // resync re-reads everything shown and restarts the feed (after a new
-// token, or when the feed's history was compacted away), in the order of
-// the first load: the status first, then the feed, resuming after the
-// last change it handled or, when it handled none, after the status's
-// revision, then the other panels. A change made meanwhile is then in a
+// token, a change of its rights, or when the feed's history was
+// compacted away), in the order of the first load: what the token may
+// do, the status, then the feed, resuming after the last change it
+// handled or, when it handled none, after the status's revision, then the
+// other panels. A change made meanwhile is then in a
 // panel or on the feed (or both: applying it again is harmless), never
 // in neither, and is listed once in the live events.
 const resync = latest(async (current) => {
