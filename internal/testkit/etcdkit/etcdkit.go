@@ -46,6 +46,10 @@ type Server struct {
 	options  []func(*embed.Config)
 	// client and peer are the URLs of a server Stop stopped.
 	client, peer url.URL
+	// stopped: e is closed (Stop, or a Start after it that failed), so
+	// Stop and Close leave it be (embed.Etcd panics on a second close:
+	// a test failing while its etcd was stopped panicked in its cleanup).
+	stopped bool
 }
 
 // MaxTxnOps is the etcd server's --max-txn-ops here: ctxd's own limit on
@@ -150,9 +154,13 @@ func (s *Server) Restart() error {
 // Stop stops the server, keeping its data and its ports for Start: an
 // outage, which lasts until Start.
 func (s *Server) Stop() {
+	if s.stopped {
+		return
+	}
 	s.client = url.URL{Scheme: "http", Host: s.e.Clients[0].Addr().String()}
 	s.peer = url.URL{Scheme: "http", Host: s.e.Peers[0].Listener.Addr().String()}
 	s.e.Close()
+	s.stopped = true
 }
 
 // Start starts the server Stop stopped, on its data and ports.
@@ -161,13 +169,16 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	s.e = restarted.e
+	s.e, s.stopped = restarted.e, false
 	return nil
 }
 
-// Close stops the server and removes its data.
+// Close stops the server (unless Stop did) and removes its data.
 func (s *Server) Close() {
-	s.e.Close()
+	if !s.stopped {
+		s.e.Close()
+		s.stopped = true
+	}
 	_ = os.RemoveAll(s.dir)
 }
 
