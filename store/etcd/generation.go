@@ -176,18 +176,34 @@ func (s *Store) genCompare(g *generation) clientv3.Cmp {
 // generation alone read the replaced generation's keys, which the restore
 // deletes, and keys acknowledged before the read read as missing.
 func (s *Store) getCurrent(ctx context.Context, op func(k dataKeys) clientv3.Op) (*clientv3.GetResponse, dataKeys, error) {
+	resps, g, err := s.getCurrentAll(ctx, func(k dataKeys) []clientv3.Op { return []clientv3.Op{op(k)} })
+	if err != nil {
+		return nil, dataKeys{}, err
+	}
+	return resps[0], g.keys, nil
+}
+
+// getCurrentAll is getCurrent for several range ops read at one
+// revision, with the generation they were read in: what a write that
+// reads its key before it writes it (a patch, a keepalive) compares.
+func (s *Store) getCurrentAll(ctx context.Context, ops func(k dataKeys) []clientv3.Op) ([]*clientv3.GetResponse, *generation, error) {
 	for range 3 {
 		g := s.keys.gen()
-		resp, err := s.cli.Txn(ctx).Then(op(g.keys), clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly())).Commit()
+		reads := ops(g.keys)
+		resp, err := s.cli.Txn(ctx).Then(append(reads, clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly()))...).Commit()
 		if err != nil {
-			return nil, dataKeys{}, err
+			return nil, nil, err
 		}
-		if ptr := firstKV(resp.Responses[1].GetResponseRange().GetKvs()); ptr == nil || ptr.ModRevision <= g.rev {
-			return (*clientv3.GetResponse)(resp.Responses[0].GetResponseRange()), g.keys, nil
+		if ptr := firstKV(resp.Responses[len(reads)].GetResponseRange().GetKvs()); ptr == nil || ptr.ModRevision <= g.rev {
+			out := make([]*clientv3.GetResponse, len(reads))
+			for i := range reads {
+				out[i] = (*clientv3.GetResponse)(resp.Responses[i].GetResponseRange())
+			}
+			return out, g, nil
 		}
 		if err := s.reloadGeneration(ctx); err != nil {
-			return nil, dataKeys{}, err
+			return nil, nil, err
 		}
 	}
-	return nil, dataKeys{}, fmt.Errorf("%w: the data's generation keeps changing (full restores one after the other): try again", ctxd.ErrUnavailable)
+	return nil, nil, fmt.Errorf("%w: the data's generation keeps changing (full restores one after the other): try again", ctxd.ErrUnavailable)
 }

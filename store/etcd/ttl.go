@@ -168,9 +168,7 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	// writer got there first) reads again, so the answer is about the key
 	// as it is then: never a conflict the request did not ask about.
 	for {
-		// The generation now: a round that failed because a full
-		// restore replaced the data caught the instance up with it.
-		rec, held, ended, err := s.keepAliveRound(ctx, s.keys.gen(), ns, key, ttl, expect, expired)
+		rec, held, ended, err := s.keepAliveRound(ctx, ns, key, ttl, expect, expired)
 		if err != nil || held {
 			return rec, err
 		}
@@ -181,14 +179,18 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 // keepAliveRound is a round of KeepAlive from a read of etcd: held is
 // false when the key moved between the read and the renewal (ended: its
 // lease had ended), and the caller reads again. expired says the round
-// before found the key's lease ended: a key gone now expired.
-func (s *Store) keepAliveRound(ctx context.Context, gen *generation, ns, key string, ttl time.Duration, expect *uint64, expired bool) (rec ctxd.Record, held, ended bool, err error) {
-	live, dead := gen.keys.live(ns, key), gen.keys.dead(ns, key)
-	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(live), clientv3.OpGet(dead)).Commit()
+// before found the key's lease ended: a key gone now expired. The key is
+// read in the generation current then, which the instance catches up
+// with when its watch has not delivered a full restore's switch yet
+// (getCurrent): the replaced generation's keys are deleted by then.
+func (s *Store) keepAliveRound(ctx context.Context, ns, key string, ttl time.Duration, expect *uint64, expired bool) (rec ctxd.Record, held, ended bool, err error) {
+	resps, gen, err := s.getCurrentAll(ctx, func(k dataKeys) []clientv3.Op {
+		return []clientv3.Op{clientv3.OpGet(k.live(ns, key)), clientv3.OpGet(k.dead(ns, key))}
+	})
 	if err != nil {
 		return ctxd.Record{}, false, false, readError(err)
 	}
-	kv := firstKV(resp.Responses[0].GetResponseRange().GetKvs())
+	kv := firstKV(resps[0].Kvs)
 	var have uint64
 	if kv != nil {
 		have = uint64(kv.Version)
@@ -208,7 +210,7 @@ func (s *Store) keepAliveRound(ctx context.Context, gen *generation, ns, key str
 	if err != nil {
 		return ctxd.Record{}, false, false, err
 	}
-	dkv := firstKV(resp.Responses[1].GetResponseRange().GetKvs())
+	dkv := firstKV(resps[1].Kvs)
 	if kv.Lease == 0 || dkv == nil || dkv.Lease != kv.Lease {
 		return ctxd.Record{}, false, false, ctxd.Invalidf("keepalive %s/%s: the key does not expire (it was put without a ttl): put it with a ttl first", ns, key)
 	}

@@ -205,12 +205,16 @@ func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write, fromCache
 			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-		resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.keys.live(w.Namespace, w.Key)), clientv3.OpGet(s.keys.dead(w.Namespace, w.Key))).Commit()
+		// In the current generation: the instance's watch may not have
+		// delivered a full restore's switch yet (getCurrent).
+		resps, _, err := s.getCurrentAll(rctx, func(k dataKeys) []clientv3.Op {
+			return []clientv3.Op{clientv3.OpGet(k.live(w.Namespace, w.Key)), clientv3.OpGet(k.dead(w.Namespace, w.Key))}
+		})
 		cancel()
 		if err != nil {
 			return nil, nil, nil, readError(err)
 		}
-		kv := firstKV(resp.Responses[0].GetResponseRange().GetKvs())
+		kv := firstKV(resps[0].Kvs)
 		var have uint64
 		if kv != nil {
 			have = uint64(kv.Version)
@@ -234,7 +238,7 @@ func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write, fromCache
 		if kv.Lease != 0 {
 			// The put's deadline, unless a keepalive moved it since.
 			kept[i] = deadline{lease: clientv3.LeaseID(kv.Lease), at: env.expiresAt}
-			if dkv := firstKV(resp.Responses[1].GetResponseRange().GetKvs()); dkv != nil && dkv.Lease == kv.Lease {
+			if dkv := firstKV(resps[1].Kvs); dkv != nil && dkv.Lease == kv.Lease {
 				if d, err := decodeDeadline(dkv.Value); err == nil {
 					d.recordRev = dkv.ModRevision
 					kept[i] = d
