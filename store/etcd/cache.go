@@ -355,6 +355,15 @@ func (c *readCache) applyNow(resp clientv3.WatchResponse) {
 		if uint64(ev.Kv.ModRevision) <= c.rev {
 			continue // the fill read it already
 		}
+		if ev.Type == mvccpb.PUT && string(ev.Kv.Key) == c.s.opts.Prefix+genKey {
+			// A full restore's switch: what the cache holds is the
+			// replaced generation's. It must not reach the switch's
+			// revision (a read confirmed there would be served the
+			// replaced data until the watch's switchGeneration): reads
+			// go to etcd until the watch fills it again.
+			c.ready = false
+			return
+		}
 		dir, ns, key, ok := c.s.keys.parse(ev.Kv.Key)
 		if ok && dir == deadDir {
 			// After the keys: a put with a ttl writes its key and its

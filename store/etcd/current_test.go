@@ -3,11 +3,14 @@ package etcd_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
@@ -118,4 +121,72 @@ func TestWritesBehindARestoreSwitchReadTheRestoredData(t *testing.T) {
 	assert.JSONEq(t, `1`, string(k.Value))
 	assert.Equal(t, a.Generation(), c.Generation())
 	assert.Equal(t, a.Generation(), d.Generation())
+}
+
+// A read served from the cache of an instance whose watch has received a
+// full restore's switch, but not yet acted on it (held here between the
+// cache's apply and the feed's switch), reads the restored data once a
+// read elsewhere saw it. Before, the cache applied the response and
+// raised its revision to the switch with the replaced generation's
+// content still in it (it ignored the pointer key): a read whose barrier
+// came before any later write (here the restorer's removal of the
+// replaced keys, held back with its watch) answered the value from before
+// the restore, after another instance's read had answered the restored one.
+func TestACachedReadAtARestoreSwitchReadsTheRestoredData(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix})
+	d := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
+	ctx := context.Background()
+	_, err := a.Put(ctx, "default", "k", json.RawMessage(`"restored"`), nil, "a")
+	require.NoError(t, err)
+	path, _ := testkit.WriteSnapshot(t, a)
+	_, err = a.Put(ctx, "default", "k", json.RawMessage(`"replaced"`), nil, "a")
+	require.NoError(t, err)
+	testkit.Eventually(t, func() bool {
+		r, err := c.Get("default", "k")
+		return err == nil && string(r.Value) == `"replaced"`
+	}, "c has every write")
+
+	// a's and c's watches stop right after their caches applied the
+	// switch: a's restore waits there for its watch, before it removes
+	// the replaced keys, so nothing is written after the switch.
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range []*etcd.Store{a, c} {
+		var once sync.Once
+		wg.Add(1)
+		etcd.AfterCacheApply(s, func(resp clientv3.WatchResponse) {
+			for _, ev := range resp.Events {
+				if strings.HasSuffix(string(ev.Kv.Key), "meta/gen") {
+					once.Do(func() { wg.Done(); <-release })
+				}
+			}
+		})
+		defer etcd.AfterCacheApply(s, nil)
+	}
+	var restoreErr error
+	restored := make(chan struct{})
+	go func() {
+		defer close(restored)
+		_, restoreErr = a.Restore(ctx, path, ctxd.RestoreOptions{})
+	}()
+	var ended sync.Once
+	end := func() { ended.Do(func() { close(release); <-restored }) }
+	defer end()
+	wg.Wait()
+
+	r, err := d.Get("default", "k")
+	require.NoError(t, err)
+	require.JSONEq(t, `"restored"`, string(r.Value), "the switch is done")
+	r, err = c.Get("default", "k")
+	require.NoError(t, err)
+	assert.JSONEq(t, `"restored"`, string(r.Value), "a read after another saw the restore")
+	page, err := c.List("default", ctxd.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, page.Records, 1)
+	assert.JSONEq(t, `"restored"`, string(page.Records[0].Value))
+	end()
+	require.NoError(t, restoreErr)
+	assert.Equal(t, a.Generation(), c.Generation())
 }

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/framework0/ctxd"
 )
 
@@ -77,4 +79,15 @@ func CountRequests(o *Options) (count func() int64) {
 	var n atomic.Int64
 	o.onRequest = func(string) { n.Add(1) }
 	return n.Load
+}
+
+// AfterCacheApply runs fn in the instance's watch after its read cache
+// applied each response, before its feed takes the response (nil: no
+// longer): fn may hold the watch there.
+func AfterCacheApply(s *Store, fn func(clientv3.WatchResponse)) {
+	if fn == nil {
+		s.afterCacheApply.Store(nil)
+		return
+	}
+	s.afterCacheApply.Store(&fn)
 }

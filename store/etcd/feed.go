@@ -619,6 +619,9 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 			if s.cache != nil {
 				s.cache.apply(resp)
 			}
+			if f := s.afterCacheApply.Load(); f != nil {
+				(*f)(resp)
+			}
 			if resp.IsProgressNotify() {
 				s.feed.progressed(uint64(resp.Header.Revision))
 			}

@@ -177,6 +177,9 @@ type Store struct {
 	// beforeSnapshotRead, test only, runs when a snapshot has chosen the
 	// revision it reads the state at, before it reads it.
 	beforeSnapshotRead func()
+	// afterCacheApply, test only, runs in the watch's goroutine after
+	// the read cache applied a response, before the feed takes it.
+	afterCacheApply atomic.Pointer[func(clientv3.WatchResponse)]
 }
 
 var _ store.Backend = (*Store)(nil)
