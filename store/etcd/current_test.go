@@ -190,3 +190,69 @@ func TestACachedReadAtARestoreSwitchReadsTheRestoredData(t *testing.T) {
 	require.NoError(t, restoreErr)
 	assert.Equal(t, a.Generation(), c.Generation())
 }
+
+// Two full restores one after the other, through another instance, while
+// an instance's watch is held at the first switch: a read through it
+// moves it to the second restore's generation (getCurrent), and when its
+// watch then delivers the first switch it stays there. Before, the watch
+// moved the instance back to the first restore's generation, which the
+// second had replaced and deleted, and refilled its cache from it; its
+// watch, resuming after the second switch (the read had moved its mark
+// there), never came back: its Generation went back (a reset to data no
+// one holds) and its cached reads answered the deleted generation (here
+// "not found") until a write of its own caught it up.
+func TestAnInstanceNeverMovesBackToAReplacedGeneration(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix})
+	ctx := context.Background()
+	_, err := a.Put(ctx, "default", "k", json.RawMessage(`"first"`), nil, "a")
+	require.NoError(t, err)
+	first, _ := testkit.WriteSnapshot(t, a)
+	_, err = a.Put(ctx, "default", "k", json.RawMessage(`"second"`), nil, "a")
+	require.NoError(t, err)
+	second, _ := testkit.WriteSnapshot(t, a)
+	testkit.Eventually(t, func() bool {
+		r, err := c.Get("default", "k")
+		return err == nil && string(r.Value) == `"second"`
+	}, "c has every write")
+
+	// c's watch stops at the first response holding a switch until the
+	// test lets it go on.
+	held, next := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	etcd.AfterCacheApply(c, func(resp clientv3.WatchResponse) {
+		for _, ev := range resp.Events {
+			if strings.HasSuffix(string(ev.Kv.Key), "meta/gen") {
+				once.Do(func() { close(held); <-next })
+			}
+		}
+	})
+	defer etcd.AfterCacheApply(c, nil)
+	var released sync.Once
+	release := func() { released.Do(func() { close(next) }) }
+	defer release()
+	_, err = a.Restore(ctx, first, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-held
+	_, err = a.Restore(ctx, second, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	r, err := c.Get("default", "k")
+	require.NoError(t, err)
+	assert.JSONEq(t, `"second"`, string(r.Value))
+	want := a.Generation()
+	require.Equal(t, want, c.Generation(), "the read caught c up")
+
+	fills := c.ReadCache().Fills
+	release() // c's watch delivers the first switch, and fills its cache again
+	testkit.Eventually(t, func() bool { st := c.ReadCache(); return st.Ready && st.Fills > fills }, "c's cache is filled again")
+	assert.Equal(t, want, c.Generation(), "c stays on the second restore's generation")
+	r, err = c.Get("default", "k")
+	require.NoError(t, err)
+	assert.JSONEq(t, `"second"`, string(r.Value))
+	_, err = c.Put(ctx, "default", "k", json.RawMessage(`"third"`), nil, "c")
+	require.NoError(t, err)
+	r, err = a.Get("default", "k")
+	require.NoError(t, err)
+	assert.JSONEq(t, `"third"`, string(r.Value))
+}

@@ -101,8 +101,20 @@ func (s *Store) Generation() uint64 { return s.keys.gen().id }
 // revision. The recent changes (of the replaced generation) are dropped,
 // and the committed mark moves to the switch, which wakes the followers:
 // they see the new Generation and tell their clients "reset".
+//
+// It never moves back: a read may have moved the instance to a later
+// switch (getCurrent, reloadGeneration) before its watch delivers an
+// earlier one, whose generation the later restore replaced and deleted.
 func (s *Store) switchGeneration(g *generation) {
-	s.keys.cur.Store(g)
+	for {
+		cur := s.keys.cur.Load()
+		if g.rev <= cur.rev {
+			return
+		}
+		if s.keys.cur.CompareAndSwap(cur, g) {
+			break
+		}
+	}
 	if s.cache != nil {
 		s.cache.invalidate() // reads go to etcd until the watch fills it again
 	}
