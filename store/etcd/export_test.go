@@ -91,3 +91,7 @@ func AfterCacheApply(s *Store, fn func(clientv3.WatchResponse)) {
 	}
 	s.afterCacheApply.Store(&fn)
 }
+
+// FailReloads makes the instance's next n reads of the generation
+// pointer (reloadGeneration) fail as when etcd does not answer.
+func FailReloads(s *Store, n int) { s.failReloads.Store(int32(n)) }

@@ -609,8 +609,14 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 				if s.cache != nil {
 					s.cache.invalidate()
 				}
-				// A switch of generation may be among what was missed.
-				_ = s.reloadGeneration(ctx)
+				// A switch of generation may be among what was missed:
+				// the instance must be on the current generation before
+				// it fills its cache or watches again (with the replaced
+				// one's keys, no event of the current one is a change,
+				// and the cache would be filled from deleted keys).
+				for s.reloadGeneration(ctx) != nil && ctx.Err() == nil {
+					pause(ctx, 100*time.Millisecond)
+				}
 				break
 			}
 			if resp.Err() != nil {

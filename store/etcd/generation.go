@@ -139,6 +139,9 @@ func (s *Store) catchUpGeneration(ctx context.Context, rev int64) error {
 // reloadGeneration reads the pointer and moves the instance to the
 // generation it names when that is newer than the instance's.
 func (s *Store) reloadGeneration(ctx context.Context) error {
+	if s.failReloads.Load() > 0 && s.failReloads.Add(-1) >= 0 {
+		return fmt.Errorf("%w: the generation's pointer not read (a test's failure)", ctxd.ErrUnavailable)
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	g, err := s.readGeneration(rctx)

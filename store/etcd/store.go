@@ -180,6 +180,9 @@ type Store struct {
 	// afterCacheApply, test only, runs in the watch's goroutine after
 	// the read cache applied a response, before the feed takes it.
 	afterCacheApply atomic.Pointer[func(clientv3.WatchResponse)]
+	// failReloads, test only, is how many reloadGeneration calls still
+	// fail as when etcd does not answer.
+	failReloads atomic.Int32
 }
 
 var _ store.Backend = (*Store)(nil)
