@@ -256,3 +256,52 @@ func TestAnInstanceNeverMovesBackToAReplacedGeneration(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `"third"`, string(r.Value))
 }
+
+// A transaction through an instance whose watch has not delivered a full
+// restore's switch yet (1 s behind per response), sent once the restore was
+// acknowledged through another instance: its If-Match compares, on keys
+// the restore replaced, are checked against the restored versions, and
+// its patch applies to the restored value; one naming a version of the
+// replaced data is a conflict with the restored version. Nothing lands
+// in the replaced generation.
+func TestATxnBehindARestoreSwitchChecksTheRestoredKeys(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix})
+	ctx := context.Background()
+	for _, k := range []string{"x", "y"} {
+		_, err := a.Put(ctx, "default", k, json.RawMessage(`{"n":1}`), nil, "a")
+		require.NoError(t, err)
+	}
+	path, _ := testkit.WriteSnapshot(t, a)
+	for _, k := range []string{"x", "y"} {
+		_, err := a.Put(ctx, "default", k, json.RawMessage(`{"n":2}`), nil, "a")
+		require.NoError(t, err)
+	}
+	testkit.Eventually(t, func() bool { r, err := c.Get("default", "y"); return err == nil && r.Version == 2 }, "c has every write")
+	etcd.LagReadCache(c, time.Second)
+	defer etcd.LagReadCache(c, 0)
+	_, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	require.NotEqual(t, a.Generation(), c.Generation(), "c's watch is behind the switch")
+
+	one, two := uint64(1), uint64(2)
+	_, err = c.Txn(ctx, []ctxd.Write{
+		{Namespace: "default", Key: "x", Op: ctxd.OpPut, Value: json.RawMessage(`{"n":3}`), Expect: &two, Who: "c"},
+		{Namespace: "default", Key: "y", Op: ctxd.OpDelete, Expect: &two, Who: "c"},
+	})
+	var conflict *ctxd.ConflictError
+	require.ErrorAs(t, err, &conflict, "version 2 is the replaced data's")
+	assert.Equal(t, uint64(1), conflict.Current)
+	res, err := c.Txn(ctx, []ctxd.Write{
+		{Namespace: "default", Key: "x", Op: ctxd.OpPatch, Patch: ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(`{"m":1}`)}, Expect: &one, Who: "c"},
+		{Namespace: "default", Key: "y", Op: ctxd.OpDelete, Expect: &one, Who: "c"},
+	})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"n":1,"m":1}`, string(res.Records[0].Value))
+	r, err := a.Get("default", "x")
+	require.NoError(t, err)
+	assert.Equal(t, res.Revision, r.ModRev, "the transaction landed in the restored generation")
+	_, err = a.Get("default", "y")
+	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+}
