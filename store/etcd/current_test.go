@@ -97,26 +97,23 @@ func TestWritesBehindARestoreSwitchReadTheRestoredData(t *testing.T) {
 	c := open(t, etcd.Options{Prefix: prefix})
 	d := open(t, etcd.Options{Prefix: prefix})
 	ctx := context.Background()
-	_, err := a.Put(ctx, "default", "doc", json.RawMessage(`{"n":1}`), nil, "a")
-	require.NoError(t, err)
+	putValue(t, a, "doc", `{"n":1}`)
 	putTTL(t, a, "hb", `1`, time.Hour)
 	path, _ := testkit.WriteSnapshot(t, a)
-	_, err = a.Put(ctx, "default", "doc", json.RawMessage(`{"n":2}`), nil, "a")
-	require.NoError(t, err)
+	putValue(t, a, "doc", `{"n":2}`)
 	putTTL(t, a, "hb", `2`, time.Hour)
 	for _, s := range []*etcd.Store{c, d} {
-		testkit.Eventually(t, func() bool { r, err := s.Get("default", "hb"); return err == nil && r.Version == 2 }, "every write is in the cache")
+		waitValue(t, s, "hb", `2`)
 		etcd.LagReadCache(s, 3*time.Second)
 		defer etcd.LagReadCache(s, 0)
 	}
-	_, err = a.Restore(ctx, path, ctxd.RestoreOptions{})
+	_, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
 	require.NoError(t, err)
-	one := uint64(1)
-	p, err := c.Patch(ctx, "default", "doc", ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(`{"m":1}`)}, &one, "c")
+	p, err := c.Patch(ctx, "default", "doc", ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(`{"m":1}`)}, u64(1), "c")
 	require.NoError(t, err, "the restored doc is at version 1")
 	assert.JSONEq(t, `{"n":1,"m":1}`, string(p.Value))
 	assert.Equal(t, uint64(2), p.Version)
-	k, err := d.KeepAlive(ctx, "default", "hb", time.Hour, &one)
+	k, err := d.KeepAlive(ctx, "default", "hb", time.Hour, u64(1))
 	require.NoError(t, err, "the restored hb is at version 1")
 	assert.JSONEq(t, `1`, string(k.Value))
 	assert.Equal(t, a.Generation(), c.Generation())
@@ -138,15 +135,10 @@ func TestACachedReadAtARestoreSwitchReadsTheRestoredData(t *testing.T) {
 	c := open(t, etcd.Options{Prefix: prefix})
 	d := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
 	ctx := context.Background()
-	_, err := a.Put(ctx, "default", "k", json.RawMessage(`"restored"`), nil, "a")
-	require.NoError(t, err)
+	putValue(t, a, "k", `"restored"`)
 	path, _ := testkit.WriteSnapshot(t, a)
-	_, err = a.Put(ctx, "default", "k", json.RawMessage(`"replaced"`), nil, "a")
-	require.NoError(t, err)
-	testkit.Eventually(t, func() bool {
-		r, err := c.Get("default", "k")
-		return err == nil && string(r.Value) == `"replaced"`
-	}, "c has every write")
+	putValue(t, a, "k", `"replaced"`)
+	waitValue(t, c, "k", `"replaced"`)
 
 	// a's and c's watches stop right after their caches applied the
 	// switch: a's restore waits there for its watch, before it removes
@@ -206,16 +198,11 @@ func TestAnInstanceNeverMovesBackToAReplacedGeneration(t *testing.T) {
 	a := open(t, etcd.Options{Prefix: prefix})
 	c := open(t, etcd.Options{Prefix: prefix})
 	ctx := context.Background()
-	_, err := a.Put(ctx, "default", "k", json.RawMessage(`"first"`), nil, "a")
-	require.NoError(t, err)
+	putValue(t, a, "k", `"first"`)
 	first, _ := testkit.WriteSnapshot(t, a)
-	_, err = a.Put(ctx, "default", "k", json.RawMessage(`"second"`), nil, "a")
-	require.NoError(t, err)
+	putValue(t, a, "k", `"second"`)
 	second, _ := testkit.WriteSnapshot(t, a)
-	testkit.Eventually(t, func() bool {
-		r, err := c.Get("default", "k")
-		return err == nil && string(r.Value) == `"second"`
-	}, "c has every write")
+	waitValue(t, c, "k", `"second"`)
 
 	// c's watch stops at the first response holding a switch until the
 	// test lets it go on.
@@ -232,7 +219,7 @@ func TestAnInstanceNeverMovesBackToAReplacedGeneration(t *testing.T) {
 	var released sync.Once
 	release := func() { released.Do(func() { close(next) }) }
 	defer release()
-	_, err = a.Restore(ctx, first, ctxd.RestoreOptions{})
+	_, err := a.Restore(ctx, first, ctxd.RestoreOptions{})
 	require.NoError(t, err)
 	<-held
 	_, err = a.Restore(ctx, second, ctxd.RestoreOptions{})
@@ -250,8 +237,7 @@ func TestAnInstanceNeverMovesBackToAReplacedGeneration(t *testing.T) {
 	r, err = c.Get("default", "k")
 	require.NoError(t, err)
 	assert.JSONEq(t, `"second"`, string(r.Value))
-	_, err = c.Put(ctx, "default", "k", json.RawMessage(`"third"`), nil, "c")
-	require.NoError(t, err)
+	putValue(t, c, "k", `"third"`)
 	r, err = a.Get("default", "k")
 	require.NoError(t, err)
 	assert.JSONEq(t, `"third"`, string(r.Value))
@@ -270,32 +256,29 @@ func TestATxnBehindARestoreSwitchChecksTheRestoredKeys(t *testing.T) {
 	c := open(t, etcd.Options{Prefix: prefix})
 	ctx := context.Background()
 	for _, k := range []string{"x", "y"} {
-		_, err := a.Put(ctx, "default", k, json.RawMessage(`{"n":1}`), nil, "a")
-		require.NoError(t, err)
+		putValue(t, a, k, `{"n":1}`)
 	}
 	path, _ := testkit.WriteSnapshot(t, a)
 	for _, k := range []string{"x", "y"} {
-		_, err := a.Put(ctx, "default", k, json.RawMessage(`{"n":2}`), nil, "a")
-		require.NoError(t, err)
+		putValue(t, a, k, `{"n":2}`)
 	}
-	testkit.Eventually(t, func() bool { r, err := c.Get("default", "y"); return err == nil && r.Version == 2 }, "c has every write")
+	waitValue(t, c, "y", `{"n":2}`)
 	etcd.LagReadCache(c, time.Second)
 	defer etcd.LagReadCache(c, 0)
 	_, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
 	require.NoError(t, err)
 	require.NotEqual(t, a.Generation(), c.Generation(), "c's watch is behind the switch")
 
-	one, two := uint64(1), uint64(2)
 	_, err = c.Txn(ctx, []ctxd.Write{
-		{Namespace: "default", Key: "x", Op: ctxd.OpPut, Value: json.RawMessage(`{"n":3}`), Expect: &two, Who: "c"},
-		{Namespace: "default", Key: "y", Op: ctxd.OpDelete, Expect: &two, Who: "c"},
+		{Namespace: "default", Key: "x", Op: ctxd.OpPut, Value: json.RawMessage(`{"n":3}`), Expect: u64(2), Who: "c"},
+		{Namespace: "default", Key: "y", Op: ctxd.OpDelete, Expect: u64(2), Who: "c"},
 	})
 	var conflict *ctxd.ConflictError
 	require.ErrorAs(t, err, &conflict, "version 2 is the replaced data's")
 	assert.Equal(t, uint64(1), conflict.Current)
 	res, err := c.Txn(ctx, []ctxd.Write{
-		{Namespace: "default", Key: "x", Op: ctxd.OpPatch, Patch: ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(`{"m":1}`)}, Expect: &one, Who: "c"},
-		{Namespace: "default", Key: "y", Op: ctxd.OpDelete, Expect: &one, Who: "c"},
+		{Namespace: "default", Key: "x", Op: ctxd.OpPatch, Patch: ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(`{"m":1}`)}, Expect: u64(1), Who: "c"},
+		{Namespace: "default", Key: "y", Op: ctxd.OpDelete, Expect: u64(1), Who: "c"},
 	})
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"n":1,"m":1}`, string(res.Records[0].Value))
@@ -304,4 +287,21 @@ func TestATxnBehindARestoreSwitchChecksTheRestoredKeys(t *testing.T) {
 	assert.Equal(t, res.Revision, r.ModRev, "the transaction landed in the restored generation")
 	_, err = a.Get("default", "y")
 	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+}
+
+// putValue puts key (in "default") at value through s.
+func putValue(t *testing.T, s *etcd.Store, key, value string) ctxd.Record {
+	t.Helper()
+	r, err := s.Put(context.Background(), "default", key, json.RawMessage(value), nil, "test")
+	require.NoError(t, err)
+	return r
+}
+
+// waitValue waits until s reads key (in "default") at value.
+func waitValue(t *testing.T, s *etcd.Store, key, value string) {
+	t.Helper()
+	testkit.Eventually(t, func() bool {
+		r, err := s.Get("default", key)
+		return err == nil && string(r.Value) == value
+	}, "the instance reads "+key+" at "+value)
 }
