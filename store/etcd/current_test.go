@@ -289,6 +289,35 @@ func TestATxnBehindARestoreSwitchChecksTheRestoredKeys(t *testing.T) {
 	assert.ErrorIs(t, err, ctxd.ErrNotFound)
 }
 
+// A key's history read through an instance whose watch has not delivered
+// a full restore's switch yet (3 s behind), once the restore was
+// acknowledged through another instance, is the restored key's. Before,
+// the walk read the replaced generation's keys at the head, which the
+// restore had deleted: the history of a key the restore brought back
+// answered not found.
+func TestHistoryBehindARestoreSwitchIsTheRestoredKeys(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix})
+	putValue(t, a, "k", `"restored"`)
+	path, _ := testkit.WriteSnapshot(t, a)
+	putValue(t, a, "k", `"replaced"`)
+	waitValue(t, c, "k", `"replaced"`)
+	etcd.LagReadCache(c, 3*time.Second)
+	defer etcd.LagReadCache(c, 0)
+	_, err := a.Restore(context.Background(), path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	require.NotEqual(t, a.Generation(), c.Generation(), "c's watch is behind the switch")
+
+	want, err := a.History("default", "k", ctxd.HistoryOptions{})
+	require.NoError(t, err)
+	require.Len(t, want.Changes, 1)
+	assert.JSONEq(t, `"restored"`, string(want.Changes[0].Value))
+	got, err := c.History("default", "k", ctxd.HistoryOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+}
+
 // putValue puts key (in "default") at value through s.
 func putValue(t *testing.T, s *etcd.Store, key, value string) ctxd.Record {
 	t.Helper()

@@ -494,6 +494,18 @@ func (s *Store) stateAt(ctx context.Context, live, tomb string, at uint64) (kv, 
 	return kv, tkv, true, nil
 }
 
+// headPair reads a key and its tombstone at the head, in the current
+// generation (getCurrent), whose etcd keys it returns.
+func (s *Store) headPair(ctx context.Context, ns, key string) (kv, tkv *mvccpb.KeyValue, live, tomb string, err error) {
+	resps, g, err := s.getCurrentAll(ctx, func(k dataKeys) []clientv3.Op {
+		return []clientv3.Op{clientv3.OpGet(k.live(ns, key)), clientv3.OpGet(k.tomb(ns, key))}
+	})
+	if err != nil {
+		return nil, nil, "", "", err
+	}
+	return firstKV(resps[0].Kvs), firstKV(resps[1].Kvs), g.keys.live(ns, key), g.keys.tomb(ns, key), nil
+}
+
 // readPair reads a key and its tombstone at revision rev (0: the head).
 func (s *Store) readPair(ctx context.Context, live, tomb string, rev uint64) (kv, tkv *mvccpb.KeyValue, err error) {
 	resp, err := s.cli.Txn(ctx).Then(
@@ -545,7 +557,20 @@ type step struct{ change ctxd.Change }
 func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) (out []step, cut bool, err error) {
 	live, tomb := s.keys.live(ns, key), s.keys.tomb(ns, key)
 	for len(out) < n {
-		kv, tkv, ok, err := s.stateAt(ctx, live, tomb, at)
+		var (
+			kv, tkv *mvccpb.KeyValue
+			ok      bool
+		)
+		if at == 0 {
+			// The head, in the current generation: the instance's watch
+			// may not have delivered a full restore's switch yet, and the
+			// replaced keys are deleted (getCurrent). The walk goes on in
+			// the generation read.
+			kv, tkv, live, tomb, err = s.headPair(ctx, ns, key)
+			ok = true
+		} else {
+			kv, tkv, ok, err = s.stateAt(ctx, live, tomb, at)
+		}
 		if err != nil {
 			return nil, false, err
 		}
