@@ -318,6 +318,42 @@ func TestHistoryBehindARestoreSwitchIsTheRestoredKeys(t *testing.T) {
 	assert.Equal(t, want, got)
 }
 
+// A read at the revision of a full restore (its answer's revision)
+// through an instance whose watch has not delivered the switch yet is
+// the restored data, as through the restorer: GetAt, and ViewAt (which
+// waits for the instance's watch to reach etcd's revision, here held
+// 300 ms per response). Before, both read the replaced generation's keys
+// at that revision, where they still held the data from before the
+// restore (the restorer deletes them after its switch).
+func TestReadsAtARestoresRevisionBehindItsSwitch(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix})
+	d := open(t, etcd.Options{Prefix: prefix})
+	putValue(t, a, "k", `"restored"`)
+	path, _ := testkit.WriteSnapshot(t, a)
+	putValue(t, a, "k", `"replaced"`)
+	waitValue(t, c, "k", `"replaced"`)
+	waitValue(t, d, "k", `"replaced"`)
+	etcd.LagReadCache(c, 3*time.Second)
+	defer etcd.LagReadCache(c, 0)
+	etcd.LagReadCache(d, 300*time.Millisecond)
+	defer etcd.LagReadCache(d, 0)
+	res, err := a.Restore(context.Background(), path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	require.NotEqual(t, a.Generation(), c.Generation(), "c's watch is behind the switch")
+	require.NotEqual(t, a.Generation(), d.Generation(), "d's watch is behind the switch")
+
+	r, err := c.GetAt("default", "k", res.Revision)
+	require.NoError(t, err)
+	assert.JSONEq(t, `"restored"`, string(r.Value))
+	var viewed []string
+	require.NoError(t, d.ViewAt(res.Revision, func(v store.View) error {
+		return v.ForEach("default", "", func(r ctxd.Record) error { viewed = append(viewed, string(r.Value)); return nil })
+	}))
+	assert.Equal(t, []string{`"restored"`}, viewed)
+}
+
 // putValue puts key (in "default") at value through s.
 func putValue(t *testing.T, s *etcd.Store, key, value string) ctxd.Record {
 	t.Helper()

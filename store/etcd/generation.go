@@ -168,8 +168,10 @@ func (s *Store) readableAt(rev uint64) error {
 // restoredError is the error of a read at rev, or of a follower that
 // resumes after rev, when a full restore replaced the data's history
 // there; nil when rev is within the current generation.
-func (s *Store) restoredError(rev uint64) error {
-	g := s.keys.gen()
+func (s *Store) restoredError(rev uint64) error { return restoredErrorIn(s.keys.gen(), rev) }
+
+// restoredErrorIn is restoredError's for an instance on generation g.
+func restoredErrorIn(g *generation, rev uint64) error {
 	if g.id == 0 || rev >= uint64(g.rev) {
 		return nil
 	}
@@ -191,7 +193,7 @@ func (s *Store) genCompare(g *generation) clientv3.Cmp {
 // generation alone read the replaced generation's keys, which the restore
 // deletes, and keys acknowledged before the read read as missing.
 func (s *Store) getCurrent(ctx context.Context, op func(k dataKeys) clientv3.Op) (*clientv3.GetResponse, dataKeys, error) {
-	resps, g, err := s.getCurrentAll(ctx, func(k dataKeys) []clientv3.Op { return []clientv3.Op{op(k)} })
+	resps, g, err := s.getCurrentAll(ctx, 0, func(k dataKeys) []clientv3.Op { return []clientv3.Op{op(k)} })
 	if err != nil {
 		return nil, dataKeys{}, err
 	}
@@ -201,15 +203,23 @@ func (s *Store) getCurrent(ctx context.Context, op func(k dataKeys) clientv3.Op)
 // getCurrentAll is getCurrent for several range ops read at one
 // revision, with the generation they were read in: what a write that
 // reads its key before it writes it (a patch, a keepalive) compares.
-func (s *Store) getCurrentAll(ctx context.Context, ops func(k dataKeys) []clientv3.Op) ([]*clientv3.GetResponse, *generation, error) {
+// With rev > 0 the ops read at rev (they say so themselves) and the
+// pointer is read there too: the generation is the one in effect at rev
+// (a read at a full restore's revision through an instance that has not
+// seen its switch reads the restored keys), and a rev that a later
+// restore replaced is restoredError's.
+func (s *Store) getCurrentAll(ctx context.Context, rev int64, ops func(k dataKeys) []clientv3.Op) ([]*clientv3.GetResponse, *generation, error) {
 	for range 3 {
 		g := s.keys.gen()
 		reads := ops(g.keys)
-		resp, err := s.cli.Txn(ctx).Then(append(reads, clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly()))...).Commit()
+		resp, err := s.cli.Txn(ctx).Then(append(reads, clientv3.OpGet(s.opts.Prefix+genKey, clientv3.WithKeysOnly(), clientv3.WithRev(rev)))...).Commit()
 		if err != nil {
 			return nil, nil, err
 		}
 		if ptr := firstKV(resp.Responses[len(reads)].GetResponseRange().GetKvs()); ptr == nil || ptr.ModRevision <= g.rev {
+			if err := restoredErrorIn(g, uint64(rev)); rev > 0 && err != nil {
+				return nil, nil, err
+			}
 			out := make([]*clientv3.GetResponse, len(reads))
 			for i := range reads {
 				out[i] = (*clientv3.GetResponse)(resp.Responses[i].GetResponseRange())

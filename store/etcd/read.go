@@ -79,21 +79,15 @@ func (s *Store) getAt(ns, key string, rev uint64) (ctxd.Record, error) {
 	}
 	var r ctxd.Record
 	err := s.read(func(ctx context.Context) error {
-		var (
-			resp *clientv3.GetResponse
-			k    dataKeys
-			err  error
-		)
-		if rev == 0 {
-			resp, k, err = s.getCurrent(ctx, func(k dataKeys) clientv3.Op { return clientv3.OpGet(k.live(ns, key)) })
-		} else {
-			// readableAt: rev is not below the generation's switch.
-			k = s.keys.gen().keys
-			resp, err = s.cli.Get(ctx, k.live(ns, key), clientv3.WithRev(int64(rev)))
-		}
+		// At rev (0: the head), in the generation in effect there
+		// (getCurrentAll).
+		resps, g, err := s.getCurrentAll(ctx, int64(rev), func(k dataKeys) []clientv3.Op {
+			return []clientv3.Op{clientv3.OpGet(k.live(ns, key), clientv3.WithRev(int64(rev)))}
+		})
 		if err != nil {
 			return s.revisionError(ctx, err, rev)
 		}
+		resp, k := resps[0], g.keys
 		if len(resp.Kvs) == 0 {
 			return ctxd.KeyNotFound(ns, key, rev)
 		}
@@ -497,7 +491,7 @@ func (s *Store) stateAt(ctx context.Context, live, tomb string, at uint64) (kv, 
 // headPair reads a key and its tombstone at the head, in the current
 // generation (getCurrent), whose etcd keys it returns.
 func (s *Store) headPair(ctx context.Context, ns, key string) (kv, tkv *mvccpb.KeyValue, live, tomb string, err error) {
-	resps, g, err := s.getCurrentAll(ctx, func(k dataKeys) []clientv3.Op {
+	resps, g, err := s.getCurrentAll(ctx, 0, func(k dataKeys) []clientv3.Op {
 		return []clientv3.Op{clientv3.OpGet(k.live(ns, key)), clientv3.OpGet(k.tomb(ns, key))}
 	})
 	if err != nil {

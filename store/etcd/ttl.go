@@ -184,7 +184,7 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 // with when its watch has not delivered a full restore's switch yet
 // (getCurrent): the replaced generation's keys are deleted by then.
 func (s *Store) keepAliveRound(ctx context.Context, ns, key string, ttl time.Duration, expect *uint64, expired bool) (rec ctxd.Record, held, ended bool, err error) {
-	resps, gen, err := s.getCurrentAll(ctx, func(k dataKeys) []clientv3.Op {
+	resps, gen, err := s.getCurrentAll(ctx, 0, func(k dataKeys) []clientv3.Op {
 		return []clientv3.Op{clientv3.OpGet(k.live(ns, key)), clientv3.OpGet(k.dead(ns, key))}
 	})
 	if err != nil {

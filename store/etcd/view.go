@@ -71,7 +71,6 @@ func (s *Store) ViewAt(rev uint64, fn func(v store.View) error) error {
 	if rev == 0 {
 		return ctxd.Invalidf("there is no revision 0")
 	}
-	g := s.keys.gen() // before readableAt: rev is not below its switch
 	if err := s.readableAt(rev); err != nil {
 		return err
 	}
@@ -83,6 +82,14 @@ func (s *Store) ViewAt(rev uint64, fn func(v store.View) error) error {
 	}
 	if rev > mark {
 		return ctxd.FutureRevision(rev, mark)
+	}
+	// The generation once the watch has reached etcd's revision: a
+	// switch at or below rev is delivered by then (loaded before, it was
+	// the replaced generation's keys at rev). rev must not be below its
+	// switch.
+	g := s.keys.gen()
+	if err := restoredErrorIn(g, rev); err != nil {
+		return err
 	}
 	v, err := s.openView(rev, rev, g.keys)
 	if err != nil {

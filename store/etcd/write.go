@@ -207,7 +207,7 @@ func (s *Store) applyPatches(ctx context.Context, writes []ctxd.Write, fromCache
 		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 		// In the current generation: the instance's watch may not have
 		// delivered a full restore's switch yet (getCurrent).
-		resps, _, err := s.getCurrentAll(rctx, func(k dataKeys) []clientv3.Op {
+		resps, _, err := s.getCurrentAll(rctx, 0, func(k dataKeys) []clientv3.Op {
 			return []clientv3.Op{clientv3.OpGet(k.live(w.Namespace, w.Key)), clientv3.OpGet(k.dead(w.Namespace, w.Key))}
 		})
 		cancel()
