@@ -239,10 +239,16 @@ func (c *readCache) fill(ctx context.Context) error {
 	if err := c.fillDeadlines(ctx, gen, nss, rev); err != nil {
 		return err
 	}
+	if f := c.s.beforeFillEnds.Load(); f != nil {
+		(*f)()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.s.keys.gen() != gen {
-		return nil // a full restore switched the data meanwhile: fill again
+		// A full restore switched the data meanwhile (a read moved the
+		// instance to it): fill again now, in its generation. The
+		// watch goes on past that switch, so nothing else would.
+		return errFillOvertaken
 	}
 	c.nss, c.bytes, c.keys, c.ready = nss, bytes, keys, true
 	c.raise(uint64(rev))
@@ -292,6 +298,10 @@ func (c *readCache) setDeadline(nss map[string]*btree.BTreeG[*cacheEntry], kv *m
 	}
 	nss[ns].ReplaceOrInsert(&e)
 }
+
+// errFillOvertaken: a fill read a generation a full restore replaced
+// while it read; the watch fills again at once.
+var errFillOvertaken = errors.New("a full restore switched the data during the read cache's fill")
 
 // errCacheTooLarge stops a fill that went over the cache's bound.
 var errCacheTooLarge = errors.New("the prefix is larger than the read cache's bound")

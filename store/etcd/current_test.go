@@ -354,6 +354,43 @@ func TestReadsAtARestoresRevisionBehindItsSwitch(t *testing.T) {
 	assert.Equal(t, []string{`"restored"`}, viewed)
 }
 
+// An instance whose cache fill (after a full restore's switch) is
+// overtaken by a second switch, which a read moved the instance to
+// meanwhile, fills its cache again in the second restore's generation.
+// Before, the fill gave up without an error, the watch went on after the
+// second switch (where the read had moved the instance's mark) and never
+// filled the cache again: every read went to etcd until the watch
+// restarted for some other reason.
+func TestACacheFillOvertakenByASwitchFillsAgain(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix})
+	ctx := context.Background()
+	putValue(t, a, "k", `"first"`)
+	first, _ := testkit.WriteSnapshot(t, a)
+	putValue(t, a, "k", `"second"`)
+	second, _ := testkit.WriteSnapshot(t, a)
+	waitValue(t, c, "k", `"second"`)
+
+	held, next := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	etcd.BeforeCacheFillEnds(c, func() { once.Do(func() { close(held); <-next }) })
+	defer etcd.BeforeCacheFillEnds(c, nil)
+	release := func() { released.Do(func() { close(next) }) }
+	defer release()
+	_, err := a.Restore(ctx, first, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-held // c's fill in the first restore's generation
+	_, err = a.Restore(ctx, second, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	waitValue(t, c, "k", `"second"`) // from etcd: the read moves c to the second generation
+	fills := c.ReadCache().Fills
+	release()
+	testkit.Eventually(t, func() bool { st := c.ReadCache(); return st.Ready && st.Fills > fills }, "c's cache is filled again")
+	assert.Equal(t, a.Generation(), c.Generation())
+	waitValue(t, c, "k", `"second"`)
+}
+
 // putValue puts key (in "default") at value through s.
 func putValue(t *testing.T, s *etcd.Store, key, value string) ctxd.Record {
 	t.Helper()

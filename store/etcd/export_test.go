@@ -95,3 +95,14 @@ func AfterCacheApply(s *Store, fn func(clientv3.WatchResponse)) {
 // FailReloads makes the instance's next n reads of the generation
 // pointer (reloadGeneration) fail as when etcd does not answer.
 func FailReloads(s *Store, n int) { s.failReloads.Store(int32(n)) }
+
+// BeforeCacheFillEnds runs fn in each fill of the instance's read cache
+// once it has read the prefix, before it makes that the cache's content
+// (nil: no longer): fn may hold the fill there.
+func BeforeCacheFillEnds(s *Store, fn func()) {
+	if fn == nil {
+		s.beforeFillEnds.Store(nil)
+		return
+	}
+	s.beforeFillEnds.Store(&fn)
+}

@@ -590,7 +590,10 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 		if s.cache != nil && s.cache.needsFill() && fillFailures < 3 {
 			// Before the watch starts, so that no event falls between
 			// the fill's revision and the watch (cache.go).
-			if err := s.cache.fill(ctx); err != nil {
+			switch err := s.cache.fill(ctx); {
+			case errors.Is(err, errFillOvertaken):
+				continue // in the new generation, at once
+			case err != nil:
 				fillFailures++
 				pause(ctx, 100*time.Millisecond)
 				continue

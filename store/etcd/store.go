@@ -180,6 +180,9 @@ type Store struct {
 	// afterCacheApply, test only, runs in the watch's goroutine after
 	// the read cache applied a response, before the feed takes it.
 	afterCacheApply atomic.Pointer[func(clientv3.WatchResponse)]
+	// beforeFillEnds, test only, runs in each fill of the read cache
+	// once it has read the prefix, before it takes the cache's lock.
+	beforeFillEnds atomic.Pointer[func()]
 	// failReloads, test only, is how many reloadGeneration calls still
 	// fail as when etcd does not answer.
 	failReloads atomic.Int32
