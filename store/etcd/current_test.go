@@ -194,15 +194,8 @@ func TestACachedReadAtARestoreSwitchReadsTheRestoredData(t *testing.T) {
 // one holds) and its cached reads answered the deleted generation (here
 // "not found") until a write of its own caught it up.
 func TestAnInstanceNeverMovesBackToAReplacedGeneration(t *testing.T) {
-	prefix := etcdkit.Prefix(etcdkit.Name(t))
-	a := open(t, etcd.Options{Prefix: prefix})
-	c := open(t, etcd.Options{Prefix: prefix})
+	a, c, first, second := twoSnapshots(t)
 	ctx := context.Background()
-	putValue(t, a, "k", `"first"`)
-	first, _ := testkit.WriteSnapshot(t, a)
-	putValue(t, a, "k", `"second"`)
-	second, _ := testkit.WriteSnapshot(t, a)
-	waitValue(t, c, "k", `"second"`)
 
 	// c's watch stops at the first response holding a switch until the
 	// test lets it go on.
@@ -362,15 +355,8 @@ func TestReadsAtARestoresRevisionBehindItsSwitch(t *testing.T) {
 // filled the cache again: every read went to etcd until the watch
 // restarted for some other reason.
 func TestACacheFillOvertakenByASwitchFillsAgain(t *testing.T) {
-	prefix := etcdkit.Prefix(etcdkit.Name(t))
-	a := open(t, etcd.Options{Prefix: prefix})
-	c := open(t, etcd.Options{Prefix: prefix})
+	a, c, first, second := twoSnapshots(t)
 	ctx := context.Background()
-	putValue(t, a, "k", `"first"`)
-	first, _ := testkit.WriteSnapshot(t, a)
-	putValue(t, a, "k", `"second"`)
-	second, _ := testkit.WriteSnapshot(t, a)
-	waitValue(t, c, "k", `"second"`)
 
 	held, next := make(chan struct{}), make(chan struct{})
 	var once, released sync.Once
@@ -389,6 +375,22 @@ func TestACacheFillOvertakenByASwitchFillsAgain(t *testing.T) {
 	testkit.Eventually(t, func() bool { st := c.ReadCache(); return st.Ready && st.Fills > fills }, "c's cache is filled again")
 	assert.Equal(t, a.Generation(), c.Generation())
 	waitValue(t, c, "k", `"second"`)
+}
+
+// twoSnapshots opens two instances a and c on a prefix of the test's
+// own, and writes two snapshots through a: first holds k at "first",
+// second at "second", which c reads when it returns.
+func twoSnapshots(t *testing.T) (a, c *etcd.Store, first, second string) {
+	t.Helper()
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a = open(t, etcd.Options{Prefix: prefix})
+	c = open(t, etcd.Options{Prefix: prefix})
+	putValue(t, a, "k", `"first"`)
+	first, _ = testkit.WriteSnapshot(t, a)
+	putValue(t, a, "k", `"second"`)
+	second, _ = testkit.WriteSnapshot(t, a)
+	waitValue(t, c, "k", `"second"`)
+	return a, c, first, second
 }
 
 // putValue puts key (in "default") at value through s.
