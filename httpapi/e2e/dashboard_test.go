@@ -905,6 +905,29 @@ func TestMetricsTokenIsToldItMayNotRead(t *testing.T) {
 	p.waitText(`#live-list li[data-rev="2"]`, "bob")
 }
 
+// TestTokenChangedWhileTheServerIsAway: what one token may do is not
+// taken for what the token entered in its place may do. With the server
+// away, the new token's /v1/auth/self fails: the old token's rights (and
+// name) are not kept for it; once the server is back, the page learns
+// the new token's.
+func TestTokenChangedWhileTheServerIsAway(t *testing.T) {
+	s, _ := newTokensServer(t, testkit.TokenEntry("board", "board-secret", "    roles: [read]\n"),
+		testkit.TokenEntry("viewer", "viewer-secret", "    roles: [read]\n"))
+	p := openWithToken(t, s, "/", "board-secret")
+	p.waitFor(`#conn[data-state="live"]`)
+	p.waitText("#set-readonly", `The access token "board" (roles read) may not write`)
+
+	s.ks.Stop()
+	p.click("#token-button")
+	p.enterToken("viewer-secret")
+	p.waitJS(`document.querySelector("#set-readonly").hidden && !document.querySelector("#set-fields").disabled`,
+		"board's rights not kept for the token that replaced it")
+
+	s.ks.Start()
+	p.waitText("#set-readonly", `The access token "viewer" (roles read) may not write`)
+	p.waitJS(`document.querySelector("#set-fields").disabled`, "the editor disabled for viewer")
+}
+
 // TestPrefixTokenListsItsPrefix: a token limited to a namespace and a key
 // prefix lists under its prefix, in its namespace, from the first load
 // (rather than the server's "add ?prefix=" refusal), is offered only its

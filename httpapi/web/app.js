@@ -292,22 +292,27 @@ function renderStatus() {
 
 // ---------------------------------------------------------------- what the token may do
 
+// selfToken is the token state.self was read with.
+let selfToken = '';
+
 // loadSelf asks what the tab's token may do and shows it (renderSelf).
 // Without a token (a 401, the prompt cancelled) it is not known, and the
 // page offers everything, as before; without an answer (the server away,
-// a 5xx) what was known stays. It answers whether that changed (false
-// when a newer call superseded it).
+// a 5xx) what was known of the same token stays, and nothing of another
+// one (a token entered meanwhile is not the one it replaced). It answers
+// whether that changed (false when a newer call superseded it).
 const loadSelf = latest(async (current) => {
   let s = null;
   try {
     s = await request('GET', '/v1/auth/self');
   } catch (e) {
     // A 401 asked for the token; the panels say what failed.
-    if (e.status !== 401) s = state.self;
+    if (e.status !== 401 && selfToken === token()) s = state.self;
   }
   if (!current()) return false;
   const changed = JSON.stringify(s) !== JSON.stringify(state.self);
   state.self = s;
+  selfToken = token();
   renderSelf();
   return changed;
 });
