@@ -121,11 +121,6 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-// A reload keeps unchanged tokens (same object: connections go on) and
-// revokes removed or changed ones, then tells the OnRevoke functions
-// (once the revoked tokens' checks fail); Successor tells a changed token
-// (its secret opens the new one) from a removed one; a bad file, or a reload that
-// revokes nothing, changes nothing and tells no one.
 // Info says what a token may do: the roles given, the rights they
 // imply, its limits (copies); a nil token (access control off) may do
 // everything.
@@ -149,6 +144,11 @@ func TestInfo(t *testing.T) {
 	assert.False(t, info.May("admin"))
 }
 
+// A reload keeps unchanged tokens (same object: connections go on) and
+// revokes removed or changed ones, then tells the OnRevoke functions
+// (once the revoked tokens' checks fail); Successor tells a changed token
+// (its secret opens the new one) from a removed one; a bad file, or a reload that
+// revokes nothing, changes nothing and tells no one.
 func TestReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.yaml")
 	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
