@@ -568,7 +568,8 @@ func (a *app) whoamiCmd() *cobra.Command {
 		Long: `Show what the access token (--token, CTXD_TOKEN) may do, as the server
 says (GET /v1/auth/self): its name, the roles the tokens file gives it, what
 they allow, and the namespaces and key prefixes it is limited to ("all": not
-limited). On a server without access control, everything is allowed.
+limited; "none" for a token that may not read keys, a metrics one). On a
+server without access control, everything is allowed.
 An unknown or revoked token exits 1, as every command.`,
 		Args: cobra.NoArgs,
 	}

@@ -261,8 +261,9 @@ func (c *common) printStatus(st client.Status, server string, instances []client
 }
 
 // printTokenInfo prints what the token may do (ctxd whoami): its name,
-// roles, rights and limits ("all" where it has none), or that the server
-// has no access control.
+// roles, rights and limits ("all" where it has none; "none" for a token
+// that may not read keys at all, a metrics one), or that the server has
+// no access control.
 func (c *common) printTokenInfo(info client.TokenInfo) error {
 	if c.output == outJSON {
 		return c.printJSON(info)
@@ -273,7 +274,10 @@ func (c *common) printTokenInfo(info client.TokenInfo) error {
 		rows = [][2]string{{"token", "none needed: the server has no access control, everything is allowed"}}
 	}
 	limits := func(l []string) string {
-		if len(l) == 0 {
+		switch {
+		case !info.May("read"):
+			return "none (it may not read keys)"
+		case len(l) == 0:
 			return "all"
 		}
 		q := make([]string, len(l))

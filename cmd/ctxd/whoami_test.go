@@ -39,17 +39,19 @@ func TestWhoami(t *testing.T) {
 	assert.Equal(t, ctxd.TokenInfo{AccessControl: true, Name: "deployer", Roles: []string{"write"}, Rights: []string{"read", "write"},
 		Namespaces: []string{"staging", "prod"}, Prefixes: []string{"deploy/", "my app/"}},
 		fromJSON[ctxd.TokenInfo](t, cliOK(t, env(deployer), "", "whoami", "-o", "json")))
+	// A metrics token is not limited, but may read no key: its
+	// namespaces and prefixes are none, not "all".
 	for _, tc := range []struct {
-		secret, name, rights string
+		secret, name, rights, limits string
 	}{
-		{ops, "ops", "read, write, metrics, admin"},
-		{board, "board", "read"},
-		{scraper, "scraper", "metrics"},
+		{ops, "ops", "read, write, metrics, admin", "all"},
+		{board, "board", "read", "all"},
+		{scraper, "scraper", "metrics", "none (it may not read keys)"},
 	} {
 		out := cliOK(t, env(tc.secret), "", "whoami")
 		assert.Contains(t, out, "token:         "+tc.name+"\n", out)
 		assert.Contains(t, out, "may:           "+tc.rights+"\n", out)
-		assert.Contains(t, out, "namespaces:    all\nkey prefixes:  all\n", out)
+		assert.Contains(t, out, "namespaces:    "+tc.limits+"\nkey prefixes:  "+tc.limits+"\n", out)
 	}
 
 	r := cli(t, env(auth.NewSecret()), "", "whoami")
