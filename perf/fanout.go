@@ -282,7 +282,12 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 
 	// acks[i] is when write i was acknowledged, in ns after start (0: not
 	// yet); sends[i] when it was sent (paced), stored before it is sent.
+	// early[i] counts the arrivals of write i's change before its
+	// acknowledgement: each is an ack-to-arrival of 0 once the write is
+	// acknowledged, and none if it never is (it failed after the server
+	// applied it: no acknowledgement to time from).
 	acks, sends := make([]atomic.Int64, writes), make([]atomic.Int64, writes)
+	early := make([]atomic.Int32, writes)
 	interval := float64(time.Second) / float64(spec.Rate)
 	var shards [fanoutShards]*latencyShard
 	for i := range shards {
@@ -292,7 +297,7 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 	var reading sync.WaitGroup
 	for i, r := range readers {
 		reading.Go(func() {
-			r.read(shards[i%fanoutShards], spec.KeyPrefix, start, sends, acks, errs)
+			r.read(shards[i%fanoutShards], spec.KeyPrefix, start, sends, acks, early, errs)
 		})
 	}
 
@@ -396,6 +401,14 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 			parts[p].fromTx.merge(sh.parts[p].fromTx)
 		}
 	}
+	for i := range early { // arrived before their acknowledgement: 0
+		if n := early[i].Load(); n > 0 && acks[i].Load() != 0 {
+			for range n {
+				fromAck.record(0)
+				parts[fanoutPart(i, writes)].fromAck.record(0)
+			}
+		}
+	}
 	var ackP50, ackP99, txP99 []float64
 	for _, p := range parts {
 		if p.fromAck.count() > 0 {
@@ -438,12 +451,16 @@ func measureFanout(ctx context.Context, feed FanoutFeed, spec FanoutSpec, value 
 }
 
 // read receives the subscriber's messages until it is closed, recording
-// for each change of the run the time since its acknowledgement and since
-// it was sent (paced: its intended send time when the writer was late).
-func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Time, sends, acks []atomic.Int64, errs *errorLog) {
+// for each change of the run the time since it was sent (paced: its
+// intended send time when the writer was late) and since its
+// acknowledgement; one that arrives before its acknowledgement is counted
+// in early instead, for the run to record once it knows whether the
+// write was acknowledged.
+func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Time, sends, acks []atomic.Int64, early []atomic.Int32, errs *errorLog) {
 	type arrival struct {
 		fromAck, fromTx time.Duration
-		part            int // which tenth of the writes
+		acked           bool // fromAck is a time
+		part            int  // which tenth of the writes
 	}
 	var batch []arrival
 	var now time.Duration // when the message being read arrived, since start
@@ -466,9 +483,11 @@ func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Ti
 		}
 		r.delivered[word].Or(bit)
 		r.lastRev = rev
-		a := arrival{fromTx: now - time.Duration(sends[idx].Load()), part: int(idx) * intervals / len(acks)}
+		a := arrival{fromTx: now - time.Duration(sends[idx].Load()), part: fanoutPart(int(idx), len(acks))}
 		if ack := acks[idx].Load(); ack != 0 {
-			a.fromAck = now - time.Duration(ack) // negative (arrived first) records as 0
+			a.fromAck, a.acked = now-time.Duration(ack), true // negative (arrived first) records as 0
+		} else {
+			early[idx].Add(1)
 		}
 		batch = append(batch, a)
 	}
@@ -486,9 +505,11 @@ func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Ti
 		}
 		shard.mu.Lock()
 		for _, a := range batch {
-			shard.fromAck.record(a.fromAck)
+			if a.acked {
+				shard.fromAck.record(a.fromAck)
+				shard.parts[a.part].fromAck.record(a.fromAck)
+			}
 			shard.fromTx.record(a.fromTx)
-			shard.parts[a.part].fromAck.record(a.fromAck)
 			shard.parts[a.part].fromTx.record(a.fromTx)
 		}
 		shard.mu.Unlock()
@@ -496,6 +517,10 @@ func (r *fanoutReader) read(shard *latencyShard, keyPrefix string, start time.Ti
 		r.frames++
 	}
 }
+
+// fanoutPart is which of the run's intervals (tenths) write i of writes
+// falls in, for the spread of its latencies.
+func fanoutPart(i, writes int) int { return i * intervals / writes }
 
 // missing counts the writes of acked (a bit per write) the subscriber
 // has not received.

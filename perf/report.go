@@ -286,7 +286,8 @@ type FanoutRun struct {
 	Frames          int64   `json:"frames,omitempty"`
 	ChangesPerFrame float64 `json:"changes_per_frame,omitempty"`
 	// AckToArrival: from a write's acknowledgement (its PUT answered) to
-	// its arrival at a subscriber; 0 when it arrived first.
+	// its arrival at a subscriber; 0 when it arrived first, none for a
+	// write never acknowledged (SendToArrival has it).
 	AckToArrival Latency `json:"ack_to_arrival"`
 	// SendToArrival: from when the write was sent (its intended send time
 	// when the writer was late: see paced) to its arrival: end-to-end
