@@ -347,8 +347,8 @@ func changesAfter(cs []ctxd.Change, after uint64) []ctxd.Change {
 // last one's revision: a page never ends inside a revision.
 func wholeRevisions(cs []ctxd.Change, limit int) []ctxd.Change {
 	n := min(limit, len(cs))
-	for n > 0 && n < len(cs) && cs[n].Revision == cs[n-1].Revision {
-		n++
+	if n > 0 {
+		n = ctxd.RevisionEnd(cs, n-1)
 	}
 	return append([]ctxd.Change(nil), cs[:n]...)
 }
