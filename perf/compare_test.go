@@ -422,6 +422,25 @@ func TestMemoryGrowthFromTooLittleIsNotMeasurable(t *testing.T) {
 	require.Contains(t, page, "per 1,000 subscribers not measurable: 1 subscriber, too few to scale to 1,000 (100 or more).")
 }
 
+// A mixed run one of whose sides had no request answered (every PUT
+// refused, say) says so, in the table and in report.html, where it gave
+// that side's p50 and p99 as 0 µs; a mixed run with no op completed at
+// all said 0 µs four times.
+func TestAMixedRunSaysWhichSideWasNotAnswered(t *testing.T) {
+	reads, none := Latency{Count: 90, P50: 0.2, P99: 0.9}, Latency{}
+	r := &Report{Runs: []Measurement{
+		{Name: "mixed/read=90", Clients: 8, Ops: 90, OpsPerSec: 900, Latency: reads, ReadFraction: 0.9, Reads: &reads, Writes: &none,
+			RunErrors: RunErrors{Errors: 10}, Distribution: []Quantile{}},
+		{Name: "mixed/read=50", Clients: 8, ReadFraction: 0.5, Reads: &none, Writes: &none, RunErrors: RunErrors{Errors: 100}, Distribution: []Quantile{}},
+	}}
+	table := tableOf(t, r)
+	require.Contains(t, table, "  mixed/read=90: reads p50 200 µs p99 900 µs, no writes answered\n")
+	require.Contains(t, table, "  mixed/read=50: no reads answered, no writes answered\n")
+	page := htmlOf(t, r)
+	require.Contains(t, page, "<p>mixed/read=90: reads p50 200 µs p99 900 µs; no writes answered.</p>")
+	require.Contains(t, page, "<p>mixed/read=50: no reads answered; no writes answered.</p>")
+}
+
 // tableOf is r's table, as `ctxd perf` prints it.
 func tableOf(t *testing.T, r *Report) string {
 	var out bytes.Buffer

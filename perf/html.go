@@ -29,6 +29,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 	"latency":   latencyCell,
 	"opsRatio":  opsRatio,
 	"lat":       latencyOf,
+	"side":      sideLatency,
 	"writes":    writesCell,
 	"openSecs":  openSecs,
 	"openBytes": openBytes,

@@ -100,7 +100,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	for _, x := range r.Runs {
 		if x.Reads != nil && x.Writes != nil {
-			fmt.Fprintf(w, "  %s: reads p50 %s p99 %s, writes p50 %s p99 %s\n", x.Name, ms(x.Reads.P50), ms(x.Reads.P99), ms(x.Writes.P50), ms(x.Writes.P99))
+			fmt.Fprintf(w, "  %s: %s, %s\n", x.Name, sideLatency("reads", *x.Reads), sideLatency("writes", *x.Writes))
 		}
 		if c := x.CAS; c != nil {
 			rates := noOpCompleted
@@ -328,6 +328,16 @@ func latencyOf(l Latency, v float64) string {
 		return ""
 	}
 	return ms(v)
+}
+
+// sideLatency is the p50 and p99 of one side of a mixed run, what (reads
+// or writes): "reads p50 1.20 ms p99 3.40 ms", or "no reads answered"
+// when none was, not latencies of 0.
+func sideLatency(what string, l Latency) string {
+	if l.Count == 0 {
+		return "no " + what + " answered"
+	}
+	return fmt.Sprintf("%s p50 %s p99 %s", what, ms(l.P50), ms(l.P99))
 }
 
 // ratio prints a ratio of two numbers ("-" when one was missing).
