@@ -726,6 +726,10 @@ func (cl *client) matches(ch *ctxd.Change) bool {
 func (cl *client) feed() {
 	s, c := cl.c.srv, cl.c
 	defer s.wg.Done()
+	// A feed that ended (lagged, compacted, the session closed) holds
+	// nothing back, though its session may linger for a polling client
+	// to take what is queued (Backlog's Held).
+	defer cl.held.Store(false)
 	// graceOver fires when a lagging client's LagGrace runs out: it is
 	// looked at again then, even if nothing else happens.
 	graceTimer := time.NewTimer(time.Hour)
