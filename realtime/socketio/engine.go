@@ -90,8 +90,10 @@ type conn struct {
 	closeText string
 	// comeBack marks a close the client should recover from by
 	// reconnecting (shutdown, lagged, compacted: closeComeBack; a token
-	// whose rights changed: client.revoke): a poll then ends with a noop,
-	// not the Engine.IO close packet, and the next one fails.
+	// whose rights changed: client.revoke): the poll that takes the last
+	// packets ends with a noop (the next poll's answer has it when they
+	// fill one: maxPollPackets), not the Engine.IO close packet, and the
+	// poll after the noop fails.
 	// python-engineio takes a close packet, as a Socket.IO DISCONNECT,
 	// for "the server does not want you back" and never reconnects; a
 	// failed poll or a closed WebSocket it takes for a dropped transport,

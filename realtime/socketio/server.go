@@ -303,7 +303,8 @@ func (s *Server) CloseRevoked() {
 }
 
 // closeWait bounds how long Close waits for clients to get their last
-// packets (polling clients poll once more) before it cuts connections.
+// packets (polling clients poll once more, or until they have taken
+// them, maxPollPackets an answer) before it cuts connections.
 const closeWait = 2 * time.Second
 
 // Clients is the number of connected Socket.IO clients (past CONNECT).
@@ -388,8 +389,8 @@ func (s *Server) allClients() []*client {
 // Close disconnects every client (it ends the transport: WebSocket close
 // 1001, or a last poll answered with a noop, after which the session is
 // unknown; no Socket.IO DISCONNECT, which clients take for "do not come
-// back": see conn.comeBack), lets polling clients poll once more for what
-// is queued, and waits for the sessions' goroutines: up to two seconds in
+// back": see conn.comeBack), lets polling clients poll for what is
+// queued, and waits for the sessions' goroutines: up to two seconds in
 // all before it cuts WebSocket connections. Clients reconnect, to this
 // server once restarted, and get a new snapshot. Call it before the HTTP
 // server's Shutdown. Later calls do nothing.
