@@ -236,6 +236,17 @@ func (c *readCache) fill(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fill the read cache: %w", err)
 	}
+	// A full restore may have switched before rev, its switch not yet
+	// delivered by the watch (which fills before it watches on), and
+	// deleted gen's keys: filled from them, the cache would serve that
+	// as the data up to rev, past the switch. Fill again in the current
+	// generation (movedPast moves the instance there).
+	switch moved, err := c.s.movedPast(ctx, gen, rev); {
+	case err != nil:
+		return fmt.Errorf("fill the read cache: %w", err)
+	case moved:
+		return errFillOvertaken
+	}
 	if err := c.fillDeadlines(ctx, gen, nss, rev); err != nil {
 		return err
 	}
@@ -300,7 +311,7 @@ func (c *readCache) setDeadline(nss map[string]*btree.BTreeG[*cacheEntry], kv *m
 }
 
 // errFillOvertaken: a fill read a generation a full restore replaced
-// while it read; the watch fills again at once.
+// (before its revision, or while it read); the watch fills again at once.
 var errFillOvertaken = errors.New("a full restore switched the data during the read cache's fill")
 
 // errCacheTooLarge stops a fill that went over the cache's bound.

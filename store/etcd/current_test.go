@@ -377,6 +377,49 @@ func TestACacheFillOvertakenByASwitchFillsAgain(t *testing.T) {
 	waitValue(t, c, "k", `"second"`)
 }
 
+// An instance whose cache is filled (after a first full restore's
+// switch) once a second restore has switched and deleted the first one's
+// keys, its watch not yet at the second switch (here 3 s behind per
+// response), fills it in the second restore's generation: the fill reads
+// the pointer at its revision. Before, it filled the cache from the first
+// generation's keys, deleted by then, and served it as current up to the
+// fill's revision, past the second switch: a read answered "not found"
+// for a key both restores hold until the watch delivered that switch.
+func TestACacheFillPastASwitchFillsTheCurrentGeneration(t *testing.T) {
+	a, c, first, second := twoSnapshots(t)
+	ctx := context.Background()
+
+	// c's watch stops at the first response holding a switch.
+	held, next := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	etcd.AfterCacheApply(c, func(resp clientv3.WatchResponse) {
+		for _, ev := range resp.Events {
+			if strings.HasSuffix(string(ev.Kv.Key), "meta/gen") {
+				once.Do(func() { close(held); <-next })
+			}
+		}
+	})
+	defer etcd.AfterCacheApply(c, nil)
+	release := func() { released.Do(func() { close(next) }) }
+	defer release()
+	_, err := a.Restore(ctx, first, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-held
+	_, err = a.Restore(ctx, second, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	etcd.LagReadCache(c, 3*time.Second)
+	defer etcd.LagReadCache(c, 0)
+	fills := c.ReadCache().Fills
+	release() // c switches to the first restore's generation and fills its cache
+	testkit.Eventually(t, func() bool { st := c.ReadCache(); return st.Ready && st.Fills > fills }, "c's cache is filled again")
+	assert.Equal(t, a.Generation(), c.Generation(), "the fill moved c to the second restore's generation")
+	hits := c.ReadCache().Hits
+	r, err := c.Get("default", "k")
+	require.NoError(t, err)
+	assert.JSONEq(t, `"second"`, string(r.Value))
+	assert.Greater(t, c.ReadCache().Hits, hits, "the read was served by the cache")
+}
+
 // twoSnapshots opens two instances a and c on a prefix of the test's
 // own, and writes two snapshots through a: first holds k at "first",
 // second at "second", which c reads when it returns.

@@ -154,6 +154,23 @@ func (s *Store) reloadGeneration(ctx context.Context) error {
 	return nil
 }
 
+// movedPast reports whether the pointer had moved past g at rev: a full
+// restore switched there that the instance's watch has not delivered
+// yet. The instance then moves to the current generation
+// (reloadGeneration).
+func (s *Store) movedPast(ctx context.Context, g *generation, rev int64) (bool, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	resp, err := s.cli.Get(rctx, s.opts.Prefix+genKey, clientv3.WithKeysOnly(), clientv3.WithRev(rev))
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	if ptr := firstKV(resp.Kvs); ptr == nil || ptr.ModRevision <= g.rev {
+		return false, nil
+	}
+	return true, s.reloadGeneration(ctx)
+}
+
 // readableAt is the error of a read at rev that etcd cannot be asked:
 // one past etcd's revisions (int64: a larger one would wrap to a negative
 // revision, which etcd reads as its head) is in the future; one below a
