@@ -420,6 +420,37 @@ func TestACacheFillPastASwitchFillsTheCurrentGeneration(t *testing.T) {
 	assert.Greater(t, c.ReadCache().Hits, hits, "the read was served by the cache")
 }
 
+// An instance that a read moves to a full restore's generation right
+// after its cache was filled, before its watch starts again (held there
+// here), fills its cache again in that generation. Before, the watch
+// started after the switch (where the read had moved the instance's
+// mark), never saw it, and never filled the cache again: every read went
+// to etcd until the watch restarted for some other reason.
+func TestACacheFilledJustBeforeASwitchFillsAgain(t *testing.T) {
+	a, c, first, second := twoSnapshots(t)
+	ctx := context.Background()
+
+	held, next := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	etcd.AfterCacheFill(c, func() { once.Do(func() { close(held); <-next }) })
+	defer etcd.AfterCacheFill(c, nil)
+	release := func() { released.Do(func() { close(next) }) }
+	defer release()
+	_, err := a.Restore(ctx, first, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-held // c's cache is filled in the first restore's generation
+	_, err = a.Restore(ctx, second, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	waitValue(t, c, "k", `"second"`) // from etcd: the read moves c to the second generation
+	require.Equal(t, a.Generation(), c.Generation())
+	fills := c.ReadCache().Fills
+	release()
+	testkit.Eventually(t, func() bool { st := c.ReadCache(); return st.Ready && st.Fills > fills }, "c's cache is filled again")
+	hits := c.ReadCache().Hits
+	waitValue(t, c, "k", `"second"`)
+	assert.Greater(t, c.ReadCache().Hits, hits, "the read was served by the cache")
+}
+
 // twoSnapshots opens two instances a and c on a prefix of the test's
 // own, and writes two snapshots through a: first holds k at "first",
 // second at "second", which c reads when it returns.

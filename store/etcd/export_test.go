@@ -106,3 +106,14 @@ func BeforeCacheFillEnds(s *Store, fn func()) {
 	}
 	s.beforeFillEnds.Store(&fn)
 }
+
+// AfterCacheFill runs fn in the instance's watch after each fill of its
+// read cache, before the watch takes the mark it starts after (nil: no
+// longer): fn may hold the watch there.
+func AfterCacheFill(s *Store, fn func()) {
+	if fn == nil {
+		s.afterFill.Store(nil)
+		return
+	}
+	s.afterFill.Store(&fn)
+}

@@ -587,6 +587,7 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 	defer close(s.watchDone)
 	fillFailures := 0
 	for ctx.Err() == nil {
+		filled := false
 		if s.cache != nil && s.cache.needsFill() && fillFailures < 3 {
 			// Before the watch starts, so that no event falls between
 			// the fill's revision and the watch (cache.go).
@@ -598,9 +599,20 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 				pause(ctx, 100*time.Millisecond)
 				continue
 			}
+			filled = true
+			if f := s.afterFill.Load(); f != nil {
+				(*f)()
+			}
 		}
 		fillFailures = 0
 		mark, _ := s.Committed()
+		if filled && s.cache.needsFill() {
+			// A read moved the instance to a full restore's switch
+			// since the fill (switchGeneration: the cache invalidated,
+			// then the mark moved to the switch): the watch would start
+			// after that switch and never fill the cache again.
+			continue
+		}
 		wctx, cancel := context.WithCancel(watchContext(ctx))
 		wch := s.cli.Watch(wctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(max(mark, from))+1), clientv3.WithPrevKV())
 		for resp := range wch {

@@ -183,6 +183,10 @@ type Store struct {
 	// beforeFillEnds, test only, runs in each fill of the read cache
 	// once it has read the prefix, before it takes the cache's lock.
 	beforeFillEnds atomic.Pointer[func()]
+	// afterFill, test only, runs in the watch's goroutine after a fill
+	// of the read cache ended, before the watch takes the mark it starts
+	// after.
+	afterFill atomic.Pointer[func()]
 	// failReloads, test only, is how many reloadGeneration calls still
 	// fail as when etcd does not answer.
 	failReloads atomic.Int32
