@@ -284,23 +284,29 @@ func TestATxnBehindARestoreSwitchChecksTheRestoredKeys(t *testing.T) {
 
 // A key's history read through an instance whose watch has not delivered
 // a full restore's switch yet (3 s behind), once the restore was
-// acknowledged through another instance, is the restored key's. Before,
-// the walk read the replaced generation's keys at the head, which the
-// restore had deleted: the history of a key the restore brought back
-// answered not found.
+// acknowledged through another instance, is the restored key's: from the
+// head (through c), and from the restore's revision down (before=, through
+// d). Before, the walk read the replaced generation's keys: at the head,
+// which the restore had deleted, the history of a key the restore brought
+// back answered not found; at the restore's revision, where they still
+// held the data from before the restore, it answered that data.
 func TestHistoryBehindARestoreSwitchIsTheRestoredKeys(t *testing.T) {
 	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	a := open(t, etcd.Options{Prefix: prefix})
 	c := open(t, etcd.Options{Prefix: prefix})
+	d := open(t, etcd.Options{Prefix: prefix})
 	putValue(t, a, "k", `"restored"`)
 	path, _ := testkit.WriteSnapshot(t, a)
 	putValue(t, a, "k", `"replaced"`)
-	waitValue(t, c, "k", `"replaced"`)
-	etcd.LagReadCache(c, 3*time.Second)
-	defer etcd.LagReadCache(c, 0)
-	_, err := a.Restore(context.Background(), path, ctxd.RestoreOptions{})
+	for _, s := range []*etcd.Store{c, d} {
+		waitValue(t, s, "k", `"replaced"`)
+		etcd.LagReadCache(s, 3*time.Second)
+		defer etcd.LagReadCache(s, 0)
+	}
+	res, err := a.Restore(context.Background(), path, ctxd.RestoreOptions{})
 	require.NoError(t, err)
 	require.NotEqual(t, a.Generation(), c.Generation(), "c's watch is behind the switch")
+	require.NotEqual(t, a.Generation(), d.Generation(), "d's watch is behind the switch")
 
 	want, err := a.History("default", "k", ctxd.HistoryOptions{})
 	require.NoError(t, err)
@@ -309,6 +315,9 @@ func TestHistoryBehindARestoreSwitchIsTheRestoredKeys(t *testing.T) {
 	got, err := c.History("default", "k", ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
+	got, err = d.History("default", "k", ctxd.HistoryOptions{Before: res.Revision + 1})
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "from the restore's revision down")
 }
 
 // A read at the revision of a full restore (its answer's revision)

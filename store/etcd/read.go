@@ -488,11 +488,12 @@ func (s *Store) stateAt(ctx context.Context, live, tomb string, at uint64) (kv, 
 	return kv, tkv, true, nil
 }
 
-// headPair reads a key and its tombstone at the head, in the current
-// generation (getCurrent), whose etcd keys it returns.
-func (s *Store) headPair(ctx context.Context, ns, key string) (kv, tkv *mvccpb.KeyValue, live, tomb string, err error) {
+// currentPair reads a key and its tombstone at revision at (0: the head)
+// in the current generation, the one at the head (getCurrent: the
+// pointer is read at the head, whatever at), whose etcd keys it returns.
+func (s *Store) currentPair(ctx context.Context, ns, key string, at uint64) (kv, tkv *mvccpb.KeyValue, live, tomb string, err error) {
 	resps, g, err := s.getCurrentAll(ctx, 0, func(k dataKeys) []clientv3.Op {
-		return []clientv3.Op{clientv3.OpGet(k.live(ns, key)), clientv3.OpGet(k.tomb(ns, key))}
+		return []clientv3.Op{clientv3.OpGet(k.live(ns, key), clientv3.WithRev(int64(at))), clientv3.OpGet(k.tomb(ns, key), clientv3.WithRev(int64(at)))}
 	})
 	if err != nil {
 		return nil, nil, "", "", err
@@ -550,19 +551,25 @@ type step struct{ change ctxd.Change }
 // gone.
 func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) (out []step, cut bool, err error) {
 	live, tomb := s.keys.live(ns, key), s.keys.tomb(ns, key)
-	for len(out) < n {
+	for first := true; len(out) < n; first = false {
 		var (
 			kv, tkv *mvccpb.KeyValue
 			ok      bool
 		)
-		if at == 0 {
-			// The head, in the current generation: the instance's watch
-			// may not have delivered a full restore's switch yet, and the
-			// replaced keys are deleted (getCurrent). The walk goes on in
-			// the generation read.
-			kv, tkv, live, tomb, err = s.headPair(ctx, ns, key)
-			ok = true
-		} else {
+		if first {
+			// In the current generation: the instance's watch may not
+			// have delivered a full restore's switch yet, whose replaced
+			// keys are deleted at the head and hold the data from before
+			// the restore at its revision (getCurrent). The walk goes on
+			// in the generation read.
+			var l, tb string
+			if kv, tkv, l, tb, err = s.currentPair(ctx, ns, key, at); err == nil {
+				live, tomb, ok = l, tb, true
+			}
+		}
+		if !first || errors.Is(err, rpctypes.ErrCompacted) {
+			// Compacted at at: stateAt reads the state kept at etcd's
+			// mark.
 			kv, tkv, ok, err = s.stateAt(ctx, live, tomb, at)
 		}
 		if err != nil {
