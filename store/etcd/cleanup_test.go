@@ -86,16 +86,18 @@ func TestStaleGenerationsRemoved(t *testing.T) {
 func TestMissedSwitchCatchesUp(t *testing.T) { missedSwitch(t, 0) }
 
 // TestMissedSwitchCatchesUpWhenEtcdFailsTheFirstReload: as
-// TestMissedSwitchCatchesUp, and the instance's first read of the pointer
-// after its watch was compacted fails (as when etcd does not answer just
-// then, right after a partition heals). Before, the watch went on
+// TestMissedSwitchCatchesUp, and the instance's first reads of the
+// pointer after its watch was compacted fail (as when etcd does not
+// answer just then, right after a partition heals): four, more than the
+// cache's fill tries before the watch goes on without it (a fill reads
+// the pointer too, and catches the instance up when it can). Before, the watch went on
 // without it: the instance stayed on the replaced generation, filled its
 // cache from its deleted keys and read the restored generation's events
 // with the replaced one's keys (none was a change): its reads answered
 // not found and its watchers got nothing, until a write or an uncached
 // read through it caught it up. Now the watch reads the pointer again
 // until it has it, before it fills its cache or watches again.
-func TestMissedSwitchCatchesUpWhenEtcdFailsTheFirstReload(t *testing.T) { missedSwitch(t, 1) }
+func TestMissedSwitchCatchesUpWhenEtcdFailsTheFirstReload(t *testing.T) { missedSwitch(t, 4) }
 
 // missedSwitch is TestMissedSwitchCatchesUp with the cut-off instance's
 // first failedReloads reads of the pointer failing.
