@@ -148,13 +148,7 @@ func TestACachedReadAtARestoreSwitchReadsTheRestoredData(t *testing.T) {
 	for _, s := range []*etcd.Store{a, c} {
 		var once sync.Once
 		wg.Add(1)
-		etcd.AfterCacheApply(s, func(resp clientv3.WatchResponse) {
-			for _, ev := range resp.Events {
-				if strings.HasSuffix(string(ev.Kv.Key), "meta/gen") {
-					once.Do(func() { wg.Done(); <-release })
-				}
-			}
-		})
+		atSwitch(s, func() { once.Do(func() { wg.Done(); <-release }) })
 		defer etcd.AfterCacheApply(s, nil)
 	}
 	var restoreErr error
@@ -197,29 +191,7 @@ func TestACachedReadAtARestoreSwitchReadsTheRestoredData(t *testing.T) {
 // fails its reads of the pointer meanwhile, so that only the comparison
 // keeps it on the second generation.)
 func TestAnInstanceNeverMovesBackToAReplacedGeneration(t *testing.T) {
-	a, c, first, second := twoSnapshots(t)
-	ctx := context.Background()
-
-	// c's watch stops at the first response holding a switch until the
-	// test lets it go on.
-	held, next := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	etcd.AfterCacheApply(c, func(resp clientv3.WatchResponse) {
-		for _, ev := range resp.Events {
-			if strings.HasSuffix(string(ev.Kv.Key), "meta/gen") {
-				once.Do(func() { close(held); <-next })
-			}
-		}
-	})
-	defer etcd.AfterCacheApply(c, nil)
-	var released sync.Once
-	release := func() { released.Do(func() { close(next) }) }
-	defer release()
-	_, err := a.Restore(ctx, first, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	<-held
-	_, err = a.Restore(ctx, second, ctxd.RestoreOptions{})
-	require.NoError(t, err)
+	a, c, release := restoresPastAHeldWatch(t)
 	r, err := c.Get("default", "k")
 	require.NoError(t, err)
 	assert.JSONEq(t, `"second"`, string(r.Value))
@@ -298,23 +270,8 @@ func TestATxnBehindARestoreSwitchChecksTheRestoredKeys(t *testing.T) {
 // back answered not found; at the restore's revision, where they still
 // held the data from before the restore, it answered that data.
 func TestHistoryBehindARestoreSwitchIsTheRestoredKeys(t *testing.T) {
-	prefix := etcdkit.Prefix(etcdkit.Name(t))
-	a := open(t, etcd.Options{Prefix: prefix})
-	c := open(t, etcd.Options{Prefix: prefix})
-	d := open(t, etcd.Options{Prefix: prefix})
-	putValue(t, a, "k", `"restored"`)
-	path, _ := testkit.WriteSnapshot(t, a)
-	putValue(t, a, "k", `"replaced"`)
-	for _, s := range []*etcd.Store{c, d} {
-		waitValue(t, s, "k", `"replaced"`)
-		etcd.LagReadCache(s, 3*time.Second)
-		defer etcd.LagReadCache(s, 0)
-	}
-	res, err := a.Restore(context.Background(), path, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	require.NotEqual(t, a.Generation(), c.Generation(), "c's watch is behind the switch")
-	require.NotEqual(t, a.Generation(), d.Generation(), "d's watch is behind the switch")
-
+	a, behind, res := restoreAhead(t, 3*time.Second, 3*time.Second)
+	c, d := behind[0], behind[1]
 	want, err := a.History("default", "k", ctxd.HistoryOptions{})
 	require.NoError(t, err)
 	require.Len(t, want.Changes, 1)
@@ -335,24 +292,8 @@ func TestHistoryBehindARestoreSwitchIsTheRestoredKeys(t *testing.T) {
 // at that revision, where they still held the data from before the
 // restore (the restorer deletes them after its switch).
 func TestReadsAtARestoresRevisionBehindItsSwitch(t *testing.T) {
-	prefix := etcdkit.Prefix(etcdkit.Name(t))
-	a := open(t, etcd.Options{Prefix: prefix})
-	c := open(t, etcd.Options{Prefix: prefix})
-	d := open(t, etcd.Options{Prefix: prefix})
-	putValue(t, a, "k", `"restored"`)
-	path, _ := testkit.WriteSnapshot(t, a)
-	putValue(t, a, "k", `"replaced"`)
-	waitValue(t, c, "k", `"replaced"`)
-	waitValue(t, d, "k", `"replaced"`)
-	etcd.LagReadCache(c, 3*time.Second)
-	defer etcd.LagReadCache(c, 0)
-	etcd.LagReadCache(d, 300*time.Millisecond)
-	defer etcd.LagReadCache(d, 0)
-	res, err := a.Restore(context.Background(), path, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	require.NotEqual(t, a.Generation(), c.Generation(), "c's watch is behind the switch")
-	require.NotEqual(t, a.Generation(), d.Generation(), "d's watch is behind the switch")
-
+	_, behind, res := restoreAhead(t, 3*time.Second, 300*time.Millisecond)
+	c, d := behind[0], behind[1]
 	r, err := c.GetAt("default", "k", res.Revision)
 	require.NoError(t, err)
 	assert.JSONEq(t, `"restored"`, string(r.Value))
@@ -363,34 +304,42 @@ func TestReadsAtARestoresRevisionBehindItsSwitch(t *testing.T) {
 	assert.Equal(t, []string{`"restored"`}, viewed)
 }
 
-// An instance whose cache fill (after a full restore's switch) is
-// overtaken by a second switch, which a read moved the instance to
-// meanwhile, fills its cache again in the second restore's generation.
-// Before, the fill gave up without an error, the watch went on after the
-// second switch (where the read had moved the instance's mark) and never
-// filled the cache again: every read went to etcd until the watch
-// restarted for some other reason.
+// An instance whose cache fill (after a full restore's switch) is met by
+// a second switch, which a read moves the instance to, fills its cache
+// again in the second restore's generation: when the read comes during
+// the fill, and when it comes after the fill, before the watch takes the
+// mark it starts after. Before, the fill gave up without an error (during)
+// or was served as the new generation's (after: switchGeneration
+// invalidated it), the watch went on after the second switch (where the
+// read had moved the instance's mark) and never filled the cache again:
+// every read went to etcd until the watch restarted for some other reason.
 func TestACacheFillOvertakenByASwitchFillsAgain(t *testing.T) {
-	a, c, first, second := twoSnapshots(t)
-	ctx := context.Background()
+	for name, at := range map[string]func(*etcd.Store, func()){
+		"during the fill": etcd.BeforeCacheFillEnds,
+		"after the fill":  etcd.AfterCacheFill,
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, c, first, second := twoSnapshots(t)
+			ctx := context.Background()
 
-	held, next := make(chan struct{}), make(chan struct{})
-	var once, released sync.Once
-	etcd.BeforeCacheFillEnds(c, func() { once.Do(func() { close(held); <-next }) })
-	defer etcd.BeforeCacheFillEnds(c, nil)
-	release := func() { released.Do(func() { close(next) }) }
-	defer release()
-	_, err := a.Restore(ctx, first, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	<-held // c's fill in the first restore's generation
-	_, err = a.Restore(ctx, second, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	waitValue(t, c, "k", `"second"`) // from etcd: the read moves c to the second generation
-	fills := c.ReadCache().Fills
-	release()
-	testkit.Eventually(t, func() bool { st := c.ReadCache(); return st.Ready && st.Fills > fills }, "c's cache is filled again")
-	assert.Equal(t, a.Generation(), c.Generation())
-	waitValue(t, c, "k", `"second"`)
+			hold, held, release := holdOnce(t)
+			at(c, hold)
+			defer at(c, nil)
+			_, err := a.Restore(ctx, first, ctxd.RestoreOptions{})
+			require.NoError(t, err)
+			<-held // c's fill in the first restore's generation
+			_, err = a.Restore(ctx, second, ctxd.RestoreOptions{})
+			require.NoError(t, err)
+			waitValue(t, c, "k", `"second"`) // from etcd: the read moves c to the second generation
+			require.Equal(t, a.Generation(), c.Generation())
+			fills := c.ReadCache().Fills
+			release()
+			testkit.Eventually(t, func() bool { st := c.ReadCache(); return st.Ready && st.Fills > fills }, "c's cache is filled again")
+			hits := c.ReadCache().Hits
+			waitValue(t, c, "k", `"second"`)
+			assert.Greater(t, c.ReadCache().Hits, hits, "the read was served by the cache")
+		})
+	}
 }
 
 // An instance whose cache is filled (after a first full restore's
@@ -402,27 +351,7 @@ func TestACacheFillOvertakenByASwitchFillsAgain(t *testing.T) {
 // fill's revision, past the second switch: a read answered "not found"
 // for a key both restores hold until the watch delivered that switch.
 func TestACacheFillPastASwitchFillsTheCurrentGeneration(t *testing.T) {
-	a, c, first, second := twoSnapshots(t)
-	ctx := context.Background()
-
-	// c's watch stops at the first response holding a switch.
-	held, next := make(chan struct{}), make(chan struct{})
-	var once, released sync.Once
-	etcd.AfterCacheApply(c, func(resp clientv3.WatchResponse) {
-		for _, ev := range resp.Events {
-			if strings.HasSuffix(string(ev.Kv.Key), "meta/gen") {
-				once.Do(func() { close(held); <-next })
-			}
-		}
-	})
-	defer etcd.AfterCacheApply(c, nil)
-	release := func() { released.Do(func() { close(next) }) }
-	defer release()
-	_, err := a.Restore(ctx, first, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	<-held
-	_, err = a.Restore(ctx, second, ctxd.RestoreOptions{})
-	require.NoError(t, err)
+	a, c, release := restoresPastAHeldWatch(t)
 	etcd.LagReadCache(c, 3*time.Second)
 	defer etcd.LagReadCache(c, 0)
 	fills := c.ReadCache().Fills
@@ -436,35 +365,72 @@ func TestACacheFillPastASwitchFillsTheCurrentGeneration(t *testing.T) {
 	assert.Greater(t, c.ReadCache().Hits, hits, "the read was served by the cache")
 }
 
-// An instance that a read moves to a full restore's generation right
-// after its cache was filled, before its watch starts again (held there
-// here), fills its cache again in that generation. Before, the watch
-// started after the switch (where the read had moved the instance's
-// mark), never saw it, and never filled the cache again: every read went
-// to etcd until the watch restarted for some other reason.
-func TestACacheFilledJustBeforeASwitchFillsAgain(t *testing.T) {
-	a, c, first, second := twoSnapshots(t)
-	ctx := context.Background()
+// restoreAhead opens a and, for each lag, an instance whose watch
+// applies each response that late (behind); it puts k at "restored"
+// through a, snapshots, puts k at "replaced", and restores the snapshot
+// through a once every instance behind reads "replaced": their watches
+// have not delivered the switch when it returns.
+func restoreAhead(t *testing.T, lags ...time.Duration) (a *etcd.Store, behind []*etcd.Store, res ctxd.RestoreResult) {
+	t.Helper()
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a = open(t, etcd.Options{Prefix: prefix})
+	for range lags {
+		behind = append(behind, open(t, etcd.Options{Prefix: prefix}))
+	}
+	putValue(t, a, "k", `"restored"`)
+	path, _ := testkit.WriteSnapshot(t, a)
+	putValue(t, a, "k", `"replaced"`)
+	for i, s := range behind {
+		waitValue(t, s, "k", `"replaced"`)
+		etcd.LagReadCache(s, lags[i])
+		t.Cleanup(func() { etcd.LagReadCache(s, 0) })
+	}
+	res, err := a.Restore(context.Background(), path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	for i, s := range behind {
+		require.NotEqual(t, a.Generation(), s.Generation(), "instance %d's watch is behind the switch", i)
+	}
+	return a, behind, res
+}
 
-	held, next := make(chan struct{}), make(chan struct{})
+// restoresPastAHeldWatch restores twoSnapshots' first snapshot, then
+// its second, through a, while c's watch is held right after its cache
+// applied the first switch: release lets the watch go on.
+func restoresPastAHeldWatch(t *testing.T) (a, c *etcd.Store, release func()) {
+	t.Helper()
+	a, c, first, second := twoSnapshots(t)
+	hold, held, release := holdOnce(t)
+	atSwitch(c, hold)
+	t.Cleanup(func() { etcd.AfterCacheApply(c, nil) })
+	_, err := a.Restore(context.Background(), first, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-held
+	_, err = a.Restore(context.Background(), second, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	return a, c, release
+}
+
+// holdOnce returns hold, which blocks its first call until release (the
+// calls after it go through), and held, closed once that call came.
+// release is also run when the test ends.
+func holdOnce(t *testing.T) (hold func(), held <-chan struct{}, release func()) {
+	h, next := make(chan struct{}), make(chan struct{})
 	var once, released sync.Once
-	etcd.AfterCacheFill(c, func() { once.Do(func() { close(held); <-next }) })
-	defer etcd.AfterCacheFill(c, nil)
-	release := func() { released.Do(func() { close(next) }) }
-	defer release()
-	_, err := a.Restore(ctx, first, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	<-held // c's cache is filled in the first restore's generation
-	_, err = a.Restore(ctx, second, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	waitValue(t, c, "k", `"second"`) // from etcd: the read moves c to the second generation
-	require.Equal(t, a.Generation(), c.Generation())
-	fills := c.ReadCache().Fills
-	release()
-	testkit.Eventually(t, func() bool { st := c.ReadCache(); return st.Ready && st.Fills > fills }, "c's cache is filled again")
-	hits := c.ReadCache().Hits
-	waitValue(t, c, "k", `"second"`)
-	assert.Greater(t, c.ReadCache().Hits, hits, "the read was served by the cache")
+	release = func() { released.Do(func() { close(next) }) }
+	t.Cleanup(release)
+	return func() { once.Do(func() { close(h); <-next }) }, h, release
+}
+
+// atSwitch runs hold in s's watch after its cache applied a response
+// holding a full restore's switch, before the feed takes it.
+func atSwitch(s *etcd.Store, hold func()) {
+	etcd.AfterCacheApply(s, func(resp clientv3.WatchResponse) {
+		for _, ev := range resp.Events {
+			if strings.HasSuffix(string(ev.Kv.Key), "meta/gen") {
+				hold()
+			}
+		}
+	})
 }
 
 // twoSnapshots opens two instances a and c on a prefix of the test's
