@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -464,4 +465,50 @@ func waitValue(t *testing.T, s *etcd.Store, key, value string) {
 		r, err := s.Get("default", key)
 		return err == nil && string(r.Value) == value
 	}, "the instance reads "+key+" at "+value)
+}
+
+// A full restore through an instance whose watch has not delivered an
+// earlier restore's switch (held here at that switch, which comes
+// between the restore's comparison with the snapshot and its claim)
+// replaces the restored data: the restore reads the pointer before it
+// claims. Before, its switch compared the pointer with the instance's
+// generation, the replaced one, and answered 409 after writing the whole
+// new generation, with no restore running beside it.
+func TestARestoreBehindASwitchReplacesTheCurrentGeneration(t *testing.T) {
+	a, c, first, second := twoSnapshots(t)
+	ctx := context.Background()
+	hold, held, release := holdOnce(t)
+	atSwitch(c, hold)
+	defer etcd.AfterCacheApply(c, nil)
+	var firstGen atomic.Uint64
+	var once sync.Once
+	etcd.BeforeRestoreClaim(c, func() {
+		once.Do(func() {
+			_, err := a.Restore(ctx, first, ctxd.RestoreOptions{})
+			assert.NoError(t, err)
+			<-held // c's watch stops at a's switch
+			firstGen.Store(a.Generation())
+		})
+	})
+	defer etcd.BeforeRestoreClaim(c, nil)
+
+	var err error
+	done := make(chan struct{})
+	go func() { defer close(done); _, err = c.Restore(ctx, second, ctxd.RestoreOptions{}) }()
+	// c's restore waits for its own watch after its switch: the watch
+	// goes on once the restore has caught c up (or the restore ended).
+	testkit.Eventually(t, func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return firstGen.Load() != 0 && c.Generation() >= firstGen.Load()
+		}
+	}, "c's restore caught c up, or ended")
+	release()
+	<-done
+	require.NoError(t, err, "no other restore switched after c's claim")
+	assert.Greater(t, c.Generation(), firstGen.Load(), "c's restore replaced the first one's generation")
+	waitValue(t, a, "k", `"second"`)
+	assert.Equal(t, c.Generation(), a.Generation())
 }

@@ -117,3 +117,14 @@ func AfterCacheFill(s *Store, fn func()) {
 	}
 	s.afterFill.Store(&fn)
 }
+
+// BeforeRestoreClaim runs fn in each full restore through the instance
+// once it has compared the data with the snapshot, before it catches the
+// instance up with the pointer and claims its id (nil: no longer).
+func BeforeRestoreClaim(s *Store, fn func()) {
+	if fn == nil {
+		s.beforeRestoreClaim.Store(nil)
+		return
+	}
+	s.beforeRestoreClaim.Store(&fn)
+}

@@ -98,7 +98,21 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 // what it wrote and leaves the live data as it was. The new generation is
 // marked as in flight until the switch (cleanup.go), so that no instance
 // removes it as garbage meanwhile.
+//
+// The generation it replaces is the pointer's when it claims, read from
+// etcd (reloadGeneration): the instance's watch may not have delivered a
+// switch yet (one that came after the restore's comparison, or that a
+// lagging watch holds back), and a switch compared with the instance's
+// generation then failed after the whole new generation was written, a
+// 409 with no restore running beside it. Only a full restore that
+// switches after this claim is a conflict.
 func (s *Store) restoreFull(ctx context.Context, snap store.Snapshot, snapRev uint64) (uint64, error) {
+	if f := s.beforeRestoreClaim.Load(); f != nil {
+		(*f)()
+	}
+	if err := s.reloadGeneration(ctx); err != nil {
+		return 0, err
+	}
 	old := s.keys.gen()
 	claim, err := s.put(ctx, s.opts.Prefix+restoreClaimKey, "")
 	if err != nil {
