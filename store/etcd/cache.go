@@ -85,9 +85,17 @@ type readCache struct {
 	// up to it is applied.
 	rev     uint64
 	changed chan struct{} // closed when rev rises
-	nss     map[string]*btree.BTreeG[*cacheEntry]
-	bytes   int64
-	keys    int64
+	// gen is the generation the cache was filled in: the watch's events
+	// are parsed with its keys, not the instance's (s.keys), which a read
+	// moves to a full restore's switch (switchGeneration) before it
+	// invalidates the cache. Parsed with the instance's, an event of the
+	// cache's generation applied in between was no key (passed over,
+	// while the cache's revision rose past it), and a change of the new
+	// generation's staged history, before its switch, a live key.
+	gen   *generation
+	nss   map[string]*btree.BTreeG[*cacheEntry]
+	bytes int64
+	keys  int64
 	// disabled says why the cache gave up (over its memory bound): reads
 	// then all go to etcd, until the instance restarts.
 	disabled string
@@ -207,7 +215,7 @@ func (c *readCache) fill(ctx context.Context) error {
 	var bytes, keys int64
 	rev, err := c.s.eachPage(ctx, base, end, 0, fillPage, func(resp *clientv3.GetResponse) error {
 		for _, kv := range resp.Kvs {
-			_, ns, key, ok := c.s.keys.parse(kv.Key)
+			_, ns, key, ok := gen.keys.parse(kv.Key)
 			if !ok {
 				continue
 			}
@@ -261,7 +269,7 @@ func (c *readCache) fill(ctx context.Context) error {
 		// watch goes on past that switch, so nothing else would.
 		return errFillOvertaken
 	}
-	c.nss, c.bytes, c.keys, c.ready = nss, bytes, keys, true
+	c.nss, c.bytes, c.keys, c.ready, c.gen = nss, bytes, keys, true, gen
 	c.raise(uint64(rev))
 	c.fills.Add(1)
 	c.lastFill.Store(int64(time.Since(started)))
@@ -274,7 +282,7 @@ func (c *readCache) fillDeadlines(ctx context.Context, gen *generation, nss map[
 	base := gen.keys.prefix + deadDir
 	_, err := c.s.eachPage(ctx, base, prefixEnd(base), rev, fillPage, func(resp *clientv3.GetResponse) error {
 		for _, kv := range resp.Kvs {
-			c.setDeadline(nss, kv, false)
+			c.setDeadline(gen.keys, nss, kv, false)
 		}
 		return nil
 	})
@@ -285,11 +293,11 @@ func (c *readCache) fillDeadlines(ctx context.Context, gen *generation, nss map[
 }
 
 // setDeadline records a deadline record's put (or, deleted, its removal)
-// in the entry of its key, replaced by a copy (entries are immutable:
-// reads hold them without the lock). A key not cached, or not on a lease,
-// has nothing to update.
-func (c *readCache) setDeadline(nss map[string]*btree.BTreeG[*cacheEntry], kv *mvccpb.KeyValue, deleted bool) {
-	dir, ns, key, ok := c.s.keys.parse(kv.Key)
+// in the entry of its key (k: the keys of the cache's generation),
+// replaced by a copy (entries are immutable: reads hold them without the
+// lock). A key not cached, or not on a lease, has nothing to update.
+func (c *readCache) setDeadline(k dataKeys, nss map[string]*btree.BTreeG[*cacheEntry], kv *mvccpb.KeyValue, deleted bool) {
+	dir, ns, key, ok := k.parse(kv.Key)
 	if !ok || dir != deadDir || nss[ns] == nil {
 		return
 	}
@@ -385,7 +393,7 @@ func (c *readCache) applyNow(resp clientv3.WatchResponse) {
 			c.ready = false
 			return
 		}
-		dir, ns, key, ok := c.s.keys.parse(ev.Kv.Key)
+		dir, ns, key, ok := c.gen.keys.parse(ev.Kv.Key)
 		if ok && dir == deadDir {
 			// After the keys: a put with a ttl writes its key and its
 			// deadline record in one revision, which one response holds.
@@ -426,7 +434,7 @@ func (c *readCache) applyNow(resp clientv3.WatchResponse) {
 		c.bytes += e.size()
 	}
 	for _, ev := range deadlines {
-		c.setDeadline(c.nss, ev.Kv, ev.Type == mvccpb.DELETE)
+		c.setDeadline(c.gen.keys, c.nss, ev.Kv, ev.Type == mvccpb.DELETE)
 	}
 	if c.bytes > c.maxBytes {
 		c.giveUp(c.bytes)

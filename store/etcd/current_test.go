@@ -512,3 +512,60 @@ func TestARestoreBehindASwitchReplacesTheCurrentGeneration(t *testing.T) {
 	waitValue(t, a, "k", `"second"`)
 	assert.Equal(t, c.Generation(), a.Generation())
 }
+
+// The read cache parses the watch's events with the keys of the
+// generation it was filled in. A read that finds a full restore's switch
+// moves the instance to it and then invalidates the cache
+// (switchGeneration); an event of the replaced generation that the cache
+// applies in between (here a write the cache held back, applied while the
+// switch is held between the two) is that generation's. Before, the cache
+// parsed it with the instance's keys, the new generation's: the write was
+// no key of the cache's, passed over while the cache's revision rose past
+// it (a cache at the write's revision without the write).
+func TestTheReadCacheParsesEventsInItsOwnGeneration(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix})
+	ctx := context.Background()
+	putValue(t, a, "k", `1`)
+	path, _ := testkit.WriteSnapshot(t, a)
+	waitValue(t, c, "k", `1`)
+	testkit.Eventually(t, func() bool { return c.ReadCache().Ready }, "c's cache is filled")
+
+	releaseCache := etcd.HoldReadCache(c)
+	defer releaseCache()
+	w := putValue(t, a, "k", `2`)
+	// c's watch stops at the restore's claim, before its switch: only a
+	// read moves c to the restored generation.
+	holdWatch, watchHeld, releaseWatch := holdOnce(t)
+	etcd.AfterCacheApply(c, func(resp clientv3.WatchResponse) {
+		for _, ev := range resp.Events {
+			if strings.HasSuffix(string(ev.Kv.Key), "meta/restore") {
+				holdWatch()
+			}
+		}
+	})
+	defer etcd.AfterCacheApply(c, nil)
+	_, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-watchHeld
+
+	holdSwap, swapHeld, releaseSwap := holdOnce(t)
+	etcd.AfterGenerationSwap(c, holdSwap)
+	defer etcd.AfterGenerationSwap(c, nil)
+	var got ctxd.Record
+	var getErr error
+	read := make(chan struct{})
+	go func() { defer close(read); got, getErr = c.Get("default", "k") }()
+	<-swapHeld // c is on the restored generation, its cache not invalidated yet
+	releaseCache()
+	value, rev := etcd.CachedValue(c, "default", "k")
+	require.GreaterOrEqual(t, rev, w.ModRev, "the cache applied the write's revision")
+	assert.Equal(t, `2`, value, "and the write")
+
+	releaseSwap()
+	releaseWatch()
+	<-read
+	require.NoError(t, getErr)
+	assert.JSONEq(t, `1`, string(got.Value), "the restored value")
+}

@@ -128,3 +128,32 @@ func BeforeRestoreClaim(s *Store, fn func()) {
 	}
 	s.beforeRestoreClaim.Store(&fn)
 }
+
+// AfterGenerationSwap runs fn in each switch of the instance's generation
+// once the instance is on the new one, before its read cache is
+// invalidated (nil: no longer): fn may hold the switch there.
+func AfterGenerationSwap(s *Store, fn func()) {
+	if fn == nil {
+		s.afterGenerationSwap.Store(nil)
+		return
+	}
+	s.afterGenerationSwap.Store(&fn)
+}
+
+// CachedValue is the value the instance's read cache holds now for key
+// in ns, ready or not, without waiting for it to be current ("" when it
+// holds none), and the revision the cache reflects.
+func CachedValue(s *Store, ns, key string) (value string, rev uint64) {
+	e, found, _ := s.cache.entry(ns, key)
+	s.cache.mu.RLock()
+	rev = s.cache.rev
+	s.cache.mu.RUnlock()
+	if !found {
+		return "", rev
+	}
+	r, err := e.record(ns)
+	if err != nil {
+		return "", rev
+	}
+	return string(r.Value), rev
+}

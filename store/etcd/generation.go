@@ -115,6 +115,9 @@ func (s *Store) switchGeneration(g *generation) {
 			break
 		}
 	}
+	if f := s.afterGenerationSwap.Load(); f != nil {
+		(*f)()
+	}
 	if s.cache != nil {
 		s.cache.invalidate() // reads go to etcd until the watch fills it again
 	}

@@ -187,6 +187,9 @@ type Store struct {
 	// of the read cache ended, before the watch takes the mark it starts
 	// after.
 	afterFill atomic.Pointer[func()]
+	// afterGenerationSwap, test only, runs in switchGeneration once the
+	// instance is on the new generation, before the cache is invalidated.
+	afterGenerationSwap atomic.Pointer[func()]
 	// beforeRestoreClaim, test only, runs in a full restore once it has
 	// compared the data with the snapshot, before it claims its id.
 	beforeRestoreClaim atomic.Pointer[func()]
