@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
@@ -94,4 +95,35 @@ func TestServerVersionIsLearntAtOpen(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, etcd.VersionBefore(tc.v, etcd.MinServerVersion), tc.v)
 	}
+}
+
+// The status of an instance without a ready read cache (here direct
+// reads) whose watch has not delivered a full restore's switch (held at
+// it) counts the restored keys, and names the restore: it reads the
+// pointer before it counts. Before, it counted the replaced generation's
+// keys, which the restorer had deleted: 0 keys, and no last restore.
+func TestStatusBehindARestoreSwitchCountsTheRestoredKeys(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
+	ctx := context.Background()
+	putValue(t, a, "k", `1`)
+	path, _ := testkit.WriteSnapshot(t, a)
+	putValue(t, a, "x", `2`)
+	putValue(t, a, "y", `3`)
+	waitValue(t, c, "y", `3`)
+	hold, held, release := holdOnce(t)
+	atSwitch(c, hold)
+	defer etcd.AfterCacheApply(c, nil)
+	res, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-held
+	require.NotEqual(t, a.Generation(), c.Generation(), "c's watch is behind the switch")
+
+	st, err := c.Status()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), st.Keys, "the restored keys")
+	require.NotNil(t, st.LastRestore)
+	assert.Equal(t, res.Revision, st.LastRestore.Revision)
+	release()
 }
