@@ -99,46 +99,22 @@ func FailReloads(s *Store, n int) { s.failReloads.Store(int32(n)) }
 // BeforeCacheFillEnds runs fn in each fill of the instance's read cache
 // once it has read the prefix, before it makes that the cache's content
 // (nil: no longer): fn may hold the fill there.
-func BeforeCacheFillEnds(s *Store, fn func()) {
-	if fn == nil {
-		s.beforeFillEnds.Store(nil)
-		return
-	}
-	s.beforeFillEnds.Store(&fn)
-}
+func BeforeCacheFillEnds(s *Store, fn func()) { setHook(&s.beforeFillEnds, fn) }
 
 // AfterCacheFill runs fn in the instance's watch after each fill of its
 // read cache, before the watch takes the mark it starts after (nil: no
 // longer): fn may hold the watch there.
-func AfterCacheFill(s *Store, fn func()) {
-	if fn == nil {
-		s.afterFill.Store(nil)
-		return
-	}
-	s.afterFill.Store(&fn)
-}
+func AfterCacheFill(s *Store, fn func()) { setHook(&s.afterFill, fn) }
 
 // BeforeRestoreClaim runs fn in each full restore through the instance
 // once it has compared the data with the snapshot, before it catches the
 // instance up with the pointer and claims its id (nil: no longer).
-func BeforeRestoreClaim(s *Store, fn func()) {
-	if fn == nil {
-		s.beforeRestoreClaim.Store(nil)
-		return
-	}
-	s.beforeRestoreClaim.Store(&fn)
-}
+func BeforeRestoreClaim(s *Store, fn func()) { setHook(&s.beforeRestoreClaim, fn) }
 
 // AfterGenerationSwap runs fn in each switch of the instance's generation
 // once the instance is on the new one, before its read cache is
 // invalidated (nil: no longer): fn may hold the switch there.
-func AfterGenerationSwap(s *Store, fn func()) {
-	if fn == nil {
-		s.afterGenerationSwap.Store(nil)
-		return
-	}
-	s.afterGenerationSwap.Store(&fn)
-}
+func AfterGenerationSwap(s *Store, fn func()) { setHook(&s.afterGenerationSwap, fn) }
 
 // CachedValue is the value the instance's read cache holds now for key
 // in ns, ready or not, without waiting for it to be current ("" when it
@@ -156,4 +132,13 @@ func CachedValue(s *Store, ns, key string) (value string, rev uint64) {
 		return "", rev
 	}
 	return string(r.Value), rev
+}
+
+// setHook sets a test hook to fn (nil: none).
+func setHook(h *atomic.Pointer[func()], fn func()) {
+	if fn == nil {
+		h.Store(nil)
+		return
+	}
+	h.Store(&fn)
 }
