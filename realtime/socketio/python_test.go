@@ -34,6 +34,7 @@ func TestPythonAsyncClient(t *testing.T) {
 	// and dropped, in poll answers of more than 16 packets).
 	for _, transports := range []string{"default", "websocket", "polling"} {
 		t.Run(transports, func(t *testing.T) {
+			t.Parallel() // a server and a python process of its own: mostly waits on the client
 			srv := testkit.StartServer(t)
 			_, err := srv.Backend().Put(context.Background(), "default", "seed", json.RawMessage(`{"n":1}`), nil, "seed")
 			require.NoError(t, err)
@@ -76,6 +77,7 @@ func TestPythonReconnects(t *testing.T) {
 	for _, cut := range []string{"restart", "lagged"} {
 		for _, transports := range []string{"default", "websocket", "polling"} {
 			t.Run(cut+"/"+transports, func(t *testing.T) {
+				t.Parallel() // a server (Restart: on its own port) and a python process of its own
 				const maxLag, burst = 10, 300
 				srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 					c.WebSocket.MaxLag = maxLag
@@ -123,6 +125,7 @@ func TestPythonRevokedToken(t *testing.T) {
 	for _, change := range []string{"changed", "removed", "cut"} {
 		for _, transports := range []string{"default", "websocket", "polling"} {
 			t.Run(change+"/"+transports, func(t *testing.T) {
+				t.Parallel() // a tokens file, a server and a python process of its own
 				secret := auth.NewSecret()
 				tokens := filepath.Join(t.TempDir(), "tokens.yaml")
 				require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+entry("f0", secret, "x", "a/")), 0o600))
