@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,8 +191,9 @@ func TestSecuredEtcd(t *testing.T) {
 	assert.Equal(t, []string{"g"}, keysOf(got))
 
 	// The controls. Those refused over TLS never connect: they end with
-	// the dial timeout, kept short; the others are answered at once.
-	for _, tc := range []struct {
+	// the dial timeout, kept short; the others are answered at once. They
+	// start at once, each its own instance, so that the waits overlap.
+	controls := []struct {
 		name, want string
 		timeout    time.Duration
 		change     func(*configs.Config)
@@ -207,18 +209,27 @@ func TestSecuredEtcd(t *testing.T) {
 			c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = "", "", ""
 		}},
 		{"another prefix", "permission denied", time.Minute, func(c *configs.Config) { c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t) + "/other") }},
-	} {
+	}
+	errs := make([]error, len(controls))
+	var wg sync.WaitGroup
+	for i, tc := range controls {
 		cfg := configs.Defaults()
 		cfg.DataDir = t.TempDir()
 		secured(&cfg)
 		cfg.Etcd.DialTimeout, cfg.Etcd.RequestTimeout = tc.timeout, tc.timeout
 		tc.change(&cfg)
-		s, err := server.New(cfg, zerolog.Nop())
-		if err == nil {
-			_ = s.Close()
-		}
-		require.Error(t, err, tc.name)
-		assert.Contains(t, err.Error(), tc.want, tc.name)
+		wg.Go(func() {
+			s, err := server.New(cfg, zerolog.Nop())
+			if err == nil {
+				_ = s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, tc := range controls {
+		require.Error(t, errs[i], tc.name)
+		assert.Contains(t, errs[i].Error(), tc.want, tc.name)
 	}
 }
 
