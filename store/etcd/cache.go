@@ -384,7 +384,7 @@ func (c *readCache) applyNow(resp clientv3.WatchResponse) {
 		if uint64(ev.Kv.ModRevision) <= c.rev {
 			continue // the fill read it already
 		}
-		if ev.Type == mvccpb.PUT && string(ev.Kv.Key) == c.s.opts.Prefix+genKey {
+		if c.s.isSwitch(ev) {
 			// A full restore's switch: what the cache holds is the
 			// replaced generation's. It must not reach the switch's
 			// revision (a read confirmed there would be served the

@@ -710,7 +710,7 @@ func (s *Store) byRevision(events []*clientv3.Event, follow bool) []revisionChan
 		}
 		rc := revisionChanges{rev: uint64(rev), changes: changesOf(k, events[i:j])}
 		for _, ev := range events[i:j] {
-			if ev.Type == mvccpb.PUT && string(ev.Kv.Key) == s.opts.Prefix+genKey {
+			if s.isSwitch(ev) {
 				if g, err := generationOf(s.opts.Prefix, ev.Kv); err == nil && follow {
 					rc.gen, k = g, g.keys
 				}

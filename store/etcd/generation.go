@@ -25,6 +25,14 @@ import (
 // restores existed.
 const genKey = "meta/gen"
 
+// isSwitch reports whether ev, an event of the instance's watch, is a
+// full restore's switch: a put of the generation pointer.
+func (s *Store) isSwitch(ev *clientv3.Event) bool {
+	k := ev.Kv.Key
+	return ev.Type == mvccpb.PUT && len(k) == len(s.opts.Prefix)+len(genKey) &&
+		string(k[:len(s.opts.Prefix)]) == s.opts.Prefix && string(k[len(s.opts.Prefix):]) == genKey
+}
+
 // generation is one generation of a prefix's data.
 type generation struct {
 	// id names the generation (0: the prefix's original data); it is the
