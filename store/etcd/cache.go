@@ -206,6 +206,9 @@ func (c *readCache) needsFill() bool {
 // however large the prefix (a fixed 20 s was too short near the cache's
 // 1 GiB bound); FillKeys shows its progress.
 func (c *readCache) fill(ctx context.Context) error {
+	if c.s.opts.failFill != nil && c.s.opts.failFill() {
+		return fmt.Errorf("fill the read cache: %w: a test's failure", ctxd.ErrUnavailable)
+	}
 	started := time.Now()
 	c.fillKeys.Store(0)
 	gen := c.s.keys.gen()

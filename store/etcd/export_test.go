@@ -81,6 +81,22 @@ func CountRequests(o *Options) (count func() int64) {
 	return n.Load
 }
 
+// FailCacheFills makes each fill of the read cache of a store opened
+// with o fail, as when etcd does not answer, until stop; failed tells
+// how many did.
+func FailCacheFills(o *Options) (failed func() int64, stop func()) {
+	var n atomic.Int64
+	var stopped atomic.Bool
+	o.failFill = func() bool {
+		if stopped.Load() {
+			return false
+		}
+		n.Add(1)
+		return true
+	}
+	return n.Load, func() { stopped.Store(true) }
+}
+
 // AfterCacheApply runs fn in the instance's watch after its read cache
 // applied each response, before its feed takes the response (nil: no
 // longer): fn may hold the watch there.

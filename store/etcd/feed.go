@@ -579,32 +579,52 @@ func (s *Store) historyAfter(ctx context.Context, after uint64) (next func(wait 
 	}
 }
 
+// fillTries is how many fills of the read cache the watch tries in a row
+// before it watches without the cache (reads go to etcd meanwhile); after
+// refillDelay it ends that watch to fill again, once, doubling the delay
+// up to refillMaxDelay while the fills fail.
+const (
+	fillTries      = 3
+	refillDelay    = time.Second
+	refillMaxDelay = 30 * time.Second
+)
+
 // watch is the instance's one watch on its prefix: it turns etcd's events
 // into changes, one revision at a time, and raises the committed mark.
 // It watches again from the mark when etcd ends the watch, and starts
 // over at etcd's compaction when it fell behind it.
+//
+// A read cache whose fills failed (etcd slow or away, a page timing out)
+// is filled again after a back-off: the fill must come before the watch
+// (cache.go), so the back-off ends the watch, which the loop fills and
+// starts again from the mark, as after an error of etcd's. Without it
+// the cache stayed unfilled, every read going to etcd, until etcd ended
+// the watch, which in a healthy cluster may be days.
 func (s *Store) watch(ctx context.Context, from uint64) {
 	defer close(s.watchDone)
-	fillFailures := 0
+	tries, delay := fillTries, refillDelay
+	var fillErr error // the last fill's error, while the cache goes unfilled
+	unfilled := false // OnReadCacheFill was told of fillErr
 	for ctx.Err() == nil {
 		filled := false
-		if s.cache != nil && s.cache.needsFill() && fillFailures < 3 {
+		if s.cache != nil && s.cache.needsFill() && tries > 0 {
 			// Before the watch starts, so that no event falls between
 			// the fill's revision and the watch (cache.go).
 			switch err := s.cache.fill(ctx); {
 			case errors.Is(err, errFillOvertaken):
 				continue // in the new generation, at once
 			case err != nil:
-				fillFailures++
+				tries--
+				fillErr = err
 				pause(ctx, 100*time.Millisecond)
 				continue
 			}
-			filled = true
+			filled, delay = true, refillDelay
 			if f := s.afterFill.Load(); f != nil {
 				(*f)()
 			}
 		}
-		fillFailures = 0
+		tries = fillTries
 		mark, _ := s.Committed()
 		if filled && s.cache.needsFill() {
 			// A read moved the instance to a full restore's switch
@@ -614,6 +634,23 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 			continue
 		}
 		wctx, cancel := context.WithCancel(watchContext(ctx))
+		var refill *time.Timer
+		switch {
+		case s.cache == nil:
+		case s.cache.needsFill():
+			// Not filled (its fills failed): reads go to etcd until the
+			// back-off ends this watch for the next fill.
+			refill = time.AfterFunc(delay, cancel)
+			if fillErr != nil && !unfilled {
+				unfilled = true
+				s.tellFill(fillErr)
+			}
+		case filled:
+			if unfilled && s.cache.servable() { // not given up for good (giveUp), which says so
+				s.tellFill(nil)
+			}
+			unfilled, fillErr = false, nil
+		}
 		wch := s.cli.Watch(wctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(max(mark, from))+1), clientv3.WithPrevKV())
 		for resp := range wch {
 			if resp.CompactRevision > 0 {
@@ -664,8 +701,22 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 			}
 		}
 		cancel()
+		if refill != nil && !refill.Stop() {
+			// The back-off ended the watch, not etcd: fill once now,
+			// and should it fail, watch again at once and wait longer.
+			tries, delay = 1, min(2*delay, refillMaxDelay)
+			continue
+		}
 		// etcd unreachable or the watch cancelled: try again shortly.
 		pause(ctx, 100*time.Millisecond)
+	}
+}
+
+// tellFill tells Options.OnReadCacheFill that the read cache's fills
+// failed (err, the last one's error) or, nil, that it is filled again.
+func (s *Store) tellFill(err error) {
+	if on := s.opts.OnReadCacheFill; on != nil {
+		on(err)
 	}
 }
 

@@ -59,6 +59,11 @@ type Options struct {
 	// from then on, until the instance restarts. It must be quick (a
 	// log line).
 	OnReadCacheDisabled func(reason string)
+	// OnReadCacheFill, when set, is told once when the read cache could
+	// not be filled (err, the last fill's error: reads go to etcd while
+	// the instance tries again, backing off up to 30 s) and once when it
+	// is filled again (nil). It must be quick (a log line).
+	OnReadCacheFill func(err error)
 	// RingChanges and RingBytes bound the recent changes the instance
 	// keeps in memory for the change feed (default 8192 changes and
 	// 64 MiB: a prefix of large values keeps fewer; older positions are
@@ -89,6 +94,9 @@ type Options struct {
 	// onRequest, test only, is told of every unary etcd request the
 	// client sends (CountRequests).
 	onRequest func(method string)
+	// failFill, test only, fails each fill of the read cache as when
+	// etcd does not answer while it returns true (FailCacheFills).
+	failFill func() bool
 }
 
 func (o Options) withDefaults() Options {
