@@ -462,8 +462,19 @@ func (w logWriter) Write(p []byte) (int, error) {
 
 // openEtcd connects to the etcd cluster of cfg.Etcd.
 func openEtcd(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.Logger) (store.Backend, error) {
-	st, err := openEtcdWith(cfg, onCommit, connectionLog(cfg.Etcd.Endpoints, log), func(reason string) {
-		log.Warn().Str("reason", reason).Msg("the read cache gave up: reads go to etcd until the instance restarts (raise etcd.read_cache_max_bytes)")
+	st, err := openEtcdWith(cfg, etcd.Options{
+		OnCommit:     onCommit,
+		OnConnection: connectionLog(cfg.Etcd.Endpoints, log),
+		OnReadCacheDisabled: func(reason string) {
+			log.Warn().Str("reason", reason).Msg("the read cache gave up: reads go to etcd until the instance restarts (raise etcd.read_cache_max_bytes)")
+		},
+		OnReadCacheFill: func(err error) {
+			if err != nil {
+				log.Warn().Err(err).Msg("the read cache could not be filled: reads go to etcd while the instance tries again (at least every 30 s)")
+				return
+			}
+			log.Info().Msg("the read cache is filled again: reads are served from it")
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -495,7 +506,7 @@ func openEtcd(cfg configs.Config, onCommit func(store.CommitInfo), log zerolog.L
 // OpenEtcd opens the etcd backend of cfg.Etcd as `ctxd serve` opens it
 // (endpoints, prefix, TLS, user, timeouts, limits): also for the commands
 // that work on an etcd prefix without serving it (ctxd restore).
-func OpenEtcd(cfg configs.Config) (*etcd.Store, error) { return openEtcdWith(cfg, nil, nil, nil) }
+func OpenEtcd(cfg configs.Config) (*etcd.Store, error) { return openEtcdWith(cfg, etcd.Options{}) }
 
 // connectionLog is the etcd store's OnConnection of a server: a line when
 // the instance loses etcd (error: it serves nothing until etcd is back)
@@ -513,10 +524,10 @@ func connectionLog(endpoints []string, log zerolog.Logger) func(ok bool) {
 	}
 }
 
-// openEtcdWith is OpenEtcd, with onCommit told of each commit (metrics)
-// and onConnection of the connection's losses and returns, onCacheDisabled
-// of the read cache giving up (logs).
-func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo), onConnection func(ok bool), onCacheDisabled func(reason string)) (*etcd.Store, error) {
+// openEtcdWith is OpenEtcd, with the callbacks of on (its On* fields:
+// commits for the metrics, the connection's losses and returns and the
+// read cache's state for the log) told.
+func openEtcdWith(cfg configs.Config, on etcd.Options) (*etcd.Store, error) {
 	e := cfg.Etcd
 	var tlsConfig *tls.Config
 	if e.CAFile != "" || e.CertFile != "" {
@@ -528,8 +539,8 @@ func openEtcdWith(cfg configs.Config, onCommit func(store.CommitInfo), onConnect
 	st, err := etcd.Open(etcd.Options{
 		Endpoints: e.Endpoints, Prefix: e.Prefix, TLS: tlsConfig, Username: e.Username, Password: e.Password.Reveal(),
 		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, Limits: cfg.Limits,
-		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes, OnCommit: onCommit, OnConnection: onConnection,
-		OnReadCacheDisabled: onCacheDisabled,
+		DirectReads: !e.ReadCache, ReadCacheMaxBytes: e.ReadCacheMaxBytes, OnCommit: on.OnCommit, OnConnection: on.OnConnection,
+		OnReadCacheDisabled: on.OnReadCacheDisabled, OnReadCacheFill: on.OnReadCacheFill,
 		// A snapshot is built beside the file it becomes, under the
 		// same reserve (not in the system's temporary folder: often a
 		// small tmpfs, and not bound by the reserve).
