@@ -3,6 +3,7 @@ package server
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,9 +33,12 @@ func connectionLimit(configured int) int {
 
 // limitListener is a net.Listener that holds at most cap connections open
 // at once (golang.org/x/net/netutil's LimitListener, with a log line when
-// the cap is reached: an operator needs to know why clients wait).
+// the cap is reached: an operator needs to know why clients wait). It
+// records the connections it accepted in conns, for a graceful stop to
+// close those that never sent a byte (spareconns.go).
 type limitListener struct {
 	net.Listener
+	conns *openConns
 	slots chan struct{}
 	// done is closed by Close: an Accept waiting for a slot returns, so
 	// that a shutdown at the cap does not wait for idle connections to
@@ -49,8 +53,8 @@ type limitListener struct {
 	warned time.Time
 }
 
-func newLimitListener(ln net.Listener, n int, log zerolog.Logger) *limitListener {
-	return &limitListener{Listener: ln, slots: make(chan struct{}, n), done: make(chan struct{}), log: log}
+func newLimitListener(ln net.Listener, n int, conns *openConns, log zerolog.Logger) *limitListener {
+	return &limitListener{Listener: ln, conns: conns, slots: make(chan struct{}, n), done: make(chan struct{}), log: log}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -69,7 +73,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		<-l.slots
 		return nil, err
 	}
-	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+	lc := &limitedConn{Conn: c, l: l}
+	if !l.conns.add(lc) {
+		_ = lc.Close() // accepted as the server stops: it has sent nothing yet
+		return nil, net.ErrClosed
+	}
+	return lc, nil
 }
 
 // Close closes the listener and ends an Accept waiting for a slot.
@@ -90,12 +99,25 @@ func (l *limitListener) warnFull() {
 		Msg("connection limit reached: new clients wait until a connection closes (http.max_connections)")
 }
 
-// limitedConn gives its slot back once, on its first Close (a WebSocket's
-// connection is closed by the hub after the HTTP server hijacked it).
+// limitedConn gives its slot back, and leaves the open connections, once,
+// on its first Close (a WebSocket's connection is closed by the hub after
+// the HTTP server hijacked it).
 type limitedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	l    *limitListener
+	once sync.Once
+	// used is set once a Read returned bytes: the client sent something
+	// (over TLS, its handshake counts), so a graceful stop leaves the
+	// connection to net/http (openConns.closeUnused).
+	used atomic.Bool
+}
+
+func (c *limitedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.used.Store(true)
+	}
+	return n, err
 }
 
 // CloseWrite half-closes a TCP connection, as net/http does after it
@@ -109,6 +131,9 @@ func (c *limitedConn) CloseWrite() error {
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.once.Do(func() {
+		c.l.conns.remove(c)
+		<-c.l.slots
+	})
 	return err
 }

@@ -63,6 +63,7 @@ type Server struct {
 	hs      *http.Server
 	access  *auth.Authorizer // nil: access control off
 	certs   *certReloader    // nil: plain HTTP
+	conns   *openConns       // the connections Serve accepted
 
 	recovery        bolt.Recovery // what the store replayed at open
 	stopMaintenance func()        // stops the background work and waits for it
@@ -225,9 +226,11 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	if certs != nil { // TLS 1.2 or later; HTTP/2 is offered, WebSockets use HTTP/1.1
 		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate}
 	}
+	conns := newOpenConns()
+	hs.RegisterOnShutdown(conns.closeUnused) // spareconns.go
 	return &Server{
 		cfg: cfg, log: log, st: st, api: api, snaps: snaps, hub: hub, sio: sio, handler: handler, hs: hs,
-		access: access, certs: certs, stopMaintenance: stopMaintenance, recovery: recovery,
+		access: access, certs: certs, conns: conns, stopMaintenance: stopMaintenance, recovery: recovery,
 	}, nil
 }
 
@@ -343,7 +346,7 @@ func warnOfSpoolRoom(cfg configs.Config, dumpDir string, log zerolog.Logger) {
 // Serve serves on ln, over TLS when tls.cert_file is set, until Shutdown
 // or Close; it then returns http.ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {
-	ln = newLimitListener(ln, connectionLimit(s.cfg.HTTP.MaxConnections), s.log)
+	ln = newLimitListener(ln, connectionLimit(s.cfg.HTTP.MaxConnections), s.conns, s.log)
 	if s.certs != nil {
 		return s.hs.ServeTLS(ln, "", "")
 	}
@@ -351,7 +354,8 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops the server gracefully: the hub closes its WebSocket
-// connections (1001, going away), the HTTP server stops accepting and lets
+// connections (1001, going away), the HTTP server stops accepting, closes
+// at once the connections that are idle or never sent a byte, and lets
 // requests in flight finish until ctx ends (then closes their
 // connections), the background work stops, and the store is closed. Later
 // calls return the first call's result.
