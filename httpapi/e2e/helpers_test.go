@@ -87,19 +87,6 @@ func startBrowser() (context.Context, error) {
 			browser.err = err
 			return
 		}
-		// No network prediction (the profile's "Preload pages" off):
-		// Chromium otherwise opens a spare connection to the server that
-		// never carries a request, and net/http's Shutdown waits 5 s for
-		// such a connection before taking it as idle, so that each test
-		// whose page made one spent 5 s stopping its server.
-		if err := os.MkdirAll(filepath.Join(profile, "Default"), 0o700); err != nil {
-			browser.err = err
-			return
-		}
-		if err := os.WriteFile(filepath.Join(profile, "Default", "Preferences"), []byte(`{"net":{"network_prediction_options":2}}`), 0o600); err != nil {
-			browser.err = err
-			return
-		}
 		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 			chromedp.ExecPath(exe),
 			chromedp.Headless,
