@@ -415,12 +415,12 @@ func atScaleTargets(r *Report) []TargetCheck {
 }
 
 // atScaleMetrics are the at-scale numbers for Compare.
-func atScaleMetrics(r *Report, add func(name, unit string, value, spread float64, better string)) {
+func atScaleMetrics(r *Report, add func(ok bool, name, unit string, value, spread float64, better string)) {
 	a := r.AtScale
 	if a == nil {
 		return
 	}
-	// A step that did not run left its numbers 0: left out, not a 0
+	// A step that did not run left its numbers 0: not measured, not a 0
 	// that compares better.
 	for _, m := range []struct {
 		name, unit string
@@ -433,9 +433,7 @@ func atScaleMetrics(r *Report, add func(name, unit string, value, spread float64
 		{"at-scale crash open-to-ready", "s", a.Crash.OpenToReadySeconds, "lower"},
 		{"at-scale replay changes/s", "ops/s", a.Crash.ReplayChangesPerSec, "higher"},
 	} {
-		if m.value > 0 {
-			add(m.name, m.unit, m.value, 0, m.better)
-		}
+		add(m.value > 0, m.name, m.unit, m.value, 0, m.better)
 	}
 }
 

@@ -16,6 +16,10 @@ const (
 	VerdictNoise   = "noise"
 	VerdictAdded   = "added"
 	VerdictRemoved = "removed"
+	// VerdictNotMeasured: a run could not measure the metric (a server
+	// that answered nothing has no rate or latency), so there is nothing
+	// to compare, rather than a 0 that compares better or worse.
+	VerdictNotMeasured = "not measured"
 )
 
 // DefaultMinChange is the smallest relative change Compare takes for more
@@ -30,7 +34,13 @@ type Delta struct {
 	Unit string
 	Old  Metric
 	New  Metric
-	// Change is (new - old) / old; NaN when old is 0 or a side is missing.
+	// OldNotMeasured and NewNotMeasured: that run could not measure the
+	// metric (its Metric has no value); the verdict is then
+	// VerdictNotMeasured.
+	OldNotMeasured bool
+	NewNotMeasured bool
+	// Change is (new - old) / old; NaN when old is 0 or a side is missing
+	// or not measured.
 	Change float64
 	// Threshold is the difference below which the change is noise.
 	Threshold float64
@@ -56,35 +66,77 @@ func Verdict(old, new Metric, minChange float64) (string, float64) {
 }
 
 // Compare sets the metrics of two reports side by side, in the new
-// report's order, then those only the old one has.
+// report's order, then those only the old one has. A metric either run
+// could not measure (notMeasuredMetrics: a report from before such a
+// number was left out still holds its 0) is "not measured", whatever the
+// other run measured.
 func Compare(old, new *Report, minChange float64) []Delta {
-	olds := map[string]Metric{}
-	for _, m := range withErrorsMetric(old) {
-		olds[m.Name] = m
-	}
-	seen := map[string]bool{}
+	olds, oldOrder := comparedMetrics(old)
+	news, newOrder := comparedMetrics(new)
 	var out []Delta
-	for _, n := range withErrorsMetric(new) {
-		seen[n.Name] = true
-		o, ok := olds[n.Name]
-		d := Delta{Name: n.Name, Unit: n.Unit, Old: o, New: n, Change: math.NaN()}
-		if !ok {
+	for _, name := range newOrder {
+		n, o := news[name], olds[name]
+		d := Delta{Name: name, Unit: n.metric.Unit, New: n.metric, NewNotMeasured: n.notMeasured, Change: math.NaN()}
+		if o != nil {
+			d.Old, d.OldNotMeasured = o.metric, o.notMeasured
+		}
+		switch {
+		case d.OldNotMeasured || d.NewNotMeasured:
+			d.Verdict = VerdictNotMeasured
+		case o == nil:
 			d.Verdict = VerdictAdded
-			out = append(out, d)
-			continue
+		default:
+			if o.metric.Value != 0 {
+				d.Change = (n.metric.Value - o.metric.Value) / o.metric.Value
+			}
+			d.Verdict, d.Threshold = Verdict(o.metric, n.metric, minChange)
 		}
-		if o.Value != 0 {
-			d.Change = (n.Value - o.Value) / o.Value
-		}
-		d.Verdict, d.Threshold = Verdict(o, n, minChange)
 		out = append(out, d)
 	}
-	for _, o := range withErrorsMetric(old) {
-		if !seen[o.Name] {
-			out = append(out, Delta{Name: o.Name, Unit: o.Unit, Old: o, Change: math.NaN(), Verdict: VerdictRemoved})
+	for _, name := range oldOrder {
+		if o := olds[name]; news[name] == nil {
+			d := Delta{Name: name, Unit: o.metric.Unit, Old: o.metric, OldNotMeasured: o.notMeasured, Change: math.NaN(), Verdict: VerdictRemoved}
+			if o.notMeasured {
+				d.Verdict = VerdictNotMeasured
+			}
+			out = append(out, d)
 		}
 	}
 	return out
+}
+
+// comparedMetric is a report's metric for Compare, or one its run could
+// not measure.
+type comparedMetric struct {
+	metric      Metric
+	notMeasured bool
+}
+
+// comparedMetrics returns r's metrics by name, and their names in order:
+// those r holds (withErrorsMetric), then those its parts could not
+// measure (notMeasuredMetrics), which count as not measured where r holds
+// a 0 for them (a report from before they were left out); a value other
+// than 0 that r holds stands.
+func comparedMetrics(r *Report) (map[string]*comparedMetric, []string) {
+	byName := map[string]*comparedMetric{}
+	var order []string
+	for _, m := range withErrorsMetric(r) {
+		if byName[m.Name] == nil {
+			order = append(order, m.Name)
+		}
+		byName[m.Name] = &comparedMetric{metric: m}
+	}
+	for _, m := range notMeasuredMetrics(r) {
+		held := byName[m.Name]
+		if held != nil && held.metric.Value != 0 {
+			continue
+		}
+		if held == nil {
+			order = append(order, m.Name)
+		}
+		byName[m.Name] = &comparedMetric{metric: m, notMeasured: true}
+	}
+	return byName, order
 }
 
 // withErrorsMetric returns r's metrics, led by the run's error count:
@@ -134,13 +186,7 @@ func WriteComparison(w io.Writer, old, new *Report, ds []Delta) error {
 	counts := map[string]int{}
 	for _, d := range ds {
 		counts[d.Verdict]++
-		oldS, newS, change, band := "-", "-", "", ""
-		if d.Verdict != VerdictAdded {
-			oldS = formatWithSpread(d.Old)
-		}
-		if d.Verdict != VerdictRemoved {
-			newS = formatWithSpread(d.New)
-		}
+		oldS, newS, change, band := sideOf(d.Old, d.OldNotMeasured), sideOf(d.New, d.NewNotMeasured), "", ""
 		if !math.IsNaN(d.Change) {
 			change = fmt.Sprintf("%+.1f%%", d.Change*100)
 		}
@@ -149,27 +195,40 @@ func WriteComparison(w io.Writer, old, new *Report, ds []Delta) error {
 		}
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", d.Name, oldS, newS, change, band, d.Verdict)
 		if withErrors > 0 && d.Name != metricErrors && (d.Old.Errors > 0 || d.New.Errors > 0) {
-			line += fmt.Sprintf("\t%s → %s", errorCount(d.Old, d.Verdict == VerdictAdded), errorCount(d.New, d.Verdict == VerdictRemoved))
+			line += fmt.Sprintf("\t%s → %s", errorCount(d.Old), errorCount(d.New))
 		}
 		fmt.Fprintln(tw, line)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d metrics: %d worse, %d better, %d noise, %d added, %d removed\n",
-		len(ds), counts[VerdictWorse], counts[VerdictBetter], counts[VerdictNoise], counts[VerdictAdded], counts[VerdictRemoved])
+	_, err := fmt.Fprintf(w, "%d metrics: %d worse, %d better, %d noise, %d added, %d removed, %d not measured\n",
+		len(ds), counts[VerdictWorse], counts[VerdictBetter], counts[VerdictNoise], counts[VerdictAdded], counts[VerdictRemoved], counts[VerdictNotMeasured])
 	if err == nil && withErrors > 0 {
 		_, err = fmt.Fprintf(w, "%d metrics of runs with errors (RUN ERRORS): their numbers are of the requests that succeeded, and suspect\n", withErrors)
 	}
 	return err
 }
 
-// errorCount prints a metric's run errors ("-" when the side is missing).
-func errorCount(m Metric, missing bool) string {
-	if missing {
+// errorCount prints a metric's run errors ("-" when the run has no such
+// metric).
+func errorCount(m Metric) string {
+	if m.Name == "" {
 		return "-"
 	}
 	return fmt.Sprint(m.Errors)
+}
+
+// sideOf prints one run's side of a delta: its value, "not measured", or
+// "-" when the run has no such metric (added, removed).
+func sideOf(m Metric, notMeasured bool) string {
+	switch {
+	case notMeasured:
+		return VerdictNotMeasured
+	case m.Name == "":
+		return "-"
+	}
+	return formatWithSpread(m)
 }
 
 func formatWithSpread(m Metric) string {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -199,8 +200,10 @@ func TestATargetMetByARunWithErrorsIsNotAPlainYes(t *testing.T) {
 // them, and compare shows them beside it; the run's error count is a
 // metric of its own, so errors that appear are WORSE (--fail-on-worse
 // fails); a number a run could not measure (a peer with no answered
-// round, a fan-out run with no delivery) is missing, not a 0 that
-// compares better.
+// round, a fan-out run with no delivery) is not in its metrics, and
+// compare says "not measured" rather than "removed" (or, for the etcd
+// ops/s of 0 a report held, WORSE), also for a report from before it was
+// left out, which holds its 0.
 func TestCompareMarksErrorsAndMissing(t *testing.T) {
 	good := PeerResult{Peer: PeerEtcd, OpsPerSec: 1000, P50: 1, P99: 3}
 	mine := PeerResult{Peer: peerCtxd, OpsPerSec: 2000, P50: 0.5, P99: 2}
@@ -230,8 +233,10 @@ func TestCompareMarksErrorsAndMissing(t *testing.T) {
 	require.EqualValues(t, 0, byName["write-latency p50"].Old.Errors)
 	require.Equal(t, VerdictNoise, byName["write-latency p50"].Verdict)
 	for _, name := range []string{"peers/put/c=1 ctxd/etcd p50", "peers/put/c=1 ctxd/etcd ops/s", "peers/put/c=1 etcd p50",
-		"fanout/subs=5/rate=100 ack-to-arrival p99", "fanout/subs=5/rate=100 send-to-arrival p99", "fanout/subs=5/rate=100 writes/s"} {
-		require.Equal(t, VerdictRemoved, byName[name].Verdict, "%s: not measured in the new run, not better", name)
+		"fanout/subs=5/rate=100 ack-to-arrival p99", "fanout/subs=5/rate=100 send-to-arrival p99", "fanout/subs=5/rate=100 writes/s",
+		"peers/put/c=1 etcd ops/s"} {
+		require.Equal(t, VerdictNotMeasured, byName[name].Verdict, "%s: not measured in the new run, not better", name)
+		require.True(t, byName[name].NewNotMeasured, name)
 	}
 	require.EqualValues(t, 3, byName["peers/put/c=1 etcd ops/s"].New.Errors)
 	require.EqualValues(t, 1, byName["fanout/subs=5/rate=100 missed"].New.Errors)
@@ -239,9 +244,25 @@ func TestCompareMarksErrorsAndMissing(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, WriteComparison(&out, old, cur, ds))
 	require.Regexp(t, `write-latency p50 .* noise +0 → 3\n`, out.String())
+	require.Regexp(t, `peers/put/c=1 etcd ops/s +1,000 ops/s +not measured +not measured +0 → 3\n`, out.String())
+	require.Contains(t, out.String(), ", 10 not measured\n")
 	require.Contains(t, out.String(), "RUN ERRORS")
 	require.Contains(t, out.String(), "metrics of runs with errors")
 	require.Positive(t, CountWorse(ds))
+
+	// A report from before a peer that answered nothing was left out of
+	// the metrics holds its ops/s of 0: not measured all the same, either
+	// way round, rather than WORSE or better.
+	before := *cur
+	before.Metrics = append(slices.Clone(cur.Metrics), Metric{Name: "peers/put/c=1 etcd ops/s", Unit: "ops/s", Better: "higher", Errors: 3})
+	for _, ds := range [][]Delta{Compare(old, &before, DefaultMinChange), Compare(&before, old, DefaultMinChange)} {
+		for _, d := range ds {
+			if d.Name == "peers/put/c=1 etcd ops/s" {
+				require.Equal(t, VerdictNotMeasured, d.Verdict)
+				require.True(t, math.IsNaN(d.Change))
+			}
+		}
+	}
 
 	// An old report without the errors metric (before 2026-12-06): its
 	// errors count is compared all the same.
@@ -310,10 +331,12 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 		}}},
 		Fanout: []FanoutRun{{Name: "fanout/subs=5/rate=100", Subscribers: 5, RunErrors: RunErrors{Errors: 500}}},
 	}
+	c := &r.Comparisons[0]
+	c.Ratios = []Ratio{ratioOf(c.Results[0], c.Results[1])}
 	r.Runs[2].Database, r.Runs[3].Database = "large", "large"
 	table := tableOf(t, r)
 	require.Regexp(t, `(?m)^ *write-throughput/distinct/c=64 +no op completed +no op completed +- +$`, table, "the at-scale row")
-	require.Regexp(t, `(?m)^ +etcd +no op completed +3 +$`, table, "the peer that answered nothing")
+	require.Regexp(t, `(?m)^ +etcd +no op completed +3 +- +- +- *$`, table, "the peer that answered nothing, and ctxd's ratios to it")
 	require.Contains(t, table, "  cas-contention/keys=1/c=64: no op completed; counters add up to 0 of 0 increments: ok\n")
 	// The at-scale starts that did not happen (all 0 here).
 	require.Contains(t, table, "fresh not measured, large not measured; RSS right after open: fresh not measured, large not measured\n")
@@ -342,6 +365,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 		require.NotContains(t, m.Name, "at-scale", "a step that did not run has no metric")
 		require.NotEqual(t, "fanout/subs=5/rate=100 writes/s", m.Name, "no write acknowledged, no rate")
 		require.NotContains(t, m.Name, "cas-contention", "no CAS completed: no conflicts/s")
+		require.NotContains(t, m.Name, "etcd", "the peer that answered nothing: no ops/s, latency or ratio")
 	}
 
 	page := htmlOf(t, r)
@@ -353,6 +377,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 		require.NotContains(t, row, "<td>0</td><td>0</td>", "no 0 ops/s ± 0: %s", row)
 	}
 	require.Regexp(t, `<tr><td></td><td>etcd</td><td>no op completed</td>`, page)
+	require.Contains(t, page, "<td>-</td><td>-</td><td>-</td></tr>", "ctxd's ratios to it")
 	require.Contains(t, page, "<td>no write acknowledged</td>")
 	require.Contains(t, page, "CAS on 1 key(s): no op completed; counters")
 	require.Contains(t, page, "<tr><td>large database, after a crash</td><td>not measured</td><td>not measured</td><td>not measured</td><td></td><td></td><td></td></tr>")

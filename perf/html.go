@@ -280,7 +280,11 @@ func peerCharts(r *Report) []chartBlock {
 	for _, c := range r.Comparisons {
 		ch := chart{title: c.Name + ": latency by percentile", xLabel: "percentile", yLabel: "latency (ms)", x: axisNines, y: axisLog}
 		for _, x := range c.Results {
-			ch.series = append(ch.series, series{name: x.Peer, points: distributionPoints(x.Distribution)})
+			name := x.Peer
+			if x.OpsPerSec == 0 { // no curve: say why, as latencyCharts
+				name += ": " + noOpCompleted
+			}
+			ch.series = append(ch.series, series{name: name, points: distributionPoints(x.Distribution)})
 		}
 		out = append(out, chartBlock{Title: ch.title, SVG: ch.svg("", "ms")})
 	}

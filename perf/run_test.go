@@ -1,8 +1,10 @@
 package perf
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,13 +21,15 @@ import (
 // the whole server (testkit.StartServer), as `ctxd serve` runs it. Close
 // stops it; the test's cleanup checks its store.
 func freshServer(t *testing.T) func() (*Server, error) {
-	return func() (*Server, error) {
-		s := testkit.StartServer(t)
-		return &Server{URL: s.URL, DataDir: s.DataDir(), Close: func() error {
-			s.Stop()
-			return nil
-		}}, nil
-	}
+	return func() (*Server, error) { return suiteServer(testkit.StartServer(t)), nil }
+}
+
+// suiteServer is s as the suite's server: Close stops it.
+func suiteServer(s *testkit.Server) *Server {
+	return &Server{URL: s.URL, DataDir: s.DataDir(), Close: func() error {
+		s.Stop()
+		return nil
+	}}
 }
 
 // tinyConfig runs every scenario in a few seconds, race detector included.
@@ -282,6 +286,95 @@ func TestRunPeersWithOneThatDoesNotStart(t *testing.T) {
 	page, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.Contains(t, string(page), "did not start")
+}
+
+// TestRunPeersWithAServerThatAnswersNothing: a server of the comparison
+// that answered nothing (ctxd, stopped once the peers had started: its
+// port closed, every request failed) has no 0 ops/s or 0 µs anywhere:
+// the peers table and report.html say "no op completed" and its ratios
+// "-", the metrics leave its numbers out, and perf compare says "not
+// measured" for each of them against a run that measured them, either
+// way round, with no verdict --fail-on-worse (CountWorse) fails or
+// passes on. Its ops/s was a metric of 0: WORSE against a run that
+// measured it, and better the other way round.
+func TestRunPeersWithAServerThatAnswersNothing(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Compare = []string{PeerNetHTTP}
+	cfg.CompareClients = 3
+	measured, err := Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
+	require.NoError(t, err)
+	require.Zero(t, measured.Errors, "failures %v, runs %v", measured.Failures, measured.errorSamples())
+
+	srv := testkit.StartServer(t)
+	cfg.OnStep = func(s Step) {
+		if strings.HasPrefix(s.Name, scenarioPeers+"/") {
+			srv.Stop() // the read keys written, the peers started
+		}
+	}
+	r, err := Run(context.Background(), cfg, Target{Fresh: func() (*Server, error) { return suiteServer(srv), nil }})
+	require.NoError(t, err)
+	require.Len(t, r.Comparisons, 5)
+	var gone []string // the metrics of ctxd's numbers in the comparison
+	for _, c := range r.Comparisons {
+		require.Equal(t, peerCtxd, c.Results[0].Peer)
+		require.Zero(t, c.Results[0].OpsPerSec, "%s: ctxd answered nothing", c.Name)
+		require.Positive(t, c.Results[0].Errors, c.Name)
+		require.Positive(t, c.Results[1].OpsPerSec, "%s: nethttp answered", c.Name)
+		for _, what := range []string{"ctxd ops/s", "ctxd p50", "ctxd p99", "ctxd/nethttp ops/s", "ctxd/nethttp p50", "ctxd/nethttp p99"} {
+			gone = append(gone, c.Name+" "+what)
+		}
+	}
+	for _, m := range r.Metrics {
+		require.NotContains(t, gone, m.Name, "not measured: no metric")
+		if m.Unit != "" { // a count (errors, missed) may be 0; a rate, a time, a ratio may not
+			require.Positive(t, m.Value, "%s: a 0 that reads as a measurement", m.Name)
+		}
+	}
+
+	table := tableOf(t, r)
+	require.NotRegexp(t, `(?m)^ *peers/.*\b0 µs`, table)
+	require.Regexp(t, `(?m)^ +peers/put/c=1 +ctxd +no op completed +[1-9][0-9,]* +$`, table, "ctxd's row")
+	require.Regexp(t, `(?m)^ +nethttp +[0-9,.]+ +[0-9,.]+ +[0-9.]+ [mµ]s +[0-9.]+ [mµ]s +0 +- +- +- *$`, table, "ratios to ctxd's nothing: -")
+	page := htmlOf(t, r)
+	require.Contains(t, page, "<tr><td>peers/get/c=3</td><td>ctxd</td><td>no op completed</td><td></td><td></td><td></td>")
+	require.Contains(t, page, "ctxd: no op completed", "ctxd's latency curve says why it has none")
+	require.NotRegexp(t, `<td>0 [mµ]s</td>|<td>0\.00x</td>`, page)
+
+	byName := func(ds []Delta) map[string]Delta {
+		out := map[string]Delta{}
+		for _, d := range ds {
+			out[d.Name] = d
+		}
+		return out
+	}
+	for _, way := range []struct {
+		name     string
+		old, new *Report
+	}{{"measured, then nothing", measured, r}, {"nothing, then measured", r, measured}, {"nothing, twice", r, r}} {
+		ds := Compare(way.old, way.new, DefaultMinChange)
+		deltas := byName(ds)
+		for _, name := range gone {
+			d, ok := deltas[name]
+			require.True(t, ok, "%s: %s is in the comparison", way.name, name)
+			require.Equal(t, VerdictNotMeasured, d.Verdict, "%s: %s", way.name, name)
+			require.True(t, math.IsNaN(d.Change), "%s: %s has no change", way.name, name)
+			require.True(t, d.NewNotMeasured || d.OldNotMeasured, "%s: %s", way.name, name)
+		}
+		for _, d := range ds {
+			if d.Verdict == VerdictWorse || d.Verdict == VerdictBetter {
+				require.NotContains(t, gone, d.Name, "%s: a verdict on a number not measured", way.name)
+			}
+		}
+		var out bytes.Buffer
+		require.NoError(t, WriteComparison(&out, way.old, way.new, ds))
+		require.Regexp(t, `(?m)^peers/put/c=1 ctxd ops/s +([0-9,]+ ops/s( ±[0-9,.]+ ops/s)?|not measured) +([0-9,]+ ops/s( ±[0-9,.]+ ops/s)?|not measured) +not measured( +[0-9]+ → [0-9]+)?$`, out.String(), way.name)
+		require.NotRegexp(t, `(?m)^peers/\S+ ctxd[ /].*%`, out.String(), "%s: no change of a number not measured", way.name)
+		require.Regexp(t, `, 30 not measured\n`, out.String(), way.name)
+	}
+	// With nothing measured twice, nothing is worse: --fail-on-worse
+	// passes on what was measured, and the rest says not measured.
+	require.Zero(t, CountWorse(Compare(r, r, DefaultMinChange)))
+	require.Equal(t, VerdictWorse, byName(Compare(measured, r, DefaultMinChange))["errors"].Verdict, "the failed requests are the errors metric's")
 }
 
 // TestDiskGrowthCountsTheFolderOnDisk: disk-growth says what the data

@@ -212,60 +212,78 @@ func p99Of(x *Measurement) float64       { return x.Latency.P99 }
 
 // metricsOf flattens the report's numbers for Compare: first the run's
 // error count, then each part's numbers, each with its part's errors. A
-// number the part could not measure (a latency with no answer, a ratio to
-// a peer that answered nothing) is left out, not given as a 0 that would
-// compare better.
+// number the part could not measure (a latency or a rate with no answer,
+// a ratio to a server that answered nothing) is left out, not given as a
+// 0 that would compare better or worse: notMeasuredMetrics names it.
 func metricsOf(r *Report) []Metric {
-	out := []Metric{}
+	measured, _ := flattenMetrics(r)
+	return measured
+}
+
+// notMeasuredMetrics are the metrics of r's parts that metricsOf leaves
+// out because the part could not measure them: their names, units,
+// directions and parts' errors, with no value. Compare says "not
+// measured" for them rather than "removed", or a verdict on a 0 (a
+// report from before a number was left out still holds its 0).
+func notMeasuredMetrics(r *Report) []Metric {
+	_, notMeasured := flattenMetrics(r)
+	return notMeasured
+}
+
+// flattenMetrics returns metricsOf's metrics and notMeasuredMetrics'.
+func flattenMetrics(r *Report) (measured, notMeasured []Metric) {
+	measured = []Metric{}
 	var errs int64 // of the part whose metrics are being added
-	add := func(name, unit string, value, spread float64, better string) {
-		out = append(out, Metric{Name: name, Unit: unit, Value: value, Spread: spread, Better: better, Errors: errs})
+	// add adds a metric its part measured (ok), else names it among those
+	// not measured.
+	add := func(ok bool, name, unit string, value, spread float64, better string) {
+		m := Metric{Name: name, Unit: unit, Value: value, Spread: spread, Better: better, Errors: errs}
+		if !ok {
+			m.Value, m.Spread = 0, 0
+			notMeasured = append(notMeasured, m)
+			return
+		}
+		measured = append(measured, m)
 	}
 	errs = r.Errors
-	add(metricErrors, "", float64(r.Errors), 0, "lower")
+	add(true, metricErrors, "", float64(r.Errors), 0, "lower")
 	for _, x := range r.Runs {
 		errs = x.Errors
-		if x.Ops > 0 { // no answered request, no rate or latency: not a 0 that compares better or worse
-			add(x.Name+" ops/s", "ops/s", x.OpsPerSec, x.OpsPerSecSpread, "higher")
-			add(x.Name+" p50", "ms", x.Latency.P50, x.P50Spread, "lower")
-			add(x.Name+" p99", "ms", x.Latency.P99, x.P99Spread, "lower")
-		}
-		if x.CAS != nil && x.Ops > 0 { // no CAS completed: 0 conflicts/s is not a measurement either
-			add(x.Name+" conflicts/s", "ops/s", x.CAS.ConflictsPerSec, x.CAS.ConflictsPerSecSpread, "lower")
+		// No answered request, no rate or latency.
+		ok := x.Ops > 0
+		add(ok, x.Name+" ops/s", "ops/s", x.OpsPerSec, x.OpsPerSecSpread, "higher")
+		add(ok, x.Name+" p50", "ms", x.Latency.P50, x.P50Spread, "lower")
+		add(ok, x.Name+" p99", "ms", x.Latency.P99, x.P99Spread, "lower")
+		if x.CAS != nil { // no CAS completed: 0 conflicts/s is not a measurement either
+			add(ok, x.Name+" conflicts/s", "ops/s", x.CAS.ConflictsPerSec, x.CAS.ConflictsPerSecSpread, "lower")
 		}
 	}
 	runErrors := map[string]int64{}
 	for _, f := range r.Fanout {
 		errs = f.Errors + f.Missed + f.Duplicates
 		runErrors[f.Name] = errs
-		if f.WritesPerSec > 0 { // 0: no write acknowledged, no rate
-			add(f.Name+" writes/s", "ops/s", f.WritesPerSec, 0, "higher")
-		}
-		if f.AckToArrival.Count > 0 { // no delivery, no latency
-			add(f.Name+" ack-to-arrival p50", "ms", f.AckToArrival.P50, f.AckP50Spread, "lower")
-			add(f.Name+" ack-to-arrival p99", "ms", f.AckToArrival.P99, f.AckP99Spread, "lower")
-		}
-		if f.SendToArrival.Count > 0 {
-			add(f.Name+" send-to-arrival p99", "ms", f.SendToArrival.P99, f.SendP99Spread, "lower")
-		}
-		add(f.Name+" missed", "", float64(f.Missed), 0, "lower")
+		add(f.WritesPerSec > 0, f.Name+" writes/s", "ops/s", f.WritesPerSec, 0, "higher") // 0: no write acknowledged
+		delivered := f.AckToArrival.Count > 0                                             // no delivery, no latency
+		add(delivered, f.Name+" ack-to-arrival p50", "ms", f.AckToArrival.P50, f.AckP50Spread, "lower")
+		add(delivered, f.Name+" ack-to-arrival p99", "ms", f.AckToArrival.P99, f.AckP99Spread, "lower")
+		add(f.SendToArrival.Count > 0, f.Name+" send-to-arrival p99", "ms", f.SendToArrival.P99, f.SendP99Spread, "lower")
+		add(true, f.Name+" missed", "", float64(f.Missed), 0, "lower")
 	}
 	for _, d := range r.DiskGrowth {
 		errs = d.Errors
 		runErrors[d.Name] = errs
+		var perVersion float64
 		if n := len(d.Points); n > 0 {
-			add(d.Name+" bytes/version", "B", d.Points[n-1].BytesPerVersion, 0, "lower")
+			perVersion = d.Points[n-1].BytesPerVersion
 		}
-		if d.AfterDefrag.FileBytes > 0 { // 0: the run ended before its defrag
-			add(d.Name+" file after compaction+defrag", "B", float64(d.AfterDefrag.FileBytes), 0, "lower")
-			add(d.Name+" defrag pause", "ms", d.DefragPauseMs, 0, "lower")
-		}
+		add(len(d.Points) > 0, d.Name+" bytes/version", "B", perVersion, 0, "lower")
+		defragged := d.AfterDefrag.FileBytes > 0 // 0: the run ended before its defrag
+		add(defragged, d.Name+" file after compaction+defrag", "B", float64(d.AfterDefrag.FileBytes), 0, "lower")
+		add(defragged, d.Name+" defrag pause", "ms", d.DefragPauseMs, 0, "lower")
 	}
-	// A growth that was not measurable is 0 (memoryUse): left out.
+	// A growth that was not measurable is 0 (memoryUse).
 	memory := func(name string, v int64) {
-		if v != 0 {
-			add(name, "B", float64(v), 0, "lower")
-		}
+		add(v != 0, name, "B", float64(v), 0, "lower")
 	}
 	if m := r.Memory; m.KeysRun != "" {
 		errs = runErrors[m.KeysRun]
@@ -282,11 +300,12 @@ func metricsOf(r *Report) []Metric {
 		for _, x := range c.Results {
 			errs = x.Errors
 			byPeer[x.Peer] = x.Errors
-			add(c.Name+" "+x.Peer+" ops/s", "ops/s", x.OpsPerSec, x.OpsPerSecSpread, "higher")
-			if x.OpsPerSec > 0 { // no round answered: no latency
-				add(c.Name+" "+x.Peer+" p50", "ms", x.P50, x.P50Spread, "lower")
-				add(c.Name+" "+x.Peer+" p99", "ms", x.P99, x.P99Spread, "lower")
-			}
+			// No round answered a request (the server was down, refused
+			// or failed every one): no rate, no latency.
+			ok := x.OpsPerSec > 0
+			add(ok, c.Name+" "+x.Peer+" ops/s", "ops/s", x.OpsPerSec, x.OpsPerSecSpread, "higher")
+			add(ok, c.Name+" "+x.Peer+" p50", "ms", x.P50, x.P50Spread, "lower")
+			add(ok, c.Name+" "+x.Peer+" p99", "ms", x.P99, x.P99Spread, "lower")
 		}
 		for _, x := range c.Ratios {
 			errs = byPeer[peerCtxd] + byPeer[x.Peer]
@@ -296,9 +315,7 @@ func metricsOf(r *Report) []Metric {
 				v      float64
 				better string
 			}{{"ops/s", x.OpsPerSec, "higher"}, {"p50", x.P50, "lower"}, {"p99", x.P99, "lower"}} {
-				if q.v > 0 {
-					add(c.Name+" ctxd/"+x.Peer+" "+q.what, "x", q.v, 0, q.better)
-				}
+				add(q.v > 0, c.Name+" ctxd/"+x.Peer+" "+q.what, "x", q.v, 0, q.better)
 			}
 		}
 	}
@@ -309,14 +326,12 @@ func metricsOf(r *Report) []Metric {
 			value, spread float64
 		}{{"snapshot", sn.SnapshotSeconds, sn.Spread.SnapshotSeconds}, {"dump", sn.DumpSeconds, sn.Spread.DumpSeconds},
 			{"export", sn.ExportSeconds, sn.Spread.ExportSeconds}, {"restore", sn.RestoreSeconds, sn.Spread.RestoreSeconds}} {
-			if q.value > 0 { // 0: not timed (the run failed before)
-				add(sn.Name+" "+q.what, "s", q.value, q.spread, "lower")
-			}
+			add(q.value > 0, sn.Name+" "+q.what, "s", q.value, q.spread, "lower") // 0: not timed (the run failed before)
 		}
 	}
 	errs = 0
 	atScaleMetrics(r, add)
-	return out
+	return measured, notMeasured
 }
 
 // metricErrors is the metric of the run's error count.
