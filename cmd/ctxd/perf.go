@@ -360,8 +360,10 @@ standard deviation over its run's intervals or repeats), or within
 WORSE. The change is the new value against the old, in percent of the old.
 The first metric is each run's error count: errors that appear are WORSE.
 A metric whose run had errors shows them (RUN ERRORS, old → new); one
-that a run did not measure is added or removed. Differences between the
-two machines or settings are noted first.`,
+in one report only is added or removed; one that a run could not measure
+(a server that answered nothing) is "not measured", with no verdict, and
+neither fails nor passes --fail-on-worse. Differences between the two
+machines or settings are noted first.`,
 		Args: cobra.ExactArgs(2),
 	}
 	cmd.Flags().Float64Var(&minChange, "min-change", perf.DefaultMinChange*100, "smallest change, in `percent`, that is more than noise")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -406,6 +407,78 @@ func TestPerfCompareEtcd(t *testing.T) {
 	missing := cli(t, nil, "", "perf", "--compare", "etcd", "--etcd-peer", filepath.Join(parent, "nope"), "--out", out)
 	require.Equal(t, 2, missing.code)
 	require.Contains(t, missing.stderr, "--etcd-peer")
+}
+
+// TestPerfCompareAServerThatAnsweredNothing: `ctxd perf peers` against a
+// real ctxd whose token may read only another namespace (every request
+// of the comparison refused, 403) prints "no op completed" for ctxd, no 0 ops/s
+// or 0 µs, and writes no metric of ctxd's numbers; `ctxd perf compare
+// --fail-on-worse` says "not measured" for each of them against a run
+// that measured them, either way round, and gives none a verdict: the
+// run that answered nothing compared with itself passes, and against the
+// measured one only its errors are worse. Its ops/s was a metric of 0,
+// WORSE against the measured run.
+func TestPerfCompareAServerThatAnsweredNothing(t *testing.T) {
+	dir := t.TempDir()
+	ops, elsewhere := auth.NewSecret(), auth.NewSecret()
+	tokens := writeFile(t, filepath.Join(dir, "tokens.yaml"), "tokens:\n"+testkit.TokenEntry("ops", ops, "    roles: [admin]\n")+
+		testkit.TokenEntry("elsewhere", elsewhere, "    roles: [read]\n    namespaces: [elsewhere]\n"))
+	srv := startServer(t, filepath.Join(dir, "data"), "--config",
+		writeFile(t, filepath.Join(dir, "ctxd.yaml"), "auth:\n  mode: on\n  tokens_file: "+tokens+"\n"))
+	run := func(token string) (string, result) {
+		out := t.TempDir()
+		r := cli(t, nil, "", "perf", "peers", "--compare", "nethttp", "--target", srv.URL, "--token", token, "--out", out,
+			"--duration", "200ms", "--warmup", "20ms", "--rounds", "1", "--compare-clients", "2", "--read-keys", "50")
+		reports, err := filepath.Glob(filepath.Join(out, "*", "report.json"))
+		require.NoError(t, err)
+		require.Len(t, reports, 1, "ctxd perf: %s", r.stderr)
+		return reports[0], r
+	}
+	measured, r := run(ops)
+	require.Equal(t, 0, r.code, "ctxd perf: %s", r.stderr)
+	nothing, r := run(elsewhere)
+	require.Equal(t, 1, r.code, "a run with errors exits 1: %s", r.stderr)
+	require.Regexp(t, `(?m)^ +peers/get/c=2 +ctxd +no op completed +[1-9][0-9,]* *$`, r.stdout)
+	require.NotRegexp(t, `(?m)^ *(peers/\S+ +)?ctxd .*\b0 µs`, r.stdout)
+
+	var doc struct {
+		Metrics []struct {
+			Name  string
+			Unit  string
+			Value float64
+		}
+	}
+	raw, err := os.ReadFile(nothing)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	require.NotEmpty(t, doc.Metrics)
+	for _, m := range doc.Metrics {
+		require.NotRegexp(t, ` ctxd[ /]`, m.Name, "ctxd measured nothing: no metric")
+		if m.Unit != "" {
+			require.Positive(t, m.Value, m.Name)
+		}
+	}
+
+	ctxdLines := regexp.MustCompile(`(?m)^peers/\S+ ctxd[ /].*$`)
+	compare := func(old, new string) result {
+		r := cli(t, nil, "", "perf", "compare", old, new, "--fail-on-worse")
+		lines := ctxdLines.FindAllString(r.stdout, -1)
+		require.Len(t, lines, 30, "ctxd's ops/s, p50, p99 and its three ratios to nethttp in five runs:\n%s", r.stdout)
+		for _, line := range lines {
+			require.Regexp(t, `^\S+ \S+ \S+ +.+ +not measured( +\d+ → \d+)?$`, line)
+			require.Contains(t, line, "not measured  ", "a side not measured")
+			require.NotContains(t, line, "%", "no change")
+		}
+		require.Contains(t, r.stdout, ", 30 not measured\n")
+		return r
+	}
+	r = compare(nothing, nothing)
+	require.Equal(t, 0, r.code, "nothing worse: %s", r.stderr)
+	require.Contains(t, r.stdout, " 0 worse, 0 better,")
+	r = compare(measured, nothing)
+	require.Equal(t, 1, r.code)
+	require.Regexp(t, `(?m)^errors +0 +[1-9][0-9,]* +WORSE`, r.stdout, "the refused requests are the errors metric's")
+	compare(nothing, measured)
 }
 
 // Runs started in the same second get folders of their own: the later
