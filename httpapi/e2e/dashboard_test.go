@@ -864,6 +864,28 @@ func TestRightsChangedWhileTheFeedWasAway(t *testing.T) {
 	assert.True(t, eval[bool](p, `document.querySelector("#set-readonly").hidden`))
 }
 
+// TestReadLostWhileTheFeedWasAway: a reload that takes the read right
+// from the token while the live feed is disconnected tells the page
+// nothing, and the feed never connects again to make it ask (every try is
+// refused, 403): the page asks /v1/auth/self when the feed keeps failing,
+// and says once that the token may not read, rather than a status refused
+// every 5 seconds and a feed reconnecting for ever.
+func TestReadLostWhileTheFeedWasAway(t *testing.T) {
+	s, tokens := newTokensServer(t, testkit.TokenEntry("board", "board-secret", "    roles: [read]\n"))
+	p := openWithToken(t, s, "/", "board-secret")
+	p.waitFor(`#conn[data-state="live"]`)
+
+	s.ws.cut()
+	p.waitFor(`#conn[data-state="reconnecting"]`)
+	writeTokens(t, tokens, testkit.TokenEntry("board", "board-secret", "    roles: [metrics]\n"))
+	require.Equal(t, 1, s.reloadTokens())
+	s.ws.allow()
+
+	p.waitText("#noread", `The access token "board" (roles metrics) may not read`)
+	p.waitFor(`#conn[data-state="noread"]`)
+	assert.True(t, eval[bool](p, `document.querySelector("#keys").hidden`), "the panels hidden")
+}
+
 // TestMetricsTokenIsToldItMayNotRead: a metrics token (no read right)
 // saw every panel fail with 403. It gets one notice instead, saying what
 // the token is and that it may not read; the data panels are hidden, and

@@ -1313,6 +1313,10 @@ function startFeed(from) {
       }
     },
     failing() {
+      // A reload while the feed was away may have taken the read right
+      // (or the token): then every try is refused and the feed never
+      // connects to make the page ask (state above). Ask now.
+      recheckSelf();
       loadStatus(); // a 401 there asks for the token; the feed uses it next
     },
   });
