@@ -1124,13 +1124,18 @@ func TestNotReadyBanner(t *testing.T) {
 	p.waitFor(`#key-rows tr[data-key="k"]`)
 	assert.True(t, eval[bool](p, `document.querySelector("#ready-alarm").hidden`))
 
+	// The key lists the page asked for (the access log's lines): nothing
+	// but a re-read lists the keys again while no key changes.
+	lists := func() int { return strings.Count(s.ks.Logs.String(), `"path":"/v1/ns/default/keys"`) }
 	e.Stop()
 	p.waitText("#ready-alarm", "The server is up but not ready (", "unreachable", "goes by itself")
 	p.waitTextIs("#conn", "Live feed: connected, server not ready")
 	assert.Contains(t, eval[string](p, `document.querySelector("#conn").title`), "unreachable", "the badge's tooltip: the reason")
+	listed := lists()
 
 	require.NoError(t, e.Start())
 	p.waitJS(`document.querySelector("#ready-alarm").hidden`, "the banner gone once ready")
+	testkit.Eventually(t, func() bool { return lists() > listed }, "the keys listed again once ready")
 	p.waitJS(`document.querySelector("#st-error").hidden`, "the status read again")
 	p.waitFor(`#conn[data-state="live"]`)
 	s.put("default", "k", `2`, "bob")
