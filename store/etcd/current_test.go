@@ -569,3 +569,52 @@ func TestTheReadCacheParsesEventsInItsOwnGeneration(t *testing.T) {
 	require.NoError(t, getErr)
 	assert.JSONEq(t, `1`, string(got.Value), "the restored value")
 }
+
+// A read that moves an instance to a full restore's switch before its
+// watch delivers it (getCurrent) races the watch: here the read is held
+// once the instance is on the restored generation, before its feed
+// restarts at the switch, while the watch delivers the switch and a
+// write after it. The feed keeps that write for its followers. Before,
+// the read's restart emptied the feed's recent changes and left its
+// floor at the switch, below the mark: the feed answered "nothing" after
+// the switch up to the mark, and a follower there (a client reset at the
+// restore's revision, or resuming there) never got the write.
+func TestAReadRacingTheWatchAtASwitchKeepsTheChangesAfterIt(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
+	ctx := context.Background()
+	putValue(t, a, "k", `"restored"`)
+	path, _ := testkit.WriteSnapshot(t, a)
+	putValue(t, a, "k", `"replaced"`)
+	waitValue(t, c, "k", `"replaced"`)
+
+	holdWatch, watchHeld, releaseWatch := holdOnce(t)
+	atSwitch(c, holdWatch)
+	defer etcd.AfterCacheApply(c, nil)
+	res, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-watchHeld // c's watch has the switch, not acted on yet
+
+	holdSwap, swapHeld, releaseSwap := holdOnce(t)
+	etcd.AfterGenerationSwap(c, holdSwap)
+	defer etcd.AfterGenerationSwap(c, nil)
+	var got ctxd.Record
+	var getErr error
+	read := make(chan struct{})
+	go func() { defer close(read); got, getErr = c.Get("default", "k") }()
+	<-swapHeld // the read moved c to the restored generation; its feed not restarted yet
+	releaseWatch()
+	w := putValue(t, a, "after", `1`)
+	testkit.Eventually(t, func() bool { mark, _ := c.Committed(); return mark >= w.ModRev }, "c's watch delivered the write after the switch")
+	releaseSwap()
+	<-read
+	require.NoError(t, getErr)
+	assert.JSONEq(t, `"restored"`, string(got.Value))
+
+	changes, err := c.ReadLog(res.Revision, 100)
+	require.NoError(t, err)
+	require.Len(t, changes, 1, "the write after the switch")
+	assert.Equal(t, "after", changes[0].Key)
+	assert.Equal(t, w.ModRev, changes[0].Revision)
+}

@@ -279,12 +279,24 @@ func (f *feed) progressed(rev uint64) {
 	}
 }
 
-// restart empties the recent changes, which then start at rev: the watch
-// missed what lies between (it was compacted away while disconnected).
+// restart drops the recent changes up to rev, which they then start
+// after: the watch missed what lies between (it was compacted away while
+// disconnected), or a full restore switched at rev. The changes above
+// rev stay: a read's switchGeneration races the watch, which may have
+// delivered the switch and pushed later changes before the read's
+// restart comes. Emptied, the feed answered "no change" between rev and
+// the mark, and a follower there lost those changes.
 func (f *feed) restart(rev uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.recent, f.bytes = nil, 0
+	if kept := changesAfter(f.recent, rev); len(kept) == 0 {
+		f.recent, f.bytes = nil, 0
+	} else {
+		dropped := f.recent[:len(f.recent)-len(kept)]
+		f.bytes -= bytesOf(dropped)
+		clear(dropped) // garbage now
+		f.recent = kept
+	}
 	f.floor = max(f.floor, rev)
 	if rev > f.mark {
 		f.mark = rev

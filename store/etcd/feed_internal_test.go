@@ -203,3 +203,23 @@ func TestFeedBytesBound(t *testing.T) {
 	late.restart(200)
 	assert.Zero(t, late.bytes)
 }
+
+// A restart at a revision below the mark (a read's switch racing the
+// watch, which pushed past it) drops the changes up to it and keeps
+// those after it, counted: the feed still answers for every revision
+// between the new floor and the mark.
+func TestFeedRestartBelowTheMarkKeepsTheChangesAfterIt(t *testing.T) {
+	var f feed
+	f.init(100, 100, noByteBound)
+	pushRevisions(&f, 101, 110, 2)
+	f.restart(105)
+	assert.Equal(t, uint64(105), f.floor)
+	assert.Equal(t, uint64(110), f.mark)
+	assert.Equal(t, bytesOf(f.recent), f.bytes)
+	changes, _, ok := f.page(105, 100)
+	require.True(t, ok)
+	require.Len(t, changes, 10)
+	assert.Equal(t, uint64(106), changes[0].Revision)
+	_, _, ok = f.page(104, 100)
+	assert.False(t, ok, "below the restart: the caller reads etcd")
+}
