@@ -618,3 +618,62 @@ func TestAReadRacingTheWatchAtASwitchKeepsTheChangesAfterIt(t *testing.T) {
 	assert.Equal(t, "after", changes[0].Key)
 	assert.Equal(t, w.ModRev, changes[0].Revision)
 }
+
+// A read that moves an instance to a full restore's generation before its
+// watch has delivered the restore's staged history (written under the new
+// generation's keys before the switch) does not make that history
+// changes of the feed: here the watch is held at the restore's claim, the
+// read once the instance is on the new generation and before its feed
+// restarts at the switch, and the watch then delivers the staged writes
+// up to the switch. The feed's mark stays where it was. Before, the watch
+// parsed them with the instance's keys, the new generation's, and pushed
+// the restored history as new changes below the switch (older values of
+// the restored keys), which followers woken then read, until the read's
+// restart dropped them.
+func TestAReadAheadOfTheWatchDoesNotMakeARestoresStagedHistoryChanges(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
+	ctx := context.Background()
+	putValue(t, a, "k", `1`)
+	putValue(t, a, "k", `2`) // two changes of k in the snapshot's history
+	path, _ := testkit.WriteSnapshot(t, a)
+	putValue(t, a, "k", `"replaced"`)
+	waitValue(t, c, "k", `"replaced"`)
+	before, _ := c.Committed()
+
+	holdClaim, claimHeld, releaseClaim := holdOnce(t)
+	etcd.AfterCacheApply(c, func(resp clientv3.WatchResponse) {
+		for _, ev := range resp.Events {
+			if strings.HasSuffix(string(ev.Kv.Key), "meta/restore") {
+				holdClaim()
+			}
+		}
+	})
+	defer etcd.AfterCacheApply(c, nil)
+	_, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-claimHeld // c's watch is at the claim, before the staged history
+
+	holdSwap, swapHeld, releaseSwap := holdOnce(t)
+	etcd.AfterGenerationSwap(c, holdSwap)
+	defer etcd.AfterGenerationSwap(c, nil)
+	var got ctxd.Record
+	var getErr error
+	read := make(chan struct{})
+	go func() { defer close(read); got, getErr = c.Get("default", "k") }()
+	<-swapHeld // c is on the restored generation; its feed not restarted yet
+
+	holdSwitch, switchHeld, releaseSwitch := holdOnce(t)
+	atSwitch(c, holdSwitch)
+	releaseClaim()
+	<-switchHeld // c's watch delivered everything up to the switch
+	mark, _ := c.Committed()
+	assert.Equal(t, before, mark, "the staged history is no change of the feed")
+
+	releaseSwitch()
+	releaseSwap()
+	<-read
+	require.NoError(t, getErr)
+	assert.JSONEq(t, `2`, string(got.Value))
+}

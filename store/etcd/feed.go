@@ -756,7 +756,8 @@ type revisionChanges struct {
 // key's delete (with the deleted version from its previous value) and the
 // tombstone's put (who and when).
 //
-// The events are read with the keys of the instance's generation. With
+// The events are read with the keys of the instance's generation, from
+// its switch's revision on (below it they are its staged history). With
 // follow (the instance's watch), a switch of the pointer key moves the
 // reading to the new generation's keys from there on; without (a replay
 // of history, which only the current generation's changes are part of:
@@ -764,18 +765,25 @@ type revisionChanges struct {
 // the switch is passed over.
 func (s *Store) byRevision(events []*clientv3.Event, follow bool) []revisionChanges {
 	var out []revisionChanges
-	k := s.keys.gen().keys
+	g := s.keys.gen()
 	for i := 0; i < len(events); {
 		rev := events[i].Kv.ModRevision
 		j := i
 		for j < len(events) && events[j].Kv.ModRevision == rev {
 			j++
 		}
-		rc := revisionChanges{rev: uint64(rev), changes: changesOf(k, events[i:j])}
+		rc := revisionChanges{rev: uint64(rev)}
+		if rev >= g.rev {
+			// Below its switch, a generation's keys hold its restored
+			// history being written (restoreFull), not changes: a read
+			// may have moved the instance to a switch its watch has not
+			// delivered yet (getCurrent).
+			rc.changes = changesOf(g.keys, events[i:j])
+		}
 		for _, ev := range events[i:j] {
 			if s.isSwitch(ev) {
-				if g, err := generationOf(s.opts.Prefix, ev.Kv); err == nil && follow {
-					rc.gen, k = g, g.keys
+				if next, err := generationOf(s.opts.Prefix, ev.Kv); err == nil && follow {
+					rc.gen, g = next, next
 				}
 			}
 		}
