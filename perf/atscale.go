@@ -503,31 +503,33 @@ func (r *Report) writeAtScaleTable(w io.Writer) error {
 		cache = "warm page cache: " + a.ColdCacheNote
 	}
 	fmt.Fprintf(w, "  open to /readyz (%s): fresh %s, large %s; RSS right after open: fresh %s, large %s\n",
-		cache, openSecs(a.Fresh.OpenToReadySeconds), openSecs(a.Large.OpenToReadySeconds), openBytes(a.Fresh.RSSAfterOpenBytes), openBytes(a.Large.RSSAfterOpenBytes))
+		cache, measuredSecs(a.Fresh.OpenToReadySeconds), measuredSecs(a.Large.OpenToReadySeconds), measuredBytes(a.Fresh.RSSAfterOpenBytes), measuredBytes(a.Large.RSSAfterOpenBytes))
 	c := a.Crash
 	if c.OpenToReadySeconds <= 0 {
 		fmt.Fprintf(w, "  crash restart (killed with %s acknowledged writes in the log alone): %s\n", commas(c.Writes), notMeasured)
 		return nil
 	}
 	fmt.Fprintf(w, "  crash restart (killed with %s acknowledged writes in the log alone): open to /readyz %s, of which replaying %s changes %s (%s changes/s); RSS %s\n",
-		commas(c.Writes), secs(c.OpenToReadySeconds), commas(c.ReplayedChanges), secs(c.ReplaySeconds), formatValue(c.ReplayChangesPerSec, ""), openBytes(c.RSSAfterOpenBytes))
+		commas(c.Writes), secs(c.OpenToReadySeconds), commas(c.ReplayedChanges), secs(c.ReplaySeconds), formatValue(c.ReplayChangesPerSec, ""), measuredBytes(c.RSSAfterOpenBytes))
 	return nil
 }
 
 // notMeasured stands for a number of a step that did not run (its 0).
 const notMeasured = "not measured"
 
-// openSecs is an open's time for the at-scale lines: "not measured" for
-// the 0 of a start that did not happen.
-func openSecs(v float64) string {
+// measuredSecs is a step's time for the tables: "not measured" for the 0
+// of a step that did not happen (a server start, a snapshot the run ended
+// or failed before).
+func measuredSecs(v float64) string {
 	if v <= 0 {
 		return notMeasured
 	}
 	return secs(v)
 }
 
-// openBytes is a memory size for the at-scale lines, as openSecs.
-func openBytes(n int64) string {
+// measuredBytes is a size for the tables (memory after a start, a file a
+// step wrote), as measuredSecs.
+func measuredBytes(n int64) string {
 	if n <= 0 {
 		return notMeasured
 	}

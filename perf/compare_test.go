@@ -209,12 +209,13 @@ func TestCompareMarksErrorsAndMissing(t *testing.T) {
 	mine := PeerResult{Peer: peerCtxd, OpsPerSec: 2000, P50: 0.5, P99: 2}
 	old := &Report{
 		Runs:        []Measurement{{Name: "write-latency", Ops: 100, OpsPerSec: 1000, Latency: Latency{P50: 1, P99: 2}}},
-		Fanout:      []FanoutRun{{Name: "fanout/subs=5/rate=100", WritesPerSec: 100, AckToArrival: Latency{Count: 500, P50: 1, P99: 2}, SendToArrival: Latency{Count: 500, P50: 2, P99: 3}}},
+		Fanout:      []FanoutRun{{Name: "fanout/subs=5/rate=100", Writes: 100, WritesPerSec: 100, AckToArrival: Latency{Count: 500, P50: 1, P99: 2}, SendToArrival: Latency{Count: 500, P50: 2, P99: 3}}},
 		Comparisons: []Comparison{{Name: "peers/put/c=1", Results: []PeerResult{mine, good}, Ratios: []Ratio{ratioOf(mine, good)}}},
 	}
 	old.Metrics = metricsOf(old)
 	// The new run: write-latency had 3 failed requests; etcd answered
-	// nothing (its ratios are 0: unknown); the fan-out delivered nothing.
+	// nothing (its ratios are 0: unknown); the fan-out had no write
+	// acknowledged and delivered nothing.
 	failed := PeerResult{Peer: PeerEtcd, RunErrors: RunErrors{Errors: 3}}
 	cur := &Report{
 		Errors:      7,
@@ -234,7 +235,7 @@ func TestCompareMarksErrorsAndMissing(t *testing.T) {
 	require.Equal(t, VerdictNoise, byName["write-latency p50"].Verdict)
 	for _, name := range []string{"peers/put/c=1 ctxd/etcd p50", "peers/put/c=1 ctxd/etcd ops/s", "peers/put/c=1 etcd p50",
 		"fanout/subs=5/rate=100 ack-to-arrival p99", "fanout/subs=5/rate=100 send-to-arrival p99", "fanout/subs=5/rate=100 writes/s",
-		"peers/put/c=1 etcd ops/s"} {
+		"fanout/subs=5/rate=100 missed", "peers/put/c=1 etcd ops/s"} {
 		require.Equal(t, VerdictNotMeasured, byName[name].Verdict, "%s: not measured in the new run, not better", name)
 		require.True(t, byName[name].NewNotMeasured, name)
 	}
@@ -245,7 +246,7 @@ func TestCompareMarksErrorsAndMissing(t *testing.T) {
 	require.NoError(t, WriteComparison(&out, old, cur, ds))
 	require.Regexp(t, `write-latency p50 .* noise +0 → 3\n`, out.String())
 	require.Regexp(t, `peers/put/c=1 etcd ops/s +1,000 ops/s +not measured +not measured +0 → 3\n`, out.String())
-	require.Contains(t, out.String(), ", 10 not measured\n")
+	require.Contains(t, out.String(), ", 11 not measured\n")
 	require.Contains(t, out.String(), "RUN ERRORS")
 	require.Contains(t, out.String(), "metrics of runs with errors")
 	require.Positive(t, CountWorse(ds))
@@ -313,6 +314,10 @@ func TestSummarySaysTheLoad(t *testing.T) {
 // that reads as a measurement (the main table and perf compare already
 // did; the at-scale table said 0 ops/s and 0 ms, and its p99 target was
 // met by the 0).
+// Nor has a fan-out run with no write acknowledged a missed count (it
+// said MISSED 0, and its metric compared as one), or one with no frame
+// changes per frame (0.00); nor a snapshot step the run ended or failed
+// before a time or a file size (0 ms, 0 B).
 func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	ok := func(name string) Measurement {
 		return Measurement{Name: name, Clients: 1, Ops: 100, OpsPerSec: 1000, Latency: Latency{Count: 100, P50: 1, P99: 2}, Distribution: []Quantile{{50, 1}, {99, 2}}}
@@ -330,6 +335,10 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 			{Peer: PeerEtcd, RunErrors: RunErrors{Errors: 3}},
 		}}},
 		Fanout: []FanoutRun{{Name: "fanout/subs=5/rate=100", Subscribers: 5, RunErrors: RunErrors{Errors: 500}}},
+		// Snapshot steps the run failed before (or, for keys=10, every
+		// step after the snapshot): not timed, no file read.
+		Snapshot: []SnapshotRun{{Name: "snapshot/keys=10", Keys: 10, FileBytes: 1 << 20, SnapshotBytes: 1 << 20, SnapshotSeconds: 0.25, RunErrors: RunErrors{Errors: 3}},
+			{Name: "snapshot/keys=100", Keys: 100, RunErrors: RunErrors{Errors: 1}}},
 	}
 	c := &r.Comparisons[0]
 	c.Ratios = []Ratio{ratioOf(c.Results[0], c.Results[1])}
@@ -341,7 +350,10 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	// The at-scale starts that did not happen (all 0 here).
 	require.Contains(t, table, "fresh not measured, large not measured; RSS right after open: fresh not measured, large not measured\n")
 	require.Contains(t, table, "  crash restart (killed with 0 acknowledged writes in the log alone): not measured\n")
-	require.Regexp(t, `(?m)^ *fanout/subs=5/rate=100 +5 +no write acknowledged +0 +0 +0 +500 +0.00 +0.00 s *$`, table)
+	// No write acknowledged: nothing to miss; no frame: no changes per frame.
+	require.Regexp(t, `(?m)^ *fanout/subs=5/rate=100 +5 +no write acknowledged +0 +not measured +0 +500 +not measured +0.00 s *$`, table)
+	require.Regexp(t, `(?m)^ *snapshot/keys=10 +1.0 MiB +250 ms +not measured +not measured +not measured +3 *$`, table)
+	require.Regexp(t, `(?m)^ *snapshot/keys=100 +not measured +not measured +not measured +not measured +not measured +1 *$`, table)
 
 	for _, tc := range atScaleTargets(r) {
 		if tc.Name == "at scale: durable puts, 64 clients: p99" {
@@ -366,7 +378,13 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 		require.NotEqual(t, "fanout/subs=5/rate=100 writes/s", m.Name, "no write acknowledged, no rate")
 		require.NotContains(t, m.Name, "cas-contention", "no CAS completed: no conflicts/s")
 		require.NotContains(t, m.Name, "etcd", "the peer that answered nothing: no ops/s, latency or ratio")
+		require.NotEqual(t, "fanout/subs=5/rate=100 missed", m.Name, "no write acknowledged, nothing to miss")
+		require.NotContains(t, m.Name, "snapshot/keys=100 ", "no step timed")
+		require.False(t, strings.HasPrefix(m.Name, "snapshot/keys=10 ") && m.Name != "snapshot/keys=10 snapshot", "only the snapshot was timed: %s", m.Name)
 	}
+	named := func(name string) func(Metric) bool { return func(m Metric) bool { return m.Name == name } }
+	require.True(t, slices.ContainsFunc(notMeasuredMetrics(r), named("fanout/subs=5/rate=100 missed")), "compare says not measured")
+	require.True(t, slices.ContainsFunc(metricsOf(r), named("snapshot/keys=10 snapshot")))
 
 	page := htmlOf(t, r)
 	rows := regexp.MustCompile(`(?s)<tr><td>(large/)?write-throughput/distinct/c=64</td>.*?</tr>`).FindAllString(page, -1)
@@ -379,6 +397,9 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	require.Regexp(t, `<tr><td></td><td>etcd</td><td>no op completed</td>`, page)
 	require.Contains(t, page, "<td>-</td><td>-</td><td>-</td></tr>", "ctxd's ratios to it")
 	require.Contains(t, page, "<td>no write acknowledged</td>")
+	require.Contains(t, page, "<td>0</td><td>not measured</td><td>0</td><td class=\"no\">500</td>", "delivered, missed, duplicates, errors")
+	require.Contains(t, page, "<tr><td>snapshot/keys=10</td><td>1.0 MiB</td><td>1.0 MiB</td><td>not measured</td><td>250 ms</td><td>not measured</td><td>not measured</td><td>not measured</td>")
+	require.Contains(t, page, "<tr><td>snapshot/keys=100</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td>")
 	require.Contains(t, page, "CAS on 1 key(s): no op completed; counters")
 	require.Contains(t, page, "<tr><td>large database, after a crash</td><td>not measured</td><td>not measured</td><td>not measured</td><td></td><td></td><td></td></tr>")
 	// The throughput chart has a point for each run that completed

@@ -118,7 +118,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			row(f.Name, commas(int64(f.Subscribers)), writesCell(f),
 				latencyOf(ack, ack.P50), latencyOf(ack, ack.P99), latencyOf(ack, ack.Max),
 				latencyOf(send, send.P50), latencyOf(send, send.P99),
-				commas(f.Deliveries), commas(f.Missed), commas(f.Duplicates), commas(f.Errors), fmt.Sprintf("%.2f", f.ChangesPerFrame), fmt.Sprintf("%.2f s", f.ConnectSeconds))
+				commas(f.Deliveries), missedCell(f), commas(f.Duplicates), commas(f.Errors), changesPerFrameCell(f), fmt.Sprintf("%.2f s", f.ConnectSeconds))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -182,11 +182,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(tw)
 		row("SNAPSHOT", "FILE", "SNAPSHOT", "DUMP (JSON)", "EXPORT (JSON)", "RESTORE", "ERRORS")
 		for _, s := range r.Snapshot {
-			file := byteSize(s.FileBytes)
+			file := measuredBytes(s.FileBytes)
 			if s.Unsettled {
 				file += " " + unsettledMark
 			}
-			row(s.Name, file, secs(s.SnapshotSeconds), secs(s.DumpSeconds), secs(s.ExportSeconds), secs(s.RestoreSeconds), commas(s.Errors))
+			// A step the run ended or failed before was not timed: its 0 is
+			// no time.
+			row(s.Name, file, measuredSecs(s.SnapshotSeconds), measuredSecs(s.DumpSeconds), measuredSecs(s.ExportSeconds), measuredSecs(s.RestoreSeconds), commas(s.Errors))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -319,6 +321,25 @@ func writesCell(f FanoutRun) string {
 		cell += fmt.Sprintf(" (%s failed)", commas(f.FailedWrites))
 	}
 	return cell
+}
+
+// missedCell is a fan-out run's missed deliveries for a table: "not
+// measured" when none of its writes was acknowledged (a missed one is an
+// acknowledged write's change a subscriber did not get), not a 0.
+func missedCell(f FanoutRun) string {
+	if f.Writes == 0 {
+		return notMeasured
+	}
+	return commas(f.Missed)
+}
+
+// changesPerFrameCell is a fan-out run's changes per frame for a table:
+// "not measured" when no frame carried one of its changes, not 0.00.
+func changesPerFrameCell(f FanoutRun) string {
+	if f.Frames == 0 {
+		return notMeasured
+	}
+	return fmt.Sprintf("%.2f", f.ChangesPerFrame)
 }
 
 // latencyOf is one of l's latencies for a table: empty when it recorded

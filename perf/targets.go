@@ -267,7 +267,7 @@ func flattenMetrics(r *Report) (measured, notMeasured []Metric) {
 		add(delivered, f.Name+" ack-to-arrival p50", "ms", f.AckToArrival.P50, f.AckP50Spread, "lower")
 		add(delivered, f.Name+" ack-to-arrival p99", "ms", f.AckToArrival.P99, f.AckP99Spread, "lower")
 		add(f.SendToArrival.Count > 0, f.Name+" send-to-arrival p99", "ms", f.SendToArrival.P99, f.SendP99Spread, "lower")
-		add(true, f.Name+" missed", "", float64(f.Missed), 0, "lower")
+		add(f.Writes > 0, f.Name+" missed", "", float64(f.Missed), 0, "lower") // no write acknowledged, nothing to miss
 	}
 	for _, d := range r.DiskGrowth {
 		errs = d.Errors
