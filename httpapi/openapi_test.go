@@ -121,3 +121,42 @@ func TestOpenAPIDocumentsSocketIOHandshakeOptions(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `query parameter "flavor" is not documented`)
 }
+
+// GET and HEAD /v1/auth/self (HEAD: openapi.go's HEAD of a GET route) are
+// documented with exactly what they answer: any valid token may ask, so
+// their 403 is not the token's rights (the shared Forbidden says "the
+// token may not do this") but only the Host refusal against DNS
+// rebinding; a real refusal of each passes the validator.
+func TestOpenAPIAuthSelfIsRefusedOnlyForItsHost(t *testing.T) {
+	s := testkit.StartServer(t) // auth.mode auto on 127.0.0.1: off, local hosts only
+	hc := &http.Client{Transport: testkit.NewOpenAPI(t).Transport(t, nil)}
+	send := func(method, host string) int {
+		req := testkit.NewRequest(t, method, s.URL+"/v1/auth/self", "")
+		if host != "" {
+			req.Host = host
+		}
+		res, _ := testkit.Send(t, hc, req)
+		return res.StatusCode
+	}
+	raw, err := httpapi.OpenAPI()
+	require.NoError(t, err)
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"` // an operation, or a path's parameters
+	}
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	type operation struct {
+		Responses map[string]struct {
+			Description string `json:"description"`
+		} `json:"responses"`
+	}
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		assert.Equal(t, http.StatusOK, send(method, ""), method)
+		assert.Equal(t, http.StatusForbidden, send(method, "attacker.example"), method)
+		rawOp, ok := doc.Paths["/v1/auth/self"][strings.ToLower(method)]
+		require.True(t, ok, "%s /v1/auth/self is documented", method)
+		var op operation
+		require.NoError(t, json.Unmarshal(rawOp, &op))
+		assert.Contains(t, op.Responses["403"].Description, "never for the token's rights", method)
+		assert.Contains(t, op.Responses["403"].Description, "a Host other than localhost", method)
+	}
+}
