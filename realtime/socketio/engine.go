@@ -331,14 +331,14 @@ func (c *conn) end(code int, reason string, counted *atomic.Uint64, comeBack boo
 		c.connectTimer.Stop()
 	}
 	// A polling client gets what is queued (a lagged error, say) at its
-	// next polls: the session lingers until then, or PingTimeout. So does
-	// one told not to come back whose poll is pending: the close packet
-	// goes in the answer after the one with the last packets (poll). A
-	// pending poll of one told to come back takes the last packets and
-	// the noop, when one answer holds them (maxPollPackets): a lagged
-	// cut may queue more (the rest of a revision), which the next polls
-	// take.
-	linger := c.ws == nil && len(c.queue) > 0 && (!c.polling || !comeBack || len(c.queue) >= maxPollPackets)
+	// next polls: the session lingers until a poll has taken the last
+	// packets (poll drops it then), or PingTimeout. So it does when a
+	// poll is pending: that poll may take them all, but its request may
+	// also have ended (the client gave up, its connection dropped) and
+	// the poll be on its way out without them; dropping the session here
+	// lost them, the error that says where to resume included, and the
+	// next poll was refused.
+	linger := c.ws == nil && len(c.queue) > 0
 	c.mu.Unlock()
 	release(held) // what is left in the queue goes out, or is dropped, soon
 	close(c.done)
@@ -651,6 +651,9 @@ func (c *conn) poll(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-c.wake:
 		case <-r.Context().Done():
+			if h := c.srv.pollGaveUp.Load(); h != nil {
+				(*h)()
+			}
 			c.mu.Lock()
 			c.polling = false
 			c.mu.Unlock()

@@ -63,3 +63,8 @@ func WaitingPolls(s *Server) int {
 	}
 	return n
 }
+
+// OnPollGaveUp has f run when a waiting poll's request ends (the client
+// gave up, or its connection dropped), before the poll lets go of its
+// session.
+func OnPollGaveUp(s *Server, f func()) { s.pollGaveUp.Store(&f) }

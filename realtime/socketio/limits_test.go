@@ -1,6 +1,7 @@
 package socketio_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/realtime/socketio"
 	"github.com/framework0/ctxd/store/bolt"
@@ -267,4 +269,80 @@ func TestWaitingSessionsAreCappedPerAddress(t *testing.T) {
 	require.NoError(t, err)
 	_ = res.Body.Close()
 	testkit.Eventually(t, func() bool { c, _ := handshake(flood); return c == http.StatusOK }, "a place again once one CONNECTed")
+}
+
+// A polling client whose waiting poll ends (it gave up, or its
+// connection dropped) just as its session is cut lagged gets what the
+// cut queued, the error with where to resume included, at its next
+// poll, then the noop that ends the session. The session ended while
+// that poll was on its way out (socketio.OnPollGaveUp holds it there:
+// the window is too narrow to hit otherwise) with fewer packets queued
+// than one answer holds; before, it was dropped at once, counting on the
+// poll to take them: they were lost and the next poll was refused
+// (checked: the first poll below gets 400).
+func TestAPollThatEndsAsItsSessionIsCutLeavesTheErrorForTheNext(t *testing.T) {
+	const window, maxLag = 4, 8
+	e := startEngine(t, socketio.Options{Window: window, MaxLag: maxLag, PingInterval: time.Hour, PingTimeout: time.Hour})
+	e.post("40")
+	for snapshot := false; !snapshot; {
+		packets := e.poll()
+		require.NotNil(t, packets, "the session is gone before its snapshot")
+		for _, p := range packets {
+			snapshot = snapshot || strings.HasPrefix(p, `42["context_snapshot"`)
+		}
+	}
+
+	gaveUp, resume := make(chan struct{}, 1), make(chan struct{})
+	socketio.OnPollGaveUp(e.srv, func() {
+		select {
+		case gaveUp <- struct{}{}:
+		default:
+		}
+		<-resume
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base, nil)
+	require.NoError(t, err)
+	polled := make(chan error, 1)
+	go func() {
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_ = res.Body.Close()
+		}
+		polled <- err
+	}()
+	testkit.Eventually(t, func() bool { return socketio.WaitingPolls(e.srv) == 1 }, "the poll waits")
+	cancel()
+	select {
+	case <-gaveUp:
+	case <-time.After(testkit.Deadline):
+		t.Fatal("the server did not see the poll's request end")
+	}
+
+	// Meanwhile the feed fills the window and the client falls more than
+	// max_lag changes behind: cut, with the window and the error queued.
+	var revs []uint64
+	for i := range window + maxLag + 1 {
+		ch, err := e.st.Store.Put(context.Background(), "default", "k"+strconv.Itoa(i), json.RawMessage(`1`), nil, "t")
+		require.NoError(t, err)
+		revs = append(revs, ch.ModRev)
+	}
+	testkit.Eventually(t, func() bool { return e.srv.Lagged() == 1 && e.srv.Clients() == 0 }, "cut lagged, the session ended")
+	close(resume)
+	require.ErrorIs(t, <-polled, context.Canceled)
+
+	packets := e.poll()
+	require.NotNil(t, packets, "the next poll is refused: what the cut queued is lost")
+	require.Len(t, packets, window+2, "the window, the error and the noop: %q", packets)
+	for i, p := range packets[:window] {
+		u := parseEvent(t, p[1:])
+		require.Equal(t, ctxd.TypeContextUpdated, u.Name)
+		assert.Equal(t, float64(revs[i]), u.Data["rev"], "change %d", i)
+	}
+	lagged := parseEvent(t, packets[window][1:])
+	require.Equal(t, ctxd.TypeError, lagged.Name)
+	assert.Equal(t, ctxd.CodeLagged, lagged.Data["code"])
+	assert.Equal(t, float64(revs[window-1]), lagged.Data["from_rev"], "where to resume: after the last change it got")
+	assert.Equal(t, "6", packets[window+1], "a noop ends the session")
+	assert.Nil(t, e.poll(), "the poll after the noop is refused")
 }

@@ -180,6 +180,10 @@ type Server struct {
 	// changes they read to count: for the tests (export_test.go).
 	lagChecks, lagRead atomic.Uint64
 	forgotten          chan struct{} // cap 1: a lingering session was dropped
+	// pollGaveUp, set by the tests only (export_test.go), runs when a
+	// waiting poll's request has ended, before the poll lets go of its
+	// session: a session may end meanwhile.
+	pollGaveUp atomic.Pointer[func()]
 }
 
 // New returns a Socket.IO server over st.
