@@ -263,3 +263,78 @@ func receivedUntilLagged(t *testing.T, c *sio, want []written) (upTo int, from u
 	}
 	return upTo, from
 }
+
+// A client cut lagged inside an etcd revision that its instance can no
+// longer read gets no rest of that revision before the error (the cut's
+// finishRevision fails), and the error names the place it stopped:
+// from_rev that revision, from_index the changes of it the client got.
+// Here its window in bytes held it inside a transaction of 24 changes of
+// 256 KiB, and etcd was compacted past the revision meanwhile. A resume
+// with both, on an instance that still has the revision (another one,
+// whose feed holds it in memory), gets every later change exactly once;
+// on the instance that cut it, the CONNECT is told compacted. Checked:
+// with lagged naming the cursor (pos, no from_index) the error's from_rev
+// is the revision before; with from_rev right and no from_index the
+// resume gets the whole revision again.
+func TestEtcdALaggedCutInARevisionItsInstanceCannotReadNamesFromIndex(t *testing.T) {
+	const size, perTxn, after, maxLag = 256 << 10, 24, 31, 30
+	// An etcd of its own: a compaction is the whole cluster's.
+	endpoint, prefix := etcdkit.Own(t).Endpoint, etcdkit.Prefix(etcdkit.Name(t))
+	a := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), testkit.WithConfig(func(c *configs.Config) {
+		c.WebSocket.MaxLag = maxLag
+		c.WebSocket.LagGrace = 0
+		c.WebSocket.PingInterval = 10 * time.Minute // cut for its lag, not for missing pings
+	}))
+	b := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix))
+	door := a.Server().SocketIO()
+	slow := dial(t, a, sioOpts{noPoll: true})
+	slow.sendPacket("40")
+	testkit.Eventually(t, func() bool { return door.Clients() == 1 }, "connected")
+	ctx := context.Background()
+	writes := make([]ctxd.Write, perTxn)
+	for i := range writes {
+		writes[i] = ctxd.Write{Namespace: "default", Key: "t" + strconv.Itoa(i), Op: ctxd.OpPut, Value: json.RawMessage(bigValue(size)), Who: "t"}
+	}
+	res, err := a.Backend().Txn(ctx, writes)
+	require.NoError(t, err)
+	var want []written
+	for _, w := range writes {
+		want = append(want, written{res.Revision, w.Key})
+	}
+	testkit.Eventually(t, func() bool { return door.Backlog().Held == 1 }, "the feed waits inside the revision")
+
+	// etcd is compacted at a change after the revision, once both
+	// instances have seen it (b's feed keeps the revision in memory).
+	mark := put(t, a, "mark", `1`)
+	want = append(want, written{mark, "mark"})
+	testkit.Eventually(t, func() bool { return a.Backend().Revision() >= mark && b.Backend().Revision() >= mark }, "both instances saw the mark")
+	_, err = a.Backend().CompactKeep(ctx, mark, 1)
+	require.NoError(t, err)
+	require.Zero(t, door.Lagged(), "fewer than max_lag changes behind before the compaction")
+	for i := range after {
+		key := "after" + strconv.Itoa(i)
+		want = append(want, written{put(t, a, key, `1`), key})
+	}
+	testkit.Eventually(t, func() bool { return door.Lagged() == 1 }, "cut lagged")
+
+	updates, from, index := slow.untilLaggedAt()
+	require.Equal(t, res.Revision, from, "from_rev: the revision it was held inside")
+	require.Equal(t, len(updates), index, "from_index: the changes of the revision it got, nothing after them")
+	require.Less(t, index, perTxn, "held inside the revision")
+	for i, u := range updates {
+		require.Equal(t, []any{float64(res.Revision), writes[i].Key, float64(i)}, []any{u.Data["rev"], u.Data["key"], u.Data["index"]}, "change %d", i)
+	}
+	resume := map[string]any{"from_rev": from, "from_index": index}
+
+	there := dial(t, a, sioOpts{websocket: true})
+	require.Contains(t, there.connect(resume), `"sid"`)
+	assert.Equal(t, ctxd.CodeCompacted, there.waitEvent(ctxd.TypeError).Data["code"], "its own instance can no longer read the revision")
+
+	resumed := dial(t, b, sioOpts{websocket: true})
+	require.Contains(t, resumed.connect(resume), `"sid"`)
+	want = append(want, written{put(t, b, "last", `1`), "last"})
+	for i, w := range want[index:] {
+		u := resumed.waitEvent(ctxd.TypeContextUpdated)
+		require.Equal(t, []any{float64(w.rev), w.key}, []any{u.Data["rev"], u.Data["key"]}, "resumed change %d", i)
+	}
+}
