@@ -677,3 +677,59 @@ func TestAReadAheadOfTheWatchDoesNotMakeARestoresStagedHistoryChanges(t *testing
 	require.NoError(t, getErr)
 	assert.JSONEq(t, `2`, string(got.Value))
 }
+
+// A follower of an instance's feed (the realtime hub: Committed,
+// Generation, ReadLog) never sees a full restore's generation with the
+// committed mark below its switch: here a read that moved the instance to
+// the restored generation is held before the feed follows it, while the
+// watch is held at the switch. Before, the feed's generation was the
+// instance's, swapped first: a follower woken in between saw the new
+// generation with the old mark, reset its clients below the switch and
+// read the feed there, which answered "compacted" (restored) instead of
+// the one "reset" a restore gives.
+func TestAFollowerSeesARestoresGenerationWithItsSwitch(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
+	ctx := context.Background()
+	putValue(t, a, "k", `"restored"`)
+	path, _ := testkit.WriteSnapshot(t, a)
+	putValue(t, a, "k", `"replaced"`)
+	waitValue(t, c, "k", `"replaced"`)
+	replaced := c.Generation()
+
+	holdWatch, watchHeld, releaseWatch := holdOnce(t)
+	atSwitch(c, holdWatch)
+	defer etcd.AfterCacheApply(c, nil)
+	res, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-watchHeld // c's watch has the switch, not acted on yet
+
+	holdSwap, swapHeld, releaseSwap := holdOnce(t)
+	etcd.AfterGenerationSwap(c, holdSwap)
+	defer etcd.AfterGenerationSwap(c, nil)
+	var got ctxd.Record
+	var getErr error
+	read := make(chan struct{})
+	go func() { defer close(read); got, getErr = c.Get("default", "k") }()
+	// follow is what the hub does when woken: the generation, then the
+	// mark, then the feed after the mark.
+	follow := func(when string) {
+		gen := c.Generation()
+		mark, _ := c.Committed()
+		if gen != replaced {
+			assert.GreaterOrEqual(t, mark, res.Revision, "%s: the restored generation comes with the mark at its switch", when)
+		}
+		_, err := c.ReadLog(mark, 100)
+		assert.NoError(t, err, "%s: the feed after the mark, in generation %d", when, gen)
+	}
+	<-swapHeld // the read moved c to the restored generation; its feed has not followed
+	follow("the read held after its swap")
+	releaseSwap()
+	<-read
+	require.NoError(t, getErr)
+	assert.JSONEq(t, `"restored"`, string(got.Value))
+	assert.NotEqual(t, replaced, c.Generation(), "the feed followed the read")
+	follow("after the read")
+	releaseWatch()
+}

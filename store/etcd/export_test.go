@@ -128,8 +128,9 @@ func AfterCacheFill(s *Store, fn func()) { setHook(&s.afterFill, fn) }
 func BeforeRestoreClaim(s *Store, fn func()) { setHook(&s.beforeRestoreClaim, fn) }
 
 // AfterGenerationSwap runs fn in each switch of the instance's generation
-// once the instance is on the new one, before its read cache is
-// invalidated (nil: no longer): fn may hold the switch there.
+// once the instance's reads and writes are on the new one, before its
+// read cache is invalidated and its feed follows (nil: no longer): fn may
+// hold the switch there.
 func AfterGenerationSwap(s *Store, fn func()) { setHook(&s.afterGenerationSwap, fn) }
 
 // CachedValue is the value the instance's read cache holds now for key

@@ -44,6 +44,10 @@ type feed struct {
 	cap             int
 	bytes, maxBytes int
 	closed          bool
+	// gen is the generation the changes are of, the one the followers
+	// see (Generation, ReadLog): it moves only with the restart at its
+	// switch, in one step under mu (switchTo).
+	gen *generation
 	// widest is the most changes one revision pushed has held.
 	widest atomic.Uint64
 }
@@ -281,14 +285,38 @@ func (f *feed) progressed(rev uint64) {
 
 // restart drops the recent changes up to rev, which they then start
 // after: the watch missed what lies between (it was compacted away while
-// disconnected), or a full restore switched at rev. The changes above
-// rev stay: a read's switchGeneration races the watch, which may have
-// delivered the switch and pushed later changes before the read's
-// restart comes. Emptied, the feed answered "no change" between rev and
-// the mark, and a follower there lost those changes.
+// disconnected).
 func (f *feed) restart(rev uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.restartLocked(rev)
+}
+
+// switchTo moves the feed to generation g, a full restore's, restarted
+// at its switch, in one step under f.mu; never back to an older switch.
+// A follower reads the generation and the mark apart (Generation,
+// Committed, ReadLog): before 2026-12-06 the instance's generation
+// moved first and the feed's restart came after it, so a follower there
+// (the hub, woken by another change) saw the new generation with the
+// mark below its switch, reset its clients there, and read the feed
+// below the switch in the new generation: "compacted". Now a follower
+// that sees g takes a mark at or past its switch afterwards.
+func (f *feed) switchTo(g *generation) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if g.rev <= f.gen.rev {
+		return
+	}
+	f.gen = g
+	f.restartLocked(uint64(g.rev))
+}
+
+// restartLocked is restart's; f.mu is held. The changes above rev stay:
+// the watch may have delivered a switch and pushed later changes before
+// a read that moved the instance to it switched the feed (switchTo
+// passes over it then). Emptied, the feed answered "no change" between
+// rev and the mark, and a follower there lost those changes.
+func (f *feed) restartLocked(rev uint64) {
 	if kept := changesAfter(f.recent, rev); len(kept) == 0 {
 		f.recent, f.bytes = nil, 0
 	} else {
@@ -333,20 +361,21 @@ func (f *feed) waitFor(ctx context.Context, rev uint64) {
 }
 
 // page returns the recent changes after `after`, whole revisions, up to
-// about limit; ok is false when they do not reach back to after.
-func (f *feed) page(after uint64, limit int) (changes []ctxd.Change, mark uint64, ok bool) {
+// about limit, and the generation they are of; ok is false when they do
+// not reach back to after.
+func (f *feed) page(after uint64, limit int) (changes []ctxd.Change, mark uint64, gen *generation, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if after >= f.mark {
-		return nil, f.mark, true
+		return nil, f.mark, f.gen, true
 	}
 	if after < f.floor {
-		return nil, f.mark, false
+		return nil, f.mark, f.gen, false
 	}
 	// A binary search: the hub reads the newest changes after each write,
 	// and a scan of a full buffer (16,384 changes) held the lock that the
 	// watch's push, and so every write's answer, waits for.
-	return wholeRevisions(changesAfter(f.recent, after), limit), f.mark, true
+	return wholeRevisions(changesAfter(f.recent, after), limit), f.mark, f.gen, true
 }
 
 // changesAfter returns the changes of cs (in revision order) with a
@@ -379,18 +408,21 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 	// The prefix has no change at or below its birth: after it, history
 	// is whole from the start, whatever etcd compacted below it.
 	after = max(after, s.born)
-	if err := s.restoredError(after); err != nil {
+	// The feed's generation, taken with its page, not the instance's: a
+	// read that moved the instance to a full restore's switch moves the
+	// feed after it (switchGeneration), and a follower of the replaced
+	// generation reads it until then, its history included.
+	changes, mark, gen, ok := s.feed.page(after, limit)
+	if err := restoredErrorIn(gen, after); err != nil {
 		return nil, err
 	}
 	if c := s.compacted.Load(); c > 0 && after+1 < c {
 		return nil, &ctxd.CompactedError{Requested: after, Compacted: c}
 	}
-	changes, mark, ok := s.feed.page(after, limit)
 	if ok {
 		return changes, nil
 	}
-	gen := s.keys.gen().id
-	if changes, ok := s.replayed.read(gen, after, limit, mark); ok {
+	if changes, ok := s.replayed.read(gen.id, after, limit, mark); ok {
 		return changes, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
@@ -415,14 +447,14 @@ func (s *Store) ReadLog(after uint64, limit int) ([]ctxd.Change, error) {
 // and Options.RingBytes bytes), and keeps what the caller did not ask
 // for (s.replayed) for the next pages: the wait per watch is the same,
 // the pages per watch more.
-func (s *Store) replay(ctx context.Context, gen, after, to uint64, limit int) ([]ctxd.Change, error) {
+func (s *Store) replay(ctx context.Context, gen *generation, after, to uint64, limit int) ([]ctxd.Change, error) {
 	if after >= to { // ReadLog raised after to the birth already
 		return nil, nil
 	}
 	s.stats.historyReads.Add(1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	next := s.historyAfter(ctx, after)
+	next := s.historyAfter(ctx, gen, after)
 	var out []ctxd.Change
 	last, size := after, 0
 	// Past the page asked for, at most replayChanges changes and
@@ -445,7 +477,7 @@ func (s *Store) replay(ctx context.Context, gen, after, to uint64, limit int) ([
 			last = rev.rev
 		}
 	}
-	s.replayed.keep(gen, after, last, out)
+	s.replayed.keep(gen.id, after, last, out)
 	return wholeRevisions(out, limit), nil
 }
 
@@ -542,7 +574,7 @@ func (s *Store) eachRevision(ctx context.Context, after, to uint64, fn func(revi
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	next := s.historyAfter(ctx, after)
+	next := s.historyAfter(ctx, s.keys.gen(), after)
 	for {
 		revs, _, err := next(true)
 		if err != nil {
@@ -557,12 +589,12 @@ func (s *Store) eachRevision(ctx context.Context, after, to uint64, fn func(revi
 }
 
 // historyAfter starts a watch of the prefix's history after `after`
-// (ctx ends it) and returns the reader of its responses: next gives the
+// (ctx ends it), read in generation g, and returns the reader of its responses: next gives the
 // revisions of the next one, waiting for it when wait is set; otherwise,
 // none being there yet, it reports got false. A compaction past `after`
 // is a *ctxd.CompactedError; the end of the watch, or of ctx,
 // ErrUnavailable.
-func (s *Store) historyAfter(ctx context.Context, after uint64) (next func(wait bool) (revs []revisionChanges, got bool, err error)) {
+func (s *Store) historyAfter(ctx context.Context, g *generation, after uint64) (next func(wait bool) (revs []revisionChanges, got bool, err error)) {
 	wch := s.cli.Watch(ctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(after)+1), clientv3.WithPrevKV())
 	return func(wait bool) ([]revisionChanges, bool, error) {
 		var resp clientv3.WatchResponse
@@ -587,7 +619,7 @@ func (s *Store) historyAfter(ctx context.Context, after uint64) (next func(wait 
 		case resp.Err() != nil:
 			return nil, false, resp.Err()
 		}
-		return s.byRevision(resp.Events, false), true, nil
+		return s.byRevision(g, resp.Events, false), true, nil
 	}
 }
 
@@ -696,7 +728,7 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 				s.feed.progressed(uint64(resp.Header.Revision))
 			}
 			switched := false
-			for _, rev := range s.byRevision(resp.Events, true) {
+			for _, rev := range s.byRevision(s.keys.gen(), resp.Events, true) {
 				if len(rev.changes) > 0 {
 					s.feed.push(rev.rev, rev.changes)
 				}
@@ -756,16 +788,16 @@ type revisionChanges struct {
 // key's delete (with the deleted version from its previous value) and the
 // tombstone's put (who and when).
 //
-// The events are read with the keys of the instance's generation, from
-// its switch's revision on (below it they are its staged history). With
+// The events are read with the keys of generation g (the instance's for
+// its watch, the feed's for a follower's replay), from its switch's
+// revision on (below it they are its staged history). With
 // follow (the instance's watch), a switch of the pointer key moves the
 // reading to the new generation's keys from there on; without (a replay
 // of history, which only the current generation's changes are part of:
 // its restored history is written under its keys before its switch),
 // the switch is passed over.
-func (s *Store) byRevision(events []*clientv3.Event, follow bool) []revisionChanges {
+func (s *Store) byRevision(g *generation, events []*clientv3.Event, follow bool) []revisionChanges {
 	var out []revisionChanges
-	g := s.keys.gen()
 	for i := 0; i < len(events); {
 		rev := events[i].Kv.ModRevision
 		j := i

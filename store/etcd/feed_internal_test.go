@@ -35,14 +35,14 @@ func TestFeedKeepsTheNewestWholeRevisions(t *testing.T) {
 	assert.LessOrEqual(t, len(f.recent), 10)
 	assert.Equal(t, uint64(1000), f.mark)
 	assert.Equal(t, uint64(997), f.floor, "whole revisions: 998-1000 fit, 997 does not")
-	changes, mark, ok := f.page(997, 100)
+	changes, mark, _, ok := f.page(997, 100)
 	require.True(t, ok)
 	assert.Equal(t, uint64(1000), mark)
 	require.Len(t, changes, 9)
 	for i, c := range changes {
 		assert.Equal(t, uint64(998+i/3), c.Revision)
 	}
-	_, _, ok = f.page(996, 100)
+	_, _, _, ok = f.page(996, 100)
 	assert.False(t, ok, "below the floor: the caller reads etcd")
 	f.waitFor(context.Background(), 1000) // returns: the mark is there
 }
@@ -71,7 +71,7 @@ func BenchmarkFeedPageNewest(b *testing.B) {
 	f.init(0, 16384, noByteBound)
 	pushRevisions(&f, 1, 20000, 1)
 	for b.Loop() {
-		if cs, _, _ := f.page(19999, 1024); len(cs) != 1 {
+		if cs, _, _, _ := f.page(19999, 1024); len(cs) != 1 {
 			b.Fatalf("page: %d changes, want 1", len(cs))
 		}
 	}
@@ -140,7 +140,7 @@ func TestFeedPrepend(t *testing.T) {
 	pushRevisions(&f, 101, 102, 1)
 	f.prepend(90, 100, history(91, 100, 2)) // 20 changes, room for 8
 	assert.Equal(t, uint64(96), f.floor, "revisions 97-100 fit whole")
-	changes, _, ok := f.page(96, 100)
+	changes, _, _, ok := f.page(96, 100)
 	require.True(t, ok)
 	require.Len(t, changes, 10)
 	assert.Equal(t, uint64(97), changes[0].Revision)
@@ -177,7 +177,7 @@ func TestFeedBytesBound(t *testing.T) {
 	}
 	assert.Len(t, f.recent, 4, "two revisions of two changes fit in five changes' bytes")
 	assert.Equal(t, uint64(18), f.floor)
-	_, _, ok := f.page(17, 100)
+	_, _, _, ok := f.page(17, 100)
 	assert.False(t, ok, "below the floor")
 
 	f.push(21, big(21, 6)) // alone over the bound
@@ -185,7 +185,7 @@ func TestFeedBytesBound(t *testing.T) {
 	assert.Zero(t, f.bytes)
 	assert.Equal(t, uint64(21), f.floor)
 	assert.Equal(t, uint64(21), f.mark)
-	_, _, ok = f.page(20, 100)
+	_, _, _, ok = f.page(20, 100)
 	assert.False(t, ok, "the revision too big to keep is read from etcd")
 
 	var late feed
@@ -216,10 +216,10 @@ func TestFeedRestartBelowTheMarkKeepsTheChangesAfterIt(t *testing.T) {
 	assert.Equal(t, uint64(105), f.floor)
 	assert.Equal(t, uint64(110), f.mark)
 	assert.Equal(t, bytesOf(f.recent), f.bytes)
-	changes, _, ok := f.page(105, 100)
+	changes, _, _, ok := f.page(105, 100)
 	require.True(t, ok)
 	require.Len(t, changes, 10)
 	assert.Equal(t, uint64(106), changes[0].Revision)
-	_, _, ok = f.page(104, 100)
+	_, _, _, ok = f.page(104, 100)
 	assert.False(t, ok, "below the restart: the caller reads etcd")
 }

@@ -102,20 +102,33 @@ func (k keys) dir(dir string) string      { return k.gen().keys.prefix + dir }
 
 // Generation is the id of the data's generation: it changes when a full
 // restore replaced the data (on every instance, at the same revision).
-func (s *Store) Generation() uint64 { return s.keys.gen().id }
+// It is the feed's (feed.switchTo): it moves with the committed mark to
+// the restore's switch, so that a follower that sees a new one and then
+// takes the mark has a mark at or past the switch.
+func (s *Store) Generation() uint64 {
+	s.feed.mu.Lock()
+	defer s.feed.mu.Unlock()
+	return s.feed.gen.id
+}
 
 // switchGeneration is the watch's: the pointer moved to g at its mod
-// revision. The recent changes (of the replaced generation) are dropped,
-// and the committed mark moves to the switch, which wakes the followers:
-// they see the new Generation and tell their clients "reset".
+// revision. The instance's reads and writes go to g at once; then the
+// recent changes (of the replaced generation) are dropped, and the
+// committed mark moves to the switch with the feed's generation
+// (feed.switchTo), which wakes the followers: they see the new
+// Generation and tell their clients "reset".
 //
 // It never moves back: a read may have moved the instance to a later
 // switch (getCurrent, reloadGeneration) before its watch delivers an
 // earlier one, whose generation the later restore replaced and deleted.
+// A switch the instance is on already still moves the feed: the read
+// that swapped may not have got there yet, and the watch pushes the
+// changes after the switch right after this.
 func (s *Store) switchGeneration(g *generation) {
 	for {
 		cur := s.keys.cur.Load()
 		if g.rev <= cur.rev {
+			s.feed.switchTo(g)
 			return
 		}
 		if s.keys.cur.CompareAndSwap(cur, g) {
@@ -128,7 +141,7 @@ func (s *Store) switchGeneration(g *generation) {
 	if s.cache != nil {
 		s.cache.invalidate() // reads go to etcd until the watch fills it again
 	}
-	s.feed.restart(uint64(g.rev))
+	s.feed.switchTo(g)
 }
 
 // catchUpGeneration returns once the instance is on the generation the

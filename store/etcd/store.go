@@ -298,6 +298,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("etcd: read %s at %v: %w%s", opts.Prefix, opts.Endpoints, err, connectHint(opts, err))
 	}
 	s.feed.init(start, opts.RingChanges, opts.RingBytes)
+	s.feed.gen = gen
 	if !opts.DirectReads {
 		s.cache = newReadCache(s, opts.ReadCacheMaxBytes)
 	}
