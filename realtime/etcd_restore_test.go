@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,6 +16,7 @@ import (
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/etcd"
 )
@@ -133,4 +135,80 @@ func TestEtcdFullRestoreResetsWatchersOfEveryInstance(t *testing.T) {
 		_, err = st.GetAt("default", "snap0", last.ModRev)
 		assert.NoError(t, err)
 	}
+}
+
+// generationAfter is the real etcd store whose Generation first runs
+// before, when set: the hub's loop takes the committed mark and then
+// looks at the generation, so what before does lands between the two.
+type generationAfter struct {
+	*etcd.Store
+	before atomic.Pointer[func()]
+}
+
+func (s *generationAfter) Generation() uint64 {
+	if f := s.before.Load(); f != nil {
+		(*f)()
+	}
+	return s.Store.Generation()
+}
+
+// A full restore whose switch lands between the hub's look at the
+// committed mark and its look at the generation (woken by a write just
+// before the restore) resets the hub's clients once, at the restore's
+// revision, and they get the changes after it. Before, the hub reset
+// them at the mark taken before the switch, and its next read of the log
+// there, below the switch in the restored generation, closed them with
+// "compacted".
+func TestEtcdRestoreBetweenTheHubsMarkAndGenerationResetsAtTheSwitch(t *testing.T) {
+	ctx := context.Background()
+	name := etcdkit.Name(t)
+	a, b := openEtcd(t, name), openEtcd(t, name)
+	_, err := a.Put(ctx, "default", "k", json.RawMessage(`"restored"`), nil, "t")
+	require.NoError(t, err)
+	path, _ := testkit.WriteSnapshot(t, a)
+	held := &generationAfter{Store: b}
+	_, wsURL := etcdHub(t, held, realtime.Options{}, 0)
+	ws := testkit.DialWatch(t, wsURL(url.Values{}), nil)
+	ws.Expect(ctxd.TypeSubscribed)
+
+	replaced := b.Generation()
+	var (
+		once       sync.Once
+		res        ctxd.RestoreResult
+		restoreErr error
+	)
+	restore := func() {
+		once.Do(func() {
+			res, restoreErr = a.Restore(ctx, path, ctxd.RestoreOptions{})
+			// Until b's feed has followed the switch (its watch).
+			for {
+				_, changed := b.Committed()
+				if b.Generation() != replaced {
+					return
+				}
+				select {
+				case <-changed:
+				case <-time.After(testkit.Deadline):
+					return
+				}
+			}
+		})
+	}
+	held.before.Store(&restore)
+	// The write wakes b's hub, which takes the mark at it and then looks
+	// at the generation: the restore comes in between.
+	_, err = a.Put(ctx, "default", "k", json.RawMessage(`"replaced"`), nil, "t")
+	require.NoError(t, err)
+
+	m := ws.Next()
+	require.NoError(t, restoreErr)
+	require.NotEqual(t, replaced, b.Generation(), "b followed the restore")
+	require.Equal(t, ctxd.TypeReset, m.Type, "%+v", m)
+	assert.Equal(t, res.Revision, m.Rev, "the reset names the restore's revision")
+	after, err := a.Put(ctx, "default", "after", json.RawMessage(`1`), nil, "t")
+	require.NoError(t, err)
+	m = ws.Next()
+	require.Equal(t, ctxd.TypeContextUpdated, m.Type, "the change after the restore, not %+v", m)
+	assert.Equal(t, "after", m.Key)
+	assert.Equal(t, after.ModRev, m.Rev)
 }

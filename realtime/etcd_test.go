@@ -18,6 +18,7 @@ import (
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
 	"github.com/framework0/ctxd/realtime"
+	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/etcd"
 )
 
@@ -42,7 +43,7 @@ func watchServer(t *testing.T, st *etcd.Store) func(q url.Values) string {
 // etcdHub serves /v1/watch of a hub with opts on st and returns the hub
 // and its ws:// URL maker. sndBuf, when > 0, is the kernel send buffer of
 // accepted connections (smallBufListener).
-func etcdHub(t *testing.T, st *etcd.Store, opts realtime.Options, sndBuf int) (*realtime.Hub, func(q url.Values) string) {
+func etcdHub(t *testing.T, st store.Backend, opts realtime.Options, sndBuf int) (*realtime.Hub, func(q url.Values) string) {
 	t.Helper()
 	hub := realtime.New(st, opts, zerolog.Nop())
 	e := echo.New()

@@ -535,6 +535,13 @@ func (h *Hub) run() {
 			rev, changed = h.st.Committed()
 		}
 		if g := h.st.Generation(); g != h.gen {
+			// The mark again, taken after the generation: the one above
+			// may be from before the restore (the loop woke for an
+			// earlier change), and clients reset there would read the
+			// log below the restore's floor ("compacted"). etcd moves
+			// its generation with its mark to the restore's switch
+			// (feed.switchTo), so this one is at or past it.
+			rev, changed = h.st.Committed()
 			h.gen = g
 			h.reset(rev)
 			force = true
