@@ -34,7 +34,9 @@ func TestConformance(t *testing.T) {
 // open opens a backend on the shared etcd and closes it when the test ends.
 func open(t testing.TB, opts etcd.Options) *etcd.Store {
 	t.Helper()
-	opts.Endpoints = []string{etcdkit.Shared(t).Endpoint}
+	if opts.Endpoints == nil {
+		opts.Endpoints = []string{etcdkit.Shared(t).Endpoint}
+	}
 	s, err := etcd.Open(opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })

@@ -285,6 +285,46 @@ func TestHistoryBehindARestoreSwitchIsTheRestoredKeys(t *testing.T) {
 	assert.Equal(t, want, got, "from the restore's revision down")
 }
 
+// A key's history where it reads no step at the head's generation
+// alone, through an instance whose watch has not delivered a full
+// restore's switch yet (3 s behind), is the restored key's, as through
+// the restorer: from before=1 (whether the key is known, and whether
+// its oldest change kept lost its predecessor), and from the restore's
+// revision down once etcd compacted past it (the walk's first step reads
+// the state kept at etcd's mark). Before, these read the instance's
+// generation, the replaced one, which the restorer deleted: not found,
+// and from the compacted bound no change of the restored key.
+func TestHistoryBehindARestoreSwitchWhereItReadsNoHead(t *testing.T) {
+	srv := etcdkit.Own(t) // a compaction is the cluster's
+	a, behind, res := restoreAheadOn(t, []string{srv.Endpoint}, 3*time.Second, 3*time.Second)
+	c, d := behind[0], behind[1]
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cli.Close() })
+	head, err := cli.Get(t.Context(), "compaction")
+	require.NoError(t, err)
+	_, err = cli.Compact(t.Context(), head.Header.Revision)
+	require.NoError(t, err)
+	require.Greater(t, uint64(head.Header.Revision), res.Revision, "compacted past the restore")
+
+	for _, read := range []struct {
+		through *etcd.Store
+		before  uint64
+	}{{c, 1}, {d, res.Revision + 1}} {
+		require.NotEqual(t, a.Generation(), read.through.Generation(), "the instance's watch is behind the switch")
+		want, err := a.History("default", "k", ctxd.HistoryOptions{Before: read.before})
+		require.NoError(t, err)
+		got, err := read.through.History("default", "k", ctxd.HistoryOptions{Before: read.before})
+		if assert.NoError(t, err, "before=%d", read.before) {
+			assert.Equal(t, want, got, "before=%d", read.before)
+		}
+	}
+	want, err := a.History("default", "k", ctxd.HistoryOptions{Before: res.Revision + 1})
+	require.NoError(t, err)
+	require.Len(t, want.Changes, 1, "the restored put, kept at etcd's mark")
+	assert.JSONEq(t, `"restored"`, string(want.Changes[0].Value))
+}
+
 // A read at the revision of a full restore (its answer's revision)
 // through an instance whose watch has not delivered the switch yet is
 // the restored data, as through the restorer: GetAt, and ViewAt (which
@@ -373,10 +413,17 @@ func TestACacheFillPastASwitchFillsTheCurrentGeneration(t *testing.T) {
 // have not delivered the switch when it returns.
 func restoreAhead(t *testing.T, lags ...time.Duration) (a *etcd.Store, behind []*etcd.Store, res ctxd.RestoreResult) {
 	t.Helper()
+	return restoreAheadOn(t, nil, lags...)
+}
+
+// restoreAheadOn is restoreAhead on the etcd at endpoints (nil: the
+// package's shared one).
+func restoreAheadOn(t *testing.T, endpoints []string, lags ...time.Duration) (a *etcd.Store, behind []*etcd.Store, res ctxd.RestoreResult) {
+	t.Helper()
 	prefix := etcdkit.Prefix(etcdkit.Name(t))
-	a = open(t, etcd.Options{Prefix: prefix})
+	a = open(t, etcd.Options{Prefix: prefix, Endpoints: endpoints})
 	for range lags {
-		behind = append(behind, open(t, etcd.Options{Prefix: prefix}))
+		behind = append(behind, open(t, etcd.Options{Prefix: prefix, Endpoints: endpoints}))
 	}
 	putValue(t, a, "k", `"restored"`)
 	path, _ := testkit.WriteSnapshot(t, a)

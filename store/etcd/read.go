@@ -377,11 +377,11 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 		var at uint64 // 0: the head
 		if opts.Before > 0 {
 			if opts.Before == 1 {
-				if err := s.knownKey(ctx, ns, key); err != nil {
+				k, err := s.knownKey(ctx, ns, key)
+				if err != nil {
 					return err
 				}
-				var err error
-				page.Truncated, err = s.oldestKeptTruncated(ctx, ns, key, 0)
+				page.Truncated, err = s.oldestKeptTruncated(ctx, k, ns, key, 0)
 				return err
 			}
 			// A bound past etcd's revisions (int64) is above the head.
@@ -405,14 +405,15 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 			return err
 		}
 		if len(steps) == 0 {
-			if err := s.knownKey(ctx, ns, key); err != nil {
+			k, err := s.knownKey(ctx, ns, key)
+			if err != nil {
 				return err
 			}
 			if cut {
 				page.Truncated = true // the key's state at the bound is gone
 				return nil
 			}
-			page.Truncated, err = s.oldestKeptTruncated(ctx, ns, key, at)
+			page.Truncated, err = s.oldestKeptTruncated(ctx, k, ns, key, at)
 			return err
 		}
 		for i := range min(limit, len(steps)) {
@@ -439,20 +440,22 @@ func (s *Store) History(ns, key string, opts ctxd.HistoryOptions) (ctxd.HistoryP
 	return page, err
 }
 
-// knownKey is nil for a key that had a change (it is live, or its
-// tombstone is: tombstones are never deleted), else ErrNotFound.
-func (s *Store) knownKey(ctx context.Context, ns, key string) error {
-	resp, err := s.cli.Txn(ctx).Then(
-		clientv3.OpGet(s.keys.live(ns, key), clientv3.WithCountOnly()),
-		clientv3.OpGet(s.keys.tomb(ns, key), clientv3.WithCountOnly()),
-	).Commit()
+// knownKey is ErrNotFound unless a key had a change (it is live, or its
+// tombstone is: tombstones are never deleted) in the current generation
+// (getCurrentAll), whose keys it returns: an instance whose watch has
+// not delivered a full restore's switch would look in the replaced
+// generation, which the restorer deletes.
+func (s *Store) knownKey(ctx context.Context, ns, key string) (dataKeys, error) {
+	resps, g, err := s.getCurrentAll(ctx, 0, func(k dataKeys) []clientv3.Op {
+		return []clientv3.Op{clientv3.OpGet(k.live(ns, key), clientv3.WithCountOnly()), clientv3.OpGet(k.tomb(ns, key), clientv3.WithCountOnly())}
+	})
 	if err != nil {
-		return err
+		return dataKeys{}, err
 	}
-	if resp.Responses[0].GetResponseRange().Count+resp.Responses[1].GetResponseRange().Count == 0 {
-		return fmt.Errorf("history of %s/%s: %w", ns, key, ctxd.ErrNotFound)
+	if resps[0].Count+resps[1].Count == 0 {
+		return dataKeys{}, fmt.Errorf("history of %s/%s: %w", ns, key, ctxd.ErrNotFound)
 	}
-	return nil
+	return g.keys, nil
 }
 
 // stateAt reads a key and its tombstone as they were at revision at (0:
@@ -490,15 +493,25 @@ func (s *Store) stateAt(ctx context.Context, live, tomb string, at uint64) (kv, 
 
 // currentPair reads a key and its tombstone at revision at (0: the head)
 // in the current generation, the one at the head (getCurrent: the
-// pointer is read at the head, whatever at), whose etcd keys it returns.
-func (s *Store) currentPair(ctx context.Context, ns, key string, at uint64) (kv, tkv *mvccpb.KeyValue, live, tomb string, err error) {
+// pointer is read at the head, whatever at), whose keys it returns.
+func (s *Store) currentPair(ctx context.Context, ns, key string, at uint64) (kv, tkv *mvccpb.KeyValue, k dataKeys, err error) {
 	resps, g, err := s.getCurrentAll(ctx, 0, func(k dataKeys) []clientv3.Op {
 		return []clientv3.Op{clientv3.OpGet(k.live(ns, key), clientv3.WithRev(int64(at))), clientv3.OpGet(k.tomb(ns, key), clientv3.WithRev(int64(at)))}
 	})
 	if err != nil {
-		return nil, nil, "", "", err
+		return nil, nil, dataKeys{}, err
 	}
-	return firstKV(resps[0].Kvs), firstKV(resps[1].Kvs), g.keys.live(ns, key), g.keys.tomb(ns, key), nil
+	return firstKV(resps[0].Kvs), firstKV(resps[1].Kvs), g.keys, nil
+}
+
+// currentKeys are the keys of the current generation, the one the
+// pointer names at the head (getCurrentAll with no read of its own).
+func (s *Store) currentKeys(ctx context.Context) (dataKeys, error) {
+	_, g, err := s.getCurrentAll(ctx, 0, func(dataKeys) []clientv3.Op { return nil })
+	if err != nil {
+		return dataKeys{}, err
+	}
+	return g.keys, nil
 }
 
 // readPair reads a key and its tombstone at revision rev (0: the head).
@@ -517,15 +530,16 @@ func (s *Store) readPair(ctx context.Context, live, tomb string, rev uint64) (kv
 // below revision at+1 (at 0: below 1), whether the key's oldest kept change
 // lost its predecessor to compaction: that change is the one in effect at
 // etcd's mark, when the mark is above at (else the key did not exist at
-// at, and its history starts with a create).
-func (s *Store) oldestKeptTruncated(ctx context.Context, ns, key string, at uint64) (bool, error) {
+// at, and its history starts with a create). It reads the key in the
+// generation k (knownKey's).
+func (s *Store) oldestKeptTruncated(ctx context.Context, k dataKeys, ns, key string, at uint64) (bool, error) {
 	mark, err := s.compactedRevision(ctx)
 	if err != nil || mark == 0 || at >= mark {
 		return false, err
 	}
-	kv, tkv, err := s.readPair(ctx, s.keys.live(ns, key), s.keys.tomb(ns, key), mark)
+	kv, tkv, err := s.readPair(ctx, k.live(ns, key), k.tomb(ns, key), mark)
 	if errors.Is(err, rpctypes.ErrCompacted) {
-		return s.oldestKeptTruncated(ctx, ns, key, at) // the mark moved
+		return s.oldestKeptTruncated(ctx, k, ns, key, at) // the mark moved
 	}
 	switch {
 	case err != nil:
@@ -550,7 +564,7 @@ type step struct{ change ctxd.Change }
 // cut is true when compaction ended it: the key had a state there that is
 // gone.
 func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) (out []step, cut bool, err error) {
-	live, tomb := s.keys.live(ns, key), s.keys.tomb(ns, key)
+	var k dataKeys // the generation walked
 	for first := true; len(out) < n; first = false {
 		var (
 			kv, tkv *mvccpb.KeyValue
@@ -562,15 +576,20 @@ func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) (out
 			// keys are deleted at the head and hold the data from before
 			// the restore at its revision (getCurrent). The walk goes on
 			// in the generation read.
-			var l, tb string
-			if kv, tkv, l, tb, err = s.currentPair(ctx, ns, key, at); err == nil {
-				live, tomb, ok = l, tb, true
-			}
+			kv, tkv, k, err = s.currentPair(ctx, ns, key, at)
+			ok = err == nil
 		}
-		if !first || errors.Is(err, rpctypes.ErrCompacted) {
+		if compacted := first && errors.Is(err, rpctypes.ErrCompacted); compacted || !first {
+			if compacted {
+				// The pointer was read with the key, and failed with
+				// it: read it alone.
+				k, err = s.currentKeys(ctx)
+			}
 			// Compacted at at: stateAt reads the state kept at etcd's
 			// mark.
-			kv, tkv, ok, err = s.stateAt(ctx, live, tomb, at)
+			if err == nil {
+				kv, tkv, ok, err = s.stateAt(ctx, k.live(ns, key), k.tomb(ns, key), at)
+			}
 		}
 		if err != nil {
 			return nil, false, err
@@ -598,7 +617,7 @@ func (s *Store) walk(ctx context.Context, ns, key string, at uint64, n int) (out
 				// An armed tombstone: the put with a TTL that wrote it
 				// was not deleted by ctxd, so its life ended by expiry,
 				// between the two.
-				c, err = s.expiryAfter(ctx, ns, key, tkv.ModRevision)
+				c, err = s.expiryAfter(ctx, k, ns, key, tkv.ModRevision)
 				var compacted *ctxd.CompactedError
 				if errors.As(err, &compacted) {
 					return out, true, nil // history ends at the compaction

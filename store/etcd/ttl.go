@@ -373,15 +373,15 @@ func expiryOf(c ctxd.Change, prev *mvccpb.KeyValue, dead *deadline) ctxd.Change 
 // watch of the key from there, and the deadline record in effect just
 // before it. When etcd compacted past the put, the watch starts at the
 // compaction instead, if the key was live there (else the expiry is
-// compacted away too).
-func (s *Store) expiryAfter(ctx context.Context, ns, key string, armed int64) (ctxd.Change, error) {
+// compacted away too). It reads the key in the generation k, the walk's.
+func (s *Store) expiryAfter(ctx context.Context, k dataKeys, ns, key string, armed int64) (ctxd.Change, error) {
 	from := armed + 1
 	for {
-		c, compacted, err := s.firstDelete(ctx, ns, key, from)
+		c, compacted, err := s.firstDelete(ctx, k, ns, key, from)
 		if compacted == 0 {
 			return c, err
 		}
-		resp, err := s.cli.Get(ctx, s.keys.live(ns, key), clientv3.WithRev(compacted), clientv3.WithCountOnly())
+		resp, err := s.cli.Get(ctx, k.live(ns, key), clientv3.WithRev(compacted), clientv3.WithCountOnly())
 		if err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
 			return ctxd.Change{}, err
 		}
@@ -394,10 +394,10 @@ func (s *Store) expiryAfter(ctx context.Context, ns, key string, armed int64) (c
 
 // firstDelete is the expiry change of the first delete of a key from
 // revision from on, or etcd's compaction revision when from is below it.
-func (s *Store) firstDelete(ctx context.Context, ns, key string, from int64) (ctxd.Change, int64, error) {
+func (s *Store) firstDelete(ctx context.Context, k dataKeys, ns, key string, from int64) (ctxd.Change, int64, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wch := s.cli.Watch(wctx, s.keys.live(ns, key), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithFilterPut())
+	wch := s.cli.Watch(wctx, k.live(ns, key), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithFilterPut())
 	for resp := range wch {
 		if resp.CompactRevision > 0 {
 			s.sawCompacted(uint64(resp.CompactRevision))
@@ -409,7 +409,7 @@ func (s *Store) firstDelete(ctx context.Context, ns, key string, from int64) (ct
 		for _, ev := range resp.Events {
 			c := ctxd.Change{Revision: uint64(ev.Kv.ModRevision), Namespace: ns, Key: key}
 			var dead *deadline
-			got, err := s.cli.Get(ctx, s.keys.dead(ns, key), clientv3.WithRev(ev.Kv.ModRevision-1))
+			got, err := s.cli.Get(ctx, k.dead(ns, key), clientv3.WithRev(ev.Kv.ModRevision-1))
 			if err == nil && len(got.Kvs) > 0 {
 				if d, err := decodeDeadline(got.Kvs[0].Value); err == nil {
 					dead = &d
