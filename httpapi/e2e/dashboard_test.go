@@ -91,7 +91,8 @@ func TestSetKeyThroughForm(t *testing.T) {
 	// Saved again: the page's own change, which the feed brings before the
 	// PUT's answer (held here until the page has shown it), is not a
 	// change "after you loaded it".
-	release := s.ws.holdPutAnswers()
+	_, release := s.ws.holdAnswers(http.MethodPut, "")
+	defer release()
 	p.fill("#set-value", `{"hello": "again"}`)
 	p.click("#set-form button[type=submit]")
 	p.waitFor(`#live-list li[data-rev="2"]`)
@@ -408,24 +409,38 @@ func TestLiveLaggedResumes(t *testing.T) {
 	s := newServer(t, serverOptions{maxLag: 2})
 	p := openPage(t, s, "/")
 	p.waitFor(`#conn[data-state="live"]`)
-	// Bursts of 50 changes in one commit, each more than max_lag ahead of
-	// the feed, until the server has closed it for lagging once.
-	var last ctxd.TxnResult
-	for i := 0; !strings.Contains(s.ks.Logs.String(), "closing lagging WebSocket client"); i++ {
-		require.Less(t, i, 50, "the feed never lagged")
-		var writes []ctxd.Write
-		for j := range 50 {
-			writes = append(writes, ctxd.Write{Namespace: "default", Key: fmt.Sprintf("k%d", j), Op: ctxd.OpPut, Value: []byte(strconv.Itoa(i)), Who: "burst"})
-		}
-		var err error
-		last, err = s.ks.Backend().Txn(context.Background(), writes)
-		require.NoError(t, err)
-	}
+	last := lagFeed(t, s)
 	p.waitText("#notice", "The live feed fell behind", "it reconnected and resumed after revision ", "no change is missed")
 	assert.Regexp(t, `resumed after revision [0-9]+:`, p.text("#notice"))
 	assert.NotContains(t, p.text("#notice"), "reconnect with", "not the server's advice to a client")
 	p.waitFor(fmt.Sprintf(`#live-list li[data-rev="%d"]`, last.Revision))
 	p.waitFor(`#conn[data-state="live"]`)
+}
+
+// lagFeed writes bursts of 50 changes (keys k0 to k49) in one commit,
+// each more than max_lag (serverOptions.maxLag) ahead of the page's feed,
+// until the server has closed the feed for lagging; it returns the last
+// burst's result.
+func lagFeed(t *testing.T, s *server) ctxd.TxnResult {
+	t.Helper()
+	var last ctxd.TxnResult
+	for i := 0; !strings.Contains(s.ks.Logs.String(), "closing lagging WebSocket client"); i++ {
+		require.Less(t, i, 50, "the feed never lagged")
+		last = burst(t, s, strconv.Itoa(i))
+	}
+	return last
+}
+
+// burst writes keys k0 to k49 of default in one commit, each with value.
+func burst(t *testing.T, s *server, value string) ctxd.TxnResult {
+	t.Helper()
+	var writes []ctxd.Write
+	for j := range 50 {
+		writes = append(writes, ctxd.Write{Namespace: "default", Key: fmt.Sprintf("k%d", j), Op: ctxd.OpPut, Value: []byte(value), Who: "burst"})
+	}
+	r, err := s.ks.Backend().Txn(context.Background(), writes)
+	require.NoError(t, err)
+	return r
 }
 
 // TestLiveResetToALowerRevision: a server restarted on data whose

@@ -256,29 +256,50 @@ const fixturesPath = "/e2e-fixtures/"
 // watchControl sits in front of the server: it records each GET
 // /v1/watch connection's query and can cut every open connection and
 // refuse new ones, as a network failure or a server restart would; and it
-// can hold the answers of PUTs (applied, not yet answered).
+// can hold the answers of requests (applied, not yet answered).
 type watchControl struct {
 	mu      sync.Mutex
 	refuse  bool
 	conns   []net.Conn
 	queries []url.Values
-	held    chan struct{} // PUT answers wait for it to close (nil: none held)
+	held    *heldAnswers // nil: none held
 }
 
-// holdPutAnswers makes PUTs apply but wait for release to answer: what a
-// slow network does to the answer of a write whose change the feed has
-// already brought.
-func (c *watchControl) holdPutAnswers() (release func()) {
+// heldAnswers are the requests of one method and path (any path when
+// path is "") whose answers wait for release to close.
+type heldAnswers struct {
+	method, path string
+	release      chan struct{}
+	asked        int // how many came
+}
+
+// holdAnswers makes the requests of method and path (any path when path
+// is "") apply but wait for release to answer: what a slow server or
+// network does (to the answer of a write whose change the feed has
+// already brought, say). asked counts them. Call release before the test
+// ends (defer it): a held answer keeps the server from stopping.
+func (c *watchControl) holdAnswers(method, path string) (asked func() int, release func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	held := make(chan struct{})
-	c.held = held
-	return func() {
+	h := &heldAnswers{method: method, path: path, release: make(chan struct{})}
+	c.held = h
+	var once sync.Once
+	asked = func() int {
 		c.mu.Lock()
-		c.held = nil
-		c.mu.Unlock()
-		close(held)
+		defer c.mu.Unlock()
+		return h.asked
 	}
+	release = func() {
+		once.Do(func() {
+			c.mu.Lock()
+			if c.held == h {
+				c.held = nil
+			}
+			c.mu.Unlock()
+			close(h.release)
+		})
+	}
+	return asked, release
 }
 
 func (c *watchControl) wrap(next http.Handler) http.Handler {
@@ -290,11 +311,16 @@ func (c *watchControl) wrap(next http.Handler) http.Handler {
 		}
 		c.mu.Lock()
 		held := c.held
+		if held != nil && r.Method == held.method && (held.path == "" || r.URL.Path == held.path) {
+			held.asked++
+		} else {
+			held = nil
+		}
 		c.mu.Unlock()
-		if held != nil && r.Method == http.MethodPut {
+		if held != nil {
 			rec := httptest.NewRecorder()
 			next.ServeHTTP(rec, r)
-			<-held
+			<-held.release
 			maps.Copy(w.Header(), rec.Header())
 			w.WriteHeader(rec.Code)
 			_, _ = w.Write(rec.Body.Bytes())
@@ -325,6 +351,13 @@ func (c *watchControl) cut() {
 		_ = conn.Close()
 	}
 	c.conns = nil
+}
+
+// refuseNew refuses new connections until allow; the open ones go on.
+func (c *watchControl) refuseNew() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refuse = true
 }
 
 func (c *watchControl) allow() {
