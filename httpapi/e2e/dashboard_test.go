@@ -443,6 +443,44 @@ func burst(t *testing.T, s *server, value string) ctxd.TxnResult {
 	return r
 }
 
+// TestLiveLaggedThenCompacted: a feed closed for falling behind whose
+// resume point is compacted away before it reconnects has not resumed:
+// the page never says that it did and that no change is missed (not
+// even while the restarted feed connects), but that it missed changes,
+// and it re-reads everything.
+func TestLiveLaggedThenCompacted(t *testing.T) {
+	s := newServer(t, serverOptions{maxLag: 2})
+	s.put("default", "seed", `1`, "alice") // the feed starts after revision 1 (from_rev=0 is all history kept)
+	p := openPage(t, s, "/")
+	p.waitFor(`#conn[data-state="live"]`)
+	// Every notice the page shows, however briefly.
+	p.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		const n = document.querySelector("#notice");
+		window.noticesSeen = [];
+		new MutationObserver(() => window.noticesSeen.push(n.textContent)).observe(n, {childList: true, characterData: true, subtree: true});
+	})()`))
+
+	s.ws.refuseNew() // the feed goes on; its reconnect is refused
+	connected := len(s.ws.connections())
+	lagFeed(t, s)
+	testkit.Eventually(t, func() bool { return len(s.ws.connections()) > connected }, "the page tries to resume after the lagged close")
+	// Every change up to the resume point is superseded, then compacted away.
+	burst(t, s, `"after"`)
+	status, body := s.do(http.MethodPost, "/v1/compact?keep_versions=1", "")
+	require.Equal(t, http.StatusOK, status, "%s", body)
+	s.ws.allow()
+
+	p.waitText("#notice", "missed changes that history no longer holds")
+	last := s.put("default", "k0", `"later"`, "carol")
+	p.waitText(fmt.Sprintf(`#live-list li[data-rev="%d"]`, last.ModRev), "carol") // the restarted feed is live
+	p.waitFor(`#conn[data-state="live"]`)
+	seen := eval[[]string](p, `window.noticesSeen`)
+	for _, n := range seen {
+		assert.NotContains(t, n, "no change is missed", "notices shown: %q", seen)
+	}
+	assert.Contains(t, p.text("#notice"), "missed changes that history no longer holds")
+}
+
 // TestLiveResetToALowerRevision: a server restarted on data whose
 // revision is below what the page saw (an older backup, or none: here the
 // data is gone) says reset when the page reconnects; the status then

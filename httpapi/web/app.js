@@ -1148,7 +1148,9 @@ function renderEvents() {
 
 let feedState = { state: 'connecting' };
 // laggedAt: the revision the feed resumes after when the server closed
-// it for falling behind ('' when not given), until it is live again; else null.
+// it for falling behind ('' when not given), until it is live again (the
+// server took the resume: a resume from compacted history is refused
+// first), or restarted (resync); else null.
 let laggedAt = null;
 
 function renderLiveState() {
@@ -1216,6 +1218,9 @@ function reloadAll() {
 // in neither, and is listed once in the live events.
 const resync = latest(async (current) => {
   state.needToken = false;
+  // The feed restarts: once live it has not resumed from a lagged close,
+  // whatever it missed since (compacted away, another token's rights).
+  laggedAt = null;
   // What the new token may do, before the panels are read: the list
   // moves to what it may read, and a token that may not read reads none.
   await loadSelf();

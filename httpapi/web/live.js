@@ -12,8 +12,8 @@ const MAX_BACKOFF = 8000;
 
 // LiveFeed calls handlers.change(msg) for each context_updated message, in
 // revision order, and handlers.state({state, detail}) when the connection
-// changes: "connecting", "live", "reconnecting" (detail: the wait in ms and
-// why), "stopped". handlers.reset(msg) after a restore, handlers.compacted(msg)
+// changes: "connecting", "live" (the server took the subscription),
+// "reconnecting" (detail: the wait in ms and why), "stopped". handlers.reset(msg) after a restore, handlers.compacted(msg)
 // when the changes to resume from are gone (the page must re-read, and
 // restart the feed: it waits for that),
 // handlers.notice(msg) for the other messages (context_dumped, error),
@@ -91,10 +91,12 @@ export class LiveFeed {
     }
     this.ws = ws;
     let opened = false;
+    // Live once the server has taken the subscription (subscribed), not
+    // at the open: a resume from compacted history is opened, then
+    // refused (compacted).
     ws.onopen = () => {
       opened = true;
       this.failedOpens = 0;
-      this.setState('live');
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
