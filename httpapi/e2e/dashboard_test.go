@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/heapprofiler"
@@ -978,6 +979,39 @@ func TestMetricsTokenIsToldItMayNotRead(t *testing.T) {
 	_, err = s.ks.Backend().Put(context.Background(), "default", "cfg", json.RawMessage(`2`), nil, "bob")
 	require.NoError(t, err)
 	p.waitText(`#live-list li[data-rev="2"]`, "bob")
+}
+
+// statusEvery is app.js's STATUS_EVERY: the wait from a status poll's
+// answer to the next poll.
+const statusEvery = 5 * time.Second
+
+// TestPollsWaitForTheirAnswer: the page polls the status (a token that
+// may not read: what it may do, GET /v1/auth/self) every 5 seconds after
+// the last poll's answer. On a server slower than that it asks no more
+// meanwhile, rather than piling up requests. That nothing is asked shows
+// only over time: each check lets one and a half polls' time go by on
+// the page's clock while the answer is held.
+func TestPollsWaitForTheirAnswer(t *testing.T) {
+	s, tokens := newTokensServer(t, testkit.TokenEntry("prom", "prom-secret", "    roles: [metrics]\n"))
+	p := openWithToken(t, s, "/", "prom-secret")
+	p.waitFor(`#conn[data-state="noread"]`)
+	waitsForItsAnswer := func(path string) {
+		t.Helper()
+		asked, release := s.ws.holdAnswers(http.MethodGet, path)
+		defer release()
+		testkit.Eventually(t, func() bool { return asked() == 1 }, "the page polls "+path)
+		since := eval[float64](p, `performance.now()`)
+		p.waitJS(fmt.Sprintf(`performance.now() > %f`, since+1.5*float64(statusEvery.Milliseconds())), "the time of a poll and a half")
+		assert.Equal(t, 1, asked(), "%s asked again before its answer", path)
+	}
+	waitsForItsAnswer("/v1/auth/self")
+
+	// It polls again after the answer: it learns that a reload gave the
+	// token read (no feed tells it).
+	writeTokens(t, tokens, testkit.TokenEntry("prom", "prom-secret", "    roles: [metrics, read]\n"))
+	require.Equal(t, 1, s.reloadTokens())
+	p.waitFor(`#conn[data-state="live"]`)
+	waitsForItsAnswer("/v1/status")
 }
 
 // TestTokenChangedWhileTheServerIsAway: what one token may do is not

@@ -14,7 +14,7 @@ const WHO_KEY = 'ctxd.who'; // who the dashboard's writes name (localStorage: no
 const MAX_EVENTS = 500; // live events kept in memory (without their values: a preview)
 const MAX_KEPT_VALUES = 16 << 20; // characters of values kept for the list (state.values)
 const HISTORY_PAGE = 20;
-const STATUS_EVERY = 5000; // ms between status polls
+const STATUS_EVERY = 5000; // ms from a status poll's answer to the next poll
 const READY_EVERY = 3000; // ms between /readyz polls, only while the server is not ready
 const NS_RE = /^[A-Za-z0-9._-]{1,64}$/;
 // The panels of data: hidden for a token that may not read (renderSelf).
@@ -1692,13 +1692,20 @@ async function main() {
       if (!isSelected(at, key)) selectKey(at, key, true);
     }
   });
-  setInterval(() => {
-    if (document.hidden || state.needToken) return;
-    // A token that may not read asks, instead, whether a reload of the
-    // tokens file gave it the right (no feed tells it then).
-    if (may('read')) loadStatus();
-    else recheckSelf();
-  }, STATUS_EVERY);
+  // The next poll is STATUS_EVERY ms after the last one's answer: on a
+  // server slower than that, polls do not pile up.
+  const poll = async () => {
+    try {
+      if (document.hidden || state.needToken) return;
+      // A token that may not read asks, instead, whether a reload of the
+      // tokens file gave it the right (no feed tells it then).
+      if (may('read')) await loadStatus();
+      else await recheckSelf();
+    } finally {
+      setTimeout(poll, STATUS_EVERY);
+    }
+  };
+  setTimeout(poll, STATUS_EVERY);
   setInterval(() => { if (!document.hidden) tickExpiries(); }, 1000);
   document.documentElement.dataset.ready = 'true';
 }
