@@ -1200,8 +1200,9 @@ func requireToken(token string, next http.Handler) http.Handler {
 // TestNotReadyBanner: while the store is unavailable (etcd down: /readyz
 // answers 503) the live feed may stay connected to ctxd while every read
 // fails. The badge and a banner say that the server is up but not ready,
-// with /readyz's reason, and clear themselves once it is ready again,
-// when the panels are read again.
+// with /readyz's reason (the banner not while the server itself is away),
+// and clear themselves once it is ready again, when the panels are read
+// again.
 func TestNotReadyBanner(t *testing.T) {
 	e := etcdkit.Own(t)
 	s := newServer(t, serverOptions{etcdEndpoint: e.Endpoint})
@@ -1218,11 +1219,19 @@ func TestNotReadyBanner(t *testing.T) {
 	p.waitText("#ready-alarm", "The server is up but not ready (", "unreachable", "goes by itself")
 	p.waitTextIs("#conn", "Live feed: connected, server not ready")
 	assert.Contains(t, eval[string](p, `document.querySelector("#conn").title`), "unreachable", "the badge's tooltip: the reason")
+
 	listed := lists()
 
+	// The server itself away: /readyz gets no answer, and the banner goes
+	// (the server is not up; the badge says the feed is away).
+	s.ks.Stop()
+	p.waitFor(`#conn[data-state="reconnecting"]`)
+	p.waitJS(`document.querySelector("#ready-alarm").hidden`, "no not-ready banner while the server is away")
+
 	require.NoError(t, e.Start())
-	p.waitJS(`document.querySelector("#ready-alarm").hidden`, "the banner gone once ready")
+	s.ks.Start() // it needs etcd to start
 	testkit.Eventually(t, func() bool { return lists() > listed }, "the keys listed again once ready")
+	assert.True(t, eval[bool](p, `document.querySelector("#ready-alarm").hidden`), "the banner gone once ready")
 	p.waitJS(`document.querySelector("#st-error").hidden`, "the status read again")
 	p.waitFor(`#conn[data-state="live"]`)
 	s.put("default", "k", `2`, "bob")

@@ -229,6 +229,8 @@ const statusSoon = throttled(() => loadStatus(), 1000);
 
 let readyTimer = 0;
 let readyAsking = false;
+// readyUnanswered: the last /readyz got no answer (the server away).
+let readyUnanswered = false;
 
 // suspectNotReady asks /readyz after a request failed with a 5xx: the
 // live feed may be connected (the server is up) while the store behind it
@@ -241,18 +243,21 @@ function suspectNotReady(e) {
 // not, the badge and a banner say so with the reason it gives, and it asks
 // again every READY_EVERY ms; once it is, the banner goes and everything
 // shown is read again (those reads failed meanwhile). Without an answer
-// (the server away: the live feed says so) what was known stays.
+// (the server away: the live feed says so) what was known stays, and it
+// asks again, but the banner goes: the server is not up.
 async function checkReady() {
   clearTimeout(readyTimer);
   readyTimer = 0;
   readyAsking = true;
   const was = state.notReady;
+  readyUnanswered = false;
   try {
     await request('GET', '/readyz');
     state.notReady = '';
   } catch (e) {
     if (e.status === 503) state.notReady = (e.message || 'no reason given').replace(/^not ready: /, '');
-    else if (e.status !== 0) state.notReady = '';
+    else if (e.status === 0) readyUnanswered = true;
+    else state.notReady = '';
   } finally {
     readyAsking = false;
   }
@@ -262,7 +267,7 @@ async function checkReady() {
 }
 
 function renderReady() {
-  show($('ready-alarm'), state.notReady
+  show($('ready-alarm'), state.notReady && !readyUnanswered
     ? `The server is up but not ready (${state.notReady}): reads and writes fail until it is. This notice goes by itself once it is ready.`
     : '');
   renderLiveState();
