@@ -1238,6 +1238,31 @@ func TestNotReadyBanner(t *testing.T) {
 	p.waitText(`#key-rows tr[data-key="k"]`, "2")
 }
 
+// TestNotReadyThenNoRead: the live badge's tooltip gives the reason the
+// server is not ready while the badge says so; once the tab's token may
+// not read (another token entered while etcd was down), the badge says
+// that, without the old reason as its tooltip.
+func TestNotReadyThenNoRead(t *testing.T) {
+	e := etcdkit.Own(t)
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	writeTokens(t, tokens, testkit.TokenEntry("board", "board-secret", "    roles: [read]\n"),
+		testkit.TokenEntry("prom", "prom-secret", "    roles: [metrics]\n"))
+	s := newServer(t, serverOptions{etcdEndpoint: e.Endpoint, tokensFile: tokens})
+	p := openWithToken(t, s, "/", "board-secret")
+	p.waitFor(`#conn[data-state="live"]`)
+
+	e.Stop()
+	p.waitTextIs("#conn", "Live feed: connected, server not ready")
+	// The reason /readyz gives (with access control on, where to read it).
+	require.NotEmpty(t, eval[string](p, `document.querySelector("#conn").title`), "the badge's tooltip: the reason")
+
+	p.click("#token-button")
+	p.enterToken("prom-secret")
+	p.waitFor(`#conn[data-state="noread"]`)
+	assert.Empty(t, eval[string](p, `document.querySelector("#conn").title`), "no tooltip of the not-ready badge")
+	require.NoError(t, e.Start()) // the server's shutdown needs its etcd
+}
+
 // TestQuotaBanner: while the storage quota refuses writes, a banner at the
 // top of the page says so and what to do, and the status shows the quota;
 // once compaction has freed space, the banner goes.

@@ -1161,6 +1161,7 @@ let laggedAt = null;
 function renderLiveState() {
   const s = feedState;
   const conn = $('conn');
+  conn.title = ''; // the reason the server is not ready, only while that is shown
   if (state.needToken) {
     conn.dataset.state = 'token';
     conn.textContent = 'Live feed: needs an access token';
@@ -1175,7 +1176,6 @@ function renderLiveState() {
   conn.dataset.state = s.state;
   const names = { connecting: 'connecting', live: 'connected', reconnecting: 'reconnecting', stopped: 'stopped' };
   conn.textContent = 'Live feed: ' + (names[s.state] || s.state);
-  conn.title = '';
   if (state.notReady && s.state === 'live') {
     // Connected to ctxd, whose store is unavailable: reads fail.
     conn.dataset.state = 'notready';
