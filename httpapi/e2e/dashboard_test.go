@@ -1059,6 +1059,35 @@ func TestPrefixTokenListsItsPrefix(t *testing.T) {
 	assert.False(t, eval[bool](p, `document.querySelector("#set-fields").disabled`), "it may write")
 }
 
+// TestAddressedListAfterRightsChange: the namespace and prefix the
+// address names are listed while the token may read them. A reload that
+// narrows its rights moves the list to what it may read; one that gives
+// them back lists the address's choice again.
+func TestAddressedListAfterRightsChange(t *testing.T) {
+	wide := testkit.TokenEntry("deployer", "deploy-secret", "    roles: [read]\n    namespaces: [team, staging]\n    prefixes: [deploy/, app.]\n")
+	s, tokens := newTokensServer(t, wide)
+	for _, kv := range [][2]string{{"staging", "app.x"}, {"team", "deploy/web"}} {
+		_, err := s.ks.Backend().Put(context.Background(), kv[0], kv[1], json.RawMessage(`1`), nil, "alice")
+		require.NoError(t, err)
+	}
+	p := openWithToken(t, s, "/#ns=staging&prefix=app.", "deploy-secret")
+	listed := func(ns, prefix, key string) {
+		t.Helper()
+		p.waitFor(fmt.Sprintf(`#key-rows tr[data-key=%q]`, key))
+		assert.Equal(t, ns, eval[string](p, `document.querySelector("#ns-select").value`))
+		assert.Equal(t, prefix, eval[string](p, `document.querySelector("#prefix").value`))
+	}
+	listed("staging", "app.", "app.x")
+
+	writeTokens(t, tokens, testkit.TokenEntry("deployer", "deploy-secret", "    roles: [read]\n    namespaces: [team]\n    prefixes: [deploy/]\n"))
+	require.Equal(t, 1, s.reloadTokens())
+	listed("team", "deploy/", "deploy/web")
+
+	writeTokens(t, tokens, wide)
+	require.Equal(t, 1, s.reloadTokens())
+	listed("staging", "app.", "app.x")
+}
+
 // TestTokenAtFirstPrompt: a token entered at the prompt of the first load
 // is used by that load, and the feed starts after the status's revision.
 func TestTokenAtFirstPrompt(t *testing.T) {

@@ -23,6 +23,10 @@ const DATA_PANELS = ['status', 'keys', 'detail', 'editor', 'live', 'snapshots', 
 const state = {
   ns: 'default',
   prefix: '',
+  // asked: the namespace and prefix the address named, or the user chose
+  // since (listFrom); null for one not named. The list shows them while
+  // the token may read them (fitToToken).
+  asked: { ns: null, prefix: null },
   pageSize: 50,
   pages: [''], // the "after" cursor of each page visited; the last is the page shown
   next: '', // cursor of the next page; '' when there is none
@@ -395,15 +399,23 @@ function renderAdmin() {
 // fitToToken moves the list to what the token may read: the first of its
 // namespaces when it may not read the one shown, the first of its key
 // prefixes when it may list only under them (the server refuses a list
-// outside them), but for what the address named (keepNs, keepPrefix).
-function fitToToken(keepNs, keepPrefix) {
+// outside them). What was asked for (state.asked) is listed whenever the
+// token may read it, also after the list was moved off it for rights
+// since widened; with keep (the first load), even when it may not: the
+// server's refusal says why.
+function fitToToken(keep) {
   const s = state.self;
   if (!s) return;
-  if (!keepNs && s.namespaces && !s.namespaces.includes(state.ns)) state.ns = s.namespaces[0];
-  if (!keepPrefix && s.prefixes && !s.prefixes.some((p) => state.prefix.startsWith(p))) state.prefix = s.prefixes[0];
+  const mayNs = (ns) => !s.namespaces || s.namespaces.includes(ns);
+  const mayPrefix = (prefix) => !s.prefixes || s.prefixes.some((p) => prefix.startsWith(p));
+  const { ns, prefix } = state.asked;
+  if (ns !== null && (keep || mayNs(ns))) state.ns = ns;
+  else if (!mayNs(state.ns)) state.ns = s.namespaces[0];
+  if (prefix !== null && (keep || mayPrefix(prefix))) state.prefix = prefix;
+  else if (!mayPrefix(state.prefix)) state.prefix = s.prefixes[0];
   state.pages = [''];
   $('prefix').value = state.prefix;
-  if (!$('dump-ns').value || (s.namespaces && !s.namespaces.includes($('dump-ns').value))) $('dump-ns').value = state.ns;
+  if (!$('dump-ns').value || !mayNs($('dump-ns').value)) $('dump-ns').value = state.ns;
   renderNamespaces();
   setHash();
 }
@@ -592,6 +604,7 @@ function renderKeys() {
 }
 
 function listFrom(ns, prefix) {
+  state.asked = { ns, prefix };
   state.ns = ns;
   state.prefix = prefix;
   state.pages = [''];
@@ -1232,7 +1245,7 @@ const resync = latest(async (current) => {
   if (!current()) return;
   const s = await loadStatus();
   if (!current()) return;
-  fitToToken(false, false);
+  fitToToken(false);
   // Without a token (refused, and the prompt cancelled) the feed would
   // only be refused; the panels say so. So would it for a token that
   // may not read.
@@ -1659,6 +1672,7 @@ async function main() {
   const p = new URLSearchParams(location.hash.slice(1));
   if (NS_RE.test(p.get('ns') || '')) state.ns = p.get('ns');
   state.prefix = p.get('prefix') || '';
+  state.asked = { ns: NS_RE.test(p.get('ns') || '') ? state.ns : null, prefix: p.has('prefix') ? state.prefix : null };
   $('prefix').value = state.prefix;
   $('dump-ns').value = state.ns;
   renderNamespaces();
@@ -1671,7 +1685,7 @@ async function main() {
   // read after it: a change made while the page loads is in one or the
   // other (or both: applying it again is harmless), never lost between them.
   await loadStatus();
-  fitToToken(NS_RE.test(p.get('ns') || ''), p.has('prefix'));
+  fitToToken(true);
   startFeed(state.status ? state.status.revision : null);
   const first = Promise.all([loadNamespaces(), loadKeys(), loadSnapshots(), loadDumps()]);
   const key = p.get('key');
