@@ -471,14 +471,38 @@ func holdOnce(t *testing.T) (hold func(), held <-chan struct{}, release func()) 
 
 // atSwitch runs hold in s's watch after its cache applied a response
 // holding a full restore's switch, before the feed takes it.
-func atSwitch(s *etcd.Store, hold func()) {
+func atSwitch(s *etcd.Store, hold func()) { afterApplying(s, "meta/gen", hold) }
+
+// atClaim runs hold in s's watch after its cache applied a response
+// holding a full restore's claim: before the restore's staged history
+// and its switch.
+func atClaim(s *etcd.Store, hold func()) { afterApplying(s, "meta/restore", hold) }
+
+func afterApplying(s *etcd.Store, keySuffix string, hold func()) {
 	etcd.AfterCacheApply(s, func(resp clientv3.WatchResponse) {
 		for _, ev := range resp.Events {
-			if strings.HasSuffix(string(ev.Kv.Key), "meta/gen") {
+			if strings.HasSuffix(string(ev.Kv.Key), keySuffix) {
 				hold()
 			}
 		}
 	})
+}
+
+// heldRead starts a read of key through c and holds it once it moved c
+// to a newer generation (a restore's switch that c's watch has not
+// delivered), before c's feed and cache follow; it returns when the read
+// is held. release lets it go on; result waits for its answer.
+func heldRead(t *testing.T, c *etcd.Store, key string) (release func(), result func() (ctxd.Record, error)) {
+	t.Helper()
+	hold, held, release := holdOnce(t)
+	etcd.AfterGenerationSwap(c, hold)
+	t.Cleanup(func() { etcd.AfterGenerationSwap(c, nil) })
+	var got ctxd.Record
+	var err error
+	done := make(chan struct{})
+	go func() { defer close(done); got, err = c.Get("default", key) }()
+	<-held
+	return release, func() (ctxd.Record, error) { <-done; return got, err }
 }
 
 // twoSnapshots opens two instances a and c on a prefix of the test's
@@ -585,26 +609,13 @@ func TestTheReadCacheParsesEventsInItsOwnGeneration(t *testing.T) {
 	// c's watch stops at the restore's claim, before its switch: only a
 	// read moves c to the restored generation.
 	holdWatch, watchHeld, releaseWatch := holdOnce(t)
-	etcd.AfterCacheApply(c, func(resp clientv3.WatchResponse) {
-		for _, ev := range resp.Events {
-			if strings.HasSuffix(string(ev.Kv.Key), "meta/restore") {
-				holdWatch()
-			}
-		}
-	})
+	atClaim(c, holdWatch)
 	defer etcd.AfterCacheApply(c, nil)
 	_, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
 	require.NoError(t, err)
 	<-watchHeld
 
-	holdSwap, swapHeld, releaseSwap := holdOnce(t)
-	etcd.AfterGenerationSwap(c, holdSwap)
-	defer etcd.AfterGenerationSwap(c, nil)
-	var got ctxd.Record
-	var getErr error
-	read := make(chan struct{})
-	go func() { defer close(read); got, getErr = c.Get("default", "k") }()
-	<-swapHeld // c is on the restored generation, its cache not invalidated yet
+	releaseSwap, readResult := heldRead(t, c, "k") // c is on the restored generation, its cache not invalidated yet
 	releaseCache()
 	value, rev := etcd.CachedValue(c, "default", "k")
 	require.GreaterOrEqual(t, rev, w.ModRev, "the cache applied the write's revision")
@@ -612,7 +623,7 @@ func TestTheReadCacheParsesEventsInItsOwnGeneration(t *testing.T) {
 
 	releaseSwap()
 	releaseWatch()
-	<-read
+	got, getErr := readResult()
 	require.NoError(t, getErr)
 	assert.JSONEq(t, `1`, string(got.Value), "the restored value")
 }
@@ -643,19 +654,12 @@ func TestAReadRacingTheWatchAtASwitchKeepsTheChangesAfterIt(t *testing.T) {
 	require.NoError(t, err)
 	<-watchHeld // c's watch has the switch, not acted on yet
 
-	holdSwap, swapHeld, releaseSwap := holdOnce(t)
-	etcd.AfterGenerationSwap(c, holdSwap)
-	defer etcd.AfterGenerationSwap(c, nil)
-	var got ctxd.Record
-	var getErr error
-	read := make(chan struct{})
-	go func() { defer close(read); got, getErr = c.Get("default", "k") }()
-	<-swapHeld // the read moved c to the restored generation; its feed not restarted yet
+	releaseSwap, readResult := heldRead(t, c, "k") // the read moved c to the restored generation; its feed not restarted yet
 	releaseWatch()
 	w := putValue(t, a, "after", `1`)
 	testkit.Eventually(t, func() bool { mark, _ := c.Committed(); return mark >= w.ModRev }, "c's watch delivered the write after the switch")
 	releaseSwap()
-	<-read
+	got, getErr := readResult()
 	require.NoError(t, getErr)
 	assert.JSONEq(t, `"restored"`, string(got.Value))
 
@@ -690,26 +694,13 @@ func TestAReadAheadOfTheWatchDoesNotMakeARestoresStagedHistoryChanges(t *testing
 	before, _ := c.Committed()
 
 	holdClaim, claimHeld, releaseClaim := holdOnce(t)
-	etcd.AfterCacheApply(c, func(resp clientv3.WatchResponse) {
-		for _, ev := range resp.Events {
-			if strings.HasSuffix(string(ev.Kv.Key), "meta/restore") {
-				holdClaim()
-			}
-		}
-	})
+	atClaim(c, holdClaim)
 	defer etcd.AfterCacheApply(c, nil)
 	_, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
 	require.NoError(t, err)
 	<-claimHeld // c's watch is at the claim, before the staged history
 
-	holdSwap, swapHeld, releaseSwap := holdOnce(t)
-	etcd.AfterGenerationSwap(c, holdSwap)
-	defer etcd.AfterGenerationSwap(c, nil)
-	var got ctxd.Record
-	var getErr error
-	read := make(chan struct{})
-	go func() { defer close(read); got, getErr = c.Get("default", "k") }()
-	<-swapHeld // c is on the restored generation; its feed not restarted yet
+	releaseSwap, readResult := heldRead(t, c, "k") // c is on the restored generation; its feed not restarted yet
 
 	holdSwitch, switchHeld, releaseSwitch := holdOnce(t)
 	atSwitch(c, holdSwitch)
@@ -720,7 +711,7 @@ func TestAReadAheadOfTheWatchDoesNotMakeARestoresStagedHistoryChanges(t *testing
 
 	releaseSwitch()
 	releaseSwap()
-	<-read
+	got, getErr := readResult()
 	require.NoError(t, getErr)
 	assert.JSONEq(t, `2`, string(got.Value))
 }
@@ -752,13 +743,6 @@ func TestAFollowerSeesARestoresGenerationWithItsSwitch(t *testing.T) {
 	require.NoError(t, err)
 	<-watchHeld // c's watch has the switch, not acted on yet
 
-	holdSwap, swapHeld, releaseSwap := holdOnce(t)
-	etcd.AfterGenerationSwap(c, holdSwap)
-	defer etcd.AfterGenerationSwap(c, nil)
-	var got ctxd.Record
-	var getErr error
-	read := make(chan struct{})
-	go func() { defer close(read); got, getErr = c.Get("default", "k") }()
 	// follow is what the hub does when woken: the generation, then the
 	// mark, then the feed after the mark.
 	follow := func(when string) {
@@ -770,10 +754,10 @@ func TestAFollowerSeesARestoresGenerationWithItsSwitch(t *testing.T) {
 		_, err := c.ReadLog(mark, 100)
 		assert.NoError(t, err, "%s: the feed after the mark, in generation %d", when, gen)
 	}
-	<-swapHeld // the read moved c to the restored generation; its feed has not followed
+	releaseSwap, readResult := heldRead(t, c, "k") // the read moved c to the restored generation; its feed has not followed
 	follow("the read held after its swap")
 	releaseSwap()
-	<-read
+	got, getErr := readResult()
 	require.NoError(t, getErr)
 	assert.JSONEq(t, `"restored"`, string(got.Value))
 	assert.NotEqual(t, replaced, c.Generation(), "the feed followed the read")
