@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -614,4 +615,40 @@ func TestARateThatFallsBehindSaysSo(t *testing.T) {
 	var table strings.Builder
 	require.NoError(t, r.WriteTable(&table))
 	require.Contains(t, table.String(), "write-latency fell behind its fixed rate: 20000/s offered")
+}
+
+// A repeat of a snapshot step whose dump fails (a real full disk under
+// the dumps folder: the second dump's file does not fit beside the
+// first's) leaves the size of the dump that was made, the one on the
+// disk: the failed answer's 0 overwrote it, and report.html said a dump
+// file of 0 B beside a dump time.
+func TestASnapshotRepeatWhoseDumpFailsKeepsTheDumpMade(t *testing.T) {
+	disk := testkit.SmallDisk(t, 256<<10)
+	dumps := filepath.Join(disk, "dumps")
+	cfg := tinyConfig()
+	cfg.Scenarios = []string{"snapshot"}
+	cfg.SnapshotKeys, cfg.SnapshotRepeats = []int{600}, 3 // a dump of about 160 KiB: one fits
+	start := func() (*Server, error) {
+		return suiteServer(testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+			c.Dumps.Dir = dumps
+			c.Storage.ReserveBytes = 0 // the disk fills, not the reserve
+		}))), nil
+	}
+	r, err := Run(context.Background(), cfg, Target{Fresh: start})
+	require.NoError(t, err)
+	require.Len(t, r.Snapshot, 1)
+	sr := r.Snapshot[0]
+	require.EqualValues(t, 2, sr.Errors, "the second and third dumps: %v", sr.ErrorSamples)
+	for _, e := range sr.ErrorSamples {
+		require.Contains(t, e, "/dumps?")
+		require.Contains(t, e, "insufficient_storage")
+	}
+	made, err := filepath.Glob(filepath.Join(dumps, "*.json"))
+	require.NoError(t, err)
+	require.Len(t, made, 1, "the first dump")
+	info, err := os.Stat(made[0])
+	require.NoError(t, err)
+	require.Equal(t, info.Size(), sr.DumpBytes, "the dump made")
+	require.Positive(t, sr.DumpSeconds)
+	require.Contains(t, htmlOf(t, r), "<td>"+byteSize(info.Size())+"</td><td>"+secs(sr.SnapshotSeconds)+"</td><td>"+secs(sr.DumpSeconds)+"</td>")
 }

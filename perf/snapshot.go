@@ -70,6 +70,9 @@ func (s *suite) snapshotRun(ctx context.Context, ep endpoint, name string, prev,
 	sr.FileBytes, sr.Unsettled = st.FileSizeBytes, !settled
 
 	var snap, dump, export, restore []float64
+	// The files' sizes of the repeats that made them: a failed one has
+	// none (its answer's 0 overwrote an earlier dump's size).
+	var snapBytes, dumpBytes []int64
 	timed := func(into *[]float64, fn func() error) error {
 		t := time.Now()
 		err := fn()
@@ -81,17 +84,19 @@ func (s *suite) snapshotRun(ctx context.Context, ep endpoint, name string, prev,
 		return err
 	}
 	for range s.cfg.SnapshotRepeats {
-		if err := ctx.Err(); err != nil {
-			return err
+		if ctx.Err() != nil {
+			break // the repeats done are kept
 		}
 		var meta snapshotMeta
 		if timed(&snap, func() (err error) { meta, err = createSnapshot(c); return err }) != nil {
 			continue
 		}
-		sr.SnapshotBytes = meta.Size
+		snapBytes = append(snapBytes, meta.Size)
 		_ = timed(&dump, func() error {
 			d, err := dumpNamespace(c, nsSnap, "perf-"+s.runID)
-			sr.DumpBytes = d.FileSize
+			if err == nil {
+				dumpBytes = append(dumpBytes, d.FileSize)
+			}
 			return err
 		})
 		_ = timed(&export, func() error { _, err := exportNamespace(c, nsSnap); return err })
@@ -104,12 +109,17 @@ func (s *suite) snapshotRun(ctx context.Context, ep endpoint, name string, prev,
 	sr.DumpSeconds, sr.Spread.DumpSeconds = median(dump), round6(stddev(dump))
 	sr.ExportSeconds, sr.Spread.ExportSeconds = median(export), round6(stddev(export))
 	sr.RestoreSeconds, sr.Spread.RestoreSeconds = median(restore), round6(stddev(restore))
-	return nil
+	sr.SnapshotBytes, sr.DumpBytes = middle(snapBytes), middle(dumpBytes)
+	return ctx.Err()
 }
 
-// median returns the middle value of vs (the mean of the two middle ones
-// for an even count), rounded to a microsecond; 0 for none.
-func median(vs []float64) float64 {
+// median returns the middle value of vs (see middle), rounded to a
+// microsecond; 0 for none.
+func median(vs []float64) float64 { return round6(middle(vs)) }
+
+// middle returns the middle value of vs (the mean of the two middle ones
+// for an even count); 0 for none.
+func middle[T int64 | float64](vs []T) T {
 	if len(vs) == 0 {
 		return 0
 	}
@@ -119,5 +129,5 @@ func median(vs []float64) float64 {
 	if len(s)%2 == 0 {
 		m = (s[len(s)/2-1] + m) / 2
 	}
-	return round6(m)
+	return m
 }
