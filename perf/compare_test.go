@@ -317,7 +317,8 @@ func TestSummarySaysTheLoad(t *testing.T) {
 // Nor has a fan-out run with no write acknowledged a missed count (it
 // said MISSED 0, and its metric compared as one), or one with no frame
 // changes per frame (0.00); nor a snapshot step the run ended or failed
-// before a time or a file size (0 ms, 0 B).
+// before a time or a file size (0 ms, 0 B). And a time measured under
+// half a millisecond is in µs, not 0 ms.
 func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	ok := func(name string) Measurement {
 		return Measurement{Name: name, Clients: 1, Ops: 100, OpsPerSec: 1000, Latency: Latency{Count: 100, P50: 1, P99: 2}, Distribution: []Quantile{{50, 1}, {99, 2}}}
@@ -338,7 +339,10 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 		// Snapshot steps the run failed before (or, for keys=10, every
 		// step after the snapshot): not timed, no file read.
 		Snapshot: []SnapshotRun{{Name: "snapshot/keys=10", Keys: 10, FileBytes: 1 << 20, SnapshotBytes: 1 << 20, SnapshotSeconds: 0.25, RunErrors: RunErrors{Errors: 3}},
-			{Name: "snapshot/keys=100", Keys: 100, RunErrors: RunErrors{Errors: 1}}},
+			{Name: "snapshot/keys=100", Keys: 100, RunErrors: RunErrors{Errors: 1}},
+			// Timed, in less than a millisecond but the restore.
+			{Name: "snapshot/keys=1", Keys: 1, FileBytes: 32 << 10, SnapshotBytes: 32 << 10, DumpBytes: 300,
+				SnapshotSeconds: 0.000999, DumpSeconds: 0.000412, ExportSeconds: 0.000087, RestoreSeconds: 0.0021}},
 	}
 	c := &r.Comparisons[0]
 	c.Ratios = []Ratio{ratioOf(c.Results[0], c.Results[1])}
@@ -354,6 +358,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	require.Regexp(t, `(?m)^ *fanout/subs=5/rate=100 +5 +no write acknowledged +0 +not measured +0 +500 +not measured +0.00 s *$`, table)
 	require.Regexp(t, `(?m)^ *snapshot/keys=10 +1.0 MiB +250 ms +not measured +not measured +not measured +3 *$`, table)
 	require.Regexp(t, `(?m)^ *snapshot/keys=100 +not measured +not measured +not measured +not measured +not measured +1 *$`, table)
+	require.Regexp(t, `(?m)^ *snapshot/keys=1 +32.0 KiB +999 µs +412 µs +87 µs +2 ms +0 *$`, table)
 
 	for _, tc := range atScaleTargets(r) {
 		if tc.Name == "at scale: durable puts, 64 clients: p99" {
@@ -400,6 +405,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	require.Contains(t, page, "<td>0</td><td>not measured</td><td>0</td><td class=\"no\">500</td>", "delivered, missed, duplicates, errors")
 	require.Contains(t, page, "<tr><td>snapshot/keys=10</td><td>1.0 MiB</td><td>1.0 MiB</td><td>not measured</td><td>250 ms</td><td>not measured</td><td>not measured</td><td>not measured</td>")
 	require.Contains(t, page, "<tr><td>snapshot/keys=100</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td>")
+	require.Contains(t, page, "<tr><td>snapshot/keys=1</td><td>32.0 KiB</td><td>32.0 KiB</td><td>300 B</td><td>999 µs</td><td>412 µs</td><td>87 µs</td><td>2 ms</td>")
 	require.Contains(t, page, "CAS on 1 key(s): no op completed; counters")
 	require.Contains(t, page, "<tr><td>large database, after a crash</td><td>not measured</td><td>not measured</td><td>not measured</td><td></td><td></td><td></td></tr>")
 	// The throughput chart has a point for each run that completed

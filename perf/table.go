@@ -430,9 +430,16 @@ func duration(v float64) string {
 	return d.Round(time.Microsecond).String()
 }
 
+// secs is a time in seconds for the tables: in ms below a second, and in
+// µs below a millisecond, as the latency columns (ms), so that a time
+// measured (kept to the microsecond: round6) never reads 0 ms.
 func secs(v float64) string {
-	if v < 1 {
+	switch {
+	case v >= 1:
+		return fmt.Sprintf("%.2f s", v)
+	case v*1000 < 0.9995: // what ms prints in µs
+		return ms(v * 1000)
+	default:
 		return fmt.Sprintf("%.0f ms", v*1000)
 	}
-	return fmt.Sprintf("%.2f s", v)
 }
