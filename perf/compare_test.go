@@ -316,7 +316,8 @@ func TestSummarySaysTheLoad(t *testing.T) {
 // met by the 0).
 // Nor has a fan-out run with no write acknowledged a missed count (it
 // said MISSED 0, and its metric compared as one), or one with no frame
-// changes per frame (0.00); nor a snapshot step the run ended or failed
+// changes per frame (0.00), or one that connected no subscriber a
+// connect time (0.00 s); nor a snapshot step the run ended or failed
 // before a time or a file size (0 ms, 0 B). And a time measured under
 // half a millisecond is in µs, not 0 ms.
 func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
@@ -354,8 +355,9 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	// The at-scale starts that did not happen (all 0 here).
 	require.Contains(t, table, "fresh not measured, large not measured; RSS right after open: fresh not measured, large not measured\n")
 	require.Contains(t, table, "  crash restart (killed with 0 acknowledged writes in the log alone): not measured\n")
-	// No write acknowledged: nothing to miss; no frame: no changes per frame.
-	require.Regexp(t, `(?m)^ *fanout/subs=5/rate=100 +5 +no write acknowledged +0 +not measured +0 +500 +not measured +0.00 s *$`, table)
+	// No write acknowledged: nothing to miss; no frame: no changes per
+	// frame; no subscriber connected: no connect time.
+	require.Regexp(t, `(?m)^ *fanout/subs=5/rate=100 +5 +no write acknowledged +0 +not measured +0 +500 +not measured +not measured *$`, table)
 	require.Regexp(t, `(?m)^ *snapshot/keys=10 +1.0 MiB +250 ms +not measured +not measured +not measured +3 *$`, table)
 	require.Regexp(t, `(?m)^ *snapshot/keys=100 +not measured +not measured +not measured +not measured +not measured +1 *$`, table)
 	require.Regexp(t, `(?m)^ *snapshot/keys=1 +32.0 KiB +999 µs +412 µs +87 µs +2 ms +0 *$`, table)
@@ -402,7 +404,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	require.Regexp(t, `<tr><td></td><td>etcd</td><td>no op completed</td>`, page)
 	require.Contains(t, page, "<td>-</td><td>-</td><td>-</td></tr>", "ctxd's ratios to it")
 	require.Contains(t, page, "<td>no write acknowledged</td>")
-	require.Contains(t, page, "<td>0</td><td>not measured</td><td>0</td><td class=\"no\">500</td>", "delivered, missed, duplicates, errors")
+	require.Contains(t, page, "<td>0</td><td>not measured</td><td>0</td><td class=\"no\">500</td><td>not measured</td>", "delivered, missed, duplicates, errors, connect")
 	require.Contains(t, page, "<tr><td>snapshot/keys=10</td><td>1.0 MiB</td><td>1.0 MiB</td><td>not measured</td><td>250 ms</td><td>not measured</td><td>not measured</td><td>not measured</td>")
 	require.Contains(t, page, "<tr><td>snapshot/keys=100</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td>")
 	require.Contains(t, page, "<tr><td>snapshot/keys=1</td><td>32.0 KiB</td><td>32.0 KiB</td><td>300 B</td><td>999 µs</td><td>412 µs</td><td>87 µs</td><td>2 ms</td>")

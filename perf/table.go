@@ -118,7 +118,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			row(f.Name, commas(int64(f.Subscribers)), writesCell(f),
 				latencyOf(ack, ack.P50), latencyOf(ack, ack.P99), latencyOf(ack, ack.Max),
 				latencyOf(send, send.P50), latencyOf(send, send.P99),
-				commas(f.Deliveries), missedCell(f), commas(f.Duplicates), commas(f.Errors), changesPerFrameCell(f), fmt.Sprintf("%.2f s", f.ConnectSeconds))
+				commas(f.Deliveries), missedCell(f), commas(f.Duplicates), commas(f.Errors), changesPerFrameCell(f), measuredSecs(f.ConnectSeconds))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
