@@ -319,7 +319,8 @@ func TestSummarySaysTheLoad(t *testing.T) {
 // changes per frame (0.00), or one that connected no subscriber a
 // connect time (0.00 s); nor a snapshot step the run ended or failed
 // before a time or a file size (0 ms, 0 B). And a time measured under
-// half a millisecond is in µs, not 0 ms.
+// half a millisecond is in µs, not 0 ms (nor, in perf compare and the
+// snapshot chart, 0.00 s).
 func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	ok := func(name string) Measurement {
 		return Measurement{Name: name, Clients: 1, Ops: 100, OpsPerSec: 1000, Latency: Latency{Count: 100, P50: 1, P99: 2}, Distribution: []Quantile{{50, 1}, {99, 2}}}
@@ -408,8 +409,14 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	require.Contains(t, page, "<tr><td>snapshot/keys=10</td><td>1.0 MiB</td><td>1.0 MiB</td><td>not measured</td><td>250 ms</td><td>not measured</td><td>not measured</td><td>not measured</td>")
 	require.Contains(t, page, "<tr><td>snapshot/keys=100</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td>")
 	require.Contains(t, page, "<tr><td>snapshot/keys=1</td><td>32.0 KiB</td><td>32.0 KiB</td><td>300 B</td><td>999 µs</td><td>412 µs</td><td>87 µs</td><td>2 ms</td>")
+	require.Contains(t, page, "<title>export (JSON): keys 1, seconds 87 µs</title>", "the snapshot chart's point")
 	require.Contains(t, page, "CAS on 1 key(s): no op completed; counters")
 	require.Contains(t, page, "<tr><td>large database, after a crash</td><td>not measured</td><td>not measured</td><td>not measured</td><td></td><td></td><td></td></tr>")
+	// perf compare prints a time under a second of a metric in ms or µs.
+	r.Metrics = metricsOf(r)
+	var compared bytes.Buffer
+	require.NoError(t, WriteComparison(&compared, r, r, Compare(r, r, DefaultMinChange)))
+	require.Regexp(t, `(?m)^snapshot/keys=1 dump +412 µs +412 µs `, compared.String())
 	// The throughput chart has a point for each run that completed
 	// operations (the two c=1), none at 0 for the others.
 	charts := throughputCharts(r)

@@ -347,6 +347,8 @@ func formatValue(v float64, unit string) string {
 		return formatValue(v, "") + "/s"
 	case unit == "ms" && v < 0.9995:
 		return fmt.Sprintf("%.0f µs", v*1000)
+	case unit == "s" && v < 1:
+		return secs(v) // in ms or µs: a time measured is never 0.00 s
 	case unit == "B":
 		return byteSize(int64(v))
 	case v >= 100 || v == float64(int64(v)):
