@@ -81,6 +81,11 @@ type readCache struct {
 	// ready: filled since the last start or invalidation; while false,
 	// reads go to etcd.
 	ready bool
+	// unready is closed while the cache is not ready (stopServing) and
+	// replaced by an open one when a fill makes it ready: the watch
+	// selects on it, so that a cache invalidated while a watch runs is
+	// filled again (Store.watch), not left unready until that watch ends.
+	unready chan struct{}
 	// rev is the revision the cache reflects: every event of the prefix
 	// up to it is applied.
 	rev     uint64
@@ -119,7 +124,9 @@ func newReadCache(s *Store, maxBytes int64) *readCache {
 	if maxBytes <= 0 {
 		maxBytes = DefaultReadCacheMaxBytes
 	}
-	return &readCache{s: s, maxBytes: maxBytes, changed: make(chan struct{}), nss: map[string]*btree.BTreeG[*cacheEntry]{}}
+	unready := make(chan struct{})
+	close(unready) // not filled yet
+	return &readCache{s: s, maxBytes: maxBytes, changed: make(chan struct{}), unready: unready, nss: map[string]*btree.BTreeG[*cacheEntry]{}}
 }
 
 // ReadCacheStats describe the read cache of an instance.
@@ -193,6 +200,22 @@ func (c *readCache) needsFill() bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return !c.ready && c.disabled == ""
+}
+
+// whenUnready returns a channel closed once the cache is not ready: at
+// once when it is not ready now.
+func (c *readCache) whenUnready() <-chan struct{} {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.unready
+}
+
+// stopServing makes the cache not ready; c.mu is held.
+func (c *readCache) stopServing() {
+	if c.ready {
+		c.ready = false
+		close(c.unready)
+	}
 }
 
 // fill reads the prefix's live keys at one revision (the first page's),
@@ -272,6 +295,9 @@ func (c *readCache) fill(ctx context.Context) error {
 		// watch goes on past that switch, so nothing else would.
 		return errFillOvertaken
 	}
+	if !c.ready {
+		c.unready = make(chan struct{})
+	}
 	c.nss, c.bytes, c.keys, c.ready, c.gen = nss, bytes, keys, true, gen
 	c.raise(uint64(rev))
 	c.fills.Add(1)
@@ -332,7 +358,7 @@ var errCacheTooLarge = errors.New("the prefix is larger than the read cache's bo
 // maxBytes. c.mu is held.
 func (c *readCache) giveUp(bytes int64) {
 	c.disabled = fmt.Sprintf("the prefix needs more than %d bytes (%d counted): etcd.read_cache_max_bytes", c.maxBytes, bytes)
-	c.ready = false
+	c.stopServing()
 	c.nss, c.bytes, c.keys = map[string]*btree.BTreeG[*cacheEntry]{}, 0, 0
 	if on := c.s.opts.OnReadCacheDisabled; on != nil {
 		on(c.disabled)
@@ -341,11 +367,12 @@ func (c *readCache) giveUp(bytes int64) {
 
 // invalidate stops serving until the next fill: the watch missed events
 // (compacted while it was away) or the instance's data was replaced (a
-// restore).
+// restore). The watch fills it again, ending the watch it runs when the
+// cache was ready at its start (whenUnready).
 func (c *readCache) invalidate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.ready = false
+	c.stopServing()
 }
 
 // raise moves rev forward and wakes the reads that wait; c.mu is held.
@@ -393,7 +420,7 @@ func (c *readCache) applyNow(resp clientv3.WatchResponse) {
 			// revision (a read confirmed there would be served the
 			// replaced data until the watch's switchGeneration): reads
 			// go to etcd until the watch fills it again.
-			c.ready = false
+			c.stopServing()
 			return
 		}
 		dir, ns, key, ok := c.gen.keys.parse(ev.Kv.Key)

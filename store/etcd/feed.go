@@ -643,7 +643,9 @@ const (
 // (cache.go), so the back-off ends the watch, which the loop fills and
 // starts again from the mark, as after an error of etcd's. Without it
 // the cache stayed unfilled, every read going to etcd, until etcd ended
-// the watch, which in a healthy cluster may be days.
+// the watch, which in a healthy cluster may be days. So does a cache
+// invalidated while a watch runs (readCache.whenUnready): the watch
+// ends at once and the loop fills it, with the same tries and back-off.
 func (s *Store) watch(ctx context.Context, from uint64) {
 	defer close(s.watchDone)
 	tries, delay := fillTries, refillDelay
@@ -679,6 +681,7 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 		}
 		wctx, cancel := context.WithCancel(watchContext(ctx))
 		var refill *time.Timer
+		var unready <-chan struct{} // closed once the cache is invalidated (needsFill)
 		switch {
 		case s.cache == nil:
 		case s.cache.needsFill():
@@ -689,63 +692,46 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 				unfilled = true
 				s.tellFill(fillErr)
 			}
-		case filled:
-			if unfilled && s.cache.servable() { // not given up for good (giveUp), which says so
-				s.tellFill(nil)
+		default:
+			// Filled: should it be invalidated while this watch runs
+			// (a read that moved the instance to a restore's switch
+			// the watch has passed already, the cache stopping at a
+			// switch that is no generation), the watch ends to fill it
+			// again: it would not restart before etcd ends it, which in
+			// a healthy cluster may be days, every read going to etcd.
+			// Invalidated since needsFill, it is closed already.
+			unready = s.cache.whenUnready()
+			if filled {
+				if unfilled && s.cache.servable() { // not given up for good (giveUp), which says so
+					s.tellFill(nil)
+				}
+				unfilled, fillErr = false, nil
 			}
-			unfilled, fillErr = false, nil
 		}
 		wch := s.cli.Watch(wctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(max(mark, from))+1), clientv3.WithPrevKV())
-		for resp := range wch {
-			if resp.CompactRevision > 0 {
-				// Changes between the mark and the compaction are gone:
-				// followers behind it read the log and are told.
-				s.sawCompacted(uint64(resp.CompactRevision))
-				s.feed.restart(uint64(resp.CompactRevision) - 1)
-				if s.cache != nil {
-					s.cache.invalidate()
+		refilling := false
+	watching:
+		for {
+			select {
+			case resp, ok := <-wch:
+				if !ok || !s.takeResponse(ctx, resp) {
+					break watching
 				}
-				// A switch of generation may be among what was missed:
-				// the instance must be on the current generation before
-				// it fills its cache or watches again (with the replaced
-				// one's keys, no event of the current one is a change,
-				// and the cache would be filled from deleted keys).
-				for s.reloadGeneration(ctx) != nil && ctx.Err() == nil {
-					pause(ctx, 100*time.Millisecond)
+			case <-unready:
+				if refilling = s.cache.needsFill(); refilling {
+					break watching
 				}
-				break
-			}
-			if resp.Err() != nil {
-				break
-			}
-			if s.cache != nil {
-				s.cache.apply(resp)
-			}
-			if f := s.afterCacheApply.Load(); f != nil {
-				(*f)(resp)
-			}
-			if resp.IsProgressNotify() {
-				s.feed.progressed(uint64(resp.Header.Revision))
-			}
-			switched := false
-			for _, rev := range s.byRevision(s.keys.gen(), resp.Events, true) {
-				if len(rev.changes) > 0 {
-					s.feed.push(rev.rev, rev.changes)
-				}
-				if rev.gen != nil {
-					s.switchGeneration(rev.gen)
-					if rev.gen.id != s.switching.Load() {
-						s.cleanLater(ctx) // the replaced generation, should its restorer die
-					}
-					switched = true
-				}
-			}
-			if switched && s.cache != nil {
-				break // the cache is the replaced generation's: fill it again first
+				unready = nil // it gave up for good (giveUp): no fill to wait for
 			}
 		}
 		cancel()
-		if refill != nil && !refill.Stop() {
+		switch {
+		case refilling:
+			// Invalidated while this watch ran: fill at once, then
+			// watch again from the mark. Failing fills fall back to the
+			// back-off as any (tries are fillTries again).
+			continue
+		case refill != nil && !refill.Stop():
 			// The back-off ended the watch, not etcd: fill once now,
 			// and should it fail, watch again at once and wait longer.
 			tries, delay = 1, min(2*delay, refillMaxDelay)
@@ -754,6 +740,59 @@ func (s *Store) watch(ctx context.Context, from uint64) {
 		// etcd unreachable or the watch cancelled: try again shortly.
 		pause(ctx, 100*time.Millisecond)
 	}
+}
+
+// takeResponse is the watch's for one response of etcd's: the cache
+// applies it, the feed takes its changes, a switch moves the instance to
+// its generation. It reports false when the watch must end: etcd ended
+// it (an error, a compaction past the mark) or, with a read cache, a
+// switch came (the cache is the replaced generation's: fill it again
+// first).
+func (s *Store) takeResponse(ctx context.Context, resp clientv3.WatchResponse) bool {
+	if resp.CompactRevision > 0 {
+		// Changes between the mark and the compaction are gone:
+		// followers behind it read the log and are told.
+		s.sawCompacted(uint64(resp.CompactRevision))
+		s.feed.restart(uint64(resp.CompactRevision) - 1)
+		if s.cache != nil {
+			s.cache.invalidate()
+		}
+		// A switch of generation may be among what was missed: the
+		// instance must be on the current generation before it fills
+		// its cache or watches again (with the replaced one's keys, no
+		// event of the current one is a change, and the cache would be
+		// filled from deleted keys).
+		for s.reloadGeneration(ctx) != nil && ctx.Err() == nil {
+			pause(ctx, 100*time.Millisecond)
+		}
+		return false
+	}
+	if resp.Err() != nil {
+		return false
+	}
+	if s.cache != nil {
+		s.cache.apply(resp)
+	}
+	if f := s.afterCacheApply.Load(); f != nil {
+		(*f)(resp)
+	}
+	if resp.IsProgressNotify() {
+		s.feed.progressed(uint64(resp.Header.Revision))
+	}
+	switched := false
+	for _, rev := range s.byRevision(s.keys.gen(), resp.Events, true) {
+		if len(rev.changes) > 0 {
+			s.feed.push(rev.rev, rev.changes)
+		}
+		if rev.gen != nil {
+			s.switchGeneration(rev.gen)
+			if rev.gen.id != s.switching.Load() {
+				s.cleanLater(ctx) // the replaced generation, should its restorer die
+			}
+			switched = true
+		}
+	}
+	return !switched || s.cache == nil
 }
 
 // tellFill tells Options.OnReadCacheFill that the read cache's fills

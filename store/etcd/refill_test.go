@@ -41,53 +41,15 @@ func TestReadCacheFillsAgainAfterItsFillsFailed(t *testing.T) {
 		return append([]error(nil), told...)
 	}
 	s := open(t, opts)
-
-	// The feed's subscriber, from the instance's start.
-	ctx, cancel := context.WithCancel(t.Context())
-	var seen []ctxd.Change
-	var followed atomic.Uint64
-	followDone := make(chan struct{})
-	go func() {
-		defer close(followDone)
-		after := s.Revision()
-		for {
-			mark, changed := s.Committed()
-			for after < mark {
-				page, err := s.ReadLog(after, 100)
-				if !assert.NoError(t, err) || !assert.NotEmpty(t, page, "nothing after %d below the mark %d", after, mark) {
-					return
-				}
-				seen = append(seen, page...)
-				after = page[len(page)-1].Revision
-				followed.Store(after)
-			}
-			select {
-			case <-changed:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	defer func() { cancel(); <-followDone }()
-
-	var writtenMu sync.Mutex
-	var written []ctxd.Record
-	write := func(i int) error {
-		r, err := s.Put(context.Background(), "default", fmt.Sprint("k", i%10), json.RawMessage(fmt.Sprint(i)), nil, "t")
-		if err == nil {
-			writtenMu.Lock()
-			written = append(written, r)
-			writtenMu.Unlock()
-		}
-		return err
-	}
+	feed := followFeed(t, s) // from the instance's start
+	w := &writes{s: s}
 
 	// Before: the fills failed, and the watch runs without the cache.
 	testkit.Eventually(t, func() bool { return failed() >= 3 }, "the first fills failed")
 	for i := range 5 {
-		require.NoError(t, write(i))
+		require.NoError(t, w.put(i))
 	}
-	last := written[len(written)-1]
+	last := w.last()
 	testkit.Eventually(t, func() bool { return s.Revision() >= last.ModRev }, "the watch delivered the writes")
 	r, err := s.Get("default", "k4")
 	require.NoError(t, err)
@@ -100,41 +62,21 @@ func TestReadCacheFillsAgainAfterItsFillsFailed(t *testing.T) {
 
 	// During: writes go on while the back-off ends the watch to fill
 	// again (twice, failing), and while the fill succeeds.
-	var stopWriting atomic.Bool
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		for i := 5; !stopWriting.Load(); i++ {
-			if !assert.NoError(t, write(i)) {
-				return
-			}
-		}
-	}()
-	stopWriter := func() {
-		stopWriting.Store(true)
-		<-writerDone
-	}
+	stopWriter := w.keepWriting(t, 5)
 	defer stopWriter() // should the test fail first
 	testkit.Eventually(t, func() bool { return failed() >= 5 }, "two more fills tried after the back-off")
 	assert.Len(t, toldNow(), 1, "told once that the fills failed")
 	assert.False(t, s.ReadCache().Ready)
 	stopFailing()
 	testkit.Eventually(t, func() bool { return s.ReadCache().Ready }, "the cache filled again")
-	writtenMu.Lock()
-	atReady := len(written)
-	writtenMu.Unlock()
-	testkit.Eventually(t, func() bool {
-		writtenMu.Lock()
-		defer writtenMu.Unlock()
-		return len(written) >= atReady+20
-	}, "writes after the refill")
+	w.waitFor(t, 20)
 	stopWriter()
 
 	// After: the cache serves, and the feed holds every write once.
 	for i := 0; i < 5; i++ {
-		require.NoError(t, write(1000+i))
+		require.NoError(t, w.put(1000+i))
 	}
-	last = written[len(written)-1]
+	last = w.last()
 	r, err = s.Get("default", last.Key)
 	require.NoError(t, err)
 	assert.Equal(t, last.ModRev, r.ModRev)
@@ -147,18 +89,199 @@ func TestReadCacheFillsAgainAfterItsFillsFailed(t *testing.T) {
 		assert.ErrorIs(t, got[0], ctxd.ErrUnavailable)
 		assert.NoError(t, got[1], "told the cache is filled again")
 	}
+	t.Logf("%d writes, %d fills failed", len(w.all()), failed())
+	feed.holdsEachOnce(t, w.all())
+}
 
-	testkit.Eventually(t, func() bool { return followed.Load() >= last.ModRev }, "the subscriber reached the last write")
-	cancel()
-	<-followDone
+// A read that moves an instance to a full restore's switch before the
+// instance's watch delivers it swaps the generation first and
+// invalidates the cache after: held in between (AfterGenerationSwap)
+// while the watch delivers the switch, fills the cache and watches on
+// past it, its invalidation comes while that watch runs. The watch then
+// ends and fills the cache again, and the feed, whose watch resumes from
+// the mark, delivers every change once, in order, across it. Before, the
+// watch, past the switch, went on with the cache invalidated: every read
+// went to etcd (hits stayed 0) until the watch ended for another reason,
+// in a healthy cluster days later.
+func TestACacheInvalidatedWhileTheWatchRunsFillsAgain(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a := open(t, etcd.Options{Prefix: prefix})
+	c := open(t, etcd.Options{Prefix: prefix})
+	putValue(t, a, "k", `"restored"`)
+	path, _ := testkit.WriteSnapshot(t, a)
+	putValue(t, a, "k", `"replaced"`)
+	waitValue(t, c, "k", `"replaced"`)
+
+	holdWatch, watchHeld, releaseWatch := holdOnce(t)
+	atSwitch(c, holdWatch)
+	defer etcd.AfterCacheApply(c, nil)
+	holdSwap, swapHeld, releaseSwap := holdOnce(t)
+	etcd.AfterGenerationSwap(c, holdSwap)
+	defer etcd.AfterGenerationSwap(c, nil)
+	_, err := a.Restore(context.Background(), path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-watchHeld // c's watch right after its cache stopped at the switch
+
+	read := make(chan ctxd.Record, 1)
+	go func() {
+		defer close(read)
+		r, err := c.Get("default", "k")
+		if assert.NoError(t, err) {
+			read <- r
+		}
+	}()
+	<-swapHeld // the read moved c to the restore's generation; the cache is not invalidated yet
+	fills := c.ReadCache().Fills
+	releaseWatch()
+	testkit.Eventually(t, func() bool { st := c.ReadCache(); return st.Ready && st.Fills > fills },
+		"c's watch delivered the switch and filled the cache")
+	require.Equal(t, a.Generation(), c.Generation())
+	fills = c.ReadCache().Fills
+
+	// Writes go on while the read's invalidation comes and the watch
+	// fills the cache again.
+	feed := followFeed(t, c)
+	w := &writes{s: c}
+	stopWriter := w.keepWriting(t, 0)
+	defer stopWriter() // should the test fail first
+	w.waitFor(t, 10)
+	releaseSwap()
+	r, ok := <-read
+	require.True(t, ok, "the read failed")
+	assert.JSONEq(t, `"restored"`, string(r.Value))
+	testkit.Eventually(t, func() bool { st := c.ReadCache(); return st.Ready && st.Fills > fills },
+		"c's cache, invalidated while its watch ran, is filled again")
+	w.waitFor(t, 20)
+	stopWriter()
+
+	last := putValue(t, c, "k", `"after"`)
+	w.add(last)
+	hits := c.ReadCache().Hits
+	r, err = c.Get("default", "k")
+	require.NoError(t, err)
+	assert.Equal(t, last.ModRev, r.ModRev)
+	assert.Greater(t, c.ReadCache().Hits, hits, "the cache served the read")
+	t.Logf("%d writes", len(w.all()))
+	feed.holdsEachOnce(t, w.all())
+}
+
+// writes are the writes a test makes through s, in the order they were
+// acknowledged.
+type writes struct {
+	s    *etcd.Store
+	mu   sync.Mutex
+	done []ctxd.Record
+}
+
+// put writes i at one of ten keys, k0 to k9, in "default".
+func (w *writes) put(i int) error {
+	r, err := w.s.Put(context.Background(), "default", fmt.Sprint("k", i%10), json.RawMessage(fmt.Sprint(i)), nil, "t")
+	if err == nil {
+		w.add(r)
+	}
+	return err
+}
+
+func (w *writes) add(r ctxd.Record) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = append(w.done, r)
+}
+
+func (w *writes) all() []ctxd.Record {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]ctxd.Record(nil), w.done...)
+}
+
+func (w *writes) last() ctxd.Record {
+	all := w.all()
+	return all[len(all)-1]
+}
+
+// keepWriting puts from i on, one write after the other, until stop.
+func (w *writes) keepWriting(t *testing.T, i int) (stop func()) {
+	var stopping atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ; !stopping.Load(); i++ {
+			if !assert.NoError(t, w.put(i)) {
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { stopping.Store(true); <-done }) }
+}
+
+// waitFor waits until n more writes are acknowledged.
+func (w *writes) waitFor(t *testing.T, n int) {
+	t.Helper()
+	from := len(w.all())
+	testkit.Eventually(t, func() bool { return len(w.all()) >= from+n }, fmt.Sprintf("%d more writes", n))
+}
+
+// feedFollower reads an instance's feed as the realtime hub does: from
+// the mark, woken by each rise of it.
+type feedFollower struct {
+	s        *etcd.Store
+	cancel   context.CancelFunc
+	done     chan struct{}
+	seen     []ctxd.Change // the follower's until done
+	followed atomic.Uint64
+}
+
+// followFeed follows s's feed from its mark now until the test ends.
+func followFeed(t *testing.T, s *etcd.Store) *feedFollower {
+	ctx, cancel := context.WithCancel(t.Context())
+	f := &feedFollower{s: s, cancel: cancel, done: make(chan struct{})}
+	after := s.Revision()
+	f.followed.Store(after)
+	go func() {
+		defer close(f.done)
+		for {
+			mark, changed := s.Committed()
+			for after < mark {
+				page, err := s.ReadLog(after, 100)
+				if !assert.NoError(t, err) || !assert.NotEmpty(t, page, "nothing after %d below the mark %d", after, mark) {
+					return
+				}
+				f.seen = append(f.seen, page...)
+				after = page[len(page)-1].Revision
+				f.followed.Store(after)
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *feedFollower) stop() {
+	f.cancel()
+	<-f.done
+}
+
+// holdsEachOnce waits until the follower reached the last of written,
+// every write made through its instance since it started, and checks
+// that it saw each of them once, in order, and nothing else.
+func (f *feedFollower) holdsEachOnce(t *testing.T, written []ctxd.Record) {
+	t.Helper()
+	last := written[len(written)-1].ModRev
+	testkit.Eventually(t, func() bool { return f.followed.Load() >= last }, "the follower reached the last write")
+	f.stop()
 	want := make([]string, len(written))
 	for i, r := range written {
 		want[i] = fmt.Sprintf("%d %s %s", r.ModRev, r.Key, r.Value)
 	}
-	got := make([]string, len(seen))
-	for i, c := range seen {
+	got := make([]string, len(f.seen))
+	for i, c := range f.seen {
 		got[i] = fmt.Sprintf("%d %s %s", c.Revision, c.Key, c.Value)
 	}
-	t.Logf("%d writes, %d fills failed", len(written), failed())
 	assert.Equal(t, want, got, "the feed delivered each write once, in order")
 }
