@@ -165,6 +165,46 @@ func TestACacheInvalidatedWhileTheWatchRunsFillsAgain(t *testing.T) {
 	feed.holdsEachOnce(t, w.all())
 }
 
+// A put of the generation pointer that names no generation (written
+// under the prefix by something other than ctxd) stops the read cache,
+// which cannot tell whether the data was replaced, while the watch goes
+// on past it: no generation to switch to. The watch then ends and fills
+// the cache again, failing (the pointer names no generation) and backing
+// off until the pointer is gone, when a fill succeeds. Before, the cache
+// stayed unready, every read going to etcd, until the watch ended for
+// another reason.
+func TestACacheStoppedAtAPointerItCannotParseFillsAgain(t *testing.T) {
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	s := open(t, etcd.Options{Prefix: prefix})
+	feed := followFeed(t, s)
+	w := &writes{s: s}
+	for i := range 5 {
+		require.NoError(t, w.put(i))
+	}
+	waitValue(t, s, "k4", `4`)
+	require.True(t, s.ReadCache().Ready)
+	fills := s.ReadCache().Fills
+
+	cli := etcdClient(t)
+	_, err := cli.Put(t.Context(), prefix+"meta/gen", "not a generation")
+	require.NoError(t, err)
+	testkit.Eventually(t, func() bool { return !s.ReadCache().Ready }, "the cache stopped at the pointer's put")
+	_, err = cli.Delete(t.Context(), prefix+"meta/gen")
+	require.NoError(t, err)
+	testkit.Eventually(t, func() bool { st := s.ReadCache(); return st.Ready && st.Fills > fills },
+		"the cache is filled again once the pointer is gone")
+
+	for i := 5; i < 10; i++ {
+		require.NoError(t, w.put(i))
+	}
+	hits := s.ReadCache().Hits
+	r, err := s.Get("default", "k9")
+	require.NoError(t, err)
+	assert.JSONEq(t, `9`, string(r.Value))
+	assert.Greater(t, s.ReadCache().Hits, hits, "the cache served the read")
+	feed.holdsEachOnce(t, w.all())
+}
+
 // writes are the writes a test makes through s, in the order they were
 // acknowledged.
 type writes struct {
