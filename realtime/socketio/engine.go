@@ -337,8 +337,11 @@ func (c *conn) end(code int, reason string, counted *atomic.Uint64, comeBack boo
 	// also have ended (the client gave up, its connection dropped) and
 	// the poll be on its way out without them; dropping the session here
 	// lost them, the error that says where to resume included, and the
-	// next poll was refused.
-	linger := c.ws == nil && len(c.queue) > 0
+	// next poll was refused. So it does when told not to come back with
+	// nothing queued and a poll pending, for that poll or the next to take
+	// the close packet: dropped here, a poll on its way out left the next
+	// one a 400 (unknown session), and the client reconnected.
+	linger := c.ws == nil && (len(c.queue) > 0 || c.polling && !comeBack)
 	c.mu.Unlock()
 	release(held) // what is left in the queue goes out, or is dropped, soon
 	close(c.done)

@@ -283,41 +283,9 @@ func TestWaitingSessionsAreCappedPerAddress(t *testing.T) {
 func TestAPollThatEndsAsItsSessionIsCutLeavesTheErrorForTheNext(t *testing.T) {
 	const window, maxLag = 4, 8
 	e := startEngine(t, socketio.Options{Window: window, MaxLag: maxLag, PingInterval: time.Hour, PingTimeout: time.Hour})
-	e.post("40")
-	for snapshot := false; !snapshot; {
-		packets := e.poll()
-		require.NotNil(t, packets, "the session is gone before its snapshot")
-		for _, p := range packets {
-			snapshot = snapshot || strings.HasPrefix(p, `42["context_snapshot"`)
-		}
-	}
+	e.connect()
 
-	gaveUp, resume := make(chan struct{}, 1), make(chan struct{})
-	socketio.OnPollGaveUp(e.srv, func() {
-		select {
-		case gaveUp <- struct{}{}:
-		default:
-		}
-		<-resume
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base, nil)
-	require.NoError(t, err)
-	polled := make(chan error, 1)
-	go func() {
-		res, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_ = res.Body.Close()
-		}
-		polled <- err
-	}()
-	testkit.Eventually(t, func() bool { return socketio.WaitingPolls(e.srv) == 1 }, "the poll waits")
-	cancel()
-	select {
-	case <-gaveUp:
-	case <-time.After(testkit.Deadline):
-		t.Fatal("the server did not see the poll's request end")
-	}
+	resume, polled := e.pollThatGivesUp()
 
 	// Meanwhile the feed fills the window and the client falls more than
 	// max_lag changes behind: cut, with the window and the error queued.
@@ -328,7 +296,7 @@ func TestAPollThatEndsAsItsSessionIsCutLeavesTheErrorForTheNext(t *testing.T) {
 		revs = append(revs, ch.ModRev)
 	}
 	testkit.Eventually(t, func() bool { return e.srv.Lagged() == 1 && e.srv.Clients() == 0 }, "cut lagged, the session ended")
-	close(resume)
+	resume()
 	require.ErrorIs(t, <-polled, context.Canceled)
 
 	packets := e.poll()
@@ -345,4 +313,75 @@ func TestAPollThatEndsAsItsSessionIsCutLeavesTheErrorForTheNext(t *testing.T) {
 	assert.Equal(t, float64(revs[window-1]), lagged.Data["from_rev"], "where to resume: after the last change it got")
 	assert.Equal(t, "6", packets[window+1], "a noop ends the session")
 	assert.Nil(t, e.poll(), "the poll after the noop is refused")
+}
+
+// connect sends the Socket.IO CONNECT and polls until the snapshot came:
+// the client's next poll waits.
+func (e *engine) connect() {
+	e.t.Helper()
+	e.post("40")
+	for snapshot := false; !snapshot; {
+		packets := e.poll()
+		require.NotNil(e.t, packets, "the session is gone before its snapshot")
+		for _, p := range packets {
+			snapshot = snapshot || strings.HasPrefix(p, `42["context_snapshot"`)
+		}
+	}
+}
+
+// pollThatGivesUp starts a poll that waits, then ends its request, and
+// holds the server's poll between the request's end and its letting go
+// of the session (socketio.OnPollGaveUp: the window is too narrow to hit
+// otherwise) until resume is called; polled then has the request's error.
+func (e *engine) pollThatGivesUp() (resume func(), polled <-chan error) {
+	e.t.Helper()
+	gaveUp, release := make(chan struct{}, 1), make(chan struct{})
+	socketio.OnPollGaveUp(e.srv, func() {
+		select {
+		case gaveUp <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base, nil)
+	require.NoError(e.t, err)
+	done := make(chan error, 1)
+	go func() {
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_ = res.Body.Close()
+		}
+		done <- err
+	}()
+	testkit.Eventually(e.t, func() bool { return socketio.WaitingPolls(e.srv) == 1 }, "the poll waits")
+	cancel()
+	select {
+	case <-gaveUp:
+	case <-time.After(testkit.Deadline):
+		e.t.Fatal("the server did not see the poll's request end")
+	}
+	return func() { close(release) }, done
+}
+
+// A polling client whose waiting poll ends just as its session is closed
+// for good with nothing queued (here: it posted a packet the server does
+// not take) gets the Engine.IO close packet at its next poll, not 400
+// (unknown session), which clients take for a transport error and
+// reconnect after. The session ended while that poll was on its way out
+// (pollThatGivesUp); before, one with nothing queued was dropped at
+// once, counting on the poll to take the close packet (checked: the
+// first poll below gets 400).
+func TestAPollThatEndsAsItsSessionClosesLeavesTheCloseForTheNext(t *testing.T) {
+	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
+	e.connect()
+
+	resume, polled := e.pollThatGivesUp()
+	e.post("bAAAA") // a binary packet: closed, and nothing queued
+	testkit.Eventually(t, func() bool { return e.srv.Clients() == 0 }, "the session ended")
+	resume()
+	require.ErrorIs(t, <-polled, context.Canceled)
+
+	assert.Equal(t, []string{"1"}, e.poll(), "the close packet ends the session")
+	assert.Nil(t, e.poll(), "the poll after the close packet is refused")
 }
