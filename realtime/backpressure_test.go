@@ -24,7 +24,10 @@ import (
 func TestClientThatDoesNotReadStallsItself(t *testing.T) {
 	ts := startServerBuf(t, realtime.Options{}, 64<<10)
 	base := ts.put(ctxd.DefaultNamespace, "big", `{"pad":"`+strings.Repeat("x", 64<<10)+`"}`)
-	c := dialSmall(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), 64<<10) // answers only
+	// The kernel's receive buffer (not dialSmall's): the client reads
+	// once the server stalled, and the server's small send buffer blocks
+	// it soon enough.
+	c := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), nil) // answers only
 	c.Expect(ctxd.TypeSubscribed)
 	const n = 60
 	for i := range n {
@@ -54,11 +57,12 @@ func TestClientThatDoesNotReadStallsItself(t *testing.T) {
 // (its outcome unknown) had it applied twice.
 func TestAMessageHeldBackIsDroppedWhenItsConnectionFails(t *testing.T) {
 	ts := startServerBuf(t, realtime.Options{WriteTimeout: 2 * time.Second}, 64<<10)
-	// Each answer carries the value, larger than the sockets' buffers:
-	// the server's writer stays inside the first, and the third patch
-	// waits for room until the connection fails.
+	// Each answer carries the value, larger than the server's send
+	// buffer and the client's receive buffer (its kernel's): the server's
+	// writer stays inside the first, and the third patch waits for room
+	// until the connection fails.
 	ts.put(ctxd.DefaultNamespace, "big", `{"pad":"`+strings.Repeat("x", 600<<10)+`"}`)
-	c := dialSmall(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), 64<<10) // answers only
+	c := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), nil) // answers only
 	c.Expect(ctxd.TypeSubscribed)
 	for i := range 10 {
 		c.SendJSON(map[string]any{"type": ctxd.TypeContextPatch, "id": i, "key": "big", "patch": map[string]int{"n": i}})
@@ -82,7 +86,9 @@ func TestAMessageHeldBackIsDroppedWhenItsConnectionFails(t *testing.T) {
 func TestASlowReaderIsNotCutWhileItsMessagesWait(t *testing.T) {
 	ts := startServerBuf(t, realtime.Options{PingInterval: 500 * time.Millisecond, WriteTimeout: time.Minute}, 64<<10)
 	ts.put(ctxd.DefaultNamespace, "big", `{"pad":"`+strings.Repeat("x", 64<<10)+`"}`)
-	c := dialSmall(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), 64<<10) // answers only
+	// The kernel's receive buffer (not dialSmall's): the client reads,
+	// and its pongs must reach the server, after it was full.
+	c := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), nil) // answers only
 	c.Expect(ctxd.TypeSubscribed)
 	const n = 150 // about 2.7 s of waits in all at one answer read per 20 ms: past the pong wait (1 s)
 	for i := range n {
@@ -106,11 +112,8 @@ func TestASlowReaderIsNotCutWhileItsMessagesWait(t *testing.T) {
 // (600 KB) were all queued.
 //
 // The client keeps the receive buffer its kernel gives it (not
-// dialSmall's): it must get hundreds of pings to the server after that
-// buffer is full. Locked small (SO_RCVBUF), the buffer could not grow to
-// hold what its window had let in: Linux dropped some pongs, then every
-// segment of the server's, window updates included, as beyond the now
-// zero window, and the client sent no more. The server waited on its
+// dialSmall's, see there): it must get hundreds of pings to the server
+// after that buffer is full. With dialSmall's, the server waited on its
 // socket, nothing queued, not stalled: about 1 run in 15 under load. The
 // server's small send buffer blocks its writer soon enough.
 func TestClientThatDoesNotReadStallsItselfByCount(t *testing.T) {

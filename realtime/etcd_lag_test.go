@@ -157,14 +157,16 @@ func TestEtcdSlowSubscriberLagged(t *testing.T) {
 	const (
 		maxLag  = 50
 		changes = 3 * maxLag
-		sockBuf = 16 << 10 // kernel buffers: the slow client's socket fills after a few changes
+		sockBuf = 16 << 10 // the server's send buffer: the slow client's socket fills after a few changes
 	)
 	hub, wsURL := etcdHub(t, st, realtime.Options{
 		MaxLag: maxLag, RingSize: 4, Window: 2,
 		// The slow client must not be cut for not reading.
 		WriteTimeout: 5 * time.Minute, PingInterval: 5 * time.Minute,
 	}, sockBuf)
-	slow := dialSmall(t, wsURL(url.Values{}), sockBuf)
+	// The kernel's receive buffer (not dialSmall's): the client reads
+	// until cut, and 150 changes of 4 KiB are far more than it holds.
+	slow := testkit.DialWatch(t, wsURL(url.Values{}), nil)
 	slow.Expect(ctxd.TypeSubscribed)
 
 	value := json.RawMessage(`"` + strings.Repeat("v", 4<<10) + `"`)
@@ -235,6 +237,8 @@ func TestEtcdLaggedInsideRevisionFinishesIt(t *testing.T) {
 		want = append(want, written{rev, w.Key})
 	}
 
+	// dialSmall: the kernel's own receive buffer, with the server's send
+	// buffer, would hold most of the transaction's 200 KiB.
 	slow := dialSmall(t, wsURL(url.Values{"from_rev": {strconv.FormatUint(rev-1, 10)}}), sockBuf)
 	slow.Expect(ctxd.TypeSubscribed)
 	// Held back with its window full: it is inside the transaction (its

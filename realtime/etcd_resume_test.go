@@ -223,7 +223,7 @@ func TestEtcdSubscribeInsideRevision(t *testing.T) {
 		if k > 0 {
 			q = url.Values{"ns": {"default"}, "prefix": {"a/"}, "from_rev": {strconv.FormatUint(rev, 10)}, "from_index": {strconv.Itoa(k)}}
 		}
-		ws := dialSmall(t, wsURL(q), buf)
+		ws := dialSmall(t, wsURL(q), buf) // the kernel's own would hold the whole revision (96 KiB)
 		ws.Expect(ctxd.TypeSubscribed)
 		// Read two changes: the hub is past them when the subscribe comes.
 		var got []testkit.Frame

@@ -285,9 +285,10 @@ func TestSlowClient(t *testing.T) {
 		writers = 8
 		txnOps  = 5
 	)
-	// The kernel buffers of the connections are shrunk to 16 KiB, so that
-	// the slow client's socket is full long before the 20,000 changes
-	// (~3 MB) are written.
+	// The server's kernel send buffers are shrunk to 16 KiB, so that the
+	// slow client's socket is full long before the 20,000 changes (~3 MB)
+	// are written. The slow client keeps its kernel's receive buffer (not
+	// dialSmall's): it reads everything once the writers are done.
 	const sockBuf = 16 << 10
 	value := `"` + strings.Repeat("v", 40) + `"`
 
@@ -305,7 +306,7 @@ func TestSlowClient(t *testing.T) {
 			fast = append(fast, c)
 		}
 		if slow {
-			slowClient = dialSmall(t, ts.wsURL(nil), sockBuf)
+			slowClient = testkit.DialWatch(t, ts.wsURL(nil), nil)
 			slowClient.Expect(ctxd.TypeSubscribed)
 		}
 		var wg sync.WaitGroup

@@ -113,7 +113,18 @@ func (l smallBufListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// dialSmall dials with a small kernel receive buffer.
+// dialSmall dials with a small kernel receive buffer, locked
+// (SO_RCVBUF), set after the handshake has advertised the default one.
+// Only for a test that needs its client to hold little, not to make the
+// server's writes block soon (startServerBuf's send buffer does that): a
+// client that stops reading with it may lose for good what it advertised
+// room for. Linux cannot grow a locked buffer to hold what its window let
+// in; it drops those segments, then the server's as beyond the now zero
+// window, window updates and acknowledgements included, and the lost
+// data comes back only at the server's backed-off retransmission
+// timeout: the client's sends can stall, and its reads once it reads
+// again (TestClientThatDoesNotReadStallsItselfByCount, 2 runs of 30
+// under -race). With the kernel's own buffer it grows instead.
 func dialSmall(t testing.TB, u string, size int) *wsClient {
 	t.Helper()
 	return testkit.DialWatchWith(t, &websocket.Dialer{

@@ -81,7 +81,7 @@ func TestASubscribesWaitEndsWithItsSession(t *testing.T) {
 	budget := snapbudget.New(most)
 	ts := startServerBuf(t, realtime.Options{MaxSnapshotBytes: most, SnapshotBudget: budget, WriteTimeout: 5 * time.Minute}, 8<<10)
 	ts.putMany(600, func(i int) (string, string) { return fmt.Sprintf("k%04d", i), `"` + strings.Repeat("v", 1000) + `"` })
-	w := dialSmall(t, ts.wsURL(url.Values{"snapshot": {"true"}}), 8<<10)
+	w := testkit.DialWatch(t, ts.wsURL(url.Values{"snapshot": {"true"}}), nil) // its 600 KB snapshot stays in the hub
 	w.SendJSON(map[string]any{"type": "subscribe", "id": 1, "ns": "other", "snapshot": true})
 	testkit.Eventually(t, func() bool { return budget.Stats().Waiting == 1 }, "the subscribe waits")
 	closed := make(chan struct{})
