@@ -828,9 +828,11 @@ type revisionChanges struct {
 // tombstone's put (who and when).
 //
 // The events are read with the keys of generation g (the instance's for
-// its watch, the feed's for a follower's replay), from its switch's
-// revision on (below it they are its staged history). With
-// follow (the instance's watch), a switch of the pointer key moves the
+// its watch, the feed's for a follower's replay). With follow (the
+// instance's watch) they are changes only from g's switch on: below it,
+// g's keys hold its restored history being staged, which a read may have
+// moved the instance to before the watch delivers the switch
+// (getCurrent); and a switch of the pointer key moves the
 // reading to the new generation's keys from there on; without (a replay
 // of history, which only the current generation's changes are part of:
 // its restored history is written under its keys before its switch),
@@ -844,11 +846,10 @@ func (s *Store) byRevision(g *generation, events []*clientv3.Event, follow bool)
 			j++
 		}
 		rc := revisionChanges{rev: uint64(rev)}
-		if rev >= g.rev {
-			// Below its switch, a generation's keys hold its restored
-			// history being written (restoreFull), not changes: a read
-			// may have moved the instance to a switch its watch has not
-			// delivered yet (getCurrent).
+		if !follow || rev >= g.rev {
+			// A replay reads the restored history as the generation's
+			// own (a snapshot of it holds that history); the watch
+			// does not take it for changes (above).
 			rc.changes = changesOf(g.keys, events[i:j])
 		}
 		for _, ev := range events[i:j] {

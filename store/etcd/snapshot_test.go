@@ -276,3 +276,26 @@ func TestAViewReadsItsGenerationAcrossARestore(t *testing.T) {
 	}))
 	assert.Equal(t, map[string]int{"alpha": 100, "beta": 100}, seen)
 }
+
+// A snapshot taken after a full restore holds the restored state and its
+// history, which the restore staged under the new generation's keys before
+// its switch: the snapshot's replay of the generation's history reads
+// them as its own. (Only the instance's watch passes over them, as no
+// change of the feed.) Restored into a new bolt store, it gives back what
+// the restored prefix holds.
+func TestASnapshotAfterAFullRestoreHoldsTheRestoredHistory(t *testing.T) {
+	src := open(t, etcd.Options{Prefix: etcdkit.Prefix(etcdkit.Name(t))})
+	fillHistory(t, src)
+	path, _ := testkit.WriteSnapshot(t, src)
+	putValue(t, src, "a", `"after the snapshot"`)
+	_, err := src.Restore(context.Background(), path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+
+	again, info := testkit.WriteSnapshot(t, src)
+	assert.Equal(t, []ctxd.Namespace{{Name: "default", Keys: 3}, {Name: "other", Keys: 1}}, info.Namespaces)
+	back := testkit.OpenBolt(t, bolt.Options{})
+	_, err = back.Restore(context.Background(), again, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	sameData(t, src, back)
+	require.Len(t, history(t, back, "default", "a"), 2, "the restored history travelled")
+}
