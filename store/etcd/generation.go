@@ -94,11 +94,8 @@ func newKeys(g *generation) keys {
 	return k
 }
 
-func (k keys) gen() *generation           { return k.cur.Load() }
-func (k keys) live(ns, key string) string { return k.gen().keys.live(ns, key) }
-func (k keys) tomb(ns, key string) string { return k.gen().keys.tomb(ns, key) }
-func (k keys) dead(ns, key string) string { return k.gen().keys.dead(ns, key) }
-func (k keys) dir(dir string) string      { return k.gen().keys.prefix + dir }
+func (k keys) gen() *generation      { return k.cur.Load() }
+func (k keys) dir(dir string) string { return k.gen().keys.prefix + dir }
 
 // Generation is the id of the data's generation: it changes when a full
 // restore replaced the data (on every instance, at the same revision).
