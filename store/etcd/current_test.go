@@ -505,6 +505,22 @@ func heldRead(t *testing.T, c *etcd.Store, key string) (release func(), result f
 	return release, func() (ctxd.Record, error) { <-done; return got, err }
 }
 
+// replacedSnapshot opens two instances a and c (c reading etcd directly
+// with direct) on a prefix of the test's own and writes a snapshot
+// through a where k is "restored", then k "replaced", which c reads
+// when it returns.
+func replacedSnapshot(t *testing.T, direct bool) (a, c *etcd.Store, path string) {
+	t.Helper()
+	prefix := etcdkit.Prefix(etcdkit.Name(t))
+	a = open(t, etcd.Options{Prefix: prefix})
+	c = open(t, etcd.Options{Prefix: prefix, DirectReads: direct})
+	putValue(t, a, "k", `"restored"`)
+	path, _ = testkit.WriteSnapshot(t, a)
+	putValue(t, a, "k", `"replaced"`)
+	waitValue(t, c, "k", `"replaced"`)
+	return a, c, path
+}
+
 // twoSnapshots opens two instances a and c on a prefix of the test's
 // own, and writes two snapshots through a: first holds k at "first",
 // second at "second", which c reads when it returns.
@@ -638,14 +654,8 @@ func TestTheReadCacheParsesEventsInItsOwnGeneration(t *testing.T) {
 // the switch up to the mark, and a follower there (a client reset at the
 // restore's revision, or resuming there) never got the write.
 func TestAReadRacingTheWatchAtASwitchKeepsTheChangesAfterIt(t *testing.T) {
-	prefix := etcdkit.Prefix(etcdkit.Name(t))
-	a := open(t, etcd.Options{Prefix: prefix})
-	c := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
 	ctx := context.Background()
-	putValue(t, a, "k", `"restored"`)
-	path, _ := testkit.WriteSnapshot(t, a)
-	putValue(t, a, "k", `"replaced"`)
-	waitValue(t, c, "k", `"replaced"`)
+	a, c, path := replacedSnapshot(t, true)
 
 	holdWatch, watchHeld, releaseWatch := holdOnce(t)
 	atSwitch(c, holdWatch)
@@ -729,14 +739,8 @@ func TestAReadAheadOfTheWatchDoesNotMakeARestoresStagedHistoryChanges(t *testing
 // read the feed there, which answered "compacted" (restored) instead of
 // the one "reset" a restore gives.
 func TestAFollowerSeesARestoresGenerationWithItsSwitch(t *testing.T) {
-	prefix := etcdkit.Prefix(etcdkit.Name(t))
-	a := open(t, etcd.Options{Prefix: prefix})
-	c := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
 	ctx := context.Background()
-	putValue(t, a, "k", `"restored"`)
-	path, _ := testkit.WriteSnapshot(t, a)
-	putValue(t, a, "k", `"replaced"`)
-	waitValue(t, c, "k", `"replaced"`)
+	a, c, path := replacedSnapshot(t, true)
 	replaced := c.Generation()
 
 	holdWatch, watchHeld, releaseWatch := holdOnce(t)

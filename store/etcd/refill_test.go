@@ -104,13 +104,7 @@ func TestReadCacheFillsAgainAfterItsFillsFailed(t *testing.T) {
 // went to etcd (hits stayed 0) until the watch ended for another reason,
 // in a healthy cluster days later.
 func TestACacheInvalidatedWhileTheWatchRunsFillsAgain(t *testing.T) {
-	prefix := etcdkit.Prefix(etcdkit.Name(t))
-	a := open(t, etcd.Options{Prefix: prefix})
-	c := open(t, etcd.Options{Prefix: prefix})
-	putValue(t, a, "k", `"restored"`)
-	path, _ := testkit.WriteSnapshot(t, a)
-	putValue(t, a, "k", `"replaced"`)
-	waitValue(t, c, "k", `"replaced"`)
+	a, c, path := replacedSnapshot(t, false)
 
 	holdWatch, watchHeld, releaseWatch := holdOnce(t)
 	atSwitch(c, holdWatch)
