@@ -488,6 +488,20 @@ func afterApplying(s *etcd.Store, keySuffix string, hold func()) {
 	})
 }
 
+// restoreHeld restores path through a while c's watch is held by at
+// (atSwitch, atClaim) once it has that response, and returns the
+// restore's result and the release of c's watch.
+func restoreHeld(t *testing.T, a, c *etcd.Store, path string, at func(*etcd.Store, func())) (ctxd.RestoreResult, func()) {
+	t.Helper()
+	hold, held, release := holdOnce(t)
+	at(c, hold)
+	t.Cleanup(func() { etcd.AfterCacheApply(c, nil) })
+	res, err := a.Restore(context.Background(), path, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	<-held
+	return res, release
+}
+
 // heldRead starts a read of key through c and holds it once it moved c
 // to a newer generation (a restore's switch that c's watch has not
 // delivered), before c's feed and cache follow; it returns when the read
@@ -613,7 +627,6 @@ func TestTheReadCacheParsesEventsInItsOwnGeneration(t *testing.T) {
 	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	a := open(t, etcd.Options{Prefix: prefix})
 	c := open(t, etcd.Options{Prefix: prefix})
-	ctx := context.Background()
 	putValue(t, a, "k", `1`)
 	path, _ := testkit.WriteSnapshot(t, a)
 	waitValue(t, c, "k", `1`)
@@ -624,12 +637,7 @@ func TestTheReadCacheParsesEventsInItsOwnGeneration(t *testing.T) {
 	w := putValue(t, a, "k", `2`)
 	// c's watch stops at the restore's claim, before its switch: only a
 	// read moves c to the restored generation.
-	holdWatch, watchHeld, releaseWatch := holdOnce(t)
-	atClaim(c, holdWatch)
-	defer etcd.AfterCacheApply(c, nil)
-	_, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	<-watchHeld
+	_, releaseWatch := restoreHeld(t, a, c, path, atClaim)
 
 	releaseSwap, readResult := heldRead(t, c, "k") // c is on the restored generation, its cache not invalidated yet
 	releaseCache()
@@ -654,15 +662,9 @@ func TestTheReadCacheParsesEventsInItsOwnGeneration(t *testing.T) {
 // the switch up to the mark, and a follower there (a client reset at the
 // restore's revision, or resuming there) never got the write.
 func TestAReadRacingTheWatchAtASwitchKeepsTheChangesAfterIt(t *testing.T) {
-	ctx := context.Background()
 	a, c, path := replacedSnapshot(t, true)
 
-	holdWatch, watchHeld, releaseWatch := holdOnce(t)
-	atSwitch(c, holdWatch)
-	defer etcd.AfterCacheApply(c, nil)
-	res, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	<-watchHeld // c's watch has the switch, not acted on yet
+	res, releaseWatch := restoreHeld(t, a, c, path, atSwitch) // c's watch has the switch, not acted on yet
 
 	releaseSwap, readResult := heldRead(t, c, "k") // the read moved c to the restored generation; its feed not restarted yet
 	releaseWatch()
@@ -695,7 +697,6 @@ func TestAReadAheadOfTheWatchDoesNotMakeARestoresStagedHistoryChanges(t *testing
 	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	a := open(t, etcd.Options{Prefix: prefix})
 	c := open(t, etcd.Options{Prefix: prefix, DirectReads: true})
-	ctx := context.Background()
 	putValue(t, a, "k", `1`)
 	putValue(t, a, "k", `2`) // two changes of k in the snapshot's history
 	path, _ := testkit.WriteSnapshot(t, a)
@@ -703,12 +704,7 @@ func TestAReadAheadOfTheWatchDoesNotMakeARestoresStagedHistoryChanges(t *testing
 	waitValue(t, c, "k", `"replaced"`)
 	before, _ := c.Committed()
 
-	holdClaim, claimHeld, releaseClaim := holdOnce(t)
-	atClaim(c, holdClaim)
-	defer etcd.AfterCacheApply(c, nil)
-	_, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	<-claimHeld // c's watch is at the claim, before the staged history
+	_, releaseClaim := restoreHeld(t, a, c, path, atClaim) // c's watch is at the claim, before the staged history
 
 	releaseSwap, readResult := heldRead(t, c, "k") // c is on the restored generation; its feed not restarted yet
 
@@ -739,16 +735,10 @@ func TestAReadAheadOfTheWatchDoesNotMakeARestoresStagedHistoryChanges(t *testing
 // read the feed there, which answered "compacted" (restored) instead of
 // the one "reset" a restore gives.
 func TestAFollowerSeesARestoresGenerationWithItsSwitch(t *testing.T) {
-	ctx := context.Background()
 	a, c, path := replacedSnapshot(t, true)
 	replaced := c.Generation()
 
-	holdWatch, watchHeld, releaseWatch := holdOnce(t)
-	atSwitch(c, holdWatch)
-	defer etcd.AfterCacheApply(c, nil)
-	res, err := a.Restore(ctx, path, ctxd.RestoreOptions{})
-	require.NoError(t, err)
-	<-watchHeld // c's watch has the switch, not acted on yet
+	res, releaseWatch := restoreHeld(t, a, c, path, atSwitch) // c's watch has the switch, not acted on yet
 
 	// follow is what the hub does when woken: the generation, then the
 	// mark, then the feed after the mark.
