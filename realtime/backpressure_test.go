@@ -84,19 +84,21 @@ func TestAMessageHeldBackIsDroppedWhenItsConnectionFails(t *testing.T) {
 // of the socket failed ("i/o timeout") and the session was closed under
 // a client that was reading all along.
 func TestASlowReaderIsNotCutWhileItsMessagesWait(t *testing.T) {
-	ts := startServerBuf(t, realtime.Options{PingInterval: 500 * time.Millisecond, WriteTimeout: time.Minute}, 64<<10)
+	// The pong wait (4 s) must outlast the setup (each patch a durable
+	// write, slow on a loaded machine) and fall short of the slow reads.
+	ts := startServerBuf(t, realtime.Options{PingInterval: 2 * time.Second, WriteTimeout: time.Minute}, 64<<10)
 	ts.put(ctxd.DefaultNamespace, "big", `{"pad":"`+strings.Repeat("x", 64<<10)+`"}`)
 	// The kernel's receive buffer (not dialSmall's): the client reads,
 	// and its pongs must reach the server, after it was full.
 	c := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"elsewhere"}}), nil) // answers only
 	c.Expect(ctxd.TypeSubscribed)
-	const n = 150 // about 2.7 s of waits in all at one answer read per 20 ms: past the pong wait (1 s)
+	const n = 150 // 4.5 s of waits in all at one answer read per 30 ms: past the pong wait (4 s)
 	for i := range n {
 		c.SendJSON(map[string]any{"type": ctxd.TypeContextPatch, "id": i, "key": "big", "patch": map[string]int{"n": i}})
 	}
 	testkit.Eventually(t, func() bool { return ts.hub.Stats().Stalled == 1 })
 	for i := range n {
-		time.Sleep(20 * time.Millisecond) // a slow link
+		time.Sleep(30 * time.Millisecond) // a slow link
 		f := c.Expect(ctxd.TypeContextPatchConfirmed)
 		require.Equal(t, strconv.Itoa(i), string(f.ID))
 	}
