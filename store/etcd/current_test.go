@@ -700,8 +700,10 @@ func TestAReadAheadOfTheWatchDoesNotMakeARestoresStagedHistoryChanges(t *testing
 	putValue(t, a, "k", `1`)
 	putValue(t, a, "k", `2`) // two changes of k in the snapshot's history
 	path, _ := testkit.WriteSnapshot(t, a)
-	putValue(t, a, "k", `"replaced"`)
-	waitValue(t, c, "k", `"replaced"`)
+	replaced := putValue(t, a, "k", `"replaced"`)
+	// c reads etcd directly: its feed may deliver the put after the
+	// read sees it, so wait for the feed's mark, not the value.
+	testkit.Eventually(t, func() bool { mark, _ := c.Committed(); return mark >= replaced.ModRev }, "c's watch delivered the put")
 	before, _ := c.Committed()
 
 	_, releaseClaim := restoreHeld(t, a, c, path, atClaim) // c's watch is at the claim, before the staged history
