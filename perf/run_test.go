@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -651,4 +655,46 @@ func TestASnapshotRepeatWhoseDumpFailsKeepsTheDumpMade(t *testing.T) {
 	require.Equal(t, info.Size(), sr.DumpBytes, "the dump made")
 	require.Positive(t, sr.DumpSeconds)
 	require.Contains(t, htmlOf(t, r), "<td>"+byteSize(info.Size())+"</td><td>"+secs(sr.SnapshotSeconds)+"</td><td>"+secs(sr.DumpSeconds)+"</td>")
+}
+
+// A snapshot step stopped between its repeats (Ctrl-C; here the context
+// is canceled as the first repeat deletes its snapshot, seen by a proxy
+// in front of a real server) says how many repeats it did, and its times
+// are theirs: repeats said the configured count, 3 for the 1 done.
+func TestAStoppedSnapshotStepSaysTheRepeatsDone(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Scenarios = []string{"snapshot"}
+	cfg.SnapshotKeys, cfg.SnapshotRepeats = []int{50}, 3
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := func() (*Server, error) {
+		srv := testkit.StartServer(t)
+		target, err := url.Parse(srv.URL)
+		require.NoError(t, err)
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		proxy.ModifyResponse = func(resp *http.Response) error {
+			if resp.Request.Method == http.MethodDelete && strings.HasPrefix(resp.Request.URL.Path, "/v1/snapshots/") {
+				cancel() // before the suite has the answer: no second repeat starts
+			}
+			return nil
+		}
+		front := httptest.NewServer(proxy)
+		s := suiteServer(srv)
+		s.URL = front.URL
+		stop := s.Close
+		s.Close = func() error { front.Close(); return stop() }
+		return s, nil
+	}
+	r, err := Run(ctx, cfg, Target{Fresh: start})
+	require.ErrorIs(t, err, context.Canceled)
+	require.True(t, r.Interrupted)
+	require.Len(t, r.Snapshot, 1)
+	sr := r.Snapshot[0]
+	require.Zero(t, sr.Errors, "%v", sr.ErrorSamples)
+	require.Equal(t, 1, sr.Repeats, "the repeats done")
+	for what, v := range map[string]float64{"snapshot": sr.SnapshotSeconds, "dump": sr.DumpSeconds, "export": sr.ExportSeconds, "restore": sr.RestoreSeconds} {
+		require.Positive(t, v, "%s: the repeat done was timed", what)
+	}
+	require.Zero(t, sr.Spread, "one repeat: no spread")
+	require.Contains(t, htmlOf(t, r), "<td>"+secs(sr.RestoreSeconds)+"</td><td>1</td>", "report.html's Repeats column")
 }

@@ -42,9 +42,10 @@ func (s *suite) snapshotSteps() []step {
 
 // snapshotRun grows the perf-snapshot namespace from prev to k keys, then
 // times a snapshot, a server-side JSON dump, a streamed JSON export and a
-// full restore of the snapshot, SnapshotRepeats times each.
+// full restore of the snapshot, SnapshotRepeats times each, or as many
+// times as were done before the run was stopped (Repeats says which).
 func (s *suite) snapshotRun(ctx context.Context, ep endpoint, name string, prev, k int) error {
-	sr := SnapshotRun{Name: name, Keys: k, Repeats: s.cfg.SnapshotRepeats}
+	sr := SnapshotRun{Name: name, Keys: k}
 	errs := &errorLog{}
 	defer func() {
 		sr.RunErrors = errs.result()
@@ -87,6 +88,7 @@ func (s *suite) snapshotRun(ctx context.Context, ep endpoint, name string, prev,
 		if ctx.Err() != nil {
 			break // the repeats done are kept
 		}
+		sr.Repeats++
 		var meta snapshotMeta
 		if timed(&snap, func() (err error) { meta, err = createSnapshot(c); return err }) != nil {
 			continue
