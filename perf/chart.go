@@ -5,6 +5,7 @@ import (
 	"html"
 	"html/template"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -131,30 +132,66 @@ func niceStep(raw float64) float64 {
 	return 10 * p
 }
 
-// axisNumber labels a tick: short, with k/M/G suffixes or byte units.
+// axisNumber labels a tick, for every chart: a number in plain
+// decimals, never in exponent form, with its unit where the unit scales
+// along the axis (times in ns, µs, ms or s; bytes in B, KiB, MiB...), and
+// else k, M and G suffixes (the axis's title has the unit). The
+// snapshot chart's axis read "1e-05" for 10 µs, and the latency charts'
+// "0.01" for 10 µs under a title in ms.
 func axisNumber(v float64, unit string) string {
-	if unit == "B" {
+	switch unit {
+	case "B":
 		return strings.ReplaceAll(byteSize(int64(v)), ".0 ", " ")
+	case "s":
+		return timeLabel(v)
+	case "ms":
+		return timeLabel(v / 1e3)
 	}
 	a := math.Abs(v)
 	switch {
 	case a >= 1e9:
-		return trimZero(v/1e9) + "G"
+		return plainNumber(v/1e9) + "G"
 	case a >= 1e6:
-		return trimZero(v/1e6) + "M"
+		return plainNumber(v/1e6) + "M"
 	case a >= 1e3:
-		return trimZero(v/1e3) + "k"
-	case a == 0:
-		return "0"
-	case a < 0.01:
-		return fmt.Sprintf("%g", v)
+		return plainNumber(v/1e3) + "k"
 	}
-	return trimZero(v)
+	return plainNumber(v)
 }
 
-func trimZero(v float64) string {
-	s := fmt.Sprintf("%.2f", v)
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+// timeLabel is a time given in seconds, in the largest of s, ms, µs and
+// ns in which it is at least 1: 10 µs, 2.5 ms, 1 s.
+func timeLabel(sec float64) string {
+	a := math.Abs(sec)
+	switch {
+	case a == 0:
+		return "0"
+	case a >= 1:
+		return plainNumber(sec) + " s"
+	case a >= 1e-3:
+		return plainNumber(sec*1e3) + " ms"
+	case a >= 1e-6:
+		return plainNumber(sec*1e6) + " µs"
+	}
+	return plainNumber(sec*1e9) + " ns"
+}
+
+// plainNumber prints v in decimals without trailing zeros: to the
+// hundredth, and below 1 to three significant digits (0.005, not 0.01;
+// 0.00001, not 1e-05); the float noise of a tick's sum (0.30000000000000004)
+// goes with the digits dropped.
+func plainNumber(v float64) string {
+	decimals := 2
+	if a := math.Abs(v); a > 0 && a < 1 {
+		decimals = max(decimals, 2-int(math.Floor(math.Log10(a))))
+	}
+	s := strconv.FormatFloat(v, 'f', decimals, 64)
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	if s == "-0" {
+		return "0"
+	}
 	return s
 }
 

@@ -409,7 +409,7 @@ func TestANumberNotMeasuredIsNotAZero(t *testing.T) {
 	require.Contains(t, page, "<tr><td>snapshot/keys=10</td><td>1.0 MiB</td><td>1.0 MiB</td><td>not measured</td><td>250 ms</td><td>not measured</td><td>not measured</td><td>not measured</td>")
 	require.Contains(t, page, "<tr><td>snapshot/keys=100</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td><td>not measured</td>")
 	require.Contains(t, page, "<tr><td>snapshot/keys=1</td><td>32.0 KiB</td><td>32.0 KiB</td><td>300 B</td><td>999 µs</td><td>412 µs</td><td>87 µs</td><td>2 ms</td>")
-	require.Contains(t, page, "<title>export (JSON): keys 1, seconds 87 µs</title>", "the snapshot chart's point")
+	require.Contains(t, page, "<title>export (JSON): keys 1, time 87 µs</title>", "the snapshot chart's point")
 	require.Contains(t, page, "CAS on 1 key(s): no op completed; counters")
 	require.Contains(t, page, "<tr><td>large database, after a crash</td><td>not measured</td><td>not measured</td><td>not measured</td><td></td><td></td><td></td></tr>")
 	// perf compare prints a time under a second of a metric in ms or µs.

@@ -140,7 +140,7 @@ func distributionPoints(qs []Quantile) []xy {
 func latencyCharts(r *Report) []chartBlock {
 	var out []chartBlock
 	for _, g := range groupRuns(r.Runs) {
-		c := chart{title: g.name + ": latency by percentile", xLabel: "percentile", yLabel: "latency (ms)", x: axisNines, y: axisLog}
+		c := chart{title: g.name + ": latency by percentile", xLabel: "percentile", yLabel: "latency", x: axisNines, y: axisLog}
 		for _, x := range g.runs {
 			name := strconv.Itoa(x.Clients) + " clients"
 			if x.Clients == 1 {
@@ -160,7 +160,7 @@ func latencyCharts(r *Report) []chartBlock {
 // than one level, and the p99 against clients.
 func throughputCharts(r *Report) []chartBlock {
 	tput := chart{title: "Throughput vs clients", xLabel: "clients", yLabel: "ops/s", x: axisLog, y: axisLinear}
-	p99 := chart{title: "p99 latency vs clients", xLabel: "clients", yLabel: "p99 (ms)", x: axisLog, y: axisLog}
+	p99 := chart{title: "p99 latency vs clients", xLabel: "clients", yLabel: "p99 latency", x: axisLog, y: axisLog}
 	var levels []float64
 	for _, x := range r.Runs {
 		if !slices.Contains(levels, float64(x.Clients)) {
@@ -195,8 +195,8 @@ func fanoutCharts(r *Report) []chartBlock {
 	if len(r.Fanout) == 0 {
 		return nil
 	}
-	ack := chart{title: "Fan-out: write acknowledged → arrival, by percentile", xLabel: "percentile", yLabel: "latency (ms)", x: axisNines, y: axisLog}
-	send := chart{title: "Fan-out: send → arrival, by percentile", xLabel: "percentile", yLabel: "latency (ms)", x: axisNines, y: axisLog}
+	ack := chart{title: "Fan-out: write acknowledged → arrival, by percentile", xLabel: "percentile", yLabel: "latency", x: axisNines, y: axisLog}
+	send := chart{title: "Fan-out: send → arrival, by percentile", xLabel: "percentile", yLabel: "latency", x: axisNines, y: axisLog}
 	for _, f := range r.Fanout {
 		name := fmt.Sprintf("%s subscribers", commas(int64(f.Subscribers)))
 		ack.series = append(ack.series, series{name: name, points: distributionPoints(f.Distribution)})
@@ -241,7 +241,7 @@ func snapshotCharts(r *Report) []chartBlock {
 	if len(r.Snapshot) == 0 {
 		return nil
 	}
-	c := chart{title: "Snapshot, dump, export and restore time vs keys", xLabel: "keys", yLabel: "seconds", x: axisLog, y: axisLog}
+	c := chart{title: "Snapshot, dump, export and restore time vs keys", xLabel: "keys", yLabel: "time", x: axisLog, y: axisLog}
 	var snap, dump, export, restore []xy
 	for _, s := range r.Snapshot {
 		k := float64(s.Keys)
@@ -279,7 +279,7 @@ func peerCharts(r *Report) []chartBlock {
 	}
 	out := []chartBlock{{bars.title, bars.svg()}}
 	for _, c := range r.Comparisons {
-		ch := chart{title: c.Name + ": latency by percentile", xLabel: "percentile", yLabel: "latency (ms)", x: axisNines, y: axisLog}
+		ch := chart{title: c.Name + ": latency by percentile", xLabel: "percentile", yLabel: "latency", x: axisNines, y: axisLog}
 		for _, x := range c.Results {
 			name := x.Peer
 			if x.OpsPerSec == 0 { // no curve: say why, as latencyCharts
