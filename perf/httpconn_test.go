@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 func TestHTTPConn(t *testing.T) {
@@ -147,4 +149,30 @@ func TestRefusedConnectionsAreRetriedAfterAWait(t *testing.T) {
 		}
 		return false
 	}, "%v", e.ErrorSamples)
+}
+
+// A server that cannot be reached at all (a closed port from the start):
+// the run goes on, as when the server goes away during it, and every
+// request that failed is an error. The run stopped at the first client's
+// connection, and a comparison counted one error for the round.
+func TestAnUnreachableServerCountsEveryFailedRequest(t *testing.T) {
+	ep, err := parseEndpoint("http://" + testkit.FreeAddr(t))
+	require.NoError(t, err)
+	l := load{clients: 3, duration: 150 * time.Millisecond}
+	l.op = func(w *worker) (uint8, error) {
+		return kindRead, w.conn.expect(http.StatusOK, http.MethodGet, "/", nil)
+	}
+	res, err := runLoad(context.Background(), ep, l)
+	require.NoError(t, err)
+	require.Empty(t, res.samples)
+	e := res.errs.result()
+	var sent int64
+	for _, w := range res.workers {
+		sent += w.n
+	}
+	require.Equal(t, sent, e.Errors, "every failed request is an error")
+	require.GreaterOrEqual(t, e.Errors, int64(2*l.clients), "each client tried more than once")
+	require.Len(t, e.ErrorSamples, 1)
+	require.Contains(t, e.ErrorSamples[0], "connect to "+ep.addr)
+	require.Contains(t, e.ErrorSamples[0], "connection refused")
 }

@@ -100,10 +100,13 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 				to = l.spread[i%len(l.spread)]
 			}
 			w.conn = newHTTPConn(to)
-			if err := w.conn.connect(); err != nil {
-				closeWorkers(workers[:i])
-				return nil, err
-			}
+			// Connected before the clock starts. A server that cannot be
+			// reached does not end the run: each request tries again (after
+			// redialWait) and each that fails is an error, as when the
+			// server goes away during the run. Stopping here counted one
+			// error for a whole run (a comparison's round) against a
+			// server no request could reach.
+			_ = w.conn.connect()
 		}
 		if l.setup != nil {
 			if err := l.setup(w); err != nil {
