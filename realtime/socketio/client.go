@@ -258,7 +258,7 @@ func (s *Server) handleMessage(c *conn, p string) {
 			s.connect(c, data)
 		}
 	case '1':
-		c.close("client disconnected")
+		c.closeByClient("client disconnected")
 	case '2':
 		if cl == nil {
 			return
@@ -1092,7 +1092,11 @@ func (cl *client) revoke() {
 	if !comeBack {
 		last = append(last, sioDisconnect)
 	}
-	if c.end(websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked, &s.revoked, comeBack, last...) {
+	how := endForGood
+	if comeBack {
+		how = endComeBack
+	}
+	if c.end(websocket.ClosePolicyViolation, ctxd.CodeTokenRevoked, &s.revoked, how, last...) {
 		s.log.Info().Str("client_id", cl.id).Str("remote", c.remote).Str("token", cl.token.Name).Bool("come_back", comeBack).Msg("Socket.IO client disconnected: its token was revoked")
 	}
 }

@@ -297,8 +297,13 @@ func (c *conn) close(reason string) { c.closeWith(0, reason, nil) }
 // counted, when not nil, is incremented when this call closes the session,
 // before anything goes out: a client that sees the close sees it counted.
 func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last ...string) bool {
-	return c.end(code, reason, counted, false, last...)
+	return c.end(code, reason, counted, endForGood, last...)
 }
+
+// closeByClient ends the session as close does, at the client's word (its
+// Engine.IO close packet, its Socket.IO DISCONNECT): such a client polls
+// no more, and its session is not kept for the close packet.
+func (c *conn) closeByClient(reason string) { c.end(0, reason, nil, endByClient) }
 
 // closeComeBack ends the session as close does, after the packets last,
 // and ends the transport without telling the client not to come back: no
@@ -306,17 +311,26 @@ func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last .
 // (comeBack). Clients with reconnection on (python-socketio's and the
 // JavaScript client's default) reconnect and get a new snapshot.
 func (c *conn) closeComeBack(reason string, last ...string) bool {
-	return c.end(0, reason, nil, true, last...)
+	return c.end(0, reason, nil, endComeBack, last...)
 }
 
-func (c *conn) end(code int, reason string, counted *atomic.Uint64, comeBack bool, last ...string) bool {
+// ending is how a session ends, for what its polling client is told.
+type ending int
+
+const (
+	endForGood  ending = iota // the server ends it: the client is told not to come back
+	endComeBack               // the transport ends, for the client to reconnect (comeBack)
+	endByClient               // the client ended it
+)
+
+func (c *conn) end(code int, reason string, counted *atomic.Uint64, how ending, last ...string) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
 	c.closed = true
-	c.comeBack = comeBack
+	c.comeBack = how == endComeBack
 	if counted != nil {
 		counted.Add(1)
 	}
@@ -337,11 +351,15 @@ func (c *conn) end(code int, reason string, counted *atomic.Uint64, comeBack boo
 	// also have ended (the client gave up, its connection dropped) and
 	// the poll be on its way out without them; dropping the session here
 	// lost them, the error that says where to resume included, and the
-	// next poll was refused. So it does when told not to come back with
-	// nothing queued and a poll pending, for that poll or the next to take
-	// the close packet: dropped here, a poll on its way out left the next
-	// one a 400 (unknown session), and the client reconnected.
-	linger := c.ws == nil && (len(c.queue) > 0 || c.polling && !comeBack)
+	// next poll was refused. So it does when the server ends it for good
+	// with nothing queued, for a poll to take the close packet, whether
+	// one is pending (it may be on its way out) or not (the client is
+	// between polls, or posting the packet that closed it): dropped here,
+	// the next poll got 400 (unknown session), which clients take for a
+	// lost transport, and they reconnected. One told to come back with
+	// nothing queued has nothing to wait for: its next poll fails either
+	// way; nor has one the client ended unless a poll of its is pending.
+	linger := c.ws == nil && (len(c.queue) > 0 || how == endForGood || c.polling && how == endByClient)
 	c.mu.Unlock()
 	release(held) // what is left in the queue goes out, or is dropped, soon
 	close(c.done)
@@ -569,6 +587,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, transport string) 
 	ws, err := s.upgrader.Upgrade(batchWriter{w, &s.socketWrites}, r, w.Header())
 	if err != nil {
 		c.close("websocket upgrade failed")
+		s.forget(c) // no transport to linger for: nothing will take the close packet
 		return
 	}
 	c.mu.Lock()
@@ -767,7 +786,7 @@ func (c *conn) handlePacket(p string) bool {
 	}
 	switch p[0] {
 	case pClose:
-		c.close("client closed")
+		c.closeByClient("client closed")
 		return false
 	case pPing:
 		if !c.awaitRoom() {

@@ -27,6 +27,7 @@ import (
 // alone, for the tests of its own limits.
 type engine struct {
 	t    *testing.T
+	url  string // the server's, for more sessions on it
 	base string // .../socket.io/?EIO=4&transport=polling&sid=...
 	// srv and st are the server and its store (startEngine's).
 	srv *socketio.Server
@@ -56,7 +57,7 @@ func newEngine(t *testing.T, url string) *engine {
 		SID string `json:"sid"`
 	}
 	require.NoError(t, json.Unmarshal(body[1:], &open), "%s", body)
-	return &engine{t: t, base: url + "/socket.io/?EIO=4&transport=polling&sid=" + open.SID}
+	return &engine{t: t, url: url, base: url + "/socket.io/?EIO=4&transport=polling&sid=" + open.SID}
 }
 
 // post sends packets in one polling POST.
@@ -384,4 +385,44 @@ func TestAPollThatEndsAsItsSessionClosesLeavesTheCloseForTheNext(t *testing.T) {
 
 	assert.Equal(t, []string{"1"}, e.poll(), "the close packet ends the session")
 	assert.Nil(t, e.poll(), "the poll after the close packet is refused")
+}
+
+// A polling client closed for good between two polls, no poll of its
+// waiting (here: it posted a packet the server does not take), gets the
+// Engine.IO close packet at its next poll, not 400 (unknown session),
+// which clients take for a lost transport and reconnect after. Before,
+// a session closed with nothing queued and no poll waiting was dropped
+// at once (checked: the first poll below gets 400). One whose client
+// never polls again lingers PingTimeout at most: the server's sessions
+// come back to none (checked: without end's timer, one stays).
+func TestASessionClosedBetweenPollsLeavesTheCloseForTheNext(t *testing.T) {
+	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: 200 * time.Millisecond})
+	e.connect()
+	e.post("bAAAA") // a binary packet: closed, and nothing queued
+	require.Equal(t, 0, e.srv.Clients(), "the session ended")
+	assert.Equal(t, []string{"1"}, e.poll(), "the close packet ends the session")
+	assert.Nil(t, e.poll(), "the poll after the close packet is refused")
+
+	gone := newEngine(t, e.url) // closed the same way, and never polled again
+	gone.connect()
+	gone.post("bAAAA")
+	require.Equal(t, 1, socketio.Sessions(e.srv), "it lingers for its close packet")
+	testkit.Eventually(t, func() bool { return socketio.Sessions(e.srv) == 0 }, "dropped once PingTimeout passed")
+}
+
+// Sessions no poll will come for are not kept for their close packet:
+// one its client closed (its Engine.IO close packet), and one whose
+// WebSocket handshake failed (checked: each is kept when every session
+// closed for good with nothing queued lingers).
+func TestASessionNoPollWillComeForIsNotKept(t *testing.T) {
+	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
+	e.connect()
+	e.post("1")
+	assert.Equal(t, 0, socketio.Sessions(e.srv), "closed by its client")
+
+	res, err := http.Get(e.url + "/socket.io/?EIO=4&transport=websocket") // not a WebSocket handshake
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusBadRequest, res.StatusCode)
+	testkit.Eventually(t, func() bool { return socketio.Sessions(e.srv) == 0 }, "its WebSocket handshake failed")
 }
