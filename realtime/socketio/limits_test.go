@@ -410,6 +410,20 @@ func TestASessionClosedBetweenPollsLeavesTheCloseForTheNext(t *testing.T) {
 	testkit.Eventually(t, func() bool { return socketio.Sessions(e.srv) == 0 }, "dropped once PingTimeout passed")
 }
 
+// A shutdown does not wait for a session kept for its close packet alone
+// (closed for good between polls, nothing queued): the client will find
+// the server gone either way. Close forgets it at once (checked: without
+// that, Close waits its 2 s for a poll and returns with the session still
+// kept).
+func TestShutdownForgetsASessionKeptForItsClosePacket(t *testing.T) {
+	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
+	e.connect()
+	e.post("bAAAA")
+	require.Equal(t, 1, socketio.Sessions(e.srv), "it lingers for its close packet")
+	require.NoError(t, e.srv.Close())
+	assert.Equal(t, 0, socketio.Sessions(e.srv))
+}
+
 // Sessions no poll will come for are not kept for their close packet:
 // one its client closed (its Engine.IO close packet), and one whose
 // WebSocket handshake failed (checked: each is kept when every session

@@ -411,7 +411,12 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.closeComeBack("server shutting down")
+		if !c.closeComeBack("server shutting down") && c.queued() == 0 {
+			// Ended before, kept for its close packet alone: not worth
+			// holding the shutdown for (the client is going to find
+			// the server gone either way).
+			s.forget(c)
+		}
 	}
 	// A polling client whose poll was not pending gets what was queued
 	// for it at its next poll: the HTTP server still serves until Close
