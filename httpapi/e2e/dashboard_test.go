@@ -1012,6 +1012,28 @@ func TestPollsWaitForTheirAnswer(t *testing.T) {
 	waitsForItsAnswer("/v1/status")
 }
 
+// TestUnansweredStatusPollTimesOut: a status poll the server never
+// answers (fetch has no timeout of its own) stopped the polling until it
+// answered. It is abandoned after its timeout: the page says the server
+// did not answer, as it says it cannot reach it, and polls again; once
+// the server answers, the fault goes. The page's timers run ten times
+// faster (a poll every half second, a second's timeout).
+func TestUnansweredStatusPollTimesOut(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	p := openPage(t, s, "/", pageOptions{fastTimers: 10})
+	p.waitFor(`#conn[data-state="live"]`)
+
+	asked, release := s.ws.holdAnswers(http.MethodGet, "/v1/status")
+	defer release()
+	p.waitText("#st-error", "Cannot read the status", "did not answer")
+	testkit.Eventually(t, func() bool { return asked() >= 2 }, "the page polls again after the unanswered poll")
+
+	release()
+	s.put("default", "k", `1`, "alice")
+	p.waitTextIs("#st-keys", "1")
+	p.waitJS(`document.querySelector("#st-error").hidden`, "the fault gone once the server answers")
+}
+
 // TestTokenChangedWhileTheServerIsAway: what one token may do is not
 // taken for what the token entered in its place may do. With the server
 // away, the new token's /v1/auth/self fails: the old token's rights (and

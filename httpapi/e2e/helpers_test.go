@@ -19,6 +19,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/log"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
@@ -408,6 +409,12 @@ type pageOptions struct {
 	// noWait returns once the page is loaded, without waiting for the
 	// dashboard's first requests (which wait for a token, say).
 	noWait bool
+	// fastTimers, when set, divides every delay of the page's timers
+	// (setTimeout, setInterval) by this: its polls and timeouts of
+	// seconds take a tenth of that with 10, and a test of them stays
+	// quick. Its other waits shrink too (the feed's backoff, a notice's
+	// life): for tests that look at neither.
+	fastTimers int
 }
 
 // openPage opens a tab on the server's dashboard (path is appended to the
@@ -434,6 +441,15 @@ func openPage(t *testing.T, s *server, path string, opts ...pageOptions) *page {
 	var o pageOptions
 	if len(opts) > 0 {
 		o = opts[0]
+	}
+	if o.fastTimers > 0 {
+		script := fmt.Sprintf(`for (const name of ["setTimeout", "setInterval"]) {
+			const real = window[name].bind(window);
+			window[name] = (fn, ms, ...args) => real(fn, (Number(ms) || 0) / %d, ...args);
+		}`, o.fastTimers)
+		if _, err := chromedp.Call(tab, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: script}); err != nil {
+			t.Fatalf("speed up the page's timers: %v", err)
+		}
 	}
 	if o.width > 0 {
 		p.do(chromedp.EmulateViewport(o.width, o.height, chromedp.EmulateMobile, chromedp.EmulateTouch, chromedp.EmulatePortrait))

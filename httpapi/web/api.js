@@ -70,7 +70,13 @@ async function tokenAfter401(sent) {
 // "value" members (keys' values) as JSONText (or, with raw, the Response
 // itself). path is the escaped path; query an object of
 // parameters (undefined and '' values left out); body a string sent as is.
-export async function request(method, path, { query, body, headers, raw } = {}) {
+// timeout, when set, is how many ms the server has to answer, body
+// included (a token prompt in between does not count): past it the
+// request is abandoned and fails as unreachable does (status 0, code
+// "timeout"). fetch has no timeout of its own, and a periodic read that
+// never ends would stop its polling. Only for reads: an abandoned write
+// may still be applied.
+export async function request(method, path, { query, body, headers, raw, timeout } = {}) {
   const url = new URL(path, location.href);
   for (const [k, v] of Object.entries(query || {})) {
     if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
@@ -80,20 +86,36 @@ export async function request(method, path, { query, body, headers, raw } = {}) 
     const sent = token();
     if (sent) h.set('Authorization', 'Bearer ' + sent);
     if (body !== undefined && !h.has('Content-Type')) h.set('Content-Type', 'application/json');
+    const abort = new AbortController();
+    let timedOut = false;
+    const timer = timeout ? setTimeout(() => { timedOut = true; abort.abort(); }, timeout) : 0;
+    const failed = (e) => (timedOut
+      ? new APIError(0, 'timeout', `the server did not answer within ${timeout / 1000} s`)
+      : new APIError(0, 'unreachable', `cannot reach the server (${e.message})`));
     let res;
+    let text;
     try {
-      res = await fetch(url, { method, headers: h, body, cache: 'no-store' });
-    } catch (e) {
-      throw new APIError(0, 'unreachable', `cannot reach the server (${e.message})`);
+      try {
+        res = await fetch(url, { method, headers: h, body, cache: 'no-store', signal: abort.signal });
+      } catch (e) {
+        throw failed(e);
+      }
+      if (res.status === 401 && attempt < 5) {
+        clearTimeout(timer); // the user's time at the prompt is not the server's
+        const next = await tokenAfter401(sent);
+        if (next) continue;
+        if (noToken) noToken();
+        throw new APIError(401, 'unauthorized', 'the server needs an access token: use the "Access token" button');
+      }
+      if (res.ok && raw) return res;
+      try {
+        text = await res.text();
+      } catch (e) {
+        throw failed(e);
+      }
+    } finally {
+      clearTimeout(timer);
     }
-    if (res.status === 401 && attempt < 5) {
-      const next = await tokenAfter401(sent);
-      if (next) continue;
-      if (noToken) noToken();
-      throw new APIError(401, 'unauthorized', 'the server needs an access token: use the "Access token" button');
-    }
-    if (res.ok && raw) return res;
-    const text = await res.text();
     if (res.ok) return text ? parse(text, { keepText: ['value'] }) : null;
     let err = null;
     try { err = parse(text).error; } catch { /* not ctxd's error format */ }

@@ -16,6 +16,9 @@ const MAX_KEPT_VALUES = 16 << 20; // characters of values kept for the list (sta
 const HISTORY_PAGE = 20;
 const STATUS_EVERY = 5000; // ms from a status poll's answer to the next poll
 const READY_EVERY = 3000; // ms between /readyz polls, only while the server is not ready
+// ms the server has to answer a polled read (status, what the token may
+// do, readiness): one left unanswered would stop its poll.
+const POLL_TIMEOUT = 10000;
 const NS_RE = /^[A-Za-z0-9._-]{1,64}$/;
 // The panels of data: hidden for a token that may not read (renderSelf).
 const DATA_PANELS = ['status', 'keys', 'detail', 'editor', 'live', 'snapshots', 'dumps'];
@@ -206,7 +209,7 @@ let lastCounts = '';
 const loadStatus = latest(async (current) => {
   if (!may('read')) return undefined; // refused (403): renderSelf says why
   try {
-    const s = await request('GET', '/v1/status');
+    const s = await request('GET', '/v1/status', { timeout: POLL_TIMEOUT });
     if (!current()) return s;
     state.status = s;
     state.lastRev = Math.max(state.lastRev, Number(s.revision));
@@ -256,7 +259,7 @@ async function checkReady() {
   const was = state.notReady;
   readyUnanswered = false;
   try {
-    await request('GET', '/readyz');
+    await request('GET', '/readyz', { timeout: POLL_TIMEOUT });
     state.notReady = '';
   } catch (e) {
     if (e.status === 503) state.notReady = (e.message || 'no reason given').replace(/^not ready: /, '');
@@ -313,7 +316,7 @@ let selfToken = '';
 const loadSelf = latest(async (current) => {
   let s = null;
   try {
-    s = await request('GET', '/v1/auth/self');
+    s = await request('GET', '/v1/auth/self', { timeout: POLL_TIMEOUT });
   } catch (e) {
     // A 401 asked for the token; the panels say what failed.
     if (e.status !== 401 && selfToken === token()) s = state.self;
