@@ -1034,6 +1034,45 @@ func TestUnansweredStatusPollTimesOut(t *testing.T) {
 	p.waitJS(`document.querySelector("#st-error").hidden`, "the fault gone once the server answers")
 }
 
+// TestTokenChangeForgetsTheOldTokensReads: what the page read with one
+// token is not left on screen for the token entered in its place, which
+// may see less: the live events, and the key shown (its value at a
+// revision, a diff of its history) go, and the page reads again with the
+// new token.
+func TestTokenChangeForgetsTheOldTokensReads(t *testing.T) {
+	s, _ := newTokensServer(t, testkit.TokenEntry("team", "team-secret", "    roles: [read]\n    prefixes: [team/]\n"),
+		testkit.TokenEntry("public", "public-secret", "    roles: [read]\n    prefixes: [public/]\n"))
+	put := func(key, value string) {
+		t.Helper()
+		_, err := s.ks.Backend().Put(context.Background(), "default", key, json.RawMessage(value), nil, "alice")
+		require.NoError(t, err)
+	}
+	put("team/plan", `{"plan":"classified-1"}`)
+	p := openWithToken(t, s, "/#key=team/plan", "team-secret")
+	p.waitFor(`#conn[data-state="live"]`)
+	put("team/plan", `{"plan":"classified-2"}`)
+	p.waitText(`#live-list li[data-key="team/plan"]`, "classified-2")
+	p.waitFor(`#history-rows button[aria-label="View the value at revision 1"]`)
+	p.click(`#history-rows button[aria-label="View the value at revision 1"]`)
+	p.waitText("#d-value", "classified-1")
+	p.click(`#history-rows button[aria-label="Diff revision 1 to 2"]`)
+	p.waitText("#diff", "classified-1", "classified-2")
+
+	p.click("#token-button")
+	p.enterToken("public-secret")
+	p.waitText("#keys-limits", `"public"`)
+	p.waitJS(`!document.body.innerText.includes("classified") && !document.querySelector("#live-list li[data-key^='team/']")`,
+		"the team token's events and values gone")
+
+	// The feed goes on with the new token.
+	p.waitFor(`#conn[data-state="live"]`)
+	put("team/plan", `{"plan":"classified-3"}`)
+	put("public/news", `"hello"`)
+	p.waitText(`#live-list li[data-key="public/news"]`, "hello")
+	assert.Zero(t, p.count(`#live-list li[data-key^="team/"]`), "no event of what the new token may not read")
+	assert.NotContains(t, eval[string](p, `document.body.innerText`), "classified")
+}
+
 // TestTokenChangedWhileTheServerIsAway: what one token may do is not
 // taken for what the token entered in its place may do. With the server
 // away, the new token's /v1/auth/self fails: the old token's rights (and

@@ -154,6 +154,7 @@ function askToken(reason) {
       // read again with the new token, and the feed connects with it. The
       // same token given again is tried again where it was missing.
       if (token() === had && !(v === 'ok' && state.needToken)) return;
+      if (token() !== had) forgetReads();
       resync();
     }, { once: true });
   });
@@ -161,6 +162,24 @@ function askToken(reason) {
   d.showModal();
   input.focus();
   return tokenPrompt;
+}
+
+// forgetReads clears what the page read with the token just replaced
+// before it reads again with the new one, which may see less: the live
+// events, the values kept for the list, the rows listed, and the key
+// shown (it stays selected, to be read again). The feed, connected with
+// the old token, stops until resync restarts it with the new one. The
+// editor keeps what the user typed.
+function forgetReads() {
+  if (state.feed) state.feed.stop();
+  state.events = [];
+  state.held = 0;
+  renderEvents();
+  forgetValues();
+  state.keys = [];
+  state.next = '';
+  renderKeys();
+  if (state.selected) clearDetail();
 }
 
 // enterToken opens the token dialog at the user's request (the "Access
@@ -663,13 +682,6 @@ const loadRecord = latest(async (current, ns, key) => {
 async function selectKey(ns, key, focus) {
   if (!may('read')) return; // refused (403): renderSelf says why
   state.selected = { ns, key };
-  state.record = null;
-  state.recordError = null;
-  state.deleted = null;
-  state.pit = null;
-  state.history = [];
-  state.historyTruncated = false;
-  state.historyNext = null;
   setHash();
   for (const row of $('key-rows').children) {
     const sel = state.ns === ns && row.dataset.key === key;
@@ -681,13 +693,31 @@ async function selectKey(ns, key, focus) {
   $('detail-body').hidden = false;
   $('d-key').textContent = key;
   $('d-ns').textContent = ns;
+  clearDetail();
+  if (focus) $('detail-h').focus();
+  await Promise.all([loadRecord(ns, key), loadHistory(true)]);
+}
+
+// clearDetail empties the key panel of what was read of the selected key
+// (its record, value at a revision, history and diff) until it is read
+// again.
+function clearDetail() {
+  state.record = null;
+  state.recordError = null;
+  state.deleted = null;
+  state.pit = null;
+  state.history = [];
+  state.historyTruncated = false;
+  state.historyNext = null;
+  show($('d-state'), '');
+  for (const id of ['d-version', 'd-revision', 'd-created', 'd-who', 'd-updated', 'd-expires']) $(id).textContent = '—';
   $('d-value').textContent = '…';
+  $('d-value').hidden = false;
+  $('pit-current').hidden = true;
   show($('detail-error'), '');
   $('diff-out').hidden = true;
   $('pit-rev').value = '';
   renderHistory();
-  if (focus) $('detail-h').focus();
-  await Promise.all([loadRecord(ns, key), loadHistory(true)]);
 }
 
 function renderDetail() {
