@@ -454,12 +454,7 @@ func TestLiveLaggedThenCompacted(t *testing.T) {
 	s.put("default", "seed", `1`, "alice") // the feed starts after revision 1 (from_rev=0 is all history kept)
 	p := openPage(t, s, "/")
 	p.waitFor(`#conn[data-state="live"]`)
-	// Every notice the page shows, however briefly.
-	p.do(chromedp.Evaluate[chromedp.Void](`(() => {
-		const n = document.querySelector("#notice");
-		window.noticesSeen = [];
-		new MutationObserver(() => window.noticesSeen.push(n.textContent)).observe(n, {childList: true, characterData: true, subtree: true});
-	})()`))
+	noticesSeen := p.recordNotices()
 
 	s.ws.refuseNew() // the feed goes on; its reconnect is refused
 	connected := len(s.ws.connections())
@@ -473,11 +468,41 @@ func TestLiveLaggedThenCompacted(t *testing.T) {
 
 	p.waitText("#notice", "missed changes that history no longer holds")
 	p.waitFor(`#conn[data-state="live"]`) // restarted: live once subscribed
-	seen := eval[[]string](p, `window.noticesSeen`)
+	seen := noticesSeen()
 	for _, n := range seen {
 		assert.NotContains(t, n, "no change is missed", "notices shown: %q", seen)
 	}
 	assert.Contains(t, p.text("#notice"), "missed changes that history no longer holds")
+}
+
+// TestLiveLaggedThenReset: a feed closed for falling behind whose
+// resume point is past the data of the server it reconnects to (restarted
+// on other data, here none) is told reset, not resumed: the page never
+// says that no change is missed, not even between the server's
+// "subscribed" and its "reset", but that the database was replaced.
+func TestLiveLaggedThenReset(t *testing.T) {
+	s := newServer(t, serverOptions{maxLag: 2})
+	s.put("default", "seed", `1`, "alice") // the resume point, 1 at least, is then past an empty database
+	p := openPage(t, s, "/")
+	p.waitFor(`#conn[data-state="live"]`)
+	noticesSeen := p.recordNotices()
+
+	s.ws.refuseNew() // the feed goes on; its reconnect is refused
+	connected := len(s.ws.connections())
+	lagFeed(t, s)
+	testkit.Eventually(t, func() bool { return len(s.ws.connections()) > connected }, "the page tries to resume after the lagged close")
+	s.ks.Stop()
+	require.NoError(t, os.Remove(filepath.Join(s.ks.DataDir(), ctxdserver.DBFile)))
+	require.NoError(t, os.RemoveAll(filepath.Join(s.ks.DataDir(), "wal")))
+	s.ks.Start()
+	s.ws.allow()
+
+	p.waitFor(`#live-list li.reset`)
+	p.waitText("#notice", "The database was replaced")
+	seen := noticesSeen()
+	for _, n := range seen {
+		assert.NotContains(t, n, "no change is missed", "notices shown: %q", seen)
+	}
 }
 
 // TestLiveResetToALowerRevision: a server restarted on data whose

@@ -576,6 +576,18 @@ func containsAll(s string, want []string) bool {
 	return true
 }
 
+// recordNotices records every text the page's notice shows from now on,
+// however briefly; the function returns them so far.
+func (p *page) recordNotices() func() []string {
+	p.t.Helper()
+	p.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		const n = document.querySelector("#notice");
+		window.noticesSeen = [];
+		new MutationObserver(() => window.noticesSeen.push(n.textContent)).observe(n, {childList: true, characterData: true, subtree: true});
+	})()`))
+	return func() []string { return eval[[]string](p, `window.noticesSeen`) }
+}
+
 // do runs actions in the tab.
 func (p *page) do(steps ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()

@@ -1325,11 +1325,13 @@ function startFeed(from) {
       // do: ask again at every (re)connection.
       if (s.state === 'live' && was !== 'live') {
         recheckSelf();
-        if (laggedAt !== null) {
+        // Not resumed when the server's data is behind the resume point:
+        // its reset follows, and says what happened.
+        if (laggedAt !== null && !(s.detail && s.detail.behind)) {
           notify('The live feed fell behind the changes and was closed by the server; it reconnected and resumed ' +
             (laggedAt !== '' ? `after revision ${laggedAt}` : 'after the last change it had') + ': no change is missed.');
-          laggedAt = null;
         }
+        laggedAt = null;
       }
       // A key that could not be read (the server was away) is read
       // again once the server answers the feed.

@@ -12,7 +12,8 @@ const MAX_BACKOFF = 8000;
 
 // LiveFeed calls handlers.change(msg) for each context_updated message, in
 // revision order, and handlers.state({state, detail}) when the connection
-// changes: "connecting", "live" (the server took the subscription),
+// changes: "connecting", "live" (the server took the subscription;
+// detail.behind when its data is behind the resume point: a reset follows),
 // "reconnecting" (detail: the wait in ms and why), "stopped". handlers.reset(msg) after a restore, handlers.compacted(msg)
 // when the changes to resume from are gone (the page must re-read, and
 // restart the feed: it waits for that),
@@ -124,10 +125,15 @@ export class LiveFeed {
 
   handle(msg) {
     switch (msg.type) {
-      case 'subscribed':
+      case 'subscribed': {
+        // A resume point past the server's data (a server started on
+        // other data) is answered from the server's own revision, below
+        // it, and a reset follows: the feed did not resume.
+        const behind = this.lastRev !== null && Number(msg.rev) < this.lastRev;
         if (this.lastRev === null) this.at(msg.rev, msg.index);
-        this.setState('live');
+        this.setState('live', behind ? { behind } : undefined);
         break;
+      }
       case 'context_updated':
         this.change(msg);
         break;
