@@ -282,6 +282,10 @@ type Stats struct {
 	// Transactions counts the write transactions sent to etcd (etcd
 	// only), failed ones included: several requests may share one.
 	Transactions uint64
+	// PatchRetries counts the patches applied again because another
+	// write changed their key between their read and their commit (etcd
+	// only): many mean writers racing on the same keys.
+	PatchRetries uint64
 	// Applies counts the transactions in which a backend with a
 	// write-ahead log applied acknowledged changes to its database
 	// afterwards, Applied the changes they held, Apply their total time.

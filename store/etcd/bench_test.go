@@ -313,6 +313,15 @@ func BenchmarkPatchPaths(b *testing.B) {
 			})
 		})
 	}
+	// Every writer patches one document: the instance's patches of it
+	// take turns (patchLine), none lost to another of its own.
+	b.Run("store-grouped-one-key", func(b *testing.B) {
+		eachWriter(b, writers, func(w, n int) error {
+			p := ctxd.Patch{Type: ctxd.MergePatch, Doc: json.RawMessage(fmt.Sprintf(`{"w%d":%d}`, w, n))}
+			_, err := grouped.Patch(context.Background(), "default", "key-0", p, nil, "bench")
+			return err
+		})
+	})
 }
 
 // Keepalives of expiring keys at 64 concurrent writers, each of a key of

@@ -160,6 +160,8 @@ type Store struct {
 	groups *grouper
 	// cache serves reads (nil with Options.DirectReads).
 	cache *readCache
+	// patches lines up single patches of one key (patchline.go).
+	patches patchLine
 	// lastProgress is when a progress notification was last asked for
 	// (monotonic nanoseconds, see requestProgress): at most one request
 	// per progressEvery.
@@ -646,6 +648,7 @@ type stats struct {
 	historyReads               atomic.Uint64
 	commits, requests, changes atomic.Uint64
 	transactions               atomic.Uint64 // write transactions sent to etcd, failed ones included
+	patchRetries               atomic.Uint64 // patches applied again after losing a race
 	commit                     atomic.Int64
 	compactions, compacted     atomic.Uint64
 	// quotaRefused counts the write requests etcd refused for its space
@@ -671,9 +674,9 @@ func (s *Store) committed(requests, changes int, started time.Time) {
 func (st *stats) get() store.Stats {
 	return store.Stats{
 		Commits: st.commits.Load(), Requests: st.requests.Load(), Changes: st.changes.Load(),
-		Transactions: st.transactions.Load(),
-		Commit:       time.Duration(st.commit.Load()),
-		Compactions:  st.compactions.Load(), Compacted: st.compacted.Load(),
+		Transactions: st.transactions.Load(), PatchRetries: st.patchRetries.Load(),
+		Commit:      time.Duration(st.commit.Load()),
+		Compactions: st.compactions.Load(), Compacted: st.compacted.Load(),
 		QuotaRefused: st.quotaRefused.Load(),
 	}
 }

@@ -126,6 +126,13 @@ func (s *Store) commitWrites(ctx context.Context, writes []ctxd.Write) (ctxd.Txn
 	// patches of one value all land, none lost. A single patch joins a
 	// group (group.go).
 	grouped := s.groups != nil && len(writes) == 1
+	if len(writes) == 1 {
+		leave, err := s.patches.enter(ctx, writes[0].Namespace, writes[0].Key, s.opts.RequestTimeout)
+		if err != nil {
+			return ctxd.TxnResult{}, err
+		}
+		defer leave()
+	}
 	for round := 0; ; round++ {
 		puts, seen, kept, err := s.applyPatches(ctx, writes, round == 0)
 		if err != nil {
@@ -141,6 +148,7 @@ func (s *Store) commitWrites(ctx context.Context, writes []ctxd.Write) (ctxd.Txn
 		if !errors.Is(err, errPatchRaced) && !errors.Is(err, errGenerationMoved) {
 			return res, err
 		}
+		s.stats.patchRetries.Add(1)
 	}
 }
 
