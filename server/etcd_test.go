@@ -442,4 +442,5 @@ func TestEtcdWriterMetrics(t *testing.T) {
 	assert.Equal(t, commits, delta("ctxd_store_writes_per_commit_count"))
 	assert.Equal(t, commits, delta("ctxd_store_commit_duration_seconds_count"))
 	assert.Positive(t, delta("ctxd_store_commit_duration_seconds_sum"))
+	assert.Contains(t, m, "ctxd_store_patch_retries_total")
 }

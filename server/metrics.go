@@ -109,6 +109,7 @@ var (
 	descWrites     = prometheus.NewDesc("ctxd_store_writes_total", "Write requests (and keepalives) the writer committed or refused.", nil, nil)
 	descChanges    = prometheus.NewDesc("ctxd_store_changes_total", "Changes written (bolt: one revision each; etcd: the changes of one transaction share its revision).", nil, nil)
 	descDiskWrite  = prometheus.NewDesc("ctxd_store_fsync_write_seconds_total", "Time bbolt spent writing and fsyncing pages: the committer's applies, off the acknowledgement path.", nil, nil)
+	descPatchRetry = prometheus.NewDesc("ctxd_store_patch_retries_total", "etcd only: patches applied again because another write changed their key between their read and their commit (writers racing on the same keys, through other instances: an instance's own patches of one key take turns).", nil, nil)
 	descApplies    = prometheus.NewDesc("ctxd_store_applies_total", "Transactions in which acknowledged writes were applied to the database file.", nil, nil)
 	descApplied    = prometheus.NewDesc("ctxd_store_applied_changes_total", "Changes applied to the database file after their acknowledgement.", nil, nil)
 	descApplyTime  = prometheus.NewDesc("ctxd_store_apply_seconds_total", "Time spent applying acknowledged writes to the database file, fsyncs included.", nil, nil)
@@ -152,7 +153,7 @@ var readCacheStates = []string{ctxd.ReadCacheOff, ctxd.ReadCacheFilling, ctxd.Re
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	describe(ch, descUp, descRevision, descCompacted, descKeys, descNamespaces, descFileSize, descInUse,
-		descFreePages, descCommits, descWrites, descChanges, descDiskWrite, descApplies, descApplied, descApplyTime,
+		descFreePages, descCommits, descWrites, descChanges, descPatchRetry, descDiskWrite, descApplies, descApplied, descApplyTime,
 		descPageWrite, descPending, descCompactRun, descCompacted2, descExamined, descDefrags, descDefragWait, descSnapshots,
 		descQuota, descUsed, descExceeded, descRefused, descCacheState, descCacheKeys, descCacheBytes, descCacheMax,
 		descCacheFillKeys, descCacheFills, descCacheFillTime, descCacheHits, descCacheFallback, descCacheConfirms)
@@ -206,6 +207,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCommits, float64(ws.Commits))
 	counter(descWrites, float64(ws.Requests))
 	counter(descChanges, float64(ws.Changes))
+	counter(descPatchRetry, float64(ws.PatchRetries))
 	counter(descDiskWrite, ws.DiskWrite.Seconds())
 	counter(descApplies, float64(ws.Applies))
 	counter(descApplied, float64(ws.Applied))

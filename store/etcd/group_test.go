@@ -517,9 +517,11 @@ func TestGroupedPatches(t *testing.T) {
 	testkit.Eventually(t, func() bool { return queued() == 1 }, "the patch queued")
 	raced, err := other.Put(t.Context(), "default", "a", json.RawMessage(`{"n":1,"x":1,"z":4}`), nil, "other")
 	require.NoError(t, err)
+	retries := s.Stats().PatchRetries
 	release()
 	p := <-done
 	require.NoError(t, p.err, "the patch is applied again, not refused")
+	assert.Equal(t, retries+1, s.Stats().PatchRetries, "one round lost, counted")
 	assert.Greater(t, p.rec.ModRev, raced.ModRev)
 	assert.Equal(t, raced.Version+1, p.rec.Version)
 	assert.JSONEq(t, `{"n":1,"x":1,"z":4,"y":3}`, string(p.rec.Value), "neither write lost")
