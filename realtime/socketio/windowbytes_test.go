@@ -28,6 +28,18 @@ func bigValue(n int) string { return `"` + strings.Repeat("v", n-2) + `"` }
 // websocket.max_message_bytes.
 const windowBytes = 2 * (2 << 20)
 
+// smallMessages sets websocket.max_message_bytes to n (and
+// limits.max_value_bytes with it, which may not exceed it), and returns
+// the window of bytes that gives a client: 2n. The tests of large values
+// scale their values down with it, crossing as many windows and packets
+// with a fraction of the bytes: moving tens of MB JSON-encoded took them
+// minutes under -race.
+func smallMessages(c *configs.Config, n int) (window int) {
+	c.WebSocket.MaxMessageBytes = int64(n)
+	c.Limits.MaxValueBytes = n
+	return 2 * n
+}
+
 // A Socket.IO client that does not read, behind a namespace of large
 // values, holds about twice websocket.max_message_bytes of changes (its
 // window in bytes), not 64 of them: its feed waits, and the changes stay
@@ -148,16 +160,17 @@ func TestAClientHeldByBytesIsCutLaggedAndResumes(t *testing.T) {
 	}
 }
 
-// A burst of large values (a transaction of 48 values of 1 MB, a dozen
-// windows of bytes) does not cut clients that read: one at full speed
+// A burst of large values (a transaction of 48 values of 125 KB, a dozen
+// windows of bytes of 512 KiB) does not cut clients that read: one at full speed
 // over WebSocket, and one that polls with a pause after each answer (it
 // keeps up, slowly), both get every change, in order, though the burst
 // put them more than max_lag (20) changes behind, and are not cut: the
 // byte bound holds changes back, it does not cut, and lag_grace lets
 // them drain as it does a burst of small values.
 func TestABurstOfLargeValuesPassesClientsThatRead(t *testing.T) {
-	const size, burst = 1_000_000, 48
+	const size, burst = 125_000, 48
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		smallMessages(c, 256<<10)
 		c.WebSocket.MaxLag = 20
 		c.WebSocket.LagGrace = testkit.Deadline
 		c.Limits.MaxTxnOps = burst
