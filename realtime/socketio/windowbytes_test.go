@@ -208,19 +208,21 @@ func TestABurstOfLargeValuesPassesClientsThatRead(t *testing.T) {
 // revision's end, without from_index: a resume with that from_rev alone
 // (as Framework0's clients, which know nothing of from_index) gets every
 // later change exactly once. So does a client that resumed inside the
-// revision with from_index and is cut there again. 24 changes of 256 KiB,
-// 6 MiB, in one revision. Before, both cuts named (revision, index) and a
+// revision with from_index and is cut there again. 24 changes of 64 KiB,
+// 1.5 MiB, in one revision, with a window of 1 MiB. Before, both cuts named (revision, index) and a
 // resume with from_rev alone lost the rest of the revision (checked: the
 // cut cases fail with lagged's from_index, and without it lose changes).
 func TestEtcdAWindowOfBytesEndsInsideARevision(t *testing.T) {
-	const size, perTxn, after, maxLag, had = 256 << 10, 24, 40, 30, 3
+	const size, perTxn, after, maxLag, had = 64 << 10, 24, 40, 30, 3
 	endpoint := etcdkit.Shared(t).Endpoint
 	for _, tc := range []struct {
 		name         string
 		cut, resumed bool // cut lagged; connected with from_rev and from_index inside the revision
 	}{{"read", false, false}, {"cut", true, false}, {"resumedAndCut", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
+			var window int
 			srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(etcdkit.Name(t))), testkit.WithConfig(func(c *configs.Config) {
+				window = smallMessages(c, 512<<10)
 				if tc.cut {
 					c.WebSocket.MaxLag = maxLag
 					c.WebSocket.LagGrace = 0
@@ -257,7 +259,7 @@ func TestEtcdAWindowOfBytesEndsInsideARevision(t *testing.T) {
 			}
 			testkit.Eventually(t, func() bool { return door.Backlog().Held == 1 }, "the feed waits inside the revision")
 			b := door.Backlog()
-			assert.LessOrEqual(t, b.ChangeBytes, windowBytes+size+512)
+			assert.LessOrEqual(t, b.ChangeBytes, window+size+512)
 			assert.Less(t, b.Packets, 1+perTxn-first, "packets queued: the CONNECT's answer, the snapshot's, and part of the revision")
 			for i := range after {
 				key := "after" + strconv.Itoa(i)
