@@ -42,7 +42,7 @@ func watchServer(t *testing.T, st *etcd.Store) func(q url.Values) string {
 
 // etcdHub serves /v1/watch of a hub with opts on st and returns the hub
 // and its ws:// URL maker. sndBuf, when > 0, is the kernel send buffer of
-// accepted connections (smallBufListener).
+// accepted connections (testkit.SmallSendBuffers).
 func etcdHub(t *testing.T, st store.Backend, opts realtime.Options, sndBuf int) (*realtime.Hub, func(q url.Values) string) {
 	t.Helper()
 	hub := realtime.New(st, opts, zerolog.Nop())
@@ -50,7 +50,7 @@ func etcdHub(t *testing.T, st store.Backend, opts realtime.Options, sndBuf int) 
 	e.GET("/v1/watch", hub.Serve)
 	srv := httptest.NewUnstartedServer(e)
 	if sndBuf > 0 {
-		srv.Listener = smallBufListener{Listener: srv.Listener, size: sndBuf}
+		srv.Listener = testkit.SmallSendBuffers{Listener: srv.Listener, Size: sndBuf}
 	}
 	srv.Start()
 	t.Cleanup(func() {

@@ -91,26 +91,10 @@ func (ts *testServer) start() {
 	e.GET("/v1/watch", hub.Serve)
 	srv := httptest.NewUnstartedServer(e)
 	if ts.sndBuf > 0 {
-		srv.Listener = smallBufListener{Listener: srv.Listener, size: ts.sndBuf}
+		srv.Listener = testkit.SmallSendBuffers{Listener: srv.Listener, Size: ts.sndBuf}
 	}
 	srv.Start()
 	ts.hub, ts.srv, ts.once = hub, srv, &sync.Once{}
-}
-
-// smallBufListener shrinks the kernel send buffer of each accepted
-// connection, so that a client that stops reading blocks the server's
-// writes soon (as etcd's TestWatchVictims shrinks its buffers).
-type smallBufListener struct {
-	net.Listener
-	size int
-}
-
-func (l smallBufListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetWriteBuffer(l.size)
-	}
-	return c, err
 }
 
 // dialSmall dials with a small kernel receive buffer, locked

@@ -3,7 +3,9 @@
 // when the test ends ([OpenBolt]), a commit hook that holds the store's
 // writer ([CommitHook]), many keys written at once ([PutKeys]), the whole
 // server on a real loopback port ([StartServer], built on package server,
-// so tests run what `ctxd serve` runs), HTTP requests and their answers
+// so tests run what `ctxd serve` runs; [WithSendBuffer] locks its
+// connections' send buffers small, so that a client that does not read
+// blocks its writes soon), HTTP requests and their answers
 // ([NewRequest], [Send]), WebSocket clients of /v1/watch ([DialWatch]), a
 // wait for a condition instead of a sleep ([Eventually]), and the
 // goroutine-leak check every package's TestMain runs ([VerifyNoLeaks]),

@@ -31,6 +31,7 @@ type Server struct {
 
 	t      testing.TB
 	opts   []server.Option
+	sndBuf int            // WithSendBuffer's, 0: the kernel's own
 	srv    *server.Server // nil while stopped
 	served chan error
 }
@@ -41,6 +42,7 @@ type ServerOption func(*serverSettings)
 type serverSettings struct {
 	mutate []func(*configs.Config)
 	opts   []server.Option
+	sndBuf int
 }
 
 // WithConfig lets f change the configuration before the server starts
@@ -65,6 +67,14 @@ func WithServerOptions(opts ...server.Option) ServerOption {
 	return func(s *serverSettings) { s.opts = append(s.opts, opts...) }
 }
 
+// WithSendBuffer locks the kernel send buffer of each connection the
+// server accepts at size bytes (SmallSendBuffers), so that its writes to
+// a client that does not read block after little: the kernel's own grows
+// to take about 4 MB on Linux, more than a test's values would fill.
+func WithSendBuffer(size int) ServerOption {
+	return func(s *serverSettings) { s.sndBuf = size }
+}
+
 // StartServer starts the server on 127.0.0.1:0 with the default
 // configuration (version "test", a new data folder, logs in Logs) changed
 // by opts. When the test ends it is shut down, its database file checked
@@ -81,7 +91,7 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	for _, f := range set.mutate {
 		f(&cfg)
 	}
-	s := &Server{Config: cfg, Logs: &SyncBuffer{}, t: t,
+	s := &Server{Config: cfg, Logs: &SyncBuffer{}, t: t, sndBuf: set.sndBuf,
 		opts: append([]server.Option{server.Version("test")}, set.opts...)}
 	s.Start()
 	t.Cleanup(func() {
@@ -109,6 +119,9 @@ func (s *Server) Start() {
 	if err != nil {
 		_ = srv.Close()
 		require.NoError(t, err)
+	}
+	if s.sndBuf > 0 {
+		ln = SmallSendBuffers{Listener: ln, Size: s.sndBuf}
 	}
 	s.srv, s.served = srv, make(chan error, 1)
 	s.Addr = ln.Addr().String()
@@ -172,4 +185,24 @@ func (s *Server) WatchURL(q url.Values) string {
 		u += "?" + q.Encode()
 	}
 	return u
+}
+
+// SmallSendBuffers locks the kernel send buffer of each accepted
+// connection at Size bytes (SO_SNDBUF), so that a client that stops
+// reading blocks the server's writes soon (as etcd's TestWatchVictims
+// shrinks its buffers). The client's receive buffer stays the kernel's:
+// one locked after the handshake may lose what it advertised room for
+// (realtime's dialSmall).
+type SmallSendBuffers struct {
+	net.Listener
+	Size int
+}
+
+// Accept accepts a connection and shrinks its send buffer.
+func (l SmallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(l.Size)
+	}
+	return c, err
 }
