@@ -268,8 +268,8 @@ func receivedUntilLagged(t *testing.T, c *sio, want []written) (upTo int, from u
 // longer read gets no rest of that revision before the error (the cut's
 // finishRevision fails), and the error names the place it stopped:
 // from_rev that revision, from_index the changes of it the client got.
-// Here its window in bytes held it inside a transaction of 24 changes of
-// 256 KiB, and etcd was compacted past the revision meanwhile. A resume
+// Here its window in bytes (1 MiB) held it inside a transaction of 24
+// changes of 64 KiB, and etcd was compacted past the revision meanwhile. A resume
 // with both, on an instance that still has the revision (another one,
 // whose feed holds it in memory), gets every later change exactly once;
 // on the instance that cut it, the CONNECT is told compacted. Checked:
@@ -277,10 +277,11 @@ func receivedUntilLagged(t *testing.T, c *sio, want []written) (upTo int, from u
 // is the revision before; with from_rev right and no from_index the
 // resume gets the whole revision again.
 func TestEtcdALaggedCutInARevisionItsInstanceCannotReadNamesFromIndex(t *testing.T) {
-	const size, perTxn, after, maxLag = 256 << 10, 24, 31, 30
+	const size, perTxn, after, maxLag = 64 << 10, 24, 31, 30
 	// An etcd of its own: a compaction is the whole cluster's.
 	endpoint, prefix := etcdkit.Own(t).Endpoint, etcdkit.Prefix(etcdkit.Name(t))
 	a := testkit.StartServer(t, testkit.WithEtcd(endpoint, prefix), testkit.WithConfig(func(c *configs.Config) {
+		smallMessages(c, 512<<10)
 		c.WebSocket.MaxLag = maxLag
 		c.WebSocket.LagGrace = 0
 		c.WebSocket.PingInterval = 10 * time.Minute // cut for its lag, not for missing pings
