@@ -111,14 +111,16 @@ func TestAClientThatDoesNotReadHoldsAWindowOfBytes(t *testing.T) {
 // A client held back by the bytes of its window falls behind as one
 // whose window is full: past websocket.max_lag changes (here at once,
 // lag_grace 0) it is cut with lagged and the from_rev it has every change
-// up to, and a resume from there gets the rest. 30 changes of 512 KiB
-// with max_lag 10: without the byte bound the window of 64 took them all
+// up to, and a resume from there gets the rest. 30 changes of 128 KiB
+// (a window of 1 MiB holds 8) with max_lag 10: without the byte bound the window of 64 took them all
 // and the client was never behind (checked: the Eventually fails). On
 // bolt, where each change is its own revision, the cut finishes no
 // revision: what came before the error is the window's.
 func TestAClientHeldByBytesIsCutLaggedAndResumes(t *testing.T) {
-	const size, writes, maxLag = 512 << 10, 30, 10
+	const size, writes, maxLag = 128 << 10, 30, 10
+	var window int
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		window = smallMessages(c, 512<<10)
 		c.WebSocket.MaxLag = maxLag
 		c.WebSocket.LagGrace = 0
 	}))
@@ -150,7 +152,7 @@ func TestAClientHeldByBytesIsCutLaggedAndResumes(t *testing.T) {
 	for _, u := range updates[:len(updates)-1] {
 		held += len(u.Raw)
 	}
-	assert.Less(t, held, windowBytes, "on bolt each change is a revision: the cut queues nothing past the window")
+	assert.Less(t, held, window, "on bolt each change is a revision: the cut queues nothing past the window")
 
 	resumed := dial(t, srv, sioOpts{websocket: true})
 	require.Contains(t, resumed.connect(map[string]any{"from_rev": from}), `"sid"`)
