@@ -23,11 +23,6 @@ import (
 // bigValue is a JSON string value of n bytes.
 func bigValue(n int) string { return `"` + strings.Repeat("v", n-2) + `"` }
 
-// windowBytes is the Socket.IO door's bound on the bytes of changes
-// queued for one client on the default configuration: twice
-// websocket.max_message_bytes.
-const windowBytes = 2 * (2 << 20)
-
 // smallMessages sets websocket.max_message_bytes to n (and
 // limits.max_value_bytes with it, which may not exceed it), and returns
 // the window of bytes that gives a client: 2n. The tests of large values
@@ -44,15 +39,20 @@ func smallMessages(c *configs.Config, n int) (window int) {
 // values, holds about twice websocket.max_message_bytes of changes (its
 // window in bytes), not 64 of them: its feed waits, and the changes stay
 // in the log. Once it reads, it gets every change, in order, and is not
-// cut. Before, its feed queued 64 packets whatever their size (32 MiB of
-// 512 KiB values, with those its transport had taken beside them), and
-// every such client held as much (checked: without the byte bound in
-// feed, both transports fail the bound).
+// cut. Before, its feed queued 64 packets whatever their size (8 MiB of
+// the 128 KiB values here, 8 windows of 1 MiB, with those its transport
+// had taken beside them), and every such client held as much (checked:
+// without the byte bound in feed, both transports fail the bound).
 func TestAClientThatDoesNotReadHoldsAWindowOfBytes(t *testing.T) {
-	const size = 512 << 10
+	const size = 128 << 10
 	for _, transport := range []string{"websocket", "polling"} {
 		t.Run(transport, func(t *testing.T) {
-			srv := testkit.StartServer(t)
+			var window int
+			// The server's send buffers locked small: the kernel's own
+			// take about 4 MB of writes before the feed waits.
+			srv := testkit.StartServer(t, testkit.WithSendBuffer(64<<10), testkit.WithConfig(func(c *configs.Config) {
+				window = smallMessages(c, 512<<10)
+			}))
 			door := srv.Server().SocketIO()
 			var c *sio
 			if transport == "websocket" {
@@ -61,8 +61,9 @@ func TestAClientThatDoesNotReadHoldsAWindowOfBytes(t *testing.T) {
 				// waits, and Linux may drop for good what a locked buffer
 				// advertised room for (see dialSmall in realtime's
 				// tests). The kernel's buffers take a few MiB more
-				// writes before the feed waits; the bound is on what the
-				// door holds, not on them.
+				// writes before the feed waits (the server's send buffer,
+				// locked small above, less); the bound is on what the door
+				// holds, not on them.
 				c = dial(t, srv, sioOpts{websocket: true, noRead: true})
 			} else {
 				c = dial(t, srv, sioOpts{noPoll: true})
@@ -86,7 +87,7 @@ func TestAClientThatDoesNotReadHoldsAWindowOfBytes(t *testing.T) {
 				most = max(most, door.Backlog().ChangeBytes)
 			}
 			t.Logf("%d writes of %d bytes; at most %d bytes of changes held for the client", writes, size, most)
-			assert.LessOrEqual(t, most, windowBytes+packet, "bytes of changes held for a client that does not read")
+			assert.LessOrEqual(t, most, window+packet, "bytes of changes held for a client that does not read")
 			assert.Equal(t, 1, door.Backlog().Held, "its feed waits for room")
 
 			// It reads: every change, in order, then one more; not cut.
