@@ -39,6 +39,10 @@ type env struct {
 type envOptions struct {
 	store bolt.Options
 	cfg   httpapi.Config
+	// sndBuf, when > 0, is the kernel send buffer of the server's
+	// connections (testkit.SmallSendBuffer): a client that reads nothing
+	// stalls the server's writes after a few hundred KB instead of MBs.
+	sndBuf int
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -49,7 +53,11 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		opts.cfg.Version = "test-1.2.3"
 	}
 	srv := httpapi.New(st.Store, opts.cfg, zerolog.New(logs))
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	if opts.sndBuf > 0 {
+		ts.Listener = testkit.SmallSendBuffer{Listener: ts.Listener, Size: opts.sndBuf}
+	}
+	ts.Start()
 	t.Cleanup(ts.Close) // before the store's check and close (cleanups run last first)
 	api := testkit.NewOpenAPI(t)
 	hc := &http.Client{Transport: api.Transport(t, ts.Client().Transport)}

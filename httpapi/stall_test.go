@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -26,12 +27,15 @@ import (
 // An export to a client that reads none of it ends after StallTimeout:
 // the answer is spooled to a temp file first, which the server would
 // otherwise hold (with its descriptor) as long as the client kept the
-// connection open.
+// connection open. The test waits for the server to close that file,
+// then finds the answer cut short.
 func TestAnExportToAClientThatDoesNotReadEnds(t *testing.T) {
-	e := newEnv(t, envOptions{cfg: httpapi.Config{StallTimeout: 300 * time.Millisecond}})
-	res := stalledExport(t, e)
+	dumps, err := export.OpenDir(t.TempDir())
+	require.NoError(t, err)
+	e := newEnv(t, envOptions{sndBuf: stallSendBuffer, cfg: httpapi.Config{Dumps: dumps, StallTimeout: 300 * time.Millisecond}})
+	res, _ := stalledExport(t, e)
 	require.Equal(t, http.StatusOK, res.StatusCode)
-	time.Sleep(3 * time.Second)
+	testkit.Eventually(t, func() bool { return len(spoolFiles(t, dumps.Path())) == 0 }, "the stalled answer's temp file is closed")
 	n, err := io.Copy(io.Discard, res.Body)
 	assert.Error(t, err, "the connection ended before the body (%d of %d bytes)", n, res.ContentLength)
 	assert.Less(t, n, res.ContentLength)
@@ -97,11 +101,10 @@ func TestASlowUploadOutlastsTheReadTimeout(t *testing.T) {
 // slowly held a copy of the namespace each, without bound); the bytes
 // come back when an answer ends.
 func TestSpooledAnswersShareATempFileBudget(t *testing.T) {
-	// The stall timeout gives the second export time to spill (seconds
-	// on a loaded machine) before the first one's bytes come back. The
-	// budget holds one export (24 MB), not two.
-	e := newEnv(t, envOptions{cfg: httpapi.Config{MaxSpoolBytes: 32 << 20, StallTimeout: 5 * time.Second}})
-	res := stalledExport(t, e)
+	// The budget holds one export (3 MB), not two. The stall timeout is
+	// past the wait below: only the client's hang-up ends the first answer.
+	e := newEnv(t, envOptions{sndBuf: stallSendBuffer, cfg: httpapi.Config{MaxSpoolBytes: 4 << 20, StallTimeout: 2 * testkit.Deadline}})
+	res, conn := stalledExport(t, e)
 	require.Equal(t, http.StatusOK, res.StatusCode, "an answer within the budget goes")
 
 	r := e.do(http.MethodGet, "/v1/ns/default/export", "")
@@ -109,8 +112,9 @@ func TestSpooledAnswersShareATempFileBudget(t *testing.T) {
 	assert.Equal(t, "5", r.header.Get("Retry-After"))
 	assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "/v1/ns/default/keys?limit=1", "").status, "a small answer still goes")
 
-	// The first client reads nothing: its answer ends at the stall
-	// timeout, and gives its bytes back.
+	// The first client hangs up: its answer ends (the server's blocked
+	// write fails), and gives its bytes back.
+	require.NoError(t, conn.Close())
 	testkit.Eventually(t, func() bool {
 		return e.do(http.MethodGet, "/v1/ns/default/export", "").status == http.StatusOK
 	}, "the budget came back")
@@ -202,17 +206,21 @@ func spoolFiles(t *testing.T, dir string) []string {
 	return open
 }
 
-// stalledExport puts 24 MB in namespace default (past the spool's memory
-// and the sockets' buffers) and asks for its export on a connection that
-// then reads nothing past the answer's headers: they come once the export
-// is spooled and its sending began (under load that takes seconds), and
-// from then on the server's writes stall.
-func stalledExport(t *testing.T, e *env) *http.Response {
+// stallSendBuffer is the send buffer of the server's connections
+// (envOptions.sndBuf) in the tests of a client that reads nothing: with
+// the client's receive buffer, a few hundred KB, well under
+// stalledExport's 3 MB.
+const stallSendBuffer = 64 << 10
+
+// stalledExport puts 3 MB in namespace default (past the spool's memory,
+// 1 MB, and the sockets' buffers, stallSendBuffer) and asks for its
+// export on a connection that then reads nothing past the answer's
+// headers: they come once the export is spooled and its sending began
+// (under load that takes seconds), and from then on the server's writes
+// stall. It returns the answer and the connection.
+func stalledExport(t *testing.T, e *env) (*http.Response, net.Conn) {
 	t.Helper()
-	value := `"` + strings.Repeat("x", 512<<10) + `"`
-	for i := range 48 {
-		e.put(fmt.Sprintf("k%03d", i), value)
-	}
+	testkit.PutKeys(t, e.store, "default", 6, json.RawMessage(`"`+strings.Repeat("x", 512<<10)+`"`), "test")
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
@@ -220,5 +228,5 @@ func stalledExport(t *testing.T, e *env) *http.Response {
 	require.NoError(t, err)
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err)
-	return res
+	return res, conn
 }
