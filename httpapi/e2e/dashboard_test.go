@@ -1008,15 +1008,25 @@ func TestMetricsTokenIsToldItMayNotRead(t *testing.T) {
 // answer to the next poll.
 const statusEvery = 5 * time.Second
 
+// pollsFaster is TestPollsWaitForTheirAnswer's pageOptions.fastTimers:
+// not 10, which would leave 250 ms between the end of its check and the
+// poll's timeout, a margin a loaded machine can eat.
+const pollsFaster = 5
+
 // TestPollsWaitForTheirAnswer: the page polls the status (a token that
 // may not read: what it may do, GET /v1/auth/self) every 5 seconds after
 // the last poll's answer. On a server slower than that it asks no more
 // meanwhile, rather than piling up requests. That nothing is asked shows
 // only over time: each check lets one and a half polls' time go by on
-// the page's clock while the answer is held.
+// the page's clock while the answer is held. The page's timers run
+// pollsFaster times faster, its poll's timeout (POLL_TIMEOUT, two polls'
+// time, after which it asks again) too: the check ends half a poll's
+// time, 0.5 s, before it.
 func TestPollsWaitForTheirAnswer(t *testing.T) {
 	s, tokens := newTokensServer(t, testkit.TokenEntry("prom", "prom-secret", "    roles: [metrics]\n"))
-	p := openWithToken(t, s, "/", "prom-secret")
+	p := openPage(t, s, "/", pageOptions{noWait: true, fastTimers: pollsFaster})
+	p.enterToken("prom-secret")
+	p.waitReady()
 	p.waitFor(`#conn[data-state="noread"]`)
 	waitsForItsAnswer := func(path string) {
 		t.Helper()
@@ -1024,7 +1034,7 @@ func TestPollsWaitForTheirAnswer(t *testing.T) {
 		defer release()
 		testkit.Eventually(t, func() bool { return asked() == 1 }, "the page polls "+path)
 		since := eval[float64](p, `performance.now()`)
-		p.waitJS(fmt.Sprintf(`performance.now() > %f`, since+1.5*float64(statusEvery.Milliseconds())), "the time of a poll and a half")
+		p.waitJS(fmt.Sprintf(`performance.now() > %f`, since+1.5*float64(statusEvery.Milliseconds())/pollsFaster), "the time of a poll and a half")
 		assert.Equal(t, 1, asked(), "%s asked again before its answer", path)
 	}
 	waitsForItsAnswer("/v1/auth/self")
