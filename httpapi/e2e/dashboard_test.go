@@ -1026,9 +1026,7 @@ const pollsFaster = 5
 // time, 0.5 s, before it.
 func TestPollsWaitForTheirAnswer(t *testing.T) {
 	s, tokens := newTokensServer(t, testkit.TokenEntry("prom", "prom-secret", "    roles: [metrics]\n"))
-	p := openPage(t, s, "/", pageOptions{noWait: true, fastTimers: pollsFaster})
-	p.enterToken("prom-secret")
-	p.waitReady()
+	p := openWithToken(t, s, "/", "prom-secret", pageOptions{fastTimers: pollsFaster})
 	p.waitFor(`#conn[data-state="noread"]`)
 	waitsForItsAnswer := func(path string) {
 		t.Helper()

@@ -463,10 +463,15 @@ func openPage(t *testing.T, s *server, path string, opts ...pageOptions) *page {
 
 // openWithToken opens the dashboard at path on a server that asks for a
 // token, enters secret at the first load's prompt, and waits until the
-// first loads are done.
-func openWithToken(t *testing.T, s *server, path, secret string) *page {
+// first loads are done; opts as openPage's (noWait aside).
+func openWithToken(t *testing.T, s *server, path, secret string, opts ...pageOptions) *page {
 	t.Helper()
-	p := openPage(t, s, path, pageOptions{noWait: true})
+	var o pageOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.noWait = true
+	p := openPage(t, s, path, o)
 	p.enterToken(secret)
 	p.waitReady()
 	return p
