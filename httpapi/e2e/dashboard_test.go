@@ -976,7 +976,7 @@ func TestMetricsTokenIsToldItMayNotRead(t *testing.T) {
 	s, tokens := newTokensServer(t, testkit.TokenEntry("prom", "prom-secret", "    roles: [metrics]\n"))
 	_, err := s.ks.Backend().Put(context.Background(), "default", "cfg", json.RawMessage(`1`), nil, "alice")
 	require.NoError(t, err)
-	p := openWithToken(t, s, "/#key=cfg", "prom-secret")
+	p := openWithToken(t, s, "/#key=cfg", "prom-secret", pageOptions{fastTimers: 10})
 
 	p.waitText("#noread", `The access token "prom" (roles metrics) may not read`, "GET /metrics", "Access token")
 	p.waitFor(`#conn[data-state="noread"]`)
