@@ -1330,7 +1330,7 @@ func TestNotReadyBanner(t *testing.T) {
 	e := etcdkit.Own(t)
 	s := newServer(t, serverOptions{etcdEndpoint: e.Endpoint})
 	s.put("default", "k", `1`, "alice")
-	p := openPage(t, s, "/")
+	p := openPage(t, s, "/", pageOptions{fastTimers: 10})
 	p.waitFor(`#conn[data-state="live"]`)
 	p.waitFor(`#key-rows tr[data-key="k"]`)
 	assert.True(t, eval[bool](p, `document.querySelector("#ready-alarm").hidden`))
