@@ -71,7 +71,9 @@ func TestSocketIOJavaScriptRevokedToken(t *testing.T) {
 					path += "?transports=" + transports
 				}
 				path += "#" + url.Values{"token": {secret}, "ns": {"x"}}.Encode()
-				p := openPage(t, s, path, pageOptions{noWait: true})
+				// Timers ten times faster: the client's reconnection
+				// delay (1 s, randomized) is 0.1 s.
+				p := openPage(t, s, path, pageOptions{noWait: true, fastTimers: 10})
 				p.waitJS(`window.events.some(e => e.name === "context_snapshot")`, "context_snapshot")
 				assert.Equal(t, "a/seed", eval[string](p, snapshotKeys), "the snapshot: what the token may read")
 				want := map[string]string{"default": "websocket", "websocket": "websocket", "polling": "polling"}[transports]
