@@ -40,7 +40,7 @@ type envOptions struct {
 	store bolt.Options
 	cfg   httpapi.Config
 	// sndBuf, when > 0, is the kernel send buffer of the server's
-	// connections (testkit.SmallSendBuffer): a client that reads nothing
+	// connections (testkit.SmallSendBuffers): a client that reads nothing
 	// stalls the server's writes after a few hundred KB instead of MBs.
 	sndBuf int
 }
@@ -55,7 +55,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	srv := httpapi.New(st.Store, opts.cfg, zerolog.New(logs))
 	ts := httptest.NewUnstartedServer(srv.Handler())
 	if opts.sndBuf > 0 {
-		ts.Listener = testkit.SmallSendBuffer{Listener: ts.Listener, Size: opts.sndBuf}
+		ts.Listener = testkit.SmallSendBuffers{Listener: ts.Listener, Size: opts.sndBuf}
 	}
 	ts.Start()
 	t.Cleanup(ts.Close) // before the store's check and close (cleanups run last first)
