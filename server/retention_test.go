@@ -14,15 +14,16 @@ import (
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
-// steadyLoad writes rounds of changes over the same keys to a whole
-// server whose history settings are history (compact_interval made short,
-// so that the test need not wait minutes for retention), and returns
+// steadyLoad writes rounds of keys x importsPerRound changes over the
+// same keys to a whole server whose history settings are history
+// (compact_interval made short, so that the test need not wait minutes
+// for retention), and returns
 // bbolt's high-water mark (db_size_bytes: how far the file is used; the
 // file itself is that plus up to one 16 MiB growth step) after warm
 // rounds and after more rounds again. When retention is on, each round
 // waits until it has run up to the round's last revision, as it would on
 // a server whose writes are spread over compact_interval.
-func steadyLoad(t *testing.T, history configs.History, warm, more int) (afterWarm, afterMore int64) {
+func steadyLoad(t *testing.T, history configs.History, keys, warm, more int) (afterWarm, afterMore int64) {
 	t.Helper()
 	history.CompactInterval = 20 * time.Millisecond
 	s := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
@@ -30,7 +31,7 @@ func steadyLoad(t *testing.T, history configs.History, warm, more int) (afterWar
 		c.Storage.QuotaBytes = 0
 	}))
 	qs := quotaServer{Server: s, t: t}
-	const keys, importsPerRound = 200, 10
+	const importsPerRound = 10
 	value := bigValue(100)
 	var body strings.Builder
 	body.WriteString(`{"context":{`)
@@ -79,21 +80,29 @@ func steadyLoad(t *testing.T, history configs.History, warm, more int) (afterWar
 // The bound is a ratio of two growths in one run, not a fraction of the
 // size after the warm-up: on a loaded machine, read transactions that
 // live longer hold freed pages, and bbolt may take one more growth step
-// later in the run (measured: 4.2 MB after the warm-up, then 5.3 MB, and
+// later in the run (measured at full scale: 4.2 MB after the warm-up, then 5.3 MB, and
 // no further), which is bounded all the same.
 func TestDefaultRetentionBoundsTheFile(t *testing.T) {
 	def := configs.Defaults().History
 	require.Positive(t, def.KeepVersions, "history is bounded by default")
-	// 18 rounds of 2,000 changes: past keep_revisions (10,000), so that
+	// The default keep_versions over 25 keys, with keep_revisions scaled
+	// down with the load (an eighth of the default's 10,000, as the keys
+	// are an eighth of the 200 first used): each round writes 10 versions
+	// of every key (keep_versions' worth), and keep_revisions is 5 rounds,
+	// as at full scale, in a fraction of the time (40 s -> 5 s under
+	// -race). 18 rounds of 250 changes: past keep_revisions, so that
 	// retention has run several times before the warm-up is measured.
-	// Measured on a quiet machine: 4.1 MB after the warm-up and the same
-	// after 36 more rounds (72,000 changes); with history kept whole,
-	// 9.2 MB, then 26.8 MB after 36 more.
-	const warmRounds, moreRounds = 18, 36
-	warm, more := steadyLoad(t, def, warmRounds, moreRounds)
+	// Measured: 0.55-0.68 MB after the warm-up and at most 50 KB more
+	// after 36 more rounds (9,000 changes); with history kept whole,
+	// 1.0 MB, then 3.3 MB after 36 more (at full scale: 4.2 -> 5.0 MB,
+	// and 8.8 -> 27.0 MB kept whole). With retention that removes
+	// nothing, the file grows as much as the control and the test fails.
+	const keys, warmRounds, moreRounds = 25, 18, 36
+	def.KeepRevisions /= 8
+	warm, more := steadyLoad(t, def, keys, warmRounds, moreRounds)
 	all := def
 	all.KeepVersions = 0
-	warmAll, moreAll := steadyLoad(t, all, warmRounds, moreRounds)
+	warmAll, moreAll := steadyLoad(t, all, keys, warmRounds, moreRounds)
 
 	t.Run("negative control: keep everything", func(t *testing.T) {
 		assert.GreaterOrEqual(t, moreAll, 2*warmAll,
