@@ -274,19 +274,26 @@ func TestCompactedFromRev(t *testing.T) {
 	assert.Equal(t, []uint64{102}, revs(c.Changes(102)))
 }
 
-// One client stops reading while 20,000 changes are written: the writers
+// One client stops reading while 5,000 changes are written: the writers
 // and the other clients are not held up, and the slow client, when it reads
 // again, gets every change in order, or "lagged" with the revision to
 // resume from, after which a resume gives the rest with no gap.
 func TestSlowClient(t *testing.T) {
 	const (
-		changes = 20000
+		changes = 5000
 		others  = 4
 		writers = 8
 		txnOps  = 5
+		// The ring and max_lag scaled down with the changes, in the
+		// same order as the defaults against 20,000 changes (16,384 and
+		// 10,000): the slow client, whose socket holds ~900 changes, is
+		// cut for lag while the ring still holds its position, and falls
+		// out of the ring when it is not cut, so that it and the resumed
+		// client are caught up from the log.
+		ringSize, maxLag = 2048, 2000
 	)
 	// The server's kernel send buffers are shrunk to 16 KiB, so that the
-	// slow client's socket is full long before the 20,000 changes (~3 MB)
+	// slow client's socket is full long before the 5,000 changes (~750 KB)
 	// are written. The slow client keeps its kernel's receive buffer (not
 	// dialSmall's): it reads everything once the writers are done.
 	const sockBuf = 16 << 10
@@ -298,6 +305,7 @@ func TestSlowClient(t *testing.T) {
 	run := func(t *testing.T, opts realtime.Options, slow, allBatch bool) (ts *testServer, slowClient *wsClient) {
 		opts.WriteTimeout = 5 * time.Minute // the slow client must not be cut off for not reading
 		opts.PingInterval = 5 * time.Minute
+		opts.RingSize = ringSize
 		ts = startServerBuf(t, opts, sockBuf)
 		var fast []*wsClient
 		for i := range others {
@@ -324,7 +332,7 @@ func TestSlowClient(t *testing.T) {
 			ww.Go(func() {
 				// Straight to the store, in transactions of txnOps
 				// changes: the commit path is what must not wait for a
-				// socket (and 20,000 HTTP requests under -race are slow).
+				// socket (and thousands of HTTP requests under -race are slow).
 				for i := w * txnOps; i < changes; i += writers * txnOps {
 					ops := make([]ctxd.Write, txnOps)
 					for j := range ops {
@@ -358,7 +366,7 @@ func TestSlowClient(t *testing.T) {
 	})
 
 	t.Run("slow client lagged then resumes", func(t *testing.T) {
-		ts, c := run(t, realtime.Options{MaxLag: 10000}, true, true)
+		ts, c := run(t, realtime.Options{MaxLag: maxLag}, true, true)
 		// Cut while its socket is full: its connection lasts until it
 		// reads (or WriteTimeout), but it is no longer a client.
 		testkit.Eventually(t, func() bool { return ts.hub.Stats().Clients == others }, "the cut client is not counted")
