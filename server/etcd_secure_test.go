@@ -63,9 +63,15 @@ func TestSecuredEtcd(t *testing.T) {
 	require.NoError(t, etcdkit.EnableAuth(clientv3.Config{Endpoints: []string{e.Endpoint}, TLS: rootTLS, DialTimeout: 10 * time.Second},
 		"root-secret", "ctxd", "ctxd-secret", prefix))
 
+	// ctxd reaches etcd through a proxy, which cuts its connections when
+	// etcd is restarted below, as the exit of etcd's process would: the
+	// embedded etcd's Close instead waits etcd's request timeout (6 s)
+	// for ctxd's watch streams to end, and ctxd's reconnections back off
+	// meanwhile.
+	proxy := testkit.StartTCPProxy(t, strings.TrimPrefix(e.Endpoint, "https://"))
 	secured := func(c *configs.Config) {
 		c.Store.Backend = configs.BackendEtcd
-		c.Etcd.Endpoints = []string{e.Endpoint}
+		c.Etcd.Endpoints = []string{"https://" + proxy.Addr()}
 		c.Etcd.Prefix = prefix
 		c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = ca.File, file("ctxd.pem"), file("ctxd-key.pem")
 		c.Etcd.Username, c.Etcd.Password = "ctxd", "ctxd-secret"
@@ -153,7 +159,9 @@ func TestSecuredEtcd(t *testing.T) {
 	require.NoError(t, err, "a new token")
 	got := ws.Changes(after.ModRev)
 	assert.Equal(t, []string{"d"}, keysOf(got))
+	proxy.Cut()
 	require.NoError(t, e.Restart())
+	proxy.Heal()
 	// etcd's tokens lived in its memory: each request needs a new one.
 	testkit.Eventually(t, func() bool { return c.Ready(ctx) == nil }, "ready again once etcd is back")
 	after, err = c.Put(ctx, "default", "e", json.RawMessage(`5`), client.PutOptions{})
