@@ -322,9 +322,10 @@ func TestEtcdCAFileIsReadOnceAtStart(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(caFile, pem, 0o600))
 
+	proxy := testkit.StartTCPProxy(t, strings.TrimPrefix(e.Endpoint, "https://")) // cut when etcd restarts (restartCutting)
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.Store.Backend = configs.BackendEtcd
-		c.Etcd.Endpoints = []string{e.Endpoint}
+		c.Etcd.Endpoints = []string{"https://" + proxy.Addr()}
 		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
 		c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = caFile, file("client.pem"), file("client-key.pem")
 	}))
@@ -337,7 +338,7 @@ func TestEtcdCAFileIsReadOnceAtStart(t *testing.T) {
 	pem, err = os.ReadFile(other.File)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(caFile, pem, 0o600))
-	require.NoError(t, e.Restart()) // every connection made again
+	restartCutting(t, e, proxy) // every connection made again
 	testkit.Eventually(t, func() bool {
 		_, err := c.Put(ctx, "default", "b", json.RawMessage(`2`), client.PutOptions{})
 		return err == nil
