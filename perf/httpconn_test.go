@@ -128,15 +128,7 @@ func TestRefusedConnectionsAreRetriedAfterAWait(t *testing.T) {
 	l.op = func(w *worker) (uint8, error) {
 		return kindRead, w.conn.expect(http.StatusOK, http.MethodGet, "/", nil)
 	}
-	res, err := runLoad(context.Background(), ep, l)
-	require.NoError(t, err)
-	require.Empty(t, res.samples)
-	e := res.errs.result()
-	var sent int64
-	for _, w := range res.workers {
-		sent += w.n
-	}
-	require.Equal(t, sent, e.Errors, "every failed request is an error")
+	e := runFailingLoad(t, ep, l)
 	require.GreaterOrEqual(t, e.Errors, int64(2*2), "a first failure and a refusal each")
 	// 300 ms of waits of 1, 2, 4 ... 100 ms is ten attempts a client: a
 	// busy machine makes fewer, not more; without the waits, thousands.
@@ -162,6 +154,17 @@ func TestAnUnreachableServerCountsEveryFailedRequest(t *testing.T) {
 	l.op = func(w *worker) (uint8, error) {
 		return kindRead, w.conn.expect(http.StatusOK, http.MethodGet, "/", nil)
 	}
+	e := runFailingLoad(t, ep, l)
+	require.GreaterOrEqual(t, e.Errors, int64(2*l.clients), "each client tried more than once")
+	require.Len(t, e.ErrorSamples, 1)
+	require.Contains(t, e.ErrorSamples[0], "connect to "+ep.addr)
+	require.Contains(t, e.ErrorSamples[0], "connection refused")
+}
+
+// runFailingLoad runs l against ep, where no request succeeds, and
+// returns its errors, which must count every request sent.
+func runFailingLoad(t *testing.T, ep endpoint, l load) RunErrors {
+	t.Helper()
 	res, err := runLoad(context.Background(), ep, l)
 	require.NoError(t, err)
 	require.Empty(t, res.samples)
@@ -171,8 +174,5 @@ func TestAnUnreachableServerCountsEveryFailedRequest(t *testing.T) {
 		sent += w.n
 	}
 	require.Equal(t, sent, e.Errors, "every failed request is an error")
-	require.GreaterOrEqual(t, e.Errors, int64(2*l.clients), "each client tried more than once")
-	require.Len(t, e.ErrorSamples, 1)
-	require.Contains(t, e.ErrorSamples[0], "connect to "+ep.addr)
-	require.Contains(t, e.ErrorSamples[0], "connection refused")
+	return e
 }
