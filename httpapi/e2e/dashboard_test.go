@@ -452,16 +452,8 @@ func burst(t *testing.T, s *server, value string) ctxd.TxnResult {
 // even while the restarted feed connects), but that it missed changes,
 // and it re-reads everything.
 func TestLiveLaggedThenCompacted(t *testing.T) {
-	s := newServer(t, serverOptions{maxLag: 2})
-	s.put("default", "seed", `1`, "alice") // the feed starts after revision 1 (from_rev=0 is all history kept)
-	p := openPage(t, s, "/")
-	p.waitFor(`#conn[data-state="live"]`)
-	noticesSeen := p.recordNotices()
-
-	s.ws.refuseNew() // the feed goes on; its reconnect is refused
-	connected := len(s.ws.connections())
-	lagFeed(t, s)
-	testkit.Eventually(t, func() bool { return len(s.ws.connections()) > connected }, "the page tries to resume after the lagged close")
+	// The feed starts after revision 1 (from_rev=0 is all history kept).
+	s, p, noticesSeen := laggedAndRefused(t)
 	// Every change up to the resume point is superseded, then compacted away.
 	burst(t, s, `"after"`)
 	status, body := s.do(http.MethodPost, "/v1/compact?keep_versions=1", "")
@@ -470,11 +462,36 @@ func TestLiveLaggedThenCompacted(t *testing.T) {
 
 	p.waitText("#notice", "missed changes that history no longer holds")
 	p.waitFor(`#conn[data-state="live"]`) // restarted: live once subscribed
+	assertNeverResumed(t, noticesSeen)
+	assert.Contains(t, p.text("#notice"), "missed changes that history no longer holds")
+}
+
+// laggedAndRefused opens the dashboard on a server with max_lag 2 and a
+// key at revision 1, records its notices, and cuts its feed lagged while
+// the server refuses new feeds: the page is trying to resume when it
+// returns. s.ws.allow() lets it.
+func laggedAndRefused(t *testing.T) (*server, *page, func() []string) {
+	t.Helper()
+	s := newServer(t, serverOptions{maxLag: 2})
+	s.put("default", "seed", `1`, "alice")
+	p := openPage(t, s, "/")
+	p.waitFor(`#conn[data-state="live"]`)
+	noticesSeen := p.recordNotices()
+	s.ws.refuseNew() // the feed goes on; its reconnect is refused
+	connected := len(s.ws.connections())
+	lagFeed(t, s)
+	testkit.Eventually(t, func() bool { return len(s.ws.connections()) > connected }, "the page tries to resume after the lagged close")
+	return s, p, noticesSeen
+}
+
+// assertNeverResumed: no notice the page showed said that the feed
+// resumed with no change missed.
+func assertNeverResumed(t *testing.T, noticesSeen func() []string) {
+	t.Helper()
 	seen := noticesSeen()
 	for _, n := range seen {
 		assert.NotContains(t, n, "no change is missed", "notices shown: %q", seen)
 	}
-	assert.Contains(t, p.text("#notice"), "missed changes that history no longer holds")
 }
 
 // TestLiveLaggedThenReset: a feed closed for falling behind whose
@@ -483,16 +500,8 @@ func TestLiveLaggedThenCompacted(t *testing.T) {
 // says that no change is missed, not even between the server's
 // "subscribed" and its "reset", but that the database was replaced.
 func TestLiveLaggedThenReset(t *testing.T) {
-	s := newServer(t, serverOptions{maxLag: 2})
-	s.put("default", "seed", `1`, "alice") // the resume point, 1 at least, is then past an empty database
-	p := openPage(t, s, "/")
-	p.waitFor(`#conn[data-state="live"]`)
-	noticesSeen := p.recordNotices()
-
-	s.ws.refuseNew() // the feed goes on; its reconnect is refused
-	connected := len(s.ws.connections())
-	lagFeed(t, s)
-	testkit.Eventually(t, func() bool { return len(s.ws.connections()) > connected }, "the page tries to resume after the lagged close")
+	// The resume point, 1 at least, is then past an empty database.
+	s, p, noticesSeen := laggedAndRefused(t)
 	s.ks.Stop()
 	require.NoError(t, os.Remove(filepath.Join(s.ks.DataDir(), ctxdserver.DBFile)))
 	require.NoError(t, os.RemoveAll(filepath.Join(s.ks.DataDir(), "wal")))
@@ -501,10 +510,7 @@ func TestLiveLaggedThenReset(t *testing.T) {
 
 	p.waitFor(`#live-list li.reset`)
 	p.waitText("#notice", "The database was replaced")
-	seen := noticesSeen()
-	for _, n := range seen {
-		assert.NotContains(t, n, "no change is missed", "notices shown: %q", seen)
-	}
+	assertNeverResumed(t, noticesSeen)
 }
 
 // TestLiveResetToALowerRevision: a server restarted on data whose
