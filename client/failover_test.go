@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -17,7 +16,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -332,7 +330,7 @@ func waitConnected(t *testing.T, connected <-chan uint64, done <-chan error) {
 // DefaultConnectTimeout.
 func TestFailoverPassesASilentInstance(t *testing.T) {
 	live := testkit.StartServer(t)
-	silent := silentServer(t)
+	silent := "http://" + testkit.NoAnswerAddr(t)
 	c, err := New(silent+","+live.URL, WithConnectTimeout(200*time.Millisecond))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -372,28 +370,6 @@ func TestFailoverPassesASilentInstance(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// silentServer is the URL of an address that takes no connection: a
-// listener with no room in its queue, which the kernel fills with one
-// connection that is never accepted. Later connection attempts get no
-// answer, as to a machine that is gone.
-func silentServer(t *testing.T) string {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	t.Cleanup(func() { syscall.Close(fd) })
-	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
-	require.NoError(t, syscall.Listen(fd, 0))
-	sa, err := syscall.Getsockname(fd)
-	require.NoError(t, err)
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-	filler, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { filler.Close() })
-	// The queue is full once a further attempt times out.
-	_, err = net.DialTimeout("tcp", addr, 100*time.Millisecond)
-	require.Error(t, err, "the listener still takes connections")
-	return "http://" + addr
-}
 
 // muteServer reads each request in full and closes the connection without
 // an answer; requests counts them.

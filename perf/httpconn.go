@@ -3,6 +3,7 @@ package perf
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -74,6 +75,10 @@ type httpConn struct {
 	body bytes.Buffer // the last answer's body
 	// dialFailures counts the connection attempts that failed in a row.
 	dialFailures int
+	// ctx, when set, ends a connection attempt under way: a stopped run
+	// (Ctrl-C) does not wait out dialTimeout on a server that does not
+	// answer.
+	ctx context.Context
 }
 
 // dialTimeout bounds a connection attempt; ioTimeout one request.
@@ -108,14 +113,19 @@ func (h *httpConn) connect() error {
 	time.Sleep(redialWait(h.dialFailures))
 	var c net.Conn
 	var err error
+	ctx := h.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	d := &net.Dialer{Timeout: dialTimeout}
 	if h.ep.tls {
 		cfg := h.ep.tlsConfig
 		if cfg == nil {
 			cfg = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
-		c, err = tls.DialWithDialer(&net.Dialer{Timeout: dialTimeout}, "tcp", h.ep.addr, cfg)
+		c, err = (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", h.ep.addr)
 	} else {
-		c, err = net.DialTimeout("tcp", h.ep.addr, dialTimeout)
+		c, err = d.DialContext(ctx, "tcp", h.ep.addr)
 	}
 	if err != nil {
 		h.dialFailures++

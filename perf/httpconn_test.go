@@ -176,3 +176,32 @@ func runFailingLoad(t *testing.T, ep endpoint, l load) RunErrors {
 	require.Equal(t, sent, e.Errors, "every failed request is an error")
 	return e
 }
+
+// A server that answers no connection attempt (a machine gone, a
+// firewall dropping them): the clients' connections made before the run
+// do not wait dialTimeout (10 s) each, one after the other, for clients
+// times 10 s deaf to Ctrl-C. Once one attempt failed the others connect
+// at their first request, in the run, and a stop ends the attempt under
+// way. Here the run is stopped during the first attempt: runLoad
+// returned after its 8 clients' 80 s (checked).
+func TestAServerThatAnswersNoConnectionDoesNotHoldTheRunsStart(t *testing.T) {
+	ep, err := parseEndpoint("http://" + testkit.NoAnswerAddr(t))
+	require.NoError(t, err)
+	l := load{clients: 8, duration: 100 * time.Millisecond}
+	l.op = func(w *worker) (uint8, error) {
+		return kindRead, w.conn.expect(http.StatusOK, http.MethodGet, "/", nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := runLoad(ctx, ep, l)
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(testkit.Deadline):
+		t.Fatal("runLoad still connects its clients, one after the other")
+	}
+	require.ErrorIs(t, err, context.DeadlineExceeded, "stopped")
+}

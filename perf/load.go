@@ -92,6 +92,11 @@ type loadResult struct {
 func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 	res := &loadResult{errs: &errorLog{}}
 	workers := make([]*worker, l.clients)
+	// unreachable: the endpoints a connection attempt failed to, before
+	// the run. Their other clients connect at their first request: one
+	// after the other here, a server that answers no attempt held the
+	// start clients times dialTimeout.
+	unreachable := map[string]bool{}
 	for i := range workers {
 		w := &worker{id: i, rng: rand.New(rand.NewPCG(uint64(i)+1, uint64(time.Now().UnixNano())))}
 		if !l.noConn {
@@ -100,13 +105,16 @@ func runLoad(ctx context.Context, ep endpoint, l load) (*loadResult, error) {
 				to = l.spread[i%len(l.spread)]
 			}
 			w.conn = newHTTPConn(to)
+			w.conn.ctx = ctx
 			// Connected before the clock starts. A server that cannot be
 			// reached does not end the run: each request tries again (after
 			// redialWait) and each that fails is an error, as when the
 			// server goes away during the run. Stopping here counted one
 			// error for a whole run (a comparison's round) against a
 			// server no request could reach.
-			_ = w.conn.connect()
+			if !unreachable[to.addr] && w.conn.connect() != nil {
+				unreachable[to.addr] = true
+			}
 		}
 		if l.setup != nil {
 			if err := l.setup(w); err != nil {

@@ -2,12 +2,15 @@ package testkit
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -49,6 +52,29 @@ func FreeAddr(t testing.TB) string {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
+	return addr
+}
+
+// NoAnswerAddr is an address that takes no connection: a listener with
+// no room in its queue, which the kernel fills with one connection that
+// is never accepted. Later connection attempts get no answer (they wait
+// out their timeout), as to a machine that is gone.
+func NoAnswerAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, syscall.Listen(fd, 0))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	filler, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = filler.Close() })
+	// The queue is full once a further attempt times out.
+	_, err = net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	require.Error(t, err, "the listener still takes connections")
 	return addr
 }
 
