@@ -440,3 +440,40 @@ func TestASessionNoPollWillComeForIsNotKept(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, res.StatusCode)
 	testkit.Eventually(t, func() bool { return socketio.Sessions(e.srv) == 0 }, "its WebSocket handshake failed")
 }
+
+// A session kept for its close packet that never CONNECTed still counts
+// as waiting to CONNECT from its address until it is dropped: a client
+// with no token that opened sessions and ended each at once (a packet the
+// server does not take) had each kept PingTimeout, past its address's
+// share, and filled max_clients for everyone (checked: without it, the
+// 39 sessions after the first are all kept and another address is
+// refused).
+func TestSessionsKeptForTheirClosePacketCountAgainstTheirAddress(t *testing.T) {
+	e := startEngine(t, socketio.Options{MaxClients: 40, PingInterval: time.Hour, PingTimeout: time.Hour})
+	opened := 1 // e's
+	for range 39 {
+		res, err := http.Get(e.url + "/socket.io/?EIO=4&transport=polling")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+			assert.Contains(t, string(body), "waiting to CONNECT")
+			break
+		}
+		opened++
+		var open struct {
+			SID string `json:"sid"`
+		}
+		require.NoError(t, json.Unmarshal(body[1:], &open), "%s", body)
+		ended := &engine{t: t, url: e.url, base: e.url + "/socket.io/?EIO=4&transport=polling&sid=" + open.SID}
+		ended.post("bAAAA") // closed, and kept for its close packet
+	}
+	assert.Equal(t, 32, opened, "sessions from one address waiting to CONNECT or kept, never CONNECTed")
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	other := &http.Client{Timeout: testkit.Deadline, Transport: &http.Transport{DialContext: d.DialContext}}
+	res, err := other.Get(e.url + "/socket.io/?EIO=4&transport=polling")
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode, "another address gets in")
+}

@@ -263,8 +263,14 @@ func (s *Server) track() bool {
 }
 
 // remove forgets a closed session and tells the others the new count.
+// One kept for its last packets (not forget) holds a place of max_clients
+// until forget drops it, and so, if it never CONNECTed, one of its
+// address's places: else a client with no token that opened sessions
+// and ended each at once filled max_clients for PingTimeout.
 func (s *Server) remove(c *conn, cl *client, forget bool) {
-	s.connected(c)
+	if forget {
+		s.connected(c)
+	}
 	s.mu.Lock()
 	if forget {
 		delete(s.conns, c.sid)
