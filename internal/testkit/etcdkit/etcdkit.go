@@ -4,6 +4,12 @@
 // fresh key prefix per test so that tests share one server without
 // seeing each other's data.
 //
+// Clients reach it through a TCP proxy of the kit's (package tcpproxy),
+// which Stop closes first, with every connection through it: as the exit
+// of etcd's process would. The embedded etcd's Close alone waits its
+// request timeout (6 s, 5 s at the least) for the watch streams clients
+// hold open, and the clients' reconnections back off meanwhile.
+//
 // It is a package of its own so that only the tests that need etcd link
 // its server; the ctxd binary never does (the server is test-only).
 //
@@ -30,6 +36,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/framework0/ctxd/internal/testkit/tcpproxy"
 	"go.etcd.io/etcd/client/pkg/v3/logutil"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -40,10 +47,14 @@ import (
 
 // Server is a running embedded etcd.
 type Server struct {
-	Endpoint string // its client URL
+	Endpoint string // its client URL: the proxy's
 	e        *embed.Etcd
 	dir      string
 	options  []func(*embed.Config)
+	// front is the proxy clients reach etcd through, on frontAddr (kept
+	// by Stop for Start).
+	front     *tcpproxy.Proxy
+	frontAddr string
 	// client and peer are the URLs of a server Stop stopped.
 	client, peer url.URL
 	// stopped: e is closed (Stop, or a Start after it that failed), so
@@ -67,7 +78,7 @@ func Start(options ...func(*embed.Config)) (*Server, error) {
 		return nil, err
 	}
 	local := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
-	s, err := start(dir, local, local, options...)
+	s, err := start(dir, "127.0.0.1:0", local, local, options...)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -89,8 +100,24 @@ func Own(t testing.TB) *Server {
 }
 
 // start starts the member whose data is in dir, on the client and peer
-// URLs given (port 0: one the system picks).
-func start(dir string, client, peer url.URL, options ...func(*embed.Config)) (*Server, error) {
+// URLs given (port 0: one the system picks), and its proxy on frontAddr,
+// which clients are given and etcd advertises.
+func start(dir, frontAddr string, client, peer url.URL, options ...func(*embed.Config)) (*Server, error) {
+	ln, err := net.Listen("tcp", frontAddr)
+	if err != nil {
+		return nil, fmt.Errorf("etcd's proxy: %w", err)
+	}
+	s, err := startBehind(ln.Addr().String(), dir, client, peer, options...)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s.front, s.frontAddr = tcpproxy.Serve(ln, s.e.Clients[0].Addr().String(), nil), ln.Addr().String()
+	return s, nil
+}
+
+// startBehind starts the member of start, advertising frontAddr.
+func startBehind(frontAddr, dir string, client, peer url.URL, options ...func(*embed.Config)) (*Server, error) {
 	cfg := embed.NewConfig()
 	cfg.Dir = dir
 	cfg.LogLevel = "error"
@@ -106,7 +133,7 @@ func start(dir string, client, peer url.URL, options ...func(*embed.Config)) (*S
 	// are tested with 1-second TTLs, as on bolt. A single member never
 	// holds an election after its first.
 	cfg.ElectionMs = 500
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{{Scheme: client.Scheme, Host: frontAddr}}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	for _, o := range options {
@@ -126,7 +153,7 @@ func start(dir string, client, peer url.URL, options ...func(*embed.Config)) (*S
 		return nil, fmt.Errorf("etcd not ready after a minute")
 	}
 	scheme := cfg.ListenClientUrls[0].Scheme
-	return &Server{Endpoint: scheme + "://" + e.Clients[0].Addr().String(), e: e, dir: dir, options: options}, nil
+	return &Server{Endpoint: scheme + "://" + frontAddr, e: e, dir: dir, options: options}, nil
 }
 
 // WithClientTLS serves etcd's clients over TLS with the certificate and
@@ -152,32 +179,38 @@ func (s *Server) Restart() error {
 }
 
 // Stop stops the server, keeping its data and its ports for Start: an
-// outage, which lasts until Start.
+// outage, which lasts until Start. Its clients' connections are closed
+// first and new ones refused, as when etcd's process ends.
 func (s *Server) Stop() {
 	if s.stopped {
 		return
 	}
 	s.client = url.URL{Scheme: "http", Host: s.e.Clients[0].Addr().String()}
 	s.peer = url.URL{Scheme: "http", Host: s.e.Peers[0].Listener.Addr().String()}
+	s.close()
+}
+
+// close closes the proxy, then etcd, which has no client left to wait for.
+func (s *Server) close() {
+	s.front.Close()
 	s.e.Close()
 	s.stopped = true
 }
 
 // Start starts the server Stop stopped, on its data and ports.
 func (s *Server) Start() error {
-	restarted, err := start(s.dir, s.client, s.peer, s.options...)
+	restarted, err := start(s.dir, s.frontAddr, s.client, s.peer, s.options...)
 	if err != nil {
 		return err
 	}
-	s.e, s.stopped = restarted.e, false
+	s.e, s.front, s.stopped = restarted.e, restarted.front, false
 	return nil
 }
 
 // Close stops the server (unless Stop did) and removes its data.
 func (s *Server) Close() {
 	if !s.stopped {
-		s.e.Close()
-		s.stopped = true
+		s.close()
 	}
 	_ = os.RemoveAll(s.dir)
 }
