@@ -50,18 +50,6 @@ func startTLSEtcd(t *testing.T, options ...func(*embed.Config)) (file func(name 
 	return file, ca, e
 }
 
-// restartCutting restarts e after proxy, through which ctxd reaches it,
-// closed every connection, as the exit of etcd's process would: the
-// embedded etcd's Close instead waits etcd's request timeout (6 s) for
-// ctxd's watch streams to end, and ctxd's reconnections back off
-// meanwhile. Connections made directly to e must be closed before.
-func restartCutting(t *testing.T, e *etcdkit.Server, proxy *testkit.TCPProxy) {
-	t.Helper()
-	proxy.Cut()
-	require.NoError(t, e.Restart())
-	proxy.Heal()
-}
-
 func TestSecuredEtcd(t *testing.T) {
 	file, ca, e := startTLSEtcd(t, func(c *embed.Config) { c.AuthTokenTTL = 1 })
 	// Not the name of an etcd user: etcd would take a client
@@ -75,12 +63,9 @@ func TestSecuredEtcd(t *testing.T) {
 	require.NoError(t, etcdkit.EnableAuth(clientv3.Config{Endpoints: []string{e.Endpoint}, TLS: rootTLS, DialTimeout: 10 * time.Second},
 		"root-secret", "ctxd", "ctxd-secret", prefix))
 
-	// ctxd reaches etcd through a proxy, cut when etcd restarts
-	// (restartCutting).
-	proxy := testkit.StartTCPProxy(t, strings.TrimPrefix(e.Endpoint, "https://"))
 	secured := func(c *configs.Config) {
 		c.Store.Backend = configs.BackendEtcd
-		c.Etcd.Endpoints = []string{"https://" + proxy.Addr()}
+		c.Etcd.Endpoints = []string{e.Endpoint}
 		c.Etcd.Prefix = prefix
 		c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = ca.File, file("ctxd.pem"), file("ctxd-key.pem")
 		c.Etcd.Username, c.Etcd.Password = "ctxd", "ctxd-secret"
@@ -168,7 +153,7 @@ func TestSecuredEtcd(t *testing.T) {
 	require.NoError(t, err, "a new token")
 	got := ws.Changes(after.ModRev)
 	assert.Equal(t, []string{"d"}, keysOf(got))
-	restartCutting(t, e, proxy)
+	require.NoError(t, e.Restart())
 	// etcd's tokens lived in its memory: each request needs a new one.
 	testkit.Eventually(t, func() bool { return c.Ready(ctx) == nil }, "ready again once etcd is back")
 	after, err = c.Put(ctx, "default", "e", json.RawMessage(`5`), client.PutOptions{})
@@ -284,10 +269,9 @@ func TestEtcdClientCertificateRenewedInPlace(t *testing.T) {
 	_, err = root.UserGrantRole(ctx, "rot-b", "rot-a") // EnableAuth's role, named after its user
 	require.NoError(t, err)
 
-	proxy := testkit.StartTCPProxy(t, strings.TrimPrefix(e.Endpoint, "https://")) // cut when etcd restarts (restartCutting)
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.Store.Backend = configs.BackendEtcd
-		c.Etcd.Endpoints = []string{"https://" + proxy.Addr()}
+		c.Etcd.Endpoints = []string{e.Endpoint}
 		c.Etcd.Prefix = prefix
 		c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = ca.File, file("client.pem"), file("client-key.pem")
 	}))
@@ -298,8 +282,7 @@ func TestEtcdClientCertificateRenewedInPlace(t *testing.T) {
 	ca.Issue(t, file("client.pem"), file("client-key.pem"), "rot-b") // the renewal
 	_, err = root.UserDelete(ctx, "rot-a")
 	require.NoError(t, err)
-	require.NoError(t, root.Close())
-	restartCutting(t, e, proxy) // every connection made again
+	require.NoError(t, e.Restart()) // every connection made again
 	testkit.Eventually(t, func() bool {
 		_, err := c.Put(ctx, "default", "b", json.RawMessage(`2`), client.PutOptions{})
 		return err == nil
@@ -322,10 +305,9 @@ func TestEtcdCAFileIsReadOnceAtStart(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(caFile, pem, 0o600))
 
-	proxy := testkit.StartTCPProxy(t, strings.TrimPrefix(e.Endpoint, "https://")) // cut when etcd restarts (restartCutting)
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.Store.Backend = configs.BackendEtcd
-		c.Etcd.Endpoints = []string{"https://" + proxy.Addr()}
+		c.Etcd.Endpoints = []string{e.Endpoint}
 		c.Etcd.Prefix = etcdkit.Prefix(etcdkit.Name(t))
 		c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = caFile, file("client.pem"), file("client-key.pem")
 	}))
@@ -338,7 +320,7 @@ func TestEtcdCAFileIsReadOnceAtStart(t *testing.T) {
 	pem, err = os.ReadFile(other.File)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(caFile, pem, 0o600))
-	restartCutting(t, e, proxy) // every connection made again
+	require.NoError(t, e.Restart()) // every connection made again
 	testkit.Eventually(t, func() bool {
 		_, err := c.Put(ctx, "default", "b", json.RawMessage(`2`), client.PutOptions{})
 		return err == nil
