@@ -56,11 +56,17 @@ func (l *patchLine) enter(ctx context.Context, ns, name string, timeout time.Dur
 	t.waiting++
 	l.mu.Unlock()
 
+	leave = func() { <-t.turn; l.done(key, t) }
+	select {
+	case t.turn <- struct{}{}: // the key's line is empty: no timer
+		return leave, nil
+	default:
+	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case t.turn <- struct{}{}:
-		return func() { <-t.turn; l.done(key, t) }, nil
+		return leave, nil
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-timer.C:
