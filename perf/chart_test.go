@@ -63,4 +63,12 @@ func TestChartAxesAreReadableNumbersWithUnits(t *testing.T) {
 	require.Equal(t, "0.3", axisNumber(0.1+0.2, ""), "no float noise")
 	require.Equal(t, "1.5 s", axisNumber(1.5, "s"))
 	require.Equal(t, "250 µs", axisNumber(0.25, "ms"))
+
+	// A point's hover text under a microsecond is in ns (it read "0 µs").
+	page = htmlOf(t, &Report{Format: ReportFormat, Runs: []Measurement{
+		{Name: "read-throughput/cached/c=1", Clients: 1, Ops: 1, OpsPerSec: 9e5, Latency: Latency{P50: 0.0003, P90: 0.0003, P95: 0.0003, P99: 0.0004, P999: 0.0004, Max: 0.0004}, Distribution: []Quantile{{50, 0.0003}, {99, 0.0004}}},
+		{Name: "read-throughput/cached/c=2", Clients: 2, Ops: 1, OpsPerSec: 1e6, Latency: Latency{P50: 0.0003, P90: 0.0003, P95: 0.0003, P99: 0.0006, P999: 0.0006, Max: 0.0006}, Distribution: []Quantile{{50, 0.0003}, {99, 0.0006}}},
+	}})
+	require.NotContains(t, page, " 0 µs<")
+	require.Contains(t, page, "p99 latency 400 ns</title>")
 }

@@ -345,6 +345,8 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.2fx", v)
 	case unit == "/s":
 		return formatValue(v, "") + "/s"
+	case unit == "ms" && v > 0 && v < 0.0009995: // not "0 µs" (in tables and hover text)
+		return fmt.Sprintf("%.0f ns", v*1e6)
 	case unit == "ms" && v < 0.9995:
 		return fmt.Sprintf("%.0f µs", v*1000)
 	case unit == "s" && v < 1:
