@@ -139,7 +139,7 @@ func TestWatchAcrossRestart(t *testing.T) {
 			}}, ev.add)
 	}()
 	// The watch starts "from now": wait until it is connected.
-	require.Eventually(t, func() bool { return s.Hub().Clients() == 1 }, watchDeadline, time.Millisecond)
+	testkit.Eventually(t, func() bool { return s.Hub().Clients() == 1 })
 	for i := range 100 {
 		s.put(fmt.Sprintf("k%d", i), fmt.Sprint(i))
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 // TestPutWithTTL: ?ttl= on PUT, "ttl" on /v1/txn ops (a duration or a
@@ -36,9 +37,9 @@ func TestPutWithTTL(t *testing.T) {
 	assert.False(t, decode[ctxd.Record](t, e.do(http.MethodGet, keyPath("default", "compat"), "")).ExpiresAt.IsZero())
 
 	// The lock expires: a bounded wait for the change, then its recorded time.
-	require.Eventually(t, func() bool {
+	testkit.Eventually(t, func() bool {
 		return e.do(http.MethodGet, keyPath("default", "lock"), "").status == http.StatusNotFound
-	}, 15*time.Second, 50*time.Millisecond)
+	})
 	r = e.do(http.MethodGet, keyPath("default", "lock")+"/history", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	h := decode[ctxd.HistoryPage](t, r)

@@ -244,7 +244,7 @@ func TestEtcdLaggedInsideRevisionFinishesIt(t *testing.T) {
 	// Held back with its window full: it is inside the transaction (its
 	// 200 KiB do not fit in the socket's buffers) and stays there until it
 	// reads.
-	require.Eventually(t, func() bool { return hub.Stats().Behind == 1 }, 10*time.Second, time.Millisecond,
+	testkit.Eventually(t, func() bool { return hub.Stats().Behind == 1 },
 		"the slow subscriber is held back inside the transaction")
 	for i := range after {
 		rec, err := st.Put(ctx, "default", "k"+strconv.Itoa(i), json.RawMessage(`1`), nil, "t")

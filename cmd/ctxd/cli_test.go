@@ -461,14 +461,14 @@ func TestStatusOfSeveralInstances(t *testing.T) {
 	stopping := testkit.StartServe(t, bin, t.TempDir(), testkit.ServeOptions{Env: testEnv("CTXD_SHUTDOWN_DRAIN=10m")})
 	defer stopping.Kill()
 	stopping.Signal(syscall.SIGTERM) // it drains: /readyz 503, while it serves on
-	require.Eventually(t, func() bool {
+	testkit.Eventually(t, func() bool {
 		resp, err := http.Get(stopping.URL + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
-	}, testkit.Deadline, 10*time.Millisecond, "the stopping instance's /readyz")
+	}, "the stopping instance's /readyz")
 	list := []string{"--server", down + "," + srv.URL + "," + stopping.URL}
 
 	out := cliOK(t, nil, "", append([]string{"status"}, list...)...)

@@ -228,7 +228,7 @@ func TestLoadMixedClients(t *testing.T) {
 
 	// Every watcher gets everything up to the last acknowledged write (the
 	// counts are checked below).
-	assert.Eventually(t, func() bool {
+	testkit.Eventually(t, func() bool {
 		for _, tl := range tallies {
 			tl.mu.Lock()
 			last := tl.last
@@ -238,7 +238,7 @@ func TestLoadMixedClients(t *testing.T) {
 			}
 		}
 		return true
-	}, testkit.Deadline, 20*time.Millisecond, "every watcher reaches revision %d", final)
+	}, "every watcher reaches revision %d", final)
 	stopWatch()
 	watchWG.Wait()
 	reconnects := 0

@@ -132,9 +132,9 @@ func TestMetricsSocketIO(t *testing.T) {
 	assert.Equal(t, 0.0, m[`ctxd_ws_clients{protocol="watch"}`])
 
 	require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("41")))
-	require.Eventually(t, func() bool {
+	testkit.Eventually(t, func() bool {
 		return testkit.Scrape(t, srv.URL)[`ctxd_ws_clients{protocol="socketio"}`] == 0
-	}, 10*time.Second, 20*time.Millisecond, "the client is no longer counted after it disconnects")
+	}, "the client is no longer counted after it disconnects")
 	testkit.Eventually(t, func() bool {
 		return testkit.Scrape(t, srv.URL)[`ctxd_http_requests_total{code="101",method="GET",route="/socket.io/"}`] == 1
 	}, "the upgraded request is counted (and logged) as 101, not 200")

@@ -84,16 +84,16 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 	})
 	c, err := client.New(srv.URL)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
+	testkit.Eventually(t, func() bool {
 		st, err := c.Status(context.Background())
 		return err == nil && st.Clients == 1
-	}, time.Minute, 10*time.Millisecond, "ctxd watch did not connect")
+	}, "ctxd watch did not connect")
 
 	// Writes in flight when the server is killed.
 	stop := make(chan struct{})
 	done := make(chan []ack)
 	go func() { done <- load(t, srv.URL, 4, stop, nil) }()
-	require.Eventually(t, func() bool { n, _ := printed(&out); return n >= 200 }, time.Minute, 10*time.Millisecond)
+	testkit.Eventually(t, func() bool { n, _ := printed(&out); return n >= 200 })
 	srv.Signal(syscall.SIGKILL)
 	srv.Wait(10 * time.Second)
 	close(stop)
@@ -107,8 +107,8 @@ func TestWatchExactlyOnceAcrossKill(t *testing.T) {
 	st, err := c.Status(context.Background())
 	require.NoError(t, err)
 	final := st.Revision
-	require.Eventually(t, func() bool { _, last := printed(&out); return last >= final },
-		time.Minute, 10*time.Millisecond, "ctxd watch did not print revision %d", final)
+	testkit.Eventually(t, func() bool { _, last := printed(&out); return last >= final },
+		"ctxd watch did not print revision %d", final)
 
 	// Ctrl-C ends the watch with exit code 0.
 	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
@@ -161,7 +161,7 @@ func TestWatchTableAndErrors(t *testing.T) {
 	var out testkit.SyncBuffer
 	watch.Stdout = &out
 	require.NoError(t, watch.Start())
-	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= 4 }, time.Minute, 10*time.Millisecond)
+	testkit.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= 4 })
 	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
 	require.NoError(t, watch.Wait())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -206,7 +206,7 @@ func TestWatchJSONPrintsValuesAsStored(t *testing.T) {
 	var out testkit.SyncBuffer
 	watch.Stdout = &out
 	require.NoError(t, watch.Start())
-	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= len(values) }, time.Minute, 10*time.Millisecond)
+	testkit.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= len(values) })
 	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
 	require.NoError(t, watch.Wait())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -238,7 +238,7 @@ func TestWatchResetLineSaysWhatItMeans(t *testing.T) {
 	var out, stderr testkit.SyncBuffer
 	watch.Stdout, watch.Stderr = &out, &stderr
 	require.NoError(t, watch.Start())
-	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= 2 }, time.Minute, 10*time.Millisecond)
+	testkit.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= 2 })
 	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
 	require.NoError(t, watch.Wait())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")

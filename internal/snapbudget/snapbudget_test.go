@@ -1,4 +1,4 @@
-package snapbudget
+package snapbudget_test
 
 import (
 	"context"
@@ -7,21 +7,24 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/framework0/ctxd/internal/snapbudget"
+	"github.com/framework0/ctxd/internal/testkit"
 )
 
 func TestAGrantWaitsForRoomAndShrinks(t *testing.T) {
-	b := New(100)
+	b := snapbudget.New(100)
 	first, err := b.Acquire(context.Background(), 80)
 	require.NoError(t, err)
-	assert.Equal(t, Stats{Capacity: 100, Held: 80}, b.Stats())
+	assert.Equal(t, snapbudget.Stats{Capacity: 100, Held: 80}, b.Stats())
 
-	got := make(chan *Grant)
+	got := make(chan *snapbudget.Grant)
 	go func() {
 		g, err := b.Acquire(context.Background(), 60)
 		assert.NoError(t, err)
 		got <- g
 	}()
-	require.Eventually(t, func() bool { return b.Stats().Waiting == 1 }, 5*time.Second, time.Millisecond)
+	testkit.Eventually(t, func() bool { return b.Stats().Waiting == 1 })
 	select {
 	case <-got:
 		t.Fatal("a reservation that does not fit was granted")
@@ -30,7 +33,7 @@ func TestAGrantWaitsForRoomAndShrinks(t *testing.T) {
 
 	first.Shrink(30) // built: 30 bytes wait to be written, 50 are free
 	second := <-got
-	assert.Equal(t, Stats{Capacity: 100, Held: 90, Waited: 1}, b.Stats())
+	assert.Equal(t, snapbudget.Stats{Capacity: 100, Held: 90, Waited: 1}, b.Stats())
 
 	first.Release()
 	first.Release() // twice: nothing more
@@ -41,7 +44,7 @@ func TestAGrantWaitsForRoomAndShrinks(t *testing.T) {
 }
 
 func TestAReservationLargerThanTheBudgetTakesItAll(t *testing.T) {
-	b := New(10)
+	b := snapbudget.New(10)
 	g, err := b.Acquire(context.Background(), 1<<30)
 	require.NoError(t, err)
 	assert.Equal(t, int64(10), b.Stats().Held)
@@ -50,14 +53,14 @@ func TestAReservationLargerThanTheBudgetTakesItAll(t *testing.T) {
 }
 
 func TestAWaitEndsWithItsContext(t *testing.T) {
-	b := New(10)
+	b := snapbudget.New(10)
 	g, err := b.Acquire(context.Background(), 10)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	_, err = b.Acquire(ctx, 1)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Equal(t, Stats{Capacity: 10, Held: 10, Waited: 1}, b.Stats())
+	assert.Equal(t, snapbudget.Stats{Capacity: 10, Held: 10, Waited: 1}, b.Stats())
 	g.Release()
 	g2, err := b.Acquire(context.Background(), 10)
 	require.NoError(t, err, "the abandoned wait took nothing")
@@ -65,11 +68,11 @@ func TestAWaitEndsWithItsContext(t *testing.T) {
 }
 
 func TestReleaseAfter(t *testing.T) {
-	b := New(10)
+	b := snapbudget.New(10)
 	g, err := b.Acquire(context.Background(), 10)
 	require.NoError(t, err)
 	g.ReleaseAfter(10 * time.Millisecond)
-	require.Eventually(t, func() bool { return b.Stats().Held == 0 }, 5*time.Second, time.Millisecond)
+	testkit.Eventually(t, func() bool { return b.Stats().Held == 0 })
 	g.Release() // already released: nothing more
 	g2, err := b.Acquire(context.Background(), 10)
 	require.NoError(t, err)
@@ -78,10 +81,10 @@ func TestReleaseAfter(t *testing.T) {
 }
 
 func TestANilBudgetGrantsEverything(t *testing.T) {
-	var b *Budget
+	var b *snapbudget.Budget
 	g, err := b.Acquire(context.Background(), 1<<40)
 	require.NoError(t, err)
 	g.Shrink(1)
 	g.Release()
-	assert.Equal(t, Stats{}, b.Stats())
+	assert.Equal(t, snapbudget.Stats{}, b.Stats())
 }

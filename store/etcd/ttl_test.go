@@ -450,10 +450,10 @@ func TestKeepAliveFromTheReadCacheOfAnExpiredKey(t *testing.T) {
 	require.NoError(t, err)
 	release := etcd.HoldReadCache(s)
 	t.Cleanup(release)
-	require.Eventually(t, func() bool {
+	testkit.Eventually(t, func() bool {
 		_, err := other.Get("default", "hb")
 		return errors.Is(err, ctxd.ErrNotFound)
-	}, 10*time.Second, 50*time.Millisecond, "the key expires in etcd")
+	}, "the key expires in etcd")
 
 	before := s.ReadCache()
 	_, err = s.KeepAlive(t.Context(), "default", "hb", time.Second, nil)
