@@ -120,9 +120,12 @@ func TestLoadMixedClients(t *testing.T) {
 	// Watchers first, from the start revision, so that they must see every
 	// change of the run.
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	tallies := make([]*watchTally, loadWatchers)
 	var watchWG sync.WaitGroup
+	defer func() { // also when a check fails: no watcher outlives the test
+		stopWatch()
+		watchWG.Wait()
+	}()
+	tallies := make([]*watchTally, loadWatchers)
 	for i := range tallies {
 		tl := &watchTally{last: start}
 		tallies[i] = tl
