@@ -107,8 +107,12 @@ func TestBoltNewFileNeedsFolderSync(t *testing.T) {
 }
 
 // Transactions committed before the cut are all there, the database
-// checks clean, in both modes.
+// checks clean, in both modes. The server is this test binary: under
+// -race, the one test that runs the server's code under the race
+// detector (bbolt's writes and its mmap's page faults, concurrent FUSE
+// requests); every other mount is served by powerfsd, built without it.
 func TestBoltSurvivesCut(t *testing.T) {
+	powerfs.ServeFromTestBinary(t)
 	for _, o := range []powerfs.Options{{Mode: powerfs.Strict}, {Mode: powerfs.Torn, Seed: 1}, {Mode: powerfs.Torn, Seed: 2}} {
 		t.Run(fmt.Sprintf("%v seed %d", o.Mode, o.Seed), func(t *testing.T) {
 			fs := powerfs.MountT(t, o)

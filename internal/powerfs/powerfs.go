@@ -116,7 +116,7 @@ func Mount(mountpoint string, opts Options) (*FS, error) {
 			return nil, fmt.Errorf("powerfs: mount: %w", err)
 		}
 	}
-	exe, err := os.Executable()
+	exe, err := serverProgram() // server.go
 	if err != nil {
 		return nil, fmt.Errorf("powerfs: mount: %w", err)
 	}

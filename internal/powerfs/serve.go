@@ -14,8 +14,9 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// The file system is served by a child process: the test binary run again
-// with serveEnv set, which this package's init turns into the server.
+// The file system is served by a child process: powerfsd (server.go), or
+// any program that links this package, run with serveEnv set, which this
+// package's init turns into the server.
 // Serving FUSE in the process that uses the mount deadlocks as soon as it
 // faults in an mmapped page (bbolt reads its file through mmap): the
 // faulting thread waits for the server while Go's garbage collector, to
