@@ -67,12 +67,13 @@
 //
 // # The server process
 //
-// Each mount is served by a child process: the test binary itself, run
-// again with POWERFS_SERVE=1, which this package's init function turns
-// into the server (it never runs the tests). A process that serves FUSE
-// cannot use the mount through mmap: a page fault waits for the server
-// while Go's garbage collector waits for the faulting thread, and both
-// hang. With the server apart, the test process may open a bbolt database
+// Each mount is served by a child process: powerfsd (./powerfsd), a
+// program that links this package alone, built once per test process
+// without the race detector (server.go), run with POWERFS_SERVE=1, which
+// this package's init function turns into the server. A process that
+// serves FUSE cannot use the mount through mmap: a page fault waits for
+// the server while Go's garbage collector waits for the faulting thread,
+// and both hang. With the server apart, the test process may open a bbolt database
 // on the mount. The server unmounts by itself if the test process dies.
 //
 // # Caveats
