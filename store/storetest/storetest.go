@@ -118,12 +118,35 @@ type Harness struct {
 	// no version.
 	KeepAlive KeepAliveRule
 
+	// TTLUnit is how finely the backend keeps deadlines: the TTL checks
+	// put TTLs of a few units, wait for them in real time, and expect an
+	// expiry within about a unit of its deadline, a restart within less
+	// (the zero value is a second: etcd's leases count whole seconds,
+	// and its lessor looks for expired ones twice a second). A backend
+	// that expires keys on time sets less, so that those checks take
+	// less time; they put TTLs as short as a unit (Config.Limits.MinTTL).
+	TTLUnit time.Duration
+
 	// Clock says the backend stamps changes (Record.UpdatedAt, Change.Time)
 	// with Config.Now and measures RetentionPolicy.KeepFor against it.
 	// When false, Config.Now is ignored, and retention by age is checked
 	// only as far as the real clock allows (a recent cut-off removes
 	// nothing); the exact cut-off checks are skipped.
 	Clock bool
+}
+
+// ttlUnit is h.TTLUnit, a second when unset.
+func (h Harness) ttlUnit() time.Duration {
+	if h.TTLUnit > 0 {
+		return h.TTLUnit
+	}
+	return time.Second
+}
+
+// ttlConfig is the Config of the checks that wait for expiries: TTLs as
+// short as a unit are valid.
+func (h Harness) ttlConfig() Config {
+	return Config{Limits: ctxd.Limits{MinTTL: h.ttlUnit()}}
 }
 
 // RevisionRule is how a backend numbers its changes: the one difference

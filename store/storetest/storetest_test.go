@@ -91,6 +91,7 @@ func boltHarness(wrap func(store.Backend) store.Backend) Harness {
 		Defrag:    true,
 		Clock:     true,
 		Snapshots: true, Expiry: true,
+		TTLUnit: 500 * time.Millisecond, // as store/bolt's conformance test
 	}
 }
 

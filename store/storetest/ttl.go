@@ -18,10 +18,10 @@ import (
 )
 
 // The TTL checks run on the real clock: a backend expires keys on its own
-// time (bolt with timers, etcd with leases). Deadlines are a second or
-// two away, and every wait is for the expiry change itself, on the
-// Committed channel, bounded generously; how close to its deadline an
-// expiry came is checked on the times it recorded.
+// time (bolt with timers, etcd with leases). Deadlines are a few units
+// (Harness.TTLUnit) away, and every wait is for the expiry change itself,
+// on the Committed channel, bounded generously; how close to its deadline
+// an expiry came is checked on the times it recorded.
 
 // expiryLag bounds how long after its deadline an expiry may be recorded:
 // the contract says about a second; this leaves room for a loaded machine.
@@ -120,11 +120,16 @@ func checkTTLExpiry(t testing.TB, h Harness) {
 }
 
 func checkKeepAlive(t testing.TB, h Harness) {
-	b := open(t, h, Config{})
-	// hb lives 4 s unless kept alive. The markers below, put with 2 s,
-	// expire at times that tell whether its deadline moved, with more
-	// than a second to spare on either side.
-	const hbTTL = 4 * time.Second
+	b := open(t, h, h.ttlConfig())
+	// hb lives 3 units (Harness.TTLUnit) unless kept alive. A marker of 2
+	// units ages it before the keepalive, which so moves its deadline 2
+	// units or more; one of a unit, put after a restart, has its deadline
+	// past hb's first one and before its moved one, with 2 units to spare
+	// for the restart and the expiry's lag. (Checked: on etcd, a
+	// keepalive that rewrote the deadline but did not renew the lease
+	// failed at "hb outlived its first deadline".)
+	unit := h.ttlUnit()
+	hbTTL := 3 * unit
 	k := b.putTTL("default", "hb", `"alive"`, hbTTL)
 	b.put("default", "forever", `1`)
 	// A wrong version, a missing key, a key without deadline and a bad
@@ -147,9 +152,9 @@ func checkKeepAlive(t testing.TB, h Harness) {
 	}
 	assert.Equal(t, k.ExpiresAt, b.get("default", "hb").ExpiresAt)
 
-	// Once hb is 2 s old (a marker put with it for 2 s expired), keep it
-	// alive for its ttl again: its deadline moves 2 s or more.
-	m1 := b.putTTL("default", "m1", `1`, 2*time.Second)
+	// Once hb is 2 units old (a marker put with it for 2 units expired),
+	// keep it alive for its ttl again: its deadline moves 2 units or more.
+	m1 := b.putTTL("default", "m1", `1`, 2*unit)
 	b.waitExpiry(m1.ModRev, "default", "m1")
 	rev := b.Revision()
 	got, err := b.KeepAlive(t.Context(), "default", "hb", hbTTL, u64(k.Version))
@@ -157,7 +162,7 @@ func checkKeepAlive(t testing.TB, h Harness) {
 	assert.Equal(t, k.Version, got.Version, "a keepalive makes no version")
 	assert.Equal(t, k.ModRev, got.ModRev)
 	assert.Equal(t, `"alive"`, string(got.Value))
-	assert.True(t, got.ExpiresAt.After(k.ExpiresAt.Add(time.Second)), "the deadline moved: %s, was %s", got.ExpiresAt, k.ExpiresAt)
+	assert.True(t, got.ExpiresAt.After(k.ExpiresAt.Add(unit)), "the deadline moved: %s, was %s", got.ExpiresAt, k.ExpiresAt)
 	assert.Equal(t, rev, b.Revision(), "a keepalive makes no revision")
 	assert.Empty(t, b.log(rev), "nor a change in the feed")
 	assert.Equal(t, []uint64{k.ModRev}, b.historyRevs("default", "hb"), "nor a history entry")
@@ -180,7 +185,7 @@ func checkKeepAlive(t testing.TB, h Harness) {
 	// hb's first one expires, and hb does not.
 	b.restart()
 	assert.Equal(t, got.ExpiresAt, b.get("default", "hb").ExpiresAt, "the keepalive is durable")
-	m := b.putTTL("default", "marker", `1`, 2*time.Second)
+	m := b.putTTL("default", "marker", `1`, unit)
 	require.True(t, m.ExpiresAt.After(k.ExpiresAt))
 	b.waitExpiry(m.ModRev, "default", "marker")
 	assert.Equal(t, got.ExpiresAt, b.get("default", "hb").ExpiresAt, "hb outlived its first deadline")
