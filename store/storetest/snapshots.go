@@ -590,7 +590,7 @@ func checkPartialRestoreOfDeadlines(t testing.TB, h Harness) {
 	if !h.Snapshots || !h.Expiry {
 		return
 	}
-	b := open(t, h, Config{})
+	b := open(t, h, h.ttlConfig())
 	ctx := t.Context()
 	b.put("default", "permanent", `1`)
 	snapDeadline := b.putTTL("default", "expiring", `1`, time.Hour).ExpiresAt
@@ -620,10 +620,11 @@ func checkPartialRestoreOfDeadlines(t testing.TB, h Harness) {
 	// present: not put back (it came back, then expired a second time),
 	// and a key of its name made since is removed, as for any key the
 	// snapshot does not have.
-	lock := b.putTTL("locks", "lock", `"w1"`, 2*time.Second)
+	lock := b.putTTL("locks", "lock", `"w1"`, 2*h.ttlUnit())
 	b.put("locks", "other", `1`)
-	path, _ = b.writeSnapshot()
-	b.waitExpiry(lock.ModRev, "locks", "lock")
+	path, info := b.writeSnapshot()
+	exp := b.waitExpiry(lock.ModRev, "locks", "lock")
+	require.Less(t, info.Revision, exp.Revision, "the snapshot was written before the lock expired: it holds the lock")
 	opts = ctxd.RestoreOptions{Namespaces: []string{"locks"}}
 	dry = opts
 	dry.DryRun = true
