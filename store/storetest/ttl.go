@@ -69,22 +69,23 @@ func assertExpiry(t testing.TB, c ctxd.Change, deadline time.Time, version uint6
 }
 
 func checkTTLExpiry(t testing.TB, h Harness) {
-	b := open(t, h, Config{})
+	b := open(t, h, h.ttlConfig())
+	unit := h.ttlUnit()
 	permanent := b.put("default", "permanent", `1`)
-	a := b.putTTL("default", "a", `"soon"`, time.Second)
-	assert.WithinDuration(t, a.UpdatedAt.Add(time.Second), a.ExpiresAt, 500*time.Millisecond, "expires_at is the write's time plus the ttl")
+	a := b.putTTL("default", "a", `"soon"`, unit)
+	assert.WithinDuration(t, a.UpdatedAt.Add(unit), a.ExpiresAt, unit/2, "expires_at is the write's time plus the ttl")
 	assert.Equal(t, a.ExpiresAt, b.get("default", "a").ExpiresAt, "a read shows the deadline")
 	assert.True(t, permanent.ExpiresAt.IsZero(), "a put without ttl does not expire")
 	// A later put without ttl makes a key permanent; with one, resets it.
-	b.putTTL("default", "made-permanent", `1`, time.Second)
+	b.putTTL("default", "made-permanent", `1`, unit)
 	kept := b.put("default", "made-permanent", `2`)
 	assert.True(t, kept.ExpiresAt.IsZero())
-	b.putTTL("default", "reset", `1`, time.Second)
+	b.putTTL("default", "reset", `1`, unit)
 	reset := b.putTTL("default", "reset", `2`, time.Hour)
 	assert.WithinDuration(t, reset.UpdatedAt.Add(time.Hour), reset.ExpiresAt, time.Second)
 	// In a transaction too.
 	res, err := b.Txn(t.Context(), []ctxd.Write{
-		{Namespace: "team", Key: "t1", Op: ctxd.OpPut, Value: json.RawMessage(`1`), Who: "test", TTL: time.Second},
+		{Namespace: "team", Key: "t1", Op: ctxd.OpPut, Value: json.RawMessage(`1`), Who: "test", TTL: unit},
 		{Namespace: "team", Key: "t2", Op: ctxd.OpPut, Value: json.RawMessage(`2`), Who: "test"},
 	})
 	require.NoError(t, err)
