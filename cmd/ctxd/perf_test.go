@@ -35,7 +35,7 @@ func TestPerfQuick(t *testing.T) {
 	scenarios := []string{"write-latency", "write-throughput", "read-latency", "read-throughput", "mixed", "cas-contention", "fanout", "disk-growth", "snapshot", "peers"}
 	cmd := exec.CommandContext(ctx, bin, append(append([]string{"perf"}, scenarios...), "--quick", "--out", out,
 		"--compare", "nethttp", "--compare-clients", "4",
-		"--duration", "400ms", "--warmup", "100ms", "--clients", "1,4",
+		"--duration", "150ms", "--warmup", "30ms", "--clients", "1,4",
 		"--read-keys", "300", "--mixed-clients", "4", "--cas-clients", "4",
 		"--fanout-subscribers", "100", "--fanout-socketio-subscribers", "20", "--fanout-rate", "200", "--fanout-writers", "4",
 		"--disk-keys", "1000", "--disk-versions", "1,3", "--snapshot-keys", "200,500", "--data-parent", t.TempDir(), "--cpuprofile", prof)...)
