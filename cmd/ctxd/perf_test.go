@@ -119,7 +119,7 @@ func TestPerfPreload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "perf", "write-latency", "write-throughput", "read-throughput", "--quick", "--preload", "20MiB",
-		"--out", out, "--duration", "300ms", "--warmup", "100ms", "--clients", "1,4", "--read-ops", "get", "--read-keys", "300",
+		"--out", out, "--duration", "150ms", "--warmup", "30ms", "--clients", "4", "--read-ops", "get", "--read-keys", "300",
 		"--data-parent", parent)
 	cmd.Env = testEnv()
 	output, err := cmd.CombinedOutput()
