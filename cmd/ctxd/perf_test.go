@@ -428,7 +428,7 @@ func TestPerfCompareAServerThatAnsweredNothing(t *testing.T) {
 	run := func(token string) (string, result) {
 		out := t.TempDir()
 		r := cli(t, nil, "", "perf", "peers", "--compare", "nethttp", "--target", srv.URL, "--token", token, "--out", out,
-			"--duration", "200ms", "--warmup", "20ms", "--rounds", "1", "--compare-clients", "2", "--read-keys", "50")
+			"--duration", "80ms", "--warmup", "20ms", "--rounds", "1", "--compare-clients", "2", "--read-keys", "50")
 		reports, err := filepath.Glob(filepath.Join(out, "*", "report.json"))
 		require.NoError(t, err)
 		require.Len(t, reports, 1, "ctxd perf: %s", r.stderr)
