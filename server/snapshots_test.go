@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,6 +19,8 @@ import (
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/internal/testkit/etcdkit"
+	"github.com/framework0/ctxd/server"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // Two instances of an etcd deployment with one snapshots folder
@@ -189,26 +192,32 @@ type fullDataDisk struct {
 	acked int
 }
 
-// fillDataDisk starts a server whose data folder is on a 6 MiB disk (a
-// real tmpfs) and writes values of 20 KiB until one fails: the disk is
+// fillDataDisk starts a server whose data folder is on a 3 MiB disk (a
+// real tmpfs) and writes values of 10 KiB until one fails: the disk is
 // full, and the store failed. The test stops the server (StopFailed) and
 // gives the disk room again (the cleanup's check opens the folder).
+//
+// The disk holds six of the log's 512 KiB segments, each about 50
+// values, as the 6 MiB disk, 1 MiB segments and 20 KiB values it had
+// did, at half the bytes (each costs CPU under -race). The log's
+// rotation waits 100 ms, not 5 s, for room to come back: when the disk
+// fills as it prepares a segment, it fails the same way, sooner.
 func fillDataDisk(t *testing.T) fullDataDisk {
 	t.Helper()
-	disk := testkit.SmallDisk(t, 6<<20)
+	disk := testkit.SmallDisk(t, 3<<20)
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
 		c.DataDir = filepath.Join(disk, "data")
 		c.Snapshots.Dir = filepath.Join(t.TempDir(), "snapshots") // another disk
 		c.Dumps.Dir = filepath.Join(t.TempDir(), "dumps")
-		c.WAL.SegmentBytes = 1 << 20
+		c.WAL.SegmentBytes = 512 << 10
 		c.Storage.QuotaBytes = 0 // the disk fills, not the quota
-	}))
+	}), testkit.WithServerOptions(server.StoreOptions(func(o *bolt.Options) { o.WALResourceWait = 100 * time.Millisecond })))
 	cl, err := client.New(srv.URL)
 	require.NoError(t, err)
-	big := json.RawMessage(`"` + strings.Repeat("x", 20<<10) + `"`)
+	big := json.RawMessage(`"` + strings.Repeat("x", 10<<10) + `"`)
 	acked := 0
 	for ; ; acked++ {
-		require.Less(t, acked, 1000, "6 MiB hold fewer than 1,000 values of 20 KiB")
+		require.Less(t, acked, 1000, "3 MiB hold fewer than 1,000 values of 10 KiB")
 		_, err = cl.Put(t.Context(), "default", fmt.Sprint("k", acked), big, client.PutOptions{})
 		if err != nil {
 			break

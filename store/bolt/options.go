@@ -48,6 +48,11 @@ type Options struct {
 	// (default wal.DefaultSegmentSize, 64 MiB). Tests make it small so
 	// that the log rotates and releases segments often.
 	WALSegmentSize int64
+	// WALResourceWait is how long the log's rotation waits, retrying,
+	// for disk space or file descriptors to come back before the log
+	// fails (wal.Options.ResourceWait: 0 is wal.DefaultResourceWait).
+	// Tests that fill a disk on purpose make it short.
+	WALResourceWait time.Duration
 	// CommitInterval is how long the committer lets acknowledged changes
 	// gather before it applies them to the database in one transaction
 	// (DefaultCommitInterval), unless CommitChanges are waiting or a checkpoint

@@ -49,7 +49,7 @@ func (s *Store) openWAL(opts Options) error {
 		unlockDir(lock)
 		return err
 	}
-	log, err := wal.Open(dir, wal.Options{SegmentSize: opts.WALSegmentSize, FirstSeq: applied + 1, Owner: s.owner})
+	log, err := wal.Open(dir, wal.Options{SegmentSize: opts.WALSegmentSize, FirstSeq: applied + 1, Owner: s.owner, ResourceWait: opts.WALResourceWait})
 	if err != nil {
 		unlockDir(lock)
 		if errors.Is(err, fs.ErrPermission) {
