@@ -19,6 +19,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -437,6 +438,12 @@ func openPage(t *testing.T, s *server, path string, opts ...pageOptions) *page {
 	// The first call opens the tab, with the tab's lifetime.
 	if _, err := chromedp.Call(tab, log.Enable, cdp.Empty{}); err != nil {
 		t.Fatalf("open a tab: %v", err)
+	}
+	// chromedp turns the Network domain on in every tab, for events no
+	// test reads: off, so that the page's traffic (WebSocket frames of a
+	// megabyte and more) is not copied to the test process as JSON.
+	if _, err := chromedp.Call(tab, network.Disable, cdp.Empty{}); err != nil {
+		t.Fatalf("turn the tab's Network domain off: %v", err)
 	}
 	var o pageOptions
 	if len(opts) > 0 {
