@@ -1023,32 +1023,52 @@ func TestMetricsTokenIsToldItMayNotRead(t *testing.T) {
 // answer to the next poll.
 const statusEvery = 5 * time.Second
 
-// pollsFaster is TestPollsWaitForTheirAnswer's pageOptions.fastTimers:
-// not 10, which would leave 250 ms between the end of its check and the
-// poll's timeout, a margin a loaded machine can eat.
-const pollsFaster = 5
+// pollsFaster is TestPollsWaitForTheirAnswer's pageOptions.fastTimers.
+const pollsFaster = 10
 
 // TestPollsWaitForTheirAnswer: the page polls the status (a token that
 // may not read: what it may do, GET /v1/auth/self) every 5 seconds after
 // the last poll's answer. On a server slower than that it asks no more
 // meanwhile, rather than piling up requests. That nothing is asked shows
 // only over time: each check lets one and a half polls' time go by on
-// the page's clock while the answer is held. The page's timers run
-// pollsFaster times faster, its poll's timeout (POLL_TIMEOUT, two polls'
-// time, after which it asks again) too: the check ends half a poll's
-// time, 0.5 s, before it.
+// the page's clock while the answer is held, and looks at the requests
+// the page started meanwhile, on the page's clock too. So the poll's
+// timeout (POLL_TIMEOUT, two polls' time, after which the page rightly
+// asks again) is no race with the test: a request it starts then is
+// after the check's time, however late the test looks. The page's
+// timers run pollsFaster times faster. (Counting the requests that
+// reached the server, when the test got to it, left it half a poll's
+// time before the timeout: not enough at ten times faster on a loaded
+// machine, so the timers ran only five times faster.)
 func TestPollsWaitForTheirAnswer(t *testing.T) {
 	s, tokens := newTokensServer(t, testkit.TokenEntry("prom", "prom-secret", "    roles: [metrics]\n"))
 	p := openWithToken(t, s, "/", "prom-secret", pageOptions{fastTimers: pollsFaster})
 	p.waitFor(`#conn[data-state="noread"]`)
+	// Each request the page starts from now on: its path, when (the
+	// page's clock), and whether its answer came.
+	p.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		window.fetchesSeen = [];
+		const real = window.fetch;
+		window.fetch = (input, init) => {
+			const f = { path: new URL(input instanceof Request ? input.url : input, location.href).pathname, at: performance.now(), answered: false };
+			window.fetchesSeen.push(f);
+			const answer = real.call(window, input, init);
+			answer.then(() => { f.answered = true; }, () => {});
+			return answer;
+		};
+	})()`))
+	pollAndHalf := 1.5 * float64(statusEvery.Milliseconds()) / pollsFaster // a poll and a half, in the page's ms
 	waitsForItsAnswer := func(path string) {
 		t.Helper()
 		asked, release := s.ws.holdAnswers(http.MethodGet, path)
 		defer release()
 		testkit.Eventually(t, func() bool { return asked() == 1 }, "the page polls "+path)
-		since := eval[float64](p, `performance.now()`)
-		p.waitJS(fmt.Sprintf(`performance.now() > %f`, since+1.5*float64(statusEvery.Milliseconds())/pollsFaster), "the time of a poll and a half")
-		assert.Equal(t, 1, asked(), "%s asked again before its answer", path)
+		// The held request: the first of path not answered.
+		p.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`void (window.heldFetch = window.fetchesSeen.find(f => f.path === %s && !f.answered))`, jsString(path))))
+		p.waitJS(fmt.Sprintf(`performance.now() > window.heldFetch.at + %f`, pollAndHalf), "the time of a poll and a half")
+		again := eval[int](p, fmt.Sprintf(`window.fetchesSeen.filter(f => f.path === %s && f !== window.heldFetch && f.at >= window.heldFetch.at && f.at < window.heldFetch.at + %f).length`,
+			jsString(path), pollAndHalf))
+		assert.Zero(t, again, "%s asked again before its answer", path)
 	}
 	waitsForItsAnswer("/v1/auth/self")
 
