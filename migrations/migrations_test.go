@@ -51,7 +51,7 @@ func schemaOf(t *testing.T, path string) int {
 
 func TestSchema1FixtureOpensAndIsUpgraded(t *testing.T) {
 	path := copyFixture(t, "schema1.db")
-	from, to, plan, err := migrations.PlanFile(path)
+	from, to, plan, err := migrations.PlanFile(path, 0)
 	require.NoError(t, err)
 	assert.Equal(t, 1, from)
 	assert.Equal(t, migrations.Current, to)
@@ -113,7 +113,7 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	assert.ErrorIs(t, err, migrations.ErrTooNew)
 	assert.Contains(t, err.Error(), fmt.Sprintf("version %d", migrations.Current+1), "names the file's version")
 	assert.Contains(t, err.Error(), fmt.Sprintf("(%d)", migrations.Current), "and the binary's")
-	_, _, _, err = migrations.PlanFile(path)
+	_, _, _, err = migrations.PlanFile(path, 0)
 	assert.ErrorIs(t, err, migrations.ErrTooNew)
 	assert.Equal(t, migrations.Current+1, schemaOf(t, path), "a refused file is not touched")
 }
@@ -124,7 +124,7 @@ func TestNewFileIsInitialisedAtCurrent(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	assert.Equal(t, migrations.Current, schemaOf(t, path))
-	from, _, plan, err := migrations.PlanFile(path)
+	from, _, plan, err := migrations.PlanFile(path, 0)
 	require.NoError(t, err)
 	assert.Equal(t, migrations.Current, from)
 	assert.Empty(t, plan)

@@ -95,8 +95,23 @@ func NamespaceOf(bucket []byte) (string, bool) {
 // LockTimeout bounds every wait for the lock of a database file that a
 // running server (or another command) holds: `ctxd serve`, and the
 // offline commands (compact, restore, migrate), wait as long, then fail
-// ("in use by another process").
+// ("in use by another process"), unless told otherwise (their
+// --lock-timeout).
 const LockTimeout = 5 * time.Second
+
+// NoLockWait, as a lock timeout, tries the lock once and fails at once
+// when another process holds it: bbolt's Options.Timeout waits forever on
+// 0, and a lock timeout of 0 here is LockTimeout.
+const NoLockWait = time.Nanosecond
+
+// LockWait is bbolt's Options.Timeout for the lock timeout d: d, or
+// LockTimeout when d is 0.
+func LockWait(d time.Duration) time.Duration {
+	if d == 0 {
+		return LockTimeout
+	}
+	return d
+}
 
 // ErrTooNew is returned when the database was written by a newer ctxd.
 var ErrTooNew = errors.New("database schema is newer than this binary supports")
@@ -239,9 +254,10 @@ func upgrade1to2(tx *bolt.Tx) error {
 }
 
 // PlanFile opens the database at path read-only and reports its schema
-// version, the version this binary would bring it to, and the steps.
-func PlanFile(path string) (from, to int, plan []Step, err error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: LockTimeout})
+// version, the version this binary would bring it to, and the steps. It
+// waits up to lockTimeout (LockWait) for the file's lock.
+func PlanFile(path string, lockTimeout time.Duration) (from, to int, plan []Step, err error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: LockWait(lockTimeout)})
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("open %s: %w", path, err)
 	}

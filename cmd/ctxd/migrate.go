@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,7 @@ func (a *app) migrateCmd() *cobra.Command {
 	var (
 		configPath, dataDir string
 		dryRun              bool
+		lockTimeout         lockTimeoutFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "migrate",
@@ -32,7 +34,12 @@ upgrades on start as well; migrate lets you look first.`,
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file` (for data_dir)")
 	cmd.Flags().StringVar(&dataDir, "data", "", "data `folder` (default from config: ./data)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan, change nothing")
+	lockTimeout.register(cmd)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		openTimeout, err := lockTimeout.timeout()
+		if err != nil {
+			return err
+		}
 		flags := map[string]string{}
 		if cmd.Flags().Changed("data") {
 			flags["data_dir"] = dataDir
@@ -41,24 +48,25 @@ upgrades on start as well; migrate lets you look first.`,
 		if err != nil {
 			return err
 		}
-		return migrate(a.stdout, filepath.Join(cfg.DataDir, dbFile), dryRun)
+		return migrate(a.stdout, filepath.Join(cfg.DataDir, dbFile), dryRun, openTimeout)
 	})
 	return cmd
 }
 
 // migrate prints the plan that brings the database at path to the current
-// schema and, unless dryRun, applies it.
+// schema and, unless dryRun, applies it. Each wait for the file's lock
+// lasts up to lockTimeout (bolt.Options.OpenTimeout).
 //
 // Integration point with package migrations: PlanFile (through
 // bolt.PlanMigration, which names a database a server holds) reads the plan
 // without changing the file; bolt.Open runs the same plan
 // (migrations.Migrate) in one transaction, so applying it is opening and
 // closing the store.
-func migrate(out io.Writer, path string, dryRun bool) error {
+func migrate(out io.Writer, path string, dryRun bool, lockTimeout time.Duration) error {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no database at %s", path)
 	}
-	from, to, steps, err := bolt.PlanMigration(path)
+	from, to, steps, err := bolt.PlanMigration(path, lockTimeout)
 	if err != nil {
 		return fmt.Errorf("plan migration of %s: %w", path, err)
 	}
@@ -78,7 +86,7 @@ func migrate(out io.Writer, path string, dryRun bool) error {
 		fmt.Fprintln(out, "dry run: nothing changed")
 		return nil
 	}
-	st, err := bolt.Open(path, bolt.Options{})
+	st, err := bolt.Open(path, bolt.Options{OpenTimeout: lockTimeout})
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

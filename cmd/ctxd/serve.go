@@ -18,6 +18,7 @@ import (
 	"github.com/framework0/ctxd/internal/asynclog"
 	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/server"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 // dbFile is the database's name inside the data folder.
@@ -37,7 +38,10 @@ var serveFlags = []serveFlag{
 }
 
 func (a *app) serveCmd() *cobra.Command {
-	var configPath string
+	var (
+		configPath  string
+		lockTimeout lockTimeoutFlag
+	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the ctxd server",
@@ -58,7 +62,12 @@ On SIGHUP it reloads the TLS certificate (tls.*) and the tokens file
 	for _, f := range serveFlags {
 		cmd.Flags().String(f.name, "", f.usage+" (default from config)")
 	}
+	lockTimeout.register(cmd)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		openTimeout, err := lockTimeout.timeout()
+		if err != nil {
+			return err
+		}
 		overrides := map[string]string{}
 		for _, f := range serveFlags {
 			if cmd.Flags().Changed(f.name) {
@@ -82,7 +91,8 @@ On SIGHUP it reloads the TLS certificate (tls.*) and the tokens file
 		for _, w := range cfg.Warnings {
 			log.Warn().Msg("config: " + w)
 		}
-		err = serve(cmd.Context(), cfg, log, server.LogDropped(logw.Dropped))
+		err = serve(cmd.Context(), cfg, log, server.LogDropped(logw.Dropped),
+			server.StoreOptions(func(o *bolt.Options) { o.OpenTimeout = openTimeout }))
 		if ce := (*configs.Error)(nil); err != nil && !errors.As(err, &ce) {
 			// In the log too, not only on stderr as plain text (exitCode):
 			// a pipeline that reads JSON lines would drop that one. A

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/framework0/ctxd/client"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/fsutil"
+	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/snapshots"
 )
@@ -242,6 +244,7 @@ func (a *app) restoreCmd() *cobra.Command {
 		opts                           ctxd.RestoreOptions
 		bump                           uint64
 		etcdFlags                      etcdRestoreFlags
+		lockTimeout                    lockTimeoutFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --data DIR --from FILE",
@@ -289,9 +292,14 @@ data is refused unless --force.`,
 	cmd.Flags().Uint64Var(&bump, "bump-revision", defaultBumpRevision, "new folder only: start revisions this `many` after the snapshot's, all below compacted (0: right after it)")
 	restoreFlags(cmd, &opts)
 	etcdFlags.register(cmd)
+	lockTimeout.register(cmd)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		if from == "" {
 			return usagef("restore needs --from FILE")
+		}
+		openTimeout, err := lockTimeout.timeout()
+		if err != nil {
+			return err
 		}
 		if sum != "" && !snapshots.IsSHA256(sum) {
 			return usagef("--sha256: want 64 hexadecimal digits, got %q", sum)
@@ -328,7 +336,8 @@ data is refused unless --force.`,
 		}
 		stop := a.spinner("verifying and restoring " + from)
 		opts.Who = "ctxd restore"
-		res, err := bolt.RestoreFolder(cmd.Context(), path, from, bolt.FolderRestoreOptions{RestoreOptions: opts, BumpRevision: bump})
+		res, err := bolt.RestoreFolder(cmd.Context(), path, from,
+			bolt.FolderRestoreOptions{RestoreOptions: opts, BumpRevision: bump, OpenTimeout: openTimeout})
 		stop()
 		if err != nil {
 			return err
@@ -377,7 +386,10 @@ func (a *app) printFolderRestore(res bolt.FolderRestore, from string, checked in
 
 // compactCmd rewrites a stopped server's database file compactly.
 func (a *app) compactCmd() *cobra.Command {
-	var configPath, dataDir string
+	var (
+		configPath, dataDir string
+		lockTimeout         lockTimeoutFlag
+	)
 	cmd := &cobra.Command{
 		Use:   "compact --data DIR",
 		Short: "Rewrite a stopped server's database file to give disk space back",
@@ -389,13 +401,18 @@ first, use POST /v1/compact or the history.* settings.`,
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `file` (for data_dir)")
 	cmd.Flags().StringVar(&dataDir, "data", "", "data `folder` (default from config: ./data)")
+	lockTimeout.register(cmd)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
+		openTimeout, err := lockTimeout.timeout()
+		if err != nil {
+			return err
+		}
 		path, err := a.dataFile(cmd, configPath, dataDir)
 		if err != nil {
 			return err
 		}
 		stop := a.spinner("compacting " + path)
-		before, after, err := bolt.CompactFile(path)
+		before, after, err := bolt.CompactFile(path, openTimeout)
 		stop()
 		if err != nil {
 			return err
@@ -507,6 +524,31 @@ func (a *app) dataPath(cmd *cobra.Command, configPath, dataDir string) (string, 
 		return "", err
 	}
 	return filepath.Join(cfg.DataDir, dbFile), nil
+}
+
+// lockTimeoutFlag is --lock-timeout, of the commands that open a data
+// folder's database file themselves (serve, migrate, restore --data,
+// compact): how long they wait for a file's lock while another process (a
+// running or stopping server) holds it, before they fail "in use by
+// another process".
+type lockTimeoutFlag struct{ d time.Duration }
+
+func (f *lockTimeoutFlag) register(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&f.d, "lock-timeout", migrations.LockTimeout,
+		"wait this long for the database file's lock while another process (a stopping server) holds it, then fail (0: do not wait)")
+}
+
+// timeout is the flag's value for store/bolt's OpenTimeout, where 0 is
+// the default wait: 0 (do not wait) is one try there. A negative one is a
+// usage error.
+func (f *lockTimeoutFlag) timeout() (time.Duration, error) {
+	switch {
+	case f.d < 0:
+		return 0, usagef("--lock-timeout %s: must not be negative (0: do not wait)", f.d)
+	case f.d == 0:
+		return migrations.NoLockWait, nil
+	}
+	return f.d, nil
 }
 
 // printSnapshot prints one snapshot's metadata; in JSON, the API's answer

@@ -254,15 +254,16 @@ func replay(tx *bbolt.Tx, e *logEntry, raw []byte) error {
 
 // CompactFile rewrites the database file at path into a compact copy and
 // replaces it, for a stopped server (`ctxd compact`). The file is locked
-// while this runs: it fails if a server has it open. The copy gets the
+// while this runs: it fails (ErrLocked) if a server has it open after
+// waiting up to lockTimeout (as Options.OpenTimeout). The copy gets the
 // data folder's owner (dataOwner).
-func CompactFile(path string) (before, after int64, err error) {
+func CompactFile(path string, lockTimeout time.Duration) (before, after int64, err error) {
 	before = fileSize(path)
 	owner, err := dataOwner(filepath.Dir(path))
 	if err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
-	src, err := openBolt(path, migrations.LockTimeout)
+	src, err := openBolt(path, migrations.LockWait(lockTimeout))
 	if err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}

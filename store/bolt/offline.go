@@ -20,17 +20,18 @@ import (
 
 // PlanMigration reads what migrations.PlanFile plans for the database at
 // path, without changing it; a database a server holds is ErrLocked, as
-// for Open.
-func PlanMigration(path string) (from, to int, steps []migrations.Step, err error) {
-	from, to, steps, err = migrations.PlanFile(path)
+// for Open, once lockTimeout has passed (as Options.OpenTimeout).
+func PlanMigration(path string, lockTimeout time.Duration) (from, to int, steps []migrations.Step, err error) {
+	from, to, steps, err = migrations.PlanFile(path, lockTimeout)
 	return from, to, steps, locked(err)
 }
 
 // FolderRestoreOptions configure RestoreFolder.
 type FolderRestoreOptions struct {
 	ctxd.RestoreOptions
-	// OpenTimeout bounds the wait for the lock of an existing database
-	// (default migrations.LockTimeout): a running server holds it.
+	// OpenTimeout bounds each wait for a file's lock, as
+	// Options.OpenTimeout: the existing database's (a running server
+	// holds it), and the snapshot file's.
 	OpenTimeout time.Duration
 	// Now names the kept file (default time.Now).
 	Now func() time.Time
@@ -87,9 +88,6 @@ func RestoreFolder(ctx context.Context, path, snapshotPath string, opts FolderRe
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.OpenTimeout == 0 {
-		opts.OpenTimeout = migrations.LockTimeout
-	}
 	out := FolderRestore{Database: path}
 	_, err := os.Stat(path)
 	switch {
@@ -111,7 +109,7 @@ func RestoreFolder(ctx context.Context, path, snapshotPath string, opts FolderRe
 				"acknowledged writes of a database moved away; move the folder %s away first", filepath.Dir(path), filepath.Base(path), WALDir(path))
 		}
 	}
-	snap, err := openVerified(snapshotPath)
+	snap, err := openVerified(snapshotPath, opts.OpenTimeout)
 	if err != nil {
 		return out, err
 	}

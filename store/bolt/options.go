@@ -15,7 +15,7 @@ import (
 type Options struct {
 	Limits ctxd.Limits
 	// OpenTimeout bounds the wait for the file lock (default
-	// migrations.LockTimeout).
+	// migrations.LockTimeout; migrations.NoLockWait: one try).
 	OpenTimeout time.Duration
 	// MaxBatch caps how many queued requests one commit takes (default 1024).
 	MaxBatch int

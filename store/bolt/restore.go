@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -19,7 +20,7 @@ import (
 // never goes back, and followers see a new Generation. A partial restore
 // is one transaction of ordinary puts and deletes.
 func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptions) (ctxd.RestoreResult, error) {
-	snap, err := openVerified(path)
+	snap, err := openVerified(path, 0)
 	if err != nil {
 		return ctxd.RestoreResult{}, err
 	}
@@ -28,9 +29,10 @@ func (s *Store) Restore(ctx context.Context, path string, opts ctxd.RestoreOptio
 }
 
 // openVerified opens the snapshot file at path (migrating an older schema
-// in a temporary copy) and verifies every page and record of it.
-func openVerified(path string) (*Snapshot, error) {
-	snap, err := OpenSnapshot(path)
+// in a temporary copy) and verifies every page and record of it; it waits
+// up to lockTimeout (as Options.OpenTimeout) for the file's lock.
+func openVerified(path string, lockTimeout time.Duration) (*Snapshot, error) {
+	snap, err := openSnapshot(path, lockTimeout)
 	if err != nil {
 		return nil, err
 	}

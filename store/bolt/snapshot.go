@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 	"unicode/utf8"
 
 	bbolt "go.etcd.io/bbolt"
@@ -75,8 +76,12 @@ type Snapshot struct {
 // bbolt database of a schema this binary knows. A snapshot of an older
 // schema is migrated in a temporary copy next to it; the file itself is
 // never changed.
-func OpenSnapshot(path string) (*Snapshot, error) {
-	db, schema, err := openSnapshotFile(path)
+func OpenSnapshot(path string) (*Snapshot, error) { return openSnapshot(path, 0) }
+
+// openSnapshot is OpenSnapshot waiting up to lockTimeout (as
+// Options.OpenTimeout) for the file's lock.
+func openSnapshot(path string, lockTimeout time.Duration) (*Snapshot, error) {
+	db, schema, err := openSnapshotFile(path, lockTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +112,7 @@ func OpenSnapshot(path string) (*Snapshot, error) {
 }
 
 // openSnapshotFile opens path read-only and reads its schema version.
-func openSnapshotFile(path string) (*bbolt.DB, int, error) {
+func openSnapshotFile(path string, lockTimeout time.Duration) (*bbolt.DB, int, error) {
 	if fi, err := os.Stat(path); err != nil {
 		return nil, 0, fmt.Errorf("snapshot %s: %w", path, err)
 	} else if fi.Size() == 0 {
@@ -116,7 +121,7 @@ func openSnapshotFile(path string) (*bbolt.DB, int, error) {
 	if err := checkFileStructure(path); err != nil {
 		return nil, 0, fmt.Errorf("%w: %s: %w", ctxd.ErrBadSnapshot, path, err)
 	}
-	db, err := bbolt.Open(path, 0o400, &bbolt.Options{ReadOnly: true, Timeout: migrations.LockTimeout})
+	db, err := bbolt.Open(path, 0o400, &bbolt.Options{ReadOnly: true, Timeout: migrations.LockWait(lockTimeout)})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, 0, fmt.Errorf("snapshot %s is in use by another process (a running server's database?): %w", path, err)
 	}

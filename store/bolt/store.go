@@ -260,10 +260,6 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	timeout := opts.OpenTimeout
-	if timeout == 0 {
-		timeout = migrations.LockTimeout
-	}
 	fi, statErr := os.Stat(path)
 	if statErr == nil && fi.Size() > 0 {
 		// A file in use by a server is left to bbolt.Open, which answers
@@ -277,7 +273,7 @@ func Open(path string, opts Options) (*Store, error) {
 				"(ctxd restore --data DIR --from FILE) or move it away", path, ErrDamaged, err)
 		}
 	}
-	db, err := openBoltWith(path, timeout, opts.freelist)
+	db, err := openBoltWith(path, migrations.LockWait(opts.OpenTimeout), opts.freelist)
 	if errors.Is(err, fs.ErrPermission) {
 		return nil, openDenied(path, err)
 	}
