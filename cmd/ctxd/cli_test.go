@@ -289,7 +289,7 @@ func TestMigrateCommand(t *testing.T) {
 	// A database written by this binary is current. While a server holds
 	// it, migrate says so instead of bbolt's bare "timeout".
 	srv := startServer(t, dir)
-	r = cli(t, nil, "", "migrate", "--data", dir, "--dry-run")
+	r = cli(t, nil, "", "migrate", "--data", dir, "--dry-run", "--lock-timeout", "300ms")
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "in use by another process (is a server running on it?)")
 	srv.Signal(syscall.SIGTERM)
@@ -300,6 +300,76 @@ func TestMigrateCommand(t *testing.T) {
 	r = cli(t, []string{"CTXD_DATA_DIR=" + dir}, "", "migrate")
 	assert.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "is current")
+}
+
+// --lock-timeout, of the commands that open a data folder's database file
+// themselves. While a server holds the folder, a short one (0s: one try)
+// fails with the same "in use" error. The server stops once they all
+// have, or 3 s in: a command that waited the default 5 s instead gets the
+// file then, and succeeds. A long one gets the file when the server stops
+// during its wait. A negative one is a usage error naming the flag.
+func TestLockTimeout(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	snapshot := filepath.Join(t.TempDir(), "schema1.db")
+	require.NoError(t, os.WriteFile(snapshot, readFile(t, filepath.Join("..", "..", "migrations", "testdata", "schema1.db")), 0o600))
+	commands := []struct {
+		args  []string
+		short string
+	}{
+		{[]string{"compact", "--data", dir}, "0s"},
+		{[]string{"migrate", "--data", dir}, "300ms"},
+		{[]string{"restore", "--data", dir, "--from", snapshot}, "0s"},
+		{[]string{"serve", "--addr", "127.0.0.1:0", "--data", dir}, "300ms"},
+	}
+	for _, c := range commands {
+		r := cli(t, nil, "", append(c.args, "--lock-timeout", "-1s")...)
+		assert.Equal(t, 2, r.code, "%v: %s", c.args, r.stderr)
+		assert.Contains(t, r.stderr, "--lock-timeout -1s: must not be negative", c.args)
+	}
+
+	srv := startServer(t, dir)
+	runs := make([]<-chan result, len(commands))
+	for i, c := range commands {
+		runs[i] = cliAsync(t, nil, append(c.args, "--lock-timeout", c.short)...)
+	}
+	results := make([]result, len(runs))
+	gaveUp := make(chan struct{})
+	go func() {
+		for i, run := range runs {
+			results[i] = <-run
+		}
+		close(gaveUp)
+	}()
+	select {
+	case <-gaveUp:
+	case <-time.After(3 * time.Second):
+	}
+	srv.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.Wait(30*time.Second))
+	select {
+	case <-gaveUp:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a command with a short --lock-timeout still runs: it waited longer, and got the folder once the server stopped")
+	}
+	for i, r := range results {
+		assert.Equal(t, 1, r.code, "%v --lock-timeout %s: %s", commands[i].args, commands[i].short, r.stderr)
+		assert.Contains(t, r.stderr, "in use by another process", commands[i].args)
+	}
+
+	srv = startServer(t, dir)
+	offline := commands[:3]
+	runs = runs[:len(offline)]
+	for i, c := range offline {
+		runs[i] = cliAsync(t, nil, append(c.args, "--lock-timeout", "10s")...)
+	}
+	time.Sleep(300 * time.Millisecond) // into their wait: the server stops while they wait
+	srv.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.Wait(30*time.Second))
+	for i, run := range runs {
+		r := <-run
+		assert.Equal(t, 0, r.code, "%v --lock-timeout 10s: %s", offline[i].args, r.stderr)
+	}
 }
 
 // The schema-1 fixture of package migrations: --dry-run prints the plan and

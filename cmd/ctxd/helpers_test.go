@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,7 +104,38 @@ func fromJSON[T any](t *testing.T, out string) T {
 // stdin as standard input, and returns what it printed and its exit code.
 func cli(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	r, err := runCLI(exec.Command(bin, args...), env, stdin)
+	if err != nil {
+		t.Fatalf("run ctxd %v: %v", args, err)
+	}
+	return r
+}
+
+// cliAsync is cli in the background: the result comes on the channel when
+// the process exits (exit code -1 and the error as stderr when it could not
+// run). One still running when the test ends is killed.
+func cliAsync(t *testing.T, env []string, args ...string) <-chan result {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, args...)
+	out := make(chan result, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r, err := runCLI(cmd, env, "")
+		if err != nil {
+			r = result{stderr: err.Error(), code: -1}
+		}
+		out <- r
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return out
+}
+
+// runCLI runs cmd (the binary) as cli does.
+func runCLI(cmd *exec.Cmd, env []string, stdin string) (result, error) {
 	cmd.Env = testEnv(env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
@@ -111,9 +143,9 @@ func cli(t *testing.T, env []string, stdin string, args ...string) result {
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("run ctxd %v: %v", args, err)
+		return result{}, err
 	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}, nil
 }
 
 // repeat runs step(0), step(1), ... in a goroutine of wg until stop is

@@ -540,7 +540,9 @@ func TestSIGHUPWhileStarting(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	startServer(t, dir) // holds the folder's lock
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", dir)
+	// 1s, not the default 5 s: long enough for the SIGHUP to come
+	// during the wait.
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", dir, "--lock-timeout", "1s")
 	cmd.Env = testEnv()
 	var stderr testkit.SyncBuffer
 	cmd.Stderr = &stderr

@@ -172,7 +172,7 @@ func TestSnapshotCommands(t *testing.T) {
 
 	srv = startServer(t, dir)
 	assert.Equal(t, map[string]int{"A": 50}, tags(t, srv.URL))
-	r = cli(t, nil, "", "compact", "--data", dir)
+	r = cli(t, nil, "", "compact", "--data", dir, "--lock-timeout", "300ms")
 	assert.Equal(t, 1, r.code, "a running server's file is refused")
 	assert.Contains(t, r.stderr, "server running")
 }
