@@ -318,6 +318,11 @@ type Storage struct {
 	// rather than take it. 0 checks nothing; fsutil.ReserveAuto ("auto",
 	// the default) is a twentieth of each file system, at most 1 GiB.
 	ReserveBytes fsutil.Reserve
+	// LockTimeout (storage.lock_timeout) is how long the server waits at
+	// start for the database file's lock while another process (a server
+	// still stopping, an offline command) holds it, then fails; 0 tries
+	// once. The offline commands' --lock-timeout is the same wait.
+	LockTimeout time.Duration
 }
 
 // QuotaAuto is Storage.QuotaBytes when the quota is decided at start
@@ -476,7 +481,7 @@ func Defaults() Config {
 		Compat:    Compat{Namespace: ctxd.DefaultNamespace},
 		Snapshots: Snapshots{Interval: 0, Keep: 7, MaxUploadBytes: 1 << 30},
 		History:   History{KeepVersions: DefaultKeepVersions, KeepRevisions: 10000, CompactInterval: 5 * time.Minute},
-		Storage:   Storage{QuotaBytes: QuotaAuto, ReserveBytes: fsutil.ReserveAuto},
+		Storage:   Storage{QuotaBytes: QuotaAuto, ReserveBytes: fsutil.ReserveAuto, LockTimeout: 5 * time.Second}, // migrations.LockTimeout
 		WebSocket: WebSocket{PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second,
 			MaxMessageBytes: 2 << 20, MaxSnapshotBytes: 64 << 20, SnapshotMemoryBytes: 256 << 20, MaxClients: 10000, MaxLag: 10000, LagGrace: DefaultLagGrace,
 			BatchInterval: DefaultBatchInterval, RateLimit: 100, RateBurst: 200, RateLimitMaxRefused: 100},
@@ -615,6 +620,7 @@ func (c Config) warnings(given func(field string) bool) []string {
 	if c.Store.Backend == BackendEtcd {
 		ignored([]string{"store.read_cache_bytes", "wal"}, "they tune the bolt backend, and store.backend is etcd")
 		ignored([]string{"storage.quota_bytes"}, "store.backend is etcd, whose own quota (etcd's --quota-backend-bytes) applies")
+		ignored([]string{"storage.lock_timeout"}, "store.backend is etcd: there is no database file to lock")
 	} else {
 		ignored([]string{"etcd"}, "store.backend is bolt (set store.backend: etcd to run on etcd)")
 	}
@@ -1008,6 +1014,7 @@ var settings = []setting{
 		func(c *Config) *int64 { return &c.Storage.QuotaBytes }),
 	autoSizeSetting("storage.reserve_bytes", "reserve", "1GiB or 500MiB, auto: a twentieth of the disk, at most 1 GiB, or 0: none", nil,
 		func(c *Config) *fsutil.Reserve { return &c.Storage.ReserveBytes }),
+	durationSetting("storage.lock_timeout", true, func(c *Config) *time.Duration { return &c.Storage.LockTimeout }),
 	durationIn("websocket.ping_interval", false, time.Second, 24*time.Hour,
 		"shorter drops every client before it can answer; longer overflows the timers of Socket.IO's JavaScript client, which then drops itself", func(c *Config) *time.Duration { return &c.WebSocket.PingInterval }),
 	durationIn("websocket.write_timeout", false, time.Second, maxDuration, networkFloor, func(c *Config) *time.Duration { return &c.WebSocket.WriteTimeout }),

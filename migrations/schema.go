@@ -104,6 +104,16 @@ const LockTimeout = 5 * time.Second
 // 0, and a lock timeout of 0 here is LockTimeout.
 const NoLockWait = time.Nanosecond
 
+// GivenLockWait is the wait for a lock timeout a user gave (the
+// storage.lock_timeout setting, --lock-timeout), where 0 means one try:
+// NoLockWait.
+func GivenLockWait(d time.Duration) time.Duration {
+	if d == 0 {
+		return NoLockWait
+	}
+	return d
+}
+
 // LockWait is bbolt's Options.Timeout for the lock timeout d: d, or
 // LockTimeout when d is 0.
 func LockWait(d time.Duration) time.Duration {

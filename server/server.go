@@ -29,6 +29,7 @@ import (
 	"github.com/framework0/ctxd/httpapi"
 	"github.com/framework0/ctxd/internal/fsutil"
 	"github.com/framework0/ctxd/internal/snapbudget"
+	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/realtime"
 	"github.com/framework0/ctxd/realtime/socketio"
 	"github.com/framework0/ctxd/store"
@@ -253,6 +254,7 @@ func openBackend(cfg configs.Config, onCommit func(store.CommitInfo), tune func(
 		WALSegmentSize: cfg.WAL.SegmentBytes, CommitInterval: cfg.WAL.CommitInterval,
 		CommitChanges: cfg.WAL.CommitChanges, DirectBytes: cfg.WAL.DirectBytes,
 		GetCacheBytes: cmp.Or(cfg.Store.ReadCacheBytes, -1), // 0 in the config: off
+		OpenTimeout:   migrations.GivenLockWait(cfg.Storage.LockTimeout),
 	}
 	opts.OnSchemaUpgrade = func(from, to int) {
 		log.Info().Str("path", path).Int("from", from).Int("to", to).

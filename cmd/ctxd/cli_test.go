@@ -314,18 +314,20 @@ func TestLockTimeout(t *testing.T) {
 	snapshot := filepath.Join(t.TempDir(), "schema1.db")
 	require.NoError(t, os.WriteFile(snapshot, readFile(t, filepath.Join("..", "..", "migrations", "testdata", "schema1.db")), 0o600))
 	commands := []struct {
-		args  []string
-		short string
+		args     []string
+		short    string
+		negative string // what a negative timeout answers
 	}{
-		{[]string{"compact", "--data", dir}, "0s"},
-		{[]string{"migrate", "--data", dir}, "300ms"},
-		{[]string{"restore", "--data", dir, "--from", snapshot}, "0s"},
-		{[]string{"serve", "--addr", "127.0.0.1:0", "--data", dir}, "300ms"},
+		{[]string{"compact", "--data", dir}, "0s", "--lock-timeout -1s: must not be negative"},
+		{[]string{"migrate", "--data", dir}, "300ms", "--lock-timeout -1s: must not be negative"},
+		{[]string{"restore", "--data", dir, "--from", snapshot}, "0s", "--lock-timeout -1s: must not be negative"},
+		// serve's is its storage.lock_timeout setting, whose flag it is.
+		{[]string{"serve", "--addr", "127.0.0.1:0", "--data", dir}, "300ms", "storage.lock_timeout (flag): must be >= 0"},
 	}
 	for _, c := range commands {
 		r := cli(t, nil, "", append(c.args, "--lock-timeout", "-1s")...)
 		assert.Equal(t, 2, r.code, "%v: %s", c.args, r.stderr)
-		assert.Contains(t, r.stderr, "--lock-timeout -1s: must not be negative", c.args)
+		assert.Contains(t, r.stderr, c.negative, c.args)
 	}
 
 	srv := startServer(t, dir)

@@ -18,7 +18,6 @@ import (
 	"github.com/framework0/ctxd/internal/asynclog"
 	"github.com/framework0/ctxd/internal/failpoint"
 	"github.com/framework0/ctxd/server"
-	"github.com/framework0/ctxd/store/bolt"
 )
 
 // dbFile is the database's name inside the data folder.
@@ -35,13 +34,11 @@ var serveFlags = []serveFlag{
 	{"log-format", "log.format", "log format: json or console"},
 	{"log-level", "log.level", "log level: trace, debug, info, warn or error"},
 	{"storage-quota", "storage.quota_bytes", "storage quota: a size (2GiB), auto (a quarter of the disk, at most 8 GiB) or 0 (none)"},
+	{"lock-timeout", "storage.lock_timeout", "wait this long at start for the database file's lock while another process (a stopping server) holds it, then fail (0: do not wait)"},
 }
 
 func (a *app) serveCmd() *cobra.Command {
-	var (
-		configPath  string
-		lockTimeout lockTimeoutFlag
-	)
+	var configPath string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the ctxd server",
@@ -62,12 +59,7 @@ On SIGHUP it reloads the TLS certificate (tls.*) and the tokens file
 	for _, f := range serveFlags {
 		cmd.Flags().String(f.name, "", f.usage+" (default from config)")
 	}
-	lockTimeout.register(cmd)
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
-		openTimeout, err := lockTimeout.timeout()
-		if err != nil {
-			return err
-		}
 		overrides := map[string]string{}
 		for _, f := range serveFlags {
 			if cmd.Flags().Changed(f.name) {
@@ -91,8 +83,7 @@ On SIGHUP it reloads the TLS certificate (tls.*) and the tokens file
 		for _, w := range cfg.Warnings {
 			log.Warn().Msg("config: " + w)
 		}
-		err = serve(cmd.Context(), cfg, log, server.LogDropped(logw.Dropped),
-			server.StoreOptions(func(o *bolt.Options) { o.OpenTimeout = openTimeout }))
+		err = serve(cmd.Context(), cfg, log, server.LogDropped(logw.Dropped))
 		if ce := (*configs.Error)(nil); err != nil && !errors.As(err, &ce) {
 			// In the log too, not only on stderr as plain text (exitCode):
 			// a pipeline that reads JSON lines would drop that one. A

@@ -526,9 +526,9 @@ func (a *app) dataPath(cmd *cobra.Command, configPath, dataDir string) (string, 
 	return filepath.Join(cfg.DataDir, dbFile), nil
 }
 
-// lockTimeoutFlag is --lock-timeout, of the commands that open a data
-// folder's database file themselves (serve, migrate, restore --data,
-// compact): how long they wait for a file's lock while another process (a
+// lockTimeoutFlag is --lock-timeout, of the offline commands that open a
+// data folder's database file themselves (migrate, restore --data,
+// compact; serve's is its storage.lock_timeout setting): how long they wait for a file's lock while another process (a
 // running or stopping server) holds it, before they fail "in use by
 // another process".
 type lockTimeoutFlag struct{ d time.Duration }
@@ -545,10 +545,8 @@ func (f *lockTimeoutFlag) timeout() (time.Duration, error) {
 	switch {
 	case f.d < 0:
 		return 0, usagef("--lock-timeout %s: must not be negative (0: do not wait)", f.d)
-	case f.d == 0:
-		return migrations.NoLockWait, nil
 	}
-	return f.d, nil
+	return migrations.GivenLockWait(f.d), nil
 }
 
 // printSnapshot prints one snapshot's metadata; in JSON, the API's answer
