@@ -2,9 +2,12 @@ package bolt_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store"
 	"github.com/framework0/ctxd/store/bolt"
+	"github.com/framework0/ctxd/store/wal"
 )
 
 // metaOf reads a database file's store id and write-ahead log position.
@@ -366,4 +370,45 @@ func TestRestoreFolderMigratesAnOldSnapshot(t *testing.T) {
 	assert.Len(t, h.Changes, 2)
 	_, err = b.Get("default", "scratch")
 	assert.True(t, errors.Is(err, ctxd.ErrNotFound))
+}
+
+// A process waiting for the file's lock while its holder replaces the
+// file (ctxd compact renames a compact copy over it, then lets the old
+// one go) opens the file now at the path, not the old one it waited on:
+// writes to the old one, unlinked, were lost at the next start.
+func TestOpenAfterTheFileWasReplacedDuringTheWait(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctxd.db")
+	st, err := bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	_, err = st.Put(t.Context(), "default", "before", json.RawMessage(`1`), nil, "test")
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+
+	holder, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second}) // as ctxd compact
+	require.NoError(t, err)
+	opened := make(chan error, 1)
+	go func() {
+		// Small log segments: the ones applied to the file are released.
+		st, err = bolt.Open(path, bolt.Options{OpenTimeout: 10 * time.Second, WALSegmentSize: wal.MinSegmentSize})
+		opened <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // into its wait for the lock
+	require.NoError(t, holder.View(func(tx *bbolt.Tx) error { return tx.CopyFile(path+".new", 0o600) }))
+	require.NoError(t, os.Rename(path+".new", path))
+	require.NoError(t, holder.Close())
+	require.NoError(t, <-opened)
+	value := json.RawMessage(`"` + strings.Repeat("x", 1<<10) + `"`)
+	for i := range 32 {
+		_, err = st.Put(t.Context(), "default", fmt.Sprint("after", i), value, nil, "test")
+		require.NoError(t, err)
+	}
+	require.NoError(t, st.Close())
+
+	st, err = bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	for i := range 32 {
+		_, err = st.Get("default", fmt.Sprint("after", i))
+		require.NoError(t, err, "the writes went to the file at the path")
+	}
 }

@@ -375,12 +375,63 @@ type freelistMode struct {
 }
 
 func openBoltWith(path string, timeout time.Duration, mode freelistMode) (*bbolt.DB, error) {
+	// The lock is the open file's: a holder may replace the file at path
+	// while this waits (ctxd compact and restore rename a new file over
+	// it, then let the old one go), and the lock then got is the old
+	// file's, unlinked, where writes would be lost. Open what is at path
+	// now instead, within what is left of the wait (0 still forever).
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		var file *os.File
+		db, err := openBoltOnce(path, timeout, mode, func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			file = f
+			return f, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		same, err := isFileAt(file, path)
+		if err != nil { // removed during the wait
+			_ = db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		if same {
+			return db, nil
+		}
+		_ = db.Close()
+		if timeout > 0 {
+			timeout = max(time.Until(deadline), migrations.NoLockWait)
+		}
+	}
+}
+
+// isFileAt says whether f is the file at path.
+func isFileAt(f *os.File, path string) (bool, error) {
+	have, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	now, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(have, now), nil
+}
+
+// openBoltOnce is one bbolt.Open of openBoltWith; openFile opens the
+// file (bbolt keeps it to itself: openBoltWith keeps it too).
+func openBoltOnce(path string, timeout time.Duration, mode freelistMode, openFile func(string, int, os.FileMode) (*os.File, error)) (*bbolt.DB, error) {
 	freelistType := bbolt.FreelistMapType
 	if mode.array {
 		freelistType = bbolt.FreelistArrayType
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
-		Timeout: timeout,
+		Timeout:  timeout,
+		OpenFile: openFile,
 		// The freelist is written in every commit, so that Open reads it
 		// from its page instead of walking every page of the file to
 		// rebuild it (15 s and the whole file in memory on 900 MB cold):
