@@ -22,3 +22,6 @@ func ServeFromTestBinary(t testing.TB) {
 		server.mu.Unlock()
 	})
 }
+
+// FindServer finds the server program as the first Mount does.
+func FindServer() (string, error) { return findServer() }

@@ -648,3 +648,23 @@ func TestNamespaceOperations(t *testing.T) {
 	_, err = os.Stat(p("missing"))
 	assert.True(t, errors.Is(err, os.ErrNotExist))
 }
+
+// Where powerfsd cannot be built, the test binary serves the mounts: no
+// go command on the PATH, or a cache folder that is not one.
+func TestServerWithoutPowerfsdIsTheTestBinary(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	notAFolder := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notAFolder, nil, 0o600))
+	for name, env := range map[string][2]string{
+		"no go command":   {"PATH", t.TempDir()},
+		"no cache folder": {"XDG_CACHE_HOME", notAFolder},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(env[0], env[1])
+			path, err := powerfs.FindServer()
+			require.NoError(t, err)
+			assert.Equal(t, exe, path)
+		})
+	}
+}
