@@ -668,3 +668,36 @@ func TestServerWithoutPowerfsdIsTheTestBinary(t *testing.T) {
 		})
 	}
 }
+
+// powerfsd is built into the user's cache folder under the hash of its
+// content: a second build finds the same file. Builds and build folders
+// (of a process killed while it built) unused for a week are removed.
+func TestPowerfsdIsBuiltIntoTheCacheFolder(t *testing.T) {
+	gocache, err := exec.Command("go", "env", "GOCACHE").Output()
+	require.NoError(t, err)
+	t.Setenv("GOCACHE", strings.TrimSpace(string(gocache))) // Go's, not in the cache folder below: a cold one compiles go-fuse again
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	dir := filepath.Join(cache, "ctxd-powerfsd")
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	unused, unfinished, recent := filepath.Join(dir, "powerfsd-0123456789abcdef"), filepath.Join(dir, "build-1"), filepath.Join(dir, "build-2")
+	for _, p := range []string{unfinished, recent} {
+		require.NoError(t, os.MkdirAll(p, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(p, "powerfsd"), nil, 0o755))
+	}
+	require.NoError(t, os.WriteFile(unused, nil, 0o755))
+	for _, p := range []string{unused, unfinished} {
+		require.NoError(t, os.Chtimes(p, old, old))
+	}
+
+	path, err := powerfs.FindServer()
+	require.NoError(t, err)
+	assert.Equal(t, dir, filepath.Dir(path))
+	assert.Regexp(t, `^powerfsd-[0-9a-f]{16}$`, filepath.Base(path))
+	again, err := powerfs.FindServer()
+	require.NoError(t, err)
+	assert.Equal(t, path, again, "the same sources, the same file")
+	assert.NoFileExists(t, unused)
+	assert.NoDirExists(t, unfinished)
+	assert.DirExists(t, recent, "another process's build, under way")
+}

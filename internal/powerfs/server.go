@@ -128,12 +128,15 @@ func fileHash(path string) (string, error) {
 }
 
 // removeUnused removes the builds in dir other than keep that were last
-// used before cutoff (best effort: another process may be removing them).
+// used before cutoff, and the build folders left as old by a process
+// killed while it built (best effort: another process may be removing
+// them).
 func removeUnused(dir, keep string, cutoff time.Time) {
-	old, _ := filepath.Glob(filepath.Join(dir, "powerfsd-*"))
-	for _, p := range old {
+	builds, _ := filepath.Glob(filepath.Join(dir, "powerfsd-*"))
+	unfinished, _ := filepath.Glob(filepath.Join(dir, "build-*"))
+	for _, p := range append(builds, unfinished...) {
 		if st, err := os.Stat(p); err == nil && p != keep && st.ModTime().Before(cutoff) {
-			_ = os.Remove(p)
+			_ = os.RemoveAll(p)
 		}
 	}
 }
