@@ -302,13 +302,13 @@ func TestEtcdAWindowOfBytesEndsInsideARevision(t *testing.T) {
 // A polling client cut lagged while one of its polls waits for packets
 // gets everything queued with the error over its next polls, though it
 // is more than that poll's answer holds: here the rest of an etcd
-// revision held back by its window (values of 250 KB, a window of 2 MiB:
+// revision held back by its window (values of 125 KB, a window of 1 MiB:
 // 9 of them), past the 16 packets a poll answers. The first poll's
-// answer is not read until the cut (its 2.25 MB are more than the
-// kernel's buffers hold: the server's send buffers are locked at 64 KiB,
-// where the kernel's own would grow to take about 4 MB), so that its 9
-// changes hold the window while the second poll waits with nothing
-// queued.
+// answer is not read until the cut (its 1.1 MB are four times what the
+// kernel's buffers hold, about 280 KB: the server's send buffers are
+// locked at 64 KiB, where the kernel's own would grow to take about
+// 4 MB), so that its 9 changes hold the window while the second poll
+// waits with nothing queued.
 // Before, the session was dropped at the cut as if the waiting poll
 // would take all of it: that poll got 16 packets and the next one 400
 // (unknown session), the rest of the revision and the error lost
@@ -317,17 +317,17 @@ func TestEtcdAWindowOfBytesEndsInsideARevision(t *testing.T) {
 // session goes in the next one, not as a 17th packet (checked:
 // payload's bound fails with it there).
 func TestEtcdALaggedPollingClientGetsTheRestOverSeveralPolls(t *testing.T) {
-	const size, maxLag = 250_000, 35
+	const size, maxLag = 125_000, 35
 	endpoint := etcdkit.Shared(t).Endpoint
 	for _, perTxn := range []int{30, 24} {
 		t.Run(strconv.Itoa(perTxn), func(t *testing.T) {
 			srv := testkit.StartServer(t, testkit.WithEtcd(endpoint, etcdkit.Prefix(etcdkit.Name(t))), testkit.WithSendBuffer(64<<10), testkit.WithConfig(func(c *configs.Config) {
 				c.WebSocket.MaxLag = maxLag
 				c.WebSocket.LagGrace = 0
-				smallMessages(c, 1<<20) // a window of 2 MiB: one poll's answer holds it
+				smallMessages(c, 512<<10) // a window of 1 MiB: one poll's answer holds it
 				c.WebSocket.PingInterval = 10 * time.Minute
 				c.Limits.MaxTxnOps = perTxn
-				// Its transaction, of 30 MB then, took etcd more than
+				// Its transaction, of 30 MB once, took etcd more than
 				// the default 5 s once, in make test beside other
 				// packages (outcome unknown): what is tested is the door's.
 				c.Etcd.RequestTimeout = time.Minute
