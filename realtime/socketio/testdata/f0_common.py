@@ -22,10 +22,15 @@ def fail(msg):
 class Client:
     """An AsyncClient (reconnection on: the default, as Framework0 uses
     it) whose snapshots, updates and error events are queued, and whose
-    connect_error events are listed."""
+    connect_error events are listed.
+
+    Its first reconnection waits a tenth of Framework0's (python-socketio's
+    default of 1 s, randomized 0.5 to 1.5 s): the tests wait for it and
+    time nothing. A reconnection the client should not attempt shows
+    sooner, not later."""
 
     def __init__(self):
-        self.sio = socketio.AsyncClient()
+        self.sio = socketio.AsyncClient(reconnection_delay=0.1, randomization_factor=0.05)
         self.snapshots = asyncio.Queue()
         self.updates = asyncio.Queue()
         self.errors = asyncio.Queue()
