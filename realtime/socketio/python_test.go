@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -56,14 +57,24 @@ func TestPythonAsyncClient(t *testing.T) {
 // /usr/bin/python3 that has socketio and aiohttp, or fails the test.
 func findPython(t *testing.T) string {
 	t.Helper()
+	p := pythonWithSocketIO()
+	if p == "" {
+		t.Fatal("python3 with socketio and aiohttp is missing: make test-tools installs python3-socketio and python3-aiohttp (CTXD_PYTHON names another interpreter)")
+	}
+	return p
+}
+
+// pythonWithSocketIO is findPython's search, done once for the package's
+// tests: each try starts an interpreter that imports both (a pyenv shim
+// without them took 0.7 s to say so).
+var pythonWithSocketIO = sync.OnceValue(func() string {
 	for _, p := range []string{os.Getenv("CTXD_PYTHON"), "python3", "/usr/bin/python3"} {
 		if p != "" && exec.Command(p, "-c", "import socketio, aiohttp").Run() == nil {
 			return p
 		}
 	}
-	t.Fatal("python3 with socketio and aiohttp is missing: make test-tools installs python3-socketio and python3-aiohttp (CTXD_PYTHON names another interpreter)")
 	return ""
-}
+})
 
 // TestPythonReconnects: Framework0's client, python-socketio's AsyncClient
 // with reconnection on, comes back by itself with a new snapshot and gets
