@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,27 +99,30 @@ func (ts *testServer) start() {
 }
 
 // dialSmall dials with a small kernel receive buffer, locked
-// (SO_RCVBUF), set after the handshake has advertised the default one.
-// Only for a test that needs its client to hold little, not to make the
-// server's writes block soon (startServerBuf's send buffer does that): a
-// client that stops reading with it may lose for good what it advertised
-// room for. Linux cannot grow a locked buffer to hold what its window let
-// in; it drops those segments, then the server's as beyond the now zero
-// window, window updates and acknowledgements included, and the lost
-// data comes back only at the server's backed-off retransmission
-// timeout: the client's sends can stall, and its reads once it reads
-// again (TestClientThatDoesNotReadStallsItselfByCount, 2 runs of 30
-// under -race). With the kernel's own buffer it grows instead.
+// (SO_RCVBUF), set before the connection's handshake so that the window
+// it advertises fits it. Only for a test that needs its client to hold
+// little, not to make the server's writes block soon (startServerBuf's
+// send buffer does that). Set after the handshake, as it was, the buffer
+// held less than the default window had let in: Linux cannot grow a
+// locked buffer to hold it, and drops those segments, then the server's
+// as beyond the now zero window, window updates and acknowledgements
+// included, and the lost data came back only at the server's backed-off
+// retransmission timeout. The client's sends could stall
+// (TestClientThatDoesNotReadStallsItselfByCount, 2 runs of 30 under
+// -race, which keeps its kernel's buffer since), and reading the 24
+// changes of 4 KiB of TestEtcdSubscribeInsideRevision took it 1 to 1.5 s.
 func dialSmall(t testing.TB, u string, size int) *wsClient {
 	t.Helper()
 	return testkit.DialWatchWith(t, &websocket.Dialer{
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var nd net.Dialer
-			c, err := nd.DialContext(ctx, network, addr)
-			if tc, ok := c.(*net.TCPConn); ok {
-				_ = tc.SetReadBuffer(size)
-			}
-			return c, err
+			nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				var err error
+				if cerr := rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size) }); cerr != nil {
+					return cerr
+				}
+				return err
+			}}
+			return nd.DialContext(ctx, network, addr)
 		},
 	}, u, nil)
 }
