@@ -269,6 +269,13 @@ func TestWaitingSessionsAreCappedPerAddress(t *testing.T) {
 	res, err := flood.Post(hs.URL+"/socket.io/?EIO=4&transport=polling&sid="+first, "text/plain", strings.NewReader("40"))
 	require.NoError(t, err)
 	_ = res.Body.Close()
+	// Its poll takes the CONNECT's answer: left queued, it held the
+	// server's Close for closeWait (2 s), for a poll that never came.
+	res, err = flood.Get(hs.URL + "/socket.io/?EIO=4&transport=polling&sid=" + first)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	require.True(t, strings.HasPrefix(string(body), `40{"sid"`), "the CONNECT's answer: %s", body)
 	testkit.Eventually(t, func() bool { c, _ := handshake(flood); return c == http.StatusOK }, "a place again once one CONNECTed")
 }
 
