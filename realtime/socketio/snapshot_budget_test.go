@@ -107,6 +107,11 @@ func TestAClientThatDoesNotReadHoldsTheBudgetAtMostTheWriteTimeout(t *testing.T)
 	testkit.Eventually(t, func() bool {
 		return testkit.Scrape(t, srv.URL)["ctxd_ws_snapshot_bytes"] == 0 && testkit.Scrape(t, srv.URL)["ctxd_ws_clients{protocol=\"socketio\"}"] == 1
 	}, "the unread snapshot gave its bytes back after the write timeout, the client still connected")
+	// It polls at last, and gets its snapshot all the same. (Left
+	// queued, the packets held the server's Close for closeWait, 2 s.)
+	require.True(t, idle.pollOnce())
+	require.True(t, strings.HasPrefix(idle.next(), "0"), "the CONNECT's answer")
+	idle.waitEvent("context_snapshot")
 }
 
 // A polling client behind by many changes gets its snapshot in its first
