@@ -144,4 +144,10 @@ func TestAPolledSnapshotGivesItsBytesBackWithABacklog(t *testing.T) {
 	c.waitEvent("context_snapshot")
 	// One poll takes 16 packets: the changes fill the window again.
 	testkit.Eventually(t, func() bool { return held() == 0 }, "the written snapshot gave its bytes back")
+	// Then it takes every change, in order. (Left queued, they held the
+	// server's Close for closeWait, 2 s, for a poll that never came.)
+	c.pollInBackground(0)
+	for i := range 2000 {
+		require.Equal(t, "k"+strconv.Itoa(i), c.waitEvent(ctxd.TypeContextUpdated).Data["key"], "change %d", i)
+	}
 }
