@@ -200,7 +200,15 @@ func TestAPacketHeldBackIsDroppedWhenItsSessionCloses(t *testing.T) {
 	}()
 	testkit.Eventually(t, func() bool { return e.srv.Backlog().Stalled == 1 })
 	applied := e.st.Revision()
-	require.NoError(t, e.srv.Close())
+	closed := make(chan error, 1)
+	go func() { closed <- e.srv.Close() }()
+	// Once the close has ended the session (no client left), the client
+	// polls what was queued before it: left there, it held Close for
+	// closeWait (2 s), for a poll that never came.
+	testkit.Eventually(t, func() bool { return e.srv.Clients() == 0 }, "the session closed")
+	for e.poll() != nil {
+	}
+	require.NoError(t, <-closed)
 	require.NoError(t, <-posted)
 	assert.Equal(t, applied, e.st.Revision(), "a set applied after its session closed")
 }
