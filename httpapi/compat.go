@@ -134,9 +134,14 @@ func (s *Server) compatGetPath(c echo.Context) error {
 
 // compatSet serves POST /ctx with {"key","value","who"}; without "who",
 // ?who= or X-Ctxd-Who, else api_client. As in Framework0, a missing or null
-// value is a 400 (v1 stores null like any value).
+// value is a 400 (v1 stores null like any value). If-Match works as on v1:
+// a precondition a client states is never ignored.
 func (s *Server) compatSet(c echo.Context) error {
 	req := c.Request()
+	expect, err := parseIfMatch(req)
+	if err != nil {
+		return err
+	}
 	body, err := readBody(req)
 	if err != nil {
 		return err
@@ -162,7 +167,7 @@ func (s *Server) compatSet(c echo.Context) error {
 		return badRequest(`missing "value" (null is not a value here): send {"key": "name", "value": ...}`)
 	}
 	author := compatWhoOf(c, in.Who)
-	res, err := s.st.Txn(req.Context(), []ctxd.Write{{Namespace: s.compatNS(), Key: *in.Key, Op: ctxd.OpPut, Value: in.Value, Who: author, TTL: ttl}})
+	res, err := s.st.Txn(req.Context(), []ctxd.Write{{Namespace: s.compatNS(), Key: *in.Key, Op: ctxd.OpPut, Value: in.Value, Expect: expect, Who: author, TTL: ttl}})
 	if err != nil {
 		return err
 	}
@@ -204,13 +209,18 @@ func decodeObject(body []byte, v any) error {
 	return nil
 }
 
-// compatDelete serves DELETE /ctx/{key} (who: ?who= or X-Ctxd-Who).
+// compatDelete serves DELETE /ctx/{key} (who: ?who= or X-Ctxd-Who;
+// If-Match as on v1).
 func (s *Server) compatDelete(c echo.Context) error {
 	key, err := compatKeyPath(c.Request())
 	if err != nil {
 		return err
 	}
-	rec, err := s.st.Delete(c.Request().Context(), s.compatNS(), key, nil, compatWhoOf(c, nil))
+	expect, err := parseIfMatch(c.Request())
+	if err != nil {
+		return err
+	}
+	rec, err := s.st.Delete(c.Request().Context(), s.compatNS(), key, expect, compatWhoOf(c, nil))
 	if err != nil {
 		return err
 	}

@@ -261,6 +261,31 @@ func TestCompatDelete(t *testing.T) {
 	requireCtxError(t, e.do(http.MethodDelete, "/ctx/", ""), 400, "bad_request")
 }
 
+// The /ctx writes hold to If-Match and If-None-Match: * as v1's do: a
+// client that states the version it expects never gets an unconditional
+// write (they were ignored: a stale If-Match deleted the key).
+func TestCompatWritesHonourIfMatch(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.set("lock", `"ann"`, "")
+	rev := e.revision()
+
+	ce := requireCtxError(t, e.do(http.MethodPost, "/ctx", `{"key":"lock","value":"bob"}`, "If-Match", "2"), http.StatusConflict, "conflict")
+	assert.Equal(t, uint64(1), *ce.Error.CurrentVersion)
+	requireCtxError(t, e.do(http.MethodPost, "/ctx", `{"key":"lock","value":"bob"}`, "If-None-Match", "*"), http.StatusConflict, "conflict")
+	requireCtxError(t, e.do(http.MethodDelete, "/ctx/lock", "", "If-Match", `"2"`), http.StatusConflict, "conflict")
+	requireCtxError(t, e.do(http.MethodDelete, "/ctx/lock", "", "If-Match", "W/1"), http.StatusBadRequest, "bad_request")
+	requireCtxError(t, e.do(http.MethodPost, "/ctx", `{"key":"lock","value":"bob"}`, "If-None-Match", `"1"`), http.StatusBadRequest, "bad_request")
+	assert.Equal(t, rev, e.revision(), "refused writes wrote nothing")
+	assert.Equal(t, `"ann"`, string(decode[ctxValue](t, e.do(http.MethodGet, "/ctx/lock", "")).Value))
+
+	r := e.do(http.MethodPost, "/ctx", `{"key":"lock","value":"bob"}`, "If-Match", "1")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	r = e.do(http.MethodPost, "/ctx", `{"key":"new","value":1}`, "If-None-Match", "*")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	r = e.do(http.MethodDelete, "/ctx/lock", "", "If-Match", `"2"`)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+}
+
 func TestCompatAll(t *testing.T) {
 	e := newEnv(t, envOptions{cfg: httpapi.Config{Clients: func() int { return 3 }}})
 	r := e.do(http.MethodGet, "/ctx/all", "")
