@@ -49,9 +49,11 @@ func ParseTTLJSON(raw json.RawMessage) (time.Duration, error) {
 		return 0, Invalidf(`ttl must be a duration string ("30s") or a number of seconds, got %s`, raw)
 	}
 	if secs <= 0 || secs > float64(maxTTLSeconds) {
-		return 0, Invalidf("ttl %s: must be a positive number of seconds", raw)
+		return 0, Invalidf("ttl %s: must be a positive number of seconds, at most %d", raw, maxTTLSeconds)
 	}
-	return time.Duration(secs * float64(time.Second)), nil
+	// A ttl below a nanosecond is 1ns, not 0: 0 means "no ttl", and a key
+	// asked to expire at once would never expire (limits.min_ttl refuses it).
+	return max(time.Duration(secs*float64(time.Second)), time.Nanosecond), nil
 }
 
 // ValidateTTL checks a TTL against the limits' MinTTL and MaxTTL.

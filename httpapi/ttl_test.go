@@ -63,6 +63,8 @@ func TestTTLRefusals(t *testing.T) {
 		"above max_ttl":    {http.MethodPut, keyPath("default", "k") + "?ttl=9000h"},
 		"ttl on a delete":  {http.MethodPost, "/v1/txn"},
 		"bad ttl in a txn": {http.MethodPost, "/v1/txn"},
+		// Below a nanosecond: it was taken as no ttl, a key that never expires.
+		"tiny ttl in a txn": {http.MethodPost, "/v1/txn"},
 	} {
 		body := `1`
 		switch name {
@@ -70,12 +72,16 @@ func TestTTLRefusals(t *testing.T) {
 			body = `{"ops":[{"op":"delete","key":"k","ttl":"1m"}]}`
 		case "bad ttl in a txn":
 			body = `{"ops":[{"op":"put","key":"k","value":1,"ttl":true}]}`
+		case "tiny ttl in a txn":
+			body = `{"ops":[{"op":"put","key":"k","value":1,"ttl":1e-10}]}`
 		}
 		t.Run(name, func(t *testing.T) {
 			requireError(t, e.do(req[0], req[1], body), http.StatusBadRequest, "bad_request")
 		})
 	}
 	requireCtxError(t, e.do(http.MethodPost, "/ctx", `{"key":"k","value":1,"ttl":"x"}`), http.StatusBadRequest, "bad_request")
+	ce := requireCtxError(t, e.do(http.MethodPost, "/ctx", `{"key":"k","value":1,"ttl":1e-10}`), http.StatusBadRequest, "bad_request")
+	assert.Contains(t, ce.Error.Message, "below the minimum")
 	assert.Equal(t, rev, e.revision(), "refused writes change nothing")
 }
 
