@@ -3,6 +3,7 @@ package ctxd
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -378,7 +379,8 @@ func (l Limits) PrepareWrites(writes []Write) error {
 			w.Value = v
 			if w.TTL != 0 {
 				if err := l.ValidateTTL(w.TTL); err != nil {
-					return err
+					// Named: of a transaction's or an import's puts, which.
+					return fmt.Errorf("put %s/%s: %w", w.Namespace, w.Key, err)
 				}
 			}
 		case OpPatch:

@@ -82,6 +82,10 @@ func TestTTLRefusals(t *testing.T) {
 	requireCtxError(t, e.do(http.MethodPost, "/ctx", `{"key":"k","value":1,"ttl":"x"}`), http.StatusBadRequest, "bad_request")
 	ce := requireCtxError(t, e.do(http.MethodPost, "/ctx", `{"key":"k","value":1,"ttl":1e-10}`), http.StatusBadRequest, "bad_request")
 	assert.Contains(t, ce.Error.Message, "below the minimum")
+	// Of several puts, the refused one is named.
+	ae := requireError(t, e.do(http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"k","value":1,"ttl":"1h"},{"op":"put","key":"lock","value":1,"ttl":"10ms"}]}`),
+		http.StatusBadRequest, "bad_request")
+	assert.Contains(t, ae.Error.Message, "default/lock")
 	assert.Equal(t, rev, e.revision(), "refused writes change nothing")
 }
 
