@@ -185,6 +185,10 @@ func jsonPatch(value, doc []byte, limits ctxd.Limits, budget *Budget) (out []byt
 			// A move to where it is changes nothing (the library removes
 			// and adds it again: a member would move to the end).
 			next = cur
+		case o.op == "move" && strings.HasPrefix(o.path, o.from+"/"):
+			// RFC 6902 4.4: "from" must not be a proper prefix of "path".
+			// The library said "doc is missing destination path".
+			return nil, 0, fail(o.path, "a value cannot be moved into itself: the path is inside the from, "+strconv.Quote(o.from))
 		case o.path == "" && (o.op == "add" || o.op == "replace"):
 			// The whole value (RFC 6902: "" names the document), of any
 			// type: the library takes only an object or an array there.

@@ -201,6 +201,28 @@ func TestMoveAndCopyToTheEndOfAnArray(t *testing.T) {
 	assert.ErrorIs(t, err, ctxd.ErrPatchFailed, `"-" as from names no element`)
 }
 
+// A move into one of its own members is refused (RFC 6902 4.4: "from"
+// must not be a proper prefix of "path"), and says so: it was the
+// library's "doc is missing destination path", of a path that was there.
+func TestAMoveIntoItselfIsRefusedAndSaysSo(t *testing.T) {
+	value := []byte(`{"a":{"b":{"c":1}},"l":[1,[2]]}`)
+	for _, doc := range []string{
+		`[{"op":"move","from":"/a","path":"/a/b/d"}]`,
+		`[{"op":"move","from":"/l","path":"/l/1/-"}]`,
+		`[{"op":"move","from":"","path":"/x"}]`,
+	} {
+		_, err := patch.Apply(value, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(doc)}, ctxd.DefaultLimits)
+		var pe *ctxd.PatchError
+		require.ErrorAs(t, err, &pe, doc)
+		assert.Equal(t, "move", pe.Op, doc)
+		assert.Contains(t, pe.Reason, "into itself", doc)
+	}
+	// Control: a member whose name starts as the other's is not inside it.
+	out, err := patch.Apply(value, ctxd.Patch{Type: ctxd.JSONPatch, Doc: raw(`[{"op":"move","from":"/a","path":"/ab"}]`)}, ctxd.DefaultLimits)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"ab":{"b":{"c":1}},"l":[1,[2]]}`, string(out))
+}
+
 // A malformed patch is bad input whatever the value; a result over the
 // size limit is too large; neither is a patch error.
 func TestBadPatchesAndLimits(t *testing.T) {
