@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,10 @@ func ReadJSON(r io.Reader, fn func(key string, value json.RawMessage) error, dea
 			return forEachMember(dec, `"context" to be an object of key -> value`, func(key string) error {
 				var value json.RawMessage
 				if err := dec.Decode(&value); err != nil {
+					if strings.Contains(err.Error(), "exceeded max depth") {
+						// encoding/json's own words name neither the key nor the limit.
+						return fmt.Errorf("%w: the value of key %q nests arrays and objects more than 10000 deep", ErrBadDump, key)
+					}
 					return bad(err)
 				}
 				return fn(key, value)

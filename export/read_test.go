@@ -94,6 +94,13 @@ func TestReadJSONMalformed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, got)
 
+	// A value nested past encoding/json's limit is named, with the limit
+	// (it was "invalid character '[' exceeded max depth").
+	_, err = readAll(t, `{"context":{"ok":1,"deep":`+strings.Repeat("[", 10001)+strings.Repeat("]", 10001)+`}}`)
+	require.ErrorIs(t, err, export.ErrBadDump)
+	assert.Contains(t, err.Error(), `key "deep"`)
+	assert.Contains(t, err.Error(), "more than 10000 deep")
+
 	boom := errors.New("stop here")
 	err = export.ReadJSON(strings.NewReader(`{"context":{"a":1,"b":2}}`), func(string, json.RawMessage) error { return boom }, nil)
 	require.ErrorIs(t, err, boom)
