@@ -372,14 +372,15 @@ func (l Limits) PrepareWrites(writes []Write) error {
 		}
 		switch w.Op {
 		case OpPut:
+			// A refused value or ttl is named: of a transaction's or an
+			// import's puts, which.
 			v, err := l.CanonicalValue(w.Value)
 			if err != nil {
-				return err
+				return fmt.Errorf("put %s/%s: %w", w.Namespace, w.Key, err)
 			}
 			w.Value = v
 			if w.TTL != 0 {
 				if err := l.ValidateTTL(w.TTL); err != nil {
-					// Named: of a transaction's or an import's puts, which.
 					return fmt.Errorf("put %s/%s: %w", w.Namespace, w.Key, err)
 				}
 			}

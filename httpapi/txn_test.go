@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/store/bolt"
 )
 
 func TestTxn(t *testing.T) {
@@ -92,4 +93,18 @@ func TestTxnAllOrNothing(t *testing.T) {
 	requireError(t, r, http.StatusConflict, "conflict")
 	assert.Equal(t, rev, e.revision())
 	requireError(t, e.do(http.MethodGet, keyPath("default", "new"), ""), http.StatusNotFound, "not_found")
+}
+
+// Of several puts (a transaction, an import), the one whose value is
+// refused is named: "too large: value is 17 bytes" did not say which.
+func TestARefusedValueOfSeveralPutsIsNamed(t *testing.T) {
+	e := newEnv(t, envOptions{store: bolt.Options{Limits: ctxd.Limits{MaxValueBytes: 16}}})
+	rev := e.revision()
+	ae := requireError(t, e.do(http.MethodPost, "/v1/txn", `{"ops":[{"op":"put","key":"small","value":1},{"op":"put","key":"big","value":"0123456789abcdef"}]}`),
+		http.StatusRequestEntityTooLarge, "too_large")
+	assert.Contains(t, ae.Error.Message, "default/big")
+	ae = requireError(t, e.do(http.MethodPost, "/v1/ns/imp/import", `{"context":{"small":1,"big":"0123456789abcdef"}}`),
+		http.StatusRequestEntityTooLarge, "too_large")
+	assert.Contains(t, ae.Error.Message, "imp/big")
+	assert.Equal(t, rev, e.revision(), "nothing was written")
 }
