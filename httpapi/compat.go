@@ -28,8 +28,8 @@ import (
 //
 //	GET    /ctx?key=K          {"key","value","timestamp","status"}; unknown key: 200, value null
 //	GET    /ctx/{key}          the same; unknown key: 404
-//	POST   /ctx                {"key","value","who"} -> {"status","key","value","who","timestamp"}
-//	DELETE /ctx/{key}          {"status","key","who","timestamp"}
+//	POST   /ctx                {"key","value","who"} -> {"status","key","value","who","timestamp"}; If-Match as v1
+//	DELETE /ctx/{key}          {"status","key","who","timestamp"}; If-Match as v1
 //	GET    /ctx/all            {"context","history_count","connected_clients","timestamp","status"}
 //	GET    /ctx/history        ?key=&who= -> {"history","total_entries","filtered_entries","timestamp","status"}
 //	GET    /ctx/status         {"status":"running",...}
