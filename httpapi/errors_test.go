@@ -84,6 +84,8 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"bad limit on list", http.MethodGet, "/v1/ns/default/keys?limit=abc", ``, nil, 400, "bad_request"},
 		{"zero limit on list", http.MethodGet, "/v1/ns/default/keys?limit=0", ``, nil, 400, "bad_request"},
 		{"negative limit on list", http.MethodGet, "/v1/ns/default/keys?limit=-5", ``, nil, 400, "bad_request"},
+		{"limit past 64 bits that is not a number", http.MethodGet, "/v1/ns/default/keys?limit=99999999999999999999x", ``, nil, 400, "bad_request"},
+		{"negative limit past 64 bits", http.MethodGet, "/v1/ns/default/keys?limit=-99999999999999999999", ``, nil, 400, "bad_request"},
 		{"bad limit on history", http.MethodGet, keyPath("default", "exists") + "/history?limit=x", ``, nil, 400, "bad_request"},
 		{"bad before on history", http.MethodGet, keyPath("default", "exists") + "/history?before=-1", ``, nil, 400, "bad_request"},
 		{"bad rev", http.MethodGet, keyPath("default", "exists") + "?rev=x", ``, nil, 400, "bad_request"},

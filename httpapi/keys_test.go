@@ -297,6 +297,11 @@ func TestHistory(t *testing.T) {
 	}
 	assert.Equal(t, all.Changes, paged)
 
+	// A limit too large for 64 bits is the maximum, as a list's.
+	r = e.doUnchecked(http.MethodGet, keyPath("default", "cfg/x")+"/history?limit=18446744073709551616")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, all.Changes, decode[ctxd.HistoryPage](t, r).Changes)
+
 	requireError(t, e.do(http.MethodGet, keyPath("default", "never")+"/history", ""), http.StatusNotFound, "not_found")
 }
 
@@ -347,9 +352,15 @@ func TestList(t *testing.T) {
 	assert.Equal(t, "q", p.Records[26].Key)
 	assert.False(t, hasField(t, r, "next"), "the last page has no next")
 
-	// A limit above the maximum is capped, not refused.
+	// A limit above the maximum is capped, not refused: one too large for
+	// 64 bits as well (it was a 400).
 	r = e.do(http.MethodGet, "/v1/ns/default/keys?limit=1000000", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	for _, limit := range []string{"18446744073709551616", strings.Repeat("9", 40)} {
+		r = e.doUnchecked(http.MethodGet, "/v1/ns/default/keys?limit="+limit)
+		require.Equal(t, http.StatusOK, r.status, "limit=%s: %s", limit, r.body)
+		assert.Len(t, decode[ctxd.ListPage](t, r).Records, 27, "limit=%s", limit)
+	}
 
 	// A namespace nobody wrote to lists nothing.
 	r = e.do(http.MethodGet, "/v1/ns/empty/keys", "")

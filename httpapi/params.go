@@ -147,6 +147,14 @@ func parseUint(s string) (uint64, error) {
 	return strconv.ParseUint(s, 10, 64)
 }
 
+// beyond64Bits reports whether s is plain decimal digits, a number too
+// large for 64 bits. (ParseUint reports the overflow before it has read
+// every character, so the digits are checked here.)
+func beyond64Bits(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 64)
+	return errors.Is(err, strconv.ErrRange) && strings.Trim(s, "0123456789") == ""
+}
+
 // queryParam returns a query parameter and whether it was given at all.
 func queryParam(c echo.Context, name string) (string, bool) {
 	if c.Request().URL.RawQuery == "" {
@@ -174,10 +182,14 @@ func positiveParam(c echo.Context, name string) (uint64, error) {
 }
 
 // limitParam reads ?limit=, an integer >= 1; absent gives 0 (the store's
-// default). Values above ctxd.MaxListLimit are capped.
+// default). Values above ctxd.MaxListLimit are capped, one too large for
+// 64 bits too: it is larger than the maximum all the same (README).
 func limitParam(c echo.Context) (int, error) {
 	n, err := positiveParam(c, "limit")
 	if err != nil {
+		if s, _ := queryParam(c, "limit"); beyond64Bits(s) {
+			return ctxd.MaxListLimit, nil
+		}
 		return 0, err
 	}
 	if n > ctxd.MaxListLimit {
