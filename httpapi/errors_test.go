@@ -167,13 +167,34 @@ func TestIfMatchTwice(t *testing.T) {
 	assert.Equal(t, uint64(1), e.revision())
 }
 
+// A key's path names the same methods in every Allow (its OPTIONS, and
+// the 405 of a method it refuses), and serves each method it names: POST
+// only at a keepalive's path (OPTIONS named POST on every key's path,
+// whose POST was a 405 whose Allow left it out).
 func TestMethodNotAllowedListsAllowed(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	r := e.do(http.MethodTrace, keyPath("default", "k"), `1`)
-	requireError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
-	allow := r.header.Get("Allow")
-	for _, m := range []string{"GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"} {
-		assert.Contains(t, allow, m)
+	for _, tt := range []struct {
+		path  string
+		allow string
+	}{
+		{keyPath("default", "k"), "OPTIONS, DELETE, GET, HEAD, PATCH, PUT"},
+		{keyPath("default", "k") + "/keepalive", "OPTIONS, DELETE, GET, HEAD, PATCH, POST, PUT"},
+	} {
+		r := e.do(http.MethodOptions, tt.path, "")
+		require.Equal(t, http.StatusNoContent, r.status, "OPTIONS %s: %s", tt.path, r.body)
+		assert.Equal(t, tt.allow, r.header.Get("Allow"), "OPTIONS %s", tt.path)
+		for _, m := range []string{http.MethodPost, http.MethodTrace, "PROPFIND"} {
+			if strings.Contains(tt.allow, m) {
+				continue
+			}
+			r := e.do(m, tt.path, `1`)
+			requireError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
+			assert.Equal(t, tt.allow, r.header.Get("Allow"), "%s %s", m, tt.path)
+		}
+		for _, m := range strings.Split(tt.allow, ", ") {
+			r := e.do(m, tt.path, `1`)
+			assert.NotEqual(t, http.StatusMethodNotAllowed, r.status, "%s %s is in Allow: %s", m, tt.path, r.body)
+		}
 	}
 }
 

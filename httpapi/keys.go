@@ -3,6 +3,7 @@ package httpapi
 import (
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,13 +62,57 @@ func (s *Server) putKey(c echo.Context) error {
 	return sendRecord(c, &res.Records[0])
 }
 
+// keyRoute is the route of a key's path, which serves the key, its
+// history (GET .../history) and its keepalive (POST .../keepalive).
+const keyRoute = "/v1/ns/:ns/keys/*"
+
+// keyPathAllow returns the Allow of a key's path that does not end in
+// /keepalive: the key route's methods but POST, which only a keepalive
+// takes (keepAlive answers 405 elsewhere). Read from the routes, in
+// Echo's order (OPTIONS first, then by name), so that it names what the
+// route serves.
+func keyPathAllow(e *echo.Echo) string {
+	var methods []string
+	for _, rt := range e.Routes() {
+		if rt.Path == keyRoute && rt.Method != http.MethodPost {
+			methods = append(methods, rt.Method)
+		}
+	}
+	slices.Sort(methods)
+	return strings.Join(append([]string{http.MethodOptions}, methods...), ", ")
+}
+
+// keyPathMethods corrects the router's answer to a method the key route
+// has no handler for (an OPTIONS, or a 405) on a key's path that does not
+// end in /keepalive: the router's Allow names POST, which that path
+// refuses, so a client that trusted OPTIONS was sent a 405 whose Allow
+// left POST out. A keepalive's path takes every method the route has
+// (a GET reads the key named ".../keepalive"): the router's Allow is
+// right there.
+func (s *Server) keyPathMethods(c echo.Context, next echo.HandlerFunc) echo.HandlerFunc {
+	if c.Path() != keyRoute || strings.HasSuffix(c.Request().URL.EscapedPath(), keepaliveSuffix) {
+		return next
+	}
+	if _, unrouted := c.Get(echo.ContextKeyHeaderAllow).(string); !unrouted {
+		return next // the route has a handler for this method
+	}
+	c.Set(echo.ContextKeyHeaderAllow, s.keyAllow) // the Allow of Echo's 405
+	if c.Request().Method != http.MethodOptions {
+		return next
+	}
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderAllow, s.keyAllow)
+		return c.NoContent(http.StatusNoContent)
+	}
+}
+
 // keepAlive serves POST /v1/ns/{ns}/keys/{key}/keepalive?ttl=: the key's
 // deadline moves to ttl from now, with no new version (If-Match works).
 func (s *Server) keepAlive(c echo.Context) error {
 	req := c.Request()
 	if !strings.HasSuffix(req.URL.EscapedPath(), keepaliveSuffix) {
 		// A key itself takes no POST: its keepalive is a path of its own.
-		c.Response().Header().Set(echo.HeaderAllow, "OPTIONS, GET, HEAD, PUT, PATCH, DELETE")
+		c.Response().Header().Set(echo.HeaderAllow, s.keyAllow)
 		return echo.NewHTTPError(http.StatusMethodNotAllowed, "POST on a key is a keepalive: "+keysPrefix+"{ns}/keys/{key}"+keepaliveSuffix+"?ttl=")
 	}
 	kp, expect, err := parseKeyWrite(req)

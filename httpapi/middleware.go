@@ -91,7 +91,7 @@ func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		} else if err := notAPath(c); err != nil {
 			c.Error(err)
-		} else if err := s.callSafely(next, c); err != nil {
+		} else if err := s.callSafely(s.keyPathMethods(c, next), c); err != nil {
 			// Render the error here, so that the status logged is the one sent.
 			c.Error(err)
 		}

@@ -97,6 +97,8 @@ type Server struct {
 	dumps   *dumps // export.go
 	metrics *requestMetrics
 	gate    *gate // gate.go: CORS, access control, rate limit
+	// keyAllow is the Allow of a key's path (keyPathAllow).
+	keyAllow string
 	// draining is set by Drain.
 	draining atomic.Bool
 	// readiness logs /readyz's answer when it changes (status.go).
@@ -147,6 +149,7 @@ func New(st store.Backend, cfg Config, log zerolog.Logger) *Server {
 	s.e.HTTPErrorHandler = s.handleError
 	s.e.Use(s.middleware)
 	s.routes()
+	s.keyAllow = keyPathAllow(s.e)
 	s.gate = newGate(s)
 	return s
 }
@@ -193,12 +196,12 @@ func (s *Server) routes() {
 	getAndHead(e, "/v1/ns/:ns/keys", s.listKeys)
 	// The key is taken from the escaped path, not from the wildcard
 	// parameter: see parseKeyPath.
-	e.GET("/v1/ns/:ns/keys/*", s.getKey)
-	e.HEAD("/v1/ns/:ns/keys/*", s.getKey)
-	e.PUT("/v1/ns/:ns/keys/*", s.putKey)
-	e.PATCH("/v1/ns/:ns/keys/*", s.patchKey)
-	e.DELETE("/v1/ns/:ns/keys/*", s.deleteKey)
-	e.POST("/v1/ns/:ns/keys/*", s.keepAlive) // .../keys/{key}/keepalive
+	e.GET(keyRoute, s.getKey)
+	e.HEAD(keyRoute, s.getKey)
+	e.PUT(keyRoute, s.putKey)
+	e.PATCH(keyRoute, s.patchKey)
+	e.DELETE(keyRoute, s.deleteKey)
+	e.POST(keyRoute, s.keepAlive) // .../keys/{key}/keepalive
 	e.POST("/v1/txn", s.txn)
 	getAndHead(e, "/v1/status", s.status)
 	getAndHead(e, "/v1/auth/self", s.authSelf)        // access.go
