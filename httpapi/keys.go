@@ -46,6 +46,9 @@ func (s *Server) putKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := refusePatchBody(req.Header.Get(echo.HeaderContentType)); err != nil {
+		return err
+	}
 	ttl, err := ttlParam(c, false)
 	if err != nil {
 		return err
@@ -167,6 +170,24 @@ func patchType(contentType string) (ctxd.PatchType, error) {
 	}
 	return "", unsupportedMediaType("a PATCH body is " + string(ctxd.MergePatch) + " (RFC 7396) or " +
 		string(ctxd.JSONPatch) + " (RFC 6902); Content-Type is " + strconv.Quote(contentType))
+}
+
+// refusePatchBody refuses (415) a PUT whose Content-Type is a patch
+// type: a PUT stores its body as the whole value, so a client that sent
+// a patch meant a PATCH, and would lose every member its patch does not
+// name. Any other Content-Type, or none, is a PUT's (curl -d sends a
+// form type): its body is read as the JSON value, whatever it says.
+func refusePatchBody(contentType string) error {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil
+	}
+	switch ctxd.PatchType(mt) {
+	case ctxd.MergePatch, ctxd.JSONPatch:
+		return unsupportedMediaType("a PUT stores its body as the whole value, and a " + mt +
+			" body is a patch: send it with PATCH to change part of the value")
+	}
+	return nil
 }
 
 // ttlParam reads ?ttl= (ctxd.ParseTTL): 0 when absent, unless required.

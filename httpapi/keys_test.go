@@ -298,7 +298,7 @@ func TestHistory(t *testing.T) {
 	assert.Equal(t, all.Changes, paged)
 
 	// A limit too large for 64 bits is the maximum, as a list's.
-	r = e.doUnchecked(http.MethodGet, keyPath("default", "cfg/x")+"/history?limit=18446744073709551616")
+	r = e.doUnchecked(http.MethodGet, keyPath("default", "cfg/x")+"/history?limit=18446744073709551616", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	assert.Equal(t, all.Changes, decode[ctxd.HistoryPage](t, r).Changes)
 
@@ -357,7 +357,7 @@ func TestList(t *testing.T) {
 	r = e.do(http.MethodGet, "/v1/ns/default/keys?limit=1000000", "")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	for _, limit := range []string{"18446744073709551616", strings.Repeat("9", 40)} {
-		r = e.doUnchecked(http.MethodGet, "/v1/ns/default/keys?limit="+limit)
+		r = e.doUnchecked(http.MethodGet, "/v1/ns/default/keys?limit="+limit, "")
 		require.Equal(t, http.StatusOK, r.status, "limit=%s: %s", limit, r.body)
 		assert.Len(t, decode[ctxd.ListPage](t, r).Records, 27, "limit=%s", limit)
 	}

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -75,9 +76,23 @@ func TestPatchRefusals(t *testing.T) {
 	requireError(t, e.do(http.MethodPatch, path, `{"state":`, "Content-Type", mergeType), http.StatusBadRequest, ctxd.CodeBadRequest)
 	requireError(t, e.do(http.MethodPatch, keyPath("default", "nope"), `{"a":1}`, "Content-Type", mergeType), http.StatusNotFound, ctxd.CodeNotFound)
 
+	// A patch sent with PUT, which would store it as the whole value
+	// (the merge patch below replaced the value with {"state":"busy"}).
+	for _, ct := range []string{mergeType, jsonType, "Application/Merge-Patch+JSON; charset=utf-8"} {
+		ae = requireError(t, e.do(http.MethodPut, path, `{"state":"busy"}`, "Content-Type", ct),
+			http.StatusUnsupportedMediaType, ctxd.CodeUnsupportedMediaType)
+		assert.Contains(t, ae.Error.Message, "send it with PATCH", "PUT with %s", ct)
+	}
+
 	assert.Equal(t, rev, e.revision(), "no refused patch took a revision")
 	r := e.do(http.MethodGet, path, "")
 	assert.Equal(t, `{"state":"idle","list":[1]}`, string(decode[ctxd.Record](t, r).Value))
+
+	// A PUT takes any other Content-Type, or none, as before.
+	for i, ct := range []string{"", "application/json", "application/x-www-form-urlencoded", "text/plain", "not a media type"} {
+		r := e.doUnchecked(http.MethodPut, keyPath("default", "put"), strconv.Itoa(i), "Content-Type", ct)
+		require.Equal(t, http.StatusOK, r.status, "PUT with Content-Type %q: %s", ct, r.body)
+	}
 }
 
 // A value whose object names a member twice is stored as sent; a patch
