@@ -121,6 +121,18 @@ func TestKeepAliveEndpoint(t *testing.T) {
 	requireError(t, e.do(http.MethodPost, ka+"?ttl=1h", "", "If-Match", `"2"`), http.StatusConflict, "conflict")
 	requireError(t, e.do(http.MethodPost, ka, ""), http.StatusBadRequest, "bad_request")
 	requireError(t, e.do(http.MethodPost, keyPath("default", "nope")+"/keepalive?ttl=1h", ""), http.StatusNotFound, "not_found")
+	// With If-Match, a missing key fails the precondition (version 0), as
+	// its PATCH and DELETE do; it was a 404.
+	for _, req := range []struct{ method, path, body, ct string }{
+		{http.MethodPost, keyPath("default", "nope") + "/keepalive?ttl=1h", "", ""},
+		{http.MethodPatch, keyPath("default", "nope"), `{"a":1}`, "application/merge-patch+json"},
+		{http.MethodDelete, keyPath("default", "nope"), "", ""},
+	} {
+		ae := requireError(t, e.do(req.method, req.path, req.body, "If-Match", `"1"`, "Content-Type", req.ct), http.StatusConflict, "conflict")
+		require.NotNil(t, ae.Error.CurrentVersion, "%s %s", req.method, req.path)
+		assert.Equal(t, uint64(0), *ae.Error.CurrentVersion, "%s %s", req.method, req.path)
+	}
+	requireError(t, e.do(http.MethodPost, keyPath("default", "nope")+"/keepalive?ttl=1h", "", "If-Match", "0"), http.StatusNotFound, "not_found")
 	requireError(t, e.do(http.MethodPost, keyPath("default", "forever")+"/keepalive?ttl=1h", ""), http.StatusBadRequest, "bad_request")
 	ae := requireError(t, e.do(http.MethodPost, keyPath("default", "hb"), ""), http.StatusMethodNotAllowed, "method_not_allowed")
 	assert.Contains(t, ae.Error.Message, "/keepalive", "the answer says where a keepalive goes")

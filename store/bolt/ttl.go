@@ -328,11 +328,17 @@ func (g *group) keepAlive(ka *keepAlive) (made, error) {
 	if err != nil {
 		return made{}, err
 	}
+	// The expected version first, as for a delete or a patch: a missing
+	// (or expired) key is at version 0, a conflict for If-Match: 3.
+	var have uint64
+	if st.live {
+		have = st.version
+	}
+	if ka.expect != nil && *ka.expect != have {
+		return made{}, &ctxd.ConflictError{Namespace: ka.ns, Key: ka.key, Expected: *ka.expect, Current: have}
+	}
 	if !st.live {
 		return made{}, fmt.Errorf("keepalive %s/%s: %w", ka.ns, ka.key, ctxd.ErrNotFound)
-	}
-	if ka.expect != nil && *ka.expect != st.version {
-		return made{}, &ctxd.ConflictError{Namespace: ka.ns, Key: ka.key, Expected: *ka.expect, Current: st.version}
 	}
 	if st.expiresAt.IsZero() {
 		return made{}, ctxd.Invalidf("keepalive %s/%s: the key does not expire (it was put without a ttl): put it with a ttl first", ka.ns, ka.key)

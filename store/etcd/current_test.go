@@ -91,7 +91,7 @@ func TestAReadBehindARestoreSwitchReadsTheRestoredData(t *testing.T) {
 // their If-Match names the restored version, not the cached one); that
 // read went to the replaced generation's keys, which the restore had
 // already deleted: the patch answered 409 (current version 0) and the
-// keepalive 404 for keys the restore had brought back.
+// keepalive 404 (409 now, as a patch) for keys the restore had brought back.
 func TestWritesBehindARestoreSwitchReadTheRestoredData(t *testing.T) {
 	prefix := etcdkit.Prefix(etcdkit.Name(t))
 	a := open(t, etcd.Options{Prefix: prefix})

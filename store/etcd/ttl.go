@@ -195,16 +195,16 @@ func (s *Store) keepAliveRound(ctx context.Context, ns, key string, ttl time.Dur
 	if kv != nil {
 		have = uint64(kv.Version)
 	}
-	// A missing key is not found, whatever version was expected (as on
-	// bolt: there is nothing to keep alive).
+	// The expected version first, as for a delete or a patch (and as on
+	// bolt): a missing key is at version 0, a conflict for If-Match: 3.
+	if expect != nil && *expect != have {
+		return ctxd.Record{}, false, false, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: *expect, Current: have}
+	}
 	if kv == nil && expired {
 		return ctxd.Record{}, false, false, fmt.Errorf("keepalive %s/%s: %w (it expired)", ns, key, ctxd.ErrNotFound)
 	}
 	if kv == nil {
 		return ctxd.Record{}, false, false, fmt.Errorf("keepalive %s/%s: %w", ns, key, ctxd.ErrNotFound)
-	}
-	if expect != nil && *expect != have {
-		return ctxd.Record{}, false, false, &ctxd.ConflictError{Namespace: ns, Key: key, Expected: *expect, Current: have}
 	}
 	rec, err = record(ns, key, kv)
 	if err != nil {

@@ -141,8 +141,14 @@ func checkKeepAlive(t testing.TB, h Harness) {
 	assert.Equal(t, k.Version, ce.Current)
 	_, err = b.KeepAlive(t.Context(), "default", "missing", hbTTL, nil)
 	assert.ErrorIs(t, err, ctxd.ErrNotFound)
+	// With an expected version, a missing key is at version 0, as for a
+	// delete or a patch: a conflict (it was not found, whatever version
+	// was expected), and not found when 0 was expected.
 	_, err = b.KeepAlive(t.Context(), "default", "missing", hbTTL, u64(1))
-	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a missing key, whatever version was expected")
+	require.ErrorAs(t, err, &ce, "a missing key, version 1 expected")
+	assert.Equal(t, uint64(0), ce.Current)
+	_, err = b.KeepAlive(t.Context(), "default", "missing", hbTTL, u64(0))
+	assert.ErrorIs(t, err, ctxd.ErrNotFound, "a missing key, version 0 expected")
 	_, err = b.KeepAlive(t.Context(), "default", "forever", hbTTL, nil)
 	assert.ErrorIs(t, err, ctxd.ErrInvalid, "a key without a deadline has nothing to extend")
 	_, err = b.KeepAlive(t.Context(), "default", "hb", time.Nanosecond, nil)
