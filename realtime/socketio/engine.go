@@ -358,8 +358,10 @@ func (c *conn) end(code int, reason string, counted *atomic.Uint64, how ending, 
 	// the next poll got 400 (unknown session), which clients take for a
 	// lost transport, and they reconnected. One told to come back with
 	// nothing queued has nothing to wait for: its next poll fails either
-	// way; nor has one the client ended unless a poll of its is pending.
-	linger := c.ws == nil && (len(c.queue) > 0 || how == endForGood || c.polling && how == endByClient)
+	// way; nor has one the client ended, whatever is queued: it polls no
+	// more (a poll of its that is pending still answers with what it
+	// takes), and kept, it held a shutdown for closeWait.
+	linger := c.ws == nil && how != endByClient && (len(c.queue) > 0 || how == endForGood)
 	c.mu.Unlock()
 	release(held) // what is left in the queue goes out, or is dropped, soon
 	close(c.done)

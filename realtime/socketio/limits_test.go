@@ -456,6 +456,24 @@ func TestASessionNoPollWillComeForIsNotKept(t *testing.T) {
 	testkit.Eventually(t, func() bool { return socketio.Sessions(e.srv) == 0 }, "its WebSocket handshake failed")
 }
 
+// A polling session its client closes (its Engine.IO close packet, its
+// Socket.IO DISCONNECT) while packets are still queued for it is dropped
+// at once, as engine.io does: the client polls no more. Before, it was
+// kept until PingTimeout, and held a shutdown for closeWait (2 s),
+// waiting for a poll that never came (checked: without the fix each
+// stays in the server's sessions).
+func TestASessionItsClientClosesWithPacketsQueuedIsNotKept(t *testing.T) {
+	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
+	e.connect()
+	e.post("2", "1") // a ping, its pong queued and never polled, then the close packet
+	assert.Equal(t, 0, socketio.Sessions(e.srv), "closed by its Engine.IO close packet")
+
+	disconnected := newEngine(t, e.url)
+	disconnected.connect()
+	disconnected.post("2", "41")
+	assert.Equal(t, 0, socketio.Sessions(e.srv), "closed by its Socket.IO DISCONNECT")
+}
+
 // A session kept for its close packet that never CONNECTed still counts
 // as waiting to CONNECT from its address until it is dropped: a client
 // with no token that opened sessions and ended each at once (a packet the
