@@ -81,11 +81,11 @@ func (h *Hub) Serve(c echo.Context) error {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, auth.ChallengeScope)
 		return echo.NewHTTPError(http.StatusForbidden, forbiddenMessage(ns, p.access))
 	}
-	if n := h.clients.Add(1); n > int64(h.opts.MaxClients) {
+	if n := h.clients.Add(1); n+int64(h.opts.OtherClients()) > int64(h.opts.MaxClients) {
 		h.clients.Add(-1)
 		c.Response().Header().Set("Retry-After", "5")
 		return echo.NewHTTPError(http.StatusServiceUnavailable,
-			"the server already has max_clients ("+strconv.Itoa(h.opts.MaxClients)+") WebSocket clients: try again later")
+			"the server already has max_clients ("+strconv.Itoa(h.opts.MaxClients)+") clients, of /v1/watch and Socket.IO together: try again later")
 	}
 	defer h.clients.Add(-1)
 

@@ -37,8 +37,12 @@ type Options struct {
 	// allows any. Requests without an Origin header (not from a browser)
 	// are always allowed.
 	AllowedOrigins []string
-	// MaxClients caps the connected clients; more get 503. Default 10000.
+	// MaxClients caps the connected clients, OtherClients' included; more
+	// get 503. Default 10000.
 	MaxClients int
+	// OtherClients counts the clients of the other door (the Socket.IO
+	// sessions), which share MaxClients. Default: none.
+	OtherClients func() int
 	// MaxLag is how many changes a client may fall behind before it is
 	// closed with "lagged". Changes are counted one by one among those the
 	// hub has read from the log (the ring, and the revisions of the last
@@ -135,6 +139,9 @@ func (o Options) withDefaults() Options {
 		o.MaxLag = 10000
 	}
 	def(&o.MaxClients, 10000)
+	if o.OtherClients == nil {
+		o.OtherClients = func() int { return 0 }
+	}
 	def(&o.Window, 64)
 	def(&o.BatchWindow, 2)
 	def(&o.MaxBatch, 256)

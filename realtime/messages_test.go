@@ -375,6 +375,29 @@ func TestRefusals(t *testing.T) {
 	assert.Equal(t, "5", resp.Header.Get("Retry-After"))
 }
 
+// The two doors share websocket.max_clients: a Socket.IO session counts
+// from its handshake on /v1/watch too, as /v1/watch clients count on
+// /socket.io/. Before, /v1/watch counted its own clients alone, and
+// max_clients clients of each door could connect, twice the cap.
+func TestMaxClientsCountsBothDoors(t *testing.T) {
+	ts := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.MaxClients = 2 }))
+	res, err := http.Get(ts.URL + "/socket.io/?EIO=4&transport=polling")
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "the Socket.IO handshake")
+	a := testkit.DialWatch(t, ts.WatchURL(nil), nil)
+	a.Expect(ctxd.TypeSubscribed)
+
+	_, resp, err := testkit.DialWatchErr(ts.WatchURL(nil), nil)
+	require.Error(t, err, "a third client, the second of /v1/watch")
+	require.NotNil(t, resp)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+	assert.Contains(t, string(body), `"code":"unavailable"`)
+}
+
 func TestSubscribeUnsubscribe(t *testing.T) {
 	ts := startServer(t, realtime.Options{})
 	c := testkit.DialWatch(t, ts.wsURL(url.Values{"ns": {"a"}}), nil)

@@ -170,8 +170,11 @@ func New(cfg configs.Config, log zerolog.Logger, opts ...Option) (*Server, error
 	stopMaintenance := startMaintenance(cfg, st, snaps, log) // maintenance.go
 
 	snapshotBudget := snapbudget.New(cfg.WebSocket.SnapshotMemoryBytes)
-	hub := realtime.New(st, realtimeOptions(cfg.WebSocket, access, snapshotBudget), log.With().Str("component", "realtime").Logger()) // watch.go
-	sio := socketio.New(st, socketioOptions(cfg.WebSocket, cfg.Compat.Namespace, hub, access, snapshotBudget), log.With().Str("component", "socketio").Logger())
+	// The doors share websocket.max_clients, each counting the other's
+	// clients: sio is set before either serves.
+	var sio *socketio.Server
+	hub := realtime.New(st, realtimeOptions(cfg.WebSocket, access, snapshotBudget, func() int { return sio.Sessions() }), log.With().Str("component", "realtime").Logger()) // watch.go
+	sio = socketio.New(st, socketioOptions(cfg.WebSocket, cfg.Compat.Namespace, hub, access, snapshotBudget), log.With().Str("component", "socketio").Logger())
 	if access != nil {
 		// A reload (SIGHUP) that revokes tokens closes the realtime
 		// connections opened with them (1008, token_revoked).

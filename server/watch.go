@@ -10,10 +10,12 @@ import (
 )
 
 // realtimeOptions maps the websocket.* settings to the hub's options.
-// budget is the snapshot budget both doors share.
-func realtimeOptions(c configs.WebSocket, access *auth.Authorizer, budget *snapbudget.Budget) realtime.Options {
+// budget is the snapshot budget both doors share, socketIOSessions counts
+// the other door's clients for max_clients.
+func realtimeOptions(c configs.WebSocket, access *auth.Authorizer, budget *snapbudget.Budget, socketIOSessions func() int) realtime.Options {
 	return realtime.Options{
 		SnapshotBudget:   budget,
+		OtherClients:     socketIOSessions,
 		Access:           access,
 		PingInterval:     c.PingInterval,
 		WriteTimeout:     c.WriteTimeout,

@@ -68,11 +68,3 @@ func WaitingPolls(s *Server) int {
 // gave up, or its connection dropped), before the poll lets go of its
 // session.
 func OnPollGaveUp(s *Server, f func()) { s.pollGaveUp.Store(&f) }
-
-// Sessions is how many Engine.IO sessions the server knows, those that
-// linger for their last packets included.
-func Sessions(s *Server) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}

@@ -421,8 +421,8 @@ func TestASessionClosedBetweenPollsLeavesTheCloseForTheNext(t *testing.T) {
 	gone := newEngine(t, e.url) // closed the same way, and never polled again
 	gone.connect()
 	gone.post("bAAAA")
-	require.Equal(t, 1, socketio.Sessions(e.srv), "it lingers for its close packet")
-	testkit.Eventually(t, func() bool { return socketio.Sessions(e.srv) == 0 }, "dropped once PingTimeout passed")
+	require.Equal(t, 1, e.srv.Sessions(), "it lingers for its close packet")
+	testkit.Eventually(t, func() bool { return e.srv.Sessions() == 0 }, "dropped once PingTimeout passed")
 }
 
 // A shutdown does not wait for a session kept for its close packet alone
@@ -434,9 +434,9 @@ func TestShutdownForgetsASessionKeptForItsClosePacket(t *testing.T) {
 	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
 	e.connect()
 	e.post("bAAAA")
-	require.Equal(t, 1, socketio.Sessions(e.srv), "it lingers for its close packet")
+	require.Equal(t, 1, e.srv.Sessions(), "it lingers for its close packet")
 	require.NoError(t, e.srv.Close())
-	assert.Equal(t, 0, socketio.Sessions(e.srv))
+	assert.Equal(t, 0, e.srv.Sessions())
 }
 
 // Sessions no poll will come for are not kept for their close packet:
@@ -447,13 +447,13 @@ func TestASessionNoPollWillComeForIsNotKept(t *testing.T) {
 	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
 	e.connect()
 	e.post("1")
-	assert.Equal(t, 0, socketio.Sessions(e.srv), "closed by its client")
+	assert.Equal(t, 0, e.srv.Sessions(), "closed by its client")
 
 	res, err := http.Get(e.url + "/socket.io/?EIO=4&transport=websocket") // not a WebSocket handshake
 	require.NoError(t, err)
 	_ = res.Body.Close()
 	require.Equal(t, http.StatusBadRequest, res.StatusCode)
-	testkit.Eventually(t, func() bool { return socketio.Sessions(e.srv) == 0 }, "its WebSocket handshake failed")
+	testkit.Eventually(t, func() bool { return e.srv.Sessions() == 0 }, "its WebSocket handshake failed")
 }
 
 // A polling session its client closes (its Engine.IO close packet, its
@@ -466,12 +466,12 @@ func TestASessionItsClientClosesWithPacketsQueuedIsNotKept(t *testing.T) {
 	e := startEngine(t, socketio.Options{PingInterval: time.Hour, PingTimeout: time.Hour})
 	e.connect()
 	e.post("2", "1") // a ping, its pong queued and never polled, then the close packet
-	assert.Equal(t, 0, socketio.Sessions(e.srv), "closed by its Engine.IO close packet")
+	assert.Equal(t, 0, e.srv.Sessions(), "closed by its Engine.IO close packet")
 
 	disconnected := newEngine(t, e.url)
 	disconnected.connect()
 	disconnected.post("2", "41")
-	assert.Equal(t, 0, socketio.Sessions(e.srv), "closed by its Socket.IO DISCONNECT")
+	assert.Equal(t, 0, e.srv.Sessions(), "closed by its Socket.IO DISCONNECT")
 }
 
 // A session kept for its close packet that never CONNECTed still counts

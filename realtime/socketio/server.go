@@ -324,6 +324,15 @@ func (s *Server) Clients() int {
 	return len(s.clients)
 }
 
+// Sessions is the number of Engine.IO sessions, from their handshake on
+// (those that linger for their last packets included): what counts
+// against MaxClients, for /v1/watch too.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Backlog is what the sessions hold for their clients now.
 type Backlog struct {
 	// Stalled counts the sessions whose reader waits until the answers
