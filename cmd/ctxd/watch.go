@@ -82,6 +82,13 @@ with --from-rev set to the revision read.`,
 		}
 		if cmd.Flags().Changed("from-rev") {
 			opts.FromRev, opts.FromIndex = &fromRev, fromIndex
+			if cmd.Flags().Changed("from-index") && fromIndex == 0 && fromRev > 0 {
+				// None of R was printed: the changes after R-1, as the
+				// server reads from_index=0. The client's FromIndex 0
+				// means R was handled whole, and R was skipped.
+				before := fromRev - 1
+				opts.FromRev = &before
+			}
 		}
 		if cmd.Flags().Changed("from-index") && (!cmd.Flags().Changed("from-rev") || fromIndex < 0) {
 			return usagef("--from-index needs --from-rev and is a count (0 or more); got %d", fromIndex)

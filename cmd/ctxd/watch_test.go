@@ -275,8 +275,10 @@ func TestServeWiresDumpsAndClients(t *testing.T) {
 
 // `ctxd watch --from-rev R --from-index I` on etcd prints the changes of
 // transaction revision R from index I on, with their index and count in
-// -o json, then the later ones; --from-index without --from-rev is a
-// usage error.
+// -o json, then the later ones; --from-index 0 prints the whole of R
+// (before, it was passed to the Go client, whose FromIndex 0 means R was
+// handled whole, and R was skipped); --from-index without --from-rev is
+// a usage error.
 func TestWatchFromIndexOnEtcd(t *testing.T) {
 	t.Parallel()
 	e, err := etcdkit.Start()
@@ -293,22 +295,27 @@ func TestWatchFromIndexOnEtcd(t *testing.T) {
 	next, err := srv.Backend().Put(ctx, "default", "next", json.RawMessage(`2`), nil, "t")
 	require.NoError(t, err)
 
-	watch := exec.Command(bin, "watch", "--from-rev", strconv.FormatUint(res.Revision, 10), "--from-index", "1", "-o", "json", "--server", srv.URL)
-	watch.Env = testEnv()
-	var out testkit.SyncBuffer
-	watch.Stdout = &out
-	require.NoError(t, watch.Start())
-	testkit.Eventually(t, func() bool { _, last := printed(&out); return last >= next.ModRev }, "the watch printed the write after the transaction")
-	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
-	require.NoError(t, watch.Wait())
-	var got []string
-	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		var ev client.WatchEvent
-		require.NoError(t, json.Unmarshal([]byte(l), &ev))
-		got = append(got, fmt.Sprintf("%d %s %d/%d", ev.Rev, ev.Key, ev.Index, ev.Count))
+	watchFromIndex := func(index string) []string {
+		watch := exec.Command(bin, "watch", "--from-rev", strconv.FormatUint(res.Revision, 10), "--from-index", index, "-o", "json", "--server", srv.URL)
+		watch.Env = testEnv()
+		var out testkit.SyncBuffer
+		watch.Stdout = &out
+		require.NoError(t, watch.Start())
+		testkit.Eventually(t, func() bool { _, last := printed(&out); return last >= next.ModRev }, "the watch printed the write after the transaction")
+		require.NoError(t, watch.Process.Signal(syscall.SIGINT))
+		require.NoError(t, watch.Wait())
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var ev client.WatchEvent
+			require.NoError(t, json.Unmarshal([]byte(l), &ev))
+			got = append(got, fmt.Sprintf("%d %s %d/%d", ev.Rev, ev.Key, ev.Index, ev.Count))
+		}
+		return got
 	}
 	r := res.Revision
-	assert.Equal(t, []string{fmt.Sprintf("%d t1 1/3", r), fmt.Sprintf("%d t2 2/3", r), fmt.Sprintf("%d next 0/0", next.ModRev)}, got)
+	assert.Equal(t, []string{fmt.Sprintf("%d t1 1/3", r), fmt.Sprintf("%d t2 2/3", r), fmt.Sprintf("%d next 0/0", next.ModRev)}, watchFromIndex("1"))
+	assert.Equal(t, []string{fmt.Sprintf("%d t0 0/3", r), fmt.Sprintf("%d t1 1/3", r), fmt.Sprintf("%d t2 2/3", r), fmt.Sprintf("%d next 0/0", next.ModRev)},
+		watchFromIndex("0"), "--from-index 0: none of the revision was printed")
 
 	u := cli(t, nil, "", "watch", "--from-index", "1", "--server", srv.URL)
 	assert.Equal(t, exitUsage, u.code, u.stderr)
