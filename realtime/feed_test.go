@@ -267,6 +267,12 @@ func TestCompactedFromRev(t *testing.T) {
 	got := c.Changes(101)
 	assert.Equal(t, seq(60, 101), revs(got))
 
+	// from_index=0 has none of revision 59: the same as from_rev=58,
+	// compacted (before, the feed went on after 59, whose change the
+	// client never got).
+	none := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"59"}, "from_index": {"0"}}), nil)
+	assert.Equal(t, uint64(60), none.Expect(ctxd.TypeCompacted).CompactedRevision)
+
 	// from_rev=0 is every change history still holds: from the mark.
 	c0 := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"0"}}), nil)
 	sub := c0.Expect(ctxd.TypeSubscribed)

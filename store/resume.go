@@ -20,8 +20,8 @@ import (
 // log shows that rev holds no more than *index changes, or none it still
 // has (a bolt revision, a restore's floor): so a resume point of either
 // backend is accepted by both. A follower inside a revision the log no
-// longer holds (compacted at it) gets the *ctxd.CompactedError: the rest
-// of the revision is gone. When the log has nothing after rev-1 yet
+// longer holds (compacted at it), or before it (index 0), gets the
+// *ctxd.CompactedError: the rest of the revision is gone. When the log has nothing after rev-1 yet
 // (another etcd instance that has not caught up with rev), the skip
 // stands: it leaves out the first changes of rev when they come, and
 // nothing if rev has none. A *ctxd.CompactedError says the changes after
@@ -57,9 +57,10 @@ func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err 
 	changes, err := f.ReadLog(rev-1, 1)
 	var ce *ctxd.CompactedError
 	if errors.As(err, &ce) {
-		if ce.RestoredFrom == 0 && *index > 0 {
+		if ce.RestoredFrom == 0 {
 			// Compacted at rev: the rest of rev, which the follower
-			// never got, is gone with it.
+			// never got, is gone with it (all of it for an index of 0,
+			// as a resume from rev-1 is told).
 			return 0, 0, err
 		}
 		return rev, 0, nil // a restore's floor: rev has no changes to send again
