@@ -553,6 +553,12 @@ func TestRealRestoreSendsReset(t *testing.T) {
 	c := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"3"}}), nil)
 	c.Expect(ctxd.TypeSubscribed)
 	assert.Equal(t, []uint64{4, 5, rev}, revs(c.Changes(rev)))
+	// None of revision 6 (from_index=0), which the restore discarded: the
+	// same as from_rev=5, the snapshot's, which resumes (before, it was
+	// told compacted).
+	none := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"6"}, "from_index": {"0"}}), nil)
+	assert.Equal(t, uint64(5), none.Expect(ctxd.TypeSubscribed).Rev)
+	assert.Equal(t, []uint64{rev}, revs(none.Changes(rev)))
 }
 
 // A restore made while no client is connected (the hub's loop sleeps):

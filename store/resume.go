@@ -20,8 +20,9 @@ import (
 // log shows that rev holds no more than *index changes, or none it still
 // has (a bolt revision, a restore's floor): so a resume point of either
 // backend is accepted by both. A follower inside a revision the log no
-// longer holds (compacted at it), or before it (index 0), gets the
-// *ctxd.CompactedError: the rest of the revision is gone. When the log has nothing after rev-1 yet
+// longer holds (compacted at it) gets the *ctxd.CompactedError: the rest
+// of the revision is gone. An index of 0 (none of rev) is a resume from
+// rev-1. When the log has nothing after rev-1 yet
 // (another etcd instance that has not caught up with rev), the skip
 // stands: it leaves out the first changes of rev when they come, and
 // nothing if rev has none. A *ctxd.CompactedError says the changes after
@@ -32,6 +33,11 @@ import (
 const maxSkip = 1 << 30
 
 func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err error) {
+	if index != nil && *index == 0 && rev > 0 {
+		// None of rev: a resume from rev-1, whatever became of rev (a
+		// restore discarded it, say, where rev-1 resumes).
+		return ResumeFrom(f, rev-1, nil)
+	}
 	if _, err := f.ReadLog(rev, 1); err != nil {
 		var ce *ctxd.CompactedError
 		if rev != 0 || !errors.As(err, &ce) || ce.Compacted == 0 {
@@ -59,8 +65,7 @@ func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err 
 	if errors.As(err, &ce) {
 		if ce.RestoredFrom == 0 {
 			// Compacted at rev: the rest of rev, which the follower
-			// never got, is gone with it (all of it for an index of 0,
-			// as a resume from rev-1 is told).
+			// never got, is gone with it.
 			return 0, 0, err
 		}
 		return rev, 0, nil // a restore's floor: rev has no changes to send again
