@@ -35,6 +35,10 @@ func TestResumeFromARevisionTheDatabaseNeverHad(t *testing.T) {
 
 	current := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"3"}}), nil)
 	current.Expect(ctxd.TypeSubscribed)
+	// None of revision 4 (from_index=0) is from_rev=3: resumed, not reset
+	// (before, revision 4 was taken for a resume point past the database).
+	noneOfNext := testkit.DialWatch(t, ts.wsURL(url.Values{"from_rev": {"4"}, "from_index": {"0"}}), nil)
+	require.Equal(t, uint64(3), noneOfNext.Expect(ctxd.TypeSubscribed).Rev)
 
 	// A subscribe with such a from_rev, in a session that connected
 	// without one: subscribed, then a reset answering it.
@@ -47,8 +51,8 @@ func TestResumeFromARevisionTheDatabaseNeverHad(t *testing.T) {
 	assert.Contains(t, reset.Message, "from_rev 60 is past this database's last revision (3)")
 
 	rev := ts.put("default", "after", `2`)
-	for _, w := range []*wsClient{ahead, current, later} {
-		f := w.Expect(ctxd.TypeContextUpdated) // for current: no reset first
+	for _, w := range []*wsClient{ahead, current, noneOfNext, later} {
+		f := w.Expect(ctxd.TypeContextUpdated) // for current and noneOfNext: no reset first
 		assert.Equal(t, [2]any{rev, "after"}, [2]any{f.Rev, f.Key})
 	}
 }

@@ -154,7 +154,7 @@ func (h *Hub) newSession(r *http.Request, p connectParams) (*session, error) {
 		reset []byte
 	)
 	switch {
-	case p.fromRev != nil && store.Ahead(h.st, *p.fromRev):
+	case p.fromRev != nil && store.Ahead(h.st, *p.fromRev, p.fromIndex):
 		s.pos, _ = h.st.Committed()
 		reset = h.aheadReset(s, nil, *p.fromRev, s.pos)
 	case p.fromRev != nil:

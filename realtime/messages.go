@@ -216,7 +216,7 @@ func (h *Hub) subscribe(s *session, m *inMessage) {
 		reset []byte // the subscribe's from_rev is past the database
 	)
 	switch {
-	case m.FromRev != nil && store.Ahead(h.st, *m.FromRev):
+	case m.FromRev != nil && store.Ahead(h.st, *m.FromRev, m.FromIndex):
 		after, _ = h.st.Committed()
 		reset = h.aheadReset(s, m.ID, *m.FromRev, after)
 	case m.FromRev != nil:

@@ -33,11 +33,7 @@ import (
 const maxSkip = 1 << 30
 
 func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err error) {
-	if index != nil && *index == 0 && rev > 0 {
-		// None of rev: a resume from rev-1, whatever became of rev (a
-		// restore discarded it, say, where rev-1 resumes).
-		return ResumeFrom(f, rev-1, nil)
-	}
+	rev, index = noneOf(rev, index)
 	if _, err := f.ReadLog(rev, 1); err != nil {
 		var ce *ctxd.CompactedError
 		if rev != 0 || !errors.As(err, &ce) || ce.Compacted == 0 {
@@ -86,10 +82,20 @@ func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err 
 	return rev - 1, int(*index), nil
 }
 
-// Ahead reports whether rev is past every revision the backend has: a
-// follower that has seen it followed another database (this one was
-// replaced by an older backup, or lost and started empty, or it is
-// another deployment). Such a resume point would wait, silent, until the
+// noneOf makes a resume point with an index of 0 (none of rev) the one
+// from rev-1 it is, whatever became of rev (a restore discarded it, say,
+// where rev-1 resumes; it is past the database, where rev-1 is not).
+func noneOf(rev uint64, index *uint64) (uint64, *uint64) {
+	if index != nil && *index == 0 && rev > 0 {
+		return rev - 1, nil
+	}
+	return rev, index
+}
+
+// Ahead reports whether the resume point (rev, index) is past every
+// revision the backend has: a follower that has seen rev followed
+// another database (this one was replaced by an older backup, or lost
+// and started empty, or it is another deployment). Such a resume point would wait, silent, until the
 // revisions caught up with it, and then skip the changes before it; a
 // feed tells the follower to re-read the state instead (reset). It asks
 // the backend only when rev is past this instance's committed mark, and
@@ -97,7 +103,8 @@ func ResumeFrom(f Feed, rev uint64, index *uint64) (after uint64, skip int, err 
 // may trail): a resume point an instance has not caught up with yet is
 // not ahead. An error of the backend's (etcd unreachable) is not ahead
 // either: the resume goes on as before.
-func Ahead(b Backend, rev uint64) bool {
+func Ahead(b Backend, rev uint64, index *uint64) bool {
+	rev, _ = noneOf(rev, index)
 	if committed, _ := b.Committed(); rev <= committed {
 		return false
 	}

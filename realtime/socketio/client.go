@@ -392,7 +392,7 @@ func (s *Server) connect(c *conn, data string) {
 	}
 	// A database that never had from_rev: the client gets the state (its
 	// context_snapshot), told why, as after a restore.
-	ahead := fromRev != "" && store.Ahead(s.st, n)
+	ahead := fromRev != "" && store.Ahead(s.st, n, index)
 	if ahead {
 		fromRev = ""
 	}
