@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -98,8 +99,12 @@ func (s *Server) deleteSnapshot(c echo.Context) error {
 
 func (s *Server) uploadSnapshot(c echo.Context) error {
 	req := c.Request()
-	if ct := req.Header.Get(echo.HeaderContentType); ct != "" && ct != echo.MIMEOctetStream {
-		return badRequest("send the snapshot file as the raw body with Content-Type: application/octet-stream")
+	// The media type counts, whatever its case and parameters (as a
+	// PATCH's): "application/octet-stream; charset=binary" is one.
+	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != echo.MIMEOctetStream {
+			return badRequest("send the snapshot file as the raw body with Content-Type: application/octet-stream")
+		}
 	}
 	sum := req.Header.Get(headerSHA256)
 	if sum != "" && !snapshots.IsSHA256(sum) {

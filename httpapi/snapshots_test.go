@@ -168,6 +168,12 @@ func TestSnapshotErrors(t *testing.T) {
 	ae = requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", strings.Repeat("\x00", 16<<10), "Content-Type", "application/octet-stream"), http.StatusUnprocessableEntity, "bad_snapshot")
 	assert.NotContains(t, ae.Error.Message, m.Dir())
 	requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", "x", "Content-Type", "application/json"), http.StatusBadRequest, "bad_request")
+	// The media type counts, in any case and with parameters, as for a
+	// PATCH: such an upload is read (before, it was refused as not
+	// application/octet-stream).
+	for _, ct := range []string{"application/octet-stream; charset=binary", "Application/Octet-Stream"} {
+		requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", "garbage", "Content-Type", ct), http.StatusUnprocessableEntity, "bad_snapshot")
+	}
 	for _, sum := range []string{"xyz", "sha256:" + meta.SHA256, meta.SHA256[:63], meta.SHA256 + "0"} {
 		ae := requireError(t, e.do(http.MethodPost, "/v1/snapshots/upload", "x", "Content-Type", "application/octet-stream", "X-Ctxd-Sha256", sum), http.StatusBadRequest, "bad_request")
 		assert.Contains(t, ae.Error.Message, "64 hexadecimal digits", "a malformed checksum is said so, not a mismatch")
