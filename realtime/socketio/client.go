@@ -95,7 +95,6 @@ type connectOptions struct {
 	Token     string          `json:"token"`
 }
 
-// event encodes a Socket.IO EVENT packet with one argument.
 // resetEvent is the reset that goes before a context_snapshot: state read
 // before it is stale, for the reason why, and the snapshot that follows,
 // at rev, is the state.
@@ -103,6 +102,7 @@ func resetEvent(rev uint64, why string) string {
 	return event(ctxd.TypeReset, map[string]any{"rev": rev, "message": why + ": the context_snapshot that follows is the new state"})
 }
 
+// event encodes a Socket.IO EVENT packet with one argument.
 func event(name string, v any) string {
 	b, err := json.Marshal([]any{name, v})
 	if err != nil {
@@ -1116,8 +1116,14 @@ func (cl *client) reset(gen uint64) bool {
 	clear(cl.pending)
 	snap, rev, g, err := s.snapshot(cl)
 	if err != nil {
-		c.sendError(errorCode(err), "snapshot after a restore: "+err.Error())
-		c.close("reset failed")
+		// The restore is told all the same (a snapshot over
+		// max_snapshot_bytes, say): the client must not take what it
+		// holds for current. The error says why no snapshot follows.
+		rev, _ = s.st.Committed()
+		own = append(own,
+			event(ctxd.TypeReset, map[string]any{"rev": rev, "message": "the data was restored from a snapshot: the error that follows says why no context_snapshot comes"}),
+			event(ctxd.TypeError, errorPayload{Code: errorCode(err), Message: ctxd.ClipMessage("snapshot after a restore: " + err.Error())}))
+		c.closeWith(0, "reset failed", nil, own...)
 		return false
 	}
 	cl.gen, cl.pos, cl.skip, cl.base = gen, rev, 0, rev

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -38,6 +41,38 @@ func TestResetOnRestore(t *testing.T) {
 	u := c.waitEvent("context_updated")
 	assert.Equal(t, "c", u.Data["key"])
 	assert.Greater(t, u.Data["rev"].(float64), snap.Data["rev"].(float64))
+}
+
+// A restore whose state is over websocket.max_snapshot_bytes is still
+// told: reset, then an error of code too_large (no context_snapshot can
+// follow), then the session ends. Before, the client got the error alone
+// and could take what it held for current.
+func TestRestoreTooLargeForASnapshotStillResets(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.MaxSnapshotBytes = 4 << 10 }))
+	big := `"` + strings.Repeat("v", 1<<10) + `"`
+	for i := range 10 {
+		put(t, srv, "big/"+strconv.Itoa(i), big)
+	}
+	meta, err := srv.Server().Snapshots().Create(context.Background(), "test")
+	require.NoError(t, err)
+	for i := range 10 {
+		_, err := srv.Backend().Delete(context.Background(), "default", "big/"+strconv.Itoa(i), nil, "t")
+		require.NoError(t, err)
+	}
+	polling := dial(t, srv, sioOpts{})
+	connected(t, polling, nil)
+	ws := dial(t, srv, sioOpts{websocket: true})
+	connected(t, ws, nil)
+
+	_, err = srv.Server().Snapshots().Restore(context.Background(), meta.ID, ctxd.RestoreOptions{})
+	require.NoError(t, err)
+	for _, c := range []*sio{polling, ws} {
+		reset := c.waitEvent(ctxd.TypeReset)
+		assert.Contains(t, reset.Data, "rev")
+		e := c.waitEvent(ctxd.TypeError)
+		assert.Equal(t, ctxd.CodeTooLarge, e.Data["code"], "%s", e.Raw)
+	}
+	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 0 })
 }
 
 // A dump file written through the API is announced with context_dumped.
