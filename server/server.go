@@ -380,9 +380,13 @@ func (s *Server) stop(ctx context.Context, graceful bool) error {
 			s.drain(ctx)
 		}
 		// WebSocket connections are hijacked: Shutdown does not see them.
-		// The hub closes them; clients resume after a restart.
-		_ = s.hub.Close() // always nil
-		_ = s.sio.Close() // always nil; its long polls end too
+		// The hub closes them; clients resume after a restart. Both
+		// feeds close at once: each waits up to 2 s for its stuck
+		// clients, and one after the other they held a stop for 4.
+		var feeds sync.WaitGroup
+		feeds.Go(func() { _ = s.hub.Close() }) // always nil
+		feeds.Go(func() { _ = s.sio.Close() }) // always nil; its long polls end too
+		feeds.Wait()
 		if !graceful {
 			_ = s.hs.Close()
 		} else if err := s.hs.Shutdown(ctx); err != nil {

@@ -121,6 +121,42 @@ func TestShutdownDisconnectsClients(t *testing.T) {
 	}
 }
 
+// At shutdown /v1/watch and Socket.IO close their clients at once. A
+// /v1/watch client that does not read holds the hub's Close for its 2 s
+// (its close frame waits behind changes its socket cannot take), and
+// meanwhile the Socket.IO clients are closed: then the stuck client reads
+// and still gets its close frame. One door after the other, stuck clients
+// of both held a stop for 4 s; here the Socket.IO client was closed only
+// after the /v1/watch client was cut, without its close frame.
+func TestShutdownClosesBothFeedsAtOnce(t *testing.T) {
+	srv := testkit.StartServer(t, testkit.WithSendBuffer(64<<10))
+	sc := dial(t, srv, sioOpts{websocket: true})
+	connected(t, sc, nil)
+	watch := testkit.DialWatch(t, srv.WatchURL(nil), nil)
+	watch.Expect(ctxd.TypeSubscribed)
+	value := `"` + strings.Repeat("v", 32<<10) + `"`
+	for i := range 40 { // ~1.3 MB: more than the sockets' buffers hold
+		put(t, srv, "k"+strconv.Itoa(i), value)
+	}
+	for range 40 {
+		sc.waitEvent(ctxd.TypeContextUpdated)
+	}
+
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); srv.Stop() }()
+	sc.wg.Wait() // its WebSocket's reads ended
+	assert.Equal(t, websocket.CloseGoingAway, sc.closeError().Code)
+	require.NoError(t, watch.Conn.SetReadDeadline(time.Now().Add(testkit.Deadline)))
+	var err error
+	for err == nil {
+		_, _, err = watch.Conn.ReadMessage()
+	}
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, websocket.CloseGoingAway, ce.Code, "the /v1/watch client's close frame, not a cut")
+	<-stopped
+}
+
 // A from_rev below the compacted revision at connect: an error event of
 // code compacted, then a Socket.IO DISCONNECT (do not come back): a client
 // that reconnected by itself with the same from_rev would be cut again and
