@@ -301,9 +301,11 @@ func (c *conn) closeWith(code int, reason string, counted *atomic.Uint64, last .
 }
 
 // closeByClient ends the session as close does, at the client's word (its
-// Engine.IO close packet, its Socket.IO DISCONNECT): such a client polls
-// no more, and its session is not kept for the close packet.
-func (c *conn) closeByClient(reason string) { c.end(0, reason, nil, endByClient) }
+// Engine.IO close packet, its Socket.IO DISCONNECT), or because it is gone
+// (it answered no ping within PingTimeout: Engine.IO drops such a session
+// at once): such a client polls no more, and its session is not kept for
+// the close packet.
+func (c *conn) closeByClient(reason string) { c.end(0, reason, nil, endClientGone) }
 
 // closeComeBack ends the session as close does, after the packets last,
 // and ends the transport without telling the client not to come back: no
@@ -320,7 +322,7 @@ type ending int
 const (
 	endForGood  ending = iota // the server ends it: the client is told not to come back
 	endComeBack               // the transport ends, for the client to reconnect (comeBack)
-	endByClient               // the client ended it
+	endClientGone             // the client ended it, or answered no ping
 )
 
 func (c *conn) end(code int, reason string, counted *atomic.Uint64, how ending, last ...string) bool {
@@ -358,10 +360,11 @@ func (c *conn) end(code int, reason string, counted *atomic.Uint64, how ending, 
 	// the next poll got 400 (unknown session), which clients take for a
 	// lost transport, and they reconnected. One told to come back with
 	// nothing queued has nothing to wait for: its next poll fails either
-	// way; nor has one the client ended, whatever is queued: it polls no
-	// more (a poll of its that is pending still answers with what it
-	// takes), and kept, it held a shutdown for closeWait.
-	linger := c.ws == nil && how != endByClient && (len(c.queue) > 0 || how == endForGood)
+	// way; nor has one the client ended or that answered no ping,
+	// whatever is queued: it polls no more (a poll of its that is
+	// pending still answers with what it takes), and kept, it held a
+	// shutdown for closeWait.
+	linger := c.ws == nil && how != endClientGone && (len(c.queue) > 0 || how == endForGood)
 	c.mu.Unlock()
 	release(held) // what is left in the queue goes out, or is dropped, soon
 	close(c.done)
@@ -439,7 +442,9 @@ func (c *conn) heartbeat() {
 		select {
 		case <-c.pong:
 		case <-t.C:
-			c.close("ping timeout")
+			// Not kept for a poll (close would keep a polling session
+			// another PingTimeout, and a shutdown waited for it).
+			c.closeByClient("ping timeout")
 			return
 		case <-c.done:
 			return

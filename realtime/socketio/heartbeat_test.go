@@ -15,7 +15,9 @@ import (
 )
 
 // The server pings every ping_interval: a client that answers stays, one
-// that does not is dropped after pingTimeout (as long again).
+// that does not is dropped after pingTimeout (as long again), its session
+// with it, as Engine.IO does. Before, the session was kept another
+// pingTimeout for a poll that would not come, and held a shutdown for 2 s.
 func TestPingTimeout(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) { c.WebSocket.PingInterval = interval }))
@@ -27,6 +29,7 @@ func TestPingTimeout(t *testing.T) {
 	mute.sendPacket("40")                       // connected (its answer waits for a poll that never comes)
 
 	testkit.Eventually(t, func() bool { return srv.Server().SocketIO().Clients() == 1 })
+	assert.Equal(t, 1, srv.Server().SocketIO().Sessions(), "the mute client's session is gone with it")
 	// The answering client has been pinged many times meanwhile, and is
 	// still there: it answers ten more pings.
 	alive.mu.Lock()
