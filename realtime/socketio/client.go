@@ -86,7 +86,9 @@ type client struct {
 // connectOptions are the handshake options, from the CONNECT auth payload
 // or the handshake's query (the payload wins).
 type connectOptions struct {
-	NS      string          `json:"ns"`
+	// NS is nil when the payload does not name one (then the query's, or
+	// compat.namespace); "" is a bad namespace, as on /v1/watch.
+	NS      *string         `json:"ns"`
 	Prefix  string          `json:"prefix"`
 	FromRev json.RawMessage `json:"from_rev"`
 	// FromIndex, with FromRev: how many changes of that revision the
@@ -325,12 +327,15 @@ func (s *Server) connect(c *conn, data string) {
 			}
 		}
 	}
-	q("ns", &o.NS)
 	q("prefix", &o.Prefix)
 	fromRev, fromIndex := c.option(o.FromRev, "from_rev"), c.option(o.FromIndex, "from_index")
-	cl := &client{c: c, id: "s" + strconv.FormatUint(s.nextID.Add(1), 10), ns: o.NS, prefix: o.Prefix, pending: map[uint64][]ownWrite{}}
-	if cl.ns == "" {
-		cl.ns = s.opts.Namespace // compat.namespace: /ctx's
+	cl := &client{c: c, id: "s" + strconv.FormatUint(s.nextID.Add(1), 10), ns: s.opts.Namespace, prefix: o.Prefix, pending: map[uint64][]ownWrite{}}
+	// Without ns the client sees compat.namespace (/ctx's); an empty one
+	// is refused below, as /v1/watch refuses ns=.
+	if o.NS != nil {
+		cl.ns = *o.NS
+	} else if vs := c.query["ns"]; len(vs) > 0 {
+		cl.ns = vs[0]
 	}
 	if err := ctxd.ValidateNamespace(cl.ns); err != nil {
 		s.connectError(c, ctxd.CodeBadRequest, "ns: "+err.Error())

@@ -2,6 +2,7 @@ package socketio_test
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +90,30 @@ func TestLoneSurrogateRefused(t *testing.T) {
 	ans = bad.next()
 	assert.True(t, strings.HasPrefix(ans, "4{"), "a CONNECT_ERROR: %s", ans)
 	assert.Contains(t, ans, "prefix contains control character")
+}
+
+// An empty ns, in the auth payload or the query, is refused with a
+// CONNECT error of code bad_request, as /v1/watch refuses ns= with 400;
+// before, it fell back to compat.namespace as if none were given. Without
+// ns (or with ns null) the client still sees compat.namespace.
+func TestEmptyNamespaceRefused(t *testing.T) {
+	srv := testkit.StartServer(t)
+	for name, tc := range map[string]struct {
+		o    sioOpts
+		auth any
+	}{
+		"payload": {sioOpts{websocket: true}, map[string]any{"ns": ""}},
+		"query":   {sioOpts{websocket: true, query: url.Values{"ns": {""}}}, nil},
+	} {
+		ans := dial(t, srv, tc.o).connect(tc.auth)
+		assert.True(t, strings.HasPrefix(ans, "4{"), "%s: a CONNECT_ERROR: %s", name, ans)
+		assert.Contains(t, ans, ctxd.CodeBadRequest, name)
+		assert.Contains(t, ans, "namespace is empty", name)
+	}
+	for _, auth := range []any{nil, map[string]any{"ns": nil}} {
+		c := dial(t, srv, sioOpts{websocket: true})
+		assert.Equal(t, "default", connected(t, c, auth).Data["ns"], "%v", auth)
+	}
 }
 
 // A context_snapshot over websocket.max_snapshot_bytes is refused with a
