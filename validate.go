@@ -84,6 +84,21 @@ func ValidateRecordedWho(who string) error {
 	return nil
 }
 
+// MaxClientNameBytes bounds a registered client's type and name
+// (client_register, on /v1/watch and Socket.IO).
+const MaxClientNameBytes = 256
+
+// ValidateClientName checks a client_register's type or name (what): at
+// most MaxClientNameBytes bytes of UTF-8 without control characters.
+// They are shown in client_stats, /ctx/all and the CLI's tables, and the
+// name is the who of the client's writes (ValidateWho).
+func ValidateClientName(what, s string) error {
+	if len(s) > MaxClientNameBytes {
+		return Invalidf("%s is %d bytes, at most %d allowed", what, len(s), MaxClientNameBytes)
+	}
+	return validateText(what, s)
+}
+
 // validateText checks that s (a key, a who) is UTF-8 without control
 // characters (C0, DEL, C1): they would travel raw into CSV exports and
 // the CLI's tables on a terminal, and invalid UTF-8 is not JSON text.

@@ -438,13 +438,12 @@ func (h *Hub) storeError(id json.RawMessage, op string, err error) []byte {
 	return encode(msg)
 }
 
-// maxNameBytes bounds a registered client type or name.
-const maxNameBytes = 256
-
 func (h *Hub) clientRegister(s *session, m *inMessage) {
-	if len(m.ClientType) > maxNameBytes || len(m.Name) > maxNameBytes {
-		s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "client_register: client_type and name are at most "+strconv.Itoa(maxNameBytes)+" bytes"))
-		return
+	for _, err := range []error{ctxd.ValidateClientName("client_type", m.ClientType), ctxd.ValidateClientName("name", m.Name)} {
+		if err != nil {
+			s.send(errorFrame(m.ID, ctxd.CodeBadRequest, "client_register: "+err.Error()))
+			return
+		}
 	}
 	ct := m.ClientType
 	if ct == "" {

@@ -231,6 +231,9 @@ func TestBadMessages(t *testing.T) {
 		// Not UTF-8: decoded anyway, the key would be "ws\ufffd".
 		{"{\"type\":\"context_set\",\"id\":\"u\",\"key\":\"ws\xff\",\"value\":1}", ctxd.CodeBadRequest},
 		{"{\"type\":\"context_set\",\"id\":\"u\",\"key\":\"k\",\"value\":1,\"who\":\"\xfe\"}", ctxd.CodeBadRequest},
+		// Control characters in what client_stats and the CLI show.
+		{`{"type":"client_register","client_type":"dash\u001b[2J"}`, ctxd.CodeBadRequest},
+		{`{"type":"client_register","client_type":"dashboard","name":"a\nb"}`, ctxd.CodeBadRequest},
 	} {
 		bad.SendRaw([]byte(tc.msg))
 		m := bad.Expect(ctxd.TypeError)

@@ -1159,8 +1159,10 @@ func (s *Server) onEvent(cl *client, name string, arg json.RawMessage) any {
 		if m.Type == "" {
 			m.Type = "unknown"
 		}
-		if len(m.Type) > maxNameBytes || len(m.Name) > maxNameBytes {
-			return cl.fail(ctxd.CodeBadRequest, "client_register: type and name are at most "+strconv.Itoa(maxNameBytes)+" bytes")
+		for _, err := range []error{ctxd.ValidateClientName("type", m.Type), ctxd.ValidateClientName("name", m.Name)} {
+			if err != nil {
+				return cl.fail(ctxd.CodeBadRequest, "client_register: "+err.Error())
+			}
 		}
 		cl.mu.Lock()
 		cl.clientType, cl.name = m.Type, m.Name
