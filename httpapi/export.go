@@ -414,7 +414,7 @@ func (s stalling) Write(p []byte) (int, error) {
 // writes a 412 with no body and a 416 as plain text.
 func serveFile(c echo.Context, name string, modified time.Time, f io.ReadSeeker) error {
 	w := &fileAnswer{ResponseWriter: c.Response()}
-	http.ServeContent(w, c.Request(), name, modified, f)
+	http.ServeContent(w, byteRangesOnly(c.Request()), name, modified, f)
 	switch w.refused {
 	case http.StatusPreconditionFailed:
 		return errPreconditionFailed
@@ -422,6 +422,26 @@ func serveFile(c echo.Context, name string, modified time.Time, f io.ReadSeeker)
 		return errRangeNotSatisfiable
 	}
 	return nil
+}
+
+// byteRangesOnly is r as ServeContent should see it: a Range of a unit
+// other than bytes (lines=1-2) is dropped, as RFC 9110 (14.2) has a
+// server ignore a unit it does not know and send the whole file;
+// ServeContent answered it 416. The unit's case does not matter
+// (Bytes=0-9 is a bytes range), which ServeContent does not know either.
+func byteRangesOnly(r *http.Request) *http.Request {
+	rng := r.Header.Get("Range")
+	if rng == "" || strings.HasPrefix(rng, "bytes=") {
+		return r
+	}
+	unit, spec, _ := strings.Cut(rng, "=")
+	r = r.Clone(r.Context())
+	if strings.EqualFold(strings.TrimSpace(unit), "bytes") {
+		r.Header.Set("Range", "bytes="+spec)
+	} else {
+		r.Header.Del("Range")
+	}
+	return r
 }
 
 // fileAnswer passes ServeContent's answer on, except a refusal (412,

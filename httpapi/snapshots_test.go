@@ -281,7 +281,8 @@ func TestUploadCutShort(t *testing.T) {
 
 // File downloads (snapshots, dumps) take Range and conditional requests
 // (a large download resumes), and answer their refusals in the API's
-// JSON: http.ServeContent wrote a 412 with no body and a 416 as text.
+// JSON: http.ServeContent wrote a 412 with no body and a 416 as text (and
+// a 416 to a Range of a unit it does not know, which it must ignore).
 func TestFileDownloadsTakeRangesAndAnswerRefusalsInJSON(t *testing.T) {
 	e, m := newSnapshotEnv(t)
 	e.put("k", `1`)
@@ -292,6 +293,15 @@ func TestFileDownloadsTakeRangesAndAnswerRefusalsInJSON(t *testing.T) {
 	require.Equal(t, http.StatusOK, whole.status)
 
 	part := e.do(http.MethodGet, path, "", "Range", "bytes=10-19")
+	require.Equal(t, http.StatusPartialContent, part.status)
+	assert.Equal(t, whole.body[10:20], part.body)
+
+	// A unit other than bytes is ignored (RFC 9110, 14.2): the whole
+	// file, not 416; a unit's case does not matter.
+	other := e.do(http.MethodGet, path, "", "Range", "lines=1-2")
+	require.Equal(t, http.StatusOK, other.status, string(other.body))
+	assert.Equal(t, whole.body, other.body)
+	part = e.do(http.MethodGet, path, "", "Range", "Bytes=10-19")
 	require.Equal(t, http.StatusPartialContent, part.status)
 	assert.Equal(t, whole.body[10:20], part.body)
 
