@@ -41,7 +41,10 @@ func newAccess(cfg configs.Config, log zerolog.Logger) (*auth.Authorizer, error)
 	}
 	a, err := auth.NewAuthorizer(cfg.Auth.TokensFile, auth.Options{SignChanges: cfg.Auth.Who == configs.WhoToken})
 	if err != nil {
-		return nil, &configs.Error{Field: "auth.tokens_file", Source: "file " + cfg.Auth.TokensFile, Err: err}
+		// The source says where the setting was given, as for every other
+		// setting; the file it names goes in the message.
+		return nil, &configs.Error{Field: "auth.tokens_file", Source: cfg.Source("auth.tokens_file"),
+			Err: fmt.Errorf("%s: %w", cfg.Auth.TokensFile, err)}
 	}
 	log.Info().Str("tokens_file", cfg.Auth.TokensFile).Int("tokens", a.Tokens().Len()).Str("who", cfg.Auth.Who).Msg("access control on")
 	return a, nil

@@ -246,6 +246,12 @@ func TestExitCodes(t *testing.T) {
 			env: append(onEtcd, "CTXD_ETCD_PREFIX="+outer+"k/default/"), code: 2, stderr: "config: etcd.prefix (env CTXD_ETCD_PREFIX): prefix " + outer + "k/default/ lies inside the prefix of another deployment, " + outer},
 		{name: "serve with an etcd request timeout of 1ns", args: []string{"serve", "--data", t.TempDir()},
 			env: append(onEtcd, "CTXD_ETCD_REQUEST_TIMEOUT=1ns"), code: 2, stderr: "config: etcd.request_timeout (env CTXD_ETCD_REQUEST_TIMEOUT): must be at least 1s"},
+		// The tokens file's error says where auth.tokens_file was set, as
+		// every other setting's does (it said "file PATH", as if the
+		// setting came from a config file of that name).
+		{name: "serve with a missing tokens file", args: []string{"serve", "--data", t.TempDir()},
+			env: []string{"CTXD_AUTH_TOKENS_FILE=/nonexistent/tokens.yaml"}, code: 2,
+			stderr: "config: auth.tokens_file (env CTXD_AUTH_TOKENS_FILE): /nonexistent/tokens.yaml: open /nonexistent/tokens.yaml: "},
 		{name: "serve with bad env", env: []string{"CTXD_LOG_LEVEL=loud"}, args: []string{"serve", "--data", t.TempDir()}, code: 2, stderr: "log.level (env CTXD_LOG_LEVEL)"},
 		{name: "serve with bad flag value", args: []string{"serve", "--addr", "nowhere", "--data", t.TempDir()}, code: 2, stderr: "config: addr (flag)"},
 		{name: "serve with a negative quota", args: []string{"serve", "--storage-quota", "-1", "--data", t.TempDir()}, code: 2, stderr: `config: storage.quota_bytes (flag): invalid quota "-1"`},
