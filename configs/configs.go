@@ -1103,11 +1103,11 @@ var settings = []setting{
 	{
 		path: "wal.commit_changes",
 		set: func(c *Config, v string) error {
-			var n int
-			if err := setCount(&n, v); err != nil {
+			n, err := parseWhole(v)
+			if err != nil {
 				return err
 			}
-			if n == 0 || n > bolt.DefaultMaxPending {
+			if n < 1 || n > bolt.DefaultMaxPending {
 				// More could never wait: the writer waits for the
 				// committer at DefaultMaxPending.
 				return fmt.Errorf("must be 1 to %d (no more changes can wait to be applied)", bolt.DefaultMaxPending)
@@ -1264,11 +1264,8 @@ func countSetting[T int | uint64](path string, nonZero bool, field func(*Config)
 		path: path,
 		set: func(c *Config, v string) error {
 			var n int
-			if err := setCount(&n, v); err != nil {
+			if err := setCount(&n, v, nonZero); err != nil {
 				return err
-			}
-			if nonZero && n == 0 {
-				return errors.New("must be > 0")
 			}
 			*field(c) = T(n)
 			return nil
@@ -1498,11 +1495,26 @@ const (
 // maxDuration bounds every duration setting.
 const maxDuration = 100 * 365 * 24 * time.Hour
 
-// setCount parses a whole number >= 0.
-func setCount(n *int, v string) error {
+// parseWhole parses a whole number, of either sign: the caller says
+// which are allowed.
+func parseWhole(v string) (int, error) {
 	parsed, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil {
-		return fmt.Errorf("invalid number %q", v)
+		return 0, fmt.Errorf("invalid number %q", v)
+	}
+	return parsed, nil
+}
+
+// setCount parses a whole number >= 0, or > 0 when nonZero. A negative
+// one is told the bound that holds: ">= 0" would send the user to a 0
+// that nonZero refuses in turn.
+func setCount(n *int, v string, nonZero bool) error {
+	parsed, err := parseWhole(v)
+	if err != nil {
+		return err
+	}
+	if nonZero && parsed <= 0 {
+		return errors.New("must be > 0")
 	}
 	if parsed < 0 {
 		return errors.New("must be >= 0")

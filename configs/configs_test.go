@@ -352,6 +352,10 @@ func TestErrors(t *testing.T) {
 		{name: "bad origin", file: "websocket:\n  allowed_origins: dash.example.com\n", field: "websocket.allowed_origins", want: `invalid origin "dash.example.com"`},
 		{name: "origin with a path", env: []string{"CTXD_WEBSOCKET_ALLOWED_ORIGINS=https://a.example/app"}, field: "websocket.allowed_origins", want: "invalid origin"},
 		{name: "zero max clients", file: "websocket:\n  max_clients: 0\n", field: "websocket.max_clients", want: "must be > 0"},
+		// A negative count is told the bound that holds, not ">= 0",
+		// which 0 does not meet either.
+		{name: "negative max clients", env: []string{"CTXD_WEBSOCKET_MAX_CLIENTS=-1"}, field: "websocket.max_clients", want: "must be > 0"},
+		{name: "negative commit changes", env: []string{"CTXD_WAL_COMMIT_CHANGES=-1"}, field: "wal.commit_changes", want: "must be 1 to 65536"},
 		{name: "zero max lag", env: []string{"CTXD_WEBSOCKET_MAX_LAG=0"}, field: "websocket.max_lag", want: "must be > 0"},
 		{name: "negative lag grace", env: []string{"CTXD_WEBSOCKET_LAG_GRACE=-1s"}, field: "websocket.lag_grace", want: "must be >= 0"},
 		{name: "lag grace without a unit", file: "websocket:\n  lag_grace: 10\n", field: "websocket.lag_grace", want: "duration"},
