@@ -112,6 +112,9 @@ func TestParseErrors(t *testing.T) {
 		"name w/ space":   {tokensFile(entry("'a b'", secretAdmin, "read")), "printable"},
 		"not a mapping":   {"- a\n", "line 1: cannot unmarshal !!seq into a mapping with \"tokens:\""},
 		"tokens not seq":  {"tokens: 3\n", "line 1: cannot unmarshal !!int `3` into a list of tokens (- name: ...)"},
+		// The second document's tokens were ignored, without a word.
+		"two documents": {tokensFile(entry("a", secretAdmin, "read")) + "---\n" + tokensFile(entry("b", secretRead, "read")),
+			"line 5: a second YAML document (after ---): put every token in one"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseTokens([]byte(tc.file))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/fsutil"
+	"github.com/framework0/ctxd/internal/yamldoc"
 )
 
 // Tokens is a set of configured tokens, as a tokens file defines them.
@@ -105,6 +106,13 @@ func ParseTokens(data []byte) (*Tokens, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("tokens file: %w", describeYAMLError(err))
+	}
+	// The tokens of a second document ("---") were ignored: one appended
+	// there (ctxd token new --append) was printed, and never accepted.
+	if line, err := yamldoc.SecondDocument(dec); err != nil {
+		return nil, fmt.Errorf("tokens file: %w", err)
+	} else if line > 0 {
+		return nil, fmt.Errorf("tokens file: line %d: a second YAML document (after ---): put every token in one", line)
 	}
 	if len(doc.Tokens) == 0 {
 		return nil, errors.New(`tokens file: no tokens: add entries under "tokens:" (ctxd token new prints one)`)

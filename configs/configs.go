@@ -20,6 +20,7 @@ import (
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/internal/fsutil"
+	"github.com/framework0/ctxd/internal/yamldoc"
 	"github.com/framework0/ctxd/store/bolt"
 	"github.com/framework0/ctxd/store/wal"
 )
@@ -829,29 +830,15 @@ func applyFile(c *Config, path string, sources map[string]string) error {
 		return &Error{Source: "file " + path, Err: err}
 	}
 	// A second document ("---") would be ignored, its settings with it.
-	// (An empty one, a trailing "---" as templating tools leave, is fine.)
-	for {
-		var more yaml.Node
-		err := dec.Decode(&more)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err == nil && !emptyDocument(&more) {
-			err = fmt.Errorf("line %d: a second YAML document (after ---): put every setting in one", more.Line)
-		}
-		if err != nil {
-			return &Error{Source: "file " + path, Err: err}
-		}
+	if line, err := yamldoc.SecondDocument(dec); err != nil {
+		return &Error{Source: "file " + path, Err: err}
+	} else if line > 0 {
+		return &Error{Source: "file " + path, Err: fmt.Errorf("line %d: a second YAML document (after ---): put every setting in one", line)}
 	}
 	if len(doc.Content) == 0 {
 		return nil
 	}
 	return applyNode(c, path, doc.Content[0], "", sources)
-}
-
-// emptyDocument reports whether doc holds nothing: no node, or a null.
-func emptyDocument(doc *yaml.Node) bool {
-	return len(doc.Content) == 0 || doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null"
 }
 
 // applyNode applies the mapping n, found at YAML path prefix, to c, and
