@@ -52,6 +52,14 @@ func TestNew(t *testing.T) {
 		_, err := New(bad)
 		assert.Error(t, err, bad)
 	}
+	// A password in the URL went into Watch's error (and the list
+	// Servers returns), and the server takes a token instead.
+	for _, withUser := range []string{"http://user:hunter2@h:1", "http://a:1,https://user:hunter2@b:2", "ftp://user:hunter2@h"} {
+		_, err := New(withUser)
+		require.Error(t, err, withUser)
+		assert.Contains(t, err.Error(), "must not hold a user or password")
+		assert.NotContains(t, err.Error(), "hunter2")
+	}
 	c, err := New("https://example.com/prefix/")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"https://example.com/prefix"}, c.Servers())

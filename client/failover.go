@@ -53,6 +53,11 @@ func parseServers(list string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("client: bad server URL %q: %w", s, err)
 		}
+		if u.User != nil {
+			// Watch's WebSocket refused it, and printed the password in its
+			// error; the server takes a token, not a password.
+			return nil, fmt.Errorf("client: bad server URL %q: it must not hold a user or password: send a token instead (WithToken; ctxd --token)", u.Redacted())
+		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("client: bad server URL %q: want http://host:port or https://host:port", s)
 		}
