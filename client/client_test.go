@@ -60,6 +60,11 @@ func TestNew(t *testing.T) {
 		assert.Contains(t, err.Error(), "must not hold a user or password")
 		assert.NotContains(t, err.Error(), "hunter2")
 	}
+	// One that does not parse is not shown at all.
+	_, err := New("http://user:hunter2@h:bad")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `invalid port ":bad"`)
+	assert.NotContains(t, err.Error(), "hunter2")
 	c, err := New("https://example.com/prefix/")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"https://example.com/prefix"}, c.Servers())

@@ -50,6 +50,15 @@ func parseServers(list string) ([]string, error) {
 	for _, s := range strings.Split(list, ",") {
 		s = strings.TrimSpace(s)
 		u, err := url.Parse(s)
+		if err != nil && strings.Contains(s, "@") {
+			// A URL that does not parse cannot be redacted: its user
+			// part may hold a password, which url.Error quotes too.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, fmt.Errorf("client: bad server URL (not shown: it has an @, which may follow a password): %w", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("client: bad server URL %q: %w", s, err)
 		}
