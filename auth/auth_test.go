@@ -201,3 +201,29 @@ func TestReload(t *testing.T) {
 	assert.Same(t, ops, a.Authenticate(secretAdmin), "a bad file keeps the tokens in use")
 	assert.Equal(t, 1, told)
 }
+
+// A reload that only reorders a token's namespaces or prefixes keeps the
+// token: its rights are the same, and its connections must not be closed
+// as if they had changed.
+func TestReloadKeepsATokenWhoseLimitsAreReordered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.yaml")
+	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
+	write(tokensFile(entry("ci", secretLim, "write", "namespaces: [staging, prod]", "prefixes: [deploy/, app.]")))
+	a, err := NewAuthorizer(path, Options{})
+	require.NoError(t, err)
+	ci := a.Authenticate(secretLim)
+	require.NotNil(t, ci)
+
+	write(tokensFile(entry("ci", secretLim, "write", "namespaces: [prod, staging]", "prefixes: [app., deploy/]")))
+	_, revoked, err := a.Reload()
+	require.NoError(t, err)
+	assert.Zero(t, revoked)
+	assert.False(t, ci.Revoked())
+	assert.Same(t, ci, a.Authenticate(secretLim))
+
+	write(tokensFile(entry("ci", secretLim, "write", "namespaces: [prod]", "prefixes: [app., deploy/]")))
+	_, revoked, err = a.Reload()
+	require.NoError(t, err)
+	assert.Equal(t, 1, revoked, "a namespace taken away is a change")
+	assert.True(t, ci.Revoked())
+}

@@ -267,9 +267,19 @@ func (t *Token) Info() ctxd.TokenInfo {
 }
 
 // sameRights reports whether u has the same hash, name and rights as t.
+// Limits are compared as sets: the same namespaces or prefixes in
+// another order (or one named twice) are the same rights, and a reload
+// that only reorders them must not revoke the token, closing its
+// connections with a message that its rights were changed.
 func (t *Token) sameRights(u *Token) bool {
 	return t.hash == u.hash && t.Name == u.Name && t.roles == u.roles &&
-		slices.Equal(t.Namespaces, u.Namespaces) && slices.Equal(t.Prefixes, u.Prefixes)
+		sameSet(t.Namespaces, u.Namespaces) && sameSet(t.Prefixes, u.Prefixes)
+}
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	a, b = slices.Compact(slices.Sorted(slices.Values(a))), slices.Compact(slices.Sorted(slices.Values(b)))
+	return slices.Equal(a, b)
 }
 
 // Challenge is the WWW-Authenticate challenge of a 401 (RFC 6750);
