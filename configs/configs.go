@@ -1117,7 +1117,7 @@ func parseEndpoints(v string) ([]string, error) {
 			continue
 		}
 		u, err := url.Parse(e)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" ||
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || !validPort(u.Port()) ||
 			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 			if err == nil && u.User != nil {
 				// Not quoted whole: it holds a password (use
@@ -1131,6 +1131,14 @@ func parseEndpoints(v string) ([]string, error) {
 		out = append(out, strings.TrimSuffix(e, "/"))
 	}
 	return out, nil
+}
+
+// validPort says whether p is a TCP port one can dial (1 to 65535):
+// url.Parse takes any digits, and an endpoint at port 0 or 99999 would
+// only fail after etcd.dial_timeout, as if etcd were down.
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // The kinds of setting that several share. field returns the setting's

@@ -383,6 +383,11 @@ func TestErrors(t *testing.T) {
 		{name: "etcd without endpoints", file: "store:\n  backend: etcd\n", field: "etcd.endpoints", want: "give at least one endpoint"},
 		{name: "bad etcd endpoint", flags: map[string]string{"etcd.endpoints": "http://a:2379,b:2379"}, field: "etcd.endpoints", want: `invalid endpoint "b:2379"`},
 		{name: "etcd endpoint without port", env: []string{"CTXD_ETCD_ENDPOINTS=https://etcd.example"}, field: "etcd.endpoints", want: "invalid endpoint"},
+		// A port out of range or 0, or no host, parses as a URL but can
+		// never be dialled: refused here, not after etcd.dial_timeout.
+		{name: "etcd endpoint with a port out of range", env: []string{"CTXD_ETCD_ENDPOINTS=http://127.0.0.1:99999"}, field: "etcd.endpoints", want: `invalid endpoint "http://127.0.0.1:99999"`},
+		{name: "etcd endpoint with port 0", file: "etcd:\n  endpoints: http://127.0.0.1:0\n", field: "etcd.endpoints", want: `invalid endpoint "http://127.0.0.1:0"`},
+		{name: "etcd endpoint without host", flags: map[string]string{"etcd.endpoints": "http://:2379"}, field: "etcd.endpoints", want: `invalid endpoint "http://:2379"`},
 		{name: "bad etcd prefix", env: []string{"CTXD_ETCD_PREFIX=ctxd"}, field: "etcd.prefix", want: `invalid prefix "ctxd"`},
 		{name: "zero etcd request timeout", file: "etcd:\n  request_timeout: 0s\n", field: "etcd.request_timeout", want: "must be > 0"},
 		{name: "etcd request timeout of 1ns", env: []string{"CTXD_ETCD_REQUEST_TIMEOUT=1ns"}, field: "etcd.request_timeout", want: "must be at least 1s (shorter fails requests"},
