@@ -224,6 +224,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	var c cluster
 	defer c.stop(out)
+	// A start that failed because Ctrl-C ended it is no failure: stop
+	// what had started and end as Ctrl-C after the start does (exit 0).
+	startFailed := func(err error) error {
+		if ctx.Err() == nil {
+			return err
+		}
+		fmt.Fprintln(out, "interrupted while starting: stopping what had started")
+		c.stop(out)
+		fmt.Fprintln(out, "stopped")
+		return nil
+	}
 	// A port picked free that another process took before the child
 	// bound it: new free ports (the members all new ones, since each
 	// knows the others' peer URLs).
@@ -256,7 +267,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		err = fixedPortInUse(err, "--etcd-port")
 	}
 	if err != nil {
-		return err
+		return startFailed(err)
 	}
 
 	urls := make([]string, o.instances)
@@ -276,7 +287,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			err = fixedPortInUse(err, "--ctxd-port")
 		}
 		if err != nil {
-			return err
+			return startFailed(err)
 		}
 	}
 

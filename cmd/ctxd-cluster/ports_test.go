@@ -238,3 +238,40 @@ func TestFixedPortInUse(t *testing.T) {
 		}
 	}
 }
+
+// Ctrl-C while the cluster starts (here once the members are up, before
+// the first instance) stops what had started and ends run without an
+// error, as Ctrl-C after the start does: "stopped", exit 0, and the
+// members no longer listen.
+func TestInterruptedWhileStarting(t *testing.T) {
+	ctxd := buildCtxd(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var memberPorts []int
+	beforeStart = func(what string, ports []int) {
+		switch what {
+		case "etcd":
+			memberPorts = ports[:len(ports)/2]
+		case "ctxd1":
+			cancel() // the members are up
+		}
+	}
+	t.Cleanup(func() { beforeStart = nil })
+	var out lockedBuffer
+	err := run(ctx, []string{"--data", t.TempDir(), "--ctxd", ctxd, "--etcd-port", "0", "--ctxd-port", "0", "--members", "1", "--instances", "1"}, &out)
+	if err != nil {
+		t.Fatalf("run interrupted while starting: want nil (exit 0), got %v\n%s", err, out.String())
+	}
+	if !strings.HasSuffix(out.String(), "stopped\n") {
+		t.Errorf("want the output to end with \"stopped\", got\n%s", out.String())
+	}
+	if len(memberPorts) == 0 {
+		t.Fatal("the members were never started")
+	}
+	for _, p := range memberPorts {
+		if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+			c.Close()
+			t.Errorf("member port %d still listens after run returned", p)
+		}
+	}
+}
