@@ -72,10 +72,14 @@ func TestEtcdBackendReadinessAndFailFast(t *testing.T) {
 	// And reads: a get, a listing and the status answered 503 only after
 	// etcd.request_timeout (the cache's confirmation, then etcd), saying
 	// "context deadline exceeded" instead of why.
-	for _, path := range []string{"/v1/ns/default/keys/app", "/v1/ns/default/keys", "/v1/status"} {
-		resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodGet, srv.URL+path, ""))
-		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, path)
-		assert.Contains(t, string(body), "is unreachable (connection", path)
+	// So did an export or dump of now (a view), a snapshot, a compaction
+	// and a keepalive (a write).
+	for _, req := range [][2]string{{http.MethodGet, "/v1/ns/default/keys/app"}, {http.MethodGet, "/v1/ns/default/keys"},
+		{http.MethodGet, "/v1/status"}, {http.MethodGet, "/v1/ns/default/export"}, {http.MethodGet, "/ctx/all"},
+		{http.MethodPost, "/v1/snapshots"}, {http.MethodPost, "/v1/compact?keep_versions=1"}, {http.MethodPost, "/v1/ns/default/keys/app/keepalive?ttl=5s"}} {
+		resp, body := testkit.Send(t, hc, testkit.NewRequest(t, req[0], srv.URL+req[1], ""))
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, req)
+		assert.Contains(t, string(body), "is unreachable (connection", req)
 	}
 	// The store's gauges are absent from the scrape: ctxd_store_up says
 	// why, rather than leave alerts to notice an absence.

@@ -126,6 +126,9 @@ func (s *Store) CompactKeep(ctx context.Context, rev uint64, keep int) (ctxd.Com
 		return ctxd.CompactResult{}, err
 	}
 	defer s.inflight.Done()
+	if err := s.unreachable(); err != nil {
+		return ctxd.CompactResult{}, err // at once, as writes
+	}
 	return s.compact(ctx, rev)
 }
 

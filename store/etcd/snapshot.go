@@ -41,6 +41,9 @@ func (s *Store) WriteSnapshot(w io.Writer) (ctxd.SnapshotInfo, error) {
 		return ctxd.SnapshotInfo{}, err
 	}
 	defer s.inflight.Done()
+	if err := s.unreachable(); err != nil {
+		return ctxd.SnapshotInfo{}, fmt.Errorf("snapshot of %s: %w", s.opts.Prefix, err) // at once, as reads
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.snapshotTimeout())
 	defer cancel()
 	for attempt := 1; ; attempt++ {

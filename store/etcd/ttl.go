@@ -135,7 +135,8 @@ func (s *Store) KeepAlive(ctx context.Context, ns, key string, ttl time.Duration
 	if err := s.checkTTL(ns, key, ttl); err != nil {
 		return ctxd.Record{}, err
 	}
-	if err := s.enter(); err != nil {
+	// A write: unavailable at once while etcd is unreachable.
+	if err := s.beginWrite(ctx); err != nil {
 		return ctxd.Record{}, err
 	}
 	defer s.inflight.Done()

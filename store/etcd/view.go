@@ -27,6 +27,9 @@ func (s *Store) View(fn func(v store.View) error) error {
 		return err
 	}
 	defer s.inflight.Done()
+	if err := s.unreachable(); err != nil {
+		return err // at once, as reads: currentMarkSeen would wait out the timeout
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 	mark, seen, err := s.currentMarkSeen(ctx)
 	cancel()
