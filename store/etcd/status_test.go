@@ -3,7 +3,9 @@ package etcd_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -120,4 +122,27 @@ func TestStatusBehindARestoreSwitchCountsTheRestoredKeys(t *testing.T) {
 	require.NotNil(t, st.LastRestore)
 	assert.Equal(t, res.Revision, st.LastRestore.Revision)
 	release()
+}
+
+// A member that went silent with its connection open (paused, or
+// overloaded; here a proxy that stops forwarding) costs /readyz nothing
+// while another member answers: the probe asks every member at once.
+// Before, it went where round robin sent it, and the one sent to the
+// silent member answered 503 at the request timeout (each instance's
+// first probe after a follower of make cluster was paused).
+func TestReadyWithASilentMember(t *testing.T) {
+	shared := etcdkit.Shared(t)
+	proxy := testkit.StartTCPProxy(t, strings.TrimPrefix(shared.Endpoint, "http://"))
+	s, err := etcd.Open(etcd.Options{Endpoints: []string{"http://" + proxy.Addr(), shared.Endpoint},
+		Prefix: etcdkit.Prefix(etcdkit.Name(t)), RequestTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	require.NoError(t, s.Ready())
+	proxy.Blackhole()
+	t.Cleanup(proxy.Heal) // before the store closes
+	// Round robin alternates between the two connections: of 4 probes
+	// in a row, some go to the silent one.
+	for i := range 4 {
+		require.NoError(t, s.Ready(), "probe %d", i)
+	}
 }

@@ -558,6 +558,46 @@ func needsLeader(method string) bool {
 		method == etcdserverpb.Maintenance_Alarm_FullMethodName
 }
 
+// readEveryMember sends a linearizable read (count only) to every member
+// at once, each on a connection of its own, as memberStatus asks for
+// their status: nil at the first member that answers it, else an error
+// a member answered (no leader, access refused) rather than a member's
+// silence. Sent through the
+// client's connections, the read went where round robin sent it, and a
+// member silent with its connection open (paused, overloaded) held it
+// until the timeout while the others answered: /readyz said 503 until
+// the client gave up on that member.
+func (s *Store) readEveryMember(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	eps := s.opts.Endpoints
+	answers := make(chan error, len(eps)) // room for all: the late ones end without a reader
+	for _, ep := range eps {
+		go func() {
+			conn, err := s.cli.Dial(ep)
+			if err == nil {
+				defer conn.Close()
+				_, err = etcdserverpb.NewKVClient(conn).Range(ctx, &etcdserverpb.RangeRequest{Key: []byte(s.opts.Prefix + "ready"), CountOnly: true})
+				err = clientv3.ContextError(ctx, rpctypes.Error(err))
+			}
+			answers <- err
+		}()
+	}
+	var failed error
+	for range eps {
+		err := <-answers
+		if err == nil {
+			return nil
+		}
+		// What a member answered (a cut-off one: no leader) says more
+		// than another's silence.
+		if failed == nil || errors.Is(failed, context.DeadlineExceeded) {
+			failed = err
+		}
+	}
+	return failed
+}
+
 // writeError turns an etcd client error of a write into ctxd's. A write
 // etcd refused before applying it (no connection, no leader, a closed
 // client) is unavailable: nothing changed. A write whose answer did not
@@ -627,7 +667,7 @@ func (s *Store) Ready() error {
 		return err // at once, as writes
 	}
 	return s.read(func(ctx context.Context) error {
-		_, err := s.cli.Get(ctx, s.opts.Prefix+"ready", clientv3.WithCountOnly())
+		err := s.readEveryMember(ctx)
 		if refusedAccess(err) { // it answered: no
 			return fmt.Errorf("%w: etcd at %v refuses ctxd's etcd user: %v%s", ctxd.ErrUnavailable, s.opts.Endpoints, err, accessHint(err))
 		}
