@@ -132,6 +132,9 @@ func (p *Process) Stop(timeout time.Duration) error {
 	default:
 	}
 	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	// A child paused with SIGSTOP (trying a fault) would otherwise wait
+	// for the timeout and be killed.
+	continueAfterSignal(p.Cmd.Process)
 	select {
 	case <-p.done:
 		var exit *exec.ExitError
