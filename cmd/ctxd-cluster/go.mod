@@ -2,7 +2,10 @@ module github.com/framework0/ctxd/cmd/ctxd-cluster
 
 go 1.26.0
 
-require github.com/framework0/ctxd v0.0.0
+require (
+	github.com/framework0/ctxd v0.0.0
+	go.uber.org/zap v1.27.1
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -49,7 +52,6 @@ require (
 	go.opentelemetry.io/otel/trace v1.45.0 // indirect
 	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
-	go.uber.org/zap v1.27.1 // indirect
 	go.yaml.in/yaml/v2 v2.4.3 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.61.0 // indirect

@@ -36,6 +36,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.uber.org/zap/zapcore"
+
 	"github.com/framework0/ctxd/internal/localcluster"
 )
 
@@ -125,6 +127,10 @@ func parse(args []string) (options, error) {
 		return o, fmt.Errorf("--ctxd-port %d: out of range for %d instances", o.ctxdPort, o.instances)
 	case o.etcdPort < 0 || o.etcdPort+10000*(o.members-1)+1 > 65535:
 		return o, fmt.Errorf("--etcd-port %d: out of range for %d members", o.etcdPort, o.members)
+	}
+	// etcd's own parse of it panics in each member.
+	if _, err := zapcore.ParseLevel(o.logLevel); err != nil {
+		return o, fmt.Errorf("--log-level %s: give debug, info, warn or error", o.logLevel)
 	}
 	if o.ctxd == "" {
 		self, err := os.Executable()
@@ -402,11 +408,22 @@ func (c *cluster) startInstance(ctx context.Context, o options, ms []localcluste
 				c.instances = c.instances[:len(c.instances)-1]
 				return "", fmt.Errorf("%s: %w", name, inUse)
 			}
+			// It said why on its last line (a configuration error:
+			// --prefix, say): said here, rather than in its log alone.
+			if why := lastLine(log.since()); why != "" {
+				return "", fmt.Errorf("%s: %w: %s (its log: %s)", name, err, why, log.path)
+			}
 		default:
 		}
 		return "", fmt.Errorf("%s: %w (its log: %s)", name, err, log.path)
 	}
 	return url, nil
+}
+
+// lastLine is the last line of text that is not blank, trimmed.
+func lastLine(text string) string {
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 // childLog is a child's log file, appended to across runs, and its size

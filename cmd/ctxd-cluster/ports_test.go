@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -273,5 +274,22 @@ func TestInterruptedWhileStarting(t *testing.T) {
 			c.Close()
 			t.Errorf("member port %d still listens after run returned", p)
 		}
+	}
+}
+
+// An instance that exits at its start says why in run's error, not in
+// its log alone: here ctxd's refusal of a --prefix it cannot take. And a
+// --log-level etcd does not know is refused before any member starts
+// (each member panicked on it).
+func TestBadFlagsSayWhy(t *testing.T) {
+	ctxd := buildCtxd(t)
+	err := run(context.Background(), []string{"--data", t.TempDir(), "--ctxd", ctxd, "--etcd-port", "0", "--ctxd-port", "0",
+		"--members", "1", "--instances", "1", "--prefix", "ctxd"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `ctxd1: exited: exit status 2: ctxd: config: etcd.prefix (env CTXD_ETCD_PREFIX): invalid prefix "ctxd"`) {
+		t.Errorf("--prefix ctxd: want the instance's reason in the error, got %v", err)
+	}
+	_, err = parse([]string{"--ctxd", ctxd, "--data", t.TempDir(), "--log-level", "bogus"})
+	if err == nil || !strings.Contains(err.Error(), "--log-level bogus: give debug, info, warn or error") {
+		t.Errorf("--log-level bogus: want a refusal naming the flag, got %v", err)
 	}
 }
