@@ -609,3 +609,36 @@ func TestJSONOutputIsBoundedByItsDepth(t *testing.T) {
 	assert.Contains(t, out, "  \"value\": {\n    \"a\": [\n      1,\n      {\n        \"b\": null\n      }\n    ]\n  },\n")
 	assert.True(t, strings.HasSuffix(out, "}\n"), "one line break after the object: %q", out)
 }
+
+// A signal while the store opens (here etcd does not answer, within a
+// dial timeout of a minute) is not lost: the server says it stops once
+// the store has opened, and a second signal ends it at once, as after
+// the start. Before, signal.NotifyContext held every signal of the start
+// until the store had opened or failed: Ctrl-C, twice, did nothing for
+// etcd.dial_timeout (or a log replay, or storage.lock_timeout).
+func TestServeSignalWhileTheStoreOpens(t *testing.T) {
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", t.TempDir())
+	cmd.Env = testEnv("CTXD_STORE_BACKEND=etcd", "CTXD_ETCD_ENDPOINTS=http://"+testkit.FreeAddr(t), "CTXD_ETCD_DIAL_TIMEOUT=1m",
+		"CTXD_LOG_LEVEL=debug") // "opening the store": the signal handler is set
+	var stderr testkit.SyncBuffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	waitFor(t, "the store opening", func() bool { return strings.Contains(stderr.String(), `"message":"opening the store"`) })
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	waitFor(t, "the first signal's answer", func() bool {
+		return strings.Contains(stderr.String(), "signal while the store opens: stopping once it has opened (a second signal exits at once)")
+	})
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	<-exited
+	status, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	assert.True(t, status.Signaled() && status.Signal() == syscall.SIGINT, "ended by the second signal, not by etcd's dial timeout: %v\n%s", cmd.ProcessState, stderr.String())
+}

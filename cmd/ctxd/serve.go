@@ -146,8 +146,11 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger, opts ...
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	srv, err := server.New(cfg, log, append(opts, server.Version(version))...)
-	if err != nil {
+	// Debug: a configuration error found while the store opens is the
+	// stderr line alone.
+	log.Debug().Str("backend", cfg.Store.Backend).Msg("opening the store")
+	srv, err := openServer(ctx, stop, cfg, log, opts...)
+	if srv == nil || err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -175,6 +178,39 @@ func serve(ctx context.Context, cfg configs.Config, log zerolog.Logger, opts ...
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// openServer is server.New, which opens the store: a log replay, the
+// wait for the folder's lock, or for etcd (etcd.dial_timeout) may take a
+// while. A signal meanwhile (ctx) is not held until it ends: the server
+// is closed as soon as it is open (nil, nil: nothing to serve), and stop
+// lets a second signal end the process at once, as after the start.
+func openServer(ctx context.Context, stop func(), cfg configs.Config, log zerolog.Logger, opts ...server.Option) (*server.Server, error) {
+	type opened struct {
+		srv *server.Server
+		err error
+	}
+	open := make(chan opened, 1)
+	go func() {
+		srv, err := server.New(cfg, log, append(opts, server.Version(version))...)
+		open <- opened{srv, err}
+	}()
+	select {
+	case o := <-open:
+		return o.srv, o.err
+	case <-ctx.Done():
+	}
+	stop()
+	log.Info().Msg("signal while the store opens: stopping once it has opened (a second signal exits at once)")
+	o := <-open
+	if o.err != nil {
+		return nil, o.err
+	}
+	if err := o.srv.Close(); err != nil {
+		return nil, err
+	}
+	log.Info().Msg("stopped")
+	return nil, nil
 }
 
 // reloadOnSIGHUP reloads the TLS certificate and the tokens file on each
