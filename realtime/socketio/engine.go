@@ -320,9 +320,9 @@ func (c *conn) closeComeBack(reason string, last ...string) bool {
 type ending int
 
 const (
-	endForGood  ending = iota // the server ends it: the client is told not to come back
-	endComeBack               // the transport ends, for the client to reconnect (comeBack)
-	endClientGone             // the client ended it, or answered no ping
+	endForGood    ending = iota // the server ends it: the client is told not to come back
+	endComeBack                 // the transport ends, for the client to reconnect (comeBack)
+	endClientGone               // the client ended it, or answered no ping
 )
 
 func (c *conn) end(code int, reason string, counted *atomic.Uint64, how ending, last ...string) bool {
