@@ -44,11 +44,8 @@ func checkOutFile(file, what, hint string) error {
 // first while anything else is written (a pipe may block its writer
 // where no context reaches).
 func writeOutFile(ctx context.Context, path string, perm os.FileMode, write func(ctx context.Context, w io.Writer) error) (size int64, regular bool, target string, err error) {
-	target = path
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		if target, err = filepath.EvalSymlinks(path); err != nil {
-			return 0, false, path, fmt.Errorf("%s: a symbolic link to nothing: %w", path, err)
-		}
+	if target, err = linkTarget(path); err != nil {
+		return 0, false, path, err
 	}
 	fi, err := os.Stat(target)
 	replaced := err == nil
@@ -78,4 +75,21 @@ func writeOutFile(ctx context.Context, path string, perm os.FileMode, write func
 		err = fsutil.KeepOwner(target, fi)
 	}
 	return size, true, target, err
+}
+
+// linkTarget is the file that a write of path replaces: path itself, or
+// the file a symbolic link at path leads to. The whole-file write renames
+// a temp file over its name, which would replace the link itself with a
+// regular file and leave its target (one that configuration management
+// keeps, say) as it was. A link to nothing is an error.
+func linkTarget(path string) (string, error) {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return path, nil
+	}
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return path, fmt.Errorf("%s: a symbolic link to nothing: %w", path, err)
+	}
+	return target, nil
 }

@@ -471,6 +471,40 @@ func TestTokenCommands(t *testing.T) {
 	assert.Equal(t, http.StatusOK, res.StatusCode)
 }
 
+// --append through a symbolic link (a tokens file that configuration
+// management keeps elsewhere, linked where the server looks) writes the
+// link's target, in the target's folder, and keeps the link: the rename
+// replaced the link with a regular file, and the target never had the
+// token.
+func TestTokenAppendThroughALink(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	managed, etc := filepath.Join(dir, "managed"), filepath.Join(dir, "etc")
+	require.NoError(t, os.Mkdir(managed, 0o700))
+	require.NoError(t, os.Mkdir(etc, 0o700))
+	target := filepath.Join(managed, "tokens.yaml")
+	cliOK(t, nil, "", "token", "new", "--name", "ops", "--role", "admin", "--append", target)
+	link := filepath.Join(etc, "tokens.yaml")
+	require.NoError(t, os.Symlink("../managed/tokens.yaml", link))
+
+	board := strings.TrimSpace(cliOK(t, nil, "", "token", "new", "--name", "board", "--role", "read", "--append", link))
+	fi, err := os.Lstat(link)
+	require.NoError(t, err)
+	assert.NotZero(t, fi.Mode()&os.ModeSymlink, "the link is still a link")
+	ts, err := auth.LoadTokens(target)
+	require.NoError(t, err)
+	assert.Equal(t, 2, ts.Len(), "the target has both tokens")
+	assert.NotNil(t, ts.Lookup(board))
+	assert.Equal(t, []string{"tokens.yaml"}, testkit.DirNames(t, etc), "nothing else in the link's folder")
+	assert.Equal(t, []string{"tokens.yaml"}, testkit.DirNames(t, managed), "no temp file left in the target's")
+
+	dangling := filepath.Join(etc, "gone.yaml")
+	require.NoError(t, os.Symlink("../managed/gone.yaml", dangling))
+	r := cli(t, nil, "", "token", "new", "--name", "x", "--role", "read", "--append", dangling)
+	assert.Equal(t, 1, r.code, r.stderr)
+	assert.Contains(t, r.stderr, dangling+": a symbolic link to nothing")
+}
+
 // A snapshots folder the server's user cannot write is a configuration
 // error (exit 2, naming snapshots.dir), not a failure a restart may fix
 // (exit 1: systemd's Restart=on-failure started it again every 2 s).

@@ -115,16 +115,21 @@ func tokenEntry(name, hash string, roles, nss, prefixes []string) string {
 // 0640 when root makes it in a folder of another group (the unit's
 // /etc/ctxd, root:ctxd), whose group it is given: the server, of that
 // group, reads it as it reads ctxd.yaml there. At 0600 it could not, and
-// stopped at its start (exit 2, permission denied).
+// stopped at its start (exit 2, permission denied). A path that is a
+// symbolic link keeps it: its target is written, in the target's folder.
 func appendTokenEntry(path, entry string) error {
-	old, err := os.ReadFile(path)
+	target, err := linkTarget(path)
+	if err != nil {
+		return err
+	}
+	old, err := os.ReadFile(target)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	perm, before := os.FileMode(0o600), fs.FileInfo(nil)
-	if fi, err := os.Stat(path); err == nil {
+	if fi, err := os.Stat(target); err == nil {
 		perm, before = fi.Mode().Perm(), fi
-	} else if dir, err := os.Stat(filepath.Dir(path)); err == nil && fsutil.FolderOwner(dir).OtherGroup() {
+	} else if dir, err := os.Stat(filepath.Dir(target)); err == nil && fsutil.FolderOwner(dir).OtherGroup() {
 		perm = 0o640
 	}
 	text := string(old)
@@ -138,13 +143,13 @@ func appendTokenEntry(path, entry string) error {
 	if _, err := auth.ParseTokens([]byte(text)); err != nil {
 		return fmt.Errorf("%s: the entry cannot be added: %w", path, err)
 	}
-	if err := fsutil.WriteFileBytes(path, perm, []byte(text)); err != nil {
+	if err := fsutil.WriteFileBytes(target, perm, []byte(text)); err != nil {
 		return err
 	}
 	if before == nil {
 		return nil
 	}
-	if err := fsutil.KeepOwner(path, before); err != nil {
+	if err := fsutil.KeepOwner(target, before); err != nil {
 		return fmt.Errorf("%s: written, but its owner could not be kept: %w", path, err)
 	}
 	return nil
