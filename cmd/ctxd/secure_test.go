@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -469,6 +470,48 @@ func TestTokenCommands(t *testing.T) {
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
 	assert.Equal(t, http.StatusOK, res.StatusCode)
+}
+
+// --append onto a tokens file whose list is empty in YAML's other
+// spellings ("tokens: []", "tokens: ~": valid files, emptied by hand or a
+// template) or that holds only comments adds the token: it failed with a
+// YAML error. A list in flow style that holds tokens is refused, saying
+// to write it in block style, and left as it was.
+func TestTokenAppendToAnEmptyList(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for i, file := range []string{
+		"tokens: []\n",
+		"# emptied by hand\ntokens: [ ]  # none yet\n",
+		"tokens: ~",
+		"# only a comment\n",
+	} {
+		path := writeFile(t, filepath.Join(dir, fmt.Sprintf("tokens%d.yaml", i)), file)
+		r := cli(t, nil, "", "token", "new", "--name", "ops", "--role", "admin", "--append", path)
+		require.Equal(t, 0, r.code, "%q: %s", file, r.stderr)
+		ts, err := auth.LoadTokens(path)
+		require.NoError(t, err, file)
+		assert.NotNil(t, ts.Lookup(strings.TrimSpace(r.stdout)), file)
+		for _, line := range strings.Split(file, "\n") {
+			if _, comment, ok := strings.Cut(line, "#"); ok {
+				assert.Contains(t, string(readFile(t, path)), "#"+comment, "%q: the comments are kept", file)
+			}
+		}
+	}
+
+	for _, file := range []string{
+		"tokens: [{name: ci, hash: " + auth.HashSecret(auth.NewSecret()) + ", roles: [read]}]\n",
+		"{tokens: []}\n",
+		"tokens: [\n]\n",
+	} {
+		path := writeFile(t, filepath.Join(dir, "flow.yaml"), file)
+		r := cli(t, nil, "", "token", "new", "--name", "ops", "--role", "admin", "--append", path)
+		assert.Equal(t, 1, r.code, "%q: %s", file, r.stderr)
+		assert.Contains(t, r.stderr, path+": the entry cannot be added: line 1: ", file)
+		assert.Contains(t, r.stderr, "flow style", file)
+		assert.Contains(t, r.stderr, `write it in block style, "tokens:" then one "  - name: ..." item per token`, file)
+		assert.Equal(t, file, string(readFile(t, path)), "left as it was")
+	}
 }
 
 // --append through a symbolic link (a tokens file that configuration

@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/internal/fsutil"
@@ -132,12 +134,9 @@ func appendTokenEntry(path, entry string) error {
 	} else if dir, err := os.Stat(filepath.Dir(target)); err == nil && fsutil.FolderOwner(dir).OtherGroup() {
 		perm = 0o640
 	}
-	text := string(old)
-	switch {
-	case strings.TrimSpace(text) == "":
-		text = "# ctxd tokens file (auth.tokens_file): hashes only, made by `ctxd token new`.\ntokens:\n"
-	case !strings.HasSuffix(text, "\n"):
-		text += "\n"
+	text, err := appendableTokens(string(old))
+	if err != nil {
+		return fmt.Errorf("%s: the entry cannot be added: %w", path, err)
 	}
 	text += entry
 	if _, err := auth.ParseTokens([]byte(text)); err != nil {
@@ -153,6 +152,92 @@ func appendTokenEntry(path, entry string) error {
 		return fmt.Errorf("%s: written, but its owner could not be kept: %w", path, err)
 	}
 	return nil
+}
+
+// appendableTokens returns the tokens file text, made ready for an entry
+// of tokenEntry's form (a block list item under "tokens:") to be added at
+// its end. An empty file gets "tokens:"; an empty list in flow style
+// ("tokens: []", valid YAML, a file emptied by hand or a template) or a
+// null ("tokens: ~") is taken out, leaving "tokens:", since the entry
+// added after it was a YAML error. A list or a file in flow style with
+// something in it ("tokens: [{...}]") cannot take a block item after it:
+// it is refused, saying what to change. Text that is not YAML is left as
+// it is, for ParseTokens to say what is wrong with it.
+func appendableTokens(text string) (string, error) {
+	if strings.TrimSpace(text) == "" {
+		return "# ctxd tokens file (auth.tokens_file): hashes only, made by `ctxd token new`.\ntokens:\n", nil
+	}
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		return text, nil
+	}
+	if len(doc.Content) == 0 { // comments only
+		return text + "tokens:\n", nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return text, nil
+	}
+	const blockStyle = `write it in block style, "tokens:" then one "  - name: ..." item per token, as ctxd token new prints them`
+	if root.Style&yaml.FlowStyle != 0 {
+		return "", fmt.Errorf("line %d: the file is a mapping in flow style ({...}), which an entry cannot be added to: %s", root.Line, blockStyle)
+	}
+	var list *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "tokens" {
+			list = root.Content[i+1]
+		}
+	}
+	switch {
+	case list == nil:
+		return text, nil
+	case list.Kind == yaml.SequenceNode && list.Style&yaml.FlowStyle != 0:
+		if len(list.Content) > 0 {
+			return "", fmt.Errorf("line %d: tokens is a list in flow style ([...]), which an entry cannot be added to: %s", list.Line, blockStyle)
+		}
+		start := offsetOf(text, list.Line, list.Column)
+		end := start + 1 // past "["
+		for end < len(text) && (text[end] == ' ' || text[end] == '\t') {
+			end++
+		}
+		if end == len(text) || text[end] != ']' {
+			return "", fmt.Errorf("line %d: tokens is an empty list in flow style ([]) spread over lines, which an entry cannot be added to: %s", list.Line, blockStyle)
+		}
+		return cutValue(text, start, end+1), nil
+	case list.Kind == yaml.ScalarNode && list.ShortTag() == "!!null" && list.Value != "":
+		start := offsetOf(text, list.Line, list.Column)
+		return cutValue(text, start, start+len(list.Value)), nil
+	}
+	return text, nil
+}
+
+// offsetOf is the byte offset in text of a YAML node's line and column
+// (from 1, the column in characters).
+func offsetOf(text string, line, column int) int {
+	off := 0
+	for ; line > 1; line-- {
+		off += strings.IndexByte(text[off:], '\n') + 1
+	}
+	for ; column > 1; column-- {
+		_, size := utf8.DecodeRuneInString(text[off:])
+		off += size
+	}
+	return off
+}
+
+// cutValue takes text[start:end], a value, out of text, and the blanks
+// before it when nothing but blanks follows it on its line ("tokens: []"
+// becomes "tokens:").
+func cutValue(text string, start, end int) string {
+	before, after := text[:start], text[end:]
+	rest, _, _ := strings.Cut(after, "\n")
+	if strings.TrimSpace(rest) == "" {
+		before = strings.TrimRight(before, " \t")
+	}
+	return before + after
 }
 
 func (a *app) tokenHashCmd() *cobra.Command {
