@@ -464,6 +464,22 @@ func (s *Server) ReloadTLS() error {
 	return s.certs.reload()
 }
 
+// ReloadAccess reads the tokens file again (auth.Authorizer.Reload): it
+// returns how many tokens are loaded and how many were revoked. When the
+// file does not load, the previous tokens stay in use, and the error names
+// the file and where auth.tokens_file was set, as at the start. Without
+// access control it does nothing.
+func (s *Server) ReloadAccess() (loaded, revoked int, err error) {
+	if s.access == nil {
+		return 0, 0, nil
+	}
+	loaded, revoked, err = s.access.Reload()
+	if err != nil {
+		err = tokensFileError(s.cfg, err)
+	}
+	return loaded, revoked, err
+}
+
 // logWriter turns the HTTP server's own messages (TLS handshake errors and
 // the like) into warn-level log events.
 type logWriter struct{ log zerolog.Logger }

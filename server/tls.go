@@ -41,13 +41,20 @@ func newAccess(cfg configs.Config, log zerolog.Logger) (*auth.Authorizer, error)
 	}
 	a, err := auth.NewAuthorizer(cfg.Auth.TokensFile, auth.Options{SignChanges: cfg.Auth.Who == configs.WhoToken})
 	if err != nil {
-		// The source says where the setting was given, as for every other
-		// setting; the file it names goes in the message.
-		return nil, &configs.Error{Field: "auth.tokens_file", Source: cfg.Source("auth.tokens_file"),
-			Err: fmt.Errorf("%s: %w", cfg.Auth.TokensFile, err)}
+		return nil, tokensFileError(cfg, err)
 	}
 	log.Info().Str("tokens_file", cfg.Auth.TokensFile).Int("tokens", a.Tokens().Len()).Str("who", cfg.Auth.Who).Msg("access control on")
 	return a, nil
+}
+
+// tokensFileError is err, met loading the tokens file at the start or at
+// a reload, naming the file and where auth.tokens_file was set: the
+// source says where the setting was given, as for every other setting;
+// the file it names goes in the message. A reload's error named neither,
+// only what was wrong ("tokens file: yaml: line 3: ...").
+func tokensFileError(cfg configs.Config, err error) error {
+	return &configs.Error{Field: "auth.tokens_file", Source: cfg.Source("auth.tokens_file"),
+		Err: fmt.Errorf("%s: %w", cfg.Auth.TokensFile, err)}
 }
 
 // accessOffWhy says why access control is off.

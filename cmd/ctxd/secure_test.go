@@ -178,6 +178,9 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 		s := srv.Stderr.String()
 		return strings.Contains(s, "TLS certificate not reloaded") && strings.Contains(s, "tokens file not reloaded")
 	})
+	// The tokens file's error names the file and where auth.tokens_file
+	// was set, as at the start: it said only "tokens file: yaml: ...".
+	assert.Contains(t, srv.Stderr.String(), "config: auth.tokens_file (file "+cfg+", line 3): "+tokensPath+": tokens file: yaml: ")
 	assert.Equal(t, 0, servedSerial(t, srv.Addr).Cmp(cert2.SerialNumber))
 	_, err = ci2.Get(ctx, "", "greeting", client.GetOptions{})
 	require.NoError(t, err)

@@ -242,7 +242,7 @@ func reloadAll(srv *server.Server, cfg configs.Config, log zerolog.Logger) {
 	}
 	access := srv.Access()
 	if access != nil {
-		loaded, revoked, err := access.Reload()
+		loaded, revoked, err := srv.ReloadAccess()
 		if err != nil {
 			log.Error().Err(err).Msg("SIGHUP: tokens file not reloaded: the previous tokens stay in use")
 		} else {
