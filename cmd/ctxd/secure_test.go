@@ -475,26 +475,32 @@ func TestTokenCommands(t *testing.T) {
 	assert.Equal(t, http.StatusOK, res.StatusCode)
 }
 
-// --append onto a tokens file whose list is empty in YAML's other
-// spellings ("tokens: []", "tokens: ~": valid files, emptied by hand or a
-// template) or that holds only comments adds the token: it failed with a
-// YAML error. A list in flow style that holds tokens is refused, saying
-// to write it in block style, and left as it was.
-func TestTokenAppendToAnEmptyList(t *testing.T) {
+// --append onto a tokens file written in YAML's other spellings adds the
+// token: an empty list ("tokens: []", "tokens: ~": valid files, emptied
+// by hand or a template), a file of comments only, a list indented
+// otherwise than by 2 ("- name:" right under "tokens:", as PyYAML and yq
+// write it). Each failed with a YAML error. A list in flow style that
+// holds tokens is refused, saying to write it in block style, and left as
+// it was.
+func TestTokenAppendToOtherYAMLSpellings(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	hash := auth.HashSecret(auth.NewSecret())
 	for i, file := range []string{
 		"tokens: []\n",
 		"# emptied by hand\ntokens: [ ]  # none yet\n",
 		"tokens: ~",
 		"# only a comment\n",
+		"tokens:\n- name: ci\n  hash: " + hash + "\n  roles: [read]\n  namespaces: [team]\n",
+		"tokens:\n    - name: ci\n      hash: " + hash + "\n      roles: [read]\n",
 	} {
 		path := writeFile(t, filepath.Join(dir, fmt.Sprintf("tokens%d.yaml", i)), file)
-		r := cli(t, nil, "", "token", "new", "--name", "ops", "--role", "admin", "--append", path)
+		r := cli(t, nil, "", "token", "new", "--name", "ops", "--role", "write", "--ns", "team", "--append", path)
 		require.Equal(t, 0, r.code, "%q: %s", file, r.stderr)
 		ts, err := auth.LoadTokens(path)
 		require.NoError(t, err, file)
 		assert.NotNil(t, ts.Lookup(strings.TrimSpace(r.stdout)), file)
+		assert.Equal(t, strings.Count(file, "name:")+1, ts.Len(), "%q: the tokens it had are kept", file)
 		for _, line := range strings.Split(file, "\n") {
 			if _, comment, ok := strings.Cut(line, "#"); ok {
 				assert.Contains(t, string(readFile(t, path)), "#"+comment, "%q: the comments are kept", file)

@@ -134,11 +134,10 @@ func appendTokenEntry(path, entry string) error {
 	} else if dir, err := os.Stat(filepath.Dir(target)); err == nil && fsutil.FolderOwner(dir).OtherGroup() {
 		perm = 0o640
 	}
-	text, err := appendableTokens(string(old))
+	text, err := withTokenEntry(string(old), entry)
 	if err != nil {
 		return fmt.Errorf("%s: the entry cannot be added: %w", path, err)
 	}
-	text += entry
 	if _, err := auth.ParseTokens([]byte(text)); err != nil {
 		return fmt.Errorf("%s: the entry cannot be added: %w", path, err)
 	}
@@ -154,32 +153,34 @@ func appendTokenEntry(path, entry string) error {
 	return nil
 }
 
-// appendableTokens returns the tokens file text, made ready for an entry
-// of tokenEntry's form (a block list item under "tokens:") to be added at
-// its end. An empty file gets "tokens:"; an empty list in flow style
+// withTokenEntry returns the tokens file text with entry, of tokenEntry's
+// form (a block list item under "tokens:", indented by 2), added at its
+// end. An empty file gets "tokens:" first; an empty list in flow style
 // ("tokens: []", valid YAML, a file emptied by hand or a template) or a
-// null ("tokens: ~") is taken out, leaving "tokens:", since the entry
-// added after it was a YAML error. A list or a file in flow style with
-// something in it ("tokens: [{...}]") cannot take a block item after it:
-// it is refused, saying what to change. Text that is not YAML is left as
-// it is, for ParseTokens to say what is wrong with it.
-func appendableTokens(text string) (string, error) {
+// null ("tokens: ~") is taken out, leaving "tokens:", and a block list
+// indented otherwise than by 2 ("- name:" under "tokens:", as PyYAML
+// and yq write it) gets the entry at its own indentation: the entry added
+// as it was made was a YAML error in each case. A list or a file in flow
+// style with something in it ("tokens: [{...}]") cannot take a block item
+// after it: it is refused, saying what to change. Text that is not YAML
+// gets the entry as it is, for ParseTokens to say what is wrong with it.
+func withTokenEntry(text, entry string) (string, error) {
 	if strings.TrimSpace(text) == "" {
-		return "# ctxd tokens file (auth.tokens_file): hashes only, made by `ctxd token new`.\ntokens:\n", nil
+		return "# ctxd tokens file (auth.tokens_file): hashes only, made by `ctxd token new`.\ntokens:\n" + entry, nil
 	}
 	if !strings.HasSuffix(text, "\n") {
 		text += "\n"
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
-		return text, nil
+		return text + entry, nil
 	}
 	if len(doc.Content) == 0 { // comments only
-		return text + "tokens:\n", nil
+		return text + "tokens:\n" + entry, nil
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return text, nil
+		return text + entry, nil
 	}
 	const blockStyle = `write it in block style, "tokens:" then one "  - name: ..." item per token, as ctxd token new prints them`
 	if root.Style&yaml.FlowStyle != 0 {
@@ -193,8 +194,9 @@ func appendableTokens(text string) (string, error) {
 	}
 	switch {
 	case list == nil:
-		return text, nil
-	case list.Kind == yaml.SequenceNode && list.Style&yaml.FlowStyle != 0:
+	case list.Kind == yaml.SequenceNode && list.Style&yaml.FlowStyle == 0:
+		return text + reindent(entry, list.Column-1), nil
+	case list.Kind == yaml.SequenceNode:
 		if len(list.Content) > 0 {
 			return "", fmt.Errorf("line %d: tokens is a list in flow style ([...]), which an entry cannot be added to: %s", list.Line, blockStyle)
 		}
@@ -206,12 +208,23 @@ func appendableTokens(text string) (string, error) {
 		if end == len(text) || text[end] != ']' {
 			return "", fmt.Errorf("line %d: tokens is an empty list in flow style ([]) spread over lines, which an entry cannot be added to: %s", list.Line, blockStyle)
 		}
-		return cutValue(text, start, end+1), nil
+		return cutValue(text, start, end+1) + entry, nil
 	case list.Kind == yaml.ScalarNode && list.ShortTag() == "!!null" && list.Value != "":
 		start := offsetOf(text, list.Line, list.Column)
-		return cutValue(text, start, start+len(list.Value)), nil
+		return cutValue(text, start, start+len(list.Value)) + entry, nil
 	}
-	return text, nil
+	return text + entry, nil
+}
+
+// reindent moves entry, a tokenEntry indented by 2, to indent spaces.
+func reindent(entry string, indent int) string {
+	lines := strings.SplitAfter(entry, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = strings.Repeat(" ", indent) + strings.TrimPrefix(l, "  ")
+		}
+	}
+	return strings.Join(lines, "")
 }
 
 // offsetOf is the byte offset in text of a YAML node's line and column
