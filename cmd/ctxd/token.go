@@ -51,8 +51,8 @@ only). --ns and --prefix limit a read or write token to those namespaces
 and key prefixes.
 
 With --append FILE the entry is added to the tokens file FILE (created if
-missing; the result is checked before it replaces FILE) and only the token
-is printed.`,
+missing; through a symbolic link, the file it leads to; the result is
+checked before it replaces FILE) and only the token is printed.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			if name == "" {
