@@ -263,6 +263,9 @@ func CompactFile(path string, lockTimeout time.Duration) (before, after int64, e
 	if err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
+	if path, err = databaseFile(path); err != nil {
+		return before, 0, fmt.Errorf("compact: %w", err)
+	}
 	src, err := openBolt(path, migrations.LockWait(lockTimeout))
 	if err != nil {
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)

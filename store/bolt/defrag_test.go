@@ -3,6 +3,7 @@ package bolt_test
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/framework0/ctxd"
+	"github.com/framework0/ctxd/internal/testkit"
 	"github.com/framework0/ctxd/migrations"
 	"github.com/framework0/ctxd/store/bolt"
 )
@@ -140,4 +142,66 @@ func TestARefusedOpenLeavesTheServersFilesAlone(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	assert.NoFileExists(t, preparing, "a leftover of a crash, removed by an Open that holds the folder")
+}
+
+// A database file that is a symbolic link (ctxd.db in the data folder
+// naming a file on another disk) stays one: defrag, an offline compact
+// and a whole offline restore write the new file beside the link's
+// target and rename it over the target, while the write-ahead log stays
+// in the data folder. Before, each renamed its copy over the link: the
+// data moved to the data folder's disk without a word, and the file on
+// the other disk was left behind, stale.
+func TestSwapsKeepALinkedDatabaseFile(t *testing.T) {
+	dir, disk := t.TempDir(), t.TempDir()
+	target := filepath.Join(disk, "ctxd.db")
+	link := filepath.Join(dir, "ctxd.db")
+	require.NoError(t, os.Symlink(target, link))
+	assertLinked := func(step string) {
+		t.Helper()
+		fi, err := os.Lstat(link)
+		require.NoError(t, err)
+		require.Equal(t, fs.ModeSymlink, fi.Mode().Type(), "after %s, ctxd.db is still the link", step)
+		assert.Equal(t, []string{"ctxd.db"}, testkit.DirNames(t, disk), "after %s, the target alone on its disk", step)
+		assert.DirExists(t, bolt.WALDir(link), "the log stays in the data folder")
+	}
+
+	s := &testStore{Bolt: testkit.OpenBoltAt(t, link, bolt.Options{}), t: t, path: link}
+	fillBig(t, s, 200)
+	require.NoError(t, s.Compact(ctx, s.Revision()))
+	_, err := s.Defrag(ctx)
+	require.NoError(t, err)
+	assertLinked("defrag")
+	snapPath, _ := writeSnapshot(t, s)
+	s.put("default", "after-snapshot", "1")
+	require.NoError(t, s.Close())
+
+	_, _, err = bolt.CompactFile(link, 0)
+	require.NoError(t, err)
+	assertLinked("ctxd compact")
+
+	res, err := bolt.RestoreFolder(ctx, link, snapPath, bolt.FolderRestoreOptions{})
+	require.NoError(t, err)
+	fi, err := os.Lstat(link)
+	require.NoError(t, err)
+	require.Equal(t, fs.ModeSymlink, fi.Mode().Type(), "after ctxd restore, ctxd.db is still the link")
+	assert.Equal(t, disk, filepath.Dir(res.Kept), "the replaced file is kept beside the target")
+
+	s.open()
+	_, err = s.Get("default", "after-snapshot")
+	require.ErrorIs(t, err, ctxd.ErrNotFound, "the restored state is read through the link")
+	v, err := s.Get("default", "big/0000199")
+	require.NoError(t, err)
+	assert.Equal(t, string(bigValue), string(v.Value))
+
+	// A new machine's folder whose ctxd.db names a file not there yet.
+	dir, disk = t.TempDir(), t.TempDir()
+	target, link = filepath.Join(disk, "ctxd.db"), filepath.Join(dir, "ctxd.db")
+	require.NoError(t, os.Symlink(target, link))
+	_, err = bolt.RestoreFolder(ctx, link, snapPath, bolt.FolderRestoreOptions{})
+	require.NoError(t, err)
+	assert.FileExists(t, target)
+	b := testkit.OpenBoltAt(t, link, bolt.Options{})
+	_, err = b.Get("default", "big/0000199")
+	require.NoError(t, err)
+	assertLinked("a restore into a new folder")
 }

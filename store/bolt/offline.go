@@ -125,7 +125,9 @@ func RestoreFolder(ctx context.Context, path, snapshotPath string, opts FolderRe
 		return out, err
 	}
 	if !opts.DryRun && !opts.IsPartial() {
-		if out.Kept, err = keptName(path, opts.Now()); err != nil {
+		// Beside the file the database is in (which a link may name):
+		// the swap keeps the replaced file by a hard link.
+		if out.Kept, err = keptName(st.Path(), opts.Now()); err != nil {
 			return out, errors.Join(err, st.Close())
 		}
 	}
@@ -189,7 +191,11 @@ func restoreNew(snap *Snapshot, out FolderRestore, dryRun bool, bump uint64) (Fo
 	if err != nil {
 		return out, fmt.Errorf("restore: %w", err)
 	}
-	if err := writeNew(snap.file(), out.Database, out.Revision, owner); err != nil {
+	file, err := databaseFile(out.Database)
+	if err != nil {
+		return out, fmt.Errorf("restore: %w", err)
+	}
+	if err := writeNew(snap.file(), file, out.Revision, owner); err != nil {
 		if out.CreatedFolder {
 			_ = os.Remove(dir) // only if empty: nothing of ours is left in it
 		}

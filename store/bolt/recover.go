@@ -27,7 +27,7 @@ const replayBatch = 4096
 // that lacks records the database has not applied, stops Open with an
 // error naming the file: nothing acknowledged is ever dropped silently.
 func (s *Store) openWAL(opts Options) error {
-	dir := WALDir(s.path)
+	dir := s.walDir
 	if err := fsutil.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("open store %s: write-ahead log: %w", s.path, err)
 	}
@@ -130,19 +130,19 @@ func (s *Store) replay(log *wal.Log, applied uint64) error {
 	err := log.Replay(applied, func(seq uint64, rec []byte) error {
 		got, err := decodeWALRecord(seq, append([]byte(nil), rec...))
 		if err != nil {
-			return fmt.Errorf("%w (in %s)", err, WALDir(s.path))
+			return fmt.Errorf("%w (in %s)", err, s.walDir)
 		}
 		id, cs := got.id, got.changes
 		if !bytes.Equal(id, s.id) {
 			return fmt.Errorf("write-ahead log record %d (in %s) is of store %x, the database is store %x: "+
-				"the log is not this database's, the server will not start on them", seq, WALDir(s.path), id, s.id)
+				"the log is not this database's, the server will not start on them", seq, s.walDir, id, s.id)
 		}
 		for _, c := range cs {
 			if c.Revision != next {
 				return fmt.Errorf("write-ahead log record %d (in %s) holds revision %d where the database expects %d: "+
 					"the log is not this database's: the database file was replaced by hand (use ctxd restore), or the disk "+
 					"lost writes it had reported synced (a write cache without power-loss protection); "+
-					"the server will not start on them", seq, WALDir(s.path), c.Revision, next)
+					"the server will not start on them", seq, s.walDir, c.Revision, next)
 			}
 			next++
 		}

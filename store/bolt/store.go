@@ -31,7 +31,8 @@ type Store struct {
 	// half-replaced database.
 	dbMu   sync.RWMutex
 	db     *bbolt.DB
-	path   string
+	path   string // the database file (databaseFile)
+	walDir string // its write-ahead log (WALDir of the path Open was given)
 	limits ctxd.Limits
 	now    func() time.Time
 	// ttlClock is the clock deadlines are set and compared on: the wall
@@ -230,6 +231,34 @@ type Recovery struct {
 // wal, next to it.
 func WALDir(path string) string { return filepath.Join(filepath.Dir(path), "wal") }
 
+// databaseFile is the file that holds the database at path: path itself,
+// or, when path is a symbolic link (ctxd.db naming a file on another
+// disk), the file the link names, which need not exist yet. A restore, a
+// defrag or a compact writes its new file beside this one and renames it
+// over it: renamed over the link, the data would move to the link's disk
+// and leave the named file behind, stale.
+func databaseFile(path string) (string, error) {
+	for range 40 { // as the kernel's bound on links followed
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode().Type() != fs.ModeSymlink {
+			return path, nil
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			return "", fmt.Errorf("read the link %s: %w", path, err)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		dir, err := filepath.EvalSymlinks(filepath.Dir(target))
+		if err != nil {
+			return "", fmt.Errorf("the link %s names %s: %w", path, target, err)
+		}
+		path = filepath.Join(dir, filepath.Base(target))
+	}
+	return "", fmt.Errorf("%s: too many levels of symbolic links", path)
+}
+
 // dataOwner is the owner given to every file the store creates in the
 // data folder dir (the database, a copy swapped in for it, the
 // write-ahead log): the folder's, when the process runs as root and the
@@ -260,6 +289,10 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	walDir := WALDir(path) // in the data folder, where the link is
+	if path, err = databaseFile(path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	fi, statErr := os.Stat(path)
 	if statErr == nil && fi.Size() > 0 {
 		// A file in use by a server is left to bbolt.Open, which answers
@@ -285,7 +318,7 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
 		}
 		// A new file's name is durable only once its folder is synced.
-		if err := fsutil.SyncDir(dir); err != nil {
+		if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
 			return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
 		}
 	}
@@ -293,6 +326,7 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{
 		db:             db,
 		path:           path,
+		walDir:         walDir,
 		owner:          owner,
 		limits:         opts.Limits.WithDefaults(),
 		now:            opts.Now,
