@@ -388,7 +388,8 @@ func Open(path string, opts Options) (*Store, error) {
 // (an offline command run as root by an older release).
 func openDenied(path string, err error) error {
 	return fmt.Errorf("open store %s: %w: this process (uid %d) may not use it, which says nothing of its content: "+
-		"the server's user must own the data folder and its files, e.g. chown -R ctxd: %s", path, err, os.Geteuid(), filepath.Dir(path))
+		"the server's user must own the data folder and its files, and be allowed to write them, e.g. chown -R ctxd: %[4]s && chmod -R u+rwX %[4]s",
+		path, err, os.Geteuid(), filepath.Dir(path))
 }
 
 // openBolt opens a database file the way the store always does. A file

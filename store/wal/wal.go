@@ -215,6 +215,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := os.Remove(l.sparePath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("wal: remove the unused spare segment: %w", err)
 	}
+	if err := l.checkCreate(); err != nil {
+		return nil, err
+	}
 	segs, err := listSegments(dir)
 	if err != nil {
 		return nil, err
@@ -236,6 +239,21 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.segs = segs
 	l.maybeStartSpare()
 	return l, nil
+}
+
+// checkCreate creates and removes the spare segment's file, empty: a log
+// whose folder takes no new file (its mode, a read-only mount) would take
+// appends until its first segment filled, and then fail for good.
+func (l *Log) checkCreate() error {
+	f, err := os.OpenFile(l.sparePath(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("wal: the log's folder %s must take new files, for its next segments: %w", l.dir, err)
+	}
+	_ = f.Close()
+	if err := os.Remove(l.sparePath()); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	return nil
 }
 
 // CheckSegmentSize returns an error saying what is wrong with n as
