@@ -202,6 +202,11 @@ func TestRestoreOverAStoppedServerAndUndo(t *testing.T) {
 	before := stateOfServer(t, srv.URL)
 	srv.Kill() // the log may hold writes the file does not: the restore applies them to the kept file
 
+	r = cli(t, nil, "", "restore", "--data", data, "--from", filepath.Join(data, "ctxd.db"))
+	assert.Equal(t, 2, r.code, "the folder's own database as the snapshot: %s", r.stderr)
+	assert.Contains(t, r.stderr, "is the database of this folder itself")
+	assert.NotContains(t, r.stderr, "stop the server first")
+
 	out := cliOK(t, nil, "", "restore", "--data", data, "--from", backup)
 	assert.Contains(t, out, "restored (whole database)")
 	m := regexp.MustCompile(`kept as (.+); to undo: ctxd (restore .+)\n`).FindStringSubmatch(out)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -339,6 +340,9 @@ data is refused unless --force.`,
 		res, err := bolt.RestoreFolder(cmd.Context(), path, from,
 			bolt.FolderRestoreOptions{RestoreOptions: opts, BumpRevision: bump, OpenTimeout: openTimeout})
 		stop()
+		if errors.Is(err, ctxd.ErrInvalid) { // the arguments: --from the folder's own database, say
+			return usagef("%s", strings.TrimPrefix(err.Error(), ctxd.ErrInvalid.Error()+": "))
+		}
 		if err != nil {
 			return err
 		}

@@ -89,12 +89,18 @@ func RestoreFolder(ctx context.Context, path, snapshotPath string, opts FolderRe
 		opts.Now = time.Now
 	}
 	out := FolderRestore{Database: path}
-	_, err := os.Stat(path)
+	db, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		out.New = true
 	case err != nil:
 		return out, fmt.Errorf("restore: %w", err)
+	}
+	if snap, err := os.Stat(snapshotPath); err == nil && db != nil && os.SameFile(db, snap) {
+		// Opened as the snapshot, its lock would be waited for as the
+		// database's, as if a server held it.
+		return out, ctxd.Invalidf("%s is the database of this folder itself: give a snapshot file (ctxd snapshot get, or a kept %s* file)",
+			snapshotPath, filepath.Base(path)+KeptSuffix)
 	}
 	if opts.BumpRevision > 0 && !out.New {
 		return out, ctxd.Invalidf("--bump-revision applies to a new data folder: there is a database at %s, whose revisions go on from its own", path)

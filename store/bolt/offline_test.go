@@ -233,6 +233,25 @@ func TestRestoreFolderEmptyAndRefusedFolders(t *testing.T) {
 	assert.NoDirExists(t, fresh)
 }
 
+// The folder's own database given as the snapshot (--from DIR/ctxd.db,
+// or a link to it) is refused at once, as such, and left alone. Before,
+// the restore locked it as the snapshot and then waited for its lock as
+// the database, and said a server was running on it.
+func TestRestoreFolderRefusesItsOwnDatabase(t *testing.T) {
+	s := openStore(t, bolt.Options{})
+	s.put("default", "k", `1`)
+	s.CloseChecked()
+	link := filepath.Join(t.TempDir(), "backup.db")
+	require.NoError(t, os.Symlink(s.path, link))
+	for _, from := range []string{s.path, link} {
+		_, err := bolt.RestoreFolder(ctx, s.path, from, bolt.FolderRestoreOptions{OpenTimeout: 100 * time.Millisecond})
+		require.ErrorIs(t, err, ctxd.ErrInvalid, from)
+		assert.Contains(t, err.Error(), "is the database of this folder itself", from)
+	}
+	s.open()
+	assert.Equal(t, []string{"ctxd.db", "wal"}, testkit.DirNames(t, filepath.Dir(s.path)))
+}
+
 // A bad snapshot (damaged pages, a newer schema, not a database) into a
 // new folder writes nothing: no folder, no temp file beside the snapshot.
 func TestRestoreFolderBadSnapshotLeavesNothing(t *testing.T) {
