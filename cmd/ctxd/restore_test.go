@@ -371,6 +371,16 @@ func TestRestoreBadSnapshotLeavesNothing(t *testing.T) {
 	out := cliOK(t, nil, "", "restore", "--data", data, "--from", good, "--sha256", sum)
 	assert.Contains(t, out, "in a new folder")
 
+	// A bad --ns or --prefix is a usage error, as ns= and prefix= are a
+	// 400 online, and the database is left as it was.
+	before := readFile(t, filepath.Join(data, dbFile))
+	for _, bad := range [][]string{{"--ns", "Bad/Name"}, {"--ns", "default", "--ns", ""}, {"--prefix", "a\x01"}} {
+		r := cli(t, nil, "", append([]string{"restore", "--data", data, "--from", good}, bad...)...)
+		assert.Equal(t, 2, r.code, "%q: %s", bad, r.stderr)
+		assert.Contains(t, r.stderr, bad[len(bad)-2])
+	}
+	assert.Equal(t, before, readFile(t, filepath.Join(data, dbFile)))
+
 	// A file beside it that is not its metadata (a dump named like it):
 	// refused without --sha256, which then stands alone.
 	odd := t.TempDir()

@@ -230,6 +230,22 @@ func restoreFlags(cmd *cobra.Command, opts *ctxd.RestoreOptions) {
 	cmd.Flags().StringVar(&opts.Prefix, "prefix", "", "restore only keys starting with this `prefix`")
 }
 
+// checkRestoreSelection checks --ns and --prefix as the server checks
+// ns= and prefix= of a restore, before any database or etcd is opened: a
+// bad one is a mistake in the command (exit 2), and a control character
+// in --prefix is refused rather than matching no key.
+func checkRestoreSelection(opts ctxd.RestoreOptions) error {
+	for _, ns := range opts.Namespaces {
+		if err := ctxd.ValidateNamespace(ns); err != nil {
+			return usagef("--ns: %w", err)
+		}
+	}
+	if err := ctxd.ValidatePrefix(opts.Prefix); err != nil {
+		return usagef("--prefix: %w", err)
+	}
+	return nil
+}
+
 // restoreCmd restores a stopped server's data folder, or a new one, from a
 // snapshot file; or, with store.backend etcd (--etcd-endpoints or the
 // configuration), an etcd prefix (restore_etcd.go).
@@ -297,6 +313,9 @@ data is refused unless --force.`,
 	cmd.RunE = a.action(func(cmd *cobra.Command, _ []string) error {
 		if from == "" {
 			return usagef("restore needs --from FILE")
+		}
+		if err := checkRestoreSelection(opts); err != nil {
+			return err
 		}
 		openTimeout, err := lockTimeout.timeout()
 		if err != nil {
