@@ -204,7 +204,9 @@ func (s *Server) compact(c echo.Context) error {
 	}
 	keep := s.cfg.KeepVersions
 	if n, err := positiveParam(c, "keep_versions"); err != nil {
-		return err
+		// Every compaction keeps the change in effect at the mark: 0
+		// ("keep every version", as history.keep_versions) would be none.
+		return badRequest(err.Error() + " (the versions of each key kept below the mark; on store.backend etcd only 1: etcd keeps the change in effect at the mark)")
 	} else if n > 0 {
 		keep = int(min(n, 1<<20))
 	}

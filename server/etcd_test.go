@@ -366,6 +366,28 @@ func TestEtcdCompactedByEtcd(t *testing.T) {
 	assert.Equal(t, after.ModRev, lws.Expect(ctxd.TypeContextUpdated).Rev)
 }
 
+// POST /v1/compact on etcd takes keep_versions=1 only (etcd keeps the
+// change in effect at the mark): 0 is a 400 and 2 a 501, and each says
+// what is allowed. Neither compacts, so the shared etcd is safe to use.
+func TestEtcdCompactKeepVersionsAllowed(t *testing.T) {
+	srv := testkit.StartServer(t, onEtcd(t, etcdkit.Name(t)))
+	hc := &http.Client{}
+	resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPut, srv.URL+"/v1/ns/default/keys/a", `1`))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	for _, tt := range []struct {
+		keep   string
+		status int
+		says   string
+	}{
+		{"0", http.StatusBadRequest, "on store.backend etcd only 1"},
+		{"2", http.StatusNotImplemented, "etcd keeps the change in effect at the mark"},
+	} {
+		resp, body := testkit.Send(t, hc, testkit.NewRequest(t, http.MethodPost, srv.URL+"/v1/compact?keep_versions="+tt.keep, ""))
+		assert.Equal(t, tt.status, resp.StatusCode, "keep_versions=%s: %s", tt.keep, body)
+		assert.Contains(t, string(body), tt.says, "keep_versions=%s", tt.keep)
+	}
+}
+
 // A dump at a past revision on etcd is etcd's reads at that revision
 // (store.PastViewer): each key once with its value then, and the history
 // with each key's own value before, after a transaction whose writes
