@@ -57,13 +57,28 @@ func main() {
 		err = run(ctx, os.Args[1:], os.Stdout)
 		stop()
 	}
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		// The usage is printed.
-	case err != nil:
+	if code := exitCode(err); code != 0 {
 		fmt.Fprintf(os.Stderr, "ctxd-cluster: %v\n", err)
-		os.Exit(1)
+		os.Exit(code)
 	}
+}
+
+// usageError is a bad flag, or flags that do not fit the data folder:
+// exit code 2, as ctxd's.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// exitCode is the process's exit code for run's error: 0 for none and for
+// --help (the usage is printed), 2 for a usageError, else 1.
+func exitCode(err error) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		return 2
+	}
+	return 1
 }
 
 // runMember runs one etcd member until SIGINT or SIGTERM, and writes
@@ -159,7 +174,24 @@ func parse(args []string) (options, error) {
 			return o, fmt.Errorf("--etcd-port 0 picks new ports at each run, but %s holds members born on other ports: remove it (rm -rf %s) or give the ports they were born with", etcdDir, etcdDir)
 		}
 	}
+	// A member keeps the cluster it was born in: with another count, the
+	// old members wait for a quorum of their own cluster (the whole
+	// start bound) while the new ones form another.
+	if n := bornMembers(etcdDir); n > 0 && n != o.members {
+		return o, fmt.Errorf("--members %d: %s holds a cluster made with --members %d: give that, or remove it (rm -rf %s) for a new cluster", o.members, etcdDir, n, etcdDir)
+	}
 	return o, nil
+}
+
+// bornMembers counts the members' data folders in etcdDir (m1, m2, ...,
+// as localcluster.Plan names them): the --members the folder was made
+// with, 0 when there are none.
+func bornMembers(etcdDir string) int {
+	for n := 0; ; n++ {
+		if info, err := os.Stat(filepath.Join(etcdDir, fmt.Sprintf("m%d", n+1))); err != nil || !info.IsDir() {
+			return n
+		}
+	}
 }
 
 // bornPortFile, in the members' folder, records the --etcd-port they
@@ -215,7 +247,10 @@ var beforeStart func(what string, ports []int)
 func run(ctx context.Context, args []string, out io.Writer) error {
 	o, err := parse(args)
 	if err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
 	if err := os.MkdirAll(o.data, 0o755); err != nil {
 		return err

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"io"
 	"flag"
 	"os"
 	"path/filepath"
@@ -22,8 +24,10 @@ func TestFreeEtcdPortsNeedAFreshDataFolder(t *testing.T) {
 	if _, err := parse(args); err != nil {
 		t.Fatalf("an empty data folder: %v", err)
 	}
-	if err := os.MkdirAll(filepath.Join(data, "etcd", "m1"), 0o755); err != nil {
-		t.Fatal(err)
+	for _, m := range []string{"m1", "m2", "m3"} { // the default --members 3
+		if err := os.MkdirAll(filepath.Join(data, "etcd", m), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	_, err = parse(args)
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(data, "etcd")) {
@@ -60,5 +64,40 @@ func TestFreeEtcdPortsNeedAFreshDataFolder(t *testing.T) {
 
 	if _, err := parse([]string{"--help"}); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: want flag.ErrHelp (exit 0), got %v", err)
+	}
+}
+
+// A data folder whose cluster was made with another --members is
+// refused at once (exit 2), naming the folder and its member count: the
+// old members would wait for their own quorum for the whole start bound
+// while new ones formed another cluster. The same count is fine.
+func TestMembersMustMatchTheDataFolder(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	etcdDir := filepath.Join(data, "etcd")
+	for _, m := range []string{"m1", "m2", "m3"} {
+		if err := os.MkdirAll(filepath.Join(etcdDir, m), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Ports of this test's own, should a start begin (it must not).
+	base := []string{"--ctxd", self, "--data", data, "--etcd-port", "19310", "--ctxd-port", "19320"}
+	if _, err := parse(append(base, "--members", "3")); err != nil {
+		t.Fatalf("the count the folder was made with: %v", err)
+	}
+	for _, n := range []string{"1", "5"} {
+		err := run(context.Background(), append(base, "--members", n), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), etcdDir) || !strings.Contains(err.Error(), "made with --members 3") {
+			t.Fatalf("--members %s on a 3-member folder: want a refusal naming %s and 3, got %v", n, etcdDir, err)
+		}
+		if code := exitCode(err); code != 2 {
+			t.Fatalf("--members %s on a 3-member folder: exit code %d, want 2", n, code)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "ctxd1")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused start wrote to the data folder: %v", err)
 	}
 }
