@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 
 	"github.com/framework0/ctxd"
 	"github.com/framework0/ctxd/store"
@@ -58,10 +59,28 @@ func (s *Store) Status() (ctxd.Status, error) {
 				g = s.keys.gen()
 			}
 		}
-		var err error
-		if st.CompactedRevision, err = s.compactedRevision(ctx); err != nil {
+		// The compaction mark, etcd's database size and its alarms, from
+		// the first member that answers them all: sent where round robin
+		// sent them, a status (and a /metrics scrape) sent to a member
+		// silent with its connection open (paused, overloaded) waited the
+		// request timeout while the others answered.
+		m, err := firstMember(ctx, s, func(ctx context.Context, conn *grpc.ClientConn) (memberState, error) {
+			var m memberState
+			var err error
+			if m.compacted, err = s.compactedRevisionFrom(ctx, clientv3.NewKVFromKVClient(etcdserverpb.NewKVClient(conn), s.cli)); err != nil {
+				return m, err
+			}
+			mt := clientv3.NewMaintenanceFromMaintenanceClient(etcdserverpb.NewMaintenanceClient(conn), s.cli)
+			if m.status, err = mt.Status(ctx, ""); err != nil {
+				return m, err
+			}
+			m.alarms, err = mt.AlarmList(ctx)
+			return m, err
+		})
+		if err != nil {
 			return err
 		}
+		st.CompactedRevision = m.compacted
 		if g.id != 0 {
 			// History starts at the restore (restoredError), whatever
 			// etcd's own mark.
@@ -81,19 +100,12 @@ func (s *Store) Status() (ctxd.Status, error) {
 			// Every revision below the switch is discarded (restoredError).
 			st.LastRestore = &ctxd.RestoreMark{Revision: uint64(g.rev), SnapshotRevision: g.from, DiscardedFrom: 1}
 		}
-		ms, err := s.memberStatus(ctx)
-		if err != nil {
-			return err
-		}
+		ms := m.status
 		st.DBSizeBytes, st.FileSizeBytes, st.InUseBytes = ms.DbSize, ms.DbSize, ms.DbSizeInUse
 		// etcd's quota counts its file, free pages too (what a defrag
 		// gives back).
 		st.QuotaBytes, st.UsedBytes = ms.DbSizeQuota, ms.DbSize
-		alarms, err := s.cli.AlarmList(ctx)
-		if err != nil {
-			return err
-		}
-		for _, a := range alarms.Alarms {
+		for _, a := range m.alarms.Alarms {
 			if a.Alarm == etcdserverpb.AlarmType_NOSPACE {
 				st.QuotaAlarm = spaceAlarm
 			}
@@ -101,6 +113,15 @@ func (s *Store) Status() (ctxd.Status, error) {
 		return nil
 	})
 	return st, err
+}
+
+// memberState is what Status asks one member (firstMember): the
+// compaction mark, the member's status (etcd's database size) and the
+// cluster's alarms.
+type memberState struct {
+	compacted uint64
+	status    *clientv3.StatusResponse
+	alarms    *clientv3.AlarmResponse
 }
 
 // spaceAlarm is what a write refused for etcd's space quota answers, and

@@ -147,9 +147,15 @@ func (s *Store) CheckRevision(rev uint64) error {
 // so it is found by bisection with reads at a revision, from the mark
 // known before (it only moves up): about log2(revision) small reads.
 func (s *Store) compactedRevision(ctx context.Context) (uint64, error) {
+	return s.compactedRevisionFrom(ctx, s.cli)
+}
+
+// compactedRevisionFrom is compactedRevision with its reads sent to kv:
+// one member's (Status, through firstMember), or the client's.
+func (s *Store) compactedRevisionFrom(ctx context.Context, kv clientv3.KV) (uint64, error) {
 	probe := s.opts.Prefix + "ready"
 	readable := func(rev uint64) (bool, int64, error) {
-		resp, err := s.cli.Get(ctx, probe, clientv3.WithRev(int64(rev)), clientv3.WithCountOnly())
+		resp, err := kv.Get(ctx, probe, clientv3.WithRev(int64(rev)), clientv3.WithCountOnly())
 		switch {
 		case err == nil:
 			return true, resp.Header.Revision, nil
@@ -170,7 +176,7 @@ func (s *Store) compactedRevision(ctx context.Context) (uint64, error) {
 		return lo, nil
 	}
 	// lo is compacted; the head is always readable.
-	resp, err := s.cli.Get(ctx, probe, clientv3.WithCountOnly())
+	resp, err := kv.Get(ctx, probe, clientv3.WithCountOnly())
 	if err != nil {
 		return 0, err
 	}

@@ -129,7 +129,9 @@ func TestStatusBehindARestoreSwitchCountsTheRestoredKeys(t *testing.T) {
 // while another member answers: the probe asks every member at once.
 // Before, it went where round robin sent it, and the one sent to the
 // silent member answered 503 at the request timeout (each instance's
-// first probe after a follower of make cluster was paused).
+// first probe after a follower of make cluster was paused). The same
+// for the status (/v1/status, every /metrics scrape): its compaction
+// mark and etcd's alarms went where round robin sent them.
 func TestReadyWithASilentMember(t *testing.T) {
 	shared := etcdkit.Shared(t)
 	proxy := testkit.StartTCPProxy(t, strings.TrimPrefix(shared.Endpoint, "http://"))
@@ -138,11 +140,16 @@ func TestReadyWithASilentMember(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	require.NoError(t, s.Ready())
+	// The status of a ready read cache: its keys are the cache's, its
+	// other fields etcd's.
+	testkit.Eventually(t, func() bool { return s.ReadCache().Ready }, "the read cache is ready")
 	proxy.Blackhole()
 	t.Cleanup(proxy.Heal) // before the store closes
 	// Round robin alternates between the two connections: of 4 probes
 	// in a row, some go to the silent one.
 	for i := range 4 {
 		require.NoError(t, s.Ready(), "probe %d", i)
+		_, err := s.Status()
+		require.NoError(t, err, "status %d", i)
 	}
 }

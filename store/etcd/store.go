@@ -559,43 +559,62 @@ func needsLeader(method string) bool {
 }
 
 // readEveryMember sends a linearizable read (count only) to every member
-// at once, each on a connection of its own, as memberStatus asks for
-// their status: nil at the first member that answers it, else an error
-// a member answered (no leader, access refused) rather than a member's
-// silence. Sent through the
-// client's connections, the read went where round robin sent it, and a
-// member silent with its connection open (paused, overloaded) held it
-// until the timeout while the others answered: /readyz said 503 until
-// the client gave up on that member.
+// at once (firstMember): nil at the first member that answers it, else
+// an error a member answered (no leader, access refused) rather than a
+// member's silence. Sent through the client's connections, the read
+// went where round robin sent it, and a member silent with its
+// connection open (paused, overloaded) held it until the timeout while
+// the others answered: /readyz said 503 until the client gave up on
+// that member.
 func (s *Store) readEveryMember(ctx context.Context) error {
+	_, err := firstMember(ctx, s, func(ctx context.Context, conn *grpc.ClientConn) (struct{}, error) {
+		_, err := etcdserverpb.NewKVClient(conn).Range(ctx, &etcdserverpb.RangeRequest{Key: []byte(s.opts.Prefix + "ready"), CountOnly: true})
+		return struct{}{}, rpctypes.Error(err)
+	})
+	return err
+}
+
+// firstMember runs fn against every member at once, each on a connection
+// of its own, as memberStatus asks for their status, and returns the
+// first answer without an error; else an error a member answered (no
+// leader, access refused) rather than a member's silence. The others
+// are cancelled.
+func firstMember[T any](ctx context.Context, s *Store, fn func(ctx context.Context, conn *grpc.ClientConn) (T, error)) (T, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	type answer struct {
+		v   T
+		err error
+	}
 	eps := s.opts.Endpoints
-	answers := make(chan error, len(eps)) // room for all: the late ones end without a reader
+	answers := make(chan answer, len(eps)) // room for all: the late ones end without a reader
 	for _, ep := range eps {
 		go func() {
+			var a answer
 			conn, err := s.cli.Dial(ep)
 			if err == nil {
 				defer conn.Close()
-				_, err = etcdserverpb.NewKVClient(conn).Range(ctx, &etcdserverpb.RangeRequest{Key: []byte(s.opts.Prefix + "ready"), CountOnly: true})
-				err = clientv3.ContextError(ctx, rpctypes.Error(err))
+				a.v, err = fn(ctx, conn)
+				err = clientv3.ContextError(ctx, err)
 			}
-			answers <- err
+			a.err = err
+			answers <- a
 		}()
 	}
 	var failed error
 	for range eps {
-		err := <-answers
-		if err == nil {
-			return nil
+		a := <-answers
+		if a.err == nil {
+			return a.v, nil
 		}
 		// What a member answered (a cut-off one: no leader) says more
 		// than another's silence.
 		if failed == nil || errors.Is(failed, context.DeadlineExceeded) {
-			failed = err
+			failed = a.err
 		}
 	}
-	return failed
+	var zero T
+	return zero, failed
 }
 
 // writeError turns an etcd client error of a write into ctxd's. A write
