@@ -68,9 +68,11 @@ func TestRestoreIntoEtcdPrefixAndBack(t *testing.T) {
 		return st
 	}
 
-	r := cli(t, nil, "", append(args, "--ns", "Bad/Name")...)
-	assert.Equal(t, 2, r.code, "a bad --ns is a usage error: %s", r.stderr)
-	assert.Contains(t, r.stderr, "--ns")
+	for _, bad := range [][]string{{"--ns", "Bad/Name"}, {"--lock-timeout", "5s"}} {
+		r := cli(t, nil, "", append(args, bad...)...)
+		assert.Equal(t, 2, r.code, "%q is a usage error: %s", bad, r.stderr)
+		assert.Contains(t, r.stderr, bad[0])
+	}
 
 	out := cliOK(t, nil, "", append(args, "--dry-run")...)
 	assert.Contains(t, out, "dry run")
@@ -85,7 +87,7 @@ func TestRestoreIntoEtcdPrefixAndBack(t *testing.T) {
 
 	marker, err := dst.Put(ctx, "default", "marker", json.RawMessage(`1`), nil, "t")
 	require.NoError(t, err)
-	r = cli(t, nil, "", args...)
+	r := cli(t, nil, "", args...)
 	assert.NotEqual(t, 0, r.code, "a prefix with data is refused without --force")
 	assert.Contains(t, r.stderr, "--force")
 	got, err := dst.Get("default", "marker")

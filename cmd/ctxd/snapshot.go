@@ -333,6 +333,9 @@ data is refused unless --force.`,
 			if explicitBump && bump > 0 {
 				return usagef("--bump-revision applies to a new data folder: on etcd, revisions are etcd's")
 			}
+			if cmd.Flags().Changed("lock-timeout") {
+				return usagef("--lock-timeout applies to a data folder's database file: an etcd prefix has no file lock to wait for")
+			}
 			return a.restoreEtcd(cmd.Context(), cfg, from, sum, opts, etcdFlags.force)
 		}
 		if etcdFlags.force {
