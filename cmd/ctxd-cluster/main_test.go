@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
