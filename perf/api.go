@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -48,8 +49,11 @@ func decoded[T any](c *httpConn, want int, method, path string) (T, error) {
 	return out, err
 }
 
-func (s *suite) status(ep endpoint) (serverStatus, error) {
+// status reads ep's status; ctx ends the request (a stopped run does not
+// wait for a server that answers nothing).
+func (s *suite) status(ctx context.Context, ep endpoint) (serverStatus, error) {
 	c := newHTTPConn(ep)
+	c.ctx = ctx
 	defer c.Close()
 	return getStatus(c)
 }

@@ -75,10 +75,13 @@ type httpConn struct {
 	body bytes.Buffer // the last answer's body
 	// dialFailures counts the connection attempts that failed in a row.
 	dialFailures int
-	// ctx, when set, ends a connection attempt under way: a stopped run
-	// (Ctrl-C) does not wait out dialTimeout on a server that does not
-	// answer.
+	// ctx, when set, ends a connection attempt under way, and a request
+	// under way: a stopped run (Ctrl-C) does not wait out dialTimeout on
+	// a server that does not answer, nor ioTimeout on one that takes the
+	// request and answers nothing (hung, or stopped with SIGSTOP).
 	ctx context.Context
+	// unwatch ends the watch of ctx on the connection (see connect).
+	unwatch func() bool
 }
 
 // dialTimeout bounds a connection attempt; ioTimeout one request.
@@ -133,6 +136,10 @@ func (h *httpConn) connect() error {
 	}
 	h.dialFailures = 0
 	h.c = c
+	if h.ctx != nil {
+		// A deadline in the past ends the read or write under way.
+		h.unwatch = context.AfterFunc(h.ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	}
 	if h.br == nil {
 		h.br = bufio.NewReaderSize(c, 32<<10)
 		h.bw = bufio.NewWriterSize(c, 8<<10)
@@ -147,6 +154,10 @@ func (h *httpConn) connect() error {
 func (h *httpConn) Close() error {
 	if h.c == nil {
 		return nil
+	}
+	if h.unwatch != nil {
+		h.unwatch()
+		h.unwatch = nil
 	}
 	err := h.c.Close()
 	h.c = nil
@@ -168,6 +179,9 @@ func (h *httpConn) do(method, path string, body []byte, headers ...header) (stat
 	status, err = h.roundTrip(method, path, body, headers)
 	if err != nil {
 		_ = h.Close()
+		if h.ctx != nil && h.ctx.Err() != nil {
+			err = h.ctx.Err() // the stop ended it, not the server
+		}
 		return 0, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	return status, nil
@@ -175,6 +189,10 @@ func (h *httpConn) do(method, path string, body []byte, headers ...header) (stat
 
 func (h *httpConn) roundTrip(method, path string, body []byte, headers []header) (int, error) {
 	_ = h.c.SetDeadline(time.Now().Add(ioTimeout))
+	if h.ctx != nil && h.ctx.Err() != nil {
+		// Stopped before the deadline above replaced the stop's.
+		return 0, h.ctx.Err()
+	}
 	w := h.bw
 	w.WriteString(method)
 	w.WriteByte(' ')

@@ -205,3 +205,50 @@ func TestAServerThatAnswersNoConnectionDoesNotHoldTheRunsStart(t *testing.T) {
 	}
 	require.ErrorIs(t, err, context.DeadlineExceeded, "stopped")
 }
+
+// A server that takes connections and requests but answers none (hung,
+// or stopped with SIGSTOP): a stop (Ctrl-C) ends the requests under way,
+// at the run's start (its status request) and in a request loop, instead
+// of waiting out ioTimeout (60 s) for each.
+func TestAStopEndsRequestsAHungServerHolds(t *testing.T) {
+	hung, requests := testkit.SilentAfterRequest(t, true)
+	ep, err := parseEndpoint(hung)
+	require.NoError(t, err)
+	l := load{clients: 2, duration: time.Minute}
+	l.op = func(w *worker) (uint8, error) {
+		return kindRead, w.conn.expect(http.StatusOK, http.MethodGet, "/", nil)
+	}
+	stopWhenHeld := func() (context.Context, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			for ctx.Err() == nil && requests.Load() == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+		}()
+		return ctx, cancel
+	}
+	runs := map[string]func(context.Context) error{
+		"run's start": func(ctx context.Context) error {
+			_, err := Run(ctx, tinyConfig(), Target{URL: hung})
+			return err
+		},
+		"request loop": func(ctx context.Context) error {
+			_, err := runLoad(ctx, ep, l)
+			return err
+		},
+	}
+	for name, run := range runs {
+		requests.Store(0)
+		ctx, cancel := stopWhenHeld()
+		done := make(chan error, 1)
+		go func() { done <- run(ctx) }()
+		select {
+		case err = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: still waiting for the hung server's answer after the stop", name)
+		}
+		cancel()
+		require.ErrorIs(t, err, context.Canceled, name)
+	}
+}

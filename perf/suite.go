@@ -505,7 +505,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 	}
 	s.ep = ep
 	s.report.Target.URL = url
-	st, err := s.status(ep)
+	st, err := s.status(ctx, ep)
 	if err != nil {
 		return nil, fmt.Errorf("perf: server at %s: %w", url, err)
 	}
@@ -515,7 +515,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Report, error) {
 	for _, more := range s.cfg.MoreTargets {
 		mep, err := s.endpoint(more)
 		if err == nil {
-			_, err = s.status(mep)
+			_, err = s.status(ctx, mep)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("perf: more target %s: %w", more, err)
