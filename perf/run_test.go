@@ -581,6 +581,20 @@ func TestWriteHTMLSelfContained(t *testing.T) {
 	}
 }
 
+// report.html's memory section names the runs its growths come from:
+// only those that ran (it said "per 10,000 keys ... of disk growth ()"
+// after a run without disk growth).
+func TestWriteHTMLMemoryNamesOnlyTheRunsMeasured(t *testing.T) {
+	r := &Report{Format: ReportFormat, Memory: MemorySummary{Process: processOwn, SubscribersRun: "fanout/subs=100/rate=1000"}}
+	page := htmlOf(t, r)
+	require.Contains(t, page, "end of a fan-out run (fanout/subs=100/rate=1000);")
+	require.NotContains(t, page, "disk growth")
+	r.Memory = MemorySummary{Process: processOwn, KeysRun: "disk-growth/keys=10000"}
+	page = htmlOf(t, r)
+	require.Contains(t, page, "end of disk growth\n(disk-growth/keys=10000);")
+	require.NotContains(t, page, "fan-out run")
+}
+
 func jsonValid(b []byte) bool { return json.Valid(b) }
 
 // A run stopped mid-fan-out (Ctrl-C) says so, and leaves the unfinished
