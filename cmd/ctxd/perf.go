@@ -136,6 +136,11 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 			}
 			cfg.Preload = n
 		}
+		if pf.etcdPeer != "" && !slices.Contains(cfg.Compare, perf.PeerEtcd) {
+			// As --etcd-endpoints: a path given for nothing is a mistake
+			// the user should hear of (a forgotten --compare etcd).
+			return usagef("--etcd-peer is the etcd peer's command: it goes with --compare etcd")
+		}
 		if slices.Contains(cfg.Compare, perf.PeerEtcd) {
 			path, err := findEtcdPeer(pf.etcdPeer)
 			if err != nil {

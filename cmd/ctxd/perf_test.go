@@ -505,3 +505,14 @@ func TestPerfTargetTakesHostPort(t *testing.T) {
 	require.Contains(t, r.stderr, "server at http://127.0.0.1:1: connect")
 	require.Empty(t, testkit.DirNames(t, out), "a run that measured nothing leaves no empty results folder")
 }
+
+// --etcd-peer without --compare etcd is refused, as --etcd-endpoints is:
+// it ran the scenarios without the comparison it was given for.
+func TestPerfEtcdPeerWithoutCompareEtcd(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	r := cli(t, nil, "", "perf", "--etcd-peer", "/bin/true", "--target", "127.0.0.1:1", "--out", out, "write-latency")
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "--etcd-peer")
+	require.Contains(t, r.stderr, "--compare etcd")
+}
