@@ -454,6 +454,23 @@ func TestPeerTargets(t *testing.T) {
 	require.Equal(t, ">= 0.85x nethttp", got["vs nethttp: gets, 64 clients: throughput"].Want)
 }
 
+// The peers table and the targets give ctxd's ratio to a peer alike:
+// 446 µs against 1.42 ms is 0.31x in both. The table printed the ratio
+// rounded to three decimals first (0.315), and said 0.32x.
+func TestPeerRatiosAgreeWithTheTargets(t *testing.T) {
+	r := &Report{Comparisons: []Comparison{{Name: "peers/put/c=1", Results: []PeerResult{
+		{Peer: "ctxd", OpsPerSec: 1330, P50: 0.445695, P99: 4.382719},
+		{Peer: "etcd", OpsPerSec: 505, P50: 1.416191, P99: 6.922239},
+	}}}}
+	c := &r.Comparisons[0]
+	c.Ratios = []Ratio{ratioOf(c.Results[0], c.Results[1])}
+	r.Targets = peerTargets(r)
+	var table bytes.Buffer
+	require.NoError(t, r.WriteTable(&table))
+	require.Contains(t, table.String(), "0.31x (446 µs vs 1.42 ms)")
+	require.Regexp(t, `etcd +505 .* 2\.63x +0\.31x +0\.63x`, table.String())
+}
+
 // TestRunRemoteSkipsDestructive: against a running server, disk-growth and
 // snapshot run only with Destructive.
 func TestRunRemoteSkipsDestructive(t *testing.T) {
