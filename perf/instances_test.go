@@ -35,6 +35,9 @@ func TestFanoutOverInstances(t *testing.T) {
 	require.Equal(t, f.Expected, f.Deliveries)
 	require.Zero(t, f.Missed)
 	require.Zero(t, f.Duplicates)
+	// The memory is the target's: per its share of the subscribers.
+	require.NotNil(t, f.Memory)
+	require.Contains(t, f.Memory.Unmeasured, "4 subscribers, too few")
 
 	// Fan-out targets belong to a target given by URL.
 	_, err = Run(context.Background(), cfg, Target{Fresh: freshServer(t)})
