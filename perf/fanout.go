@@ -558,7 +558,10 @@ func (f *wsFeed) Connect(n int) error {
 	return nil
 }
 
-func (f *wsFeed) Put(_ context.Context, w int, key string, value []byte) error {
+func (f *wsFeed) Put(ctx context.Context, w int, key string, value []byte) error {
+	if f.writers[w].ctx == nil {
+		f.writers[w].ctx = ctx // a stop ends a write a hung server holds
+	}
 	return f.writers[w].expect(http.StatusOK, http.MethodPut, keyPath(nsFanout, key), value)
 }
 

@@ -209,7 +209,7 @@ func TestAServerThatAnswersNoConnectionDoesNotHoldTheRunsStart(t *testing.T) {
 // A server that takes connections and requests but answers none (hung,
 // or stopped with SIGSTOP): a stop (Ctrl-C) ends the requests under way,
 // at the run's start (its status request) and in a request loop, instead
-// of waiting out ioTimeout (60 s) for each.
+// of waiting out ioTimeout (60 s) for each; so too a fan-out's write.
 func TestAStopEndsRequestsAHungServerHolds(t *testing.T) {
 	hung, requests := testkit.SilentAfterRequest(t, true)
 	ep, err := parseEndpoint(hung)
@@ -237,6 +237,12 @@ func TestAStopEndsRequestsAHungServerHolds(t *testing.T) {
 			_, err := runLoad(ctx, ep, l)
 			return err
 		},
+	}
+	runs["fan-out write"] = func(ctx context.Context) error {
+		feed := &wsFeed{ep: ep}
+		defer feed.closeWriters()
+		require.NoError(t, feed.Connect(1))
+		return feed.Put(ctx, 0, "k", []byte(`1`))
 	}
 	for name, run := range runs {
 		requests.Store(0)
