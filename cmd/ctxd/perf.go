@@ -163,9 +163,14 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 		for i, u := range cfg.MoreTargets {
 			cfg.MoreTargets[i] = serverURL(strings.TrimSpace(u))
 		}
-		for _, u := range append([]string{pf.target}, cfg.MoreTargets...) {
+		for i, u := range append([]string{pf.target}, cfg.MoreTargets...) {
 			if err := perf.CheckURL(u); u != "" && err != nil {
 				return usagef("%v", err)
+			}
+			// The target again, or one instance twice, measured one
+			// server as two: read-instances' ratio said nothing.
+			if i > 0 && slices.Contains(append([]string{pf.target}, cfg.MoreTargets[:i-1]...), u) {
+				return usagef("--more-targets: %s is given twice (or is --target): give the other instances", u)
 			}
 		}
 		return a.runPerf(cmd.Context(), cfg, pf)

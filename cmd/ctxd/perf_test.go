@@ -506,6 +506,18 @@ func TestPerfTargetTakesHostPort(t *testing.T) {
 	require.Empty(t, testkit.DirNames(t, out), "a run that measured nothing leaves no empty results folder")
 }
 
+// --more-targets naming the target, or an instance twice, is refused:
+// read-instances measured one server as two.
+func TestPerfMoreTargetsGivenTwice(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	r := cli(t, nil, "", "perf", "--target", "127.0.0.1:1", "--more-targets", "http://127.0.0.1:1", "--out", out, "read-instances")
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "--more-targets: http://127.0.0.1:1 is given twice")
+	r = cli(t, nil, "", "perf", "--target", "127.0.0.1:1", "--more-targets", "127.0.0.1:2,127.0.0.1:2", "--out", out, "read-instances")
+	require.Equal(t, 2, r.code, r.stderr)
+}
+
 // --etcd-peer without --compare etcd is refused, as --etcd-endpoints is:
 // it ran the scenarios without the comparison it was given for.
 func TestPerfEtcdPeerWithoutCompareEtcd(t *testing.T) {
