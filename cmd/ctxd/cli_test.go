@@ -137,6 +137,10 @@ func TestCLIAgainstServer(t *testing.T) {
 	r = cli(t, env, "", "put", "-n", "bad/ns", "k", "v")
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "bad_request")
+
+	// An empty --who is the CLI's default for an empty $USER, not the
+	// server's (api) for a request that names no one.
+	assert.Equal(t, "cli", recordJSON(t, "put", "nobody", "1", "--who", "").Who)
 }
 
 // ctxd status says when the server has an alarm, with its message: the

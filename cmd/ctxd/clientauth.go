@@ -40,7 +40,7 @@ func (c *common) clientOptions() ([]client.Option, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		hc.Transport = tr
 	}
-	opts := []client.Option{client.WithWho(c.who), client.WithHTTPClient(hc)}
+	opts := []client.Option{client.WithWho(c.author()), client.WithHTTPClient(hc)}
 	if strings.ContainsFunc(c.token, unicode.IsControl) {
 		// Go's HTTP client refused to send it, which read as a server down.
 		return nil, usagef("--token (or CTXD_TOKEN) holds a control character: a trailing newline or carriage return from the file it came from?")

@@ -71,6 +71,20 @@ type common struct {
 	caCert    string // --cacert
 }
 
+// cliWho is who the client commands record a change as when neither
+// --who nor $USER names anyone.
+const cliWho = "cli"
+
+// author returns who a change is recorded as: --who, or cliWho for an
+// empty one, as for an empty $USER (the server would record its own
+// default, "api", for a request that names no one).
+func (c *common) author() string {
+	if c.who == "" {
+		return cliWho
+	}
+	return c.who
+}
+
 // connFlags registers the connection flags of a client command: --server,
 // -n, --who (whoUsage says what it is recorded for), --timeout (default
 // timeout), --token and --cacert. The output is a table: clientFlags adds
@@ -83,7 +97,7 @@ func (a *app) connFlags(cmd *cobra.Command, whoUsage string, timeout time.Durati
 	}
 	who := a.getenv("USER")
 	if who == "" {
-		who = "cli"
+		who = cliWho
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.server, "server", server, "server `URL` (env CTXD_SERVER); several instances of one deployment separated by commas: the next one takes over when one cannot be reached")

@@ -211,7 +211,7 @@ transaction recorded in history. --dry-run reports what would change.`,
 	c.defaultTimeout(cmd, 0)
 	restoreFlags(cmd, &opts)
 	c.run(cmd, func(ctx context.Context, cl *client.Client, args []string) error {
-		opts.Who = c.who
+		opts.Who = c.author()
 		stop := a.spinner("restoring")
 		res, err := cl.RestoreSnapshot(ctx, args[0], opts)
 		stop()

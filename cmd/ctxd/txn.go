@@ -55,7 +55,7 @@ exist, 6 when the outcome is unknown; nothing is written in any of them.`,
 			return err
 		}
 		if cmd.Flags().Changed("who") || who == "" {
-			who = c.who
+			who = c.author()
 		}
 		for i := range ops {
 			if ops[i].Namespace == "" {

@@ -107,5 +107,7 @@ func TestCLITxn(t *testing.T) {
 	assert.Equal(t, "deployer", res.Records[0].Who)
 	res = txnJSON(t, `{"who":"deployer","ops":[{"op":"put","key":"l3","value":4}]}`, "--who", "ops-team")
 	assert.Equal(t, "ops-team", res.Records[0].Who, "--who wins over the request's")
-	assert.Equal(t, "4", get("l3"))
+	res = txnJSON(t, `{"who":"deployer","ops":[{"op":"put","key":"l3","value":5}]}`, "--who", "")
+	assert.Equal(t, "cli", res.Records[0].Who, "an empty --who is the CLI's default")
+	assert.Equal(t, "5", get("l3"))
 }
