@@ -455,13 +455,17 @@ func (s *Server) TLS() bool { return s.certs != nil }
 
 // ReloadTLS loads the TLS certificate and key again: handshakes after it
 // use the new certificate, connections already open go on. When they do
-// not load, the previous certificate stays in use. Without TLS it does
-// nothing.
+// not load, the previous certificate stays in use, and the error names
+// where tls.cert_file and tls.key_file were set, as at the start. Without
+// TLS it does nothing.
 func (s *Server) ReloadTLS() error {
 	if s.certs == nil {
 		return nil
 	}
-	return s.certs.reload()
+	if err := s.certs.reload(); err != nil {
+		return certFileError(s.cfg, err)
+	}
+	return nil
 }
 
 // ReloadAccess reads the tokens file again (auth.Authorizer.Reload): it

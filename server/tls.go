@@ -92,9 +92,18 @@ func newCertReloader(cfg configs.Config) (*certReloader, error) {
 	}
 	r := &certReloader{certFile: c.CertFile, keyFile: c.KeyFile}
 	if err := r.reload(); err != nil {
-		return nil, &configs.Error{Field: "tls.cert_file", Source: cfg.Source("tls.cert_file"), Err: err}
+		return nil, certFileError(cfg, err)
 	}
 	return r, nil
+}
+
+// certFileError is err, met loading the TLS certificate and key at the
+// start or at a reload (SIGHUP), naming where tls.cert_file and
+// tls.key_file were set, as tokensFileError does for the tokens file (and
+// etcdTLS for etcd's pair). A reload's error named the files only.
+func certFileError(cfg configs.Config, err error) error {
+	return &configs.Error{Field: "tls.cert_file", Source: cfg.Source("tls.cert_file"),
+		Err: fmt.Errorf("with tls.key_file%s: %w", setBy(cfg, "tls.key_file"), err)}
 }
 
 func (r *certReloader) reload() error {

@@ -181,6 +181,10 @@ func TestTLSAndTokensReloadOnSIGHUP(t *testing.T) {
 	// The tokens file's error names the file and where auth.tokens_file
 	// was set, as at the start: it said only "tokens file: yaml: ...".
 	assert.Contains(t, srv.Stderr.String(), "config: auth.tokens_file (file "+cfg+", line 3): "+tokensPath+": tokens file: yaml: ")
+	// The certificate's names where tls.cert_file and tls.key_file were
+	// set, as at the start: it named the files only.
+	assert.Contains(t, srv.Stderr.String(), "config: tls.cert_file (file "+cfg+", line 5): with tls.key_file (set by file "+cfg+
+		", line 6): load TLS certificate "+certPath+" and key "+keyPath+": ")
 	assert.Equal(t, 0, servedSerial(t, srv.Addr).Cmp(cert2.SerialNumber))
 	_, err = ci2.Get(ctx, "", "greeting", client.GetOptions{})
 	require.NoError(t, err)
