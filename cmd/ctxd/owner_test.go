@@ -167,18 +167,30 @@ func TestARootServerLeavesTheDataFolderToItsOwner(t *testing.T) {
 // A database the server's user may not open (left to root by an offline
 // command of an older release) is reported as such, with the owner to
 // fix, not as a damaged file to restore or move away: the file is
-// intact. The same for its write-ahead log.
+// intact. The same for its write-ahead log, and for a ctxd.db that is a
+// link to a file in another folder: the advice names both folders (it
+// named only the linked file's, not the data folder that holds the log).
 func TestServeOnFilesItsUserCannotOpen(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the files are root's, the server runs as another user")
 	}
 	t.Parallel()
 	base, exe := openFolder(t)
-	for _, c := range []struct{ name, rootOwns string }{
-		{"database", dbFile},
-		{"write-ahead log", "wal"},
+	for _, c := range []struct {
+		name, rootOwns string
+		linked         bool // ctxd.db links to a file in another folder
+	}{
+		{"database", dbFile, false},
+		{"write-ahead log", "wal", false},
+		{"linked database", dbFile, true},
 	} {
 		data := serviceFolder(t, filepath.Join(base, strings.ReplaceAll(c.name, " ", "-")))
+		chownAdvice := "chown -R ctxd: " + data
+		if c.linked {
+			elsewhere := serviceFolder(t, data+"-elsewhere")
+			require.NoError(t, os.Symlink(filepath.Join(elsewhere, dbFile), filepath.Join(data, dbFile)))
+			chownAdvice = "chown -R ctxd: " + elsewhere + " " + data + " && chmod -R u+rwX " + elsewhere + " " + data
+		}
 		p := testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
 		cliOK(t, []string{"CTXD_SERVER=" + p.URL}, "", "put", "a", "1")
 		p.Signal(syscall.SIGTERM)
@@ -189,7 +201,7 @@ func TestServeOnFilesItsUserCannotOpen(t *testing.T) {
 		require.Error(t, err, c.name)
 		msg := err.Error()
 		assert.Contains(t, msg, "permission denied", c.name)
-		assert.Contains(t, msg, "chown -R ctxd: "+data, c.name)
+		assert.Contains(t, msg, chownAdvice, c.name)
 		assert.NotContains(t, msg, "damaged", c.name)
 		assert.NotContains(t, msg, "acknowledged writes could be missing", c.name)
 		assert.Contains(t, msg, "exit status 1", c.name)

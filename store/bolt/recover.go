@@ -36,7 +36,7 @@ func (s *Store) openWAL(opts Options) error {
 	}
 	lock, err := lockDir(dir)
 	if errors.Is(err, fs.ErrPermission) {
-		return openDenied(s.path, err)
+		return openDenied(s.path, s.walDir, err)
 	}
 	if err != nil {
 		return fmt.Errorf("open store %s: write-ahead log %s: %w", s.path, dir, err)
@@ -53,7 +53,7 @@ func (s *Store) openWAL(opts Options) error {
 	if err != nil {
 		unlockDir(lock)
 		if errors.Is(err, fs.ErrPermission) {
-			return openDenied(s.path, err)
+			return openDenied(s.path, s.walDir, err)
 		}
 		if errors.Is(err, syscall.ENOSPC) {
 			// Nothing is wrong with the log but room: its next segment

@@ -300,7 +300,7 @@ func Open(path string, opts Options) (*Store, error) {
 		err := checkOpenable(path)
 		switch {
 		case errors.Is(err, fs.ErrPermission):
-			return nil, openDenied(path, err)
+			return nil, openDenied(path, walDir, err)
 		case err != nil && !lockedByOther(path):
 			return nil, fmt.Errorf("open store %s: %w: %v: the file is damaged; restore it from a snapshot "+
 				"(ctxd restore --data DIR --from FILE) or move it away", path, ErrDamaged, err)
@@ -308,7 +308,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	db, err := openBoltWith(path, migrations.LockWait(opts.OpenTimeout), opts.freelist)
 	if errors.Is(err, fs.ErrPermission) {
-		return nil, openDenied(path, err)
+		return nil, openDenied(path, walDir, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -383,13 +383,19 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 // openDenied is Open's error for err, a permission error on the
-// database file at path or its write-ahead log: it says nothing of what
-// the files hold, and is usually an owner that is not the server's user
-// (an offline command run as root by an older release).
-func openDenied(path string, err error) error {
+// database file at path or its write-ahead log in walDir: it says nothing
+// of what the files hold, and is usually an owner that is not the
+// server's user (an offline command run as root by an older release).
+// The advice names the database file's folder and, when ctxd.db is a
+// link to a file elsewhere, the data folder too: the log is there.
+func openDenied(path, walDir string, err error) error {
+	dirs := filepath.Dir(path)
+	if data := filepath.Dir(walDir); data != dirs {
+		dirs += " " + data
+	}
 	return fmt.Errorf("open store %s: %w: this process (uid %d) may not use it, which says nothing of its content: "+
 		"the server's user must own the data folder and its files, and be allowed to write them, e.g. chown -R ctxd: %[4]s && chmod -R u+rwX %[4]s",
-		path, err, os.Geteuid(), filepath.Dir(path))
+		path, err, os.Geteuid(), dirs)
 }
 
 // openBolt opens a database file the way the store always does. A file
