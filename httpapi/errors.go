@@ -2,7 +2,10 @@ package httpapi
 
 import (
 	"errors"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +44,10 @@ var (
 	// errConnect is a CONNECT host:port: a tunnel, which a proxy makes
 	// and ctxd is not (notAPath).
 	errConnect = errors.New("method CONNECT is not allowed: it asks for a tunnel to host:port, and ctxd is not a proxy")
+	// errFolderDenied matches a maintenance operation (a defrag, a
+	// snapshot) that may not write in a folder of the server's
+	// (folderDenied).
+	errFolderDenied = errors.New("folder not writable")
 )
 
 // errorMapping is one row of the error table.
@@ -82,6 +89,10 @@ var errorTable = [...]errorMapping{
 	{syscall.EDQUOT, http.StatusInsufficientStorage, ctxd.CodeInsufficientStorage},
 	// Such a file would have left less free than storage.reserve_bytes.
 	{fsutil.ErrReserve, http.StatusInsufficientStorage, ctxd.CodeInsufficientStorage},
+	// A defrag or a snapshot that may not write in its folder: an
+	// operator's to fix, not a bug (it was 500 internal, its cause in the
+	// log only).
+	{errFolderDenied, http.StatusServiceUnavailable, ctxd.CodeUnavailable},
 }
 
 // echoErrorCodes are the codes of the errors Echo itself raises (its
@@ -128,6 +139,43 @@ func classify(err error) (status int, code string, known bool) {
 		}
 	}
 	return http.StatusInternalServerError, ctxd.CodeInternal, false
+}
+
+// folderDeniedError is a maintenance operation that may not write in
+// dir: a permission error (EACCES, EPERM) or a read-only file system
+// (EROFS). Its message names the folder and the cause, nothing else of
+// the error (a temporary file's name). It matches errFolderDenied.
+type folderDeniedError struct {
+	op, dir string
+	cause   syscall.Errno
+}
+
+func (e *folderDeniedError) Error() string {
+	return e.op + ": the server may not write in the folder " + e.dir + " (" + e.cause.Error() +
+		"): give the server's user write access to it, on a writable file system"
+}
+func (e *folderDeniedError) Is(target error) bool { return target == errFolderDenied }
+
+// folderDenied returns err, met by the maintenance operation op, as a
+// folderDeniedError when it is a permission or read-only file system
+// error on a file it names; other errors as they are.
+func folderDenied(op string, err error) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) || (errno != syscall.EACCES && errno != syscall.EPERM && errno != syscall.EROFS) {
+		return err
+	}
+	var path string
+	var pathErr *fs.PathError
+	var linkErr *os.LinkError
+	switch {
+	case errors.As(err, &linkErr):
+		path = linkErr.New
+	case errors.As(err, &pathErr):
+		path = pathErr.Path
+	default:
+		return err
+	}
+	return &folderDeniedError{op: op, dir: filepath.Dir(path), cause: errno}
 }
 
 // inputError is a bad request with a message for the client. It matches

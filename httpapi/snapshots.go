@@ -56,7 +56,7 @@ func (s *Server) snapshotRoutes() {
 func (s *Server) createSnapshot(c echo.Context) error {
 	meta, err := s.cfg.Snapshots.Create(c.Request().Context(), "api")
 	if err != nil {
-		return err
+		return folderDenied("snapshot", err)
 	}
 	s.log.Info().Str("id", meta.ID).Uint64("revision", meta.Revision).Int64("bytes", meta.Size).Msg("snapshot created")
 	return sendCreated(c, meta)
@@ -116,7 +116,7 @@ func (s *Server) uploadSnapshot(c echo.Context) error {
 	body := stalling{r: bodyReader{req.Body}, rc: http.NewResponseController(c.Response()), stall: s.cfg.StallTimeout}
 	meta, err := s.cfg.Snapshots.Upload(req.Context(), body, sum)
 	if err != nil {
-		return err
+		return folderDenied("snapshot upload", err)
 	}
 	s.log.Info().Str("id", meta.ID).Uint64("revision", meta.Revision).Int64("bytes", meta.Size).Msg("snapshot uploaded")
 	return sendCreated(c, meta)
@@ -222,7 +222,7 @@ func (s *Server) compact(c echo.Context) error {
 func (s *Server) defrag(c echo.Context) error {
 	res, err := s.st.Defrag(c.Request().Context())
 	if err != nil {
-		return err
+		return folderDenied("defrag", err)
 	}
 	s.log.Info().Int64("before", res.SizeBefore).Int64("after", res.SizeAfter).Str("pause", res.Pause.String()).Msg("defragmented")
 	return sendJSON(c, http.StatusOK, map[string]any{

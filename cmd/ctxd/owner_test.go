@@ -1,7 +1,9 @@
 package main
 
 import (
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
 
@@ -243,6 +246,44 @@ func TestServeOnALogFolderItCannotWriteIn(t *testing.T) {
 	require.NoError(t, os.Chmod(wal, 0o700))
 	p = testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
 	assert.Equal(t, "1", strings.TrimSpace(cliOK(t, []string{"CTXD_SERVER=" + p.URL}, "", "get", "a")))
+	p.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+}
+
+// A defrag in a data folder that has become read-only to the server's
+// user (its files still writable), and a snapshot in such a snapshots
+// folder, answer 503 unavailable naming the folder and the cause: an
+// operator's to fix. They answered 500 internal, the cause in the log only.
+func TestMaintenanceInAFolderItMayNotWriteIn(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the server runs as another user")
+	}
+	t.Parallel()
+	base, exe := openFolder(t)
+	data := serviceFolder(t, filepath.Join(base, "data"))
+	p := testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
+	cliOK(t, []string{"CTXD_SERVER=" + p.URL}, "", "put", "a", "1")
+	snaps := filepath.Join(data, configs.SnapshotsSubdir)
+	for _, dir := range []string{data, snaps} {
+		require.NoError(t, os.Chmod(dir, 0o500))
+	}
+	for _, c := range []struct{ path, op, dir string }{
+		{"/v1/defrag", "defrag", data},
+		{"/v1/snapshots", "snapshot", snaps},
+	} {
+		res, err := http.Post(p.URL+c.path, "", nil)
+		require.NoError(t, err)
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.NoError(t, err)
+		body := string(b)
+		assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode, body)
+		assert.Contains(t, body, `"code":"unavailable"`)
+		assert.Contains(t, body, c.op+": the server may not write in the folder "+c.dir+" (permission denied)", "the folder and the cause")
+	}
+	for _, dir := range []string{data, snaps} {
+		require.NoError(t, os.Chmod(dir, 0o750))
+	}
 	p.Signal(syscall.SIGTERM)
 	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
 }
