@@ -229,6 +229,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "perf with a bad target URL", args: []string{"perf", "write-latency", "--target", "ftp://host:21"}, code: 2, stderr: "bad server URL"},
 		{name: "perf with more targets and no target", args: []string{"perf", "write-latency", "--more-targets", closed}, code: 2, stderr: "give --target"},
 		{name: "perf destructive without a target", args: []string{"perf", "write-latency", "--destructive"}, code: 2, stderr: "--destructive"},
+		{name: "perf server log level with a target", args: []string{"perf", "write-latency", "--target", closed, "--server-log-level", "info"}, code: 2, stderr: "--server-log-level"},
 		// etcd's TLS files are settings too: one that cannot be read is a
 		// configuration error, as tls.cert_file's (it was exit 1), and
 		// says where the setting came from, as every other one does.

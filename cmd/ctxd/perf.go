@@ -154,6 +154,11 @@ Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 		if pf.target == "" && len(cfg.MoreTargets) > 0 {
 			return usagef("--more-targets are instances of --target's deployment: give --target")
 		}
+		if pf.target != "" && cmd.Flags().Changed("server-log-level") {
+			// It sets the in-process server's log: a running server's is
+			// its own (it was accepted and did nothing).
+			return usagef("--server-log-level sets the in-process server's log: it does not go with --target")
+		}
 		if pf.target == "" && pf.destructive {
 			return usagef("--destructive applies to a --target (the in-process server always runs disk-growth and snapshot)")
 		}
