@@ -204,15 +204,19 @@ const MaxMessageText = 1024
 // as the message, up to five times larger once strconv.Quote and JSON had
 // escaped it (2 MB of DEL characters were answered with 10 MB), and a
 // client that never read its answers had hundreds of them queued.
-func ClipMessage(msg string) string {
-	if len(msg) <= MaxMessageText {
-		return msg
+func ClipMessage(msg string) string { return ClipText(msg, MaxMessageText) }
+
+// ClipText cuts s to n bytes (at a character's start), marking the cut
+// with "...": ClipMessage's cut, for a bound of the caller's.
+func ClipText(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	cut := MaxMessageText
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return msg[:cut] + "..."
+	return s[:cut] + "..."
 }
 
 // Error codes: the "code" of a JSON error answer and of a WebSocket

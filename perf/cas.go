@@ -66,7 +66,7 @@ func (s *suite) casRun(ctx context.Context, name string, keys int) error {
 			tally.conflicts++
 			return kindConflict, nil
 		}
-		return kindWrite, &statusError{method: http.MethodPut, path: path, status: status, body: w.conn.body.String()}
+		return kindWrite, newStatusError(http.MethodPut, path, status, w.conn.body.String())
 	}
 	return s.measured(ctx, r, l, func(res *loadResult, _ loadStats, r *Measurement) error {
 		cr := &CASResult{Keys: keys}

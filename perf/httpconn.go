@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/framework0/ctxd"
 )
 
 // endpoint is where the load goes: a ctxd server's base URL.
@@ -353,10 +357,33 @@ type statusError struct {
 	method, path string
 	status       int
 	body         string
+	// notCtxd: the body is not ctxd's JSON error (another server at
+	// that address, a proxy's page): body is an excerpt of it.
+	notCtxd bool
 }
 
 func (e *statusError) Error() string {
+	if e.notCtxd {
+		return fmt.Sprintf("%s %s: status %d, not a ctxd answer: %s", e.method, e.path, e.status, e.body)
+	}
 	return fmt.Sprintf("%s %s: status %d: %s", e.method, e.path, e.status, e.body)
+}
+
+// newStatusError is the error of an answer with an unexpected status and
+// body b. ctxd's JSON error is kept (its first 300 bytes); another
+// server's page (a --target that is not ctxd) is said to be one, on one
+// line, in a short excerpt: it was printed whole, up to 300 bytes of
+// HTML over a dozen lines.
+func newStatusError(method, path string, status int, b string) *statusError {
+	var answer struct {
+		Error *struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal([]byte(b), &answer) == nil && answer.Error != nil && answer.Error.Code != "" {
+		return &statusError{method: method, path: path, status: status, body: ctxd.ClipText(b, 300)}
+	}
+	return &statusError{method: method, path: path, status: status, body: ctxd.ClipText(strings.Join(strings.Fields(b), " "), 120), notCtxd: true}
 }
 
 // expect sends a request and fails unless the status is want.
@@ -366,11 +393,7 @@ func (h *httpConn) expect(want int, method, path string, body []byte, headers ..
 		return err
 	}
 	if status != want {
-		b := h.body.String()
-		if len(b) > 300 {
-			b = b[:300] + "..."
-		}
-		return &statusError{method: method, path: path, status: status, body: b}
+		return newStatusError(method, path, status, h.body.String())
 	}
 	return nil
 }

@@ -37,6 +37,15 @@ func TestHTTPConn(t *testing.T) {
 	mux.HandleFunc("GET /missing", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":{"code":"not_found"}}`, http.StatusNotFound)
 	})
+	// Another server's error page, as a --target that is not ctxd
+	// answers (python3 -m http.server's 404, longer).
+	page := "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <title>Error response</title>\n    </head>\n    <body>\n" +
+		strings.Repeat("        <p>Error code explanation: 404 - Nothing matches the given URI.</p>\n", 20) + "    </body>\n</html>\n"
+	mux.HandleFunc("GET /page", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, page)
+	})
 	var conns atomic.Int64
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -70,6 +79,15 @@ func TestHTTPConn(t *testing.T) {
 	require.ErrorAs(t, err, &se)
 	require.Equal(t, http.StatusNotFound, se.status)
 	require.Contains(t, err.Error(), "not_found")
+	require.NotContains(t, err.Error(), "not a ctxd answer")
+
+	// Not ctxd's JSON error: said so, with a short excerpt on one line.
+	err = c.expect(http.StatusOK, http.MethodGet, "/page", nil)
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, http.StatusNotFound, se.status)
+	require.True(t, strings.HasPrefix(err.Error(), `GET /page: status 404, not a ctxd answer: <!DOCTYPE HTML> <html lang="en"> <head> <title>Error response</title>`), err.Error())
+	require.NotContains(t, err.Error(), "\n")
+	require.Less(t, len(err.Error()), 200, err.Error())
 	require.EqualValues(t, 1, conns.Load(), "one keep-alive connection so far")
 
 	require.NoError(t, c.expect(http.StatusOK, http.MethodGet, "/close", nil))
