@@ -80,12 +80,12 @@ const defaultSettleTimeout = 5 * time.Second
 // by this).
 func settledStatus(c *httpConn, wait time.Duration) (st serverStatus, settled bool, err error) {
 	for deadline := time.Now().Add(wait); ; {
-		cc, haveMetrics := scrapeCommits(c) // before the status: what it read applied is in the status
+		cc, metricsErr := scrapeCommits(c) // before the status: what it read applied is in the status
 		if st, err = getStatus(c); err != nil {
 			return st, false, err
 		}
 		settled = st.UsedBytes <= st.InUseBytes
-		if haveMetrics && cc.hasPending {
+		if metricsErr == nil && cc.hasPending {
 			settled = cc.pending == 0
 		}
 		if settled || time.Now().After(deadline) {

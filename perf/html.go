@@ -72,6 +72,8 @@ type htmlPage struct {
 	AtScalePairs [][2]*Measurement
 	ErrorLines   []string
 	Settings     []settingRow
+	// CommitNotes say why runs that write have no writes/commit.
+	CommitNotes []string
 }
 
 // settingRow is one setting, named as in report.json, its value as JSON.
@@ -95,7 +97,8 @@ func settingRows(st Settings) []settingRow {
 // WriteHTML writes report.html: the report's tables and charts in one file
 // that opens offline (inline SVG and CSS, no script, nothing fetched).
 func (r *Report) WriteHTML(path string) error {
-	p := htmlPage{R: r, Summary: r.Summary(), ErrorLines: r.errorSamples(), Settings: settingRows(r.Settings), AtScalePairs: r.atScalePairs()}
+	p := htmlPage{R: r, Summary: r.Summary(), ErrorLines: r.errorSamples(), Settings: settingRows(r.Settings), AtScalePairs: r.atScalePairs(),
+		CommitNotes: r.commitNotes()}
 	p.LatencyCharts = latencyCharts(r)
 	p.ThroughputCharts = throughputCharts(r)
 	p.FanoutCharts = fanoutCharts(r)

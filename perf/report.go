@@ -215,6 +215,9 @@ type Measurement struct {
 	// Commits: what the server's writer did, for runs that write, when
 	// the server exposes its metrics (servermetrics.go).
 	Commits *CommitStats `json:"commits,omitempty"`
+	// CommitsUnmeasured says, for a run that writes, why Commits is
+	// missing: the server's /metrics could not be read.
+	CommitsUnmeasured string `json:"commits_unmeasured"`
 }
 
 // Interval is one tenth of a run's measured window.

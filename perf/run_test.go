@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/framework0/ctxd/auth"
 	"github.com/framework0/ctxd/configs"
 	"github.com/framework0/ctxd/internal/testkit"
 )
@@ -735,4 +736,37 @@ func TestAStoppedSnapshotStepSaysTheRepeatsDone(t *testing.T) {
 	}
 	require.Zero(t, sr.Spread, "one repeat: no spread")
 	require.Contains(t, htmlOf(t, r), "<td>"+secs(sr.RestoreSeconds)+"</td><td>1</td>", "report.html's Repeats column")
+}
+
+// TestCommitsNotMeasuredSayWhy: against a server whose token may write
+// but not read /metrics (the admin and metrics roles may), the runs that
+// write have no writes/commit, and the table, report.html and
+// report.json say why; a run that only reads says nothing. The columns
+// were blank with no word why.
+func TestCommitsNotMeasuredSayWhy(t *testing.T) {
+	writer := auth.NewSecret()
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	require.NoError(t, os.WriteFile(tokens, []byte("tokens:\n"+testkit.TokenEntry("writer", writer, "    roles: [read, write]\n")), 0o600))
+	srv := testkit.StartServer(t, testkit.WithConfig(func(c *configs.Config) {
+		c.Auth.Mode, c.Auth.TokensFile = configs.AuthOn, tokens
+	}))
+	cfg := tinyConfig()
+	cfg.Scenarios = []string{"write-latency", "read-latency"}
+	r, err := Run(context.Background(), cfg, Target{URL: srv.URL, Token: writer})
+	require.NoError(t, err)
+	require.Zero(t, r.Errors)
+	require.Len(t, r.Runs, 2)
+	write, read := r.Runs[0], r.Runs[1]
+	require.Nil(t, write.Commits)
+	require.Contains(t, write.CommitsUnmeasured, "the token may not read /metrics")
+	require.Contains(t, write.CommitsUnmeasured, "status 403")
+	require.Empty(t, read.CommitsUnmeasured, "a run that only reads has no commits to measure")
+
+	var table bytes.Buffer
+	require.NoError(t, r.WriteTable(&table))
+	require.Contains(t, table.String(), "note: writes/commit and commit not measured (runs that write: 1): the server's metrics could not be read: the token may not read /metrics")
+	require.Contains(t, htmlOf(t, r), "Note: writes/commit and commit not measured (runs that write: 1)")
+	raw, err := json.Marshal(r)
+	require.NoError(t, err)
+	require.Contains(t, string(raw), `"commits_unmeasured":"the token may not read /metrics`)
 }

@@ -3,6 +3,8 @@ package perf
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 )
@@ -67,11 +69,14 @@ var applyMetrics = map[string]func(*commitCounters, float64){
 	"ctxd_store_pending_changes":       func(c *commitCounters, v float64) { c.pending, c.hasPending = v, true },
 }
 
-// scrapeCommits reads the writer's counters; ok is false when the server
-// does not expose them (an old server, metrics not reachable).
-func scrapeCommits(c *httpConn) (cc commitCounters, ok bool) {
+// scrapeCommits reads the writer's counters; the error says why it could
+// not (a token that may not read /metrics, an old server without them).
+func scrapeCommits(c *httpConn) (cc commitCounters, err error) {
 	if err := c.expect(http.StatusOK, http.MethodGet, "/metrics", nil); err != nil {
-		return cc, false
+		if se := (*statusError)(nil); errors.As(err, &se) && se.status == http.StatusForbidden {
+			return cc, fmt.Errorf("the token may not read /metrics (the admin and metrics roles may): %w", err)
+		}
+		return cc, err
 	}
 	found := 0
 	sc := bufio.NewScanner(bytes.NewReader(c.body.Bytes()))
@@ -97,7 +102,10 @@ func scrapeCommits(c *httpConn) (cc commitCounters, ok bool) {
 			found++
 		}
 	}
-	return cc, found == len(commitMetrics)
+	if found != len(commitMetrics) {
+		return cc, errors.New("GET /metrics: the server has no ctxd_store_commits_total and the writer's other counters (a ctxd older than them)")
+	}
+	return cc, nil
 }
 
 // commitStats returns what happened between two scrapes (nil when nothing

@@ -88,6 +88,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if disturbed {
 		fmt.Fprintf(w, "  (!) other processes kept %.2f cores or more busy during the run: its numbers are lower than this machine can do\n", busyElsewhere)
 	}
+	for _, n := range r.commitNotes() {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
 	for _, x := range r.Runs {
 		if x.WindowExtended {
 			fmt.Fprintf(w, "note: %s: no request started in its %s window was answered by its end; the window was extended to %s, until one was: its numbers rest on %d (a longer --duration measures more)\n",
@@ -395,6 +398,28 @@ func (m *MemoryUse) perUnit() string {
 // beforeAndWhere is the memory before and where it was read, for the table.
 func (m *MemoryUse) beforeAndWhere() string {
 	return fmt.Sprintf("%s RSS, %s heap before; %s", byteSize(m.Before.RSSBytes), byteSize(m.Before.HeapBytes), processAbout(m.Process))
+}
+
+// commitNotes say why runs that write have blank writes/commit and
+// commit columns (runs[].commits_unmeasured), one note per reason: a
+// token that may not read /metrics left them blank with no word why.
+func (r *Report) commitNotes() []string {
+	var reasons []string
+	runs := map[string]int{}
+	for _, x := range r.Runs {
+		if x.CommitsUnmeasured == "" {
+			continue
+		}
+		if runs[x.CommitsUnmeasured] == 0 {
+			reasons = append(reasons, x.CommitsUnmeasured)
+		}
+		runs[x.CommitsUnmeasured]++
+	}
+	notes := make([]string, 0, len(reasons))
+	for _, why := range reasons {
+		notes = append(notes, fmt.Sprintf("writes/commit and commit not measured (runs that write: %d): the server's metrics could not be read: %s", runs[why], why))
+	}
+	return notes
 }
 
 // unmeasuredLine says, on a line of its own, why a growth was not

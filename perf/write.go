@@ -57,17 +57,23 @@ func (s *suite) measured(ctx context.Context, r Measurement, l load, after func(
 	}
 	mc := newHTTPConn(s.ep)
 	defer mc.Close()
-	before, haveMetrics := scrapeCommits(mc)
+	before, metricsErr := scrapeCommits(mc)
 	cpu := s.startCPUWatch()
 	res, err := runLoad(ctx, s.ep, l)
 	if err != nil {
 		return err
 	}
 	r.OtherCPUCores = cpu()
-	if haveMetrics {
-		if now, ok := scrapeCommits(mc); ok {
+	if metricsErr == nil {
+		var now commitCounters
+		if now, metricsErr = scrapeCommits(mc); metricsErr == nil {
 			r.Commits = commitStats(before, now)
 		}
+	}
+	if metricsErr != nil && r.Op != "get" && r.Op != "list" && r.Op != "history" {
+		// Its writes/commit and commit are blank: say why, once per
+		// reason in the table (a write token may not read /metrics).
+		r.CommitsUnmeasured = metricsErr.Error()
 	}
 	m := fillMeasurement(&r, l, res)
 	if after != nil {
