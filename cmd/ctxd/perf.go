@@ -76,7 +76,9 @@ runs, and times its open (cold page cache when root) and a restart after a
 crash (the write-ahead log's replay), with the server's memory after each.
 
 A run with errors (failed requests, missed events, a failed step) says so
-loudly and exits with code 1, after writing its reports.
+loudly and exits with code 1, after writing its reports; so does a run
+stopped by Ctrl-C or SIGTERM (its reports hold what was measured, marked
+interrupted).
 Compare two runs with 'ctxd perf compare OLD.json NEW.json'.`,
 		Args: cobra.ArbitraryArgs,
 	}
@@ -352,6 +354,12 @@ func (a *app) runPerf(ctx context.Context, cfg perf.Config, pf perfFlags) error 
 	fmt.Fprintf(a.stdout, "\nreports: %s\n         %s\n", jsonPath, htmlPath)
 	if pf.cpuProfile != "" {
 		fmt.Fprintf(a.stdout, "cpu profile: %s (go tool pprof -top %s)\n", pf.cpuProfile, pf.cpuProfile)
+	}
+	if runErr != nil && report.Interrupted && ctx.Err() != nil {
+		// Exit 1, as a stopped dump: the run is incomplete (watch and
+		// serve run until stopped, and exit 0). "context canceled"
+		// said nothing of why.
+		return fmt.Errorf("perf interrupted (Ctrl-C or SIGTERM): the reports above hold what was measured before the stop")
 	}
 	if runErr != nil {
 		return fmt.Errorf("perf stopped early: %w", runErr)

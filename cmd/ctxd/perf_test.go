@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -527,4 +528,47 @@ func TestPerfEtcdPeerWithoutCompareEtcd(t *testing.T) {
 	require.Equal(t, 2, r.code, r.stderr)
 	require.Contains(t, r.stderr, "--etcd-peer")
 	require.Contains(t, r.stderr, "--compare etcd")
+}
+
+// Ctrl-C stops a run: its reports are written, marked interrupted, and
+// it exits 1 (an incomplete run, as a stopped dump), saying it was
+// interrupted: it said "perf stopped early: context canceled".
+func TestPerfInterrupted(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, filepath.Join(t.TempDir(), "data"))
+	out := t.TempDir()
+	cmd := exec.Command(bin, "perf", "write-latency", "--target", srv.URL, "--warmup", "0s", "--duration", "1m", "--out", out)
+	cmd.Env = testEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	// Once a key is written, the request loop runs: stopped then, the
+	// run has a report.
+	require.Eventually(t, func() bool {
+		r := cli(t, nil, "", "ls", "-n", "perf-write", "--server", srv.URL, "--limit", "1")
+		return r.code == 0 && strings.Count(r.stdout, "\n") > 1
+	}, testkit.Deadline, 20*time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	select {
+	case <-done:
+	case <-time.After(testkit.Deadline):
+		t.Fatal("Ctrl-C did not stop the run")
+	}
+	require.Equal(t, 1, cmd.ProcessState.ExitCode(), stderr.String())
+	require.Contains(t, stdout.String(), "INTERRUPTED")
+	require.Contains(t, stderr.String(), "perf interrupted (Ctrl-C or SIGTERM): the reports above hold what was measured before the stop")
+	reports, err := filepath.Glob(filepath.Join(out, "*", "report.json"))
+	require.NoError(t, err)
+	require.Len(t, reports, 1)
+	raw, err := os.ReadFile(reports[0])
+	require.NoError(t, err)
+	var doc struct{ Interrupted bool }
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	require.True(t, doc.Interrupted)
 }
