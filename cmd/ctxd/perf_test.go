@@ -550,10 +550,10 @@ func TestPerfInterrupted(t *testing.T) {
 	}()
 	// Once a key is written, the request loop runs: stopped then, the
 	// run has a report.
-	require.Eventually(t, func() bool {
+	testkit.Eventually(t, func() bool {
 		r := cli(t, nil, "", "ls", "-n", "perf-write", "--server", srv.URL, "--limit", "1")
 		return r.code == 0 && strings.Count(r.stdout, "\n") > 1
-	}, testkit.Deadline, 20*time.Millisecond)
+	}, "the run wrote no key")
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	select {
 	case <-done:
