@@ -306,16 +306,32 @@ func checkKeepAlivesRacingWrites(t testing.TB, h Harness) {
 // key as it is then, or not found (a key deleted meanwhile): no other
 // error, never a conflict no request asked about; keepalives and patches
 // answer a deadline (a patch keeps the key's); each kind of request
-// applies at least once.
+// applies at least once (the race goes on past d until it has).
 func RaceWritesOfExpiringKeys(t testing.TB, backends []store.Backend, keys, writers int, d time.Duration) {
 	const kinds = 4 // put with a TTL, keepalive, patch, delete
 	var applied [kinds]atomic.Int64
-	end := time.Now().Add(d)
+	// The race runs d, and on until each kind of request has applied
+	// once (for at most a minute): on a loaded machine d may see only a
+	// few patches, all of them of keys a delete had just removed.
+	start := time.Now()
+	end, giveUp := start.Add(d), start.Add(d+time.Minute)
+	running := func() bool {
+		now := time.Now()
+		if now.Before(end) {
+			return true
+		}
+		for kind := range applied {
+			if applied[kind].Load() == 0 {
+				return now.Before(giveUp)
+			}
+		}
+		return false
+	}
 	var wg sync.WaitGroup
 	for g := range writers {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(g), 7))
-			for time.Now().Before(end) {
+			for running() {
 				b, key := backends[r.IntN(len(backends))], fmt.Sprint("k", r.IntN(keys))
 				var (
 					kind int
