@@ -194,10 +194,7 @@ func TestServeOnFilesItsUserCannotOpen(t *testing.T) {
 			require.NoError(t, os.Symlink(filepath.Join(elsewhere, dbFile), filepath.Join(data, dbFile)))
 			chownAdvice = "chown -R ctxd: " + elsewhere + " " + data + " && chmod -R u+rwX " + elsewhere + " " + data
 		}
-		p := testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
-		cliOK(t, []string{"CTXD_SERVER=" + p.URL}, "", "put", "a", "1")
-		p.Signal(syscall.SIGTERM)
-		require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+		serveAsServiceUser(t, exe, data, func(env []string) { cliOK(t, env, "", "put", "a", "1") })
 		require.NoError(t, os.Chown(filepath.Join(data, c.rootOwns), 0, 0))
 
 		_, err := testkit.StartServeErr(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
@@ -211,10 +208,9 @@ func TestServeOnFilesItsUserCannotOpen(t *testing.T) {
 
 		// As the advice says: the data are all there.
 		require.NoError(t, os.Chown(filepath.Join(data, c.rootOwns), serviceUser, serviceUser))
-		p = testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
-		assert.Equal(t, "1", strings.TrimSpace(cliOK(t, []string{"CTXD_SERVER=" + p.URL}, "", "get", "a")), c.name)
-		p.Signal(syscall.SIGTERM)
-		require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+		serveAsServiceUser(t, exe, data, func(env []string) {
+			assert.Equal(t, "1", strings.TrimSpace(cliOK(t, env, "", "get", "a")), c.name)
+		})
 	}
 }
 
@@ -230,10 +226,7 @@ func TestServeOnALogFolderItCannotWriteIn(t *testing.T) {
 	t.Parallel()
 	base, exe := openFolder(t)
 	data := serviceFolder(t, filepath.Join(base, "data"))
-	p := testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
-	cliOK(t, []string{"CTXD_SERVER=" + p.URL}, "", "put", "a", "1")
-	p.Signal(syscall.SIGTERM)
-	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+	serveAsServiceUser(t, exe, data, func(env []string) { cliOK(t, env, "", "put", "a", "1") })
 	wal := filepath.Join(data, "wal")
 	require.NoError(t, os.Chmod(wal, 0o500))
 
@@ -244,10 +237,9 @@ func TestServeOnALogFolderItCannotWriteIn(t *testing.T) {
 	assert.Contains(t, err.Error(), "exit status 1")
 
 	require.NoError(t, os.Chmod(wal, 0o700))
-	p = testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
-	assert.Equal(t, "1", strings.TrimSpace(cliOK(t, []string{"CTXD_SERVER=" + p.URL}, "", "get", "a")))
-	p.Signal(syscall.SIGTERM)
-	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
+	serveAsServiceUser(t, exe, data, func(env []string) {
+		assert.Equal(t, "1", strings.TrimSpace(cliOK(t, env, "", "get", "a")))
+	})
 }
 
 // A defrag in a data folder that has become read-only to the server's
@@ -407,4 +399,15 @@ func TestUnreadableConfigFilesNameTheFix(t *testing.T) {
 		assert.Contains(t, msg, "chgrp ctxd "+c.denied+" && chmod g+r "+c.denied, c.name)
 		assert.Contains(t, msg, "exit status 2", c.name)
 	}
+}
+
+// serveAsServiceUser starts the server on data as the service user, runs
+// use with the environment that names it to the CLI, and stops it
+// (SIGTERM: a clean stop).
+func serveAsServiceUser(t *testing.T, exe, data string, use func(env []string)) {
+	t.Helper()
+	p := testkit.StartServe(t, exe, data, testkit.ServeOptions{SysProcAttr: asServiceUser})
+	use([]string{"CTXD_SERVER=" + p.URL})
+	p.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, p.Wait(30*time.Second), p.Stderr.String())
 }
